@@ -1,0 +1,32 @@
+"""bayesphys: probabilistic (Bayesian) physics modelling on torch.
+
+Shared core: the :class:`Posterior` interface (:class:`GaussianPosterior`,
+:class:`SamplePosterior`), ArviZ export, metrics, devices and seeds. Components live in
+subpackages: ``gp_pde``, ``probconserv``, ``neural_process``, ``odil``, ``meta_fm``.
+"""
+
+from ._device import as_tensor, check_finite, resolve_device, resolve_dtype, seed_everything
+from ._model import FitResult, load_checkpoint, optimize, save_checkpoint
+from .inference_data import build_inference_data, load_netcdf, save_netcdf
+from .posterior import GaussianPosterior, Posterior, SamplePosterior
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "Posterior",
+    "GaussianPosterior",
+    "SamplePosterior",
+    "build_inference_data",
+    "save_netcdf",
+    "load_netcdf",
+    "FitResult",
+    "optimize",
+    "save_checkpoint",
+    "load_checkpoint",
+    "resolve_device",
+    "resolve_dtype",
+    "seed_everything",
+    "check_finite",
+    "as_tensor",
+]

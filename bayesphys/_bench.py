@@ -1,0 +1,158 @@
+"""Benchmark result files and the ``docs/benchmarks.md`` tables.
+
+``benchmarks/<component>.py`` scripts produce rows and call :func:`write_results`, which writes
+``benchmarks/results/<component>.json`` (format in ``docs/benchmarks.md``) and regenerates that
+component's table in ``docs/benchmarks.md`` between ``<!-- bench:<component> -->`` markers.
+A row is ``{"problem", "setting", "method", "metrics", "anchor"}``; ``anchor`` is ``None``
+or ``{"source", "metrics"}``; missed targets are kept, never dropped.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import platform
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["repo_root", "write_results", "render_table", "update_benchmarks_md", "bench_row"]
+
+
+def repo_root() -> Path:
+    """The source checkout holding ``benchmarks/`` (editable install or cwd)."""
+    here = Path(__file__).resolve().parents[1]
+    for cand in (here, Path.cwd()):
+        if (cand / "benchmarks").is_dir():
+            return cand
+    raise FileNotFoundError(
+        "benchmarks/: not found next to the package or in the current directory; run "
+        "benchmark commands from a source checkout"
+    )
+
+
+def bench_row(
+    problem: str,
+    method: str,
+    metrics: Mapping[str, float],
+    *,
+    setting: Mapping[str, Any] | None = None,
+    anchor: Mapping[str, Any] | None = None,
+    note: str | None = None,
+) -> dict[str, Any]:
+    """One result row; metric keys are lower-case (``rel_l2``, ``mse``, ``coverage90`` ...)."""
+    bad = [k for k in metrics if k != k.lower()]
+    if bad:
+        raise ValueError(f"metrics: keys must be lower-case, received {bad}")
+    row = {
+        "problem": problem,
+        "setting": dict(setting or {}),
+        "method": method,
+        "metrics": {k: (None if v is None else float(v)) for k, v in metrics.items()},
+        "anchor": dict(anchor) if anchor else None,
+    }
+    if note:
+        row["note"] = note
+    return row
+
+
+def write_results(
+    component: str,
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    quick: bool,
+    command: str,
+    out: str | Path | None = None,
+    device: str = "cpu",
+    extra: Mapping[str, Any] | None = None,
+    update_docs: bool | None = None,
+) -> Path:
+    """Write ``<out>/<component>.json``; full runs also refresh ``docs/benchmarks.md``."""
+    out_dir = Path(out) if out is not None else repo_root() / "benchmarks" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "component": component,
+        "command": command,
+        "quick": bool(quick),
+        "date": _dt.date.today().isoformat(),
+        "torch": torch.__version__.split("+")[0],
+        "python": platform.python_version(),
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
+        "rows": list(rows),
+    }
+    if extra:
+        payload.update(extra)
+    path = out_dir / f"{component}.json"
+    path.write_text(json.dumps(payload, indent=1, default=float) + "\n")
+    if update_docs is None:
+        update_docs = out is None
+    if update_docs:
+        update_benchmarks_md(component, payload)
+    return path
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, (int, float)):
+        if isinstance(v, float) and not math.isfinite(v):
+            return str(v)
+        a = abs(v)
+        if a == 0:
+            return "0"
+        if a >= 1e4 or a < 1e-3:
+            return f"{v:.2e}"
+        return f"{v:.4g}"
+    return str(v)
+
+
+def render_table(payload: Mapping[str, Any]) -> str:
+    """Markdown table: one line per row, ours beside the anchor's figure for each metric."""
+    rows = payload["rows"]
+    keys: list[str] = []
+    for r in rows:
+        for k in r["metrics"]:
+            if k not in keys:
+                keys.append(k)
+    head = ["problem", "setting", "method", *keys, "anchor"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        anc = r.get("anchor") or {}
+        am = anc.get("metrics", {}) if anc else {}
+        cells = [r["problem"], json.dumps(r.get("setting") or {})[1:-1] or "–", r["method"]]
+        for k in keys:
+            ours = _fmt(r["metrics"].get(k))
+            cells.append(f"{ours} ({_fmt(am[k])})" if k in am else ours)
+        cells.append(anc.get("source", "–") if anc else "–")
+        lines.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
+    notes = [f"- {r['problem']} / {r['method']}: {r['note']}" for r in rows if r.get("note")]
+    meta = (
+        f"Command: `{payload['command']}` · {payload['date']} · torch {payload['torch']} · "
+        f"{payload['device']} · {payload['threads']} threads · quick={payload['quick']}. "
+        "Anchor figures in parentheses."
+    )
+    return "\n".join([meta, "", *lines, *([""] + notes if notes else [])])
+
+
+def update_benchmarks_md(component: str, payload: Mapping[str, Any], docs: Path | None = None):
+    """Replace the ``<!-- bench:component -->`` block of ``docs/benchmarks.md``."""
+    path = docs or repo_root() / "docs" / "benchmarks.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    start, end = f"<!-- bench:{component} -->", f"<!-- /bench:{component} -->"
+    block = f"{start}\n{render_table(payload)}\n{end}"
+    if start in text and end in text:
+        pre, rest = text.split(start, 1)
+        _, post = rest.split(end, 1)
+        text = pre + block + post
+    else:
+        text = text.rstrip() + f"\n\n## {component}\n\n{block}\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path

@@ -1,0 +1,156 @@
+"""Device and dtype resolution, seeding.
+
+Every stochastic entry point in bayesphys takes ``device=``, ``dtype=`` and ``seed=``;
+this module turns those user-facing values into concrete torch objects with clear errors.
+
+Examples
+--------
+>>> from bayesphys import resolve_device, resolve_dtype
+>>> resolve_device("cpu")
+device(type='cpu')
+>>> resolve_dtype(None)
+torch.float64
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "resolve_device",
+    "resolve_dtype",
+    "seed_everything",
+    "make_generator",
+    "check_finite",
+    "as_tensor",
+]
+
+DeviceLike = "str | torch.device | None"
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """Turn ``device`` into a :class:`torch.device`.
+
+    ``None`` and ``"auto"`` pick ``cuda`` when a CUDA device is present, else ``cpu``.
+    Asking for CUDA where none is available raises ``ValueError`` instead of silently
+    falling back to the CPU.
+
+    Raises
+    ------
+    ValueError
+        unknown device string, or a CUDA device that is not available.
+    TypeError
+        ``device`` is neither ``str``, :class:`torch.device` nor ``None``.
+    """
+    if device is None or (isinstance(device, str) and device == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if isinstance(device, str):
+        try:
+            dev = torch.device(device)
+        except RuntimeError as err:
+            raise ValueError(
+                f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', received {device!r}"
+            ) from err
+    elif isinstance(device, torch.device):
+        dev = device
+    else:
+        raise TypeError(
+            f"device: expected str, torch.device or None, received {type(device).__name__}"
+        )
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device: {dev} was requested but CUDA is not available here")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device: {dev} was requested but only {torch.cuda.device_count()} "
+                "CUDA device(s) exist"
+            )
+    elif dev.type not in ("cpu", "mps", "meta"):
+        raise ValueError(f"device: unsupported device type {dev.type!r} (use 'cpu' or 'cuda')")
+    return dev
+
+
+def resolve_dtype(dtype: torch.dtype | str | None = None, default: torch.dtype = torch.float64):
+    """Return a floating torch dtype; ``None`` gives ``default`` (float64 for linear algebra)."""
+    if dtype is None:
+        return default
+    if isinstance(dtype, str):
+        name = dtype.removeprefix("torch.")
+        dt = getattr(torch, name, None)
+        if not isinstance(dt, torch.dtype):
+            raise ValueError(f"dtype: unknown dtype {dtype!r}")
+        dtype = dt
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype: expected torch.dtype, str or None, received {type(dtype).__name__}")
+    if not dtype.is_floating_point:
+        raise ValueError(f"dtype: expected a floating dtype, received {dtype}")
+    return dtype
+
+
+def seed_everything(seed: int | None) -> None:
+    """Seed python, numpy and torch (all devices). ``None`` leaves the state untouched."""
+    if seed is None:
+        return
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise TypeError(f"seed: expected int or None, received {type(seed).__name__}")
+    random.seed(int(seed))
+    np.random.seed(int(seed) % 2**32)
+    torch.manual_seed(int(seed))
+
+
+def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator | None:
+    """A :class:`torch.Generator` on ``device`` seeded with ``seed`` (``None`` -> ``None``)."""
+    if seed is None:
+        return None
+    gen = torch.Generator(device=torch.device(device))
+    gen.manual_seed(int(seed))
+    return gen
+
+
+def check_finite(name: str, value: Any) -> None:
+    """Raise ``ValueError`` naming ``name`` if ``value`` holds NaN or Inf."""
+    t = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
+    if t.is_floating_point() or t.is_complex():
+        bad = ~torch.isfinite(t)
+        if bool(bad.any()):
+            n = int(bad.sum())
+            raise ValueError(f"{name}: expected finite values, received {n} NaN/Inf entries")
+
+
+def as_tensor(
+    name: str,
+    value: Any,
+    *,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+    ndim: int | None = None,
+    finite: bool = True,
+) -> torch.Tensor:
+    """Convert ``value`` to a tensor with checks that name the argument.
+
+    Parameters
+    ----------
+    name: argument name used in error messages.
+    ndim: required number of dimensions (``None``: any).
+    finite: refuse NaN/Inf.
+    """
+    if isinstance(value, torch.Tensor):
+        t = value
+    else:
+        try:
+            t = torch.as_tensor(np.asarray(value))
+        except (TypeError, ValueError) as err:
+            raise TypeError(
+                f"{name}: expected a tensor or array, received {type(value).__name__}"
+            ) from err
+    if dtype is not None or device is not None:
+        t = t.to(dtype=dtype or t.dtype, device=device or t.device)
+    if ndim is not None and t.ndim != ndim:
+        raise ValueError(f"{name}: expected {ndim} dimensions, received shape {tuple(t.shape)}")
+    if finite:
+        check_finite(name, t)
+    return t

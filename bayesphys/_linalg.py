@@ -1,0 +1,220 @@
+r"""Structured square roots, solves and log-determinants of covariance operators.
+
+The shared core never densifies a structured covariance to sample from it or to take its
+marginals. This module dispatches on the ``linear_operator`` type:
+
+=====================================  ==========================================================
+operator                               root :math:`L` with :math:`L L^\top = \Sigma`
+=====================================  ==========================================================
+``DiagLinearOperator``                 :math:`\operatorname{diag}(\sqrt{d})`
+``LowRankRootAddedDiagLinearOperator`` :math:`[R,\ \operatorname{diag}(\sqrt{d})]` (``N x (k+N)``)
+``KroneckerProductLinearOperator``     :math:`L_1 \otimes \dots \otimes L_m`, per-factor Cholesky
+``KroneckerProductAddedDiagLinearOperator`` (constant diagonal)
+                                       :math:`(\otimes Q_i)(\otimes\Lambda_i + \sigma^2)^{1/2}`
+dense / anything else                  Cholesky in the operator's dtype (float64 advised)
+=====================================  ==========================================================
+
+All Kronecker products use the row-major (C-order) convention of ``torch.kron``: the last
+factor varies fastest, matching ``field.reshape(n_1, ..., n_m)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from linear_operator import to_dense, to_linear_operator
+from linear_operator.operators import (
+    ConstantDiagLinearOperator,
+    DiagLinearOperator,
+    KroneckerProductAddedDiagLinearOperator,
+    KroneckerProductLinearOperator,
+    LinearOperator,
+    LowRankRootAddedDiagLinearOperator,
+)
+from torch import Tensor
+
+__all__ = ["psd_cholesky", "StructuredRoot", "structured_root", "kron_matvec", "diagonal"]
+
+
+def psd_cholesky(a: Tensor, name: str = "covariance", max_tries: int = 6) -> Tensor:
+    """Cholesky factor of a symmetric PSD matrix ``a`` ``[*, n, n]`` with escalating jitter.
+
+    Jitter starts at ``1e-10`` (float64) or ``1e-6`` (float32) times the mean diagonal and grows
+    tenfold per try. Raises ``ValueError`` naming ``name`` if ``a`` is not PSD.
+    """
+    if a.shape[-1] != a.shape[-2]:
+        raise ValueError(f"{name}: expected a square matrix, received shape {tuple(a.shape)}")
+    a = 0.5 * (a + a.mT)
+    l, info = torch.linalg.cholesky_ex(a)
+    if not bool(info.any()):
+        return l
+    scale = a.diagonal(dim1=-2, dim2=-1).abs().mean(-1, keepdim=True).clamp_min(1e-300)
+    base = 1e-10 if a.dtype == torch.float64 else 1e-6
+    eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
+    for k in range(max_tries):
+        jit = (base * 10**k) * scale
+        l, info = torch.linalg.cholesky_ex(a + jit[..., None] * eye)
+        if not bool(info.any()):
+            return l
+    eig_min = float(torch.linalg.eigvalsh(a).min())
+    raise ValueError(
+        f"{name}: expected a positive semi-definite matrix, received one with smallest "
+        f"eigenvalue {eig_min:.3e} (Cholesky failed even with jitter {float(jit.max()):.1e})"
+    )
+
+
+def kron_matvec(factors: list[Tensor], z: Tensor) -> Tensor:
+    r"""Compute :math:`(A_1 \otimes \dots \otimes A_m) z` without forming the product.
+
+    ``factors[i]`` is ``[p_i, q_i]``; ``z`` is ``[*, q_1 * ... * q_m]``; returns
+    ``[*, p_1 * ... * p_m]``. Cost :math:`O(\sum_i p_i \prod_j q_j)`.
+    """
+    lead = z.shape[:-1]
+    qs = [f.shape[-1] for f in factors]
+    x = z.reshape(*lead, *qs)
+    nl = len(lead)
+    for i, f in enumerate(factors):
+        x = torch.movedim(torch.tensordot(x, f, dims=([nl + i], [1])), -1, nl + i)
+    return x.reshape(*lead, -1)
+
+
+def diagonal(cov: LinearOperator) -> Tensor:
+    """Diagonal ``[*batch, N]`` of a covariance operator, using its structure."""
+    if isinstance(cov, KroneckerProductLinearOperator):
+        d = None
+        for f in cov.linear_ops:
+            fd = f.diagonal()
+            d = fd if d is None else torch.kron(d, fd)
+        return d
+    if isinstance(cov, LowRankRootAddedDiagLinearOperator):
+        root = to_dense(cov._linear_op.root)
+        return root.pow(2).sum(-1) + cov._diag_tensor.diagonal()
+    return cov.diagonal()
+
+
+class StructuredRoot:
+    r"""A square root :math:`L` (``N x M``) of a covariance, with ``apply(z)`` = :math:`L z`.
+
+    ``apply`` maps base draws ``[*, *batch, M]`` to ``[*, *batch, N]``; ``logdet`` and
+    ``solve`` give :math:`\log|\Sigma|` and :math:`\Sigma^{-1} v` for Gaussian log densities.
+    """
+
+    def __init__(self, apply, base_dim: int, logdet, solve):
+        self.apply = apply
+        self.base_dim = base_dim
+        self.logdet = logdet
+        self.solve = solve
+
+
+def _dense_root(cov: LinearOperator | Tensor, name: str) -> StructuredRoot:
+    a = to_dense(cov)
+    chol = psd_cholesky(a, name)
+
+    def apply(z):
+        return (chol @ z.unsqueeze(-1)).squeeze(-1)
+
+    def logdet():
+        return 2 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+
+    def solve(v):
+        return torch.cholesky_solve(v.unsqueeze(-1), chol).squeeze(-1)
+
+    return StructuredRoot(apply, a.shape[-1], logdet, solve)
+
+
+def _diag_root(d: Tensor, name: str) -> StructuredRoot:
+    if bool((d < 0).any()):
+        raise ValueError(f"{name}: diagonal covariance has negative entries (min {float(d.min()):.3e})")
+    s = d.sqrt()
+    return StructuredRoot(
+        lambda z: s * z, d.shape[-1], lambda: d.log().sum(-1), lambda v: v / d
+    )
+
+
+def _lowrank_root(cov: LowRankRootAddedDiagLinearOperator, name: str) -> StructuredRoot:
+    r = to_dense(cov._linear_op.root)  # [*batch, N, k]
+    d = cov._diag_tensor.diagonal()  # [*batch, N]
+    if bool((d <= 0).any()):
+        raise ValueError(f"{name}: low-rank-plus-diagonal covariance needs a positive diagonal")
+    k = r.shape[-1]
+    # Woodbury: (D + R R^T)^{-1} = D^{-1} - D^{-1} R C^{-1} R^T D^{-1}, C = I + R^T D^{-1} R
+    rd = r / d.unsqueeze(-1)
+    cap = torch.eye(k, dtype=r.dtype, device=r.device) + r.mT @ rd
+    cap_chol = psd_cholesky(cap, name)
+
+    def apply(z):
+        return (r @ z[..., :k].unsqueeze(-1)).squeeze(-1) + d.sqrt() * z[..., k:]
+
+    def logdet():
+        return d.log().sum(-1) + 2 * cap_chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+
+    def solve(v):
+        w = (rd.mT @ v.unsqueeze(-1))
+        w = torch.cholesky_solve(w, cap_chol)
+        return v / d - (rd @ w).squeeze(-1)
+
+    return StructuredRoot(apply, k + d.shape[-1], logdet, solve)
+
+
+def _kron_root(factors: list[Tensor], name: str) -> StructuredRoot:
+    chols = [psd_cholesky(f, f"{name} (Kronecker factor {i})") for i, f in enumerate(factors)]
+    sizes = [f.shape[-1] for f in factors]
+    n = math.prod(sizes)
+
+    def apply(z):
+        return kron_matvec(chols, z)
+
+    def logdet():
+        return sum((n // s) * 2 * c.diagonal().log().sum() for s, c in zip(sizes, chols))
+
+    def solve(v):
+        eye = [torch.eye(s, dtype=v.dtype, device=v.device) for s in sizes]
+        inv = [torch.cholesky_solve(e, c) for e, c in zip(eye, chols)]
+        return kron_matvec(inv, v)
+
+    return StructuredRoot(apply, n, logdet, solve)
+
+
+def _kron_added_diag_root(cov: KroneckerProductAddedDiagLinearOperator, name: str):
+    factors = [to_dense(f) for f in cov._linear_op.linear_ops]
+    eigs = [torch.linalg.eigh(0.5 * (f + f.mT)) for f in factors]
+    lam = None
+    for e in eigs:
+        ev = e.eigenvalues.clamp_min(0)
+        lam = ev if lam is None else torch.kron(lam, ev)
+    total = lam + cov._diag_tensor.diagonal()[..., 0]
+    if bool((total <= 0).any()):
+        raise ValueError(f"{name}: Kronecker-plus-diagonal covariance is not positive definite")
+    qs = [e.eigenvectors for e in eigs]
+    qts = [q.mT for q in qs]
+
+    def apply(z):
+        return kron_matvec(qs, total.sqrt() * z)
+
+    def logdet():
+        return total.log().sum()
+
+    def solve(v):
+        return kron_matvec(qs, kron_matvec(qts, v) / total)
+
+    return StructuredRoot(apply, total.shape[-1], logdet, solve)
+
+
+def structured_root(cov: LinearOperator | Tensor, name: str = "covariance") -> StructuredRoot:
+    """Pick the cheapest exact square root for ``cov`` (see the module table)."""
+    if isinstance(cov, Tensor):
+        cov = to_linear_operator(cov)
+    if isinstance(cov, DiagLinearOperator):  # includes ConstantDiag
+        return _diag_root(cov.diagonal(), name)
+    if isinstance(cov, LowRankRootAddedDiagLinearOperator):
+        return _lowrank_root(cov, name)
+    if isinstance(cov, KroneckerProductLinearOperator) and cov.batch_shape == torch.Size():
+        return _kron_root([to_dense(f) for f in cov.linear_ops], name)
+    if (
+        isinstance(cov, KroneckerProductAddedDiagLinearOperator)
+        and cov.batch_shape == torch.Size()
+        and isinstance(cov._diag_tensor, ConstantDiagLinearOperator)
+    ):
+        return _kron_added_diag_root(cov, name)
+    return _dense_root(cov, name)

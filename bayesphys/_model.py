@@ -1,0 +1,168 @@
+"""Shared model plumbing: :class:`FitResult`, a guarded optimisation loop, checkpoints.
+
+Every component's ``fit`` returns a :class:`FitResult`. :func:`optimize` runs a step function
+with a tqdm progress bar, stops on a non-finite loss and restores the last good state, so a
+diverging fit never leaves a model full of NaNs.
+
+Example
+-------
+>>> import torch
+>>> from bayesphys import optimize
+>>> x = torch.nn.Parameter(torch.tensor(3.0))
+>>> opt = torch.optim.SGD([x], lr=0.1)
+>>> def step():
+...     opt.zero_grad(); loss = (x - 1) ** 2; loss.backward(); opt.step(); return loss
+>>> res = optimize(step, steps=200, params=[x], progress=False)
+>>> round(float(x), 3), res.converged
+(1.0, True)
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+__all__ = ["FitResult", "optimize", "save_checkpoint", "load_checkpoint", "DivergenceError"]
+
+
+class DivergenceError(RuntimeError):
+    """Raised (optionally) when a fit produces a non-finite loss."""
+
+
+@dataclass
+class FitResult:
+    """Outcome of a fit.
+
+    Attributes
+    ----------
+    loss_history: loss per step (floats).
+    seconds: wall time of the fit.
+    converged: whether the stopping criterion was met (``False`` after divergence).
+    steps: number of steps taken.
+    message: human-readable status ("converged", "max steps", "diverged at step k ...").
+    extra: component-specific figures (e.g. best checkpoint loss).
+    """
+
+    loss_history: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    converged: bool = False
+    steps: int = 0
+    message: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def final_loss(self) -> float:
+        return self.loss_history[-1] if self.loss_history else math.nan
+
+
+def _snapshot(params: Iterable[torch.Tensor] | torch.nn.Module | None):
+    if params is None:
+        return None
+    if isinstance(params, torch.nn.Module):
+        return copy.deepcopy(params.state_dict())
+    return [p.detach().clone() for p in params]
+
+
+def _restore(params, snap) -> None:
+    if params is None or snap is None:
+        return
+    if isinstance(params, torch.nn.Module):
+        params.load_state_dict(snap)
+        return
+    with torch.no_grad():
+        for p, s in zip(params, snap):
+            p.copy_(s)
+
+
+def optimize(
+    step: Callable[[], torch.Tensor | float],
+    *,
+    steps: int,
+    params: Iterable[torch.Tensor] | torch.nn.Module | None = None,
+    progress: bool = True,
+    desc: str = "fit",
+    tol: float | None = None,
+    patience: int = 1,
+    snapshot_every: int = 1,
+    raise_on_divergence: bool = False,
+) -> FitResult:
+    """Run ``step()`` up to ``steps`` times with progress, divergence guard and early stop.
+
+    Parameters
+    ----------
+    step: performs one optimisation step and returns the loss (before the update).
+    params: tensors or a module whose values are snapshotted every ``snapshot_every`` steps and
+        restored if a non-finite loss appears.
+    tol: stop when the relative loss change stays below ``tol`` for ``patience`` steps.
+    """
+    if steps < 0:
+        raise ValueError(f"steps: expected a non-negative int, received {steps}")
+    params = list(params) if params is not None and not isinstance(params, torch.nn.Module) else params
+    hist: list[float] = []
+    good = _snapshot(params)
+    t0 = time.perf_counter()
+    bar = tqdm(total=steps, desc=desc, disable=not progress, leave=False)
+    calm = 0
+    res = FitResult()
+    try:
+        for k in range(steps):
+            loss = step()
+            val = float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
+            if not math.isfinite(val):
+                _restore(params, good)
+                res.message = f"diverged at step {k} (loss {val}); restored the last good state"
+                if raise_on_divergence:
+                    raise DivergenceError(res.message)
+                break
+            hist.append(val)
+            if snapshot_every and k % snapshot_every == 0:
+                good = _snapshot(params)
+            bar.update(1)
+            if progress and k % 10 == 0:
+                bar.set_postfix(loss=f"{val:.4g}")
+            if tol is not None and len(hist) > 1:
+                rel = abs(hist[-2] - hist[-1]) / max(abs(hist[-2]), 1e-300)
+                calm = calm + 1 if rel < tol else 0
+                if calm >= patience:
+                    res.converged = True
+                    res.message = f"converged after {k + 1} steps"
+                    break
+        else:
+            res.converged = tol is None
+            res.message = res.message or f"max steps ({steps})"
+    finally:
+        bar.close()
+    res.loss_history = hist
+    res.steps = len(hist)
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def save_checkpoint(path: str | Path, *, kind: str, config: dict[str, Any], state: Any) -> Path:
+    """Save ``{"kind", "config", "state", "version"}`` with :func:`torch.save`."""
+    from . import __version__
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"kind": kind, "config": config, "state": state, "version": __version__}, path)
+    return path
+
+
+def load_checkpoint(path: str | Path, *, kind: str, map_location=None) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint`, checking its ``kind``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"path: no checkpoint at {path}")
+    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    if not isinstance(ckpt, dict) or ckpt.get("kind") != kind:
+        got = ckpt.get("kind") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(f"path: expected a {kind!r} checkpoint, received {got!r}")
+    return ckpt

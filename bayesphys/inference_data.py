@@ -1,0 +1,230 @@
+"""Export to ArviZ: the one module that knows which ArviZ is installed.
+
+bayesphys builds plain :class:`xarray.Dataset` groups with the ArviZ schema
+(``posterior``, ``posterior_predictive``, ``observed_data``, ``log_likelihood``,
+``sample_stats``, ``constant_data`` and any extra group such as ``prior_sbc``); draws carry
+``(chain, draw, *dims)``. On ArviZ 0.x (Python 3.10/3.11) the groups become an
+:class:`arviz.InferenceData`; on ArviZ >= 1 (Python >= 3.12) an :class:`xarray.DataTree`.
+netCDF files written by either are read by both.
+
+Example
+-------
+>>> import numpy as np
+>>> from bayesphys.inference_data import build_inference_data
+>>> idata = build_inference_data(posterior={"D": np.random.rand(2, 50)})
+>>> group_dataset(idata, "posterior")["D"].dims
+('chain', 'draw')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+__all__ = [
+    "ARVIZ_V1",
+    "build_inference_data",
+    "to_inference_data",
+    "group_dataset",
+    "hdi_bounds",
+    "save_netcdf",
+    "load_netcdf",
+    "SAMPLE_GROUPS",
+]
+
+ARVIZ_V1: bool = int(version("arviz").split(".")[0]) >= 1
+SAMPLE_GROUPS = ("posterior", "posterior_predictive", "log_likelihood", "sample_stats", "prior")
+"""Groups whose variables carry leading ``(chain, draw)`` dims."""
+
+
+def _np(value: Any) -> np.ndarray:
+    try:
+        import torch
+
+        if isinstance(value, torch.Tensor):
+            return value.detach().cpu().numpy()
+    except ImportError:  # pragma: no cover
+        pass
+    return np.asarray(value)
+
+
+def _dataset(
+    group: str,
+    variables: Mapping[str, Any],
+    coords: Mapping[str, Any],
+    dims: Mapping[str, list[str] | tuple[str, ...]],
+) -> xr.Dataset:
+    sample = group in SAMPLE_GROUPS
+    data_vars = {}
+    for name, value in variables.items():
+        arr = _np(value)
+        lead = ("chain", "draw") if sample else ()
+        if arr.ndim < len(lead):
+            raise ValueError(
+                f"{group}.{name}: expected leading (chain, draw) dims, received shape {arr.shape}"
+            )
+        rest = arr.ndim - len(lead)
+        vdims = tuple(dims.get(name, [f"{name}_dim_{i}" for i in range(rest)]))
+        if len(vdims) != rest:
+            raise ValueError(
+                f"dims[{name!r}]: expected {rest} names for shape {arr.shape} in group "
+                f"{group!r}, received {list(vdims)}"
+            )
+        data_vars[name] = (lead + vdims, arr)
+    used = {d for vd, _ in data_vars.values() for d in vd}
+    ds_coords = {}
+    for c, v in coords.items():
+        if c in used:
+            ds_coords[c] = _np(v)
+    ds = xr.Dataset(data_vars, coords=ds_coords)
+    if sample:
+        ds = ds.assign_coords(
+            chain=np.arange(ds.sizes["chain"]), draw=np.arange(ds.sizes["draw"])
+        )
+    for c in ds.dims:
+        if c in coords and ds.sizes[c] != len(_np(coords[c])):
+            raise ValueError(
+                f"coords[{c!r}]: expected length {ds.sizes[c]}, received {len(_np(coords[c]))}"
+            )
+    ds.attrs["created_by"] = "bayesphys"
+    return ds
+
+
+def _assemble(groups: dict[str, xr.Dataset]):
+    import arviz as az
+
+    if ARVIZ_V1:  # pragma: no cover - exercised on Python >= 3.12 only
+        return xr.DataTree.from_dict(groups)
+    return az.InferenceData(**groups)
+
+
+def build_inference_data(
+    *,
+    posterior: Mapping[str, Any] | None = None,
+    posterior_predictive: Mapping[str, Any] | None = None,
+    observed_data: Mapping[str, Any] | None = None,
+    log_likelihood: Mapping[str, Any] | None = None,
+    sample_stats: Mapping[str, Any] | None = None,
+    constant_data: Mapping[str, Any] | None = None,
+    extra_groups: Mapping[str, Mapping[str, Any]] | None = None,
+    coords: Mapping[str, Any] | None = None,
+    dims: Mapping[str, list[str] | tuple[str, ...]] | None = None,
+):
+    """Assemble ArviZ groups from tensors or arrays.
+
+    Variables in ``posterior``, ``posterior_predictive``, ``log_likelihood`` and
+    ``sample_stats`` are ``[chain, draw, *shape]``; ``observed_data`` and ``constant_data``
+    are ``[*shape]``. ``dims[name]`` names the non-sample dims of ``name`` (the same names in
+    ``posterior_predictive``/``log_likelihood`` and ``observed_data`` link them for
+    ``az.plot_ppc`` and ``az.loo``). Tensors are detached and copied to the CPU here, and only
+    here.
+    """
+    coords = dict(coords or {})
+    dims = dict(dims or {})
+    groups: dict[str, xr.Dataset] = {}
+    for gname, gvars in (
+        ("posterior", posterior),
+        ("posterior_predictive", posterior_predictive),
+        ("log_likelihood", log_likelihood),
+        ("sample_stats", sample_stats),
+        ("observed_data", observed_data),
+        ("constant_data", constant_data),
+        *((extra_groups or {}).items()),
+    ):
+        if gvars:
+            groups[gname] = _dataset(gname, gvars, coords, dims)
+    if not groups:
+        raise ValueError("build_inference_data: received no variables in any group")
+    return _assemble(groups)
+
+
+def to_inference_data(
+    posterior,
+    *,
+    dims=None,
+    coords=None,
+    observed=None,
+    num_samples: int = 1000,
+    num_chains: int = 1,
+    name: str = "u",
+    seed: int | None = None,
+    params: Mapping[str, Any] | None = None,
+):
+    """Export a :class:`~bayesphys.Posterior` (see ``Posterior.to_inference_data``)."""
+    if num_samples < 1 or num_chains < 1:
+        raise ValueError(
+            f"num_samples/num_chains: expected positive ints, received {num_samples}, {num_chains}"
+        )
+    draws = posterior._draws_for_export(num_chains, num_samples, seed)
+    nb, ne = len(posterior.batch_shape), len(posterior.event_shape)
+    if dims is None:
+        dims = [f"batch_{i}" for i in range(nb)] + [f"{name}_dim_{i}" for i in range(ne)]
+    dims = list(dims)
+    if len(dims) == ne and nb:
+        dims = [f"batch_{i}" for i in range(nb)] + dims
+    if len(dims) != nb + ne:
+        raise ValueError(
+            f"dims: expected {nb + ne} names (batch {tuple(posterior.batch_shape)} + event "
+            f"{tuple(posterior.event_shape)}), received {dims}"
+        )
+    all_dims = {name: dims}
+    post_vars = {name: draws}
+    for pname, pdraws in (params or {}).items():
+        arr = _np(pdraws)
+        if arr.shape[:2] != tuple(draws.shape[:2]):
+            raise ValueError(
+                f"params[{pname!r}]: expected leading (chain, draw) = {tuple(draws.shape[:2])}, "
+                f"received {arr.shape}"
+            )
+        post_vars[pname] = arr
+    obs = dict(observed or {})
+    return build_inference_data(
+        posterior=post_vars, observed_data=obs or None, coords=coords, dims=all_dims
+    )
+
+
+def group_dataset(idata, group: str) -> xr.Dataset:
+    """The :class:`xarray.Dataset` of ``group`` on either ArviZ."""
+    if ARVIZ_V1:  # pragma: no cover
+        return idata[group].to_dataset()
+    if group not in idata.groups():
+        raise KeyError(f"group: {group!r} not in {idata.groups()}")
+    return getattr(idata, group)
+
+
+def hdi_bounds(idata, var_name: str, prob: float = 0.94) -> tuple[np.ndarray, np.ndarray]:
+    """Highest-density interval ``(lower, upper)`` of posterior variable ``var_name``."""
+    import arviz as az
+
+    da = group_dataset(idata, "posterior")[[var_name]]
+    if ARVIZ_V1:  # pragma: no cover
+        res = az.hdi(da, prob=prob, dim=["chain", "draw"])[var_name]
+        return res.sel(ci_bound="lower").values, res.sel(ci_bound="upper").values
+    res = az.hdi(da, hdi_prob=prob)[var_name]
+    return res.sel(hdi="lower").values, res.sel(hdi="higher").values
+
+
+def save_netcdf(idata, path: str | Path) -> Path:
+    """Write ``idata`` to netCDF (h5netcdf engine); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if ARVIZ_V1:  # pragma: no cover
+        idata.to_netcdf(path, engine="h5netcdf")
+    else:
+        idata.to_netcdf(str(path), engine="h5netcdf")
+    return path
+
+
+def load_netcdf(path: str | Path):
+    """Read a file written by :func:`save_netcdf` (or any ArviZ netCDF file)."""
+    import arviz as az
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"path: no InferenceData file at {path}")
+    return az.from_netcdf(str(path), engine="h5netcdf")

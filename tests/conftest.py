@@ -1,0 +1,52 @@
+"""Shared fixtures: a ``device`` fixture (CPU, plus CUDA when present) and test markers.
+
+Set ``BAYESPHYS_TEST_DEVICE=cuda`` to run device-parametrised tests on CUDA only.
+"""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+import pytest
+import torch
+
+matplotlib.use("Agg")
+
+
+def _devices() -> list[str]:
+    forced = os.environ.get("BAYESPHYS_TEST_DEVICE")
+    if forced:
+        return [forced]
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=_devices())
+def device(request) -> torch.device:
+    """Each available device in turn."""
+    return torch.device(request.param)
+
+
+@pytest.fixture
+def cuda_device() -> torch.device:
+    """A CUDA device; the test is skipped where none exists."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    return torch.device("cuda")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(pytest.mark.skip(reason="no CUDA device"))
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    """Keep BLAS/torch to the 2 cores CI has, and restore the RNG state after each test."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(min(n, 2))
+    state = torch.random.get_rng_state()
+    yield
+    torch.random.set_rng_state(state)
+    torch.set_num_threads(n)
