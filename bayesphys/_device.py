@@ -85,7 +85,9 @@ def resolve_dtype(dtype: torch.dtype | str | None = None, default: torch.dtype =
             raise ValueError(f"dtype: unknown dtype {dtype!r}")
         dtype = dt
     if not isinstance(dtype, torch.dtype):
-        raise TypeError(f"dtype: expected torch.dtype, str or None, received {type(dtype).__name__}")
+        raise TypeError(
+            f"dtype: expected torch.dtype, str or None, received {type(dtype).__name__}"
+        )
     if not dtype.is_floating_point:
         raise ValueError(f"dtype: expected a floating dtype, received {dtype}")
     return dtype

@@ -125,11 +125,11 @@ def _dense_root(cov: LinearOperator | Tensor, name: str) -> StructuredRoot:
 
 def _diag_root(d: Tensor, name: str) -> StructuredRoot:
     if bool((d < 0).any()):
-        raise ValueError(f"{name}: diagonal covariance has negative entries (min {float(d.min()):.3e})")
+        raise ValueError(
+            f"{name}: diagonal covariance has negative entries (min {float(d.min()):.3e})"
+        )
     s = d.sqrt()
-    return StructuredRoot(
-        lambda z: s * z, d.shape[-1], lambda: d.log().sum(-1), lambda v: v / d
-    )
+    return StructuredRoot(lambda z: s * z, d.shape[-1], lambda: d.log().sum(-1), lambda v: v / d)
 
 
 def _lowrank_root(cov: LowRankRootAddedDiagLinearOperator, name: str) -> StructuredRoot:
@@ -150,7 +150,7 @@ def _lowrank_root(cov: LowRankRootAddedDiagLinearOperator, name: str) -> Structu
         return d.log().sum(-1) + 2 * cap_chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
 
     def solve(v):
-        w = (rd.mT @ v.unsqueeze(-1))
+        w = rd.mT @ v.unsqueeze(-1)
         w = torch.cholesky_solve(w, cap_chol)
         return v / d - (rd @ w).squeeze(-1)
 

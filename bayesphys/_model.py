@@ -105,7 +105,9 @@ def optimize(
     """
     if steps < 0:
         raise ValueError(f"steps: expected a non-negative int, received {steps}")
-    params = list(params) if params is not None and not isinstance(params, torch.nn.Module) else params
+    params = (
+        list(params) if params is not None and not isinstance(params, torch.nn.Module) else params
+    )
     hist: list[float] = []
     good = _snapshot(params)
     t0 = time.perf_counter()

@@ -76,21 +76,21 @@ def _dataset(
                 f"{group!r}, received {list(vdims)}"
             )
         data_vars[name] = (lead + vdims, arr)
-    used = {d for vd, _ in data_vars.values() for d in vd}
+    sizes: dict[str, int] = {}
+    for vd, arr in data_vars.values():
+        sizes.update(zip(vd, arr.shape))
     ds_coords = {}
     for c, v in coords.items():
-        if c in used:
-            ds_coords[c] = _np(v)
+        if c in sizes:
+            cv = _np(v)
+            if cv.ndim != 1 or len(cv) != sizes[c]:
+                raise ValueError(
+                    f"coords[{c!r}]: expected a 1-D array of length {sizes[c]}, received shape {cv.shape}"
+                )
+            ds_coords[c] = cv
     ds = xr.Dataset(data_vars, coords=ds_coords)
     if sample:
-        ds = ds.assign_coords(
-            chain=np.arange(ds.sizes["chain"]), draw=np.arange(ds.sizes["draw"])
-        )
-    for c in ds.dims:
-        if c in coords and ds.sizes[c] != len(_np(coords[c])):
-            raise ValueError(
-                f"coords[{c!r}]: expected length {ds.sizes[c]}, received {len(_np(coords[c]))}"
-            )
+        ds = ds.assign_coords(chain=np.arange(ds.sizes["chain"]), draw=np.arange(ds.sizes["draw"]))
     ds.attrs["created_by"] = "bayesphys"
     return ds
 

@@ -331,7 +331,9 @@ class GaussianPosterior(_PosteriorBase):
     def log_prob(self, value: Tensor) -> Tensor:
         """Gaussian log density of ``value`` ``[*, *batch, *event]`` -> ``[*, *batch]``."""
         if self._custom_root is not None:
-            raise NotImplementedError("GaussianPosterior.log_prob: not available with a custom root")
+            raise NotImplementedError(
+                "GaussianPosterior.log_prob: not available with a custom root"
+            )
         nev = len(self.event_shape)
         if tuple(value.shape[value.ndim - nev :]) != tuple(self.event_shape):
             raise ValueError(
@@ -435,7 +437,9 @@ class SamplePosterior(_PosteriorBase):
         return flat[idx].reshape(*shape, *flat.shape[1:])
 
     def rsample(self, sample_shape=torch.Size()) -> Tensor:
-        raise NotImplementedError("SamplePosterior.rsample: empirical draws are not reparameterisable")
+        raise NotImplementedError(
+            "SamplePosterior.rsample: empirical draws are not reparameterisable"
+        )
 
     def quantile(self, q) -> Tensor:
         """Empirical marginal quantiles ``[*q.shape, *batch, *event]`` (linear interpolation)."""
@@ -448,7 +452,9 @@ class SamplePosterior(_PosteriorBase):
         raise NotImplementedError("SamplePosterior.log_prob: no density for empirical draws")
 
     def to(self, device) -> SamplePosterior:
-        return SamplePosterior(self.draws.to(resolve_device(device)), event_ndim=len(self.event_shape))
+        return SamplePosterior(
+            self.draws.to(resolve_device(device)), event_ndim=len(self.event_shape)
+        )
 
     def _draws_for_export(self, num_chains: int, num_samples: int, seed: int | None) -> Tensor:
         # export the stored chains as they are (ESS and R-hat stay meaningful)

@@ -1,0 +1,237 @@
+"""The ``bayesphys`` command: ``list``, ``demo``, ``run``, ``bench``, ``calibrate``.
+
+Components plug in without touching this file:
+
+* ``bayesphys/<component>/_demo.py`` defines ``demo(out_dir, *, device, seed) -> list[dict]``;
+* ``bayesphys/examples/<name>.py`` defines ``DESCRIPTION`` and ``main(argv) -> dict``;
+* ``benchmarks/<component>.py`` (source checkout) defines ``main(argv) -> Path``;
+* ``bayesphys/<component>/_calibration.py`` defines ``calibrate_rows(quick, seed)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+COMPONENTS = ("gp_pde", "probconserv", "neural_process", "odil", "meta_fm")
+
+__all__ = ["main", "COMPONENTS"]
+
+
+def _component_module(component: str, hook: str):
+    """Import ``bayesphys.<component>.<hook>``; ``None`` if that component has not landed."""
+    if component not in COMPONENTS:
+        raise SystemExit(
+            f"COMPONENT: expected one of {', '.join(COMPONENTS)}, received {component!r}"
+        )
+    name = f"bayesphys.{component}.{hook}"
+    try:
+        if importlib.util.find_spec(f"bayesphys.{component}") is None:
+            return None
+        if importlib.util.find_spec(name) is None:
+            return None
+    except ModuleNotFoundError:
+        return None
+    return importlib.import_module(name)
+
+
+def _print_table(rows: list[dict]) -> None:
+    cols = ["component", "problem", "metric", "value", "target"]
+    cells = [[str(r.get(c, "")) if c != "value" else _fmt(r.get(c)) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
+    print("  ".join("-" * w for w in widths))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.3e}" if (v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e4)) else f"{v:.4f}"
+    return "" if v is None else str(v)
+
+
+def cmd_list(args) -> int:
+    from .examples import available
+
+    print("examples (bayesphys run NAME [--smoke]):")
+    for name, desc in sorted(available().items()):
+        print(f"  {name:24s} {desc}")
+    print("components (bayesphys demo / bench / calibrate):")
+    for comp in COMPONENTS:
+        state = []
+        for hook in ("_demo", "_calibration"):
+            state.append(f"{hook[1:]}:{'yes' if _component_module(comp, hook) else 'no'}")
+        bench = _bench_script(comp, must_exist=False)
+        state.append(f"bench:{'yes' if bench else 'no'}")
+        print(f"  {comp:24s} {' '.join(state)}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    import torch
+
+    from ._demo_core import demo as core_demo
+    from ._device import resolve_device, seed_everything
+
+    device = resolve_device(args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(args.seed)
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), args.threads or 64)))
+    rows: list[dict] = []
+    t0 = time.perf_counter()
+    rows += core_demo(out, device=device, seed=args.seed)
+    wanted = args.only or list(COMPONENTS)
+    failed = []
+    for comp in wanted:
+        mod = _component_module(comp, "_demo")
+        if mod is None:
+            rows.append(
+                {
+                    "component": comp,
+                    "problem": "-",
+                    "metric": "status",
+                    "value": "not landed yet",
+                    "target": None,
+                }
+            )
+            continue
+        t = time.perf_counter()
+        try:
+            rows += mod.demo(out, device=device, seed=args.seed)
+        except Exception as err:  # keep the other components' results
+            failed.append(comp)
+            rows.append(
+                {
+                    "component": comp,
+                    "problem": "-",
+                    "metric": "error",
+                    "value": f"{type(err).__name__}: {err}"[:120],
+                    "target": None,
+                }
+            )
+        else:
+            rows.append(
+                {
+                    "component": comp,
+                    "problem": "-",
+                    "metric": "seconds",
+                    "value": time.perf_counter() - t,
+                    "target": None,
+                }
+            )
+    _print_table(rows)
+    print(
+        f"\nwrote InferenceData (.nc) and plots (.png) to {out.resolve()} "
+        f"in {time.perf_counter() - t0:.1f} s"
+    )
+    return 1 if failed else 0
+
+
+def cmd_run(args, rest: list[str]) -> int:
+    from .examples import load
+
+    mod = load(args.example)
+    argv = list(rest)
+    if args.smoke:
+        argv.append("--smoke")
+    if args.device:
+        argv += ["--device", args.device]
+    if args.out:
+        argv += ["--out", args.out]
+    if args.seed is not None:
+        argv += ["--seed", str(args.seed)]
+    result = mod.main(argv)
+    if isinstance(result, dict):
+        for k, v in result.items():
+            print(f"{k}: {_fmt(v) if isinstance(v, float) else v}")
+    return 0
+
+
+def _bench_script(component: str, must_exist: bool = True) -> Path | None:
+    from ._bench import repo_root
+
+    try:
+        path = repo_root() / "benchmarks" / f"{component}.py"
+    except FileNotFoundError:
+        if must_exist:
+            raise
+        return None
+    if not path.exists():
+        if must_exist:
+            raise SystemExit(f"COMPONENT: no benchmark script at {path} (not landed yet)")
+        return None
+    return path
+
+
+def cmd_bench(args, rest: list[str]) -> int:
+    path = _bench_script(args.component)
+    spec = importlib.util.spec_from_file_location(f"_bayesphys_bench_{args.component}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    argv = list(rest)
+    if args.quick:
+        argv.append("--quick")
+    if args.out:
+        argv += ["--out", args.out]
+    if args.device:
+        argv += ["--device", args.device]
+    res = mod.main(argv)
+    print(f"results: {res}")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from .diagnostics.suite import run_calibration
+
+    path = run_calibration(args.component, quick=args.quick, out=args.out, seed=args.seed)
+    print(f"results: {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bayesphys", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list examples and components")
+    d = sub.add_parser("demo", help="run every component on a small embedded problem")
+    d.add_argument("--out", default="bayesphys-out")
+    d.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--threads", type=int, default=None)
+    d.add_argument("--only", nargs="*", choices=COMPONENTS, help="only these components")
+    r = sub.add_parser("run", help="run one example / inverse problem")
+    r.add_argument("example")
+    r.add_argument("--smoke", action="store_true")
+    r.add_argument("--device", default=None)
+    r.add_argument("--out", default=None)
+    r.add_argument("--seed", type=int, default=None)
+    b = sub.add_parser("bench", help="run a component's paper-table benchmark")
+    b.add_argument("component", choices=COMPONENTS)
+    b.add_argument("--quick", action="store_true")
+    b.add_argument("--out", default=None)
+    b.add_argument("--device", default=None)
+    c = sub.add_parser("calibrate", help="calibration suite (SBC, coverage, TARP) on a component")
+    c.add_argument("component", choices=COMPONENTS + ("core",))
+    c.add_argument("--quick", action="store_true")
+    c.add_argument("--out", default=None)
+    c.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command in ("run", "bench"):
+        return (cmd_run if args.command == "run" else cmd_bench)(args, rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return {"list": cmd_list, "demo": cmd_demo, "calibrate": cmd_calibrate}[args.command](args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,351 @@
+r"""Generalized porous medium equation (GPME) benchmark problems with exact solutions.
+
+The three one-parameter families of the ProbConserv benchmark (Hansen et al., ICML 2023,
+§4 and appendix; reference code ``amazon-science/probconserv``, ``deep_pdes/datasets/pme.py``):
+
+.. math::  u_t - \partial_x\big(k(u)\,u_x\big) = 0, \qquad F(u) = -k(u)\,u_x .
+
+============  =========================  ================  =================================
+problem       :math:`k(u)`               domain            exact solution
+============  =========================  ================  =================================
+diffusion     :math:`k` (constant)       x in [0, 2pi]     :math:`\sin(x) e^{-k t}` (periodic)
+pme           :math:`u^m`                x, t in [0, 1]    :math:`(m\,\mathrm{ReLU}(t-x))^{1/m}`
+stefan        :math:`1\{u \ge u^*\}`     x in [0,1], t in  :math:`1 - c_1\operatorname{erf}(x/2\sqrt t)`
+                                         [0, 0.1]          for :math:`x \le \alpha\sqrt t`, else 0
+============  =========================  ================  =================================
+
+The conserved quantity is :math:`U(t) = \int_\Omega u(t,x)\,dx = b(t)` with
+:math:`b(t) = U(0) + \int_0^t (F(u)|_{x_0} - F(u)|_{x_1})\,ds` (inflow minus outflow);
+:meth:`GPMEProblem.mass` gives it in closed form and :meth:`GPMEProblem.boundary_flux` gives
+the net inflow :math:`b'(t)`, so ``b`` can be rebuilt from boundary data
+(:func:`mass_from_fluxes`).
+
+Data design (paper): contexts are 10 times (one stratified uniform draw per tenth of the time
+range) x 10 sensor positions (sorted uniform, the same for every time) = 100 points; training
+targets are 10 x 10 sorted uniform points; evaluation on a 201 x 201 uniform grid.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from .._device import as_tensor, make_generator
+
+__all__ = [
+    "GPMEProblem",
+    "Diffusion",
+    "PorousMedium",
+    "Stefan",
+    "GPMEData",
+    "get_problem",
+    "make_dataset",
+    "sample_parameters",
+    "eval_grid",
+    "mass_from_fluxes",
+    "stefan_constants",
+    "stefan_front",
+]
+
+_F64 = torch.float64
+
+
+@dataclass(frozen=True)
+class GPMEProblem:
+    """Base class of a one-parameter GPME family.
+
+    Attributes
+    ----------
+    name: problem id (``"diffusion"``, ``"pme"``, ``"stefan"``).
+    param_name: name of the varied parameter (``k``, ``m``, ``u_star``).
+    x_range, t_range: domain.
+    train_range: the parameter is drawn ``U(train_range)`` for training functions.
+    test_params: the paper's test parameters; ``table_time``: the time of the paper's tables.
+    """
+
+    name: str = ""
+    param_name: str = ""
+    x_range: tuple[float, float] = (0.0, 1.0)
+    t_range: tuple[float, float] = (0.0, 1.0)
+    train_range: tuple[float, float] = (1.0, 2.0)
+    test_params: tuple[float, ...] = ()
+    table_time: float = 0.5
+
+    # -- to be overridden --------------------------------------------------------------------
+    def solution(self, t: Tensor, x: Tensor, param: Tensor) -> Tensor:
+        """Exact :math:`u(t, x; \\theta)`; ``t, x, param`` broadcast together."""
+        raise NotImplementedError
+
+    def mass(self, t: Tensor, param: Tensor) -> Tensor:
+        """Exact total mass :math:`b(t) = \\int u(t,x)\\,dx`; ``t, param`` broadcast."""
+        raise NotImplementedError
+
+    def boundary_flux(self, t: Tensor, param: Tensor) -> Tensor:
+        """Net inflow :math:`F|_{x_0} - F|_{x_1} = b'(t)` through the boundary."""
+        raise NotImplementedError
+
+    def diffusivity(self, u: Tensor, param: Tensor) -> Tensor:
+        """:math:`k(u)` (differentiable surrogate where :math:`k` jumps, used by SoftC)."""
+        raise NotImplementedError
+
+    # -- shared ------------------------------------------------------------------------------
+    def grid(self, n: int = 201) -> Tensor:
+        """Uniform spatial grid ``[n]`` including both endpoints (float64)."""
+        return torch.linspace(*self.x_range, n, dtype=_F64)
+
+    def setting(self, param: float) -> dict[str, float]:
+        """Benchmark setting dict, e.g. ``{"m": 3, "t": 0.5}``."""
+        p = float(param)
+        return {self.param_name: int(p) if p == int(p) else p, "t": self.table_time}
+
+
+def _f64(v) -> Tensor:
+    return torch.as_tensor(v, dtype=_F64)
+
+
+@dataclass(frozen=True)
+class Diffusion(GPMEProblem):
+    """Heat equation, :math:`u = \\sin(x)e^{-kt}` on :math:`[0, 2\\pi]` periodic, mass 0."""
+
+    name: str = "diffusion"
+    param_name: str = "k"
+    x_range: tuple[float, float] = (0.0, 2 * math.pi)
+    t_range: tuple[float, float] = (0.0, 1.0)
+    train_range: tuple[float, float] = (1.0, 5.0)
+    test_params: tuple[float, ...] = (1.0, 5.0)
+    table_time: float = 0.5
+
+    def solution(self, t, x, param):
+        return torch.sin(_f64(x)) * torch.exp(-_f64(param) * _f64(t))
+
+    def mass(self, t, param):
+        t, param = torch.broadcast_tensors(_f64(t), _f64(param))
+        return torch.zeros_like(t)
+
+    def boundary_flux(self, t, param):
+        # periodic: what leaves at 2*pi enters at 0
+        t, param = torch.broadcast_tensors(_f64(t), _f64(param))
+        return torch.zeros_like(t)
+
+    def diffusivity(self, u, param):
+        return torch.ones_like(u) * param
+
+
+@dataclass(frozen=True)
+class PorousMedium(GPMEProblem):
+    """PME :math:`k(u) = u^m`, :math:`u(t,0) = (mt)^{1/m}`, front at :math:`x = t`."""
+
+    name: str = "pme"
+    param_name: str = "m"
+    x_range: tuple[float, float] = (0.0, 1.0)
+    t_range: tuple[float, float] = (0.0, 1.0)
+    train_range: tuple[float, float] = (1.0, 6.0)
+    test_params: tuple[float, ...] = (1.0, 3.0, 6.0)
+    table_time: float = 0.5
+
+    def solution(self, t, x, param):
+        m = _f64(param)
+        return (m * torch.relu(_f64(t) - _f64(x))).pow(1.0 / m)
+
+    def mass(self, t, param):
+        m, t = _f64(param), _f64(t)
+        return m.pow(1 + 1 / m) / (m + 1) * t.clamp_min(0).pow(1 + 1 / m)
+
+    def boundary_flux(self, t, param):
+        # -u^m u_x at x = 0 equals (m t)^{1/m}; nothing reaches x = 1 before t = 1
+        m, t = _f64(param), _f64(t)
+        return (m * t.clamp_min(0)).pow(1 / m)
+
+    def diffusivity(self, u, param):
+        return u.clamp_min(0).pow(param)
+
+
+def stefan_constants(u_star: Tensor | float, iters: int = 200) -> tuple[Tensor, Tensor]:
+    r"""Stefan constants :math:`(\alpha, c_1)` for :math:`u^*` (vectorised bisection, float64).
+
+    :math:`z_1` solves :math:`u^*\operatorname{erf}(z) z e^{z^2} = (1-u^*)/\sqrt\pi`;
+    :math:`\alpha = 2 z_1`, :math:`c_1 = (1-u^*)/\operatorname{erf}(z_1)`.
+    """
+    us = _f64(u_star)
+    if bool(((us <= 0) | (us >= 1)).any()):
+        raise ValueError(f"u_star: expected values in (0, 1), received {us}")
+    rhs = (1 - us) / math.sqrt(math.pi)
+    lo, hi = torch.full_like(us, 1e-8), torch.full_like(us, 5.0)
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        f = us * torch.erf(mid) * mid * torch.exp(mid * mid) - rhs
+        lo = torch.where(f < 0, mid, lo)
+        hi = torch.where(f < 0, hi, mid)
+    z1 = 0.5 * (lo + hi)
+    return 2 * z1, (1 - us) / torch.erf(z1)
+
+
+def stefan_front(t: Tensor | float, u_star: Tensor | float) -> Tensor:
+    """Exact front (shock) position :math:`x^*(t) = \\alpha\\sqrt t`."""
+    alpha, _ = stefan_constants(u_star)
+    return alpha * _f64(t).clamp_min(0).sqrt()
+
+
+@dataclass(frozen=True)
+class Stefan(GPMEProblem):
+    """Stefan problem :math:`k(u) = 1\\{u \\ge u^*\\}`, :math:`u(t,0) = 1`, moving front."""
+
+    name: str = "stefan"
+    param_name: str = "u_star"
+    x_range: tuple[float, float] = (0.0, 1.0)
+    t_range: tuple[float, float] = (0.0, 0.1)
+    train_range: tuple[float, float] = (0.55, 0.7)
+    test_params: tuple[float, ...] = (0.5, 0.6)
+    table_time: float = 0.05
+    smooth: float = field(default=0.02, compare=False)
+
+    def solution(self, t, x, param):
+        t, x, p = torch.broadcast_tensors(_f64(t), _f64(x), _f64(param))
+        alpha, c1 = stefan_constants(p)
+        ts = t.clamp_min(1e-300).sqrt()
+        inside = (x <= alpha * ts) & (t > 0)
+        u = 1 - c1 * torch.erf(x / (2 * ts))
+        out = torch.where(inside, u, torch.zeros_like(u))
+        return torch.where((x == 0) & (t <= 0), torch.ones_like(u), out)
+
+    def mass(self, t, param):
+        _, c1 = stefan_constants(param)
+        return 2 * c1 * (_f64(t).clamp_min(0) / math.pi).sqrt()
+
+    def boundary_flux(self, t, param):
+        _, c1 = stefan_constants(param)
+        return c1 / (math.pi * _f64(t).clamp_min(1e-300)).sqrt()
+
+    def diffusivity(self, u, param):
+        # smooth surrogate of 1{u >= u*} for the SoftC residual (k_min = 0, k_max = 1)
+        return torch.sigmoid((u - param) / self.smooth)
+
+
+_PROBLEMS = {"diffusion": Diffusion, "pme": PorousMedium, "stefan": Stefan}
+
+
+def get_problem(name: str | GPMEProblem) -> GPMEProblem:
+    """Problem by id: ``"diffusion"``, ``"pme"`` or ``"stefan"``."""
+    if isinstance(name, GPMEProblem):
+        return name
+    if name not in _PROBLEMS:
+        raise ValueError(f"problem: expected one of {sorted(_PROBLEMS)}, received {name!r}")
+    return _PROBLEMS[name]()
+
+
+def mass_from_fluxes(problem: GPMEProblem, t: float, param: float, n: int = 4001) -> float:
+    r""":math:`b(t) = U(t_0) + \int_{t_0}^t b'(s)\,ds` by the midpoint rule on the fluxes.
+
+    (The Stefan inflow is :math:`\propto s^{-1/2}`; the substitution :math:`s = r^2` makes the
+    integrand smooth.)
+    """
+    t0 = problem.t_range[0]
+    r = torch.linspace(math.sqrt(max(t0, 0.0)), math.sqrt(t), n, dtype=_F64)
+    mid, dr = 0.5 * (r[1:] + r[:-1]), r[1:] - r[:-1]
+    integrand = problem.boundary_flux(mid * mid, param) * 2 * mid
+    u0 = problem.mass(t0, param)
+    return float(u0 + (integrand * dr).sum())
+
+
+@dataclass
+class GPMEData:
+    """A set of GPME functions (one PDE instance each).
+
+    Shapes: ``params [B]``, ``x_context [B, Nc, 2]`` (columns ``t, x``), ``y_context [B, Nc]``,
+    ``x_target [B, Nt, 2]``, ``y_target [B, Nt]`` (float64; exact solution values).
+    """
+
+    problem: GPMEProblem
+    params: Tensor
+    x_context: Tensor
+    y_context: Tensor
+    x_target: Tensor
+    y_target: Tensor
+
+    def __len__(self) -> int:
+        return int(self.params.shape[0])
+
+    def subset(self, idx) -> GPMEData:
+        """The functions ``idx`` (a slice, index tensor or list)."""
+        return GPMEData(
+            self.problem,
+            self.params[idx],
+            self.x_context[idx],
+            self.y_context[idx],
+            self.x_target[idx],
+            self.y_target[idx],
+        )
+
+
+def sample_parameters(problem: GPMEProblem, n: int, *, seed: int | None = None) -> Tensor:
+    """``n`` training parameters ``U(train_range)`` ``[n]`` (float64)."""
+    g = make_generator(seed)
+    lo, hi = problem.train_range
+    return lo + (hi - lo) * torch.rand(n, dtype=_F64, generator=g)
+
+
+def _sorted_uniform(b: int, n: int, lo: float, hi: float, g) -> Tensor:
+    return (lo + (hi - lo) * torch.rand(b, n, dtype=_F64, generator=g)).sort(-1).values
+
+
+def make_dataset(
+    problem: str | GPMEProblem,
+    n_functions: int | None = None,
+    *,
+    params: Tensor | list[float] | None = None,
+    seed: int | None = 0,
+    n_t_context: int = 10,
+    n_x_context: int = 10,
+    n_t_target: int = 10,
+    n_x_target: int = 10,
+    noise_std: float = 0.0,
+) -> GPMEData:
+    """Seeded functions with the paper's context design (generated on the fly).
+
+    Either ``n_functions`` training functions with parameters drawn ``U(train_range)``, or the
+    given ``params`` (one function each). Contexts: ``n_t_context`` stratified times x the same
+    ``n_x_context`` sorted uniform sensor positions; targets: sorted uniform ``n_t_target x
+    n_x_target``. ``noise_std`` adds Gaussian sensor noise to the contexts only.
+    """
+    prob = get_problem(problem)
+    if params is None:
+        if n_functions is None or n_functions < 1:
+            raise ValueError(f"n_functions: expected a positive int, received {n_functions}")
+        p = sample_parameters(prob, n_functions, seed=None if seed is None else seed + 7919)
+    else:
+        p = as_tensor("params", params, dtype=_F64).reshape(-1)
+    if noise_std < 0:
+        raise ValueError(f"noise_std: expected >= 0, received {noise_std}")
+    b = p.shape[0]
+    g = make_generator(seed)
+    t0, t1 = prob.t_range
+    x0, x1 = prob.x_range
+    # stratified times: one uniform draw in each of n_t_context equal bins
+    edges = torch.linspace(t0, t1, n_t_context + 1, dtype=_F64)
+    tc = edges[:-1] + (edges[1:] - edges[:-1]) * torch.rand(b, n_t_context, dtype=_F64, generator=g)
+    xc = _sorted_uniform(b, n_x_context, x0, x1, g)
+    tt = _sorted_uniform(b, n_t_target, t0, t1, g)
+    xt = _sorted_uniform(b, n_x_target, x0, x1, g)
+
+    def mesh(tv, xv):
+        tm = tv[:, :, None].expand(-1, -1, xv.shape[1])
+        xm = xv[:, None, :].expand(-1, tv.shape[1], -1)
+        return torch.stack([tm.reshape(b, -1), xm.reshape(b, -1)], -1)
+
+    xin_c, xin_t = mesh(tc, xc), mesh(tt, xt)
+    yc = prob.solution(xin_c[..., 0], xin_c[..., 1], p[:, None])
+    yt = prob.solution(xin_t[..., 0], xin_t[..., 1], p[:, None])
+    if noise_std > 0:
+        yc = yc + noise_std * torch.randn(yc.shape, dtype=_F64, generator=g)
+    return GPMEData(prob, p, xin_c, yc, xin_t, yt)
+
+
+def eval_grid(problem: str | GPMEProblem, t: float | None = None, n_x: int = 201) -> Tensor:
+    """Target inputs ``[n_x, 2]`` (``t, x``) on the uniform slice at time ``t`` (default table time)."""
+    prob = get_problem(problem)
+    tt = prob.table_time if t is None else float(t)
+    x = prob.grid(n_x)
+    return torch.stack([torch.full_like(x, tt), x], -1)

@@ -1,0 +1,62 @@
+"""The bayesphys command line."""
+
+from __future__ import annotations
+
+import json
+
+import arviz as az
+import pytest
+
+from bayesphys import cli
+from bayesphys._bench import bench_row, render_table, update_benchmarks_md, write_results
+from bayesphys.inference_data import group_dataset, load_netcdf
+
+
+def test_demo_core_writes_netcdf_and_png(tmp_path, capsys):
+    rc = cli.main(["demo", "--out", str(tmp_path), "--only"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "coverage95" in out and "rel_l2" in out
+    idata = load_netcdf(tmp_path / "core.nc")
+    summ = az.summary(idata, var_names=["u"], kind="stats")
+    assert summ.shape[0] == 101
+    assert (tmp_path / "core.png").stat().st_size > 1000
+    assert set(group_dataset(idata, "observed_data").data_vars) == {"y"}
+
+
+def test_list_runs(capsys):
+    assert cli.main(["list"]) == 0
+    assert "components" in capsys.readouterr().out
+
+
+def test_unknown_example_and_args():
+    with pytest.raises(ValueError, match="unknown example"):
+        cli.main(["run", "no-such-example"])
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "--bogus"])
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "nope"])
+
+
+def test_bench_results_and_markdown(tmp_path):
+    rows = [
+        bench_row(
+            "p",
+            "ours",
+            {"rel_l2": 1e-6, "seconds": 2.0},
+            anchor={"source": "paper T1", "metrics": {"rel_l2": 1e-5}},
+        )
+    ]
+    path = write_results(
+        "toy", rows, quick=True, command="bayesphys bench toy --quick", out=tmp_path
+    )
+    payload = json.loads(path.read_text())
+    assert payload["rows"][0]["metrics"]["rel_l2"] == 1e-6 and payload["quick"] is True
+    table = render_table(payload)
+    assert "1.00e-06 (1.00e-05)" in table and "paper T1" in table
+    md = tmp_path / "b.md"
+    update_benchmarks_md("toy", payload, docs=md)
+    update_benchmarks_md("toy", payload, docs=md)  # idempotent: one block
+    assert md.read_text().count("<!-- bench:toy -->") == 1
+    with pytest.raises(ValueError, match="lower-case"):
+        bench_row("p", "m", {"RelL2": 1.0})

@@ -1,0 +1,116 @@
+"""ArviZ export and netCDF round trips (mirrors bayesphys/inference_data.py)."""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bayesphys import GaussianPosterior, SamplePosterior
+from bayesphys._demo_core import linear_gaussian_problem, posterior_for
+from bayesphys.inference_data import (
+    build_inference_data,
+    group_dataset,
+    hdi_bounds,
+    load_netcdf,
+    save_netcdf,
+)
+
+
+def _full_idata(seed=0):
+    prob = linear_gaussian_problem(n=41, m=12, seed=seed)
+    post = posterior_for(prob["x"], prob["idx"], prob["y"], 0.1)
+    gen = torch.Generator().manual_seed(seed)
+    draws = post.sample((2, 200), generator=gen)
+    at = draws[..., prob["idx"]]
+    y_rep = at + 0.1 * torch.randn(at.shape, generator=gen, dtype=at.dtype)
+    ll = torch.distributions.Normal(at, 0.1).log_prob(prob["y"])
+    return build_inference_data(
+        posterior={"u": draws, "amp": draws.abs().amax(-1)},
+        posterior_predictive={"y": y_rep},
+        log_likelihood={"y": ll},
+        observed_data={"y": prob["y"]},
+        coords={"x": prob["x"], "sensor": prob["x"][prob["idx"]]},
+        dims={"u": ["x"], "y": ["sensor"]},
+    )
+
+
+def test_arviz_functions_work_on_export(tmp_path):
+    import matplotlib.pyplot as plt
+
+    idata = _full_idata()
+    summ = az.summary(idata, var_names=["amp"])
+    assert "mean" in summ.columns and summ.shape[0] == 1
+    lo, hi = hdi_bounds(idata, "u", 0.9)
+    assert lo.shape == (41,) and bool((lo <= hi).all())
+    loo = az.loo(idata)
+    assert np.isfinite(loo.elpd_loo)
+    az.plot_posterior(idata, var_names=["amp"])
+    az.plot_ppc(idata, num_pp_samples=20)
+    plt.close("all")
+    ds = group_dataset(idata, "posterior")
+    assert ds["u"].dims == ("chain", "draw", "x")
+    np.testing.assert_allclose(ds["x"].values, np.linspace(0, 1, 41))
+
+
+def test_netcdf_roundtrip_exact(tmp_path):
+    idata = _full_idata(seed=3)
+    path = save_netcdf(idata, tmp_path / "sub" / "a.nc")
+    back = load_netcdf(path)
+    for g in ("posterior", "posterior_predictive", "log_likelihood", "observed_data"):
+        xr.testing.assert_identical(group_dataset(idata, g), group_dataset(back, g))
+
+
+@settings(max_examples=10, deadline=None)
+@given(shape=st.lists(st.integers(1, 4), min_size=0, max_size=3), chains=st.integers(1, 3))
+def test_sample_posterior_roundtrip_any_shape(tmp_path_factory, shape, chains):
+    draws = torch.randn(chains, 5, *shape, dtype=torch.float64)
+    post = SamplePosterior(draws)
+    idata = post.to_inference_data(name="field")
+    path = save_netcdf(idata, tmp_path_factory.mktemp("nc") / "s.nc")
+    back = group_dataset(load_netcdf(path), "posterior")["field"].values
+    np.testing.assert_array_equal(back, draws.numpy())
+
+
+def test_gaussian_export_dims_coords_params():
+    post = GaussianPosterior(
+        torch.zeros(3, 4, dtype=torch.float64), torch.eye(12, dtype=torch.float64)
+    )
+    idata = post.to_inference_data(
+        dims=["x", "y"],
+        coords={"x": [0.0, 0.5, 1.0]},
+        num_samples=50,
+        num_chains=2,
+        seed=1,
+        params={"D": torch.rand(2, 50)},
+        observed={"obs": torch.ones(3)},
+    )
+    ds = group_dataset(idata, "posterior")
+    assert ds["u"].shape == (2, 50, 3, 4) and ds["D"].dims == ("chain", "draw")
+    assert group_dataset(idata, "observed_data")["obs"].shape == (3,)
+    again = post.to_inference_data(dims=["x", "y"], num_samples=50, num_chains=2, seed=1)
+    np.testing.assert_array_equal(group_dataset(again, "posterior")["u"].values, ds["u"].values)
+
+
+def test_export_bad_input():
+    post = GaussianPosterior(torch.zeros(3, dtype=torch.float64), torch.eye(3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="dims"):
+        post.to_inference_data(dims=["x", "y"])
+    with pytest.raises(ValueError, match="coords"):
+        post.to_inference_data(dims=["x"], coords={"x": [1.0, 2.0]})
+    with pytest.raises(ValueError, match="params"):
+        post.to_inference_data(num_samples=10, params={"D": torch.rand(1, 11)})
+    with pytest.raises(ValueError, match="no variables"):
+        build_inference_data()
+    with pytest.raises(FileNotFoundError):
+        load_netcdf("/nonexistent/file.nc")
+
+
+def test_export_detaches_grad_tensors():
+    x = torch.randn(1, 10, 2, requires_grad=True)
+    idata = build_inference_data(posterior={"x": x * 2})
+    assert group_dataset(idata, "posterior")["x"].shape == (1, 10, 2)

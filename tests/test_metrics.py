@@ -1,0 +1,115 @@
+"""Tests of bayesphys.metrics against closed forms and independent computations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.stats
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bayesphys import GaussianPosterior
+from bayesphys.metrics import (
+    calibration_curve,
+    conservation_error,
+    crps_gaussian,
+    crps_samples,
+    gaussian_nll,
+    interval_coverage,
+    mmd,
+    mse,
+    relative_l2,
+    wasserstein,
+)
+
+
+def test_relative_l2_and_mse():
+    t = torch.tensor([3.0, 4.0])
+    assert float(relative_l2(t * 1.1, t)) == pytest.approx(0.1)
+    assert float(mse(t + 1, t)) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="pred/truth"):
+        relative_l2(t, torch.ones(3))
+
+
+def test_gaussian_nll_matches_scipy():
+    m, v, y = torch.tensor([0.0, 1.0]), torch.tensor([1.0, 4.0]), torch.tensor([0.5, -1.0])
+    ref = -scipy.stats.norm(m.numpy(), np.sqrt(v.numpy())).logpdf(y.numpy()).mean()
+    assert float(gaussian_nll(m, v, y)) == pytest.approx(ref, rel=1e-6)
+    with pytest.raises(ValueError, match="var"):
+        gaussian_nll(m, torch.zeros(2), y)
+
+
+@settings(max_examples=15, deadline=None)
+@given(mu=st.floats(-3, 3), sd=st.floats(0.2, 3), y=st.floats(-4, 4))
+def test_crps_gaussian_matches_sample_crps(mu, sd, y):
+    gen = torch.Generator().manual_seed(0)
+    s = mu + sd * torch.randn(40000, 1, generator=gen, dtype=torch.float64)
+    closed = crps_gaussian(torch.tensor([mu]), torch.tensor([sd]), torch.tensor([y]))
+    emp = crps_samples(s, torch.tensor([y], dtype=torch.float64))
+    assert float(emp) == pytest.approx(float(closed), rel=0.03, abs=0.01)
+
+
+def test_crps_samples_bruteforce():
+    gen = torch.Generator().manual_seed(1)
+    s = torch.randn(30, 2, generator=gen, dtype=torch.float64)
+    y = torch.tensor([0.3, -0.2], dtype=torch.float64)
+    brute = (s - y).abs().mean(0) - 0.5 * (s[:, None] - s[None]).abs().mean((0, 1))
+    torch.testing.assert_close(crps_samples(s, y), brute.mean())
+
+
+def test_interval_coverage_and_curve():
+    y = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    assert float(interval_coverage(torch.full((4,), 0.5), torch.full((4,), 2.5), y)) == 0.5
+    with pytest.raises(ValueError, match="lower <= upper"):
+        interval_coverage(torch.ones(4), torch.zeros(4), y)
+    gen = torch.Generator().manual_seed(2)
+    truth = torch.randn(4000, generator=gen, dtype=torch.float64)
+    post = GaussianPosterior(
+        torch.zeros(4000, dtype=torch.float64),
+        __import__("linear_operator").operators.DiagLinearOperator(
+            torch.ones(4000, dtype=torch.float64)
+        ),
+    )
+    nominal, observed = calibration_curve(post, truth)
+    assert float((nominal - observed).abs().max()) < 0.04
+    # an overconfident set of samples under-covers
+    samples = 0.3 * torch.randn(500, 4000, generator=gen, dtype=torch.float64)
+    _, obs2 = calibration_curve(samples, truth, levels=[0.9])
+    assert float(obs2[0]) < 0.5
+
+
+def test_conservation_error():
+    w = torch.tensor([0.5, 1.0, 0.5])
+    u = torch.tensor([[1.0, 1.0, 1.0], [2.0, 2.0, 2.0]])
+    torch.testing.assert_close(
+        conservation_error(u, w, torch.tensor(2.0)), torch.tensor([0.0, 2.0])
+    )
+    with pytest.raises(ValueError, match="weights"):
+        conservation_error(u, torch.ones(4), 1.0)
+
+
+def test_wasserstein_exact_cases():
+    x = torch.tensor([[0.0], [1.0]])
+    assert float(wasserstein(x, x + 2.0, p=1)) == pytest.approx(2.0)
+    assert float(wasserstein(x, x + 2.0, p=2)) == pytest.approx(2.0)
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(50, 1, generator=gen, dtype=torch.float64)
+    b = torch.randn(50, 1, generator=gen, dtype=torch.float64) + 1
+    # 1-D exact W1 equals scipy's
+    ref = scipy.stats.wasserstein_distance(a[:, 0].numpy(), b[:, 0].numpy())
+    assert float(wasserstein(a, b, p=1)) == pytest.approx(ref, rel=1e-8)
+    with pytest.raises(ValueError, match="dimensions"):
+        wasserstein(torch.zeros(3, 2), torch.zeros(3, 3))
+    with pytest.raises(ValueError, match="x: expected finite"):
+        wasserstein(torch.tensor([[float("nan")]]), x)
+
+
+def test_mmd_zero_for_same_and_positive_for_shift():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(100, 2, generator=gen)
+    assert float(mmd(x, x)) == pytest.approx(0.0, abs=1e-6)
+    assert float(mmd(x, x + 3)) > 0.1
+    assert math.isfinite(float(mmd(x, torch.randn(80, 2, generator=gen))))

@@ -1,0 +1,64 @@
+"""The shared fit loop and checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bayesphys import FitResult, load_checkpoint, optimize, save_checkpoint
+from bayesphys._model import DivergenceError
+
+
+def test_optimize_converges_and_records():
+    x = torch.nn.Parameter(torch.tensor(3.0))
+    opt = torch.optim.SGD([x], lr=0.1)
+
+    def step():
+        opt.zero_grad()
+        loss = (x - 1) ** 2
+        loss.backward()
+        opt.step()
+        return loss
+
+    res = optimize(step, steps=500, params=[x], progress=False, tol=1e-10)
+    assert isinstance(res, FitResult) and res.converged
+    assert res.steps == len(res.loss_history) < 500
+    assert abs(float(x) - 1) < 1e-3 and res.seconds > 0
+
+
+def test_optimize_restores_last_good_state_on_nan():
+    m = torch.nn.Linear(2, 1)
+    calls = {"n": 0}
+
+    def step():
+        calls["n"] += 1
+        with torch.no_grad():
+            m.weight.add_(1.0)
+        return torch.tensor(float("nan")) if calls["n"] == 5 else torch.tensor(1.0)
+
+    res = optimize(step, steps=10, params=m, progress=False)
+    assert not res.converged and "diverged at step 4" in res.message
+    # snapshot taken after step 4 (index 3): weight was incremented 4 times; NaN step undone
+    assert res.steps == 4
+    w_after_4 = m.weight.clone()
+    with pytest.raises(DivergenceError):
+        optimize(
+            lambda: torch.tensor(float("inf")),
+            steps=3,
+            params=m,
+            progress=False,
+            raise_on_divergence=True,
+        )
+    torch.testing.assert_close(m.weight, w_after_4)
+
+
+def test_checkpoint_roundtrip(tmp_path):
+    p = save_checkpoint(tmp_path / "m.pt", kind="toy", config={"a": 1}, state={"w": torch.ones(2)})
+    ck = load_checkpoint(p, kind="toy")
+    assert ck["config"] == {"a": 1} and torch.equal(ck["state"]["w"], torch.ones(2))
+    with pytest.raises(ValueError, match="expected a 'other' checkpoint"):
+        load_checkpoint(p, kind="other")
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "none.pt", kind="toy")
+    with pytest.raises(ValueError, match="steps"):
+        optimize(lambda: 0.0, steps=-1)

@@ -1,0 +1,231 @@
+"""Tests of the shared posterior interface (mirrors bayesphys/posterior.py)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from linear_operator import to_dense
+from linear_operator.operators import (
+    DenseLinearOperator,
+    DiagLinearOperator,
+    KroneckerProductLinearOperator,
+    LowRankRootAddedDiagLinearOperator,
+    LowRankRootLinearOperator,
+)
+
+from bayesphys import GaussianPosterior, Posterior, SamplePosterior
+
+D = torch.float64
+
+
+def _spd(n: int, gen: torch.Generator) -> torch.Tensor:
+    a = torch.randn(n, n, generator=gen, dtype=D)
+    return a @ a.T / n + 0.1 * torch.eye(n, dtype=D)
+
+
+def _structured(kind: str, sizes: tuple[int, ...], gen: torch.Generator):
+    if kind == "dense":
+        return DenseLinearOperator(_spd(math.prod(sizes), gen))
+    if kind == "diag":
+        return DiagLinearOperator(torch.rand(math.prod(sizes), generator=gen, dtype=D) + 0.1)
+    if kind == "lowrank":
+        n = math.prod(sizes)
+        root = torch.randn(n, 2, generator=gen, dtype=D)
+        return LowRankRootAddedDiagLinearOperator(
+            LowRankRootLinearOperator(root),
+            DiagLinearOperator(torch.rand(n, generator=gen, dtype=D) + 0.1),
+        )
+    return KroneckerProductLinearOperator(*[DenseLinearOperator(_spd(s, gen)) for s in sizes])
+
+
+KINDS = ["dense", "diag", "lowrank", "kron"]
+
+
+def test_protocol_membership():
+    g = GaussianPosterior(torch.zeros(3, dtype=D), torch.eye(3, dtype=D))
+    s = SamplePosterior(torch.randn(2, 10, 3))
+    assert isinstance(g, Posterior) and isinstance(s, Posterior)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_shapes(kind, device):
+    gen = torch.Generator().manual_seed(0)
+    cov = _structured(kind, (3, 4), gen).to(device)
+    post = GaussianPosterior(torch.zeros(3, 4, dtype=D, device=device), cov)
+    assert post.sample((7, 2)).shape == (7, 2, 3, 4)
+    assert post.sample((7, 2)).device.type == device.type
+    assert post.quantile([0.1, 0.5, 0.9]).shape == (3, 3, 4)
+    assert post.variance.shape == (3, 4)
+    assert post.log_prob(torch.zeros(5, 3, 4, dtype=D, device=device)).shape == (5,)
+    lo, hi = post.interval(0.9)
+    assert bool((lo < hi).all())
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    kind=st.sampled_from(KINDS),
+    n1=st.integers(2, 4),
+    n2=st.integers(2, 4),
+    seed=st.integers(0, 10_000),
+)
+def test_structured_matches_dense(kind, n1, n2, seed):
+    """log_prob and variance agree with the densified covariance; samples have the right law."""
+    gen = torch.Generator().manual_seed(seed)
+    cov = _structured(kind, (n1, n2), gen)
+    dense = to_dense(cov)
+    mean = torch.randn(n1 * n2, generator=gen, dtype=D)
+    post = GaussianPosterior(mean.reshape(n1, n2), cov)
+    ref = torch.distributions.MultivariateNormal(mean, covariance_matrix=dense)
+    x = torch.randn(4, n1 * n2, generator=gen, dtype=D)
+    torch.testing.assert_close(
+        post.log_prob(x.reshape(4, n1, n2)), ref.log_prob(x), rtol=1e-8, atol=1e-8
+    )
+    torch.testing.assert_close(post.variance.reshape(-1), dense.diagonal(), rtol=1e-10, atol=1e-12)
+    # the root reproduces the covariance exactly: L L^T = Sigma
+    root = post._get_root()
+    eye = torch.eye(root.base_dim, dtype=D)
+    l_mat = root.apply(eye).mT  # columns L e_j
+    torch.testing.assert_close(l_mat @ l_mat.mT, dense, rtol=1e-8, atol=1e-8)
+
+
+@settings(max_examples=8, deadline=None)
+@given(kind=st.sampled_from(KINDS), seed=st.integers(0, 1000))
+def test_sample_moments_match(kind, seed):
+    gen = torch.Generator().manual_seed(seed)
+    cov = _structured(kind, (2, 3), gen)
+    mean = torch.randn(2, 3, generator=gen, dtype=D)
+    post = GaussianPosterior(mean, cov)
+    s = post.sample((20000,), generator=gen)
+    se = post.stddev / math.sqrt(20000)
+    assert bool(((s.mean(0) - mean).abs() < 5 * se).all())
+    torch.testing.assert_close(s.var(0), post.variance, rtol=0.08, atol=1e-3)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 1000), q=st.lists(st.floats(0.01, 0.99), min_size=2, max_size=6))
+def test_quantiles_monotone(seed, q):
+    gen = torch.Generator().manual_seed(seed)
+    q = sorted(set(q))
+    g = GaussianPosterior(torch.randn(5, generator=gen, dtype=D), _spd(5, gen))
+    s = SamplePosterior(torch.randn(2, 200, 5, generator=gen, dtype=D))
+    for post in (g, s):
+        qs = post.quantile(q)
+        assert bool((qs[1:] >= qs[:-1]).all())
+
+
+def test_interval_covers_draws():
+    gen = torch.Generator().manual_seed(1)
+    post = GaussianPosterior(torch.zeros(50, dtype=D), _spd(50, gen))
+    s = post.sample((4000,), generator=gen)
+    lo, hi = post.interval(0.95)
+    frac = ((s >= lo) & (s <= hi)).double().mean()
+    assert abs(float(frac) - 0.95) < 0.01
+
+
+def test_rsample_has_gradient_and_base_samples():
+    mean = torch.zeros(3, dtype=D, requires_grad=True)
+    post = GaussianPosterior(mean, torch.eye(3, dtype=D))
+    post.rsample((4,)).sum().backward()
+    assert mean.grad is not None and torch.allclose(mean.grad, torch.full((3,), 4.0, dtype=D))
+    z = torch.randn(2, 3, dtype=D)
+    torch.testing.assert_close(post.rsample(base_samples=z), z)
+    with pytest.raises(ValueError, match="base_samples"):
+        post.rsample(base_samples=torch.randn(2, 4, dtype=D))
+
+
+def test_batch_shape():
+    cov = torch.eye(4, dtype=D).expand(3, 4, 4)
+    post = GaussianPosterior(torch.zeros(3, 4, dtype=D), cov, event_shape=(4,))
+    assert post.batch_shape == (3,) and post.event_shape == (4,)
+    assert post.sample((2,)).shape == (2, 3, 4)
+    assert post.log_prob(torch.zeros(3, 4, dtype=D)).shape == (3,)
+
+
+def test_seeded_sampling_reproduces():
+    post = GaussianPosterior(torch.zeros(6, dtype=D), torch.eye(6, dtype=D))
+    a = post.sample((3,), generator=torch.Generator().manual_seed(5))
+    b = post.sample((3,), generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
+
+
+def test_custom_root():
+    # rank-one covariance v v^T sampled via a custom pathwise root
+    v = torch.tensor([1.0, 2.0, 3.0], dtype=D)
+    post = GaussianPosterior(
+        torch.zeros(3, dtype=D),
+        torch.outer(v, v),
+        validate=False,
+        root=lambda z: z * v,
+        root_dim=1,
+    )
+    s = post.sample((5,))
+    torch.testing.assert_close(s[:, 1], 2 * s[:, 0])
+    with pytest.raises(NotImplementedError):
+        post.log_prob(torch.zeros(3, dtype=D))
+
+
+def test_sample_posterior_moments_and_errors():
+    draws = torch.randn(4, 500, 3, 2, dtype=D)
+    post = SamplePosterior(draws, event_ndim=1)
+    assert post.batch_shape == (3,) and post.event_shape == (2,)
+    torch.testing.assert_close(post.mean, draws.reshape(-1, 3, 2).mean(0))
+    assert post.sample((10,)).shape == (10, 3, 2)
+    with pytest.raises(NotImplementedError):
+        post.rsample()
+    with pytest.raises(NotImplementedError):
+        post.log_prob(torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="draws"):
+        SamplePosterior(torch.tensor([[1.0, float("nan")]]))
+    with pytest.raises(ValueError, match="event_ndim"):
+        SamplePosterior(draws, event_ndim=5)
+
+
+def test_bad_input_messages():
+    with pytest.raises(ValueError, match=r"covariance: expected shape \(3, 3\)"):
+        GaussianPosterior(torch.zeros(3, dtype=D), torch.eye(4, dtype=D))
+    with pytest.raises(ValueError, match="covariance: expected a positive semi-definite"):
+        GaussianPosterior(torch.zeros(2, dtype=D), torch.tensor([[1.0, 2.0], [2.0, 1.0]], dtype=D))
+    with pytest.raises(ValueError, match="mean: expected finite"):
+        GaussianPosterior(torch.tensor([0.0, float("nan")], dtype=D), torch.eye(2, dtype=D))
+    with pytest.raises(ValueError, match="covariance: expected finite"):
+        GaussianPosterior(
+            torch.zeros(2, dtype=D), torch.tensor([[1.0, 0.0], [0.0, float("inf")]], dtype=D)
+        )
+    with pytest.raises(TypeError, match="mean"):
+        GaussianPosterior([0.0, 1.0], torch.eye(2))
+    with pytest.raises(ValueError, match="symmetric"):
+        GaussianPosterior(torch.zeros(2, dtype=D), torch.tensor([[1.0, 0.5], [0.0, 1.0]], dtype=D))
+    with pytest.raises(ValueError, match="non-negative"):
+        GaussianPosterior(
+            torch.zeros(2, dtype=D), DiagLinearOperator(torch.tensor([1.0, -1.0], dtype=D))
+        )
+    post = GaussianPosterior(torch.zeros(2, dtype=D), torch.eye(2, dtype=D))
+    with pytest.raises(ValueError, match="q: expected probabilities"):
+        post.quantile(1.5)
+    with pytest.raises(ValueError, match="level"):
+        post.interval(95)
+    with pytest.raises(ValueError, match="value: expected trailing shape"):
+        post.log_prob(torch.zeros(3, dtype=D))
+    with pytest.raises(ValueError, match="device"):
+        post.to("tpu")
+
+
+def test_to_cpu_roundtrip():
+    post = GaussianPosterior(torch.zeros(2, dtype=D), torch.eye(2, dtype=D)).to("cpu")
+    assert post.device.type == "cpu"
+
+
+@pytest.mark.gpu
+def test_cuda_gaussian_and_sample(cuda_device):
+    gen = torch.Generator().manual_seed(0)
+    cov = _structured("kron", (5, 6), gen).to(cuda_device)
+    post = GaussianPosterior(torch.zeros(5, 6, dtype=D, device=cuda_device), cov)
+    s = post.sample((100,))
+    assert s.device.type == "cuda" and post.variance.device.type == "cuda"
+    assert post.log_prob(s).device.type == "cuda"
+    sp = SamplePosterior(s.unsqueeze(0))
+    assert sp.quantile(0.5).device.type == "cuda"
