@@ -14,50 +14,20 @@ coverage against the known truth.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
 
 from .inference_data import build_inference_data, save_netcdf
 from .metrics import crps_gaussian, interval_coverage, relative_l2
-from .posterior import GaussianPosterior
+from .problems.linear_gaussian import (  # noqa: F401  (re-exported for older imports)
+    ConjugateGaussianField,
+    linear_gaussian_problem,
+    log_marginal_likelihood,
+    posterior_for,
+)
 
-__all__ = ["linear_gaussian_problem", "demo"]
-
-
-def linear_gaussian_problem(
-    n: int = 101, m: int = 30, noise: float = 0.1, seed: int = 0, device: torch.device | str = "cpu"
-):
-    """Grid ``x [n]``, truth ``u [n]``, sensor indices ``idx [m]`` and data ``y [m]``."""
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.linspace(0, 1, n, dtype=torch.float64)
-    u = torch.sin(2 * math.pi * x) + 0.5 * torch.sin(6 * math.pi * x)
-    idx = torch.sort(torch.randperm(n, generator=gen)[:m]).values
-    y = u[idx] + noise * torch.randn(m, generator=gen, dtype=torch.float64)
-    return {k: v.to(device) for k, v in dict(x=x, u=u, idx=idx, y=y).items()}
-
-
-def log_marginal_likelihood(x, idx, y, noise: float, lengthscale: float) -> float:
-    """:math:`\\log \\mathcal N(y \\mid 0, H K H^\top + \\sigma^2 I)` for a lengthscale."""
-    xo = x[idx]
-    koo = torch.exp(-0.5 * (xo[:, None] - xo[None, :]) ** 2 / lengthscale**2)
-    koo = koo + noise**2 * torch.eye(len(idx), dtype=x.dtype, device=x.device)
-    mvn = torch.distributions.MultivariateNormal(torch.zeros_like(y), covariance_matrix=koo)
-    return float(mvn.log_prob(y))
-
-
-def posterior_for(x, idx, y, noise: float, lengthscale: float = 0.08, outputscale: float = 1.0):
-    """Exact GP posterior over the grid given sensor data (a :class:`GaussianPosterior`)."""
-    k = outputscale * torch.exp(-0.5 * (x[:, None] - x[None, :]) ** 2 / lengthscale**2)
-    kxo = k[:, idx]
-    koo = k[idx][:, idx] + noise**2 * torch.eye(len(idx), dtype=x.dtype, device=x.device)
-    chol = torch.linalg.cholesky(koo)
-    a = torch.cholesky_solve(kxo.mT, chol)  # [m, n]
-    mean = (a.mT @ y[:, None]).squeeze(-1)
-    cov = k - kxo @ a
-    cov = 0.5 * (cov + cov.mT) + 1e-9 * torch.eye(len(x), dtype=x.dtype, device=x.device)
-    return GaussianPosterior(mean, cov)
+__all__ = ["linear_gaussian_problem", "posterior_for", "demo"]
 
 
 def demo(out_dir: Path, *, device: torch.device, seed: int = 0) -> list[dict]:

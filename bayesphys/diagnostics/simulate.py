@@ -1,0 +1,247 @@
+r"""The simulation loop shared by SBC, coverage and TARP.
+
+For :math:`i = 1..N` simulated problems with true object :math:`\theta_i` (a parameter vector or a
+field, ``[*event]``) and data :math:`y_i`, the inference function returns a posterior
+:math:`p(\theta \mid y_i)`; we keep, for ``K`` scalar summaries :math:`s_k` (parameters, probe
+values, total mass, front position ...),
+
+* the true summaries :math:`t_{ik} = s_k(\theta_i)` — ``truth [N, K]``;
+* :math:`L` posterior draws of each summary :math:`s_k(\theta_{ij})` — ``draws [N, L, K]``;
+* optionally the pointwise coverage of the field's central intervals at nominal ``levels`` —
+  ``field_coverage [N, len(levels)]`` (the field calibration curve, averaged over the grid).
+
+A summary is a callable mapping a batch of fields ``[*S, *event]`` to ``[*S]``. The callables are
+applied to the truth (``S = ()``) and to the draws (``S = (L,)``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..posterior import Posterior
+
+__all__ = [
+    "SimulationRecord",
+    "simulate_and_infer",
+    "posterior_draws",
+    "default_summaries",
+    "probe",
+    "total_mass",
+    "front_position",
+    "DEFAULT_LEVELS",
+]
+
+DEFAULT_LEVELS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+Summary = Callable[[Tensor], Tensor]
+
+
+@dataclass
+class SimulationRecord:
+    """Truth and posterior draws of ``K`` summaries over ``N`` simulated problems.
+
+    Attributes
+    ----------
+    names: the ``K`` summary names.
+    truth: ``[N, K]`` true summaries :math:`s_k(\\theta_i)`.
+    draws: ``[N, L, K]`` posterior draws of the summaries.
+    levels: nominal levels of ``field_coverage``.
+    field_coverage: ``[N, len(levels)]`` pointwise coverage of the field's central intervals
+        (``None`` when not requested).
+    seconds: wall time of simulation + inference + drawing.
+    """
+
+    names: list[str]
+    truth: Tensor
+    draws: Tensor
+    levels: tuple[float, ...] = DEFAULT_LEVELS
+    field_coverage: Tensor | None = None
+    seconds: float = 0.0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_sims(self) -> int:
+        return self.truth.shape[0]
+
+    @property
+    def n_draws(self) -> int:
+        return self.draws.shape[1]
+
+
+def probe(index: int | Sequence[int]) -> Summary:
+    """Summary: the field value at a grid index (``int`` for 1-D, a tuple for n-D events).
+
+    ``[*S, *event] -> [*S]``.
+    """
+    idx = (index,) if isinstance(index, int) else tuple(index)
+
+    def f(u: Tensor) -> Tensor:
+        return u[(..., *idx)]
+
+    return f
+
+
+def total_mass(weights: Tensor | float = 1.0, event_ndim: int = 1) -> Summary:
+    r"""Summary: :math:`\sum_x w_x u(x)` over the last ``event_ndim`` dims (quadrature ``w``).
+
+    ``[*S, *event] -> [*S]``.
+    """
+
+    def f(u: Tensor) -> Tensor:
+        w = torch.as_tensor(weights, dtype=u.dtype, device=u.device)
+        dims = tuple(range(-event_ndim, 0))
+        return (u * w).sum(dim=dims)
+
+    return f
+
+
+def front_position(x: Tensor, level: float = 0.5) -> Summary:
+    r"""Summary: the largest grid coordinate where a 1-D field still exceeds ``level``.
+
+    :math:`x_f = \max\{x_j : u(x_j) \ge c\}` refined by linear interpolation to the next point
+    (``x[0]`` when no point exceeds ``c``). ``u [*S, n] -> [*S]``; ``x [n]`` increasing.
+    """
+
+    def f(u: Tensor) -> Tensor:
+        xs = x.to(u)
+        above = u >= level
+        n = u.shape[-1]
+        ar = torch.arange(n, device=u.device)
+        last = torch.where(above, ar, torch.full_like(ar, -1)).amax(-1)
+        j = last.clamp(0, n - 2)
+        u0 = u.gather(-1, j[..., None])[..., 0]
+        u1 = u.gather(-1, (j + 1)[..., None])[..., 0]
+        t = ((u0 - level) / (u0 - u1).where((u0 - u1).abs() > 0, torch.ones_like(u0))).clamp(0, 1)
+        pos = xs[j] + t * (xs[j + 1] - xs[j])
+        pos = torch.where(last < 0, xs[0].expand_as(pos), pos)
+        return torch.where(last >= n - 1, xs[-1].expand_as(pos), pos)
+
+    return f
+
+
+def default_summaries(event_shape: torch.Size, max_elements: int = 16) -> dict[str, Summary]:
+    """Every element of a small parameter vector as its own summary (``theta_0``, ...).
+
+    Refuses events with more than ``max_elements`` elements: pass field summaries instead.
+    """
+    n = math.prod(event_shape)
+    if n > max_elements:
+        raise ValueError(
+            f"summaries: an event of shape {tuple(event_shape)} ({n} elements) needs explicit "
+            f"field summaries (probe, total_mass, front_position), received none"
+        )
+    if len(event_shape) == 0:
+        return {"theta": lambda u: u}
+    out = {}
+    for flat in range(n):
+        idx = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), tuple(event_shape)))
+        out["theta_" + "_".join(map(str, idx))] = probe(idx)
+    return out
+
+
+def posterior_draws(post: Posterior | Tensor, n_draws: int, generator=None) -> Tensor:
+    """``L`` draws ``[L, *event]`` from a ``Posterior`` or an array of draws ``[L', *event]``.
+
+    Stored draws (a tensor, or a ``SamplePosterior``) are thinned evenly to ``L`` rather than
+    resampled, so that no draw is repeated (repeated draws create rank ties). Pass
+    (approximately) independent draws: autocorrelated MCMC draws bias SBC towards rejection.
+    """
+    from ..posterior import SamplePosterior
+
+    if isinstance(post, SamplePosterior):
+        post = post.draws.reshape(-1, *post.draws.shape[2:])
+    if isinstance(post, Tensor):
+        if post.shape[0] < n_draws:
+            raise ValueError(
+                f"n_draws: expected at most {post.shape[0]} (the draws given), received {n_draws}"
+            )
+        idx = torch.linspace(0, post.shape[0] - 1, n_draws, device=post.device).round().long()
+        return post[idx]
+    if not isinstance(post, Posterior):
+        raise TypeError(
+            f"infer: expected a Posterior or a tensor of draws, received {type(post).__name__}"
+        )
+    return post.sample((n_draws,), generator=generator)
+
+
+def _field_coverage(post, draws: Tensor, truth: Tensor, levels: Sequence[float]) -> Tensor:
+    """Pointwise coverage of central intervals over the grid, one value per level."""
+    out = []
+    for lv in levels:
+        if isinstance(post, Posterior) and not isinstance(post, Tensor):
+            lo, hi = post.interval(lv)
+        else:
+            q = torch.tensor([(1 - lv) / 2, (1 + lv) / 2], dtype=draws.dtype, device=draws.device)
+            lo, hi = torch.quantile(draws, q, dim=0)
+        out.append(((truth >= lo) & (truth <= hi)).double().mean())
+    return torch.stack(out)
+
+
+def simulate_and_infer(
+    simulate: Callable[..., tuple[Any, Any]],
+    infer: Callable[[Any], Posterior | Tensor],
+    summaries: Mapping[str, Summary] | None = None,
+    *,
+    n_sims: int,
+    n_draws: int,
+    seed: int = 0,
+    field_levels: Sequence[float] | None = DEFAULT_LEVELS,
+) -> SimulationRecord:
+    """Simulate ``N`` problems, infer each, and record summaries of truth and ``L`` draws.
+
+    Parameters
+    ----------
+    simulate:
+        ``simulate(n, seed=seed) -> (theta, data)``: ``theta [n, *event]`` drawn from the prior
+        and ``data`` indexable by problem (``data[i]``: a tensor with leading ``n`` or a list).
+    infer:
+        ``infer(data[i]) -> Posterior | Tensor`` (draws ``[L', *event]``) for one problem.
+    summaries:
+        ``{name: f}`` with ``f: [*S, *event] -> [*S]``; default: every element of a small
+        parameter vector (:func:`default_summaries`).
+    n_sims, n_draws:
+        ``N`` problems, ``L`` posterior draws each (ranks take ``L + 1`` values).
+    field_levels:
+        nominal levels for the field calibration curve; ``None`` skips it.
+
+    Returns a :class:`SimulationRecord` with ``truth [N, K]`` and ``draws [N, L, K]``.
+    """
+    if n_sims < 2 or n_draws < 1:
+        raise ValueError(
+            f"n_sims/n_draws: expected n_sims >= 2 and n_draws >= 1, received {n_sims}, {n_draws}"
+        )
+    t0 = time.perf_counter()
+    theta, data = simulate(n_sims, seed=seed)
+    theta = torch.as_tensor(theta)
+    if theta.shape[0] != n_sims:
+        raise ValueError(
+            f"simulate: expected theta with leading dim {n_sims}, received {tuple(theta.shape)}"
+        )
+    summaries = dict(summaries or default_summaries(theta.shape[1:]))
+    names = list(summaries)
+    gen = torch.Generator(device=theta.device).manual_seed(int(seed) + 7919)
+    truths, draws_all, fcov = [], [], []
+    for i in range(n_sims):
+        post = infer(data[i])
+        d = posterior_draws(post, n_draws, generator=gen if not isinstance(post, Tensor) else None)
+        t_i = theta[i].to(d)
+        truths.append(torch.stack([summaries[k](t_i) for k in names]).reshape(len(names)))
+        draws_all.append(torch.stack([summaries[k](d).reshape(n_draws) for k in names], -1))
+        if field_levels is not None:
+            fcov.append(_field_coverage(post, d, t_i, field_levels))
+    truth = torch.stack(truths).detach().double().cpu()
+    draws = torch.stack(draws_all).detach().double().cpu()
+    return SimulationRecord(
+        names=names,
+        truth=truth,
+        draws=draws,
+        levels=tuple(field_levels or ()),
+        field_coverage=torch.stack(fcov).cpu() if fcov else None,
+        seconds=time.perf_counter() - t0,
+    )

@@ -1,0 +1,382 @@
+"""Executors for :func:`~bayesphys.distributed.fit_many`: run one function over many tasks.
+
+bayesphys schedules nothing itself. A *runner* wraps an existing engine and yields
+``(index, ok, value)`` as tasks finish, in completion order:
+
+* ``"sequential"`` — in this process, one after the other (the reference for equality tests);
+* ``None`` / ``"local"`` / ``"processes"`` — :class:`concurrent.futures.ProcessPoolExecutor`
+  with the ``spawn`` start method (safe with torch and CUDA);
+* ``"ray"`` — Ray tasks (``ray.remote(num_cpus=threads_per_worker)``); a local Ray instance is
+  started when none is running and shut down afterwards;
+* ``"dask"`` — a :class:`dask.distributed.Client`: the current default client, or a
+  ``LocalCluster`` started (and closed) here;
+* any object with ``submit(fn, *args)`` returning futures (``concurrent.futures`` executors,
+  ``dask.distributed.Client``, ``mpi4py.futures.MPIPoolExecutor``) or with ``imap_unordered`` /
+  ``map`` (``multiprocessing.Pool``, ``ray.util.multiprocessing.Pool``). Objects passed in are
+  never shut down here.
+
+Each worker limits torch, OpenMP and BLAS to ``threads_per_worker`` threads
+(:func:`limit_threads`) so ``workers x threads`` does not oversubscribe the cores.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import functools
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+__all__ = ["limit_threads", "resolve_runner", "Runner", "EXECUTOR_NAMES"]
+
+EXECUTOR_NAMES = ("sequential", "local", "processes", "ray", "dask")
+_THREAD_ENV = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+
+def limit_threads(n: int | None) -> dict[str, Any] | None:
+    """Limit torch intra-op threads, OpenMP/BLAS pools and the thread env vars to ``n``.
+
+    Returns the previous settings (for :func:`_restore_threads`), or ``None`` when ``n`` is
+    ``None`` (nothing changed).
+    """
+    if n is None:
+        return None
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"threads_per_worker: expected a positive int or None, received {n}")
+    import torch
+
+    prev: dict[str, Any] = {"torch": torch.get_num_threads(), "env": {}}
+    for var in _THREAD_ENV:
+        prev["env"][var] = os.environ.get(var)
+        os.environ[var] = str(n)
+    torch.set_num_threads(n)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        prev["pools"] = threadpool_limits(limits=n)
+    except ImportError:  # pragma: no cover - threadpoolctl ships with scipy/sklearn stacks
+        prev["pools"] = None
+    return prev
+
+
+def _restore_threads(prev: dict[str, Any] | None) -> None:
+    if prev is None:
+        return
+    import torch
+
+    torch.set_num_threads(prev["torch"])
+    for var, val in prev["env"].items():
+        if val is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = val
+    if prev.get("pools") is not None:
+        prev["pools"].restore_original_limits()
+
+
+def _init_worker(threads: int | None) -> None:
+    """Process-pool initializer: limit threads once per worker process."""
+    limit_threads(threads)
+
+
+def _call_indexed(fn: Callable[[Any], Any], item: tuple[int, Any]) -> tuple[int, Any]:
+    i, task = item
+    return i, fn(task)
+
+
+Event = tuple[int, bool, Any]
+"""``(task index, ok, result or exception)``."""
+
+
+class Runner:
+    """Base runner: ``run(fn, tasks)`` yields :data:`Event` in completion order."""
+
+    name = "runner"
+    workers: int | None = None
+
+    def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any]) -> Iterator[Event]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what this runner started (never a user-supplied executor)."""
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class SequentialRunner(Runner):
+    """In-process, in order; threads limited per task and restored afterwards."""
+
+    name = "sequential"
+    workers = 1
+
+    def __init__(self, threads: int | None) -> None:
+        self.threads = threads
+
+    def run(self, fn, tasks):
+        for i, task in enumerate(tasks):
+            prev = limit_threads(self.threads)
+            try:
+                yield i, True, fn(task)
+            except Exception as err:  # noqa: BLE001 - reported per task
+                yield i, False, err
+            finally:
+                _restore_threads(prev)
+
+
+def _poll(futures: dict[Any, int], wait_any: Callable | None) -> Iterator[Event]:
+    pending = dict(futures)
+    while pending:
+        if wait_any is not None:
+            done = wait_any(list(pending))
+        else:
+            done = [f for f in pending if f.done()]
+            if not done:
+                time.sleep(0.02)
+        for f in done:
+            i = pending.pop(f)
+            try:
+                yield i, True, f.result()
+            except Exception as err:  # noqa: BLE001 - worker crash, pickling error, ...
+                yield i, False, err
+
+
+class FuturesRunner(Runner):
+    """Anything with ``submit(fn, arg) -> future`` (``done()``/``result()``)."""
+
+    def __init__(self, executor: Any, *, owned: bool, name: str, workers: int | None = None):
+        self.executor = executor
+        self.owned = owned
+        self.name = name
+        self.workers = workers
+
+    def _submit(self, fn, task):
+        return self.executor.submit(fn, task)
+
+    def run(self, fn, tasks):
+        futures = {}
+        for i, task in enumerate(tasks):
+            try:
+                futures[self._submit(fn, task)] = i
+            except Exception as err:  # noqa: BLE001 - e.g. unpicklable task
+                yield i, False, err
+        if futures and all(isinstance(f, cf.Future) for f in futures):
+
+            def wait_any(fs):
+                done, _ = cf.wait(fs, return_when=cf.FIRST_COMPLETED)
+                return list(done)
+
+            yield from _poll(futures, wait_any)
+        else:
+            yield from _poll(futures, None)
+
+    def close(self) -> None:
+        if self.owned:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+class DaskRunner(FuturesRunner):
+    """A :class:`dask.distributed.Client` (tasks submitted with ``pure=False``)."""
+
+    def __init__(self, client: Any, cluster: Any | None, workers: int | None):
+        super().__init__(client, owned=cluster is not None, name="dask", workers=workers)
+        self.cluster = cluster
+
+    def _submit(self, fn, task):
+        return self.executor.submit(fn, task, pure=False)
+
+    def run(self, fn, tasks):
+        from dask.distributed import as_completed
+
+        futures = {}
+        for i, task in enumerate(tasks):
+            try:
+                futures[self._submit(fn, task)] = i
+            except Exception as err:  # noqa: BLE001
+                yield i, False, err
+        if not futures:
+            return
+        for f in as_completed(list(futures)):
+            i = futures[f]
+            try:
+                yield i, True, f.result()
+            except Exception as err:  # noqa: BLE001
+                yield i, False, err
+
+    def close(self) -> None:
+        if self.cluster is not None:
+            self.executor.close()
+            self.cluster.close()
+
+
+class MapRunner(Runner):
+    """Anything with ``imap_unordered`` (preferred) or ``map`` (pools)."""
+
+    def __init__(self, pool: Any, name: str) -> None:
+        self.pool = pool
+        self.name = name
+
+    def run(self, fn, tasks):
+        items = list(enumerate(tasks))
+        call = functools.partial(_call_indexed, fn)
+        it = (
+            self.pool.imap_unordered(call, items)
+            if hasattr(self.pool, "imap_unordered")
+            else self.pool.map(call, items)
+        )
+        seen: set[int] = set()
+        try:
+            for i, value in it:
+                seen.add(i)
+                yield i, True, value
+        except Exception as err:  # noqa: BLE001 - the pool itself failed
+            for i, _ in items:
+                if i not in seen:
+                    yield i, False, err
+
+
+class RayRunner(Runner):
+    """Ray tasks reserving ``threads_per_worker`` CPUs (and ``num_gpus`` GPUs) each."""
+
+    name = "ray"
+
+    def __init__(self, threads: int | None, workers: int | None, num_gpus: float = 0.0):
+        ray = _import("ray", "ray[default]")
+        self.ray = ray
+        self.started = False
+        if not ray.is_initialized():
+            ray.init(
+                num_cpus=workers or os.cpu_count(),
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+            )
+            self.started = True
+        self.workers = int(ray.cluster_resources().get("CPU", 1)) // max(1, threads or 1)
+        self.threads = threads
+        self.num_gpus = num_gpus
+
+    def run(self, fn, tasks):
+        ray = self.ray
+        remote = ray.remote(num_cpus=self.threads or 1, num_gpus=self.num_gpus)(_ray_call)
+        refs = {}
+        for i, task in enumerate(tasks):
+            try:
+                refs[remote.remote(fn, task, self.threads)] = i
+            except Exception as err:  # noqa: BLE001
+                yield i, False, err
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                try:
+                    yield refs[ref], True, ray.get(ref)
+                except Exception as err:  # noqa: BLE001
+                    yield refs[ref], False, err
+
+    def close(self) -> None:
+        if self.started:
+            self.ray.shutdown()
+
+
+def _ray_call(fn, task, threads):
+    limit_threads(threads)
+    return fn(task)
+
+
+def _import(module: str, extra: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(
+            f"executor: {module!r} requires the optional dependency {extra!r}; install it with "
+            f'`pip install "bayesphys[distributed]"` (or `pip install "{extra}"`)'
+        ) from err
+
+
+def _dask_runner(client: Any, workers: int | None, threads: int | None) -> DaskRunner:
+    _import("dask.distributed", "dask[distributed]")
+    from dask.distributed import Client, LocalCluster
+
+    cluster = None
+    if client is None:
+        try:
+            from dask.distributed import default_client
+
+            client = default_client()
+        except ValueError:
+            cluster = LocalCluster(
+                n_workers=workers or os.cpu_count(),
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+            )
+            client = Client(cluster)
+    nworkers = len(client.scheduler_info().get("workers", {})) or workers
+    if threads is not None:
+        client.run(_init_worker, threads)
+    return DaskRunner(client, cluster, nworkers)
+
+
+def resolve_runner(
+    executor: Any,
+    *,
+    max_workers: int | None = None,
+    threads_per_worker: int | None = 1,
+) -> Runner:
+    """Turn ``executor`` (a name, an executor/client/pool object or ``None``) into a Runner.
+
+    ``max_workers`` sizes the pools and clusters started here (default: ``os.cpu_count()``);
+    it is ignored for objects passed in.
+    """
+    if max_workers is not None and int(max_workers) < 1:
+        raise ValueError(f"max_workers: expected a positive int or None, received {max_workers}")
+    if isinstance(executor, Runner):
+        return executor
+    if executor is None or executor in ("local", "processes"):
+        workers = max_workers or os.cpu_count() or 1
+        pool = cf.ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=mp.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(threads_per_worker,),
+        )
+        return FuturesRunner(pool, owned=True, name="local", workers=workers)
+    if isinstance(executor, str):
+        if executor in ("sequential", "serial"):
+            return SequentialRunner(threads_per_worker)
+        if executor == "ray":
+            return RayRunner(threads_per_worker, max_workers)
+        if executor == "dask":
+            return _dask_runner(None, max_workers, threads_per_worker)
+        raise ValueError(
+            f"executor: expected one of {EXECUTOR_NAMES}, an executor object or None, "
+            f"received {executor!r}"
+        )
+    mod = type(executor).__module__ or ""
+    if mod.startswith("distributed") and hasattr(executor, "scheduler_info"):
+        return _dask_runner(executor, None, threads_per_worker)
+    if hasattr(executor, "submit"):
+        workers = getattr(executor, "_max_workers", None)
+        return FuturesRunner(executor, owned=False, name=type(executor).__name__, workers=workers)
+    if hasattr(executor, "imap_unordered") or hasattr(executor, "map"):
+        return MapRunner(executor, name=type(executor).__name__)
+    raise TypeError(
+        "executor: expected None, a name in "
+        f"{EXECUTOR_NAMES}, or an object with submit() or map(), received "
+        f"{type(executor).__name__}"
+    )

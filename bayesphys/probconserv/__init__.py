@@ -1,0 +1,27 @@
+r"""ProbConserv: conservation-constrained Bayesian updates with calibrated uncertainty.
+
+Hansen, Maddix, Alizadeh, Gupta, Mahoney, *Learning Physical Models that Can Respect
+Conservation Laws*, ICML 2023 (PMLR 202:12469-12510, arXiv:2302.11002).
+
+Step 1 (a probabilistic data-driven model) gives :math:`u \sim \mathcal N(\mu, \Sigma)` on a
+space-time grid; Step 2 conditions it on the integral conservation law
+:math:`G u = b(t) + \varepsilon` (one trapezoid row :math:`G` per time slice):
+:math:`\tilde\mu = \mu - \Sigma G^\top(\sigma_G^2 I + G\Sigma G^\top)^{-1}(G\mu - b)`,
+:math:`\tilde\Sigma = \Sigma - \Sigma G^\top(\sigma_G^2 I + G\Sigma G^\top)^{-1} G\Sigma`.
+"""
+
+from .update import (
+    conservation_update,
+    conserve_slices,
+    cov_times_gt,
+    hard_projection,
+    trapezoid_weights,
+)
+
+__all__ = [
+    "conservation_update",
+    "conserve_slices",
+    "cov_times_gt",
+    "hard_projection",
+    "trapezoid_weights",
+]

@@ -1,0 +1,142 @@
+r"""A small attentive neural process (ANP) for Step 1, written for bayesphys.
+
+Architecture (after Kim et al., ICLR 2019, as used by Hansen et al. 2023, scaled down to train
+on a CPU in minutes):
+
+* inputs :math:`x = (t, x)` are affinely normalised to :math:`[0, 1]^2` (``lo``, ``hi``);
+* deterministic path: :math:`h_i = \mathrm{MLP}([x_i, y_i])`, ``n_self`` self-attention blocks,
+  then cross-attention with queries :math:`\mathrm{proj}(x_*)`, keys :math:`\mathrm{proj}(x_i)`,
+  values :math:`h_i` giving :math:`r_* \in \mathbb R^H`;
+* latent path: MLP + self-attention + mean pool to :math:`q(z \mid C) = \mathcal N(m_z, s_z^2)`,
+  :math:`z \in \mathbb R^H`;
+* decoder: :math:`[r_*, z, \mathrm{proj}(x_*)] \to (\mu_*, \sigma_*)`,
+  :math:`\sigma = 10^{-3} + \mathrm{softplus}(\cdot)`.
+
+Loss (per function, averaged over targets):
+:math:`-\frac1{N_T}\sum_j \log\mathcal N(y_j\mid\mu_j,\sigma_j^2) + \frac1{N_T}
+\mathrm{KL}\big(q(z\mid C\cup T)\,\|\,q(z\mid C)\big)`.
+
+Prediction with ``S`` latent draws: per point :math:`\bar\mu = \frac1S\sum_s\mu_s`,
+:math:`\bar\sigma^2 = \frac1S\sum_s\sigma_s^2`; the covariance is either the reference's
+moment-matched diagonal :math:`\operatorname{diag}(\bar\sigma^2 + \mathrm{Var}_s\mu_s)` or the
+low-rank-plus-diagonal :math:`\operatorname{diag}(\bar\sigma^2) + R R^\top`,
+:math:`R = [\mu_s - \bar\mu]_s / \sqrt{S}` (``N x S``), which keeps the correlations the latent
+variable induces across the grid.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["AttentiveNP"]
+
+
+class _Block(nn.Module):
+    def __init__(self, h: int, heads: int):
+        super().__init__()
+        self.att = nn.MultiheadAttention(h, heads, batch_first=True)
+        self.ln1 = nn.LayerNorm(h)
+        self.ff = nn.Sequential(nn.Linear(h, 2 * h), nn.ReLU(), nn.Linear(2 * h, h))
+        self.ln2 = nn.LayerNorm(h)
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        a, _ = self.att(q, k, v, need_weights=False)
+        q = self.ln1(q + a)
+        return self.ln2(q + self.ff(q))
+
+
+def _mlp(i: int, h: int, o: int, depth: int = 2) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Linear(i, h), nn.ReLU()]
+    for _ in range(depth - 2):
+        layers += [nn.Linear(h, h), nn.ReLU()]
+    layers.append(nn.Linear(h, o))
+    return nn.Sequential(*layers)
+
+
+class AttentiveNP(nn.Module):
+    """Attentive NP on 2-D inputs ``(t, x)`` and scalar outputs.
+
+    Shapes: ``xc [B, Nc, 2]``, ``yc [B, Nc]``, ``xt [B, Nt, 2]`` -> ``mu, sigma [B, Nt]``.
+    """
+
+    def __init__(
+        self,
+        lo: tuple[float, float],
+        hi: tuple[float, float],
+        hidden: int = 64,
+        heads: int = 4,
+        n_self: int = 1,
+        n_cross: int = 1,
+    ):
+        super().__init__()
+        self.register_buffer("lo", torch.tensor(lo, dtype=torch.float32))
+        self.register_buffer("hi", torch.tensor(hi, dtype=torch.float32))
+        h = hidden
+        self.det_in = _mlp(3, h, h)
+        self.det_self = nn.ModuleList([_Block(h, heads) for _ in range(n_self)])
+        self.proj = _mlp(2, h, h)
+        self.cross = nn.ModuleList([_Block(h, heads) for _ in range(n_cross)])
+        self.lat_in = _mlp(3, h, h)
+        self.lat_self = nn.ModuleList([_Block(h, heads) for _ in range(n_self)])
+        self.lat_head = nn.Sequential(nn.Linear(h, h), nn.ReLU(), nn.Linear(h, 2 * h))
+        self.dec = _mlp(3 * h, 2 * h, 2, depth=3)
+        self.hidden = h
+
+    def _norm(self, x: Tensor) -> Tensor:
+        return (x - self.lo) / (self.hi - self.lo)
+
+    def latent(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """:math:`q(z\\mid\\{x, y\\})`: mean and sd ``[B, H]``."""
+        s = self.lat_in(torch.cat([self._norm(x), y.unsqueeze(-1)], -1))
+        for blk in self.lat_self:
+            s = blk(s, s, s)
+        mz, ls = self.lat_head(s.mean(1)).chunk(2, -1)
+        return mz, 0.01 + 0.99 * torch.sigmoid(ls)
+
+    def deterministic(self, xc: Tensor, yc: Tensor, xt: Tensor) -> Tensor:
+        """Cross-attended representation ``r [B, Nt, H]``."""
+        h = self.det_in(torch.cat([self._norm(xc), yc.unsqueeze(-1)], -1))
+        for blk in self.det_self:
+            h = blk(h, h, h)
+        q, k = self.proj(self._norm(xt)), self.proj(self._norm(xc))
+        for blk in self.cross:
+            q = blk(q, k, h)
+        return q
+
+    def decode(self, r: Tensor, z: Tensor, xt: Tensor) -> tuple[Tensor, Tensor]:
+        """``r [*, B, Nt, H]``, ``z [*, B, H]`` -> ``mu, sigma [*, B, Nt]``."""
+        lead = torch.broadcast_shapes(r.shape[:-2], z.shape[:-1])
+        nt, h = r.shape[-2], r.shape[-1]
+        r = r.expand(*lead, nt, h)
+        zt = z.unsqueeze(-2).expand(*lead, nt, z.shape[-1])
+        px = self.proj(self._norm(xt)).expand(*lead, nt, h)
+        out = self.dec(torch.cat([r, zt, px], -1))
+        return out[..., 0], 1e-3 + F.softplus(out[..., 1])
+
+    def loss(self, xc: Tensor, yc: Tensor, xt: Tensor, yt: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """ELBO loss (scalar), plus the decoded ``mu`` and target inputs for penalties."""
+        mz_c, sz_c = self.latent(xc, yc)
+        mz_a, sz_a = self.latent(torch.cat([xc, xt], 1), torch.cat([yc, yt], 1))
+        z = mz_a + sz_a * torch.randn_like(sz_a)
+        r = self.deterministic(xc, yc, xt)
+        mu, sig = self.decode(r, z, xt)
+        nll = -torch.distributions.Normal(mu, sig).log_prob(yt).mean()
+        kl = torch.distributions.kl_divergence(
+            torch.distributions.Normal(mz_a, sz_a), torch.distributions.Normal(mz_c, sz_c)
+        ).sum(-1)
+        return nll + (kl / yt.shape[1]).mean(), mu, sig
+
+    @torch.no_grad()
+    def predict(
+        self, xc: Tensor, yc: Tensor, xt: Tensor, n_samples: int = 32, generator=None
+    ) -> tuple[Tensor, Tensor]:
+        """Latent draws: means ``[S, B, Nt]`` and sds ``[S, B, Nt]``."""
+        mz, sz = self.latent(xc, yc)
+        eps = torch.randn(
+            (n_samples, *mz.shape), dtype=mz.dtype, device=mz.device, generator=generator
+        )
+        z = mz + sz * eps
+        r = self.deterministic(xc, yc, xt)
+        return self.decode(r.unsqueeze(0), z, xt)

@@ -1,0 +1,203 @@
+r"""High-frequency and multi-scale PDE benchmarks of GP-HM (Fang et al., ICLR 2024) with exact solutions.
+
+Sign conventions follow the reference code: Poisson :math:`\Delta u = f` (not :math:`-\Delta u`),
+Allen-Cahn :math:`\Delta u + u(u^2 - 1) = f`, advection :math:`\beta u_x + u_t = 0`. The source
+:math:`f` is obtained from the exact :math:`u` by automatic differentiation (float64); boundary
+data are the exact :math:`u` on the two end points (1-D) or on the four grid edges (2-D).
+
+=========================  ================================================  ==========  ====  ==========
+id                         exact :math:`u`                                   domain      N     freq_scale
+=========================  ================================================  ==========  ====  ==========
+poisson1d-sin100           :math:`\sin 100x`                                 [0, 2pi]    400   20
+poisson1d-xsin200          :math:`x \sin 200x`                               [0, 2pi]    900   50
+poisson1d-multiscale       :math:`\sin x + 0.1\sin 20x + 0.05\cos 100x`      [0, 1]      900   30
+poisson1d-multiscale-sin   same with :math:`0.05\sin 100x` (what the code ran) [0, 1]    900   30
+poisson1d-sin500-trend     :math:`\sin 500x - 2(x - 0.5)^2`                  [0, 1]      400   100
+poisson1d-low              :math:`\sin(2\pi x) + x` (test problem)           [0, 1]      64    4
+allencahn1d-sin100         :math:`\sin 100x`                                 [0, 2pi]    400   20
+poisson2d-sin100           :math:`\sin 100x \sin 100y`                       [0, 2pi]^2  400   20
+poisson2d-low              :math:`\sin(\pi x)\sin(2\pi y) + xy` (test)       [0, 1]^2    32    4
+allencahn2d-multiscale     :math:`h(x)h(y)`, :math:`h = \sin t + 0.1\sin 20t + \cos 100t`  [0, 1]^2  400  30
+advection                  :math:`\sin(x - 200 t)`, :math:`\beta = 200`      [0, 1]^2    200   40
+=========================  ================================================  ==========  ====  ==========
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+__all__ = ["PDEProblem", "get_problem", "PROBLEMS", "problem_ids", "tensor_grid"]
+
+_F64 = torch.float64
+EQUATIONS = ("poisson", "allencahn", "advection")
+
+
+def tensor_grid(axes: list[Tensor]) -> Tensor:
+    """Points of the tensor-product grid ``[n_1, ..., n_d, d]`` (``indexing="ij"``)."""
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
+
+
+@dataclass(frozen=True)
+class PDEProblem:
+    r"""A PDE on a box with a known solution.
+
+    Attributes
+    ----------
+    name: problem id.
+    equation: ``"poisson"``, ``"allencahn"`` or ``"advection"``.
+    domain: ``((lo_1, hi_1), ..., (lo_d, hi_d))``.
+    n_col: collocation points per dimension (the paper's grid).
+    exact: :math:`u(x_1, ..., x_d)`, elementwise on coordinate tensors of equal shape.
+    freq_scale: the paper's frequency initialisation scale.
+    llk_weight: :math:`\lambda_b`, the boundary-likelihood weight (200; 500 for advection).
+    beta: advection speed.
+    """
+
+    name: str
+    equation: str
+    domain: tuple[tuple[float, float], ...]
+    n_col: int
+    exact: Callable[..., Tensor]
+    freq_scale: float
+    llk_weight: float = 200.0
+    beta: float = 0.0
+    n_test: int = 300
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def dim(self) -> int:
+        return len(self.domain)
+
+    def axes(self, n: int | None = None, *, device=None, dtype=_F64) -> list[Tensor]:
+        """Uniform grid axes, each ``[n]`` (default ``n_col``), end points included."""
+        n = self.n_col if n is None else int(n)
+        return [torch.linspace(lo, hi, n, dtype=dtype, device=device) for lo, hi in self.domain]
+
+    def solution(self, axes: list[Tensor]) -> Tensor:
+        """Exact :math:`u` on the tensor grid of ``axes``, ``[n_1, ..., n_d]``."""
+        pts = tensor_grid(axes)
+        return self.exact(*pts.unbind(-1))
+
+    def source(self, axes: list[Tensor]) -> Tensor:
+        r"""Source :math:`f` on the tensor grid, ``[n_1, ..., n_d]``, by autograd of ``exact``."""
+        pts = tensor_grid([a.detach() for a in axes])
+        cs = [c.clone().requires_grad_(True) for c in pts.unbind(-1)]
+        with torch.enable_grad():
+            u = self.exact(*cs)
+            firsts = torch.autograd.grad(u.sum(), cs, create_graph=True)
+            if self.equation == "advection":
+                return (self.beta * firsts[0] + firsts[1]).detach()
+            lap = 0
+            for c, g in zip(cs, firsts):
+                lap = lap + torch.autograd.grad(g.sum(), c, retain_graph=True)[0]
+        f = lap.detach()
+        if self.equation == "allencahn":
+            ud = u.detach()
+            f = f + ud * (ud * ud - 1)
+        return f
+
+
+def _p(name, eq, dom, n, fn, fs, **kw) -> PDEProblem:
+    return PDEProblem(name, eq, tuple(dom), n, fn, fs, **kw)
+
+
+_TWO_PI = 2 * math.pi
+
+
+def _h(t):
+    return torch.sin(t) + 0.1 * torch.sin(20 * t) + torch.cos(100 * t)
+
+
+PROBLEMS: dict[str, PDEProblem] = {
+    p.name: p
+    for p in [
+        _p("poisson1d-sin100", "poisson", [(0, _TWO_PI)], 400, lambda x: torch.sin(100 * x), 20),
+        _p(
+            "poisson1d-xsin200",
+            "poisson",
+            [(0, _TWO_PI)],
+            900,
+            lambda x: x * torch.sin(200 * x),
+            50,
+        ),
+        _p(
+            "poisson1d-multiscale",
+            "poisson",
+            [(0, 1)],
+            900,
+            lambda x: torch.sin(x) + 0.1 * torch.sin(20 * x) + 0.05 * torch.cos(100 * x),
+            30,
+        ),
+        _p(
+            "poisson1d-multiscale-sin",
+            "poisson",
+            [(0, 1)],
+            900,
+            lambda x: torch.sin(x) + 0.1 * torch.sin(20 * x) + 0.05 * torch.sin(100 * x),
+            30,
+        ),
+        _p(
+            "poisson1d-sin500-trend",
+            "poisson",
+            [(0, 1)],
+            400,
+            lambda x: torch.sin(500 * x) - 2 * (x - 0.5) ** 2,
+            100,
+        ),
+        _p("poisson1d-low", "poisson", [(0, 1)], 64, lambda x: torch.sin(_TWO_PI * x) + x, 4),
+        _p(
+            "allencahn1d-sin100", "allencahn", [(0, _TWO_PI)], 400, lambda x: torch.sin(100 * x), 20
+        ),
+        _p(
+            "poisson2d-sin100",
+            "poisson",
+            [(0, _TWO_PI), (0, _TWO_PI)],
+            400,
+            lambda x, y: torch.sin(100 * x) * torch.sin(100 * y),
+            20,
+        ),
+        _p(
+            "poisson2d-low",
+            "poisson",
+            [(0, 1), (0, 1)],
+            32,
+            lambda x, y: torch.sin(math.pi * x) * torch.sin(_TWO_PI * y) + x * y,
+            4,
+        ),
+        _p(
+            "allencahn2d-multiscale",
+            "allencahn",
+            [(0, 1), (0, 1)],
+            400,
+            lambda x, y: _h(x) * _h(y),
+            30,
+        ),
+        _p(
+            "advection",
+            "advection",
+            [(0, 1), (0, 1)],
+            200,
+            lambda x, t: torch.sin(x - 200 * t),
+            40,
+            llk_weight=500.0,
+            beta=200.0,
+        ),
+    ]
+}
+
+
+def problem_ids() -> list[str]:
+    """All problem ids."""
+    return list(PROBLEMS)
+
+
+def get_problem(name: str) -> PDEProblem:
+    """The :class:`PDEProblem` called ``name`` (see the module table)."""
+    if name not in PROBLEMS:
+        raise ValueError(f"name: expected one of {problem_ids()}, received {name!r}")
+    return PROBLEMS[name]

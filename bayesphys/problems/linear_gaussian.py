@@ -1,0 +1,196 @@
+r"""A conjugate linear-Gaussian inverse problem with an exact posterior.
+
+Field :math:`u(x) = \sin(2\pi x) + 0.5\sin(6\pi x)` on ``n`` grid points of :math:`[0, 1]`,
+prior :math:`u \sim \mathcal N(0, K)` with a squared-exponential kernel
+:math:`K_{ij} = s^2 \exp(-(x_i - x_j)^2 / 2\ell^2)`, data :math:`y = H u + \varepsilon`,
+:math:`\varepsilon \sim \mathcal N(0, \sigma^2 I)` at ``m`` sensors. The posterior is exact:
+
+.. math:: \mu = K H^\top (H K H^\top + \sigma^2 I)^{-1} y, \qquad
+          \Sigma = K - K H^\top (H K H^\top + \sigma^2 I)^{-1} H K .
+
+:class:`ConjugateGaussianField` wraps it in the package's model API (``fit`` chooses the
+lengthscale by type-II maximum likelihood); it is the reference model of the shared core, used
+by the demo, the tour, the calibration suite and ``fit_many``.
+
+Example
+-------
+>>> from bayesphys.problems.linear_gaussian import ConjugateGaussianField, linear_gaussian_problem
+>>> prob = linear_gaussian_problem(seed=0)
+>>> model = ConjugateGaussianField(prob["x"], prob["idx"], prob["y"], noise=0.1)
+>>> _ = model.fit(progress=False)
+>>> model.posterior().event_shape
+torch.Size([101])
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from .._device import as_tensor, resolve_device
+from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
+from ..posterior import GaussianPosterior
+
+__all__ = [
+    "linear_gaussian_problem",
+    "posterior_for",
+    "log_marginal_likelihood",
+    "ConjugateGaussianField",
+]
+
+
+def linear_gaussian_problem(
+    n: int = 101, m: int = 30, noise: float = 0.1, seed: int = 0, device: torch.device | str = "cpu"
+) -> dict[str, torch.Tensor]:
+    """Grid ``x [n]``, truth ``u [n]``, sorted sensor indices ``idx [m]`` and data ``y [m]``."""
+    if not 1 <= m <= n:
+        raise ValueError(f"m: expected 1 <= m <= n = {n}, received {m}")
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.linspace(0, 1, n, dtype=torch.float64)
+    u = torch.sin(2 * math.pi * x) + 0.5 * torch.sin(6 * math.pi * x)
+    idx = torch.sort(torch.randperm(n, generator=gen)[:m]).values
+    y = u[idx] + noise * torch.randn(m, generator=gen, dtype=torch.float64)
+    return {k: v.to(device) for k, v in dict(x=x, u=u, idx=idx, y=y).items()}
+
+
+def _kernel(x: torch.Tensor, lengthscale, outputscale) -> torch.Tensor:
+    return outputscale * torch.exp(-0.5 * (x[:, None] - x[None, :]) ** 2 / lengthscale**2)
+
+
+def log_marginal_likelihood(x, idx, y, noise: float, lengthscale, outputscale=1.0) -> torch.Tensor:
+    r""":math:`\log \mathcal N(y \mid 0, H K H^\top + \sigma^2 I)` (differentiable)."""
+    koo = _kernel(x[idx], lengthscale, outputscale)
+    koo = koo + noise**2 * torch.eye(len(idx), dtype=x.dtype, device=x.device)
+    mvn = torch.distributions.MultivariateNormal(torch.zeros_like(y), covariance_matrix=koo)
+    return mvn.log_prob(y)
+
+
+def posterior_for(
+    x: torch.Tensor,
+    idx: torch.Tensor,
+    y: torch.Tensor,
+    noise: float,
+    lengthscale: float = 0.08,
+    outputscale: float = 1.0,
+) -> GaussianPosterior:
+    """Exact posterior over the grid ``x [n]`` given data ``y [m]`` at ``x[idx]``."""
+    k = _kernel(x, lengthscale, outputscale)
+    kxo = k[:, idx]
+    koo = k[idx][:, idx] + noise**2 * torch.eye(len(idx), dtype=x.dtype, device=x.device)
+    chol = torch.linalg.cholesky(koo)
+    a = torch.cholesky_solve(kxo.mT, chol)  # [m, n]
+    mean = (a.mT @ y[:, None]).squeeze(-1)
+    cov = k - kxo @ a
+    cov = 0.5 * (cov + cov.mT) + 1e-9 * outputscale * torch.eye(
+        len(x), dtype=x.dtype, device=x.device
+    )
+    return GaussianPosterior(mean, cov)
+
+
+class ConjugateGaussianField:
+    """GP-prior field observed at sensors, with exact Gaussian posterior (model API).
+
+    Parameters
+    ----------
+    x: grid ``[n]``; idx: sensor indices ``[m]`` into ``x``; y: data ``[m]``;
+    noise: observation noise sd :math:`\\sigma`; lengthscale, outputscale: initial kernel values.
+    """
+
+    def __init__(
+        self,
+        x,
+        idx,
+        y,
+        *,
+        noise: float = 0.1,
+        lengthscale: float = 0.1,
+        outputscale: float = 1.0,
+        device=None,
+        dtype=torch.float64,
+        seed: int | None = None,
+    ):
+        dev = resolve_device(device or "cpu")
+        self.x = as_tensor("x", x, dtype=dtype, device=dev, ndim=1)
+        self.idx = as_tensor("idx", idx, device=dev, ndim=1).long()
+        self.y = as_tensor("y", y, dtype=dtype, device=dev, ndim=1)
+        if self.idx.shape != self.y.shape:
+            raise ValueError(
+                f"y: expected shape {tuple(self.idx.shape)} (one per sensor), received {tuple(self.y.shape)}"
+            )
+        if len(self.idx) and (int(self.idx.min()) < 0 or int(self.idx.max()) >= len(self.x)):
+            raise ValueError(
+                f"idx: expected indices in [0, {len(self.x)}), received out-of-range values"
+            )
+        if noise <= 0:
+            raise ValueError(f"noise: expected > 0, received {noise}")
+        self.noise = float(noise)
+        self.log_lengthscale = torch.tensor(math.log(lengthscale), dtype=dtype, device=dev)
+        self.log_outputscale = torch.tensor(math.log(outputscale), dtype=dtype, device=dev)
+        self.seed = seed
+
+    @property
+    def lengthscale(self) -> float:
+        return float(self.log_lengthscale.exp())
+
+    @property
+    def outputscale(self) -> float:
+        return float(self.log_outputscale.exp())
+
+    def fit(
+        self, data=None, *, steps: int = 200, lr: float = 0.05, progress: bool = True
+    ) -> FitResult:
+        """Type-II maximum likelihood for lengthscale and outputscale (Adam on log values)."""
+        params = [
+            self.log_lengthscale.clone().requires_grad_(True),
+            self.log_outputscale.clone().requires_grad_(True),
+        ]
+        opt = torch.optim.Adam(params, lr=lr)
+
+        def step():
+            opt.zero_grad()
+            loss = -log_marginal_likelihood(
+                self.x, self.idx, self.y, self.noise, params[0].exp(), params[1].exp()
+            )
+            loss.backward()
+            opt.step()
+            return loss
+
+        res = optimize(
+            step, steps=steps, params=params, progress=progress, desc="gp-field", tol=1e-9
+        )
+        self.log_lengthscale, self.log_outputscale = (p.detach() for p in params)
+        return res
+
+    def posterior(self, x=None) -> GaussianPosterior:
+        """Exact posterior on the model grid (``x`` must be ``None``)."""
+        if x is not None:
+            raise ValueError("x: this model predicts on its own grid; pass None")
+        return posterior_for(
+            self.x, self.idx, self.y, self.noise, self.lengthscale, self.outputscale
+        )
+
+    def save(self, path: str | Path) -> Path:
+        cfg = {"noise": self.noise, "seed": self.seed}
+        state = {
+            k: getattr(self, k).cpu()
+            for k in ("x", "idx", "y", "log_lengthscale", "log_outputscale")
+        }
+        return save_checkpoint(path, kind="ConjugateGaussianField", config=cfg, state=state)
+
+    @classmethod
+    def load(cls, path: str | Path, device=None) -> ConjugateGaussianField:
+        ck = load_checkpoint(path, kind="ConjugateGaussianField")
+        s = ck["state"]
+        m = cls(
+            s["x"],
+            s["idx"],
+            s["y"],
+            noise=ck["config"]["noise"],
+            device=device,
+            seed=ck["config"]["seed"],
+        )
+        m.log_lengthscale = s["log_lengthscale"].to(m.x.device)
+        m.log_outputscale = s["log_outputscale"].to(m.x.device)
+        return m

@@ -1,0 +1,436 @@
+r"""Population-pair benchmark generators for Meta Flow Matching (component 5, ``meta_fm``).
+
+Each generator returns a :class:`PopulationPairs`: a list of source populations
+:math:`p_0^{(i)}` (tensors ``[n_i, d]``), a list of target populations :math:`p_1^{(i)}`
+(``[m_i, d]``), an optional treatment index per pair, a source id per pair (pairs sharing a
+source population share the id) and named splits. Everything is seeded and synthetic; no
+download. The recipes follow the MFM anchor (Atanackovic et al., ICLR 2025, section 8):
+
+* **B1 letters** (:func:`letters`): glyphs rendered with matplotlib's bundled DejaVu Sans,
+  target = glyph + :math:`\mathcal N(0, 0.05^2)` then a random rotation, source = target +
+  :math:`\mathcal N(0, 0.5^2)`, index-paired. Train: 24 letters (A-Z without X, Y) x 10
+  rotations; val "X" x 10; test "Y" x 10.
+* **B2 linear map** (:func:`linear_map`): :math:`p_0 = \mathcal N(\mu_i, \Sigma_i)`, target map
+  :math:`T_i(x) = \mu_i + 0.5 R(\mu_i)(x-\mu_i) + 0.5\tanh(\mu_i)`; the exact target law is
+  :math:`\mathcal N(\mu_i + s_i, 0.25 R \Sigma_i R^\top)` (returned in ``extra``).
+* **B3 interacting particles** (:func:`interacting_particles`): Gaussian-mixture populations
+  pushed to :math:`T=1` by mean attraction plus kernel repulsion (RK4, 200 steps).
+* **B4 patient x treatment screen** (:func:`patient_screen`): 8 patients, 2 cell types in
+  :math:`d = 10`, 5 treatments whose effect depends on the patient's tumour fraction.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "PopulationPairs",
+    "letters",
+    "letter_points",
+    "linear_map",
+    "linear_map_exact_field",
+    "interacting_particles",
+    "particle_velocity",
+    "patient_screen",
+    "make_population_problem",
+]
+
+
+@dataclass
+class PopulationPairs:
+    """Pairs of populations ``(source[i] [n_i, d], target[i] [m_i, d])``.
+
+    Attributes
+    ----------
+    source, target: lists of float tensors, one population per pair.
+    treatment: ``[num_pairs]`` long tensor of treatment indices, or ``None``.
+    source_id: ``[num_pairs]`` long tensor; pairs with the same source population share an id.
+    splits: split name -> list of pair indices (``train``, ``test`` and possibly ``val``,
+        ``cal``); calibration populations are used for split-conformal radii.
+    paired: ``True`` when ``target[i][j]`` is the image of ``source[i][j]`` (index coupling).
+    num_treatments: number of treatments (0 when there are none).
+    extra: problem-specific exact answers (e.g. B2 Gaussian parameters).
+    """
+
+    name: str
+    source: list[Tensor]
+    target: list[Tensor]
+    source_id: Tensor
+    splits: dict[str, list[int]]
+    paired: bool
+    treatment: Tensor | None = None
+    num_treatments: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dim(self) -> int:
+        return int(self.source[0].shape[1])
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def subset(self, split: str) -> PopulationPairs:
+        """The pairs of one split (ids and treatments kept; ``extra`` entries indexed)."""
+        if split not in self.splits:
+            raise KeyError(f"split: expected one of {sorted(self.splits)}, received {split!r}")
+        idx = list(self.splits[split])
+        ex = {}
+        for k, v in self.extra.items():
+            if isinstance(v, (list, Tensor)) and len(v) == len(self):
+                ex[k] = [v[i] for i in idx] if isinstance(v, list) else v[idx]
+            else:
+                ex[k] = v
+        return PopulationPairs(
+            name=f"{self.name}/{split}",
+            source=[self.source[i] for i in idx],
+            target=[self.target[i] for i in idx],
+            source_id=self.source_id[idx],
+            splits={"all": list(range(len(idx)))},
+            paired=self.paired,
+            treatment=None if self.treatment is None else self.treatment[idx],
+            num_treatments=self.num_treatments,
+            extra=ex,
+        )
+
+
+# ----------------------------------------------------------------------------- B1 letters
+def _rotation(theta: Tensor) -> Tensor:
+    c, s = torch.cos(theta), torch.sin(theta)
+    return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
+
+
+@lru_cache(maxsize=64)
+def _glyph(letter: str, size: int) -> np.ndarray:
+    from matplotlib import font_manager
+    from PIL import Image, ImageDraw, ImageFont
+
+    path = font_manager.findfont("DejaVu Sans", fallback_to_default=True)
+    font = ImageFont.truetype(path, size)
+    img = Image.new("L", (2 * size, 2 * size))
+    ImageDraw.Draw(img).text((0, 0), letter, fill=255, font=font)
+    arr = np.flipud(np.asarray(img))
+    pts = np.indices(arr.shape).T[arr.T > 0].astype(np.float64)  # [n, 2] (x, y)
+    lo, hi = pts.min(0), pts.max(0)
+    pts = (pts - lo) / (hi - lo)
+    pts = (pts * 2 - 1) * 3
+    ratio = (hi[0] - lo[0]) / (hi[1] - lo[1])
+    if ratio < 1:
+        pts[:, 0] *= ratio
+    else:
+        pts[:, 1] /= ratio
+    return pts
+
+
+def letter_points(letter: str, size: int = 100) -> Tensor:
+    """Point cloud ``[n, 2]`` of a capital ``letter`` (DejaVu Sans, 100 pt, scaled to [-3, 3])."""
+    if not (isinstance(letter, str) and len(letter) == 1 and letter.isalpha()):
+        raise ValueError(f"letter: expected a single letter, received {letter!r}")
+    return torch.from_numpy(_glyph(letter.upper(), int(size)).copy())
+
+
+def _letter_split(chars: str, rotations: int, seed: int, tgt: float, src: float, dtype):
+    gen = torch.Generator().manual_seed(seed)
+    sources, targets = [], []
+    for ch in chars:
+        base = letter_points(ch).to(dtype)
+        for _ in range(rotations):
+            x1 = base + tgt * torch.randn(base.shape, generator=gen, dtype=dtype)
+            theta = 2 * math.pi * torch.rand((), generator=gen, dtype=dtype)
+            x1 = x1 @ _rotation(theta).mT
+            x0 = x1 + src * torch.randn(x1.shape, generator=gen, dtype=dtype)
+            sources.append(x0)
+            targets.append(x1)
+    return sources, targets
+
+
+def letters(
+    *,
+    rotations: int = 10,
+    train_letters: str = "ABCDEFGHIJKLMNOPQRSTUVWZ",
+    val_letter: str = "X",
+    test_letter: str = "Y",
+    target_noise: float = 0.05,
+    source_noise: float = 0.5,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+) -> PopulationPairs:
+    """B1: letter denoising. Splits ``train`` (24 x rotations), ``val``/``cal`` ("X"), ``test`` ("Y").
+
+    Each split reseeds with ``seed`` as in the reference loader. Populations are ``[n, 2]``
+    with ``n`` the glyph's pixel count (803-2834 for DejaVu Sans).
+    """
+    src, tgt = [], []
+    splits: dict[str, list[int]] = {}
+    for name, chars in (("train", train_letters), ("val", val_letter), ("test", test_letter)):
+        s, t = _letter_split(chars, rotations, seed, target_noise, source_noise, dtype)
+        splits[name] = list(range(len(src), len(src) + len(s)))
+        src += s
+        tgt += t
+    splits["cal"] = list(splits["val"])
+    return PopulationPairs(
+        name="B1-letters",
+        source=src,
+        target=tgt,
+        source_id=torch.arange(len(src)),
+        splits=splits,
+        paired=True,
+        extra={"floor_sampler": "letters"},
+    )
+
+
+# ----------------------------------------------------------------------------- B2 linear map
+def _map_params(mu: Tensor) -> tuple[Tensor, Tensor]:
+    """``A [P, d, d]`` and ``b [P, d]`` with ``T(x) = A x + b`` for centres ``mu [P, d]``."""
+    p, d = mu.shape
+    ang = mu.norm(dim=-1)
+    rot = torch.eye(d, dtype=mu.dtype).expand(p, d, d).clone()
+    rot[:, :2, :2] = _rotation(ang)
+    a = 0.5 * rot
+    b = mu - (a @ mu[..., None]).squeeze(-1) + 0.5 * torch.tanh(mu)
+    return a, b
+
+
+def linear_map(
+    *,
+    dim: int = 2,
+    n_train: int = 200,
+    n_cal: int = 50,
+    n_test: int = 50,
+    n_points: int = 512,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+) -> PopulationPairs:
+    r"""B2: population-dependent affine map with exact answers.
+
+    :math:`\mu_i \sim \mathcal N(0, 4I)`, :math:`\Sigma_i = LL^\top + 0.1I`,
+    :math:`L_{jk} \sim \mathcal N(0, 0.5^2)`; :math:`x_0 \sim \mathcal N(\mu_i, \Sigma_i)`
+    ``[n_points, dim]``; :math:`x_1 = T_i(x_0) = A_i x_0 + b_i` with :math:`A_i = 0.5 R(\mu_i)`
+    (rotation by :math:`\lVert\mu_i\rVert` in the first two coordinates) and
+    :math:`b_i = \mu_i - A_i\mu_i + 0.5\tanh\mu_i`. ``extra`` holds ``A [P,d,d]``, ``b [P,d]``
+    and the exact target law ``target_mean [P,d]``, ``target_cov [P,d,d]``.
+    """
+    if dim < 2:
+        raise ValueError(f"dim: expected >= 2, received {dim}")
+    gen = torch.Generator().manual_seed(seed)
+    p = n_train + n_cal + n_test
+    mu = 2.0 * torch.randn(p, dim, generator=gen, dtype=torch.float64)
+    lmat = 0.5 * torch.randn(p, dim, dim, generator=gen, dtype=torch.float64)
+    cov = lmat @ lmat.mT + 0.1 * torch.eye(dim, dtype=torch.float64)
+    chol = torch.linalg.cholesky(cov)
+    z = torch.randn(p, n_points, dim, generator=gen, dtype=torch.float64)
+    x0 = mu[:, None, :] + z @ chol.mT
+    a, b = _map_params(mu)
+    x1 = x0 @ a.mT + b[:, None, :]
+    splits = {
+        "train": list(range(n_train)),
+        "cal": list(range(n_train, n_train + n_cal)),
+        "test": list(range(n_train + n_cal, p)),
+    }
+    return PopulationPairs(
+        name=f"B2-linear-d{dim}",
+        source=list(x0.to(dtype)),
+        target=list(x1.to(dtype)),
+        source_id=torch.arange(p),
+        splits=splits,
+        paired=True,
+        extra={
+            "A": a,
+            "b": b,
+            "source_mean": mu,
+            "source_cov": cov,
+            "target_mean": mu + 0.5 * torch.tanh(mu),
+            "target_cov": a @ cov @ a.mT,
+        },
+    )
+
+
+def linear_map_exact_field(x: Tensor, t: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    r"""Exact marginal velocity of the straight, index-paired interpolant for ``x1 = A x0 + b``.
+
+    With :math:`M_t = (1-t)I + tA`, :math:`x_t = M_t x_0 + t b` and
+    :math:`u = (A - I)x_0 + b`, so :math:`v_t(x) = (A-I)M_t^{-1}(x - tb) + b`.
+    Shapes: ``x [N, d]``, ``t`` scalar or ``[N]``, ``a [d, d]``, ``b [d]`` -> ``[N, d]``.
+    """
+    d = x.shape[-1]
+    t = torch.as_tensor(t, dtype=x.dtype, device=x.device).reshape(-1, 1, 1)
+    eye = torch.eye(d, dtype=x.dtype, device=x.device)
+    m = (1 - t) * eye + t * a
+    rhs = (x - t[:, :, 0] * b)[..., None]
+    x0 = torch.linalg.solve(m.expand(x.shape[0], d, d), rhs)[..., 0]
+    return x0 @ (a - eye).mT + b
+
+
+# ----------------------------------------------------------------------------- B3 particles
+def particle_velocity(x: Tensor, a: float = 1.0, b: float = 2.0, ell: float = 0.5) -> Tensor:
+    r"""Interacting-particle velocity for populations ``x [P, n, 2]`` -> ``[P, n, 2]``.
+
+    :math:`\dot x_j = -a(x_j - \bar x) - \frac{b}{n}\sum_k \nabla_{x_j}
+    \exp(-\lVert x_j - x_k\rVert^2 / 2\ell^2)`: attraction to the population mean plus kernel
+    repulsion (the minus sign makes the kernel term push particles apart).
+    """
+    diff = x[:, :, None, :] - x[:, None, :, :]  # [P, n, n, 2]
+    ker = torch.exp(-diff.pow(2).sum(-1) / (2 * ell**2))
+    rep = (diff * ker[..., None]).sum(2) / (ell**2 * x.shape[1])
+    return -a * (x - x.mean(1, keepdim=True)) + b * rep
+
+
+def _gmm_populations(p: int, n: int, gen: torch.Generator) -> Tensor:
+    out = torch.empty(p, n, 2, dtype=torch.float64)
+    for i in range(p):
+        k = int(torch.randint(2, 5, (), generator=gen))
+        means = -3 + 6 * torch.rand(k, 2, generator=gen, dtype=torch.float64)
+        stds = 0.2 + 0.4 * torch.rand(k, generator=gen, dtype=torch.float64)
+        comp = torch.randint(k, (n,), generator=gen)
+        out[i] = means[comp] + stds[comp, None] * torch.randn(
+            n, 2, generator=gen, dtype=torch.float64
+        )
+    return out
+
+
+def interacting_particles(
+    *,
+    n_train: int = 300,
+    n_cal: int = 50,
+    n_test: int = 100,
+    n_points: int = 256,
+    steps: int = 200,
+    a: float = 1.0,
+    b: float = 2.0,
+    ell: float = 0.5,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+) -> PopulationPairs:
+    """B3: 2-d Gaussian-mixture populations ``[n_points, 2]`` evolved to T=1 (RK4), index-paired."""
+    gen = torch.Generator().manual_seed(seed)
+    p = n_train + n_cal + n_test
+    x0 = _gmm_populations(p, n_points, gen)
+    x = x0.clone()
+    h = 1.0 / steps
+    for lo in range(0, p, 64):
+        y = x[lo : lo + 64]
+        for _ in range(steps):
+            k1 = particle_velocity(y, a, b, ell)
+            k2 = particle_velocity(y + 0.5 * h * k1, a, b, ell)
+            k3 = particle_velocity(y + 0.5 * h * k2, a, b, ell)
+            k4 = particle_velocity(y + h * k3, a, b, ell)
+            y = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+        x[lo : lo + 64] = y
+    splits = {
+        "train": list(range(n_train)),
+        "cal": list(range(n_train, n_train + n_cal)),
+        "test": list(range(n_train + n_cal, p)),
+    }
+    return PopulationPairs(
+        name="B3-particles",
+        source=list(x0.to(dtype)),
+        target=list(x.to(dtype)),
+        source_id=torch.arange(p),
+        splits=splits,
+        paired=True,
+        extra={"a": a, "b": b, "ell": ell},
+    )
+
+
+# ----------------------------------------------------------------------------- B4 screen
+def patient_screen(
+    *,
+    n_patients: int = 8,
+    n_treatments: int = 5,
+    n_replicates: int = 3,
+    n_cells: int = 1000,
+    dim: int = 10,
+    fold: int = 0,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+) -> PopulationPairs:
+    r"""B4: synthetic patient x treatment screen with a microenvironment effect.
+
+    Patient :math:`p` has tumour fraction :math:`\pi_p \sim U[0.3, 0.9]`, tumour (type A) mean
+    :math:`m_p \sim \mathcal N(0, I_d)` and a shared fibroblast (type B) mean; each replicate
+    adds a small offset. Treatment :math:`t` shifts type-A cells by
+    :math:`\delta_t(1-\pi_p) w_t` and kills a fraction :math:`\kappa_t \pi_p` of them (the
+    treated population is redrawn with the surviving proportion). Source = control population
+    of (patient, replicate) ``[n_cells, dim]``; target = treated population (independent draw,
+    so not index-paired). ``fold`` k holds out patients ``2k, 2k+1`` (``test``) and uses patient
+    ``2k+2`` for calibration (``cal``); the rest train. ``extra["cell_type"]`` gives the type of
+    every source/target cell.
+    """
+    if not 0 <= fold < n_patients // 2:
+        raise ValueError(f"fold: expected 0..{n_patients // 2 - 1}, received {fold}")
+    gen = torch.Generator().manual_seed(seed)
+    f64 = torch.float64
+    pi = 0.3 + 0.6 * torch.rand(n_patients, generator=gen, dtype=f64)
+    m_a = torch.randn(n_patients, dim, generator=gen, dtype=f64)
+    m_b = torch.zeros(dim, dtype=f64)
+    m_b[0] = 3.0
+    sd_a = 0.5 + 0.3 * torch.rand(n_patients, generator=gen, dtype=f64)
+    w = torch.randn(n_treatments, dim, generator=gen, dtype=f64)
+    w = w / w.norm(dim=-1, keepdim=True)
+    delta = 1.0 + 2.0 * torch.rand(n_treatments, generator=gen, dtype=f64)
+    kappa = 0.2 + 0.6 * torch.rand(n_treatments, generator=gen, dtype=f64)
+
+    def draw(p: int, frac: float, off: Tensor, shift: Tensor) -> tuple[Tensor, Tensor]:
+        n_a = int(
+            torch.binomial(
+                torch.tensor(float(n_cells), dtype=f64),
+                torch.tensor(frac, dtype=f64),
+                generator=gen,
+            )
+        )
+        xa = m_a[p] + off + shift + sd_a[p] * torch.randn(n_a, dim, generator=gen, dtype=f64)
+        xb = m_b + off + 0.6 * torch.randn(n_cells - n_a, dim, generator=gen, dtype=f64)
+        lab = torch.cat(
+            [torch.zeros(n_a, dtype=torch.long), torch.ones(n_cells - n_a, dtype=torch.long)]
+        )
+        return torch.cat([xa, xb]), lab
+
+    src, tgt, sid, trt, pat, ctype = [], [], [], [], [], []
+    for p in range(n_patients):
+        for r in range(n_replicates):
+            off = 0.1 * torch.randn(dim, generator=gen, dtype=f64)
+            x0, l0 = draw(p, float(pi[p]), off, torch.zeros(dim, dtype=f64))
+            source_index = p * n_replicates + r
+            for t in range(n_treatments):
+                surv = float(pi[p] * (1 - kappa[t] * pi[p]))
+                frac = surv / (surv + float(1 - pi[p]))
+                x1, l1 = draw(p, frac, off, delta[t] * (1 - pi[p]) * w[t])
+                src.append(x0.to(dtype))
+                tgt.append(x1.to(dtype))
+                sid.append(source_index)
+                trt.append(t)
+                pat.append(p)
+                ctype.append((l0, l1))
+    pat_t = torch.tensor(pat)
+    test_p = {2 * fold, 2 * fold + 1}
+    cal_p = {(2 * fold + 2) % n_patients}
+    splits = {
+        "test": [i for i, q in enumerate(pat) if q in test_p],
+        "cal": [i for i, q in enumerate(pat) if q in cal_p],
+        "train": [i for i, q in enumerate(pat) if q not in test_p | cal_p],
+    }
+    return PopulationPairs(
+        name=f"B4-screen-fold{fold}",
+        source=src,
+        target=tgt,
+        source_id=torch.tensor(sid),
+        splits=splits,
+        paired=False,
+        treatment=torch.tensor(trt),
+        num_treatments=n_treatments,
+        extra={"patient": pat_t, "cell_type": ctype, "pi": pi, "delta": delta, "kappa": kappa},
+    )
+
+
+def make_population_problem(name: str, **kwargs: Any) -> PopulationPairs:
+    """Build a benchmark by id: ``"B1"``, ``"B2"``, ``"B3"`` or ``"B4"`` (kwargs passed on)."""
+    table = {"B1": letters, "B2": linear_map, "B3": interacting_particles, "B4": patient_screen}
+    if name not in table:
+        raise ValueError(f"name: expected one of {sorted(table)}, received {name!r}")
+    return table[name](**kwargs)

@@ -1,0 +1,192 @@
+"""Step-2 update: closed form, properties (hypothesis), structure, baselines, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from linear_operator.operators import (
+    DiagLinearOperator,
+    LowRankRootAddedDiagLinearOperator,
+    LowRankRootLinearOperator,
+)
+
+from bayesphys import GaussianPosterior
+from bayesphys.probconserv import (
+    conservation_update,
+    conserve_slices,
+    hard_projection,
+    trapezoid_weights,
+)
+
+F64 = torch.float64
+
+
+def _closed_form_prior():
+    mu = torch.tensor([1.0, 2.0, 3.0], dtype=F64)
+    return GaussianPosterior(mu, DiagLinearOperator(torch.tensor([1.0, 2.0, 3.0], dtype=F64)))
+
+
+def test_closed_form_limit():
+    post = conservation_update(_closed_form_prior(), torch.ones(1, 3), torch.tensor([3.0]))
+    torch.testing.assert_close(post.mean, torch.tensor([0.5, 1.0, 1.5], dtype=F64))
+    expected = torch.tensor(
+        [[5 / 6, -1 / 3, -1 / 2], [-1 / 3, 4 / 3, -1.0], [-1 / 2, -1.0, 3 / 2]], dtype=F64
+    )
+    dense = post.covariance.to_dense()
+    torch.testing.assert_close(dense, expected, rtol=0, atol=1e-12)
+    assert float((dense @ torch.ones(3, dtype=F64)).abs().max()) < 1e-12
+    draws = post.sample((200,), generator=torch.Generator().manual_seed(0))
+    assert float((draws.sum(-1) - 3.0).abs().max()) < 1e-12
+    # the empirical covariance of the pathwise draws matches Sigma~
+    big = post.sample((40000,), generator=torch.Generator().manual_seed(1))
+    emp = torch.cov(big.T)
+    torch.testing.assert_close(emp, expected, rtol=0, atol=0.05)
+
+
+def test_hardc_closed_form():
+    post = hard_projection(_closed_form_prior(), torch.ones(3), 3.0)
+    torch.testing.assert_close(post.mean, torch.tensor([0.0, 1.0, 2.0], dtype=F64))
+    torch.testing.assert_close(post.variance, torch.tensor([1.0, 2.0, 3.0], dtype=F64))
+
+
+def _random_prior(n, kind, seed, batch=()):
+    g = torch.Generator().manual_seed(seed)
+    mu = torch.randn(*batch, n, dtype=F64, generator=g)
+    d = 0.1 + torch.rand(*batch, n, dtype=F64, generator=g)
+    if kind == "diag":
+        cov = DiagLinearOperator(d)
+    elif kind == "lowrank":
+        r = torch.randn(*batch, n, 3, dtype=F64, generator=g)
+        cov = LowRankRootAddedDiagLinearOperator(
+            LowRankRootLinearOperator(r), DiagLinearOperator(d)
+        )
+    else:
+        a = torch.randn(*batch, n, n, dtype=F64, generator=g)
+        cov = a @ a.mT / n + torch.diag_embed(d)
+    return GaussianPosterior(mu, cov, event_shape=(n,))
+
+
+kinds = st.sampled_from(["diag", "lowrank", "dense"])
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(3, 40),
+    m=st.integers(1, 2),
+    kind=kinds,
+    seed=st.integers(0, 10_000),
+    scale=st.floats(1e-3, 1e3),
+)
+def test_limit_properties(n, m, kind, seed, scale):
+    prior = _random_prior(n, kind, seed, batch=(2,))
+    g = torch.Generator().manual_seed(seed + 1)
+    G = scale * torch.rand(m, n, dtype=F64, generator=g)
+    b = torch.randn(2, m, dtype=F64, generator=g)
+    post = conservation_update(prior, G, b)
+    resid = (G @ post.mean.unsqueeze(-1)).squeeze(-1) - b
+    assert float(resid.abs().max()) <= 1e-10 * max(1.0, float(b.abs().max()))
+    dense = post.covariance.to_dense()
+    sgt = dense @ G.mT
+    assert float(sgt.abs().max()) <= 1e-9 * float(dense.abs().max()) * max(1.0, scale)
+    draws = post.sample((50,), generator=torch.Generator().manual_seed(seed))
+    dres = (draws @ G.mT) - b
+    assert float(dres.abs().max()) <= 1e-9 * max(1.0, float(draws.abs().max()) * scale * n)
+    # the update never increases a marginal variance
+    assert bool((post.variance <= prior.variance + 1e-12).all())
+
+
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(3, 30), kind=kinds, seed=st.integers(0, 10_000))
+def test_sigma_to_infinity_returns_prior(n, kind, seed):
+    prior = _random_prior(n, kind, seed)
+    G = torch.rand(1, n, dtype=F64, generator=torch.Generator().manual_seed(seed))
+    far = conservation_update(prior, G, 1.0, sigma_g=1e8, relative=True)
+    torch.testing.assert_close(far.mean, prior.mean, rtol=0, atol=1e-12)
+    torch.testing.assert_close(far.variance, prior.variance, rtol=0, atol=1e-12)
+    inf = conservation_update(prior, G, 1.0, sigma_g=math.inf)
+    torch.testing.assert_close(inf.mean, prior.mean)
+
+
+def test_finite_sigma_relative_scale():
+    prior = _random_prior(20, "diag", 3)
+    G = torch.rand(1, 20, dtype=F64)
+    defect0 = float(G @ prior.mean - 2.0)
+    for rel in (1.0, 0.1):
+        frac = rel**2 / (1 + rel**2)
+        post = conservation_update(prior, G, 2.0, sigma_g=rel, relative=True)
+        defect = float(G @ post.mean - 2.0)
+        assert defect == pytest.approx(frac * defect0, rel=1e-8)
+    # the finite-sigma posterior equals brute-force dense conditioning
+    post = conservation_update(prior, G, 2.0, sigma_g=0.3)
+    s = prior.covariance.to_dense()
+    k = s @ G.mT / (G @ s @ G.mT + 0.09)
+    torch.testing.assert_close(
+        post.mean, prior.mean - (k @ (G @ prior.mean - 2.0)), rtol=0, atol=1e-12
+    )
+    torch.testing.assert_close(post.covariance.to_dense(), s - k @ G @ s, rtol=0, atol=1e-12)
+    emp = torch.cov(post.sample((40000,), generator=torch.Generator().manual_seed(0)).T)
+    torch.testing.assert_close(emp, s - k @ G @ s, rtol=0, atol=0.05)
+
+
+@pytest.mark.parametrize("kind", ["diag", "lowrank", "dense"])
+def test_structures_agree(kind):
+    prior = _random_prior(15, kind, 11)
+    dense_prior = GaussianPosterior(prior.mean, prior.covariance.to_dense())
+    G = torch.rand(2, 15, dtype=F64)
+    b = torch.tensor([0.3, -0.2], dtype=F64)
+    a, c = conservation_update(prior, G, b), conservation_update(dense_prior, G, b)
+    torch.testing.assert_close(a.mean, c.mean, rtol=0, atol=1e-12)
+    torch.testing.assert_close(a.covariance.to_dense(), c.covariance.to_dense(), rtol=0, atol=1e-12)
+
+
+def test_trapezoid_nonuniform_and_slices():
+    x = torch.tensor([0.0, 0.1, 0.4, 0.5, 1.0], dtype=F64)
+    g = trapezoid_weights(x)
+    u = x**2 + 1
+    assert float(g @ u) == pytest.approx(float(torch.trapezoid(u, x)), rel=1e-14)
+    assert float(trapezoid_weights(x, "rhs")[0]) == 0.0
+    # batch of (functions=2, times=3) slices updated in one call
+    mu = torch.rand(2, 3, 5, dtype=F64)
+    prior = GaussianPosterior(
+        mu, DiagLinearOperator(0.1 + torch.rand(2, 3, 5, dtype=F64)), event_shape=(5,)
+    )
+    mass = torch.rand(2, 3, dtype=F64)
+    post = conserve_slices(prior, x, mass)
+    torch.testing.assert_close(post.mean @ g, mass, rtol=0, atol=1e-12)
+    assert post.sample((4,)).shape == (4, 2, 3, 5)
+    hard = conserve_slices(prior, x, mass, method="hardc")
+    torch.testing.assert_close(hard.mean @ g, mass, rtol=0, atol=1e-12)
+
+
+def test_float32_prior_returns_float64():
+    prior = GaussianPosterior(torch.ones(4), DiagLinearOperator(torch.ones(4)))
+    post = conservation_update(prior, torch.ones(4), 1.0)
+    assert post.dtype == F64
+    assert float((post.mean.sum() - 1.0).abs()) < 1e-14
+
+
+def test_bad_input():
+    prior = _closed_form_prior()
+    with pytest.raises(ValueError, match="G: expected last dimension 3"):
+        conservation_update(prior, torch.ones(1, 4), 3.0)
+    with pytest.raises(ValueError, match="singular"):
+        p0 = GaussianPosterior(
+            torch.zeros(3, dtype=F64), DiagLinearOperator(torch.tensor([1.0, 0, 0], dtype=F64))
+        )
+        conservation_update(p0, torch.tensor([[0.0, 1.0, 1.0]]), 1.0)
+    with pytest.raises(ValueError, match="b: expected finite"):
+        conservation_update(prior, torch.ones(1, 3), float("nan"))
+    with pytest.raises(ValueError, match="G: expected finite"):
+        conservation_update(prior, torch.tensor([[1.0, float("nan"), 1.0]]), 1.0)
+    with pytest.raises(ValueError, match="sigma_g"):
+        conservation_update(prior, torch.ones(1, 3), 1.0, sigma_g=-1.0)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        trapezoid_weights(torch.tensor([0.0, 0.2, 0.1]))
+    with pytest.raises(ValueError, match="x: expected 3 grid points"):
+        conserve_slices(prior, torch.linspace(0, 1, 4), torch.tensor(1.0))
+    with pytest.raises(TypeError, match="prior"):
+        conservation_update(torch.zeros(3), torch.ones(1, 3), 1.0)

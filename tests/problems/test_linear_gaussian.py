@@ -1,0 +1,56 @@
+"""The core's conjugate reference model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bayesphys.problems.linear_gaussian import (
+    ConjugateGaussianField,
+    linear_gaussian_problem,
+    log_marginal_likelihood,
+)
+
+
+def _model(seed=0):
+    p = linear_gaussian_problem(seed=seed)
+    return p, ConjugateGaussianField(p["x"], p["idx"], p["y"], noise=0.1, lengthscale=0.5)
+
+
+def test_fit_raises_marginal_likelihood_and_posterior_is_exact():
+    p, m = _model()
+    before = float(log_marginal_likelihood(p["x"], p["idx"], p["y"], 0.1, m.lengthscale))
+    res = m.fit(progress=False)
+    after = float(
+        log_marginal_likelihood(p["x"], p["idx"], p["y"], 0.1, m.lengthscale, m.outputscale)
+    )
+    assert after > before + 1.0 and res.steps > 0
+    post = m.posterior()
+    # exactness: the posterior mean at the sensors equals the GP smoother K (K + s^2 I)^-1 y
+    xs = p["x"][p["idx"]]
+    k = m.outputscale * torch.exp(-0.5 * (xs[:, None] - xs[None]) ** 2 / m.lengthscale**2)
+    smooth = k @ torch.linalg.solve(k + 0.01 * torch.eye(len(xs), dtype=k.dtype), p["y"])
+    torch.testing.assert_close(post.mean[p["idx"]], smooth, rtol=1e-6, atol=1e-8)
+
+
+def test_save_load_roundtrip(tmp_path):
+    _, m = _model(1)
+    m.fit(steps=20, progress=False)
+    m.save(tmp_path / "m.pt")
+    back = ConjugateGaussianField.load(tmp_path / "m.pt")
+    assert torch.equal(back.posterior().mean, m.posterior().mean)
+    assert back.lengthscale == m.lengthscale
+
+
+def test_bad_input():
+    p = linear_gaussian_problem()
+    with pytest.raises(ValueError, match="y: expected shape"):
+        ConjugateGaussianField(p["x"], p["idx"], p["y"][:-1])
+    with pytest.raises(ValueError, match="idx"):
+        ConjugateGaussianField(p["x"], p["idx"] + 1000, p["y"])
+    with pytest.raises(ValueError, match="y: expected finite"):
+        ConjugateGaussianField(p["x"], p["idx"], p["y"] * float("nan"))
+    with pytest.raises(ValueError, match="noise"):
+        ConjugateGaussianField(p["x"], p["idx"], p["y"], noise=0.0)
+    with pytest.raises(ValueError, match="m: expected"):
+        linear_gaussian_problem(n=5, m=6)
