@@ -1,0 +1,260 @@
+r"""Simulation-based calibration (Talts et al. 2018) with PIT-ECDF bands (Säilynoja et al. 2022).
+
+If :math:`\theta_i \sim p(\theta)`, :math:`y_i \sim p(y\mid\theta_i)` and the draws
+:math:`\theta_{i1..iL}` come from the exact posterior :math:`p(\theta\mid y_i)`, then for every
+scalar summary :math:`s` the rank
+
+.. math:: r_i = \#\{j : s(\theta_{ij}) < s(\theta_i)\} \in \{0, \dots, L\}
+
+is discrete-uniform on :math:`\{0..L\}`. Ties (discrete summaries, repeated draws) are broken
+uniformly at random. Tests of that uniformity:
+
+* **chi-square** on ``B`` equal-width bins of the ranks: :math:`X^2 = \sum_b (O_b - N/B)^2 / (N/B)`
+  on ``B - 1`` degrees of freedom (``B`` divides ``L + 1`` so every bin holds the same number
+  of rank values);
+* **KS** on the randomised PIT :math:`u_i = (r_i + V_i)/(L+1)`, :math:`V_i \sim U(0, 1)`,
+  which is exactly :math:`U(0,1)` under calibration.
+
+Several summaries are combined with a Bonferroni correction:
+:math:`p = \min(1, K \min_k p_k)`.
+
+The PIT-ECDF plot shows :math:`\hat F(z) - z` at :math:`z_m = m/(L+1)`, where
+:math:`\hat F(z_m) = \#\{i : r_i < m\}/N`, inside a simultaneous ``prob`` band: a band that a
+uniform ECDF leaves with probability ``1 - prob`` *anywhere*. ArviZ 0.x's
+``ecdf_confidence_band(method="optimized")`` computes it; elsewhere (ArviZ >= 1) we simulate
+uniform ECDFs and tune the pointwise binomial level ourselves (same construction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from scipy import stats
+from torch import Tensor
+
+__all__ = [
+    "sbc_ranks",
+    "sbc_pit",
+    "sbc_uniformity",
+    "ecdf_band",
+    "ranks_inference_data",
+    "plot_pit_ecdf",
+]
+
+
+def sbc_ranks(truth: Tensor, draws: Tensor, *, seed: int = 0) -> Tensor:
+    """Ranks ``[N, K]`` (ints in ``0..L``) of ``truth [N, K]`` among ``draws [N, L, K]``.
+
+    Ties are broken uniformly at random (seeded), so discrete summaries stay uniform.
+    """
+    if truth.ndim != 2 or draws.ndim != 3 or draws.shape[0] != truth.shape[0]:
+        raise ValueError(
+            f"truth/draws: expected [N, K] and [N, L, K], received {tuple(truth.shape)} and "
+            f"{tuple(draws.shape)}"
+        )
+    if draws.shape[2] != truth.shape[1]:
+        raise ValueError(
+            f"draws: expected K = {truth.shape[1]} summaries in the last dim, received "
+            f"{tuple(draws.shape)}"
+        )
+    t = truth[:, None, :]
+    less = (draws < t).sum(1)
+    ties = (draws == t).sum(1)
+    gen = torch.Generator().manual_seed(int(seed))
+    u = torch.rand(ties.shape, generator=gen, dtype=torch.float64)
+    extra = torch.floor(u * (ties + 1).double()).long()
+    return (less + extra).long()
+
+
+def sbc_pit(ranks: Tensor, n_draws: int, *, seed: int = 0) -> Tensor:
+    """Randomised PIT values ``[N, K]``: :math:`u = (r + V)/(L+1)`, exactly U(0,1) if calibrated."""
+    gen = torch.Generator().manual_seed(int(seed) + 1)
+    v = torch.rand(ranks.shape, generator=gen, dtype=torch.float64)
+    return (ranks.double() + v) / (n_draws + 1)
+
+
+def _n_bins(n_sims: int, n_draws: int, n_bins: int | None) -> int:
+    """Largest divisor of ``L + 1`` not above ``min(20, N / 5)`` (>= 2 expected per bin)."""
+    cap = n_bins or max(2, min(20, n_sims // 5))
+    best = 1
+    for b in range(1, n_draws + 2):
+        if (n_draws + 1) % b == 0 and b <= cap:
+            best = b
+    return max(best, 2) if n_draws >= 1 else 1
+
+
+def sbc_uniformity(
+    ranks: Tensor,
+    n_draws: int,
+    *,
+    n_bins: int | None = None,
+    seed: int = 0,
+) -> dict:
+    """Uniformity tests of SBC ranks ``[N, K]`` with values in ``0..L``.
+
+    Returns ``{"chi2": [K], "chi2_pvalue": [K], "ks_pvalue": [K], "n_bins": B,
+    "pvalue": float}`` where ``pvalue`` is the Bonferroni-combined minimum of the per-summary
+    chi-square p-values (the value reported as ``sbc_pvalue``) and ``pvalue_ks`` the same
+    for KS. Reject calibration at level :math:`a` when ``pvalue < a``.
+    """
+    if ranks.ndim == 1:
+        ranks = ranks[:, None]
+    n, k = ranks.shape
+    if int(ranks.min()) < 0 or int(ranks.max()) > n_draws:
+        raise ValueError(f"ranks: expected values in 0..{n_draws}, received out-of-range ranks")
+    b = _n_bins(n, n_draws, n_bins)
+    width = (n_draws + 1) // b
+    r = ranks.cpu().numpy()
+    chi2, pchi = [], []
+    for j in range(k):
+        counts = np.bincount(r[:, j] // width, minlength=b)[:b]
+        res = stats.chisquare(counts)
+        chi2.append(float(res.statistic))
+        pchi.append(float(res.pvalue))
+    pit = sbc_pit(ranks, n_draws, seed=seed).numpy()
+    pks = [float(stats.kstest(pit[:, j], "uniform").pvalue) for j in range(k)]
+    return {
+        "chi2": chi2,
+        "chi2_pvalue": pchi,
+        "ks_pvalue": pks,
+        "n_bins": b,
+        "pvalue": min(1.0, k * min(pchi)),
+        "pvalue_ks": min(1.0, k * min(pks)),
+    }
+
+
+def _simulated_band(
+    n_sims: int, cdf: np.ndarray, prob: float, n_trials: int = 2000, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Simultaneous band by simulation: tune the pointwise binomial level ``g`` so that a
+    fraction ``prob`` of simulated uniform ECDFs lies entirely inside the pointwise band."""
+    rng = np.random.default_rng(seed)
+    sims = np.sort(rng.uniform(size=(n_trials, n_sims)), axis=1)
+    ecdfs = np.stack([np.searchsorted(s, cdf, side="right") for s in sims])  # counts
+
+    def inside(g: float) -> float:
+        lo = stats.binom.ppf((1 - g) / 2, n_sims, cdf)
+        hi = stats.binom.ppf((1 + g) / 2, n_sims, cdf)
+        return float(((ecdfs >= lo) & (ecdfs <= hi)).all(1).mean())
+
+    lo_g, hi_g = prob, 1 - 1e-9
+    for _ in range(40):
+        mid = 0.5 * (lo_g + hi_g)
+        if inside(mid) < prob:
+            lo_g = mid
+        else:
+            hi_g = mid
+    g = hi_g
+    return (
+        stats.binom.ppf((1 - g) / 2, n_sims, cdf) / n_sims,
+        stats.binom.ppf((1 + g) / 2, n_sims, cdf) / n_sims,
+    )
+
+
+def ecdf_band(
+    n_sims: int, eval_points: np.ndarray, prob: float = 0.95, *, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Simultaneous ``prob`` band ``(lower, upper)`` of a U(0,1) ECDF of ``N`` values at
+    ``eval_points [M]``; the third value names the method used."""
+    z = np.asarray(eval_points, dtype=float)
+    try:
+        from arviz.stats.ecdf_utils import ecdf_confidence_band
+
+        lo, hi = ecdf_confidence_band(n_sims, z, z, prob=prob, method="optimized")
+        return np.asarray(lo), np.asarray(hi), "arviz ecdf_confidence_band (optimized)"
+    except ImportError:  # pragma: no cover - ArviZ >= 1
+        lo, hi = _simulated_band(n_sims, z, prob, seed=seed)
+        return lo, hi, "bayesphys simulated simultaneous band"
+
+
+def _eval_points(n_draws: int, max_points: int = 100) -> np.ndarray:
+    """``z_m = m/(L+1)``, ``m = 1..L`` (a subset of at most ``max_points`` when ``L`` is big)."""
+    m = np.arange(1, n_draws + 1)
+    if len(m) > max_points:
+        m = np.unique(np.linspace(1, n_draws, max_points).round().astype(int))
+    return m / (n_draws + 1)
+
+
+def pit_ecdf(ranks: Tensor, n_draws: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(z [M], F_hat [M, K])``: the rank ECDF :math:`\\#\\{r_i < m\\}/N` at ``z_m = m/(L+1)``."""
+    z = _eval_points(n_draws)
+    m = np.round(z * (n_draws + 1)).astype(int)
+    r = ranks.cpu().numpy()
+    if r.ndim == 1:
+        r = r[:, None]
+    f = (r[None, :, :] < m[:, None, None]).mean(1)
+    return z, f
+
+
+def plot_pit_ecdf(
+    ranks: Tensor,
+    n_draws: int,
+    names: Sequence[str] | None = None,
+    *,
+    prob: float = 0.95,
+    ax=None,
+    title: str | None = None,
+):
+    """PIT-ECDF difference plot :math:`\\hat F(z) - z` of ranks ``[N, K]`` with the
+    simultaneous ``prob`` band; one line per summary. Returns the matplotlib axes."""
+    import matplotlib.pyplot as plt
+
+    if ranks.ndim == 1:
+        ranks = ranks[:, None]
+    n, k = ranks.shape
+    names = list(names) if names is not None else [f"s{j}" for j in range(k)]
+    z, f = pit_ecdf(ranks, n_draws)
+    lo, hi, method = ecdf_band(n, z, prob)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 3))
+    ax.fill_between(z, lo - z, hi - z, color="0.85", step="mid", label=f"{prob:.0%} simult. band")
+    for j in range(k):
+        ax.plot(z, f[:, j] - z, lw=1, label=names[j])
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xlabel("fractional rank z")
+    ax.set_ylabel("ECDF(z) - z")
+    if title:
+        ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=6, loc="best")
+    ax.text(0.01, 0.01, method, transform=ax.transAxes, fontsize=5, color="0.4")
+    return ax
+
+
+def ranks_inference_data(
+    ranks: Tensor,
+    names: Sequence[str],
+    n_draws: int,
+    *,
+    group: str = "prior_sbc",
+    idata=None,
+):
+    """InferenceData with SBC ranks in group ``group``: one variable per summary with dim
+    ``sbc_simulation`` (``[N]``), plus ``sbc_n_draws`` (``L``, 0-d).
+
+    ``build_inference_data`` gives only ``SAMPLE_GROUPS`` ``(chain, draw)`` dims, so the ranks
+    carry the explicit dim ``sbc_simulation``. With ``idata`` given, the group is added to it.
+    """
+    from ..inference_data import ARVIZ_V1, build_inference_data, group_dataset
+
+    if ranks.ndim == 1:
+        ranks = ranks[:, None]
+    if ranks.shape[1] != len(names):
+        raise ValueError(
+            f"names: expected {ranks.shape[1]} names for ranks {tuple(ranks.shape)}, received "
+            f"{len(names)}"
+        )
+    variables = {nm: ranks[:, j].cpu().numpy() for j, nm in enumerate(names)}
+    variables["sbc_n_draws"] = np.asarray(int(n_draws))
+    dims = {nm: ["sbc_simulation"] for nm in names}
+    coords = {"sbc_simulation": np.arange(ranks.shape[0])}
+    new = build_inference_data(extra_groups={group: variables}, coords=coords, dims=dims)
+    if idata is None:
+        return new
+    ds = group_dataset(new, group)
+    if ARVIZ_V1:  # pragma: no cover
+        idata[group] = type(idata)(ds)
+        return idata
+    idata.add_groups({group: ds})
+    return idata
