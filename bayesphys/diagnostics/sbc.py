@@ -9,9 +9,9 @@ scalar summary :math:`s` the rank
 is discrete-uniform on :math:`\{0..L\}`. Ties (discrete summaries, repeated draws) are broken
 uniformly at random. Tests of that uniformity:
 
-* **chi-square** on ``B`` equal-width bins of the ranks: :math:`X^2 = \sum_b (O_b - N/B)^2 / (N/B)`
-  on ``B - 1`` degrees of freedom (``B`` divides ``L + 1`` so every bin holds the same number
-  of rank values);
+* **chi-square** on ``B = min(20, N/5, L+1)`` bins of the ranks (rank ``v`` in bin
+  :math:`\lfloor vB/(L+1)\rfloor`): :math:`X^2 = \sum_b (O_b - E_b)^2 / E_b` on ``B - 1``
+  degrees of freedom, :math:`E_b` = ``N`` times the share of rank values in bin ``b``;
 * **KS** on the randomised PIT :math:`u_i = (r_i + V_i)/(L+1)`, :math:`V_i \sim U(0, 1)`,
   which is exactly :math:`U(0,1)` under calibration.
 
@@ -39,6 +39,7 @@ __all__ = [
     "sbc_pit",
     "sbc_uniformity",
     "ecdf_band",
+    "pit_ecdf",
     "ranks_inference_data",
     "plot_pit_ecdf",
 ]
@@ -76,13 +77,9 @@ def sbc_pit(ranks: Tensor, n_draws: int, *, seed: int = 0) -> Tensor:
 
 
 def _n_bins(n_sims: int, n_draws: int, n_bins: int | None) -> int:
-    """Largest divisor of ``L + 1`` not above ``min(20, N / 5)`` (>= 2 expected per bin)."""
-    cap = n_bins or max(2, min(20, n_sims // 5))
-    best = 1
-    for b in range(1, n_draws + 2):
-        if (n_draws + 1) % b == 0 and b <= cap:
-            best = b
-    return max(best, 2) if n_draws >= 1 else 1
+    """``B = min(20, N // 5, L + 1)`` (at least 2): about five or more expected per bin."""
+    b = n_bins or min(20, n_sims // 5)
+    return max(2, min(int(b), n_draws + 1))
 
 
 def sbc_uniformity(
@@ -105,12 +102,15 @@ def sbc_uniformity(
     if int(ranks.min()) < 0 or int(ranks.max()) > n_draws:
         raise ValueError(f"ranks: expected values in 0..{n_draws}, received out-of-range ranks")
     b = _n_bins(n, n_draws, n_bins)
-    width = (n_draws + 1) // b
+    # rank value v in 0..L goes to bin floor(v B / (L+1)); expected counts follow the number
+    # of rank values per bin (all equal when B divides L + 1)
+    values_per_bin = np.bincount(np.arange(n_draws + 1) * b // (n_draws + 1), minlength=b)
+    expected = n * values_per_bin / (n_draws + 1)
     r = ranks.cpu().numpy()
     chi2, pchi = [], []
     for j in range(k):
-        counts = np.bincount(r[:, j] // width, minlength=b)[:b]
-        res = stats.chisquare(counts)
+        counts = np.bincount(r[:, j] * b // (n_draws + 1), minlength=b)
+        res = stats.chisquare(counts, expected)
         chi2.append(float(res.statistic))
         pchi.append(float(res.pvalue))
     pit = sbc_pit(ranks, n_draws, seed=seed).numpy()
@@ -210,8 +210,11 @@ def plot_pit_ecdf(
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 3))
     ax.fill_between(z, lo - z, hi - z, color="0.85", step="mid", label=f"{prob:.0%} simult. band")
+    # close the curves at z = 0 and z = 1, where every ECDF equals the uniform CDF
+    zc = np.concatenate([[0.0], z, [1.0]])
     for j in range(k):
-        ax.plot(z, f[:, j] - z, lw=1, label=names[j])
+        fc = np.concatenate([[0.0], f[:, j], [1.0]])
+        ax.plot(zc, fc - zc, lw=1, label=names[j])
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xlabel("fractional rank z")
     ax.set_ylabel("ECDF(z) - z")
@@ -229,12 +232,14 @@ def ranks_inference_data(
     *,
     group: str = "prior_sbc",
     idata=None,
+    attrs: dict | None = None,
 ):
     """InferenceData with SBC ranks in group ``group``: one variable per summary with dim
     ``sbc_simulation`` (``[N]``), plus ``sbc_n_draws`` (``L``, 0-d).
 
     ``build_inference_data`` gives only ``SAMPLE_GROUPS`` ``(chain, draw)`` dims, so the ranks
-    carry the explicit dim ``sbc_simulation``. With ``idata`` given, the group is added to it.
+    carry the explicit dim ``sbc_simulation``. With ``idata`` given, the group is added to it;
+    ``attrs`` (e.g. problem and method) are stored on the group.
     """
     from ..inference_data import ARVIZ_V1, build_inference_data, group_dataset
 
@@ -250,6 +255,10 @@ def ranks_inference_data(
     dims = {nm: ["sbc_simulation"] for nm in names}
     coords = {"sbc_simulation": np.arange(ranks.shape[0])}
     new = build_inference_data(extra_groups={group: variables}, coords=coords, dims=dims)
+    if ARVIZ_V1:  # pragma: no cover
+        new[group].attrs.update(attrs or {})
+    else:
+        group_dataset(new, group).attrs.update(attrs or {})
     if idata is None:
         return new
     ds = group_dataset(new, group)

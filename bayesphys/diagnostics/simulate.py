@@ -171,14 +171,18 @@ def posterior_draws(post: Posterior | Tensor, n_draws: int, generator=None) -> T
 
 
 def _field_coverage(post, draws: Tensor, truth: Tensor, levels: Sequence[float]) -> Tensor:
-    """Pointwise coverage of central intervals over the grid, one value per level."""
+    """Pointwise coverage of central intervals over the grid, one value per level: the
+    posterior's own ``interval`` or, for draws ``[S, *event]``, order statistics."""
     out = []
     for lv in levels:
         if isinstance(post, Posterior) and not isinstance(post, Tensor):
             lo, hi = post.interval(lv)
         else:
-            q = torch.tensor([(1 - lv) / 2, (1 + lv) / 2], dtype=draws.dtype, device=draws.device)
-            lo, hi = torch.quantile(draws, q, dim=0)
+            # order statistics k and S+1-k cover (S+1-2k)/(S+1) ~ lv of a calibrated truth
+            srt = draws.sort(0).values
+            s = srt.shape[0]
+            k = min(max(1, round((1 - lv) / 2 * (s + 1))), (s + 1) // 2)
+            lo, hi = srt[k - 1], srt[s - k]
         out.append(((truth >= lo) & (truth <= hi)).double().mean())
     return torch.stack(out)
 
@@ -225,11 +229,18 @@ def simulate_and_infer(
         )
     summaries = dict(summaries or default_summaries(theta.shape[1:]))
     names = list(summaries)
-    gen = torch.Generator(device=theta.device).manual_seed(int(seed) + 7919)
+    gens: dict[torch.device, torch.Generator] = {}  # one seeded generator per device
+
+    def gen_for(dev: torch.device) -> torch.Generator:
+        if dev not in gens:
+            gens[dev] = torch.Generator(device=dev).manual_seed(int(seed) + 7919)
+        return gens[dev]
+
     truths, draws_all, fcov = [], [], []
     for i in range(n_sims):
         post = infer(data[i])
-        d = posterior_draws(post, n_draws, generator=gen if not isinstance(post, Tensor) else None)
+        g = None if isinstance(post, Tensor) else gen_for(post.device)
+        d = posterior_draws(post, n_draws, generator=g)
         t_i = theta[i].to(d)
         truths.append(torch.stack([summaries[k](t_i) for k in names]).reshape(len(names)))
         draws_all.append(torch.stack([summaries[k](d).reshape(n_draws) for k in names], -1))

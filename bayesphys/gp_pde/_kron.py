@@ -72,7 +72,7 @@ def scatter_faces(e: Tensor, shape: tuple[int, ...]) -> Tensor:
     for j, i in faces(shape):
         fshape = [n for jj, n in enumerate(shape) if jj != j]
         size = math.prod(fshape)
-        part = e[..., k : k + size].reshape(*lead, *fshape)
+        part = e[..., k : k + size].reshape((*lead, *fshape))
         sl = out.select(nb + j, i)
         sl += part
         k += size

@@ -125,19 +125,30 @@ class SpectralMixture1d(nn.Module):
         r""":math:`k^{(n)}(z)` for lags ``z`` ``[*]`` -> ``[*]``, ``n`` in 0..4."""
         if n not in range(5):
             raise ValueError(f"n: expected a derivative order in 0..4, received {n}")
+        a_all, m_all, w_all = self.log_a.exp(), 2 * math.pi * self.mu, self.weights
+        # chunk the mixture so that temporaries stay ~ 4M elements (memory-bound otherwise)
+        step = max(1, min(self.num_mixtures, 4_000_000 // max(z.numel(), 1)))
+        total = 0
+        for q0 in range(0, self.num_mixtures, step):
+            sl = slice(q0, q0 + step)
+            total = total + self._deriv_part(z, n, a_all[sl], m_all[sl], w_all[sl])
+        return total
+
+    def _deriv_part(self, z: Tensor, n: int, a: Tensor, m: Tensor, w: Tensor) -> Tensor:
         zz = z.unsqueeze(-1)
-        a = self.log_a.exp()
         env = (_gauss_env if self.kind == "gm" else _matern52_env)(zz, a, n)
-        m = 2 * math.pi * self.mu
         ph = m * zz
-        c, s = torch.cos(ph), torch.sin(ph)
+        c = torch.cos(ph)
+        if n == 0:
+            return (env[0] * c) @ w
+        s = torch.sin(ph)
         # d^j/dz^j cos(m z) = m^j cos(m z + j pi/2): cycle cos, -sin, -cos, sin
         cyc = [c, -s, -c, s]
         tot = 0
         for k, b in enumerate(_BINOM[n]):
             j = n - k
             tot = tot + b * env[k] * (m**j) * cyc[j % 4]
-        return (tot * self.weights).sum(-1)
+        return tot @ w
 
     def forward(self, z: Tensor) -> Tensor:
         return self.deriv(z, 0)

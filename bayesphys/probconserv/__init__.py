@@ -10,6 +10,10 @@ space-time grid; Step 2 conditions it on the integral conservation law
 :math:`\tilde\Sigma = \Sigma - \Sigma G^\top(\sigma_G^2 I + G\Sigma G^\top)^{-1} G\Sigma`.
 """
 
+from .anp import AttentiveNP
+from .evaluate import shock_position, shock_posterior, slice_scores
+from .metagp import MetaGP
+from .model import ProbConserv, ProbConservConfig
 from .update import (
     conservation_update,
     conserve_slices,
@@ -19,6 +23,13 @@ from .update import (
 )
 
 __all__ = [
+    "AttentiveNP",
+    "MetaGP",
+    "ProbConserv",
+    "ProbConservConfig",
+    "shock_position",
+    "shock_posterior",
+    "slice_scores",
     "conservation_update",
     "conserve_slices",
     "cov_times_gt",

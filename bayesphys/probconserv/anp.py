@@ -33,16 +33,36 @@ from torch import Tensor, nn
 __all__ = ["AttentiveNP"]
 
 
+class _Attention(nn.Module):
+    """Multi-head dot-product attention written out (twice differentiable, for SoftC)."""
+
+    def __init__(self, h: int, heads: int):
+        super().__init__()
+        if h % heads:
+            raise ValueError(f"hidden: expected a multiple of heads={heads}, received {h}")
+        self.heads = heads
+        self.q, self.k, self.v, self.o = (nn.Linear(h, h) for _ in range(4))
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        def split(z: Tensor) -> Tensor:
+            return z.reshape(*z.shape[:-1], self.heads, -1).transpose(-2, -3)
+
+        qh, kh, vh = split(self.q(q)), split(self.k(k)), split(self.v(v))
+        w = torch.softmax(qh @ kh.mT / qh.shape[-1] ** 0.5, -1)
+        out = (w @ vh).transpose(-2, -3)
+        return self.o(out.reshape(*out.shape[:-2], -1))
+
+
 class _Block(nn.Module):
     def __init__(self, h: int, heads: int):
         super().__init__()
-        self.att = nn.MultiheadAttention(h, heads, batch_first=True)
+        self.att = _Attention(h, heads)
         self.ln1 = nn.LayerNorm(h)
         self.ff = nn.Sequential(nn.Linear(h, 2 * h), nn.ReLU(), nn.Linear(2 * h, h))
         self.ln2 = nn.LayerNorm(h)
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        a, _ = self.att(q, k, v, need_weights=False)
+        a = self.att(q, k, v)
         q = self.ln1(q + a)
         return self.ln2(q + self.ff(q))
 

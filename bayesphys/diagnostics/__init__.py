@@ -1,0 +1,97 @@
+r"""Calibration diagnostics for every bayesphys posterior.
+
+* :mod:`.simulate` — the simulate -> infer -> draw loop over ``N`` problems and field summaries
+  (:func:`probe`, :func:`total_mass`, :func:`front_position`);
+* :mod:`.sbc` — simulation-based calibration ranks, chi-square / KS uniformity tests, the
+  PIT-ECDF plot with simultaneous bands, ranks as an InferenceData ``prior_sbc`` group;
+* :mod:`.coverage` — central and HDI expected coverage, TARP with its ATC, field calibration
+  curves, CRPS and NLL;
+* :mod:`.recalibrate` — variance scaling (z-score or split-conformal) and isotonic quantile
+  recalibration wrapped around any ``Posterior``, with held-out coverage (off by default);
+* :mod:`.calibrate` / :mod:`.suite` — one run's row, and ``bayesphys calibrate COMPONENT``.
+
+References
+----------
+* S. Talts, M. Betancourt, D. Simpson, A. Vehtari, A. Gelman (2018). Validating Bayesian
+  inference algorithms with simulation-based calibration. arXiv:1804.06788.
+* T. Säilynoja, P.-C. Bürkner, A. Vehtari (2022). Graphical test for discrete uniformity and
+  its applications in goodness-of-fit evaluation and multiple sample comparison. Statistics and
+  Computing 32:32.
+* P. Lemos, A. Coogan, Y. Hezaveh, L. Perreault-Levasseur (2023). Sampling-based accuracy
+  testing of posterior estimators for general inference. ICML.
+* V. Kuleshov, N. Fenner, S. Ermon (2018). Accurate uncertainties for deep learning using
+  calibrated regression. ICML.
+* T. Gneiting, A. E. Raftery (2007). Strictly proper scoring rules, prediction, and estimation.
+  JASA 102:359-378.
+
+Example
+-------
+>>> from bayesphys.diagnostics import CoreFamily, run_sbc
+>>> fam = CoreFamily()
+>>> res = run_sbc(fam.simulate, fam.infer, fam.summaries(), n_sims=50, n_draws=19, seed=0)
+>>> tuple(res.ranks.shape)
+(50, 5)
+"""
+
+from .calibrate import CalibrationResult, analyse, calibration_rows, run_sbc
+from .core_problem import CoreFamily
+from .coverage import (
+    central_coverage,
+    expected_coverage,
+    field_calibration_curve,
+    hdi_coverage,
+    score_summary,
+    tarp,
+)
+from .recalibrate import RecalibratedPosterior, Recalibrator, fit_recalibration
+from .sbc import (
+    ecdf_band,
+    pit_ecdf,
+    plot_pit_ecdf,
+    ranks_inference_data,
+    sbc_pit,
+    sbc_ranks,
+    sbc_uniformity,
+)
+from .simulate import (
+    DEFAULT_LEVELS,
+    SimulationRecord,
+    default_summaries,
+    front_position,
+    posterior_draws,
+    probe,
+    simulate_and_infer,
+    total_mass,
+)
+
+__all__ = [
+    "CalibrationResult",
+    "CoreFamily",
+    "DEFAULT_LEVELS",
+    "RecalibratedPosterior",
+    "Recalibrator",
+    "SimulationRecord",
+    "analyse",
+    "calibration_rows",
+    "central_coverage",
+    "default_summaries",
+    "ecdf_band",
+    "expected_coverage",
+    "field_calibration_curve",
+    "fit_recalibration",
+    "front_position",
+    "hdi_coverage",
+    "pit_ecdf",
+    "plot_pit_ecdf",
+    "posterior_draws",
+    "probe",
+    "ranks_inference_data",
+    "run_sbc",
+    "sbc_pit",
+    "sbc_ranks",
+    "sbc_uniformity",
+    "score_summary",
+    "simulate_and_infer",
+    "tarp",
+    "total_mass",
+]

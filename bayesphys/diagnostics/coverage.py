@@ -1,0 +1,166 @@
+r"""Expected coverage, TARP, field calibration curves and scoring-rule summaries.
+
+Given ``truth [N, K]`` and posterior draws ``draws [N, L, K]`` of ``K`` scalar summaries:
+
+* **central coverage** at level :math:`\alpha`: the fraction of :math:`(i, k)` whose truth lies
+  in the central :math:`\alpha` credible interval, read off the randomised PIT of the SBC rank
+  (exactly nominal in expectation when calibrated, whatever ``L``);
+* **HDI coverage**: the same for the shortest interval spanning
+  :math:`\mathrm{round}(\alpha(L+1)) + 1` sorted draws (the 1-D highest-density interval of a
+  unimodal posterior);
+* **TARP** (Lemos, Coogan, Hezaveh, Perreault-Levasseur 2023, "Sampling-based accuracy testing
+  of posterior estimators for general inference", ICML): for reference points
+  :math:`\theta^r_i` drawn uniformly in the (min-max normalised) box of the truths,
+  :math:`f_i = (\#\{j : \lVert\theta_{ij}-\theta^r_i\rVert < \lVert\theta_i-\theta^r_i\rVert\}
+  + V_i)/(L+1)`, :math:`V_i \sim U(0,1)` (randomised like the SBC PIT, so that it is exactly
+  uniform under calibration; Lemos et al. use the fraction over :math:`L`), and :math:`\mathrm{ECP}(\alpha) = \frac1N\#\{i : f_i < \alpha\}`. A calibrated posterior gives
+  :math:`\mathrm{ECP}(\alpha) = \alpha` and :math:`f_i \sim U(0,1)`. We report
+  :math:`\mathrm{ATC} = \int_{1/2}^{1} (\mathrm{ECP}(\alpha) - \alpha)\, d\alpha` (sbi's ATC is the
+  same sum over its histogram grid without the :math:`d\alpha`) and a KS p-value of the
+  :math:`f_i` against U(0,1). ATC < 0 signals overconfidence, ATC > 0 underconfidence; a
+  biased posterior makes ECP cross the diagonal, which the KS p-value detects even where the
+  ATC stays small;
+* **CRPS** (sample form, :func:`bayesphys.metrics.crps_samples`) and **NLL** of the truth under
+  the moment-matched Gaussian of the draws (:func:`bayesphys.metrics.gaussian_nll`);
+* the **field calibration curve**: observed vs nominal pointwise coverage over a grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from scipy import stats
+from torch import Tensor
+
+from ..metrics import calibration_curve, crps_samples, gaussian_nll
+from .simulate import DEFAULT_LEVELS
+
+__all__ = [
+    "central_coverage",
+    "hdi_coverage",
+    "expected_coverage",
+    "tarp",
+    "score_summary",
+    "field_calibration_curve",
+]
+
+
+def _check(truth: Tensor, draws: Tensor) -> None:
+    if truth.ndim != 2 or draws.ndim != 3 or draws.shape[0] != truth.shape[0]:
+        raise ValueError(
+            f"truth/draws: expected [N, K] and [N, L, K], received {tuple(truth.shape)} and "
+            f"{tuple(draws.shape)}"
+        )
+
+
+def central_coverage(truth: Tensor, draws: Tensor, level: float, *, seed: int = 0) -> Tensor:
+    """Inside-indicator ``[N, K]`` of the truth in the central ``level`` credible interval.
+
+    Uses the randomised PIT of the SBC rank, :math:`u = (r + V)/(L+1)`, and tests
+    :math:`|u - 1/2| \\le \\alpha/2`: exactly nominal in expectation for a calibrated posterior
+    at any ``L`` (empirical quantiles of ``L`` draws under-cover by about :math:`2/(L+1)`).
+    """
+    from .sbc import sbc_pit, sbc_ranks
+
+    _check(truth, draws)
+    u = sbc_pit(sbc_ranks(truth, draws, seed=seed), draws.shape[1], seed=seed)
+    return (u - 0.5).abs() <= level / 2
+
+
+def hdi_coverage(truth: Tensor, draws: Tensor, level: float) -> Tensor:
+    """Inside-indicator ``[N, K]`` of the truth in the shortest interval spanning
+    :math:`m = \\mathrm{round}(\\alpha (L+1)) + 1` consecutive sorted draws (the sample HDI).
+
+    For fixed order statistics :math:`[s_{(j)}, s_{(j+m-1)}]` a calibrated truth falls inside
+    with probability :math:`(m-1)/(L+1) \\approx \\alpha`.
+    """
+    _check(truth, draws)
+    s, _ = draws.sort(1)
+    n_draws = s.shape[1]
+    m = min(n_draws, max(2, round(level * (n_draws + 1)) + 1))
+    width = s[:, m - 1 :, :] - s[:, : n_draws - m + 1, :]
+    j = width.argmin(1, keepdim=True)
+    lo = s.gather(1, j)[:, 0]
+    hi = s.gather(1, j + m - 1)[:, 0]
+    return (truth >= lo) & (truth <= hi)
+
+
+def expected_coverage(
+    truth: Tensor,
+    draws: Tensor,
+    levels: Sequence[float] = DEFAULT_LEVELS,
+    kind: str = "central",
+    *,
+    seed: int = 0,
+) -> tuple[Tensor, Tensor]:
+    """``(nominal [M], observed [M, K])`` expected coverage per summary (``kind`` central|hdi)."""
+    fn = {"central": central_coverage, "hdi": hdi_coverage}.get(kind)
+    if fn is None:
+        raise ValueError(f"kind: expected 'central' or 'hdi', received {kind!r}")
+    kw = {"seed": seed} if kind == "central" else {}
+    obs = torch.stack([fn(truth, draws, lv, **kw).double().mean(0) for lv in levels])
+    return torch.tensor(list(levels), dtype=torch.float64), obs
+
+
+def tarp(
+    truth: Tensor,
+    draws: Tensor,
+    *,
+    seed: int = 0,
+    n_alpha: int = 101,
+) -> dict:
+    """TARP expected coverage of ``K``-dim vectors ``truth [N, K]`` among ``draws [N, L, K]``.
+
+    Coordinates are min-max normalised by the truths' range; references are uniform in
+    ``[0, 1]^K``, one per simulation. Returns ``{"alpha" [n_alpha], "ecp" [n_alpha],
+    "f" [N], "atc": float, "pvalue": float}``.
+    """
+    _check(truth, draws)
+    lo = truth.min(0).values
+    span = (truth.max(0).values - lo).clamp_min(1e-12)
+    t = (truth - lo) / span
+    d = (draws - lo) / span
+    gen = torch.Generator().manual_seed(int(seed) + 104729)
+    ref = torch.rand(t.shape, generator=gen, dtype=t.dtype)
+    d_draw = (d - ref[:, None, :]).norm(dim=-1)  # [N, L]
+    d_true = (t - ref).norm(dim=-1)  # [N]
+    v = torch.rand(d_true.shape, generator=gen, dtype=t.dtype)
+    f = ((d_draw < d_true[:, None]).double().sum(1) + v) / (d_draw.shape[1] + 1)
+    alpha = torch.linspace(0, 1, n_alpha, dtype=torch.float64)
+    ecp = (f[None, :] < alpha[:, None]).double().mean(1)
+    upper = alpha >= 0.5
+    atc = float(torch.trapezoid((ecp - alpha)[upper], alpha[upper]))
+    pval = float(stats.kstest(f.numpy(), "uniform").pvalue)
+    return {"alpha": alpha, "ecp": ecp, "f": f, "atc": atc, "pvalue": pval}
+
+
+def score_summary(truth: Tensor, draws: Tensor) -> dict:
+    """Mean CRPS (sample form) and mean NLL under the moment-matched Gaussian, over ``[N, K]``.
+
+    Both are in the units of the summaries; lower is better.
+    """
+    _check(truth, draws)
+    crps = crps_samples(draws.transpose(0, 1), truth)
+    var = draws.var(1).clamp_min(torch.finfo(draws.dtype).tiny)
+    nll = gaussian_nll(draws.mean(1), var, truth)
+    return {"crps": float(crps), "nll": float(nll)}
+
+
+def field_calibration_curve(
+    posteriors, truths: Sequence[Tensor] | Tensor, levels: Sequence[float] = DEFAULT_LEVELS
+) -> tuple[Tensor, Tensor]:
+    """Observed vs nominal pointwise coverage over a grid, averaged over problems.
+
+    ``posteriors``: a sequence of ``Posterior`` or draws ``[S, *event]``; ``truths``: matching
+    fields ``[*event]``. Returns ``(nominal [M], observed [M])``.
+    """
+    if len(posteriors) != len(truths) or len(truths) == 0:
+        raise ValueError(
+            f"posteriors/truths: expected equal non-zero lengths, received {len(posteriors)} "
+            f"and {len(truths)}"
+        )
+    obs = torch.stack(
+        [calibration_curve(p, t, levels)[1] for p, t in zip(posteriors, truths)]
+    ).mean(0)
+    return torch.tensor(list(levels), dtype=torch.float64), obs

@@ -1,0 +1,245 @@
+r"""``bayesphys calibrate COMPONENT [--quick]``: the per-component calibration run.
+
+For ``core`` the suite runs the conjugate linear-Gaussian family of
+:mod:`bayesphys._demo_core` (exact posterior, so SBC ranks are exactly uniform), a deliberately
+overconfident version of it (standard deviations halved) and that version after variance
+recalibration fitted on held-out simulations. For a component it imports
+``bayesphys/<component>/_calibration.py`` and calls its hook::
+
+    def calibrate_rows(quick: bool, seed: int) -> list[dict]
+
+each row ``{"problem": str, "method": str, "metrics": {...}, "setting"?: dict, "note"?: str,
+"anchor"?: dict | None, "result"?: CalibrationResult}`` (most simply the output of
+:func:`~bayesphys.diagnostics.calibrate.calibration_rows`). Metric keys: ``coverage50``,
+``coverage90``, ``coverage95``, ``sbc_pvalue``, ``tarp_atc``, ``crps``, ``seconds`` (plus any
+other lower-case keys). A component without the hook, or whose hook fails, gets one row whose
+note says so; nothing is invented for it.
+
+Outputs: ``<out>/calibration.json`` through :func:`bayesphys._bench.write_results` (rows of
+other components already in that file are kept; this component's rows are replaced),
+``<figdir>/calibration_<component>.png`` and ``<figdir>/calibration_<component>.nc`` (SBC ranks
+as InferenceData groups ``prior_sbc``, ``prior_sbc_1`` ...). ``out=None``: full runs write
+``benchmarks/results/`` (and refresh ``docs/benchmarks.md``) with figures in
+``./bayesphys-out/calibration/``; quick runs write everything to a fresh temporary folder.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from .._bench import bench_row, repo_root, write_results
+from .calibrate import CalibrationResult, calibration_rows
+from .core_problem import CoreFamily
+from .recalibrate import fit_recalibration
+
+__all__ = ["run_calibration", "core_rows", "COMPONENTS", "load_hook"]
+
+COMPONENTS = ("gp_pde", "probconserv", "neural_process", "odil", "meta_fm")
+REQUIRED_METRICS = ("coverage50", "coverage90", "coverage95", "sbc_pvalue", "tarp_atc", "crps")
+
+
+def core_rows(quick: bool, seed: int) -> list[dict]:
+    """The ``core`` rows: exact, overconfident, and overconfident + variance recalibration.
+
+    Quick: ``N = 100`` simulations, ``L = 49`` draws; full: ``N = 500``, ``L = 99``. The
+    recalibration is fitted on 100 (quick 50) and evaluated on 100 (quick 50) further
+    simulations with seeds disjoint from the SBC run.
+    """
+    n_sims, n_draws, n_fit = (100, 49, 50) if quick else (500, 99, 100)
+    exact, over = CoreFamily(), CoreFamily(inflate=0.5)
+    kw = dict(n_sims=n_sims, n_draws=n_draws, seed=seed, problem="linear-gaussian")
+    rows = calibration_rows(exact.simulate, exact.infer, exact.summaries(), method="exact", **kw)
+    rows += calibration_rows(
+        over.simulate,
+        over.infer,
+        over.summaries(),
+        method="overconfident sd x0.5",
+        note="deliberately overconfident posterior (standard deviations halved): must be rejected",
+        **kw,
+    )
+    rec = fit_recalibration(
+        over.simulate, over.infer, n_fit=n_fit, n_eval=n_fit, method="zscore", seed=seed + 1000
+    )
+    ho = rec.heldout
+    j = ho["levels"].index(0.9)
+    rows += calibration_rows(
+        over.simulate,
+        lambda y: rec.wrap(over.infer(y)),
+        over.summaries(),
+        method="overconfident + recalibration",
+        setting={"recal": "zscore", "scale": round(rec.scale, 4)},
+        note=(
+            f"variance scaling s={rec.scale:.3f} fitted on {n_fit} held-out simulations; "
+            f"held-out field coverage90 {ho['coverage_before'][j]:.3f} -> "
+            f"{ho['coverage_after'][j]:.3f} on {ho['n_problems']} further simulations"
+        ),
+        **kw,
+    )
+    return rows
+
+
+def load_hook(component: str):
+    """``bayesphys.<component>._calibration`` or ``None`` when the component or hook is absent."""
+    try:
+        if importlib.util.find_spec(f"bayesphys.{component}") is None:
+            return None
+        if importlib.util.find_spec(f"bayesphys.{component}._calibration") is None:
+            return None
+    except ModuleNotFoundError:
+        return None
+    return importlib.import_module(f"bayesphys.{component}._calibration")
+
+
+def _missing_row(component: str, why: str) -> dict:
+    return bench_row("-", "-", {}, setting={"component": component}, note=why)
+
+
+def _component_rows(component: str, quick: bool, seed: int) -> list[dict]:
+    if component == "core":
+        return core_rows(quick, seed)
+    if component not in COMPONENTS:
+        raise ValueError(
+            f"component: expected one of {', '.join(COMPONENTS + ('core',))}, received "
+            f"{component!r}"
+        )
+    try:
+        mod = load_hook(component)
+    except Exception as err:  # noqa: BLE001 - report any import failure plainly
+        traceback.print_exc()
+        return [
+            _missing_row(component, f"importing bayesphys.{component}._calibration failed: {err!r}")
+        ]
+    if mod is None or not hasattr(mod, "calibrate_rows"):
+        return [
+            _missing_row(
+                component,
+                f"not calibrated: bayesphys/{component}/_calibration.py with "
+                "calibrate_rows(quick, seed) is not present",
+            )
+        ]
+    try:
+        rows = list(mod.calibrate_rows(quick=quick, seed=seed))
+    except Exception as err:  # noqa: BLE001 - a failing hook is recorded, not hidden
+        traceback.print_exc()
+        return [_missing_row(component, f"calibrate_rows failed: {err!r}")]
+    if not rows:
+        return [_missing_row(component, "calibrate_rows returned no rows")]
+    return rows
+
+
+def _clean(row: dict, component: str, quick: bool) -> tuple[dict, CalibrationResult | None]:
+    """Validate one hook row, tag it with the component, and split off its result object."""
+    row = dict(row)
+    res = row.pop("result", None)
+    for key in ("problem", "method", "metrics"):
+        if key not in row:
+            raise ValueError(f"calibrate_rows: row missing {key!r}, received keys {sorted(row)}")
+    setting = {**dict(row.get("setting") or {}), "component": component}
+    if quick:
+        setting["quick"] = True
+    out = bench_row(
+        str(row["problem"]),
+        str(row["method"]),
+        row["metrics"],
+        setting=setting,
+        anchor=row.get("anchor"),
+        note=row.get("note"),
+    )
+    absent = [k for k in REQUIRED_METRICS if k not in out["metrics"]]
+    if absent and out["metrics"]:
+        note = (out.get("note") + "; " if out.get("note") else "") + f"metrics absent: {absent}"
+        out["note"] = note
+    return out, res if isinstance(res, CalibrationResult) else None
+
+
+def _merge(path: Path, component: str, rows: list[dict]) -> tuple[list[dict], dict]:
+    """Rows of ``path`` from other components, then ``rows``; and the old figure paths."""
+    if not path.exists():
+        return rows, {}
+    try:
+        old = json.loads(path.read_text())
+    except (json.JSONDecodeError, OSError):
+        print(f"calibration: could not read {path}; starting a new file", file=sys.stderr)
+        return rows, {}
+    kept = [
+        r for r in old.get("rows", []) if (r.get("setting") or {}).get("component") != component
+    ]
+    figs = {k: v for k, v in (old.get("figures") or {}).items() if k != component}
+    return kept + rows, figs
+
+
+def run_calibration(
+    component: str, *, quick: bool = False, out: str | Path | None = None, seed: int = 0
+) -> Path:
+    """Run the calibration suite on ``component`` (or ``"core"``); returns the JSON path.
+
+    See the module docstring for what is written where.
+    """
+    t0 = time.perf_counter()
+    if out is not None:
+        out_dir = fig_dir = Path(out)
+    elif quick:
+        out_dir = fig_dir = Path(tempfile.mkdtemp(prefix="bayesphys-calibration-"))
+    else:
+        out_dir = repo_root() / "benchmarks" / "results"
+        fig_dir = Path("bayesphys-out") / "calibration"
+    raw = _component_rows(component, quick, seed)
+    rows, results = [], []
+    for r in raw:
+        clean, res = _clean(r, component, quick)
+        rows.append(clean)
+        if res is not None:
+            results.append(res)
+    from .plots import plot_component
+
+    fig = None
+    if results or any(r["metrics"] for r in rows):  # nothing to draw for a missing hook
+        fig = plot_component(component, rows, results, fig_dir / f"calibration_{component}.png")
+    if results:
+        idata = None
+        for j, res in enumerate(results):
+            group = "prior_sbc" if j == 0 else f"prior_sbc_{j}"
+            idata = res.to_inference_data(group=group, idata=idata)
+        from ..inference_data import save_netcdf
+
+        save_netcdf(idata, fig_dir / f"calibration_{component}.nc")
+    merged, figures = _merge(out_dir / "calibration.json", component, rows)
+    if fig is not None:
+        figures[component] = str(fig)
+    comps = sorted({(r.get("setting") or {}).get("component", "?") for r in merged})
+    command = "; ".join(f"bayesphys calibrate {c}{' --quick' if quick else ''}" for c in comps)
+    path = write_results(
+        "calibration",
+        merged,
+        quick=any((r.get("setting") or {}).get("quick") for r in merged),
+        command=command,
+        out=out,
+        extra={"figures": figures},
+    )
+    _print_table(component, rows, time.perf_counter() - t0, fig, path)
+    return path
+
+
+def _print_table(
+    component: str, rows: list[dict], seconds: float, fig: Path | None, path: Path
+) -> None:
+    keys = ("coverage50", "coverage90", "coverage95", "sbc_pvalue", "tarp_atc", "crps")
+    print(f"bayesphys calibrate {component}  ({seconds:.1f} s)")
+    print(f"  {'problem':18s} {'method':32s} " + " ".join(f"{k:>10s}" for k in keys))
+    for r in rows:
+        m: dict[str, Any] = r["metrics"]
+        vals = " ".join(
+            f"{m[k]:10.4g}" if isinstance(m.get(k), float) else f"{'-':>10s}" for k in keys
+        )
+        print(f"  {r['problem']:18s} {r['method'][:32]:32s} {vals}")
+        if r.get("note"):
+            print(f"      note: {r['note']}")
+    print(f"  figure: {fig if fig is not None else 'none (no metrics)'}")

@@ -1,0 +1,29 @@
+"""Scale-out: many inverse problems on local processes, Ray or Dask; DDP training.
+
+* :func:`fit_many` fits ``build(problem)`` for many problems on an executor and stacks the
+  posteriors into one InferenceData with a problem dimension, plus a per-problem table
+  (faults recorded, results written as they finish, reruns resume).
+* :mod:`bayesphys.distributed.ddp` holds small ``torch.distributed`` helpers for data-parallel
+  training launched by ``torchrun`` (gloo on CPU, nccl on CUDA).
+
+Ray and Dask are optional (``pip install "bayesphys[distributed]"``) and imported only when
+asked for. The layering (vectorise first, then processes, then DDP, then a cluster engine)
+follows the ecosystem survey in ``docs/scale_out.md``; bayesphys builds no scheduler of its own.
+
+References: P. Moritz et al., "Ray: A Distributed Framework for Emerging AI Applications",
+OSDI 2018; M. Rocklin, "Dask: Parallel Computation with Blocked algorithms and Task
+Scheduling", SciPy 2015; S. Li et al., "PyTorch Distributed: Experiences on Accelerating Data
+Parallel Training", VLDB 2020.
+"""
+
+from .executors import limit_threads, resolve_runner
+from .fit_many import FitManyResult, fit_many, problem_seed, run_problem
+
+__all__ = [
+    "fit_many",
+    "FitManyResult",
+    "problem_seed",
+    "run_problem",
+    "limit_threads",
+    "resolve_runner",
+]

@@ -1,0 +1,421 @@
+r"""Data-parallel training helpers on ``torch.distributed`` (DDP), launched by ``torchrun``.
+
+With :math:`W` processes each holding a shard :math:`B_r` of a global batch
+:math:`B = \bigcup_r B_r` (:math:`|B_r| = b`), DDP all-reduces gradients so every replica takes
+the step
+
+.. math:: g = \frac1W \sum_{r=1}^{W} \nabla_\theta \frac1b \sum_{i \in B_r} \ell_i(\theta)
+          = \nabla_\theta \frac1{Wb} \sum_{i \in B} \ell_i(\theta),
+
+i.e. the same step one process takes on the global batch of size :math:`Wb` (for a loss that is a
+mean over the batch). :class:`torch.utils.data.distributed.DistributedSampler` deals
+``perm[r::W]`` to rank ``r``, so with ``drop_last`` the global batches equal those of one process
+with batch size :math:`Wb`.
+
+Launch (CPU, gloo; ``--nproc_per_node`` GPUs with nccl on CUDA)::
+
+    torchrun --standalone --nproc_per_node=2 examples/ddp_training.py
+
+Helpers: :func:`init_distributed` / :func:`cleanup_distributed` (from torchrun's ``RANK``,
+``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``), :func:`distributed_loader`,
+:func:`seed_for_rank`, :func:`rank_zero_only`, :func:`save_training_checkpoint` /
+:func:`load_training_checkpoint` (resume), and the generic loop :func:`train_ddp`. Training
+loops written with them keep no global state and do I/O on rank 0 only.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import math
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data.distributed import DistributedSampler
+
+from .._model import FitResult, load_checkpoint, save_checkpoint
+
+__all__ = [
+    "DistContext",
+    "init_distributed",
+    "cleanup_distributed",
+    "launched_by_torchrun",
+    "free_port",
+    "seed_for_rank",
+    "rank_zero_only",
+    "distributed_loader",
+    "unwrap",
+    "all_reduce_mean",
+    "save_training_checkpoint",
+    "load_training_checkpoint",
+    "train_ddp",
+    "CHECKPOINT_KIND",
+]
+
+CHECKPOINT_KIND = "ddp_training"
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process sits: ``rank`` of ``world_size``, its device and backend.
+
+    ``backend`` is ``None`` for a plain single process (no process group).
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+    backend: str | None = None
+    initialized_here: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.backend is not None and self.world_size > 1
+
+
+def launched_by_torchrun() -> bool:
+    """True when ``RANK`` and ``WORLD_SIZE`` are set (torchrun, SLURM wrappers, mp tests)."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface (for single-node rendezvous)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError as err:
+        raise ValueError(f"{name}: expected an integer environment variable, received {raw!r}") from err
+
+
+def _context_from_group(device: torch.device | None) -> DistContext:
+    rank, ws = dist.get_rank(), dist.get_world_size()
+    local = _env_int("LOCAL_RANK", rank)
+    backend = dist.get_backend()
+    if device is None:
+        device = torch.device(f"cuda:{local}") if backend == "nccl" else torch.device("cpu")
+    return DistContext(rank, ws, local, device, backend, False)
+
+
+def init_distributed(
+    backend: str | None = None,
+    device: str | torch.device | None = None,
+    *,
+    timeout_s: float = 300.0,
+) -> DistContext:
+    """Join the process group described by torchrun's environment variables.
+
+    ``device`` defaults to ``cuda:LOCAL_RANK`` when CUDA exists, else CPU; ``backend`` to
+    ``nccl`` for CUDA and ``gloo`` for CPU. Without ``RANK``/``WORLD_SIZE`` (a plain
+    ``python script.py``) no process group is created and a single-process context is returned,
+    so the same script runs with and without torchrun. An existing group is reused.
+    """
+    dev = torch.device(device) if device is not None else None
+    if dist.is_available() and dist.is_initialized():
+        return _context_from_group(dev)
+    if not launched_by_torchrun():
+        if dev is None:
+            dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return DistContext(0, 1, 0, dev, None, False)
+    if not dist.is_available():  # pragma: no cover - torch built without distributed
+        raise RuntimeError("torch.distributed is not available in this torch build")
+    rank, ws = _env_int("RANK", 0), _env_int("WORLD_SIZE", 1)
+    local = _env_int("LOCAL_RANK", rank)
+    if not 0 <= rank < ws:
+        raise ValueError(f"RANK: expected 0 <= RANK < WORLD_SIZE = {ws}, received {rank}")
+    if dev is None:
+        dev = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
+    if dev.type == "cuda":
+        if dev.index is None:
+            dev = torch.device(f"cuda:{local}")
+        torch.cuda.set_device(dev)
+    backend = backend or ("nccl" if dev.type == "cuda" else "gloo")
+    if backend not in ("gloo", "nccl", "mpi"):
+        raise ValueError(f"backend: expected 'gloo', 'nccl' or 'mpi', received {backend!r}")
+    if backend == "gloo" and os.environ.get("MASTER_ADDR", "") in ("127.0.0.1", "localhost"):
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    dist.init_process_group(
+        backend,
+        init_method="env://",
+        rank=rank,
+        world_size=ws,
+        timeout=_dt.timedelta(seconds=timeout_s),
+    )
+    return DistContext(rank, ws, local, dev, backend, True)
+
+
+def cleanup_distributed(ctx: DistContext | None = None) -> None:
+    """Destroy the process group (only the one ``ctx`` created, when ``ctx`` is given)."""
+    if ctx is not None and not ctx.initialized_here:
+        return
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _barrier() -> None:
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def seed_for_rank(seed: int, rank: int) -> int:
+    """Per-rank seed for data noise/dropout: distinct across ranks, fixed across runs."""
+    return (int(seed) + 104_729 * int(rank)) % 2**63
+
+
+def rank_zero_only(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator: call ``fn`` on rank 0 only (returns ``None`` elsewhere)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if _rank() == 0:
+            return fn(*args, **kwargs)
+        return None
+
+    return wrapper
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The bare module inside a :class:`~torch.nn.parallel.DistributedDataParallel` wrapper."""
+    return model.module if isinstance(model, DDP) else model
+
+
+def all_reduce_mean(value: torch.Tensor | float, ctx: DistContext) -> float:
+    """Mean of a scalar over ranks (the value itself in a single process)."""
+    t = torch.as_tensor(value, dtype=torch.float64, device=ctx.device).detach().clone()
+    if ctx.distributed:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        t /= ctx.world_size
+    return float(t)
+
+
+def _as_dataset(data: Dataset | Sequence[torch.Tensor] | torch.Tensor) -> Dataset:
+    if isinstance(data, Dataset):
+        return data
+    if isinstance(data, torch.Tensor):
+        return TensorDataset(data)
+    if isinstance(data, (tuple, list)) and all(isinstance(t, torch.Tensor) for t in data):
+        return TensorDataset(*data)
+    raise TypeError(
+        "data: expected a torch Dataset, a tensor or a tuple of tensors with a common first "
+        f"dimension, received {type(data).__name__}"
+    )
+
+
+def distributed_loader(
+    data: Dataset | Sequence[torch.Tensor] | torch.Tensor,
+    batch_size: int,
+    ctx: DistContext,
+    *,
+    shuffle: bool = True,
+    seed: int = 0,
+    drop_last: bool = True,
+    num_workers: int = 0,
+) -> DataLoader:
+    """A loader whose sampler deals ``perm[rank::world_size]`` to this rank.
+
+    ``batch_size`` is per rank (global batch ``world_size * batch_size``). Call
+    ``loader.sampler.set_epoch(epoch)`` each epoch for a fresh, rank-consistent shuffle.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive int, received {batch_size}")
+    ds = _as_dataset(data)
+    sampler = DistributedSampler(
+        ds,
+        num_replicas=ctx.world_size,
+        rank=ctx.rank,
+        shuffle=shuffle,
+        seed=seed,
+        drop_last=drop_last,
+    )
+    return DataLoader(
+        ds, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=num_workers
+    )
+
+
+def save_training_checkpoint(
+    path: str | Path,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    epoch: int,
+    step: int,
+    ctx: DistContext,
+    config: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Rank 0 writes ``{model, optimizer, epoch, step, extra}`` atomically; all ranks wait."""
+    path = Path(path)
+    if ctx.is_main:
+        state = {
+            "model": unwrap(model).state_dict(),
+            "optimizer": optimizer.state_dict() if optimizer is not None else None,
+            "epoch": int(epoch),
+            "step": int(step),
+            "world_size": ctx.world_size,
+            "extra": dict(extra or {}),
+        }
+        tmp = path.with_name(f".{path.name}.tmp")
+        save_checkpoint(tmp, kind=CHECKPOINT_KIND, config=dict(config or {}), state=state)
+        os.replace(tmp, path)
+    _barrier()
+    return path
+
+
+def load_training_checkpoint(
+    path: str | Path,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    map_location: str | torch.device | None = "cpu",
+) -> dict[str, Any]:
+    """Load weights (and optimizer state) on every rank; returns the checkpoint's state dict."""
+    ckpt = load_checkpoint(path, kind=CHECKPOINT_KIND, map_location=map_location)
+    state = ckpt["state"]
+    unwrap(model).load_state_dict(state["model"])
+    if optimizer is not None and state.get("optimizer") is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    return state
+
+
+def _to(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: _to(v, device) for k, v in batch.items()}
+    return batch
+
+
+def train_ddp(
+    model_fn: Callable[[], torch.nn.Module],
+    loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor],
+    data: Dataset | Sequence[torch.Tensor] | torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float = 1e-3,
+    optimizer_fn: Callable[[Any], torch.optim.Optimizer] | None = None,
+    checkpoint: str | Path | None = None,
+    resume: bool = True,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    backend: str | None = None,
+    progress: bool = True,
+    config: dict[str, Any] | None = None,
+) -> FitResult:
+    r"""Generic data-parallel loop: ``loss_fn(model, batch)`` (a batch mean) per step.
+
+    Every rank builds ``model_fn()`` after ``torch.manual_seed(seed)`` (identical replicas),
+    wraps it in DDP when ``world_size > 1``, and sees ``batch_size`` samples per step (global
+    batch ``world_size * batch_size``). Each epoch reseeds torch with
+    ``seed_for_rank(seed + epoch, rank)`` and the sampler with ``epoch``, so a run resumed from
+    ``checkpoint`` (written by rank 0 after every epoch) continues exactly as an uninterrupted
+    one. Works in a single process without torchrun.
+
+    Returns a :class:`~bayesphys.FitResult`: ``loss_history`` holds the epoch mean loss averaged
+    over ranks (epochs run in this call); ``extra`` has ``world_size``, ``start_epoch``,
+    ``samples_per_second`` (global) and ``model`` (the trained bare module).
+    """
+    if epochs < 0:
+        raise ValueError(f"epochs: expected a non-negative int, received {epochs}")
+    ctx = init_distributed(backend, device)
+    try:
+        torch.manual_seed(int(seed))
+        model = model_fn().to(ctx.device)
+        params = list(model.parameters())
+        optimizer = optimizer_fn(params) if optimizer_fn else torch.optim.Adam(params, lr=lr)
+        start_epoch, step = 0, 0
+        ckpt_path = Path(checkpoint) if checkpoint is not None else None
+        if ckpt_path is not None and resume and ckpt_path.exists():
+            state = load_training_checkpoint(
+                ckpt_path, model=model, optimizer=optimizer, map_location=ctx.device
+            )
+            start_epoch, step = state["epoch"] + 1, state["step"]
+        net = model
+        if ctx.distributed:
+            ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            net = DDP(model, device_ids=ids)
+        loader = distributed_loader(data, batch_size, ctx, shuffle=True, seed=seed)
+        hist: list[float] = []
+        samples, t0 = 0, time.perf_counter()
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            range(start_epoch, epochs), desc="train_ddp", disable=not (progress and ctx.is_main)
+        )
+        msg = f"trained epochs {start_epoch}..{epochs - 1}"
+        for epoch in bar:
+            loader.sampler.set_epoch(epoch)
+            torch.manual_seed(seed_for_rank(seed + epoch, ctx.rank))
+            net.train()
+            total, count = 0.0, 0
+            for batch in loader:
+                batch = _to(batch, ctx.device)
+                optimizer.zero_grad(set_to_none=True)
+                loss = loss_fn(net, batch)
+                loss.backward()
+                optimizer.step()
+                total += float(loss.detach())
+                count += 1
+                step += 1
+                samples += batch_size * ctx.world_size
+            mean = all_reduce_mean(total / max(count, 1), ctx)
+            if not math.isfinite(mean):
+                msg = f"diverged at epoch {epoch} (loss {mean})"
+                break
+            hist.append(mean)
+            bar.set_postfix(loss=f"{mean:.4g}")
+            if ckpt_path is not None:
+                save_training_checkpoint(
+                    ckpt_path,
+                    model=model,
+                    optimizer=optimizer,
+                    epoch=epoch,
+                    step=step,
+                    ctx=ctx,
+                    config=config,
+                )
+        bar.close()
+        seconds = time.perf_counter() - t0
+        return FitResult(
+            loss_history=hist,
+            seconds=seconds,
+            converged=not msg.startswith("diverged"),
+            steps=step,
+            message=msg,
+            extra={
+                "world_size": ctx.world_size,
+                "rank": ctx.rank,
+                "start_epoch": start_epoch,
+                "samples_per_second": samples / seconds if seconds > 0 else float("nan"),
+                "model": model,
+            },
+        )
+    finally:
+        cleanup_distributed(ctx)

@@ -1,0 +1,447 @@
+r"""``fit_many``: fit many independent inverse problems on an executor, collect one InferenceData.
+
+For problems :math:`p_1, \dots, p_N` with ids :math:`i_1, \dots, i_N`, each task runs
+
+.. code-block:: python
+
+    seed_everything(s_k)                      # s_k = problem_seed(seed, i_k)
+    model = build(p_k)                        # or build(p_k, seed=s_k) if build takes seed=
+    fit = model.fit(**fit_kwargs)             # -> FitResult
+    post = model.posterior(**posterior_kwargs)  # -> Posterior, event shape E
+    idata_k = post.to_inference_data(num_samples=S, num_chains=C, seed=s_k, name=name)
+
+and the per-problem groups are stacked along a new ``problem_dim`` of length :math:`N_{ok}`
+(the problems that succeeded): a posterior variable of shape ``[C, S, *E]`` becomes
+``[C, S, N_ok, *E]`` with dims ``(chain, draw, problem_dim, ...)``; non-sample groups
+(``observed_data``, ``constant_data``) become ``[N_ok, ...]``. The per-problem seed depends only
+on ``seed`` and the problem id, so the numbers equal a sequential loop with the same seeds,
+whatever the executor and the completion order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import random
+import re
+import secrets
+import socket
+import time
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["fit_many", "FitManyResult", "problem_seed", "run_problem", "ProblemTask"]
+
+
+def problem_seed(seed: int, problem_id: Any) -> int:
+    """Deterministic 63-bit seed from the base ``seed`` and ``str(problem_id)`` (BLAKE2b)."""
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise TypeError(f"seed: expected int, received {type(seed).__name__}")
+    digest = hashlib.blake2b(f"{int(seed)}/{problem_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & (2**63 - 1)
+
+
+@dataclass
+class ProblemTask:
+    """Everything one worker needs (picklable when ``build``/``problem`` are)."""
+
+    problem_id: Any
+    problem: Any
+    build: Callable[..., Any]
+    seed: int
+    threads: int | None = 1
+    fit_kwargs: dict[str, Any] = field(default_factory=dict)
+    posterior_kwargs: dict[str, Any] = field(default_factory=dict)
+    export: Callable[..., Any] | None = None
+    num_samples: int = 200
+    num_chains: int = 1
+    name: str = "u"
+
+
+def _accepts(fn: Callable[..., Any], kw: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == kw or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def _groups(idata) -> dict[str, Any]:
+    from ..inference_data import ARVIZ_V1, group_dataset
+
+    names = list(idata.children) if ARVIZ_V1 else list(idata.groups())
+    return {g: group_dataset(idata, g) for g in names}
+
+
+def _summary(fit: Any) -> dict[str, Any]:
+    hist = list(getattr(fit, "loss_history", []) or [])
+    return {
+        "fit_seconds": float(getattr(fit, "seconds", float("nan"))),
+        "converged": bool(getattr(fit, "converged", False)),
+        "steps": int(getattr(fit, "steps", len(hist))),
+        "final_loss": float(hist[-1]) if hist else float("nan"),
+        "message": str(getattr(fit, "message", "")),
+    }
+
+
+def run_problem(task: ProblemTask) -> dict[str, Any]:
+    """Run one task (build, fit, posterior, export); never raises, errors are returned.
+
+    Returns ``{"id", "seed", "status": "ok"|"error", "seconds", "worker", fit summary...,
+    "groups": {group: xarray.Dataset} | None, "error", "traceback"}``.
+    """
+    import torch
+
+    from ..inference_data import build_inference_data  # noqa: F401 - import check in workers
+    from .executors import _restore_threads, limit_threads
+
+    t0 = time.perf_counter()
+    rec: dict[str, Any] = {
+        "id": task.problem_id,
+        "seed": task.seed,
+        "worker": f"{socket.gethostname()}:{os.getpid()}",
+        "groups": None,
+        "error": None,
+        "traceback": None,
+    }
+    prev = limit_threads(task.threads)
+    rng = (random.getstate(), np.random.get_state(), torch.random.get_rng_state())
+    try:
+        from .._device import seed_everything
+
+        seed_everything(task.seed % 2**63)
+        if _accepts(task.build, "seed"):
+            model = task.build(task.problem, seed=task.seed)
+        else:
+            model = task.build(task.problem)
+        fit_kwargs = dict(task.fit_kwargs)
+        if "progress" not in fit_kwargs and _accepts(model.fit, "progress"):
+            fit_kwargs["progress"] = False
+        fit = model.fit(**fit_kwargs)
+        post = model.posterior(**task.posterior_kwargs)
+        if task.export is not None:
+            idata = task.export(model, post, task.seed)
+        else:
+            idata = post.to_inference_data(
+                num_samples=task.num_samples,
+                num_chains=task.num_chains,
+                seed=task.seed,
+                name=task.name,
+            )
+        rec.update(_summary(fit))
+        rec["groups"] = {g: ds.load() for g, ds in _groups(idata).items()}
+        rec["status"] = "ok"
+    except Exception as err:  # noqa: BLE001 - one problem must not kill the batch
+        rec["status"] = "error"
+        rec["error"] = f"{type(err).__name__}: {err}"
+        rec["traceback"] = traceback.format_exc()
+    finally:
+        random.setstate(rng[0])
+        np.random.set_state(rng[1])
+        torch.random.set_rng_state(rng[2])
+        _restore_threads(prev)
+    rec["seconds"] = time.perf_counter() - t0
+    return rec
+
+
+# -- on-disk results (resume) -------------------------------------------------------------------
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _stem(problem_id: Any) -> str:
+    return _SAFE.sub("_", str(problem_id)) or "_"
+
+
+def _write(out: Path, rec: dict[str, Any]) -> None:
+    """Write ``<id>.nc`` (if ok) then ``<id>.json`` atomically: the JSON marks completion."""
+    from ..inference_data import _assemble, save_netcdf
+
+    stem = _stem(rec["id"])
+    if rec["status"] == "ok":
+        tmp = out / f".{stem}.nc.tmp"
+        save_netcdf(_assemble(rec["groups"]), tmp)
+        os.replace(tmp, out / f"{stem}.nc")
+    meta = {k: v for k, v in rec.items() if k != "groups"}
+    meta["id"] = rec["id"] if isinstance(rec["id"], (int, str)) else str(rec["id"])
+    tmp = out / f".{stem}.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=1, default=str))
+    os.replace(tmp, out / f"{stem}.json")
+
+
+def _read(out: Path, problem_id: Any) -> dict[str, Any] | None:
+    """A finished (status ok) record from disk, or ``None``."""
+    from ..inference_data import load_netcdf
+
+    stem = _stem(problem_id)
+    meta_path, nc_path = out / f"{stem}.json", out / f"{stem}.nc"
+    if not meta_path.exists() or not nc_path.exists():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError:
+        return None
+    if meta.get("status") != "ok" or str(meta.get("id")) != str(problem_id):
+        return None
+    rec = dict(meta, id=problem_id)
+    groups = {}
+    for g, ds in _groups(load_netcdf(nc_path)).items():
+        groups[g] = ds.load()
+        ds.close()  # release the file handle so the file can be rewritten later
+    rec["groups"] = groups
+    return rec
+
+
+# -- combining ----------------------------------------------------------------------------------
+@dataclass
+class FitManyResult:
+    """Outcome of :func:`fit_many`; unpacks as ``idata, table = fit_many(...)``.
+
+    Attributes
+    ----------
+    idata: InferenceData whose groups carry ``problem_dim`` (successful problems only), or
+        ``None`` when every problem failed.
+    table: :class:`pandas.DataFrame` indexed by problem id: ``seed, status, seconds,
+        fit_seconds, converged, steps, final_loss, message, error, traceback, worker, resumed``.
+    per_problem: problem id -> ``{group: xarray.Dataset}`` of each successful problem.
+    executor: name of the runner used; ``workers``: its worker count where known.
+    """
+
+    idata: Any
+    table: Any
+    per_problem: dict[Any, dict[str, Any]]
+    executor: str = ""
+    workers: int | None = None
+    seconds: float = 0.0
+
+    def __iter__(self):
+        yield self.idata
+        yield self.table
+
+    @property
+    def failed(self) -> list[Any]:
+        """Ids of problems that raised."""
+        return list(self.table.index[self.table["status"] != "ok"])
+
+    @property
+    def ok(self) -> list[Any]:
+        """Ids of problems that finished."""
+        return list(self.table.index[self.table["status"] == "ok"])
+
+
+def _combine(per_problem: dict[Any, dict[str, Any]], problem_dim: str):
+    import pandas as pd
+    import xarray as xr
+
+    from ..inference_data import SAMPLE_GROUPS, _assemble
+
+    if not per_problem:
+        return None
+    ids = list(per_problem)
+    names = [g for g in per_problem[ids[0]] if all(g in per_problem[i] for i in ids)]
+    index = pd.Index(ids, name=problem_dim)
+    groups = {}
+    for g in names:
+        dsets = [per_problem[i][g] for i in ids]
+        try:
+            ds = xr.concat(dsets, dim=index, join="outer", combine_attrs="override")
+        except ValueError as err:
+            raise ValueError(
+                f"fit_many: group {g!r} differs in shape across problems and cannot be stacked "
+                f"along {problem_dim!r} ({err}); use result.per_problem instead"
+            ) from err
+        lead = ["chain", "draw"] if g in SAMPLE_GROUPS and "chain" in ds.dims else []
+        ds = ds.transpose(*lead, problem_dim, ...)
+        groups[g] = ds
+    return _assemble(groups)
+
+
+_COLUMNS = [
+    "seed",
+    "status",
+    "seconds",
+    "fit_seconds",
+    "converged",
+    "steps",
+    "final_loss",
+    "message",
+    "error",
+    "traceback",
+    "worker",
+    "resumed",
+]
+
+
+def _table(records: list[dict[str, Any]], problem_dim: str):
+    import pandas as pd
+
+    rows = [{c: r.get(c) for c in _COLUMNS} for r in records]
+    return pd.DataFrame(rows, index=pd.Index([r["id"] for r in records], name=problem_dim))
+
+
+def _normalise(problems: Iterable[Any] | Mapping[Any, Any]) -> list[tuple[Any, Any]]:
+    if isinstance(problems, Mapping):
+        items = list(problems.items())
+    else:
+        try:
+            items = list(enumerate(problems))
+        except TypeError as err:
+            raise TypeError(
+                "problems: expected a mapping id -> problem or an iterable of problems, "
+                f"received {type(problems).__name__}"
+            ) from err
+    stems: dict[str, Any] = {}
+    for pid, _ in items:
+        s = _stem(pid)
+        if s in stems:
+            raise ValueError(
+                f"problems: ids {stems[s]!r} and {pid!r} collide (file stem {s!r}); use distinct ids"
+            )
+        stems[s] = pid
+    return items
+
+
+def fit_many(
+    problems: Iterable[Any] | Mapping[Any, Any],
+    build: Callable[..., Any],
+    *,
+    executor: Any = None,
+    out: str | Path | None = None,
+    progress: bool = True,
+    problem_dim: str = "problem",
+    seed: int | None = None,
+    threads_per_worker: int | None = 1,
+    max_workers: int | None = None,
+    num_samples: int = 200,
+    num_chains: int = 1,
+    name: str = "u",
+    fit_kwargs: Mapping[str, Any] | None = None,
+    posterior_kwargs: Mapping[str, Any] | None = None,
+    export: Callable[..., Any] | None = None,
+    retry_failed: bool = True,
+) -> FitManyResult:
+    r"""Fit ``build(problem)`` for every problem on ``executor``; stack posteriors by problem.
+
+    Parameters
+    ----------
+    problems: a mapping ``id -> problem`` or an iterable (ids ``0..N-1``). Problems and
+        ``build`` must be picklable for process/cluster executors (module-level functions and
+        classes, not lambdas).
+    build: ``build(problem) -> model`` (or ``build(problem, seed=s)``) where the model has
+        ``fit(**fit_kwargs) -> FitResult`` and ``posterior(**posterior_kwargs) -> Posterior``.
+    executor: ``None``/``"local"`` (spawned processes), ``"sequential"``, ``"ray"``,
+        ``"dask"``, or an executor/client/pool object (see :mod:`.executors`).
+    out: directory; each finished problem is written there as ``<id>.nc`` (InferenceData) and
+        ``<id>.json`` (its table row) as soon as it completes, and problems already finished
+        there are loaded instead of refitted (failed ones are retried if ``retry_failed``).
+    seed: base seed; problem ``i`` uses ``problem_seed(seed, i)`` for the torch/numpy/python
+        RNGs before ``build`` and for the exported draws. ``None`` draws a random base seed
+        (recorded in the table).
+    threads_per_worker: torch/OpenMP/BLAS threads in each task (``None``: leave as is).
+    max_workers: size of pools/clusters started here (default: all cores).
+    num_samples, num_chains, name: passed to ``Posterior.to_inference_data``.
+    export: optional ``export(model, posterior, seed) -> InferenceData`` replacing the default
+        export, e.g. to add named parameter draws (``D``, ``rho``) or ``observed_data``.
+
+    Returns
+    -------
+    :class:`FitManyResult` — ``idata`` (posterior ``u`` of shape ``[C, S, N_ok, *E]``, dims
+    ``(chain, draw, problem_dim, ...)``) and ``table`` (one row per problem, failures included).
+    """
+    from tqdm.auto import tqdm
+
+    from .executors import resolve_runner
+
+    items = _normalise(problems)
+    if not callable(build):
+        raise TypeError(f"build: expected a callable, received {type(build).__name__}")
+    if num_samples < 1 or num_chains < 1:
+        raise ValueError(
+            f"num_samples/num_chains: expected positive ints, received {num_samples}, {num_chains}"
+        )
+    base = secrets.randbits(32) if seed is None else seed
+    out_dir = Path(out) if out is not None else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+    t0 = time.perf_counter()
+    records: dict[Any, dict[str, Any]] = {}
+    todo: list[ProblemTask] = []
+    for pid, prob in items:
+        if out_dir is not None:
+            done = _read(out_dir, pid)
+            if done is not None:
+                done["resumed"] = True
+                records[pid] = done
+                continue
+            if not retry_failed:
+                meta = out_dir / f"{_stem(pid)}.json"
+                if meta.exists():
+                    rec = json.loads(meta.read_text())
+                    rec.update(id=pid, groups=None, resumed=True)
+                    records[pid] = rec
+                    continue
+        todo.append(
+            ProblemTask(
+                problem_id=pid,
+                problem=prob,
+                build=build,
+                seed=problem_seed(base, pid),
+                threads=threads_per_worker,
+                fit_kwargs=dict(fit_kwargs or {}),
+                posterior_kwargs=dict(posterior_kwargs or {}),
+                export=export,
+                num_samples=num_samples,
+                num_chains=num_chains,
+                name=name,
+            )
+        )
+
+    runner_name, workers = "none (all resumed)", None
+    if todo:
+        runner = resolve_runner(
+            executor, max_workers=max_workers, threads_per_worker=threads_per_worker
+        )
+        runner_name, workers = runner.name, runner.workers
+        bar = tqdm(total=len(todo), desc="fit_many", disable=not progress)
+        try:
+            for i, ok, value in runner.run(run_problem, todo):
+                task = todo[i]
+                if ok:
+                    rec = value
+                else:  # the executor failed to run the task (worker died, pickling, ...)
+                    rec = {
+                        "id": task.problem_id,
+                        "seed": task.seed,
+                        "status": "error",
+                        "groups": None,
+                        "error": f"{type(value).__name__}: {value}",
+                        "traceback": "".join(traceback.format_exception(value)),
+                    }
+                rec["resumed"] = False
+                records[task.problem_id] = rec
+                if out_dir is not None:
+                    _write(out_dir, rec)
+                bar.update(1)
+                if rec["status"] != "ok":
+                    bar.set_postfix(failed=sum(r["status"] != "ok" for r in records.values()))
+        finally:
+            bar.close()
+            runner.close()
+
+    ordered = [records[pid] for pid, _ in items if pid in records]
+    per_problem = {r["id"]: r["groups"] for r in ordered if r["status"] == "ok" and r["groups"]}
+    return FitManyResult(
+        idata=_combine(per_problem, problem_dim),
+        table=_table(ordered, problem_dim),
+        per_problem=per_problem,
+        executor=runner_name,
+        workers=workers,
+        seconds=time.perf_counter() - t0,
+    )

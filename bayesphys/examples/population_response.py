@@ -1,0 +1,109 @@
+"""Predict the response of unseen populations with Meta Flow Matching, with uncertainty.
+
+Trains a 3-member MFM ensemble on the interacting-particle benchmark (B3), predicts the
+evolved state of populations it never saw, plots predicted vs true populations (member
+predictions as the uncertainty), calibrates a split-conformal W2 radius and prints an ArviZ
+summary of the W2-to-truth posterior.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DESCRIPTION = "MFM: response of unseen interacting-particle populations with ensemble uncertainty"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=DESCRIPTION)
+    ap.add_argument("--smoke", action="store_true", help="tiny run (< 30 s)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", default="bayesphys-out/population_response")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=None)
+    args = ap.parse_args(argv)
+
+    import arviz as az
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bayesphys._device import resolve_device
+    from bayesphys.inference_data import group_dataset, save_netcdf
+    from bayesphys.meta_fm import MFMEnsemble, w2_inference_data
+    from bayesphys.meta_fm.evaluation import population_metrics
+    from bayesphys.problems.populations import interacting_particles
+
+    device = resolve_device(args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.smoke:
+        sizes, steps, members, width, pts = (24, 8, 4, 64), args.steps or 60, 2, 64, 64
+    else:
+        sizes, steps, members, width, pts = (200, 30, 6, 256), args.steps or 2000, 3, 128, 256
+    data = interacting_particles(
+        n_train=sizes[0], n_cal=sizes[1], n_test=sizes[2], n_points=sizes[3], seed=args.seed
+    )
+    kw = dict(
+        width=width,
+        layers=4,
+        time_dim=32,
+        fourier=32,
+        fourier_sigma=1.0,
+        gnn_hidden=32,
+        knn_k=min(50, pts - 1),
+        points=pts,
+        lr=1e-3,
+        gnn_lr=1e-3,
+    )
+    ens = MFMEnsemble(data, members=members, seed=args.seed, device=device, **kw)
+    fit = ens.fit(steps=steps, progress=not args.smoke)
+    test, cal = data.subset("test"), data.subset("cal")
+    unc = ens.uncertainty(cal, test, max_points=None)
+    post = ens.posterior(test.source, num_draws=1, seed=args.seed)
+    idata = w2_inference_data(post, test.target, max_points=None)
+    save_netcdf(idata, out / "population_response.nc")
+    summary = az.summary(group_dataset(idata, "posterior")[["w2"]], kind="stats")
+    print(summary)
+
+    members_pred = ens.predict_members(test.source)
+    ident = [population_metrics(s, t)["w2"] for s, t in zip(test.source, test.target)]
+    fig, axes = plt.subplots(1, len(test), figsize=(3.3 * len(test), 3.3))
+    for i, ax in enumerate(np.atleast_1d(axes)):
+        ax.scatter(*test.source[i].T, s=2, c="0.75", label="source")
+        for m, pred in enumerate(members_pred):
+            ax.scatter(*pred[i].cpu().T, s=2, alpha=0.4, label=f"member {m}")
+        ax.scatter(*test.target[i].T, s=2, c="k", label="true T=1")
+        ax.set_title(
+            f"W2 {unc['test_error'][i]:.3f} ± spread {unc['test_spread'][i]:.3f}", fontsize=8
+        )
+    np.atleast_1d(axes)[0].legend(fontsize=6, markerscale=3)
+    fig.tight_layout()
+    fig.savefig(out / "population_response.png", dpi=90)
+    plt.close(fig)
+    result = {
+        "w2_test_mean": float(np.mean(unc["test_error"])),
+        "w2_identity_mean": float(np.mean(ident)),
+        "spearman_spread_error": unc["spearman"],
+        "conformal_radius_score": unc["radius"],
+        "coverage90": unc["coverage"],
+        "fit_seconds": fit.seconds,
+        "w2_summary": summary.to_dict(),
+        "netcdf": str(out / "population_response.nc"),
+        "plot": str(out / "population_response.png"),
+    }
+    (out / "population_response.json").write_text(json.dumps(result, indent=1, default=float))
+    print(
+        json.dumps({k: v for k, v in result.items() if k != "w2_summary"}, indent=1, default=float)
+    )
+    return result
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    main()

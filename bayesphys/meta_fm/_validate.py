@@ -1,0 +1,86 @@
+"""Input checks for populations (clear errors naming the argument)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from .._device import check_finite
+from ..problems.populations import PopulationPairs
+
+__all__ = ["check_populations", "check_pairs"]
+
+
+def check_populations(
+    name: str, pops: Tensor | Sequence[Tensor], dim: int | None = None, min_points: int = 2
+) -> list[Tensor]:
+    """Return ``pops`` as a list of ``[n_i, d]`` float tensors, refusing bad input.
+
+    Accepts one population ``[n, d]``, a batch ``[P, n, d]`` or a sequence of ``[n_i, d]``.
+    Raises ``ValueError`` for empty or too-small populations, mixed or wrong dimensions and
+    NaN/Inf points; ``TypeError`` for non-tensors.
+    """
+    if isinstance(pops, Tensor):
+        if pops.ndim == 2:
+            pops = [pops]
+        elif pops.ndim == 3:
+            pops = list(pops)
+        else:
+            raise ValueError(
+                f"{name}: expected a population [n, d] or populations [P, n, d], received shape "
+                f"{tuple(pops.shape)}"
+            )
+    if not isinstance(pops, (list, tuple)) or len(pops) == 0:
+        raise ValueError(
+            f"{name}: expected a non-empty list of populations [n, d], received {pops!r:.80}"
+        )
+    out = []
+    for i, p in enumerate(pops):
+        if not isinstance(p, Tensor):
+            raise TypeError(f"{name}[{i}]: expected a torch.Tensor, received {type(p).__name__}")
+        if p.ndim != 2:
+            raise ValueError(
+                f"{name}[{i}]: expected a population [n, d], received shape {tuple(p.shape)}"
+            )
+        if not p.is_floating_point():
+            raise TypeError(f"{name}[{i}]: expected a floating tensor, received {p.dtype}")
+        if p.shape[0] < min_points:
+            raise ValueError(
+                f"{name}[{i}]: expected at least {min_points} points, received {p.shape[0]} "
+                "(empty and single-point populations cannot be embedded)"
+            )
+        d = dim if dim is not None else out[0].shape[1] if out else p.shape[1]
+        if p.shape[1] != d:
+            raise ValueError(
+                f"{name}[{i}]: expected dimension {d} (as the other populations/model), received "
+                f"shape {tuple(p.shape)}"
+            )
+        check_finite(f"{name}[{i}]", p)
+        out.append(p)
+    return out
+
+
+def check_pairs(data: PopulationPairs, dim: int | None = None) -> None:
+    """Validate a :class:`PopulationPairs` (dimensions, sizes, finiteness, treatments)."""
+    if not isinstance(data, PopulationPairs):
+        raise TypeError(f"data: expected PopulationPairs, received {type(data).__name__}")
+    if len(data.source) != len(data.target):
+        raise ValueError(
+            f"data: expected as many targets as sources, received {len(data.source)} and {len(data.target)}"
+        )
+    src = check_populations("data.source", data.source, dim)
+    check_populations("data.target", data.target, src[0].shape[1])
+    if data.paired:
+        for i, (a, b) in enumerate(zip(data.source, data.target)):
+            if a.shape[0] != b.shape[0]:
+                raise ValueError(
+                    f"data.target[{i}]: paired data need equal sizes, received {a.shape[0]} and {b.shape[0]}"
+                )
+    if data.treatment is not None and len(data.treatment) != len(data.source):
+        raise ValueError(
+            f"data.treatment: expected {len(data.source)} entries, received {len(data.treatment)}"
+        )
+    if not torch.is_tensor(data.source_id) or len(data.source_id) != len(data.source):
+        raise ValueError("data.source_id: expected a tensor with one id per pair")

@@ -1,0 +1,101 @@
+r"""Vector field :math:`v_\theta(t, x \mid \varphi, c)` for (meta) flow matching.
+
+The input is the concatenation of
+
+* a sinusoidal time embedding :math:`[\cos(t\omega_j), \sin(t\omega_j)]`,
+  :math:`\omega_j = 10000^{-j/(h-1)}` (transformer style, ``time_dim`` values);
+* random Fourier features :math:`[\cos(2\pi xB), \sin(2\pi xB)]`, :math:`B_{ij} \sim
+  \mathcal N(0, \sigma_B^2)` of shape ``[d, fourier]`` — a registered buffer, so it is saved
+  and reloaded with the model (the reference code regenerates it on reload);
+* the raw point :math:`x`;
+* a condition vector (population embedding, population one-hot, treatment one-hot).
+
+The body is an MLP (SELU) or a residual MLP. Shapes: ``x [N, d]``, ``t [N]`` or scalar,
+``cond [N, c]`` -> ``[N, d]``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["time_embedding", "FourierFeatures", "VectorField"]
+
+
+def time_embedding(t: Tensor, dim: int, max_positions: float = 10000.0) -> Tensor:
+    """Sinusoidal embedding ``[N, dim]`` of times ``t [N]`` (``dim`` even)."""
+    half = dim // 2
+    freqs = torch.exp(
+        -math.log(max_positions)
+        * torch.arange(half, dtype=t.dtype, device=t.device)
+        / max(half - 1, 1)
+    )
+    arg = t[:, None] * freqs[None, :]
+    return torch.cat([torch.cos(arg), torch.sin(arg)], dim=-1)
+
+
+class FourierFeatures(nn.Module):
+    r"""``x [N, d] -> [N, 2 m]``: :math:`[\cos 2\pi xB, \sin 2\pi xB]`, ``B [d, m]`` a buffer."""
+
+    def __init__(self, dim: int, m: int, sigma: float, generator: torch.Generator | None = None):
+        super().__init__()
+        self.register_buffer("B", sigma * torch.randn(dim, m, generator=generator))
+
+    def forward(self, x: Tensor) -> Tensor:
+        proj = 2 * math.pi * x @ self.B
+        return torch.cat([torch.cos(proj), torch.sin(proj)], dim=-1)
+
+
+class _Res(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.lin = nn.Linear(width, width)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return h + torch.selu(self.lin(h))
+
+
+class VectorField(nn.Module):
+    """MLP vector field ``(t, x, cond) -> v`` (see the module docstring for the input)."""
+
+    def __init__(
+        self,
+        dim: int,
+        cond_dim: int = 0,
+        *,
+        width: int = 256,
+        layers: int = 4,
+        time_dim: int = 128,
+        fourier: int = 128,
+        fourier_sigma: float = 0.01,
+        residual: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.dim, self.cond_dim, self.time_dim = int(dim), int(cond_dim), int(time_dim)
+        self.fourier = FourierFeatures(dim, fourier, fourier_sigma, generator) if fourier else None
+        in_dim = self.time_dim + (2 * fourier if fourier else 0) + dim + cond_dim
+        mods: list[nn.Module] = [nn.Linear(in_dim, width), nn.SELU()]
+        for _ in range(max(layers - 2, 0)):
+            mods += [_Res(width)] if residual else [nn.Linear(width, width), nn.SELU()]
+        mods.append(nn.Linear(width, dim))
+        self.net = nn.Sequential(*mods)
+
+    def forward(self, t: Tensor, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+        if t.ndim == 0:
+            t = t.expand(x.shape[0])
+        feats = [time_embedding(t, self.time_dim)]
+        if self.fourier is not None:
+            feats.append(self.fourier(x))
+        feats.append(x)
+        if self.cond_dim:
+            if cond is None or cond.shape != (x.shape[0], self.cond_dim):
+                got = None if cond is None else tuple(cond.shape)
+                raise ValueError(
+                    f"cond: expected shape {(x.shape[0], self.cond_dim)}, received {got}"
+                )
+            feats.append(cond)
+        return self.net(torch.cat(feats, dim=-1))

@@ -1,0 +1,447 @@
+r"""Meta Flow Matching model (and the FM / CGFM baselines in the same code).
+
+A vector field :math:`v_\theta(t, x \mid c)` transports each source population
+:math:`p_0^{(i)}` to its target :math:`p_1^{(i)}` along straight conditional paths. The
+condition :math:`c` is
+
+* ``MFM``: :math:`\varphi(p_0^{(i)})`, a GCN embedding of the whole source population
+  (:class:`~bayesphys.meta_fm.embedding.PopulationEmbedding`), so the field generalises to unseen
+  populations;
+* ``FM``: nothing (one field for all populations);
+* ``CGFM``: the one-hot id of the training population; an unseen population gets the uniform
+  average of the training one-hots, as in the reference code;
+
+each optionally concatenated with a treatment one-hot. Training minimises the CFM loss
+(:mod:`~bayesphys.meta_fm.coupling`) over minibatches of ``pops_per_step`` populations with
+``points`` points each. Prediction integrates the ODE from the full source population
+(:mod:`~bayesphys.meta_fm.sampling`). Points are standardised with the training mean and a
+single scale (stored with the model).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .._device import resolve_device, resolve_dtype, seed_everything
+from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
+from ..posterior import SamplePosterior
+from ..problems.populations import PopulationPairs
+from ._validate import check_pairs, check_populations
+from .config import MFMConfig
+from .coupling import cfm_loss, couple, interpolate
+from .embedding import PopulationEmbedding
+from .field import VectorField
+from .sampling import integrate
+
+__all__ = ["MetaFlowMatching"]
+
+
+def _subsample(x: Tensor, n: int, gen: torch.Generator) -> Tensor:
+    """Row indices: ``n`` without replacement when possible, else with replacement."""
+    m = x.shape[0]
+    if m >= n:
+        return torch.randperm(m, generator=gen)[:n]
+    return torch.randint(m, (n,), generator=gen)
+
+
+class MetaFlowMatching:
+    """MFM / FM / CGFM flow between populations.
+
+    Parameters
+    ----------
+    data: training pairs (their ``train`` split, or all pairs if there is none); sets ``dim``,
+        the number of treatments and (CGFM) the training population ids.
+    config: an :class:`MFMConfig`; keyword arguments override its fields.
+    dim, num_treatments, condition_ids: give these instead of ``data`` to build an empty model.
+    device, dtype (default float32), seed.
+
+    Examples
+    --------
+    >>> from bayesphys.problems.populations import linear_map
+    >>> data = linear_map(n_train=8, n_cal=0, n_test=2, n_points=64)
+    >>> m = MetaFlowMatching(data, width=32, layers=2, time_dim=8, fourier=8, knn_k=5, points=32, seed=0)
+    >>> res = m.fit(steps=3, progress=False)
+    >>> [p.shape for p in m.predict(data.subset("test").source)]
+    [torch.Size([64, 2]), torch.Size([64, 2])]
+    """
+
+    kind = "meta_fm.MetaFlowMatching"
+
+    def __init__(
+        self,
+        data: PopulationPairs | None = None,
+        config: MFMConfig | None = None,
+        *,
+        dim: int | None = None,
+        num_treatments: int | None = None,
+        condition_ids: Sequence[int] | None = None,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | str | None = None,
+        seed: int | None = 0,
+        **overrides: Any,
+    ) -> None:
+        cfg = copy.deepcopy(config) if config is not None else MFMConfig()
+        if overrides:
+            cfg = MFMConfig.from_dict({**cfg.to_dict(), **overrides})
+        self.config = cfg
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, default=torch.float32)
+        self.seed = seed
+        self.data = None
+        if data is not None:
+            check_pairs(data)
+            train = data.subset("train") if "train" in data.splits else data
+            self.data = train
+            dim = train.dim
+            num_treatments = train.num_treatments
+            condition_ids = sorted({int(i) for i in train.source_id})
+            self.paired = bool(data.paired)
+        else:
+            self.paired = cfg.coupling != "ot"
+        if dim is None:
+            raise ValueError("dim: required when no data is given")
+        self.dim = int(dim)
+        self.num_treatments = int(num_treatments or 0)
+        self.condition_ids = [int(i) for i in (condition_ids or [])]
+        if cfg.method == "CGFM" and not self.condition_ids:
+            raise ValueError("condition_ids: CGFM needs the training population ids (pass data)")
+        self._build()
+
+    # ------------------------------------------------------------------ construction
+    def _cond_dim(self) -> int:
+        c = self.num_treatments
+        if self.config.method == "MFM":
+            c += self.config.gnn_hidden
+        elif self.config.method == "CGFM":
+            c += len(self.condition_ids)
+        return c
+
+    def _build(self) -> None:
+        cfg = self.config
+        if self.seed is not None:
+            seed_everything(int(self.seed))
+        gen = torch.Generator().manual_seed(0 if self.seed is None else int(self.seed))
+        field = VectorField(
+            self.dim,
+            self._cond_dim(),
+            width=cfg.width,
+            layers=cfg.layers,
+            time_dim=cfg.time_dim,
+            fourier=cfg.fourier,
+            fourier_sigma=cfg.fourier_sigma,
+            residual=cfg.residual,
+            generator=gen,
+        )
+        mods: dict[str, nn.Module] = {"field": field}
+        if cfg.method == "MFM":
+            mods["embed"] = PopulationEmbedding(self.dim, cfg.gnn_hidden, cfg.gnn_layers, cfg.knn_k)
+        self.net = nn.ModuleDict(mods).to(device=self.device, dtype=self.dtype)
+        self.net.register_buffer(
+            "shift", torch.zeros(self.dim, device=self.device, dtype=self.dtype)
+        )
+        self.net.register_buffer("scale", torch.ones((), device=self.device, dtype=self.dtype))
+        self._cg_index = {sid: k for k, sid in enumerate(self.condition_ids)}
+        self.fit_result: FitResult | None = None
+
+    @property
+    def coupling(self) -> str:
+        c = self.config.coupling
+        return ("index" if self.paired else "ot") if c == "auto" else c
+
+    # ------------------------------------------------------------------ conditions
+    def _norm(self, x: Tensor) -> Tensor:
+        return (x.to(device=self.device, dtype=self.dtype) - self.net.shift) / self.net.scale
+
+    def _treat(self, treatment: Tensor | None, p: int) -> Tensor | None:
+        if not self.num_treatments:
+            return None
+        if treatment is None:
+            raise ValueError(
+                f"treatment: this model needs one of {self.num_treatments} treatments per population"
+            )
+        tr = torch.as_tensor(treatment, device=self.device).reshape(-1).long()
+        if tr.numel() != p or bool(((tr < 0) | (tr >= self.num_treatments)).any()):
+            raise ValueError(
+                f"treatment: expected {p} indices in [0, {self.num_treatments}), received {tr.tolist()}"
+            )
+        return torch.nn.functional.one_hot(tr, self.num_treatments).to(self.dtype)
+
+    def _cgfm_cond(self, source_ids: Sequence[int] | None, p: int) -> Tensor:
+        c = len(self.condition_ids)
+        out = torch.full((p, c), 1.0 / c, device=self.device, dtype=self.dtype)
+        for i, sid in enumerate(source_ids or []):
+            k = self._cg_index.get(int(sid)) if sid is not None else None
+            if k is not None:
+                out[i] = 0
+                out[i, k] = 1
+        return out
+
+    def _condition(self, x0: Tensor | None, emb: Tensor | None, source_ids, treatment, p: int):
+        parts = []
+        if self.config.method == "MFM":
+            parts.append(emb if emb is not None else self.net["embed"](x0))
+        elif self.config.method == "CGFM":
+            parts.append(self._cgfm_cond(source_ids, p))
+        tr = self._treat(treatment, p)
+        if tr is not None:
+            parts.append(tr)
+        return torch.cat(parts, -1) if parts else None
+
+    # ------------------------------------------------------------------ training
+    def _batch(self, data: PopulationPairs, gen: torch.Generator):
+        cfg = self.config
+        idx = torch.randint(len(data), (cfg.pops_per_step,), generator=gen).tolist()
+        x0s, x1s = [], []
+        for i in idx:
+            s, t = data.source[i], data.target[i]
+            r0 = _subsample(s, cfg.points, gen)
+            r1 = r0 if self.coupling == "index" else _subsample(t, cfg.points, gen)
+            x0s.append(s[r0])
+            x1s.append(t[r1])
+        x0 = self._norm(torch.stack(x0s))
+        x1 = self._norm(torch.stack(x1s))
+        tr = None if data.treatment is None else data.treatment[idx]
+        sids = [int(data.source_id[i]) for i in idx]
+        return x0, x1, tr, sids
+
+    def _loss(self, x0, x1, cond, gen) -> Tensor:
+        p, n, d = x0.shape
+        x0c, x1c = couple(x0, x1, self.coupling, gen)
+        t = torch.rand(p, n, generator=gen).to(device=self.device, dtype=self.dtype)
+        xt, u = interpolate(x0c, x1c, t)
+        c = (
+            None
+            if cond is None
+            else cond[:, None, :].expand(p, n, cond.shape[-1]).reshape(p * n, -1)
+        )
+        v = self.net["field"](t.reshape(-1), xt.reshape(-1, d), c)
+        return cfm_loss(v, u.reshape(-1, d))
+
+    def fit(
+        self,
+        data: PopulationPairs | None = None,
+        *,
+        steps: int = 1000,
+        progress: bool = True,
+        seed: int | None = None,
+    ) -> FitResult:
+        """Train for ``steps`` optimiser steps on ``data`` (default: the data given at build).
+
+        Returns a :class:`~bayesphys.FitResult` (``extra["seconds_per_1k_steps"]``). A
+        non-finite loss stops the fit and restores the last good weights.
+        """
+        if data is None:
+            data = self.data
+        if data is None:
+            raise ValueError("data: no training data given here or at construction")
+        check_pairs(data, self.dim)
+        if "train" in data.splits:
+            data = data.subset("train")
+        if self.num_treatments and data.treatment is None:
+            raise ValueError("data.treatment: this model was built with treatments")
+        cfg = self.config
+        if cfg.normalize:
+            allx = torch.cat([*data.source, *data.target]).to(torch.float64)
+            mean = allx.mean(0)
+            self.net.shift.copy_(mean.to(self.dtype))
+            self.net.scale.copy_(((allx - mean).std(0).mean()).clamp_min(1e-8).to(self.dtype))
+        gseed = self.seed if seed is None else seed
+        gen = torch.Generator().manual_seed(1 if gseed is None else int(gseed) + 1)
+        field_opt = torch.optim.Adam(self.net["field"].parameters(), lr=cfg.lr)
+        gnn_opt = None
+        if cfg.method == "MFM":
+            if cfg.schedule == "joint":
+                field_opt.add_param_group(
+                    {"params": self.net["embed"].parameters(), "lr": cfg.gnn_lr}
+                )
+            else:
+                gnn_opt = torch.optim.Adam(self.net["embed"].parameters(), lr=cfg.gnn_lr)
+        cache: dict[int, Tensor] = {}
+        counter = [0]
+        self.net.train()
+
+        def step() -> Tensor:
+            k = counter[0]
+            counter[0] += 1
+            x0, x1, tr, sids = self._batch(data, gen)
+            if gnn_opt is not None and k % 2 == 1:  # GNN step through the fixed field
+                emb = self.net["embed"](x0)
+                for sid, e in zip(sids, emb):
+                    cache[sid] = e.detach()
+                cond = self._condition(x0, emb, sids, tr, len(sids))
+                loss = self._loss(x0, x1, cond, gen)
+                gnn_opt.zero_grad()
+                loss.backward()
+                gnn_opt.step()
+                return loss.detach()
+            emb = None
+            if gnn_opt is not None:  # flow step with cached, detached embeddings
+                with torch.no_grad():
+                    miss = [i for i, s in enumerate(sids) if s not in cache]
+                    if miss:
+                        new = self.net["embed"](x0[miss])
+                        for i, e in zip(miss, new):
+                            cache[sids[i]] = e
+                emb = torch.stack([cache[s] for s in sids])
+            cond = self._condition(x0, emb, sids, tr, len(sids))
+            loss = self._loss(x0, x1, cond, gen)
+            field_opt.zero_grad()
+            if gnn_opt is not None:
+                gnn_opt.zero_grad()
+            loss.backward()
+            field_opt.step()
+            return loss.detach()
+
+        res = optimize(
+            step, steps=steps, params=self.net, progress=progress, desc=f"{cfg.method} fit"
+        )
+        res.extra["seconds_per_1k_steps"] = 1000 * res.seconds / max(res.steps, 1)
+        res.extra["method"] = cfg.method
+        self.net.eval()
+        self.fit_result = res
+        return res
+
+    # ------------------------------------------------------------------ prediction
+    @torch.no_grad()
+    def embed(
+        self, sources: Tensor | Sequence[Tensor], *, seed: int = 0, points: int | None = None
+    ) -> Tensor:
+        """Embeddings ``[P, gnn_hidden]`` of source populations (MFM only).
+
+        Each population is embedded through a seeded subsample of ``points`` points (default
+        the training ``points``), so training and test graphs have the same density.
+        """
+        if self.config.method != "MFM":
+            raise ValueError(
+                f"embed: only MFM models have a population embedding (this is {self.config.method})"
+            )
+        pops = check_populations("sources", sources, self.dim)
+        n = points or self.config.points
+        gen = torch.Generator().manual_seed(int(seed))
+        out = []
+        for p in pops:
+            sub = p if p.shape[0] <= n else p[_subsample(p, n, gen)]
+            out.append(self.net["embed"](self._norm(sub)))
+        return torch.stack(out)
+
+    @torch.no_grad()
+    def predict(
+        self,
+        sources: Tensor | Sequence[Tensor],
+        treatment: Tensor | Sequence[int] | None = None,
+        *,
+        source_ids: Sequence[int] | None = None,
+        seed: int = 0,
+        solver: str | None = None,
+        steps: int | None = None,
+        chunk: int = 65536,
+    ) -> list[Tensor]:
+        """Push each source population ``[n_i, d]`` through the flow -> list of ``[n_i, d]``.
+
+        All populations are integrated together (points flattened, each carrying its
+        population's condition). ``seed`` fixes the embedding subsample; the same seed gives
+        the same output bit for bit. ``source_ids`` lets CGFM use a training population's
+        one-hot (unknown ids get the average one-hot).
+        """
+        pops = check_populations("sources", sources, self.dim)
+        p = len(pops)
+        emb = self.embed(pops, seed=seed) if self.config.method == "MFM" else None
+        cond = self._condition(None, emb, source_ids, treatment, p)
+        x = torch.cat([self._norm(q) for q in pops])
+        sizes = [q.shape[0] for q in pops]
+        c = None
+        if cond is not None:
+            c = torch.repeat_interleave(cond, torch.tensor(sizes, device=self.device), dim=0)
+        out = torch.empty_like(x)
+        field = self.net["field"]
+        cfg = self.config
+        for lo in range(0, x.shape[0], chunk):
+            cc = None if c is None else c[lo : lo + chunk]
+            out[lo : lo + chunk] = integrate(
+                lambda t, y, cc=cc: field(t, y, cc),
+                x[lo : lo + chunk],
+                method=solver or cfg.solver,
+                steps=steps or cfg.solver_steps,
+                atol=cfg.atol,
+                rtol=cfg.rtol,
+            )
+        out = out * self.net.scale + self.net.shift
+        return list(out.split(sizes))
+
+    def posterior(
+        self,
+        x: Tensor | Sequence[Tensor],
+        treatment: Tensor | Sequence[int] | None = None,
+        *,
+        num_draws: int = 8,
+        seed: int = 0,
+    ) -> SamplePosterior:
+        """Predictive draws over populations ``[1, num_draws, P, n, d]`` (one chain).
+
+        Draws differ by the seeded subsample the embedding sees (an embedding/finite-sample
+        bootstrap, anchor 6.2); FM and CGFM draws are identical. Use
+        :class:`~bayesphys.meta_fm.ensemble.MFMEnsemble` for epistemic spread over weights.
+        All populations must have the same size ``n``.
+        """
+        pops = check_populations("x", x, self.dim)
+        if len({q.shape[0] for q in pops}) != 1:
+            raise ValueError(
+                f"x: posterior needs equal population sizes, received {[q.shape[0] for q in pops]}"
+            )
+        if num_draws < 2:
+            raise ValueError(f"num_draws: expected >= 2, received {num_draws}")
+        draws = [
+            torch.stack(self.predict(pops, treatment, seed=seed + k)) for k in range(num_draws)
+        ]
+        return SamplePosterior(torch.stack(draws)[None])
+
+    # ------------------------------------------------------------------ persistence
+    def state(self) -> dict[str, Any]:
+        return {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()}
+
+    def save(self, path: str | Path) -> Path:
+        """Write config, dimensions, condition ids and all weights/buffers (Fourier ``B`` too)."""
+        cfg = {
+            "config": self.config.to_dict(),
+            "dim": self.dim,
+            "num_treatments": self.num_treatments,
+            "condition_ids": self.condition_ids,
+            "paired": self.paired,
+            "seed": self.seed,
+            "dtype": str(self.dtype).removeprefix("torch."),
+        }
+        return save_checkpoint(path, kind=self.kind, config=cfg, state=self.state())
+
+    @classmethod
+    def from_state(
+        cls, cfg: dict[str, Any], state: dict[str, Tensor], device=None
+    ) -> MetaFlowMatching:
+        m = cls(
+            config=MFMConfig.from_dict(cfg["config"]),
+            dim=cfg["dim"],
+            num_treatments=cfg["num_treatments"],
+            condition_ids=cfg["condition_ids"],
+            device=device,
+            dtype=cfg["dtype"],
+            seed=cfg["seed"],
+        )
+        m.paired = cfg["paired"]
+        m.net.load_state_dict(state)
+        m.net.eval()
+        return m
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device | None = "cpu") -> MetaFlowMatching:
+        """Rebuild a saved model exactly (same weights, Fourier features and normalisation)."""
+        ck = load_checkpoint(path, kind=cls.kind, map_location="cpu")
+        return cls.from_state(ck["config"], ck["state"], device=device)
+
+    def __repr__(self) -> str:
+        c = self.config
+        return f"MetaFlowMatching(method={c.method}, dim={self.dim}, coupling={self.coupling}, device={self.device})"

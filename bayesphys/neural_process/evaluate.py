@@ -1,0 +1,146 @@
+r"""Test-set metrics for random-grid neural processes (the reference code's, plus NLL and CRPS).
+
+Per test case, with posterior mean :math:`\bar u` and reference :math:`u^*`:
+:math:`\mathrm{NSE}_u = (\lVert\bar u - u^*\rVert_2 / \lVert u^*\rVert_2)^2` (a *squared* relative
+error), :math:`\mathrm{NSE}_z` likewise for the parameters; ``coverage2sd`` is the fraction of
+true values inside :math:`\bar u \pm 2\sigma`; ``nll`` and ``crps`` are the mean Gaussian
+negative log likelihood and CRPS of the marginals (field at interior nodes). Forward: the model's
+GP at the true :math:`(z, w)`; inverse: GICNet on the reference field, boundary nodes dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..metrics import crps_gaussian, gaussian_nll
+
+__all__ = ["evaluate_poisson", "evaluate_burgers", "invariance_study", "field_metrics",
+           "parameter_metrics"]
+
+
+def _t(a, m) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a), dtype=m.dtype, device=m.device)
+
+
+def field_metrics(mean: torch.Tensor, var: torch.Tensor, truth: torch.Tensor,
+                  interior: torch.Tensor) -> dict[str, float]:
+    """NSE (over all points), coverage, NLL, CRPS (interior points): inputs ``[n, N]``."""
+    mean, var, truth = mean.double(), var.double(), truth.double()
+    nse = ((mean - truth) ** 2).sum(-1) / (truth**2).sum(-1).clamp_min(1e-300)
+    m, v, y = mean[:, interior], var[:, interior].clamp_min(1e-12), truth[:, interior]
+    sd = v.sqrt()
+    return {"nse_u": float(nse.mean()), "nse_u_sd": float(nse.std()),
+            "coverage2sd_u": float(((y - m).abs() <= 2 * sd).double().mean()),
+            "nll": float(gaussian_nll(m, v, y)), "crps": float(crps_gaussian(m, sd, y))}
+
+
+def parameter_metrics(mean: torch.Tensor, var: torch.Tensor, truth: torch.Tensor) -> dict:
+    """NSE_z, coverage, NLL and CRPS of marginal parameter posteriors ``[n, dim_z]``."""
+    mean, var, truth = mean.double(), var.double(), truth.double()
+    nse = ((mean - truth) ** 2).sum(-1) / (truth**2).sum(-1).clamp_min(1e-300)
+    sd = var.clamp_min(1e-12).sqrt()
+    return {"nse_z": float(nse.mean()), "nse_z_sd": float(nse.std()),
+            "coverage2sd_z": float(((truth - mean).abs() <= 2 * sd).double().mean()),
+            "nll_z": float(gaussian_nll(mean, sd**2, truth)),
+            "crps_z": float(crps_gaussian(mean, sd, truth))}
+
+
+def _batched(fn, n: int, size: int):
+    outs = [fn(slice(i, min(i + size, n))) for i in range(0, n, size)]
+    return [torch.cat(parts) for parts in zip(*outs)]
+
+
+@torch.no_grad()
+def evaluate_poisson(model, test: dict[str, Any], *, batch: int = 250) -> dict[str, float]:
+    """Forward and inverse metrics on a :func:`~bayesphys.problems.rgnp.poisson_test_set`."""
+    x = _t(test["x"], model)
+    u, z, w = _t(test["u"], model), _t(test["z"], model), _t(test["w"], model)
+    n = u.shape[0]
+
+    def fwd(s):
+        post = model.posterior(x, z=z[s], w=w[s])
+        return post.mean, post.variance
+
+    mean, var = _batched(fwd, n, batch)
+    out = field_metrics(mean, var, u, torch.arange(1, x.shape[0] - 1, device=x.device))
+    out.update(_inverse_poisson(model, test["x"][1:-1], test["u"][:, 1:-1], z, w, batch))
+    return out
+
+
+def _inverse_poisson(model, xi: np.ndarray, ui: np.ndarray, z, w, batch: int) -> dict:
+    xt, ut = _t(xi, model), _t(ui, model)
+
+    def inv(s):
+        post = model.parameter_posterior(xt, ut[s], w[s])
+        return post.mean, post.variance
+
+    mz, vz = _batched(inv, ut.shape[0], batch)
+    return parameter_metrics(mz, vz, z)
+
+
+@torch.no_grad()
+def invariance_study(model, test: dict[str, Any], n_points=(10, 30, 100, 199),
+                     layouts=("uniform", "random", "clustered"), *, seed: int = 0,
+                     batch: int = 250) -> list[dict[str, Any]]:
+    """P3: GICNet parameter metrics with the reference field at ``N`` points of each layout.
+
+    The reference solution (201 nodes) is linearly interpolated to the points of
+    :func:`~bayesphys.problems.rgnp.invariance_points`.
+    """
+    from ..problems.rgnp import invariance_points
+
+    z, w = _t(test["z"], model), _t(test["w"], model)
+    rows = []
+    for lay in layouts:
+        for n in n_points:
+            xp = invariance_points(int(n), lay, seed=seed)
+            up = np.stack([np.interp(xp, test["x"], uu) for uu in test["u"]])
+            m = _inverse_poisson(model, xp, up, z, w, batch)
+            rows.append({"n_points": int(n), "layout": lay, **m})
+    return rows
+
+
+def burgers_eval_points(test: dict[str, Any], x_every: int = 10, t_every: int = 5):
+    """Indices of the interior evaluation sub-grid (t > 0) of a Burgers test set."""
+    xi = np.arange(x_every, len(test["x"]) - 1, x_every)
+    ti = np.arange(t_every, len(test["t"]), t_every)
+    return xi, ti
+
+
+@torch.no_grad()
+def evaluate_burgers(model, test: dict[str, Any], *, x_every: int = 10, t_every: int = 5,
+                     n_inverse: int = 225, batch: int = 50, seed: int = 0) -> dict[str, float]:
+    """Forward metrics on an interior (x, t) sub-grid; inverse from ``n_inverse`` random
+    interior reference values per case (t > 0)."""
+    xi, ti = burgers_eval_points(test, x_every, t_every)
+    xs, ts = test["x"][xi], test["t"][ti]
+    pts = np.stack(np.meshgrid(xs, ts, indexing="ij"), -1).reshape(-1, 2)
+    uref = test["u"][:, ti][:, :, xi].transpose(0, 2, 1).reshape(test["u"].shape[0], -1)
+    z, w, u = _t(test["z"], model), _t(test["w"], model), _t(uref, model)
+    xt = _t(pts, model)
+
+    def fwd(s):
+        post = model.posterior(xt, z=z[s], w=w[s])
+        return post.mean, post.variance
+
+    mean, var = _batched(fwd, u.shape[0], batch)
+    out = field_metrics(mean, var, u, torch.arange(u.shape[1], device=u.device))
+    rng = np.random.default_rng(seed)
+    nx, nt = len(test["x"]), len(test["t"])
+    ix = rng.integers(1, nx - 1, size=(u.shape[0], n_inverse))
+    it = rng.integers(1, nt, size=(u.shape[0], n_inverse))
+    cases = np.arange(u.shape[0])[:, None]
+    xin = np.stack([test["x"][ix], test["t"][it]], -1)
+    uin = test["u"][cases, it, ix]
+    xin_t, uin_t = _t(xin, model), _t(uin, model)
+
+    def inv(s):
+        post = model.parameter_posterior(xin_t[s], uin_t[s], w[s])
+        return post.mean, post.variance
+
+    mz, vz = _batched(inv, u.shape[0], batch)
+    out.update(parameter_metrics(mz, vz, z))
+    return out

@@ -1,0 +1,112 @@
+r"""Pointwise networks with exact input derivatives by forward (Taylor) mode.
+
+The residual needs :math:`\tilde u`, :math:`\partial_x\tilde u`, :math:`\partial_{xx}\tilde u`
+(and :math:`\partial_t\tilde u`) at every collocation point. Instead of nested reverse-mode
+autograd (the reference code's nested tapes), each layer propagates the value ``h`` with its
+derivative streams through :math:`a = Wh + b`, :math:`h' = s(a)`:
+
+.. math:: h'_{k} = s'(a)\,a_k, \qquad h'_{kk} = s''(a)\,a_k^2 + s'(a)\,a_{kk},
+
+with :math:`s(a) = a\,\sigma(a)` (swish). Streams are stacked on a leading axis so one matmul
+serves all of them; the result is differentiated once more by ordinary autograd for training.
+
+Streams are named: ``"v"`` (value), ``"x"``/``"t"`` (first derivative along input coordinate
+0/1), ``"xx"`` (second derivative along coordinate 0).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["STREAM_AXIS", "FourierFeatures", "TaylorMLP", "swish_taylor"]
+
+STREAM_AXIS = {"x": 0, "xx": 0, "t": 1}
+
+
+def swish_taylor(a: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Apply swish to a value and its derivative streams (dict of equal-shaped tensors)."""
+    v = a["v"]
+    sg = torch.sigmoid(v)
+    d1 = sg * (1 + v * (1 - sg))
+    out = {}
+    for k, ak in a.items():
+        if k == "v":
+            out[k] = v * sg
+        elif k == "xx":
+            d2 = sg * (1 - sg) * (2 + v * (1 - 2 * sg))
+            out[k] = d2 * a["x"] ** 2 + d1 * ak
+        else:
+            out[k] = d1 * ak
+    return out
+
+
+class FourierFeatures(nn.Module):
+    r"""Features :math:`[\sin(2\pi x_d f_j), \cos(2\pi x_d f_j)]` per input dimension ``d``.
+
+    ``n_freq`` log-spaced frequencies in ``[f_min, f_max]`` per dimension (independent per
+    dimension: the reference code's shared vector makes every feature a function of
+    :math:`x + t`; fixed here, see the anchor's pitfall 3). ``x`` ``[B, N, dim]`` ->
+    streams ``[B, N, 2 * dim * n_freq]``.
+    """
+
+    def __init__(self, dim: int, n_freq: int, f_min: float, f_max: float, trainable: bool):
+        super().__init__()
+        f = torch.logspace(math.log10(f_min), math.log10(f_max), n_freq)
+        freq = f.repeat(dim, 1)  # [dim, n_freq]
+        if trainable:
+            self.freq = nn.Parameter(freq)
+        else:
+            self.register_buffer("freq", freq)
+        self.dim = dim
+
+    @property
+    def out_features(self) -> int:
+        return 2 * self.freq.numel()
+
+    def forward(self, x: Tensor, streams: tuple[str, ...] = ()) -> dict[str, Tensor]:
+        om = 2 * math.pi * self.freq.to(x.dtype)  # [dim, F]
+        p = x.unsqueeze(-1) * om  # [B, N, dim, F]
+        s, c = torch.sin(p), torch.cos(p)
+        out = {"v": torch.cat([s, c], -1).flatten(-2)}
+        for k in streams:
+            d = STREAM_AXIS[k]
+            mask = torch.zeros(self.dim, 1, dtype=x.dtype, device=x.device)
+            mask[d] = 1.0
+            w = om * mask  # derivative of the phase along coordinate d
+            if k == "xx":
+                out[k] = torch.cat([-s * w**2, -c * w**2], -1).flatten(-2)
+            else:
+                out[k] = torch.cat([c * w, -s * w], -1).flatten(-2)
+        return out
+
+
+class TaylorMLP(nn.Module):
+    r"""Swish MLP on ``[features(x), cond]`` propagating derivative streams w.r.t. ``x``.
+
+    ``forward(feats, cond)``: ``feats`` dict of ``[B, N, F]`` streams, ``cond`` ``[B, C]``
+    (constant in ``x``) -> dict of ``[B, N, out]`` streams.
+    """
+
+    def __init__(self, in_features: int, cond_features: int, hidden: int, depth: int, out: int):
+        super().__init__()
+        self.inp = nn.Linear(in_features, hidden, bias=False)
+        self.cond = nn.Linear(cond_features, hidden)
+        self.hidden = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(depth - 1))
+        self.out = nn.Linear(hidden, out)
+
+    def forward(self, feats: dict[str, Tensor], cond: Tensor) -> dict[str, Tensor]:
+        keys = list(feats)
+        stack = torch.stack([feats[k] for k in keys])  # [S, B, N, F]
+        a = self.inp(stack)
+        a = torch.cat([a[:1] + self.cond(cond).unsqueeze(-2), a[1:]])
+        for layer in [None, *self.hidden]:
+            if layer is not None:
+                a = torch.matmul(h, layer.weight.mT)
+                a = torch.cat([a[:1] + layer.bias, a[1:]])
+            h = torch.stack(list(swish_taylor(dict(zip(keys, a))).values()))
+        o = torch.matmul(h, self.out.weight.mT)
+        o = torch.cat([o[:1] + self.out.bias, o[1:]])
+        return dict(zip(keys, o))

@@ -1,0 +1,246 @@
+r"""Optimisers for the discrete loss :math:`L(x) = \tfrac12\lVert r(x)\rVert^2`.
+
+* ``"adam"`` -- :class:`torch.optim.Adam` on :math:`L`;
+* ``"lbfgs"`` -- :class:`torch.optim.LBFGS` with a strong-Wolfe line search;
+* ``"gn"`` -- Gauss-Newton: :math:`J^\top J\,\delta = -J^\top r`, full step;
+* ``"lm"`` -- Levenberg-Marquardt: :math:`(J^\top J + \lambda I)\delta = -J^\top r` with the gain-ratio
+  update of :math:`\lambda` (Nielsen 1999), rejected steps retried with larger damping.
+
+The (damped) normal equations are solved either matrix-free with conjugate gradients
+(``linear_solver="cg"``), where :math:`J v` is a forward-mode product (:func:`torch.func.jvp`) and
+:math:`J^\top w` a reverse-mode one (:func:`torch.func.vjp`), so neither :math:`J` nor
+:math:`J^\top J` is formed, or densely (``"dense"``, :func:`torch.func.jacfwd` + Cholesky) for
+small problems. Everything runs on the unknowns' device (CPU or CUDA).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .._model import FitResult, optimize
+from .problem import DiscreteProblem
+
+__all__ = ["cg", "minimize", "jvp_vjp", "dense_jacobian"]
+
+
+def cg(
+    matvec: Callable[[Tensor], Tensor],
+    b: Tensor,
+    *,
+    x0: Tensor | None = None,
+    tol: float = 1e-8,
+    maxiter: int = 500,
+    precond: Callable[[Tensor], Tensor] | None = None,
+) -> tuple[Tensor, int, float]:
+    r"""Preconditioned conjugate gradients for SPD :math:`A x = b` (``b [n]`` or ``[n, k]``).
+
+    Stops when :math:`\lVert b - Ax\rVert \le \mathrm{tol}\,\lVert b\rVert` (per column).
+    Returns ``(x, iterations, relative residual)``.
+    """
+    x = torch.zeros_like(b) if x0 is None else x0.clone()
+    r = b - matvec(x) if x0 is not None else b.clone()
+    z = precond(r) if precond is not None else r
+    p = z.clone()
+    rz = (r * z).sum(0)
+    bnorm = b.norm(dim=0).clamp_min(1e-300)
+    rel = float((r.norm(dim=0) / bnorm).max())
+    it = 0
+    while it < maxiter and rel > tol:
+        ap = matvec(p)
+        pap = (p * ap).sum(0)
+        alpha = rz / torch.where(pap.abs() > 0, pap, torch.ones_like(pap))
+        x = x + alpha * p
+        r = r - alpha * ap
+        rel = float((r.norm(dim=0) / bnorm).max())
+        it += 1
+        if rel <= tol:
+            break
+        z = precond(r) if precond is not None else r
+        rz_new = (r * z).sum(0)
+        beta = rz_new / torch.where(rz.abs() > 0, rz, torch.ones_like(rz))
+        rz = rz_new
+        p = z + beta * p
+    return x, it, rel
+
+
+def jvp_vjp(fn: Callable[[Tensor], Tensor], x: Tensor):
+    r"""Return ``(r, Jv, JTw)``: the residual at ``x`` and closures for :math:`Jv` and :math:`J^\top w`."""
+    r, vjp_fn = torch.func.vjp(fn, x)
+
+    def jv(v: Tensor) -> Tensor:
+        return torch.func.jvp(fn, (x,), (v,))[1]
+
+    def jtw(w: Tensor) -> Tensor:
+        return vjp_fn(w)[0]
+
+    return r.detach(), jv, jtw
+
+
+def dense_jacobian(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """Dense Jacobian ``[m, n]`` of ``fn`` at ``x`` (forward mode; for small problems)."""
+    return torch.func.jacfwd(fn)(x)
+
+
+def _gn_step(fn, x, lam, linear_solver, cg_tol, cg_maxiter, jacobian=None):
+    r"""One solve of :math:`(J^\top J + \lambda I)\delta = -J^\top r`; returns (delta, r, pred, info)."""
+    if linear_solver == "dense":
+        if jacobian is not None:
+            r, jac = jacobian(x)
+        else:
+            r = fn(x).detach()
+            jac = dense_jacobian(fn, x)
+        g = jac.T @ r
+        h = jac.T @ jac
+        a = h + lam * torch.eye(h.shape[0], dtype=h.dtype, device=h.device)
+        try:
+            chol = torch.linalg.cholesky(a)
+            delta = -torch.cholesky_solve(g[:, None], chol)[:, 0]
+        except RuntimeError:
+            delta = -torch.linalg.lstsq(a, g[:, None]).solution[:, 0]
+        jd = jac @ delta
+        info = {"cg_iters": 0}
+    elif linear_solver == "cg":
+        r, jv, jtw = jvp_vjp(fn, x)
+        g = jtw(r)
+
+        def mv(v):
+            return jtw(jv(v)) + lam * v
+
+        delta, its, rel = cg(mv, -g, tol=cg_tol, maxiter=cg_maxiter)
+        jd = jv(delta)
+        info = {"cg_iters": its, "cg_rel": rel}
+    else:
+        raise ValueError(f"linear_solver: expected 'cg' or 'dense', received {linear_solver!r}")
+    pred = -(g @ delta) - 0.5 * (jd @ jd)  # predicted decrease of 0.5||r||^2
+    return delta, r, float(pred), info
+
+
+def minimize(
+    problem: DiscreteProblem,
+    x0: Tensor | None = None,
+    *,
+    method: str = "lm",
+    steps: int = 50,
+    lr: float = 1e-2,
+    damping: float = 1e-3,
+    linear_solver: str = "cg",
+    cg_tol: float = 1e-8,
+    cg_maxiter: int = 500,
+    tol: float | None = 1e-10,
+    progress: bool = False,
+    callback: Callable[[int, Tensor], None] | None = None,
+    jacobian: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None,
+) -> tuple[Tensor, FitResult]:
+    r"""Minimise :math:`\tfrac12\lVert r(x)\rVert^2` of ``problem`` from ``x0``.
+
+    Parameters
+    ----------
+    method: ``"gn"``, ``"lm"``, ``"adam"`` or ``"lbfgs"`` (module docstring).
+    steps: outer iterations (GN/LM steps, Adam steps, L-BFGS calls of 20 inner iterations).
+    damping: initial :math:`\lambda` for LM.
+    linear_solver: ``"cg"`` (matrix-free) or ``"dense"``.
+    jacobian: optional ``x -> (r [m], J [m, n])`` for the dense solver (e.g. a hand-written
+        tangent-linear model); default :func:`torch.func.jacfwd`.
+    tol: stop when the relative loss decrease of a step is below ``tol`` (GN/LM: also when the
+        gradient norm vanishes).
+
+    Returns ``(x, FitResult)``; ``FitResult.extra`` holds per-step ``cg_iters`` for GN/LM.
+    """
+    x = problem.initial() if x0 is None else x0.detach().clone().to(problem.device, problem.dtype)
+    if x.shape != (problem.n,):
+        raise ValueError(f"x0: expected shape ({problem.n},), received {tuple(x.shape)}")
+    fn = problem.residual
+    if method in ("adam", "lbfgs"):
+        xp = torch.nn.Parameter(x)
+        if method == "adam":
+            opt = torch.optim.Adam([xp], lr=lr)
+        else:
+            opt = torch.optim.LBFGS(
+                [xp], lr=1.0, max_iter=20, history_size=50, line_search_fn="strong_wolfe"
+            )
+
+        def closure():
+            opt.zero_grad()
+            loss = problem.loss(xp)
+            loss.backward()
+            return loss
+
+        def step():
+            if method == "adam":
+                loss = closure()
+                opt.step()
+            else:
+                loss = opt.step(closure)
+            if callback is not None:
+                callback(len(res_hist), xp.detach())
+            res_hist.append(1)
+            return loss
+
+        res_hist: list[int] = []
+        res = optimize(step, steps=steps, params=[xp], progress=progress, desc=method, tol=tol)
+        return xp.detach(), res
+    if method not in ("gn", "lm"):
+        raise ValueError(f"method: expected 'gn', 'lm', 'adam' or 'lbfgs', received {method!r}")
+    lam = 0.0 if method == "gn" else float(damping)
+    nu = 2.0
+    hist: list[float] = []
+    cg_iters: list[int] = []
+    t0 = time.perf_counter()
+    res = FitResult()
+    bar = tqdm(total=steps, desc=method, disable=not progress, leave=False)
+    with torch.no_grad():
+        loss = 0.5 * float((fn(x) ** 2).sum())
+    hist.append(loss)
+    try:
+        for k in range(steps):
+            delta, r, pred, info = _gn_step(fn, x, lam, linear_solver, cg_tol, cg_maxiter, jacobian)
+            cg_iters.append(int(info["cg_iters"]))
+            x_new = x + delta
+            with torch.no_grad():
+                new_loss = 0.5 * float((fn(x_new) ** 2).sum())
+            if not math.isfinite(new_loss):
+                new_loss = math.inf
+            gain = (loss - new_loss) / pred if pred > 0 else -1.0
+            if method == "gn" or gain > 0:
+                rel = (loss - new_loss) / max(abs(loss), 1e-300)
+                x, loss = x_new, new_loss
+                if method == "lm":
+                    lam *= max(1 / 3, 1 - (2 * gain - 1) ** 3)
+                    nu = 2.0
+                if not math.isfinite(loss):
+                    res.message = f"diverged at step {k}"
+                    break
+                hist.append(loss)
+                if callback is not None:
+                    callback(k, x)
+                if tol is not None and (abs(rel) < tol or loss == 0.0):
+                    res.converged = True
+                    res.message = f"converged after {k + 1} steps"
+                    bar.update(1)
+                    break
+            else:
+                lam = max(lam, 1e-12) * nu
+                nu *= 2
+                if lam > 1e16:
+                    res.converged = True
+                    res.message = f"stalled at step {k} (damping {lam:.1e}); local minimum"
+                    break
+            bar.update(1)
+            if progress:
+                bar.set_postfix(loss=f"{loss:.4g}", lam=f"{lam:.1e}")
+        else:
+            res.message = f"max steps ({steps})"
+            res.converged = tol is None
+    finally:
+        bar.close()
+    res.loss_history = hist
+    res.steps = len(cg_iters)
+    res.seconds = time.perf_counter() - t0
+    res.extra = {"cg_iters": cg_iters, "damping": lam}
+    return x, res

@@ -1,0 +1,368 @@
+r"""The ProbConserv model: a Step-1 probabilistic model plus the Step-2 conservation update.
+
+.. code-block:: python
+
+    model = ProbConserv("pme", step1="anp", seed=0)
+    result = model.fit(steps=2000)                     # trains Step 1 across GPME functions
+    test = make_dataset("pme", params=[3.0] * 8, seed=1)
+    prior = model.step1(test)                          # N(mu, Sigma), batch (8, 1), event (201,)
+    post = model.posterior(test)                       # conditioned on int u dx = b(t)
+
+``step1="anp"``: :class:`~bayesphys.probconserv.anp.AttentiveNP` (covariance ``"diag"`` as in
+the paper, or ``"lowrank"`` from the latent draws); ``step1="gp"``:
+:class:`~bayesphys.probconserv.metagp.MetaGP` with a dense covariance. ``softc_weight > 0``
+trains the ANP with the SoftC penalty :math:`\lambda\,\overline{r^2}`,
+:math:`r = u_t - \partial_x(k(u)u_x)` (PDE residual by autograd at the targets).
+``posterior(method=...)``: ``"probconserv"`` (limit or finite ``sigma_g``), ``"hardc"``
+(projection of the mean, variance untouched) or ``"none"`` (Step 1 only).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from linear_operator.operators import (
+    DiagLinearOperator,
+    LowRankRootAddedDiagLinearOperator,
+    LowRankRootLinearOperator,
+)
+from torch import Tensor
+
+from .._device import as_tensor, resolve_device, seed_everything
+from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
+from ..posterior import GaussianPosterior
+from ..problems.gpme import GPMEData, GPMEProblem, get_problem, make_dataset
+from .anp import AttentiveNP
+from .metagp import MetaGP
+from .update import conserve_slices
+
+__all__ = ["ProbConserv", "ProbConservConfig"]
+
+_F64 = torch.float64
+
+
+@dataclass
+class ProbConservConfig:
+    """Configuration of :class:`ProbConserv` (saved with the checkpoint)."""
+
+    problem: str = "pme"
+    step1: str = "anp"
+    hidden: int = 64
+    softc_weight: float = 0.0
+    covariance: str = "lowrank"
+    n_samples: int = 32
+    sigma_g: float = 0.0
+    relative: bool = False
+    lr: float | None = None
+    batch_size: int = 16
+    gp_width: int = 32
+    seed: int | None = 0
+    softc_points: int = 32
+    noise_std: float = 0.0
+
+
+class ProbConserv:
+    """Step-1 model (ANP or meta-GP) + Step-2 conservation update on a GPME problem."""
+
+    kind = "probconserv"
+
+    def __init__(
+        self,
+        problem: str | GPMEProblem = "pme",
+        *,
+        step1: str = "anp",
+        hidden: int = 64,
+        softc_weight: float = 0.0,
+        covariance: str = "lowrank",
+        n_samples: int = 32,
+        sigma_g: float = 0.0,
+        relative: bool = False,
+        lr: float | None = None,
+        batch_size: int = 16,
+        gp_width: int = 32,
+        softc_points: int = 32,
+        noise_std: float = 0.0,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        seed: int | None = 0,
+    ) -> None:
+        prob = get_problem(problem)
+        if step1 not in ("anp", "gp"):
+            raise ValueError(f"step1: expected 'anp' or 'gp', received {step1!r}")
+        if covariance not in ("diag", "lowrank"):
+            raise ValueError(f"covariance: expected 'diag' or 'lowrank', received {covariance!r}")
+        if softc_weight < 0 or (softc_weight > 0 and step1 != "anp"):
+            raise ValueError(
+                f"softc_weight: expected >= 0 and only with step1='anp', received {softc_weight}"
+            )
+        if n_samples < 2:
+            raise ValueError(f"n_samples: expected >= 2, received {n_samples}")
+        self.problem = prob
+        self.config = ProbConservConfig(
+            prob.name,
+            step1,
+            hidden,
+            float(softc_weight),
+            covariance,
+            int(n_samples),
+            float(sigma_g),
+            bool(relative),
+            lr,
+            int(batch_size),
+            int(gp_width),
+            seed,
+            int(softc_points),
+            float(noise_std),
+        )
+        self.device = resolve_device("cpu" if device is None else device)
+        # the ANP trains in float32 (or ``dtype``), the GP and Step 2 in float64
+        self.dtype = dtype or (torch.float32 if step1 == "anp" else _F64)
+        seed_everything(seed)
+        lo = (prob.t_range[0], prob.x_range[0])
+        hi = (prob.t_range[1], prob.x_range[1])
+        if step1 == "anp":
+            self.net: torch.nn.Module = AttentiveNP(lo, hi, hidden=hidden)
+        else:
+            self.net = MetaGP(lo, hi, width=gp_width)
+        self.net.to(device=self.device, dtype=self.dtype)
+        self.steps_done = 0
+        self.var_scale = 1.0
+
+    # -- training ---------------------------------------------------------------------------
+    def _residual_penalty(self, xc, yc, xt, params) -> Tensor:
+        net: AttentiveNP = self.net  # type: ignore[assignment]
+        if xt.shape[1] > self.config.softc_points:  # the residual on a random subset of targets
+            idx = torch.randperm(xt.shape[1], device=xt.device)[: self.config.softc_points]
+            xt = xt[:, idx]
+        xt = xt.detach().clone().requires_grad_(True)
+        mz, _ = net.latent(xc, yc)
+        mu, _ = net.decode(net.deterministic(xc, yc, xt), mz, xt)
+        (du,) = torch.autograd.grad(mu.sum(), xt, create_graph=True)
+        k = self.problem.diffusivity(mu, params[:, None].to(mu.dtype))
+        (dflux,) = torch.autograd.grad((k * du[..., 1]).sum(), xt, create_graph=True)
+        r = du[..., 0] - dflux[..., 1]
+        return r.pow(2).mean()
+
+    def set_softc_weight(self, weight: float) -> None:
+        """Switch the SoftC penalty on (``weight > 0``, ANP only) e.g. to fine-tune a trained ANP."""
+        if weight < 0 or (weight > 0 and self.config.step1 != "anp"):
+            raise ValueError(f"weight: expected >= 0 (ANP only), received {weight}")
+        self.config.softc_weight = float(weight)
+
+    def fit(
+        self,
+        data: GPMEData | None = None,
+        *,
+        steps: int = 1000,
+        progress: bool = True,
+        lr: float | None = None,
+    ) -> FitResult:
+        """Train Step 1 for ``steps`` Adam steps (cosine learning-rate decay).
+
+        ``data=None`` draws a fresh batch of ``batch_size`` training functions (parameters
+        ``U(train_range)``, the paper's context design, sensor noise ``noise_std``) every
+        step, seeded by ``seed``;
+        otherwise minibatches of ``data``. Returns a :class:`~bayesphys.FitResult`.
+        """
+        cfg = self.config
+        if data is not None and not isinstance(data, GPMEData):
+            raise TypeError(f"data: expected GPMEData or None, received {type(data).__name__}")
+        lr = lr or cfg.lr or (1e-3 if cfg.step1 == "anp" else 1e-2)
+        opt = torch.optim.Adam(self.net.parameters(), lr=lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1), eta_min=lr * 0.05)
+        base = (cfg.seed or 0) * 1_000_003 + self.steps_done
+        gen = torch.Generator().manual_seed(base)
+        counter = {"k": 0}
+
+        def batch():
+            if data is None:
+                return make_dataset(
+                    self.problem, cfg.batch_size, seed=base + counter["k"], noise_std=cfg.noise_std
+                )
+            idx = torch.randint(len(data), (min(cfg.batch_size, len(data)),), generator=gen)
+            return data.subset(idx)
+
+        def step():
+            d = batch()
+            counter["k"] += 1
+            cast = {"device": self.device, "dtype": self.dtype}
+            xc, yc = d.x_context.to(**cast), d.y_context.to(**cast)
+            xt, yt = d.x_target.to(**cast), d.y_target.to(**cast)
+            self.net.train()
+            if cfg.step1 == "anp":
+                loss, _, _ = self.net.loss(xc, yc, xt, yt)
+                if cfg.softc_weight > 0:
+                    loss = loss + cfg.softc_weight * self._residual_penalty(
+                        xc, yc, xt, d.params.to(**cast)
+                    )
+            else:
+                loss = self.net.loss(xc, yc)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), 10.0)
+            opt.step()
+            sched.step()
+            return loss.detach()
+
+        res = optimize(
+            step,
+            steps=steps,
+            params=self.net,
+            progress=progress,
+            desc=f"ProbConserv {cfg.step1} ({cfg.problem})",
+        )
+        self.steps_done += res.steps
+        return res
+
+    # -- prediction -------------------------------------------------------------------------
+    def _grid(self, t, x) -> tuple[Tensor, Tensor]:
+        t = self.problem.table_time if t is None else t
+        tt = as_tensor("t", t, dtype=_F64).reshape(-1)
+        xx = self.problem.grid(201) if x is None else as_tensor("x", x, dtype=_F64, ndim=1)
+        return tt, xx
+
+    def step1(
+        self,
+        context: GPMEData,
+        t: float | Tensor | None = None,
+        x: Tensor | None = None,
+        *,
+        seed: int | None = 0,
+    ) -> GaussianPosterior:
+        """Step-1 posterior on the grid ``t [nt] x x [nx]``.
+
+        Returns a float64 :class:`GaussianPosterior` with batch ``(B, nt)`` and event ``(nx,)``
+        (covariance per time slice: diagonal / low-rank-plus-diagonal for the ANP, dense for
+        the GP). Defaults: the table time and 201 uniform points.
+        """
+        if not isinstance(context, GPMEData):
+            raise TypeError(f"context: expected GPMEData, received {type(context).__name__}")
+        tt, xx = self._grid(t, x)
+        b, nt, nx = len(context), tt.numel(), xx.numel()
+        cast = {"device": self.device, "dtype": self.dtype}
+        xc = as_tensor("context.x_context", context.x_context).to(**cast)
+        yc = as_tensor("context.y_context", context.y_context).to(**cast)
+        grid = torch.stack(torch.broadcast_tensors(tt[:, None], xx[None, :]), -1).reshape(-1, 2)
+        xt = grid.to(**cast).expand(b, -1, -1)
+        self.net.eval()
+        if self.config.step1 == "anp":
+            g = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
+            mu, sig = self.net.predict(xc, yc, xt, self.config.n_samples, generator=g)
+            mu = mu.to(_F64).reshape(-1, b, nt, nx)
+            var = sig.to(_F64).pow(2).mean(0).reshape(b, nt, nx)
+            mean = mu.mean(0)
+            c = self.var_scale
+            if self.config.covariance == "diag":
+                cov = DiagLinearOperator(c * (var + mu.var(0, unbiased=False)))
+            else:
+                s = mu.shape[0]
+                root = (mu - mean).permute(1, 2, 3, 0) * math.sqrt(c / s)  # [B, nt, nx, S]
+                cov = LowRankRootAddedDiagLinearOperator(
+                    LowRankRootLinearOperator(root), DiagLinearOperator(c * var)
+                )
+            return GaussianPosterior(mean, cov, event_shape=(nx,), validate=False)
+        means, covs = [], []
+        for j in range(nt):
+            m, c = self.net.predict(xc.to(_F64), yc.to(_F64), xt[:, j * nx : (j + 1) * nx].to(_F64))
+            means.append(m)
+            covs.append(c)
+        mean = torch.stack(means, 1)
+        cov = torch.stack(covs, 1)
+        cov = self.var_scale * cov + 1e-10 * torch.eye(nx, dtype=_F64, device=cov.device)
+        return GaussianPosterior(mean, cov, event_shape=(nx,), validate=False)
+
+    def calibrate(
+        self,
+        data: GPMEData | None = None,
+        *,
+        n_functions: int = 100,
+        t: float | Tensor | None = None,
+        seed: int = 424_242,
+        objective: str = "ll",
+    ) -> float:
+        r"""Fit one variance scale :math:`c` on held-out validation functions; returns it.
+
+        :math:`c = \operatorname{mean}_{f,i}\,(u_{f,i} - \mu_{f,i})^2 / \sigma_{f,i}^2` over
+        the Step-1 marginals on the grid (the Gaussian-likelihood optimum of
+        :math:`\Sigma \to c\Sigma`). ``data=None`` draws ``n_functions`` validation
+        functions from the training distribution (never the test parameters). The scale is
+        applied to :math:`\Sigma` before Step 2 (the limit update's mean does not depend on
+        it) and is saved with the model.
+        """
+        val = data if data is not None else make_dataset(self.problem, n_functions, seed=seed)
+        tt, xx = self._grid(t, None)
+        old, self.var_scale = self.var_scale, 1.0
+        try:
+            prior = self.step1(val, tt, xx)
+        except Exception:
+            self.var_scale = old
+            raise
+        truth = self.problem.solution(tt[None, :, None], xx, val.params[:, None, None].to(_F64))
+        z2 = (truth.to(prior.mean) - prior.mean).pow(2) / prior.variance.clamp_min(1e-12)
+        if objective == "ll":
+            self.var_scale = float(z2.mean())
+        elif objective == "coverage90":
+            q = torch.quantile(z2.sqrt().flatten(), 0.9)
+            self.var_scale = float((q / 1.6448536269514722) ** 2)
+        else:
+            self.var_scale = old
+            raise ValueError(f"objective: expected 'll' or 'coverage90', received {objective!r}")
+        return self.var_scale
+
+    def mass(self, context: GPMEData, t: float | Tensor | None = None) -> Tensor:
+        """Analytic total mass :math:`b(t)` ``[B, nt]`` of each context function."""
+        tt, _ = self._grid(t, None)
+        return self.problem.mass(tt[None, :], context.params[:, None].to(_F64)).to(self.device)
+
+    def posterior(
+        self,
+        context: GPMEData,
+        t: float | Tensor | None = None,
+        x: Tensor | None = None,
+        *,
+        method: str = "probconserv",
+        mass: Tensor | None = None,
+        sigma_g: float | None = None,
+        relative: bool | None = None,
+        seed: int | None = 0,
+    ) -> GaussianPosterior:
+        """Updated posterior (batch ``(B, nt)``, event ``(nx,)``), float64.
+
+        ``mass [B, nt]`` overrides the analytic :math:`b(t)` (e.g. flux-integrated boundary
+        data); ``sigma_g``/``relative`` override the configured constraint noise.
+        """
+        prior = self.step1(context, t, x, seed=seed)
+        if method == "none":
+            return prior
+        tt, xx = self._grid(t, x)
+        b = self.mass(context, tt) if mass is None else as_tensor("mass", mass, dtype=_F64)
+        sg = self.config.sigma_g if sigma_g is None else sigma_g
+        rel = self.config.relative if relative is None else relative
+        return conserve_slices(prior, xx.to(self.device), b, sg, relative=rel, method=method)
+
+    # -- persistence ------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Checkpoint (config + Step-1 weights); :meth:`load` restores it exactly."""
+        state = {
+            "net": self.net.state_dict(),
+            "steps_done": self.steps_done,
+            "dtype": str(self.dtype),
+            "var_scale": self.var_scale,
+        }
+        return save_checkpoint(path, kind=self.kind, config=asdict(self.config), state=state)
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str | torch.device | None = None) -> ProbConserv:
+        """Rebuild a model saved with :meth:`save`."""
+        ck = load_checkpoint(path, kind=cls.kind, map_location="cpu")
+        cfg: dict[str, Any] = dict(ck["config"])
+        dtype = getattr(torch, ck["state"]["dtype"].removeprefix("torch."))
+        model = cls(cfg.pop("problem"), device=device, dtype=dtype, **cfg)
+        model.net.load_state_dict(ck["state"]["net"])
+        model.steps_done = int(ck["state"]["steps_done"])
+        model.var_scale = float(ck["state"].get("var_scale", 1.0))
+        return model

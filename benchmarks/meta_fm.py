@@ -1,0 +1,271 @@
+"""Benchmark of Meta Flow Matching (issue 7): B1 letters, B2 linear map, B3 particles, B4 screen.
+
+For every problem and seed: identity, floor (independent redraw of the true target), FM, CGFM,
+MFM and a 3-member MFM ensemble (the MFM fit plus two more seeds). Metrics per test population
+(exact W1/W2 with POT, the anchor's RBF-MMD), averaged over test populations, then mean and sd
+over seeds. The ensemble row adds the spread-vs-error Spearman and split-conformal 90%
+coverage of per-population W2 (score W2 / spread, calibrated on the ``cal`` split).
+
+    python benchmarks/meta_fm.py --quick --out /tmp/mfm      # CPU-sized, < 10 min on 2 cores
+    python benchmarks/meta_fm.py                              # fuller run, writes benchmarks/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bayesphys._bench import bench_row, write_results
+from bayesphys._device import resolve_device
+from bayesphys.meta_fm import (
+    MetaFlowMatching,
+    MFMEnsemble,
+    floor_prediction,
+    gaussian_w2,
+    identity_prediction,
+    population_metrics,
+)
+from bayesphys.meta_fm.ensemble import pooled_prediction
+from bayesphys.problems.populations import (
+    interacting_particles,
+    letters,
+    linear_map,
+    patient_screen,
+)
+
+COMPONENT = "meta_fm"
+METHODS = ("identity", "floor", "FM", "CGFM", "MFM", "MFM-ensemble")
+
+# anchor section 4.4: a CPU re-run of the letters protocol (Arial font, 500 steps) -- not the
+# paper's table, which could not be retrieved.
+B1_ANCHOR = {
+    "identity": {"w1": 0.2517, "w2": 0.3333, "mmd": 0.003964},
+    "FM": {"w1": 0.2435, "w2": 0.3164, "mmd": 0.003656},
+    "MFM": {"w1": 0.2447, "w2": 0.3195, "mmd": 0.003770},
+    "floor": {"w1": 0.0583, "w2": 0.0662, "mmd": 0.000011},
+}
+B1_SOURCE = "anchor 4.4: CPU re-run of the reference letters protocol (Arial, 500/1000 steps)"
+
+
+def problem_data(pid: str, quick: bool, seed: int):
+    if pid == "B1":
+        return letters(seed=0), {"split": "test"}, 50
+    if pid == "B2":
+        n = (200, 50, 50)
+        return (
+            linear_map(dim=2, n_train=n[0], n_cal=n[1], n_test=n[2], seed=0),
+            {"split": "test", "d": 2},
+            50,
+        )
+    if pid == "B3":
+        n = (100, 30, 30) if quick else (300, 50, 100)
+        return (
+            interacting_particles(n_train=n[0], n_cal=n[1], n_test=n[2], seed=0),
+            {"split": "test"},
+            50,
+        )
+    if pid == "B4":
+        fold = seed % 4
+        cells = 500 if quick else 1000
+        return patient_screen(n_cells=cells, fold=fold, seed=0), {"split": "patient"}, 100
+    raise ValueError(pid)
+
+
+def model_kwargs(k: int) -> dict:
+    return dict(
+        width=128,
+        layers=4,
+        time_dim=32,
+        fourier=64,
+        fourier_sigma=1.0,
+        gnn_hidden=64,
+        gnn_layers=3,
+        knn_k=k,
+        points=256,
+        pops_per_step=4,
+        lr=1e-3,
+        gnn_lr=1e-3,
+        solver="rk4",
+        solver_steps=10,
+    )
+
+
+def mean_metrics(preds, targets, max_points):
+    ms = [
+        population_metrics(p, t, max_points=max_points, seed=i)
+        for i, (p, t) in enumerate(zip(preds, targets))
+    ]
+    return {k: float(np.mean([m[k] for m in ms])) for k in ("w1", "w2", "mmd")}
+
+
+def bures(preds, test) -> float:
+    """Mean exact-law W2 on B2: Gaussian fit of the prediction vs the true target Gaussian."""
+    out = []
+    for i, p in enumerate(preds):
+        p = p.double()
+        out.append(
+            float(
+                gaussian_w2(
+                    p.mean(0),
+                    torch.cov(p.T),
+                    test.extra["target_mean"][i],
+                    test.extra["target_cov"][i],
+                )
+            )
+        )
+    return float(np.mean(out))
+
+
+def run_seed(
+    pid: str, seed: int, quick: bool, steps: int, device, max_points, log
+) -> dict[str, dict]:
+    data, setting, k = problem_data(pid, quick, seed)
+    test, cal = data.subset("test"), data.subset("cal")
+    res: dict[str, dict] = {}
+    res["identity"] = mean_metrics(identity_prediction(test), test.target, max_points)
+    res["floor"] = mean_metrics(floor_prediction(test, seed=1000 + seed), test.target, max_points)
+    models = {}
+    for meth in ("FM", "CGFM", "MFM"):
+        m = MetaFlowMatching(data, method=meth, seed=seed, device=device, **model_kwargs(k))
+        fit = m.fit(steps=steps, progress=False)
+        pred = m.predict(test.source, test.treatment)
+        res[meth] = mean_metrics(pred, test.target, max_points)
+        res[meth]["seconds"] = fit.seconds
+        res[meth]["steps"] = fit.steps
+        if pid == "B2":
+            res[meth]["w2_bures"] = bures(pred, test)
+        models[meth] = m
+        log(f"{pid} seed {seed} {meth}: {res[meth]}")
+    # ensemble: the MFM fit plus two more seeds
+    extra = [
+        MetaFlowMatching(
+            data, method="MFM", seed=seed + 100 * (j + 1), device=device, **model_kwargs(k)
+        )
+        for j in range(2)
+    ]
+    t0 = time.perf_counter()
+    for m in extra:
+        m.fit(steps=steps, progress=False)
+    ens = MFMEnsemble(models=[models["MFM"], *extra], seed=seed)
+    unc = ens.uncertainty(cal, test, alpha=0.1, max_points=max_points, normalized=True)
+    row = {kk: float(np.mean([m[kk] for m in unc["test_metrics"]])) for kk in ("w1", "w2", "mmd")}
+    row.update(
+        spearman_spread_error=unc["spearman"],
+        coverage90=unc["coverage"],
+        coverage90_raw=unc["coverage_raw"],
+        seconds=res["MFM"]["seconds"] + time.perf_counter() - t0,
+        steps=3 * steps,
+    )
+    if pid == "B2":
+        preds = ens.predict_members(test.source)
+        pooled = [
+            pooled_prediction([p[i] for p in preds], test.target[i].shape[0], seed=i)
+            for i in range(len(test))
+        ]
+        row["w2_bures"] = bures(pooled, test)
+        res["floor"]["w2_bures"] = bures(floor_prediction(test, seed=1000 + seed), test)
+        res["identity"]["w2_bures"] = bures(identity_prediction(test), test)
+    res["MFM-ensemble"] = row
+    log(f"{pid} seed {seed} MFM-ensemble: {row}")
+    res["_setting"] = setting
+    return res
+
+
+def summarise(per_seed: list[dict]) -> dict[str, dict]:
+    out = {}
+    for meth in METHODS:
+        keys = [k for k in per_seed[0][meth]]
+        agg = {}
+        for k in keys:
+            vals = [r[meth][k] for r in per_seed if r[meth].get(k) is not None]
+            vals = [v for v in vals if not (isinstance(v, float) and math.isnan(v))]
+            agg[k] = float(np.mean(vals)) if vals else math.nan
+            if k in ("w1", "w2", "mmd", "spearman_spread_error", "coverage90") and len(vals) > 1:
+                agg[f"{k}_sd"] = float(np.std(vals, ddof=1))
+        out[meth] = agg
+    return out
+
+
+def targets(pid: str, s: dict[str, dict]) -> dict[str, bool]:
+    t = {}
+    if pid in ("B1", "B3", "B4"):
+        t["MFM w2 < FM and CGFM"] = s["MFM"]["w2"] < min(s["FM"]["w2"], s["CGFM"]["w2"])
+    if pid == "B2":
+        t["MFM w2 <= 2x floor"] = s["MFM"]["w2"] <= 2 * s["floor"]["w2"]
+    e = s["MFM-ensemble"]
+    t["spearman > 0.3"] = bool(e["spearman_spread_error"] > 0.3)
+    t["coverage90 in [0.85, 0.95]"] = bool(0.85 <= e["coverage90"] <= 0.95)
+    return t
+
+
+def main(argv: list[str] | None = None) -> Path:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="CPU-sized run (< 10 min on 2 cores)")
+    ap.add_argument("--out", default=None, help="output dir (quick default: a temp dir)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--seeds", type=int, default=None)
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--problems", default="B1,B2,B3,B4")
+    args = ap.parse_args(argv)
+    device = resolve_device(args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(min(2, torch.get_num_threads()))
+    seeds = args.seeds or (2 if args.quick else 3)
+    steps = args.steps or (300 if args.quick else 3000)
+    max_points = 400 if args.quick else 1000
+    out = args.out
+    if out is None and args.quick:
+        out = tempfile.mkdtemp(prefix="bench_meta_fm_")
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+
+    rows, checks, t_all = [], {}, time.perf_counter()
+    for pid in args.problems.split(","):
+        per_seed = [
+            run_seed(pid, s, args.quick, steps, device, max_points, log) for s in range(seeds)
+        ]
+        summ = summarise(per_seed)
+        checks[pid] = targets(pid, summ)
+        setting = per_seed[0]["_setting"]
+        for meth in METHODS:
+            anchor = None
+            if pid == "B1" and meth in B1_ANCHOR:
+                anchor = {"source": B1_SOURCE, "metrics": B1_ANCHOR[meth]}
+            note = None
+            if meth == "MFM-ensemble":
+                note = "targets: " + ", ".join(
+                    f"{k}: {'met' if v else 'MISSED'}" for k, v in checks[pid].items()
+                )
+            rows.append(bench_row(pid, meth, summ[meth], setting=setting, anchor=anchor, note=note))
+        log(f"{pid} done ({time.perf_counter() - t_all:.0f} s): {json.dumps(checks[pid])}")
+    cmd = "python benchmarks/meta_fm.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    path = write_results(
+        COMPONENT,
+        rows,
+        quick=args.quick,
+        command=cmd.strip(),
+        out=out,
+        device=str(device),
+        extra={
+            "seeds": seeds,
+            "steps": steps,
+            "max_eval_points": max_points,
+            "targets": checks,
+            "total_seconds": time.perf_counter() - t_all,
+        },
+    )
+    log(f"wrote {path}")
+    return path
+
+
+if __name__ == "__main__":
+    main()

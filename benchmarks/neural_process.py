@@ -1,0 +1,156 @@
+"""Benchmark: random-grid neural processes (R0 = faithful reference setting, RGNP = ours).
+
+Problems (see ``docs/neural_process.md`` and the anchor): P1 Poisson physics only, P2 Poisson
+physics + 54 noisy sensors, P3 grid invariance of the inverse (N = 10, 30, 100, 199; uniform,
+random, clustered), B1 Burgers, C1 cost (steps per second; steps for RGNP to reach R0's final
+P1 error). RGNP trains for the same wall time as R0 on each problem.
+
+    python benchmarks/neural_process.py [--quick] [--out DIR] [--device cpu] [--steps 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from bayesphys._bench import bench_row, write_results
+from bayesphys.neural_process import (
+    RandomGridNP,
+    evaluate_burgers,
+    evaluate_poisson,
+    invariance_study,
+)
+from bayesphys.problems.rgnp import burgers_test_set, poisson_sensor_data, poisson_test_set
+
+TF_SEC_PER_STEP = 1.3  # reference TF code, Poisson-lr, this machine (anchor sec. 3.4)
+TF_10_STEPS = {"nse_u": 0.2028, "nse_z": 1.009, "coverage2sd_u": 0.807, "coverage2sd_z": 1.0,
+               "steps_per_second": 1 / TF_SEC_PER_STEP}
+SRC_TF = "reference TF code (phys-rgnp), run here: anchor sec. 3.4"
+KEYS = ("nse_u", "nse_u_sd", "nse_z", "nse_z_sd", "coverage2sd_u", "coverage2sd_z", "nll",
+        "crps", "nll_z", "crps_z")
+
+
+def _pick(m: dict, keys=KEYS) -> dict:
+    return {k: m[k] for k in keys if k in m}
+
+
+def _train(problem, method, *, steps, seconds=None, device, data=None, seed=0, callback=None,
+           every=50, log=print):
+    model = RandomGridNP(problem, method, device=device, seed=seed)
+    res = model.fit(data, steps=steps, progress=False, max_seconds=seconds, callback=callback,
+                    callback_every=every)
+    log(f"  {problem}/{method}: {res.steps} steps, {res.seconds:.1f} s, {res.message}, "
+        f"final loss {res.final_loss:.4g}")
+    return model, res
+
+
+def main(argv: list[str] | None = None) -> Path:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="a few steps, small test sets")
+    ap.add_argument("--out", default=None, help="output folder (quick default: a temp dir)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--steps", type=int, default=None, help="R0 steps on P1/P2")
+    ap.add_argument("--burgers-seconds", type=float, default=None)
+    ap.add_argument("--n-test", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--skip", default="", help="comma list of P1,P2,P3,B1,C1 to skip")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    q = args.quick
+    steps = args.steps or (10 if q else 500)
+    n_test = args.n_test or (100 if q else 1000)
+    b_sec = args.burgers_seconds or (10.0 if q else 300.0)
+    skip = set(filter(None, args.skip.split(",")))
+    dev = args.device
+    out = args.out or (tempfile.mkdtemp(prefix="bench_np_") if q else None)
+    t_all = time.perf_counter()
+    print(f"neural_process benchmark: quick={q} R0 steps={steps} n_test={n_test}", flush=True)
+    test = poisson_test_set(n_test, seed=0)
+    sub = {k: (v[:200] if k != "x" else v) for k, v in test.items()}
+    rows = []
+
+    def cost(res):
+        return {"steps": res.steps, "steps_per_second": res.steps / max(res.seconds, 1e-9),
+                "seconds": res.seconds}
+
+    # matched-steps check against the reference TF run (10 steps, untrained pipeline)
+    m10, r10 = _train("poisson", "R0", steps=10, device=dev)
+    rows.append(bench_row("P1", "R0", {**_pick(evaluate_poisson(m10, test)), **cost(r10)},
+                          setting={"steps": 10}, anchor={"source": SRC_TF, "metrics": TF_10_STEPS},
+                          note="matched 10 steps: both are essentially untrained"))
+    p1 = {}
+    if "P1" not in skip:
+        m_r0, r_r0 = _train("poisson", "R0", steps=steps, device=dev)
+        e_r0 = evaluate_poisson(m_r0, test)
+        r0_sub = evaluate_poisson(m_r0, sub)["nse_u"]
+        trace: list[tuple[int, float, float]] = []
+
+        def cb(model, step):
+            trace.append((step, evaluate_poisson(model, sub)["nse_u"], time.perf_counter()))
+
+        m_rg, r_rg = _train("poisson", "RGNP", steps=10**7, seconds=r_r0.seconds, device=dev,
+                            callback=cb, every=max(5, steps // 20))
+        e_rg = evaluate_poisson(m_rg, test)
+        p1 = {"R0": m_r0, "RGNP": m_rg}
+        anc = {"source": SRC_TF, "metrics": {"steps_per_second": 1 / TF_SEC_PER_STEP}}
+        rows.append(bench_row("P1", "R0", {**_pick(e_r0), **cost(r_r0)},
+                              setting={"steps": r_r0.steps}, anchor=anc))
+        rows.append(bench_row("P1", "RGNP", {**_pick(e_rg), **cost(r_rg)},
+                              setting={"steps": r_rg.steps, "equal_wall_time_as": "R0"},
+                              anchor=anc))
+        if "C1" not in skip:
+            hit = next((s for s, v, _ in trace if v <= r0_sub), None)
+            rows.append(bench_row(
+                "C1", "RGNP",
+                {"steps_per_second": r_rg.steps / r_rg.seconds,
+                 "r0_steps_per_second": r_r0.steps / r_r0.seconds,
+                 "speedup_vs_tf": (r_rg.steps / r_rg.seconds) * TF_SEC_PER_STEP,
+                 "r0_speedup_vs_tf": (r_r0.steps / r_r0.seconds) * TF_SEC_PER_STEP,
+                 "steps_to_r0_final_nse_u": hit, "r0_steps": r_r0.steps,
+                 "step_ratio": None if hit is None else hit / r_r0.steps},
+                setting={"problem": "P1", "r0_final_nse_u_200": r0_sub},
+                anchor={"source": SRC_TF, "metrics": {"steps_per_second": 1 / TF_SEC_PER_STEP}},
+                note="targets: speedup_vs_tf >= 5; step_ratio <= 0.5 (RGNP steps to reach R0's "
+                     "final P1 NSE_u on 200 test cases / R0 steps)"))
+        print(json.dumps(rows[-3:], indent=0, default=float)[:3000], flush=True)
+    if "P3" not in skip and p1:
+        for meth, model in p1.items():
+            for r in invariance_study(model, test):
+                setting = {"n_points": r.pop("n_points"), "layout": r.pop("layout")}
+                rows.append(bench_row("P3", meth, _pick(r), setting=setting))
+    if "P2" not in skip:
+        data = poisson_sensor_data(n_test, seed=1)
+        m_r0, r_r0 = _train("poisson", "R0", steps=steps, device=dev, data=data)
+        m_rg, r_rg = _train("poisson", "RGNP", steps=10**7, seconds=r_r0.seconds, device=dev,
+                            data=data)
+        for meth, m, r in (("R0", m_r0, r_r0), ("RGNP", m_rg, r_rg)):
+            rows.append(bench_row("P2", meth, {**_pick(evaluate_poisson(m, test)), **cost(r)},
+                                  setting={"steps": r.steps, "sensors": 54, "sigma_y": 0.05}))
+        print(json.dumps(rows[-2:], indent=0, default=float)[:2000], flush=True)
+    if "B1" not in skip:
+        btest = burgers_test_set(20 if q else 100, seed=0)
+        m_r0, r_r0 = _train("burgers", "R0", steps=10**7, seconds=b_sec, device=dev)
+        m_rg, r_rg = _train("burgers", "RGNP", steps=10**7, seconds=r_r0.seconds, device=dev)
+        for meth, m, r in (("R0", m_r0, r_r0), ("RGNP", m_rg, r_rg)):
+            rows.append(bench_row("B1", meth, {**_pick(evaluate_burgers(m, btest)), **cost(r)},
+                                  setting={"steps": r.steps, "n_test": len(btest["z"])},
+                                  note="field on a 49 x 20 interior (x, t) sub-grid; inverse "
+                                       "from 225 random interior reference values"))
+        print(json.dumps(rows[-2:], indent=0, default=float)[:2000], flush=True)
+    cmd = "python benchmarks/neural_process.py " + " ".join(argv if argv is not None else
+                                                              sys.argv[1:])
+    path = write_results("neural_process", rows, quick=q, command=cmd.strip(), out=out,
+                         device=str(dev),
+                         extra={"total_seconds": time.perf_counter() - t_all})
+    print(f"wrote {path}")
+    return path
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from bayesphys.examples.population_response import main
+
+main()

@@ -1,0 +1,97 @@
+"""Expected coverage, HDI coverage, TARP, scores and the field calibration curve."""
+
+from __future__ import annotations
+
+import torch
+
+from bayesphys.diagnostics import (
+    CoreFamily,
+    expected_coverage,
+    field_calibration_curve,
+    run_sbc,
+    score_summary,
+    simulate_and_infer,
+    tarp,
+)
+
+LEVELS = (0.5, 0.8, 0.9, 0.95)
+
+
+def _sd(level: float, n: int) -> float:
+    return (level * (1 - level) / n) ** 0.5
+
+
+def test_exact_coverage_is_nominal(exact_model):
+    rec = simulate_and_infer(exact_model.simulate, exact_model.infer, n_sims=600, n_draws=49)
+    for kind in ("central", "hdi"):
+        nominal, obs = expected_coverage(rec.truth, rec.draws, LEVELS, kind)
+        assert obs.shape == (len(LEVELS), 2)
+        for lv, o in zip(nominal.tolist(), obs.mean(1).tolist()):
+            # HDI of 49 draws is a sample HDI: allow 4 binomial sds plus a 0.02 finite-L margin
+            assert abs(o - lv) < 4 * _sd(lv, 600) + (0.02 if kind == "hdi" else 0.0), (kind, lv)
+
+
+def test_overconfident_undercovers(overconfident_model):
+    m = overconfident_model
+    rec = simulate_and_infer(m.simulate, m.infer, n_sims=400, n_draws=49)
+    _, obs = expected_coverage(rec.truth, rec.draws, (0.9,))
+    # sd halved: P(|Z| < 1.645 / 2) = 0.589
+    assert abs(float(obs.mean()) - 0.589) < 0.06
+
+
+def test_tarp_exact_vs_biased(exact_model, biased_model):
+    good = simulate_and_infer(exact_model.simulate, exact_model.infer, n_sims=500, n_draws=99)
+    bad = simulate_and_infer(biased_model.simulate, biased_model.infer, n_sims=500, n_draws=99)
+    tg, tb = tarp(good.truth, good.draws, seed=0), tarp(bad.truth, bad.draws, seed=0)
+    assert tg["ecp"].shape == tg["alpha"].shape == (101,)
+    assert tg["ecp"][0] == 0 and tg["ecp"][-1] == 1
+    assert tg["pvalue"] > 0.01
+    assert float((tg["ecp"] - tg["alpha"]).abs().max()) < 0.08
+    # a biased posterior: the ECP curve leaves the diagonal (its ATC over [1/2, 1] can stay
+    # small because the curve crosses the diagonal, so the KS p-value is the test)
+    assert tb["pvalue"] < 1e-6
+    assert float((tb["ecp"] - tb["alpha"]).abs().max()) > 0.15
+
+
+def test_tarp_atc_sign(overconfident_model):
+    """ATC < 0 for an overconfident posterior, > 0 for an underconfident one."""
+    from .conftest import NormalNormal
+
+    under = NormalNormal(inflate=2.0)
+    over = overconfident_model
+    ro = simulate_and_infer(over.simulate, over.infer, n_sims=400, n_draws=99, field_levels=None)
+    ru = simulate_and_infer(under.simulate, under.infer, n_sims=400, n_draws=99, field_levels=None)
+    to, tu = tarp(ro.truth, ro.draws), tarp(ru.truth, ru.draws)
+    assert to["atc"] < -0.03 and tu["atc"] > 0.03
+    assert to["pvalue"] < 1e-6 and tu["pvalue"] < 1e-6
+
+
+def test_scores_prefer_the_exact_posterior(exact_model, biased_model):
+    good = simulate_and_infer(exact_model.simulate, exact_model.infer, n_sims=200, n_draws=99)
+    bad = simulate_and_infer(biased_model.simulate, biased_model.infer, n_sims=200, n_draws=99)
+    sg, sb = score_summary(good.truth, good.draws), score_summary(bad.truth, bad.draws)
+    assert sg["crps"] < sb["crps"] and sg["nll"] < sb["nll"]
+    # exact Gaussian posterior, sd = 1/sqrt(6), truth drawn from it: E[CRPS] = sd / sqrt(pi)
+    expect = (1 / 6**0.5) / torch.pi**0.5
+    assert abs(sg["crps"] - float(expect)) < 0.1 * float(expect)
+
+
+def test_field_calibration_curve_exact_and_overconfident():
+    for inflate, lo, hi in ((1.0, 0.85, 0.95), (0.5, 0.5, 0.7)):
+        fam = CoreFamily(inflate=inflate)
+        u, y = fam.simulate(40, seed=2)
+        posts = [fam.infer(y[i]) for i in range(40)]
+        nominal, obs = field_calibration_curve(posts, list(u), (0.5, 0.9))
+        assert nominal.tolist() == [0.5, 0.9]
+        assert lo < float(obs[1]) < hi, (inflate, obs)
+        draws = [p.sample((200,)) for p in posts]
+        _, obs_d = field_calibration_curve(draws, list(u), (0.9,))
+        assert abs(float(obs_d[0]) - float(obs[1])) < 0.05
+
+
+def test_row_metrics_keys(exact_model):
+    res = run_sbc(exact_model.simulate, exact_model.infer, n_sims=50, n_draws=19, seed=0)
+    m = res.metrics()
+    for key in ("coverage50", "coverage90", "coverage95", "sbc_pvalue", "tarp_atc", "crps"):
+        assert isinstance(m[key], float)
+    assert m["seconds"] > 0

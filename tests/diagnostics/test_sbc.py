@@ -1,0 +1,149 @@
+"""SBC ranks, uniformity tests, PIT-ECDF bands and the InferenceData export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bayesphys.diagnostics import (
+    CoreFamily,
+    ecdf_band,
+    pit_ecdf,
+    plot_pit_ecdf,
+    ranks_inference_data,
+    run_sbc,
+    sbc_ranks,
+    sbc_uniformity,
+)
+from bayesphys.diagnostics.sbc import _simulated_band
+from bayesphys.inference_data import group_dataset, load_netcdf, save_netcdf
+
+
+def test_ranks_count_draws_below_truth():
+    truth = torch.tensor([[0.5], [2.0], [-1.0]], dtype=torch.float64)
+    draws = torch.tensor([0.0, 1.0, 0.2], dtype=torch.float64).reshape(1, 3, 1).expand(3, 3, 1)
+    assert sbc_ranks(truth, draws).flatten().tolist() == [2, 3, 0]
+
+
+def test_ties_are_broken_uniformly():
+    truth = torch.zeros(4000, 1, dtype=torch.float64)
+    draws = torch.zeros(4000, 3, 1, dtype=torch.float64)  # every draw ties with the truth
+    counts = torch.bincount(sbc_ranks(truth, draws, seed=1).flatten(), minlength=4)
+    assert counts.numel() == 4
+    assert (counts.double() / 4000 - 0.25).abs().max() < 0.03
+
+
+def test_shape_errors_name_the_argument():
+    with pytest.raises(ValueError, match="truth/draws"):
+        sbc_ranks(torch.zeros(3), torch.zeros(3, 4, 1))
+    with pytest.raises(ValueError, match="ranks"):
+        sbc_uniformity(torch.tensor([[0], [7]]), n_draws=5)
+
+
+def test_exact_posterior_not_rejected(exact_model):
+    res = run_sbc(exact_model.simulate, exact_model.infer, n_sims=400, n_draws=49, seed=0)
+    assert res.record.names == ["theta_0", "theta_1"]
+    assert res.ranks.min() >= 0 and res.ranks.max() <= 49
+    assert res.uniformity["pvalue"] > 0.01
+    assert res.uniformity["pvalue_ks"] > 0.01
+
+
+def test_overconfident_posterior_rejected(overconfident_model):
+    m = overconfident_model
+    res = run_sbc(m.simulate, m.infer, n_sims=400, n_draws=49, seed=0)
+    assert res.uniformity["pvalue"] < 1e-4
+    assert res.uniformity["pvalue_ks"] < 1e-4
+    # overconfidence piles ranks at both ends (U shape)
+    r = res.ranks.flatten()
+    ends = ((r <= 2) | (r >= 47)).double().mean()
+    assert ends > 3 * 6 / 50
+
+
+def test_field_summaries_exact_vs_overconfident():
+    exact, over = CoreFamily(), CoreFamily(inflate=0.5)
+    r1 = run_sbc(exact.simulate, exact.infer, exact.summaries(), n_sims=150, n_draws=29, seed=3)
+    r2 = run_sbc(over.simulate, over.infer, over.summaries(), n_sims=150, n_draws=29, seed=3)
+    assert r1.record.names == ["u(0.25)", "u(0.5)", "u(0.9)", "mass", "max"]
+    assert r1.uniformity["pvalue"] > 0.01
+    assert r2.uniformity["pvalue"] < 1e-4
+
+
+def test_ecdf_band_is_simultaneous():
+    """A fraction ~prob of uniform ECDFs stays inside the band everywhere."""
+    n, z = 100, np.arange(1, 50) / 50
+    lo, hi, method = ecdf_band(n, z, 0.9)
+    assert lo.shape == hi.shape == z.shape and "band" in method
+    rng = np.random.default_rng(0)
+    u = rng.uniform(size=(2000, n))
+    f = (u[:, :, None] < z[None, None, :]).mean(1)
+    inside = ((f >= lo - 1e-12) & (f <= hi + 1e-12)).all(1).mean()
+    assert 0.85 < inside < 0.96
+
+
+def test_simulated_band_fallback_close_to_arviz():
+    z = np.arange(1, 40) / 40
+    lo_a, hi_a, _ = ecdf_band(80, z, 0.95)
+    lo_s, hi_s = _simulated_band(80, z, 0.95, n_trials=1000)
+    assert np.abs(lo_a - lo_s).max() <= 0.03
+    assert np.abs(hi_a - hi_s).max() <= 0.03
+
+
+def test_pit_ecdf_and_plot(exact_model):
+    res = run_sbc(exact_model.simulate, exact_model.infer, n_sims=60, n_draws=19, seed=0)
+    z, f = pit_ecdf(res.ranks, 19)
+    assert z.shape == (19,) and f.shape == (19, 2)
+    assert np.all(np.diff(f, axis=0) >= 0)
+    ax = plot_pit_ecdf(res.ranks, 19, res.record.names)
+    assert len(ax.lines) >= 2
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def test_ranks_inference_data_roundtrip(tmp_path, exact_model):
+    res = run_sbc(exact_model.simulate, exact_model.infer, n_sims=30, n_draws=9, seed=0)
+    idata = res.to_inference_data()
+    ds = group_dataset(idata, "prior_sbc")
+    assert ds["theta_0"].dims == ("sbc_simulation",)
+    assert int(ds["sbc_n_draws"]) == 9
+    assert ds.attrs["method"] == "method"
+    np.testing.assert_array_equal(ds["theta_1"].values, res.ranks[:, 1].numpy())
+    post = exact_model.infer(exact_model.simulate(1, seed=0)[1][0]).to_inference_data(
+        num_samples=20
+    )
+    both = ranks_inference_data(res.ranks, res.record.names, 9, idata=post)
+    path = save_netcdf(both, tmp_path / "sbc.nc")
+    back = load_netcdf(path)
+    assert "prior_sbc" in back.groups() and "posterior" in back.groups()
+    np.testing.assert_array_equal(
+        group_dataset(back, "prior_sbc")["theta_0"].values, res.ranks[:, 0].numpy()
+    )
+
+
+def test_sbc_on_device(device):
+    """Simulation and posteriors on ``device``; diagnostics come back on the CPU."""
+    from .conftest import NormalNormal
+
+    class OnDevice(NormalNormal):
+        def simulate(self, n, *, seed):
+            theta, y = super().simulate(n, seed=seed)
+            return theta.to(device), y.to(device)
+
+    m = OnDevice()
+    res = run_sbc(m.simulate, m.infer, n_sims=200, n_draws=29, seed=0)
+    assert res.ranks.device.type == "cpu"
+    assert res.uniformity["pvalue"] > 0.01
+    assert 0.8 < res.metrics()["coverage90"] < 1.0
+
+
+@pytest.mark.parametrize("n_draws", [100, 7, 1])
+def test_uniform_ranks_any_l(n_draws):
+    """Exactly uniform ranks pass for any L (101 rank values is prime: unequal bins)."""
+    gen = torch.Generator().manual_seed(0)
+    ranks = torch.randint(0, n_draws + 1, (1000, 3), generator=gen)
+    out = sbc_uniformity(ranks, n_draws)
+    assert 2 <= out["n_bins"] <= min(20, n_draws + 1)
+    assert out["pvalue"] > 0.01
+    skew = ranks.clamp(max=n_draws // 2 + 1) if n_draws > 1 else ranks * 0
+    assert sbc_uniformity(skew, n_draws)["pvalue"] < 1e-6

@@ -1,0 +1,58 @@
+"""Field summaries and the simulation loop."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bayesphys import SamplePosterior
+from bayesphys.diagnostics import (
+    default_summaries,
+    front_position,
+    posterior_draws,
+    probe,
+    simulate_and_infer,
+    total_mass,
+)
+
+
+def test_probe_mass_front():
+    x = torch.linspace(0, 1, 11, dtype=torch.float64)
+    u = torch.stack([1 - x, 2 * (1 - x)])  # [2, 11] fronts where u = 0.5: x = 0.5 and 0.75
+    assert probe(3)(u).tolist() == pytest.approx([0.7, 1.4])
+    assert total_mass(0.1)(u).tolist() == pytest.approx([0.1 * 5.5, 0.1 * 11.0])
+    torch.testing.assert_close(
+        front_position(x, 0.5)(u), torch.tensor([0.5, 0.75], dtype=torch.float64)
+    )
+    assert float(front_position(x, 5.0)(u[0])) == 0.0  # never above the level
+    u2 = torch.ones(2, 3, 4)
+    assert probe((1, 2))(u2).shape == (2,)
+    assert total_mass(1.0, event_ndim=2)(u2).tolist() == [12.0, 12.0]
+
+
+def test_default_summaries():
+    names = list(default_summaries(torch.Size([2, 2])))
+    assert names == ["theta_0_0", "theta_0_1", "theta_1_0", "theta_1_1"]
+    with pytest.raises(ValueError, match="summaries"):
+        default_summaries(torch.Size([100]))
+
+
+def test_posterior_draws_thin_stored_draws():
+    draws = torch.arange(20, dtype=torch.float64).reshape(2, 10, 1)
+    d = posterior_draws(SamplePosterior(draws), 5)
+    assert d.shape == (5, 1) and len(set(d.flatten().tolist())) == 5
+    with pytest.raises(ValueError, match="n_draws"):
+        posterior_draws(draws[0], 11)
+    with pytest.raises(TypeError, match="infer"):
+        posterior_draws([1, 2], 2)
+
+
+def test_loop_accepts_raw_draws(exact_model):
+    def infer(y):
+        return exact_model.infer(y).sample((50,))
+
+    rec = simulate_and_infer(exact_model.simulate, infer, n_sims=20, n_draws=30, seed=1)
+    assert rec.truth.shape == (20, 2) and rec.draws.shape == (20, 30, 2)
+    assert rec.field_coverage.shape == (20, len(rec.levels))
+    with pytest.raises(ValueError, match="n_sims"):
+        simulate_and_infer(exact_model.simulate, infer, n_sims=1, n_draws=3)

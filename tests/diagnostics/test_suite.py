@@ -1,0 +1,78 @@
+"""The ``bayesphys calibrate`` suite: hooks, merging, outputs."""
+
+from __future__ import annotations
+
+import json
+import types
+
+import pytest
+
+from bayesphys.diagnostics import calibration_rows, suite
+from bayesphys.inference_data import group_dataset, load_netcdf
+
+
+def _fake_hook(model, fail=False):
+    def calibrate_rows(quick: bool, seed: int) -> list[dict]:
+        if fail:
+            raise RuntimeError("boom")
+        return calibration_rows(
+            model.simulate,
+            model.infer,
+            n_sims=40 if quick else 80,
+            n_draws=19,
+            seed=seed,
+            problem="normal-normal",
+            method="exact",
+        )
+
+    return types.SimpleNamespace(calibrate_rows=calibrate_rows)
+
+
+def test_hook_rows_are_written_and_merged(tmp_path, monkeypatch, exact_model):
+    monkeypatch.setattr(suite, "load_hook", lambda comp: _fake_hook(exact_model))
+    path = suite.run_calibration("odil", quick=True, out=tmp_path, seed=0)
+    data = json.loads(path.read_text())
+    (row,) = data["rows"]
+    assert row["setting"]["component"] == "odil" and row["setting"]["quick"] is True
+    for key in suite.REQUIRED_METRICS + ("seconds",):
+        assert isinstance(row["metrics"][key], float)
+    assert (tmp_path / "calibration_odil.png").stat().st_size > 1000
+    idata = load_netcdf(tmp_path / "calibration_odil.nc")
+    assert group_dataset(idata, "prior_sbc")["theta_0"].dims == ("sbc_simulation",)
+    # a second component is merged, not overwritten; re-running replaces its own rows
+    monkeypatch.setattr(suite, "load_hook", lambda comp: None)
+    suite.run_calibration("meta_fm", quick=True, out=tmp_path, seed=0)
+    monkeypatch.setattr(suite, "load_hook", lambda comp: _fake_hook(exact_model, fail=True))
+    suite.run_calibration("odil", quick=True, out=tmp_path, seed=0)
+    rows = json.loads(path.read_text())["rows"]
+    by = {(r["setting"]["component"], r["method"]): r for r in rows}
+    assert len(rows) == 2
+    assert "not present" in by[("meta_fm", "-")]["note"]
+    assert "calibrate_rows failed" in by[("odil", "-")]["note"]
+    assert set(json.loads(path.read_text())["figures"]) == {"odil"}  # none for missing hooks
+    assert not (tmp_path / "calibration_meta_fm.png").exists()
+
+
+def test_unknown_component(tmp_path):
+    with pytest.raises(ValueError, match="component"):
+        suite.run_calibration("nope", quick=True, out=tmp_path)
+
+
+def test_absent_hook_is_recorded(tmp_path):
+    # a component name whose package has no _calibration module in this checkout
+    rows = suite._component_rows("neural_process", quick=True, seed=0)
+    if suite.load_hook("neural_process") is None:
+        assert rows[0]["method"] == "-" and "not" in rows[0]["note"]
+
+
+@pytest.mark.slow
+def test_core_quick_end_to_end(tmp_path):
+    path = suite.run_calibration("core", quick=True, out=tmp_path, seed=0)
+    rows = {r["method"]: r["metrics"] for r in json.loads(path.read_text())["rows"]}
+    exact = rows["exact"]
+    over = rows["overconfident sd x0.5"]
+    fixed = rows["overconfident + recalibration"]
+    assert exact["sbc_pvalue"] > 0.01 and 0.85 <= exact["coverage90"] <= 0.95
+    assert over["sbc_pvalue"] < 0.01 and over["coverage90"] < 0.75
+    assert fixed["sbc_pvalue"] > 0.01 and 0.85 <= fixed["coverage90"] <= 0.95
+    assert (tmp_path / "calibration_core.png").exists()

@@ -1,0 +1,43 @@
+"""Picklable toy builders for the fit_many tests (module-level so workers can import them)."""
+
+from __future__ import annotations
+
+import torch
+
+from bayesphys.examples.cohort import LinearGaussianModel, make_cohort
+
+
+def problems(n: int = 4, fail: tuple[int, ...] = ()) -> dict:
+    """Small cohort; problems at positions in ``fail`` are marked to raise in ``build``."""
+    probs = make_cohort(n, seed=1, n=41, m=12)
+    for k, key in enumerate(sorted(probs)):
+        probs[key]["fail"] = k in fail
+    return probs
+
+
+class GlobalRNGModel(LinearGaussianModel):
+    """Draws its start from the *global* torch RNG (tests that fit_many seeds it)."""
+
+    def __init__(self, problem, seed=None):
+        super().__init__(problem, seed=None)
+        with torch.no_grad():
+            self.log_lengthscale.add_(0.3 * torch.randn((), dtype=torch.float64))
+
+
+def build(problem: dict, seed: int | None = None) -> LinearGaussianModel:
+    if problem.get("fail"):
+        raise RuntimeError("boom: this problem is set to fail")
+    return LinearGaussianModel(problem, seed=seed)
+
+
+def build_global(problem: dict) -> GlobalRNGModel:
+    if problem.get("fail"):
+        raise RuntimeError("boom: this problem is set to fail")
+    return GlobalRNGModel(problem)
+
+
+def build_interrupt(problem: dict, seed: int | None = None) -> LinearGaussianModel:
+    """Simulates a crash of the whole run (KeyboardInterrupt is not caught per problem)."""
+    if problem.get("fail"):
+        raise KeyboardInterrupt("simulated crash")
+    return LinearGaussianModel(problem, seed=seed)

@@ -1,0 +1,143 @@
+"""DDP helpers: 2-process gloo gradients equal one process on the global batch; resume."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from bayesphys.distributed import ddp
+
+GLOBAL_BATCH = 8
+
+
+def _data(n: int = 32):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 3, generator=gen, dtype=torch.float64)
+    y = torch.sin(x.sum(-1, keepdim=True)) + 0.1 * torch.randn(n, 1, generator=gen, dtype=torch.float64)
+    return x, y
+
+
+def _model() -> torch.nn.Module:
+    return torch.nn.Sequential(
+        torch.nn.Linear(3, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1)
+    ).double()
+
+
+def _loss(model, batch):
+    x, y = batch
+    return torch.nn.functional.mse_loss(model(x), y)
+
+
+def _grads(model) -> list[torch.Tensor]:
+    return [p.grad.detach().clone() for p in ddp.unwrap(model).parameters()]
+
+
+def _worker(rank: int, world: int, port: int, out: str) -> None:
+    """One rank: a DDP step on its shard of the global batch, then a short train_ddp run."""
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+    )
+    torch.set_num_threads(1)
+    ctx = ddp.init_distributed(backend="gloo", device="cpu")
+    assert ctx.distributed and ctx.rank == rank and ctx.world_size == world
+    torch.manual_seed(0)
+    net = torch.nn.parallel.DistributedDataParallel(_model())
+    x, y = _data()
+    shard = GLOBAL_BATCH // world
+    sl = slice(rank * shard, (rank + 1) * shard)
+    _loss(net, (x[sl], y[sl])).backward()
+    res = ddp.train_ddp(
+        _model, _loss, (x, y), epochs=3, batch_size=GLOBAL_BATCH // world, lr=1e-2, seed=3,
+        progress=False, checkpoint=os.path.join(out, "ckpt.pt"),
+    )
+    loader = ddp.distributed_loader((x, y), 4, ctx, seed=3)
+    first = next(iter(loader))[0]
+    torch.save(
+        {
+            "grads": _grads(net),
+            "params": [p.detach() for p in res.extra["model"].parameters()],
+            "loss": res.loss_history,
+            "first_batch": first,
+        },
+        os.path.join(out, f"rank{rank}.pt"),
+    )
+    ddp.cleanup_distributed()
+
+
+def test_two_process_gloo_step_equals_single_process_global_batch(tmp_path):
+    port = ddp.free_port()
+    mp.spawn(_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+
+    # single process, same init, the whole global batch
+    torch.manual_seed(0)
+    model = _model()
+    x, y = _data()
+    _loss(model, (x[:GLOBAL_BATCH], y[:GLOBAL_BATCH])).backward()
+    for g_single, g0, g1 in zip(_grads(model), r0["grads"], r1["grads"]):
+        torch.testing.assert_close(g0, g_single, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(g1, g0, rtol=0, atol=0)  # replicas hold identical gradients
+
+    # the ranks see disjoint shards of each global batch
+    assert not torch.equal(r0["first_batch"], r1["first_batch"])
+
+    # train_ddp with 2 x (batch 4) == one process with batch 8 (same global batches)
+    single = ddp.train_ddp(
+        _model, _loss, (x, y), epochs=3, batch_size=GLOBAL_BATCH, lr=1e-2, seed=3, progress=False
+    )
+    assert single.extra["world_size"] == 1
+    for p_single, p0, p1 in zip(single.extra["model"].parameters(), r0["params"], r1["params"]):
+        torch.testing.assert_close(p0, p_single.detach(), rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(p1, p0, rtol=0, atol=0)
+    assert r0["loss"] == pytest.approx(single.loss_history, rel=1e-10)
+    assert (tmp_path / "ckpt.pt").exists()
+
+
+def test_train_ddp_resumes_from_checkpoint_exactly(tmp_path):
+    data = _data()
+    kw = dict(batch_size=8, lr=1e-2, seed=5, progress=False)
+    straight = ddp.train_ddp(_model, _loss, data, epochs=4, **kw)
+    ckpt = tmp_path / "run.pt"
+    part = ddp.train_ddp(_model, _loss, data, epochs=2, checkpoint=ckpt, **kw)
+    assert len(part.loss_history) == 2 and ckpt.exists()
+    rest = ddp.train_ddp(_model, _loss, data, epochs=4, checkpoint=ckpt, **kw)
+    assert rest.extra["start_epoch"] == 2 and len(rest.loss_history) == 2
+    assert part.loss_history + rest.loss_history == pytest.approx(straight.loss_history, rel=1e-12)
+    for a, b in zip(rest.extra["model"].parameters(), straight.extra["model"].parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    state = ddp.load_training_checkpoint(ckpt, model=_model())
+    assert state["epoch"] == 3 and state["step"] == 4 * 4
+
+
+def test_single_process_context_without_torchrun(monkeypatch):
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    ctx = ddp.init_distributed(device="cpu")
+    assert (ctx.rank, ctx.world_size, ctx.distributed, ctx.is_main) == (0, 1, False, True)
+    assert ddp.all_reduce_mean(torch.tensor(2.5), ctx) == 2.5
+    calls = []
+    ddp.rank_zero_only(calls.append)(1)
+    assert calls == [1]
+    assert ddp.seed_for_rank(1, 0) != ddp.seed_for_rank(1, 1)
+
+
+def test_bad_inputs_are_named(monkeypatch, tmp_path):
+    with pytest.raises(TypeError, match="data"):
+        ddp.distributed_loader("not data", 4, ddp.DistContext())
+    with pytest.raises(ValueError, match="batch_size"):
+        ddp.distributed_loader(torch.zeros(4, 1), 0, ddp.DistContext())
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="RANK"):
+        ddp.init_distributed(device="cpu")
+    bad = tmp_path / "not_ddp.pt"
+    torch.save({"kind": "other"}, bad)
+    with pytest.raises(ValueError, match="ddp_training"):
+        ddp.load_training_checkpoint(bad, model=_model())

@@ -1,0 +1,34 @@
+"""The cohort and ddp_training examples run with --smoke."""
+
+from __future__ import annotations
+
+import json
+
+from bayesphys.examples import cohort, ddp_training
+from bayesphys.inference_data import group_dataset, load_netcdf
+
+
+def test_cohort_smoke_and_resume(tmp_path):
+    out = tmp_path / "cohort"
+    argv = ["--smoke", "--out", str(out), "--executor", "sequential"]
+    summary = cohort.main(argv)
+    assert summary["patients"] == 4 and summary["failed"] == []
+    assert summary["rel_l2_median"] < 0.3
+    assert 0.6 < summary["coverage95_mean"] <= 1.0
+    assert len(list((out / "fits").glob("p*.nc"))) == 4
+    again = cohort.main(argv)  # everything is resumed from out/fits
+    assert again["rel_l2_median"] == summary["rel_l2_median"]
+    assert again["executor"].startswith("none")
+    idata = load_netcdf(out / "cohort.nc")
+    u = group_dataset(idata, "posterior")["u"]
+    assert u.dims == ("chain", "draw", "patient", "x") and u.sizes["patient"] == 4
+
+
+def test_ddp_training_smoke_two_processes_and_resume(tmp_path):
+    out = tmp_path / "ddp"
+    summary = ddp_training.main(["--smoke", "--out", str(out)])
+    assert summary["world_size"] == 2 and summary["backend"] == "gloo"
+    assert summary["epochs_run"] == 3 and summary["start_epoch"] == 0
+    assert summary["final_train_loss"] < 0.5
+    assert (out / "checkpoint.pt").exists()
+    assert json.loads((out / "summary.json").read_text())["world_size"] == 2

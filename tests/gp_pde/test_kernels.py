@@ -1,0 +1,72 @@
+import math
+
+import pytest
+import torch
+
+from bayesphys.gp_pde import SpectralMixture1d
+
+
+def _autograd_derivs(k: SpectralMixture1d, z: torch.Tensor, n: int) -> torch.Tensor:
+    z = z.clone().requires_grad_(True)
+    out = k.deriv(z, 0)
+    for _ in range(n):
+        (out,) = torch.autograd.grad(out.sum(), z, create_graph=True)
+    return out.detach()
+
+
+@pytest.mark.parametrize("kind", ["gm", "stm"])
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_closed_form_derivatives_match_autograd(kind, n):
+    torch.manual_seed(0)
+    k = SpectralMixture1d(4, kind=kind, mu=torch.tensor([0.0, 0.7, 1.9, 3.2], dtype=torch.float64), log_a=torch.randn(4, dtype=torch.float64) * 0.3)
+    z = torch.linspace(-2.3, 2.1, 41, dtype=torch.float64)
+    z = z[z.abs() > 1e-3]  # the Matern envelope is not smooth at 0 beyond order 4
+    got = k.deriv(z, n)
+    want = _autograd_derivs(k, z, n)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+
+
+def test_cross_covariance_signs():
+    # d/dx k(x - x') = k'(z); d^2/dx dx' k(x - x') = -k''(z); d^4/dx^2 dx'^2 = k''''(z)
+    k = SpectralMixture1d(2, kind="gm", mu=torch.tensor([0.3, 1.1], dtype=torch.float64))
+    x = torch.tensor(0.4, dtype=torch.float64, requires_grad=True)
+    xp = torch.tensor(-0.2, dtype=torch.float64, requires_grad=True)
+    val = k.deriv(x - xp, 0)
+    (dx,) = torch.autograd.grad(val, x, create_graph=True)
+    (dxdxp,) = torch.autograd.grad(dx, xp, create_graph=True)
+    z = (x - xp).detach()
+    assert math.isclose(float(dxdxp.detach()), float(-k.deriv(z, 2).detach()), rel_tol=1e-10)
+
+
+def test_matern_fourth_derivative_at_zero_is_finite():
+    k = SpectralMixture1d(1, kind="stm", mu=torch.zeros(1, dtype=torch.float64), log_a=0.0)
+    eps = 1e-4
+    v0 = float(k.deriv(torch.tensor(0.0, dtype=torch.float64), 4))
+    fd = float((k.deriv(torch.tensor(eps, dtype=torch.float64), 3) - k.deriv(torch.tensor(-eps, dtype=torch.float64), 3)) / (2 * eps))
+    assert math.isclose(v0, 25.0 * float(k.weights[0]), rel_tol=1e-9)  # alpha^4 = 25 a^4
+    assert math.isclose(v0, fd, rel_tol=1e-3)
+
+
+def test_toeplitz_gram_equals_direct():
+    k = SpectralMixture1d(5, kind="stm", freq_scale=4.0)
+    x = torch.linspace(0, 3, 37, dtype=torch.float64)
+    for n in range(3):
+        torch.testing.assert_close(k.gram(x, n=n), k.deriv(x[:, None] - x[None, :], n))
+
+
+def test_gram_is_psd_and_weights_are_log_domain():
+    k = SpectralMixture1d(6, kind="gm", freq_scale=3.0)
+    x = torch.linspace(0, 2, 40, dtype=torch.float64)
+    assert torch.linalg.eigvalsh(k.gram(x)).min() > -1e-10
+    torch.testing.assert_close(k.weights, torch.full((6,), 1 / 6, dtype=torch.float64))
+
+
+def test_bad_kernel_arguments():
+    with pytest.raises(ValueError, match="kind"):
+        SpectralMixture1d(3, kind="rbf")
+    with pytest.raises(ValueError, match="num_mixtures"):
+        SpectralMixture1d(0)
+    with pytest.raises(ValueError, match="mu"):
+        SpectralMixture1d(3, mu=torch.zeros(4))
+    with pytest.raises(ValueError, match="n"):
+        SpectralMixture1d(3).deriv(torch.zeros(2, dtype=torch.float64), 5)

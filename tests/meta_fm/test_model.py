@@ -1,0 +1,118 @@
+import math
+
+import pytest
+import torch
+
+from bayesphys import FitResult, SamplePosterior
+from bayesphys.inference_data import group_dataset
+from bayesphys.meta_fm import (
+    MetaFlowMatching,
+    MFMEnsemble,
+    conformal_coverage,
+    conformal_radius,
+    floor_prediction,
+    gaussian_w2,
+    identity_prediction,
+    mmd_anchor,
+    population_metrics,
+    spearman,
+    w2_inference_data,
+)
+from bayesphys.problems.populations import linear_map, patient_screen
+
+SMALL = dict(width=32, layers=2, time_dim=8, fourier=8, gnn_hidden=8, gnn_layers=2, knn_k=5, points=32, pops_per_step=2)
+
+
+def test_fit_reduces_loss_and_beats_identity_on_b2():
+    d = linear_map(n_train=40, n_cal=0, n_test=5, n_points=128, seed=0)
+    m = MetaFlowMatching(d, seed=0, width=64, layers=3, time_dim=16, fourier=16, fourier_sigma=1.0,
+                         gnn_hidden=16, knn_k=10, points=64, lr=3e-3, gnn_lr=3e-3)
+    res = m.fit(steps=150, progress=False)
+    assert isinstance(res, FitResult) and res.steps == 150 and res.seconds > 0
+    assert sum(res.loss_history[-30:]) / 30 < 0.9 * sum(res.loss_history[:10]) / 10
+    te = d.subset("test")
+    pred = m.predict(te.source)
+    w_model = sum(population_metrics(p, t)["w2"] for p, t in zip(pred, te.target))
+    w_ident = sum(population_metrics(p, t)["w2"] for p, t in zip(identity_prediction(te), te.target))
+    assert w_model < w_ident
+
+
+@pytest.mark.parametrize("method,schedule", [("MFM", "alternating"), ("CGFM", "joint"), ("FM", "joint")])
+def test_treatments_and_unpaired_data(method, schedule):
+    d = patient_screen(n_cells=40, dim=3)
+    m = MetaFlowMatching(d, method=method, schedule=schedule, seed=0, **SMALL)
+    assert m.coupling == "ot"
+    res = m.fit(steps=6, progress=False)
+    assert res.steps == 6 and all(math.isfinite(v) for v in res.loss_history)
+    te = d.subset("test")
+    pred = m.predict(te.source[:3], te.treatment[:3])
+    assert [p.shape for p in pred] == [(40, 3)] * 3
+    with pytest.raises(ValueError, match="treatment"):
+        m.predict(te.source[:3])
+    with pytest.raises(ValueError, match="treatment"):
+        m.predict(te.source[:1], [7])
+
+
+def test_cgfm_unseen_population_uses_average_onehot():
+    d = linear_map(n_train=5, n_cal=0, n_test=1, n_points=32)
+    m = MetaFlowMatching(d, method="CGFM", seed=0, **SMALL)
+    c = m._cgfm_cond([0, 999], 2)
+    assert float(c[0, 0]) == 1.0 and float(c[0].sum()) == 1.0
+    torch.testing.assert_close(c[1], torch.full((5,), 0.2))
+
+
+def test_single_model_posterior_and_embedding_bootstrap():
+    d = linear_map(n_train=6, n_cal=0, n_test=2, n_points=64)
+    m = MetaFlowMatching(d, seed=0, **SMALL)
+    m.fit(steps=5, progress=False)
+    post = m.posterior(d.subset("test").source, num_draws=3)
+    assert isinstance(post, SamplePosterior)
+    assert post.draws.shape == (1, 3, 2, 64, 2)
+    assert float(post.variance.mean()) > 0  # different subsamples -> different embeddings
+    with pytest.raises(ValueError, match="equal population sizes"):
+        m.posterior([torch.randn(10, 2), torch.randn(12, 2)])
+
+
+def test_ensemble_uncertainty_and_arviz(tmp_path):
+    d = linear_map(n_train=10, n_cal=6, n_test=6, n_points=48)
+    ens = MFMEnsemble(d, members=2, seed=0, **SMALL)
+    res = ens.fit(steps=5, progress=False)
+    assert len(res.extra["members"]) == 2
+    te = d.subset("test")
+    post = ens.posterior(te.source[:2], num_draws=2)
+    assert post.draws.shape == (2, 2, 2, 48, 2)
+    unc = ens.uncertainty(d.subset("cal"), te, max_points=48)
+    assert 0.0 <= unc["coverage"] <= 1.0 and len(unc["test_error"]) == 6
+    assert all(s > 0 for s in unc["test_spread"])
+    idata = w2_inference_data(post, te.target[:2])
+    w2 = group_dataset(idata, "posterior")["w2"]
+    assert w2.shape == (2, 2, 2) and bool((w2 > 0).all())
+    path = ens.save(tmp_path / "e.pt")
+    ens2 = MFMEnsemble.load(path)
+    for a, b in zip(ens.predict_members(te.source[:1])[1], ens2.predict_members(te.source[:1])[1]):
+        assert torch.equal(a, b)
+
+
+def test_metrics_helpers():
+    x = torch.randn(200, 2, dtype=torch.float64)
+    assert population_metrics(x, x)["w2"] < 1e-6
+    assert mmd_anchor(x, x) < 1e-12 and mmd_anchor(x, x + 1) > 0
+    shifted = population_metrics(x, x + torch.tensor([3.0, 4.0], dtype=torch.float64))
+    assert abs(shifted["w2"] - 5.0) < 1e-6 and abs(shifted["w1"] - 5.0) < 1e-6
+    # Bures formula: shifted isotropic Gaussians
+    m1, m2 = torch.zeros(2, dtype=torch.float64), torch.tensor([3.0, 4.0], dtype=torch.float64)
+    s1, s2 = torch.eye(2, dtype=torch.float64), 4 * torch.eye(2, dtype=torch.float64)
+    assert abs(float(gaussian_w2(m1, s1, m2, s2)) - math.sqrt(25 + 2)) < 1e-9
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 50]) == pytest.approx(1.0)
+    # conformal: ceil((n + 1) * 0.9)-th smallest of 1..9 is the 9th
+    assert conformal_radius(list(range(1, 10)), 0.1) == 9
+    assert conformal_radius([1.0, 2.0], 0.1) == math.inf
+    q, cov = conformal_coverage(list(range(1, 20)), [0.5, 18.5, 30], 0.1)
+    assert q == 18 and cov == pytest.approx(1 / 3)
+
+
+def test_floor_is_below_identity():
+    d = linear_map(n_train=1, n_cal=0, n_test=3, n_points=128).subset("test")
+    fl = floor_prediction(d)
+    for f, s, t in zip(fl, d.source, d.target):
+        assert population_metrics(f, t)["w2"] < population_metrics(s, t)["w2"]

@@ -1,0 +1,81 @@
+import torch
+
+from bayesphys.problems.populations import (
+    interacting_particles,
+    letter_points,
+    letters,
+    linear_map,
+    linear_map_exact_field,
+    make_population_problem,
+    particle_velocity,
+    patient_screen,
+    redraw_targets,
+)
+
+
+def test_letter_glyph_sizes_match_anchor():
+    # anchor 2.1: DejaVu Sans point counts A = 1773, X = 1676, Y = 1244
+    assert letter_points("A").shape == (1773, 2)
+    assert letter_points("X").shape == (1676, 2)
+    assert letter_points("Y").shape == (1244, 2)
+    a = letter_points("A")
+    assert float(a.abs().max()) <= 3.0 + 1e-9
+
+
+def test_letters_splits_and_pairing():
+    d = letters(rotations=2)
+    assert len(d.splits["train"]) == 48 and len(d.splits["test"]) == 2
+    i = d.splits["test"][0]
+    noise = d.source[i] - d.target[i]
+    assert abs(float(noise.std()) - 0.5) < 0.05
+    d2 = letters(rotations=2)
+    assert torch.equal(d.source[5], d2.source[5])
+
+
+def test_linear_map_exact_law_and_field():
+    d = linear_map(dim=5, n_train=3, n_cal=0, n_test=2, n_points=4000, seed=1)
+    a, b = d.extra["A"], d.extra["b"]
+    x0, x1 = d.source[0].double(), d.target[0].double()
+    torch.testing.assert_close(x1, x0 @ a[0].mT + b[0], atol=1e-5, rtol=1e-5)
+    # empirical moments of the target approach the exact Gaussian law
+    assert torch.allclose(x1.mean(0), d.extra["target_mean"][0], atol=0.1)
+    assert torch.allclose(torch.cov(x1.T), d.extra["target_cov"][0], atol=0.1)
+    # exact field at t: the velocity at x_t is x1 - x0
+    t = torch.rand(x0.shape[0], dtype=torch.float64)
+    xt = (1 - t[:, None]) * x0 + t[:, None] * x1
+    v = linear_map_exact_field(xt, t, a[0], b[0])
+    torch.testing.assert_close(v, x1 - x0, atol=1e-4, rtol=1e-4)
+
+
+def test_particles_and_velocity():
+    d = interacting_particles(n_train=3, n_cal=1, n_test=2, n_points=32, steps=10)
+    assert len(d) == 6 and d.source[0].shape == (32, 2) and d.paired
+    # the mean is conserved (attraction to the mean and pairwise-antisymmetric repulsion)
+    torch.testing.assert_close(d.source[0].mean(0), d.target[0].mean(0), atol=1e-4, rtol=0)
+    x = torch.randn(2, 16, 2)
+    v = particle_velocity(x)
+    assert v.shape == x.shape and torch.allclose(v.sum(1), torch.zeros(2, 2), atol=1e-4)
+
+
+def test_patient_screen_splits():
+    d = patient_screen(n_cells=50, dim=4)
+    assert len(d) == 8 * 5 * 3 and not d.paired and d.num_treatments == 5
+    pat = d.extra["patient"]
+    assert set(pat[d.splits["test"]].tolist()) == {0, 1}
+    assert set(pat[d.splits["cal"]].tolist()) == {2}
+    assert len(set(d.splits["train"]) & set(d.splits["test"])) == 0
+    d3 = patient_screen(n_cells=50, dim=4, fold=3)
+    assert set(d3.extra["patient"][d3.splits["test"]].tolist()) == {6, 7}
+
+
+def test_redraw_targets_all_problems():
+    for name, kw in [
+        ("B1", dict(rotations=1, train_letters="AB")),
+        ("B2", dict(n_train=2, n_cal=0, n_test=2, n_points=64)),
+        ("B3", dict(n_train=2, n_cal=0, n_test=2, n_points=16, steps=5)),
+        ("B4", dict(n_cells=40, dim=3)),
+    ]:
+        d = make_population_problem(name, **kw).subset("test")
+        r = redraw_targets(d, seed=3)
+        assert [x.shape for x in r] == [x.shape for x in d.target]
+        assert not torch.equal(r[0], d.target[0])

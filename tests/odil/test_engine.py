@@ -1,0 +1,200 @@
+"""Discrete-loss engine: stencil orders, Gauss-Newton, multigrid, Laplace."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from bayesphys.odil import (
+    DiscreteProblem,
+    Multigrid,
+    d1,
+    dense_gn_matrix,
+    div_flux,
+    face_average,
+    field_posterior,
+    laplacian,
+    minimize,
+    theta_covariance,
+)
+
+
+def _grid(n, nd):
+    h = 1.0 / n
+    x1 = (torch.arange(n, dtype=torch.float64) + 0.5) * h
+    xs = torch.meshgrid(*([x1] * nd), indexing="ij")
+    return xs, h
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_laplacian_manufactured_second_order(nd):
+    errs = []
+    for n in ([16, 32] if nd == 3 else [32, 64]):
+        xs, h = _grid(n, nd)
+        u = math.prod(torch.sin(2 * math.pi * x) for x in xs)
+        exact = -nd * (2 * math.pi) ** 2 * u
+        errs.append(float((laplacian(u, [h] * nd) - exact).abs().max()))
+    order = math.log2(errs[0] / errs[1])
+    assert 1.9 < order < 2.1, (errs, order)
+
+
+@pytest.mark.parametrize("scheme,expected", [("central", 2.0), ("backward", 1.0)])
+def test_first_derivative_order(scheme, expected):
+    errs = []
+    for n in [64, 128]:
+        (x,), h = _grid(n, 1)
+        u = torch.sin(2 * math.pi * x)
+        errs.append(float((d1(u, 0, h, scheme) - 2 * math.pi * torch.cos(2 * math.pi * x)).abs().max()))
+    order = math.log2(errs[0] / errs[1])
+    assert abs(order - expected) < 0.1, (errs, order)
+
+
+def test_div_flux_conserves_and_is_second_order():
+    errs = []
+    for n in [32, 64]:
+        (x, y), h = _grid(n, 2)
+        dcoef = 1.0 + 0.5 * torch.sin(2 * math.pi * x)
+        # u with zero normal derivative at the walls
+        u = torch.cos(math.pi * x) * torch.cos(math.pi * y)
+        faces = [face_average(dcoef, 0), face_average(dcoef, 1)]
+        out = div_flux(u, faces, [h, h])
+        assert abs(float(out.sum())) < 1e-9  # telescoping: no mass created
+        ux = -math.pi * torch.sin(math.pi * x) * torch.cos(math.pi * y)
+        dd = 0.5 * 2 * math.pi * torch.cos(2 * math.pi * x)
+        exact = dd * ux - dcoef * 2 * math.pi**2 * u
+        inner = (slice(2, -2), slice(2, -2))
+        errs.append(float((out - exact)[inner].abs().max()))
+    order = math.log2(errs[0] / errs[1])
+    assert order > 1.8, (errs, order)
+
+
+def _poisson_problem(n=24, multigrid=None, device="cpu"):
+    (x, y), h = _grid(n, 2)
+    f = torch.sin(2 * math.pi * x) * torch.cos(2 * math.pi * y)
+    f = f.to(device)
+
+    def res(fields, params):
+        u = fields["u"]
+        return {
+            "pde": laplacian(u, [h, h]) - f,
+            "gauge": (u.mean() - params["c"]).reshape(1) * 10.0,
+            "prior_c": params["c"].reshape(1) - 0.3,
+        }
+
+    return DiscreteProblem(
+        {"u": (n, n)}, {"c": 0.0}, res, multigrid=multigrid, device=device
+    ), f, h
+
+
+@pytest.mark.parametrize("solver", ["dense", "cg"])
+def test_gauss_newton_one_step_linear(solver):
+    prob, f, h = _poisson_problem(12 if solver == "dense" else 24)
+    x0 = prob.initial()
+    x1, res = minimize(prob, x0, method="gn", steps=1, linear_solver=solver, cg_tol=1e-12, cg_maxiter=5000)
+    # the gradient vanishes after one step: x1 is the least-squares minimiser
+    xg = x1.clone().requires_grad_(True)
+    prob.loss(xg).backward()
+    g0 = x0.clone().requires_grad_(True)
+    prob.loss(g0).backward()
+    assert float(xg.grad.norm()) < 1e-6 * float(g0.grad.norm())
+    fields, params = prob.unpack(x1)
+    exact = -f / (8 * math.pi**2)
+    assert abs(float(params["c"]) - 0.3) < 1e-8
+    # discrete solution is O(h^2) close to the continuous one (+ gauge 0.3)
+    assert float((fields["u"] - 0.3 - exact).abs().max()) < 0.05 * float(exact.abs().max())
+
+
+@pytest.mark.parametrize("method", ["lbfgs", "lm"])
+def test_optimisers_with_multigrid(method):
+    prob, f, h = _poisson_problem(16, multigrid={"u": 3})
+    steps = {"lbfgs": 60, "lm": 20}[method]
+    x, res = minimize(prob, method=method, steps=steps, tol=1e-14)
+    fields, params = prob.unpack(x)
+    ref_prob, _, _ = _poisson_problem(16)
+    xr, _ = minimize(ref_prob, method="gn", steps=1, linear_solver="dense")
+    ur = ref_prob.unpack(xr)[0]["u"]
+    assert float((fields["u"] - ur).abs().max()) < 1e-4 * float(ur.abs().max())
+
+
+def test_adam_reduces_loss():
+    prob, f, h = _poisson_problem(16)
+    x, res = minimize(prob, method="adam", steps=1500, lr=0.05, tol=None)
+    assert res.loss_history[-1] < 2e-3 * res.loss_history[0]
+
+
+def test_multigrid_roundtrip_and_levels():
+    mg = Multigrid((9, 16), levels=3)
+    assert mg.level_shapes == [(9, 16), (5, 8), (3, 4)]
+    u = torch.randn(9, 16, dtype=torch.float64)
+    assert torch.equal(mg.to_fine(mg.from_fine(u)), u)
+    c = torch.zeros(mg.size, dtype=torch.float64)
+    c[-1] = 1.0  # a coarse basis function interpolates to a smooth bump
+    v = mg.to_fine(c)
+    assert v.shape == (9, 16) and float(v.max()) == pytest.approx(1.0) and float(v.min()) >= 0
+
+
+def _linear_gaussian(n=20, seed=0):
+    """y_i = u_i + theta + e_i; smoothness prior on u; Gaussian prior on theta."""
+    g = torch.Generator().manual_seed(seed)
+    sig, tau, s_theta = 0.3, 0.5, 2.0
+    y = torch.randn(n, generator=g, dtype=torch.float64)
+    obs = torch.arange(0, n, 2)
+
+    def res(fields, params):
+        u = fields["u"]
+        return {
+            "data": (u[obs] + params["theta"] - y[obs]) / sig,
+            "prior_u": torch.cat([u[:1], u[1:] - u[:-1]]) / tau,
+            "prior_theta": params["theta"].reshape(1) / s_theta,
+        }
+
+    prob = DiscreteProblem({"u": (n,)}, {"theta": 0.0}, res)
+    # exact joint posterior precision of (u, theta)
+    m = len(obs)
+    a = torch.zeros(m, n + 1, dtype=torch.float64)
+    a[torch.arange(m), obs] = 1
+    a[:, -1] = 1
+    dmat = torch.eye(n, dtype=torch.float64) - torch.diag(torch.ones(n - 1, dtype=torch.float64), -1)
+    prec = a.T @ a / sig**2
+    prec[:n, :n] += dmat.T @ dmat / tau**2
+    prec[n, n] += 1 / s_theta**2
+    mean = torch.linalg.solve(prec, a.T @ y[obs] / sig**2)
+    return prob, torch.linalg.inv(prec), mean
+
+
+def test_laplace_equals_exact_posterior_linear_gaussian():
+    prob, cov, mean = _linear_gaussian()
+    x, _ = minimize(prob, method="gn", steps=1, linear_solver="cg", cg_tol=1e-13)
+    assert torch.allclose(x, mean, atol=1e-8)
+    ct, info = theta_covariance(prob, x, ["theta"], cg_tol=1e-13)
+    assert torch.allclose(ct, cov[-1:, -1:], rtol=1e-7)
+    post = field_posterior(prob, x, "u")
+    assert torch.allclose(post.covariance.to_dense(), cov[:-1, :-1], rtol=1e-8, atol=1e-12)
+    assert torch.allclose(post.mean, mean[:-1], atol=1e-8)
+    # the pathwise sampler reproduces the same covariance
+    post_mc = field_posterior(prob, x, "u", dense_max=0, num_draws=400, cg_tol=1e-10)
+    assert torch.allclose(post_mc.variance, cov.diagonal()[:-1], rtol=0.3)
+    assert torch.allclose(dense_gn_matrix(prob, x), torch.linalg.inv(cov), atol=1e-8)
+
+
+def test_problem_bad_input():
+    with pytest.raises(TypeError, match="residuals"):
+        DiscreteProblem({"u": (3,)}, {}, None)
+    with pytest.raises(ValueError, match="multigrid"):
+        DiscreteProblem({"u": (3,)}, {}, lambda f, p: {"r": f["u"]}, multigrid={"v": 2})
+    prob = DiscreteProblem({"u": (3,)}, {}, lambda f, p: {"r": f["u"]})
+    with pytest.raises(ValueError, match="x0"):
+        minimize(prob, torch.zeros(5, dtype=torch.float64))
+    with pytest.raises(ValueError, match="method"):
+        minimize(prob, method="sgd")
+
+
+@pytest.mark.gpu
+def test_engine_cuda(cuda_device):
+    prob, f, h = _poisson_problem(32, device=cuda_device)
+    x, res = minimize(prob, method="lm", steps=5)
+    assert x.device.type == "cuda"
+    ct, _ = theta_covariance(prob, x, ["c"])
+    assert ct.device.type == "cuda" and float(ct) > 0

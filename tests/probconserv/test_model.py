@@ -1,0 +1,137 @@
+"""ProbConserv model API: fit, posterior, save/load, ArviZ export, shock posterior, device."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bayesphys import FitResult, GaussianPosterior
+from bayesphys.inference_data import group_dataset
+from bayesphys.probconserv import ProbConserv, shock_posterior, slice_scores, trapezoid_weights
+from bayesphys.problems.gpme import make_dataset
+
+F64 = torch.float64
+
+
+@pytest.fixture(scope="module")
+def anp_model():
+    torch.set_num_threads(1)
+    m = ProbConserv("stefan", step1="anp", hidden=16, n_samples=8, seed=0)
+    res = m.fit(steps=15, progress=False)
+    return m, res
+
+
+def test_anp_fit_posterior_conserves(anp_model):
+    model, res = anp_model
+    assert isinstance(res, FitResult) and res.steps == 15 and len(res.loss_history) == 15
+    test = make_dataset("stefan", params=[0.6, 0.55], seed=3)
+    prior = model.step1(test)
+    assert isinstance(prior, GaussianPosterior)
+    assert prior.batch_shape == (2, 1) and prior.event_shape == (201,)
+    x = model.problem.grid(201)
+    g = trapezoid_weights(x)
+    b = model.mass(test)
+    for cov in ("lowrank", "diag"):
+        model.config.covariance = cov
+        post = model.posterior(test)
+        torch.testing.assert_close(post.mean @ g, b, rtol=0, atol=1e-10)
+        draws = post.sample((20,), generator=torch.Generator().manual_seed(0))
+        assert float((draws @ g - b).abs().max()) < 1e-10
+        assert bool((post.variance <= prior.variance + 1e-12).all())
+    model.config.covariance = "lowrank"
+    hard = model.posterior(test, method="hardc")
+    torch.testing.assert_close(hard.variance, prior.variance)
+    # several time slices at once, each conserved
+    multi = model.posterior(test, t=torch.tensor([0.02, 0.05, 0.08]))
+    assert multi.batch_shape == (2, 3)
+    torch.testing.assert_close(
+        multi.mean @ g, model.mass(test, torch.tensor([0.02, 0.05, 0.08])), rtol=0, atol=1e-10
+    )
+    scores = slice_scores(post, model.problem.solution(0.05, x, test.params[:, None, None]), x, b)
+    assert float(scores["ce"].abs().max()) < 1e-10
+    shocks = shock_posterior(post, x, 30, seed=1)
+    assert shocks.shape == (30, 2, 1)
+
+
+def test_calibrate_variance_scale(anp_model):
+    model, _ = anp_model
+    val = make_dataset("stefan", 6, seed=9)
+    before = model.step1(val)
+    c = model.calibrate(val)
+    after = model.step1(val)
+    torch.testing.assert_close(after.variance, c * before.variance)
+    torch.testing.assert_close(after.mean, before.mean)
+    truth = model.problem.solution(0.05, model.problem.grid(201), val.params[:, None, None])
+    z2 = (truth - after.mean).pow(2) / after.variance
+    assert float(z2.mean()) == pytest.approx(1.0, rel=1e-6)
+    c90 = model.calibrate(val, objective="coverage90")
+    lo, hi = model.step1(val).interval(0.9)
+    cover = float(((truth >= lo) & (truth <= hi)).double().mean())
+    assert c90 > 0 and cover == pytest.approx(0.9, abs=0.01)
+    with pytest.raises(ValueError, match="objective"):
+        model.calibrate(val, objective="crps")
+    model.var_scale = c
+
+
+def test_save_load_round_trip(anp_model, tmp_path):
+    model, _ = anp_model
+    test = make_dataset("stefan", params=[0.6], seed=1)
+    path = model.save(tmp_path / "pc.pt")
+    back = ProbConserv.load(path)
+    a, b = model.posterior(test, seed=4), back.posterior(test, seed=4)
+    assert torch.equal(a.mean, b.mean)
+    assert torch.equal(a.variance, b.variance)
+    assert back.config == model.config
+    assert back.var_scale == model.var_scale
+
+
+def test_inference_data_export(anp_model):
+    model, _ = anp_model
+    test = make_dataset("stefan", params=[0.6], seed=1)
+    post = model.posterior(test)
+    x = model.problem.grid(201)
+    idata = post.to_inference_data(
+        dims=["function", "t", "x"], coords={"x": x.numpy()}, num_samples=10, seed=0
+    )
+    u = group_dataset(idata, "posterior")["u"]
+    assert u.shape == (1, 10, 1, 1, 201)
+
+
+def test_gp_step1_dense_and_softc():
+    torch.set_num_threads(1)
+    gp = ProbConserv("pme", step1="gp", gp_width=8, seed=1)
+    res = gp.fit(steps=5, progress=False)
+    assert res.steps == 5 and all(torch.isfinite(torch.tensor(res.loss_history)))
+    test = make_dataset("pme", params=[3.0], seed=2)
+    post = gp.posterior(test)
+    assert post.covariance.shape == (1, 1, 201, 201)
+    g = trapezoid_weights(gp.problem.grid(201))
+    torch.testing.assert_close(post.mean @ g, gp.mass(test), rtol=0, atol=1e-10)
+    soft = ProbConserv("pme", step1="anp", hidden=16, softc_weight=1.0, softc_points=8, seed=0)
+    r = soft.fit(steps=2, progress=False)
+    assert r.steps == 2
+
+
+def test_model_bad_input():
+    with pytest.raises(ValueError, match="step1"):
+        ProbConserv("pme", step1="fno")
+    with pytest.raises(ValueError, match="softc_weight"):
+        ProbConserv("pme", step1="gp", softc_weight=1.0)
+    m = ProbConserv("pme", hidden=16)
+    with pytest.raises(TypeError, match="context"):
+        m.posterior(torch.zeros(3))
+    bad = make_dataset("pme", params=[2.0], seed=0)
+    bad.y_context[0, 3] = float("nan")
+    with pytest.raises(ValueError, match="y_context: expected finite"):
+        m.posterior(bad)
+
+
+@pytest.mark.gpu
+def test_cuda_update_and_model(cuda_device):
+    m = ProbConserv("diffusion", hidden=16, n_samples=4, device=cuda_device, seed=0)
+    m.fit(steps=3, progress=False)
+    test = make_dataset("diffusion", params=[5.0], seed=0)
+    post = m.posterior(test)
+    assert post.device.type == "cuda"
+    g = trapezoid_weights(m.problem.grid(201)).to(cuda_device)
+    assert float((post.mean @ g).abs().max()) < 1e-10

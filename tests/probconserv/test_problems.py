@@ -1,0 +1,105 @@
+"""GPME problems: exact solutions, masses from boundary fluxes, seeded data design."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bayesphys.problems.gpme import (
+    Diffusion,
+    PorousMedium,
+    Stefan,
+    eval_grid,
+    get_problem,
+    make_dataset,
+    mass_from_fluxes,
+    stefan_constants,
+    stefan_front,
+)
+
+F64 = torch.float64
+
+
+def test_stefan_constants_match_anchor():
+    alpha, _ = stefan_constants(torch.tensor([0.5, 0.6, 0.65]))
+    torch.testing.assert_close(
+        alpha, torch.tensor([1.24013, 1.05134, 0.95993], dtype=F64), atol=2e-5, rtol=0
+    )
+    front = stefan_front(0.05, torch.tensor([0.5, 0.6, 0.65]))
+    torch.testing.assert_close(
+        front, torch.tensor([0.27730, 0.23509, 0.21465], dtype=F64), atol=2e-5, rtol=0
+    )
+    mass = Stefan().mass(0.05, torch.tensor([0.5, 0.6, 0.65]))
+    torch.testing.assert_close(
+        mass, torch.tensor([0.20366, 0.18595, 0.17566], dtype=F64), atol=2e-5, rtol=0
+    )
+
+
+@pytest.mark.parametrize(
+    ("prob", "param", "t"),
+    [
+        (Diffusion(), 3.0, 0.5),
+        (PorousMedium(), 1.0, 0.5),
+        (PorousMedium(), 6.0, 0.75),
+        (Stefan(), 0.6, 0.05),
+        (Stefan(), 0.5, 0.08),
+    ],
+)
+def test_mass_equals_integral_and_fluxes(prob, param, t):
+    x = torch.linspace(*prob.x_range, 40001, dtype=F64)
+    u = prob.solution(t, x, param)
+    b = float(prob.mass(t, param))
+    assert float(torch.trapezoid(u, x)) == pytest.approx(b, abs=2e-5)
+    assert mass_from_fluxes(prob, t, param) == pytest.approx(b, abs=1e-7)
+
+
+def test_pme_known_masses_and_boundary():
+    pme = PorousMedium()
+    vals = pme.mass(0.5, torch.tensor([1.0, 3.0, 6.0]))
+    torch.testing.assert_close(
+        vals, torch.tensor([0.125, 0.42927, 0.51469], dtype=F64), atol=1e-5, rtol=0
+    )
+    # Dirichlet data u(t, 0) = (m t)^{1/m} and front at x = t
+    assert float(pme.solution(0.5, 0.0, 3.0)) == pytest.approx(1.5 ** (1 / 3))
+    assert float(pme.solution(0.5, 0.5, 3.0)) == 0.0
+
+
+def test_stefan_pde_residual_small_inside():
+    # u_t = u_xx where u >= u* (k = 1) — finite differences on the exact solution
+    st = Stefan()
+    t, x, h = 0.05, torch.tensor([0.05, 0.1, 0.15], dtype=F64), 1e-4
+    u = lambda tt, xx: st.solution(tt, xx, 0.6)  # noqa: E731
+    ut = (u(t + h, x) - u(t - h, x)) / (2 * h)
+    uxx = (u(t, x + h) - 2 * u(t, x) + u(t, x - h)) / h**2
+    torch.testing.assert_close(ut, uxx, atol=1e-3, rtol=1e-3)
+
+
+def test_dataset_design_and_seeding():
+    d = make_dataset("pme", 3, seed=4)
+    assert d.x_context.shape == (3, 100, 2) and d.y_context.shape == (3, 100)
+    assert d.x_target.shape == (3, 100, 2)
+    # 10 stratified times x the same 10 sensors
+    t = d.x_context[0, :, 0].reshape(10, 10)
+    xs = d.x_context[0, :, 1].reshape(10, 10)
+    assert bool((xs == xs[0]).all())
+    bins = torch.arange(10, dtype=F64) / 10
+    assert bool(((t[:, 0] >= bins) & (t[:, 0] < bins + 0.1)).all())
+    assert bool(((d.params >= 1) & (d.params <= 6)).all())
+    again = make_dataset("pme", 3, seed=4)
+    torch.testing.assert_close(again.y_context, d.y_context)
+    other = make_dataset("pme", 3, seed=5)
+    assert not torch.equal(other.y_context, d.y_context)
+    test = make_dataset("stefan", params=[0.5, 0.6], seed=0, noise_std=0.01)
+    torch.testing.assert_close(test.params, torch.tensor([0.5, 0.6], dtype=F64))
+    assert eval_grid("stefan").shape == (201, 2)
+
+
+def test_problem_bad_input():
+    with pytest.raises(ValueError, match="problem"):
+        get_problem("burgers")
+    with pytest.raises(ValueError, match="n_functions"):
+        make_dataset("pme")
+    with pytest.raises(ValueError, match="u_star"):
+        stefan_constants(1.5)
+    with pytest.raises(ValueError, match="params: expected finite"):
+        make_dataset("pme", params=[float("nan")])
