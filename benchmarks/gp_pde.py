@@ -36,8 +36,8 @@ OURS = {
     "poisson1d-multiscale": (dict(), dict(steps=200), 300),
     "poisson1d-sin500-trend": (dict(), dict(steps=200), 300),
     "poisson2d-sin100": (dict(), dict(steps=80), 400),
-    "allencahn2d-multiscale": (dict(), dict(steps=3000), 150),
-    "advection": (dict(), dict(steps=3000), 150),
+    "allencahn2d-multiscale": (dict(), dict(steps=800), 150),
+    "advection": (dict(), dict(steps=1500), 150),
 }
 REF_BUDGET = {"1": 60, "2": 120}
 QUICK = {

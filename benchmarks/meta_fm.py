@@ -228,8 +228,13 @@ def main(argv: list[str] | None = None) -> Path:
     def log(msg: str) -> None:
         print(msg, flush=True)
 
+    cmd = (
+        "python benchmarks/meta_fm.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    ).strip()
+    problems = args.problems.split(",")
     rows, checks, t_all = [], {}, time.perf_counter()
-    for pid in args.problems.split(","):
+    path = None
+    for pid in problems:
         per_seed = [
             run_seed(pid, s, args.quick, steps, device, max_points, log) for s in range(seeds)
         ]
@@ -247,22 +252,22 @@ def main(argv: list[str] | None = None) -> Path:
                 )
             rows.append(bench_row(pid, meth, summ[meth], setting=setting, anchor=anchor, note=note))
         log(f"{pid} done ({time.perf_counter() - t_all:.0f} s): {json.dumps(checks[pid])}")
-    cmd = "python benchmarks/meta_fm.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    path = write_results(
-        COMPONENT,
-        rows,
-        quick=args.quick,
-        command=cmd.strip(),
-        out=out,
-        device=str(device),
-        extra={
-            "seeds": seeds,
-            "steps": steps,
-            "max_eval_points": max_points,
-            "targets": checks,
-            "total_seconds": time.perf_counter() - t_all,
-        },
-    )
+        path = write_results(
+            COMPONENT,
+            rows,
+            quick=args.quick,
+            command=cmd,
+            out=out,
+            device=str(device),
+            extra={
+                "seeds": seeds,
+                "steps": steps,
+                "max_eval_points": max_points,
+                "targets": checks,
+                "total_seconds": time.perf_counter() - t_all,
+                "complete": pid == problems[-1],
+            },
+        )
     log(f"wrote {path}")
     return path
 

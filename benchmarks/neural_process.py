@@ -29,24 +29,58 @@ from bayesphys.neural_process import (
 from bayesphys.problems.rgnp import burgers_test_set, poisson_sensor_data, poisson_test_set
 
 TF_SEC_PER_STEP = 1.3  # reference TF code, Poisson-lr, this machine (anchor sec. 3.4)
-TF_10_STEPS = {"nse_u": 0.2028, "nse_z": 1.009, "coverage2sd_u": 0.807, "coverage2sd_z": 1.0,
-               "steps_per_second": 1 / TF_SEC_PER_STEP}
+TF_10_STEPS = {
+    "nse_u": 0.2028,
+    "nse_z": 1.009,
+    "coverage2sd_u": 0.807,
+    "coverage2sd_z": 1.0,
+    "steps_per_second": 1 / TF_SEC_PER_STEP,
+}
 SRC_TF = "reference TF code (phys-rgnp), run here: anchor sec. 3.4"
-KEYS = ("nse_u", "nse_u_sd", "nse_z", "nse_z_sd", "coverage2sd_u", "coverage2sd_z", "nll",
-        "crps", "nll_z", "crps_z")
+KEYS = (
+    "nse_u",
+    "nse_u_sd",
+    "nse_z",
+    "nse_z_sd",
+    "coverage2sd_u",
+    "coverage2sd_z",
+    "nll",
+    "crps",
+    "nll_z",
+    "crps_z",
+)
 
 
 def _pick(m: dict, keys=KEYS) -> dict:
     return {k: m[k] for k in keys if k in m}
 
 
-def _train(problem, method, *, steps, seconds=None, device, data=None, seed=0, callback=None,
-           every=50, log=print):
+def _train(
+    problem,
+    method,
+    *,
+    steps,
+    seconds=None,
+    device,
+    data=None,
+    seed=0,
+    callback=None,
+    every=50,
+    log=print,
+):
     model = RandomGridNP(problem, method, device=device, seed=seed)
-    res = model.fit(data, steps=steps, progress=False, max_seconds=seconds, callback=callback,
-                    callback_every=every)
-    log(f"  {problem}/{method}: {res.steps} steps, {res.seconds:.1f} s, {res.message}, "
-        f"final loss {res.final_loss:.4g}")
+    res = model.fit(
+        data,
+        steps=steps,
+        progress=False,
+        max_seconds=seconds,
+        callback=callback,
+        callback_every=every,
+    )
+    log(
+        f"  {problem}/{method}: {res.steps} steps, {res.seconds:.1f} s, {res.message}, "
+        f"final loss {res.final_loss:.4g}"
+    )
     return model, res
 
 
@@ -76,14 +110,24 @@ def main(argv: list[str] | None = None) -> Path:
     rows = []
 
     def cost(res):
-        return {"steps": res.steps, "steps_per_second": res.steps / max(res.seconds, 1e-9),
-                "seconds": res.seconds}
+        return {
+            "steps": res.steps,
+            "steps_per_second": res.steps / max(res.seconds, 1e-9),
+            "seconds": res.seconds,
+        }
 
     # matched-steps check against the reference TF run (10 steps, untrained pipeline)
     m10, r10 = _train("poisson", "R0", steps=10, device=dev)
-    rows.append(bench_row("P1", "R0", {**_pick(evaluate_poisson(m10, test)), **cost(r10)},
-                          setting={"steps": 10}, anchor={"source": SRC_TF, "metrics": TF_10_STEPS},
-                          note="matched 10 steps: both are essentially untrained"))
+    rows.append(
+        bench_row(
+            "P1",
+            "R0",
+            {**_pick(evaluate_poisson(m10, test)), **cost(r10)},
+            setting={"steps": 10},
+            anchor={"source": SRC_TF, "metrics": TF_10_STEPS},
+            note="matched 10 steps: both are essentially untrained",
+        )
+    )
     p1 = {}
     if "P1" not in skip:
         m_r0, r_r0 = _train("poisson", "R0", steps=steps, device=dev)
@@ -94,30 +138,53 @@ def main(argv: list[str] | None = None) -> Path:
         def cb(model, step):
             trace.append((step, evaluate_poisson(model, sub)["nse_u"], time.perf_counter()))
 
-        m_rg, r_rg = _train("poisson", "RGNP", steps=10**7, seconds=r_r0.seconds, device=dev,
-                            callback=cb, every=max(5, steps // 20))
+        m_rg, r_rg = _train(
+            "poisson",
+            "RGNP",
+            steps=10**7,
+            seconds=r_r0.seconds,
+            device=dev,
+            callback=cb,
+            every=max(5, steps // 20),
+        )
         e_rg = evaluate_poisson(m_rg, test)
         p1 = {"R0": m_r0, "RGNP": m_rg}
         anc = {"source": SRC_TF, "metrics": {"steps_per_second": 1 / TF_SEC_PER_STEP}}
-        rows.append(bench_row("P1", "R0", {**_pick(e_r0), **cost(r_r0)},
-                              setting={"steps": r_r0.steps}, anchor=anc))
-        rows.append(bench_row("P1", "RGNP", {**_pick(e_rg), **cost(r_rg)},
-                              setting={"steps": r_rg.steps, "equal_wall_time_as": "R0"},
-                              anchor=anc))
+        rows.append(
+            bench_row(
+                "P1", "R0", {**_pick(e_r0), **cost(r_r0)}, setting={"steps": r_r0.steps}, anchor=anc
+            )
+        )
+        rows.append(
+            bench_row(
+                "P1",
+                "RGNP",
+                {**_pick(e_rg), **cost(r_rg)},
+                setting={"steps": r_rg.steps, "equal_wall_time_as": "R0"},
+                anchor=anc,
+            )
+        )
         if "C1" not in skip:
             hit = next((s for s, v, _ in trace if v <= r0_sub), None)
-            rows.append(bench_row(
-                "C1", "RGNP",
-                {"steps_per_second": r_rg.steps / r_rg.seconds,
-                 "r0_steps_per_second": r_r0.steps / r_r0.seconds,
-                 "speedup_vs_tf": (r_rg.steps / r_rg.seconds) * TF_SEC_PER_STEP,
-                 "r0_speedup_vs_tf": (r_r0.steps / r_r0.seconds) * TF_SEC_PER_STEP,
-                 "steps_to_r0_final_nse_u": hit, "r0_steps": r_r0.steps,
-                 "step_ratio": None if hit is None else hit / r_r0.steps},
-                setting={"problem": "P1", "r0_final_nse_u_200": r0_sub},
-                anchor={"source": SRC_TF, "metrics": {"steps_per_second": 1 / TF_SEC_PER_STEP}},
-                note="targets: speedup_vs_tf >= 5; step_ratio <= 0.5 (RGNP steps to reach R0's "
-                     "final P1 NSE_u on 200 test cases / R0 steps)"))
+            rows.append(
+                bench_row(
+                    "C1",
+                    "RGNP",
+                    {
+                        "steps_per_second": r_rg.steps / r_rg.seconds,
+                        "r0_steps_per_second": r_r0.steps / r_r0.seconds,
+                        "speedup_vs_tf": (r_rg.steps / r_rg.seconds) * TF_SEC_PER_STEP,
+                        "r0_speedup_vs_tf": (r_r0.steps / r_r0.seconds) * TF_SEC_PER_STEP,
+                        "steps_to_r0_final_nse_u": hit,
+                        "r0_steps": r_r0.steps,
+                        "step_ratio": None if hit is None else hit / r_r0.steps,
+                    },
+                    setting={"problem": "P1", "r0_final_nse_u_200": r0_sub},
+                    anchor={"source": SRC_TF, "metrics": {"steps_per_second": 1 / TF_SEC_PER_STEP}},
+                    note="targets: speedup_vs_tf >= 5; step_ratio <= 0.5 (RGNP steps to reach R0's "
+                    "final P1 NSE_u on 200 test cases / R0 steps)",
+                )
+            )
         print(json.dumps(rows[-3:], indent=0, default=float)[:3000], flush=True)
     if "P3" not in skip and p1:
         for meth, model in p1.items():
@@ -127,27 +194,47 @@ def main(argv: list[str] | None = None) -> Path:
     if "P2" not in skip:
         data = poisson_sensor_data(n_test, seed=1)
         m_r0, r_r0 = _train("poisson", "R0", steps=steps, device=dev, data=data)
-        m_rg, r_rg = _train("poisson", "RGNP", steps=10**7, seconds=r_r0.seconds, device=dev,
-                            data=data)
+        m_rg, r_rg = _train(
+            "poisson", "RGNP", steps=10**7, seconds=r_r0.seconds, device=dev, data=data
+        )
         for meth, m, r in (("R0", m_r0, r_r0), ("RGNP", m_rg, r_rg)):
-            rows.append(bench_row("P2", meth, {**_pick(evaluate_poisson(m, test)), **cost(r)},
-                                  setting={"steps": r.steps, "sensors": 54, "sigma_y": 0.05}))
+            rows.append(
+                bench_row(
+                    "P2",
+                    meth,
+                    {**_pick(evaluate_poisson(m, test)), **cost(r)},
+                    setting={"steps": r.steps, "sensors": 54, "sigma_y": 0.05},
+                )
+            )
         print(json.dumps(rows[-2:], indent=0, default=float)[:2000], flush=True)
     if "B1" not in skip:
         btest = burgers_test_set(20 if q else 100, seed=0)
         m_r0, r_r0 = _train("burgers", "R0", steps=10**7, seconds=b_sec, device=dev)
         m_rg, r_rg = _train("burgers", "RGNP", steps=10**7, seconds=r_r0.seconds, device=dev)
         for meth, m, r in (("R0", m_r0, r_r0), ("RGNP", m_rg, r_rg)):
-            rows.append(bench_row("B1", meth, {**_pick(evaluate_burgers(m, btest)), **cost(r)},
-                                  setting={"steps": r.steps, "n_test": len(btest["z"])},
-                                  note="field on a 49 x 20 interior (x, t) sub-grid; inverse "
-                                       "from 225 random interior reference values"))
+            rows.append(
+                bench_row(
+                    "B1",
+                    meth,
+                    {**_pick(evaluate_burgers(m, btest)), **cost(r)},
+                    setting={"steps": r.steps, "n_test": len(btest["z"])},
+                    note="field on a 49 x 20 interior (x, t) sub-grid; inverse "
+                    "from 225 random interior reference values",
+                )
+            )
         print(json.dumps(rows[-2:], indent=0, default=float)[:2000], flush=True)
-    cmd = "python benchmarks/neural_process.py " + " ".join(argv if argv is not None else
-                                                              sys.argv[1:])
-    path = write_results("neural_process", rows, quick=q, command=cmd.strip(), out=out,
-                         device=str(dev),
-                         extra={"total_seconds": time.perf_counter() - t_all})
+    cmd = "python benchmarks/neural_process.py " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
+    path = write_results(
+        "neural_process",
+        rows,
+        quick=q,
+        command=cmd.strip(),
+        out=out,
+        device=str(dev),
+        extra={"total_seconds": time.perf_counter() - t_all},
+    )
     print(f"wrote {path}")
     return path
 

@@ -20,13 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from bayesphys._bench import bench_row, write_results
 from bayesphys._device import resolve_device
 from bayesphys.probconserv.evaluate import shock_posterior, slice_scores
 from bayesphys.probconserv.model import ProbConserv
-from bayesphys.problems.gpme import get_problem, make_dataset, stefan_front
+from bayesphys.problems.gpme import GPMEData, get_problem, make_dataset, stefan_front
 
 T1 = "Hansen et al. 2023, Table 1 (quoted; k not stated, README figure k=5)"
 REF = "anchor §3.2: reference checkpoints, measured"
@@ -127,6 +128,130 @@ def _score(model, test, method, x, truth, mass):
     return post, {k: v.squeeze(-1) for k, v in sc.items()}, secs
 
 
+VARIANTS = [
+    ("ANP", "ANP", "none"),
+    ("SoftC-ANP", "SoftC-ANP", "none"),
+    ("HardC-ANP", "ANP", "hardc"),
+    ("ProbConserv-ANP", "ANP", "probconserv"),
+    ("ProbConserv-ANP-diag", "ANP-diag", "probconserv"),
+    ("GP", "GP", "none"),
+    ("HardC-GP", "GP", "hardc"),
+    ("ProbConserv-GP", "GP", "probconserv"),
+]
+
+
+def evaluate(prob, models, tests, shock_draws, seed, log, extra_setting=None) -> list[dict]:
+    """Rows for every (test parameter, variant); ``models[key] = (model, train_seconds)``."""
+    rows = []
+    x = prob.grid(201)
+    for param, test in tests:
+        truth = prob.solution(prob.table_time, x, test.params[:, None])[:, None]  # [B, 1, nx]
+        mass = prob.mass(prob.table_time, test.params)[:, None]  # [B, 1]
+        setting = {**prob.setting(param), **(extra_setting or {})}
+        for label, key, method in VARIANTS:
+            if key not in models:
+                continue
+            model, train_s = models[key]
+            post, sc, secs = _score(model, test, method, x, truth, mass)
+            n = sc["mse"].numel()
+            met = {k: float(v.mean()) for k, v in sc.items()}
+            met["mse_se"] = float(sc["mse"].std() / n**0.5)
+            met["ce_se"] = float(sc["ce"].std() / n**0.5)
+            met["seconds"] = train_s + secs
+            rows.append(
+                bench_row(
+                    prob.name, label, met, setting=setting, anchor=_anchor(prob.name, param, label)
+                )
+            )
+            log(
+                f"  {prob.name} {setting} {label:22s} mse {met['mse']:.3e} ll {met['ll']:.3f} "
+                f"ce {met['ce']:.1e} cov90 {met['coverage90']:.2f} crps {met['crps']:.2e}"
+            )
+            if prob.name != "stefan":
+                continue
+            t0 = time.perf_counter()
+            sp = shock_posterior(post, x, shock_draws, seed=seed).squeeze(-1)  # [S, B]
+            sp2 = shock_posterior(
+                post, x, shock_draws, seed=seed, threshold=SHOCK_THRESHOLD_2
+            ).squeeze(-1)
+            true = float(stefan_front(prob.table_time, param))
+            lo, hi = torch.quantile(sp, torch.tensor([0.05, 0.95], dtype=sp.dtype), dim=0)
+            smet = {
+                "bias": float(sp.mean(0).mean() - true),
+                "sd": float(sp.std(0).mean()),
+                "bias_fid1": float(sp[:, 1].mean() - true),
+                "sd_fid1": float(sp[:, 1].std()),
+                "coverage90": float(((lo <= true) & (true <= hi)).double().mean()),
+                "bias_u25": float(sp2.mean(0).mean() - true),
+                "sd_u25": float(sp2.std(0).mean()),
+                "seconds": time.perf_counter() - t0 + secs,
+            }
+            rows.append(
+                bench_row(
+                    "stefan-shock",
+                    label,
+                    smet,
+                    setting=setting,
+                    anchor=_anchor("stefan-shock", param, label),
+                )
+            )
+            log(
+                f"  shock {setting} {label:22s} bias {smet['bias']:+.4f} sd {smet['sd']:.4f} "
+                f"(fid1 {smet['bias_fid1']:+.4f} / {smet['sd_fid1']:.4f}; u25 "
+                f"{smet['bias_u25']:+.4f} / {smet['sd_u25']:.4f})"
+            )
+    return rows
+
+
+def load_reference_set(prob, path: Path) -> list[tuple[float, GPMEData]]:
+    """The reference test functions (``pme_test.npz`` / ``stefan_test.npz``) by parameter."""
+    d = np.load(path)
+    key = prob.param_name
+    params = torch.as_tensor(d[key], dtype=torch.float64)
+    out = []
+    for p in prob.test_params:
+        idx = torch.nonzero((params - p).abs() < 1e-6).flatten()
+        out.append(
+            (
+                p,
+                GPMEData(
+                    prob,
+                    params[idx],
+                    torch.as_tensor(d["input_contexts"][idx.numpy()], dtype=torch.float64),
+                    torch.as_tensor(d["output_contexts"][idx.numpy(), :, 0], dtype=torch.float64),
+                    torch.as_tensor(d["input_targets"][idx.numpy()], dtype=torch.float64),
+                    torch.as_tensor(d["output_targets"][idx.numpy(), :, 0], dtype=torch.float64),
+                ),
+            )
+        )
+    return out
+
+
+def reference_rows(models_dir: Path, data_dir: Path, seed: int = 0, log=print) -> list[dict]:
+    """Score saved Step-1 models on the reference repository's own PME / Stefan test sets."""
+    rows = []
+    for pname in ("pme", "stefan"):
+        prob = get_problem(pname)
+        path = data_dir / f"{pname}_test.npz"
+        if not path.exists():
+            log(f"skip {pname}: {path} not found")
+            continue
+        models = {}
+        for key in ("ANP", "SoftC-ANP", "GP"):
+            f = models_dir / f"{pname}_{key}.pt"
+            if f.exists():
+                models[key] = (ProbConserv.load(f), float("nan"))
+        if "ANP" in models:
+            anpd = copy.deepcopy(models["ANP"][0])
+            anpd.config.covariance = "diag"
+            models["ANP-diag"] = (anpd, float("nan"))
+        tests = load_reference_set(prob, path)
+        rows += evaluate(prob, models, tests, 500, seed, log, {"test_set": "reference"})
+    for r in rows:
+        r["metrics"].pop("seconds", None)
+    return rows
+
+
 def run(
     quick: bool,
     device: str = "cpu",
@@ -182,73 +307,11 @@ def run(
         if save_models:
             for key in ("ANP", "SoftC-ANP", "GP"):
                 models[key][0].save(Path(save_models) / f"{pname}_{key}.pt")
-        variants = [
-            ("ANP", "ANP", "none"),
-            ("SoftC-ANP", "SoftC-ANP", "none"),
-            ("HardC-ANP", "ANP", "hardc"),
-            ("ProbConserv-ANP", "ANP", "probconserv"),
-            ("ProbConserv-ANP-diag", "ANP-diag", "probconserv"),
-            ("GP", "GP", "none"),
-            ("HardC-GP", "GP", "hardc"),
-            ("ProbConserv-GP", "GP", "probconserv"),
+        tests = [
+            (param, make_dataset(prob, params=[param] * cfg["n_test"], seed=10_000 + seed))
+            for param in prob.test_params
         ]
-        x = prob.grid(201)
-        for param in prob.test_params:
-            test = make_dataset(prob, params=[param] * cfg["n_test"], seed=10_000 + seed)
-            truth = prob.solution(prob.table_time, x, test.params[:, None])[:, None]  # [B, 1, nx]
-            mass = prob.mass(prob.table_time, test.params)[:, None]  # [B, 1]
-            setting = prob.setting(param)
-            for label, key, method in variants:
-                model, train_s = models[key]
-                post, sc, secs = _score(model, test, method, x, truth, mass)
-                n = sc["mse"].numel()
-                met = {k: float(v.mean()) for k, v in sc.items()}
-                met["mse_se"] = float(sc["mse"].std() / n**0.5)
-                met["ce_se"] = float(sc["ce"].std() / n**0.5)
-                met["seconds"] = train_s + secs
-                rows.append(
-                    bench_row(
-                        pname, label, met, setting=setting, anchor=_anchor(pname, param, label)
-                    )
-                )
-                log(
-                    f"  {pname} {setting} {label:22s} mse {met['mse']:.3e} ll {met['ll']:.3f} "
-                    f"ce {met['ce']:.1e} cov90 {met['coverage90']:.2f} crps {met['crps']:.2e}"
-                )
-                if pname == "stefan":
-                    t0 = time.perf_counter()
-                    sp = shock_posterior(post, x, cfg["shock_draws"], seed=seed).squeeze(
-                        -1
-                    )  # [S, B]
-                    true = float(stefan_front(prob.table_time, param))
-                    lo, hi = torch.quantile(sp, torch.tensor([0.05, 0.95], dtype=sp.dtype), dim=0)
-                    sp2 = shock_posterior(
-                        post, x, cfg["shock_draws"], seed=seed, threshold=SHOCK_THRESHOLD_2
-                    ).squeeze(-1)
-                    smet = {
-                        "bias": float(sp.mean(0).mean() - true),
-                        "sd": float(sp.std(0).mean()),
-                        "bias_fid1": float(sp[:, 1].mean() - true),
-                        "sd_fid1": float(sp[:, 1].std()),
-                        "coverage90": float(((lo <= true) & (true <= hi)).double().mean()),
-                        "bias_u25": float(sp2.mean(0).mean() - true),
-                        "sd_u25": float(sp2.std(0).mean()),
-                        "seconds": time.perf_counter() - t0 + secs,
-                    }
-                    rows.append(
-                        bench_row(
-                            "stefan-shock",
-                            label,
-                            smet,
-                            setting=setting,
-                            anchor=_anchor("stefan-shock", param, label),
-                            note=None,
-                        )
-                    )
-                    log(
-                        f"  shock {setting} {label:22s} bias {smet['bias']:+.4f} sd {smet['sd']:.4f} "
-                        f"(fid1 {smet['bias_fid1']:+.4f} / {smet['sd_fid1']:.4f})"
-                    )
+        rows += evaluate(prob, models, tests, cfg["shock_draws"], seed, log)
     return rows, train_info
 
 
@@ -262,8 +325,18 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--scale", type=float, default=1.0, help="multiply all training steps")
     ap.add_argument("--save-models", default=None, help="folder for the trained Step-1 models")
     ap.add_argument("--problems", default="diffusion,pme,stefan")
+    ap.add_argument(
+        "--reference",
+        nargs=2,
+        metavar=("MODELS", "DATA"),
+        default=None,
+        help="only add rows scoring the saved models in MODELS on the reference test sets in "
+        "DATA (pme_test.npz, stefan_test.npz) to the existing results file",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.reference:
+        return _add_reference(args)
     t0 = time.perf_counter()
     rows, train_info = run(
         args.quick,
@@ -293,6 +366,45 @@ def main(argv: list[str] | None = None) -> Path:
     )
     print(f"wrote {path} in {total:.0f}s", file=sys.stderr)
     return path
+
+
+def _add_reference(args) -> Path:
+    import json
+
+    from bayesphys._bench import repo_root
+
+    out = Path(args.out) if args.out else repo_root() / "benchmarks" / "results"
+    payload = json.loads((out / "probconserv.json").read_text())
+    rows = [r for r in payload["rows"] if r["setting"].get("test_set") != "reference"]
+    rows += reference_rows(Path(args.reference[0]), Path(args.reference[1]), args.seed)
+    extra = {k: v for k, v in payload.items() if k not in _BASE_KEYS}
+    extra["reference_test_sets"] = (
+        "rows with test_set=reference: the same trained models scored on the reference "
+        "repository's PME/Stefan test functions (50 per parameter)"
+    )
+    return write_results(
+        "probconserv",
+        rows,
+        quick=payload["quick"],
+        command=payload["command"],
+        out=args.out,
+        device=payload["device"],
+        extra=extra,
+    )
+
+
+_BASE_KEYS = {
+    "component",
+    "command",
+    "quick",
+    "date",
+    "torch",
+    "python",
+    "device",
+    "threads",
+    "machine",
+    "rows",
+}
 
 
 if __name__ == "__main__":

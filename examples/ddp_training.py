@@ -1,4 +1,5 @@
 """DDP training on 2 CPU processes: ``python examples/ddp_training.py --smoke`` or torchrun."""
+
 from bayesphys.examples.ddp_training import main
 
 if __name__ == "__main__":

@@ -85,15 +85,23 @@ class Recalibrator:
         level: float = 0.9,
         n_grid: int = 241,
     ) -> Recalibrator:
-        """Fit on held-out pairs: ``posteriors[i]`` (event ``E``) and ``truths[i] [*E]``."""
+        """Fit on held-out pairs: ``posteriors[i]`` (event ``E``) and ``truths[i] [*E]``.
+
+        Points where the posterior standard deviation is zero are left out of the fit.
+        """
         if len(posteriors) != len(truths) or not posteriors:
             raise ValueError(
                 f"posteriors/truths: expected equal non-zero lengths, received "
                 f"{len(posteriors)} and {len(truths)}"
             )
+        # points with zero posterior spread (pinned boundary values) carry no information
+        keep = [(p.stddev > 0).flatten() for p in posteriors]
         if method in ("zscore", "conformal"):
             z = torch.cat(
-                [((t.to(p.mean) - p.mean) / p.stddev).flatten() for p, t in zip(posteriors, truths)]
+                [
+                    ((t.to(p.mean) - p.mean) / p.stddev).flatten()[k]
+                    for p, t, k in zip(posteriors, truths, keep)
+                ]
             ).double()
             if method == "zscore":
                 s = float(z.pow(2).mean().sqrt())
@@ -106,7 +114,10 @@ class Recalibrator:
             return cls(method, scale=s, n_grid=n_grid)
         rec = cls("quantile", n_grid=n_grid)
         pits = torch.cat(
-            [rec._base_cdf(p, t.to(p.mean)[None]).flatten() for p, t in zip(posteriors, truths)]
+            [
+                rec._base_cdf(p, t.to(p.mean)[None]).flatten()[k]
+                for p, t, k in zip(posteriors, truths, keep)
+            ]
         )
         rec.pits = pits.double().sort().values.cpu()
         return rec

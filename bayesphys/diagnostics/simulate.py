@@ -204,6 +204,8 @@ def simulate_and_infer(
     simulate:
         ``simulate(n, seed=seed) -> (theta, data)``: ``theta [n, *event]`` drawn from the prior
         and ``data`` indexable by problem (``data[i]``: a tensor with leading ``n`` or a list).
+        ``theta[i]`` and the posterior's draws must be the same object (same ``event`` shape);
+        stack parameters and field into one tensor where both are inferred.
     infer:
         ``infer(data[i]) -> Posterior | Tensor`` (draws ``[L', *event]``) for one problem.
     summaries:
@@ -242,6 +244,11 @@ def simulate_and_infer(
         g = None if isinstance(post, Tensor) else gen_for(post.device)
         d = posterior_draws(post, n_draws, generator=g)
         t_i = theta[i].to(d)
+        if tuple(d.shape[1:]) != tuple(t_i.shape):
+            raise ValueError(
+                f"infer: expected posterior draws of the simulated object's shape "
+                f"{tuple(t_i.shape)}, received draws {tuple(d.shape)} (problem {i})"
+            )
         truths.append(torch.stack([summaries[k](t_i) for k in names]).reshape(len(names)))
         draws_all.append(torch.stack([summaries[k](d).reshape(n_draws) for k in names], -1))
         if field_levels is not None:

@@ -99,7 +99,7 @@ def load_hook(component: str):
 
 
 def _missing_row(component: str, why: str) -> dict:
-    return bench_row("-", "-", {}, setting={"component": component}, note=why)
+    return bench_row(component, "-", {}, setting={"component": component}, note=why)
 
 
 def _component_rows(component: str, quick: bool, seed: int) -> list[dict]:

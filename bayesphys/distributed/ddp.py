@@ -106,7 +106,9 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError as err:
-        raise ValueError(f"{name}: expected an integer environment variable, received {raw!r}") from err
+        raise ValueError(
+            f"{name}: expected an integer environment variable, received {raw!r}"
+        ) from err
 
 
 def _context_from_group(device: torch.device | None) -> DistContext:

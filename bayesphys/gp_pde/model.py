@@ -121,11 +121,10 @@ class GPPDESolver:
             fs = self.config["freq_scale"]
             lin = torch.linspace(0, 1, q, dtype=self.dtype) * fs
             if method == "gp-hm":
-                # one zero-frequency component for trends, then the source's periodogram peaks
+                # the source's periodogram peaks first, then the paper's linspace grid
                 pk = periodogram_peaks(self.f, a, j, q).cpu()
                 pk = pk[pk > 0]
-                zero = torch.zeros(1, dtype=self.dtype)
-                mu, log_a = torch.cat([zero, pk, lin[1:]])[:q], math.log(1.0 / (a[-1] - a[0]).item())
+                mu, log_a = torch.cat([pk, lin])[:q], math.log(1.0 / (a[-1] - a[0]).item())
             else:
                 mu, log_a = lin, 0.0
             kernels.append(SpectralMixture1d(q, kind=kind, mu=mu, log_a=log_a, dtype=self.dtype))
@@ -262,12 +261,12 @@ class GPPDESolver:
             state["k"] += 1
             if time_limit is not None and time.perf_counter() - t0 > time_limit:
                 raise StopIteration
+            loss = closure()
             if eval_every and self.problem is not None and k % eval_every == 0:
                 if joint:
                     self.u = u_param.detach().clone()
                 self.history["step"].append(k)
                 self.history["rel_l2"].append(self.rel_l2())
-            loss = closure()
             if torch.isfinite(loss):
                 opt.step()
                 if sched is not None:

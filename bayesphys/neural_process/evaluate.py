@@ -17,24 +17,34 @@ import torch
 
 from ..metrics import crps_gaussian, gaussian_nll
 
-__all__ = ["evaluate_poisson", "evaluate_burgers", "invariance_study", "field_metrics",
-           "parameter_metrics"]
+__all__ = [
+    "evaluate_poisson",
+    "evaluate_burgers",
+    "invariance_study",
+    "field_metrics",
+    "parameter_metrics",
+]
 
 
 def _t(a, m) -> torch.Tensor:
     return torch.as_tensor(np.asarray(a), dtype=m.dtype, device=m.device)
 
 
-def field_metrics(mean: torch.Tensor, var: torch.Tensor, truth: torch.Tensor,
-                  interior: torch.Tensor) -> dict[str, float]:
+def field_metrics(
+    mean: torch.Tensor, var: torch.Tensor, truth: torch.Tensor, interior: torch.Tensor
+) -> dict[str, float]:
     """NSE (over all points), coverage, NLL, CRPS (interior points): inputs ``[n, N]``."""
     mean, var, truth = mean.double(), var.double(), truth.double()
     nse = ((mean - truth) ** 2).sum(-1) / (truth**2).sum(-1).clamp_min(1e-300)
     m, v, y = mean[:, interior], var[:, interior].clamp_min(1e-12), truth[:, interior]
     sd = v.sqrt()
-    return {"nse_u": float(nse.mean()), "nse_u_sd": float(nse.std()),
-            "coverage2sd_u": float(((y - m).abs() <= 2 * sd).double().mean()),
-            "nll": float(gaussian_nll(m, v, y)), "crps": float(crps_gaussian(m, sd, y))}
+    return {
+        "nse_u": float(nse.mean()),
+        "nse_u_sd": float(nse.std()),
+        "coverage2sd_u": float(((y - m).abs() <= 2 * sd).double().mean()),
+        "nll": float(gaussian_nll(m, v, y)),
+        "crps": float(crps_gaussian(m, sd, y)),
+    }
 
 
 def parameter_metrics(mean: torch.Tensor, var: torch.Tensor, truth: torch.Tensor) -> dict:
@@ -42,10 +52,13 @@ def parameter_metrics(mean: torch.Tensor, var: torch.Tensor, truth: torch.Tensor
     mean, var, truth = mean.double(), var.double(), truth.double()
     nse = ((mean - truth) ** 2).sum(-1) / (truth**2).sum(-1).clamp_min(1e-300)
     sd = var.clamp_min(1e-12).sqrt()
-    return {"nse_z": float(nse.mean()), "nse_z_sd": float(nse.std()),
-            "coverage2sd_z": float(((truth - mean).abs() <= 2 * sd).double().mean()),
-            "nll_z": float(gaussian_nll(mean, sd**2, truth)),
-            "crps_z": float(crps_gaussian(mean, sd, truth))}
+    return {
+        "nse_z": float(nse.mean()),
+        "nse_z_sd": float(nse.std()),
+        "coverage2sd_z": float(((truth - mean).abs() <= 2 * sd).double().mean()),
+        "nll_z": float(gaussian_nll(mean, sd**2, truth)),
+        "crps_z": float(crps_gaussian(mean, sd, truth)),
+    }
 
 
 def _batched(fn, n: int, size: int):
@@ -82,9 +95,15 @@ def _inverse_poisson(model, xi: np.ndarray, ui: np.ndarray, z, w, batch: int) ->
 
 
 @torch.no_grad()
-def invariance_study(model, test: dict[str, Any], n_points=(10, 30, 100, 199),
-                     layouts=("uniform", "random", "clustered"), *, seed: int = 0,
-                     batch: int = 250) -> list[dict[str, Any]]:
+def invariance_study(
+    model,
+    test: dict[str, Any],
+    n_points=(10, 30, 100, 199),
+    layouts=("uniform", "random", "clustered"),
+    *,
+    seed: int = 0,
+    batch: int = 250,
+) -> list[dict[str, Any]]:
     """P3: GICNet parameter metrics with the reference field at ``N`` points of each layout.
 
     The reference solution (201 nodes) is linearly interpolated to the points of
@@ -111,8 +130,16 @@ def burgers_eval_points(test: dict[str, Any], x_every: int = 10, t_every: int = 
 
 
 @torch.no_grad()
-def evaluate_burgers(model, test: dict[str, Any], *, x_every: int = 10, t_every: int = 5,
-                     n_inverse: int = 225, batch: int = 50, seed: int = 0) -> dict[str, float]:
+def evaluate_burgers(
+    model,
+    test: dict[str, Any],
+    *,
+    x_every: int = 10,
+    t_every: int = 5,
+    n_inverse: int = 225,
+    batch: int = 50,
+    seed: int = 0,
+) -> dict[str, float]:
     """Forward metrics on an interior (x, t) sub-grid; inverse from ``n_inverse`` random
     interior reference values per case (t > 0)."""
     xi, ti = burgers_eval_points(test, x_every, t_every)

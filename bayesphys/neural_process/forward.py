@@ -36,10 +36,22 @@ class ForwardNet(nn.Module):
     n_freq, f_min, f_max, train_freq: Fourier features. rank: ``k``. var_lo: lower variance bound.
     """
 
-    def __init__(self, dim_x: int, dim_z: int, dim_w: int, *, hidden: int = 300, depth: int = 7,
-                 n_freq: int = 100, f_min: float = 1e-3, f_max: float = 2.0,
-                 train_freq: bool = False, rank: int = 2, var_lo: float = 1e-4,
-                 var_hi: float = 1.0):
+    def __init__(
+        self,
+        dim_x: int,
+        dim_z: int,
+        dim_w: int,
+        *,
+        hidden: int = 300,
+        depth: int = 7,
+        n_freq: int = 100,
+        f_min: float = 1e-3,
+        f_max: float = 2.0,
+        train_freq: bool = False,
+        rank: int = 2,
+        var_lo: float = 1e-4,
+        var_hi: float = 1.0,
+    ):
         super().__init__()
         self.features = FourierFeatures(dim_x, n_freq, f_min, f_max, train_freq)
         self.rank = int(rank)

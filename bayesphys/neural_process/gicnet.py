@@ -73,12 +73,31 @@ class GICNet(nn.Module):
     var_lo: lower bound of the diagonal variance.
     """
 
-    def __init__(self, dim_x: int, dim_z: int, dim_w: int, lower, upper, *, dim_u: int = 1,
-                 latent: int = 20, channels: int = 20, lift_layers: int = 1,
-                 conv_layers: int = 6, conv_channels: int = 20, dense: tuple[int, int] = (500, 100),
-                 trunk: int = 100, trunk_layers: int = 3, head: int = 300, head_layers: int = 4,
-                 rank: int = 1, var_lo: float = 1e-6, var_hi: float = 1.0,
-                 ell_max: float = 1.0, ell_min: float = 1e-3):
+    def __init__(
+        self,
+        dim_x: int,
+        dim_z: int,
+        dim_w: int,
+        lower,
+        upper,
+        *,
+        dim_u: int = 1,
+        latent: int = 20,
+        channels: int = 20,
+        lift_layers: int = 1,
+        conv_layers: int = 6,
+        conv_channels: int = 20,
+        dense: tuple[int, int] = (500, 100),
+        trunk: int = 100,
+        trunk_layers: int = 3,
+        head: int = 300,
+        head_layers: int = 4,
+        rank: int = 1,
+        var_lo: float = 1e-6,
+        var_hi: float = 1.0,
+        ell_max: float = 1.0,
+        ell_min: float = 1e-3,
+    ):
         super().__init__()
         if dim_x not in (1, 2):
             raise ValueError(f"dim_x: GICNet supports 1 or 2 input dimensions, received {dim_x}")
@@ -98,7 +117,9 @@ class GICNet(nn.Module):
         self.cnn = nn.Sequential(*cnn)
         side = latent - conv_layers * (k - 1)
         if side < 1:
-            raise ValueError(f"conv_layers: {conv_layers} valid convolutions do not fit {latent} points")
+            raise ValueError(
+                f"conv_layers: {conv_layers} valid convolutions do not fit {latent} points"
+            )
         flat = conv_channels * side**dim_x
         self.dense = nn.Sequential(nn.Linear(flat, dense[0]), nn.Linear(dense[0], dense[1]))
         self.trunk = _mlp([dim_w] + [trunk] * trunk_layers)

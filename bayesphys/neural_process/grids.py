@@ -70,7 +70,9 @@ class GridMeasure:
 
     def __init__(self, lower: Sequence[float], upper: Sequence[float], margin: float = MARGIN):
         if len(lower) != len(upper) or not len(lower):
-            raise ValueError(f"lower/upper: expected equal non-zero lengths, received {lower}, {upper}")
+            raise ValueError(
+                f"lower/upper: expected equal non-zero lengths, received {lower}, {upper}"
+            )
         if any(float(a) >= float(b) for a, b in zip(lower, upper)):
             raise ValueError(f"lower/upper: expected lower < upper, received {lower}, {upper}")
         self.lower = [float(a) for a in lower]
@@ -137,8 +139,16 @@ class AdaptiveGrid(GridMeasure):
     decay: exponential moving-average factor of the per-bin mean squared residual.
     """
 
-    def __init__(self, lower, upper, margin: float = MARGIN, *, bins: int = 16,
-                 alpha: float = 0.5, decay: float = 0.5):
+    def __init__(
+        self,
+        lower,
+        upper,
+        margin: float = MARGIN,
+        *,
+        bins: int = 16,
+        alpha: float = 0.5,
+        decay: float = 0.5,
+    ):
         super().__init__(lower, upper, margin)
         if not 0.0 <= alpha < 1.0:
             raise ValueError(f"alpha: expected a value in [0, 1), received {alpha}")
@@ -190,8 +200,11 @@ class AdaptiveGrid(GridMeasure):
             seen = cnt > 0
             if not self.initialised:  # start from the first batch's level
                 self.score = torch.full_like(self.score, float(r.mean()))
-                self.initialised = True
             mean = torch.where(seen, tot / cnt.clamp_min(1), self.score)
+            if not self.initialised:
+                self.initialised = True
+                self.score = mean.clamp_min(1e-12)
+                return
             self.score = torch.where(
                 seen, self.decay * self.score + (1 - self.decay) * mean, self.score
             ).clamp_min(1e-12)

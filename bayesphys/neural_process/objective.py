@@ -54,7 +54,12 @@ def physics_elbo(
 
 
 def field_marginal(
-    problem, forward: ForwardNet, x: Tensor, z: Tensor, w: Tensor, noise_var: float = 0.0,
+    problem,
+    forward: ForwardNet,
+    x: Tensor,
+    z: Tensor,
+    w: Tensor,
+    noise_var: float = 0.0,
     floor: float = 0.0,
 ) -> LowRankMultivariateNormal:
     r"""Law of :math:`u(X) = B + D\tilde u(X)` (+ white noise): batch ``[B]``, event ``[N]``."""

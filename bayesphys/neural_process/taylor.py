@@ -102,10 +102,10 @@ class TaylorMLP(nn.Module):
         stack = torch.stack([feats[k] for k in keys])  # [S, B, N, F]
         a = self.inp(stack)
         a = torch.cat([a[:1] + self.cond(cond).unsqueeze(-2), a[1:]])
-        for layer in [None, *self.hidden]:
-            if layer is not None:
-                a = torch.matmul(h, layer.weight.mT)
-                a = torch.cat([a[:1] + layer.bias, a[1:]])
+        h = torch.stack(list(swish_taylor(dict(zip(keys, a))).values()))
+        for layer in self.hidden:
+            a = torch.matmul(h, layer.weight.mT)
+            a = torch.cat([a[:1] + layer.bias, a[1:]])
             h = torch.stack(list(swish_taylor(dict(zip(keys, a))).values()))
         o = torch.matmul(h, self.out.weight.mT)
         o = torch.cat([o[:1] + self.out.bias, o[1:]])

@@ -19,13 +19,20 @@ References
   mathematical tumor models, multimodal scans and Bayesian inference", IEEE TMI 38 (2019).
 """
 
+from .glioma import GliomaModel, model_plan, recurrence_coverage, standard_margin_plan
 from .laplace import dense_gn_matrix, field_posterior, gn_matvec, theta_covariance
 from .problem import DiscreteProblem
+from .nuts import nuts_reference
 from .solvers import cg, minimize
 from .stencil import Multigrid, d1, d2, div_flux, face_average, laplacian, shift
 
 __all__ = [
     "DiscreteProblem",
+    "GliomaModel",
+    "nuts_reference",
+    "standard_margin_plan",
+    "model_plan",
+    "recurrence_coverage",
     "minimize",
     "cg",
     "theta_covariance",

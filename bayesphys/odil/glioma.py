@@ -300,13 +300,23 @@ class GliomaModel:
 
     # -- fit ----------------------------------------------------------------------------------
     def fit(
-        self, data: Any = None, *, steps: int = 30, grid: int = 4, progress: bool = True
+        self,
+        data: Any = None,
+        *,
+        steps: int = 30,
+        grid: int = 4,
+        hessian: str = "exact",
+        progress: bool = True,
     ) -> FitResult:
         r"""Multi-start grid over :math:`(D_w,\rho)` then Levenberg-Marquardt; sets the Laplace posterior.
 
+        ``hessian``: ``"exact"`` (autograd Hessian of the reduced loss, :math:`(2+d)^2` entries;
+        falls back to Gauss-Newton if not positive definite) or ``"gn"`` (:math:`J^\top J`).
         ``data`` is unused (the data are given at construction). Returns a :class:`FitResult`
         whose ``extra`` holds the estimates and the Laplace sds.
         """
+        if hessian not in ("exact", "gn"):
+            raise ValueError(f"hessian: expected 'exact' or 'gn', received {hessian!r}")
         t0 = time.perf_counter()
         if self.config["seed"] is not None:
             torch.manual_seed(int(self.config["seed"]))
@@ -333,15 +343,27 @@ class GliomaModel:
         if math.exp(float(x[0])) > self.config["d_max"]:
             res.message += f"; warning: D_w above d_max={self.config['d_max']} (time step unstable)"
         self.theta = x.detach()
-        _, jac = self.jacobian(self.theta)
-        h = jac.T @ jac
-        self.theta_cov = torch.linalg.inv(0.5 * (h + h.T))
-        self.theta_cov = 0.5 * (self.theta_cov + self.theta_cov.T)
+        self.theta_cov = self.laplace_covariance(hessian)
         res.seconds = time.perf_counter() - t0
         res.extra.update(self.estimates())
         res.extra["grid_start_loss"] = best_loss
         self.result = res
         return res
+
+    def laplace_covariance(self, hessian: str = "exact") -> Tensor:
+        r"""Laplace covariance ``[2+d, 2+d]`` at the fitted :math:`\theta^*`: inverse of the exact
+        Hessian of the loss or of the Gauss-Newton matrix :math:`J^\top J`."""
+        self._require_fit()
+        _, jac = self.jacobian(self.theta)
+        h_gn = jac.T @ jac
+        h = h_gn
+        if hessian == "exact":
+            he = torch.autograd.functional.hessian(self.loss, self.theta)
+            he = 0.5 * (he + he.T)
+            if bool(torch.isfinite(he).all()) and float(torch.linalg.eigvalsh(he).min()) > 0:
+                h = he
+        cov = torch.linalg.inv(0.5 * (h + h.T))
+        return 0.5 * (cov + cov.T)
 
     def _require_fit(self) -> None:
         if self.theta is None:

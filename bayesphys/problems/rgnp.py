@@ -140,7 +140,6 @@ def solve_poisson(
     xf = 0.5 * (x[1:] + x[:-1])  # faces
     cf = _np_cheb(xf, z.shape[1]) @ z.T  # [nf, B]
     cf = cf.T  # [B, nf]
-    bsz = z.shape[0]
     u = 0.5 * w[:, None] * (1 - x**2) / (math.log(2) + 0.1)
     for _ in range(max_iter):
         ub = 0.5 * (u[:, 1:] + u[:, :-1])
@@ -286,8 +285,15 @@ class BurgersProblem:
         b = sa * sp
         bx = a * ca * sp + pi * sa * cp
         bxx = -(a**2) * b + 2 * a * pi * ca * cp - pi**2 * b
-        return {"B": b, "Bx": bx, "Bxx": bxx, "D": t * sp, "Dx": t * pi * cp,
-                "Dxx": -t * pi**2 * sp, "Dt": sp}
+        return {
+            "B": b,
+            "Bx": bx,
+            "Bxx": bxx,
+            "D": t * sp,
+            "Dx": t * pi * cp,
+            "Dxx": -t * pi**2 * sp,
+            "Dt": sp,
+        }
 
     def residual(self, x: Tensor, derivs: dict[str, Tensor], z: Tensor, w: Tensor) -> Tensor:
         """Burgers residual from :math:`\\tilde u` and derivatives (keys ``v, x, xx, t``)."""
@@ -308,10 +314,15 @@ class BurgersProblem:
 
 
 def sample_prior(
-    problem, n: int, *, generator: torch.Generator | None = None,
-    dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
+    problem,
+    n: int,
+    *,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
 ) -> tuple[Tensor, Tensor]:
     """``n`` draws ``(z [n, dim_z], w [n, dim_w])`` from the uniform prior boxes (torch)."""
+
     def box(lo, hi):
         lo_t = torch.as_tensor(lo, dtype=dtype, device=device)
         hi_t = torch.as_tensor(hi, dtype=dtype, device=device)
@@ -344,8 +355,14 @@ def poisson_sensor_data(
     rng = np.random.default_rng(seed + 10_000)
     idx = POISSON_SENSOR_INDEX
     y = ts["u"][:, idx] + sigma_y * rng.standard_normal((n, idx.size))
-    return {"x_obs": ts["x"][idx], "y": y, "z": ts["z"], "w": ts["w"], "u_obs": ts["u"][:, idx],
-            "sigma_y": np.float64(sigma_y)}
+    return {
+        "x_obs": ts["x"][idx],
+        "y": y,
+        "z": ts["z"],
+        "w": ts["w"],
+        "u_obs": ts["u"][:, idx],
+        "sigma_y": np.float64(sigma_y),
+    }
 
 
 def burgers_test_set(
@@ -376,5 +393,7 @@ def invariance_points(n: int, layout: str, *, seed: int = 0) -> np.ndarray:
         c = np.where(rng.uniform(size=n) < 0.5, -0.5, 0.5)
         x = np.clip(c + 0.15 * rng.standard_normal(n), -0.99, 0.99)
     else:
-        raise ValueError(f"layout: expected 'uniform', 'random' or 'clustered', received {layout!r}")
+        raise ValueError(
+            f"layout: expected 'uniform', 'random' or 'clustered', received {layout!r}"
+        )
     return np.sort(x)

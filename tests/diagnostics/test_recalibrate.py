@@ -101,3 +101,26 @@ def test_bad_input():
         RecalibratedPosterior(torch.zeros(3), Recalibrator("zscore", scale=1.0))
     with pytest.raises(ValueError, match="posteriors/truths"):
         Recalibrator.fit([], [])
+
+
+def test_pinned_points_are_ignored():
+    """A zero-variance (pinned) point must not turn the fitted scale into NaN."""
+    from linear_operator.operators import DiagLinearOperator
+
+    gen = torch.Generator().manual_seed(0)
+    posts, truths = [], []
+    for _ in range(50):
+        t = torch.randn(3, generator=gen, dtype=torch.float64)
+        t[0] = 0.0  # pinned boundary value, known exactly
+        var = torch.tensor([0.0, 0.25, 0.25], dtype=torch.float64)
+        mean = t + torch.tensor([0.0, 1.0, 1.0], dtype=torch.float64) * torch.randn(
+            3, generator=gen, dtype=torch.float64
+        )
+        posts.append(GaussianPosterior(mean, DiagLinearOperator(var)))
+        truths.append(t)
+    for method in ("zscore", "conformal", "quantile"):
+        rec = Recalibrator.fit(posts, truths, method=method)
+        if method != "quantile":
+            assert 1.6 < rec.scale < 2.5  # true factor 2
+        else:
+            assert bool(torch.isfinite(rec.pits).all()) and rec.pits.numel() == 100

@@ -54,5 +54,7 @@ def test_loop_accepts_raw_draws(exact_model):
     rec = simulate_and_infer(exact_model.simulate, infer, n_sims=20, n_draws=30, seed=1)
     assert rec.truth.shape == (20, 2) and rec.draws.shape == (20, 30, 2)
     assert rec.field_coverage.shape == (20, len(rec.levels))
+    with pytest.raises(ValueError, match="infer"):
+        simulate_and_infer(exact_model.simulate, lambda y: torch.zeros(5, 3), n_sims=3, n_draws=4)
     with pytest.raises(ValueError, match="n_sims"):
         simulate_and_infer(exact_model.simulate, infer, n_sims=1, n_draws=3)

@@ -42,6 +42,8 @@ def test_hook_rows_are_written_and_merged(tmp_path, monkeypatch, exact_model):
     # a second component is merged, not overwritten; re-running replaces its own rows
     monkeypatch.setattr(suite, "load_hook", lambda comp: None)
     suite.run_calibration("meta_fm", quick=True, out=tmp_path, seed=0)
+    assert set(json.loads(path.read_text())["figures"]) == {"odil"}  # none for missing hooks
+    assert not (tmp_path / "calibration_meta_fm.png").exists()
     monkeypatch.setattr(suite, "load_hook", lambda comp: _fake_hook(exact_model, fail=True))
     suite.run_calibration("odil", quick=True, out=tmp_path, seed=0)
     rows = json.loads(path.read_text())["rows"]
@@ -49,8 +51,7 @@ def test_hook_rows_are_written_and_merged(tmp_path, monkeypatch, exact_model):
     assert len(rows) == 2
     assert "not present" in by[("meta_fm", "-")]["note"]
     assert "calibrate_rows failed" in by[("odil", "-")]["note"]
-    assert set(json.loads(path.read_text())["figures"]) == {"odil"}  # none for missing hooks
-    assert not (tmp_path / "calibration_meta_fm.png").exists()
+    assert json.loads(path.read_text())["figures"] == {}  # the failed run's old figure is dropped
 
 
 def test_unknown_component(tmp_path):

@@ -16,7 +16,9 @@ GLOBAL_BATCH = 8
 def _data(n: int = 32):
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(n, 3, generator=gen, dtype=torch.float64)
-    y = torch.sin(x.sum(-1, keepdim=True)) + 0.1 * torch.randn(n, 1, generator=gen, dtype=torch.float64)
+    y = torch.sin(x.sum(-1, keepdim=True)) + 0.1 * torch.randn(
+        n, 1, generator=gen, dtype=torch.float64
+    )
     return x, y
 
 
@@ -54,8 +56,15 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     sl = slice(rank * shard, (rank + 1) * shard)
     _loss(net, (x[sl], y[sl])).backward()
     res = ddp.train_ddp(
-        _model, _loss, (x, y), epochs=3, batch_size=GLOBAL_BATCH // world, lr=1e-2, seed=3,
-        progress=False, checkpoint=os.path.join(out, "ckpt.pt"),
+        _model,
+        _loss,
+        (x, y),
+        epochs=3,
+        batch_size=GLOBAL_BATCH // world,
+        lr=1e-2,
+        seed=3,
+        progress=False,
+        checkpoint=os.path.join(out, "ckpt.pt"),
     )
     loader = ddp.distributed_loader((x, y), 4, ctx, seed=3)
     first = next(iter(loader))[0]

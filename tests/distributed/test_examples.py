@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bayesphys.examples import cohort, ddp_training
 from bayesphys.inference_data import group_dataset, load_netcdf
 
@@ -32,3 +34,14 @@ def test_ddp_training_smoke_two_processes_and_resume(tmp_path):
     assert summary["final_train_loss"] < 0.5
     assert (out / "checkpoint.pt").exists()
     assert json.loads((out / "summary.json").read_text())["world_size"] == 2
+
+
+@pytest.mark.slow  # ~15 s idle: four ODIL glioma fits
+def test_cohort_glioma_smoke(tmp_path):
+    pytest.importorskip("bayesphys.odil")
+    summary = cohort.main(
+        ["--smoke", "--out", str(tmp_path), "--executor", "sequential", "--model", "glioma"]
+    )
+    assert summary["failed"] == [] and summary["patients"] == 4
+    assert summary["rel_err_ell_median"] < 0.3 and summary["rel_err_v_median"] < 0.3
+    assert set(summary["arviz_summary"]) >= {"D_w[p000]", "rho[p003]"}

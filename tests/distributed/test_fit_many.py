@@ -208,9 +208,12 @@ def test_dask_equals_sequential_and_isolates_a_failure():
 
 def test_dask_client_passed_in_is_left_running():
     distributed = pytest.importorskip("dask.distributed")
-    with distributed.LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
-    ) as cluster, distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         probs = _toy.problems(2)
         res = _run(client, probs)
         _check_equal(res, _reference(probs, _toy.build, 7))

@@ -15,7 +15,8 @@ def test_grids_shapes_domain_seeds(kind):
     assert x.shape == (4, 33, 2) and wts.shape == (4, 33)
     check_points("x", x, [0.0, -1.0], [1.0, 2.0], strict=True)
     x2, _ = make_grid(kind, [0.0, -1.0], [1.0, 2.0]).sample(
-        4, 33, generator=torch.Generator().manual_seed(1))
+        4, 33, generator=torch.Generator().manual_seed(1)
+    )
     assert torch.equal(x, x2)
     assert not torch.equal(x[0], x[1])  # a fresh grid per instance
 

@@ -72,8 +72,9 @@ def test_poisson_reference_solution_fd_residual_and_refinement():
     ut = torch.as_tensor(u)
     ux = (ut[:, 2:] - ut[:, :-2]) / (2 * h)
     uxx = (ut[:, 2:] - 2 * ut[:, 1:-1] + ut[:, :-2]) / h**2
-    r = poisson_residual(xt, ut[:, 1:-1], ux, uxx, torch.as_tensor(ts["z"]),
-                         torch.as_tensor(ts["w"]))
+    r = poisson_residual(
+        xt, ut[:, 1:-1], ux, uxx, torch.as_tensor(ts["z"]), torch.as_tensor(ts["w"])
+    )
     assert r.abs().max() < 2e-2 * float(np.min(ts["w"]))  # O(h^2) truncation only
     xf, uf = solve_poisson(ts["z"], ts["w"][:, 0], n_nodes=801)
     assert np.abs(uf[:, ::4] - u).max() < 1e-4 * np.abs(u).max()
@@ -97,8 +98,7 @@ def test_burgers_cole_hopf_exact_solution():
     # the reference solver converges to it (second order in h and dt)
     xs = np.linspace(0, 1, 201)
     u0 = exact(torch.as_tensor(xs), torch.zeros(1, dtype=torch.float64)).numpy()
-    _, _, us = solve_burgers(np.array([[nu, 1.0]]), np.array([1.0]), n_nodes=201, n_steps=50,
-                             u0=u0)
+    _, _, us = solve_burgers(np.array([[nu, 1.0]]), np.array([1.0]), n_nodes=201, n_steps=50, u0=u0)
     ue = exact(torch.as_tensor(xs), torch.ones(1, dtype=torch.float64)).numpy()
     assert np.abs(us[0, -1] - ue).max() < 2e-4
 

@@ -174,8 +174,8 @@ def test_laplace_equals_exact_posterior_linear_gaussian():
     assert torch.allclose(post.covariance.to_dense(), cov[:-1, :-1], rtol=1e-8, atol=1e-12)
     assert torch.allclose(post.mean, mean[:-1], atol=1e-8)
     # the pathwise sampler reproduces the same covariance
-    post_mc = field_posterior(prob, x, "u", dense_max=0, num_draws=400, cg_tol=1e-10)
-    assert torch.allclose(post_mc.variance, cov.diagonal()[:-1], rtol=0.3)
+    post_mc = field_posterior(prob, x, "u", dense_max=0, num_draws=200, cg_tol=1e-10)
+    assert torch.allclose(post_mc.variance, cov.diagonal()[:-1], rtol=0.35)
     assert torch.allclose(dense_gn_matrix(prob, x), torch.linalg.inv(cov), atol=1e-8)
 
 

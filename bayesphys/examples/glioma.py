@@ -1,0 +1,53 @@
+"""Glioma inverse problem: infer D_w, rho and the focus from one synthetic segmentation.
+
+``bayesphys run glioma [--smoke] [--pet] [--device cuda] [--out DIR] [--seed N]``: simulates a
+tumour on the 2-D analytic brain phantom, fits the Fisher-Kolmogorov model (reduced-space ODIL,
+Levenberg-Marquardt), prints the ArviZ summary of the Laplace posterior (D_w, rho, focus,
+infiltration length ell, front speed v), and writes the posterior tumour-cell map with 90% bands
+and a radiotherapy plan from the posterior (iso-volumetric with the standard 1.5 cm margin) to
+``OUT/glioma.png`` plus InferenceData to ``OUT/glioma.nc``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DESCRIPTION = "ODIL/Laplace glioma inference (D, rho, focus) from segmentations + RT plan vs 1.5 cm margin"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    import arviz as az
+
+    from .._device import resolve_device
+    from ..odil._demo import glioma_case
+
+    ap = argparse.ArgumentParser(prog="bayesphys run glioma", description=DESCRIPTION)
+    ap.add_argument("--smoke", action="store_true", help="32x32 grid at 4 mm (seconds)")
+    ap.add_argument("--pet", action="store_true", help="also use the PET proxy")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", default="bayesphys-out")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    dev = resolve_device(args.device)
+    r = glioma_case(
+        Path(args.out), device=dev, seed=args.seed, small=args.smoke, pet=args.pet,
+        num_samples=40 if args.smoke else 200, progress=not args.smoke, name="glioma",
+    )
+    summ = az.summary(r["idata"], var_names=["D_w", "rho", "x0", "y0", "ell", "v"], kind="stats")
+    print(summ.to_string())
+    tr = r["truth"]
+    print("truth:", ", ".join(f"{k}={v:.4g}" for k, v in tr.items()))
+    print(
+        f"rel. error ell {r['rel_err_l']:.3f}, v {r['rel_err_v']:.3f}, focus {r['focus_err_mm']:.2f} mm; "
+        f"recurrence coverage: posterior plan {r['rt_coverage_model']:.3f} vs 15 mm margin "
+        f"{r['rt_coverage_standard']:.3f}; {r['seconds']:.1f} s"
+    )
+    print(f"wrote {r['png']} and {r['netcdf']}")
+    keys = ("rel_err_l", "rel_err_v", "focus_err_mm", "z_log_v", "rt_coverage_model",
+            "rt_coverage_standard", "seconds", "png", "netcdf")
+    return {k: r[k] for k in keys} | {"estimates": r["estimates"], "truth": tr}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

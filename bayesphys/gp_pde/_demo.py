@@ -1,0 +1,58 @@
+"""``bayesphys demo`` hook: GP-HM on the 1-D Poisson problem u = sin(100 x) (< ~40 s, 1 core)."""
+
+from __future__ import annotations
+
+import pathlib
+
+import torch
+
+
+def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[dict]:
+    """Fit ``poisson1d-sin100`` (N = 400, Q = 30) for 30 steps; write ``gp_pde.nc`` and ``gp_pde.png``.
+
+    Returns rows for the relative L2 error (target <= 1e-5, issue 3) and the 95% coverage.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..inference_data import save_netcdf
+    from .model import GPPDESolver
+
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = GPPDESolver("poisson1d-sin100", device=device, seed=seed)
+    res = model.fit(steps=30, progress=False)
+    post = model.posterior()
+    x = model._test_axes(None)[0]
+    exact = model.problem.solution([x])
+    lo, hi = post.interval(0.95)
+    cover = float(((lo <= exact) & (exact <= hi)).double().mean())
+    err = model.rel_l2()
+    idata = post.to_inference_data(
+        dims=["x"],
+        coords={"x": x.cpu().numpy()},
+        observed={"u_exact": exact.cpu()},
+        num_samples=200,
+        seed=seed,
+    )
+    save_netcdf(idata, out_dir / "gp_pde.nc")
+    fig, ax = plt.subplots(2, 1, figsize=(7, 4.5), sharex=True)
+    xs = x.cpu()
+    ax[0].plot(xs, exact.cpu(), "k-", lw=0.8, label="exact sin(100x)")
+    ax[0].plot(xs, post.mean.cpu(), "C1--", lw=0.8, label="GP-HM mean")
+    ax[0].legend(fontsize=7, loc="upper right")
+    ax[1].semilogy(xs, (post.mean - exact).abs().cpu() + 1e-16, "C1", lw=0.8, label="|error|")
+    ax[1].semilogy(xs, 1.96 * post.stddev.cpu(), "C0", lw=0.8, label="95% half-width")
+    ax[1].set(xlabel="x")
+    ax[1].legend(fontsize=7)
+    fig.suptitle(f"1-D Poisson u=sin(100x): rel. L2 {err:.1e}, {res.seconds:.0f} s")
+    fig.tight_layout()
+    fig.savefig(out_dir / "gp_pde.png", dpi=100)
+    plt.close(fig)
+    return [
+        {"component": "gp_pde", "problem": "poisson1d-sin100", "metric": "rel_l2", "value": err, "target": "<= 1e-5 (issue 3)"},
+        {"component": "gp_pde", "problem": "poisson1d-sin100", "metric": "coverage95", "value": cover, "target": 0.95},
+        {"component": "gp_pde", "problem": "poisson1d-sin100", "metric": "seconds", "value": res.seconds, "target": None},
+    ]

@@ -1,0 +1,264 @@
+"""Forward GP, GICNet, objective and the RandomGridNP model API."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from linear_operator.operators import LowRankRootAddedDiagLinearOperator
+
+from bayesphys import GaussianPosterior
+from bayesphys.neural_process import (
+    ForwardNet,
+    GICNet,
+    RandomGridNP,
+    data_log_likelihood,
+    evaluate_burgers,
+    evaluate_poisson,
+    invariance_study,
+    preset,
+)
+from bayesphys.problems.rgnp import PoissonProblem, poisson_sensor_data, poisson_test_set
+
+TINY_GIC = dict(
+    latent=12,
+    channels=6,
+    lift_layers=1,
+    conv_layers=2,
+    conv_channels=4,
+    dense=(16, 8),
+    trunk=8,
+    trunk_layers=1,
+    head=16,
+    head_layers=1,
+    rank=1,
+)
+
+
+def tiny(problem="poisson", **kw):
+    gic = dict(TINY_GIC, latent=6 if problem == "burgers" else 12)
+    args = dict(hidden=16, depth=2, n_freq=4, n_points=16, batch=4, gic=gic, seed=0)
+    args.update(kw)
+    return RandomGridNP(problem, "RGNP", **args)
+
+
+def test_forward_taylor_derivatives_match_autograd():
+    net = ForwardNet(
+        2, 2, 1, hidden=12, depth=3, n_freq=5, f_min=0.1, f_max=2.0, train_freq=True, rank=2
+    ).double()
+    x = torch.rand(3, 7, 2, dtype=torch.float64, requires_grad=True)
+    z, w = torch.randn(3, 2, dtype=torch.float64), torch.randn(3, 1, dtype=torch.float64)
+    h = net.heads(x, z, w, ("x", "xx", "t"))
+    for key in ("mu", "sd"):
+        v = h[key]["v"]
+        g = torch.autograd.grad(v.sum(), x, create_graph=True)[0]
+        gxx = torch.autograd.grad(g[..., 0].sum(), x, retain_graph=True)[0][..., 0]
+        assert torch.allclose(g[..., 0], h[key]["x"], atol=1e-10)
+        assert torch.allclose(g[..., 1], h[key]["t"], atol=1e-10)
+        assert torch.allclose(gxx, h[key]["xx"], atol=1e-9)
+    c = h["C"]["v"][..., 1]
+    g = torch.autograd.grad(c.sum(), x)[0]
+    assert torch.allclose(g[..., 0], h["C"]["x"][..., 1], atol=1e-10)
+
+
+def test_forward_gaussian_is_consistent_across_point_sets():
+    m = tiny(dtype=torch.float64)
+    z, w = (
+        torch.rand(2, 5, dtype=torch.float64) * 2 - 1,
+        torch.tensor([[1.2], [1.8]], dtype=torch.float64),
+    )
+    big = torch.linspace(-0.9, 0.9, 25, dtype=torch.float64)
+    idx = torch.tensor([3, 7, 11, 20])
+    pb = m.posterior(big, z=z, w=w)
+    ps = m.posterior(big[idx], z=z, w=w)
+    assert isinstance(pb, GaussianPosterior)
+    assert isinstance(pb.covariance, LowRankRootAddedDiagLinearOperator)
+    assert pb.mean.shape == (2, 25) and ps.mean.shape == (2, 4)
+    assert torch.allclose(pb.mean[:, idx], ps.mean, atol=1e-12)
+    cb = pb.covariance.to_dense()[:, idx][:, :, idx]
+    assert torch.allclose(cb, ps.covariance.to_dense(), atol=1e-12)
+    # Dirichlet boundary: zero mean, (floored) zero variance at x = +-1
+    pe = m.posterior(torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64), z=z, w=w)
+    assert pe.mean[:, [0, 2]].abs().max() < 1e-12 and pe.variance[:, [0, 2]].max() < 1e-10
+    d = pb.sample((3,), generator=torch.Generator().manual_seed(0))
+    assert d.shape == (3, 2, 25) and torch.isfinite(pb.log_prob(d)).all()
+
+
+def test_gicnet_grid_invariance():
+    torch.manual_seed(0)
+    net = GICNet(1, 5, 1, [-1.0], [1.0], ell_min=0.1).double()
+
+    def field(x):
+        return torch.sin(3 * x[..., 0]) + 0.5 * x[..., 0] ** 2
+
+    w = torch.tensor([[1.5]], dtype=torch.float64)
+    outs = []
+    for kind in range(3):
+        g = torch.Generator().manual_seed(kind)
+        if kind == 0:
+            x = torch.linspace(-1, 1, 400, dtype=torch.float64).reshape(1, -1, 1)
+        elif kind == 1:
+            x = torch.rand(1, 300, 1, generator=g, dtype=torch.float64) * 2 - 1
+        else:  # clustered but still covering the domain
+            x = torch.tanh(2 * (torch.rand(1, 500, 1, generator=g, dtype=torch.float64) * 2 - 1))
+            x = x / x.abs().max()
+        with torch.no_grad():
+            q = net(x, field(x), w)
+        outs.append(torch.cat([q.loc, q.cov_diag], -1))
+    scale = outs[0].abs().max()
+    for o in outs[1:]:
+        assert (o - outs[0]).abs().max() < 0.05 * scale
+    # a different field gives a clearly different output (the test is not vacuous)
+    with torch.no_grad():
+        x = torch.linspace(-1, 1, 400, dtype=torch.float64).reshape(1, -1, 1)
+        other = net(x, 2 * torch.cos(5 * x[..., 0]), w)
+    assert (other.loc - outs[0][:, :5]).abs().max() > 5 * (outs[1] - outs[0]).abs().max()
+
+
+def test_data_likelihood_matches_dense_gaussian():
+    m = tiny(dtype=torch.float64)
+    prob = PoissonProblem()
+    x_obs = torch.linspace(-0.8, 0.8, 9, dtype=torch.float64).unsqueeze(-1)
+    z = torch.rand(3, 5, dtype=torch.float64) * 2 - 1
+    w = torch.ones(3, 1, dtype=torch.float64)
+    y = torch.randn(3, 9, dtype=torch.float64)
+    ll = data_log_likelihood(prob, m.forward_net, x_obs, y, z, w, 0.05)
+    h = m.forward_net.heads(x_obs.expand(3, -1, -1), z, w)
+    d = torch.cos(math.pi * x_obs[:, 0] / 2)
+    cov = (
+        torch.diag_embed((d * h["sd"]["v"]) ** 2 + 0.0025)
+        + (d[:, None] * h["C"]["v"]) @ (d[:, None] * h["C"]["v"]).mT
+    )
+    ref = torch.distributions.MultivariateNormal(d * h["mu"]["v"], cov).log_prob(y)
+    assert torch.allclose(ll, ref, atol=1e-8)
+
+
+def test_fit_seeds_save_load_roundtrip(tmp_path):
+    a, b = tiny(), tiny()
+    ra, rb = a.fit(steps=3, progress=False), b.fit(steps=3, progress=False)
+    assert ra.steps == 3 and ra.loss_history == rb.loss_history
+    assert all(math.isfinite(v) for v in ra.loss_history) and ra.seconds > 0
+    c = tiny(seed=1)
+    assert c.fit(steps=1, progress=False).loss_history[0] != ra.loss_history[0]
+    path = a.save(tmp_path / "np.pt")
+    back = RandomGridNP.load(path)
+    x = torch.linspace(-1, 1, 17)
+    z, w = torch.zeros(5), torch.ones(1)
+    assert torch.equal(a.posterior(x, z=z, w=w).mean, back.posterior(x, z=z, w=w).mean)
+    xi = torch.linspace(-0.9, 0.9, 13)
+    pa = a.parameter_posterior(xi, torch.sin(xi), w)
+    pb = back.parameter_posterior(xi, torch.sin(xi), w)
+    assert torch.equal(pa.mean, pb.mean) and torch.equal(pa.variance, pb.variance)
+    # training continues identically (optimizer and RNG state restored)
+    assert (
+        a.fit(steps=1, progress=False).loss_history
+        == back.fit(steps=1, progress=False).loss_history
+    )
+
+
+def test_parameter_posterior_and_inference_data():
+    m = tiny()
+    xi = torch.linspace(-0.9, 0.9, 21)
+    post = m.parameter_posterior(xi, torch.sin(xi), torch.ones(1))
+    assert post.mean.shape == (1, 5) and post.variance.shape == (1, 5)
+    idata = post.to_inference_data(
+        name="z", dims=["param"], coords={"param": list(range(5))}, num_samples=20
+    )
+    assert idata.posterior["z"].shape == (1, 20, 1, 5)
+    fpost = m.posterior(None, z=torch.zeros(5), w=torch.ones(1))
+    assert fpost.mean.shape == (1, 201)
+    # batched, several layouts of the same size
+    pb = m.parameter_posterior(
+        torch.rand(3, 10, 1) * 1.8 - 0.9, torch.randn(3, 10), torch.ones(3, 1)
+    )
+    assert pb.mean.shape == (3, 5)
+
+
+def test_bad_inputs_raise_clear_errors():
+    m = tiny()
+    w = torch.ones(1)
+    with pytest.raises(ValueError, match="outside"):
+        m.posterior(torch.tensor([0.0, 1.5]), z=torch.zeros(5), w=w)
+    with pytest.raises(ValueError, match="non-empty"):
+        m.posterior(torch.zeros(0), z=torch.zeros(5), w=w)
+    with pytest.raises(ValueError, match="z"):
+        m.posterior(torch.zeros(3), z=torch.zeros(4), w=w)
+    with pytest.raises(ValueError, match="finite"):
+        m.parameter_posterior(torch.tensor([0.1, 0.2]), torch.tensor([1.0, float("nan")]), w)
+    with pytest.raises(ValueError, match="boundary"):
+        m.parameter_posterior(torch.tensor([-1.0, 0.2]), torch.tensor([0.0, 1.0]), w)
+    with pytest.raises(ValueError, match="one per point"):
+        m.parameter_posterior(torch.tensor([0.1, 0.2]), torch.tensor([1.0, 2.0, 3.0]), w)
+    data = poisson_sensor_data(6, seed=1)
+    bad = dict(data, y=np.where(np.arange(54) == 3, np.nan, data["y"]))
+    with pytest.raises(ValueError, match="finite"):
+        m.fit(bad, steps=1, progress=False)
+    with pytest.raises(ValueError, match="missing"):
+        m.fit({"y": data["y"]}, steps=1, progress=False)
+    with pytest.raises(ValueError, match="method"):
+        preset("poisson", "PINN")
+    with pytest.raises(ValueError, match="problem"):
+        RandomGridNP("heat")
+    with pytest.raises(ValueError, match="steps"):
+        m.fit(steps=-1)
+
+
+def test_fit_with_sensor_data_and_adaptive_grid_and_evaluation():
+    m = tiny(grid="adaptive")
+    data = poisson_sensor_data(8, seed=1)
+    r = m.fit(data, steps=3, progress=False)
+    assert r.steps == 3 and m.grid.initialised
+    ts = poisson_test_set(6, seed=0)
+    e = evaluate_poisson(m, ts)
+    for k in ("nse_u", "nse_z", "coverage2sd_u", "coverage2sd_z", "nll", "crps"):
+        assert math.isfinite(e[k])
+    assert 0 <= e["coverage2sd_u"] <= 1
+    rows = invariance_study(m, ts, n_points=(10, 30), layouts=("uniform", "clustered"))
+    assert len(rows) == 4 and {r["n_points"] for r in rows} == {10, 30}
+
+
+def test_burgers_model_runs_and_evaluates():
+    from bayesphys.problems.rgnp import burgers_test_set
+
+    m = tiny("burgers", n_points=32)
+    r = m.fit(steps=2, progress=False)
+    assert r.steps == 2 and math.isfinite(r.final_loss)
+    assert r.extra["sigma_r"] != 1.0  # sigma_r is learned for Burgers
+    ts = burgers_test_set(2, seed=0, n_nodes=51, n_steps=20)
+    e = evaluate_burgers(m, ts, x_every=5, t_every=4, n_inverse=30)
+    assert math.isfinite(e["nse_u"]) and math.isfinite(e["nse_z"])
+
+
+def test_presets_match_reference_sizes():
+    m = RandomGridNP("poisson", "R0", seed=0)
+    assert m.num_parameters()["forward"] == 605_104  # the reference Keras summary
+    c = preset("burgers", "R0")
+    assert (c.hidden, c.depth, c.n_points, c.batch, c.learn_sigma_r) == (400, 9, 225, 25, True)
+
+
+@pytest.mark.gpu
+def test_runs_on_cuda(cuda_device):
+    m = tiny(device=cuda_device)
+    r = m.fit(steps=2, progress=False)
+    assert math.isfinite(r.final_loss)
+    post = m.posterior(torch.linspace(-1, 1, 11), z=torch.zeros(5), w=torch.ones(1))
+    assert post.mean.device.type == "cuda"
+
+
+def test_example_smoke(tmp_path):
+    from bayesphys.examples.poisson_coefficient import main
+
+    res = main(["--smoke", "--out", str(tmp_path), "--steps", "5", "--sensors", "20"])
+    assert (tmp_path / "poisson_coefficient.nc").exists()
+    assert (tmp_path / "poisson_coefficient.png").exists()
+    assert res["steps"] == 5 and res["importance_ess"] >= 1
+    assert len(res["summary"]["mean"]) == 5
+
+
+@pytest.mark.slow
+def test_demo_hook(tmp_path):
+    from bayesphys.neural_process._demo import demo
+
+    rows = demo(tmp_path, device=torch.device("cpu"))
+    assert (tmp_path / "neural_process.nc").exists() and (tmp_path / "neural_process.png").exists()
+    assert {r["metric"] for r in rows} >= {"nse_u", "coverage2sd_u", "nse_z"}

@@ -1,0 +1,156 @@
+"""Glioma model: physics, bad input, recovery, posterior, persistence."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bayesphys.odil import GliomaModel
+from bayesphys.odil.fk import fk_forward, fk_residual, initial_condition, tissue_faces
+from bayesphys.odil.glioma import model_plan, recurrence_coverage, standard_margin_plan
+from bayesphys.problems.glioma import brain_phantom, synthetic_patient
+
+
+@pytest.fixture(scope="module")
+def small_patient():
+    ph = brain_phantom(32, 4.0)
+    return synthetic_patient(1, phantom=ph)
+
+
+def test_no_mass_crosses_csf_boundary():
+    ph = brain_phantom(48, 2.0)
+    faces = tissue_faces(ph["wm"], ph["gm"])
+    # pure diffusion (rho = 0): total mass inside the tissue is conserved to round-off and
+    # nothing ever appears in CSF/background cells
+    c0 = initial_condition(ph["wm"].shape, torch.tensor([50.0, 40.0], dtype=torch.float64), 2.0, width=6.0)
+    c0 = c0 * ph["brain"]
+    c = fk_forward(c0, faces, 0.5, 0.0, t_end=400.0, steps=400, spacing=2.0)
+    assert float(c.sum()) == pytest.approx(float(c0.sum()), rel=1e-12)
+    outside = ph["brain"] == 0
+    assert float(c[outside].abs().max()) == 0.0
+    # the tumour does spread inside tissue (the test is not vacuous)
+    assert float((c - c0).abs().max()) > 1e-3
+    # flux through every face adjacent to a non-tissue cell is zero
+    for k, f in enumerate(faces):
+        nxt = torch.roll(ph["brain"], -1, k)
+        assert float(f[(ph["brain"] == 0) | (nxt == 0)].abs().max()) == 0.0
+
+
+def test_fk_residual_of_forward_trajectory_is_zero():
+    ph = brain_phantom(32, 4.0)
+    faces = tissue_faces(ph["wm"], ph["gm"])
+    c0 = initial_condition((32, 32), torch.tensor([60.0, 64.0], dtype=torch.float64), 4.0) * ph["brain"]
+    _, traj = fk_forward(c0, faces, 0.3, 0.05, t_end=50.0, steps=25, spacing=4.0, tissue=ph["brain"], save_every=1)
+    r = fk_residual(traj, faces, torch.tensor(0.3, dtype=torch.float64), torch.tensor(0.05, dtype=torch.float64), dt=2.0, spacing=4.0, scheme="euler")
+    assert float(r.abs().max()) < 1e-12
+
+
+def test_phantom_and_patient(small_patient):
+    p = small_patient
+    assert p["labels"].shape == (32, 32)
+    assert set(torch.unique(p["labels"]).tolist()) <= {0, 1, 2}
+    assert int((p["labels"] > 0).sum()) > 5
+    assert bool(((p["labels"] > 0) <= (p["brain"] > 0)).all())
+
+
+def _kw(p):
+    return dict(spacing=p["spacing"], th_up=p["th_up"], th_down=p["th_down"])
+
+
+def test_bad_input(small_patient):
+    p = small_patient
+    with pytest.raises(ValueError, match="labels: expected the tissue maps' shape"):
+        GliomaModel(p["wm"], p["gm"], p["labels"][:-1], **_kw(p))
+    with pytest.raises(ValueError, match="th_down, th_up"):
+        GliomaModel(p["wm"], p["gm"], p["labels"], spacing=4.0, th_up=0.2, th_down=0.5)
+    wm = p["wm"].clone()
+    wm[3, 3] = float("nan")
+    with pytest.raises(ValueError, match="wm: expected finite"):
+        GliomaModel(wm, p["gm"], p["labels"], **_kw(p))
+    pet = p["pet"].clone()
+    pet[0, 0] = float("inf")
+    with pytest.raises(ValueError, match="pet: expected finite"):
+        GliomaModel(p["wm"], p["gm"], p["labels"], pet=pet, **_kw(p))
+    with pytest.raises(ValueError, match="focus_init: expected a focus inside the brain"):
+        GliomaModel(p["wm"], p["gm"], p["labels"], focus_init=[1.0, 1.0], **_kw(p))
+    with pytest.raises(ValueError, match="labels: expected values in"):
+        GliomaModel(p["wm"], p["gm"], p["labels"] * 3, **_kw(p))
+    with pytest.raises(ValueError, match="gm: expected shape"):
+        GliomaModel(p["wm"], p["gm"][:, :-2], p["labels"], **_kw(p))
+
+
+def test_fit_recovers_parameters_and_posterior(small_patient, tmp_path):
+    p = small_patient
+    model = GliomaModel(p["wm"], p["gm"], p["labels"], **_kw(p))
+    res = model.fit(progress=False)
+    assert res.converged, res.message
+    est, tr = model.estimates(), p["truth"]
+    assert abs(est["v"] / tr["v"] - 1) < 0.1
+    assert abs(est["ell"] / tr["ell"] - 1) < 0.2
+    assert math.hypot(est["x0"] - tr["x0"], est["y0"] - tr["y0"]) < 2.0  # mm (4 mm voxels)
+    # truth inside the 99% Laplace interval of log v
+    assert abs(math.log(est["v"] / tr["v"])) < 2.6 * est["sd_log_v"] + 1e-9
+    # Laplace Gaussian over theta and pushed-forward field draws
+    tp = model.theta_posterior()
+    assert tp.event_shape == (4,)
+    post = model.posterior(num_samples=8)
+    assert post.mean.shape == (32, 32)
+    lo, hi = post.interval(0.9)
+    assert bool((lo <= hi).all())
+    idata = model.to_inference_data(num_samples=5)
+    assert {"D_w", "rho", "x0", "y0", "ell", "v", "c"} <= set(idata.posterior.data_vars)
+    assert idata.posterior["D_w"].shape == (2, 5)
+    # save/load round-trips exactly
+    path = model.save(tmp_path / "g.pt")
+    back = GliomaModel.load(path)
+    assert torch.equal(back.theta, model.theta) and torch.equal(back.theta_cov, model.theta_cov)
+    assert torch.equal(back.labels, model.labels)
+    assert torch.equal(back.forward(back.theta), model.forward(model.theta))
+
+
+def test_gn_and_exact_hessian_agree_roughly(small_patient):
+    p = small_patient
+    model = GliomaModel(p["wm"], p["gm"], p["labels"], **_kw(p))
+    model.fit(progress=False, hessian="gn")
+    sd_gn = model.theta_cov.diagonal().sqrt()
+    sd_ex = model.laplace_covariance("exact").diagonal().sqrt()
+    ratio = sd_gn / sd_ex
+    assert bool(((ratio > 0.5) & (ratio < 2.0)).all()), ratio
+
+
+def test_tangent_jacobian_matches_autodiff(small_patient):
+    p = small_patient
+    model = GliomaModel(p["wm"], p["gm"], p["labels"], **_kw(p))
+    th = model._theta0()
+    r, jac = model.jacobian(th)
+    ref = torch.func.jacfwd(model.problem().residual)(th)
+    assert torch.allclose(jac, ref, atol=1e-9 * float(ref.abs().max()))
+    assert torch.allclose(r, model.problem().residual(th), atol=1e-12)
+
+
+def test_radiotherapy_plans():
+    lab = torch.zeros(40, 40, dtype=torch.long)
+    lab[18:22, 18:22] = 2
+    brain = torch.ones(40, 40)
+    std = standard_margin_plan(lab, brain, spacing=1.0, margin_mm=5.0)
+    assert int(std.sum()) > 16 and bool(std[20, 26]) and not bool(std[20, 28])
+    score = -torch.arange(1600, dtype=torch.float64).reshape(40, 40)
+    plan = model_plan(score, brain, int(std.sum()))
+    assert int(plan.sum()) == int(std.sum())
+    assert recurrence_coverage(plan, torch.zeros(40, 40, dtype=torch.bool)) == 1.0
+    rec = torch.zeros(40, 40, dtype=torch.bool)
+    rec[0, :10] = True
+    assert recurrence_coverage(plan, rec) == 1.0
+    assert np.isclose(recurrence_coverage(std, rec), 0.0)
+
+
+@pytest.mark.gpu
+def test_glioma_cuda(cuda_device, small_patient):
+    p = small_patient
+    model = GliomaModel(p["wm"], p["gm"], p["labels"], device=cuda_device, **_kw(p))
+    res = model.fit(progress=False)
+    assert model.theta.device.type == "cuda" and res.converged
+    assert abs(model.estimates()["v"] / p["truth"]["v"] - 1) < 0.1
