@@ -66,7 +66,7 @@ def infer_constant(n: int = 64, scheme: str = "upwind", device="cpu", steps: int
 
     prob = DiscreteProblem({"u": (nt - 2, nx)}, {"coeff": torch.tensor([0.0, 0.0, 0.001])}, res, device=device)
     t0 = time.perf_counter()
-    xs, r = minimize(prob, method="lm", steps=steps, damping=1e-6, linear_solver="cg", cg_tol=1e-10,
+    xs, r = minimize(prob, method="gn", steps=steps, linear_solver="cg", cg_tol=1e-8,
                      cg_maxiter=2000, tol=1e-12)
     secs = time.perf_counter() - t0
     coeff = prob.unpack(xs)[1]["coeff"].tolist()

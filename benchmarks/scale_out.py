@@ -6,7 +6,10 @@
   *cold* rows include starting the pool/cluster and the workers' imports (what one call of
   ``fit_many(executor="ray")`` costs); *warm* rows pass an already started, warmed executor
   (what a long session or a real cluster sees). ``speedup`` = sequential seconds / seconds at
-  the same N.
+  the same N, measured right before each row (paired, because the load on the shared machine
+  drifts); ``concurrency`` = sum of per-task seconds / wall seconds (at most the worker count);
+  ``task_seconds_mean`` vs ``sequential_task_seconds_mean`` shows how much slower one task runs
+  inside a worker than in the driver.
 * DDP: samples per second of the ``ddp_training`` example with 1 and 2 gloo processes at the
   same global batch.
 
@@ -68,44 +71,51 @@ def _cohort_rows(
             )
         return wall, float(res.table["seconds"].sum()), load
 
-    rows, seq = [], {}
-    # warm the parent's own imports (arviz, xarray) so sequential N=1 is not penalised
-    run("sequential", 1)
+    rows = []
+    # warm the parent's own first-use costs (arviz/xarray imports, torch.optim's dynamo import)
+    run("sequential", 2)
     for name in executors:
-        modes = ("cold", "warm") if warm else ("cold",)
-        for mode in modes if name != "sequential" else ("-",):
+        if name == "sequential":
+            continue  # measured as the paired baseline of every row
+        for mode in ("cold", "warm") if warm else ("cold",):
             ex, cleanup = name, None
             if mode == "warm":
                 ex, cleanup = _warm_executor(name)
-                run(ex, 2 * WORKERS)  # start the workers and their imports
+                run(ex, 2 * WORKERS)  # start the workers and their first-use imports
             try:
                 for n in ns:
+                    # paired baseline: the same N sequentially, right before (the machine's
+                    # load drifts by minutes, so a baseline taken earlier is not comparable)
+                    seq_wall, seq_sum, _ = run("sequential", n)
                     wall, task_sum, load = run(ex, n)
-                    if name == "sequential":
-                        seq[n] = wall
-                    speed = seq.get(n, float("nan")) / wall
+                    speed = seq_wall / wall
                     rows.append(
                         bench_row(
                             "cohort-linear-gaussian",
                             name,
                             {
                                 "seconds": wall,
-                                "task_seconds_sum": task_sum,
+                                "sequential_seconds": seq_wall,
                                 "speedup": speed,
+                                "concurrency": task_sum / wall,
+                                "task_seconds_mean": task_sum / n,
+                                "sequential_task_seconds_mean": seq_sum / n,
                                 "load1": load,
                             },
                             setting={
                                 "n_problems": n,
                                 "mode": mode,
-                                "workers": 1 if name == "sequential" else WORKERS,
+                                "workers": WORKERS,
                                 "steps": steps,
                                 **size,
                             },
-                            anchor=ANCHOR_2X if (n == max(ns) and name != "sequential") else None,
+                            anchor=ANCHOR_2X if n == max(ns) else None,
                         )
                     )
                     print(
-                        f"{name:10s} {mode:4s} N={n:2d}: {wall:6.2f} s  x{speed:4.2f}  load {load}"
+                        f"{name:6s} {mode:4s} N={n:2d}: {wall:6.2f} s vs sequential "
+                        f"{seq_wall:6.2f} s  x{speed:4.2f}  per task {task_sum / n:5.2f} s vs "
+                        f"{seq_sum / n:5.2f} s  load {load}"
                     )
             finally:
                 if cleanup is not None:
@@ -198,7 +208,9 @@ def _ddp_rows(quick: bool) -> list[dict]:
 def main(argv: list[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(prog="bayesphys bench scale_out", description=__doc__)
     ap.add_argument(
-        "--quick", action="store_true", help="N = 4 only, smaller problems, cold executors, 1 DDP epoch"
+        "--quick",
+        action="store_true",
+        help="N = 4 only, smaller problems, cold executors, 1 DDP epoch",
     )
     ap.add_argument("--out", default=None)
     ap.add_argument(

@@ -27,13 +27,17 @@ import pathlib
 import numpy as np
 import torch
 
-DESCRIPTION = "GP-HM inverse problem: diffusivity D of D u'' = f from noisy interior data (ArviZ + bands)"
+DESCRIPTION = (
+    "GP-HM inverse problem: diffusivity D of D u'' = f from noisy interior data (ArviZ + bands)"
+)
 
 D_TRUE = 0.5
 
 
 def _source(x):
-    return -4 * math.pi**2 * torch.sin(2 * math.pi * x) - 18 * math.pi**2 * torch.sin(6 * math.pi * x)
+    return -4 * math.pi**2 * torch.sin(2 * math.pi * x) - 18 * math.pi**2 * torch.sin(
+        6 * math.pi * x
+    )
 
 
 def _exact(x, d=D_TRUE):
@@ -66,8 +70,15 @@ def main(argv: list[str] | None = None) -> dict:
     n = 48 if args.smoke else 96
     x = torch.linspace(0, 1, n, dtype=torch.float64)
     model = GPPDESolver(
-        x=[x], source=_source, boundary=torch.zeros(n, dtype=torch.float64), num_mixtures=6,
-        weighting="identity", jitter=1e-10, freq_scale=4.0, device=device, seed=args.seed,
+        x=[x],
+        source=_source,
+        boundary=torch.zeros(n, dtype=torch.float64),
+        num_mixtures=6,
+        weighting="identity",
+        jitter=1e-10,
+        freq_scale=4.0,
+        device=device,
+        seed=args.seed,
     )
     res = model.fit(steps=60 if args.smoke else 200, progress=not args.smoke)
     with torch.no_grad():
@@ -76,7 +87,9 @@ def main(argv: list[str] | None = None) -> dict:
         cov = solver.cov_u()
     # observations at interior grid points
     idx = torch.sort(torch.randperm(n - 2, generator=gen)[: args.n_obs] + 1).values.to(device)
-    y = _exact(x[idx.cpu()]).to(device) + args.noise * torch.randn(args.n_obs, generator=gen, dtype=torch.float64).to(device)
+    y = _exact(x[idx.cpu()]).to(device) + args.noise * torch.randn(
+        args.n_obs, generator=gen, dtype=torch.float64
+    ).to(device)
     hu = u1[idx]
     hch = cov[idx][:, idx]
     eye = torch.eye(args.n_obs, dtype=torch.float64, device=device)
@@ -91,12 +104,17 @@ def main(argv: list[str] | None = None) -> dict:
     w = torch.softmax(loglik, 0)
     cdf = torch.cumsum(w, 0)
     ndraw = 200 if args.smoke else 1000
-    uq = (torch.arange(ndraw, dtype=torch.float64, device=device) + torch.rand(ndraw, generator=gen, dtype=torch.float64).to(device)) / ndraw
+    uq = (
+        torch.arange(ndraw, dtype=torch.float64, device=device)
+        + torch.rand(ndraw, generator=gen, dtype=torch.float64).to(device)
+    ) / ndraw
     k = torch.searchsorted(cdf, uq.clamp(max=float(cdf[-1]) - 1e-15))
     d_draws = dd[k]
     # field | D, y: Gaussian conditioning of N(u1/D, cov/D^2) on y
     u_draws = []
-    chol_cov = torch.linalg.cholesky(cov + 1e-14 * float(cov.diagonal().max()) * torch.eye(n, dtype=torch.float64, device=device))
+    chol_cov = torch.linalg.cholesky(
+        cov + 1e-14 * float(cov.diagonal().max()) * torch.eye(n, dtype=torch.float64, device=device)
+    )
     z = torch.randn(ndraw, n, generator=gen, dtype=torch.float64).to(device)
     e = args.noise * torch.randn(ndraw, args.n_obs, generator=gen, dtype=torch.float64).to(device)
     for i in range(ndraw):
@@ -109,8 +127,15 @@ def main(argv: list[str] | None = None) -> dict:
     exact = _exact(x).to(device)
     lo, hi = torch.quantile(u_draws, 0.025, 0), torch.quantile(u_draws, 0.975, 0)
     coverage = float(((lo <= exact) & (exact <= hi)).double().mean())
-    d_lo, d_hi = (float(v) for v in torch.quantile(d_draws, torch.tensor([0.025, 0.975], dtype=torch.float64, device=device)))
-    y_rep = u_draws[:, idx] + args.noise * torch.randn(ndraw, args.n_obs, generator=gen, dtype=torch.float64).to(device)
+    d_lo, d_hi = (
+        float(v)
+        for v in torch.quantile(
+            d_draws, torch.tensor([0.025, 0.975], dtype=torch.float64, device=device)
+        )
+    )
+    y_rep = u_draws[:, idx] + args.noise * torch.randn(
+        ndraw, args.n_obs, generator=gen, dtype=torch.float64
+    ).to(device)
     idata = build_inference_data(
         posterior={"D": d_draws[None], "u": u_draws[None]},
         posterior_predictive={"y": y_rep[None]},

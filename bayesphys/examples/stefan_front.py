@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> dict:
         seed=args.seed,
         gp_width=16 if args.smoke else 32,
     )
-    fit = model.fit(steps=60 if args.smoke else 800, progress=not args.smoke)
+    fit = model.fit(steps=40 if args.smoke else 800, progress=not args.smoke)
     prob = model.problem
     t = prob.table_time
     data = make_dataset(prob, params=[args.u_star], seed=args.seed + 99, noise_std=args.noise)
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
     before = model.posterior(data, method="none")
     after = model.posterior(data, mass=b, sigma_g=args.mass_tol, relative=False)
     truth = prob.solution(t, x, data.params[:, None])[:, None]
-    n = 200 if args.smoke else 1000
+    n = 100 if args.smoke else 1000
     fronts = {
         k: shock_posterior(p, x.to(dev), n, seed=args.seed).reshape(-1).cpu()
         for k, p in (("before", before), ("after", after))

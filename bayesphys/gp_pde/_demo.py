@@ -52,7 +52,25 @@ def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[
     fig.savefig(out_dir / "gp_pde.png", dpi=100)
     plt.close(fig)
     return [
-        {"component": "gp_pde", "problem": "poisson1d-sin100", "metric": "rel_l2", "value": err, "target": "<= 1e-5 (issue 3)"},
-        {"component": "gp_pde", "problem": "poisson1d-sin100", "metric": "coverage95", "value": cover, "target": 0.95},
-        {"component": "gp_pde", "problem": "poisson1d-sin100", "metric": "seconds", "value": res.seconds, "target": None},
+        {
+            "component": "gp_pde",
+            "problem": "poisson1d-sin100",
+            "metric": "rel_l2",
+            "value": err,
+            "target": "<= 1e-5 (issue 3)",
+        },
+        {
+            "component": "gp_pde",
+            "problem": "poisson1d-sin100",
+            "metric": "coverage95",
+            "value": cover,
+            "target": 0.95,
+        },
+        {
+            "component": "gp_pde",
+            "problem": "poisson1d-sin100",
+            "metric": "seconds",
+            "value": res.seconds,
+            "target": None,
+        },
     ]

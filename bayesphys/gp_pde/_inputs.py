@@ -3,7 +3,7 @@ r"""Validation of grids, sources and boundary data; periodogram frequency initia
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -20,12 +20,16 @@ def parse_grid(x, *, dtype: torch.dtype, device: torch.device) -> list[Tensor]:
     ``x`` is a list of 1-D axes, or points ``[n_1, ..., n_d, d]`` / ``[M, d]`` that must form a
     full tensor product of sorted, distinct coordinates; anything else raises ``ValueError``.
     """
-    if isinstance(x, (list, tuple)) and all(isinstance(a, (Tensor, Sequence)) or hasattr(a, "shape") for a in x):
+    if isinstance(x, (list, tuple)) and all(
+        isinstance(a, (Tensor, Sequence)) or hasattr(a, "shape") for a in x
+    ):
         axes = [torch.as_tensor(a, dtype=dtype, device=device).reshape(-1) for a in x]
     else:
         pts = torch.as_tensor(x, dtype=dtype, device=device)
         if pts.ndim < 2:
-            raise ValueError(f"x: expected grid axes or points [M, d], received shape {tuple(pts.shape)}")
+            raise ValueError(
+                f"x: expected grid axes or points [M, d], received shape {tuple(pts.shape)}"
+            )
         pts = pts.reshape(-1, pts.shape[-1])
         axes = [torch.unique(pts[:, j]) for j in range(pts.shape[1])]
         if math.prod(a.numel() for a in axes) != pts.shape[0]:
@@ -34,15 +38,18 @@ def parse_grid(x, *, dtype: torch.dtype, device: torch.device) -> list[Tensor]:
                 f"{[a.numel() for a in axes]} distinct coordinates per dimension"
             )
         # every grid point must be present exactly once
-        key = lambda p: torch.stack([torch.searchsorted(a, p[:, j].contiguous()) for j, a in enumerate(axes)], -1)  # noqa: E731
-        idx = key(pts)
+        idx = torch.stack(
+            [torch.searchsorted(a, pts[:, j].contiguous()) for j, a in enumerate(axes)], -1
+        )
         flat = torch.zeros(math.prod(a.numel() for a in axes), dtype=torch.long, device=device)
         lin = torch.zeros(pts.shape[0], dtype=torch.long, device=device)
         for j, a in enumerate(axes):
             lin = lin * a.numel() + idx[:, j]
         flat.index_add_(0, lin, torch.ones_like(lin))
         if bool((flat != 1).any()):
-            raise ValueError("x: expected a tensor-product grid; some grid points are missing or repeated")
+            raise ValueError(
+                "x: expected a tensor-product grid; some grid points are missing or repeated"
+            )
     if not 1 <= len(axes) <= 3:
         raise ValueError(f"x: expected a 1-, 2- or 3-D grid, received {len(axes)} axes")
     for j, a in enumerate(axes):
@@ -66,7 +73,9 @@ def eval_on_grid(name: str, value, axes: list[Tensor]) -> Tensor:
         out = torch.as_tensor(value)
     out = out.to(dtype=ref.dtype, device=ref.device)
     if tuple(out.shape) != shape:
-        raise ValueError(f"{name}: expected values of shape {shape} on the grid, received {tuple(out.shape)}")
+        raise ValueError(
+            f"{name}: expected values of shape {shape} on the grid, received {tuple(out.shape)}"
+        )
     check_finite(name, out)
     return out
 

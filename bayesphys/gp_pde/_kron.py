@@ -64,7 +64,6 @@ def face_values(u: Tensor, shape: tuple[int, ...]) -> Tensor:
 
 def scatter_faces(e: Tensor, shape: tuple[int, ...]) -> Tensor:
     """Adjoint of :func:`face_values`: ``[*batch, N_b]`` -> ``[*batch, *shape]`` (sums at corners)."""
-    d = len(shape)
     lead = e.shape[:-1]
     out = torch.zeros(*lead, *shape, dtype=e.dtype, device=e.device)
     nb = len(lead)

@@ -25,7 +25,14 @@ from torch import Tensor
 
 from .kernels import SpectralMixture1d
 
-__all__ = ["LinearPDEOperator", "Factor", "build_factors", "with_eigen", "apply_operator", "detach_factors"]
+__all__ = [
+    "LinearPDEOperator",
+    "Factor",
+    "build_factors",
+    "with_eigen",
+    "apply_operator",
+    "detach_factors",
+]
 
 
 @dataclass(frozen=True)
@@ -145,6 +152,11 @@ def apply_operator(factors: list[Factor], op: LinearPDEOperator, u: Tensor) -> T
 def detach_factors(factors: list[Factor]) -> list[Factor]:
     """Copies of ``factors`` cut from the autograd graph."""
     return [
-        Factor(*(None if t is None else t.detach() for t in (f.x, f.C, f.L, f.Cop, f.D, f.lam, f.Q, f.R, f.Rinv)))
+        Factor(
+            *(
+                None if t is None else t.detach()
+                for t in (f.x, f.C, f.L, f.Cop, f.D, f.lam, f.Q, f.R, f.Rinv)
+            )
+        )
         for f in factors
     ]

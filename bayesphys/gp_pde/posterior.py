@@ -58,9 +58,7 @@ def test_grid_posterior(
         wcw = (w * kxs).sum(-1)  # diag(W C W^T) = diag(K_*X C^{-1} K_X*)
         pair = (kss, wcw)
         var_prior = [pair] if var_prior is None else var_prior + [pair]
-        joint = torch.cat(
-            [torch.cat([k.gram(xt, xt, 0), kxs], 1), torch.cat([kxs.mT, fc.C], 1)], 0
-        )
+        joint = torch.cat([torch.cat([k.gram(xt, xt, 0), kxs], 1), torch.cat([kxs.mT, fc.C], 1)], 0)
         roots.append(_psd_root(joint))
         sizes.append((xt.numel(), fc.x.numel()))
     kss_full = kron_vec([p[0] for p in var_prior])

@@ -110,7 +110,10 @@ class DenseSolve:
         eye = torch.eye(self.m, dtype=ref.dtype, device=ref.device)
         self.A = op.c0 * eye
         for j, fc in enumerate(factors):
-            mats = [fc.D if i == j else torch.eye(n, dtype=ref.dtype, device=ref.device) for i, n in enumerate(self.shape)]
+            mats = [
+                fc.D if i == j else torch.eye(n, dtype=ref.dtype, device=ref.device)
+                for i, n in enumerate(self.shape)
+            ]
             self.A = self.A + op.coefs[j] * kron_dense(mats)
         self.S = face_values(eye.reshape(self.m, *self.shape), self.shape).mT  # [N_b, M]
         self.chol_p = None
@@ -127,9 +130,23 @@ class DenseSolve:
         rhs = tau2 * G.mT @ ft + gamma * SL.mT @ g
         return P, rhs
 
-    def solve(self, f: Tensor, g: Tensor, tau2: float, gamma: float, *, u0: Tensor | None = None, iters: int = 30, tol: float = 1e-12) -> Tensor:
+    def solve(
+        self,
+        f: Tensor,
+        g: Tensor,
+        tau2: float,
+        gamma: float,
+        *,
+        u0: Tensor | None = None,
+        iters: int = 30,
+        tol: float = 1e-12,
+    ) -> Tensor:
         fv = f.reshape(-1)
-        u = torch.zeros(self.m, dtype=fv.dtype, device=fv.device) if u0 is None else u0.reshape(-1).clone()
+        u = (
+            torch.zeros(self.m, dtype=fv.dtype, device=fv.device)
+            if u0 is None
+            else u0.reshape(-1).clone()
+        )
         for _ in range(iters if self.op.cubic else 1):
             A, t = self.A, fv
             if self.op.cubic:  # Gauss-Newton: A(U) ~ A U_k + U_k^3 + (A + 3 diag U_k^2)(U - U_k)
@@ -165,11 +182,19 @@ class KronSolve:
     :math:`N_b \times N_b` Cholesky (:math:`N_b = 2\sum_{j} \prod_{k\ne j} n_k`).
     """
 
-    def __init__(self, factors: list[Factor], op: LinearPDEOperator, tau2: Tensor | float, gamma: Tensor | float):
+    def __init__(
+        self,
+        factors: list[Factor],
+        op: LinearPDEOperator,
+        tau2: Tensor | float,
+        gamma: Tensor | float,
+    ):
         if len(factors) not in (1, 2):
             raise NotImplementedError("KronSolve: 1-D and 2-D grids only")
         if op.cubic or not op.symmetric:
-            raise NotImplementedError("KronSolve: linear operators with even derivative orders only")
+            raise NotImplementedError(
+                "KronSolve: linear operators with even derivative orders only"
+            )
         self.factors, self.op = factors, op
         self.shape = tuple(fc.x.shape[0] for fc in factors)
         lam = torch.as_tensor(op.c0, dtype=factors[0].L.dtype, device=factors[0].L.device)
@@ -240,7 +265,9 @@ class KronSolve:
 
     @property
     def root_dim(self) -> int:
-        return math.prod(self.shape) + sum(math.prod(self.shape) // self.shape[j] for j, _ in faces(self.shape))
+        return math.prod(self.shape) + sum(
+            math.prod(self.shape) // self.shape[j] for j, _ in faces(self.shape)
+        )
 
     def sample_u(self, z: Tensor) -> Tensor:
         r"""Zero-mean draws of :math:`U` with covariance :math:`R P^{-1} R^\top` (perturb-and-solve).
@@ -278,7 +305,9 @@ class KronSolve:
             t1 = T1[p0 : p0 + chunk]
             cols = []
             for j, r in rows:
-                if j == 0:  # B^T e_y = outer(r, R2[y]); G[p,q,y] = sum_b (t1 diag(r) dl)[p,b] T2[q,b] R2[y,b]
+                if (
+                    j == 0
+                ):  # B^T e_y = outer(r, R2[y]); G[p,q,y] = sum_b (t1 diag(r) dl)[p,b] T2[q,b] R2[y,b]
                     Y = (t1 * r) @ dl
                     cols.append(torch.einsum("pb,qb,yb->pqy", Y, T2, R2))
                 else:  # B^T e_x = outer(R1[x], r)
@@ -286,5 +315,7 @@ class KronSolve:
                     cols.append(torch.einsum("pa,aq,xa->pqx", t1, Y, R1))
             G = torch.cat(cols, dim=-1)  # [c, p2, N_b]
             sol = torch.cholesky_solve(G.reshape(-1, G.shape[-1]).mT, self.cap_chol).mT
-            out[p0 : p0 + chunk] = base[p0 : p0 + chunk] - (G.reshape(-1, G.shape[-1]) * sol).sum(-1).reshape(G.shape[:2])
+            out[p0 : p0 + chunk] = base[p0 : p0 + chunk] - (G.reshape(-1, G.shape[-1]) * sol).sum(
+                -1
+            ).reshape(G.shape[:2])
         return out

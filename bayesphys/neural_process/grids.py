@@ -65,6 +65,10 @@ def check_points(
     return x
 
 
+def _gen_device(generator: torch.Generator | None) -> torch.device:
+    return generator.device if generator is not None else torch.device("cpu")
+
+
 class GridMeasure:
     """Base class: a distribution over ``n``-point sets in the box ``[lower, upper]``."""
 
@@ -121,11 +125,12 @@ class SobolGrid(GridMeasure):
     """Scrambled Sobol points with an independent uniform shift (mod 1) per grid."""
 
     def _unit(self, batch, n, *, generator, dtype, device):
-        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator).item())
+        gd = _gen_device(generator)
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=gd).item())
         eng = torch.quasirandom.SobolEngine(self.dim, scramble=True, seed=seed)
         base = eng.draw(n, dtype=torch.float64).to(dtype=dtype, device=device)
-        shift = torch.rand((batch, 1, self.dim), generator=generator, dtype=dtype, device=device)
-        u = torch.remainder(base.unsqueeze(0) + shift, 1.0)
+        shift = torch.rand((batch, 1, self.dim), generator=generator, dtype=dtype, device=gd)
+        u = torch.remainder(base.unsqueeze(0) + shift.to(device), 1.0)
         return u, torch.ones(batch, n, dtype=dtype, device=device)
 
 
@@ -169,11 +174,13 @@ class AdaptiveGrid(GridMeasure):
 
     def _unit(self, batch, n, *, generator, dtype, device):
         nb = self.bins**self.dim
-        probs = self._probs()
-        use_h = torch.rand((batch, n), generator=generator, dtype=torch.float64) < self.alpha
+        gd = _gen_device(generator)
+        probs = self._probs().to(gd)
+        f64 = torch.float64
+        use_h = torch.rand((batch, n), generator=generator, dtype=f64, device=gd) < self.alpha
         cell = torch.multinomial(probs, batch * n, replacement=True, generator=generator)
         cell = cell.reshape(batch, n)
-        jitter = torch.rand((batch, n, self.dim), generator=generator, dtype=torch.float64)
+        jitter = torch.rand((batch, n, self.dim), generator=generator, dtype=f64, device=gd)
         digits = []
         rem = cell
         for _ in range(self.dim):
@@ -181,7 +188,7 @@ class AdaptiveGrid(GridMeasure):
             rem = rem // self.bins
         digits = torch.stack(digits[::-1], -1).to(torch.float64)
         from_h = (digits + jitter) / self.bins
-        from_u = torch.rand((batch, n, self.dim), generator=generator, dtype=torch.float64)
+        from_u = torch.rand((batch, n, self.dim), generator=generator, dtype=f64, device=gd)
         unit = torch.where(use_h.unsqueeze(-1), from_h, from_u)
         q = (1 - self.alpha) + self.alpha * nb * probs[self._bin_index(unit)]  # density on [0,1]^d
         return unit.to(dtype=dtype, device=device), (1.0 / q).to(dtype=dtype, device=device)

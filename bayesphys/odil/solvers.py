@@ -70,14 +70,27 @@ def cg(
 
 
 def jvp_vjp(fn: Callable[[Tensor], Tensor], x: Tensor):
-    r"""Return ``(r, Jv, JTw)``: the residual at ``x`` and closures for :math:`Jv` and :math:`J^\top w`."""
-    r, vjp_fn = torch.func.vjp(fn, x)
+    r"""Return ``(r, Jv, JTw)``: the residual at ``x`` and closures for :math:`Jv` and :math:`J^\top w`.
+
+    One graph of :math:`r(x)` is recorded; :math:`J^\top w` is a reverse-mode product on it and
+    :math:`Jv` the "double-vjp" product :math:`\partial_u (J^\top u)\cdot v` (exact, and on CPU
+    much cheaper than re-running the forward pass in forward mode for every CG iteration).
+    """
+    with torch.enable_grad():
+        xx = x.detach().clone().requires_grad_(True)
+        r = fn(xx)
+        u0 = torch.zeros_like(r, requires_grad=True)
+        (g,) = torch.autograd.grad(r, xx, u0, create_graph=True)
 
     def jv(v: Tensor) -> Tensor:
-        return torch.func.jvp(fn, (x,), (v,))[1]
+        with torch.enable_grad():
+            if not g.requires_grad:  # J^T u does not depend on u: J = 0
+                return torch.zeros_like(r)
+            return torch.autograd.grad(g, u0, v, retain_graph=True)[0].detach()
 
     def jtw(w: Tensor) -> Tensor:
-        return vjp_fn(w)[0]
+        with torch.enable_grad():
+            return torch.autograd.grad(r, xx, w, retain_graph=True)[0].detach()
 
     return r.detach(), jv, jtw
 

@@ -12,6 +12,7 @@ space-time grid; Step 2 conditions it on the integral conservation law
 
 from .anp import AttentiveNP
 from .evaluate import shock_position, shock_posterior, slice_scores
+from .inequality import nonnegative_posterior, project_nonnegative
 from .metagp import MetaGP
 from .model import ProbConserv, ProbConservConfig
 from .update import (
@@ -25,6 +26,8 @@ from .update import (
 __all__ = [
     "AttentiveNP",
     "MetaGP",
+    "nonnegative_posterior",
+    "project_nonnegative",
     "ProbConserv",
     "ProbConservConfig",
     "shock_position",

@@ -18,7 +18,12 @@ def _autograd_derivs(k: SpectralMixture1d, z: torch.Tensor, n: int) -> torch.Ten
 @pytest.mark.parametrize("n", [1, 2, 3, 4])
 def test_closed_form_derivatives_match_autograd(kind, n):
     torch.manual_seed(0)
-    k = SpectralMixture1d(4, kind=kind, mu=torch.tensor([0.0, 0.7, 1.9, 3.2], dtype=torch.float64), log_a=torch.randn(4, dtype=torch.float64) * 0.3)
+    k = SpectralMixture1d(
+        4,
+        kind=kind,
+        mu=torch.tensor([0.0, 0.7, 1.9, 3.2], dtype=torch.float64),
+        log_a=torch.randn(4, dtype=torch.float64) * 0.3,
+    )
     z = torch.linspace(-2.3, 2.1, 41, dtype=torch.float64)
     z = z[z.abs() > 1e-3]  # the Matern envelope is not smooth at 0 beyond order 4
     got = k.deriv(z, n)
@@ -42,7 +47,13 @@ def test_matern_fourth_derivative_at_zero_is_finite():
     k = SpectralMixture1d(1, kind="stm", mu=torch.zeros(1, dtype=torch.float64), log_a=0.0)
     eps = 1e-4
     v0 = float(k.deriv(torch.tensor(0.0, dtype=torch.float64), 4))
-    fd = float((k.deriv(torch.tensor(eps, dtype=torch.float64), 3) - k.deriv(torch.tensor(-eps, dtype=torch.float64), 3)) / (2 * eps))
+    fd = float(
+        (
+            k.deriv(torch.tensor(eps, dtype=torch.float64), 3)
+            - k.deriv(torch.tensor(-eps, dtype=torch.float64), 3)
+        )
+        / (2 * eps)
+    )
     assert math.isclose(v0, 25.0 * float(k.weights[0]), rel_tol=1e-9)  # alpha^4 = 25 a^4
     assert math.isclose(v0, fd, rel_tol=1e-3)
 

@@ -59,7 +59,12 @@ def test_posterior_samples_match_marginal_variance():
     draws = post.sample((6000,), generator=torch.Generator().manual_seed(1))
     emp = draws.var(0)
     torch.testing.assert_close(emp, post.variance, rtol=0.12, atol=1e-12)
-    torch.testing.assert_close(draws.mean(0), post.mean, rtol=0, atol=5 * float(post.stddev.max()) / math.sqrt(6000) + 1e-12)
+    torch.testing.assert_close(
+        draws.mean(0),
+        post.mean,
+        rtol=0,
+        atol=5 * float(post.stddev.max()) / math.sqrt(6000) + 1e-12,
+    )
 
 
 def test_2d_poisson_structured_fit():
@@ -127,7 +132,9 @@ def test_bad_inputs_are_refused():
     with pytest.raises(ValueError, match="name"):
         GPPDESolver("poisson9d")
     with pytest.raises(ValueError, match="x\\[0\\]"):
-        GPPDESolver(x=[torch.tensor([0.0, 0.5, 0.4, 1.0])], source=np.zeros(4), boundary=np.zeros(4))
+        GPPDESolver(
+            x=[torch.tensor([0.0, 0.5, 0.4, 1.0])], source=np.zeros(4), boundary=np.zeros(4)
+        )
 
 
 @pytest.mark.gpu

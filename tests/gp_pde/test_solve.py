@@ -16,10 +16,17 @@ def _setup(shape, seed, q=3, c0=0.0):
     g = torch.Generator().manual_seed(seed)
     axes = [torch.linspace(0, 1 + 0.5 * j, n, dtype=F64) for j, n in enumerate(shape)]
     ks = [
-        SpectralMixture1d(q, kind=("gm", "stm")[j % 2], mu=torch.rand(q, generator=g, dtype=F64) * 3, log_a=torch.randn(q, generator=g, dtype=F64) * 0.3)
+        SpectralMixture1d(
+            q,
+            kind=("gm", "stm")[j % 2],
+            mu=torch.rand(q, generator=g, dtype=F64) * 3,
+            log_a=torch.randn(q, generator=g, dtype=F64) * 0.3,
+        )
         for j in range(len(shape))
     ]
-    op = LinearPDEOperator((2,) * len(shape), tuple(1.0 + 0.5 * j for j in range(len(shape))), c0=c0)
+    op = LinearPDEOperator(
+        (2,) * len(shape), tuple(1.0 + 0.5 * j for j in range(len(shape))), c0=c0
+    )
     fac = build_factors(ks, axes, op, eigen=True, jitter=1e-4)
     f = torch.randn(shape, generator=g, dtype=F64)
     gb = torch.randn(face_values(f, shape).shape, generator=g, dtype=F64)
@@ -33,7 +40,9 @@ shapes = st.one_of(
 
 
 @settings(max_examples=12, deadline=None)
-@given(shape=shapes, seed=st.integers(0, 10_000), tau=st.floats(0.1, 100.0), gamma=st.floats(1.0, 1e3))
+@given(
+    shape=shapes, seed=st.integers(0, 10_000), tau=st.floats(0.1, 100.0), gamma=st.floats(1.0, 1e3)
+)
 def test_kron_solve_matches_dense(shape, seed, tau, gamma):
     _, _, op, fac, f, gb = _setup(shape, seed)
     ds = DenseSolve(fac, op, "prior")
@@ -45,11 +54,15 @@ def test_kron_solve_matches_dense(shape, seed, tau, gamma):
     m = math.prod(shape)
     eye = torch.eye(m, dtype=F64).reshape(m, *shape)
     cov_k = kron_apply(ks.R, ks.precision_solve(kron_apply(ks.Rt, eye))).reshape(m, m)
-    torch.testing.assert_close(cov_k, ds.cov_u(), rtol=1e-6, atol=1e-9 * float(ds.cov_u().abs().max()))
+    torch.testing.assert_close(
+        cov_k, ds.cov_u(), rtol=1e-6, atol=1e-9 * float(ds.cov_u().abs().max())
+    )
     # structured variances on a random "test" map
     T = [torch.randn(3, n, dtype=F64) for n in shape]
     Td = kron_dense(T)
-    torch.testing.assert_close(ks.test_variance(T).reshape(-1), torch.diagonal(Td @ cov_k @ Td.mT), rtol=1e-6, atol=1e-12)
+    torch.testing.assert_close(
+        ks.test_variance(T).reshape(-1), torch.diagonal(Td @ cov_k @ Td.mT), rtol=1e-6, atol=1e-12
+    )
 
 
 @settings(max_examples=8, deadline=None)
@@ -62,7 +75,11 @@ def test_kron_logdet_and_quadratic_form_match_dense(shape, seed):
     u = f
     got = objective(fac, op, u, f, face_values(u, shape), zero, zero, 0.0, "identity")
     r = apply_operator(fac, op, u) - f
-    want = 0.5 * u.reshape(-1) @ torch.linalg.solve(C, u.reshape(-1)) + 0.5 * torch.linalg.slogdet(C)[1] + 0.5 * (r * r).sum()
+    want = (
+        0.5 * u.reshape(-1) @ torch.linalg.solve(C, u.reshape(-1))
+        + 0.5 * torch.linalg.slogdet(C)[1]
+        + 0.5 * (r * r).sum()
+    )
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-8)
 
 
@@ -82,7 +99,11 @@ def test_kron_samples_have_the_posterior_covariance():
 
 def test_operator_matches_dense_kronecker_sum():
     _, _, op, fac, f, _ = _setup((6, 7), 1, c0=-0.7)
-    A = -0.7 * torch.eye(42, dtype=F64) + op.coefs[0] * torch.kron(fac[0].D, torch.eye(7, dtype=F64)) + op.coefs[1] * torch.kron(torch.eye(6, dtype=F64), fac[1].D)
+    A = (
+        -0.7 * torch.eye(42, dtype=F64)
+        + op.coefs[0] * torch.kron(fac[0].D, torch.eye(7, dtype=F64))
+        + op.coefs[1] * torch.kron(torch.eye(6, dtype=F64), fac[1].D)
+    )
     torch.testing.assert_close(apply_operator(fac, op, f).reshape(-1), A @ f.reshape(-1))
 
 
@@ -90,7 +111,9 @@ def test_faces_adjoint():
     shape = (5, 4)
     u = torch.randn(shape, dtype=F64)
     e = torch.randn(face_values(u, shape).shape, dtype=F64)
-    torch.testing.assert_close((face_values(u, shape) * e).sum(), (u * scatter_faces(e, shape)).sum())
+    torch.testing.assert_close(
+        (face_values(u, shape) * e).sum(), (u * scatter_faces(e, shape)).sum()
+    )
 
 
 def test_kron_solve_refuses_unsupported_operators():

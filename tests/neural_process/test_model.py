@@ -262,3 +262,14 @@ def test_demo_hook(tmp_path):
     rows = demo(tmp_path, device=torch.device("cpu"))
     assert (tmp_path / "neural_process.nc").exists() and (tmp_path / "neural_process.png").exists()
     assert {r["metric"] for r in rows} >= {"nse_u", "coverage2sd_u", "nse_z"}
+
+
+def test_calibration_simulator_shapes():
+    from bayesphys.neural_process._calibration import simulate
+
+    theta, data = simulate(3, seed=0)
+    assert theta.shape == (3, 5) and len(data) == 3
+    assert data[0]["y"].shape == (54,) and data[0]["x"].shape == (54,)
+    m = tiny()
+    post = m.parameter_posterior(data[0]["x"], data[0]["y"], data[0]["w"])
+    assert post.mean.shape == (1, 5)

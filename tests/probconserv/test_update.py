@@ -190,3 +190,40 @@ def test_bad_input():
         conserve_slices(prior, torch.linspace(0, 1, 4), torch.tensor(1.0))
     with pytest.raises(TypeError, match="prior"):
         conservation_update(torch.zeros(3), torch.ones(1, 3), 1.0)
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(3, 40), seed=st.integers(0, 10_000))
+def test_nonnegative_projection_keeps_mass(n, seed):
+    from bayesphys.probconserv import project_nonnegative
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.cat(
+        [torch.zeros(1, dtype=F64), torch.rand(n - 1, dtype=F64, generator=g).sort().values + 0.01]
+    )
+    w = trapezoid_weights(x.cumsum(0))
+    draws = torch.randn(30, n, dtype=F64, generator=g)
+    b = torch.rand(30, dtype=F64, generator=g)
+    u = project_nonnegative(draws, w, b)
+    assert bool((u >= 0).all())
+    torch.testing.assert_close(u @ w, b, rtol=1e-12, atol=1e-12)
+    # already feasible draws are unchanged
+    feas = torch.rand(5, n, dtype=F64, generator=g) + 0.1
+    torch.testing.assert_close(project_nonnegative(feas, w, feas @ w), feas, rtol=1e-9, atol=1e-12)
+
+
+def test_nonnegative_posterior_from_update():
+    from bayesphys.probconserv import nonnegative_posterior
+
+    x = torch.linspace(0, 1, 21, dtype=F64)
+    mu = torch.relu(0.5 - x) - 0.02
+    prior = GaussianPosterior(mu, DiagLinearOperator(torch.full_like(mu, 1e-3)))
+    post = conserve_slices(prior, x, torch.tensor(0.125, dtype=F64))
+    nn = nonnegative_posterior(post, x, torch.tensor(0.125, dtype=F64), 200, seed=0)
+    draws = nn.draws.reshape(-1, 21)
+    assert bool((draws >= 0).all())
+    torch.testing.assert_close(draws @ trapezoid_weights(x), torch.full((200,), 0.125, dtype=F64))
+    with pytest.raises(ValueError, match="b: expected a non-negative"):
+        from bayesphys.probconserv import project_nonnegative
+
+        project_nonnegative(draws, trapezoid_weights(x), -1.0)
