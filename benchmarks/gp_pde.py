@@ -109,6 +109,52 @@ def run_one(problem: str, method: str, model_kw: dict, fit_kw: dict, budget: flo
     )
 
 
+def scaling_rows(sizes: list[int], dense_max: int, device) -> list[dict]:
+    """Time (CPU s) and memory of one exact solve of U on an n x n grid: Kronecker vs dense.
+
+    Kronecker (``KronSolve``): factors O(n^2) + capacitance (4n)^2 + a few n^2 fields. Dense: the
+    M x M system of ``DenseSolve`` (M = n^2). Memory is the float64 footprint of the largest live
+    arrays (analytic); the largest dense grid that fits in 24 GiB is reported from the same model.
+    """
+    import time
+
+    from bayesphys.gp_pde.operator import LinearPDEOperator, build_factors, with_eigen
+    from bayesphys.gp_pde.solve import DenseSolve, KronSolve
+
+    prob = "poisson2d-sin100"
+    rows = []
+    gib24 = 24 * 1024**3
+    for n in sizes:
+        m = GPPDESolver(prob, n_col=n, num_mixtures=30, device=device, seed=0)
+        op = LinearPDEOperator.for_equation("poisson", 2)
+        for kind in ("kron", "dense"):
+            if kind == "dense" and n > dense_max:
+                continue
+            t0 = time.process_time()
+            with torch.no_grad():
+                fac = build_factors(list(m.kernels), m.axes, op, jitter=1e-6)
+                if kind == "kron":
+                    KronSolve(with_eigen(fac, op), op, 1.0, 200.0).solve(m.f, m.g)
+                    mem = 8 * (12 * n * n + (4 * n) ** 2 + 10 * n * n)
+                else:
+                    DenseSolve(fac, op, "prior").solve(m.f, m.g, 1.0, 200.0)
+                    mem = 8 * 5 * (n * n) ** 2
+            dt = time.process_time() - t0
+            rows.append(
+                bench_row(
+                    "scaling-poisson2d",
+                    f"exact-solve-{kind}",
+                    {"cpu_seconds": dt, "peak_mem_mb": mem / 2**20},
+                    setting={"n": n, "M": n * n},
+                    note=None
+                    if n != sizes[-1]
+                    else f"largest n in 24 GiB: kron ~{int((gib24 / (8 * 38)) ** 0.5)}, dense ~{int((gib24 / 40) ** 0.25)} (memory model)",
+                )
+            )
+            print(f"scaling n={n:5d} {kind:5s} {dt:8.2f} cpu-s {mem / 2**20:10.1f} MB", flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> pathlib.Path:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="tiny grids, a few steps (not committed)")
@@ -117,9 +163,37 @@ def main(argv: list[str] | None = None) -> pathlib.Path:
     ap.add_argument("--only", default=None, help="comma-separated problem ids")
     ap.add_argument("--methods", default="GP-HM-ref-settings,GP-HM")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--scaling-only",
+        action="store_true",
+        help="append Kronecker-vs-dense scaling rows to the existing results",
+    )
     args = ap.parse_args(argv)
     device = resolve_device(args.device)
     torch.set_num_threads(min(torch.get_num_threads(), args.threads))
+    if args.scaling_only:
+        import json
+
+        out_dir = pathlib.Path(args.out) if args.out else None
+        res_path = (out_dir or pathlib.Path(__file__).resolve().parent / "results") / "gp_pde.json"
+        old = json.loads(res_path.read_text()) if res_path.exists() else {"rows": []}
+        rows = [r for r in old["rows"] if not r["problem"].startswith("scaling")]
+        sizes = [16, 24, 32, 48] if args.quick else [25, 50, 70, 100, 200, 400, 800]
+        rows += scaling_rows(sizes, 24 if args.quick else 70, device)
+        cmd = (
+            old.get("command", "bayesphys bench gp_pde") + " ; benchmarks/gp_pde.py --scaling-only"
+        )
+        path = write_results(
+            "gp_pde",
+            rows,
+            quick=old.get("quick", args.quick),
+            command=cmd,
+            out=args.out,
+            device=str(device),
+            extra={"note": ANCHOR_NOTE},
+        )
+        print(path)
+        return path
     table = QUICK if args.quick else OURS
     if args.only:
         table = {k: v for k, v in table.items() if k in args.only.split(",")}

@@ -64,16 +64,19 @@ def infer_constant(n: int = 64, scheme: str = "upwind", device="cpu", steps: int
         ux = 0.5 * (d1(u[1:], 1, dx, sch) + d1(u[:-1], 1, dx, sch))
         return {"pde": ut - c[0] * uxx - c[1] + c[2] * ux}
 
-    prob = DiscreteProblem({"u": (nt - 2, nx)}, {"coeff": torch.tensor([0.0, 0.0, 0.001])}, res, device=device)
+    prob = DiscreteProblem(
+        {"u": (nt - 2, nx)}, {"coeff": torch.tensor([0.0, 0.0, 0.001])}, res, device=device
+    )
     t0 = time.perf_counter()
-    xs, r = minimize(prob, method="gn", steps=steps, linear_solver="cg", cg_tol=1e-8,
-                     cg_maxiter=2000, tol=1e-12)
+    xs, r = minimize(
+        prob, method="gn", steps=steps, linear_solver="cg", cg_tol=1e-8, cg_maxiter=2000, tol=1e-12
+    )
     secs = time.perf_counter() - t0
     coeff = prob.unpack(xs)[1]["coeff"].tolist()
     return coeff, secs, r
 
 
-_ODIL_SCRIPT = r'''
+_ODIL_SCRIPT = r"""
 import sys, time, json, argparse, numpy as np, odil
 n = int(sys.argv[1])
 def ref(t, x):
@@ -102,15 +105,15 @@ state = dom.init_state(odil.State(fields={"coeff": odil.Array([0, 0, 0.001]), "u
 prob = odil.Problem(op, dom, extra)
 args = argparse.Namespace()
 p = argparse.ArgumentParser(); odil.util.add_arguments(p); odil.linsolver.add_arguments(p)
-args = p.parse_args(["--optimizer", "lbfgsb", "--multigrid", "1", "--epochs", "3000", "--double", "1", "--outdir", sys.argv[2], "--plot_every", "0", "--report_every", "1000", "--history_every", "0", "--frames", "0"])
+args = p.parse_args(["--optimizer", "lbfgsb", "--multigrid", "1", "--epochs", "3000", "--double", "1", "--outdir", sys.argv[2], "--plot_every", "100000", "--report_every", "1000", "--history_every", "100000", "--frames", "1"])
 t0 = time.time()
 try:
-    odil.optimize(args, args.optimizer, prob, state)
+    odil.optimize(args, args.optimizer, prob, state, odil.make_callback(prob, args))
 except Exception as err:  # lbfgsb signals convergence with EarlyStopError
     if type(err).__name__ != "EarlyStopError":
         raise
 print(json.dumps({"coeff": [float(v) for v in np.array(dom.field(state, "coeff"))], "seconds": time.time() - t0}))
-'''
+"""
 
 
 def run_odil_package(n: int) -> dict | None:
@@ -123,8 +126,14 @@ def run_odil_package(n: int) -> dict | None:
         env = dict(os.environ, ODIL_BACKEND="jax", ODIL_JIT="1", CUDA_VISIBLE_DEVICES="")
         t0 = time.perf_counter()
         try:
-            out = subprocess.run([py, str(script), str(n), str(Path(tmp) / "out")], capture_output=True,
-                                 text=True, timeout=600, env=env, cwd=tmp)
+            out = subprocess.run(
+                [py, str(script), str(n), str(Path(tmp) / "out")],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                env=env,
+                cwd=tmp,
+            )
         except subprocess.TimeoutExpired:
             return {"error": "timeout"}
         wall = time.perf_counter() - t0
@@ -139,35 +148,81 @@ def run_odil_package(n: int) -> dict | None:
 def bench_b0(quick: bool, device) -> list[dict]:
     rows = []
     anchors = {64: 0.0069631, 128: 0.0084651}
-    for n in ([64] if quick else [64, 128]):
+    for n in [64] if quick else [64, 128]:
         for scheme in ("upwind", "central"):
             coeff, secs, r = infer_constant(n, scheme, device)
-            anc = {"source": "odil 0.1.8 measured (anchor 7.1); target |diff-0.01|<5e-4 for 2nd order",
-                   "metrics": {"diff": anchors[n] if scheme == "upwind" else 0.01, "seconds": 10.0}}
-            rows.append(bench_row("B0", "ODIL-GN", {"diff": coeff[0], "src": coeff[1], "vel": coeff[2],
-                                                    "seconds": secs},
-                                  setting={"grid": f"{n}x{n}", "scheme": scheme, "steps": r.steps}, anchor=anc))
+            anc = {
+                "source": "odil 0.1.8 measured (anchor 7.1); target |diff-0.01|<5e-4 for 2nd order",
+                "metrics": {"diff": anchors[n] if scheme == "upwind" else 0.01, "seconds": 10.0},
+            }
+            rows.append(
+                bench_row(
+                    "B0",
+                    "ODIL-GN",
+                    {"diff": coeff[0], "src": coeff[1], "vel": coeff[2], "seconds": secs},
+                    setting={"grid": f"{n}x{n}", "scheme": scheme, "steps": r.steps},
+                    anchor=anc,
+                )
+            )
         pk = run_odil_package(n)
         if pk is None:
-            rows.append(bench_row("B0", "odil-package", {}, setting={"grid": f"{n}x{n}"},
-                                  note="odil not available (set BAYESPHYS_ODIL_PYTHON to a Python with odil + jax)"))
+            rows.append(
+                bench_row(
+                    "B0",
+                    "odil-package",
+                    {},
+                    setting={"grid": f"{n}x{n}"},
+                    note="odil not available (set BAYESPHYS_ODIL_PYTHON to a Python with odil + jax)",
+                )
+            )
         elif "error" in pk:
-            rows.append(bench_row("B0", "odil-package", {}, setting={"grid": f"{n}x{n}"},
-                                  note=f"odil run failed: {pk['error']}"))
+            rows.append(
+                bench_row(
+                    "B0",
+                    "odil-package",
+                    {},
+                    setting={"grid": f"{n}x{n}"},
+                    note=f"odil run failed: {pk['error']}",
+                )
+            )
         else:
-            rows.append(bench_row("B0", "odil-package", {"diff": pk["coeff"][0], "src": pk["coeff"][1],
-                                                         "vel": pk["coeff"][2], "seconds": pk["seconds"]},
-                                  setting={"grid": f"{n}x{n}", "scheme": "upwind", "optimizer": "lbfgsb+multigrid"},
-                                  anchor={"source": "odil 0.1.8 measured (anchor 7.1)",
-                                          "metrics": {"diff": anchors[n]}},
-                                  note=f"odil 0.1.8 + JAX CPU, process wall {pk['wall']:.1f} s"))
+            rows.append(
+                bench_row(
+                    "B0",
+                    "odil-package",
+                    {
+                        "diff": pk["coeff"][0],
+                        "src": pk["coeff"][1],
+                        "vel": pk["coeff"][2],
+                        "seconds": pk["seconds"],
+                    },
+                    setting={
+                        "grid": f"{n}x{n}",
+                        "scheme": "upwind",
+                        "optimizer": "lbfgsb+multigrid",
+                    },
+                    anchor={
+                        "source": "odil 0.1.8 measured (anchor 7.1)",
+                        "metrics": {"diff": anchors[n]},
+                    },
+                    note=f"odil 0.1.8 + JAX CPU, process wall {pk['wall']:.1f} s",
+                )
+            )
     return rows
 
 
 # ------------------------------------------------------------------------------------ glioma
 def _fit_case(p, device, pet=False):
-    m = GliomaModel(p["wm"], p["gm"], p["labels"], spacing=p["spacing"], th_up=p["th_up"],
-                    th_down=p["th_down"], pet=p["pet"] if pet else None, device=device)
+    m = GliomaModel(
+        p["wm"],
+        p["gm"],
+        p["labels"],
+        spacing=p["spacing"],
+        th_up=p["th_up"],
+        th_down=p["th_down"],
+        pet=p["pet"] if pet else None,
+        device=device,
+    )
     t0 = time.perf_counter()
     m.fit(progress=False)
     return m, time.perf_counter() - t0
@@ -181,8 +236,20 @@ def _dice(a, b):
 def bench_b1_b4(quick: bool, device) -> list[dict]:
     n_cases = 5 if quick else 50
     ph = brain_phantom(64, 2.0)
-    acc = {k: [] for k in ("rel_err_l", "rel_err_v", "focus_err_mm", "dice10", "seconds", "win", "tie",
-                           "cov_model", "cov_std")}
+    acc = {
+        k: []
+        for k in (
+            "rel_err_l",
+            "rel_err_v",
+            "focus_err_mm",
+            "dice10",
+            "seconds",
+            "win",
+            "tie",
+            "cov_model",
+            "cov_std",
+        )
+    }
     for s in range(n_cases):
         p = synthetic_patient(1000 + s, phantom=ph)
         m, secs = _fit_case(p, device)
@@ -206,20 +273,41 @@ def bench_b1_b4(quick: bool, device) -> list[dict]:
     mean = {k: float(np.mean(v)) for k, v in acc.items()}
     setting = {"grid": "64x64", "mm": 2.0, "cases": n_cases, "thresholds": "known"}
     rows = [
-        bench_row("B1", "ODIL-GN", {k: mean[k] for k in ("rel_err_l", "rel_err_v", "focus_err_mm", "dice10", "seconds")},
-                  setting=setting,
-                  anchor={"source": GLIODIL + " (targets: focus<1 mm, rel. err < 10%, <30 s)",
-                          "metrics": {"rel_err_l": 0.10, "rel_err_v": 0.10, "focus_err_mm": 1.0, "seconds": 30.0}},
-                  note=f"max rel_err_l {max(acc['rel_err_l']):.3f}, max rel_err_v {max(acc['rel_err_v']):.3f}; "
-                       "Dice@10% of the MAP forward map vs truth; reduced-space LM + tangent-linear Jacobian"),
-        bench_row("B4", "ODIL-GN", {"rt_coverage_win_rate": mean["win"], "rt_coverage": mean["cov_model"]},
-                  setting=setting | {"plan": "top-k of posterior q95 of c(T+60 d), iso-volumetric"},
-                  anchor={"source": "GliODIL Source Data (152 pts, any recurrence): +4.20 pts mean, 97/152 better; "
-                                    "target win rate >= 0.70",
-                          "metrics": {"rt_coverage_win_rate": 0.70}},
-                  note=f"ties {mean['tie']:.2f}; mean coverage gain {mean['cov_model'] - mean['cov_std']:+.3f}"),
-        bench_row("B4", "standard-margin", {"rt_coverage": mean["cov_std"]},
-                  setting=setting | {"plan": "core + 15 mm EDT, clipped to brain"}),
+        bench_row(
+            "B1",
+            "ODIL-GN",
+            {k: mean[k] for k in ("rel_err_l", "rel_err_v", "focus_err_mm", "dice10", "seconds")},
+            setting=setting,
+            anchor={
+                "source": GLIODIL + " (targets: focus<1 mm, rel. err < 10%, <30 s)",
+                "metrics": {
+                    "rel_err_l": 0.10,
+                    "rel_err_v": 0.10,
+                    "focus_err_mm": 1.0,
+                    "seconds": 30.0,
+                },
+            },
+            note=f"max rel_err_l {max(acc['rel_err_l']):.3f}, max rel_err_v {max(acc['rel_err_v']):.3f}; "
+            "Dice@10% of the MAP forward map vs truth; reduced-space LM + tangent-linear Jacobian",
+        ),
+        bench_row(
+            "B4",
+            "ODIL-GN",
+            {"rt_coverage_win_rate": mean["win"], "rt_coverage": mean["cov_model"]},
+            setting=setting | {"plan": "top-k of posterior q95 of c(T+60 d), iso-volumetric"},
+            anchor={
+                "source": "GliODIL Source Data (152 pts, any recurrence): +4.20 pts mean, 97/152 better; "
+                "target win rate >= 0.70",
+                "metrics": {"rt_coverage_win_rate": 0.70},
+            },
+            note=f"ties {mean['tie']:.2f}; mean coverage gain {mean['cov_model'] - mean['cov_std']:+.3f}",
+        ),
+        bench_row(
+            "B4",
+            "standard-margin",
+            {"rt_coverage": mean["cov_std"]},
+            setting=setting | {"plan": "core + 15 mm EDT, clipped to brain"},
+        ),
     ]
     return rows
 
@@ -234,16 +322,30 @@ def bench_b3(quick: bool, device) -> list[dict]:
         m, sec = _fit_case(p, device)
         secs.append(sec)
         tr = p["truth"]
-        t_true = torch.tensor([math.log(tr["dw"]), math.log(tr["rho"]), tr["x0"], tr["y0"]], dtype=torch.float64)
+        t_true = torch.tensor(
+            [math.log(tr["dw"]), math.log(tr["rho"]), tr["x0"], tr["y0"]], dtype=torch.float64
+        )
         sd = m.theta_cov.diagonal().sqrt().cpu()
         z.append(((m.theta.cpu() - t_true) / sd).numpy())
     z = np.array(z)
     cov = (np.abs(z) <= 1.6449).mean(0)
-    rows = [bench_row("B3", "ODIL-GN", {"coverage90": float(cov.mean()), "seconds": float(np.mean(secs))},
-                      setting={"grid": "32x32", "mm": 4.0, "cases": n_cases, "params": "log Dw, log rho, x0, y0"},
-                      anchor={"source": "anchor B3 target 0.85-0.95", "metrics": {"coverage90": 0.90}},
-                      note="per-parameter coverage " + ", ".join(f"{v:.2f}" for v in cov)
-                           + f"; mean z {np.round(z.mean(0), 2).tolist()}")]
+    rows = [
+        bench_row(
+            "B3",
+            "ODIL-GN",
+            {"coverage90": float(cov.mean()), "seconds": float(np.mean(secs))},
+            setting={
+                "grid": "32x32",
+                "mm": 4.0,
+                "cases": n_cases,
+                "params": "log Dw, log rho, x0, y0",
+            },
+            anchor={"source": "anchor B3 target 0.85-0.95", "metrics": {"coverage90": 0.90}},
+            note="per-parameter coverage "
+            + ", ".join(f"{v:.2f}" for v in cov)
+            + f"; mean z {np.round(z.mean(0), 2).tolist()}",
+        )
+    ]
     # NUTS reference on a few cases
     n_nuts = 1 if quick else 3
     ratios, speed = [], []
@@ -251,19 +353,29 @@ def bench_b3(quick: bool, device) -> list[dict]:
     for s in range(n_nuts):
         p = synthetic_patient(5000 + s, phantom=ph)
         m, sec = _fit_case(p, device)
-        draws, nsec = nuts_reference(m, num_samples=150 if quick else 400, warmup_steps=100 if quick else 300, seed=s)
+        draws, nsec = nuts_reference(
+            m, num_samples=150 if quick else 400, warmup_steps=100 if quick else 300, seed=s
+        )
         sd_n = draws[0].std(0).cpu()
         ratios.append((m.theta_cov.diagonal().sqrt().cpu() / sd_n).numpy())
         ratios_gn.append((m.laplace_covariance("gn").diagonal().sqrt().cpu() / sd_n).numpy())
         speed.append(nsec / sec)
     ratios, ratios_gn = np.array(ratios), np.array(ratios_gn)
-    rows.append(bench_row("B3", "NUTS", {"sd_ratio_vs_nuts": float(np.mean(ratios)),
-                                         "speedup_vs_nuts": float(np.mean(speed))},
-                          setting={"grid": "32x32", "cases": n_nuts, "laplace": "exact Hessian"},
-                          anchor={"source": "anchor B3 target: sd within 10%, >= 50x faster",
-                                  "metrics": {"sd_ratio_vs_nuts": 1.0, "speedup_vs_nuts": 50.0}},
-                          note="Laplace/NUTS sd per parameter " + "; ".join(", ".join(f"{v:.2f}" for v in r) for r in ratios)
-                               + f" | Gauss-Newton Laplace: mean ratio {ratios_gn.mean():.2f}"))
+    rows.append(
+        bench_row(
+            "B3",
+            "NUTS",
+            {"sd_ratio_vs_nuts": float(np.mean(ratios)), "speedup_vs_nuts": float(np.mean(speed))},
+            setting={"grid": "32x32", "cases": n_nuts, "laplace": "exact Hessian"},
+            anchor={
+                "source": "anchor B3 target: sd within 10%, >= 50x faster",
+                "metrics": {"sd_ratio_vs_nuts": 1.0, "speedup_vs_nuts": 50.0},
+            },
+            note="Laplace/NUTS sd per parameter "
+            + "; ".join(", ".join(f"{v:.2f}" for v in r) for r in ratios)
+            + f" | Gauss-Newton Laplace: mean ratio {ratios_gn.mean():.2f}",
+        )
+    )
     return rows
 
 
@@ -274,26 +386,43 @@ def bench_b6(quick: bool, device) -> list[dict]:
     ph = brain_phantom(128, 1.0)
     p = synthetic_patient(7, phantom=ph, refine=2)
     res = {}
-    for f in ([2, 4] if quick else [1, 2, 4]):
+    for f in [2, 4] if quick else [1, 2, 4]:
         if f == 1:
             wm, gm, lab = p["wm"], p["gm"], p["labels"]
         else:
             wm = F.avg_pool2d(p["wm"][None, None], f)[0, 0]
             gm = F.avg_pool2d(p["gm"][None, None], f)[0, 0]
             cc = F.avg_pool2d(p["c_true"][None, None], f)[0, 0]
-            lab = ((cc >= p["th_down"]).long() + (cc >= p["th_up"]).long()) * ((wm + gm) >= 0.1).long()
-        m = GliomaModel(wm, gm, lab, spacing=float(f), th_up=p["th_up"], th_down=p["th_down"], device=device)
+            lab = ((cc >= p["th_down"]).long() + (cc >= p["th_up"]).long()) * (
+                (wm + gm) >= 0.1
+            ).long()
+        m = GliomaModel(
+            wm, gm, lab, spacing=float(f), th_up=p["th_up"], th_down=p["th_down"], device=device
+        )
         t0 = time.perf_counter()
         m.fit(progress=False)
         res[f] = (m.theta.cpu(), m.theta_cov.diagonal().sqrt().cpu(), time.perf_counter() - t0)
     fs = sorted(res)
-    drift = max(float(((res[a][0] - res[b][0]).abs() / torch.maximum(res[a][1], res[b][1]))[:2].max())
-                for a in fs for b in fs if a < b)
-    rows = [bench_row("B6", "ODIL-GN", {"drift_sd": drift, "seconds": float(sum(r[2] for r in res.values()))},
-                      setting={"resolutions_mm": fs},
-                      anchor={"source": "anchor B6 target: drift < 1 sd", "metrics": {"drift_sd": 1.0}},
-                      note="; ".join(f"{f} mm: Dw {math.exp(float(res[f][0][0])):.3f}, rho {math.exp(float(res[f][0][1])):.3f}"
-                                     for f in fs) + f" (truth Dw {p['truth']['dw']:.3f}, rho {p['truth']['rho']:.3f})")]
+    drift = max(
+        float(((res[a][0] - res[b][0]).abs() / torch.maximum(res[a][1], res[b][1]))[:2].max())
+        for a in fs
+        for b in fs
+        if a < b
+    )
+    rows = [
+        bench_row(
+            "B6",
+            "ODIL-GN",
+            {"drift_sd": drift, "seconds": float(sum(r[2] for r in res.values()))},
+            setting={"resolutions_mm": fs},
+            anchor={"source": "anchor B6 target: drift < 1 sd", "metrics": {"drift_sd": 1.0}},
+            note="; ".join(
+                f"{f} mm: Dw {math.exp(float(res[f][0][0])):.3f}, rho {math.exp(float(res[f][0][1])):.3f}"
+                for f in fs
+            )
+            + f" (truth Dw {p['truth']['dw']:.3f}, rho {p['truth']['rho']:.3f})",
+        )
+    ]
     return rows
 
 
@@ -302,10 +431,18 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=None)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--only", default="B0,B1,B3,B6", help="comma-separated subset of B0,B1,B3,B6 (B4 runs with B1)")
+    ap.add_argument(
+        "--only",
+        default="B0,B1,B3,B6",
+        help="comma-separated subset of B0,B1,B3,B6 (B4 runs with B1)",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    out = args.out if args.out is not None else (tempfile.mkdtemp(prefix="odil-bench-") if args.quick else None)
+    out = (
+        args.out
+        if args.out is not None
+        else (tempfile.mkdtemp(prefix="odil-bench-") if args.quick else None)
+    )
     dev = torch.device(args.device)
     todo = [s.strip() for s in args.only.split(",")]
     rows: list[dict] = []
@@ -314,10 +451,16 @@ def main(argv: list[str] | None = None) -> Path:
             t0 = time.perf_counter()
             rows += fn(args.quick, dev)
             print(f"{key} done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
-    for key, why in (("B2", "atlas slice not available offline (nilearn not installed); not run"),
-                     ("B5", "3-D MNI replica not run (no atlas; 3-D code path untested at scale)")):
+    for key, why in (
+        ("B2", "atlas slice not available offline (nilearn not installed); not run"),
+        ("B5", "3-D MNI replica not run (no atlas; 3-D code path untested at scale)"),
+    ):
         rows.append(bench_row(key, "ODIL-GN", {}, note=why))
-    cmd = "bayesphys bench odil" + (" --quick" if args.quick else "") + (f" --only {args.only}" if args.only != "B0,B1,B3,B6" else "")
+    cmd = (
+        "bayesphys bench odil"
+        + (" --quick" if args.quick else "")
+        + (f" --only {args.only}" if args.only != "B0,B1,B3,B6" else "")
+    )
     path = write_results("odil", rows, quick=args.quick, command=cmd, out=out, device=str(dev))
     print(path)
     return path

@@ -155,6 +155,52 @@ def _warm_executor(name: str):
     raise ValueError(name)
 
 
+_SPIN = (
+    "import time, sys\n"
+    "n = int(sys.argv[1]); t0 = time.perf_counter(); acc = 0\n"
+    "for i in range(n):\n    acc += i * i % 7\n"
+    "print(time.perf_counter() - t0)"
+)
+
+
+def _spin(n: int, copies: int) -> list[float]:
+    """Run ``copies`` bare Python processes at once, each an ``n``-iteration loop; their times."""
+    import subprocess
+    import sys
+
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _SPIN, str(n)], stdout=subprocess.PIPE, text=True)
+        for _ in range(copies)
+    ]
+    return [float(p.communicate()[0]) for p in procs]
+
+
+def _probe_rows(quick: bool) -> list[dict]:
+    """How much parallelism the machine offers right now: the same CPU-bound loop in 1 process
+    alone vs in 2 processes at once. ``speedup = 2 t_1 / mean(t_2)`` bounds any executor."""
+    n = 3_000_000 if quick else 10_000_000
+    rows = []
+    for _ in range(1 if quick else 3):
+        load = _load()
+        t1 = _spin(n, 1)[0]
+        t2 = sum(_spin(n, WORKERS)) / WORKERS
+        speed = WORKERS * t1 / t2
+        rows.append(
+            bench_row(
+                "cpu-probe",
+                "2 processes vs 1 (pure Python loop)",
+                {"seconds": t2, "sequential_seconds": t1, "speedup": speed, "load1": load},
+                setting={"iterations": n, "workers": WORKERS},
+                anchor=ANCHOR_2X,
+                note="upper bound on any executor's speed-up at that moment",
+            )
+        )
+        print(
+            f"cpu probe: 1 proc {t1:.2f} s, 2 at once {t2:.2f} s each -> x{speed:.2f}  load {load}"
+        )
+    return rows
+
+
 def _ddp_rows(quick: bool) -> list[dict]:
     from bayesphys.examples import ddp_training
 
@@ -237,7 +283,9 @@ def main(argv: list[str] | None = None) -> Path:
         ns, size, steps = [4], {"n": 150, "m": 60}, 60
     else:
         ns, size, steps = [1, 4, 16], {"n": 300, "m": 150}, 150
-    rows = _cohort_rows(ns, available, size, steps, warm=not args.quick)
+    rows = _probe_rows(args.quick)
+    rows += _cohort_rows(ns, available, size, steps, warm=not args.quick)
+    rows += _probe_rows(args.quick)
     if not args.no_ddp:
         rows += _ddp_rows(args.quick)
     out = args.out

@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-DESCRIPTION = "ODIL/Laplace glioma inference (D, rho, focus) from segmentations + RT plan vs 1.5 cm margin"
+DESCRIPTION = (
+    "ODIL/Laplace glioma inference (D, rho, focus) from segmentations + RT plan vs 1.5 cm margin"
+)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -31,8 +33,14 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     dev = resolve_device(args.device)
     r = glioma_case(
-        Path(args.out), device=dev, seed=args.seed, small=args.smoke, pet=args.pet,
-        num_samples=40 if args.smoke else 200, progress=not args.smoke, name="glioma",
+        Path(args.out),
+        device=dev,
+        seed=args.seed,
+        small=args.smoke,
+        pet=args.pet,
+        num_samples=40 if args.smoke else 200,
+        progress=not args.smoke,
+        name="glioma",
     )
     summ = az.summary(r["idata"], var_names=["D_w", "rho", "x0", "y0", "ell", "v"], kind="stats")
     print(summ.to_string())
@@ -44,8 +52,17 @@ def main(argv: list[str] | None = None) -> dict:
         f"{r['rt_coverage_standard']:.3f}; {r['seconds']:.1f} s"
     )
     print(f"wrote {r['png']} and {r['netcdf']}")
-    keys = ("rel_err_l", "rel_err_v", "focus_err_mm", "z_log_v", "rt_coverage_model",
-            "rt_coverage_standard", "seconds", "png", "netcdf")
+    keys = (
+        "rel_err_l",
+        "rel_err_v",
+        "focus_err_mm",
+        "z_log_v",
+        "rt_coverage_model",
+        "rt_coverage_standard",
+        "seconds",
+        "png",
+        "netcdf",
+    )
     return {k: r[k] for k in keys} | {"estimates": r["estimates"], "truth": tr}
 
 

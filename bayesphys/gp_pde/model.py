@@ -124,7 +124,13 @@ class GPPDESolver:
                 # the source's periodogram peaks first, then the paper's linspace grid
                 pk = periodogram_peaks(self.f, a, j, q).cpu()
                 pk = pk[pk > 0]
-                mu, log_a = torch.cat([pk, lin])[:q], math.log(1.0 / (a[-1] - a[0]).item())
+                length = (a[-1] - a[0]).item()
+                # smooth solutions (< 4 periods of the dominant frequency across the domain) also
+                # get a zero-frequency component for trends; it hurts high-frequency problems
+                low = pk.numel() == 0 or float(pk[0]) * length < 4.0
+                head = [torch.zeros(1, dtype=self.dtype)] if low else []
+                mu = torch.cat([*head, pk, lin])[:q]
+                log_a = math.log(1.0 / length)
             else:
                 mu, log_a = lin, 0.0
             kernels.append(SpectralMixture1d(q, kind=kind, mu=mu, log_a=log_a, dtype=self.dtype))

@@ -21,8 +21,8 @@ References
 
 from .glioma import GliomaModel, model_plan, recurrence_coverage, standard_margin_plan
 from .laplace import dense_gn_matrix, field_posterior, gn_matvec, theta_covariance
-from .problem import DiscreteProblem
 from .nuts import nuts_reference
+from .problem import DiscreteProblem
 from .solvers import cg, minimize
 from .stencil import Multigrid, d1, d2, div_flux, face_average, laplacian, shift
 

@@ -40,8 +40,15 @@ def glioma_case(
     p = synthetic_patient(seed, phantom=ph)
     t0 = time.perf_counter()
     model = GliomaModel(
-        p["wm"], p["gm"], p["labels"], spacing=h, th_up=p["th_up"], th_down=p["th_down"],
-        pet=p["pet"] if pet else None, device=device, seed=seed,
+        p["wm"],
+        p["gm"],
+        p["labels"],
+        spacing=h,
+        th_up=p["th_up"],
+        th_down=p["th_down"],
+        pet=p["pet"] if pet else None,
+        device=device,
+        seed=seed,
     )
     res = model.fit(progress=progress)
     post = model.posterior(num_samples=num_samples, seed=seed)
@@ -56,22 +63,29 @@ def glioma_case(
     labels = p["labels"].cpu()
     rec = (p["c_future"].cpu() >= p["th_down"]) & (labels < 2)
     std = standard_margin_plan(labels, brain, h, 15.0)
-    future = model.posterior(num_samples=max(num_samples // 2, 10), seed=seed, t_end=p["t_end"] + 60.0)
+    future = model.posterior(
+        num_samples=max(num_samples // 2, 10), seed=seed, t_end=p["t_end"] + 60.0
+    )
     score = future.quantile([0.95])[0].cpu()
     mine = model_plan(score, brain, int(std.sum()))
     cov_std, cov_model = recurrence_coverage(std, rec), recurrence_coverage(mine, rec)
     fig, ax = plt.subplots(2, 4, figsize=(13, 6.5))
     ext = [0, n * h, n * h, 0]
     panels = [
-        (labels, "segmentation (2 core, 1 edema)"), (p["c_true"].cpu(), "true c(T)"),
-        (q50, "posterior median c(T)"), (q95 - q05, "90% band width"),
-        (q05, "5% quantile"), (q95, "95% quantile"),
+        (labels, "segmentation (2 core, 1 edema)"),
+        (p["c_true"].cpu(), "true c(T)"),
+        (q50, "posterior median c(T)"),
+        (q95 - q05, "90% band width"),
+        (q05, "5% quantile"),
+        (q95, "95% quantile"),
         (std.double() + 2 * rec.double(), f"15 mm margin ({cov_std:.0%} of recurrence)"),
         (mine.double() + 2 * rec.double(), f"posterior plan ({cov_model:.0%})"),
     ]
     for a, (img, title) in zip(ax.flat, panels):
         im = a.imshow(img.T, origin="upper", extent=ext, cmap="magma")
-        a.contour(brain.T.numpy(), levels=[0.5], colors="w", linewidths=0.5, extent=[0, n * h, 0, n * h])
+        a.contour(
+            brain.T.numpy(), levels=[0.5], colors="w", linewidths=0.5, extent=[0, n * h, 0, n * h]
+        )
         a.set_title(title, fontsize=8)
         a.set_xticks([])
         a.set_yticks([])
@@ -87,11 +101,20 @@ def glioma_case(
     plt.close(fig)
     lv = math.log(est["v"] / tr["v"]) / max(est["sd_log_v"], 1e-12)
     return {
-        "idata": idata, "model": model, "result": res, "netcdf": str(nc), "png": str(png),
-        "estimates": est, "truth": tr, "seconds": seconds,
-        "rel_err_l": abs(est["ell"] / tr["ell"] - 1), "rel_err_v": abs(est["v"] / tr["v"] - 1),
+        "idata": idata,
+        "model": model,
+        "result": res,
+        "netcdf": str(nc),
+        "png": str(png),
+        "estimates": est,
+        "truth": tr,
+        "seconds": seconds,
+        "rel_err_l": abs(est["ell"] / tr["ell"] - 1),
+        "rel_err_v": abs(est["v"] / tr["v"] - 1),
         "focus_err_mm": math.hypot(est["x0"] - tr["x0"], est["y0"] - tr["y0"]),
-        "z_log_v": lv, "rt_coverage_model": cov_model, "rt_coverage_standard": cov_std,
+        "z_log_v": lv,
+        "rt_coverage_model": cov_model,
+        "rt_coverage_standard": cov_std,
     }
 
 
@@ -103,10 +126,20 @@ def demo(out_dir: Path, *, device: torch.device, seed: int = 0) -> list[dict]:
         ("rel_err_v", r["rel_err_v"], "< 0.10 (anchor B1)"),
         ("focus_err_mm", r["focus_err_mm"], "< 1 voxel (4 mm)"),
         ("z_log_v", r["z_log_v"], "|z| < 2"),
-        ("rt_coverage_model", r["rt_coverage_model"], f">= 15 mm margin ({r['rt_coverage_standard']:.2f})"),
+        (
+            "rt_coverage_model",
+            r["rt_coverage_model"],
+            f">= 15 mm margin ({r['rt_coverage_standard']:.2f})",
+        ),
         ("seconds", r["seconds"], "< 30"),
     ]
     return [
-        {"component": "odil", "problem": "glioma-phantom-32", "metric": m, "value": float(v), "target": t}
+        {
+            "component": "odil",
+            "problem": "glioma-phantom-32",
+            "metric": m,
+            "value": float(v),
+            "target": t,
+        }
         for m, v, t in rows
     ]

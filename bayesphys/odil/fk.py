@@ -45,7 +45,9 @@ def tissue_faces(
     layer and wherever a neighbour is not tissue).
     """
     if wm.shape != gm.shape:
-        raise ValueError(f"gm: expected the shape of wm {tuple(wm.shape)}, received {tuple(gm.shape)}")
+        raise ValueError(
+            f"gm: expected the shape of wm {tuple(wm.shape)}, received {tuple(gm.shape)}"
+        )
     tissue = ((wm + gm) >= threshold).to(wm.dtype)
     out = []
     for k in range(wm.ndim):

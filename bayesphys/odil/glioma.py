@@ -48,11 +48,15 @@ from ..inference_data import build_inference_data
 from ..posterior import GaussianPosterior, SamplePosterior
 from .fk import fk_forward, fk_forward_tangent, initial_condition, stable_steps, tissue_faces
 from .problem import DiscreteProblem
-from .solvers import dense_jacobian, minimize
+from .solvers import minimize
 
 __all__ = ["GliomaModel", "standard_margin_plan", "model_plan", "recurrence_coverage"]
 
-_DEFAULT_PRIOR = {"log_dw": (math.log(0.22), 1.0), "log_rho": (math.log(0.05), 1.0), "focus_sd": 15.0}
+_DEFAULT_PRIOR = {
+    "log_dw": (math.log(0.22), 1.0),
+    "log_rho": (math.log(0.05), 1.0),
+    "focus_sd": 15.0,
+}
 
 
 class GliomaModel:
@@ -67,7 +71,7 @@ class GliomaModel:
     pet: optional PET map ``[*grid]``, modelled as ``pet_scale * c + N(0, pet_sigma^2)`` on
         lesion voxels.
     seg_sigma: :math:`\sigma_s`. noise_corr_mm: correlation length :math:`\lambda` of the
-        data errors (``None``: 2 voxels).
+        data errors in mm (default 4 mm, calibrated in benchmark B3; at least one voxel is used).
     d_max: upper bound of :math:`D_w` used to fix the stable explicit time step.
     prior: ``{"log_dw": (mean, sd), "log_rho": (mean, sd), "focus_sd": mm}`` (focus prior is
         centred on the lesion centroid).
@@ -94,7 +98,7 @@ class GliomaModel:
         pet_scale: float = 0.75,
         pet_sigma: float = 0.05,
         seg_sigma: float = 0.05,
-        noise_corr_mm: float | None = None,
+        noise_corr_mm: float = 4.0,
         d_max: float = 1.0,
         prior: dict | None = None,
         focus_init: Any = None,
@@ -108,7 +112,9 @@ class GliomaModel:
         self.wm = as_tensor("wm", wm, dtype=self.dtype, device=self.device)
         self.gm = as_tensor("gm", gm, dtype=self.dtype, device=self.device)
         if self.wm.ndim not in (2, 3):
-            raise ValueError(f"wm: expected a 2-D or 3-D map, received shape {tuple(self.wm.shape)}")
+            raise ValueError(
+                f"wm: expected a 2-D or 3-D map, received shape {tuple(self.wm.shape)}"
+            )
         shape = tuple(self.wm.shape)
         if tuple(self.gm.shape) != shape:
             raise ValueError(f"gm: expected shape {shape} (as wm), received {tuple(self.gm.shape)}")
@@ -130,8 +136,15 @@ class GliomaModel:
             raise ValueError(
                 f"th_down, th_up: expected 0 < th_down < th_up < 1, received {th_down}, {th_up}"
             )
-        for name, v in (("spacing", spacing), ("t_end", t_end), ("dg_ratio", dg_ratio),
-                        ("seg_sigma", seg_sigma), ("d_max", d_max), ("pet_sigma", pet_sigma)):
+        for name, v in (
+            ("spacing", spacing),
+            ("t_end", t_end),
+            ("dg_ratio", dg_ratio),
+            ("seg_sigma", seg_sigma),
+            ("d_max", d_max),
+            ("pet_sigma", pet_sigma),
+            ("noise_corr_mm", noise_corr_mm),
+        ):
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"{name}: expected a positive finite number, received {v!r}")
         self.pet = None
@@ -143,11 +156,18 @@ class GliomaModel:
         if bool(((lab > 0) & (self.brain == 0)).any()):
             raise ValueError("labels: lesion voxels found outside the brain (wm + gm < 0.1)")
         self.config = {
-            "spacing": float(spacing), "th_up": float(th_up), "th_down": float(th_down),
-            "t_end": float(t_end), "dg_ratio": float(dg_ratio), "pet_scale": float(pet_scale),
-            "pet_sigma": float(pet_sigma), "seg_sigma": float(seg_sigma),
-            "noise_corr_mm": float(2 * spacing if noise_corr_mm is None else noise_corr_mm),
-            "d_max": float(d_max), "prior": dict(_DEFAULT_PRIOR, **(prior or {})), "seed": seed,
+            "spacing": float(spacing),
+            "th_up": float(th_up),
+            "th_down": float(th_down),
+            "t_end": float(t_end),
+            "dg_ratio": float(dg_ratio),
+            "pet_scale": float(pet_scale),
+            "pet_sigma": float(pet_sigma),
+            "seg_sigma": float(seg_sigma),
+            "noise_corr_mm": float(max(noise_corr_mm, spacing)),
+            "d_max": float(d_max),
+            "prior": dict(_DEFAULT_PRIOR, **(prior or {})),
+            "seed": seed,
             "crop_margin_mm": crop_margin_mm,
         }
         self.ndim = len(shape)
@@ -158,7 +178,9 @@ class GliomaModel:
             nz = (lab > 0).nonzero()
             pad = int(math.ceil(crop_margin_mm / spacing))
             self.crop = tuple(
-                slice(max(0, int(nz[:, k].min()) - pad), min(shape[k], int(nz[:, k].max()) + pad + 1))
+                slice(
+                    max(0, int(nz[:, k].min()) - pad), min(shape[k], int(nz[:, k].max()) + pad + 1)
+                )
                 for k in range(self.ndim)
             )
         self.origin = [sl.start * spacing for sl in self.crop]
@@ -186,7 +208,9 @@ class GliomaModel:
     # -- model ------------------------------------------------------------------------------
     def _check_focus(self, f: Tensor, name: str) -> None:
         if f.shape != (self.ndim,):
-            raise ValueError(f"{name}: expected {self.ndim} coordinates (mm), received {tuple(f.shape)}")
+            raise ValueError(
+                f"{name}: expected {self.ndim} coordinates (mm), received {tuple(f.shape)}"
+            )
         idx = torch.floor(f / self.config["spacing"]).long()
         inside = all(0 <= int(idx[k]) < self.full_shape[k] for k in range(self.ndim))
         if not inside or float(self.brain[tuple(idx.tolist())]) == 0:
@@ -197,7 +221,9 @@ class GliomaModel:
 
     def full(self, c: Tensor) -> Tensor:
         """Embed a cropped field ``[..., *crop]`` into the whole grid ``[..., *full]`` (zeros)."""
-        out = torch.zeros((*c.shape[: c.ndim - self.ndim], *self.full_shape), dtype=c.dtype, device=c.device)
+        out = torch.zeros(
+            (*c.shape[: c.ndim - self.ndim], *self.full_shape), dtype=c.dtype, device=c.device
+        )
         out[(..., *self.crop)] = c
         return out
 
@@ -206,11 +232,21 @@ class GliomaModel:
         (differentiable); :meth:`full` embeds it in the whole grid."""
         cfg = self.config
         t = cfg["t_end"] if t_end is None else t_end
-        steps = self.steps if t_end is None else stable_steps(t, cfg["d_max"], cfg["spacing"], self.ndim)
+        steps = (
+            self.steps
+            if t_end is None
+            else stable_steps(t, cfg["d_max"], cfg["spacing"], self.ndim)
+        )
         c0 = initial_condition(self.shape, theta[2:], cfg["spacing"], origin=self.origin)
         return fk_forward(
-            c0, self.faces, torch.exp(theta[0]), torch.exp(theta[1]),
-            t_end=t, steps=steps, spacing=cfg["spacing"], tissue=self._brain,
+            c0,
+            self.faces,
+            torch.exp(theta[0]),
+            torch.exp(theta[1]),
+            t_end=t,
+            steps=steps,
+            spacing=cfg["spacing"],
+            tissue=self._brain,
         )
 
     def jacobian(self, theta: Tensor) -> tuple[Tensor, Tensor]:
@@ -223,7 +259,8 @@ class GliomaModel:
         c0 = initial_condition(self.shape, foc, cfg["spacing"], origin=self.origin)
         # d c0 / d focus_k = c0 * (x_k - focus_k) / w^2   (w = 3 mm)
         axes = [
-            self.origin[k] + (torch.arange(n, dtype=self.dtype, device=self.device) + 0.5) * cfg["spacing"]
+            self.origin[k]
+            + (torch.arange(n, dtype=self.dtype, device=self.device) + 0.5) * cfg["spacing"]
             for k, n in enumerate(self.shape)
         ]
         grids = torch.meshgrid(*axes, indexing="ij")
@@ -233,22 +270,29 @@ class GliomaModel:
         dw, rho = torch.exp(theta[0]), torch.exp(theta[1])
         e = torch.eye(p, dtype=self.dtype, device=self.device)
         c, dc = fk_forward_tangent(
-            c0, dc0, self.faces, dw, rho, dw * e[:, 0], rho * e[:, 1],
-            t_end=cfg["t_end"], steps=self.steps, spacing=cfg["spacing"], tissue=self._brain,
+            c0,
+            dc0,
+            self.faces,
+            dw,
+            rho,
+            dw * e[:, 0],
+            rho * e[:, 1],
+            t_end=cfg["t_end"],
+            steps=self.steps,
+            spacing=cfg["spacing"],
+            tissue=self._brain,
         )
-        m = self._brain > 0
 
         def data_vec(cc):
             return torch.cat([v.reshape(-1) for v in self._data_residuals(cc).values()])
 
-        r_data, vjp_unused = data_vec(c), None
+        r_data = data_vec(c)
         cols = []
         for j in range(p):
             cols.append(torch.func.jvp(data_vec, (c,), (dc[j],))[1])
         j_data = torch.stack(cols, 1)
         r_prior = self._prior_residuals(theta)
         j_prior = torch.func.jacfwd(self._prior_residuals)(theta)
-        del m, vjp_unused
         return torch.cat([r_data, r_prior]), torch.cat([j_data, j_prior], 0)
 
     def _data_residuals(self, c: Tensor) -> dict[str, Tensor]:
@@ -268,11 +312,13 @@ class GliomaModel:
 
     def _prior_residuals(self, theta: Tensor) -> Tensor:
         pr = self.config["prior"]
-        return torch.cat([
-            ((theta[0] - pr["log_dw"][0]) / pr["log_dw"][1]).reshape(1),
-            ((theta[1] - pr["log_rho"][0]) / pr["log_rho"][1]).reshape(1),
-            (theta[2:] - self.centroid) / pr["focus_sd"],
-        ])
+        return torch.cat(
+            [
+                ((theta[0] - pr["log_dw"][0]) / pr["log_dw"][1]).reshape(1),
+                ((theta[1] - pr["log_rho"][0]) / pr["log_rho"][1]).reshape(1),
+                (theta[2:] - self.centroid) / pr["focus_sd"],
+            ]
+        )
 
     def residuals(self, theta: Tensor) -> dict[str, Tensor]:
         """Weighted residuals (data + prior) at ``theta``; loss = 0.5 * sum of squares."""
@@ -283,16 +329,24 @@ class GliomaModel:
     def problem(self) -> DiscreteProblem:
         """The reduced discrete problem over ``theta`` (no field unknowns)."""
         return DiscreteProblem(
-            {}, {"theta": self._theta0()}, lambda f, p: self.residuals(p["theta"]),
-            device=self.device, dtype=self.dtype,
+            {},
+            {"theta": self._theta0()},
+            lambda f, p: self.residuals(p["theta"]),
+            device=self.device,
+            dtype=self.dtype,
         )
 
     def _theta0(self) -> Tensor:
-        return torch.cat([
-            torch.tensor([self.config["prior"]["log_dw"][0], self.config["prior"]["log_rho"][0]],
-                         dtype=self.dtype, device=self.device),
-            self.focus_init,
-        ])
+        return torch.cat(
+            [
+                torch.tensor(
+                    [self.config["prior"]["log_dw"][0], self.config["prior"]["log_rho"][0]],
+                    dtype=self.dtype,
+                    device=self.device,
+                ),
+                self.focus_init,
+            ]
+        )
 
     def loss(self, theta: Tensor) -> Tensor:
         r = torch.cat([v.reshape(-1) for v in self.residuals(theta).values()])
@@ -337,8 +391,15 @@ class GliomaModel:
                         best, best_loss = cand, val
         prob = self.problem()
         x, res = minimize(
-            prob, best, method="lm", steps=steps, linear_solver="dense", tol=1e-9,
-            progress=progress, damping=1e-2, jacobian=self.jacobian,
+            prob,
+            best,
+            method="lm",
+            steps=steps,
+            linear_solver="dense",
+            tol=1e-9,
+            progress=progress,
+            damping=1e-2,
+            jacobian=self.jacobian,
         )
         if math.exp(float(x[0])) > self.config["d_max"]:
             res.message += f"; warning: D_w above d_max={self.config['d_max']} (time step unstable)"
@@ -392,11 +453,18 @@ class GliomaModel:
         t_end = cfg["t_end"]
         dt = t_end / (nt - 1)
         sub = max(1, self.steps // (nt - 1))
-        steps = sub * (nt - 1)
+        fwd_steps = sub * (nt - 1)
         c0 = initial_condition(self.shape, self.theta[2:], cfg["spacing"], origin=self.origin)
         _, traj = fk_forward(
-            c0, self.faces, torch.exp(self.theta[0]), torch.exp(self.theta[1]), t_end=t_end,
-            steps=steps, spacing=cfg["spacing"], tissue=self._brain, save_every=sub,
+            c0,
+            self.faces,
+            torch.exp(self.theta[0]),
+            torch.exp(self.theta[1]),
+            t_end=t_end,
+            steps=fwd_steps,
+            spacing=cfg["spacing"],
+            tissue=self._brain,
+            save_every=sub,
         )
         mask = self._brain
 
@@ -404,20 +472,44 @@ class GliomaModel:
             th = p["theta"]
             c0_ = initial_condition(self.shape, th[2:], cfg["spacing"], origin=self.origin) * mask
             c = torch.cat([c0_[None], f["c"] * mask], 0)
-            pde = fk_residual(c, self.faces, torch.exp(th[0]), torch.exp(th[1]), dt=dt,
-                              spacing=cfg["spacing"], scheme="cn") * mask
+            pde = (
+                fk_residual(
+                    c,
+                    self.faces,
+                    torch.exp(th[0]),
+                    torch.exp(th[1]),
+                    dt=dt,
+                    spacing=cfg["spacing"],
+                    scheme="cn",
+                )
+                * mask
+            )
             out = {"pde": pde / sigma_pde}
             out.update(self._data_residuals(c[-1]))
             out["prior"] = self._prior_residuals(th)
             return out
 
-        prob = DiscreteProblem({"c": (nt - 1, *self.shape)}, {"theta": self.theta}, res,
-                               device=self.device, dtype=self.dtype)
+        prob = DiscreteProblem(
+            {"c": (nt - 1, *self.shape)},
+            {"theta": self.theta},
+            res,
+            device=self.device,
+            dtype=self.dtype,
+        )
         x0 = prob.pack({"c": traj[1:].detach()}, {"theta": self.theta})
         t0 = time.perf_counter()
-        x, out = minimize(prob, x0, method="lm", steps=steps if False else 8, damping=1e-3,
-                          linear_solver="cg", cg_tol=1e-6, cg_maxiter=cg_maxiter, tol=1e-8,
-                          progress=progress)
+        x, out = minimize(
+            prob,
+            x0,
+            method="lm",
+            steps=steps,
+            damping=1e-3,
+            linear_solver="cg",
+            cg_tol=1e-6,
+            cg_maxiter=cg_maxiter,
+            tol=1e-8,
+            progress=progress,
+        )
         theta = prob.unpack(x)[1]["theta"].detach()
         cov, info = theta_covariance(prob, x, ["theta"], cg_tol=1e-8, cg_maxiter=4 * cg_maxiter)
         self.theta, self.theta_cov = theta, cov
@@ -452,14 +544,21 @@ class GliomaModel:
         self._require_fit()
         return GaussianPosterior(self.theta, self.theta_cov)
 
-    def theta_draws(self, num_samples: int = 200, num_chains: int = 1, seed: int | None = 0) -> Tensor:
+    def theta_draws(
+        self, num_samples: int = 200, num_chains: int = 1, seed: int | None = 0
+    ) -> Tensor:
         """Draws ``[chain, draw, 2 + d]`` of the Laplace posterior."""
         gen = torch.Generator(device=self.device)
         gen.manual_seed(0 if seed is None else int(seed))
         return self.theta_posterior().sample((num_chains, num_samples), generator=gen)
 
     def posterior(
-        self, x: Any = None, *, num_samples: int = 100, seed: int | None = 0, t_end: float | None = None
+        self,
+        x: Any = None,
+        *,
+        num_samples: int = 100,
+        seed: int | None = 0,
+        t_end: float | None = None,
     ) -> SamplePosterior:
         r"""Posterior of the tumour-cell map :math:`c(T)` (or at ``t_end``): forward solves of
         Laplace draws of :math:`\theta`, a :class:`SamplePosterior` with draws
@@ -469,7 +568,9 @@ class GliomaModel:
             fields = self.full(torch.stack([self.forward(t, t_end) for t in draws]))
         return SamplePosterior(fields[None], event_ndim=self.ndim)
 
-    def to_inference_data(self, *, num_samples: int = 200, seed: int | None = 0, field: bool = True):
+    def to_inference_data(
+        self, *, num_samples: int = 200, seed: int | None = 0, field: bool = True
+    ):
         r"""ArviZ InferenceData: named draws ``D_w, rho, x0, y0[, z0], ell, v`` ``[chain, draw]``,
         the map ``c`` (if ``field``), observed labels and the pointwise log likelihood of
         the thresholds."""
@@ -486,12 +587,15 @@ class GliomaModel:
         coords = {}
         if field:
             with torch.no_grad():
-                c = self.full(torch.stack([torch.stack([self.forward(t) for t in ch]) for ch in th]))
+                c = self.full(
+                    torch.stack([torch.stack([self.forward(t) for t in ch]) for ch in th])
+                )
             post["c"] = c
             names = ["x", "y", "z"][: self.ndim]
             dims = {"c": names, "labels": names}
             coords = {
-                n: (np.arange(s) + 0.5) * self.config["spacing"] for n, s in zip(names, self.full_shape)
+                n: (np.arange(s) + 0.5) * self.config["spacing"]
+                for n, s in zip(names, self.full_shape)
             }
         return build_inference_data(
             posterior=post, observed_data={"labels": self.labels}, coords=coords, dims=dims
@@ -500,7 +604,9 @@ class GliomaModel:
     # -- persistence ----------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         state = {
-            "wm": self.wm.cpu(), "gm": self.gm.cpu(), "labels": self.labels.cpu(),
+            "wm": self.wm.cpu(),
+            "gm": self.gm.cpu(),
+            "labels": self.labels.cpu(),
             "pet": None if self.pet is None else self.pet.cpu(),
             "focus_init": self.focus_init.cpu(),
             "theta": None if self.theta is None else self.theta.cpu(),
@@ -514,13 +620,26 @@ class GliomaModel:
         ck = load_checkpoint(path, kind=cls.kind)
         cfg, st = ck["config"], ck["state"]
         model = cls(
-            st["wm"], st["gm"], st["labels"], pet=st["pet"], focus_init=st["focus_init"],
-            spacing=cfg["spacing"], th_up=cfg["th_up"], th_down=cfg["th_down"],
-            t_end=cfg["t_end"], dg_ratio=cfg["dg_ratio"], pet_scale=cfg["pet_scale"],
-            pet_sigma=cfg["pet_sigma"], seg_sigma=cfg["seg_sigma"],
-            noise_corr_mm=cfg["noise_corr_mm"], d_max=cfg["d_max"], prior=cfg["prior"],
+            st["wm"],
+            st["gm"],
+            st["labels"],
+            pet=st["pet"],
+            focus_init=st["focus_init"],
+            spacing=cfg["spacing"],
+            th_up=cfg["th_up"],
+            th_down=cfg["th_down"],
+            t_end=cfg["t_end"],
+            dg_ratio=cfg["dg_ratio"],
+            pet_scale=cfg["pet_scale"],
+            pet_sigma=cfg["pet_sigma"],
+            seg_sigma=cfg["seg_sigma"],
+            noise_corr_mm=cfg["noise_corr_mm"],
+            d_max=cfg["d_max"],
+            prior=cfg["prior"],
             crop_margin_mm=cfg["crop_margin_mm"],
-            device=device, dtype=st["dtype"].removeprefix("torch."), seed=cfg["seed"],
+            device=device,
+            dtype=st["dtype"].removeprefix("torch."),
+            seed=cfg["seed"],
         )
         dev = model.device
         model.theta = None if st["theta"] is None else st["theta"].to(dev)
@@ -537,7 +656,9 @@ def _distance_mm(mask: Tensor, spacing: float) -> Tensor:
     return torch.as_tensor(d, dtype=torch.float64, device=mask.device)
 
 
-def standard_margin_plan(labels: Tensor, brain: Tensor, spacing: float, margin_mm: float = 15.0) -> Tensor:
+def standard_margin_plan(
+    labels: Tensor, brain: Tensor, spacing: float, margin_mm: float = 15.0
+) -> Tensor:
     """Core (label 2; label >= 1 if no core) dilated by ``margin_mm`` (Euclidean), within the brain."""
     core = labels == 2
     if int(core.sum()) == 0:
@@ -548,7 +669,9 @@ def standard_margin_plan(labels: Tensor, brain: Tensor, spacing: float, margin_m
 def model_plan(score: Tensor, brain: Tensor, volume: int) -> Tensor:
     """Iso-volumetric plan: the ``volume`` brain voxels of highest ``score`` (e.g. a posterior
     quantile of the tumour-cell map)."""
-    s = torch.where(brain > 0, score.to(torch.float64), torch.full_like(score, -math.inf, dtype=torch.float64))
+    s = torch.where(
+        brain > 0, score.to(torch.float64), torch.full_like(score, -math.inf, dtype=torch.float64)
+    )
     idx = torch.topk(s.reshape(-1), int(volume)).indices
     plan = torch.zeros(s.numel(), dtype=torch.bool, device=s.device)
     plan[idx] = True

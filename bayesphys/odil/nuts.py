@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 
-import torch
 from torch import Tensor
 
 __all__ = ["nuts_reference"]
@@ -40,12 +39,27 @@ def nuts_reference(
     def potential(params):
         return model.loss(params["theta"])
 
-    kernel = NUTS(potential_fn=potential, max_tree_depth=max_tree_depth, adapt_mass_matrix=True,
-                  full_mass=False, step_size=0.1)
-    init = {"theta": model.theta.clone().repeat(num_chains, 1) if num_chains > 1 else model.theta.clone()}
+    kernel = NUTS(
+        potential_fn=potential,
+        max_tree_depth=max_tree_depth,
+        adapt_mass_matrix=True,
+        full_mass=False,
+        step_size=0.1,
+    )
+    init = {
+        "theta": model.theta.clone().repeat(num_chains, 1)
+        if num_chains > 1
+        else model.theta.clone()
+    }
     t0 = time.perf_counter()
-    mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=warmup_steps, num_chains=num_chains,
-                initial_params=init, disable_progbar=not progress)
+    mcmc = MCMC(
+        kernel,
+        num_samples=num_samples,
+        warmup_steps=warmup_steps,
+        num_chains=num_chains,
+        initial_params=init,
+        disable_progbar=not progress,
+    )
     mcmc.run()
     secs = time.perf_counter() - t0
     draws = mcmc.get_samples(group_by_chain=True)["theta"]

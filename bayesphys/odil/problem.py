@@ -66,16 +66,16 @@ class DiscreteProblem:
         dtype: torch.dtype | str | None = None,
     ) -> None:
         if not callable(residuals):
-            raise TypeError(
-                f"residuals: expected a callable, received {type(residuals).__name__}"
-            )
+            raise TypeError(f"residuals: expected a callable, received {type(residuals).__name__}")
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
         self.residual_fn = residuals
         self.field_shapes = {k: tuple(int(s) for s in v) for k, v in fields.items()}
         for k, s in self.field_shapes.items():
             if not s or any(n < 1 for n in s):
-                raise ValueError(f"fields[{k!r}]: expected a non-empty positive shape, received {s}")
+                raise ValueError(
+                    f"fields[{k!r}]: expected a non-empty positive shape, received {s}"
+                )
         self.multigrid: dict[str, Multigrid] = {}
         for k, lv in (multigrid or {}).items():
             if k not in self.field_shapes:
@@ -110,11 +110,17 @@ class DiscreteProblem:
             if fields is not None and k in fields:
                 u = torch.as_tensor(fields[k], dtype=self.dtype, device=self.device)
                 if tuple(u.shape) != s:
-                    raise ValueError(f"fields[{k!r}]: expected shape {s}, received {tuple(u.shape)}")
-                x[self.slices[k]] = self.multigrid[k].from_fine(u) if k in self.multigrid else u.reshape(-1)
+                    raise ValueError(
+                        f"fields[{k!r}]: expected shape {s}, received {tuple(u.shape)}"
+                    )
+                x[self.slices[k]] = (
+                    self.multigrid[k].from_fine(u) if k in self.multigrid else u.reshape(-1)
+                )
         for k, v in self.param_init.items():
             val = v if params is None or k not in params else params[k]
-            x[self.slices[k]] = torch.as_tensor(val, dtype=self.dtype, device=self.device).reshape(-1)
+            x[self.slices[k]] = torch.as_tensor(val, dtype=self.dtype, device=self.device).reshape(
+                -1
+            )
         return x
 
     def unpack(self, x: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
@@ -151,7 +157,7 @@ class DiscreteProblem:
         return 0.5 * (r * r).sum()
 
     def loss_terms(self, x: Tensor) -> dict[str, float]:
-        """Per-term :math:`\tfrac12\lVert r_k\rVert^2` as floats (for reports)."""
+        r"""Per-term :math:`\tfrac12\lVert r_k\rVert^2` as floats (for reports)."""
         with torch.no_grad():
             return {k: 0.5 * float((v * v).sum()) for k, v in self.terms(x).items()}
 

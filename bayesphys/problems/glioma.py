@@ -34,9 +34,7 @@ GLIOMA_PRIOR = {"dw": (0.1, 0.5), "rho": (0.025, 0.1), "t_end": 100.0, "dg_ratio
 def _smooth(a: Tensor) -> Tensor:
     k = torch.tensor([0.25, 0.5, 0.25], dtype=a.dtype, device=a.device)
     for ax in range(a.ndim):
-        a = (
-            k[0] * torch.roll(a, 1, ax) + k[1] * a + k[2] * torch.roll(a, -1, ax)
-        )
+        a = k[0] * torch.roll(a, 1, ax) + k[1] * a + k[2] * torch.roll(a, -1, ax)
     return a
 
 
@@ -114,7 +112,9 @@ def synthetic_patient(
     n = ph["wm"].shape[0]
 
     def logu(lo, hi):
-        return math.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * float(torch.rand((), generator=g)))
+        return math.exp(
+            math.log(lo) + (math.log(hi) - math.log(lo)) * float(torch.rand((), generator=g))
+        )
 
     dw = logu(*GLIOMA_PRIOR["dw"]) if dw is None else float(dw)
     rho = logu(*GLIOMA_PRIOR["rho"]) if rho is None else float(rho)
@@ -129,9 +129,13 @@ def synthetic_patient(
     faces = tissue_faces(ph["wm"], ph["gm"], dg_ratio=dg_ratio)
     c0 = initial_condition(ph["wm"].shape, foc, spacing)
     steps = refine * stable_steps(t_end, dw, spacing, 2)
-    c = fk_forward(c0, faces, dw, rho, t_end=t_end, steps=steps, spacing=spacing, tissue=ph["brain"])
+    c = fk_forward(
+        c0, faces, dw, rho, t_end=t_end, steps=steps, spacing=spacing, tissue=ph["brain"]
+    )
     fsteps = refine * stable_steps(future_days, dw, spacing, 2)
-    cf = fk_forward(c, faces, dw, rho, t_end=future_days, steps=fsteps, spacing=spacing, tissue=ph["brain"])
+    cf = fk_forward(
+        c, faces, dw, rho, t_end=future_days, steps=fsteps, spacing=spacing, tissue=ph["brain"]
+    )
     labels = segment(c, th_up, th_down, ph["brain"])
     noise = 0.02 * torch.randn(c.shape, generator=g, dtype=dtype).to(device)
     pet = (0.75 * c + noise) * (labels > 0).to(dtype)

@@ -11,7 +11,9 @@ def test_knn_adjacency_degree_and_no_self_loops():
     assert float(a.diagonal().abs().sum()) == 0
     # neighbours really are the nearest
     d = torch.cdist(x, x) + torch.eye(30) * 1e9
-    assert torch.equal(a[0].nonzero().flatten().sort().values, d[0].topk(5, largest=False).indices.sort().values)
+    assert torch.equal(
+        a[0].nonzero().flatten().sort().values, d[0].topk(5, largest=False).indices.sort().values
+    )
     # k larger than n - 1 is clipped
     assert torch.equal(knn_adjacency(x[:4], 50).sum(-1), torch.full((4,), 3.0))
 

@@ -6,7 +6,17 @@ import torch
 from bayesphys.meta_fm import MetaFlowMatching, cfm_loss, integrate, interpolate, ot_pairing
 from bayesphys.problems.populations import PopulationPairs, linear_map, linear_map_exact_field
 
-SMALL = dict(width=32, layers=2, time_dim=8, fourier=8, gnn_hidden=8, gnn_layers=2, knn_k=5, points=32, pops_per_step=2)
+SMALL = dict(
+    width=32,
+    layers=2,
+    time_dim=8,
+    fourier=8,
+    gnn_hidden=8,
+    gnn_layers=2,
+    knn_k=5,
+    points=32,
+    pops_per_step=2,
+)
 
 
 def test_exact_field_has_zero_fm_loss_on_b2():
@@ -25,7 +35,12 @@ def test_exact_field_has_zero_fm_loss_on_b2():
 def test_exact_field_integrates_to_target():
     d = linear_map(dim=2, n_train=1, n_cal=0, n_test=0, n_points=64, seed=3)
     a, b = d.extra["A"][0], d.extra["b"][0]
-    x1 = integrate(lambda t, x: linear_map_exact_field(x, t, a, b), d.source[0].double(), method="rk4", steps=50)
+    x1 = integrate(
+        lambda t, x: linear_map_exact_field(x, t, a, b),
+        d.source[0].double(),
+        method="rk4",
+        steps=50,
+    )
     torch.testing.assert_close(x1, d.target[0].double(), atol=1e-3, rtol=1e-3)
 
 
@@ -97,11 +112,19 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(TypeError, match="sources"):
         m.predict([[1.0, 2.0]])
     # mixed dimensions inside training data
-    pairs = PopulationPairs("x", [good, torch.randn(20, 3)], [good, torch.randn(20, 3)],
-                            torch.arange(2), {"train": [0, 1]}, paired=True)
+    pairs = PopulationPairs(
+        "x",
+        [good, torch.randn(20, 3)],
+        [good, torch.randn(20, 3)],
+        torch.arange(2),
+        {"train": [0, 1]},
+        paired=True,
+    )
     with pytest.raises(ValueError, match="expected dimension 2"):
         MetaFlowMatching(pairs, **SMALL)
-    nanpairs = PopulationPairs("x", [good, bad], [good, good], torch.arange(2), {"train": [0, 1]}, paired=True)
+    nanpairs = PopulationPairs(
+        "x", [good, bad], [good, good], torch.arange(2), {"train": [0, 1]}, paired=True
+    )
     with pytest.raises(ValueError, match="NaN"):
         MetaFlowMatching(nanpairs, **SMALL)
     with pytest.raises(ValueError, match="method"):

@@ -4,7 +4,9 @@ import torch
 from bayesphys.meta_fm import MetaFlowMatching
 from bayesphys.problems.populations import patient_screen
 
-SMALL = dict(width=32, layers=2, time_dim=8, fourier=8, gnn_hidden=8, gnn_layers=2, knn_k=5, points=32)
+SMALL = dict(
+    width=32, layers=2, time_dim=8, fourier=8, gnn_hidden=8, gnn_layers=2, knn_k=5, points=32
+)
 
 
 @pytest.mark.gpu

@@ -20,24 +20,50 @@ from bayesphys.meta_fm import (
 )
 from bayesphys.problems.populations import linear_map, patient_screen
 
-SMALL = dict(width=32, layers=2, time_dim=8, fourier=8, gnn_hidden=8, gnn_layers=2, knn_k=5, points=32, pops_per_step=2)
+SMALL = dict(
+    width=32,
+    layers=2,
+    time_dim=8,
+    fourier=8,
+    gnn_hidden=8,
+    gnn_layers=2,
+    knn_k=5,
+    points=32,
+    pops_per_step=2,
+)
 
 
 def test_fit_reduces_loss_and_beats_identity_on_b2():
     d = linear_map(n_train=40, n_cal=0, n_test=5, n_points=128, seed=0)
-    m = MetaFlowMatching(d, seed=0, width=64, layers=3, time_dim=16, fourier=16, fourier_sigma=1.0,
-                         gnn_hidden=16, knn_k=10, points=64, lr=3e-3, gnn_lr=3e-3)
+    m = MetaFlowMatching(
+        d,
+        seed=0,
+        width=64,
+        layers=3,
+        time_dim=16,
+        fourier=16,
+        fourier_sigma=1.0,
+        gnn_hidden=16,
+        knn_k=10,
+        points=64,
+        lr=3e-3,
+        gnn_lr=3e-3,
+    )
     res = m.fit(steps=150, progress=False)
     assert isinstance(res, FitResult) and res.steps == 150 and res.seconds > 0
     assert sum(res.loss_history[-30:]) / 30 < 0.9 * sum(res.loss_history[:10]) / 10
     te = d.subset("test")
     pred = m.predict(te.source)
     w_model = sum(population_metrics(p, t)["w2"] for p, t in zip(pred, te.target))
-    w_ident = sum(population_metrics(p, t)["w2"] for p, t in zip(identity_prediction(te), te.target))
+    w_ident = sum(
+        population_metrics(p, t)["w2"] for p, t in zip(identity_prediction(te), te.target)
+    )
     assert w_model < w_ident
 
 
-@pytest.mark.parametrize("method,schedule", [("MFM", "alternating"), ("CGFM", "joint"), ("FM", "joint")])
+@pytest.mark.parametrize(
+    "method,schedule", [("MFM", "alternating"), ("CGFM", "joint"), ("FM", "joint")]
+)
 def test_treatments_and_unpaired_data(method, schedule):
     d = patient_screen(n_cells=40, dim=3)
     m = MetaFlowMatching(d, method=method, schedule=schedule, seed=0, **SMALL)

@@ -31,7 +31,7 @@ def _grid(n, nd):
 @pytest.mark.parametrize("nd", [1, 2, 3])
 def test_laplacian_manufactured_second_order(nd):
     errs = []
-    for n in ([16, 32] if nd == 3 else [32, 64]):
+    for n in [16, 32] if nd == 3 else [32, 64]:
         xs, h = _grid(n, nd)
         u = math.prod(torch.sin(2 * math.pi * x) for x in xs)
         exact = -nd * (2 * math.pi) ** 2 * u
@@ -46,7 +46,9 @@ def test_first_derivative_order(scheme, expected):
     for n in [64, 128]:
         (x,), h = _grid(n, 1)
         u = torch.sin(2 * math.pi * x)
-        errs.append(float((d1(u, 0, h, scheme) - 2 * math.pi * torch.cos(2 * math.pi * x)).abs().max()))
+        errs.append(
+            float((d1(u, 0, h, scheme) - 2 * math.pi * torch.cos(2 * math.pi * x)).abs().max())
+        )
     order = math.log2(errs[0] / errs[1])
     assert abs(order - expected) < 0.1, (errs, order)
 
@@ -83,16 +85,16 @@ def _poisson_problem(n=24, multigrid=None, device="cpu"):
             "prior_c": params["c"].reshape(1) - 0.3,
         }
 
-    return DiscreteProblem(
-        {"u": (n, n)}, {"c": 0.0}, res, multigrid=multigrid, device=device
-    ), f, h
+    return DiscreteProblem({"u": (n, n)}, {"c": 0.0}, res, multigrid=multigrid, device=device), f, h
 
 
 @pytest.mark.parametrize("solver", ["dense", "cg"])
 def test_gauss_newton_one_step_linear(solver):
     prob, f, h = _poisson_problem(12 if solver == "dense" else 24)
     x0 = prob.initial()
-    x1, res = minimize(prob, x0, method="gn", steps=1, linear_solver=solver, cg_tol=1e-12, cg_maxiter=5000)
+    x1, res = minimize(
+        prob, x0, method="gn", steps=1, linear_solver=solver, cg_tol=1e-12, cg_maxiter=5000
+    )
     # the gradient vanishes after one step: x1 is the least-squares minimiser
     xg = x1.clone().requires_grad_(True)
     prob.loss(xg).backward()
@@ -156,7 +158,9 @@ def _linear_gaussian(n=20, seed=0):
     a = torch.zeros(m, n + 1, dtype=torch.float64)
     a[torch.arange(m), obs] = 1
     a[:, -1] = 1
-    dmat = torch.eye(n, dtype=torch.float64) - torch.diag(torch.ones(n - 1, dtype=torch.float64), -1)
+    dmat = torch.eye(n, dtype=torch.float64) - torch.diag(
+        torch.ones(n - 1, dtype=torch.float64), -1
+    )
     prec = a.T @ a / sig**2
     prec[:n, :n] += dmat.T @ dmat / tau**2
     prec[n, n] += 1 / s_theta**2

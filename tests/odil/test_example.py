@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from bayesphys.examples.glioma import main
@@ -20,6 +21,7 @@ def test_example_smoke(tmp_path, capsys):
     assert 0.0 <= out["rt_coverage_model"] <= 1.0
 
 
+@pytest.mark.slow
 def test_demo_rows(tmp_path):
     rows = demo(tmp_path, device=torch.device("cpu"), seed=0)
     assert (tmp_path / "odil.nc").exists() and (tmp_path / "odil.png").exists()

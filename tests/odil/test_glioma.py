@@ -25,7 +25,9 @@ def test_no_mass_crosses_csf_boundary():
     faces = tissue_faces(ph["wm"], ph["gm"])
     # pure diffusion (rho = 0): total mass inside the tissue is conserved to round-off and
     # nothing ever appears in CSF/background cells
-    c0 = initial_condition(ph["wm"].shape, torch.tensor([50.0, 40.0], dtype=torch.float64), 2.0, width=6.0)
+    c0 = initial_condition(
+        ph["wm"].shape, torch.tensor([50.0, 40.0], dtype=torch.float64), 2.0, width=6.0
+    )
     c0 = c0 * ph["brain"]
     c = fk_forward(c0, faces, 0.5, 0.0, t_end=400.0, steps=400, spacing=2.0)
     assert float(c.sum()) == pytest.approx(float(c0.sum()), rel=1e-12)
@@ -42,9 +44,22 @@ def test_no_mass_crosses_csf_boundary():
 def test_fk_residual_of_forward_trajectory_is_zero():
     ph = brain_phantom(32, 4.0)
     faces = tissue_faces(ph["wm"], ph["gm"])
-    c0 = initial_condition((32, 32), torch.tensor([60.0, 64.0], dtype=torch.float64), 4.0) * ph["brain"]
-    _, traj = fk_forward(c0, faces, 0.3, 0.05, t_end=50.0, steps=25, spacing=4.0, tissue=ph["brain"], save_every=1)
-    r = fk_residual(traj, faces, torch.tensor(0.3, dtype=torch.float64), torch.tensor(0.05, dtype=torch.float64), dt=2.0, spacing=4.0, scheme="euler")
+    c0 = (
+        initial_condition((32, 32), torch.tensor([60.0, 64.0], dtype=torch.float64), 4.0)
+        * ph["brain"]
+    )
+    _, traj = fk_forward(
+        c0, faces, 0.3, 0.05, t_end=50.0, steps=25, spacing=4.0, tissue=ph["brain"], save_every=1
+    )
+    r = fk_residual(
+        traj,
+        faces,
+        torch.tensor(0.3, dtype=torch.float64),
+        torch.tensor(0.05, dtype=torch.float64),
+        dt=2.0,
+        spacing=4.0,
+        scheme="euler",
+    )
     assert float(r.abs().max()) < 1e-12
 
 
@@ -154,3 +169,49 @@ def test_glioma_cuda(cuda_device, small_patient):
     res = model.fit(progress=False)
     assert model.theta.device.type == "cuda" and res.converged
     assert abs(model.estimates()["v"] / p["truth"]["v"] - 1) < 0.1
+
+
+@pytest.mark.slow
+def test_joint_odil_schur_widens_with_model_error(small_patient):
+    p = small_patient
+    model = GliomaModel(p["wm"], p["gm"], p["labels"], **_kw(p))
+    model.fit(progress=False)
+    sd_reduced = model.theta_cov.diagonal().sqrt()
+    res = model.fit_odil(nt=8, sigma_pde=3e-3, steps=4, cg_maxiter=200)
+    assert res.extra["n_unknowns"] > 1000
+    sd_joint = model.theta_cov.diagonal().sqrt()
+    assert bool((sd_joint > sd_reduced).all())
+    assert abs(model.estimates()["v"] / p["truth"]["v"] - 1) < 0.2
+
+
+def test_three_d_fit_and_pet_term(small_patient):
+    from bayesphys.problems.glioma import segment
+
+    n, h = 12, 5.0
+    ax = (torch.arange(n, dtype=torch.float64) + 0.5) * h - n * h / 2
+    x, y, z = torch.meshgrid(ax, ax, ax, indexing="ij")
+    brain = ((x / 27) ** 2 + (y / 28) ** 2 + (z / 26) ** 2 <= 1).double()
+    wm, gm = 0.9 * brain, 0.1 * brain
+    faces = tissue_faces(wm, gm)
+    foc = torch.tensor([29.0, 31.0, 30.0], dtype=torch.float64)
+    c = fk_forward(
+        initial_condition((n, n, n), foc, h) * brain,
+        faces,
+        0.3,
+        0.05,
+        t_end=100.0,
+        steps=200,
+        spacing=h,
+        tissue=brain,
+    )
+    lab = segment(c, 0.6, 0.25, brain)
+    model = GliomaModel(wm, gm, lab, spacing=h, th_up=0.6, th_down=0.25, crop_margin_mm=None)
+    model.fit(progress=False, steps=15)
+    est = model.estimates()
+    assert math.dist([est["x0"], est["y0"], est["z0"]], foc.tolist()) < h
+    assert abs(est["v"] / (2 * math.sqrt(0.3 * 0.05)) - 1) < 0.15
+    p = small_patient
+    mp = GliomaModel(p["wm"], p["gm"], p["labels"], pet=p["pet"], **_kw(p))
+    terms = mp.residuals(mp._theta0())
+    assert set(terms) == {"seg1", "seg2", "pet", "prior"}
+    assert terms["pet"].numel() == int((p["labels"] > 0).sum())
