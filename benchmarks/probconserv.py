@@ -227,10 +227,16 @@ def load_reference_set(prob, path: Path) -> list[tuple[float, GPMEData]]:
     return out
 
 
-def reference_rows(models_dir: Path, data_dir: Path, seed: int = 0, log=print) -> list[dict]:
+def reference_rows(
+    models_dir: Path,
+    data_dir: Path,
+    seed: int = 0,
+    log=print,
+    problems: tuple[str, ...] = ("pme", "stefan"),
+) -> list[dict]:
     """Score saved Step-1 models on the reference repository's own PME / Stefan test sets."""
     rows = []
-    for pname in ("pme", "stefan"):
+    for pname in problems:
         prob = get_problem(pname)
         path = data_dir / f"{pname}_test.npz"
         if not path.exists():

@@ -140,11 +140,15 @@ def _warm_executor(name: str):
         ray.init(num_cpus=WORKERS, include_dashboard=False, log_to_driver=False)
         return "ray", ray.shutdown
     if name == "dask":
+        import dask
         from dask.distributed import Client, LocalCluster
 
-        cluster = LocalCluster(
-            n_workers=WORKERS, threads_per_worker=1, processes=True, dashboard_address=None
-        )
+        from bayesphys.distributed.executors import _DASK_TRIM_KEY
+
+        with dask.config.set({_DASK_TRIM_KEY: None}):  # as fit_many does (see executors.py)
+            cluster = LocalCluster(
+                n_workers=WORKERS, threads_per_worker=1, processes=True, dashboard_address=None
+            )
         client = Client(cluster)
 
         def close():

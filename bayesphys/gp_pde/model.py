@@ -53,8 +53,12 @@ class GPPDESolver:
     equation: ``"poisson"``, ``"allencahn"`` or ``"advection"`` (with ``beta``).
     num_mixtures: :math:`Q` per dimension; kind: ``"stm"`` (Matern-5/2 x cos) or ``"gm"``.
     method: ``"gp-hm"`` (ours) or ``"ref"`` (paper settings); weighting: residual metric
-        (default ``"prior"`` for ``gp-hm``, ``"identity"`` for ``ref``).
+        (default ``"identity"`` in 1-D and for ``ref``, ``"prior"`` for ``gp-hm`` in 2-D).
+    jitter: per-factor nugget :math:`\epsilon` (default 1e-10 for ``gp-hm`` with the identity
+        metric, else the paper's 1e-6).
     lam_b: boundary weight :math:`\lambda_b` (default the problem's, else 200).
+    zero_component: start one component at :math:`\mu = 0` (trends); default: only when the
+        source's dominant frequency makes fewer than 4 periods across the domain.
     """
 
     def __init__(
@@ -72,8 +76,9 @@ class GPPDESolver:
         method: str = "gp-hm",
         weighting: str | None = None,
         lam_b: float | None = None,
-        jitter: float = 1e-6,
+        jitter: float | None = None,
         freq_scale: float | None = None,
+        zero_component: bool | None = None,
         device=None,
         dtype=None,
         seed: int | None = None,
@@ -102,6 +107,10 @@ class GPPDESolver:
         self.f = eval_on_grid("source", source, axes)
         self.g = face_values(eval_on_grid("boundary", boundary, axes), self.shape)
         self.op = LinearPDEOperator.for_equation(equation, len(axes), beta)
+        if weighting is None:  # the paper's metric where a dense solve is cheap (1-D)
+            weighting = "identity" if (method == "ref" or len(axes) == 1) else "prior"
+        if jitter is None:
+            jitter = 1e-10 if (method == "gp-hm" and weighting == "identity") else 1e-6
         self.config: dict[str, Any] = dict(
             problem=None if problem is None else problem.name,
             equation=equation,
@@ -109,10 +118,11 @@ class GPPDESolver:
             num_mixtures=int(num_mixtures),
             kind=kind,
             method=method,
-            weighting=weighting or ("prior" if method == "gp-hm" else "identity"),
+            weighting=weighting,
             lam_b=float(200.0 if lam_b is None else lam_b),
-            jitter=float(jitter),
+            jitter=jitter,
             freq_scale=float(20.0 if freq_scale is None else freq_scale),
+            zero_component=zero_component,
             seed=seed,
         )
         q = int(num_mixtures)
@@ -122,13 +132,15 @@ class GPPDESolver:
             lin = torch.linspace(0, 1, q, dtype=self.dtype) * fs
             if method == "gp-hm":
                 # the source's periodogram peaks first, then the paper's linspace grid
-                pk = periodogram_peaks(self.f, a, j, q).cpu()
-                pk = pk[pk > 0]
+                pk = periodogram_peaks(self.f, a, j, q).cpu()  # a zero-frequency peak is kept
                 length = (a[-1] - a[0]).item()
                 # smooth solutions (< 4 periods of the dominant frequency across the domain) also
-                # get a zero-frequency component for trends; it hurts high-frequency problems
+                # get a zero-frequency component for trends (it hurts high-frequency problems)
                 low = pk.numel() == 0 or float(pk[0]) * length < 4.0
-                head = [torch.zeros(1, dtype=self.dtype)] if low else []
+                want = low if zero_component is None else bool(zero_component)
+                head = (
+                    [torch.zeros(1, dtype=self.dtype)] if want and not bool((pk == 0).any()) else []
+                )
                 mu = torch.cat([*head, pk, lin])[:q]
                 log_a = math.log(1.0 / length)
             else:
@@ -323,9 +335,12 @@ class GPPDESolver:
         if joint:
             self.u = u_param.detach().clone()
         else:
-            with torch.no_grad():
-                _, run = self._solver(self._factors())
-                self.u = run()
+            try:
+                with torch.no_grad():
+                    _, run = self._solver(self._factors())
+                    self.u = run()
+            except (ValueError, torch.linalg.LinAlgError) as err:  # keep the last good field
+                res.message += f"; final solve failed ({err}), kept the last field"
         res.seconds = time.perf_counter() - t0
         res.extra["cpu_seconds"] = time.process_time() - cpu0
         if self.problem is not None:
@@ -402,6 +417,7 @@ class GPPDESolver:
             lam_b=c["lam_b"],
             jitter=c["jitter"],
             freq_scale=c["freq_scale"],
+            zero_component=c.get("zero_component"),
             device=device,
             dtype=s["f"].dtype,
         )

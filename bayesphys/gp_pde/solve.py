@@ -118,17 +118,24 @@ class DenseSolve:
         self.S = face_values(eye.reshape(self.m, *self.shape), self.shape).mT  # [N_b, M]
         self.chol_p = None
 
-    def _system(self, A: Tensor, f: Tensor, g: Tensor, tau2: float, gamma: float):
+    def _stacked(self, A: Tensor, f: Tensor, g: Tensor, tau2: float, gamma: float):
+        r"""Least-squares form :math:`\min_v \|Z v - b\|`, :math:`Z = [I;\ \sqrt{\tau_2} G;\ \sqrt\gamma SL]`."""
         G = A @ self.L
         ft = f
         if self.weighting == "prior":
             G = torch.linalg.solve_triangular(self.L, G, upper=False)
             ft = torch.linalg.solve_triangular(self.L, f.unsqueeze(-1), upper=False).squeeze(-1)
         SL = self.S @ self.L
-        P = tau2 * G.mT @ G + gamma * SL.mT @ SL
-        P.diagonal().add_(1.0)
-        rhs = tau2 * G.mT @ ft + gamma * SL.mT @ g
-        return P, rhs
+        eye = torch.eye(self.m, dtype=G.dtype, device=G.device)
+        Z = torch.cat([eye, math.sqrt(tau2) * G, math.sqrt(gamma) * SL], 0)
+        b = torch.cat(
+            [
+                torch.zeros(self.m, dtype=G.dtype, device=G.device),
+                math.sqrt(tau2) * ft,
+                math.sqrt(gamma) * g,
+            ]
+        )
+        return Z, b
 
     def solve(
         self,
@@ -141,6 +148,7 @@ class DenseSolve:
         iters: int = 30,
         tol: float = 1e-12,
     ) -> Tensor:
+        """Minimiser ``U``; Householder QR of the stacked system (stable for huge :math:`\tau`)."""
         fv = f.reshape(-1)
         u = (
             torch.zeros(self.m, dtype=fv.dtype, device=fv.device)
@@ -152,13 +160,17 @@ class DenseSolve:
             if self.op.cubic:  # Gauss-Newton: A(U) ~ A U_k + U_k^3 + (A + 3 diag U_k^2)(U - U_k)
                 A = self.A + torch.diag(3 * u * u)
                 t = fv + 2 * u**3
-            P, rhs = self._system(A, t, g, tau2, gamma)
-            Lp = torch.linalg.cholesky(P)
-            v = torch.cholesky_solve(rhs.unsqueeze(-1), Lp).squeeze(-1)
+            Z, b = self._stacked(A, t, g, tau2, gamma)
+            Qz, R = torch.linalg.qr(Z)
+            sgn = torch.sign(R.diagonal())
+            sgn[sgn == 0] = 1
+            R = R * sgn[:, None]
+            Qz = Qz * sgn[None, :]
+            v = torch.linalg.solve_triangular(R, (Qz.mT @ b).unsqueeze(-1), upper=True).squeeze(-1)
             new = self.L @ v
             done = float((new - u).norm()) <= tol * max(float(new.norm()), 1e-300)
             u = new
-            self.chol_p = Lp
+            self.chol_p = R.mT  # P = Z^T Z = R^T R
             if done:
                 break
         return u.reshape(self.shape)

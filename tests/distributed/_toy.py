@@ -41,3 +41,12 @@ def build_interrupt(problem: dict, seed: int | None = None) -> LinearGaussianMod
     if problem.get("fail"):
         raise KeyboardInterrupt("simulated crash")
     return LinearGaussianModel(problem, seed=seed)
+
+
+def build_no_trim(problem: dict, seed: int | None = None) -> LinearGaussianModel:
+    """As :func:`build`, but fails where Dask's MALLOC_TRIM_THRESHOLD_ leaked into the worker."""
+    import os
+
+    if os.environ.get("MALLOC_TRIM_THRESHOLD_"):
+        raise RuntimeError("MALLOC_TRIM_THRESHOLD_ is set in this worker (slow torch allocations)")
+    return build(problem, seed=seed)

@@ -200,7 +200,7 @@ def test_ray_equals_sequential_and_isolates_a_failure():
 def test_dask_equals_sequential_and_isolates_a_failure():
     pytest.importorskip("dask.distributed")
     probs = _toy.problems(4, fail=(3,))
-    res = _run("dask", probs, max_workers=2)
+    res = _run("dask", probs, builder=_toy.build_no_trim, max_workers=2)
     assert res.executor == "dask" and res.workers == 2
     _check_equal(res, _reference(probs, _toy.build, 7))
     _check_failure(res, "p003")
