@@ -45,7 +45,7 @@ OURS = {
         600,
     ),
     # 2-D: prior metric, exact Kronecker + Woodbury elimination
-    "poisson2d-sin100": (dict(), dict(steps=40), 1800),
+    "poisson2d-sin100": (dict(), dict(steps=120), 1800),
     "allencahn2d-multiscale": (dict(), dict(steps=400), 90),
     "advection": (dict(), dict(steps=800), 90),
 }
