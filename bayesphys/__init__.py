@@ -7,6 +7,7 @@ subpackages: ``gp_pde``, ``probconserv``, ``neural_process``, ``odil``, ``meta_f
 
 from ._device import as_tensor, check_finite, resolve_device, resolve_dtype, seed_everything
 from ._model import FitResult, load_checkpoint, optimize, save_checkpoint
+from .distributed import FitManyResult, fit_many, problem_seed
 from .inference_data import build_inference_data, load_netcdf, save_netcdf
 from .posterior import GaussianPosterior, Posterior, SamplePosterior
 
@@ -29,4 +30,7 @@ __all__ = [
     "seed_everything",
     "check_finite",
     "as_tensor",
+    "fit_many",
+    "FitManyResult",
+    "problem_seed",
 ]

@@ -24,7 +24,7 @@ __all__ = ["main", "COMPONENTS"]
 
 def _component_module(component: str, hook: str):
     """Import ``bayesphys.<component>.<hook>``; ``None`` if that component has not landed."""
-    if component not in COMPONENTS:
+    if component not in COMPONENTS + ("scale_out",):
         raise SystemExit(
             f"COMPONENT: expected one of {', '.join(COMPONENTS)}, received {component!r}"
         )
@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None)
     r.add_argument("--seed", type=int, default=None)
     b = sub.add_parser("bench", help="run a component's paper-table benchmark")
-    b.add_argument("component", choices=COMPONENTS)
+    b.add_argument("component", choices=COMPONENTS + ("scale_out",))
     b.add_argument("--quick", action="store_true")
     b.add_argument("--out", default=None)
     b.add_argument("--device", default=None)

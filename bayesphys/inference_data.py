@@ -31,6 +31,8 @@ __all__ = [
     "build_inference_data",
     "to_inference_data",
     "group_dataset",
+    "group_names",
+    "assemble_groups",
     "hdi_bounds",
     "save_netcdf",
     "load_netcdf",
@@ -186,6 +188,16 @@ def to_inference_data(
     return build_inference_data(
         posterior=post_vars, observed_data=obs or None, coords=coords, dims=all_dims
     )
+
+
+def assemble_groups(groups: Mapping[str, xr.Dataset]):
+    """Combine ready-made ArviZ-schema datasets into InferenceData (0.x) or a DataTree (1.x)."""
+    return _assemble(dict(groups))
+
+
+def group_names(idata) -> list[str]:
+    """Names of the groups in ``idata`` on either ArviZ."""
+    return list(idata.children) if ARVIZ_V1 else list(idata.groups())
 
 
 def group_dataset(idata, group: str) -> xr.Dataset:

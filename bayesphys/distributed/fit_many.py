@@ -74,9 +74,9 @@ def _accepts(fn: Callable[..., Any], kw: str) -> bool:
 
 
 def _groups(idata) -> dict[str, Any]:
-    from ..inference_data import ARVIZ_V1, group_dataset
+    from ..inference_data import group_dataset, group_names
 
-    names = list(idata.children) if ARVIZ_V1 else list(idata.groups())
+    names = group_names(idata)
     return {g: group_dataset(idata, g) for g in names}
 
 
@@ -161,12 +161,12 @@ def _stem(problem_id: Any) -> str:
 
 def _write(out: Path, rec: dict[str, Any]) -> None:
     """Write ``<id>.nc`` (if ok) then ``<id>.json`` atomically: the JSON marks completion."""
-    from ..inference_data import _assemble, save_netcdf
+    from ..inference_data import assemble_groups, save_netcdf
 
     stem = _stem(rec["id"])
     if rec["status"] == "ok":
         tmp = out / f".{stem}.nc.tmp"
-        save_netcdf(_assemble(rec["groups"]), tmp)
+        save_netcdf(assemble_groups(rec["groups"]), tmp)
         os.replace(tmp, out / f"{stem}.nc")
     meta = {k: v for k, v in rec.items() if k != "groups"}
     meta["id"] = rec["id"] if isinstance(rec["id"], (int, str)) else str(rec["id"])
@@ -239,7 +239,7 @@ def _combine(per_problem: dict[Any, dict[str, Any]], problem_dim: str):
     import pandas as pd
     import xarray as xr
 
-    from ..inference_data import SAMPLE_GROUPS, _assemble
+    from ..inference_data import SAMPLE_GROUPS, assemble_groups
 
     if not per_problem:
         return None
@@ -259,7 +259,7 @@ def _combine(per_problem: dict[Any, dict[str, Any]], problem_dim: str):
         lead = ["chain", "draw"] if g in SAMPLE_GROUPS and "chain" in ds.dims else []
         ds = ds.transpose(*lead, problem_dim, ...)
         groups[g] = ds
-    return _assemble(groups)
+    return assemble_groups(groups)
 
 
 _COLUMNS = [
