@@ -1,7 +1,19 @@
 """Benchmark problems and data generators with exact or reference solutions.
 
-Each component's problems live in a module of this package (``gp_pde``, ``gpme``, ``rgnp``,
-``glioma``, ``populations``); the most used names are re-exported here.
+Each component's problems live in a module of this package: ``linear_gaussian`` (the core's
+conjugate reference problem), ``gp_pde``, ``gpme``, ``rgnp``, ``glioma``, ``populations``.
+The most used names are re-exported here.
 """
 
-__all__: list[str] = []
+from .gp_pde import PDEProblem
+from .gp_pde import get_problem as get_gp_pde_problem
+from .gp_pde import problem_ids as gp_pde_problem_ids
+from .linear_gaussian import ConjugateGaussianField, linear_gaussian_problem
+
+__all__ = [
+    "ConjugateGaussianField",
+    "linear_gaussian_problem",
+    "PDEProblem",
+    "get_gp_pde_problem",
+    "gp_pde_problem_ids",
+]

@@ -43,6 +43,7 @@ def test_cross_covariance_signs():
     assert math.isclose(float(dxdxp.detach()), float(-k.deriv(z, 2).detach()), rel_tol=1e-10)
 
 
+@torch.no_grad()
 def test_matern_fourth_derivative_at_zero_is_finite():
     k = SpectralMixture1d(1, kind="stm", mu=torch.zeros(1, dtype=torch.float64), log_a=0.0)
     eps = 1e-4
