@@ -313,7 +313,7 @@ def bench_b1_b4(quick: bool, device) -> list[dict]:
 
 
 def bench_b3(quick: bool, device) -> list[dict]:
-    n_cases = 20 if quick else 200
+    n_cases = 12 if quick else 200
     ph = brain_phantom(32, 4.0)
     z = []
     secs = []
@@ -354,7 +354,7 @@ def bench_b3(quick: bool, device) -> list[dict]:
         p = synthetic_patient(5000 + s, phantom=ph)
         m, sec = _fit_case(p, device)
         draws, nsec = nuts_reference(
-            m, num_samples=150 if quick else 400, warmup_steps=100 if quick else 300, seed=s
+            m, num_samples=100 if quick else 400, warmup_steps=80 if quick else 300, seed=s
         )
         sd_n = draws[0].std(0).cpu()
         ratios.append((m.theta_cov.diagonal().sqrt().cpu() / sd_n).numpy())

@@ -8,6 +8,7 @@ The most used names are re-exported here.
 from .gp_pde import PDEProblem
 from .gp_pde import get_problem as get_gp_pde_problem
 from .gp_pde import problem_ids as gp_pde_problem_ids
+from .glioma import GLIOMA_PRIOR, brain_phantom, segment, synthetic_patient
 from .linear_gaussian import ConjugateGaussianField, linear_gaussian_problem
 
 __all__ = [
@@ -16,4 +17,8 @@ __all__ = [
     "PDEProblem",
     "get_gp_pde_problem",
     "gp_pde_problem_ids",
+    "brain_phantom",
+    "synthetic_patient",
+    "segment",
+    "GLIOMA_PRIOR",
 ]
