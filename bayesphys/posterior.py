@@ -189,7 +189,11 @@ class GaussianPosterior(_PosteriorBase):
         optional custom sampler: a callable mapping base noise ``[*, M]`` to correlated
         draws ``[*, *batch, N]`` with covariance :math:`\Sigma` (e.g. pathwise/Matheron
         updates), together with ``root_dim=M``.
+    root_dim:
+        dimension ``M`` of the base noise of a custom ``root``.
 
+    Notes
+    -----
     Sampling uses :math:`u = \mu + L z`, :math:`L L^\top = \Sigma`, :math:`z \sim \mathcal N(0, I)`.
     """
 

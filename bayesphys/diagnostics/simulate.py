@@ -216,7 +216,10 @@ def simulate_and_infer(
     field_levels:
         nominal levels for the field calibration curve; ``None`` skips it.
 
-    Returns a :class:`SimulationRecord` with ``truth [N, K]`` and ``draws [N, L, K]``.
+    Returns
+    -------
+    SimulationRecord
+        with ``truth [N, K]`` and ``draws [N, L, K]``.
     """
     if n_sims < 2 or n_draws < 1:
         raise ValueError(

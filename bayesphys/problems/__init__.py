@@ -5,11 +5,19 @@ conjugate reference problem), ``gp_pde``, ``gpme``, ``rgnp``, ``glioma``, ``popu
 The most used names are re-exported here.
 """
 
+from .glioma import GLIOMA_PRIOR, brain_phantom, segment, synthetic_patient
 from .gp_pde import PDEProblem
 from .gp_pde import get_problem as get_gp_pde_problem
 from .gp_pde import problem_ids as gp_pde_problem_ids
-from .glioma import GLIOMA_PRIOR, brain_phantom, segment, synthetic_patient
 from .linear_gaussian import ConjugateGaussianField, linear_gaussian_problem
+from .rgnp import (
+    BurgersProblem,
+    PoissonProblem,
+    burgers_test_set,
+    invariance_points,
+    poisson_sensor_data,
+    poisson_test_set,
+)
 
 __all__ = [
     "ConjugateGaussianField",
@@ -21,4 +29,10 @@ __all__ = [
     "synthetic_patient",
     "segment",
     "GLIOMA_PRIOR",
+    "BurgersProblem",
+    "PoissonProblem",
+    "burgers_test_set",
+    "invariance_points",
+    "poisson_sensor_data",
+    "poisson_test_set",
 ]
