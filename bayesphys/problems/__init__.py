@@ -10,6 +10,15 @@ from .gp_pde import PDEProblem
 from .gp_pde import get_problem as get_gp_pde_problem
 from .gp_pde import problem_ids as gp_pde_problem_ids
 from .linear_gaussian import ConjugateGaussianField, linear_gaussian_problem
+from .populations import (
+    PopulationPairs,
+    interacting_particles,
+    letters,
+    linear_map,
+    make_population_problem,
+    patient_screen,
+    redraw_targets,
+)
 from .rgnp import (
     BurgersProblem,
     PoissonProblem,
@@ -35,4 +44,11 @@ __all__ = [
     "invariance_points",
     "poisson_sensor_data",
     "poisson_test_set",
+    "PopulationPairs",
+    "letters",
+    "linear_map",
+    "interacting_particles",
+    "patient_screen",
+    "make_population_problem",
+    "redraw_targets",
 ]
