@@ -121,50 +121,107 @@ def run_one(problem: str, method: str, model_kw: dict, fit_kw: dict, budget: flo
     )
 
 
-def scaling_rows(sizes: list[int], dense_max: int, device) -> list[dict]:
-    """Time (CPU s) and memory of one exact solve of U on an n x n grid: Kronecker vs dense.
+def _measure_child(n: int, kind: str) -> None:
+    """Child process: one exact solve; prints ``cpu_seconds peak_delta_bytes``.
 
-    Kronecker (``KronSolve``): factors O(n^2) + capacitance (4n)^2 + a few n^2 fields. Dense: the
-    M x M system of ``DenseSolve`` (M = n^2). Memory is the float64 footprint of the largest live
-    arrays (analytic); the largest dense grid that fits in 24 GiB is reported from the same model.
+    Memory is measured, not modelled: peak RSS after the solve (``ru_maxrss``) minus the current
+    RSS just before it (``/proc/self/statm``), i.e. the extra resident memory the solve needed
+    (factors and data already built). A fresh process per point keeps the peaks independent.
     """
+    import os
     import time
 
     from bayesphys.gp_pde.operator import LinearPDEOperator, build_factors, with_eigen
     from bayesphys.gp_pde.solve import DenseSolve, KronSolve
 
-    prob = "poisson2d-sin100"
+    torch.set_num_threads(1)
+    m = GPPDESolver("poisson2d-sin100", n_col=n, num_mixtures=30, device="cpu", seed=0)
+    op = LinearPDEOperator.for_equation("poisson", 2)
+    with torch.no_grad():
+        fac = build_factors(list(m.kernels), m.axes, op, jitter=1e-6)
+        page = os.sysconf("SC_PAGE_SIZE")
+        with open("/proc/self/statm") as fh:
+            rss0 = int(fh.read().split()[1]) * page
+        t0 = time.process_time()
+        if kind == "kron":
+            KronSolve(with_eigen(fac, op), op, 1.0, 200.0).solve(m.f, m.g)
+        else:
+            DenseSolve(fac, op, "prior").solve(m.f, m.g, 1.0, 200.0)
+        dt = time.process_time() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    print(f"{dt} {max(peak - rss0, 0)}")
+
+
+def scaling_rows(sizes: list[int], dense_max: int, device) -> list[dict]:
+    """Time (CPU s, 1 thread) and measured peak memory of one exact solve of U on an n x n grid:
+    Kronecker (``KronSolve``) vs dense (``DenseSolve``, the M x M system, M = n^2).
+
+    Each point runs in a fresh subprocess (see :func:`_measure_child`); ``peak_mem_mb`` is
+    measured, ``model_mem_mb`` the analytic float64 footprint (kron: factors O(n^2) + capacitance
+    (4n)^2 + a few n^2 fields; dense: 5 M^2), used only to extrapolate the largest grid in 24 GiB.
+    """
+    import subprocess
+
     rows = []
     gib24 = 24 * 1024**3
     for n in sizes:
-        m = GPPDESolver(prob, n_col=n, num_mixtures=30, device=device, seed=0)
-        op = LinearPDEOperator.for_equation("poisson", 2)
         for kind in ("kron", "dense"):
             if kind == "dense" and n > dense_max:
                 continue
-            t0 = time.process_time()
-            with torch.no_grad():
-                fac = build_factors(list(m.kernels), m.axes, op, jitter=1e-6)
-                if kind == "kron":
-                    KronSolve(with_eigen(fac, op), op, 1.0, 200.0).solve(m.f, m.g)
-                    mem = 8 * (12 * n * n + (4 * n) ** 2 + 10 * n * n)
-                else:
-                    DenseSolve(fac, op, "prior").solve(m.f, m.g, 1.0, 200.0)
-                    mem = 8 * 5 * (n * n) ** 2
-            dt = time.process_time() - t0
+            out = subprocess.run(
+                [sys.executable, __file__, "--_measure", f"{n},{kind}"],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+            ).stdout.split()
+            dt, mem = float(out[-2]), float(out[-1])
+            model = 8 * (12 * n * n + (4 * n) ** 2 + 10 * n * n) if kind == "kron" else 40 * n**4
             rows.append(
                 bench_row(
                     "scaling-poisson2d",
                     f"exact-solve-{kind}",
-                    {"cpu_seconds": dt, "peak_mem_mb": mem / 2**20},
+                    {
+                        "cpu_seconds": dt,
+                        "peak_mem_mb": mem / 2**20,
+                        "model_mem_mb": model / 2**20,
+                    },
                     setting={"n": n, "M": n * n},
                     note=None
                     if n != sizes[-1]
                     else f"largest n in 24 GiB: kron ~{int((gib24 / (8 * 38)) ** 0.5)}, dense ~{int((gib24 / 40) ** 0.25)} (memory model)",
                 )
             )
-            print(f"scaling n={n:5d} {kind:5s} {dt:8.2f} cpu-s {mem / 2**20:10.1f} MB", flush=True)
+            print(
+                f"scaling n={n:5d} {kind:5s} {dt:8.3f} cpu-s {mem / 2**20:10.1f} MB measured",
+                flush=True,
+            )
     return rows
+
+
+def scaling_plot(rows: list[dict], path: pathlib.Path) -> pathlib.Path:
+    """Log-log time and measured memory vs M = n^2 for both solvers -> PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axs = plt.subplots(1, 2, figsize=(9, 3.6))
+    for kind, mk in (("kron", "o-"), ("dense", "s--")):
+        rs = [r for r in rows if r["method"] == f"exact-solve-{kind}"]
+        mm = [r["setting"]["M"] for r in rs]
+        axs[0].loglog(mm, [max(r["metrics"]["cpu_seconds"], 1e-4) for r in rs], mk, label=kind)
+        axs[1].loglog(mm, [max(r["metrics"]["peak_mem_mb"], 1e-2) for r in rs], mk, label=kind)
+    axs[0].set(xlabel="grid points M = n^2", ylabel="CPU s (1 thread)", title="one exact solve")
+    axs[1].set(xlabel="grid points M = n^2", ylabel="peak extra RSS (MB, measured)")
+    for a in axs:
+        a.legend()
+        a.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def main(argv: list[str] | None = None) -> pathlib.Path:
@@ -181,7 +238,12 @@ def main(argv: list[str] | None = None) -> pathlib.Path:
         action="store_true",
         help="append Kronecker-vs-dense scaling rows to the existing results",
     )
+    ap.add_argument("--_measure", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args._measure:
+        n, kind = args._measure.split(",")
+        _measure_child(int(n), kind)
+        return pathlib.Path(".")
     device = resolve_device(args.device)
     torch.set_num_threads(min(torch.get_num_threads(), args.threads))
     if args.scaling_only:
@@ -191,11 +253,14 @@ def main(argv: list[str] | None = None) -> pathlib.Path:
         res_path = (out_dir or pathlib.Path(__file__).resolve().parent / "results") / "gp_pde.json"
         old = json.loads(res_path.read_text()) if res_path.exists() else {"rows": []}
         rows = [r for r in old["rows"] if not r["problem"].startswith("scaling")]
-        sizes = [16, 24, 32, 48] if args.quick else [25, 50, 70, 100, 200, 400, 800]
-        rows += scaling_rows(sizes, 24 if args.quick else 70, device)
-        cmd = (
-            old.get("command", "bayesphys bench gp_pde") + " ; benchmarks/gp_pde.py --scaling-only"
-        )
+        sizes = [16, 24, 32, 48] if args.quick else [25, 50, 70, 100, 200, 400, 800, 1600]
+        srows = scaling_rows(sizes, 24 if args.quick else 70, device)
+        rows += srows
+        img = (out_dir or pathlib.Path(__file__).resolve().parents[1] / "docs") / "img"
+        print(scaling_plot(srows, img / "gp_pde_scaling.png"))
+        cmd = old.get("command", "bayesphys bench gp_pde")
+        if "--scaling-only" not in cmd:
+            cmd += " ; scaling rows from benchmarks/gp_pde.py --scaling-only"
         path = write_results(
             "gp_pde",
             rows,
