@@ -9,6 +9,17 @@ from .glioma import GLIOMA_PRIOR, brain_phantom, segment, synthetic_patient
 from .gp_pde import PDEProblem
 from .gp_pde import get_problem as get_gp_pde_problem
 from .gp_pde import problem_ids as gp_pde_problem_ids
+from .gpme import (
+    Diffusion,
+    GPMEData,
+    PorousMedium,
+    Stefan,
+    eval_grid,
+    make_dataset,
+    mass_from_fluxes,
+    stefan_front,
+)
+from .gpme import get_problem as get_gpme_problem
 from .linear_gaussian import ConjugateGaussianField, linear_gaussian_problem
 from .populations import (
     PopulationPairs,
@@ -51,4 +62,13 @@ __all__ = [
     "patient_screen",
     "make_population_problem",
     "redraw_targets",
+    "Diffusion",
+    "PorousMedium",
+    "Stefan",
+    "GPMEData",
+    "get_gpme_problem",
+    "make_dataset",
+    "eval_grid",
+    "mass_from_fluxes",
+    "stefan_front",
 ]
