@@ -26,5 +26,7 @@ def test_docstring_examples(name):
         mod = importlib.import_module(name)
     except ImportError as err:  # optional extras (e.g. ray) not installed
         pytest.skip(f"{name}: {err}")
-    res = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False)
+    res = doctest.testmod(
+        mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False
+    )
     assert res.failed == 0, f"{res.failed} docstring example(s) failed in {name}"
