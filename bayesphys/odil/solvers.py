@@ -163,7 +163,10 @@ def minimize(
     tol: stop when the relative loss decrease of a step is below ``tol`` (GN/LM: also when the
         gradient norm vanishes).
 
-    Returns ``(x, FitResult)``; ``FitResult.extra`` holds per-step ``cg_iters`` for GN/LM.
+    Returns
+    -------
+    tuple
+        ``(x, FitResult)``; ``FitResult.extra`` holds per-step ``cg_iters`` for GN/LM.
     """
     x = problem.initial() if x0 is None else x0.detach().clone().to(problem.device, problem.dtype)
     if x.shape != (problem.n,):

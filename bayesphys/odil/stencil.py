@@ -121,6 +121,8 @@ class Multigrid:
     levels: number of levels ``L`` (level ``l`` has shape ``ceil(n_k / 2^l)``).
     axes: which axes are coarsened (default all).
 
+    Notes
+    -----
     ``to_fine(coeffs)`` maps the flat coefficient vector ``[M]`` (levels concatenated) to the
     field ``[*shape]``; ``from_fine(u)`` puts ``u`` on level 0 and zeros elsewhere (an exact
     preimage). ``size`` is ``M``.
