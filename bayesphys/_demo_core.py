@@ -20,14 +20,9 @@ import torch
 
 from .inference_data import build_inference_data, save_netcdf
 from .metrics import crps_gaussian, interval_coverage, relative_l2
-from .problems.linear_gaussian import (  # noqa: F401  (re-exported for older imports)
-    ConjugateGaussianField,
-    linear_gaussian_problem,
-    log_marginal_likelihood,
-    posterior_for,
-)
+from .problems.linear_gaussian import ConjugateGaussianField, linear_gaussian_problem
 
-__all__ = ["linear_gaussian_problem", "posterior_for", "demo"]
+__all__ = ["demo"]
 
 
 def demo(out_dir: Path, *, device: torch.device, seed: int = 0) -> list[dict]:
@@ -39,11 +34,9 @@ def demo(out_dir: Path, *, device: torch.device, seed: int = 0) -> list[dict]:
 
     noise = 0.1
     prob = linear_gaussian_problem(seed=seed, device=device, noise=noise)
-    grid = torch.logspace(-2, 0, 40).tolist()  # type-II ML for the lengthscale
-    ell = max(
-        grid, key=lambda e: log_marginal_likelihood(prob["x"], prob["idx"], prob["y"], noise, e)
-    )
-    post = posterior_for(prob["x"], prob["idx"], prob["y"], noise, lengthscale=ell)
+    model = ConjugateGaussianField(prob["x"], prob["idx"], prob["y"], noise=noise, device=device)
+    model.fit(progress=False)  # type-II maximum likelihood for the kernel
+    post = model.posterior()
     gen = torch.Generator(device=device).manual_seed(seed)
     draws = post.sample((1, 500), generator=gen)  # [chain, draw, n]
     at_sensors = draws[..., prob["idx"]]

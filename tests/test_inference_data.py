@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bayesphys import GaussianPosterior, SamplePosterior
-from bayesphys._demo_core import linear_gaussian_problem, posterior_for
 from bayesphys.inference_data import (
     build_inference_data,
     group_dataset,
@@ -19,6 +18,7 @@ from bayesphys.inference_data import (
     load_netcdf,
     save_netcdf,
 )
+from bayesphys.problems.linear_gaussian import linear_gaussian_problem, posterior_for
 
 
 def _full_idata(seed=0):

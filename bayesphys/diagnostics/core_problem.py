@@ -3,8 +3,8 @@ r"""The shared core's conjugate linear-Gaussian family, as an SBC simulator.
 Prior :math:`u \sim \mathcal N(0, K)` on ``n = 101`` grid points of ``[0, 1]`` with the
 squared-exponential kernel :math:`K_{ij} = \exp(-(x_i-x_j)^2 / 2\ell^2)`, :math:`\ell = 0.08`;
 data :math:`y = u[\mathrm{idx}] + \varepsilon`, :math:`\varepsilon \sim \mathcal N(0, 0.1^2 I)`
-at the ``m = 30`` sensors of :func:`bayesphys._demo_core.linear_gaussian_problem`. The exact
-posterior (:func:`bayesphys._demo_core.posterior_for`) makes SBC ranks exactly uniform;
+at the ``m = 30`` sensors of :func:`bayesphys.problems.linear_gaussian.linear_gaussian_problem`. The exact
+posterior (:func:`bayesphys.problems.linear_gaussian.posterior_for`) makes SBC ranks exactly uniform;
 ``inflate < 1`` scales its standard deviations (overconfident), ``shift`` moves its mean by
 ``shift`` posterior standard deviations (biased) — deliberately wrong posteriors for tests.
 """
@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._demo_core import linear_gaussian_problem, posterior_for
 from ..posterior import GaussianPosterior
+from ..problems.linear_gaussian import linear_gaussian_problem, posterior_for
 from .simulate import Summary, probe, total_mass
 
 __all__ = ["CoreFamily"]

@@ -1,7 +1,7 @@
 r"""``bayesphys calibrate COMPONENT [--quick]``: the per-component calibration run.
 
 For ``core`` the suite runs the conjugate linear-Gaussian family of
-:mod:`bayesphys._demo_core` (exact posterior, so SBC ranks are exactly uniform), a deliberately
+:mod:`bayesphys.problems.linear_gaussian` (exact posterior, so SBC ranks are exactly uniform), a deliberately
 overconfident version of it (standard deviations halved) and that version after variance
 recalibration fitted on held-out simulations. For a component it imports
 ``bayesphys/<component>/_calibration.py`` and calls its hook::

@@ -5,7 +5,7 @@ Each synthetic "patient" :math:`k` has a field
 ``m`` noisy sensors :math:`y_k = u_k(x_{idx}) + \varepsilon`, :math:`\varepsilon \sim
 \mathcal N(0, \sigma^2 I)`. The model (:class:`LinearGaussianModel`) fits the GP lengthscale by
 type-II maximum likelihood (``fit``) and returns the exact Gaussian posterior over the grid
-(``posterior``, :func:`bayesphys._demo_core.posterior_for`). ``fit_many`` stacks the cohort into
+(``posterior``, :func:`bayesphys.problems.linear_gaussian.posterior_for`). ``fit_many`` stacks the cohort into
 one InferenceData with a ``patient`` dimension; the summary reports accuracy and 95 % coverage
 per patient and across the cohort.
 
@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._demo_core import log_marginal_likelihood, posterior_for
 from .._model import FitResult, optimize
+from ..problems.linear_gaussian import log_marginal_likelihood, posterior_for
 
 DESCRIPTION = "Cohort of small inverse problems on a local/Ray/Dask executor (fit_many)"
 
