@@ -8,6 +8,8 @@ r"""Calibration diagnostics for every bayesphys posterior.
   curves, CRPS and NLL;
 * :mod:`.recalibrate` — variance scaling (z-score or split-conformal) and isotonic quantile
   recalibration wrapped around any ``Posterior``, with held-out coverage (off by default);
+* :mod:`.record_recal` — the same maps fitted per summary on held-out simulations and applied to
+  a calibration run's draws (the recalibrated row beside a rejected posterior);
 * :mod:`.calibrate` / :mod:`.suite` — one run's row, and ``bayesphys calibrate COMPONENT``.
 
 References
@@ -33,7 +35,7 @@ Example
 (50, 5)
 """
 
-from .calibrate import CalibrationResult, analyse, calibration_rows, run_sbc
+from .calibrate import CalibrationResult, analyse, calibration_rows, is_calibrated, run_sbc
 from .core_problem import CoreFamily
 from .coverage import (
     central_coverage,
@@ -44,6 +46,12 @@ from .coverage import (
     tarp,
 )
 from .recalibrate import RecalibratedPosterior, Recalibrator, fit_recalibration
+from .record_recal import (
+    AffineMap,
+    RecordRecalibration,
+    fit_record_recalibration,
+    recalibrated_rows,
+)
 from .sbc import (
     ecdf_band,
     pit_ecdf,
@@ -65,11 +73,13 @@ from .simulate import (
 )
 
 __all__ = [
+    "AffineMap",
     "CalibrationResult",
     "CoreFamily",
     "DEFAULT_LEVELS",
     "RecalibratedPosterior",
     "Recalibrator",
+    "RecordRecalibration",
     "SimulationRecord",
     "analyse",
     "calibration_rows",
@@ -79,13 +89,16 @@ __all__ = [
     "expected_coverage",
     "field_calibration_curve",
     "fit_recalibration",
+    "fit_record_recalibration",
     "front_position",
     "hdi_coverage",
+    "is_calibrated",
     "pit_ecdf",
     "plot_pit_ecdf",
     "posterior_draws",
     "probe",
     "ranks_inference_data",
+    "recalibrated_rows",
     "run_sbc",
     "sbc_pit",
     "sbc_ranks",

@@ -27,7 +27,7 @@ from .coverage import expected_coverage, score_summary, tarp
 from .sbc import ranks_inference_data, sbc_ranks, sbc_uniformity
 from .simulate import DEFAULT_LEVELS, SimulationRecord, Summary, simulate_and_infer
 
-__all__ = ["CalibrationResult", "analyse", "run_sbc", "calibration_rows"]
+__all__ = ["CalibrationResult", "analyse", "run_sbc", "calibration_rows", "is_calibrated"]
 
 
 @dataclass
@@ -175,10 +175,15 @@ def calibration_rows(
     seed: int = 0,
     setting: Mapping[str, Any] | None = None,
     note: str | None = None,
+    recalibrate: int | None = None,
+    recal_methods: tuple[str, ...] = ("zscore", "affine"),
 ) -> list[dict]:
     """The calibration-table row(s) of one (problem, method): ``[row]`` with ``row["result"]``
     the :class:`CalibrationResult` (the suite strips it before writing JSON and draws it).
 
+    ``recalibrate=n_fit``: when the posterior is not calibrated (:func:`is_calibrated`), one
+    more row per ``recal_methods`` entry follows, fitted on ``n_fit`` held-out simulations and
+    evaluated on the same ``N`` (:func:`~bayesphys.diagnostics.recalibrated_rows`).
     Components call this from ``bayesphys/<component>/_calibration.py::calibrate_rows``.
     """
     res = run_sbc(
@@ -194,4 +199,26 @@ def calibration_rows(
     st = {"n_sims": n_sims, "n_draws": n_draws, **dict(setting or {})}
     row = bench_row(problem, method, res.metrics(), setting=st, note=note)
     row["result"] = res
-    return [row]
+    rows = [row]
+    if recalibrate and not is_calibrated(row["metrics"]):
+        from .record_recal import recalibrated_rows
+
+        rows += recalibrated_rows(
+            res,
+            simulate,
+            infer,
+            summaries,
+            n_fit=recalibrate,
+            seed=seed,
+            methods=recal_methods,
+            setting=setting,
+        )
+    return rows
+
+
+def is_calibrated(metrics: Mapping[str, Any], *, alpha: float = 0.01) -> bool:
+    """The issue-9 target: ``sbc_pvalue >= alpha`` and ``coverage90`` in ``[0.85, 0.95]``."""
+    p, c = metrics.get("sbc_pvalue"), metrics.get("coverage90")
+    if p is None or c is None:
+        return False
+    return p >= alpha and 0.85 <= c <= 0.95

@@ -275,7 +275,10 @@ class RecalibratedPosterior:
     def stddev(self) -> Tensor:
         return self.variance.clamp_min(0).sqrt()
 
-    def _map_draws(self, x: Tensor) -> Tensor:
+    def map_draws(self, x: Tensor) -> Tensor:
+        r"""Map draws ``x [*S, *batch, *event]`` of the base posterior to recalibrated draws
+        (same shape): :math:`\mu + s(x - \mu)` or :math:`F^{-1}(R^{-1}(F(x)))` marginally,
+        which keeps the base draws' dependence (copula)."""
         if self._scaled:
             mu = self.base.mean
             return mu + self.recalibrator.scale * (x - mu)
@@ -290,12 +293,12 @@ class RecalibratedPosterior:
     def sample(self, sample_shape=torch.Size(), generator=None) -> Tensor:
         """Draws ``[*sample_shape, *batch, *event]``: base draws mapped by the recalibration."""
         with torch.no_grad():
-            return self._map_draws(self.base.sample(_size(sample_shape), generator=generator))
+            return self.map_draws(self.base.sample(_size(sample_shape), generator=generator))
 
     def rsample(self, sample_shape=torch.Size()) -> Tensor:
         if not self._scaled:
             raise NotImplementedError("RecalibratedPosterior.rsample: not with a quantile map")
-        return self._map_draws(self.base.rsample(_size(sample_shape)))
+        return self.map_draws(self.base.rsample(_size(sample_shape)))
 
     def quantile(self, q) -> Tensor:
         """Recalibrated marginal quantiles ``[*q.shape, *batch, *event]``."""

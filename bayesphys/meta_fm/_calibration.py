@@ -82,6 +82,7 @@ def calibrate_rows(
     n_sims = n_sims if n_sims is not None else (40 if quick else 150)
     n_draws = n_draws if n_draws is not None else (11 if quick else 29)
     n_train = 64 if quick else 200
+    n_fit = 20 if quick else 75
     ens = _ensemble(steps, members, n_train, seed)
     per_member = math.ceil(n_draws / members)
 
@@ -102,4 +103,5 @@ def calibrate_rows(
         seed=seed,
         setting={"train_steps": steps, "members": members, "n_train": n_train, "points": _POINTS},
         note="draws = members x embedding subsample seeds; ensembles are expected to be overconfident",
+        recalibrate=n_fit,
     )

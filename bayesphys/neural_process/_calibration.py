@@ -29,6 +29,7 @@ def calibrate_rows(quick: bool, seed: int) -> list[dict]:
     from .model import RandomGridNP
 
     n_sims, n_draws, steps = (100, 49, 300) if quick else (300, 99, 3000)
+    n_fit = 50 if quick else 150
     model = RandomGridNP("poisson", "RGNP", seed=seed)
     model.fit(poisson_sensor_data(1000, seed=1), steps=steps, progress=False)
 
@@ -47,4 +48,5 @@ def calibrate_rows(quick: bool, seed: int) -> list[dict]:
         method="RGNP (amortised GICNet)",
         seed=seed,
         setting={"train_steps": steps, "sensors": 54, "sigma_y": 0.05},
+        recalibrate=n_fit,
     )

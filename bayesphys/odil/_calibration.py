@@ -44,7 +44,7 @@ def calibrate_rows(quick: bool, seed: int) -> list[dict]:
     from ..diagnostics.simulate import probe
     from .glioma import GliomaModel
 
-    n_sims, n_draws = (50, 49) if quick else (200, 99)
+    n_sims, n_draws, n_fit = (50, 49, 30) if quick else (200, 99, 100)
 
     def infer(p: dict):
         m = GliomaModel(
@@ -69,4 +69,5 @@ def calibrate_rows(quick: bool, seed: int) -> list[dict]:
         method="ODIL-Laplace",
         seed=seed,
         setting={"grid": "32x32", "mm": _H, "noise_corr_mm": 4.0},
+        recalibrate=n_fit,
     )

@@ -32,6 +32,7 @@ def calibrate_rows(quick: bool, seed: int) -> list[dict]:
     from .model import ProbConserv
 
     n_sims, n_draws, steps = (100, 49, 300) if quick else (300, 99, 1200)
+    n_fit = 50 if quick else 150
     model = ProbConserv(_PROBLEM, step1="gp", seed=seed)
     model.fit(steps=steps, progress=False)
     model.calibrate(seed=seed + 777)
@@ -62,5 +63,6 @@ def calibrate_rows(quick: bool, seed: int) -> list[dict]:
             method=label,
             seed=seed,
             setting={"t": 0.05, "u_star": "U[0.55,0.7]", "var_scale": round(model.var_scale, 4)},
+            recalibrate=n_fit,
         )
     return rows

@@ -1,0 +1,71 @@
+"""Per-summary recalibration of a calibration run (bayesphys.diagnostics.record_recal)."""
+
+import pytest
+import torch
+
+from bayesphys.diagnostics import (
+    AffineMap,
+    CoreFamily,
+    SimulationRecord,
+    calibration_rows,
+    fit_record_recalibration,
+    is_calibrated,
+)
+
+
+def _record(bias: float, scale: float, n: int = 400, draws: int = 49, seed: int = 0):
+    """Truth ~ N(0, 1) per problem; draws ~ N(truth + e + bias, (scale)^2) with e ~ N(0, 1):
+    calibrated iff bias = 0 and scale = 1 (the posterior of a N(0,1) noise offset)."""
+    g = torch.Generator().manual_seed(seed)
+    truth = torch.randn(n, 2, generator=g, dtype=torch.float64)
+    centre = truth + torch.randn(n, 2, generator=g, dtype=torch.float64) + bias
+    d = centre[:, None, :] + scale * torch.randn(n, draws, 2, generator=g, dtype=torch.float64)
+    return SimulationRecord(names=["a", "b"], truth=truth, draws=d)
+
+
+@pytest.mark.parametrize("method", ["zscore", "affine", "zscore+quantile"])
+def test_recalibration_of_an_overconfident_record(method):
+    fit, target = _record(0.0, 0.4, seed=1), _record(0.0, 0.4, seed=2)
+    recal = fit_record_recalibration(fit, method)
+    out = recal.apply(target)
+    assert out.draws.shape == target.draws.shape
+    sd_ratio = float(out.draws.std(1).mean() / target.draws.std(1).mean())
+    assert 2.0 < sd_ratio < 3.0  # the calibrated width is 1 / 0.4 = 2.5x the base one
+    assert torch.equal(out.truth, target.truth)
+
+
+def test_affine_removes_bias_and_zscore_does_not():
+    fit, target = _record(1.5, 1.0, seed=3), _record(1.5, 1.0, seed=4)
+    aff = fit_record_recalibration(fit, "affine")
+    assert all(isinstance(m, AffineMap) for m in aff.stages[0])
+    shift = [m.shift for m in aff.stages[0]]
+    assert all(-1.6 < s < -0.8 for s in shift)  # z = (truth - mean)/sd ~ N(-1.5/sqrt(1), ...)
+    bias_after = float((aff.apply(target).draws.mean(1) - target.truth).mean())
+    bias_zs = float(
+        (fit_record_recalibration(fit, "zscore").apply(target).draws.mean(1) - target.truth).mean()
+    )
+    assert abs(bias_after) < 0.25 < abs(bias_zs)
+
+
+def test_calibration_rows_adds_recalibrated_rows_only_when_rejected():
+    over, exact = CoreFamily(inflate=0.5), CoreFamily()
+    kw = dict(n_sims=120, n_draws=39, problem="lg", seed=0, recalibrate=60)
+    rows = calibration_rows(over.simulate, over.infer, over.summaries(), method="over", **kw)
+    assert [r["method"] for r in rows] == ["over", "over + zscore recal", "over + affine recal"]
+    assert not is_calibrated(rows[0]["metrics"])
+    for r in rows[1:]:
+        assert 0.85 <= r["metrics"]["coverage90"] <= 0.95
+        assert r["metrics"]["sbc_pvalue"] > 1e-3
+        assert "held-out" in r["note"]
+    rows = calibration_rows(exact.simulate, exact.infer, exact.summaries(), method="ok", **kw)
+    assert len(rows) == 1 and is_calibrated(rows[0]["metrics"])
+
+
+def test_bad_input():
+    rec = _record(0.0, 1.0)
+    with pytest.raises(ValueError, match="recalibrators"):
+        fit_record_recalibration(rec).apply(
+            SimulationRecord(names=["a"], truth=rec.truth[:, :1], draws=rec.draws[..., :1])
+        )
+    with pytest.raises(ValueError, match="method"):
+        fit_record_recalibration(rec, "nonsense")
