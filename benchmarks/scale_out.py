@@ -11,7 +11,8 @@
   ``task_seconds_mean`` vs ``sequential_task_seconds_mean`` shows how much slower one task runs
   inside a worker than in the driver.
 * DDP: samples per second of the ``ddp_training`` example with 1 and 2 gloo processes at the
-  same global batch.
+  same global batch: the MLP surrogate through ``train_ddp``, and the random-grid neural process
+  data-parallel inside ``RandomGridNP.fit`` (tasks per second).
 
 Each row records the 1-minute load average before it ran: the figures committed here were taken
 on a 2-core machine shared with other jobs, so they are lower bounds on the speed-up.
@@ -255,6 +256,58 @@ def _ddp_rows(quick: bool) -> list[dict]:
     return rows
 
 
+def _ddp_rgnp_rows(quick: bool) -> list[dict]:
+    """RandomGridNP.fit data-parallel (GradientSync) with 1 and 2 gloo ranks, same global batch."""
+    from bayesphys.examples import ddp_training
+
+    rows, base = [], None
+    global_batch = 16
+    steps = 10 if quick else 60
+    for nproc in (1, 2):
+        with tempfile.TemporaryDirectory() as tmp:
+            load = _load()
+            s = ddp_training.main(
+                [
+                    "--model",
+                    "rgnp",
+                    "--out",
+                    tmp,
+                    "--nproc",
+                    str(nproc),
+                    "--steps",
+                    str(steps),
+                    "--batch-size",
+                    str(global_batch // nproc),
+                    "--no-resume",
+                ]
+            )
+        sps = s["samples_per_second"]
+        base = base or sps
+        rows.append(
+            bench_row(
+                "ddp-rgnp-poisson",
+                f"RGNP data-parallel gloo x{nproc}",
+                {
+                    "steps_per_second": sps / global_batch,
+                    "samples_per_second": sps,
+                    "speedup": sps / base,
+                    "seconds": s["train_seconds"],
+                    "nse_u": s["test_value"],
+                    "load1": load,
+                },
+                setting={
+                    "nproc": nproc,
+                    "global_batch": global_batch,
+                    "steps": steps,
+                    "threads_per_rank": 1,
+                },
+                anchor=ANCHOR_2X if nproc == 2 else None,
+            )
+        )
+        print(f"RGNP x{nproc}: {sps:8.1f} tasks/s  load {load}")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(prog="bayesphys bench scale_out", description=__doc__)
     ap.add_argument(
@@ -292,6 +345,7 @@ def main(argv: list[str] | None = None) -> Path:
     rows += _probe_rows(args.quick)
     if not args.no_ddp:
         rows += _ddp_rows(args.quick)
+        rows += _ddp_rgnp_rows(args.quick)
     out = args.out
     if args.quick and out is None:
         out = tempfile.mkdtemp(prefix="bayesphys-bench-")
@@ -303,7 +357,7 @@ def main(argv: list[str] | None = None) -> Path:
         command=cmd,
         out=out,
         extra={
-            "note": "2-core machine shared with other agents during the run; load1 = 1-minute "
+            "note": "2-core machine, possibly shared with other jobs during the run; load1 = 1-minute "
             "load average before each row (2.0 = both cores busy). cold = pool/cluster start and "
             "worker imports included; warm = executor started and warmed beforehand.",
         },

@@ -4,7 +4,9 @@
   posteriors into one InferenceData with a problem dimension, plus a per-problem table
   (faults recorded, results written as they finish, reruns resume).
 * :mod:`bayesphys.distributed.ddp` holds small ``torch.distributed`` helpers for data-parallel
-  training launched by ``torchrun`` (gloo on CPU, nccl on CUDA).
+  training launched by ``torchrun`` (gloo on CPU, nccl on CUDA);
+  :class:`~bayesphys.distributed.data_parallel.GradientSync` brings the same gradient averaging
+  into the neural components' own ``fit`` loops (``RandomGridNP``, ``MetaFlowMatching``).
 
 Ray and Dask are optional (``pip install "bayesphys[distributed]"``) and imported only when
 asked for. The layering (vectorise first, then processes, then DDP, then a cluster engine)
@@ -16,11 +18,14 @@ Scheduling", SciPy 2015; S. Li et al., "PyTorch Distributed: Experiences on Acce
 Parallel Training", VLDB 2020.
 """
 
+from .data_parallel import GradientSync, rank_generator_seed
 from .executors import limit_threads, resolve_runner
 from .fit_many import FitManyResult, fit_many, problem_seed, run_problem
 
 __all__ = [
     "fit_many",
+    "GradientSync",
+    "rank_generator_seed",
     "FitManyResult",
     "problem_seed",
     "run_problem",

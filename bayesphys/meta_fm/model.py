@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from .._device import resolve_device, resolve_dtype, seed_everything
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
+from ..distributed.data_parallel import GradientSync, rank_generator_seed
 from ..posterior import SamplePosterior
 from ..problems.populations import PopulationPairs
 from ._validate import check_pairs, check_populations
@@ -233,6 +234,10 @@ class MetaFlowMatching:
     ) -> FitResult:
         """Train for ``steps`` optimiser steps on ``data`` (default: the data given at build).
 
+        Under ``torchrun`` (a process group of ``W > 1`` ranks) the fit is data-parallel: each
+        rank samples its own ``pops_per_step`` populations and the gradients are averaged
+        (:class:`~bayesphys.distributed.GradientSync`).
+
         Returns a :class:`~bayesphys.FitResult` (``extra["seconds_per_1k_steps"]``). A
         non-finite loss stops the fit and restores the last good weights.
         """
@@ -265,6 +270,10 @@ class MetaFlowMatching:
         cache: dict[int, Tensor] = {}
         counter = [0]
         self.net.train()
+        # data-parallel under torchrun: identical replicas, per-rank batches, mean gradients
+        sync = GradientSync(self.net)
+        rank_generator_seed(gen)
+        progress = progress and sync.is_main
 
         def step() -> Tensor:
             k = counter[0]
@@ -278,8 +287,9 @@ class MetaFlowMatching:
                 loss = self._loss(x0, x1, cond, gen)
                 gnn_opt.zero_grad()
                 loss.backward()
+                sync.average_gradients()
                 gnn_opt.step()
-                return loss.detach()
+                return torch.tensor(sync.mean(loss)) if sync.active else loss.detach()
             emb = None
             if gnn_opt is not None:  # flow step with cached, detached embeddings
                 with torch.no_grad():
@@ -295,8 +305,9 @@ class MetaFlowMatching:
             if gnn_opt is not None:
                 gnn_opt.zero_grad()
             loss.backward()
+            sync.average_gradients()
             field_opt.step()
-            return loss.detach()
+            return torch.tensor(sync.mean(loss)) if sync.active else loss.detach()
 
         res = optimize(
             step, steps=steps, params=self.net, progress=progress, desc=f"{cfg.method} fit"

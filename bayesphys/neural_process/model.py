@@ -40,6 +40,7 @@ from torch import Tensor
 
 from .._device import as_tensor, resolve_device, resolve_dtype, seed_everything
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
+from ..distributed.data_parallel import GradientSync, rank_generator_seed
 from ..posterior import GaussianPosterior
 from ..problems.rgnp import BurgersProblem, PoissonProblem, sample_prior
 from .forward import ForwardNet
@@ -356,6 +357,9 @@ class RandomGridNP:
     ) -> FitResult:
         """Train for ``steps`` Adam steps (or until ``max_seconds``); returns a ``FitResult``.
 
+        Under ``torchrun`` (a process group of ``W > 1`` ranks) the fit is data-parallel: each
+        rank draws its own batch and the gradients are averaged
+        (:class:`~bayesphys.distributed.GradientSync`), so ``config.batch`` is per rank.
         ``data``: optional noisy labelled sets ``{"x_obs" [M, dim_x], "y" [n, M], "z" [n, dim_z],
         "w" [n, dim_w], "sigma_y"}`` (P2). ``callback(model, step)`` runs every
         ``callback_every`` steps (its time is excluded from ``seconds``).
@@ -365,6 +369,10 @@ class RandomGridNP:
         dat = self._check_data(data) if data is not None else None
         mods = self._modules()
         mods.train()
+        # data-parallel under torchrun: identical replicas, per-rank batches, mean gradients
+        sync = GradientSync(mods)
+        rank_generator_seed(self.generator)
+        progress = progress and sync.is_main
 
         def step():
             for grp in self.optimizer.param_groups:
@@ -372,9 +380,10 @@ class RandomGridNP:
             self.optimizer.zero_grad(set_to_none=True)
             loss, _ = self.loss(dat)
             loss.backward()
+            sync.average_gradients()
             self.optimizer.step()
             self.step_count += 1
-            return loss
+            return torch.tensor(sync.mean(loss)) if sync.active else loss
 
         hist: list[float] = []
         spent, cb_time, done = 0.0, 0.0, 0

@@ -36,6 +36,18 @@ def test_ddp_training_smoke_two_processes_and_resume(tmp_path):
     assert json.loads((out / "summary.json").read_text())["world_size"] == 2
 
 
+def test_ddp_training_of_the_neural_process_resumes(tmp_path):
+    """--model rgnp: RandomGridNP.fit data-parallel on 2 gloo ranks; a rerun resumes."""
+    out = tmp_path / "rgnp"
+    first = ddp_training.main(["--smoke", "--model", "rgnp", "--steps", "4", "--out", str(out)])
+    assert first["model"] == "rgnp" and first["world_size"] == 2
+    assert first["epochs_run"] == 4 and first["start_epoch"] == 0
+    assert first["global_batch"] == 16 and (out / "rgnp.pt").exists()
+    assert 0 < first["test_value"] < 5
+    again = ddp_training.main(["--smoke", "--model", "rgnp", "--steps", "6", "--out", str(out)])
+    assert again["start_epoch"] == 4 and again["epochs_run"] == 2
+
+
 @pytest.mark.slow  # ~15 s idle: four ODIL glioma fits
 def test_cohort_glioma_smoke(tmp_path):
     pytest.importorskip("bayesphys.odil")

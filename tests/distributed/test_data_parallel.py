@@ -1,0 +1,149 @@
+"""Data-parallel fits of the neural components (GradientSync) on two gloo processes."""
+
+import os
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from bayesphys.distributed import GradientSync, rank_generator_seed
+from bayesphys.distributed.ddp import cleanup_distributed, free_port, init_distributed
+
+TINY_GIC = dict(
+    latent=12,
+    channels=6,
+    lift_layers=1,
+    conv_layers=2,
+    conv_channels=4,
+    dense=(16, 8),
+    trunk=8,
+    trunk_layers=1,
+    head=16,
+    head_layers=1,
+    rank=1,
+)
+SMALL_MFM = dict(
+    width=32,
+    layers=2,
+    time_dim=8,
+    fourier=8,
+    gnn_hidden=8,
+    gnn_layers=2,
+    knn_k=5,
+    points=32,
+    pops_per_step=2,
+)
+
+
+def _rgnp():
+    from bayesphys.neural_process import RandomGridNP
+
+    return RandomGridNP(
+        "poisson",
+        "RGNP",
+        hidden=16,
+        depth=2,
+        n_freq=4,
+        n_points=16,
+        batch=4,
+        gic=TINY_GIC,
+        seed=0,
+    )
+
+
+def _mfm():
+    from bayesphys.meta_fm import MetaFlowMatching
+    from bayesphys.problems.populations import linear_map
+
+    d = linear_map(n_train=6, n_cal=0, n_test=0, n_points=48, seed=0)
+    return MetaFlowMatching(d, seed=0, **SMALL_MFM), d
+
+
+def _worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+    )
+    torch.set_num_threads(1)
+    init_distributed(backend="gloo", device="cpu")
+    # 1. the bare averaging: rank r holds gradient r + 1 everywhere
+    lin = torch.nn.Linear(3, 2)
+    torch.manual_seed(100 + rank)  # different inits: broadcast must make them equal
+    for p in lin.parameters():
+        p.data.normal_()
+    sync = GradientSync(lin)
+    for p in lin.parameters():
+        p.grad = torch.full_like(p, float(rank + 1))
+    sync.average_gradients()
+    g = torch.Generator().manual_seed(7)
+    rank_generator_seed(g)
+    # 2. the components' own fits, data-parallel
+    np_model = _rgnp()
+    # perturb rank 1's weights: the fit's broadcast must undo it
+    if rank == 1:
+        with torch.no_grad():
+            for p in np_model.net.parameters():
+                p.add_(0.1)
+    np_res = np_model.fit(steps=3, progress=False)
+    mfm, d = _mfm()
+    mfm_res = mfm.fit(d, steps=4, progress=False)
+    torch.save(
+        {
+            "lin": [p.detach().clone() for p in lin.parameters()],
+            "grads": [p.grad.clone() for p in lin.parameters()],
+            "draw": torch.rand(3, generator=g),
+            "np": [p.detach().clone() for p in np_model.net.parameters()],
+            "np_loss": np_res.loss_history,
+            "mfm": [p.detach().clone() for p in mfm.net.parameters()],
+            "mfm_loss": mfm_res.loss_history,
+        },
+        os.path.join(out, f"rank{rank}.pt"),
+    )
+    cleanup_distributed()
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dp")
+    mp.spawn(_worker, args=(2, free_port(), str(out)), nprocs=2, join=True)
+    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
+
+
+def test_gradients_are_averaged_and_replicas_broadcast(two_ranks):
+    r0, r1 = two_ranks
+    for a, b in zip(r0["lin"], r1["lin"]):
+        assert torch.equal(a, b)
+    for g in r0["grads"] + r1["grads"]:
+        assert torch.allclose(g, torch.full_like(g, 1.5))
+    assert not torch.equal(r0["draw"], r1["draw"])  # ranks draw different batches
+
+
+@pytest.mark.parametrize("name", ["np", "mfm"])
+def test_component_fits_stay_in_sync_across_ranks(two_ranks, name):
+    r0, r1 = two_ranks
+    for a, b in zip(r0[name], r1[name]):
+        assert torch.allclose(a, b, rtol=0, atol=1e-12)
+    assert r0[f"{name}_loss"] == r1[f"{name}_loss"]  # the rank-mean loss, the same on both
+
+
+def test_single_process_is_unchanged():
+    """Without a process group the fit is the plain one: same seed, same weights."""
+    a, b = _rgnp(), _rgnp()
+    assert not GradientSync(a.net).active
+    a.fit(steps=2, progress=False)
+    b.fit(steps=2, progress=False)
+    for p, q in zip(a.net.parameters(), b.net.parameters()):
+        assert torch.equal(p, q)
+    g = torch.Generator().manual_seed(7)
+    rank_generator_seed(g)
+    assert torch.equal(
+        torch.rand(3, generator=g), torch.rand(3, generator=torch.Generator().manual_seed(7))
+    )
+
+
+def test_bad_module():
+    with pytest.raises(TypeError, match="module"):
+        GradientSync([torch.zeros(2)])
