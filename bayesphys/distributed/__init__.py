@@ -6,7 +6,7 @@
 * :mod:`bayesphys.distributed.ddp` holds small ``torch.distributed`` helpers for data-parallel
   training launched by ``torchrun`` (gloo on CPU, nccl on CUDA);
   :class:`~bayesphys.distributed.data_parallel.GradientSync` brings the same gradient averaging
-  into the neural components' own ``fit`` loops (``RandomGridNP``, ``MetaFlowMatching``).
+  into the neural components' own ``fit`` loops (``RandomGridNP``, ``ProbConserv``, ``MetaFlowMatching``).
 
 Ray and Dask are optional (``pip install "bayesphys[distributed]"``) and imported only when
 asked for. The layering (vectorise first, then processes, then DDP, then a cluster engine)

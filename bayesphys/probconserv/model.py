@@ -34,6 +34,7 @@ from torch import Tensor
 
 from .._device import as_tensor, resolve_device, seed_everything
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
+from ..distributed.data_parallel import GradientSync, rank_generator_seed
 from ..posterior import GaussianPosterior
 from ..problems.gpme import GPMEData, GPMEProblem, get_problem, make_dataset
 from .anp import AttentiveNP
@@ -167,6 +168,8 @@ class ProbConserv:
         ``U(train_range)``, the paper's context design, sensor noise ``noise_std``) every
         step, seeded by ``seed``;
         otherwise minibatches of ``data``. Returns a :class:`~bayesphys.FitResult`.
+        Under ``torchrun`` (``W > 1`` ranks) the fit is data-parallel: each rank draws its own
+        batch and the gradients are averaged (:class:`~bayesphys.distributed.GradientSync`).
         """
         cfg = self.config
         if data is not None and not isinstance(data, GPMEData):
@@ -177,11 +180,19 @@ class ProbConserv:
         base = (cfg.seed or 0) * 1_000_003 + self.steps_done
         gen = torch.Generator().manual_seed(base)
         counter = {"k": 0}
+        # data-parallel under torchrun: identical replicas, per-rank batches, mean gradients
+        sync = GradientSync(self.net)
+        rank_generator_seed(gen)
+        progress = progress and sync.is_main
+        offset = 7_919_000_003 * sync.rank  # rank 0 keeps the single-process seeds
 
         def batch():
             if data is None:
                 return make_dataset(
-                    self.problem, cfg.batch_size, seed=base + counter["k"], noise_std=cfg.noise_std
+                    self.problem,
+                    cfg.batch_size,
+                    seed=base + counter["k"] + offset,
+                    noise_std=cfg.noise_std,
                 )
             idx = torch.randint(len(data), (min(cfg.batch_size, len(data)),), generator=gen)
             return data.subset(idx)
@@ -203,10 +214,11 @@ class ProbConserv:
                 loss = self.net.loss(xc, yc)
             opt.zero_grad()
             loss.backward()
+            sync.average_gradients()
             torch.nn.utils.clip_grad_norm_(self.net.parameters(), 10.0)
             opt.step()
             sched.step()
-            return loss.detach()
+            return torch.tensor(sync.mean(loss)) if sync.active else loss.detach()
 
         res = optimize(
             step,

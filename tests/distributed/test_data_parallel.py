@@ -90,6 +90,10 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     np_res = np_model.fit(steps=3, progress=False)
     mfm, d = _mfm()
     mfm_res = mfm.fit(d, steps=4, progress=False)
+    from bayesphys.probconserv import ProbConserv
+
+    anp = ProbConserv("stefan", step1="anp", hidden=16, n_samples=8, seed=0)
+    anp_res = anp.fit(steps=3, progress=False)
     torch.save(
         {
             "lin": [p.detach().clone() for p in lin.parameters()],
@@ -99,6 +103,8 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
             "np_loss": np_res.loss_history,
             "mfm": [p.detach().clone() for p in mfm.net.parameters()],
             "mfm_loss": mfm_res.loss_history,
+            "anp": [p.detach().clone() for p in anp.net.parameters()],
+            "anp_loss": anp_res.loss_history,
         },
         os.path.join(out, f"rank{rank}.pt"),
     )
@@ -121,7 +127,7 @@ def test_gradients_are_averaged_and_replicas_broadcast(two_ranks):
     assert not torch.equal(r0["draw"], r1["draw"])  # ranks draw different batches
 
 
-@pytest.mark.parametrize("name", ["np", "mfm"])
+@pytest.mark.parametrize("name", ["np", "mfm", "anp"])
 def test_component_fits_stay_in_sync_across_ranks(two_ranks, name):
     r0, r1 = two_ranks
     for a, b in zip(r0[name], r1[name]):
