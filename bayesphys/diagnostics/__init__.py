@@ -80,6 +80,7 @@ __all__ = [
     "RecalibratedPosterior",
     "Recalibrator",
     "RecordRecalibration",
+    "StudentTMap",
     "SimulationRecord",
     "analyse",
     "calibration_rows",

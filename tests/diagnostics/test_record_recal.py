@@ -23,7 +23,7 @@ def _record(bias: float, scale: float, n: int = 400, draws: int = 49, seed: int 
     return SimulationRecord(names=["a", "b"], truth=truth, draws=d)
 
 
-@pytest.mark.parametrize("method", ["zscore", "affine", "zscore+quantile"])
+@pytest.mark.parametrize("method", ["zscore", "affine", "student", "zscore+quantile"])
 def test_recalibration_of_an_overconfident_record(method):
     fit, target = _record(0.0, 0.4, seed=1), _record(0.0, 0.4, seed=2)
     recal = fit_record_recalibration(fit, method)
@@ -51,7 +51,7 @@ def test_calibration_rows_adds_recalibrated_rows_only_when_rejected():
     over, exact = CoreFamily(inflate=0.5), CoreFamily()
     kw = dict(n_sims=120, n_draws=39, problem="lg", seed=0, recalibrate=60)
     rows = calibration_rows(over.simulate, over.infer, over.summaries(), method="over", **kw)
-    assert [r["method"] for r in rows] == ["over", "over + zscore recal", "over + affine recal"]
+    assert [r["method"] for r in rows] == ["over", "over + affine recal", "over + student recal"]
     assert not is_calibrated(rows[0]["metrics"])
     for r in rows[1:]:
         assert 0.85 <= r["metrics"]["coverage90"] <= 0.95
