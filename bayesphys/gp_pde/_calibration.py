@@ -158,5 +158,6 @@ def calibrate_rows(quick: bool, seed: int) -> list[dict]:
             problem="poisson1d-gp-prior",
             method=label,
             setting={"n_col": fam.xc.numel(), "tau": fam.tau, "infer_tau": fam.infer_tau},
+            recalibrate=50 if quick else 200,
         )
     return rows
