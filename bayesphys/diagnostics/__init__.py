@@ -49,6 +49,7 @@ from .recalibrate import RecalibratedPosterior, Recalibrator, fit_recalibration
 from .record_recal import (
     AffineMap,
     RecordRecalibration,
+    ShapeMap,
     fit_record_recalibration,
     recalibrated_rows,
 )
@@ -80,7 +81,7 @@ __all__ = [
     "RecalibratedPosterior",
     "Recalibrator",
     "RecordRecalibration",
-    "StudentTMap",
+    "ShapeMap",
     "SimulationRecord",
     "analyse",
     "calibration_rows",

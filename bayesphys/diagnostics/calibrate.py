@@ -176,7 +176,7 @@ def calibration_rows(
     setting: Mapping[str, Any] | None = None,
     note: str | None = None,
     recalibrate: int | None = None,
-    recal_methods: tuple[str, ...] = ("affine", "student"),
+    recal_methods: tuple[str, ...] = ("affine", "shape"),
 ) -> list[dict]:
     """The calibration-table row(s) of one (problem, method): ``[row]`` with ``row["result"]``
     the :class:`CalibrationResult` (the suite strips it before writing JSON and draws it).

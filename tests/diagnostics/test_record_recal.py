@@ -23,7 +23,7 @@ def _record(bias: float, scale: float, n: int = 400, draws: int = 49, seed: int 
     return SimulationRecord(names=["a", "b"], truth=truth, draws=d)
 
 
-@pytest.mark.parametrize("method", ["zscore", "affine", "student", "zscore+quantile"])
+@pytest.mark.parametrize("method", ["zscore", "affine", "shape", "zscore+quantile"])
 def test_recalibration_of_an_overconfident_record(method):
     fit, target = _record(0.0, 0.4, seed=1), _record(0.0, 0.4, seed=2)
     recal = fit_record_recalibration(fit, method)
@@ -51,7 +51,7 @@ def test_calibration_rows_adds_recalibrated_rows_only_when_rejected():
     over, exact = CoreFamily(inflate=0.5), CoreFamily()
     kw = dict(n_sims=120, n_draws=39, problem="lg", seed=0, recalibrate=60)
     rows = calibration_rows(over.simulate, over.infer, over.summaries(), method="over", **kw)
-    assert [r["method"] for r in rows] == ["over", "over + affine recal", "over + student recal"]
+    assert [r["method"] for r in rows] == ["over", "over + affine recal", "over + shape recal"]
     assert not is_calibrated(rows[0]["metrics"])
     for r in rows[1:]:
         assert 0.85 <= r["metrics"]["coverage90"] <= 0.95
@@ -69,3 +69,23 @@ def test_bad_input():
         )
     with pytest.raises(ValueError, match="method"):
         fit_record_recalibration(rec, "nonsense")
+
+
+def test_shape_map_picks_the_tail_family():
+    from bayesphys.diagnostics import ShapeMap
+
+    g = torch.Generator().manual_seed(0)
+    draws = torch.randn(600, 40, generator=g, dtype=torch.float64)
+    centred = draws - draws.mean(1, keepdim=True)
+    draws = centred / centred.std(1, keepdim=True)  # each problem: mean 0, sd 1 exactly
+    heavy = torch.distributions.StudentT(2.0).sample((600,)).double()
+    light = torch.rand(600, generator=g, dtype=torch.float64) * 4 - 2
+    gauss = torch.randn(600, generator=g, dtype=torch.float64)
+    assert ShapeMap.fit(draws, heavy).family == "t"
+    assert ShapeMap.fit(draws, light).family == "gennorm"
+    assert ShapeMap.fit(draws, gauss).family == "norm"
+    m = ShapeMap.fit(draws, light)
+    out = m.map(draws[0])
+    assert out.shape == (40,)
+    assert bool((out[draws[0].argsort()].diff() >= 0).all())  # a monotone map of the draws
+    assert 1.5 < float(out.max()) <= 2.3  # the light-tailed law ends near its support's edge
