@@ -192,8 +192,16 @@ def _apply_stage(
             f"recalibrators: expected one per summary ({k_sum}), received {len(stage)}"
         )
     draws = torch.empty_like(record.draws)
+    for k, rec in enumerate(stage):
+        if isinstance(rec, Recalibrator) and rec.method != "quantile":
+            # variance scaling about each problem's mean, all problems at once
+            x = record.draws[:, :, k]
+            m = x.mean(1, keepdim=True)
+            draws[:, :, k] = m + rec.scale * (x - m)
     for i in range(record.n_sims):
         for k, rec in enumerate(stage):
+            if isinstance(rec, Recalibrator) and rec.method != "quantile":
+                continue
             x = record.draws[i, :, k]
             if isinstance(rec, AffineMap | ShapeMap):
                 draws[i, :, k] = rec.map(x)
@@ -210,8 +218,24 @@ def _apply_stage(
     )
 
 
+def _scale_from_z(z: torch.Tensor, method: str, level: float) -> Recalibrator:
+    """The variance-scaling :class:`Recalibrator` of held-out z-scores ``z [P]`` (the same
+    formulas as :meth:`Recalibrator.fit`)."""
+    import math
+
+    z = z.double()
+    if method == "zscore":
+        return Recalibrator("zscore", scale=float(z.pow(2).mean().sqrt()))
+    n = z.numel()
+    k = min(n, math.ceil((n + 1) * level))
+    qz = float(z.abs().sort().values[k - 1])
+    return Recalibrator(
+        "conformal", scale=qz / float(torch.special.ndtri(torch.tensor((1 + level) / 2)))
+    )
+
+
 def fit_record_recalibration(
-    record: SimulationRecord, method: str = "zscore+quantile", *, level: float = 0.9
+    record: SimulationRecord, method: str = "affine", *, level: float = 0.9
 ) -> RecordRecalibration:
     """Fit per-summary maps on ``record`` (``truth [N, K]``, ``draws [N, L, K]``).
 
@@ -230,6 +254,13 @@ def fit_record_recalibration(
     for m in method.split("+"):
         stage = []
         for k in range(record.truth.shape[1]):
+            if m in ("zscore", "conformal"):  # vectorised: z over all problems at once
+                x = record.draws[:, :, k]
+                sd = x.std(1)
+                keep = sd > 0
+                z = ((record.truth[:, k] - x.mean(1)) / sd.where(keep, 1.0))[keep]
+                stage.append(_scale_from_z(z, m, level))
+                continue
             if m in ("affine", "shape"):
                 cls = AffineMap if m == "affine" else ShapeMap
                 stage.append(cls.fit(record.draws[:, :, k], record.truth[:, k]))
