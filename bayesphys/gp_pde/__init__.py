@@ -7,8 +7,9 @@ Multi-Scale PDEs with Gaussian Processes", ICLR 2024 (arXiv:2311.04465):
   mixture kernels with log-domain (Jeffreys) weights and closed-form derivatives;
   products across dimensions give Kronecker-structured Gram matrices on grids;
 * :class:`GPPDESolver` -- collocation on a tensor grid, :math:`U` eliminated by an exact
-  structured (Kronecker + Woodbury) solve, hyperparameters by Adam, Gaussian posterior of the
-  solution on any test grid;
+  structured (Kronecker + Woodbury) solve (complex eigenbasis for first-order operators such as
+  advection; Picard-Kronecker fixed point for Allen-Cahn, :class:`PicardKronSolve`),
+  hyperparameters by Adam, Gaussian posterior of the solution on any test grid;
 * problems with exact solutions in :mod:`bayesphys.problems.gp_pde`.
 
 Example
@@ -22,6 +23,7 @@ True
 
 from .kernels import KINDS, SpectralMixture1d
 from .model import METHODS, GPPDESolver
+from .nonlinear import PicardKronSolve
 from .operator import LinearPDEOperator
 from .solve import DenseSolve, KronSolve, objective
 
@@ -32,6 +34,7 @@ __all__ = [
     "METHODS",
     "LinearPDEOperator",
     "KronSolve",
+    "PicardKronSolve",
     "DenseSolve",
     "objective",
 ]

@@ -4,6 +4,8 @@ Two methods:
 
 * ``method="gp-hm"`` (ours): the field :math:`U` is eliminated exactly at every step
   (:class:`~bayesphys.gp_pde.solve.KronSolve` for linear operators with ``weighting="prior"``,
+  second-order in a real and first-order -- advection -- in a complex eigenbasis;
+  :class:`~bayesphys.gp_pde.nonlinear.PicardKronSolve` for 2-D Allen-Cahn;
   :class:`~bayesphys.gp_pde.solve.DenseSolve` with Gauss-Newton for Allen-Cahn in 1-D) and only
   the kernel hyperparameters and :math:`\log\tau_{1,2}` are optimised (Adam, cosine-decayed
   learning rate), with gradients by the envelope theorem; frequencies start at the periodogram
@@ -30,6 +32,7 @@ from ..problems.gp_pde import PDEProblem, get_problem
 from ._inputs import eval_on_grid, parse_grid, periodogram_peaks
 from ._kron import face_values, kron_apply
 from .kernels import SpectralMixture1d
+from .nonlinear import PicardKronSolve
 from .operator import LinearPDEOperator, build_factors, detach_factors, with_eigen
 from .posterior import test_grid_posterior
 from .solve import DenseSolve, KronSolve, objective
@@ -57,6 +60,12 @@ class GPPDESolver:
     jitter: per-factor nugget :math:`\epsilon` (default 1e-10 for ``gp-hm`` with the identity
         metric, else the paper's 1e-6).
     lam_b: boundary weight :math:`\lambda_b` (default the problem's, else 200).
+    nugget: collocation-likelihood noise variance :math:`\sigma^2`; ``None`` (default) learns
+        :math:`\tau_1, \tau_2` (the paper's); a float fixes
+        :math:`\tau_1 = \tau_2 = 1/\sigma^2` (not optimised), i.e. the boundary values and the PDE
+        residuals are observed with noise variance :math:`\sigma^2` (boundary additionally
+        weighted by :math:`\lambda_b`). The posterior's width is then set by :math:`\sigma^2`,
+        but never below the floor of the per-factor ``jitter`` (a nugget on :math:`U` in the prior).
     zero_component: start one component at :math:`\mu = 0` (trends); default: only when the
         source's dominant frequency makes fewer than 4 periods across the domain.
     """
@@ -79,6 +88,7 @@ class GPPDESolver:
         jitter: float | None = None,
         freq_scale: float | None = None,
         zero_component: bool | None = None,
+        nugget: float | None = None,
         device=None,
         dtype=None,
         seed: int | None = None,
@@ -105,7 +115,8 @@ class GPPDESolver:
         self.axes = axes
         self.shape = tuple(a.numel() for a in axes)
         self.f = eval_on_grid("source", source, axes)
-        self.g = face_values(eval_on_grid("boundary", boundary, axes), self.shape)
+        bvals = eval_on_grid("boundary", boundary, axes)
+        self.g = face_values(bvals, self.shape)
         self.op = LinearPDEOperator.for_equation(equation, len(axes), beta)
         if weighting is None:  # the paper's metric where a dense solve is cheap (1-D)
             weighting = "identity" if (method == "ref" or len(axes) == 1) else "prior"
@@ -123,16 +134,23 @@ class GPPDESolver:
             jitter=jitter,
             freq_scale=float(20.0 if freq_scale is None else freq_scale),
             zero_component=zero_component,
+            nugget=None if nugget is None else float(nugget),
             seed=seed,
         )
         q = int(num_mixtures)
         kernels = []
+        # frequencies come from the source's periodogram; a vanishing source (advection) has
+        # none, so the boundary data on the faces are used instead (lines along each dimension)
+        spec_src = self.f
+        if float(self.f.abs().max()) <= 1e-12 * max(float(self.g.abs().max()), 1e-300):
+            spec_src = None
         for j, a in enumerate(axes):
             fs = self.config["freq_scale"]
             lin = torch.linspace(0, 1, q, dtype=self.dtype) * fs
             if method == "gp-hm":
                 # the source's periodogram peaks first, then the paper's linspace grid
-                pk = periodogram_peaks(self.f, a, j, q).cpu()  # a zero-frequency peak is kept
+                src = spec_src if spec_src is not None else _face_lines(bvals, j)
+                pk = periodogram_peaks(src, a, -1 if spec_src is None else j, q).cpu()
                 length = (a[-1] - a[0]).item()
                 # smooth solutions (< 4 periods of the dominant frequency across the domain) also
                 # get a zero-frequency component for trends (it hurts high-frequency problems)
@@ -147,8 +165,16 @@ class GPPDESolver:
                 mu, log_a = lin, 0.0
             kernels.append(SpectralMixture1d(q, kind=kind, mu=mu, log_a=log_a, dtype=self.dtype))
         self.kernels = torch.nn.ModuleList(kernels).to(self.device)
-        self.log_tau_b = torch.zeros((), dtype=self.dtype, device=self.device, requires_grad=True)
-        self.log_tau_pde = torch.zeros((), dtype=self.dtype, device=self.device, requires_grad=True)
+        if nugget is not None and not (math.isfinite(float(nugget)) and float(nugget) > 0):
+            raise ValueError(
+                f"nugget: expected a positive finite variance or None, received {nugget!r}"
+            )
+        lt0 = 0.0 if nugget is None else -math.log(float(nugget))
+        learn_tau = nugget is None
+        self.log_tau_b = torch.full((), lt0, dtype=self.dtype, device=self.device)
+        self.log_tau_pde = torch.full((), lt0, dtype=self.dtype, device=self.device)
+        self.log_tau_b.requires_grad_(learn_tau)
+        self.log_tau_pde.requires_grad_(learn_tau)
         self.u = torch.zeros(self.shape, dtype=self.dtype, device=self.device)
         self.history: dict[str, list] = {"step": [], "rel_l2": []}
 
@@ -160,17 +186,18 @@ class GPPDESolver:
     @property
     def can_eliminate(self) -> bool:
         """Whether :math:`U` is eliminated exactly (else it is optimised jointly, as in the paper)."""
-        if (
-            self.config["weighting"] == "prior"
-            and not self.op.cubic
-            and self.op.symmetric
-            and self.dim <= 2
-        ):
+        if self._structured:
             return True
         return math.prod(self.shape) <= 6000
 
+    @property
+    def _structured(self) -> bool:
+        """Prior metric on a 1-/2-D grid: Kronecker solve (linear) or Picard-Kronecker (cubic)."""
+        return self.config["weighting"] == "prior" and self.dim <= 2
+
     def _params(self) -> list[Tensor]:
-        return [*self.kernels.parameters(), self.log_tau_b, self.log_tau_pde]
+        taus = [self.log_tau_b, self.log_tau_pde] if self.config.get("nugget") is None else []
+        return [*self.kernels.parameters(), *taus]
 
     def _factors(self):
         return build_factors(list(self.kernels), self.axes, self.op, jitter=self.config["jitter"])
@@ -180,13 +207,12 @@ class GPPDESolver:
         tau2 = float(self.log_tau_pde.detach().exp())
         gamma = self.config["lam_b"] * float(self.log_tau_b.detach().exp())
         fd = detach_factors(factors)
-        if (
-            self.config["weighting"] == "prior"
-            and not self.op.cubic
-            and self.op.symmetric
-            and self.dim <= 2
-        ):
-            ks = KronSolve(with_eigen(fd, self.op), self.op, tau2, gamma)
+        if self._structured:
+            fe = with_eigen(fd, self.op)
+            if self.op.cubic:
+                ps = PicardKronSolve(fe, self.op, tau2, gamma)
+                return ps, lambda: ps.solve(self.f, self.g, u0=self.u)
+            ks = KronSolve(fe, self.op, tau2, gamma)
             return ks, lambda: ks.solve(self.f, self.g)
         if math.prod(self.shape) > 6000:
             raise NotImplementedError(
@@ -261,10 +287,9 @@ class GPPDESolver:
             u_param = torch.nn.Parameter(self.u.clone())
             params = params + [u_param]
         kparams = list(self.kernels.parameters())
-        groups = [
-            {"params": kparams, "lr": lr},
-            {"params": [self.log_tau_b, self.log_tau_pde], "lr": lr * tau_lr_mult},
-        ]
+        groups = [{"params": kparams, "lr": lr}]
+        if self.config.get("nugget") is None:
+            groups.append({"params": [self.log_tau_b, self.log_tau_pde], "lr": lr * tau_lr_mult})
         if u_param is not None:
             groups.append({"params": [u_param], "lr": lr})
         opt = torch.optim.Adam(groups, lr=lr)
@@ -372,6 +397,43 @@ class GPPDESolver:
                 list(self.kernels), fac, ta, self.u, solver, jitter=self.config["jitter"]
             )
 
+    def solve_field(self, *, newton: bool = False) -> dict[str, Any]:
+        r"""Re-solve :math:`U` at the current hyperparameters (no optimisation step).
+
+        For Allen-Cahn on the structured path ``newton=True`` finishes a stalled Picard iteration
+        by Newton-GMRES (:class:`~.nonlinear.PicardKronSolve`). Returns solver statistics.
+        """
+        with torch.no_grad():
+            fac = detach_factors(self._factors())
+            solver, run = self._solver(fac)
+            if isinstance(solver, PicardKronSolve):
+                solver.newton = newton
+            self.u = run()
+        stats = {"solver": type(solver).__name__}
+        for k in ("iterations", "newton_steps", "krylov_iters"):
+            if hasattr(solver, k):
+                stats[k] = getattr(solver, k)
+        if getattr(solver, "step_norms", None):
+            stats["last_update"] = solver.step_norms[-1]
+        return stats
+
+    def warm_start_from(self, other: GPPDESolver) -> GPPDESolver:
+        r"""Copy the kernel hyperparameters and :math:`\tau_{1,2}` of ``other`` (any grid size).
+
+        The kernels are functions of the continuous coordinates, so hyperparameters fitted on a
+        coarse grid are a valid start on a fine one (coarse-to-fine continuation); the field is
+        re-solved on this grid at the next :meth:`fit`/:meth:`posterior` call. Returns ``self``.
+        """
+        if len(other.kernels) != len(self.kernels):
+            raise ValueError(f"other: expected a {self.dim}-D solver, received a {other.dim}-D one")
+        self.kernels.load_state_dict(other.kernels.state_dict())
+        with torch.no_grad():
+            if self.config.get("nugget") is None:
+                self.log_tau_b.copy_(other.log_tau_b.detach())
+                self.log_tau_pde.copy_(other.log_tau_pde.detach())
+        self.u = torch.zeros_like(self.u)
+        return self
+
     def mixture_weights(self) -> list[Tensor]:
         """Per-dimension weights ``[Q]`` (sorted as the parameters)."""
         return [k.weights.detach() for k in self.kernels]
@@ -418,6 +480,7 @@ class GPPDESolver:
             jitter=c["jitter"],
             freq_scale=c["freq_scale"],
             zero_component=c.get("zero_component"),
+            nugget=c.get("nugget"),
             device=device,
             dtype=s["f"].dtype,
         )
@@ -432,6 +495,23 @@ class GPPDESolver:
         model.u = s["u"].to(dev)
         model.history = s["history"]
         return model
+
+
+def _face_lines(u: Tensor, j: int) -> Tensor:
+    """Boundary lines of the grid tensor ``u`` running along dimension ``j``: ``[L, n_j]``.
+
+    Only faces of the other dimensions are read (no interior value is used).
+    """
+    d = u.ndim
+    lines = []
+    for k in range(d):
+        if k == j:
+            continue
+        for i in (0, u.shape[k] - 1):
+            lines.append(torch.movedim(u.select(k, i), j - (j > k), -1).reshape(-1, u.shape[j]))
+    if not lines:  # 1-D: no line along the only dimension is on the boundary
+        return torch.zeros(1, u.shape[j], dtype=u.dtype, device=u.device)
+    return torch.cat(lines, 0)
 
 
 def _run(step, steps, params, progress) -> FitResult:

@@ -118,20 +118,28 @@ def build_factors(
 
 
 def with_eigen(factors: list[Factor], op: LinearPDEOperator) -> list[Factor]:
-    r"""Detached copies of ``factors`` with the whitened eigenbasis :math:`B_j = Q_j\Lambda_jQ_j^\top`."""
+    r"""Detached copies of ``factors`` with the whitened eigenbasis of :math:`B_j = L_j^{-1}C_j^{(o)}L_j^{-\top}`.
+
+    Even order: :math:`B_j` is symmetric, :math:`B_j = Q_j\Lambda_jQ_j^\top` (real).
+    Odd order (advection): :math:`B_j` is antisymmetric, so :math:`iB_j` is Hermitian and
+    :math:`B_j = Q_j\Lambda_jQ_j^H` with unitary complex :math:`Q_j` and imaginary
+    :math:`\Lambda_j`; then ``Q``, ``R = L Q``, ``Rinv = Q^H L^{-1}`` and ``lam`` are complex.
+    """
     out = []
-    for j, fc in enumerate(factors):
-        if op.orders[j] % 2:
-            raise NotImplementedError(
-                "the exact Kronecker solve needs even derivative orders (Poisson, Allen-Cahn)"
-            )
+    for fc, o in zip(factors, op.orders):
         L, Cop = fc.L.detach(), fc.Cop.detach()
         eye = torch.eye(L.shape[0], dtype=L.dtype, device=L.device)
         Linv = torch.linalg.solve_triangular(L, eye, upper=False)
         B = Linv @ Cop @ Linv.mT
-        lam, Q = torch.linalg.eigh(0.5 * (B + B.mT))
-        fac = Factor(fc.x, fc.C.detach(), L, Cop, fc.D.detach(), lam, Q, L @ Q, Q.mT @ Linv)
-        out.append(fac)
+        if o % 2 == 0:
+            lam, Q = torch.linalg.eigh(0.5 * (B + B.mT))
+            R, Rinv = L @ Q, Q.mT @ Linv
+        else:
+            ctype = torch.complex128 if B.dtype == torch.float64 else torch.complex64
+            mu, Q = torch.linalg.eigh(1j * (0.5 * (B - B.mT)).to(ctype))
+            lam = -1j * mu.to(ctype)
+            R, Rinv = L.to(ctype) @ Q, Q.mH @ Linv.to(ctype)
+        out.append(Factor(fc.x, fc.C.detach(), L, Cop, fc.D.detach(), lam, Q, R, Rinv))
     return out
 
 

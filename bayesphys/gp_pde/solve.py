@@ -187,11 +187,15 @@ class DenseSolve:
 
 
 class KronSolve:
-    r"""Exact structured solve for ``weighting="prior"`` and a symmetric Kronecker-sum operator.
+    r"""Exact structured solve for ``weighting="prior"`` and a Kronecker-sum operator.
 
-    Needs factors built with ``eigen=True``; grids of dimension 1 or 2. Never forms an
-    :math:`M \times M` matrix: cost :math:`O(n^3)` per dimension plus an
-    :math:`N_b \times N_b` Cholesky (:math:`N_b = 2\sum_{j} \prod_{k\ne j} n_k`).
+    Needs factors built with ``eigen=True`` (:func:`~.operator.with_eigen`); grids of dimension
+    1 or 2. Even derivative orders give a real eigenbasis; odd ones (advection) a complex one
+    with imaginary :math:`\Lambda_j`, and :math:`G^H G = |\Lambda|^2` is still diagonal, so the
+    same Woodbury solve applies in complex arithmetic (the field :math:`U = Rw` is real up to
+    round-off; its real part is returned). Never forms an :math:`M \times M` matrix: cost
+    :math:`O(n^3)` per dimension plus an :math:`N_b \times N_b` Cholesky
+    (:math:`N_b = 2\sum_{j} \prod_{k\ne j} n_k`).
     """
 
     def __init__(
@@ -203,43 +207,48 @@ class KronSolve:
     ):
         if len(factors) not in (1, 2):
             raise NotImplementedError("KronSolve: 1-D and 2-D grids only")
-        if op.cubic or not op.symmetric:
-            raise NotImplementedError(
-                "KronSolve: linear operators with even derivative orders only"
-            )
+        if op.cubic:
+            raise NotImplementedError("KronSolve: linear operators only (see NewtonKronSolve)")
         self.factors, self.op = factors, op
         self.shape = tuple(fc.x.shape[0] for fc in factors)
-        lam = torch.as_tensor(op.c0, dtype=factors[0].L.dtype, device=factors[0].L.device)
+        self.complex = any(fc.lam.is_complex() for fc in factors)
+        rdt = factors[0].L.dtype
+        lam = torch.as_tensor(op.c0, dtype=rdt, device=factors[0].L.device)
         for j, fc in enumerate(factors):
             view = [1] * len(factors)
             view[j] = -1
             lam = lam + op.coefs[j] * fc.lam.reshape(view)
         self.lam = lam.expand(self.shape)
-        self.tau2 = torch.as_tensor(tau2, dtype=lam.dtype)
-        self.gamma = torch.as_tensor(gamma, dtype=lam.dtype)
-        self.dprec = 1 + self.tau2 * self.lam**2  # diagonal precision of prior + PDE terms
+        self.tau2 = torch.as_tensor(tau2, dtype=rdt)
+        self.gamma = torch.as_tensor(gamma, dtype=rdt)
+        self.dprec = 1 + self.tau2 * self.lam.abs() ** 2  # diagonal precision: prior + PDE terms
         self.delta = 1 / self.dprec
-        self.R = [fc.R for fc in factors]
-        self.Rt = [fc.R.mT for fc in factors]
+        self.cdtype = self.lam.dtype
+        self.R = [fc.R.to(self.cdtype) for fc in factors]
+        self.Rt = [r.mH for r in self.R]
+        self.Rinv = [fc.Rinv.to(self.cdtype) for fc in factors]
         self.cap_chol = torch.linalg.cholesky(self._capacitance())
 
-    # B w = boundary values of R w; B^T e = R^T scatter(e)
+    def _c(self, x: Tensor) -> Tensor:
+        return x.to(self.cdtype)
+
+    # B w = boundary values of R w; B^H e = R^H scatter(e)
     def B(self, w: Tensor) -> Tensor:
         return face_values(kron_apply(self.R, w), self.shape)
 
     def Bt(self, e: Tensor) -> Tensor:
-        return kron_apply(self.Rt, scatter_faces(e, self.shape))
+        return kron_apply(self.Rt, self._c(scatter_faces(e, self.shape)))
 
     def _face_rows(self):
-        return [(j, self.factors[j].R[i]) for j, i in faces(self.shape)]
+        return [(j, self.R[j][i]) for j, i in faces(self.shape)]
 
     def _capacitance(self) -> Tensor:
-        r""":math:`K = I/\gamma + B\,\Delta\,B^\top` assembled by face blocks."""
-        dl = self.delta
+        r""":math:`K = I/\gamma + B\,\Delta\,B^H` assembled by face blocks (Hermitian)."""
+        dl = self._c(self.delta)
         rows = self._face_rows()
         if len(self.shape) == 1:
             Rb = torch.stack([r for _, r in rows])  # [2, n]
-            K = (Rb * dl) @ Rb.mT
+            K = (Rb * dl) @ Rb.mH
         else:
             R1, R2 = self.R
             blocks = []
@@ -247,66 +256,82 @@ class KronSolve:
                 line = []
                 for jb, rb in rows:
                     if ja == jb == 0:  # rows indexed by y
-                        blk = (R2 * ((ra * rb) @ dl)) @ R2.mT
+                        blk = (R2 * ((ra * rb.conj()) @ dl)) @ R2.mH
                     elif ja == jb == 1:
-                        blk = (R1 * (dl @ (ra * rb))) @ R1.mT
+                        blk = (R1 * (dl @ (ra * rb.conj()))) @ R1.mH
                     elif ja == 0:  # [n2, n1]
-                        blk = R2 @ (dl * torch.outer(ra, rb)).mT @ R1.mT
+                        blk = R2 @ (dl * torch.outer(ra, rb.conj())).mT @ R1.mH
                     else:  # [n1, n2]
-                        blk = R1 @ (dl * torch.outer(rb, ra)) @ R2.mT
+                        blk = R1 @ (dl * torch.outer(rb.conj(), ra)) @ R2.mH
                     line.append(blk)
                 blocks.append(torch.cat(line, dim=1))
             K = torch.cat(blocks, dim=0)
-        K = 0.5 * (K + K.mT)
+        K = 0.5 * (K + K.mH)
         K.diagonal().add_(1 / self.gamma)
         return K
 
     def precision_solve(self, rhs: Tensor) -> Tensor:
-        r""":math:`(\mathrm{diag}(d) + \gamma B^\top B)^{-1}` applied to ``rhs`` ``[*, n_1..n_d]`` (Woodbury)."""
-        w0 = self.delta * rhs
+        r""":math:`(\mathrm{diag}(d) + \gamma B^H B)^{-1}` applied to ``rhs`` ``[*, n_1..n_d]`` (Woodbury)."""
+        w0 = self.delta * self._c(rhs)
         e = self.B(w0)
         y = torch.cholesky_solve(e.unsqueeze(-1), self.cap_chol).squeeze(-1)
-        return w0 - self.delta * self.Bt(y)
+        return w0 - self.delta * kron_apply(self.Rt, scatter_faces(y, self.shape))
+
+    def rhs(self, f: Tensor, g: Tensor) -> Tensor:
+        r""":math:`\tau_2\bar\Lambda\,R^{-1} f + \gamma B^H g` (the normal-equation right-hand side in :math:`w`)."""
+        ft = kron_apply(self.Rinv, self._c(f))
+        return self.tau2 * self.lam.conj() * ft + self.gamma * self.Bt(g)
+
+    def to_field(self, w: Tensor) -> Tensor:
+        u = kron_apply(self.R, w)
+        return u.real if u.is_complex() else u
 
     def solve(self, f: Tensor, g: Tensor) -> Tensor:
         """The minimiser ``U`` ``[n_1..n_d]`` of the objective with ``weighting='prior'``."""
-        ft = kron_apply([fc.Rinv for fc in self.factors], f)
-        rhs = self.tau2 * self.lam * ft + self.gamma * self.Bt(g)
-        self.w = self.precision_solve(rhs)
-        return kron_apply(self.R, self.w)
+        self.w = self.precision_solve(self.rhs(f, g))
+        return self.to_field(self.w)
 
     @property
     def root_dim(self) -> int:
-        return math.prod(self.shape) + sum(
-            math.prod(self.shape) // self.shape[j] for j, _ in faces(self.shape)
-        )
+        m = math.prod(self.shape)
+        n = m + sum(m // self.shape[j] for j, _ in faces(self.shape))
+        return 2 * n if self.complex else n
 
     def sample_u(self, z: Tensor) -> Tensor:
-        r"""Zero-mean draws of :math:`U` with covariance :math:`R P^{-1} R^\top` (perturb-and-solve).
+        r"""Zero-mean draws of :math:`U` with covariance :math:`R P^{-1} R^H` (perturb-and-solve).
 
-        ``z`` ``[*, M + N_b]`` standard normal -> ``[*, n_1..n_d]``:
-        :math:`w = P^{-1}(d^{1/2} z_1 + \gamma^{1/2} B^\top z_2)` has covariance :math:`P^{-1}`.
+        ``z`` ``[*, root_dim]`` standard normal -> ``[*, n_1..n_d]``:
+        :math:`w = P^{-1}(d^{1/2} z_1 + \gamma^{1/2} B^H z_2)` has covariance :math:`P^{-1}`.
+        Complex basis: ``z`` holds real and imaginary parts (each :math:`\mathcal N(0, 1)`), and
+        :math:`\mathrm{Re}(Rw)` has covariance :math:`R P^{-1} R^H` (real) exactly.
         """
         m = math.prod(self.shape)
+        if self.complex:
+            h = z.shape[-1] // 2
+            z = torch.complex(z[..., :h], z[..., h:])
         z1 = z[..., :m].reshape(*z.shape[:-1], *self.shape)
         z2 = z[..., m:]
-        w = self.precision_solve(self.dprec.sqrt() * z1 + self.gamma.sqrt() * self.Bt(z2))
-        return kron_apply(self.R, w)
+        w = self.precision_solve(
+            self.dprec.sqrt() * z1
+            + self.gamma.sqrt() * kron_apply(self.Rt, scatter_faces(self._c(z2), self.shape))
+        )
+        return self.to_field(w)
 
     def test_variance(self, T: list[Tensor], chunk: int = 16) -> Tensor:
-        r"""Diagonal of :math:`(\otimes T_j) R P^{-1} R^\top (\otimes T_j)^\top` on a test grid.
+        r"""Diagonal of :math:`(\otimes T_j) R P^{-1} R^H (\otimes T_j)^\top` on a test grid.
 
         ``T[j]`` ``[p_j, n_j]`` (e.g. the interpolation weights :math:`K_{*X} C^{-1}`);
         the factors are combined with :math:`R_j` here. Cost :math:`O(p_1 p_2 n N_b)` in 2-D,
-        in chunks of ``chunk`` rows; returns ``[p_1..p_d]``.
+        in chunks of ``chunk`` rows; returns ``[p_1..p_d]`` (real).
         """
-        TR = [t @ r for t, r in zip(T, self.R)]
-        sq = [tr * tr for tr in TR]
+        TR = [self._c(t) @ r for t, r in zip(T, self.R)]
+        sq = [(tr * tr.conj()).real for tr in TR]
         dl = self.delta
+        cdl = self._c(dl)
         if len(self.shape) == 1:
             base = sq[0] @ dl
-            G = (TR[0] * dl) @ torch.stack([r for _, r in self._face_rows()]).mT  # [p, 2]
-            corr = (G * torch.cholesky_solve(G.mT, self.cap_chol).mT).sum(-1)
+            G = (TR[0] * cdl) @ torch.stack([r for _, r in self._face_rows()]).mH  # [p, 2]
+            corr = (G * torch.cholesky_solve(G.mH, self.cap_chol).mT).sum(-1).real
             return base - corr
         base = sq[0] @ dl @ sq[1].mT
         R1, R2 = self.R
@@ -317,17 +342,16 @@ class KronSolve:
             t1 = T1[p0 : p0 + chunk]
             cols = []
             for j, r in rows:
-                if (
-                    j == 0
-                ):  # B^T e_y = outer(r, R2[y]); G[p,q,y] = sum_b (t1 diag(r) dl)[p,b] T2[q,b] R2[y,b]
-                    Y = (t1 * r) @ dl
-                    cols.append(torch.einsum("pb,qb,yb->pqy", Y, T2, R2))
-                else:  # B^T e_x = outer(R1[x], r)
-                    Y = dl @ (T2 * r).mT  # [a, q]
-                    cols.append(torch.einsum("pa,aq,xa->pqx", t1, Y, R1))
+                if j == 0:  # B^H e_y = conj(outer(r, R2[y]))
+                    Y = (t1 * r.conj()) @ cdl
+                    cols.append(torch.einsum("pb,qb,yb->pqy", Y, T2, R2.conj()))
+                else:  # B^H e_x = conj(outer(R1[x], r))
+                    Y = cdl @ (T2 * r.conj()).mT  # [a, q]
+                    cols.append(torch.einsum("pa,aq,xa->pqx", t1, Y, R1.conj()))
             G = torch.cat(cols, dim=-1)  # [c, p2, N_b]
-            sol = torch.cholesky_solve(G.reshape(-1, G.shape[-1]).mT, self.cap_chol).mT
-            out[p0 : p0 + chunk] = base[p0 : p0 + chunk] - (G.reshape(-1, G.shape[-1]) * sol).sum(
-                -1
-            ).reshape(G.shape[:2])
+            Gm = G.reshape(-1, G.shape[-1])
+            sol = torch.cholesky_solve(Gm.mH, self.cap_chol).mT
+            out[p0 : p0 + chunk] = base[p0 : p0 + chunk] - (Gm * sol).sum(-1).real.reshape(
+                G.shape[:2]
+            )
         return out

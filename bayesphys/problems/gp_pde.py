@@ -19,6 +19,8 @@ poisson2d-sin100           :math:`\sin 100x \sin 100y`                       [0,
 poisson2d-low              :math:`\sin(\pi x)\sin(2\pi y) + xy` (test)       [0, 1]^2    32    4
 allencahn2d-multiscale     :math:`h(x)h(y)`, :math:`h = \sin t + 0.1\sin 20t + \cos 100t`  [0, 1]^2  400  30
 advection                  :math:`\sin(x - 200 t)`, :math:`\beta = 200`      [0, 1]^2    200   40
+allencahn2d-low            :math:`\sin(\pi x)\sin(2\pi y) + xy` (test)       [0, 1]^2    24    4
+advection-low              :math:`\sin 2\pi(x - 2t)`, :math:`\beta = 2` (test) [0, 1]^2    24    4
 =========================  ================================================  ==========  ====  ==========
 """
 
@@ -176,6 +178,24 @@ PROBLEMS: dict[str, PDEProblem] = {
             400,
             lambda x, y: _h(x) * _h(y),
             30,
+        ),
+        _p(
+            "allencahn2d-low",
+            "allencahn",
+            [(0, 1), (0, 1)],
+            24,
+            lambda x, y: torch.sin(math.pi * x) * torch.sin(_TWO_PI * y) + x * y,
+            4,
+        ),
+        _p(
+            "advection-low",
+            "advection",
+            [(0, 1), (0, 1)],
+            24,
+            lambda x, t: torch.sin(_TWO_PI * (x - 2 * t)),
+            4,
+            llk_weight=500.0,
+            beta=2.0,
         ),
         _p(
             "advection",

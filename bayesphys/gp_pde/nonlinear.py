@@ -1,0 +1,222 @@
+r"""Shifted fixed-point (Picard) iteration with Anderson acceleration for the cubic (Allen-Cahn) operator.
+
+The Allen-Cahn residual on the grid is :math:`r(U) = \mathcal A U + U^{3} - f`, with the linear
+Kronecker-sum part :math:`\mathcal A = \sum_j D_j^{(\oplus)} + c_0` (:mod:`.operator`). Every
+iteration is one *exact* structured solve of the linear prior-metric problem of :mod:`.solve`
+(:class:`~.solve.KronSolve`: Kronecker sum + Woodbury, :math:`O(n^3)`) for the shifted operator
+:math:`\mathcal A + \bar d\,I`, :math:`\bar d = \mathrm{mean}(3U_0^2)`, with the nonlinearity moved to
+the source:
+
+.. math:: U_{k+1} = \arg\min_U \tfrac12 U^\top C^{-1} U
+   + \tfrac{\tau_2}2\|L^{-1}((\mathcal A + \bar d)U - f + U_k^3 - \bar d U_k)\|^2
+   + \tfrac\gamma2\|SU - g\|^2 ,
+
+accelerated by Anderson mixing (depth 5). The error propagates by
+:math:`-(\mathcal A + \bar d)^{-1}(3U^2 - \bar d)` (with :math:`(\cdot)^{-1}` the penalised
+solve). Measured on the 2-D multi-scale problem: contraction to :math:`10^{-13}` in 7 iterations
+at the initial hyperparameters (100x100), but **no contraction at fitted ones** (the update
+stalls at 1e-6..1e-2 on 100..400 grids); the iterate with the smallest update is then returned
+(``step_norms`` records the updates). At the fixed point
+:math:`U^\star` the residual is tested against :math:`(\mathcal A + \bar d)` instead of the
+Gauss-Newton Jacobian :math:`\mathcal A + \mathrm{diag}(3U^{\star 2})`:
+
+.. math:: C^{-1}U^\star + \tau_2 (\mathcal A + \bar d)^\top C^{-1} r(U^\star) + \gamma S^\top(SU^\star - g) = 0,
+
+a Petrov-Galerkin variant of the GP-HM stationarity condition that coincides with it as
+:math:`r(U^\star) \to 0` (the collocation limit :math:`\tau_2 \to \infty`). (Plain Gauss-Newton
+with CG preconditioned by the same Kronecker solve was tried first: in the whitened metric the
+variable coefficient :math:`L^{-1}\mathrm{diag}(3U^2)L` is badly conditioned and CG did not
+converge in 400 iterations on 100x100 grids.)
+
+Posterior: the Gaussian linearised at :math:`U^\star` with the structure-keeping Jacobian
+:math:`\mathcal A + \bar d I` (the shifted solve's own covariance :math:`R P^{-1} R^\top`), so
+variances and draws stay exact-structured; the spatial variation of :math:`3U^{\star2}` about its
+mean is neglected in the covariance (an approximation, stated in the docs).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import torch
+from torch import Tensor
+
+from .operator import Factor, LinearPDEOperator
+from .solve import KronSolve
+
+__all__ = ["PicardKronSolve", "gmres"]
+
+
+def gmres(matvec, b: Tensor, *, tol: float = 1e-10, restart: int = 60, maxiter: int = 300):
+    r"""Restarted GMRES (modified Gram-Schmidt) for a nonsymmetric ``matvec`` on flat vectors.
+
+    Stops when :math:`\|b - Ax\| \le \mathrm{tol}\,\|b\|`. Returns ``(x, iterations, relres)``.
+    """
+    x = torch.zeros_like(b)
+    bn = float(b.norm()) or 1.0
+    r = b.clone()
+    it = 0
+    res = 1.0
+    while it < maxiter:
+        beta = float(r.norm())
+        res = beta / bn
+        if res <= tol:
+            break
+        V = [r / beta]
+        H = torch.zeros(restart + 1, restart, dtype=b.dtype, device=b.device)
+        k_used = 0
+        for k in range(restart):
+            w = matvec(V[k])
+            for i in range(k + 1):
+                H[i, k] = torch.dot(w, V[i])
+                w = w - H[i, k] * V[i]
+            H[k + 1, k] = w.norm()
+            k_used = k + 1
+            it += 1
+            e1 = torch.zeros(k + 2, dtype=b.dtype, device=b.device)
+            e1[0] = beta
+            y = torch.linalg.lstsq(H[: k + 2, : k + 1], e1.unsqueeze(-1)).solution.squeeze(-1)
+            res = float((e1 - H[: k + 2, : k + 1] @ y).norm()) / bn
+            if res <= tol or float(H[k + 1, k]) <= 1e-300 or it >= maxiter:
+                break
+            V.append(w / H[k + 1, k])
+        x = x + torch.stack(V[:k_used], 1) @ y
+        r = b - matvec(x)
+        if res <= tol:
+            break
+    return x, it, float(r.norm()) / bn
+
+
+class PicardKronSolve:
+    r"""Fixed point of the shifted Picard map for :math:`\mathcal A U + U^3 = f` (see module docstring).
+
+    ``factors`` from :func:`~.operator.with_eigen` (1-D or 2-D, even orders); ``op.cubic`` must
+    be true. ``solve(f, g, u0=...)`` returns ``U`` ``[n_1..n_d]`` and records ``iterations`` and
+    ``step_norms`` (relative update sizes).
+    """
+
+    def __init__(
+        self,
+        factors: list[Factor],
+        op: LinearPDEOperator,
+        tau2: float,
+        gamma: float,
+        *,
+        shift: float | None = None,
+        max_iter: int = 100,
+        tol: float = 1e-12,
+        depth: int = 5,
+        newton: bool = False,
+        max_newton: int = 30,
+        accept: float = 1e-7,
+    ):
+        if not op.cubic:
+            raise ValueError("op: PicardKronSolve is for the cubic (Allen-Cahn) operator")
+        self.factors, self.op = factors, op
+        self.lin_op = replace(op, cubic=False)
+        self.tau2, self.gamma = float(tau2), float(gamma)
+        self.shape = tuple(fc.x.shape[0] for fc in factors)
+        self.shift, self.max_iter, self.tol, self.depth = shift, max_iter, tol, depth
+        self.newton, self.max_newton, self.accept = newton, max_newton, accept
+        self.newton_steps, self.krylov_iters = 0, 0
+        self.iterations, self.step_norms = 0, []
+        self.pre: KronSolve | None = None
+
+    def _shifted(self, shift: float) -> KronSolve:
+        op = replace(self.lin_op, c0=self.lin_op.c0 + shift)
+        return KronSolve(self.factors, op, self.tau2, self.gamma)
+
+    def solve(self, f: Tensor, g: Tensor, *, u0: Tensor | None = None) -> Tensor:
+        """Anderson-accelerated Picard iterations from ``u0`` (default: the solve without ``U^3``).
+
+        Without convergence in ``max_iter`` the iterate with the smallest update is returned (the
+        hyperparameter fit keeps going and the iteration converges as the kernel improves);
+        with ``newton=True`` a stalled iteration is finished by Newton-GMRES on the fixed-point
+        equation instead (exact but slow on 400x400 grids: hundreds of Krylov solves)."""
+        if u0 is None or not bool(u0.abs().sum() > 0):
+            u = self._shifted(0.0).solve(f, g)
+        else:
+            u = u0.clone()
+        shift = float((3 * u * u).mean()) if self.shift is None else float(self.shift)
+        self.shift = shift
+        ks = self._shifted(shift)
+        self.pre = ks
+        self.iterations, self.step_norms, self.newton_steps, self.krylov_iters = 0, [], 0, 0
+
+        def phi(v: Tensor) -> Tensor:
+            return ks.solve(f - v**3 + shift * v, g)
+
+        xs: list[Tensor] = []
+        fs: list[Tensor] = []
+        best, best_step = u, math.inf
+        for _ in range(self.max_iter):
+            res = phi(u) - u
+            step = float(res.norm()) / max(float(u.norm()), 1e-300)
+            self.iterations += 1
+            self.step_norms.append(step)
+            if not math.isfinite(step) or step > 1e3 * best_step:
+                if not math.isfinite(best_step):
+                    raise ValueError("PicardKronSolve: the fixed-point iteration diverged")
+                break  # growing: keep the best iterate (or finish by Newton)
+            if step < best_step:
+                best, best_step = u, step
+            if step <= self.tol:
+                return u + res
+            xs.append(u.reshape(-1))
+            fs.append(res.reshape(-1))
+            if len(xs) > self.depth + 1:
+                xs.pop(0)
+                fs.pop(0)
+            if len(xs) > 1:  # Anderson mixing on the last `depth` differences
+                dF = torch.stack([fs[i + 1] - fs[i] for i in range(len(fs) - 1)], 1)
+                dX = torch.stack([xs[i + 1] - xs[i] for i in range(len(xs) - 1)], 1)
+                coef = torch.linalg.lstsq(dF, fs[-1].unsqueeze(-1)).solution
+                u = (xs[-1] + fs[-1] - ((dX + dF) @ coef).squeeze(-1)).reshape(self.shape)
+            else:
+                u = u + res
+            if self.newton and len(self.step_norms) >= 8 and step > 0.5 * self.step_norms[-8]:
+                break  # stalled: switch to Newton
+        if not self.newton:
+            return best  # the iterate with the smallest update (see `step_norms`)
+        return self._newton(phi, ks, best, shift, torch.zeros_like(g))
+
+    def _newton(self, phi, ks: KronSolve, u: Tensor, shift: float, zero_g: Tensor) -> Tensor:
+        r"""Newton on :math:`F(U) = \Phi(U) - U`, :math:`\Phi'(U)v = -S((3U^2 - \bar d)v)` with
+        :math:`S` the linear part of the shifted solve; each step by GMRES."""
+        for _ in range(self.max_newton):
+            F = phi(u) - u
+            step = float(F.norm()) / max(float(u.norm()), 1e-300)
+            self.step_norms.append(step)
+            self.iterations += 1
+            if not math.isfinite(step):
+                raise ValueError("PicardKronSolve: the fixed-point iteration diverged")
+            if step <= self.tol or (
+                self.newton_steps >= 2 and step > 0.3 * self.step_norms[-2] and step < self.accept
+            ):
+                return u + F  # converged, or at the round-off floor of the solve
+            dd = 3 * u * u - shift
+
+            def jv(v: Tensor, dd: Tensor = dd) -> Tensor:  # (I - Phi'(U)) v on flat vectors
+                vv = v.reshape(self.shape)
+                return (vv + ks.solve(dd * vv, zero_g)).reshape(-1)
+
+            # inexact Newton: Krylov tolerance tied to the current update size
+            delta, it, _ = gmres(jv, F.reshape(-1), tol=min(1e-2, max(10 * step, 1e-9)))
+            self.krylov_iters += it
+            self.newton_steps += 1
+            u = u + delta.reshape(self.shape)
+        raise ValueError(
+            f"PicardKronSolve: Newton-GMRES did not converge (last relative update {step:.2e})"
+        )
+
+    # structured posterior of the linearisation with the mean-shift Jacobian
+    @property
+    def root_dim(self) -> int:
+        return self.pre.root_dim
+
+    def sample_u(self, z: Tensor) -> Tensor:
+        return self.pre.sample_u(z)
+
+    def test_variance(self, T: list[Tensor], chunk: int = 16) -> Tensor:
+        return self.pre.test_variance(T, chunk)
