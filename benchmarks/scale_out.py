@@ -261,8 +261,8 @@ def _ddp_rgnp_rows(quick: bool) -> list[dict]:
     from bayesphys.examples import ddp_training
 
     rows, base = [], None
-    global_batch = 16
-    steps = 10 if quick else 60
+    global_batch = 64
+    steps = 10 if quick else 40
     for nproc in (1, 2):
         with tempfile.TemporaryDirectory() as tmp:
             load = _load()
