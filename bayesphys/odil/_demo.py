@@ -28,15 +28,26 @@ def glioma_case(
     num_samples: int = 100,
     progress: bool = False,
     name: str = "odil",
+    atlas: bool = False,
 ) -> dict:
-    """Simulate, fit, export and plot one synthetic patient; returns figures and paths."""
+    """Simulate, fit, export and plot one synthetic patient; returns figures and paths.
+
+    ``atlas``: use the MNI152 axial slice (:func:`~bayesphys.problems.glioma.mni_atlas`, needs
+    nilearn; 4 mm if ``small`` else 2 mm) instead of the analytic phantom."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     n, h = (32, 4.0) if small else (64, 2.0)
-    ph = brain_phantom(n, h)
+    if atlas:
+        from ..problems.glioma import mni_atlas
+
+        ph = mni_atlas(h, axial_mm=8.0)
+        plan_mask = ph["mask"].cpu()
+    else:
+        ph = brain_phantom(n, h)
+        plan_mask = ph["brain"].cpu()
     p = synthetic_patient(seed, phantom=ph)
     t0 = time.perf_counter()
     model = GliomaModel(
@@ -60,17 +71,19 @@ def glioma_case(
     est, tr = model.estimates(), p["truth"]
     # radiotherapy: recurrence = future tumour >= th_down outside the visible core
     brain = p["brain"].cpu()
+    wm = p["wm"].cpu()
     labels = p["labels"].cpu()
     rec = (p["c_future"].cpu() >= p["th_down"]) & (labels < 2)
-    std = standard_margin_plan(labels, brain, h, 15.0)
+    std = standard_margin_plan(labels, plan_mask, h, 15.0)
     future = model.posterior(
         num_samples=max(num_samples // 2, 10), seed=seed, t_end=p["t_end"] + 60.0
     )
     score = future.quantile([0.95])[0].cpu()
-    mine = model_plan(score, brain, int(std.sum()))
+    mine = model_plan(score, plan_mask, int(std.sum()))
     cov_std, cov_model = recurrence_coverage(std, rec), recurrence_coverage(mine, rec)
     fig, ax = plt.subplots(2, 4, figsize=(13, 6.5))
-    ext = [0, n * h, n * h, 0]
+    sx, sy = (k * h for k in labels.shape)
+    ext = [0, sx, sy, 0]
     panels = [
         (labels, "segmentation (2 core, 1 edema)"),
         (p["c_true"].cpu(), "true c(T)"),
@@ -84,7 +97,10 @@ def glioma_case(
     for a, (img, title) in zip(ax.flat, panels):
         im = a.imshow(img.T, origin="upper", extent=ext, cmap="magma")
         a.contour(
-            brain.T.numpy(), levels=[0.5], colors="w", linewidths=0.5, extent=[0, n * h, 0, n * h]
+            brain.T.numpy(), levels=[0.5], colors="w", linewidths=0.5, origin="upper", extent=ext
+        )
+        a.contour(
+            wm.T.numpy(), levels=[0.5], colors="0.6", linewidths=0.3, origin="upper", extent=ext
         )
         a.set_title(title, fontsize=8)
         a.set_xticks([])

@@ -52,6 +52,20 @@ from .solvers import minimize
 
 __all__ = ["GliomaModel", "standard_margin_plan", "model_plan", "recurrence_coverage"]
 
+_CFG_KEYS = (
+    "spacing",
+    "th_up",
+    "th_down",
+    "t_end",
+    "dg_ratio",
+    "pet_scale",
+    "pet_sigma",
+    "seg_sigma",
+    "noise_corr_mm",
+    "d_max",
+    "prior",
+)
+
 _DEFAULT_PRIOR = {
     "log_dw": (math.log(0.22), 1.0),
     "log_rho": (math.log(0.05), 1.0),
@@ -76,9 +90,11 @@ class GliomaModel:
     prior: ``{"log_dw": (mean, sd), "log_rho": (mean, sd), "focus_sd": mm}`` (focus prior is
         centred on the lesion centroid).
     focus_init: optional focus guess (mm); must lie in the brain.
-    crop_margin_mm: the model is solved on the lesion's bounding box grown by this margin
-        (GliODIL crops to 1.5x the bounding box); ``None`` = the whole grid. Fields returned by
-        :meth:`posterior` are on the whole grid (zero outside the crop).
+    crop_margin_mm: the model is solved on the lesion's bounding box grown by this margin;
+        ``None`` = the whole grid. Fields returned by :meth:`posterior` are on the whole grid
+        (zero outside the crop).
+    crop_scale: if given, GliODIL's crop instead: the lesion's bounding box scaled by this
+        factor about its centre (GliODIL's ``trim_scale = 1.5``), clipped to the grid.
     """
 
     kind = "bayesphys.odil.GliomaModel"
@@ -103,6 +119,7 @@ class GliomaModel:
         prior: dict | None = None,
         focus_init: Any = None,
         crop_margin_mm: float | None = 24.0,
+        crop_scale: float | None = None,
         device: str | torch.device | None = None,
         dtype: torch.dtype | str | None = None,
         seed: int | None = None,
@@ -169,10 +186,24 @@ class GliomaModel:
             "prior": dict(_DEFAULT_PRIOR, **(prior or {})),
             "seed": seed,
             "crop_margin_mm": crop_margin_mm,
+            "crop_scale": crop_scale,
         }
         self.ndim = len(shape)
         self.full_shape = shape
-        if crop_margin_mm is None:
+        if crop_scale is not None:
+            if not (isinstance(crop_scale, (int, float)) and crop_scale >= 1):
+                raise ValueError(f"crop_scale: expected a number >= 1, received {crop_scale!r}")
+            nz = (lab > 0).nonzero().to(torch.float64)
+            lo, hi = nz.min(0).values, nz.max(0).values + 1
+            mid, half = (lo + hi) / 2, (hi - lo) / 2 * crop_scale
+            self.crop = tuple(
+                slice(
+                    max(0, int(math.floor(mid[k] - half[k]))),
+                    min(shape[k], int(math.ceil(mid[k] + half[k]))),
+                )
+                for k in range(self.ndim)
+            )
+        elif crop_margin_mm is None:
             self.crop = tuple(slice(0, n) for n in shape)
         else:
             nz = (lab > 0).nonzero()
@@ -518,6 +549,29 @@ class GliomaModel:
         out.extra.update(self.estimates())
         return out
 
+    def recrop(
+        self, *, crop_margin_mm: float | None = 40.0, crop_scale: float | None = None
+    ) -> GliomaModel:
+        """The same data, configuration and fitted posterior on another solver domain (e.g. a
+        wider one than the fit's, to predict beyond it). Returns a new model."""
+        st = {k: getattr(self, k) for k in ("wm", "gm", "labels", "pet", "focus_init")}
+        cfg = self.config
+        other = type(self)(
+            st["wm"],
+            st["gm"],
+            st["labels"],
+            pet=st["pet"],
+            focus_init=st["focus_init"],
+            **{k: cfg[k] for k in _CFG_KEYS},
+            crop_margin_mm=crop_margin_mm,
+            crop_scale=crop_scale,
+            device=self.device,
+            dtype=self.dtype,
+            seed=cfg["seed"],
+        )
+        other.theta, other.theta_cov = self.theta, self.theta_cov
+        return other
+
     def _require_fit(self) -> None:
         if self.theta is None:
             raise RuntimeError("GliomaModel: call fit() before asking for the posterior")
@@ -637,6 +691,7 @@ class GliomaModel:
             d_max=cfg["d_max"],
             prior=cfg["prior"],
             crop_margin_mm=cfg["crop_margin_mm"],
+            crop_scale=cfg.get("crop_scale"),
             device=device,
             dtype=st["dtype"].removeprefix("torch."),
             seed=cfg["seed"],
@@ -667,11 +722,23 @@ def standard_margin_plan(
 
 
 def model_plan(score: Tensor, brain: Tensor, volume: int) -> Tensor:
-    """Iso-volumetric plan: the ``volume`` brain voxels of highest ``score`` (e.g. a posterior
-    quantile of the tumour-cell map)."""
-    s = torch.where(
-        brain > 0, score.to(torch.float64), torch.full_like(score, -math.inf, dtype=torch.float64)
-    )
+    """Iso-volumetric plan (PREDICT-GBM ``topk_plan``): the ``volume`` voxels of ``brain`` with
+    the highest ``score`` (e.g. a posterior quantile of the tumour-cell map).
+
+    If some but fewer than ``volume`` brain voxels have a positive score, the rest are the
+    brain voxels nearest (Euclidean) to the positive region -- PREDICT-GBM's distance-fade
+    fallback, applied only beyond the predicted support so the ranking inside it is kept.
+    """
+    from scipy import ndimage
+
+    sc = score.detach().to(torch.float64)
+    pos = (sc > 0) & (brain > 0)
+    key = sc
+    if 0 < int(pos.sum()) < int(volume):
+        d = ndimage.distance_transform_edt(~pos.cpu().numpy())
+        dist = torch.as_tensor(d, dtype=torch.float64, device=sc.device)
+        key = torch.where(pos, sc, -dist)
+    s = torch.where(brain > 0, key, torch.full_like(key, -math.inf))
     idx = torch.topk(s.reshape(-1), int(volume)).indices
     plan = torch.zeros(s.numel(), dtype=torch.bool, device=s.device)
     plan[idx] = True

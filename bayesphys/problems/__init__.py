@@ -5,7 +5,7 @@ conjugate reference problem), ``gp_pde``, ``gpme``, ``rgnp``, ``glioma``, ``popu
 The most used names are re-exported here.
 """
 
-from .glioma import GLIOMA_PRIOR, brain_phantom, segment, synthetic_patient
+from .glioma import GLIOMA_PRIOR, brain_phantom, mni_atlas, segment, synthetic_patient
 from .gp_pde import PDEProblem
 from .gp_pde import get_problem as get_gp_pde_problem
 from .gp_pde import problem_ids as gp_pde_problem_ids
@@ -46,6 +46,7 @@ __all__ = [
     "get_gp_pde_problem",
     "gp_pde_problem_ids",
     "brain_phantom",
+    "mni_atlas",
     "synthetic_patient",
     "segment",
     "GLIOMA_PRIOR",

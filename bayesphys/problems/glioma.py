@@ -4,6 +4,13 @@ r"""Glioma test problems: a 2-D analytic brain phantom and synthetic patients.
   ``[n, n]`` of an axial-slice-like phantom: an elliptic brain with a cortical GM ribbon, two
   deep-GM nuclei, two lateral ventricles (CSF) and a midline CSF fissure, smoothed over one
   voxel; background outside the skull is neither tissue nor CSF. No atlas, nothing downloaded.
+* :func:`mni_atlas` -- WM / GM / CSF probability maps of the MNI ICBM152 2009a symmetric
+  template (1 mm, shipped inside the ``nilearn`` wheel; read from the installed package, nothing
+  downloaded), as a 3-D volume or an axial slice, at any resolution, cropped to the brain.
+  Attribution: VS Fonov, AC Evans, RC McKinstry, CR Almli, DL Collins, "Unbiased nonlinear
+  average age-appropriate brain templates from birth to adulthood", NeuroImage 47 (2009) S102;
+  Copyright (C) 1993-2009 Louis Collins, McConnell Brain Imaging Centre, Montreal Neurological
+  Institute, McGill University (permissive licence, see the nilearn documentation).
 * :func:`synthetic_patient` -- draws Fisher-Kolmogorov parameters (log-uniform
   :math:`D_w, \rho`), a focus inside white matter, grows the tumour with our explicit solver
   (:func:`bayesphys.odil.fk.fk_forward`), and observes the GliODIL/BraTS-style segmentation
@@ -18,14 +25,16 @@ Truth is simulated with ``refine`` times smaller time steps than a fit uses, so 
 
 from __future__ import annotations
 
+import functools
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from ..odil.fk import fk_forward, initial_condition, stable_steps, tissue_faces
 
-__all__ = ["brain_phantom", "synthetic_patient", "segment", "GLIOMA_PRIOR"]
+__all__ = ["brain_phantom", "mni_atlas", "synthetic_patient", "segment", "GLIOMA_PRIOR"]
 
 #: prior ranges of the synthetic study (mm^2/day, 1/day)
 GLIOMA_PRIOR = {"dw": (0.1, 0.5), "rho": (0.025, 0.1), "t_end": 100.0, "dg_ratio": 10.0}
@@ -76,6 +85,105 @@ def brain_phantom(
     return {"wm": wm, "gm": gm, "csf": csf, "brain": tissue, "spacing": float(spacing)}
 
 
+@functools.lru_cache(maxsize=1)
+def _mni_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Raw 1 mm MNI152 2009a maps ``(wm, gm, mask, affine)`` from the nilearn package files."""
+    try:
+        from nilearn import datasets
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "mni_atlas needs nilearn (it ships the MNI ICBM152 2009a templates inside the "
+            "package; nothing is downloaded): pip install 'bayesphys[atlas]' or pip install nilearn"
+        ) from err
+    wm = datasets.load_mni152_wm_template(resolution=1)
+    gm = datasets.load_mni152_gm_template(resolution=1)
+    mask = datasets.load_mni152_brain_mask(resolution=1)
+    return (
+        np.asarray(wm.get_fdata(), dtype=np.float64),
+        np.asarray(gm.get_fdata(), dtype=np.float64),
+        np.asarray(mask.get_fdata(), dtype=np.float64),
+        np.asarray(wm.affine, dtype=np.float64),
+    )
+
+
+def mni_atlas(
+    resolution_mm: float = 1.0,
+    *,
+    axial_mm: float | None = None,
+    margin_mm: float = 4.0,
+    dtype: torch.dtype = torch.float64,
+    device: str | torch.device = "cpu",
+) -> dict:
+    r"""MNI ICBM152 2009a tissue maps (from ``nilearn``'s package data), cropped to the brain.
+
+    ``resolution_mm``: isotropic voxel size; integer values average ``r^3`` blocks of the
+    1 mm maps (partial volumes kept), other values resample trilinearly. ``axial_mm``: ``None``
+    returns the 3-D volume ``[nx, ny, nz]`` (x left-right, y posterior-anterior, z
+    inferior-superior); a number returns the axial slice ``[nx, ny]`` nearest to MNI
+    :math:`z` = ``axial_mm`` (8 mm passes through the lateral ventricles). The grid is cropped
+    to the bounding box of the tissue (WM + GM >= 0.1) plus ``margin_mm``.
+
+    Returns ``{"wm", "gm", "csf", "brain", "mask", "spacing", "origin_mm"}``: probability
+    maps in [0, 1] (CSF = the template's brain mask minus WM and GM), ``brain`` = (wm + gm >=
+    0.1) as float (the tissue the tumour can reach), ``mask`` = the template's whole-brain mask
+    (tissue and CSF, holes filled; the radiotherapy planning domain), ``spacing`` in mm,
+    ``origin_mm`` = MNI coordinates of the lower corner of voxel 0.
+    Raises ``ImportError`` naming the package if nilearn is missing.
+    """
+    if not (isinstance(resolution_mm, (int, float)) and 0.5 <= resolution_mm <= 8):
+        raise ValueError(
+            f"resolution_mm: expected a number in [0.5, 8], received {resolution_mm!r}"
+        )
+    wm, gm, mask, aff = _mni_arrays()
+    csf = np.clip(mask - wm - gm, 0.0, 1.0)
+    vol = torch.as_tensor(np.stack([wm, gm, csf, mask]), dtype=torch.float64)[None]
+    r = float(resolution_mm)
+    if abs(r - round(r)) < 1e-9:
+        k = int(round(r))
+        n = [s // k * k for s in vol.shape[2:]]
+        vol = torch.nn.functional.avg_pool3d(vol[..., : n[0], : n[1], : n[2]], k) if k > 1 else vol
+        h = float(k)
+    else:
+        vol = torch.nn.functional.interpolate(
+            vol, scale_factor=1.0 / r, mode="trilinear", align_corners=False
+        )
+        h = r
+    vol = vol[0]
+    # lower corner of voxel 0 in MNI mm (the nifti affine gives centres of the 1 mm voxels)
+    origin = aff[:3, 3] - 0.5
+    if axial_mm is not None:
+        iz = int(math.floor((float(axial_mm) - origin[2]) / h))
+        if not 0 <= iz < vol.shape[-1]:
+            raise ValueError(
+                f"axial_mm: expected an MNI z in [{origin[2]:.0f}, "
+                f"{origin[2] + h * vol.shape[-1]:.0f}] mm, received {axial_mm}"
+            )
+        vol = vol[..., iz]
+        origin = origin[:2]
+    tissue = (vol[0] + vol[1]) >= 0.1
+    idx = tissue.nonzero()
+    if len(idx) == 0:
+        raise ValueError(f"axial_mm: no brain tissue in the slice at z = {axial_mm} mm")
+    pad = int(math.ceil(margin_mm / h))
+    lo = [max(0, int(idx[:, k].min()) - pad) for k in range(idx.shape[1])]
+    hi = [min(vol.shape[k + 1], int(idx[:, k].max()) + pad + 1) for k in range(idx.shape[1])]
+    sl = tuple(slice(a, b) for a, b in zip(lo, hi))
+    maps = [vol[(c, *sl)].to(dtype=dtype, device=device).contiguous() for c in range(4)]
+    from scipy import ndimage
+
+    whole = ((maps[3] >= 0.5) | ((maps[0] + maps[1]) >= 0.1)).cpu().numpy()
+    whole = torch.as_tensor(ndimage.binary_fill_holes(whole), device=device).to(dtype)
+    return {
+        "wm": maps[0],
+        "gm": maps[1],
+        "csf": maps[2],
+        "brain": ((maps[0] + maps[1]) >= 0.1).to(dtype),
+        "mask": whole,
+        "spacing": h,
+        "origin_mm": [float(origin[k] + lo[k] * h) for k in range(len(lo))],
+    }
+
+
 def segment(c: Tensor, th_up: float, th_down: float, brain: Tensor) -> Tensor:
     """Labels ``[*grid]`` (int64): 2 if ``c >= th_up``, 1 if ``th_down <= c < th_up``, else 0."""
     lab = (c >= th_down).long() + (c >= th_up).long()
@@ -96,20 +204,28 @@ def synthetic_patient(
     dg_ratio: float = GLIOMA_PRIOR["dg_ratio"],
     refine: int = 4,
     future_days: float = 60.0,
+    extra_foci: int = 0,
     phantom: dict | None = None,
     dtype: torch.dtype = torch.float64,
     device: str | torch.device = "cpu",
 ) -> dict:
     """A synthetic patient on the phantom (module docstring); unspecified parameters are drawn.
 
-    Returns a dict with ``wm, gm, brain, labels, pet, c_true [n, n], c_future [n, n]``,
-    ``truth = {"dw", "rho", "x0", "y0", "ell", "v"}``, ``th_up, th_down, t_end, dg_ratio,
+    ``phantom`` may be any tissue-map dict with ``wm, gm, brain, spacing`` (2-D or 3-D, e.g.
+    :func:`mni_atlas`); the focus is drawn in white matter (WM > 0.9) within the central 60 %
+    of each axis. Returns a dict with ``wm, gm, brain, labels, pet, c_true [*grid],
+    c_future [*grid]``, ``truth = {"dw", "rho", "x0", "y0"[, "z0"], "ell", "v"}`` (focus in
+    mm from the grid's lower corner), ``th_up, th_down, t_end, dg_ratio,
+    foci`` (all foci, mm; ``extra_foci`` more foci are drawn in tissue within +-5 % of each
+    axis's extent around the first, as GliODIL's three-focal generator; the initial state is
+    the maximum of the focal Gaussians; ``truth`` keeps the first focus),
     spacing``.
     """
     g = torch.Generator().manual_seed(int(seed))
     ph = phantom or brain_phantom(n, spacing, dtype=dtype, device=device)
     spacing = ph["spacing"]
-    n = ph["wm"].shape[0]
+    shape = tuple(ph["wm"].shape)
+    nd = len(shape)
 
     def logu(lo, hi):
         return math.exp(
@@ -120,19 +236,26 @@ def synthetic_patient(
     rho = logu(*GLIOMA_PRIOR["rho"]) if rho is None else float(rho)
     if focus is None:
         wm_ok = (ph["wm"] > 0.9).nonzero()
-        centre = torch.tensor([n / 2, n / 2], device=wm_ok.device)
-        near = wm_ok[((wm_ok - centre).abs() < n * 0.3).all(1)]
+        size = torch.tensor(shape, device=wm_ok.device)
+        near = wm_ok[((wm_ok - size / 2).abs() < size * 0.3).all(1)]
         pick = near[int(torch.randint(len(near), (), generator=g))]
-        jitter = torch.rand(2, generator=g, dtype=dtype) - 0.5
-        focus = tuple(float((pick[k] + 0.5 + jitter[k]) * spacing) for k in range(2))
+        jitter = torch.rand(nd, generator=g, dtype=dtype) - 0.5
+        focus = tuple(float((pick[k] + 0.5 + jitter[k]) * spacing) for k in range(nd))
     foc = torch.tensor(focus, dtype=dtype, device=device)
+    foci = [foc]
+    extent = torch.tensor(shape, dtype=dtype) * spacing
+    while len(foci) < 1 + int(extra_foci):
+        cand = foc + ((torch.rand(nd, generator=g, dtype=dtype) * 2 - 1) * 0.05 * extent).to(device)
+        idx = tuple(int(v) for v in torch.floor(cand / spacing).long().tolist())
+        if all(0 <= i < n for i, n in zip(idx, shape)) and float(ph["brain"][idx]) > 0:
+            foci.append(cand)
     faces = tissue_faces(ph["wm"], ph["gm"], dg_ratio=dg_ratio)
-    c0 = initial_condition(ph["wm"].shape, foc, spacing)
-    steps = refine * stable_steps(t_end, dw, spacing, 2)
+    c0 = torch.stack([initial_condition(ph["wm"].shape, f, spacing) for f in foci]).amax(0)
+    steps = refine * stable_steps(t_end, dw, spacing, nd)
     c = fk_forward(
         c0, faces, dw, rho, t_end=t_end, steps=steps, spacing=spacing, tissue=ph["brain"]
     )
-    fsteps = refine * stable_steps(future_days, dw, spacing, 2)
+    fsteps = refine * stable_steps(future_days, dw, spacing, nd)
     cf = fk_forward(
         c, faces, dw, rho, t_end=future_days, steps=fsteps, spacing=spacing, tissue=ph["brain"]
     )
@@ -150,11 +273,11 @@ def synthetic_patient(
         "truth": {
             "dw": dw,
             "rho": rho,
-            "x0": float(foc[0]),
-            "y0": float(foc[1]),
+            **{name: float(foc[k]) for k, name in enumerate(["x0", "y0", "z0"][:nd])},
             "ell": math.sqrt(dw / rho),
             "v": 2 * math.sqrt(dw * rho),
         },
+        "foci": [f.tolist() for f in foci],
         "th_up": th_up,
         "th_down": th_down,
         "t_end": t_end,

@@ -28,3 +28,10 @@ def test_demo_rows(tmp_path):
     names = {r["metric"] for r in rows}
     assert {"rel_err_l", "rel_err_v", "focus_err_mm", "seconds"} <= names
     assert all(r["component"] == "odil" for r in rows)
+
+
+def test_example_smoke_atlas(tmp_path):
+    pytest.importorskip("nilearn")
+    out = main(["--smoke", "--atlas", "--out", str(tmp_path), "--seed", "2"])
+    assert (tmp_path / "glioma.png").exists()
+    assert out["focus_err_mm"] < 4.0 and 0.0 <= out["rt_coverage_model"] <= 1.0
