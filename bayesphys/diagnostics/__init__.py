@@ -10,6 +10,7 @@ r"""Calibration diagnostics for every bayesphys posterior.
   recalibration wrapped around any ``Posterior``, with held-out coverage (off by default);
 * :mod:`.record_recal` — the same maps fitted per summary on held-out simulations and applied to
   a calibration run's draws (the recalibrated row beside a rejected posterior);
+* :mod:`.result` — :class:`CalibrationResult` and :func:`analyse` (every diagnostic of a record);
 * :mod:`.calibrate` / :mod:`.suite` — one run's row, and ``bayesphys calibrate COMPONENT``.
 
 References
@@ -35,7 +36,7 @@ Example
 (50, 5)
 """
 
-from .calibrate import CalibrationResult, analyse, calibration_rows, is_calibrated, run_sbc
+from .calibrate import calibration_rows, is_calibrated, run_sbc
 from .core_problem import CoreFamily
 from .coverage import (
     central_coverage,
@@ -53,6 +54,7 @@ from .record_recal import (
     fit_record_recalibration,
     recalibrated_rows,
 )
+from .result import CalibrationResult, analyse
 from .sbc import (
     ecdf_band,
     pit_ecdf,

@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from .calibrate import CalibrationResult
+from .result import CalibrationResult
 
 __all__ = ["plot_component"]
 

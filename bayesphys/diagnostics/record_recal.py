@@ -39,8 +39,8 @@ import torch
 
 from .._bench import bench_row
 from ..posterior import SamplePosterior
-from .calibrate import CalibrationResult, analyse
 from .recalibrate import Recalibrator
+from .result import CalibrationResult, analyse
 from .simulate import SimulationRecord, Summary, simulate_and_infer
 
 __all__ = [

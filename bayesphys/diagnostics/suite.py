@@ -36,9 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from .._bench import bench_row, repo_root, write_results
-from .calibrate import CalibrationResult, calibration_rows
+from .calibrate import calibration_rows
 from .core_problem import CoreFamily
 from .recalibrate import fit_recalibration
+from .result import CalibrationResult
 
 __all__ = ["run_calibration", "core_rows", "COMPONENTS", "load_hook"]
 
