@@ -62,6 +62,16 @@ def mse_loss(model: torch.nn.Module, batch) -> torch.Tensor:
     return torch.nn.functional.mse_loss(model(x), y)
 
 
+def _leave_group() -> None:
+    """All ranks meet, then leave the process group, before rank 0 goes on alone: a rank that
+    exits while the group is still up can make gloo abort its peer during teardown."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def _train(cfg: dict[str, Any]) -> dict[str, Any] | None:
     from functools import partial
 
@@ -84,6 +94,7 @@ def _train(cfg: dict[str, Any]) -> dict[str, Any] | None:
         device=ctx.device,
         config={k: v for k, v in cfg.items() if k != "out"},
     )
+    _leave_group()
     if not ctx.is_main:
         return None
     model = res.extra["model"].eval()
@@ -114,7 +125,7 @@ def _train(cfg: dict[str, Any]) -> dict[str, Any] | None:
 def _train_rgnp(cfg: dict[str, Any]) -> dict[str, Any] | None:
     """The random-grid neural process on the Poisson family, data-parallel inside its own
     ``fit`` (each rank draws ``batch`` tasks and random grids; gradients averaged)."""
-    from ..distributed.ddp import cleanup_distributed, init_distributed
+    from ..distributed.ddp import init_distributed
     from ..neural_process import RandomGridNP, evaluate_poisson
     from ..problems.rgnp import poisson_test_set
 
@@ -132,8 +143,8 @@ def _train_rgnp(cfg: dict[str, Any]) -> dict[str, Any] | None:
     todo = max(0, cfg["steps"] - model.step_count)
     start = model.step_count
     res = model.fit(steps=todo, progress=False)
+    _leave_group()
     if not ctx.is_main:
-        cleanup_distributed()
         return None
     out.mkdir(parents=True, exist_ok=True)
     model.save(ckpt)
@@ -158,7 +169,6 @@ def _train_rgnp(cfg: dict[str, Any]) -> dict[str, Any] | None:
         "checkpoint": str(ckpt),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
-    cleanup_distributed()
     return summary
 
 

@@ -108,6 +108,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         },
         os.path.join(out, f"rank{rank}.pt"),
     )
+    torch.distributed.barrier()
     cleanup_distributed()
 
 
