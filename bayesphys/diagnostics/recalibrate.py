@@ -103,15 +103,7 @@ class Recalibrator:
                     for p, t, k in zip(posteriors, truths, keep)
                 ]
             ).double()
-            if method == "zscore":
-                s = float(z.pow(2).mean().sqrt())
-            else:
-                level = _check_level(level)
-                n = z.numel()
-                k = min(n, math.ceil((n + 1) * level))
-                qz = float(z.abs().sort().values[k - 1])
-                s = qz / float(torch.special.ndtri(torch.tensor((1 + level) / 2)))
-            return cls(method, scale=s, n_grid=n_grid)
+            return cls.from_z(z, method=method, level=level, n_grid=n_grid)
         rec = cls("quantile", n_grid=n_grid)
         pits = torch.cat(
             [
@@ -121,6 +113,26 @@ class Recalibrator:
         )
         rec.pits = pits.double().sort().values.cpu()
         return rec
+
+    @classmethod
+    def from_z(
+        cls, z: Tensor, *, method: str = "zscore", level: float = 0.9, n_grid: int = 241
+    ) -> Recalibrator:
+        """The variance-scaling map of held-out z-scores ``z [P]`` (``"zscore"`` or
+        ``"conformal"``; see the module docstring)."""
+        if method not in ("zscore", "conformal"):
+            raise ValueError(f"method: expected 'zscore' or 'conformal', received {method!r}")
+        z = z.double().flatten()
+        if z.numel() == 0:
+            raise ValueError("z: expected at least one held-out z-score, received none")
+        if method == "zscore":
+            return cls(method, scale=float(z.pow(2).mean().sqrt()), n_grid=n_grid)
+        level = _check_level(level)
+        n = z.numel()
+        k = min(n, math.ceil((n + 1) * level))
+        qz = float(z.abs().sort().values[k - 1])
+        s = qz / float(torch.special.ndtri(torch.tensor((1 + level) / 2)))
+        return cls(method, scale=s, n_grid=n_grid)
 
     # -- quantile-map helpers ----------------------------------------------------------------
     def _grid(self, like: Tensor) -> Tensor:

@@ -44,12 +44,26 @@ from .result import CalibrationResult, analyse
 from .simulate import SimulationRecord, Summary, simulate_and_infer
 
 __all__ = [
+    "standardised_residuals",
     "AffineMap",
     "ShapeMap",
     "RecordRecalibration",
     "fit_record_recalibration",
     "recalibrated_rows",
 ]
+
+
+def standardised_residuals(draws: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    r"""Held-out :math:`z_i = (t_i - \bar x_i)/\mathrm{sd}(x_i)` of one summary: ``draws [N, L]``,
+    ``truth [N]`` -> ``[N']`` (problems whose draws have zero spread are left out)."""
+    if draws.ndim != 2 or truth.shape != draws.shape[:1]:
+        raise ValueError(
+            f"draws/truth: expected [N, L] and [N], received {tuple(draws.shape)} and "
+            f"{tuple(truth.shape)}"
+        )
+    sd = draws.std(1)
+    keep = sd > 0
+    return ((truth - draws.mean(1)) / sd.where(keep, torch.ones_like(sd)))[keep]
 
 
 @dataclass
@@ -65,8 +79,7 @@ class AffineMap:
     @classmethod
     def fit(cls, draws: torch.Tensor, truth: torch.Tensor) -> AffineMap:
         """``draws [N, L]``, ``truth [N]`` of one summary."""
-        sd = draws.std(1).clamp_min(torch.finfo(draws.dtype).tiny)
-        z = (truth - draws.mean(1)) / sd
+        z = standardised_residuals(draws, truth)
         return cls(float(z.mean()), float(z.std()))
 
     def map(self, x: torch.Tensor) -> torch.Tensor:
@@ -101,8 +114,7 @@ class ShapeMap:
         """``draws [N, L]``, ``truth [N]`` of one summary."""
         from scipy import stats
 
-        sd = draws.std(1).clamp_min(torch.finfo(draws.dtype).tiny)
-        z = ((truth - draws.mean(1)) / sd).double().cpu().numpy()
+        z = standardised_residuals(draws, truth).double().cpu().numpy()
         loc0, scale0 = stats.norm.fit(z)
         best = (float(stats.norm.logpdf(z, loc0, scale0).sum()) + _LR_MARGIN, "norm", 0.0)
         best = (*best, float(loc0), float(scale0))
@@ -218,22 +230,6 @@ def _apply_stage(
     )
 
 
-def _scale_from_z(z: torch.Tensor, method: str, level: float) -> Recalibrator:
-    """The variance-scaling :class:`Recalibrator` of held-out z-scores ``z [P]`` (the same
-    formulas as :meth:`Recalibrator.fit`)."""
-    import math
-
-    z = z.double()
-    if method == "zscore":
-        return Recalibrator("zscore", scale=float(z.pow(2).mean().sqrt()))
-    n = z.numel()
-    k = min(n, math.ceil((n + 1) * level))
-    qz = float(z.abs().sort().values[k - 1])
-    return Recalibrator(
-        "conformal", scale=qz / float(torch.special.ndtri(torch.tensor((1 + level) / 2)))
-    )
-
-
 def fit_record_recalibration(
     record: SimulationRecord, method: str = "affine", *, level: float = 0.9
 ) -> RecordRecalibration:
@@ -255,11 +251,8 @@ def fit_record_recalibration(
         stage = []
         for k in range(record.truth.shape[1]):
             if m in ("zscore", "conformal"):  # vectorised: z over all problems at once
-                x = record.draws[:, :, k]
-                sd = x.std(1)
-                keep = sd > 0
-                z = ((record.truth[:, k] - x.mean(1)) / sd.where(keep, 1.0))[keep]
-                stage.append(_scale_from_z(z, m, level))
+                z = standardised_residuals(record.draws[:, :, k], record.truth[:, k])
+                stage.append(Recalibrator.from_z(z, method=m, level=level))
                 continue
             if m in ("affine", "shape"):
                 cls = AffineMap if m == "affine" else ShapeMap

@@ -6,6 +6,7 @@ import torch
 from bayesphys.diagnostics import (
     AffineMap,
     CoreFamily,
+    Recalibrator,
     SimulationRecord,
     calibration_rows,
     fit_record_recalibration,
@@ -69,6 +70,12 @@ def test_bad_input():
         )
     with pytest.raises(ValueError, match="method"):
         fit_record_recalibration(rec, "nonsense")
+    with pytest.raises(ValueError, match="draws/truth"):
+        AffineMap.fit(rec.draws[:, :, 0], rec.truth[:5, 0])
+    with pytest.raises(ValueError, match="z: expected"):
+        Recalibrator.from_z(torch.zeros(0))
+    with pytest.raises(ValueError, match="method"):
+        Recalibrator.from_z(torch.ones(3), method="quantile")
 
 
 def test_shape_map_picks_the_tail_family():
