@@ -206,105 +206,52 @@ def _probe_rows(quick: bool) -> list[dict]:
     return rows
 
 
-def _ddp_rows(quick: bool) -> list[dict]:
+# the two data-parallel runs: (problem id, model flag, global batch, run length flag and value,
+# label, metric name in the row, summary key of the test metric)
+_DDP_RUNS = {
+    "mlp": ("ddp-heat-surrogate", 128, "--epochs", (1, 6), "DDP gloo", "rel_l2"),
+    "rgnp": ("ddp-rgnp-poisson", 64, "--steps", (10, 40), "RGNP data-parallel gloo", "nse_u"),
+}
+
+
+def _ddp_rows(model: str, quick: bool) -> list[dict]:
+    """``ddp_training --model MODEL`` with 1 and 2 gloo processes at the same global batch."""
     from bayesphys.examples import ddp_training
 
+    problem, global_batch, length_flag, (n_quick, n_full), label, metric = _DDP_RUNS[model]
+    length = n_quick if quick else n_full
     rows, base = [], None
-    global_batch = 128
-    epochs = 1 if quick else 6
     for nproc in (1, 2):
         with tempfile.TemporaryDirectory() as tmp:
             load = _load()
-            s = ddp_training.main(
-                [
-                    "--out",
-                    tmp,
-                    "--nproc",
-                    str(nproc),
-                    "--epochs",
-                    str(epochs),
-                    "--batch-size",
-                    str(global_batch // nproc),
-                    "--no-resume",
-                ]
-                + (["--smoke"] if quick else [])
-            )
+            argv = ["--model", model, "--out", tmp, "--nproc", str(nproc)]
+            argv += [length_flag, str(length), "--batch-size", str(global_batch // nproc)]
+            argv += ["--no-resume"] + (["--smoke"] if quick and model == "mlp" else [])
+            s = ddp_training.main(argv)
         sps = s["samples_per_second"]
         base = base or sps
         rows.append(
             bench_row(
-                "ddp-heat-surrogate",
-                f"DDP gloo x{nproc}",
+                problem,
+                f"{label} x{nproc}",
                 {
                     "steps_per_second": sps / global_batch,
                     "samples_per_second": sps,
                     "speedup": sps / base,
                     "seconds": s["train_seconds"],
-                    "rel_l2": s["test_rel_l2"],
+                    metric: s["test_value"],
                     "load1": load,
                 },
                 setting={
                     "nproc": nproc,
                     "global_batch": global_batch,
-                    "epochs": epochs,
+                    length_flag.lstrip("-"): length,
                     "threads_per_rank": 1,
                 },
                 anchor=ANCHOR_2X if nproc == 2 else None,
             )
         )
-        print(f"DDP x{nproc}: {sps:8.0f} samples/s  load {load}")
-    return rows
-
-
-def _ddp_rgnp_rows(quick: bool) -> list[dict]:
-    """RandomGridNP.fit data-parallel (GradientSync) with 1 and 2 gloo ranks, same global batch."""
-    from bayesphys.examples import ddp_training
-
-    rows, base = [], None
-    global_batch = 64
-    steps = 10 if quick else 40
-    for nproc in (1, 2):
-        with tempfile.TemporaryDirectory() as tmp:
-            load = _load()
-            s = ddp_training.main(
-                [
-                    "--model",
-                    "rgnp",
-                    "--out",
-                    tmp,
-                    "--nproc",
-                    str(nproc),
-                    "--steps",
-                    str(steps),
-                    "--batch-size",
-                    str(global_batch // nproc),
-                    "--no-resume",
-                ]
-            )
-        sps = s["samples_per_second"]
-        base = base or sps
-        rows.append(
-            bench_row(
-                "ddp-rgnp-poisson",
-                f"RGNP data-parallel gloo x{nproc}",
-                {
-                    "steps_per_second": sps / global_batch,
-                    "samples_per_second": sps,
-                    "speedup": sps / base,
-                    "seconds": s["train_seconds"],
-                    "nse_u": s["test_value"],
-                    "load1": load,
-                },
-                setting={
-                    "nproc": nproc,
-                    "global_batch": global_batch,
-                    "steps": steps,
-                    "threads_per_rank": 1,
-                },
-                anchor=ANCHOR_2X if nproc == 2 else None,
-            )
-        )
-        print(f"RGNP x{nproc}: {sps:8.1f} tasks/s  load {load}")
+        print(f"{model} x{nproc}: {sps:10.1f} samples/s  load {load}")
     return rows
 
 
@@ -344,8 +291,7 @@ def main(argv: list[str] | None = None) -> Path:
     rows += _cohort_rows(ns, available, size, steps, warm=not args.quick)
     rows += _probe_rows(args.quick)
     if not args.no_ddp:
-        rows += _ddp_rows(args.quick)
-        rows += _ddp_rgnp_rows(args.quick)
+        rows += _ddp_rows("mlp", args.quick) + _ddp_rows("rgnp", args.quick)
     out = args.out
     if args.quick and out is None:
         out = tempfile.mkdtemp(prefix="bayesphys-bench-")
