@@ -8,47 +8,11 @@ import torch.multiprocessing as mp
 
 from bayesphys.distributed import GradientSync, rank_generator_seed
 from bayesphys.distributed.ddp import cleanup_distributed, free_port, init_distributed
-
-TINY_GIC = dict(
-    latent=12,
-    channels=6,
-    lift_layers=1,
-    conv_layers=2,
-    conv_channels=4,
-    dense=(16, 8),
-    trunk=8,
-    trunk_layers=1,
-    head=16,
-    head_layers=1,
-    rank=1,
-)
-SMALL_MFM = dict(
-    width=32,
-    layers=2,
-    time_dim=8,
-    fourier=8,
-    gnn_hidden=8,
-    gnn_layers=2,
-    knn_k=5,
-    points=32,
-    pops_per_step=2,
-)
+from tests.tiny_models import SMALL_MFM, tiny_rgnp
 
 
 def _rgnp():
-    from bayesphys.neural_process import RandomGridNP
-
-    return RandomGridNP(
-        "poisson",
-        "RGNP",
-        hidden=16,
-        depth=2,
-        n_freq=4,
-        n_points=16,
-        batch=4,
-        gic=TINY_GIC,
-        seed=0,
-    )
+    return tiny_rgnp("poisson")
 
 
 def _mfm():

@@ -5,18 +5,7 @@ import torch
 
 from bayesphys.meta_fm import MetaFlowMatching, cfm_loss, integrate, interpolate, ot_pairing
 from bayesphys.problems.populations import PopulationPairs, linear_map, linear_map_exact_field
-
-SMALL = dict(
-    width=32,
-    layers=2,
-    time_dim=8,
-    fourier=8,
-    gnn_hidden=8,
-    gnn_layers=2,
-    knn_k=5,
-    points=32,
-    pops_per_step=2,
-)
+from tests.tiny_models import SMALL_MFM as SMALL
 
 
 def test_exact_field_has_zero_fm_loss_on_b2():

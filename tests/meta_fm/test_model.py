@@ -19,18 +19,7 @@ from bayesphys.meta_fm import (
     w2_inference_data,
 )
 from bayesphys.problems.populations import linear_map, patient_screen
-
-SMALL = dict(
-    width=32,
-    layers=2,
-    time_dim=8,
-    fourier=8,
-    gnn_hidden=8,
-    gnn_layers=2,
-    knn_k=5,
-    points=32,
-    pops_per_step=2,
-)
+from tests.tiny_models import SMALL_MFM as SMALL
 
 
 def test_fit_reduces_loss_and_beats_identity_on_b2():

@@ -19,27 +19,7 @@ from bayesphys.neural_process import (
     preset,
 )
 from bayesphys.problems.rgnp import PoissonProblem, poisson_sensor_data, poisson_test_set
-
-TINY_GIC = dict(
-    latent=12,
-    channels=6,
-    lift_layers=1,
-    conv_layers=2,
-    conv_channels=4,
-    dense=(16, 8),
-    trunk=8,
-    trunk_layers=1,
-    head=16,
-    head_layers=1,
-    rank=1,
-)
-
-
-def tiny(problem="poisson", **kw):
-    gic = dict(TINY_GIC, latent=6 if problem == "burgers" else 12)
-    args = dict(hidden=16, depth=2, n_freq=4, n_points=16, batch=4, gic=gic, seed=0)
-    args.update(kw)
-    return RandomGridNP(problem, "RGNP", **args)
+from tests.tiny_models import tiny_rgnp as tiny
 
 
 def test_forward_taylor_derivatives_match_autograd():

@@ -1,0 +1,39 @@
+"""Tiny model settings shared by the tests of several packages (fast CPU fits)."""
+
+#: GICNet settings of a tiny random-grid neural process (``RandomGridNP(..., gic=TINY_GIC)``).
+TINY_GIC = dict(
+    latent=12,
+    channels=6,
+    lift_layers=1,
+    conv_layers=2,
+    conv_channels=4,
+    dense=(16, 8),
+    trunk=8,
+    trunk_layers=1,
+    head=16,
+    head_layers=1,
+    rank=1,
+)
+
+#: Keyword settings of a small Meta Flow Matching model (``MetaFlowMatching(data, **SMALL_MFM)``).
+SMALL_MFM = dict(
+    width=32,
+    layers=2,
+    time_dim=8,
+    fourier=8,
+    gnn_hidden=8,
+    gnn_layers=2,
+    knn_k=5,
+    points=32,
+    pops_per_step=2,
+)
+
+
+def tiny_rgnp(problem: str = "poisson", **kw):
+    """A tiny ``RandomGridNP`` (seed 0) for fast tests; ``kw`` overrides any setting."""
+    from bayesphys.neural_process import RandomGridNP
+
+    gic = dict(TINY_GIC, latent=6 if problem == "burgers" else 12)
+    args = dict(hidden=16, depth=2, n_freq=4, n_points=16, batch=4, gic=gic, seed=0)
+    args.update(kw)
+    return RandomGridNP(problem, "RGNP", **args)
