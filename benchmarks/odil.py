@@ -219,16 +219,7 @@ def bench_b0(quick: bool, device) -> list[dict]:
 
 # ------------------------------------------------------------------------------------ glioma
 def _fit_case(p, device, pet=False):
-    m = GliomaModel(
-        p["wm"],
-        p["gm"],
-        p["labels"],
-        spacing=p["spacing"],
-        th_up=p["th_up"],
-        th_down=p["th_down"],
-        pet=p["pet"] if pet else None,
-        device=device,
-    )
+    m = GliomaModel.from_patient(p, use_pet=pet, device=device)
     t0 = time.perf_counter()
     m.fit(progress=False)
     return m, time.perf_counter() - t0
@@ -442,17 +433,7 @@ def atlas_case(
 ) -> dict:
     """Simulate, fit (CPU seconds and wall time) and score one atlas patient (B2, B4, B5)."""
     p = synthetic_patient(seed, phantom=atlas, extra_foci=extra_foci, refine=refine)
-    m = GliomaModel(
-        p["wm"],
-        p["gm"],
-        p["labels"],
-        spacing=p["spacing"],
-        th_up=p["th_up"],
-        th_down=p["th_down"],
-        pet=p["pet"] if pet else None,
-        crop_scale=crop_scale,
-        device=device,
-    )
+    m = GliomaModel.from_patient(p, use_pet=pet, crop_scale=crop_scale, device=device)
     c0, w0 = time.process_time(), time.perf_counter()
     m.fit(progress=False)
     cpu, wall = time.process_time() - c0, time.perf_counter() - w0

@@ -212,15 +212,8 @@ def build_glioma(problem: dict[str, Any], *, seed: int | None = None):
     """:class:`bayesphys.odil.GliomaModel` from a synthetic patient (imported lazily)."""
     from ..odil import GliomaModel
 
-    return GliomaModel(
-        problem["wm"],
-        problem["gm"],
-        problem["labels"],
-        spacing=problem["spacing"],
-        th_up=problem["th_up"],
-        th_down=problem["th_down"],
-        device="cpu",
-        seed=None if seed is None else seed % 2**31,
+    return GliomaModel.from_patient(
+        problem, device="cpu", seed=None if seed is None else seed % 2**31
     )
 
 

@@ -47,14 +47,7 @@ def calibrate_rows(quick: bool, seed: int) -> list[dict]:
     n_sims, n_draws, n_fit = (50, 49, 30) if quick else (200, 99, 100)
 
     def infer(p: dict):
-        m = GliomaModel(
-            p["wm"],
-            p["gm"],
-            p["labels"],
-            spacing=p["spacing"],
-            th_up=p["th_up"],
-            th_down=p["th_down"],
-        )
+        m = GliomaModel.from_patient(p)
         m.fit(progress=False)
         return m.theta_posterior()
 

@@ -50,17 +50,7 @@ def glioma_case(
         plan_mask = ph["brain"].cpu()
     p = synthetic_patient(seed, phantom=ph)
     t0 = time.perf_counter()
-    model = GliomaModel(
-        p["wm"],
-        p["gm"],
-        p["labels"],
-        spacing=h,
-        th_up=p["th_up"],
-        th_down=p["th_down"],
-        pet=p["pet"] if pet else None,
-        device=device,
-        seed=seed,
-    )
+    model = GliomaModel.from_patient(p, use_pet=pet, device=device, seed=seed)
     res = model.fit(progress=progress)
     post = model.posterior(num_samples=num_samples, seed=seed)
     q05, q50, q95 = (post.quantile([0.05, 0.5, 0.95])).cpu()

@@ -670,6 +670,29 @@ class GliomaModel:
         return save_checkpoint(path, kind=self.kind, config=self.config, state=state)
 
     @classmethod
+    def from_patient(cls, patient: dict, *, use_pet: bool = False, **kwargs) -> GliomaModel:
+        """A model of one patient dict as :func:`~bayesphys.problems.glioma.synthetic_patient`
+        returns it (``wm``, ``gm``, ``labels``, ``spacing``, ``th_up``, ``th_down`` and, with
+        ``use_pet``, ``pet``); ``kwargs`` go to the constructor (``device``, ``seed``, ...)."""
+        missing = [
+            k for k in ("wm", "gm", "labels", "spacing", "th_up", "th_down") if k not in patient
+        ]
+        if use_pet and patient.get("pet") is None:
+            missing.append("pet")
+        if missing:
+            raise ValueError(f"patient: expected keys {missing} (a synthetic_patient dict)")
+        return cls(
+            patient["wm"],
+            patient["gm"],
+            patient["labels"],
+            spacing=patient["spacing"],
+            th_up=patient["th_up"],
+            th_down=patient["th_down"],
+            pet=patient["pet"] if use_pet else None,
+            **kwargs,
+        )
+
+    @classmethod
     def load(cls, path: str | Path, *, device: str | torch.device | None = "cpu") -> GliomaModel:
         ck = load_checkpoint(path, kind=cls.kind)
         cfg, st = ck["config"], ck["state"]

@@ -77,6 +77,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         },
         os.path.join(out, f"rank{rank}.pt"),
     )
+    torch.distributed.barrier()  # both ranks done before either leaves the group
     ddp.cleanup_distributed()
 
 

@@ -215,3 +215,23 @@ def test_three_d_fit_and_pet_term(small_patient):
     terms = mp.residuals(mp._theta0())
     assert set(terms) == {"seg1", "seg2", "pet", "prior"}
     assert terms["pet"].numel() == int((p["labels"] > 0).sum())
+
+
+def test_from_patient_equals_the_constructor_and_names_missing_keys(small_patient):
+    p = small_patient
+    a = GliomaModel.from_patient(p, seed=0)
+    b = GliomaModel(
+        p["wm"],
+        p["gm"],
+        p["labels"],
+        spacing=p["spacing"],
+        th_up=p["th_up"],
+        th_down=p["th_down"],
+        seed=0,
+    )
+    assert a.config == b.config
+    assert torch.equal(a.labels, b.labels)
+    with pytest.raises(ValueError, match="labels"):
+        GliomaModel.from_patient({k: v for k, v in p.items() if k != "labels"})
+    with pytest.raises(ValueError, match="pet"):
+        GliomaModel.from_patient({**p, "pet": None}, use_pet=True)
