@@ -19,12 +19,13 @@ References
   mathematical tumor models, multimodal scans and Bayesian inference", IEEE TMI 38 (2019).
 """
 
+from ..problems.stencil import d1, d2, div_flux, face_average, laplacian, shift
 from .glioma import GliomaModel, model_plan, recurrence_coverage, standard_margin_plan
 from .laplace import dense_gn_matrix, field_posterior, gn_matvec, theta_covariance
+from .multigrid import Multigrid
 from .nuts import nuts_reference
 from .problem import DiscreteProblem
 from .solvers import cg, minimize
-from .stencil import Multigrid, d1, d2, div_flux, face_average, laplacian, shift
 
 __all__ = [
     "DiscreteProblem",

@@ -4,7 +4,7 @@ Unknowns :math:`\theta = (\log D_w, \log\rho, x_0, y_0[, z_0])` (diffusivity in 
 proliferation rate, focus in mm); :math:`D_g = D_w / r` with known ratio :math:`r`, time horizon
 :math:`T` known (a single scan fixes the parameters only up to the time scale; GliODIL fixes
 :math:`T` the same way). The tumour-cell map :math:`c(T)` solves the FK equation
-(:mod:`bayesphys.odil.fk`) from :math:`c_0 = 0.5\exp(-|x-x_0|^2/2w^2)`.
+(:mod:`bayesphys.problems.fisher_kolmogorov`) from :math:`c_0 = 0.5\exp(-|x-x_0|^2/2w^2)`.
 
 **Likelihood.** Segmentation labels (2 = T1Gd core, 1 = FLAIR edema) are thresholds of
 :math:`c(T)` observed with Gaussian jitter :math:`\sigma_s` (probit, Lipkova et al. 2019 use a
@@ -46,7 +46,13 @@ from .._device import as_tensor, resolve_device, resolve_dtype
 from .._model import FitResult, load_checkpoint, save_checkpoint
 from ..inference_data import build_inference_data
 from ..posterior import GaussianPosterior, SamplePosterior
-from .fk import fk_forward, fk_forward_tangent, initial_condition, stable_steps, tissue_faces
+from ..problems.fisher_kolmogorov import (
+    fk_forward,
+    fk_forward_tangent,
+    initial_condition,
+    stable_steps,
+    tissue_faces,
+)
 from .problem import DiscreteProblem
 from .solvers import minimize
 
@@ -476,7 +482,7 @@ class GliomaModel:
         block). Sets ``theta``/``theta_cov``; returns the :class:`FitResult` (``extra`` holds the
         CG iteration counts of the Schur solves).
         """
-        from .fk import fk_residual
+        from ..problems.fisher_kolmogorov import fk_residual
         from .laplace import theta_covariance
 
         self._require_fit()

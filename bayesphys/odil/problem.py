@@ -17,7 +17,7 @@ The loss is :math:`L(x) = \tfrac12 \sum_k \lVert r_k(x) \rVert^2`, i.e. the nega
 posterior :math:`-\log p(u, \theta \mid y)` up to a constant when every residual is a Gaussian
 term (Karnakov et al. 2024 use :math:`\sum_k \mathrm{mean}(r_k^2)`; scale weights by
 :math:`1/\sqrt{N_k}` to get theirs). Fields can be held in the multigrid decomposition
-(:class:`~bayesphys.odil.stencil.Multigrid`); :meth:`DiscreteProblem.unpack` always returns
+(:class:`~bayesphys.odil.multigrid.Multigrid`); :meth:`DiscreteProblem.unpack` always returns
 fine-grid fields, so residual code never changes.
 """
 
@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from .._device import resolve_device, resolve_dtype
-from .stencil import Multigrid
+from .multigrid import Multigrid
 
 __all__ = ["DiscreteProblem"]
 

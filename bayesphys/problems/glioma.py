@@ -13,7 +13,7 @@ r"""Glioma test problems: a 2-D analytic brain phantom and synthetic patients.
   Institute, McGill University (permissive licence, see the nilearn documentation).
 * :func:`synthetic_patient` -- draws Fisher-Kolmogorov parameters (log-uniform
   :math:`D_w, \rho`), a focus inside white matter, grows the tumour with our explicit solver
-  (:func:`bayesphys.odil.fk.fk_forward`), and observes the GliODIL/BraTS-style segmentation
+  (:func:`bayesphys.problems.fisher_kolmogorov.fk_forward`), and observes the GliODIL/BraTS-style segmentation
   ``labels`` (2 = T1Gd core, :math:`c\ge\theta_{up}`; 1 = FLAIR edema,
   :math:`\theta_{down}\le c<\theta_{up}`; 0 = otherwise), a PET proxy
   :math:`0.75\,c + \mathcal N(0, 0.02^2)` inside the lesion, and the "future" state
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..odil.fk import fk_forward, initial_condition, stable_steps, tissue_faces
+from .fisher_kolmogorov import fk_forward, initial_condition, stable_steps, tissue_faces
 
 __all__ = ["brain_phantom", "mni_atlas", "synthetic_patient", "segment", "GLIOMA_PRIOR"]
 

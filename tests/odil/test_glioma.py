@@ -9,8 +9,13 @@ import pytest
 import torch
 
 from bayesphys.odil import GliomaModel
-from bayesphys.odil.fk import fk_forward, fk_residual, initial_condition, tissue_faces
 from bayesphys.odil.glioma import model_plan, recurrence_coverage, standard_margin_plan
+from bayesphys.problems.fisher_kolmogorov import (
+    fk_forward,
+    fk_residual,
+    initial_condition,
+    tissue_faces,
+)
 from bayesphys.problems.glioma import brain_phantom, synthetic_patient
 
 
