@@ -38,7 +38,7 @@ import torch
 
 from bayesphys._bench import bench_row, write_results
 from bayesphys.odil import DiscreteProblem, GliomaModel, d1, d2, minimize, nuts_reference
-from bayesphys.odil.glioma import model_plan, recurrence_coverage, standard_margin_plan
+from bayesphys.odil.radiotherapy import model_plan, recurrence_coverage, standard_margin_plan
 from bayesphys.problems.glioma import brain_phantom, synthetic_patient
 
 GLIODIL = "Balcerak et al. 2025 (GliODIL) / anchor targets"

@@ -20,11 +20,12 @@ References
 """
 
 from ..problems.stencil import d1, d2, div_flux, face_average, laplacian, shift
-from .glioma import GliomaModel, model_plan, recurrence_coverage, standard_margin_plan
+from .glioma import GliomaModel
 from .laplace import dense_gn_matrix, field_posterior, gn_matvec, theta_covariance
 from .multigrid import Multigrid
 from .nuts import nuts_reference
 from .problem import DiscreteProblem
+from .radiotherapy import model_plan, recurrence_coverage, standard_margin_plan
 from .solvers import cg, minimize
 
 __all__ = [

@@ -13,7 +13,8 @@ import torch
 
 from ..inference_data import save_netcdf
 from ..problems.glioma import brain_phantom, synthetic_patient
-from .glioma import GliomaModel, model_plan, recurrence_coverage, standard_margin_plan
+from .glioma import GliomaModel
+from .radiotherapy import model_plan, recurrence_coverage, standard_margin_plan
 
 __all__ = ["demo", "glioma_case"]
 

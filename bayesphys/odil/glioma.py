@@ -56,7 +56,7 @@ from ..problems.fisher_kolmogorov import (
 from .problem import DiscreteProblem
 from .solvers import minimize
 
-__all__ = ["GliomaModel", "standard_margin_plan", "model_plan", "recurrence_coverage"]
+__all__ = ["GliomaModel"]
 
 _CFG_KEYS = (
     "spacing",
@@ -482,78 +482,11 @@ class GliomaModel:
         block). Sets ``theta``/``theta_cov``; returns the :class:`FitResult` (``extra`` holds the
         CG iteration counts of the Schur solves).
         """
-        from ..problems.fisher_kolmogorov import fk_residual
-        from .laplace import theta_covariance
+        from .glioma_odil import fit_joint_odil
 
-        self._require_fit()
-        cfg = self.config
-        t_end = cfg["t_end"]
-        dt = t_end / (nt - 1)
-        sub = max(1, self.steps // (nt - 1))
-        fwd_steps = sub * (nt - 1)
-        c0 = initial_condition(self.shape, self.theta[2:], cfg["spacing"], origin=self.origin)
-        _, traj = fk_forward(
-            c0,
-            self.faces,
-            torch.exp(self.theta[0]),
-            torch.exp(self.theta[1]),
-            t_end=t_end,
-            steps=fwd_steps,
-            spacing=cfg["spacing"],
-            tissue=self._brain,
-            save_every=sub,
+        return fit_joint_odil(
+            self, nt=nt, sigma_pde=sigma_pde, steps=steps, cg_maxiter=cg_maxiter, progress=progress
         )
-        mask = self._brain
-
-        def res(f, p):
-            th = p["theta"]
-            c0_ = initial_condition(self.shape, th[2:], cfg["spacing"], origin=self.origin) * mask
-            c = torch.cat([c0_[None], f["c"] * mask], 0)
-            pde = (
-                fk_residual(
-                    c,
-                    self.faces,
-                    torch.exp(th[0]),
-                    torch.exp(th[1]),
-                    dt=dt,
-                    spacing=cfg["spacing"],
-                    scheme="cn",
-                )
-                * mask
-            )
-            out = {"pde": pde / sigma_pde}
-            out.update(self._data_residuals(c[-1]))
-            out["prior"] = self._prior_residuals(th)
-            return out
-
-        prob = DiscreteProblem(
-            {"c": (nt - 1, *self.shape)},
-            {"theta": self.theta},
-            res,
-            device=self.device,
-            dtype=self.dtype,
-        )
-        x0 = prob.pack({"c": traj[1:].detach()}, {"theta": self.theta})
-        t0 = time.perf_counter()
-        x, out = minimize(
-            prob,
-            x0,
-            method="lm",
-            steps=steps,
-            damping=1e-3,
-            linear_solver="cg",
-            cg_tol=1e-6,
-            cg_maxiter=cg_maxiter,
-            tol=1e-8,
-            progress=progress,
-        )
-        theta = prob.unpack(x)[1]["theta"].detach()
-        cov, info = theta_covariance(prob, x, ["theta"], cg_tol=1e-8, cg_maxiter=4 * cg_maxiter)
-        self.theta, self.theta_cov = theta, cov
-        out.seconds = time.perf_counter() - t0
-        out.extra.update({"schur_cg_iters": info["cg_iters"], "n_unknowns": prob.n})
-        out.extra.update(self.estimates())
-        return out
 
     def recrop(
         self, *, crop_margin_mm: float | None = 40.0, crop_scale: float | None = None
@@ -729,52 +662,3 @@ class GliomaModel:
         model.theta = None if st["theta"] is None else st["theta"].to(dev)
         model.theta_cov = None if st["theta_cov"] is None else st["theta_cov"].to(dev)
         return model
-
-
-# -- radiotherapy planning (PREDICT-GBM protocol) ------------------------------------------------
-def _distance_mm(mask: Tensor, spacing: float) -> Tensor:
-    from scipy import ndimage
-
-    m = mask.detach().cpu().numpy().astype(bool)
-    d = ndimage.distance_transform_edt(~m, sampling=spacing)
-    return torch.as_tensor(d, dtype=torch.float64, device=mask.device)
-
-
-def standard_margin_plan(
-    labels: Tensor, brain: Tensor, spacing: float, margin_mm: float = 15.0
-) -> Tensor:
-    """Core (label 2; label >= 1 if no core) dilated by ``margin_mm`` (Euclidean), within the brain."""
-    core = labels == 2
-    if int(core.sum()) == 0:
-        core = labels > 0
-    return (_distance_mm(core, spacing) <= margin_mm) & (brain > 0)
-
-
-def model_plan(score: Tensor, brain: Tensor, volume: int) -> Tensor:
-    """Iso-volumetric plan (PREDICT-GBM ``topk_plan``): the ``volume`` voxels of ``brain`` with
-    the highest ``score`` (e.g. a posterior quantile of the tumour-cell map).
-
-    If some but fewer than ``volume`` brain voxels have a positive score, the rest are the
-    brain voxels nearest (Euclidean) to the positive region -- PREDICT-GBM's distance-fade
-    fallback, applied only beyond the predicted support so the ranking inside it is kept.
-    """
-    from scipy import ndimage
-
-    sc = score.detach().to(torch.float64)
-    pos = (sc > 0) & (brain > 0)
-    key = sc
-    if 0 < int(pos.sum()) < int(volume):
-        d = ndimage.distance_transform_edt(~pos.cpu().numpy())
-        dist = torch.as_tensor(d, dtype=torch.float64, device=sc.device)
-        key = torch.where(pos, sc, -dist)
-    s = torch.where(brain > 0, key, torch.full_like(key, -math.inf))
-    idx = torch.topk(s.reshape(-1), int(volume)).indices
-    plan = torch.zeros(s.numel(), dtype=torch.bool, device=s.device)
-    plan[idx] = True
-    return plan.reshape(s.shape)
-
-
-def recurrence_coverage(plan: Tensor, recurrence: Tensor) -> float:
-    """``|recurrence ∩ plan| / |recurrence|`` (1 if there is no recurrence)."""
-    n = int(recurrence.sum())
-    return 1.0 if n == 0 else float((plan & recurrence).sum()) / n

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bayesphys.odil import GliomaModel
-from bayesphys.odil.glioma import model_plan
+from bayesphys.odil.radiotherapy import model_plan
 from bayesphys.problems import glioma as gp
 
 

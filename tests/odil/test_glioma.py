@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bayesphys.odil import GliomaModel
-from bayesphys.odil.glioma import model_plan, recurrence_coverage, standard_margin_plan
+from bayesphys.odil.radiotherapy import model_plan, recurrence_coverage, standard_margin_plan
 from bayesphys.problems.fisher_kolmogorov import (
     fk_forward,
     fk_residual,
