@@ -62,32 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     if args.smoke:
-        gic = dict(
-            latent=20,
-            channels=8,
-            lift_layers=2,
-            conv_layers=3,
-            conv_channels=8,
-            dense=(32, 16),
-            trunk=16,
-            trunk_layers=1,
-            head=32,
-            head_layers=2,
-            rank=1,
-            ell_min=0.05,
-        )
-        model = RandomGridNP(
-            "poisson",
-            "RGNP",
-            hidden=32,
-            depth=2,
-            n_freq=8,
-            batch=16,
-            data_batch=16,
-            gic=gic,
-            device=args.device,
-            seed=args.seed,
-        )
+        model = RandomGridNP("poisson", "RGNP", size="smoke", device=args.device, seed=args.seed)
         steps = args.steps or 40
         data = poisson_sensor_data(200, seed=1)
     else:

@@ -18,7 +18,7 @@ from .evaluate import evaluate_burgers, evaluate_poisson, invariance_study
 from .forward import ForwardNet
 from .gicnet import GICNet, KernelInterpolation
 from .grids import AdaptiveGrid, GridMeasure, SobolGrid, UniformGrid, check_points, make_grid
-from .model import RandomGridNP, RGNPConfig, get_problem, preset
+from .model import SIZES, RandomGridNP, RGNPConfig, get_problem, preset
 from .objective import data_log_likelihood, field_marginal, physics_elbo
 
 __all__ = [
@@ -41,4 +41,5 @@ __all__ = [
     "make_grid",
     "physics_elbo",
     "preset",
+    "SIZES",
 ]

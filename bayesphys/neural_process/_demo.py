@@ -27,23 +27,7 @@ def demo(out_dir: Path, *, device: torch.device, seed: int = 0) -> list[dict]:
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    gic = dict(
-        latent=20,
-        channels=12,
-        lift_layers=2,
-        conv_layers=4,
-        conv_channels=12,
-        dense=(64, 32),
-        trunk=32,
-        trunk_layers=2,
-        head=64,
-        head_layers=2,
-        rank=1,
-        ell_min=0.05,
-    )
-    model = RandomGridNP(
-        "poisson", "RGNP", hidden=64, depth=3, n_freq=16, gic=gic, device=device, seed=seed
-    )
+    model = RandomGridNP("poisson", "RGNP", size="small", device=device, seed=seed)
     fit = model.fit(steps=100_000, max_seconds=20.0, progress=False)
     test = poisson_test_set(100, seed=0)
     m = evaluate_poisson(model, test)

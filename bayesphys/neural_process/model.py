@@ -91,8 +91,57 @@ class RGNPConfig:
         return dataclasses.asdict(self)
 
 
-def preset(problem: str, method: str) -> RGNPConfig:
-    """The ``"R0"`` (reference) or ``"RGNP"`` (ours) configuration for ``"poisson"``/``"burgers"``."""
+#: Reduced network sizes (``preset(..., size=)``): ``"small"`` trains the demo in ~20 s on one
+#: core, ``"smoke"`` runs an example's ``--smoke`` path in seconds. Keys of ``gic`` update the
+#: preset's GICNet settings; the others replace :class:`RGNPConfig` fields.
+SIZES: dict[str, dict[str, Any]] = {
+    "full": {},
+    "small": dict(
+        hidden=64,
+        depth=3,
+        n_freq=16,
+        gic=dict(
+            channels=12,
+            conv_layers=4,
+            conv_channels=12,
+            dense=(64, 32),
+            trunk=32,
+            head=64,
+            head_layers=2,
+        ),
+    ),
+    "smoke": dict(
+        hidden=32,
+        depth=2,
+        n_freq=8,
+        batch=16,
+        data_batch=16,
+        gic=dict(
+            channels=8,
+            conv_layers=3,
+            conv_channels=8,
+            dense=(32, 16),
+            trunk=16,
+            trunk_layers=1,
+            head=32,
+            head_layers=2,
+        ),
+    ),
+}
+
+
+def preset(problem: str, method: str, size: str = "full") -> RGNPConfig:
+    """The ``"R0"`` (reference) or ``"RGNP"`` (ours) configuration for ``"poisson"``/``"burgers"``,
+    at the paper's size (``size="full"``) or a reduced one from :data:`SIZES`."""
+    if size not in SIZES:
+        raise ValueError(f"size: expected one of {sorted(SIZES)}, received {size!r}")
+    cfg = _preset(problem, method)
+    over = dict(SIZES[size])
+    gic = over.pop("gic", {})
+    return dataclasses.replace(cfg, **over, gic={**cfg.gic, **gic}) if size != "full" else cfg
+
+
+def _preset(problem: str, method: str) -> RGNPConfig:
     if method not in ("R0", "RGNP"):
         raise ValueError(f"method: expected 'R0' or 'RGNP', received {method!r}")
     if problem == "poisson":
@@ -216,6 +265,7 @@ class RandomGridNP:
     ----------
     problem: ``"poisson"``, ``"burgers"`` or a problem instance from ``bayesphys.problems.rgnp``.
     method: ``"R0"`` (faithful reference setting) or ``"RGNP"`` (ours); ``config`` overrides it.
+    size: ``"full"`` (the preset), ``"small"`` or ``"smoke"`` (reduced networks, :data:`SIZES`).
     device, dtype, seed: placement (float32 by default: a neural model) and reproducibility.
     **overrides: fields of :class:`RGNPConfig` to change.
 
@@ -235,13 +285,14 @@ class RandomGridNP:
         method: str = "RGNP",
         *,
         config: RGNPConfig | None = None,
+        size: str = "full",
         device=None,
         dtype=None,
         seed: int | None = None,
         **overrides: Any,
     ):
         self.problem = get_problem(problem)
-        cfg = config if config is not None else preset(self.problem.name, method)
+        cfg = config if config is not None else preset(self.problem.name, method, size)
         cfg = dataclasses.replace(cfg, **overrides) if overrides else cfg
         self.config = cfg
         self.device = resolve_device(device if device is not None else "cpu")

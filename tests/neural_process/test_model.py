@@ -216,6 +216,18 @@ def test_presets_match_reference_sizes():
     assert (c.hidden, c.depth, c.n_points, c.batch, c.learn_sigma_r) == (400, 9, 225, 25, True)
 
 
+def test_reduced_sizes_shrink_the_networks_only():
+    full, small = preset("poisson", "RGNP"), preset("poisson", "RGNP", size="small")
+    assert (small.hidden, small.gic["conv_layers"], small.gic["head_layers"]) == (64, 4, 2)
+    # what SIZES does not name is kept from the full preset
+    assert (small.grid, small.lr, small.gic["latent"]) == (full.grid, full.lr, full.gic["latent"])
+    n_small = RandomGridNP("poisson", size="small", seed=0).num_parameters()["forward"]
+    n_full = RandomGridNP("poisson", seed=0).num_parameters()["forward"]
+    assert n_small < n_full
+    with pytest.raises(ValueError, match="size"):
+        preset("poisson", "RGNP", size="huge")
+
+
 @pytest.mark.gpu
 def test_runs_on_cuda(cuda_device):
     m = tiny(device=cuda_device)
