@@ -1,10 +1,12 @@
 """Benchmark problems and data generators with exact or reference solutions.
 
 Each component's problems live in a module of this package: ``linear_gaussian`` (the core's
-conjugate reference problem), ``gp_pde``, ``gpme``, ``rgnp``, ``glioma``, ``populations``.
+conjugate reference problem), ``gp_pde``, ``gpme``, ``rgnp``, ``cavity``, ``glioma`` (with
+``fisher_kolmogorov``), ``populations``; grid stencils in ``stencil``.
 The most used names are re-exported here.
 """
 
+from .cavity import cavity_test_set, solve_cavity
 from .glioma import GLIOMA_PRIOR, brain_phantom, mni_atlas, segment, synthetic_patient
 from .gp_pde import PDEProblem
 from .gp_pde import get_problem as get_gp_pde_problem
@@ -56,6 +58,8 @@ __all__ = [
     "invariance_points",
     "poisson_sensor_data",
     "poisson_test_set",
+    "solve_cavity",
+    "cavity_test_set",
     "PopulationPairs",
     "letters",
     "linear_map",

@@ -1,0 +1,184 @@
+r"""Lid-driven cavity (incompressible Navier-Stokes): the RGNP paper's NS problem, with our own
+reference solver.
+
+Vadeboncoeur et al., "Random Grid Neural Processes for Parametric Partial Differential
+Equations" (ICML 2023), problem "NS": on :math:`\Omega = [0, 1]^2`, :math:`t \in [0, 1]`,
+
+.. math::
+    \rho(u_t + u u_x + v u_y) + p_x - \mu\Delta u = 0, \qquad
+    \rho(v_t + u v_x + v v_y) + p_y - \mu\Delta v = 0, \qquad u_x + v_y = 0,
+
+no slip on the walls except the lid :math:`u(x, 1, t) = w\,(1 - (2x - 1)^6)\,t`, a fluid at
+rest at :math:`t = 0`; parameters :math:`z = (\rho, \mu)`, :math:`\rho \sim U[0.8, 1]`,
+:math:`\mu \sim U[0.1, 1]`, :math:`w = 1` (Reynolds number :math:`\rho w/\mu \in [0.8, 10]`).
+
+**Reference solver** (:func:`solve_cavity`; the paper used a FEniCS Chorin projection, which we
+do not depend on): the vorticity-streamfunction form
+:math:`\omega_t + u\omega_x + v\omega_y = \nu\Delta\omega`, :math:`\Delta\psi = -\omega`,
+:math:`u = \psi_y`, :math:`v = -\psi_x`, :math:`\nu = \mu/\rho`, on an ``n x n`` node grid
+(second-order central differences; the streamfunction by an exact discrete sine-transform
+Poisson solve; wall vorticity by Thom's formula
+:math:`\omega_w = -2\psi_{w\pm1}/h^2 - 2u_w/h`; explicit Euler in time at a stable step).
+Pressure is not computed: the paper scores ``u`` and ``v`` only. :func:`ns_residual` gives
+the strong-form residual of the equations above from fields and their derivatives, for
+physics-informed models.
+
+Shapes: snapshots ``[T, n, n]`` indexed ``[t, y, x]`` (row = y), grid ``x = y = linspace(0, 1, n)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import fft
+from torch import Tensor
+
+__all__ = ["CAVITY_PRIOR", "solve_cavity", "cavity_test_set", "ns_residual", "lid_velocity"]
+
+#: Prior box of ``z = (rho, mu)`` and the fixed lid speed ``w`` (the paper's code).
+CAVITY_PRIOR = {"rho": (0.8, 1.0), "mu": (0.1, 1.0), "w": 1.0}
+
+
+def lid_velocity(x: np.ndarray, t: float, w: float = 1.0, profile: str = "regularised"):
+    """Lid speed ``w (1 - (2x - 1)^6) t`` (``profile="regularised"``, the paper's) or ``w``
+    (``"constant"``, the classical steady benchmark)."""
+    if profile == "constant":
+        return np.full_like(x, w, dtype=float)
+    if profile != "regularised":
+        raise ValueError(f"profile: expected 'regularised' or 'constant', received {profile!r}")
+    return w * (1.0 - (2.0 * x - 1.0) ** 6) * t
+
+
+def _poisson_dirichlet(rhs: np.ndarray, h: float) -> np.ndarray:
+    """Solve the 5-point :math:`-\\Delta\\psi = f` on interior nodes ``[m, m]`` with ``psi = 0``
+    on the boundary, exactly, by a type-I discrete sine transform."""
+    m = rhs.shape[0]
+    k = np.arange(1, m + 1)
+    lam = (2.0 - 2.0 * np.cos(np.pi * k / (m + 1))) / h**2
+    f_hat = fft.dstn(rhs, type=1)
+    return fft.idstn(f_hat / (lam[:, None] + lam[None, :]), type=1)
+
+
+def solve_cavity(
+    rho: float,
+    mu: float,
+    *,
+    w: float = 1.0,
+    n: int = 50,
+    t_end: float = 1.0,
+    n_snapshots: int = 50,
+    dt: float | None = None,
+    profile: str = "regularised",
+) -> dict[str, np.ndarray]:
+    r"""Reference lid-driven cavity solution (module docstring) for one ``(rho, mu)``.
+
+    Parameters
+    ----------
+    rho, mu: density and viscosity (> 0). w: lid speed. n: nodes per side (``h = 1/(n-1)``).
+    t_end: final time. n_snapshots: equally spaced output times in ``(0, t_end]``.
+    dt: time step (default: 0.8 x the explicit stability limit
+        :math:`\min(h^2/(4\nu), h/\max|u|)`). profile: lid profile (:func:`lid_velocity`).
+
+    Returns
+    -------
+    ``{"x": [n], "t": [n_snapshots], "u", "v", "psi", "omega": [n_snapshots, n, n]}``
+    (index ``[t, y, x]``).
+    """
+    for name, val in (("rho", rho), ("mu", mu), ("t_end", t_end)):
+        if not (math.isfinite(val) and val > 0):
+            raise ValueError(f"{name}: expected a positive finite number, received {val!r}")
+    if n < 5:
+        raise ValueError(f"n: expected at least 5 nodes per side, received {n}")
+    if n_snapshots < 1:
+        raise ValueError(f"n_snapshots: expected >= 1, received {n_snapshots}")
+    nu = mu / rho
+    h = 1.0 / (n - 1)
+    x = np.linspace(0.0, 1.0, n)
+    limit = min(h * h / (4.0 * nu), h / max(abs(w), 1e-12))
+    dt = 0.8 * limit if dt is None else float(dt)
+    if not (0 < dt <= limit):
+        raise ValueError(f"dt: expected 0 < dt <= {limit:.3g} (stability), received {dt}")
+    out_t = np.linspace(0.0, t_end, n_snapshots + 1)[1:]
+    n_steps = int(math.ceil(t_end / dt))
+    dt = t_end / n_steps
+    save_at = {int(round(tt / dt)): i for i, tt in enumerate(out_t)}
+    omega = np.zeros((n, n))
+    psi = np.zeros((n, n))
+    shots = {k: np.zeros((n_snapshots, n, n)) for k in ("u", "v", "psi", "omega")}
+
+    def velocities(psi: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
+        u = np.zeros_like(psi)
+        v = np.zeros_like(psi)
+        u[1:-1, :] = (psi[2:, :] - psi[:-2, :]) / (2 * h)
+        v[:, 1:-1] = -(psi[:, 2:] - psi[:, :-2]) / (2 * h)
+        u[-1, :] = lid_velocity(x, t, w, profile)
+        u[0, :] = u[:, 0] = u[:, -1] = 0.0
+        u[-1, 0] = u[-1, -1] = 0.0
+        v[0, :] = v[-1, :] = v[:, 0] = v[:, -1] = 0.0
+        return u, v
+
+    def walls(omega: np.ndarray, psi: np.ndarray, t: float) -> None:
+        lid = lid_velocity(x, t, w, profile)
+        omega[-1, :] = -2.0 * psi[-2, :] / h**2 - 2.0 * lid / h
+        omega[0, :] = -2.0 * psi[1, :] / h**2
+        omega[:, 0] = -2.0 * psi[:, 1] / h**2
+        omega[:, -1] = -2.0 * psi[:, -2] / h**2
+
+    for step in range(1, n_steps + 1):
+        t = (step - 1) * dt
+        u, v = velocities(psi, t)
+        walls(omega, psi, t)
+        c = omega[1:-1, 1:-1]
+        wx = (omega[1:-1, 2:] - omega[1:-1, :-2]) / (2 * h)
+        wy = (omega[2:, 1:-1] - omega[:-2, 1:-1]) / (2 * h)
+        lap = (
+            omega[1:-1, 2:] + omega[1:-1, :-2] + omega[2:, 1:-1] + omega[:-2, 1:-1] - 4 * c
+        ) / h**2
+        omega[1:-1, 1:-1] = c + dt * (nu * lap - u[1:-1, 1:-1] * wx - v[1:-1, 1:-1] * wy)
+        psi[1:-1, 1:-1] = _poisson_dirichlet(omega[1:-1, 1:-1], h)
+        if step in save_at:
+            i = save_at[step]
+            tn = step * dt
+            walls(omega, psi, tn)
+            u, v = velocities(psi, tn)
+            for k, arr in (("u", u), ("v", v), ("psi", psi), ("omega", omega)):
+                shots[k][i] = arr
+    return {"x": x, "t": out_t, **shots}
+
+
+def cavity_test_set(
+    n_cases: int = 25, *, seed: int = 0, n: int = 50, n_snapshots: int = 50
+) -> dict[str, np.ndarray]:
+    """Seeded test cases: ``z = (rho, mu)`` from :data:`CAVITY_PRIOR`, each solved by
+    :func:`solve_cavity`. Returns ``{"z": [C, 2], "w": [C, 1], "x": [n], "t": [T],
+    "u", "v": [C, T, n, n]}`` (the paper scores ``u, v`` on the ``(n-2)^2`` interior)."""
+    if n_cases < 1:
+        raise ValueError(f"n_cases: expected >= 1, received {n_cases}")
+    rng = np.random.default_rng(seed)
+    lo = np.array([CAVITY_PRIOR["rho"][0], CAVITY_PRIOR["mu"][0]])
+    hi = np.array([CAVITY_PRIOR["rho"][1], CAVITY_PRIOR["mu"][1]])
+    z = lo + (hi - lo) * rng.uniform(size=(n_cases, 2))
+    sols = [solve_cavity(r, m, n=n, n_snapshots=n_snapshots) for r, m in z]
+    return {
+        "z": z,
+        "w": np.full((n_cases, 1), CAVITY_PRIOR["w"]),
+        "x": sols[0]["x"],
+        "t": sols[0]["t"],
+        "u": np.stack([s["u"] for s in sols]),
+        "v": np.stack([s["v"] for s in sols]),
+    }
+
+
+def ns_residual(
+    fields: dict[str, dict[str, Tensor]], rho: Tensor, mu: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    r"""Strong-form residuals (momentum x, momentum y, continuity) of the NS equations above.
+
+    ``fields["u"|"v"]`` hold the value ``"v"`` and derivatives ``"x", "y", "t", "xx", "yy"``;
+    ``fields["p"]`` holds ``"x", "y"``; all broadcastable ``[B, N]``; ``rho``, ``mu`` ``[B, 1]``.
+    """
+    u, v, p = fields["u"], fields["v"], fields["p"]
+    mx = rho * (u["t"] + u["v"] * u["x"] + v["v"] * u["y"]) + p["x"] - mu * (u["xx"] + u["yy"])
+    my = rho * (v["t"] + u["v"] * v["x"] + v["v"] * v["y"]) + p["y"] - mu * (v["xx"] + v["yy"])
+    return mx, my, u["x"] + v["y"]

@@ -1,0 +1,104 @@
+"""The lid-driven cavity reference solver and the Navier-Stokes residual."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bayesphys.problems.cavity import cavity_test_set, lid_velocity, ns_residual, solve_cavity
+
+# Ghia, Ghia & Shin (J. Comput. Phys. 48, 1982), Re = 100, constant lid: extrema of u on the
+# vertical centre line and of v on the horizontal one (value, location).
+GHIA_RE100 = {"u_min": (-0.21090, 0.4531), "v_max": (0.17527, 0.2344), "v_min": (-0.24533, 0.8047)}
+
+
+def test_steady_re100_matches_ghia():
+    s = solve_cavity(1.0, 0.01, n=65, t_end=30.0, n_snapshots=2, profile="constant")
+    u, v, x = s["u"][-1], s["v"][-1], s["x"]
+    assert np.abs(s["u"][-1] - s["u"][0]).max() < 1e-3  # steady
+    got = {
+        "u_min": (u[:, 32].min(), x[u[:, 32].argmin()]),
+        "v_max": (v[32, :].max(), x[v[32, :].argmax()]),
+        "v_min": (v[32, :].min(), x[v[32, :].argmin()]),
+    }
+    for k, (val, loc) in GHIA_RE100.items():
+        assert got[k][0] == pytest.approx(val, rel=0.03), k
+        assert abs(got[k][1] - loc) <= 1.5 / 64, k
+
+
+def test_regularised_lid_boundary_and_incompressibility():
+    s = solve_cavity(0.9, 0.5, n=21, n_snapshots=4)
+    u, v, x, t = s["u"], s["v"], s["x"], s["t"]
+    assert np.allclose(t, [0.25, 0.5, 0.75, 1.0])
+    for i, ti in enumerate(t):
+        assert np.allclose(u[i, -1], lid_velocity(x, ti))  # lid
+        assert np.abs(u[i, 0]).max() == 0 and np.abs(u[i, :, [0, -1]]).max() == 0  # no slip
+        assert np.abs(v[i, [0, -1]]).max() == 0 and np.abs(v[i, :, [0, -1]]).max() == 0
+    # the returned velocities are divergence-free in the discrete (central-difference) sense
+    h = x[1] - x[0]
+    ux = (u[-1][2:-2, 3:-1] - u[-1][2:-2, 1:-3]) / (2 * h)
+    vy = (v[-1][3:-1, 2:-2] - v[-1][1:-3, 2:-2]) / (2 * h)
+    assert np.abs(ux + vy).max() < 1e-10 * np.abs(ux).max()
+    assert np.abs(u[-1]).max() > np.abs(u[0]).max() > 0  # spun up from rest by the lid
+
+
+def test_grid_refinement_converges():
+    coarse = solve_cavity(1.0, 0.5, n=17, n_snapshots=1)["u"][-1]
+    mid = solve_cavity(1.0, 0.5, n=33, n_snapshots=1)["u"][-1]
+    fine = solve_cavity(1.0, 0.5, n=65, n_snapshots=1)["u"][-1]
+    e1 = np.abs(coarse[1:-1, 1:-1] - fine[::4, ::4][1:-1, 1:-1]).max()
+    e2 = np.abs(mid[::2, ::2][1:-1, 1:-1] - fine[::4, ::4][1:-1, 1:-1]).max()
+    assert e2 < 0.5 * e1
+
+
+def test_ns_residual_vanishes_on_taylor_green():
+    rho = torch.tensor([[0.9]], dtype=torch.float64)
+    mu = torch.tensor([[0.3]], dtype=torch.float64)
+    nu = mu / rho
+    g = torch.Generator().manual_seed(0)
+    x = (2 * math.pi * torch.rand(1, 40, generator=g, dtype=torch.float64)).requires_grad_()
+    y = (2 * math.pi * torch.rand(1, 40, generator=g, dtype=torch.float64)).requires_grad_()
+    t = torch.rand(1, 40, generator=g, dtype=torch.float64).requires_grad_()
+    e = torch.exp(-2 * nu * t)
+    fld = {
+        "u": -torch.cos(x) * torch.sin(y) * e,
+        "v": torch.sin(x) * torch.cos(y) * e,
+        "p": -rho / 4 * (torch.cos(2 * x) + torch.cos(2 * y)) * e**2,
+    }
+
+    def d(f, var):
+        return torch.autograd.grad(f.sum(), var, create_graph=True)[0]
+
+    fields = {}
+    for k, f in fld.items():
+        fx, fy = d(f, x), d(f, y)
+        fields[k] = {"v": f, "x": fx, "y": fy, "t": d(f, t), "xx": d(fx, x), "yy": d(fy, y)}
+    for r in ns_residual(fields, rho, mu):
+        assert r.abs().max() < 1e-12
+    # and not on a perturbed field
+    fields["u"]["t"] = fields["u"]["t"] + 0.1
+    assert ns_residual(fields, rho, mu)[0].abs().max() > 0.05
+
+
+def test_test_set_is_seeded_and_in_the_prior():
+    a = cavity_test_set(2, seed=3, n=11, n_snapshots=3)
+    b = cavity_test_set(2, seed=3, n=11, n_snapshots=3)
+    assert a["u"].shape == (2, 3, 11, 11) and a["z"].shape == (2, 2)
+    assert np.array_equal(a["u"], b["u"]) and np.array_equal(a["z"], b["z"])
+    assert ((a["z"][:, 0] >= 0.8) & (a["z"][:, 0] <= 1) & (a["z"][:, 1] >= 0.1)).all()
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(rho=0.0, mu=0.5), "rho"),
+        (dict(rho=1.0, mu=float("nan")), "mu"),
+        (dict(rho=1.0, mu=0.5, n=3), "n"),
+        (dict(rho=1.0, mu=0.5, dt=1.0), "dt"),
+        (dict(rho=1.0, mu=0.5, profile="parabolic"), "profile"),
+    ],
+)
+def test_bad_input(kw, match):
+    with pytest.raises(ValueError, match=match):
+        solve_cavity(**kw)
