@@ -11,6 +11,7 @@ space-time grid; Step 2 conditions it on the integral conservation law
 """
 
 from .anp import AttentiveNP
+from .calibration import HybridCalibration, fit_hybrid, hybrid_covariance
 from .evaluate import shock_position, shock_posterior, slice_scores
 from .inequality import nonnegative_posterior, project_nonnegative
 from .metagp import MetaGP
@@ -25,6 +26,9 @@ from .update import (
 
 __all__ = [
     "AttentiveNP",
+    "HybridCalibration",
+    "fit_hybrid",
+    "hybrid_covariance",
     "MetaGP",
     "nonnegative_posterior",
     "project_nonnegative",

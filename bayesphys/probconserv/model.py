@@ -20,6 +20,7 @@ trains the ANP with the SoftC penalty :math:`\lambda\,\overline{r^2}`,
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from ..distributed.data_parallel import GradientSync, rank_generator_seed
 from ..posterior import GaussianPosterior
 from ..problems.gpme import GPMEData, GPMEProblem, get_problem, make_dataset
 from .anp import AttentiveNP
+from .calibration import HybridCalibration, fit_hybrid, hybrid_covariance
 from .metagp import MetaGP
 from .update import conserve_slices
 
@@ -132,6 +134,7 @@ class ProbConserv:
         self.net.to(device=self.device, dtype=self.dtype)
         self.steps_done = 0
         self.var_scale = 1.0
+        self.calibration: HybridCalibration | None = None
 
     # -- training ---------------------------------------------------------------------------
     def _residual_penalty(self, xc, yc, xt, params) -> Tensor:
@@ -245,12 +248,19 @@ class ProbConserv:
         *,
         seed: int | None = 0,
     ) -> GaussianPosterior:
-        """Step-1 posterior on the grid ``t [nt] x x [nx]``.
+        r"""Step-1 posterior on the grid ``t [nt] x x [nx]``.
 
         Returns a float64 :class:`GaussianPosterior` with batch ``(B, nt)`` and event ``(nx,)``
         (covariance per time slice: diagonal / low-rank-plus-diagonal for the ANP, dense for
-        the GP). Defaults: the table time and 201 uniform points.
+        the GP). Defaults: the table time and 201 uniform points. After
+        ``calibrate(objective="hybrid")`` the covariance on the calibration grid is the hybrid
+        :math:`s(\beta a\Sigma + (1-\beta)\Sigma_{\rm err})` with the Step-1 scale ``s``
+        (:mod:`~bayesphys.probconserv.calibration`).
         """
+        return self._step1(context, t, x, seed=seed, stage="prior")
+
+    def _step1(self, context, t, x, *, seed, stage: str) -> GaussianPosterior:
+        """Step 1 with the calibration of ``stage`` (``"prior"``, ``"post"`` or ``"raw"``)."""
         if not isinstance(context, GPMEData):
             raise TypeError(f"context: expected GPMEData, received {type(context).__name__}")
         tt, xx = self._grid(t, x)
@@ -267,7 +277,7 @@ class ProbConserv:
             mu = mu.to(_F64).reshape(-1, b, nt, nx)
             var = sig.to(_F64).pow(2).mean(0).reshape(b, nt, nx)
             mean = mu.mean(0)
-            c = self.var_scale
+            c = 1.0 if stage == "raw" else self.var_scale
             if self.config.covariance == "diag":
                 cov = DiagLinearOperator(c * (var + mu.var(0, unbiased=False)))
             else:
@@ -276,7 +286,7 @@ class ProbConserv:
                 cov = LowRankRootAddedDiagLinearOperator(
                     LowRankRootLinearOperator(root), DiagLinearOperator(c * var)
                 )
-            return GaussianPosterior(mean, cov, event_shape=(nx,), validate=False)
+            return self._hybrid(mean, cov, tt, xx, stage)
         means, covs = [], []
         for j in range(nt):
             m, c = self.net.predict(xc.to(_F64), yc.to(_F64), xt[:, j * nx : (j + 1) * nx].to(_F64))
@@ -284,7 +294,23 @@ class ProbConserv:
             covs.append(c)
         mean = torch.stack(means, 1)
         cov = torch.stack(covs, 1)
-        cov = self.var_scale * cov + 1e-10 * torch.eye(nx, dtype=_F64, device=cov.device)
+        c = 1.0 if stage == "raw" else self.var_scale
+        cov = c * cov + 1e-10 * torch.eye(nx, dtype=_F64, device=cov.device)
+        return self._hybrid(mean, cov, tt, xx, stage)
+
+    def _hybrid(self, mean, cov, tt, xx, stage) -> GaussianPosterior:
+        nx = xx.numel()
+        cal = self.calibration
+        if cal is not None and stage != "raw":
+            if cal.matches(tt, xx):
+                scale = cal.scale_for(mean, stage)
+                cov = hybrid_covariance(cov, cal.root_for(mean), cal.beta, cal.trace_ratio, scale)
+            else:
+                warnings.warn(
+                    "the hybrid calibration was fitted on another (t, x) grid: using the "
+                    "uncalibrated Step-1 covariance on this one",
+                    stacklevel=3,
+                )
         return GaussianPosterior(mean, cov, event_shape=(nx,), validate=False)
 
     def calibrate(
@@ -295,34 +321,58 @@ class ProbConserv:
         t: float | Tensor | None = None,
         seed: int = 424_242,
         objective: str = "ll",
+        neighbours: tuple[int, ...] = (0,),
     ) -> float:
-        r"""Fit one variance scale :math:`c` on held-out validation functions; returns it.
+        r"""Fit the Step-1 variance calibration on held-out validation functions.
 
-        :math:`c = \operatorname{mean}_{f,i}\,(u_{f,i} - \mu_{f,i})^2 / \sigma_{f,i}^2` over
+        ``objective="ll"`` / ``"coverage90"``: one variance scale :math:`c` (returned).
+        ``objective="hybrid"``: the validation-fitted hybrid covariance of
+        :mod:`~bayesphys.probconserv.calibration` (error covariance blended with the model's,
+        weight :math:`\beta` by 2-fold held-out MSE of the updated mean, scales by 2-fold 90 %
+        coverage before and after the update) on the grid ``t x 201 points``; stored in
+        ``self.calibration``, returns :math:`\beta`; ``posterior(method="probconserv")`` then
+        uses the post-update scale, the other methods the Step-1 scale.
+
+        Scalar objectives: :math:`c = \operatorname{mean}_{f,i}\,(u_{f,i} - \mu_{f,i})^2 / \sigma_{f,i}^2` over
         the Step-1 marginals on the grid (the Gaussian-likelihood optimum of
         :math:`\Sigma \to c\Sigma`). ``data=None`` draws ``n_functions`` validation
         functions from the training distribution (never the test parameters). The scale is
         applied to :math:`\Sigma` before Step 2 (the limit update's mean does not depend on
         it) and is saved with the model.
         """
+        if objective not in ("ll", "coverage90", "hybrid"):
+            raise ValueError(
+                f"objective: expected 'll', 'coverage90' or 'hybrid', received {objective!r}"
+            )
         val = data if data is not None else make_dataset(self.problem, n_functions, seed=seed)
         tt, xx = self._grid(t, None)
-        old, self.var_scale = self.var_scale, 1.0
-        try:
-            prior = self.step1(val, tt, xx)
-        except Exception:
-            self.var_scale = old
-            raise
+        prior = self._step1(val, tt, xx, seed=0, stage="raw")
         truth = self.problem.solution(tt[None, :, None], xx, val.params[:, None, None].to(_F64))
+        truth = truth.to(prior.mean)
+        if objective == "hybrid":
+            mass = self.mass(val, tt)
+
+            def update(p: GaussianPosterior, idx: Tensor) -> GaussianPosterior:
+                return conserve_slices(
+                    p,
+                    xx.to(self.device),
+                    mass[idx],
+                    self.config.sigma_g,
+                    relative=self.config.relative,
+                )
+
+            self.calibration = fit_hybrid(
+                prior.mean, prior.covariance, truth, update, tt, xx, neighbours=neighbours
+            )
+            self.var_scale = 1.0
+            return self.calibration.beta
+        self.calibration = None
         z2 = (truth.to(prior.mean) - prior.mean).pow(2) / prior.variance.clamp_min(1e-12)
         if objective == "ll":
             self.var_scale = float(z2.mean())
-        elif objective == "coverage90":
+        else:
             q = torch.quantile(z2.sqrt().flatten(), 0.9)
             self.var_scale = float((q / 1.6448536269514722) ** 2)
-        else:
-            self.var_scale = old
-            raise ValueError(f"objective: expected 'll' or 'coverage90', received {objective!r}")
         return self.var_scale
 
     def mass(self, context: GPMEData, t: float | Tensor | None = None) -> Tensor:
@@ -347,7 +397,8 @@ class ProbConserv:
         ``mass [B, nt]`` overrides the analytic :math:`b(t)` (e.g. flux-integrated boundary
         data); ``sigma_g``/``relative`` override the configured constraint noise.
         """
-        prior = self.step1(context, t, x, seed=seed)
+        stage = "post" if method == "probconserv" else "prior"
+        prior = self._step1(context, t, x, seed=seed, stage=stage)
         if method == "none":
             return prior
         tt, xx = self._grid(t, x)
@@ -364,6 +415,7 @@ class ProbConserv:
             "steps_done": self.steps_done,
             "dtype": str(self.dtype),
             "var_scale": self.var_scale,
+            "calibration": None if self.calibration is None else self.calibration.state(),
         }
         return save_checkpoint(path, kind=self.kind, config=asdict(self.config), state=state)
 
@@ -377,4 +429,6 @@ class ProbConserv:
         model.net.load_state_dict(ck["state"]["net"])
         model.steps_done = int(ck["state"]["steps_done"])
         model.var_scale = float(ck["state"].get("var_scale", 1.0))
+        cal = ck["state"].get("calibration")
+        model.calibration = None if cal is None else HybridCalibration.from_state(cal)
         return model

@@ -1,0 +1,260 @@
+r"""Validation-fitted Step-1 covariance for the Step-2 update (the "hybrid" calibration).
+
+Why: in the limit :math:`\sigma_G \to 0` the update moves the mean by
+:math:`-\Sigma g\,(g^\top\Sigma g)^{-1}(g^\top\mu - b)`: the mass defect is spread in proportion
+to :math:`\Sigma g`. With the ANP's own covariance the largest share goes where the predicted
+variance is largest. On PME ``m = 6`` (front at ``x = t``, :math:`u \propto (t-x)^{1/6}` with an
+infinite slope) that is the grid point on the front, whose Step-1 error is ``+0.25`` while the
+mass defect is negative: the update pushes it the wrong way, and this one point turns the
+``m = 6`` MSE from better to worse (docs/probconserv.md, "Why PME m = 6 got worse").
+
+Fix: as the background-error covariance of variational data assimilation is estimated from the
+statistics of forecast errors (Parrish & Derber 1992, "NMC method") and blended with the
+flow-dependent ensemble covariance (hybrid covariance, Hamill & Snyder 2000), we blend the
+Step-1 covariance with the empirical covariance of the Step-1 errors on ``V`` held-out
+validation functions drawn from the *training* distribution (never the test parameters):
+
+.. math::
+    E = [\mu_v - u_v]_{v=1}^V \in \mathbb R^{N\times V},\qquad
+    \Sigma_{\rm err} = E E^\top / V, \qquad
+    \Sigma_{\rm cal} = s\,\big(\beta\,a\,\Sigma_{\rm model} + (1-\beta)\,\Sigma_{\rm err}\big),
+
+with :math:`a = \overline{\lVert e\rVert^2} / \overline{\operatorname{tr}\Sigma_{\rm model}}`
+(equal traces, so :math:`\beta` is a weight), :math:`\beta` chosen on a grid by the 2-fold
+held-out MSE of the *updated* mean, and the scale :math:`s` by 2-fold held-out 90 % coverage
+(:math:`s = (q_{0.9}|z| / 1.645)^2`), once for the Step-1 posterior (``prior_scale``) and once
+for the updated one (``post_scale``; the limit update is scale-equivariant: :math:`\tilde\mu`
+does not depend on :math:`s` and :math:`\tilde\Sigma \propto s`). :math:`\Sigma_{\rm err}`
+learns e.g. that the front point's error is anti-correlated with the mass defect, so the
+update no longer pushes it the wrong way; the equality :math:`G\tilde\mu = b` is unchanged.
+
+Analogs (``neighbours``): instead of all ``V`` errors, :math:`\Sigma_{\rm err}(f)` may use
+only the errors of the ``K`` validation functions whose Step-1 means are nearest to
+:math:`\mu_f` (analog ensemble, Delle Monache et al. 2013), so the error structure follows
+the unknown parameter; ``K`` (``0`` = all) is chosen with :math:`\beta` by the same 2-fold
+held-out MSE. ``local_scale=True`` also takes the coverage scale from the analogs' held-out
+z-scores (off by default: it did not improve coverage on the benchmark).
+
+Structure is kept: a low-rank-plus-diagonal / diagonal model covariance becomes
+``LowRankRootAddedDiagLinearOperator`` with root :math:`[\sqrt{s\beta a}R,\ \sqrt{s(1-\beta)/V}E]`
+(rank ``S + V``); a dense one stays dense. Shapes: ``err [nt, N, V]`` per time slice.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from linear_operator.operators import (
+    DiagLinearOperator,
+    LinearOperator,
+    LowRankRootAddedDiagLinearOperator,
+    LowRankRootLinearOperator,
+)
+from torch import Tensor
+
+from ..posterior import GaussianPosterior
+
+__all__ = [
+    "HybridCalibration",
+    "hybrid_covariance",
+    "fit_hybrid",
+    "coverage_scale",
+    "local_root",
+]
+
+_F64 = torch.float64
+Z90 = 1.6448536269514722
+
+
+@dataclass
+class HybridCalibration:
+    """Fitted hybrid calibration on one grid ``t [nt] x x [N]`` (see module docstring)."""
+
+    t: Tensor  # [nt]
+    x: Tensor  # [N]
+    err_root: Tensor  # [nt, N, V] = E / sqrt(V)
+    beta: float
+    trace_ratio: float  # a
+    prior_scale: float
+    post_scale: float
+    cv_mse: dict[tuple[int, float], float]  # (neighbours, beta) -> 2-fold held-out MSE
+    neighbours: int = 0  # 0: all V validation errors; K > 0: the K nearest (analog) ones
+    val_mean: Tensor | None = None  # [V, nt, N] Step-1 means of the validation functions
+
+    val_z: dict[str, Tensor] | None = None  # out-of-fold z-scores [V, nt, N] per stage
+
+    def _near(self, mean: Tensor) -> Tensor:
+        d = torch.cdist(mean.flatten(1).to(_F64), self.val_mean.to(mean.device).flatten(1))
+        return d.topk(self.neighbours, dim=-1, largest=False).indices  # [B, K]
+
+    def scale_for(self, mean: Tensor, stage: str) -> float | Tensor:
+        """Variance scale: global, or (analog) per function and slice ``[B, nt]``, fitted on the
+        out-of-fold z-scores of the ``K`` nearest validation functions."""
+        if not self.neighbours or self.val_z is None:
+            return self.prior_scale if stage == "prior" else self.post_scale
+        z = self.val_z[stage].to(mean)[self._near(mean)]  # [B, K, nt, N]
+        q = torch.quantile(z.abs().transpose(1, 2).flatten(2), 0.9, dim=-1)  # [B, nt]
+        return (q / Z90) ** 2
+
+    def root_for(self, mean: Tensor) -> Tensor:
+        """Error root for Step-1 means ``[B, nt, N]``: ``[nt, N, V]`` or ``[B, nt, N, K]``."""
+        if not self.neighbours:
+            return self.err_root.to(mean)
+        v = self.err_root.shape[-1]
+        err = self.err_root.to(mean).permute(2, 0, 1) * math.sqrt(v)  # [V, nt, N]
+        return local_root(err, self.val_mean.to(mean), mean, self.neighbours)
+
+    def matches(self, t: Tensor, x: Tensor) -> bool:
+        """Whether the grid ``t, x`` is the calibration grid."""
+        return (
+            t.shape == self.t.shape
+            and x.shape == self.x.shape
+            and bool(torch.allclose(t.to(self.t), self.t, rtol=0, atol=1e-12))
+            and bool(torch.allclose(x.to(self.x), self.x, rtol=0, atol=1e-12))
+        )
+
+    def state(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    @classmethod
+    def from_state(cls, d: dict) -> HybridCalibration:
+        return cls(**d)
+
+
+def hybrid_covariance(
+    cov: LinearOperator | Tensor, err_root: Tensor, beta: float, a: float, scale: float | Tensor
+) -> LinearOperator | Tensor:
+    r""":math:`s(\beta a\Sigma + (1-\beta)E E^\top)` for ``cov [*, nt, N, N]``.
+
+    ``err_root`` ``[nt, N, V]`` (or per function ``[*, nt, N, K]``); ``scale`` a float or a
+    tensor ``[*, nt]`` (one scale per function and slice). Diagonal or low-rank-plus-diagonal
+    ``cov`` gives a ``LowRankRootAddedDiagLinearOperator``; anything else a dense float64 tensor.
+    """
+    dtype = cov.dtype
+    w = torch.as_tensor(scale, dtype=dtype, device=err_root.device)
+    w_model, w_err = (w * beta * a)[..., None, None], (w * (1.0 - beta))[..., None, None]
+    if isinstance(cov, DiagLinearOperator | LowRankRootAddedDiagLinearOperator):
+        if isinstance(cov, DiagLinearOperator):
+            d, roots = cov.diagonal(), []
+        else:
+            d = cov._diag_tensor.diagonal()
+            roots = [cov._linear_op.root.to_dense() * w_model.sqrt()]
+        diag = DiagLinearOperator(w_model[..., 0] * d)
+        if beta >= 1.0:
+            if not roots:
+                return diag
+            return LowRankRootAddedDiagLinearOperator(LowRankRootLinearOperator(roots[0]), diag)
+        e = err_root.to(d) * w_err.sqrt()
+        e = e.expand(*torch.broadcast_shapes(d.shape, e.shape[:-1]), e.shape[-1])
+        roots = [r.expand(*e.shape[:-1], r.shape[-1]) for r in roots]
+        return LowRankRootAddedDiagLinearOperator(
+            LowRankRootLinearOperator(torch.cat([*roots, e], -1)), diag
+        )
+    dense = cov.to_dense() if isinstance(cov, LinearOperator) else cov
+    e = err_root.to(dense)
+    return w_model * dense + w_err * (e @ e.mT)
+
+
+def local_root(err: Tensor, val_mean: Tensor, mean: Tensor, k: int) -> Tensor:
+    r"""Analog error root: the errors of the ``k`` validation functions whose Step-1 means are
+    nearest (Euclidean, over the whole grid) to each ``mean [B, nt, N]``.
+
+    ``err, val_mean [V, nt, N]`` -> ``[B, nt, N, k]`` (:math:`E_{\rm near} / \sqrt k`).
+    """
+    d = torch.cdist(mean.flatten(1).to(_F64), val_mean.flatten(1).to(_F64))  # [B, V]
+    idx = d.topk(k, dim=-1, largest=False).indices  # [B, k]
+    return err[idx].permute(0, 2, 3, 1) / math.sqrt(k)
+
+
+def coverage_scale(z: Tensor) -> float:
+    """Scale ``s`` of the variance that puts 90 % of the z-scores ``z`` inside ``+-1.645``."""
+    q = torch.quantile(z.abs().flatten().to(_F64), 0.9)
+    return float((q / Z90) ** 2)
+
+
+def fit_hybrid(
+    mean: Tensor,
+    cov: LinearOperator | Tensor,
+    truth: Tensor,
+    update: Callable[[GaussianPosterior, Tensor], GaussianPosterior],
+    t: Tensor,
+    x: Tensor,
+    betas: Sequence[float] = (0.1, 0.3, 0.5, 0.7, 0.9, 1.0),
+    neighbours: Sequence[int] = (0,),
+    local_scale: bool = False,
+) -> HybridCalibration:
+    r"""Fit :class:`HybridCalibration` on ``V`` validation functions.
+
+    ``mean, truth [V, nt, N]``, ``cov`` the Step-1 covariance ``[V, nt, N, N]`` (scale 1);
+    ``update(prior, idx)`` applies Step 2 to the validation functions ``idx`` (their masses).
+    2-fold: the error root is built on one half, scored on the other.
+    """
+    v = mean.shape[0]
+    if v < 4:
+        raise ValueError(f"validation set: expected at least 4 functions, received {v}")
+    err = (mean - truth).to(_F64)  # [V, nt, N]
+    var = cov.diagonal(dim1=-2, dim2=-1) if isinstance(cov, Tensor) else cov.diagonal()
+    half = v // 2
+    folds = [
+        (torch.arange(half), torch.arange(half, v)),
+        (torch.arange(half, v), torch.arange(half)),
+    ]
+
+    def sub(c, idx):
+        if isinstance(c, DiagLinearOperator):
+            return DiagLinearOperator(c.diagonal()[idx])
+        if isinstance(c, LowRankRootAddedDiagLinearOperator):
+            return LowRankRootAddedDiagLinearOperator(
+                LowRankRootLinearOperator(c._linear_op.root.to_dense()[idx]),
+                DiagLinearOperator(c._diag_tensor.diagonal()[idx]),
+            )
+        return (c.to_dense() if isinstance(c, LinearOperator) else c)[idx]
+
+    def pieces(fit_idx):
+        e = err[fit_idx]  # [v, nt, N]
+        root = e.permute(1, 2, 0) / math.sqrt(len(fit_idx))  # [nt, N, v]
+        a = float(e.pow(2).sum(-1).mean() / var[fit_idx].sum(-1).mean().clamp_min(1e-300))
+        return root, a
+
+    def held_out(k, beta):
+        out = []
+        for fit_idx, ev_idx in folds:
+            root, a = pieces(fit_idx)
+            if k:
+                root = local_root(err[fit_idx], mean[fit_idx], mean[ev_idx], k)
+            c = hybrid_covariance(sub(cov, ev_idx), root, beta, a, 1.0)
+            prior = GaussianPosterior(mean[ev_idx], c, event_shape=(x.numel(),), validate=False)
+            out.append((ev_idx, prior, update(prior, ev_idx)))
+        return out
+
+    cv = {}
+    for k in neighbours:
+        if k >= half:
+            continue
+        for beta in betas:
+            if k and beta == 1.0:
+                continue  # beta = 1 ignores the errors: same for every k
+            se = sum(float((p.mean - truth[i]).pow(2).sum()) for i, _, p in held_out(k, beta))
+            cv[(int(k), float(beta))] = se / truth.numel()
+    k, beta = min(cv, key=cv.get)
+    zp, zq = torch.zeros_like(err), torch.zeros_like(err)
+    for i, prior, post in held_out(k, beta):
+        zp[i] = (truth[i] - prior.mean) / prior.variance.clamp_min(1e-300).sqrt()
+        zq[i] = (truth[i] - post.mean) / post.variance.clamp_min(1e-300).sqrt()
+    root, a = pieces(torch.arange(v))
+    return HybridCalibration(
+        t=t.to(_F64),
+        x=x.to(_F64),
+        err_root=root,
+        beta=beta,
+        trace_ratio=a,
+        prior_scale=coverage_scale(zp),
+        post_scale=coverage_scale(zq),
+        cv_mse=cv,
+        neighbours=int(k),
+        val_mean=mean.to(_F64) if k else None,
+        val_z={"prior": zp, "post": zq} if k and local_scale else None,
+    )

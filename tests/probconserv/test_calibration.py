@@ -1,0 +1,178 @@
+"""Hybrid (validation-fitted) Step-1 covariance: structure, fit on validation only, Step 2 exact."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+from linear_operator.operators import (
+    DiagLinearOperator,
+    LowRankRootAddedDiagLinearOperator,
+    LowRankRootLinearOperator,
+)
+
+from bayesphys.posterior import GaussianPosterior
+from bayesphys.probconserv import ProbConserv, trapezoid_weights
+from bayesphys.probconserv.calibration import (
+    coverage_scale,
+    fit_hybrid,
+    hybrid_covariance,
+    local_root,
+)
+from bayesphys.probconserv.update import conserve_slices
+from bayesphys.problems.gpme import make_dataset
+
+F64 = torch.float64
+
+
+def _lowrank(gen, b=3, nt=1, n=7, s=4):
+    root = torch.randn(b, nt, n, s, generator=gen, dtype=F64)
+    d = torch.rand(b, nt, n, generator=gen, dtype=F64) + 0.1
+    return LowRankRootAddedDiagLinearOperator(
+        LowRankRootLinearOperator(root), DiagLinearOperator(d)
+    )
+
+
+def test_hybrid_covariance_formula_and_structure():
+    gen = torch.Generator().manual_seed(0)
+    cov = _lowrank(gen)
+    err = torch.randn(1, 7, 5, generator=gen, dtype=F64)
+    beta, a, s = 0.3, 2.0, 0.7
+    want = s * (beta * a * cov.to_dense() + (1 - beta) * err @ err.mT)
+    out = hybrid_covariance(cov, err, beta, a, s)
+    assert isinstance(out, LowRankRootAddedDiagLinearOperator)
+    torch.testing.assert_close(out.to_dense(), want)
+    diag = DiagLinearOperator(cov._diag_tensor.diagonal())
+    out_d = hybrid_covariance(diag, err, beta, a, s)
+    assert isinstance(out_d, LowRankRootAddedDiagLinearOperator)
+    torch.testing.assert_close(
+        out_d.to_dense(), s * (beta * a * diag.to_dense() + (1 - beta) * err @ err.mT)
+    )
+    dense = hybrid_covariance(cov.to_dense(), err, beta, a, s)
+    torch.testing.assert_close(dense, want)
+    # beta = 1: the model covariance, scaled
+    torch.testing.assert_close(
+        hybrid_covariance(cov, err, 1.0, a, s).to_dense(), s * a * cov.to_dense()
+    )
+
+
+def test_coverage_scale_puts_90_percent_inside():
+    z = torch.randn(20000, generator=torch.Generator().manual_seed(1), dtype=F64) * 3.0
+    s = coverage_scale(z)
+    assert s == pytest.approx(9.0, rel=0.05)
+    assert float((z.abs() / math.sqrt(s) <= 1.6448536269514722).double().mean()) == pytest.approx(
+        0.9, abs=1e-3
+    )
+
+
+def test_fit_hybrid_recovers_error_direction():
+    """Errors along a fixed direction the model covariance ignores: beta < 1 is chosen and the
+    update mean moves towards the truth."""
+    gen = torch.Generator().manual_seed(2)
+    v, n = 40, 9
+    x = torch.linspace(0, 1, n, dtype=F64)
+    g = trapezoid_weights(x)
+    truth = torch.rand(v, 1, n, generator=gen, dtype=F64)
+    direction = torch.zeros(n, dtype=F64)
+    direction[2:5] = 1.0
+    amp = torch.randn(v, 1, 1, generator=gen, dtype=F64)
+    mean = truth + amp * direction + 1e-3 * torch.randn(v, 1, n, generator=gen, dtype=F64)
+    cov = DiagLinearOperator(torch.ones(v, 1, n, dtype=F64) * 0.01)
+    mass = truth @ g  # [v, 1]
+
+    def update(p, idx):
+        return conserve_slices(p, x, mass[idx])
+
+    cal = fit_hybrid(mean, cov, truth, update, torch.tensor([0.5]), x)
+    assert cal.beta < 1.0
+    assert cal.cv_mse[(0, cal.beta)] < cal.cv_mse[(0, 1.0)]
+    assert cal.err_root.shape == (1, n, v)
+    torch.testing.assert_close(cal.err_root, (mean - truth).permute(1, 2, 0) / math.sqrt(v))
+    assert cal.prior_scale > 0 and cal.post_scale > 0
+
+
+def test_local_root_uses_nearest_validation_errors():
+    gen = torch.Generator().manual_seed(3)
+    val_mean = torch.arange(6, dtype=F64).reshape(6, 1, 1).expand(6, 1, 4).clone()
+    err = torch.randn(6, 1, 4, generator=gen, dtype=F64)
+    mean = torch.tensor([0.1, 4.9], dtype=F64).reshape(2, 1, 1).expand(2, 1, 4)
+    root = local_root(err, val_mean, mean, 2)
+    assert root.shape == (2, 1, 4, 2)
+    torch.testing.assert_close(
+        root[0] @ root[0].mT, (err[0].mT @ err[0] + err[1].mT @ err[1])[None] / 2
+    )
+    torch.testing.assert_close(
+        root[1] @ root[1].mT, (err[4].mT @ err[4] + err[5].mT @ err[5])[None] / 2
+    )
+
+
+@pytest.fixture(scope="module")
+def calibrated():
+    torch.set_num_threads(1)
+    m = ProbConserv("pme", step1="anp", hidden=16, n_samples=8, seed=0)
+    m.fit(steps=10, progress=False)
+    val = make_dataset("pme", 12, seed=5)
+    beta = m.calibrate(val, objective="hybrid", neighbours=(0, 3))
+    return m, val, beta
+
+
+def test_model_hybrid_fitted_on_validation_only(calibrated):
+    model, val, beta = calibrated
+    cal = model.calibration
+    assert beta == cal.beta and 0 < beta <= 1 and model.var_scale == 1.0
+    # the error root is exactly (Step-1 mean - truth) of the 12 validation functions
+    raw = model._step1(val, None, None, seed=0, stage="raw")
+    x = model.problem.grid(201)
+    truth = model.problem.solution(0.5, x, val.params[:, None, None])
+    want = (raw.mean - truth).permute(1, 2, 0) / math.sqrt(len(val))
+    torch.testing.assert_close(cal.err_root, want)
+
+
+def test_model_hybrid_update_exact_and_round_trip(calibrated, tmp_path):
+    model, _, _ = calibrated
+    test = make_dataset("pme", params=[6.0, 3.0], seed=11)
+    g = trapezoid_weights(model.problem.grid(201))
+    post = model.posterior(test)
+    torch.testing.assert_close(post.mean @ g, model.mass(test), rtol=0, atol=1e-10)
+    draws = post.sample((16,), generator=torch.Generator().manual_seed(0))
+    assert float((draws @ g - model.mass(test)).abs().max()) < 1e-10
+    prior = model.step1(test)
+    assert isinstance(prior, GaussianPosterior)
+    assert isinstance(prior.covariance, LowRankRootAddedDiagLinearOperator)
+    back = ProbConserv.load(model.save(tmp_path / "cal.pt"))
+    b = back.posterior(test)
+    assert torch.equal(b.mean, post.mean) and torch.equal(b.variance, post.variance)
+    assert back.calibration.beta == model.calibration.beta
+
+
+def test_model_hybrid_other_grid_warns(calibrated, tmp_path):
+    model, _, _ = calibrated
+    test = make_dataset("pme", params=[3.0], seed=1)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        post = model.posterior(test, t=0.3)
+    assert any("another (t, x) grid" in str(w.message) for w in rec)
+    g = trapezoid_weights(model.problem.grid(201))
+    torch.testing.assert_close(post.mean @ g, model.mass(test, 0.3), rtol=0, atol=1e-10)
+    # a scalar objective removes the hybrid calibration
+    other = ProbConserv.load(model.save(tmp_path / "m.pt"))
+    other.calibrate(make_dataset("pme", 4, seed=3))
+    assert other.calibration is None
+
+
+def test_gp_hybrid_several_slices_conserve():
+    torch.set_num_threads(1)
+    gp = ProbConserv("pme", step1="gp", gp_width=8, seed=1)
+    gp.fit(steps=3, progress=False)
+    tt = torch.tensor([0.3, 0.5], dtype=F64)
+    gp.calibrate(make_dataset("pme", 8, seed=4), t=tt, objective="hybrid", neighbours=(0, 2))
+    assert gp.calibration.err_root.shape == (2, 201, 8)
+    test = make_dataset("pme", params=[6.0], seed=2)
+    post = gp.posterior(test, t=tt)
+    assert post.covariance.shape == (1, 2, 201, 201)
+    g = trapezoid_weights(gp.problem.grid(201))
+    torch.testing.assert_close(post.mean @ g, gp.mass(test, tt), rtol=0, atol=1e-10)
+    draws = post.sample((8,), generator=torch.Generator().manual_seed(1))
+    assert float((draws @ g - gp.mass(test, tt)).abs().max()) < 1e-10
