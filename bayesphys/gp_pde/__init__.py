@@ -8,7 +8,8 @@ Multi-Scale PDEs with Gaussian Processes", ICLR 2024 (arXiv:2311.04465):
   products across dimensions give Kronecker-structured Gram matrices on grids;
 * :class:`GPPDESolver` -- collocation on a tensor grid, :math:`U` eliminated by an exact
   structured (Kronecker + Woodbury) solve (complex eigenbasis for first-order operators such as
-  advection; Picard-Kronecker fixed point for Allen-Cahn, :class:`PicardKronSolve`),
+  advection; for Allen-Cahn a Picard-Kronecker fixed point, :class:`PicardKronSolve`, or
+  matrix-free Gauss-Newton with Kronecker-preconditioned CG, :class:`GaussNewtonKronSolve`),
   hyperparameters by Adam, Gaussian posterior of the solution on any test grid;
 * problems with exact solutions in :mod:`bayesphys.problems.gp_pde`.
 
@@ -21,8 +22,9 @@ Example
 True
 """
 
+from .gauss_newton import GaussNewtonKronSolve
 from .kernels import KINDS, SpectralMixture1d
-from .model import METHODS, GPPDESolver
+from .model import METHODS, NONLINEAR_SOLVERS, GPPDESolver
 from .nonlinear import PicardKronSolve
 from .operator import LinearPDEOperator
 from .solve import DenseSolve, KronSolve, objective
@@ -35,6 +37,8 @@ __all__ = [
     "LinearPDEOperator",
     "KronSolve",
     "PicardKronSolve",
+    "GaussNewtonKronSolve",
+    "NONLINEAR_SOLVERS",
     "DenseSolve",
     "objective",
 ]

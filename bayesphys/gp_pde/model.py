@@ -5,7 +5,9 @@ Two methods:
 * ``method="gp-hm"`` (ours): the field :math:`U` is eliminated exactly at every step
   (:class:`~bayesphys.gp_pde.solve.KronSolve` for linear operators with ``weighting="prior"``,
   second-order in a real and first-order -- advection -- in a complex eigenbasis;
-  :class:`~bayesphys.gp_pde.nonlinear.PicardKronSolve` for 2-D Allen-Cahn;
+  for 2-D Allen-Cahn :class:`~bayesphys.gp_pde.gauss_newton.GaussNewtonKronSolve` (matrix-free
+  Gauss-Newton, PCG preconditioned by the shifted Kronecker solve) or
+  :class:`~bayesphys.gp_pde.nonlinear.PicardKronSolve` (``nonlinear_solver``);
   :class:`~bayesphys.gp_pde.solve.DenseSolve` with Gauss-Newton for Allen-Cahn in 1-D) and only
   the kernel hyperparameters and :math:`\log\tau_{1,2}` are optimised (Adam, cosine-decayed
   learning rate), with gradients by the envelope theorem; frequencies start at the periodogram
@@ -31,15 +33,17 @@ from ..posterior import GaussianPosterior
 from ..problems.gp_pde import PDEProblem, get_problem
 from ._inputs import eval_on_grid, parse_grid, periodogram_peaks
 from ._kron import face_values, kron_apply
+from .gauss_newton import GaussNewtonKronSolve
 from .kernels import SpectralMixture1d
 from .nonlinear import PicardKronSolve
 from .operator import LinearPDEOperator, build_factors, detach_factors, with_eigen
 from .posterior import test_grid_posterior
 from .solve import DenseSolve, KronSolve, objective
 
-__all__ = ["GPPDESolver", "METHODS"]
+__all__ = ["GPPDESolver", "METHODS", "NONLINEAR_SOLVERS"]
 
 METHODS = ("gp-hm", "ref")
+NONLINEAR_SOLVERS = ("picard", "gauss-newton")
 
 
 class GPPDESolver:
@@ -68,6 +72,12 @@ class GPPDESolver:
         but never below the floor of the per-factor ``jitter`` (a nugget on :math:`U` in the prior).
     zero_component: start one component at :math:`\mu = 0` (trends); default: only when the
         source's dominant frequency makes fewer than 4 periods across the domain.
+    nonlinear_solver: 2-D Allen-Cahn on the structured (prior-metric) path: ``"picard"``
+        (default; Anderson-accelerated shifted fixed point, :class:`PicardKronSolve`) or
+        ``"gauss-newton"`` (damped Gauss-Newton on the exact objective,
+        :class:`GaussNewtonKronSolve`, started from the previous field, or from the Picard
+        iterate when there is none). 1-D Allen-Cahn always uses dense Gauss-Newton.
+    solver_options: keyword arguments for that solver (e.g. ``dict(max_iter=5, cg_maxiter=300)``).
     """
 
     def __init__(
@@ -89,12 +99,22 @@ class GPPDESolver:
         freq_scale: float | None = None,
         zero_component: bool | None = None,
         nugget: float | None = None,
+        nonlinear_solver: str = "picard",
+        solver_options: dict | None = None,
         device=None,
         dtype=None,
         seed: int | None = None,
     ) -> None:
         if method not in METHODS:
             raise ValueError(f"method: expected one of {METHODS}, received {method!r}")
+        if nonlinear_solver not in NONLINEAR_SOLVERS:
+            raise ValueError(
+                f"nonlinear_solver: expected one of {NONLINEAR_SOLVERS}, received {nonlinear_solver!r}"
+            )
+        if solver_options is not None and not isinstance(solver_options, dict):
+            raise TypeError(
+                f"solver_options: expected a dict or None, received {type(solver_options).__name__}"
+            )
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
         seed_everything(seed)
@@ -135,6 +155,8 @@ class GPPDESolver:
             freq_scale=float(20.0 if freq_scale is None else freq_scale),
             zero_component=zero_component,
             nugget=None if nugget is None else float(nugget),
+            nonlinear_solver=nonlinear_solver,
+            solver_options=dict(solver_options or {}),
             seed=seed,
         )
         q = int(num_mixtures)
@@ -176,6 +198,7 @@ class GPPDESolver:
         self.log_tau_b.requires_grad_(learn_tau)
         self.log_tau_pde.requires_grad_(learn_tau)
         self.u = torch.zeros(self.shape, dtype=self.dtype, device=self.device)
+        self._solved_key: Tensor | None = None  # hyperparameters at which ``u`` was solved
         self.history: dict[str, list] = {"step": [], "rel_l2": []}
 
     # ------------------------------------------------------------------ internals
@@ -202,15 +225,41 @@ class GPPDESolver:
     def _factors(self):
         return build_factors(list(self.kernels), self.axes, self.op, jitter=self.config["jitter"])
 
-    def _solver(self, factors):
-        """Exact eliminator of ``U`` for the current hyperparameters (detached)."""
+    def _param_key(self) -> Tensor:
+        ps = [*self.kernels.parameters(), self.log_tau_b, self.log_tau_pde]
+        return torch.cat([p.detach().reshape(-1) for p in ps]).clone()
+
+    def _solver(self, factors, *, reuse: bool = False):
+        """Exact eliminator of ``U`` for the current hyperparameters (detached).
+
+        ``reuse=True`` (posterior): the Gauss-Newton solver only linearises at the stored field
+        when it was solved at the current hyperparameters (no second solve).
+        """
         tau2 = float(self.log_tau_pde.detach().exp())
         gamma = self.config["lam_b"] * float(self.log_tau_b.detach().exp())
         fd = detach_factors(factors)
         if self._structured:
             fe = with_eigen(fd, self.op)
             if self.op.cubic:
-                ps = PicardKronSolve(fe, self.op, tau2, gamma)
+                opts = dict(self.config.get("solver_options") or {})
+                if self.config.get("nonlinear_solver", "picard") == "gauss-newton":
+                    gs = GaussNewtonKronSolve(fe, self.op, tau2, gamma, **opts)
+
+                    def run_gn():
+                        key = self._param_key()
+                        u0 = self.u
+                        fresh = self._solved_key is not None and torch.equal(key, self._solved_key)
+                        if reuse and fresh and bool(u0.abs().sum() > 0):
+                            gs.linearise(u0)
+                            return u0
+                        if not bool(u0.abs().sum() > 0):  # no previous field: Picard start
+                            u0 = PicardKronSolve(fe, self.op, tau2, gamma).solve(self.f, self.g)
+                        out = gs.solve(self.f, self.g, u0=u0)
+                        self._solved_key = key
+                        return out
+
+                    return gs, run_gn
+                ps = PicardKronSolve(fe, self.op, tau2, gamma, **opts)
                 return ps, lambda: ps.solve(self.f, self.g, u0=self.u)
             ks = KronSolve(fe, self.op, tau2, gamma)
             return ks, lambda: ks.solve(self.f, self.g)
@@ -383,13 +432,16 @@ class GPPDESolver:
         Exact GP conditioning on the boundary and collocation likelihoods for linear PDEs;
         linearised at :math:`U^\star` (Gauss-Newton/Laplace) for Allen-Cahn. Event shape
         ``[p_1..p_d]``; variances exact, draws pathwise; no dense matrix over the full grid.
+        Exception: 2-D Allen-Cahn, where the variances use the constant-shift Jacobian
+        :math:`\mathcal A + \bar d` (with ``nonlinear_solver="gauss-newton"`` the draws use the
+        exact Jacobian, by PCG; with ``"picard"`` both use the shift).
         For ``method="ref"`` the mean is the fitted :math:`U` and the covariance that of the
         exact solve at the fitted hyperparameters.
         """
         ta = self._test_axes(x)
         with torch.no_grad():
             fac = detach_factors(self._factors())
-            solver, run = self._solver(fac)
+            solver, run = self._solver(fac, reuse=True)
             u_hat = run()
             if self.config["method"] == "gp-hm" and self.can_eliminate:
                 self.u = u_hat
@@ -410,7 +462,7 @@ class GPPDESolver:
                 solver.newton = newton
             self.u = run()
         stats = {"solver": type(solver).__name__}
-        for k in ("iterations", "newton_steps", "krylov_iters"):
+        for k in ("iterations", "newton_steps", "krylov_iters", "cg_iters", "converged"):
             if hasattr(solver, k):
                 stats[k] = getattr(solver, k)
         if getattr(solver, "step_norms", None):
@@ -432,6 +484,7 @@ class GPPDESolver:
                 self.log_tau_b.copy_(other.log_tau_b.detach())
                 self.log_tau_pde.copy_(other.log_tau_pde.detach())
         self.u = torch.zeros_like(self.u)
+        self._solved_key = None
         return self
 
     def mixture_weights(self) -> list[Tensor]:
@@ -481,6 +534,8 @@ class GPPDESolver:
             freq_scale=c["freq_scale"],
             zero_component=c.get("zero_component"),
             nugget=c.get("nugget"),
+            nonlinear_solver=c.get("nonlinear_solver", "picard"),
+            solver_options=c.get("solver_options"),
             device=device,
             dtype=s["f"].dtype,
         )

@@ -23,10 +23,9 @@ Gauss-Newton Jacobian :math:`\mathcal A + \mathrm{diag}(3U^{\star 2})`:
 .. math:: C^{-1}U^\star + \tau_2 (\mathcal A + \bar d)^\top C^{-1} r(U^\star) + \gamma S^\top(SU^\star - g) = 0,
 
 a Petrov-Galerkin variant of the GP-HM stationarity condition that coincides with it as
-:math:`r(U^\star) \to 0` (the collocation limit :math:`\tau_2 \to \infty`). (Plain Gauss-Newton
-with CG preconditioned by the same Kronecker solve was tried first: in the whitened metric the
-variable coefficient :math:`L^{-1}\mathrm{diag}(3U^2)L` is badly conditioned and CG did not
-converge in 400 iterations on 100x100 grids.)
+:math:`r(U^\star) \to 0` (the collocation limit :math:`\tau_2 \to \infty`). The exact minimiser of the objective is computed by
+:class:`~.gauss_newton.GaussNewtonKronSolve` (matrix-free Gauss-Newton, PCG with a
+Kronecker-Woodbury preconditioner; ``GPPDESolver(nonlinear_solver="gauss-newton")``).
 
 Posterior: the Gaussian linearised at :math:`U^\star` with the structure-keeping Jacobian
 :math:`\mathcal A + \bar d I` (the shifted solve's own covariance :math:`R P^{-1} R^\top`), so

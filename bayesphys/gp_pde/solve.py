@@ -232,6 +232,20 @@ class KronSolve:
     def _c(self, x: Tensor) -> Tensor:
         return x.to(self.cdtype)
 
+    def set_diagonal(self, dprec: Tensor) -> KronSolve:
+        r"""Replace :math:`\mathrm{diag}(1 + \tau_2|\Lambda|^2)` by any positive diagonal ``dprec`` ``[n_1..n_d]``.
+
+        The solve is then :math:`(\mathrm{diag}(\mathrm{dprec}) + \gamma B^H B)^{-1}`, still exact
+        by Woodbury (the capacitance assembly only needs a diagonal); used for preconditioners.
+        Returns ``self``.
+        """
+        if tuple(dprec.shape) != self.shape or not bool((dprec > 0).all()):
+            raise ValueError(f"dprec: expected a positive tensor of shape {self.shape}")
+        self.dprec = dprec
+        self.delta = 1 / dprec
+        self.cap_chol = torch.linalg.cholesky(self._capacitance())
+        return self
+
     # B w = boundary values of R w; B^H e = R^H scatter(e)
     def B(self, w: Tensor) -> Tensor:
         return face_values(kron_apply(self.R, w), self.shape)

@@ -1,0 +1,211 @@
+"""Matrix-free Gauss-Newton (PCG, Kronecker-preconditioned) for the Allen-Cahn field."""
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bayesphys.gp_pde import DenseSolve, GaussNewtonKronSolve, GPPDESolver, objective
+from bayesphys.gp_pde._kron import face_values, kron_dense
+from bayesphys.gp_pde.gauss_newton import pcg
+from bayesphys.gp_pde.operator import build_factors
+
+from .test_solve import _setup
+
+F64 = torch.float64
+
+
+def _cubic_setup(shape, seed, scale=0.3, jitter=1e-4):
+    ks, axes, op, _, f, gb = _setup(shape, seed=seed, c0=-1.0)
+    op = replace(op, cubic=True)
+    fac = build_factors(ks, axes, op, eigen=True, jitter=jitter)
+    return fac, op, scale * f, scale * gb
+
+
+def _dense_hessian_w(fac, op, u, tau2, gamma):
+    """H_w = R^T (C^-1 + tau2 J^T C^-1 J + gamma S^T S) R with J = A + diag(3U^2), dense."""
+    shape = tuple(u.shape)
+    m = math.prod(shape)
+    R = kron_dense([fc.R for fc in fac])
+    C = kron_dense([fc.C for fc in fac])
+    Ci = torch.linalg.inv(C)
+    A = DenseSolve(fac, replace(op, cubic=False), "prior").A
+    J = A + torch.diag(3 * u.reshape(-1) ** 2)
+    eye = torch.eye(m, dtype=F64)
+    S = face_values(eye.reshape(m, *shape), shape).mT
+    HU = Ci + tau2 * J.mT @ Ci @ J + gamma * S.mT @ S
+    return R.mT @ HU @ R, R
+
+
+def test_gauss_newton_matches_dense_solve_and_is_stationary():
+    shape = (12, 12)
+    fac, op, f, gb = _cubic_setup(shape, seed=5)
+    tau2, gamma = 5.0, 40.0
+    gn = GaussNewtonKronSolve(fac, op, tau2, gamma, tol=1e-13, cg_tol_min=1e-13, cg_maxiter=500)
+    u = gn.solve(f, gb)
+    assert gn.converged and gn.iterations < 20
+    ud = DenseSolve(fac, op, "prior").solve(f, gb, tau2, gamma, iters=50, tol=1e-14)
+    assert float((u - ud).norm() / ud.norm()) < 1e-8
+    # stationary point of the model's own objective (solve.objective, prior metric)
+    uu = u.clone().requires_grad_(True)
+    lam_b = 1.0
+    J = objective(
+        fac,
+        op,
+        uu,
+        f,
+        gb,
+        torch.tensor(math.log(gamma), dtype=F64),
+        torch.tensor(math.log(tau2), dtype=F64),
+        lam_b,
+        "prior",
+    )
+    (grad,) = torch.autograd.grad(J, uu)
+    Ci = torch.linalg.inv(kron_dense([fc.C for fc in fac]))
+    assert float(grad.norm()) < 1e-6 * float((Ci @ u.reshape(-1)).norm())  # round-off of C^-1
+
+
+def test_gauss_newton_objective_is_the_model_objective_and_decreases():
+    shape = (10, 9)
+    fac, op, f, gb = _cubic_setup(shape, seed=8, scale=1.5)
+    tau2, gamma = 20.0, 300.0
+    gn = GaussNewtonKronSolve(fac, op, tau2, gamma, tol=1e-12, cg_maxiter=400)
+    u = gn.solve(f, gb)
+    obj = gn.objective
+    assert gn.converged and len(obj) >= 3
+    assert all(b <= a * (1 + 1e-14) for a, b in zip(obj, obj[1:]))  # monotone (line search)
+    assert gn.grad_norms[-1] < 1e-6 * gn.grad_norms[0]
+    assert gn.cg_iters == sum(gn.cg_history) > 0
+
+    # differences of J(U) equal those of solve.objective (same objective up to constants)
+    def model_obj(v):
+        return float(
+            objective(
+                fac,
+                op,
+                v,
+                f,
+                gb,
+                torch.tensor(math.log(gamma), dtype=F64),
+                torch.tensor(math.log(tau2), dtype=F64),
+                1.0,
+                "prior",
+            )
+        )
+
+    u0 = torch.zeros(shape, dtype=F64)
+    gn2 = GaussNewtonKronSolve(fac, op, tau2, gamma, max_iter=1)
+    gn2.solve(f, gb, u0=u + 0.01)
+    j_a = gn2.objective[0]
+    gn2.solve(f, gb, u0=u0 + 1e-300)  # tiny, but not the "no start" zero field
+    j_b = gn2.objective[0]
+    assert math.isclose(j_a - j_b, model_obj(u + 0.01) - model_obj(u0), rel_tol=1e-9)
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    shape=st.one_of(st.tuples(st.integers(5, 12)), st.tuples(st.integers(3, 7), st.integers(3, 7))),
+    seed=st.integers(0, 10_000),
+    tau2=st.floats(0.5, 50.0),
+    gamma=st.floats(1.0, 1e3),
+    amp=st.floats(0.0, 2.0),
+)
+def test_pcg_solves_the_gauss_newton_system(shape, seed, tau2, gamma, amp):
+    fac, op, f, gb = _cubic_setup(shape, seed=seed)
+    gn = GaussNewtonKronSolve(fac, op, tau2, gamma)
+    g = torch.Generator().manual_seed(seed + 1)
+    u = amp * torch.randn(shape, generator=g, dtype=F64)
+    d = 3 * u * u
+    Hd, _ = _dense_hessian_w(fac, op, u, tau2, gamma)
+    v = torch.randn(shape, generator=g, dtype=F64)
+    hv = gn.hessian_matvec(v, d)
+    assert torch.allclose(
+        hv.reshape(-1), Hd @ v.reshape(-1), rtol=1e-9, atol=1e-9 * float(hv.norm())
+    )
+    # exact diagonal of G^T G (the "diag" preconditioner): H = I + tau2 G^T G + gamma B^T B
+    m = math.prod(shape)
+    S = face_values(torch.eye(m, dtype=F64).reshape(m, *shape), shape).mT
+    _, R = _dense_hessian_w(fac, op, u, tau2, gamma)
+    SR = S @ R
+    gtg = (Hd - torch.eye(m, dtype=F64) - gamma * SR.mT @ SR) / tau2
+    assert torch.allclose(
+        gn.gtg_diagonal(d).reshape(-1),
+        gtg.diagonal(),
+        rtol=1e-7,
+        atol=1e-9 * float(gtg.abs().max()),
+    )
+    b = torch.randn(shape, generator=g, dtype=F64)
+    xd = torch.linalg.solve(Hd, b.reshape(-1))
+    for pre in (gn._preconditioner(float(d.mean())), gn._cg_preconditioner(d)):
+        x, it, res = pcg(
+            lambda z: gn.hessian_matvec(z, d), b, pre.precision_solve, tol=1e-12, maxiter=2000
+        )
+        assert res <= 1e-12
+        assert float((x.reshape(-1) - xd).norm() / xd.norm()) < 1e-8
+        if amp == 0.0:  # constant 3U^2: both preconditioners are exact, one iteration
+            assert it <= 2
+
+
+def test_posterior_draws_have_the_linearised_covariance():
+    shape = (5, 4)
+    fac, op, f, gb = _cubic_setup(shape, seed=2, scale=1.0)
+    tau2, gamma = 3.0, 20.0
+    gn = GaussNewtonKronSolve(fac, op, tau2, gamma, tol=1e-13)
+    u = gn.solve(f, gb)
+    Hd, R = _dense_hessian_w(fac, op, u, tau2, gamma)
+    cov = R @ torch.linalg.inv(Hd) @ R.mT
+    eye = torch.eye(gn.root_dim, dtype=F64)
+    T = gn.sample_u(eye, tol=1e-13).reshape(gn.root_dim, -1)  # the linear map z -> U draw
+    assert torch.allclose(T.mT @ T, cov, rtol=1e-7, atol=1e-9 * float(cov.abs().max()))
+
+
+def test_model_gauss_newton_fit_and_posterior(tmp_path):
+    m = GPPDESolver(
+        "allencahn2d-low",
+        num_mixtures=6,
+        jitter=1e-10,
+        seed=0,
+        nonlinear_solver="gauss-newton",
+        solver_options=dict(max_iter=5, cg_maxiter=200),
+    )
+    res = m.fit(steps=60, progress=False, eval_every=59)
+    assert m.history["rel_l2"][0] > 2 * res.extra["rel_l2"]
+    assert res.extra["rel_l2"] < 0.1
+    stats = m.solve_field()
+    assert stats["solver"] == "GaussNewtonKronSolve" and stats["cg_iters"] >= 0
+    post = m.posterior()
+    assert bool(torch.isfinite(post.variance).all()) and bool((post.variance > 0).all())
+    assert post.sample((2,)).shape[0] == 2
+    m2 = GPPDESolver.load(m.save(tmp_path / "gn.pt"))
+    assert m2.config["nonlinear_solver"] == "gauss-newton"
+    assert m2.config["solver_options"] == dict(max_iter=5, cg_maxiter=200)
+    assert torch.equal(m2.u, m.u)
+
+
+def test_gauss_newton_bad_input():
+    fac, op, f, gb = _cubic_setup((6, 5), seed=1)
+    with pytest.raises(ValueError, match="op"):
+        GaussNewtonKronSolve(fac, replace(op, cubic=False), 1.0, 1.0)
+    with pytest.raises(ValueError, match="tau2"):
+        GaussNewtonKronSolve(fac, op, float("nan"), 1.0)
+    with pytest.raises(ValueError, match="gamma"):
+        GaussNewtonKronSolve(fac, op, 1.0, -2.0)
+    no_eig = [replace(fc, lam=None) for fc in fac]
+    with pytest.raises(ValueError, match="eigen"):
+        GaussNewtonKronSolve(no_eig, op, 1.0, 1.0)
+    gn = GaussNewtonKronSolve(fac, op, 1.0, 1.0)
+    with pytest.raises(ValueError, match="f"):
+        gn.solve(f[:-1], gb)
+    bad = gb.clone()
+    bad[0] = float("nan")
+    with pytest.raises(ValueError, match="g"):
+        gn.solve(f, bad)
+    with pytest.raises(ValueError, match="sample_u"):
+        GaussNewtonKronSolve(fac, op, 1.0, 1.0).sample_u(torch.zeros(3, gn.root_dim, dtype=F64))
+    with pytest.raises(ValueError, match="precond"):
+        GaussNewtonKronSolve(fac, op, 1.0, 1.0, precond="ilu")
+    with pytest.raises(ValueError, match="nonlinear_solver"):
+        GPPDESolver("allencahn2d-low", nonlinear_solver="newton")
