@@ -50,6 +50,7 @@ __all__ = [
     "cleanup_distributed",
     "launched_by_torchrun",
     "free_port",
+    "set_local_rank_env",
     "seed_for_rank",
     "rank_zero_only",
     "distributed_loader",
@@ -97,6 +98,21 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def set_local_rank_env(rank: int, world_size: int, port: int) -> None:
+    """Set the torchrun variables (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` =
+    loopback, ``MASTER_PORT``) for a rank started on this machine by ``torch.multiprocessing``,
+    so that :func:`init_distributed` finds them as under ``torchrun``."""
+    if not (0 <= rank < world_size):
+        raise ValueError(f"rank: expected 0 <= rank < world_size = {world_size}, received {rank}")
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(int(port)),
+        RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_RANK=str(rank),
+    )
 
 
 def _env_int(name: str, default: int) -> int:

@@ -177,15 +177,9 @@ def _run(cfg: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _spawn_entry(rank: int, world: int, port: int, cfg: dict[str, Any]) -> None:
-    import os
+    from ..distributed.ddp import set_local_rank_env
 
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-    )
+    set_local_rank_env(rank, world, port)
     _run(cfg)
 
 

@@ -7,7 +7,12 @@ import torch
 import torch.multiprocessing as mp
 
 from bayesphys.distributed import GradientSync, rank_generator_seed
-from bayesphys.distributed.ddp import cleanup_distributed, free_port, init_distributed
+from bayesphys.distributed.ddp import (
+    cleanup_distributed,
+    free_port,
+    init_distributed,
+    set_local_rank_env,
+)
 from tests.tiny_models import SMALL_MFM, tiny_rgnp
 
 
@@ -24,13 +29,7 @@ def _mfm():
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-    )
+    set_local_rank_env(rank, world, port)
     torch.set_num_threads(1)
     init_distributed(backend="gloo", device="cpu")
     # 1. the bare averaging: rank r holds gradient r + 1 everywhere

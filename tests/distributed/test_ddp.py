@@ -39,13 +39,7 @@ def _grads(model) -> list[torch.Tensor]:
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
     """One rank: a DDP step on its shard of the global batch, then a short train_ddp run."""
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-    )
+    ddp.set_local_rank_env(rank, world, port)
     torch.set_num_threads(1)
     ctx = ddp.init_distributed(backend="gloo", device="cpu")
     assert ctx.distributed and ctx.rank == rank and ctx.world_size == world
