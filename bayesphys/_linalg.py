@@ -34,7 +34,14 @@ from linear_operator.operators import (
 )
 from torch import Tensor
 
-__all__ = ["psd_cholesky", "StructuredRoot", "structured_root", "kron_matvec", "diagonal"]
+__all__ = [
+    "psd_cholesky",
+    "StructuredRoot",
+    "structured_root",
+    "kron_matvec",
+    "diagonal",
+    "pcg",
+]
 
 
 def psd_cholesky(a: Tensor, name: str = "covariance", max_tries: int = 6) -> Tensor:
@@ -218,3 +225,64 @@ def structured_root(cov: LinearOperator | Tensor, name: str = "covariance") -> S
     ):
         return _kron_added_diag_root(cov, name)
     return _dense_root(cov, name)
+
+
+def pcg(
+    matvec,
+    b: Tensor,
+    *,
+    precond=None,
+    x0: Tensor | None = None,
+    tol: float = 1e-8,
+    maxiter: int = 500,
+    columns: bool = False,
+) -> tuple[Tensor, int, float]:
+    r"""Preconditioned conjugate gradients for a symmetric positive-definite :math:`Hx = b`.
+
+    ``matvec`` and ``precond`` (an approximation of :math:`H^{-1}`; ``None`` = identity) act on
+    tensors shaped like ``b``. With ``columns=False`` ``b`` (any shape) is one system; with
+    ``columns=True`` ``b`` is ``[n, k]``, ``k`` independent systems sharing ``matvec`` (inner
+    products over dim 0). Stops when :math:`\lVert b - Hx\rVert \le \mathrm{tol}\,
+    \lVert b\rVert` (every column) after at most ``maxiter`` iterations, or on a
+    non-positive curvature :math:`p^\top Hp \le 0` (breakdown in floating point), keeping the
+    last iterate. Returns ``(x, iterations, relative residual)``, the residual being the
+    recursively updated one.
+
+    Written out (rather than ``linear_operator.utils.linear_cg``) so that the stopping rule and
+    the iteration count are exact and visible: callers report them, and no tolerance or
+    iteration cap is set by a global setting.
+    """
+    dims = 0 if columns else tuple(range(b.ndim))
+
+    def dot(u: Tensor, v: Tensor) -> Tensor:
+        return (u * v).sum(dims)
+
+    bnorm = dot(b, b).sqrt().clamp_min(1e-300)
+    x = torch.zeros_like(b) if x0 is None else x0.clone()
+    r = b.clone() if x0 is None else b - matvec(x)
+    rel = float((dot(r, r).sqrt() / bnorm).max())
+    it = 0
+    if rel <= tol:
+        return x, it, rel
+    z = precond(r) if precond is not None else r
+    p = z.clone()
+    rz = dot(r, z)
+    while it < maxiter:
+        hp = matvec(p)
+        php = dot(p, hp)
+        active = rz.abs() > 0  # columns already solved exactly have r = 0, p = 0
+        if bool(((php <= 0) & active).any()):
+            break
+        alpha = torch.where(active, rz / torch.where(active, php, torch.ones_like(php)), 0.0)
+        x = x + alpha * p
+        r = r - alpha * hp
+        it += 1
+        rel = float((dot(r, r).sqrt() / bnorm).max())
+        if rel <= tol:
+            break
+        z = precond(r) if precond is not None else r
+        rz_new = dot(r, z)
+        beta = rz_new / torch.where(rz.abs() > 0, rz, torch.ones_like(rz))
+        rz = rz_new
+        p = z + beta * p
+    return x, it, rel

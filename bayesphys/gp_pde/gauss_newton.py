@@ -62,50 +62,12 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
+from .._linalg import pcg
 from ._kron import face_values, faces, kron_apply, scatter_faces
 from .operator import Factor, LinearPDEOperator
 from .solve import KronSolve
 
-__all__ = ["GaussNewtonKronSolve", "pcg"]
-
-
-def pcg(matvec, b: Tensor, precond, *, tol: float = 1e-10, maxiter: int = 500, x0=None):
-    r"""Preconditioned conjugate gradients for SPD ``matvec`` on tensors of any shape.
-
-    Stops when :math:`\|b - Hx\| \le \mathrm{tol}\,\|b\|` or after ``maxiter`` iterations.
-    Returns ``(x, iterations, relres)``; ``relres`` is the recursively updated residual.
-    """
-    bn = float(b.norm())
-    if bn == 0.0:
-        return torch.zeros_like(b), 0, 0.0
-    if x0 is None:
-        x = torch.zeros_like(b)
-        r = b.clone()
-    else:
-        x = x0.clone()
-        r = b - matvec(x)
-    z = precond(r)
-    p = z.clone()
-    rz = float((r * z).sum())
-    it = 0
-    res = float(r.norm()) / bn
-    while it < maxiter and res > tol:
-        hp = matvec(p)
-        php = float((p * hp).sum())
-        if not php > 0:  # not SPD in floating point (or breakdown): stop with what we have
-            break
-        alpha = rz / php
-        x = x + alpha * p
-        r = r - alpha * hp
-        it += 1
-        res = float(r.norm()) / bn
-        if res <= tol:
-            break
-        z = precond(r)
-        rz_new = float((r * z).sum())
-        p = z + (rz_new / rz) * p
-        rz = rz_new
-    return x, it, res
+__all__ = ["GaussNewtonKronSolve"]
 
 
 class GaussNewtonKronSolve:
@@ -303,7 +265,7 @@ class GaussNewtonKronSolve:
             delta, it, _ = pcg(
                 lambda v, d=d: self.hessian_matvec(v, d),
                 -grad,
-                pre.precision_solve,
+                precond=pre.precision_solve,
                 tol=eta,
                 maxiter=self.cg_maxiter,
             )
@@ -376,7 +338,7 @@ class GaussNewtonKronSolve:
             x, _, _ = pcg(
                 lambda v: self.hessian_matvec(v, d),
                 flat[i],
-                self._cg_pre.precision_solve,
+                precond=self._cg_pre.precision_solve,
                 tol=tol,
                 maxiter=10 * self.cg_maxiter,
             )

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .._linalg import pcg
 from .._model import FitResult, optimize
 from .problem import DiscreteProblem
 
@@ -38,35 +39,12 @@ def cg(
     maxiter: int = 500,
     precond: Callable[[Tensor], Tensor] | None = None,
 ) -> tuple[Tensor, int, float]:
-    r"""Preconditioned conjugate gradients for SPD :math:`A x = b` (``b [n]`` or ``[n, k]``).
-
-    Stops when :math:`\lVert b - Ax\rVert \le \mathrm{tol}\,\lVert b\rVert` (per column).
+    r"""Preconditioned conjugate gradients for SPD :math:`A x = b` (``b [n]`` or ``[n, k]``,
+    columns solved together); :func:`bayesphys._linalg.pcg`. Stops when
+    :math:`\lVert b - Ax\rVert \le \mathrm{tol}\,\lVert b\rVert` (per column).
     Returns ``(x, iterations, relative residual)``.
     """
-    x = torch.zeros_like(b) if x0 is None else x0.clone()
-    r = b - matvec(x) if x0 is not None else b.clone()
-    z = precond(r) if precond is not None else r
-    p = z.clone()
-    rz = (r * z).sum(0)
-    bnorm = b.norm(dim=0).clamp_min(1e-300)
-    rel = float((r.norm(dim=0) / bnorm).max())
-    it = 0
-    while it < maxiter and rel > tol:
-        ap = matvec(p)
-        pap = (p * ap).sum(0)
-        alpha = rz / torch.where(pap.abs() > 0, pap, torch.ones_like(pap))
-        x = x + alpha * p
-        r = r - alpha * ap
-        rel = float((r.norm(dim=0) / bnorm).max())
-        it += 1
-        if rel <= tol:
-            break
-        z = precond(r) if precond is not None else r
-        rz_new = (r * z).sum(0)
-        beta = rz_new / torch.where(rz.abs() > 0, rz, torch.ones_like(rz))
-        rz = rz_new
-        p = z + beta * p
-    return x, it, rel
+    return pcg(matvec, b, precond=precond, x0=x0, tol=tol, maxiter=maxiter, columns=b.ndim == 2)
 
 
 def jvp_vjp(fn: Callable[[Tensor], Tensor], x: Tensor):

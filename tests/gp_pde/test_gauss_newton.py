@@ -8,9 +8,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bayesphys._linalg import pcg
 from bayesphys.gp_pde import DenseSolve, GaussNewtonKronSolve, GPPDESolver, objective
 from bayesphys.gp_pde._kron import face_values, kron_dense
-from bayesphys.gp_pde.gauss_newton import pcg
 from bayesphys.gp_pde.operator import build_factors
 
 from .test_solve import _setup
@@ -141,7 +141,11 @@ def test_pcg_solves_the_gauss_newton_system(shape, seed, tau2, gamma, amp):
     xd = torch.linalg.solve(Hd, b.reshape(-1))
     for pre in (gn._preconditioner(float(d.mean())), gn._cg_preconditioner(d)):
         x, it, res = pcg(
-            lambda z: gn.hessian_matvec(z, d), b, pre.precision_solve, tol=1e-12, maxiter=2000
+            lambda z: gn.hessian_matvec(z, d),
+            b,
+            precond=pre.precision_solve,
+            tol=1e-12,
+            maxiter=2000,
         )
         assert res <= 1e-12
         assert float((x.reshape(-1) - xd).norm() / xd.norm()) < 1e-8

@@ -1,0 +1,73 @@
+"""The shared preconditioned conjugate-gradient solver."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bayesphys._linalg import pcg
+
+F64 = torch.float64
+
+
+def _spd(n: int, seed: int, cond: float) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=F64))
+    return (
+        q
+        @ torch.diag(torch.logspace(0, torch.log10(torch.tensor(cond)).item(), n, dtype=F64))
+        @ q.T
+    )
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(2, 30), k=st.integers(1, 4), seed=st.integers(0, 10_000), jacobi=st.booleans())
+def test_pcg_matches_the_dense_solve(n, k, seed, jacobi):
+    a = _spd(n, seed, 1e3)
+    b = torch.randn(n, k, generator=torch.Generator().manual_seed(seed + 1), dtype=F64)
+    pre = (lambda r: r / a.diagonal()[:, None]) if jacobi else None
+    x, it, rel = pcg(lambda v: a @ v, b, precond=pre, tol=1e-12, maxiter=10 * n, columns=True)
+    assert rel <= 1e-12 and it <= 10 * n
+    assert torch.allclose(x, torch.linalg.solve(a, b), rtol=1e-8, atol=1e-10)
+    # one system of any shape: the same answer as the flat solve
+    xs, _, _ = pcg(
+        lambda v: (a @ v.reshape(-1)).reshape(v.shape),
+        b[:, 0].reshape(n, 1, 1),
+        tol=1e-12,
+        maxiter=10 * n,
+    )
+    assert torch.allclose(xs.reshape(-1), x[:, 0], rtol=1e-8, atol=1e-10)
+
+
+def test_pcg_exact_preconditioner_takes_one_step_and_zero_rhs_none():
+    a = _spd(12, 0, 50.0)
+    b = torch.arange(12, dtype=F64)
+    x, it, rel = pcg(lambda v: a @ v, b, precond=lambda r: torch.linalg.solve(a, r), tol=1e-12)
+    assert it == 1 and torch.allclose(a @ x, b)
+    x0, it0, rel0 = pcg(lambda v: a @ v, torch.zeros(12, dtype=F64))
+    assert it0 == 0 and rel0 == 0.0 and x0.abs().max() == 0
+
+
+def test_pcg_stops_on_negative_curvature_and_caps_iterations():
+    a = torch.diag(torch.tensor([1.0, -1.0, 2.0], dtype=F64))
+    _, it, rel = pcg(lambda v: a @ v, torch.ones(3, dtype=F64), maxiter=50)
+    assert it < 3 and rel > 1e-3  # stopped, not converged to a wrong "solution"
+    a = _spd(40, 3, 1e6)
+    _, it, rel = pcg(lambda v: a @ v, torch.ones(40, dtype=F64), tol=1e-14, maxiter=5)
+    assert it == 5 and rel > 1e-14
+
+
+def test_pcg_warm_start():
+    a = _spd(10, 5, 10.0)
+    b = torch.ones(10, dtype=F64)
+    xs = torch.linalg.solve(a, b)
+    x, it, _ = pcg(lambda v: a @ v, b, x0=xs, tol=1e-10)
+    assert it == 0 and torch.equal(x, xs)
+
+
+@pytest.mark.parametrize("columns", [False, True])
+def test_pcg_columns_flag_changes_only_the_reduction(columns):
+    a = _spd(6, 9, 5.0)
+    b = torch.randn(6, 2, generator=torch.Generator().manual_seed(2), dtype=F64)
+    x, _, rel = pcg(lambda v: a @ v, b, tol=1e-12, maxiter=60, columns=columns)
+    assert rel <= 1e-12 and torch.allclose(a @ x, b, atol=1e-9)
