@@ -183,12 +183,38 @@ def init_distributed(
     return DistContext(rank, ws, local, dev, backend, True)
 
 
-def cleanup_distributed(ctx: DistContext | None = None) -> None:
-    """Destroy the process group (only the one ``ctx`` created, when ``ctx`` is given)."""
+_CLEANUP_KEY = "bayesphys/cleanup_done"
+
+
+def cleanup_distributed(ctx: DistContext | None = None, *, timeout_s: float = 60.0) -> None:
+    """Destroy the process group (only the one ``ctx`` created, when ``ctx`` is given).
+
+    With several ranks the shutdown is ordered: all ranks meet at a barrier, destroy their
+    group, and rank 0 (which hosts the rendezvous store under ``env://``) waits up to
+    ``timeout_s`` seconds until every other rank has reported its group destroyed before it
+    returns. Without that order rank 0 can exit first and take the store with it while another
+    rank is still tearing down, which aborts that rank (``terminate called without an active
+    exception``).
+    """
     if ctx is not None and not ctx.initialized_here:
         return
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    rank, ws = dist.get_rank(), dist.get_world_size()
+    store = None
+    if ws > 1:
+        dist.barrier()
+        get_store = getattr(dist.distributed_c10d, "_get_default_store", None)
+        store = get_store() if get_store is not None else None
+    dist.destroy_process_group()
+    if store is None:
+        return
+    if rank != 0:
+        store.add(_CLEANUP_KEY, 1)
+        return
+    deadline = time.monotonic() + timeout_s
+    while store.add(_CLEANUP_KEY, 0) < ws - 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def _rank() -> int:

@@ -63,13 +63,11 @@ def mse_loss(model: torch.nn.Module, batch) -> torch.Tensor:
 
 
 def _leave_group() -> None:
-    """All ranks meet, then leave the process group, before rank 0 goes on alone: a rank that
-    exits while the group is still up can make gloo abort its peer during teardown."""
-    import torch.distributed as dist
+    """All ranks leave the process group in order (rank 0, which hosts the store, last) before
+    rank 0 goes on alone: a rank whose store vanishes during teardown aborts."""
+    from ..distributed.ddp import cleanup_distributed
 
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+    cleanup_distributed()
 
 
 def _train(cfg: dict[str, Any]) -> dict[str, Any] | None:

@@ -71,8 +71,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         },
         os.path.join(out, f"rank{rank}.pt"),
     )
-    torch.distributed.barrier()
-    cleanup_distributed()
+    cleanup_distributed()  # barrier, then rank 0 leaves last
 
 
 @pytest.fixture(scope="module")
