@@ -20,6 +20,7 @@ References
 """
 
 from ..problems.stencil import d1, d2, div_flux, face_average, laplacian, shift
+from .foci import kmeans_foci, log_evidence, multifocal_initial_condition, select_n_foci
 from .glioma import GliomaModel
 from .laplace import dense_gn_matrix, field_posterior, gn_matvec, theta_covariance
 from .multigrid import Multigrid
@@ -31,6 +32,10 @@ from .solvers import cg, minimize
 __all__ = [
     "DiscreteProblem",
     "GliomaModel",
+    "select_n_foci",
+    "log_evidence",
+    "kmeans_foci",
+    "multifocal_initial_condition",
     "nuts_reference",
     "standard_margin_plan",
     "model_plan",

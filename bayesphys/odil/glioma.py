@@ -1,7 +1,9 @@
 r"""Bayesian inference of glioma growth from one segmented scan (Fisher-Kolmogorov model).
 
 Unknowns :math:`\theta = (\log D_w, \log\rho, x_0, y_0[, z_0])` (diffusivity in white matter,
-proliferation rate, focus in mm); :math:`D_g = D_w / r` with known ratio :math:`r`, time horizon
+proliferation rate, focus in mm; with ``n_foci = K > 1`` the :math:`K` foci follow one after
+another, ``[2 + K d]``, and :math:`c_0` is the maximum of the focal Gaussians,
+:mod:`bayesphys.odil.foci`); :math:`D_g = D_w / r` with known ratio :math:`r`, time horizon
 :math:`T` known (a single scan fixes the parameters only up to the time scale; GliODIL fixes
 :math:`T` the same way). The tumour-cell map :math:`c(T)` solves the FK equation
 (:mod:`bayesphys.problems.fisher_kolmogorov`) from :math:`c_0 = 0.5\exp(-|x-x_0|^2/2w^2)`.
@@ -44,8 +46,6 @@ from torch import Tensor
 
 from .._device import as_tensor, resolve_device, resolve_dtype
 from .._model import FitResult, load_checkpoint, save_checkpoint
-from ..inference_data import build_inference_data
-from ..posterior import GaussianPosterior, SamplePosterior
 from ..problems.fisher_kolmogorov import (
     fk_forward,
     fk_forward_tangent,
@@ -53,6 +53,9 @@ from ..problems.fisher_kolmogorov import (
     stable_steps,
     tissue_faces,
 )
+from .foci import FOCAL_WIDTH_MM, kmeans_foci, multifocal_initial_condition
+from .glioma_inputs import checked_labels, lesion_crop
+from .glioma_posterior import GliomaPosteriorMixin
 from .problem import DiscreteProblem
 from .solvers import minimize
 
@@ -70,6 +73,7 @@ _CFG_KEYS = (
     "noise_corr_mm",
     "d_max",
     "prior",
+    "n_foci",
 )
 
 _DEFAULT_PRIOR = {
@@ -79,7 +83,7 @@ _DEFAULT_PRIOR = {
 }
 
 
-class GliomaModel:
+class GliomaModel(GliomaPosteriorMixin):
     r"""Fisher-Kolmogorov glioma model with a Laplace posterior (module docstring).
 
     Parameters
@@ -95,7 +99,10 @@ class GliomaModel:
     d_max: upper bound of :math:`D_w` used to fix the stable explicit time step.
     prior: ``{"log_dw": (mean, sd), "log_rho": (mean, sd), "focus_sd": mm}`` (focus prior is
         centred on the lesion centroid).
-    focus_init: optional focus guess (mm); must lie in the brain.
+    focus_init: optional focus guess (mm) ``[d]``, or ``[n_foci, d]``; each must lie in the brain.
+        Default: the core centroid (one focus) or k-means centres of the core voxels.
+    n_foci: number of focal seeds :math:`K` (GliODIL's multi-focal tumours); the prior of each
+        focus is the same. :func:`~bayesphys.odil.select_n_foci` chooses :math:`K` by evidence.
     crop_margin_mm: the model is solved on the lesion's bounding box grown by this margin;
         ``None`` = the whole grid. Fields returned by :meth:`posterior` are on the whole grid
         (zero outside the crop).
@@ -124,6 +131,7 @@ class GliomaModel:
         d_max: float = 1.0,
         prior: dict | None = None,
         focus_init: Any = None,
+        n_foci: int = 1,
         crop_margin_mm: float | None = 24.0,
         crop_scale: float | None = None,
         device: str | torch.device | None = None,
@@ -141,19 +149,7 @@ class GliomaModel:
         shape = tuple(self.wm.shape)
         if tuple(self.gm.shape) != shape:
             raise ValueError(f"gm: expected shape {shape} (as wm), received {tuple(self.gm.shape)}")
-        lab = as_tensor("labels", labels, device=self.device)
-        if tuple(lab.shape) != shape:
-            raise ValueError(
-                f"labels: expected the tissue maps' shape {shape}, received {tuple(lab.shape)}"
-            )
-        if lab.is_floating_point() and not bool((lab == lab.round()).all()):
-            raise ValueError("labels: expected integer labels 0/1/2, received non-integer values")
-        lab = lab.long()
-        bad = sorted(set(torch.unique(lab).tolist()) - {0, 1, 2})
-        if bad:
-            raise ValueError(f"labels: expected values in {{0, 1, 2}}, received also {bad}")
-        if int((lab > 0).sum()) == 0:
-            raise ValueError("labels: expected a lesion (some label 1 or 2), received none")
+        lab = checked_labels(labels, shape, self.device)
         self.labels = lab
         if not 0.0 < th_down < th_up < 1.0:
             raise ValueError(
@@ -193,33 +189,14 @@ class GliomaModel:
             "seed": seed,
             "crop_margin_mm": crop_margin_mm,
             "crop_scale": crop_scale,
+            "n_foci": n_foci,
         }
+        if not (isinstance(n_foci, int) and not isinstance(n_foci, bool) and n_foci >= 1):
+            raise ValueError(f"n_foci: expected a positive integer, received {n_foci!r}")
+        self.n_foci = n_foci
         self.ndim = len(shape)
         self.full_shape = shape
-        if crop_scale is not None:
-            if not (isinstance(crop_scale, (int, float)) and crop_scale >= 1):
-                raise ValueError(f"crop_scale: expected a number >= 1, received {crop_scale!r}")
-            nz = (lab > 0).nonzero().to(torch.float64)
-            lo, hi = nz.min(0).values, nz.max(0).values + 1
-            mid, half = (lo + hi) / 2, (hi - lo) / 2 * crop_scale
-            self.crop = tuple(
-                slice(
-                    max(0, int(math.floor(mid[k] - half[k]))),
-                    min(shape[k], int(math.ceil(mid[k] + half[k]))),
-                )
-                for k in range(self.ndim)
-            )
-        elif crop_margin_mm is None:
-            self.crop = tuple(slice(0, n) for n in shape)
-        else:
-            nz = (lab > 0).nonzero()
-            pad = int(math.ceil(crop_margin_mm / spacing))
-            self.crop = tuple(
-                slice(
-                    max(0, int(nz[:, k].min()) - pad), min(shape[k], int(nz[:, k].max()) + pad + 1)
-                )
-                for k in range(self.ndim)
-            )
+        self.crop = lesion_crop(lab, spacing, crop_margin_mm=crop_margin_mm, crop_scale=crop_scale)
         self.origin = [sl.start * spacing for sl in self.crop]
         self._wm, self._gm = self.wm[self.crop], self.gm[self.crop]
         self._brain, self._labels = self.brain[self.crop], lab[self.crop]
@@ -233,11 +210,30 @@ class GliomaModel:
         self.centroid = (cen + 0.5) * spacing
         if focus_init is not None:
             f = as_tensor("focus_init", focus_init, dtype=self.dtype, device=self.device)
-            self._check_focus(f, "focus_init")
-            self.focus_init = f
-        else:
+            if f.numel() != n_foci * self.ndim:
+                raise ValueError(
+                    f"focus_init: expected {n_foci} x {self.ndim} coordinates (mm), received "
+                    f"shape {tuple(f.shape)}"
+                )
+            for fk in f.reshape(n_foci, self.ndim):
+                self._check_focus(fk, "focus_init")
+            self.focus_init = f.reshape(-1)
+        elif n_foci == 1:
             self.focus_init = self.centroid.clone()
-        self.param_names = ["log_dw", "log_rho"] + ["x0", "y0", "z0"][: self.ndim]
+        else:
+            pts = ((core if len(core) else lesion) + 0.5) * spacing
+            if len(pts) < n_foci:
+                raise ValueError(
+                    f"n_foci: expected at most {len(pts)} foci for this lesion, received {n_foci}"
+                )
+            self.focus_init = kmeans_foci(pts, n_foci).reshape(-1)
+        axes = ["x0", "y0", "z0"][: self.ndim]
+        if n_foci == 1:
+            self.param_names = ["log_dw", "log_rho"] + axes
+        else:
+            self.param_names = ["log_dw", "log_rho"] + [
+                f"{a}[{k}]" for k in range(n_foci) for a in axes
+            ]
         self.theta: Tensor | None = None
         self.theta_cov: Tensor | None = None
         self.result: FitResult | None = None
@@ -274,7 +270,7 @@ class GliomaModel:
             if t_end is None
             else stable_steps(t, cfg["d_max"], cfg["spacing"], self.ndim)
         )
-        c0 = initial_condition(self.shape, theta[2:], cfg["spacing"], origin=self.origin)
+        c0 = self.initial_state(theta)
         return fk_forward(
             c0,
             self.faces,
@@ -286,15 +282,32 @@ class GliomaModel:
             tissue=self._brain,
         )
 
+    def foci(self, theta: Tensor | None = None) -> Tensor:
+        """The foci ``[n_foci, d]`` (mm) of ``theta`` (default: the fitted one)."""
+        if theta is None:
+            self._require_fit()
+            theta = self.theta
+        return theta[2:].reshape(self.n_foci, self.ndim)
+
+    def initial_state(self, theta: Tensor) -> Tensor:
+        r""":math:`c_0` on the crop ``[*crop]``: the focal Gaussian (``n_foci = 1``) or the
+        maximum of the focal Gaussians (differentiable in the foci)."""
+        cfg = self.config
+        if self.n_foci == 1:
+            return initial_condition(self.shape, theta[2:], cfg["spacing"], origin=self.origin)
+        return multifocal_initial_condition(
+            self.shape, self.foci(theta), cfg["spacing"], origin=self.origin
+        )[0]
+
     def jacobian(self, theta: Tensor) -> tuple[Tensor, Tensor]:
         r"""Residual vector ``r [m]`` and its Jacobian ``[m, 2 + d]`` by the tangent-linear FK model
         (one batched forward pass instead of ``2 + d`` forward-mode AD passes)."""
         cfg = self.config
         theta = theta.detach()
         p = theta.numel()
-        foc = theta[2:].clone().requires_grad_(False)
-        c0 = initial_condition(self.shape, foc, cfg["spacing"], origin=self.origin)
-        # d c0 / d focus_k = c0 * (x_k - focus_k) / w^2   (w = 3 mm)
+        foci = self.foci(theta)
+        c0, g = multifocal_initial_condition(self.shape, foci, cfg["spacing"], origin=self.origin)
+        # d c0 / d focus_jk = 1[j = argmax] g_j (x_k - focus_jk) / w^2   (w = 3 mm)
         axes = [
             self.origin[k]
             + (torch.arange(n, dtype=self.dtype, device=self.device) + 0.5) * cfg["spacing"]
@@ -302,8 +315,11 @@ class GliomaModel:
         ]
         grids = torch.meshgrid(*axes, indexing="ij")
         dc0 = torch.zeros((p, *self.shape), dtype=self.dtype, device=self.device)
-        for k in range(self.ndim):
-            dc0[2 + k] = c0 * (grids[k] - foc[k]) / 9.0
+        arg = g.argmax(0)
+        for j in range(self.n_foci):
+            gj = torch.where(arg == j, g[j], torch.zeros_like(g[j]))
+            for k in range(self.ndim):
+                dc0[2 + j * self.ndim + k] = gj * (grids[k] - foci[j, k]) / FOCAL_WIDTH_MM**2
         dw, rho = torch.exp(theta[0]), torch.exp(theta[1])
         e = torch.eye(p, dtype=self.dtype, device=self.device)
         c, dc = fk_forward_tangent(
@@ -353,7 +369,7 @@ class GliomaModel:
             [
                 ((theta[0] - pr["log_dw"][0]) / pr["log_dw"][1]).reshape(1),
                 ((theta[1] - pr["log_rho"][0]) / pr["log_rho"][1]).reshape(1),
-                (theta[2:] - self.centroid) / pr["focus_sd"],
+                (theta[2:] - self.centroid.repeat(self.n_foci)) / pr["focus_sd"],
             ]
         )
 
@@ -493,7 +509,8 @@ class GliomaModel:
     ) -> GliomaModel:
         """The same data, configuration and fitted posterior on another solver domain (e.g. a
         wider one than the fit's, to predict beyond it). Returns a new model."""
-        st = {k: getattr(self, k) for k in ("wm", "gm", "labels", "pet", "focus_init")}
+        st = {k: getattr(self, k) for k in ("wm", "gm", "labels", "pet")}
+        st["focus_init"] = self.focus_init.reshape(self.n_foci, self.ndim)
         cfg = self.config
         other = type(self)(
             st["wm"],
@@ -510,89 +527,6 @@ class GliomaModel:
         )
         other.theta, other.theta_cov = self.theta, self.theta_cov
         return other
-
-    def _require_fit(self) -> None:
-        if self.theta is None:
-            raise RuntimeError("GliomaModel: call fit() before asking for the posterior")
-
-    def estimates(self) -> dict[str, float]:
-        """Posterior means/sds of D_w, rho, focus, ell, v (delta method for derived ones)."""
-        self._require_fit()
-        th, sd = self.theta, self.theta_cov.diagonal().sqrt()
-        out = {"dw": math.exp(float(th[0])), "rho": math.exp(float(th[1]))}
-        for k, name in enumerate(["x0", "y0", "z0"][: self.ndim]):
-            out[name] = float(th[2 + k])
-            out[f"sd_{name}"] = float(sd[2 + k])
-        out["sd_log_dw"], out["sd_log_rho"] = float(sd[0]), float(sd[1])
-        out["ell"] = math.sqrt(out["dw"] / out["rho"])
-        out["v"] = 2 * math.sqrt(out["dw"] * out["rho"])
-        c = self.theta_cov
-        out["sd_log_ell"] = 0.5 * math.sqrt(max(float(c[0, 0] + c[1, 1] - 2 * c[0, 1]), 0.0))
-        out["sd_log_v"] = 0.5 * math.sqrt(max(float(c[0, 0] + c[1, 1] + 2 * c[0, 1]), 0.0))
-        return out
-
-    # -- posterior ----------------------------------------------------------------------------
-    def theta_posterior(self) -> GaussianPosterior:
-        r"""Laplace posterior :math:`\mathcal N(\theta^*, (J^\top J)^{-1})`, event ``[2 + d]``."""
-        self._require_fit()
-        return GaussianPosterior(self.theta, self.theta_cov)
-
-    def theta_draws(
-        self, num_samples: int = 200, num_chains: int = 1, seed: int | None = 0
-    ) -> Tensor:
-        """Draws ``[chain, draw, 2 + d]`` of the Laplace posterior."""
-        gen = torch.Generator(device=self.device)
-        gen.manual_seed(0 if seed is None else int(seed))
-        return self.theta_posterior().sample((num_chains, num_samples), generator=gen)
-
-    def posterior(
-        self,
-        x: Any = None,
-        *,
-        num_samples: int = 100,
-        seed: int | None = 0,
-        t_end: float | None = None,
-    ) -> SamplePosterior:
-        r"""Posterior of the tumour-cell map :math:`c(T)` (or at ``t_end``): forward solves of
-        Laplace draws of :math:`\theta`, a :class:`SamplePosterior` with draws
-        ``[1, num_samples, *grid]``. ``x`` is unused (the grid is the model's)."""
-        draws = self.theta_draws(num_samples, 1, seed)[0]
-        with torch.no_grad():
-            fields = self.full(torch.stack([self.forward(t, t_end) for t in draws]))
-        return SamplePosterior(fields[None], event_ndim=self.ndim)
-
-    def to_inference_data(
-        self, *, num_samples: int = 200, seed: int | None = 0, field: bool = True
-    ):
-        r"""ArviZ InferenceData: named draws ``D_w, rho, x0, y0[, z0], ell, v`` ``[chain, draw]``,
-        the map ``c`` (if ``field``), observed labels and the pointwise log likelihood of
-        the thresholds."""
-        th = self.theta_draws(num_samples, 2, seed)
-        post = {
-            "D_w": th[..., 0].exp(),
-            "rho": th[..., 1].exp(),
-            "ell": (0.5 * (th[..., 0] - th[..., 1])).exp(),
-            "v": 2 * (0.5 * (th[..., 0] + th[..., 1])).exp(),
-        }
-        for k, name in enumerate(["x0", "y0", "z0"][: self.ndim]):
-            post[name] = th[..., 2 + k]
-        dims = {}
-        coords = {}
-        if field:
-            with torch.no_grad():
-                c = self.full(
-                    torch.stack([torch.stack([self.forward(t) for t in ch]) for ch in th])
-                )
-            post["c"] = c
-            names = ["x", "y", "z"][: self.ndim]
-            dims = {"c": names, "labels": names}
-            coords = {
-                n: (np.arange(s) + 0.5) * self.config["spacing"]
-                for n, s in zip(names, self.full_shape)
-            }
-        return build_inference_data(
-            posterior=post, observed_data={"labels": self.labels}, coords=coords, dims=dims
-        )
 
     # -- persistence ----------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -652,6 +586,7 @@ class GliomaModel:
             noise_corr_mm=cfg["noise_corr_mm"],
             d_max=cfg["d_max"],
             prior=cfg["prior"],
+            n_foci=cfg.get("n_foci", 1),
             crop_margin_mm=cfg["crop_margin_mm"],
             crop_scale=cfg.get("crop_scale"),
             device=device,

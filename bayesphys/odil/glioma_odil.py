@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .._model import FitResult
-from ..problems.fisher_kolmogorov import fk_forward, fk_residual, initial_condition
+from ..problems.fisher_kolmogorov import fk_forward, fk_residual
 from .laplace import theta_covariance
 from .problem import DiscreteProblem
 from .solvers import minimize
@@ -45,7 +45,7 @@ def fit_joint_odil(
     dt = t_end / (nt - 1)
     sub = max(1, model.steps // (nt - 1))
     fwd_steps = sub * (nt - 1)
-    c0 = initial_condition(model.shape, model.theta[2:], cfg["spacing"], origin=model.origin)
+    c0 = model.initial_state(model.theta)
     _, traj = fk_forward(
         c0,
         model.faces,
@@ -61,7 +61,7 @@ def fit_joint_odil(
 
     def res(f, p):
         th = p["theta"]
-        c0_ = initial_condition(model.shape, th[2:], cfg["spacing"], origin=model.origin) * mask
+        c0_ = model.initial_state(th) * mask
         c = torch.cat([c0_[None], f["c"] * mask], 0)
         pde = (
             fk_residual(

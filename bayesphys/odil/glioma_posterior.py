@@ -1,0 +1,119 @@
+r"""Posterior side of :class:`~bayesphys.odil.GliomaModel`: estimates, Laplace draws of
+:math:`\theta = (\log D_w, \log\rho, \text{foci})` ``[2 + K d]``, tumour-cell map draws and the
+ArviZ export (Balcerak et al., GliODIL, arXiv 2312.05063; the posterior is ours).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..inference_data import build_inference_data
+from ..posterior import GaussianPosterior, SamplePosterior
+
+__all__ = ["GliomaPosteriorMixin"]
+
+
+class GliomaPosteriorMixin:
+    """Methods of :class:`~bayesphys.odil.GliomaModel` that read the fitted Laplace posterior
+    (``theta [2 + K d]``, ``theta_cov [2 + K d, 2 + K d]``)."""
+
+    def _require_fit(self) -> None:
+        if self.theta is None:
+            raise RuntimeError("GliomaModel: call fit() before asking for the posterior")
+
+    def estimates(self) -> dict[str, float]:
+        """Posterior means/sds of D_w, rho, focus, ell, v (delta method for derived ones).
+
+        ``foci``/``sd_foci``: ``[n_foci][d]`` lists; with one focus also ``x0, y0[, z0]`` and
+        their sds."""
+        self._require_fit()
+        th, sd = self.theta, self.theta_cov.diagonal().sqrt()
+        out = {"dw": math.exp(float(th[0])), "rho": math.exp(float(th[1]))}
+        if self.n_foci == 1:
+            for k, name in enumerate(["x0", "y0", "z0"][: self.ndim]):
+                out[name] = float(th[2 + k])
+                out[f"sd_{name}"] = float(sd[2 + k])
+        out["foci"] = self.foci().tolist()
+        out["sd_foci"] = sd[2:].reshape(self.n_foci, self.ndim).tolist()
+        out["sd_log_dw"], out["sd_log_rho"] = float(sd[0]), float(sd[1])
+        out["ell"] = math.sqrt(out["dw"] / out["rho"])
+        out["v"] = 2 * math.sqrt(out["dw"] * out["rho"])
+        c = self.theta_cov
+        out["sd_log_ell"] = 0.5 * math.sqrt(max(float(c[0, 0] + c[1, 1] - 2 * c[0, 1]), 0.0))
+        out["sd_log_v"] = 0.5 * math.sqrt(max(float(c[0, 0] + c[1, 1] + 2 * c[0, 1]), 0.0))
+        return out
+
+    # -- posterior ----------------------------------------------------------------------------
+    def theta_posterior(self) -> GaussianPosterior:
+        r"""Laplace posterior :math:`\mathcal N(\theta^*, (J^\top J)^{-1})`, event ``[2 + d]``."""
+        self._require_fit()
+        return GaussianPosterior(self.theta, self.theta_cov)
+
+    def theta_draws(
+        self, num_samples: int = 200, num_chains: int = 1, seed: int | None = 0
+    ) -> Tensor:
+        """Draws ``[chain, draw, 2 + d]`` of the Laplace posterior."""
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(0 if seed is None else int(seed))
+        return self.theta_posterior().sample((num_chains, num_samples), generator=gen)
+
+    def posterior(
+        self,
+        x: Any = None,
+        *,
+        num_samples: int = 100,
+        seed: int | None = 0,
+        t_end: float | None = None,
+    ) -> SamplePosterior:
+        r"""Posterior of the tumour-cell map :math:`c(T)` (or at ``t_end``): forward solves of
+        Laplace draws of :math:`\theta`, a :class:`SamplePosterior` with draws
+        ``[1, num_samples, *grid]``. ``x`` is unused (the grid is the model's)."""
+        draws = self.theta_draws(num_samples, 1, seed)[0]
+        with torch.no_grad():
+            fields = self.full(torch.stack([self.forward(t, t_end) for t in draws]))
+        return SamplePosterior(fields[None], event_ndim=self.ndim)
+
+    def to_inference_data(
+        self, *, num_samples: int = 200, seed: int | None = 0, field: bool = True
+    ):
+        r"""ArviZ InferenceData: named draws ``D_w, rho, x0, y0[, z0], ell, v`` ``[chain, draw]``,
+        the map ``c`` (if ``field``), observed labels and the pointwise log likelihood of
+        the thresholds."""
+        th = self.theta_draws(num_samples, 2, seed)
+        post = {
+            "D_w": th[..., 0].exp(),
+            "rho": th[..., 1].exp(),
+            "ell": (0.5 * (th[..., 0] - th[..., 1])).exp(),
+            "v": 2 * (0.5 * (th[..., 0] + th[..., 1])).exp(),
+        }
+        dims, coords = {}, {}
+        for k, name in enumerate(["x0", "y0", "z0"][: self.ndim]):
+            post[name] = th[..., 2 + k :: self.ndim]  # [chain, draw, n_foci]
+            if self.n_foci == 1:
+                post[name] = post[name][..., 0]
+            else:
+                dims[name] = ["focus"]
+        if self.n_foci > 1:
+            coords["focus"] = np.arange(self.n_foci)
+        if field:
+            with torch.no_grad():
+                c = self.full(
+                    torch.stack([torch.stack([self.forward(t) for t in ch]) for ch in th])
+                )
+            post["c"] = c
+            names = ["x", "y", "z"][: self.ndim]
+            dims.update({"c": names, "labels": names})
+            coords.update(
+                {
+                    n: (np.arange(s) + 0.5) * self.config["spacing"]
+                    for n, s in zip(names, self.full_shape)
+                }
+            )
+        return build_inference_data(
+            posterior=post, observed_data={"labels": self.labels}, coords=coords, dims=dims
+        )

@@ -1,0 +1,118 @@
+"""Multi-focal glioma model: initial state, starting foci, Jacobian, evidence choice, I/O."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bayesphys.odil import (
+    GliomaModel,
+    kmeans_foci,
+    log_evidence,
+    multifocal_initial_condition,
+    select_n_foci,
+)
+from bayesphys.problems.fisher_kolmogorov import initial_condition
+from bayesphys.problems.glioma import brain_phantom, synthetic_patient
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return brain_phantom(32, 4.0)
+
+
+def _model(p, **kw):
+    return GliomaModel.from_patient(p, **kw)
+
+
+def test_multifocal_initial_condition_is_the_max_of_the_gaussians():
+    foci = torch.tensor([[20.0, 30.0], [40.0, 35.0], [30.0, 50.0]], dtype=torch.float64)
+    c0, g = multifocal_initial_condition((32, 32), foci, 2.0)
+    ref = torch.stack([initial_condition((32, 32), f, 2.0) for f in foci]).amax(0)
+    assert g.shape == (3, 32, 32)
+    torch.testing.assert_close(c0, ref, rtol=0, atol=0)
+    one, _ = multifocal_initial_condition((32, 32), foci[:1], 2.0)
+    torch.testing.assert_close(one, initial_condition((32, 32), foci[0], 2.0), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="foci"):
+        multifocal_initial_condition((32, 32), foci[:, :1], 2.0)
+
+
+def test_kmeans_finds_separated_clusters_deterministically():
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [20.0, 0.0], [0.0, 20.0]], dtype=torch.float64)
+    pts = torch.cat([c + torch.randn(50, 2, generator=gen, dtype=torch.float64) for c in centres])
+    found = kmeans_foci(pts, 3)
+    d = torch.cdist(found, centres)
+    assert float(d.min(1).values.max()) < 1.0  # every centre found ...
+    assert sorted(d.argmin(1).tolist()) == [0, 1, 2]  # ... once
+    torch.testing.assert_close(kmeans_foci(pts, 3), found, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="points"):
+        kmeans_foci(pts[:0], 2)
+    with pytest.raises(ValueError, match="k"):
+        kmeans_foci(pts, 0)
+
+
+def test_multifocal_jacobian_matches_autodiff(phantom):
+    p = synthetic_patient(104, phantom=phantom, extra_foci=2)
+    m = _model(p, n_foci=3)
+    th = m._theta0().clone()
+    th[2:] += 0.7  # away from the k-means start, foci still distinct
+    r, jac = m.jacobian(th)
+    assert jac.shape == (len(r), 2 + 3 * 2)
+
+    def vec(t):
+        res = m.residuals(t)
+        return torch.cat([res[k].reshape(-1) for k in ("seg1", "seg2", "prior")])
+
+    torch.testing.assert_close(r, vec(th), rtol=1e-10, atol=1e-12)
+    ref = torch.func.jacfwd(vec)(th)
+    torch.testing.assert_close(jac, ref, rtol=1e-7, atol=1e-9)
+
+
+def test_evidence_prefers_one_focus_for_single_focal_and_more_for_three_focal(phantom):
+    single = synthetic_patient(101, phantom=phantom)
+    best, scores = select_n_foci(lambda k: _model(single, n_foci=k), (1, 3), progress=False)
+    assert best.n_foci == 1 and scores[1] > scores[3]
+    multi = synthetic_patient(102, phantom=phantom, extra_foci=2)
+    best, scores = select_n_foci(lambda k: _model(multi, n_foci=k), (1, 3), progress=False)
+    assert best.n_foci == 3 and scores[3] > scores[1]
+    assert scores[3] == pytest.approx(log_evidence(best), rel=1e-12)
+    # the three-focal fit finds every true focus to within one voxel (4 mm)
+    est, true = np.asarray(best.estimates()["foci"]), np.asarray(multi["foci"])
+    d = np.linalg.norm(est[:, None] - true[None], axis=-1)
+    assert d.min(0).max() < 4.0
+    with pytest.raises(ValueError, match="candidates"):
+        select_n_foci(lambda k: _model(multi, n_foci=k), (0, 1))
+
+
+def test_multifocal_save_load_and_inference_data(phantom, tmp_path):
+    p = synthetic_patient(102, phantom=phantom, extra_foci=2)
+    m = _model(p, n_foci=2)
+    m.fit(progress=False, steps=5)
+    assert m.param_names == ["log_dw", "log_rho", "x0[0]", "y0[0]", "x0[1]", "y0[1]"]
+    assert m.theta.shape == (6,) and len(m.estimates()["foci"]) == 2
+    back = GliomaModel.load(m.save(tmp_path / "m.pt"))
+    assert back.n_foci == 2
+    torch.testing.assert_close(back.theta, m.theta, rtol=0, atol=0)
+    torch.testing.assert_close(back.forward(back.theta), m.forward(m.theta), rtol=0, atol=0)
+    wide = m.recrop(crop_margin_mm=8.0)
+    assert wide.n_foci == 2 and wide.theta is m.theta
+    idata = m.to_inference_data(num_samples=5, field=False)
+    assert idata.posterior["x0"].dims == ("chain", "draw", "focus")
+    assert idata.posterior["x0"].shape == (2, 5, 2)
+    assert math.isfinite(float(idata.posterior["D_w"].mean()))
+
+
+def test_multifocal_bad_input(phantom):
+    p = synthetic_patient(102, phantom=phantom, extra_foci=2)
+    with pytest.raises(ValueError, match="n_foci"):
+        _model(p, n_foci=0)
+    with pytest.raises(ValueError, match="n_foci"):
+        _model(p, n_foci=True)
+    with pytest.raises(ValueError, match="focus_init"):
+        _model(p, n_foci=2, focus_init=[60.0, 60.0])
+    with pytest.raises(ValueError, match="focus_init"):
+        _model(p, n_foci=2, focus_init=[[60.0, 60.0], [0.5, 0.5]])  # second one outside
