@@ -42,6 +42,7 @@ from bayesphys.odil import (
     GliomaModel,
     d1,
     d2,
+    focus_error_mm,
     minimize,
     nuts_reference,
     select_n_foci,
@@ -424,15 +425,6 @@ def _b4_case(m: GliomaModel, p: dict, mask, seed: int, n_draws: int = 30) -> dic
             out[f"{pname}_{rname}"] = recurrence_coverage(plan, rec)
     out["n_rec_any"] = int(((p["c_future"].cpu() >= p["th_down"]) & (labels < 2)).sum())
     return out
-
-
-def focus_error_mm(est: list, true: list) -> float:
-    """Symmetric mean nearest-focus distance (mm) between estimated and true foci
-    (``[K][d]`` lists): the mean over true foci of the distance to the nearest estimate, averaged
-    with the same over estimates. Equals the plain focus distance for one focus each, and
-    penalises both missed and spurious foci."""
-    d = np.linalg.norm(np.asarray(est)[:, None] - np.asarray(true)[None], axis=-1)
-    return float(0.5 * (d.min(0).mean() + d.min(1).mean()))
 
 
 def atlas_case(

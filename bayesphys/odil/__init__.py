@@ -20,7 +20,13 @@ References
 """
 
 from ..problems.stencil import d1, d2, div_flux, face_average, laplacian, shift
-from .foci import kmeans_foci, log_evidence, multifocal_initial_condition, select_n_foci
+from .foci import (
+    focus_error_mm,
+    kmeans_foci,
+    log_evidence,
+    multifocal_initial_condition,
+    select_n_foci,
+)
 from .glioma import GliomaModel
 from .laplace import dense_gn_matrix, field_posterior, gn_matvec, theta_covariance
 from .multigrid import Multigrid
@@ -33,6 +39,7 @@ __all__ = [
     "DiscreteProblem",
     "GliomaModel",
     "select_n_foci",
+    "focus_error_mm",
     "log_evidence",
     "kmeans_foci",
     "multifocal_initial_condition",

@@ -13,6 +13,7 @@ import torch
 
 from ..inference_data import save_netcdf
 from ..problems.glioma import brain_phantom, synthetic_patient
+from .foci import focus_error_mm, select_n_foci
 from .glioma import GliomaModel
 from .radiotherapy import model_plan, recurrence_coverage, standard_margin_plan
 
@@ -30,11 +31,14 @@ def glioma_case(
     progress: bool = False,
     name: str = "odil",
     atlas: bool = False,
+    foci: int = 1,
 ) -> dict:
     """Simulate, fit, export and plot one synthetic patient; returns figures and paths.
 
     ``atlas``: use the MNI152 axial slice (:func:`~bayesphys.problems.glioma.mni_atlas`, needs
-    nilearn; 4 mm if ``small`` else 2 mm) instead of the analytic phantom."""
+    nilearn; 4 mm if ``small`` else 2 mm) instead of the analytic phantom. ``foci``: number of
+    foci of the simulated tumour; with more than one the model's number of foci (1-3) is chosen
+    by Laplace evidence (:func:`~bayesphys.odil.select_n_foci`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -49,10 +53,18 @@ def glioma_case(
     else:
         ph = brain_phantom(n, h)
         plan_mask = ph["brain"].cpu()
-    p = synthetic_patient(seed, phantom=ph)
+    p = synthetic_patient(seed, phantom=ph, extra_foci=foci - 1)
     t0 = time.perf_counter()
-    model = GliomaModel.from_patient(p, use_pet=pet, device=device, seed=seed)
-    res = model.fit(progress=progress)
+
+    def make(k: int) -> GliomaModel:
+        return GliomaModel.from_patient(p, use_pet=pet, device=device, seed=seed, n_foci=k)
+
+    if foci > 1:
+        model, evidence = select_n_foci(make, (1, 2, 3), progress=progress)
+        res = model.result
+    else:
+        model, evidence = make(1), {}
+        res = model.fit(progress=progress)
     post = model.posterior(num_samples=num_samples, seed=seed)
     q05, q50, q95 = (post.quantile([0.05, 0.5, 0.95])).cpu()
     seconds = time.perf_counter() - t0
@@ -118,7 +130,9 @@ def glioma_case(
         "seconds": seconds,
         "rel_err_l": abs(est["ell"] / tr["ell"] - 1),
         "rel_err_v": abs(est["v"] / tr["v"] - 1),
-        "focus_err_mm": math.hypot(est["x0"] - tr["x0"], est["y0"] - tr["y0"]),
+        "focus_err_mm": focus_error_mm(est["foci"], p["foci"]),
+        "n_foci": model.n_foci,
+        "log_evidence": evidence,
         "z_log_v": lv,
         "rt_coverage_model": cov_model,
         "rt_coverage_standard": cov_std,

@@ -34,7 +34,13 @@ from ..problems.fisher_kolmogorov import initial_condition
 if TYPE_CHECKING:
     from .glioma import GliomaModel
 
-__all__ = ["multifocal_initial_condition", "kmeans_foci", "log_evidence", "select_n_foci"]
+__all__ = [
+    "multifocal_initial_condition",
+    "kmeans_foci",
+    "log_evidence",
+    "select_n_foci",
+    "focus_error_mm",
+]
 
 FOCAL_WIDTH_MM = 3.0
 
@@ -127,3 +133,17 @@ def select_n_foci(
         if best is None or scores[k] > scores[best.n_foci]:
             best = m
     return best, scores
+
+
+def focus_error_mm(est: Any, true: Any) -> float:
+    r"""Distance (mm) between estimated foci ``[K, d]`` and true foci ``[K', d]``: the mean over
+    true foci of the distance to the nearest estimate, averaged with the same over estimates,
+
+    .. math:: \tfrac12\Big(\tfrac1{K'}\sum_j \min_k |\hat x_k - x_j|
+              + \tfrac1K\sum_k \min_j |\hat x_k - x_j|\Big).
+
+    The plain focus distance for one focus each; missed and spurious foci both count."""
+    e = torch.as_tensor(est, dtype=torch.float64).reshape(-1, torch.as_tensor(true).shape[-1])
+    t = torch.as_tensor(true, dtype=torch.float64).reshape(-1, e.shape[-1])
+    d = torch.cdist(e, t)
+    return float(0.5 * (d.min(0).values.mean() + d.min(1).values.mean()))

@@ -35,3 +35,16 @@ def test_example_smoke_atlas(tmp_path):
     out = main(["--smoke", "--atlas", "--out", str(tmp_path), "--seed", "2"])
     assert (tmp_path / "glioma.png").exists()
     assert out["focus_err_mm"] < 4.0 and 0.0 <= out["rt_coverage_model"] <= 1.0
+
+
+def test_example_smoke_three_foci(tmp_path, capsys):
+    out = main(["--smoke", "--foci", "3", "--out", str(tmp_path), "--seed", "2"])
+    text = capsys.readouterr().out
+    assert "foci chosen by Laplace evidence" in text
+    assert set(out["log_evidence"]) == {1, 2, 3}
+    best = max(out["log_evidence"], key=out["log_evidence"].get)
+    assert out["n_foci"] == best
+    assert out["focus_err_mm"] < 8.0  # two voxels at 4 mm
+    idata = load_netcdf(tmp_path / "glioma.nc")
+    if out["n_foci"] > 1:
+        assert idata.posterior["x0"].dims == ("chain", "draw", "focus")

@@ -10,6 +10,7 @@ import torch
 
 from bayesphys.odil import (
     GliomaModel,
+    focus_error_mm,
     kmeans_foci,
     log_evidence,
     multifocal_initial_condition,
@@ -116,3 +117,15 @@ def test_multifocal_bad_input(phantom):
         _model(p, n_foci=2, focus_init=[60.0, 60.0])
     with pytest.raises(ValueError, match="focus_init"):
         _model(p, n_foci=2, focus_init=[[60.0, 60.0], [0.5, 0.5]])  # second one outside
+
+
+def test_focus_error_counts_missed_and_spurious_foci():
+    true = [[0.0, 0.0], [10.0, 0.0]]
+    assert focus_error_mm([[3.0, 4.0]], [[0.0, 0.0]]) == pytest.approx(5.0)
+    assert focus_error_mm([[10.0, 0.0], [0.0, 0.0]], true) == pytest.approx(0.0)
+    # one estimate at the first focus: the second true focus is 10 mm from it
+    assert focus_error_mm([[0.0, 0.0]], true) == pytest.approx(0.5 * (5.0 + 0.0))
+    # a spurious third estimate 20 mm away is penalised
+    assert focus_error_mm([[0.0, 0.0], [10.0, 0.0], [30.0, 0.0]], true) == pytest.approx(
+        0.5 * (0.0 + 20.0 / 3)
+    )
