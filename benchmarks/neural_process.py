@@ -6,6 +6,11 @@ random, clustered), B1 Burgers, C1 cost (steps per second; steps for RGNP to rea
 P1 error). RGNP trains for the same wall time as R0 on each problem.
 
     python benchmarks/neural_process.py [--quick] [--out DIR] [--device cpu] [--steps 500]
+        [--only P1,C1,P3,P2,B1,P1-10] [--merge]
+
+``--only`` runs the listed rows (``P1-10``: R0's matched 10-step row); ``--merge`` keeps the rows
+of the existing results file that were not re-run (rows are replaced per problem id, the
+10-step row separately) and records both commands.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ from bayesphys.neural_process import (
     RandomGridNP,
     evaluate_burgers,
     evaluate_poisson,
+    information_oracle,
     invariance_study,
+    match_oracle_sigma,
 )
 from bayesphys.problems.rgnp import burgers_test_set, poisson_sensor_data, poisson_test_set
 
@@ -49,6 +56,38 @@ KEYS = (
     "nll_z",
     "crps_z",
 )
+
+
+ALL_ROWS = ("P1-10", "P1", "C1", "P3", "P2", "B1")
+
+
+def _group(row: dict) -> str:
+    matched = str(row.get("note") or "").startswith("matched 10 steps")
+    return "P1-10" if row["problem"] == "P1" and matched else row["problem"]
+
+
+def merge_rows(rows: list[dict], cmd: str, out: Path | None) -> tuple[list[dict], str]:
+    """Replace the groups re-run in ``rows`` inside the existing results file's rows."""
+    path = (out or Path(__file__).resolve().parent / "results") / "neural_process.json"
+    if not path.exists():
+        return rows, cmd
+    old = json.loads(path.read_text())
+    new_groups = {_group(r) for r in rows}
+    merged: list[dict] = []
+    placed: set[str] = set()
+    for r in old["rows"]:
+        g = _group(r)
+        if g not in new_groups:
+            merged.append(r)
+        elif g not in placed:
+            merged += [n for n in rows if _group(n) == g]
+            placed.add(g)
+    merged += [n for n in rows if _group(n) not in placed and _group(n) in new_groups - placed]
+    kept = sorted({_group(r) for r in old["rows"]} - new_groups)
+    prev = old["command"].split(" · rows ")[0]
+    return merged, f"{prev} · rows {', '.join(sorted(new_groups))} re-run by: {cmd}" + (
+        f" (rows {', '.join(kept)} from the first command)" if kept else ""
+    )
 
 
 def _pick(m: dict, keys=KEYS) -> dict:
@@ -93,7 +132,9 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--burgers-seconds", type=float, default=None)
     ap.add_argument("--n-test", type=int, default=None)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--skip", default="", help="comma list of P1,P2,P3,B1,C1 to skip")
+    ap.add_argument("--skip", default="", help="comma list of P1,P2,P3,B1,C1,P1-10 to skip")
+    ap.add_argument("--only", default="", help="comma list of rows to run (the rest skipped)")
+    ap.add_argument("--merge", action="store_true", help="keep existing rows not re-run")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     q = args.quick
@@ -101,6 +142,8 @@ def main(argv: list[str] | None = None) -> Path:
     n_test = args.n_test or (100 if q else 1000)
     b_sec = args.burgers_seconds or (10.0 if q else 300.0)
     skip = set(filter(None, args.skip.split(",")))
+    if args.only:
+        skip |= set(ALL_ROWS) - set(args.only.split(","))
     dev = args.device
     out = args.out or (tempfile.mkdtemp(prefix="bench_np_") if q else None)
     t_all = time.perf_counter()
@@ -117,17 +160,18 @@ def main(argv: list[str] | None = None) -> Path:
         }
 
     # matched-steps check against the reference TF run (10 steps, untrained pipeline)
-    m10, r10 = _train("poisson", "R0", steps=10, device=dev)
-    rows.append(
-        bench_row(
-            "P1",
-            "R0",
-            {**_pick(evaluate_poisson(m10, test)), **cost(r10)},
-            setting={"steps": 10},
-            anchor={"source": SRC_TF, "metrics": TF_10_STEPS},
-            note="matched 10 steps: both are essentially untrained",
+    if "P1-10" not in skip:
+        m10, r10 = _train("poisson", "R0", steps=10, device=dev)
+        rows.append(
+            bench_row(
+                "P1",
+                "R0",
+                {**_pick(evaluate_poisson(m10, test)), **cost(r10)},
+                setting={"steps": 10},
+                anchor={"source": SRC_TF, "metrics": TF_10_STEPS},
+                note="matched 10 steps: both are essentially untrained",
+            )
         )
-    )
     p1 = {}
     if "P1" not in skip:
         m_r0, r_r0 = _train("poisson", "R0", steps=steps, device=dev)
@@ -191,6 +235,29 @@ def main(argv: list[str] | None = None) -> Path:
             for r in invariance_study(model, test):
                 setting = {"n_points": r.pop("n_points"), "layout": r.pop("layout")}
                 rows.append(bench_row("P3", meth, _pick(r), setting=setting))
+        # information check: linearised Bayes error of any estimator, at the budget noise that
+        # matches RGNP's own uniform N = 199 error (is the clustered loss information or network?)
+        target = next(
+            r["metrics"]["nse_z"]
+            for r in rows
+            if r["problem"] == "P3"
+            and r["method"] == "RGNP"
+            and r["setting"] == {"n_points": 199, "layout": "uniform"}
+        )
+        sig = match_oracle_sigma(test, target)
+        for r in information_oracle(test, sig):
+            setting = {"n_points": r.pop("n_points"), "layout": r.pop("layout")}
+            rows.append(
+                bench_row(
+                    "P3",
+                    "oracle",
+                    {**r, "sigma_budget": sig},
+                    setting=setting,
+                    note="linearised Bayes (Laplace) error of any estimator from the same points, "
+                    "fixed information budget, noise matched to RGNP's uniform N=199 error "
+                    "(200 cases; information_oracle)",
+                )
+            )
     if "P2" not in skip:
         data = poisson_sensor_data(n_test, seed=1)
         m_r0, r_r0 = _train("poisson", "R0", steps=steps, device=dev, data=data)
@@ -226,11 +293,14 @@ def main(argv: list[str] | None = None) -> Path:
     cmd = "python benchmarks/neural_process.py " + " ".join(
         argv if argv is not None else sys.argv[1:]
     )
+    cmd = cmd.strip()
+    if args.merge:
+        rows, cmd = merge_rows(rows, cmd, Path(out) if out else None)
     path = write_results(
         "neural_process",
         rows,
         quick=q,
-        command=cmd.strip(),
+        command=cmd,
         out=out,
         device=str(dev),
         extra={"total_seconds": time.perf_counter() - t_all},

@@ -14,7 +14,13 @@ A. Vadeboncoeur, I. Kazlauskaite, Y. Papandreou, F. Cirak, M. Girolami, Ö. D. A
 * :mod:`.evaluate` — test-set metrics (NSE, 2-sigma coverage, NLL, CRPS).
 """
 
-from .evaluate import evaluate_burgers, evaluate_poisson, invariance_study
+from .evaluate import (
+    evaluate_burgers,
+    evaluate_poisson,
+    information_oracle,
+    invariance_study,
+    match_oracle_sigma,
+)
 from .forward import ForwardNet
 from .gicnet import GICNet, KernelInterpolation
 from .grids import AdaptiveGrid, GridMeasure, SobolGrid, UniformGrid, check_points, make_grid
@@ -38,6 +44,8 @@ __all__ = [
     "field_marginal",
     "get_problem",
     "invariance_study",
+    "information_oracle",
+    "match_oracle_sigma",
     "make_grid",
     "physics_elbo",
     "preset",

@@ -10,6 +10,7 @@ GP at the true :math:`(z, w)`; inverse: GICNet on the reference field, boundary 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,8 @@ __all__ = [
     "invariance_study",
     "field_metrics",
     "parameter_metrics",
+    "information_oracle",
+    "match_oracle_sigma",
 ]
 
 
@@ -171,3 +174,74 @@ def evaluate_burgers(
     mz, vz = _batched(inv, u.shape[0], batch)
     out.update(parameter_metrics(mz, vz, z))
     return out
+
+
+def information_oracle(
+    test: dict[str, Any],
+    sigma: float,
+    n_points=(10, 30, 100, 199),
+    layouts=("uniform", "random", "clustered"),
+    *,
+    n_cases: int = 200,
+    seed: int = 0,
+    fd_step: float = 1e-4,
+    jac: np.ndarray | None = None,
+) -> list[dict[str, Any]]:
+    r"""P3 information check: the linearised Bayes (Laplace) error of *any* estimator of ``z``.
+
+    For each test case the sensitivities :math:`J = \partial u / \partial z` ``[201, 5]`` come from
+    the reference solver (central differences). Observing :math:`u` at the :math:`N` points of a
+    layout with a **fixed information budget** (per-point noise variance :math:`N\sigma^2`, so the
+    total does not grow with :math:`N` and only *where* the points lie matters) and a Gaussian
+    prior of the uniform box's variance (1/3) gives the posterior covariance
+    :math:`\Sigma = (\tfrac{1}{N\sigma^2} J_X^\top J_X + 3I)^{-1}` and the expected
+    :math:`\mathrm{NSE}_z \approx \operatorname{tr}\Sigma / \lVert z\rVert^2` of the Bayes
+    estimator. Returns rows ``{"n_points", "layout", "nse_z"}`` (mean over ``n_cases``).
+    ``jac``: precomputed :func:`sensitivities` (else computed here).
+    """
+    from ..problems.rgnp import invariance_points
+
+    z, x = test["z"][:n_cases], test["x"]
+    jac = sensitivities(test, n_cases=n_cases, fd_step=fd_step) if jac is None else jac
+    zz = (z**2).sum(-1)
+    rows = []
+    for lay in layouts:
+        for n in n_points:
+            xp = invariance_points(int(n), lay, seed=seed)
+            jp = np.stack(
+                [
+                    np.stack([np.interp(xp, x, jc[:, k]) for k in range(z.shape[1])], -1)
+                    for jc in jac
+                ]
+            )
+            fisher = np.einsum("cnk,cnl->ckl", jp, jp) / (sigma**2 * int(n))
+            cov = np.linalg.inv(fisher + 3.0 * np.eye(z.shape[1]))
+            nse = np.trace(cov, axis1=1, axis2=2) / zz
+            rows.append({"n_points": int(n), "layout": lay, "nse_z": float(nse.mean())})
+    return rows
+
+
+def sensitivities(test: dict[str, Any], *, n_cases: int = 200, fd_step: float = 1e-4):
+    """``dU/dz`` ``[n_cases, n_nodes, dim_z]`` of the reference Poisson solver (central
+    differences of :func:`~bayesphys.problems.rgnp.solve_poisson`)."""
+    from ..problems.rgnp import solve_poisson
+
+    z, w = test["z"][:n_cases], test["w"][:n_cases, 0]
+    jac = np.zeros((len(z), len(test["x"]), z.shape[1]))
+    for k in range(z.shape[1]):
+        e = np.zeros(z.shape[1])
+        e[k] = fd_step
+        jac[:, :, k] = (solve_poisson(z + e, w)[1] - solve_poisson(z - e, w)[1]) / (2 * fd_step)
+    return jac
+
+
+def match_oracle_sigma(test: dict[str, Any], target: float, **kw) -> float:
+    """The budget noise ``sigma`` at which :func:`information_oracle`'s uniform ``N = 199`` error
+    equals ``target`` (e.g. the network's own uniform error), by bisection in log ``sigma``."""
+    kw.setdefault("jac", sensitivities(test, n_cases=kw.get("n_cases", 200)))
+    lo, hi = math.log(1e-5), math.log(1.0)
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        v = information_oracle(test, math.exp(mid), (199,), ("uniform",), **kw)[0]["nse_z"]
+        lo, hi = (mid, hi) if v < target else (lo, mid)
+    return math.exp(0.5 * (lo + hi))

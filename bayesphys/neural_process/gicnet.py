@@ -51,13 +51,22 @@ class KernelInterpolation(nn.Module):
         ell = torch.logspace(math.log10(ell_max), math.log10(ell_min), channels)
         self.log_ell = nn.Parameter(ell.log())
 
-    def forward(self, x: Tensor, feat: Tensor) -> Tensor:
-        """``x`` ``[B, N, d]``, ``feat`` ``[B, N, P]`` -> ``[B, P, M]``."""
+    def forward(self, x: Tensor, feat: Tensor, density: bool = False):
+        r"""``x`` ``[B, N, d]``, ``feat`` ``[B, N, P]`` -> ``[B, P, M]``.
+
+        ``density=True`` also returns the per-channel point density
+        :math:`\rho_j(g) = \frac1N\sum_i k_j(g, x_i)` ``[B, P, M]`` (a mean, not a sum, so it
+        does not grow with ``N``): where it is small the interpolated value is an extrapolation.
+        """
         d2 = torch.cdist(self.grid.to(x.dtype).expand(x.shape[0], -1, -1), x).pow(2)  # [B, M, N]
         inv = 0.5 / self.log_ell.exp().pow(2).to(x.dtype)  # [P]
         k = torch.exp(-d2.unsqueeze(1) * inv[None, :, None, None])  # [B, P, M, N]
         num = torch.einsum("bpmn,bnp->bpm", k, feat)
-        return num / (k.sum(-1) + 1e-6)
+        ks = k.sum(-1)
+        h = num / (ks + 1e-6)
+        if density:
+            return h, ks / x.shape[1]
+        return h
 
 
 class GICNet(nn.Module):
@@ -71,6 +80,8 @@ class GICNet(nn.Module):
     conv_layers, conv_channels: CNN. dense: the two linear layers after Flatten.
     trunk, trunk_layers: MLP on ``w``. head, head_layers: final MLP. rank: low-rank columns.
     var_lo: lower bound of the diagonal variance.
+    density: append the ``P`` normalised point-density channels rho_j(g) to the CNN
+    input (ConvCNP-style; tells the CNN where the interpolated values are extrapolations).
     """
 
     def __init__(
@@ -97,6 +108,7 @@ class GICNet(nn.Module):
         var_hi: float = 1.0,
         ell_max: float = 1.0,
         ell_min: float = 1e-3,
+        density: bool = False,
     ):
         super().__init__()
         if dim_x not in (1, 2):
@@ -110,7 +122,8 @@ class GICNet(nn.Module):
         conv = nn.Conv1d if dim_x == 1 else nn.Conv2d
         k = 3 if dim_x == 1 else 2
         cnn: list[nn.Module] = []
-        cin = channels + dim_x
+        self.density = bool(density)
+        cin = channels * (2 if self.density else 1) + dim_x
         for _ in range(conv_layers):
             cnn += [conv(cin, conv_channels, k), nn.SiLU()]
             cin = conv_channels
@@ -130,9 +143,12 @@ class GICNet(nn.Module):
         if v.ndim == 2:
             v = v.unsqueeze(-1)
         bsz = x.shape[0]
-        h = self.kip(x, self.lift(v))  # [B, P, M]
         g = self.kip.grid.to(x.dtype).mT.expand(bsz, -1, -1)  # [B, dim_x, M]
-        h = torch.cat([h, g], 1)
+        if self.density:
+            h, rho = self.kip(x, self.lift(v), density=True)  # [B, P, M] each
+            h = torch.cat([h, rho, g], 1)
+        else:
+            h = torch.cat([self.kip(x, self.lift(v)), g], 1)
         if self.dim_x == 2:
             h = h.reshape(bsz, h.shape[1], self.latent, self.latent)
         b = self.dense(self.cnn(h).flatten(1))

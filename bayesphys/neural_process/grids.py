@@ -15,6 +15,12 @@ by Monte Carlo, one fresh grid per instance per step (Vadeboncoeur et al., ICML 
   expectation as under the uniform measure (unbiased); the defensive mixture keeps
   :math:`\omega_i \le 1/(1-\alpha)`.
 
+* :class:`LayoutMixture` — **not** a collocation measure (biased on purpose): observation
+  layouts for training the inverse network on clustered / gappy point sets. Per instance, with
+  probability ``p_uniform`` i.i.d. uniform points, otherwise a mixture of ``K ~ U{1..max_clusters}``
+  Gaussian clusters with centres uniform in the box and sd log-uniform in ``[sd_min, sd_max]``
+  (relative to the box side), clipped into the box. Weights are ones.
+
 Every ``sample(batch, n)`` returns ``(points [batch, n, dim], weights [batch, n])``.
 """
 
@@ -25,7 +31,15 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["GridMeasure", "UniformGrid", "SobolGrid", "AdaptiveGrid", "check_points", "make_grid"]
+__all__ = [
+    "GridMeasure",
+    "UniformGrid",
+    "SobolGrid",
+    "AdaptiveGrid",
+    "LayoutMixture",
+    "check_points",
+    "make_grid",
+]
 
 MARGIN = 1e-5
 
@@ -224,9 +238,56 @@ class AdaptiveGrid(GridMeasure):
         self.initialised = bool(state["initialised"])
 
 
+class LayoutMixture(GridMeasure):
+    """Uniform or clustered observation layouts (see the module docstring; not unbiased)."""
+
+    def __init__(
+        self,
+        lower,
+        upper,
+        margin: float = MARGIN,
+        *,
+        p_uniform: float = 0.3,
+        max_clusters: int = 3,
+        sd_min: float = 0.03,
+        sd_max: float = 0.3,
+    ):
+        super().__init__(lower, upper, margin)
+        if not 0.0 <= p_uniform <= 1.0:
+            raise ValueError(f"p_uniform: expected a value in [0, 1], received {p_uniform}")
+        if not 0 < sd_min <= sd_max:
+            raise ValueError(
+                f"sd_min/sd_max: expected 0 < sd_min <= sd_max, received {sd_min}, {sd_max}"
+            )
+        self.p_uniform, self.max_clusters = float(p_uniform), int(max_clusters)
+        self.sd_min, self.sd_max = float(sd_min), float(sd_max)
+
+    def _unit(self, batch, n, *, generator, dtype, device):
+        gd, f = _gen_device(generator), torch.float64
+        kmax, d = self.max_clusters, self.dim
+        centres = torch.rand((batch, kmax, d), generator=generator, dtype=f, device=gd)
+        lsd = torch.rand((batch, kmax, 1), generator=generator, dtype=f, device=gd)
+        sd = self.sd_min * (self.sd_max / self.sd_min) ** lsd
+        k = torch.randint(1, kmax + 1, (batch, 1), generator=generator, device=gd)
+        pick = (torch.rand((batch, n), generator=generator, dtype=f, device=gd) * k).long()
+        idx = pick.unsqueeze(-1).expand(-1, -1, d)
+        noise = torch.randn((batch, n, d), generator=generator, dtype=f, device=gd)
+        clus = centres.gather(1, idx) + sd.expand(-1, -1, d).gather(1, idx) * noise
+        clus = clus.clamp(0.0, 1.0)
+        uni = torch.rand((batch, n, d), generator=generator, dtype=f, device=gd)
+        is_uni = torch.rand((batch, 1, 1), generator=generator, dtype=f, device=gd) < self.p_uniform
+        unit = torch.where(is_uni, uni, clus)
+        return unit.to(dtype=dtype, device=device), torch.ones(batch, n, dtype=dtype, device=device)
+
+
 def make_grid(kind: str, lower: Sequence[float], upper: Sequence[float], **kw) -> GridMeasure:
-    """``"uniform"``, ``"sobol"`` or ``"adaptive"`` -> a :class:`GridMeasure`."""
-    kinds = {"uniform": UniformGrid, "sobol": SobolGrid, "adaptive": AdaptiveGrid}
+    """``"uniform"``, ``"sobol"``, ``"adaptive"`` or ``"layouts"`` -> a :class:`GridMeasure`."""
+    kinds = {
+        "uniform": UniformGrid,
+        "sobol": SobolGrid,
+        "adaptive": AdaptiveGrid,
+        "layouts": LayoutMixture,
+    }
     if kind not in kinds:
         raise ValueError(f"grid: expected one of {sorted(kinds)}, received {kind!r}")
     return kinds[kind](lower, upper, **kw)

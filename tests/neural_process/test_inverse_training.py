@@ -1,0 +1,124 @@
+"""Inverse-network training aids: layout mixture, density channels, layout augmentation, QMC
+prior draws, warm-up / clipping, and the P3 information oracle."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bayesphys.neural_process import (
+    GICNet,
+    RandomGridNP,
+    check_points,
+    information_oracle,
+    make_grid,
+    match_oracle_sigma,
+)
+from bayesphys.problems.rgnp import poisson_test_set
+
+TINY = dict(
+    hidden=16,
+    depth=2,
+    n_freq=4,
+    batch=8,
+    n_points=12,
+    gic=dict(
+        latent=12,
+        channels=6,
+        conv_layers=2,
+        conv_channels=6,
+        dense=(16, 8),
+        trunk=8,
+        trunk_layers=1,
+        head=16,
+        head_layers=1,
+    ),
+)
+
+
+def test_layout_mixture_in_domain_seeded_and_clustered():
+    g = make_grid("layouts", [-1.0], [1.0], p_uniform=0.0, max_clusters=1, sd_min=0.02, sd_max=0.02)
+    x, wts = g.sample(64, 40, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert x.shape == (64, 40, 1) and torch.equal(wts, torch.ones(64, 40, dtype=torch.float64))
+    check_points("x", x, [-1.0], [1.0])
+    x2, _ = make_grid(
+        "layouts", [-1.0], [1.0], p_uniform=0.0, max_clusters=1, sd_min=0.02, sd_max=0.02
+    ).sample(64, 40, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert torch.equal(x, x2)
+    # one narrow cluster per instance: the points of a set are far tighter than uniform ones
+    assert float(x[..., 0].std(-1).median()) < 0.1 < 2 / math.sqrt(12) / 2
+    g2 = make_grid("layouts", [0.0, 0.0], [1.0, 2.0])
+    y, _ = g2.sample(5, 30, generator=torch.Generator().manual_seed(1))
+    check_points("y", y, [0.0, 0.0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="p_uniform"):
+        make_grid("layouts", [0.0], [1.0], p_uniform=1.5)
+
+
+def test_density_channel_is_normalised_and_grid_invariant():
+    torch.manual_seed(0)
+    net = GICNet(1, 5, 1, [-1.0], [1.0], ell_min=0.1, density=True).double()
+    x = torch.linspace(-1, 1, 400, dtype=torch.float64).reshape(1, -1, 1)
+    xs = x[:, ::4]
+    _, rho = net.kip(x, torch.zeros(1, 400, 20, dtype=torch.float64), density=True)
+    _, rho_s = net.kip(xs, torch.zeros(1, 100, 20, dtype=torch.float64), density=True)
+    assert rho.shape == (1, 20, 20)
+    assert (rho - rho_s).abs().max() < 0.02 * rho.abs().max()  # a mean: no growth with N
+    q = net(x, torch.sin(3 * x[..., 0]), torch.ones(1, 1, dtype=torch.float64))
+    assert q.loc.shape == (1, 5) and torch.isfinite(q.loc).all()
+
+
+def test_layout_augmentation_trains_the_inverse_only():
+    m = RandomGridNP("poisson", "RGNP", seed=0, aug_weight=1.0, aug_points=(5, 9), **TINY)
+    z = torch.rand(4, 5) * 2 - 1
+    w = torch.ones(4, 1) * 1.5
+    term = m._layout_term(z, w)
+    assert term.shape == (4,) and torch.isfinite(term).all()
+    m.optimizer.zero_grad()
+    (-term.mean()).backward()
+    assert all(p.grad is None for p in m.forward_net.parameters())  # u' is drawn without gradient
+    assert any(p.grad is not None for p in m.inverse_net.parameters())
+    r = m.fit(steps=3, progress=False)
+    assert r.steps == 3 and all(math.isfinite(v) for v in r.loss_history)
+
+
+def test_qmc_prior_warmup_clip_betas():
+    m = RandomGridNP(
+        "poisson",
+        "RGNP",
+        seed=0,
+        qmc_prior=True,
+        lr_warmup=10,
+        grad_clip=1.0,
+        betas=(0.9, 0.95),
+        **TINY,
+    )
+    z, w = m._qmc_prior(64)
+    assert z.shape == (64, 5) and w.shape == (64, 1)
+    assert (
+        float(z.min()) >= -1 and float(z.max()) <= 1 and 1 <= float(w.min()) <= float(w.max()) <= 2
+    )
+    # a scrambled net is more even than i.i.d. draws: every eighth of [-1, 1] in z_0 is hit 8 times
+    counts = torch.histc(z[:, 0].double(), bins=8, min=-1, max=1)
+    assert torch.equal(counts, torch.full((8,), 8.0, dtype=torch.float64))
+    assert m._lr() == pytest.approx(m.config.lr / 10 * 0.5 ** (0 / 1000.0))
+    r = m.fit(steps=2, progress=False)
+    assert r.steps == 2 and m.optimizer.param_groups[0]["betas"] == (0.9, 0.95)
+
+
+def test_information_oracle_clustered_sees_less():
+    test = poisson_test_set(8, seed=0)
+    sig = match_oracle_sigma(test, 0.2, n_cases=8)
+    rows = information_oracle(test, sig, n_points=(10, 199), n_cases=8)
+    v = {(r["layout"], r["n_points"]): r["nse_z"] for r in rows}
+    assert v[("uniform", 199)] == pytest.approx(0.2, rel=1e-3)
+    assert v[("clustered", 10)] > v[("uniform", 10)]  # gaps lose information
+    assert all(0 < x < 1.2 for x in v.values()) and np.isfinite(list(v.values())).all()
+
+
+def test_sigma_r_learning_rate_multiplier_gets_its_own_group():
+    m = RandomGridNP("poisson", "RGNP", seed=0, sigma_r_lr_mult=0.1, **TINY)
+    groups = m.optimizer.param_groups
+    assert len(groups) == 3 and groups[2]["params"][0] is m.log_sigma_r
+    m.fit(steps=1, progress=False)
+    assert groups[2]["lr"] == pytest.approx(0.1 * groups[0]["lr"])
