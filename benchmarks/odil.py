@@ -701,6 +701,18 @@ def b4_tie_fraction(n_cases: int = 24) -> dict[str, float]:
     return out
 
 
+def _merged_command(previous: str, new: str) -> str:
+    """One flat, ordered list of the runs behind a merged results file (oldest first)."""
+    runs = [
+        c.strip(" )")
+        for c in previous.removeprefix("runs: ").replace(" (merged with: ", "; ").split("; ")
+    ]
+    if previous.startswith("bayesphys bench odil") and "(merged with: " in previous:
+        runs = runs[::-1]  # the old nested form listed the newest run first
+    runs = [r for r in runs if r and r != new] + [new]
+    return "runs: " + "; ".join(runs)
+
+
 def _group(row: dict) -> str:
     """Which bench function produced a row (for merging partial runs into the results file)."""
     if row["problem"] == "B4":
@@ -763,7 +775,7 @@ def main(argv: list[str] | None = None) -> Path:
         kept = [r for r in prev["rows"] if _group(r) not in todo]
         rows = kept + rows
         rows.sort(key=lambda r: r["problem"])
-        cmd = f"{cmd} (merged with: {prev['command']})"
+        cmd = _merged_command(prev["command"], cmd)
     path = write_results("odil", rows, quick=args.quick, command=cmd, out=out, device=str(dev))
     print(path)
     return path
