@@ -703,14 +703,8 @@ def b4_tie_fraction(n_cases: int = 24) -> dict[str, float]:
 
 def _merged_command(previous: str, new: str) -> str:
     """One flat, ordered list of the runs behind a merged results file (oldest first)."""
-    runs = [
-        c.strip(" )")
-        for c in previous.removeprefix("runs: ").replace(" (merged with: ", "; ").split("; ")
-    ]
-    if previous.startswith("bayesphys bench odil") and "(merged with: " in previous:
-        runs = runs[::-1]  # the old nested form listed the newest run first
-    runs = [r for r in runs if r and r != new] + [new]
-    return "runs: " + "; ".join(runs)
+    runs = [r for r in previous.removeprefix("runs: ").split("; ") if r and r != new]
+    return "runs: " + "; ".join([*runs, new])
 
 
 def _group(row: dict) -> str:

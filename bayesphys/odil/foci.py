@@ -67,11 +67,12 @@ def multifocal_initial_condition(
 
 
 def kmeans_foci(points: Tensor, k: int, *, iters: int = 25) -> Tensor:
-    """``k`` cluster centres ``[k, d]`` of ``points [n, d]`` (Lloyd's algorithm).
+    """``k`` cluster centres ``[k, d]`` of ``points [n, d]`` (Lloyd's algorithm,
+    :func:`scipy.cluster.vq.kmeans2`), started deterministically by farthest-point seeding from
+    the point nearest the centroid. Used as the starting foci of a ``k``-focal fit (points =
+    tumour-core voxel centres, mm)."""
+    from scipy.cluster.vq import kmeans2
 
-    Deterministic: started by farthest-point seeding from the point nearest the centroid.
-    Used as the starting foci of a ``k``-focal fit (points = tumour-core voxel centres, mm).
-    """
     if points.ndim != 2 or len(points) == 0:
         raise ValueError(
             f"points: expected a non-empty [n, d] tensor, received {tuple(points.shape)}"
@@ -80,22 +81,14 @@ def kmeans_foci(points: Tensor, k: int, *, iters: int = 25) -> Tensor:
         raise ValueError(f"k: expected a positive integer, received {k!r}")
     k = min(k, len(points))
     first = int(((points - points.mean(0)) ** 2).sum(1).argmin())
-    centres = [points[first]]
-    dist = ((points - centres[0]) ** 2).sum(1)
-    while len(centres) < k:
-        nxt = int(dist.argmax())
-        centres.append(points[nxt])
-        dist = torch.minimum(dist, ((points - points[nxt]) ** 2).sum(1))
-    c = torch.stack(centres)
-    for _ in range(iters):
-        lab = torch.cdist(points, c).argmin(1)
-        new = torch.stack(
-            [points[lab == j].mean(0) if bool((lab == j).any()) else c[j] for j in range(k)]
-        )
-        if torch.allclose(new, c):
-            break
-        c = new
-    return c
+    seeds = [first]
+    dist = ((points - points[first]) ** 2).sum(1)
+    while len(seeds) < k:
+        seeds.append(int(dist.argmax()))
+        dist = torch.minimum(dist, ((points - points[seeds[-1]]) ** 2).sum(1))
+    pts = points.detach().cpu().double().numpy()
+    centres, _ = kmeans2(pts, pts[seeds], iter=iters, minit="matrix", missing="warn")
+    return torch.as_tensor(centres, dtype=points.dtype, device=points.device)
 
 
 def log_evidence(model: GliomaModel) -> float:
@@ -143,7 +136,14 @@ def focus_error_mm(est: Any, true: Any) -> float:
               + \tfrac1K\sum_k \min_j |\hat x_k - x_j|\Big).
 
     The plain focus distance for one focus each; missed and spurious foci both count."""
-    e = torch.as_tensor(est, dtype=torch.float64).reshape(-1, torch.as_tensor(true).shape[-1])
-    t = torch.as_tensor(true, dtype=torch.float64).reshape(-1, e.shape[-1])
+    e = torch.as_tensor(est, dtype=torch.float64)
+    t = torch.as_tensor(true, dtype=torch.float64)
+    for name, v in (("est", e), ("true", t)):
+        if v.ndim != 2 or len(v) == 0:
+            raise ValueError(f"{name}: expected foci [K, d] with K >= 1, received {tuple(v.shape)}")
+    if e.shape[1] != t.shape[1]:
+        raise ValueError(
+            f"est, true: expected foci of one dimension, received {e.shape[1]}, {t.shape[1]}"
+        )
     d = torch.cdist(e, t)
     return float(0.5 * (d.min(0).values.mean() + d.min(1).values.mean()))

@@ -49,7 +49,6 @@ from .._model import FitResult, load_checkpoint, save_checkpoint
 from ..problems.fisher_kolmogorov import (
     fk_forward,
     fk_forward_tangent,
-    initial_condition,
     stable_steps,
     tissue_faces,
 )
@@ -290,13 +289,10 @@ class GliomaModel(GliomaPosteriorMixin):
         return theta[2:].reshape(self.n_foci, self.ndim)
 
     def initial_state(self, theta: Tensor) -> Tensor:
-        r""":math:`c_0` on the crop ``[*crop]``: the focal Gaussian (``n_foci = 1``) or the
-        maximum of the focal Gaussians (differentiable in the foci)."""
-        cfg = self.config
-        if self.n_foci == 1:
-            return initial_condition(self.shape, theta[2:], cfg["spacing"], origin=self.origin)
+        r""":math:`c_0` on the crop ``[*crop]``: the maximum of the focal Gaussians (the focal
+        Gaussian itself for one focus; differentiable in the foci)."""
         return multifocal_initial_condition(
-            self.shape, self.foci(theta), cfg["spacing"], origin=self.origin
+            self.shape, self.foci(theta), self.config["spacing"], origin=self.origin
         )[0]
 
     def jacobian(self, theta: Tensor) -> tuple[Tensor, Tensor]:

@@ -9,32 +9,13 @@ import torch
 
 from bayesphys.neural_process import (
     GICNet,
-    RandomGridNP,
     check_points,
     information_oracle,
     make_grid,
     match_oracle_sigma,
 )
 from bayesphys.problems.rgnp import poisson_test_set
-
-TINY = dict(
-    hidden=16,
-    depth=2,
-    n_freq=4,
-    batch=8,
-    n_points=12,
-    gic=dict(
-        latent=12,
-        channels=6,
-        conv_layers=2,
-        conv_channels=6,
-        dense=(16, 8),
-        trunk=8,
-        trunk_layers=1,
-        head=16,
-        head_layers=1,
-    ),
-)
+from tests.tiny_models import tiny_rgnp
 
 
 def test_layout_mixture_in_domain_seeded_and_clustered():
@@ -69,7 +50,7 @@ def test_density_channel_is_normalised_and_grid_invariant():
 
 
 def test_layout_augmentation_trains_the_inverse_only():
-    m = RandomGridNP("poisson", "RGNP", seed=0, aug_weight=1.0, aug_points=(5, 9), **TINY)
+    m = tiny_rgnp(aug_weight=1.0, aug_points=(5, 9))
     z = torch.rand(4, 5) * 2 - 1
     w = torch.ones(4, 1) * 1.5
     term = m._layout_term(z, w)
@@ -83,16 +64,7 @@ def test_layout_augmentation_trains_the_inverse_only():
 
 
 def test_qmc_prior_warmup_clip_betas():
-    m = RandomGridNP(
-        "poisson",
-        "RGNP",
-        seed=0,
-        qmc_prior=True,
-        lr_warmup=10,
-        grad_clip=1.0,
-        betas=(0.9, 0.95),
-        **TINY,
-    )
+    m = tiny_rgnp(qmc_prior=True, lr_warmup=10, grad_clip=1.0, betas=(0.9, 0.95))
     z, w = m._qmc_prior(64)
     assert z.shape == (64, 5) and w.shape == (64, 1)
     assert (
@@ -117,7 +89,7 @@ def test_information_oracle_clustered_sees_less():
 
 
 def test_sigma_r_learning_rate_multiplier_gets_its_own_group():
-    m = RandomGridNP("poisson", "RGNP", seed=0, sigma_r_lr_mult=0.1, **TINY)
+    m = tiny_rgnp(sigma_r_lr_mult=0.1)
     groups = m.optimizer.param_groups
     assert len(groups) == 3 and groups[2]["params"][0] is m.log_sigma_r
     m.fit(steps=1, progress=False)

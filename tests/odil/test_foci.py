@@ -129,3 +129,7 @@ def test_focus_error_counts_missed_and_spurious_foci():
     assert focus_error_mm([[0.0, 0.0], [10.0, 0.0], [30.0, 0.0]], true) == pytest.approx(
         0.5 * (0.0 + 20.0 / 3)
     )
+    with pytest.raises(ValueError, match="est"):
+        focus_error_mm([], true)
+    with pytest.raises(ValueError, match="one dimension"):
+        focus_error_mm([[0.0, 0.0, 0.0]], true)
