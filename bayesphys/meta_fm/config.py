@@ -12,7 +12,7 @@ METHODS = ("MFM", "FM", "CGFM")
 
 @dataclass
 class MFMConfig:
-    """Hyper-parameters (defaults: a CPU-sized version of the reference letters model).
+    r"""Hyper-parameters (defaults: a CPU-sized version of the reference letters model).
 
     method: ``"MFM"`` (condition on the GCN embedding of the source population), ``"FM"``
         (no population condition) or ``"CGFM"`` (one-hot id of the training population;
@@ -22,6 +22,8 @@ class MFMConfig:
         reference: odd steps update the field with cached detached embeddings, even steps the
         GCN through the fixed field).
     points / pops_per_step: points subsampled per population, populations per step.
+    lr_schedule: ``"constant"`` (the reference) or ``"cosine"`` (each learning rate decays as
+        :math:`\tfrac12(1 + \cos(\pi k / K))` over the ``K`` steps of one :meth:`fit` call).
     """
 
     method: str = "MFM"
@@ -45,6 +47,7 @@ class MFMConfig:
     atol: float = 1e-5
     rtol: float = 1e-5
     normalize: bool = True
+    lr_schedule: str = "constant"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -56,6 +59,10 @@ class MFMConfig:
         if self.schedule not in ("joint", "alternating"):
             raise ValueError(
                 f"schedule: expected 'joint' or 'alternating', received {self.schedule!r}"
+            )
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(
+                f"lr_schedule: expected 'constant' or 'cosine', received {self.lr_schedule!r}"
             )
         if self.solver not in ("rk4", "dopri5"):
             raise ValueError(f"solver: expected 'rk4' or 'dopri5', received {self.solver!r}")

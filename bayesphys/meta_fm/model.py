@@ -21,6 +21,7 @@ single scale (stored with the model).
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -267,6 +268,9 @@ class MetaFlowMatching:
                 )
             else:
                 gnn_opt = torch.optim.Adam(self.net["embed"].parameters(), lr=cfg.gnn_lr)
+        opts = [o for o in (field_opt, gnn_opt) if o is not None]
+        base_lrs = [[g["lr"] for g in o.param_groups] for o in opts]
+        n_steps = max(int(steps), 1)
         cache: dict[int, Tensor] = {}
         counter = [0]
         self.net.train()
@@ -279,6 +283,11 @@ class MetaFlowMatching:
             k = counter[0]
             counter[0] += 1
             x0, x1, tr, sids = self._batch(data, gen)
+            if cfg.lr_schedule == "cosine":  # 1/2 (1 + cos(pi k / K)) of each base rate
+                f = 0.5 * (1.0 + math.cos(math.pi * k / n_steps))
+                for o, lrs in zip(opts, base_lrs):
+                    for g, lr0 in zip(o.param_groups, lrs):
+                        g["lr"] = lr0 * f
             if gnn_opt is not None and k % 2 == 1:  # GNN step through the fixed field
                 emb = self.net["embed"](x0)
                 for sid, e in zip(sids, emb):
@@ -314,6 +323,7 @@ class MetaFlowMatching:
         )
         res.extra["seconds_per_1k_steps"] = 1000 * res.seconds / max(res.steps, 1)
         res.extra["method"] = cfg.method
+        res.extra["final_lr"] = float(field_opt.param_groups[0]["lr"])
         self.net.eval()
         self.fit_result = res
         return res

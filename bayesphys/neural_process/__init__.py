@@ -11,9 +11,11 @@ A. Vadeboncoeur, I. Kazlauskaite, Y. Papandreou, F. Cirak, M. Girolami, Ö. D. A
 * :mod:`.gicnet` — grid-invariant inverse network :math:`p_\beta(z \mid \tilde u, X, w)`.
 * :mod:`.objective` — physics ELBO and noisy-data marginal likelihood.
 * :mod:`.model` — :class:`RandomGridNP` (``"R0"`` reference setting, ``"RGNP"`` ours).
+* :mod:`.calibrate` — post-hoc variance multipliers fitted on validation instances.
 * :mod:`.evaluate` — test-set metrics (NSE, 2-sigma coverage, NLL, CRPS).
 """
 
+from .calibrate import calibrate_variance, interval_scale
 from .evaluate import (
     evaluate_burgers,
     evaluate_poisson,
@@ -37,12 +39,14 @@ __all__ = [
     "RandomGridNP",
     "SobolGrid",
     "UniformGrid",
+    "calibrate_variance",
     "check_points",
     "data_log_likelihood",
     "evaluate_burgers",
     "evaluate_poisson",
     "field_marginal",
     "get_problem",
+    "interval_scale",
     "invariance_study",
     "information_oracle",
     "match_oracle_sigma",

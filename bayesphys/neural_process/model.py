@@ -47,6 +47,7 @@ from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..distributed.data_parallel import GradientSync, rank_generator_seed
 from ..posterior import GaussianPosterior
 from ..problems.rgnp import BurgersProblem, PoissonProblem, sample_prior
+from .calibrate import calibrate_variance
 from .forward import ForwardNet
 from .gicnet import GICNet
 from .grids import check_points, make_grid
@@ -201,7 +202,7 @@ def _preset(problem: str, method: str) -> RGNPConfig:
             lr_staircase=False,
             sigma_r=0.1,
             learn_sigma_r=True,
-            aug_weight=1.0,
+            aug_weight=0.0,
             gic=gic,
         )
     if problem == "burgers":
@@ -360,6 +361,8 @@ class RandomGridNP:
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(0 if seed is None else int(seed))
         self.step_count = 0
+        #: variance multipliers set by :meth:`calibrate` (1.0 = as trained)
+        self.variance_scale: dict[str, float] = {"field": 1.0, "parameters": 1.0}
 
     # ------------------------------------------------------------------ training
     def _lr(self) -> float:
@@ -575,9 +578,11 @@ class RandomGridNP:
             )
         self._modules().eval()
         xb = xs.unsqueeze(0).expand(zt.shape[0], -1, -1)
-        q = field_marginal(p, self.forward_net, xb, zt, wt, noise_var=noise, floor=1e-12)
+        q = field_marginal(p, self.forward_net, xb, zt, wt, noise_var=0.0, floor=1e-12)
+        s = self.variance_scale["field"]
         cov = LowRankRootAddedDiagLinearOperator(
-            LowRankRootLinearOperator(q.cov_factor), DiagLinearOperator(q.cov_diag)
+            LowRankRootLinearOperator(q.cov_factor * math.sqrt(s)),
+            DiagLinearOperator(q.cov_diag * s + noise),
         )
         return GaussianPosterior(q.loc, cov, event_shape=(xs.shape[0],), validate=False)
 
@@ -617,10 +622,18 @@ class RandomGridNP:
             ut = (ut - b) / d
         self._modules().eval()
         q = self.inverse_net(xt, ut, wt)
+        s = self.variance_scale["parameters"]
         cov = LowRankRootAddedDiagLinearOperator(
-            LowRankRootLinearOperator(q.cov_factor), DiagLinearOperator(q.cov_diag)
+            LowRankRootLinearOperator(q.cov_factor * math.sqrt(s)),
+            DiagLinearOperator(q.cov_diag * s),
         )
         return GaussianPosterior(q.loc, cov, event_shape=(p.dim_z,), validate=False)
+
+    def calibrate(self, x, u, z, w, **kwargs: Any) -> dict[str, float]:
+        r"""Fit the variance multipliers on validation instances with reference solutions
+        (``x [N, dim_x]``, ``u [V, N]``, ``z [V, dim_z]``, ``w [V, dim_w]``); see
+        :func:`~bayesphys.neural_process.calibrate.calibrate_variance`. Means are unchanged."""
+        return calibrate_variance(self, x, u, z, w, **kwargs)
 
     # ------------------------------------------------------------------ I/O
     def state(self) -> dict[str, Any]:
@@ -629,6 +642,7 @@ class RandomGridNP:
             "optimizer": self.optimizer.state_dict(),
             "step_count": self.step_count,
             "generator": self.generator.get_state(),
+            "variance_scale": dict(self.variance_scale),
         }
         if hasattr(self.grid, "state_dict"):
             st["grid"] = self.grid.state_dict()
@@ -664,6 +678,7 @@ class RandomGridNP:
             m.generator.set_state(st["generator"])
         if "grid" in st:
             m.grid.load_state_dict(st["grid"])
+        m.variance_scale.update(st.get("variance_scale", {}))
         m._modules().eval()
         return m
 

@@ -131,3 +131,18 @@ def test_floor_is_below_identity():
     fl = floor_prediction(d)
     for f, s, t in zip(fl, d.source, d.target):
         assert population_metrics(f, t)["w2"] < population_metrics(s, t)["w2"]
+
+
+@pytest.mark.parametrize("schedule", ["joint", "alternating"])
+def test_cosine_lr_schedule_decays_to_zero_and_constant_keeps_lr(schedule):
+    d = linear_map(n_train=6, n_cal=0, n_test=2, n_points=40, seed=0)
+    steps = 8
+    kw = dict(SMALL, lr=2e-3, gnn_lr=2e-3, schedule=schedule)
+    cos = MetaFlowMatching(d, seed=0, lr_schedule="cosine", **kw).fit(steps=steps, progress=False)
+    const = MetaFlowMatching(d, seed=0, **kw).fit(steps=steps, progress=False)
+    # the last step runs at 1/2 (1 + cos(pi (K-1) / K)) of the base rate
+    want = 2e-3 * 0.5 * (1 + math.cos(math.pi * (steps - 1) / steps))
+    assert cos.extra["final_lr"] == pytest.approx(want, rel=1e-9)
+    assert const.extra["final_lr"] == 2e-3
+    with pytest.raises(ValueError, match="lr_schedule"):
+        MetaFlowMatching(d, lr_schedule="linear", **SMALL)

@@ -1,0 +1,86 @@
+"""Post-hoc variance calibration of RandomGridNP (bayesphys.neural_process.calibrate)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bayesphys.neural_process import RandomGridNP, evaluate_poisson, interval_scale
+from bayesphys.problems.rgnp import poisson_test_set
+from tests.tiny_models import tiny_rgnp
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(50, 400),
+    level=st.sampled_from([0.5, 0.9, 0.9545]),
+)
+def test_interval_scale_puts_level_of_scores_inside_band(seed, n, level):
+    g = torch.Generator().manual_seed(seed)
+    err = torch.randn(n, generator=g, dtype=torch.float64) * 3.0
+    sd = torch.rand(n, generator=g, dtype=torch.float64) + 0.1
+    s = interval_scale(err, sd, level)
+    z = float(np.sqrt(2.0) * torch.erfinv(torch.tensor(level, dtype=torch.float64)))
+    inside = float((err.abs() <= z * sd * s**0.5 * (1 + 1e-9)).double().mean())
+    # the empirical quantile interpolates between order statistics: within one entry
+    assert abs(inside - level) <= 1.0 / n + 1e-12
+
+
+def test_interval_scale_bad_input():
+    e, s = torch.ones(3), torch.ones(3)
+    with pytest.raises(ValueError, match="level"):
+        interval_scale(e, s, 1.5)
+    with pytest.raises(ValueError, match="shapes"):
+        interval_scale(e, torch.ones(4))
+    with pytest.raises(ValueError, match="non-finite"):
+        interval_scale(torch.tensor([1.0, float("nan"), 0.0]), s)
+    with pytest.raises(ValueError, match="at least one"):
+        interval_scale(torch.ones(0), torch.ones(0))
+
+
+def test_calibrate_sets_coverage_keeps_means_and_round_trips(tmp_path):
+    m = tiny_rgnp(dtype=torch.float64)
+    m.fit(steps=3, progress=False)
+    val = poisson_test_set(40, seed=3, n_nodes=41)
+    before = m.posterior(val["x"], z=val["z"][:2], w=val["w"][:2])
+    pbefore = m.parameter_posterior(val["x"][1:-1], val["u"][:2, 1:-1], val["w"][:2])
+    out = m.calibrate(val["x"], val["u"], val["z"], val["w"])
+    assert out["field"] > 0 and out["parameters"] > 0
+    assert m.variance_scale == {"field": out["field"], "parameters": out["parameters"]}
+    after = m.posterior(val["x"], z=val["z"][:2], w=val["w"][:2])
+    torch.testing.assert_close(after.mean, before.mean)
+    inner = slice(1, -1)  # D(x) = 0 on the Dirichlet ends: zero spread there
+    torch.testing.assert_close(
+        after.variance[:, inner], before.variance[:, inner] * out["field"], rtol=1e-9, atol=0
+    )
+    pafter = m.parameter_posterior(val["x"][1:-1], val["u"][:2, 1:-1], val["w"][:2])
+    torch.testing.assert_close(pafter.variance, pbefore.variance * out["parameters"])
+    # on the validation set itself the 2-sigma coverage is now the level (to one entry)
+    ev = evaluate_poisson(m, val)
+    n_entries = 40 * 39
+    assert abs(ev["coverage2sd_u"] - 0.9545) <= 2.0 / n_entries + 1e-9
+    assert abs(ev["coverage2sd_z"] - 0.9545) <= 2.0 / (40 * 5) + 1e-9
+    path = m.save(tmp_path / "cal.pt")
+    m2 = RandomGridNP.load(path)
+    assert m2.variance_scale == m.variance_scale
+    torch.testing.assert_close(
+        m2.posterior(val["x"], z=val["z"][:2], w=val["w"][:2]).variance, after.variance
+    )
+
+
+def test_calibrate_bad_input_leaves_model_unchanged():
+    m = tiny_rgnp()
+    val = poisson_test_set(4, seed=3, n_nodes=21)
+    with pytest.raises(ValueError, match="u: expected shape"):
+        m.calibrate(val["x"], val["u"][:, :-1], val["z"], val["w"])
+    with pytest.raises(ValueError, match="z/w"):
+        m.calibrate(val["x"], val["u"], val["z"][:3], val["w"])
+    with pytest.raises(ValueError, match="finite"):
+        bad = val["u"].copy()
+        bad[0, 3] = np.nan
+        m.calibrate(val["x"], bad, val["z"], val["w"])
+    assert m.variance_scale == {"field": 1.0, "parameters": 1.0}
