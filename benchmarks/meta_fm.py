@@ -91,8 +91,9 @@ def model_kwargs(k: int) -> dict:
         knn_k=k,
         points=256,
         pops_per_step=4,
-        lr=1e-3,
-        gnn_lr=1e-3,
+        lr=2e-3,
+        gnn_lr=2e-3,
+        lr_schedule="cosine",
         solver="rk4",
         solver_steps=10,
     )
