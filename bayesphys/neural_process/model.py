@@ -90,6 +90,10 @@ class RGNPConfig:
     lr_warmup: int = 0  # linear warm-up steps (0: none)
     grad_clip: float | None = None  # max global gradient norm (None: no clipping)
     betas: tuple[float, float] = (0.9, 0.999)  # Adam
+    adam_eps: float = 1e-8  # Adam epsilon (Keras' default, used by R0: 1e-7)
+    # weight initialisation: "torch" (PyTorch defaults) or "keras" (Glorot-uniform weights and
+    # zero biases, the defaults of the reference code's Keras layers; used by R0)
+    init: str = "torch"
     sigma_r: float = 1e-2
     learn_sigma_r: bool = False
     data_batch: int = 50
@@ -174,7 +178,7 @@ def _preset(problem: str, method: str) -> RGNPConfig:
             rank=1,
         )
         if method == "R0":
-            return RGNPConfig(method="R0", gic=gic)
+            return RGNPConfig(method="R0", gic=gic, init="keras", adam_eps=1e-7)
         gic.update(
             lift_layers=2,
             dense=(128, 64),
@@ -233,6 +237,8 @@ def _preset(problem: str, method: str) -> RGNPConfig:
                 lr_half_every=16000.0,
                 sigma_r=1.0,
                 learn_sigma_r=True,
+                init="keras",
+                adam_eps=1e-7,
                 gic=gic,
             )
         gic.update(
@@ -353,10 +359,15 @@ class RandomGridNP:
                 fwd_params.append(self.log_sigma_r)
             else:
                 groups.append({"params": [self.log_sigma_r], "mult": cfg.sigma_r_lr_mult})
+        if cfg.init not in ("torch", "keras"):
+            raise ValueError(f"init: expected 'torch' or 'keras', received {cfg.init!r}")
+        if cfg.init == "keras":
+            keras_init(self.net)
         self.optimizer = torch.optim.Adam(
             groups,
             lr=cfg.lr,
             betas=tuple(cfg.betas),
+            eps=cfg.adam_eps,
         )
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(0 if seed is None else int(seed))
@@ -689,6 +700,18 @@ class RandomGridNP:
             return sum(p.numel() for p in m.parameters() if p.requires_grad)
 
         return {"forward": cnt(self.forward_net), "inverse": cnt(self.inverse_net)}
+
+
+@torch.no_grad()
+def keras_init(module: torch.nn.Module) -> None:
+    r"""Keras' default initialisation in place: Glorot-uniform weights,
+    :math:`U(\pm\sqrt{6/(\text{fan}_{in} + \text{fan}_{out})})`, and zero biases, for every
+    linear and convolution layer of ``module`` (the reference code's Dense/Conv defaults)."""
+    for mod in module.modules():
+        if isinstance(mod, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)):
+            torch.nn.init.xavier_uniform_(mod.weight)
+            if mod.bias is not None:
+                torch.nn.init.zeros_(mod.bias)
 
 
 def to_numpy(t: Tensor) -> np.ndarray:

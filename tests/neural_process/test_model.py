@@ -265,3 +265,24 @@ def test_calibration_simulator_shapes():
     m = tiny()
     post = m.parameter_posterior(data[0]["x"], data[0]["y"], data[0]["w"])
     assert post.mean.shape == (1, 5)
+
+
+def test_r0_uses_keras_initialisation_and_adam_eps():
+    m = RandomGridNP("poisson", "R0", seed=0, size="smoke")
+    assert m.config.init == "keras" and m.optimizer.param_groups[0]["eps"] == 1e-7
+    for mod in m.net.modules():
+        if isinstance(mod, (torch.nn.Linear, torch.nn.Conv1d)):
+            fan_out, fan_in = mod.weight.shape[0], mod.weight[0].numel()
+            rf = mod.weight[0, 0].numel() if mod.weight.ndim > 2 else 1
+            bound = math.sqrt(6.0 / (fan_in + fan_out * rf))
+            assert float(mod.weight.abs().max()) <= bound + 1e-7
+            assert mod.bias is None or float(mod.bias.abs().max()) == 0.0
+    rg = RandomGridNP("poisson", "RGNP", seed=0, size="smoke")
+    assert rg.config.init == "torch"
+    assert any(
+        float(mod.bias.abs().max()) > 0
+        for mod in rg.net.modules()
+        if isinstance(mod, torch.nn.Linear) and mod.bias is not None
+    )
+    with pytest.raises(ValueError, match="init"):
+        RandomGridNP("poisson", "RGNP", size="smoke", init="lecun")
