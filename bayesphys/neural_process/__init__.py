@@ -17,6 +17,7 @@ A. Vadeboncoeur, I. Kazlauskaite, Y. Papandreou, F. Cirak, M. Girolami, Ö. D. A
 
 from .calibrate import calibrate_variance, interval_scale
 from .evaluate import (
+    burgers_inverse_inputs,
     evaluate_burgers,
     evaluate_poisson,
     information_oracle,
@@ -42,6 +43,7 @@ __all__ = [
     "calibrate_variance",
     "check_points",
     "data_log_likelihood",
+    "burgers_inverse_inputs",
     "evaluate_burgers",
     "evaluate_poisson",
     "field_marginal",

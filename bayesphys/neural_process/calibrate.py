@@ -67,6 +67,8 @@ def calibrate_variance(
     *,
     level: float = 0.9545,
     parameters: bool = True,
+    x_inverse: Any = None,
+    u_inverse: Any = None,
     batch: int = 250,
 ) -> dict[str, float]:
     r"""Fit and set ``model.variance_scale`` on ``V`` validation instances.
@@ -74,7 +76,9 @@ def calibrate_variance(
     ``x [N, dim_x]`` (``[N]`` in 1-D) reference points, ``u [V, N]`` reference solutions there,
     ``z [V, dim_z]`` true parameters, ``w [V, dim_w]`` known inputs. The field scale uses the
     points off the Dirichlet boundary (:math:`D(x) \ne 0`); with
-    ``parameters=True`` the parameter scale uses GICNet on the same interior points.
+    ``parameters=True`` the parameter scale uses GICNet on the same interior points, or on
+    per-instance observation sets ``x_inverse [V, M, dim_x]``, ``u_inverse [V, M]`` when given
+    (use the layout the model will be queried with: the scale depends on it).
 
     Returns ``{"field": s_u, "parameters": s_z, "coverage_field_raw": ...,
     "coverage_parameters_raw": ...}`` (raw = before scaling, on the validation set).
@@ -115,10 +119,22 @@ def calibrate_variance(
         }
         s_z = 1.0
         if parameters:
-            xi, ui = xt[keep], ut[:, keep]
+            if (x_inverse is None) != (u_inverse is None):
+                raise ValueError("x_inverse/u_inverse: give both or neither")
+            if x_inverse is None:
+                xi, ui = xt[keep].expand(ut.shape[0], -1, -1), ut[:, keep]
+            else:
+                xi, ui = _arr("x_inverse", x_inverse, model), _arr("u_inverse", u_inverse, model)
+                if xi.ndim != 3 or xi.shape[:2] != ui.shape or ui.shape[0] != ut.shape[0]:
+                    raise ValueError(
+                        f"x_inverse/u_inverse: expected [{ut.shape[0]}, M, dim_x] and "
+                        f"[{ut.shape[0]}, M], received {tuple(xi.shape)}, {tuple(ui.shape)}"
+                    )
             pm, ps = [], []
             for i in range(0, ui.shape[0], batch):
-                q = model.parameter_posterior(xi, ui[i : i + batch], wt[i : i + batch])
+                q = model.parameter_posterior(
+                    xi[i : i + batch], ui[i : i + batch], wt[i : i + batch]
+                )
                 pm.append(q.mean)
                 ps.append(q.variance.clamp_min(0).sqrt())
             ez, sz = zt - torch.cat(pm), torch.cat(ps)

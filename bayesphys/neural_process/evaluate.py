@@ -125,6 +125,20 @@ def invariance_study(
     return rows
 
 
+def burgers_inverse_inputs(
+    test: dict[str, Any], n_inverse: int = 225, *, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse-problem inputs of :func:`evaluate_burgers`: ``n_inverse`` random interior
+    reference nodes per case (``t > 0``, off the walls) -> points ``[n, n_inverse, 2]`` (x, t)
+    and the reference values there ``[n, n_inverse]``."""
+    rng = np.random.default_rng(seed)
+    n, nx, nt = test["u"].shape[0], len(test["x"]), len(test["t"])
+    ix = rng.integers(1, nx - 1, size=(n, n_inverse))
+    it = rng.integers(1, nt, size=(n, n_inverse))
+    xin = np.stack([test["x"][ix], test["t"][it]], -1)
+    return xin, test["u"][np.arange(n)[:, None], it, ix]
+
+
 def burgers_eval_points(test: dict[str, Any], x_every: int = 10, t_every: int = 5):
     """Indices of the interior evaluation sub-grid (t > 0) of a Burgers test set."""
     xi = np.arange(x_every, len(test["x"]) - 1, x_every)
@@ -158,13 +172,7 @@ def evaluate_burgers(
 
     mean, var = _batched(fwd, u.shape[0], batch)
     out = field_metrics(mean, var, u, torch.arange(u.shape[1], device=u.device))
-    rng = np.random.default_rng(seed)
-    nx, nt = len(test["x"]), len(test["t"])
-    ix = rng.integers(1, nx - 1, size=(u.shape[0], n_inverse))
-    it = rng.integers(1, nt, size=(u.shape[0], n_inverse))
-    cases = np.arange(u.shape[0])[:, None]
-    xin = np.stack([test["x"][ix], test["t"][it]], -1)
-    uin = test["u"][cases, it, ix]
+    xin, uin = burgers_inverse_inputs(test, n_inverse, seed=seed)
     xin_t, uin_t = _t(xin, model), _t(uin, model)
 
     def inv(s):
