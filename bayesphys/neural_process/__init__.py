@@ -10,6 +10,7 @@ A. Vadeboncoeur, I. Kazlauskaite, Y. Papandreou, F. Cirak, M. Girolami, Ö. D. A
   \sigma^2 + CC^\top)`, a GP over the field.
 * :mod:`.gicnet` — grid-invariant inverse network :math:`p_\beta(z \mid \tilde u, X, w)`.
 * :mod:`.objective` — physics ELBO and noisy-data marginal likelihood.
+* :mod:`.config` — :class:`RGNPConfig`, the ``"R0"``/``"RGNP"`` presets and sizes.
 * :mod:`.model` — :class:`RandomGridNP` (``"R0"`` reference setting, ``"RGNP"`` ours).
 * :mod:`.calibrate` — post-hoc variance multipliers fitted on validation instances.
 * :mod:`.evaluate` — test-set metrics (NSE, 2-sigma coverage, NLL, CRPS).

@@ -1,4 +1,4 @@
-r"""The random-grid neural process model: configuration presets, training, posteriors, I/O.
+r"""The random-grid neural process model: training, posteriors, I/O (presets in :mod:`.config`).
 
 ``RandomGridNP(problem, method)`` couples a :class:`~.forward.ForwardNet` (GP over the field)
 and a :class:`~.gicnet.GICNet` (Gaussian over PDE parameters), trained jointly without solver
@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,223 +45,15 @@ from .._device import as_tensor, resolve_device, resolve_dtype, seed_everything
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..distributed.data_parallel import GradientSync, rank_generator_seed
 from ..posterior import GaussianPosterior
-from ..problems.rgnp import BurgersProblem, PoissonProblem, sample_prior
+from ..problems.rgnp import sample_prior
 from .calibrate import calibrate_variance
+from .config import SIZES, RGNPConfig, get_problem, keras_init, preset
 from .forward import ForwardNet
 from .gicnet import GICNet
 from .grids import check_points, make_grid
 from .objective import data_log_likelihood, field_marginal, physics_elbo
 
-__all__ = ["RGNPConfig", "RandomGridNP", "preset", "get_problem"]
-
-PROBLEMS = {"poisson": PoissonProblem, "burgers": BurgersProblem}
-
-
-def get_problem(problem: Any):
-    """``"poisson"``/``"burgers"`` or a problem instance -> a problem instance."""
-    if isinstance(problem, (PoissonProblem, BurgersProblem)):
-        return problem
-    if isinstance(problem, str) and problem in PROBLEMS:
-        return PROBLEMS[problem]()
-    raise ValueError(f"problem: expected one of {sorted(PROBLEMS)}, received {problem!r}")
-
-
-@dataclass
-class RGNPConfig:
-    """Hyper-parameters (see :func:`preset` for the R0 and RGNP values)."""
-
-    method: str = "RGNP"
-    hidden: int = 300
-    depth: int = 7
-    n_freq: int = 100
-    f_min: float = 1e-3
-    f_max: float = 2.0
-    train_freq: bool = False
-    rank: int = 2
-    var_lo: float = 1e-4
-    grid: str = "uniform"
-    n_points: int = 30
-    batch: int = 50
-    lr: float = 1e-3
-    lr_half_every: float | None = None  # steps per halving; None: constant
-    lr_staircase: bool = True
-    qmc_prior: bool = False  # (z, w) per batch from a scrambled Sobol net (still unbiased)
-    lr_warmup: int = 0  # linear warm-up steps (0: none)
-    grad_clip: float | None = None  # max global gradient norm (None: no clipping)
-    betas: tuple[float, float] = (0.9, 0.999)  # Adam
-    adam_eps: float = 1e-8  # Adam epsilon (Keras' default, used by R0: 1e-7)
-    # weight initialisation: "torch" (PyTorch defaults) or "keras" (Glorot-uniform weights and
-    # zero biases, the defaults of the reference code's Keras layers; used by R0)
-    init: str = "torch"
-    sigma_r: float = 1e-2
-    learn_sigma_r: bool = False
-    data_batch: int = 50
-    inv_lr_mult: float = 1.0  # learning-rate multiplier of the inverse network (GICNet)
-    sigma_r_lr_mult: float = 1.0  # learning-rate multiplier of the learned log sigma_r
-    # layout augmentation of the inverse network: weight of the extra amortisation term
-    # E log p_beta(z | u~(X'), X', w) on observation layouts X' ~ LayoutMixture (0: off)
-    aug_weight: float = 0.0
-    aug_points: tuple[int, ...] = (8, 16, 32, 64)
-    gic: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-#: Reduced network sizes (``preset(..., size=)``): ``"small"`` trains the demo in ~20 s on one
-#: core, ``"smoke"`` runs an example's ``--smoke`` path in seconds. Keys of ``gic`` update the
-#: preset's GICNet settings; the others replace :class:`RGNPConfig` fields.
-SIZES: dict[str, dict[str, Any]] = {
-    "full": {},
-    "small": dict(
-        batch=50,
-        hidden=64,
-        depth=3,
-        n_freq=16,
-        gic=dict(
-            channels=12,
-            conv_layers=4,
-            conv_channels=12,
-            dense=(64, 32),
-            trunk=32,
-            head=64,
-            head_layers=2,
-        ),
-    ),
-    "smoke": dict(
-        hidden=32,
-        depth=2,
-        n_freq=8,
-        batch=16,
-        data_batch=16,
-        gic=dict(
-            channels=8,
-            conv_layers=3,
-            conv_channels=8,
-            dense=(32, 16),
-            trunk=16,
-            trunk_layers=1,
-            head=32,
-            head_layers=2,
-        ),
-    ),
-}
-
-
-def preset(problem: str, method: str, size: str = "full") -> RGNPConfig:
-    """The ``"R0"`` (reference) or ``"RGNP"`` (ours) configuration for ``"poisson"``/``"burgers"``,
-    at the paper's size (``size="full"``) or a reduced one from :data:`SIZES`."""
-    if size not in SIZES:
-        raise ValueError(f"size: expected one of {sorted(SIZES)}, received {size!r}")
-    cfg = _preset(problem, method)
-    over = dict(SIZES[size])
-    gic = over.pop("gic", {})
-    return dataclasses.replace(cfg, **over, gic={**cfg.gic, **gic}) if size != "full" else cfg
-
-
-def _preset(problem: str, method: str) -> RGNPConfig:
-    if method not in ("R0", "RGNP"):
-        raise ValueError(f"method: expected 'R0' or 'RGNP', received {method!r}")
-    if problem == "poisson":
-        gic = dict(
-            latent=20,
-            channels=20,
-            lift_layers=1,
-            conv_layers=6,
-            conv_channels=20,
-            dense=(500, 100),
-            trunk=100,
-            trunk_layers=3,
-            head=300,
-            head_layers=4,
-            rank=1,
-        )
-        if method == "R0":
-            return RGNPConfig(method="R0", gic=gic, init="keras", adam_eps=1e-7)
-        gic.update(
-            lift_layers=2,
-            dense=(128, 64),
-            trunk=64,
-            trunk_layers=2,
-            head=128,
-            head_layers=3,
-            ell_min=0.05,
-        )
-        return RGNPConfig(
-            method="RGNP",
-            hidden=96,
-            depth=4,
-            n_freq=32,
-            f_min=1e-2,
-            f_max=2.0,
-            grid="sobol",
-            n_points=32,
-            batch=100,
-            qmc_prior=True,
-            lr=8e-3,
-            betas=(0.9, 0.95),
-            grad_clip=1000.0,
-            lr_half_every=1000.0,
-            lr_staircase=False,
-            sigma_r=0.1,
-            learn_sigma_r=True,
-            aug_weight=0.0,
-            gic=gic,
-        )
-    if problem == "burgers":
-        gic = dict(
-            latent=10,
-            channels=20,
-            lift_layers=1,
-            conv_layers=4,
-            conv_channels=20,
-            dense=(500, 100),
-            trunk=100,
-            trunk_layers=3,
-            head=300,
-            head_layers=4,
-            rank=1,
-        )
-        if method == "R0":
-            return RGNPConfig(
-                method="R0",
-                hidden=400,
-                depth=9,
-                n_freq=100,
-                f_min=1e-2,
-                f_max=2.0,
-                train_freq=True,
-                n_points=225,
-                batch=25,
-                lr_half_every=16000.0,
-                sigma_r=1.0,
-                learn_sigma_r=True,
-                init="keras",
-                adam_eps=1e-7,
-                gic=gic,
-            )
-        gic.update(
-            lift_layers=2, dense=(128, 64), trunk=64, trunk_layers=2, head=128, head_layers=3
-        )
-        return RGNPConfig(
-            method="RGNP",
-            hidden=128,
-            depth=4,
-            n_freq=32,
-            f_min=1e-2,
-            f_max=4.0,
-            train_freq=True,
-            grid="sobol",
-            n_points=256,
-            batch=25,
-            lr=3e-3,
-            lr_half_every=600.0,
-            lr_staircase=False,
-            sigma_r=1.0,
-            learn_sigma_r=True,
-            gic=gic,
-        )
-    raise ValueError(f"problem: expected 'poisson' or 'burgers', received {problem!r}")
+__all__ = ["RGNPConfig", "RandomGridNP", "SIZES", "preset", "get_problem"]
 
 
 def _as_points(name: str, x, problem, dtype, device) -> Tensor:
@@ -700,18 +491,6 @@ class RandomGridNP:
             return sum(p.numel() for p in m.parameters() if p.requires_grad)
 
         return {"forward": cnt(self.forward_net), "inverse": cnt(self.inverse_net)}
-
-
-@torch.no_grad()
-def keras_init(module: torch.nn.Module) -> None:
-    r"""Keras' default initialisation in place: Glorot-uniform weights,
-    :math:`U(\pm\sqrt{6/(\text{fan}_{in} + \text{fan}_{out})})`, and zero biases, for every
-    linear and convolution layer of ``module`` (the reference code's Dense/Conv defaults)."""
-    for mod in module.modules():
-        if isinstance(mod, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)):
-            torch.nn.init.xavier_uniform_(mod.weight)
-            if mod.bias is not None:
-                torch.nn.init.zeros_(mod.bias)
 
 
 def to_numpy(t: Tensor) -> np.ndarray:
