@@ -21,9 +21,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
+
+from .._device import as_tensor
 
 __all__ = ["interval_scale", "calibrate_variance"]
 
@@ -51,10 +52,7 @@ def interval_scale(err: Tensor, sd: Tensor, level: float = 0.9545) -> float:
 
 
 def _arr(name: str, v: Any, model) -> Tensor:
-    t = torch.as_tensor(np.asarray(v), dtype=model.dtype, device=model.device)
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name}: expected finite values, received NaN or inf")
-    return t
+    return as_tensor(name, v, dtype=model.dtype, device=model.device)
 
 
 @torch.no_grad()

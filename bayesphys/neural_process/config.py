@@ -121,34 +121,32 @@ def preset(problem: str, method: str, size: str = "full") -> RGNPConfig:
     return dataclasses.replace(cfg, **over, gic={**cfg.gic, **gic}) if size != "full" else cfg
 
 
+#: GICNet of the reference code (the problems differ in ``latent`` and ``conv_layers`` only)
+_REFERENCE_GIC: dict[str, Any] = dict(
+    channels=20,
+    lift_layers=1,
+    conv_channels=20,
+    dense=(500, 100),
+    trunk=100,
+    trunk_layers=3,
+    head=300,
+    head_layers=4,
+    rank=1,
+)
+#: our smaller GICNet head and trunk, two-layer lift (RGNP)
+_OUR_GIC: dict[str, Any] = dict(
+    lift_layers=2, dense=(128, 64), trunk=64, trunk_layers=2, head=128, head_layers=3
+)
+
+
 def _preset(problem: str, method: str) -> RGNPConfig:
     if method not in ("R0", "RGNP"):
         raise ValueError(f"method: expected 'R0' or 'RGNP', received {method!r}")
     if problem == "poisson":
-        gic = dict(
-            latent=20,
-            channels=20,
-            lift_layers=1,
-            conv_layers=6,
-            conv_channels=20,
-            dense=(500, 100),
-            trunk=100,
-            trunk_layers=3,
-            head=300,
-            head_layers=4,
-            rank=1,
-        )
+        gic = dict(_REFERENCE_GIC, latent=20, conv_layers=6)
         if method == "R0":
             return RGNPConfig(method="R0", gic=gic, init="keras", adam_eps=1e-7)
-        gic.update(
-            lift_layers=2,
-            dense=(128, 64),
-            trunk=64,
-            trunk_layers=2,
-            head=128,
-            head_layers=3,
-            ell_min=0.05,
-        )
+        gic.update(_OUR_GIC, ell_min=0.05)
         return RGNPConfig(
             method="RGNP",
             hidden=96,
@@ -171,19 +169,7 @@ def _preset(problem: str, method: str) -> RGNPConfig:
             gic=gic,
         )
     if problem == "burgers":
-        gic = dict(
-            latent=10,
-            channels=20,
-            lift_layers=1,
-            conv_layers=4,
-            conv_channels=20,
-            dense=(500, 100),
-            trunk=100,
-            trunk_layers=3,
-            head=300,
-            head_layers=4,
-            rank=1,
-        )
+        gic = dict(_REFERENCE_GIC, latent=10, conv_layers=4)
         if method == "R0":
             return RGNPConfig(
                 method="R0",
@@ -202,9 +188,7 @@ def _preset(problem: str, method: str) -> RGNPConfig:
                 adam_eps=1e-7,
                 gic=gic,
             )
-        gic.update(
-            lift_layers=2, dense=(128, 64), trunk=64, trunk_layers=2, head=128, head_layers=3
-        )
+        gic.update(_OUR_GIC)
         return RGNPConfig(
             method="RGNP",
             hidden=128,
