@@ -64,21 +64,38 @@ class FitResult:
 
 
 def _snapshot(params: Iterable[torch.Tensor] | torch.nn.Module | None):
+    """``(live, copy)``: the live tensors of ``params`` (a module's state-dict entries or the
+    listed tensors, aliases that stay valid while they are updated in place, as optimisers do)
+    and a copy of their values, refreshed in place by :func:`_refresh` (no allocation per step)."""
     if params is None:
         return None
-    if isinstance(params, torch.nn.Module):
-        return copy.deepcopy(params.state_dict())
-    return [p.detach().clone() for p in params]
+    live = params.state_dict() if isinstance(params, torch.nn.Module) else dict(enumerate(params))
+    copied = {
+        k: v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)
+        for k, v in live.items()
+    }
+    return live, copied
+
+
+def _refresh(snap) -> None:
+    """Copy the current values of the live tensors into the snapshot's buffers."""
+    if snap is None:
+        return
+    live, buf = snap
+    keys = [k for k, v in live.items() if isinstance(v, torch.Tensor)]
+    with torch.no_grad():
+        torch._foreach_copy_([buf[k] for k in keys], [live[k].detach() for k in keys])
 
 
 def _restore(params, snap) -> None:
     if params is None or snap is None:
         return
+    snap = snap[1]
     if isinstance(params, torch.nn.Module):
         params.load_state_dict(snap)
         return
     with torch.no_grad():
-        for p, s in zip(params, snap):
+        for p, s in zip(params, snap.values()):
             p.copy_(s)
 
 
@@ -126,7 +143,7 @@ def optimize(
                 break
             hist.append(val)
             if snapshot_every and k % snapshot_every == 0:
-                good = _snapshot(params)
+                _refresh(good)
             bar.update(1)
             if progress and k % 10 == 0:
                 bar.set_postfix(loss=f"{val:.4g}")

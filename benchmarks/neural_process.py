@@ -3,14 +3,15 @@
 Problems (see ``docs/neural_process.md`` and the anchor): P1 Poisson physics only, P2 Poisson
 physics + 54 noisy sensors, P3 grid invariance of the inverse (N = 10, 30, 100, 199; uniform,
 random, clustered), B1 Burgers, C1 cost (steps per second; steps for RGNP to reach R0's final
-P1 error). RGNP trains for the same wall time as R0 on each problem.
+P1 error; ``SPEED``: seconds per step with 1 and 2 threads beside the reference code measured
+side by side). RGNP trains for the same wall time as R0 on each problem.
 
     python benchmarks/neural_process.py [--quick] [--out DIR] [--device cpu] [--steps 500]
-        [--only P1,C1,P3,P2,B1,P1-10] [--merge]
+        [--only P1,C1,P3,P2,B1,P1-10,SPEED] [--merge]
 
 ``--only`` runs the listed rows (``P1-10``: R0's matched 10-step row); ``--merge`` keeps the rows
 of the existing results file that were not re-run (rows are replaced per problem id, the
-10-step row separately) and records both commands.
+10-step row and the ``SPEED`` rows separately) and records both commands.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ TF_10_STEPS = {
     "steps_per_second": 1 / TF_SEC_PER_STEP,
 }
 SRC_TF = "reference TF code (phys-rgnp), run here: anchor sec. 3.4"
+#: the reference TF code run side by side on this machine (recipe: docs/neural_process.md, "Side
+#: by side with the reference code"): seconds per step after the first (tracing) step of 400-step
+#: P1 runs with the notebook's thread settings set to 1 or 2, nothing else running
+TF_SIDE_BY_SIDE = {1: 0.1961, 2: 0.1186}
+SRC_TF_SBS = "reference TF code run side by side here (docs/neural_process.md), batch 50"
 KEYS = (
     "nse_u",
     "nse_u_sd",
@@ -60,11 +66,13 @@ KEYS = (
 )
 
 
-ALL_ROWS = ("P1-10", "P1", "C1", "P3", "P2", "B1")
+ALL_ROWS = ("P1-10", "P1", "C1", "P3", "P2", "B1", "SPEED")
 
 
 def _group(row: dict) -> str:
     matched = str(row.get("note") or "").startswith("matched 10 steps")
+    if row["problem"] == "C1" and "threads" in (row.get("setting") or {}):
+        return "SPEED"
     return "P1-10" if row["problem"] == "P1" and matched else row["problem"]
 
 
@@ -175,6 +183,48 @@ def _p1_seed(seed: int, test: dict, sub: dict, steps: int, val: dict, dev) -> di
     }
 
 
+def speed_rows(dev, *, chunk: int = 60, repeats: int = 5, warmup: int = 10) -> list[dict]:
+    """Seconds per P1 training step of R0 and RGNP with 1 and 2 threads (median of ``repeats``
+    chunks of ``chunk`` steps after ``warmup``), beside the reference code's side-by-side
+    figure. Run it on an otherwise idle machine, as the reference was."""
+    rows = []
+    prev = torch.get_num_threads()
+    try:
+        for th in (1, 2):
+            torch.set_num_threads(th)
+            ref = TF_SIDE_BY_SIDE[th]
+            for meth in ("R0", "RGNP"):
+                model = RandomGridNP("poisson", meth, device=dev, seed=0)
+                model.fit(steps=warmup, progress=False)
+                per = []
+                for _ in range(repeats):
+                    r = model.fit(steps=chunk, progress=False)
+                    per.append(r.seconds / r.steps)
+                sec = float(np.median(per))
+                print(
+                    f"  speed {meth} threads={th}: {sec:.4f} s/step (reference {ref})", flush=True
+                )
+                rows.append(
+                    bench_row(
+                        "C1",
+                        meth,
+                        {
+                            "sec_per_step": sec,
+                            "steps_per_second": 1 / sec,
+                            "speedup_vs_reference": ref / sec,
+                            "batch": model.config.batch,
+                        },
+                        setting={"problem": "P1", "threads": th, "measure": "side by side"},
+                        anchor={"source": SRC_TF_SBS, "metrics": {"sec_per_step": ref}},
+                        note=f"target: speedup_vs_reference >= 5 (median of {repeats} x {chunk} "
+                        "steps; the reference's figure is its 399 steps after tracing)",
+                    )
+                )
+    finally:
+        torch.set_num_threads(prev)
+    return rows
+
+
 def _train(
     problem,
     method,
@@ -213,7 +263,7 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--burgers-seconds", type=float, default=None)
     ap.add_argument("--n-test", type=int, default=None)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--skip", default="", help="comma list of P1,P2,P3,B1,C1,P1-10 to skip")
+    ap.add_argument("--skip", default="", help="comma list of P1,P2,P3,B1,C1,P1-10,SPEED to skip")
     ap.add_argument("--only", default="", help="comma list of rows to run (the rest skipped)")
     ap.add_argument("--merge", action="store_true", help="keep existing rows not re-run")
     ap.add_argument("--seeds", default="0", help="comma list of seeds for P1, C1 and P3")
@@ -395,6 +445,8 @@ def main(argv: list[str] | None = None) -> Path:
                 )
             )
         print(json.dumps(rows[-2:], indent=0, default=float)[:2000], flush=True)
+    if "SPEED" not in skip:
+        rows += speed_rows(dev, chunk=5 if q else 60, repeats=2 if q else 5, warmup=2 if q else 10)
     cmd = "python benchmarks/neural_process.py " + " ".join(
         argv if argv is not None else sys.argv[1:]
     )

@@ -161,6 +161,7 @@ class RandomGridNP:
             lr=cfg.lr,
             betas=tuple(cfg.betas),
             eps=cfg.adam_eps,
+            fused=True,  # one fused kernel over all tensors instead of a loop over them
         )
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(0 if seed is None else int(seed))
@@ -299,6 +300,7 @@ class RandomGridNP:
         sync = GradientSync(mods)
         rank_generator_seed(self.generator)
         progress = progress and sync.is_main
+        params = list(mods.parameters())
 
         def step():
             for grp in self.optimizer.param_groups:
@@ -308,7 +310,7 @@ class RandomGridNP:
             loss.backward()
             sync.average_gradients()
             if self.config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(mods.parameters(), self.config.grad_clip)
+                torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip, foreach=True)
             self.optimizer.step()
             self.step_count += 1
             return torch.tensor(sync.mean(loss)) if sync.active else loss
