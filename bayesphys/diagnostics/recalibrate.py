@@ -131,7 +131,7 @@ class Recalibrator:
         n = z.numel()
         k = min(n, math.ceil((n + 1) * level))
         qz = float(z.abs().sort().values[k - 1])
-        s = qz / float(torch.special.ndtri(torch.tensor((1 + level) / 2)))
+        s = qz / float(torch.special.ndtri(torch.tensor((1 + level) / 2, dtype=torch.float64)))
         return cls(method, scale=s, n_grid=n_grid)
 
     # -- quantile-map helpers ----------------------------------------------------------------
