@@ -25,7 +25,6 @@ import torch
 from torch import Tensor
 
 from .._device import as_tensor
-from ..diagnostics import Recalibrator
 
 __all__ = ["interval_scale", "calibrate_variance"]
 
@@ -36,13 +35,7 @@ def _z(level: float) -> float:
 
 def interval_scale(err: Tensor, sd: Tensor, level: float = 0.9545) -> float:
     r"""Variance multiplier :math:`s` that puts a fraction ``level`` of ``|err| / sd`` inside
-    :math:`\pm z_\ell`; ``err, sd`` any equal shapes (``sd > 0``). Returns :math:`s > 0`.
-
-    The quantile is the shared split-conformal one
-    (:meth:`bayesphys.diagnostics.Recalibrator.from_z`, ``method="conformal"``): the
-    :math:`\lceil (n+1)\ell \rceil`-th smallest of the :math:`n` scores, so at least a fraction
-    ``level`` of the validation entries (and, in expectation, of exchangeable new ones) is inside.
-    """
+    :math:`\pm z_\ell`; ``err, sd`` any equal shapes (``sd > 0``). Returns :math:`s > 0`."""
     if not 0.0 < float(level) < 1.0:
         raise ValueError(f"level: expected a number in (0, 1), received {level!r}")
     if err.shape != sd.shape:
@@ -54,8 +47,8 @@ def interval_scale(err: Tensor, sd: Tensor, level: float = 0.9545) -> float:
     r = (err.abs().double() / sd.double()).flatten()
     if not bool(torch.isfinite(r).all()):
         raise ValueError("err/sd: non-finite z-scores (NaN errors or zero spread)")
-    scale = Recalibrator.from_z(r, method="conformal", level=float(level)).scale
-    return max(float(scale), 1e-6) ** 2
+    q = float(torch.quantile(r, float(level)))
+    return max(q / _z(level), 1e-12) ** 2
 
 
 def _arr(name: str, v: Any, model) -> Tensor:
