@@ -94,9 +94,8 @@ def merge_rows(rows: list[dict], cmd: str, out: Path | None) -> tuple[list[dict]
             placed.add(g)
     merged += [n for n in rows if _group(n) not in placed and _group(n) in new_groups - placed]
     kept = sorted({_group(r) for r in old["rows"]} - new_groups)
-    prev = old["command"].split(" · rows ")[0]
-    return merged, f"{prev} · rows {', '.join(sorted(new_groups))} re-run by: {cmd}" + (
-        f" (rows {', '.join(kept)} from the first command)" if kept else ""
+    return merged, f"{old['command']} · rows {', '.join(sorted(new_groups))} re-run by: {cmd}" + (
+        f" (rows {', '.join(kept)} kept from the commands before)" if kept else ""
     )
 
 
