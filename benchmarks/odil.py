@@ -48,7 +48,7 @@ from bayesphys.odil import (
     select_n_foci,
 )
 from bayesphys.odil.radiotherapy import model_plan, recurrence_coverage, standard_margin_plan
-from bayesphys.problems.glioma import brain_phantom, synthetic_patient
+from bayesphys.problems.glioma import brain_phantom, synthetic_patient, truth_theta
 
 GLIODIL = "Balcerak et al. 2025 (GliODIL) / anchor targets"
 
@@ -298,12 +298,8 @@ def bench_b3(quick: bool, device) -> list[dict]:
         p = synthetic_patient(5000 + s, phantom=ph)
         m, sec = _fit_case(p, device)
         secs.append(sec)
-        tr = p["truth"]
-        t_true = torch.tensor(
-            [math.log(tr["dw"]), math.log(tr["rho"]), tr["x0"], tr["y0"]], dtype=torch.float64
-        )
         sd = m.theta_cov.diagonal().sqrt().cpu()
-        z.append(((m.theta.cpu() - t_true) / sd).numpy())
+        z.append(((m.theta.cpu() - truth_theta(p)) / sd).numpy())
     z = np.array(z)
     cov = (np.abs(z) <= 1.6449).mean(0)
     rows = [

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import numpy as np
 import torch
 
 from bayesphys.odil import GliomaModel
-from bayesphys.problems.glioma import brain_phantom, synthetic_patient
+from bayesphys.problems.glioma import brain_phantom, synthetic_patient, truth_theta
 
 PARAMS = ("log_dw", "log_rho", "x0", "y0")
 
@@ -41,12 +40,8 @@ def run_config(refine: int, d_max: float, cases: int) -> dict:
         p = synthetic_patient(70_000 + s, phantom=ph, refine=refine)
         m = GliomaModel.from_patient(p, d_max=d_max)
         m.fit(progress=False)
-        tr = p["truth"]
-        truth = torch.tensor(
-            [math.log(tr["dw"]), math.log(tr["rho"]), tr["x0"], tr["y0"]], dtype=torch.float64
-        )
         sd = m.theta_cov.diagonal().sqrt().cpu()
-        z.append(((m.theta.cpu() - truth) / sd).numpy())
+        z.append(((m.theta.cpu() - truth_theta(p)) / sd).numpy())
     zz = np.array(z)
     cov = (np.abs(zz) <= 1.6449).mean(0)
     return {

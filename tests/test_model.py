@@ -52,6 +52,25 @@ def test_optimize_restores_last_good_state_on_nan():
     torch.testing.assert_close(m.weight, w_after_4)
 
 
+def test_optimize_restores_listed_tensors_and_refreshes_snapshot_in_place():
+    a = torch.nn.Parameter(torch.zeros(3))
+    b = torch.nn.Parameter(torch.ones(2))
+    calls = {"n": 0}
+
+    def step():
+        calls["n"] += 1
+        with torch.no_grad():
+            a.add_(1.0)
+            b.mul_(2.0)
+        return torch.tensor(float("nan")) if calls["n"] == 3 else torch.tensor(0.5)
+
+    res = optimize(step, steps=10, params=[a, b], progress=False)
+    assert res.steps == 2 and "diverged at step 2" in res.message
+    # the state after step 2 (not the initial one): the snapshot was refreshed in place
+    torch.testing.assert_close(a.detach(), torch.full((3,), 2.0))
+    torch.testing.assert_close(b.detach(), torch.full((2,), 4.0))
+
+
 def test_checkpoint_roundtrip(tmp_path):
     p = save_checkpoint(tmp_path / "m.pt", kind="toy", config={"a": 1}, state={"w": torch.ones(2)})
     ck = load_checkpoint(p, kind="toy")

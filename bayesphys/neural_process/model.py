@@ -19,8 +19,8 @@ the field variance reflect the actual residual level, which fixes the 2-sigma co
 two-layer lift and lengthscales >= 0.05 in GICNet, a higher learning rate with smooth
 exponential decay. Poisson also draws each batch's :math:`(z, w)` from a scrambled Sobol net
 (``qmc_prior``) and uses the reference's batch of 50, Adam(8e-3, betas 0.9/0.95, halving every
-2000 steps) with gradient clipping (fewer steps to a given error, C1). GICNet can also be trained on extra clustered/uniform observation
-layouts (``aug_weight > 0``, :class:`~.grids.LayoutMixture`; off in the presets: at equal time
+2000 steps) with gradient clipping (fewer steps to a given error, C1). GICNet can also be
+trained on extra clustered/uniform observation layouts (``aug_weight > 0``, :class:`~.grids.LayoutMixture`; off in the presets: at equal time
 it cost more accuracy than it returned). R0 starts like the Keras reference (``init="keras"``,
 Adam :math:`\epsilon = 10^{-7}`). Both methods use exact forward-mode (Taylor) input
 derivatives; :meth:`RandomGridNP.calibrate` rescales the variances post hoc.

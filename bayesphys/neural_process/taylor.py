@@ -107,6 +107,11 @@ def swish_taylor_stacked(a: Tensor, keys: tuple[str, ...]) -> Tensor:
     ``[S, ...]`` -> ``[S, ...]``, with a fused backward (first-order gradients only)."""
     if not keys or keys[0] != "v":
         raise ValueError(f"keys: expected the value stream 'v' first, received {keys}")
+    if a.ndim < 1 or a.shape[0] != len(keys):
+        raise ValueError(
+            f"a: expected {len(keys)} stacked streams on axis 0 (keys {keys}), "
+            f"received shape {tuple(a.shape)}"
+        )
     first = tuple(i for i, k in enumerate(keys) if k not in ("v", "xx"))
     ix = keys.index("x") if "x" in keys else -1
     ixx = keys.index("xx") if "xx" in keys else -1

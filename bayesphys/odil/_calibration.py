@@ -10,11 +10,9 @@ a mild prior mismatch; coverage is the main figure.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from ..problems.glioma import brain_phantom, synthetic_patient
+from ..problems.glioma import brain_phantom, synthetic_patient, truth_theta
 
 _N, _H = 32, 4.0
 
@@ -23,18 +21,7 @@ def simulate(n: int, *, seed: int) -> tuple[torch.Tensor, list[dict]]:
     """``theta [n, 4]`` = (log D_w, log rho, x0, y0) and ``n`` synthetic patients."""
     ph = brain_phantom(_N, _H)
     pats = [synthetic_patient(90_000 + 1000 * seed + i, phantom=ph) for i in range(n)]
-    theta = torch.tensor(
-        [
-            [
-                math.log(p["truth"]["dw"]),
-                math.log(p["truth"]["rho"]),
-                p["truth"]["x0"],
-                p["truth"]["y0"],
-            ]
-            for p in pats
-        ],
-        dtype=torch.float64,
-    )
+    theta = torch.stack([truth_theta(p) for p in pats])
     return theta, pats
 
 

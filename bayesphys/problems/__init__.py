@@ -7,7 +7,14 @@ The most used names are re-exported here.
 """
 
 from .cavity import cavity_test_set, solve_cavity
-from .glioma import GLIOMA_PRIOR, brain_phantom, mni_atlas, segment, synthetic_patient
+from .glioma import (
+    GLIOMA_PRIOR,
+    brain_phantom,
+    mni_atlas,
+    segment,
+    synthetic_patient,
+    truth_theta,
+)
 from .gp_pde import PDEProblem
 from .gp_pde import get_problem as get_gp_pde_problem
 from .gp_pde import problem_ids as gp_pde_problem_ids
@@ -50,6 +57,7 @@ __all__ = [
     "brain_phantom",
     "mni_atlas",
     "synthetic_patient",
+    "truth_theta",
     "segment",
     "GLIOMA_PRIOR",
     "BurgersProblem",

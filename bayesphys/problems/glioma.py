@@ -34,7 +34,14 @@ from torch import Tensor
 
 from .fisher_kolmogorov import fk_forward, initial_condition, stable_steps, tissue_faces
 
-__all__ = ["brain_phantom", "mni_atlas", "synthetic_patient", "segment", "GLIOMA_PRIOR"]
+__all__ = [
+    "brain_phantom",
+    "mni_atlas",
+    "synthetic_patient",
+    "segment",
+    "truth_theta",
+    "GLIOMA_PRIOR",
+]
 
 #: prior ranges of the synthetic study (mm^2/day, 1/day)
 GLIOMA_PRIOR = {"dw": (0.1, 0.5), "rho": (0.025, 0.1), "t_end": 100.0, "dg_ratio": 10.0}
@@ -284,3 +291,14 @@ def synthetic_patient(
         "dg_ratio": dg_ratio,
         "spacing": spacing,
     }
+
+
+def truth_theta(patient: dict) -> Tensor:
+    r"""The true parameter vector :math:`\theta = (\log D_w, \log\rho, x_0, y_0[, z_0])`
+    ``[2 + d]`` (float64) of a :func:`synthetic_patient` dict, in the order of
+    :attr:`bayesphys.odil.GliomaModel.theta` (focus in mm)."""
+    if "truth" not in patient:
+        raise ValueError("patient: expected a synthetic_patient dict with a 'truth' entry")
+    tr = patient["truth"]
+    focus = [tr[k] for k in ("x0", "y0", "z0") if k in tr]
+    return torch.tensor([math.log(tr["dw"]), math.log(tr["rho"]), *focus], dtype=torch.float64)

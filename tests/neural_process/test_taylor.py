@@ -55,3 +55,5 @@ def test_stacked_gradcheck_and_bad_keys():
         swish_taylor_stacked(a, ("x", "v", "xx"))
     with pytest.raises(ValueError, match="needs the 'x' stream"):
         swish_taylor_stacked(a[:2], ("v", "xx"))
+    with pytest.raises(ValueError, match="3 stacked streams"):
+        swish_taylor_stacked(a[:2], ("v", "x", "xx"))

@@ -16,7 +16,7 @@ from bayesphys.problems.fisher_kolmogorov import (
     initial_condition,
     tissue_faces,
 )
-from bayesphys.problems.glioma import brain_phantom, synthetic_patient
+from bayesphys.problems.glioma import brain_phantom, synthetic_patient, truth_theta
 
 
 @pytest.fixture(scope="module")
@@ -240,3 +240,14 @@ def test_from_patient_equals_the_constructor_and_names_missing_keys(small_patien
         GliomaModel.from_patient({k: v for k, v in p.items() if k != "labels"})
     with pytest.raises(ValueError, match="pet"):
         GliomaModel.from_patient({**p, "pet": None}, use_pet=True)
+
+
+def test_truth_theta_matches_the_truth_dict_and_rejects_other_input():
+    p = synthetic_patient(3, phantom=brain_phantom(32, 4.0))
+    t = truth_theta(p)
+    tr = p["truth"]
+    assert t.dtype == torch.float64 and t.shape == (4,)
+    expect = [math.log(tr["dw"]), math.log(tr["rho"]), tr["x0"], tr["y0"]]
+    torch.testing.assert_close(t, torch.tensor(expect, dtype=torch.float64))
+    with pytest.raises(ValueError, match="patient"):
+        truth_theta({"wm": None})
