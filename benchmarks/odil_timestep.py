@@ -1,24 +1,26 @@
-"""Time-step sensitivity of the glioma posterior's calibration (issue 6, B3 diagnosis).
+"""Time-step and likelihood sensitivity of the glioma posterior's calibration (issue 6, B3).
 
 B3 scores the Laplace posterior of ``(log D_w, log rho, x0, y0)`` on simulated patients (32 x 32
-phantom, 4 mm). This script varies the two time steps involved:
+phantom, 4 mm). A config ``refine:d_max:fit_scheme:truth:seg_sigma`` sets
 
-* ``refine``: the truth is simulated with ``refine`` times the stable explicit steps of its own
-  ``D_w`` (:func:`bayesphys.problems.glioma.synthetic_patient`);
-* ``d_max``: the fit's step is the stable step for ``D_w = d_max``
-  (:class:`bayesphys.odil.GliomaModel`; default 1, i.e. 32 steps over 100 days at 4 mm).
+* the truth (:func:`bayesphys.problems.glioma.synthetic_patient`): ``truth`` = ``strang`` or
+  ``euler`` time stepping with ``refine`` x the fit's default step count (stable step for
+  D_w = 1), or ``strang-own`` / ``euler-own``: ``refine`` x the stable steps of the patient's own
+  D_w (``euler-own`` with ``refine`` 4 is the truth B3 used up to 2026-11-28);
+* the fit (:class:`bayesphys.odil.GliomaModel`): its stable step for D_w = ``d_max`` (1: 32 steps
+  over 100 days at 4 mm), its ``time_scheme`` and its ``seg_sigma``.
 
-For each ``refine:d_max`` pair it fits ``--cases`` patients (seeds 70000+, disjoint from B3's
-5000+ and the calibration hook's 90000+) and reports per-parameter 90 % coverage and mean z.
+For each config it fits ``--cases`` patients (seeds 70000+, disjoint from B3's 5000+ / 6000+ and
+the calibration hook's 90000+) and reports per-parameter 90 % coverage and mean z.
 
-    python benchmarks/odil_timestep.py --configs 1:1,2:1,4:1,8:1,32:1,32:4,4:4 --cases 80 \\
-        --out benchmarks/results/odil_timestep.json
+    python benchmarks/odil_timestep.py --cases 80 --out benchmarks/results/odil_timestep.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -29,16 +31,35 @@ from bayesphys.odil import GliomaModel
 from bayesphys.problems.glioma import brain_phantom, synthetic_patient, truth_theta
 
 PARAMS = ("log_dw", "log_rho", "x0", "y0")
+DEFAULT_CONFIGS = (
+    "4:1:euler:euler-own:0.05,"  # B3 up to 2026-11-28: errors of truth and fit partly cancel
+    "4:1:euler:strang:0.05,"  # the same Euler fit against an accurate truth
+    "4:1:strang:strang:0.05,"  # Strang fit (the default now) against the accurate truth
+    "1:1:strang:strang:0.05,"  # truth = the fit's own discrete model: what is left is not time steps
+    "4:4:strang:strang:0.05,"  # 4x the fit's steps
+    "4:1:strang:strang:0.04,"
+    "4:1:strang:strang:0.03"
+)
 
 
-def run_config(refine: int, d_max: float, cases: int) -> dict:
+def run_config(
+    refine: int,
+    d_max: float,
+    cases: int,
+    fit_scheme: str = "strang",
+    truth: str = "strang",
+    seg_sigma: float = 0.05,
+) -> dict:
     """Coverage of the 90 % intervals and mean z over ``cases`` simulated patients."""
     ph = brain_phantom(32, 4.0)
+    scheme, own = truth.removesuffix("-own"), truth.endswith("-own")
     z = []
     t0 = time.perf_counter()
     for s in range(cases):
-        p = synthetic_patient(70_000 + s, phantom=ph, refine=refine)
-        m = GliomaModel.from_patient(p, d_max=d_max)
+        p = synthetic_patient(
+            70_000 + s, phantom=ph, refine=refine, scheme=scheme, step_d=None if own else 1.0
+        )
+        m = GliomaModel.from_patient(p, d_max=d_max, time_scheme=fit_scheme, seg_sigma=seg_sigma)
         m.fit(progress=False)
         sd = m.theta_cov.diagonal().sqrt().cpu()
         z.append(((m.theta.cpu() - truth_theta(p)) / sd).numpy())
@@ -47,6 +68,9 @@ def run_config(refine: int, d_max: float, cases: int) -> dict:
     return {
         "refine": refine,
         "d_max": d_max,
+        "fit_scheme": fit_scheme,
+        "truth": truth,
+        "seg_sigma": seg_sigma,
         "cases": cases,
         "coverage90": dict(zip(PARAMS, cov.round(4).tolist())),
         "coverage90_mean": float(cov.mean()),
@@ -57,7 +81,11 @@ def run_config(refine: int, d_max: float, cases: int) -> dict:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--configs", default="1:1,2:1,4:1,8:1,32:1,32:4,4:4", help="refine:d_max,...")
+    ap.add_argument(
+        "--configs",
+        default=DEFAULT_CONFIGS,
+        help="refine:d_max:fit_scheme:truth:seg_sigma,... (module docstring)",
+    )
     ap.add_argument("--cases", type=int, default=80)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None, help="JSON file for the rows")
@@ -65,16 +93,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     torch.set_num_threads(args.threads)
     rows = []
     for item in args.configs.split(","):
-        r, d = item.split(":")
-        row = run_config(int(r), float(d), args.cases)
+        r, d, fit_scheme, truth, sg = item.split(":")
+        row = run_config(int(r), float(d), args.cases, fit_scheme, truth, float(sg))
         print(json.dumps(row), flush=True)
         rows.append(row)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         cmd = "python benchmarks/odil_timestep.py " + " ".join(
-            argv if argv is not None else __import__("sys").argv[1:]
+            argv if argv is not None else sys.argv[1:]
         )
-        Path(args.out).write_text(json.dumps({"command": cmd, "rows": rows}, indent=1))
+        Path(args.out).write_text(json.dumps({"command": cmd.strip(), "rows": rows}, indent=1))
     return rows
 
 

@@ -33,6 +33,7 @@ from .multigrid import Multigrid
 from .nuts import nuts_reference
 from .problem import DiscreteProblem
 from .radiotherapy import model_plan, recurrence_coverage, standard_margin_plan
+from .recalibration import fit_recalibration_map
 from .solvers import cg, minimize
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "kmeans_foci",
     "multifocal_initial_condition",
     "nuts_reference",
+    "fit_recalibration_map",
     "standard_margin_plan",
     "model_plan",
     "recurrence_coverage",

@@ -47,6 +47,7 @@ from torch import Tensor
 from .._device import as_tensor, resolve_device, resolve_dtype
 from .._model import FitResult, load_checkpoint, save_checkpoint
 from ..problems.fisher_kolmogorov import (
+    SCHEMES,
     fk_forward,
     fk_forward_tangent,
     stable_steps,
@@ -71,6 +72,7 @@ _CFG_KEYS = (
     "seg_sigma",
     "noise_corr_mm",
     "d_max",
+    "time_scheme",
     "prior",
     "n_foci",
 )
@@ -96,6 +98,11 @@ class GliomaModel(GliomaPosteriorMixin):
     seg_sigma: :math:`\sigma_s`. noise_corr_mm: correlation length :math:`\lambda` of the
         data errors in mm (default 4 mm, calibrated in benchmark B3; at least one voxel is used).
     d_max: upper bound of :math:`D_w` used to fix the stable explicit time step.
+    time_scheme: ``"strang"`` (default: exact logistic reaction half-steps around an explicit
+        diffusion step, :func:`~bayesphys.problems.fisher_kolmogorov.fk_forward`) or ``"euler"``
+        (explicit Euler, the scheme before 2026-11-29; checkpoints without the key load with it).
+        Same cost and stability limit; at 4 mm and 32 steps Strang's error in :math:`c(T)` is
+        about 20x smaller.
     prior: ``{"log_dw": (mean, sd), "log_rho": (mean, sd), "focus_sd": mm}`` (focus prior is
         centred on the lesion centroid).
     focus_init: optional focus guess (mm) ``[d]``, or ``[n_foci, d]``; each must lie in the brain.
@@ -128,6 +135,7 @@ class GliomaModel(GliomaPosteriorMixin):
         seg_sigma: float = 0.05,
         noise_corr_mm: float = 4.0,
         d_max: float = 1.0,
+        time_scheme: str = "strang",
         prior: dict | None = None,
         focus_init: Any = None,
         n_foci: int = 1,
@@ -165,6 +173,8 @@ class GliomaModel(GliomaPosteriorMixin):
         ):
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"{name}: expected a positive finite number, received {v!r}")
+        if time_scheme not in SCHEMES:
+            raise ValueError(f"time_scheme: expected one of {SCHEMES}, received {time_scheme!r}")
         self.pet = None
         if pet is not None:
             self.pet = as_tensor("pet", pet, dtype=self.dtype, device=self.device)
@@ -184,6 +194,7 @@ class GliomaModel(GliomaPosteriorMixin):
             "seg_sigma": float(seg_sigma),
             "noise_corr_mm": float(max(noise_corr_mm, spacing)),
             "d_max": float(d_max),
+            "time_scheme": time_scheme,
             "prior": dict(_DEFAULT_PRIOR, **(prior or {})),
             "seed": seed,
             "crop_margin_mm": crop_margin_mm,
@@ -279,6 +290,7 @@ class GliomaModel(GliomaPosteriorMixin):
             steps=steps,
             spacing=cfg["spacing"],
             tissue=self._brain,
+            scheme=cfg.get("time_scheme", "euler"),
         )
 
     def foci(self, theta: Tensor | None = None) -> Tensor:
@@ -330,6 +342,7 @@ class GliomaModel(GliomaPosteriorMixin):
             steps=self.steps,
             spacing=cfg["spacing"],
             tissue=self._brain,
+            scheme=cfg.get("time_scheme", "euler"),
         )
 
         def data_vec(cc):
@@ -581,6 +594,7 @@ class GliomaModel(GliomaPosteriorMixin):
             seg_sigma=cfg["seg_sigma"],
             noise_corr_mm=cfg["noise_corr_mm"],
             d_max=cfg["d_max"],
+            time_scheme=cfg.get("time_scheme", "euler"),
             prior=cfg["prior"],
             n_foci=cfg.get("n_foci", 1),
             crop_margin_mm=cfg["crop_margin_mm"],

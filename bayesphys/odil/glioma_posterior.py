@@ -54,6 +54,30 @@ class GliomaPosteriorMixin:
         self._require_fit()
         return GaussianPosterior(self.theta, self.theta_cov)
 
+    def recalibrate(self, shift: Any, scale: Any) -> None:
+        r"""Apply a recalibration map fitted on simulated patients
+        (:func:`~bayesphys.odil.fit_recalibration_map`): :math:`\theta \leftarrow \theta -
+        b\odot\sigma`, :math:`\Sigma \leftarrow S\Sigma S`, :math:`S = \operatorname{diag}(s)`,
+        with :math:`\sigma` the current sds. ``shift`` (:math:`b`) and ``scale`` (:math:`s > 0`)
+        are scalars or ``[2 + K d]``. Correlations are kept; call after :meth:`fit` (a new fit
+        replaces both)."""
+        self._require_fit()
+        p = self.theta_cov.shape[0]
+        kw = {"dtype": self.theta_cov.dtype, "device": self.theta_cov.device}
+        b, s = torch.as_tensor(shift, **kw), torch.as_tensor(scale, **kw)
+        b, s = (b.expand(p) if b.ndim == 0 else b), (s.expand(p) if s.ndim == 0 else s)
+        for name, v in (("shift", b), ("scale", s)):
+            if v.shape != (p,):
+                raise ValueError(
+                    f"{name}: expected a scalar or shape [{p}], received {tuple(v.shape)}"
+                )
+        if not bool(torch.isfinite(b).all()):
+            raise ValueError("shift: expected finite values")
+        if not bool((torch.isfinite(s) & (s > 0)).all()):
+            raise ValueError("scale: expected positive finite values")
+        self.theta = self.theta - b * self.theta_cov.diagonal().sqrt()
+        self.theta_cov = s[:, None] * self.theta_cov * s[None, :]
+
     def theta_draws(
         self, num_samples: int = 200, num_chains: int = 1, seed: int | None = 0
     ) -> Tensor:

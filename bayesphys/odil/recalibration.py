@@ -1,0 +1,54 @@
+r"""Recalibration of the glioma Laplace posterior on simulated patients: per-parameter shift and
+split-conformal sd scale.
+
+Why: the Laplace posterior of :math:`\theta = (\log D_w, \log\rho, x_0, y_0[, z_0])` is read
+from a segmentation likelihood that only approximates how labels arise (hard thresholds of the
+tumour-cell map, modelled by probit noise of width :math:`\sigma_s`). On simulated patients the
+mode is biased along the :math:`D_w/\rho` trade-off (sharper fronts give larger probit margins)
+and the focus intervals are too wide (docs/odil.md, B3). A map per parameter, fitted on
+simulated patients that are *not* the ones evaluated, corrects both.
+
+With held-out z-scores :math:`z_{ij} = (\hat\theta_{ij} - \theta_{ij}) / \sigma_{ij}` of
+:math:`n` patients and parameter :math:`j`:
+
+.. math::
+    b_j = \overline{z_{\cdot j}}, \qquad
+    s_j = \hat q_{\lceil (n+1)\alpha\rceil / n}\big(|z_{\cdot j} - b_j|\big)
+          \big/ \Phi^{-1}\big(\tfrac{1+\alpha}{2}\big),
+
+and the recalibrated posterior is :math:`\mathcal N(\hat\theta - b\odot\sigma,\ S\Sigma S)`,
+:math:`S = \operatorname{diag}(s)` (:meth:`~bayesphys.odil.GliomaModel.recalibrate`). Its new
+z-score is :math:`(z - b)/s`, so the central :math:`\alpha` interval covers at least :math:`\alpha`
+of exchangeable new patients (split-conformal; :meth:`bayesphys.diagnostics.Recalibrator.from_z`
+one parameter at a time). ``shift=False`` keeps :math:`b = 0` (widths only).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..diagnostics.recalibrate import Recalibrator
+
+__all__ = ["fit_recalibration_map"]
+
+
+def fit_recalibration_map(
+    z: Tensor, level: float = 0.9, *, shift: bool = True
+) -> tuple[Tensor, Tensor]:
+    r"""Per-parameter ``(shift b [p], sd scale s [p])`` from held-out z-scores ``z [n, p]``
+    (module docstring). Raises on NaN or fewer than 2 rows."""
+    z = torch.as_tensor(z, dtype=torch.float64)
+    if z.ndim != 2 or z.shape[0] < 2:
+        raise ValueError(f"z: expected shape [n >= 2, p], received {tuple(z.shape)}")
+    if not bool(torch.isfinite(z).all()):
+        raise ValueError("z: expected finite z-scores, found NaN or inf")
+    b = z.mean(0) if shift else torch.zeros(z.shape[1], dtype=torch.float64)
+    s = torch.tensor(
+        [
+            Recalibrator.from_z(z[:, j] - b[j], method="conformal", level=level).scale
+            for j in range(z.shape[1])
+        ],
+        dtype=torch.float64,
+    )
+    return b, s
