@@ -5,7 +5,8 @@ Trains, per problem, an ANP (Step 1), a SoftC-ANP (the ANP fine-tuned with the P
 penalty) and a meta-learned GP on freshly generated training functions, then scores on seeded
 test sets (50 functions per test parameter; 201 points at the table time):
 ANP / SoftC-ANP / HardC-ANP / ProbConserv-ANP (hybrid validation-fitted Sigma,
-bayesphys.probconserv.calibration) / ProbConserv-ANP-model (the ANP's own low-rank Sigma, one
+bayesphys.probconserv.calibration, with a parameter-conditional variance scale,
+bayesphys.probconserv.conditional) / ProbConserv-ANP-model (the ANP's own low-rank Sigma, one
 scalar scale) / ProbConserv-ANP-diag (the reference's diagonal Sigma) and GP / HardC-GP /
 ProbConserv-GP / ProbConserv-GP-model. ``--load-models`` / ``--merge`` / ``--problems`` rerun
 parts without retraining or losing the other rows.
@@ -116,9 +117,27 @@ SOFTC_CHECK = 50
 SHOCK_THRESHOLD_2 = 0.25
 
 SETTINGS = {
-    "quick": {"anp": 400, "softc": 60, "gp": 250, "n_test": 20, "shock_draws": 200, "n_val": 100},
-    "full": {"anp": 3000, "softc": 500, "gp": 1200, "n_test": 50, "shock_draws": 500, "n_val": 200},
+    "quick": {
+        "anp": 400,
+        "softc": 60,
+        "gp": 250,
+        "n_test": 20,
+        "shock_draws": 200,
+        "n_val": 100,
+        "n_local": 200,
+    },
+    "full": {
+        "anp": 3000,
+        "softc": 500,
+        "gp": 1200,
+        "n_test": 50,
+        "shock_draws": 500,
+        "n_val": 200,
+        "n_local": 600,
+    },
 }
+# n_local: calibration functions (training distribution, seed 777 + seed + 100_003) of the
+# parameter-conditional variance scale (bayesphys.probconserv.conditional); 0 = one scalar scale
 
 
 def _anchor(problem, param, method):
@@ -386,7 +405,11 @@ def run(
             train_info[f"{pname}/{key}"] = info
             t_cal = time.perf_counter()
             beta = model.calibrate(
-                seed=777 + seed, n_functions=cfg["n_val"], objective="hybrid", neighbours=NEIGHBOURS
+                seed=777 + seed,
+                n_functions=cfg["n_val"],
+                objective="hybrid",
+                neighbours=NEIGHBOURS,
+                local_functions=cfg["n_local"],
             )
             cal = model.calibration
             info["calibration"] = {
@@ -397,9 +420,18 @@ def run(
                 "cv_mse": {f"K={k},beta={b}": v for (k, b), v in cal.cv_mse.items()},
                 "seconds": time.perf_counter() - t_cal,
             }
+            if cal.local is not None:
+                info["calibration"]["local"] = {
+                    "functions": cfg["n_local"],
+                    "bandwidth": {st: str(h) for st, h in cal.local.bandwidth.items()},
+                    "cv_binned_coverage_error": {
+                        st: {str(h): e for h, e in d.items()} for st, d in cal.local.cv.items()
+                    },
+                }
             log(
                 f"[{pname}] {key} hybrid calibration K {cal.neighbours} beta {beta} scales "
                 f"{cal.prior_scale:.3g}/{cal.post_scale:.3g}"
+                + (f" local bandwidth {cal.local.bandwidth}" if cal.local is not None else "")
             )
             models[key] = (model, info["seconds"] + info["calibration"]["seconds"])
         # without the hybrid: the model's own Sigma with one scalar variance scale, and the
@@ -519,7 +551,10 @@ def main(argv: list[str] | None = None) -> Path:
         "definition, reported beside it). ProbConserv-*/HardC-*/ANP/GP/SoftC-ANP rows use the "
         "hybrid validation-fitted covariance (bayesphys.probconserv.calibration, "
         "200 validation functions from the training distribution, analog size K and weight "
-        "beta by 2-fold held-out MSE, see training/*/calibration); *-model rows the "
+        "beta by 2-fold held-out MSE, see training/*/calibration) with a parameter-conditional "
+        "variance scale (bayesphys.probconserv.conditional: inferred parameter from the Step-1 "
+        "mean and the mass, localized split-conformal 90 % scale on n_local further training-"
+        "distribution functions, bandwidth by 2-fold binned coverage); *-model rows the "
         "model's own covariance with one scalar variance scale; coverage90_raw: the same "
         "method without any variance calibration. SoftC weight per problem: " + str(SOFTC_WEIGHT),
     }

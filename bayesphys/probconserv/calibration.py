@@ -35,6 +35,12 @@ the unknown parameter; ``K`` (``0`` = all) is chosen with :math:`\beta` by the s
 held-out MSE. ``local_scale=True`` also takes the coverage scale from the analogs' held-out
 z-scores (off by default: it did not improve coverage on the benchmark).
 
+Parameter-conditional scale (``ProbConserv.calibrate(..., local_functions=M)``,
+:func:`fit_local_scale`): the scalar scales assume one error level over the whole training
+range; :mod:`~bayesphys.probconserv.conditional` replaces them by a localized split-conformal
+scale :math:`s(\hat\theta)` in an inferred parameter :math:`\hat\theta(\mu, b)`, fitted on
+``M`` further training-distribution functions scored under the final hybrid covariance.
+
 Structure is kept: a low-rank-plus-diagonal / diagonal model covariance becomes
 ``LowRankRootAddedDiagLinearOperator`` with root :math:`[\sqrt{s\beta a}R,\ \sqrt{s(1-\beta)/V}E]`
 (rank ``S + V``); a dense one stays dense. Shapes: ``err [nt, N, V]`` per time slice.
@@ -56,6 +62,7 @@ from linear_operator.operators import (
 from torch import Tensor
 
 from ..posterior import GaussianPosterior
+from .conditional import LocalScale, choose_bandwidth, fit_parameter_map
 
 __all__ = [
     "HybridCalibration",
@@ -63,6 +70,7 @@ __all__ = [
     "fit_hybrid",
     "coverage_scale",
     "local_root",
+    "fit_local_scale",
 ]
 
 _F64 = torch.float64
@@ -85,14 +93,21 @@ class HybridCalibration:
     val_mean: Tensor | None = None  # [V, nt, N] Step-1 means of the validation functions
 
     val_z: dict[str, Tensor] | None = None  # out-of-fold z-scores [V, nt, N] per stage
+    local: LocalScale | None = None  # parameter-conditional scales (``fit_local_scale``)
 
     def _near(self, mean: Tensor) -> Tensor:
         d = torch.cdist(mean.flatten(1).to(_F64), self.val_mean.to(mean.device).flatten(1))
         return d.topk(self.neighbours, dim=-1, largest=False).indices  # [B, K]
 
-    def scale_for(self, mean: Tensor, stage: str) -> float | Tensor:
-        """Variance scale: global, or (analog) per function and slice ``[B, nt]``, fitted on the
-        out-of-fold z-scores of the ``K`` nearest validation functions."""
+    def scale_for(self, mean: Tensor, stage: str, mass: Tensor | None = None) -> float | Tensor:
+        """Variance scale: global, or per function and slice ``[B, nt]``: parameter-conditional
+        (``self.local``, needs the masses ``[B, nt]``; :mod:`~bayesphys.probconserv.conditional`)
+        or (analog) fitted on the out-of-fold z-scores of the ``K`` nearest validation
+        functions."""
+        if self.local is not None:
+            if mass is None:
+                raise ValueError("mass: the parameter-conditional scale needs the masses [B, nt]")
+            return self.local.scale(mean, mass, stage).to(mean)
         if not self.neighbours or self.val_z is None:
             return self.prior_scale if stage == "prior" else self.post_scale
         z = self.val_z[stage].to(mean)[self._near(mean)]  # [B, K, nt, N]
@@ -117,10 +132,15 @@ class HybridCalibration:
         )
 
     def state(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["local"] = None if self.local is None else self.local.state()
+        return d
 
     @classmethod
     def from_state(cls, d: dict) -> HybridCalibration:
+        d = dict(d)
+        if isinstance(d.get("local"), dict):
+            d["local"] = LocalScale.from_state(d["local"])
         return cls(**d)
 
 
@@ -258,3 +278,46 @@ def fit_hybrid(
         val_mean=mean.to(_F64) if k else None,
         val_z={"prior": zp, "post": zq} if k and local_scale else None,
     )
+
+
+def fit_local_scale(
+    val_mean: Tensor,
+    val_mass: Tensor,
+    val_theta: Tensor,
+    cal_mean: Tensor,
+    cal_mass: Tensor,
+    cal_theta: Tensor,
+    z: dict[str, Tensor],
+    train_range: tuple[float, float],
+    bandwidths: Sequence[float] = (0.1, 0.2, 0.4, math.inf),
+    rank: int = 3,
+) -> LocalScale:
+    r"""Parameter-conditional variance scales (:mod:`~bayesphys.probconserv.conditional`).
+
+    The map :math:`\hat\theta(\mu, b)` is fitted on the ``V`` validation functions that built
+    the hybrid covariance (``val_mean [V, nt, N]``, ``val_mass [V, nt]``, ``val_theta [V]``);
+    the localized conformal scales on ``M`` *other* calibration functions (``cal_mean
+    [M, nt, N]``, ``cal_mass [M, nt]``, ``cal_theta [M]``) with z-scores ``z[stage]
+    [M, nt, N]`` under the final hybrid covariance at scale 1 (split conformal: the functions
+    that give the error root never score it). The bandwidth per stage by
+    :func:`~bayesphys.probconserv.conditional.choose_bandwidth` (true parameters of the
+    calibration functions, equal-width bins of ``train_range``).
+    """
+    if not z:
+        raise ValueError("z: expected at least one stage ('prior', 'post')")
+    val_mean, val_mass, val_theta, cal_mean, cal_mass, cal_theta = (
+        t.detach().cpu() for t in (val_mean, val_mass, val_theta, cal_mean, cal_mass, cal_theta)
+    )
+    z = {k: v.detach().cpu() for k, v in z.items()}
+    lo, hi = float(train_range[0]), float(train_range[1])
+    pmap = fit_parameter_map(val_mean, val_mass, val_theta, (lo, hi), rank=rank)
+    u = pmap.unit(cal_mean, cal_mass)
+    absz, bw, cv = {}, {}, {}
+    for stage, zs in z.items():
+        if zs.shape != cal_mean.shape:
+            raise ValueError(
+                f"z[{stage!r}]: expected shape {tuple(cal_mean.shape)}, received {tuple(zs.shape)}"
+            )
+        absz[stage] = zs.abs().to(_F64)
+        bw[stage], cv[stage] = choose_bandwidth(absz[stage], u, cal_theta, lo, hi, bandwidths)
+    return LocalScale(pmap, u, absz, bw, cv)

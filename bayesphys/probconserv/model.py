@@ -39,7 +39,7 @@ from ..distributed.data_parallel import GradientSync, rank_generator_seed
 from ..posterior import GaussianPosterior
 from ..problems.gpme import GPMEData, GPMEProblem, get_problem, make_dataset
 from .anp import AttentiveNP
-from .calibration import HybridCalibration, fit_hybrid, hybrid_covariance
+from .calibration import HybridCalibration, fit_hybrid, fit_local_scale, hybrid_covariance
 from .metagp import MetaGP
 from .update import conserve_slices
 
@@ -259,11 +259,14 @@ class ProbConserv:
         """
         return self._step1(context, t, x, seed=seed, stage="prior")
 
-    def _step1(self, context, t, x, *, seed, stage: str) -> GaussianPosterior:
-        """Step 1 with the calibration of ``stage`` (``"prior"``, ``"post"`` or ``"raw"``)."""
+    def _step1(self, context, t, x, *, seed, stage: str, mass=None) -> GaussianPosterior:
+        """Step 1 with the calibration of ``stage`` (``"prior"``, ``"post"`` or ``"raw"``);
+        ``mass [B, nt]`` (default: analytic) feeds a parameter-conditional scale."""
         if not isinstance(context, GPMEData):
             raise TypeError(f"context: expected GPMEData, received {type(context).__name__}")
         tt, xx = self._grid(t, x)
+        if mass is None and stage != "raw" and self.calibration is not None:
+            mass = self.mass(context, tt)
         b, nt, nx = len(context), tt.numel(), xx.numel()
         cast = {"device": self.device, "dtype": self.dtype}
         xc = as_tensor("context.x_context", context.x_context).to(**cast)
@@ -286,7 +289,7 @@ class ProbConserv:
                 cov = LowRankRootAddedDiagLinearOperator(
                     LowRankRootLinearOperator(root), DiagLinearOperator(c * var)
                 )
-            return self._hybrid(mean, cov, tt, xx, stage)
+            return self._hybrid(mean, cov, tt, xx, stage, mass)
         means, covs = [], []
         for j in range(nt):
             m, c = self.net.predict(xc.to(_F64), yc.to(_F64), xt[:, j * nx : (j + 1) * nx].to(_F64))
@@ -296,14 +299,14 @@ class ProbConserv:
         cov = torch.stack(covs, 1)
         c = 1.0 if stage == "raw" else self.var_scale
         cov = c * cov + 1e-10 * torch.eye(nx, dtype=_F64, device=cov.device)
-        return self._hybrid(mean, cov, tt, xx, stage)
+        return self._hybrid(mean, cov, tt, xx, stage, mass)
 
-    def _hybrid(self, mean, cov, tt, xx, stage) -> GaussianPosterior:
+    def _hybrid(self, mean, cov, tt, xx, stage, mass=None) -> GaussianPosterior:
         nx = xx.numel()
         cal = self.calibration
         if cal is not None and stage != "raw":
             if cal.matches(tt, xx):
-                scale = cal.scale_for(mean, stage)
+                scale = cal.scale_for(mean, stage, mass)
                 cov = hybrid_covariance(cov, cal.root_for(mean), cal.beta, cal.trace_ratio, scale)
             else:
                 warnings.warn(
@@ -322,6 +325,8 @@ class ProbConserv:
         seed: int = 424_242,
         objective: str = "ll",
         neighbours: tuple[int, ...] = (0,),
+        local_functions: int = 0,
+        local_seed: int | None = None,
     ) -> float:
         r"""Fit the Step-1 variance calibration on held-out validation functions.
 
@@ -332,6 +337,13 @@ class ProbConserv:
         coverage before and after the update) on the grid ``t x 201 points``; stored in
         ``self.calibration``, returns :math:`\beta`; ``posterior(method="probconserv")`` then
         uses the post-update scale, the other methods the Step-1 scale.
+
+        ``local_functions = M > 0`` (hybrid only) replaces the scalar scales by
+        parameter-conditional ones (:mod:`~bayesphys.probconserv.conditional`): an inferred
+        parameter :math:`\hat\theta(\mu, b)` fitted on the validation functions, and a
+        localized split-conformal 90 % scale :math:`s(\hat\theta)` fitted on ``M`` further
+        functions from the training distribution (seed ``local_seed``, default
+        ``seed + 100_003``), whose z-scores are taken under the final hybrid covariance.
 
         Scalar objectives: :math:`c = \operatorname{mean}_{f,i}\,(u_{f,i} - \mu_{f,i})^2 / \sigma_{f,i}^2` over
         the Step-1 marginals on the grid (the Gaussian-likelihood optimum of
@@ -365,7 +377,11 @@ class ProbConserv:
                 prior.mean, prior.covariance, truth, update, tt, xx, neighbours=neighbours
             )
             self.var_scale = 1.0
+            if local_functions:
+                self._fit_local(val, prior.mean, mass, tt, xx, local_functions, local_seed, seed)
             return self.calibration.beta
+        if local_functions:
+            raise ValueError("local_functions: only with objective='hybrid'")
         self.calibration = None
         z2 = (truth.to(prior.mean) - prior.mean).pow(2) / prior.variance.clamp_min(1e-12)
         if objective == "ll":
@@ -374,6 +390,39 @@ class ProbConserv:
             q = torch.quantile(z2.sqrt().flatten(), 0.9)
             self.var_scale = float((q / 1.6448536269514722) ** 2)
         return self.var_scale
+
+    def _fit_local(self, val, val_mean, val_mass, tt, xx, m, local_seed, seed) -> None:
+        """Parameter-conditional scales on ``m`` fresh calibration functions (split conformal)."""
+        if m < 4:
+            raise ValueError(f"local_functions: expected 0 or >= 4, received {m}")
+        cal = self.calibration
+        data = make_dataset(
+            self.problem, m, seed=seed + 100_003 if local_seed is None else local_seed
+        )
+        raw = self._step1(data, tt, xx, seed=0, stage="raw")
+        mean = raw.mean
+        truth = self.problem.solution(tt[None, :, None], xx, data.params[:, None, None].to(_F64))
+        truth = truth.to(mean)
+        cov = hybrid_covariance(raw.covariance, cal.root_for(mean), cal.beta, cal.trace_ratio, 1.0)
+        prior = GaussianPosterior(mean, cov, event_shape=(xx.numel(),), validate=False)
+        mass = self.mass(data, tt)
+        post = conserve_slices(
+            prior, xx.to(self.device), mass, self.config.sigma_g, relative=self.config.relative
+        )
+        z = {
+            "prior": (truth - mean) / prior.variance.clamp_min(1e-300).sqrt(),
+            "post": (truth - post.mean) / post.variance.clamp_min(1e-300).sqrt(),
+        }
+        cal.local = fit_local_scale(
+            val_mean,
+            val_mass,
+            val.params,
+            mean,
+            mass,
+            data.params,
+            z,
+            self.problem.train_range,
+        )
 
     def mass(self, context: GPMEData, t: float | Tensor | None = None) -> Tensor:
         """Analytic total mass :math:`b(t)` ``[B, nt]`` of each context function."""
@@ -397,12 +446,14 @@ class ProbConserv:
         ``mass [B, nt]`` overrides the analytic :math:`b(t)` (e.g. flux-integrated boundary
         data); ``sigma_g``/``relative`` override the configured constraint noise.
         """
+        if not isinstance(context, GPMEData):
+            raise TypeError(f"context: expected GPMEData, received {type(context).__name__}")
         stage = "post" if method == "probconserv" else "prior"
-        prior = self._step1(context, t, x, seed=seed, stage=stage)
-        if method == "none":
-            return prior
         tt, xx = self._grid(t, x)
         b = self.mass(context, tt) if mass is None else as_tensor("mass", mass, dtype=_F64)
+        prior = self._step1(context, t, x, seed=seed, stage=stage, mass=b)
+        if method == "none":
+            return prior
         sg = self.config.sigma_g if sigma_g is None else sigma_g
         rel = self.config.relative if relative is None else relative
         return conserve_slices(prior, xx.to(self.device), b, sg, relative=rel, method=method)

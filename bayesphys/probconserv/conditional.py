@@ -1,0 +1,286 @@
+r"""Parameter-conditional (localized split-conformal) variance scale for the hybrid calibration.
+
+Why: one scalar scale :math:`s` fitted on validation functions drawn from the whole training
+distribution gives 90 % coverage *pooled* over the parameter :math:`\theta`, but a benchmark
+row has a single :math:`\theta` (conditional coverage) and the Step-1 error depends on it
+(e.g. the meta-GP is over-dispersed at one end of the training range and under-dispersed at
+the other). Here the scale follows an estimate :math:`\hat\theta` of the parameter that is
+available at test time.
+
+1. **Inferred parameter** (:func:`fit_parameter_map`): :math:`\hat\theta(f)` is a ridge
+   regression of the true parameter of the validation functions on the features
+   :math:`\phi(f) = [1,\ \psi,\ \psi^{2},\ b,\ b^{2}]` (standardized, constant columns dropped),
+   with :math:`\psi \in \mathbb R^r` the scores of the Step-1 mean :math:`\mu_f` on the top
+   ``r`` principal components of the validation means and :math:`b` the known mass
+   :math:`b(t)` of each time slice (the constraint right-hand side, a test-time input).
+   It is mapped to :math:`u = \operatorname{clip}(2(\hat\theta - \theta_{lo}) /
+   (\theta_{hi} - \theta_{lo}) - 1,\ -1,\ 1)` (no extrapolation outside the training range).
+2. **Localized split-conformal scale** (:func:`local_coverage_scale`): on ``M`` *calibration*
+   functions (training distribution, not those that built the covariance) with z-scores
+   :math:`z_{mi} = (u_{mi} - \mu_{mi}) / \sigma_{mi}` under the final covariance (scale 1),
+   kernel weights :math:`w_m(u) = \exp(-\tfrac12 (u_m - u)^2 / h^2)` and
+
+   .. math::
+       q(u) = \min\Big\{q : \sum_m w_m(u)\,\tfrac1N\textstyle\sum_i
+       \mathbf 1\{|z_{mi}| \le q\} \ge 0.9\,\sum_m w_m(u)\Big\},\qquad
+       s(u) = (q(u) / z_{0.95})^2,
+
+   i.e. the weighted 90 % quantile of :math:`|z|`: the *expected coverage of a function near*
+   :math:`u` is 90 % (localized conformal prediction, Guan 2023). ``h = inf`` gives equal
+   weights: the pooled scale (the previous method).
+3. **Bandwidth** (:func:`choose_bandwidth`): 2-fold on the calibration functions, the ``h``
+   whose held-out coverage, averaged in equal-width bins of the *true* parameter, is closest
+   to 0.9 (root-mean-square over the bins; ties go to the larger ``h``).
+
+Shapes: Step-1 means ``[B, nt, N]``, masses ``[B, nt]``, z-scores ``[M, nt, N]``,
+scales ``[B, nt]``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "ParameterMap",
+    "fit_parameter_map",
+    "local_coverage_scale",
+    "binned_coverage_error",
+    "choose_bandwidth",
+    "LocalScale",
+]
+
+_F64 = torch.float64
+Z90 = 1.6448536269514722
+
+
+def _check(name: str, x: Tensor, ndim: int) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name}: expected a Tensor, received {type(x).__name__}")
+    if x.ndim != ndim:
+        raise ValueError(f"{name}: expected {ndim} dimensions, received shape {tuple(x.shape)}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name}: expected finite values")
+    return x.to(_F64)
+
+
+@dataclass
+class ParameterMap:
+    r"""Ridge map :math:`\hat\theta = \phi(\mu, b)^\top w` (see the module docstring)."""
+
+    center: Tensor  # [D] mean of the flattened validation means
+    components: Tensor  # [D, r] principal directions
+    feat_mean: Tensor  # [P] feature standardization
+    feat_std: Tensor  # [P] (inf for a dropped constant column)
+    coef: Tensor  # [P + 1] (intercept first)
+    lo: float
+    hi: float
+
+    def features(self, mean: Tensor, mass: Tensor) -> Tensor:
+        """``mean [B, nt, N]``, ``mass [B, nt]`` -> standardized features ``[B, P]``."""
+        mean = _check("mean", mean, 3)
+        mass = _check("mass", mass, 2)
+        if mean.shape[0] != mass.shape[0] or mean.shape[1] != mass.shape[1]:
+            raise ValueError(
+                f"mass: expected shape {tuple(mean.shape[:2])}, received {tuple(mass.shape)}"
+            )
+        if mean[0].numel() != self.center.numel():
+            raise ValueError(
+                f"mean: expected {self.center.numel()} values per function (the calibration "
+                f"grid), received {mean[0].numel()}"
+            )
+        psi = (mean.flatten(1) - self.center.to(mean)) @ self.components.to(mean)
+        f = torch.cat([psi, psi.pow(2), mass, mass.pow(2)], -1)
+        return (f - self.feat_mean.to(f)) / self.feat_std.to(f)
+
+    def __call__(self, mean: Tensor, mass: Tensor) -> Tensor:
+        r""":math:`\hat\theta` ``[B]``."""
+        f = self.features(mean, mass)
+        return self.coef[0].to(f) + f @ self.coef[1:].to(f)
+
+    def unit(self, mean: Tensor, mass: Tensor) -> Tensor:
+        r""":math:`u \in [-1, 1]` ``[B]``: :math:`\hat\theta` rescaled to the training range."""
+        return to_unit(self(mean, mass), self.lo, self.hi)
+
+
+def to_unit(theta: Tensor, lo: float, hi: float) -> Tensor:
+    """Map parameters to ``[-1, 1]`` over the training range ``[lo, hi]`` (clipped)."""
+    return (2.0 * (theta.to(_F64) - lo) / (hi - lo) - 1.0).clamp(-1.0, 1.0)
+
+
+def fit_parameter_map(
+    mean: Tensor,
+    mass: Tensor,
+    theta: Tensor,
+    train_range: tuple[float, float],
+    rank: int = 3,
+    ridge: float = 1e-3,
+) -> ParameterMap:
+    r"""Fit :math:`\hat\theta(\mu, b)` on ``V`` validation functions.
+
+    ``mean [V, nt, N]`` Step-1 means, ``mass [V, nt]`` their masses :math:`b(t)`, ``theta [V]``
+    their true parameters; ridge :math:`\min_w \lVert \Phi w - \theta\rVert^2 + \lambda V
+    \lVert w_{1:}\rVert^2` on standardized features (intercept unpenalized).
+    """
+    mean = _check("mean", mean, 3)
+    mass = _check("mass", mass, 2)
+    theta = _check("theta", theta, 1)
+    v = mean.shape[0]
+    if theta.shape[0] != v or mass.shape[0] != v:
+        raise ValueError(
+            f"theta, mass: expected {v} functions, received {theta.shape[0]}, {mass.shape[0]}"
+        )
+    lo, hi = float(train_range[0]), float(train_range[1])
+    if not hi > lo:
+        raise ValueError(f"train_range: expected lo < hi, received {train_range}")
+    if rank < 1 or v < 2 * rank + 4:
+        raise ValueError(f"rank: expected 1 <= rank and >= 2 rank + 4 functions, got {rank}, {v}")
+    x = mean.flatten(1)
+    center = x.mean(0)
+    _, _, vh = torch.linalg.svd(x - center, full_matrices=False)
+    comps = vh[:rank].T.contiguous()
+    pm = ParameterMap(
+        center,
+        comps,
+        torch.zeros(2 * rank + 2 * mass.shape[1], dtype=_F64),
+        torch.ones(2 * rank + 2 * mass.shape[1], dtype=_F64),
+        torch.zeros(2 * rank + 2 * mass.shape[1] + 1, dtype=_F64),
+        lo,
+        hi,
+    )
+    f = pm.features(mean, mass)  # unstandardized (mean 0, std 1 placeholders)
+    mu, sd = f.mean(0), f.std(0)
+    sd = torch.where(sd > 1e-12 * (1 + mu.abs()), sd, torch.full_like(sd, math.inf))
+    pm.feat_mean, pm.feat_std = mu, sd
+    f = pm.features(mean, mass)
+    a = f.T @ f + ridge * v * torch.eye(f.shape[1], dtype=_F64)
+    w = torch.linalg.solve(a, f.T @ (theta - theta.mean()))
+    pm.coef = torch.cat([theta.mean()[None], w])
+    return pm
+
+
+def local_coverage_scale(
+    absz: Tensor, u: Tensor, query: Tensor, bandwidth: float, level: float = 0.9
+) -> Tensor:
+    r"""Localized conformal variance scale :math:`s(u)` (module docstring, step 2).
+
+    ``absz [M, nt, N]`` calibration :math:`|z|` (scale 1), ``u [M]`` their inferred parameters
+    (unit range), ``query [B]`` -> ``[B, nt]``. ``bandwidth = inf``: the pooled scale.
+    """
+    absz = _check("absz", absz, 3).abs()
+    u = _check("u", u, 1)
+    query = _check("query", query, 1)
+    if u.shape[0] != absz.shape[0]:
+        raise ValueError(f"u: expected {absz.shape[0]} values, received {u.shape[0]}")
+    if not bandwidth > 0:
+        raise ValueError(f"bandwidth: expected > 0, received {bandwidth}")
+    if not 0 < level < 1:
+        raise ValueError(f"level: expected in (0, 1), received {level}")
+    m, nt, n = absz.shape
+    if math.isinf(bandwidth):
+        w = torch.ones(query.shape[0], m, dtype=_F64)
+    else:
+        w = torch.exp(-0.5 * ((query[:, None] - u[None, :]) / bandwidth) ** 2)  # [B, M]
+        w = w / w.sum(-1, keepdim=True).clamp_min(1e-300)
+        fallback = w.sum(-1) == 0
+        if bool(fallback.any()):
+            w[fallback] = 1.0
+    w = w / w.sum(-1, keepdim=True)
+    # smallest pooled |z| value v with sum_m w_m F_m(v) >= level, F_m the empirical CDF of
+    # function m's |z|: binary search over the sorted pooled values (exact, O(B M log N) memory)
+    per_fn = absz.permute(1, 0, 2).sort(-1).values.contiguous()  # [nt, M, N]
+    pooled = per_fn.reshape(nt, m * n).sort(-1).values  # [nt, M N]
+    out = torch.empty(query.shape[0], nt, dtype=_F64)
+    for j in range(nt):
+        lo = torch.zeros(query.shape[0], dtype=torch.long)
+        hi = torch.full((query.shape[0],), m * n - 1, dtype=torch.long)
+        while bool((lo < hi).any()):
+            mid = (lo + hi) // 2
+            v = pooled[j, mid]  # [B]
+            cnt = torch.searchsorted(per_fn[j], v.expand(m, -1).contiguous(), right=True)
+            cov = (w * cnt.T.to(_F64)).sum(-1) / n  # [B]
+            ok = cov >= level - 1e-12
+            hi = torch.where(ok, mid, hi)
+            lo = torch.where(ok, lo, mid + 1)
+        out[:, j] = pooled[j, lo]
+    return (out / Z90).pow(2).clamp_min(1e-300)
+
+
+def binned_coverage_error(
+    absz: Tensor, scale: Tensor, theta: Tensor, lo: float, hi: float, bins: int = 5
+) -> float:
+    r"""Root-mean-square over ``bins`` equal-width bins of the true parameter ``theta [M]`` of
+    (mean coverage of the central 90 % intervals in the bin :math:`- 0.9`).
+
+    ``absz [M, nt, N]``, ``scale [M, nt]``; empty bins are skipped.
+    """
+    inside = (absz.abs() <= Z90 * scale.sqrt()[..., None]).to(_F64).mean((-1, -2))  # [M]
+    edges = torch.linspace(lo, hi, bins + 1, dtype=_F64)
+    idx = torch.bucketize(theta.to(_F64).clamp(lo, hi), edges[1:-1])
+    dev = [float(inside[idx == b].mean() - 0.9) for b in range(bins) if bool((idx == b).any())]
+    return math.sqrt(sum(d * d for d in dev) / max(len(dev), 1))
+
+
+def choose_bandwidth(
+    absz: Tensor,
+    u: Tensor,
+    theta: Tensor,
+    lo: float,
+    hi: float,
+    bandwidths: Sequence[float] = (0.1, 0.2, 0.4, math.inf),
+    bins: int = 5,
+) -> tuple[float, dict[float, float]]:
+    """2-fold choice of the bandwidth (module docstring, step 3) -> ``(h, {h: error})``."""
+    m = absz.shape[0]
+    if m < 4:
+        raise ValueError(f"calibration set: expected at least 4 functions, received {m}")
+    half = m // 2
+    folds = [
+        (torch.arange(half), torch.arange(half, m)),
+        (torch.arange(half, m), torch.arange(half)),
+    ]
+    cv = {}
+    for h in bandwidths:
+        err = 0.0
+        for fit, ev in folds:
+            s = local_coverage_scale(absz[fit], u[fit], u[ev], h)
+            err += binned_coverage_error(absz[ev], s, theta[ev], lo, hi, bins) ** 2 / 2
+        cv[float(h)] = math.sqrt(err)
+    best = min(cv.values())
+    h = max(k for k, e in cv.items() if e <= best + 1e-12)
+    return h, cv
+
+
+@dataclass
+class LocalScale:
+    """Fitted parameter-conditional scales, one per stage (``"prior"``, ``"post"``)."""
+
+    pmap: ParameterMap
+    u: Tensor  # [M] inferred parameters of the calibration functions (unit range)
+    absz: dict[str, Tensor]  # stage -> [M, nt, N] |z| under the final covariance (scale 1)
+    bandwidth: dict[str, float]  # stage -> h
+    cv: dict[str, dict[float, float]]  # stage -> {h: 2-fold binned coverage error}
+
+    def scale(self, mean: Tensor, mass: Tensor, stage: str) -> Tensor:
+        """Variance scale ``[B, nt]`` for Step-1 means ``[B, nt, N]`` and masses ``[B, nt]``."""
+        if stage not in self.absz:
+            raise ValueError(f"stage: expected one of {sorted(self.absz)}, received {stage!r}")
+        q = self.pmap.unit(mean.detach().cpu(), mass.detach().cpu())  # fitted on the CPU
+        return local_coverage_scale(self.absz[stage], self.u, q, self.bandwidth[stage])
+
+    def state(self) -> dict:
+        return {
+            "pmap": dict(vars(self.pmap)),
+            "u": self.u,
+            "absz": self.absz,
+            "bandwidth": self.bandwidth,
+            "cv": self.cv,
+        }
+
+    @classmethod
+    def from_state(cls, d: dict) -> LocalScale:
+        return cls(ParameterMap(**d["pmap"]), d["u"], d["absz"], d["bandwidth"], d["cv"])

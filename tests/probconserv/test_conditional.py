@@ -1,0 +1,145 @@
+"""Parameter-conditional (localized split-conformal) variance scale."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from bayesphys.probconserv import ProbConserv, trapezoid_weights
+from bayesphys.probconserv.calibration import coverage_scale
+from bayesphys.probconserv.conditional import (
+    Z90,
+    binned_coverage_error,
+    choose_bandwidth,
+    fit_parameter_map,
+    local_coverage_scale,
+    to_unit,
+)
+from bayesphys.problems.gpme import make_dataset
+
+F64 = torch.float64
+
+
+def _hetero(seed: int, m: int, n: int = 50):
+    """z-scores whose spread grows with the parameter: sd(theta) = exp(1.2 theta)."""
+    gen = torch.Generator().manual_seed(seed)
+    theta = torch.rand(m, generator=gen, dtype=F64) * 2 - 1
+    z = torch.randn(m, 1, n, generator=gen, dtype=F64) * torch.exp(1.2 * theta)[:, None, None]
+    return theta, z
+
+
+def test_infinite_bandwidth_is_the_pooled_scale():
+    theta, z = _hetero(0, 200)
+    s = local_coverage_scale(z.abs(), theta, torch.tensor([-0.9, 0.0, 0.7], dtype=F64), math.inf)
+    assert s.shape == (3, 1)
+    assert torch.allclose(s, s[0].expand_as(s))
+    # the same 90 % quantile of |z| as the pooled scale (up to the interpolation rule)
+    assert float(s[0, 0]) == pytest.approx(coverage_scale(z), rel=2e-3)
+    inside = (z.abs() <= Z90 * s[0, 0].sqrt()).double().mean()
+    assert float(inside) == pytest.approx(0.9, abs=1e-3)
+
+
+def test_uninformative_feature_gives_the_pooled_scale():
+    """Features independent of the errors: every local scale is the pooled one (within
+    sampling error) and the 2-fold choice does not prefer a narrow kernel."""
+    gen = torch.Generator().manual_seed(1)
+    m = 400
+    theta = torch.rand(m, generator=gen, dtype=F64) * 2 - 1
+    z = torch.randn(m, 1, 50, generator=gen, dtype=F64) * 0.3
+    pooled = local_coverage_scale(z.abs(), theta, torch.zeros(1, dtype=F64), math.inf)
+    q = torch.linspace(-1, 1, 5, dtype=F64)
+    local = local_coverage_scale(z.abs(), theta, q, 0.4)
+    assert torch.allclose(local, pooled.expand_as(local), rtol=0.1)
+    h, cv = choose_bandwidth(z.abs(), theta, theta, -1.0, 1.0)
+    assert cv[math.inf] <= min(cv.values()) + 0.01
+
+
+def test_local_scale_fixes_conditional_coverage():
+    theta, z = _hetero(2, 400)
+    h, cv = choose_bandwidth(z.abs(), theta, theta, -1.0, 1.0)
+    assert h < math.inf and cv[h] < 0.5 * cv[math.inf]
+    # fresh functions from the same distribution
+    t2, z2 = _hetero(3, 600)
+    pooled = local_coverage_scale(z.abs(), theta, t2, math.inf)
+    local = local_coverage_scale(z.abs(), theta, t2, h)
+    e_pooled = binned_coverage_error(z2, pooled, t2, -1.0, 1.0)
+    e_local = binned_coverage_error(z2, local, t2, -1.0, 1.0)
+    assert e_pooled > 0.05 and e_local < 0.03
+    edges = torch.linspace(-1, 1, 6, dtype=F64)
+    inside = (z2.abs() <= Z90 * local.sqrt()[..., None]).double().mean((-1, -2))
+    for a, b in zip(edges[:-1], edges[1:]):
+        sel = (t2 >= a) & (t2 < b)
+        assert 0.85 <= float(inside[sel].mean()) <= 0.95
+
+
+def test_parameter_map_recovers_theta_from_mean_and_mass():
+    gen = torch.Generator().manual_seed(4)
+    v, n = 60, 30
+    x = torch.linspace(0, 1, n, dtype=F64)
+    theta = 1 + 4 * torch.rand(v, generator=gen, dtype=F64)
+    mean = (torch.exp(-theta[:, None] * x))[:, None] + 1e-3 * torch.randn(
+        v, 1, n, generator=gen, dtype=F64
+    )
+    mass = torch.zeros(v, 1, dtype=F64)  # constant: dropped, no NaN
+    pm = fit_parameter_map(mean, mass, theta, (1.0, 5.0))
+    t2 = 1 + 4 * torch.rand(20, generator=gen, dtype=F64)
+    m2 = torch.exp(-t2[:, None] * x)[:, None]
+    est = pm(m2, torch.zeros(20, 1, dtype=F64))
+    assert float((est - t2).abs().max()) < 0.25
+    u = pm.unit(m2, torch.zeros(20, 1, dtype=F64))
+    assert float(u.min()) >= -1 and float(u.max()) <= 1
+    # uninformative means, informative mass
+    noise = torch.randn(v, 1, n, generator=gen, dtype=F64)
+    pm2 = fit_parameter_map(noise, theta[:, None].sqrt(), theta, (1.0, 5.0))
+    torch.testing.assert_close(pm2(noise, theta[:, None].sqrt()), theta, atol=0.05, rtol=0)
+    torch.testing.assert_close(
+        to_unit(torch.tensor([0.0, 3.0, 9.0], dtype=F64), 1.0, 5.0),
+        torch.tensor([-1.0, 0.0, 1.0], dtype=F64),
+    )
+
+
+def test_bad_inputs_raise():
+    theta, z = _hetero(5, 20)
+    with pytest.raises(ValueError, match="bandwidth"):
+        local_coverage_scale(z.abs(), theta, theta, 0.0)
+    with pytest.raises(ValueError, match="u: expected 20"):
+        local_coverage_scale(z.abs(), theta[:5], theta, 0.2)
+    with pytest.raises(ValueError, match="dimensions"):
+        local_coverage_scale(z[:, 0], theta, theta, 0.2)
+    with pytest.raises(ValueError, match="finite"):
+        local_coverage_scale(z.abs() * math.nan, theta, theta, 0.2)
+    mean = torch.randn(20, 1, 7, dtype=F64)
+    with pytest.raises(ValueError, match="train_range"):
+        fit_parameter_map(mean, torch.zeros(20, 1, dtype=F64), theta, (1.0, 1.0))
+    with pytest.raises(ValueError, match="functions"):
+        fit_parameter_map(mean, torch.zeros(19, 1, dtype=F64), theta, (0.0, 1.0))
+    pm = fit_parameter_map(mean, torch.zeros(20, 1, dtype=F64), theta, (-1.0, 1.0))
+    with pytest.raises(ValueError, match="calibration grid"):
+        pm(torch.randn(2, 1, 5, dtype=F64), torch.zeros(2, 1, dtype=F64))
+
+
+def test_model_local_scale_conserves_and_round_trips(tmp_path):
+    torch.set_num_threads(1)
+    m = ProbConserv("pme", step1="anp", hidden=16, n_samples=8, seed=0)
+    m.fit(steps=5, progress=False)
+    with pytest.raises(ValueError, match="only with objective='hybrid'"):
+        m.calibrate(make_dataset("pme", 12, seed=5), local_functions=20)
+    m.calibrate(make_dataset("pme", 12, seed=5), objective="hybrid", local_functions=20)
+    loc = m.calibration.local
+    assert set(loc.bandwidth) == {"prior", "post"} and loc.absz["post"].shape == (20, 1, 201)
+    test = make_dataset("pme", params=[1.5, 5.5], seed=11)
+    post = m.posterior(test)
+    g = trapezoid_weights(m.problem.grid(201))
+    torch.testing.assert_close(post.mean @ g, m.mass(test), rtol=0, atol=1e-10)
+    draws = post.sample((8,), generator=torch.Generator().manual_seed(0))
+    assert float((draws @ g - m.mass(test)).abs().max()) < 1e-10
+    # the limit update's mean does not depend on the (per-function) scale
+    pooled = ProbConserv.load(m.save(tmp_path / "a.pt"))
+    pooled.calibration.local = None
+    torch.testing.assert_close(pooled.posterior(test).mean, post.mean)
+    back = ProbConserv.load(m.save(tmp_path / "b.pt"))
+    b = back.posterior(test)
+    assert torch.equal(b.mean, post.mean) and torch.equal(b.variance, post.variance)
+    assert back.calibration.local.bandwidth == loc.bandwidth
