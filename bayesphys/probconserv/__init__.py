@@ -11,7 +11,8 @@ space-time grid; Step 2 conditions it on the integral conservation law
 """
 
 from .anp import AttentiveNP
-from .calibration import HybridCalibration, fit_hybrid, hybrid_covariance
+from .calibration import HybridCalibration, fit_hybrid, fit_local_scale, hybrid_covariance
+from .conditional import LocalScale, ParameterMap, fit_parameter_map, local_coverage_scale
 from .evaluate import shock_position, shock_posterior, slice_scores
 from .inequality import nonnegative_posterior, project_nonnegative
 from .metagp import MetaGP
@@ -28,7 +29,12 @@ __all__ = [
     "AttentiveNP",
     "HybridCalibration",
     "fit_hybrid",
+    "fit_local_scale",
     "hybrid_covariance",
+    "LocalScale",
+    "ParameterMap",
+    "fit_parameter_map",
+    "local_coverage_scale",
     "MetaGP",
     "nonnegative_posterior",
     "project_nonnegative",
