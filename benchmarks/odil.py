@@ -631,7 +631,8 @@ def bench_b5(
     often it adds foci that are not there. Truth: Strang steps, twice the stable count of the
     patient's own D_w (``step_d=None``; about 4x cheaper on the 3-D volume than twice the fit's
     count; its time-step error in c is at most about 0.024, measured in 2-D at 2 mm for
-    D_w = rho = 0.1, the slowest-diffusing, fastest-growing corner of the prior)."""
+    D_w = rho = 0.1, the slowest-diffusing, fastest-growing corner of the prior;
+    tests/odil/test_time_scheme.py checks it)."""
     from bayesphys.problems.glioma import mni_atlas
 
     try:

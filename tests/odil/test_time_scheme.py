@@ -151,3 +151,20 @@ def test_recalibrate_shifts_by_sds_and_keeps_correlations(setup):
         m.recalibrate(0.0, -1.0)
     with pytest.raises(ValueError, match="shift"):
         m.recalibrate(float("nan"), 1.0)
+
+
+def test_b5_truth_rule_time_step_error_is_small():
+    # B5's truth takes 2x the stable steps of the patient's own D_w (3-D count); its error in c
+    # at the slowest-diffusing, fastest-growing corner of the prior (D_w = rho = 0.1), measured
+    # on the 2-D phantom at 2 mm against a converged Strang solution (the figure docs/odil.md
+    # and benchmarks/odil.py quote)
+    from bayesphys.problems.fisher_kolmogorov import stable_steps
+
+    ph = brain_phantom(64, 2.0)
+    faces = tissue_faces(ph["wm"], ph["gm"])
+    c0 = initial_condition((64, 64), torch.tensor([64.0, 60.0], dtype=torch.float64), 2.0)
+    kw = {"t_end": 100.0, "spacing": 2.0, "tissue": ph["brain"], "scheme": "strang"}
+    ref = fk_forward(c0, faces, 0.1, 0.1, steps=4096, **kw)
+    c = fk_forward(c0, faces, 0.1, 0.1, steps=2 * stable_steps(100.0, 0.1, 2.0, 3), **kw)
+    err = float((c - ref).abs().max())
+    assert 0.01 < err < 0.03, err
