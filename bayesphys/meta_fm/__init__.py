@@ -25,6 +25,7 @@ from .evaluation import (
     gaussian_w2,
     mmd_anchor,
     population_metrics,
+    sampling_noise_w2,
     spearman,
 )
 from .field import FourierFeatures, VectorField, time_embedding
@@ -54,6 +55,7 @@ __all__ = [
     "MMD_GAMMAS",
     "gaussian_w2",
     "ensemble_spread",
+    "sampling_noise_w2",
     "spearman",
     "conformal_radius",
     "conformal_coverage",

@@ -6,7 +6,11 @@ r"""Population metrics and uncertainty diagnostics (anchor section 1.8 and 6.2).
   biased V-statistic), as the reference's ``distribution_distances``.
 * :func:`gaussian_w2`: the Bures formula
   :math:`W_2^2 = \lVert m_1-m_2\rVert^2 + \operatorname{tr}(S_1 + S_2 - 2(S_2^{1/2}S_1S_2^{1/2})^{1/2})`.
-* :func:`ensemble_spread`: mean pairwise :math:`W_2` between ensemble members' predictions.
+* :func:`ensemble_spread`: mean pairwise :math:`W_2` between ensemble members' predictions
+  (the epistemic part of the predictive spread).
+* :func:`sampling_noise_w2`: :math:`W_2` between two samples of the predicted law built from
+  disjoint halves of the source points (the finite-sample, aleatoric part: a test population
+  is itself a sample, so even the true law is a distance of about the floor away from it).
 * :func:`conformal_radius` / :func:`conformal_coverage`: split conformal on the score
   :math:`s = W_2(\hat p, p)` (optionally divided by the spread): with calibration scores
   :math:`s_1..s_n`, :math:`\hat q` is the :math:`\lceil (n+1)(1-\alpha)\rceil`-th smallest, and
@@ -30,6 +34,7 @@ __all__ = [
     "mmd_anchor",
     "gaussian_w2",
     "ensemble_spread",
+    "sampling_noise_w2",
     "spearman",
     "conformal_radius",
     "conformal_coverage",
@@ -89,6 +94,49 @@ def ensemble_spread(preds: Sequence[Tensor], *, max_points: int | None = None) -
             a = subsample_points(preds[i].detach().cpu().double(), max_points, i)
             b = subsample_points(preds[j].detach().cpu().double(), max_points, j)
             vals.append(float(wasserstein(a, b, p=2)))
+    return float(np.mean(vals))
+
+
+def sampling_noise_w2(
+    preds: Sequence[Tensor],
+    n: int,
+    *,
+    max_points: int | None = None,
+    seed: int = 0,
+    splits: int = 1,
+) -> float:
+    r"""Sampling-noise :math:`W_2` of a predicted population at sample size ``n``.
+
+    ``preds``: ``M >= 1`` predictions ``[m, d]`` of one population whose rows are the images
+    of the same ``m`` source points (ensemble members). The source rows are split at random
+    into two halves :math:`S_1, S_2`; :math:`A` (:math:`B`) pools every member's points on
+    :math:`S_1` (:math:`S_2`), and each is subsampled to
+    :math:`k = \min(n, \text{max\_points}, |A|, |B|)` points. Returns :math:`W_2(A, B)`: two
+    (nearly) independent ``k``-point samples of the predicted law, i.e. an estimate of its
+    sampling floor at size ``k``, available without the true target. With ``M = 1`` the halves
+    have ``m / 2`` points, and the estimate is that of the floor at ``m / 2`` (larger).
+    ``splits > 1`` averages over that many random splits (a less noisy estimate).
+    """
+    if int(splits) < 1:
+        raise ValueError(f"splits: expected a positive int, received {splits!r}")
+    if len(preds) < 1:
+        raise ValueError("preds: expected at least one predicted population")
+    m = preds[0].shape[0]
+    if m < 4 or any(p.shape[0] != m for p in preds):
+        raise ValueError(
+            f"preds: expected populations of one size >= 4, received {[p.shape[0] for p in preds]}"
+        )
+    pts = [p.detach().cpu().double() for p in preds]
+    gen = torch.Generator().manual_seed(seed)
+    vals = []
+    for r in range(int(splits)):
+        perm = torch.randperm(m, generator=gen)
+        halves = [perm[: m // 2], perm[m // 2 : 2 * (m // 2)]]
+        a, b = (torch.cat([p[h] for p in pts]) for h in halves)  # [M m/2, d]
+        k = min(int(n), a.shape[0], b.shape[0], max_points or a.shape[0])
+        a = subsample_points(a, k, seed + 2 * r + 1)
+        b = subsample_points(b, k, seed + 2 * r + 2)
+        vals.append(float(wasserstein(a, b, p=2)))
     return float(np.mean(vals))
 
 
