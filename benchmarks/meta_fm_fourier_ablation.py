@@ -4,9 +4,9 @@
   populations of the linear map by the exact-law (Bures) W2 between the Gaussian fit of the
   prediction and the true target Gaussian, split into its mean part and its covariance part
   (sampling floor of the Bures W2 at 512 points: ~0.027). The draw,
-  ``linear_map(n_train=200, n_cal=0, n_test=100, seed=0)``, shares the benchmark's seed-0
-  means for its training and first 100 calibration populations (not their covariances or
-  points); none of the benchmark's test populations is used here.
+  ``linear_map(n_train=200, n_cal=0, n_test=100, seed=0)``, has the population means of the
+  benchmark's seed-0 training and first 100 calibration populations (292 of 300 coincide)
+  but other covariances and points; none of the benchmark's test populations is used here.
 * **B4**: fold 0 (the benchmark's seed 0), FM and MFM with and without Fourier features at the
   benchmark's 1000 steps, scored by the benchmark's sample W2 on the held-out patients.
 
