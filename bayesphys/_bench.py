@@ -141,6 +141,20 @@ def render_table(payload: Mapping[str, Any]) -> str:
     return "\n".join([meta, "", *lines, *([""] + notes if notes else [])])
 
 
+def rows_table(rows: Iterable[Mapping[str, Any]], digits: int = 3) -> str:
+    """Markdown table of flat result rows (the union of their keys as columns, in order of
+    appearance; floats to ``digits`` decimals, missing cells as "–"). For ablation scripts."""
+    rows = list(rows)
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+
+    def cell(v: Any) -> str:
+        return f"{v:.{digits}f}" if isinstance(v, float) else ("–" if v is None else str(v))
+
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(cell(r.get(k)) for k in keys) + " |" for r in rows]
+    return "\n".join(lines)
+
+
 def update_benchmarks_md(component: str, payload: Mapping[str, Any], docs: Path | None = None):
     """Replace the ``<!-- bench:component -->`` block of ``docs/benchmarks.md``."""
     path = docs or repo_root() / "docs" / "benchmarks.md"

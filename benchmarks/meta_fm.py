@@ -86,10 +86,10 @@ def problem_data(pid: str, quick: bool, seed: int):
     raise ValueError(pid)
 
 
-# random Fourier features of x per problem. B2 has none: on its populations (spread ~0.35
-# against a data scale ~2) the sigma_B = 1 features generalise worse across populations
-# (exact-law W2 0.32 vs 0.20 at 5000 steps, `benchmarks/meta_fm_fourier_ablation.py`); B4's MFM is
-# worse without them (fold 0: W2 1.68 vs 1.56), so the other problems keep them.
+# random Fourier features of x per problem (`benchmarks/meta_fm_fourier_ablation.py`). B2 has
+# none: on its populations (spread ~0.35 against a data scale ~2) the sigma_B = 1 features
+# generalise worse across populations (exact-law W2 0.315 with, 0.196 without, at 5000 steps).
+# B4's MFM is worse without them (fold 0: W2 1.678 vs 1.565), so the other problems keep them.
 FOURIER = {"B1": 64, "B2": 0, "B3": 64, "B4": 64}
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bayesphys._bench import rows_table
 from bayesphys.meta_fm import MetaFlowMatching, gaussian_w2
 from bayesphys.problems.populations import linear_map
 
@@ -54,18 +55,6 @@ def score(model: MetaFlowMatching, data) -> dict[str, float]:
     }
 
 
-def table(rows: list[dict]) -> str:
-    """Markdown table of the result rows (numbers to 3 decimals)."""
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-
-    def cell(v) -> str:
-        return f"{v:.3f}" if isinstance(v, float) else ("–" if v is None else str(v))
-
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(cell(r.get(k)) for k in keys) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", default="1000,5000,20000")
@@ -74,7 +63,7 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--table", metavar="RESULTS_JSON", help="only print a results file's table")
     args = ap.parse_args(argv)
     if args.table:
-        print(table(json.loads(Path(args.table).read_text())["rows"]))
+        print(rows_table(json.loads(Path(args.table).read_text())["rows"]))
         return Path(args.table)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     data = linear_map(dim=2, n_train=200, n_cal=0, n_test=100, seed=0)
@@ -108,7 +97,7 @@ def main(argv: list[str] | None = None) -> Path:
     path = out / "meta_fm_fourier_ablation.json"
     cmd = "python benchmarks/meta_fm_fourier_ablation.py " + " ".join(argv or sys.argv[1:])
     path.write_text(json.dumps({"command": cmd.strip(), "rows": rows}, indent=1) + "\n")
-    print(table(rows))
+    print(rows_table(rows))
     print(f"wrote {path}")
     return path
 

@@ -22,22 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bayesphys._bench import rows_table
 from bayesphys.meta_fm import MetaFlowMatching, MFMEnsemble
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from meta_fm import FOURIER, model_kwargs, problem_data  # noqa: E402  (same settings)
-
-
-def table(rows: list[dict]) -> str:
-    """Markdown table of the result rows (numbers to 3 decimals)."""
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-
-    def cell(v) -> str:
-        return f"{v:.3f}" if isinstance(v, float) else ("–" if v is None else str(v))
-
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(cell(r.get(k)) for k in keys) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -49,7 +38,7 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--table", metavar="RESULTS_JSON", help="only print a results file's table")
     args = ap.parse_args(argv)
     if args.table:
-        print(table(json.loads(Path(args.table).read_text())["rows"]))
+        print(rows_table(json.loads(Path(args.table).read_text())["rows"]))
         return Path(args.table)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     data, _, k = problem_data(args.problem, False, args.seed)
@@ -90,7 +79,7 @@ def main(argv: list[str] | None = None) -> Path:
     cmd = "python benchmarks/meta_fm_spread_ablation.py " + " ".join(argv or sys.argv[1:])
     payload = {"command": cmd.strip(), "seconds": time.perf_counter() - t0, "rows": rows}
     path.write_text(json.dumps(payload, indent=1) + "\n")
-    print(table(rows))
+    print(rows_table(rows))
     print(f"wrote {path}")
     return path
 

@@ -8,7 +8,13 @@ import arviz as az
 import pytest
 
 from bayesphys import cli
-from bayesphys._bench import bench_row, render_table, update_benchmarks_md, write_results
+from bayesphys._bench import (
+    bench_row,
+    render_table,
+    rows_table,
+    update_benchmarks_md,
+    write_results,
+)
 from bayesphys.inference_data import group_dataset, load_netcdf
 
 
@@ -60,3 +66,9 @@ def test_bench_results_and_markdown(tmp_path):
     assert md.read_text().count("<!-- bench:toy -->") == 1
     with pytest.raises(ValueError, match="lower-case"):
         bench_row("p", "m", {"RelL2": 1.0})
+
+
+def test_rows_table_unions_keys_and_marks_missing_cells():
+    t = rows_table([{"a": 1, "b": 0.12345}, {"a": 2, "c": "x"}]).splitlines()
+    assert t[0] == "| a | b | c |" and t[1] == "|---|---|---|"
+    assert t[2] == "| 1 | 0.123 | – |" and t[3] == "| 2 | – | x |"

@@ -147,11 +147,13 @@ class MFMEnsemble:
         The spread is the predictive one (epistemic and, with ``aleatoric``, sampling noise
         averaged over ``noise_splits`` random splits; module docstring). On B3 (seed 0, 1000
         steps) the Spearman of spread and error is 0.19 for the epistemic spread alone, and
-        0.24 / 0.41 / 0.50 with 1 / 5 / 20 splits: the single-split noise estimate is itself
-        too noisy to rank populations (`benchmarks/meta_fm_spread_ablation.py`). Returns ``{"spearman", "coverage", "radius"`` (for the score chosen
-        by ``normalized``), ``"coverage_normalized", "coverage_raw", "radius_normalized",
-        "radius_raw", "spearman_epistemic", "test_error", "test_spread",
-        "test_spread_epistemic", "test_noise", "test_metrics"`` (pooled-prediction
+        0.24 / 0.41 / 0.49 with 1 / 5 / 20 splits: a single-split noise estimate is itself too
+        noisy to rank populations (``benchmarks/meta_fm_spread_ablation.py``).
+
+        Returns ``{"spearman", "coverage", "radius"`` (for the score chosen by ``normalized``),
+        ``"coverage_normalized", "coverage_raw", "radius_normalized", "radius_raw",
+        "spearman_epistemic", "test_error", "test_spread", "test_spread_epistemic",
+        "test_noise", "test_metrics"`` (pooled-prediction
         w1/w2/mmd per population)``}``. Radii are in score units (W2, or W2 / spread).
         """
 

@@ -119,6 +119,8 @@ def sampling_noise_w2(
     """
     if int(splits) < 1:
         raise ValueError(f"splits: expected a positive int, received {splits!r}")
+    if int(n) < 2:
+        raise ValueError(f"n: expected a sample size >= 2, received {n!r}")
     if len(preds) < 1:
         raise ValueError("preds: expected at least one predicted population")
     m = preds[0].shape[0]

@@ -46,6 +46,8 @@ def test_sampling_noise_shrinks_with_sample_size_and_checks_input():
         sampling_noise_w2([x[:3]], 10)
     with pytest.raises(ValueError, match="splits"):
         sampling_noise_w2([x, x], 10, splits=0)
+    with pytest.raises(ValueError, match="n: expected a sample size"):
+        sampling_noise_w2([x, x], 1)
 
 
 def test_more_splits_give_a_less_noisy_estimate():
