@@ -156,6 +156,8 @@ class MFMEnsemble:
         "test_noise", "test_metrics"`` (pooled-prediction
         w1/w2/mmd per population)``}``. Radii are in score units (W2, or W2 / spread).
         """
+        if isinstance(noise_splits, bool) or int(noise_splits) != noise_splits or noise_splits < 1:
+            raise ValueError(f"noise_splits: expected a positive int, received {noise_splits!r}")
 
         def scores(data: PopulationPairs):
             preds = self.predict_members(data.source, data.treatment)

@@ -246,6 +246,8 @@ class GliomaModel(GliomaPosteriorMixin):
             ]
         self.theta: Tensor | None = None
         self.theta_cov: Tensor | None = None
+        # (shift, scale) of the recalibration map applied to the fitted posterior, if any
+        self.recalibration: tuple[Tensor, Tensor] | None = None
         self.result: FitResult | None = None
 
     # -- model ------------------------------------------------------------------------------
@@ -467,6 +469,7 @@ class GliomaModel(GliomaPosteriorMixin):
             res.message += f"; warning: D_w above d_max={self.config['d_max']} (time step unstable)"
         self.theta = x.detach()
         self.theta_cov = self.laplace_covariance(hessian)
+        self.recalibration = None
         res.seconds = time.perf_counter() - t0
         res.extra.update(self.estimates())
         res.extra["grid_start_loss"] = best_loss
@@ -535,6 +538,7 @@ class GliomaModel(GliomaPosteriorMixin):
             seed=cfg["seed"],
         )
         other.theta, other.theta_cov = self.theta, self.theta_cov
+        other.recalibration = self.recalibration
         return other
 
     # -- persistence ----------------------------------------------------------------------------
@@ -547,6 +551,9 @@ class GliomaModel(GliomaPosteriorMixin):
             "focus_init": self.focus_init.cpu(),
             "theta": None if self.theta is None else self.theta.cpu(),
             "theta_cov": None if self.theta_cov is None else self.theta_cov.cpu(),
+            "recalibration": None
+            if self.recalibration is None
+            else [v.cpu() for v in self.recalibration],
             "dtype": str(self.dtype),
         }
         return save_checkpoint(path, kind=self.kind, config=self.config, state=state)
@@ -606,4 +613,6 @@ class GliomaModel(GliomaPosteriorMixin):
         dev = model.device
         model.theta = None if st["theta"] is None else st["theta"].to(dev)
         model.theta_cov = None if st["theta_cov"] is None else st["theta_cov"].to(dev)
+        recal = st.get("recalibration")
+        model.recalibration = None if recal is None else tuple(v.to(dev) for v in recal)
         return model

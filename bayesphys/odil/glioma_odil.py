@@ -104,6 +104,7 @@ def fit_joint_odil(
     theta = prob.unpack(x)[1]["theta"].detach()
     cov, info = theta_covariance(prob, x, ["theta"], cg_tol=1e-8, cg_maxiter=4 * cg_maxiter)
     model.theta, model.theta_cov = theta, cov
+    model.recalibration = None
     out.seconds = time.perf_counter() - t0
     out.extra.update({"schur_cg_iters": info["cg_iters"], "n_unknowns": prob.n})
     out.extra.update(model.estimates())

@@ -58,9 +58,11 @@ class GliomaPosteriorMixin:
         r"""Apply a recalibration map fitted on simulated patients
         (:func:`~bayesphys.odil.fit_recalibration_map`): :math:`\theta \leftarrow \theta -
         b\odot\sigma`, :math:`\Sigma \leftarrow S\Sigma S`, :math:`S = \operatorname{diag}(s)`,
-        with :math:`\sigma` the current sds. ``shift`` (:math:`b`) and ``scale`` (:math:`s > 0`)
-        are scalars or ``[2 + K d]``. Correlations are kept; call after :meth:`fit` (a new fit
-        replaces both)."""
+        with :math:`\sigma` the fitted sds. ``shift`` (:math:`b`) and ``scale`` (:math:`s > 0`)
+        are scalars or ``[2 + K d]``. Correlations are kept. The map always acts on the fitted
+        Laplace posterior: a second call replaces the first map instead of compounding it
+        (``recalibrate(0, 1)`` restores the fit); the map in force is ``recalibration``. Call
+        after :meth:`fit` (a new fit discards the map)."""
         self._require_fit()
         p = self.theta_cov.shape[0]
         kw = {"dtype": self.theta_cov.dtype, "device": self.theta_cov.device}
@@ -75,8 +77,14 @@ class GliomaPosteriorMixin:
             raise ValueError("shift: expected finite values")
         if not bool((torch.isfinite(s) & (s > 0)).all()):
             raise ValueError("scale: expected positive finite values")
-        self.theta = self.theta - b * self.theta_cov.diagonal().sqrt()
-        self.theta_cov = s[:, None] * self.theta_cov * s[None, :]
+        theta, cov = self.theta, self.theta_cov
+        if self.recalibration is not None:  # back to the fitted posterior first
+            b0, s0 = (v.to(**kw) for v in self.recalibration)
+            cov = cov / (s0[:, None] * s0[None, :])
+            theta = theta + b0 * cov.diagonal().sqrt()
+        self.theta = theta - b * cov.diagonal().sqrt()
+        self.theta_cov = s[:, None] * cov * s[None, :]
+        self.recalibration = (b.clone(), s.clone())
 
     def theta_draws(
         self, num_samples: int = 200, num_chains: int = 1, seed: int | None = 0

@@ -75,3 +75,7 @@ def test_uncertainty_combines_epistemic_and_aleatoric_spread():
         assert n > 0 and s == pytest.approx(math.hypot(e, n))
     assert with_noise["test_error"] == epi_only["test_error"]
     assert -1.0 <= with_noise["spearman_epistemic"] <= 1.0
+    # a bad noise_splits is rejected whether or not the aleatoric part is used
+    for aleatoric in (True, False):
+        with pytest.raises(ValueError, match="noise_splits"):
+            ens.uncertainty(cal, te, max_points=48, aleatoric=aleatoric, noise_splits=0)

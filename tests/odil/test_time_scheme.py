@@ -126,7 +126,7 @@ def test_recalibration_map_recovers_a_known_shift_and_scale_and_rejects_bad_inpu
         fit_recalibration_map(torch.tensor([[0.0], [float("nan")]]))
 
 
-def test_recalibrate_shifts_by_sds_and_keeps_correlations(setup):
+def test_recalibrate_shifts_by_sds_and_keeps_correlations(setup, tmp_path):
     ph, _, _ = setup
     m = GliomaModel.from_patient(synthetic_patient(3, phantom=ph))
     with pytest.raises(RuntimeError, match="fit"):
@@ -145,6 +145,18 @@ def test_recalibrate_shifts_by_sds_and_keeps_correlations(setup):
         return c / d[:, None] / d[None, :]
 
     assert torch.allclose(corr(m.theta_cov), corr(cov0), atol=1e-12)
+    # a second map replaces the first (acts on the fitted posterior), and survives save/load
+    m.recalibrate(b, s)
+    assert torch.allclose(m.theta, th0 - b * sd0)
+    assert torch.allclose(m.theta_cov.diagonal().sqrt(), sd0 * s)
+    m.recalibrate(0.0, 1.0)
+    assert torch.allclose(m.theta, th0) and torch.allclose(m.theta_cov, cov0)
+    m.recalibrate(b, s)
+    path = m.save(tmp_path / "recal.pt")
+    m2 = GliomaModel.load(path)
+    assert torch.equal(m2.theta, m.theta) and torch.equal(m2.recalibration[1], s)
+    m2.recalibrate(0.0, 1.0)
+    assert torch.allclose(m2.theta, th0) and torch.allclose(m2.theta_cov, cov0)
     with pytest.raises(ValueError, match="scale"):
         m.recalibrate(0.0, torch.ones(3))
     with pytest.raises(ValueError, match="positive"):
