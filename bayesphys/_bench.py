@@ -10,6 +10,7 @@ or ``{"source", "metrics"}``; missed targets are kept, never dropped.
 from __future__ import annotations
 
 import datetime as _dt
+import importlib.util
 import json
 import math
 import platform
@@ -19,7 +20,14 @@ from typing import Any
 
 import torch
 
-__all__ = ["repo_root", "write_results", "render_table", "update_benchmarks_md", "bench_row"]
+__all__ = [
+    "repo_root",
+    "write_results",
+    "render_table",
+    "update_benchmarks_md",
+    "bench_row",
+    "call_script",
+]
 
 
 def repo_root() -> Path:
@@ -170,3 +178,28 @@ def update_benchmarks_md(component: str, payload: Mapping[str, Any], docs: Path 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+_SCRIPTS: dict[str, Any] = {}
+
+
+def call_script(path: str, func: str, *args: Any, **kwargs: Any) -> Any:
+    """Call the function ``func`` of the script at ``path`` (loaded once per process).
+
+    A picklable entry point for worker processes: a ``functools.partial`` of this function
+    reaches a benchmark script's function even when the script was started as ``__main__`` or
+    loaded by ``bayesphys bench`` under another module name.
+    """
+    key = str(Path(path).resolve())
+    mod = _SCRIPTS.get(key)
+    if mod is None:
+        spec = importlib.util.spec_from_file_location(f"_bench_script_{Path(key).stem}", key)
+        if spec is None or spec.loader is None:
+            raise FileNotFoundError(f"path: no Python script at {key}")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        _SCRIPTS[key] = mod
+    fn = getattr(mod, func, None)
+    if not callable(fn):
+        raise AttributeError(f"func: {key} defines no function {func!r}")
+    return fn(*args, **kwargs)

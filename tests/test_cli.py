@@ -10,6 +10,7 @@ import pytest
 from bayesphys import cli
 from bayesphys._bench import (
     bench_row,
+    call_script,
     render_table,
     rows_table,
     update_benchmarks_md,
@@ -66,6 +67,25 @@ def test_bench_results_and_markdown(tmp_path):
     assert md.read_text().count("<!-- bench:toy -->") == 1
     with pytest.raises(ValueError, match="lower-case"):
         bench_row("p", "m", {"RelL2": 1.0})
+
+
+def test_call_script_reaches_a_script_function_in_worker_processes(tmp_path):
+    import functools
+
+    from bayesphys.distributed import resolve_runner
+
+    script = tmp_path / "toy_bench.py"
+    script.write_text("import os\n\ndef task(x, scale=1):\n    return x * scale, os.getpid()\n")
+    assert call_script(str(script), "task", 3, scale=2)[0] == 6
+    fn = functools.partial(call_script, str(script), "task", scale=10)
+    with resolve_runner("local", max_workers=2, threads_per_worker=1) as runner:
+        out = {i: v for i, ok, v in runner.run(fn, [1, 2, 3]) if ok}
+    assert [out[i][0] for i in range(3)] == [10, 20, 30]
+    assert all(pid != __import__("os").getpid() for _, pid in out.values())
+    with pytest.raises(AttributeError, match="no function"):
+        call_script(str(script), "missing")
+    with pytest.raises(FileNotFoundError):
+        call_script(str(tmp_path / "absent.txt"), "task")
 
 
 def test_rows_table_unions_keys_and_marks_missing_cells():
