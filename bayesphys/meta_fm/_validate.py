@@ -10,7 +10,7 @@ from torch import Tensor
 from .._device import check_finite
 from ..problems.populations import PopulationPairs
 
-__all__ = ["check_populations", "check_pairs"]
+__all__ = ["check_populations", "check_pairs", "check_features"]
 
 
 def check_populations(
@@ -62,6 +62,35 @@ def check_populations(
     return out
 
 
+def check_features(
+    name: str, features: Sequence[Tensor] | None, pops: Sequence[Tensor], num: int
+) -> list[Tensor] | None:
+    """Per-point features ``[n_i, num]`` matching ``pops``; ``None`` when ``num == 0`` (a
+    model that reads no features ignores any given)."""
+    if num == 0:
+        return None
+    if features is None:
+        raise ValueError(
+            f"{name}: this model's embedding reads {num} features per point; pass them "
+            "(e.g. data.source_features)"
+        )
+    if isinstance(features, Tensor):
+        features = [features] if features.ndim == 2 else list(features)
+    if len(features) != len(pops):
+        raise ValueError(
+            f"{name}: expected one feature tensor per population ({len(pops)}), received "
+            f"{len(features)}"
+        )
+    out = []
+    for i, (f, p) in enumerate(zip(features, pops)):
+        if not isinstance(f, Tensor) or f.shape != (p.shape[0], num):
+            shape = tuple(f.shape) if isinstance(f, Tensor) else type(f).__name__
+            raise ValueError(f"{name}[{i}]: expected shape ({p.shape[0]}, {num}), received {shape}")
+        check_finite(f"{name}[{i}]", f)
+        out.append(f)
+    return out
+
+
 def check_pairs(data: PopulationPairs, dim: int | None = None) -> None:
     """Validate a :class:`PopulationPairs` (dimensions, sizes, finiteness, treatments)."""
     if not isinstance(data, PopulationPairs):
@@ -84,3 +113,9 @@ def check_pairs(data: PopulationPairs, dim: int | None = None) -> None:
         )
     if not torch.is_tensor(data.source_id) or len(data.source_id) != len(data.source):
         raise ValueError("data.source_id: expected a tensor with one id per pair")
+    if data.source_features is not None:
+        f = data.source_features
+        num = f[0].shape[-1] if len(f) and isinstance(f[0], Tensor) and f[0].ndim == 2 else -1
+        if num < 1:
+            raise ValueError("data.source_features: expected tensors [n_i, f] with f >= 1")
+        check_features("data.source_features", f, src, num)

@@ -24,6 +24,9 @@ class MFMConfig:
     points / pops_per_step: points subsampled per population, populations per step.
     lr_schedule: ``"constant"`` (the reference) or ``"cosine"`` (each learning rate decays as
         :math:`\tfrac12(1 + \cos(\pi k / K))` over the ``K`` steps of one :meth:`fit` call).
+    node_features: per-point features (e.g. a cell-type one-hot) the MFM embedding reads beside
+        the coordinates; ``None``: as many as the training data's ``source_features`` (0 when
+        it has none).
     """
 
     method: str = "MFM"
@@ -48,6 +51,7 @@ class MFMConfig:
     rtol: float = 1e-5
     normalize: bool = True
     lr_schedule: str = "constant"
+    node_features: int | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -66,6 +70,10 @@ class MFMConfig:
             )
         if self.solver not in ("rk4", "dopri5"):
             raise ValueError(f"solver: expected 'rk4' or 'dopri5', received {self.solver!r}")
+        if self.node_features is not None and int(self.node_features) < 0:
+            raise ValueError(
+                f"node_features: expected an int >= 0 or None, received {self.node_features!r}"
+            )
         for name in ("points", "pops_per_step", "width", "solver_steps", "knn_k"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(

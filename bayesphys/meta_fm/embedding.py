@@ -83,23 +83,38 @@ class PopulationEmbedding(nn.Module):
     hidden: GCN width (64 for letters in the reference, 128 for organoids).
     layers: GCN depth (3 letters, 2 organoids).
     k: neighbours in the kNN graph (50 letters, 100 organoids).
+    features: per-point features ``f`` (e.g. a cell-type one-hot) concatenated to the
+        coordinates as node inputs ``[P, n, d + f]``; the kNN graph uses the coordinates only.
     """
 
-    def __init__(self, dim: int, hidden: int = 64, layers: int = 3, k: int = 50) -> None:
+    def __init__(
+        self, dim: int, hidden: int = 64, layers: int = 3, k: int = 50, features: int = 0
+    ) -> None:
         super().__init__()
         self.dim, self.hidden, self.k = int(dim), int(hidden), int(k)
-        self.gcn = DenseGCN(dim, hidden, layers)
+        self.features = int(features)
+        self.gcn = DenseGCN(dim + self.features, hidden, layers)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, f: Tensor | None = None) -> Tensor:
+        """``x [P, n, d]`` (or ``[n, d]``), ``f [P, n, features]`` -> ``[P, hidden]``."""
         single = x.ndim == 2
         if single:
             x = x[None]
+            f = None if f is None else f[None]
         if x.ndim != 3 or x.shape[-1] != self.dim:
             raise ValueError(
                 f"x: expected populations [P, n, {self.dim}] or [n, {self.dim}], received {tuple(x.shape)}"
             )
+        if self.features and (f is None or f.shape != (*x.shape[:-1], self.features)):
+            got = None if f is None else tuple(f.shape)
+            raise ValueError(
+                f"f: expected point features {(*x.shape[:-1], self.features)}, received {got}"
+            )
+        if not self.features and f is not None:
+            raise ValueError("f: this embedding reads no point features (features=0)")
         with torch.no_grad():
             a_hat = normalized_adjacency(knn_adjacency(x.detach(), self.k))
-        z = self.gcn(x, a_hat).mean(-2)
+        h = x if f is None else torch.cat([x, f.to(x)], -1)
+        z = self.gcn(h, a_hat).mean(-2)
         z = z / z.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         return z[0] if single else z

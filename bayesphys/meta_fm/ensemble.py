@@ -109,11 +109,15 @@ class MFMEnsemble:
     def predict_members(
         self, sources, treatment=None, *, seed: int = 0, **kw
     ) -> list[list[Tensor]]:
-        """``[M][P]`` predicted populations ``[n_i, d]``."""
+        """``[M][P]`` predicted populations ``[n_i, d]`` (``kw``: as
+        :meth:`MetaFlowMatching.predict`, e.g. ``features``)."""
         return [m.predict(sources, treatment, seed=seed, **kw) for m in self.models]
 
-    def posterior(self, x, treatment=None, *, num_draws: int = 1, seed: int = 0) -> SamplePosterior:
-        """Draws ``[M, num_draws, P, n, d]``: chain = member, draw = embedding subsample seed."""
+    def posterior(
+        self, x, treatment=None, *, num_draws: int = 1, seed: int = 0, features=None
+    ) -> SamplePosterior:
+        """Draws ``[M, num_draws, P, n, d]``: chain = member, draw = embedding subsample seed
+        (``features``: the sources' per-point features, for models trained with them)."""
         pops = check_populations("x", x, self.models[0].dim)
         if len({q.shape[0] for q in pops}) != 1:
             raise ValueError(
@@ -124,7 +128,7 @@ class MFMEnsemble:
             chains.append(
                 torch.stack(
                     [
-                        torch.stack(m.predict(pops, treatment, seed=seed + k))
+                        torch.stack(m.predict(pops, treatment, features=features, seed=seed + k))
                         for k in range(num_draws)
                     ]
                 )
@@ -160,7 +164,7 @@ class MFMEnsemble:
             raise ValueError(f"noise_splits: expected a positive int, received {noise_splits!r}")
 
         def scores(data: PopulationPairs):
-            preds = self.predict_members(data.source, data.treatment)
+            preds = self.predict_members(data.source, data.treatment, features=data.source_features)
             err, epi, noise, mets = [], [], [], []
             for i, tgt in enumerate(data.target):
                 members = [p[i] for p in preds]

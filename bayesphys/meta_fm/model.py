@@ -11,7 +11,9 @@ condition :math:`c` is
 * ``CGFM``: the one-hot id of the training population; an unseen population gets the uniform
   average of the training one-hots, as in the reference code;
 
-each optionally concatenated with a treatment one-hot. Training minimises the CFM loss
+each optionally concatenated with a treatment one-hot. Per-point features of the source
+(``PopulationPairs.source_features``, e.g. the cell-type one-hot of the reference's organoid
+model) enter the GCN beside the coordinates (``node_features``). Training minimises the CFM loss
 (:mod:`~bayesphys.meta_fm.coupling`) over minibatches of ``pops_per_step`` populations with
 ``points`` points each. Prediction integrates the ODE from the full source population
 (:mod:`~bayesphys.meta_fm.sampling`). Points are standardised with the training mean and a
@@ -34,7 +36,7 @@ from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..distributed.data_parallel import GradientSync, rank_generator_seed
 from ..posterior import SamplePosterior
 from ..problems.populations import PopulationPairs
-from ._validate import check_pairs, check_populations
+from ._validate import check_features, check_pairs, check_populations
 from .config import MFMConfig
 from .coupling import cfm_loss, couple, interpolate
 from .embedding import PopulationEmbedding
@@ -104,8 +106,18 @@ class MetaFlowMatching:
             num_treatments = train.num_treatments
             condition_ids = sorted({int(i) for i in train.source_id})
             self.paired = bool(data.paired)
+            nf = 0 if train.source_features is None else int(train.source_features[0].shape[-1])
+            if cfg.method != "MFM":
+                nf = 0  # only the embedding reads point features
+            if cfg.node_features is not None and int(cfg.node_features) not in (0, nf):
+                raise ValueError(
+                    f"node_features: the data give {nf} features per point (used by MFM only), "
+                    f"config says {cfg.node_features} (0 ignores them)"
+                )
+            cfg.node_features = nf if cfg.node_features is None else int(cfg.node_features)
         else:
             self.paired = cfg.coupling != "ot"
+            cfg.node_features = int(cfg.node_features or 0)
         if dim is None:
             raise ValueError("dim: required when no data is given")
         self.dim = int(dim)
@@ -142,7 +154,9 @@ class MetaFlowMatching:
         )
         mods: dict[str, nn.Module] = {"field": field}
         if cfg.method == "MFM":
-            mods["embed"] = PopulationEmbedding(self.dim, cfg.gnn_hidden, cfg.gnn_layers, cfg.knn_k)
+            mods["embed"] = PopulationEmbedding(
+                self.dim, cfg.gnn_hidden, cfg.gnn_layers, cfg.knn_k, features=cfg.node_features
+            )
         self.net = nn.ModuleDict(mods).to(device=self.device, dtype=self.dtype)
         self.net.register_buffer(
             "shift", torch.zeros(self.dim, device=self.device, dtype=self.dtype)
@@ -184,10 +198,12 @@ class MetaFlowMatching:
                 out[i, k] = 1
         return out
 
-    def _condition(self, x0: Tensor | None, emb: Tensor | None, source_ids, treatment, p: int):
+    def _condition(
+        self, x0: Tensor | None, emb: Tensor | None, source_ids, treatment, p: int, f0=None
+    ):
         parts = []
         if self.config.method == "MFM":
-            parts.append(emb if emb is not None else self.net["embed"](x0))
+            parts.append(emb if emb is not None else self.net["embed"](x0, f0))
         elif self.config.method == "CGFM":
             parts.append(self._cgfm_cond(source_ids, p))
         tr = self._treat(treatment, p)
@@ -199,18 +215,22 @@ class MetaFlowMatching:
     def _batch(self, data: PopulationPairs, gen: torch.Generator):
         cfg = self.config
         idx = torch.randint(len(data), (cfg.pops_per_step,), generator=gen).tolist()
-        x0s, x1s = [], []
+        x0s, x1s, f0s = [], [], []
+        feats = data.source_features if cfg.node_features else None
         for i in idx:
             s, t = data.source[i], data.target[i]
             r0 = _subsample(s, cfg.points, gen)
             r1 = r0 if self.coupling == "index" else _subsample(t, cfg.points, gen)
             x0s.append(s[r0])
             x1s.append(t[r1])
+            if feats is not None:
+                f0s.append(feats[i][r0])
         x0 = self._norm(torch.stack(x0s))
         x1 = self._norm(torch.stack(x1s))
+        f0 = torch.stack(f0s).to(x0) if f0s else None
         tr = None if data.treatment is None else data.treatment[idx]
         sids = [int(data.source_id[i]) for i in idx]
-        return x0, x1, tr, sids
+        return x0, x1, tr, sids, f0
 
     def _loss(self, x0, x1, cond, gen) -> Tensor:
         p, n, d = x0.shape
@@ -252,6 +272,10 @@ class MetaFlowMatching:
         if self.num_treatments and data.treatment is None:
             raise ValueError("data.treatment: this model was built with treatments")
         cfg = self.config
+        if cfg.node_features:
+            check_features(
+                "data.source_features", data.source_features, data.source, cfg.node_features
+            )
         if cfg.normalize:
             allx = torch.cat([*data.source, *data.target]).to(torch.float64)
             mean = allx.mean(0)
@@ -282,14 +306,14 @@ class MetaFlowMatching:
         def step() -> Tensor:
             k = counter[0]
             counter[0] += 1
-            x0, x1, tr, sids = self._batch(data, gen)
+            x0, x1, tr, sids, f0 = self._batch(data, gen)
             if cfg.lr_schedule == "cosine":  # 1/2 (1 + cos(pi k / K)) of each base rate
                 f = 0.5 * (1.0 + math.cos(math.pi * k / n_steps))
                 for o, lrs in zip(opts, base_lrs):
                     for g, lr0 in zip(o.param_groups, lrs):
                         g["lr"] = lr0 * f
             if gnn_opt is not None and k % 2 == 1:  # GNN step through the fixed field
-                emb = self.net["embed"](x0)
+                emb = self.net["embed"](x0, f0)
                 for sid, e in zip(sids, emb):
                     cache[sid] = e.detach()
                 cond = self._condition(x0, emb, sids, tr, len(sids))
@@ -304,11 +328,11 @@ class MetaFlowMatching:
                 with torch.no_grad():
                     miss = [i for i, s in enumerate(sids) if s not in cache]
                     if miss:
-                        new = self.net["embed"](x0[miss])
+                        new = self.net["embed"](x0[miss], None if f0 is None else f0[miss])
                         for i, e in zip(miss, new):
                             cache[sids[i]] = e
                 emb = torch.stack([cache[s] for s in sids])
-            cond = self._condition(x0, emb, sids, tr, len(sids))
+            cond = self._condition(x0, emb, sids, tr, len(sids), f0)
             loss = self._loss(x0, x1, cond, gen)
             field_opt.zero_grad()
             if gnn_opt is not None:
@@ -331,24 +355,33 @@ class MetaFlowMatching:
     # ------------------------------------------------------------------ prediction
     @torch.no_grad()
     def embed(
-        self, sources: Tensor | Sequence[Tensor], *, seed: int = 0, points: int | None = None
+        self,
+        sources: Tensor | Sequence[Tensor],
+        *,
+        features: Sequence[Tensor] | None = None,
+        seed: int = 0,
+        points: int | None = None,
     ) -> Tensor:
         """Embeddings ``[P, gnn_hidden]`` of source populations (MFM only).
 
         Each population is embedded through a seeded subsample of ``points`` points (default
         the training ``points``), so training and test graphs have the same density.
+        ``features``: per-point features ``[n_i, node_features]`` of each population, required
+        when the model was trained with them.
         """
         if self.config.method != "MFM":
             raise ValueError(
                 f"embed: only MFM models have a population embedding (this is {self.config.method})"
             )
         pops = check_populations("sources", sources, self.dim)
+        feats = check_features("features", features, pops, self.config.node_features or 0)
         n = points or self.config.points
         gen = torch.Generator().manual_seed(int(seed))
         out = []
-        for p in pops:
-            sub = p if p.shape[0] <= n else p[_subsample(p, n, gen)]
-            out.append(self.net["embed"](self._norm(sub)))
+        for i, p in enumerate(pops):
+            rows = slice(None) if p.shape[0] <= n else _subsample(p, n, gen)
+            f = None if feats is None else feats[i][rows].to(device=self.device, dtype=self.dtype)
+            out.append(self.net["embed"](self._norm(p[rows]), f))
         return torch.stack(out)
 
     @torch.no_grad()
@@ -358,6 +391,7 @@ class MetaFlowMatching:
         treatment: Tensor | Sequence[int] | None = None,
         *,
         source_ids: Sequence[int] | None = None,
+        features: Sequence[Tensor] | None = None,
         seed: int = 0,
         solver: str | None = None,
         steps: int | None = None,
@@ -368,11 +402,14 @@ class MetaFlowMatching:
         All populations are integrated together (points flattened, each carrying its
         population's condition). ``seed`` fixes the embedding subsample; the same seed gives
         the same output bit for bit. ``source_ids`` lets CGFM use a training population's
-        one-hot (unknown ids get the average one-hot).
+        one-hot (unknown ids get the average one-hot). ``features``: the sources' per-point
+        features (MFM models trained with ``source_features``; ignored by FM and CGFM).
         """
         pops = check_populations("sources", sources, self.dim)
         p = len(pops)
-        emb = self.embed(pops, seed=seed) if self.config.method == "MFM" else None
+        emb = None
+        if self.config.method == "MFM":
+            emb = self.embed(pops, features=features, seed=seed)
         cond = self._condition(None, emb, source_ids, treatment, p)
         x = torch.cat([self._norm(q) for q in pops])
         sizes = [q.shape[0] for q in pops]
@@ -402,6 +439,7 @@ class MetaFlowMatching:
         *,
         num_draws: int = 8,
         seed: int = 0,
+        features: Sequence[Tensor] | None = None,
     ) -> SamplePosterior:
         """Predictive draws over populations ``[1, num_draws, P, n, d]`` (one chain).
 
@@ -418,7 +456,8 @@ class MetaFlowMatching:
         if num_draws < 2:
             raise ValueError(f"num_draws: expected >= 2, received {num_draws}")
         draws = [
-            torch.stack(self.predict(pops, treatment, seed=seed + k)) for k in range(num_draws)
+            torch.stack(self.predict(pops, treatment, features=features, seed=seed + k))
+            for k in range(num_draws)
         ]
         return SamplePosterior(torch.stack(draws)[None])
 

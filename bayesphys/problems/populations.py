@@ -58,6 +58,9 @@ class PopulationPairs:
     paired: ``True`` when ``target[i][j]`` is the image of ``source[i][j]`` (index coupling).
     num_treatments: number of treatments (0 when there are none).
     extra: problem-specific exact answers (e.g. B2 Gaussian parameters).
+    source_features: per-point features ``[n_i, f]`` of each source population (e.g. a
+        cell-type one-hot), read by the MFM population embedding only (not transported);
+        ``None`` when there are none.
     """
 
     name: str
@@ -69,6 +72,7 @@ class PopulationPairs:
     treatment: Tensor | None = None
     num_treatments: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    source_features: list[Tensor] | None = None
 
     @property
     def dim(self) -> int:
@@ -98,6 +102,9 @@ class PopulationPairs:
             treatment=None if self.treatment is None else self.treatment[idx],
             num_treatments=self.num_treatments,
             extra=ex,
+            source_features=None
+            if self.source_features is None
+            else [self.source_features[i] for i in idx],
         )
 
 
@@ -412,7 +419,8 @@ def patient_screen(
     of (patient, replicate) ``[n_cells, dim]``; target = treated population (independent draw,
     so not index-paired). ``fold`` k holds out patients ``2k, 2k+1`` (``test``) and uses patient
     ``2k+2`` for calibration (``cal``); the rest train. ``extra["cell_type"]`` gives the type of
-    every source/target cell.
+    every source/target cell, and ``source_features`` the one-hot type ``[n, 2]`` of each source
+    cell (the reference feeds the cell-type one-hot to the GNN).
     """
     if not 0 <= fold < n_patients // 2:
         raise ValueError(f"fold: expected 0..{n_patients // 2 - 1}, received {fold}")
@@ -463,6 +471,7 @@ def patient_screen(
         treatment=torch.tensor(trt),
         num_treatments=n_treatments,
         extra={"patient": torch.tensor(pat), "offset": offs, "cell_type": ctype, "params": prm},
+        source_features=[torch.nn.functional.one_hot(l0, 2).to(dtype) for l0, _ in ctype],
     )
 
 

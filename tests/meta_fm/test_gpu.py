@@ -16,8 +16,9 @@ def test_fit_predict_on_cuda(cuda_device, tmp_path):
     res = m.fit(steps=10, progress=False)
     assert res.steps == 10
     te = d.subset("test")
-    pred = m.predict(te.source[:2], te.treatment[:2], solver="dopri5")
+    f = te.source_features[:2]
+    pred = m.predict(te.source[:2], te.treatment[:2], features=f, solver="dopri5")
     assert pred[0].device.type == "cuda" and torch.isfinite(pred[0]).all()
     m2 = MetaFlowMatching.load(m.save(tmp_path / "m.pt"), device=cuda_device)
-    again = m2.predict(te.source[:2], te.treatment[:2], solver="dopri5")
+    again = m2.predict(te.source[:2], te.treatment[:2], features=f, solver="dopri5")
     assert torch.equal(pred[0], again[0])

@@ -60,12 +60,13 @@ def test_treatments_and_unpaired_data(method, schedule):
     res = m.fit(steps=6, progress=False)
     assert res.steps == 6 and all(math.isfinite(v) for v in res.loss_history)
     te = d.subset("test")
-    pred = m.predict(te.source[:3], te.treatment[:3])
+    f = te.source_features  # the cell-type one-hot (read by the MFM embedding only)
+    pred = m.predict(te.source[:3], te.treatment[:3], features=f[:3])
     assert [p.shape for p in pred] == [(40, 3)] * 3
     with pytest.raises(ValueError, match="treatment"):
-        m.predict(te.source[:3])
+        m.predict(te.source[:3], features=f[:3])
     with pytest.raises(ValueError, match="treatment"):
-        m.predict(te.source[:1], [7])
+        m.predict(te.source[:1], [7], features=f[:1])
 
 
 def test_cgfm_unseen_population_uses_average_onehot():
