@@ -410,6 +410,8 @@ def main(argv: list[str] | None = None) -> Path:
                 "seeds": seeds,
                 "steps": {p: steps_of(p) for p in problems},
                 "jobs": args.jobs,
+                # with --jobs the fits run in worker processes with one thread each
+                **({"threads": f"{args.jobs} workers x 1"} if args.jobs > 1 else {}),
                 "max_eval_points": max_points,
                 "targets": {**prev_extra.get("targets", {}), **checks},
                 "total_seconds": time.perf_counter() - t_all,

@@ -8,7 +8,9 @@
   benchmark's seed-0 training and first 100 calibration populations (292 of 300 coincide)
   but other covariances and points; none of the benchmark's test populations is used here.
 * **B4**: fold 0 (the benchmark's seed 0), FM and MFM with and without Fourier features at the
-  benchmark's 1000 steps, scored by the benchmark's sample W2 on the held-out patients.
+  benchmark's 1000 steps, scored by the benchmark's sample W2 on the held-out patients. The
+  MFM here does not read the cell-type features (``node_features=0``), as when this ablation
+  was run; ``meta_fm_features_ablation.py`` measures them.
 
     python benchmarks/meta_fm_fourier_ablation.py    # 72 min of fits when sharing 2 cores
     python benchmarks/meta_fm_fourier_ablation.py --steps 1000 --no-b4
@@ -84,7 +86,9 @@ def main(argv: list[str] | None = None) -> Path:
         test = b4.subset("test")
         for fourier in (64, 0):
             for meth in ("FM", "MFM"):
-                m = MetaFlowMatching(b4, method=meth, seed=0, **model_kwargs(k, fourier))
+                m = MetaFlowMatching(
+                    b4, method=meth, seed=0, node_features=0, **model_kwargs(k, fourier)
+                )
                 t0 = time.perf_counter()
                 m.fit(steps=1000, progress=False)
                 met = mean_metrics(m.predict(test.source, test.treatment), test.target, 1000)
