@@ -27,6 +27,9 @@ __all__ = [
     "update_benchmarks_md",
     "bench_row",
     "call_script",
+    "rows_table",
+    "write_rows",
+    "print_rows_table",
 ]
 
 
@@ -161,6 +164,37 @@ def rows_table(rows: Iterable[Mapping[str, Any]], digits: int = 3) -> str:
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(cell(r.get(k)) for k in keys) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def write_rows(
+    name: str,
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    script: str | Path,
+    argv: Iterable[str],
+    out: str | Path | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``<out>/<name>.json`` = ``{"command", **extra, "rows"}`` for an ablation script
+    (``out`` default: ``benchmarks/results`` beside ``script``), print the rows' table and
+    return the path. ``command`` is ``python benchmarks/<script> <argv>``."""
+    rows = list(rows)
+    out_dir = Path(out) if out else Path(script).resolve().parent / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.json"
+    cmd = f"python benchmarks/{Path(script).name} " + " ".join(argv)
+    payload = {"command": cmd.strip(), **(extra or {}), "rows": rows}
+    path.write_text(json.dumps(payload, indent=1) + "\n")
+    print(rows_table(rows))
+    print(f"wrote {path}")
+    return path
+
+
+def print_rows_table(path: str | Path) -> Path:
+    """Print the table of a results file written by :func:`write_rows` (``--table``)."""
+    path = Path(path)
+    print(rows_table(json.loads(path.read_text())["rows"]))
+    return path
 
 
 def update_benchmarks_md(component: str, payload: Mapping[str, Any], docs: Path | None = None):

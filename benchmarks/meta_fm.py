@@ -91,7 +91,8 @@ def problem_data(pid: str, quick: bool, seed: int):
 # random Fourier features of x per problem (`benchmarks/meta_fm_fourier_ablation.py`). B2 has
 # none: on its populations (spread ~0.35 against a data scale ~2) the sigma_B = 1 features
 # generalise worse across populations (exact-law W2 0.315 with, 0.196 without, at 5000 steps).
-# B4's MFM is worse without them (fold 0: W2 1.678 vs 1.565), so the other problems keep them.
+# B4's MFM (there without its cell types) is worse without them (fold 0: W2 1.678 vs 1.565),
+# so the other problems keep them.
 FOURIER = {"B1": 64, "B2": 0, "B3": 64, "B4": 64}
 
 # training steps per model in the fuller run (``--steps N`` sets N for every problem; --quick:
@@ -288,6 +289,19 @@ def render_table(payload: dict) -> str:
     return "\n".join(lines)
 
 
+def _by_problem(events, tasks: list[tuple[str, int, int]], problems: list[str], seeds: int):
+    """``(problem, per-seed results)`` in problem order, as the runner's tasks finish; a failed
+    task raises (the problems already yielded have been written)."""
+    done: dict[tuple[str, int], dict] = {}
+    for pid in problems:
+        while any((pid, s) not in done for s in range(seeds)):
+            i, ok, value = next(events)
+            if not ok:
+                raise RuntimeError(f"task {tasks[i][:2]} failed") from value
+            done[tasks[i][:2]] = value
+        yield pid, [done[(pid, s)] for s in range(seeds)]
+
+
 def main(argv: list[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="CPU-sized run (< 10 min on 2 cores)")
@@ -374,52 +388,45 @@ def main(argv: list[str] | None = None) -> Path:
     else:
         fn = functools.partial(run_task, **kw)
         runner = resolve_runner("sequential", threads_per_worker=None)
-    done: dict[tuple[str, int], dict] = {}
-    events = runner.run(fn, tasks)
-    for pid in problems:
-        while any((pid, s) not in done for s in range(seeds)):
-            i, ok, value = next(events)
-            if not ok:
-                runner.close()
-                raise RuntimeError(f"task {tasks[i][:2]} failed") from value
-            done[tasks[i][:2]] = value
-        per_seed = [done[(pid, s)] for s in range(seeds)]
-        summ = summarise(per_seed)
-        checks[pid] = targets(pid, summ)
-        setting = per_seed[0]["_setting"]
-        for meth in METHODS:
-            anchor = None
-            if pid == "B1" and meth in B1_ANCHOR:
-                anchor = {"source": B1_SOURCE, "metrics": B1_ANCHOR[meth]}
-            note = None
-            if meth == "MFM-ensemble":
-                note = "targets: " + ", ".join(
-                    f"{k}: {'met' if v else 'MISSED'}" for k, v in checks[pid].items()
+    with runner:  # released on any exit; each problem is written once its seeds are in
+        for pid, per_seed in _by_problem(runner.run(fn, tasks), tasks, problems, seeds):
+            summ = summarise(per_seed)
+            checks[pid] = targets(pid, summ)
+            setting = per_seed[0]["_setting"]
+            for meth in METHODS:
+                anchor = None
+                if pid == "B1" and meth in B1_ANCHOR:
+                    anchor = {"source": B1_SOURCE, "metrics": B1_ANCHOR[meth]}
+                note = None
+                if meth == "MFM-ensemble":
+                    note = "targets: " + ", ".join(
+                        f"{k}: {'met' if v else 'MISSED'}" for k, v in checks[pid].items()
+                    )
+                rows.append(
+                    bench_row(pid, meth, summ[meth], setting=setting, anchor=anchor, note=note)
                 )
-            rows.append(bench_row(pid, meth, summ[meth], setting=setting, anchor=anchor, note=note))
-        log(f"{pid} done ({time.perf_counter() - t_all:.0f} s): {json.dumps(checks[pid])}")
-        merged = bool(prev_extra)
-        path = write_results(
-            COMPONENT,
-            sorted([*kept, *rows], key=lambda r: r["problem"]) if merged else rows,
-            quick=args.quick,
-            command="runs: " + "; ".join(prev_extra["runs"]) if merged else cmd,
-            out=out,
-            device=str(device),
-            extra={
-                "seeds": seeds,
-                "steps": {p: steps_of(p) for p in problems},
-                "jobs": args.jobs,
-                # with --jobs the fits run in worker processes with one thread each
-                **({"threads": f"{args.jobs} workers x 1"} if args.jobs > 1 else {}),
-                "max_eval_points": max_points,
-                "targets": {**prev_extra.get("targets", {}), **checks},
-                "total_seconds": time.perf_counter() - t_all,
-                "complete": pid == problems[-1],
-                **({"runs": prev_extra["runs"]} if merged else {}),
-            },
-        )
-    runner.close()
+            log(f"{pid} done ({time.perf_counter() - t_all:.0f} s): {json.dumps(checks[pid])}")
+            merged = bool(prev_extra)
+            path = write_results(
+                COMPONENT,
+                sorted([*kept, *rows], key=lambda r: r["problem"]) if merged else rows,
+                quick=args.quick,
+                command="runs: " + "; ".join(prev_extra["runs"]) if merged else cmd,
+                out=out,
+                device=str(device),
+                extra={
+                    "seeds": seeds,
+                    "steps": {p: steps_of(p) for p in problems},
+                    "jobs": args.jobs,
+                    # with --jobs the fits run in worker processes with one thread each
+                    **({"threads": f"{args.jobs} workers x 1"} if args.jobs > 1 else {}),
+                    "max_eval_points": max_points,
+                    "targets": {**prev_extra.get("targets", {}), **checks},
+                    "total_seconds": time.perf_counter() - t_all,
+                    "complete": pid == problems[-1],
+                    **({"runs": prev_extra["runs"]} if merged else {}),
+                },
+            )
     log(f"wrote {path}")
     return path
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bayesphys._bench import call_script, rows_table
+from bayesphys._bench import call_script, print_rows_table, write_rows
 from bayesphys.distributed import resolve_runner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -83,8 +83,7 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--table", metavar="RESULTS_JSON", help="only print a results file's table")
     args = ap.parse_args(argv)
     if args.table:
-        print(rows_table(json.loads(Path(args.table).read_text())["rows"]))
-        return Path(args.table)
+        return print_rows_table(args.table)
     if args.jobs < 1:
         raise SystemExit(f"--jobs: expected a positive int, received {args.jobs}")
     tasks = [(s, meth, nf) for s in range(args.seeds) for meth, nf in CONFIGS]
@@ -113,15 +112,14 @@ def main(argv: list[str] | None = None) -> Path:
                 **{k: float(np.mean([r[k] for r in sel])) for k in ("w1", "w2", "mmd")},
             }
         )
-    out = Path(args.out) if args.out else Path(__file__).resolve().parent / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "meta_fm_features_ablation.json"
-    cmd = "python benchmarks/meta_fm_features_ablation.py " + " ".join(argv or sys.argv[1:])
-    payload = {"command": cmd.strip(), "seconds": time.perf_counter() - t0, "rows": rows}
-    path.write_text(json.dumps(payload, indent=1) + "\n")
-    print(rows_table(rows))
-    print(f"wrote {path}")
-    return path
+    return write_rows(
+        "meta_fm_features_ablation",
+        rows,
+        script=__file__,
+        argv=sys.argv[1:] if argv is None else argv,
+        out=args.out,
+        extra={"seconds": time.perf_counter() - t0},
+    )
 
 
 if __name__ == "__main__":

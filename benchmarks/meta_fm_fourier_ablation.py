@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bayesphys._bench import rows_table
+from bayesphys._bench import print_rows_table, write_rows
 from bayesphys.meta_fm import MetaFlowMatching, gaussian_w2
 from bayesphys.problems.populations import linear_map
 
@@ -65,8 +65,7 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--table", metavar="RESULTS_JSON", help="only print a results file's table")
     args = ap.parse_args(argv)
     if args.table:
-        print(rows_table(json.loads(Path(args.table).read_text())["rows"]))
-        return Path(args.table)
+        return print_rows_table(args.table)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     data = linear_map(dim=2, n_train=200, n_cal=0, n_test=100, seed=0)
     rows = []
@@ -96,14 +95,13 @@ def main(argv: list[str] | None = None) -> Path:
                 row["seconds"] = time.perf_counter() - t0
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    out = Path(args.out) if args.out else Path(__file__).resolve().parent / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "meta_fm_fourier_ablation.json"
-    cmd = "python benchmarks/meta_fm_fourier_ablation.py " + " ".join(argv or sys.argv[1:])
-    path.write_text(json.dumps({"command": cmd.strip(), "rows": rows}, indent=1) + "\n")
-    print(rows_table(rows))
-    print(f"wrote {path}")
-    return path
+    return write_rows(
+        "meta_fm_fourier_ablation",
+        rows,
+        script=__file__,
+        argv=sys.argv[1:] if argv is None else argv,
+        out=args.out,
+    )
 
 
 if __name__ == "__main__":

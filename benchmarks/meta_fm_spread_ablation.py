@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bayesphys._bench import rows_table
+from bayesphys._bench import print_rows_table, write_rows
 from bayesphys.meta_fm import MetaFlowMatching, MFMEnsemble
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -38,8 +38,7 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--table", metavar="RESULTS_JSON", help="only print a results file's table")
     args = ap.parse_args(argv)
     if args.table:
-        print(rows_table(json.loads(Path(args.table).read_text())["rows"]))
-        return Path(args.table)
+        return print_rows_table(args.table)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     data, _, k = problem_data(args.problem, False, args.seed)
     cal, test = data.subset("cal"), data.subset("test")
@@ -73,15 +72,14 @@ def main(argv: list[str] | None = None) -> Path:
         }
         rows.append(row)
         print(json.dumps(row), flush=True)
-    out = Path(args.out) if args.out else Path(__file__).resolve().parent / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "meta_fm_spread_ablation.json"
-    cmd = "python benchmarks/meta_fm_spread_ablation.py " + " ".join(argv or sys.argv[1:])
-    payload = {"command": cmd.strip(), "seconds": time.perf_counter() - t0, "rows": rows}
-    path.write_text(json.dumps(payload, indent=1) + "\n")
-    print(rows_table(rows))
-    print(f"wrote {path}")
-    return path
+    return write_rows(
+        "meta_fm_spread_ablation",
+        rows,
+        script=__file__,
+        argv=sys.argv[1:] if argv is None else argv,
+        out=args.out,
+        extra={"seconds": time.perf_counter() - t0},
+    )
 
 
 if __name__ == "__main__":

@@ -11,10 +11,12 @@ from bayesphys import cli
 from bayesphys._bench import (
     bench_row,
     call_script,
+    print_rows_table,
     render_table,
     rows_table,
     update_benchmarks_md,
     write_results,
+    write_rows,
 )
 from bayesphys.inference_data import group_dataset, load_netcdf
 
@@ -86,6 +88,25 @@ def test_call_script_reaches_a_script_function_in_worker_processes(tmp_path):
         call_script(str(script), "missing")
     with pytest.raises(FileNotFoundError):
         call_script(str(tmp_path / "absent.txt"), "task")
+
+
+def test_write_rows_records_command_extra_and_rows(tmp_path, capsys):
+    rows = [{"a": 1, "b": 0.5}, {"a": 2, "b": None}]
+    path = write_rows(
+        "toy_ablation",
+        rows,
+        script="benchmarks/toy.py",
+        argv=["--x", "1"],
+        out=tmp_path,
+        extra={"seconds": 3.0},
+    )
+    payload = json.loads(path.read_text())
+    assert path == tmp_path / "toy_ablation.json"
+    assert payload == {"command": "python benchmarks/toy.py --x 1", "seconds": 3.0, "rows": rows}
+    printed = capsys.readouterr().out
+    assert "| 2 | – |" in printed and f"wrote {path}" in printed
+    assert print_rows_table(path) == path
+    assert capsys.readouterr().out.strip() == rows_table(rows)
 
 
 def test_rows_table_unions_keys_and_marks_missing_cells():
