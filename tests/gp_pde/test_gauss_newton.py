@@ -139,6 +139,9 @@ def test_pcg_solves_the_gauss_newton_system(shape, seed, tau2, gamma, amp):
     )
     b = torch.randn(shape, generator=g, dtype=F64)
     xd = torch.linalg.solve(Hd, b.reshape(-1))
+    # forward error of a relative residual 1e-12 is at most cond(H) * 1e-12 (plus the dense
+    # solve's own cond(H) * eps): a fixed 1e-8 failed on ill-conditioned draws
+    err_tol = 1e-8 + 2.0 * float(torch.linalg.cond(Hd)) * (1e-12 + 1e-15)
     for pre in (gn._preconditioner(float(d.mean())), gn._cg_preconditioner(d)):
         x, it, res = pcg(
             lambda z: gn.hessian_matvec(z, d),
@@ -148,7 +151,7 @@ def test_pcg_solves_the_gauss_newton_system(shape, seed, tau2, gamma, amp):
             maxiter=2000,
         )
         assert res <= 1e-12
-        assert float((x.reshape(-1) - xd).norm() / xd.norm()) < 1e-8
+        assert float((x.reshape(-1) - xd).norm() / xd.norm()) < err_tol
         if amp == 0.0:  # constant 3U^2: both preconditioners are exact, one iteration
             assert it <= 2
 

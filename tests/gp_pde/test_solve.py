@@ -80,7 +80,9 @@ def test_kron_logdet_and_quadratic_form_match_dense(shape, seed):
         + 0.5 * torch.linalg.slogdet(C)[1]
         + 0.5 * (r * r).sum()
     )
-    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-8)
+    # the dense reference solve is itself only accurate to ~cond(C) * eps
+    rtol = max(1e-9, 10.0 * float(torch.linalg.cond(C)) * torch.finfo(F64).eps)
+    torch.testing.assert_close(got, want, rtol=rtol, atol=1e-8)
 
 
 def test_kron_samples_have_the_posterior_covariance():
