@@ -24,6 +24,9 @@ class MFMConfig:
     points / pops_per_step: points subsampled per population, populations per step.
     lr_schedule: ``"constant"`` (the reference) or ``"cosine"`` (each learning rate decays as
         :math:`\tfrac12(1 + \cos(\pi k / K))` over the ``K`` steps of one :meth:`fit` call).
+    conditioning: how the field reads its condition: ``"concat"`` (input concatenation, the
+        reference) or ``"film"`` (also a zero-initialised feature-wise affine modulation of every
+        hidden layer, :class:`~bayesphys.meta_fm.field.VectorField`).
     node_features: per-point features (e.g. a cell-type one-hot) the MFM embedding reads beside
         the coordinates; ``None``: as many as the training data's ``source_features`` (0 when
         it has none).
@@ -52,6 +55,7 @@ class MFMConfig:
     normalize: bool = True
     lr_schedule: str = "constant"
     node_features: int | None = None
+    conditioning: str = "concat"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -67,6 +71,10 @@ class MFMConfig:
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(
                 f"lr_schedule: expected 'constant' or 'cosine', received {self.lr_schedule!r}"
+            )
+        if self.conditioning not in ("concat", "film"):
+            raise ValueError(
+                f"conditioning: expected 'concat' or 'film', received {self.conditioning!r}"
             )
         if self.solver not in ("rk4", "dopri5"):
             raise ValueError(f"solver: expected 'rk4' or 'dopri5', received {self.solver!r}")

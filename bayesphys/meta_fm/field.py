@@ -10,8 +10,18 @@ The input is the concatenation of
 * the raw point :math:`x`;
 * a condition vector (population embedding, population one-hot, treatment one-hot).
 
-The body is an MLP (SELU) or a residual MLP. Shapes: ``x [N, d]``, ``t [N]`` or scalar,
-``cond [N, c]`` -> ``[N, d]``.
+The body is an MLP (SELU) or a residual MLP. With ``conditioning="film"`` the condition
+:math:`c` also modulates every hidden layer feature-wise (FiLM, Perez et al. 2018):
+
+.. math:: h_\ell \leftarrow h_\ell \odot (1 + \gamma_\ell(c)) + \beta_\ell(c),
+
+with :math:`\gamma_\ell, \beta_\ell` linear in :math:`c` and initialised at zero, so that the
+untrained FiLM field equals the concatenation field. The product :math:`h \odot \gamma(c)`
+lets the condition switch and rescale features, which a concatenated input can only
+approximate through the nonlinearities (e.g. a population-dependent rotation of ``x``).
+``conditioning="concat"`` (default) is the reference architecture.
+
+Shapes: ``x [N, d]``, ``t [N]`` or scalar, ``cond [N, c]`` -> ``[N, d]``.
 """
 
 from __future__ import annotations
@@ -71,10 +81,16 @@ class VectorField(nn.Module):
         fourier: int = 128,
         fourier_sigma: float = 0.01,
         residual: bool = False,
+        conditioning: str = "concat",
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
+        if conditioning not in ("concat", "film"):
+            raise ValueError(
+                f"conditioning: expected 'concat' or 'film', received {conditioning!r}"
+            )
         self.dim, self.cond_dim, self.time_dim = int(dim), int(cond_dim), int(time_dim)
+        self.conditioning = conditioning
         self.fourier = FourierFeatures(dim, fourier, fourier_sigma, generator) if fourier else None
         in_dim = self.time_dim + (2 * fourier if fourier else 0) + dim + cond_dim
         mods: list[nn.Module] = [nn.Linear(in_dim, width), nn.SELU()]
@@ -82,6 +98,14 @@ class VectorField(nn.Module):
             mods += [_Res(width)] if residual else [nn.Linear(width, width), nn.SELU()]
         mods.append(nn.Linear(width, dim))
         self.net = nn.Sequential(*mods)
+        self.film = None
+        if conditioning == "film" and self.cond_dim:
+            # one (gamma, beta) head per hidden layer, zero-initialised (starts as "concat")
+            n_hidden = 1 + max(layers - 2, 0)
+            self.film = nn.ModuleList(nn.Linear(self.cond_dim, 2 * width) for _ in range(n_hidden))
+            for head in self.film:
+                nn.init.zeros_(head.weight)
+                nn.init.zeros_(head.bias)
 
     def forward(self, t: Tensor, x: Tensor, cond: Tensor | None = None) -> Tensor:
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
@@ -98,4 +122,22 @@ class VectorField(nn.Module):
                     f"cond: expected shape {(x.shape[0], self.cond_dim)}, received {got}"
                 )
             feats.append(cond)
-        return self.net(torch.cat(feats, dim=-1))
+        h = torch.cat(feats, dim=-1)
+        if self.film is None:
+            return self.net(h)
+        return self._film_forward(h, cond)
+
+    def _film_forward(self, h: Tensor, cond: Tensor) -> Tensor:
+        """The body with each hidden layer's output modulated before its activation."""
+        mods = list(self.net)
+        k = 0
+        for i, mod in enumerate(mods[:-1]):
+            if isinstance(mod, nn.SELU):
+                continue
+            h = mod(h)
+            gamma, beta = self.film[k](cond).chunk(2, dim=-1)
+            k += 1
+            h = h * (1 + gamma) + beta
+            if i + 1 < len(mods) and isinstance(mods[i + 1], nn.SELU):
+                h = torch.selu(h)
+        return mods[-1](h)

@@ -150,6 +150,7 @@ class MetaFlowMatching:
             fourier=cfg.fourier,
             fourier_sigma=cfg.fourier_sigma,
             residual=cfg.residual,
+            conditioning=cfg.conditioning,
             generator=gen,
         )
         mods: dict[str, nn.Module] = {"field": field}
