@@ -104,8 +104,18 @@ FULL_STEPS = {"B1": 5000, "B2": 5000, "B3": 1000, "B4": 1000}
 QUICK_STEPS = 300
 
 
-def model_kwargs(k: int, fourier: int = 64) -> dict:
+# how the field reads its condition per problem (MFMConfig.conditioning; the same field for FM,
+# CGFM and MFM), chosen by `benchmarks/meta_fm_conditioning_ablation.py --selection` on data the
+# benchmark does not test on, with the rule "FiLM where it lowers that run's W2 by more than
+# 1 %, else the reference's concatenation": FiLM on B2 (0.243 vs 0.274; the field rotates x by
+# a population-dependent angle) and B3 (0.236 vs 0.261), concatenation on B1 (FiLM 0.355 vs
+# 0.322) and B4 (1.541 vs 1.545, a tie).
+CONDITIONING = {"B1": "concat", "B2": "film", "B3": "film", "B4": "concat"}
+
+
+def model_kwargs(k: int, fourier: int = 64, conditioning: str = "concat") -> dict:
     return dict(
+        conditioning=conditioning,
         width=128,
         layers=4,
         time_dim=32,
@@ -151,7 +161,15 @@ def bures(preds, test) -> float:
 
 
 def run_seed(
-    pid: str, seed: int, quick: bool, steps: int, device, max_points, log, fourier: int = 64
+    pid: str,
+    seed: int,
+    quick: bool,
+    steps: int,
+    device,
+    max_points,
+    log,
+    fourier: int = 64,
+    conditioning: str = "concat",
 ) -> dict[str, dict]:
     data, setting, k = problem_data(pid, quick, seed)
     test, cal = data.subset("test"), data.subset("cal")
@@ -161,7 +179,7 @@ def run_seed(
     models = {}
     for meth in ("FM", "CGFM", "MFM"):
         m = MetaFlowMatching(
-            data, method=meth, seed=seed, device=device, **model_kwargs(k, fourier)
+            data, method=meth, seed=seed, device=device, **model_kwargs(k, fourier, conditioning)
         )
         fit = m.fit(steps=steps, progress=False)
         pred = m.predict(test.source, test.treatment, features=test.source_features)
@@ -179,7 +197,7 @@ def run_seed(
             method="MFM",
             seed=seed + 100 * (j + 1),
             device=device,
-            **model_kwargs(k, fourier),
+            **model_kwargs(k, fourier, conditioning),
         )
         for j in range(2)
     ]
@@ -208,7 +226,7 @@ def run_seed(
         res["identity"]["w2_bures"] = bures(identity_prediction(test), test)
     res["MFM-ensemble"] = row
     log(f"{pid} seed {seed} MFM-ensemble: {row}")
-    res["_setting"] = {**setting, "steps": steps, "fourier": fourier}
+    res["_setting"] = {**setting, "steps": steps, "fourier": fourier, "conditioning": conditioning}
     return res
 
 
@@ -226,6 +244,7 @@ def run_task(
         max_points,
         print,
         FOURIER[pid] if fourier is None else fourier,
+        CONDITIONING[pid],
     )
 
 
