@@ -80,8 +80,8 @@ class GICNet(nn.Module):
     conv_layers, conv_channels: CNN. dense: the two linear layers after Flatten.
     trunk, trunk_layers: MLP on ``w``. head, head_layers: final MLP. rank: low-rank columns.
     var_lo: lower bound of the diagonal variance.
-    density: append the ``P`` normalised point-density channels rho_j(g) to the CNN
-    input (ConvCNP-style; tells the CNN where the interpolated values are extrapolations).
+    density: append the ``P`` normalised point-density channels rho_j(g) to the CNN's
+        input, ConvCNP-style: they tell the CNN where the interpolated values extrapolate.
     """
 
     def __init__(
