@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from bayesphys.meta_fm import MetaFlowMatching, MFMConfig
-from bayesphys.meta_fm.field import VectorField
+from bayesphys.meta_fm.field import VectorField, time_embedding
 from bayesphys.problems.populations import linear_map
 from tests.tiny_models import SMALL_MFM as SMALL
 
@@ -22,18 +22,24 @@ def test_untrained_film_field_equals_concat_field(residual, layers):
     torch.testing.assert_close(film(t, x, c), concat(t, x, c), rtol=0, atol=0)
 
 
-def test_film_modulation_is_multiplicative_in_the_condition():
+def test_film_forward_matches_the_equation():
     torch.manual_seed(0)
     f = VectorField(2, 3, width=8, layers=3, time_dim=4, fourier=0, conditioning="film")
     for head in f.film:
         torch.nn.init.normal_(head.weight)
-    t, x = torch.rand(5), torch.randn(5, 2)
-    c1, c2 = torch.randn(5, 3), torch.randn(5, 3)
-    # with the modulation active the condition changes the output beyond the input layer
-    f_concat = VectorField(2, 3, width=8, layers=3, time_dim=4, fourier=0)
-    f_concat.net.load_state_dict(f.net.state_dict())
-    assert not torch.allclose(f(t, x, c1), f_concat(t, x, c1))
-    assert not torch.allclose(f(t, x, c1), f(t, x, c2))
+        torch.nn.init.normal_(head.bias)
+    t, x, c = torch.rand(5), torch.randn(5, 2), torch.randn(5, 3)
+    lin0, lin1, out = (m for m in f.net if isinstance(m, torch.nn.Linear))
+    h = lin0(torch.cat([time_embedding(t, 4), x, c], -1))
+    g, b = f.film[0](c).chunk(2, -1)
+    h = torch.selu(h * (1 + g) + b)
+    g, b = f.film[1](c).chunk(2, -1)
+    h = torch.selu(lin1(h) * (1 + g) + b)
+    torch.testing.assert_close(f(t, x, c), out(h), rtol=1e-6, atol=1e-6)
+    # and the modulation is active: the same body without it gives another field
+    plain = VectorField(2, 3, width=8, layers=3, time_dim=4, fourier=0)
+    plain.net.load_state_dict(f.net.state_dict())
+    assert not torch.allclose(f(t, x, c), plain(t, x, c))
 
 
 def test_film_without_condition_is_plain_mlp():
