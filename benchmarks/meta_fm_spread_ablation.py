@@ -7,8 +7,10 @@ random splits: Spearman of spread and error, and split-conformal 90 % coverage o
 W2 / spread score.
 
     python benchmarks/meta_fm_spread_ablation.py            # ~6 min on 2 cores
+    python benchmarks/meta_fm_spread_ablation.py --seed 3 --conditioning film \
+        --name meta_fm_spread_ablation_film_seed3          # the benchmark's B3 field, seed 3
 
-Writes ``benchmarks/results/meta_fm_spread_ablation.json``.
+Writes ``benchmarks/results/<name>.json`` (default ``meta_fm_spread_ablation``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,13 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--problem", default="B3")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument(
+        "--conditioning",
+        default="concat",
+        choices=("concat", "film"),
+        help="the field (default concat: the committed seed-0 table's)",
+    )
+    ap.add_argument("--name", default="meta_fm_spread_ablation", help="results file name")
     ap.add_argument("--out", default=None)
     ap.add_argument("--table", metavar="RESULTS_JSON", help="only print a results file's table")
     args = ap.parse_args(argv)
@@ -49,7 +58,7 @@ def main(argv: list[str] | None = None) -> Path:
             data,
             method="MFM",
             seed=args.seed + 100 * j,
-            **model_kwargs(k, FOURIER[args.problem]),
+            **model_kwargs(k, FOURIER[args.problem], args.conditioning),
         )
         m.fit(steps=args.steps, progress=False)
         members.append(m)
@@ -61,6 +70,8 @@ def main(argv: list[str] | None = None) -> Path:
         )
         row = {
             "problem": args.problem,
+            "seed": args.seed,
+            "conditioning": args.conditioning,
             "spread": "epistemic + aleatoric" if aleatoric else "epistemic",
             "noise_splits": splits if aleatoric else 0,
             "spearman_spread_error": u["spearman"],
@@ -73,7 +84,7 @@ def main(argv: list[str] | None = None) -> Path:
         rows.append(row)
         print(json.dumps(row), flush=True)
     return write_rows(
-        "meta_fm_spread_ablation",
+        args.name,
         rows,
         script=__file__,
         argv=sys.argv[1:] if argv is None else argv,
