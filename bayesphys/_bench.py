@@ -27,6 +27,7 @@ __all__ = [
     "update_benchmarks_md",
     "bench_row",
     "call_script",
+    "run_script_tasks",
     "rows_table",
     "write_rows",
     "print_rows_table",
@@ -237,3 +238,34 @@ def call_script(path: str, func: str, *args: Any, **kwargs: Any) -> Any:
     if not callable(fn):
         raise AttributeError(f"func: {key} defines no function {func!r}")
     return fn(*args, **kwargs)
+
+
+def run_script_tasks(
+    path: str, func: str, tasks: list[Any], jobs: int = 1, **kwargs: Any
+) -> list[Any]:
+    """``[func(task, **kwargs) for task in tasks]`` of the script at ``path``, in task order.
+
+    ``jobs > 1`` runs them on that many worker processes with one thread each
+    (:func:`bayesphys.distributed.resolve_runner` ``"local"``, through :func:`call_script`);
+    ``jobs == 1`` runs them here, one thread. Each result is printed as one JSON line when it
+    arrives. A failed task raises ``RuntimeError`` naming it (the pool is released).
+    """
+    import functools
+
+    from .distributed import resolve_runner
+
+    if isinstance(jobs, bool) or int(jobs) != jobs or jobs < 1:
+        raise ValueError(f"jobs: expected a positive int, received {jobs!r}")
+    fn = functools.partial(call_script, path, func, **kwargs)
+    if jobs > 1:
+        runner = resolve_runner("local", max_workers=int(jobs), threads_per_worker=1)
+    else:
+        runner = resolve_runner("sequential", threads_per_worker=1)
+    out: list[Any] = [None] * len(tasks)
+    with runner:
+        for i, ok, value in runner.run(fn, tasks):
+            if not ok:
+                raise RuntimeError(f"task {tasks[i]!r} failed") from value
+            out[i] = value
+            print(json.dumps(value), flush=True)
+    return out

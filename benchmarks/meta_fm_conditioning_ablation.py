@@ -23,8 +23,6 @@ Writes ``benchmarks/results/meta_fm_conditioning_ablation.json``.
 from __future__ import annotations
 
 import argparse
-import functools
-import json
 import math
 import sys
 import time
@@ -33,8 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bayesphys._bench import call_script, print_rows_table, write_rows
-from bayesphys.distributed import resolve_runner
+from bayesphys._bench import print_rows_table, run_script_tasks, write_rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from meta_fm import FOURIER, FULL_STEPS, mean_metrics, model_kwargs, problem_data  # noqa: E402
@@ -108,8 +105,6 @@ def main(argv: list[str] | None = None) -> Path:
     args = ap.parse_args(argv)
     if args.table:
         return print_rows_table(args.table)
-    if args.jobs < 1:
-        raise SystemExit(f"--jobs: expected a positive int, received {args.jobs}")
     problems = [p.strip() for p in args.problems.split(",") if p.strip()]
     unknown = [p for p in problems if p not in FULL_STEPS]
     if unknown:
@@ -119,21 +114,9 @@ def main(argv: list[str] | None = None) -> Path:
     tasks = [(p, s, c) for p in problems for s in seeds for c in CONDITIONINGS]
     b1_split = "val" if args.selection else "test"
     t0 = time.perf_counter()
-    if args.jobs > 1:
-        fn = functools.partial(
-            call_script, __file__, "fit_one", steps=args.steps, b1_split=b1_split
-        )
-        runner = resolve_runner("local", max_workers=args.jobs, threads_per_worker=1)
-    else:
-        fn = functools.partial(fit_one, steps=args.steps, b1_split=b1_split)
-        runner = resolve_runner("sequential", threads_per_worker=1)
-    rows: list[dict] = [{}] * len(tasks)
-    with runner:
-        for i, ok, value in runner.run(fn, tasks):
-            if not ok:
-                raise RuntimeError(f"task {tasks[i]} failed") from value
-            rows[i] = value
-            print(json.dumps(value), flush=True)
+    rows = run_script_tasks(
+        __file__, "fit_one", tasks, args.jobs, steps=args.steps, b1_split=b1_split
+    )
     if args.seeds > 1:  # mean over seeds
         for p in problems:
             for c in CONDITIONINGS:

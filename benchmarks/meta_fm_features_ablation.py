@@ -17,8 +17,6 @@ Writes ``benchmarks/results/meta_fm_features_ablation.json``.
 from __future__ import annotations
 
 import argparse
-import functools
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,8 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bayesphys._bench import call_script, print_rows_table, write_rows
-from bayesphys.distributed import resolve_runner
+from bayesphys._bench import print_rows_table, run_script_tasks, write_rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from meta_fm import FOURIER, mean_metrics, model_kwargs, problem_data  # noqa: E402
@@ -84,23 +81,9 @@ def main(argv: list[str] | None = None) -> Path:
     args = ap.parse_args(argv)
     if args.table:
         return print_rows_table(args.table)
-    if args.jobs < 1:
-        raise SystemExit(f"--jobs: expected a positive int, received {args.jobs}")
     tasks = [(s, meth, nf) for s in range(args.seeds) for meth, nf in CONFIGS]
     t0 = time.perf_counter()
-    if args.jobs > 1:
-        fn = functools.partial(call_script, __file__, "fit_one", steps=args.steps)
-        runner = resolve_runner("local", max_workers=args.jobs, threads_per_worker=1)
-    else:
-        fn = functools.partial(fit_one, steps=args.steps)
-        runner = resolve_runner("sequential", threads_per_worker=1)
-    rows: list[dict | None] = [None] * len(tasks)
-    with runner:
-        for i, ok, value in runner.run(fn, tasks):
-            if not ok:
-                raise RuntimeError(f"task {tasks[i]} failed") from value
-            rows[i] = value
-            print(json.dumps(value), flush=True)
+    rows = run_script_tasks(__file__, "fit_one", tasks, args.jobs, steps=args.steps)
     for meth, nf in CONFIGS:  # mean over folds
         sel = [r for r in rows if r["method"] == meth and r["cell_type_features"] == (nf > 0)]
         rows.append(

@@ -14,6 +14,7 @@ from bayesphys._bench import (
     print_rows_table,
     render_table,
     rows_table,
+    run_script_tasks,
     update_benchmarks_md,
     write_results,
     write_rows,
@@ -88,6 +89,25 @@ def test_call_script_reaches_a_script_function_in_worker_processes(tmp_path):
         call_script(str(script), "missing")
     with pytest.raises(FileNotFoundError):
         call_script(str(tmp_path / "absent.txt"), "task")
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_run_script_tasks_keeps_task_order_and_names_a_failed_task(tmp_path, jobs):
+    script = tmp_path / "toy_tasks.py"
+    script.write_text(
+        "def task(x, scale=1):\n"
+        "    if x < 0:\n"
+        "        raise ValueError('negative')\n"
+        "    return x * scale\n"
+    )
+    assert run_script_tasks(str(script), "task", [3, 1, 2], jobs, scale=10) == [30, 10, 20]
+    with pytest.raises(RuntimeError, match=r"task -1 failed"):
+        run_script_tasks(str(script), "task", [1, -1], jobs)
+
+
+def test_run_script_tasks_refuses_bad_jobs(tmp_path):
+    with pytest.raises(ValueError, match="jobs: expected a positive int"):
+        run_script_tasks(str(tmp_path / "x.py"), "task", [1], 0)
 
 
 def test_write_rows_records_command_extra_and_rows(tmp_path, capsys):
