@@ -337,6 +337,25 @@ def _by_problem(events, tasks: list[tuple[str, int, int]], problems: list[str], 
         yield pid, [done[(pid, s)] for s in range(seeds)]
 
 
+def merged_state(prev: dict, problems: list[str], cmd: str) -> tuple[list[dict], dict]:
+    """What ``--merge`` keeps of the results file ``prev`` when ``problems`` are rerun by ``cmd``.
+
+    Returns the rows of the other problems and ``{"targets", "steps", "runs", "run_seconds"}``:
+    the other problems' targets and steps, every command so far plus ``cmd``, and the wall
+    seconds of the earlier commands (``None`` where an older file did not record them; the
+    caller appends this command's).
+    """
+    prev_runs = prev.get("runs", [prev["command"]])
+    prev_secs = prev.get("run_seconds", [None] * (len(prev_runs) - 1) + [prev.get("total_seconds")])
+    kept = [r for r in prev["rows"] if r["problem"] not in problems]
+    return kept, {
+        "targets": {k: v for k, v in prev.get("targets", {}).items() if k not in problems},
+        "steps": {k: v for k, v in prev.get("steps", {}).items() if k not in problems},
+        "runs": [*prev_runs, cmd],
+        "run_seconds": prev_secs,
+    }
+
+
 def main(argv: list[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="CPU-sized run (< 10 min on 2 cores)")
@@ -406,12 +425,7 @@ def main(argv: list[str] | None = None) -> Path:
     kept, prev_extra = [], {}
     old = Path(__file__).resolve().parent / "results" / f"{COMPONENT}.json"
     if args.merge and out is None and old.exists():
-        prev = json.loads(old.read_text())
-        kept = [r for r in prev["rows"] if r["problem"] not in problems]
-        prev_extra = {
-            "targets": {k: v for k, v in prev.get("targets", {}).items() if k not in problems},
-            "runs": [*prev.get("runs", [prev["command"]]), cmd],
-        }
+        kept, prev_extra = merged_state(json.loads(old.read_text()), problems, cmd)
     unknown = [p for p in problems if p not in FULL_STEPS]
     if unknown:
         raise SystemExit(f"--problems: unknown {unknown}; expected some of {list(FULL_STEPS)}")
@@ -451,15 +465,26 @@ def main(argv: list[str] | None = None) -> Path:
                 device=str(device),
                 extra={
                     "seeds": seeds,
-                    "steps": {p: steps_of(p) for p in problems},
+                    "steps": {**prev_extra.get("steps", {}), **{p: steps_of(p) for p in problems}},
                     "jobs": args.jobs,
                     # with --jobs the fits run in worker processes with one thread each
                     **({"threads": f"{args.jobs} workers x 1"} if args.jobs > 1 else {}),
                     "max_eval_points": max_points,
                     "targets": {**prev_extra.get("targets", {}), **checks},
+                    # this command's wall time; with --merge, run_seconds has every command's
                     "total_seconds": time.perf_counter() - t_all,
                     "complete": pid == problems[-1],
-                    **({"runs": prev_extra["runs"]} if merged else {}),
+                    **(
+                        {
+                            "runs": prev_extra["runs"],
+                            "run_seconds": [
+                                *prev_extra["run_seconds"],
+                                time.perf_counter() - t_all,
+                            ],
+                        }
+                        if merged
+                        else {}
+                    ),
                 },
             )
     log(f"wrote {path}")
