@@ -9,6 +9,10 @@ W2 / spread score.
     python benchmarks/meta_fm_spread_ablation.py            # ~6 min on 2 cores
     python benchmarks/meta_fm_spread_ablation.py --seed 3 --conditioning film \
         --name meta_fm_spread_ablation_film_seed3          # the benchmark's B3 field, seed 3
+    python benchmarks/meta_fm_spread_ablation.py --seed 3 --conditioning film \
+        --members 3,5 --splits 20 --name meta_fm_members_ablation_seed3   # ensemble size
+
+``--members 3,5`` trains 5 members (seeds ``seed + 100 j``) and scores the first 3 and all 5.
 
 Writes ``benchmarks/results/<name>.json`` (default ``meta_fm_spread_ablation``).
 """
@@ -42,6 +46,12 @@ def main(argv: list[str] | None = None) -> Path:
         choices=("concat", "film"),
         help="the field (default concat: the committed seed-0 table's)",
     )
+    ap.add_argument(
+        "--members", default="3", help="comma list of ensemble sizes (the first n members)"
+    )
+    ap.add_argument(
+        "--splits", default="0,1,5,20", help="comma list of noise splits (0: epistemic spread)"
+    )
     ap.add_argument("--name", default="meta_fm_spread_ablation", help="results file name")
     ap.add_argument("--out", default=None)
     ap.add_argument("--table", metavar="RESULTS_JSON", help="only print a results file's table")
@@ -51,9 +61,13 @@ def main(argv: list[str] | None = None) -> Path:
     torch.set_num_threads(min(2, torch.get_num_threads()))
     data, _, k = problem_data(args.problem, False, args.seed)
     cal, test = data.subset("cal"), data.subset("test")
+    sizes = [int(v) for v in args.members.split(",")]
+    splits_list = [int(v) for v in args.splits.split(",")]
+    if min(sizes) < 2 or min(splits_list) < 0:
+        raise SystemExit("--members: sizes >= 2; --splits: counts >= 0 (0 = epistemic only)")
     t0 = time.perf_counter()
     members = []
-    for j in range(3):  # the benchmark's ensemble seeds: seed, seed + 100, seed + 200
+    for j in range(max(sizes)):  # the benchmark's ensemble seeds: seed, seed + 100, seed + 200
         m = MetaFlowMatching(
             data,
             method="MFM",
@@ -62,9 +76,10 @@ def main(argv: list[str] | None = None) -> Path:
         )
         m.fit(steps=args.steps, progress=False)
         members.append(m)
-    ens = MFMEnsemble(models=members, seed=args.seed)
     rows = []
-    for aleatoric, splits in ((False, 1), (True, 1), (True, 5), (True, 20)):
+    for size, n_splits in ((s, n) for s in sizes for n in splits_list):
+        ens = MFMEnsemble(models=members[:size], seed=args.seed)
+        aleatoric, splits = n_splits > 0, max(n_splits, 1)
         u = ens.uncertainty(
             cal, test, alpha=0.1, max_points=1000, aleatoric=aleatoric, noise_splits=splits
         )
@@ -72,6 +87,7 @@ def main(argv: list[str] | None = None) -> Path:
             "problem": args.problem,
             "seed": args.seed,
             "conditioning": args.conditioning,
+            "members": size,
             "spread": "epistemic + aleatoric" if aleatoric else "epistemic",
             "noise_splits": splits if aleatoric else 0,
             "spearman_spread_error": u["spearman"],
