@@ -14,7 +14,14 @@ ICLR 2025 (arXiv:2408.14608). Our own implementation; the reference code was rea
 
 from .baselines import floor_prediction, identity_prediction
 from .config import METHODS, MFMConfig
-from .coupling import cfm_loss, couple, interpolate, ot_pairing
+from .coupling import (
+    cfm_loss,
+    couple,
+    full_ot_plans,
+    interpolate,
+    ot_pairing,
+    sample_plan_partners,
+)
 from .embedding import DenseGCN, PopulationEmbedding, knn_adjacency, normalized_adjacency
 from .ensemble import MFMEnsemble, pooled_prediction, w2_inference_data
 from .evaluation import (
@@ -45,6 +52,8 @@ __all__ = [
     "FourierFeatures",
     "time_embedding",
     "ot_pairing",
+    "full_ot_plans",
+    "sample_plan_partners",
     "couple",
     "interpolate",
     "cfm_loss",

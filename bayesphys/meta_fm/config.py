@@ -17,7 +17,9 @@ class MFMConfig:
     method: ``"MFM"`` (condition on the GCN embedding of the source population), ``"FM"``
         (no population condition) or ``"CGFM"`` (one-hot id of the training population;
         unseen populations get the uniform average of the training one-hots).
-    coupling: ``"index"``, ``"ot"`` or ``"auto"`` (index when the data are paired, else OT).
+    coupling: ``"index"``, ``"ot"`` (minibatch OT), ``"ot_full"`` (OT between whole
+        populations, computed once per fit) or ``"auto"`` (index when the data are paired,
+        else minibatch OT).
     schedule: ``"joint"`` (one optimiser over field and GCN) or ``"alternating"`` (the
         reference: odd steps update the field with cached detached embeddings, even steps the
         GCN through the fixed field).
@@ -60,9 +62,9 @@ class MFMConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method: expected one of {METHODS}, received {self.method!r}")
-        if self.coupling not in ("index", "ot", "auto"):
+        if self.coupling not in ("index", "ot", "ot_full", "auto"):
             raise ValueError(
-                f"coupling: expected 'index', 'ot' or 'auto', received {self.coupling!r}"
+                f"coupling: expected 'index', 'ot', 'ot_full' or 'auto', received {self.coupling!r}"
             )
         if self.schedule not in ("joint", "alternating"):
             raise ValueError(

@@ -11,15 +11,31 @@ from :math:`\mathcal L` by :math:`\lVert u\rVert^2` (no dependence on :math:`\th
 mean-squared form so that the exact field has loss 0. Couplings: ``"index"`` (the populations
 are paired point by point) or ``"ot"`` (exact minibatch OT with POT's ``emd`` on the squared
 Euclidean cost, then pairs drawn from the plan with replacement, as ``torchcfm``'s
-``OTPlanSampler``).
+``OTPlanSampler``) or ``"ot_full"``: the exact OT plan :math:`\pi^{(i)}` between the *whole*
+source and target populations of each training pair, computed once per fit
+(:func:`full_ot_plans`); each step subsamples source points and draws each one's partner from
+its row of the plan (:func:`sample_plan_partners`). A minibatch plan between two ``n``-point
+subsamples pairs points that are farther apart than the full plan does (between samples of
+one law, the minibatch OT cost falls towards zero only as ``n`` grows), so its targets
+:math:`u_t` carry more pairing noise.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
-__all__ = ["ot_pairing", "couple", "interpolate", "cfm_loss"]
+__all__ = [
+    "ot_pairing",
+    "couple",
+    "interpolate",
+    "cfm_loss",
+    "FullPlan",
+    "full_ot_plans",
+    "sample_plan_partners",
+]
 
 
 def ot_pairing(
@@ -37,6 +53,56 @@ def ot_pairing(
     idx = torch.multinomial(p / p.sum(), len(a), replacement=True, generator=generator)
     i, j = idx // len(b), idx % len(b)
     return x0[i.to(x0.device)], x1[j.to(x1.device)]
+
+
+class FullPlan(tuple):
+    """Sparse rows of an exact OT plan ``(ptr [n+1], cols [nnz], cum [nnz+1])``: row ``i``'s
+    partners are ``cols[ptr[i]:ptr[i+1]]``, with masses the increments of ``cum`` there."""
+
+    __slots__ = ()
+
+
+def full_ot_plans(sources: Sequence[Tensor], targets: Sequence[Tensor]) -> list[FullPlan]:
+    """Exact OT plan (POT ``emd``, squared Euclidean cost, uniform masses) between each whole
+    ``sources[i] [n_i, d]`` and ``targets[i] [m_i, d]``, as :class:`FullPlan` rows."""
+    import ot
+
+    if len(sources) != len(targets):
+        raise ValueError(
+            f"sources/targets: expected equal numbers of populations, received "
+            f"{len(sources)} and {len(targets)}"
+        )
+    plans = []
+    for a, b in zip(sources, targets):
+        a64 = a.detach().to("cpu", torch.float64).numpy()
+        b64 = b.detach().to("cpu", torch.float64).numpy()
+        cost = ot.dist(a64, b64)
+        cost = cost / max(cost.max(), 1e-12)
+        plan = torch.from_numpy(
+            ot.emd(ot.unif(len(a64)), ot.unif(len(b64)), cost, numItermax=10_000_000)
+        )
+        rows, cols = (plan > 0).nonzero(as_tuple=True)  # row-major order
+        w = plan[rows, cols]
+        counts = torch.bincount(rows, minlength=plan.shape[0])
+        ptr = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+        cum = torch.cat([w.new_zeros(1), torch.cumsum(w, 0)])
+        plans.append(FullPlan((ptr, cols, cum)))
+    return plans
+
+
+def sample_plan_partners(
+    plan: FullPlan, rows: Tensor, generator: torch.Generator | None = None
+) -> Tensor:
+    """A partner (target index) for each source index in ``rows [k]``, drawn from its row of
+    ``plan`` in proportion to the plan's mass -> ``[k]`` (long)."""
+    ptr, cols, cum = plan
+    start, stop = ptr[rows], ptr[rows + 1]
+    if bool((stop <= start).any()):
+        raise ValueError("plan: a source point has no partner (not an OT plan of these points)")
+    lo, hi = cum[start], cum[stop]
+    u = lo + torch.rand(rows.shape, generator=generator, dtype=cum.dtype) * (hi - lo)
+    k = torch.searchsorted(cum[1:], u, right=True)
+    return cols[torch.minimum(torch.maximum(k, start), stop - 1)]
 
 
 def couple(

@@ -38,7 +38,7 @@ from ..posterior import SamplePosterior
 from ..problems.populations import PopulationPairs
 from ._validate import check_features, check_pairs, check_populations
 from .config import MFMConfig
-from .coupling import cfm_loss, couple, interpolate
+from .coupling import cfm_loss, couple, full_ot_plans, interpolate, sample_plan_partners
 from .embedding import PopulationEmbedding
 from .field import VectorField
 from .sampling import integrate
@@ -116,7 +116,7 @@ class MetaFlowMatching:
                 )
             cfg.node_features = nf if cfg.node_features is None else int(cfg.node_features)
         else:
-            self.paired = cfg.coupling != "ot"
+            self.paired = cfg.coupling not in ("ot", "ot_full")
             cfg.node_features = int(cfg.node_features or 0)
         if dim is None:
             raise ValueError("dim: required when no data is given")
@@ -213,7 +213,7 @@ class MetaFlowMatching:
         return torch.cat(parts, -1) if parts else None
 
     # ------------------------------------------------------------------ training
-    def _batch(self, data: PopulationPairs, gen: torch.Generator):
+    def _batch(self, data: PopulationPairs, gen: torch.Generator, plans=None):
         cfg = self.config
         idx = torch.randint(len(data), (cfg.pops_per_step,), generator=gen).tolist()
         x0s, x1s, f0s = [], [], []
@@ -221,7 +221,10 @@ class MetaFlowMatching:
         for i in idx:
             s, t = data.source[i], data.target[i]
             r0 = _subsample(s, cfg.points, gen)
-            r1 = r0 if self.coupling == "index" else _subsample(t, cfg.points, gen)
+            if plans is not None:  # ot_full: each point's partner from the whole-population plan
+                r1 = sample_plan_partners(plans[i], r0, gen)
+            else:
+                r1 = r0 if self.coupling == "index" else _subsample(t, cfg.points, gen)
             x0s.append(s[r0])
             x1s.append(t[r1])
             if feats is not None:
@@ -235,7 +238,8 @@ class MetaFlowMatching:
 
     def _loss(self, x0, x1, cond, gen) -> Tensor:
         p, n, d = x0.shape
-        x0c, x1c = couple(x0, x1, self.coupling, gen)
+        # ot_full batches are already paired (by the whole-population plans)
+        x0c, x1c = couple(x0, x1, "index" if self.coupling == "ot_full" else self.coupling, gen)
         t = torch.rand(p, n, generator=gen).to(device=self.device, dtype=self.dtype)
         xt, u = interpolate(x0c, x1c, t)
         c = (
@@ -296,6 +300,7 @@ class MetaFlowMatching:
         opts = [o for o in (field_opt, gnn_opt) if o is not None]
         base_lrs = [[g["lr"] for g in o.param_groups] for o in opts]
         n_steps = max(int(steps), 1)
+        plans = full_ot_plans(data.source, data.target) if self.coupling == "ot_full" else None
         cache: dict[int, Tensor] = {}
         counter = [0]
         self.net.train()
@@ -307,7 +312,7 @@ class MetaFlowMatching:
         def step() -> Tensor:
             k = counter[0]
             counter[0] += 1
-            x0, x1, tr, sids, f0 = self._batch(data, gen)
+            x0, x1, tr, sids, f0 = self._batch(data, gen, plans)
             if cfg.lr_schedule == "cosine":  # 1/2 (1 + cos(pi k / K)) of each base rate
                 f = 0.5 * (1.0 + math.cos(math.pi * k / n_steps))
                 for o, lrs in zip(opts, base_lrs):
