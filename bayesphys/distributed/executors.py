@@ -25,6 +25,7 @@ import concurrent.futures as cf
 import functools
 import multiprocessing as mp
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -83,9 +84,35 @@ def _restore_threads(prev: dict[str, Any] | None) -> None:
         prev["pools"].restore_original_limits()
 
 
+def _exit_with_parent(poll_seconds: float = 1.0) -> None:
+    """End this worker process once its parent is gone.
+
+    A pool's workers otherwise outlive a killed main process and keep computing until their
+    current task ends. A daemon thread compares ``os.getppid()`` with the parent at start
+    every ``poll_seconds`` (a re-parented process has a different parent id).
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_seconds)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="bayesphys-parent-watch", daemon=True).start()
+
+
 def _init_worker(threads: int | None) -> None:
-    """Process-pool initializer: limit threads once per worker process."""
+    """Worker initializer (process pool, Dask): limit threads once per worker process."""
     limit_threads(threads)
+
+
+def _init_pool_worker(threads: int | None) -> None:
+    """Process-pool initializer: :func:`_init_worker`, and exit with the parent (a pool's
+    workers belong to one main process; Dask workers may outlive the shell that started
+    them, so they do not get this)."""
+    _init_worker(threads)
+    _exit_with_parent()
 
 
 def _call_indexed(fn: Callable[[Any], Any], item: tuple[int, Any]) -> tuple[int, Any]:
@@ -361,7 +388,7 @@ def resolve_runner(
         pool = cf.ProcessPoolExecutor(
             max_workers=workers,
             mp_context=mp.get_context("spawn"),
-            initializer=_init_worker,
+            initializer=_init_pool_worker,
             initargs=(threads_per_worker,),
         )
         return FuturesRunner(pool, owned=True, name="local", workers=workers)
