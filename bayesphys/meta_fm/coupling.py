@@ -23,6 +23,7 @@ one law, the minibatch OT cost falls towards zero only as ``n`` grows), so its t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -55,11 +56,13 @@ def ot_pairing(
     return x0[i.to(x0.device)], x1[j.to(x1.device)]
 
 
-class FullPlan(tuple):
-    """Sparse rows of an exact OT plan ``(ptr [n+1], cols [nnz], cum [nnz+1])``: row ``i``'s
-    partners are ``cols[ptr[i]:ptr[i+1]]``, with masses the increments of ``cum`` there."""
+class FullPlan(NamedTuple):
+    """Sparse rows of an exact OT plan: row ``i``'s partners are ``cols[ptr[i]:ptr[i+1]]``,
+    with masses the increments of ``cum`` there."""
 
-    __slots__ = ()
+    ptr: Tensor  #: ``[n + 1]`` row starts
+    cols: Tensor  #: ``[nnz]`` target indices
+    cum: Tensor  #: ``[nnz + 1]`` cumulative plan mass, from 0
 
 
 def full_ot_plans(sources: Sequence[Tensor], targets: Sequence[Tensor]) -> list[FullPlan]:
@@ -86,7 +89,7 @@ def full_ot_plans(sources: Sequence[Tensor], targets: Sequence[Tensor]) -> list[
         counts = torch.bincount(rows, minlength=plan.shape[0])
         ptr = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
         cum = torch.cat([w.new_zeros(1), torch.cumsum(w, 0)])
-        plans.append(FullPlan((ptr, cols, cum)))
+        plans.append(FullPlan(ptr, cols, cum))
     return plans
 
 
