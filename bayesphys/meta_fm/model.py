@@ -38,7 +38,14 @@ from ..posterior import SamplePosterior
 from ..problems.populations import PopulationPairs
 from ._validate import check_features, check_pairs, check_populations
 from .config import MFMConfig
-from .coupling import cfm_loss, couple, full_ot_plans, interpolate, sample_plan_partners
+from .coupling import (
+    FullPlan,
+    cfm_loss,
+    couple,
+    full_ot_plans,
+    interpolate,
+    sample_plan_partners,
+)
 from .embedding import PopulationEmbedding
 from .field import VectorField
 from .sampling import integrate
@@ -213,7 +220,12 @@ class MetaFlowMatching:
         return torch.cat(parts, -1) if parts else None
 
     # ------------------------------------------------------------------ training
-    def _batch(self, data: PopulationPairs, gen: torch.Generator, plans=None):
+    def _batch(
+        self,
+        data: PopulationPairs,
+        gen: torch.Generator,
+        plans: list[FullPlan] | None = None,
+    ):
         cfg = self.config
         idx = torch.randint(len(data), (cfg.pops_per_step,), generator=gen).tolist()
         x0s, x1s, f0s = [], [], []
