@@ -14,6 +14,8 @@ import importlib.util
 import json
 import math
 import platform
+import sys
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -172,14 +174,20 @@ def write_rows(
     rows: Iterable[Mapping[str, Any]],
     *,
     script: str | Path,
-    argv: Iterable[str],
+    argv: Iterable[str] | None = None,
     out: str | Path | None = None,
     extra: Mapping[str, Any] | None = None,
+    started: float | None = None,
 ) -> Path:
     """Write ``<out>/<name>.json`` = ``{"command", **extra, "rows"}`` for an ablation script
     (``out`` default: ``benchmarks/results`` beside ``script``), print the rows' table and
-    return the path. ``command`` is ``python benchmarks/<script> <argv>``."""
+    return the path. ``command`` is ``python benchmarks/<script> <argv>`` (``argv`` default:
+    this process's ``sys.argv[1:]``); ``started`` (a ``time.perf_counter()`` reading) adds
+    ``"seconds"``, the wall time since then."""
     rows = list(rows)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if started is not None:
+        extra = {**(extra or {}), "seconds": time.perf_counter() - started}
     out_dir = Path(out) if out else Path(script).resolve().parent / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.json"

@@ -128,12 +128,7 @@ def main(argv: list[str] | None = None) -> Path:
                     | mean
                 )
     return write_rows(
-        "meta_fm_conditioning_ablation",
-        rows,
-        script=__file__,
-        argv=sys.argv[1:] if argv is None else argv,
-        out=args.out,
-        extra={"seconds": time.perf_counter() - t0},
+        "meta_fm_conditioning_ablation", rows, script=__file__, argv=argv, out=args.out, started=t0
     )
 
 

@@ -70,12 +70,7 @@ def main(argv: list[str] | None = None) -> Path:
     t0 = time.perf_counter()
     rows = run_script_tasks(__file__, "fit_one", tasks, args.jobs)
     return write_rows(
-        "meta_fm_coupling_ablation",
-        rows,
-        script=__file__,
-        argv=sys.argv[1:] if argv is None else argv,
-        out=args.out,
-        extra={"seconds": time.perf_counter() - t0},
+        "meta_fm_coupling_ablation", rows, script=__file__, argv=argv, out=args.out, started=t0
     )
 
 

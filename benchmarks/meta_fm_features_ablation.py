@@ -96,12 +96,7 @@ def main(argv: list[str] | None = None) -> Path:
             }
         )
     return write_rows(
-        "meta_fm_features_ablation",
-        rows,
-        script=__file__,
-        argv=sys.argv[1:] if argv is None else argv,
-        out=args.out,
-        extra={"seconds": time.perf_counter() - t0},
+        "meta_fm_features_ablation", rows, script=__file__, argv=argv, out=args.out, started=t0
     )
 
 

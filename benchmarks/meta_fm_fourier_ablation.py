@@ -95,13 +95,7 @@ def main(argv: list[str] | None = None) -> Path:
                 row["seconds"] = time.perf_counter() - t0
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    return write_rows(
-        "meta_fm_fourier_ablation",
-        rows,
-        script=__file__,
-        argv=sys.argv[1:] if argv is None else argv,
-        out=args.out,
-    )
+    return write_rows("meta_fm_fourier_ablation", rows, script=__file__, argv=argv, out=args.out)
 
 
 if __name__ == "__main__":

@@ -99,14 +99,7 @@ def main(argv: list[str] | None = None) -> Path:
         }
         rows.append(row)
         print(json.dumps(row), flush=True)
-    return write_rows(
-        args.name,
-        rows,
-        script=__file__,
-        argv=sys.argv[1:] if argv is None else argv,
-        out=args.out,
-        extra={"seconds": time.perf_counter() - t0},
-    )
+    return write_rows(args.name, rows, script=__file__, argv=argv, out=args.out, started=t0)
 
 
 if __name__ == "__main__":

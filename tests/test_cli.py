@@ -129,6 +129,18 @@ def test_write_rows_records_command_extra_and_rows(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == rows_table(rows)
 
 
+def test_write_rows_defaults_to_this_command_and_times_from_started(tmp_path, monkeypatch):
+    import sys
+    import time
+
+    monkeypatch.setattr(sys, "argv", ["toy.py", "--seed", "3"])
+    started = time.perf_counter() - 5.0  # five seconds ago
+    path = write_rows("toy", [{"a": 1}], script="benchmarks/toy.py", out=tmp_path, started=started)
+    payload = json.loads(path.read_text())
+    assert payload["command"] == "python benchmarks/toy.py --seed 3"
+    assert 5.0 <= payload["seconds"] < 60.0
+
+
 def test_rows_table_unions_keys_and_marks_missing_cells():
     t = rows_table([{"a": 1, "b": 0.12345}, {"a": 2, "c": "x"}]).splitlines()
     assert t[0] == "| a | b | c |" and t[1] == "|---|---|---|"

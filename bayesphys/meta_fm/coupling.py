@@ -99,6 +99,12 @@ def sample_plan_partners(
     """A partner (target index) for each source index in ``rows [k]``, drawn from its row of
     ``plan`` in proportion to the plan's mass -> ``[k]`` (long)."""
     ptr, cols, cum = plan
+    n = ptr.numel() - 1
+    if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= n):
+        raise ValueError(
+            f"rows: expected source indices in [0, {n}), received values from "
+            f"{int(rows.min())} to {int(rows.max())}"
+        )
     start, stop = ptr[rows], ptr[rows + 1]
     if bool((stop <= start).any()):
         raise ValueError("plan: a source point has no partner (not an OT plan of these points)")

@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from bayesphys.meta_fm import MetaFlowMatching, full_ot_plans, sample_plan_partners
+from bayesphys.meta_fm import MetaFlowMatching, couple, full_ot_plans, sample_plan_partners
 from bayesphys.problems.populations import PopulationPairs
 from tests.tiny_models import SMALL_MFM as SMALL
 
@@ -36,6 +36,8 @@ def test_unequal_sizes_draw_partners_in_proportion_to_the_plan():
     assert abs(float((draws == 0).double().mean()) - 0.5) < 0.05
     draws = sample_plan_partners(plan, torch.ones(4000, dtype=torch.long), gen)
     assert set(draws.tolist()) == {2, 3}
+    with pytest.raises(ValueError, match=r"rows: expected source indices in \[0, 2\)"):
+        sample_plan_partners(plan, torch.tensor([2]), gen)
 
 
 def test_permuted_copy_gives_zero_targets_unlike_minibatch_ot():
@@ -45,18 +47,13 @@ def test_permuted_copy_gives_zero_targets_unlike_minibatch_ot():
     src = [torch.randn(64, 2, generator=gen) for _ in range(3)]
     tgt = [s[torch.randperm(64, generator=gen)] for s in src]
     data = PopulationPairs("copy", src, tgt, torch.arange(3), {"train": [0, 1, 2]}, False)
-    plans = full_ot_plans(data.source, data.target)
-    for method, expect_zero in (("ot_full", True), ("ot", False)):
-        m = MetaFlowMatching(data, method="FM", coupling=method, seed=0, **SMALL)
-        x0, x1, *_ = m._batch(
-            data, torch.Generator().manual_seed(3), plans if expect_zero else None
-        )
-        if method == "ot":
-            from bayesphys.meta_fm import couple
-
-            x0, x1 = couple(x0, x1, "ot", torch.Generator().manual_seed(4))
-        gap = float((x1 - x0).abs().max())
-        assert (gap < 1e-6) if expect_zero else (gap > 1e-2)
+    full = MetaFlowMatching(data, method="FM", coupling="ot_full", seed=0, **SMALL)
+    x0, x1, *_ = full._batch(data, torch.Generator().manual_seed(3), full_ot_plans(src, tgt))
+    assert float((x1 - x0).abs().max()) < 1e-6
+    mini = MetaFlowMatching(data, method="FM", coupling="ot", seed=0, **SMALL)
+    x0, x1, *_ = mini._batch(data, torch.Generator().manual_seed(3))
+    x0, x1 = couple(x0, x1, "ot", torch.Generator().manual_seed(4))
+    assert float((x1 - x0).abs().max()) > 1e-2
 
 
 def test_ot_full_model_fits_and_refuses_unknown_couplings():
