@@ -112,6 +112,13 @@ QUICK_STEPS = 300
 # 0.322) and B4 (1.541 vs 1.545, a tie).
 CONDITIONING = {"B1": "concat", "B2": "film", "B3": "film", "B4": "concat"}
 
+# whether MFM's field reads each point relative to its source population's mean
+# (MFMConfig.centered; MFM and its ensemble only: FM and CGFM stay the reference's baselines),
+# chosen by `benchmarks/meta_fm_conditioning_ablation.py --centering --selection` with the rule
+# "centred where it lowers that run's W2 by more than 1 % (B2: 3 %)": B2 (0.176 vs 0.237) and
+# B3 (0.222 vs 0.236); B1 (0.327 vs 0.323) and B4 (1.611 vs 1.545) keep the raw input.
+CENTERED = {"B1": False, "B2": True, "B3": True, "B4": False}
+
 
 # random splits that estimate each prediction's own sampling noise (the aleatoric part of the
 # predictive spread, MFMEnsemble.uncertainty). More splits estimate it better
@@ -185,17 +192,18 @@ def run_seed(
     log,
     fourier: int = 64,
     conditioning: str = "concat",
+    centered: bool = False,
 ) -> dict[str, dict]:
     data, setting, k = problem_data(pid, quick, seed)
+    mfm_kw = model_kwargs(k, fourier, conditioning) | {"centered": centered}
     test, cal = data.subset("test"), data.subset("cal")
     res: dict[str, dict] = {}
     res["identity"] = mean_metrics(identity_prediction(test), test.target, max_points)
     res["floor"] = mean_metrics(floor_prediction(test, seed=1000 + seed), test.target, max_points)
     models = {}
     for meth in ("FM", "CGFM", "MFM"):
-        m = MetaFlowMatching(
-            data, method=meth, seed=seed, device=device, **model_kwargs(k, fourier, conditioning)
-        )
+        kw = mfm_kw if meth == "MFM" else model_kwargs(k, fourier, conditioning)
+        m = MetaFlowMatching(data, method=meth, seed=seed, device=device, **kw)
         fit = m.fit(steps=steps, progress=False)
         pred = m.predict(test.source, test.treatment, features=test.source_features)
         res[meth] = mean_metrics(pred, test.target, max_points)
@@ -207,13 +215,7 @@ def run_seed(
         log(f"{pid} seed {seed} {meth}: {res[meth]}")
     # ensemble: the MFM fit plus MEMBERS - 1 more seeds
     extra = [
-        MetaFlowMatching(
-            data,
-            method="MFM",
-            seed=seed + 100 * (j + 1),
-            device=device,
-            **model_kwargs(k, fourier, conditioning),
-        )
+        MetaFlowMatching(data, method="MFM", seed=seed + 100 * (j + 1), device=device, **mfm_kw)
         for j in range(MEMBERS[pid] - 1)
     ]
     t0 = time.perf_counter()
@@ -248,6 +250,7 @@ def run_seed(
         "steps": steps,
         "fourier": fourier,
         "conditioning": conditioning,
+        "centered": centered,
         "noise_splits": NOISE_SPLITS[pid],
         "members": MEMBERS[pid],
     }
@@ -269,6 +272,7 @@ def run_task(
         print,
         FOURIER[pid] if fourier is None else fourier,
         CONDITIONING[pid],
+        CENTERED[pid],
     )
 
 

@@ -1,4 +1,4 @@
-r"""Ablation: how the MFM field reads its condition, ``"concat"`` (the reference) vs ``"film"``.
+r"""Ablation: how the MFM field reads its condition and its input (``conditioning``, ``centered``).
 
 Per problem B1–B4 and seed, one MFM fit with each ``MFMConfig.conditioning`` at the benchmark's
 settings (``model_kwargs``, ``FOURIER``, ``FULL_STEPS``; B4 with its cell-type features), scored
@@ -18,6 +18,15 @@ which the benchmark's seeds 0-2 do not use; B1, whose letters are fixed, is scor
 validation letter "X" instead of the test letter "Y").
 
 Writes ``benchmarks/results/meta_fm_conditioning_ablation.json``.
+
+``--centering`` compares instead, with each problem's benchmark ``CONDITIONING``, the field
+reading raw points with the field reading them relative to the source population's mean
+(``MFMConfig.centered``), and writes ``meta_fm_centering_ablation.json``:
+
+    python benchmarks/meta_fm_conditioning_ablation.py --centering --selection --jobs 2
+
+Rule fixed before that run: a problem's MFM gets ``centered=True`` in the benchmark if it lowers
+its selection W2 by more than 1 % (B2: 3 %, one seed sd of its MFM row).
 """
 
 from __future__ import annotations
@@ -34,7 +43,14 @@ import torch
 from bayesphys._bench import print_rows_table, run_script_tasks, write_rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from meta_fm import FOURIER, FULL_STEPS, mean_metrics, model_kwargs, problem_data  # noqa: E402
+from meta_fm import (  # noqa: E402
+    CONDITIONING,
+    FOURIER,
+    FULL_STEPS,
+    mean_metrics,
+    model_kwargs,
+    problem_data,
+)
 
 CONDITIONINGS = ("concat", "film")
 NEAR_PI = 0.6
@@ -67,21 +83,22 @@ def b2_split(pred, test) -> dict[str, float]:
     }
 
 
-def fit_one(task: tuple[str, int, str], steps: int | None, b1_split: str = "test") -> dict:
-    """One MFM fit ``(problem, seed, conditioning)``, scored on the problem's test split (B1:
-    ``b1_split``)."""
+def fit_one(task: tuple[str, int, str, bool], steps: int | None, b1_split: str = "test") -> dict:
+    """One MFM fit ``(problem, seed, conditioning, centered)``, scored on the problem's test
+    split (B1: ``b1_split``)."""
     from bayesphys.meta_fm import MetaFlowMatching
 
-    pid, seed, cond = task
+    pid, seed, cond, centered = task
     n_steps = steps or FULL_STEPS[pid]
     data, _, k = problem_data(pid, False, seed)
     split = b1_split if pid == "B1" else "test"
     test = data.subset(split)
-    kw = model_kwargs(k, FOURIER[pid], cond)
+    kw = model_kwargs(k, FOURIER[pid], cond) | {"centered": centered}
     m = MetaFlowMatching(data, method="MFM", seed=seed, **kw)
     fit = m.fit(steps=n_steps, progress=False)
     pred = m.predict(test.source, test.treatment, features=test.source_features)
-    row = {"problem": pid, "split": split, "seed": seed, "conditioning": cond, "steps": n_steps}
+    row = {"problem": pid, "split": split, "seed": seed, "conditioning": cond}
+    row |= {"centered": centered, "steps": n_steps}
     row.update(mean_metrics(pred, test.target, 1000))
     if pid == "B2":
         row.update(b2_split(pred, test))
@@ -99,6 +116,11 @@ def main(argv: list[str] | None = None) -> Path:
         action="store_true",
         help="first seed 3 and B1 scored on its validation letter (see the docstring)",
     )
+    ap.add_argument(
+        "--centering",
+        action="store_true",
+        help="raw vs source-centred field input, each problem with its CONDITIONING",
+    )
     ap.add_argument("--jobs", type=int, default=1, help="worker processes (1 thread each)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--table", metavar="RESULTS_JSON", help="only print a results file's table")
@@ -111,7 +133,11 @@ def main(argv: list[str] | None = None) -> Path:
         raise SystemExit(f"--problems: unknown {unknown}; expected some of {list(FULL_STEPS)}")
     first = 3 if args.selection else 0
     seeds = range(first, first + args.seeds)
-    tasks = [(p, s, c) for p in problems for s in seeds for c in CONDITIONINGS]
+    if args.centering:
+        variants = {p: [(CONDITIONING[p], False), (CONDITIONING[p], True)] for p in problems}
+    else:
+        variants = {p: [(c, False) for c in CONDITIONINGS] for p in problems}
+    tasks = [(p, s, *v) for p in problems for s in seeds for v in variants[p]]
     b1_split = "val" if args.selection else "test"
     t0 = time.perf_counter()
     rows = run_script_tasks(
@@ -119,17 +145,21 @@ def main(argv: list[str] | None = None) -> Path:
     )
     if args.seeds > 1:  # mean over seeds
         for p in problems:
-            for c in CONDITIONINGS:
-                sel = [r for r in rows if r["problem"] == p and r["conditioning"] == c]
+            for c, centered in variants[p]:
+                sel = [
+                    r
+                    for r in rows
+                    if r["problem"] == p and r["conditioning"] == c and r["centered"] == centered
+                ]
                 keys = [k for k in sel[0] if k.startswith(("w1", "w2", "mmd"))]
                 mean = {k: float(np.mean([r[k] for r in sel])) for k in keys}
                 rows.append(
                     {"problem": p, "split": sel[0]["split"], "seed": "mean", "conditioning": c}
+                    | {"centered": centered}
                     | mean
                 )
-    return write_rows(
-        "meta_fm_conditioning_ablation", rows, script=__file__, argv=argv, out=args.out, started=t0
-    )
+    name = "meta_fm_centering_ablation" if args.centering else "meta_fm_conditioning_ablation"
+    return write_rows(name, rows, script=__file__, argv=argv, out=args.out, started=t0)
 
 
 if __name__ == "__main__":

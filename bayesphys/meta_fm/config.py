@@ -29,6 +29,11 @@ class MFMConfig:
     conditioning: how the field reads its condition: ``"concat"`` (input concatenation, the
         reference) or ``"film"`` (also a zero-initialised feature-wise affine modulation of every
         hidden layer, :class:`~bayesphys.meta_fm.field.VectorField`).
+    centered: the field reads each point relative to its population's source mean,
+        :math:`v_\theta(t, x - \bar x_0, c)` with :math:`\bar x_0` the mean of the whole
+        source population (a translation-equivariant field; the embedding still sees the
+        uncentred points). Valid for paired and unpaired data, since the interpolant's velocity
+        :math:`x_1 - x_0` does not change under a common shift.
     node_features: per-point features (e.g. a cell-type one-hot) the MFM embedding reads beside
         the coordinates; ``None``: as many as the training data's ``source_features`` (0 when
         it has none).
@@ -58,6 +63,7 @@ class MFMConfig:
     lr_schedule: str = "constant"
     node_features: int | None = None
     conditioning: str = "concat"
+    centered: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:

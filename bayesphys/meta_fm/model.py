@@ -228,7 +228,7 @@ class MetaFlowMatching:
     ):
         cfg = self.config
         idx = torch.randint(len(data), (cfg.pops_per_step,), generator=gen).tolist()
-        x0s, x1s, f0s = [], [], []
+        x0s, x1s, f0s, ctrs = [], [], [], []
         feats = data.source_features if cfg.node_features else None
         for i in idx:
             s, t = data.source[i], data.target[i]
@@ -239,6 +239,7 @@ class MetaFlowMatching:
                 r1 = r0 if self.coupling == "index" else _subsample(t, cfg.points, gen)
             x0s.append(s[r0])
             x1s.append(t[r1])
+            ctrs.append(s.mean(0))
             if feats is not None:
                 f0s.append(feats[i][r0])
         x0 = self._norm(torch.stack(x0s))
@@ -246,9 +247,12 @@ class MetaFlowMatching:
         f0 = torch.stack(f0s).to(x0) if f0s else None
         tr = None if data.treatment is None else data.treatment[idx]
         sids = [int(data.source_id[i]) for i in idx]
-        return x0, x1, tr, sids, f0
+        ctr = self._norm(torch.stack(ctrs))[:, None, :] if cfg.centered else None
+        return x0, x1, tr, sids, f0, ctr
 
-    def _loss(self, x0, x1, cond, gen) -> Tensor:
+    def _loss(self, x0, x1, cond, gen, ctr: Tensor | None = None) -> Tensor:
+        if ctr is not None:  # centred field: a common shift leaves the velocity x1 - x0 intact
+            x0, x1 = x0 - ctr, x1 - ctr
         p, n, d = x0.shape
         # ot_full batches are already paired (by the whole-population plans)
         x0c, x1c = couple(x0, x1, "index" if self.coupling == "ot_full" else self.coupling, gen)
@@ -324,7 +328,7 @@ class MetaFlowMatching:
         def step() -> Tensor:
             k = counter[0]
             counter[0] += 1
-            x0, x1, tr, sids, f0 = self._batch(data, gen, plans)
+            x0, x1, tr, sids, f0, ctr = self._batch(data, gen, plans)
             if cfg.lr_schedule == "cosine":  # 1/2 (1 + cos(pi k / K)) of each base rate
                 f = 0.5 * (1.0 + math.cos(math.pi * k / n_steps))
                 for o, lrs in zip(opts, base_lrs):
@@ -335,7 +339,7 @@ class MetaFlowMatching:
                 for sid, e in zip(sids, emb):
                     cache[sid] = e.detach()
                 cond = self._condition(x0, emb, sids, tr, len(sids))
-                loss = self._loss(x0, x1, cond, gen)
+                loss = self._loss(x0, x1, cond, gen, ctr)
                 gnn_opt.zero_grad()
                 loss.backward()
                 sync.average_gradients()
@@ -351,7 +355,7 @@ class MetaFlowMatching:
                             cache[sids[i]] = e
                 emb = torch.stack([cache[s] for s in sids])
             cond = self._condition(x0, emb, sids, tr, len(sids), f0)
-            loss = self._loss(x0, x1, cond, gen)
+            loss = self._loss(x0, x1, cond, gen, ctr)
             field_opt.zero_grad()
             if gnn_opt is not None:
                 gnn_opt.zero_grad()
@@ -431,9 +435,15 @@ class MetaFlowMatching:
         cond = self._condition(None, emb, source_ids, treatment, p)
         x = torch.cat([self._norm(q) for q in pops])
         sizes = [q.shape[0] for q in pops]
+        reps = torch.tensor(sizes, device=self.device)
         c = None
         if cond is not None:
-            c = torch.repeat_interleave(cond, torch.tensor(sizes, device=self.device), dim=0)
+            c = torch.repeat_interleave(cond, reps, dim=0)
+        ctr = None
+        if self.config.centered:  # integrate in each population's source-centred frame
+            means = torch.stack([self._norm(q.mean(0)) for q in pops])
+            ctr = torch.repeat_interleave(means, reps, dim=0)
+            x = x - ctr
         out = torch.empty_like(x)
         field = self.net["field"]
         cfg = self.config
@@ -447,6 +457,8 @@ class MetaFlowMatching:
                 atol=cfg.atol,
                 rtol=cfg.rtol,
             )
+        if ctr is not None:
+            out = out + ctr
         out = out * self.net.scale + self.net.shift
         return list(out.split(sizes))
 
