@@ -8,7 +8,7 @@ coverage of per-population W2 (score W2 / spread, calibrated on the ``cal`` spli
 is the predictive one (members' disagreement plus the prediction's own sampling noise), and
 ``spearman_epistemic`` gives the Spearman of the members' disagreement alone.
 
-    python benchmarks/meta_fm.py --quick --out /tmp/mfm      # CPU-sized, < 10 min on 2 cores
+    python benchmarks/meta_fm.py --quick --jobs 2 --out /tmp/mfm   # CPU-sized, 8-12 min on 2 cores
     python benchmarks/meta_fm.py --jobs 2                     # fuller run, writes benchmarks/results
     python benchmarks/meta_fm.py --problems B2 --steps 10000 --merge
                                 # rerun one problem with its own settings, keep the others' rows
