@@ -250,7 +250,7 @@ def run_seed(
         "steps": steps,
         "fourier": fourier,
         "conditioning": conditioning,
-        "centered": centered,
+        "mfm_centered": centered,  # MFM and its ensemble only
         "noise_splits": NOISE_SPLITS[pid],
         "members": MEMBERS[pid],
     }
