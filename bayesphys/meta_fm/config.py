@@ -84,6 +84,8 @@ class MFMConfig:
             raise ValueError(
                 f"conditioning: expected 'concat' or 'film', received {self.conditioning!r}"
             )
+        if not isinstance(self.centered, bool):
+            raise ValueError(f"centered: expected True or False, received {self.centered!r}")
         if self.solver not in ("rk4", "dopri5"):
             raise ValueError(f"solver: expected 'rk4' or 'dopri5', received {self.solver!r}")
         if self.node_features is not None and int(self.node_features) < 0:

@@ -56,7 +56,7 @@ def test_centered_field_learns_a_family_of_maps_a_raw_field_cannot():
     assert w2[True] < 0.5 * w2[False], w2
 
 
-def test_centered_round_trips_and_refuses_nothing_else(tmp_path):
+def test_centered_round_trips_and_refuses_non_bools(tmp_path):
     d = _contractions(12, seed=2)
     m = MetaFlowMatching(d, method="MFM", centered=True, seed=0, **SMALL)
     m.fit(steps=4, progress=False)
@@ -67,6 +67,8 @@ def test_centered_round_trips_and_refuses_nothing_else(tmp_path):
     for a, b in zip(m.predict(src, seed=3), back.predict(src, seed=3)):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert MFMConfig().centered is False
+    with pytest.raises(ValueError, match="centered"):
+        MFMConfig(centered="yes")
 
 
 @pytest.mark.parametrize("coupling", ["ot", "ot_full"])
