@@ -9,6 +9,7 @@ or ``{"source", "metrics"}``; missed targets are kept, never dropped.
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import importlib.util
 import json
@@ -33,6 +34,7 @@ __all__ = [
     "rows_table",
     "write_rows",
     "print_rows_table",
+    "ablation_parser",
 ]
 
 
@@ -197,6 +199,32 @@ def write_rows(
     print(rows_table(rows))
     print(f"wrote {path}")
     return path
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive int, received {text!r}")
+    return value
+
+
+def ablation_parser(doc: str | None, *, jobs: bool = True) -> argparse.ArgumentParser:
+    """The argument parser an ablation script starts from: its description is the first line
+    of ``doc`` (the script's docstring); ``--out DIR`` (results folder, default
+    ``benchmarks/results``), ``--table RESULTS_JSON`` (only print a results file's table:
+    :func:`print_rows_table`) and, with ``jobs``, ``--jobs N`` (worker processes with one
+    thread each, a positive int; :func:`run_script_tasks`)."""
+    ap = argparse.ArgumentParser(description=doc.strip().splitlines()[0] if doc else None)
+    if jobs:
+        ap.add_argument(
+            "--jobs", type=_positive_int, default=1, help="worker processes (1 thread each)"
+        )
+    ap.add_argument("--out", default=None, help="results folder (default: benchmarks/results)")
+    ap.add_argument("--table", metavar="RESULTS_JSON", help="only print a results file's table")
+    return ap
 
 
 def print_rows_table(path: str | Path) -> Path:

@@ -31,7 +31,6 @@ its selection W2 by more than 1 % (B2: 3 %, one seed sd of its MFM row).
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -40,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bayesphys._bench import print_rows_table, run_script_tasks, write_rows
+from bayesphys._bench import ablation_parser, print_rows_table, run_script_tasks, write_rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from meta_fm import (  # noqa: E402
@@ -107,7 +106,7 @@ def fit_one(task: tuple[str, int, str, bool], steps: int | None, b1_split: str =
 
 
 def main(argv: list[str] | None = None) -> Path:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ablation_parser(__doc__)
     ap.add_argument("--problems", default="B1,B2,B3,B4")
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--steps", type=int, default=None, help="default: the benchmark's FULL_STEPS")
@@ -121,9 +120,6 @@ def main(argv: list[str] | None = None) -> Path:
         action="store_true",
         help="raw vs source-centred field input, each problem with its CONDITIONING",
     )
-    ap.add_argument("--jobs", type=int, default=1, help="worker processes (1 thread each)")
-    ap.add_argument("--out", default=None)
-    ap.add_argument("--table", metavar="RESULTS_JSON", help="only print a results file's table")
     args = ap.parse_args(argv)
     if args.table:
         return print_rows_table(args.table)

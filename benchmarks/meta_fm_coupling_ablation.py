@@ -33,7 +33,6 @@ on seed 3 by more than 3 % (one seed sd of the fuller run's MFM row). Writes
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -41,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bayesphys._bench import print_rows_table, run_script_tasks, write_rows
+from bayesphys._bench import ablation_parser, print_rows_table, run_script_tasks, write_rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from meta_fm import (  # noqa: E402
@@ -84,12 +83,9 @@ def fit_one(task: tuple[str, int, str, str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ablation_parser(__doc__)
     ap.add_argument("--problem", choices=("B4", "B2"), default="B4")
     ap.add_argument("--seeds", default="3", help="comma list of seeds (B4: fold = seed mod 4)")
-    ap.add_argument("--jobs", type=int, default=1, help="worker processes (1 thread each)")
-    ap.add_argument("--out", default=None)
-    ap.add_argument("--table", metavar="RESULTS_JSON", help="only print a results file's table")
     args = ap.parse_args(argv)
     if args.table:
         return print_rows_table(args.table)

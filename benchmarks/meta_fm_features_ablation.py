@@ -16,7 +16,6 @@ Writes ``benchmarks/results/meta_fm_features_ablation.json``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bayesphys._bench import print_rows_table, run_script_tasks, write_rows
+from bayesphys._bench import ablation_parser, print_rows_table, run_script_tasks, write_rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from meta_fm import FOURIER, mean_metrics, model_kwargs, problem_data  # noqa: E402
@@ -72,12 +71,9 @@ def fit_one(task: tuple[int, str, int], steps: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ablation_parser(__doc__)
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--jobs", type=int, default=1, help="worker processes (1 thread each)")
-    ap.add_argument("--out", default=None)
-    ap.add_argument("--table", metavar="RESULTS_JSON", help="only print a results file's table")
     args = ap.parse_args(argv)
     if args.table:
         return print_rows_table(args.table)

@@ -20,7 +20,6 @@ Writes ``benchmarks/results/meta_fm_fourier_ablation.json``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bayesphys._bench import print_rows_table, write_rows
+from bayesphys._bench import ablation_parser, print_rows_table, write_rows
 from bayesphys.meta_fm import MetaFlowMatching, gaussian_w2
 from bayesphys.problems.populations import linear_map
 
@@ -58,11 +57,9 @@ def score(model: MetaFlowMatching, data) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ablation_parser(__doc__, jobs=False)
     ap.add_argument("--steps", default="1000,5000,20000")
-    ap.add_argument("--out", default=None)
     ap.add_argument("--no-b4", action="store_true", help="skip the B4 part")
-    ap.add_argument("--table", metavar="RESULTS_JSON", help="only print a results file's table")
     args = ap.parse_args(argv)
     if args.table:
         return print_rows_table(args.table)

@@ -19,7 +19,6 @@ Writes ``benchmarks/results/<name>.json`` (default ``meta_fm_spread_ablation``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bayesphys._bench import print_rows_table, write_rows
+from bayesphys._bench import ablation_parser, print_rows_table, write_rows
 from bayesphys.meta_fm import MetaFlowMatching, MFMEnsemble
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -36,7 +35,7 @@ from meta_fm import FOURIER, model_kwargs, problem_data  # noqa: E402  (same set
 
 
 def main(argv: list[str] | None = None) -> Path:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = ablation_parser(__doc__, jobs=False)
     ap.add_argument("--problem", default="B3")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=1000)
@@ -53,8 +52,6 @@ def main(argv: list[str] | None = None) -> Path:
         "--splits", default="0,1,5,20", help="comma list of noise splits (0: epistemic spread)"
     )
     ap.add_argument("--name", default="meta_fm_spread_ablation", help="results file name")
-    ap.add_argument("--out", default=None)
-    ap.add_argument("--table", metavar="RESULTS_JSON", help="only print a results file's table")
     args = ap.parse_args(argv)
     if args.table:
         return print_rows_table(args.table)

@@ -9,6 +9,7 @@ import pytest
 
 from bayesphys import cli
 from bayesphys._bench import (
+    ablation_parser,
     bench_row,
     call_script,
     print_rows_table,
@@ -145,3 +146,18 @@ def test_rows_table_unions_keys_and_marks_missing_cells():
     t = rows_table([{"a": 1, "b": 0.12345}, {"a": 2, "c": "x"}]).splitlines()
     assert t[0] == "| a | b | c |" and t[1] == "|---|---|---|"
     assert t[2] == "| 1 | 0.123 | – |" and t[3] == "| 2 | – | x |"
+
+
+def test_ablation_parser_gives_the_shared_options_and_refuses_bad_jobs(capsys):
+    ap = ablation_parser("Ablation: a toy.\n\nMore text.")
+    assert ap.description == "Ablation: a toy."
+    args = ap.parse_args(["--jobs", "2", "--out", "d", "--table", "r.json"])
+    assert (args.jobs, args.out, args.table) == (2, "d", "r.json")
+    assert ap.parse_args([]).jobs == 1
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(SystemExit):
+            ap.parse_args(["--jobs", bad])
+        assert "--jobs: expected a positive int" in capsys.readouterr().err
+    no_jobs = ablation_parser(None, jobs=False)
+    with pytest.raises(SystemExit):
+        no_jobs.parse_args(["--jobs", "2"])

@@ -239,7 +239,8 @@ class MetaFlowMatching:
                 r1 = r0 if self.coupling == "index" else _subsample(t, cfg.points, gen)
             x0s.append(s[r0])
             x1s.append(t[r1])
-            ctrs.append(s.mean(0))
+            if cfg.centered:
+                ctrs.append(s.mean(0))
             if feats is not None:
                 f0s.append(feats[i][r0])
         x0 = self._norm(torch.stack(x0s))
@@ -247,7 +248,7 @@ class MetaFlowMatching:
         f0 = torch.stack(f0s).to(x0) if f0s else None
         tr = None if data.treatment is None else data.treatment[idx]
         sids = [int(data.source_id[i]) for i in idx]
-        ctr = self._norm(torch.stack(ctrs))[:, None, :] if cfg.centered else None
+        ctr = self._norm(torch.stack(ctrs))[:, None, :] if ctrs else None
         return x0, x1, tr, sids, f0, ctr
 
     def _loss(self, x0, x1, cond, gen, ctr: Tensor | None = None) -> Tensor:
