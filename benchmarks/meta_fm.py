@@ -134,6 +134,12 @@ NOISE_SPLITS = {"B1": 5, "B2": 5, "B3": 20, "B4": 5}
 # MFM fit (B3: ~20 s), so the others keep 3.
 MEMBERS = {"B1": 3, "B2": 3, "B3": 5, "B4": 3}
 
+# rough one-thread wall seconds of one (problem, seed) task of the fuller run, evaluation
+# included (2026-11-29 run, from the fit seconds of its rows). Only the order in which tasks
+# are submitted uses it (`longest_first`); the results file records the measured ones
+# (``task_seconds``).
+TASK_COST = {"B1": 300, "B2": 950, "B3": 520, "B4": 220}
+
 
 def model_kwargs(k: int, fourier: int = 64, conditioning: str = "concat") -> dict:
     return dict(
@@ -262,7 +268,8 @@ def run_task(
 ) -> dict[str, dict]:
     """One ``(problem, seed, steps)`` task (a worker process's unit of work with ``--jobs``)."""
     pid, seed, steps = task
-    return run_seed(
+    t0 = time.perf_counter()
+    res = run_seed(
         pid,
         seed,
         quick,
@@ -274,6 +281,8 @@ def run_task(
         CONDITIONING[pid],
         CENTERED[pid],
     )
+    res["_seconds"] = time.perf_counter() - t0
+    return res
 
 
 def summarise(per_seed: list[dict]) -> dict[str, dict]:
@@ -337,23 +346,34 @@ def render_table(payload: dict) -> str:
 
 
 def _by_problem(events, tasks: list[tuple[str, int, int]], problems: list[str], seeds: int):
-    """``(problem, per-seed results)`` in problem order, as the runner's tasks finish; a failed
-    task raises (the problems already yielded have been written)."""
+    """``(problem, per-seed results)`` for each problem as soon as all its seeds are in (in
+    completion order, whatever order the tasks were submitted in); a failed task raises (the
+    problems already yielded have been written)."""
     done: dict[tuple[str, int], dict] = {}
-    for pid in problems:
-        while any((pid, s) not in done for s in range(seeds)):
-            i, ok, value = next(events)
-            if not ok:
-                raise RuntimeError(f"task {tasks[i][:2]} failed") from value
-            done[tasks[i][:2]] = value
-        yield pid, [done[(pid, s)] for s in range(seeds)]
+    pending = list(problems)
+    while pending:
+        i, ok, value = next(events)
+        if not ok:
+            raise RuntimeError(f"task {tasks[i][:2]} failed") from value
+        done[tasks[i][:2]] = value
+        for pid in [p for p in pending if all((p, s) in done for s in range(seeds))]:
+            pending.remove(pid)
+            yield pid, [done[(pid, s)] for s in range(seeds)]
+
+
+def longest_first(tasks: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+    """``tasks`` in the order to submit them: longest expected wall time first
+    (:data:`TASK_COST`; ties keep their order), so that the workers of a pool finish together.
+    The results do not depend on the order."""
+    return sorted(tasks, key=lambda t: -TASK_COST.get(t[0], 0))
 
 
 def merged_state(prev: dict, problems: list[str], cmd: str) -> tuple[list[dict], dict]:
     """What ``--merge`` keeps of the results file ``prev`` when ``problems`` are rerun by ``cmd``.
 
-    Returns the rows of the other problems and ``{"targets", "steps", "runs", "run_seconds"}``:
-    the other problems' targets and steps, every command so far plus ``cmd``, and the wall
+    Returns the rows of the other problems and ``{"targets", "steps", "task_seconds", "runs",
+    "run_seconds"}``: the other problems' targets, steps and task wall seconds (where the older
+    file has them), every command so far plus ``cmd``, and the wall
     seconds of the earlier commands (``None`` where an older file did not record them; the
     caller appends this command's).
     """
@@ -363,6 +383,9 @@ def merged_state(prev: dict, problems: list[str], cmd: str) -> tuple[list[dict],
     return kept, {
         "targets": {k: v for k, v in prev.get("targets", {}).items() if k not in problems},
         "steps": {k: v for k, v in prev.get("steps", {}).items() if k not in problems},
+        "task_seconds": {
+            k: v for k, v in prev.get("task_seconds", {}).items() if k not in problems
+        },
         "runs": [*prev_runs, cmd],
         "run_seconds": prev_secs,
     }
@@ -433,6 +456,7 @@ def main(argv: list[str] | None = None) -> Path:
     ).strip()
     problems = args.problems.split(",")
     rows, checks, t_all = [], {}, time.perf_counter()
+    task_secs: dict[str, list] = {}
     path = None
     kept, prev_extra = [], {}
     old = Path(__file__).resolve().parent / "results" / f"{COMPONENT}.json"
@@ -441,7 +465,7 @@ def main(argv: list[str] | None = None) -> Path:
     unknown = [p for p in problems if p not in FULL_STEPS]
     if unknown:
         raise SystemExit(f"--problems: unknown {unknown}; expected some of {list(FULL_STEPS)}")
-    tasks = [(pid, s, steps_of(pid)) for pid in problems for s in range(seeds)]
+    tasks = longest_first([(pid, s, steps_of(pid)) for pid in problems for s in range(seeds)])
     kw = dict(quick=args.quick, device=str(device), max_points=max_points, fourier=args.fourier)
     if args.jobs > 1:
         fn = functools.partial(call_script, __file__, "run_task", **kw)
@@ -452,6 +476,7 @@ def main(argv: list[str] | None = None) -> Path:
     with runner:  # released on any exit; each problem is written once its seeds are in
         for pid, per_seed in _by_problem(runner.run(fn, tasks), tasks, problems, seeds):
             summ = summarise(per_seed)
+            task_secs[pid] = [r.get("_seconds") for r in per_seed]
             checks[pid] = targets(pid, summ)
             setting = per_seed[0]["_setting"]
             for meth in METHODS:
@@ -470,7 +495,7 @@ def main(argv: list[str] | None = None) -> Path:
             merged = bool(prev_extra)
             path = write_results(
                 COMPONENT,
-                sorted([*kept, *rows], key=lambda r: r["problem"]) if merged else rows,
+                sorted([*kept, *rows], key=lambda r: r["problem"]),
                 quick=args.quick,
                 command="runs: " + "; ".join(prev_extra["runs"]) if merged else cmd,
                 out=out,
@@ -482,10 +507,12 @@ def main(argv: list[str] | None = None) -> Path:
                     # with --jobs the fits run in worker processes with one thread each
                     **({"threads": f"{args.jobs} workers x 1"} if args.jobs > 1 else {}),
                     "max_eval_points": max_points,
+                    # wall seconds of each (problem, seed) task in its worker
+                    "task_seconds": {**prev_extra.get("task_seconds", {}), **task_secs},
                     "targets": {**prev_extra.get("targets", {}), **checks},
                     # this command's wall time; with --merge, run_seconds has every command's
                     "total_seconds": time.perf_counter() - t_all,
-                    "complete": pid == problems[-1],
+                    "complete": len(task_secs) == len(problems),
                     **(
                         {
                             "runs": prev_extra["runs"],

@@ -41,7 +41,8 @@ def knn_adjacency(x: Tensor, k: int) -> Tensor:
     d2 = torch.cdist(x, x)
     eye = torch.eye(n, dtype=torch.bool, device=x.device)
     d2 = d2.masked_fill(eye, float("inf"))
-    idx = d2.topk(kk, dim=-1, largest=False).indices  # [*, n, kk]
+    # the neighbour set, not its order, defines A: unsorted topk is ~25 % cheaper
+    idx = d2.topk(kk, dim=-1, largest=False, sorted=False).indices  # [*, n, kk]
     adj = torch.zeros(d2.shape, dtype=x.dtype, device=x.device)
     adj.scatter_(-1, idx, 1.0)
     return adj

@@ -36,3 +36,36 @@ def test_merge_of_a_merged_file_extends_runs_and_marks_unknown_seconds():
     prev = _prev(runs=["a", "b"], run_seconds=[5.0, 7.0])
     _, extra = call_script(SCRIPT, "merged_state", prev, ["B1"], "c")
     assert extra["run_seconds"] == [5.0, 7.0]
+
+
+def test_merge_keeps_other_problems_task_seconds():
+    prev = _prev(task_seconds={"B1": [1.0, 2.0], "B3": [3.0, 4.0]})
+    _, extra = call_script(SCRIPT, "merged_state", prev, ["B3"], "c")
+    assert extra["task_seconds"] == {"B1": [1.0, 2.0]}
+    _, extra = call_script(SCRIPT, "merged_state", _prev(), ["B3"], "c")  # older file: none
+    assert extra["task_seconds"] == {}
+
+
+def test_tasks_are_submitted_longest_first_keeping_seed_order():
+    tasks = [(p, s, 10) for p in ("B1", "B2", "B3", "B4") for s in range(2)]
+    order = call_script(SCRIPT, "longest_first", tasks)
+    assert sorted(order) == sorted(tasks)
+    assert [t[0] for t in order] == ["B2", "B2", "B3", "B3", "B1", "B1", "B4", "B4"]
+    assert [t[1] for t in order[:2]] == [0, 1]
+
+
+def test_problems_are_yielded_as_their_seeds_complete_and_a_failure_raises():
+    tasks = [("B1", 0, 1), ("B1", 1, 1), ("B2", 0, 1), ("B2", 1, 1)]
+    # B2's seeds finish before B1's second seed: B2 is yielded first
+    events = iter([(2, True, "b20"), (0, True, "b10"), (3, True, "b21"), (1, True, "b11")])
+    got = list(call_script(SCRIPT, "_by_problem", events, tasks, ["B1", "B2"], 2))
+    assert got == [("B2", ["b20", "b21"]), ("B1", ["b10", "b11"])]
+    events = iter([(2, True, "b20"), (3, True, "b21"), (0, False, ValueError("x"))])
+    gen = call_script(SCRIPT, "_by_problem", events, tasks, ["B1", "B2"], 2)
+    assert next(gen) == ("B2", ["b20", "b21"])
+    try:
+        next(gen)
+    except RuntimeError as err:
+        assert "('B1', 0)" in str(err)
+    else:
+        raise AssertionError("a failed task must raise")
