@@ -21,7 +21,12 @@ lets the condition switch and rescale features, which a concatenated input can o
 approximate through the nonlinearities (e.g. a population-dependent rotation of ``x``).
 ``conditioning="concat"`` (default) is the reference architecture.
 
-Shapes: ``x [N, d]``, ``t [N]`` or scalar, ``cond [N, c]`` -> ``[N, d]``.
+Shapes: ``x [..., d]``, ``t`` scalar or ``x``'s leading shape ``[...]``, ``cond [..., c]``
+broadcastable to ``[..., c]`` -> ``[..., d]``. Per point: ``x [N, d]``, ``cond [N, c]``. For
+``G`` populations of ``n`` points: ``x [G, n, d]`` with ``cond [G, 1, c]``, one row per
+population; the FiLM heads then run once per population instead of once per point (on a
+64-dimensional embedding they cost as much as the rest of the field, on a population one-hot
+more) and their output is broadcast, never copied per point.
 """
 
 from __future__ import annotations
@@ -35,19 +40,19 @@ __all__ = ["time_embedding", "FourierFeatures", "VectorField"]
 
 
 def time_embedding(t: Tensor, dim: int, max_positions: float = 10000.0) -> Tensor:
-    """Sinusoidal embedding ``[N, dim]`` of times ``t [N]`` (``dim`` even)."""
+    """Sinusoidal embedding ``[..., dim]`` of times ``t [...]`` (``dim`` even)."""
     half = dim // 2
     freqs = torch.exp(
         -math.log(max_positions)
         * torch.arange(half, dtype=t.dtype, device=t.device)
         / max(half - 1, 1)
     )
-    arg = t[:, None] * freqs[None, :]
+    arg = t[..., None] * freqs
     return torch.cat([torch.cos(arg), torch.sin(arg)], dim=-1)
 
 
 class FourierFeatures(nn.Module):
-    r"""``x [N, d] -> [N, 2 m]``: :math:`[\cos 2\pi xB, \sin 2\pi xB]`, ``B [d, m]`` a buffer."""
+    r"""``x [..., d] -> [..., 2 m]``: :math:`[\cos 2\pi xB, \sin 2\pi xB]`, ``B [d, m]`` a buffer."""
 
     def __init__(self, dim: int, m: int, sigma: float, generator: torch.Generator | None = None):
         super().__init__()
@@ -108,27 +113,44 @@ class VectorField(nn.Module):
                 nn.init.zeros_(head.bias)
 
     def forward(self, t: Tensor, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """Velocities ``[..., d]`` at times ``t`` and points ``x [..., d]`` under ``cond``
+        (``[..., c]``, broadcastable to ``x``'s leading shape; module docstring)."""
+        lead = x.shape[:-1]
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
-        if t.ndim == 0:
-            t = t.expand(x.shape[0])
-        feats = [time_embedding(t, self.time_dim)]
+        if t.ndim == 0:  # one time for every point (an ODE step): embed it once
+            te = time_embedding(t.reshape(1), self.time_dim).expand(*lead, self.time_dim)
+        else:
+            te = time_embedding(t, self.time_dim)
+        feats = [te]
         if self.fourier is not None:
             feats.append(self.fourier(x))
         feats.append(x)
         if self.cond_dim:
-            if cond is None or cond.shape != (x.shape[0], self.cond_dim):
-                got = None if cond is None else tuple(cond.shape)
-                raise ValueError(
-                    f"cond: expected shape {(x.shape[0], self.cond_dim)}, received {got}"
-                )
-            feats.append(cond)
+            self._check_cond(cond, lead)
+            feats.append(cond.expand(*lead, self.cond_dim))
         h = torch.cat(feats, dim=-1)
         if self.film is None:
             return self.net(h)
         return self._film_forward(h, cond)
 
+    def _check_cond(self, cond: Tensor | None, lead: torch.Size) -> None:
+        want = (*lead, self.cond_dim)
+        ok = cond is not None and cond.ndim == len(want) and cond.shape[-1] == self.cond_dim
+        if ok:
+            try:
+                ok = torch.broadcast_shapes(cond.shape[:-1], lead) == lead
+            except RuntimeError:
+                ok = False
+        if not ok:
+            got = None if cond is None else tuple(cond.shape)
+            raise ValueError(
+                f"cond: expected shape {want} or one broadcastable to it (e.g. a row per "
+                f"population), received {got}"
+            )
+
     def _film_forward(self, h: Tensor, cond: Tensor) -> Tensor:
-        """The body with each hidden layer's output modulated before its activation."""
+        """The body with each hidden layer's output modulated before its activation (the
+        heads run on ``cond`` as given, and their output broadcasts over the points)."""
         mods = list(self.net)
         k = 0
         for i, mod in enumerate(mods[:-1]):

@@ -53,6 +53,14 @@ from .sampling import integrate
 __all__ = ["MetaFlowMatching"]
 
 
+def _same_size_groups(sizes: Sequence[int]) -> list[list[int]]:
+    """Indices of ``sizes`` grouped by value, groups in order of first appearance."""
+    groups: dict[int, list[int]] = {}
+    for i, n in enumerate(sizes):
+        groups.setdefault(int(n), []).append(i)
+    return list(groups.values())
+
+
 def _subsample(x: Tensor, n: int, gen: torch.Generator) -> Tensor:
     """Row indices: ``n`` without replacement when possible, else with replacement."""
     m = x.shape[0]
@@ -259,13 +267,9 @@ class MetaFlowMatching:
         x0c, x1c = couple(x0, x1, "index" if self.coupling == "ot_full" else self.coupling, gen)
         t = torch.rand(p, n, generator=gen).to(device=self.device, dtype=self.dtype)
         xt, u = interpolate(x0c, x1c, t)
-        c = (
-            None
-            if cond is None
-            else cond[:, None, :].expand(p, n, cond.shape[-1]).reshape(p * n, -1)
-        )
-        v = self.net["field"](t.reshape(-1), xt.reshape(-1, d), c)
-        return cfm_loss(v, u.reshape(-1, d))
+        # one condition row per population, broadcast over its n points
+        v = self.net["field"](t, xt, None if cond is None else cond[:, None, :])
+        return cfm_loss(v.reshape(-1, d), u.reshape(-1, d))
 
     def fit(
         self,
@@ -422,8 +426,8 @@ class MetaFlowMatching:
     ) -> list[Tensor]:
         """Push each source population ``[n_i, d]`` through the flow -> list of ``[n_i, d]``.
 
-        All populations are integrated together (points flattened, each carrying its
-        population's condition). ``seed`` fixes the embedding subsample; the same seed gives
+        Populations of equal size are integrated together as one batch ``[G, n, d]``, each
+        reading its own condition row, at most ``chunk`` points at a time. ``seed`` fixes the embedding subsample; the same seed gives
         the same output bit for bit. ``source_ids`` lets CGFM use a training population's
         one-hot (unknown ids get the average one-hot). ``features``: the sources' per-point
         features (MFM models trained with ``source_features``; ignored by FM and CGFM).
@@ -434,34 +438,35 @@ class MetaFlowMatching:
         if self.config.method == "MFM":
             emb = self.embed(pops, features=features, seed=seed)
         cond = self._condition(None, emb, source_ids, treatment, p)
-        x = torch.cat([self._norm(q) for q in pops])
-        sizes = [q.shape[0] for q in pops]
-        reps = torch.tensor(sizes, device=self.device)
-        c = None
-        if cond is not None:
-            c = torch.repeat_interleave(cond, reps, dim=0)
-        ctr = None
-        if self.config.centered:  # integrate in each population's source-centred frame
-            means = torch.stack([self._norm(q.mean(0)) for q in pops])
-            ctr = torch.repeat_interleave(means, reps, dim=0)
-            x = x - ctr
-        out = torch.empty_like(x)
-        field = self.net["field"]
-        cfg = self.config
-        for lo in range(0, x.shape[0], chunk):
-            cc = None if c is None else c[lo : lo + chunk]
-            out[lo : lo + chunk] = integrate(
-                lambda t, y, cc=cc: field(t, y, cc),
-                x[lo : lo + chunk],
-                method=solver or cfg.solver,
-                steps=steps or cfg.solver_steps,
-                atol=cfg.atol,
-                rtol=cfg.rtol,
-            )
-        if ctr is not None:
-            out = out + ctr
-        out = out * self.net.scale + self.net.shift
-        return list(out.split(sizes))
+        field, cfg = self.net["field"], self.config
+        out: list[Tensor | None] = [None] * p
+        # populations of equal size are integrated together as [G, n, d], each reading its
+        # own condition row [G, 1, c]; at most ``chunk`` points at a time
+        for ids in _same_size_groups([q.shape[0] for q in pops]):
+            n = pops[ids[0]].shape[0]
+            per = max(1, chunk // n)
+            for lo in range(0, len(ids), per):
+                sel = ids[lo : lo + per]
+                x = torch.stack([self._norm(pops[i]) for i in sel])  # [g, n, d]
+                c = None if cond is None else cond[sel][:, None, :]
+                ctr = None
+                if self.config.centered:  # integrate in each population's source-centred frame
+                    ctr = torch.stack([self._norm(pops[i].mean(0)) for i in sel])[:, None, :]
+                    x = x - ctr
+                y = integrate(
+                    lambda t, z, c=c: field(t, z, c),
+                    x,
+                    method=solver or cfg.solver,
+                    steps=steps or cfg.solver_steps,
+                    atol=cfg.atol,
+                    rtol=cfg.rtol,
+                )
+                if ctr is not None:
+                    y = y + ctr
+                y = y * self.net.scale + self.net.shift
+                for i, yi in zip(sel, y):
+                    out[i] = yi
+        return out
 
     def posterior(
         self,

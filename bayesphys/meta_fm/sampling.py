@@ -5,8 +5,8 @@ r"""ODE samplers for the learned flow :math:`\dot x = v(t, x)`, :math:`t: 0 \to 
 * ``"dopri5"``: adaptive Dormand-Prince via ``torchdiffeq.odeint`` (``atol``, ``rtol``), the
   reference's solver.
 
-``f(t, x)`` maps a scalar time tensor and points ``[N, d]`` to velocities ``[N, d]``; all
-populations of a batch are integrated together by flattening their points.
+``f(t, x)`` maps a scalar time tensor and points ``[..., d]`` (e.g. ``[N, d]``, or ``[G, n, d]``
+for ``G`` populations of ``n`` points) to velocities of the same shape.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def integrate(
     atol: float = 1e-5,
     rtol: float = 1e-5,
 ) -> Tensor:
-    """Integrate ``dx/dt = f(t, x)`` from ``t=0`` to ``1`` starting at ``x0 [N, d]`` -> ``[N, d]``."""
+    """Integrate ``dx/dt = f(t, x)`` from ``t=0`` to ``1`` starting at ``x0 [..., d]`` -> ``[..., d]``."""
     if method not in SOLVERS:
         raise ValueError(f"method: expected one of {SOLVERS}, received {method!r}")
     if method == "rk4":

@@ -2,6 +2,8 @@
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bayesphys.meta_fm import MetaFlowMatching, MFMConfig
 from bayesphys.meta_fm.field import VectorField, time_embedding
@@ -75,3 +77,61 @@ def test_old_configs_default_to_concat():
         {k: v for k, v in MFMConfig().to_dict().items() if k != "conditioning"}
     )
     assert cfg.conditioning == "concat"
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 5), min_size=1, max_size=2),
+    conditioning=st.sampled_from(["concat", "film"]),
+    seed=st.integers(0, 10_000),
+)
+def test_a_condition_row_per_population_equals_the_per_point_condition(shape, conditioning, seed):
+    """cond [G, 1, c] for x [G, n, d] gives the per-point field and gradients (to round-off)."""
+    torch.manual_seed(seed)
+    f = VectorField(2, 3, width=8, layers=3, time_dim=4, fourier=2, conditioning=conditioning)
+    for head in f.film or []:
+        torch.nn.init.normal_(head.weight)
+        torch.nn.init.normal_(head.bias)
+    g, n = shape[0], shape[-1] if len(shape) > 1 else 3
+    t, x = torch.rand(g, n), torch.randn(g, n, 2)
+    cg = torch.randn(g, 1, 3, requires_grad=True)
+    cp = cg.detach().expand(g, n, 3).reshape(g * n, 3).clone().requires_grad_(True)
+    vg = f(t, x, cg)
+    vp = f(t.reshape(-1), x.reshape(-1, 2), cp)
+    assert vg.shape == (g, n, 2)
+    torch.testing.assert_close(vg.reshape(-1, 2), vp, rtol=1e-5, atol=1e-6)
+    wg = torch.autograd.grad(vg.square().sum(), [cg, *f.parameters()])
+    wp = torch.autograd.grad(vp.square().sum(), [cp, *f.parameters()])
+    # the row's gradient is the sum of its points' gradients
+    torch.testing.assert_close(wg[0], wp[0].reshape(g, n, 3).sum(1, keepdim=True))
+    for a, b in zip(wg[1:], wp[1:]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    # one time for all points (an ODE step) equals that time given per point
+    torch.testing.assert_close(f(torch.tensor(0.3), x, cg), f(torch.full((g, n), 0.3), x, cg))
+
+
+def test_condition_of_a_wrong_shape_is_refused():
+    f = VectorField(2, 3, width=8, layers=3, time_dim=4, fourier=0, conditioning="film")
+    t, x = torch.rand(2, 4), torch.randn(2, 4, 2)
+    for bad in (torch.randn(2, 1, 5), torch.randn(3, 1, 3), torch.randn(2, 3), None):
+        with pytest.raises(ValueError, match=r"cond: expected shape \(2, 4, 3\)"):
+            f(t, x, bad)
+    with pytest.raises(ValueError, match=r"cond: expected shape \(4, 3\)"):
+        f(torch.rand(4), torch.randn(4, 2), torch.randn(2, 3))
+
+
+def test_predict_mixes_population_sizes_and_matches_one_at_a_time():
+    """Populations of several sizes (grouped by size inside) give what each gives alone."""
+    d = linear_map(n_train=6, n_cal=0, n_test=2, n_points=48)
+    m = MetaFlowMatching(d, seed=1, conditioning="film", centered=True, **SMALL)
+    m.fit(steps=5, progress=False)
+    gen = torch.Generator().manual_seed(0)
+    pops = [torch.randn(n, 2, generator=gen) for n in (30, 17, 30, 9)]
+    both = m.predict(pops, seed=4)
+    assert [p.shape for p in both] == [q.shape for q in pops]
+    for q, p in zip(pops, both):
+        (alone,) = m.predict([q], seed=4)
+        torch.testing.assert_close(p, alone, rtol=1e-5, atol=1e-6)
+    # a chunk smaller than one population still integrates it whole
+    for a, b in zip(both, m.predict(pops, seed=4, chunk=8)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
