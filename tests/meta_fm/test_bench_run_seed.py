@@ -1,0 +1,38 @@
+"""`benchmarks/meta_fm.py`'s ``run_seed``: which models get the per-problem options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from bayesphys._bench import _SCRIPTS, call_script, repo_root
+from bayesphys.problems.populations import linear_map
+
+SCRIPT = str(repo_root() / "benchmarks" / "meta_fm.py")
+
+
+@pytest.mark.parametrize("centered", [True, False])
+def test_run_seed_centres_mfm_and_its_ensemble_members_only(monkeypatch, centered):
+    call_script(SCRIPT, "longest_first", [])  # loads the script once per process
+    mod = _SCRIPTS[str(Path(SCRIPT).resolve())]
+    tiny = linear_map(n_train=6, n_cal=4, n_test=4, n_points=40, seed=0)
+    monkeypatch.setattr(mod, "problem_data", lambda pid, quick, seed: (tiny, {"split": "t"}, 5))
+    seen: list[tuple[str, bool]] = []
+
+    class Recording(mod.MetaFlowMatching):
+        def __init__(self, *args, **kw):
+            seen.append((kw["method"], kw.get("centered", False)))
+            super().__init__(*args, **kw)
+
+    monkeypatch.setattr(mod, "MetaFlowMatching", Recording)
+    res = mod.run_seed(
+        "B2", 0, True, 2, torch.device("cpu"), 100, lambda msg: None, 0, "film", centered
+    )
+    members = [c for m, c in seen if m == "MFM"]
+    assert len(members) == mod.MEMBERS["B2"]  # the MFM row's fit plus the extra members
+    assert members == [centered] * len(members)
+    assert [(m, c) for m, c in seen if m != "MFM"] == [("FM", False), ("CGFM", False)]
+    assert res["_setting"]["mfm_centered"] is centered
+    assert res["MFM-ensemble"]["steps"] == 2 * mod.MEMBERS["B2"]
