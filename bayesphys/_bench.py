@@ -254,13 +254,9 @@ def update_benchmarks_md(component: str, payload: Mapping[str, Any], docs: Path 
 _SCRIPTS: dict[str, Any] = {}
 
 
-def call_script(path: str, func: str, *args: Any, **kwargs: Any) -> Any:
-    """Call the function ``func`` of the script at ``path`` (loaded once per process).
-
-    A picklable entry point for worker processes: a ``functools.partial`` of this function
-    reaches a benchmark script's function even when the script was started as ``__main__`` or
-    loaded by ``bayesphys bench`` under another module name.
-    """
+def script_module(path: str) -> Any:
+    """The module of the script at ``path``, loaded once per process (under a private name,
+    so a script started as ``__main__`` or by ``bayesphys bench`` is reached the same way)."""
     key = str(Path(path).resolve())
     mod = _SCRIPTS.get(key)
     if mod is None:
@@ -270,9 +266,20 @@ def call_script(path: str, func: str, *args: Any, **kwargs: Any) -> Any:
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
         _SCRIPTS[key] = mod
+    return mod
+
+
+def call_script(path: str, func: str, *args: Any, **kwargs: Any) -> Any:
+    """Call the function ``func`` of the script at ``path`` (loaded once per process).
+
+    A picklable entry point for worker processes: a ``functools.partial`` of this function
+    reaches a benchmark script's function even when the script was started as ``__main__`` or
+    loaded by ``bayesphys bench`` under another module name.
+    """
+    mod = script_module(path)
     fn = getattr(mod, func, None)
     if not callable(fn):
-        raise AttributeError(f"func: {key} defines no function {func!r}")
+        raise AttributeError(f"func: {mod.__file__} defines no function {func!r}")
     return fn(*args, **kwargs)
 
 

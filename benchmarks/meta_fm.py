@@ -8,8 +8,8 @@ coverage of per-population W2 (score W2 / spread, calibrated on the ``cal`` spli
 is the predictive one (members' disagreement plus the prediction's own sampling noise), and
 ``spearman_epistemic`` gives the Spearman of the members' disagreement alone.
 
-    python benchmarks/meta_fm.py --quick --jobs 2 --out /tmp/mfm   # CPU-sized, 8-12 min on 2 cores
-    python benchmarks/meta_fm.py --jobs 2                     # fuller run, writes benchmarks/results
+    python benchmarks/meta_fm.py --quick --jobs 2 --out /tmp/mfm   # CPU-sized, 6-12 min on 2 cores
+    python benchmarks/meta_fm.py --jobs 2       # fuller run, ~1 h on 2 cores, writes benchmarks/results
     python benchmarks/meta_fm.py --problems B2 --steps 10000 --merge
                                 # rerun one problem with its own settings, keep the others' rows
 """
@@ -134,11 +134,10 @@ NOISE_SPLITS = {"B1": 5, "B2": 5, "B3": 20, "B4": 5}
 # MFM fit (B3: ~20 s), so the others keep 3.
 MEMBERS = {"B1": 3, "B2": 3, "B3": 5, "B4": 3}
 
-# rough one-thread wall seconds of one (problem, seed) task of the fuller run, evaluation
-# included (2026-11-29 run, from the fit seconds of its rows). Only the order in which tasks
-# are submitted uses it (`longest_first`); the results file records the measured ones
-# (``task_seconds``).
-TASK_COST = {"B1": 300, "B2": 950, "B3": 520, "B4": 220}
+# one-thread wall seconds of one (problem, seed) task of the fuller run, evaluation included
+# (the mean of `task_seconds` in the committed results, rounded). Only the order in which
+# tasks are submitted uses it (`longest_first`); no result depends on it.
+TASK_COST = {"B1": 410, "B2": 860, "B3": 500, "B4": 430}
 
 
 def model_kwargs(k: int, fourier: int = 64, conditioning: str = "concat") -> dict:

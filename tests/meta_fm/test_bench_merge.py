@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bayesphys._bench import call_script, repo_root
+from bayesphys._bench import call_script, repo_root, script_module
 
 SCRIPT = str(repo_root() / "benchmarks" / "meta_fm.py")
 
@@ -46,9 +46,11 @@ def test_merge_keeps_other_problems_task_seconds():
     assert extra["task_seconds"] == {}
 
 
-def test_tasks_are_submitted_longest_first_keeping_seed_order():
+def test_tasks_are_submitted_longest_first_keeping_seed_order(monkeypatch):
+    mod = script_module(SCRIPT)
+    monkeypatch.setattr(mod, "TASK_COST", {"B1": 3, "B2": 9, "B3": 5, "B4": 1})
     tasks = [(p, s, 10) for p in ("B1", "B2", "B3", "B4") for s in range(2)]
-    order = call_script(SCRIPT, "longest_first", tasks)
+    order = mod.longest_first(tasks)
     assert sorted(order) == sorted(tasks)
     assert [t[0] for t in order] == ["B2", "B2", "B3", "B3", "B1", "B1", "B4", "B4"]
     assert [t[1] for t in order[:2]] == [0, 1]

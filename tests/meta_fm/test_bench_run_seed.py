@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
-from bayesphys._bench import _SCRIPTS, call_script, repo_root
+from bayesphys._bench import repo_root, script_module
 from bayesphys.problems.populations import linear_map
 
 SCRIPT = str(repo_root() / "benchmarks" / "meta_fm.py")
@@ -15,8 +13,7 @@ SCRIPT = str(repo_root() / "benchmarks" / "meta_fm.py")
 
 @pytest.mark.parametrize("centered", [True, False])
 def test_run_seed_centres_mfm_and_its_ensemble_members_only(monkeypatch, centered):
-    call_script(SCRIPT, "longest_first", [])  # loads the script once per process
-    mod = _SCRIPTS[str(Path(SCRIPT).resolve())]
+    mod = script_module(SCRIPT)
     tiny = linear_map(n_train=6, n_cal=4, n_test=4, n_points=40, seed=0)
     monkeypatch.setattr(mod, "problem_data", lambda pid, quick, seed: (tiny, {"split": "t"}, 5))
     seen: list[tuple[str, bool]] = []
