@@ -33,3 +33,12 @@ def test_run_seed_centres_mfm_and_its_ensemble_members_only(monkeypatch, centere
     assert [(m, c) for m, c in seen if m != "MFM"] == [("FM", False), ("CGFM", False)]
     assert res["_setting"]["mfm_centered"] is centered
     assert res["MFM-ensemble"]["steps"] == 2 * mod.MEMBERS["B2"]
+
+
+def test_speed_script_times_cgfm_and_mfm(capsys):
+    speed = str(repo_root() / "benchmarks" / "meta_fm_speed.py")
+    out = script_module(speed).main(["--problem", "B2", "--steps", "2", "--pops", "2"])
+    assert out["pops"] == 2 and out["steps"] == 2
+    for key in ("CGFM_fit_s", "CGFM_predict_s", "MFM_fit_s", "MFM_predict_s"):
+        assert out[key] > 0
+    assert '"MFM_predict_s"' in capsys.readouterr().out
