@@ -35,6 +35,8 @@ __all__ = [
     "write_rows",
     "print_rows_table",
     "ablation_parser",
+    "positive_int",
+    "script_module",
 ]
 
 
@@ -201,7 +203,8 @@ def write_rows(
     return path
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """An argparse ``type``: ``text`` as an int >= 1, else a clear error naming the value."""
     try:
         value = int(text)
     except ValueError:
@@ -220,7 +223,7 @@ def ablation_parser(doc: str | None, *, jobs: bool = True) -> argparse.ArgumentP
     ap = argparse.ArgumentParser(description=doc.strip().splitlines()[0] if doc else None)
     if jobs:
         ap.add_argument(
-            "--jobs", type=_positive_int, default=1, help="worker processes (1 thread each)"
+            "--jobs", type=positive_int, default=1, help="worker processes (1 thread each)"
         )
     ap.add_argument("--out", default=None, help="results folder (default: benchmarks/results)")
     ap.add_argument("--table", metavar="RESULTS_JSON", help="only print a results file's table")

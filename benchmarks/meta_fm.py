@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bayesphys._bench import bench_row, call_script, write_results
+from bayesphys._bench import bench_row, call_script, positive_int, write_results
 from bayesphys._device import resolve_device
 from bayesphys.distributed import resolve_runner
 from bayesphys.meta_fm import (
@@ -395,16 +395,16 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--quick", action="store_true", help="CPU-sized run (< 10 min on 2 cores)")
     ap.add_argument("--out", default=None, help="output dir (quick default: a temp dir)")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--seeds", type=int, default=None)
+    ap.add_argument("--seeds", type=positive_int, default=None)
     ap.add_argument(
         "--steps",
-        type=int,
+        type=positive_int,
         default=None,
         help=f"training steps of every model (default: quick {QUICK_STEPS}, else {FULL_STEPS})",
     )
     ap.add_argument(
         "--jobs",
-        type=int,
+        type=positive_int,
         default=1,
         help="worker processes (1 thread each) over the (problem, seed) tasks; 1: in this "
         "process with 2 threads",
@@ -435,8 +435,6 @@ def main(argv: list[str] | None = None) -> Path:
     device = resolve_device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(min(2, torch.get_num_threads()))
-    if args.jobs < 1:
-        raise SystemExit(f"--jobs: expected a positive int, received {args.jobs}")
     seeds = args.seeds or (2 if args.quick else 3)
 
     def steps_of(pid: str) -> int:

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 import bayesphys
+from bayesphys._bench import positive_int
 from bayesphys.meta_fm import MetaFlowMatching
 
 
@@ -38,8 +39,8 @@ def _benchmark_script():
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--problem", default="B2", choices=["B1", "B2", "B3", "B4"])
-    ap.add_argument("--steps", type=int, default=400)
-    ap.add_argument("--pops", type=int, default=50)
+    ap.add_argument("--steps", type=positive_int, default=400)
+    ap.add_argument("--pops", type=positive_int, default=50)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     bench = _benchmark_script()

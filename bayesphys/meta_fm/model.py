@@ -427,12 +427,15 @@ class MetaFlowMatching:
         """Push each source population ``[n_i, d]`` through the flow -> list of ``[n_i, d]``.
 
         Populations of equal size are integrated together as one batch ``[G, n, d]``, each
-        reading its own condition row, at most ``chunk`` points at a time. ``seed`` fixes the embedding subsample; the same seed gives
-        the same output bit for bit. ``source_ids`` lets CGFM use a training population's
+        reading its own condition row, at most ``chunk`` points at a time (a larger
+        population whole). ``seed`` fixes the embedding subsample; the same seed gives the
+        same output bit for bit. ``source_ids`` lets CGFM use a training population's
         one-hot (unknown ids get the average one-hot). ``features``: the sources' per-point
         features (MFM models trained with ``source_features``; ignored by FM and CGFM).
         """
         pops = check_populations("sources", sources, self.dim)
+        if isinstance(chunk, bool) or int(chunk) != chunk or chunk < 1:
+            raise ValueError(f"chunk: expected a positive int, received {chunk!r}")
         p = len(pops)
         emb = None
         if self.config.method == "MFM":

@@ -42,3 +42,12 @@ def test_speed_script_times_cgfm_and_mfm(capsys):
     for key in ("CGFM_fit_s", "CGFM_predict_s", "MFM_fit_s", "MFM_predict_s"):
         assert out[key] > 0
     assert '"MFM_predict_s"' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("script", ["meta_fm.py", "meta_fm_speed.py"])
+def test_benchmark_scripts_refuse_non_positive_counts(script, capsys):
+    mod = script_module(str(repo_root() / "benchmarks" / script))
+    flag = "--jobs" if script == "meta_fm.py" else "--pops"
+    with pytest.raises(SystemExit):
+        mod.main([flag, "0"])
+    assert f"{flag}: expected a positive int, received '0'" in capsys.readouterr().err
