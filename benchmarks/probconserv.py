@@ -6,7 +6,8 @@ penalty) and a meta-learned GP on freshly generated training functions, then sco
 test sets (50 functions per test parameter; 201 points at the table time):
 ANP / SoftC-ANP / HardC-ANP / ProbConserv-ANP (hybrid validation-fitted Sigma,
 bayesphys.probconserv.calibration, with a parameter-conditional variance scale,
-bayesphys.probconserv.conditional) / ProbConserv-ANP-model (the ANP's own low-rank Sigma, one
+bayesphys.probconserv.conditional, and the mass-residual discrepancy,
+bayesphys.probconserv.mass_check) / ProbConserv-ANP-model (the ANP's own low-rank Sigma, one
 scalar scale) / ProbConserv-ANP-diag (the reference's diagonal Sigma) and GP / HardC-GP /
 ProbConserv-GP / ProbConserv-GP-model. ``--load-models`` / ``--merge`` / ``--problems`` rerun
 parts without retraining or losing the other rows.
@@ -420,6 +421,11 @@ def run(
                 "cv_mse": {f"K={k},beta={b}": v for (k, b), v in cal.cv_mse.items()},
                 "seconds": time.perf_counter() - t_cal,
             }
+            if cal.mass_kappa is not None:
+                info["calibration"]["mass_check"] = {
+                    "kappa": cal.mass_kappa,
+                    "length": cal.mass_length,
+                }
             if cal.local is not None:
                 info["calibration"]["local"] = {
                     "functions": cfg["n_local"],

@@ -15,6 +15,13 @@ from .calibration import HybridCalibration, fit_hybrid, fit_local_scale, hybrid_
 from .conditional import LocalScale, ParameterMap, fit_parameter_map, local_coverage_scale
 from .evaluate import shock_position, shock_posterior, slice_scores
 from .inequality import nonnegative_posterior, project_nonnegative
+from .mass_check import (
+    add_discrepancy,
+    discrepancy_roots,
+    discrepancy_variance,
+    fit_mass_kappa,
+    mass_residual,
+)
 from .metagp import MetaGP
 from .model import ProbConserv, ProbConservConfig
 from .update import (
@@ -35,6 +42,11 @@ __all__ = [
     "ParameterMap",
     "fit_parameter_map",
     "local_coverage_scale",
+    "mass_residual",
+    "fit_mass_kappa",
+    "discrepancy_roots",
+    "discrepancy_variance",
+    "add_discrepancy",
     "MetaGP",
     "nonnegative_posterior",
     "project_nonnegative",

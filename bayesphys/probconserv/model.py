@@ -20,7 +20,6 @@ trains the ANP with the SoftC penalty :math:`\lambda\,\overline{r^2}`,
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,8 +37,9 @@ from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..distributed.data_parallel import GradientSync, rank_generator_seed
 from ..posterior import GaussianPosterior
 from ..problems.gpme import GPMEData, GPMEProblem, get_problem, make_dataset
+from ._model_calibration import calibrated_step1, discrepancy, fit_local
 from .anp import AttentiveNP
-from .calibration import HybridCalibration, fit_hybrid, fit_local_scale, hybrid_covariance
+from .calibration import HybridCalibration, fit_hybrid, hybrid_covariance
 from .metagp import MetaGP
 from .update import conserve_slices
 
@@ -289,7 +289,7 @@ class ProbConserv:
                 cov = LowRankRootAddedDiagLinearOperator(
                     LowRankRootLinearOperator(root), DiagLinearOperator(c * var)
                 )
-            return self._hybrid(mean, cov, tt, xx, stage, mass)
+            return calibrated_step1(self, mean, cov, tt, xx, stage, mass)
         means, covs = [], []
         for j in range(nt):
             m, c = self.net.predict(xc.to(_F64), yc.to(_F64), xt[:, j * nx : (j + 1) * nx].to(_F64))
@@ -299,22 +299,32 @@ class ProbConserv:
         cov = torch.stack(covs, 1)
         c = 1.0 if stage == "raw" else self.var_scale
         cov = c * cov + 1e-10 * torch.eye(nx, dtype=_F64, device=cov.device)
-        return self._hybrid(mean, cov, tt, xx, stage, mass)
+        return calibrated_step1(self, mean, cov, tt, xx, stage, mass)
 
-    def _hybrid(self, mean, cov, tt, xx, stage, mass=None) -> GaussianPosterior:
-        nx = xx.numel()
+    def discrepancy_variance(
+        self, context: GPMEData, t: float | Tensor | None = None, *, mass: Tensor | None = None
+    ) -> Tensor:
+        r""":math:`\hat\sigma_d^2` ``[B, nt]`` of the mass-residual check
+        (:mod:`~bayesphys.probconserv.mass_check`): zero where the calibrated Step-1 model
+        explains the function's mass residual, positive where the conservation law contradicts
+        it (e.g. a parameter outside the training range). Needs ``calibrate(objective="hybrid",
+        local_functions=M)`` with the check on; ``mass [B, nt]`` overrides the analytic one."""
         cal = self.calibration
-        if cal is not None and stage != "raw":
-            if cal.matches(tt, xx):
-                scale = cal.scale_for(mean, stage, mass)
-                cov = hybrid_covariance(cov, cal.root_for(mean), cal.beta, cal.trace_ratio, scale)
-            else:
-                warnings.warn(
-                    "the hybrid calibration was fitted on another (t, x) grid: using the "
-                    "uncalibrated Step-1 covariance on this one",
-                    stacklevel=3,
-                )
-        return GaussianPosterior(mean, cov, event_shape=(nx,), validate=False)
+        if cal is None or cal.mass_kappa is None:
+            raise ValueError(
+                "discrepancy_variance: calibrate(objective='hybrid', local_functions=M) with "
+                "mass_check first"
+            )
+        tt, xx = self._grid(t, None)
+        if not cal.matches(tt, xx):
+            raise ValueError("t: expected the calibration times (the check is fitted there)")
+        b = self.mass(context, tt) if mass is None else as_tensor("mass", mass, dtype=_F64)
+        raw = self._step1(context, tt, xx, seed=0, stage="raw")
+        ps = cal.scale_for(raw.mean, "prior", b)
+        pcov = hybrid_covariance(
+            raw.covariance, cal.root_for(raw.mean), cal.beta, cal.trace_ratio, ps
+        )
+        return discrepancy(self.calibration, raw.mean, pcov, xx, b)[0]
 
     def calibrate(
         self,
@@ -327,6 +337,9 @@ class ProbConserv:
         neighbours: tuple[int, ...] = (0,),
         local_functions: int = 0,
         local_seed: int | None = None,
+        mass_check: bool | None = None,
+        mass_length: float = 0.05,
+        mass_gate: float | None = 2.0,
     ) -> float:
         r"""Fit the Step-1 variance calibration on held-out validation functions.
 
@@ -344,6 +357,14 @@ class ProbConserv:
         localized split-conformal 90 % scale :math:`s(\hat\theta)` fitted on ``M`` further
         functions from the training distribution (seed ``local_seed``, default
         ``seed + 100_003``), whose z-scores are taken under the final hybrid covariance.
+        ``mass_check`` (default: on with ``local_functions``, which it needs) adds a smooth
+        model-discrepancy covariance :math:`\hat\sigma_d^2 K` to a function whose mass residual
+        :math:`g^\top\mu - b` is larger than its calibrated variance explains
+        (:mod:`~bayesphys.probconserv.mass_check`; kernel length ``mass_length`` times the
+        domain length); :math:`\kappa` is fitted on the same calibration functions. Posterior
+        means never change, and updated draws still conserve mass. ``mass_gate`` (default 2)
+        limits it to functions whose inferred parameter lies more than ``mass_gate`` sd of its
+        calibration error outside the training range (``None``: every function).
 
         Scalar objectives: :math:`c = \operatorname{mean}_{f,i}\,(u_{f,i} - \mu_{f,i})^2 / \sigma_{f,i}^2` over
         the Step-1 marginals on the grid (the Gaussian-likelihood optimum of
@@ -361,6 +382,17 @@ class ProbConserv:
         prior = self._step1(val, tt, xx, seed=0, stage="raw")
         truth = self.problem.solution(tt[None, :, None], xx, val.params[:, None, None].to(_F64))
         truth = truth.to(prior.mean)
+        if mass_check is None:
+            mass_check = objective == "hybrid" and local_functions > 0
+        if mass_check and not (objective == "hybrid" and local_functions > 0):
+            raise ValueError(
+                "mass_check: needs objective='hybrid' and local_functions > 0 (its calibration "
+                "functions)"
+            )
+        if mass_check and not mass_length > 0:
+            raise ValueError(f"mass_length: expected > 0, received {mass_length}")
+        if mass_check and mass_gate is not None and not mass_gate >= 0:
+            raise ValueError(f"mass_gate: expected >= 0 or None, received {mass_gate}")
         if objective == "hybrid":
             mass = self.mass(val, tt)
 
@@ -378,7 +410,14 @@ class ProbConserv:
             )
             self.var_scale = 1.0
             if local_functions:
-                self._fit_local(val, prior.mean, mass, tt, xx, local_functions, local_seed, seed)
+                fit_local(self, val, prior.mean, mass, tt, xx, local_functions, local_seed, seed)
+                cal = self.calibration
+                cal.mass_length = float(mass_length * (xx[-1] - xx[0])) if mass_check else None
+                cal.mass_margin = None
+                if mass_check and mass_gate is not None:
+                    cal.mass_margin = float(mass_gate * cal.mass_theta_sd)
+                if not mass_check:
+                    cal.mass_kappa = None
             return self.calibration.beta
         if local_functions:
             raise ValueError("local_functions: only with objective='hybrid'")
@@ -390,39 +429,6 @@ class ProbConserv:
             q = torch.quantile(z2.sqrt().flatten(), 0.9)
             self.var_scale = float((q / 1.6448536269514722) ** 2)
         return self.var_scale
-
-    def _fit_local(self, val, val_mean, val_mass, tt, xx, m, local_seed, seed) -> None:
-        """Parameter-conditional scales on ``m`` fresh calibration functions (split conformal)."""
-        if m < 4:
-            raise ValueError(f"local_functions: expected 0 or >= 4, received {m}")
-        cal = self.calibration
-        data = make_dataset(
-            self.problem, m, seed=seed + 100_003 if local_seed is None else local_seed
-        )
-        raw = self._step1(data, tt, xx, seed=0, stage="raw")
-        mean = raw.mean
-        truth = self.problem.solution(tt[None, :, None], xx, data.params[:, None, None].to(_F64))
-        truth = truth.to(mean)
-        cov = hybrid_covariance(raw.covariance, cal.root_for(mean), cal.beta, cal.trace_ratio, 1.0)
-        prior = GaussianPosterior(mean, cov, event_shape=(xx.numel(),), validate=False)
-        mass = self.mass(data, tt)
-        post = conserve_slices(
-            prior, xx.to(self.device), mass, self.config.sigma_g, relative=self.config.relative
-        )
-        z = {
-            "prior": (truth - mean) / prior.variance.clamp_min(1e-300).sqrt(),
-            "post": (truth - post.mean) / post.variance.clamp_min(1e-300).sqrt(),
-        }
-        cal.local = fit_local_scale(
-            val_mean,
-            val_mass,
-            val.params,
-            mean,
-            mass,
-            data.params,
-            z,
-            self.problem.train_range,
-        )
 
     def mass(self, context: GPMEData, t: float | Tensor | None = None) -> Tensor:
         """Analytic total mass :math:`b(t)` ``[B, nt]`` of each context function."""

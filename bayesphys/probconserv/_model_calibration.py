@@ -1,0 +1,119 @@
+r"""Calibrated Step-1 covariances of :class:`~bayesphys.probconserv.model.ProbConserv`.
+
+The model's covariance on its calibration grid, stage by stage (``"prior"``: Step 1 alone;
+``"post"``: the covariance that the Step-2 update is applied to):
+
+.. math::
+    \Sigma_{\rm stage} = s_{\rm stage}(\hat\theta)\,\big(\beta a\Sigma_{\rm model}
+    + (1-\beta)\Sigma_{\rm err}\big) + \hat\sigma_d^2 K_{\rm stage},
+    \qquad K_{\rm prior} = K,\ K_{\rm post} = K_\perp,
+
+with the hybrid covariance of :mod:`~bayesphys.probconserv.calibration`, the conformal scale
+of :mod:`~bayesphys.probconserv.conditional` and the mass-residual discrepancy of
+:mod:`~bayesphys.probconserv.mass_check`; and the fit of the last two on ``M`` calibration
+functions. Shapes: means ``[B, nt, N]``, covariances ``[B, nt, N, N]``, masses ``[B, nt]``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from ..posterior import GaussianPosterior
+from ..problems.gpme import make_dataset
+from .calibration import HybridCalibration, fit_local_scale, hybrid_covariance
+from .mass_check import (
+    add_discrepancy,
+    discrepancy_roots,
+    discrepancy_variance,
+    fit_mass_kappa,
+    mass_residual,
+    outside_training_range,
+)
+from .update import conserve_slices, trapezoid_weights
+
+if TYPE_CHECKING:
+    from .model import ProbConserv
+
+_F64 = torch.float64
+
+
+def calibrated_step1(
+    model: ProbConserv, mean: Tensor, cov, tt: Tensor, xx: Tensor, stage: str, mass=None
+) -> GaussianPosterior:
+    """The Step-1 posterior ``N(mean, cov)`` with the model's calibration of ``stage``
+    (``"raw"``: none) applied on its calibration grid (elsewhere: a warning, uncalibrated)."""
+    nx = xx.numel()
+    cal = model.calibration
+    if cal is not None and stage != "raw":
+        if cal.matches(tt, xx):
+            scale = cal.scale_for(mean, stage, mass)
+            root = cal.root_for(mean)
+            out = hybrid_covariance(cov, root, cal.beta, cal.trace_ratio, scale)
+            if cal.mass_kappa is not None:
+                if mass is None:
+                    raise ValueError("mass: the mass-residual check needs the masses [B, nt]")
+                ps = scale if stage == "prior" else cal.scale_for(mean, "prior", mass)
+                pcov = hybrid_covariance(cov, root, cal.beta, cal.trace_ratio, ps)
+                sd2, roots = discrepancy(cal, mean, pcov, xx, mass)
+                out = add_discrepancy(out, sd2, roots[0] if stage == "prior" else roots[1])
+            cov = out
+        else:
+            warnings.warn(
+                "the hybrid calibration was fitted on another (t, x) grid: using the "
+                "uncalibrated Step-1 covariance on this one",
+                stacklevel=3,
+            )
+    return GaussianPosterior(mean, cov, event_shape=(nx,), validate=False)
+
+
+def discrepancy(
+    cal: HybridCalibration, mean: Tensor, prior_cov, xx: Tensor, mass: Tensor
+) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """Discrepancy variance ``[B, nt]`` from the mass residual under the final Step-1
+    covariance ``prior_cov`` (zero inside the gate), and the roots of ``K`` and ``K_perp``
+    (:mod:`.mass_check`)."""
+    g = trapezoid_weights(xx).to(mean)
+    r, v = mass_residual(mean, prior_cov, g, mass)
+    root, perp, gkg = discrepancy_roots(xx.to(mean), g, cal.mass_length)
+    sd2 = discrepancy_variance(r, v, cal.mass_kappa, gkg)
+    if cal.mass_margin is not None:
+        pm = cal.local.pmap
+        theta = pm(mean.detach().cpu(), mass.detach().cpu())  # fitted on the CPU
+        out = outside_training_range(theta, pm.lo, pm.hi, cal.mass_margin).to(sd2.device)
+        sd2 = sd2 * out[:, None]
+    return sd2, (root, perp)
+
+
+def fit_local(model: ProbConserv, val, val_mean, val_mass, tt, xx, m, local_seed, seed) -> None:
+    r"""Parameter-conditional scales on ``m`` fresh calibration functions (split conformal),
+    and the mass-residual constant :math:`\kappa` on the same functions."""
+    if m < 4:
+        raise ValueError(f"local_functions: expected 0 or >= 4, received {m}")
+    cal = model.calibration
+    data = make_dataset(model.problem, m, seed=seed + 100_003 if local_seed is None else local_seed)
+    raw = model._step1(data, tt, xx, seed=0, stage="raw")
+    mean = raw.mean
+    truth = model.problem.solution(tt[None, :, None], xx, data.params[:, None, None].to(_F64))
+    truth = truth.to(mean)
+    cov = hybrid_covariance(raw.covariance, cal.root_for(mean), cal.beta, cal.trace_ratio, 1.0)
+    prior = GaussianPosterior(mean, cov, event_shape=(xx.numel(),), validate=False)
+    mass = model.mass(data, tt)
+    post = conserve_slices(
+        prior, xx.to(model.device), mass, model.config.sigma_g, relative=model.config.relative
+    )
+    z = {
+        "prior": (truth - mean) / prior.variance.clamp_min(1e-300).sqrt(),
+        "post": (truth - post.mean) / post.variance.clamp_min(1e-300).sqrt(),
+    }
+    cal.local = fit_local_scale(
+        val_mean, val_mass, val.params, mean, mass, data.params, z, model.problem.train_range
+    )
+    ps = cal.local.scale(mean, mass, "prior")
+    r, v = mass_residual(mean, cov, trapezoid_weights(xx).to(mean), mass)
+    cal.mass_kappa = fit_mass_kappa(r, ps * v)
+    theta = cal.local.pmap(mean.detach().cpu(), mass.detach().cpu())
+    cal.mass_theta_sd = float((theta - data.params.to(theta)).std())

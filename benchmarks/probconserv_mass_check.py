@@ -1,0 +1,162 @@
+"""Ablation of the mass-residual discrepancy (``bayesphys.probconserv.mass_check``).
+
+Loads the Step-1 models a full benchmark run saved, calibrates each as the benchmark does
+(hybrid covariance, parameter-conditional scale on 600 functions, seed 777), and scores the
+benchmark's test sets (50 functions per test parameter, seed 10 000) with the check off, with
+the default gate (a discrepancy only where the inferred parameter lies more than 2 sd outside
+the training range) at kernel lengths of 2.5 %, 5 % (the default) and 10 % of the domain, and
+without the gate (every function, 5 %): MSE, LL, 90 % coverage and CRPS, before (``ANP`` /
+``GP``) and after the update (``ProbConserv-*``), and the share of test functions that get a
+discrepancy. ``kappa`` and the gate's margin do not depend on the length or on the gate, so
+each model is calibrated once.
+
+    python benchmarks/probconserv.py --threads 1 --save-models DIR     # trains, ~40 min
+    python benchmarks/probconserv_mass_check.py --models DIR           # ~5 min, 1 thread
+
+Writes ``benchmarks/results/probconserv_mass_check.json``; ``--summary RESULTS_JSON`` prints
+the docs' table (LL / coverage90 / CRPS per variant, and the share of functions widened).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from bayesphys._bench import ablation_parser, print_rows_table, write_rows
+from bayesphys.probconserv.evaluate import slice_scores
+from bayesphys.probconserv.model import ProbConserv
+from bayesphys.problems.gpme import get_problem, make_dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from probconserv import NEIGHBOURS, SETTINGS  # noqa: E402  (the benchmark's settings)
+
+# (label, kernel length as a fraction of the domain, gated); None: the check off
+VARIANTS = (
+    ("off", None, True),
+    ("gated", 0.025, True),
+    ("gated", 0.05, True),
+    ("gated", 0.1, True),
+    ("every function", 0.05, False),
+)
+
+
+def score(model, test, param, prob, method) -> dict[str, float]:
+    x = prob.grid(201)
+    truth = prob.solution(prob.table_time, x, test.params[:, None])[:, None]
+    mass = prob.mass(prob.table_time, test.params)[:, None]
+    sc = slice_scores(model.posterior(test, method=method), truth, x, mass)
+    return {k: float(sc[k].mean()) for k in ("mse", "ll", "coverage90", "crps")}
+
+
+def share_widened(model, test) -> float:
+    """Share of test functions with a positive discrepancy variance."""
+    if model.calibration.mass_kappa is None:
+        return 0.0
+    return float((model.discrepancy_variance(test) > 0).double().mean())
+
+
+def summary(rows: list[dict]) -> str:
+    """Markdown table: one line per (problem, parameter, method), one column per variant."""
+    cols = [(v, length) for v, length, _ in VARIANTS]
+    name = {c: c[0] if c[1] is None else f"{c[0]} {c[1]:g}" for c in cols}
+    head = "| problem | param | method | " + " | ".join(name[c] for c in cols) + " |"
+    lines = [
+        "LL / coverage90 / CRPS (share of functions widened)",
+        "",
+        head,
+        "|" + "---|" * (3 + len(cols)),
+    ]
+    seen = []
+    for r in rows:
+        k = (r["problem"], r["param"], r["method"])
+        if k not in seen:
+            seen.append(k)
+    for k in seen:
+        cells = []
+        for v, length in cols:
+            r = next(
+                r
+                for r in rows
+                if (r["problem"], r["param"], r["method"]) == k
+                and r["check"] == v
+                and r["length"] == ("-" if length is None else length)
+            )
+            cell = f"{r['ll']:.2f} / {r['coverage90']:.3f} / {r['crps']:.2e}"
+            if r["widened"] > 0:
+                cell += f" ({r['widened']:.0%})"
+            cells.append(cell)
+        lines.append(f"| {k[0]} | {k[1]:g} | {k[2]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    ap = ablation_parser(__doc__, jobs=False)
+    ap.add_argument("--models", help="folder of a benchmark run's --save-models")
+    ap.add_argument("--problems", default="diffusion,pme,stefan")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes (tests)")
+    ap.add_argument("--summary", metavar="RESULTS_JSON", help="print the docs' table")
+    args = ap.parse_args(argv)
+    if args.table:
+        return print_rows_table(args.table)
+    if args.summary:
+        print(summary(json.loads(Path(args.summary).read_text())["rows"]))
+        return Path(args.summary)
+    if not args.models:
+        ap.error("--models: required (the folder a benchmark run saved its models to)")
+    torch.set_num_threads(args.threads)
+    cfg = dict(SETTINGS["full"])
+    if args.smoke:
+        cfg.update(n_val=12, n_local=20, n_test=3)
+    started = time.perf_counter()
+    rows = []
+    for pname in args.problems.split(","):
+        prob = get_problem(pname)
+        tests = [
+            (p, make_dataset(prob, params=[p] * cfg["n_test"], seed=10_000))
+            for p in prob.test_params
+        ]
+        for key in ("ANP", "GP"):
+            path = Path(args.models) / f"{pname}_{key}.pt"
+            model = ProbConserv.load(path)
+            model.calibrate(
+                seed=777,
+                n_functions=cfg["n_val"],
+                objective="hybrid",
+                neighbours=NEIGHBOURS,
+                local_functions=cfg["n_local"],
+            )
+            cal = model.calibration
+            kappa, span = cal.mass_kappa, float(prob.grid(201)[-1] - prob.grid(201)[0])
+            margin = cal.mass_margin
+            for variant, length, gated in VARIANTS:
+                cal.mass_kappa = None if length is None else kappa
+                cal.mass_length = None if length is None else length * span
+                cal.mass_margin = margin if gated else None
+                for param, test in tests:
+                    widened = share_widened(model, test)
+                    for label, method in ((key, "none"), (f"ProbConserv-{key}", "probconserv")):
+                        row = {
+                            "problem": pname,
+                            "param": param,
+                            "method": label,
+                            "check": variant,
+                            "length": "-" if length is None else length,
+                            "kappa": kappa,
+                            "margin": margin,
+                            "widened": widened,
+                            **score(model, test, param, prob, method),
+                        }
+                        rows.append(row)
+                        print(row, flush=True)
+    return write_rows(
+        "probconserv_mass_check", rows, script=__file__, out=args.out, started=started
+    )
+
+
+if __name__ == "__main__":
+    main()

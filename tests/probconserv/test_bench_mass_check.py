@@ -1,0 +1,39 @@
+"""Smoke test of benchmarks/probconserv_mass_check.py (the mass-check ablation)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from bayesphys._bench import repo_root, script_module
+from bayesphys.probconserv import ProbConserv
+
+
+def test_ablation_scores_every_length_and_the_check_off(tmp_path, capsys):
+    torch.set_num_threads(1)
+    for key, step1 in (("ANP", "anp"), ("GP", "gp")):
+        m = ProbConserv("stefan", step1=step1, hidden=16, n_samples=8, gp_width=8, seed=0)
+        m.fit(steps=3, progress=False)
+        m.save(tmp_path / f"stefan_{key}.pt")
+    script = script_module(str(repo_root() / "benchmarks" / "probconserv_mass_check.py"))
+    argv = ["--models", str(tmp_path), "--problems", "stefan", "--smoke", "--out", str(tmp_path)]
+    rows = json.loads(script.main(argv).read_text())["rows"]
+    # 2 models x (off + 3 gated lengths + ungated) x 2 test parameters x (before, after)
+    assert len(rows) == 2 * 5 * 2 * 2
+    assert {r["length"] for r in rows} == {"-", 0.025, 0.05, 0.1}
+    assert {r["check"] for r in rows} == {"off", "gated", "every function"}
+    off = [r for r in rows if r["check"] == "off"]
+    assert all(r["widened"] == 0.0 for r in off)
+    # the discrepancy never changes the mean: MSE is the same with the check on and off
+    for r in rows:
+        ref = next(o for o in off if (o["method"], o["param"]) == (r["method"], r["param"]))
+        assert r["mse"] == pytest.approx(ref["mse"], rel=1e-9)
+    out = tmp_path / "probconserv_mass_check.json"
+    capsys.readouterr()
+    script.main(["--summary", str(out)])
+    table = capsys.readouterr().out.splitlines()
+    assert sum(line.startswith("| stefan |") for line in table) == 2 * 2 * 2
+    with pytest.raises(SystemExit):
+        script.main(["--problems", "stefan"])  # no --models
