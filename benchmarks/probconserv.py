@@ -425,6 +425,7 @@ def run(
                 info["calibration"]["mass_check"] = {
                     "kappa": cal.mass_kappa,
                     "length": cal.mass_length,
+                    "margin": cal.mass_margin,
                 }
             if cal.local is not None:
                 info["calibration"]["local"] = {
