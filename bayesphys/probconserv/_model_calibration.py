@@ -53,7 +53,7 @@ def calibrated_step1(
             scale = cal.scale_for(mean, stage, mass)
             root = cal.root_for(mean)
             out = hybrid_covariance(cov, root, cal.beta, cal.trace_ratio, scale)
-            if cal.mass_kappa is not None:
+            if cal.mass_kappa is not None and cal.local is not None:  # fitted together
                 if mass is None:
                     raise ValueError("mass: the mass-residual check needs the masses [B, nt]")
                 ps = scale if stage == "prior" else cal.scale_for(mean, "prior", mass)

@@ -94,7 +94,9 @@ class HybridCalibration:
 
     val_z: dict[str, Tensor] | None = None  # out-of-fold z-scores [V, nt, N] per stage
     local: LocalScale | None = None  # parameter-conditional scales (``fit_local_scale``)
-    mass_kappa: float | None = None  # mass-residual discrepancy (``mass_check``); None: off
+    # mass-residual discrepancy (``mass_check``), fitted with ``local`` and used only with it;
+    # None: off
+    mass_kappa: float | None = None
     mass_length: float | None = None  # its kernel length, in units of x
     mass_theta_sd: float | None = None  # sd of theta_hat - theta on the calibration functions
     mass_margin: float | None = None  # gate: theta_hat this far outside the range; None: off

@@ -302,15 +302,21 @@ class ProbConserv:
         return calibrated_step1(self, mean, cov, tt, xx, stage, mass)
 
     def discrepancy_variance(
-        self, context: GPMEData, t: float | Tensor | None = None, *, mass: Tensor | None = None
+        self,
+        context: GPMEData,
+        t: float | Tensor | None = None,
+        *,
+        mass: Tensor | None = None,
+        seed: int | None = 0,
     ) -> Tensor:
         r""":math:`\hat\sigma_d^2` ``[B, nt]`` of the mass-residual check
         (:mod:`~bayesphys.probconserv.mass_check`): zero where the calibrated Step-1 model
         explains the function's mass residual, positive where the conservation law contradicts
         it (e.g. a parameter outside the training range). Needs ``calibrate(objective="hybrid",
-        local_functions=M)`` with the check on; ``mass [B, nt]`` overrides the analytic one."""
+        local_functions=M)`` with the check on; ``mass [B, nt]`` overrides the analytic one;
+        ``seed`` is the ANP's latent-draw seed, as in :meth:`posterior`."""
         cal = self.calibration
-        if cal is None or cal.mass_kappa is None:
+        if cal is None or cal.mass_kappa is None or cal.local is None:
             raise ValueError(
                 "discrepancy_variance: calibrate(objective='hybrid', local_functions=M) with "
                 "mass_check first"
@@ -319,7 +325,7 @@ class ProbConserv:
         if not cal.matches(tt, xx):
             raise ValueError("t: expected the calibration times (the check is fitted there)")
         b = self.mass(context, tt) if mass is None else as_tensor("mass", mass, dtype=_F64)
-        raw = self._step1(context, tt, xx, seed=0, stage="raw")
+        raw = self._step1(context, tt, xx, seed=seed, stage="raw")
         ps = cal.scale_for(raw.mean, "prior", b)
         pcov = hybrid_covariance(
             raw.covariance, cal.root_for(raw.mean), cal.beta, cal.trace_ratio, ps

@@ -166,6 +166,15 @@ def test_model_widens_only_functions_whose_mass_contradicts_them(checked_model, 
     assert bool((m.discrepancy_variance(test, mass=agree) == 0).all())
     with pytest.raises(ValueError, match="mass_check first"):
         off.discrepancy_variance(test)
+    # the check is fitted with the parameter-conditional scale and used only with it
+    pooled = ProbConserv.load(m.save(tmp_path / "pooled.pt"))
+    pooled.calibration.local = None
+    pooled_off = ProbConserv.load(off.save(tmp_path / "pooled_off.pt"))
+    pooled_off.calibration.local = None
+    a, b = pooled.posterior(test, mass=agree * 2), pooled_off.posterior(test, mass=agree * 2)
+    assert torch.equal(a.variance, b.variance)
+    with pytest.raises(ValueError, match="mass_check first"):
+        pooled.discrepancy_variance(test)
     on_p, off_p = (
         m.posterior(test, mass=far, method="none"),
         off.posterior(test, mass=far, method="none"),
@@ -175,6 +184,11 @@ def test_model_widens_only_functions_whose_mass_contradicts_them(checked_model, 
     # the update's mean is untouched; its variance gains the mass-neutral part only
     torch.testing.assert_close(on_q.mean, off_q.mean, rtol=1e-9, atol=1e-10)
     torch.testing.assert_close(on_q.variance, off_q.variance + sd2[..., None] * (perp**2).sum(-1))
+    # another latent-draw seed: the same identity with that seed's discrepancy
+    d3 = m.discrepancy_variance(test, mass=far, seed=3)
+    on3 = m.posterior(test, mass=far, method="none", seed=3).variance
+    off3 = off.posterior(test, mass=far, method="none", seed=3).variance
+    torch.testing.assert_close(on3, off3 + d3[..., None] * (root**2).sum(-1))
     draws = on_q.sample((16,), generator=torch.Generator().manual_seed(0))
     assert float((draws @ g - far).abs().max()) < 1e-10
 
