@@ -56,7 +56,7 @@ def share_widened(model, test) -> float:
     """Share of test functions with a positive discrepancy variance."""
     if model.calibration.mass_kappa is None:
         return 0.0
-    return float((model.discrepancy_variance(test) > 0).double().mean())
+    return float((model.mass_discrepancy(test) > 0).double().mean())
 
 
 def summary(rows: list[dict]) -> str:

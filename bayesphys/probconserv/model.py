@@ -301,7 +301,7 @@ class ProbConserv:
         cov = c * cov + 1e-10 * torch.eye(nx, dtype=_F64, device=cov.device)
         return calibrated_step1(self, mean, cov, tt, xx, stage, mass)
 
-    def discrepancy_variance(
+    def mass_discrepancy(
         self,
         context: GPMEData,
         t: float | Tensor | None = None,
@@ -318,7 +318,7 @@ class ProbConserv:
         cal = self.calibration
         if cal is None or cal.mass_kappa is None or cal.local is None:
             raise ValueError(
-                "discrepancy_variance: calibrate(objective='hybrid', local_functions=M) with "
+                "mass_discrepancy: calibrate(objective='hybrid', local_functions=M) with "
                 "mass_check first"
             )
         tt, xx = self._grid(t, None)

@@ -162,10 +162,10 @@ def test_model_widens_only_functions_whose_mass_contradicts_them(checked_model, 
     root, perp, gkg = discrepancy_roots(x, g, cal.mass_length)
     sd2 = ((far - agree).pow(2) - cal.mass_kappa * v_far) / gkg
     assert bool((sd2 > 0).all())
-    torch.testing.assert_close(m.discrepancy_variance(test, mass=far), sd2)
-    assert bool((m.discrepancy_variance(test, mass=agree) == 0).all())
+    torch.testing.assert_close(m.mass_discrepancy(test, mass=far), sd2)
+    assert bool((m.mass_discrepancy(test, mass=agree) == 0).all())
     with pytest.raises(ValueError, match="mass_check first"):
-        off.discrepancy_variance(test)
+        off.mass_discrepancy(test)
     # the check is fitted with the parameter-conditional scale and used only with it
     pooled = ProbConserv.load(m.save(tmp_path / "pooled.pt"))
     pooled.calibration.local = None
@@ -174,7 +174,7 @@ def test_model_widens_only_functions_whose_mass_contradicts_them(checked_model, 
     a, b = pooled.posterior(test, mass=agree * 2), pooled_off.posterior(test, mass=agree * 2)
     assert torch.equal(a.variance, b.variance)
     with pytest.raises(ValueError, match="mass_check first"):
-        pooled.discrepancy_variance(test)
+        pooled.mass_discrepancy(test)
     on_p, off_p = (
         m.posterior(test, mass=far, method="none"),
         off.posterior(test, mass=far, method="none"),
@@ -185,7 +185,7 @@ def test_model_widens_only_functions_whose_mass_contradicts_them(checked_model, 
     torch.testing.assert_close(on_q.mean, off_q.mean, rtol=1e-9, atol=1e-10)
     torch.testing.assert_close(on_q.variance, off_q.variance + sd2[..., None] * (perp**2).sum(-1))
     # another latent-draw seed: the same identity with that seed's discrepancy
-    d3 = m.discrepancy_variance(test, mass=far, seed=3)
+    d3 = m.mass_discrepancy(test, mass=far, seed=3)
     on3 = m.posterior(test, mass=far, method="none", seed=3).variance
     off3 = off.posterior(test, mass=far, method="none", seed=3).variance
     torch.testing.assert_close(on3, off3 + d3[..., None] * (root**2).sum(-1))
@@ -213,12 +213,10 @@ def test_gate_keeps_functions_inside_the_training_range_unchanged(checked_model,
     own = mean @ g
     # masses the model's own (theta_hat in range) and 1e3 times larger (theta_hat far outside)
     for mass in (own + 1e-3, own * 1e3):
-        ungated = m.discrepancy_variance(test, mass=mass)
+        ungated = m.mass_discrepancy(test, mass=mass)
         theta = cal.local.pmap(mean, mass)
         out = outside_training_range(theta, cal.local.pmap.lo, cal.local.pmap.hi, cal.mass_margin)
-        torch.testing.assert_close(
-            gated.discrepancy_variance(test, mass=mass), ungated * out[:, None]
-        )
+        torch.testing.assert_close(gated.mass_discrepancy(test, mass=mass), ungated * out[:, None])
     assert bool(out.all()) and bool((ungated > 0).all())  # the far masses are outside
     a, b = gated.posterior(test, mass=own), m.posterior(test, mass=own, method="probconserv")
     theta = cal.local.pmap(mean, own)
