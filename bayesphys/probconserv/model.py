@@ -383,11 +383,6 @@ class ProbConserv:
             raise ValueError(
                 f"objective: expected 'll', 'coverage90' or 'hybrid', received {objective!r}"
             )
-        val = data if data is not None else make_dataset(self.problem, n_functions, seed=seed)
-        tt, xx = self._grid(t, None)
-        prior = self._step1(val, tt, xx, seed=0, stage="raw")
-        truth = self.problem.solution(tt[None, :, None], xx, val.params[:, None, None].to(_F64))
-        truth = truth.to(prior.mean)
         if mass_check is None:
             mass_check = objective == "hybrid" and local_functions > 0
         if mass_check and not (objective == "hybrid" and local_functions > 0):
@@ -399,6 +394,11 @@ class ProbConserv:
             raise ValueError(f"mass_length: expected > 0, received {mass_length}")
         if mass_check and mass_gate is not None and not mass_gate >= 0:
             raise ValueError(f"mass_gate: expected >= 0 or None, received {mass_gate}")
+        val = data if data is not None else make_dataset(self.problem, n_functions, seed=seed)
+        tt, xx = self._grid(t, None)
+        prior = self._step1(val, tt, xx, seed=0, stage="raw")
+        truth = self.problem.solution(tt[None, :, None], xx, val.params[:, None, None].to(_F64))
+        truth = truth.to(prior.mean)
         if objective == "hybrid":
             mass = self.mass(val, tt)
 
