@@ -112,8 +112,8 @@ def fit_local(model: ProbConserv, val, val_mean, val_mass, tt, xx, m, local_seed
     cal.local = fit_local_scale(
         val_mean, val_mass, val.params, mean, mass, data.params, z, model.problem.train_range
     )
-    ps = cal.local.scale(mean, mass, "prior")
     r, v = mass_residual(mean, cov, trapezoid_weights(xx).to(mean), mass)
+    ps = cal.local.scale(mean, mass, "prior").to(v)  # the map is fitted on the CPU
     cal.mass_kappa = fit_mass_kappa(r, ps * v)
     theta = cal.local.pmap(mean.detach().cpu(), mass.detach().cpu())
     cal.mass_theta_sd = float((theta - data.params.to(theta)).std())

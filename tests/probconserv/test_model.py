@@ -135,3 +135,10 @@ def test_cuda_update_and_model(cuda_device):
     assert post.device.type == "cuda"
     g = trapezoid_weights(m.problem.grid(201)).to(cuda_device)
     assert float((post.mean @ g).abs().max()) < 1e-10
+    # the hybrid calibration with the conditional scale and the mass check, on the device
+    m.calibrate(make_dataset("diffusion", 12, seed=5), objective="hybrid", local_functions=8)
+    assert m.calibration.mass_kappa is not None
+    far = m.mass(test) + 1.0
+    post = m.posterior(test, mass=far)
+    assert post.device.type == "cuda" and m.mass_discrepancy(test, mass=far).device.type == "cuda"
+    assert float((post.mean @ g - far).abs().max()) < 1e-10
