@@ -1,0 +1,61 @@
+"""The issue's targets as notes on the ProbConserv benchmark rows (benchmarks/probconserv.py)."""
+
+from __future__ import annotations
+
+import json
+
+from bayesphys._bench import bench_row, repo_root, script_module, write_results
+
+
+def _bench():
+    return script_module(str(repo_root() / "benchmarks" / "probconserv.py"))
+
+
+def _row(problem, method, setting, **m):
+    base = {"mse": 1e-4, "ll": 3.0, "ce": 0.0, "coverage90": 0.9}
+    return bench_row(problem, method, {**base, **m}, setting=setting)
+
+
+def test_targets_are_met_or_missed_on_the_rows_they_are_judged_on():
+    notes = _bench().target_notes
+    pme6 = {"m": 6, "t": 0.5}
+    rows = [
+        _row("diffusion", "ProbConserv-ANP", {"k": 5, "t": 0.5}, mse=1e-5, ll=3.8),
+        _row("diffusion", "ProbConserv-GP", {"k": 5, "t": 0.5}, mse=2e-4, coverage90=0.97),
+        _row("pme", "ANP", pme6, mse=4e-4),
+        _row("pme", "ProbConserv-ANP", pme6, mse=5e-4, ce=1e-6),
+        _row("stefan", "ProbConserv-ANP", {"u_star": 0.5, "t": 0.05}, ll=-5.0),
+        _row("stefan", "ProbConserv-GP", {"u_star": 0.5, "test_set": "reference"}, ll=-9.0),
+        bench_row(
+            "stefan-shock", "ProbConserv-ANP", {"bias": 0.004, "sd": 0.01}, setting={"u_star": 0.6}
+        ),
+    ]
+    rows[2]["note"] = "an old note"
+    out = notes(rows)
+    got = [r.get("note", "") for r in out]
+    assert "coverage90 0.900 in [0.85, 0.95]: met" in got[0]
+    assert "mse < 1.55e-4 with ll >= 2.74: met" in got[0] and got[0].startswith("(k=5, t=0.5)")
+    assert "mse < 1.55e-4 with ll >= 2.74: MISSED" in got[1] and "0.970" in got[1]
+    assert "coverage90 0.970 in [0.85, 0.95]: MISSED" in got[1]
+    assert got[2] == ""  # the unconstrained row carries no target; the old note is dropped
+    assert "CE = 0: MISSED" in got[3] and "mse no worse than ANP (0.0004): MISSED" in got[3]
+    assert "out-of-range ll > -4.87: MISSED" in got[4]
+    assert got[5] == ""  # the reference's own test functions are not judged
+    assert got[6].endswith("|bias| < 0.006 with sd <= 0.015: met")
+    assert [{k: v for k, v in r.items() if k != "note"} for r in out] == [
+        {k: v for k, v in r.items() if k != "note"} for r in rows
+    ]
+
+
+def test_retarget_rewrites_only_the_notes(tmp_path):
+    rows = [_row("stefan", "ProbConserv-ANP", {"u_star": 0.5, "t": 0.05}, ll=0.5)]
+    write_results(
+        "probconserv", rows, quick=False, command="the run", out=tmp_path, extra={"runs": [1]}
+    )
+    path = _bench().main(["--retarget", "--out", str(tmp_path)])
+    payload = json.loads(path.read_text())
+    assert payload["command"] == "the run" and payload["runs"] == [1]
+    assert "mass_check" in payload["notes"]  # the method notes are refreshed
+    (row,) = payload["rows"]
+    assert row["metrics"] == rows[0]["metrics"]
+    assert row["note"].endswith("out-of-range ll > -4.87: met")
