@@ -59,3 +59,28 @@ def test_retarget_rewrites_only_the_notes(tmp_path):
     (row,) = payload["rows"]
     assert row["metrics"] == rows[0]["metrics"]
     assert row["note"].endswith("out-of-range ll > -4.87: met")
+
+
+def test_shock_rows_report_the_exact_fields_grid_offset():
+    """bias_exact is the first grid point past the true front (+0.0049 at u* = 0.6 on the
+    201-point grid); the exact-mean row (exact field + tiny iid noise) scores one grid
+    spacing more: past the front each point is <= 0 with probability 1/2."""
+    from bayesphys.problems.gpme import get_problem, make_dataset, stefan_front
+
+    prob = get_problem("stefan")
+    test = make_dataset(prob, params=[0.6] * 3, seed=1)
+    rows = _bench().evaluate(prob, {}, [(0.6, test)], 2000, 0, lambda *_: None)
+    (shock,) = rows
+    assert shock["problem"] == "stefan-shock" and shock["method"] == "exact-mean"
+    m = shock["metrics"]
+    front = float(stefan_front(prob.table_time, 0.6))
+    x = prob.grid(201)
+    first_past = float(x[x > front][0])
+    assert abs(m["bias_exact"] - (first_past - front)) < 1e-12
+    assert 0.004 < m["bias_exact"] < 0.005
+    assert abs(m["bias_u25"] - m["bias_exact"]) < 1e-12 and m["sd_u25"] < 1e-12
+    # the first point <= 0 lies on average (1 - p) / p = 1 spacing further (p = 1/2), with
+    # sd sqrt(1 - p) / p = 1.41 spacings
+    dx = float(x[1] - x[0])
+    assert abs(m["bias"] - (m["bias_exact"] + dx)) < 5e-4
+    assert 0.8 * dx < m["sd"] < 1.8 * dx
