@@ -42,6 +42,15 @@ def test_targets_are_met_or_missed_on_the_rows_they_are_judged_on():
     assert "out-of-range ll > -4.87: MISSED" in got[4]
     assert got[5] == ""  # the reference's own test functions are not judged
     assert got[6].endswith("|bias| < 0.006 with sd <= 0.015: met")
+    perfect = bench_row(
+        "stefan-shock", "exact-mean", {"bias": 0.0099, "sd": 0.007}, setting={"u_star": 0.6}
+    )
+    with_perfect = notes([*rows[6:], perfect])
+    assert with_perfect[0]["note"].endswith(
+        "met (exact-mean, a perfect mean with tiny noise, scores +0.0099 / 0.0070 on this "
+        "definition: MISSED)"
+    )
+    assert "note" not in with_perfect[1]  # the exact-mean row itself is not judged
     assert [{k: v for k, v in r.items() if k != "note"} for r in out] == [
         {k: v for k, v in r.items() if k != "note"} for r in rows
     ]
