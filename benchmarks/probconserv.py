@@ -697,7 +697,8 @@ def _previous(out) -> dict:
 
 def _rewrite(args, new_rows, extra_update: dict) -> Path:
     """Rewrite the existing results file (``--out`` or benchmarks/results) with the rows
-    ``new_rows(payload)``, target notes recomputed, its command and other keys kept."""
+    ``new_rows(payload)``, target notes recomputed, its command and the description of the
+    run that produced it (date, versions, threads, machine) kept."""
     import json
 
     from bayesphys._bench import repo_root
@@ -729,18 +730,9 @@ def _add_reference(args) -> Path:
     return _rewrite(args, rows, {"reference_test_sets": note})
 
 
-_BASE_KEYS = {
-    "component",
-    "command",
-    "quick",
-    "date",
-    "torch",
-    "python",
-    "device",
-    "threads",
-    "machine",
-    "rows",
-}
+# keys write_results sets from its arguments; every other key of the existing file (among
+# them the run's date, torch, python, threads and machine) is carried over unchanged
+_BASE_KEYS = {"component", "command", "quick", "device", "rows"}
 
 
 if __name__ == "__main__":

@@ -61,9 +61,15 @@ def test_retarget_rewrites_only_the_notes(tmp_path):
     write_results(
         "probconserv", rows, quick=False, command="the run", out=tmp_path, extra={"runs": [1]}
     )
+    first = json.loads((tmp_path / "probconserv.json").read_text())
+    first.update(threads=7, date="2000-01-01", machine="the run's machine")
+    (tmp_path / "probconserv.json").write_text(json.dumps(first))
     path = _bench().main(["--retarget", "--out", str(tmp_path)])
     payload = json.loads(path.read_text())
     assert payload["command"] == "the run" and payload["runs"] == [1]
+    # the description of the run that produced the rows is kept, not today's settings
+    assert (payload["threads"], payload["date"]) == (7, "2000-01-01")
+    assert payload["machine"] == "the run's machine"
     assert "mass_check" in payload["notes"]  # the method notes are refreshed
     (row,) = payload["rows"]
     assert row["metrics"] == rows[0]["metrics"]
