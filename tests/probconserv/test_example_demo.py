@@ -22,6 +22,22 @@ def test_stefan_front_example_smoke(tmp_path):
     assert abs(res["ce_after"]) < 1e-3
     assert abs(res["ce_after"]) < abs(res["ce_before"])
     assert 0.0 < res["front_after"][0] < 1.0
+    with pytest.raises(SystemExit, match="front-level"):
+        main(["--smoke", "--out", str(tmp_path), "--front-level", "0.7"])
+
+
+def test_stefan_front_level_reads_the_jump(tmp_path):
+    """A level inside the jump is never behind the level-0 front, draw by draw (same seed)."""
+    from bayesphys.examples.stefan_front import main
+
+    torch.set_num_threads(1)
+    lvl0 = main(["--smoke", "--out", str(tmp_path / "a"), "--seed", "0"])
+    lvl = main(["--smoke", "--out", str(tmp_path / "b"), "--seed", "0", "--front-level", "0.25"])
+    assert lvl["front_level"] == 0.25 and lvl0["front_level"] == 0.0
+    f0 = group_dataset(load_netcdf(tmp_path / "a" / "stefan_front.nc"), "posterior")["front"]
+    f1 = group_dataset(load_netcdf(tmp_path / "b" / "stefan_front.nc"), "posterior")["front"]
+    assert bool((f1.values <= f0.values).all())  # first point <= 0.25 comes no later
+    assert lvl["front_after"][0] <= lvl0["front_after"][0]
 
 
 @pytest.mark.slow
