@@ -52,6 +52,11 @@ def slice_scores(
 
 def shock_position(draws: Tensor, x: Tensor, threshold: float = 0.0) -> Tensor:
     """First ``x`` where a draw ``[*, nx]`` is ``<= threshold`` -> ``[*]`` (``x[-1]`` if none)."""
+    if x.ndim != 1 or x.numel() != draws.shape[-1]:
+        raise ValueError(
+            f"x: expected shape ({draws.shape[-1]},) (one point per field value), "
+            f"received {tuple(x.shape)}"
+        )
     x = x.to(draws)
     below = draws <= threshold
     idx = torch.where(
@@ -71,6 +76,8 @@ def shock_posterior(
     seed: int | None = 0,
 ) -> Tensor:
     """Draws ``[n_samples, *batch]`` of the shock position from ``post`` (event ``(nx,)``)."""
+    if isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 1:
+        raise ValueError(f"n_samples: expected a positive int, received {n_samples!r}")
     gen = None
     if seed is not None:
         gen = torch.Generator(device=post.device).manual_seed(seed)

@@ -234,10 +234,30 @@ class ProbConserv:
         return res
 
     # -- prediction -------------------------------------------------------------------------
+    def _check_context(self, context) -> None:
+        if not isinstance(context, GPMEData):
+            raise TypeError(f"context: expected GPMEData, received {type(context).__name__}")
+        if context.problem.name != self.problem.name:
+            raise ValueError(
+                f"context: functions of the {context.problem.name!r} problem, but this model "
+                f"was trained on {self.problem.name!r}"
+            )
+
     def _grid(self, t, x) -> tuple[Tensor, Tensor]:
         t = self.problem.table_time if t is None else t
         tt = as_tensor("t", t, dtype=_F64).reshape(-1)
         xx = self.problem.grid(201) if x is None else as_tensor("x", x, dtype=_F64, ndim=1)
+        for name, v, (lo, hi) in (
+            ("t", tt, self.problem.t_range),
+            ("x", xx, self.problem.x_range),
+        ):
+            tol = 1e-12 * max(1.0, abs(lo), abs(hi))
+            if v.numel() and bool(((v < lo - tol) | (v > hi + tol)).any()):
+                raise ValueError(
+                    f"{name}: expected values in the {self.problem.name} domain [{lo}, {hi}] "
+                    f"(where the model was trained), received [{float(v.min())}, "
+                    f"{float(v.max())}]"
+                )
         return tt, xx
 
     def step1(
@@ -262,8 +282,7 @@ class ProbConserv:
     def _step1(self, context, t, x, *, seed, stage: str, mass=None) -> GaussianPosterior:
         """Step 1 with the calibration of ``stage`` (``"prior"``, ``"post"`` or ``"raw"``);
         ``mass [B, nt]`` (default: analytic) feeds a parameter-conditional scale."""
-        if not isinstance(context, GPMEData):
-            raise TypeError(f"context: expected GPMEData, received {type(context).__name__}")
+        self._check_context(context)
         tt, xx = self._grid(t, x)
         if mass is None and stage != "raw" and self.calibration is not None:
             mass = self.mass(context, tt)
@@ -438,6 +457,7 @@ class ProbConserv:
 
     def mass(self, context: GPMEData, t: float | Tensor | None = None) -> Tensor:
         """Analytic total mass :math:`b(t)` ``[B, nt]`` of each context function."""
+        self._check_context(context)
         tt, _ = self._grid(t, None)
         return self.problem.mass(tt[None, :], context.params[:, None].to(_F64)).to(self.device)
 
@@ -458,8 +478,7 @@ class ProbConserv:
         ``mass [B, nt]`` overrides the analytic :math:`b(t)` (e.g. flux-integrated boundary
         data); ``sigma_g``/``relative`` override the configured constraint noise.
         """
-        if not isinstance(context, GPMEData):
-            raise TypeError(f"context: expected GPMEData, received {type(context).__name__}")
+        self._check_context(context)
         stage = "post" if method == "probconserv" else "prior"
         tt, xx = self._grid(t, x)
         b = self.mass(context, tt) if mass is None else as_tensor("mass", mass, dtype=_F64)

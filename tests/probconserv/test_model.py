@@ -142,3 +142,30 @@ def test_cuda_update_and_model(cuda_device):
     post = m.posterior(test, mass=far)
     assert post.device.type == "cuda" and m.mass_discrepancy(test, mass=far).device.type == "cuda"
     assert float((post.mean @ g - far).abs().max()) < 1e-10
+
+
+def test_bad_queries_get_clear_errors():
+    """Times / points outside the problem's domain, another problem's functions, and an empty
+    or mismatched shock query are refused with messages that say what was expected."""
+    from bayesphys.probconserv import shock_position
+
+    torch.set_num_threads(1)
+    m = ProbConserv("stefan", step1="anp", hidden=16, n_samples=4, seed=0)
+    d = make_dataset("stefan", params=[0.6], seed=1)
+    with pytest.raises(ValueError, match=r"t: expected values in the stefan domain \[0.0, 0.1\]"):
+        m.posterior(d, t=0.5)
+    with pytest.raises(ValueError, match="x: expected values in the stefan domain"):
+        m.posterior(d, x=torch.linspace(0, 2, 11, dtype=torch.float64))
+    with pytest.raises(ValueError, match="'pme' problem, but this model was trained on 'stefan'"):
+        m.posterior(make_dataset("pme", 1, seed=1))
+    post = m.posterior(d)
+    x = m.problem.grid(201)
+    with pytest.raises(ValueError, match="n_samples: expected a positive int"):
+        shock_posterior(post, x, 0)
+    with pytest.raises(ValueError, match=r"x: expected shape \(201,\)"):
+        shock_position(post.mean, x[:-1])
+    # the domain's own ends are fine
+    assert (
+        m.posterior(d, t=0.1, x=torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)).mean.shape[-1]
+        == 3
+    )
