@@ -146,7 +146,11 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     """Spearman rank correlation (``nan`` when fewer than 3 values or a constant input)."""
     from scipy.stats import spearmanr
 
-    a, b = np.asarray(a, float), np.asarray(b, float)
+    a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"a/b: expected equal lengths, received {a.size} and {b.size}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("a/b: expected finite values")
     if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return math.nan
     return float(spearmanr(a, b).statistic)
@@ -154,10 +158,14 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
 
 def conformal_radius(scores: Sequence[float], alpha: float = 0.1) -> float:
     """Split-conformal quantile: the ``ceil((n+1)(1-alpha))``-th smallest score (``inf`` if > n)."""
-    s = np.sort(np.asarray(scores, float))
+    if not 0.0 < float(alpha) < 1.0:
+        raise ValueError(f"alpha: expected a miscoverage level in (0, 1), received {alpha!r}")
+    s = np.sort(np.asarray(scores, float).ravel())
     n = len(s)
     if n == 0:
         raise ValueError("scores: expected at least one calibration score")
+    if np.isnan(s).any():
+        raise ValueError("scores: expected no NaN calibration scores")
     k = math.ceil((n + 1) * (1 - alpha))
     return float(s[k - 1]) if k <= n else math.inf
 
@@ -168,4 +176,6 @@ def conformal_coverage(
     """``(radius, coverage)``: the fraction of test scores inside the calibrated radius."""
     q = conformal_radius(cal_scores, alpha)
     t = np.asarray(test_scores, float)
+    if t.size == 0 or np.isnan(t).any():
+        raise ValueError("test_scores: expected at least one score and no NaN")
     return q, float(np.mean(t <= q))

@@ -127,6 +127,25 @@ def test_metrics_helpers():
     assert q == 18 and cov == pytest.approx(1 / 3)
 
 
+def test_score_helpers_refuse_bad_input():
+    """A miscoverage level outside (0, 1) used to index from the end (alpha = 1.5 returned a
+    finite radius); NaN scores sorted last and gave a radius of inf; unequal lengths failed
+    inside scipy."""
+    with pytest.raises(ValueError, match="alpha: expected a miscoverage level in"):
+        conformal_radius([1.0, 2.0, 3.0], alpha=1.5)
+    with pytest.raises(ValueError, match="alpha"):
+        conformal_radius([1.0, 2.0, 3.0], alpha=0.0)
+    with pytest.raises(ValueError, match="NaN"):
+        conformal_radius([1.0, math.nan, 2.0])
+    with pytest.raises(ValueError, match="test_scores"):
+        conformal_coverage([1.0, 2.0], [math.nan])
+    with pytest.raises(ValueError, match="equal lengths"):
+        spearman([1, 2, 3], [1, 2])
+    with pytest.raises(ValueError, match="finite"):
+        spearman([1, 2, math.nan], [1, 2, 3])
+    assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))  # constant input: undefined, documented
+
+
 def test_floor_is_below_identity():
     d = linear_map(n_train=1, n_cal=0, n_test=3, n_points=128).subset("test")
     fl = floor_prediction(d)
