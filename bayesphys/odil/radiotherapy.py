@@ -19,6 +19,18 @@ from torch import Tensor
 __all__ = ["standard_margin_plan", "model_plan", "recurrence_coverage"]
 
 
+def _same_grid(**arrays: Tensor) -> None:
+    """Clear error unless every array is a tensor of one common grid shape."""
+    shapes = {}
+    for name, a in arrays.items():
+        if not isinstance(a, Tensor):
+            raise TypeError(f"{name}: expected a Tensor, received {type(a).__name__}")
+        shapes[name] = tuple(a.shape)
+    if len(set(shapes.values())) > 1:
+        got = ", ".join(f"{k} {v}" for k, v in shapes.items())
+        raise ValueError(f"expected masks on one grid, received {got}")
+
+
 def _distance_mm(mask: Tensor, spacing: float) -> Tensor:
     from scipy import ndimage
 
@@ -30,10 +42,19 @@ def _distance_mm(mask: Tensor, spacing: float) -> Tensor:
 def standard_margin_plan(
     labels: Tensor, brain: Tensor, spacing: float, margin_mm: float = 15.0
 ) -> Tensor:
-    """Core (label 2; label >= 1 if no core) dilated by ``margin_mm`` (Euclidean), within the brain."""
+    """Core (label 2; label >= 1 if no core) dilated by ``margin_mm`` (Euclidean), within the brain.
+
+    ``labels``, ``brain`` ``[*grid]``; ``spacing`` the voxel size in mm (> 0)."""
+    _same_grid(labels=labels, brain=brain)
+    if not float(spacing) > 0:
+        raise ValueError(f"spacing: expected a voxel size > 0 (mm), received {spacing!r}")
+    if not float(margin_mm) >= 0:
+        raise ValueError(f"margin_mm: expected >= 0, received {margin_mm!r}")
     core = labels == 2
     if int(core.sum()) == 0:
         core = labels > 0
+    if int(core.sum()) == 0:
+        raise ValueError("labels: no tumour voxel (label >= 1) to put a margin around")
     return (_distance_mm(core, spacing) <= margin_mm) & (brain > 0)
 
 
@@ -47,7 +68,15 @@ def model_plan(score: Tensor, brain: Tensor, volume: int) -> Tensor:
     """
     from scipy import ndimage
 
+    _same_grid(score=score, brain=brain)
+    n_brain = int((brain > 0).sum())
+    if isinstance(volume, bool) or int(volume) != volume or not 0 <= int(volume) <= n_brain:
+        raise ValueError(
+            f"volume: expected an int in [0, {n_brain}] (the brain's voxels), received {volume!r}"
+        )
     sc = score.detach().to(torch.float64)
+    if not bool(torch.isfinite(sc[brain > 0]).all()):
+        raise ValueError("score: expected finite values inside the brain")
     pos = (sc > 0) & (brain > 0)
     key = sc
     if 0 < int(pos.sum()) < int(volume):
@@ -62,6 +91,8 @@ def model_plan(score: Tensor, brain: Tensor, volume: int) -> Tensor:
 
 
 def recurrence_coverage(plan: Tensor, recurrence: Tensor) -> float:
-    """``|recurrence ∩ plan| / |recurrence|`` (1 if there is no recurrence)."""
+    """``|recurrence ∩ plan| / |recurrence|`` (1 if there is no recurrence); boolean masks
+    ``[*grid]`` on one grid."""
+    _same_grid(plan=plan, recurrence=recurrence)
     n = int(recurrence.sum())
     return 1.0 if n == 0 else float((plan & recurrence).sum()) / n

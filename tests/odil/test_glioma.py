@@ -167,6 +167,38 @@ def test_radiotherapy_plans():
     assert np.isclose(recurrence_coverage(std, rec), 0.0)
 
 
+def test_radiotherapy_plans_refuse_bad_input():
+    """Mismatched grids, no tumour, a volume outside [0, brain voxels] and NaN scores used to
+    fail inside torch / scipy or (no tumour) return a plan around nothing."""
+    lab = torch.zeros(20, 20, dtype=torch.long)
+    lab[8:12, 8:12] = 2
+    brain = torch.ones(20, 20)
+    with pytest.raises(ValueError, match=r"one grid, received labels \(20, 20\), brain \(10, 10\)"):
+        standard_margin_plan(lab, torch.ones(10, 10), 1.0)
+    with pytest.raises(ValueError, match="spacing"):
+        standard_margin_plan(lab, brain, -1.0)
+    with pytest.raises(ValueError, match="margin_mm"):
+        standard_margin_plan(lab, brain, 1.0, margin_mm=-2.0)
+    with pytest.raises(ValueError, match="no tumour voxel"):
+        standard_margin_plan(torch.zeros_like(lab), brain, 1.0)
+    score = torch.rand(20, 20, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="one grid"):
+        model_plan(score[:10], brain, 5)
+    for bad in (401, -3, 2.5, True):
+        with pytest.raises(ValueError, match=r"volume: expected an int in \[0, 400\]"):
+            model_plan(score, brain, bad)
+    with pytest.raises(ValueError, match="finite"):
+        model_plan(score * math.nan, brain, 5)
+    assert (
+        int(model_plan(score, brain, 0).sum()) == 0
+        and int(model_plan(score, brain, 400).sum()) == 400
+    )
+    with pytest.raises(ValueError, match="one grid"):
+        recurrence_coverage(
+            torch.ones(20, 20, dtype=torch.bool), torch.ones(10, 10, dtype=torch.bool)
+        )
+
+
 @pytest.mark.gpu
 def test_glioma_cuda(cuda_device, small_patient):
     p = small_patient
