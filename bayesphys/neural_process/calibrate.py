@@ -44,6 +44,8 @@ def interval_scale(err: Tensor, sd: Tensor, level: float = 0.9545) -> float:
         )
     if err.numel() == 0:
         raise ValueError("err: expected at least one validation entry, received none")
+    if bool((sd <= 0).any()):
+        raise ValueError("sd: expected positive standard deviations")
     r = (err.abs().double() / sd.double()).flatten()
     if not bool(torch.isfinite(r).all()):
         raise ValueError("err/sd: non-finite z-scores (NaN errors or zero spread)")

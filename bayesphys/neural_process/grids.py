@@ -26,6 +26,7 @@ Every ``sample(batch, n)`` returns ``(points [batch, n, dim], weights [batch, n]
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -91,6 +92,8 @@ class GridMeasure:
             raise ValueError(
                 f"lower/upper: expected equal non-zero lengths, received {lower}, {upper}"
             )
+        if not all(math.isfinite(float(v)) for v in (*lower, *upper)):
+            raise ValueError(f"lower/upper: expected finite bounds, received {lower}, {upper}")
         if any(float(a) >= float(b) for a, b in zip(lower, upper)):
             raise ValueError(f"lower/upper: expected lower < upper, received {lower}, {upper}")
         self.lower = [float(a) for a in lower]

@@ -40,6 +40,9 @@ def test_interval_scale_bad_input():
         interval_scale(torch.tensor([1.0, float("nan"), 0.0]), s)
     with pytest.raises(ValueError, match="at least one"):
         interval_scale(torch.ones(0), torch.ones(0))
+    # negative spreads gave |err| / sd < 0 and a scale of 1e-24 silently
+    with pytest.raises(ValueError, match="sd: expected positive"):
+        interval_scale(e, -s)
 
 
 def test_calibrate_sets_coverage_keeps_means_and_round_trips(tmp_path):

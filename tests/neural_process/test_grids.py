@@ -66,3 +66,8 @@ def test_point_validation_errors():
         make_grid("hexagonal", [0.0], [1.0])
     with pytest.raises(ValueError, match="lower < upper"):
         UniformGrid([1.0], [0.0])
+    # a NaN bound passed the order check (NaN comparisons are False)
+    with pytest.raises(ValueError, match="finite bounds"):
+        make_grid("uniform", [0.0, float("nan")], [1.0, 1.0])
+    with pytest.raises(ValueError, match="finite bounds"):
+        SobolGrid([0.0], [float("inf")])
