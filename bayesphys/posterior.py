@@ -51,13 +51,16 @@ SizeLike = "torch.Size | tuple[int, ...] | list[int] | int"
 
 def _size(sample_shape) -> torch.Size:
     if isinstance(sample_shape, int):
-        return torch.Size([sample_shape])
+        sample_shape = (sample_shape,)
     try:
-        return torch.Size(sample_shape)
+        size = torch.Size(sample_shape)
     except TypeError as err:
         raise TypeError(
             f"sample_shape: expected torch.Size or a tuple of ints, received {sample_shape!r}"
         ) from err
+    if any(n < 0 for n in size):
+        raise ValueError(f"sample_shape: expected non-negative sizes, received {tuple(size)}")
+    return size
 
 
 def _q_tensor(q, like: Tensor) -> Tensor:
@@ -317,7 +320,7 @@ class GaussianPosterior(_PosteriorBase):
             flat = self._custom_root(base_samples)
         else:
             flat = self._get_root().apply(base_samples)
-        flat = flat.reshape(*base_samples.shape[:-1], -1)
+        flat = flat.reshape(*base_samples.shape[:-1], math.prod(self.event_shape))
         return self._mean + flat.reshape(*flat.shape[:-1], *self.event_shape)
 
     def sample(self, sample_shape=torch.Size(), generator: torch.Generator | None = None) -> Tensor:

@@ -212,6 +212,13 @@ def test_bad_input_messages():
         post.log_prob(torch.zeros(3, dtype=D))
     with pytest.raises(ValueError, match="device"):
         post.to("tpu")
+    with pytest.raises(
+        ValueError, match=r"sample_shape: expected non-negative sizes, received \(-1,\)"
+    ):
+        post.sample(-1)
+    with pytest.raises(ValueError, match="non-negative sizes"):
+        post.rsample((2, -3))
+    assert post.sample(0).shape == (0, 2)  # an empty draw is allowed
 
 
 def test_to_cpu_roundtrip():
