@@ -118,6 +118,10 @@ class GPPDESolver:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
         seed_everything(seed)
+        if n_col is not None and (isinstance(n_col, bool) or int(n_col) != n_col or int(n_col) < 3):
+            raise ValueError(
+                f"n_col: expected an int >= 3 (collocation points per axis), received {n_col!r}"
+            )
         if isinstance(problem, str):
             problem = get_problem(problem)
         self.problem = problem
@@ -289,9 +293,23 @@ class GPPDESolver:
                 torch.linspace(float(a[0]), float(a[-1]), n, dtype=self.dtype, device=self.device)
                 for a in self.axes
             ]
-        return [
-            torch.as_tensor(t, dtype=self.dtype, device=self.device).reshape(-1) for t in test_axes
-        ]
+        test_axes = list(test_axes) if isinstance(test_axes, list | tuple) else [test_axes]
+        if len(test_axes) != len(self.axes):
+            raise ValueError(
+                f"x: expected {len(self.axes)} test axes (one 1-D tensor per dimension), "
+                f"received {len(test_axes)}"
+            )
+        out = []
+        for j, t in enumerate(test_axes):
+            a = torch.as_tensor(t, dtype=self.dtype, device=self.device)
+            if a.ndim > 1 or a.numel() == 0:
+                raise ValueError(
+                    f"x[{j}]: expected a non-empty 1-D axis, received shape {tuple(a.shape)}"
+                )
+            if not bool(torch.isfinite(a).all()):
+                raise ValueError(f"x[{j}]: expected finite coordinates")
+            out.append(a.reshape(-1))
+        return out
 
     def rel_l2(self, test_axes=None) -> float:
         """Relative L2 error of the mean against the problem's exact solution on the test grid."""

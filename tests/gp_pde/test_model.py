@@ -137,6 +137,25 @@ def test_bad_inputs_are_refused():
         GPPDESolver(
             x=[torch.tensor([0.0, 0.5, 0.4, 1.0])], source=np.zeros(4), boundary=np.zeros(4)
         )
+    # n_col 0 / negative failed inside torch (index out of range, negative steps)
+    for n in (0, -5, 2, 3.5):
+        with pytest.raises(ValueError, match="n_col: expected an int >= 3"):
+            GPPDESolver("poisson1d-low", n_col=n)
+
+
+def test_bad_test_axes_are_refused():
+    """A [M, d] point tensor used to be read as M axes (a reshape error); NaN axes gave an
+    error about the mean."""
+    m = GPPDESolver("poisson1d-low", n_col=20, num_mixtures=2, seed=0)
+    m.fit(steps=2, progress=False)
+    with pytest.raises(ValueError, match="x: expected 1 test axes"):
+        m.posterior([torch.linspace(0, 1, 5, dtype=F64)] * 2)
+    with pytest.raises(ValueError, match=r"x\[0\]: expected a non-empty 1-D axis"):
+        m.posterior(torch.zeros(5, 3, dtype=F64))
+    with pytest.raises(ValueError, match=r"x\[0\]: expected finite coordinates"):
+        m.predict([torch.tensor([0.0, float("nan")], dtype=F64)])
+    one = torch.linspace(0, 1, 7, dtype=F64)
+    torch.testing.assert_close(m.predict(one), m.predict([one]))  # a bare 1-D axis is accepted
 
 
 @pytest.mark.gpu
