@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._device import resolve_device, resolve_dtype, seed_everything
+from .._device import as_tensor, resolve_device, resolve_dtype, seed_everything
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..posterior import GaussianPosterior
 from ..problems.gp_pde import PDEProblem, get_problem
@@ -301,14 +301,10 @@ class GPPDESolver:
             )
         out = []
         for j, t in enumerate(test_axes):
-            a = torch.as_tensor(t, dtype=self.dtype, device=self.device)
-            if a.ndim > 1 or a.numel() == 0:
-                raise ValueError(
-                    f"x[{j}]: expected a non-empty 1-D axis, received shape {tuple(a.shape)}"
-                )
-            if not bool(torch.isfinite(a).all()):
-                raise ValueError(f"x[{j}]: expected finite coordinates")
-            out.append(a.reshape(-1))
+            a = as_tensor(f"x[{j}]", t, dtype=self.dtype, device=self.device, ndim=1)
+            if a.numel() == 0:
+                raise ValueError(f"x[{j}]: expected a non-empty axis")
+            out.append(a)
         return out
 
     def rel_l2(self, test_axes=None) -> float:

@@ -150,10 +150,12 @@ def test_bad_test_axes_are_refused():
     m.fit(steps=2, progress=False)
     with pytest.raises(ValueError, match="x: expected 1 test axes"):
         m.posterior([torch.linspace(0, 1, 5, dtype=F64)] * 2)
-    with pytest.raises(ValueError, match=r"x\[0\]: expected a non-empty 1-D axis"):
+    with pytest.raises(ValueError, match=r"x\[0\]: expected 1 dimensions, received shape \(5, 3\)"):
         m.posterior(torch.zeros(5, 3, dtype=F64))
-    with pytest.raises(ValueError, match=r"x\[0\]: expected finite coordinates"):
+    with pytest.raises(ValueError, match=r"x\[0\]: expected finite values"):
         m.predict([torch.tensor([0.0, float("nan")], dtype=F64)])
+    with pytest.raises(ValueError, match=r"x\[0\]: expected a non-empty axis"):
+        m.predict([torch.zeros(0, dtype=F64)])
     one = torch.linspace(0, 1, 7, dtype=F64)
     torch.testing.assert_close(m.predict(one), m.predict([one]))  # a bare 1-D axis is accepted
 
