@@ -4,11 +4,12 @@ Loads the Step-1 models a full benchmark run saved, calibrates each as the bench
 (hybrid covariance, parameter-conditional scale on 600 functions, seed 777), and scores the
 benchmark's test sets (50 functions per test parameter, seed 10 000) with the check off, with
 the default gate (a discrepancy only where the inferred parameter lies more than 2 sd outside
-the training range) at kernel lengths of 2.5 %, 5 % (the default) and 10 % of the domain, and
-without the gate (every function, 5 %): MSE, LL, 90 % coverage and CRPS, before (``ANP`` /
+the training range, with the default floor of one residual's resolution) at kernel lengths of
+2.5 %, 5 % (the default) and 10 % of the domain, the default gate without the floor (the
+maximum-likelihood estimate alone, 5 %), and without the gate (every function, 5 %): MSE, LL, 90 % coverage and CRPS, before (``ANP`` /
 ``GP``) and after the update (``ProbConserv-*``), and the share of test functions that get a
-discrepancy. ``kappa`` and the gate's margin do not depend on the length or on the gate, so
-each model is calibrated once.
+discrepancy. ``kappa`` and the gate's margin do not depend on the length, the floor or the
+gate, so each model is calibrated once.
 
     python benchmarks/probconserv.py --threads 1 --save-models DIR     # trains, ~40 min
     python benchmarks/probconserv_mass_check.py --models DIR           # ~5 min, 1 thread
@@ -34,13 +35,14 @@ from bayesphys.problems.gpme import get_problem, make_dataset
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from probconserv import NEIGHBOURS, SETTINGS  # noqa: E402  (the benchmark's settings)
 
-# (label, kernel length as a fraction of the domain, gated); None: the check off
+# (label, kernel length as a fraction of the domain, gated, floor); None: the check off
 VARIANTS = (
-    ("off", None, True),
-    ("gated", 0.025, True),
-    ("gated", 0.05, True),
-    ("gated", 0.1, True),
-    ("every function", 0.05, False),
+    ("off", None, True, 1.0),
+    ("gated", 0.025, True, 1.0),
+    ("gated", 0.05, True, 1.0),
+    ("gated", 0.1, True, 1.0),
+    ("gated, no floor", 0.05, True, 0.0),
+    ("every function", 0.05, False, 0.0),
 )
 
 
@@ -61,7 +63,7 @@ def share_widened(model, test) -> float:
 
 def summary(rows: list[dict]) -> str:
     """Markdown table: one line per (problem, parameter, method), one column per variant."""
-    cols = [(v, length) for v, length, _ in VARIANTS]
+    cols = [(v, length) for v, length, _, _ in VARIANTS]
     name = {c: c[0] if c[1] is None else f"{c[0]} {c[1]:g}" for c in cols}
     head = "| problem | param | method | " + " | ".join(name[c] for c in cols) + " |"
     lines = [
@@ -133,10 +135,11 @@ def main(argv: list[str] | None = None) -> Path:
             cal = model.calibration
             kappa, span = cal.mass_kappa, float(prob.grid(201)[-1] - prob.grid(201)[0])
             margin = cal.mass_margin
-            for variant, length, gated in VARIANTS:
+            for variant, length, gated, floor in VARIANTS:
                 cal.mass_kappa = None if length is None else kappa
                 cal.mass_length = None if length is None else length * span
                 cal.mass_margin = margin if gated else None
+                cal.mass_floor = floor
                 for param, test in tests:
                     widened = share_widened(model, test)
                     for label, method in ((key, "none"), (f"ProbConserv-{key}", "probconserv")):
@@ -148,6 +151,7 @@ def main(argv: list[str] | None = None) -> Path:
                             "length": "-" if length is None else length,
                             "kappa": kappa,
                             "margin": margin,
+                            "floor": floor if gated and length is not None else None,
                             "widened": widened,
                             **score(model, test, param, prob, method),
                         }

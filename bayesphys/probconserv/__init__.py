@@ -20,6 +20,7 @@ from .mass_check import (
     discrepancy_roots,
     discrepancy_variance,
     fit_mass_kappa,
+    gated_discrepancy_variance,
     mass_residual,
 )
 from .metagp import MetaGP
@@ -44,6 +45,7 @@ __all__ = [
     "local_coverage_scale",
     "mass_residual",
     "fit_mass_kappa",
+    "gated_discrepancy_variance",
     "discrepancy_roots",
     "discrepancy_variance",
     "add_discrepancy",

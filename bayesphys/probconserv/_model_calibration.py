@@ -30,6 +30,7 @@ from .mass_check import (
     discrepancy_roots,
     discrepancy_variance,
     fit_mass_kappa,
+    gated_discrepancy_variance,
     mass_residual,
     outside_training_range,
 )
@@ -79,12 +80,12 @@ def discrepancy(
     g = trapezoid_weights(xx).to(mean)
     r, v = mass_residual(mean, prior_cov, g, mass)
     root, perp, gkg = discrepancy_roots(xx.to(mean), g, cal.mass_length)
-    sd2 = discrepancy_variance(r, v, cal.mass_kappa, gkg)
-    if cal.mass_margin is not None:
-        pm = cal.local.pmap
-        theta = pm(mean.detach().cpu(), mass.detach().cpu())  # fitted on the CPU
-        out = outside_training_range(theta, pm.lo, pm.hi, cal.mass_margin).to(sd2.device)
-        sd2 = sd2 * out[:, None]
+    if cal.mass_margin is None:
+        return discrepancy_variance(r, v, cal.mass_kappa, gkg), (root, perp)
+    pm = cal.local.pmap
+    theta = pm(mean.detach().cpu(), mass.detach().cpu())  # fitted on the CPU
+    out = outside_training_range(theta, pm.lo, pm.hi, cal.mass_margin)
+    sd2 = gated_discrepancy_variance(r, v, cal.mass_kappa, gkg, out, cal.mass_floor)
     return sd2, (root, perp)
 
 

@@ -100,6 +100,7 @@ class HybridCalibration:
     mass_length: float | None = None  # its kernel length, in units of x
     mass_theta_sd: float | None = None  # sd of theta_hat - theta on the calibration functions
     mass_margin: float | None = None  # gate: theta_hat this far outside the range; None: off
+    mass_floor: float = 0.0  # least discrepancy outside the gate, in units of kappa v / g'Kg
 
     def _near(self, mean: Tensor) -> Tensor:
         d = torch.cdist(mean.flatten(1).to(_F64), self.val_mean.to(mean.device).flatten(1))

@@ -41,6 +41,17 @@ function whose inferred parameter :math:`\hat\theta(\mu, b)` (the map of
 :mod:`~bayesphys.probconserv.conditional`, not clipped) lies more than ``gate`` standard
 deviations of its calibration error outside the training range: where no calibration holds.
 
+**Floor.** One residual resolves :math:`\sigma_d^2` only down to about :math:`\kappa v /
+g^\top K g`: below that, :math:`\kappa v + \sigma_d^2 g^\top K g` is within a factor of two
+of the model's own :math:`\kappa v`, and with one :math:`\chi^2_1` draw the two cannot be told
+apart (a residual falls below its own standard deviation in 68 % of draws), so the
+maximum-likelihood estimate is zero for many functions that do have a discrepancy. For a
+function the gate flags, the estimate is the upper end of that unresolved interval instead of its lower end,
+:math:`\hat\sigma_d^2 = \max(r^2 - \kappa v,\ \kappa v) / g^\top K g`: a function the model
+was not trained for gets at least the discrepancy one residual cannot rule out. (On Stefan at
+``u* = 0.5`` seven of the fifty test functions of the meta-GP had :math:`r^2 < \kappa v` while
+their fronts were wrong by several grid points; :func:`gated_discrepancy_variance`.)
+
 Both kernels are used through a root :math:`K \approx L L^\top` (eigenvalues above ``1e-12``
 of the largest), so low-rank-plus-diagonal covariances stay structured.
 
@@ -67,6 +78,7 @@ __all__ = [
     "fit_mass_kappa",
     "discrepancy_roots",
     "discrepancy_variance",
+    "gated_discrepancy_variance",
     "add_discrepancy",
     "outside_training_range",
 ]
@@ -144,6 +156,32 @@ def discrepancy_variance(residual: Tensor, variance: Tensor, kappa: float, gkg: 
     if not gkg > 0:
         raise ValueError(f"gkg: expected > 0, received {gkg}")
     return (residual.to(_F64).pow(2) - kappa * variance.to(_F64)).clamp_min(0.0) / gkg
+
+
+def gated_discrepancy_variance(
+    residual: Tensor, variance: Tensor, kappa: float, gkg: float, outside: Tensor, floor: float
+) -> Tensor:
+    r""":math:`\hat\sigma_d^2` ``[B, nt]`` for functions flagged ``outside [B]`` by the gate,
+    zero for the others:
+
+    .. math::
+        \hat\sigma_d^2 = \max\big(r^2 - \kappa v,\ \mathrm{floor}\cdot\kappa v\big)
+        / g^\top K g .
+
+    ``floor = 0`` is the maximum-likelihood estimate of :func:`discrepancy_variance`; ``floor =
+    1`` (the default of ``calibrate``) never takes less than the resolution of one residual
+    (module docstring, "Floor").
+    """
+    if not floor >= 0 or floor == float("inf"):
+        raise ValueError(f"floor: expected a finite value >= 0, received {floor}")
+    if outside.shape != residual.shape[:1]:
+        raise ValueError(
+            f"outside: expected shape {tuple(residual.shape[:1])} (one flag per function), "
+            f"received {tuple(outside.shape)}"
+        )
+    ml = discrepancy_variance(residual, variance, kappa, gkg)
+    least = floor * kappa * variance.to(_F64) / gkg
+    return torch.maximum(ml, least) * outside.to(ml.device)[:, None]
 
 
 def outside_training_range(theta: Tensor, lo: float, hi: float, margin: float) -> Tensor:

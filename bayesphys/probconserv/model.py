@@ -365,6 +365,7 @@ class ProbConserv:
         mass_check: bool | None = None,
         mass_length: float = 0.05,
         mass_gate: float | None = 2.0,
+        mass_floor: float = 1.0,
     ) -> float:
         r"""Fit the Step-1 variance calibration on held-out validation functions.
 
@@ -389,7 +390,10 @@ class ProbConserv:
         domain length); :math:`\kappa` is fitted on the same calibration functions. Posterior
         means never change, and updated draws still conserve mass. ``mass_gate`` (default 2)
         limits it to functions whose inferred parameter lies more than ``mass_gate`` sd of its
-        calibration error outside the training range (``None``: every function).
+        calibration error outside the training range (``None``: every function); such a
+        function gets at least ``mass_floor`` times the resolution of its residual,
+        :math:`\hat\sigma_d^2 \ge \texttt{mass\_floor}\,\kappa v / g^\top K g` (``0``: the
+        maximum-likelihood estimate alone; :mod:`~bayesphys.probconserv.mass_check`, "Floor").
 
         Scalar objectives: :math:`c = \operatorname{mean}_{f,i}\,(u_{f,i} - \mu_{f,i})^2 / \sigma_{f,i}^2` over
         the Step-1 marginals on the grid (the Gaussian-likelihood optimum of
@@ -413,6 +417,8 @@ class ProbConserv:
             raise ValueError(f"mass_length: expected > 0, received {mass_length}")
         if mass_check and mass_gate is not None and not mass_gate >= 0:
             raise ValueError(f"mass_gate: expected >= 0 or None, received {mass_gate}")
+        if not (isinstance(mass_floor, (int, float)) and 0 <= mass_floor < math.inf):
+            raise ValueError(f"mass_floor: expected a finite number >= 0, received {mass_floor}")
         val = data if data is not None else make_dataset(self.problem, n_functions, seed=seed)
         tt, xx = self._grid(t, None)
         prior = self._step1(val, tt, xx, seed=0, stage="raw")
@@ -441,6 +447,7 @@ class ProbConserv:
                 cal.mass_margin = None
                 if mass_check and mass_gate is not None:
                     cal.mass_margin = float(mass_gate * cal.mass_theta_sd)
+                    cal.mass_floor = float(mass_floor)
                 if not mass_check:
                     cal.mass_kappa = None
             return self.calibration.beta

@@ -20,12 +20,26 @@ def test_ablation_scores_every_length_and_the_check_off(tmp_path, capsys):
     script = script_module(str(repo_root() / "benchmarks" / "probconserv_mass_check.py"))
     argv = ["--models", str(tmp_path), "--problems", "stefan", "--smoke", "--out", str(tmp_path)]
     rows = json.loads(script.main(argv).read_text())["rows"]
-    # 2 models x (off + 3 gated lengths + ungated) x 2 test parameters x (before, after)
-    assert len(rows) == 2 * 5 * 2 * 2
+    # 2 models x (off + 3 gated lengths + gated without floor + ungated) x 2 test parameters
+    # x (before, after)
+    assert len(rows) == 2 * 6 * 2 * 2
     assert {r["length"] for r in rows} == {"-", 0.025, 0.05, 0.1}
-    assert {r["check"] for r in rows} == {"off", "gated", "every function"}
+    assert {r["check"] for r in rows} == {"off", "gated", "gated, no floor", "every function"}
     off = [r for r in rows if r["check"] == "off"]
     assert all(r["widened"] == 0.0 for r in off)
+    assert {r["floor"] for r in rows if r["check"] == "gated"} == {1.0}
+    assert {r["floor"] for r in rows if r["check"] == "gated, no floor"} == {0.0}
+    # the floor only adds: a function widened without it is widened with it
+    for r in rows:
+        if r["check"] == "gated, no floor":
+            ref = next(
+                o
+                for o in rows
+                if o["check"] == "gated"
+                and o["length"] == 0.05
+                and (o["method"], o["param"]) == (r["method"], r["param"])
+            )
+            assert ref["widened"] >= r["widened"]
     # the discrepancy never changes the mean: MSE is the same with the check on and off
     for r in rows:
         ref = next(o for o in off if (o["method"], o["param"]) == (r["method"], r["param"]))

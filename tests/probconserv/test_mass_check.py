@@ -19,6 +19,7 @@ from bayesphys.probconserv.mass_check import (
     discrepancy_roots,
     discrepancy_variance,
     fit_mass_kappa,
+    gated_discrepancy_variance,
     mass_residual,
     outside_training_range,
 )
@@ -104,12 +105,41 @@ def test_discrepancy_variance_explains_the_residual(r, v, kappa, gkg):
         assert sd2 == 0.0
 
 
+@settings(max_examples=50, deadline=None)
+@given(
+    r=st.floats(-10, 10),
+    v=st.floats(1e-4, 10),
+    kappa=st.floats(0.1, 10),
+    gkg=st.floats(1e-3, 1),
+    floor=st.floats(0, 3),
+    outside=st.booleans(),
+)
+def test_gated_discrepancy_variance_has_a_floor_outside_only(r, v, kappa, gkg, floor, outside):
+    t = lambda a: torch.tensor([[a]], dtype=F64)  # noqa: E731
+    flag = torch.tensor([outside])
+    sd2 = float(gated_discrepancy_variance(t(r), t(v), kappa, gkg, flag, floor))
+    ml = float(discrepancy_variance(t(r), t(v), kappa, gkg))
+    if not outside:
+        assert sd2 == 0.0
+    else:  # never below the ML estimate, never below floor x the residual's resolution
+        assert sd2 == pytest.approx(max(ml, floor * kappa * v / gkg), rel=1e-12)
+        assert sd2 >= ml
+    if outside and floor == 0:
+        assert sd2 == ml
+
+
 def test_bad_input_gets_clear_errors():
     z = torch.ones(2, 1, dtype=F64)
     with pytest.raises(ValueError, match="kappa"):
         discrepancy_variance(z, z, 0.0, 1.0)
     with pytest.raises(ValueError, match="at least 4"):
         fit_mass_kappa(z, z)
+    flags = torch.ones(2, dtype=torch.bool)
+    for bad in (-1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="floor"):
+            gated_discrepancy_variance(z, z, 1.0, 1.0, flags, bad)
+    with pytest.raises(ValueError, match="one flag per function"):
+        gated_discrepancy_variance(z, z, 1.0, 1.0, flags[:1], 1.0)
     with pytest.raises(ValueError, match="finite"):
         bad = torch.tensor([1.0, 2.0, float("nan"), 1.0], dtype=F64).reshape(4, 1)
         fit_mass_kappa(bad, torch.ones(4, 1, dtype=F64))
@@ -223,6 +253,37 @@ def test_gate_keeps_functions_inside_the_training_range_unchanged(checked_model,
     inside = ~outside_training_range(theta, cal.local.pmap.lo, cal.local.pmap.hi, cal.mass_margin)
     assert torch.equal(a.mean, b.mean)
     torch.testing.assert_close(a.variance[inside], b.variance[inside])
+
+
+def test_floor_widens_flagged_functions_whose_residual_is_small(checked_model, tmp_path):
+    """A function the gate flags whose mass the model matches (r = 0, so the ML estimate is 0)
+    gets mass_floor x kappa v / g'Kg; functions the gate does not flag get nothing."""
+    m = checked_model
+    test = make_dataset("pme", params=[2.0, 4.0, 5.0], seed=11)
+    x = m.problem.grid(201)
+    g = trapezoid_weights(x)
+    own = m.step1(test).mean @ g  # r = 0
+    gated = ProbConserv.load(m.save(tmp_path / "f.pt"))
+    cal = gated.calibration
+    cal.mass_margin, cal.mass_floor = 0.0, 1.0
+    pm = cal.local.pmap
+    theta = pm(m.step1(test).mean, own)
+    assert bool((m.mass_discrepancy(test, mass=own) == 0).all())  # ML alone: nothing
+    assert bool((gated.mass_discrepancy(test, mass=own) == 0).all())  # theta_hat inside
+    pm.lo, pm.hi = float(theta.max()) + 1.0, float(theta.max()) + 2.0  # every function outside
+    off = ProbConserv.load(gated.save(tmp_path / "off.pt"))
+    off.calibration.mass_kappa = None
+    v = g @ off.posterior(test, mass=own, method="none").covariance.to_dense() @ g  # [3, 1]
+    _, _, gkg = discrepancy_roots(x, g, cal.mass_length)
+    got = gated.mass_discrepancy(test, mass=own)
+    torch.testing.assert_close(got, cal.mass_kappa * v / gkg)
+    assert bool((got > 0).all())
+    cal.mass_floor = 0.0  # the ML estimate alone
+    assert bool((gated.mass_discrepancy(test, mass=own) == 0).all())
+    with pytest.raises(ValueError, match="mass_floor"):
+        m.calibrate(
+            make_dataset("pme", 12, seed=5), objective="hybrid", local_functions=20, mass_floor=-1.0
+        )
 
 
 def test_mass_check_round_trips_and_is_checked(checked_model, tmp_path):
