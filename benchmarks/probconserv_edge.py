@@ -1,0 +1,150 @@
+"""Coverage against the distance to the training range's ends (ProbConserv benchmark models).
+
+The benchmark's diffusion (k = 1, 5) and PME (m = 6) rows sit exactly on an end of the
+training range (k ~ U(1, 5), m ~ U(1, 6)), and there the ANP's 90 % coverage is below 0.85.
+This script shows where that starts: it loads the Step-1 models a full benchmark run saved,
+calibrates each as the benchmark does (hybrid covariance, parameter-conditional scale on 600
+functions, mass check with its gate, seed 777) and scores 50 test functions (seed 10 000, the
+benchmark's) at parameter values a fraction ``d`` of the range inside each end,
+``lo + d (hi - lo)`` and ``hi - d (hi - lo)``, for ``d`` in ``OFFSETS``; ``d = 0`` is the
+benchmark's own edge row (the same functions, so the same numbers). It also scores 50
+functions drawn uniformly from the outermost 5 % at each end (``d`` = ``"0-0.05"``), i.e. what
+the training distribution's edge bin looks like. Metrics per method before (``ANP`` / ``GP``)
+and after the update (``ProbConserv-*``): 90 % coverage, MSE, LL, CRPS, and the mean of the
+inferred parameter :math:`\\hat\\theta` the conditional scale is looked up at.
+
+    python benchmarks/probconserv.py --threads 1 --save-models DIR     # trains, ~40 min
+    python benchmarks/probconserv_edge.py --models DIR                 # ~10 min, 1 thread
+
+Writes ``benchmarks/results/probconserv_edge.json``; ``--summary RESULTS_JSON`` prints the
+docs' table (coverage90 per offset).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from bayesphys._bench import ablation_parser, print_rows_table, write_rows
+from bayesphys.probconserv.evaluate import slice_scores
+from bayesphys.probconserv.model import ProbConserv
+from bayesphys.problems.gpme import get_problem, make_dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from probconserv import NEIGHBOURS, SETTINGS  # noqa: E402  (the benchmark's settings)
+
+OFFSETS = (0.0, 0.0025, 0.0125, 0.025, 0.05, 0.1, 0.25)  # fractions of the range
+EDGE_BIN = 0.05  # the outermost bin, drawn uniformly
+
+
+def _score(model, test, prob, method) -> dict[str, float]:
+    x = prob.grid(201)
+    truth = prob.solution(prob.table_time, x, test.params[:, None])[:, None]
+    mass = prob.mass(prob.table_time, test.params)[:, None]
+    sc = slice_scores(model.posterior(test, method=method), truth, x, mass)
+    return {k: float(sc[k].mean()) for k in ("mse", "ll", "coverage90", "crps")}
+
+
+def _theta_hat(model, test) -> float:
+    tt, xx = model._grid(None, None)
+    mean = model._step1(test, tt, xx, seed=0, stage="raw").mean
+    return float(model.calibration.local.pmap(mean, model.mass(test, tt)).mean())
+
+
+def edge_sets(prob, n: int) -> list[tuple[str, str, object]]:
+    """``(edge, offset, dataset)`` for both ends: fixed offsets, then the uniform edge bin."""
+    lo, hi = prob.train_range
+    w = hi - lo
+    sets = []
+    for edge, sign, base in (("lo", 1.0, lo), ("hi", -1.0, hi)):
+        for d in OFFSETS:
+            p = base + sign * d * w
+            sets.append((edge, f"{d:g}", make_dataset(prob, params=[p] * n, seed=10_000)))
+        g = torch.Generator().manual_seed(20_000 + (edge == "hi"))
+        u = torch.rand(n, generator=g, dtype=torch.float64) * EDGE_BIN * w
+        params = lo + u if edge == "lo" else hi - u
+        sets.append((edge, f"0-{EDGE_BIN:g}", make_dataset(prob, params=params, seed=10_000)))
+    return sets
+
+
+def summary(rows: list[dict]) -> str:
+    """Markdown table: coverage90 per (problem, method, end), one column per offset."""
+    offs = [f"{d:g}" for d in OFFSETS] + [f"0-{EDGE_BIN:g}"]
+    lines = [
+        "coverage90 at parameter lo + d (hi - lo) / hi - d (hi - lo); last column: uniform over "
+        f"the outermost {EDGE_BIN:.0%}",
+        "",
+        "| problem | method | end | " + " | ".join(f"d = {o}" for o in offs) + " |",
+        "|" + "---|" * (3 + len(offs)),
+    ]
+    keys = []
+    for r in rows:
+        k = (r["problem"], r["method"], r["edge"])
+        if k not in keys:
+            keys.append(k)
+    for k in keys:
+        cells = []
+        for o in offs:
+            hit = [r for r in rows if (r["problem"], r["method"], r["edge"]) == k and r["d"] == o]
+            cells.append(f"{hit[0]['coverage90']:.3f}" if hit else "–")
+        lines.append(f"| {k[0]} | {k[1]} | {k[2]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    ap = ablation_parser(__doc__, jobs=False)
+    ap.add_argument("--models", help="folder of a benchmark run's --save-models")
+    ap.add_argument("--problems", default="diffusion,pme")
+    ap.add_argument("--methods", default="ANP,GP", help="Step-1 models to load (ANP, GP)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes (tests)")
+    ap.add_argument("--summary", metavar="RESULTS_JSON", help="print the docs' table")
+    args = ap.parse_args(argv)
+    if args.table:
+        return print_rows_table(args.table)
+    if args.summary:
+        print(summary(json.loads(Path(args.summary).read_text())["rows"]))
+        return Path(args.summary)
+    if not args.models:
+        ap.error("--models: required (the folder a benchmark run saved its models to)")
+    torch.set_num_threads(args.threads)
+    cfg = dict(SETTINGS["full"])
+    if args.smoke:
+        cfg.update(n_val=12, n_local=20, n_test=3)
+    started = time.perf_counter()
+    rows = []
+    for pname in args.problems.split(","):
+        prob = get_problem(pname)
+        sets = edge_sets(prob, cfg["n_test"])
+        for key in args.methods.split(","):
+            model = ProbConserv.load(Path(args.models) / f"{pname}_{key}.pt")
+            model.calibrate(
+                seed=777,
+                n_functions=cfg["n_val"],
+                objective="hybrid",
+                neighbours=NEIGHBOURS,
+                local_functions=cfg["n_local"],
+            )
+            for edge, d, test in sets:
+                theta = _theta_hat(model, test)
+                for label, method in ((key, "none"), (f"ProbConserv-{key}", "probconserv")):
+                    row = {
+                        "problem": pname,
+                        "method": label,
+                        "edge": edge,
+                        "d": d,
+                        "param_mean": float(test.params.mean()),
+                        "theta_hat_mean": theta,
+                        **_score(model, test, prob, method),
+                    }
+                    rows.append(row)
+                    print(row, flush=True)
+    return write_rows("probconserv_edge", rows, script=__file__, out=args.out, started=started)
+
+
+if __name__ == "__main__":
+    main()
