@@ -5,6 +5,7 @@ Shared core: the :class:`Posterior` interface (:class:`GaussianPosterior`,
 subpackages: ``gp_pde``, ``probconserv``, ``neural_process``, ``odil``, ``meta_fm``.
 """
 
+from ._checks import check_int, check_real
 from ._device import as_tensor, check_finite, resolve_device, resolve_dtype, seed_everything
 from ._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from .distributed import FitManyResult, fit_many, problem_seed
@@ -29,6 +30,8 @@ __all__ = [
     "resolve_dtype",
     "seed_everything",
     "check_finite",
+    "check_int",
+    "check_real",
     "as_tensor",
     "fit_many",
     "FitManyResult",

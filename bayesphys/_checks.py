@@ -1,0 +1,61 @@
+"""Scalar argument checks with clear errors (hyperparameters, step counts, tolerances).
+
+Every component validates its integer and real-valued settings with these two functions, so a
+bad value fails at construction with a message that names the argument, instead of later
+inside torch (``Trying to create tensor with negative dimension``) or silently (a negative
+learning rate, a NaN tolerance).
+
+Examples
+--------
+>>> from bayesphys import check_int, check_real
+>>> check_int("width", 64, minimum=1)
+64
+>>> check_real("lr", 1e-3, minimum=0.0, strict=True)
+0.001
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+__all__ = ["check_int", "check_real"]
+
+
+def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
+    """``value`` as an ``int`` ``>= minimum``; a ``bool``, a non-integral float or anything
+    that is not a number is refused (``TypeError``), an out-of-range value too
+    (``ValueError``). Integral floats such as ``3.0`` are accepted and converted."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected an int, received {type(value).__name__} {value!r}")
+    if not isinstance(value, numbers.Integral):
+        if not math.isfinite(float(value)) or float(value) != int(value):
+            raise TypeError(f"{name}: expected an int, received {value!r}")
+    out = int(value)
+    if minimum is not None and out < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, received {out}")
+    return out
+
+
+def check_real(
+    name: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    strict: bool = False,
+) -> float:
+    """``value`` as a finite ``float`` in ``[minimum, maximum]`` (open at ``minimum`` when
+    ``strict``: e.g. a learning rate ``> 0``); NaN and infinities are refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a real number, received {type(value).__name__}")
+    out = float(value)
+    if not math.isfinite(out):
+        raise ValueError(f"{name}: expected a finite number, received {out}")
+    if minimum is not None and (out <= minimum if strict else out < minimum):
+        op = ">" if strict else ">="
+        raise ValueError(f"{name}: expected a number {op} {minimum}, received {out}")
+    if maximum is not None and out > maximum:
+        raise ValueError(f"{name}: expected a number <= {maximum}, received {out}")
+    return out

@@ -1,0 +1,51 @@
+"""Scalar argument checks (bayesphys._checks)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bayesphys import check_int, check_real
+
+
+@given(v=st.integers(-1000, 1000), lo=st.integers(-10, 10))
+def test_check_int_accepts_exactly_the_ints_at_or_above_the_minimum(v, lo):
+    if v >= lo:
+        assert check_int("n", v, minimum=lo) == v
+        assert check_int("n", float(v), minimum=lo) == v  # integral floats are converted
+    else:
+        with pytest.raises(ValueError, match=f"n: expected an int >= {lo}"):
+            check_int("n", v, minimum=lo)
+
+
+def test_check_int_refuses_what_is_not_an_int():
+    assert check_int("n", np.int64(3)) == 3
+    for bad in (2.5, float("nan"), float("inf"), "3", None, True, [1]):
+        with pytest.raises(TypeError, match="n: expected an int"):
+            check_int("n", bad)
+
+
+@given(v=st.floats(-1e6, 1e6), lo=st.floats(-10, 10), strict=st.booleans())
+def test_check_real_bounds(v, lo, strict):
+    ok = v > lo if strict else v >= lo
+    if ok:
+        assert check_real("x", v, minimum=lo, strict=strict) == v
+    else:
+        with pytest.raises(ValueError, match="x: expected a number"):
+            check_real("x", v, minimum=lo, strict=strict)
+
+
+def test_check_real_refuses_non_finite_and_non_numbers():
+    for bad in (math.nan, math.inf, -math.inf):
+        with pytest.raises(ValueError, match="finite"):
+            check_real("lr", bad)
+    for bad in ("0.1", None, True):
+        with pytest.raises(TypeError, match="lr: expected a real number"):
+            check_real("lr", bad)
+    with pytest.raises(ValueError, match="<= 1"):
+        check_real("p", 1.5, maximum=1.0)
+    assert check_real("p", 1, maximum=1.0) == 1.0
