@@ -30,6 +30,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ._checks import check_int, check_real
+
 __all__ = ["FitResult", "optimize", "save_checkpoint", "load_checkpoint", "DivergenceError"]
 
 
@@ -117,11 +119,14 @@ def optimize(
     ----------
     step: performs one optimisation step and returns the loss (before the update).
     params: tensors or a module whose values are snapshotted every ``snapshot_every`` steps and
-        restored if a non-finite loss appears.
+        restored if a non-finite loss appears (``snapshot_every=0``: the starting values only).
     tol: stop when the relative loss change stays below ``tol`` for ``patience`` steps.
     """
-    if steps < 0:
-        raise ValueError(f"steps: expected a non-negative int, received {steps}")
+    steps = check_int("steps", steps, minimum=0)
+    if tol is not None:
+        tol = check_real("tol", tol, minimum=0.0)
+    patience = check_int("patience", patience, minimum=1)
+    snapshot_every = check_int("snapshot_every", snapshot_every, minimum=0)
     params = (
         list(params) if params is not None and not isinstance(params, torch.nn.Module) else params
     )

@@ -81,3 +81,20 @@ def test_checkpoint_roundtrip(tmp_path):
         load_checkpoint(tmp_path / "none.pt", kind="toy")
     with pytest.raises(ValueError, match="steps"):
         optimize(lambda: 0.0, steps=-1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, name",
+    [
+        ({"steps": 2.5}, TypeError, "steps"),  # was range()'s "float object" TypeError
+        ({"steps": True}, TypeError, "steps"),
+        ({"steps": 3, "tol": float("nan")}, ValueError, "tol"),  # was accepted: never stops
+        ({"steps": 3, "tol": -1.0}, ValueError, "tol"),
+        ({"steps": 3, "patience": 0}, ValueError, "patience"),
+        ({"steps": 3, "snapshot_every": -1}, ValueError, "snapshot_every"),
+    ],
+)
+def test_optimize_settings_are_checked(kwargs, error, name):
+    with pytest.raises(error, match=name):
+        optimize(lambda: 0.0, progress=False, **kwargs)
+    assert optimize(lambda: 0.0, steps=3.0, progress=False).steps == 3  # integral float is fine

@@ -32,6 +32,7 @@ from linear_operator.operators import (
 )
 from torch import Tensor
 
+from .._checks import check_int, check_real
 from .._device import as_tensor, resolve_device, seed_everything
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..distributed.data_parallel import GradientSync, rank_generator_seed
@@ -98,12 +99,21 @@ class ProbConserv:
             raise ValueError(f"step1: expected 'anp' or 'gp', received {step1!r}")
         if covariance not in ("diag", "lowrank"):
             raise ValueError(f"covariance: expected 'diag' or 'lowrank', received {covariance!r}")
-        if softc_weight < 0 or (softc_weight > 0 and step1 != "anp"):
+        softc_weight = check_real("softc_weight", softc_weight, minimum=0.0)
+        if softc_weight > 0 and step1 != "anp":
             raise ValueError(
                 f"softc_weight: expected >= 0 and only with step1='anp', received {softc_weight}"
             )
-        if n_samples < 2:
-            raise ValueError(f"n_samples: expected >= 2, received {n_samples}")
+        n_samples = check_int("n_samples", n_samples, minimum=2)
+        hidden = check_int("hidden", hidden, minimum=1)
+        batch_size = check_int("batch_size", batch_size, minimum=1)
+        gp_width = check_int("gp_width", gp_width, minimum=1)
+        softc_points = check_int("softc_points", softc_points, minimum=1)
+        if isinstance(sigma_g, bool) or not float(sigma_g) >= 0:  # inf: no update (the prior)
+            raise ValueError(f"sigma_g: expected a number >= 0 (or inf), received {sigma_g!r}")
+        noise_std = check_real("noise_std", noise_std, minimum=0.0)
+        if lr is not None:
+            lr = check_real("lr", lr, minimum=0.0, strict=True)
         self.problem = prob
         self.config = ProbConservConfig(
             prob.name,
@@ -177,6 +187,8 @@ class ProbConserv:
         cfg = self.config
         if data is not None and not isinstance(data, GPMEData):
             raise TypeError(f"data: expected GPMEData or None, received {type(data).__name__}")
+        if lr is not None:
+            lr = check_real("lr", lr, minimum=0.0, strict=True)
         lr = lr or cfg.lr or (1e-3 if cfg.step1 == "anp" else 1e-2)
         opt = torch.optim.Adam(self.net.parameters(), lr=lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1), eta_min=lr * 0.05)

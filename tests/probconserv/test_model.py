@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -124,6 +126,42 @@ def test_model_bad_input():
     bad.y_context[0, 3] = float("nan")
     with pytest.raises(ValueError, match="y_context: expected finite"):
         m.posterior(bad)
+
+
+@pytest.mark.parametrize(
+    "name, value, error",
+    [
+        ("hidden", 0, ValueError),  # was accepted (a zero-width network)
+        ("hidden", -3, ValueError),  # was torch's "negative dimension"
+        ("hidden", 2.5, TypeError),
+        ("batch_size", 0, ValueError),
+        ("gp_width", -1, ValueError),
+        ("softc_points", 0, ValueError),
+        ("n_samples", 1, ValueError),
+        ("n_samples", True, TypeError),
+        ("noise_std", -0.1, ValueError),
+        ("noise_std", float("nan"), ValueError),
+        ("softc_weight", float("nan"), ValueError),  # NaN passed both comparisons
+        ("lr", -1e-3, ValueError),
+        ("lr", 0.0, ValueError),
+        ("sigma_g", -1.0, ValueError),
+        ("sigma_g", float("nan"), ValueError),
+    ],
+)
+def test_model_settings_are_checked(name, value, error):
+    with pytest.raises(error, match=name):
+        ProbConserv("pme", **{name: value})
+
+
+def test_valid_settings_are_converted_and_fit_steps_checked():
+    m = ProbConserv("pme", hidden=16.0, n_samples=4, sigma_g=math.inf, seed=0)
+    assert m.config.hidden == 16 and isinstance(m.config.hidden, int)
+    with pytest.raises(TypeError, match="steps: expected an int"):
+        m.fit(steps=2.5, progress=False)
+    with pytest.raises(ValueError, match="steps: expected an int >= 0"):
+        m.fit(steps=-1, progress=False)
+    with pytest.raises(ValueError, match="lr"):
+        m.fit(steps=1, lr=float("nan"), progress=False)
 
 
 @pytest.mark.gpu
