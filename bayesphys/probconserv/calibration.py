@@ -266,6 +266,11 @@ def fit_hybrid(
                 continue  # beta = 1 ignores the errors: same for every k
             se = sum(float((p.mean - truth[i]).pow(2).sum()) for i, _, p in held_out(k, beta))
             cv[(int(k), float(beta))] = se / truth.numel()
+    if not cv:
+        raise ValueError(
+            f"neighbours: every analog size {tuple(int(k) for k in neighbours)} is >= half the "
+            f"{v} validation functions ({half}); use 0 (all errors) or fewer neighbours"
+        )
     k, beta = min(cv, key=cv.get)
     zp, zq = torch.zeros_like(err), torch.zeros_like(err)
     for i, prior, post in held_out(k, beta):

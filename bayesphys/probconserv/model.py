@@ -306,6 +306,8 @@ class ProbConserv:
         xt = grid.to(**cast).expand(b, -1, -1)
         self.net.eval()
         if self.config.step1 == "anp":
+            if seed is not None:
+                seed = check_int("seed", seed)
             g = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
             mu, sig = self.net.predict(xc, yc, xt, self.config.n_samples, generator=g)
             mu = mu.to(_F64).reshape(-1, b, nt, nx)
@@ -431,6 +433,9 @@ class ProbConserv:
             raise ValueError(f"mass_gate: expected >= 0 or None, received {mass_gate}")
         if not (isinstance(mass_floor, (int, float)) and 0 <= mass_floor < math.inf):
             raise ValueError(f"mass_floor: expected a finite number >= 0, received {mass_floor}")
+        neighbours = tuple(check_int("neighbours", k, minimum=0) for k in neighbours)
+        if not neighbours:
+            raise ValueError("neighbours: expected at least one analog size (0: all errors)")
         val = data if data is not None else make_dataset(self.problem, n_functions, seed=seed)
         tt, xx = self._grid(t, None)
         prior = self._step1(val, tt, xx, seed=0, stage="raw")

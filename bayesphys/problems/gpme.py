@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from .._checks import check_int, check_real
 from .._device import as_tensor, make_generator
 
 __all__ = [
@@ -93,8 +94,8 @@ class GPMEProblem:
 
     # -- shared ------------------------------------------------------------------------------
     def grid(self, n: int = 201) -> Tensor:
-        """Uniform spatial grid ``[n]`` including both endpoints (float64)."""
-        return torch.linspace(*self.x_range, n, dtype=_F64)
+        """Uniform spatial grid ``[n]`` including both endpoints (float64), ``n >= 2``."""
+        return torch.linspace(*self.x_range, check_int("n", n, minimum=2), dtype=_F64)
 
     def setting(self, param: float) -> dict[str, float]:
         """Benchmark setting dict, e.g. ``{"m": 3, "t": 0.5}``."""
@@ -312,13 +313,22 @@ def make_dataset(
     """
     prob = get_problem(problem)
     if params is None:
-        if n_functions is None or n_functions < 1:
-            raise ValueError(f"n_functions: expected a positive int, received {n_functions}")
+        if n_functions is None:
+            raise ValueError("n_functions: expected a positive int (or params), received None")
+        n_functions = check_int("n_functions", n_functions, minimum=1)
         p = sample_parameters(prob, n_functions, seed=None if seed is None else seed + 7919)
     else:
         p = as_tensor("params", params, dtype=_F64).reshape(-1)
-    if noise_std < 0:
-        raise ValueError(f"noise_std: expected >= 0, received {noise_std}")
+    noise_std = check_real("noise_std", noise_std, minimum=0.0)
+    n_t_context, n_x_context, n_t_target, n_x_target = (
+        check_int(name, v, minimum=1)
+        for name, v in (
+            ("n_t_context", n_t_context),
+            ("n_x_context", n_x_context),
+            ("n_t_target", n_t_target),
+            ("n_x_target", n_x_target),
+        )
+    )
     b = p.shape[0]
     g = make_generator(seed)
     t0, t1 = prob.t_range

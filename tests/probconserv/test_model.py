@@ -162,6 +162,17 @@ def test_valid_settings_are_converted_and_fit_steps_checked():
         m.fit(steps=-1, progress=False)
     with pytest.raises(ValueError, match="lr"):
         m.fit(steps=1, lr=float("nan"), progress=False)
+    m.fit(steps=2, progress=False)
+    d = make_dataset("pme", 2, seed=0)
+    with pytest.raises(TypeError, match="seed: expected an int"):
+        m.posterior(d, seed=2.5)  # was torch's "manual_seed expected a long"
+    with pytest.raises(ValueError, match="neighbours: expected an int >= 0"):
+        m.calibrate(n_functions=4, neighbours=(-1,))
+    with pytest.raises(TypeError, match="n_functions: expected an int"):
+        m.calibrate(n_functions=2.5)
+    # analog sizes that do not fit the validation halves: was "min() arg is an empty sequence"
+    with pytest.raises(ValueError, match="neighbours: every analog size"):
+        m.calibrate(n_functions=12, objective="hybrid", neighbours=(100,))
 
 
 @pytest.mark.gpu

@@ -103,3 +103,13 @@ def test_problem_bad_input():
         stefan_constants(1.5)
     with pytest.raises(ValueError, match="params: expected finite"):
         make_dataset("pme", params=[float("nan")])
+    # sizes: 2.5 failed inside torch.rand, 0 context points gave an empty design
+    with pytest.raises(TypeError, match="n_functions: expected an int"):
+        make_dataset("pme", 2.5)
+    for name in ("n_t_context", "n_x_context", "n_t_target", "n_x_target"):
+        with pytest.raises(ValueError, match=f"{name}: expected an int >= 1"):
+            make_dataset("pme", 2, **{name: 0})
+    with pytest.raises(ValueError, match="noise_std"):
+        make_dataset("pme", 2, noise_std=float("nan"))
+    with pytest.raises(ValueError, match="n: expected an int >= 2"):
+        get_problem("pme").grid(1)  # a one-point grid has no quadrature
