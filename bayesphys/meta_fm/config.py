@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from .._checks import check_int, check_real
+
 __all__ = ["MFMConfig", "METHODS"]
 
 METHODS = ("MFM", "FM", "CGFM")
@@ -37,6 +39,15 @@ class MFMConfig:
     node_features: per-point features (e.g. a cell-type one-hot) the MFM embedding reads beside
         the coordinates; ``None``: as many as the training data's ``source_features`` (0 when
         it has none).
+
+    Numeric settings are checked at construction (``TypeError`` for a non-int count such as
+    ``2.5`` or ``True``, ``ValueError`` out of range; an integral float such as ``64.0`` is
+    stored as ``64``): ``points``, ``pops_per_step``, ``width``, ``gnn_hidden``,
+    ``gnn_layers``, ``knn_k``, ``solver_steps`` ``>= 1`` (``points >= 2`` for MFM, whose
+    embedding needs a graph); ``layers >= 2`` (input and output layer, ``layers - 2`` hidden
+    ones); ``time_dim`` even and ``>= 2`` (``time_dim / 2`` sinusoid frequencies);
+    ``fourier >= 0`` (0: no Fourier features); ``node_features >= 0`` or ``None``;
+    ``fourier_sigma``, ``lr``, ``gnn_lr``, ``atol``, ``rtol`` finite and ``> 0``.
     """
 
     method: str = "MFM"
@@ -88,15 +99,36 @@ class MFMConfig:
             raise ValueError(f"centered: expected True or False, received {self.centered!r}")
         if self.solver not in ("rk4", "dopri5"):
             raise ValueError(f"solver: expected 'rk4' or 'dopri5', received {self.solver!r}")
-        if self.node_features is not None and int(self.node_features) < 0:
-            raise ValueError(
-                f"node_features: expected an int >= 0 or None, received {self.node_features!r}"
-            )
-        for name in ("points", "pops_per_step", "width", "solver_steps", "knn_k"):
-            if int(getattr(self, name)) < 1:
+        for name in ("residual", "normalize"):
+            if not isinstance(getattr(self, name), bool):
                 raise ValueError(
-                    f"{name}: expected a positive int, received {getattr(self, name)!r}"
+                    f"{name}: expected True or False, received {getattr(self, name)!r}"
                 )
+        if self.node_features is not None:
+            self.node_features = check_int("node_features", self.node_features, minimum=0)
+        minimum = {"layers": 2, "fourier": 0, "time_dim": 2}
+        if self.method == "MFM":
+            minimum["points"] = 2  # the population embedding needs a kNN graph of >= 2 points
+        for name in (
+            "points",
+            "pops_per_step",
+            "width",
+            "layers",
+            "time_dim",
+            "fourier",
+            "gnn_hidden",
+            "gnn_layers",
+            "knn_k",
+            "solver_steps",
+        ):
+            setattr(self, name, check_int(name, getattr(self, name), minimum=minimum.get(name, 1)))
+        if self.time_dim % 2:
+            raise ValueError(
+                f"time_dim: expected an even int (cos and sin of time_dim / 2 frequencies), "
+                f"received {self.time_dim}"
+            )
+        for name in ("fourier_sigma", "lr", "gnn_lr", "atol", "rtol"):
+            setattr(self, name, check_real(name, getattr(self, name), minimum=0.0, strict=True))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -23,6 +23,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_int
+
 __all__ = ["knn_adjacency", "normalized_adjacency", "DenseGCN", "PopulationEmbedding"]
 
 
@@ -32,12 +34,13 @@ def knn_adjacency(x: Tensor, k: int) -> Tensor:
     ``A[..., i, j] = 1`` when ``j`` is one of the ``min(k, n-1)`` nearest neighbours of ``i``
     (Euclidean, no self-loops); ties are broken by ``topk``.
     """
+    k = check_int("k", k, minimum=1)
     n = x.shape[-2]
     if n < 2:
         raise ValueError(
             f"x: expected a population of at least 2 points, received shape {tuple(x.shape)}"
         )
-    kk = min(int(k), n - 1)
+    kk = min(k, n - 1)
     d2 = torch.cdist(x, x)
     eye = torch.eye(n, dtype=torch.bool, device=x.device)
     d2 = d2.masked_fill(eye, float("inf"))
@@ -62,8 +65,9 @@ class DenseGCN(nn.Module):
 
     def __init__(self, in_dim: int, hidden: int = 64, layers: int = 3) -> None:
         super().__init__()
-        if layers < 1:
-            raise ValueError(f"layers: expected >= 1, received {layers}")
+        in_dim = check_int("in_dim", in_dim, minimum=1)
+        hidden = check_int("hidden", hidden, minimum=1)
+        layers = check_int("layers", layers, minimum=1)
         dims = [in_dim] + [hidden] * layers
         self.lins = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
 
@@ -92,9 +96,12 @@ class PopulationEmbedding(nn.Module):
         self, dim: int, hidden: int = 64, layers: int = 3, k: int = 50, features: int = 0
     ) -> None:
         super().__init__()
-        self.dim, self.hidden, self.k = int(dim), int(hidden), int(k)
-        self.features = int(features)
-        self.gcn = DenseGCN(dim + self.features, hidden, layers)
+        self.dim = check_int("dim", dim, minimum=1)
+        self.hidden = check_int("hidden", hidden, minimum=1)
+        self.k = check_int("k", k, minimum=1)
+        self.features = check_int("features", features, minimum=0)
+        layers = check_int("layers", layers, minimum=1)
+        self.gcn = DenseGCN(self.dim + self.features, self.hidden, layers)
 
     def forward(self, x: Tensor, f: Tensor | None = None) -> Tensor:
         """``x [P, n, d]`` (or ``[n, d]``), ``f [P, n, features]`` -> ``[P, hidden]``."""

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._checks import check_int
 from .._model import FitResult, load_checkpoint, save_checkpoint
 from ..inference_data import build_inference_data
 from ..posterior import SamplePosterior
@@ -35,6 +36,8 @@ from ..problems.populations import PopulationPairs
 from ._validate import check_populations
 from .config import MFMConfig
 from .evaluation import (
+    _check_alpha,
+    _check_max_points,
     conformal_coverage,
     ensemble_spread,
     population_metrics,
@@ -48,8 +51,9 @@ __all__ = ["MFMEnsemble", "pooled_prediction", "w2_inference_data"]
 
 
 def pooled_prediction(member_preds: Sequence[Tensor], n: int, seed: int = 0) -> Tensor:
-    """Mixture of the members' populations ``[n_m, d]``, subsampled to ``n`` points."""
-    return subsample_points(torch.cat(list(member_preds)), n, seed)
+    """Mixture of the members' populations ``[n_m, d]``, subsampled to ``n >= 1`` points."""
+    n = check_int("n", n, minimum=1)
+    return subsample_points(torch.cat(list(member_preds)), n, check_int("seed", seed))
 
 
 class MFMEnsemble:
@@ -69,11 +73,11 @@ class MFMEnsemble:
         models: list[MetaFlowMatching] | None = None,
         **overrides: Any,
     ) -> None:
+        seed = check_int("seed", seed)
         if models is not None:
             self.models = models
         else:
-            if members < 2:
-                raise ValueError(f"members: expected >= 2, received {members}")
+            members = check_int("members", members, minimum=2)
             self.models = [
                 MetaFlowMatching(
                     data, config, device=device, dtype=dtype, seed=seed + m, **overrides
@@ -90,6 +94,7 @@ class MFMEnsemble:
         self, data: PopulationPairs | None = None, *, steps: int = 1000, progress: bool = True
     ) -> FitResult:
         """Fit every member; ``loss_history`` is the member average, ``extra["members"]`` each."""
+        steps = check_int("steps", steps, minimum=0)
         results = [m.fit(data, steps=steps, progress=progress) for m in self.models]
         n = min(len(r.loss_history) for r in results)
         hist = [float(np.mean([r.loss_history[k] for r in results])) for k in range(n)]
@@ -118,6 +123,8 @@ class MFMEnsemble:
     ) -> SamplePosterior:
         """Draws ``[M, num_draws, P, n, d]``: chain = member, draw = embedding subsample seed
         (``features``: the sources' per-point features, for models trained with them)."""
+        num_draws = check_int("num_draws", num_draws, minimum=1)
+        seed = check_int("seed", seed)
         pops = check_populations("x", x, self.models[0].dim)
         if len({q.shape[0] for q in pops}) != 1:
             raise ValueError(
@@ -160,8 +167,14 @@ class MFMEnsemble:
         "test_noise", "test_metrics"`` (pooled-prediction
         w1/w2/mmd per population)``}``. Radii are in score units (W2, or W2 / spread).
         """
-        if isinstance(noise_splits, bool) or int(noise_splits) != noise_splits or noise_splits < 1:
-            raise ValueError(f"noise_splits: expected a positive int, received {noise_splits!r}")
+        try:
+            noise_splits = check_int("noise_splits", noise_splits, minimum=1)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"noise_splits: expected a positive int, received {noise_splits!r}"
+            ) from None
+        alpha = _check_alpha(alpha)  # before the (slow) predictions, not after them
+        max_points = _check_max_points("max_points", max_points)
 
         def scores(data: PopulationPairs):
             preds = self.predict_members(data.source, data.treatment, features=data.source_features)
@@ -245,6 +258,7 @@ def w2_inference_data(
     ``truth`` (``[P, m, d]``) is given, ``w2 [chain, draw, population_id]`` — the distance of
     each draw to the true population — with ``truth`` in ``observed_data``.
     """
+    max_points = _check_max_points("max_points", max_points)
     draws = post.draws
     c, k, p = draws.shape[:3]
     vars_ = {name: draws}

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._checks import check_int, check_real
 from ..metrics import mmd, wasserstein
 
 __all__ = [
@@ -44,8 +45,23 @@ __all__ = [
 MMD_GAMMAS = (2.0, 1.0, 0.5, 0.1, 0.01, 0.005)
 
 
+def _check_alpha(alpha: float, name: str = "alpha") -> float:
+    """A miscoverage level as a float in the open interval ``(0, 1)``."""
+    out = check_real(name, alpha)
+    if not 0.0 < out < 1.0:
+        raise ValueError(f"{name}: expected a miscoverage level in (0, 1), received {alpha!r}")
+    return out
+
+
+def _check_max_points(name: str, value: int | None) -> int | None:
+    """``None`` (keep every point) or an int ``>= 1``."""
+    return None if value is None else check_int(name, value, minimum=1)
+
+
 def subsample_points(x: Tensor, n: int | None, seed: int = 0) -> Tensor:
     """At most ``n`` rows of ``x [m, d]`` (seeded, without replacement); ``None`` keeps all."""
+    n = _check_max_points("n", n)
+    seed = check_int("seed", seed)
     if n is None or x.shape[0] <= n:
         return x
     gen = torch.Generator().manual_seed(seed)
@@ -62,6 +78,8 @@ def population_metrics(
     pred: Tensor, true: Tensor, *, max_points: int | None = None, seed: int = 0
 ) -> dict[str, float]:
     """``{"w1", "w2", "mmd"}`` between a predicted ``[n, d]`` and a true ``[m, d]`` population."""
+    max_points = _check_max_points("max_points", max_points)
+    seed = check_int("seed", seed)
     p = subsample_points(pred.detach().cpu(), max_points, seed)
     q = subsample_points(true.detach().cpu(), max_points, seed + 1)
     return {
@@ -86,6 +104,7 @@ def gaussian_w2(m1: Tensor, s1: Tensor, m2: Tensor, s2: Tensor) -> Tensor:
 
 def ensemble_spread(preds: Sequence[Tensor], *, max_points: int | None = None) -> float:
     """Mean pairwise :math:`W_2` between ``M >= 2`` predicted populations ``[n, d]``."""
+    max_points = _check_max_points("max_points", max_points)
     if len(preds) < 2:
         raise ValueError(f"preds: expected at least 2 ensemble members, received {len(preds)}")
     vals = []
@@ -117,10 +136,12 @@ def sampling_noise_w2(
     have ``m / 2`` points, and the estimate is that of the floor at ``m / 2`` (larger).
     ``splits > 1`` averages over that many random splits (a less noisy estimate).
     """
-    if int(splits) < 1:
-        raise ValueError(f"splits: expected a positive int, received {splits!r}")
-    if int(n) < 2:
+    splits = check_int("splits", splits, minimum=1)
+    n = check_int("n", n)
+    if n < 2:
         raise ValueError(f"n: expected a sample size >= 2, received {n!r}")
+    max_points = _check_max_points("max_points", max_points)
+    seed = check_int("seed", seed)
     if len(preds) < 1:
         raise ValueError("preds: expected at least one predicted population")
     m = preds[0].shape[0]
@@ -131,11 +152,11 @@ def sampling_noise_w2(
     pts = [p.detach().cpu().double() for p in preds]
     gen = torch.Generator().manual_seed(seed)
     vals = []
-    for r in range(int(splits)):
+    for r in range(splits):
         perm = torch.randperm(m, generator=gen)
         halves = [perm[: m // 2], perm[m // 2 : 2 * (m // 2)]]
         a, b = (torch.cat([p[h] for p in pts]) for h in halves)  # [M m/2, d]
-        k = min(int(n), a.shape[0], b.shape[0], max_points or a.shape[0])
+        k = min(n, a.shape[0], b.shape[0], max_points or a.shape[0])
         a = subsample_points(a, k, seed + 2 * r + 1)
         b = subsample_points(b, k, seed + 2 * r + 2)
         vals.append(float(wasserstein(a, b, p=2)))
@@ -158,8 +179,7 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
 
 def conformal_radius(scores: Sequence[float], alpha: float = 0.1) -> float:
     """Split-conformal quantile: the ``ceil((n+1)(1-alpha))``-th smallest score (``inf`` if > n)."""
-    if not 0.0 < float(alpha) < 1.0:
-        raise ValueError(f"alpha: expected a miscoverage level in (0, 1), received {alpha!r}")
+    alpha = _check_alpha(alpha)
     s = np.sort(np.asarray(scores, float).ravel())
     n = len(s)
     if n == 0:

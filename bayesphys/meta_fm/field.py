@@ -36,11 +36,14 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_int, check_real
+
 __all__ = ["time_embedding", "FourierFeatures", "VectorField"]
 
 
 def time_embedding(t: Tensor, dim: int, max_positions: float = 10000.0) -> Tensor:
-    """Sinusoidal embedding ``[..., dim]`` of times ``t [...]`` (``dim`` even)."""
+    """Sinusoidal embedding ``[..., dim]`` of times ``t [...]`` (``dim`` even, ``>= 2``)."""
+    dim = _check_time_dim("dim", dim)
     half = dim // 2
     freqs = torch.exp(
         -math.log(max_positions)
@@ -51,11 +54,22 @@ def time_embedding(t: Tensor, dim: int, max_positions: float = 10000.0) -> Tenso
     return torch.cat([torch.cos(arg), torch.sin(arg)], dim=-1)
 
 
+def _check_time_dim(name: str, value: int) -> int:
+    out = check_int(name, value, minimum=2)
+    if out % 2:
+        raise ValueError(
+            f"{name}: expected an even int (cos and sin of {name} / 2 frequencies), received {out}"
+        )
+    return out
+
+
 class FourierFeatures(nn.Module):
     r"""``x [..., d] -> [..., 2 m]``: :math:`[\cos 2\pi xB, \sin 2\pi xB]`, ``B [d, m]`` a buffer."""
 
     def __init__(self, dim: int, m: int, sigma: float, generator: torch.Generator | None = None):
         super().__init__()
+        dim, m = check_int("dim", dim, minimum=1), check_int("m", m, minimum=1)
+        sigma = check_real("sigma", sigma, minimum=0.0, strict=True)
         self.register_buffer("B", sigma * torch.randn(dim, m, generator=generator))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -73,7 +87,11 @@ class _Res(nn.Module):
 
 
 class VectorField(nn.Module):
-    """MLP vector field ``(t, x, cond) -> v`` (see the module docstring for the input)."""
+    """MLP vector field ``(t, x, cond) -> v`` (see the module docstring for the input).
+
+    ``layers >= 2`` linear layers (``layers - 2`` hidden ones), ``time_dim`` even ``>= 2``,
+    ``fourier >= 0`` features (0: none), ``fourier_sigma > 0``; ``width``, ``dim >= 1``.
+    """
 
     def __init__(
         self,
@@ -94,7 +112,14 @@ class VectorField(nn.Module):
             raise ValueError(
                 f"conditioning: expected 'concat' or 'film', received {conditioning!r}"
             )
-        self.dim, self.cond_dim, self.time_dim = int(dim), int(cond_dim), int(time_dim)
+        dim = check_int("dim", dim, minimum=1)
+        cond_dim = check_int("cond_dim", cond_dim, minimum=0)
+        width = check_int("width", width, minimum=1)
+        layers = check_int("layers", layers, minimum=2)  # input and output layer at least
+        time_dim = _check_time_dim("time_dim", time_dim)
+        fourier = check_int("fourier", fourier, minimum=0)
+        fourier_sigma = check_real("fourier_sigma", fourier_sigma, minimum=0.0, strict=True)
+        self.dim, self.cond_dim, self.time_dim = dim, cond_dim, time_dim
         self.conditioning = conditioning
         self.fourier = FourierFeatures(dim, fourier, fourier_sigma, generator) if fourier else None
         in_dim = self.time_dim + (2 * fourier if fourier else 0) + dim + cond_dim

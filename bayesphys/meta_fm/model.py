@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_int
 from .._device import resolve_device, resolve_dtype, seed_everything
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..distributed.data_parallel import GradientSync, rank_generator_seed
@@ -111,7 +112,7 @@ class MetaFlowMatching:
         self.config = cfg
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, default=torch.float32)
-        self.seed = seed
+        self.seed = None if seed is None else check_int("seed", seed)
         self.data = None
         if data is not None:
             check_pairs(data)
@@ -135,8 +136,10 @@ class MetaFlowMatching:
             cfg.node_features = int(cfg.node_features or 0)
         if dim is None:
             raise ValueError("dim: required when no data is given")
-        self.dim = int(dim)
-        self.num_treatments = int(num_treatments or 0)
+        self.dim = check_int("dim", dim, minimum=1)
+        self.num_treatments = (
+            0 if num_treatments is None else check_int("num_treatments", num_treatments, minimum=0)
+        )
         self.condition_ids = [int(i) for i in (condition_ids or [])]
         if cfg.method == "CGFM" and not self.condition_ids:
             raise ValueError("condition_ids: CGFM needs the training population ids (pass data)")
@@ -288,6 +291,9 @@ class MetaFlowMatching:
         Returns a :class:`~bayesphys.FitResult` (``extra["seconds_per_1k_steps"]``). A
         non-finite loss stops the fit and restores the last good weights.
         """
+        steps = check_int("steps", steps, minimum=0)
+        if seed is not None:
+            seed = check_int("seed", seed)
         if data is None:
             data = self.data
         if data is None:
@@ -320,7 +326,7 @@ class MetaFlowMatching:
                 gnn_opt = torch.optim.Adam(self.net["embed"].parameters(), lr=cfg.gnn_lr)
         opts = [o for o in (field_opt, gnn_opt) if o is not None]
         base_lrs = [[g["lr"] for g in o.param_groups] for o in opts]
-        n_steps = max(int(steps), 1)
+        n_steps = max(steps, 1)
         plans = full_ot_plans(data.source, data.target) if self.coupling == "ot_full" else None
         cache: dict[int, Tensor] = {}
         counter = [0]
@@ -400,10 +406,12 @@ class MetaFlowMatching:
             raise ValueError(
                 f"embed: only MFM models have a population embedding (this is {self.config.method})"
             )
+        seed = check_int("seed", seed)
+        # the kNN graph of the embedding needs at least 2 points
+        n = self.config.points if points is None else check_int("points", points, minimum=2)
         pops = check_populations("sources", sources, self.dim)
         feats = check_features("features", features, pops, self.config.node_features or 0)
-        n = points or self.config.points
-        gen = torch.Generator().manual_seed(int(seed))
+        gen = torch.Generator().manual_seed(seed)
         out = []
         for i, p in enumerate(pops):
             rows = slice(None) if p.shape[0] <= n else _subsample(p, n, gen)
@@ -433,9 +441,14 @@ class MetaFlowMatching:
         one-hot (unknown ids get the average one-hot). ``features``: the sources' per-point
         features (MFM models trained with ``source_features``; ignored by FM and CGFM).
         """
+        seed = check_int("seed", seed)
+        if steps is not None:
+            steps = check_int("steps", steps, minimum=1)
+        try:
+            chunk = check_int("chunk", chunk, minimum=1)
+        except (TypeError, ValueError):
+            raise ValueError(f"chunk: expected a positive int, received {chunk!r}") from None
         pops = check_populations("sources", sources, self.dim)
-        if isinstance(chunk, bool) or int(chunk) != chunk or chunk < 1:
-            raise ValueError(f"chunk: expected a positive int, received {chunk!r}")
         p = len(pops)
         emb = None
         if self.config.method == "MFM":
@@ -460,7 +473,7 @@ class MetaFlowMatching:
                     lambda t, z, c=c: field(t, z, c),
                     x,
                     method=solver or cfg.solver,
-                    steps=steps or cfg.solver_steps,
+                    steps=cfg.solver_steps if steps is None else steps,
                     atol=cfg.atol,
                     rtol=cfg.rtol,
                 )
@@ -487,13 +500,13 @@ class MetaFlowMatching:
         :class:`~bayesphys.meta_fm.ensemble.MFMEnsemble` for epistemic spread over weights.
         All populations must have the same size ``n``.
         """
+        num_draws = check_int("num_draws", num_draws, minimum=2)
+        seed = check_int("seed", seed)
         pops = check_populations("x", x, self.dim)
         if len({q.shape[0] for q in pops}) != 1:
             raise ValueError(
                 f"x: posterior needs equal population sizes, received {[q.shape[0] for q in pops]}"
             )
-        if num_draws < 2:
-            raise ValueError(f"num_draws: expected >= 2, received {num_draws}")
         draws = [
             torch.stack(self.predict(pops, treatment, features=features, seed=seed + k))
             for k in range(num_draws)

@@ -16,6 +16,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from .._checks import check_int, check_real
+
 __all__ = ["integrate", "SOLVERS"]
 
 SOLVERS = ("rk4", "dopri5")
@@ -30,12 +32,16 @@ def integrate(
     atol: float = 1e-5,
     rtol: float = 1e-5,
 ) -> Tensor:
-    """Integrate ``dx/dt = f(t, x)`` from ``t=0`` to ``1`` starting at ``x0 [..., d]`` -> ``[..., d]``."""
+    """Integrate ``dx/dt = f(t, x)`` from ``t=0`` to ``1`` starting at ``x0 [..., d]`` -> ``[..., d]``.
+
+    ``steps >= 1`` (rk4); ``atol``, ``rtol`` finite and ``> 0`` (dopri5).
+    """
     if method not in SOLVERS:
         raise ValueError(f"method: expected one of {SOLVERS}, received {method!r}")
+    steps = check_int("steps", steps, minimum=1)
+    atol = check_real("atol", atol, minimum=0.0, strict=True)
+    rtol = check_real("rtol", rtol, minimum=0.0, strict=True)
     if method == "rk4":
-        if steps < 1:
-            raise ValueError(f"steps: expected >= 1, received {steps}")
         h = 1.0 / steps
         x = x0
         for i in range(steps):
