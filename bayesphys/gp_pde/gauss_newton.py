@@ -62,6 +62,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
+from .._checks import check_int, check_real
 from .._linalg import pcg
 from ._kron import face_values, faces, kron_apply, scatter_faces
 from .operator import Factor, LinearPDEOperator
@@ -118,6 +119,19 @@ class GaussNewtonKronSolve:
             v = float(v)
             if not (math.isfinite(v) and v > 0):
                 raise ValueError(f"{name}: expected a positive finite number, received {v!r}")
+        o = self.check_options(
+            dict(
+                max_iter=max_iter,
+                tol=tol,
+                gtol=gtol,
+                cg_tol=cg_tol,
+                cg_tol_min=cg_tol_min,
+                cg_maxiter=cg_maxiter,
+                shift=shift,
+                max_backtrack=max_backtrack,
+                precond_rank=precond_rank,
+            )
+        )
         self.factors, self.op = factors, op
         self.lin_op = replace(op, cubic=False)
         self.tau2, self.gamma = float(tau2), float(gamma)
@@ -133,14 +147,32 @@ class GaussNewtonKronSolve:
             view[j] = -1
             lam = lam + op.coefs[j] * fc.lam.reshape(view)
         self.lam = lam.expand(self.shape)
-        self.max_iter, self.tol, self.gtol = int(max_iter), float(tol), float(gtol)
-        self.cg_tol, self.cg_tol_min, self.cg_maxiter = float(cg_tol), float(cg_tol_min), cg_maxiter
-        self.shift, self.max_backtrack = shift, int(max_backtrack)
-        self.precond, self.precond_rank = precond, int(precond_rank)
+        self.max_iter, self.tol, self.gtol = o["max_iter"], o["tol"], o["gtol"]
+        self.cg_tol, self.cg_tol_min = o["cg_tol"], o["cg_tol_min"]
+        self.cg_maxiter = o["cg_maxiter"]
+        self.shift, self.max_backtrack = o["shift"], o["max_backtrack"]
+        self.precond, self.precond_rank = precond, o["precond_rank"]
         self.pre: KronSolve | None = None
         self.w: Tensor | None = None
         self.d: Tensor | None = None
         self._reset_stats()
+
+    @staticmethod
+    def check_options(options: dict) -> dict:
+        """Validated copy of keyword options (``GPPDESolver(solver_options=...)``): ``max_iter,
+        cg_maxiter, max_backtrack, precond_rank >= 1`` (ints), ``tol, gtol, cg_tol,
+        cg_tol_min >= 0``, ``shift`` ``None`` or finite. Other keys pass through (the
+        constructor refuses unknown ones and checks ``precond``)."""
+        out = dict(options)
+        for k in ("max_iter", "cg_maxiter", "max_backtrack", "precond_rank"):
+            if k in out:
+                out[k] = check_int(k, out[k], minimum=1)
+        for k in ("tol", "gtol", "cg_tol", "cg_tol_min"):
+            if k in out:
+                out[k] = check_real(k, out[k], minimum=0.0)
+        if out.get("shift") is not None:
+            out["shift"] = check_real("shift", out["shift"])
+        return out
 
     def _reset_stats(self) -> None:
         self.iterations, self.cg_iters, self.converged = 0, 0, False

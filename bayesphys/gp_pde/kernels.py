@@ -24,6 +24,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_int, check_real
+
 __all__ = ["SpectralMixture1d", "KINDS"]
 
 KINDS = ("gm", "stm")
@@ -70,7 +72,8 @@ class SpectralMixture1d(nn.Module):
     ----------
     num_mixtures: :math:`Q`.
     kind: ``"gm"`` (Gaussian envelope) or ``"stm"`` (Matern-5/2 envelope).
-    mu: initial frequencies ``[Q]`` (default ``linspace(0, 1, Q) * freq_scale``, the paper's init).
+    mu: initial frequencies ``[Q]`` (default ``linspace(0, 1, Q) * freq_scale``, the paper's init;
+        ``freq_scale >= 0``).
     log_w, log_a: initial log weights / log inverse length scales (defaults ``log(1/Q)`` and 0).
     """
 
@@ -88,9 +91,8 @@ class SpectralMixture1d(nn.Module):
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"kind: expected one of {KINDS}, received {kind!r}")
-        if not isinstance(num_mixtures, int) or num_mixtures < 1:
-            raise ValueError(f"num_mixtures: expected a positive int, received {num_mixtures!r}")
-        q = num_mixtures
+        q = check_int("num_mixtures", num_mixtures, minimum=1)
+        freq_scale = check_real("freq_scale", freq_scale, minimum=0.0)
         self.kind = kind
         mu_t = (
             torch.linspace(0, 1, q, dtype=dtype) * freq_scale

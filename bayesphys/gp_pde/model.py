@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._checks import check_int, check_real
 from .._device import as_tensor, resolve_device, resolve_dtype, seed_everything
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..posterior import GaussianPosterior
@@ -77,7 +78,13 @@ class GPPDESolver:
         ``"gauss-newton"`` (damped Gauss-Newton on the exact objective,
         :class:`GaussNewtonKronSolve`, started from the previous field, or from the Picard
         iterate when there is none). 1-D Allen-Cahn always uses dense Gauss-Newton.
-    solver_options: keyword arguments for that solver (e.g. ``dict(max_iter=5, cg_maxiter=300)``).
+    solver_options: keyword arguments for that solver (e.g. ``dict(max_iter=5, cg_maxiter=300)``),
+        checked here by the solver's ``check_options``.
+
+    Scalar settings are checked before any work (``TypeError``/``ValueError`` naming the
+    setting; NaN, infinities and booleans refused, integral floats converted): ``n_col >= 3``,
+    ``num_mixtures >= 1``, ``lam_b > 0``, ``nugget > 0``, ``jitter >= 0``, ``freq_scale >= 0``,
+    ``beta`` finite.
     """
 
     def __init__(
@@ -115,13 +122,28 @@ class GPPDESolver:
             raise TypeError(
                 f"solver_options: expected a dict or None, received {type(solver_options).__name__}"
             )
+        if n_col is not None:
+            try:
+                n_col = check_int("n_col", n_col, minimum=3)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"n_col: expected an int >= 3 (collocation points per axis), received {n_col!r}"
+                ) from None
+        num_mixtures = check_int("num_mixtures", num_mixtures, minimum=1)
+        beta = check_real("beta", beta)
+        if lam_b is not None:
+            lam_b = check_real("lam_b", lam_b, minimum=0.0, strict=True)
+        if jitter is not None:
+            jitter = check_real("jitter", jitter, minimum=0.0)
+        if freq_scale is not None:
+            freq_scale = check_real("freq_scale", freq_scale, minimum=0.0)
+        if nugget is not None:
+            nugget = check_real("nugget", nugget, minimum=0.0, strict=True)
+        solver_cls = GaussNewtonKronSolve if nonlinear_solver == "gauss-newton" else PicardKronSolve
+        solver_options = solver_cls.check_options(solver_options or {})
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
         seed_everything(seed)
-        if n_col is not None and (isinstance(n_col, bool) or int(n_col) != n_col or int(n_col) < 3):
-            raise ValueError(
-                f"n_col: expected an int >= 3 (collocation points per axis), received {n_col!r}"
-            )
         if isinstance(problem, str):
             problem = get_problem(problem)
         self.problem = problem
@@ -160,7 +182,7 @@ class GPPDESolver:
             zero_component=zero_component,
             nugget=None if nugget is None else float(nugget),
             nonlinear_solver=nonlinear_solver,
-            solver_options=dict(solver_options or {}),
+            solver_options=solver_options,
             seed=seed,
         )
         q = int(num_mixtures)
@@ -191,10 +213,6 @@ class GPPDESolver:
                 mu, log_a = lin, 0.0
             kernels.append(SpectralMixture1d(q, kind=kind, mu=mu, log_a=log_a, dtype=self.dtype))
         self.kernels = torch.nn.ModuleList(kernels).to(self.device)
-        if nugget is not None and not (math.isfinite(float(nugget)) and float(nugget) > 0):
-            raise ValueError(
-                f"nugget: expected a positive finite variance or None, received {nugget!r}"
-            )
         lt0 = 0.0 if nugget is None else -math.log(float(nugget))
         learn_tau = nugget is None
         self.log_tau_b = torch.full((), lt0, dtype=self.dtype, device=self.device)
@@ -336,9 +354,21 @@ class GPPDESolver:
         ``result.extra`` holds ``rel_l2_best`` (minimum over those checkpoints, labelled as such).
         ``time_limit`` (s) stops early, measured on ``clock`` (``"wall"`` or ``"cpu"``: process
         CPU time, for fair budgets on a shared machine). ``data`` is unused (the PDE data are set at construction).
+        Checked: ``steps >= 0`` and ``eval_every >= 0`` (ints), ``lr > 0``, ``time_limit > 0``,
+        ``tau_lr_mult >= 0`` (finite).
         """
         if data is not None:
             raise ValueError("data: the source and boundary data are given at construction")
+        steps = check_int("steps", steps, minimum=0)
+        if lr is not None:
+            lr = check_real("lr", lr, minimum=0.0, strict=True)
+        eval_every = check_int("eval_every", eval_every, minimum=0)
+        if time_limit is not None:
+            time_limit = check_real("time_limit", time_limit, minimum=0.0, strict=True)
+        if tau_lr_mult is not None:
+            tau_lr_mult = check_real("tau_lr_mult", tau_lr_mult, minimum=0.0)
+        if clock not in ("wall", "cpu"):
+            raise ValueError(f"clock: expected 'wall' or 'cpu', received {clock!r}")
         ref = self.config["method"] == "ref"
         joint = ref or not self.can_eliminate
         if tau_lr_mult is None:
@@ -361,8 +391,6 @@ class GPPDESolver:
             if ref
             else torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1), eta_min=lr * 0.01)
         )
-        if clock not in ("wall", "cpu"):
-            raise ValueError(f"clock: expected 'wall' or 'cpu', received {clock!r}")
         now = time.perf_counter if clock == "wall" else time.process_time
         t0 = time.perf_counter()
         c0 = now()

@@ -41,6 +41,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
+from .._checks import check_int, check_real
 from .operator import Factor, LinearPDEOperator
 from .solve import KronSolve
 
@@ -112,15 +113,48 @@ class PicardKronSolve:
     ):
         if not op.cubic:
             raise ValueError("op: PicardKronSolve is for the cubic (Allen-Cahn) operator")
+        o = self.check_options(
+            dict(
+                shift=shift,
+                max_iter=max_iter,
+                tol=tol,
+                depth=depth,
+                newton=newton,
+                max_newton=max_newton,
+                accept=accept,
+            )
+        )
         self.factors, self.op = factors, op
         self.lin_op = replace(op, cubic=False)
         self.tau2, self.gamma = float(tau2), float(gamma)
         self.shape = tuple(fc.x.shape[0] for fc in factors)
-        self.shift, self.max_iter, self.tol, self.depth = shift, max_iter, tol, depth
-        self.newton, self.max_newton, self.accept = newton, max_newton, accept
+        self.shift, self.max_iter, self.depth = o["shift"], o["max_iter"], o["depth"]
+        self.tol = o["tol"]
+        self.newton, self.max_newton, self.accept = o["newton"], o["max_newton"], o["accept"]
         self.newton_steps, self.krylov_iters = 0, 0
         self.iterations, self.step_norms = 0, []
         self.pre: KronSolve | None = None
+
+    @staticmethod
+    def check_options(options: dict) -> dict:
+        """Validated copy of keyword options (``GPPDESolver(solver_options=...)``): ``max_iter,
+        max_newton >= 1`` and ``depth >= 0`` (ints; depth 0: no Anderson mixing), ``tol,
+        accept >= 0``, ``shift`` ``None`` or finite, ``newton`` a bool. Other keys pass through
+        (the constructor refuses unknown ones)."""
+        out = dict(options)
+        for k in ("max_iter", "max_newton"):
+            if k in out:
+                out[k] = check_int(k, out[k], minimum=1)
+        if "depth" in out:
+            out["depth"] = check_int("depth", out["depth"], minimum=0)
+        for k in ("tol", "accept"):
+            if k in out:
+                out[k] = check_real(k, out[k], minimum=0.0)
+        if out.get("shift") is not None:
+            out["shift"] = check_real("shift", out["shift"])
+        if "newton" in out and not isinstance(out["newton"], bool):
+            raise TypeError(f"newton: expected a bool, received {type(out['newton']).__name__}")
+        return out
 
     def _shifted(self, shift: float) -> KronSolve:
         op = replace(self.lin_op, c0=self.lin_op.c0 + shift)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .._checks import check_real
 from .kernels import SpectralMixture1d
 
 __all__ = [
@@ -104,7 +105,9 @@ def build_factors(
     jitter: float = 1e-6,
     eigen: bool = False,
 ) -> list[Factor]:
-    """Per-dimension factors; ``eigen=True`` adds the whitened eigenbasis (even orders only)."""
+    """Per-dimension factors; ``eigen=True`` adds the whitened eigenbasis (even orders only).
+    ``jitter >= 0`` is added to each Gram diagonal."""
+    jitter = check_real("jitter", jitter, minimum=0.0)
     out = []
     for j, (k, x) in enumerate(zip(kernels, axes)):
         n = x.shape[0]

@@ -39,6 +39,7 @@ import math
 import torch
 from torch import Tensor
 
+from .._checks import check_int, check_real
 from ._kron import face_values, faces, kron_apply, kron_dense, scatter_faces
 from .operator import Factor, LinearPDEOperator, apply_operator
 
@@ -148,7 +149,11 @@ class DenseSolve:
         iters: int = 30,
         tol: float = 1e-12,
     ) -> Tensor:
-        """Minimiser ``U``; Householder QR of the stacked system (stable for huge :math:`\tau`)."""
+        """Minimiser ``U``; Householder QR of the stacked system (stable for huge :math:`\tau`).
+        Cubic operators: at most ``iters >= 1`` Gauss-Newton steps, stopping at relative change
+        ``tol >= 0``."""
+        iters = check_int("iters", iters, minimum=1)
+        tol = check_real("tol", tol, minimum=0.0)
         fv = f.reshape(-1)
         u = (
             torch.zeros(self.m, dtype=fv.dtype, device=fv.device)

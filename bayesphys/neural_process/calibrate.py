@@ -24,9 +24,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._checks import check_int, check_real
 from .._device import as_tensor
 
 __all__ = ["interval_scale", "calibrate_variance"]
+
+
+def _check_level(level: Any) -> float:
+    level = check_real("level", level)
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level: expected a number in (0, 1), received {level!r}")
+    return level
 
 
 def _z(level: float) -> float:
@@ -36,8 +44,7 @@ def _z(level: float) -> float:
 def interval_scale(err: Tensor, sd: Tensor, level: float = 0.9545) -> float:
     r"""Variance multiplier :math:`s` that puts a fraction ``level`` of ``|err| / sd`` inside
     :math:`\pm z_\ell`; ``err, sd`` any equal shapes (``sd > 0``). Returns :math:`s > 0`."""
-    if not 0.0 < float(level) < 1.0:
-        raise ValueError(f"level: expected a number in (0, 1), received {level!r}")
+    level = _check_level(level)
     if err.shape != sd.shape:
         raise ValueError(
             f"err/sd: expected equal shapes, received {tuple(err.shape)}, {tuple(sd.shape)}"
@@ -83,6 +90,8 @@ def calibrate_variance(
     Returns ``{"field": s_u, "parameters": s_z, "coverage_field_raw": ...,
     "coverage_parameters_raw": ...}`` (raw = before scaling, on the validation set).
     """
+    level = _check_level(level)
+    batch = check_int("batch", batch, minimum=1)
     xt, ut, zt, wt = (_arr(n, v, model) for n, v in (("x", x), ("u", u), ("z", z), ("w", w)))
     if xt.ndim == 1:
         xt = xt.unsqueeze(-1)

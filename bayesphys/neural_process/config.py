@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from .._checks import check_int, check_real
 from ..problems.rgnp import BurgersProblem, PoissonProblem
 
 __all__ = ["RGNPConfig", "SIZES", "get_problem", "keras_init", "preset"]
@@ -65,6 +66,53 @@ class RGNPConfig:
     aug_weight: float = 0.0
     aug_points: tuple[int, ...] = (8, 16, 32, 64)
     gic: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> RGNPConfig:
+        """Check the scalar settings (``TypeError``/``ValueError`` naming the field) and convert
+        integral floats to ``int``; returns ``self``. Runs on construction and
+        ``dataclasses.replace``; :class:`~.model.RandomGridNP` runs it again (fields may have
+        been assigned since). The ``gic`` entries are checked by :class:`~.gicnet.GICNet`.
+
+        Rules: ``hidden, depth, n_freq, rank, n_points, batch, data_batch >= 1`` (ints);
+        ``lr_warmup >= 0`` (int, 0: none); ``f_min, f_max, var_lo, sigma_r, lr > 0`` with
+        ``var_lo < 1`` (the forward variance lies in ``[var_lo, 1]``); ``lr_half_every``,
+        ``grad_clip``: ``None`` or ``>= 0`` (0 or ``None``: off); ``adam_eps, inv_lr_mult,
+        sigma_r_lr_mult, aug_weight >= 0``; ``betas`` two numbers in ``[0, 1)``;
+        ``aug_points`` a non-empty tuple of ints ``>= 1``; NaN/inf and booleans are refused.
+        """
+        for name in ("hidden", "depth", "n_freq", "rank", "n_points", "batch", "data_batch"):
+            setattr(self, name, check_int(name, getattr(self, name), minimum=1))
+        self.lr_warmup = check_int("lr_warmup", self.lr_warmup, minimum=0)
+        for name in ("f_min", "f_max", "var_lo", "sigma_r", "lr"):
+            setattr(self, name, check_real(name, getattr(self, name), minimum=0.0, strict=True))
+        if self.var_lo >= 1.0:
+            raise ValueError(
+                f"var_lo: expected a number < 1 (the variance upper bound), received {self.var_lo}"
+            )
+        for name in ("lr_half_every", "grad_clip"):
+            if getattr(self, name) is not None:
+                setattr(self, name, check_real(name, getattr(self, name), minimum=0.0))
+        for name in ("adam_eps", "inv_lr_mult", "sigma_r_lr_mult", "aug_weight"):
+            setattr(self, name, check_real(name, getattr(self, name), minimum=0.0))
+        betas = tuple(self.betas) if isinstance(self.betas, (tuple, list)) else None
+        if betas is None or len(betas) != 2:
+            raise ValueError(f"betas: expected two numbers in [0, 1), received {self.betas!r}")
+        betas = tuple(check_real("betas", b, minimum=0.0) for b in betas)
+        if max(betas) >= 1.0:
+            raise ValueError(f"betas: expected two numbers in [0, 1), received {self.betas!r}")
+        self.betas = betas
+        pts = tuple(self.aug_points) if isinstance(self.aug_points, (tuple, list)) else ()
+        if not pts:
+            raise ValueError(
+                f"aug_points: expected a non-empty tuple of point counts, received {self.aug_points!r}"
+            )
+        self.aug_points = tuple(check_int("aug_points", n, minimum=1) for n in pts)
+        if not isinstance(self.gic, dict):
+            raise TypeError(f"gic: expected a dict, received {type(self.gic).__name__}")
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

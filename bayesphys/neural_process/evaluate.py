@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._checks import check_int
 from ..metrics import crps_gaussian, gaussian_nll
 
 __all__ = [
@@ -65,6 +66,7 @@ def parameter_metrics(mean: torch.Tensor, var: torch.Tensor, truth: torch.Tensor
 
 
 def _batched(fn, n: int, size: int):
+    size = check_int("batch", size, minimum=1)
     outs = [fn(slice(i, min(i + size, n))) for i in range(0, n, size)]
     return [torch.cat(parts) for parts in zip(*outs)]
 

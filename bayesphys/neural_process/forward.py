@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import LowRankMultivariateNormal
 
+from .._checks import check_int, check_real
 from .taylor import FourierFeatures, TaylorMLP
 
 __all__ = ["ForwardNet"]
@@ -33,7 +34,8 @@ class ForwardNet(nn.Module):
     Parameters
     ----------
     dim_x, dim_z, dim_w: input sizes. hidden, depth: MLP width and number of hidden layers.
-    n_freq, f_min, f_max, train_freq: Fourier features. rank: ``k``. var_lo: lower variance bound.
+    n_freq, f_min, f_max, train_freq: Fourier features. rank: ``k``. var_lo, var_hi: variance
+    bounds, ``0 < var_lo < var_hi``. Sizes are ints ``>= 1`` (``dim_w >= 0``), frequencies ``> 0``.
     """
 
     def __init__(
@@ -53,9 +55,19 @@ class ForwardNet(nn.Module):
         var_hi: float = 1.0,
     ):
         super().__init__()
+        dim_x = check_int("dim_x", dim_x, minimum=1)
+        dim_z = check_int("dim_z", dim_z, minimum=1)
+        dim_w = check_int("dim_w", dim_w, minimum=0)
+        rank = check_int("rank", rank, minimum=1)
+        var_lo = check_real("var_lo", var_lo, minimum=0.0, strict=True)
+        var_hi = check_real("var_hi", var_hi)
+        if not var_lo < var_hi:
+            raise ValueError(
+                f"var_lo/var_hi: expected 0 < var_lo < var_hi, received {var_lo}, {var_hi}"
+            )
         self.features = FourierFeatures(dim_x, n_freq, f_min, f_max, train_freq)
-        self.rank = int(rank)
-        self.var_lo, self.var_hi = float(var_lo), float(var_hi)
+        self.rank = rank
+        self.var_lo, self.var_hi = var_lo, var_hi
         self.mlp = TaylorMLP(self.features.out_features, dim_z + dim_w, hidden, depth, 2 + rank)
 
     def heads(self, x: Tensor, z: Tensor, w: Tensor, streams: tuple[str, ...] = ()) -> dict:

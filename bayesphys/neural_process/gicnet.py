@@ -30,6 +30,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import LowRankMultivariateNormal
 
+from .._checks import check_int, check_real
+
 __all__ = ["GICNet", "KernelInterpolation"]
 
 
@@ -47,6 +49,9 @@ class KernelInterpolation(nn.Module):
 
     def __init__(self, grid: Tensor, channels: int, ell_max: float = 1.0, ell_min: float = 1e-3):
         super().__init__()
+        channels = check_int("channels", channels, minimum=1)
+        ell_max = check_real("ell_max", ell_max, minimum=0.0, strict=True)
+        ell_min = check_real("ell_min", ell_min, minimum=0.0, strict=True)
         self.register_buffer("grid", grid)
         ell = torch.logspace(math.log10(ell_max), math.log10(ell_min), channels)
         self.log_ell = nn.Parameter(ell.log())
@@ -79,7 +84,8 @@ class GICNet(nn.Module):
     channels: ``P``. lift_layers: depth of the lifting MLP (the reference code uses one layer).
     conv_layers, conv_channels: CNN. dense: the two linear layers after Flatten.
     trunk, trunk_layers: MLP on ``w``. head, head_layers: final MLP. rank: low-rank columns.
-    var_lo: lower bound of the diagonal variance.
+    var_lo, var_hi: bounds of the diagonal variance (``0 < var_lo < var_hi``).
+    ell_max, ell_min: initial lengthscale range (``> 0``).
     density: append the ``P`` normalised point-density channels rho_j(g) to the CNN's
         input, ConvCNP-style: they tell the CNN where the interpolated values extrapolate.
     """
@@ -111,8 +117,31 @@ class GICNet(nn.Module):
         density: bool = False,
     ):
         super().__init__()
-        if dim_x not in (1, 2):
+        if isinstance(dim_x, bool) or dim_x not in (1, 2):
             raise ValueError(f"dim_x: GICNet supports 1 or 2 input dimensions, received {dim_x}")
+        dim_x = int(dim_x)
+        dim_z = check_int("dim_z", dim_z, minimum=1)
+        dim_w = check_int("dim_w", dim_w, minimum=0)
+        dim_u = check_int("dim_u", dim_u, minimum=1)
+        latent = check_int("latent", latent, minimum=2)
+        channels = check_int("channels", channels, minimum=1)
+        lift_layers = check_int("lift_layers", lift_layers, minimum=1)
+        conv_layers = check_int("conv_layers", conv_layers, minimum=1)
+        conv_channels = check_int("conv_channels", conv_channels, minimum=1)
+        trunk = check_int("trunk", trunk, minimum=1)
+        trunk_layers = check_int("trunk_layers", trunk_layers, minimum=1)
+        head = check_int("head", head, minimum=1)
+        head_layers = check_int("head_layers", head_layers, minimum=1)
+        rank = check_int("rank", rank, minimum=1)
+        if not isinstance(dense, (tuple, list)) or len(dense) != 2:
+            raise ValueError(f"dense: expected two layer widths, received {dense!r}")
+        dense = tuple(check_int("dense", v, minimum=1) for v in dense)
+        var_lo = check_real("var_lo", var_lo, minimum=0.0, strict=True)
+        var_hi = check_real("var_hi", var_hi)
+        if not var_lo < var_hi:
+            raise ValueError(
+                f"var_lo/var_hi: expected 0 < var_lo < var_hi, received {var_lo}, {var_hi}"
+            )
         axes = [torch.linspace(float(lo), float(hi), latent) for lo, hi in zip(lower, upper)]
         mesh = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, dim_x)
         self.dim_x, self.dim_z, self.rank, self.latent = dim_x, dim_z, int(rank), latent

@@ -32,6 +32,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from .._checks import check_int, check_real
+
 __all__ = [
     "GridMeasure",
     "UniformGrid",
@@ -98,7 +100,14 @@ class GridMeasure:
             raise ValueError(f"lower/upper: expected lower < upper, received {lower}, {upper}")
         self.lower = [float(a) for a in lower]
         self.upper = [float(b) for b in upper]
-        self.margin = float(margin)
+        margin = check_real("margin", margin, minimum=0.0)
+        side = min(b - a for a, b in zip(self.lower, self.upper))
+        if not 2 * margin < side:
+            raise ValueError(
+                f"margin: expected a number below half the shortest side ({side / 2}), "
+                f"received {margin}"
+            )
+        self.margin = margin
         self.dim = len(self.lower)
 
     def _map(self, unit: Tensor) -> Tensor:
@@ -119,11 +128,11 @@ class GridMeasure:
         device: torch.device | str = "cpu",
     ) -> tuple[Tensor, Tensor]:
         """Draw ``batch`` grids of ``n`` points: ``(points [batch, n, dim], weights [batch, n])``."""
-        if int(n) < 1:
+        n = check_int("n", n)
+        if n < 1:
             raise ValueError(f"n: expected at least one collocation point, received {n}")
-        if int(batch) < 1:
-            raise ValueError(f"batch: expected a positive int, received {batch}")
-        unit, wts = self._unit(int(batch), int(n), generator=generator, dtype=dtype, device=device)
+        batch = check_int("batch", batch, minimum=1)
+        unit, wts = self._unit(batch, n, generator=generator, dtype=dtype, device=device)
         return self._map(unit), wts
 
     def update(self, points: Tensor, residual_sq: Tensor) -> None:  # noqa: B027
@@ -172,9 +181,12 @@ class AdaptiveGrid(GridMeasure):
         decay: float = 0.5,
     ):
         super().__init__(lower, upper, margin)
-        if not 0.0 <= alpha < 1.0:
+        alpha = check_real("alpha", alpha, minimum=0.0)
+        if not alpha < 1.0:
             raise ValueError(f"alpha: expected a value in [0, 1), received {alpha}")
-        self.bins, self.alpha, self.decay = int(bins), float(alpha), float(decay)
+        bins = check_int("bins", bins, minimum=1)
+        decay = check_real("decay", decay, minimum=0.0, maximum=1.0)
+        self.bins, self.alpha, self.decay = bins, alpha, decay
         self.score = torch.ones(self.bins**self.dim, dtype=torch.float64)
         self.initialised = False
 
@@ -256,14 +268,16 @@ class LayoutMixture(GridMeasure):
         sd_max: float = 0.3,
     ):
         super().__init__(lower, upper, margin)
-        if not 0.0 <= p_uniform <= 1.0:
-            raise ValueError(f"p_uniform: expected a value in [0, 1], received {p_uniform}")
-        if not 0 < sd_min <= sd_max:
+        p_uniform = check_real("p_uniform", p_uniform, minimum=0.0, maximum=1.0)
+        max_clusters = check_int("max_clusters", max_clusters, minimum=1)
+        sd_min = check_real("sd_min", sd_min, minimum=0.0, strict=True)
+        sd_max = check_real("sd_max", sd_max, minimum=0.0, strict=True)
+        if not sd_min <= sd_max:
             raise ValueError(
                 f"sd_min/sd_max: expected 0 < sd_min <= sd_max, received {sd_min}, {sd_max}"
             )
-        self.p_uniform, self.max_clusters = float(p_uniform), int(max_clusters)
-        self.sd_min, self.sd_max = float(sd_min), float(sd_max)
+        self.p_uniform, self.max_clusters = p_uniform, max_clusters
+        self.sd_min, self.sd_max = sd_min, sd_max
 
     def _unit(self, batch, n, *, generator, dtype, device):
         gd, f = _gen_device(generator), torch.float64

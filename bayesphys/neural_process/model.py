@@ -43,6 +43,7 @@ from linear_operator.operators import (
 )
 from torch import Tensor
 
+from .._checks import check_int, check_real
 from .._device import as_tensor, resolve_device, resolve_dtype, seed_everything
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..distributed.data_parallel import GradientSync, rank_generator_seed
@@ -112,7 +113,9 @@ class RandomGridNP:
         self.problem = get_problem(problem)
         cfg = config if config is not None else preset(self.problem.name, method, size)
         cfg = dataclasses.replace(cfg, **overrides) if overrides else cfg
-        self.config = cfg
+        if not isinstance(cfg, RGNPConfig):
+            raise TypeError(f"config: expected an RGNPConfig, received {type(cfg).__name__}")
+        self.config = cfg.validate()
         self.device = resolve_device(device if device is not None else "cpu")
         self.dtype = resolve_dtype(dtype, default=torch.float32)
         self.seed = seed
@@ -289,10 +292,13 @@ class RandomGridNP:
         (:class:`~bayesphys.distributed.GradientSync`), so ``config.batch`` is per rank.
         ``data``: optional noisy labelled sets ``{"x_obs" [M, dim_x], "y" [n, M], "z" [n, dim_z],
         "w" [n, dim_w], "sigma_y"}`` (P2). ``callback(model, step)`` runs every
-        ``callback_every`` steps (its time is excluded from ``seconds``).
+        ``callback_every`` steps (its time is excluded from ``seconds``). Checked: ``steps >= 0``
+        and ``callback_every >= 1`` (ints), ``max_seconds`` ``None`` or ``> 0``.
         """
-        if not isinstance(steps, int) or steps < 0:
-            raise ValueError(f"steps: expected a non-negative int, received {steps!r}")
+        steps = check_int("steps", steps, minimum=0)
+        if max_seconds is not None:
+            max_seconds = check_real("max_seconds", max_seconds, minimum=0.0, strict=True)
+        callback_every = check_int("callback_every", callback_every, minimum=1)
         dat = self._check_data(data) if data is not None else None
         mods = self._modules()
         mods.train()
@@ -374,6 +380,7 @@ class RandomGridNP:
         ``x`` ``[N, dim_x]`` (``[N]`` in 1-D; default :meth:`default_points`); ``z`` ``[dim_z]`` or
         ``[B, dim_z]``; ``w`` ``[dim_w]`` or ``[B, dim_w]``.
         """
+        noise = check_real("noise", noise, minimum=0.0)
         p = self.problem
         xs = self.default_points() if x is None else _as_points("x", x, p, self.dtype, self.device)
         zt = _as_batch("z", z, p.dim_z, self.dtype, self.device)

@@ -21,6 +21,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_int, check_real
+
 __all__ = [
     "STREAM_AXIS",
     "FourierFeatures",
@@ -131,6 +133,10 @@ class FourierFeatures(nn.Module):
 
     def __init__(self, dim: int, n_freq: int, f_min: float, f_max: float, trainable: bool):
         super().__init__()
+        dim = check_int("dim", dim, minimum=1)
+        n_freq = check_int("n_freq", n_freq, minimum=1)
+        f_min = check_real("f_min", f_min, minimum=0.0, strict=True)
+        f_max = check_real("f_max", f_max, minimum=0.0, strict=True)
         f = torch.logspace(math.log10(f_min), math.log10(f_max), n_freq)
         freq = f.repeat(dim, 1)  # [dim, n_freq]
         if trainable:
@@ -169,6 +175,11 @@ class TaylorMLP(nn.Module):
 
     def __init__(self, in_features: int, cond_features: int, hidden: int, depth: int, out: int):
         super().__init__()
+        in_features = check_int("in_features", in_features, minimum=1)
+        cond_features = check_int("cond_features", cond_features, minimum=1)
+        hidden = check_int("hidden", hidden, minimum=1)
+        depth = check_int("depth", depth, minimum=1)
+        out = check_int("out", out, minimum=1)
         self.inp = nn.Linear(in_features, hidden, bias=False)
         self.cond = nn.Linear(cond_features, hidden)
         self.hidden = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(depth - 1))

@@ -1,0 +1,147 @@
+"""Bad scalar settings of the GP PDE solver fail early with an error naming the setting.
+
+Before these checks, e.g. ``num_mixtures=2.5`` was truncated to 2, ``n_col=nan`` failed with
+``cannot convert float NaN to integer``, ``lam_b`` <= 0 / NaN, a negative or NaN
+``freq_scale``, ``lr=0``, ``eval_every=2.5`` and a NaN ``time_limit`` or ``tau_lr_mult`` were
+accepted silently, a negative ``jitter`` surfaced as a Cholesky failure and ``solver_options``
+such as ``max_iter=0`` were accepted (no iteration).
+"""
+
+import math
+
+import pytest
+import torch
+
+from bayesphys.gp_pde import (
+    GaussNewtonKronSolve,
+    GPPDESolver,
+    LinearPDEOperator,
+    PicardKronSolve,
+    SpectralMixture1d,
+)
+from bayesphys.gp_pde.operator import build_factors
+
+NAN = float("nan")
+
+
+def _small(**kw):
+    return GPPDESolver("poisson1d-low", **dict(dict(num_mixtures=2, n_col=12, seed=0), **kw))
+
+
+def test_defaults_still_construct():
+    m = GPPDESolver("poisson1d-low", seed=0)
+    assert m.config["num_mixtures"] == 30 and m.config["nugget"] is None
+    SpectralMixture1d()
+    # zeros that are legitimate: no per-factor jitter, frequencies all at 0, frozen taus
+    m = _small(jitter=0.0, freq_scale=0.0, num_mixtures=2.0, n_col=12.0)
+    assert m.config["num_mixtures"] == 2 and m.shape == (12,)
+    res = m.fit(steps=1, tau_lr_mult=0.0, progress=False)
+    assert res.steps == 1
+
+
+@pytest.mark.parametrize(
+    "name,bad,err",
+    [
+        ("num_mixtures", 0, ValueError),
+        ("num_mixtures", -1, ValueError),
+        ("num_mixtures", 2.5, TypeError),
+        ("num_mixtures", True, TypeError),
+        ("lam_b", 0.0, ValueError),
+        ("lam_b", -1.0, ValueError),
+        ("lam_b", NAN, ValueError),
+        ("lam_b", True, TypeError),
+        ("jitter", -1e-6, ValueError),
+        ("jitter", NAN, ValueError),
+        ("freq_scale", -1.0, ValueError),
+        ("freq_scale", math.inf, ValueError),
+        ("nugget", 0.0, ValueError),
+        ("nugget", True, TypeError),
+        ("beta", NAN, ValueError),
+    ],
+)
+def test_constructor_settings(name, bad, err):
+    with pytest.raises(err, match=name):
+        GPPDESolver("poisson1d-low", **{name: bad})
+
+
+def test_n_col_keeps_its_message_for_nan_and_inf():
+    for bad in (NAN, math.inf, True):
+        with pytest.raises(ValueError, match="n_col: expected an int >= 3"):
+            GPPDESolver("poisson1d-low", n_col=bad)
+
+
+@pytest.mark.parametrize(
+    "solver,name,bad,err",
+    [
+        ("picard", "max_iter", 0, ValueError),
+        ("picard", "max_iter", 2.5, TypeError),
+        ("picard", "depth", -1, ValueError),
+        ("picard", "max_newton", 0, ValueError),
+        ("picard", "tol", -1e-3, ValueError),
+        ("picard", "accept", NAN, ValueError),
+        ("picard", "shift", math.inf, ValueError),
+        ("picard", "newton", 1, TypeError),
+        ("gauss-newton", "max_iter", 0, ValueError),
+        ("gauss-newton", "cg_maxiter", -1, ValueError),
+        ("gauss-newton", "cg_maxiter", NAN, TypeError),
+        ("gauss-newton", "max_backtrack", 0, ValueError),
+        ("gauss-newton", "precond_rank", 0, ValueError),
+        ("gauss-newton", "cg_tol", -0.1, ValueError),
+        ("gauss-newton", "gtol", NAN, ValueError),
+    ],
+)
+def test_solver_options(solver, name, bad, err):
+    with pytest.raises(err, match=name):
+        GPPDESolver("allencahn2d-low", nonlinear_solver=solver, solver_options={name: bad}, n_col=8)
+
+
+def test_solver_options_are_normalised():
+    m = GPPDESolver(
+        "allencahn2d-low",
+        n_col=8,
+        num_mixtures=2,
+        nonlinear_solver="gauss-newton",
+        solver_options=dict(max_iter=3.0, cg_tol=1e-3),
+    )
+    assert m.config["solver_options"] == dict(max_iter=3, cg_tol=1e-3)
+    assert isinstance(m.config["solver_options"]["max_iter"], int)
+    assert PicardKronSolve.check_options(dict(depth=0, shift=None)) == dict(depth=0, shift=None)
+    assert GaussNewtonKronSolve.check_options({}) == {}
+
+
+@pytest.mark.parametrize(
+    "name,bad,err",
+    [
+        ("steps", 2.5, TypeError),
+        ("steps", -1, ValueError),
+        ("lr", 0.0, ValueError),
+        ("lr", -0.01, ValueError),
+        ("lr", math.inf, ValueError),
+        ("eval_every", 2.5, TypeError),
+        ("eval_every", -1, ValueError),
+        ("time_limit", 0.0, ValueError),
+        ("time_limit", NAN, ValueError),
+        ("tau_lr_mult", -1.0, ValueError),
+        ("tau_lr_mult", NAN, ValueError),
+    ],
+)
+def test_fit_arguments(name, bad, err):
+    m = _small()
+    kw = dict(steps=1, progress=False)
+    kw[name] = bad
+    with pytest.raises(err, match=name):
+        m.fit(**kw)
+    assert m.history["step"] == []  # refused before any step
+
+
+def test_kernel_and_factor_settings():
+    with pytest.raises(TypeError, match="num_mixtures"):
+        SpectralMixture1d(2.5)
+    assert SpectralMixture1d(3.0).num_mixtures == 3
+    for bad in (-1.0, NAN):
+        with pytest.raises(ValueError, match="freq_scale"):
+            SpectralMixture1d(3, freq_scale=bad)
+    x = torch.linspace(0, 1, 6, dtype=torch.float64)
+    op = LinearPDEOperator.for_equation("poisson", 1)
+    with pytest.raises(ValueError, match="jitter"):
+        build_factors([SpectralMixture1d(2)], [x], op, jitter=-1.0)

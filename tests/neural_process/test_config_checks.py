@@ -1,0 +1,238 @@
+"""Bad scalar settings fail at construction with an error naming the setting.
+
+Before these checks, e.g. ``hidden=2.5`` failed inside torch (``empty(): argument 'size' must
+be tuple of ints``), ``batch=0`` with ``Trying to create tensor with negative dimension``,
+``f_min=0`` with ``math domain error``, and ``hidden=0``, ``lr=0``, a negative ``grad_clip``
+(flipped gradients), NaN ``lr_half_every`` or a negative posterior ``noise`` were accepted.
+"""
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from bayesphys.neural_process import (
+    SIZES,
+    ForwardNet,
+    GICNet,
+    RandomGridNP,
+    RGNPConfig,
+    evaluate_poisson,
+    interval_scale,
+    preset,
+)
+from bayesphys.neural_process.grids import AdaptiveGrid, LayoutMixture, UniformGrid
+from bayesphys.problems.rgnp import poisson_test_set
+from tests.tiny_models import TINY_GIC, tiny_rgnp
+
+NAN = float("nan")
+
+INT_FIELDS = {  # field -> smallest valid value
+    "hidden": 1,
+    "depth": 1,
+    "n_freq": 1,
+    "rank": 1,
+    "n_points": 1,
+    "batch": 1,
+    "data_batch": 1,
+    "lr_warmup": 0,
+}
+POSITIVE_FIELDS = ("f_min", "f_max", "var_lo", "sigma_r", "lr")
+NON_NEGATIVE_FIELDS = (
+    "lr_half_every",
+    "grad_clip",
+    "adam_eps",
+    "inv_lr_mult",
+    "sigma_r_lr_mult",
+    "aug_weight",
+)
+
+
+def test_defaults_and_presets_still_construct():
+    RGNPConfig()
+    for problem in ("poisson", "burgers"):
+        for method in ("R0", "RGNP"):
+            for size in SIZES:
+                preset(problem, method, size)
+    m = tiny_rgnp()
+    assert m.config.hidden == 16
+
+
+@pytest.mark.parametrize("name,low", INT_FIELDS.items())
+def test_int_fields(name, low):
+    for bad in (low - 1, -5):
+        with pytest.raises(ValueError, match=name):
+            RGNPConfig(**{name: bad})
+    for bad in (2.5, NAN, True, "3"):
+        with pytest.raises(TypeError, match=name):
+            RGNPConfig(**{name: bad})
+    cfg = RGNPConfig(**{name: float(low + 3)})  # integral floats become ints
+    assert getattr(cfg, name) == low + 3 and isinstance(getattr(cfg, name), int)
+
+
+@pytest.mark.parametrize("name", POSITIVE_FIELDS)
+def test_positive_fields(name):
+    for bad in (0.0, -1.0, NAN, math.inf):
+        with pytest.raises(ValueError, match=name):
+            RGNPConfig(**{name: bad})
+    with pytest.raises(TypeError, match=name):
+        RGNPConfig(**{name: True})
+
+
+@pytest.mark.parametrize("name", NON_NEGATIVE_FIELDS)
+def test_non_negative_fields(name):
+    for bad in (-1.0, NAN, math.inf):
+        with pytest.raises(ValueError, match=name):
+            RGNPConfig(**{name: bad})
+    assert getattr(RGNPConfig(**{name: 0}), name) == 0.0  # 0: off / frozen
+
+
+def test_other_config_fields():
+    with pytest.raises(ValueError, match="var_lo"):
+        RGNPConfig(var_lo=1.5)  # above the forward variance bound 1
+    for bad in ((0.9,), (1.0, 0.9), (0.9, -0.1), (NAN, 0.9), 0.9):
+        with pytest.raises(ValueError, match="betas"):
+            RGNPConfig(betas=bad)
+    assert RGNPConfig(betas=[0.5, 0.9]).betas == (0.5, 0.9)
+    for bad in ((), (0,), (8, -2)):
+        with pytest.raises(ValueError, match="aug_points"):
+            RGNPConfig(aug_points=bad)
+    with pytest.raises(TypeError, match="aug_points"):
+        RGNPConfig(aug_points=(8, 2.5))
+    with pytest.raises(TypeError, match="gic"):
+        RGNPConfig(gic=[("latent", 8)])
+    assert RGNPConfig(lr_half_every=None, grad_clip=None).grad_clip is None
+
+
+def test_model_checks_overrides_and_assigned_config():
+    with pytest.raises(ValueError, match="batch"):
+        tiny_rgnp(batch=0)
+    with pytest.raises(TypeError, match="hidden"):
+        tiny_rgnp(hidden=2.5)
+    cfg = preset("poisson", "RGNP", "smoke")
+    cfg.depth = 0  # assigned after construction: caught by the model
+    with pytest.raises(ValueError, match="depth"):
+        RandomGridNP("poisson", config=cfg)
+    with pytest.raises(TypeError, match="config"):
+        RandomGridNP("poisson", config={"hidden": 8})
+
+
+@pytest.mark.parametrize(
+    "name,bad,err",
+    [
+        ("latent", 1, ValueError),
+        ("latent", 2.5, TypeError),
+        ("channels", 0, ValueError),
+        ("lift_layers", 0, ValueError),
+        ("conv_layers", 0, ValueError),
+        ("conv_channels", -1, ValueError),
+        ("trunk", 0, ValueError),
+        ("trunk_layers", 0, ValueError),
+        ("head", True, TypeError),
+        ("head_layers", 0, ValueError),
+        ("rank", 0, ValueError),
+        ("dense", (16,), ValueError),
+        ("dense", (0, 8), ValueError),
+        ("var_lo", 0.0, ValueError),
+        ("var_hi", 1e-7, ValueError),
+        ("ell_max", 0.0, ValueError),
+        ("ell_min", NAN, ValueError),
+    ],
+)
+def test_gicnet_settings(name, bad, err):
+    with pytest.raises(err, match=name):
+        GICNet(1, 5, 1, [-1.0], [1.0], **dict(TINY_GIC, **{name: bad}))
+
+
+def test_gicnet_through_the_model_and_integral_floats():
+    with pytest.raises(ValueError, match="channels"):
+        tiny_rgnp(gic=dict(TINY_GIC, channels=0))
+    net = GICNet(1, 5, 1, [-1.0], [1.0], **dict(TINY_GIC, latent=12.0, dense=(16.0, 8)))
+    assert net.latent == 12 and net.dense[0].out_features == 16
+
+
+@pytest.mark.parametrize(
+    "name,bad,err",
+    [
+        ("hidden", 0, ValueError),
+        ("depth", 2.5, TypeError),
+        ("n_freq", -1, ValueError),
+        ("f_min", 0.0, ValueError),
+        ("f_max", NAN, ValueError),
+        ("rank", 0, ValueError),
+        ("var_lo", -1.0, ValueError),
+        ("var_hi", 1e-5, ValueError),
+    ],
+)
+def test_forward_net_settings(name, bad, err):
+    with pytest.raises(err, match=name):
+        ForwardNet(1, 2, 1, **dict(dict(hidden=8, depth=2, n_freq=4), **{name: bad}))
+
+
+def test_grid_settings():
+    with pytest.raises(ValueError, match="bins"):
+        AdaptiveGrid([0.0], [1.0], bins=0)
+    with pytest.raises(TypeError, match="bins"):
+        AdaptiveGrid([0.0], [1.0], bins=2.5)
+    for bad in (-0.1, 1.5, NAN):
+        with pytest.raises(ValueError, match="decay"):
+            AdaptiveGrid([0.0], [1.0], decay=bad)
+    with pytest.raises(ValueError, match="alpha"):
+        AdaptiveGrid([0.0], [1.0], alpha=1.0)
+    for bad in (-1.0, 0.5, NAN):
+        with pytest.raises(ValueError, match="margin"):
+            UniformGrid([0.0], [1.0], margin=bad)
+    with pytest.raises(ValueError, match="max_clusters"):
+        LayoutMixture([0.0], [1.0], max_clusters=0)
+    with pytest.raises(TypeError, match="max_clusters"):
+        LayoutMixture([0.0], [1.0], max_clusters=2.5)
+    with pytest.raises(ValueError, match="sd_max"):
+        LayoutMixture([0.0], [1.0], sd_max=math.inf)
+    with pytest.raises(TypeError, match="p_uniform"):
+        LayoutMixture([0.0], [1.0], p_uniform=True)
+    g = UniformGrid([0.0], [1.0])
+    with pytest.raises(TypeError, match="n"):
+        g.sample(2, 2.5)  # was silently truncated to 2
+    with pytest.raises(TypeError, match="batch"):
+        g.sample(NAN, 3)
+    x, _ = g.sample(2.0, 3.0)
+    assert x.shape == (2, 3, 1)
+    AdaptiveGrid([0.0], [1.0], alpha=0.0, decay=0.0, margin=0.0)  # zeros are legitimate
+
+
+def test_fit_posterior_calibrate_arguments():
+    m = tiny_rgnp()
+    for bad in (2.5, NAN, True):
+        with pytest.raises(TypeError, match="steps"):
+            m.fit(steps=bad, progress=False)
+    for bad in (0.0, -1.0, NAN):
+        with pytest.raises(ValueError, match="max_seconds"):
+            m.fit(steps=1, max_seconds=bad, progress=False)
+    with pytest.raises(ValueError, match="callback_every"):  # was a ZeroDivisionError
+        m.fit(steps=2, callback=lambda *a: None, callback_every=0, progress=False)
+    assert m.fit(steps=0, progress=False).steps == 0
+    x, z, w = torch.linspace(-1, 1, 5), torch.zeros(5), torch.ones(1)
+    for bad in (-1.0, NAN):
+        with pytest.raises(ValueError, match="noise"):
+            m.posterior(x, z=z, w=w, noise=bad)
+    m.posterior(x, z=z, w=w, noise=0)
+    val = poisson_test_set(3, seed=1)
+    for bad in (0.0, 1.0, NAN):
+        with pytest.raises(ValueError, match="level"):
+            m.calibrate(val["x"], val["u"], val["z"], val["w"], level=bad)
+    with pytest.raises(ValueError, match="batch"):  # was 'range() arg 3 must not be zero'
+        m.calibrate(val["x"], val["u"], val["z"], val["w"], batch=0)
+    with pytest.raises(TypeError, match="batch"):
+        m.calibrate(val["x"], val["u"], val["z"], val["w"], batch=2.5)
+    with pytest.raises(TypeError, match="level"):
+        interval_scale(torch.ones(3), torch.ones(3), True)
+    with pytest.raises(ValueError, match="batch"):
+        evaluate_poisson(m, val, batch=0)
+    assert m.variance_scale == {"field": 1.0, "parameters": 1.0}
+
+
+def test_replace_revalidates():
+    cfg = RGNPConfig()
+    with pytest.raises(ValueError, match="n_points"):
+        dataclasses.replace(cfg, n_points=0)
