@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from .._checks import check_int, check_real
 from ..problems.fisher_kolmogorov import initial_condition
 
 if TYPE_CHECKING:
@@ -56,8 +57,11 @@ def multifocal_initial_condition(
     r""":math:`c_0 = \max_k g_k` for foci ``[K, d]`` (mm) on the cell centres.
 
     Returns ``(c0 [*shape], g [K, *shape])``: the initial state and each focal Gaussian (for the
-    one-hot derivative of the maximum, see the module docstring).
+    one-hot derivative of the maximum, see the module docstring). ``spacing`` and ``width``
+    (mm) are positive.
     """
+    spacing = check_real("spacing", spacing, minimum=0.0, strict=True)
+    width = check_real("width", width, minimum=0.0, strict=True)
     if foci.ndim != 2 or foci.shape[1] != len(shape):
         raise ValueError(f"foci: expected shape [K, {len(shape)}], received {tuple(foci.shape)}")
     g = torch.stack(
@@ -77,8 +81,8 @@ def kmeans_foci(points: Tensor, k: int, *, iters: int = 25) -> Tensor:
         raise ValueError(
             f"points: expected a non-empty [n, d] tensor, received {tuple(points.shape)}"
         )
-    if not (isinstance(k, int) and k >= 1):
-        raise ValueError(f"k: expected a positive integer, received {k!r}")
+    k = check_int("k", k, minimum=1)
+    iters = check_int("iters", iters, minimum=1)
     k = min(k, len(points))
     first = int(((points - points.mean(0)) ** 2).sum(1).argmin())
     seeds = [first]
@@ -115,8 +119,8 @@ def select_n_foci(
     ``lambda k: GliomaModel.from_patient(p, n_foci=k)``); ``fit_kwargs`` go to ``fit``. Returns
     ``(best fitted model, {K: log evidence})``.
     """
-    cands = [int(c) for c in candidates]
-    if not cands or any(c < 1 for c in cands):
+    cands = [check_int("candidates", c, minimum=1) for c in candidates]
+    if not cands:
         raise ValueError(f"candidates: expected positive integers, received {list(candidates)}")
     best, scores = None, {}
     for k in cands:

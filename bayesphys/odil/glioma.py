@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._checks import check_int, check_real
 from .._device import as_tensor, resolve_device, resolve_dtype
 from .._model import FitResult, load_checkpoint, save_checkpoint
 from ..problems.fisher_kolmogorov import (
@@ -84,6 +86,30 @@ _DEFAULT_PRIOR = {
 }
 
 
+def _checked_prior(prior: Mapping | None) -> dict:
+    """The default prior updated with ``prior``; clear errors for unknown keys, non-finite
+    means and non-positive sds."""
+    out = dict(_DEFAULT_PRIOR)
+    if prior is None:
+        return out
+    if not isinstance(prior, Mapping):
+        raise TypeError(f"prior: expected a dict or None, received {type(prior).__name__}")
+    unknown = sorted(set(prior) - set(_DEFAULT_PRIOR))
+    if unknown:
+        raise ValueError(f"prior: unknown keys {unknown}; expected some of {list(_DEFAULT_PRIOR)}")
+    for k, v in prior.items():
+        if k == "focus_sd":
+            out[k] = check_real("prior['focus_sd']", v, minimum=0.0, strict=True)
+            continue
+        if isinstance(v, (str, bytes)) or not hasattr(v, "__len__") or len(v) != 2:
+            raise ValueError(f"prior[{k!r}]: expected a pair (mean, sd), received {v!r}")
+        out[k] = (
+            check_real(f"prior[{k!r}] mean", v[0]),
+            check_real(f"prior[{k!r}] sd", v[1], minimum=0.0, strict=True),
+        )
+    return out
+
+
 class GliomaModel(GliomaPosteriorMixin):
     r"""Fisher-Kolmogorov glioma model with a Laplace posterior (module docstring).
 
@@ -114,6 +140,12 @@ class GliomaModel(GliomaPosteriorMixin):
         (zero outside the crop).
     crop_scale: if given, GliODIL's crop instead: the lesion's bounding box scaled by this
         factor about its centre (GliODIL's ``trim_scale = 1.5``), clipped to the grid.
+
+    Scalar settings are checked at construction (``TypeError`` / ``ValueError`` naming the
+    argument): finite ``0 < th_down < th_up < 1``; ``spacing``, ``t_end``, ``dg_ratio``,
+    ``pet_scale``, ``pet_sigma``, ``seg_sigma``, ``noise_corr_mm``, ``d_max`` finite and
+    ``> 0``; ``n_foci`` an int ``>= 1``; ``crop_margin_mm`` ``None`` or ``>= 0``;
+    ``crop_scale`` ``None`` or ``>= 1``; ``seed`` ``None`` or an int; prior sds ``> 0``.
     """
 
     kind = "bayesphys.odil.GliomaModel"
@@ -158,21 +190,28 @@ class GliomaModel(GliomaPosteriorMixin):
             raise ValueError(f"gm: expected shape {shape} (as wm), received {tuple(self.gm.shape)}")
         lab = checked_labels(labels, shape, self.device)
         self.labels = lab
+        th_up, th_down = check_real("th_up", th_up), check_real("th_down", th_down)
         if not 0.0 < th_down < th_up < 1.0:
             raise ValueError(
                 f"th_down, th_up: expected 0 < th_down < th_up < 1, received {th_down}, {th_up}"
             )
-        for name, v in (
-            ("spacing", spacing),
-            ("t_end", t_end),
-            ("dg_ratio", dg_ratio),
-            ("seg_sigma", seg_sigma),
-            ("d_max", d_max),
-            ("pet_sigma", pet_sigma),
-            ("noise_corr_mm", noise_corr_mm),
-        ):
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise ValueError(f"{name}: expected a positive finite number, received {v!r}")
+        # physical scales, noise scales and lengths: positive and finite
+        spacing = check_real("spacing", spacing, minimum=0.0, strict=True)
+        t_end = check_real("t_end", t_end, minimum=0.0, strict=True)
+        dg_ratio = check_real("dg_ratio", dg_ratio, minimum=0.0, strict=True)
+        seg_sigma = check_real("seg_sigma", seg_sigma, minimum=0.0, strict=True)
+        d_max = check_real("d_max", d_max, minimum=0.0, strict=True)
+        pet_scale = check_real("pet_scale", pet_scale, minimum=0.0, strict=True)
+        pet_sigma = check_real("pet_sigma", pet_sigma, minimum=0.0, strict=True)
+        noise_corr_mm = check_real("noise_corr_mm", noise_corr_mm, minimum=0.0, strict=True)
+        n_foci = check_int("n_foci", n_foci, minimum=1)
+        if crop_margin_mm is not None:
+            crop_margin_mm = check_real("crop_margin_mm", crop_margin_mm, minimum=0.0)
+        if crop_scale is not None:
+            crop_scale = check_real("crop_scale", crop_scale, minimum=1.0)
+        if seed is not None:
+            seed = check_int("seed", seed)
+        prior = _checked_prior(prior)
         if time_scheme not in SCHEMES:
             raise ValueError(f"time_scheme: expected one of {SCHEMES}, received {time_scheme!r}")
         self.pet = None
@@ -195,14 +234,12 @@ class GliomaModel(GliomaPosteriorMixin):
             "noise_corr_mm": float(max(noise_corr_mm, spacing)),
             "d_max": float(d_max),
             "time_scheme": time_scheme,
-            "prior": dict(_DEFAULT_PRIOR, **(prior or {})),
+            "prior": prior,
             "seed": seed,
             "crop_margin_mm": crop_margin_mm,
             "crop_scale": crop_scale,
             "n_foci": n_foci,
         }
-        if not (isinstance(n_foci, int) and not isinstance(n_foci, bool) and n_foci >= 1):
-            raise ValueError(f"n_foci: expected a positive integer, received {n_foci!r}")
         self.n_foci = n_foci
         self.ndim = len(shape)
         self.full_shape = shape
@@ -274,8 +311,11 @@ class GliomaModel(GliomaPosteriorMixin):
 
     def forward(self, theta: Tensor, t_end: float | None = None) -> Tensor:
         r"""Tumour-cell map :math:`c(T)` on the crop ``[*crop]`` for :math:`\theta` ``[2 + d]``
-        (differentiable); :meth:`full` embeds it in the whole grid."""
+        (differentiable); :meth:`full` embeds it in the whole grid. ``t_end`` (days, >= 0;
+        0 = the initial state) defaults to the scan time."""
         cfg = self.config
+        if t_end is not None:
+            t_end = check_real("t_end", t_end, minimum=0.0)
         t = cfg["t_end"] if t_end is None else t_end
         steps = (
             self.steps
@@ -430,9 +470,12 @@ class GliomaModel(GliomaPosteriorMixin):
 
         ``hessian``: ``"exact"`` (autograd Hessian of the reduced loss, :math:`(2+d)^2` entries;
         falls back to Gauss-Newton if not positive definite) or ``"gn"`` (:math:`J^\top J`).
-        ``data`` is unused (the data are given at construction). Returns a :class:`FitResult`
-        whose ``extra`` holds the estimates and the Laplace sds.
+        ``data`` is unused (the data are given at construction). ``steps >= 0`` LM steps after
+        a ``grid x grid`` start search (``grid >= 1``; 1 = the prior mean). Returns a
+        :class:`FitResult` whose ``extra`` holds the estimates and the Laplace sds.
         """
+        steps = check_int("steps", steps, minimum=0)
+        grid = check_int("grid", grid, minimum=1)
         if hessian not in ("exact", "gn"):
             raise ValueError(f"hessian: expected 'exact' or 'gn', received {hessian!r}")
         t0 = time.perf_counter()
@@ -479,6 +522,8 @@ class GliomaModel(GliomaPosteriorMixin):
     def laplace_covariance(self, hessian: str = "exact") -> Tensor:
         r"""Laplace covariance ``[2+d, 2+d]`` at the fitted :math:`\theta^*`: inverse of the exact
         Hessian of the loss or of the Gauss-Newton matrix :math:`J^\top J`."""
+        if hessian not in ("exact", "gn"):
+            raise ValueError(f"hessian: expected 'exact' or 'gn', received {hessian!r}")
         self._require_fit()
         _, jac = self.jacobian(self.theta)
         h_gn = jac.T @ jac

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._checks import check_real
 from .._device import as_tensor
 
 __all__ = ["checked_labels", "lesion_crop"]
@@ -50,13 +51,14 @@ def lesion_crop(
     """The solver domain: slices of the grid ``labels [*grid]`` around the lesion (labels > 0).
 
     ``crop_scale`` (>= 1): the lesion's bounding box scaled about its centre; else
-    ``crop_margin_mm``: the box grown by this margin; ``None`` for both: the whole grid.
+    ``crop_margin_mm`` (>= 0 mm): the box grown by this margin; ``None`` for both: the whole
+    grid. ``spacing`` (> 0) is the voxel size in mm.
     Always clipped to the grid.
     """
     shape, nd = tuple(labels.shape), labels.ndim
+    spacing = check_real("spacing", spacing, minimum=0.0, strict=True)
     if crop_scale is not None:
-        if not (isinstance(crop_scale, (int, float)) and crop_scale >= 1):
-            raise ValueError(f"crop_scale: expected a number >= 1, received {crop_scale!r}")
+        crop_scale = check_real("crop_scale", crop_scale, minimum=1.0)
         nz = (labels > 0).nonzero().to(torch.float64)
         lo, hi = nz.min(0).values, nz.max(0).values + 1
         mid, half = (lo + hi) / 2, (hi - lo) / 2 * crop_scale
@@ -69,6 +71,7 @@ def lesion_crop(
         )
     if crop_margin_mm is None:
         return tuple(slice(0, n) for n in shape)
+    crop_margin_mm = check_real("crop_margin_mm", crop_margin_mm, minimum=0.0)
     nz = (labels > 0).nonzero()
     pad = int(math.ceil(crop_margin_mm / spacing))
     return tuple(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .._checks import check_int, check_real
 from .._model import FitResult
 from ..problems.fisher_kolmogorov import fk_forward, fk_residual
 from .laplace import theta_covariance
@@ -38,7 +39,13 @@ def fit_joint_odil(
     progress: bool = False,
 ) -> FitResult:
     """Run the joint field-and-parameter fit on ``model`` (see :meth:`GliomaModel.fit_odil`);
-    sets ``model.theta`` / ``model.theta_cov`` and returns the :class:`FitResult`."""
+    sets ``model.theta`` / ``model.theta_cov`` and returns the :class:`FitResult`.
+
+    ``nt >= 2`` time levels, ``sigma_pde > 0``, ``steps >= 0``, ``cg_maxiter >= 1``."""
+    nt = check_int("nt", nt, minimum=2)
+    sigma_pde = check_real("sigma_pde", sigma_pde, minimum=0.0, strict=True)
+    steps = check_int("steps", steps, minimum=0)
+    cg_maxiter = check_int("cg_maxiter", cg_maxiter, minimum=1)
     model._require_fit()
     cfg = model.config
     t_end = cfg["t_end"]

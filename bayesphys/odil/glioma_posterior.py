@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._checks import check_int, check_real
 from ..inference_data import build_inference_data
 from ..posterior import GaussianPosterior, SamplePosterior
 
@@ -89,9 +90,13 @@ class GliomaPosteriorMixin:
     def theta_draws(
         self, num_samples: int = 200, num_chains: int = 1, seed: int | None = 0
     ) -> Tensor:
-        """Draws ``[chain, draw, 2 + d]`` of the Laplace posterior."""
+        """Draws ``[chain, draw, 2 + d]`` of the Laplace posterior (``num_samples``,
+        ``num_chains >= 1``; ``seed`` an int, ``None`` = 0)."""
+        num_samples = check_int("num_samples", num_samples, minimum=1)
+        num_chains = check_int("num_chains", num_chains, minimum=1)
+        seed = 0 if seed is None else check_int("seed", seed)
         gen = torch.Generator(device=self.device)
-        gen.manual_seed(0 if seed is None else int(seed))
+        gen.manual_seed(seed)
         return self.theta_posterior().sample((num_chains, num_samples), generator=gen)
 
     def posterior(
@@ -104,7 +109,11 @@ class GliomaPosteriorMixin:
     ) -> SamplePosterior:
         r"""Posterior of the tumour-cell map :math:`c(T)` (or at ``t_end``): forward solves of
         Laplace draws of :math:`\theta`, a :class:`SamplePosterior` with draws
-        ``[1, num_samples, *grid]``. ``x`` is unused (the grid is the model's)."""
+        ``[1, num_samples, *grid]`` (``num_samples >= 2``). ``x`` is unused (the grid is the
+        model's); ``t_end`` (days, >= 0) defaults to the scan time."""
+        num_samples = check_int("num_samples", num_samples, minimum=2)
+        if t_end is not None:
+            t_end = check_real("t_end", t_end, minimum=0.0)
         draws = self.theta_draws(num_samples, 1, seed)[0]
         with torch.no_grad():
             fields = self.full(torch.stack([self.forward(t, t_end) for t in draws]))
@@ -115,7 +124,7 @@ class GliomaPosteriorMixin:
     ):
         r"""ArviZ InferenceData: named draws ``D_w, rho, x0, y0[, z0], ell, v`` ``[chain, draw]``,
         the map ``c`` (if ``field``), observed labels and the pointwise log likelihood of
-        the thresholds."""
+        the thresholds. ``num_samples >= 1`` draws per chain (2 chains)."""
         th = self.theta_draws(num_samples, 2, seed)
         post = {
             "D_w": th[..., 0].exp(),

@@ -30,6 +30,7 @@ from linear_operator.operators import (
 )
 from torch import Tensor
 
+from .._checks import check_int, check_real
 from ..posterior import GaussianPosterior
 from .problem import DiscreteProblem
 from .solvers import cg, dense_jacobian, jvp_vjp
@@ -72,8 +73,10 @@ def theta_covariance(
 
     Uses the Schur complement of the Gauss-Newton matrix (module docstring). ``dense=True``
     forms :math:`H` and inverts it (reference for tests). Returns ``(cov, info)`` with the CG
-    iteration counts in ``info``.
+    iteration counts in ``info``. ``cg_tol >= 0``, ``cg_maxiter >= 1``.
     """
+    cg_tol = check_real("cg_tol", cg_tol, minimum=0.0)
+    cg_maxiter = check_int("cg_maxiter", cg_maxiter, minimum=1)
     names = list(problem.param_names if params is None else params)
     t_idx = _index(problem, names)
     mask = torch.ones(problem.n, dtype=torch.bool, device=problem.device)
@@ -130,7 +133,16 @@ def field_posterior(
     covariance). Otherwise ``num_draws`` exact pathwise draws (module docstring) give the
     low-rank covariance :math:`S S^\top / K` plus ``jitter`` on the diagonal (a Monte-Carlo
     estimate with ``K = num_draws``; marginal variances have relative error ~ :math:`\sqrt{2/K}`).
+    Settings: ``dense_max >= 0``, ``num_draws >= 1``, ``cg_tol >= 0``, ``cg_maxiter >= 1``,
+    ``jitter >= 0``, ``seed`` an int or ``None``.
     """
+    dense_max = check_int("dense_max", dense_max, minimum=0)
+    num_draws = check_int("num_draws", num_draws, minimum=1)
+    cg_tol = check_real("cg_tol", cg_tol, minimum=0.0)
+    cg_maxiter = check_int("cg_maxiter", cg_maxiter, minimum=1)
+    jitter = check_real("jitter", jitter, minimum=0.0)
+    if seed is not None:
+        seed = check_int("seed", seed)
     if field not in problem.field_shapes:
         raise ValueError(f"field: expected one of {problem.field_names}, received {field!r}")
     if problem.multigrid:

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._checks import check_int
+
 __all__ = ["Multigrid"]
 
 
@@ -21,9 +23,9 @@ class Multigrid:
 
     Parameters
     ----------
-    shape: fine grid shape ``(n_1, ..., n_d)``, ``d`` in 1..3.
-    levels: number of levels ``L`` (level ``l`` has shape ``ceil(n_k / 2^l)``).
-    axes: which axes are coarsened (default all).
+    shape: fine grid shape ``(n_1, ..., n_d)``, ``d`` in 1..3, every ``n_k >= 1``.
+    levels: number of levels ``L >= 1`` (level ``l`` has shape ``ceil(n_k / 2^l)``).
+    axes: which axes (ints in ``[0, d)``) are coarsened (default all).
 
     Notes
     -----
@@ -33,13 +35,14 @@ class Multigrid:
     """
 
     def __init__(self, shape: Sequence[int], levels: int = 3, axes: Sequence[int] | None = None):
-        self.shape = tuple(int(s) for s in shape)
+        self.shape = tuple(check_int("shape", s, minimum=1) for s in shape)
         if not 1 <= len(self.shape) <= 3:
             raise ValueError(f"shape: expected 1 to 3 dimensions, received {self.shape}")
-        if levels < 1:
-            raise ValueError(f"levels: expected >= 1, received {levels}")
-        axes = tuple(range(len(self.shape))) if axes is None else tuple(axes)
-        self.levels = int(levels)
+        self.levels = check_int("levels", levels, minimum=1)
+        nd = len(self.shape)
+        axes = tuple(range(nd)) if axes is None else tuple(check_int("axes", a) for a in axes)
+        if any(not 0 <= a < nd for a in axes):
+            raise ValueError(f"axes: expected axes in [0, {nd}), received {axes}")
         self.level_shapes = []
         for lvl in range(self.levels):
             s = tuple(

@@ -12,6 +12,8 @@ import time
 
 from torch import Tensor
 
+from .._checks import check_int
+
 __all__ = ["nuts_reference"]
 
 
@@ -28,7 +30,16 @@ def nuts_reference(
     r"""NUTS draws ``[chain, draw, 2 + d]`` of :math:`\theta` and the wall time in seconds.
 
     ``model`` is a fitted :class:`~bayesphys.odil.GliomaModel` (its optimum starts the chains).
+    ``num_samples >= 1``, ``warmup_steps >= 0``, ``num_chains >= 1``, ``max_tree_depth >= 1``,
+    ``seed`` in ``[0, 2**32)`` (pyro's range).
     """
+    num_samples = check_int("num_samples", num_samples, minimum=1)
+    warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
+    num_chains = check_int("num_chains", num_chains, minimum=1)
+    max_tree_depth = check_int("max_tree_depth", max_tree_depth, minimum=1)
+    seed = check_int("seed", seed, minimum=0)
+    if seed >= 2**32:
+        raise ValueError(f"seed: expected an int < 2**32 (pyro's range), received {seed}")
     import pyro
     from pyro.infer import MCMC, NUTS
 

@@ -24,11 +24,12 @@ fine-grid fields, so residual code never changes.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
+from .._checks import check_int
 from .._device import resolve_device, resolve_dtype
 from .multigrid import Multigrid
 
@@ -42,11 +43,11 @@ class DiscreteProblem:
 
     Parameters
     ----------
-    fields: name -> fine grid shape, e.g. ``{"u": (nt, nx, ny)}``.
+    fields: name -> fine grid shape (ints >= 1), e.g. ``{"u": (nt, nx, ny)}``.
     params: name -> initial value (scalar or tensor), e.g. ``{"D": 0.1}``.
     residuals: ``residuals(fields, params) -> {name: tensor}`` (weighted residuals).
-    multigrid: name -> number of levels for fields held in the multigrid decomposition
-        (``None`` / 1 = plain grid values).
+    multigrid: name -> number of levels (an int >= 1) for fields held in the multigrid
+        decomposition (``None`` / 1 = plain grid values).
     device, dtype: where the unknowns live (float64 default).
 
     Attributes
@@ -70,17 +71,26 @@ class DiscreteProblem:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
         self.residual_fn = residuals
-        self.field_shapes = {k: tuple(int(s) for s in v) for k, v in fields.items()}
-        for k, s in self.field_shapes.items():
+        self.field_shapes: dict[str, tuple[int, ...]] = {}
+        for k, v in fields.items():
+            if isinstance(v, (str, bytes)) or not isinstance(v, Iterable):
+                raise TypeError(
+                    f"fields[{k!r}]: expected a shape (a sequence of ints), received "
+                    f"{type(v).__name__} {v!r}"
+                )
+            s = tuple(check_int(f"fields[{k!r}]", n) for n in v)
             if not s or any(n < 1 for n in s):
                 raise ValueError(
                     f"fields[{k!r}]: expected a non-empty positive shape, received {s}"
                 )
+            self.field_shapes[k] = s
         self.multigrid: dict[str, Multigrid] = {}
         for k, lv in (multigrid or {}).items():
             if k not in self.field_shapes:
                 raise ValueError(f"multigrid: unknown field {k!r}; fields are {list(fields)}")
-            if lv and lv > 1:
+            if lv is not None:
+                lv = check_int(f"multigrid[{k!r}]", lv, minimum=1)
+            if lv is not None and lv > 1:
                 self.multigrid[k] = Multigrid(self.field_shapes[k], lv)
         self.param_init = {
             k: torch.as_tensor(v, dtype=self.dtype, device=self.device).clone()

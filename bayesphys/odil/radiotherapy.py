@@ -12,9 +12,12 @@ All masks are boolean tensors ``[*grid]`` on the same grid.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import Tensor
+
+from .._checks import check_real
 
 __all__ = ["standard_margin_plan", "model_plan", "recurrence_coverage"]
 
@@ -46,10 +49,8 @@ def standard_margin_plan(
 
     ``labels``, ``brain`` ``[*grid]``; ``spacing`` the voxel size in mm (> 0)."""
     _same_grid(labels=labels, brain=brain)
-    if not float(spacing) > 0:
-        raise ValueError(f"spacing: expected a voxel size > 0 (mm), received {spacing!r}")
-    if not float(margin_mm) >= 0:
-        raise ValueError(f"margin_mm: expected >= 0, received {margin_mm!r}")
+    spacing = check_real("spacing", spacing, minimum=0.0, strict=True)
+    margin_mm = check_real("margin_mm", margin_mm, minimum=0.0)
     core = labels == 2
     if int(core.sum()) == 0:
         core = labels > 0
@@ -70,7 +71,13 @@ def model_plan(score: Tensor, brain: Tensor, volume: int) -> Tensor:
 
     _same_grid(score=score, brain=brain)
     n_brain = int((brain > 0).sum())
-    if isinstance(volume, bool) or int(volume) != volume or not 0 <= int(volume) <= n_brain:
+    if (
+        isinstance(volume, bool)
+        or not isinstance(volume, numbers.Real)
+        or not math.isfinite(float(volume))
+        or int(volume) != volume
+        or not 0 <= int(volume) <= n_brain
+    ):
         raise ValueError(
             f"volume: expected an int in [0, {n_brain}] (the brain's voxels), received {volume!r}"
         )

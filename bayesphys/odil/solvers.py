@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .._checks import check_int, check_real
 from .._linalg import pcg
 from .._model import FitResult, optimize
 from .problem import DiscreteProblem
@@ -42,8 +43,10 @@ def cg(
     r"""Preconditioned conjugate gradients for SPD :math:`A x = b` (``b [n]`` or ``[n, k]``,
     columns solved together); :func:`bayesphys._linalg.pcg`. Stops when
     :math:`\lVert b - Ax\rVert \le \mathrm{tol}\,\lVert b\rVert` (per column).
-    Returns ``(x, iterations, relative residual)``.
+    Returns ``(x, iterations, relative residual)``. ``tol >= 0``, ``maxiter >= 1``.
     """
+    tol = check_real("tol", tol, minimum=0.0)
+    maxiter = check_int("maxiter", maxiter, minimum=1)
     return pcg(matvec, b, precond=precond, x0=x0, tol=tol, maxiter=maxiter, columns=b.ndim == 2)
 
 
@@ -145,7 +148,19 @@ def minimize(
     -------
     tuple
         ``(x, FitResult)``; ``FitResult.extra`` holds per-step ``cg_iters`` for GN/LM.
+
+    Settings are checked whatever the method: ``steps >= 0`` (0 returns ``x0``), ``lr > 0``,
+    ``damping >= 0``, ``cg_tol >= 0``, ``cg_maxiter >= 1``, ``tol`` ``None`` or ``>= 0``.
     """
+    steps = check_int("steps", steps, minimum=0)
+    lr = check_real("lr", lr, minimum=0.0, strict=True)
+    damping = check_real("damping", damping, minimum=0.0)
+    cg_tol = check_real("cg_tol", cg_tol, minimum=0.0)
+    cg_maxiter = check_int("cg_maxiter", cg_maxiter, minimum=1)
+    if tol is not None:
+        tol = check_real("tol", tol, minimum=0.0)
+    if linear_solver not in ("cg", "dense"):
+        raise ValueError(f"linear_solver: expected 'cg' or 'dense', received {linear_solver!r}")
     x = problem.initial() if x0 is None else x0.detach().clone().to(problem.device, problem.dtype)
     if x.shape != (problem.n,):
         raise ValueError(f"x0: expected shape ({problem.n},), received {tuple(x.shape)}")

@@ -111,7 +111,7 @@ def test_multifocal_bad_input(phantom):
     p = synthetic_patient(102, phantom=phantom, extra_foci=2)
     with pytest.raises(ValueError, match="n_foci"):
         _model(p, n_foci=0)
-    with pytest.raises(ValueError, match="n_foci"):
+    with pytest.raises(TypeError, match="n_foci"):  # a bool is not a count
         _model(p, n_foci=True)
     with pytest.raises(ValueError, match="focus_init"):
         _model(p, n_foci=2, focus_init=[60.0, 60.0])
