@@ -22,31 +22,20 @@ docs' table (coverage90 per offset).
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from bayesphys._bench import ablation_parser, print_rows_table, write_rows
-from bayesphys.probconserv.evaluate import slice_scores
-from bayesphys.probconserv.model import ProbConserv
+from bayesphys._bench import write_rows
 from bayesphys.problems.gpme import get_problem, make_dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from probconserv import NEIGHBOURS, SETTINGS  # noqa: E402  (the benchmark's settings)
+from _probconserv_saved import calibrated, parse, score  # noqa: E402
 
 OFFSETS = (0.0, 0.0025, 0.0125, 0.025, 0.05, 0.1, 0.25)  # fractions of the range
 EDGE_BIN = 0.05  # the outermost bin, drawn uniformly
-
-
-def _score(model, test, prob, method) -> dict[str, float]:
-    x = prob.grid(201)
-    truth = prob.solution(prob.table_time, x, test.params[:, None])[:, None]
-    mass = prob.mass(prob.table_time, test.params)[:, None]
-    sc = slice_scores(model.posterior(test, method=method), truth, x, mass)
-    return {k: float(sc[k].mean()) for k in ("mse", "ll", "coverage90", "crps")}
 
 
 def _theta_hat(model, test) -> float:
@@ -96,39 +85,20 @@ def summary(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    ap = ablation_parser(__doc__, jobs=False)
-    ap.add_argument("--models", help="folder of a benchmark run's --save-models")
-    ap.add_argument("--problems", default="diffusion,pme")
-    ap.add_argument("--methods", default="ANP,GP", help="Step-1 models to load (ANP, GP)")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--smoke", action="store_true", help="tiny sizes (tests)")
-    ap.add_argument("--summary", metavar="RESULTS_JSON", help="print the docs' table")
-    args = ap.parse_args(argv)
-    if args.table:
-        return print_rows_table(args.table)
-    if args.summary:
-        print(summary(json.loads(Path(args.summary).read_text())["rows"]))
-        return Path(args.summary)
-    if not args.models:
-        ap.error("--models: required (the folder a benchmark run saved its models to)")
-    torch.set_num_threads(args.threads)
-    cfg = dict(SETTINGS["full"])
-    if args.smoke:
-        cfg.update(n_val=12, n_local=20, n_test=3)
+    def methods(ap):
+        ap.add_argument("--methods", default="ANP,GP", help="Step-1 models to load (ANP, GP)")
+
+    parsed = parse(__doc__, argv, "diffusion,pme", summary, methods)
+    if isinstance(parsed, Path):
+        return parsed
+    args, cfg = parsed
     started = time.perf_counter()
     rows = []
     for pname in args.problems.split(","):
         prob = get_problem(pname)
         sets = edge_sets(prob, cfg["n_test"])
         for key in args.methods.split(","):
-            model = ProbConserv.load(Path(args.models) / f"{pname}_{key}.pt")
-            model.calibrate(
-                seed=777,
-                n_functions=cfg["n_val"],
-                objective="hybrid",
-                neighbours=NEIGHBOURS,
-                local_functions=cfg["n_local"],
-            )
+            model = calibrated(args.models, pname, key, cfg)
             for edge, d, test in sets:
                 theta = _theta_hat(model, test)
                 for label, method in ((key, "none"), (f"ProbConserv-{key}", "probconserv")):
@@ -139,7 +109,7 @@ def main(argv: list[str] | None = None) -> Path:
                         "d": d,
                         "param_mean": float(test.params.mean()),
                         "theta_hat_mean": theta,
-                        **_score(model, test, prob, method),
+                        **score(model, test, method),
                     }
                     rows.append(row)
                     print(row, flush=True)

@@ -20,20 +20,15 @@ the docs' table (LL / coverage90 / CRPS per variant, and the share of functions 
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
 
-import torch
-
-from bayesphys._bench import ablation_parser, print_rows_table, write_rows
-from bayesphys.probconserv.evaluate import slice_scores
-from bayesphys.probconserv.model import ProbConserv
+from bayesphys._bench import write_rows
 from bayesphys.problems.gpme import get_problem, make_dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from probconserv import NEIGHBOURS, SETTINGS  # noqa: E402  (the benchmark's settings)
+from _probconserv_saved import calibrated, parse, score  # noqa: E402
 
 # (label, kernel length as a fraction of the domain, gated, floor); None: the check off
 VARIANTS = (
@@ -44,14 +39,6 @@ VARIANTS = (
     ("gated, no floor", 0.05, True, 0.0),
     ("every function", 0.05, False, 0.0),
 )
-
-
-def score(model, test, param, prob, method) -> dict[str, float]:
-    x = prob.grid(201)
-    truth = prob.solution(prob.table_time, x, test.params[:, None])[:, None]
-    mass = prob.mass(prob.table_time, test.params)[:, None]
-    sc = slice_scores(model.posterior(test, method=method), truth, x, mass)
-    return {k: float(sc[k].mean()) for k in ("mse", "ll", "coverage90", "crps")}
 
 
 def share_widened(model, test) -> float:
@@ -96,24 +83,10 @@ def summary(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    ap = ablation_parser(__doc__, jobs=False)
-    ap.add_argument("--models", help="folder of a benchmark run's --save-models")
-    ap.add_argument("--problems", default="diffusion,pme,stefan")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--smoke", action="store_true", help="tiny sizes (tests)")
-    ap.add_argument("--summary", metavar="RESULTS_JSON", help="print the docs' table")
-    args = ap.parse_args(argv)
-    if args.table:
-        return print_rows_table(args.table)
-    if args.summary:
-        print(summary(json.loads(Path(args.summary).read_text())["rows"]))
-        return Path(args.summary)
-    if not args.models:
-        ap.error("--models: required (the folder a benchmark run saved its models to)")
-    torch.set_num_threads(args.threads)
-    cfg = dict(SETTINGS["full"])
-    if args.smoke:
-        cfg.update(n_val=12, n_local=20, n_test=3)
+    parsed = parse(__doc__, argv, "diffusion,pme,stefan", summary)
+    if isinstance(parsed, Path):
+        return parsed
+    args, cfg = parsed
     started = time.perf_counter()
     rows = []
     for pname in args.problems.split(","):
@@ -123,15 +96,7 @@ def main(argv: list[str] | None = None) -> Path:
             for p in prob.test_params
         ]
         for key in ("ANP", "GP"):
-            path = Path(args.models) / f"{pname}_{key}.pt"
-            model = ProbConserv.load(path)
-            model.calibrate(
-                seed=777,
-                n_functions=cfg["n_val"],
-                objective="hybrid",
-                neighbours=NEIGHBOURS,
-                local_functions=cfg["n_local"],
-            )
+            model = calibrated(args.models, pname, key, cfg)
             cal = model.calibration
             kappa, span = cal.mass_kappa, float(prob.grid(201)[-1] - prob.grid(201)[0])
             margin = cal.mass_margin
@@ -153,7 +118,7 @@ def main(argv: list[str] | None = None) -> Path:
                             "margin": margin,
                             "floor": floor if gated and length is not None else None,
                             "widened": widened,
-                            **score(model, test, param, prob, method),
+                            **score(model, test, method),
                         }
                         rows.append(row)
                         print(row, flush=True)

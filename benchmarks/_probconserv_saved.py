@@ -1,0 +1,77 @@
+"""Shared command line and model loading of the scripts that rescore the ProbConserv
+benchmark's saved Step-1 models (``probconserv_mass_check.py``, ``probconserv_edge.py``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from bayesphys._bench import ablation_parser, print_rows_table
+from bayesphys.probconserv.evaluate import slice_scores
+from bayesphys.probconserv.model import ProbConserv
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from probconserv import NEIGHBOURS, SETTINGS  # noqa: E402  (the benchmark's settings)
+
+
+def parse(
+    doc: str | None,
+    argv: list[str] | None,
+    problems: str,
+    summary: Callable[[list[dict]], str],
+    extra: Callable | None = None,
+):
+    """Parse ``--models DIR --problems --threads --smoke --summary --table --out`` (and the
+    script's own options, added by ``extra(parser)``). Returns the printed results file's path
+    for ``--table`` / ``--summary``, else ``(args, cfg)``: the benchmark's full settings (tiny
+    with ``--smoke``), with the thread count set."""
+    ap = ablation_parser(doc, jobs=False)
+    ap.add_argument("--models", help="folder of a benchmark run's --save-models")
+    ap.add_argument("--problems", default=problems)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes (tests)")
+    ap.add_argument("--summary", metavar="RESULTS_JSON", help="print the docs' table")
+    if extra is not None:
+        extra(ap)
+    args = ap.parse_args(argv)
+    if args.table:
+        return print_rows_table(args.table)
+    if args.summary:
+        print(summary(json.loads(Path(args.summary).read_text())["rows"]))
+        return Path(args.summary)
+    if not args.models:
+        ap.error("--models: required (the folder a benchmark run saved its models to)")
+    torch.set_num_threads(args.threads)
+    cfg = dict(SETTINGS["full"])
+    if args.smoke:
+        cfg.update(n_val=12, n_local=20, n_test=3)
+    return args, cfg
+
+
+def calibrated(folder: str | Path, pname: str, key: str, cfg: dict) -> ProbConserv:
+    """The saved model ``<folder>/<pname>_<key>.pt``, calibrated as the benchmark does (hybrid
+    covariance, parameter-conditional scale, mass check with its gate, seed 777)."""
+    model = ProbConserv.load(Path(folder) / f"{pname}_{key}.pt")
+    model.calibrate(
+        seed=777,
+        n_functions=cfg["n_val"],
+        objective="hybrid",
+        neighbours=NEIGHBOURS,
+        local_functions=cfg["n_local"],
+    )
+    return model
+
+
+def score(model: ProbConserv, test, method: str) -> dict[str, float]:
+    """Mean MSE, LL, 90 % coverage and CRPS of ``model.posterior(test, method=method)`` at the
+    problem's table time on the 201-point grid (the benchmark's scores)."""
+    prob = model.problem
+    x = prob.grid(201)
+    truth = prob.solution(prob.table_time, x, test.params[:, None])[:, None]
+    mass = prob.mass(prob.table_time, test.params)[:, None]
+    sc = slice_scores(model.posterior(test, method=method), truth, x, mass)
+    return {k: float(sc[k].mean()) for k in ("mse", "ll", "coverage90", "crps")}
