@@ -81,6 +81,8 @@ class GPPDESolver:
     solver_options: keyword arguments for that solver (e.g. ``dict(max_iter=5, cg_maxiter=300)``),
         checked here by the solver's ``check_options``.
 
+    Notes
+    -----
     Scalar settings are checked before any work (``TypeError``/``ValueError`` naming the
     setting; NaN, infinities and booleans refused, integral floats converted): ``n_col >= 3``,
     ``num_mixtures >= 1``, ``lam_b > 0``, ``nugget > 0``, ``jitter >= 0``, ``freq_scale >= 0``,

@@ -34,8 +34,12 @@ class ForwardNet(nn.Module):
     Parameters
     ----------
     dim_x, dim_z, dim_w: input sizes. hidden, depth: MLP width and number of hidden layers.
-    n_freq, f_min, f_max, train_freq: Fourier features. rank: ``k``. var_lo, var_hi: variance
-    bounds, ``0 < var_lo < var_hi``. Sizes are ints ``>= 1`` (``dim_w >= 0``), frequencies ``> 0``.
+    n_freq, f_min, f_max, train_freq: Fourier features. rank: ``k``.
+    var_lo, var_hi: variance bounds, ``0 < var_lo < var_hi``.
+
+    Notes
+    -----
+    Sizes are ints ``>= 1`` (``dim_w >= 0``), frequencies ``> 0``.
     """
 
     def __init__(

@@ -141,6 +141,8 @@ class GliomaModel(GliomaPosteriorMixin):
     crop_scale: if given, GliODIL's crop instead: the lesion's bounding box scaled by this
         factor about its centre (GliODIL's ``trim_scale = 1.5``), clipped to the grid.
 
+    Notes
+    -----
     Scalar settings are checked at construction (``TypeError`` / ``ValueError`` naming the
     argument): finite ``0 < th_down < th_up < 1``; ``spacing``, ``t_end``, ``dg_ratio``,
     ``pet_scale``, ``pet_sigma``, ``seg_sigma``, ``noise_corr_mm``, ``d_max`` finite and
