@@ -194,27 +194,56 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def _device_arg(text: str) -> str:
+    """An argparse ``type`` for ``--device``: refuse an unknown or unavailable device at
+    parse time (``resolve_device``'s message), keep the text for the command it is passed to."""
+    from ._device import resolve_device
+
+    try:
+        resolve_device(text)
+    except (ValueError, TypeError) as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
+def _example_arg(text: str) -> str:
+    """An argparse ``type`` for ``run EXAMPLE``: an example name (dashes or underscores)."""
+    import pkgutil
+
+    from . import examples
+
+    names = {i.name for i in pkgutil.iter_modules(examples.__path__) if not i.name.startswith("_")}
+    if text.replace("-", "_") not in names:
+        choices = ", ".join(sorted(n.replace("_", "-") for n in names))
+        raise argparse.ArgumentTypeError(f"unknown example {text!r}; available: {choices}")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from ._bench import positive_int
+
     p = argparse.ArgumentParser(prog="bayesphys", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list examples and components")
     d = sub.add_parser("demo", help="run every component on a small embedded problem")
     d.add_argument("--out", default="bayesphys-out")
-    d.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    d.add_argument(
+        "--device", type=_device_arg, default="cpu", help="cpu, cuda or auto (default cpu)"
+    )
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--threads", type=int, default=None)
+    d.add_argument("--threads", type=positive_int, default=None)
     d.add_argument("--only", nargs="*", choices=COMPONENTS, help="only these components")
     r = sub.add_parser("run", help="run one example / inverse problem")
-    r.add_argument("example")
+    r.add_argument("example", type=_example_arg)
     r.add_argument("--smoke", action="store_true")
-    r.add_argument("--device", default=None)
+    r.add_argument("--device", type=_device_arg, default=None)
     r.add_argument("--out", default=None)
     r.add_argument("--seed", type=int, default=None)
     b = sub.add_parser("bench", help="run a component's paper-table benchmark")
     b.add_argument("component", choices=COMPONENTS + ("scale_out",))
     b.add_argument("--quick", action="store_true")
     b.add_argument("--out", default=None)
-    b.add_argument("--device", default=None)
+    b.add_argument("--device", type=_device_arg, default=None)
     c = sub.add_parser("calibrate", help="calibration suite (SBC, coverage, TARP) on a component")
     c.add_argument("component", choices=COMPONENTS + ("core",))
     c.add_argument("--quick", action="store_true")

@@ -40,9 +40,20 @@ def test_list_runs(capsys):
     assert "components" in capsys.readouterr().out
 
 
-def test_unknown_example_and_args():
-    with pytest.raises(ValueError, match="unknown example"):
-        cli.main(["run", "no-such-example"])
+def test_unknown_example_and_args(capsys):
+    # argparse errors (exit 2, usage and message on stderr), not tracebacks
+    for argv, msg in (
+        (["run", "no-such-example"], "unknown example 'no-such-example'; available: cohort"),
+        (["demo", "--device", "tpu"], "argument --device: device: expected 'auto', 'cpu'"),
+        (["run", "glioma", "--device", "gpu0"], "argument --device"),
+        (["bench", "odil", "--device", "tpu"], "argument --device"),
+        (["demo", "--threads", "0"], "argument --threads: expected a positive int"),
+    ):
+        with pytest.raises(SystemExit) as info:
+            cli.main(argv)
+        assert info.value.code == 2
+        assert msg in capsys.readouterr().err
+    assert cli.build_parser().parse_args(["run", "stefan_front"]).example == "stefan_front"
     with pytest.raises(SystemExit):
         cli.main(["demo", "--bogus"])
     with pytest.raises(SystemExit):
