@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -75,3 +75,39 @@ def score(model: ProbConserv, test, method: str) -> dict[str, float]:
     mass = prob.mass(prob.table_time, test.params)[:, None]
     sc = slice_scores(model.posterior(test, method=method), truth, x, mass)
     return {k: float(sc[k].mean()) for k in ("mse", "ll", "coverage90", "crps")}
+
+
+def pivot(
+    rows: list[dict],
+    keys: Sequence[str],
+    columns: Sequence[tuple[str, Callable[[dict], bool]]],
+    cell: Callable[[dict], str],
+    title: str,
+    key_names: Sequence[str] | None = None,
+) -> str:
+    """Markdown table: one line per distinct ``keys`` tuple (first-seen order; headed
+    ``key_names``, default the keys), one column per ``(name, selects_row)``; a cell is
+    ``cell(row)`` of the first matching row, else ``–``."""
+
+    def fmt(v) -> str:
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
+    lines = [
+        title,
+        "",
+        "| " + " | ".join([*(key_names or keys), *(name for name, _ in columns)]) + " |",
+        "|" + "---|" * (len(keys) + len(columns)),
+    ]
+    seen: list[tuple] = []
+    for r in rows:
+        k = tuple(r[name] for name in keys)
+        if k not in seen:
+            seen.append(k)
+    for k in seen:
+        mine = [r for r in rows if tuple(r[name] for name in keys) == k]
+        cells = []
+        for _, selects in columns:
+            hit = next((r for r in mine if selects(r)), None)
+            cells.append("–" if hit is None else cell(hit))
+        lines.append("| " + " | ".join([*(fmt(v) for v in k), *cells]) + " |")
+    return "\n".join(lines)

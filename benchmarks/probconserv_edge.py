@@ -32,7 +32,7 @@ from bayesphys._bench import write_rows
 from bayesphys.problems.gpme import get_problem, make_dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _probconserv_saved import calibrated, parse, score  # noqa: E402
+from _probconserv_saved import calibrated, parse, pivot, score  # noqa: E402
 
 OFFSETS = (0.0, 0.0025, 0.0125, 0.025, 0.05, 0.1, 0.25)  # fractions of the range
 EDGE_BIN = 0.05  # the outermost bin, drawn uniformly
@@ -63,25 +63,15 @@ def edge_sets(prob, n: int) -> list[tuple[str, str, object]]:
 def summary(rows: list[dict]) -> str:
     """Markdown table: coverage90 per (problem, method, end), one column per offset."""
     offs = [f"{d:g}" for d in OFFSETS] + [f"0-{EDGE_BIN:g}"]
-    lines = [
+    return pivot(
+        rows,
+        ("problem", "method", "edge"),
+        [(f"d = {o}", lambda r, o=o: r["d"] == o) for o in offs],
+        lambda r: f"{r['coverage90']:.3f}",
         "coverage90 at parameter lo + d (hi - lo) / hi - d (hi - lo); last column: uniform over "
         f"the outermost {EDGE_BIN:.0%}",
-        "",
-        "| problem | method | end | " + " | ".join(f"d = {o}" for o in offs) + " |",
-        "|" + "---|" * (3 + len(offs)),
-    ]
-    keys = []
-    for r in rows:
-        k = (r["problem"], r["method"], r["edge"])
-        if k not in keys:
-            keys.append(k)
-    for k in keys:
-        cells = []
-        for o in offs:
-            hit = [r for r in rows if (r["problem"], r["method"], r["edge"]) == k and r["d"] == o]
-            cells.append(f"{hit[0]['coverage90']:.3f}" if hit else "–")
-        lines.append(f"| {k[0]} | {k[1]} | {k[2]} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        key_names=("problem", "method", "end"),
+    )
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -28,7 +28,7 @@ from bayesphys._bench import write_rows
 from bayesphys.problems.gpme import get_problem, make_dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _probconserv_saved import calibrated, parse, score  # noqa: E402
+from _probconserv_saved import calibrated, parse, pivot, score  # noqa: E402
 
 # (label, kernel length as a fraction of the domain, gated, floor); None: the check off
 VARIANTS = (
@@ -50,36 +50,27 @@ def share_widened(model, test) -> float:
 
 def summary(rows: list[dict]) -> str:
     """Markdown table: one line per (problem, parameter, method), one column per variant."""
-    cols = [(v, length) for v, length, _, _ in VARIANTS]
-    name = {c: c[0] if c[1] is None else f"{c[0]} {c[1]:g}" for c in cols}
-    head = "| problem | param | method | " + " | ".join(name[c] for c in cols) + " |"
-    lines = [
-        "LL / coverage90 / CRPS (share of functions widened)",
-        "",
-        head,
-        "|" + "---|" * (3 + len(cols)),
+
+    def cell(r: dict) -> str:
+        out = f"{r['ll']:.2f} / {r['coverage90']:.3f} / {r['crps']:.2e}"
+        return out + (f" ({r['widened']:.0%})" if r["widened"] > 0 else "")
+
+    columns = [
+        (
+            v if length is None else f"{v} {length:g}",
+            lambda r, v=v, length=length: (
+                r["check"] == v and r["length"] == ("-" if length is None else length)
+            ),
+        )
+        for v, length, _, _ in VARIANTS
     ]
-    seen = []
-    for r in rows:
-        k = (r["problem"], r["param"], r["method"])
-        if k not in seen:
-            seen.append(k)
-    for k in seen:
-        cells = []
-        for v, length in cols:
-            r = next(
-                r
-                for r in rows
-                if (r["problem"], r["param"], r["method"]) == k
-                and r["check"] == v
-                and r["length"] == ("-" if length is None else length)
-            )
-            cell = f"{r['ll']:.2f} / {r['coverage90']:.3f} / {r['crps']:.2e}"
-            if r["widened"] > 0:
-                cell += f" ({r['widened']:.0%})"
-            cells.append(cell)
-        lines.append(f"| {k[0]} | {k[1]:g} | {k[2]} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return pivot(
+        rows,
+        ("problem", "param", "method"),
+        columns,
+        cell,
+        "LL / coverage90 / CRPS (share of functions widened)",
+    )
 
 
 def main(argv: list[str] | None = None) -> Path:
