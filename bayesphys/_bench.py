@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from ._checks import check_int
+
 __all__ = [
     "repo_root",
     "write_results",
@@ -300,8 +302,7 @@ def run_script_tasks(
 
     from .distributed import resolve_runner
 
-    if isinstance(jobs, bool) or int(jobs) != jobs or jobs < 1:
-        raise ValueError(f"jobs: expected a positive int, received {jobs!r}")
+    jobs = check_int("jobs", jobs, minimum=1)
     fn = functools.partial(call_script, path, func, **kwargs)
     if jobs > 1:
         runner = resolve_runner("local", max_workers=int(jobs), threads_per_worker=1)

@@ -118,8 +118,10 @@ def test_run_script_tasks_keeps_task_order_and_names_a_failed_task(tmp_path, job
 
 
 def test_run_script_tasks_refuses_bad_jobs(tmp_path):
-    with pytest.raises(ValueError, match="jobs: expected a positive int"):
+    with pytest.raises(ValueError, match="jobs: expected an int >= 1"):
         run_script_tasks(str(tmp_path / "x.py"), "task", [1], 0)
+    with pytest.raises(TypeError, match="jobs: expected an int"):
+        run_script_tasks(str(tmp_path / "x.py"), "task", [1], 2.5)
 
 
 def test_write_rows_records_command_extra_and_rows(tmp_path, capsys):

@@ -125,12 +125,7 @@ class GPPDESolver:
                 f"solver_options: expected a dict or None, received {type(solver_options).__name__}"
             )
         if n_col is not None:
-            try:
-                n_col = check_int("n_col", n_col, minimum=3)
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"n_col: expected an int >= 3 (collocation points per axis), received {n_col!r}"
-                ) from None
+            n_col = check_int("n_col", n_col, minimum=3)  # collocation points per axis
         num_mixtures = check_int("num_mixtures", num_mixtures, minimum=1)
         beta = check_real("beta", beta)
         if lam_b is not None:

@@ -167,12 +167,7 @@ class MFMEnsemble:
         "test_noise", "test_metrics"`` (pooled-prediction
         w1/w2/mmd per population)``}``. Radii are in score units (W2, or W2 / spread).
         """
-        try:
-            noise_splits = check_int("noise_splits", noise_splits, minimum=1)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"noise_splits: expected a positive int, received {noise_splits!r}"
-            ) from None
+        noise_splits = check_int("noise_splits", noise_splits, minimum=1)
         alpha = _check_alpha(alpha)  # before the (slow) predictions, not after them
         max_points = _check_max_points("max_points", max_points)
 

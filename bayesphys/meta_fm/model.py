@@ -444,10 +444,7 @@ class MetaFlowMatching:
         seed = check_int("seed", seed)
         if steps is not None:
             steps = check_int("steps", steps, minimum=1)
-        try:
-            chunk = check_int("chunk", chunk, minimum=1)
-        except (TypeError, ValueError):
-            raise ValueError(f"chunk: expected a positive int, received {chunk!r}") from None
+        chunk = check_int("chunk", chunk, minimum=1)
         pops = check_populations("sources", sources, self.dim)
         p = len(pops)
         emb = None

@@ -12,12 +12,11 @@ All masks are boolean tensors ``[*grid]`` on the same grid.
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 from torch import Tensor
 
-from .._checks import check_real
+from .._checks import check_int, check_real
 
 __all__ = ["standard_margin_plan", "model_plan", "recurrence_coverage"]
 
@@ -71,13 +70,8 @@ def model_plan(score: Tensor, brain: Tensor, volume: int) -> Tensor:
 
     _same_grid(score=score, brain=brain)
     n_brain = int((brain > 0).sum())
-    if (
-        isinstance(volume, bool)
-        or not isinstance(volume, numbers.Real)
-        or not math.isfinite(float(volume))
-        or int(volume) != volume
-        or not 0 <= int(volume) <= n_brain
-    ):
+    volume = check_int("volume", volume, minimum=0)
+    if volume > n_brain:
         raise ValueError(
             f"volume: expected an int in [0, {n_brain}] (the brain's voxels), received {volume!r}"
         )

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from .. import metrics
+from .._checks import check_int
 from ..posterior import GaussianPosterior
 from .update import trapezoid_weights
 
@@ -76,8 +77,7 @@ def shock_posterior(
     seed: int | None = 0,
 ) -> Tensor:
     """Draws ``[n_samples, *batch]`` of the shock position from ``post`` (event ``(nx,)``)."""
-    if isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 1:
-        raise ValueError(f"n_samples: expected a positive int, received {n_samples!r}")
+    n_samples = check_int("n_samples", n_samples, minimum=1)
     gen = None
     if seed is not None:
         gen = torch.Generator(device=post.device).manual_seed(seed)

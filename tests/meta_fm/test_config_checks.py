@@ -126,7 +126,7 @@ def test_model_arguments():
         m.posterior(pops, num_draws=2.5)
     with pytest.raises(ValueError, match="^num_draws: "):
         m.posterior(pops, num_draws=1)
-    with pytest.raises(ValueError, match="^chunk: "):
+    with pytest.raises(TypeError, match="^chunk: "):
         m.predict(pops, chunk=math.nan)
     assert [p.shape for p in m.predict(pops, steps=1, chunk=64.0)] == [(20, 2)] * 2
 
@@ -160,7 +160,7 @@ def test_ensemble_arguments():
             ens.uncertainty(cal, test, alpha=bad)
     with pytest.raises(ValueError, match="^max_points: "):
         ens.uncertainty(cal, test, max_points=0)
-    with pytest.raises(ValueError, match="^noise_splits: "):
+    with pytest.raises(TypeError, match="^noise_splits: "):
         ens.uncertainty(cal, test, noise_splits=math.nan)
     post = ens.posterior(src, num_draws=1)
     with pytest.raises(ValueError, match="^max_points: "):

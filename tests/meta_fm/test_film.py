@@ -142,6 +142,6 @@ def test_predict_mixes_population_sizes_and_matches_one_at_a_time():
     # a chunk smaller than one population still integrates it whole
     for a, b in zip(both, m.predict(pops, seed=4, chunk=8)):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-    for bad in (0, -3, 2.5):
-        with pytest.raises(ValueError, match="chunk: expected a positive int"):
+    for bad, err in ((0, ValueError), (-3, ValueError), (2.5, TypeError)):
+        with pytest.raises(err, match="chunk: expected an int"):
             m.predict(pops, chunk=bad)

@@ -320,5 +320,5 @@ def test_plan_settings():
     assert int(standard_margin_plan(lab, brain, 1, 0).sum()) == 16  # margin 0: the core
     score = torch.rand(20, 20, generator=torch.Generator().manual_seed(0))
     for value in (NAN, INF, "5"):  # NaN / inf used to fail in int() without the name
-        _raises(ValueError, "volume", model_plan, score, brain, value)
+        _raises(TypeError, "volume", model_plan, score, brain, value)
     assert int(model_plan(score, brain, 5.0).sum()) == 5

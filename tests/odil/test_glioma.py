@@ -184,8 +184,12 @@ def test_radiotherapy_plans_refuse_bad_input():
     score = torch.rand(20, 20, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="one grid"):
         model_plan(score[:10], brain, 5)
-    for bad in (401, -3, 2.5, True):
-        with pytest.raises(ValueError, match=r"volume: expected an int in \[0, 400\]"):
+    with pytest.raises(ValueError, match=r"volume: expected an int in \[0, 400\]"):
+        model_plan(score, brain, 401)
+    with pytest.raises(ValueError, match="volume: expected an int >= 0"):
+        model_plan(score, brain, -3)
+    for bad in (2.5, True):
+        with pytest.raises(TypeError, match="volume: expected an int"):
             model_plan(score, brain, bad)
     with pytest.raises(ValueError, match="finite"):
         model_plan(score * math.nan, brain, 5)
