@@ -1,6 +1,10 @@
 """Shared fixtures: a ``device`` fixture (CPU, plus CUDA when present) and test markers.
 
 Set ``BAYESPHYS_TEST_DEVICE=cuda`` to run device-parametrised tests on CUDA only.
+
+Hypothesis profiles: ``HYPOTHESIS_PROFILE=ci`` (set by ``.ci/run``) draws the same examples on
+every run (``derandomize=True``), so a landing is never decided by a newly drawn example; the
+default profile draws fresh examples each run, which is how new failing cases are found locally.
 """
 
 from __future__ import annotations
@@ -10,8 +14,12 @@ import os
 import matplotlib
 import pytest
 import torch
+from hypothesis import settings
 
 matplotlib.use("Agg")
+
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def _devices() -> list[str]:

@@ -42,6 +42,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
+from .._checks import check_int
 from .._model import FitResult, load_checkpoint, save_checkpoint
 
 __all__ = [
@@ -285,8 +286,7 @@ def distributed_loader(
     ``batch_size`` is per rank (global batch ``world_size * batch_size``). Call
     ``loader.sampler.set_epoch(epoch)`` each epoch for a fresh, rank-consistent shuffle.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size: expected a positive int, received {batch_size}")
+    batch_size = check_int("batch_size", batch_size, minimum=1)
     ds = _as_dataset(data)
     sampler = DistributedSampler(
         ds,

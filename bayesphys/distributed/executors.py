@@ -30,6 +30,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from .._checks import check_int
+
 __all__ = ["limit_threads", "resolve_runner", "Runner", "EXECUTOR_NAMES"]
 
 EXECUTOR_NAMES = ("sequential", "local", "processes", "ray", "dask")
@@ -50,9 +52,7 @@ def limit_threads(n: int | None) -> dict[str, Any] | None:
     """
     if n is None:
         return None
-    n = int(n)
-    if n < 1:
-        raise ValueError(f"threads_per_worker: expected a positive int or None, received {n}")
+    n = check_int("threads_per_worker", n, minimum=1)
     import torch
 
     prev: dict[str, Any] = {"torch": torch.get_num_threads(), "env": {}}
@@ -379,8 +379,8 @@ def resolve_runner(
     ``max_workers`` sizes the pools and clusters started here (default: ``os.cpu_count()``);
     it is ignored for objects passed in.
     """
-    if max_workers is not None and int(max_workers) < 1:
-        raise ValueError(f"max_workers: expected a positive int or None, received {max_workers}")
+    if max_workers is not None:
+        max_workers = check_int("max_workers", max_workers, minimum=1)
     if isinstance(executor, Runner):
         return executor
     if executor is None or executor in ("local", "processes"):

@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import check_int
+
 __all__ = ["fit_many", "FitManyResult", "problem_seed", "run_problem", "ProblemTask"]
 
 
@@ -361,10 +363,12 @@ def fit_many(
     items = _normalise(problems)
     if not callable(build):
         raise TypeError(f"build: expected a callable, received {type(build).__name__}")
-    if num_samples < 1 or num_chains < 1:
-        raise ValueError(
-            f"num_samples/num_chains: expected positive ints, received {num_samples}, {num_chains}"
-        )
+    num_samples = check_int("num_samples", num_samples, minimum=1)
+    num_chains = check_int("num_chains", num_chains, minimum=1)
+    if threads_per_worker is not None:
+        threads_per_worker = check_int("threads_per_worker", threads_per_worker, minimum=1)
+    if max_workers is not None:
+        max_workers = check_int("max_workers", max_workers, minimum=1)
     base = secrets.randbits(32) if seed is None else seed
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:

@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._bench import positive_int
+from .._checks import check_int
 from .._model import FitResult, optimize
 from ..problems.linear_gaussian import log_marginal_likelihood, posterior_for
 
@@ -53,8 +55,7 @@ def make_cohort(
     n_patients: int, *, seed: int = 0, n: int = 101, m: int = 30, noise: float = 0.1
 ) -> dict[str, dict[str, Any]]:
     """``{"p000": problem, ...}``; a problem holds ``x [n]``, ``u [n]``, ``idx [m]``, ``y [m]``."""
-    if n_patients < 1:
-        raise ValueError(f"n_patients: expected a positive int, received {n_patients}")
+    n_patients = check_int("n_patients", n_patients, minimum=1)
     if not 1 <= m <= n:
         raise ValueError(f"m: expected 1 <= m <= n = {n}, received {m}")
     out = {}
@@ -269,8 +270,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", default="bayesphys-out/cohort")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--executor", default="local", choices=["local", "ray", "dask", "sequential"])
-    ap.add_argument("--patients", type=int, default=16)
-    ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--patients", type=positive_int, default=16)
+    ap.add_argument("--workers", type=positive_int, default=None)
     ap.add_argument("--model", default="linear-gaussian", choices=sorted(MODELS))
     args = ap.parse_args(argv)
     if args.device not in ("cpu", "auto"):

@@ -30,6 +30,8 @@ from typing import Any
 
 import torch
 
+from .._bench import positive_int
+
 DESCRIPTION = "DDP training of a neural surrogate with 2 CPU processes (gloo), resumable"
 
 __all__ = ["DESCRIPTION", "heat_data", "make_model", "mse_loss", "main"]
@@ -190,12 +192,17 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--device", default="cpu", help="cpu (gloo) or cuda (nccl, one GPU per rank)")
     ap.add_argument("--out", default="bayesphys-out/ddp_training")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--nproc", type=int, default=2, help="processes when not under torchrun")
-    ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument(
-        "--batch-size", type=int, default=None, help="per rank (mlp: 64; rgnp: the model's)"
+        "--nproc", type=positive_int, default=2, help="processes when not under torchrun"
     )
-    ap.add_argument("--threads", type=int, default=1, help="torch threads per rank")
+    ap.add_argument("--epochs", type=positive_int, default=None)
+    ap.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help="per rank (mlp: 64; rgnp: the model's)",
+    )
+    ap.add_argument("--threads", type=positive_int, default=1, help="torch threads per rank")
     ap.add_argument("--no-resume", action="store_true", help="ignore/skip the checkpoint")
     ap.add_argument(
         "--model",
@@ -204,10 +211,8 @@ def main(argv: list[str] | None = None) -> dict:
         help="mlp: a heat-equation surrogate through train_ddp; rgnp: the random-grid neural "
         "process, data-parallel inside RandomGridNP.fit",
     )
-    ap.add_argument("--steps", type=int, default=None, help="rgnp: total optimiser steps")
+    ap.add_argument("--steps", type=positive_int, default=None, help="rgnp: total optimiser steps")
     args = ap.parse_args(argv)
-    if args.nproc < 1:
-        raise ValueError(f"--nproc: expected a positive int, received {args.nproc}")
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -39,6 +39,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._checks import check_int
+
 __all__ = [
     "chebyshev",
     "poisson_residual",
@@ -340,8 +342,7 @@ def _prior_draw(problem, n: int, rng: np.random.Generator) -> tuple[np.ndarray, 
 
 def poisson_test_set(n: int = 1000, *, seed: int = 0, n_nodes: int = 201) -> dict[str, np.ndarray]:
     """Seeded Poisson test cases: ``{"x" [n_nodes], "z" [n, 5], "w" [n, 1], "u" [n, n_nodes]}``."""
-    if n < 1:
-        raise ValueError(f"n: expected a positive int, received {n}")
+    n = check_int("n", n, minimum=1)
     z, w = _prior_draw(PoissonProblem(), n, np.random.default_rng(seed))
     x, u = solve_poisson(z, w[:, 0], n_nodes=n_nodes)
     return {"x": x, "z": z, "w": w, "u": u}
@@ -369,8 +370,7 @@ def burgers_test_set(
     n: int = 200, *, seed: int = 0, n_nodes: int = 501, n_steps: int = 100
 ) -> dict[str, np.ndarray]:
     """Seeded Burgers cases: ``{"x" [nx], "t" [nt], "z" [n, 2], "w" [n, 1], "u" [n, nt, nx]}``."""
-    if n < 1:
-        raise ValueError(f"n: expected a positive int, received {n}")
+    n = check_int("n", n, minimum=1)
     z, w = _prior_draw(BurgersProblem(), n, np.random.default_rng(seed))
     x, t, u = solve_burgers(z, w[:, 0], n_nodes=n_nodes, n_steps=n_steps)
     return {"x": x, "t": t, "z": z, "w": w, "u": u}
@@ -382,8 +382,7 @@ def invariance_points(n: int, layout: str, *, seed: int = 0) -> np.ndarray:
     ``uniform``: equispaced interior; ``random``: i.i.d. uniform; ``clustered``: two Gaussian
     clusters at :math:`\\pm 0.5` (sd 0.15), clipped to :math:`[-0.99, 0.99]`.
     """
-    if n < 1:
-        raise ValueError(f"n: expected a positive int, received {n}")
+    n = check_int("n", n, minimum=1)
     rng = np.random.default_rng(seed)
     if layout == "uniform":
         x = np.linspace(-1, 1, n + 2)[1:-1]

@@ -137,6 +137,8 @@ def test_bad_inputs_are_named(monkeypatch, tmp_path):
         ddp.distributed_loader("not data", 4, ddp.DistContext())
     with pytest.raises(ValueError, match="batch_size"):
         ddp.distributed_loader(torch.zeros(4, 1), 0, ddp.DistContext())
+    with pytest.raises(TypeError, match="batch_size: expected an int"):
+        ddp.distributed_loader(torch.zeros(4, 1), 2.5, ddp.DistContext())
     monkeypatch.setenv("RANK", "3")
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match="RANK"):

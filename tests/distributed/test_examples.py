@@ -57,3 +57,19 @@ def test_cohort_glioma_smoke(tmp_path):
     assert summary["failed"] == [] and summary["patients"] == 4
     assert summary["rel_err_ell_median"] < 0.3 and summary["rel_err_v_median"] < 0.3
     assert set(summary["arviz_summary"]) >= {"D_w[p000]", "rho[p003]"}
+
+
+@pytest.mark.parametrize(
+    "main,argv",
+    [
+        (cohort.main, ["--patients", "0"]),
+        (cohort.main, ["--workers", "-1"]),
+        (ddp_training.main, ["--nproc", "0"]),
+        (ddp_training.main, ["--batch-size", "2.5"]),
+    ],
+)
+def test_example_sizes_are_argparse_errors(main, argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert f"argument {argv[0]}: expected a positive int" in capsys.readouterr().err

@@ -218,3 +218,19 @@ def test_dask_client_passed_in_is_left_running():
         res = _run(client, probs)
         _check_equal(res, _reference(probs, _toy.build, 7))
         assert client.status == "running"
+
+
+@pytest.mark.parametrize(
+    "kw,err",
+    [
+        ({"max_workers": 2.5}, TypeError),
+        ({"threads_per_worker": 0}, ValueError),
+        ({"threads_per_worker": True}, TypeError),
+        ({"num_samples": 0}, ValueError),
+        ({"num_chains": 1.5}, TypeError),
+    ],
+)
+def test_size_arguments_get_the_core_check(kw, err):
+    name = next(iter(kw))
+    with pytest.raises(err, match=f"{name}: expected an int"):
+        fit_many(_toy.problems(1), _toy.build, executor="sequential", progress=False, **kw)

@@ -159,3 +159,16 @@ def test_prior_draws_and_invariance_points():
         invariance_points(10, "spiral")
     with pytest.raises(ValueError, match="n"):
         poisson_test_set(0)
+
+
+@pytest.mark.parametrize("fn", [poisson_test_set, burgers_test_set])
+@pytest.mark.parametrize("bad,err", [(0, ValueError), (2.5, TypeError), (True, TypeError)])
+def test_test_set_sizes_are_checked(fn, bad, err):
+    with pytest.raises(err, match="n: expected an int"):
+        fn(bad)
+
+
+def test_invariance_points_size_is_checked():
+    with pytest.raises(ValueError, match="n: expected an int >= 1"):
+        invariance_points(0, "uniform")
+    assert invariance_points(4.0, "uniform").shape == (4,)
