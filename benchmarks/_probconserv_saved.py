@@ -1,5 +1,6 @@
 """Shared command line and model loading of the scripts that rescore the ProbConserv
-benchmark's saved Step-1 models (``probconserv_mass_check.py``, ``probconserv_edge.py``)."""
+benchmark's saved Step-1 models (``probconserv_mass_check.py``, ``probconserv_edge.py``,
+``probconserv_margin.py``)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from bayesphys.probconserv.evaluate import slice_scores
 from bayesphys.probconserv.model import ProbConserv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from probconserv import NEIGHBOURS, SETTINGS  # noqa: E402  (the benchmark's settings)
+from probconserv import LOCAL_MARGIN, NEIGHBOURS, SETTINGS  # noqa: E402  (the benchmark's)
 
 
 def parse(
@@ -52,17 +53,20 @@ def parse(
     return args, cfg
 
 
-def calibrated(folder: str | Path, pname: str, key: str, cfg: dict) -> ProbConserv:
+def calibrated(folder: str | Path, pname: str, key: str, cfg: dict, **kw) -> ProbConserv:
     """The saved model ``<folder>/<pname>_<key>.pt``, calibrated as the benchmark does (hybrid
-    covariance, parameter-conditional scale, mass check with its gate, seed 777)."""
+    covariance, parameter-conditional scale, mass check with its gate, seed 777); ``kw``
+    overrides or adds ``calibrate`` options."""
     model = ProbConserv.load(Path(folder) / f"{pname}_{key}.pt")
-    model.calibrate(
+    opts = dict(
         seed=777,
         n_functions=cfg["n_val"],
         objective="hybrid",
         neighbours=NEIGHBOURS,
         local_functions=cfg["n_local"],
+        local_margin=LOCAL_MARGIN,
     )
+    model.calibrate(**(opts | kw))
     return model
 
 

@@ -89,13 +89,22 @@ def discrepancy(
     return sd2, (root, perp)
 
 
-def fit_local(model: ProbConserv, val, val_mean, val_mass, tt, xx, m, local_seed, seed) -> None:
+def fit_local(
+    model: ProbConserv, val, val_mean, val_mass, tt, xx, m, local_seed, seed, margin=0.0
+) -> None:
     r"""Parameter-conditional scales on ``m`` fresh calibration functions (split conformal),
-    and the mass-residual constant :math:`\kappa` on the same functions."""
+    and the mass-residual constant :math:`\kappa` on the same functions. Their parameters are
+    drawn from the training range widened by ``margin`` times its length at each end."""
     if m < 4:
         raise ValueError(f"local_functions: expected 0 or >= 4, received {m}")
     cal = model.calibration
-    data = make_dataset(model.problem, m, seed=seed + 100_003 if local_seed is None else local_seed)
+    lo, hi = model.problem.train_range
+    data = make_dataset(
+        model.problem,
+        m,
+        seed=seed + 100_003 if local_seed is None else local_seed,
+        param_range=(lo - margin * (hi - lo), hi + margin * (hi - lo)),
+    )
     raw = model._step1(data, tt, xx, seed=0, stage="raw")
     mean = raw.mean
     truth = model.problem.solution(tt[None, :, None], xx, data.params[:, None, None].to(_F64))

@@ -376,6 +376,7 @@ class ProbConserv:
         neighbours: tuple[int, ...] = (0,),
         local_functions: int = 0,
         local_seed: int | None = None,
+        local_margin: float = 0.05,
         mass_check: bool | None = None,
         mass_length: float = 0.05,
         mass_gate: float | None = 2.0,
@@ -395,8 +396,12 @@ class ProbConserv:
         parameter-conditional ones (:mod:`~bayesphys.probconserv.conditional`): an inferred
         parameter :math:`\hat\theta(\mu, b)` fitted on the validation functions, and a
         localized split-conformal 90 % scale :math:`s(\hat\theta)` fitted on ``M`` further
-        functions from the training distribution (seed ``local_seed``, default
-        ``seed + 100_003``), whose z-scores are taken under the final hybrid covariance.
+        functions (seed ``local_seed``, default ``seed + 100_003``) whose parameters are drawn
+        from the training range widened by ``local_margin`` times its length at each end (0:
+        the training distribution), and whose z-scores are taken under the final hybrid
+        covariance. The margin gives a function at an end of the range calibration functions
+        on both sides; 0.05 was chosen on validation functions
+        (``benchmarks/probconserv_margin.py``).
         ``mass_check`` (default: on with ``local_functions``, which it needs) adds a smooth
         model-discrepancy covariance :math:`\hat\sigma_d^2 K` to a function whose mass residual
         :math:`g^\top\mu - b` is larger than its calibrated variance explains
@@ -434,6 +439,7 @@ class ProbConserv:
         if not (isinstance(mass_floor, (int, float)) and 0 <= mass_floor < math.inf):
             raise ValueError(f"mass_floor: expected a finite number >= 0, received {mass_floor}")
         neighbours = tuple(check_int("neighbours", k, minimum=0) for k in neighbours)
+        local_margin = check_real("local_margin", local_margin, minimum=0.0)
         if not neighbours:
             raise ValueError("neighbours: expected at least one analog size (0: all errors)")
         val = data if data is not None else make_dataset(self.problem, n_functions, seed=seed)
@@ -458,7 +464,18 @@ class ProbConserv:
             )
             self.var_scale = 1.0
             if local_functions:
-                fit_local(self, val, prior.mean, mass, tt, xx, local_functions, local_seed, seed)
+                fit_local(
+                    self,
+                    val,
+                    prior.mean,
+                    mass,
+                    tt,
+                    xx,
+                    local_functions,
+                    local_seed,
+                    seed,
+                    margin=local_margin,
+                )
                 cal = self.calibration
                 cal.mass_length = float(mass_length * (xx[-1] - xx[0])) if mass_check else None
                 cal.mass_margin = None

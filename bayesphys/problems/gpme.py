@@ -281,11 +281,30 @@ class GPMEData:
         )
 
 
-def sample_parameters(problem: GPMEProblem, n: int, *, seed: int | None = None) -> Tensor:
-    """``n`` training parameters ``U(train_range)`` ``[n]`` (float64)."""
+def sample_parameters(
+    problem: GPMEProblem,
+    n: int,
+    *,
+    seed: int | None = None,
+    param_range: tuple[float, float] | None = None,
+) -> Tensor:
+    """``n`` parameters ``U(param_range)`` ``[n]`` (float64; default range: ``train_range``).
+
+    The same ``seed`` gives the same uniform draws whatever the range (an affine image)."""
     g = make_generator(seed)
-    lo, hi = problem.train_range
+    lo, hi = problem.train_range if param_range is None else _check_range(param_range)
     return lo + (hi - lo) * torch.rand(n, dtype=_F64, generator=g)
+
+
+def _check_range(param_range) -> tuple[float, float]:
+    try:
+        lo, hi = param_range
+    except (TypeError, ValueError):
+        raise ValueError(f"param_range: expected (lo, hi), received {param_range!r}") from None
+    lo, hi = check_real("param_range[0]", lo), check_real("param_range[1]", hi)
+    if not hi > lo:
+        raise ValueError(f"param_range: expected lo < hi, received ({lo}, {hi})")
+    return lo, hi
 
 
 def _sorted_uniform(b: int, n: int, lo: float, hi: float, g) -> Tensor:
@@ -303,11 +322,12 @@ def make_dataset(
     n_t_target: int = 10,
     n_x_target: int = 10,
     noise_std: float = 0.0,
+    param_range: tuple[float, float] | None = None,
 ) -> GPMEData:
     """Seeded functions with the paper's context design (generated on the fly).
 
-    Either ``n_functions`` training functions with parameters drawn ``U(train_range)``, or the
-    given ``params`` (one function each). Contexts: ``n_t_context`` stratified times x the same
+    Either ``n_functions`` functions with parameters drawn ``U(param_range)`` (default
+    ``train_range``: training functions), or the given ``params`` (one function each). Contexts: ``n_t_context`` stratified times x the same
     ``n_x_context`` sorted uniform sensor positions; targets: sorted uniform ``n_t_target x
     n_x_target``. ``noise_std`` adds Gaussian sensor noise to the contexts only.
     """
@@ -316,8 +336,15 @@ def make_dataset(
         if n_functions is None:
             raise ValueError("n_functions: expected a positive int (or params), received None")
         n_functions = check_int("n_functions", n_functions, minimum=1)
-        p = sample_parameters(prob, n_functions, seed=None if seed is None else seed + 7919)
+        p = sample_parameters(
+            prob,
+            n_functions,
+            seed=None if seed is None else seed + 7919,
+            param_range=param_range,
+        )
     else:
+        if param_range is not None:
+            raise ValueError("param_range: give either params or param_range, not both")
         p = as_tensor("params", params, dtype=_F64).reshape(-1)
     noise_std = check_real("noise_std", noise_std, minimum=0.0)
     n_t_context, n_x_context, n_t_target, n_x_target = (

@@ -113,3 +113,25 @@ def test_problem_bad_input():
         make_dataset("pme", 2, noise_std=float("nan"))
     with pytest.raises(ValueError, match="n: expected an int >= 2"):
         get_problem("pme").grid(1)  # a one-point grid has no quadrature
+
+
+def test_param_range_is_an_affine_image_of_the_same_draws():
+    prob = get_problem("diffusion")
+    lo, hi = prob.train_range
+    base = make_dataset(prob, 64, seed=3)
+    same = make_dataset(prob, 64, seed=3, param_range=(lo, hi))
+    assert torch.equal(same.params, base.params) and torch.equal(same.y_context, base.y_context)
+    wide = make_dataset(prob, 64, seed=3, param_range=(lo - 0.2, hi + 0.2))
+    scale = (hi - lo + 0.4) / (hi - lo)
+    torch.testing.assert_close(wide.params, lo - 0.2 + (base.params - lo) * scale)
+    assert float(wide.params.min()) < lo and float(wide.params.max()) > hi
+    # the context design does not depend on the parameters
+    assert torch.equal(wide.x_context, base.x_context)
+    with pytest.raises(ValueError, match="lo < hi"):
+        make_dataset(prob, 4, param_range=(2.0, 2.0))
+    with pytest.raises(ValueError, match=r"\(lo, hi\)"):
+        make_dataset(prob, 4, param_range=3.0)
+    with pytest.raises(ValueError, match="finite"):
+        make_dataset(prob, 4, param_range=(1.0, float("inf")))
+    with pytest.raises(ValueError, match="not both"):
+        make_dataset(prob, params=[1.0], param_range=(0.0, 2.0))
