@@ -16,7 +16,7 @@ from bayesphys.probconserv.evaluate import slice_scores
 from bayesphys.probconserv.model import ProbConserv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from probconserv import LOCAL_MARGIN, NEIGHBOURS, SETTINGS  # noqa: E402  (the benchmark's)
+from probconserv import SETTINGS, calibration_options  # noqa: E402  (the benchmark's)
 
 
 def parse(
@@ -58,15 +58,7 @@ def calibrated(folder: str | Path, pname: str, key: str, cfg: dict, **kw) -> Pro
     covariance, parameter-conditional scale, mass check with its gate, seed 777); ``kw``
     overrides or adds ``calibrate`` options."""
     model = ProbConserv.load(Path(folder) / f"{pname}_{key}.pt")
-    opts = dict(
-        seed=777,
-        n_functions=cfg["n_val"],
-        objective="hybrid",
-        neighbours=NEIGHBOURS,
-        local_functions=cfg["n_local"],
-        local_margin=LOCAL_MARGIN,
-    )
-    model.calibrate(**(opts | kw))
+    model.calibrate(**(calibration_options(model.problem, cfg, 0) | kw))
     return model
 
 

@@ -1,24 +1,28 @@
-"""Choice of the calibration functions' range for the parameter-conditional scale.
+"""Choice of the calibration functions' range (``ProbConserv.calibrate(range_margin=...)``).
 
 The benchmark's diffusion (k = 1, 5) and PME (m = 6) rows sit exactly on an end of the training
 range, where the localized conformal scale (``bayesphys.probconserv.conditional``) only has
 calibration functions on one side and the inferred parameter is read inward
-(``probconserv_edge.py``). ``calibrate(local_margin=w)`` draws the calibration functions from
-the training range widened by ``w`` times its length at each end (the Step-1 models and the
-inferred-parameter map are unchanged). This script loads the Step-1 models a full benchmark run
-saved, calibrates each as the benchmark does (seed 777) with each margin in ``MARGINS``, and
+(``probconserv_edge.py``). ``calibrate(range_margin=w)`` draws the functions it calibrates on
+from the training range widened by ``w`` times its length at each end (the Step-1 models are
+unchanged). Two scopes are compared: ``local``, only the conditional scale's ``M`` functions
+(the validation functions, which fit the hybrid covariance and the inferred-parameter map, are
+passed in from the training range), and ``all``, the validation functions as well (what
+``range_margin`` does). This script loads the Step-1 models a full benchmark run saved,
+calibrates each as the benchmark does (seed 777) with each candidate in ``CANDIDATES``, and
 scores **validation** functions: 50 per parameter value at the offsets of
 ``probconserv_edge.py`` (``lo + d (hi - lo)``, ``hi - d (hi - lo)``, and a uniform draw over the
 outermost 5 %), with context seed 30 000 -- not the benchmark's test functions (seed 10 000).
 
-Rule, fixed before the run: the margin with the most (problem, model, end, offset) cells whose
-90 % coverage after the update lies in [0.85, 0.95]; ties go to the smaller margin.
+Rule, fixed before the run: the candidate with the most (problem, model, end, offset) cells
+whose 90 % coverage after the update lies in [0.85, 0.95]; ties go to the earlier candidate in
+``CANDIDATES`` (smaller margin first, ``local`` before ``all``).
 
     python benchmarks/probconserv.py --threads 1 --save-models DIR     # trains, ~40 min
-    python benchmarks/probconserv_margin.py --models DIR               # ~15 min, 1 thread
+    python benchmarks/probconserv_margin.py --models DIR               # ~20 min, 1 thread
 
 Writes ``benchmarks/results/probconserv_margin.json``; ``--summary RESULTS_JSON`` prints the
-docs' tables (cells in range per margin, and coverage per offset).
+docs' tables (cells in range per candidate, and coverage per offset).
 """
 
 from __future__ import annotations
@@ -28,13 +32,22 @@ import time
 from pathlib import Path
 
 from bayesphys._bench import write_rows
-from bayesphys.problems.gpme import get_problem
+from bayesphys.problems.gpme import get_problem, make_dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _probconserv_saved import calibrated, parse, pivot, score  # noqa: E402
 from probconserv_edge import EDGE_BIN, OFFSETS, edge_sets  # noqa: E402
 
-MARGINS = (0.0, 0.025, 0.05, 0.1)  # fractions of the training range, at each end
+# (scope, margin as a fraction of the training range at each end), in the rule's tie order
+CANDIDATES = (
+    ("none", 0.0),
+    ("local", 0.025),
+    ("all", 0.025),
+    ("local", 0.05),
+    ("all", 0.05),
+    ("local", 0.1),
+    ("all", 0.1),
+)
 VALIDATION_SEED = 30_000  # context draws of the validation functions (test: 10 000)
 TARGET = (0.85, 0.95)
 
@@ -43,58 +56,83 @@ def in_range(r: dict) -> bool:
     return TARGET[0] <= r["coverage90"] <= TARGET[1]
 
 
-def chosen_margin(rows: list[dict]) -> tuple[float, dict[float, int]]:
-    """The rule of the module docstring -> ``(margin, {margin: cells in range})``."""
+def _label(scope: str, margin: float) -> str:
+    return f"{scope} {margin:g}"
+
+
+def chosen_margin(rows: list[dict]) -> tuple[str, dict[str, int]]:
+    """The rule of the module docstring -> ``(candidate label, {label: cells in range})``
+    (labels ``"scope margin"``, in ``CANDIDATES`` order)."""
+    present = {_label(r["scope"], r["margin"]) for r in rows}
+    order = [_label(*c) for c in CANDIDATES if _label(*c) in present]
+    order += sorted(present - set(order))
     counts = {
-        m: sum(in_range(r) for r in rows if r["margin"] == m and r["stage"] == "updated")
-        for m in sorted({r["margin"] for r in rows})
+        lab: sum(
+            in_range(r)
+            for r in rows
+            if _label(r["scope"], r["margin"]) == lab and r["stage"] == "updated"
+        )
+        for lab in order
     }
     best = max(counts.values())
-    return min(m for m, c in counts.items() if c == best), counts
+    return next(lab for lab in order if counts[lab] == best), counts
 
 
 def summary(rows: list[dict]) -> str:
-    """Markdown: cells in range per margin, then coverage after the update per offset."""
-    margin, counts = chosen_margin(rows)
-    n = sum(1 for r in rows if r["margin"] == margin and r["stage"] == "updated")
+    """Markdown: cells in range per candidate, then coverage after the update per offset."""
+    choice, counts = chosen_margin(rows)
+    n = sum(
+        1 for r in rows if _label(r["scope"], r["margin"]) == choice and r["stage"] == "updated"
+    )
     head = [
         f"cells (problem, model, end, offset) with coverage90 after the update in "
         f"[{TARGET[0]}, {TARGET[1]}], of {n}: "
-        + ", ".join(f"margin {m:g}: {c}" for m, c in counts.items())
-        + f" -> chosen margin {margin:g}",
+        + ", ".join(f"{lab}: {c}" for lab, c in counts.items())
+        + f" -> chosen {choice}",
         "",
     ]
     offs = [f"{d:g}" for d in OFFSETS] + [f"0-{EDGE_BIN:g}"]
     table = pivot(
         [r for r in rows if r["stage"] == "updated"],
-        ("problem", "method", "edge", "margin"),
+        ("problem", "method", "edge", "scope", "margin"),
         [(f"d = {o}", lambda r, o=o: r["d"] == o) for o in offs],
         lambda r: f"{r['coverage90']:.3f}",
         f"coverage90 after the update (validation functions, context seed {VALIDATION_SEED})",
-        key_names=("problem", "method", "end", "margin"),
+        key_names=("problem", "method", "end", "scope", "margin"),
     )
     return "\n".join(head) + table
 
 
 def main(argv: list[str] | None = None) -> Path:
-    def margins(ap):
+    def options(ap):
         ap.add_argument("--methods", default="ANP,GP", help="Step-1 models to load (ANP, GP)")
         ap.add_argument(
-            "--margins", default=",".join(f"{m:g}" for m in MARGINS), help="margins to score"
+            "--candidates",
+            default=",".join(f"{s}:{m:g}" for s, m in CANDIDATES),
+            help="scope:margin pairs to score (scope none, local or all)",
         )
 
-    parsed = parse(__doc__, argv, "diffusion,pme", summary, margins)
+    parsed = parse(__doc__, argv, "diffusion,pme", summary, options)
     if isinstance(parsed, Path):
         return parsed
     args, cfg = parsed
+    candidates = []
+    for item in args.candidates.split(","):
+        scope, margin = item.split(":")
+        if scope not in ("none", "local", "all"):
+            raise SystemExit(f"--candidates: unknown scope {scope!r} in {item!r}")
+        candidates.append((scope, float(margin)))
     started = time.perf_counter()
     rows = []
     for pname in args.problems.split(","):
         prob = get_problem(pname)
         sets = edge_sets(prob, cfg["n_test"], seed=VALIDATION_SEED)
         for key in args.methods.split(","):
-            for margin in (float(m) for m in args.margins.split(",")):
-                model = calibrated(args.models, pname, key, cfg, local_margin=margin)
+            for scope, margin in candidates:
+                kw: dict = {"range_margin": margin, "data": None}  # None: calibrate draws
+                if scope == "local":  # validation functions from the training range itself
+                    kw["data"] = make_dataset(prob, cfg["n_val"], seed=777)
+                model = calibrated(args.models, pname, key, cfg, **kw)
                 for edge, d, data in sets:
                     for label, method, stage in (
                         (key, "none", "step1"),
@@ -104,6 +142,7 @@ def main(argv: list[str] | None = None) -> Path:
                             "problem": pname,
                             "method": label,
                             "stage": stage,
+                            "scope": scope,
                             "margin": margin,
                             "edge": edge,
                             "d": d,

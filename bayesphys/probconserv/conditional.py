@@ -17,8 +17,9 @@ available at test time.
    (\theta_{hi} - \theta_{lo}) - 1,\ -1,\ 1)` (no extrapolation outside the training range).
 2. **Localized split-conformal scale** (:func:`local_coverage_scale`): on ``M`` *calibration*
    functions (not those that built the covariance; ``ProbConserv.calibrate`` draws their
-   parameters from the training range widened by ``local_margin`` = 5 % of its length at each
-   end, so that a function at an end has calibration functions on both sides) with z-scores
+   parameters, like those of the validation functions, from the training range widened by
+   ``range_margin`` of its length at each end, so that a function at an end has calibration
+   functions on both sides) with z-scores
    :math:`z_{mi} = (u_{mi} - \mu_{mi}) / \sigma_{mi}` under the final covariance (scale 1),
    kernel weights :math:`w_m(u) = \exp(-\tfrac12 (u_m - u)^2 / h^2)` and
 

@@ -376,7 +376,7 @@ class ProbConserv:
         neighbours: tuple[int, ...] = (0,),
         local_functions: int = 0,
         local_seed: int | None = None,
-        local_margin: float = 0.05,
+        range_margin: float = 0.05,
         mass_check: bool | None = None,
         mass_length: float = 0.05,
         mass_gate: float | None = 2.0,
@@ -396,12 +396,13 @@ class ProbConserv:
         parameter-conditional ones (:mod:`~bayesphys.probconserv.conditional`): an inferred
         parameter :math:`\hat\theta(\mu, b)` fitted on the validation functions, and a
         localized split-conformal 90 % scale :math:`s(\hat\theta)` fitted on ``M`` further
-        functions (seed ``local_seed``, default ``seed + 100_003``) whose parameters are drawn
-        from the training range widened by ``local_margin`` times its length at each end (0:
-        the training distribution), and whose z-scores are taken under the final hybrid
-        covariance. The margin gives a function at an end of the range calibration functions
-        on both sides; 0.05 was chosen on validation functions
-        (``benchmarks/probconserv_margin.py``).
+        functions (seed ``local_seed``, default ``seed + 100_003``) whose z-scores are taken
+        under the final hybrid covariance. ``range_margin`` (hybrid only): the functions
+        ``calibrate`` draws itself (the validation functions when ``data`` is None, and the
+        ``M`` functions) have parameters from the training range widened by ``range_margin``
+        times its length at each end (0: the training distribution), so that a function at an
+        end of the range has calibration functions on both sides; the default was chosen on
+        validation functions (``benchmarks/probconserv_margin.py``).
         ``mass_check`` (default: on with ``local_functions``, which it needs) adds a smooth
         model-discrepancy covariance :math:`\hat\sigma_d^2 K` to a function whose mass residual
         :math:`g^\top\mu - b` is larger than its calibrated variance explains
@@ -439,10 +440,16 @@ class ProbConserv:
         if not (isinstance(mass_floor, (int, float)) and 0 <= mass_floor < math.inf):
             raise ValueError(f"mass_floor: expected a finite number >= 0, received {mass_floor}")
         neighbours = tuple(check_int("neighbours", k, minimum=0) for k in neighbours)
-        local_margin = check_real("local_margin", local_margin, minimum=0.0)
+        range_margin = check_real("range_margin", range_margin, minimum=0.0)
         if not neighbours:
             raise ValueError("neighbours: expected at least one analog size (0: all errors)")
-        val = data if data is not None else make_dataset(self.problem, n_functions, seed=seed)
+        lo, hi = self.problem.train_range
+        widened = None
+        if objective == "hybrid":
+            widened = (lo - range_margin * (hi - lo), hi + range_margin * (hi - lo))
+        val = data
+        if val is None:
+            val = make_dataset(self.problem, n_functions, seed=seed, param_range=widened)
         tt, xx = self._grid(t, None)
         prior = self._step1(val, tt, xx, seed=0, stage="raw")
         truth = self.problem.solution(tt[None, :, None], xx, val.params[:, None, None].to(_F64))
@@ -474,7 +481,7 @@ class ProbConserv:
                     local_functions,
                     local_seed,
                     seed,
-                    margin=local_margin,
+                    margin=range_margin,
                 )
                 cal = self.calibration
                 cal.mass_length = float(mass_length * (xx[-1] - xx[0])) if mass_check else None

@@ -33,14 +33,7 @@ def test_edge_sweep_scores_every_offset_and_reproduces_the_edge_row(tmp_path, ca
     assert hi - 0.05 * (hi - lo) < inner < hi
     # d = 0 is the benchmark's own edge row: the same test functions and calibration
     bench = script_module(str(repo_root() / "benchmarks" / "probconserv.py"))
-    m.calibrate(
-        seed=777,
-        n_functions=12,
-        objective="hybrid",
-        neighbours=(0, 20, 50),
-        local_functions=20,
-        local_margin=bench.LOCAL_MARGIN,
-    )
+    m.calibrate(**bench.calibration_options(prob, {"n_val": 12, "n_local": 20}, 0))
     test = make_dataset(prob, params=[hi] * 3, seed=10_000)
     x = prob.grid(201)
     truth = prob.solution(prob.table_time, x, test.params[:, None])[:, None]

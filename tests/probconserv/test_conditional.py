@@ -145,30 +145,34 @@ def test_model_local_scale_conserves_and_round_trips(tmp_path):
     assert back.calibration.local.bandwidth == loc.bandwidth
 
 
-def test_local_margin_draws_calibration_functions_beyond_the_range(monkeypatch):
+def test_range_margin_draws_calibration_functions_beyond_the_range(monkeypatch):
     import bayesphys.probconserv._model_calibration as mc
+    import bayesphys.probconserv.model as pm
 
     torch.set_num_threads(1)
     m = ProbConserv("diffusion", step1="anp", hidden=16, n_samples=8, seed=0)
     m.fit(steps=5, progress=False)
     val = make_dataset("diffusion", 12, seed=5)
-    m.calibrate(val, objective="hybrid", local_functions=40, local_margin=0.0)
+    m.calibrate(val, objective="hybrid", local_functions=40, range_margin=0.0)
     inside = m.calibration.local.u.clone()
     m.calibrate(val, objective="hybrid", local_functions=40)
     default = m.calibration.local.u.clone()
-    drawn = []
+    drawn, drawn_val = [], []
 
-    def spy(*args, **kw):
-        data = make_dataset(*args, **kw)
-        drawn.append(data.params)
-        return data
+    def spy(into):
+        def draw(*args, **kw):
+            data = make_dataset(*args, **kw)
+            into.append(data.params)
+            return data
 
-    monkeypatch.setattr(mc, "make_dataset", spy)
-    m.calibrate(val, objective="hybrid", local_functions=40, local_margin=0.0)
+        return draw
+
+    monkeypatch.setattr(mc, "make_dataset", spy(drawn))
+    m.calibrate(val, objective="hybrid", local_functions=40, range_margin=0.0)
     assert torch.equal(m.calibration.local.u, inside)  # 0: the training range
-    m.calibrate(val, objective="hybrid", local_functions=40, local_margin=0.05)
+    m.calibrate(val, objective="hybrid", local_functions=40, range_margin=0.05)
     assert torch.equal(m.calibration.local.u, default)  # the default margin
-    m.calibrate(val, objective="hybrid", local_functions=40, local_margin=0.25)
+    m.calibrate(val, objective="hybrid", local_functions=40, range_margin=0.25)
     assert not torch.equal(m.calibration.local.u, inside)
     # the calibration functions' parameters reach up to a quarter of the range beyond each end
     lo, hi = m.problem.train_range
@@ -178,6 +182,14 @@ def test_local_margin_draws_calibration_functions_beyond_the_range(monkeypatch):
     assert lo - w / 4 <= float(drawn[2].min()) and float(drawn[2].max()) <= hi + w / 4
     torch.testing.assert_close(drawn[2], lo - w / 4 + (drawn[0] - lo) * 1.5)
     torch.testing.assert_close(drawn[1], lo - w / 20 + (drawn[0] - lo) * 1.1)
+    # without data, the validation functions calibrate draws itself are widened as well
+    # (hybrid only; the scalar objectives keep the training distribution)
+    monkeypatch.setattr(pm, "make_dataset", spy(drawn_val))
+    m.calibrate(n_functions=16, objective="hybrid", local_functions=40, range_margin=0.25)
+    m.calibrate(n_functions=16, objective="hybrid", local_functions=40, range_margin=0.0)
+    m.calibrate(n_functions=16, objective="ll", range_margin=0.25)
+    torch.testing.assert_close(drawn_val[0], lo - w / 4 + (drawn_val[1] - lo) * 1.5)
+    assert torch.equal(drawn_val[2], drawn_val[1])
     for bad, err in ((-0.1, ValueError), (float("nan"), ValueError), ("0.1", TypeError)):
-        with pytest.raises(err, match="local_margin"):
-            m.calibrate(val, objective="hybrid", local_functions=40, local_margin=bad)
+        with pytest.raises(err, match="range_margin"):
+            m.calibrate(val, objective="hybrid", local_functions=40, range_margin=bad)
