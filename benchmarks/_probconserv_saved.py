@@ -26,13 +26,15 @@ def parse(
     summary: Callable[[list[dict]], str],
     extra: Callable | None = None,
 ):
-    """Parse ``--models DIR --problems --threads --smoke --summary --table --out`` (and the
+    """Parse ``--models DIR --problems --methods --threads --smoke --summary --table --out``
+    (and the
     script's own options, added by ``extra(parser)``). Returns the printed results file's path
     for ``--table`` / ``--summary``, else ``(args, cfg)``: the benchmark's full settings (tiny
     with ``--smoke``), with the thread count set."""
     ap = ablation_parser(doc, jobs=False)
     ap.add_argument("--models", help="folder of a benchmark run's --save-models")
     ap.add_argument("--problems", default=problems)
+    ap.add_argument("--methods", default="ANP,GP", help="Step-1 models to load (ANP, GP)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--smoke", action="store_true", help="tiny sizes (tests)")
     ap.add_argument("--summary", metavar="RESULTS_JSON", help="print the docs' table")

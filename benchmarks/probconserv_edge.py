@@ -76,10 +76,7 @@ def summary(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    def methods(ap):
-        ap.add_argument("--methods", default="ANP,GP", help="Step-1 models to load (ANP, GP)")
-
-    parsed = parse(__doc__, argv, "diffusion,pme", summary, methods)
+    parsed = parse(__doc__, argv, "diffusion,pme", summary)
     if isinstance(parsed, Path):
         return parsed
     args, cfg = parsed

@@ -27,6 +27,8 @@ docs' tables (cells in range per candidate, and coverage per offset).
 
 from __future__ import annotations
 
+import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -54,6 +56,24 @@ TARGET = (0.85, 0.95)
 
 def in_range(r: dict) -> bool:
     return TARGET[0] <= r["coverage90"] <= TARGET[1]
+
+
+def parse_candidates(text: str) -> list[tuple[str, float]]:
+    """An argparse ``type``: ``"local:0.05,all:0.1"`` -> ``[("local", 0.05), ("all", 0.1)]``."""
+    out = []
+    for item in text.split(","):
+        scope, _, margin = item.partition(":")
+        try:
+            value = float(margin)
+        except ValueError:
+            value = math.nan
+        if scope not in ("none", "local", "all") or not 0 <= value < math.inf:
+            raise argparse.ArgumentTypeError(
+                f"expected scope:margin with scope none, local or all and margin >= 0, "
+                f"received {item!r}"
+            )
+        out.append((scope, value))
+    return out
 
 
 def _label(scope: str, margin: float) -> str:
@@ -105,23 +125,18 @@ def summary(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> Path:
     def options(ap):
-        ap.add_argument("--methods", default="ANP,GP", help="Step-1 models to load (ANP, GP)")
         ap.add_argument(
             "--candidates",
-            default=",".join(f"{s}:{m:g}" for s, m in CANDIDATES),
-            help="scope:margin pairs to score (scope none, local or all)",
+            type=parse_candidates,
+            default=CANDIDATES,
+            help="comma-separated scope:margin pairs (scope none, local or all; margin >= 0)",
         )
 
     parsed = parse(__doc__, argv, "diffusion,pme", summary, options)
     if isinstance(parsed, Path):
         return parsed
     args, cfg = parsed
-    candidates = []
-    for item in args.candidates.split(","):
-        scope, margin = item.split(":")
-        if scope not in ("none", "local", "all"):
-            raise SystemExit(f"--candidates: unknown scope {scope!r} in {item!r}")
-        candidates.append((scope, float(margin)))
+    candidates = args.candidates
     started = time.perf_counter()
     rows = []
     for pname in args.problems.split(","):

@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> Path:
             (p, make_dataset(prob, params=[p] * cfg["n_test"], seed=10_000))
             for p in prob.test_params
         ]
-        for key in ("ANP", "GP"):
+        for key in args.methods.split(","):
             model = calibrated(args.models, pname, key, cfg)
             cal = model.calibration
             kappa, span = cal.mass_kappa, float(prob.grid(201)[-1] - prob.grid(201)[0])

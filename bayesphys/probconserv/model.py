@@ -447,6 +447,7 @@ class ProbConserv:
         widened = None
         if objective == "hybrid":
             widened = (lo - range_margin * (hi - lo), hi + range_margin * (hi - lo))
+            self.problem.check_params(f"range_margin = {range_margin:g}", *widened)
         val = data
         if val is None:
             val = make_dataset(self.problem, n_functions, seed=seed, param_range=widened)

@@ -64,6 +64,7 @@ class GPMEProblem:
     param_name: name of the varied parameter (``k``, ``m``, ``u_star``).
     x_range, t_range: domain.
     train_range: the parameter is drawn ``U(train_range)`` for training functions.
+    param_domain: the open interval where the family is defined (checked by ``make_dataset``).
     test_params: the paper's test parameters; ``table_time``: the time of the paper's tables.
     """
 
@@ -72,8 +73,19 @@ class GPMEProblem:
     x_range: tuple[float, float] = (0.0, 1.0)
     t_range: tuple[float, float] = (0.0, 1.0)
     train_range: tuple[float, float] = (1.0, 2.0)
+    param_domain: tuple[float, float] = (-math.inf, math.inf)
     test_params: tuple[float, ...] = ()
     table_time: float = 0.5
+
+    def check_params(self, name: str, lo: float, hi: float) -> None:
+        """Raise a ``ValueError`` naming ``name`` unless ``[lo, hi]`` lies inside the open
+        ``param_domain`` (e.g. a porous-medium exponent ``m <= 0`` has no solution)."""
+        a, b = self.param_domain
+        if not (a < lo and hi < b):
+            raise ValueError(
+                f"{name}: expected {self.param_name} in ({a:g}, {b:g}) for {self.name}, "
+                f"received values in [{lo:g}, {hi:g}]"
+            )
 
     # -- to be overridden --------------------------------------------------------------------
     def solution(self, t: Tensor, x: Tensor, param: Tensor) -> Tensor:
@@ -116,6 +128,7 @@ class Diffusion(GPMEProblem):
     x_range: tuple[float, float] = (0.0, 2 * math.pi)
     t_range: tuple[float, float] = (0.0, 1.0)
     train_range: tuple[float, float] = (1.0, 5.0)
+    param_domain: tuple[float, float] = (0.0, math.inf)
     test_params: tuple[float, ...] = (1.0, 5.0)
     table_time: float = 0.5
 
@@ -144,6 +157,7 @@ class PorousMedium(GPMEProblem):
     x_range: tuple[float, float] = (0.0, 1.0)
     t_range: tuple[float, float] = (0.0, 1.0)
     train_range: tuple[float, float] = (1.0, 6.0)
+    param_domain: tuple[float, float] = (0.0, math.inf)
     test_params: tuple[float, ...] = (1.0, 3.0, 6.0)
     table_time: float = 0.5
 
@@ -172,7 +186,10 @@ def stefan_constants(u_star: Tensor | float, iters: int = 200) -> tuple[Tensor, 
     """
     us = _f64(u_star)
     if bool(((us <= 0) | (us >= 1)).any()):
-        raise ValueError(f"u_star: expected values in (0, 1), received {us}")
+        raise ValueError(
+            f"u_star: expected values in (0, 1), received values in "
+            f"[{float(us.min()):g}, {float(us.max()):g}]"
+        )
     rhs = (1 - us) / math.sqrt(math.pi)
     lo, hi = torch.full_like(us, 1e-8), torch.full_like(us, 5.0)
     for _ in range(iters):
@@ -199,6 +216,7 @@ class Stefan(GPMEProblem):
     x_range: tuple[float, float] = (0.0, 1.0)
     t_range: tuple[float, float] = (0.0, 0.1)
     train_range: tuple[float, float] = (0.55, 0.7)
+    param_domain: tuple[float, float] = (0.0, 1.0)
     test_params: tuple[float, ...] = (0.5, 0.6)
     table_time: float = 0.05
     smooth: float = field(default=0.02, compare=False)
@@ -293,6 +311,7 @@ def sample_parameters(
     The same ``seed`` gives the same uniform draws whatever the range (an affine image)."""
     g = make_generator(seed)
     lo, hi = problem.train_range if param_range is None else _check_range(param_range)
+    problem.check_params("param_range", lo, hi)
     return lo + (hi - lo) * torch.rand(n, dtype=_F64, generator=g)
 
 
@@ -346,6 +365,8 @@ def make_dataset(
         if param_range is not None:
             raise ValueError("param_range: give either params or param_range, not both")
         p = as_tensor("params", params, dtype=_F64).reshape(-1)
+        if p.numel():
+            prob.check_params("params", float(p.min()), float(p.max()))
     noise_std = check_real("noise_std", noise_std, minimum=0.0)
     n_t_context, n_x_context, n_t_target, n_x_target = (
         check_int(name, v, minimum=1)

@@ -5,19 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from bayesphys._bench import repo_root, script_module
-from bayesphys.probconserv import ProbConserv
 from bayesphys.probconserv.evaluate import slice_scores
 from bayesphys.problems.gpme import get_problem, make_dataset
 
 
-def test_edge_sweep_scores_every_offset_and_reproduces_the_edge_row(tmp_path, capsys):
-    torch.set_num_threads(1)
-    m = ProbConserv("diffusion", step1="anp", hidden=16, n_samples=8, seed=0)
-    m.fit(steps=3, progress=False)
-    m.save(tmp_path / "diffusion_ANP.pt")
+def test_edge_sweep_scores_every_offset_and_reproduces_the_edge_row(saved_tiny_anp, capsys):
+    m, tmp_path = saved_tiny_anp
     script = script_module(str(repo_root() / "benchmarks" / "probconserv_edge.py"))
     argv = ["--models", str(tmp_path), "--problems", "diffusion", "--methods", "ANP"]
     rows = json.loads(script.main([*argv, "--smoke", "--out", str(tmp_path)]).read_text())["rows"]

@@ -5,17 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from bayesphys._bench import repo_root, script_module
-from bayesphys.probconserv import ProbConserv
 
 
-def test_margin_sweep_scores_validation_functions_and_applies_its_rule(tmp_path, capsys):
-    torch.set_num_threads(1)
-    m = ProbConserv("diffusion", step1="anp", hidden=16, n_samples=8, seed=0)
-    m.fit(steps=3, progress=False)
-    m.save(tmp_path / "diffusion_ANP.pt")
+def test_margin_sweep_scores_validation_functions_and_applies_its_rule(saved_tiny_anp, capsys):
+    m, tmp_path = saved_tiny_anp
     script = script_module(str(repo_root() / "benchmarks" / "probconserv_margin.py"))
     argv = ["--models", str(tmp_path), "--problems", "diffusion", "--methods", "ANP"]
     argv += ["--candidates", "none:0,local:0.1,all:0.1", "--smoke", "--out", str(tmp_path)]
@@ -54,3 +49,12 @@ def test_margin_sweep_scores_validation_functions_and_applies_its_rule(tmp_path,
     out = capsys.readouterr().out
     assert "-> chosen none 0" in out
     assert sum(line.startswith("| diffusion |") for line in out.splitlines()) == 2 * 3
+
+
+@pytest.mark.parametrize("bad", ["wide:0.05", "all", "all:-0.1", "all:x", "local:inf"])
+def test_bad_candidates_are_argparse_errors(bad, capsys):
+    script = script_module(str(repo_root() / "benchmarks" / "probconserv_margin.py"))
+    with pytest.raises(SystemExit) as exc:
+        script.main(["--models", "unused", "--candidates", bad])
+    assert exc.value.code == 2
+    assert "argument --candidates: expected scope:margin" in capsys.readouterr().err

@@ -172,24 +172,27 @@ def test_range_margin_draws_calibration_functions_beyond_the_range(monkeypatch):
     assert torch.equal(m.calibration.local.u, inside)  # 0: the training range
     m.calibrate(val, objective="hybrid", local_functions=40, range_margin=0.05)
     assert torch.equal(m.calibration.local.u, default)  # the default margin
-    m.calibrate(val, objective="hybrid", local_functions=40, range_margin=0.25)
+    m.calibrate(val, objective="hybrid", local_functions=40, range_margin=0.2)
     assert not torch.equal(m.calibration.local.u, inside)
-    # the calibration functions' parameters reach up to a quarter of the range beyond each end
+    # the calibration functions' parameters reach up to a fifth of the range beyond each end
     lo, hi = m.problem.train_range
     w = hi - lo
     assert lo <= float(drawn[0].min()) and float(drawn[0].max()) <= hi
     assert float(drawn[2].min()) < lo and float(drawn[2].max()) > hi
-    assert lo - w / 4 <= float(drawn[2].min()) and float(drawn[2].max()) <= hi + w / 4
-    torch.testing.assert_close(drawn[2], lo - w / 4 + (drawn[0] - lo) * 1.5)
+    assert lo - w / 5 <= float(drawn[2].min()) and float(drawn[2].max()) <= hi + w / 5
+    torch.testing.assert_close(drawn[2], lo - w / 5 + (drawn[0] - lo) * 1.4)
     torch.testing.assert_close(drawn[1], lo - w / 20 + (drawn[0] - lo) * 1.1)
     # without data, the validation functions calibrate draws itself are widened as well
     # (hybrid only; the scalar objectives keep the training distribution)
     monkeypatch.setattr(pm, "make_dataset", spy(drawn_val))
-    m.calibrate(n_functions=16, objective="hybrid", local_functions=40, range_margin=0.25)
+    m.calibrate(n_functions=16, objective="hybrid", local_functions=40, range_margin=0.2)
     m.calibrate(n_functions=16, objective="hybrid", local_functions=40, range_margin=0.0)
-    m.calibrate(n_functions=16, objective="ll", range_margin=0.25)
-    torch.testing.assert_close(drawn_val[0], lo - w / 4 + (drawn_val[1] - lo) * 1.5)
+    m.calibrate(n_functions=16, objective="ll", range_margin=0.2)
+    torch.testing.assert_close(drawn_val[0], lo - w / 5 + (drawn_val[1] - lo) * 1.4)
     assert torch.equal(drawn_val[2], drawn_val[1])
     for bad, err in ((-0.1, ValueError), (float("nan"), ValueError), ("0.1", TypeError)):
         with pytest.raises(err, match="range_margin"):
             m.calibrate(val, objective="hybrid", local_functions=40, range_margin=bad)
+    # a margin that leaves the family's domain (diffusion needs k > 0: 1 - 0.3 * 4 < 0)
+    with pytest.raises(ValueError, match=r"range_margin = 0.3: expected k in \(0, inf\)"):
+        m.calibrate(val, objective="hybrid", local_functions=40, range_margin=0.3)

@@ -135,3 +135,15 @@ def test_param_range_is_an_affine_image_of_the_same_draws():
         make_dataset(prob, 4, param_range=(1.0, float("inf")))
     with pytest.raises(ValueError, match="not both"):
         make_dataset(prob, params=[1.0], param_range=(0.0, 2.0))
+
+
+def test_parameters_outside_a_family_domain_are_refused():
+    # a porous-medium exponent m <= 0 gave NaN fields silently; u* outside (0, 1) a long tensor
+    with pytest.raises(ValueError, match=r"params: expected m in \(0, inf\)"):
+        make_dataset("pme", params=[2.0, -0.5])
+    with pytest.raises(ValueError, match=r"param_range: expected u_star in \(0, 1\)"):
+        make_dataset("stefan", 4, param_range=(0.5, 1.2))
+    with pytest.raises(ValueError, match=r"param_range: expected k in \(0, inf\)"):
+        make_dataset("diffusion", 4, param_range=(-1.0, 2.0))
+    with pytest.raises(ValueError, match=r"received values in \[1\.5, 1\.5\]"):
+        stefan_constants(1.5)
