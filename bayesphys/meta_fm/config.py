@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from .._checks import check_int, check_real
@@ -47,7 +47,9 @@ class MFMConfig:
     embedding needs a graph); ``layers >= 2`` (input and output layer, ``layers - 2`` hidden
     ones); ``time_dim`` even and ``>= 2`` (``time_dim / 2`` sinusoid frequencies);
     ``fourier >= 0`` (0: no Fourier features); ``node_features >= 0`` or ``None``;
-    ``fourier_sigma``, ``lr``, ``gnn_lr``, ``atol``, ``rtol`` finite and ``> 0``.
+    ``fourier_sigma``, ``lr``, ``gnn_lr``, ``atol``, ``rtol`` finite and ``> 0``. Assigning a
+    field afterwards (``cfg.lr = -1``) is checked the same way, and a refused value leaves the
+    config unchanged.
     """
 
     method: str = "MFM"
@@ -129,6 +131,12 @@ class MFMConfig:
             )
         for name in ("fourier_sigma", "lr", "gnn_lr", "atol", "rtol"):
             setattr(self, name, check_real(name, getattr(self, name), minimum=0.0, strict=True))
+        object.__setattr__(self, "_checked", True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if self.__dict__.get("_checked") and name in {f.name for f in fields(self)}:
+            value = getattr(replace(self, **{name: value}), name)  # the constructor's checks
+        object.__setattr__(self, name, value)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

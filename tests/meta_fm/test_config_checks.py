@@ -84,6 +84,29 @@ def test_bad_config_value_is_refused(name, value, error):
         MetaFlowMatching(dim=2, **{**SMALL, name: value})
 
 
+@pytest.mark.parametrize("name,value,error", BAD_CONFIG)
+def test_bad_value_assigned_later_is_refused(name, value, error):
+    """Assignment after construction passes the constructor's checks; a refused value leaves
+    the config as it was."""
+    cfg = MFMConfig()
+    before = cfg.to_dict()
+    with pytest.raises(error, match=f"^{name}: "):
+        setattr(cfg, name, value)
+    assert cfg.to_dict() == before
+
+
+def test_assignment_later_is_normalised_and_cross_checked():
+    cfg = MFMConfig(method="FM", points=1)
+    cfg.width = 64.0
+    assert cfg.width == 64 and type(cfg.width) is int
+    with pytest.raises(ValueError, match="^points: "):
+        cfg.method = "MFM"  # MFM's embedding needs >= 2 points
+    assert cfg.method == "FM"
+    cfg.points = 8
+    cfg.method = "MFM"
+    assert (cfg.method, cfg.points) == ("MFM", 8)
+
+
 def test_defaults_and_integral_floats():
     cfg = MFMConfig()
     assert (cfg.width, cfg.layers, cfg.time_dim, cfg.fourier) == (256, 4, 128, 128)
