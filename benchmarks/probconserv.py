@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from linear_operator.operators import DiagLinearOperator
 
-from bayesphys._bench import bench_row, write_results
+from bayesphys._bench import bench_row, repo_root, write_results
 from bayesphys._device import resolve_device
 from bayesphys.posterior import GaussianPosterior
 from bayesphys.probconserv.evaluate import shock_position, shock_posterior, slice_scores
@@ -333,6 +333,10 @@ NEIGHBOURS = (0, 20, 50)  # analog sizes tried by the hybrid calibration (0: all
 # all 0.025 / 0.05 / 0.1: 59 / 62 / 55
 RANGE_MARGIN = 0.05
 RANGE_SCOPE = "all"
+# how the hybrid's (K, beta) is picked from its 2-fold held-out MSEs (calibrate(selection=...)):
+# the one-standard-error rule, adopted by the rule of benchmarks/probconserv_selection.py on
+# validation functions (coverage cells in range 14 / 14 both, ranking 13 / 13, MSE ratio 1.003)
+SELECTION = "one_se"
 
 
 def calibration_options(prob, cfg: dict, seed: int) -> dict:
@@ -344,6 +348,7 @@ def calibration_options(prob, cfg: dict, seed: int) -> dict:
         neighbours=NEIGHBOURS,
         local_functions=cfg["n_local"],
         range_margin=RANGE_MARGIN,
+        selection=SELECTION,
     )
     if RANGE_SCOPE == "local":  # the validation functions from the training range itself
         opts["data"] = make_dataset(prob, cfg["n_val"], seed=777 + seed)
@@ -541,6 +546,45 @@ def _verdict(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
 
+def ranking_agreement(rows: list[dict], full_rows: list[dict]) -> dict:
+    """How far a (quick) run reproduces the full table's ranking: for every (problem, setting,
+    model X in ANP / GP) of both, the sign of MSE(ProbConserv-X) - MSE(X). A full-table pair
+    whose difference is within its standard error, ``sqrt(se_1^2 + se_2^2)`` of the two rows'
+    ``mse_se``, is a tie that either order reproduces. Returns ``{"pairs", "agree",
+    "agree_strict", "ties", "disagree": [(problem, setting, X), ...]}``."""
+
+    def table(rs):
+        return {
+            (r["problem"], json.dumps(r["setting"], sort_keys=True), r["method"]): r["metrics"]
+            for r in rs
+            if r["problem"] in ("diffusion", "pme", "stefan")
+            and r["setting"].get("test_set") != "reference"
+        }
+
+    mine, full = table(rows), table(full_rows)
+    out = {"pairs": 0, "agree": 0, "agree_strict": 0, "ties": 0, "disagree": []}
+    for (problem, setting, method), m in mine.items():
+        if method not in ("ANP", "GP"):
+            continue
+        pc, f, fpc = (
+            mine.get((problem, setting, f"ProbConserv-{method}")),
+            full.get((problem, setting, method)),
+            full.get((problem, setting, f"ProbConserv-{method}")),
+        )
+        if pc is None or f is None or fpc is None:
+            continue
+        out["pairs"] += 1
+        full_diff = fpc["mse"] - f["mse"]
+        tie = abs(full_diff) <= float(np.hypot(fpc["mse_se"], f["mse_se"]))
+        same = (pc["mse"] < m["mse"]) == (full_diff < 0)
+        out["ties"] += tie
+        out["agree_strict"] += same
+        out["agree"] += same or tie
+        if not (same or tie):
+            out["disagree"].append((problem, json.loads(setting), method))
+    return out
+
+
 def target_notes(rows: list[dict]) -> list[dict]:
     """The rows with the issue's targets written as notes on the rows they are judged on
     (``met`` / ``MISSED``, the setting named in each note); earlier target notes are replaced.
@@ -686,7 +730,21 @@ def main(argv: list[str] | None = None) -> Path:
             "argv": list(argv) if argv is not None else sys.argv[1:],
         }
     )
-    extra = {
+    extra = {}
+    full_path = repo_root() / "benchmarks" / "results" / "probconserv.json"
+    if args.quick and full_path.exists():
+        full = json.loads(full_path.read_text())
+        if not full.get("quick"):
+            agreement = ranking_agreement(rows, full["rows"])
+            extra["ranking_vs_full"] = agreement
+            print(
+                f"ranking vs the full table (benchmarks/results/probconserv.json): "
+                f"{agreement['agree']} of {agreement['pairs']} (model, setting) pairs agree "
+                f"({agreement['agree_strict']} in sign; {agreement['ties']} full-table ties "
+                f"within one standard error); disagree: {agreement['disagree']}",
+                file=sys.stderr,
+            )
+    extra |= {
         "total_seconds": total,
         "total_cpu_seconds": total_cpu,
         "runs": runs,

@@ -11,7 +11,13 @@ space-time grid; Step 2 conditions it on the integral conservation law
 """
 
 from .anp import AttentiveNP
-from .calibration import HybridCalibration, fit_hybrid, fit_local_scale, hybrid_covariance
+from .calibration import (
+    HybridCalibration,
+    fit_hybrid,
+    fit_local_scale,
+    hybrid_covariance,
+    select_candidate,
+)
 from .conditional import LocalScale, ParameterMap, fit_parameter_map, local_coverage_scale
 from .evaluate import shock_position, shock_posterior, slice_scores
 from .inequality import nonnegative_posterior, project_nonnegative
@@ -39,6 +45,7 @@ __all__ = [
     "fit_hybrid",
     "fit_local_scale",
     "hybrid_covariance",
+    "select_candidate",
     "LocalScale",
     "ParameterMap",
     "fit_parameter_map",

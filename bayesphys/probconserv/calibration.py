@@ -68,6 +68,7 @@ __all__ = [
     "HybridCalibration",
     "hybrid_covariance",
     "fit_hybrid",
+    "select_candidate",
     "coverage_scale",
     "local_root",
     "fit_local_scale",
@@ -202,6 +203,30 @@ def coverage_scale(z: Tensor) -> float:
     return float((q / Z90) ** 2)
 
 
+SELECTIONS = ("min", "one_se")
+
+
+def select_candidate(
+    cv: dict[tuple[int, float], float],
+    per_function: dict[tuple[int, float], Tensor],
+    selection: str = "min",
+) -> tuple[int, float]:
+    r"""The ``(K, beta)`` of :func:`fit_hybrid` from held-out MSEs ``cv[c]`` and the
+    per-function held-out MSEs ``per_function[c] [V]`` (``cv[c]`` is their mean; see
+    :func:`fit_hybrid`'s ``selection``)."""
+    best = min(cv, key=cv.get)
+    if selection == "min":
+        return best
+    v = per_function[best].numel()
+    near = []
+    for c, m in cv.items():
+        diff = per_function[c] - per_function[best]
+        se = float(diff.std()) / math.sqrt(v) if v > 1 else 0.0
+        if m <= cv[best] + se:
+            near.append(c)
+    return min(near, key=lambda c: (-c[1], c[0] != 0, c[0]))
+
+
 def fit_hybrid(
     mean: Tensor,
     cov: LinearOperator | Tensor,
@@ -212,13 +237,24 @@ def fit_hybrid(
     betas: Sequence[float] = (0.1, 0.3, 0.5, 0.7, 0.9, 1.0),
     neighbours: Sequence[int] = (0,),
     local_scale: bool = False,
+    selection: str = "min",
 ) -> HybridCalibration:
     r"""Fit :class:`HybridCalibration` on ``V`` validation functions.
 
     ``mean, truth [V, nt, N]``, ``cov`` the Step-1 covariance ``[V, nt, N, N]`` (scale 1);
     ``update(prior, idx)`` applies Step 2 to the validation functions ``idx`` (their masses).
     2-fold: the error root is built on one half, scored on the other.
+
+    ``selection`` picks ``(K, beta)`` from the held-out MSEs :math:`m_c = \bar e_c`
+    (per-function squared errors :math:`e_{c,v}`): ``"min"`` the smallest; ``"one_se"`` the
+    one-standard-error rule (Hastie, Tibshirani & Friedman, *Elements of Statistical
+    Learning*, §7.10): among the candidates with :math:`m_c \le m_{c^*} +
+    \operatorname{sd}_v(e_{c,v} - e_{c^*,v})/\sqrt V` (paired against the best
+    :math:`c^*`), the one closest to the model's own covariance: largest :math:`\beta`, then
+    all errors (``K = 0``) before analogs, then the smaller ``K``.
     """
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection: expected one of {SELECTIONS}, received {selection!r}")
     v = mean.shape[0]
     if v < 4:
         raise ValueError(f"validation set: expected at least 4 functions, received {v}")
@@ -257,21 +293,24 @@ def fit_hybrid(
             out.append((ev_idx, prior, update(prior, ev_idx)))
         return out
 
-    cv = {}
+    cv, per_fn = {}, {}
     for k in neighbours:
         if k >= half:
             continue
         for beta in betas:
             if k and beta == 1.0:
                 continue  # beta = 1 ignores the errors: same for every k
-            se = sum(float((p.mean - truth[i]).pow(2).sum()) for i, _, p in held_out(k, beta))
-            cv[(int(k), float(beta))] = se / truth.numel()
+            per = torch.zeros(v, dtype=_F64)  # [V] held-out MSE of each function
+            for i, _, p in held_out(k, beta):
+                per[i] = (p.mean - truth[i]).to(_F64).pow(2).flatten(1).mean(-1)
+            per_fn[(int(k), float(beta))] = per
+            cv[(int(k), float(beta))] = float(per.mean())
     if not cv:
         raise ValueError(
             f"neighbours: every analog size {tuple(int(k) for k in neighbours)} is >= half the "
             f"{v} validation functions ({half}); use 0 (all errors) or fewer neighbours"
         )
-    k, beta = min(cv, key=cv.get)
+    k, beta = select_candidate(cv, per_fn, selection)
     zp, zq = torch.zeros_like(err), torch.zeros_like(err)
     for i, prior, post in held_out(k, beta):
         zp[i] = (truth[i] - prior.mean) / prior.variance.clamp_min(1e-300).sqrt()

@@ -40,7 +40,7 @@ from ..posterior import GaussianPosterior
 from ..problems.gpme import GPMEData, GPMEProblem, get_problem, make_dataset
 from ._model_calibration import calibrated_step1, discrepancy, fit_local
 from .anp import AttentiveNP
-from .calibration import HybridCalibration, fit_hybrid, hybrid_covariance
+from .calibration import SELECTIONS, HybridCalibration, fit_hybrid, hybrid_covariance
 from .metagp import MetaGP
 from .update import conserve_slices
 
@@ -377,6 +377,7 @@ class ProbConserv:
         local_functions: int = 0,
         local_seed: int | None = None,
         range_margin: float = 0.05,
+        selection: str = "one_se",
         mass_check: bool | None = None,
         mass_length: float = 0.05,
         mass_gate: float | None = 2.0,
@@ -402,7 +403,11 @@ class ProbConserv:
         ``M`` functions) have parameters from the training range widened by ``range_margin``
         times its length at each end (0: the training distribution), so that a function at an
         end of the range has calibration functions on both sides; the default was chosen on
-        validation functions (``benchmarks/probconserv_margin.py``).
+        validation functions (``benchmarks/probconserv_margin.py``). ``selection`` (hybrid
+        only): how :math:`(K, \beta)` is picked from the held-out MSEs, the one-standard-error
+        rule ``"one_se"`` (the default, chosen on validation functions:
+        ``benchmarks/probconserv_selection.py``) or the smallest, ``"min"``
+        (:func:`~bayesphys.probconserv.fit_hybrid`).
         ``mass_check`` (default: on with ``local_functions``, which it needs) adds a smooth
         model-discrepancy covariance :math:`\hat\sigma_d^2 K` to a function whose mass residual
         :math:`g^\top\mu - b` is larger than its calibrated variance explains
@@ -441,6 +446,8 @@ class ProbConserv:
             raise ValueError(f"mass_floor: expected a finite number >= 0, received {mass_floor}")
         neighbours = tuple(check_int("neighbours", k, minimum=0) for k in neighbours)
         range_margin = check_real("range_margin", range_margin, minimum=0.0)
+        if selection not in SELECTIONS:
+            raise ValueError(f"selection: expected one of {SELECTIONS}, received {selection!r}")
         if not neighbours:
             raise ValueError("neighbours: expected at least one analog size (0: all errors)")
         lo, hi = self.problem.train_range
@@ -468,7 +475,14 @@ class ProbConserv:
                 )
 
             self.calibration = fit_hybrid(
-                prior.mean, prior.covariance, truth, update, tt, xx, neighbours=neighbours
+                prior.mean,
+                prior.covariance,
+                truth,
+                update,
+                tt,
+                xx,
+                neighbours=neighbours,
+                selection=selection,
             )
             self.var_scale = 1.0
             if local_functions:

@@ -99,3 +99,30 @@ def test_shock_rows_report_the_exact_fields_grid_offset():
     dx = float(x[1] - x[0])
     assert abs(m["bias"] - (m["bias_exact"] + dx)) < 5e-4
     assert 0.8 * dx < m["sd"] < 1.8 * dx
+
+
+def test_ranking_agreement_counts_pairs_signs_and_full_table_ties():
+    agree = _bench().ranking_agreement
+    k1, k5 = {"k": 1, "t": 0.5}, {"k": 5, "t": 0.5}
+
+    def pair(setting, base, pc, se=1e-7, model="ANP"):
+        return [
+            _row("diffusion", model, setting, mse=base, mse_se=se),
+            _row("diffusion", f"ProbConserv-{model}", setting, mse=pc, mse_se=se),
+        ]
+
+    full = [
+        *pair(k1, 2e-4, 1e-4),  # ProbConserv better, clearly
+        *pair(k5, 1.0e-4, 1.1e-4),  # ProbConserv worse, clearly
+        *pair(k1, 1.0e-4, 1.01e-4, se=1e-5, model="GP"),  # within one standard error: a tie
+        _row("diffusion", "ANP", {"k": 9, "t": 0.5}),  # no partner: not a pair
+    ]
+    quick = [
+        *pair(k1, 3e-4, 2e-4),  # agrees
+        *pair(k5, 1.0e-4, 0.9e-4),  # disagrees
+        *pair(k1, 1.0e-4, 0.5e-4, model="GP"),  # opposite sign, but the full pair is a tie
+    ]
+    out = agree(quick, full)
+    assert (out["pairs"], out["agree"], out["agree_strict"], out["ties"]) == (3, 2, 1, 1)
+    assert out["disagree"] == [("diffusion", k5, "ANP")]
+    assert agree(full, full)["agree_strict"] == 3

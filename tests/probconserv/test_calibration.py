@@ -20,6 +20,7 @@ from bayesphys.probconserv.calibration import (
     fit_hybrid,
     hybrid_covariance,
     local_root,
+    select_candidate,
 )
 from bayesphys.probconserv.update import conserve_slices
 from bayesphys.problems.gpme import make_dataset
@@ -91,6 +92,41 @@ def test_fit_hybrid_recovers_error_direction():
     assert cal.err_root.shape == (1, n, v)
     torch.testing.assert_close(cal.err_root, (mean - truth).permute(1, 2, 0) / math.sqrt(v))
     assert cal.prior_scale > 0 and cal.post_scale > 0
+
+
+def test_select_candidate_min_and_one_se():
+    """ "min" takes the smallest held-out MSE; "one_se" the candidate nearest the model's own
+    covariance (largest beta, then K = 0, then smaller K) within one paired standard error."""
+    v = 50
+    noise = torch.linspace(-1.0, 1.0, v, dtype=F64)
+    noise = noise - noise.mean()  # zero mean: each candidate's MSE is its constant
+    # a near tie: (20, 0.1) best by 0.01; the paired sd of the differences with (0, 1.0) is
+    # 0.2 sd(noise) ~ 0.117, its standard error 0.0165 > 0.01; (0, 0.5) is far off
+    means = {(0, 1.0): 1.01, (0, 0.5): 1.2, (20, 0.1): 1.0, (20, 0.5): 1.005}
+    sign = {(0, 1.0): -0.1, (0, 0.5): 0.1, (20, 0.1): 0.1, (20, 0.5): -0.1}
+    per = {c: m + sign[c] * noise for c, m in means.items()}
+    cv = {c: float(p.mean()) for c, p in per.items()}
+    assert select_candidate(cv, per, "min") == (20, 0.1)
+    assert select_candidate(cv, per, "one_se") == (0, 1.0)
+    # a clear gap (identical noise, so the paired sd is 0): one_se keeps the best
+    same = {c: torch.full((v,), m, dtype=F64) + noise for c, m in means.items()}
+    cv_same = {c: float(p.mean()) for c, p in same.items()}
+    assert select_candidate(cv_same, same, "one_se") == (20, 0.1)
+    # within the band, larger beta first, then K = 0 before analogs, then smaller K
+    tie = {(0, 0.5): 1.0, (20, 0.9): 1.0, (50, 0.9): 1.0, (0, 0.3): 0.999}
+    per_tie = {
+        c: torch.full((v,), m, dtype=F64) + noise * (i + 1) for i, (c, m) in enumerate(tie.items())
+    }
+    cv_tie = {c: float(p.mean()) for c, p in per_tie.items()}
+    assert select_candidate(cv_tie, per_tie, "one_se") == (20, 0.9)
+
+
+def test_fit_hybrid_rejects_unknown_selection():
+    x = torch.linspace(0, 1, 5, dtype=F64)
+    mean = torch.zeros(6, 1, 5, dtype=F64)
+    cov = DiagLinearOperator(torch.ones(6, 1, 5, dtype=F64))
+    with pytest.raises(ValueError, match="selection"):
+        fit_hybrid(mean, cov, mean, lambda p, i: p, torch.tensor([0.5]), x, selection="best")
 
 
 def test_local_root_uses_nearest_validation_errors():
@@ -176,3 +212,25 @@ def test_gp_hybrid_several_slices_conserve():
     torch.testing.assert_close(post.mean @ g, gp.mass(test, tt), rtol=0, atol=1e-10)
     draws = post.sample((8,), generator=torch.Generator().manual_seed(1))
     assert float((draws @ g - gp.mass(test, tt)).abs().max()) < 1e-10
+
+
+def test_model_selection_reaches_fit_hybrid(calibrated, monkeypatch):
+    """``calibrate(selection=...)`` is the rule ``fit_hybrid`` applies; bad names are refused
+    before any work."""
+    import bayesphys.probconserv.model as model_mod
+
+    model, val, _ = calibrated
+    seen = []
+    real = model_mod.fit_hybrid
+
+    def spy(*args, **kw):
+        seen.append(kw["selection"])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(model_mod, "fit_hybrid", spy)
+    model.calibrate(val, objective="hybrid", neighbours=(0, 3), selection="min")
+    model.calibrate(val, objective="hybrid", neighbours=(0, 3))
+    assert seen == ["min", "one_se"]  # one_se: the default
+    with pytest.raises(ValueError, match="selection"):
+        model.calibrate(val, objective="hybrid", selection="smallest")
+    assert seen == ["min", "one_se"]
