@@ -464,6 +464,7 @@ def run(
             info["calibration"] = {
                 "beta": beta,
                 "neighbours": cal.neighbours,
+                "selection": cal.selection,
                 "prior_scale": cal.prior_scale,
                 "post_scale": cal.post_scale,
                 "cv_mse": {f"K={k},beta={b}": v for (k, b), v in cal.cv_mse.items()},

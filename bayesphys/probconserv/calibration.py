@@ -69,6 +69,7 @@ __all__ = [
     "hybrid_covariance",
     "fit_hybrid",
     "select_candidate",
+    "paired_se",
     "coverage_scale",
     "local_root",
     "fit_local_scale",
@@ -102,6 +103,9 @@ class HybridCalibration:
     mass_theta_sd: float | None = None  # sd of theta_hat - theta on the calibration functions
     mass_margin: float | None = None  # gate: theta_hat this far outside the range; None: off
     mass_floor: float = 0.0  # least discrepancy outside the gate, in units of kappa v / g'Kg
+    selection: str = "min"  # the rule that picked (neighbours, beta); see fit_hybrid
+    # (neighbours, beta) -> paired standard error of its held-out MSE difference to the best
+    cv_se: dict[tuple[int, float], float] | None = None
 
     def _near(self, mean: Tensor) -> Tensor:
         d = torch.cdist(mean.flatten(1).to(_F64), self.val_mean.to(mean.device).flatten(1))
@@ -217,14 +221,22 @@ def select_candidate(
     best = min(cv, key=cv.get)
     if selection == "min":
         return best
-    v = per_function[best].numel()
-    near = []
-    for c, m in cv.items():
-        diff = per_function[c] - per_function[best]
-        se = float(diff.std()) / math.sqrt(v) if v > 1 else 0.0
-        if m <= cv[best] + se:
-            near.append(c)
+    se = paired_se(per_function, best)
+    near = [c for c, m in cv.items() if m <= cv[best] + se[c]]
     return min(near, key=lambda c: (-c[1], c[0] != 0, c[0]))
+
+
+def paired_se(
+    per_function: dict[tuple[int, float], Tensor], best: tuple[int, float]
+) -> dict[tuple[int, float], float]:
+    r"""Paired standard error of each candidate's held-out MSE against ``best``:
+    :math:`\operatorname{sd}_v(e_{c,v} - e_{c^*,v})/\sqrt V` from ``per_function[c] [V]``
+    (0 with one function)."""
+    v = per_function[best].numel()
+    return {
+        c: float((p - per_function[best]).std()) / math.sqrt(v) if v > 1 else 0.0
+        for c, p in per_function.items()
+    }
 
 
 def fit_hybrid(
@@ -311,6 +323,7 @@ def fit_hybrid(
             f"{v} validation functions ({half}); use 0 (all errors) or fewer neighbours"
         )
     k, beta = select_candidate(cv, per_fn, selection)
+    cv_se = paired_se(per_fn, min(cv, key=cv.get))
     zp, zq = torch.zeros_like(err), torch.zeros_like(err)
     for i, prior, post in held_out(k, beta):
         zp[i] = (truth[i] - prior.mean) / prior.variance.clamp_min(1e-300).sqrt()
@@ -328,6 +341,8 @@ def fit_hybrid(
         neighbours=int(k),
         val_mean=mean.to(_F64) if k else None,
         val_z={"prior": zp, "post": zq} if k and local_scale else None,
+        selection=selection,
+        cv_se=cv_se,
     )
 
 

@@ -92,6 +92,18 @@ def test_fit_hybrid_recovers_error_direction():
     assert cal.err_root.shape == (1, n, v)
     torch.testing.assert_close(cal.err_root, (mean - truth).permute(1, 2, 0) / math.sqrt(v))
     assert cal.prior_scale > 0 and cal.post_scale > 0
+    # provenance: the rule, and each candidate's paired standard error against the best
+    assert cal.selection == "min" and set(cal.cv_se) == set(cal.cv_mse)
+    assert cal.cv_se[min(cal.cv_mse, key=cal.cv_mse.get)] == 0.0
+    assert all(se >= 0 for se in cal.cv_se.values())
+    one_se = fit_hybrid(mean, cov, truth, update, torch.tensor([0.5]), x, selection="one_se")
+    assert one_se.selection == "one_se" and one_se.cv_mse == cal.cv_mse
+    chosen, best = (one_se.neighbours, one_se.beta), min(cal.cv_mse, key=cal.cv_mse.get)
+    assert cal.cv_mse[chosen] <= cal.cv_mse[best] + cal.cv_se[chosen]
+    # a calibration saved before these fields existed loads with the rule it used
+    old = {k: v for k, v in cal.state().items() if k not in ("selection", "cv_se")}
+    back = type(cal).from_state(old)
+    assert back.selection == "min" and back.cv_se is None and back.beta == cal.beta
 
 
 def test_select_candidate_min_and_one_se():
@@ -181,6 +193,8 @@ def test_model_hybrid_update_exact_and_round_trip(calibrated, tmp_path):
     b = back.posterior(test)
     assert torch.equal(b.mean, post.mean) and torch.equal(b.variance, post.variance)
     assert back.calibration.beta == model.calibration.beta
+    assert back.calibration.selection == model.calibration.selection == "one_se"
+    assert back.calibration.cv_se == model.calibration.cv_se
 
 
 def test_model_hybrid_other_grid_warns(calibrated, tmp_path):
