@@ -1,6 +1,6 @@
 """Shared command line and model loading of the scripts that rescore the ProbConserv
 benchmark's saved Step-1 models (``probconserv_mass_check.py``, ``probconserv_edge.py``,
-``probconserv_margin.py``)."""
+``probconserv_margin.py``, ``probconserv_selection.py``)."""
 
 from __future__ import annotations
 
