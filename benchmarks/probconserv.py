@@ -577,7 +577,7 @@ def ranking_agreement(rows: list[dict], full_rows: list[dict]) -> dict:
             continue
         out["pairs"] += 1
         full_diff = fpc["mse"] - f["mse"]
-        tie = abs(full_diff) <= float(np.hypot(fpc["mse_se"], f["mse_se"]))
+        tie = abs(full_diff) <= float(np.hypot(fpc.get("mse_se", 0.0), f.get("mse_se", 0.0)))
         same = (pc["mse"] < m["mse"]) == (full_diff < 0)
         out["ties"] += tie
         out["agree_strict"] += same

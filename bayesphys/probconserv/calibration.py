@@ -218,6 +218,10 @@ def select_candidate(
     r"""The ``(K, beta)`` of :func:`fit_hybrid` from held-out MSEs ``cv[c]`` and the
     per-function held-out MSEs ``per_function[c] [V]`` (``cv[c]`` is their mean; see
     :func:`fit_hybrid`'s ``selection``)."""
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection: expected one of {SELECTIONS}, received {selection!r}")
+    if not cv:
+        raise ValueError("cv: expected at least one (K, beta) candidate")
     best = min(cv, key=cv.get)
     if selection == "min":
         return best

@@ -131,6 +131,10 @@ def test_select_candidate_min_and_one_se():
     }
     cv_tie = {c: float(p.mean()) for c, p in per_tie.items()}
     assert select_candidate(cv_tie, per_tie, "one_se") == (20, 0.9)
+    with pytest.raises(ValueError, match="selection"):
+        select_candidate(cv_tie, per_tie, "one-se")
+    with pytest.raises(ValueError, match="candidate"):
+        select_candidate({}, {}, "one_se")
 
 
 def test_fit_hybrid_rejects_unknown_selection():
