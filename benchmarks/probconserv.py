@@ -142,6 +142,11 @@ SETTINGS = {
         "n_local": 600,
     },
 }
+# --quick trains Stefan twice as long (800 ANP / 120 SoftC / 500 GP steps): with 400 ANP steps
+# its out-of-range (u* = 0.5) ANP was far enough from the full run's that the update helped it,
+# while it hurts the full run's, so the quick ranking missed that pair (chosen after seeing that
+# disagreement; the quick run stays < 5 min on 2 threads)
+QUICK_STEP_SCALE = {"stefan": 2.0}
 # n_local: calibration functions (seed 777 + seed + 100_003; parameters from the training range
 # widened by RANGE_MARGIN at each end) of the
 # parameter-conditional variance scale (bayesphys.probconserv.conditional); 0 = one scalar scale
@@ -453,7 +458,11 @@ def run(
     for pname in problems:
         prob = get_problem(pname)
         cpu0 = time.process_time()
-        trained = _train(prob, cfg, dev, seed, log, load_models, prev_training or {}, retrain_softc)
+        steps = QUICK_STEP_SCALE.get(pname, 1.0) if quick else 1.0
+        pcfg = cfg | {k: max(1, int(cfg[k] * steps)) for k in ("anp", "softc", "gp")}
+        trained = _train(
+            prob, pcfg, dev, seed, log, load_models, prev_training or {}, retrain_softc
+        )
         train_info[f"{pname}/cpu"] = {"training_cpu_seconds": time.process_time() - cpu0}
         models = {}
         for key, (model, info) in trained.items():

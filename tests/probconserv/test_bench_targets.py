@@ -126,3 +126,29 @@ def test_ranking_agreement_counts_pairs_signs_and_full_table_ties():
     assert (out["pairs"], out["agree"], out["agree_strict"], out["ties"]) == (3, 2, 1, 1)
     assert out["disagree"] == [("diffusion", k5, "ANP")]
     assert agree(full, full)["agree_strict"] == 3
+
+
+def test_quick_run_scales_only_the_listed_problems_training(monkeypatch):
+    """--quick trains Stefan QUICK_STEP_SCALE x longer; other problems and full runs keep the
+    settings' steps (the training itself is stopped at once)."""
+    bench = _bench()
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_train(prob, cfg, *args, **kwargs):
+        seen[prob.name] = {k: cfg[k] for k in ("anp", "softc", "gp")}
+        raise Stop
+
+    monkeypatch.setattr(bench, "_train", fake_train)
+    quick, full = bench.SETTINGS["quick"], bench.SETTINGS["full"]
+    scale = bench.QUICK_STEP_SCALE["stefan"]
+    for quick_run, problem in ((True, "stefan"), (True, "pme"), (False, "stefan")):
+        try:
+            bench.run(quick_run, problems=(problem,))
+        except Stop:
+            pass
+        base = quick if quick_run else full
+        factor = scale if (quick_run and problem == "stefan") else 1.0
+        assert seen[problem] == {k: int(base[k] * factor) for k in ("anp", "softc", "gp")}
