@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import torch
 
-from bayesphys._bench import ablation_parser, print_rows_table
+from bayesphys._bench import ablation_parser, print_rows_table, write_rows
 from bayesphys.probconserv.evaluate import slice_scores
 from bayesphys.probconserv.model import ProbConserv
+from bayesphys.problems.gpme import get_problem, make_dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from probconserv import SETTINGS, calibration_options  # noqa: E402  (the benchmark's)
@@ -53,6 +55,42 @@ def parse(
     if args.smoke:
         cfg.update(n_val=12, n_local=20, n_test=3)
     return args, cfg
+
+
+def rescore(
+    doc: str | None,
+    argv: list[str] | None,
+    *,
+    name: str,
+    script: str,
+    problems: str,
+    summary: Callable[[list[dict]], str],
+    rows_for: Callable[..., Iterable[dict]],
+    extra: Callable | None = None,
+) -> Path:
+    """The main of a rescoring script: parse (:func:`parse`), then for each ``--problems``
+    entry collect ``rows_for(args, cfg, problem)`` (printing each row), write
+    ``benchmarks/results/<name>.json`` (or ``--out``), print ``summary(rows)`` and return the
+    path (``--table`` / ``--summary``: the printed file's path)."""
+    parsed = parse(doc, argv, problems, summary, extra)
+    if isinstance(parsed, Path):
+        return parsed
+    args, cfg = parsed
+    started = time.perf_counter()
+    rows = []
+    for pname in args.problems.split(","):
+        for row in rows_for(args, cfg, get_problem(pname)):
+            rows.append(row)
+            print(row, flush=True)
+    path = write_rows(name, rows, script=script, out=args.out, started=started)
+    print(summary(rows))
+    return path
+
+
+def param_sets(prob, n: int, seed: int) -> list[tuple[float, object]]:
+    """``(parameter, dataset)`` for each of the benchmark's test parameters: ``n`` functions at
+    that value, context seed ``seed`` (10 000: the benchmark's test functions)."""
+    return [(p, make_dataset(prob, params=[p] * n, seed=seed)) for p in prob.test_params]
 
 
 def calibrated(folder: str | Path, pname: str, key: str, cfg: dict, **kw) -> ProbConserv:

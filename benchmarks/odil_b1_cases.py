@@ -27,7 +27,7 @@ import torch
 
 from bayesphys._bench import ablation_parser, positive_int, print_rows_table, write_rows
 from bayesphys.odil import GliomaModel
-from bayesphys.problems.glioma import brain_phantom, synthetic_patient
+from bayesphys.problems.glioma import brain_phantom, synthetic_patient, truth_theta
 
 SEED0 = 1000  # B1's seeds (benchmarks/odil.py: synthetic_patient(1000 + s))
 Z90 = 1.6448536269514722
@@ -39,10 +39,7 @@ def case_row(seed: int, phantom: dict) -> dict:
     m = GliomaModel.from_patient(p)
     m.fit(progress=False)
     e, tr = m.estimates(), p["truth"]
-    truth = m.theta.clone()
-    truth[0], truth[1] = math.log(tr["dw"]), math.log(tr["rho"])
-    for k, name in enumerate(["x0", "y0", "z0"][: m.ndim]):
-        truth[2 + k] = tr[name]
+    truth = truth_theta(p).to(m.theta)
     return {
         "seed": seed,
         "rel_err_l": e["ell"] / tr["ell"] - 1,

@@ -23,16 +23,14 @@ docs' table (coverage90 per offset).
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-from bayesphys._bench import write_rows
-from bayesphys.problems.gpme import get_problem, make_dataset
+from bayesphys.problems.gpme import make_dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _probconserv_saved import calibrated, parse, pivot, score  # noqa: E402
+from _probconserv_saved import calibrated, pivot, rescore, score  # noqa: E402
 
 OFFSETS = (0.0, 0.0025, 0.0125, 0.025, 0.05, 0.1, 0.25)  # fractions of the range
 EDGE_BIN = 0.05  # the outermost bin, drawn uniformly
@@ -75,33 +73,35 @@ def summary(rows: list[dict]) -> str:
     )
 
 
+def rows_for(args, cfg, prob):
+    pname = prob.name
+    sets = edge_sets(prob, cfg["n_test"])
+    for key in args.methods.split(","):
+        model = calibrated(args.models, pname, key, cfg)
+        for edge, d, test in sets:
+            theta = _theta_hat(model, test)
+            for label, method in ((key, "none"), (f"ProbConserv-{key}", "probconserv")):
+                yield {
+                    "problem": pname,
+                    "method": label,
+                    "edge": edge,
+                    "d": d,
+                    "param_mean": float(test.params.mean()),
+                    "theta_hat_mean": theta,
+                    **score(model, test, method),
+                }
+
+
 def main(argv: list[str] | None = None) -> Path:
-    parsed = parse(__doc__, argv, "diffusion,pme", summary)
-    if isinstance(parsed, Path):
-        return parsed
-    args, cfg = parsed
-    started = time.perf_counter()
-    rows = []
-    for pname in args.problems.split(","):
-        prob = get_problem(pname)
-        sets = edge_sets(prob, cfg["n_test"])
-        for key in args.methods.split(","):
-            model = calibrated(args.models, pname, key, cfg)
-            for edge, d, test in sets:
-                theta = _theta_hat(model, test)
-                for label, method in ((key, "none"), (f"ProbConserv-{key}", "probconserv")):
-                    row = {
-                        "problem": pname,
-                        "method": label,
-                        "edge": edge,
-                        "d": d,
-                        "param_mean": float(test.params.mean()),
-                        "theta_hat_mean": theta,
-                        **score(model, test, method),
-                    }
-                    rows.append(row)
-                    print(row, flush=True)
-    return write_rows("probconserv_edge", rows, script=__file__, out=args.out, started=started)
+    return rescore(
+        __doc__,
+        argv,
+        name="probconserv_edge",
+        script=__file__,
+        problems="diffusion,pme",
+        summary=summary,
+        rows_for=rows_for,
+    )
 
 
 if __name__ == "__main__":

@@ -30,14 +30,12 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import time
 from pathlib import Path
 
-from bayesphys._bench import write_rows
-from bayesphys.problems.gpme import get_problem, make_dataset
+from bayesphys.problems.gpme import make_dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _probconserv_saved import calibrated, parse, pivot, score  # noqa: E402
+from _probconserv_saved import calibrated, pivot, rescore, score  # noqa: E402
 from probconserv_edge import EDGE_BIN, OFFSETS, edge_sets  # noqa: E402
 
 # (scope, margin as a fraction of the training range at each end), in the rule's tie order
@@ -123,6 +121,32 @@ def summary(rows: list[dict]) -> str:
     return "\n".join(head) + table
 
 
+def rows_for(args, cfg, prob):
+    pname = prob.name
+    sets = edge_sets(prob, cfg["n_test"], seed=VALIDATION_SEED)
+    for key in args.methods.split(","):
+        for scope, margin in args.candidates:
+            kw: dict = {"range_margin": margin, "data": None}  # None: calibrate draws
+            if scope == "local":  # validation functions from the training range itself
+                kw["data"] = make_dataset(prob, cfg["n_val"], seed=777)
+            model = calibrated(args.models, pname, key, cfg, **kw)
+            for edge, d, data in sets:
+                for label, method, stage in (
+                    (key, "none", "step1"),
+                    (f"ProbConserv-{key}", "probconserv", "updated"),
+                ):
+                    yield {
+                        "problem": pname,
+                        "method": label,
+                        "stage": stage,
+                        "scope": scope,
+                        "margin": margin,
+                        "edge": edge,
+                        "d": d,
+                        **score(model, data, method),
+                    }
+
+
 def main(argv: list[str] | None = None) -> Path:
     def options(ap):
         ap.add_argument(
@@ -132,42 +156,16 @@ def main(argv: list[str] | None = None) -> Path:
             help="comma-separated scope:margin pairs (scope none, local or all; margin >= 0)",
         )
 
-    parsed = parse(__doc__, argv, "diffusion,pme", summary, options)
-    if isinstance(parsed, Path):
-        return parsed
-    args, cfg = parsed
-    candidates = args.candidates
-    started = time.perf_counter()
-    rows = []
-    for pname in args.problems.split(","):
-        prob = get_problem(pname)
-        sets = edge_sets(prob, cfg["n_test"], seed=VALIDATION_SEED)
-        for key in args.methods.split(","):
-            for scope, margin in candidates:
-                kw: dict = {"range_margin": margin, "data": None}  # None: calibrate draws
-                if scope == "local":  # validation functions from the training range itself
-                    kw["data"] = make_dataset(prob, cfg["n_val"], seed=777)
-                model = calibrated(args.models, pname, key, cfg, **kw)
-                for edge, d, data in sets:
-                    for label, method, stage in (
-                        (key, "none", "step1"),
-                        (f"ProbConserv-{key}", "probconserv", "updated"),
-                    ):
-                        row = {
-                            "problem": pname,
-                            "method": label,
-                            "stage": stage,
-                            "scope": scope,
-                            "margin": margin,
-                            "edge": edge,
-                            "d": d,
-                            **score(model, data, method),
-                        }
-                        rows.append(row)
-                        print(row, flush=True)
-    path = write_rows("probconserv_margin", rows, script=__file__, out=args.out, started=started)
-    print(summary(rows))
-    return path
+    return rescore(
+        __doc__,
+        argv,
+        name="probconserv_margin",
+        script=__file__,
+        problems="diffusion,pme",
+        summary=summary,
+        rows_for=rows_for,
+        extra=options,
+    )
 
 
 if __name__ == "__main__":

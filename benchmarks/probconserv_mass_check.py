@@ -21,14 +21,10 @@ the docs' table (LL / coverage90 / CRPS per variant, and the share of functions 
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
-from bayesphys._bench import write_rows
-from bayesphys.problems.gpme import get_problem, make_dataset
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _probconserv_saved import calibrated, parse, pivot, score  # noqa: E402
+from _probconserv_saved import calibrated, param_sets, pivot, rescore, score  # noqa: E402
 
 # (label, kernel length as a fraction of the domain, gated, floor); None: the check off
 VARIANTS = (
@@ -73,48 +69,45 @@ def summary(rows: list[dict]) -> str:
     )
 
 
+def rows_for(args, cfg, prob):
+    pname = prob.name
+    tests = param_sets(prob, cfg["n_test"], seed=10_000)
+    for key in args.methods.split(","):
+        model = calibrated(args.models, pname, key, cfg)
+        cal = model.calibration
+        kappa, span = cal.mass_kappa, float(prob.grid(201)[-1] - prob.grid(201)[0])
+        margin = cal.mass_margin
+        for variant, length, gated, floor in VARIANTS:
+            cal.mass_kappa = None if length is None else kappa
+            cal.mass_length = None if length is None else length * span
+            cal.mass_margin = margin if gated else None
+            cal.mass_floor = floor
+            for param, test in tests:
+                widened = share_widened(model, test)
+                for label, method in ((key, "none"), (f"ProbConserv-{key}", "probconserv")):
+                    yield {
+                        "problem": pname,
+                        "param": param,
+                        "method": label,
+                        "check": variant,
+                        "length": "-" if length is None else length,
+                        "kappa": kappa,
+                        "margin": margin,
+                        "floor": floor if gated and length is not None else None,
+                        "widened": widened,
+                        **score(model, test, method),
+                    }
+
+
 def main(argv: list[str] | None = None) -> Path:
-    parsed = parse(__doc__, argv, "diffusion,pme,stefan", summary)
-    if isinstance(parsed, Path):
-        return parsed
-    args, cfg = parsed
-    started = time.perf_counter()
-    rows = []
-    for pname in args.problems.split(","):
-        prob = get_problem(pname)
-        tests = [
-            (p, make_dataset(prob, params=[p] * cfg["n_test"], seed=10_000))
-            for p in prob.test_params
-        ]
-        for key in args.methods.split(","):
-            model = calibrated(args.models, pname, key, cfg)
-            cal = model.calibration
-            kappa, span = cal.mass_kappa, float(prob.grid(201)[-1] - prob.grid(201)[0])
-            margin = cal.mass_margin
-            for variant, length, gated, floor in VARIANTS:
-                cal.mass_kappa = None if length is None else kappa
-                cal.mass_length = None if length is None else length * span
-                cal.mass_margin = margin if gated else None
-                cal.mass_floor = floor
-                for param, test in tests:
-                    widened = share_widened(model, test)
-                    for label, method in ((key, "none"), (f"ProbConserv-{key}", "probconserv")):
-                        row = {
-                            "problem": pname,
-                            "param": param,
-                            "method": label,
-                            "check": variant,
-                            "length": "-" if length is None else length,
-                            "kappa": kappa,
-                            "margin": margin,
-                            "floor": floor if gated and length is not None else None,
-                            "widened": widened,
-                            **score(model, test, method),
-                        }
-                        rows.append(row)
-                        print(row, flush=True)
-    return write_rows(
-        "probconserv_mass_check", rows, script=__file__, out=args.out, started=started
+    return rescore(
+        __doc__,
+        argv,
+        name="probconserv_mass_check",
+        script=__file__,
+        problems="diffusion,pme,stefan",
+        summary=summary,
+        rows_for=rows_for,
     )
 
 

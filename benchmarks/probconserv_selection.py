@@ -26,15 +26,12 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 from pathlib import Path
 
-from bayesphys._bench import write_rows
 from bayesphys.probconserv.calibration import SELECTIONS
-from bayesphys.problems.gpme import get_problem, make_dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _probconserv_saved import calibrated, parse, pivot, score  # noqa: E402
+from _probconserv_saved import calibrated, param_sets, pivot, rescore, score  # noqa: E402
 
 VALIDATION_SEED = 30_000  # context draws of the validation functions (test: 10 000)
 TARGET = (0.85, 0.95)
@@ -99,41 +96,35 @@ def summary(rows: list[dict]) -> str:
     return head + table
 
 
+def rows_for(args, cfg, prob):
+    sets = param_sets(prob, cfg["n_test"], seed=VALIDATION_SEED)
+    for key in args.methods.split(","):
+        for selection in SELECTIONS:
+            model = calibrated(args.models, prob.name, key, cfg, selection=selection)
+            cal = model.calibration
+            for param, data in sets:
+                yield {
+                    "problem": prob.name,
+                    "param": param,
+                    "model": key,
+                    "selection": selection,
+                    "neighbours": cal.neighbours,
+                    "beta": cal.beta,
+                    "step1_mse": score(model, data, "none")["mse"],
+                    **score(model, data, "probconserv"),
+                }
+
+
 def main(argv: list[str] | None = None) -> Path:
-    parsed = parse(__doc__, argv, "diffusion,pme,stefan", summary)
-    if isinstance(parsed, Path):
-        return parsed
-    args, cfg = parsed
-    started = time.perf_counter()
-    rows = []
-    for pname in args.problems.split(","):
-        prob = get_problem(pname)
-        sets = [
-            (p, make_dataset(prob, params=[p] * cfg["n_test"], seed=VALIDATION_SEED))
-            for p in prob.test_params
-        ]
-        for key in args.methods.split(","):
-            for selection in SELECTIONS:
-                model = calibrated(args.models, pname, key, cfg, selection=selection)
-                cal = model.calibration
-                for param, data in sets:
-                    before = score(model, data, "none")
-                    after = score(model, data, "probconserv")
-                    row = {
-                        "problem": pname,
-                        "param": param,
-                        "model": key,
-                        "selection": selection,
-                        "neighbours": cal.neighbours,
-                        "beta": cal.beta,
-                        "step1_mse": before["mse"],
-                        **after,
-                    }
-                    rows.append(row)
-                    print(row, flush=True)
-    path = write_rows("probconserv_selection", rows, script=__file__, out=args.out, started=started)
-    print(summary(rows))
-    return path
+    return rescore(
+        __doc__,
+        argv,
+        name="probconserv_selection",
+        script=__file__,
+        problems="diffusion,pme,stefan",
+        summary=summary,
+        rows_for=rows_for,
+    )
 
 
 if __name__ == "__main__":

@@ -90,20 +90,17 @@ def discrepancy(
 
 
 def fit_local(
-    model: ProbConserv, val, val_mean, val_mass, tt, xx, m, local_seed, seed, margin=0.0
+    model: ProbConserv, val, val_mean, val_mass, tt, xx, m, local_seed, seed, param_range=None
 ) -> None:
-    r"""Parameter-conditional scales on ``m`` fresh calibration functions (split conformal),
-    and the mass-residual constant :math:`\kappa` on the same functions. Their parameters are
-    drawn from the training range widened by ``margin`` times its length at each end."""
-    if m < 4:
-        raise ValueError(f"local_functions: expected 0 or >= 4, received {m}")
+    r"""Parameter-conditional scales on ``m >= 4`` fresh calibration functions (split
+    conformal), and the mass-residual constant :math:`\kappa` on the same functions. Their
+    parameters are drawn from ``param_range`` (default: the training range)."""
     cal = model.calibration
-    lo, hi = model.problem.train_range
     data = make_dataset(
         model.problem,
         m,
         seed=seed + 100_003 if local_seed is None else local_seed,
-        param_range=(lo - margin * (hi - lo), hi + margin * (hi - lo)),
+        param_range=param_range,
     )
     raw = model._step1(data, tt, xx, seed=0, stage="raw")
     mean = raw.mean

@@ -70,6 +70,7 @@ __all__ = [
     "fit_hybrid",
     "select_candidate",
     "paired_se",
+    "check_selection",
     "coverage_scale",
     "local_root",
     "fit_local_scale",
@@ -210,6 +211,12 @@ def coverage_scale(z: Tensor) -> float:
 SELECTIONS = ("min", "one_se")
 
 
+def check_selection(selection: str) -> None:
+    """Raise a ``ValueError`` naming ``selection`` unless it is one of :data:`SELECTIONS`."""
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection: expected one of {SELECTIONS}, received {selection!r}")
+
+
 def select_candidate(
     cv: dict[tuple[int, float], float],
     per_function: dict[tuple[int, float], Tensor],
@@ -218,8 +225,7 @@ def select_candidate(
     r"""The ``(K, beta)`` of :func:`fit_hybrid` from held-out MSEs ``cv[c]`` and the
     per-function held-out MSEs ``per_function[c] [V]`` (``cv[c]`` is their mean; see
     :func:`fit_hybrid`'s ``selection``)."""
-    if selection not in SELECTIONS:
-        raise ValueError(f"selection: expected one of {SELECTIONS}, received {selection!r}")
+    check_selection(selection)
     if not cv:
         raise ValueError("cv: expected at least one (K, beta) candidate")
     best = min(cv, key=cv.get)
@@ -269,8 +275,7 @@ def fit_hybrid(
     :math:`c^*`), the one closest to the model's own covariance: largest :math:`\beta`, then
     all errors (``K = 0``) before analogs, then the smaller ``K``.
     """
-    if selection not in SELECTIONS:
-        raise ValueError(f"selection: expected one of {SELECTIONS}, received {selection!r}")
+    check_selection(selection)
     v = mean.shape[0]
     if v < 4:
         raise ValueError(f"validation set: expected at least 4 functions, received {v}")

@@ -40,7 +40,7 @@ from ..posterior import GaussianPosterior
 from ..problems.gpme import GPMEData, GPMEProblem, get_problem, make_dataset
 from ._model_calibration import calibrated_step1, discrepancy, fit_local
 from .anp import AttentiveNP
-from .calibration import SELECTIONS, HybridCalibration, fit_hybrid, hybrid_covariance
+from .calibration import HybridCalibration, check_selection, fit_hybrid, hybrid_covariance
 from .metagp import MetaGP
 from .update import conserve_slices
 
@@ -431,6 +431,11 @@ class ProbConserv:
             raise ValueError(
                 f"objective: expected 'll', 'coverage90' or 'hybrid', received {objective!r}"
             )
+        local_functions = check_int("local_functions", local_functions, minimum=0)
+        if 0 < local_functions < 4:
+            raise ValueError(f"local_functions: expected 0 or >= 4, received {local_functions}")
+        if local_functions and objective != "hybrid":
+            raise ValueError("local_functions: only with objective='hybrid'")
         if mass_check is None:
             mass_check = objective == "hybrid" and local_functions > 0
         if mass_check and not (objective == "hybrid" and local_functions > 0):
@@ -446,14 +451,12 @@ class ProbConserv:
             raise ValueError(f"mass_floor: expected a finite number >= 0, received {mass_floor}")
         neighbours = tuple(check_int("neighbours", k, minimum=0) for k in neighbours)
         range_margin = check_real("range_margin", range_margin, minimum=0.0)
-        if selection not in SELECTIONS:
-            raise ValueError(f"selection: expected one of {SELECTIONS}, received {selection!r}")
+        check_selection(selection)
         if not neighbours:
             raise ValueError("neighbours: expected at least one analog size (0: all errors)")
-        lo, hi = self.problem.train_range
         widened = None
         if objective == "hybrid":
-            widened = (lo - range_margin * (hi - lo), hi + range_margin * (hi - lo))
+            widened = self.problem.widened_range(range_margin)
             self.problem.check_params(f"range_margin = {range_margin:g}", *widened)
         val = data
         if val is None:
@@ -474,41 +477,44 @@ class ProbConserv:
                     relative=self.config.relative,
                 )
 
-            self.calibration = fit_hybrid(
-                prior.mean,
-                prior.covariance,
-                truth,
-                update,
-                tt,
-                xx,
-                neighbours=neighbours,
-                selection=selection,
-            )
-            self.var_scale = 1.0
-            if local_functions:
-                fit_local(
-                    self,
-                    val,
+            before = (self.calibration, self.var_scale)
+            try:  # a failure part-way keeps the previous calibration
+                self.calibration = fit_hybrid(
                     prior.mean,
-                    mass,
+                    prior.covariance,
+                    truth,
+                    update,
                     tt,
                     xx,
-                    local_functions,
-                    local_seed,
-                    seed,
-                    margin=range_margin,
+                    neighbours=neighbours,
+                    selection=selection,
                 )
-                cal = self.calibration
-                cal.mass_length = float(mass_length * (xx[-1] - xx[0])) if mass_check else None
-                cal.mass_margin = None
-                if mass_check and mass_gate is not None:
-                    cal.mass_margin = float(mass_gate * cal.mass_theta_sd)
-                    cal.mass_floor = float(mass_floor)
-                if not mass_check:
-                    cal.mass_kappa = None
+                self.var_scale = 1.0
+                if local_functions:
+                    fit_local(
+                        self,
+                        val,
+                        prior.mean,
+                        mass,
+                        tt,
+                        xx,
+                        local_functions,
+                        local_seed,
+                        seed,
+                        param_range=widened,
+                    )
+                    cal = self.calibration
+                    cal.mass_length = float(mass_length * (xx[-1] - xx[0])) if mass_check else None
+                    cal.mass_margin = None
+                    if mass_check and mass_gate is not None:
+                        cal.mass_margin = float(mass_gate * cal.mass_theta_sd)
+                        cal.mass_floor = float(mass_floor)
+                    if not mass_check:
+                        cal.mass_kappa = None
+            except BaseException:
+                self.calibration, self.var_scale = before
+                raise
             return self.calibration.beta
-        if local_functions:
-            raise ValueError("local_functions: only with objective='hybrid'")
         self.calibration = None
         z2 = (truth.to(prior.mean) - prior.mean).pow(2) / prior.variance.clamp_min(1e-12)
         if objective == "ll":

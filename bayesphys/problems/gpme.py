@@ -77,6 +77,13 @@ class GPMEProblem:
     test_params: tuple[float, ...] = ()
     table_time: float = 0.5
 
+    def widened_range(self, margin: float) -> tuple[float, float]:
+        """``train_range`` widened by ``margin`` times its length at each end (``margin`` >= 0;
+        the result is not checked against ``param_domain``: see :meth:`check_params`)."""
+        margin = check_real("margin", margin, minimum=0.0)
+        lo, hi = self.train_range
+        return lo - margin * (hi - lo), hi + margin * (hi - lo)
+
     def check_params(self, name: str, lo: float, hi: float) -> None:
         """Raise a ``ValueError`` naming ``name`` unless ``[lo, hi]`` lies inside the open
         ``param_domain`` (e.g. a porous-medium exponent ``m <= 0`` has no solution)."""

@@ -252,3 +252,26 @@ def test_model_selection_reaches_fit_hybrid(calibrated, monkeypatch):
     with pytest.raises(ValueError, match="selection"):
         model.calibrate(val, objective="hybrid", selection="smallest")
     assert seen == ["min", "one_se"]
+
+
+def test_failed_calibration_keeps_the_previous_one(calibrated, monkeypatch):
+    """Bad sizes are refused before any work; a failure part-way (here in the conditional
+    scale, after the hybrid covariance was fitted) restores the previous calibration."""
+    import bayesphys.probconserv.model as model_mod
+
+    model, val, _ = calibrated
+    before, scale = model.calibration, model.var_scale
+    for bad, err in ((2, ValueError), (2.5, TypeError), (-1, ValueError)):
+        with pytest.raises(err, match="local_functions"):
+            model.calibrate(val, objective="hybrid", local_functions=bad)
+    with pytest.raises(ValueError, match="local_functions: only with objective='hybrid'"):
+        model.calibrate(val, objective="ll", local_functions=8)
+    assert model.calibration is before and model.var_scale == scale
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("conditional scale failed")
+
+    monkeypatch.setattr(model_mod, "fit_local", broken)
+    with pytest.raises(RuntimeError, match="conditional scale failed"):
+        model.calibrate(val, objective="hybrid", neighbours=(0, 3), local_functions=8)
+    assert model.calibration is before and model.var_scale == scale

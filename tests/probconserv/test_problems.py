@@ -147,3 +147,15 @@ def test_parameters_outside_a_family_domain_are_refused():
         make_dataset("diffusion", 4, param_range=(-1.0, 2.0))
     with pytest.raises(ValueError, match=r"received values in \[1\.5, 1\.5\]"):
         stefan_constants(1.5)
+
+
+def test_widened_range_is_affine_and_checked():
+    from bayesphys.problems.gpme import get_problem
+
+    prob = get_problem("pme")
+    lo, hi = prob.train_range
+    assert prob.widened_range(0.0) == (lo, hi)
+    a, b = prob.widened_range(0.1)
+    assert a == pytest.approx(lo - 0.1 * (hi - lo)) and b == pytest.approx(hi + 0.1 * (hi - lo))
+    with pytest.raises(ValueError, match="margin"):
+        prob.widened_range(-0.1)
