@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.smoke:
-        sizes, steps, members, width, pts = (24, 8, 4, 64), args.steps or 60, 2, 64, 64
+        # 10 calibration populations: with fewer than 9 the 90 % conformal radius is infinite
+        sizes, steps, members, width, pts = (24, 10, 4, 64), args.steps or 60, 2, 64, 64
     else:
         sizes, steps, members, width, pts = (200, 30, 6, 256), args.steps or 2000, 3, 128, 256
     data = interacting_particles(

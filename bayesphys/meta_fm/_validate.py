@@ -107,10 +107,23 @@ def check_pairs(data: PopulationPairs, dim: int | None = None) -> None:
                 raise ValueError(
                     f"data.target[{i}]: paired data need equal sizes, received {a.shape[0]} and {b.shape[0]}"
                 )
-    if data.treatment is not None and len(data.treatment) != len(data.source):
-        raise ValueError(
-            f"data.treatment: expected {len(data.source)} entries, received {len(data.treatment)}"
-        )
+    if data.treatment is not None:
+        if len(data.treatment) != len(data.source):
+            raise ValueError(
+                f"data.treatment: expected {len(data.source)} entries, received {len(data.treatment)}"
+            )
+        tr = torch.as_tensor(data.treatment)
+        num = data.num_treatments
+        if num < 1:
+            raise ValueError(
+                "data.treatment: treatments are given but data.num_treatments is "
+                f"{num}; set num_treatments to the number of treatments (else they are ignored)"
+            )
+        if tr.is_floating_point() or tr.is_complex() or bool(((tr < 0) | (tr >= num)).any()):
+            raise ValueError(
+                f"data.treatment: expected integer indices in [0, {num}), received "
+                f"{tr.tolist()!r:.200}"
+            )
     if not torch.is_tensor(data.source_id) or len(data.source_id) != len(data.source):
         raise ValueError("data.source_id: expected a tensor with one id per pair")
     if data.source_features is not None:

@@ -254,6 +254,11 @@ def w2_inference_data(
     each draw to the true population — with ``truth`` in ``observed_data``.
     """
     max_points = _check_max_points("max_points", max_points)
+    if not isinstance(name, str) or not name or name == "w2":
+        raise ValueError(
+            f"name: expected a non-empty variable name other than 'w2' (the distances), "
+            f"received {name!r}"
+        )
     draws = post.draws
     c, k, p = draws.shape[:3]
     vars_ = {name: draws}

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -186,7 +187,10 @@ def conformal_radius(scores: Sequence[float], alpha: float = 0.1) -> float:
         raise ValueError("scores: expected at least one calibration score")
     if np.isnan(s).any():
         raise ValueError("scores: expected no NaN calibration scores")
-    k = math.ceil((n + 1) * (1 - alpha))
+    # exact rational arithmetic on alpha's shortest decimal form: in floats, (n + 1) * (1 - alpha)
+    # can land just above an integer (alpha = 0.95, n = 19: 1.0000000000000009) and take the
+    # next order statistic
+    k = math.ceil((n + 1) * (1 - Fraction(repr(alpha))))
     return float(s[k - 1]) if k <= n else math.inf
 
 

@@ -14,7 +14,7 @@ download. The recipes follow the MFM anchor (Atanackovic et al., ICLR 2025, sect
   :math:`T_i(x) = \mu_i + 0.5 R(\mu_i)(x-\mu_i) + 0.5\tanh(\mu_i)`; the exact target law is
   :math:`\mathcal N(\mu_i + s_i, 0.25 R \Sigma_i R^\top)` (returned in ``extra``).
 * **B3 interacting particles** (:func:`interacting_particles`): Gaussian-mixture populations
-  pushed to :math:`T=1` by mean attraction plus kernel repulsion (RK4, 200 steps).
+  pushed to :math:`T=1` by mean attraction plus kernel repulsion (RK4, 50 steps by default).
 * **B4 patient x treatment screen** (:func:`patient_screen`): 8 patients, 2 cell types in
   :math:`d = 10`, 5 treatments whose effect depends on the patient's tumour fraction.
 """
@@ -124,7 +124,8 @@ def _glyph(letter: str, size: int) -> np.ndarray:
     img = Image.new("L", (2 * size, 2 * size))
     ImageDraw.Draw(img).text((0, 0), letter, fill=255, font=font)
     arr = np.flipud(np.asarray(img))
-    pts = np.indices(arr.shape).T[arr.T > 0].astype(np.float64)  # [n, 2] (x, y)
+    # np.indices gives (row, col) = (y, x); reverse to (x, y), keeping the point order
+    pts = np.indices(arr.shape).T[arr.T > 0][:, ::-1].astype(np.float64)  # [n, 2] (x, y)
     lo, hi = pts.min(0), pts.max(0)
     pts = (pts - lo) / (hi - lo)
     pts = (pts * 2 - 1) * 3

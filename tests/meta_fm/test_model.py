@@ -166,3 +166,33 @@ def test_cosine_lr_schedule_decays_to_zero_and_constant_keeps_lr(schedule):
     assert const.extra["final_lr"] == 2e-3
     with pytest.raises(ValueError, match="lr_schedule"):
         MetaFlowMatching(d, lr_schedule="linear", **SMALL)
+
+
+def test_treatments_refused_without_num_treatments_or_out_of_range():
+    from bayesphys.problems.populations import PopulationPairs
+
+    g = torch.Generator().manual_seed(0)
+    src = [torch.randn(12, 2, generator=g) for _ in range(4)]
+    kw = dict(
+        name="toy",
+        source=src,
+        target=[s + 1 for s in src],
+        source_id=torch.arange(4),
+        splits={"train": [0, 1, 2, 3]},
+        paired=True,
+    )
+    small = dict(
+        width=8, layers=2, time_dim=4, fourier=0, gnn_hidden=4, gnn_layers=1, knn_k=3, points=8
+    )
+    # treatments given, num_treatments left at 0: they would be silently ignored
+    with pytest.raises(ValueError, match="num_treatments"):
+        MetaFlowMatching(PopulationPairs(**kw, treatment=torch.tensor([0, 1, 0, 1])), **small)
+    # an index >= num_treatments is refused up front, not at whichever fit step samples it
+    with pytest.raises(ValueError, match=r"data.treatment: expected integer indices in \[0, 2\)"):
+        MetaFlowMatching(
+            PopulationPairs(**kw, treatment=torch.tensor([0, 1, 0, 5]), num_treatments=2), **small
+        )
+    m = MetaFlowMatching(
+        PopulationPairs(**kw, treatment=torch.tensor([0, 1, 0, 1]), num_treatments=2), **small
+    )
+    assert m.num_treatments == 2

@@ -22,6 +22,17 @@ def test_letter_glyph_sizes_match_anchor():
     assert float(a.abs().max()) <= 3.0 + 1e-9
 
 
+def test_letter_glyph_orientation():
+    # upright glyphs: column 0 is x (to the right), column 1 is y (up)
+    el = letter_points("L")
+    assert float(el[:, 1].max() - el[:, 1].min()) > float(el[:, 0].max() - el[:, 0].min())
+    assert abs(float(el[:, 1].abs().max()) - 3.0) < 1e-9  # the taller axis spans [-3, 3]
+    # "F": the top bar reaches to the right, the foot is only the stem on the left
+    f = letter_points("F")
+    top, foot = f[f[:, 1] > 2.5], f[f[:, 1] < -2.5]
+    assert float(top[:, 0].max()) > float(foot[:, 0].max()) + 1.0
+
+
 def test_letters_splits_and_pairing():
     d = letters(rotations=2)
     assert len(d.splits["train"]) == 48 and len(d.splits["test"]) == 2
