@@ -28,7 +28,7 @@ simulated patients (benchmark B3).
 explicit forward solver, the loss over :math:`\theta` is minimised by Levenberg-Marquardt with a
 dense forward-mode Jacobian (:func:`bayesphys.odil.minimize`), started from the best point of a
 small log-grid of :math:`(D_w,\rho)`. The Laplace posterior is :math:`\mathcal N(\theta^*,
-(J^\top J)^{-1})`; field draws are forward solves of :math:`\theta` draws. Identifiable
+H^{-1})` (``H`` the exact Hessian of the loss, or the Gauss-Newton :math:`J^\top J`); field draws are forward solves of :math:`\theta` draws. Identifiable
 combinations: infiltration length :math:`\ell=\sqrt{D_w/\rho}` and front speed
 :math:`v = 2\sqrt{D_w\rho}`.
 """
@@ -312,7 +312,7 @@ class GliomaModel(GliomaPosteriorMixin):
         return out
 
     def forward(self, theta: Tensor, t_end: float | None = None) -> Tensor:
-        r"""Tumour-cell map :math:`c(T)` on the crop ``[*crop]`` for :math:`\theta` ``[2 + d]``
+        r"""Tumour-cell map :math:`c(T)` on the crop ``[*crop]`` for :math:`\theta` ``[2 + K d]`` (``K`` foci)
         (differentiable); :meth:`full` embeds it in the whole grid. ``t_end`` (days, >= 0;
         0 = the initial state) defaults to the scan time."""
         cfg = self.config
@@ -352,8 +352,8 @@ class GliomaModel(GliomaPosteriorMixin):
         )[0]
 
     def jacobian(self, theta: Tensor) -> tuple[Tensor, Tensor]:
-        r"""Residual vector ``r [m]`` and its Jacobian ``[m, 2 + d]`` by the tangent-linear FK model
-        (one batched forward pass instead of ``2 + d`` forward-mode AD passes)."""
+        r"""Residual vector ``r [m]`` and its Jacobian ``[m, 2 + K d]`` by the tangent-linear FK model
+        (one batched forward pass instead of ``2 + K d`` forward-mode AD passes)."""
         cfg = self.config
         theta = theta.detach()
         p = theta.numel()
@@ -398,7 +398,9 @@ class GliomaModel(GliomaPosteriorMixin):
             cols.append(torch.func.jvp(data_vec, (c,), (dc[j],))[1])
         j_data = torch.stack(cols, 1)
         r_prior = self._prior_residuals(theta)
-        j_prior = torch.func.jacfwd(self._prior_residuals)(theta)
+        # jacfwd promotes the 0-d slices theta[0], theta[1] combined with Python floats to
+        # float64 whatever theta's dtype: cast back so float32 models stay float32
+        j_prior = torch.func.jacfwd(self._prior_residuals)(theta).to(j_data.dtype)
         return torch.cat([r_data, r_prior]), torch.cat([j_data, j_prior], 0)
 
     def _data_residuals(self, c: Tensor) -> dict[str, Tensor]:

@@ -51,7 +51,9 @@ class GliomaPosteriorMixin:
 
     # -- posterior ----------------------------------------------------------------------------
     def theta_posterior(self) -> GaussianPosterior:
-        r"""Laplace posterior :math:`\mathcal N(\theta^*, (J^\top J)^{-1})`, event ``[2 + d]``."""
+        r"""Laplace posterior :math:`\mathcal N(\theta^*, H^{-1})`, event ``[2 + K d]`` (``K`` foci;
+        ``H`` the exact Hessian of the loss, or :math:`J^\top J` with ``hessian="gn"``, and any
+        recalibration applied)."""
         self._require_fit()
         return GaussianPosterior(self.theta, self.theta_cov)
 
@@ -90,7 +92,7 @@ class GliomaPosteriorMixin:
     def theta_draws(
         self, num_samples: int = 200, num_chains: int = 1, seed: int | None = 0
     ) -> Tensor:
-        """Draws ``[chain, draw, 2 + d]`` of the Laplace posterior (``num_samples``,
+        """Draws ``[chain, draw, 2 + K d]`` of the Laplace posterior (``num_samples``,
         ``num_chains >= 1``; ``seed`` an int, ``None`` = 0)."""
         num_samples = check_int("num_samples", num_samples, minimum=1)
         num_chains = check_int("num_chains", num_chains, minimum=1)
@@ -123,8 +125,11 @@ class GliomaPosteriorMixin:
         self, *, num_samples: int = 200, seed: int | None = 0, field: bool = True
     ):
         r"""ArviZ InferenceData: named draws ``D_w, rho, x0, y0[, z0], ell, v`` ``[chain, draw]``,
-        the map ``c`` (if ``field``), observed labels and the pointwise log likelihood of
-        the thresholds. ``num_samples >= 1`` draws per chain (2 chains)."""
+        observed labels and, if ``field``, the map ``c`` and the pointwise log likelihood of
+        the thresholds ``labels [chain, draw, *grid]`` (group ``log_likelihood``: per voxel
+        :math:`\sum_k \log\Phi(s_k(c_i-\theta_k)/\sigma_s)/\kappa`, the data term of the fitted
+        loss; 0 outside the modelled brain voxels). ``num_samples >= 1`` draws per chain
+        (2 chains)."""
         th = self.theta_draws(num_samples, 2, seed)
         post = {
             "D_w": th[..., 0].exp(),
@@ -141,20 +146,38 @@ class GliomaPosteriorMixin:
                 dims[name] = ["focus"]
         if self.n_foci > 1:
             coords["focus"] = np.arange(self.n_foci)
+        names = ["x", "y", "z"][: self.ndim]
+        dims["labels"] = names
+        coords.update(
+            {
+                n: (np.arange(s) + 0.5) * self.config["spacing"]
+                for n, s in zip(names, self.full_shape)
+            }
+        )
         if field:
             with torch.no_grad():
                 c = self.full(
                     torch.stack([torch.stack([self.forward(t) for t in ch]) for ch in th])
                 )
             post["c"] = c
-            names = ["x", "y", "z"][: self.ndim]
-            dims.update({"c": names, "labels": names})
-            coords.update(
-                {
-                    n: (np.arange(s) + 0.5) * self.config["spacing"]
-                    for n, s in zip(names, self.full_shape)
-                }
-            )
+            loglik = {"labels": self._pointwise_log_likelihood(c)}
+            dims["c"] = names
         return build_inference_data(
-            posterior=post, observed_data={"labels": self.labels}, coords=coords, dims=dims
+            posterior=post,
+            observed_data={"labels": self.labels},
+            log_likelihood=loglik if field else None,
+            coords=coords,
+            dims=dims,
         )
+
+    def _pointwise_log_likelihood(self, c: Tensor) -> Tensor:
+        """Threshold log likelihood per voxel ``[..., *grid]`` of maps ``c [..., *grid]``
+        (whole grid): the negative data term of the loss (``_data_residuals``) voxel by voxel."""
+        cfg = self.config
+        kappa = (cfg["noise_corr_mm"] / cfg["spacing"]) ** self.ndim
+        cc = c[(..., *self.crop)]
+        ll = torch.zeros_like(cc)
+        for k, th in ((1, cfg["th_down"]), (2, cfg["th_up"])):
+            sgn = (self._labels >= k).to(cc.dtype) * 2 - 1
+            ll = ll + torch.special.log_ndtr(sgn * (cc - th) / cfg["seg_sigma"])
+        return self.full(ll * (self._brain > 0).to(cc.dtype) / kappa)

@@ -114,7 +114,16 @@ class DiscreteProblem:
     def pack(
         self, fields: Mapping[str, Tensor] | None = None, params: Mapping[str, Tensor] | None = None
     ) -> Tensor:
-        """Flat unknown vector ``x [n]`` from fine fields (zeros if missing) and parameters."""
+        """Flat unknown vector ``x [n]`` from fine fields (zeros if missing) and parameters
+        (initial values if missing); unknown names or a parameter of another shape than its
+        initial value (a plain number for a one-element parameter is fine) raise ``ValueError``."""
+        for arg, given, known in (
+            ("fields", fields, self.field_shapes),
+            ("params", params, self.param_init),
+        ):
+            unknown = sorted(set(given or {}) - set(known))
+            if unknown:
+                raise ValueError(f"{arg}: unknown names {unknown}; expected some of {list(known)}")
         x = torch.zeros(self.n, dtype=self.dtype, device=self.device)
         for k, s in self.field_shapes.items():
             if fields is not None and k in fields:
@@ -128,9 +137,12 @@ class DiscreteProblem:
                 )
         for k, v in self.param_init.items():
             val = v if params is None or k not in params else params[k]
-            x[self.slices[k]] = torch.as_tensor(val, dtype=self.dtype, device=self.device).reshape(
-                -1
-            )
+            val = torch.as_tensor(val, dtype=self.dtype, device=self.device)
+            if val.shape != v.shape and not (val.dim() == 0 and v.numel() == 1):
+                raise ValueError(
+                    f"params[{k!r}]: expected shape {tuple(v.shape)}, received {tuple(val.shape)}"
+                )
+            x[self.slices[k]] = val.reshape(-1)
         return x
 
     def unpack(self, x: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:

@@ -141,8 +141,7 @@ def minimize(
     linear_solver: ``"cg"`` (matrix-free) or ``"dense"``.
     jacobian: optional ``x -> (r [m], J [m, n])`` for the dense solver (e.g. a hand-written
         tangent-linear model); default :func:`torch.func.jacfwd`.
-    tol: stop when the relative loss decrease of a step is below ``tol`` (GN/LM: also when the
-        gradient norm vanishes).
+    tol: stop when the relative loss decrease of a step is below ``tol``.
 
     Returns
     -------

@@ -199,6 +199,10 @@ def mni_atlas(
 
 def segment(c: Tensor, th_up: float, th_down: float, brain: Tensor) -> Tensor:
     """Labels ``[*grid]`` (int64): 2 if ``c >= th_up``, 1 if ``th_down <= c < th_up``, else 0."""
+    if not 0 < float(th_down) < float(th_up) < 1:
+        raise ValueError(
+            f"thresholds: expected 0 < th_down < th_up < 1, received th_down={th_down}, th_up={th_up}"
+        )
     lab = (c >= th_down).long() + (c >= th_up).long()
     return lab * (brain > 0).long()
 

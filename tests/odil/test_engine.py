@@ -207,3 +207,34 @@ def test_engine_cuda(cuda_device):
     assert x.device.type == "cuda"
     ct, _ = theta_covariance(prob, x, ["c"])
     assert ct.device.type == "cuda" and float(ct) > 0
+
+
+def _pack_problem():
+    return DiscreteProblem(
+        {"u": (3, 4)}, {"k": torch.zeros(2)}, lambda f, p: {"a": f["u"] - 1, "b": p["k"] - 2}
+    )
+
+
+def test_pack_refuses_unknown_names():
+    prob = _pack_problem()
+    with pytest.raises(ValueError, match="fields: unknown names"):
+        prob.pack(fields={"U": torch.ones(3, 4)})
+    with pytest.raises(ValueError, match="params: unknown names"):
+        prob.pack(params={"K": torch.ones(2)})
+
+
+def test_pack_refuses_misshaped_params_and_round_trips():
+    prob = _pack_problem()
+    with pytest.raises(ValueError, match=r"params\['k'\]: expected shape \(2,\)"):
+        prob.pack(params={"k": torch.zeros(3)})
+    with pytest.raises(ValueError, match=r"params\['k'\]"):
+        prob.pack(params={"k": torch.zeros(2, 1)})
+    u, k = torch.arange(12.0).reshape(3, 4), torch.tensor([5.0, 6.0])
+    f, p = prob.unpack(prob.pack({"u": u}, {"k": k}))
+    assert torch.equal(f["u"], u.double()) and torch.equal(p["k"], k.double())
+
+
+def test_pack_takes_a_plain_number_for_a_one_element_parameter():
+    prob = DiscreteProblem({"u": (3,)}, {"k": torch.zeros(1)}, lambda f, p: {"a": p["k"] - 2})
+    _, p = prob.unpack(prob.pack(params={"k": 2.5}))
+    assert p["k"].tolist() == [2.5]

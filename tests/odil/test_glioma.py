@@ -287,3 +287,54 @@ def test_truth_theta_matches_the_truth_dict_and_rejects_other_input():
     torch.testing.assert_close(t, torch.tensor(expect, dtype=torch.float64))
     with pytest.raises(ValueError, match="patient"):
         truth_theta({"wm": None})
+
+
+def test_float32_model_fits_and_keeps_its_dtype():
+    p = synthetic_patient(0, phantom=brain_phantom(32, 4.0))
+    m = GliomaModel.from_patient(p, dtype="float32")
+    r, jac = m.jacobian(m._theta0())
+    assert r.dtype == jac.dtype == torch.float32
+    res = m.fit(progress=False, steps=5, grid=2)
+    assert m.theta.dtype == torch.float32 and m.theta_cov.dtype == torch.float32
+    assert bool(torch.isfinite(m.theta).all()) and bool(torch.isfinite(m.theta_cov).all())
+    ref = GliomaModel.from_patient(p)
+    ref.fit(progress=False, steps=5, grid=2)
+    assert abs(res.extra["dw"] / ref.estimates()["dw"] - 1) < 0.05
+
+
+def test_inference_data_has_pointwise_log_likelihood_matching_the_loss():
+    p = synthetic_patient(0, phantom=brain_phantom(32, 4.0))
+    m = GliomaModel.from_patient(p)
+    m.fit(progress=False, steps=5, grid=2)
+    idata = m.to_inference_data(num_samples=2)
+    assert "log_likelihood" in idata.groups()
+    ll = idata.log_likelihood["labels"]
+    assert ll.dims == ("chain", "draw", "x", "y")
+    # summed over voxels it is minus the data part of the loss at that draw
+    th = m.theta_draws(2, 2, 0)[0, 0]
+    with torch.no_grad():
+        res = m.residuals(th)
+    data = sum(0.5 * float((v * v).sum()) for k, v in res.items() if k.startswith("seg"))
+    assert math.isclose(
+        -float(ll[0, 0].sum()), data, rel_tol=1e-4
+    )  # the residuals carry a 1e-6 epsilon
+
+
+def test_labels_keep_their_grid_dims_without_the_field():
+    p = synthetic_patient(0, phantom=brain_phantom(32, 4.0))
+    m = GliomaModel.from_patient(p)
+    m.fit(progress=False, steps=5, grid=2)
+    idata = m.to_inference_data(num_samples=2, field=False)
+    assert idata.observed_data["labels"].dims == ("x", "y")
+    assert "log_likelihood" not in idata.groups()
+
+
+def test_segment_refuses_thresholds_out_of_order():
+    from bayesphys.problems.glioma import segment
+
+    c, brain = torch.linspace(0, 1, 11), torch.ones(11)
+    assert segment(c, 0.6, 0.25, brain).tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2]
+    with pytest.raises(ValueError, match="th_down < th_up"):
+        segment(c, 0.25, 0.6, brain)
+    with pytest.raises(ValueError, match="th_down < th_up"):
+        synthetic_patient(0, phantom=brain_phantom(32, 4.0), th_up=0.2, th_down=0.3)
