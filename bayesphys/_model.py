@@ -117,9 +117,13 @@ def optimize(
 
     Parameters
     ----------
-    step: performs one optimisation step and returns the loss (before the update).
+    step: performs one optimisation step and returns the loss (before the update); it may
+        raise ``StopIteration`` to end the fit early (e.g. a time limit; nothing is restored).
     params: tensors or a module whose values are snapshotted every ``snapshot_every`` steps and
         restored if a non-finite loss appears (``snapshot_every=0``: the starting values only).
+        The state restored is the last one whose loss was finite: the loss returned by a step
+        is that of the values *before* its update, so a snapshot only becomes the "good" state
+        once the step taken from it has returned a finite loss.
     tol: stop when the relative loss change stays below ``tol`` for ``patience`` steps.
     """
     steps = check_int("steps", steps, minimum=0)
@@ -131,14 +135,22 @@ def optimize(
         list(params) if params is not None and not isinstance(params, torch.nn.Module) else params
     )
     hist: list[float] = []
-    good = _snapshot(params)
+    good = _snapshot(params)  # last values whose loss was finite (at first: the start)
+    pending = _snapshot(params) if snapshot_every else None  # values before the current step
     t0 = time.perf_counter()
     bar = tqdm(total=steps, desc=desc, disable=not progress, leave=False)
     calm = 0
     res = FitResult()
     try:
         for k in range(steps):
-            loss = step()
+            take = bool(snapshot_every) and k % snapshot_every == 0
+            if take:
+                _refresh(pending)
+            try:
+                loss = step()
+            except StopIteration:
+                res.message = f"stopped by step() after {k} steps"
+                break
             val = float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
             if not math.isfinite(val):
                 _restore(params, good)
@@ -147,8 +159,8 @@ def optimize(
                     raise DivergenceError(res.message)
                 break
             hist.append(val)
-            if snapshot_every and k % snapshot_every == 0:
-                _refresh(good)
+            if take:  # the values before this step gave a finite loss: they are the good state
+                good, pending = pending, good
             bar.update(1)
             if progress and k % 10 == 0:
                 bar.set_postfix(loss=f"{val:.4g}")

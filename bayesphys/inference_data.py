@@ -158,10 +158,10 @@ def to_inference_data(
     params: Mapping[str, Any] | None = None,
 ):
     """Export a :class:`~bayesphys.Posterior` (see ``Posterior.to_inference_data``)."""
-    if num_samples < 1 or num_chains < 1:
-        raise ValueError(
-            f"num_samples/num_chains: expected positive ints, received {num_samples}, {num_chains}"
-        )
+    from ._checks import check_int
+
+    num_samples = check_int("num_samples", num_samples, minimum=1)
+    num_chains = check_int("num_chains", num_chains, minimum=1)
     draws = posterior._draws_for_export(num_chains, num_samples, seed)
     nb, ne = len(posterior.batch_shape), len(posterior.event_shape)
     if dims is None:

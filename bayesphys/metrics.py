@@ -69,8 +69,21 @@ def mse(pred: Tensor, truth: Tensor, dim=None) -> Tensor:
 
 
 def gaussian_nll(mean: Tensor, var: Tensor, y: Tensor, dim=None) -> Tensor:
-    """Mean Gaussian negative log likelihood of ``y`` under ``N(mean, var)`` (per point)."""
+    """Mean Gaussian negative log likelihood of ``y`` under ``N(mean, var)`` (per point).
+
+    ``var`` has the mean's shape or one that broadcasts to it (e.g. a scalar).
+    """
     _same_shape(mean, y, "mean", "y")
+    var = torch.as_tensor(var)
+    try:
+        fits = torch.broadcast_shapes(var.shape, mean.shape) == mean.shape
+    except RuntimeError:
+        fits = False
+    if not fits:  # e.g. var [n, 1] against mean [n]: broadcasting gave an [n, n] average
+        raise ValueError(
+            f"var: expected the mean's shape {tuple(mean.shape)} (or one broadcasting to it), "
+            f"received {tuple(var.shape)}"
+        )
     if bool((var <= 0).any()):
         raise ValueError("var: expected strictly positive variances")
     nll = 0.5 * (torch.log(2 * math.pi * var) + (y - mean) ** 2 / var)
@@ -131,6 +144,8 @@ def calibration_curve(
     ``[S, *shape]`` (empirical quantiles). Returns ``(nominal, observed)``, each ``[L]``.
     """
     nominal = torch.as_tensor(list(levels), dtype=torch.float64)
+    if nominal.ndim != 1 or not bool(((nominal > 0) & (nominal < 1)).all()):
+        raise ValueError(f"levels: expected probabilities in (0, 1), received {list(levels)!r}")
     obs = []
     for lv in nominal.tolist():
         if isinstance(posterior_or_samples, Tensor):

@@ -38,6 +38,7 @@ from linear_operator import to_dense, to_linear_operator
 from linear_operator.operators import DiagLinearOperator, LinearOperator
 from torch import Tensor
 
+from ._checks import check_int
 from ._device import check_finite, resolve_device
 from ._linalg import diagonal, structured_root
 
@@ -388,6 +389,11 @@ class SamplePosterior(_PosteriorBase):
     def __init__(self, draws: Tensor, *, event_ndim: int | None = None, chains: bool = True):
         if not isinstance(draws, Tensor):
             raise TypeError(f"draws: expected a torch.Tensor, received {type(draws).__name__}")
+        if not draws.is_floating_point():
+            raise TypeError(
+                f"draws: expected a floating tensor, received dtype {draws.dtype} "
+                "(convert with draws.double() or draws.float())"
+            )
         if not chains:
             draws = draws.unsqueeze(0)
         if draws.ndim < 2:
@@ -398,7 +404,7 @@ class SamplePosterior(_PosteriorBase):
             raise ValueError("draws: need at least two draws for empirical moments")
         check_finite("draws", draws)
         rest = draws.ndim - 2
-        event_ndim = rest if event_ndim is None else int(event_ndim)
+        event_ndim = rest if event_ndim is None else check_int("event_ndim", event_ndim)
         if not 0 <= event_ndim <= rest:
             raise ValueError(f"event_ndim: expected 0..{rest}, received {event_ndim}")
         self.draws = draws

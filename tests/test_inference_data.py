@@ -110,6 +110,26 @@ def test_export_bad_input():
         load_netcdf("/nonexistent/file.nc")
 
 
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        ({"num_samples": 2.5}, TypeError),  # was torch.Size's "takes an iterable of 'int'"
+        ({"num_samples": "10"}, TypeError),  # was "'<' not supported between 'str' and 'int'"
+        ({"num_chains": True}, TypeError),  # was accepted as one chain
+        ({"num_samples": 0}, ValueError),
+        ({"num_chains": -1}, ValueError),
+    ],
+)
+def test_export_counts_are_checked(kwargs, error):
+    post = GaussianPosterior(torch.zeros(3, dtype=torch.float64), torch.eye(3, dtype=torch.float64))
+    name = next(iter(kwargs))
+    with pytest.raises(error, match=name):
+        post.to_inference_data(**kwargs)
+    # an integral float is a count, as everywhere else (check_int)
+    idata = post.to_inference_data(num_samples=7.0, num_chains=2.0, seed=0)
+    assert group_dataset(idata, "posterior")["u"].shape == (2, 7, 3)
+
+
 def test_export_detaches_grad_tensors():
     x = torch.randn(1, 10, 2, requires_grad=True)
     idata = build_inference_data(posterior={"x": x * 2})

@@ -42,6 +42,29 @@ def test_gaussian_nll_matches_scipy():
         gaussian_nll(m, torch.zeros(2), y)
 
 
+def test_gaussian_nll_refuses_var_that_broadcasts_past_the_mean():
+    m, y = torch.zeros(4), torch.tensor([0.0, 1.0, 2.0, 3.0])
+    v = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    # a column of variances used to broadcast to [4, 4] and return a wrong number silently
+    with pytest.raises(ValueError, match=r"var: expected the mean's shape \(4,\)"):
+        gaussian_nll(m, v[:, None], y)
+    with pytest.raises(ValueError, match="var"):
+        gaussian_nll(m, torch.ones(3), y)
+    # a scalar variance is still fine
+    torch.testing.assert_close(
+        gaussian_nll(m, torch.tensor(2.0), y), gaussian_nll(m, 2 * torch.ones(4), y)
+    )
+
+
+@pytest.mark.parametrize("level", [-0.5, 0.0, 1.0, 1.5])
+def test_calibration_curve_checks_levels_for_samples_too(level):
+    # draws used to give "lower/upper: expected lower <= upper" (-0.5), torch's quantile error
+    # (1.5) or a silent 0 / 1 coverage where a Posterior refuses the level
+    samples, y = torch.randn(100, 20), torch.randn(20)
+    with pytest.raises(ValueError, match="levels"):
+        calibration_curve(samples, y, levels=[level])
+
+
 @settings(max_examples=15, deadline=None)
 @given(mu=st.floats(-3, 3), sd=st.floats(0.2, 3), y=st.floats(-4, 4))
 def test_crps_gaussian_matches_sample_crps(mu, sd, y):

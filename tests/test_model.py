@@ -36,10 +36,14 @@ def test_optimize_restores_last_good_state_on_nan():
             m.weight.add_(1.0)
         return torch.tensor(float("nan")) if calls["n"] == 5 else torch.tensor(1.0)
 
+    w0 = m.weight.detach().clone()
     res = optimize(step, steps=10, params=m, progress=False)
     assert not res.converged and "diverged at step 4" in res.message
-    # snapshot taken after step 4 (index 3): weight was incremented 4 times; NaN step undone
+    # the loss of a step is that of the values before its update: step 4 (index 4) saw the
+    # weight after 4 increments and returned NaN, so the good state is the one before them
+    # that step 3 evaluated (3 increments)
     assert res.steps == 4
+    torch.testing.assert_close(m.weight.detach(), w0 + 3.0)
     w_after_4 = m.weight.clone()
     with pytest.raises(DivergenceError):
         optimize(
@@ -66,9 +70,45 @@ def test_optimize_restores_listed_tensors_and_refreshes_snapshot_in_place():
 
     res = optimize(step, steps=10, params=[a, b], progress=False)
     assert res.steps == 2 and "diverged at step 2" in res.message
-    # the state after step 2 (not the initial one): the snapshot was refreshed in place
-    torch.testing.assert_close(a.detach(), torch.full((3,), 2.0))
-    torch.testing.assert_close(b.detach(), torch.full((2,), 4.0))
+    # the values step index 1 evaluated (after one update, not the initial ones): the snapshot
+    # was refreshed in place; the values after two updates gave the NaN and are not kept
+    torch.testing.assert_close(a.detach(), torch.full((3,), 1.0))
+    torch.testing.assert_close(b.detach(), torch.full((2,), 2.0))
+
+
+def test_optimize_restores_values_whose_loss_was_finite():
+    # loss = log(x) with SGD lr=2: x goes 1 -> -1, where the loss is NaN; the last good state
+    # is x = 1 (the values whose loss was finite), not x = -1 (the values after the update)
+    x = torch.nn.Parameter(torch.tensor(1.0, dtype=torch.float64))
+    opt = torch.optim.SGD([x], lr=2.0)
+
+    def step():
+        opt.zero_grad()
+        loss = torch.log(x)
+        loss.backward()
+        opt.step()
+        return loss
+
+    res = optimize(step, steps=5, params=[x], progress=False)
+    assert "diverged at step 1" in res.message and res.loss_history == [0.0]
+    assert float(x.detach()) == 1.0
+
+
+def test_optimize_stop_iteration_ends_early_without_restore():
+    x = torch.nn.Parameter(torch.tensor(0.0))
+    calls = {"n": 0}
+
+    def step():
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise StopIteration
+        with torch.no_grad():
+            x.add_(1.0)
+        return torch.tensor(1.0)
+
+    res = optimize(step, steps=10, params=[x], progress=False)
+    assert res.steps == 2 and res.message.startswith("stopped") and not res.converged
+    assert float(x.detach()) == 2.0
 
 
 def test_checkpoint_roundtrip(tmp_path):

@@ -184,6 +184,17 @@ def test_sample_posterior_moments_and_errors():
         SamplePosterior(draws, event_ndim=5)
 
 
+def test_sample_posterior_refuses_integer_draws_and_fractional_event_ndim():
+    # integer draws were accepted; quantile(0.5) then said "q: expected probabilities strictly
+    # inside (0, 1), received 0.5" (q cast to int64) and variance failed inside torch
+    with pytest.raises(TypeError, match="draws: expected a floating tensor"):
+        SamplePosterior(torch.randint(0, 10, (2, 50, 3)))
+    with pytest.raises(TypeError, match="event_ndim"):
+        SamplePosterior(torch.randn(2, 5, 3, 4, dtype=D), event_ndim=1.5)
+    post = SamplePosterior(torch.randint(0, 10, (2, 50, 3)).double())
+    assert post.quantile(0.5).shape == (3,)
+
+
 def test_bad_input_messages():
     with pytest.raises(ValueError, match=r"covariance: expected shape \(3, 3\)"):
         GaussianPosterior(torch.zeros(3, dtype=D), torch.eye(4, dtype=D))

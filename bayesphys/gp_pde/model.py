@@ -283,9 +283,15 @@ class GPPDESolver:
             ks = KronSolve(fe, self.op, tau2, gamma)
             return ks, lambda: ks.solve(self.f, self.g)
         if math.prod(self.shape) > 6000:
+            # reached from posterior()/solve_field() only (fit() then optimises U jointly), and
+            # for method='ref' too: naming method='ref' as the remedy would be wrong
             raise NotImplementedError(
-                f"no structured solver for {self.config['equation']} with weighting "
-                f"{self.config['weighting']!r} on a {self.shape} grid; use method='ref'"
+                f"no exact solver for {self.config['equation']} with weighting "
+                f"{self.config['weighting']!r} on a {self.shape} grid "
+                f"({math.prod(self.shape)} > 6000 points; the dense solve is limited to 6000 and "
+                "the Kronecker solve needs weighting='prior' on a 1-D or 2-D grid): fit() optimises "
+                "U jointly, but posterior() and solve_field() need an exact solver; use "
+                "weighting='prior' or a grid of at most 6000 points"
             )
         ds = DenseSolve(fd, self.op, self.config["weighting"])
         return ds, lambda: ds.solve(self.f, self.g, tau2, gamma, u0=self.u)
@@ -541,6 +547,10 @@ class GPPDESolver:
             "f": self.f.cpu(),
             "g": self.g.cpu(),
             "history": self.history,
+            # whether ``u`` was solved at these hyperparameters (Gauss-Newton: posterior() then
+            # linearises at ``u`` instead of re-solving; a loaded model must do the same)
+            "solved": self._solved_key is not None
+            and torch.equal(self._param_key(), self._solved_key.to(self._param_key().device)),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -588,6 +598,8 @@ class GPPDESolver:
             model.log_tau_pde.copy_(s["log_tau_pde"])
         model.u = s["u"].to(dev)
         model.history = s["history"]
+        if s.get("solved"):
+            model._solved_key = model._param_key()
         return model
 
 
@@ -609,17 +621,9 @@ def _face_lines(u: Tensor, j: int) -> Tensor:
 
 
 def _run(step, steps, params, progress) -> FitResult:
-    """:func:`optimize` with a time limit signalled by ``StopIteration`` from ``step``."""
-    box: dict[str, Any] = {}
-
-    def guarded():
-        try:
-            return step()
-        except StopIteration:
-            box["stopped"] = True
-            return torch.tensor(float("nan"))
-
-    res = optimize(guarded, steps=steps, params=params, progress=progress, desc="gp_pde")
-    if box.get("stopped"):
+    """:func:`optimize` with a time limit signalled by ``StopIteration`` from ``step``
+    (an early stop, not a divergence: the current hyperparameters are kept)."""
+    res = optimize(step, steps=steps, params=params, progress=progress, desc="gp_pde")
+    if res.message.startswith("stopped by step()"):
         res.message = f"time limit reached after {res.steps} steps"
     return res

@@ -90,9 +90,10 @@ class Factor:
 def _chol(c: Tensor, j: int) -> Tensor:
     L, info = torch.linalg.cholesky_ex(c)
     if bool(info.any()):
+        hint = "increase jitter" if c.dtype == torch.float64 else "increase jitter, or use float64"
         raise ValueError(
             f"kernel: the Gram factor of dimension {j} is not positive definite in "
-            f"{c.dtype} (increase jitter, or use float64)"
+            f"{c.dtype} ({hint})"
         )
     return L
 

@@ -145,6 +145,16 @@ def test_bad_inputs_are_refused():
         GPPDESolver("poisson1d-low", n_col=3.5)
 
 
+@pytest.mark.parametrize("kw", [dict(method="ref"), dict(weighting="identity")])
+def test_posterior_without_exact_solver_names_a_working_remedy(kw):
+    # 78 x 78 = 6084 > 6000 grid points with the identity metric: no exact solver of U; the
+    # message used to say "use method='ref'", also to method='ref' models (which fail the same)
+    m = GPPDESolver("poisson2d-low", n_col=78, num_mixtures=2, seed=0, **kw)
+    with pytest.raises(NotImplementedError, match="weighting='prior'") as err:
+        m.posterior()
+    assert "method='ref'" not in str(err.value)
+
+
 def test_bad_test_axes_are_refused():
     """A [M, d] point tensor used to be read as M axes (a reshape error); NaN axes gave an
     error about the mean."""

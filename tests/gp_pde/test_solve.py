@@ -122,3 +122,14 @@ def test_kron_solve_refuses_unsupported_operators():
     _, _, _, fac, _, _ = _setup((5, 5), 0)
     with pytest.raises(NotImplementedError):
         KronSolve(fac, LinearPDEOperator((2, 2), (1.0, 1.0), cubic=True), 1.0, 1.0)
+
+
+def test_non_pd_gram_message_does_not_suggest_the_dtype_in_use():
+    from bayesphys.gp_pde.operator import _chol
+
+    bad = torch.tensor([[1.0, 2.0], [2.0, 1.0]], dtype=torch.float64)
+    with pytest.raises(ValueError, match="increase jitter") as err:
+        _chol(bad, 0)
+    assert "use float64" not in str(err.value)  # it is float64 already
+    with pytest.raises(ValueError, match="or use float64"):
+        _chol(bad.float(), 0)
