@@ -72,7 +72,7 @@ def _as_batch(name: str, v, dim: int, dtype, device) -> Tensor:
     t = as_tensor(name, v, dtype=dtype, device=device)
     if t.ndim == 1:
         t = t.unsqueeze(0)
-    if t.ndim != 2 or t.shape[-1] != dim:
+    if t.ndim != 2 or t.shape[-1] != dim or t.shape[0] == 0:
         raise ValueError(f"{name}: expected shape [{dim}] or [B, {dim}], received {tuple(t.shape)}")
     return t
 
@@ -194,13 +194,13 @@ class RandomGridNP:
         y = as_tensor("data['y']", data["y"], dtype=dt, device=dev, ndim=2)
         z = _as_batch("data['z']", data["z"], p.dim_z, dt, dev)
         w = _as_batch("data['w']", data["w"], p.dim_w, dt, dev)
-        if y.shape[1] != x_obs.shape[0] or not (y.shape[0] == z.shape[0] == w.shape[0]):
+        if y.shape[1] != x_obs.shape[0] or not (y.shape[0] == z.shape[0] == w.shape[0] >= 1):
             raise ValueError(
                 f"data: expected y [n, {x_obs.shape[0]}], z [n, {p.dim_z}], w [n, {p.dim_w}], "
                 f"received {tuple(y.shape)}, {tuple(z.shape)}, {tuple(w.shape)}"
             )
         sy = float(data.get("sigma_y", p.sigma_y))
-        if not sy > 0:
+        if not (sy > 0 and math.isfinite(sy)):
             raise ValueError(f"data['sigma_y']: expected a positive float, received {sy}")
         return {"x_obs": x_obs, "y": y, "z": z, "w": w, "sigma_y": sy}
 
@@ -307,19 +307,35 @@ class RandomGridNP:
         rank_generator_seed(self.generator)
         progress = progress and sync.is_main
         params = list(mods.parameters())
+        # divergence guard: ``good`` holds the last values whose loss came out finite. The loss
+        # of a step is evaluated *before* its update, so the values after the last finite step
+        # are unverified (restoring them brings back the very parameters that diverged); and a
+        # non-finite loss must not reach the optimiser (NaN gradients poison Adam's moments).
+        live = mods.state_dict()  # aliases of the live tensors (updated in place)
+        good = {k: v.detach().clone() for k, v in live.items()}
+        keys = [k for k, v in live.items() if isinstance(v, Tensor)]
 
         def step():
             for grp in self.optimizer.param_groups:
                 grp["lr"] = self._lr() * grp["mult"]
             self.optimizer.zero_grad(set_to_none=True)
-            loss, _ = self.loss(dat)
+            try:
+                loss, _ = self.loss(dat)
+            except torch.linalg.LinAlgError:  # overflowing network: a Cholesky factor failed
+                loss = torch.tensor(math.nan)
+            val = sync.mean(loss) if sync.active else float(loss.detach())
+            if not math.isfinite(val):  # no update; back to the last verified values
+                mods.load_state_dict(good)
+                return torch.tensor(val)
+            with torch.no_grad():
+                torch._foreach_copy_([good[k] for k in keys], [live[k].detach() for k in keys])
             loss.backward()
             sync.average_gradients()
             if self.config.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip, foreach=True)
             self.optimizer.step()
             self.step_count += 1
-            return torch.tensor(sync.mean(loss)) if sync.active else loss
+            return torch.tensor(val) if sync.active else loss
 
         hist: list[float] = []
         spent, cb_time, done = 0.0, 0.0, 0
@@ -332,15 +348,16 @@ class RandomGridNP:
             r = optimize(
                 step,
                 steps=n,
-                params=mods,
+                params=None,  # ``step`` guards against divergence itself (see ``good``)
                 progress=progress,
                 desc=f"{self.config.method} {self.problem.name}",
             )
             hist += r.loss_history
             spent += r.seconds
             done += r.steps
-            if r.steps < n:  # diverged; optimize restored the last good state
-                msg, conv = r.message, False
+            if r.steps < n:  # diverged; step() restored the last good state
+                # ``optimize`` counts steps within this chunk: report the step of the whole fit
+                msg, conv = r.message.replace(f"at step {r.steps} ", f"at step {done} ", 1), False
                 break
             if callback is not None and done % callback_every == 0:
                 t0 = time.perf_counter()
@@ -418,8 +435,15 @@ class RandomGridNP:
         ut = as_tensor("u", u, dtype=self.dtype, device=self.device)
         if ut.ndim == 1:
             ut = ut.unsqueeze(0)
+        if ut.ndim != 2:
+            raise ValueError(f"u: expected shape [N] or [B, N], received {tuple(ut.shape)}")
         wt = _as_batch("w", w, p.dim_w, self.dtype, self.device)
-        bsz = max(xt.shape[0], ut.shape[0], wt.shape[0])
+        sizes = (xt.shape[0], ut.shape[0], wt.shape[0])
+        if len(set(sizes) - {1}) > 1 or 0 in sizes:
+            raise ValueError(
+                f"x/u/w: expected equal batch sizes B >= 1 (or 1, broadcast), received {sizes}"
+            )
+        bsz = max(sizes)
         xt, ut, wt = xt.expand(bsz, -1, -1), ut.expand(bsz, -1), wt.expand(bsz, -1)
         if ut.shape[1] != xt.shape[1]:
             raise ValueError(
@@ -465,6 +489,9 @@ class RandomGridNP:
         """Write config, weights, optimiser and RNG state (``torch.save``)."""
         cfg = {
             "problem": self.problem.name,
+            # the problem's own settings (prior boxes, sigma_y, ...): a customised problem
+            # instance must come back as it was, not as the default of its name
+            "problem_fields": dataclasses.asdict(self.problem),
             "config": self.config.to_dict(),
             "dtype": str(self.dtype),
             "seed": self.seed,
@@ -480,9 +507,10 @@ class RandomGridNP:
         c = ck["config"]
         cfg = dict(c["config"])
         cfg["gic"] = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg["gic"].items()}
-        m = cls(
-            c["problem"], config=RGNPConfig(**cfg), device=device, dtype=c["dtype"], seed=c["seed"]
-        )
+        problem = get_problem(c["problem"])
+        if c.get("problem_fields"):  # absent in checkpoints written before it was saved
+            problem = type(problem)(**c["problem_fields"])
+        m = cls(problem, config=RGNPConfig(**cfg), device=device, dtype=c["dtype"], seed=c["seed"])
         st = ck["state"]
         m._modules().load_state_dict(st["modules"])
         m.optimizer.load_state_dict(st["optimizer"])

@@ -1,0 +1,58 @@
+"""A diverging RandomGridNP fit leaves a usable model (restored, finite optimiser state)."""
+
+import math
+
+import pytest
+import torch
+
+from tests.tiny_models import tiny_rgnp as tiny
+
+
+def _adam_state_finite(m) -> bool:
+    return all(
+        bool(torch.isfinite(v).all())
+        for s in m.optimizer.state.values()
+        for k, v in s.items()
+        if k != "step" and torch.is_tensor(v)
+    )
+
+
+@pytest.mark.parametrize("lr", [30.0, 1e4])  # NaN loss / overflow (Cholesky failure)
+def test_divergence_restores_a_trainable_state(lr):
+    m = tiny(lr=lr, grad_clip=None)
+    r = m.fit(steps=40, progress=False)
+    assert not r.converged and "diverged" in r.message and r.steps < 40
+    # the restored parameters are ones whose loss was finite, not the diverged ones
+    with torch.no_grad():
+        assert all(math.isfinite(float(m.loss()[0])) for _ in range(3))
+    assert _adam_state_finite(m)
+    m.config.lr = 1e-4  # the user lowers the learning rate and continues
+    r2 = m.fit(steps=3, progress=False)
+    assert r2.steps == 3 and all(math.isfinite(v) for v in r2.loss_history)
+
+
+def test_divergence_message_counts_steps_of_the_whole_fit():
+    m = tiny()
+
+    def blow_up(model, step):  # from step 6 on, an absurd learning rate
+        model.config.lr = 30.0
+        model.config.grad_clip = None
+
+    r = m.fit(steps=40, progress=False, callback=blow_up, callback_every=6)
+    assert not r.converged and r.steps >= 6
+    assert f"diverged at step {r.steps} " in r.message
+
+
+def test_divergence_at_the_start_of_a_fit_chunk_restores_a_trainable_state():
+    # callback_every=1: fit() runs one-step chunks, so the divergence falls on a chunk's first step
+    m = tiny()
+
+    def blow_up(model, step):
+        if step >= 3:
+            model.config.lr, model.config.grad_clip = 30.0, None
+
+    r = m.fit(steps=40, progress=False, callback=blow_up, callback_every=1)
+    assert not r.converged and "diverged" in r.message
+    with torch.no_grad():
+        assert all(math.isfinite(float(m.loss()[0])) for _ in range(3))
+    assert _adam_state_finite(m)

@@ -1,0 +1,25 @@
+"""Mismatched or empty inputs to RandomGridNP raise errors that name the argument."""
+
+import pytest
+import torch
+
+from tests.tiny_models import tiny_rgnp as tiny
+
+
+def test_mismatched_and_empty_inputs_raise_clear_errors():
+    m = tiny()
+    x = torch.linspace(-0.9, 0.9, 10)
+    with pytest.raises(ValueError, match="batch sizes"):  # was torch's expand() RuntimeError
+        m.parameter_posterior(x, torch.zeros(3, 10), torch.ones(2, 1))
+    with pytest.raises(ValueError, match="batch sizes"):
+        m.parameter_posterior(x, torch.zeros(0, 10), torch.ones(1))
+    with pytest.raises(ValueError, match=r"u: expected shape \[N\] or \[B, N\]"):
+        m.parameter_posterior(x, torch.zeros(2, 10, 1), torch.ones(1))
+    with pytest.raises(ValueError, match="z: expected shape"):  # was a reshape RuntimeError
+        m.posterior(x, z=torch.zeros(0, 5), w=torch.zeros(0, 1))
+    data = {"x_obs": x, "y": torch.zeros(0, 10), "z": torch.zeros(0, 5), "w": torch.ones(0, 1)}
+    with pytest.raises(ValueError, match="data"):  # was randint's "from >= to" RuntimeError
+        m.fit(data, steps=1, progress=False)
+    data = {"x_obs": x, "y": torch.zeros(2, 10), "z": torch.zeros(2, 5), "w": torch.ones(2, 1)}
+    with pytest.raises(ValueError, match="sigma_y"):  # was a silent "diverged at step 0"
+        m.fit(dict(data, sigma_y=float("inf")), steps=1, progress=False)
