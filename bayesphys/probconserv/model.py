@@ -20,7 +20,7 @@ trains the ANP with the SoftC penalty :math:`\lambda\,\overline{r^2}`,
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,9 @@ class ProbConserv:
         prob = get_problem(problem)
         if step1 not in ("anp", "gp"):
             raise ValueError(f"step1: expected 'anp' or 'gp', received {step1!r}")
+        if step1 == "gp" and dtype not in (None, _F64):
+            # its predictive covariance must be PSD to float64 accuracy for the update
+            raise ValueError(f"dtype: step1='gp' runs in torch.float64, received {dtype}")
         if covariance not in ("diag", "lowrank"):
             raise ValueError(f"covariance: expected 'diag' or 'lowrank', received {covariance!r}")
         softc_weight = check_real("softc_weight", softc_weight, minimum=0.0)
@@ -187,6 +190,11 @@ class ProbConserv:
         cfg = self.config
         if data is not None and not isinstance(data, GPMEData):
             raise TypeError(f"data: expected GPMEData or None, received {type(data).__name__}")
+        if data is not None and data.problem.name != self.problem.name:
+            raise ValueError(
+                f"data: functions of the {data.problem.name!r} problem, but this model is for "
+                f"{self.problem.name!r}"
+            )
         if lr is not None:
             lr = check_real("lr", lr, minimum=0.0, strict=True)
         lr = lr or cfg.lr or (1e-3 if cfg.step1 == "anp" else 1e-2)
@@ -548,14 +556,17 @@ class ProbConserv:
         data); ``sigma_g``/``relative`` override the configured constraint noise.
         """
         self._check_context(context)
-        stage = "post" if method == "probconserv" else "prior"
+        sg = self.config.sigma_g if sigma_g is None else sigma_g
+        rel = self.config.relative if relative is None else relative
+        # sigma_g = inf is no update: the Step-1 posterior with its own ("prior") calibration,
+        # not the covariance calibrated for the updated posterior
+        no_update = bool(torch.isinf(torch.as_tensor(sg, dtype=_F64)).all())
+        stage = "post" if method == "probconserv" and not no_update else "prior"
         tt, xx = self._grid(t, x)
         b = self.mass(context, tt) if mass is None else as_tensor("mass", mass, dtype=_F64)
         prior = self._step1(context, t, x, seed=seed, stage=stage, mass=b)
         if method == "none":
             return prior
-        sg = self.config.sigma_g if sigma_g is None else sigma_g
-        rel = self.config.relative if relative is None else relative
         return conserve_slices(prior, xx.to(self.device), b, sg, relative=rel, method=method)
 
     # -- persistence ------------------------------------------------------------------------
@@ -567,6 +578,8 @@ class ProbConserv:
             "dtype": str(self.dtype),
             "var_scale": self.var_scale,
             "calibration": None if self.calibration is None else self.calibration.state(),
+            # the problem's settings (a customised one, e.g. another train_range or table_time)
+            "problem": {f.name: getattr(self.problem, f.name) for f in fields(self.problem)},
         }
         return save_checkpoint(path, kind=self.kind, config=asdict(self.config), state=state)
 
@@ -576,7 +589,10 @@ class ProbConserv:
         ck = load_checkpoint(path, kind=cls.kind, map_location="cpu")
         cfg: dict[str, Any] = dict(ck["config"])
         dtype = getattr(torch, ck["state"]["dtype"].removeprefix("torch."))
-        model = cls(cfg.pop("problem"), device=device, dtype=dtype, **cfg)
+        problem = get_problem(cfg.pop("problem"))
+        if ck["state"].get("problem"):  # older checkpoints: the default problem
+            problem = replace(problem, **ck["state"]["problem"])
+        model = cls(problem, device=device, dtype=dtype, **cfg)
         model.net.load_state_dict(ck["state"]["net"])
         model.steps_done = int(ck["state"]["steps_done"])
         model.var_scale = float(ck["state"].get("var_scale", 1.0))

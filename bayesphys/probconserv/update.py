@@ -89,6 +89,20 @@ def _cov64(cov: LinearOperator | Tensor) -> LinearOperator:
     return cov.to(_F64)
 
 
+def _prior_root(prior: GaussianPosterior):
+    """The prior's custom sampler (or ``None``) for float64 base noise: a custom root is
+    written for the prior's own dtype, the update's draws are float64."""
+    base = prior._custom_root
+    if base is None or prior.dtype == _F64:
+        return base
+    dtype = prior.dtype
+
+    def root(z: Tensor) -> Tensor:
+        return base(z.to(dtype)).to(z.dtype)
+
+    return root
+
+
 def cov_times_gt(cov: LinearOperator | Tensor, gt: Tensor) -> Tensor:
     r""":math:`\Sigma G^\top` ``[*batch, N, m]`` using the covariance's structure.
 
@@ -181,7 +195,7 @@ def conservation_update(
             cov,
             event_shape=prior.event_shape,
             validate=False,
-            root=prior._custom_root,
+            root=_prior_root(prior),
             root_dim=prior._custom_root_dim,
         )
     if bool(torch.isinf(sig).any()):
@@ -214,7 +228,7 @@ def conservation_update(
     new_cov = SumLinearOperator(cov, MatmulLinearOperator(-gain, sgt.mT))
 
     if prior._custom_root is not None:
-        base_root, base_dim = prior._custom_root, int(prior._custom_root_dim)
+        base_root, base_dim = _prior_root(prior), int(prior._custom_root_dim)
     else:
         r = structured_root(cov, "prior covariance")
         base_root, base_dim = r.apply, r.base_dim
@@ -255,7 +269,7 @@ def hard_projection(prior: GaussianPosterior, G: Tensor, b: Tensor | float) -> G
         _cov64(prior.covariance),
         event_shape=prior.event_shape,
         validate=False,
-        root=prior._custom_root,
+        root=_prior_root(prior),
         root_dim=prior._custom_root_dim,
     )
 

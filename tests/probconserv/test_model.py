@@ -218,3 +218,50 @@ def test_bad_queries_get_clear_errors():
         m.posterior(d, t=0.1, x=torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)).mean.shape[-1]
         == 3
     )
+
+
+def test_sigma_g_inf_returns_the_calibrated_step1_posterior():
+    """posterior(sigma_g=inf) is 'no update' (docs: "inf returns the prior"): after a hybrid
+    calibration it must carry the Step-1 ("prior") calibration, not the covariance calibrated
+    for the updated posterior."""
+    torch.set_num_threads(1)
+    m = ProbConserv("stefan", step1="anp", hidden=16, n_samples=8, seed=0)
+    m.fit(steps=5, progress=False)
+    m.calibrate(n_functions=8, objective="hybrid")
+    cal = m.calibration
+    assert cal.prior_scale != pytest.approx(cal.post_scale, rel=1e-3)
+    test = make_dataset("stefan", params=[0.6, 0.55], seed=1)
+    none = m.posterior(test, method="none")
+    inf = m.posterior(test, sigma_g=math.inf)
+    torch.testing.assert_close(inf.mean, none.mean)
+    torch.testing.assert_close(inf.variance, none.variance)
+
+
+def test_save_load_keeps_a_customised_problem(tmp_path):
+    """A model built on a customised problem (train range, table time) is restored with it."""
+    from bayesphys.problems.gpme import PorousMedium
+
+    torch.set_num_threads(1)
+    prob = PorousMedium(train_range=(2.0, 4.0), table_time=0.25)
+    m = ProbConserv(prob, step1="anp", hidden=8, n_samples=4, seed=0)
+    m.fit(steps=2, progress=False)
+    back = ProbConserv.load(m.save(tmp_path / "custom.pt"))
+    assert back.problem == prob
+    test = make_dataset(prob, params=[3.0], seed=1)
+    assert torch.equal(back.posterior(test).mean, m.posterior(test).mean)
+
+
+def test_gp_step1_refuses_float32_up_front():
+    """The meta-GP runs in float64: another ``dtype`` is refused when the model is built (it
+    used to train and then fail at the first prediction with a dtype mismatch)."""
+    with pytest.raises(ValueError, match="dtype: step1='gp' runs in torch.float64"):
+        ProbConserv("stefan", step1="gp", gp_width=8, dtype=torch.float32)
+    assert ProbConserv("stefan", step1="gp", gp_width=8, dtype=F64).dtype == F64
+
+
+def test_fit_refuses_another_problems_functions():
+    """fit(data) checks the problem as posterior/calibrate do (it used to train on them)."""
+    m = ProbConserv("pme", step1="anp", hidden=8, n_samples=4, seed=0)
+    with pytest.raises(ValueError, match="data: functions of the 'stefan' problem"):
+        m.fit(make_dataset("stefan", 4, seed=0), steps=1, progress=False)
+    assert m.steps_done == 0

@@ -169,6 +169,27 @@ def test_float32_prior_returns_float64():
     assert float((post.mean.sum() - 1.0).abs()) < 1e-14
 
 
+def test_float32_prior_with_custom_root_samples():
+    """A float32 prior with its own sampler (``root=``): the float64 update, the HardC mean and
+    sigma_g = inf all draw (they used to fail with a float32/float64 matmul)."""
+    n = 6
+    a = torch.randn(n, n, generator=torch.Generator().manual_seed(0))
+    cov = a @ a.T + n * torch.eye(n)
+    chol = torch.linalg.cholesky(cov)
+    prior = GaussianPosterior(torch.zeros(n), cov, root=lambda z: z @ chol.T, root_dim=n)
+    g = torch.full((n,), 0.5)
+    for post in (
+        conservation_update(prior, g, 1.0),
+        conservation_update(prior, g, 1.0, sigma_g=0.1),
+        conservation_update(prior, g, 1.0, sigma_g=math.inf),
+        hard_projection(prior, g, 1.0),
+    ):
+        draws = post.sample((3,), generator=torch.Generator().manual_seed(1))
+        assert draws.shape == (3, n) and draws.dtype == F64
+    exact = conservation_update(prior, g, 1.0).sample((50,))
+    assert float((exact @ g.double() - 1.0).abs().max()) < 1e-12
+
+
 def test_bad_input():
     prior = _closed_form_prior()
     with pytest.raises(ValueError, match="G: expected last dimension 3"):
