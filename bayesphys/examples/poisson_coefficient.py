@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     dt, dev = model.dtype, model.device
     prop = model.parameter_posterior(x_obs, y, w_true)  # amortised GICNet Gaussian
-    mu, sd = prop.mean[0].double(), prop.stddev[0].double()
+    # proposal and importance weights on the CPU (the likelihood runs on the model's device)
+    mu, sd = prop.mean[0].double().cpu(), prop.stddev[0].double().cpu()
     gen = torch.Generator().manual_seed(args.seed)
     n_prop = 400 if args.smoke else 4000
     q = torch.distributions.Normal(mu, 2 * sd.clamp_min(0.05))
@@ -113,7 +114,9 @@ def main(argv: list[str] | None = None) -> dict:
     # push draws through the forward GP: u and kappa bands on the mesh
     xm = torch.linspace(-1, 1, 201, dtype=dt, device=dev)
     post = model.posterior(
-        xm, z=z_draws.to(dt), w=torch.as_tensor(w_true, dtype=dt, device=dev).expand(n_draw, -1)
+        xm,
+        z=z_draws.to(dtype=dt, device=dev),
+        w=torch.as_tensor(w_true, dtype=dt, device=dev).expand(n_draw, -1),
     )
     u_draws = post.sample((1,), generator=torch.Generator(device=dev).manual_seed(0))[0]
     u_draws = u_draws.double().cpu()
@@ -126,7 +129,8 @@ def main(argv: list[str] | None = None) -> dict:
     k_lo, k_hi = np.quantile(k_draws.numpy(), [0.025, 0.975], axis=0)
     u_lo, u_hi = np.quantile(u_draws.numpy(), [0.025, 0.975], axis=0)
     k_mean = k_draws.mean(0).numpy()
-    y_rep = u_draws[:, np.searchsorted(xm_np, x_obs).clip(0, 200)]  # nearest-node replicate
+    nearest = np.abs(xm_np[None, :] - np.asarray(x_obs)[:, None]).argmin(1)
+    y_rep = u_draws[:, nearest]  # nearest-node replicate
     y_rep = y_rep + 0.05 * torch.randn(y_rep.shape, generator=gen, dtype=y_rep.dtype)
 
     idata = build_inference_data(

@@ -79,7 +79,11 @@ class MetaFlowMatching:
         the number of treatments and (CGFM) the training population ids.
     config: an :class:`MFMConfig`; keyword arguments override its fields.
     dim, num_treatments, condition_ids: give these instead of ``data`` to build an empty model.
-    device, dtype (default float32), seed.
+    device, dtype (default float32), seed: ``seed`` seeds python, numpy and torch when the model
+        is built, and the model's own generators (Fourier matrix, training minibatches and
+        times); ``seed=None`` leaves the global random state untouched (the initial weights then
+        follow it) while those generators use seed 0 (Fourier matrix) and 1 (training), so
+        they still repeat.
 
     Examples
     --------

@@ -70,7 +70,12 @@ class ProbConservConfig:
 
 
 class ProbConserv:
-    """Step-1 model (ANP or meta-GP) + Step-2 conservation update on a GPME problem."""
+    """Step-1 model (ANP or meta-GP) + Step-2 conservation update on a GPME problem.
+
+    ``seed`` seeds python, numpy and torch when the model is built and the stream of training
+    batches; ``seed=None`` leaves the global random state untouched (the initial weights then
+    follow it) while the training batches use seed 0, so that stream still repeats.
+    """
 
     kind = "probconserv"
 
