@@ -462,6 +462,15 @@ class ProbConserv:
             raise ValueError(f"mass_gate: expected >= 0 or None, received {mass_gate}")
         if not (isinstance(mass_floor, (int, float)) and 0 <= mass_floor < math.inf):
             raise ValueError(f"mass_floor: expected a finite number >= 0, received {mass_floor}")
+        if local_functions:
+            # the parameter map behind the conditional scale (3 principal components) needs
+            # 2 * 3 + 4 validation functions: say so before any fitting
+            n_val = n_functions if data is None else len(data.params)
+            if n_val < 10:
+                raise ValueError(
+                    "n_functions: the parameter-conditional scale (local_functions > 0) needs "
+                    f">= 10 validation functions, received {n_val}"
+                )
         neighbours = tuple(check_int("neighbours", k, minimum=0) for k in neighbours)
         range_margin = check_real("range_margin", range_margin, minimum=0.0)
         check_selection(selection)

@@ -266,6 +266,9 @@ def test_failed_calibration_keeps_the_previous_one(calibrated, monkeypatch):
             model.calibrate(val, objective="hybrid", local_functions=bad)
     with pytest.raises(ValueError, match="local_functions: only with objective='hybrid'"):
         model.calibrate(val, objective="ll", local_functions=8)
+    # too few validation functions for the conditional scale's parameter map: said up front
+    with pytest.raises(ValueError, match="needs >= 10 validation functions, received 8"):
+        model.calibrate(n_functions=8, objective="hybrid", local_functions=8)
     assert model.calibration is before and model.var_scale == scale
 
     def broken(*args, **kwargs):
