@@ -12,8 +12,9 @@ Given ``truth [N, K]`` and posterior draws ``draws [N, L, K]`` of ``K`` scalar s
   of posterior estimators for general inference", ICML): for reference points
   :math:`\theta^r_i` drawn uniformly in the (min-max normalised) box of the truths,
   :math:`f_i = (\#\{j : \lVert\theta_{ij}-\theta^r_i\rVert < \lVert\theta_i-\theta^r_i\rVert\}
-  + V_i)/(L+1)`, :math:`V_i \sim U(0,1)` (randomised like the SBC PIT, so that it is exactly
-  uniform under calibration; Lemos et al. use the fraction over :math:`L`), and :math:`\mathrm{ECP}(\alpha) = \frac1N\#\{i : f_i < \alpha\}`. A calibrated posterior gives
+  + V_i)/(L+1)`, :math:`V_i \sim U(0,1)` (randomised like the SBC PIT, ties between the
+  distances broken at random, so that it is exactly uniform under calibration; Lemos et al. use
+  the fraction over :math:`L`), and :math:`\mathrm{ECP}(\alpha) = \frac1N\#\{i : f_i < \alpha\}`. A calibrated posterior gives
   :math:`\mathrm{ECP}(\alpha) = \alpha` and :math:`f_i \sim U(0,1)`. We report
   :math:`\mathrm{ATC} = \int_{1/2}^{1} (\mathrm{ECP}(\alpha) - \alpha)\, d\alpha` (sbi's ATC is the
   same sum over its histogram grid without the :math:`d\alpha`) and a KS p-value of the
@@ -33,7 +34,9 @@ import torch
 from scipy import stats
 from torch import Tensor
 
+from .._device import check_finite
 from ..metrics import calibration_curve, crps_samples, gaussian_nll
+from ..posterior import _check_level
 from .simulate import DEFAULT_LEVELS
 
 __all__ = [
@@ -52,6 +55,13 @@ def _check(truth: Tensor, draws: Tensor) -> None:
             f"truth/draws: expected [N, K] and [N, L, K], received {tuple(truth.shape)} and "
             f"{tuple(draws.shape)}"
         )
+    if draws.shape[2] != truth.shape[1]:
+        raise ValueError(
+            f"draws: expected K = {truth.shape[1]} summaries in the last dim, received "
+            f"{tuple(draws.shape)}"
+        )
+    check_finite("truth", truth)
+    check_finite("draws", draws)
 
 
 def central_coverage(truth: Tensor, draws: Tensor, level: float, *, seed: int = 0) -> Tensor:
@@ -64,6 +74,7 @@ def central_coverage(truth: Tensor, draws: Tensor, level: float, *, seed: int = 
     from .sbc import sbc_pit, sbc_ranks
 
     _check(truth, draws)
+    level = _check_level(level)
     u = sbc_pit(sbc_ranks(truth, draws, seed=seed), draws.shape[1], seed=seed)
     return (u - 0.5).abs() <= level / 2
 
@@ -76,6 +87,7 @@ def hdi_coverage(truth: Tensor, draws: Tensor, level: float) -> Tensor:
     with probability :math:`(m-1)/(L+1) \\approx \\alpha`.
     """
     _check(truth, draws)
+    level = _check_level(level)
     s, _ = draws.sort(1)
     n_draws = s.shape[1]
     m = min(n_draws, max(2, round(level * (n_draws + 1)) + 1))
@@ -126,7 +138,11 @@ def tarp(
     d_draw = (d - ref[:, None, :]).norm(dim=-1)  # [N, L]
     d_true = (t - ref).norm(dim=-1)  # [N]
     v = torch.rand(d_true.shape, generator=gen, dtype=t.dtype)
-    f = ((d_draw < d_true[:, None]).double().sum(1) + v) / (d_draw.shape[1] + 1)
+    # ties (discrete parameters, atoms) are broken at random as for the SBC ranks:
+    # less + v (ties + 1) is uniform on [less, less + ties + 1), i.e. rank + V
+    less = (d_draw < d_true[:, None]).double().sum(1)
+    ties = (d_draw == d_true[:, None]).double().sum(1)
+    f = (less + v.double() * (ties + 1)) / (d_draw.shape[1] + 1)
     alpha = torch.linspace(0, 1, n_alpha, dtype=torch.float64)
     ecp = (f[None, :] < alpha[:, None]).double().mean(1)
     upper = alpha >= 0.5

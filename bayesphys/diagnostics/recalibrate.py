@@ -30,11 +30,30 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._device import check_finite
 from ..posterior import Posterior, _check_level, _q_tensor, _size
 
 __all__ = ["Recalibrator", "RecalibratedPosterior", "fit_recalibration"]
 
 _LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+
+
+def _check_pairs(posteriors: Sequence[Posterior], truths: Sequence[Tensor]) -> None:
+    """Equal non-zero lengths; each truth finite and of its posterior's ``batch + event`` shape
+    (a broadcastable truth such as ``[1]`` for an event ``(101,)`` would be used silently)."""
+    if len(posteriors) != len(truths) or not posteriors:
+        raise ValueError(
+            f"posteriors/truths: expected equal non-zero lengths, received "
+            f"{len(posteriors)} and {len(truths)}"
+        )
+    for i, (p, t) in enumerate(zip(posteriors, truths)):
+        expected = (*p.batch_shape, *p.event_shape)
+        if tuple(torch.as_tensor(t).shape) != expected:
+            raise ValueError(
+                f"truths[{i}]: expected shape {expected} (the posterior's batch + event), "
+                f"received {tuple(torch.as_tensor(t).shape)}"
+            )
+        check_finite(f"truths[{i}]", torch.as_tensor(t))
 
 
 def _interp_rows(x: Tensor, xp: Tensor, fp: Tensor) -> Tensor:
@@ -89,11 +108,7 @@ class Recalibrator:
 
         Points where the posterior standard deviation is zero are left out of the fit.
         """
-        if len(posteriors) != len(truths) or not posteriors:
-            raise ValueError(
-                f"posteriors/truths: expected equal non-zero lengths, received "
-                f"{len(posteriors)} and {len(truths)}"
-            )
+        _check_pairs(posteriors, truths)
         # points with zero posterior spread (pinned boundary values) carry no information
         keep = [(p.stddev > 0).flatten() for p in posteriors]
         if method in ("zscore", "conformal"):
@@ -191,6 +206,7 @@ class Recalibrator:
         """
         from ..metrics import calibration_curve
 
+        _check_pairs(posteriors, truths)
         before = torch.stack(
             [calibration_curve(p, t.to(p.mean), levels)[1] for p, t in zip(posteriors, truths)]
         ).mean(0)

@@ -54,16 +54,29 @@ __all__ = [
 
 
 def standardised_residuals(draws: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
-    r"""Held-out :math:`z_i = (t_i - \bar x_i)/\mathrm{sd}(x_i)` of one summary: ``draws [N, L]``,
-    ``truth [N]`` -> ``[N']`` (problems whose draws have zero spread are left out)."""
+    r"""Held-out :math:`z_i = (t_i - \bar x_i)/(c_L\,\mathrm{sd}(x_i))` of one summary:
+    ``draws [N, L]``, ``truth [N]`` -> ``[N']`` (problems whose draws have zero spread are left
+    out).
+
+    :math:`\bar x` and :math:`\mathrm{sd}(x)` are estimated from the ``L`` draws, so even an
+    exactly calibrated Gaussian posterior gives
+    :math:`E[(t - \bar x)^2/\mathrm{sd}(x)^2] = c_L^2 = (L+1)(L-1)/(L(L-3))`, not 1 (1.18 at
+    ``L = 29``). Dividing by :math:`c_L` (for ``L > 3``) makes :math:`E[z^2] = s^2`, the squared
+    scale about the draws' mean that makes the truth exchangeable with ``L`` mapped draws, for
+    any posterior width; an exact posterior then gets the identity map.
+    """
     if draws.ndim != 2 or truth.shape != draws.shape[:1]:
         raise ValueError(
             f"draws/truth: expected [N, L] and [N], received {tuple(draws.shape)} and "
             f"{tuple(truth.shape)}"
         )
+    n_draws = draws.shape[1]
     sd = draws.std(1)
     keep = sd > 0
-    return ((truth - draws.mean(1)) / sd.where(keep, torch.ones_like(sd)))[keep]
+    z = ((truth - draws.mean(1)) / sd.where(keep, torch.ones_like(sd)))[keep]
+    if n_draws > 3:
+        z = z / ((n_draws + 1) * (n_draws - 1) / (n_draws * (n_draws - 3))) ** 0.5
+    return z
 
 
 @dataclass

@@ -34,6 +34,9 @@ import torch
 from scipy import stats
 from torch import Tensor
 
+from .._checks import check_int
+from .._device import check_finite
+
 __all__ = [
     "sbc_ranks",
     "sbc_pit",
@@ -60,6 +63,10 @@ def sbc_ranks(truth: Tensor, draws: Tensor, *, seed: int = 0) -> Tensor:
             f"draws: expected K = {truth.shape[1]} summaries in the last dim, received "
             f"{tuple(draws.shape)}"
         )
+    # a NaN compares neither below nor equal to anything: it would silently count as a draw
+    # above the truth (or give a NaN truth rank 0)
+    check_finite("truth", truth)
+    check_finite("draws", draws)
     t = truth[:, None, :]
     less = (draws < t).sum(1)
     ties = (draws == t).sum(1)
@@ -96,8 +103,13 @@ def sbc_uniformity(
     chi-square p-values (the value reported as ``sbc_pvalue``) and ``pvalue_ks`` the same
     for KS. Reject calibration at level :math:`a` when ``pvalue < a``.
     """
+    n_draws = check_int("n_draws", n_draws, minimum=1)
     if ranks.ndim == 1:
         ranks = ranks[:, None]
+    if ranks.is_floating_point():
+        if not bool((ranks == ranks.round()).all()):
+            raise ValueError("ranks: expected integer values in 0..L, received non-integers")
+        ranks = ranks.long()
     n, k = ranks.shape
     if int(ranks.min()) < 0 or int(ranks.max()) > n_draws:
         raise ValueError(f"ranks: expected values in 0..{n_draws}, received out-of-range ranks")

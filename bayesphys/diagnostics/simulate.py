@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._device import check_finite
 from ..posterior import Posterior
 
 __all__ = [
@@ -254,6 +255,8 @@ def simulate_and_infer(
             )
         truths.append(torch.stack([summaries[k](t_i) for k in names]).reshape(len(names)))
         draws_all.append(torch.stack([summaries[k](d).reshape(n_draws) for k in names], -1))
+        check_finite(f"simulate: summaries of theta (problem {i})", truths[-1])
+        check_finite(f"infer: summaries of the posterior draws (problem {i})", draws_all[-1])
         if field_levels is not None:
             fcov.append(_field_coverage(post, d, t_i, field_levels))
     truth = torch.stack(truths).detach().double().cpu()

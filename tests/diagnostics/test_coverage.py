@@ -95,3 +95,43 @@ def test_row_metrics_keys(exact_model):
     for key in ("coverage50", "coverage90", "coverage95", "sbc_pvalue", "tarp_atc", "crps"):
         assert isinstance(m[key], float)
     assert m["seconds"] > 0
+
+
+def test_coverage_input_checks():
+    import pytest
+
+    from bayesphys.diagnostics import hdi_coverage
+
+    truth = torch.randn(20, 3, dtype=torch.float64)
+    draws = torch.randn(20, 9, 1, dtype=torch.float64)  # K = 1 draws for K = 3 truths
+    for fn in (
+        lambda: hdi_coverage(truth, draws, 0.9),
+        lambda: expected_coverage(truth, draws, (0.9,), "hdi"),
+        lambda: tarp(truth, draws),
+    ):
+        with pytest.raises(ValueError, match="summaries"):
+            fn()
+    ok = torch.randn(20, 9, 3, dtype=torch.float64)
+    for kind in ("central", "hdi"):
+        for bad in (1.5, 0.0, -0.1):
+            with pytest.raises(ValueError, match="level"):
+                expected_coverage(truth, ok, (bad,), kind)
+    nan = ok.clone()
+    nan[0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="draws"):
+        tarp(truth, nan)
+
+
+def test_tarp_exact_discrete_posterior():
+    """Exact posterior of a parameter on {0, 1, 2}: draws tie with the truth, and TARP must
+    break those ties at random (like the SBC ranks) to stay uniform."""
+    vals = torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    n, L = 400, 49
+    theta = vals[torch.randint(0, 3, (n,), generator=g)]
+    y = theta + torch.randn(n, generator=g, dtype=torch.float64)
+    w = torch.softmax(-0.5 * (y[:, None] - vals) ** 2, 1)
+    draws = vals[torch.multinomial(w, L, replacement=True, generator=g)]
+    t = tarp(theta[:, None], draws[:, :, None])
+    assert t["pvalue"] > 1e-3
+    assert abs(t["atc"]) < 0.03

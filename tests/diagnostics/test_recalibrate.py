@@ -124,3 +124,19 @@ def test_pinned_points_are_ignored():
             assert 1.6 < rec.scale < 2.5  # true factor 2
         else:
             assert bool(torch.isfinite(rec.pits).all()) and rec.pits.numel() == 100
+
+
+def test_fit_refuses_truths_of_the_wrong_shape_or_non_finite():
+    fam = CoreFamily(inflate=0.5)
+    u, y = fam.simulate(6, seed=1)
+    posts = [fam.infer(y[i]) for i in range(6)]
+    for method in ("zscore", "quantile"):
+        with pytest.raises(ValueError, match=r"truths\[0\]"):
+            Recalibrator.fit(posts, [u[i, :1] for i in range(6)], method=method)
+    bad = list(u)
+    bad[2] = torch.full_like(u[2], float("nan"))
+    with pytest.raises(ValueError, match=r"truths\[2\]"):
+        Recalibrator.fit(posts, bad)
+    rec = Recalibrator.fit(posts, list(u))
+    with pytest.raises(ValueError, match=r"truths\[0\]"):
+        rec.evaluate(posts, [u[i, :1] for i in range(6)])

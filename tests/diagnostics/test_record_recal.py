@@ -96,3 +96,23 @@ def test_shape_map_picks_the_tail_family():
     assert out.shape == (40,)
     assert bool((out[draws[0].argsort()].diff() >= 0).all())  # a monotone map of the draws
     assert 1.5 < float(out.max()) <= 2.3  # the light-tailed law ends near its support's edge
+
+
+@pytest.mark.parametrize("method", ["zscore", "affine"])
+def test_exact_record_is_left_calibrated_at_small_l(method):
+    """An exactly calibrated posterior with few draws (L = 11, as meta_fm's quick run) must
+    get (nearly) the identity map: the sample mean/sd of L draws inflate (t - mean)/sd by
+    sqrt((L+1)(L-1)/(L(L-3))) = 1.17, which an uncorrected fit turns into underconfidence."""
+    from bayesphys.diagnostics import analyse
+
+    def rec(seed, n):
+        g = torch.Generator().manual_seed(seed)
+        mu = 3 * torch.randn(n, 1, 2, generator=g, dtype=torch.float64)
+        truth = mu[:, 0] + torch.randn(n, 2, generator=g, dtype=torch.float64)
+        d = mu + torch.randn(n, 11, 2, generator=g, dtype=torch.float64)
+        return SimulationRecord(names=["a", "b"], truth=truth, draws=d)
+
+    fit, target = rec(1, 3000), rec(2, 1500)
+    out = analyse(fit_record_recalibration(fit, method).apply(target)).metrics()
+    assert abs(out["coverage50"] - 0.5) < 0.04
+    assert out["sbc_pvalue"] > 1e-3

@@ -147,3 +147,33 @@ def test_uniform_ranks_any_l(n_draws):
     assert out["pvalue"] > 0.01
     skew = ranks.clamp(max=n_draws // 2 + 1) if n_draws > 1 else ranks * 0
     assert sbc_uniformity(skew, n_draws)["pvalue"] < 1e-6
+
+
+def test_non_finite_draws_are_refused(exact_model):
+    """A NaN draw compares neither below nor equal to the truth: refuse it rather than count it
+    silently as a draw above the truth."""
+    truth = torch.zeros(3, 1, dtype=torch.float64)
+    draws = torch.randn(3, 5, 1, dtype=torch.float64)
+    draws[1, 2, 0] = float("nan")
+    with pytest.raises(ValueError, match="draws"):
+        sbc_ranks(truth, draws)
+    with pytest.raises(ValueError, match="truth"):
+        sbc_ranks(torch.full((3, 1), float("nan"), dtype=torch.float64), draws.nan_to_num())
+
+    def infer(y):
+        d = exact_model.infer(y).sample((50,))
+        d[::3] = float("nan")  # e.g. diverged chains
+        return d
+
+    with pytest.raises(ValueError, match="problem 0"):
+        run_sbc(exact_model.simulate, infer, n_sims=20, n_draws=9, seed=0)
+
+
+def test_uniformity_argument_checks():
+    ranks = torch.tensor([[0], [3], [5], [1]])
+    with pytest.raises(ValueError, match="n_draws"):
+        sbc_uniformity(ranks * 0, n_draws=0)
+    out = sbc_uniformity(ranks.double(), n_draws=5)  # integral floats are accepted
+    assert out["pvalue"] == sbc_uniformity(ranks, n_draws=5)["pvalue"]
+    with pytest.raises(ValueError, match="ranks"):
+        sbc_uniformity(ranks.double() + 0.5, n_draws=5)
