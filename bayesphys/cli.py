@@ -150,6 +150,8 @@ def cmd_run(args, rest: list[str]) -> int:
     if isinstance(result, dict):
         for k, v in result.items():
             print(f"{k}: {_fmt(v) if isinstance(v, float) else v}")
+        if result.get("failed"):  # e.g. the cohort's problems that raised (as demo does)
+            return 1
     return 0
 
 

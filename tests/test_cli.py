@@ -174,3 +174,19 @@ def test_ablation_parser_gives_the_shared_options_and_refuses_bad_jobs(capsys):
     no_jobs = ablation_parser(None, jobs=False)
     with pytest.raises(SystemExit):
         no_jobs.parse_args(["--jobs", "2"])
+
+
+def _failing_build(problem, *, seed=None):
+    raise RuntimeError("this fit fails")
+
+
+def test_run_exits_non_zero_when_the_example_reports_failures(tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    from bayesphys.examples import cohort
+
+    spec = dataclasses.replace(cohort.MODELS["linear-gaussian"], build=_failing_build)
+    monkeypatch.setitem(cohort.MODELS, "linear-gaussian", spec)
+    argv = ["run", "cohort", "--smoke", "--executor", "sequential", "--out", str(tmp_path)]
+    assert cli.main(argv) == 1
+    assert "failed: ['p000', 'p001', 'p002', 'p003']" in capsys.readouterr().out

@@ -406,6 +406,13 @@ def train_ddp(
             ids = [ctx.device.index] if ctx.device.type == "cuda" else None
             net = DDP(model, device_ids=ids)
         loader = distributed_loader(data, batch_size, ctx, shuffle=True, seed=seed)
+        if len(loader) == 0 and start_epoch < epochs:
+            # same on every rank, so all ranks raise here before any collective call
+            raise ValueError(
+                f"batch_size: {batch_size} per rank exceeds the {len(loader.sampler)} samples "
+                f"each of the {ctx.world_size} rank(s) holds, so no batch would run (batches "
+                "are dropped when incomplete); lower batch_size or give more data"
+            )
         hist: list[float] = []
         samples, t0 = 0, time.perf_counter()
         from tqdm.auto import tqdm

@@ -258,20 +258,33 @@ class MapRunner(Runner):
     def run(self, fn, tasks):
         items = list(enumerate(tasks))
         call = functools.partial(_call_indexed, fn)
-        it = (
-            self.pool.imap_unordered(call, items)
-            if hasattr(self.pool, "imap_unordered")
-            else self.pool.map(call, items)
-        )
         seen: set[int] = set()
+        errors: list[BaseException] = []
         try:
-            for i, value in it:
-                seen.add(i)
-                yield i, True, value
+            it = iter(
+                self.pool.imap_unordered(call, items)
+                if hasattr(self.pool, "imap_unordered")
+                else self.pool.map(call, items)
+            )
         except Exception as err:  # noqa: BLE001 - the pool itself failed
-            for i, _ in items:
-                if i not in seen:
-                    yield i, False, err
+            it, errors = iter(()), [err]
+        while len(seen) + len(errors) < len(items):
+            try:
+                i, value = next(it)
+            except StopIteration:
+                break
+            except Exception as err:  # noqa: BLE001 - one task could not be sent or returned
+                # (multiprocessing.Pool raises it in place of that task's result and goes on
+                # with the others); keep collecting the results of the other tasks
+                errors.append(err)
+                continue
+            seen.add(i)
+            yield i, True, value
+        # a failed item carries no index: the tasks without a result share the errors in order
+        missing = [i for i, _ in items if i not in seen]
+        for k, i in enumerate(missing):
+            err = errors[min(k, len(errors) - 1)] if errors else RuntimeError("no result returned")
+            yield i, False, err
 
 
 class RayRunner(Runner):

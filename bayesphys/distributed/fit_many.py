@@ -168,7 +168,11 @@ def _write(out: Path, rec: dict[str, Any]) -> None:
     stem = _stem(rec["id"])
     if rec["status"] == "ok":
         tmp = out / f".{stem}.nc.tmp"
-        save_netcdf(assemble_groups(rec["groups"]), tmp)
+        try:
+            save_netcdf(assemble_groups(rec["groups"]), tmp)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         os.replace(tmp, out / f"{stem}.nc")
     meta = {k: v for k, v in rec.items() if k != "groups"}
     meta["id"] = rec["id"] if isinstance(rec["id"], (int, str)) else str(rec["id"])
@@ -177,8 +181,23 @@ def _write(out: Path, rec: dict[str, Any]) -> None:
     os.replace(tmp, out / f"{stem}.json")
 
 
-def _read(out: Path, problem_id: Any) -> dict[str, Any] | None:
-    """A finished (status ok) record from disk, or ``None``."""
+def _build_name(build: Callable[..., Any]) -> str:
+    """What the resume check compares: the builder's qualified name (``partial`` for partials)."""
+    return str(getattr(build, "__qualname__", type(build).__qualname__))
+
+
+def _same_run(meta: dict[str, Any], seed: int | None, build: str | None) -> bool:
+    """Whether a record on disk came from this call's settings: the same per-problem seed (when
+    the caller fixed ``seed``) and the same ``build`` (records without one are accepted)."""
+    if seed is not None and meta.get("seed") != seed:
+        return False
+    return build is None or meta.get("build") in (None, build)
+
+
+def _read(
+    out: Path, problem_id: Any, *, seed: int | None = None, build: str | None = None
+) -> dict[str, Any] | None:
+    """A finished (status ok) record from disk written with ``seed`` and ``build``, or ``None``."""
     from ..inference_data import load_netcdf
 
     stem = _stem(problem_id)
@@ -190,6 +209,8 @@ def _read(out: Path, problem_id: Any) -> dict[str, Any] | None:
     except json.JSONDecodeError:
         return None
     if meta.get("status") != "ok" or str(meta.get("id")) != str(problem_id):
+        return None
+    if not _same_run(meta, seed, build):
         return None
     rec = dict(meta, id=problem_id)
     groups = {}
@@ -252,7 +273,7 @@ def _combine(per_problem: dict[Any, dict[str, Any]], problem_dim: str):
     for g in names:
         dsets = [per_problem[i][g] for i in ids]
         try:
-            ds = xr.concat(dsets, dim=index, join="outer", combine_attrs="override")
+            ds = xr.concat(dsets, dim=index, join="exact", combine_attrs="override")
         except ValueError as err:
             raise ValueError(
                 f"fit_many: group {g!r} differs in shape across problems and cannot be stacked "
@@ -284,7 +305,8 @@ def _table(records: list[dict[str, Any]], problem_dim: str):
     import pandas as pd
 
     rows = [{c: r.get(c) for c in _COLUMNS} for r in records]
-    return pd.DataFrame(rows, index=pd.Index([r["id"] for r in records], name=problem_dim))
+    index = pd.Index([r["id"] for r in records], name=problem_dim)
+    return pd.DataFrame(rows, index=index, columns=_COLUMNS)
 
 
 def _normalise(problems: Iterable[Any] | Mapping[Any, Any]) -> list[tuple[Any, Any]]:
@@ -341,7 +363,8 @@ def fit_many(
         ``"dask"``, or an executor/client/pool object (see :mod:`.executors`).
     out: directory; each finished problem is written there as ``<id>.nc`` (InferenceData) and
         ``<id>.json`` (its table row) as soon as it completes, and problems already finished
-        there are loaded instead of refitted (failed ones are retried if ``retry_failed``).
+        there are loaded instead of refitted (failed ones are retried if ``retry_failed``);
+        files written by another ``build`` or, when ``seed`` is given, another seed are refitted.
     seed: base seed; problem ``i`` uses ``problem_seed(seed, i)`` for the torch/numpy/python
         RNGs before ``build`` and for the exported draws. ``None`` draws a random base seed
         (recorded in the table).
@@ -375,11 +398,14 @@ def fit_many(
         out_dir.mkdir(parents=True, exist_ok=True)
 
     t0 = time.perf_counter()
+    build_name = _build_name(build)
     records: dict[Any, dict[str, Any]] = {}
     todo: list[ProblemTask] = []
     for pid, prob in items:
         if out_dir is not None:
-            done = _read(out_dir, pid)
+            # a record written with another seed or builder is stale: fit the problem again
+            want = problem_seed(base, pid) if seed is not None else None
+            done = _read(out_dir, pid, seed=want, build=build_name)
             if done is not None:
                 done["resumed"] = True
                 records[pid] = done
@@ -388,9 +414,10 @@ def fit_many(
                 meta = out_dir / f"{_stem(pid)}.json"
                 if meta.exists():
                     rec = json.loads(meta.read_text())
-                    rec.update(id=pid, groups=None, resumed=True)
-                    records[pid] = rec
-                    continue
+                    if _same_run(rec, want, build_name):
+                        rec.update(id=pid, groups=None, resumed=True)
+                        records[pid] = rec
+                        continue
         todo.append(
             ProblemTask(
                 problem_id=pid,
@@ -429,9 +456,24 @@ def fit_many(
                         "traceback": "".join(traceback.format_exception(value)),
                     }
                 rec["resumed"] = False
+                rec["build"] = build_name
                 records[task.problem_id] = rec
                 if out_dir is not None:
-                    _write(out_dir, rec)
+                    try:
+                        _write(out_dir, rec)
+                    except Exception as err:  # noqa: BLE001 - e.g. an attribute netCDF refuses
+                        # the fit is not on disk, so record it as failed (a rerun fits it again)
+                        # and go on with the other problems instead of abandoning them
+                        rec.update(
+                            status="error",
+                            groups=None,
+                            error=f"writing to {out_dir}: {type(err).__name__}: {err}",
+                            traceback=traceback.format_exc(),
+                        )
+                        try:
+                            _write(out_dir, rec)
+                        except Exception:  # noqa: BLE001, S110 - the row stays in the table
+                            pass
                 bar.update(1)
                 if rec["status"] != "ok":
                     bar.set_postfix(failed=sum(r["status"] != "ok" for r in records.values()))

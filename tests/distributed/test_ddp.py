@@ -147,3 +147,11 @@ def test_bad_inputs_are_named(monkeypatch, tmp_path):
     torch.save({"kind": "other"}, bad)
     with pytest.raises(ValueError, match="ddp_training"):
         ddp.load_training_checkpoint(bad, model=_model())
+
+
+def test_train_ddp_refuses_a_batch_larger_than_the_data(monkeypatch):
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    x, y = _data(16)
+    with pytest.raises(ValueError, match="batch_size"):
+        ddp.train_ddp(_model, _loss, (x, y), epochs=2, batch_size=32, progress=False)

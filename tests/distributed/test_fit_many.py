@@ -234,3 +234,111 @@ def test_size_arguments_get_the_core_check(kw, err):
     name = next(iter(kw))
     with pytest.raises(err, match=f"{name}: expected an int"):
         fit_many(_toy.problems(1), _toy.build, executor="sequential", progress=False, **kw)
+
+
+def test_no_problems_gives_an_empty_table_with_its_columns():
+    res = fit_many({}, _toy.build, executor="sequential", progress=False)
+    assert res.idata is None and res.per_problem == {}
+    assert res.failed == [] and res.ok == []
+    assert "status" in res.table.columns and len(res.table) == 0
+
+
+class _SendFailsPool:
+    """Like ``multiprocessing.Pool.imap_unordered``: a task that cannot be pickled raises its
+    error in place of its result, and the iterator goes on with the other tasks."""
+
+    def imap_unordered(self, fn, items):
+        pending = list(items)
+
+        class _It:
+            def __iter__(self):
+                return self
+
+            def __next__(self):
+                if not pending:
+                    raise StopIteration
+                i, task = pending.pop(0)
+                if task.problem.get("unpicklable"):
+                    raise TypeError("cannot pickle '_thread.lock' object")
+                return fn((i, task))
+
+        return _It()
+
+
+def test_map_pool_keeps_the_results_after_one_task_fails_to_send():
+    probs = _toy.problems(3)
+    probs["p000"]["unpicklable"] = True
+    res = _run(_SendFailsPool(), probs)
+    assert res.failed == ["p000"]
+    assert "cannot pickle" in res.table.loc["p000", "error"]
+    ref = _reference(probs, _toy.build, 7)
+    del ref["p000"]
+    _check_equal(res, ref)
+
+
+def _export_bad_attr(model, post, seed):
+    idata = post.to_inference_data(num_samples=NS, seed=seed)
+    if model.problem.get("bad_attr"):
+        idata.posterior.attrs["settings"] = {"steps": STEPS}  # netCDF refuses a dict attribute
+    return idata
+
+
+def test_a_problem_that_cannot_be_written_is_recorded_and_the_others_finish(tmp_path):
+    probs = _toy.problems(4)
+    probs["p001"]["bad_attr"] = True
+    res = _run("sequential", probs, out=tmp_path, export=_export_bad_attr)
+    assert res.failed == ["p001"]
+    assert "writing to" in res.table.loc["p001", "error"]
+    assert sorted(p.name for p in tmp_path.glob("*.nc")) == ["p000.nc", "p002.nc", "p003.nc"]
+    assert not list(tmp_path.glob(".*.tmp"))
+    assert json.loads((tmp_path / "p001.json").read_text())["status"] == "error"
+    probs["p001"]["bad_attr"] = False
+    again = _run("sequential", probs, out=tmp_path, export=_export_bad_attr)
+    assert again.table["resumed"].tolist() == [True, False, True, True] and again.failed == []
+
+
+def test_resume_refits_files_written_with_another_seed_or_build(tmp_path):
+    probs = _toy.problems(2)
+    _run("sequential", probs, out=tmp_path)  # seed 7
+    other = fit_many(
+        probs,
+        _toy.build,
+        executor="sequential",
+        seed=8,
+        num_samples=NS,
+        progress=False,
+        fit_kwargs={"steps": STEPS},
+        out=tmp_path,
+    )
+    assert not other.table["resumed"].any()
+    ref8 = _reference(probs, _toy.build, 8)
+    for pid, expected in ref8.items():
+        np.testing.assert_array_equal(_draws(other, pid), expected)
+    assert (other.table["seed"] == [problem_seed(8, p) for p in probs]).all()
+    # another builder with the same seed does not pick up the files of the first
+    glob = _run("sequential", probs, builder=_toy.build_global, out=tmp_path)
+    assert not glob.table["resumed"].any()
+    _check_equal(glob, _reference(probs, _toy.build_global, 7))
+    # and the same call again resumes everything
+    assert _run("sequential", probs, builder=_toy.build_global, out=tmp_path).table["resumed"].all()
+
+
+def test_problems_on_different_grids_are_not_padded_with_nan():
+    """Exported coordinates that differ between problems (grids of 41 and 51 points) are
+    refused instead of being stacked onto the union of the grids and padded with NaN."""
+    from functools import partial
+
+    from bayesphys.examples.cohort import LinearGaussianModel, export_cohort, make_cohort
+
+    probs = {"a": make_cohort(1, n=41, m=10)["p000"], "b": make_cohort(1, n=51, m=10)["p000"]}
+    with pytest.raises(ValueError, match="per_problem"):
+        fit_many(
+            probs,
+            LinearGaussianModel,
+            executor="sequential",
+            seed=0,
+            progress=False,
+            fit_kwargs={"steps": 5},
+            num_samples=5,
+            export=partial(export_cohort, num_samples=5),
+        )
