@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -176,6 +177,36 @@ def _run(cfg: dict[str, Any]) -> dict[str, Any] | None:
     return _train_rgnp(cfg) if cfg["model"] == "rgnp" else _train(cfg)
 
 
+# the settings that define what a checkpoint holds: resuming with others would load a model of
+# another shape (a smoke run's narrower MLP) or continue another run's stream
+_RUN_KEYS = {
+    "mlp": ("model", "width", "n_train", "seed"),
+    "rgnp": ("model", "smoke", "rgnp_batch", "seed"),
+}
+
+
+def _check_resumable(cfg: dict[str, Any]) -> None:
+    """Refuse to resume from ``out`` when its checkpoint was written with other settings
+    (``run.json`` beside it); record this run's settings otherwise (rank 0 only)."""
+    out = Path(cfg["out"])
+    keys = _RUN_KEYS[cfg["model"]]
+    mine = {k: cfg[k] for k in keys}
+    ckpt = out / ("rgnp.pt" if cfg["model"] == "rgnp" else "checkpoint.pt")
+    record = out / f"run_{cfg['model']}.json"
+    if cfg["resume"] and ckpt.exists() and record.exists():
+        theirs = json.loads(record.read_text())
+        diff = {k: (theirs.get(k), mine[k]) for k in keys if theirs.get(k) != mine[k]}
+        if diff:
+            raise ValueError(
+                f"--out {out}: its checkpoint was written with other settings "
+                f"{ {k: v[0] for k, v in diff.items()} } than this run's "
+                f"{ {k: v[1] for k, v in diff.items()} }; pass --no-resume or another --out"
+            )
+    if os.environ.get("RANK", "0") == "0":
+        out.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(mine))
+
+
 def _spawn_entry(rank: int, world: int, port: int, cfg: dict[str, Any]) -> None:
     from ..distributed.ddp import set_local_rank_env
 
@@ -236,6 +267,7 @@ def main(argv: list[str] | None = None) -> dict:
         "smoke": args.smoke,
         "steps": args.steps or (6 if args.smoke else 1000),
     }
+    _check_resumable(cfg)
     t0 = time.perf_counter()
     if launched_by_torchrun():
         summary = _run(cfg) or {}

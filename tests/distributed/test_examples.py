@@ -34,6 +34,10 @@ def test_ddp_training_smoke_two_processes_and_resume(tmp_path):
     assert summary["final_train_loss"] < 0.5
     assert (out / "checkpoint.pt").exists()
     assert json.loads((out / "summary.json").read_text())["world_size"] == 2
+    # a full-size run in the same folder would load the smoke run's narrower model: refused
+    # before any process starts, with the way out named
+    with pytest.raises(ValueError, match="--no-resume or another --out"):
+        ddp_training.main(["--out", str(out), "--nproc", "1", "--epochs", "1"])
 
 
 def test_ddp_training_of_the_neural_process_resumes(tmp_path):
