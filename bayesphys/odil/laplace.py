@@ -20,6 +20,7 @@ linear in :math:`x` (linear-Gaussian problems) this is the exact posterior.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -73,7 +74,8 @@ def theta_covariance(
 
     Uses the Schur complement of the Gauss-Newton matrix (module docstring). ``dense=True``
     forms :math:`H` and inverts it (reference for tests). Returns ``(cov, info)`` with the CG
-    iteration counts in ``info``. ``cg_tol >= 0``, ``cg_maxiter >= 1``.
+    iteration counts and relative residuals in ``info`` (a ``RuntimeWarning`` if a residual
+    stays above ``cg_tol``). ``cg_tol >= 0``, ``cg_maxiter >= 1``.
     """
     cg_tol = check_real("cg_tol", cg_tol, minimum=0.0)
     cg_maxiter = check_int("cg_maxiter", cg_maxiter, minimum=1)
@@ -103,16 +105,24 @@ def theta_covariance(
         full[u_idx] = v
         return mv(full)[u_idx]
 
-    iters = []
-    sols = []
+    iters, resids, sols = [], [], []
     for j in range(p):
-        s, its, _ = cg(mv_uu, h_ut[:, j], tol=cg_tol, maxiter=cg_maxiter)
+        s, its, rel = cg(mv_uu, h_ut[:, j], tol=cg_tol, maxiter=cg_maxiter)
         sols.append(s)
         iters.append(its)
+        resids.append(float(rel))
+    if any(r > cg_tol for r in resids):
+        warnings.warn(
+            f"theta_covariance: CG did not reach cg_tol={cg_tol:g} within cg_maxiter="
+            f"{cg_maxiter} (relative residuals {[f'{r:.1e}' for r in resids]}); the covariance "
+            "may be off, raise cg_maxiter",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     schur = h_tt - h_ut.T @ torch.stack(sols, 1)
     schur = 0.5 * (schur + schur.T)
     cov = torch.linalg.inv(schur)
-    return 0.5 * (cov + cov.T), {"cg_iters": iters}
+    return 0.5 * (cov + cov.T), {"cg_iters": iters, "cg_residuals": resids}
 
 
 def field_posterior(

@@ -179,6 +179,11 @@ def test_laplace_equals_exact_posterior_linear_gaussian():
     assert torch.allclose(x, mean, atol=1e-8)
     ct, info = theta_covariance(prob, x, ["theta"], cg_tol=1e-13)
     assert torch.allclose(ct, cov[-1:, -1:], rtol=1e-7)
+    assert max(info["cg_residuals"]) <= 1e-13
+    # a CG capped before convergence says so instead of returning a silently inexact covariance
+    with pytest.warns(RuntimeWarning, match="raise cg_maxiter"):
+        _, capped = theta_covariance(prob, x, ["theta"], cg_tol=1e-13, cg_maxiter=1)
+    assert capped["cg_residuals"][0] > 1e-13
     post = field_posterior(prob, x, "u")
     assert torch.allclose(post.covariance.to_dense(), cov[:-1, :-1], rtol=1e-8, atol=1e-12)
     assert torch.allclose(post.mean, mean[:-1], atol=1e-8)
