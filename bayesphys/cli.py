@@ -256,6 +256,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if (
+        len(argv) > 2
+        and argv[0] == "run"
+        and not argv[1].startswith("-")
+        and {"-h", "--help"} & set(argv[2:])
+    ):
+        # `bayesphys run EXAMPLE --help`: the example's own options (--executor, --model, ...)
+        from .examples import load
+
+        try:
+            name = _example_arg(argv[1])
+        except argparse.ArgumentTypeError:
+            name = None  # the parser below refuses it by name
+        if name is not None:
+            load(name).main(["--help"])  # argparse prints them and exits
     args, rest = parser.parse_known_args(argv)
     if args.command in ("run", "bench"):
         return (cmd_run if args.command == "run" else cmd_bench)(args, rest)

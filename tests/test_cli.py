@@ -190,3 +190,14 @@ def test_run_exits_non_zero_when_the_example_reports_failures(tmp_path, monkeypa
     argv = ["run", "cohort", "--smoke", "--executor", "sequential", "--out", str(tmp_path)]
     assert cli.main(argv) == 1
     assert "failed: ['p000', 'p001', 'p002', 'p003']" in capsys.readouterr().out
+
+
+def test_run_example_help_shows_the_examples_own_options(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["run", "cohort", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "--executor" in out and "--patients" in out
+    with pytest.raises(SystemExit):  # an unknown example is still refused by name
+        cli.main(["run", "no-such-example", "--help"])
+    assert "unknown example" in capsys.readouterr().err
