@@ -69,6 +69,17 @@ class ProbConservConfig:
     noise_std: float = 0.0
 
 
+def _check_mass(mass, n_functions: int, n_times: int) -> Tensor:
+    """A user's ``mass`` as ``[B, nt]`` float64, or a clear error naming the expected shape."""
+    b = as_tensor("mass", mass, dtype=_F64)
+    if b.shape != (n_functions, n_times):
+        raise ValueError(
+            f"mass: expected shape [B, nt] = ({n_functions}, {n_times}) (one total mass per "
+            f"function and time slice), received {tuple(b.shape)}"
+        )
+    return b
+
+
 class ProbConserv:
     """Step-1 model (ANP or meta-GP) + Step-2 conservation update on a GPME problem.
 
@@ -262,6 +273,8 @@ class ProbConserv:
     def _check_context(self, context) -> None:
         if not isinstance(context, GPMEData):
             raise TypeError(f"context: expected GPMEData, received {type(context).__name__}")
+        if len(context.params) == 0:
+            raise ValueError("context: expected at least one function, received none")
         if context.problem.name != self.problem.name:
             raise ValueError(
                 f"context: functions of the {context.problem.name!r} problem, but this model "
@@ -272,6 +285,11 @@ class ProbConserv:
         t = self.problem.table_time if t is None else t
         tt = as_tensor("t", t, dtype=_F64).reshape(-1)
         xx = self.problem.grid(201) if x is None else as_tensor("x", x, dtype=_F64, ndim=1)
+        if tt.numel() == 0 or xx.numel() < 2:
+            raise ValueError(
+                f"t, x: expected at least one time and two points, received {tt.numel()} "
+                f"time(s) and {xx.numel()} point(s)"
+            )
         for name, v, (lo, hi) in (
             ("t", tt, self.problem.t_range),
             ("x", xx, self.problem.x_range),
@@ -370,7 +388,11 @@ class ProbConserv:
         tt, xx = self._grid(t, None)
         if not cal.matches(tt, xx):
             raise ValueError("t: expected the calibration times (the check is fitted there)")
-        b = self.mass(context, tt) if mass is None else as_tensor("mass", mass, dtype=_F64)
+        b = (
+            self.mass(context, tt)
+            if mass is None
+            else _check_mass(mass, len(context.params), len(tt))
+        )
         raw = self._step1(context, tt, xx, seed=seed, stage="raw")
         ps = cal.scale_for(raw.mean, "prior", b)
         pcov = hybrid_covariance(
@@ -577,7 +599,11 @@ class ProbConserv:
         no_update = bool(torch.isinf(torch.as_tensor(sg, dtype=_F64)).all())
         stage = "post" if method == "probconserv" and not no_update else "prior"
         tt, xx = self._grid(t, x)
-        b = self.mass(context, tt) if mass is None else as_tensor("mass", mass, dtype=_F64)
+        b = (
+            self.mass(context, tt)
+            if mass is None
+            else _check_mass(mass, len(context.params), len(tt))
+        )
         prior = self._step1(context, t, x, seed=seed, stage=stage, mass=b)
         if method == "none":
             return prior

@@ -218,6 +218,14 @@ def test_bad_queries_get_clear_errors():
         m.posterior(d, t=0.1, x=torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)).mean.shape[-1]
         == 3
     )
+    # empty grids / contexts and a mass of the wrong shape: said in the query's own terms
+    with pytest.raises(ValueError, match="at least one time and two points"):
+        m.posterior(d, t=[])
+    with pytest.raises(ValueError, match="at least one function"):
+        m.posterior(d.subset(torch.tensor([], dtype=torch.long)))
+    with pytest.raises(ValueError, match=r"mass: expected shape \[B, nt\] = \(1, 1\)"):
+        m.posterior(d, mass=torch.ones(1))
+    assert m.posterior(d, mass=m.mass(d, torch.tensor([0.05]))).mean.shape == (1, 1, 201)
 
 
 def test_sigma_g_inf_returns_the_calibrated_step1_posterior():
