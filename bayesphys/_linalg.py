@@ -56,7 +56,9 @@ def psd_cholesky(a: Tensor, name: str = "covariance", max_tries: int = 6) -> Ten
     l, info = torch.linalg.cholesky_ex(a)
     if not bool(info.any()):
         return l
-    scale = a.diagonal(dim1=-2, dim2=-1).abs().mean(-1, keepdim=True).clamp_min(1e-300)
+    # the floor must be representable in a's dtype (1e-300 is 0 in float32)
+    tiny = max(1e-300, torch.finfo(a.dtype).tiny)
+    scale = a.diagonal(dim1=-2, dim2=-1).abs().mean(-1, keepdim=True).clamp_min(tiny)
     base = 1e-10 if a.dtype == torch.float64 else 1e-6
     eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
     for k in range(max_tries):
@@ -92,7 +94,8 @@ def diagonal(cov: LinearOperator) -> Tensor:
         d = None
         for f in cov.linear_ops:
             fd = f.diagonal()
-            d = fd if d is None else torch.kron(d, fd)
+            # outer product over the last dim only (torch.kron would also mix the batch dims)
+            d = fd if d is None else (d.unsqueeze(-1) * fd.unsqueeze(-2)).flatten(-2)
         return d
     if isinstance(cov, LowRankRootAddedDiagLinearOperator):
         root = to_dense(cov._linear_op.root)
@@ -257,7 +260,8 @@ def pcg(
     def dot(u: Tensor, v: Tensor) -> Tensor:
         return (u * v).sum(dims)
 
-    bnorm = dot(b, b).sqrt().clamp_min(1e-300)
+    # floor representable in b's dtype (1e-300 is 0 in float32: 0/0 = NaN for a zero rhs)
+    bnorm = dot(b, b).sqrt().clamp_min(max(1e-300, torch.finfo(b.dtype).tiny))
     x = torch.zeros_like(b) if x0 is None else x0.clone()
     r = b.clone() if x0 is None else b - matvec(x)
     rel = float((dot(r, r).sqrt() / bnorm).max())

@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bayesphys._linalg import pcg
+from bayesphys._linalg import diagonal, pcg, psd_cholesky
 
 F64 = torch.float64
 
@@ -71,3 +71,36 @@ def test_pcg_columns_flag_changes_only_the_reduction(columns):
     b = torch.randn(6, 2, generator=torch.Generator().manual_seed(2), dtype=F64)
     x, _, rel = pcg(lambda v: a @ v, b, tol=1e-12, maxiter=60, columns=columns)
     assert rel <= 1e-12 and torch.allclose(a @ x, b, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_pcg_zero_rhs_and_zero_column_in_any_float_dtype(dtype):
+    a = torch.diag(torch.arange(1.0, 6.0, dtype=dtype))
+    x, it, rel = pcg(lambda v: a @ v, torch.zeros(5, dtype=dtype), maxiter=50)
+    assert it == 0 and rel == 0.0 and x.abs().max() == 0
+    b = torch.stack([torch.ones(5, dtype=dtype), torch.zeros(5, dtype=dtype)], 1)
+    x, it, rel = pcg(lambda v: a @ v, b, columns=True, tol=1e-5, maxiter=50)
+    assert rel <= 1e-5 and it <= 5  # converged, not NaN after maxiter
+    assert torch.allclose(a @ x, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_psd_cholesky_accepts_the_zero_matrix(dtype):
+    l = psd_cholesky(torch.zeros(3, 3, dtype=dtype))
+    assert bool(torch.isfinite(l).all()) and float((l @ l.mT).abs().max()) < 1e-30
+
+
+def test_structured_diagonal_of_a_batched_kronecker_operator():
+    from linear_operator import to_dense
+    from linear_operator.operators import DenseLinearOperator, KroneckerProductLinearOperator
+
+    g = torch.Generator().manual_seed(0)
+    fs = []
+    for n in (3, 4, 2):
+        m = torch.randn(2, n, n, generator=g, dtype=F64)
+        fs.append(DenseLinearOperator(m @ m.mT + n * torch.eye(n, dtype=F64)))
+    cov = KroneckerProductLinearOperator(*fs)
+    ref = to_dense(cov).diagonal(dim1=-2, dim2=-1)
+    got = diagonal(cov)
+    assert got.shape == ref.shape == (2, 24)
+    torch.testing.assert_close(got, ref)
