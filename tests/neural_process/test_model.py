@@ -280,7 +280,7 @@ def test_r0_uses_keras_initialisation_and_adam_eps():
     rg = RandomGridNP("poisson", "RGNP", seed=0, size="smoke")
     assert rg.config.init == "torch"
     assert any(
-        float(mod.bias.abs().max()) > 0
+        float(mod.bias.detach().abs().max()) > 0
         for mod in rg.net.modules()
         if isinstance(mod, torch.nn.Linear) and mod.bias is not None
     )
