@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from .._checks import check_int, check_real
 from .stencil import div_flux, face_average, shift
 
 __all__ = [
@@ -95,6 +96,11 @@ def _check_scheme(scheme: str) -> None:
         raise ValueError(f"scheme: expected one of {SCHEMES}, received {scheme!r}")
 
 
+def _check_time(t_end: float, steps: int) -> tuple[float, int]:
+    # steps = 0 divided by zero, steps < 0 silently returned c0 (range(-3) is empty)
+    return check_real("t_end", t_end, minimum=0.0), check_int("steps", steps, minimum=1)
+
+
 def logistic_step(c: Tensor, rho: Tensor | float, tau: float) -> Tensor:
     r"""Exact flow of :math:`\dot c = \rho c(1-c)` over :math:`\tau`:
     :math:`c\,e^{\rho\tau} / (1 + c(e^{\rho\tau} - 1))` (elementwise, any shape; differentiable)."""
@@ -124,12 +130,15 @@ def fk_forward(
     * ``"strang"``: Strang splitting :math:`R_{\Delta t/2}\,E_{\Delta t}\,R_{\Delta t/2}` of the
       exact logistic flow :math:`R_\tau` (:func:`logistic_step`) and an explicit Euler diffusion
       step :math:`E_{\Delta t}` (same stability limit, same cost; the reaction carries no
-      time-step error, the splitting error is second order).
+      time-step error and the splitting error is second order, but the Euler diffusion step
+      keeps the scheme first order overall: measured order about 1.1, with an error constant
+      about 25 times smaller than ``"euler"``'s).
 
     ``tissue`` (0/1 mask) zeroes the state outside the brain. Differentiable in ``c0``, ``dw``,
     ``rho``. With ``save_every`` returns ``(c(T), traj [n_saved, *grid])``.
     """
     _check_scheme(scheme)
+    t_end, steps = _check_time(t_end, steps)
     dt = t_end / steps
     hs = [spacing] * c0.ndim
     scaled = [f * dw for f in faces]
@@ -215,6 +224,7 @@ def fk_forward_tangent(
     Returns ``(c(T) [*grid], dc(T) [p, *grid])`` -- the Jacobian columns in one batched pass.
     """
     _check_scheme(scheme)
+    t_end, steps = _check_time(t_end, steps)
     dt = t_end / steps
     nd = c0.ndim
     hs = [spacing] * nd

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._checks import check_int, check_real
 from .fisher_kolmogorov import fk_forward, initial_condition, stable_steps, tissue_faces
 
 __all__ = [
@@ -251,8 +252,16 @@ def synthetic_patient(
             math.log(lo) + (math.log(hi) - math.log(lo)) * float(torch.rand((), generator=g))
         )
 
-    dw = logu(*GLIOMA_PRIOR["dw"]) if dw is None else float(dw)
-    rho = logu(*GLIOMA_PRIOR["rho"]) if rho is None else float(rho)
+    # checked before any simulation: rho = 0 raised ZeroDivisionError (ell) only after both
+    # solves, dw <= 0 a bare "math domain error"
+    dw = logu(*GLIOMA_PRIOR["dw"]) if dw is None else check_real("dw", dw, minimum=0, strict=True)
+    rho = (
+        logu(*GLIOMA_PRIOR["rho"])
+        if rho is None
+        else check_real("rho", rho, minimum=0, strict=True)
+    )
+    refine = check_int("refine", refine, minimum=1)
+    extra_foci = check_int("extra_foci", extra_foci, minimum=0)
     if focus is None:
         wm_ok = (ph["wm"] > 0.9).nonzero()
         size = torch.tensor(shape, device=wm_ok.device)
@@ -261,12 +270,32 @@ def synthetic_patient(
         jitter = torch.rand(nd, generator=g, dtype=dtype) - 0.5
         focus = tuple(float((pick[k] + 0.5 + jitter[k]) * spacing) for k in range(nd))
     foc = torch.tensor(focus, dtype=dtype, device=device)
+
+    def in_tissue(f: Tensor) -> bool:
+        if not bool(torch.isfinite(f).all()):
+            return False
+        idx = tuple(int(v) for v in torch.floor(f / spacing).long().tolist())
+        return all(0 <= i < m for i, m in zip(idx, shape)) and float(ph["brain"][idx]) > 0
+
+    # a focus outside the tissue grew no tumour (empty labels) and, with extra_foci, hung in
+    # the loop below (no candidate near it is ever in tissue)
+    if foc.shape != (nd,) or not in_tissue(foc):
+        raise ValueError(
+            f"focus: expected {nd} coordinates (mm from the grid's lower corner) of a tissue "
+            f"voxel (brain > 0), received {tuple(focus)}"
+        )
     foci = [foc]
     extent = torch.tensor(shape, dtype=dtype) * spacing
-    while len(foci) < 1 + int(extra_foci):
+    tries = 0
+    while len(foci) < 1 + extra_foci:
+        tries += 1
+        if tries > 10_000 * (1 + extra_foci):
+            raise RuntimeError(
+                f"extra_foci: found {len(foci) - 1} of {extra_foci} tissue voxels within "
+                f"+-5 % of the grid extent around the focus {tuple(focus)}"
+            )
         cand = foc + ((torch.rand(nd, generator=g, dtype=dtype) * 2 - 1) * 0.05 * extent).to(device)
-        idx = tuple(int(v) for v in torch.floor(cand / spacing).long().tolist())
-        if all(0 <= i < n for i, n in zip(idx, shape)) and float(ph["brain"][idx]) > 0:
+        if in_tissue(cand):
             foci.append(cand)
     faces = tissue_faces(ph["wm"], ph["gm"], dg_ratio=dg_ratio)
     c0 = torch.stack([initial_condition(ph["wm"].shape, f, spacing) for f in foci]).amax(0)

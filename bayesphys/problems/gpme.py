@@ -198,7 +198,9 @@ def stefan_constants(u_star: Tensor | float, iters: int = 200) -> tuple[Tensor, 
             f"[{float(us.min()):g}, {float(us.max()):g}]"
         )
     rhs = (1 - us) / math.sqrt(math.pi)
-    lo, hi = torch.full_like(us, 1e-8), torch.full_like(us, 5.0)
+    # z1 grows like sqrt(log(1/u*)): hi = 5 saturated (alpha = 10 exactly) for u* < ~1.6e-12;
+    # 30 brackets every positive float64 u* (exp(900) = inf only makes f > 0, as wanted)
+    lo, hi = torch.full_like(us, 1e-8), torch.full_like(us, 30.0)
     for _ in range(iters):
         mid = 0.5 * (lo + hi)
         f = us * torch.erf(mid) * mid * torch.exp(mid * mid) - rhs
@@ -269,6 +271,8 @@ def mass_from_fluxes(problem: GPMEProblem, t: float, param: float, n: int = 4001
     integrand smooth.)
     """
     t0 = problem.t_range[0]
+    t = check_real("t", t, minimum=t0)
+    n = check_int("n", n, minimum=2)  # n = 1 has no interval: it returned U(t0) for any t
     r = torch.linspace(math.sqrt(max(t0, 0.0)), math.sqrt(t), n, dtype=_F64)
     mid, dr = 0.5 * (r[1:] + r[:-1]), r[1:] - r[:-1]
     integrand = problem.boundary_flux(mid * mid, param) * 2 * mid
@@ -372,8 +376,9 @@ def make_dataset(
         if param_range is not None:
             raise ValueError("param_range: give either params or param_range, not both")
         p = as_tensor("params", params, dtype=_F64).reshape(-1)
-        if p.numel():
-            prob.check_params("params", float(p.min()), float(p.max()))
+        if not p.numel():
+            raise ValueError("params: expected at least one parameter value, received none")
+        prob.check_params("params", float(p.min()), float(p.max()))
     noise_std = check_real("noise_std", noise_std, minimum=0.0)
     n_t_context, n_x_context, n_t_target, n_x_target = (
         check_int(name, v, minimum=1)

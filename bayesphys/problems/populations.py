@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._checks import check_int
+
 __all__ = [
     "PopulationPairs",
     "letters",
@@ -144,6 +146,15 @@ def letter_points(letter: str, size: int = 100) -> Tensor:
     return torch.from_numpy(_glyph(letter.upper(), int(size)).copy())
 
 
+def _check_sizes(**sizes: int) -> int:
+    """Pair counts ``>= 0`` (negative ones gave overlapping splits, e.g. ``cal = [-1]``) and at
+    least one pair in all; returns the total."""
+    total = sum(check_int(k, v, minimum=0) for k, v in sizes.items())
+    if total < 1:
+        raise ValueError(f"{' + '.join(sizes)}: expected at least one pair, received 0")
+    return total
+
+
 def _letter_split(chars: str, rotations: int, seed: int, tgt: float, src: float, dtype):
     gen = torch.Generator().manual_seed(seed)
     sources, targets, meta = [], [], []
@@ -233,8 +244,8 @@ def linear_map(
     """
     if dim < 2:
         raise ValueError(f"dim: expected >= 2, received {dim}")
+    p = _check_sizes(n_train=n_train, n_cal=n_cal, n_test=n_test)
     gen = torch.Generator().manual_seed(seed)
-    p = n_train + n_cal + n_test
     mu = 2.0 * torch.randn(p, dim, generator=gen, dtype=torch.float64)
     lmat = 0.5 * torch.randn(p, dim, dim, generator=gen, dtype=torch.float64)
     cov = lmat @ lmat.mT + 0.1 * torch.eye(dim, dtype=torch.float64)
@@ -349,8 +360,8 @@ def interacting_particles(
     The anchor integrates with 200 RK4 steps; the default 50 steps agree with 200 to ~2e-7
     (float32 round-off) at a quarter of the cost.
     """
+    p = _check_sizes(n_train=n_train, n_cal=n_cal, n_test=n_test)
     gen = torch.Generator().manual_seed(seed)
-    p = n_train + n_cal + n_test
     x0, mix = _gmm_populations(p, n_points, gen)
     x = _simulate_particles(x0, steps, a, b, ell)  # float32: 50 vs 200 RK4 steps differ by ~2e-7
     splits = {
@@ -423,6 +434,9 @@ def patient_screen(
     every source/target cell, and ``source_features`` the one-hot type ``[n, 2]`` of each source
     cell (the reference feeds the cell-type one-hot to the GNN).
     """
+    # fewer than 4 patients left no training patient (3) or put the calibration patient into
+    # the test split ((2k + 2) % 2 = 0 for 2 patients)
+    n_patients = check_int("n_patients", n_patients, minimum=4)
     if not 0 <= fold < n_patients // 2:
         raise ValueError(f"fold: expected 0..{n_patients // 2 - 1}, received {fold}")
     gen = torch.Generator().manual_seed(seed)

@@ -79,6 +79,27 @@ def test_patient_screen_splits():
     assert set(d3.extra["patient"][d3.splits["test"]].tolist()) == {6, 7}
 
 
+def test_too_few_patients_or_negative_sizes_are_refused():
+    import pytest
+
+    # 2 patients: the calibration patient (2k + 2) % 2 = 0 was also a test patient;
+    # 3 patients: no training patient at all
+    for n in (2, 3):
+        with pytest.raises(ValueError, match="n_patients"):
+            patient_screen(n_patients=n, n_cells=20, n_replicates=1)
+    d = patient_screen(n_patients=4, n_cells=20, n_replicates=1, n_treatments=1, fold=1)
+    pat = d.extra["patient"]
+    parts = [set(pat[d.splits[k]].tolist()) for k in ("train", "cal", "test")]
+    assert all(parts) and not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+    # negative counts gave overlapping splits (cal = [-1], the same pair as test = [0])
+    with pytest.raises(ValueError, match="n_train"):
+        linear_map(n_train=-1, n_cal=1, n_test=1)
+    with pytest.raises(ValueError, match="n_cal"):
+        interacting_particles(n_train=2, n_cal=-1, n_test=1, n_points=8)
+    with pytest.raises(ValueError, match="at least one pair"):
+        linear_map(n_train=0, n_cal=0, n_test=0)
+
+
 def test_redraw_targets_all_problems():
     for name, kw in [
         ("B1", dict(rotations=1, train_letters="AB")),

@@ -338,3 +338,27 @@ def test_segment_refuses_thresholds_out_of_order():
         segment(c, 0.25, 0.6, brain)
     with pytest.raises(ValueError, match="th_down < th_up"):
         synthetic_patient(0, phantom=brain_phantom(32, 4.0), th_up=0.2, th_down=0.3)
+
+
+def test_synthetic_patient_refuses_a_focus_outside_tissue_and_bad_rates():
+    import signal
+
+    ph = brain_phantom(32, 4.0)
+    assert float(ph["brain"][0, 0]) == 0.0
+    # focus in the background: no tumour grew (empty labels); with extra foci it never returned
+    signal.signal(signal.SIGALRM, lambda *a: pytest.fail("synthetic_patient hung"))
+    signal.alarm(20)
+    try:
+        with pytest.raises(ValueError, match="focus"):
+            synthetic_patient(0, phantom=ph, focus=(2.0, 2.0), extra_foci=1)
+    finally:
+        signal.alarm(0)
+    for focus in ((2.0, 2.0), (1000.0, -50.0), (64.0,)):
+        with pytest.raises(ValueError, match="focus"):
+            synthetic_patient(0, phantom=ph, focus=focus)
+    # rho = 0 ran both solves and then divided by zero; dw < 0 gave "math domain error"
+    for kw in ({"rho": 0.0}, {"dw": -0.1}, {"dw": float("nan")}):
+        with pytest.raises(ValueError, match=next(iter(kw))):
+            synthetic_patient(0, phantom=ph, **kw)
+    with pytest.raises(ValueError, match="refine"):
+        synthetic_patient(0, phantom=ph, refine=0)

@@ -180,3 +180,18 @@ def test_b5_truth_rule_time_step_error_is_small():
     c = fk_forward(c0, faces, 0.1, 0.1, steps=2 * stable_steps(100.0, 0.1, 2.0, 3), **kw)
     err = float((c - ref).abs().max())
     assert 0.01 < err < 0.03, err
+
+
+def test_forward_solvers_refuse_step_counts_below_one(setup):
+    ph, faces, c0 = setup
+    kw = {"t_end": 10.0, "spacing": H, "tissue": ph["brain"]}
+    dc0 = torch.zeros(1, *c0.shape, dtype=c0.dtype)
+    one = torch.ones(1, dtype=c0.dtype)
+    for steps, err in ((0, ValueError), (-3, ValueError), (2.5, TypeError)):
+        # 0 divided by zero; -3 returned c0 unchanged (no step ran); 2.5 failed inside range()
+        with pytest.raises(err, match="steps"):
+            fk_forward(c0, faces, 0.3, 0.1, steps=steps, **kw)
+        with pytest.raises(err, match="steps"):
+            fk_forward_tangent(c0, dc0, faces, 0.3, 0.1, one, one, steps=steps, **kw)
+    with pytest.raises(ValueError, match="t_end"):
+        fk_forward(c0, faces, 0.3, 0.1, steps=4, t_end=-1.0, spacing=H)

@@ -159,3 +159,31 @@ def test_widened_range_is_affine_and_checked():
     assert a == pytest.approx(lo - 0.1 * (hi - lo)) and b == pytest.approx(hi + 0.1 * (hi - lo))
     with pytest.raises(ValueError, match="margin"):
         prob.widened_range(-0.1)
+
+
+def test_mass_from_fluxes_refuses_sizes_and_times_without_an_interval():
+    stefan = Stefan()
+    # n = 1 integrated over no interval and returned U(t0) = 0 for any t
+    with pytest.raises(ValueError, match="n: expected an int >= 2"):
+        mass_from_fluxes(stefan, 0.05, 0.6, n=1)
+    with pytest.raises(ValueError, match="t: expected a number >= 0"):
+        mass_from_fluxes(stefan, -0.1, 0.6)  # was a bare "math domain error"
+    with pytest.raises(ValueError, match="t: expected a finite number"):
+        mass_from_fluxes(stefan, float("nan"), 0.6)  # was nan
+    assert mass_from_fluxes(stefan, 0.05, 0.6, n=2) > 0
+
+
+def test_empty_params_are_refused_with_a_clear_error():
+    # the empty-params guard skipped the domain check, then reshape failed inside torch
+    with pytest.raises(ValueError, match="params: expected at least one"):
+        make_dataset("pme", params=[])
+
+
+def test_stefan_constants_solve_the_transcendental_equation_for_tiny_u_star():
+    # the bisection bracket [1e-8, 5] saturated: alpha = 10 exactly for u* below ~1.6e-12
+    us = torch.tensor([1e-6, 1e-13, 1e-30], dtype=F64)
+    alpha, c1 = stefan_constants(us)
+    z = alpha / 2
+    lhs = us * torch.erf(z) * z * torch.exp(z * z)
+    torch.testing.assert_close(lhs, (1 - us) / torch.pi**0.5, rtol=1e-8, atol=0)
+    assert bool((alpha[1:] > 10).all())
