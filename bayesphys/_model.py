@@ -13,7 +13,7 @@ Example
 >>> def step():
 ...     opt.zero_grad(); loss = (x - 1) ** 2; loss.backward(); opt.step(); return loss
 >>> res = optimize(step, steps=200, params=[x], progress=False)
->>> round(float(x), 3), res.converged
+>>> round(float(x.detach()), 3), res.converged
 (1.0, True)
 """
 
