@@ -12,7 +12,7 @@ with the GliODIL face-based diffusivity (Balcerak et al.; the ``D_minus_z`` bug 
 set to 0 when either cell has :math:`W + G < 0.1` (CSF, background). Zero faces carry no flux:
 the no-flux condition into CSF and through the skull, and the discrete operator conserves mass
 exactly apart from the reaction term. Tensors: tissue maps ``[*grid]`` (``d`` = 1..3 axes),
-states ``[..., *grid]``.
+states ``[*grid]`` (the forward solvers take one state, no batch dimension).
 """
 
 from __future__ import annotations
