@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._checks import check_int
 from .._device import check_finite
 from ..posterior import Posterior, _check_level, _q_tensor, _size
 
@@ -87,10 +88,20 @@ class Recalibrator:
             raise ValueError(
                 f"method: expected 'zscore', 'conformal' or 'quantile', received {method!r}"
             )
+        if method == "quantile" and pits is not None:  # fit() sets them after construction
+            pits = torch.as_tensor(pits)
+            if pits.numel() == 0 or not bool(((pits >= 0) & (pits <= 1)).all()):
+                raise ValueError("pits: expected a non-empty set of values in [0, 1]")
+        if method != "quantile" and (
+            scale is None or not (math.isfinite(float(scale)) and float(scale) >= 0)
+        ):
+            raise ValueError(
+                f"scale: the {method} method needs a finite scale >= 0, received {scale}"
+            )
         self.method = method
-        self.scale = scale
+        self.scale = None if scale is None else float(scale)
         self.pits = pits
-        self.n_grid = n_grid
+        self.n_grid = check_int("n_grid", n_grid, minimum=2)
         self.heldout: dict[str, Any] = {}
 
     # -- fitting ---------------------------------------------------------------------------
@@ -191,6 +202,8 @@ class Recalibrator:
     # -- application ---------------------------------------------------------------------------
     def wrap(self, posterior: Posterior) -> RecalibratedPosterior:
         """The recalibrated posterior of ``posterior``."""
+        if self.method == "quantile" and self.pits is None:
+            raise ValueError("pits: this quantile map was never fitted (use Recalibrator.fit)")
         return RecalibratedPosterior(posterior, self)
 
     def evaluate(

@@ -49,17 +49,25 @@ class CalibrationResult:
             raise ValueError(f"level: {lv} not among {self.levels.tolist()}")
         return float(cov[j].mean())
 
+    def _cov_if_run(self, lv: float, kind: str = "central") -> float | None:
+        """Coverage at ``lv``, or ``None`` if the run did not ask for that level."""
+        if not bool(((self.levels - lv).abs() <= 1e-9).any()):
+            return None
+        return self._cov(lv, kind)
+
     def metrics(self) -> dict[str, float | None]:
-        """The row metrics (coverage averaged over summaries; see the module docstring)."""
+        """The row metrics (coverage averaged over summaries; see the module docstring);
+        ``coverage50/90/95`` and ``hdi90`` are ``None`` when the run's ``levels`` leave that
+        level out."""
         fc = None
         rec = self.record
         if rec.field_coverage is not None and 0.9 in rec.levels:
             fc = float(rec.field_coverage[:, list(rec.levels).index(0.9)].mean())
         return {
-            "coverage50": self._cov(0.5),
-            "coverage90": self._cov(0.9),
-            "coverage95": self._cov(0.95),
-            "hdi90": self._cov(0.9, "hdi"),
+            "coverage50": self._cov_if_run(0.5),
+            "coverage90": self._cov_if_run(0.9),
+            "coverage95": self._cov_if_run(0.95),
+            "hdi90": self._cov_if_run(0.9, "hdi"),
             "field_coverage90": fc,
             "sbc_pvalue": self.uniformity["pvalue"],
             "sbc_pvalue_ks": self.uniformity["pvalue_ks"],

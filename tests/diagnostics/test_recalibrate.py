@@ -140,3 +140,15 @@ def test_fit_refuses_truths_of_the_wrong_shape_or_non_finite():
     rec = Recalibrator.fit(posts, list(u))
     with pytest.raises(ValueError, match=r"truths\[0\]"):
         rec.evaluate(posts, [u[i, :1] for i in range(6)])
+
+
+def test_constructor_refuses_maps_that_cannot_work():
+    for bad in (None, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="scale: the zscore method needs"):
+            Recalibrator("zscore", scale=bad)
+    with pytest.raises(ValueError, match="pits: expected"):
+        Recalibrator("quantile", pits=torch.tensor([0.2, 1.5]))
+    with pytest.raises(ValueError, match="never fitted"):
+        Recalibrator("quantile").wrap(GaussianPosterior(torch.zeros(3), torch.eye(3)))
+    with pytest.raises(ValueError, match="n_grid"):
+        Recalibrator("zscore", scale=1.0, n_grid=1)

@@ -177,3 +177,14 @@ def test_uniformity_argument_checks():
     assert out["pvalue"] == sbc_uniformity(ranks, n_draws=5)["pvalue"]
     with pytest.raises(ValueError, match="ranks"):
         sbc_uniformity(ranks.double() + 0.5, n_draws=5)
+
+
+def test_metrics_leave_out_levels_the_run_did_not_ask_for(exact_model):
+    res = run_sbc(
+        exact_model.simulate, exact_model.infer, n_sims=100, n_draws=19, seed=0, levels=(0.8,)
+    )
+    m = res.metrics()  # used to raise "level: 0.5 not among [0.8]"
+    assert m["coverage50"] is None and m["coverage90"] is None and m["hdi90"] is None
+    assert m["sbc_pvalue"] is not None
+    full = run_sbc(exact_model.simulate, exact_model.infer, n_sims=100, n_draws=19, seed=0)
+    assert 0 < full.metrics()["coverage90"] <= 1
