@@ -74,8 +74,8 @@ def brain_phantom(
     ``brain`` = (wm + gm >= 0.1) as float. Geometry scales with the field of view
     ``n * spacing`` (default 128 mm).
     """
-    if n < 16:
-        raise ValueError(f"n: expected >= 16, received {n}")
+    n = check_int("n", n, minimum=16)
+    spacing = check_real("spacing", spacing, minimum=0.0, strict=True)
     fov = n * spacing
     ax = (torch.arange(n, dtype=dtype, device=device) + 0.5) * spacing - fov / 2
     x, y = torch.meshgrid(ax, ax, indexing="ij")

@@ -362,3 +362,12 @@ def test_synthetic_patient_refuses_a_focus_outside_tissue_and_bad_rates():
             synthetic_patient(0, phantom=ph, **kw)
     with pytest.raises(ValueError, match="refine"):
         synthetic_patient(0, phantom=ph, refine=0)
+
+
+def test_brain_phantom_refuses_fractional_size_and_bad_spacing():
+    with pytest.raises(TypeError, match="n"):
+        brain_phantom(16.5)  # used to give an off-centre 17 x 17 grid
+    for bad in (0.0, -2.0, float("nan")):
+        with pytest.raises(ValueError, match="spacing"):
+            brain_phantom(32, bad)
+    assert brain_phantom(32.0, 4.0)["brain"].shape == (32, 32)  # an integral float is fine
