@@ -90,7 +90,13 @@ def write_results(
     extra: Mapping[str, Any] | None = None,
     update_docs: bool | None = None,
 ) -> Path:
-    """Write ``<out>/<component>.json``; full runs also refresh ``docs/benchmarks.md``."""
+    """Write ``<out>/<component>.json``; full runs also refresh ``docs/benchmarks.md``.
+
+    A quick run is never committed: it needs an explicit ``out`` (``ValueError`` otherwise)."""
+    if quick and out is None:
+        raise ValueError(
+            f"out: a quick run of {component!r} is not committed; pass an output folder"
+        )
     out_dir = Path(out) if out is not None else repo_root() / "benchmarks" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -245,10 +251,17 @@ def update_benchmarks_md(component: str, payload: Mapping[str, Any], docs: Path 
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     start, end = f"<!-- bench:{component} -->", f"<!-- /bench:{component} -->"
     block = f"{start}\n{render_table(payload)}\n{end}"
-    if start in text and end in text:
-        pre, rest = text.split(start, 1)
-        _, post = rest.split(end, 1)
-        text = pre + block + post
+    n_start, n_end = text.count(start), text.count(end)
+    if n_start or n_end:
+        i = text.find(start)
+        j = text.find(end, i + len(start)) if i >= 0 else -1
+        if n_start != 1 or n_end != 1 or j < 0:
+            # never guess: replacing up to a later marker would delete the sections between
+            raise ValueError(
+                f"{path}: expected one {start} followed by one {end}, found {n_start} start and "
+                f"{n_end} end marker(s) (in that order: {j >= 0}); fix the file by hand"
+            )
+        text = text[:i] + block + text[j + len(end) :]
     else:
         text = text.rstrip() + f"\n\n## {component}\n\n{block}\n"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -54,6 +55,8 @@ def parse(
     cfg = dict(SETTINGS["full"])
     if args.smoke:
         cfg.update(n_val=12, n_local=20, n_test=3)
+        if args.out is None:  # tiny sizes are never written over the committed results
+            args.out = tempfile.mkdtemp(prefix="bench_smoke_")
     return args, cfg
 
 

@@ -319,6 +319,15 @@ def main(argv: list[str] | None = None) -> pathlib.Path:
     )
     ap.add_argument("--_measure", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    only = [p for p in (args.only or "").split(",") if p]
+    ids = QUICK if args.quick else OURS
+    bad = [p for p in only if p not in ids]
+    if bad:
+        ap.error(f"--only: unknown problem ids {bad}; expected some of {list(ids)}")
+    methods = ("GP-HM-ref-settings", "GP-HM", "GP-HM-extra")
+    bad = [m for m in args.methods.split(",") if m not in methods]
+    if bad:
+        ap.error(f"--methods: unknown {bad}; expected some of {list(methods)}")
     if args._measure:
         n, kind = args._measure.split(",")
         _measure_child(int(n), kind)
@@ -328,6 +337,8 @@ def main(argv: list[str] | None = None) -> pathlib.Path:
     if args.scaling_only:
         import json
 
+        if args.quick and args.out is None:  # quick rows are never committed
+            args.out = tempfile.mkdtemp(prefix="bench_gp_pde_")
         out_dir = pathlib.Path(args.out) if args.out else None
         res_path = (out_dir or pathlib.Path(__file__).resolve().parent / "results") / "gp_pde.json"
         old = json.loads(res_path.read_text()) if res_path.exists() else {"rows": []}
@@ -343,7 +354,7 @@ def main(argv: list[str] | None = None) -> pathlib.Path:
         path = write_results(
             "gp_pde",
             rows,
-            quick=old.get("quick", args.quick),
+            quick=args.quick or old.get("quick", False),
             command=cmd,
             out=args.out,
             device=str(device),

@@ -452,6 +452,8 @@ def main(argv: list[str] | None = None) -> Path:
         "python benchmarks/meta_fm.py " + " ".join(argv if argv is not None else sys.argv[1:])
     ).strip()
     problems = args.problems.split(",")
+    if len(set(problems)) != len(problems):
+        ap.error(f"--problems: each problem once, received {args.problems!r}")
     rows, checks, t_all = [], {}, time.perf_counter()
     task_secs: dict[str, list] = {}
     path = None

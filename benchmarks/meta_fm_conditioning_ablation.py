@@ -39,7 +39,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bayesphys._bench import ablation_parser, print_rows_table, run_script_tasks, write_rows
+from bayesphys._bench import (
+    ablation_parser,
+    positive_int,
+    print_rows_table,
+    run_script_tasks,
+    write_rows,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from meta_fm import (  # noqa: E402
@@ -108,7 +114,7 @@ def fit_one(task: tuple[str, int, str, bool], steps: int | None, b1_split: str =
 def main(argv: list[str] | None = None) -> Path:
     ap = ablation_parser(__doc__)
     ap.add_argument("--problems", default="B1,B2,B3,B4")
-    ap.add_argument("--seeds", type=int, default=1)
+    ap.add_argument("--seeds", type=positive_int, default=1)
     ap.add_argument("--steps", type=int, default=None, help="default: the benchmark's FULL_STEPS")
     ap.add_argument(
         "--selection",

@@ -24,7 +24,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from bayesphys._bench import ablation_parser, print_rows_table, run_script_tasks, write_rows
+from bayesphys._bench import (
+    ablation_parser,
+    positive_int,
+    print_rows_table,
+    run_script_tasks,
+    write_rows,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from meta_fm import FOURIER, mean_metrics, model_kwargs, problem_data  # noqa: E402
@@ -73,7 +79,7 @@ def fit_one(task: tuple[int, str, int], steps: int) -> dict:
 def main(argv: list[str] | None = None) -> Path:
     ap = ablation_parser(__doc__)
     ap.add_argument("--steps", type=int, default=1000)
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds", type=positive_int, default=3)
     args = ap.parse_args(argv)
     if args.table:
         return print_rows_table(args.table)

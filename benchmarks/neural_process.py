@@ -267,6 +267,10 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--merge", action="store_true", help="keep existing rows not re-run")
     ap.add_argument("--seeds", default="0", help="comma list of seeds for P1, C1 and P3")
     args = ap.parse_args(argv)
+    for opt in ("only", "skip"):
+        bad = [v for v in getattr(args, opt).split(",") if v and v not in ALL_ROWS]
+        if bad:
+            ap.error(f"--{opt}: unknown rows {bad}; expected some of {list(ALL_ROWS)}")
     torch.set_num_threads(args.threads)
     q = args.quick
     steps = args.steps or (10 if q else 500)

@@ -769,6 +769,10 @@ def main(argv: list[str] | None = None) -> Path:
         help="only print the B4 tie fraction on N atlas-slice cases (ours vs GliODIL's prior)",
     )
     args = ap.parse_args(argv)
+    keys = ("B0", "B1", "B2", "B3", "B5", "B6")
+    bad = [s.strip() for s in args.only.split(",") if s.strip() not in keys]
+    if bad:
+        ap.error(f"--only: unknown {bad}; expected some of {list(keys)} (B4 runs with B1 and B2)")
     torch.set_num_threads(min(2, torch.get_num_threads()))
     if args.b4_ties:
         print(json.dumps(b4_tie_fraction(args.b4_ties)))

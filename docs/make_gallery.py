@@ -16,11 +16,33 @@ from bayesphys.examples import available, load
 DOCS = Path(__file__).resolve().parent
 
 
+def _sections(text: str) -> dict[str, list[str]]:
+    """The lines of each ``## `example` `` section of a gallery page, by example name."""
+    out: dict[str, list[str]] = {}
+    name = None
+    for line in text.splitlines():
+        if line.startswith("## `") and line.endswith("`"):
+            name = line[4:-1]
+            out[name] = []
+        if name is not None:
+            out[name].append(line)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--full", action="store_true", help="run full examples, not --smoke")
     ap.add_argument("--only", nargs="*", default=None)
     args = ap.parse_args(argv)
+    names = sorted(available())
+    only = [n.replace("_", "-") for n in args.only] if args.only else None
+    if only is not None:
+        bad = [n for n in only if n not in names]
+        if bad:
+            ap.error(f"--only: unknown examples {bad}; available: {', '.join(names)}")
+    page = DOCS / "gallery.md"
+    # --only reruns those examples; the other examples' sections are kept as they are
+    old = _sections(page.read_text()) if only is not None and page.exists() else {}
     gallery = DOCS / "gallery"
     lines = [
         "# Examples gallery",
@@ -31,7 +53,8 @@ def main(argv: list[str] | None = None) -> None:
         "",
     ]
     for name, desc in sorted(available().items()):
-        if args.only and name not in args.only:
+        if only is not None and name not in only:
+            lines += old.get(name, [])
             continue
         out = gallery / name
         shutil.rmtree(out, ignore_errors=True)
@@ -50,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
         for png in sorted(out.rglob("*.png")):
             rel = png.relative_to(DOCS).as_posix()
             lines += [f"![{name}: {png.stem}]({rel})", ""]
-    (DOCS / "gallery.md").write_text("\n".join(lines) + "\n")
+    page.write_text("\n".join(lines).rstrip("\n") + "\n")
     print(f"wrote {DOCS / 'gallery.md'}")
 
 

@@ -201,3 +201,45 @@ def test_run_example_help_shows_the_examples_own_options(capsys):
     with pytest.raises(SystemExit):  # an unknown example is still refused by name
         cli.main(["run", "no-such-example", "--help"])
     assert "unknown example" in capsys.readouterr().err
+
+
+def _toy_payload():
+    return {
+        "command": "c",
+        "date": "d",
+        "torch": "t",
+        "device": "cpu",
+        "threads": 1,
+        "quick": False,
+        "rows": [bench_row("p", "m", {"rel_l2": 0.1})],
+    }
+
+
+def test_markdown_refresh_never_deletes_neighbouring_sections(tmp_path):
+    md = tmp_path / "b.md"
+    # the end marker of "a" is missing: the old code appended a second "a" block, and the next
+    # refresh replaced everything from the first start marker on, section "b" included
+    text = "# B\n\n<!-- bench:a -->\nold\n\n## b\n\n<!-- bench:b -->\nB\n<!-- /bench:b -->\n"
+    md.write_text(text)
+    with pytest.raises(ValueError, match="bench:a"):
+        update_benchmarks_md("a", _toy_payload(), docs=md)
+    assert md.read_text() == text
+    md.write_text("<!-- /bench:a -->\n<!-- bench:a -->\nold\n")  # end before start
+    with pytest.raises(ValueError, match="bench:a"):
+        update_benchmarks_md("a", _toy_payload(), docs=md)
+    # a component whose name extends another's leaves that block alone
+    md.write_text(
+        "<!-- bench:a -->\nA\n<!-- /bench:a -->\n<!-- bench:a_x -->\nX\n<!-- /bench:a_x -->\n"
+    )
+    update_benchmarks_md("a", _toy_payload(), docs=md)
+    out = md.read_text()
+    assert "<!-- bench:a_x -->\nX\n<!-- /bench:a_x -->" in out and "\nA\n" not in out
+
+
+def test_quick_results_are_never_written_to_the_committed_folder(tmp_path, monkeypatch):
+    import bayesphys._bench as bench
+
+    monkeypatch.setattr(bench, "repo_root", lambda: tmp_path)
+    with pytest.raises(ValueError, match="quick"):
+        write_results("toy", [], quick=True, command="c")
+    assert not (tmp_path / "benchmarks").exists() and not (tmp_path / "docs").exists()

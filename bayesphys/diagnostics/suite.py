@@ -222,7 +222,8 @@ def run_calibration(
         merged,
         quick=any((r.get("setting") or {}).get("quick") for r in merged),
         command=command,
-        out=out,
+        # a quick run without --out writes to its temporary folder, never the committed file
+        out=out if out is not None else (out_dir if quick else None),
         extra={"figures": figures},
     )
     _print_table(component, rows, time.perf_counter() - t0, fig, path)

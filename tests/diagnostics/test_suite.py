@@ -77,3 +77,12 @@ def test_core_quick_end_to_end(tmp_path):
     assert over["sbc_pvalue"] < 0.01 and over["coverage90"] < 0.75
     assert fixed["sbc_pvalue"] > 0.01 and 0.85 <= fixed["coverage90"] <= 0.95
     assert (tmp_path / "calibration_core.png").exists()
+
+
+def test_quick_run_without_out_writes_to_a_temporary_folder(monkeypatch, exact_model):
+    """A quick run with out=None must not touch the committed results (it used to hand
+    out=None to write_results, which wrote benchmarks/results/calibration.json)."""
+    monkeypatch.setattr(suite, "load_hook", lambda comp: _fake_hook(exact_model))
+    path = suite.run_calibration("odil", quick=True, out=None, seed=0)
+    assert "benchmarks" not in path.parts and path.name == "calibration.json"
+    assert json.loads(path.read_text())["rows"][0]["setting"]["quick"] is True

@@ -1,0 +1,46 @@
+"""``docs/make_gallery.py --only``: reruns those examples and keeps the rest of the page."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+
+import pytest
+
+from bayesphys._bench import repo_root
+
+
+def _gallery(tmp_path, monkeypatch, calls):
+    (tmp_path / "docs").mkdir()
+    shutil.copy(repo_root() / "docs" / "make_gallery.py", tmp_path / "docs" / "make_gallery.py")
+    spec = importlib.util.spec_from_file_location("_gallery", tmp_path / "docs" / "make_gallery.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    class Example:
+        def __init__(self, name):
+            self.name = name
+
+        def main(self, argv):
+            calls.append(self.name)
+            out = argv[argv.index("--out") + 1]
+            (tmp_path / out / "fig.png").write_bytes(b"png")
+
+    monkeypatch.setattr(mod, "available", lambda: {"alpha": "A", "beta-two": "B"})
+    monkeypatch.setattr(mod, "load", Example)
+    return mod
+
+
+def test_only_keeps_the_other_examples_sections(tmp_path, monkeypatch, capsys):
+    calls: list[str] = []
+    mod = _gallery(tmp_path, monkeypatch, calls)
+    mod.main([])
+    page = tmp_path / "docs" / "gallery.md"
+    assert "## `alpha`" in page.read_text() and "## `beta-two`" in page.read_text()
+    mod.main(["--only", "beta_two"])  # underscores as `bayesphys run` accepts them
+    text = page.read_text()
+    assert calls == ["alpha", "beta-two", "beta-two"]
+    assert "## `alpha`" in text and "gallery/alpha/fig.png" in text and "## `beta-two`" in text
+    with pytest.raises(SystemExit):
+        mod.main(["--only", "gamma"])  # a typo is refused, the page is left alone
+    assert page.read_text() == text and "--only" in capsys.readouterr().err
