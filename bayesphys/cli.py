@@ -86,7 +86,8 @@ def cmd_demo(args) -> int:
     rows: list[dict] = []
     t0 = time.perf_counter()
     rows += core_demo(out, device=device, seed=args.seed)
-    wanted = args.only or list(COMPONENTS)
+    # --only with no names: the shared-core demo alone (it used to run every component)
+    wanted = list(COMPONENTS) if args.only is None else args.only
     failed = []
     for comp in wanted:
         mod = _component_module(comp, "_demo")
@@ -234,7 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--threads", type=positive_int, default=None)
-    d.add_argument("--only", nargs="*", choices=COMPONENTS, help="only these components")
+    d.add_argument(
+        "--only",
+        nargs="*",
+        choices=COMPONENTS,
+        help="only these components (none named: the shared-core demo alone)",
+    )
     r = sub.add_parser("run", help="run one example / inverse problem")
     r.add_argument("example", type=_example_arg)
     r.add_argument("--smoke", action="store_true")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from bayesphys._bench import ablation_parser, print_rows_table, write_rows
+from bayesphys._bench import ablation_parser, positive_int, print_rows_table, write_rows
 from bayesphys.probconserv.evaluate import slice_scores
 from bayesphys.probconserv.model import ProbConserv
 from bayesphys.problems.gpme import get_problem, make_dataset
@@ -38,7 +38,7 @@ def parse(
     ap.add_argument("--models", help="folder of a benchmark run's --save-models")
     ap.add_argument("--problems", default=problems)
     ap.add_argument("--methods", default="ANP,GP", help="Step-1 models to load (ANP, GP)")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=positive_int, default=1)
     ap.add_argument("--smoke", action="store_true", help="tiny sizes (tests)")
     ap.add_argument("--summary", metavar="RESULTS_JSON", help="print the docs' table")
     if extra is not None:

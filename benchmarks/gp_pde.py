@@ -19,7 +19,7 @@ import tempfile
 
 import torch
 
-from bayesphys._bench import bench_row, write_results
+from bayesphys._bench import bench_row, positive_int, write_results
 from bayesphys._device import resolve_device
 from bayesphys._model import FitResult
 from bayesphys.gp_pde import GPPDESolver
@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> pathlib.Path:
         help="GP-HM-extra: the EXTRA rows (e.g. Allen-Cahn on a 200 x 200 collocation grid)",
     )
     ap.add_argument("--merge", action="store_true", help="keep existing rows that are not re-run")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=positive_int, default=2)
     ap.add_argument(
         "--scaling-only",
         action="store_true",

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bayesphys._bench import bench_row, write_results
+from bayesphys._bench import bench_row, positive_int, write_results
 from bayesphys.neural_process import (
     RandomGridNP,
     burgers_inverse_inputs,
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--steps", type=int, default=None, help="R0 steps on P1/P2")
     ap.add_argument("--burgers-seconds", type=float, default=None)
     ap.add_argument("--n-test", type=int, default=None)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=positive_int, default=1)
     ap.add_argument("--skip", default="", help="comma list of P1,P2,P3,B1,C1,P1-10,SPEED to skip")
     ap.add_argument("--only", default="", help="comma list of rows to run (the rest skipped)")
     ap.add_argument("--merge", action="store_true", help="keep existing rows not re-run")

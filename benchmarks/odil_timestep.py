@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bayesphys._bench import positive_int
 from bayesphys.odil import GliomaModel
 from bayesphys.problems.glioma import brain_phantom, synthetic_patient, truth_theta
 
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         help="refine:d_max:fit_scheme:truth:seg_sigma,... (module docstring)",
     )
     ap.add_argument("--cases", type=int, default=80)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=positive_int, default=1)
     ap.add_argument("--out", default=None, help="JSON file for the rows")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from linear_operator.operators import DiagLinearOperator
 
-from bayesphys._bench import bench_row, repo_root, write_results
+from bayesphys._bench import bench_row, positive_int, repo_root, write_results
 from bayesphys._device import resolve_device
 from bayesphys.posterior import GaussianPosterior
 from bayesphys.probconserv.evaluate import shock_position, shock_posterior, slice_scores
@@ -660,7 +660,7 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--out", default=None, help="output folder (quick default: a temp dir)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=positive_int, default=2)
     ap.add_argument("--scale", type=float, default=1.0, help="multiply all training steps")
     ap.add_argument("--save-models", default=None, help="folder for the trained Step-1 models")
     ap.add_argument("--problems", default="diffusion,pme,stefan")

@@ -29,7 +29,7 @@ def _sections(text: str) -> dict[str, list[str]]:
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--full", action="store_true", help="run full examples, not --smoke")
     ap.add_argument("--only", nargs="*", default=None)
@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         "Run any example yourself with `bayesphys run NAME` (add `--smoke` for a quick run).",
         "",
     ]
+    failed: list[str] = []
     for name, desc in sorted(available().items()):
         if only is not None and name not in only:
             lines += old.get(name, [])
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> None:
             status = f"ran in {time.perf_counter() - t0:.0f} s"
         except Exception as err:  # keep going: the page says what failed
             status = f"failed: {type(err).__name__}: {err}"
+            failed.append(name)
         for f in out.rglob("*"):
             if f.is_file() and f.suffix != ".png":
                 f.unlink()
@@ -74,8 +76,9 @@ def main(argv: list[str] | None = None) -> None:
             rel = png.relative_to(DOCS).as_posix()
             lines += [f"![{name}: {png.stem}]({rel})", ""]
     page.write_text("\n".join(lines).rstrip("\n") + "\n")
-    print(f"wrote {DOCS / 'gallery.md'}")
+    print(f"wrote {DOCS / 'gallery.md'}" + (f"; failed: {failed}" if failed else ""))
+    return 1 if failed else 0  # the page records the failures; the exit status says so too
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -26,6 +26,8 @@ from bayesphys.inference_data import group_dataset, load_netcdf
 def test_demo_core_writes_netcdf_and_png(tmp_path, capsys):
     rc = cli.main(["demo", "--out", str(tmp_path), "--only"])
     assert rc == 0
+    # --only with no names is the core demo alone (it used to run every component)
+    assert sorted(p.name for p in tmp_path.glob("*.nc")) == ["core.nc"]
     out = capsys.readouterr().out
     assert "coverage95" in out and "rel_l2" in out
     idata = load_netcdf(tmp_path / "core.nc")
@@ -243,3 +245,9 @@ def test_quick_results_are_never_written_to_the_committed_folder(tmp_path, monke
     with pytest.raises(ValueError, match="quick"):
         write_results("toy", [], quick=True, command="c")
     assert not (tmp_path / "benchmarks").exists() and not (tmp_path / "docs").exists()
+
+
+def test_demo_runs_the_named_components(tmp_path, capsys):
+    assert cli.main(["demo", "--out", str(tmp_path), "--only", "gp_pde"]) == 0
+    assert sorted(p.name for p in tmp_path.glob("*.nc")) == ["core.nc", "gp_pde.nc"]
+    assert "gp_pde" in capsys.readouterr().out

@@ -34,7 +34,7 @@ def _gallery(tmp_path, monkeypatch, calls):
 def test_only_keeps_the_other_examples_sections(tmp_path, monkeypatch, capsys):
     calls: list[str] = []
     mod = _gallery(tmp_path, monkeypatch, calls)
-    mod.main([])
+    assert mod.main([]) == 0
     page = tmp_path / "docs" / "gallery.md"
     assert "## `alpha`" in page.read_text() and "## `beta-two`" in page.read_text()
     mod.main(["--only", "beta_two"])  # underscores as `bayesphys run` accepts them
@@ -44,3 +44,23 @@ def test_only_keeps_the_other_examples_sections(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         mod.main(["--only", "gamma"])  # a typo is refused, the page is left alone
     assert page.read_text() == text and "--only" in capsys.readouterr().err
+
+
+def test_a_failing_example_is_on_the_page_and_in_the_exit_status(tmp_path, monkeypatch):
+    calls: list[str] = []
+    mod = _gallery(tmp_path, monkeypatch, calls)
+
+    def broken(name):
+        if name == "alpha":
+            raise RuntimeError("boom")
+
+    class Failing:
+        def __init__(self, name):
+            self.name = name
+
+        def main(self, argv):
+            broken(self.name)
+
+    monkeypatch.setattr(mod, "load", Failing)
+    assert mod.main([]) == 1
+    assert "failed: RuntimeError: boom" in (tmp_path / "docs" / "gallery.md").read_text()
