@@ -169,12 +169,21 @@ def render_table(payload: Mapping[str, Any]) -> str:
 
 def rows_table(rows: Iterable[Mapping[str, Any]], digits: int = 3) -> str:
     """Markdown table of flat result rows (the union of their keys as columns, in order of
-    appearance; floats to ``digits`` decimals, missing cells as "–"). For ablation scripts."""
+    appearance; floats to ``digits`` decimals, or in e-notation below ``10^-digits``; missing
+    cells as "–"; no rows: "(no rows)"). For ablation scripts."""
     rows = list(rows)
+    if not rows:
+        return "(no rows)"
     keys = list(dict.fromkeys(k for r in rows for k in r))
 
     def cell(v: Any) -> str:
-        return f"{v:.{digits}f}" if isinstance(v, float) else ("–" if v is None else str(v))
+        if v is None:
+            return "–"
+        if not isinstance(v, float):
+            return str(v)
+        if v != 0 and math.isfinite(v) and abs(v) < 10.0**-digits:
+            return f"{v:.{digits - 1}e}"  # e.g. an MSE of 1e-5 is not "0.000"
+        return f"{v:.{digits}f}"
 
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(cell(r.get(k)) for k in keys) + " |" for r in rows]

@@ -161,6 +161,9 @@ def test_rows_table_unions_keys_and_marks_missing_cells():
     t = rows_table([{"a": 1, "b": 0.12345}, {"a": 2, "c": "x"}]).splitlines()
     assert t[0] == "| a | b | c |" and t[1] == "|---|---|---|"
     assert t[2] == "| 1 | 0.123 | – |" and t[3] == "| 2 | – | x |"
+    # small values keep their digits instead of printing as 0.000; no rows says so
+    assert rows_table([{"mse": 1.234e-5, "z": 0.0}]).splitlines()[2] == "| 1.23e-05 | 0.000 |"
+    assert rows_table([]) == "(no rows)"
 
 
 def test_ablation_parser_gives_the_shared_options_and_refuses_bad_jobs(capsys):
