@@ -143,15 +143,19 @@ def render_table(payload: Mapping[str, Any]) -> str:
     """Markdown table: one line per row, ours beside the anchor's figure for each metric."""
     rows = payload["rows"]
     keys: list[str] = []
-    for r in rows:
+    for r in rows:  # our metrics first, then anchor-only ones (an anchor figure is never hidden)
         for k in r["metrics"]:
+            if k not in keys:
+                keys.append(k)
+    for r in rows:
+        for k in (r.get("anchor") or {}).get("metrics") or {}:
             if k not in keys:
                 keys.append(k)
     head = ["problem", "setting", "method", *keys, "anchor"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         anc = r.get("anchor") or {}
-        am = anc.get("metrics", {}) if anc else {}
+        am = (anc.get("metrics") or {}) if anc else {}
         cells = [r["problem"], json.dumps(r.get("setting") or {})[1:-1] or "–", r["method"]]
         for k in keys:
             ours = _fmt(r["metrics"].get(k))

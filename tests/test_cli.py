@@ -78,6 +78,13 @@ def test_bench_results_and_markdown(tmp_path):
     assert payload["rows"][0]["metrics"]["rel_l2"] == 1e-6 and payload["quick"] is True
     table = render_table(payload)
     assert "1.00e-06 (1.00e-05)" in table and "paper T1" in table
+    # an anchor figure for a metric none of our rows has still shows; anchor metrics None is fine
+    extra = dict(
+        payload, rows=[dict(payload["rows"][0], anchor={"source": "s", "metrics": {"ll": 2.7}})]
+    )
+    assert "| – (2.7) |" in render_table(extra)
+    none = dict(payload, rows=[dict(payload["rows"][0], anchor={"source": "s", "metrics": None})])
+    assert "| s |" in render_table(none)
     md = tmp_path / "b.md"
     update_benchmarks_md("toy", payload, docs=md)
     update_benchmarks_md("toy", payload, docs=md)  # idempotent: one block
