@@ -296,6 +296,10 @@ def main(argv: list[str] | None = None) -> Path:
     if args.quick and out is None:
         out = tempfile.mkdtemp(prefix="bayesphys-bench-")
     cmd = "bayesphys bench scale_out" + (" --quick" if args.quick else "")
+    if args.executors != "sequential,local,ray,dask":  # the options that change the rows
+        cmd += f" --executors {args.executors}"
+    if args.no_ddp:
+        cmd += " --no-ddp"
     return write_results(
         "scale_out",
         rows,

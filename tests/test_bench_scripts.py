@@ -76,3 +76,12 @@ def test_ablations_refuse_no_seeds(tmp_path, capsys, script, seeds):
     mod = script_module(str(BENCH / script))
     _refused(capsys, mod.main, ["--seeds", seeds, "--out", str(tmp_path)], "--seeds")
     assert not list(tmp_path.iterdir())
+
+
+def test_scale_out_records_the_options_that_change_its_rows(tmp_path, monkeypatch):
+    mod = script_module(str(BENCH / "scale_out.py"))
+    for fn in ("_probe_rows", "_cohort_rows", "_ddp_rows"):
+        monkeypatch.setattr(mod, fn, lambda *a, **k: [])
+    path = mod.main(["--quick", "--executors", "sequential", "--no-ddp", "--out", str(tmp_path)])
+    cmd = json.loads(path.read_text())["command"]
+    assert cmd == "bayesphys bench scale_out --quick --executors sequential --no-ddp"
