@@ -34,9 +34,9 @@ import torch
 from scipy import stats
 from torch import Tensor
 
-from .._device import check_finite
 from ..metrics import calibration_curve, crps_samples, gaussian_nll
 from ..posterior import _check_level
+from .sbc import check_truth_draws
 from .simulate import DEFAULT_LEVELS
 
 __all__ = [
@@ -49,21 +49,6 @@ __all__ = [
 ]
 
 
-def _check(truth: Tensor, draws: Tensor) -> None:
-    if truth.ndim != 2 or draws.ndim != 3 or draws.shape[0] != truth.shape[0]:
-        raise ValueError(
-            f"truth/draws: expected [N, K] and [N, L, K], received {tuple(truth.shape)} and "
-            f"{tuple(draws.shape)}"
-        )
-    if draws.shape[2] != truth.shape[1]:
-        raise ValueError(
-            f"draws: expected K = {truth.shape[1]} summaries in the last dim, received "
-            f"{tuple(draws.shape)}"
-        )
-    check_finite("truth", truth)
-    check_finite("draws", draws)
-
-
 def central_coverage(truth: Tensor, draws: Tensor, level: float, *, seed: int = 0) -> Tensor:
     """Inside-indicator ``[N, K]`` of the truth in the central ``level`` credible interval.
 
@@ -73,7 +58,7 @@ def central_coverage(truth: Tensor, draws: Tensor, level: float, *, seed: int = 
     """
     from .sbc import sbc_pit, sbc_ranks
 
-    _check(truth, draws)
+    check_truth_draws(truth, draws)
     level = _check_level(level)
     u = sbc_pit(sbc_ranks(truth, draws, seed=seed), draws.shape[1], seed=seed)
     return (u - 0.5).abs() <= level / 2
@@ -86,7 +71,7 @@ def hdi_coverage(truth: Tensor, draws: Tensor, level: float) -> Tensor:
     For fixed order statistics :math:`[s_{(j)}, s_{(j+m-1)}]` a calibrated truth falls inside
     with probability :math:`(m-1)/(L+1) \\approx \\alpha`.
     """
-    _check(truth, draws)
+    check_truth_draws(truth, draws)
     level = _check_level(level)
     s, _ = draws.sort(1)
     n_draws = s.shape[1]
@@ -128,7 +113,7 @@ def tarp(
     ``[0, 1]^K``, one per simulation. Returns ``{"alpha" [n_alpha], "ecp" [n_alpha],
     "f" [N], "atc": float, "pvalue": float}``.
     """
-    _check(truth, draws)
+    check_truth_draws(truth, draws)
     lo = truth.min(0).values
     span = (truth.max(0).values - lo).clamp_min(1e-12)
     t = (truth - lo) / span
@@ -156,7 +141,7 @@ def score_summary(truth: Tensor, draws: Tensor) -> dict:
 
     Both are in the units of the summaries; lower is better.
     """
-    _check(truth, draws)
+    check_truth_draws(truth, draws)
     crps = crps_samples(draws.transpose(0, 1), truth)
     var = draws.var(1).clamp_min(torch.finfo(draws.dtype).tiny)
     nll = gaussian_nll(draws.mean(1), var, truth)

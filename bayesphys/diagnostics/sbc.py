@@ -48,11 +48,11 @@ __all__ = [
 ]
 
 
-def sbc_ranks(truth: Tensor, draws: Tensor, *, seed: int = 0) -> Tensor:
-    """Ranks ``[N, K]`` (ints in ``0..L``) of ``truth [N, K]`` among ``draws [N, L, K]``.
-
-    Ties are broken uniformly at random (seeded), so discrete summaries stay uniform.
-    """
+def check_truth_draws(truth: Tensor, draws: Tensor) -> None:
+    """Shared input check of the rank and coverage diagnostics: ``truth [N, K]`` and
+    ``draws [N, L, K]`` of the same ``N`` and ``K``, all finite (a NaN compares neither below
+    nor equal to anything: it would silently count as a draw above the truth, or give a NaN
+    truth rank 0)."""
     if truth.ndim != 2 or draws.ndim != 3 or draws.shape[0] != truth.shape[0]:
         raise ValueError(
             f"truth/draws: expected [N, K] and [N, L, K], received {tuple(truth.shape)} and "
@@ -63,10 +63,16 @@ def sbc_ranks(truth: Tensor, draws: Tensor, *, seed: int = 0) -> Tensor:
             f"draws: expected K = {truth.shape[1]} summaries in the last dim, received "
             f"{tuple(draws.shape)}"
         )
-    # a NaN compares neither below nor equal to anything: it would silently count as a draw
-    # above the truth (or give a NaN truth rank 0)
     check_finite("truth", truth)
     check_finite("draws", draws)
+
+
+def sbc_ranks(truth: Tensor, draws: Tensor, *, seed: int = 0) -> Tensor:
+    """Ranks ``[N, K]`` (ints in ``0..L``) of ``truth [N, K]`` among ``draws [N, L, K]``.
+
+    Ties are broken uniformly at random (seeded), so discrete summaries stay uniform.
+    """
+    check_truth_draws(truth, draws)
     t = truth[:, None, :]
     less = (draws < t).sum(1)
     ties = (draws == t).sum(1)
