@@ -42,9 +42,16 @@ boundary rank there. Inexact Newton: CG stops at the relative residual
 :math:`\eta_k = \min(\eta_{\max}, \sqrt{\|\nabla\mathcal J_k\|/\|\nabla\mathcal J_0\|})` (floored at
 ``cg_tol_min``) or after ``cg_maxiter`` iterations (any truncated CG iterate is a descent
 direction). Globalisation: backtracking (Armijo) line search on :math:`\mathcal J`, so the
-objective decreases monotonically. Stops when the relative step
+objective decreases monotonically (up to round-off). Stops when the relative step
 :math:`\|\delta U\|/\|U\| \le` ``tol`` or :math:`\|\nabla\mathcal J\| \le` ``gtol``
-:math:`\|\nabla\mathcal J_0\|`.
+:math:`\|\nabla\mathcal J_0\|`. **Round-off regime:** when the predicted decrease
+:math:`-\nabla\mathcal J^\top\delta \le 100\,\epsilon_{\rm mach}|\mathcal J|`, the Armijo test
+can only compare round-off (it used to reject full steps 1e3x closer to the optimum and stop on
+a tiny backtracked step); since a CG direction has
+:math:`\|\delta\|^2 \le \delta^\top H\delta = -\nabla\mathcal J^\top\delta` (:math:`H \succeq I`),
+the step changes :math:`\mathcal J` only at that round-off scale and is taken in full; the iteration
+then also stops (converged) once :math:`\|\nabla\mathcal J\|` no longer decreases (its round-off
+floor).
 
 **Posterior** (linearised at :math:`U^\star`, Laplace/Gauss-Newton): draws of :math:`U` are exact
 for the linearisation with the exact Jacobian, by perturb-and-solve through the same PCG:
@@ -69,6 +76,9 @@ from .operator import Factor, LinearPDEOperator
 from .solve import KronSolve
 
 __all__ = ["GaussNewtonKronSolve"]
+
+# a predicted decrease below this many machine epsilons of |J| is round-off (line search off)
+_ROUNDOFF = 100.0
 
 
 class GaussNewtonKronSolve:
@@ -281,6 +291,7 @@ class GaussNewtonKronSolve:
         J = self._value(w, rho, e)
         self.objective.append(J)
         g0 = None
+        flat = False  # the last step was taken in the round-off regime (see below)
         for _ in range(self.max_iter):
             d = 3 * u * u
             grad = self._gradient(w, u, rho, e)
@@ -290,6 +301,9 @@ class GaussNewtonKronSolve:
             if not math.isfinite(gn):
                 raise ValueError("GaussNewtonKronSolve: non-finite gradient")
             if gn <= self.gtol * max(g0, 1e-300):
+                self.converged = True
+                break
+            if flat and gn >= self.grad_norms[-2]:  # the gradient is at its round-off floor
                 self.converged = True
                 break
             pre = self._cg_preconditioner(d)
@@ -308,12 +322,17 @@ class GaussNewtonKronSolve:
             if not slope < 0:  # CG made no progress (should not happen for SPD H)
                 delta = -pre.precision_solve(grad)
                 slope = float((grad * delta).sum())
+            # round-off regime: the predicted decrease -slope is below the accuracy of J, so the
+            # Armijo test only compares round-off (it rejected full steps that were 1e3x closer
+            # to the optimum, then stopped on a tiny backtracked step); -slope bounds
+            # ||delta||^2 (H >= I), so the step is tiny and is taken in full
+            flat = -slope <= _ROUNDOFF * torch.finfo(w.dtype).eps * abs(J)
             alpha, accepted = 1.0, False
             for _ in range(self.max_backtrack):
                 w_new = w + alpha * delta
                 u_new, rho_new, e_new = self._parts(w_new)
                 J_new = self._value(w_new, rho_new, e_new)
-                if math.isfinite(J_new) and J_new <= J + 1e-4 * alpha * slope:
+                if math.isfinite(J_new) and (flat or J_new <= J + 1e-4 * alpha * slope):
                     accepted = True
                     break
                 alpha *= 0.5

@@ -217,7 +217,8 @@ class GPPDESolver:
         self.log_tau_b.requires_grad_(learn_tau)
         self.log_tau_pde.requires_grad_(learn_tau)
         self.u = torch.zeros(self.shape, dtype=self.dtype, device=self.device)
-        self._solved_key: Tensor | None = None  # hyperparameters at which ``u`` was solved
+        # hyperparameters at which ``u`` is the eliminated field (see ``_set_field``)
+        self._solved_key: Tensor | None = None
         self.history: dict[str, list] = {"step": [], "rel_l2": []}
 
     # ------------------------------------------------------------------ internals
@@ -248,15 +249,30 @@ class GPPDESolver:
         ps = [*self.kernels.parameters(), self.log_tau_b, self.log_tau_pde]
         return torch.cat([p.detach().reshape(-1) for p in ps]).clone()
 
-    def _solver(self, factors, *, reuse: bool = False):
-        """Exact eliminator of ``U`` for the current hyperparameters (detached).
+    def _fresh(self) -> bool:
+        """Whether ``u`` is the eliminated field at the current hyperparameters (no solve due)."""
+        if self._solved_key is None:
+            return False
+        key = self._param_key()
+        return torch.equal(key, self._solved_key.to(key.device))
 
-        ``reuse=True`` (posterior): the Gauss-Newton solver only linearises at the stored field
-        when it was solved at the current hyperparameters (no second solve).
+    def _set_field(self, u: Tensor) -> None:
+        """Store ``u`` ``[n_1..n_d]``, the field eliminated at the current hyperparameters."""
+        self.u = u
+        self._solved_key = self._param_key()
+
+    def _solver(self, factors, *, reuse: bool = False):
+        """Exact eliminator of ``U`` for the current hyperparameters (detached): ``(solver, run)``.
+
+        ``run()`` solves from the stored field and returns ``U`` ``[n_1..n_d]`` (it does not store
+        it). ``reuse=True`` (posterior): when the stored field was solved at the current
+        hyperparameters (:meth:`_fresh`), ``run()`` only linearises the solver at it and returns
+        it, so an unconverged nonlinear solve is not continued (no second, different answer).
         """
         tau2 = float(self.log_tau_pde.detach().exp())
         gamma = self.config["lam_b"] * float(self.log_tau_b.detach().exp())
         fd = detach_factors(factors)
+        keep = reuse and self._fresh()
         if self._structured:
             fe = with_eigen(fd, self.op)
             if self.op.cubic:
@@ -265,22 +281,22 @@ class GPPDESolver:
                     gs = GaussNewtonKronSolve(fe, self.op, tau2, gamma, **opts)
 
                     def run_gn():
-                        key = self._param_key()
                         u0 = self.u
-                        fresh = self._solved_key is not None and torch.equal(key, self._solved_key)
-                        if reuse and fresh and bool(u0.abs().sum() > 0):
+                        if keep:
                             gs.linearise(u0)
                             return u0
                         if not bool(u0.abs().sum() > 0):  # no previous field: Picard start
                             u0 = PicardKronSolve(fe, self.op, tau2, gamma).solve(self.f, self.g)
-                        out = gs.solve(self.f, self.g, u0=u0)
-                        self._solved_key = key
-                        return out
+                        return gs.solve(self.f, self.g, u0=u0)
 
                     return gs, run_gn
                 ps = PicardKronSolve(fe, self.op, tau2, gamma, **opts)
+                if keep:
+                    return ps, lambda: ps.linearise(self.u)
                 return ps, lambda: ps.solve(self.f, self.g, u0=self.u)
             ks = KronSolve(fe, self.op, tau2, gamma)
+            if keep:  # linear: the covariance does not depend on U
+                return ks, lambda: self.u
             return ks, lambda: ks.solve(self.f, self.g)
         if math.prod(self.shape) > 6000:
             # reached from posterior()/solve_field() only (fit() then optimises U jointly), and
@@ -294,6 +310,8 @@ class GPPDESolver:
                 "weighting='prior' or a grid of at most 6000 points"
             )
         ds = DenseSolve(fd, self.op, self.config["weighting"])
+        if keep:
+            return ds, lambda: ds.linearise(self.u, tau2, gamma)
         return ds, lambda: ds.solve(self.f, self.g, tau2, gamma, u0=self.u)
 
     def predict(self, test_axes: list[Tensor] | None = None) -> Tensor:
@@ -416,7 +434,7 @@ class GPPDESolver:
                         u = run()
                 except (ValueError, torch.linalg.LinAlgError):
                     return torch.tensor(float("nan"), dtype=self.dtype)
-                self.u = u
+                self._set_field(u)
             loss = objective(
                 fac,
                 self.op,
@@ -441,6 +459,7 @@ class GPPDESolver:
             if eval_every and self.problem is not None and k % eval_every == 0:
                 if joint:
                     self.u = u_param.detach().clone()
+                    self._solved_key = None  # optimised jointly, not eliminated
                 self.history["step"].append(k)
                 self.history["rel_l2"].append(self.rel_l2())
             if torch.isfinite(loss):
@@ -453,11 +472,12 @@ class GPPDESolver:
         # final state consistent with the final hyperparameters
         if joint:
             self.u = u_param.detach().clone()
+            self._solved_key = None  # optimised jointly, not eliminated
         else:
             try:
                 with torch.no_grad():
                     _, run = self._solver(self._factors())
-                    self.u = run()
+                    self._set_field(run())
             except (ValueError, torch.linalg.LinAlgError) as err:  # keep the last good field
                 res.message += f"; final solve failed ({err}), kept the last field"
         res.seconds = time.perf_counter() - t0
@@ -481,15 +501,23 @@ class GPPDESolver:
         :math:`\mathcal A + \bar d` (with ``nonlinear_solver="gauss-newton"`` the draws use the
         exact Jacobian, by PCG; with ``"picard"`` both use the shift).
         For ``method="ref"`` the mean is the fitted :math:`U` and the covariance that of the
-        exact solve at the fitted hyperparameters.
+        exact solve at the fitted hyperparameters (solved afresh from :math:`U` on every call).
+
+        Idempotent: when :math:`U` was solved at the current hyperparameters (by :meth:`fit`,
+        :meth:`solve_field` or an earlier call; restored by :meth:`load`) it is used as it is --
+        a nonlinear solve that stopped unconverged is not continued here, and the model is not
+        changed (call :meth:`solve_field` to iterate further). Only when the hyperparameters
+        changed since the last solve (or after :meth:`warm_start_from`) is :math:`U` solved and
+        stored first, once.
         """
         ta = self._test_axes(x)
         with torch.no_grad():
             fac = detach_factors(self._factors())
-            solver, run = self._solver(fac, reuse=True)
-            u_hat = run()
-            if self.config["method"] == "gp-hm" and self.can_eliminate:
-                self.u = u_hat
+            if self.config["method"] == "gp-hm" and self.can_eliminate and not self._fresh():
+                _, run = self._solver(fac)  # stale field: solve once at these hyperparameters
+                self._set_field(run())
+            solver, run = self._solver(fac, reuse=True)  # linearised at the stored field
+            run()
             return test_grid_posterior(
                 list(self.kernels), fac, ta, self.u, solver, jitter=self.config["jitter"]
             )
@@ -505,7 +533,7 @@ class GPPDESolver:
             solver, run = self._solver(fac)
             if isinstance(solver, PicardKronSolve):
                 solver.newton = newton
-            self.u = run()
+            self._set_field(run())
         stats = {"solver": type(solver).__name__}
         for k in ("iterations", "newton_steps", "krylov_iters", "cg_iters", "converged"):
             if hasattr(solver, k):
@@ -547,10 +575,9 @@ class GPPDESolver:
             "f": self.f.cpu(),
             "g": self.g.cpu(),
             "history": self.history,
-            # whether ``u`` was solved at these hyperparameters (Gauss-Newton: posterior() then
-            # linearises at ``u`` instead of re-solving; a loaded model must do the same)
-            "solved": self._solved_key is not None
-            and torch.equal(self._param_key(), self._solved_key.to(self._param_key().device)),
+            # whether ``u`` was solved at these hyperparameters (posterior() then linearises at
+            # ``u`` instead of re-solving; a loaded model must do the same)
+            "solved": self._fresh(),
         }
 
     def save(self, path: str | Path) -> Path:

@@ -243,6 +243,18 @@ class PicardKronSolve:
             f"PicardKronSolve: Newton-GMRES did not converge (last relative update {step:.2e})"
         )
 
+    def linearise(self, u: Tensor) -> Tensor:
+        r"""Set the posterior's shifted solve at ``u`` ``[n_1..n_d]`` (no iteration); returns ``u``.
+
+        The shift is ``shift`` if given, else :math:`\bar d = \mathrm{mean}(3U^2)` (what
+        :meth:`solve` uses when started from ``u0=u``).
+        """
+        if tuple(u.shape) != self.shape or not bool(torch.isfinite(u).all()):
+            raise ValueError(f"u: expected a finite grid tensor of shape {self.shape}")
+        self.shift = float((3 * u * u).mean()) if self.shift is None else float(self.shift)
+        self.pre = self._shifted(self.shift)
+        return u
+
     # structured posterior of the linearisation with the mean-shift Jacobian
     @property
     def root_dim(self) -> int:

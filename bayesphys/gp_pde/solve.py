@@ -58,6 +58,14 @@ def _tri_solve_modes(factors: list[Factor], u: Tensor) -> Tensor:
     return u
 
 
+def _qr(Z: Tensor) -> tuple[Tensor, Tensor]:
+    """Householder QR ``Z = QR`` ``[m, k]`` with the diagonal of ``R`` made non-negative."""
+    Qz, R = torch.linalg.qr(Z)
+    sgn = torch.sign(R.diagonal())
+    sgn[sgn == 0] = 1
+    return Qz * sgn[None, :], R * sgn[:, None]
+
+
 def objective(
     factors: list[Factor],
     op: LinearPDEOperator,
@@ -166,11 +174,7 @@ class DenseSolve:
                 A = self.A + torch.diag(3 * u * u)
                 t = fv + 2 * u**3
             Z, b = self._stacked(A, t, g, tau2, gamma)
-            Qz, R = torch.linalg.qr(Z)
-            sgn = torch.sign(R.diagonal())
-            sgn[sgn == 0] = 1
-            R = R * sgn[:, None]
-            Qz = Qz * sgn[None, :]
+            Qz, R = _qr(Z)
             v = torch.linalg.solve_triangular(R, (Qz.mT @ b).unsqueeze(-1), upper=True).squeeze(-1)
             new = self.L @ v
             done = float((new - u).norm()) <= tol * max(float(new.norm()), 1e-300)
@@ -179,6 +183,22 @@ class DenseSolve:
             if done:
                 break
         return u.reshape(self.shape)
+
+    def linearise(self, u: Tensor, tau2: float, gamma: float) -> Tensor:
+        r"""Factorise the posterior precision :math:`P = Z^\top Z` at ``u`` ``[n_1..n_d]`` without
+        solving (cubic operators: Jacobian :math:`\mathcal A + \mathrm{diag}(3U^2)`; linear: the
+        factor of :meth:`solve`, bit for bit); returns ``u``. For :meth:`cov_u`, :meth:`sample_u`.
+        """
+        if tuple(u.shape) != self.shape or not bool(torch.isfinite(u).all()):
+            raise ValueError(f"u: expected a finite grid tensor of shape {self.shape}")
+        A = self.A
+        if self.op.cubic:
+            A = self.A + torch.diag(3 * u.reshape(-1) ** 2)
+        f0 = torch.zeros(self.m, dtype=A.dtype, device=A.device)
+        g0 = torch.zeros(self.S.shape[0], dtype=A.dtype, device=A.device)
+        Z, _ = self._stacked(A, f0, g0, tau2, gamma)  # P does not depend on f, g
+        self.chol_p = _qr(Z)[1].mT
+        return u
 
     def cov_u(self) -> Tensor:
         r""":math:`\Sigma_U = L P^{-1} L^\top` ``[M, M]`` (call after :meth:`solve`)."""

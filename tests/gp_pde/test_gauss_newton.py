@@ -213,6 +213,44 @@ def test_gauss_newton_save_load_posterior_is_exact(tmp_path):
     assert torch.equal(p1.sample((2,), generator=g1), p2.sample((2,), generator=g2))
 
 
+class _CountingGN(GaussNewtonKronSolve):
+    """Counts the objective evaluations (one per iterate plus one per backtracking trial)."""
+
+    evaluations = 0
+
+    def _value(self, w, rho, e):
+        self.evaluations += 1
+        return super()._value(w, rho, e)
+
+
+@pytest.mark.parametrize(
+    "shape, seed, scale, tau2, gamma, pert, opts",
+    [
+        ((10, 9), 0, 1.0, 1e3, 1e4, 1e-6, {}),
+        ((9, 9), 0, 0.5, 1e6, 1e7, 1e-6, {}),
+        ((12, 12), 2, 1.0, 1e4, 1e5, 1e-6, dict(tol=1e-13, cg_tol_min=1e-13)),
+        ((12, 12), 0, 1.0, 1e4, 1e5, 0.0, {}),  # started at the (dense) solution
+    ],
+)
+def test_gauss_newton_near_the_optimum_converges_promptly_to_it(
+    shape, seed, scale, tau2, gamma, pert, opts
+):
+    # started ~1e-6 from the optimum, the predicted decrease g^T p falls below the round-off of
+    # J after one step, so the Armijo test compared round-off: it rejected full steps that were
+    # 1e3x closer to the optimum, backtracked (up to 43 evaluations) and stopped on a tiny
+    # damped step with the error at 3e-10..1.5e-9 instead of 1e-12
+    fac, op, f, gb = _cubic_setup(shape, seed=seed, scale=scale)
+    ud = DenseSolve(fac, op, "prior").solve(f, gb, tau2, gamma, iters=50, tol=1e-14)
+    g = torch.Generator().manual_seed(7)
+    start = ud * (1 + pert * torch.randn(shape, generator=g, dtype=F64))
+    gn = _CountingGN(fac, op, tau2, gamma, **opts)
+    u = gn.solve(f, gb, u0=start)
+    assert gn.converged and gn.iterations <= 5
+    assert gn.evaluations <= gn.iterations + 2  # (almost) no backtracking
+    assert float((u - ud).norm() / ud.norm()) < 1e-11
+    assert all(b <= a * (1 + 1e-14) for a, b in zip(gn.objective, gn.objective[1:]))
+
+
 def test_gauss_newton_bad_input():
     fac, op, f, gb = _cubic_setup((6, 5), seed=1)
     with pytest.raises(ValueError, match="op"):
