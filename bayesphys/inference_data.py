@@ -123,8 +123,9 @@ def build_inference_data(
     ``sample_stats`` are ``[chain, draw, *shape]``; ``observed_data`` and ``constant_data``
     are ``[*shape]``. ``dims[name]`` names the non-sample dims of ``name`` (the same names in
     ``posterior_predictive``/``log_likelihood`` and ``observed_data`` link them for
-    ``az.plot_ppc`` and ``az.loo``). Tensors are detached and copied to the CPU here, and only
-    here.
+    ``az.plot_ppc`` and ``az.loo``). ``coords[dim]`` is a 1-D array ``[size of dim]`` shared by
+    every group that has ``dim``; a name that is a dim of no group (e.g. a typo) raises a
+    ``ValueError``. Tensors are detached and copied to the CPU here, and only here.
     """
     coords = dict(coords or {})
     dims = dict(dims or {})
@@ -142,6 +143,14 @@ def build_inference_data(
             groups[gname] = _dataset(gname, gvars, coords, dims)
     if not groups:
         raise ValueError("build_inference_data: received no variables in any group")
+    known = {str(d) for ds in groups.values() for d in ds.sizes}
+    unknown = [c for c in coords if c not in known]
+    if unknown:
+        # each group keeps only the coords of its own dims: a misspelt name was lost silently
+        raise ValueError(
+            f"coords: expected names of dimensions {sorted(known)}, received unknown "
+            f"coordinate name(s) {unknown}"
+        )
     return _assemble(groups)
 
 

@@ -147,7 +147,8 @@ class _PosteriorBase:
 
         The field named ``name`` gets dims ``(chain, draw, *batch_dims, *dims)``. ``dims``
         names the batch dims followed by the event dims (default ``batch_0..``, ``name_dim_0..``);
-        ``coords`` gives their coordinate values. ``params`` adds named parameter draws
+        ``coords`` gives their coordinate values (a name that is no dim of the export raises a
+        ``ValueError``). ``params`` adds named parameter draws
         ``[chain, draw, *shape]`` to the posterior group; ``observed`` fills ``observed_data``.
         """
         from .inference_data import to_inference_data

@@ -110,6 +110,42 @@ def test_export_bad_input():
         load_netcdf("/nonexistent/file.nc")
 
 
+def test_unknown_coordinate_names_are_refused_on_every_export_path():
+    # a misspelt coordinate ("xx" for dim "x") was dropped by every group without a word
+    post = GaussianPosterior(torch.zeros(3, dtype=torch.float64), torch.eye(3, dtype=torch.float64))
+    draws = SamplePosterior(torch.randn(1, 5, 3, dtype=torch.float64))
+    grid = [0.0, 0.5, 1.0]
+    message = r"coords: expected names of dimensions \['chain', 'draw', 'x'\], received .*'xx'"
+    for export in (post.to_inference_data, draws.to_inference_data):
+        with pytest.raises(ValueError, match=message):
+            export(dims=["x"], coords={"xx": grid}, num_samples=5, seed=0)
+        ds = group_dataset(export(dims=["x"], coords={"x": grid}, num_samples=5), "posterior")
+        np.testing.assert_array_equal(ds["x"].values, grid)
+    # parameter draws: their dims are coordinates too, a stray name is not
+    idata = post.to_inference_data(
+        dims=["x"], num_samples=5, params={"D": torch.rand(1, 5, 2)}, coords={"D_dim_0": [1, 2]}
+    )
+    assert list(group_dataset(idata, "posterior")["D_dim_0"].values) == [1, 2]
+    with pytest.raises(ValueError, match=r"\['Dx'\]"):
+        post.to_inference_data(num_samples=5, params={"D": torch.rand(1, 5)}, coords={"Dx": [1]})
+    # a coordinate of one group only (observed_data here) is known: coords are shared
+    idata = build_inference_data(
+        posterior={"u": torch.zeros(1, 5, 3)},
+        observed_data={"y": torch.zeros(2)},
+        dims={"u": ["x"], "y": ["sensor"]},
+        coords={"x": grid, "sensor": [0.1, 0.9]},
+    )
+    assert "sensor" not in group_dataset(idata, "posterior").coords
+    assert list(group_dataset(idata, "observed_data")["sensor"].values) == [0.1, 0.9]
+    with pytest.raises(ValueError, match=r"'sensor', 'x'\], received .*\['sensr'\]"):
+        build_inference_data(
+            posterior={"u": torch.zeros(1, 5, 3)},
+            observed_data={"y": torch.zeros(2)},
+            dims={"u": ["x"], "y": ["sensor"]},
+            coords={"x": grid, "sensr": [0.1, 0.9]},
+        )
+
+
 @pytest.mark.parametrize(
     "kwargs, error",
     [

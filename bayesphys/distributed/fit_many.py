@@ -15,7 +15,9 @@ and the per-problem groups are stacked along a new ``problem_dim`` of length :ma
 ``[C, S, N_ok, *E]`` with dims ``(chain, draw, problem_dim, ...)``; non-sample groups
 (``observed_data``, ``constant_data``) become ``[N_ok, ...]``. The per-problem seed depends only
 on ``seed`` and the problem id, so the numbers equal a sequential loop with the same seeds,
-whatever the executor and the completion order.
+whatever the executor and the completion order. The base seed (drawn at random for
+``seed=None``) is returned as ``FitManyResult.seed`` and in the table column ``base_seed``:
+passing it back as ``seed=`` reproduces the run.
 """
 
 from __future__ import annotations
@@ -42,11 +44,16 @@ from .._checks import check_int
 __all__ = ["fit_many", "FitManyResult", "problem_seed", "run_problem", "ProblemTask"]
 
 
-def problem_seed(seed: int, problem_id: Any) -> int:
-    """Deterministic 63-bit seed from the base ``seed`` and ``str(problem_id)`` (BLAKE2b)."""
+def _check_seed(seed: Any) -> int:
+    """``seed`` as a Python int (numpy integers too, not bools); a ``TypeError`` otherwise."""
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise TypeError(f"seed: expected int, received {type(seed).__name__}")
-    digest = hashlib.blake2b(f"{int(seed)}/{problem_id}".encode(), digest_size=8).digest()
+    return int(seed)
+
+
+def problem_seed(seed: int, problem_id: Any) -> int:
+    """Deterministic 63-bit seed from the base ``seed`` and ``str(problem_id)`` (BLAKE2b)."""
+    digest = hashlib.blake2b(f"{_check_seed(seed)}/{problem_id}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & (2**63 - 1)
 
 
@@ -230,10 +237,14 @@ class FitManyResult:
     ----------
     idata: InferenceData whose groups carry ``problem_dim`` (successful problems only), or
         ``None`` when every problem failed.
-    table: :class:`pandas.DataFrame` indexed by problem id: ``seed, status, seconds,
-        fit_seconds, converged, steps, final_loss, message, error, traceback, worker, resumed``.
+    table: :class:`pandas.DataFrame` indexed by problem id: ``seed, base_seed, status, seconds,
+        fit_seconds, converged, steps, final_loss, message, error, traceback, worker, resumed``
+        (``seed = problem_seed(base_seed, id)``; ``base_seed`` is that of the run that fitted
+        the row, ``None`` for rows resumed from files written before it was recorded).
     per_problem: problem id -> ``{group: xarray.Dataset}`` of each successful problem.
     executor: name of the runner used; ``workers``: its worker count where known.
+    seed: the base seed of this call: the ``seed`` given, or the one drawn for ``seed=None``;
+        ``fit_many(..., seed=result.seed)`` repeats the per-problem seeds and the draws.
     """
 
     idata: Any
@@ -242,6 +253,7 @@ class FitManyResult:
     executor: str = ""
     workers: int | None = None
     seconds: float = 0.0
+    seed: int | None = None
 
     def __iter__(self):
         yield self.idata
@@ -287,6 +299,7 @@ def _combine(per_problem: dict[Any, dict[str, Any]], problem_dim: str):
 
 _COLUMNS = [
     "seed",
+    "base_seed",
     "status",
     "seconds",
     "fit_seconds",
@@ -306,7 +319,10 @@ def _table(records: list[dict[str, Any]], problem_dim: str):
 
     rows = [{c: r.get(c) for c in _COLUMNS} for r in records]
     index = pd.Index([r["id"] for r in records], name=problem_dim)
-    return pd.DataFrame(rows, index=index, columns=_COLUMNS)
+    table = pd.DataFrame(rows, index=index, columns=_COLUMNS)
+    # Python ints (or None): a float column would round base seeds above 2**53
+    table["base_seed"] = pd.Series([r.get("base_seed") for r in records], index=index, dtype=object)
+    return table
 
 
 def _normalise(problems: Iterable[Any] | Mapping[Any, Any]) -> list[tuple[Any, Any]]:
@@ -366,8 +382,9 @@ def fit_many(
         there are loaded instead of refitted (failed ones are retried if ``retry_failed``);
         files written by another ``build`` or, when ``seed`` is given, another seed are refitted.
     seed: base seed; problem ``i`` uses ``problem_seed(seed, i)`` for the torch/numpy/python
-        RNGs before ``build`` and for the exported draws. ``None`` draws a random base seed
-        (recorded in the table).
+        RNGs before ``build`` and for the exported draws. ``None`` draws a random 32-bit base
+        seed. Either way it is recorded as ``result.seed``, in the table column ``base_seed``
+        and in each ``<id>.json``; passing it back as ``seed=`` reproduces the run.
     threads_per_worker: torch/OpenMP/BLAS threads in each task (``None``: leave as is).
     max_workers: size of pools/clusters started here (default: all cores).
     num_samples, num_chains, name: passed to ``Posterior.to_inference_data``.
@@ -377,7 +394,8 @@ def fit_many(
     Returns
     -------
     :class:`FitManyResult` — ``idata`` (posterior ``u`` of shape ``[C, S, N_ok, *E]``, dims
-    ``(chain, draw, problem_dim, ...)``) and ``table`` (one row per problem, failures included).
+    ``(chain, draw, problem_dim, ...)``), ``table`` (one row per problem, failures included)
+    and ``seed`` (the base seed).
     """
     from tqdm.auto import tqdm
 
@@ -392,7 +410,8 @@ def fit_many(
         threads_per_worker = check_int("threads_per_worker", threads_per_worker, minimum=1)
     if max_workers is not None:
         max_workers = check_int("max_workers", max_workers, minimum=1)
-    base = secrets.randbits(32) if seed is None else seed
+    # a drawn base seed is returned (result.seed, table, <id>.json) so the run can be repeated
+    base = secrets.randbits(32) if seed is None else _check_seed(seed)
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -457,6 +476,7 @@ def fit_many(
                     }
                 rec["resumed"] = False
                 rec["build"] = build_name
+                rec["base_seed"] = base  # the only way back to a seed drawn for seed=None
                 records[task.problem_id] = rec
                 if out_dir is not None:
                     try:
@@ -490,4 +510,5 @@ def fit_many(
         executor=runner_name,
         workers=workers,
         seconds=time.perf_counter() - t0,
+        seed=base,
     )

@@ -100,11 +100,17 @@ class GPMEProblem:
         raise NotImplementedError
 
     def mass(self, t: Tensor, param: Tensor) -> Tensor:
-        """Exact total mass :math:`b(t) = \\int u(t,x)\\,dx`; ``t, param`` broadcast."""
+        """Exact total mass :math:`b(t) = \\int_{x_0}^{x_1} u(t,x)\\,dx` over ``x_range``.
+
+        ``t, param`` broadcast together; the result has their broadcast shape (float64). It is
+        the integral of :meth:`solution` for every ``t`` (also past ``t_range``, e.g. once a
+        front has left the domain)."""
         raise NotImplementedError
 
     def boundary_flux(self, t: Tensor, param: Tensor) -> Tensor:
-        """Net inflow :math:`F|_{x_0} - F|_{x_1} = b'(t)` through the boundary."""
+        """Net inflow :math:`F|_{x_0} - F|_{x_1} = b'(t)` through the boundary.
+
+        Same shapes and validity as :meth:`mass`."""
         raise NotImplementedError
 
     def diffusivity(self, u: Tensor, param: Tensor) -> Tensor:
@@ -124,6 +130,13 @@ class GPMEProblem:
 
 def _f64(v) -> Tensor:
     return torch.as_tensor(v, dtype=_F64)
+
+
+def _pos_pow(s: Tensor, e: Tensor | float) -> Tensor:
+    """:math:`s^e` where ``s > 0``, else 0 (``s, e`` broadcast); finite gradients at ``s = 0``
+    (a plain ``pow`` gives ``inf * 0 = nan`` there for ``e < 1``)."""
+    pos = s > 0
+    return torch.where(pos, torch.where(pos, s, torch.ones_like(s)).pow(e), torch.zeros_like(s))
 
 
 @dataclass(frozen=True)
@@ -157,7 +170,17 @@ class Diffusion(GPMEProblem):
 
 @dataclass(frozen=True)
 class PorousMedium(GPMEProblem):
-    """PME :math:`k(u) = u^m`, :math:`u(t,0) = (mt)^{1/m}`, front at :math:`x = t`."""
+    """PME :math:`k(u) = u^m`, :math:`u(t,0) = (mt)^{1/m}`, front at :math:`x = t`.
+
+    The travelling wave :math:`u = (m\\,\\mathrm{ReLU}(t-x))^{1/m}` has flux
+    :math:`F(u) = (m\\,\\mathrm{ReLU}(t-x))^{1/m}`, so with :math:`s_i = \\mathrm{ReLU}(t - x_i)`
+
+    .. math::  b(t) = \\frac{m^{1+1/m}}{m+1}\\big(s_0^{1+1/m} - s_1^{1+1/m}\\big), \\qquad
+               b'(t) = (m s_0)^{1/m} - (m s_1)^{1/m};
+
+    the :math:`s_1` terms (outflow once the front passes :math:`x_1`, i.e. ``t > 1`` on the
+    default domain) vanish inside ``t_range``.
+    """
 
     name: str = "pme"
     param_name: str = "m"
@@ -174,12 +197,18 @@ class PorousMedium(GPMEProblem):
 
     def mass(self, t, param):
         m, t = _f64(param), _f64(t)
-        return m.pow(1 + 1 / m) / (m + 1) * t.clamp_min(0).pow(1 + 1 / m)
+        x0, x1 = self.x_range
+        s0, s1 = (t - x0).clamp_min(0), (t - x1).clamp_min(0)
+        p = 1 + 1 / m
+        return m.pow(p) / (m + 1) * (_pos_pow(s0, p) - _pos_pow(s1, p))
 
     def boundary_flux(self, t, param):
-        # -u^m u_x at x = 0 equals (m t)^{1/m}; nothing reaches x = 1 before t = 1
+        # -u^m u_x equals (m (t - x))^{1/m} behind the front, 0 ahead of it: inflow at x0,
+        # outflow at x1 once the front has reached it
         m, t = _f64(param), _f64(t)
-        return (m * t.clamp_min(0)).pow(1 / m)
+        x0, x1 = self.x_range
+        s0, s1 = (t - x0).clamp_min(0), (t - x1).clamp_min(0)
+        return _pos_pow(m * s0, 1 / m) - _pos_pow(m * s1, 1 / m)
 
     def diffusivity(self, u, param):
         return u.clamp_min(0).pow(param)
@@ -218,7 +247,16 @@ def stefan_front(t: Tensor | float, u_star: Tensor | float) -> Tensor:
 
 @dataclass(frozen=True)
 class Stefan(GPMEProblem):
-    """Stefan problem :math:`k(u) = 1\\{u \\ge u^*\\}`, :math:`u(t,0) = 1`, moving front."""
+    """Stefan problem :math:`k(u) = 1\\{u \\ge u^*\\}`, :math:`u(t,0) = 1`, moving front.
+
+    Behind the front :math:`x^*(t) = \\alpha\\sqrt t` the flux is
+    :math:`F = -u_x = c_1 e^{-x^2/4t}/\\sqrt{\\pi t}`, ahead of it 0. While the front is inside
+    the domain :math:`b(t) = 2c_1\\sqrt{t/\\pi}`; once it passes :math:`x_1` (at
+    :math:`t = x_1^2/\\alpha^2`: for small :math:`u^*` already inside ``t_range``, e.g.
+    :math:`u^* \\lesssim 0.03`) the part beyond :math:`x_1` is removed with the antiderivative
+    :math:`\\int (1 - c_1\\operatorname{erf} y)\\,dy = y - c_1(y\\operatorname{erf} y
+    + (e^{-y^2} - 1)/\\sqrt\\pi)` and the outflow :math:`F|_{x_1}` enters :math:`b'(t)`.
+    """
 
     name: str = "stefan"
     param_name: str = "u_star"
@@ -240,12 +278,35 @@ class Stefan(GPMEProblem):
         return torch.where((x == 0) & (t <= 0), torch.ones_like(u), out)
 
     def mass(self, t, param):
-        _, c1 = stefan_constants(param)
-        return 2 * c1 * (_f64(t).clamp_min(0) / math.pi).sqrt()
+        alpha, c1 = stefan_constants(param)
+        t = _f64(t)
+        x0, x1 = self.x_range
+        two_ts = 2 * t.clamp_min(1e-300).sqrt()
+        z1 = alpha / 2  # the front in y = x / (2 sqrt t)
+
+        def antiderivative(y: Tensor) -> Tensor:  # of 1 - c1 erf(y), zero at y = 0
+            return y - c1 * (y * torch.erf(y) + (torch.exp(-y * y) - 1) / math.sqrt(math.pi))
+
+        y0 = torch.minimum(x0 / two_ts, z1)
+        y1 = torch.minimum(x1 / two_ts, z1)
+        # mass on [0, front] minus the part beyond x1 and the part before x0 (both exactly 0
+        # on the default domain while the front is inside it)
+        total = 2 * c1 * (t.clamp_min(0) / math.pi).sqrt()
+        out = total - two_ts * (antiderivative(z1) - antiderivative(y1))
+        out = out - two_ts * antiderivative(y0)
+        return torch.where(t > 0, out, torch.zeros_like(out))
 
     def boundary_flux(self, t, param):
-        _, c1 = stefan_constants(param)
-        return c1 / (math.pi * _f64(t).clamp_min(1e-300)).sqrt()
+        alpha, c1 = stefan_constants(param)
+        t = _f64(t).clamp_min(1e-300)
+        front = alpha * t.sqrt()
+        x0, x1 = self.x_range
+
+        def flux(x: float) -> Tensor:  # -u_x behind the front (k = 1 there), 0 ahead of it
+            f = c1 / (math.pi * t).sqrt() * torch.exp(-(x * x) / (4 * t))
+            return torch.where(x <= front, f, torch.zeros_like(f))
+
+        return flux(x0) - flux(x1)
 
     def diffusivity(self, u, param):
         # smooth surrogate of 1{u >= u*} for the SoftC residual (k_min = 0, k_max = 1)

@@ -342,3 +342,26 @@ def test_problems_on_different_grids_are_not_padded_with_nan():
             num_samples=5,
             export=partial(export_cohort, num_samples=5),
         )
+
+
+def test_a_drawn_base_seed_is_recorded_and_reproduces_the_run(tmp_path):
+    # seed=None drew secrets.randbits(32) and kept only its BLAKE2b hashes: not repeatable
+    probs = _toy.problems(2)
+    kw = {"executor": "sequential", "num_samples": NS, "progress": False}
+    kw["fit_kwargs"] = {"steps": STEPS}
+    first = fit_many(probs, _toy.build, seed=None, out=tmp_path, **kw)
+    base = first.seed
+    assert isinstance(base, int) and 0 <= base < 2**32
+    assert first.table["base_seed"].tolist() == [base, base]
+    assert first.table["seed"].tolist() == [problem_seed(base, pid) for pid in probs]
+    assert json.loads((tmp_path / "p001.json").read_text())["base_seed"] == base
+    again = fit_many(probs, _toy.build, seed=base, **kw)
+    assert again.seed == base and again.table["seed"].tolist() == first.table["seed"].tolist()
+    _check_equal(again, {pid: _draws(first, pid) for pid in probs})
+    # resumed rows report the base seed of the run that fitted them
+    resumed = fit_many(probs, _toy.build, seed=None, out=tmp_path, **kw)
+    assert resumed.table["resumed"].all() and resumed.table["base_seed"].tolist() == [base, base]
+    # a numpy integer is recorded as a Python int (JSON), a string is refused up front
+    assert type(fit_many({}, _toy.build, seed=np.int64(5), **kw).seed) is int
+    with pytest.raises(TypeError, match="seed: expected int, received str"):
+        fit_many({}, _toy.build, seed="5", **kw)

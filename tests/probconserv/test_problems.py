@@ -53,6 +53,40 @@ def test_mass_equals_integral_and_fluxes(prob, param, t):
     assert mass_from_fluxes(prob, t, param) == pytest.approx(b, abs=1e-7)
 
 
+@pytest.mark.parametrize(
+    ("prob", "param", "t"),
+    [
+        # the PME front x = t leaves x = 1 at t = 1: the closed form kept growing like t^(1+1/m)
+        (PorousMedium(), 1.0, 1.2),
+        (PorousMedium(), 3.0, 1.5),
+        (PorousMedium(), 6.0, 2.0),
+        (PorousMedium(x_range=(0.2, 0.7)), 3.0, 0.9),
+        # the Stefan front alpha sqrt(t) leaves x = 1 inside t_range for small u* (alpha > 3.2)
+        (Stefan(), 0.02, 0.1),
+        (Stefan(), 0.005, 0.08),
+        (Stefan(), 0.5, 1.0),
+        (Diffusion(), 3.0, 2.0),
+    ],
+)
+def test_mass_and_flux_hold_after_the_front_leaves_the_domain(prob, param, t):
+    x = torch.linspace(*prob.x_range, 40001, dtype=F64)
+    b = float(prob.mass(t, param))
+    assert float(torch.trapezoid(prob.solution(t, x, param), x)) == pytest.approx(b, abs=2e-5)
+    # b' = inflow - outflow: the outflow switches on when the front passes x1 (a kink or a
+    # jump in t), hence the finer quadrature
+    assert mass_from_fluxes(prob, t, param, n=40001) == pytest.approx(b, abs=2e-5)
+    h = 1e-6
+    slope = (prob.mass(t + h, param) - prob.mass(t - h, param)) / (2 * h)
+    assert float(slope) == pytest.approx(float(prob.boundary_flux(t, param)), rel=1e-6, abs=1e-8)
+
+
+def test_pme_mass_and_flux_have_finite_gradients():
+    m = torch.tensor(3.0, dtype=F64, requires_grad=True)
+    t = torch.tensor([0.0, 0.5, 1.5], dtype=F64, requires_grad=True)
+    (PorousMedium().mass(t, m) + PorousMedium().boundary_flux(t, m)).sum().backward()
+    assert bool(torch.isfinite(m.grad).all()) and bool(torch.isfinite(t.grad).all())
+
+
 def test_pme_known_masses_and_boundary():
     pme = PorousMedium()
     vals = pme.mass(0.5, torch.tensor([1.0, 3.0, 6.0]))
