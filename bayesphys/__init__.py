@@ -7,7 +7,7 @@ subpackages: ``gp_pde``, ``probconserv``, ``neural_process``, ``odil``, ``meta_f
 
 from ._checks import check_int, check_real
 from ._device import as_tensor, check_finite, resolve_device, resolve_dtype, seed_everything
-from ._model import FitResult, load_checkpoint, optimize, save_checkpoint
+from ._model import DivergenceGuard, FitResult, load_checkpoint, optimize, save_checkpoint
 from .distributed import FitManyResult, fit_many, problem_seed
 from .inference_data import build_inference_data, load_netcdf, save_netcdf
 from .posterior import GaussianPosterior, Posterior, SamplePosterior
@@ -24,6 +24,7 @@ __all__ = [
     "load_netcdf",
     "FitResult",
     "optimize",
+    "DivergenceGuard",
     "save_checkpoint",
     "load_checkpoint",
     "resolve_device",

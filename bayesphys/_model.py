@@ -2,7 +2,9 @@
 
 Every component's ``fit`` returns a :class:`FitResult`. :func:`optimize` runs a step function
 with a tqdm progress bar, stops on a non-finite loss and restores the last good state, so a
-diverging fit never leaves a model full of NaNs.
+diverging fit never leaves a model full of NaNs. A :class:`DivergenceGuard` does the same for
+steps that must not update on a non-finite loss (stateful optimisers such as Adam) and for fits
+run as several :func:`optimize` calls (chunks between callbacks).
 
 Example
 -------
@@ -32,7 +34,14 @@ from tqdm.auto import tqdm
 
 from ._checks import check_int, check_real
 
-__all__ = ["FitResult", "optimize", "save_checkpoint", "load_checkpoint", "DivergenceError"]
+__all__ = [
+    "FitResult",
+    "optimize",
+    "save_checkpoint",
+    "load_checkpoint",
+    "DivergenceError",
+    "DivergenceGuard",
+]
 
 
 class DivergenceError(RuntimeError):
@@ -101,6 +110,76 @@ def _restore(params, snap) -> None:
             p.copy_(s)
 
 
+class DivergenceGuard:
+    r"""The last verified values of a fit's tensors, checked by the step before each update.
+
+    A loss evaluated at parameters :math:`\theta_k` verifies :math:`\theta_k` only once it is
+    known, i.e. before the update that moves on to :math:`\theta_{k+1}`. So the step function
+    computes its loss, calls :meth:`admit` and updates only if that returns ``True``::
+
+        loss = compute_loss()
+        if not guard.admit(loss):  # non-finite: the verified values are back, no update
+            return loss
+        loss.backward(); optimizer.step(); return loss
+
+    ``optimize(step, ..., guard=guard)`` then stops on the non-finite loss and reports it. Two
+    things follow. A non-finite loss never reaches ``backward()``/``optimizer.step()``, so the
+    optimiser's state (e.g. Adam's moments) only ever sees finite losses and is not snapshotted:
+    after a restore it holds the moments of the last finite update, finite, and training can go
+    on from there. And the snapshot lives in the guard, not in one :func:`optimize` call, so a fit
+    run as several calls (chunks between callbacks) keeps one verified state throughout; the
+    guard also counts the admitted steps (:attr:`steps`), which numbers the steps of
+    :func:`optimize`'s messages across the calls.
+
+    Parameters
+    ----------
+    params: tensors (updated in place) or a module (its state dict: parameters and buffers)
+        whose current values are the first verified state. Cost: one copy of them, refreshed
+        in place (one fused copy) on each finite loss.
+
+    Example
+    -------
+    >>> import torch
+    >>> x = torch.nn.Parameter(torch.tensor(1.0, dtype=torch.float64))
+    >>> opt = torch.optim.Adam([x], lr=2.0)
+    >>> guard = DivergenceGuard([x])
+    >>> def step():
+    ...     opt.zero_grad(); loss = torch.log(x)
+    ...     if guard.admit(loss):
+    ...         loss.backward(); opt.step()
+    ...     return loss
+    >>> res = optimize(step, steps=5, guard=guard, progress=False)
+    >>> res.message, float(x.detach()), guard.steps
+    ('diverged at step 1 (loss nan); restored the last good state', 1.0, 1)
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | torch.nn.Module):
+        if params is None:
+            raise ValueError("params: expected tensors or a torch.nn.Module, received None")
+        self._params = params if isinstance(params, torch.nn.Module) else list(params)
+        self._snap = _snapshot(self._params)
+        self._checks = 0  # calls of admit(), to check that a step consulted the guard
+        #: number of finite losses admitted so far (steps taken under this guard)
+        self.steps = 0
+
+    def admit(self, loss: torch.Tensor | float) -> bool:
+        """``True`` if ``loss`` (a scalar) is finite: the current values, which it was computed
+        from, become the verified state. ``False`` otherwise: the verified values are restored
+        and the step must not update (no ``backward()``, no optimiser step)."""
+        self._checks += 1
+        val = float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
+        if not math.isfinite(val):
+            self.restore()
+            return False
+        _refresh(self._snap)
+        self.steps += 1
+        return True
+
+    def restore(self) -> None:
+        """Copy the last verified values back into the live tensors."""
+        _restore(self._params, self._snap)
+
+
 def optimize(
     step: Callable[[], torch.Tensor | float],
     *,
@@ -112,6 +191,7 @@ def optimize(
     patience: int = 1,
     snapshot_every: int = 1,
     raise_on_divergence: bool = False,
+    guard: DivergenceGuard | None = None,
 ) -> FitResult:
     """Run ``step()`` up to ``steps`` times with progress, divergence guard and early stop.
 
@@ -124,13 +204,26 @@ def optimize(
         The state restored is the last one whose loss was finite: the loss returned by a step
         is that of the values *before* its update, so a snapshot only becomes the "good" state
         once the step taken from it has returned a finite loss.
+    guard: instead of ``params``: a :class:`DivergenceGuard` that ``step()`` consults before
+        its update (each step must call ``guard.admit(loss)``, else ``ValueError``). It keeps
+        the verified state across several ``optimize`` calls; the message of a divergence
+        numbers the step from ``guard.steps`` (the steps admitted before this call).
+        ``snapshot_every`` does not apply (the guard refreshes on every finite loss).
     tol: stop when the relative loss change stays below ``tol`` for ``patience`` steps.
+    raise_on_divergence: raise :class:`DivergenceError` (after the restore) instead of returning.
     """
     steps = check_int("steps", steps, minimum=0)
     if tol is not None:
         tol = check_real("tol", tol, minimum=0.0)
     patience = check_int("patience", patience, minimum=1)
     snapshot_every = check_int("snapshot_every", snapshot_every, minimum=0)
+    if guard is not None:
+        if not isinstance(guard, DivergenceGuard):
+            raise TypeError(f"guard: expected a DivergenceGuard, received {type(guard).__name__}")
+        if params is not None:
+            raise ValueError("params/guard: pass one of them (the guard holds its own tensors)")
+        snapshot_every = 0
+    offset = guard.steps if guard is not None else 0  # steps of the fit before this call
     params = (
         list(params) if params is not None and not isinstance(params, torch.nn.Module) else params
     )
@@ -146,15 +239,25 @@ def optimize(
             take = bool(snapshot_every) and k % snapshot_every == 0
             if take:
                 _refresh(pending)
+            checks = guard._checks if guard is not None else 0
             try:
                 loss = step()
             except StopIteration:
                 res.message = f"stopped by step() after {k} steps"
                 break
+            if guard is not None and guard._checks == checks:
+                raise ValueError(
+                    "guard: step() must call guard.admit(loss) before its update; it did not"
+                )
             val = float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
             if not math.isfinite(val):
-                _restore(params, good)
-                res.message = f"diverged at step {k} (loss {val}); restored the last good state"
+                if guard is not None:
+                    guard.restore()  # admit() already did, unless step() returned another loss
+                else:
+                    _restore(params, good)
+                res.message = (
+                    f"diverged at step {offset + k} (loss {val}); restored the last good state"
+                )
                 if raise_on_divergence:
                     raise DivergenceError(res.message)
                 break

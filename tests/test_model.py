@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bayesphys import FitResult, load_checkpoint, optimize, save_checkpoint
-from bayesphys._model import DivergenceError
+from bayesphys._model import DivergenceError, DivergenceGuard
 
 
 def test_optimize_converges_and_records():
@@ -138,3 +138,70 @@ def test_optimize_settings_are_checked(kwargs, error, name):
     with pytest.raises(error, match=name):
         optimize(lambda: 0.0, progress=False, **kwargs)
     assert optimize(lambda: 0.0, steps=3.0, progress=False).steps == 3  # integral float is fine
+
+
+def _guarded_log_step(x, opt, guard):
+    """loss = log(x) under Adam(lr=2): x goes 1 -> -1 after one update, where the loss is NaN."""
+
+    def step():
+        opt.zero_grad()
+        loss = torch.log(x)
+        if guard.admit(loss):
+            loss.backward()
+            opt.step()
+        return loss
+
+    return step
+
+
+def test_guard_keeps_nonfinite_losses_from_the_optimizer():
+    x = torch.nn.Parameter(torch.tensor(1.0, dtype=torch.float64))
+    opt = torch.optim.Adam([x], lr=2.0)
+    guard = DivergenceGuard([x])
+    res = optimize(_guarded_log_step(x, opt, guard), steps=5, guard=guard, progress=False)
+    assert res.loss_history == [0.0] and "diverged at step 1 (loss nan)" in res.message
+    assert float(x.detach()) == 1.0 and guard.steps == 1
+    # the NaN loss never reached backward()/step(): Adam took one (finite) step, no more
+    st = opt.state[x]
+    assert int(st["step"]) == 1
+    assert all(bool(torch.isfinite(st[k]).all()) for k in ("exp_avg", "exp_avg_sq"))
+
+
+def test_guard_keeps_the_verified_state_across_optimize_calls():
+    # a fit run as several optimize() calls (chunks between callbacks): the values at the start
+    # of a call come from an update whose loss was never evaluated, so they are not the good
+    # state; the guard carries the last verified one across the calls
+    m = torch.nn.Linear(2, 1)
+    calls = {"n": 0}
+    guard = DivergenceGuard(m)
+
+    def step():
+        calls["n"] += 1
+        loss = torch.tensor(float("nan") if calls["n"] >= 4 else 1.0)
+        if guard.admit(loss):
+            with torch.no_grad():
+                m.weight.add_(1.0)
+        return loss
+
+    w0 = m.weight.detach().clone()
+    assert optimize(step, steps=3, guard=guard, progress=False).steps == 3
+    res = optimize(step, steps=3, guard=guard, progress=False)
+    # the third loss (values after 2 updates) was the last finite one; the steps are numbered
+    # across the calls (the fourth step of the fit, index 3)
+    assert res.steps == 0 and "diverged at step 3 " in res.message and guard.steps == 3
+    torch.testing.assert_close(m.weight.detach(), w0 + 2.0)
+    with pytest.raises(DivergenceError, match="diverged at step 3 "):
+        optimize(step, steps=1, guard=guard, progress=False, raise_on_divergence=True)
+
+
+def test_guard_settings_are_checked():
+    x = torch.nn.Parameter(torch.tensor(0.0))
+    guard = DivergenceGuard([x])
+    with pytest.raises(ValueError, match="params/guard"):
+        optimize(lambda: 0.0, steps=1, params=[x], guard=guard, progress=False)
+    with pytest.raises(TypeError, match="guard"):
+        optimize(lambda: 0.0, steps=1, guard=[x], progress=False)
+    with pytest.raises(ValueError, match=r"guard\.admit"):  # the step must consult the guard
+        optimize(lambda: 0.0, steps=1, guard=guard, progress=False)
+    with pytest.raises(ValueError, match="params"):
+        DivergenceGuard(None)

@@ -13,6 +13,9 @@ TINY_GIC = dict(
     head=16,
     head_layers=1,
     rank=1,
+    # ``gic=`` is merged into the preset's GICNet settings: pin GICNet's default shortest
+    # lengthscale (the poisson RGNP preset's is 0.05) so the tiny models stay as they were
+    ell_min=1e-3,
 )
 
 #: Keyword settings of a small Meta Flow Matching model (``MetaFlowMatching(data, **SMALL_MFM)``).

@@ -7,6 +7,7 @@ their reduced sizes, and Keras' default initialisation used by R0. The methods a
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,10 +15,27 @@ import torch
 
 from .._checks import check_int, check_real
 from ..problems.rgnp import BurgersProblem, PoissonProblem
+from .gicnet import GICNet
 
-__all__ = ["RGNPConfig", "SIZES", "get_problem", "keras_init", "preset"]
+__all__ = [
+    "GIC_KEYS",
+    "RGNPConfig",
+    "SIZES",
+    "get_problem",
+    "keras_init",
+    "preset",
+    "with_overrides",
+]
 
 PROBLEMS = {"poisson": PoissonProblem, "burgers": BurgersProblem}
+
+#: the settings ``RGNPConfig.gic`` may hold: :class:`~.gicnet.GICNet`'s keyword arguments
+#: (``dim_u`` excepted: the field is scalar, the model sets it)
+GIC_KEYS: tuple[str, ...] = tuple(
+    name
+    for name, prm in inspect.signature(GICNet.__init__).parameters.items()
+    if prm.kind is inspect.Parameter.KEYWORD_ONLY and name != "dim_u"
+)
 
 
 def get_problem(problem: Any):
@@ -110,17 +128,46 @@ class RGNPConfig:
                 f"aug_points: expected a non-empty tuple of point counts, received {self.aug_points!r}"
             )
         self.aug_points = tuple(check_int("aug_points", n, minimum=1) for n in pts)
-        if not isinstance(self.gic, dict):
-            raise TypeError(f"gic: expected a dict, received {type(self.gic).__name__}")
+        _check_gic(self.gic)
         return self
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
+def _check_gic(gic: Any) -> None:
+    if not isinstance(gic, dict):
+        raise TypeError(f"gic: expected a dict, received {type(gic).__name__}")
+    unknown = sorted(set(gic) - set(GIC_KEYS), key=str)
+    if unknown:
+        raise ValueError(
+            f"gic: unknown GICNet setting(s) {unknown}; expected keys among {list(GIC_KEYS)}"
+        )
+
+
+def with_overrides(cfg: RGNPConfig, **overrides: Any) -> RGNPConfig:
+    """``cfg`` with the given fields replaced, except ``gic``, which is merged: its keys update
+    ``cfg.gic`` (the user's value wins), the other GICNet settings stay those of ``cfg``.
+
+    Used by :func:`preset` (the reduced sizes) and :class:`~.model.RandomGridNP` (its
+    ``**overrides``). Raises ``TypeError`` (``gic`` not a dict) or ``ValueError`` (``gic`` keys
+    outside :data:`GIC_KEYS`, naming the valid ones); unknown field names raise ``TypeError``.
+
+    >>> cfg = with_overrides(preset("poisson", "RGNP"), hidden=64, gic={"rank": 2})
+    >>> cfg.hidden, cfg.gic["rank"], cfg.gic["ell_min"]  # ell_min: the preset's, kept
+    (64, 2, 0.05)
+    """
+    if not isinstance(cfg, RGNPConfig):
+        raise TypeError(f"config: expected an RGNPConfig, received {type(cfg).__name__}")
+    if "gic" in overrides:
+        _check_gic(overrides["gic"])
+        overrides = {**overrides, "gic": {**cfg.gic, **overrides["gic"]}}
+    return dataclasses.replace(cfg, **overrides) if overrides else cfg
+
+
 #: Reduced network sizes (``preset(..., size=)``): ``"small"`` trains the demo in ~20 s on one
 #: core, ``"smoke"`` runs an example's ``--smoke`` path in seconds. Keys of ``gic`` update the
-#: preset's GICNet settings; the others replace :class:`RGNPConfig` fields.
+#: preset's GICNet settings; the others replace :class:`RGNPConfig` fields (:func:`with_overrides`).
 SIZES: dict[str, dict[str, Any]] = {
     "full": {},
     "small": dict(
@@ -163,10 +210,7 @@ def preset(problem: str, method: str, size: str = "full") -> RGNPConfig:
     at the paper's size (``size="full"``) or a reduced one from :data:`SIZES`."""
     if size not in SIZES:
         raise ValueError(f"size: expected one of {sorted(SIZES)}, received {size!r}")
-    cfg = _preset(problem, method)
-    over = dict(SIZES[size])
-    gic = over.pop("gic", {})
-    return dataclasses.replace(cfg, **over, gic={**cfg.gic, **gic}) if size != "full" else cfg
+    return with_overrides(_preset(problem, method), **SIZES[size])
 
 
 #: GICNet of the reference code (the problems differ in ``latent`` and ``conv_layers`` only)

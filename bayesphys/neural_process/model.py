@@ -45,12 +45,12 @@ from torch import Tensor
 
 from .._checks import check_int, check_real
 from .._device import as_tensor, resolve_device, resolve_dtype, seed_everything
-from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
+from .._model import DivergenceGuard, FitResult, load_checkpoint, optimize, save_checkpoint
 from ..distributed.data_parallel import GradientSync, rank_generator_seed
 from ..posterior import GaussianPosterior
 from ..problems.rgnp import sample_prior
 from .calibrate import calibrate_variance
-from .config import SIZES, RGNPConfig, get_problem, keras_init, preset
+from .config import SIZES, RGNPConfig, get_problem, keras_init, preset, with_overrides
 from .forward import ForwardNet
 from .gicnet import GICNet
 from .grids import check_points, make_grid
@@ -86,7 +86,9 @@ class RandomGridNP:
     method: ``"R0"`` (faithful reference setting) or ``"RGNP"`` (ours); ``config`` overrides it.
     size: ``"full"`` (the preset), ``"small"`` or ``"smoke"`` (reduced networks, :data:`SIZES`).
     device, dtype, seed: placement (float32 by default: a neural model) and reproducibility.
-    **overrides: fields of :class:`RGNPConfig` to change.
+    **overrides: fields of :class:`RGNPConfig` to change; ``gic={...}`` is merged into the
+        preset's (or ``config``'s) GICNet settings, keys among :data:`~.config.GIC_KEYS`
+        (:func:`~.config.with_overrides`).
 
     Example
     -------
@@ -112,10 +114,8 @@ class RandomGridNP:
     ):
         self.problem = get_problem(problem)
         cfg = config if config is not None else preset(self.problem.name, method, size)
-        cfg = dataclasses.replace(cfg, **overrides) if overrides else cfg
-        if not isinstance(cfg, RGNPConfig):
-            raise TypeError(f"config: expected an RGNPConfig, received {type(cfg).__name__}")
-        self.config = cfg.validate()
+        cfg = with_overrides(cfg, **overrides).validate()  # ``gic``: merged, not replaced
+        self.config = cfg
         self.device = resolve_device(device if device is not None else "cpu")
         self.dtype = resolve_dtype(dtype, default=torch.float32)
         self.seed = seed
@@ -307,13 +307,9 @@ class RandomGridNP:
         rank_generator_seed(self.generator)
         progress = progress and sync.is_main
         params = list(mods.parameters())
-        # divergence guard: ``good`` holds the last values whose loss came out finite. The loss
-        # of a step is evaluated *before* its update, so the values after the last finite step
-        # are unverified (restoring them brings back the very parameters that diverged); and a
-        # non-finite loss must not reach the optimiser (NaN gradients poison Adam's moments).
-        live = mods.state_dict()  # aliases of the live tensors (updated in place)
-        good = {k: v.detach().clone() for k, v in live.items()}
-        keys = [k for k, v in live.items() if isinstance(v, Tensor)]
+        # divergence guard, shared by all chunks of this fit: a non-finite loss restores the
+        # last verified values and never reaches the optimiser (NaN gradients poison Adam)
+        guard = DivergenceGuard(mods)
 
         def step():
             for grp in self.optimizer.param_groups:
@@ -323,12 +319,10 @@ class RandomGridNP:
                 loss, _ = self.loss(dat)
             except torch.linalg.LinAlgError:  # overflowing network: a Cholesky factor failed
                 loss = torch.tensor(math.nan)
+            # under torchrun, the mean over ranks: all ranks take the same decision
             val = sync.mean(loss) if sync.active else float(loss.detach())
-            if not math.isfinite(val):  # no update; back to the last verified values
-                mods.load_state_dict(good)
+            if not guard.admit(val):  # no update; the last verified values are back
                 return torch.tensor(val)
-            with torch.no_grad():
-                torch._foreach_copy_([good[k] for k in keys], [live[k].detach() for k in keys])
             loss.backward()
             sync.average_gradients()
             if self.config.grad_clip:
@@ -348,16 +342,15 @@ class RandomGridNP:
             r = optimize(
                 step,
                 steps=n,
-                params=None,  # ``step`` guards against divergence itself (see ``good``)
+                guard=guard,
                 progress=progress,
                 desc=f"{self.config.method} {self.problem.name}",
             )
             hist += r.loss_history
             spent += r.seconds
             done += r.steps
-            if r.steps < n:  # diverged; step() restored the last good state
-                # ``optimize`` counts steps within this chunk: report the step of the whole fit
-                msg, conv = r.message.replace(f"at step {r.steps} ", f"at step {done} ", 1), False
+            if r.steps < n:  # diverged (the guard restored the last good state)
+                msg, conv = r.message, False
                 break
             if callback is not None and done % callback_every == 0:
                 t0 = time.perf_counter()

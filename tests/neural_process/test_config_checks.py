@@ -118,6 +118,38 @@ def test_model_checks_overrides_and_assigned_config():
         RandomGridNP("poisson", config={"hidden": 8})
 
 
+@pytest.mark.parametrize("problem", ["poisson", "burgers"])
+@pytest.mark.parametrize("method", ["R0", "RGNP"])
+def test_gic_override_merges_into_the_preset(problem, method):
+    # ``RandomGridNP(..., gic={...})`` used to replace the preset's whole GICNet dict: the other
+    # settings fell back to GICNet's defaults (e.g. latent 20 for Burgers instead of 10, the
+    # RGNP poisson preset's ell_min 0.05 lost)
+    base = preset(problem, method, "smoke")
+    m = RandomGridNP(problem, method, size="smoke", gic={"rank": 2}, hidden=8)
+    assert m.config.gic == {**base.gic, "rank": 2} and m.config.hidden == 8
+    assert m.inverse_net.rank == 2 and m.inverse_net.latent == base.gic["latent"]
+    # the same through ``config=`` (overrides update the given configuration)
+    m = RandomGridNP(problem, config=base, gic={"head_layers": 1})
+    assert m.config.gic == {**base.gic, "head_layers": 1} and base.gic["head_layers"] == 2
+
+
+def test_gic_override_keeps_the_preset_lengthscale_floor():
+    m = RandomGridNP("poisson", "RGNP", size="smoke", gic={"rank": 2})
+    assert math.isclose(float(m.inverse_net.kip.log_ell.detach().exp().min()), 0.05, rel_tol=1e-5)
+
+
+def test_unknown_gic_keys_are_refused_naming_the_valid_ones():
+    for build in (
+        lambda: RandomGridNP("poisson", "RGNP", size="smoke", gic={"chanels": 4}),
+        lambda: RGNPConfig(gic={"chanels": 4}),
+        lambda: dataclasses.replace(preset("burgers", "R0"), gic={"dim_u": 2}),
+    ):
+        with pytest.raises(ValueError, match=r"gic: unknown GICNet setting.*'channels'"):
+            build()
+    with pytest.raises(TypeError, match="gic"):
+        RandomGridNP("poisson", "RGNP", size="smoke", gic=[("rank", 2)])
+
+
 @pytest.mark.parametrize(
     "name,bad,err",
     [

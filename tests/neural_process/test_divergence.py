@@ -56,3 +56,18 @@ def test_divergence_at_the_start_of_a_fit_chunk_restores_a_trainable_state():
     with torch.no_grad():
         assert all(math.isfinite(float(m.loss()[0])) for _ in range(3))
     assert _adam_state_finite(m)
+
+
+def test_the_guard_changes_nothing_on_finite_losses():
+    # one verified state across the fit's optimize() chunks: chunking (callbacks) and the
+    # guard's snapshots leave the trajectory bit-identical to one uninterrupted fit
+    ref = tiny()
+    r_ref = ref.fit(steps=9, progress=False)
+    for every in (1, 4):
+        m = tiny()
+        r = m.fit(steps=9, progress=False, callback=lambda model, step: None, callback_every=every)
+        assert r.loss_history == r_ref.loss_history and r.converged and m.step_count == 9
+        for (k, v), w in zip(m.net.state_dict().items(), ref.net.state_dict().values()):
+            assert torch.equal(v, w), k
+        for s, t in zip(m.optimizer.state.values(), ref.optimizer.state.values()):
+            assert all(torch.equal(s[k], t[k]) for k in ("exp_avg", "exp_avg_sq"))
