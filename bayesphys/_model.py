@@ -134,8 +134,9 @@ class DivergenceGuard:
     Parameters
     ----------
     params: tensors (updated in place) or a module (its state dict: parameters and buffers)
-        whose current values are the first verified state. Cost: one copy of them, refreshed
-        in place (one fused copy) on each finite loss.
+        whose current values are the first verified state. Cost: two copies of them (the
+        verified state and the one before it), one refreshed in place (one fused copy) on each
+        finite loss.
 
     Example
     -------
@@ -158,22 +159,48 @@ class DivergenceGuard:
             raise ValueError("params: expected tensors or a torch.nn.Module, received None")
         self._params = params if isinstance(params, torch.nn.Module) else list(params)
         self._snap = _snapshot(self._params)
+        # the verified state before the last admitted one (admit_gradients can take that back)
+        self._prev = _snapshot(self._params)
         self._checks = 0  # calls of admit(), to check that a step consulted the guard
         #: number of finite losses admitted so far (steps taken under this guard)
         self.steps = 0
+        #: why the last step was refused (None: not refused), for :func:`optimize`'s message
+        self.reason: str | None = None
 
     def admit(self, loss: torch.Tensor | float) -> bool:
         """``True`` if ``loss`` (a scalar) is finite: the current values, which it was computed
         from, become the verified state. ``False`` otherwise: the verified values are restored
         and the step must not update (no ``backward()``, no optimiser step)."""
         self._checks += 1
+        self.reason = None
         val = float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
         if not math.isfinite(val):
+            self.reason = f"loss {val}"
             self.restore()
             return False
+        self._snap, self._prev = self._prev, self._snap
         _refresh(self._snap)
         self.steps += 1
         return True
+
+    def admit_gradients(self, tensors: Iterable[torch.Tensor] | torch.nn.Module) -> bool:
+        r"""After ``backward()`` (and any clipping), before the optimiser step: ``True`` if every
+        gradient :math:`g` of ``tensors`` has finite :math:`g^2` in its own dtype -- what Adam's
+        second moment accumulates. ``False`` otherwise (a finite but huge loss can have
+        gradients whose squares overflow float32, which would leave Adam's moments infinite and
+        every later update NaN or zero): the update is refused, the verified values stay, and
+        the step must return a non-finite loss so that :func:`optimize` stops; :attr:`reason`
+        says why. The values whose gradients overflowed are not kept: the state verified before
+        them is restored (so the guard holds two copies of the tensors)."""
+        ts = tensors.parameters() if isinstance(tensors, torch.nn.Module) else tensors
+        sq = [g.detach().pow(2).sum() for t in ts if (g := t.grad) is not None]
+        if not sq or bool(torch.isfinite(torch.stack([q.double() for q in sq])).all()):
+            return True
+        self.reason = "gradients overflow: their squares are not finite in the parameters' dtype"
+        self._snap, self._prev = self._prev, self._snap  # these values are not verified after all
+        self.steps -= 1
+        self.restore()
+        return False
 
     def restore(self) -> None:
         """Copy the last verified values back into the live tensors."""
@@ -255,9 +282,8 @@ def optimize(
                     guard.restore()  # admit() already did, unless step() returned another loss
                 else:
                     _restore(params, good)
-                res.message = (
-                    f"diverged at step {offset + k} (loss {val}); restored the last good state"
-                )
+                why = guard.reason if guard is not None and guard.reason else f"loss {val}"
+                res.message = f"diverged at step {offset + k} ({why}); restored the last good state"
                 if raise_on_divergence:
                     raise DivergenceError(res.message)
                 break

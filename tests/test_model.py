@@ -194,6 +194,36 @@ def test_guard_keeps_the_verified_state_across_optimize_calls():
         optimize(step, steps=1, guard=guard, progress=False, raise_on_divergence=True)
 
 
+def test_guard_refuses_gradients_whose_squares_overflow():
+    # a finite loss with float32 gradients ~1e20: g^2 overflows, which would make Adam's second
+    # moment inf; the update is refused and the state verified before these values is restored
+    x = torch.nn.Parameter(torch.tensor([1.0]))
+    opt = torch.optim.Adam([x], lr=0.1)
+    guard = DivergenceGuard([x])
+    scale = {"k": 1.0}
+
+    def step():
+        opt.zero_grad()
+        loss = (scale["k"] * x).sum()
+        if not guard.admit(loss):
+            return loss
+        loss.backward()
+        if not guard.admit_gradients([x]):
+            return torch.tensor(float("nan"))
+        opt.step()
+        with torch.no_grad():
+            x.add_(1.0)  # the next values, not yet verified
+        scale["k"] = 1e20
+        return loss
+
+    res = optimize(step, steps=5, guard=guard, progress=False)
+    assert res.steps == 1 and "diverged at step 1 (gradients overflow" in res.message
+    assert guard.steps == 1 and guard.reason.startswith("gradients overflow")
+    # the values verified by the first step, before its update: not the overflowing ones
+    assert float(x.detach()) == 1.0
+    assert all(bool(torch.isfinite(v).all()) for v in opt.state[x].values())
+
+
 def test_guard_settings_are_checked():
     x = torch.nn.Parameter(torch.tensor(0.0))
     guard = DivergenceGuard([x])

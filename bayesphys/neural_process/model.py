@@ -327,6 +327,8 @@ class RandomGridNP:
             sync.average_gradients()
             if self.config.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip, foreach=True)
+            if not guard.admit_gradients(params):  # overflowing gradients would poison Adam
+                return torch.tensor(math.nan)
             self.optimizer.step()
             self.step_count += 1
             return torch.tensor(val) if sync.active else loss

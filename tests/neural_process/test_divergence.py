@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from tests.tiny_models import TINY_GIC
 from tests.tiny_models import tiny_rgnp as tiny
 
 
@@ -71,3 +72,24 @@ def test_the_guard_changes_nothing_on_finite_losses():
             assert torch.equal(v, w), k
         for s, t in zip(m.optimizer.state.values(), ref.optimizer.state.values()):
             assert all(torch.equal(s[k], t[k]) for k in ("exp_avg", "exp_avg_sq"))
+
+
+def test_overflowing_gradients_of_a_finite_loss_do_not_poison_adam():
+    # the preset's lengthscale floor (0.05) lets an absurd learning rate reach a finite loss of
+    # ~1e22 whose float32 gradients square to inf: before, Adam's second moment became inf, and
+    # every later fit diverged at its first step
+    m = tiny(gic=dict(TINY_GIC, ell_min=0.05))
+
+    def blow_up(model, step):
+        if step >= 3:
+            model.config.lr, model.config.grad_clip = 30.0, None
+
+    r = m.fit(steps=40, progress=False, callback=blow_up, callback_every=1)
+    assert not r.converged and "gradients overflow" in r.message
+    assert _adam_state_finite(m)
+    # the values whose gradients overflowed are not kept: the last loss is moderate again
+    with torch.no_grad():
+        assert all(float(m.loss()[0]) < 1e10 for _ in range(3))
+    m.config.lr = 1e-4  # the user lowers the learning rate and continues
+    r2 = m.fit(steps=3, progress=False)
+    assert r2.steps == 3 and all(math.isfinite(v) for v in r2.loss_history)
