@@ -193,8 +193,14 @@ class DivergenceGuard:
         says why. The values whose gradients overflowed are not kept: the state verified before
         them is restored (so the guard holds two copies of the tensors)."""
         ts = tensors.parameters() if isinstance(tensors, torch.nn.Module) else tensors
-        sq = [g.detach().pow(2).sum() for t in ts if (g := t.grad) is not None]
-        if not sq or bool(torch.isfinite(torch.stack([q.double() for q in sq])).all()):
+        gs = [g.detach() for t in ts if (g := t.grad) is not None]
+        if not gs:
+            return True
+        # one fused norm per tensor; max |g| <= ||g||, so ||g||^2 <= the dtype's largest value
+        # means no square overflows (an inf norm, from an inf square or an inf g, fails too)
+        norms = torch.stack(torch._foreach_norm(gs)).double()
+        top = float(norms.max()) if bool(torch.isfinite(norms).all()) else math.inf
+        if top * top <= min(torch.finfo(g.dtype).max for g in gs):
             return True
         self.reason = "gradients overflow: their squares are not finite in the parameters' dtype"
         self._snap, self._prev = self._prev, self._snap  # these values are not verified after all
