@@ -209,6 +209,10 @@ def simulate_and_infer(
         stack parameters and field into one tensor where both are inferred.
     infer:
         ``infer(data[i]) -> Posterior | Tensor`` (draws ``[L', *event]``) for one problem.
+        Draws returned as a tensor must be independent across problems: do not re-seed a
+        generator with the same seed for each problem (every problem would get the same
+        standard-normal draws, and SBC rejects even an exact posterior); seed one generator
+        per run, or return the ``Posterior`` and let this function draw.
     summaries:
         ``{name: f}`` with ``f: [*S, *event] -> [*S]``; default: every element of a small
         parameter vector (:func:`default_summaries`).

@@ -33,9 +33,13 @@ def calibrate_rows(quick: bool, seed: int) -> list[dict]:
     model = RandomGridNP("poisson", "RGNP", seed=seed)
     model.fit(poisson_sensor_data(1000, seed=1), steps=steps, progress=False)
 
+    # one generator for the whole run, advancing from problem to problem: re-seeding it for
+    # each problem gave every problem the same standard-normal draws, which makes SBC reject
+    # even an exact posterior (the ranks all come from one fixed set of draws)
+    g = torch.Generator(device=model.device).manual_seed(seed)
+
     def infer(d: dict) -> torch.Tensor:
         post = model.parameter_posterior(d["x"], d["y"], d["w"])
-        g = torch.Generator(device=post.device).manual_seed(seed)
         return post.sample((2 * n_draws + 2,), generator=g).reshape(-1, 5).double().cpu()
 
     return calibration_rows(

@@ -44,9 +44,13 @@ def calibrate_rows(quick: bool, seed: int) -> list[dict]:
     }
 
     def infer(method: str):
+        # one generator per run, advancing from problem to problem: re-seeding it for each
+        # problem gave every problem the same standard-normal draws, which makes SBC reject
+        # even an exact posterior (the ranks all come from one fixed set of draws)
+        g = torch.Generator(device=model.device).manual_seed(seed)
+
         def f(d: GPMEData) -> torch.Tensor:
             post = model.posterior(d, method=method)
-            g = torch.Generator(device=post.device).manual_seed(seed)
             return post.sample((2 * n_draws + 2,), generator=g).reshape(-1, x.numel())
 
         return f
