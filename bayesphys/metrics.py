@@ -187,13 +187,31 @@ def _as_cloud(x, name: str) -> Tensor:
     return x
 
 
+def _ot_weights(w, n: int, name: str):
+    """Uniform ``[n]`` for ``None``, else ``w`` checked and normalised to sum 1 (float64)."""
+    import numpy as np
+
+    if w is None:
+        return np.full(n, 1 / n)
+    w = torch.as_tensor(w).detach().to("cpu", torch.float64).numpy()
+    if w.shape != (n,):
+        raise ValueError(
+            f"{name}: expected shape ({n},) (one weight per point), received {w.shape}"
+        )
+    if not (np.isfinite(w).all() and (w >= 0).all() and w.sum() > 0):
+        raise ValueError(f"{name}: expected finite non-negative weights with a positive sum")
+    return w / w.sum()
+
+
 def wasserstein(x: Tensor, y: Tensor, p: int = 2, weights_x=None, weights_y=None) -> Tensor:
-    r"""Exact :math:`W_p` between point clouds ``x [n, d]`` and ``y [m, d]`` (uniform weights).
+    r"""Exact :math:`W_p` between point clouds ``x [n, d]`` and ``y [m, d]``.
 
     Solves the discrete optimal-transport linear programme with POT's ``ot.emd2`` on the
-    ground cost :math:`\lVert x_i - y_j\rVert^p`, then returns the ``p``-th root.
+    ground cost :math:`\lVert x_i - y_j\rVert^p`, then returns the ``p``-th root. Weights are
+    uniform unless ``weights_x [n]`` / ``weights_y [m]`` (non-negative, positive total) are
+    given; they are normalised to probability vectors (unnormalised masses would scale
+    :math:`W_p^p` by the total mass).
     """
-    import numpy as np
     import ot
 
     if p not in (1, 2):
@@ -206,8 +224,8 @@ def wasserstein(x: Tensor, y: Tensor, p: int = 2, weights_x=None, weights_y=None
     cost = ot.dist(xd, yd, metric="euclidean")
     if p == 2:
         cost = cost**2
-    a = np.full(len(xd), 1 / len(xd)) if weights_x is None else np.asarray(weights_x, float)
-    b = np.full(len(yd), 1 / len(yd)) if weights_y is None else np.asarray(weights_y, float)
+    a = _ot_weights(weights_x, len(xd), "weights_x")
+    b = _ot_weights(weights_y, len(yd), "weights_y")
     val = float(ot.emd2(a, b, cost, numItermax=1_000_000))
     return torch.tensor(
         max(val, 0.0) ** (1 / p),

@@ -136,3 +136,28 @@ def test_mmd_zero_for_same_and_positive_for_shift():
     assert float(mmd(x, x)) == pytest.approx(0.0, abs=1e-6)
     assert float(mmd(x, x + 3)) > 0.1
     assert math.isfinite(float(mmd(x, torch.randn(80, 2, generator=gen))))
+
+
+# ``wasserstein`` with explicit point weights: probability vectors, whatever their scale
+
+
+def test_wasserstein_weights_are_normalised_and_match_scipy():
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(6, 1, generator=gen, dtype=torch.float64)
+    y = torch.randn(4, 1, generator=gen, dtype=torch.float64) + 0.5
+    # equal weights of any scale are the uniform measure (before: W1 times the total mass, 3)
+    assert float(wasserstein(x[:3], y[:3], p=1, weights_x=[1, 1, 1], weights_y=[1, 1, 1])) == (
+        pytest.approx(float(wasserstein(x[:3], y[:3], p=1)), rel=1e-10)
+    )
+    wx = torch.tensor([1.0, 2.0, 0.5, 3.0, 1.0, 2.5], dtype=torch.float64)
+    wy = torch.tensor([2.0, 1.0, 1.0, 4.0], dtype=torch.float64)
+    ref = scipy.stats.wasserstein_distance(x[:, 0], y[:, 0], wx, wy)
+    assert float(wasserstein(x, y, p=1, weights_x=wx, weights_y=wy)) == pytest.approx(ref, rel=1e-8)
+
+
+def test_wasserstein_refuses_bad_weights():
+    x = torch.zeros(3, 1, dtype=torch.float64)
+    with pytest.raises(ValueError, match="weights_x: expected shape"):
+        wasserstein(x, x, weights_x=[1.0, 1.0])
+    with pytest.raises(ValueError, match="weights_y: expected finite non-negative"):
+        wasserstein(x, x, weights_y=[1.0, -1.0, 1.0])
