@@ -43,6 +43,7 @@ from .coverage import (
     expected_coverage,
     field_calibration_curve,
     hdi_coverage,
+    hdi_pit,
     score_summary,
     tarp,
 )
@@ -96,6 +97,7 @@ __all__ = [
     "fit_record_recalibration",
     "front_position",
     "hdi_coverage",
+    "hdi_pit",
     "is_calibrated",
     "pit_ecdf",
     "plot_pit_ecdf",

@@ -116,7 +116,7 @@ def analyse(
     """All diagnostics of a :class:`SimulationRecord` (ranks, tests, coverage, TARP, scores)."""
     ranks = sbc_ranks(record.truth, record.draws, seed=seed)
     nominal, cen = expected_coverage(record.truth, record.draws, levels, "central", seed=seed)
-    _, hdi = expected_coverage(record.truth, record.draws, levels, "hdi")
+    _, hdi = expected_coverage(record.truth, record.draws, levels, "hdi", seed=seed)
     return CalibrationResult(
         problem=problem,
         method=method,
