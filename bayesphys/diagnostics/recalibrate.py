@@ -10,7 +10,8 @@ trained on, and both evaluated on a *further* held-out set whose coverage is rep
   (the Gaussian maximum-likelihood scale); ``method="conformal"`` takes
   :math:`s = \hat q_{\lceil (n+1)\alpha\rceil/n}(|z|) / \Phi^{-1}((1+\alpha)/2)`, the split-conformal
   scale that makes the central :math:`\alpha` interval cover at least :math:`\alpha` of
-  exchangeable new points.
+  exchangeable new points (a ``ValueError`` when :math:`\lceil (n+1)\alpha\rceil > n`, e.g.
+  fewer than 9 scores at :math:`\alpha = 0.9`: no finite scale has that guarantee).
 * **quantile recalibration** (Kuleshov, Fenner, Ermon 2018, "Accurate uncertainties for deep
   learning using calibrated regression", ICML) — with PIT values :math:`p = F_i(u_i)` over the
   held-out points, the isotonic map :math:`R(p) = \hat P(\mathrm{PIT} \le p)` (the empirical CDF of
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 from typing import Any
 
 import torch
@@ -155,7 +157,16 @@ class Recalibrator:
             return cls(method, scale=float(z.pow(2).mean().sqrt()), n_grid=n_grid)
         level = _check_level(level)
         n = z.numel()
-        k = min(n, math.ceil((n + 1) * level))
+        # exact rational arithmetic on the level's shortest decimal form: in floats,
+        # (n + 1) * level can land just above an integer (n = 99, level = 0.55:
+        # 55.00000000000001) and take the next order statistic
+        lv = Fraction(repr(level))
+        k = math.ceil((n + 1) * lv)
+        if k > n:  # no order statistic has the guarantee: the conformal interval is unbounded
+            raise ValueError(
+                f"z: expected at least {math.ceil(lv / (1 - lv))} held-out z-scores for a "
+                f"finite conformal scale at level {level}, received {n}"
+            )
         qz = float(z.abs().sort().values[k - 1])
         s = qz / float(torch.special.ndtri(torch.tensor((1 + level) / 2, dtype=torch.float64)))
         return cls(method, scale=s, n_grid=n_grid)

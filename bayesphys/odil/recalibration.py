@@ -43,7 +43,8 @@ def fit_recalibration_map(
     z: Tensor, level: float = 0.9, *, shift: bool = True
 ) -> tuple[Tensor, Tensor]:
     r"""Per-parameter ``(shift b [p], sd scale s [p])`` from held-out z-scores ``z [n, p]``
-    (module docstring). Raises on NaN or fewer than 2 rows."""
+    (module docstring). Raises on NaN, fewer than 2 rows, or too few rows for a finite
+    split-conformal scale (fewer than 9 at ``level = 0.9``)."""
     z = torch.as_tensor(z, dtype=torch.float64)
     if z.ndim != 2 or z.shape[0] < 2:
         raise ValueError(f"z: expected shape [n >= 2, p], received {tuple(z.shape)}")

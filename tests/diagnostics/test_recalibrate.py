@@ -152,3 +152,17 @@ def test_constructor_refuses_maps_that_cannot_work():
         Recalibrator("quantile").wrap(GaussianPosterior(torch.zeros(3), torch.eye(3)))
     with pytest.raises(ValueError, match="n_grid"):
         Recalibrator("zscore", scale=1.0, n_grid=1)
+
+
+def test_conformal_scale_takes_the_exact_order_statistic_and_refuses_too_few_scores():
+    # |z| = 1..99: the split-conformal scale at level 0.55 is the ceil(100 * 0.55) = 55th
+    # smallest |z|; in floats 100 * 0.55 = 55.00000000000001 took the 56th
+    z = torch.arange(1, 100, dtype=torch.float64)
+    zq = float(torch.special.ndtri(torch.tensor(0.775, dtype=torch.float64)))
+    rec = Recalibrator.from_z(z, method="conformal", level=0.55)
+    assert rec.scale == pytest.approx(55.0 / zq, rel=1e-12)
+    # 8 scores at level 0.9: ceil(9 * 0.9) = 9 > 8, no finite scale has the guarantee (it used to
+    # take the largest score silently)
+    with pytest.raises(ValueError, match="at least 9 held-out z-scores"):
+        Recalibrator.from_z(torch.ones(8, dtype=torch.float64), method="conformal", level=0.9)
+    assert Recalibrator.from_z(torch.ones(9, dtype=torch.float64), method="conformal").scale > 0
