@@ -175,6 +175,7 @@ def rows_table(rows: Iterable[Mapping[str, Any]], digits: int = 3) -> str:
     """Markdown table of flat result rows (the union of their keys as columns, in order of
     appearance; floats to ``digits`` decimals, or in e-notation below ``10^-digits``; missing
     cells as "–"; no rows: "(no rows)"). For ablation scripts."""
+    digits = check_int("digits", digits, minimum=1)
     rows = list(rows)
     if not rows:
         return "(no rows)"

@@ -90,13 +90,6 @@ def kron_matvec(factors: list[Tensor], z: Tensor) -> Tensor:
 
 def diagonal(cov: LinearOperator) -> Tensor:
     """Diagonal ``[*batch, N]`` of a covariance operator, using its structure."""
-    if isinstance(cov, KroneckerProductLinearOperator):
-        d = None
-        for f in cov.linear_ops:
-            fd = f.diagonal()
-            # outer product over the last dim only (torch.kron would also mix the batch dims)
-            d = fd if d is None else (d.unsqueeze(-1) * fd.unsqueeze(-2)).flatten(-2)
-        return d
     if isinstance(cov, LowRankRootAddedDiagLinearOperator):
         root = to_dense(cov._linear_op.root)
         return root.pow(2).sum(-1) + cov._diag_tensor.diagonal()

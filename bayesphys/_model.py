@@ -166,6 +166,7 @@ class DivergenceGuard:
         self.steps = 0
         #: why the last step was refused (None: not refused), for :func:`optimize`'s message
         self.reason: str | None = None
+        self._admitted = False  # the last admit() verified the current values
 
     def admit(self, loss: torch.Tensor | float) -> bool:
         """``True`` if ``loss`` (a scalar) is finite: the current values, which it was computed
@@ -173,6 +174,7 @@ class DivergenceGuard:
         and the step must not update (no ``backward()``, no optimiser step)."""
         self._checks += 1
         self.reason = None
+        self._admitted = False
         val = float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
         if not math.isfinite(val):
             self.reason = f"loss {val}"
@@ -181,6 +183,7 @@ class DivergenceGuard:
         self._snap, self._prev = self._prev, self._snap
         _refresh(self._snap)
         self.steps += 1
+        self._admitted = True  # admit_gradients may still take these values back, once
         return True
 
     def admit_gradients(self, tensors: Iterable[torch.Tensor] | torch.nn.Module) -> bool:
@@ -196,15 +199,19 @@ class DivergenceGuard:
         gs = [g.detach() for t in ts if (g := t.grad) is not None]
         if not gs:
             return True
-        # one fused norm per tensor; max |g| <= ||g||, so ||g||^2 <= the dtype's largest value
-        # means no square overflows (an inf norm, from an inf square or an inf g, fails too)
-        norms = torch.stack(torch._foreach_norm(gs)).double()
-        top = float(norms.max()) if bool(torch.isfinite(norms).all()) else math.inf
-        if top * top <= min(torch.finfo(g.dtype).max for g in gs):
+        # max |g| of each tensor in one fused call (inf and NaN propagate); no square overflows
+        # iff max |g|^2 fits the tensor's dtype
+        tops = torch._foreach_norm(gs, math.inf)
+        if all(
+            math.isfinite(t := float(n)) and t * t <= torch.finfo(g.dtype).max
+            for n, g in zip(tops, gs)
+        ):
             return True
         self.reason = "gradients overflow: their squares are not finite in the parameters' dtype"
-        self._snap, self._prev = self._prev, self._snap  # these values are not verified after all
-        self.steps -= 1
+        if self._admitted:  # the values admit() just verified are not verified after all
+            self._snap, self._prev = self._prev, self._snap
+            self.steps -= 1
+            self._admitted = False
         self.restore()
         return False
 

@@ -261,3 +261,9 @@ def test_demo_runs_the_named_components(tmp_path, capsys):
     assert cli.main(["demo", "--out", str(tmp_path), "--only", "gp_pde"]) == 0
     assert sorted(p.name for p in tmp_path.glob("*.nc")) == ["core.nc", "gp_pde.nc"]
     assert "gp_pde" in capsys.readouterr().out
+
+
+def test_rows_table_refuses_zero_digits():
+    # digits=0 built the format "{v:.-1e}" for small values and crashed
+    with pytest.raises(ValueError, match="digits"):
+        rows_table([{"a": 0.5}], digits=0)

@@ -235,3 +235,19 @@ def test_guard_settings_are_checked():
         optimize(lambda: 0.0, steps=1, guard=guard, progress=False)
     with pytest.raises(ValueError, match="params"):
         DivergenceGuard(None)
+
+
+def test_guard_gradient_check_is_exact_and_takes_values_back_only_once():
+    x = torch.nn.Parameter(torch.ones(10_000))  # float32
+    guard = DivergenceGuard([x])
+    # squares of 1e18 (1e36) fit float32 although the norm's square (1e40) does not: accepted
+    x.grad = torch.full_like(x, 1e18)
+    assert guard.admit(torch.tensor(1.0)) and guard.admit_gradients([x])
+    with torch.no_grad():
+        x.fill_(2.0)
+    assert guard.admit(torch.tensor(1.0)) and guard.steps == 2
+    x.grad = torch.full_like(x, 1e20)  # squares overflow: these values (2.0) are taken back
+    assert not guard.admit_gradients([x]) and guard.steps == 1
+    assert bool((x == 1.0).all())
+    # a second refusal without a new admit() keeps the same verified state and count
+    assert not guard.admit_gradients([x]) and guard.steps == 1 and bool((x == 1.0).all())

@@ -47,7 +47,7 @@ from .coverage import (
     score_summary,
     tarp,
 )
-from .recalibrate import RecalibratedPosterior, Recalibrator, fit_recalibration
+from .recalibrate import RecalibratedPosterior, Recalibrator, conformal_rank, fit_recalibration
 from .record_recal import (
     AffineMap,
     RecordRecalibration,
@@ -83,6 +83,7 @@ __all__ = [
     "DEFAULT_LEVELS",
     "RecalibratedPosterior",
     "Recalibrator",
+    "conformal_rank",
     "RecordRecalibration",
     "ShapeMap",
     "SimulationRecord",

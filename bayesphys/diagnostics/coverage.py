@@ -42,6 +42,7 @@ import torch
 from scipy import stats
 from torch import Tensor
 
+from .._checks import check_int
 from ..metrics import calibration_curve, crps_samples, gaussian_nll
 from ..posterior import _check_level
 from .sbc import check_truth_draws
@@ -86,6 +87,8 @@ def hdi_pit(truth: Tensor, draws: Tensor, *, seed: int = 0, max_sizes: int = 100
     truth lies deep inside the sample HDI.
     """
     check_truth_draws(truth, draws)
+    seed = check_int("seed", seed)
+    max_sizes = check_int("max_sizes", max_sizes, minimum=1)
     pool = torch.cat([truth[:, None, :], draws], 1)  # [N, n, K], the truth first
     n = pool.shape[1]
     s = pool.sort(1).values

@@ -36,7 +36,7 @@ from .._checks import check_int
 from .._device import check_finite
 from ..posterior import Posterior, _check_level, _q_tensor, _size
 
-__all__ = ["Recalibrator", "RecalibratedPosterior", "fit_recalibration"]
+__all__ = ["conformal_rank", "Recalibrator", "RecalibratedPosterior", "fit_recalibration"]
 
 _LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
@@ -68,6 +68,22 @@ def _interp_rows(x: Tensor, xp: Tensor, fp: Tensor) -> Tensor:
     f0, f1 = fp.gather(-1, idx - 1), fp.gather(-1, idx)
     t = ((x - x0) / (x1 - x0).clamp_min(torch.finfo(x.dtype).tiny)).clamp(0, 1)
     return f0 + t * (f1 - f0)
+
+
+def conformal_rank(n: int, level: float) -> int | None:
+    r"""Split-conformal order statistic :math:`k = \lceil (n+1)\,\mathrm{level}\rceil` of ``n``
+    calibration scores, or ``None`` when :math:`k > n` (no finite quantile has the guarantee).
+
+    Exact rational arithmetic on the level's shortest decimal form: in floats,
+    ``(n + 1) * level`` can land just above an integer (``n = 99``, ``level = 0.55``:
+    ``55.00000000000001``) and take the next order statistic.
+
+    >>> conformal_rank(99, 0.55), conformal_rank(8, 0.9)
+    (55, None)
+    """
+    n = check_int("n", n, minimum=0)
+    k = math.ceil((n + 1) * Fraction(repr(_check_level(level))))
+    return k if k <= n else None
 
 
 class Recalibrator:
@@ -153,16 +169,14 @@ class Recalibrator:
         z = z.double().flatten()
         if z.numel() == 0:
             raise ValueError("z: expected at least one held-out z-score, received none")
+        check_finite("z", z)
         if method == "zscore":
             return cls(method, scale=float(z.pow(2).mean().sqrt()), n_grid=n_grid)
         level = _check_level(level)
         n = z.numel()
-        # exact rational arithmetic on the level's shortest decimal form: in floats,
-        # (n + 1) * level can land just above an integer (n = 99, level = 0.55:
-        # 55.00000000000001) and take the next order statistic
-        lv = Fraction(repr(level))
-        k = math.ceil((n + 1) * lv)
-        if k > n:  # no order statistic has the guarantee: the conformal interval is unbounded
+        k = conformal_rank(n, level)
+        if k is None:  # no order statistic has the guarantee: the conformal interval is unbounded
+            lv = Fraction(repr(level))
             raise ValueError(
                 f"z: expected at least {math.ceil(lv / (1 - lv))} held-out z-scores for a "
                 f"finite conformal scale at level {level}, received {n}"

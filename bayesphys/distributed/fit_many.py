@@ -243,8 +243,10 @@ class FitManyResult:
         the row, ``None`` for rows resumed from files written before it was recorded).
     per_problem: problem id -> ``{group: xarray.Dataset}`` of each successful problem.
     executor: name of the runner used; ``workers``: its worker count where known.
-    seed: the base seed of this call: the ``seed`` given, or the one drawn for ``seed=None``;
-        ``fit_many(..., seed=result.seed)`` repeats the per-problem seeds and the draws.
+    seed: the base seed of this call: the ``seed`` given; for ``seed=None``, that of the
+        resumed records when they share one, else a drawn one. ``fit_many(..., seed=result.seed)``
+        repeats the per-problem seeds and the draws (rows resumed from records of several base
+        seeds keep theirs: see the table's ``base_seed``).
     """
 
     idata: Any
@@ -442,7 +444,7 @@ def fit_many(
                 problem_id=pid,
                 problem=prob,
                 build=build,
-                seed=problem_seed(base, pid),
+                seed=None,  # set below, once the base seed is settled
                 threads=threads_per_worker,
                 fit_kwargs=dict(fit_kwargs or {}),
                 posterior_kwargs=dict(posterior_kwargs or {}),
@@ -452,6 +454,15 @@ def fit_many(
                 name=name,
             )
         )
+
+    if seed is None:
+        # a resumed run keeps the base seed its records were fitted with (when they agree), so
+        # result.seed repeats the whole run; otherwise the drawn one
+        bases = {rec.get("base_seed") for rec in records.values()}
+        if len(bases) == 1 and None not in bases:
+            base = _check_seed(bases.pop())
+    for task in todo:
+        task.seed = problem_seed(base, task.problem_id)
 
     runner_name, workers = "none (all resumed)", None
     if todo:

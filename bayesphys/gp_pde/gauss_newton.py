@@ -49,9 +49,10 @@ objective decreases monotonically (up to round-off). Stops when the relative ste
 can only compare round-off (it used to reject full steps 1e3x closer to the optimum and stop on
 a tiny backtracked step); since a CG direction has
 :math:`\|\delta\|^2 \le \delta^\top H\delta = -\nabla\mathcal J^\top\delta` (:math:`H \succeq I`),
-the step changes :math:`\mathcal J` only at that round-off scale and is taken in full; the iteration
-then also stops (converged) once :math:`\|\nabla\mathcal J\|` no longer decreases (its round-off
-floor).
+the step changes :math:`\mathcal J` only at that round-off scale and is taken in full when
+:math:`\mathcal J` rises by at most that round-off (else the Armijo search runs as usual); the
+iteration then also stops (converged) once :math:`\|\nabla\mathcal J\|` no longer decreases (its
+round-off floor).
 
 **Posterior** (linearised at :math:`U^\star`, Laplace/Gauss-Newton): draws of :math:`U` are exact
 for the linearisation with the exact Jacobian, by perturb-and-solve through the same PCG:
@@ -89,7 +90,7 @@ class GaussNewtonKronSolve:
     ``op.cubic`` must be true; ``tau2`` :math:`>0`, ``gamma`` :math:`>0`. ``solve(f, g, u0=...)``
     with ``f`` ``[n_1..n_d]`` and ``g`` ``[N_b]`` returns ``U`` ``[n_1..n_d]`` and records
     ``iterations`` (Gauss-Newton steps), ``cg_iters`` (total CG iterations), ``objective``
-    (:math:`\mathcal J` per iterate, non-increasing), ``step_norms`` (relative steps),
+    (:math:`\mathcal J` per iterate, non-increasing up to round-off), ``step_norms`` (relative steps),
     ``grad_norms`` and ``converged``.
     """
 
@@ -332,7 +333,11 @@ class GaussNewtonKronSolve:
                 w_new = w + alpha * delta
                 u_new, rho_new, e_new = self._parts(w_new)
                 J_new = self._value(w_new, rho_new, e_new)
-                if math.isfinite(J_new) and (flat or J_new <= J + 1e-4 * alpha * slope):
+                if math.isfinite(J_new) and (
+                    J_new <= J + 1e-4 * alpha * slope
+                    # round-off regime: an increase of J at round-off level is accepted
+                    or (flat and J_new <= J + _ROUNDOFF * torch.finfo(w.dtype).eps * abs(J))
+                ):
                     accepted = True
                     break
                 alpha *= 0.5

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_real
+from ..diagnostics.recalibrate import conformal_rank
 from ..metrics import mmd, wasserstein
 
 __all__ = [
@@ -187,11 +188,9 @@ def conformal_radius(scores: Sequence[float], alpha: float = 0.1) -> float:
         raise ValueError("scores: expected at least one calibration score")
     if np.isnan(s).any():
         raise ValueError("scores: expected no NaN calibration scores")
-    # exact rational arithmetic on alpha's shortest decimal form: in floats, (n + 1) * (1 - alpha)
-    # can land just above an integer (alpha = 0.95, n = 19: 1.0000000000000009) and take the
-    # next order statistic
-    k = math.ceil((n + 1) * (1 - Fraction(repr(alpha))))
-    return float(s[k - 1]) if k <= n else math.inf
+    # exact rational arithmetic (in floats, alpha = 0.95, n = 19 took the next order statistic)
+    k = conformal_rank(n, float(1 - Fraction(repr(alpha))))
+    return float(s[k - 1]) if k is not None else math.inf
 
 
 def conformal_coverage(

@@ -6,6 +6,7 @@ their reduced sizes, and Keras' default initialisation used by R0. The methods a
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 from dataclasses import dataclass, field
@@ -162,7 +163,10 @@ def with_overrides(cfg: RGNPConfig, **overrides: Any) -> RGNPConfig:
     if "gic" in overrides:
         _check_gic(overrides["gic"])
         overrides = {**overrides, "gic": {**cfg.gic, **overrides["gic"]}}
-    return dataclasses.replace(cfg, **overrides) if overrides else cfg
+    # always a new object with its own ``gic`` dict: a model must not share its config with the
+    # caller (a later ``cfg.hidden *= 2`` would change the model's record of its own sizes)
+    gic = copy.deepcopy(overrides.pop("gic", cfg.gic))
+    return dataclasses.replace(cfg, **overrides, gic=gic)
 
 
 #: Reduced network sizes (``preset(..., size=)``): ``"small"`` trains the demo in ~20 s on one

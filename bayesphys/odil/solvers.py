@@ -214,6 +214,10 @@ def minimize(
                 new_loss = 0.5 * float((fn(x_new) ** 2).sum())
             if not math.isfinite(new_loss):
                 new_loss = math.inf
+            if method == "gn" and not math.isfinite(new_loss):
+                # undamped step into overflow: keep the last finite iterate (LM rejects it)
+                res.message = f"diverged at step {k}"
+                break
             gain = (loss - new_loss) / pred if pred > 0 else -1.0
             if method == "gn" or gain > 0:
                 rel = (loss - new_loss) / max(abs(loss), 1e-300)

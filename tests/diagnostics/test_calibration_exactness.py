@@ -7,9 +7,10 @@ distribution; the tolerances are several Monte Carlo standard errors.
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from bayesphys.diagnostics import expected_coverage, hdi_coverage, tarp
+from bayesphys.diagnostics import expected_coverage, hdi_coverage, hdi_pit, tarp
 
 
 def _exact(n: int, n_draws: int, k: int, gen: torch.Generator):
@@ -112,3 +113,13 @@ def test_field_coverage_of_exact_draws_is_nominal_at_small_L():
         obs = rec.field_coverage.mean(0)
         for lv, o in zip((0.5, 0.9), obs.tolist()):
             assert abs(o - lv) < 4 * (lv * (1 - lv) / (2 * n)) ** 0.5, (n_draws, lv, o)
+
+
+def test_hdi_rank_settings_are_checked():
+    # max_sizes = 0 left every depth equal, so u was the tie-break alone: "nominal" for any draws
+    truth = torch.zeros(5, 1, dtype=torch.float64)
+    draws = torch.randn(5, 9, 1, dtype=torch.float64)
+    with pytest.raises(ValueError, match="max_sizes"):
+        hdi_pit(truth, draws, max_sizes=0)
+    with pytest.raises(TypeError, match="seed"):
+        hdi_pit(truth, draws, seed=1.7)

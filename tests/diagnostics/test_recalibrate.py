@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -166,3 +168,9 @@ def test_conformal_scale_takes_the_exact_order_statistic_and_refuses_too_few_sco
     with pytest.raises(ValueError, match="at least 9 held-out z-scores"):
         Recalibrator.from_z(torch.ones(8, dtype=torch.float64), method="conformal", level=0.9)
     assert Recalibrator.from_z(torch.ones(9, dtype=torch.float64), method="conformal").scale > 0
+
+
+def test_conformal_scale_refuses_nan_scores():
+    z = torch.cat([torch.randn(100, dtype=torch.float64), torch.tensor([math.nan])])
+    with pytest.raises(ValueError, match="z"):
+        Recalibrator.from_z(z, method="conformal")

@@ -361,6 +361,12 @@ def test_a_drawn_base_seed_is_recorded_and_reproduces_the_run(tmp_path):
     # resumed rows report the base seed of the run that fitted them
     resumed = fit_many(probs, _toy.build, seed=None, out=tmp_path, **kw)
     assert resumed.table["resumed"].all() and resumed.table["base_seed"].tolist() == [base, base]
+    # ... and the call reports that base seed, not a new draw; a partly resumed run fits the
+    # rest with it, so the whole table repeats with seed=result.seed
+    assert resumed.seed == base
+    (tmp_path / "p001.json").unlink()
+    partly = fit_many(probs, _toy.build, seed=None, out=tmp_path, **kw)
+    assert partly.seed == base and partly.table["seed"].tolist() == first.table["seed"].tolist()
     # a numpy integer is recorded as a Python int (JSON), a string is refused up front
     assert type(fit_many({}, _toy.build, seed=np.int64(5), **kw).seed) is int
     with pytest.raises(TypeError, match="seed: expected int, received str"):

@@ -268,3 +268,19 @@ def test_replace_revalidates():
     cfg = RGNPConfig()
     with pytest.raises(ValueError, match="n_points"):
         dataclasses.replace(cfg, n_points=0)
+
+
+def test_the_model_does_not_share_its_config_with_the_caller():
+    # before, RandomGridNP(config=cfg) kept cfg itself (and with overrides, cfg.gic): a later
+    # cfg.hidden *= 2 changed the model's record of its own sizes, and load() then failed
+    from bayesphys.neural_process import RandomGridNP
+
+    cfg = preset("poisson", "RGNP", size="smoke")
+    m = RandomGridNP("poisson", "RGNP", config=cfg, seed=0)
+    hidden, rank = m.config.hidden, m.config.gic["rank"]
+    cfg.hidden *= 2
+    cfg.gic["rank"] += 1
+    assert (m.config.hidden, m.config.gic["rank"]) == (hidden, rank)
+    m2 = RandomGridNP("poisson", "RGNP", config=cfg, seed=0, gic={"ell_min": 0.01})
+    cfg.gic["rank"] += 1
+    assert m2.config.gic["rank"] == cfg.gic["rank"] - 1 and m2.config.gic["ell_min"] == 0.01

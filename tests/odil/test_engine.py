@@ -243,3 +243,19 @@ def test_pack_takes_a_plain_number_for_a_one_element_parameter():
     prob = DiscreteProblem({"u": (3,)}, {"k": torch.zeros(1)}, lambda f, p: {"a": p["k"] - 2})
     _, p = prob.unpack(prob.pack(params={"k": 2.5}))
     assert p["k"].tolist() == [2.5]
+
+
+def test_gauss_newton_keeps_the_last_finite_iterate_when_a_step_overflows():
+    # r(c) = exp(c) - 1 from c = -30: the undamped step is ~1e13, whose residual overflows;
+    # before, minimize returned that point (loss inf) with "diverged"
+    def res(fields, params):
+        return {"r": torch.exp(params["c"]).reshape(1) - 1.0}
+
+    prob = DiscreteProblem({}, {"c": -30.0}, res)
+    x0 = prob.initial()
+    x, out = minimize(prob, x0, method="gn", steps=5, linear_solver="dense")
+    assert "diverged at step 0" in out.message
+    assert torch.equal(x, x0) and out.loss_history == [pytest.approx(0.5)]
+    # LM rejects the step instead and stays finite
+    x, out = minimize(prob, x0, method="lm", steps=5, linear_solver="dense")
+    assert torch.isfinite(x).all() and all(math.isfinite(v) for v in out.loss_history)
