@@ -41,9 +41,10 @@ def test_only_keeps_the_other_examples_sections(tmp_path, monkeypatch, capsys):
     text = page.read_text()
     assert calls == ["alpha", "beta-two", "beta-two"]
     assert "## `alpha`" in text and "gallery/alpha/fig.png" in text and "## `beta-two`" in text
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as err:
         mod.main(["--only", "gamma"])  # a typo is refused, the page is left alone
-    assert page.read_text() == text and "--only" in capsys.readouterr().err
+    assert err.value.code == 2 and "--only: unknown" in capsys.readouterr().err
+    assert page.read_text() == text
 
 
 def test_a_failing_example_is_on_the_page_and_in_the_exit_status(tmp_path, monkeypatch):

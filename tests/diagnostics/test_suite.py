@@ -79,10 +79,13 @@ def test_core_quick_end_to_end(tmp_path):
     assert (tmp_path / "calibration_core.png").exists()
 
 
-def test_quick_run_without_out_writes_to_a_temporary_folder(monkeypatch, exact_model):
+def test_quick_run_without_out_writes_to_a_temporary_folder(monkeypatch, exact_model, tmp_path):
     """A quick run with out=None must not touch the committed results (it used to hand
     out=None to write_results, which wrote benchmarks/results/calibration.json)."""
+    import tempfile
+
     monkeypatch.setattr(suite, "load_hook", lambda comp: _fake_hook(exact_model))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the temporary folder: here
     path = suite.run_calibration("odil", quick=True, out=None, seed=0)
-    assert "benchmarks" not in path.parts and path.name == "calibration.json"
+    assert path.is_relative_to(tmp_path) and path.name == "calibration.json"
     assert json.loads(path.read_text())["rows"][0]["setting"]["quick"] is True

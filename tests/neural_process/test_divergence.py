@@ -68,8 +68,10 @@ def test_the_guard_changes_nothing_on_finite_losses():
         m = tiny()
         r = m.fit(steps=9, progress=False, callback=lambda model, step: None, callback_every=every)
         assert r.loss_history == r_ref.loss_history and r.converged and m.step_count == 9
+        assert len(m.net.state_dict()) == len(ref.net.state_dict())
         for (k, v), w in zip(m.net.state_dict().items(), ref.net.state_dict().values()):
             assert torch.equal(v, w), k
+        assert len(m.optimizer.state) == len(ref.optimizer.state) > 0
         for s, t in zip(m.optimizer.state.values(), ref.optimizer.state.values()):
             assert all(torch.equal(s[k], t[k]) for k in ("exp_avg", "exp_avg_sq"))
 
