@@ -202,9 +202,13 @@ def _check_resumable(cfg: dict[str, Any]) -> None:
                 f"{ {k: v[0] for k, v in diff.items()} } than this run's "
                 f"{ {k: v[1] for k, v in diff.items()} }; pass --no-resume or another --out"
             )
-    if os.environ.get("RANK", "0") == "0":
+    # only a run that writes the checkpoint records its settings: with --no-resume nothing is
+    # checkpointed, and rewriting the record would let a later run resume the old checkpoint
+    if cfg["resume"] and os.environ.get("RANK", "0") == "0":
         out.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps(mine))
+        tmp = record.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(mine))
+        tmp.replace(record)  # atomic: other ranks never read a half-written record
 
 
 def _spawn_entry(rank: int, world: int, port: int, cfg: dict[str, Any]) -> None:

@@ -77,3 +77,15 @@ def test_example_sizes_are_argparse_errors(main, argv, capsys):
         main(argv)
     assert exc.value.code == 2
     assert f"argument {argv[0]}: expected a positive int" in capsys.readouterr().err
+
+
+def test_ddp_training_no_resume_does_not_rewrite_the_checkpoints_record(tmp_path):
+    # before: --smoke --no-resume rewrote run_mlp.json to the smoke settings while the full run's
+    # checkpoint stayed, so the next --smoke run resumed a model of another width
+    full = {"out": str(tmp_path), "model": "mlp", "width": 64, "n_train": 512, "seed": 0}
+    smoke = {**full, "width": 32, "n_train": 64}
+    ddp_training._check_resumable({**full, "resume": True})  # the full run records its settings
+    (tmp_path / "checkpoint.pt").write_bytes(b"full-width weights")
+    ddp_training._check_resumable({**smoke, "resume": False})  # nothing checkpointed: no record
+    with pytest.raises(ValueError, match="--no-resume or another --out"):
+        ddp_training._check_resumable({**smoke, "resume": True})
