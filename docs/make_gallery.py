@@ -55,8 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     failed: list[str] = []
     for name, desc in sorted(available().items()):
         if only is not None and name not in only:
-            lines += old.get(name, [])
-            continue
+            if name in old:
+                lines += old[name]
+                continue
+            # an example the page has no section for yet (added since it was written) is run
+            # too, rather than left off the page
+            print(f"{name}: not on the page yet, running it as well")
         out = gallery / name
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)

@@ -65,3 +65,14 @@ def test_a_failing_example_is_on_the_page_and_in_the_exit_status(tmp_path, monke
     monkeypatch.setattr(mod, "load", Failing)
     assert mod.main([]) == 1
     assert "failed: RuntimeError: boom" in (tmp_path / "docs" / "gallery.md").read_text()
+
+
+def test_only_also_runs_an_example_the_page_does_not_have_yet(tmp_path, monkeypatch):
+    calls: list[str] = []
+    mod = _gallery(tmp_path, monkeypatch, calls)
+    assert mod.main([]) == 0
+    monkeypatch.setattr(mod, "available", lambda: {"alpha": "A", "beta-two": "B", "gamma": "C"})
+    assert mod.main(["--only", "alpha"]) == 0
+    text = (tmp_path / "docs" / "gallery.md").read_text()
+    assert calls == ["alpha", "beta-two", "alpha", "gamma"]
+    assert "## `beta-two`" in text and "## `gamma`" in text and "gallery/gamma/fig.png" in text

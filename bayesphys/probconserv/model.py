@@ -69,9 +69,10 @@ class ProbConservConfig:
     noise_std: float = 0.0
 
 
-def _check_mass(mass, n_functions: int, n_times: int) -> Tensor:
-    """A user's ``mass`` as ``[B, nt]`` float64, or a clear error naming the expected shape."""
-    b = as_tensor("mass", mass, dtype=_F64)
+def _check_mass(mass, n_functions: int, n_times: int, device: torch.device) -> Tensor:
+    """A user's ``mass`` as ``[B, nt]`` float64 on the model's ``device``, or a clear error
+    naming the expected shape."""
+    b = as_tensor("mass", mass, dtype=_F64, device=device)
     if b.shape != (n_functions, n_times):
         raise ValueError(
             f"mass: expected shape [B, nt] = ({n_functions}, {n_times}) (one total mass per "
@@ -391,7 +392,7 @@ class ProbConserv:
         b = (
             self.mass(context, tt)
             if mass is None
-            else _check_mass(mass, len(context.params), len(tt))
+            else _check_mass(mass, len(context.params), len(tt), self.device)
         )
         raw = self._step1(context, tt, xx, seed=seed, stage="raw")
         ps = cal.scale_for(raw.mean, "prior", b)
@@ -602,7 +603,7 @@ class ProbConserv:
         b = (
             self.mass(context, tt)
             if mass is None
-            else _check_mass(mass, len(context.params), len(tt))
+            else _check_mass(mass, len(context.params), len(tt), self.device)
         )
         prior = self._step1(context, t, x, seed=seed, stage=stage, mass=b)
         if method == "none":

@@ -191,6 +191,10 @@ def test_cuda_update_and_model(cuda_device):
     post = m.posterior(test, mass=far)
     assert post.device.type == "cuda" and m.mass_discrepancy(test, mass=far).device.type == "cuda"
     assert float((post.mean @ g - far).abs().max()) < 1e-10
+    # a user's mass on the CPU is moved to the model's device
+    post = m.posterior(test, mass=far.cpu())
+    assert post.device.type == "cuda" and m.mass_discrepancy(test, mass=far.cpu()).is_cuda
+    assert float((post.mean @ g - far).abs().max()) < 1e-10
 
 
 def test_bad_queries_get_clear_errors():
