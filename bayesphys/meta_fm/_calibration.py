@@ -8,6 +8,8 @@ axis and the spread :math:`\sqrt{\operatorname{tr}\,\mathrm{Cov}}`.
 Inference: one small :class:`~bayesphys.meta_fm.MFMEnsemble` trained once (cached); its
 :class:`~bayesphys.SamplePosterior` ``[M, draws, 1, n, 2]`` of predicted populations (chain =
 member, draw = embedding subsample seed) is reduced to draws ``[L, 3]`` of the same summaries.
+The subsample seeds of each problem are fresh draws from one generator per run (seeded with the
+run's ``seed``), so the problems' draws are independent and a run is reproducible.
 A 3-member ensemble only captures epistemic spread between members, so overconfidence is expected.
 """
 
@@ -85,9 +87,14 @@ def calibrate_rows(
     n_fit = 20 if quick else 75
     ens = _ensemble(steps, members, n_train, seed)
     per_member = math.ceil(n_draws / members)
+    # one generator per run, advancing from problem to problem: each problem's embedding
+    # subsamples start from a fresh seed (``infer`` is not told which problem it serves).
+    # Passing the run's seed to every problem gave all problems the same subsample indices
+    g = torch.Generator().manual_seed(seed)
 
     def infer(src: torch.Tensor) -> torch.Tensor:
-        post = ens.posterior([src], num_draws=per_member, seed=seed)
+        base = int(torch.randint(0, 2**62, (), generator=g))
+        post = ens.posterior([src], num_draws=per_member, seed=base)
         draws = post.draws if hasattr(post, "draws") else post.sample((per_member * members,))
         s = population_summaries(draws.reshape(-1, *src.shape).double().cpu())
         return s[:n_draws]

@@ -3,7 +3,9 @@
 Re-seeding one generator with the same seed inside ``infer`` gave every problem the same
 standard-normal draws; SBC then rejects even an exact posterior (the ranks of all problems come
 from one fixed set of draws). These tests run each hook's ``infer`` on a stand-in model whose
-posterior is the same N(0, I) for every problem: the draws must differ between problems.
+posterior is the same N(0, I) for every problem: the draws must differ between problems. The
+meta_fm hook's randomness is its ensemble's embedding subsample seeds: each problem must get its
+own, and the same run seed must give the same record.
 """
 
 import types
@@ -86,6 +88,64 @@ def test_probconserv_hook_draws_fresh_noise_per_problem(monkeypatch):
     for infer in seen["infer"]:
         a, b = infer(None), infer(None)
         assert a.shape == b.shape and not torch.equal(a, b)
+
+
+class _StandEnsemble:
+    """Stands in for the meta_fm hook's trained ensemble: draw ``k`` is the source plus noise
+    seeded with ``seed + k`` (as the real ensemble's embedding subsamples are), the same for
+    every member; the seeds asked for are recorded."""
+
+    def __init__(self, members: int):
+        self.members, self.seeds = members, []
+
+    def posterior(self, x, *, num_draws: int, seed: int):
+        from bayesphys import SamplePosterior
+
+        self.seeds.append(seed)
+        src = x[0]
+        draws = torch.stack(
+            [
+                src + torch.randn(src.shape, generator=torch.Generator().manual_seed(seed + k))
+                for k in range(num_draws)
+            ]
+        )  # [num_draws, n, d]
+        return SamplePosterior(draws[None, :, None].expand(self.members, -1, -1, -1, -1))
+
+
+def _meta_fm_hook(monkeypatch, members: int = 2):
+    import bayesphys.meta_fm._calibration as hook
+
+    stand = _StandEnsemble(members)
+    monkeypatch.setattr(hook, "_ensemble", lambda *a, **k: stand)
+    return hook, stand
+
+
+def test_meta_fm_hook_draws_fresh_subsamples_per_problem(monkeypatch):
+    hook, stand = _meta_fm_hook(monkeypatch)
+    seen = _capture(monkeypatch)
+    hook.calibrate_rows(True, 0, n_draws=5, members=2)
+    infer = seen["infer"][0]
+    src = hook.simulate(1, seed=0)[1][0]
+    a, b = infer(src), infer(src)  # the same data as two problems
+    assert a.shape == b.shape == (5, 3) and not torch.equal(a, b)
+    assert stand.seeds[0] != stand.seeds[1]
+
+
+def test_meta_fm_hook_record_is_reproducible_and_seeds_differ_between_problems(monkeypatch):
+    hook, stand = _meta_fm_hook(monkeypatch)
+    kw = dict(n_sims=8, n_draws=5, members=2)
+
+    def record(seed):
+        stand.seeds.clear()
+        res = hook.calibrate_rows(True, seed, **kw)[0]["result"]
+        return res.record.draws, list(stand.seeds)
+
+    first, seeds = record(0)
+    again, seeds_again = record(0)
+    other, _ = record(1)
+    assert len(set(seeds[:8])) == 8  # the 8 problems of the run: no two share their subsamples
+    assert seeds == seeds_again and torch.equal(first, again)
+    assert not torch.equal(first, other)
 
 
 def test_shared_draw_noise_fails_sbc_on_an_exact_posterior():

@@ -6,6 +6,7 @@ import math
 
 import torch
 
+import bayesphys.diagnostics.calibrate as calibrate_mod
 from bayesphys.meta_fm._calibration import calibrate_rows, population_summaries, simulate
 
 
@@ -26,3 +27,16 @@ def test_calibrate_rows_tiny_is_well_formed():
         assert key in metrics
         assert math.isfinite(float(metrics[key]))
         assert 0.0 <= float(metrics[key]) <= 1.0
+
+
+def test_trained_ensemble_draws_differ_between_problems_with_the_same_data(monkeypatch):
+    # the same ensemble as the tiny run above (cached); B2 sources have 256 points and the
+    # embedding sees 128, so the subsample seeds change the draws
+    seen = []
+    monkeypatch.setattr(
+        calibrate_mod, "calibration_rows", lambda s, infer, *a, **k: seen.append(infer)
+    )
+    calibrate_rows(True, 0, steps=5, n_draws=5, members=2)
+    src = simulate(1, seed=0)[1][0]
+    a, b = seen[0](src), seen[0](src)
+    assert a.shape == b.shape == (5, 3) and not torch.equal(a, b)
