@@ -1,31 +1,105 @@
-r"""Validation of grids, sources and boundary data; periodogram frequency initialisation."""
+r"""Validation of grids, sources and boundary data, solver scalars and grid tensors;
+periodogram frequency initialisation."""
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
+from .._checks import check_real
 from .._device import check_finite
 from ..problems.gp_pde import tensor_grid
 
-__all__ = ["parse_grid", "eval_on_grid", "periodogram_peaks"]
+__all__ = [
+    "parse_grid",
+    "eval_on_grid",
+    "periodogram_peaks",
+    "check_scalar",
+    "check_grid_tensor",
+]
+
+
+def check_scalar(name: str, value, *, strict: bool = False) -> float:
+    """``value`` (a real number or a 0-d real tensor) as a finite ``float`` ``>= 0``
+    (``> 0`` when ``strict``); anything else raises ``TypeError``/``ValueError`` naming ``name``.
+    """
+    if isinstance(value, Tensor):
+        if value.ndim != 0:
+            raise ValueError(
+                f"{name}: expected a scalar (a number or a 0-d tensor), received a tensor of "
+                f"shape {tuple(value.shape)}"
+            )
+        if value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(f"{name}: expected a real number, received a {value.dtype} tensor")
+        value = value.item()
+    return check_real(name, value, minimum=0.0, strict=strict)
+
+
+def check_grid_tensor(
+    name: str,
+    value,
+    shape: tuple[int, ...],
+    *,
+    dtype: torch.dtype | None = None,
+    device: torch.device | None = None,
+    finite: bool = True,
+    flat_ok: bool = False,
+    what: str = "grid tensor",
+) -> Tensor:
+    """Check that ``value`` is a tensor of shape ``shape`` (or ``[prod(shape)]`` if ``flat_ok``),
+    of ``dtype`` and on ``device`` where given, and finite where ``finite``; returns it."""
+    shapes = [tuple(shape)]
+    if flat_ok and len(shape) > 1:
+        shapes.append((math.prod(shape),))
+    want = " or ".join(str(s) for s in shapes)
+    if not isinstance(value, Tensor):
+        raise TypeError(
+            f"{name}: expected a {what} of shape {want}, received {type(value).__name__}"
+        )
+    if tuple(value.shape) not in shapes:
+        raise ValueError(
+            f"{name}: expected a finite {what} of shape {want}, received shape {tuple(value.shape)}"
+        )
+    if dtype is not None and value.dtype != dtype:
+        raise TypeError(f"{name}: expected dtype {dtype} (the factors'), received {value.dtype}")
+    if device is not None and value.device != device:
+        raise ValueError(
+            f"{name}: expected a tensor on {device} (the factors' device), received one on "
+            f"{value.device}"
+        )
+    if finite:
+        check_finite(name, value)
+    return value
 
 
 def parse_grid(x, *, dtype: torch.dtype, device: torch.device) -> list[Tensor]:
     r"""Axes ``[n_j]`` of a tensor-product grid.
 
-    ``x`` is a list of 1-D axes, or points ``[n_1, ..., n_d, d]`` / ``[M, d]`` that must form a
-    full tensor product of sorted, distinct coordinates; anything else raises ``ValueError``.
+    ``x`` is a list of 1-D axes, a single 1-D axis (a 1-D grid), or points ``[n_1, ..., n_d, d]``
+    / ``[M, d]`` that must form a full tensor product of sorted, distinct coordinates; anything
+    else raises ``ValueError`` (``TypeError`` for values that are not numbers).
     """
+
+    def _tensor(v, what: str) -> Tensor:
+        try:
+            return torch.as_tensor(v, dtype=dtype, device=device)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(
+                f"{what}: expected real coordinates (grid axes or points [M, d]), received "
+                f"{type(v).__name__} ({err})"
+            ) from None
+
     if isinstance(x, (list, tuple)) and all(
-        isinstance(a, (Tensor, Sequence)) or hasattr(a, "shape") for a in x
+        isinstance(a, Sequence) or getattr(a, "ndim", 0) >= 1 for a in x
     ):
-        axes = [torch.as_tensor(a, dtype=dtype, device=device).reshape(-1) for a in x]
+        axes = [_tensor(a, f"x[{j}]").reshape(-1) for j, a in enumerate(x)]
+    elif (pts := _tensor(x, "x")).ndim == 1:  # a single axis: a 1-D grid
+        axes = [pts]
     else:
-        pts = torch.as_tensor(x, dtype=dtype, device=device)
         if pts.ndim < 2:
             raise ValueError(
                 f"x: expected grid axes or points [M, d], received shape {tuple(pts.shape)}"
@@ -62,15 +136,47 @@ def parse_grid(x, *, dtype: torch.dtype, device: torch.device) -> list[Tensor]:
 
 
 def eval_on_grid(name: str, value, axes: list[Tensor]) -> Tensor:
-    """Evaluate a callable ``value(*coords)`` or check a tensor on the grid ``[n_1..n_d]``."""
+    """Evaluate a callable ``value(*coords)`` or check a tensor on the grid ``[n_1..n_d]``.
+
+    A callable must accept the ``d`` coordinate tensors ``[n_1..n_d]`` as positional arguments;
+    the values must be real, of shape ``[n_1..n_d]`` and finite (errors name ``name``).
+    """
     shape = tuple(a.numel() for a in axes)
     ref = axes[0]
+    d = len(axes)
     if callable(value):
-        out = value(*tensor_grid(axes).unbind(-1))
-        if not isinstance(out, Tensor):
-            out = torch.as_tensor(out)
+        coords = tensor_grid(axes).unbind(-1)
+        try:
+            sig = inspect.signature(value)
+        except (TypeError, ValueError):  # no introspectable signature (some builtins)
+            sig = None
+        if sig is not None:
+            try:
+                sig.bind(*coords)
+            except TypeError as err:
+                args = ", ".join(f"x{j + 1}" for j in range(d))
+                raise TypeError(
+                    f"{name}: expected a callable {name}({args}) of the {d} grid coordinate "
+                    f"tensors (one per dimension), received one with signature {sig} ({err})"
+                ) from None
+        out = value(*coords)
+        what = f"{name}(...) returned"
     else:
-        out = torch.as_tensor(value)
+        out = value
+        what = "received"
+    if not isinstance(out, Tensor):
+        try:
+            out = torch.as_tensor(out)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(
+                f"{name}: expected real values of shape {shape} on the grid; {what} "
+                f"{type(out).__name__}"
+            ) from None
+    if out.is_complex():
+        raise TypeError(
+            f"{name}: expected real values of shape {shape} on the grid; {what} complex "
+            f"values ({out.dtype})"
+        )
     out = out.to(dtype=ref.dtype, device=ref.device)
     if tuple(out.shape) != shape:
         raise ValueError(

@@ -72,6 +72,7 @@ from torch import Tensor
 
 from .._checks import check_int, check_real
 from .._linalg import pcg
+from ._inputs import check_grid_tensor, check_scalar
 from ._kron import face_values, faces, kron_apply, scatter_faces
 from .operator import Factor, LinearPDEOperator
 from .solve import KronSolve
@@ -126,10 +127,8 @@ class GaussNewtonKronSolve:
             )
         if any(fc.lam is None for fc in factors):
             raise ValueError("factors: build them with eigen=True (operator.with_eigen)")
-        for name, v in (("tau2", tau2), ("gamma", gamma)):
-            v = float(v)
-            if not (math.isfinite(v) and v > 0):
-                raise ValueError(f"{name}: expected a positive finite number, received {v!r}")
+        tau2 = check_scalar("tau2", tau2, strict=True)
+        gamma = check_scalar("gamma", gamma, strict=True)
         o = self.check_options(
             dict(
                 max_iter=max_iter,
@@ -172,9 +171,11 @@ class GaussNewtonKronSolve:
     def check_options(options: dict) -> dict:
         """Validated copy of keyword options (``GPPDESolver(solver_options=...)``): ``max_iter,
         cg_maxiter, max_backtrack, precond_rank >= 1`` (ints), ``tol, gtol, cg_tol,
-        cg_tol_min >= 0``, ``shift`` ``None`` or finite. Other keys pass through (the
-        constructor refuses unknown ones and checks ``precond``)."""
+        cg_tol_min >= 0``, ``shift`` ``None`` or finite, ``precond`` ``"diag"`` or ``"shift"``.
+        Other keys pass through (the constructor refuses unknown ones)."""
         out = dict(options)
+        if "precond" in out and out["precond"] not in ("diag", "shift"):
+            raise ValueError(f"precond: expected 'diag' or 'shift', received {out['precond']!r}")
         for k in ("max_iter", "cg_maxiter", "max_backtrack", "precond_rank"):
             if k in out:
                 out[k] = check_int(k, out[k], minimum=1)
@@ -265,18 +266,14 @@ class GaussNewtonKronSolve:
     # ------------------------------------------------------------------ solve
     def solve(self, f: Tensor, g: Tensor, *, u0: Tensor | None = None) -> Tensor:
         """Damped Gauss-Newton from ``u0`` (default: the linear solve without ``U^3``)."""
-        if tuple(f.shape) != self.shape:
-            raise ValueError(
-                f"f: expected a grid tensor of shape {self.shape}, received {tuple(f.shape)}"
-            )
+        ref = self.factors[0].L
+        check_grid_tensor("f", f, self.shape, dtype=ref.dtype, device=ref.device)
         nb = sum(math.prod(self.shape) // self.shape[j] for j, _ in faces(self.shape))
-        if tuple(g.shape) != (nb,):
-            raise ValueError(
-                f"g: expected boundary values of shape ({nb},), received {tuple(g.shape)}"
-            )
-        for name, t in (("f", f), ("g", g)):
-            if not bool(torch.isfinite(t).all()):
-                raise ValueError(f"{name}: contains NaN or infinite values")
+        check_grid_tensor(
+            "g", g, (nb,), dtype=ref.dtype, device=ref.device, what="boundary-value tensor"
+        )
+        if u0 is not None:
+            check_grid_tensor("u0", u0, self.shape, dtype=ref.dtype, device=ref.device)
         self._reset_stats()
         self.ft = kron_apply(self.Rinv, f)
         self.g = g
@@ -285,8 +282,6 @@ class GaussNewtonKronSolve:
             ks0.solve(f, g)
             w = ks0.w.real if ks0.w.is_complex() else ks0.w
         else:
-            if tuple(u0.shape) != self.shape or not bool(torch.isfinite(u0).all()):
-                raise ValueError(f"u0: expected a finite grid tensor of shape {self.shape}")
             w = kron_apply(self.Rinv, u0)
         u, rho, e = self._parts(w)
         J = self._value(w, rho, e)
@@ -355,9 +350,14 @@ class GaussNewtonKronSolve:
         return u
 
     def linearise(self, u: Tensor, w: Tensor | None = None) -> None:
-        r"""Set the linearisation point :math:`U^\star` ``[n_1..n_d]`` for the posterior (no iteration)."""
-        if tuple(u.shape) != self.shape or not bool(torch.isfinite(u).all()):
-            raise ValueError(f"u: expected a finite grid tensor of shape {self.shape}")
+        r"""Set the linearisation point :math:`U^\star` ``[n_1..n_d]`` for the posterior (no iteration).
+
+        ``w`` (optional): its whitened coordinates :math:`R^{-1}U^\star`, same shape.
+        """
+        ref = self.factors[0].L
+        check_grid_tensor("u", u, self.shape, dtype=ref.dtype, device=ref.device)
+        if w is not None:
+            check_grid_tensor("w", w, self.shape, dtype=ref.dtype, device=ref.device)
         self.w = kron_apply(self.Rinv, u) if w is None else w
         self.d = 3 * u * u
         self.pre = self._preconditioner(float(self.d.mean()) if self.shift is None else self.shift)
@@ -403,4 +403,6 @@ class GaussNewtonKronSolve:
 
     def test_variance(self, T: list[Tensor], chunk: int = 16) -> Tensor:
         """Marginal variances from the constant-shift system :math:`P` (approximation, see module)."""
+        if self.pre is None:
+            raise ValueError("test_variance: call solve() or linearise() first")
         return self.pre.test_variance(T, chunk)

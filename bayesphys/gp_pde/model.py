@@ -19,6 +19,7 @@ Two methods:
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from pathlib import Path
@@ -53,12 +54,15 @@ class GPPDESolver:
     Parameters
     ----------
     problem: a :class:`~bayesphys.problems.gp_pde.PDEProblem` or its id; supplies the grid
-        (``n_col`` points per dimension unless ``n_col`` is given), source, boundary data and the
-        exact solution used for error tracking.
-    x: instead of ``problem``: grid axes ``[n_j]`` or tensor-product points ``[M, d]``.
-    source: :math:`f` as a callable ``f(*coords)`` or a tensor ``[n_1..n_d]``.
+        (``n_col`` points per dimension unless ``n_col`` is given), source, boundary data, the
+        equation and the exact solution used for error tracking.
+    x: instead of ``problem`` (not with it): grid axes ``[n_j]`` (a single 1-D axis for a 1-D
+        grid) or tensor-product points ``[M, d]``.
+    source: :math:`f` as a callable ``f(x1, ..., xd)`` of the ``d`` coordinate tensors
+        ``[n_1..n_d]`` or a tensor ``[n_1..n_d]`` (real, finite).
     boundary: :math:`u` on the boundary, as a callable or a grid tensor (only faces are read).
-    equation: ``"poisson"``, ``"allencahn"`` or ``"advection"`` (with ``beta``).
+    equation: ``"poisson"`` (default), ``"allencahn"`` or ``"advection"`` (with ``beta``,
+        default 1); with a problem, the problem's (a different value is refused).
     num_mixtures: :math:`Q` per dimension; kind: ``"stm"`` (Matern-5/2 x cos) or ``"gm"``.
     method: ``"gp-hm"`` (ours) or ``"ref"`` (paper settings); weighting: residual metric
         (default ``"identity"`` in 1-D and for ``ref``, ``"prior"`` for ``gp-hm`` in 2-D).
@@ -84,9 +88,10 @@ class GPPDESolver:
     Notes
     -----
     Scalar settings are checked before any work (``TypeError``/``ValueError`` naming the
-    setting; NaN, infinities and booleans refused, integral floats converted): ``n_col >= 3``,
-    ``num_mixtures >= 1``, ``lam_b > 0``, ``nugget > 0``, ``jitter >= 0``, ``freq_scale >= 0``,
-    ``beta`` finite.
+    setting; NaN, infinities and booleans refused, integral floats converted): ``n_col >= 3``
+    (with a problem only), ``num_mixtures >= 1``, ``lam_b > 0``, ``nugget > 0``, ``jitter >= 0``,
+    ``freq_scale >= 0``, ``beta`` finite; ``weighting`` ``None``, ``"identity"`` or ``"prior"``;
+    ``zero_component`` ``None`` or a bool; ``solver_options`` keys of the chosen solver only.
     """
 
     def __init__(
@@ -96,8 +101,8 @@ class GPPDESolver:
         x=None,
         source=None,
         boundary=None,
-        equation: str = "poisson",
-        beta: float = 1.0,
+        equation: str | None = None,
+        beta: float | None = None,
         n_col: int | None = None,
         num_mixtures: int = 30,
         kind: str = "stm",
@@ -124,10 +129,35 @@ class GPPDESolver:
             raise TypeError(
                 f"solver_options: expected a dict or None, received {type(solver_options).__name__}"
             )
+        if problem is not None and not isinstance(problem, (str, PDEProblem)):
+            raise TypeError(
+                "problem: expected a PDEProblem, a problem id (str) or None, received "
+                f"{type(problem).__name__}"
+            )
+        if problem is not None and x is not None:
+            raise ValueError(
+                "x: the grid comes from the problem (n_col points per dimension); give either a "
+                "problem or x, not both"
+            )
         if n_col is not None:
+            if problem is None:
+                raise ValueError(
+                    "n_col: only used with a problem (without one the grid is x); received "
+                    f"n_col={n_col!r} and no problem"
+                )
             n_col = check_int("n_col", n_col, minimum=3)  # collocation points per axis
         num_mixtures = check_int("num_mixtures", num_mixtures, minimum=1)
-        beta = check_real("beta", beta)
+        if beta is not None:
+            beta = check_real("beta", beta)
+        if weighting is not None and weighting not in ("identity", "prior"):
+            raise ValueError(
+                f"weighting: expected None, 'identity' or 'prior', received {weighting!r}"
+            )
+        if zero_component is not None and not isinstance(zero_component, bool):
+            raise TypeError(
+                "zero_component: expected None or a bool, received "
+                f"{type(zero_component).__name__} {zero_component!r}"
+            )
         if lam_b is not None:
             lam_b = check_real("lam_b", lam_b, minimum=0.0, strict=True)
         if jitter is not None:
@@ -137,6 +167,17 @@ class GPPDESolver:
         if nugget is not None:
             nugget = check_real("nugget", nugget, minimum=0.0, strict=True)
         solver_cls = GaussNewtonKronSolve if nonlinear_solver == "gauss-newton" else PicardKronSolve
+        known = [
+            p.name
+            for p in inspect.signature(solver_cls.__init__).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        ]
+        unknown = sorted(set(solver_options or {}) - set(known))
+        if unknown:
+            raise ValueError(
+                f"solver_options: unknown option(s) {unknown} for {solver_cls.__name__} "
+                f"(nonlinear_solver={nonlinear_solver!r}); expected some of {known}"
+            )
         solver_options = solver_cls.check_options(solver_options or {})
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
@@ -145,6 +186,15 @@ class GPPDESolver:
             problem = get_problem(problem)
         self.problem = problem
         if problem is not None:
+            checks = [("equation", equation, problem.equation)]
+            if problem.equation == "advection":  # beta is unused by the other equations
+                checks.append(("beta", beta, problem.beta))
+            for name, given, own in checks:
+                if given is not None and given != own:
+                    raise ValueError(
+                        f"{name}: problem {problem.name!r} has {name} {own!r}, received "
+                        f"{given!r} (give a custom problem by x, source and boundary instead)"
+                    )
             equation, beta = problem.equation, problem.beta
             axes = problem.axes(n_col, device=self.device, dtype=self.dtype)
             source = problem.source(axes) if source is None else source
@@ -154,6 +204,8 @@ class GPPDESolver:
         else:
             if x is None or source is None or boundary is None:
                 raise ValueError("problem: give a problem, or all of x, source and boundary")
+            equation = "poisson" if equation is None else equation
+            beta = 1.0 if beta is None else beta
             axes = parse_grid(x, dtype=self.dtype, device=self.device)
         self.axes = axes
         self.shape = tuple(a.numel() for a in axes)
@@ -549,8 +601,16 @@ class GPPDESolver:
         coarse grid are a valid start on a fine one (coarse-to-fine continuation); the field is
         re-solved on this grid at the next :meth:`fit`/:meth:`posterior` call. Returns ``self``.
         """
+        if not isinstance(other, GPPDESolver):
+            raise TypeError(f"other: expected a GPPDESolver, received {type(other).__name__}")
         if len(other.kernels) != len(self.kernels):
             raise ValueError(f"other: expected a {self.dim}-D solver, received a {other.dim}-D one")
+        q, qo = self.config["num_mixtures"], other.config["num_mixtures"]
+        if qo != q:
+            raise ValueError(
+                f"other: expected a solver with num_mixtures={q} (this one's), received "
+                f"num_mixtures={qo}"
+            )
         self.kernels.load_state_dict(other.kernels.state_dict())
         with torch.no_grad():
             if self.config.get("nugget") is None:

@@ -42,6 +42,8 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_real
+from ._inputs import check_grid_tensor, check_scalar
+from ._kron import faces
 from .operator import Factor, LinearPDEOperator
 from .solve import KronSolve
 
@@ -92,8 +94,9 @@ class PicardKronSolve:
     r"""Fixed point of the shifted Picard map for :math:`\mathcal A U + U^3 = f` (see module docstring).
 
     ``factors`` from :func:`~.operator.with_eigen` (1-D or 2-D, even orders); ``op.cubic`` must
-    be true. ``solve(f, g, u0=...)`` returns ``U`` ``[n_1..n_d]`` and records ``iterations`` and
-    ``step_norms`` (relative update sizes).
+    be true; ``tau2``, ``gamma``: finite numbers ``>= 0``. ``solve(f, g, u0=...)`` with ``f``
+    ``[n_1..n_d]`` and ``g`` ``[N_b]`` (finite) returns ``U`` ``[n_1..n_d]`` and records
+    ``iterations`` and ``step_norms`` (relative update sizes).
     """
 
     def __init__(
@@ -126,7 +129,7 @@ class PicardKronSolve:
         )
         self.factors, self.op = factors, op
         self.lin_op = replace(op, cubic=False)
-        self.tau2, self.gamma = float(tau2), float(gamma)
+        self.tau2, self.gamma = check_scalar("tau2", tau2), check_scalar("gamma", gamma)
         self.shape = tuple(fc.x.shape[0] for fc in factors)
         self.shift, self.max_iter, self.depth = o["shift"], o["max_iter"], o["depth"]
         self.tol = o["tol"]
@@ -167,6 +170,12 @@ class PicardKronSolve:
         hyperparameter fit keeps going and the iteration converges as the kernel improves);
         with ``newton=True`` a stalled iteration is finished by Newton-GMRES on the fixed-point
         equation instead (exact but slow on 400x400 grids: hundreds of Krylov solves)."""
+        dev = self.factors[0].L.device
+        check_grid_tensor("f", f, self.shape, device=dev)
+        nb = sum(math.prod(self.shape) // self.shape[j] for j, _ in faces(self.shape))
+        check_grid_tensor("g", g, (nb,), device=dev, what="boundary-value tensor")
+        if u0 is not None:
+            check_grid_tensor("u0", u0, self.shape, device=dev)
         if u0 is None or not bool(u0.abs().sum() > 0):
             u = self._shifted(0.0).solve(f, g)
         else:
@@ -249,19 +258,23 @@ class PicardKronSolve:
         The shift is ``shift`` if given, else :math:`\bar d = \mathrm{mean}(3U^2)` (what
         :meth:`solve` uses when started from ``u0=u``).
         """
-        if tuple(u.shape) != self.shape or not bool(torch.isfinite(u).all()):
-            raise ValueError(f"u: expected a finite grid tensor of shape {self.shape}")
+        check_grid_tensor("u", u, self.shape, device=self.factors[0].L.device)
         self.shift = float((3 * u * u).mean()) if self.shift is None else float(self.shift)
         self.pre = self._shifted(self.shift)
         return u
 
     # structured posterior of the linearisation with the mean-shift Jacobian
+    def _linearised(self, name: str) -> KronSolve:
+        if self.pre is None:
+            raise ValueError(f"{name}: call solve() or linearise() first")
+        return self.pre
+
     @property
     def root_dim(self) -> int:
-        return self.pre.root_dim
+        return self._linearised("root_dim").root_dim
 
     def sample_u(self, z: Tensor) -> Tensor:
-        return self.pre.sample_u(z)
+        return self._linearised("sample_u").sample_u(z)
 
     def test_variance(self, T: list[Tensor], chunk: int = 16) -> Tensor:
-        return self.pre.test_variance(T, chunk)
+        return self._linearised("test_variance").test_variance(T, chunk)

@@ -40,6 +40,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_real
+from ._inputs import check_grid_tensor, check_scalar
 from ._kron import face_values, faces, kron_apply, kron_dense, scatter_faces
 from .operator import Factor, LinearPDEOperator, apply_operator
 
@@ -108,9 +109,14 @@ class DenseSolve:
     Forms :math:`M \times M` matrices: use for 1-D grids and for tests. ``solve`` returns the
     minimiser ``U`` ``[n_1..n_d]``; ``cov_u`` is the Laplace/Gaussian posterior covariance of
     :math:`\mathrm{vec}\,U` (exact for linear operators, linearised at :math:`U^\star` otherwise).
+    ``weighting`` is ``"identity"`` or ``"prior"``; ``tau2`` and ``gamma`` (of :meth:`solve` and
+    :meth:`linearise`) are finite numbers (or 0-d tensors) ``>= 0`` (0: the PDE, resp. the
+    boundary, term is dropped).
     """
 
     def __init__(self, factors: list[Factor], op: LinearPDEOperator, weighting: str = "identity"):
+        if weighting not in ("identity", "prior"):
+            raise ValueError(f"weighting: expected 'identity' or 'prior', received {weighting!r}")
         self.factors, self.op, self.weighting = factors, op, weighting
         self.shape = tuple(fc.x.shape[0] for fc in factors)
         self.m = math.prod(self.shape)
@@ -162,6 +168,12 @@ class DenseSolve:
         ``tol >= 0``."""
         iters = check_int("iters", iters, minimum=1)
         tol = check_real("tol", tol, minimum=0.0)
+        tau2, gamma = check_scalar("tau2", tau2), check_scalar("gamma", gamma)
+        dev = self.L.device
+        check_grid_tensor("f", f, self.shape, device=dev, flat_ok=True)
+        check_grid_tensor("g", g, (self.S.shape[0],), device=dev, what="boundary-value tensor")
+        if u0 is not None:  # the Gauss-Newton start (cubic operators only)
+            check_grid_tensor("u0", u0, self.shape, device=dev, flat_ok=True, finite=self.op.cubic)
         fv = f.reshape(-1)
         u = (
             torch.zeros(self.m, dtype=fv.dtype, device=fv.device)
@@ -189,8 +201,8 @@ class DenseSolve:
         solving (cubic operators: Jacobian :math:`\mathcal A + \mathrm{diag}(3U^2)`; linear: the
         factor of :meth:`solve`, bit for bit); returns ``u``. For :meth:`cov_u`, :meth:`sample_u`.
         """
-        if tuple(u.shape) != self.shape or not bool(torch.isfinite(u).all()):
-            raise ValueError(f"u: expected a finite grid tensor of shape {self.shape}")
+        check_grid_tensor("u", u, self.shape, device=self.L.device)
+        tau2, gamma = check_scalar("tau2", tau2), check_scalar("gamma", gamma)
         A = self.A
         if self.op.cubic:
             A = self.A + torch.diag(3 * u.reshape(-1) ** 2)
@@ -200,13 +212,19 @@ class DenseSolve:
         self.chol_p = _qr(Z)[1].mT
         return u
 
+    def _require_factor(self, name: str) -> None:
+        if self.chol_p is None:
+            raise ValueError(f"{name}: call solve() or linearise() first")
+
     def cov_u(self) -> Tensor:
         r""":math:`\Sigma_U = L P^{-1} L^\top` ``[M, M]`` (call after :meth:`solve`)."""
+        self._require_factor("cov_u")
         X = torch.linalg.solve_triangular(self.chol_p, self.L.mT, upper=False)
         return X.mT @ X
 
     def sample_u(self, z: Tensor) -> Tensor:
         r"""Draws ``[*, M]`` of :math:`\Sigma_U^{1/2} z`: :math:`L\,L_P^{-\top} z`, ``z`` ``[*, M]``."""
+        self._require_factor("sample_u")
         x = torch.linalg.solve_triangular(self.chol_p.mT, z.reshape(-1, self.m).mT, upper=True).mT
         return (x @ self.L.mT).reshape(*z.shape[:-1], self.m)
 
@@ -220,7 +238,8 @@ class KronSolve:
     same Woodbury solve applies in complex arithmetic (the field :math:`U = Rw` is real up to
     round-off; its real part is returned). Never forms an :math:`M \times M` matrix: cost
     :math:`O(n^3)` per dimension plus an :math:`N_b \times N_b` Cholesky
-    (:math:`N_b = 2\sum_{j} \prod_{k\ne j} n_k`).
+    (:math:`N_b = 2\sum_{j} \prod_{k\ne j} n_k`). ``tau2``, ``gamma``: finite numbers (or 0-d
+    tensors) ``>= 0``.
     """
 
     def __init__(
@@ -233,7 +252,11 @@ class KronSolve:
         if len(factors) not in (1, 2):
             raise NotImplementedError("KronSolve: 1-D and 2-D grids only")
         if op.cubic:
-            raise NotImplementedError("KronSolve: linear operators only (see NewtonKronSolve)")
+            raise NotImplementedError(
+                "KronSolve: linear operators only (see PicardKronSolve, GaussNewtonKronSolve)"
+            )
+        check_scalar("tau2", tau2)
+        check_scalar("gamma", gamma)
         self.factors, self.op = factors, op
         self.shape = tuple(fc.x.shape[0] for fc in factors)
         self.complex = any(fc.lam.is_complex() for fc in factors)
