@@ -33,6 +33,7 @@ import torch
 from bayesphys._bench import bench_row, write_results
 
 WORKERS = 2
+EXECUTORS = ("sequential", "local", "ray", "dask")  # the names _warm_executor knows
 ANCHOR_2X = {
     "source": "issue 10: ideal for 2 workers on 2 cores (expect ~2x)",
     "metrics": {"speedup": 2.0},
@@ -266,14 +267,25 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument(
         "--device", default="cpu", help="cpu only (this benchmark measures CPU workers)"
     )
-    ap.add_argument("--executors", default="sequential,local,ray,dask")
+    ap.add_argument(
+        "--executors",
+        default=",".join(EXECUTORS),
+        help=f"comma-separated, some of {','.join(EXECUTORS)}; ray and dask are skipped with a "
+        "note when not installed",
+    )
     ap.add_argument("--no-ddp", action="store_true")
     args = ap.parse_args(argv)
     if args.device != "cpu":
         raise ValueError(f"--device: this benchmark runs on cpu, received {args.device!r}")
+    executors = [e.strip() for e in args.executors.split(",") if e.strip()]
+    unknown = [e for e in executors if e not in EXECUTORS]
+    if unknown or not executors or len(set(executors)) < len(executors):
+        ap.error(
+            f"--executors: expected distinct names among {','.join(EXECUTORS)}, received "
+            f"{args.executors!r}" + (f" (unknown: {','.join(unknown)})" if unknown else "")
+        )
     torch.set_num_threads(1)
-    executors = [e for e in args.executors.split(",") if e]
-    available = []
+    available, skipped = [], []
     for e in executors:
         mod = {"ray": "ray", "dask": "dask.distributed"}.get(e)
         if mod:
@@ -281,6 +293,11 @@ def main(argv: list[str] | None = None) -> Path:
                 __import__(mod)
             except ImportError:
                 print(f"skip {e}: not installed (pip install 'bayesphys[distributed]')")
+                skipped.append(e)
+                continue
+            except Exception as err:  # noqa: BLE001 - a broken install: skip it, say why
+                print(f"skip {e}: import failed ({type(err).__name__}: {err})")
+                skipped.append(e)
                 continue
         available.append(e)
     if args.quick:
@@ -296,21 +313,19 @@ def main(argv: list[str] | None = None) -> Path:
     if args.quick and out is None:
         out = tempfile.mkdtemp(prefix="bayesphys-bench-")
     cmd = "bayesphys bench scale_out" + (" --quick" if args.quick else "")
-    if args.executors != "sequential,local,ray,dask":  # the options that change the rows
+    if args.executors != ",".join(EXECUTORS):  # the options that change the rows
         cmd += f" --executors {args.executors}"
     if args.no_ddp:
         cmd += " --no-ddp"
+    note = (
+        "2-core machine, possibly shared with other jobs during the run; load1 = 1-minute "
+        "load average before each row (2.0 = both cores busy). cold = pool/cluster start and "
+        "worker imports included; warm = executor started and warmed beforehand."
+    )
+    if skipped:
+        note += f" Skipped (not importable here): {', '.join(skipped)}."
     return write_results(
-        "scale_out",
-        rows,
-        quick=args.quick,
-        command=cmd,
-        out=out,
-        extra={
-            "note": "2-core machine, possibly shared with other jobs during the run; load1 = 1-minute "
-            "load average before each row (2.0 = both cores busy). cold = pool/cluster start and "
-            "worker imports included; warm = executor started and warmed beforehand.",
-        },
+        "scale_out", rows, quick=args.quick, command=cmd, out=out, extra={"note": note}
     )
 
 

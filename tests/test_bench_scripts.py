@@ -33,6 +33,7 @@ REFUSALS = [  # (script, function that would start a benchmark, argv, option nam
     ("neural_process.py", "poisson_test_set", ["--skip", "B2"], "--skip"),
     ("odil.py", None, ["--only", "B4"], "--only"),
     ("meta_fm.py", "run_task", ["--problems", "B2,B2"], "--problems"),
+    ("scale_out.py", "_probe_rows", ["--executors", "sequential,spark"], "--executors"),
 ]
 
 
@@ -82,3 +83,18 @@ def test_scale_out_records_the_options_that_change_its_rows(tmp_path, monkeypatc
     path = mod.main(["--quick", "--executors", "sequential", "--no-ddp", "--out", str(tmp_path)])
     cmd = json.loads(path.read_text())["command"]
     assert cmd == "bayesphys bench scale_out --quick --executors sequential --no-ddp"
+
+
+def test_scale_out_skips_an_engine_that_is_not_installed_with_a_note(tmp_path, monkeypatch, capsys):
+    import sys
+
+    mod = script_module(str(BENCH / "scale_out.py"))
+    measured = []
+    monkeypatch.setattr(mod, "_probe_rows", lambda *a, **k: [])
+    monkeypatch.setattr(mod, "_cohort_rows", lambda ns, ex, *a, **k: measured.extend(ex) or [])
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if ray were not installed
+    argv = ["--quick", "--executors", "sequential,ray", "--no-ddp", "--out", str(tmp_path)]
+    path = mod.main(argv)
+    assert measured == ["sequential"]
+    assert "skip ray: not installed" in capsys.readouterr().out
+    assert json.loads(path.read_text())["note"].endswith("Skipped (not importable here): ray.")

@@ -19,14 +19,16 @@ Parallel Training", VLDB 2020.
 """
 
 from .data_parallel import GradientSync, rank_generator_seed
-from .executors import limit_threads, resolve_runner
-from .fit_many import FitManyResult, fit_many, problem_seed, run_problem
+from .executors import TaskError, limit_threads, resolve_runner
+from .fit_many import CombineError, FitManyResult, fit_many, problem_seed, run_problem
 
 __all__ = [
     "fit_many",
     "GradientSync",
     "rank_generator_seed",
     "FitManyResult",
+    "CombineError",
+    "TaskError",
     "problem_seed",
     "run_problem",
     "limit_threads",

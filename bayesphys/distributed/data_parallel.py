@@ -40,6 +40,14 @@ def _active_group() -> tuple[int, int] | None:
     return None
 
 
+def _reduce_device() -> torch.device:
+    """Where a collective on a scalar may run: the current CUDA device under NCCL (which has no
+    CPU tensors), else the CPU."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def rank_generator_seed(generator: torch.Generator) -> None:
     """Split ``generator``'s stream by rank: rank 0 keeps it, rank ``r > 0`` is reseeded from a
     draw of it plus ``r`` (so ranks draw different batches, reproducibly)."""
@@ -103,7 +111,8 @@ class GradientSync:
 
     def mean(self, value: Tensor | float) -> float:
         """The mean of a scalar over ranks (loss reporting)."""
-        v = torch.as_tensor(value, dtype=torch.float64).detach().cpu().reshape(1).clone()
+        v = torch.as_tensor(value, dtype=torch.float64).detach().reshape(1).clone()
+        v = v.to(_reduce_device() if self.active else "cpu")
         if self.active:
             dist.all_reduce(v)
             v /= self.world_size

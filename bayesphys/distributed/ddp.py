@@ -31,7 +31,7 @@ import math
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,10 +39,10 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
-from .._checks import check_int
+from .._checks import check_int, check_real
 from .._model import FitResult, load_checkpoint, save_checkpoint
 
 __all__ = [
@@ -64,6 +64,7 @@ __all__ = [
 ]
 
 CHECKPOINT_KIND = "ddp_training"
+_BACKENDS = ("gloo", "nccl", "mpi")
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,45 @@ def _context_from_group(device: torch.device | None) -> DistContext:
     return DistContext(rank, ws, local, device, backend, False)
 
 
+def _env_rank_world() -> tuple[int, int]:
+    """``(RANK, WORLD_SIZE)`` from the environment, checked (``0 <= RANK < WORLD_SIZE``)."""
+    rank, ws = _env_int("RANK", 0), _env_int("WORLD_SIZE", 1)
+    if ws < 1:
+        raise ValueError(f"WORLD_SIZE: expected an int >= 1, received {ws}")
+    if not 0 <= rank < ws:
+        raise ValueError(f"RANK: expected 0 <= RANK < WORLD_SIZE = {ws}, received {rank}")
+    return rank, ws
+
+
+def _planned_world() -> tuple[int, int]:
+    """``(rank, world_size)`` that :func:`init_distributed` will give, without starting a group:
+    the existing group's, else torchrun's variables, else ``(0, 1)``."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    if launched_by_torchrun():
+        return _env_rank_world()
+    return 0, 1
+
+
+def _check_backend(backend: str | None) -> None:
+    if backend is not None and backend not in _BACKENDS:
+        raise ValueError(f"backend: expected one of {_BACKENDS} or None, received {backend!r}")
+
+
+def _check_device(device: str | torch.device | None) -> torch.device | None:
+    """``device`` as a :class:`torch.device` (``None`` stays ``None``); a device string torch
+    does not know, or CUDA where there is none, is refused with the argument named."""
+    if device is None:
+        return None
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device: not a torch device: {device!r} ({err})") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {device!r} requested, but CUDA is not available here")
+    return dev
+
+
 def init_distributed(
     backend: str | None = None,
     device: str | torch.device | None = None,
@@ -150,7 +190,9 @@ def init_distributed(
     ``python script.py``) no process group is created and a single-process context is returned,
     so the same script runs with and without torchrun. An existing group is reused.
     """
-    dev = torch.device(device) if device is not None else None
+    _check_backend(backend)
+    timeout_s = check_real("timeout_s", timeout_s, minimum=0.0, strict=True)
+    dev = _check_device(device)
     if dist.is_available() and dist.is_initialized():
         return _context_from_group(dev)
     if not launched_by_torchrun():
@@ -159,10 +201,8 @@ def init_distributed(
         return DistContext(0, 1, 0, dev, None, False)
     if not dist.is_available():  # pragma: no cover - torch built without distributed
         raise RuntimeError("torch.distributed is not available in this torch build")
-    rank, ws = _env_int("RANK", 0), _env_int("WORLD_SIZE", 1)
+    rank, ws = _env_rank_world()
     local = _env_int("LOCAL_RANK", rank)
-    if not 0 <= rank < ws:
-        raise ValueError(f"RANK: expected 0 <= RANK < WORLD_SIZE = {ws}, received {rank}")
     if dev is None:
         dev = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
     if dev.type == "cuda":
@@ -170,8 +210,6 @@ def init_distributed(
             dev = torch.device(f"cuda:{local}")
         torch.cuda.set_device(dev)
     backend = backend or ("nccl" if dev.type == "cuda" else "gloo")
-    if backend not in ("gloo", "nccl", "mpi"):
-        raise ValueError(f"backend: expected 'gloo', 'nccl' or 'mpi', received {backend!r}")
     if backend == "gloo" and os.environ.get("MASTER_ADDR", "") in ("127.0.0.1", "localhost"):
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     dist.init_process_group(
@@ -262,8 +300,17 @@ def _as_dataset(data: Dataset | Sequence[torch.Tensor] | torch.Tensor) -> Datase
     if isinstance(data, Dataset):
         return data
     if isinstance(data, torch.Tensor):
-        return TensorDataset(data)
-    if isinstance(data, (tuple, list)) and all(isinstance(t, torch.Tensor) for t in data):
+        data = (data,)
+    if isinstance(data, (tuple, list)) and data and all(isinstance(t, torch.Tensor) for t in data):
+        if any(t.dim() == 0 for t in data):
+            raise ValueError(
+                "data: expected tensors with a first (sample) dimension, received a 0-d tensor"
+            )
+        sizes = [t.shape[0] for t in data]
+        if len(set(sizes)) > 1:
+            raise ValueError(
+                f"data: the tensors must share their first (sample) dimension, received {sizes}"
+            )
         return TensorDataset(*data)
     raise TypeError(
         "data: expected a torch Dataset, a tensor or a tuple of tensors with a common first "
@@ -356,6 +403,47 @@ def _to(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+def _check_callable(name: str, fn: Any, *, optional: bool = False) -> None:
+    if (fn is None and optional) or callable(fn):
+        return
+    what = "a callable or None" if optional else "a callable"
+    raise TypeError(f"{name}: expected {what}, received {type(fn).__name__}")
+
+
+def _check_train_args(
+    model_fn, loss_fn, data, epochs, batch_size, lr, optimizer_fn, checkpoint, seed, config
+) -> tuple[Dataset, int, int, int]:
+    """:func:`train_ddp`'s checks that need no process group: ``(dataset, epochs, batch_size,
+    seed)``."""
+    _check_callable("model_fn", model_fn)
+    _check_callable("loss_fn", loss_fn)
+    _check_callable("optimizer_fn", optimizer_fn, optional=True)
+    epochs = check_int("epochs", epochs, minimum=0)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    seed = check_int("seed", seed)
+    if optimizer_fn is None:  # lr is used only by the default Adam
+        check_real("lr", lr, minimum=0.0, strict=True)
+    if checkpoint is not None:
+        if not isinstance(checkpoint, (str, os.PathLike)):
+            raise TypeError(
+                f"checkpoint: expected a path or None, received {type(checkpoint).__name__}"
+            )
+        if Path(checkpoint).is_dir():
+            raise ValueError(f"checkpoint: {str(checkpoint)!r} is a folder, expected a file path")
+    if config is not None and not isinstance(config, Mapping):
+        raise TypeError(f"config: expected a mapping or None, received {type(config).__name__}")
+    ds = _as_dataset(data)
+    try:
+        if isinstance(ds, IterableDataset):
+            raise TypeError("an iterable dataset cannot be split by rank")
+        len(ds)
+    except TypeError as err:
+        raise TypeError(
+            f"data: expected a map-style dataset with a length, received {type(ds).__name__}"
+        ) from err
+    return ds, epochs, batch_size, seed
+
+
 def train_ddp(
     model_fn: Callable[[], torch.nn.Module],
     loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor],
@@ -385,12 +473,28 @@ def train_ddp(
     Returns a :class:`~bayesphys.FitResult`: ``loss_history`` holds the epoch mean loss averaged
     over ranks (epochs run in this call); ``extra`` has ``world_size``, ``start_epoch``,
     ``samples_per_second`` (global) and ``model`` (the trained bare module).
+
+    The arguments are checked before any process group, model or optimizer is set up, on
+    every rank alike: a ``batch_size`` larger than the samples each rank holds (with
+    ``epochs > 0``) is refused there, whatever a checkpoint holds.
     """
-    if epochs < 0:
-        raise ValueError(f"epochs: expected a non-negative int, received {epochs}")
+    ds, epochs, batch_size, seed = _check_train_args(
+        model_fn, loss_fn, data, epochs, batch_size, lr, optimizer_fn, checkpoint, seed, config
+    )
+    _check_device(device)
+    _check_backend(backend)
+    _, world = _planned_world()
+    per_rank = len(ds) // world  # what DistributedSampler deals each rank with drop_last
+    if epochs > 0 and per_rank < batch_size:
+        # the same on every rank, so all ranks stop here, before any rendezvous
+        raise ValueError(
+            f"batch_size: {batch_size} per rank exceeds the {per_rank} samples each of the "
+            f"{world} rank(s) holds, so no batch would run (batches are dropped when "
+            "incomplete); lower batch_size or give more data"
+        )
     ctx = init_distributed(backend, device)
     try:
-        torch.manual_seed(int(seed))
+        torch.manual_seed(seed)
         model = model_fn().to(ctx.device)
         params = list(model.parameters())
         optimizer = optimizer_fn(params) if optimizer_fn else torch.optim.Adam(params, lr=lr)
@@ -405,9 +509,8 @@ def train_ddp(
         if ctx.distributed:
             ids = [ctx.device.index] if ctx.device.type == "cuda" else None
             net = DDP(model, device_ids=ids)
-        loader = distributed_loader(data, batch_size, ctx, shuffle=True, seed=seed)
-        if len(loader) == 0 and start_epoch < epochs:
-            # same on every rank, so all ranks raise here before any collective call
+        loader = distributed_loader(ds, batch_size, ctx, shuffle=True, seed=seed)
+        if len(loader) == 0 and start_epoch < epochs:  # checked above; a guard for odd datasets
             raise ValueError(
                 f"batch_size: {batch_size} per rank exceeds the {len(loader.sampler)} samples "
                 f"each of the {ctx.world_size} rank(s) holds, so no batch would run (batches "

@@ -17,6 +17,10 @@ bayesphys schedules nothing itself. A *runner* wraps an existing engine and yiel
 
 Each worker limits torch, OpenMP and BLAS to ``threads_per_worker`` threads
 (:func:`limit_threads`) so ``workers x threads`` does not oversubscribe the cores.
+
+A task that fails is reported as ``(index, False, TaskError)``: the :class:`TaskError` names the
+task (its index, and its ``problem_id`` where the task has one) and chains the exception the task
+raised (or the executor's own, e.g. a task that could not be pickled) as ``__cause__``.
 """
 
 from __future__ import annotations
@@ -25,14 +29,16 @@ import concurrent.futures as cf
 import functools
 import multiprocessing as mp
 import os
+import pickle
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from .._checks import check_int
 
-__all__ = ["limit_threads", "resolve_runner", "Runner", "EXECUTOR_NAMES"]
+__all__ = ["limit_threads", "resolve_runner", "Runner", "TaskError", "EXECUTOR_NAMES"]
 
 EXECUTOR_NAMES = ("sequential", "local", "processes", "ray", "dask")
 _THREAD_ENV = (
@@ -115,13 +121,81 @@ def _init_pool_worker(threads: int | None) -> None:
     _exit_with_parent()
 
 
-def _call_indexed(fn: Callable[[Any], Any], item: tuple[int, Any]) -> tuple[int, Any]:
+class TaskError(RuntimeError):
+    """A task failed. The message names the task (``index`` and, where the task has a
+    ``problem_id``, that ``key``); the exception it raised is chained as ``__cause__``."""
+
+    def __init__(self, message: str, index: int | None = None, key: Any = None) -> None:
+        super().__init__(message)
+        self.index = index
+        self.key = key
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.index, self.key))
+
+
+def _task_label(i: int, task: Any) -> str:
+    key = getattr(task, "problem_id", None)
+    return f"task {i}" + (f" (problem {key!r})" if key is not None else "")
+
+
+def _task_error(i: int, task: Any, err: BaseException, context: str = "") -> TaskError:
+    """``err`` of task ``i`` as a :class:`TaskError` that names the task and chains ``err``."""
+    what = f"{type(err).__name__}: {err}"
+    out = TaskError(
+        f"{_task_label(i, task)} failed: {context}{what}", i, getattr(task, "problem_id", None)
+    )
+    out.__cause__ = err
+    return out
+
+
+class _RemoteTraceback(Exception):
+    """The traceback text of an exception raised in a worker process (lost when pickled)."""
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return self.tb
+
+
+class _Failure:
+    """A task's exception as returned from a pool worker, with its traceback text. Pickled (sent
+    back from another process), an exception that does not survive pickling is replaced by a
+    ``RuntimeError`` with its type and message."""
+
+    def __init__(self, err: Exception) -> None:
+        self.err = err
+        self.tb = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+
+    def __getstate__(self) -> dict[str, Any]:
+        err = self.err
+        try:
+            pickle.loads(pickle.dumps(err))
+        except Exception:  # noqa: BLE001 - any exception that cannot make the trip
+            err = RuntimeError(f"{type(err).__name__}: {err}")
+        return {"err": err, "tb": self.tb}
+
+    def exception(self) -> Exception:
+        err = self.err
+        if err.__traceback__ is None and err.__cause__ is None:  # it came from another process
+            err.__cause__ = _RemoteTraceback(f'\n"""\n{self.tb}"""')
+        return err
+
+
+def _call_indexed(fn: Callable[[Any], Any], item: tuple[int, Any]) -> tuple[int, bool, Any]:
+    """Pool-side call: ``(index, True, result)`` or ``(index, False, _Failure)``, so that a
+    task's exception comes back with the index of the task that raised it."""
     i, task = item
-    return i, fn(task)
+    try:
+        return i, True, fn(task)
+    except Exception as err:  # noqa: BLE001 - reported per task
+        return i, False, _Failure(err)
 
 
 Event = tuple[int, bool, Any]
-"""``(task index, ok, result or exception)``."""
+"""``(task index, ok, result or TaskError)``."""
 
 
 class Runner:
@@ -156,14 +230,18 @@ class SequentialRunner(Runner):
         for i, task in enumerate(tasks):
             prev = limit_threads(self.threads)
             try:
-                yield i, True, fn(task)
+                value = fn(task)
             except Exception as err:  # noqa: BLE001 - reported per task
-                yield i, False, err
+                yield i, False, _task_error(i, task, err)
+            else:
+                yield i, True, value
             finally:
                 _restore_threads(prev)
 
 
-def _poll(futures: dict[Any, int], wait_any: Callable | None) -> Iterator[Event]:
+def _poll(
+    futures: dict[Any, int], wait_any: Callable | None, tasks: Sequence[Any]
+) -> Iterator[Event]:
     pending = dict(futures)
     while pending:
         if wait_any is not None:
@@ -175,9 +253,11 @@ def _poll(futures: dict[Any, int], wait_any: Callable | None) -> Iterator[Event]
         for f in done:
             i = pending.pop(f)
             try:
-                yield i, True, f.result()
+                value = f.result()
             except Exception as err:  # noqa: BLE001 - worker crash, pickling error, ...
-                yield i, False, err
+                yield i, False, _task_error(i, tasks[i], err)
+            else:
+                yield i, True, value
 
 
 class FuturesRunner(Runner):
@@ -193,21 +273,22 @@ class FuturesRunner(Runner):
         return self.executor.submit(fn, task)
 
     def run(self, fn, tasks):
+        tasks = list(tasks)
         futures = {}
         for i, task in enumerate(tasks):
             try:
                 futures[self._submit(fn, task)] = i
             except Exception as err:  # noqa: BLE001 - e.g. unpicklable task
-                yield i, False, err
+                yield i, False, _task_error(i, task, err, "could not be submitted: ")
         if futures and all(isinstance(f, cf.Future) for f in futures):
 
             def wait_any(fs):
                 done, _ = cf.wait(fs, return_when=cf.FIRST_COMPLETED)
                 return list(done)
 
-            yield from _poll(futures, wait_any)
+            yield from _poll(futures, wait_any, tasks)
         else:
-            yield from _poll(futures, None)
+            yield from _poll(futures, None, tasks)
 
     def close(self) -> None:
         if self.owned:
@@ -225,6 +306,7 @@ class DaskRunner(FuturesRunner):
         return self.executor.submit(fn, task, pure=False)
 
     def run(self, fn, tasks):
+        tasks = list(tasks)
         from dask.distributed import as_completed
 
         futures = {}
@@ -232,15 +314,17 @@ class DaskRunner(FuturesRunner):
             try:
                 futures[self._submit(fn, task)] = i
             except Exception as err:  # noqa: BLE001
-                yield i, False, err
+                yield i, False, _task_error(i, task, err, "could not be submitted: ")
         if not futures:
             return
         for f in as_completed(list(futures)):
             i = futures[f]
             try:
-                yield i, True, f.result()
+                value = f.result()
             except Exception as err:  # noqa: BLE001
-                yield i, False, err
+                yield i, False, _task_error(i, tasks[i], err)
+            else:
+                yield i, True, value
 
     def close(self) -> None:
         if self.cluster is not None:
@@ -249,13 +333,21 @@ class DaskRunner(FuturesRunner):
 
 
 class MapRunner(Runner):
-    """Anything with ``imap_unordered`` (preferred) or ``map`` (pools)."""
+    """Anything with ``imap_unordered`` (preferred) or ``map`` (pools).
+
+    A task's exception is caught where the task runs and comes back with its index. Errors of
+    the pool itself carry no index (``multiprocessing.Pool`` raises a task it could not send in
+    place of some result and goes on); they go to the tasks left without a result, and the
+    message says so where several tasks could own them. ``map`` returns nothing until every task
+    is done, and nothing at all if the pool fails: prefer a pool with ``imap_unordered``.
+    """
 
     def __init__(self, pool: Any, name: str) -> None:
         self.pool = pool
         self.name = name
 
     def run(self, fn, tasks):
+        tasks = list(tasks)
         items = list(enumerate(tasks))
         call = functools.partial(_call_indexed, fn)
         seen: set[int] = set()
@@ -270,7 +362,7 @@ class MapRunner(Runner):
             it, errors = iter(()), [err]
         while len(seen) + len(errors) < len(items):
             try:
-                i, value = next(it)
+                i, ok, value = next(it)
             except StopIteration:
                 break
             except Exception as err:  # noqa: BLE001 - one task could not be sent or returned
@@ -279,11 +371,31 @@ class MapRunner(Runner):
                 errors.append(err)
                 continue
             seen.add(i)
-            yield i, True, value
-        # a failed item carries no index: the tasks without a result share the errors in order
+            if ok:
+                yield i, True, value
+            else:
+                yield i, False, _task_error(i, tasks[i], value.exception())
         missing = [i for i, _ in items if i not in seen]
         for k, i in enumerate(missing):
-            err = errors[min(k, len(errors) - 1)] if errors else RuntimeError("no result returned")
+            if not errors:
+                err = TaskError(
+                    f"{_task_label(i, tasks[i])} failed: the pool returned no result for it",
+                    i,
+                    getattr(tasks[i], "problem_id", None),
+                )
+            elif len(missing) == 1:
+                err = _task_error(i, tasks[i], errors[0], "the pool reported ")
+            else:  # the pool's errors carry no index: name every task they may belong to
+                owners = ", ".join(_task_label(j, tasks[j]) for j in missing)
+                msgs = "; ".join(f"{type(e).__name__}: {e}" for e in errors)
+                err = TaskError(
+                    f"{_task_label(i, tasks[i])} failed: the pool returned no result for it and "
+                    f"reported {len(errors)} error(s) without saying which of the tasks left "
+                    f"without a result ({owners}) each belongs to: {msgs}",
+                    i,
+                    getattr(tasks[i], "problem_id", None),
+                )
+                err.__cause__ = errors[min(k, len(errors) - 1)]
             yield i, False, err
 
 
@@ -309,6 +421,7 @@ class RayRunner(Runner):
         self.num_gpus = num_gpus
 
     def run(self, fn, tasks):
+        tasks = list(tasks)
         ray = self.ray
         remote = ray.remote(num_cpus=self.threads or 1, num_gpus=self.num_gpus)(_ray_call)
         refs = {}
@@ -316,15 +429,18 @@ class RayRunner(Runner):
             try:
                 refs[remote.remote(fn, task, self.threads)] = i
             except Exception as err:  # noqa: BLE001
-                yield i, False, err
+                yield i, False, _task_error(i, task, err, "could not be submitted: ")
         pending = list(refs)
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             for ref in done:
+                i = refs[ref]
                 try:
-                    yield refs[ref], True, ray.get(ref)
+                    value = ray.get(ref)
                 except Exception as err:  # noqa: BLE001
-                    yield refs[ref], False, err
+                    yield i, False, _task_error(i, tasks[i], err)
+                else:
+                    yield i, True, value
 
     def close(self) -> None:
         if self.started:
@@ -381,6 +497,36 @@ def _dask_runner(client: Any, workers: int | None, threads: int | None) -> DaskR
     return DaskRunner(client, cluster, nworkers)
 
 
+def _is_dask_client(executor: Any) -> bool:
+    mod = type(executor).__module__ or ""
+    return mod.startswith("distributed") and hasattr(executor, "scheduler_info")
+
+
+def _check_executor(executor: Any) -> None:
+    """Refuse what :func:`resolve_runner` would refuse, without starting anything."""
+    if executor is None or isinstance(executor, Runner):
+        return
+    if isinstance(executor, str):
+        if executor not in (*EXECUTOR_NAMES, "serial"):
+            raise ValueError(
+                f"executor: expected one of {EXECUTOR_NAMES}, an executor object or None, "
+                f"received {executor!r}"
+            )
+        return
+    if (
+        _is_dask_client(executor)
+        or hasattr(executor, "submit")
+        or hasattr(executor, "imap_unordered")
+        or hasattr(executor, "map")
+    ):
+        return
+    raise TypeError(
+        "executor: expected None, a name in "
+        f"{EXECUTOR_NAMES}, or an object with submit() or map(), received "
+        f"{type(executor).__name__}"
+    )
+
+
 def resolve_runner(
     executor: Any,
     *,
@@ -390,13 +536,16 @@ def resolve_runner(
     """Turn ``executor`` (a name, an executor/client/pool object or ``None``) into a Runner.
 
     ``max_workers`` sizes the pools and clusters started here (default: ``os.cpu_count()``);
-    it is ignored for objects passed in.
+    it is ignored for objects passed in. A :class:`Runner` passed in is returned as it is.
     """
-    if max_workers is not None:
-        max_workers = check_int("max_workers", max_workers, minimum=1)
     if isinstance(executor, Runner):
         return executor
-    if executor is None or executor in ("local", "processes"):
+    _check_executor(executor)
+    if max_workers is not None:
+        max_workers = check_int("max_workers", max_workers, minimum=1)
+    if threads_per_worker is not None:
+        threads_per_worker = check_int("threads_per_worker", threads_per_worker, minimum=1)
+    if executor is None or (isinstance(executor, str) and executor in ("local", "processes")):
         workers = max_workers or os.cpu_count() or 1
         pool = cf.ProcessPoolExecutor(
             max_workers=workers,
@@ -410,22 +559,10 @@ def resolve_runner(
             return SequentialRunner(threads_per_worker)
         if executor == "ray":
             return RayRunner(threads_per_worker, max_workers)
-        if executor == "dask":
-            return _dask_runner(None, max_workers, threads_per_worker)
-        raise ValueError(
-            f"executor: expected one of {EXECUTOR_NAMES}, an executor object or None, "
-            f"received {executor!r}"
-        )
-    mod = type(executor).__module__ or ""
-    if mod.startswith("distributed") and hasattr(executor, "scheduler_info"):
+        return _dask_runner(None, max_workers, threads_per_worker)  # "dask"
+    if _is_dask_client(executor):
         return _dask_runner(executor, None, threads_per_worker)
     if hasattr(executor, "submit"):
         workers = getattr(executor, "_max_workers", None)
         return FuturesRunner(executor, owned=False, name=type(executor).__name__, workers=workers)
-    if hasattr(executor, "imap_unordered") or hasattr(executor, "map"):
-        return MapRunner(executor, name=type(executor).__name__)
-    raise TypeError(
-        "executor: expected None, a name in "
-        f"{EXECUTOR_NAMES}, or an object with submit() or map(), received "
-        f"{type(executor).__name__}"
-    )
+    return MapRunner(executor, name=type(executor).__name__)

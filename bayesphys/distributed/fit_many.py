@@ -41,7 +41,14 @@ import numpy as np
 
 from .._checks import check_int
 
-__all__ = ["fit_many", "FitManyResult", "problem_seed", "run_problem", "ProblemTask"]
+__all__ = [
+    "fit_many",
+    "FitManyResult",
+    "CombineError",
+    "problem_seed",
+    "run_problem",
+    "ProblemTask",
+]
 
 
 def _check_seed(seed: Any) -> int:
@@ -215,6 +222,8 @@ def _read(
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError:
         return None
+    if not isinstance(meta, dict):
+        return None
     if meta.get("status") != "ok" or str(meta.get("id")) != str(problem_id):
         return None
     if not _same_run(meta, seed, build):
@@ -272,6 +281,91 @@ class FitManyResult:
         return list(self.table.index[self.table["status"] == "ok"])
 
 
+class CombineError(ValueError):
+    """The per-problem results cannot be stacked into one InferenceData (a group, variable,
+    shape or coordinate differs between problems). The message names the problems and what
+    differs; ``result`` is the :class:`FitManyResult` with ``idata=None``: its ``per_problem``
+    and ``table`` keep every finished problem."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.result: FitManyResult | None = None
+
+
+def _ids(ids: list[Any], limit: int = 5) -> str:
+    shown = ", ".join(repr(i) for i in ids[:limit])
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
+def _split(values: dict[Any, Any]) -> str:
+    """``problem -> description`` as ``'desc' in problem(s) a, b; 'desc2' in c`` (largest first)."""
+    by: dict[Any, list[Any]] = {}
+    for pid, v in values.items():
+        by.setdefault(v, []).append(pid)
+    parts = sorted(by.items(), key=lambda kv: -len(kv[1]))
+    return "; ".join(f"{v} in problem(s) {_ids(pids)}" for v, pids in parts)
+
+
+def _labels(index: Any) -> str:
+    if len(index) == 0:
+        return "no labels"
+    return f"{len(index)} labels, {index[0]!r} .. {index[-1]!r}"
+
+
+def _mismatch(per_problem: dict[Any, dict[str, Any]], problem_dim: str) -> str | None:
+    """What keeps the problems' groups from stacking along ``problem_dim``, naming the problems
+    and the group, variable, shape or coordinate; ``None`` when they match."""
+    ids = list(per_problem)
+    groups = list(dict.fromkeys(g for i in ids for g in per_problem[i]))
+    for g in groups:
+        lacking = [i for i in ids if g not in per_problem[i]]
+        if lacking:
+            having = [i for i in ids if g in per_problem[i]]
+            return f"group {g!r} is in problem(s) {_ids(having)} but missing from {_ids(lacking)}"
+    for g in groups:
+        dsets = {i: per_problem[i][g] for i in ids}
+        for i, ds in dsets.items():
+            if problem_dim in ds.dims or problem_dim in ds.variables:
+                return (
+                    f"problem_dim {problem_dim!r} is already a dimension or variable of group "
+                    f"{g!r} (problem {i!r}); pass another problem_dim"
+                )
+        names = list(dict.fromkeys(v for ds in dsets.values() for v in ds.data_vars))
+        for v in names:
+            sig = {
+                i: (
+                    f"dims {ds[v].dims} shape {tuple(ds[v].shape)}"
+                    if v in ds.data_vars
+                    else "missing"
+                )
+                for i, ds in dsets.items()
+            }
+            if len(set(sig.values())) > 1:
+                return f"variable {v!r} of group {g!r} differs: {_split(sig)}"
+        first = ids[0]
+        for name, index in dsets[first].indexes.items():
+            differ = [
+                i
+                for i in ids[1:]
+                if name not in dsets[i].indexes or not dsets[i].indexes[name].equals(index)
+            ]
+            if differ:
+                other = dsets[differ[0]].indexes.get(name)
+                return (
+                    f"coordinate {name!r} of group {g!r} differs between problem {first!r} "
+                    f"({_labels(index)}) and problem(s) {_ids(differ)} "
+                    f"({_labels(other) if other is not None else 'absent'})"
+                )
+        for i in ids[1:]:
+            extra = [n for n in dsets[i].indexes if n not in dsets[first].indexes]
+            if extra:
+                return (
+                    f"coordinate {extra[0]!r} of group {g!r} is in problem {i!r} but not in "
+                    f"problem {first!r}"
+                )
+    return None
+
+
 def _combine(per_problem: dict[Any, dict[str, Any]], problem_dim: str):
     import pandas as pd
     import xarray as xr
@@ -280,18 +374,23 @@ def _combine(per_problem: dict[Any, dict[str, Any]], problem_dim: str):
 
     if not per_problem:
         return None
+    hint = "; the per-problem results are kept: error.result.per_problem and error.result.table"
+    why = _mismatch(per_problem, problem_dim)
+    if why is not None:
+        raise CombineError(
+            f"fit_many: cannot stack the problems' results along {problem_dim!r}: {why}{hint}"
+        )
     ids = list(per_problem)
-    names = [g for g in per_problem[ids[0]] if all(g in per_problem[i] for i in ids)]
     index = pd.Index(ids, name=problem_dim)
     groups = {}
-    for g in names:
+    for g in per_problem[ids[0]]:
         dsets = [per_problem[i][g] for i in ids]
         try:
             ds = xr.concat(dsets, dim=index, join="exact", combine_attrs="override")
-        except ValueError as err:
-            raise ValueError(
-                f"fit_many: group {g!r} differs in shape across problems and cannot be stacked "
-                f"along {problem_dim!r} ({err}); use result.per_problem instead"
+        except (ValueError, TypeError, KeyError) as err:
+            raise CombineError(
+                f"fit_many: cannot stack group {g!r} of problems {_ids(ids)} along "
+                f"{problem_dim!r}: {type(err).__name__}: {err}{hint}"
             ) from err
         lead = ["chain", "draw"] if g in SAMPLE_GROUPS and "chain" in ds.dims else []
         ds = ds.transpose(*lead, problem_dim, ...)
@@ -378,7 +477,8 @@ def fit_many(
     build: ``build(problem) -> model`` (or ``build(problem, seed=s)``) where the model has
         ``fit(**fit_kwargs) -> FitResult`` and ``posterior(**posterior_kwargs) -> Posterior``.
     executor: ``None``/``"local"`` (spawned processes), ``"sequential"``, ``"ray"``,
-        ``"dask"``, or an executor/client/pool object (see :mod:`.executors`).
+        ``"dask"``, or an executor/client/pool object or a ``Runner`` (see :mod:`.executors`;
+        objects passed in are left open). Checked before anything is read or started.
     out: directory; each finished problem is written there as ``<id>.nc`` (InferenceData) and
         ``<id>.json`` (its table row) as soon as it completes, and problems already finished
         there are loaded instead of refitted (failed ones are retried if ``retry_failed``);
@@ -398,14 +498,33 @@ def fit_many(
     :class:`FitManyResult` — ``idata`` (posterior ``u`` of shape ``[C, S, N_ok, *E]``, dims
     ``(chain, draw, problem_dim, ...)``), ``table`` (one row per problem, failures included)
     and ``seed`` (the base seed).
+
+    Raises
+    ------
+    CombineError: when the finished problems' results cannot be stacked (a group, variable,
+        shape or coordinate differs between problems); it names the problems and what differs,
+        and its ``result`` holds ``per_problem`` and ``table`` (``idata=None``).
     """
     from tqdm.auto import tqdm
 
-    from .executors import resolve_runner
+    from .executors import Runner, _check_executor, resolve_runner
 
     items = _normalise(problems)
     if not callable(build):
         raise TypeError(f"build: expected a callable, received {type(build).__name__}")
+    if export is not None and not callable(export):
+        raise TypeError(f"export: expected a callable or None, received {type(export).__name__}")
+    if not isinstance(problem_dim, str):
+        raise TypeError(f"problem_dim: expected a str, received {type(problem_dim).__name__}")
+    if not problem_dim or problem_dim in ("chain", "draw"):
+        raise ValueError(
+            "problem_dim: expected a dimension name other than 'chain' and 'draw', received "
+            f"{problem_dim!r}"
+        )
+    for arg, value in (("fit_kwargs", fit_kwargs), ("posterior_kwargs", posterior_kwargs)):
+        if value is not None and not isinstance(value, Mapping):
+            raise TypeError(f"{arg}: expected a mapping or None, received {type(value).__name__}")
+    _check_executor(executor)
     num_samples = check_int("num_samples", num_samples, minimum=1)
     num_chains = check_int("num_chains", num_chains, minimum=1)
     if threads_per_worker is not None:
@@ -433,12 +552,18 @@ def fit_many(
                 continue
             if not retry_failed:
                 meta = out_dir / f"{_stem(pid)}.json"
-                if meta.exists():
-                    rec = json.loads(meta.read_text())
-                    if _same_run(rec, want, build_name):
-                        rec.update(id=pid, groups=None, resumed=True)
-                        records[pid] = rec
-                        continue
+                try:
+                    rec = json.loads(meta.read_text()) if meta.exists() else None
+                except json.JSONDecodeError:  # unreadable: fit the problem again, as _read does
+                    rec = None
+                if (
+                    isinstance(rec, dict)
+                    and str(rec.get("id")) == str(pid)  # not another id with the same file stem
+                    and _same_run(rec, want, build_name)
+                ):
+                    rec.update(id=pid, groups=None, resumed=True)
+                    records[pid] = rec
+                    continue
         todo.append(
             ProblemTask(
                 problem_id=pid,
@@ -510,12 +635,13 @@ def fit_many(
                     bar.set_postfix(failed=sum(r["status"] != "ok" for r in records.values()))
         finally:
             bar.close()
-            runner.close()
+            if not isinstance(executor, Runner):  # a runner passed in stays open for reuse
+                runner.close()
 
     ordered = [records[pid] for pid, _ in items if pid in records]
     per_problem = {r["id"]: r["groups"] for r in ordered if r["status"] == "ok" and r["groups"]}
-    return FitManyResult(
-        idata=_combine(per_problem, problem_dim),
+    result = FitManyResult(
+        idata=None,
         table=_table(ordered, problem_dim),
         per_problem=per_problem,
         executor=runner_name,
@@ -523,3 +649,9 @@ def fit_many(
         seconds=time.perf_counter() - t0,
         seed=base,
     )
+    try:
+        result.idata = _combine(per_problem, problem_dim)
+    except CombineError as err:
+        err.result = result  # nothing fitted is lost: the per-problem results and the table
+        raise
+    return result

@@ -116,3 +116,20 @@ def test_single_process_is_unchanged():
 def test_bad_module():
     with pytest.raises(TypeError, match="module"):
         GradientSync([torch.zeros(2)])
+
+
+def test_the_loss_mean_is_reduced_on_the_device_the_backend_serves(monkeypatch):
+    """NCCL reduces CUDA tensors only: GradientSync.mean used to send a CPU tensor there."""
+    import bayesphys.distributed.data_parallel as dp
+
+    monkeypatch.setattr(dp.dist, "get_backend", lambda *a: "nccl")
+    monkeypatch.setattr(dp.torch.cuda, "current_device", lambda: 1)
+    assert dp._reduce_device() == torch.device("cuda", 1)
+    monkeypatch.setattr(dp.dist, "get_backend", lambda *a: "gloo")
+    assert dp._reduce_device() == torch.device("cpu")
+    # on two gloo ranks it stays on the CPU and averages
+    monkeypatch.setattr(dp, "_active_group", lambda: (0, 2))
+    sent = []
+    monkeypatch.setattr(dp.dist, "all_reduce", lambda t, *a, **k: sent.append(t) or t.mul_(2))
+    sync = GradientSync(torch.nn.Linear(2, 1), broadcast=False)
+    assert sync.mean(torch.tensor(1.5)) == 1.5 and sent[0].device.type == "cpu"

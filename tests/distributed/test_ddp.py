@@ -155,3 +155,87 @@ def test_train_ddp_refuses_a_batch_larger_than_the_data(monkeypatch):
     x, y = _data(16)
     with pytest.raises(ValueError, match="batch_size"):
         ddp.train_ddp(_model, _loss, (x, y), epochs=2, batch_size=32, progress=False)
+
+
+def _no_group(*args, **kwargs):
+    raise AssertionError("a process group or context was set up before the arguments were checked")
+
+
+_X, _Y = _data(16)
+BAD_TRAIN_ARGS = [  # (overrides of a valid call, error type, message)
+    ({"batch_size": 32}, ValueError, r"batch_size: 32 per rank exceeds the 16 samples"),
+    ({"batch_size": 0}, ValueError, r"batch_size: expected an int >= 1"),
+    ({"epochs": -1}, ValueError, r"epochs: expected an int >= 0"),
+    ({"epochs": 2.5}, TypeError, r"epochs: expected an int"),
+    ({"lr": 0.0}, ValueError, r"lr: expected a number > 0"),
+    ({"lr": float("nan")}, ValueError, r"lr: expected a finite number"),
+    ({"seed": "0"}, TypeError, r"seed: expected an int"),
+    ({"backend": "tcp"}, ValueError, r"backend: expected one of"),
+    ({"device": "gpu0"}, ValueError, r"device: not a torch device"),
+    ({"model_fn": 3}, TypeError, r"model_fn: expected a callable"),
+    ({"loss_fn": None}, TypeError, r"loss_fn: expected a callable"),
+    ({"optimizer_fn": "adam"}, TypeError, r"optimizer_fn: expected a callable or None"),
+    ({"config": [("width", 8)]}, TypeError, r"config: expected a mapping"),
+    ({"checkpoint": 3}, TypeError, r"checkpoint: expected a path"),
+    ({"checkpoint": "<tmp_path>"}, ValueError, r"checkpoint: .* is a folder"),
+    ({"data": (_X, _Y[:10])}, ValueError, r"data: the tensors must share .*\[16, 10\]"),
+    ({"data": torch.tensor(1.0)}, ValueError, r"data: expected tensors with a first"),
+    ({"data": "not data"}, TypeError, r"data: expected a torch Dataset"),
+]
+
+
+@pytest.mark.parametrize(
+    "kw, err, match",
+    BAD_TRAIN_ARGS,
+    ids=[f"{next(iter(k))}-{i}" for i, (k, _, _) in enumerate(BAD_TRAIN_ARGS)],
+)
+def test_train_ddp_checks_its_arguments_before_any_group_or_model(
+    monkeypatch, tmp_path, kw, err, match
+):
+    """A bad argument is refused before the process group, the model or the optimizer is set
+    up (it used to cost a rendezvous, a model build and, for some, a trained epoch)."""
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(ddp, "init_distributed", _no_group)
+    monkeypatch.setattr(ddp.dist, "init_process_group", _no_group)
+    built = []
+    args = {
+        "model_fn": lambda: built.append(1) or _model(),
+        "loss_fn": _loss,
+        "data": (_X, _Y),
+        "epochs": 2,
+        "batch_size": 4,
+        "progress": False,
+    }
+    args.update({k: str(tmp_path) if v == "<tmp_path>" else v for k, v in kw.items()})
+    with pytest.raises(err, match=match):
+        ddp.train_ddp(**args)
+    assert not built
+
+
+def test_train_ddp_refuses_a_batch_larger_than_each_rank_holds_before_the_rendezvous(monkeypatch):
+    """Rank 0 of 2 (as under torchrun): 16 samples give each rank 8, so a batch of 16 per rank
+    is refused at once; it used to wait for the other rank at the rendezvous first."""
+    env = {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}
+    for var, value in {**env, "MASTER_PORT": "29500"}.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.setattr(ddp, "init_distributed", _no_group)
+    monkeypatch.setattr(ddp.dist, "init_process_group", _no_group)
+    with pytest.raises(ValueError, match=r"batch_size: 16 per rank exceeds the 8 samples"):
+        ddp.train_ddp(_model, _loss, (_X, _Y), epochs=1, batch_size=16, progress=False)
+
+
+def test_train_ddp_lr_is_checked_only_for_the_default_optimizer(monkeypatch):
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    res = ddp.train_ddp(
+        _model,
+        _loss,
+        (_X, _Y),
+        epochs=1,
+        batch_size=8,
+        lr=None,
+        optimizer_fn=lambda params: torch.optim.SGD(params, lr=0.1),
+        progress=False,
+    )
+    assert len(res.loss_history) == 1

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from bayesphys._device import seed_everything
-from bayesphys.distributed import fit_many, problem_seed
-from bayesphys.distributed.executors import MapRunner, resolve_runner
+from bayesphys.distributed import CombineError, fit_many, problem_seed
+from bayesphys.distributed.executors import MapRunner, SequentialRunner, resolve_runner
+from bayesphys.distributed.fit_many import _combine
 from bayesphys.inference_data import group_dataset
 
 from . import _toy
@@ -271,9 +272,24 @@ def test_map_pool_keeps_the_results_after_one_task_fails_to_send():
     res = _run(_SendFailsPool(), probs)
     assert res.failed == ["p000"]
     assert "cannot pickle" in res.table.loc["p000", "error"]
+    assert "task 0 (problem 'p000') failed" in res.table.loc["p000", "error"]
     ref = _reference(probs, _toy.build, 7)
     del ref["p000"]
     _check_equal(res, ref)
+
+
+def test_map_pool_errors_without_a_task_name_every_task_they_may_belong_to(tmp_path):
+    probs = _toy.problems(4)
+    for pid in ("p001", "p003"):
+        probs[pid]["unpicklable"] = True
+    res = _run(_SendFailsPool(), probs, out=tmp_path)
+    assert res.failed == ["p001", "p003"]
+    for pid in res.failed:
+        err = res.table.loc[pid, "error"]
+        assert f"(problem {pid!r}) failed" in err and "cannot pickle" in err
+        assert "(problem 'p001'), task 3 (problem 'p003')" in err
+    # the finished problems are written as they come, whatever the others did
+    assert sorted(p.name for p in tmp_path.glob("*.nc")) == ["p000.nc", "p002.nc"]
 
 
 def _export_bad_attr(model, post, seed):
@@ -331,7 +347,7 @@ def test_problems_on_different_grids_are_not_padded_with_nan():
     from bayesphys.examples.cohort import LinearGaussianModel, export_cohort, make_cohort
 
     probs = {"a": make_cohort(1, n=41, m=10)["p000"], "b": make_cohort(1, n=51, m=10)["p000"]}
-    with pytest.raises(ValueError, match="per_problem"):
+    with pytest.raises(ValueError, match="per_problem") as info:
         fit_many(
             probs,
             LinearGaussianModel,
@@ -342,6 +358,12 @@ def test_problems_on_different_grids_are_not_padded_with_nan():
             num_samples=5,
             export=partial(export_cohort, num_samples=5),
         )
+    msg = str(info.value)
+    assert "variable 'u' of group 'posterior'" in msg
+    assert "(1, 5, 41) in problem(s) 'a'" in msg and "(1, 5, 51) in problem(s) 'b'" in msg
+    # the fits are not lost with the error: the per-problem results and the table come with it
+    assert sorted(info.value.result.per_problem) == ["a", "b"]
+    assert info.value.result.ok == ["a", "b"] and info.value.result.idata is None
 
 
 def test_a_drawn_base_seed_is_recorded_and_reproduces_the_run(tmp_path):
@@ -371,3 +393,126 @@ def test_a_drawn_base_seed_is_recorded_and_reproduces_the_run(tmp_path):
     assert type(fit_many({}, _toy.build, seed=np.int64(5), **kw).seed) is int
     with pytest.raises(TypeError, match="seed: expected int, received str"):
         fit_many({}, _toy.build, seed="5", **kw)
+
+
+def _export_extra_var(model, post, seed):
+    """Adds a variable ``D`` for one problem only (e.g. a parameter only some models have)."""
+    idata = post.to_inference_data(num_samples=NS, seed=seed)
+    if model.problem.get("with_D"):
+        idata.posterior["D"] = idata.posterior["u"].isel(u_dim_0=0)
+    return idata
+
+
+def test_a_variable_of_some_problems_only_is_refused_not_padded_with_nan():
+    # it used to be stacked with NaN for the problems without it, silently
+    probs = _toy.problems(3)
+    probs["p001"]["with_D"] = True
+    with pytest.raises(CombineError) as info:
+        _run("sequential", probs, export=_export_extra_var)
+    msg = str(info.value)
+    assert "variable 'D' of group 'posterior' differs" in msg
+    assert "in problem(s) 'p001'" in msg and "missing in problem(s) 'p000', 'p002'" in msg
+    res = info.value.result
+    assert sorted(res.per_problem) == list(probs) and res.failed == []
+
+
+def _post(n=4, var="u", x=None, extra=None):
+    import xarray as xr
+
+    data = {var: (("chain", "draw", "x"), np.zeros((1, 3, n)))}
+    if extra:
+        data[extra] = (("chain", "draw"), np.zeros((1, 3)))
+    return xr.Dataset(data, coords={} if x is None else {"x": x})
+
+
+def _obs():
+    import xarray as xr
+
+    return xr.Dataset({"y": ("obs", np.zeros(2))})
+
+
+COMBINE_CASES = {  # per-problem groups that cannot be stacked, and what the message must name
+    "shape": (
+        {"a": {"posterior": _post(4)}, "b": {"posterior": _post(4)}, "c": {"posterior": _post(5)}},
+        "problem",
+        [
+            "variable 'u' of group 'posterior'",
+            "(1, 3, 4) in problem(s) 'a', 'b'",
+            "(1, 3, 5) in problem(s) 'c'",
+        ],
+    ),
+    "coordinate": (
+        {
+            "a": {"posterior": _post(3, x=[0.0, 0.5, 1.0])},
+            "b": {"posterior": _post(3, x=[0.0, 0.4, 0.8])},
+        },
+        "problem",
+        ["coordinate 'x' of group 'posterior'", "problem 'a'", "problem(s) 'b'", "0.8"],
+    ),
+    "variable": (
+        {"a": {"posterior": _post(extra="D")}, "b": {"posterior": _post()}},
+        "problem",
+        ["variable 'D'", "in problem(s) 'a'", "missing in problem(s) 'b'"],
+    ),
+    "group": (
+        {"a": {"posterior": _post(), "observed_data": _obs()}, "b": {"posterior": _post()}},
+        "problem",
+        ["group 'observed_data' is in problem(s) 'a' but missing from 'b'"],
+    ),
+    "problem_dim": (
+        {"a": {"posterior": _post()}, "b": {"posterior": _post()}},
+        "x",
+        ["problem_dim 'x' is already a dimension or variable of group 'posterior'"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(COMBINE_CASES))
+def test_combine_names_the_problems_and_what_differs(case):
+    per_problem, dim, parts = COMBINE_CASES[case]
+    with pytest.raises(CombineError) as info:
+        _combine(per_problem, dim)
+    for part in parts:
+        assert part in str(info.value)
+    assert "error.result.per_problem" in str(info.value)
+
+
+def test_bad_arguments_are_refused_before_anything_is_read_or_run(tmp_path):
+    probs = _toy.problems(1)
+    _run("sequential", probs, out=tmp_path)
+    # everything resumes, so no runner is built: an unknown executor used to pass unnoticed
+    with pytest.raises(ValueError, match="executor: expected one of"):
+        _run("spark", probs, out=tmp_path)
+    with pytest.raises(TypeError, match="export: expected a callable"):
+        _run("sequential", probs, export="netcdf")
+    with pytest.raises(TypeError, match="posterior_kwargs: expected a mapping"):
+        _run("sequential", probs, posterior_kwargs=["num_samples"])
+    for dim in ("draw", ""):
+        with pytest.raises(ValueError, match="problem_dim: expected a dimension name"):
+            _run("sequential", probs, problem_dim=dim)
+    with pytest.raises(TypeError, match="problem_dim: expected a str"):
+        _run("sequential", probs, problem_dim=3)
+
+
+class _CountingRunner(SequentialRunner):
+    closed = 0
+
+    def close(self):
+        type(self).closed += 1
+
+
+def test_a_runner_passed_in_is_left_open():
+    runner = _CountingRunner(threads=1)
+    for _ in range(2):
+        res = _run(runner, _toy.problems(1))
+        assert res.ok == ["p000"]
+    assert _CountingRunner.closed == 0
+
+
+def test_an_unreadable_record_is_fitted_again_when_failures_are_kept(tmp_path):
+    probs = _toy.problems(2, fail=(1,))
+    _run("sequential", probs, out=tmp_path)
+    (tmp_path / "p001.json").write_text('{"status": "err')  # cut short, e.g. a full disk
+    # it used to stop the whole call with a JSONDecodeError
+    res = _run("sequential", _toy.problems(2), out=tmp_path, retry_failed=False)
+    assert res.table["resumed"].tolist() == [True, False] and res.failed == []

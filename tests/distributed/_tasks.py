@@ -1,0 +1,26 @@
+"""Light module-level tasks for the runner tests (spawned workers import only this)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+
+class Unpicklable(Exception):
+    """An exception that holds a lock, so it cannot be pickled back from a worker."""
+
+    def __init__(self, msg: str) -> None:
+        super().__init__(msg)
+        self.lock = threading.Lock()
+
+
+def task(x: int) -> int:
+    """Tasks 1 and 3 fail, 1 after the others (so the failures finish out of order)."""
+    if x == 1:
+        time.sleep(0.5)
+        raise ValueError("task one broke")
+    if x == 3:
+        raise KeyError("task three broke")
+    if x == 5:
+        raise Unpicklable("task five broke")
+    return 10 * x

@@ -1,0 +1,88 @@
+"""Runners: a failed task is reported for that task, named, with its exception chained, and
+the results of the other tasks are kept."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import pickle
+import traceback
+
+import pytest
+
+from bayesphys.distributed.executors import MapRunner, TaskError, resolve_runner
+
+from . import _tasks
+
+
+class _ReversedPool:
+    """Like ``multiprocessing.Pool.imap_unordered``: the tasks finish in reverse order, and an
+    exception is raised in place of a result while the iterator goes on with the others."""
+
+    def imap_unordered(self, fn, items):
+        pending = list(items)[::-1]
+
+        class _It:
+            def __iter__(self):
+                return self
+
+            def __next__(self):
+                if not pending:
+                    raise StopIteration
+                return fn(pending.pop(0))
+
+        return _It()
+
+
+class _MapOnly:
+    """A pool with ``map`` only (as some MPI pools): the results come back all at once."""
+
+    def map(self, fn, items):
+        return [fn(x) for x in items]
+
+
+def _events(runner, tasks):
+    return {i: (ok, value) for i, ok, value in runner.run(_tasks.task, tasks)}
+
+
+def _check(events, n):
+    # the finished tasks keep their results
+    assert {i: v for i, (ok, v) in events.items() if ok} == {i: 10 * i for i in (0, 2, 4)}
+    # each failure is the one its own task raised
+    assert "task one broke" in str(events[1][1]) and "task three broke" in str(events[3][1])
+    for i in (1, 3, 5):
+        ok, value = events[i]
+        assert not ok and isinstance(value, TaskError) and value.index == i
+        assert str(value).startswith(f"task {i} failed: ")
+    assert isinstance(events[1][1].__cause__, ValueError)
+    assert isinstance(events[3][1].__cause__, KeyError)
+    assert len(events) == n
+
+
+@pytest.mark.parametrize("pool", [_ReversedPool(), _MapOnly()], ids=["imap_unordered", "map"])
+def test_map_runner_reports_each_failure_for_the_task_that_raised(pool):
+    # task errors used to come back without an index and went to the tasks without a result in
+    # arrival order (task 1 got task 3's error); with map, one failure lost every result
+    events = _events(MapRunner(pool, "pool"), list(range(6)))
+    _check(events, 6)
+
+
+def test_map_runner_on_a_process_pool_names_the_task_and_keeps_the_worker_traceback():
+    with mp.get_context("spawn").Pool(2) as pool:
+        events = _events(MapRunner(pool, "Pool"), list(range(6)))
+    _check(events, 6)
+    text = "".join(traceback.format_exception(events[1][1]))
+    assert "_tasks.py" in text and "raise ValueError" in text  # the worker's traceback
+    # an exception that cannot be pickled back still reaches the caller, as text
+    assert "Unpicklable: task five broke" in str(events[5][1])
+
+
+@pytest.mark.parametrize("executor", ["sequential", "local"])
+def test_other_runners_name_the_failed_task_too(executor):
+    with resolve_runner(executor, max_workers=1) as runner:
+        events = {i: (ok, v) for i, ok, v in runner.run(_tasks.task, [0, 3])}
+    assert events[0] == (True, 0)
+    ok, err = events[1]
+    assert not ok and isinstance(err, TaskError) and err.index == 1
+    assert str(err).startswith("task 1 failed: KeyError") and isinstance(err.__cause__, KeyError)
+    back = pickle.loads(pickle.dumps(err))
+    assert (str(back), back.index, back.key) == (str(err), 1, None)
