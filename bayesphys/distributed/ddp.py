@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -358,8 +359,11 @@ def save_training_checkpoint(
     ctx: DistContext,
     config: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> Path:
-    """Rank 0 writes ``{model, optimizer, epoch, step, extra}`` atomically; all ranks wait."""
+    """Rank 0 writes ``{model, optimizer, epoch, step, world_size, extra, settings}``
+    atomically (a temporary file beside ``path``, flushed to disk, then renamed); all ranks
+    wait. ``settings`` is what :func:`train_ddp` compares before it resumes."""
     path = Path(path)
     if ctx.is_main:
         state = {
@@ -370,9 +374,17 @@ def save_training_checkpoint(
             "world_size": ctx.world_size,
             "extra": dict(extra or {}),
         }
+        if settings is not None:
+            state["settings"] = dict(settings)
         tmp = path.with_name(f".{path.name}.tmp")
-        save_checkpoint(tmp, kind=CHECKPOINT_KIND, config=dict(config or {}), state=state)
-        os.replace(tmp, path)
+        try:
+            save_checkpoint(tmp, kind=CHECKPOINT_KIND, config=dict(config or {}), state=state)
+            with open(tmp, "rb") as fh:  # on disk before the rename publishes it
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # the previous checkpoint stays as it was
+            raise
     _barrier()
     return path
 
@@ -444,6 +456,120 @@ def _check_train_args(
     return ds, epochs, batch_size, seed
 
 
+def _plain(value: Any) -> Any:
+    """An optimizer hyperparameter in a form that compares and prints (tensors as numbers)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().tolist()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    return value
+
+
+def _optimizer_settings(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The optimizer's class and the hyperparameters of its parameter groups (not the params)."""
+    kind = type(optimizer)
+    return {
+        "type": f"{kind.__module__}.{kind.__qualname__}",
+        "groups": [
+            {k: _plain(v) for k, v in group.items() if k != "params"}
+            for group in optimizer.param_groups
+        ],
+    }
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality of two settings (tensors and arrays by value, NaN equal to NaN)."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+            return False
+        if a.dtype != b.dtype or a.shape != b.shape:
+            return False
+        a, b = a.detach().cpu(), b.detach().cpu()
+        if a.is_floating_point() or a.is_complex():
+            return bool(torch.isclose(a, b, rtol=0, atol=0, equal_nan=True).all())
+        return torch.equal(a, b)
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)):
+            return False
+        if a.dtype != b.dtype or a.shape != b.shape:
+            return False
+        return bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(map(_same, a, b))
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - e.g. arrays: compare what they print
+        return type(a) is type(b) and repr(a) == repr(b)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_ABSENT = "<absent>"
+
+
+def _resume_differences(
+    saved: dict[str, Any], now: dict[str, Any], saved_config: Any, config: dict[str, Any] | None
+) -> list[str]:
+    """``'what: saved X, now Y'`` for every setting of ``now`` that the checkpoint also records
+    (``saved``) and that differs; ``config`` is compared key by key unless it is ``None``."""
+    diffs = []
+    names = {"samples": "len(data)", "batch_size": "batch_size (per rank)"}
+    for key in ("world_size", "batch_size", "samples", "seed"):
+        if key in saved and key in now and not _same(saved[key], now[key]):
+            diffs.append(f"{names.get(key, key)}: saved {saved[key]!r}, now {now[key]!r}")
+    if config is not None:
+        old = dict(saved_config) if isinstance(saved_config, Mapping) else {}
+        for key in list(dict.fromkeys([*old, *config])):
+            a, b = old.get(key, _ABSENT), config.get(key, _ABSENT)
+            if a is _ABSENT or b is _ABSENT or not _same(a, b):
+                shown = [v if v is _ABSENT else _short(v) for v in (a, b)]
+                diffs.append(f"config[{key!r}]: saved {shown[0]}, now {shown[1]}")
+    if "optimizer" in saved and "optimizer" in now:
+        a, b = saved["optimizer"], now["optimizer"]
+        if a["type"] != b["type"]:
+            diffs.append(f"optimizer: saved {a['type']}, now {b['type']}")
+        elif len(a["groups"]) != len(b["groups"]):
+            diffs.append(
+                f"optimizer parameter groups: saved {len(a['groups'])}, now {len(b['groups'])}"
+            )
+        else:
+            many = len(a["groups"]) > 1
+            for i, (ga, gb) in enumerate(zip(a["groups"], b["groups"])):
+                for key in ga:
+                    if key in gb and not _same(ga[key], gb[key]):
+                        where = f"optimizer group {i} {key}" if many else f"optimizer {key}"
+                        diffs.append(f"{where}: saved {_short(ga[key])}, now {_short(gb[key])}")
+    return diffs
+
+
+def _check_resume(
+    path: Path,
+    ckpt: dict[str, Any],
+    now: dict[str, Any],
+    config: dict[str, Any] | None = None,
+) -> None:
+    """Refuse to resume ``ckpt`` (read from ``path``) with settings other than its own."""
+    state = ckpt.get("state") or {}
+    saved = state.get("settings")
+    if not isinstance(saved, Mapping):  # written before the settings were recorded
+        saved = {"world_size": state.get("world_size")}
+    diffs = _resume_differences(dict(saved), now, ckpt.get("config"), config)
+    if diffs:
+        raise ValueError(
+            f"checkpoint: {str(path)!r} was written by a run with other settings, so resuming "
+            f"it would not continue that run exactly: {'; '.join(diffs)}. Resume with the saved "
+            "settings, or start afresh with resume=False (the checkpoint is then overwritten "
+            "after the first epoch) or another checkpoint path"
+        )
+
+
 def train_ddp(
     model_fn: Callable[[], torch.nn.Module],
     loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor],
@@ -470,6 +596,19 @@ def train_ddp(
     ``checkpoint`` (written by rank 0 after every epoch) continues exactly as an uninterrupted
     one. Works in a single process without torchrun.
 
+    Resuming needs the settings the checkpoint was written with: the number of ranks
+    (``world_size``), ``batch_size`` (per rank), ``len(data)``, ``seed``, ``config`` (compared
+    key by key, so leave out of it what may change between resumes, such as the number of
+    epochs) and the optimizer (its class and the hyperparameters of its parameter groups, e.g.
+    ``lr``; a resumed optimizer would otherwise keep the saved ones without a word). Any
+    difference is refused with a ``ValueError`` naming each setting, saved and now, before
+    any process group or model is set up (the optimizer's once it is built, before any step);
+    ``resume=False`` or another ``checkpoint`` path starts afresh. ``epochs`` may differ (a
+    longer run continues, a shorter one trains nothing), as may ``device`` and ``backend``
+    (the same batches and steps, computed on other hardware, so equal up to floating-point
+    rounding). The contents of ``data`` are not compared, only its length. Checkpoints written
+    before the settings were recorded are checked for ``world_size`` and ``config`` only.
+
     Returns a :class:`~bayesphys.FitResult`: ``loss_history`` holds the epoch mean loss averaged
     over ranks (epochs run in this call); ``extra`` has ``world_size``, ``start_epoch``,
     ``samples_per_second`` (global) and ``model`` (the trained bare module).
@@ -492,19 +631,35 @@ def train_ddp(
             f"{world} rank(s) holds, so no batch would run (batches are dropped when "
             "incomplete); lower batch_size or give more data"
         )
+    config = dict(config or {})
+    settings: dict[str, Any] = {
+        "world_size": world,
+        "batch_size": batch_size,
+        "samples": len(ds),
+        "seed": seed,
+    }
+    ckpt_path = Path(checkpoint) if checkpoint is not None else None
+    saved = None
+    if ckpt_path is not None and resume and ckpt_path.exists():
+        # read and compared on every rank alike, before any rendezvous: all ranks refuse together
+        saved = load_checkpoint(ckpt_path, kind=CHECKPOINT_KIND, map_location="cpu")
+        _check_resume(ckpt_path, saved, settings, config)
     ctx = init_distributed(backend, device)
     try:
         torch.manual_seed(seed)
         model = model_fn().to(ctx.device)
         params = list(model.parameters())
         optimizer = optimizer_fn(params) if optimizer_fn else torch.optim.Adam(params, lr=lr)
+        settings["optimizer"] = _optimizer_settings(optimizer)
         start_epoch, step = 0, 0
-        ckpt_path = Path(checkpoint) if checkpoint is not None else None
-        if ckpt_path is not None and resume and ckpt_path.exists():
-            state = load_training_checkpoint(
-                ckpt_path, model=model, optimizer=optimizer, map_location=ctx.device
-            )
+        if saved is not None:
+            _check_resume(ckpt_path, saved, {"optimizer": settings["optimizer"]})
+            state = saved["state"]
+            unwrap(model).load_state_dict(state["model"])
+            if state.get("optimizer") is not None:
+                optimizer.load_state_dict(state["optimizer"])
             start_epoch, step = state["epoch"] + 1, state["step"]
+            del saved, state  # the weights now live in the model and the optimizer
         net = model
         if ctx.distributed:
             ids = [ctx.device.index] if ctx.device.type == "cuda" else None
@@ -554,6 +709,7 @@ def train_ddp(
                     step=step,
                     ctx=ctx,
                     config=config,
+                    settings=settings,
                 )
         bar.close()
         seconds = time.perf_counter() - t0

@@ -175,8 +175,22 @@ def _stem(problem_id: Any) -> str:
     return _SAFE.sub("_", str(problem_id)) or "_"
 
 
+def _fsync(path: Path) -> None:
+    """Flush ``path`` to the disk, so that the rename that follows never publishes a file whose
+    contents a power loss could still take back."""
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
 def _write(out: Path, rec: dict[str, Any]) -> None:
-    """Write ``<id>.nc`` (if ok) then ``<id>.json`` atomically: the JSON marks completion."""
+    """Write ``<id>.nc`` (if ok) then ``<id>.json``; the JSON, written last, marks completion.
+
+    Each file is written to a temporary file in ``out``, flushed to disk and renamed into
+    place, so a crash never leaves a half-written file under its final name. The old
+    ``<id>.json`` is removed before a new ``<id>.nc`` takes its place: a crash between the two
+    renames then leaves no record (the problem is fitted again) instead of an old record
+    paired with the new draws.
+    """
     from ..inference_data import assemble_groups, save_netcdf
 
     stem = _stem(rec["id"])
@@ -184,15 +198,22 @@ def _write(out: Path, rec: dict[str, Any]) -> None:
         tmp = out / f".{stem}.nc.tmp"
         try:
             save_netcdf(assemble_groups(rec["groups"]), tmp)
+            _fsync(tmp)
+            (out / f"{stem}.json").unlink(missing_ok=True)
+            os.replace(tmp, out / f"{stem}.nc")
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        os.replace(tmp, out / f"{stem}.nc")
     meta = {k: v for k, v in rec.items() if k != "groups"}
     meta["id"] = rec["id"] if isinstance(rec["id"], (int, str)) else str(rec["id"])
     tmp = out / f".{stem}.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=1, default=str))
-    os.replace(tmp, out / f"{stem}.json")
+    try:
+        tmp.write_text(json.dumps(meta, indent=1, default=str))
+        _fsync(tmp)
+        os.replace(tmp, out / f"{stem}.json")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _build_name(build: Callable[..., Any]) -> str:
@@ -208,31 +229,54 @@ def _same_run(meta: dict[str, Any], seed: int | None, build: str | None) -> bool
     return build is None or meta.get("build") in (None, build)
 
 
+# what a damaged file raises when read: h5py's OSError for a truncated or corrupt netCDF,
+# ValueError (JSONDecodeError, UnicodeDecodeError, xarray decoding), KeyError for a missing
+# group; a file that cannot be read is treated as absent, so its problem is fitted again
+_UNREADABLE = (OSError, ValueError, KeyError, RuntimeError)
+
+
+def _read_meta(path: Path) -> dict[str, Any] | None:
+    """The record ``<id>.json`` as a dict; ``None`` when it is absent or cannot be read."""
+    try:
+        meta = json.loads(path.read_text())
+    except _UNREADABLE:  # absent, cut short or damaged: fit the problem again
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _load_groups(path: Path) -> dict[str, Any]:
+    """All groups of ``<id>.nc`` loaded into memory, the file handles released."""
+    from ..inference_data import load_netcdf
+
+    dsets = _groups(load_netcdf(path))
+    try:
+        return {g: ds.load() for g, ds in dsets.items()}
+    finally:
+        for ds in dsets.values():
+            ds.close()  # release the file handle so the file can be rewritten later
+
+
 def _read(
     out: Path, problem_id: Any, *, seed: int | None = None, build: str | None = None
 ) -> dict[str, Any] | None:
-    """A finished (status ok) record from disk written with ``seed`` and ``build``, or ``None``."""
-    from ..inference_data import load_netcdf
-
+    """A finished (status ok) record from disk written with ``seed`` and ``build``, or ``None``
+    (also when ``<id>.json`` or ``<id>.nc`` is missing or cannot be read)."""
     stem = _stem(problem_id)
     meta_path, nc_path = out / f"{stem}.json", out / f"{stem}.nc"
-    if not meta_path.exists() or not nc_path.exists():
+    if not nc_path.exists():
         return None
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(meta, dict):
+    meta = _read_meta(meta_path)
+    if meta is None:
         return None
     if meta.get("status") != "ok" or str(meta.get("id")) != str(problem_id):
         return None
     if not _same_run(meta, seed, build):
         return None
+    try:
+        groups = _load_groups(nc_path)
+    except _UNREADABLE:  # cut short or damaged: fit the problem again, as for the JSON
+        return None
     rec = dict(meta, id=problem_id)
-    groups = {}
-    for g, ds in _groups(load_netcdf(nc_path)).items():
-        groups[g] = ds.load()
-        ds.close()  # release the file handle so the file can be rewritten later
     rec["groups"] = groups
     return rec
 
@@ -483,6 +527,13 @@ def fit_many(
         ``<id>.json`` (its table row) as soon as it completes, and problems already finished
         there are loaded instead of refitted (failed ones are retried if ``retry_failed``);
         files written by another ``build`` or, when ``seed`` is given, another seed are refitted.
+        A problem whose ``<id>.json`` or ``<id>.nc`` is missing or cannot be read (cut short
+        by a killed run, damaged by a disk error) counts as not finished, whatever
+        ``retry_failed``: it is fitted again like a new problem (its row has ``resumed``
+        False and says nothing of the damaged file) and both files are overwritten; the
+        unreadable file is not kept. Each file is written to a temporary file in ``out`` and
+        renamed into place, the ``.json`` last, so a crash leaves no record that looks finished
+        without its draws.
     seed: base seed; problem ``i`` uses ``problem_seed(seed, i)`` for the torch/numpy/python
         RNGs before ``build`` and for the exported draws. ``None`` draws a random 32-bit base
         seed. Either way it is recorded as ``result.seed``, in the table column ``base_seed``
@@ -551,13 +602,12 @@ def fit_many(
                 records[pid] = done
                 continue
             if not retry_failed:
-                meta = out_dir / f"{_stem(pid)}.json"
-                try:
-                    rec = json.loads(meta.read_text()) if meta.exists() else None
-                except json.JSONDecodeError:  # unreadable: fit the problem again, as _read does
-                    rec = None
+                # keep a failure on record; unreadable: fit the problem again, as _read does
+                rec = _read_meta(out_dir / f"{_stem(pid)}.json")
                 if (
-                    isinstance(rec, dict)
+                    rec is not None
+                    # an ok record that _read refused has its .nc missing or unreadable
+                    and rec.get("status") != "ok"
                     and str(rec.get("id")) == str(pid)  # not another id with the same file stem
                     and _same_run(rec, want, build_name)
                 ):

@@ -73,6 +73,11 @@ def _leave_group() -> None:
     cleanup_distributed()
 
 
+# what the MLP run's checkpoint depends on, recorded in it: train_ddp refuses to resume it with
+# other values, while a rerun may change the rest (more epochs, threads, the folder)
+_MLP_CONFIG = ("model", "seed", "n_train", "batch_size", "width", "lr")
+
+
 def _train(cfg: dict[str, Any]) -> dict[str, Any] | None:
     from functools import partial
 
@@ -93,7 +98,7 @@ def _train(cfg: dict[str, Any]) -> dict[str, Any] | None:
         checkpoint=out / "checkpoint.pt" if cfg["resume"] else None,
         progress=False,
         device=ctx.device,
-        config={k: v for k, v in cfg.items() if k != "out"},
+        config={k: cfg[k] for k in _MLP_CONFIG},
     )
     _leave_group()
     if not ctx.is_main:

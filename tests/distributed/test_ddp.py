@@ -103,6 +103,23 @@ def test_two_process_gloo_step_equals_single_process_global_batch(tmp_path):
     assert r0["loss"] == pytest.approx(single.loss_history, rel=1e-10)
     assert (tmp_path / "ckpt.pt").exists()
 
+    # the 2-rank checkpoint is not resumed by one process, not even with the same global batch
+    # (it used to go on silently with other batches, or other random streams per rank)
+    with pytest.raises(ValueError) as err:
+        ddp.train_ddp(
+            _model,
+            _loss,
+            (x, y),
+            epochs=4,
+            batch_size=GLOBAL_BATCH,
+            lr=1e-2,
+            seed=3,
+            progress=False,
+            checkpoint=tmp_path / "ckpt.pt",
+        )
+    assert "world_size: saved 2, now 1" in str(err.value)
+    assert "batch_size (per rank): saved 4, now 8" in str(err.value)
+
 
 def test_train_ddp_resumes_from_checkpoint_exactly(tmp_path):
     data = _data()
@@ -239,3 +256,130 @@ def test_train_ddp_lr_is_checked_only_for_the_default_optimizer(monkeypatch):
         progress=False,
     )
     assert len(res.loss_history) == 1
+
+
+def _single_process(monkeypatch) -> None:
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+
+
+RESUME_KW = dict(batch_size=8, lr=1e-2, seed=5, progress=False, config={"width": 16})
+OTHER_SETTINGS = [  # (overrides of RESUME_KW or data size, message, refused before any model)
+    ({"batch_size": 4}, r"batch_size \(per rank\): saved 8, now 4", True),
+    ({"n": 40}, r"len\(data\): saved 32, now 40", True),
+    ({"seed": 6}, r"seed: saved 5, now 6", True),
+    ({"config": {"width": 32}}, r"config\['width'\]: saved 16, now 32", True),
+    (
+        {"config": {"width": 16, "act": "relu"}},
+        r"config\['act'\]: saved <absent>, now 'relu'",
+        True,
+    ),
+    ({"config": None}, r"config\['width'\]: saved 16, now <absent>", True),
+    ({"lr": 1e-3}, r"optimizer lr: saved 0.01, now 0.001", False),
+    (
+        {"optimizer_fn": lambda params: torch.optim.SGD(params, lr=1e-2)},
+        r"optimizer: saved torch.optim.adam.Adam, now torch.optim.sgd.SGD",
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "kw, match, early",
+    OTHER_SETTINGS,
+    ids=[
+        "batch_size",
+        "len_data",
+        "seed",
+        "config",
+        "config_added",
+        "config_dropped",
+        "lr",
+        "optimizer",
+    ],
+)
+def test_train_ddp_refuses_to_resume_with_other_settings(monkeypatch, tmp_path, kw, match, early):
+    """A checkpoint is resumed only with the settings it was written with; the error names
+    each one, saved and now, and the way to start afresh. It used to resume silently with
+    other batches (batch_size, len(data), seed), ignore the new lr (the optimizer state kept
+    the saved one) or load one optimizer's state into another."""
+    _single_process(monkeypatch)
+    ckpt = tmp_path / "run.pt"
+    ddp.train_ddp(_model, _loss, _data(), epochs=1, checkpoint=ckpt, **RESUME_KW)
+    written = ckpt.read_bytes()
+    args = {**RESUME_KW, **kw}
+    data = _data(args.pop("n", 32))
+    built = []
+
+    def model_fn():
+        built.append(1)
+        return _model()
+
+    with pytest.raises(ValueError, match=match) as err:
+        ddp.train_ddp(model_fn, _loss, data, epochs=2, checkpoint=ckpt, **args)
+    assert "resume=False" in str(err.value) and str(ckpt) in str(err.value)
+    assert not built if early else built
+    assert ckpt.read_bytes() == written  # the checkpoint is left as it was
+    fresh = ddp.train_ddp(_model, _loss, data, epochs=2, checkpoint=ckpt, resume=False, **args)
+    assert fresh.extra["start_epoch"] == 0 and len(fresh.loss_history) == 2
+    # and the new checkpoint resumes with the new settings
+    more = ddp.train_ddp(_model, _loss, data, epochs=3, checkpoint=ckpt, **args)
+    assert more.extra["start_epoch"] == 2
+
+
+def test_train_ddp_refuses_a_checkpoint_of_another_world_size_before_the_rendezvous(
+    monkeypatch, tmp_path
+):
+    """Rank 0 of 2 (as under torchrun) finds a 1-process checkpoint: refused on every rank
+    before any process group is set up, instead of resuming with other batches."""
+    _single_process(monkeypatch)
+    ckpt = tmp_path / "run.pt"
+    ddp.train_ddp(_model, _loss, _data(), epochs=1, checkpoint=ckpt, **RESUME_KW)
+    env = {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}
+    for var, value in {**env, "MASTER_PORT": "29500"}.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.setattr(ddp, "init_distributed", _no_group)
+    monkeypatch.setattr(ddp.dist, "init_process_group", _no_group)
+    kw = {**RESUME_KW, "batch_size": 4}  # the same global batch of 8
+    with pytest.raises(ValueError, match=r"world_size: saved 1, now 2"):
+        ddp.train_ddp(_model, _loss, _data(), epochs=2, checkpoint=ckpt, **kw)
+
+
+def test_train_ddp_checks_world_size_and_config_of_older_checkpoints(monkeypatch, tmp_path):
+    """A checkpoint written before the settings were recorded still has its world_size and
+    config compared; it resumes when they agree."""
+    _single_process(monkeypatch)
+    ckpt = tmp_path / "run.pt"
+    ddp.train_ddp(_model, _loss, _data(), epochs=1, checkpoint=ckpt, **RESUME_KW)
+    old = torch.load(ckpt, weights_only=False)
+    del old["state"]["settings"]
+    torch.save(old, ckpt)
+    with pytest.raises(ValueError, match=r"config\['width'\]: saved 16, now 8"):
+        ddp.train_ddp(
+            _model,
+            _loss,
+            _data(),
+            epochs=2,
+            checkpoint=ckpt,
+            **{**RESUME_KW, "config": {"width": 8}},
+        )
+    res = ddp.train_ddp(_model, _loss, _data(), epochs=2, checkpoint=ckpt, **RESUME_KW)
+    assert res.extra["start_epoch"] == 1
+
+
+def test_a_failed_checkpoint_write_keeps_the_previous_checkpoint(monkeypatch, tmp_path):
+    ckpt = tmp_path / "run.pt"
+    ctx = ddp.DistContext()
+    model = _model()
+    ddp.save_training_checkpoint(ckpt, model=model, optimizer=None, epoch=0, step=1, ctx=ctx)
+    written = ckpt.read_bytes()
+
+    def disk_full(path, **kwargs):
+        path.write_bytes(b"half a checkpoint")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(ddp, "save_checkpoint", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        ddp.save_training_checkpoint(ckpt, model=model, optimizer=None, epoch=1, step=2, ctx=ctx)
+    assert ckpt.read_bytes() == written
+    assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]  # no temporary file left behind

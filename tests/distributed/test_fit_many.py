@@ -516,3 +516,70 @@ def test_an_unreadable_record_is_fitted_again_when_failures_are_kept(tmp_path):
     # it used to stop the whole call with a JSONDecodeError
     res = _run("sequential", _toy.problems(2), out=tmp_path, retry_failed=False)
     assert res.table["resumed"].tolist() == [True, False] and res.failed == []
+
+
+def _damage(path, how: str) -> None:
+    """Replace ``path`` by a damaged copy (a new file, as a rerun or a disk would leave it)."""
+    data = path.read_bytes()
+    path.unlink()
+    if how == "truncated":  # a run killed while writing, or a full disk
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "bad_bytes":  # a disk error: bytes that are neither netCDF nor UTF-8
+        path.write_bytes(b"\xff\xfe\x00garbage" * 64)
+    elif how != "missing":
+        raise ValueError(how)
+
+
+@pytest.mark.parametrize("retry_failed", [True, False])
+@pytest.mark.parametrize(
+    "suffix, how",
+    [(".nc", "truncated"), (".nc", "empty"), (".nc", "missing"), (".json", "bad_bytes")],
+)
+def test_a_damaged_record_is_fitted_again_and_the_others_resume(
+    tmp_path, suffix, how, retry_failed
+):
+    """A finished problem whose saved file cannot be read is fitted again and its files are
+    overwritten; the call goes on. A damaged .nc used to stop the whole call (OSError), a
+    missing one was reported as finished but left out of idata with retry_failed=False, and
+    a .json of bytes that are not UTF-8 stopped the call (UnicodeDecodeError)."""
+    probs = _toy.problems(2)
+    _run("sequential", probs, out=tmp_path)
+    _damage(tmp_path / f"p000{suffix}", how)
+    res = _run("sequential", probs, out=tmp_path, retry_failed=retry_failed)
+    assert res.table["resumed"].tolist() == [False, True] and res.failed == []
+    _check_equal(res, _reference(probs, _toy.build, 7))
+    assert not list(tmp_path.glob(".*.tmp"))
+    # the files were rewritten: the next run reads them back
+    again = _run("sequential", probs, out=tmp_path, retry_failed=retry_failed)
+    assert again.table["resumed"].all()
+    _check_equal(again, _reference(probs, _toy.build, 7))
+
+
+def test_a_crash_between_the_nc_and_the_json_leaves_no_record_that_looks_finished(
+    tmp_path, monkeypatch
+):
+    """A refit (here by another builder) that stops after its .nc is in place but before its
+    .json is must not leave the old record next to the new draws: they used to be resumed as
+    the old builder's result."""
+    import os
+
+    probs = _toy.problems(1)
+    _run("sequential", probs, out=tmp_path)  # _toy.build: p000.json + p000.nc
+    replace = os.replace
+
+    def crash_before_json(src, dst):
+        if str(dst).endswith(".json"):
+            raise KeyboardInterrupt("simulated crash")
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash_before_json)
+    with pytest.raises(KeyboardInterrupt):
+        _run("sequential", probs, builder=_toy.build_global, out=tmp_path)
+    monkeypatch.setattr(os, "replace", replace)
+    left = list(tmp_path.glob(".*.tmp"))
+    res = _run("sequential", probs, out=tmp_path)
+    assert res.table["resumed"].tolist() == [False]
+    _check_equal(res, _reference(probs, _toy.build, 7))
+    assert not left  # the interrupted write removed its temporary file
