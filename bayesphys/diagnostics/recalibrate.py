@@ -16,10 +16,31 @@ trained on, and both evaluated on a *further* held-out set whose coverage is rep
   learning using calibrated regression", ICML) — with PIT values :math:`p = F_i(u_i)` over the
   held-out points, the isotonic map :math:`R(p) = \hat P(\mathrm{PIT} \le p)` (the empirical CDF of
   the PITs, monotone by construction) gives the recalibrated CDF :math:`G = R \circ F`, i.e.
-  :math:`G^{-1}(q) = F^{-1}(R^{-1}(q))`. Marginals are handled through a grid of base quantiles
-  at ``n_grid`` probabilities :math:`\Phi(z)`, ``z`` equispaced in :math:`[-7, 7]` (linear
-  interpolation; empirical posteriors clamp at their extreme draws); draws are mapped by :math:`F^{-1}(R^{-1}(F(x)))`,
-  which keeps the base posterior's dependence structure (its copula).
+  :math:`G^{-1}(q) = F^{-1}(R^{-1}(q))`, with :math:`R^{-1}` linear through
+  :math:`(k/(P+1), p_{(k)})` of the ``P`` sorted PITs (unbiased positions: the sample quantile
+  at position :math:`(P - 1)q` under-covers by about :math:`(1 - 2q)/(P+1)` per tail).
+  Marginals are handled through a grid of base quantiles at ``n_grid`` probabilities
+  :math:`\Phi(z)`, ``z`` equispaced in :math:`[-7, 7]` (linear interpolation); draws are mapped
+  by :math:`F^{-1}(R^{-1}(F(x)))`, which keeps the base posterior's dependence structure (its
+  copula).
+
+  For an empirical base (:class:`~bayesphys.SamplePosterior`, ``L`` draws per marginal) the
+  base CDF is the one under which a truth exchangeable with the draws has a uniform PIT:
+  :math:`F(x_{(j)}) = j/(L+1)` at the sorted draws (the position of the ``j``-th of ``L``
+  exchangeable draws, :math:`E[F_{\rm true}(x_{(j)})] = j/(L+1)`), linear in between, and
+  Gaussian tails of the draws' sd :math:`\hat\sigma` beyond them,
+  :math:`F^{-1}(p) = x_{(1)} + \hat\sigma\,(\Phi^{-1}(p) - \Phi^{-1}(\tfrac1{L+1}))` for
+  :math:`p < 1/(L+1)` (mirrored above :math:`x_{(L)}`). A truth of SBC rank ``r`` among the
+  draws then has :math:`F(u) \in (r/(L+1), (r+1)/(L+1))`, so :math:`R(j/(L+1)) = P(r < j)`:
+  a calibrated base keeps its draws (:math:`R(j/(L+1)) = j/(L+1)`), and for any base the
+  mapped draw :math:`x'_{(j)} = F^{-1}(R^{-1}(j/(L+1)))` has
+  :math:`P(u < x'_{(j)}) = j/(L+1)`, i.e. the truth's rank among the mapped draws is uniform
+  (up to the error of ``R`` fitted on finitely many PITs), whatever the tails. The tails
+  only decide where an outer draw goes when it must move outwards (an overconfident base).
+  (The interpolated sample quantiles of ``torch.quantile`` put :math:`x_{(j)}` at
+  :math:`(j-1)/(L-1)`, the extreme draws at probabilities 0 and 1: those never moved, so the
+  truth's chance of falling outside the draws stayed that of the base, and even an exact base
+  was distorted.)
 """
 
 from __future__ import annotations
@@ -34,7 +55,7 @@ from torch import Tensor
 
 from .._checks import check_int
 from .._device import check_finite
-from ..posterior import Posterior, _check_level, _q_tensor, _size
+from ..posterior import Posterior, SamplePosterior, _check_level, _q_tensor, _size
 
 __all__ = ["conformal_rank", "Recalibrator", "RecalibratedPosterior", "fit_recalibration"]
 
@@ -195,9 +216,30 @@ class Recalibrator:
 
     def _base_quantiles(self, post: Posterior) -> tuple[Tensor, Tensor]:
         """``(grid [G], Q [M, G])``: base marginal quantiles, ``M = prod(batch + event)``."""
+        if isinstance(post, SamplePosterior):
+            return self._sample_quantiles(post)
         grid = self._grid(post.mean)
         q = post.quantile(grid).reshape(len(grid), -1).mT.contiguous()
         q = torch.cummax(q, dim=-1).values  # guard monotonicity of empirical quantiles
+        return grid, q
+
+    def _sample_quantiles(self, post: SamplePosterior) -> tuple[Tensor, Tensor]:
+        r"""``(grid [G'], Q [M, G'])`` of an empirical base with ``L`` draws per marginal: the
+        ``L`` sorted draws at :math:`j/(L+1)`, ``j = 1..L``, and the grid points
+        :math:`\Phi(z)` outside :math:`[1/(L+1), L/(L+1)]` with Gaussian tails
+        :math:`x_{(1)} + \hat\sigma (z - \Phi^{-1}(1/(L+1)))` below (mirrored above);
+        :math:`\hat\sigma` ``[M]`` is each marginal's sample sd (see the module docstring)."""
+        flat = post._flat()
+        n = flat.shape[0]
+        x = flat.reshape(n, -1).mT.sort(-1).values  # [M, L]
+        knots = torch.arange(1, n + 1, dtype=x.dtype, device=x.device) / (n + 1)  # [L]
+        zmax = 7.0 if x.dtype == torch.float64 else 5.0
+        z = torch.linspace(-zmax, zmax, self.n_grid, dtype=x.dtype, device=x.device)
+        z1 = torch.special.ndtri(knots[:1])  # Phi^{-1}(1/(L+1)) < 0; the upper end is -z1
+        z_lo, z_hi = z[z < z1], z[z > -z1]
+        sd = x.std(-1, keepdim=True)  # [M, 1]
+        q = torch.cat([x[:, :1] + sd * (z_lo - z1), x, x[:, -1:] + sd * (z_hi + z1)], -1)
+        grid = torch.cat([torch.special.ndtr(z_lo), knots, torch.special.ndtr(z_hi)])
         return grid, q
 
     def _base_cdf(self, post: Posterior, x: Tensor) -> Tensor:
@@ -208,10 +250,14 @@ class Recalibrator:
         return p.mT.reshape(x.shape)
 
     def r_inverse(self, q: Tensor) -> Tensor:
-        """:math:`R^{-1}(q)`: the ``q``-quantile of the held-out PITs, clamped to the grid."""
+        r""":math:`R^{-1}(q)` for ``q`` of any shape (same shape out): the ``q``-quantile of the
+        ``P`` sorted held-out PITs :math:`p_{(k)}`, linear through :math:`(k/(P+1), p_{(k)})`
+        (:math:`E[R_{\rm true}(p_{(k)})] = k/(P+1)` for any continuous PIT law, so the mapped
+        quantiles carry no :math:`O(1/P)` bias), constant beyond the extreme PITs, clamped to
+        the grid."""
         pits = self.pits.to(q)
         n = pits.numel()
-        pos = (q.clamp(0, 1) * (n - 1)).flatten()
+        pos = (q.clamp(0, 1) * (n + 1) - 1).flatten().clamp(0, n - 1)
         lo = pos.floor().long().clamp(0, n - 1)
         hi = (lo + 1).clamp(max=n - 1)
         w = pos - lo.to(pos)
