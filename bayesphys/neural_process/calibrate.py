@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_real
-from .._device import as_tensor
+from ._args import check_bool, real_tensor
 
 __all__ = ["interval_scale", "calibrate_variance"]
 
@@ -43,8 +43,11 @@ def _z(level: float) -> float:
 
 def interval_scale(err: Tensor, sd: Tensor, level: float = 0.9545) -> float:
     r"""Variance multiplier :math:`s` that puts a fraction ``level`` of ``|err| / sd`` inside
-    :math:`\pm z_\ell`; ``err, sd`` any equal shapes (``sd > 0``). Returns :math:`s > 0`."""
+    :math:`\pm z_\ell`; ``err, sd`` any equal shapes (``sd > 0``), tensors or arrays.
+    Returns :math:`s > 0`."""
     level = _check_level(level)
+    err = real_tensor("err", err, finite=False)
+    sd = real_tensor("sd", sd, finite=False)
     if err.shape != sd.shape:
         raise ValueError(
             f"err/sd: expected equal shapes, received {tuple(err.shape)}, {tuple(sd.shape)}"
@@ -61,7 +64,7 @@ def interval_scale(err: Tensor, sd: Tensor, level: float = 0.9545) -> float:
 
 
 def _arr(name: str, v: Any, model) -> Tensor:
-    return as_tensor(name, v, dtype=model.dtype, device=model.device)
+    return real_tensor(name, v, dtype=model.dtype, device=model.device)
 
 
 @torch.no_grad()
@@ -89,10 +92,23 @@ def calibrate_variance(
 
     Returns ``{"field": s_u, "parameters": s_z, "coverage_field_raw": ...,
     "coverage_parameters_raw": ...}`` (raw = before scaling, on the validation set).
+    ``parameters`` is a bool; ``x_inverse``/``u_inverse`` need ``parameters=True`` (they
+    would have no effect otherwise, so they are refused).
     """
     level = _check_level(level)
     batch = check_int("batch", batch, minimum=1)
+    parameters = check_bool("parameters", parameters)
+    if not parameters and (x_inverse is not None or u_inverse is not None):
+        raise ValueError(
+            "x_inverse/u_inverse: only used for the parameter scale; they have no effect with "
+            "parameters=False"
+        )
     xt, ut, zt, wt = (_arr(n, v, model) for n, v in (("x", x), ("u", u), ("z", z), ("w", w)))
+    if xt.ndim not in (1, 2):
+        raise ValueError(
+            f"x: expected shape [N, dim_x] ([N] in 1-D) of reference points, received "
+            f"{tuple(xt.shape)}"
+        )
     if xt.ndim == 1:
         xt = xt.unsqueeze(-1)
     if ut.ndim != 2 or ut.shape[1] != xt.shape[0]:

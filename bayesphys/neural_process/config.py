@@ -16,6 +16,7 @@ import torch
 
 from .._checks import check_int, check_real
 from ..problems.rgnp import BurgersProblem, PoissonProblem
+from ._args import check_bool
 from .gicnet import GICNet
 
 __all__ = [
@@ -29,6 +30,12 @@ __all__ = [
 ]
 
 PROBLEMS = {"poisson": PoissonProblem, "burgers": BurgersProblem}
+METHODS: tuple[str, ...] = ("R0", "RGNP")
+#: collocation measures ``RGNPConfig.grid`` may name (:func:`~.grids.make_grid`; ``"layouts"``
+#: is a biased observation-layout generator, not a collocation measure)
+GRIDS: tuple[str, ...] = ("uniform", "sobol", "adaptive")
+INITS: tuple[str, ...] = ("torch", "keras")
+FLAGS: tuple[str, ...] = ("train_freq", "lr_staircase", "qmc_prior", "learn_sigma_r")
 
 #: the settings ``RGNPConfig.gic`` may hold: :class:`~.gicnet.GICNet`'s keyword arguments
 #: (``dim_u`` excepted: the field is scalar, the model sets it)
@@ -95,18 +102,31 @@ class RGNPConfig:
         ``dataclasses.replace``; :class:`~.model.RandomGridNP` runs it again (fields may have
         been assigned since). The ``gic`` entries are checked by :class:`~.gicnet.GICNet`.
 
-        Rules: ``hidden, depth, n_freq, rank, n_points, batch, data_batch >= 1`` (ints);
+        Rules: ``method`` ``"R0"``/``"RGNP"``; ``grid`` ``"uniform"``/``"sobol"``/``"adaptive"``;
+        ``init`` ``"torch"``/``"keras"``; ``train_freq, lr_staircase, qmc_prior, learn_sigma_r``
+        booleans; ``hidden, depth, n_freq, rank, n_points, batch, data_batch >= 1`` (ints);
         ``lr_warmup >= 0`` (int, 0: none); ``f_min, f_max, var_lo, sigma_r, lr > 0`` with
-        ``var_lo < 1`` (the forward variance lies in ``[var_lo, 1]``); ``lr_half_every``,
-        ``grad_clip``: ``None`` or ``>= 0`` (0 or ``None``: off); ``adam_eps, inv_lr_mult,
-        sigma_r_lr_mult, aug_weight >= 0``; ``betas`` two numbers in ``[0, 1)``;
-        ``aug_points`` a non-empty tuple of ints ``>= 1``; NaN/inf and booleans are refused.
+        ``f_min <= f_max`` and ``var_lo < 1`` (the forward variance lies in ``[var_lo, 1]``);
+        ``lr_half_every``, ``grad_clip``: ``None`` or ``>= 0`` (0 or ``None``: off); ``adam_eps,
+        inv_lr_mult, sigma_r_lr_mult, aug_weight >= 0``; ``betas`` two numbers in ``[0, 1)``;
+        ``aug_points`` a non-empty tuple of ints ``>= 1``; NaN/inf and booleans (for numbers)
+        are refused.
         """
+        for name, allowed in (("method", METHODS), ("grid", GRIDS), ("init", INITS)):
+            value = getattr(self, name)
+            if not isinstance(value, str) or value not in allowed:
+                raise ValueError(f"{name}: expected one of {list(allowed)}, received {value!r}")
+        for name in FLAGS:
+            setattr(self, name, check_bool(name, getattr(self, name)))
         for name in ("hidden", "depth", "n_freq", "rank", "n_points", "batch", "data_batch"):
             setattr(self, name, check_int(name, getattr(self, name), minimum=1))
         self.lr_warmup = check_int("lr_warmup", self.lr_warmup, minimum=0)
         for name in ("f_min", "f_max", "var_lo", "sigma_r", "lr"):
             setattr(self, name, check_real(name, getattr(self, name), minimum=0.0, strict=True))
+        if self.f_min > self.f_max:
+            raise ValueError(
+                f"f_min/f_max: expected f_min <= f_max, received {self.f_min}, {self.f_max}"
+            )
         if self.var_lo >= 1.0:
             raise ValueError(
                 f"var_lo: expected a number < 1 (the variance upper bound), received {self.var_lo}"
@@ -212,7 +232,7 @@ SIZES: dict[str, dict[str, Any]] = {
 def preset(problem: str, method: str, size: str = "full") -> RGNPConfig:
     """The ``"R0"`` (reference) or ``"RGNP"`` (ours) configuration for ``"poisson"``/``"burgers"``,
     at the paper's size (``size="full"``) or a reduced one from :data:`SIZES`."""
-    if size not in SIZES:
+    if not isinstance(size, str) or size not in SIZES:
         raise ValueError(f"size: expected one of {sorted(SIZES)}, received {size!r}")
     return with_overrides(_preset(problem, method), **SIZES[size])
 
@@ -236,7 +256,7 @@ _OUR_GIC: dict[str, Any] = dict(
 
 
 def _preset(problem: str, method: str) -> RGNPConfig:
-    if method not in ("R0", "RGNP"):
+    if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"method: expected 'R0' or 'RGNP', received {method!r}")
     if problem == "poisson":
         gic = dict(_REFERENCE_GIC, latent=20, conv_layers=6)

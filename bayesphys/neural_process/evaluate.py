@@ -11,12 +11,14 @@ GP at the true :math:`(z, w)`; inverse: GICNet on the reference field, boundary 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-from .._checks import check_int
+from .._checks import check_int, check_real
+from .._device import check_finite
 from ..metrics import crps_gaussian, gaussian_nll
 
 __all__ = [
@@ -32,6 +34,99 @@ __all__ = [
 
 def _t(a, m) -> torch.Tensor:
     return torch.as_tensor(np.asarray(a), dtype=m.dtype, device=m.device)
+
+
+#: array shapes of a test set per problem (``n`` cases; ``N``/``nx``/``nt`` nodes)
+_TEST_SHAPES = {
+    "poisson": {"x": ("N",), "z": ("n", "dim_z"), "w": ("n", "dim_w"), "u": ("n", "N")},
+    "burgers": {
+        "x": ("nx",),
+        "t": ("nt",),
+        "z": ("n", "dim_z"),
+        "w": ("n", "dim_w"),
+        "u": ("n", "nt", "nx"),
+    },
+}
+_TEST_MAKERS = {"poisson": "poisson_test_set", "burgers": "burgers_test_set"}
+_NODE_MIN = {"N": 3, "nx": 3, "nt": 2}
+
+
+def _check_test(test: Any, problem: str, keys: tuple[str, ...] | None = None) -> dict:
+    """The arrays ``keys`` of a test set of ``problem`` (``"poisson"``/``"burgers"``) as finite
+    float64 arrays with consistent shapes (``TypeError``/``ValueError`` naming the entry)."""
+    shapes = _TEST_SHAPES[problem]
+    keys = tuple(shapes) if keys is None else keys
+    maker = _TEST_MAKERS[problem]
+    if not isinstance(test, Mapping):
+        raise TypeError(
+            f"test: expected a dict with keys {list(keys)} (from {maker}), received "
+            f"{type(test).__name__}"
+        )
+    miss = [k for k in keys if k not in test]
+    if miss:
+        raise ValueError(
+            f"test: expected keys {list(keys)} (from {maker}), missing {miss} (received "
+            f"{sorted(map(str, test))})"
+        )
+    out = {}
+    for k in keys:
+        v = test[k]
+        if isinstance(v, torch.Tensor):
+            v = v.detach().cpu().numpy()
+        if np.iscomplexobj(v):
+            raise TypeError(f"test['{k}']: expected real values, received complex")
+        try:
+            out[k] = np.asarray(v, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"test['{k}']: expected an array of real numbers, received {type(v).__name__}"
+            ) from None
+    sizes = {"dim_z": 2 if problem == "burgers" else None, "dim_w": 1}
+    ok = True
+    for k, a in out.items():
+        want = shapes[k]
+        ok = ok and a.ndim == len(want)
+        for label, n in zip(want, a.shape) if ok else ():
+            if sizes.get(label) is None:
+                sizes[label] = n
+            ok = ok and n == sizes[label] and n >= _NODE_MIN.get(label, 1)
+    if not ok:
+        exp = ", ".join(f"{k} [{', '.join(shapes[k])}]" for k in out)
+        got = ", ".join(f"{k} {a.shape}" for k, a in out.items())
+        labels = {lab for k in out for lab in shapes[k]}
+        rules = ["n >= 1"] + [f"{lab} >= {v}" for lab, v in _NODE_MIN.items() if lab in labels]
+        rules += ["dim_w = 1"] + (["dim_z = 2"] if problem == "burgers" else [])
+        raise ValueError(f"test: expected shapes {exp} ({', '.join(rules)}), received {got}")
+    for k, a in out.items():
+        check_finite(f"test['{k}']", a)
+    return out
+
+
+def _check_model(model: Any, problem: str, fn: str) -> None:
+    got = getattr(getattr(model, "problem", None), "name", None)
+    if got != problem:
+        what = f"a {got!r} model" if got else type(model).__name__
+        raise ValueError(f"model: {fn} evaluates a {problem!r} RandomGridNP, received {what}")
+
+
+def _int_list(name: str, value: Any) -> tuple[int, ...]:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{name}: expected a sequence of ints, received {value!r}")
+    out = tuple(check_int(name, v, minimum=1) for v in value)
+    if not out:
+        raise ValueError(f"{name}: expected at least one entry, received {value!r}")
+    return out
+
+
+def _str_list(name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(
+            f"{name}: expected a sequence of names, e.g. ('uniform',), received {value!r}"
+        )
+    out = tuple(value)
+    if not out:
+        raise ValueError(f"{name}: expected at least one entry, received {value!r}")
+    return out
 
 
 def field_metrics(
@@ -73,7 +168,10 @@ def _batched(fn, n: int, size: int):
 
 @torch.no_grad()
 def evaluate_poisson(model, test: dict[str, Any], *, batch: int = 250) -> dict[str, float]:
-    """Forward and inverse metrics on a :func:`~bayesphys.problems.rgnp.poisson_test_set`."""
+    """Forward and inverse metrics on a :func:`~bayesphys.problems.rgnp.poisson_test_set`
+    (its entries are checked: keys, consistent shapes, finite values; a Poisson model)."""
+    _check_model(model, "poisson", "evaluate_poisson")
+    test = _check_test(test, "poisson")
     x = _t(test["x"], model)
     u, z, w = _t(test["u"], model), _t(test["z"], model), _t(test["w"], model)
     n = u.shape[0]
@@ -116,6 +214,9 @@ def invariance_study(
     """
     from ..problems.rgnp import invariance_points
 
+    _check_model(model, "poisson", "invariance_study")
+    test = _check_test(test, "poisson")
+    n_points, layouts = _int_list("n_points", n_points), _str_list("layouts", layouts)
     z, w = _t(test["z"], model), _t(test["w"], model)
     rows = []
     for lay in layouts:
@@ -132,7 +233,12 @@ def burgers_inverse_inputs(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Inverse-problem inputs of :func:`evaluate_burgers`: ``n_inverse`` random interior
     reference nodes per case (``t > 0``, off the walls) -> points ``[n, n_inverse, 2]`` (x, t)
-    and the reference values there ``[n, n_inverse]``."""
+    and the reference values there ``[n, n_inverse]``. ``n_inverse >= 1`` (int), ``seed`` an
+    int ``>= 0`` (``None``: fresh entropy)."""
+    test = _check_test(test, "burgers", ("x", "t", "u"))
+    n_inverse = check_int("n_inverse", n_inverse, minimum=1)
+    if seed is not None:
+        seed = check_int("seed", seed, minimum=0)
     rng = np.random.default_rng(seed)
     n, nx, nt = test["u"].shape[0], len(test["x"]), len(test["t"])
     ix = rng.integers(1, nx - 1, size=(n, n_inverse))
@@ -142,9 +248,17 @@ def burgers_inverse_inputs(
 
 
 def burgers_eval_points(test: dict[str, Any], x_every: int = 10, t_every: int = 5):
-    """Indices of the interior evaluation sub-grid (t > 0) of a Burgers test set."""
-    xi = np.arange(x_every, len(test["x"]) - 1, x_every)
-    ti = np.arange(t_every, len(test["t"]), t_every)
+    """Indices of the interior evaluation sub-grid (t > 0) of a Burgers test set
+    (``x_every, t_every >= 1``, ints; the sub-grid must not be empty)."""
+    x_every = check_int("x_every", x_every, minimum=1)
+    t_every = check_int("t_every", t_every, minimum=1)
+    nx, nt = len(test["x"]), len(test["t"])
+    xi = np.arange(x_every, nx - 1, x_every)
+    ti = np.arange(t_every, nt, t_every)
+    if not xi.size:
+        raise ValueError(f"x_every: {x_every} leaves no interior node of the {nx} x nodes")
+    if not ti.size:
+        raise ValueError(f"t_every: {t_every} leaves no time after t = 0 of the {nt} t nodes")
     return xi, ti
 
 
@@ -160,7 +274,11 @@ def evaluate_burgers(
     seed: int = 0,
 ) -> dict[str, float]:
     """Forward metrics on an interior (x, t) sub-grid; inverse from ``n_inverse`` random
-    interior reference values per case (t > 0)."""
+    interior reference values per case (t > 0). The test set's entries are checked (keys,
+    consistent shapes, finite values), as are ``x_every, t_every, n_inverse >= 1`` (ints)."""
+    _check_model(model, "burgers", "evaluate_burgers")
+    test = _check_test(test, "burgers")
+    n_inverse = check_int("n_inverse", n_inverse, minimum=1)
     xi, ti = burgers_eval_points(test, x_every, t_every)
     xs, ts = test["x"][xi], test["t"][ti]
     pts = np.stack(np.meshgrid(xs, ts, indexing="ij"), -1).reshape(-1, 2)
@@ -208,11 +326,28 @@ def information_oracle(
     :math:`\mathrm{NSE}_z \approx \operatorname{tr}\Sigma / \lVert z\rVert^2` of the Bayes
     estimator. Returns rows ``{"n_points", "layout", "nse_z"}`` (mean over ``n_cases``).
     ``jac``: precomputed :func:`sensitivities` (else computed here).
+
+    Checked: ``test`` a Poisson test set on its reference mesh ``linspace(-1, 1, N)`` (the
+    sensitivities are recomputed on it), ``sigma > 0``, ``n_cases >= 1`` (int), ``fd_step >
+    0``, ``jac`` of shape ``[min(n_cases, n), N, dim_z]``.
     """
     from ..problems.rgnp import invariance_points
 
+    sigma = check_real("sigma", sigma, minimum=0.0, strict=True)
+    n_cases = check_int("n_cases", n_cases, minimum=1)
+    fd_step = check_real("fd_step", fd_step, minimum=0.0, strict=True)
+    n_points, layouts = _int_list("n_points", n_points), _str_list("layouts", layouts)
+    test = _check_mesh(_check_test(test, "poisson", ("x", "z", "w")))
     z, x = test["z"][:n_cases], test["x"]
-    jac = sensitivities(test, n_cases=n_cases, fd_step=fd_step) if jac is None else jac
+    if jac is None:
+        jac = sensitivities(test, n_cases=n_cases, fd_step=fd_step)
+    else:
+        jac = np.asarray(jac, dtype=np.float64)
+        if jac.shape != (len(z), len(x), z.shape[1]):
+            raise ValueError(
+                f"jac: expected shape {(len(z), len(x), z.shape[1])} (cases, nodes, dim_z), "
+                f"received {jac.shape}"
+            )
     zz = (z**2).sum(-1)
     rows = []
     for lay in layouts:
@@ -233,21 +368,44 @@ def information_oracle(
 
 def sensitivities(test: dict[str, Any], *, n_cases: int = 200, fd_step: float = 1e-4):
     """``dU/dz`` ``[n_cases, n_nodes, dim_z]`` of the reference Poisson solver (central
-    differences of :func:`~bayesphys.problems.rgnp.solve_poisson`)."""
+    differences of :func:`~bayesphys.problems.rgnp.solve_poisson` on the test set's mesh
+    ``linspace(-1, 1, n_nodes)``; ``n_cases >= 1``, ``fd_step > 0``)."""
     from ..problems.rgnp import solve_poisson
 
-    z, w = test["z"][:n_cases], test["w"][:n_cases, 0]
-    jac = np.zeros((len(z), len(test["x"]), z.shape[1]))
+    n_cases = check_int("n_cases", n_cases, minimum=1)
+    fd_step = check_real("fd_step", fd_step, minimum=0.0, strict=True)
+    test = _check_mesh(_check_test(test, "poisson", ("x", "z", "w")))
+    z, w, nn = test["z"][:n_cases], test["w"][:n_cases, 0], len(test["x"])
+    jac = np.zeros((len(z), nn, z.shape[1]))
     for k in range(z.shape[1]):
         e = np.zeros(z.shape[1])
         e[k] = fd_step
-        jac[:, :, k] = (solve_poisson(z + e, w)[1] - solve_poisson(z - e, w)[1]) / (2 * fd_step)
+        up, down = solve_poisson(z + e, w, n_nodes=nn)[1], solve_poisson(z - e, w, n_nodes=nn)[1]
+        jac[:, :, k] = (up - down) / (2 * fd_step)
     return jac
+
+
+def _check_mesh(test: dict) -> dict:
+    x = test["x"]
+    if not np.allclose(x, np.linspace(-1.0, 1.0, len(x)), rtol=0.0, atol=1e-9):
+        raise ValueError(
+            f"test['x']: expected the reference mesh linspace(-1, 1, {len(x)}) of "
+            "poisson_test_set (the solver's sensitivities are computed on it)"
+        )
+    return test
 
 
 def match_oracle_sigma(test: dict[str, Any], target: float, **kw) -> float:
     """The budget noise ``sigma`` at which :func:`information_oracle`'s uniform ``N = 199`` error
-    equals ``target`` (e.g. the network's own uniform error), by bisection in log ``sigma``."""
+    equals ``target`` (e.g. the network's own uniform error), by bisection in log ``sigma``.
+    ``target > 0``; ``kw``: the other settings of :func:`information_oracle`."""
+    target = check_real("target", target, minimum=0.0, strict=True)
+    fixed = sorted({"sigma", "n_points", "layouts"} & set(kw))
+    if fixed:
+        raise TypeError(
+            f"match_oracle_sigma: {fixed} set by the search itself (sigma; the uniform "
+            f"N = 199 layout), received them in kw"
+        )
     kw.setdefault("jac", sensitivities(test, n_cases=kw.get("n_cases", 200)))
     lo, hi = math.log(1e-5), math.log(1.0)
     for _ in range(40):

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torch.distributions import LowRankMultivariateNormal
 
 from .._checks import check_int, check_real
+from ._args import check_bool
 from .taylor import FourierFeatures, TaylorMLP
 
 __all__ = ["ForwardNet"]
@@ -39,7 +40,8 @@ class ForwardNet(nn.Module):
 
     Notes
     -----
-    Sizes are ints ``>= 1`` (``dim_w >= 0``), frequencies ``> 0``.
+    Sizes are ints ``>= 1`` (``dim_w >= 0``), frequencies ``0 < f_min <= f_max``,
+    ``train_freq`` a bool.
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class ForwardNet(nn.Module):
             raise ValueError(
                 f"var_lo/var_hi: expected 0 < var_lo < var_hi, received {var_lo}, {var_hi}"
             )
+        train_freq = check_bool("train_freq", train_freq)
         self.features = FourierFeatures(dim_x, n_freq, f_min, f_max, train_freq)
         self.rank = rank
         self.var_lo, self.var_hi = var_lo, var_hi

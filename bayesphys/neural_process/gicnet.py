@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from torch.distributions import LowRankMultivariateNormal
 
 from .._checks import check_int, check_real
+from ._args import check_bool
 
 __all__ = ["GICNet", "KernelInterpolation"]
 
@@ -44,6 +45,25 @@ def _mlp(sizes: list[int], last_act: bool = True) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def _box(lower, upper, dim: int) -> tuple[list[float], list[float]]:
+    """``lower``, ``upper`` as ``dim`` finite floats each with ``lower < upper``."""
+    try:
+        lo, hi = [float(v) for v in lower], [float(v) for v in upper]
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"lower/upper: expected {dim} real numbers each, received {lower!r}, {upper!r}"
+        ) from None
+    if len(lo) != dim or len(hi) != dim:
+        raise ValueError(
+            f"lower/upper: expected {dim} bounds each (dim_x = {dim}), received {lower!r}, {upper!r}"
+        )
+    if not all(math.isfinite(v) for v in lo + hi) or any(a >= b for a, b in zip(lo, hi)):
+        raise ValueError(
+            f"lower/upper: expected finite bounds with lower < upper, received {lower!r}, {upper!r}"
+        )
+    return lo, hi
+
+
 class KernelInterpolation(nn.Module):
     """Nadaraya-Watson interpolation of ``P`` channels onto a fixed grid ``[M, dim_x]``."""
 
@@ -52,6 +72,10 @@ class KernelInterpolation(nn.Module):
         channels = check_int("channels", channels, minimum=1)
         ell_max = check_real("ell_max", ell_max, minimum=0.0, strict=True)
         ell_min = check_real("ell_min", ell_min, minimum=0.0, strict=True)
+        if ell_min > ell_max:
+            raise ValueError(
+                f"ell_min/ell_max: expected ell_min <= ell_max, received {ell_min}, {ell_max}"
+            )
         self.register_buffer("grid", grid)
         ell = torch.logspace(math.log10(ell_max), math.log10(ell_min), channels)
         self.log_ell = nn.Parameter(ell.log())
@@ -85,7 +109,7 @@ class GICNet(nn.Module):
     conv_layers, conv_channels: CNN. dense: the two linear layers after Flatten.
     trunk, trunk_layers: MLP on ``w``. head, head_layers: final MLP. rank: low-rank columns.
     var_lo, var_hi: bounds of the diagonal variance (``0 < var_lo < var_hi``).
-    ell_max, ell_min: initial lengthscale range (``> 0``).
+    ell_max, ell_min: initial lengthscale range (``0 < ell_min <= ell_max``).
     density: append the ``P`` normalised point-density channels rho_j(g) to the CNN's
         input, ConvCNP-style: they tell the CNN where the interpolated values extrapolate.
     """
@@ -142,7 +166,8 @@ class GICNet(nn.Module):
             raise ValueError(
                 f"var_lo/var_hi: expected 0 < var_lo < var_hi, received {var_lo}, {var_hi}"
             )
-        axes = [torch.linspace(float(lo), float(hi), latent) for lo, hi in zip(lower, upper)]
+        lower, upper = _box(lower, upper, dim_x)
+        axes = [torch.linspace(lo, hi, latent) for lo, hi in zip(lower, upper)]
         mesh = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, dim_x)
         self.dim_x, self.dim_z, self.rank, self.latent = dim_x, dim_z, int(rank), latent
         self.var_lo, self.var_hi = float(var_lo), float(var_hi)
@@ -151,7 +176,7 @@ class GICNet(nn.Module):
         conv = nn.Conv1d if dim_x == 1 else nn.Conv2d
         k = 3 if dim_x == 1 else 2
         cnn: list[nn.Module] = []
-        self.density = bool(density)
+        self.density = check_bool("density", density)
         cin = channels * (2 if self.density else 1) + dim_x
         for _ in range(conv_layers):
             cnn += [conv(cin, conv_channels, k), nn.SiLU()]
@@ -169,9 +194,21 @@ class GICNet(nn.Module):
         self.out = nn.Linear(head, dim_z * (2 + self.rank))
 
     def forward(self, x: Tensor, v: Tensor, w: Tensor) -> LowRankMultivariateNormal:
+        """``x`` ``[B, N, dim_x]``, ``v`` ``[B, N]`` or ``[B, N, dim_u]``, ``w`` ``[B, dim_w]``."""
         if v.ndim == 2:
             v = v.unsqueeze(-1)
         bsz = x.shape[0]
+        dim_u, dim_w = self.lift[0].in_features, self.trunk[0].in_features
+        if (
+            x.ndim != 3
+            or x.shape[-1] != self.dim_x
+            or tuple(v.shape) != (bsz, x.shape[1], dim_u)
+            or tuple(w.shape) != (bsz, dim_w)
+        ):
+            raise ValueError(
+                f"x/v/w: expected [B, N, {self.dim_x}], [B, N] (or [B, N, {dim_u}]) and "
+                f"[B, {dim_w}], received {tuple(x.shape)}, {tuple(v.shape)}, {tuple(w.shape)}"
+            )
         g = self.kip.grid.to(x.dtype).mT.expand(bsz, -1, -1)  # [B, dim_x, M]
         if self.density:
             h, rho = self.kip(x, self.lift(v), density=True)  # [B, P, M] each

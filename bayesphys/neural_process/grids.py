@@ -33,6 +33,8 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_real
+from .._device import resolve_dtype
+from ._args import check_bool
 
 __all__ = [
     "GridMeasure",
@@ -62,6 +64,9 @@ def check_points(
     """
     if not isinstance(x, Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, received {type(x).__name__}")
+    strict = check_bool("strict", strict)
+    if x.is_complex():
+        raise TypeError(f"{name}: expected real coordinates, received complex ({x.dtype})")
     dim = len(lower)
     if x.ndim < 2 or x.shape[-1] != dim:
         raise ValueError(f"{name}: expected shape [..., N, {dim}], received {tuple(x.shape)}")
@@ -90,6 +95,16 @@ class GridMeasure:
     """Base class: a distribution over ``n``-point sets in the box ``[lower, upper]``."""
 
     def __init__(self, lower: Sequence[float], upper: Sequence[float], margin: float = MARGIN):
+        if isinstance(lower, (str, bytes)) or isinstance(upper, (str, bytes)):
+            raise TypeError(
+                f"lower/upper: expected sequences of numbers, received {lower!r}, {upper!r}"
+            )
+        try:
+            lower, upper = [float(a) for a in lower], [float(b) for b in upper]
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"lower/upper: expected sequences of numbers, received {lower!r}, {upper!r}"
+            ) from None
         if len(lower) != len(upper) or not len(lower):
             raise ValueError(
                 f"lower/upper: expected equal non-zero lengths, received {lower}, {upper}"
@@ -127,7 +142,9 @@ class GridMeasure:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
     ) -> tuple[Tensor, Tensor]:
-        """Draw ``batch`` grids of ``n`` points: ``(points [batch, n, dim], weights [batch, n])``."""
+        """Draw ``batch`` grids of ``n`` points: ``(points [batch, n, dim], weights [batch, n])``
+        (``dtype`` floating)."""
+        dtype = resolve_dtype(dtype)
         n = check_int("n", n)
         if n < 1:
             raise ValueError(f"n: expected at least one collocation point, received {n}")
@@ -223,7 +240,16 @@ class AdaptiveGrid(GridMeasure):
         return unit.to(dtype=dtype, device=device), (1.0 / q).to(dtype=dtype, device=device)
 
     def update(self, points: Tensor, residual_sq: Tensor) -> None:
-        """EMA of the per-bin mean squared residual (``points`` ``[B, N, dim]`` in the domain)."""
+        """EMA of the per-bin mean squared residual (``points`` ``[B, N, dim]`` in the domain,
+        ``residual_sq`` ``[B, N]``). A batch with a non-finite residual (a diverging step, which
+        the fit refuses) is skipped: it would leave NaN bin scores and no valid proposal."""
+        if points.shape[-1:] != (self.dim,) or tuple(residual_sq.shape) != tuple(points.shape[:-1]):
+            raise ValueError(
+                f"points/residual_sq: expected shapes [..., N, {self.dim}] and [..., N], received "
+                f"{tuple(points.shape)}, {tuple(residual_sq.shape)}"
+            )
+        if not bool(torch.isfinite(residual_sq).all()):
+            return
         with torch.no_grad():
             lo = torch.as_tensor(self.lower, dtype=torch.float64) + self.margin
             hi = torch.as_tensor(self.upper, dtype=torch.float64) - self.margin
@@ -249,7 +275,14 @@ class AdaptiveGrid(GridMeasure):
         return {"score": self.score.clone(), "initialised": self.initialised}
 
     def load_state_dict(self, state: dict) -> None:
-        self.score = state["score"].clone()
+        score = state["score"]
+        if not isinstance(score, Tensor) or tuple(score.shape) != tuple(self.score.shape):
+            got = tuple(score.shape) if isinstance(score, Tensor) else type(score).__name__
+            raise ValueError(
+                f"state['score']: expected {self.bins**self.dim} bin scores (bins={self.bins}, "
+                f"dim={self.dim}), received {got}"
+            )
+        self.score = score.clone()
         self.initialised = bool(state["initialised"])
 
 

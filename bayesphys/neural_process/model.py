@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +45,14 @@ from linear_operator.operators import (
 from torch import Tensor
 
 from .._checks import check_int, check_real
-from .._device import as_tensor, resolve_device, resolve_dtype, seed_everything
+from .._device import resolve_device, resolve_dtype, seed_everything
 from .._model import DivergenceGuard, FitResult, load_checkpoint, optimize, save_checkpoint
 from ..distributed.data_parallel import GradientSync, rank_generator_seed
 from ..posterior import GaussianPosterior
 from ..problems.rgnp import sample_prior
+from ._args import as_scalar, check_bool, check_callback, real_tensor
 from .calibrate import calibrate_variance
-from .config import SIZES, RGNPConfig, get_problem, keras_init, preset, with_overrides
+from .config import METHODS, SIZES, RGNPConfig, get_problem, keras_init, preset, with_overrides
 from .forward import ForwardNet
 from .gicnet import GICNet
 from .grids import check_points, make_grid
@@ -59,8 +61,14 @@ from .objective import data_log_likelihood, field_marginal, physics_elbo
 __all__ = ["RGNPConfig", "RandomGridNP", "SIZES", "preset", "get_problem"]
 
 
+#: keys of ``fit(data=...)``: the required sets, the optional noise level, and the noise-free
+#: values that :func:`~bayesphys.problems.rgnp.poisson_sensor_data` also returns (not used)
+DATA_KEYS: tuple[str, ...] = ("x_obs", "y", "z", "w")
+DATA_OPTIONAL: tuple[str, ...] = ("sigma_y", "u_obs")
+
+
 def _as_points(name: str, x, problem, dtype, device) -> Tensor:
-    t = as_tensor(name, x, dtype=dtype, device=device)
+    t = real_tensor(name, x, dtype=dtype, device=device)
     if t.ndim == 1 and problem.dim_x == 1:
         t = t.unsqueeze(-1)
     if t.ndim != 2:
@@ -69,7 +77,7 @@ def _as_points(name: str, x, problem, dtype, device) -> Tensor:
 
 
 def _as_batch(name: str, v, dim: int, dtype, device) -> Tensor:
-    t = as_tensor(name, v, dtype=dtype, device=device)
+    t = real_tensor(name, v, dtype=dtype, device=device)
     if t.ndim == 1:
         t = t.unsqueeze(0)
     if t.ndim != 2 or t.shape[-1] != dim or t.shape[0] == 0:
@@ -83,9 +91,14 @@ class RandomGridNP:
     Parameters
     ----------
     problem: ``"poisson"``, ``"burgers"`` or a problem instance from ``bayesphys.problems.rgnp``.
-    method: ``"R0"`` (faithful reference setting) or ``"RGNP"`` (ours); ``config`` overrides it.
-    size: ``"full"`` (the preset), ``"small"`` or ``"smoke"`` (reduced networks, :data:`SIZES`).
-    device, dtype, seed: placement (float32 by default: a neural model) and reproducibility.
+    method: ``"R0"`` (faithful reference setting) or ``"RGNP"`` (ours; the default). With
+        ``config``, the configuration's own ``method`` applies: a different ``method`` here is
+        refused (``ValueError``) rather than ignored.
+    size: ``"full"`` (the preset), ``"small"`` or ``"smoke"`` (reduced networks, :data:`SIZES`);
+        presets only: with ``config`` (which sets every size) another size is refused.
+    device, dtype, seed: placement, ``torch.float32`` (default: a neural model) or
+        ``torch.float64`` (the Cholesky factors of the objective need one of them), and
+        reproducibility.
     **overrides: fields of :class:`RGNPConfig` to change; ``gic={...}`` is merged into the
         preset's (or ``config``'s) GICNet settings, keys among :data:`~.config.GIC_KEYS`
         (:func:`~.config.with_overrides`).
@@ -103,7 +116,7 @@ class RandomGridNP:
     def __init__(
         self,
         problem: Any = "poisson",
-        method: str = "RGNP",
+        method: str | None = None,
         *,
         config: RGNPConfig | None = None,
         size: str = "full",
@@ -113,11 +126,35 @@ class RandomGridNP:
         **overrides: Any,
     ):
         self.problem = get_problem(problem)
-        cfg = config if config is not None else preset(self.problem.name, method, size)
+        if method is not None and (not isinstance(method, str) or method not in METHODS):
+            raise ValueError(f"method: expected one of {list(METHODS)}, received {method!r}")
+        if not isinstance(size, str) or size not in SIZES:
+            raise ValueError(f"size: expected one of {sorted(SIZES)}, received {size!r}")
+        if config is None:
+            cfg = preset(self.problem.name, "RGNP" if method is None else method, size)
+        else:
+            if not isinstance(config, RGNPConfig):
+                raise TypeError(f"config: expected an RGNPConfig, received {type(config).__name__}")
+            if method is not None and method != config.method:
+                raise ValueError(
+                    f"method: config= is a {config.method!r} configuration, received method "
+                    f"{method!r}; drop method= (or pass preset(problem, {method!r}))"
+                )
+            if size != "full":
+                raise ValueError(
+                    f"size: {size!r} has no effect with config= (the configuration sets every "
+                    f"size); pass preset(problem, method, {size!r}) as config instead"
+                )
+            cfg = config
         cfg = with_overrides(cfg, **overrides).validate()  # ``gic``: merged, not replaced
         self.config = cfg
         self.device = resolve_device(device if device is not None else "cpu")
         self.dtype = resolve_dtype(dtype, default=torch.float32)
+        if self.dtype not in (torch.float32, torch.float64):
+            raise ValueError(
+                f"dtype: expected torch.float32 or torch.float64 (the objective's Cholesky "
+                f"factorisations need one of them), received {self.dtype}"
+            )
         self.seed = seed
         seed_everything(seed)
         p = self.problem
@@ -155,9 +192,7 @@ class RandomGridNP:
                 fwd_params.append(self.log_sigma_r)
             else:
                 groups.append({"params": [self.log_sigma_r], "mult": cfg.sigma_r_lr_mult})
-        if cfg.init not in ("torch", "keras"):
-            raise ValueError(f"init: expected 'torch' or 'keras', received {cfg.init!r}")
-        if cfg.init == "keras":
+        if cfg.init == "keras":  # ``init`` is checked by ``validate``
             keras_init(self.net)
         self.optimizer = torch.optim.Adam(
             groups,
@@ -185,13 +220,24 @@ class RandomGridNP:
         return self.net
 
     def _check_data(self, data: dict[str, Any]) -> dict[str, Tensor]:
-        need = ("x_obs", "y", "z", "w")
+        need = DATA_KEYS
+        if not isinstance(data, Mapping):
+            raise TypeError(
+                f"data: expected a dict with keys {need} (+ optional sigma_y), received "
+                f"{type(data).__name__}"
+            )
         miss = [k for k in need if k not in data]
         if miss:
             raise ValueError(f"data: expected keys {need} (+ optional sigma_y), missing {miss}")
+        unknown = sorted(str(k) for k in set(data) - set(need) - set(DATA_OPTIONAL))
+        if unknown:
+            raise ValueError(
+                f"data: unknown key(s) {unknown}; expected keys among "
+                f"{list(need + DATA_OPTIONAL)} (u_obs is accepted and not used)"
+            )
         p, dt, dev = self.problem, self.dtype, self.device
         x_obs = _as_points("data['x_obs']", data["x_obs"], p, dt, dev)
-        y = as_tensor("data['y']", data["y"], dtype=dt, device=dev, ndim=2)
+        y = real_tensor("data['y']", data["y"], dtype=dt, device=dev, ndim=2)
         z = _as_batch("data['z']", data["z"], p.dim_z, dt, dev)
         w = _as_batch("data['w']", data["w"], p.dim_w, dt, dev)
         if y.shape[1] != x_obs.shape[0] or not (y.shape[0] == z.shape[0] == w.shape[0] >= 1):
@@ -199,9 +245,8 @@ class RandomGridNP:
                 f"data: expected y [n, {x_obs.shape[0]}], z [n, {p.dim_z}], w [n, {p.dim_w}], "
                 f"received {tuple(y.shape)}, {tuple(z.shape)}, {tuple(w.shape)}"
             )
-        sy = float(data.get("sigma_y", p.sigma_y))
-        if not (sy > 0 and math.isfinite(sy)):
-            raise ValueError(f"data['sigma_y']: expected a positive float, received {sy}")
+        sy = as_scalar(data.get("sigma_y", p.sigma_y))
+        sy = check_real("data['sigma_y']", sy, minimum=0.0, strict=True)
         return {"x_obs": x_obs, "y": y, "z": z, "w": w, "sigma_y": sy}
 
     def loss(self, data: dict[str, Tensor] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
@@ -293,12 +338,19 @@ class RandomGridNP:
         ``data``: optional noisy labelled sets ``{"x_obs" [M, dim_x], "y" [n, M], "z" [n, dim_z],
         "w" [n, dim_w], "sigma_y"}`` (P2). ``callback(model, step)`` runs every
         ``callback_every`` steps (its time is excluded from ``seconds``). Checked: ``steps >= 0``
-        and ``callback_every >= 1`` (ints), ``max_seconds`` ``None`` or ``> 0``.
+        and ``callback_every >= 1`` (ints), ``max_seconds`` ``None`` or ``> 0``, ``progress`` a
+        bool, ``callback`` ``None`` or callable as ``callback(model, step)``, ``data`` a dict
+        with the keys above (``u_obs``, as returned by
+        :func:`~bayesphys.problems.rgnp.poisson_sensor_data`, is accepted and not used; other
+        keys are refused), all before the first step.
         """
         steps = check_int("steps", steps, minimum=0)
         if max_seconds is not None:
             max_seconds = check_real("max_seconds", max_seconds, minimum=0.0, strict=True)
         callback_every = check_int("callback_every", callback_every, minimum=1)
+        progress = check_bool("progress", progress)
+        if callback is not None:
+            check_callback("callback", callback, (self, 0), ("model", "step"))
         dat = self._check_data(data) if data is not None else None
         mods = self._modules()
         mods.train()
@@ -421,13 +473,18 @@ class RandomGridNP:
         ``[B, dim_z]`` with a low-rank-plus-diagonal covariance ``[B, dim_z, dim_z]``.
         """
         p = self.problem
-        xt = as_tensor("x", x, dtype=self.dtype, device=self.device)
+        transformed = check_bool("transformed", transformed)
+        xt = real_tensor("x", x, dtype=self.dtype, device=self.device)
         if xt.ndim == 1 and p.dim_x == 1:
             xt = xt.unsqueeze(-1)
         if xt.ndim == 2:
             xt = xt.unsqueeze(0)
+        if xt.ndim != 3:
+            raise ValueError(
+                f"x: expected shape [N, {p.dim_x}] or [B, N, {p.dim_x}], received {tuple(xt.shape)}"
+            )
         check_points("x", xt, p.lower, p.upper)
-        ut = as_tensor("u", u, dtype=self.dtype, device=self.device)
+        ut = real_tensor("u", u, dtype=self.dtype, device=self.device)
         if ut.ndim == 1:
             ut = ut.unsqueeze(0)
         if ut.ndim != 2:
@@ -474,6 +531,7 @@ class RandomGridNP:
             "optimizer": self.optimizer.state_dict(),
             "step_count": self.step_count,
             "generator": self.generator.get_state(),
+            "generator_device": self.generator.device.type,
             "variance_scale": dict(self.variance_scale),
         }
         if hasattr(self.grid, "state_dict"):
@@ -481,7 +539,12 @@ class RandomGridNP:
         return st
 
     def save(self, path: str | Path) -> Path:
-        """Write config, weights, optimiser and RNG state (``torch.save``)."""
+        """Write config, weights, optimiser and RNG state (``torch.save``) to the file ``path``
+        (an existing folder is refused)."""
+        if not isinstance(path, (str, Path)):
+            raise TypeError(f"path: expected a str or Path, received {type(path).__name__}")
+        if Path(path).is_dir():
+            raise ValueError(f"path: expected a file name, received the folder {path}")
         cfg = {
             "problem": self.problem.name,
             # the problem's own settings (prior boxes, sigma_y, ...): a customised problem
@@ -497,7 +560,9 @@ class RandomGridNP:
 
     @classmethod
     def load(cls, path: str | Path, *, device=None) -> RandomGridNP:
-        """Rebuild a model saved by :meth:`save` (predictions round-trip exactly)."""
+        """Rebuild a model saved by :meth:`save` (predictions round-trip exactly; so does
+        further training when loaded on the kind of device it was saved from: a CPU and a CUDA
+        random stream differ, so across kinds the batch generator starts afresh from the seed)."""
         ck = load_checkpoint(path, kind="neural_process.RandomGridNP", map_location="cpu")
         c = ck["config"]
         cfg = dict(c["config"])
@@ -510,7 +575,7 @@ class RandomGridNP:
         m._modules().load_state_dict(st["modules"])
         m.optimizer.load_state_dict(st["optimizer"])
         m.step_count = int(st["step_count"])
-        if m.device.type == "cpu":
+        if _generator_device(st) == m.generator.device.type:
             m.generator.set_state(st["generator"])
         if "grid" in st:
             m.grid.load_state_dict(st["grid"])
@@ -525,6 +590,14 @@ class RandomGridNP:
             return sum(p.numel() for p in m.parameters() if p.requires_grad)
 
         return {"forward": cnt(self.forward_net), "inverse": cnt(self.inverse_net)}
+
+
+def _generator_device(state: dict[str, Any]) -> str:
+    """Device type of the batch generator saved in ``state`` (older checkpoints do not record
+    it: a CPU generator's state has the size of a fresh CPU generator's)."""
+    if "generator_device" in state:
+        return str(state["generator_device"])
+    return "cpu" if state["generator"].numel() == torch.Generator().get_state().numel() else "cuda"
 
 
 def to_numpy(t: Tensor) -> np.ndarray:

@@ -23,10 +23,32 @@ import torch
 from torch import Tensor
 from torch.distributions import LowRankMultivariateNormal, Normal
 
+from .._checks import check_real
+from ._args import as_scalar
 from .forward import ForwardNet
 from .gicnet import GICNet
 
 __all__ = ["physics_elbo", "data_log_likelihood", "field_marginal"]
+
+
+def _check_batch(problem, x: Tensor, z: Tensor, w: Tensor, **extra: Tensor) -> None:
+    """``x`` ``[B, N, dim_x]``, ``z`` ``[B, dim_z]``, ``w`` ``[B, dim_w]`` and ``extra``
+    tensors ``[B, N]`` (``ValueError`` naming them and the shapes received)."""
+    names = ("x", "z", "w", *extra)
+    tensors = (x, z, w, *extra.values())
+    bad = [n for n, t in zip(names, tensors) if not isinstance(t, Tensor)]
+    if bad:
+        raise TypeError(f"{'/'.join(bad)}: expected torch.Tensor")
+    ok = x.ndim == 3 and x.shape[-1] == problem.dim_x
+    if ok:
+        b, n = x.shape[:2]
+        ok = tuple(z.shape) == (b, problem.dim_z) and tuple(w.shape) == (b, problem.dim_w)
+        ok = ok and all(tuple(t.shape) == (b, n) for t in extra.values())
+    if not ok:
+        want = [f"[B, N, {problem.dim_x}]", f"[B, {problem.dim_z}]", f"[B, {problem.dim_w}]"]
+        want += ["[B, N]"] * len(extra)
+        got = ", ".join(str(tuple(t.shape)) for t in tensors)
+        raise ValueError(f"{'/'.join(names)}: expected shapes {', '.join(want)}, received {got}")
 
 
 def physics_elbo(
@@ -44,6 +66,7 @@ def physics_elbo(
 
     ``x`` ``[B, N, dim_x]``, ``weights`` ``[B, N]``, ``z`` ``[B, dim_z]``, ``w`` ``[B, dim_w]``.
     """
+    _check_batch(problem, x, z, w, weights=weights)
     derivs, q = forward.sample_with_derivatives(x, z, w, problem.derivatives, generator)
     r = problem.residual(x, derivs, z, w)
     loglik = (Normal(torch.zeros_like(sigma_r), sigma_r).log_prob(r) * weights).sum(-1)
@@ -62,7 +85,13 @@ def field_marginal(
     noise_var: float = 0.0,
     floor: float = 0.0,
 ) -> LowRankMultivariateNormal:
-    r"""Law of :math:`u(X) = B + D\tilde u(X)` (+ white noise): batch ``[B]``, event ``[N]``."""
+    r"""Law of :math:`u(X) = B + D\tilde u(X)` (+ white noise): batch ``[B]``, event ``[N]``.
+
+    ``x`` ``[B, N, dim_x]``, ``z`` ``[B, dim_z]``, ``w`` ``[B, dim_w]``; ``noise_var >= 0``
+    (white-noise variance), ``floor >= 0`` (lower bound of the diagonal, 0: none)."""
+    _check_batch(problem, x, z, w)
+    noise_var = check_real("noise_var", as_scalar(noise_var), minimum=0.0)
+    floor = check_real("floor", floor, minimum=0.0)
     h = forward.heads(x, z, w)
     b, d = problem.transform(x, w)
     loc = b + d * h["mu"]["v"]
@@ -76,6 +105,15 @@ def field_marginal(
 def data_log_likelihood(
     problem, forward: ForwardNet, x_obs: Tensor, y: Tensor, z: Tensor, w: Tensor, sigma_y: float
 ) -> Tensor:
-    """``log p(y_j | z_j, w_j)`` ``[B]`` for ``y`` ``[B, M]`` at ``x_obs`` ``[M, dim_x]``."""
+    """``log p(y_j | z_j, w_j)`` ``[B]`` for ``y`` ``[B, M]`` at ``x_obs`` ``[M, dim_x]``
+    (``z`` ``[B, dim_z]``, ``w`` ``[B, dim_w]``; noise ``sigma_y >= 0``)."""
+    sigma_y = check_real("sigma_y", as_scalar(sigma_y), minimum=0.0)
+    if not (isinstance(x_obs, Tensor) and isinstance(y, Tensor)):
+        raise TypeError("x_obs/y: expected torch.Tensor")
+    if x_obs.ndim != 2 or y.ndim != 2 or y.shape[1] != x_obs.shape[0]:
+        raise ValueError(
+            f"x_obs/y: expected shapes [M, {problem.dim_x}] and [B, M], received "
+            f"{tuple(x_obs.shape)}, {tuple(y.shape)}"
+        )
     xb = x_obs.unsqueeze(0).expand(y.shape[0], -1, -1)
     return field_marginal(problem, forward, xb, z, w, noise_var=sigma_y**2).log_prob(y)

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_int, check_real
+from ._args import check_bool
 
 __all__ = [
     "STREAM_AXIS",
@@ -137,6 +138,9 @@ class FourierFeatures(nn.Module):
         n_freq = check_int("n_freq", n_freq, minimum=1)
         f_min = check_real("f_min", f_min, minimum=0.0, strict=True)
         f_max = check_real("f_max", f_max, minimum=0.0, strict=True)
+        if f_min > f_max:
+            raise ValueError(f"f_min/f_max: expected f_min <= f_max, received {f_min}, {f_max}")
+        trainable = check_bool("trainable", trainable)
         f = torch.logspace(math.log10(f_min), math.log10(f_max), n_freq)
         freq = f.repeat(dim, 1)  # [dim, n_freq]
         if trainable:

@@ -33,13 +33,16 @@ Poisson :math:`B = 0, D = \cos(\pi x / 2)`; Burgers :math:`B = \sin(2 w\pi x)\si
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_int
+from .._checks import check_int, check_real
+from .._device import check_finite, resolve_dtype
 
 __all__ = [
     "chebyshev",
@@ -61,6 +64,47 @@ POISSON_SENSOR_INDEX = np.arange(20, 180, 3)  # 54 nodes of the 201-node mesh, x
 
 
 # ---------------------------------------------------------------------------------------------
+# Argument checks
+# ---------------------------------------------------------------------------------------------
+def _check_seed(seed: Any) -> int | None:
+    """``None`` (fresh entropy) or an int ``>= 0`` (numpy's seeds)."""
+    return None if seed is None else check_int("seed", seed, minimum=0)
+
+
+def _as_array(name: str, value: Any, *, ndim: tuple[int, ...] | None = None) -> np.ndarray:
+    """``value`` as a finite float64 array (``ndim``: the allowed numbers of dimensions)."""
+    if isinstance(value, Tensor):
+        value = value.detach().cpu().numpy()
+    if np.iscomplexobj(value):
+        raise TypeError(f"{name}: expected real values, received complex")
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"{name}: expected an array of real numbers, received {type(value).__name__}"
+        ) from None
+    if ndim is not None and arr.ndim not in ndim:
+        raise ValueError(
+            f"{name}: expected {' or '.join(map(str, ndim))} dimensions, received shape {arr.shape}"
+        )
+    check_finite(name, arr)
+    return arr
+
+
+def _case_params(z: Any, w: Any, dim_z: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Solver inputs: ``z`` ``[dim_z]`` or ``[B, dim_z]``, ``w`` with ``B`` entries (``[B]``,
+    ``[B, 1]``; a scalar for ``B = 1``), both finite."""
+    z = np.atleast_2d(_as_array("z", z, ndim=(1, 2)))
+    want = "dim_z" if dim_z is None else dim_z
+    if z.shape[0] < 1 or z.shape[1] < 1 or (dim_z is not None and z.shape[1] != dim_z):
+        raise ValueError(f"z: expected shape [{want}] or [B, {want}] (B >= 1), received {z.shape}")
+    w = _as_array("w", w).reshape(-1)
+    if w.shape[0] != z.shape[0]:
+        raise ValueError(f"z/w: expected the same batch size, received {z.shape} and {w.shape}")
+    return z, w
+
+
+# ---------------------------------------------------------------------------------------------
 # Chebyshev basis and residuals (torch, work on any leading shape)
 # ---------------------------------------------------------------------------------------------
 def chebyshev(x: Tensor, n: int) -> tuple[Tensor, Tensor]:
@@ -69,6 +113,7 @@ def chebyshev(x: Tensor, n: int) -> tuple[Tensor, Tensor]:
     Three-term recurrence :math:`T_{k+1} = 2xT_k - T_{k-1}`,
     :math:`T'_{k+1} = 2T_k + 2xT'_k - T'_{k-1}` (no ``arccos``, so smooth at :math:`\\pm 1`).
     """
+    n = check_int("n", n, minimum=1)
     t = [torch.ones_like(x), x]
     d = [torch.zeros_like(x), torch.ones_like(x)]
     for _ in range(2, n):
@@ -132,11 +177,15 @@ def solve_poisson(
     Conservative scheme :math:`-[\kappa_{i+1/2}(u_{i+1}-u_i) - \kappa_{i-1/2}(u_i-u_{i-1})]/h^2
     = w` with :math:`\kappa_{i\pm1/2} = \kappa(\bar u, x_{i\pm1/2})` at the face, Newton.
     ``z`` ``[B, 5]``, ``w`` ``[B]`` -> ``(x [n_nodes], u [B, n_nodes])``.
+
+    Checked: finite ``z``, ``w`` with one ``w`` per case; ``n_nodes >= 3``, ``max_iter >= 1``
+    (ints), ``tol >= 0``. A solve that has not converged after ``max_iter`` Newton steps warns
+    (``RuntimeWarning``).
     """
-    z = np.atleast_2d(np.asarray(z, dtype=np.float64))
-    w = np.asarray(w, dtype=np.float64).reshape(-1)
-    if z.shape[0] != w.shape[0]:
-        raise ValueError(f"z/w: expected the same batch size, received {z.shape} and {w.shape}")
+    z, w = _case_params(z, w)
+    n_nodes = check_int("n_nodes", n_nodes, minimum=3)
+    tol = check_real("tol", tol, minimum=0.0)
+    max_iter = check_int("max_iter", max_iter, minimum=1)
     x = np.linspace(-1.0, 1.0, n_nodes)
     h = x[1] - x[0]
     xf = 0.5 * (x[1:] + x[:-1])  # faces
@@ -162,6 +211,13 @@ def solve_poisson(
         u[:, 1:-1] += delta
         if np.max(np.abs(delta)) < tol:
             break
+    else:
+        warnings.warn(
+            f"solve_poisson: Newton did not converge in {max_iter} iterations (last update "
+            f"{np.max(np.abs(delta)):.3g} > tol {tol:.3g})",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return x, u
 
 
@@ -179,9 +235,33 @@ def solve_burgers(
     Central differences in space, Crank-Nicolson in time, Newton per step. ``u0``
     (``[B, n_nodes]``, zero at both ends) replaces the initial condition (used for checks).
     Returns ``(x [n_nodes], t [n_steps + 1], u [B, n_steps + 1, n_nodes])``.
+
+    Checked: finite ``z`` with viscosity ``z_0 > 0``, one ``w`` per case; ``n_nodes >= 3``,
+    ``n_steps >= 1`` (ints), ``t_end > 0``, ``tol >= 0``; ``u0`` ``[n_nodes]`` or
+    ``[B, n_nodes]``, finite and zero at both ends. A time step whose Newton iteration has not
+    converged warns (``RuntimeWarning``).
     """
-    z = np.atleast_2d(np.asarray(z, dtype=np.float64))
-    w = np.asarray(w, dtype=np.float64).reshape(-1)
+    z, w = _case_params(z, w, dim_z=2)
+    if bool((z[:, 0] <= 0).any()):
+        raise ValueError(
+            f"z: expected a positive viscosity z[:, 0] > 0, received min {z[:, 0].min():.3g}"
+        )
+    n_nodes = check_int("n_nodes", n_nodes, minimum=3)
+    n_steps = check_int("n_steps", n_steps, minimum=1)
+    t_end = check_real("t_end", t_end, minimum=0.0, strict=True)
+    tol = check_real("tol", tol, minimum=0.0)
+    if u0 is not None:
+        u0 = _as_array("u0", u0, ndim=(1, 2))
+        if u0.shape[-1] != n_nodes or (u0.ndim == 2 and u0.shape[0] not in (1, z.shape[0])):
+            raise ValueError(
+                f"u0: expected shape [{n_nodes}] or [{z.shape[0]}, {n_nodes}], received {u0.shape}"
+            )
+        ends = np.abs(u0[..., [0, -1]]).max()
+        if ends > 1e-8 * max(1.0, float(np.abs(u0).max())):
+            raise ValueError(
+                f"u0: expected zero at both ends (u(0, t) = u(1, t) = 0), received |u0| = "
+                f"{ends:.3g} at an end"
+            )
     x = np.linspace(0.0, 1.0, n_nodes)
     t = np.linspace(0.0, t_end, n_steps + 1)
     h, dt = x[1] - x[0], t[1] - t[0]
@@ -198,6 +278,7 @@ def solve_burgers(
         vxx = (v[:, 2:] - 2 * v[:, 1:-1] + v[:, :-2]) / h**2
         return -adv * v[:, 1:-1] * vx + nu * vxx
 
+    unconverged = 0
     for _ in range(n_steps):
         fo = f(u)
         v = u.copy()
@@ -212,17 +293,87 @@ def solve_burgers(
             v[:, 1:-1] += delta
             if np.max(np.abs(delta)) < tol:
                 break
+        else:
+            unconverged += 1
         u = v
         out.append(u.copy())
+    if unconverged:
+        warnings.warn(
+            f"solve_burgers: Newton did not converge in 30 iterations (tol {tol:.3g}) in "
+            f"{unconverged} of {n_steps} time steps",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return x, t, np.stack(out, 1)
 
 
 # ---------------------------------------------------------------------------------------------
 # Problem descriptions
 # ---------------------------------------------------------------------------------------------
+def _real_tuple(name: str, value: Any, n: int) -> tuple[float, ...]:
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{name}: expected {n} real numbers, received {value!r}")
+    try:
+        vals = tuple(value)
+    except TypeError:
+        raise TypeError(
+            f"{name}: expected a sequence of {n} real numbers, received {type(value).__name__}"
+        ) from None
+    if len(vals) != n:
+        raise ValueError(f"{name}: expected {n} values, received {len(vals)} ({value!r})")
+    return tuple(check_real(name, v) for v in vals)
+
+
+def _check_problem(p: Any, fixed: dict[str, Any]) -> None:
+    """Validate and normalise (tuples of floats) the fields of a frozen problem dataclass.
+
+    ``fixed``: the fields set by the equation and its exact boundary transform (name, domain,
+    sizes, derivative streams); another value would describe a problem this class does not
+    solve, so it is refused. Prior boxes need ``low <= high`` with the sizes ``dim_z``/``dim_w``,
+    ``sigma_y > 0``, finite values throughout.
+    """
+    cls = type(p).__name__
+    setf = object.__setattr__  # frozen dataclass
+    for name in ("dim_x", "dim_z", "dim_w"):
+        setf(p, name, check_int(name, getattr(p, name), minimum=1))
+    for name in ("lower", "upper"):
+        setf(p, name, _real_tuple(name, getattr(p, name), len(fixed[name])))
+    if isinstance(p.coords, (str, bytes)) or not all(isinstance(c, str) for c in p.coords):
+        raise TypeError(f"coords: expected a tuple of names, received {p.coords!r}")
+    setf(p, "coords", tuple(p.coords))
+    if isinstance(p.derivatives, (str, bytes)):
+        raise TypeError(
+            f"derivatives: expected a tuple of stream names, received {p.derivatives!r}"
+        )
+    setf(p, "derivatives", tuple(p.derivatives))
+    for name, want in fixed.items():
+        got = getattr(p, name)
+        if got != want:
+            raise ValueError(
+                f"{name}: {cls} has {name} = {want!r} (fixed by its equation and boundary "
+                f"transform), received {got!r}"
+            )
+    for box, dim in (("z", p.dim_z), ("w", p.dim_w)):
+        lo = _real_tuple(f"{box}_low", getattr(p, f"{box}_low"), dim)
+        hi = _real_tuple(f"{box}_high", getattr(p, f"{box}_high"), dim)
+        if any(a > b for a, b in zip(lo, hi)):
+            raise ValueError(
+                f"{box}_low/{box}_high: expected {box}_low <= {box}_high in every entry, "
+                f"received {lo}, {hi}"
+            )
+        setf(p, f"{box}_low", lo)
+        setf(p, f"{box}_high", hi)
+    setf(p, "sigma_y", check_real("sigma_y", p.sigma_y, minimum=0.0, strict=True))
+
+
 @dataclass(frozen=True)
 class PoissonProblem:
-    """1-D nonlinear Poisson: domain ``[-1, 1]``, ``z`` (5 Chebyshev weights), ``w`` (source)."""
+    """1-D nonlinear Poisson: domain ``[-1, 1]``, ``z`` (5 Chebyshev weights), ``w`` (source).
+
+    Customisable: the prior boxes ``z_low/z_high`` (``dim_z`` entries each: the number of
+    Chebyshev weights), ``w_low/w_high`` and ``sigma_y``; the name, domain and sizes fixed by
+    the equation are checked (``ValueError``), as are non-finite or inverted bounds.
+    """
 
     name: str = "poisson"
     dim_x: int = 1
@@ -236,6 +387,20 @@ class PoissonProblem:
     w_high: tuple[float, ...] = (2.0,)
     sigma_y: float = 0.05
     coords: tuple[str, ...] = field(default=("x",))
+
+    def __post_init__(self) -> None:
+        _check_problem(
+            self,
+            dict(
+                name="poisson",
+                dim_x=1,
+                dim_w=1,
+                lower=(-1.0,),
+                upper=(1.0,),
+                coords=("x",),
+                derivatives=("x", "xx"),
+            ),
+        )
 
     def boundary(self, x: Tensor, w: Tensor) -> tuple[Tensor, ...]:
         r"""``(B, D, D_x, D_xx)`` of :math:`u = B + D\tilde u`, each ``[B, N]`` (``x`` ``[B, N, 1]``)."""
@@ -263,7 +428,11 @@ class PoissonProblem:
 
 @dataclass(frozen=True)
 class BurgersProblem:
-    """Viscous Burgers on ``(x, t) in [0, 1]^2``; ``z = (nu, a)``, ``w`` (initial frequency)."""
+    """Viscous Burgers on ``(x, t) in [0, 1]^2``; ``z = (nu, a)``, ``w`` (initial frequency).
+
+    Customisable: the prior boxes (viscosity ``z_low[0] > 0``) and ``sigma_y``; the name,
+    domain and sizes fixed by the equation are checked (``ValueError``).
+    """
 
     name: str = "burgers"
     dim_x: int = 2
@@ -277,6 +446,25 @@ class BurgersProblem:
     w_high: tuple[float, ...] = (2.0,)
     sigma_y: float = 0.05
     coords: tuple[str, ...] = field(default=("x", "t"))
+
+    def __post_init__(self) -> None:
+        _check_problem(
+            self,
+            dict(
+                name="burgers",
+                dim_x=2,
+                dim_z=2,
+                dim_w=1,
+                lower=(0.0, 0.0),
+                upper=(1.0, 1.0),
+                coords=("x", "t"),
+                derivatives=("x", "xx", "t"),
+            ),
+        )
+        if self.z_low[0] <= 0:
+            raise ValueError(
+                f"z_low: expected a positive viscosity bound z_low[0] > 0, received {self.z_low[0]}"
+            )
 
     def boundary(self, x: Tensor, w: Tensor) -> dict[str, Tensor]:
         r"""Value and derivatives of :math:`B` and :math:`D` at ``x`` ``[B, N, 2]``."""
@@ -323,7 +511,18 @@ def sample_prior(
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
 ) -> tuple[Tensor, Tensor]:
-    """``n`` draws ``(z [n, dim_z], w [n, dim_w])`` from the uniform prior boxes (torch)."""
+    """``n`` draws ``(z [n, dim_z], w [n, dim_w])`` from the uniform prior boxes (torch).
+
+    ``problem``: a :class:`PoissonProblem` / :class:`BurgersProblem` (or any object with the
+    prior boxes ``z_low, z_high, w_low, w_high``); ``n >= 0`` (int); ``dtype`` floating."""
+    missing = [a for a in ("z_low", "z_high", "w_low", "w_high") if not hasattr(problem, a)]
+    if missing:
+        raise TypeError(
+            f"problem: expected a problem with prior boxes (e.g. PoissonProblem()), received "
+            f"{type(problem).__name__} {problem!r} without {missing}"
+        )
+    n = check_int("n", n, minimum=0)
+    dtype = resolve_dtype(dtype)
 
     def box(lo, hi):
         lo_t = torch.as_tensor(lo, dtype=dtype, device=device)
@@ -341,9 +540,12 @@ def _prior_draw(problem, n: int, rng: np.random.Generator) -> tuple[np.ndarray, 
 
 
 def poisson_test_set(n: int = 1000, *, seed: int = 0, n_nodes: int = 201) -> dict[str, np.ndarray]:
-    """Seeded Poisson test cases: ``{"x" [n_nodes], "z" [n, 5], "w" [n, 1], "u" [n, n_nodes]}``."""
+    """Seeded Poisson test cases: ``{"x" [n_nodes], "z" [n, 5], "w" [n, 1], "u" [n, n_nodes]}``.
+
+    ``n >= 1``, ``n_nodes >= 3`` (ints); ``seed`` an int ``>= 0`` (``None``: fresh entropy)."""
     n = check_int("n", n, minimum=1)
-    z, w = _prior_draw(PoissonProblem(), n, np.random.default_rng(seed))
+    n_nodes = check_int("n_nodes", n_nodes, minimum=3)
+    z, w = _prior_draw(PoissonProblem(), n, np.random.default_rng(_check_seed(seed)))
     x, u = solve_poisson(z, w[:, 0], n_nodes=n_nodes)
     return {"x": x, "z": z, "w": w, "u": u}
 
@@ -351,9 +553,13 @@ def poisson_test_set(n: int = 1000, *, seed: int = 0, n_nodes: int = 201) -> dic
 def poisson_sensor_data(
     n: int = 1000, *, seed: int = 1, sigma_y: float = 0.05
 ) -> dict[str, np.ndarray]:
-    """Noisy labelled sensor sets (P2): an independent draw; ``y`` ``[n, 54]`` at ``x_obs`` ``[54]``."""
+    """Noisy labelled sensor sets (P2): an independent draw; ``y`` ``[n, 54]`` at ``x_obs`` ``[54]``.
+
+    ``sigma_y >= 0`` (finite); ``seed`` an int ``>= 0`` (``None``: fresh entropy)."""
+    seed = _check_seed(seed)
+    sigma_y = check_real("sigma_y", sigma_y, minimum=0.0)
     ts = poisson_test_set(n, seed=seed)
-    rng = np.random.default_rng(seed + 10_000)
+    rng = np.random.default_rng(None if seed is None else seed + 10_000)
     idx = POISSON_SENSOR_INDEX
     y = ts["u"][:, idx] + sigma_y * rng.standard_normal((n, idx.size))
     return {
@@ -369,9 +575,14 @@ def poisson_sensor_data(
 def burgers_test_set(
     n: int = 200, *, seed: int = 0, n_nodes: int = 501, n_steps: int = 100
 ) -> dict[str, np.ndarray]:
-    """Seeded Burgers cases: ``{"x" [nx], "t" [nt], "z" [n, 2], "w" [n, 1], "u" [n, nt, nx]}``."""
+    """Seeded Burgers cases: ``{"x" [nx], "t" [nt], "z" [n, 2], "w" [n, 1], "u" [n, nt, nx]}``.
+
+    ``n >= 1``, ``n_nodes >= 3``, ``n_steps >= 1`` (ints); ``seed`` an int ``>= 0`` (``None``:
+    fresh entropy)."""
     n = check_int("n", n, minimum=1)
-    z, w = _prior_draw(BurgersProblem(), n, np.random.default_rng(seed))
+    n_nodes = check_int("n_nodes", n_nodes, minimum=3)
+    n_steps = check_int("n_steps", n_steps, minimum=1)
+    z, w = _prior_draw(BurgersProblem(), n, np.random.default_rng(_check_seed(seed)))
     x, t, u = solve_burgers(z, w[:, 0], n_nodes=n_nodes, n_steps=n_steps)
     return {"x": x, "t": t, "z": z, "w": w, "u": u}
 
@@ -383,7 +594,7 @@ def invariance_points(n: int, layout: str, *, seed: int = 0) -> np.ndarray:
     clusters at :math:`\\pm 0.5` (sd 0.15), clipped to :math:`[-0.99, 0.99]`.
     """
     n = check_int("n", n, minimum=1)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_check_seed(seed))
     if layout == "uniform":
         x = np.linspace(-1, 1, n + 2)[1:-1]
     elif layout == "random":
