@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 
 import torch
@@ -14,13 +15,18 @@ __all__ = ["check_populations", "check_pairs", "check_features"]
 
 
 def check_populations(
-    name: str, pops: Tensor | Sequence[Tensor], dim: int | None = None, min_points: int = 2
+    name: str,
+    pops: Tensor | Sequence[Tensor],
+    dim: int | None = None,
+    min_points: int = 2,
+    *,
+    floating: bool = True,
 ) -> list[Tensor]:
-    """Return ``pops`` as a list of ``[n_i, d]`` float tensors, refusing bad input.
+    """Return ``pops`` as a list of ``[n_i, d]`` tensors, refusing bad input.
 
     Accepts one population ``[n, d]``, a batch ``[P, n, d]`` or a sequence of ``[n_i, d]``.
     Raises ``ValueError`` for empty or too-small populations, mixed or wrong dimensions and
-    NaN/Inf points; ``TypeError`` for non-tensors.
+    NaN/Inf points; ``TypeError`` for non-tensors (and, with ``floating``, integer tensors).
     """
     if isinstance(pops, Tensor):
         if pops.ndim == 2:
@@ -44,12 +50,17 @@ def check_populations(
             raise ValueError(
                 f"{name}[{i}]: expected a population [n, d], received shape {tuple(p.shape)}"
             )
-        if not p.is_floating_point():
+        if floating and not p.is_floating_point():
             raise TypeError(f"{name}[{i}]: expected a floating tensor, received {p.dtype}")
         if p.shape[0] < min_points:
+            why = (
+                " (empty and single-point populations cannot be embedded)"
+                if min_points == 2
+                else ""
+            )
             raise ValueError(
-                f"{name}[{i}]: expected at least {min_points} points, received {p.shape[0]} "
-                "(empty and single-point populations cannot be embedded)"
+                f"{name}[{i}]: expected at least {min_points} point{'s' * (min_points > 1)}, "
+                f"received {p.shape[0]}{why}"
             )
         d = dim if dim is not None else out[0].shape[1] if out else p.shape[1]
         if p.shape[1] != d:
@@ -91,44 +102,71 @@ def check_features(
     return out
 
 
-def check_pairs(data: PopulationPairs, dim: int | None = None) -> None:
-    """Validate a :class:`PopulationPairs` (dimensions, sizes, finiteness, treatments)."""
+def _is_index(i: object, n: int) -> bool:
+    """``i`` is an integer (not a bool) in ``[0, n)``."""
+    if isinstance(i, bool):
+        return False
+    try:
+        k = operator.index(i)
+    except TypeError:
+        return False
+    return 0 <= k < n
+
+
+def check_pairs(data: PopulationPairs, dim: int | None = None, *, name: str = "data") -> None:
+    """Validate a :class:`PopulationPairs` (dimensions, sizes, finiteness, treatments, splits);
+    errors name it ``name`` (e.g. ``cal`` for a calibration split)."""
     if not isinstance(data, PopulationPairs):
-        raise TypeError(f"data: expected PopulationPairs, received {type(data).__name__}")
+        raise TypeError(f"{name}: expected PopulationPairs, received {type(data).__name__}")
     if len(data.source) != len(data.target):
         raise ValueError(
-            f"data: expected as many targets as sources, received {len(data.source)} and {len(data.target)}"
+            f"{name}: expected as many targets as sources, received {len(data.source)} and "
+            f"{len(data.target)}"
         )
-    src = check_populations("data.source", data.source, dim)
-    check_populations("data.target", data.target, src[0].shape[1])
+    src = check_populations(f"{name}.source", data.source, dim)
+    check_populations(f"{name}.target", data.target, src[0].shape[1])
     if data.paired:
         for i, (a, b) in enumerate(zip(data.source, data.target)):
             if a.shape[0] != b.shape[0]:
                 raise ValueError(
-                    f"data.target[{i}]: paired data need equal sizes, received {a.shape[0]} and {b.shape[0]}"
+                    f"{name}.target[{i}]: paired data need equal sizes, received {a.shape[0]} "
+                    f"and {b.shape[0]}"
                 )
     if data.treatment is not None:
         if len(data.treatment) != len(data.source):
             raise ValueError(
-                f"data.treatment: expected {len(data.source)} entries, received {len(data.treatment)}"
+                f"{name}.treatment: expected {len(data.source)} entries, received "
+                f"{len(data.treatment)}"
             )
         tr = torch.as_tensor(data.treatment)
         num = data.num_treatments
         if num < 1:
             raise ValueError(
-                "data.treatment: treatments are given but data.num_treatments is "
+                f"{name}.treatment: treatments are given but {name}.num_treatments is "
                 f"{num}; set num_treatments to the number of treatments (else they are ignored)"
             )
         if tr.is_floating_point() or tr.is_complex() or bool(((tr < 0) | (tr >= num)).any()):
             raise ValueError(
-                f"data.treatment: expected integer indices in [0, {num}), received "
+                f"{name}.treatment: expected integer indices in [0, {num}), received "
                 f"{tr.tolist()!r:.200}"
             )
     if not torch.is_tensor(data.source_id) or len(data.source_id) != len(data.source):
-        raise ValueError("data.source_id: expected a tensor with one id per pair")
+        raise ValueError(f"{name}.source_id: expected a tensor with one id per pair")
+    if not isinstance(data.splits, dict):
+        raise TypeError(
+            f"{name}.splits: expected a dict of split name -> pair indices, received "
+            f"{type(data.splits).__name__}"
+        )
+    for split, idx in data.splits.items():
+        bad = [i for i in idx if not _is_index(i, len(data))]
+        if bad:
+            raise ValueError(
+                f"{name}.splits[{split!r}]: expected pair indices in [0, {len(data)}), received "
+                f"{bad[:10]!r}"
+            )
     if data.source_features is not None:
         f = data.source_features
         num = f[0].shape[-1] if len(f) and isinstance(f[0], Tensor) and f[0].ndim == 2 else -1
         if num < 1:
-            raise ValueError("data.source_features: expected tensors [n_i, f] with f >= 1")
-        check_features("data.source_features", f, src, num)
+            raise ValueError(f"{name}.source_features: expected tensors [n_i, f] with f >= 1")
+        check_features(f"{name}.source_features", f, src, num)

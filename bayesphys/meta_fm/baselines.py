@@ -17,6 +17,8 @@ __all__ = ["identity_prediction", "floor_prediction"]
 
 def identity_prediction(data: PopulationPairs) -> list[Tensor]:
     """The sources, as predictions of the targets."""
+    if not isinstance(data, PopulationPairs):
+        raise TypeError(f"data: expected PopulationPairs, received {type(data).__name__}")
     return [s.clone() for s in data.source]
 
 

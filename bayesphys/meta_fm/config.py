@@ -47,7 +47,9 @@ class MFMConfig:
     embedding needs a graph); ``layers >= 2`` (input and output layer, ``layers - 2`` hidden
     ones); ``time_dim`` even and ``>= 2`` (``time_dim / 2`` sinusoid frequencies);
     ``fourier >= 0`` (0: no Fourier features); ``node_features >= 0`` or ``None``;
-    ``fourier_sigma``, ``lr``, ``gnn_lr``, ``atol``, ``rtol`` finite and ``> 0``. Assigning a
+    ``fourier_sigma``, ``lr``, ``gnn_lr``, ``atol``, ``rtol`` finite and ``> 0``. Settings
+    that only the MFM embedding reads are refused for FM and CGFM when they would change
+    something: ``node_features > 0`` and ``schedule="alternating"``. Assigning a
     field afterwards (``cfg.lr = -1``) is checked the same way, and a refused value leaves the
     config unchanged.
     """
@@ -108,6 +110,17 @@ class MFMConfig:
                 )
         if self.node_features is not None:
             self.node_features = check_int("node_features", self.node_features, minimum=0)
+        if self.method != "MFM":  # settings only the MFM population embedding reads
+            if self.node_features:
+                raise ValueError(
+                    f"node_features: only the MFM population embedding reads point features; "
+                    f"method {self.method!r} has none, received {self.node_features} (use 0)"
+                )
+            if self.schedule == "alternating":
+                raise ValueError(
+                    f"schedule: 'alternating' alternates field and GCN updates; method "
+                    f"{self.method!r} has no GCN (use 'joint')"
+                )
         minimum = {"layers": 2, "fourier": 0, "time_dim": 2}
         if self.method == "MFM":
             minimum["points"] = 2  # the population embedding needs a kNN graph of >= 2 points
@@ -143,6 +156,8 @@ class MFMConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MFMConfig:
+        if not isinstance(d, dict):
+            raise TypeError(f"config: expected a dict of settings, received {type(d).__name__}")
         names = {f.name for f in fields(cls)}
         bad = sorted(set(d) - names)
         if bad:

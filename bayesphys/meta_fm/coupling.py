@@ -28,6 +28,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from .._device import check_finite
+
 __all__ = [
     "ot_pairing",
     "couple",
@@ -45,6 +47,7 @@ def ot_pairing(
     """Exact-OT re-pairing of ``x0 [n, d]`` and ``x1 [m, d]`` -> two ``[n, d]`` tensors."""
     import ot
 
+    _check_cloud_pair("x0", x0, "x1", x1)
     a = x0.detach().to("cpu", torch.float64).numpy()
     b = x1.detach().to("cpu", torch.float64).numpy()
     cost = ot.dist(a, b)  # squared Euclidean
@@ -54,6 +57,23 @@ def ot_pairing(
     idx = torch.multinomial(p / p.sum(), len(a), replacement=True, generator=generator)
     i, j = idx // len(b), idx % len(b)
     return x0[i.to(x0.device)], x1[j.to(x1.device)]
+
+
+_INDEX_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+
+
+def _check_cloud_pair(na: str, a: Tensor, nb: str, b: Tensor) -> None:
+    """Two finite point clouds ``[n >= 1, d]`` and ``[m >= 1, d]`` (for an OT plan)."""
+    for name, x in ((na, a), (nb, b)):
+        if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[0] < 1:
+            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"{name}: expected points [n, d] with n >= 1, received {got}")
+        check_finite(name, x)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(
+            f"{na}/{nb}: expected points of one dimension, received {tuple(a.shape)} and "
+            f"{tuple(b.shape)}"
+        )
 
 
 class FullPlan(NamedTuple):
@@ -76,7 +96,8 @@ def full_ot_plans(sources: Sequence[Tensor], targets: Sequence[Tensor]) -> list[
             f"{len(sources)} and {len(targets)}"
         )
     plans = []
-    for a, b in zip(sources, targets):
+    for i, (a, b) in enumerate(zip(sources, targets)):
+        _check_cloud_pair(f"sources[{i}]", a, f"targets[{i}]", b)
         a64 = a.detach().to("cpu", torch.float64).numpy()
         b64 = b.detach().to("cpu", torch.float64).numpy()
         cost = ot.dist(a64, b64)
@@ -98,6 +119,11 @@ def sample_plan_partners(
 ) -> Tensor:
     """A partner (target index) for each source index in ``rows [k]``, drawn from its row of
     ``plan`` in proportion to the plan's mass -> ``[k]`` (long)."""
+    if not isinstance(plan, FullPlan):
+        raise TypeError(f"plan: expected a FullPlan, received {type(plan).__name__}")
+    if not isinstance(rows, Tensor) or rows.dtype not in _INDEX_DTYPES:
+        got = rows.dtype if isinstance(rows, Tensor) else type(rows).__name__
+        raise TypeError(f"rows: expected an integer tensor of source indices, received {got}")
     ptr, cols, cum = plan
     n = ptr.numel() - 1
     if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= n):
@@ -117,7 +143,19 @@ def sample_plan_partners(
 def couple(
     x0: Tensor, x1: Tensor, coupling: str, generator: torch.Generator | None = None
 ) -> tuple[Tensor, Tensor]:
-    """Pair batched populations ``x0 [P, n, d]``, ``x1 [P, n, d]`` by ``"index"`` or ``"ot"``."""
+    """Pair batched populations ``x0 [P, n, d]``, ``x1 [P, n, d]`` by ``"index"`` or ``"ot"``
+    (``"ot"`` also takes ``x1 [P, m, d]``)."""
+    for name, x in (("x0", x0), ("x1", x1)):
+        if not isinstance(x, Tensor) or x.ndim != 3:
+            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"{name}: expected populations [P, n, d], received {got}")
+    # "ot" re-pairs populations of different sizes n, m; "index" pairs rows one to one
+    same = x0.shape == x1.shape if coupling == "index" else x0.shape[::2] == x1.shape[::2]
+    if not same:
+        raise ValueError(
+            f"x0/x1: expected populations [P, n, d] of one P and d (and, for 'index', one n), "
+            f"received {tuple(x0.shape)} and {tuple(x1.shape)}"
+        )
     if coupling == "index":
         return x0, x1
     if coupling == "ot":
@@ -127,11 +165,33 @@ def couple(
 
 
 def interpolate(x0: Tensor, x1: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-    """``x_t = (1-t) x0 + t x1`` and ``u = x1 - x0``; ``t`` broadcasts against ``x0 [..., d]``."""
+    """``x_t = (1-t) x0 + t x1`` and ``u = x1 - x0`` for ``x0``, ``x1`` of one shape
+    ``[..., d]``; ``t`` (a tensor) broadcasts against their leading shape ``[...]``."""
+    if x0.shape != x1.shape:
+        raise ValueError(
+            f"x0/x1: expected points of one shape, received {tuple(x0.shape)} and {tuple(x1.shape)}"
+        )
+    if not isinstance(t, Tensor):
+        raise TypeError(f"t: expected a torch.Tensor, received {type(t).__name__}")
+    lead = x0.shape[:-1]
+    try:
+        ok = torch.broadcast_shapes(t.shape, lead) == lead
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"t: expected times broadcastable to the points' leading shape {tuple(lead)}, "
+            f"received {tuple(t.shape)}"
+        )
     tt = t[..., None]
     return (1 - tt) * x0 + tt * x1, x1 - x0
 
 
 def cfm_loss(v: Tensor, u: Tensor) -> Tensor:
-    """Mean over points of ``||v - u||^2`` (summed over the last dim)."""
+    """Mean over points of ``||v - u||^2`` (summed over the last dim); ``v``, ``u`` of one
+    shape (a broadcast would average the wrong pairs)."""
+    if v.shape != u.shape:
+        raise ValueError(
+            f"v/u: expected velocities of one shape, received {tuple(v.shape)} and {tuple(u.shape)}"
+        )
     return (v - u).pow(2).sum(-1).mean()

@@ -35,6 +35,9 @@ def knn_adjacency(x: Tensor, k: int) -> Tensor:
     (Euclidean, no self-loops); ties are broken by ``topk``.
     """
     k = check_int("k", k, minimum=1)
+    if not isinstance(x, Tensor) or x.ndim < 2 or not x.is_floating_point():
+        got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"x: expected floating points [*, n, d], received {got}")
     n = x.shape[-2]
     if n < 2:
         raise ValueError(
@@ -53,6 +56,9 @@ def knn_adjacency(x: Tensor, k: int) -> Tensor:
 
 def normalized_adjacency(adj: Tensor) -> Tensor:
     r""":math:`\hat D^{-1/2}(A+I)\hat D^{-1/2}` for ``adj [*, n, n]`` (in-degree + self-loop)."""
+    if not isinstance(adj, Tensor) or adj.ndim < 2 or adj.shape[-1] != adj.shape[-2]:
+        got = tuple(adj.shape) if isinstance(adj, Tensor) else type(adj).__name__
+        raise ValueError(f"adj: expected square adjacencies [*, n, n], received {got}")
     n = adj.shape[-1]
     a = adj + torch.eye(n, dtype=adj.dtype, device=adj.device)
     deg = a.sum(-1)  # in-degree of node i (rows = targets)
@@ -72,6 +78,18 @@ class DenseGCN(nn.Module):
         self.lins = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
 
     def forward(self, h: Tensor, a_hat: Tensor) -> Tensor:
+        """``h [*, n, in_dim]`` node features, ``a_hat [*, n, n]`` normalised adjacency."""
+        in_dim = self.lins[0].in_features
+        if h.ndim < 2 or h.shape[-1] != in_dim:
+            raise ValueError(
+                f"h: expected node features [*, n, {in_dim}], received {tuple(h.shape)}"
+            )
+        n = h.shape[-2]
+        if a_hat.ndim < 2 or a_hat.shape[-2:] != (n, n):
+            raise ValueError(
+                f"a_hat: expected an adjacency [*, {n}, {n}] (n from h), received "
+                f"{tuple(a_hat.shape)}"
+            )
         for i, lin in enumerate(self.lins):
             h = a_hat @ (h @ lin.weight.mT) + lin.bias
             if i < len(self.lins) - 1:

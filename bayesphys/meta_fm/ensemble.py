@@ -33,7 +33,7 @@ from .._model import FitResult, load_checkpoint, save_checkpoint
 from ..inference_data import build_inference_data
 from ..posterior import SamplePosterior
 from ..problems.populations import PopulationPairs
-from ._validate import check_populations
+from ._validate import check_features, check_pairs, check_populations
 from .config import MFMConfig
 from .evaluation import (
     _check_alpha,
@@ -45,7 +45,7 @@ from .evaluation import (
     spearman,
     subsample_points,
 )
-from .model import MetaFlowMatching
+from .model import MetaFlowMatching, _check_flag
 
 __all__ = ["MFMEnsemble", "pooled_prediction", "w2_inference_data"]
 
@@ -53,11 +53,47 @@ __all__ = ["MFMEnsemble", "pooled_prediction", "w2_inference_data"]
 def pooled_prediction(member_preds: Sequence[Tensor], n: int, seed: int = 0) -> Tensor:
     """Mixture of the members' populations ``[n_m, d]``, subsampled to ``n >= 1`` points."""
     n = check_int("n", n, minimum=1)
-    return subsample_points(torch.cat(list(member_preds)), n, check_int("seed", seed))
+    seed = check_int("seed", seed)
+    preds = check_populations("member_preds", member_preds, min_points=1, floating=False)
+    return subsample_points(torch.cat(preds), n, seed)
+
+
+def _check_models(models: Any) -> list[MetaFlowMatching]:
+    """At least 2 models that can be asked the same questions (dimension, treatments,
+    point features)."""
+    if not isinstance(models, (list, tuple)):
+        raise TypeError(
+            f"models: expected a list of MetaFlowMatching models, received {type(models).__name__}"
+        )
+    for i, m in enumerate(models):
+        if not isinstance(m, MetaFlowMatching):
+            raise TypeError(
+                f"models[{i}]: expected a MetaFlowMatching, received {type(m).__name__}"
+            )
+    if len(models) < 2:
+        raise ValueError(f"models: expected at least 2 members, received {len(models)}")
+    m0 = models[0]
+    for i, m in enumerate(models[1:], 1):
+        for what, a, b in (
+            ("dim", m0.dim, m.dim),
+            ("num_treatments", m0.num_treatments, m.num_treatments),
+            ("node_features", m0.config.node_features, m.config.node_features),
+        ):
+            if a != b:
+                raise ValueError(f"models[{i}]: expected {what} {a} (as models[0]), received {b}")
+    return list(models)
 
 
 class MFMEnsemble:
-    """``members`` independently seeded :class:`MetaFlowMatching` models (seeds ``seed + m``)."""
+    """``members`` (default 3, at least 2) independently seeded :class:`MetaFlowMatching`
+    models (seeds ``seed + m``), built from ``data``, ``config``, ``device``, ``dtype`` and
+    keyword settings as a single model is.
+
+    ``models``: instead, at least 2 models already built (and possibly fitted), of one
+    dimension, number of treatments and number of point features; building arguments
+    (``data``, ``config``, ``device``, ``dtype``, settings) are then refused, since they would
+    be ignored, and ``members``, if given, must equal ``len(models)``.
+    """
 
     kind = "meta_fm.MFMEnsemble"
 
@@ -66,18 +102,37 @@ class MFMEnsemble:
         data: PopulationPairs | None = None,
         config: MFMConfig | None = None,
         *,
-        members: int = 3,
+        members: int | None = None,
         seed: int = 0,
         device: str | torch.device | None = None,
         dtype: torch.dtype | str | None = None,
-        models: list[MetaFlowMatching] | None = None,
+        models: Sequence[MetaFlowMatching] | None = None,
         **overrides: Any,
     ) -> None:
         seed = check_int("seed", seed)
         if models is not None:
-            self.models = models
+            given = [
+                name
+                for name, v in (
+                    ("data", data),
+                    ("config", config),
+                    ("device", device),
+                    ("dtype", dtype),
+                )
+                if v is not None
+            ] + sorted(overrides)
+            if given:
+                raise ValueError(
+                    f"models: the members are already built; {', '.join(given)} would be "
+                    "ignored (pass them when building the models, or leave models out)"
+                )
+            self.models = _check_models(models)
+            if members is not None and check_int("members", members) != len(self.models):
+                raise ValueError(
+                    f"members: {len(self.models)} models are given, received members={members}"
+                )
         else:
-            members = check_int("members", members, minimum=2)
+            members = check_int("members", 3 if members is None else members, minimum=2)
             self.models = [
                 MetaFlowMatching(
                     data, config, device=device, dtype=dtype, seed=seed + m, **overrides
@@ -95,6 +150,7 @@ class MFMEnsemble:
     ) -> FitResult:
         """Fit every member; ``loss_history`` is the member average, ``extra["members"]`` each."""
         steps = check_int("steps", steps, minimum=0)
+        progress = _check_flag("progress", progress)
         results = [m.fit(data, steps=steps, progress=progress) for m in self.models]
         n = min(len(r.loss_history) for r in results)
         hist = [float(np.mean([r.loss_history[k] for r in results])) for k in range(n)]
@@ -161,6 +217,10 @@ class MFMEnsemble:
         0.24 / 0.41 / 0.49 with 1 / 5 / 20 splits: a single-split noise estimate is itself too
         noisy to rank populations (``benchmarks/meta_fm_spread_ablation.py``).
 
+        ``cal`` and ``test`` are checked before any prediction: each a :class:`PopulationPairs`
+        of the members' dimension, with treatments (and point features) exactly when the
+        members read them, and (``aleatoric``) sources of at least 4 points.
+
         Returns ``{"spearman", "coverage", "radius"`` (for the score chosen by ``normalized``),
         ``"coverage_normalized", "coverage_raw", "radius_normalized", "radius_raw",
         "spearman_epistemic", "test_error", "test_spread", "test_spread_epistemic",
@@ -170,6 +230,10 @@ class MFMEnsemble:
         noise_splits = check_int("noise_splits", noise_splits, minimum=1)
         alpha = _check_alpha(alpha)  # before the (slow) predictions, not after them
         max_points = _check_max_points("max_points", max_points)
+        normalized = _check_flag("normalized", normalized)
+        aleatoric = _check_flag("aleatoric", aleatoric)
+        for name, data in (("cal", cal), ("test", test)):
+            self._check_split(name, data, aleatoric)
 
         def scores(data: PopulationPairs):
             preds = self.predict_members(data.source, data.treatment, features=data.source_features)
@@ -212,6 +276,40 @@ class MFMEnsemble:
             "test_metrics": tm,
         }
 
+    def _check_split(self, name: str, data: PopulationPairs, aleatoric: bool) -> None:
+        m0 = self.models[0]
+        check_pairs(data, m0.dim, name=name)
+        if m0.num_treatments and data.treatment is None:
+            raise ValueError(
+                f"{name}.treatment: the members need one of {m0.num_treatments} treatments "
+                "per population, received None"
+            )
+        if not m0.num_treatments and data.treatment is not None:
+            raise ValueError(
+                f"{name}.treatment: the members were built without treatments "
+                "(num_treatments=0); they would be ignored"
+            )
+        if m0.num_treatments and int(torch.as_tensor(data.treatment).max()) >= m0.num_treatments:
+            raise ValueError(
+                f"{name}.treatment: expected indices in [0, {m0.num_treatments}) (the members' "
+                f"num_treatments), received {torch.as_tensor(data.treatment).tolist()!r:.200}"
+            )
+        if m0.config.node_features:
+            check_features(
+                f"{name}.source_features",
+                data.source_features,
+                data.source,
+                m0.config.node_features,
+            )
+        if aleatoric:
+            for i, src in enumerate(data.source):
+                if src.shape[0] < 4:
+                    raise ValueError(
+                        f"{name}.source[{i}]: the aleatoric spread splits each predicted "
+                        f"population in halves and needs at least 4 points, received "
+                        f"{src.shape[0]} (or pass aleatoric=False)"
+                    )
+
     def save(self, path: str | Path) -> Path:
         cfgs, states = [], []
         for m in self.models:
@@ -249,10 +347,19 @@ def w2_inference_data(
 ):
     """ArviZ export of predicted populations ``[chain, draw, P, n, d]`` plus named ``w2`` draws.
 
+    ``post``: a :class:`~bayesphys.SamplePosterior` of draws ``[chain, draw, P, n, d]`` (as
+    :meth:`MFMEnsemble.posterior` and :meth:`MetaFlowMatching.posterior` return).
     ``posterior`` holds ``population`` (dims ``population_id, cell, feature``) and, when
-    ``truth`` (``[P, m, d]``) is given, ``w2 [chain, draw, population_id]`` — the distance of
-    each draw to the true population — with ``truth`` in ``observed_data``.
+    ``truth`` (``P`` populations ``[m_i, d]``) is given, ``w2 [chain, draw, population_id]``
+    — the distance of each draw to the true population — with ``truth`` in
+    ``observed_data`` when its populations have one size (else it is left out there).
     """
+    if not isinstance(post, SamplePosterior):
+        raise TypeError(f"post: expected a SamplePosterior, received {type(post).__name__}")
+    if post.draws.ndim != 5:
+        raise ValueError(
+            f"post: expected draws [chain, draw, P, n, d], received shape {tuple(post.draws.shape)}"
+        )
     max_points = _check_max_points("max_points", max_points)
     if not isinstance(name, str) or not name or name == "w2":
         raise ValueError(

@@ -28,8 +28,10 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_real
+from .._device import check_finite
 from ..diagnostics.recalibrate import conformal_rank
 from ..metrics import mmd, wasserstein
+from ._validate import check_populations
 
 __all__ = [
     "MMD_GAMMAS",
@@ -70,6 +72,19 @@ def subsample_points(x: Tensor, n: int | None, seed: int = 0) -> Tensor:
     return x[torch.randperm(x.shape[0], generator=gen)[:n].to(x.device)]
 
 
+def _points(name: str, x: Tensor) -> Tensor:
+    """A population ``[n >= 1, d]`` of finite values."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor [n, d], received {type(x).__name__}")
+    if x.ndim != 2 or x.shape[0] < 1:
+        raise ValueError(
+            f"{name}: expected a population [n, d] of at least 1 point, received shape "
+            f"{tuple(x.shape)}"
+        )
+    check_finite(name, x)
+    return x
+
+
 def mmd_anchor(x: Tensor, y: Tensor) -> float:
     """RBF MMD averaged over the anchor's :math:`\\gamma` set (bandwidth ``h = 1/gamma``)."""
     x64, y64 = x.detach().double().cpu(), y.detach().double().cpu()
@@ -82,6 +97,12 @@ def population_metrics(
     """``{"w1", "w2", "mmd"}`` between a predicted ``[n, d]`` and a true ``[m, d]`` population."""
     max_points = _check_max_points("max_points", max_points)
     seed = check_int("seed", seed)
+    pred, true = _points("pred", pred), _points("true", true)
+    if pred.shape[1] != true.shape[1]:
+        raise ValueError(
+            f"pred/true: expected populations of one dimension, received shapes "
+            f"{tuple(pred.shape)} and {tuple(true.shape)}"
+        )
     p = subsample_points(pred.detach().cpu(), max_points, seed)
     q = subsample_points(true.detach().cpu(), max_points, seed + 1)
     return {
@@ -93,6 +114,18 @@ def population_metrics(
 
 def gaussian_w2(m1: Tensor, s1: Tensor, m2: Tensor, s2: Tensor) -> Tensor:
     """Exact :math:`W_2` between Gaussians ``N(m1 [*, d], s1 [*, d, d])`` and ``N(m2, s2)``."""
+    for name, v in (("m1", m1), ("s1", s1), ("m2", m2), ("s2", s2)):
+        if not isinstance(v, Tensor):
+            raise TypeError(f"{name}: expected a torch.Tensor, received {type(v).__name__}")
+    if m1.ndim < 1 or m1.shape[-1] < 1:
+        raise ValueError(f"m1: expected a mean [*, d] with d >= 1, received {tuple(m1.shape)}")
+    d = m1.shape[-1]
+    for name, v, want in (("m2", m2, 1), ("s1", s1, 2), ("s2", s2, 2)):
+        if v.ndim < want or v.shape[-want:] != (d,) * want:
+            raise ValueError(
+                f"{name}: expected shape [*, {', '.join(['d'] * want)}] with d = {d} (from "
+                f"m1 {tuple(m1.shape)}), received {tuple(v.shape)}"
+            )
 
     def sqrtm(a: Tensor) -> Tensor:
         w, v = torch.linalg.eigh(0.5 * (a + a.mT))
@@ -107,6 +140,7 @@ def gaussian_w2(m1: Tensor, s1: Tensor, m2: Tensor, s2: Tensor) -> Tensor:
 def ensemble_spread(preds: Sequence[Tensor], *, max_points: int | None = None) -> float:
     """Mean pairwise :math:`W_2` between ``M >= 2`` predicted populations ``[n, d]``."""
     max_points = _check_max_points("max_points", max_points)
+    preds = check_populations("preds", preds, min_points=1, floating=False)
     if len(preds) < 2:
         raise ValueError(f"preds: expected at least 2 ensemble members, received {len(preds)}")
     vals = []
@@ -146,6 +180,7 @@ def sampling_noise_w2(
     seed = check_int("seed", seed)
     if len(preds) < 1:
         raise ValueError("preds: expected at least one predicted population")
+    preds = check_populations("preds", preds, min_points=1, floating=False)
     m = preds[0].shape[0]
     if m < 4 or any(p.shape[0] != m for p in preds):
         raise ValueError(

@@ -42,8 +42,10 @@ __all__ = ["time_embedding", "FourierFeatures", "VectorField"]
 
 
 def time_embedding(t: Tensor, dim: int, max_positions: float = 10000.0) -> Tensor:
-    """Sinusoidal embedding ``[..., dim]`` of times ``t [...]`` (``dim`` even, ``>= 2``)."""
+    """Sinusoidal embedding ``[..., dim]`` of times ``t [...]`` (``dim`` even, ``>= 2``;
+    ``max_positions > 0``)."""
     dim = _check_time_dim("dim", dim)
+    max_positions = check_real("max_positions", max_positions, minimum=0.0, strict=True)
     half = dim // 2
     freqs = torch.exp(
         -math.log(max_positions)
@@ -112,6 +114,8 @@ class VectorField(nn.Module):
             raise ValueError(
                 f"conditioning: expected 'concat' or 'film', received {conditioning!r}"
             )
+        if not isinstance(residual, bool):
+            raise ValueError(f"residual: expected True or False, received {residual!r}")
         dim = check_int("dim", dim, minimum=1)
         cond_dim = check_int("cond_dim", cond_dim, minimum=0)
         width = check_int("width", width, minimum=1)
@@ -140,8 +144,15 @@ class VectorField(nn.Module):
     def forward(self, t: Tensor, x: Tensor, cond: Tensor | None = None) -> Tensor:
         """Velocities ``[..., d]`` at times ``t`` and points ``x [..., d]`` under ``cond``
         (``[..., c]``, broadcastable to ``x``'s leading shape; module docstring)."""
+        if x.ndim < 1 or x.shape[-1] != self.dim:
+            raise ValueError(f"x: expected points [..., {self.dim}], received {tuple(x.shape)}")
         lead = x.shape[:-1]
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+        if t.ndim and t.shape != lead:
+            raise ValueError(
+                f"t: expected a scalar time or one per point {tuple(lead)}, received "
+                f"{tuple(t.shape)}"
+            )
         if t.ndim == 0:  # one time for every point (an ODE step): embed it once
             te = time_embedding(t.reshape(1), self.time_dim).expand(*lead, self.time_dim)
         else:
@@ -150,6 +161,9 @@ class VectorField(nn.Module):
         if self.fourier is not None:
             feats.append(self.fourier(x))
         feats.append(x)
+        if not self.cond_dim and cond is not None:
+            got = tuple(cond.shape) if isinstance(cond, Tensor) else type(cond).__name__
+            raise ValueError(f"cond: this field reads no condition (cond_dim=0), received {got}")
         if self.cond_dim:
             self._check_cond(cond, lead)
             feats.append(cond.expand(*lead, self.cond_dim))

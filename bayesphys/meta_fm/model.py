@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -49,7 +50,7 @@ from .coupling import (
 )
 from .embedding import PopulationEmbedding
 from .field import VectorField
-from .sampling import integrate
+from .sampling import SOLVERS, integrate
 
 __all__ = ["MetaFlowMatching"]
 
@@ -70,6 +71,44 @@ def _subsample(x: Tensor, n: int, gen: torch.Generator) -> Tensor:
     return torch.randint(m, (n,), generator=gen)
 
 
+def _as_list(value: Any) -> Any:
+    """``value`` as a plain list when it is a sequence or tensor (for comparisons)."""
+    if isinstance(value, Tensor):
+        return value.tolist()
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def _check_condition_ids(ids: Any) -> list[int]:
+    """Training population ids of a CGFM model: distinct ints (``None``: none)."""
+    if ids is None:
+        return []
+    if isinstance(ids, Tensor):
+        ids = ids.tolist()
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
+        raise TypeError(
+            f"condition_ids: expected a sequence of ints, received {type(ids).__name__}"
+        )
+    out = [check_int(f"condition_ids[{k}]", v) for k, v in enumerate(ids)]
+    if len(set(out)) != len(out):
+        dup = sorted({v for v in out if out.count(v) > 1})
+        raise ValueError(f"condition_ids: expected distinct ids, received duplicates {dup}")
+    return out
+
+
+def _training_split(data: PopulationPairs) -> PopulationPairs:
+    """The ``train`` split of ``data`` (all pairs when it has none), refused when empty."""
+    train = data.subset("train") if "train" in data.splits else data
+    if len(train) == 0:
+        raise ValueError("data.splits['train']: expected at least one training pair, received none")
+    return train
+
+
+def _check_flag(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, received {value!r}")
+    return bool(value)
+
+
 class MetaFlowMatching:
     """MFM / FM / CGFM flow between populations.
 
@@ -78,7 +117,8 @@ class MetaFlowMatching:
     data: training pairs (their ``train`` split, or all pairs if there is none); sets ``dim``,
         the number of treatments and (CGFM) the training population ids.
     config: an :class:`MFMConfig`; keyword arguments override its fields.
-    dim, num_treatments, condition_ids: give these instead of ``data`` to build an empty model.
+    dim, num_treatments, condition_ids: give these instead of ``data`` to build an empty model
+        (given with ``data``, they must agree with it). ``condition_ids``: distinct ints.
     device, dtype (default float32), seed: ``seed`` seeds python, numpy and torch when the model
         is built, and the model's own generators (Fourier matrix, training minibatches and
         times); ``seed=None`` leaves the global random state untouched (the initial weights then
@@ -110,6 +150,11 @@ class MetaFlowMatching:
         seed: int | None = 0,
         **overrides: Any,
     ) -> None:
+        if config is not None and not isinstance(config, MFMConfig):
+            raise TypeError(
+                f"config: expected an MFMConfig or None, received {type(config).__name__} "
+                "(build one with MFMConfig(**settings), or pass the settings as keywords)"
+            )
         cfg = copy.deepcopy(config) if config is not None else MFMConfig()
         if overrides:
             cfg = MFMConfig.from_dict({**cfg.to_dict(), **overrides})
@@ -120,11 +165,24 @@ class MetaFlowMatching:
         self.data = None
         if data is not None:
             check_pairs(data)
-            train = data.subset("train") if "train" in data.splits else data
+            train = _training_split(data)
             self.data = train
-            dim = train.dim
-            num_treatments = train.num_treatments
-            condition_ids = sorted({int(i) for i in train.source_id})
+            ids = sorted({int(i) for i in train.source_id})
+            for name, given, want in (
+                ("dim", dim, train.dim),
+                ("num_treatments", num_treatments, train.num_treatments),
+                (
+                    "condition_ids",
+                    None if condition_ids is None else sorted(_check_condition_ids(condition_ids)),
+                    ids,
+                ),
+            ):
+                if given is not None and _as_list(given) != _as_list(want):
+                    raise ValueError(
+                        f"{name}: the data set it to {want!r:.200}, received {given!r:.200} "
+                        "(leave it out when passing data)"
+                    )
+            dim, num_treatments, condition_ids = train.dim, train.num_treatments, ids
             self.paired = bool(data.paired)
             nf = 0 if train.source_features is None else int(train.source_features[0].shape[-1])
             if cfg.method != "MFM":
@@ -144,10 +202,12 @@ class MetaFlowMatching:
         self.num_treatments = (
             0 if num_treatments is None else check_int("num_treatments", num_treatments, minimum=0)
         )
-        self.condition_ids = [int(i) for i in (condition_ids or [])]
+        self.condition_ids = _check_condition_ids(condition_ids)
         if cfg.method == "CGFM" and not self.condition_ids:
             raise ValueError("condition_ids: CGFM needs the training population ids (pass data)")
         self._build()
+        if self.data is not None:
+            self._check_training_data(self.data)
 
     # ------------------------------------------------------------------ construction
     def _cond_dim(self) -> int:
@@ -199,17 +259,81 @@ class MetaFlowMatching:
 
     def _treat(self, treatment: Tensor | None, p: int) -> Tensor | None:
         if not self.num_treatments:
+            if treatment is not None:
+                raise ValueError(
+                    "treatment: this model was built without treatments (num_treatments=0), "
+                    f"received {_as_list(treatment)!r:.200}"
+                )
             return None
         if treatment is None:
             raise ValueError(
                 f"treatment: this model needs one of {self.num_treatments} treatments per population"
             )
-        tr = torch.as_tensor(treatment, device=self.device).reshape(-1).long()
+        tr = torch.as_tensor(treatment, device=self.device)
+        if tr.is_floating_point() or tr.is_complex():
+            raise ValueError(
+                f"treatment: expected integer indices in [0, {self.num_treatments}), received "
+                f"{tr.dtype} values {tr.reshape(-1).tolist()!r:.200}"
+            )
+        tr = tr.reshape(-1).long()
         if tr.numel() != p or bool(((tr < 0) | (tr >= self.num_treatments)).any()):
             raise ValueError(
                 f"treatment: expected {p} indices in [0, {self.num_treatments}), received {tr.tolist()}"
             )
         return torch.nn.functional.one_hot(tr, self.num_treatments).to(self.dtype)
+
+    def _check_source_ids(self, source_ids: Any, p: int) -> list[int | None] | None:
+        """``source_ids`` of ``p`` populations (CGFM only): ints or ``None`` (unknown)."""
+        if source_ids is None:
+            return None
+        if self.config.method != "CGFM":
+            raise ValueError(
+                f"source_ids: only CGFM models read population ids (this is {self.config.method})"
+            )
+        ids = _as_list(source_ids)
+        if not isinstance(ids, list) or len(ids) != p:
+            got = len(ids) if isinstance(ids, list) else type(source_ids).__name__
+            raise ValueError(f"source_ids: expected one id per population ({p}), received {got}")
+        return [None if v is None else check_int(f"source_ids[{k}]", v) for k, v in enumerate(ids)]
+
+    def _check_training_data(self, data: PopulationPairs) -> None:
+        """Refuse training data this model would silently mistrain on (run after check_pairs)."""
+        cfg = self.config
+        if cfg.coupling == "auto" and bool(data.paired) != self.paired:
+            raise ValueError(
+                f"coupling: 'auto' resolved to {self.coupling!r} for "
+                f"{'paired' if self.paired else 'unpaired'} data when this model was built, but "
+                f"data.paired is {bool(data.paired)}; pass coupling='index' or 'ot' explicitly"
+            )
+        if self.coupling == "index":
+            for i, (a, b) in enumerate(zip(data.source, data.target)):
+                if a.shape[0] != b.shape[0]:
+                    raise ValueError(
+                        f"coupling: 'index' pairs point j of each source with point j of its "
+                        f"target, but data.source[{i}] has {a.shape[0]} points and "
+                        f"data.target[{i}] {b.shape[0]} (use 'ot' or 'ot_full')"
+                    )
+        if data.treatment is not None:
+            if not self.num_treatments:
+                raise ValueError(
+                    "data.treatment: this model was built without treatments (num_treatments=0); "
+                    "they would be ignored (build the model from these data)"
+                )
+            top = int(torch.as_tensor(data.treatment).max())
+            if top >= self.num_treatments:
+                raise ValueError(
+                    f"data.treatment: expected indices in [0, {self.num_treatments}) (this "
+                    f"model's num_treatments), received {top}"
+                )
+        elif self.num_treatments:
+            raise ValueError("data.treatment: this model was built with treatments")
+        if cfg.method == "CGFM":
+            unknown = sorted({int(i) for i in data.source_id} - set(self.condition_ids))
+            if unknown:
+                raise ValueError(
+                    f"data.source_id: CGFM has one-hots for ids {self.condition_ids!r:.200} "
+                    f"only; ids {unknown!r:.200} would train the average one-hot"
+                )
 
     def _cgfm_cond(self, source_ids: Sequence[int] | None, p: int) -> Tensor:
         c = len(self.condition_ids)
@@ -296,6 +420,7 @@ class MetaFlowMatching:
         non-finite loss stops the fit and restores the last good weights.
         """
         steps = check_int("steps", steps, minimum=0)
+        progress = _check_flag("progress", progress)
         if seed is not None:
             seed = check_int("seed", seed)
         if data is None:
@@ -303,10 +428,8 @@ class MetaFlowMatching:
         if data is None:
             raise ValueError("data: no training data given here or at construction")
         check_pairs(data, self.dim)
-        if "train" in data.splits:
-            data = data.subset("train")
-        if self.num_treatments and data.treatment is None:
-            raise ValueError("data.treatment: this model was built with treatments")
+        data = _training_split(data)
+        self._check_training_data(data)
         cfg = self.config
         if cfg.node_features:
             check_features(
@@ -379,9 +502,12 @@ class MetaFlowMatching:
             field_opt.step()
             return torch.tensor(sync.mean(loss)) if sync.active else loss.detach()
 
-        res = optimize(
-            step, steps=steps, params=self.net, progress=progress, desc=f"{cfg.method} fit"
-        )
+        try:
+            res = optimize(
+                step, steps=steps, params=self.net, progress=progress, desc=f"{cfg.method} fit"
+            )
+        finally:  # also after an interrupt (Ctrl-C): the model is left ready to predict
+            self.net.eval()
         res.extra["seconds_per_1k_steps"] = 1000 * res.seconds / max(res.steps, 1)
         res.extra["method"] = cfg.method
         res.extra["final_lr"] = float(field_opt.param_groups[0]["lr"])
@@ -442,15 +568,28 @@ class MetaFlowMatching:
         reading its own condition row, at most ``chunk`` points at a time (a larger
         population whole). ``seed`` fixes the embedding subsample; the same seed gives the
         same output bit for bit. ``source_ids`` lets CGFM use a training population's
-        one-hot (unknown ids get the average one-hot). ``features``: the sources' per-point
-        features (MFM models trained with ``source_features``; ignored by FM and CGFM).
+        one-hot (unknown ids, or ``None`` entries, get the average one-hot; other methods
+        refuse them). ``features``: the sources' per-point features (MFM models trained with
+        ``source_features``; ignored by FM and CGFM). ``solver``: ``"rk4"`` or ``"dopri5"``
+        (default the config's); ``steps``: rk4 steps (default ``solver_steps``; refused for
+        dopri5, which adapts its steps to the config's ``atol``/``rtol``). ``treatment``:
+        integer indices, one per population (refused for a model without treatments).
         """
         seed = check_int("seed", seed)
+        if solver is not None and solver not in SOLVERS:
+            raise ValueError(f"solver: expected None or one of {SOLVERS}, received {solver!r}")
+        method = self.config.solver if solver is None else solver
         if steps is not None:
             steps = check_int("steps", steps, minimum=1)
+            if method != "rk4":
+                raise ValueError(
+                    f"steps: only the fixed-step 'rk4' solver takes steps; {method!r} is "
+                    f"adaptive (config atol/rtol), received steps={steps}"
+                )
         chunk = check_int("chunk", chunk, minimum=1)
         pops = check_populations("sources", sources, self.dim)
         p = len(pops)
+        source_ids = self._check_source_ids(source_ids, p)
         emb = None
         if self.config.method == "MFM":
             emb = self.embed(pops, features=features, seed=seed)
@@ -470,14 +609,11 @@ class MetaFlowMatching:
                 if self.config.centered:  # integrate in each population's source-centred frame
                     ctr = torch.stack([self._norm(pops[i].mean(0)) for i in sel])[:, None, :]
                     x = x - ctr
-                y = integrate(
-                    lambda t, z, c=c: field(t, z, c),
-                    x,
-                    method=solver or cfg.solver,
-                    steps=cfg.solver_steps if steps is None else steps,
-                    atol=cfg.atol,
-                    rtol=cfg.rtol,
-                )
+                f = lambda t, z, c=c: field(t, z, c)  # noqa: E731
+                if method == "rk4":
+                    y = integrate(f, x, steps=cfg.solver_steps if steps is None else steps)
+                else:
+                    y = integrate(f, x, method=method, atol=cfg.atol, rtol=cfg.rtol)
                 if ctr is not None:
                     y = y + ctr
                 y = y * self.net.scale + self.net.shift
@@ -535,15 +671,19 @@ class MetaFlowMatching:
     def from_state(
         cls, cfg: dict[str, Any], state: dict[str, Tensor], device=None
     ) -> MetaFlowMatching:
-        m = cls(
-            config=MFMConfig.from_dict(cfg["config"]),
-            dim=cfg["dim"],
-            num_treatments=cfg["num_treatments"],
-            condition_ids=cfg["condition_ids"],
-            device=device,
-            dtype=cfg["dtype"],
-            seed=cfg["seed"],
-        )
+        # built unseeded (every weight is then loaded) in a forked RNG: loading a model leaves
+        # the global random state as it was (a seeded build would reseed python, numpy, torch)
+        with torch.random.fork_rng(devices=[]):
+            m = cls(
+                config=MFMConfig.from_dict(cfg["config"]),
+                dim=cfg["dim"],
+                num_treatments=cfg["num_treatments"],
+                condition_ids=cfg["condition_ids"],
+                device=device,
+                dtype=cfg["dtype"],
+                seed=None,
+            )
+        m.seed = None if cfg["seed"] is None else check_int("seed", cfg["seed"])
         m.paired = cfg["paired"]
         m.net.load_state_dict(state)
         m.net.eval()

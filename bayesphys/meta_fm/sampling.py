@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_real
+from .._device import check_finite
 
 __all__ = ["integrate", "SOLVERS"]
 
@@ -28,31 +29,76 @@ def integrate(
     x0: Tensor,
     *,
     method: str = "rk4",
-    steps: int = 10,
-    atol: float = 1e-5,
-    rtol: float = 1e-5,
+    steps: int | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
 ) -> Tensor:
     """Integrate ``dx/dt = f(t, x)`` from ``t=0`` to ``1`` starting at ``x0 [..., d]`` -> ``[..., d]``.
 
-    ``steps >= 1`` (rk4); ``atol``, ``rtol`` finite and ``> 0`` (dopri5).
+    ``f(t, x)`` must return velocities of ``x``'s shape. ``x0``: a finite floating tensor.
+    ``"rk4"`` takes ``steps >= 1`` (default 10); ``"dopri5"`` takes ``atol``, ``rtol`` finite
+    and ``> 0`` (default ``1e-5``). A setting the chosen method does not read is refused
+    (``steps`` for dopri5, ``atol``/``rtol`` for rk4) rather than ignored.
     """
     if method not in SOLVERS:
         raise ValueError(f"method: expected one of {SOLVERS}, received {method!r}")
-    steps = check_int("steps", steps, minimum=1)
-    atol = check_real("atol", atol, minimum=0.0, strict=True)
-    rtol = check_real("rtol", rtol, minimum=0.0, strict=True)
+    if not callable(f):
+        raise TypeError(f"f: expected a callable f(t, x), received {type(f).__name__}")
+    if not isinstance(x0, Tensor):
+        raise TypeError(f"x0: expected a torch.Tensor, received {type(x0).__name__}")
+    if not x0.is_floating_point() or x0.ndim < 1:
+        raise ValueError(
+            f"x0: expected a floating tensor [..., d], received {x0.dtype} of shape "
+            f"{tuple(x0.shape)}"
+        )
+    check_finite("x0", x0)
     if method == "rk4":
+        for name, value in (("atol", atol), ("rtol", rtol)):
+            if value is not None:
+                raise ValueError(
+                    f"{name}: only the adaptive 'dopri5' solver reads a tolerance; 'rk4' takes "
+                    f"steps, received {name}={value!r}"
+                )
+        steps = 10 if steps is None else check_int("steps", steps, minimum=1)
         h = 1.0 / steps
         x = x0
         for i in range(steps):
             t = torch.tensor(i * h, dtype=x0.dtype, device=x0.device)
             k1 = f(t, x)
+            if i == 0:
+                _check_velocity(k1, x)
             k2 = f(t + h / 2, x + h / 2 * k1)
             k3 = f(t + h / 2, x + h / 2 * k2)
             k4 = f(t + h, x + h * k3)
             x = x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
         return x
+    if steps is not None:
+        raise ValueError(
+            f"steps: only the fixed-step 'rk4' solver takes steps; 'dopri5' adapts its steps to "
+            f"atol and rtol, received steps={steps!r}"
+        )
+    atol = 1e-5 if atol is None else check_real("atol", atol, minimum=0.0, strict=True)
+    rtol = 1e-5 if rtol is None else check_real("rtol", rtol, minimum=0.0, strict=True)
     from torchdiffeq import odeint
 
+    checked = [False]
+
+    def g(t: Tensor, x: Tensor) -> Tensor:
+        v = f(t, x)
+        if not checked[0]:
+            _check_velocity(v, x)
+            checked[0] = True
+        return v
+
     ts = torch.tensor([0.0, 1.0], dtype=x0.dtype, device=x0.device)
-    return odeint(f, x0, ts, method="dopri5", atol=atol, rtol=rtol)[-1]
+    return odeint(g, x0, ts, method="dopri5", atol=atol, rtol=rtol)[-1]
+
+
+def _check_velocity(v: object, x: Tensor) -> None:
+    """The first evaluation of ``f``: velocities of ``x``'s shape (not a broadcastable one)."""
+    if not isinstance(v, Tensor) or v.shape != x.shape:
+        got = tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
+        raise ValueError(
+            f"f: expected f(t, x) to return velocities of x's shape {tuple(x.shape)}, "
+            f"received {got}"
+        )

@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_int
+from .._checks import check_int, check_real
+from .._device import resolve_dtype
 
 __all__ = [
     "PopulationPairs",
@@ -78,6 +79,8 @@ class PopulationPairs:
 
     @property
     def dim(self) -> int:
+        if not len(self.source):
+            raise ValueError(f"data: {self.name!r} holds no populations, so no dimension")
         return int(self.source[0].shape[1])
 
     def __len__(self) -> int:
@@ -128,6 +131,11 @@ def _glyph(letter: str, size: int) -> np.ndarray:
     arr = np.flipud(np.asarray(img))
     # np.indices gives (row, col) = (y, x); reverse to (x, y), keeping the point order
     pts = np.indices(arr.shape).T[arr.T > 0][:, ::-1].astype(np.float64)  # [n, 2] (x, y)
+    if len(pts) < 2 or bool((pts.min(0) == pts.max(0)).any()):
+        raise ValueError(
+            f"size: {size} pt renders {letter!r} as {len(pts)} pixel(s) without extent along "
+            "both axes; use a larger size (default 100)"
+        )
     lo, hi = pts.min(0), pts.max(0)
     pts = (pts - lo) / (hi - lo)
     pts = (pts * 2 - 1) * 3
@@ -140,10 +148,23 @@ def _glyph(letter: str, size: int) -> np.ndarray:
 
 
 def letter_points(letter: str, size: int = 100) -> Tensor:
-    """Point cloud ``[n, 2]`` of a capital ``letter`` (DejaVu Sans, 100 pt, scaled to [-3, 3])."""
+    """Point cloud ``[n, 2]`` of a capital ``letter`` (DejaVu Sans, ``size`` pt, scaled to
+    [-3, 3]); ``size`` an int large enough to render the glyph in two dimensions."""
     if not (isinstance(letter, str) and len(letter) == 1 and letter.isalpha()):
         raise ValueError(f"letter: expected a single letter, received {letter!r}")
-    return torch.from_numpy(_glyph(letter.upper(), int(size)).copy())
+    size = check_int("size", size, minimum=1)
+    return torch.from_numpy(_glyph(letter.upper(), size).copy())
+
+
+def _check_dtype(dtype: Any) -> torch.dtype | None:
+    """A floating dtype (or its name); ``None`` keeps the generator's float64 values."""
+    return None if dtype is None else resolve_dtype(dtype)
+
+
+def _check_letters(name: str, chars: Any) -> str:
+    if not (isinstance(chars, str) and chars and all(c.isalpha() for c in chars)):
+        raise ValueError(f"{name}: expected a non-empty string of letters, received {chars!r}")
+    return chars
 
 
 def _check_sizes(**sizes: int) -> int:
@@ -185,8 +206,17 @@ def letters(
     """B1: letter denoising. Splits ``train`` (24 x rotations), ``val``/``cal`` ("X"), ``test`` ("Y").
 
     Each split reseeds with ``seed`` as in the reference loader. Populations are ``[n, 2]``
-    with ``n`` the glyph's pixel count (803-2834 for DejaVu Sans).
+    with ``n`` the glyph's pixel count (803-2834 for DejaVu Sans). ``rotations >= 1``; the
+    letter strings non-empty; noise levels finite and ``>= 0``.
     """
+    rotations = check_int("rotations", rotations, minimum=1)
+    train_letters = _check_letters("train_letters", train_letters)
+    val_letter = _check_letters("val_letter", val_letter)
+    test_letter = _check_letters("test_letter", test_letter)
+    target_noise = check_real("target_noise", target_noise, minimum=0.0)
+    source_noise = check_real("source_noise", source_noise, minimum=0.0)
+    seed = check_int("seed", seed)
+    dtype = _check_dtype(dtype)
     src, tgt, meta = [], [], []
     splits: dict[str, list[int]] = {}
     for name, chars in (("train", train_letters), ("val", val_letter), ("test", test_letter)):
@@ -240,10 +270,13 @@ def linear_map(
     ``[n_points, dim]``; :math:`x_1 = T_i(x_0) = A_i x_0 + b_i` with :math:`A_i = 0.5 R(\mu_i)`
     (rotation by :math:`\lVert\mu_i\rVert` in the first two coordinates) and
     :math:`b_i = \mu_i - A_i\mu_i + 0.5\tanh\mu_i`. ``extra`` holds ``A [P,d,d]``, ``b [P,d]``
-    and the exact target law ``target_mean [P,d]``, ``target_cov [P,d,d]``.
+    and the exact target law ``target_mean [P,d]``, ``target_cov [P,d,d]``. ``dim >= 2``,
+    ``n_points >= 2``.
     """
-    if dim < 2:
-        raise ValueError(f"dim: expected >= 2, received {dim}")
+    dim = check_int("dim", dim, minimum=2)
+    n_points = check_int("n_points", n_points, minimum=2)
+    seed = check_int("seed", seed)
+    dtype = _check_dtype(dtype)
     p = _check_sizes(n_train=n_train, n_cal=n_cal, n_test=n_test)
     gen = torch.Generator().manual_seed(seed)
     mu = 2.0 * torch.randn(p, dim, generator=gen, dtype=torch.float64)
@@ -299,8 +332,14 @@ def particle_velocity(x: Tensor, a: float = 1.0, b: float = 2.0, ell: float = 0.
 
     :math:`\dot x_j = -a(x_j - \bar x) - \frac{b}{n}\sum_k \nabla_{x_j}
     \exp(-\lVert x_j - x_k\rVert^2 / 2\ell^2)`: attraction to the population mean plus kernel
-    repulsion (the minus sign makes the kernel term push particles apart).
+    repulsion (the minus sign makes the kernel term push particles apart). ``a``, ``b`` finite,
+    ``ell > 0``.
     """
+    if not isinstance(x, Tensor) or x.ndim != 3:
+        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"x: expected populations [P, n, d], received {got}")
+    a, b = check_real("a", a), check_real("b", b)
+    ell = check_real("ell", ell, minimum=0.0, strict=True)
     sq = x.pow(2).sum(-1)
     d2 = (sq[:, :, None] + sq[:, None, :] - 2 * x @ x.mT).clamp_min(0)
     ker = torch.exp(-d2 / (2 * ell**2))  # [P, n, n]
@@ -358,8 +397,15 @@ def interacting_particles(
     """B3: 2-d Gaussian-mixture populations ``[n_points, 2]`` evolved to T=1 (RK4), index-paired.
 
     The anchor integrates with 200 RK4 steps; the default 50 steps agree with 200 to ~2e-7
-    (float32 round-off) at a quarter of the cost.
+    (float32 round-off) at a quarter of the cost. ``n_points >= 2``, ``steps >= 1``; ``a``,
+    ``b`` finite; ``ell > 0``.
     """
+    n_points = check_int("n_points", n_points, minimum=2)
+    steps = check_int("steps", steps, minimum=1)
+    a, b = check_real("a", a), check_real("b", b)
+    ell = check_real("ell", ell, minimum=0.0, strict=True)
+    seed = check_int("seed", seed)
+    dtype = _check_dtype(dtype)
     p = _check_sizes(n_train=n_train, n_cal=n_cal, n_test=n_test)
     gen = torch.Generator().manual_seed(seed)
     x0, mix = _gmm_populations(p, n_points, gen)
@@ -437,6 +483,13 @@ def patient_screen(
     # fewer than 4 patients left no training patient (3) or put the calibration patient into
     # the test split ((2k + 2) % 2 = 0 for 2 patients)
     n_patients = check_int("n_patients", n_patients, minimum=4)
+    n_treatments = check_int("n_treatments", n_treatments, minimum=1)
+    n_replicates = check_int("n_replicates", n_replicates, minimum=1)
+    n_cells = check_int("n_cells", n_cells, minimum=2)
+    dim = check_int("dim", dim, minimum=1)
+    fold = check_int("fold", fold)
+    seed = check_int("seed", seed)
+    dtype = _check_dtype(dtype)
     if not 0 <= fold < n_patients // 2:
         raise ValueError(f"fold: expected 0..{n_patients // 2 - 1}, received {fold}")
     gen = torch.Generator().manual_seed(seed)
@@ -496,6 +549,9 @@ def redraw_targets(data: PopulationPairs, seed: int = 12345) -> list[Tensor]:
     B1: fresh glyph noise at the same rotation; B2: a fresh Gaussian source through the exact
     map; B3: a fresh mixture draw simulated to T = 1; B4: a fresh treated population.
     """
+    if not isinstance(data, PopulationPairs):
+        raise TypeError(f"data: expected PopulationPairs, received {type(data).__name__}")
+    seed = check_int("seed", seed)
     gen = torch.Generator().manual_seed(seed)
     name = data.name.split("/")[0]
     ex = data.extra
@@ -534,6 +590,6 @@ def redraw_targets(data: PopulationPairs, seed: int = 12345) -> list[Tensor]:
 def make_population_problem(name: str, **kwargs: Any) -> PopulationPairs:
     """Build a benchmark by id: ``"B1"``, ``"B2"``, ``"B3"`` or ``"B4"`` (kwargs passed on)."""
     table = {"B1": letters, "B2": linear_map, "B3": interacting_particles, "B4": patient_screen}
-    if name not in table:
+    if not isinstance(name, str) or name not in table:
         raise ValueError(f"name: expected one of {sorted(table)}, received {name!r}")
     return table[name](**kwargs)

@@ -1,0 +1,512 @@
+"""Bad input to the public meta_fm API and the population generators fails early, with an
+error that names the argument; settings that would be silently ignored are refused."""
+
+import dataclasses
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from bayesphys import SamplePosterior
+from bayesphys.meta_fm import (
+    DenseGCN,
+    MetaFlowMatching,
+    MFMConfig,
+    MFMEnsemble,
+    VectorField,
+    cfm_loss,
+    couple,
+    ensemble_spread,
+    floor_prediction,
+    full_ot_plans,
+    gaussian_w2,
+    identity_prediction,
+    integrate,
+    interpolate,
+    knn_adjacency,
+    normalized_adjacency,
+    ot_pairing,
+    pooled_prediction,
+    population_metrics,
+    sample_plan_partners,
+    sampling_noise_w2,
+    time_embedding,
+    w2_inference_data,
+)
+from bayesphys.problems.populations import (
+    PopulationPairs,
+    interacting_particles,
+    letter_points,
+    letters,
+    linear_map,
+    make_population_problem,
+    particle_velocity,
+    patient_screen,
+    redraw_targets,
+)
+
+SMALL = dict(
+    width=8, layers=2, time_dim=4, fourier=4, gnn_hidden=4, gnn_layers=1, knn_k=3, points=16
+)
+
+
+def _pairs(n=4, **kw):
+    return linear_map(n_train=n, n_cal=2, n_test=2, n_points=20, **kw)
+
+
+def _screen():
+    return patient_screen(n_patients=4, n_treatments=2, n_replicates=1, n_cells=24, dim=3)
+
+
+# ----------------------------------------------------------------------------- config
+def test_config_refuses_mfm_only_settings_for_other_methods():
+    with pytest.raises(ValueError, match="^node_features: only the MFM"):
+        MFMConfig(method="FM", node_features=2)  # was kept and then demanded at fit
+    with pytest.raises(ValueError, match="^schedule: 'alternating'"):
+        MFMConfig(method="CGFM", schedule="alternating")  # was silently a joint fit
+    cfg = MFMConfig(schedule="alternating")
+    with pytest.raises(ValueError, match="^schedule: "):
+        cfg.method = "FM"
+    assert cfg.method == "MFM"
+    assert MFMConfig(method="FM", node_features=0).node_features == 0
+    with pytest.raises(TypeError, match="^config: expected a dict"):
+        MFMConfig.from_dict("width")
+
+
+# ----------------------------------------------------------------------------- construction
+def test_model_construction_arguments():
+    d = _pairs()
+    with pytest.raises(TypeError, match="^config: expected an MFMConfig"):
+        MetaFlowMatching(d, config={"width": 8})  # was AttributeError on dict
+    with pytest.raises(ValueError, match="^dim: the data set it to 2"):
+        MetaFlowMatching(d, dim=3, **SMALL)  # was silently replaced by the data's
+    with pytest.raises(ValueError, match="^num_treatments: "):
+        MetaFlowMatching(d, num_treatments=2, **SMALL)
+    with pytest.raises(ValueError, match="^condition_ids: the data set it"):
+        MetaFlowMatching(d, method="CGFM", condition_ids=[7, 8], **SMALL)
+    m = MetaFlowMatching(d, method="CGFM", dim=2, condition_ids=[3, 1, 0, 2], **SMALL)
+    assert m.condition_ids == [0, 1, 2, 3]  # agreeing values are fine
+    with pytest.raises(ValueError, match="^condition_ids: expected distinct ids"):
+        MetaFlowMatching(dim=2, method="CGFM", condition_ids=[1, 1, 2], **SMALL)
+    with pytest.raises(TypeError, match=r"^condition_ids\[1\]: "):
+        MetaFlowMatching(dim=2, method="CGFM", condition_ids=[1, 2.5], **SMALL)  # was int(2.5)
+    with pytest.raises(TypeError, match="^condition_ids: expected a sequence"):
+        MetaFlowMatching(dim=2, method="CGFM", condition_ids=5, **SMALL)
+
+
+def test_training_split_and_splits_are_checked():
+    d = _pairs()
+    empty_train = dataclasses.replace(d, splits={**d.splits, "train": []})
+    with pytest.raises(ValueError, match=r"^data.splits\['train'\]: expected at least one"):
+        MetaFlowMatching(empty_train, **SMALL)  # was IndexError in PopulationPairs.dim
+    bad = dataclasses.replace(d, splits={**d.splits, "test": [6, 99]})
+    with pytest.raises(ValueError, match=r"^data.splits\['test'\]: expected pair indices"):
+        MetaFlowMatching(bad, **SMALL)
+    m = MetaFlowMatching(dim=2, **SMALL)
+    with pytest.raises(ValueError, match=r"^data.splits\['train'\]: "):
+        m.fit(empty_train, steps=1, progress=False)
+
+
+def test_index_coupling_needs_equal_sizes():
+    d = _pairs(n=3)
+    short = dataclasses.replace(d, paired=False, target=[t[:10] for t in d.target])
+    with pytest.raises(ValueError, match="^coupling: 'index' pairs point j"):
+        MetaFlowMatching(short, coupling="index", **SMALL)  # was IndexError at a fit step
+    MetaFlowMatching(short, coupling="ot", **SMALL)
+
+
+# ----------------------------------------------------------------------------- fit
+def test_fit_refuses_data_it_would_silently_mistrain_on():
+    scr = _screen()
+    m = MetaFlowMatching(d := _pairs(), **SMALL)
+    with pytest.raises(TypeError, match="^progress: "):
+        m.fit(steps=1, progress="no")
+    # auto coupling resolved to 'index' for a model built without data; unpaired data need OT
+    with pytest.raises(ValueError, match="^coupling: 'auto' resolved to 'index'"):
+        MetaFlowMatching(dim=3, num_treatments=2, method="FM", **SMALL).fit(
+            scr, steps=1, progress=False
+        )
+    # treatments given, model built without them: they were ignored
+    with pytest.raises(ValueError, match="^data.treatment: this model was built without"):
+        MetaFlowMatching(dim=3, method="FM", coupling="ot", **SMALL).fit(
+            scr, steps=1, progress=False
+        )
+    # more treatments than the model has: refused before the first step, naming the data
+    with pytest.raises(ValueError, match=r"^data.treatment: expected indices in \[0, 1\)"):
+        MetaFlowMatching(dim=3, num_treatments=1, method="FM", coupling="ot", **SMALL).fit(
+            scr, steps=1, progress=False
+        )
+    # CGFM: ids it has no one-hot for were trained with the average one-hot
+    cg = MetaFlowMatching(dim=2, method="CGFM", condition_ids=[100, 101], **SMALL)
+    with pytest.raises(ValueError, match="^data.source_id: CGFM has one-hots for ids"):
+        cg.fit(d, steps=1, progress=False)
+
+
+def test_interrupted_fit_leaves_a_model_ready_to_predict():
+    d = _pairs()
+    m = MetaFlowMatching(d, seed=0, **SMALL)
+    batch, calls = m._batch, [0]
+
+    def interrupted(*args, **kw):
+        calls[0] += 1
+        if calls[0] == 3:
+            raise KeyboardInterrupt
+        return batch(*args, **kw)
+
+    m._batch = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        m.fit(steps=10, progress=False)
+    assert not m.net.training  # was left in training mode
+    out = m.predict(d.subset("test").source)
+    assert all(bool(torch.isfinite(p).all()) for p in out)
+    del m._batch
+    assert m.fit(steps=2, progress=False).steps == 2
+
+
+def test_diverged_fit_restores_a_usable_model():
+    d = _pairs()
+    m = MetaFlowMatching(d, seed=0, lr=1e30, gnn_lr=1e30, **SMALL)
+    res = m.fit(steps=20, progress=False)
+    assert not res.converged and res.message.startswith("diverged at step")
+    assert not m.net.training
+    assert all(bool(torch.isfinite(p).all()) for p in m.predict(d.subset("test").source))
+
+
+# ----------------------------------------------------------------------------- predict
+def test_predict_solver_steps_treatment_and_ids():
+    d = _pairs()
+    m = MetaFlowMatching(d, **SMALL)
+    src = d.subset("test").source
+    with pytest.raises(ValueError, match="^solver: "):
+        m.predict(src, solver="euler")  # was named 'method', after the embedding
+    with pytest.raises(ValueError, match="^solver: "):
+        m.predict(src, solver="")  # was the config's solver
+    with pytest.raises(ValueError, match="^steps: only the fixed-step 'rk4'"):
+        m.predict(src, solver="dopri5", steps=3)  # steps were ignored
+    with pytest.raises(ValueError, match="^steps: "):
+        MetaFlowMatching(d, solver="dopri5", **SMALL).predict(src, steps=3)
+    with pytest.raises(ValueError, match="^treatment: this model was built without"):
+        m.predict(src, [0, 1])  # was ignored
+    with pytest.raises(ValueError, match="^source_ids: only CGFM"):
+        m.predict(src, source_ids=[0, 1])  # was ignored
+    cg = MetaFlowMatching(d, method="CGFM", **SMALL)
+    with pytest.raises(ValueError, match=r"^source_ids: expected one id per population \(2\)"):
+        cg.predict(src, source_ids=[0, 1, 2])  # was IndexError
+    with pytest.raises(ValueError, match="^source_ids: "):
+        cg.predict(src, source_ids=[0])  # the second population got the average silently
+    with pytest.raises(TypeError, match=r"^source_ids\[0\]: "):
+        cg.predict(src, source_ids=[0.5, 1])
+    a = cg.predict(src, source_ids=[0, None])
+    b = cg.predict(src, source_ids=[0, 999])  # None and an unknown id: the average one-hot
+    assert torch.equal(a[1], b[1])
+
+
+def test_predict_refuses_non_integer_treatments():
+    scr = _screen()
+    m = MetaFlowMatching(scr, method="FM", **SMALL)
+    src = scr.subset("test").source[:2]
+    with pytest.raises(ValueError, match=r"^treatment: expected integer indices in \[0, 2\)"):
+        m.predict(src, torch.tensor([0.7, 1.2]))  # was truncated to [0, 1]
+    with pytest.raises(ValueError, match="^treatment: expected integer"):
+        m.predict(src, torch.tensor([math.nan, 0.0]))
+    assert len(m.predict(src, [0, 1])) == 2
+
+
+# ----------------------------------------------------------------------------- ensemble
+def test_ensemble_models_argument():
+    d = _pairs()
+    m2, m3 = MetaFlowMatching(d, **SMALL), MetaFlowMatching(dim=3, **SMALL)
+    with pytest.raises(ValueError, match="^models: expected at least 2"):
+        MFMEnsemble(models=[])  # was IndexError at posterior
+    with pytest.raises(ValueError, match="^models: expected at least 2"):
+        MFMEnsemble(models=[m2])
+    with pytest.raises(TypeError, match=r"^models\[0\]: expected a MetaFlowMatching"):
+        MFMEnsemble(models=[1, 2])
+    with pytest.raises(TypeError, match="^models: expected a list"):
+        MFMEnsemble(models=m2)
+    with pytest.raises(ValueError, match=r"^models\[1\]: expected dim 2"):
+        MFMEnsemble(models=[m2, m3])
+    with pytest.raises(ValueError, match="^models: the members are already built; data"):
+        MFMEnsemble(d, models=[m2, m2])  # data and settings were ignored
+    with pytest.raises(ValueError, match="^models: .*width"):
+        MFMEnsemble(models=[m2, m2], width=16)
+    with pytest.raises(ValueError, match="^members: 2 models are given"):
+        MFMEnsemble(models=[m2, m2], members=5)
+    assert MFMEnsemble(models=(m2, m2), members=2).members == 2
+    assert MFMEnsemble(d, **SMALL).members == 3  # the default is unchanged
+    with pytest.raises(TypeError, match="^progress: "):
+        MFMEnsemble(models=[m2, m2]).fit(steps=0, progress=None)
+
+
+def test_ensemble_uncertainty_checks_both_splits_before_predicting():
+    d = _pairs()
+    ens = MFMEnsemble(d, members=2, **SMALL)
+
+    def no_prediction(*a, **k):
+        raise AssertionError("a prediction was made before the checks")
+
+    ens.predict_members = no_prediction
+    cal, test = d.subset("cal"), d.subset("test")
+    with pytest.raises(TypeError, match="^cal: expected PopulationPairs"):
+        ens.uncertainty(cal.source, test)  # was AttributeError
+    three_d = linear_map(dim=3, n_train=2, n_cal=0, n_test=0, n_points=20)
+    with pytest.raises(ValueError, match=r"^test.source\[0\]: expected dimension 2"):
+        ens.uncertainty(cal, three_d)  # was named 'sources', after the cal predictions
+    tiny = linear_map(n_train=2, n_cal=0, n_test=0, n_points=3)
+    with pytest.raises(ValueError, match=r"^cal.source\[0\]: the aleatoric spread"):
+        ens.uncertainty(tiny, test)  # was 'preds: expected populations of one size >= 4'
+    with pytest.raises(TypeError, match="^normalized: "):
+        ens.uncertainty(cal, test, normalized="no")  # was truthy
+    with pytest.raises(TypeError, match="^aleatoric: "):
+        ens.uncertainty(cal, test, aleatoric=1)
+    treated = dataclasses.replace(test, treatment=torch.tensor([0, 1]), num_treatments=2)
+    with pytest.raises(ValueError, match="^test.treatment: the members were built without"):
+        ens.uncertainty(cal, treated)  # the treatments were ignored
+    scr = _screen()
+    ens3 = MFMEnsemble(scr, members=2, method="FM", **SMALL)
+    ens3.predict_members = no_prediction
+    cal3 = scr.subset("cal")
+    more = dataclasses.replace(scr.subset("test"), num_treatments=5)
+    more.treatment = more.treatment + 3
+    with pytest.raises(ValueError, match=r"^test.treatment: expected indices in \[0, 2\)"):
+        ens3.uncertainty(cal3, more)  # was an error naming 'treatment' after the cal predictions
+    with pytest.raises(ValueError, match="^cal.treatment: the members need one of 2"):
+        ens3.uncertainty(dataclasses.replace(cal3, treatment=None), more)
+
+
+def test_w2_inference_data_checks_the_posterior():
+    draws = torch.randn(2, 2, 3, 10, 2)
+    with pytest.raises(TypeError, match="^post: expected a SamplePosterior"):
+        w2_inference_data(draws)  # was AttributeError
+    with pytest.raises(ValueError, match=r"^post: expected draws \[chain, draw, P, n, d\]"):
+        w2_inference_data(SamplePosterior(torch.randn(2, 3, 10, 2)))
+
+
+# ----------------------------------------------------------------------------- save / load
+def test_load_leaves_the_global_random_state_alone(tmp_path):
+    d = _pairs()
+    m = MetaFlowMatching(d, seed=5, **SMALL)
+    path = m.save(tmp_path / "m.pt")
+
+    def draw():
+        return torch.rand(3), float(np.random.rand()), random.random()
+
+    torch.manual_seed(123), np.random.seed(123), random.seed(123)
+    want = draw()
+    torch.manual_seed(123), np.random.seed(123), random.seed(123)
+    m2 = MetaFlowMatching.load(path)  # used to reseed python, numpy and torch with seed 5
+    got = draw()
+    assert torch.equal(want[0], got[0]) and want[1:] == got[1:]
+    assert m2.seed == 5
+    src = d.subset("test").source
+    assert all(torch.equal(a, b) for a, b in zip(m.predict(src), m2.predict(src)))
+
+
+# ----------------------------------------------------------------------------- sampling
+def test_integrate_checks_field_start_and_mode_settings():
+    x = torch.randn(20, 2)
+
+    def f(t, z):
+        return -z
+
+    with pytest.raises(TypeError, match="^f: expected a callable"):
+        integrate(3, x)
+    with pytest.raises(ValueError, match="^f: expected f.* shape"):
+        integrate(lambda t, z: z[:, :1], x)  # was broadcast silently
+    with pytest.raises(ValueError, match="^f: expected f.* shape"):
+        integrate(lambda t, z: z.sum(), x)
+    with pytest.raises(ValueError, match="^f: expected f.* shape"):
+        integrate(lambda t, z: z[:, :1], x, method="dopri5")
+    with pytest.raises(TypeError, match="^x0: expected a torch.Tensor"):
+        integrate(f, [[1.0, 2.0]])
+    with pytest.raises(ValueError, match="^x0: expected a floating tensor"):
+        integrate(f, torch.ones(3, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="^x0: expected finite"):
+        integrate(f, torch.full((3, 2), math.nan))
+    with pytest.raises(ValueError, match="^atol: only the adaptive 'dopri5'"):
+        integrate(f, x, atol=1e-3)  # rk4 ignored it
+    with pytest.raises(ValueError, match="^steps: only the fixed-step 'rk4'"):
+        integrate(f, x, method="dopri5", steps=5)  # dopri5 ignored it
+    assert torch.equal(integrate(f, x), integrate(f, x, steps=10))
+    assert torch.equal(
+        integrate(f, x, method="dopri5"), integrate(f, x, method="dopri5", atol=1e-5, rtol=1e-5)
+    )
+
+
+# ----------------------------------------------------------------------------- helpers
+def test_coupling_helpers_check_shapes():
+    x = torch.randn(10, 2)
+    with pytest.raises(ValueError, match="^v/u: "):
+        cfm_loss(torch.randn(10, 2), torch.randn(10, 1))  # was broadcast to a wrong mean
+    with pytest.raises(ValueError, match="^x0/x1: "):
+        interpolate(x, torch.randn(1, 2), torch.rand(10))
+    with pytest.raises(ValueError, match="^t: "):
+        interpolate(x, x, torch.rand(3))
+    with pytest.raises(ValueError, match="^x0/x1: "):
+        couple(torch.randn(2, 10, 2), torch.randn(3, 10, 2), "index")  # was accepted
+    with pytest.raises(ValueError, match="^x0/x1: "):
+        couple(torch.randn(2, 10, 2), torch.randn(2, 12, 2), "index")
+    assert couple(torch.randn(2, 10, 2), torch.randn(2, 12, 2), "ot")[1].shape == (2, 10, 2)
+    with pytest.raises(ValueError, match="^x0/x1: "):
+        ot_pairing(x, torch.randn(10, 3))
+    with pytest.raises(ValueError, match="^x0: "):
+        ot_pairing(torch.randn(0, 2), x)
+    with pytest.raises(ValueError, match="^x0: expected finite"):
+        ot_pairing(torch.full((5, 2), math.nan), x)
+    with pytest.raises(ValueError, match=r"^sources\[0\]: expected finite"):
+        full_ot_plans([torch.full((5, 2), math.nan)], [x])  # was an empty plan
+    plan = full_ot_plans([x], [x + 1])[0]
+    with pytest.raises(TypeError, match="^rows: "):
+        sample_plan_partners(plan, torch.tensor([0.5, 1.0]))
+    with pytest.raises(TypeError, match="^rows: "):
+        sample_plan_partners(plan, [0, 1])
+
+
+def test_embedding_and_field_helpers_check_shapes():
+    with pytest.raises(ValueError, match="^x: expected floating points"):
+        knn_adjacency([[0.0, 1.0], [1.0, 2.0]], 1)
+    with pytest.raises(ValueError, match="^x: "):
+        knn_adjacency(torch.randn(5), 1)
+    with pytest.raises(ValueError, match="^adj: "):
+        normalized_adjacency(torch.ones(3, 4))
+    gcn = DenseGCN(2, 4, 1)
+    with pytest.raises(ValueError, match=r"^h: expected node features \[\*, n, 2\]"):
+        gcn(torch.randn(5, 3), torch.eye(5))
+    with pytest.raises(ValueError, match="^a_hat: "):
+        gcn(torch.randn(5, 2), torch.eye(4))
+    v = VectorField(2, 3, width=8, layers=2, time_dim=4, fourier=4)
+    with pytest.raises(ValueError, match=r"^x: expected points \[\.\.\., 2\]"):
+        v(torch.tensor(0.5), torch.randn(5, 3), torch.randn(5, 3))
+    with pytest.raises(ValueError, match="^t: "):
+        v(torch.rand(4), torch.randn(5, 2), torch.randn(5, 3))
+    v0 = VectorField(2, 0, width=8, layers=2, time_dim=4, fourier=4)
+    with pytest.raises(ValueError, match="^cond: this field reads no condition"):
+        v0(torch.tensor(0.5), torch.randn(5, 2), torch.randn(5, 3))  # was ignored
+    with pytest.raises(ValueError, match="^residual: "):
+        VectorField(2, residual="no")
+    with pytest.raises(ValueError, match="^max_positions: "):
+        time_embedding(torch.rand(2), 4, max_positions=-1.0)  # was 'math domain error'
+
+
+def test_metric_and_baseline_helpers_check_input():
+    x = torch.randn(10, 2)
+    with pytest.raises(ValueError, match="^pred: expected a population"):
+        population_metrics(torch.randn(10), torch.randn(10))
+    with pytest.raises(TypeError, match="^pred: "):
+        population_metrics([[1.0, 2.0]], x)
+    with pytest.raises(ValueError, match="^pred/true: "):
+        population_metrics(x, torch.randn(10, 3))
+    with pytest.raises(ValueError, match="^s1: "):
+        gaussian_w2(torch.zeros(2), torch.eye(3), torch.zeros(2), torch.eye(2))
+    with pytest.raises(ValueError, match=r"^preds\[1\]: expected dimension 2"):
+        ensemble_spread([x, torch.randn(10, 3)])
+    with pytest.raises(ValueError, match=r"^preds\[1\]: expected dimension 2"):
+        sampling_noise_w2([x, torch.randn(10, 3)], 5)
+    with pytest.raises(ValueError, match="^member_preds: "):
+        pooled_prediction([], 5)
+    with pytest.raises(ValueError, match=r"^member_preds\[1\]: "):
+        pooled_prediction([x, torch.randn(10, 3)], 5)
+    d = _pairs()
+    with pytest.raises(TypeError, match="^data: expected PopulationPairs"):
+        identity_prediction(d.source)
+    with pytest.raises(TypeError, match="^seed: "):
+        floor_prediction(d, seed=2.5)
+    with pytest.raises(TypeError, match="^data: expected PopulationPairs"):
+        floor_prediction([1])
+
+
+# ----------------------------------------------------------------------------- populations
+@pytest.mark.parametrize(
+    "kw,error,name",
+    [
+        (dict(rotations=0), ValueError, "rotations"),  # was an empty problem
+        (dict(rotations=2.5), TypeError, "rotations"),
+        (dict(train_letters=""), ValueError, "train_letters"),
+        (dict(train_letters="A1"), ValueError, "train_letters"),
+        (dict(val_letter=""), ValueError, "val_letter"),  # was an empty cal split
+        (dict(test_letter=None), ValueError, "test_letter"),
+        (dict(target_noise=math.nan), ValueError, "target_noise"),  # was NaN populations
+        (dict(source_noise=-1.0), ValueError, "source_noise"),
+        (dict(seed=2.5), TypeError, "seed"),
+        (dict(dtype=torch.int64), ValueError, "dtype"),
+    ],
+)
+def test_letters_arguments(kw, error, name):
+    with pytest.raises(error, match=f"^{name}: "):
+        letters(**{"rotations": 1, "train_letters": "A", **kw})
+
+
+def test_letter_points_size():
+    with pytest.raises(ValueError, match="^size: "):
+        letter_points("A", size=0)
+    with pytest.raises(TypeError, match="^size: "):
+        letter_points("A", size=2.5)  # was int(2.5)
+    with pytest.raises(ValueError, match="^size: 3 pt renders 'I'"):
+        letter_points("I", size=3)  # a one-pixel-wide glyph: NaN points
+
+
+@pytest.mark.parametrize(
+    "make,kw,error,name",
+    [
+        (linear_map, dict(dim=2.5), TypeError, "dim"),
+        (linear_map, dict(dim="3"), TypeError, "dim"),
+        (linear_map, dict(n_points=0), ValueError, "n_points"),  # was empty populations
+        (linear_map, dict(n_points=1), ValueError, "n_points"),
+        (linear_map, dict(seed=2.5), TypeError, "seed"),
+        (linear_map, dict(dtype=torch.int32), ValueError, "dtype"),  # was truncated to ints
+        (interacting_particles, dict(steps=0), ValueError, "steps"),  # ZeroDivisionError
+        (interacting_particles, dict(steps=-1), ValueError, "steps"),  # no simulation at all
+        (interacting_particles, dict(ell=0.0), ValueError, "ell"),  # NaN targets
+        (interacting_particles, dict(a=math.nan), ValueError, "a"),
+        (interacting_particles, dict(b=math.inf), ValueError, "b"),
+        (interacting_particles, dict(n_points=1), ValueError, "n_points"),
+    ],
+)
+def test_linear_map_and_particles_arguments(make, kw, error, name):
+    base = dict(n_train=2, n_cal=0, n_test=0, n_points=8)
+    if make is interacting_particles:
+        base["steps"] = 2
+    with pytest.raises(error, match=f"^{name}: "):
+        make(**{**base, **kw})
+
+
+def test_generator_dtype_by_name():
+    d = linear_map(n_train=2, n_cal=0, n_test=0, n_points=4, dtype="float64")
+    assert d.source[0].dtype == torch.float64  # was "Invalid device string"
+
+
+@pytest.mark.parametrize(
+    "kw,error,name",
+    [
+        (dict(n_treatments=0), ValueError, "n_treatments"),  # was a problem with no pairs
+        (dict(n_replicates=0), ValueError, "n_replicates"),
+        (dict(n_cells=1), ValueError, "n_cells"),
+        (dict(dim=0), ValueError, "dim"),
+        (dict(fold=0.5), TypeError, "fold"),  # was test patients {1, 2}
+        (dict(fold=True), TypeError, "fold"),
+        (dict(seed=2.5), TypeError, "seed"),
+        (dict(n_treatments=2.5), TypeError, "n_treatments"),
+    ],
+)
+def test_patient_screen_arguments(kw, error, name):
+    with pytest.raises(error, match=f"^{name}: "):
+        patient_screen(**{"n_cells": 10, "dim": 3, "n_replicates": 1, "n_treatments": 1, **kw})
+
+
+def test_population_helpers_arguments():
+    with pytest.raises(ValueError, match="^name: "):
+        make_population_problem(["B2"])  # was 'unhashable type'
+    with pytest.raises(ValueError, match="^x: "):
+        particle_velocity(torch.randn(8, 2))
+    with pytest.raises(ValueError, match="^ell: "):
+        particle_velocity(torch.randn(1, 8, 2), ell=0.0)
+    d = linear_map(n_train=2, n_cal=0, n_test=0, n_points=5)
+    with pytest.raises(TypeError, match="^data: "):
+        redraw_targets([1])
+    with pytest.raises(TypeError, match="^seed: "):
+        redraw_targets(d, seed=2.5)
+    empty = PopulationPairs("e", [], [], torch.arange(0), {}, paired=True)
+    with pytest.raises(ValueError, match="^data: 'e' holds no populations"):
+        _ = empty.dim
