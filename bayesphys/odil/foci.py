@@ -23,13 +23,14 @@ Reference: M. Balcerak et al., GliODIL, arXiv 2312.05063 (multi-focal synthetic 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from .._checks import check_int, check_real
+from .._device import as_tensor
 from ..problems.fisher_kolmogorov import initial_condition
 
 if TYPE_CHECKING:
@@ -58,12 +59,18 @@ def multifocal_initial_condition(
 
     Returns ``(c0 [*shape], g [K, *shape])``: the initial state and each focal Gaussian (for the
     one-hot derivative of the maximum, see the module docstring). ``spacing`` and ``width``
-    (mm) are positive.
+    (mm) are positive; ``K >= 1``; ``origin`` (mm, default zeros) has one entry per axis.
     """
     spacing = check_real("spacing", spacing, minimum=0.0, strict=True)
     width = check_real("width", width, minimum=0.0, strict=True)
-    if foci.ndim != 2 or foci.shape[1] != len(shape):
-        raise ValueError(f"foci: expected shape [K, {len(shape)}], received {tuple(foci.shape)}")
+    if not isinstance(foci, Tensor):  # tensors pass unchanged (differentiable in the foci)
+        foci = as_tensor("foci", foci, finite=False)
+    if foci.ndim != 2 or foci.shape[1] != len(shape) or foci.shape[0] == 0:
+        raise ValueError(
+            f"foci: expected shape [K >= 1, {len(shape)}], received {tuple(foci.shape)}"
+        )
+    if origin is not None and len(origin) != len(shape):
+        raise ValueError(f"origin: expected {len(shape)} coordinates (mm), received {len(origin)}")
     g = torch.stack(
         [initial_condition(shape, f, spacing, width=width, origin=origin) for f in foci]
     )
@@ -77,6 +84,9 @@ def kmeans_foci(points: Tensor, k: int, *, iters: int = 25) -> Tensor:
     tumour-core voxel centres, mm)."""
     from scipy.cluster.vq import kmeans2
 
+    points = as_tensor("points", points)  # finite; arrays used to fail in torch.minimum
+    if not points.is_floating_point():
+        points = points.double()
     if points.ndim != 2 or len(points) == 0:
         raise ValueError(
             f"points: expected a non-empty [n, d] tensor, received {tuple(points.shape)}"
@@ -98,6 +108,7 @@ def kmeans_foci(points: Tensor, k: int, *, iters: int = 25) -> Tensor:
 def log_evidence(model: GliomaModel) -> float:
     r"""Laplace log evidence :math:`\log p(y \mid K)` of a fitted model (module docstring),
     up to a constant that is the same for every number of foci (PET normalisation)."""
+    _check_model(model)
     model._require_fit()
     with torch.no_grad():
         loss = float(model.loss(model.theta))
@@ -106,6 +117,13 @@ def log_evidence(model: GliomaModel) -> float:
     log_sd = math.log(pr["log_dw"][1]) + math.log(pr["log_rho"][1])
     log_sd += model.n_foci * model.ndim * math.log(pr["focus_sd"])
     return -loss + 0.5 * logdet_cov - log_sd + math.lgamma(model.n_foci + 1)
+
+
+def _check_model(model: Any, name: str = "model") -> None:
+    from .glioma import GliomaModel
+
+    if not isinstance(model, GliomaModel):
+        raise TypeError(f"{name}: expected a GliomaModel, received {type(model).__name__}")
 
 
 def select_n_foci(
@@ -117,14 +135,30 @@ def select_n_foci(
 
     ``make_model(n_foci)`` builds an unfitted :class:`~bayesphys.odil.GliomaModel` (e.g.
     ``lambda k: GliomaModel.from_patient(p, n_foci=k)``); ``fit_kwargs`` go to ``fit``. Returns
-    ``(best fitted model, {K: log evidence})``.
+    ``(best fitted model, {K: log evidence})``. ``make_model`` must return a model with
+    ``n_foci == K`` (one that ignored ``K`` compared evidences of the wrong models).
     """
+    if not callable(make_model):
+        raise TypeError(
+            f"make_model: expected a callable make_model(n_foci), received "
+            f"{type(make_model).__name__}"
+        )
+    if isinstance(candidates, (str, bytes)) or not isinstance(candidates, Iterable):
+        raise TypeError(
+            f"candidates: expected a sequence of ints, received {type(candidates).__name__} "
+            f"{candidates!r}"
+        )
     cands = [check_int("candidates", c, minimum=1) for c in candidates]
     if not cands:
         raise ValueError(f"candidates: expected positive integers, received {list(candidates)}")
     best, scores = None, {}
     for k in cands:
         m = make_model(k)
+        _check_model(m, f"make_model({k})")
+        if m.n_foci != k:
+            raise ValueError(
+                f"make_model({k}): expected a model with n_foci={k}, received {m.n_foci}"
+            )
         m.fit(**fit_kwargs)
         scores[k] = log_evidence(m)
         if best is None or scores[k] > scores[best.n_foci]:
@@ -140,8 +174,8 @@ def focus_error_mm(est: Any, true: Any) -> float:
               + \tfrac1K\sum_k \min_j |\hat x_k - x_j|\Big).
 
     The plain focus distance for one focus each; missed and spurious foci both count."""
-    e = torch.as_tensor(est, dtype=torch.float64)
-    t = torch.as_tensor(true, dtype=torch.float64)
+    e = as_tensor("est", est, dtype=torch.float64)  # finite: NaN foci gave a NaN distance
+    t = as_tensor("true", true, dtype=torch.float64)
     for name, v in (("est", e), ("true", t)):
         if v.ndim != 2 or len(v) == 0:
             raise ValueError(f"{name}: expected foci [K, d] with K >= 1, received {tuple(v.shape)}")

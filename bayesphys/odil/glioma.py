@@ -147,7 +147,10 @@ class GliomaModel(GliomaPosteriorMixin):
     argument): finite ``0 < th_down < th_up < 1``; ``spacing``, ``t_end``, ``dg_ratio``,
     ``pet_scale``, ``pet_sigma``, ``seg_sigma``, ``noise_corr_mm``, ``d_max`` finite and
     ``> 0``; ``n_foci`` an int ``>= 1``; ``crop_margin_mm`` ``None`` or ``>= 0``;
-    ``crop_scale`` ``None`` or ``>= 1``; ``seed`` ``None`` or an int; prior sds ``> 0``.
+    ``crop_scale`` ``None`` or ``>= 1``; ``seed`` ``None`` or an int; prior sds ``> 0``;
+    ``wm``, ``gm`` finite probabilities in [0, 1]. A ``theta`` passed to :meth:`forward`,
+    :meth:`residuals`, :meth:`loss`, :meth:`jacobian`, :meth:`foci` or
+    :meth:`initial_state` must have ``2 + n_foci * d`` entries.
     """
 
     kind = "bayesphys.odil.GliomaModel"
@@ -181,8 +184,8 @@ class GliomaModel(GliomaPosteriorMixin):
     ) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
-        self.wm = as_tensor("wm", wm, dtype=self.dtype, device=self.device)
-        self.gm = as_tensor("gm", gm, dtype=self.dtype, device=self.device)
+        self.wm = self._real_map("wm", wm)
+        self.gm = self._real_map("gm", gm)
         if self.wm.ndim not in (2, 3):
             raise ValueError(
                 f"wm: expected a 2-D or 3-D map, received shape {tuple(self.wm.shape)}"
@@ -190,6 +193,13 @@ class GliomaModel(GliomaPosteriorMixin):
         shape = tuple(self.wm.shape)
         if tuple(self.gm.shape) != shape:
             raise ValueError(f"gm: expected shape {shape} (as wm), received {tuple(self.gm.shape)}")
+        for name, m in (("wm", self.wm), ("gm", self.gm)):
+            # a negative map anti-diffused, one above 1 broke the stable time step (d_max)
+            if bool(((m < 0) | (m > 1)).any()):
+                raise ValueError(
+                    f"{name}: expected tissue probabilities in [0, 1], received values in "
+                    f"[{float(m.min()):.3g}, {float(m.max()):.3g}]"
+                )
         lab = checked_labels(labels, shape, self.device)
         self.labels = lab
         th_up, th_down = check_real("th_up", th_up), check_real("th_down", th_down)
@@ -218,7 +228,7 @@ class GliomaModel(GliomaPosteriorMixin):
             raise ValueError(f"time_scheme: expected one of {SCHEMES}, received {time_scheme!r}")
         self.pet = None
         if pet is not None:
-            self.pet = as_tensor("pet", pet, dtype=self.dtype, device=self.device)
+            self.pet = self._real_map("pet", pet)
             if tuple(self.pet.shape) != shape:
                 raise ValueError(f"pet: expected shape {shape}, received {tuple(self.pet.shape)}")
         self.brain = ((self.wm + self.gm) >= 0.1).to(self.dtype)
@@ -289,7 +299,28 @@ class GliomaModel(GliomaPosteriorMixin):
         self.recalibration: tuple[Tensor, Tensor] | None = None
         self.result: FitResult | None = None
 
+    def _real_map(self, name: str, value: Any) -> Tensor:
+        """A finite real map in the model's dtype and device (a complex map lost its imaginary
+        part with only a warning)."""
+        t = as_tensor(name, value, finite=False)
+        if t.is_complex():
+            raise TypeError(f"{name}: expected a real map, received {t.dtype}")
+        return as_tensor(name, t, dtype=self.dtype, device=self.device)
+
     # -- model ------------------------------------------------------------------------------
+    def _theta(self, theta: Any) -> Tensor:
+        """``theta`` as a tensor ``[2 + K d]`` (a wrong length failed in a reshape, naming no
+        argument). Tensors are passed through unchanged (autograd and ``torch.func``
+        transforms see the same tensor); other array-likes are converted to the model's dtype."""
+        if not isinstance(theta, Tensor):
+            theta = as_tensor("theta", theta, dtype=self.dtype, device=self.device)
+        p = 2 + self.n_foci * self.ndim
+        if theta.shape != (p,):
+            raise ValueError(
+                f"theta: expected shape ({p},) = {self.param_names}, received {tuple(theta.shape)}"
+            )
+        return theta
+
     def _check_focus(self, f: Tensor, name: str) -> None:
         if f.shape != (self.ndim,):
             raise ValueError(
@@ -305,6 +336,10 @@ class GliomaModel(GliomaPosteriorMixin):
 
     def full(self, c: Tensor) -> Tensor:
         """Embed a cropped field ``[..., *crop]`` into the whole grid ``[..., *full]`` (zeros)."""
+        if tuple(c.shape[c.ndim - self.ndim :]) != self.shape:
+            raise ValueError(
+                f"c: expected a field [..., *{self.shape}] on the crop, received {tuple(c.shape)}"
+            )
         out = torch.zeros(
             (*c.shape[: c.ndim - self.ndim], *self.full_shape), dtype=c.dtype, device=c.device
         )
@@ -316,6 +351,7 @@ class GliomaModel(GliomaPosteriorMixin):
         (differentiable); :meth:`full` embeds it in the whole grid. ``t_end`` (days, >= 0;
         0 = the initial state) defaults to the scan time."""
         cfg = self.config
+        theta = self._theta(theta)
         if t_end is not None:
             t_end = check_real("t_end", t_end, minimum=0.0)
         t = cfg["t_end"] if t_end is None else t_end
@@ -342,6 +378,7 @@ class GliomaModel(GliomaPosteriorMixin):
         if theta is None:
             self._require_fit()
             theta = self.theta
+        theta = self._theta(theta)
         return theta[2:].reshape(self.n_foci, self.ndim)
 
     def initial_state(self, theta: Tensor) -> Tensor:
@@ -355,7 +392,7 @@ class GliomaModel(GliomaPosteriorMixin):
         r"""Residual vector ``r [m]`` and its Jacobian ``[m, 2 + K d]`` by the tangent-linear FK model
         (one batched forward pass instead of ``2 + K d`` forward-mode AD passes)."""
         cfg = self.config
-        theta = theta.detach()
+        theta = self._theta(theta).detach()
         p = theta.numel()
         foci = self.foci(theta)
         c0, g = multifocal_initial_condition(self.shape, foci, cfg["spacing"], origin=self.origin)
@@ -430,6 +467,7 @@ class GliomaModel(GliomaPosteriorMixin):
 
     def residuals(self, theta: Tensor) -> dict[str, Tensor]:
         """Weighted residuals (data + prior) at ``theta``; loss = 0.5 * sum of squares."""
+        theta = self._theta(theta)
         out = self._data_residuals(self.forward(theta))
         out["prior"] = self._prior_residuals(theta)
         return out
@@ -474,10 +512,16 @@ class GliomaModel(GliomaPosteriorMixin):
 
         ``hessian``: ``"exact"`` (autograd Hessian of the reduced loss, :math:`(2+d)^2` entries;
         falls back to Gauss-Newton if not positive definite) or ``"gn"`` (:math:`J^\top J`).
-        ``data`` is unused (the data are given at construction). ``steps >= 0`` LM steps after
+        ``data`` must be ``None`` (the data are given at construction; anything else was
+        silently ignored). ``steps >= 0`` LM steps after
         a ``grid x grid`` start search (``grid >= 1``; 1 = the prior mean). Returns a
         :class:`FitResult` whose ``extra`` holds the estimates and the Laplace sds.
         """
+        if data is not None:
+            raise ValueError(
+                "data: expected None; GliomaModel takes its data (wm, gm, labels, pet) at "
+                f"construction, received {type(data).__name__}"
+            )
         steps = check_int("steps", steps, minimum=0)
         grid = check_int("grid", grid, minimum=1)
         if hessian not in ("exact", "gn"):
@@ -610,8 +654,14 @@ class GliomaModel(GliomaPosteriorMixin):
     @classmethod
     def from_patient(cls, patient: dict, *, use_pet: bool = False, **kwargs) -> GliomaModel:
         """A model of one patient dict as :func:`~bayesphys.problems.glioma.synthetic_patient`
-        returns it (``wm``, ``gm``, ``labels``, ``spacing``, ``th_up``, ``th_down`` and, with
-        ``use_pet``, ``pet``); ``kwargs`` go to the constructor (``device``, ``seed``, ...)."""
+        returns it (``wm``, ``gm``, ``labels``, ``spacing``, ``th_up``, ``th_down``, the
+        patient's ``t_end`` and ``dg_ratio`` when it has them and, with ``use_pet``, ``pet``);
+        ``kwargs`` go to the constructor (``device``, ``seed``, ...) and override the
+        patient's settings."""
+        if not isinstance(patient, Mapping):
+            raise TypeError(
+                f"patient: expected a dict (a synthetic_patient dict), received {type(patient).__name__}"
+            )
         missing = [
             k for k in ("wm", "gm", "labels", "spacing", "th_up", "th_down") if k not in patient
         ]
@@ -619,15 +669,18 @@ class GliomaModel(GliomaPosteriorMixin):
             missing.append("pet")
         if missing:
             raise ValueError(f"patient: expected keys {missing} (a synthetic_patient dict)")
+        if "pet" in kwargs:
+            raise ValueError("pet: pass use_pet=True to use the patient's PET map")
+        settings = {k: patient[k] for k in ("spacing", "th_up", "th_down")}
+        # a patient simulated over another horizon or ratio was fitted with the defaults
+        settings.update({k: patient[k] for k in ("t_end", "dg_ratio") if k in patient})
+        settings.update(kwargs)
         return cls(
             patient["wm"],
             patient["gm"],
             patient["labels"],
-            spacing=patient["spacing"],
-            th_up=patient["th_up"],
-            th_down=patient["th_down"],
             pet=patient["pet"] if use_pet else None,
-            **kwargs,
+            **settings,
         )
 
     @classmethod

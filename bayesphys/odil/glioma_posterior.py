@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_real
+from .._device import as_tensor
 from ..inference_data import build_inference_data
 from ..posterior import GaussianPosterior, SamplePosterior
 
@@ -69,7 +70,13 @@ class GliomaPosteriorMixin:
         self._require_fit()
         p = self.theta_cov.shape[0]
         kw = {"dtype": self.theta_cov.dtype, "device": self.theta_cov.device}
-        b, s = torch.as_tensor(shift, **kw), torch.as_tensor(scale, **kw)
+        # as_tensor names the argument (a string failed in torch with "invalid data type")
+        b = as_tensor("shift", shift, finite=False)
+        s = as_tensor("scale", scale, finite=False)
+        for name, v in (("shift", b), ("scale", s)):
+            if v.dtype == torch.bool or v.is_complex():
+                raise TypeError(f"{name}: expected real numbers, received {v.dtype}")
+        b, s = b.to(**kw), s.to(**kw)
         b, s = (b.expand(p) if b.ndim == 0 else b), (s.expand(p) if s.ndim == 0 else s)
         for name, v in (("shift", b), ("scale", s)):
             if v.shape != (p,):
@@ -111,8 +118,14 @@ class GliomaPosteriorMixin:
     ) -> SamplePosterior:
         r"""Posterior of the tumour-cell map :math:`c(T)` (or at ``t_end``): forward solves of
         Laplace draws of :math:`\theta`, a :class:`SamplePosterior` with draws
-        ``[1, num_samples, *grid]`` (``num_samples >= 2``). ``x`` is unused (the grid is the
-        model's); ``t_end`` (days, >= 0) defaults to the scan time."""
+        ``[1, num_samples, *grid]`` (``num_samples >= 2``). ``x`` must be ``None`` (the grid is
+        the model's; anything else was silently ignored); ``t_end`` (days, >= 0) defaults to
+        the scan time."""
+        if x is not None:
+            raise ValueError(
+                "x: expected None; the posterior is on the model's own grid, received "
+                f"{type(x).__name__}"
+            )
         num_samples = check_int("num_samples", num_samples, minimum=2)
         if t_end is not None:
             t_end = check_real("t_end", t_end, minimum=0.0)

@@ -32,6 +32,7 @@ from linear_operator.operators import (
 from torch import Tensor
 
 from .._checks import check_int, check_real
+from .._device import as_tensor
 from ..posterior import GaussianPosterior
 from .problem import DiscreteProblem
 from .solvers import cg, dense_jacobian, jvp_vjp
@@ -39,23 +40,39 @@ from .solvers import cg, dense_jacobian, jvp_vjp
 __all__ = ["gn_matvec", "theta_covariance", "field_posterior", "dense_gn_matrix"]
 
 
+def _checked(problem: DiscreteProblem, x: Tensor) -> Tensor:
+    """``x`` as a finite tensor ``[n]`` of unknowns of ``problem`` (errors name the argument)."""
+    if not isinstance(problem, DiscreteProblem):
+        raise TypeError(f"problem: expected a DiscreteProblem, received {type(problem).__name__}")
+    x = as_tensor("x", x)
+    if x.shape != (problem.n,):
+        raise ValueError(f"x: expected shape ({problem.n},), received {tuple(x.shape)}")
+    return x
+
+
 def gn_matvec(problem: DiscreteProblem, x: Tensor):
     r"""Closure :math:`v \mapsto J^\top J v` at ``x`` (matrix-free)."""
+    x = _checked(problem, x)
     _, jv, jtw = jvp_vjp(problem.residual, x)
     return lambda v: jtw(jv(v))
 
 
 def dense_gn_matrix(problem: DiscreteProblem, x: Tensor) -> Tensor:
     r"""Dense :math:`J^\top J` ``[n, n]`` (small problems / tests)."""
+    x = _checked(problem, x)
     jac = dense_jacobian(problem.residual, x)
     return jac.T @ jac
 
 
 def _index(problem: DiscreteProblem, names: Sequence[str]) -> Tensor:
     idx = []
+    if not names:
+        raise ValueError(f"params: expected at least one name of {list(problem.slices)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"params: expected distinct names, received {names}")
     for k in names:
         if k not in problem.slices:
-            raise ValueError(f"names: unknown unknown {k!r}; known {list(problem.slices)}")
+            raise ValueError(f"params: unknown name {k!r}; expected some of {list(problem.slices)}")
         s = problem.slices[k]
         idx.extend(range(s.start, s.stop))
     return torch.tensor(idx, dtype=torch.long, device=problem.device)
@@ -75,10 +92,14 @@ def theta_covariance(
     Uses the Schur complement of the Gauss-Newton matrix (module docstring). ``dense=True``
     forms :math:`H` and inverts it (reference for tests). Returns ``(cov, info)`` with the CG
     iteration counts and relative residuals in ``info`` (a ``RuntimeWarning`` if a residual
-    stays above ``cg_tol``). ``cg_tol >= 0``, ``cg_maxiter >= 1``.
+    stays above ``cg_tol``). ``cg_tol >= 0``, ``cg_maxiter >= 1``; ``params`` distinct names
+    of unknowns (a single name may be given as a string).
     """
     cg_tol = check_real("cg_tol", cg_tol, minimum=0.0)
     cg_maxiter = check_int("cg_maxiter", cg_maxiter, minimum=1)
+    x = _checked(problem, x)
+    if isinstance(params, str):
+        params = [params]
     names = list(problem.param_names if params is None else params)
     t_idx = _index(problem, names)
     mask = torch.ones(problem.n, dtype=torch.bool, device=problem.device)
@@ -153,7 +174,8 @@ def field_posterior(
     jitter = check_real("jitter", jitter, minimum=0.0)
     if seed is not None:
         seed = check_int("seed", seed)
-    if field not in problem.field_shapes:
+    x = _checked(problem, x)
+    if not isinstance(field, str) or field not in problem.field_shapes:
         raise ValueError(f"field: expected one of {problem.field_names}, received {field!r}")
     if problem.multigrid:
         raise ValueError("problem: use problem.plain() / to_plain(x) for the Laplace posterior")

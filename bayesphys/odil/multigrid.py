@@ -7,7 +7,7 @@ coefficients to the fine field; it is linear, so Jacobians go through it unchang
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,10 @@ class Multigrid:
     """
 
     def __init__(self, shape: Sequence[int], levels: int = 3, axes: Sequence[int] | None = None):
+        if isinstance(shape, (str, bytes)) or not isinstance(shape, Iterable):
+            raise TypeError(
+                f"shape: expected a sequence of ints, received {type(shape).__name__} {shape!r}"
+            )
         self.shape = tuple(check_int("shape", s, minimum=1) for s in shape)
         if not 1 <= len(self.shape) <= 3:
             raise ValueError(f"shape: expected 1 to 3 dimensions, received {self.shape}")
@@ -54,6 +58,10 @@ class Multigrid:
 
     def to_fine(self, coeffs: Tensor) -> Tensor:
         """Coefficients ``[M]`` -> fine field ``[*shape]`` (linear interpolation, align corners)."""
+        if coeffs.shape != (self.size,):
+            raise ValueError(
+                f"coeffs: expected shape ({self.size},), received {tuple(coeffs.shape)}"
+            )
         out = None
         off = 0
         mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(self.shape)]
@@ -69,5 +77,7 @@ class Multigrid:
 
     def from_fine(self, u: Tensor) -> Tensor:
         """A coefficient vector whose :meth:`to_fine` is ``u`` (``u`` on level 0)."""
+        if tuple(u.shape) != self.shape:
+            raise ValueError(f"u: expected the fine shape {self.shape}, received {tuple(u.shape)}")
         z = torch.zeros(self.size - self.sizes[0], dtype=u.dtype, device=u.device)
         return torch.cat([u.reshape(-1), z])

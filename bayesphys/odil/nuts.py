@@ -40,6 +40,9 @@ def nuts_reference(
     seed = check_int("seed", seed, minimum=0)
     if seed >= 2**32:
         raise ValueError(f"seed: expected an int < 2**32 (pyro's range), received {seed}")
+    from .foci import _check_model
+
+    _check_model(model)
     import pyro
     from pyro.infer import MCMC, NUTS
 

@@ -23,6 +23,7 @@ fine-grid fields, so residual code never changes.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
@@ -30,12 +31,28 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int
-from .._device import resolve_device, resolve_dtype
+from .._device import as_tensor, resolve_device, resolve_dtype
 from .multigrid import Multigrid
 
 __all__ = ["DiscreteProblem"]
 
 ResidualFn = Callable[[dict[str, Tensor], dict[str, Tensor]], Mapping[str, Tensor]]
+
+
+def _check_residual_signature(fn: Callable) -> None:
+    """``fn`` accepts ``(fields, params)`` positionally; a ``TypeError`` naming ``residuals``
+    otherwise (it used to surface at the first solver step, as a bare call error)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # no introspectable signature (some builtins)
+        return
+    try:
+        sig.bind({}, {})
+    except TypeError as err:
+        raise TypeError(
+            "residuals: expected a callable residuals(fields, params) of two dicts of "
+            f"tensors, received one with signature {sig} ({err})"
+        ) from None
 
 
 class DiscreteProblem:
@@ -54,6 +71,13 @@ class DiscreteProblem:
     ----------
     n: total number of unknowns; ``slices[name]`` the slice of each block in ``x``;
     field_names / param_names.
+
+    Notes
+    -----
+    Checked at construction (``TypeError`` / ``ValueError`` naming the argument): ``fields``,
+    ``params`` and ``multigrid`` are dicts, a field and a parameter never share a name,
+    parameter values are finite reals, and ``residuals`` can be called with two positional
+    arguments. Each residual term must be a tensor (checked when it is evaluated).
     """
 
     def __init__(
@@ -68,6 +92,18 @@ class DiscreteProblem:
     ) -> None:
         if not callable(residuals):
             raise TypeError(f"residuals: expected a callable, received {type(residuals).__name__}")
+        _check_residual_signature(residuals)
+        for arg, value in (("fields", fields), ("params", params), ("multigrid", multigrid)):
+            if not isinstance(value, Mapping) and not (arg == "multigrid" and value is None):
+                raise TypeError(
+                    f"{arg}: expected a dict {{name: ...}}, received {type(value).__name__}"
+                )
+        shared = sorted(set(fields) & set(params))
+        if shared:
+            raise ValueError(
+                f"params: names {shared} are also fields; a field and a parameter need "
+                "different names (they share one vector of unknowns)"
+            )
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
         self.residual_fn = residuals
@@ -93,7 +129,7 @@ class DiscreteProblem:
             if lv is not None and lv > 1:
                 self.multigrid[k] = Multigrid(self.field_shapes[k], lv)
         self.param_init = {
-            k: torch.as_tensor(v, dtype=self.dtype, device=self.device).clone()
+            k: as_tensor(f"params[{k!r}]", v, dtype=self.dtype, device=self.device).clone()
             for k, v in params.items()
         }
         self.slices: dict[str, slice] = {}
@@ -167,6 +203,12 @@ class DiscreteProblem:
         out = self.residual_fn(fields, params)
         if not isinstance(out, Mapping) or not out:
             raise TypeError("residuals: expected a non-empty dict {name: tensor}")
+        for k, v in out.items():
+            if not isinstance(v, Tensor):
+                raise TypeError(
+                    f"residuals: expected a tensor for every term, received "
+                    f"{type(v).__name__} for {k!r}"
+                )
         return dict(out)
 
     def residual(self, x: Tensor) -> Tensor:

@@ -33,6 +33,16 @@ def _same_grid(**arrays: Tensor) -> None:
         raise ValueError(f"expected masks on one grid, received {got}")
 
 
+def _mask(name: str, a: Tensor) -> Tensor:
+    """A boolean mask; numeric 0/1 masks are converted (float masks failed in ``&``, other
+    integer values were combined bit by bit, e.g. label 2 & 1 = 0)."""
+    if a.dtype == torch.bool:
+        return a
+    if not bool(((a == 0) | (a == 1)).all()):
+        raise ValueError(f"{name}: expected a boolean (or 0/1) mask, received other values")
+    return a != 0
+
+
 def _distance_mm(mask: Tensor, spacing: float) -> Tensor:
     from scipy import ndimage
 
@@ -93,7 +103,8 @@ def model_plan(score: Tensor, brain: Tensor, volume: int) -> Tensor:
 
 def recurrence_coverage(plan: Tensor, recurrence: Tensor) -> float:
     """``|recurrence ∩ plan| / |recurrence|`` (1 if there is no recurrence); boolean masks
-    ``[*grid]`` on one grid."""
+    ``[*grid]`` on one grid (0/1-valued numeric masks are read as boolean ones)."""
     _same_grid(plan=plan, recurrence=recurrence)
+    plan, recurrence = _mask("plan", plan), _mask("recurrence", recurrence)
     n = int(recurrence.sum())
     return 1.0 if n == 0 else float((plan & recurrence).sum()) / n

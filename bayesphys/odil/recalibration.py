@@ -31,9 +31,12 @@ committed B3 figures without a rerun.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from .._checks import check_real
+from .._device import as_tensor
 from ..diagnostics.recalibrate import Recalibrator
 
 __all__ = ["fit_recalibration_map"]
@@ -44,10 +47,14 @@ def fit_recalibration_map(
 ) -> tuple[Tensor, Tensor]:
     r"""Per-parameter ``(shift b [p], sd scale s [p])`` from held-out z-scores ``z [n, p]``
     (module docstring). Raises on NaN, fewer than 2 rows, or too few rows for a finite
-    split-conformal scale (fewer than 9 at ``level = 0.9``)."""
-    z = torch.as_tensor(z, dtype=torch.float64)
-    if z.ndim != 2 or z.shape[0] < 2:
-        raise ValueError(f"z: expected shape [n >= 2, p], received {tuple(z.shape)}")
+    split-conformal scale (fewer than 9 at ``level = 0.9``); ``level`` a number in (0, 1),
+    ``shift`` a bool, ``p >= 1``."""
+    z = as_tensor("z", z, dtype=torch.float64, finite=False)
+    level = check_real("level", level)  # a string failed in float() without the name
+    if not isinstance(shift, (bool, np.bool_)):
+        raise TypeError(f"shift: expected a bool, received {type(shift).__name__} {shift!r}")
+    if z.ndim != 2 or z.shape[0] < 2 or z.shape[1] < 1:
+        raise ValueError(f"z: expected shape [n >= 2, p >= 1], received {tuple(z.shape)}")
     if not bool(torch.isfinite(z).all()):
         raise ValueError("z: expected finite z-scores, found NaN or inf")
     b = z.mean(0) if shift else torch.zeros(z.shape[1], dtype=torch.float64)

@@ -24,6 +24,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .._checks import check_int, check_real
+from .._device import as_tensor, check_finite
 from .._linalg import pcg
 from .._model import FitResult, optimize
 from .problem import DiscreteProblem
@@ -43,11 +44,25 @@ def cg(
     r"""Preconditioned conjugate gradients for SPD :math:`A x = b` (``b [n]`` or ``[n, k]``,
     columns solved together); :func:`bayesphys._linalg.pcg`. Stops when
     :math:`\lVert b - Ax\rVert \le \mathrm{tol}\,\lVert b\rVert` (per column).
-    Returns ``(x, iterations, relative residual)``. ``tol >= 0``, ``maxiter >= 1``.
+    Returns ``(x, iterations, relative residual)``. ``tol >= 0``, ``maxiter >= 1``; ``matvec``
+    (and ``precond``, if given) callables, ``b`` a tensor and ``x0`` of ``b``'s shape.
     """
     tol = check_real("tol", tol, minimum=0.0)
     maxiter = check_int("maxiter", maxiter, minimum=1)
+    _check_callable("matvec", matvec)
+    if precond is not None:
+        _check_callable("precond", precond)
+    if not isinstance(b, Tensor):
+        raise TypeError(f"b: expected a tensor, received {type(b).__name__}")
+    if x0 is not None and (not isinstance(x0, Tensor) or x0.shape != b.shape):
+        got = tuple(x0.shape) if isinstance(x0, Tensor) else type(x0).__name__
+        raise ValueError(f"x0: expected a tensor of b's shape {tuple(b.shape)}, received {got}")
     return pcg(matvec, b, precond=precond, x0=x0, tol=tol, maxiter=maxiter, columns=b.ndim == 2)
+
+
+def _check_callable(name: str, fn: object) -> None:
+    if not callable(fn):
+        raise TypeError(f"{name}: expected a callable, received {type(fn).__name__}")
 
 
 def jvp_vjp(fn: Callable[[Tensor], Tensor], x: Tensor):
@@ -81,11 +96,27 @@ def dense_jacobian(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     return torch.func.jacfwd(fn)(x)
 
 
+def _checked_jacobian(out: object, n: int) -> tuple[Tensor, Tensor]:
+    """The ``(r [m], J [m, n])`` pair a user ``jacobian(x)`` returned, or a clear error."""
+    if not (isinstance(out, tuple) and len(out) == 2 and all(isinstance(t, Tensor) for t in out)):
+        raise TypeError(
+            f"jacobian: expected jacobian(x) to return a pair of tensors (r [m], J [m, {n}]), "
+            f"received {type(out).__name__}"
+        )
+    r, jac = out
+    if r.ndim != 1 or jac.shape != (r.numel(), n):
+        raise ValueError(
+            f"jacobian: expected jacobian(x) to return r [m] and J [m, {n}], received shapes "
+            f"{tuple(r.shape)} and {tuple(jac.shape)}"
+        )
+    return r, jac
+
+
 def _gn_step(fn, x, lam, linear_solver, cg_tol, cg_maxiter, jacobian=None):
     r"""One solve of :math:`(J^\top J + \lambda I)\delta = -J^\top r`; returns (delta, r, pred, info)."""
     if linear_solver == "dense":
         if jacobian is not None:
-            r, jac = jacobian(x)
+            r, jac = _checked_jacobian(jacobian(x), x.numel())
         else:
             r = fn(x).detach()
             jac = dense_jacobian(fn, x)
@@ -149,7 +180,11 @@ def minimize(
         ``(x, FitResult)``; ``FitResult.extra`` holds per-step ``cg_iters`` for GN/LM.
 
     Settings are checked whatever the method: ``steps >= 0`` (0 returns ``x0``), ``lr > 0``,
-    ``damping >= 0``, ``cg_tol >= 0``, ``cg_maxiter >= 1``, ``tol`` ``None`` or ``>= 0``.
+    ``damping >= 0``, ``cg_tol >= 0``, ``cg_maxiter >= 1``, ``tol`` ``None`` or ``>= 0``;
+    ``problem`` a :class:`DiscreteProblem`, ``x0`` finite of shape ``[n]``, ``callback`` and
+    ``jacobian`` callables, ``jacobian`` only with ``method="gn"``/``"lm"`` and
+    ``linear_solver="dense"`` (elsewhere it would be ignored). A non-finite loss at ``x0``
+    ends a GN/LM fit at once (``converged=False``, ``x0`` returned), as it does Adam/L-BFGS.
     """
     steps = check_int("steps", steps, minimum=0)
     lr = check_real("lr", lr, minimum=0.0, strict=True)
@@ -160,9 +195,26 @@ def minimize(
         tol = check_real("tol", tol, minimum=0.0)
     if linear_solver not in ("cg", "dense"):
         raise ValueError(f"linear_solver: expected 'cg' or 'dense', received {linear_solver!r}")
-    x = problem.initial() if x0 is None else x0.detach().clone().to(problem.device, problem.dtype)
+    if not isinstance(problem, DiscreteProblem):
+        raise TypeError(f"problem: expected a DiscreteProblem, received {type(problem).__name__}")
+    if callback is not None:
+        _check_callable("callback", callback)
+    if jacobian is not None:
+        _check_callable("jacobian", jacobian)
+        if method not in ("gn", "lm") or linear_solver != "dense":
+            raise ValueError(
+                "jacobian: only used by method='gn' or 'lm' with linear_solver='dense'; "
+                f"received method={method!r}, linear_solver={linear_solver!r} (it would be ignored)"
+            )
+    if x0 is None:
+        x = problem.initial()
+    else:
+        x = as_tensor("x0", x0, finite=False)
+        x = x.detach().clone().to(problem.device, problem.dtype)
     if x.shape != (problem.n,):
         raise ValueError(f"x0: expected shape ({problem.n},), received {tuple(x.shape)}")
+    if x0 is not None:
+        check_finite("x0", x)
     fn = problem.residual
     if method in ("adam", "lbfgs"):
         xp = torch.nn.Parameter(x)
@@ -205,6 +257,15 @@ def minimize(
     with torch.no_grad():
         loss = 0.5 * float((fn(x) ** 2).sum())
     hist.append(loss)
+    if not math.isfinite(loss) and steps > 0:
+        # every step from a NaN loss was rejected until the damping "stalled" and the fit
+        # reported convergence at a NaN loss
+        bar.close()
+        res.message = f"diverged at step 0 (loss {loss} at x0); no step taken"
+        res.loss_history = hist
+        res.seconds = time.perf_counter() - t0
+        res.extra = {"cg_iters": cg_iters, "damping": lam}
+        return x, res
     try:
         for k in range(steps):
             delta, r, pred, info = _gn_step(fn, x, lam, linear_solver, cg_tol, cg_maxiter, jacobian)

@@ -20,11 +20,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from .._checks import check_int, check_real
-from .stencil import div_flux, face_average, shift
+from .._device import as_tensor
+from .stencil import _check_step, div_flux, face_average, shift
 
 __all__ = [
     "tissue_faces",
@@ -45,8 +47,11 @@ def tissue_faces(
 
     ``wm``, ``gm``: tissue probability maps ``[*grid]``. Returns ``d`` tensors ``[*grid]``; entry
     ``i`` of tensor ``k`` is the face between ``i`` and ``i+1`` along axis ``k`` (0 on the last
-    layer and wherever a neighbour is not tissue).
+    layer and wherever a neighbour is not tissue). ``dg_ratio > 0`` (0 gave inf/NaN faces),
+    ``threshold`` finite.
     """
+    dg_ratio = check_real("dg_ratio", dg_ratio, minimum=0.0, strict=True)
+    threshold = check_real("threshold", threshold)
     if wm.shape != gm.shape:
         raise ValueError(
             f"gm: expected the shape of wm {tuple(wm.shape)}, received {tuple(gm.shape)}"
@@ -70,9 +75,24 @@ def initial_condition(
 ) -> Tensor:
     r""":math:`c_0(x) = a \exp(-|x - x_0|^2 / 2w^2)` on the cell centres ``origin + (i + 1/2) h`` (mm).
 
-    ``focus``: ``[d]`` in mm (differentiable). Returns ``[*shape]``.
+    ``focus``: ``[d]`` in mm (differentiable), ``d = len(shape)``; ``origin``: ``d`` numbers
+    (default zeros); ``spacing``, ``width > 0``, ``amplitude`` finite. Returns ``[*shape]``.
     """
+    _check_step("spacing", spacing)
+    _check_step("width", width)
+    if not isinstance(amplitude, (Tensor, np.ndarray)):
+        check_real("amplitude", amplitude)
+    shape = tuple(check_int("shape", n, minimum=1) for n in shape)
+    if not isinstance(focus, Tensor):
+        focus = as_tensor("focus", focus, finite=False)
+    if focus.shape != (len(shape),):
+        raise ValueError(
+            f"focus: expected {len(shape)} coordinates (one per axis of shape {shape}), "
+            f"received shape {tuple(focus.shape)}"
+        )
     origin = [0.0] * len(shape) if origin is None else list(origin)
+    if len(origin) != len(shape):
+        raise ValueError(f"origin: expected {len(shape)} coordinates, received {len(origin)}")
     axes = [
         origin[k] + (torch.arange(n, dtype=focus.dtype, device=focus.device) + 0.5) * spacing
         for k, n in enumerate(shape)
@@ -83,7 +103,13 @@ def initial_condition(
 
 
 def stable_steps(t_end: float, d_max: float, spacing: float, ndim: int, safety: float = 0.8) -> int:
-    """Number of explicit Euler steps with :math:`\\Delta t \\le` safety :math:`\\cdot h^2/(2 d D_{max})`."""
+    """Number of explicit Euler steps with :math:`\\Delta t \\le` safety :math:`\\cdot h^2/(2 d D_{max})`
+    (``t_end >= 0``, ``d_max``, ``spacing``, ``safety > 0``, ``ndim >= 1``)."""
+    t_end = check_real("t_end", t_end, minimum=0.0)
+    d_max = check_real("d_max", d_max, minimum=0.0, strict=True)
+    spacing = check_real("spacing", spacing, minimum=0.0, strict=True)
+    ndim = check_int("ndim", ndim, minimum=1)
+    safety = check_real("safety", safety, minimum=0.0, strict=True)
     dt_max = safety * spacing**2 / (2 * ndim * max(d_max, 1e-12))
     return max(1, math.ceil(t_end / dt_max))
 
@@ -99,6 +125,24 @@ def _check_scheme(scheme: str) -> None:
 def _check_time(t_end: float, steps: int) -> tuple[float, int]:
     # steps = 0 divided by zero, steps < 0 silently returned c0 (range(-3) is empty)
     return check_real("t_end", t_end, minimum=0.0), check_int("steps", steps, minimum=1)
+
+
+def _check_grid(c0: Tensor, faces: Sequence[Tensor], tissue: Tensor | None, spacing) -> float:
+    """One face map per axis of ``c0``'s grid and a tissue mask of that grid; ``spacing > 0``
+    (too few faces failed with an IndexError, a mask of another shape broadcast silently)."""
+    _check_step("spacing", spacing)
+    grid = tuple(c0.shape[-len(faces) :]) if faces else ()
+    if len(faces) == 0 or any(tuple(f.shape) != grid for f in faces):
+        raise ValueError(
+            "faces: expected one face map per grid axis, each of the grid's shape (as "
+            f"tissue_faces returns), received {[tuple(f.shape) for f in faces]} for c0 of "
+            f"shape {tuple(c0.shape)}"
+        )
+    if tissue is not None and tuple(tissue.shape) != grid:
+        raise ValueError(
+            f"tissue: expected the grid's shape {grid}, received {tuple(tissue.shape)}"
+        )
+    return spacing
 
 
 def logistic_step(c: Tensor, rho: Tensor | float, tau: float) -> Tensor:
@@ -135,10 +179,23 @@ def fk_forward(
       about 25 times smaller than ``"euler"``'s).
 
     ``tissue`` (0/1 mask) zeroes the state outside the brain. Differentiable in ``c0``, ``dw``,
-    ``rho``. With ``save_every`` returns ``(c(T), traj [n_saved, *grid])``.
+    ``rho``. With ``save_every`` (an int ``>= 1``) returns ``(c(T), traj [n_saved, *grid])``.
+    ``faces``: ``c0.ndim`` maps of ``c0``'s shape; ``spacing > 0``; ``dw >= 0`` and ``rho``
+    finite when given as numbers.
     """
     _check_scheme(scheme)
     t_end, steps = _check_time(t_end, steps)
+    if len(faces) != c0.ndim:
+        raise ValueError(
+            f"faces: expected {c0.ndim} face maps (one per axis of c0), received {len(faces)}"
+        )
+    spacing = _check_grid(c0, faces, tissue, spacing)
+    if not isinstance(dw, (Tensor, np.ndarray)):  # numbers: dw >= 0 (< 0 anti-diffused)
+        check_real("dw", dw, minimum=0.0)
+    if not isinstance(rho, (Tensor, np.ndarray)):
+        check_real("rho", rho)
+    if save_every is not None:
+        save_every = check_int("save_every", save_every, minimum=1)
     dt = t_end / steps
     hs = [spacing] * c0.ndim
     scaled = [f * dw for f in faces]
@@ -172,7 +229,15 @@ def fk_residual(
     ``scheme="cn"`` (GliODIL's): :math:`(c^n - c^{n-1})/\Delta t - \tfrac12[F(c^n) + F(c^{n-1})]`;
     ``"euler"``: :math:`(c^n - c^{n-1})/\Delta t - F(c^{n-1})` (the forward solver's scheme),
     with :math:`F(c) = \nabla\cdot(D\nabla c) + \rho c(1-c)`. Returns ``[nt-1, *grid]``.
+    ``dt`` and ``spacing`` (numbers) ``> 0``; ``c`` has at least 2 levels.
     """
+    if scheme not in ("cn", "euler"):
+        raise ValueError(f"scheme: expected 'cn' or 'euler', received {scheme!r}")
+    _check_step("dt", dt)
+    if c.ndim < 2 or c.shape[0] < 2:
+        raise ValueError(
+            f"c: expected [nt >= 2, *grid] (time levels first), received {tuple(c.shape)}"
+        )
     hs = [spacing] * (c.ndim - 1)
     scaled = [f * dw for f in faces]
 
@@ -225,6 +290,16 @@ def fk_forward_tangent(
     """
     _check_scheme(scheme)
     t_end, steps = _check_time(t_end, steps)
+    if len(faces) != c0.ndim:
+        raise ValueError(
+            f"faces: expected {c0.ndim} face maps (one per axis of c0), received {len(faces)}"
+        )
+    spacing = _check_grid(c0, faces, tissue, spacing)
+    if dc0.shape[1:] != c0.shape or ddw.numel() != len(dc0) or drho.numel() != len(dc0):
+        raise ValueError(
+            f"dc0, ddw, drho: expected [p, *grid] and [p], [p] with grid {tuple(c0.shape)}, "
+            f"received {tuple(dc0.shape)}, {tuple(ddw.shape)}, {tuple(drho.shape)}"
+        )
     dt = t_end / steps
     nd = c0.ndim
     hs = [spacing] * nd

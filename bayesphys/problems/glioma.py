@@ -33,12 +33,14 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from .._checks import check_int, check_real
+from .._device import check_finite, resolve_dtype
 from .fisher_kolmogorov import fk_forward, initial_condition, stable_steps, tissue_faces
 
 __all__ = [
@@ -72,10 +74,11 @@ def brain_phantom(
 
     Returns ``{"wm", "gm", "csf", "brain", "spacing"}``; maps are ``[n, n]`` in [0, 1],
     ``brain`` = (wm + gm >= 0.1) as float. Geometry scales with the field of view
-    ``n * spacing`` (default 128 mm).
+    ``n * spacing`` (default 128 mm). ``dtype``: a floating dtype (or its name).
     """
     n = check_int("n", n, minimum=16)
     spacing = check_real("spacing", spacing, minimum=0.0, strict=True)
+    dtype = resolve_dtype(dtype)  # an integer dtype gave integer "probability" maps
     fov = n * spacing
     ax = (torch.arange(n, dtype=dtype, device=device) + 0.5) * spacing - fov / 2
     x, y = torch.meshgrid(ax, ax, indexing="ij")
@@ -142,12 +145,15 @@ def mni_atlas(
     0.1) as float (the tissue the tumour can reach), ``mask`` = the template's whole-brain mask
     (tissue and CSF, holes filled; the radiotherapy planning domain), ``spacing`` in mm,
     ``origin_mm`` = MNI coordinates of the lower corner of voxel 0.
-    Raises ``ImportError`` naming the package if nilearn is missing.
+    Raises ``ImportError`` naming the package if nilearn is missing. ``resolution_mm`` in
+    [0.5, 8], ``margin_mm >= 0``, ``axial_mm`` finite (checked before the maps are read).
     """
-    if not (isinstance(resolution_mm, (int, float)) and 0.5 <= resolution_mm <= 8):
-        raise ValueError(
-            f"resolution_mm: expected a number in [0.5, 8], received {resolution_mm!r}"
-        )
+    # True was read as 1 mm; a negative margin cropped into the brain; a NaN margin or slice
+    # failed in int() without a name
+    resolution_mm = check_real("resolution_mm", resolution_mm, minimum=0.5, maximum=8.0)
+    margin_mm = check_real("margin_mm", margin_mm, minimum=0.0)
+    if axial_mm is not None:
+        axial_mm = check_real("axial_mm", axial_mm)
     wm, gm, mask, aff = _mni_arrays()
     csf = np.clip(mask - wm - gm, 0.0, 1.0)
     vol = torch.as_tensor(np.stack([wm, gm, csf, mask]), dtype=torch.float64)[None]
@@ -199,7 +205,16 @@ def mni_atlas(
 
 
 def segment(c: Tensor, th_up: float, th_down: float, brain: Tensor) -> Tensor:
-    """Labels ``[*grid]`` (int64): 2 if ``c >= th_up``, 1 if ``th_down <= c < th_up``, else 0."""
+    """Labels ``[*grid]`` (int64): 2 if ``c >= th_up``, 1 if ``th_down <= c < th_up``, else 0.
+
+    ``c`` finite and ``brain`` of its shape (NaN cells were labelled 0, a mask of another
+    shape broadcast silently); thresholds finite with ``0 < th_down < th_up < 1``."""
+    th_up, th_down = check_real("th_up", th_up), check_real("th_down", th_down)
+    if tuple(brain.shape) != tuple(c.shape):
+        raise ValueError(
+            f"brain: expected the shape of c {tuple(c.shape)}, received {tuple(brain.shape)}"
+        )
+    check_finite("c", c)
     if not 0 < float(th_down) < float(th_up) < 1:
         raise ValueError(
             f"thresholds: expected 0 < th_down < th_up < 1, received th_down={th_down}, th_up={th_up}"
@@ -211,8 +226,8 @@ def segment(c: Tensor, th_up: float, th_down: float, brain: Tensor) -> Tensor:
 def synthetic_patient(
     seed: int = 0,
     *,
-    n: int = 64,
-    spacing: float = 2.0,
+    n: int | None = None,
+    spacing: float | None = None,
     dw: float | None = None,
     rho: float | None = None,
     focus: tuple[float, ...] | None = None,
@@ -240,9 +255,44 @@ def synthetic_patient(
     axis's extent around the first, as GliODIL's three-focal generator; the initial state is
     the maximum of the focal Gaussians; ``truth`` keeps the first focus),
     spacing``.
+
+    ``n`` (default 64) and ``spacing`` (default 2 mm) size the built-in phantom; with
+    ``phantom`` the grid is the phantom's and passing them is an error (they were silently
+    ignored). Checked before any simulation: ``seed`` an int, thresholds finite with
+    ``0 < th_down < th_up < 1``, ``t_end``, ``future_days >= 0``, ``dg_ratio > 0``, ``step_d``
+    ``None`` or ``> 0``, ``phantom`` a dict with ``wm, gm, brain, spacing``.
     """
+    seed = check_int("seed", seed)  # 2.5 was truncated to 2, NaN / None failed in int()
+    if phantom is not None:
+        if not isinstance(phantom, Mapping):
+            raise TypeError(
+                f"phantom: expected a dict of tissue maps, received {type(phantom).__name__}"
+            )
+        missing = [k for k in ("wm", "gm", "brain", "spacing") if k not in phantom]
+        if missing:
+            raise ValueError(f"phantom: expected keys wm, gm, brain, spacing; missing {missing}")
+        given = [k for k, v in (("n", n), ("spacing", spacing)) if v is not None]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)}: unused with phantom= (the grid is the phantom's); "
+                "pass one or the other"
+            )
+    th_up, th_down = check_real("th_up", th_up), check_real("th_down", th_down)
+    if not 0 < th_down < th_up < 1:  # used to be found by segment(), after both solves
+        raise ValueError(
+            f"thresholds: expected 0 < th_down < th_up < 1, received th_down={th_down}, th_up={th_up}"
+        )
+    t_end = check_real("t_end", t_end, minimum=0.0)
+    future_days = check_real("future_days", future_days, minimum=0.0)
+    dg_ratio = check_real("dg_ratio", dg_ratio, minimum=0.0, strict=True)
+    if step_d is not None:  # NaN was ignored by max(), a negative value too
+        step_d = check_real("step_d", step_d, minimum=0.0, strict=True)
     g = torch.Generator().manual_seed(int(seed))
-    ph = phantom or brain_phantom(n, spacing, dtype=dtype, device=device)
+    if phantom is None:
+        n, spacing = 64 if n is None else n, 2.0 if spacing is None else spacing
+        ph = brain_phantom(n, spacing, dtype=dtype, device=device)
+    else:
+        ph = phantom
     spacing = ph["spacing"]
     shape = tuple(ph["wm"].shape)
     nd = len(shape)
@@ -266,6 +316,11 @@ def synthetic_patient(
         wm_ok = (ph["wm"] > 0.9).nonzero()
         size = torch.tensor(shape, device=wm_ok.device)
         near = wm_ok[((wm_ok - size / 2).abs() < size * 0.3).all(1)]
+        if len(near) == 0:  # torch.randint failed with "random_ expects 'from' < 'to'"
+            raise ValueError(
+                "phantom: no white-matter voxel (wm > 0.9) within the central 60 % of each axis "
+                "to draw a focus from; pass focus="
+            )
         pick = near[int(torch.randint(len(near), (), generator=g))]
         jitter = torch.rand(nd, generator=g, dtype=dtype) - 0.5
         focus = tuple(float((pick[k] + 0.5 + jitter[k]) * spacing) for k in range(nd))

@@ -18,20 +18,54 @@ Shared by the problem generators (the Fisher-Kolmogorov simulator) and the ODIL 
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
+
+from .._checks import check_int, check_real
 
 __all__ = ["shift", "d1", "d2", "laplacian", "face_average", "div_flux"]
 
 _BCS = ("periodic", "neumann", "zero")
 
 
+def _check_step(name: str, h: float | Tensor) -> None:
+    """A grid step given as a number must be finite and ``> 0`` (0 gave inf/NaN silently);
+    tensors and arrays (e.g. a differentiable spacing) are left to the caller."""
+    if not isinstance(h, (Tensor, np.ndarray)):
+        check_real(name, h, minimum=0.0, strict=True)
+
+
+def _check_spacing(spacing: Sequence[float]) -> list:
+    """``spacing`` as a list of steps, one per axis; a bare number is refused (it failed with
+    ``object of type 'float' has no len()``)."""
+    if isinstance(spacing, (str, bytes, numbers.Number)) or (
+        isinstance(spacing, (Tensor, np.ndarray)) and spacing.ndim == 0
+    ):
+        raise TypeError(
+            "spacing: expected a sequence of grid steps, one per axis (e.g. [h] in 1-D), "
+            f"received {type(spacing).__name__}"
+        )
+    try:
+        steps = list(spacing)
+    except TypeError:
+        raise TypeError(
+            "spacing: expected a sequence of grid steps, one per axis (e.g. [h] in 1-D), "
+            f"received {type(spacing).__name__}"
+        ) from None
+    for k, h in enumerate(steps):
+        _check_step(f"spacing[{k}]", h)
+    return steps
+
+
 def shift(u: Tensor, axis: int, k: int, bc: str = "periodic") -> Tensor:
     r"""Return :math:`v_i = u_{i+k}` along ``axis`` (``k`` = +-1, +-2 ...) with boundary rule ``bc``."""
     if bc not in _BCS:
         raise ValueError(f"bc: expected one of {_BCS}, received {bc!r}")
+    k = check_int("k", k)
     if k == 0:
         return u
     if bc == "periodic":
@@ -52,7 +86,9 @@ def shift(u: Tensor, axis: int, k: int, bc: str = "periodic") -> Tensor:
 
 
 def d1(u: Tensor, axis: int, h: float, scheme: str = "central", bc: str = "periodic") -> Tensor:
-    """First derivative along ``axis``; ``scheme`` in ``central`` | ``backward`` | ``forward``."""
+    """First derivative along ``axis``; ``scheme`` in ``central`` | ``backward`` | ``forward``;
+    ``h > 0``."""
+    _check_step("h", h)
     if scheme == "central":
         return (shift(u, axis, 1, bc) - shift(u, axis, -1, bc)) / (2 * h)
     if scheme == "backward":
@@ -63,13 +99,17 @@ def d1(u: Tensor, axis: int, h: float, scheme: str = "central", bc: str = "perio
 
 
 def d2(u: Tensor, axis: int, h: float, bc: str = "periodic") -> Tensor:
-    """Second derivative :math:`(u_{i+1} - 2u_i + u_{i-1})/h^2` along ``axis``."""
+    """Second derivative :math:`(u_{i+1} - 2u_i + u_{i-1})/h^2` along ``axis`` (``h > 0``)."""
+    _check_step("h", h)
     return (shift(u, axis, 1, bc) - 2 * u + shift(u, axis, -1, bc)) / (h * h)
 
 
 def laplacian(u: Tensor, spacing: Sequence[float], bc: str = "periodic") -> Tensor:
-    """Sum of :func:`d2` over the last ``len(spacing)`` axes."""
+    """Sum of :func:`d2` over the last ``len(spacing)`` axes (``spacing``: one step per axis)."""
+    spacing = _check_spacing(spacing)
     nd = len(spacing)
+    if nd > u.ndim:
+        raise ValueError(f"spacing: expected at most u.ndim = {u.ndim} steps, received {nd}")
     return sum(d2(u, u.ndim - nd + k, spacing[k], bc) for k in range(nd))
 
 
@@ -79,6 +119,10 @@ def face_average(a: Tensor, axis: int) -> Tensor:
     Returns a tensor of ``a``'s shape whose entry ``i`` is the face between ``i`` and ``i+1``;
     the last face (outside the grid) is 0, so no flux leaves the domain.
     """
+    axis = check_int("axis", axis)
+    if not -a.ndim <= axis < a.ndim:
+        raise ValueError(f"axis: expected an axis of a {a.ndim}-D tensor, received {axis}")
+    axis %= a.ndim
     n = a.shape[axis]
     nxt = shift(a, axis, 1, "neumann")
     f = 0.5 * (a + nxt)
@@ -95,8 +139,18 @@ def div_flux(u: Tensor, faces: Sequence[Tensor], spacing: Sequence[float]) -> Te
     ``faces[k]`` (shape of the spatial grid) holds :math:`D_{i+1/2}` along spatial axis ``k``
     (see :func:`face_average`); ``u`` is ``[..., *grid]``. The sum over cells of the result is
     exactly zero (telescoping fluxes), i.e. mass is conserved by the discrete operator.
+    One face tensor per step in ``spacing``, each of the grid's shape ``u.shape[-nd:]``.
     """
+    spacing = _check_spacing(spacing)
     nd = len(spacing)
+    grid = tuple(u.shape[u.ndim - nd :]) if nd <= u.ndim else None
+    if grid is None:
+        raise ValueError(f"spacing: expected at most u.ndim = {u.ndim} steps, received {nd}")
+    if len(faces) != nd or any(tuple(f.shape) != grid for f in faces):
+        got = [tuple(f.shape) for f in faces]
+        raise ValueError(
+            f"faces: expected {nd} face tensors of the grid's shape {grid}, received {got}"
+        )
     out = torch.zeros_like(u)
     for k in range(nd):
         ax = u.ndim - nd + k
