@@ -99,7 +99,7 @@ def fit_local(
     data = make_dataset(
         model.problem,
         m,
-        seed=seed + 100_003 if local_seed is None else local_seed,
+        seed=(None if seed is None else seed + 100_003) if local_seed is None else local_seed,
         param_range=param_range,
     )
     raw = model._step1(data, tt, xx, seed=0, stage="raw")

@@ -30,7 +30,24 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._checks import check_int, check_real
+
 __all__ = ["AttentiveNP"]
+
+
+def check_box(lo, hi) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The input box ``lo = (t0, x0)``, ``hi = (t1, x1)`` as floats with ``lo < hi`` in each
+    coordinate (the inputs are normalised by ``hi - lo``), or an error naming ``lo``/``hi``."""
+    out = []
+    for name, v in (("lo", lo), ("hi", hi)):
+        try:
+            a, b = v
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}: expected (t, x), received {v!r}") from None
+        out.append((check_real(f"{name}[0]", a), check_real(f"{name}[1]", b)))
+    if not (out[0][0] < out[1][0] and out[0][1] < out[1][1]):
+        raise ValueError(f"lo, hi: expected lo < hi in t and in x, received {lo}, {hi}")
+    return out[0], out[1]
 
 
 class _Attention(nn.Module):
@@ -90,6 +107,11 @@ class AttentiveNP(nn.Module):
         n_self: int = 1,
         n_cross: int = 1,
     ):
+        lo, hi = check_box(lo, hi)
+        hidden = check_int("hidden", hidden, minimum=1)
+        heads = check_int("heads", heads, minimum=1)
+        n_self = check_int("n_self", n_self, minimum=0)
+        n_cross = check_int("n_cross", n_cross, minimum=0)
         super().__init__()
         self.register_buffer("lo", torch.tensor(lo, dtype=torch.float32))
         self.register_buffer("hi", torch.tensor(hi, dtype=torch.float32))

@@ -48,6 +48,7 @@ Structure is kept: a low-rank-plus-diagonal / diagonal model covariance becomes
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -61,6 +62,8 @@ from linear_operator.operators import (
 )
 from torch import Tensor
 
+from .._checks import check_int, check_real
+from .._device import as_tensor
 from ..posterior import GaussianPosterior
 from .conditional import LocalScale, choose_bandwidth, fit_parameter_map
 
@@ -117,6 +120,8 @@ class HybridCalibration:
         (``self.local``, needs the masses ``[B, nt]``; :mod:`~bayesphys.probconserv.conditional`)
         or (analog) fitted on the out-of-fold z-scores of the ``K`` nearest validation
         functions."""
+        if stage not in ("prior", "post"):
+            raise ValueError(f"stage: expected 'prior' or 'post', received {stage!r}")
         if self.local is not None:
             if mass is None:
                 raise ValueError("mass: the parameter-conditional scale needs the masses [B, nt]")
@@ -166,6 +171,19 @@ def hybrid_covariance(
     tensor ``[*, nt]`` (one scale per function and slice). Diagonal or low-rank-plus-diagonal
     ``cov`` gives a ``LowRankRootAddedDiagLinearOperator``; anything else a dense float64 tensor.
     """
+    beta = check_real("beta", beta, minimum=0.0, maximum=1.0)
+    a = check_real("a", a, minimum=0.0)
+    if isinstance(scale, Tensor):
+        if bool((~torch.isfinite(scale) | (scale < 0)).any()):
+            raise ValueError("scale: expected finite values >= 0")
+    else:
+        scale = check_real("scale", scale, minimum=0.0)
+    err_root = as_tensor("err_root", err_root)
+    if err_root.ndim < 3 or err_root.shape[-2] != cov.shape[-1]:
+        raise ValueError(
+            f"err_root: expected shape [nt, {cov.shape[-1]}, V] or [*, nt, {cov.shape[-1]}, K] "
+            f"(the covariance's size), received {tuple(err_root.shape)}"
+        )
     dtype = cov.dtype
     w = torch.as_tensor(scale, dtype=dtype, device=err_root.device)
     w_model, w_err = (w * beta * a)[..., None, None], (w * (1.0 - beta))[..., None, None]
@@ -228,6 +246,12 @@ def select_candidate(
     check_selection(selection)
     if not cv:
         raise ValueError("cv: expected at least one (K, beta) candidate")
+    missing = [c for c in cv if c not in per_function]
+    if missing:
+        raise ValueError(
+            f"per_function: expected the per-function MSEs of every candidate in cv, missing "
+            f"{missing}"
+        )
     best = min(cv, key=cv.get)
     if selection == "min":
         return best
@@ -276,6 +300,37 @@ def fit_hybrid(
     all errors (``K = 0``) before analogs, then the smaller ``K``.
     """
     check_selection(selection)
+    update = _check_update(update)
+    mean = as_tensor("mean", mean)
+    if mean.ndim != 3:
+        raise ValueError(f"mean: expected shape [V, nt, N], received {tuple(mean.shape)}")
+    truth = as_tensor("truth", truth)
+    if truth.shape != mean.shape:
+        raise ValueError(
+            f"truth: expected shape {tuple(mean.shape)} (as mean), received {tuple(truth.shape)}"
+        )
+    if tuple(cov.shape) != (*mean.shape, mean.shape[-1]):
+        raise ValueError(
+            f"cov: expected shape {(*mean.shape, mean.shape[-1])} (one covariance per function "
+            f"and slice), received {tuple(cov.shape)}"
+        )
+    t, x = as_tensor("t", t), as_tensor("x", x)
+    if t.ndim > 1 or t.numel() != mean.shape[1]:
+        raise ValueError(
+            f"t: expected shape ({mean.shape[1]},) (one per slice), received {tuple(t.shape)}"
+        )
+    if x.ndim != 1 or x.numel() != mean.shape[2]:
+        raise ValueError(
+            f"x: expected shape ({mean.shape[2]},) (the grid), received {tuple(x.shape)}"
+        )
+    betas = tuple(check_real("betas", b, minimum=0.0, maximum=1.0) for b in betas)
+    if not betas:
+        raise ValueError("betas: expected at least one weight in [0, 1], received none")
+    neighbours = tuple(check_int("neighbours", k, minimum=0) for k in neighbours)
+    if not neighbours:
+        raise ValueError("neighbours: expected at least one analog size (0: all errors)")
+    if not isinstance(local_scale, bool):
+        raise TypeError(f"local_scale: expected True or False, received {local_scale!r}")
     v = mean.shape[0]
     if v < 4:
         raise ValueError(f"validation set: expected at least 4 functions, received {v}")
@@ -311,7 +366,18 @@ def fit_hybrid(
                 root = local_root(err[fit_idx], mean[fit_idx], mean[ev_idx], k)
             c = hybrid_covariance(sub(cov, ev_idx), root, beta, a, 1.0)
             prior = GaussianPosterior(mean[ev_idx], c, event_shape=(x.numel(),), validate=False)
-            out.append((ev_idx, prior, update(prior, ev_idx)))
+            post = update(prior, ev_idx)
+            if not isinstance(post, GaussianPosterior) or post.mean.shape != prior.mean.shape:
+                got = (
+                    f"a GaussianPosterior with mean {tuple(post.mean.shape)}"
+                    if isinstance(post, GaussianPosterior)
+                    else type(post).__name__
+                )
+                raise TypeError(
+                    "update: expected update(prior, idx) to return a GaussianPosterior with mean "
+                    f"{tuple(prior.mean.shape)} (the prior's), received {got}"
+                )
+            out.append((ev_idx, prior, post))
         return out
 
     cv, per_fn = {}, {}
@@ -355,6 +421,26 @@ def fit_hybrid(
     )
 
 
+def _check_update(update):
+    """``update`` as a callable of two positional arguments ``(prior, idx)``."""
+    if not callable(update):
+        raise TypeError(
+            f"update: expected a callable update(prior, idx), received {type(update).__name__}"
+        )
+    try:
+        sig = inspect.signature(update)
+    except (TypeError, ValueError):  # no signature to check (some builtins)
+        return update
+    try:
+        sig.bind(None, None)
+    except TypeError as err:
+        raise TypeError(
+            f"update: expected a callable update(prior, idx) of two positional arguments, "
+            f"received {getattr(update, '__name__', type(update).__name__)}{sig}"
+        ) from err
+    return update
+
+
 def fit_local_scale(
     val_mean: Tensor,
     val_mass: Tensor,
@@ -378,6 +464,8 @@ def fit_local_scale(
     :func:`~bayesphys.probconserv.conditional.choose_bandwidth` (true parameters of the
     calibration functions, equal-width bins of ``train_range``).
     """
+    if not isinstance(z, dict):
+        raise TypeError(f"z: expected a dict {{stage: z-scores}}, received {type(z).__name__}")
     if not z:
         raise ValueError("z: expected at least one stage ('prior', 'post')")
     val_mean, val_mass, val_theta, cal_mean, cal_mass, cal_theta = (

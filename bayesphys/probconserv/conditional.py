@@ -42,11 +42,14 @@ scales ``[B, nt]``.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from .._checks import check_int, check_real
 
 __all__ = [
     "ParameterMap",
@@ -59,6 +62,27 @@ __all__ = [
 
 _F64 = torch.float64
 Z90 = 1.6448536269514722
+
+
+def _check_range(name: str, rng) -> tuple[float, float]:
+    """``(lo, hi)`` as two finite floats with ``lo < hi``, or an error naming ``name``."""
+    try:
+        lo, hi = rng
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected (lo, hi), received {rng!r}") from None
+    lo, hi = check_real(f"{name}[0]", lo), check_real(f"{name}[1]", hi)
+    if not hi > lo:
+        raise ValueError(f"{name}: expected lo < hi, received {rng}")
+    return lo, hi
+
+
+def _check_bandwidth(name: str, h) -> float:
+    """A bandwidth ``> 0`` (``inf``: equal weights, the pooled scale)."""
+    if isinstance(h, bool) or not isinstance(h, numbers.Real):
+        raise TypeError(f"{name}: expected a number > 0 (or inf), received {h!r}")
+    if not float(h) > 0:
+        raise ValueError(f"{name}: expected > 0 (or inf), received {h}")
+    return float(h)
 
 
 def _check(name: str, x: Tensor, ndim: int) -> Tensor:
@@ -137,10 +161,10 @@ def fit_parameter_map(
         raise ValueError(
             f"theta, mass: expected {v} functions, received {theta.shape[0]}, {mass.shape[0]}"
         )
-    lo, hi = float(train_range[0]), float(train_range[1])
-    if not hi > lo:
-        raise ValueError(f"train_range: expected lo < hi, received {train_range}")
-    if rank < 1 or v < 2 * rank + 4:
+    lo, hi = _check_range("train_range", train_range)
+    rank = check_int("rank", rank, minimum=1)
+    ridge = check_real("ridge", ridge, minimum=0.0)
+    if v < 2 * rank + 4:
         raise ValueError(f"rank: expected 1 <= rank and >= 2 rank + 4 functions, got {rank}, {v}")
     x = mean.flatten(1)
     center = x.mean(0)
@@ -179,8 +203,8 @@ def local_coverage_scale(
     query = _check("query", query, 1)
     if u.shape[0] != absz.shape[0]:
         raise ValueError(f"u: expected {absz.shape[0]} values, received {u.shape[0]}")
-    if not bandwidth > 0:
-        raise ValueError(f"bandwidth: expected > 0, received {bandwidth}")
+    bandwidth = _check_bandwidth("bandwidth", bandwidth)
+    level = check_real("level", level)
     if not 0 < level < 1:
         raise ValueError(f"level: expected in (0, 1), received {level}")
     m, nt, n = absz.shape
@@ -221,6 +245,10 @@ def binned_coverage_error(
 
     ``absz [M, nt, N]``, ``scale [M, nt]``; empty bins are skipped.
     """
+    bins = check_int("bins", bins, minimum=1)
+    lo, hi = check_real("lo", lo), check_real("hi", hi)
+    if not hi > lo:
+        raise ValueError(f"lo, hi: expected lo < hi, received ({lo}, {hi})")
     inside = (absz.abs() <= Z90 * scale.sqrt()[..., None]).to(_F64).mean((-1, -2))  # [M]
     edges = torch.linspace(lo, hi, bins + 1, dtype=_F64)
     idx = torch.bucketize(theta.to(_F64).clamp(lo, hi), edges[1:-1])
@@ -238,6 +266,10 @@ def choose_bandwidth(
     bins: int = 5,
 ) -> tuple[float, dict[float, float]]:
     """2-fold choice of the bandwidth (module docstring, step 3) -> ``(h, {h: error})``."""
+    bandwidths = tuple(_check_bandwidth("bandwidths", h) for h in bandwidths)
+    if not bandwidths:
+        raise ValueError("bandwidths: expected at least one bandwidth, received none")
+    bins = check_int("bins", bins, minimum=1)
     m = absz.shape[0]
     if m < 4:
         raise ValueError(f"calibration set: expected at least 4 functions, received {m}")

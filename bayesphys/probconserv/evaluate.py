@@ -21,7 +21,8 @@ import torch
 from torch import Tensor
 
 from .. import metrics
-from .._checks import check_int
+from .._checks import check_int, check_real
+from .._device import as_tensor
 from ..posterior import GaussianPosterior
 from .update import trapezoid_weights
 
@@ -31,11 +32,35 @@ __all__ = ["slice_scores", "shock_position", "shock_posterior"]
 def slice_scores(
     post: GaussianPosterior, truth: Tensor, x: Tensor, mass: Tensor, var_floor: float = 1e-12
 ) -> dict[str, Tensor]:
-    """Per-function scores ``{name: [*batch]}`` of ``post`` (event ``(nx,)``) against ``truth``."""
+    """Per-function scores ``{name: [*batch]}`` of ``post`` (event ``(nx,)``) against ``truth``
+    ``[*batch, nx]`` on the grid ``x [nx]``, with masses ``mass [*batch]`` (or broadcastable to
+    it)."""
+    if not isinstance(post, GaussianPosterior):
+        raise TypeError(f"post: expected a GaussianPosterior, received {type(post).__name__}")
+    if len(post.event_shape) != 1:
+        raise ValueError(f"post: expected event shape (nx,), received {tuple(post.event_shape)}")
+    var_floor = check_real("var_floor", var_floor, minimum=0.0)
     mu = post.mean
-    truth = truth.to(mu)
+    truth = as_tensor("truth", truth).to(mu)
     if truth.shape != mu.shape:
         raise ValueError(f"truth: expected shape {tuple(mu.shape)}, received {tuple(truth.shape)}")
+    x = as_tensor("x", x)
+    if x.ndim != 1 or x.numel() != mu.shape[-1]:
+        raise ValueError(
+            f"x: expected shape ({mu.shape[-1]},) (one point per field value), received "
+            f"{tuple(x.shape)}"
+        )
+    mass = as_tensor("mass", mass).to(mu)
+    batch = mu.shape[:-1]
+    try:
+        ok = torch.broadcast_shapes(mass.shape, batch) == batch
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"mass: expected shape {tuple(batch)} (one value per function and time slice) or "
+            f"broadcastable to it, received {tuple(mass.shape)}"
+        )
     var = post.variance.clamp_min(var_floor)
     sd = var.sqrt()
     ll = -0.5 * (torch.log(2 * math.pi * var) + (truth - mu) ** 2 / var)
@@ -45,7 +70,7 @@ def slice_scores(
     return {
         "mse": (mu - truth).pow(2).mean(-1),
         "ll": ll.mean(-1),
-        "ce": mu @ g - mass.to(mu),
+        "ce": mu @ g - mass,
         "coverage90": inside.mean(-1),
         "crps": metrics.crps_gaussian(mu, sd, truth, dim=-1),
     }
@@ -53,6 +78,11 @@ def slice_scores(
 
 def shock_position(draws: Tensor, x: Tensor, threshold: float = 0.0) -> Tensor:
     """First ``x`` where a draw ``[*, nx]`` is ``<= threshold`` -> ``[*]`` (``x[-1]`` if none)."""
+    draws = as_tensor("draws", draws)
+    if draws.ndim < 1:
+        raise ValueError(f"draws: expected shape [*, nx], received {tuple(draws.shape)}")
+    threshold = check_real("threshold", threshold)
+    x = as_tensor("x", x)
     if x.ndim != 1 or x.numel() != draws.shape[-1]:
         raise ValueError(
             f"x: expected shape ({draws.shape[-1]},) (one point per field value), "
@@ -77,9 +107,21 @@ def shock_posterior(
     seed: int | None = 0,
 ) -> Tensor:
     """Draws ``[n_samples, *batch]`` of the shock position from ``post`` (event ``(nx,)``)."""
+    if not isinstance(post, GaussianPosterior):
+        raise TypeError(f"post: expected a GaussianPosterior, received {type(post).__name__}")
+    if len(post.event_shape) != 1:
+        raise ValueError(f"post: expected event shape (nx,), received {tuple(post.event_shape)}")
     n_samples = check_int("n_samples", n_samples, minimum=1)
+    threshold = check_real("threshold", threshold)
+    x = as_tensor("x", x)
+    if x.ndim != 1 or x.numel() != post.event_shape[0]:
+        raise ValueError(
+            f"x: expected shape ({post.event_shape[0]},) (one point per field value), "
+            f"received {tuple(x.shape)}"
+        )
     gen = None
     if seed is not None:
+        seed = check_int("seed", seed)
         gen = torch.Generator(device=post.device).manual_seed(seed)
     draws = post.sample((n_samples,), generator=gen)
     return shock_position(draws, x, threshold)

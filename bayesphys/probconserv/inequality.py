@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .._checks import check_int
 from .._device import as_tensor
 from ..posterior import GaussianPosterior, SamplePosterior
 from .update import trapezoid_weights
@@ -26,8 +27,27 @@ __all__ = ["project_nonnegative", "nonnegative_posterior"]
 
 def project_nonnegative(draws: Tensor, g: Tensor, b: Tensor, iters: int = 100) -> Tensor:
     """Project draws ``[*, N]`` onto ``{u >= 0, g.u = b}``; ``g [N] > 0``, ``b`` broadcast to ``[*]``."""
+    draws = as_tensor("draws", draws)
+    if not draws.is_floating_point() or draws.ndim < 1:
+        raise ValueError(
+            f"draws: expected a floating tensor [*, N], received {draws.dtype} of shape "
+            f"{tuple(draws.shape)}"
+        )
+    iters = check_int("iters", iters, minimum=1)
     g = as_tensor("g", g, dtype=draws.dtype, device=draws.device)
-    b = as_tensor("b", b, dtype=draws.dtype, device=draws.device).expand(draws.shape[:-1])
+    if g.shape != draws.shape[-1:]:
+        raise ValueError(
+            f"g: expected shape ({draws.shape[-1]},) (one weight per draw value), received "
+            f"{tuple(g.shape)}"
+        )
+    b = as_tensor("b", b, dtype=draws.dtype, device=draws.device)
+    try:
+        b = b.expand(draws.shape[:-1])
+    except RuntimeError as err:
+        raise ValueError(
+            f"b: expected shape {tuple(draws.shape[:-1])} (one mass per draw) or broadcastable "
+            f"to it, received {tuple(b.shape)}"
+        ) from err
     if bool((g <= 0).any()):
         raise ValueError("g: expected strictly positive weights")
     if bool((b < 0).any()):
@@ -62,10 +82,35 @@ def nonnegative_posterior(
 ) -> SamplePosterior:
     """Draws of ``post`` (event ``(nx,)``) projected to non-negative, mass-``mass`` fields.
 
-    Returns ``SamplePosterior`` with draws ``[1, n_samples, *batch, nx]``.
+    Returns ``SamplePosterior`` with draws ``[1, n_samples, *batch, nx]`` (``n_samples >= 2``,
+    for its empirical moments); ``mass [*batch]`` (or broadcastable to it).
     """
+    if not isinstance(post, GaussianPosterior):
+        raise TypeError(f"post: expected a GaussianPosterior, received {type(post).__name__}")
+    if len(post.event_shape) != 1:
+        raise ValueError(f"post: expected event shape (nx,), received {tuple(post.event_shape)}")
+    n_samples = check_int("n_samples", n_samples, minimum=2)
     g = trapezoid_weights(x).to(post.device, post.dtype)
-    gen = torch.Generator(device=post.device).manual_seed(seed) if seed is not None else None
+    if g.ndim != 1 or g.shape[0] != post.event_shape[0]:
+        raise ValueError(
+            f"x: expected shape ({post.event_shape[0]},) (the posterior's event), received "
+            f"{tuple(g.shape)}"
+        )
+    mass = as_tensor("mass", mass, dtype=post.dtype).to(post.device)
+    batch = post.batch_shape
+    try:
+        ok = torch.broadcast_shapes(mass.shape, batch) == batch
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"mass: expected shape {tuple(batch)} (one value per function and time slice) or "
+            f"broadcastable to it, received {tuple(mass.shape)}"
+        )
+    gen = None
+    if seed is not None:
+        seed = check_int("seed", seed)
+        gen = torch.Generator(device=post.device).manual_seed(seed)
     draws = post.sample((n_samples,), generator=gen)
-    u = project_nonnegative(draws, g, as_tensor("mass", mass, dtype=post.dtype).to(post.device))
+    u = project_nonnegative(draws, g, mass)
     return SamplePosterior(u.unsqueeze(0), event_ndim=1)

@@ -71,6 +71,8 @@ from linear_operator.operators import (
 )
 from torch import Tensor
 
+from .._checks import check_real
+from .._device import as_tensor
 from .update import cov_times_gt
 
 __all__ = [
@@ -95,13 +97,14 @@ def mass_residual(
     ``mean [B, nt, N]``, ``cov [B, nt, N, N]`` (its structure is used, never densified), ``g
     [N]``, ``mass [B, nt]``.
     """
-    mean = mean.to(_F64)
+    mean = as_tensor("mean", mean, dtype=_F64)
+    g = as_tensor("g", g)
     if g.ndim != 1 or g.shape[0] != mean.shape[-1]:
         raise ValueError(
             f"g: expected shape ({mean.shape[-1]},) (one weight per grid point), "
             f"received {tuple(g.shape)}"
         )
-    mass = torch.as_tensor(mass, dtype=_F64, device=mean.device)
+    mass = as_tensor("mass", mass, dtype=_F64, device=mean.device)
     if mass.shape != mean.shape[:-1]:
         raise ValueError(
             f"mass: expected shape {tuple(mean.shape[:-1])} (functions x slices), "
@@ -117,6 +120,8 @@ def mass_residual(
 
 def fit_mass_kappa(residual: Tensor, variance: Tensor) -> float:
     r""":math:`\kappa` = mean of :math:`r^2/v` over calibration functions and slices ``[M, nt]``."""
+    residual = as_tensor("residual", residual, finite=False)
+    variance = as_tensor("variance", variance, finite=False)
     if residual.numel() < 4:
         raise ValueError(
             f"residual: expected at least 4 calibration residuals, received {residual.numel()}"
@@ -134,10 +139,14 @@ def fit_mass_kappa(residual: Tensor, variance: Tensor) -> float:
 def discrepancy_roots(x: Tensor, g: Tensor, length: float) -> tuple[Tensor, Tensor, float]:
     r"""Roots of :math:`K` and :math:`K_\perp` ``[N, R]`` on the grid ``x [N]`` and
     :math:`g^\top K g`; ``length`` :math:`\ell` in units of ``x``."""
-    if not length > 0:
-        raise ValueError(f"length: expected > 0, received {length}")
-    x = x.to(_F64)
-    g = g.to(x)
+    length = check_real("length", length, minimum=0.0, strict=True)
+    x = as_tensor("x", x, dtype=_F64, ndim=1)
+    g = as_tensor("g", g, dtype=_F64, device=x.device)
+    if g.shape != x.shape:
+        raise ValueError(
+            f"g: expected shape {tuple(x.shape)} (one weight per grid point), received "
+            f"{tuple(g.shape)}"
+        )
     k = torch.exp(-0.5 * (x[:, None] - x[None, :]).pow(2) / length**2)
     evals, evecs = torch.linalg.eigh(k)
     keep = evals > 1e-12 * evals.max()
@@ -151,10 +160,10 @@ def discrepancy_roots(x: Tensor, g: Tensor, length: float) -> tuple[Tensor, Tens
 
 def discrepancy_variance(residual: Tensor, variance: Tensor, kappa: float, gkg: float) -> Tensor:
     r""":math:`\hat\sigma_d^2 = \max(0, (r^2 - \kappa v) / g^\top K g)` ``[B, nt]``."""
-    if not kappa > 0:
-        raise ValueError(f"kappa: expected > 0, received {kappa}")
-    if not gkg > 0:
-        raise ValueError(f"gkg: expected > 0, received {gkg}")
+    kappa = check_real("kappa", kappa, minimum=0.0, strict=True)
+    gkg = check_real("gkg", gkg, minimum=0.0, strict=True)
+    residual = as_tensor("residual", residual)
+    variance = as_tensor("variance", variance)
     return (residual.to(_F64).pow(2) - kappa * variance.to(_F64)).clamp_min(0.0) / gkg
 
 
@@ -172,8 +181,9 @@ def gated_discrepancy_variance(
     1`` (the default of ``calibrate``) never takes less than the resolution of one residual
     (module docstring, "Floor").
     """
-    if not floor >= 0 or floor == float("inf"):
-        raise ValueError(f"floor: expected a finite value >= 0, received {floor}")
+    floor = check_real("floor", floor, minimum=0.0)
+    residual = as_tensor("residual", residual)
+    outside = as_tensor("outside", outside)
     if outside.shape != residual.shape[:1]:
         raise ValueError(
             f"outside: expected shape {tuple(residual.shape[:1])} (one flag per function), "
@@ -186,8 +196,7 @@ def gated_discrepancy_variance(
 
 def outside_training_range(theta: Tensor, lo: float, hi: float, margin: float) -> Tensor:
     r"""``[B]`` bool: :math:`\hat\theta` ``[B]`` lies more than ``margin`` outside ``[lo, hi]``."""
-    if not margin >= 0:
-        raise ValueError(f"margin: expected >= 0, received {margin}")
+    margin = check_real("margin", margin, minimum=0.0)
     theta = theta.to(_F64)
     return torch.maximum(lo - theta, theta - hi) > margin
 
@@ -199,6 +208,20 @@ def add_discrepancy(
     ``root`` :math:`L` ``[N, R]``. Diagonal and low-rank-plus-diagonal covariances become
     low-rank-plus-diagonal (the root gains ``R`` columns); anything else a dense tensor.
     ``cov`` is returned unchanged when every :math:`\hat\sigma_d^2` is zero."""
+    sd2 = as_tensor("sd2", sd2)
+    if bool((sd2 < 0).any()):
+        raise ValueError(
+            f"sd2: expected variances >= 0, received {int((sd2 < 0).sum())} negative value(s)"
+        )
+    n = cov.shape[-1]
+    if sd2.shape != tuple(cov.shape[:-2]):
+        raise ValueError(
+            f"sd2: expected shape {tuple(cov.shape[:-2])} (one variance per function and "
+            f"slice), received {tuple(sd2.shape)}"
+        )
+    root = as_tensor("root", root)
+    if root.ndim != 2 or root.shape[0] != n:
+        raise ValueError(f"root: expected shape [{n}, R], received {tuple(root.shape)}")
     if not bool((sd2 > 0).any()):
         return cov
     extra = root.to(sd2)[None, None] * sd2.sqrt()[..., None, None]  # [B, nt, N, R]

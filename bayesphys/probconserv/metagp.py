@@ -20,6 +20,9 @@ import gpytorch
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_int, check_real
+from .anp import check_box
+
 __all__ = ["MetaGP"]
 
 
@@ -65,6 +68,10 @@ class MetaGP(nn.Module):
     """
 
     def __init__(self, lo, hi, width: int = 32, feat_dim: int = 2, noise_floor: float = 1e-6):
+        lo, hi = check_box(lo, hi)
+        width = check_int("width", width, minimum=1)
+        feat_dim = check_int("feat_dim", feat_dim, minimum=1)
+        noise_floor = check_real("noise_floor", noise_floor, minimum=0.0, strict=True)
         super().__init__()
         self.lik = gpytorch.likelihoods.GaussianLikelihood(
             noise_constraint=gpytorch.constraints.GreaterThan(noise_floor)

@@ -20,6 +20,7 @@ trains the ANP with the SoftC penalty :math:`\lambda\,\overline{r^2}`,
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from linear_operator.operators import (
 from torch import Tensor
 
 from .._checks import check_int, check_real
-from .._device import as_tensor, resolve_device, seed_everything
+from .._device import as_tensor, resolve_device, resolve_dtype, seed_everything
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..distributed.data_parallel import GradientSync, rank_generator_seed
 from ..posterior import GaussianPosterior
@@ -42,11 +43,16 @@ from ._model_calibration import calibrated_step1, discrepancy, fit_local
 from .anp import AttentiveNP
 from .calibration import HybridCalibration, check_selection, fit_hybrid, hybrid_covariance
 from .metagp import MetaGP
-from .update import conserve_slices
+from .update import check_sigma_g, check_sigma_g_shape, conserve_slices, trapezoid_weights
 
 __all__ = ["ProbConserv", "ProbConservConfig"]
 
 _F64 = torch.float64
+# the training stream's seeds are ``seed * 1_000_003 + step`` (and offsets): within int64
+_SEED_BOUND = 2**43
+# settings of one Step-1 model only (the other ignores them)
+_ANP_ONLY = {"hidden": 64, "n_samples": 32, "covariance": "lowrank"}
+_GP_ONLY = {"gp_width": 32}
 
 
 @dataclass
@@ -69,6 +75,76 @@ class ProbConservConfig:
     noise_std: float = 0.0
 
 
+def _check_seed(name: str, seed, *, bound: int | None = None) -> int | None:
+    """``seed`` as an int (or ``None``); ``bound``: ``|seed| < bound``."""
+    if seed is None:
+        return None
+    seed = check_int(name, seed)
+    if bound is not None and not -bound < seed < bound:
+        raise ValueError(
+            f"{name}: expected an int with |{name}| < 2**{bound.bit_length() - 1} (the training "
+            f"batches' seeds are derived from it), received {seed}"
+        )
+    return seed
+
+
+def _check_bool(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(
+            f"{name}: expected True or False, received {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+def _check_sigma_g(name: str, sigma_g) -> float:
+    """A constraint noise sd ``>= 0`` or ``inf`` (no update); NaN and booleans refused."""
+    if isinstance(sigma_g, bool) or not isinstance(sigma_g, numbers.Real):
+        raise TypeError(
+            f"{name}: expected a number >= 0 (or inf), received {type(sigma_g).__name__} "
+            f"{sigma_g!r}"
+        )
+    if not float(sigma_g) >= 0:
+        raise ValueError(f"{name}: expected a number >= 0 (or inf), received {sigma_g!r}")
+    return float(sigma_g)
+
+
+def _check_data(name: str, data, problem: GPMEProblem, *, targets: bool) -> None:
+    """``data`` as a non-empty :class:`GPMEData` of ``problem`` whose fields have consistent
+    shapes (``params [B]``, inputs ``[B, N, 2]``, values ``[B, N]``) and finite contexts (and
+    targets, when ``targets``), or an error naming the field."""
+    if not isinstance(data, GPMEData):
+        raise TypeError(f"{name}: expected GPMEData, received {type(data).__name__}")
+    params = as_tensor(f"{name}.params", data.params, finite=False)
+    if params.ndim != 1:
+        raise ValueError(
+            f"{name}.params: expected shape [B] (one parameter per function), received "
+            f"{tuple(params.shape)}"
+        )
+    if len(params) == 0:
+        raise ValueError(f"{name}: expected at least one function, received none")
+    if not isinstance(data.problem, GPMEProblem) or data.problem.name != problem.name:
+        got = getattr(data.problem, "name", type(data.problem).__name__)
+        raise ValueError(
+            f"{name}: functions of the {got!r} problem, but this model "
+            f"{'is for' if targets else 'was trained on'} {problem.name!r}"
+        )
+    b = params.shape[0]
+    pairs = [("x_context", "y_context")] + ([("x_target", "y_target")] if targets else [])
+    for xname, yname in pairs:
+        xv = as_tensor(f"{name}.{xname}", getattr(data, xname))
+        yv = as_tensor(f"{name}.{yname}", getattr(data, yname))
+        if xv.ndim != 3 or xv.shape[0] != b or xv.shape[2] != 2 or xv.shape[1] == 0:
+            raise ValueError(
+                f"{name}.{xname}: expected shape [B, N, 2] = ({b}, N >= 1, 2) (columns t, x; one "
+                f"row per function of params), received {tuple(xv.shape)}"
+            )
+        if yv.shape != xv.shape[:2]:
+            raise ValueError(
+                f"{name}.{yname}: expected shape {tuple(xv.shape[:2])} (one value per input of "
+                f"{xname}), received {tuple(yv.shape)}"
+            )
+
+
 def _check_mass(mass, n_functions: int, n_times: int, device: torch.device) -> Tensor:
     """A user's ``mass`` as ``[B, nt]`` float64 on the model's ``device``, or a clear error
     naming the expected shape."""
@@ -86,7 +162,14 @@ class ProbConserv:
 
     ``seed`` seeds python, numpy and torch when the model is built and the stream of training
     batches; ``seed=None`` leaves the global random state untouched (the initial weights then
-    follow it) while the training batches use seed 0, so that stream still repeats.
+    follow it) while the training batches use seed 0, so that stream still repeats
+    (``|seed| < 2**43``: the batches' seeds are derived from it).
+
+    ``hidden`` (default 64), ``n_samples`` (latent draws, default 32) and ``covariance``
+    (default ``"lowrank"``) are settings of the ANP (``step1="anp"``), ``gp_width`` (default
+    32) of the meta-GP (``step1="gp"``); giving one to the other model is refused, as it would
+    have no effect. ``dtype`` may be a name (``"float32"``); ``sigma_g`` is a number ``>= 0``
+    or ``inf``, ``relative`` a bool.
     """
 
     kind = "probconserv"
@@ -96,15 +179,15 @@ class ProbConserv:
         problem: str | GPMEProblem = "pme",
         *,
         step1: str = "anp",
-        hidden: int = 64,
+        hidden: int | None = None,
         softc_weight: float = 0.0,
-        covariance: str = "lowrank",
-        n_samples: int = 32,
+        covariance: str | None = None,
+        n_samples: int | None = None,
         sigma_g: float = 0.0,
         relative: bool = False,
         lr: float | None = None,
         batch_size: int = 16,
-        gp_width: int = 32,
+        gp_width: int | None = None,
         softc_points: int = 32,
         noise_std: float = 0.0,
         device: str | torch.device | None = None,
@@ -114,6 +197,23 @@ class ProbConserv:
         prob = get_problem(problem)
         if step1 not in ("anp", "gp"):
             raise ValueError(f"step1: expected 'anp' or 'gp', received {step1!r}")
+        given = {"hidden": hidden, "n_samples": n_samples, "covariance": covariance}
+        given["gp_width"] = gp_width
+        for name in _GP_ONLY if step1 == "anp" else _ANP_ONLY:
+            if given[name] is not None:
+                other = "gp" if step1 == "anp" else "anp"
+                raise ValueError(
+                    f"{name}: only used with step1={other!r} (step1={step1!r} ignores it), "
+                    f"received {name}={given[name]!r}"
+                )
+        hidden, n_samples, covariance, gp_width = (
+            _ANP_ONLY["hidden"] if hidden is None else hidden,
+            _ANP_ONLY["n_samples"] if n_samples is None else n_samples,
+            _ANP_ONLY["covariance"] if covariance is None else covariance,
+            _GP_ONLY["gp_width"] if gp_width is None else gp_width,
+        )
+        if dtype is not None:
+            dtype = resolve_dtype(dtype)
         if step1 == "gp" and dtype not in (None, _F64):
             # its predictive covariance must be PSD to float64 accuracy for the update
             raise ValueError(f"dtype: step1='gp' runs in torch.float64, received {dtype}")
@@ -129,8 +229,9 @@ class ProbConserv:
         batch_size = check_int("batch_size", batch_size, minimum=1)
         gp_width = check_int("gp_width", gp_width, minimum=1)
         softc_points = check_int("softc_points", softc_points, minimum=1)
-        if isinstance(sigma_g, bool) or not float(sigma_g) >= 0:  # inf: no update (the prior)
-            raise ValueError(f"sigma_g: expected a number >= 0 (or inf), received {sigma_g!r}")
+        sigma_g = _check_sigma_g("sigma_g", sigma_g)  # inf: no update (the prior)
+        relative = _check_bool("relative", relative)
+        seed = _check_seed("seed", seed, bound=_SEED_BOUND)
         noise_std = check_real("noise_std", noise_std, minimum=0.0)
         if lr is not None:
             lr = check_real("lr", lr, minimum=0.0, strict=True)
@@ -183,7 +284,8 @@ class ProbConserv:
 
     def set_softc_weight(self, weight: float) -> None:
         """Switch the SoftC penalty on (``weight > 0``, ANP only) e.g. to fine-tune a trained ANP."""
-        if weight < 0 or (weight > 0 and self.config.step1 != "anp"):
+        weight = check_real("weight", weight, minimum=0.0)
+        if weight > 0 and self.config.step1 != "anp":
             raise ValueError(f"weight: expected >= 0 (ANP only), received {weight}")
         self.config.softc_weight = float(weight)
 
@@ -207,11 +309,20 @@ class ProbConserv:
         cfg = self.config
         if data is not None and not isinstance(data, GPMEData):
             raise TypeError(f"data: expected GPMEData or None, received {type(data).__name__}")
-        if data is not None and data.problem.name != self.problem.name:
-            raise ValueError(
-                f"data: functions of the {data.problem.name!r} problem, but this model is for "
-                f"{self.problem.name!r}"
-            )
+        steps = check_int("steps", steps, minimum=0)
+        progress = _check_bool("progress", progress)
+        if data is not None:
+            _check_data("data", data, self.problem, targets=True)
+            for f in ("params", "x_context", "y_context", "x_target", "y_target"):
+                if not isinstance(getattr(data, f), Tensor):
+                    raise TypeError(
+                        f"data.{f}: expected a torch.Tensor, received "
+                        f"{type(getattr(data, f)).__name__}"
+                    )
+            if cfg.softc_weight > 0:  # the SoftC residual uses each function's parameter
+                self.problem.check_params(
+                    "data.params", float(data.params.min()), float(data.params.max())
+                )
         if lr is not None:
             lr = check_real("lr", lr, minimum=0.0, strict=True)
         lr = lr or cfg.lr or (1e-3 if cfg.step1 == "anp" else 1e-2)
@@ -260,27 +371,26 @@ class ProbConserv:
             sched.step()
             return torch.tensor(sync.mean(loss)) if sync.active else loss.detach()
 
-        res = optimize(
-            step,
-            steps=steps,
-            params=self.net,
-            progress=progress,
-            desc=f"ProbConserv {cfg.step1} ({cfg.problem})",
-        )
+        try:
+            res = optimize(
+                step,
+                steps=steps,
+                params=self.net,
+                progress=progress,
+                desc=f"ProbConserv {cfg.step1} ({cfg.problem})",
+            )
+        except BaseException:
+            # interrupted (e.g. Ctrl-C): the steps begun count, so that the next fit draws
+            # fresh training batches instead of repeating these
+            self.steps_done += counter["k"]
+            self.net.eval()
+            raise
         self.steps_done += res.steps
         return res
 
     # -- prediction -------------------------------------------------------------------------
-    def _check_context(self, context) -> None:
-        if not isinstance(context, GPMEData):
-            raise TypeError(f"context: expected GPMEData, received {type(context).__name__}")
-        if len(context.params) == 0:
-            raise ValueError("context: expected at least one function, received none")
-        if context.problem.name != self.problem.name:
-            raise ValueError(
-                f"context: functions of the {context.problem.name!r} problem, but this model "
-                f"was trained on {self.problem.name!r}"
-            )
+    def _check_context(self, context, name: str = "context") -> None:
+        _check_data(name, context, self.problem, targets=False)
 
     def _grid(self, t, x) -> tuple[Tensor, Tensor]:
         t = self.problem.table_time if t is None else t
@@ -327,6 +437,7 @@ class ProbConserv:
         """Step 1 with the calibration of ``stage`` (``"prior"``, ``"post"`` or ``"raw"``);
         ``mass [B, nt]`` (default: analytic) feeds a parameter-conditional scale."""
         self._check_context(context)
+        seed = _check_seed("seed", seed)
         tt, xx = self._grid(t, x)
         if mass is None and stage != "raw" and self.calibration is not None:
             mass = self.mass(context, tt)
@@ -338,8 +449,6 @@ class ProbConserv:
         xt = grid.to(**cast).expand(b, -1, -1)
         self.net.eval()
         if self.config.step1 == "anp":
-            if seed is not None:
-                seed = check_int("seed", seed)
             g = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
             mu, sig = self.net.predict(xc, yc, xt, self.config.n_samples, generator=g)
             mu = mu.to(_F64).reshape(-1, b, nt, nx)
@@ -380,6 +489,7 @@ class ProbConserv:
         it (e.g. a parameter outside the training range). Needs ``calibrate(objective="hybrid",
         local_functions=M)`` with the check on; ``mass [B, nt]`` overrides the analytic one;
         ``seed`` is the ANP's latent-draw seed, as in :meth:`posterior`."""
+        self._check_context(context)
         cal = self.calibration
         if cal is None or cal.mass_kappa is None or cal.local is None:
             raise ValueError(
@@ -462,11 +572,37 @@ class ProbConserv:
         functions from the training distribution (never the test parameters). The scale is
         applied to :math:`\Sigma` before Step 2 (the limit update's mean does not depend on
         it) and is saved with the model.
+
+        A setting of a mode that is off is refused rather than ignored when it differs from
+        its default: ``neighbours``, ``selection`` and ``range_margin`` without
+        ``objective="hybrid"``; ``mass_length``, ``mass_gate`` and ``mass_floor`` without the
+        mass check (``mass_floor`` also with ``mass_gate=None``); ``local_seed`` without
+        ``local_functions``; with ``data``, an ``n_functions`` other than ``len(data)`` and a
+        ``seed`` when no local functions are drawn.
         """
         if objective not in ("ll", "coverage90", "hybrid"):
             raise ValueError(
                 f"objective: expected 'll', 'coverage90' or 'hybrid', received {objective!r}"
             )
+        if data is not None:
+            self._check_context(data, "data")
+        else:
+            n_functions = check_int("n_functions", n_functions, minimum=1)
+        seed = _check_seed("seed", seed)
+        local_seed = _check_seed("local_seed", local_seed)
+        if mass_check is not None:
+            mass_check = _check_bool("mass_check", mass_check)
+        mass_length = check_real("mass_length", mass_length, minimum=0.0, strict=True)
+        if mass_gate is not None:
+            mass_gate = check_real("mass_gate", mass_gate, minimum=0.0)
+        mass_floor = check_real("mass_floor", mass_floor, minimum=0.0)
+        try:
+            neighbours = tuple(neighbours)
+        except TypeError:
+            raise TypeError(
+                "neighbours: expected a sequence of analog sizes (e.g. (0, 20); 0: all errors), "
+                f"received {type(neighbours).__name__} {neighbours!r}"
+            ) from None
         local_functions = check_int("local_functions", local_functions, minimum=0)
         if 0 < local_functions < 4:
             raise ValueError(f"local_functions: expected 0 or >= 4, received {local_functions}")
@@ -479,12 +615,60 @@ class ProbConserv:
                 "mass_check: needs objective='hybrid' and local_functions > 0 (its calibration "
                 "functions)"
             )
-        if mass_check and not mass_length > 0:
-            raise ValueError(f"mass_length: expected > 0, received {mass_length}")
-        if mass_check and mass_gate is not None and not mass_gate >= 0:
-            raise ValueError(f"mass_gate: expected >= 0 or None, received {mass_gate}")
-        if not (isinstance(mass_floor, (int, float)) and 0 <= mass_floor < math.inf):
-            raise ValueError(f"mass_floor: expected a finite number >= 0, received {mass_floor}")
+        neighbours = tuple(check_int("neighbours", k, minimum=0) for k in neighbours)
+        range_margin = check_real("range_margin", range_margin, minimum=0.0)
+        check_selection(selection)
+        if not neighbours:
+            raise ValueError("neighbours: expected at least one analog size (0: all errors)")
+        if local_seed is not None and not local_functions:
+            raise ValueError(
+                f"local_seed: only with local_functions > 0 (it seeds those functions), received "
+                f"local_seed={local_seed}"
+            )
+        if data is not None and n_functions != 100 and n_functions != len(data):
+            raise ValueError(
+                f"n_functions: only without data (the {len(data)} functions of data are the "
+                f"validation functions), received n_functions={n_functions!r}"
+            )
+        if data is not None and not local_functions and seed != 424_242:
+            raise ValueError(
+                "seed: only used to draw validation functions (data=None) or the "
+                f"local_functions; with data and no local functions it has no effect, received "
+                f"seed={seed!r}"
+            )
+        # settings of one mode only, changed from their defaults where that mode is off
+        unused = []
+        if objective != "hybrid":
+            unused += [
+                (n, v)
+                for n, v, d in (
+                    ("neighbours", neighbours, (0,)),
+                    ("selection", selection, "one_se"),
+                    ("range_margin", range_margin, 0.05),
+                )
+                if v != d
+            ]
+            where = "only with objective='hybrid'"
+        elif not mass_check:
+            unused += [
+                (n, v)
+                for n, v, d in (
+                    ("mass_length", mass_length, 0.05),
+                    ("mass_gate", mass_gate, 2.0),
+                    ("mass_floor", mass_floor, 1.0),
+                )
+                if v != d
+            ]
+            where = "only with the mass check (mass_check, objective='hybrid', local_functions > 0)"
+        elif mass_gate is None and mass_floor != 1.0:
+            unused.append(("mass_floor", mass_floor))
+            where = "only with a gate (mass_gate not None): the floor applies to gated functions"
+        if unused:
+            got = ", ".join(f"{n}={v!r}" for n, v in unused)
+            raise ValueError(
+                f"{', '.join(n for n, _ in unused)}: {where} (objective={objective!r}), "
+                f"received {got}"
+            )
         if local_functions:
             # the parameter map behind the conditional scale (3 principal components) needs
             # 2 * 3 + 4 validation functions: say so before any fitting
@@ -494,11 +678,6 @@ class ProbConserv:
                     "n_functions: the parameter-conditional scale (local_functions > 0) needs "
                     f">= 10 validation functions, received {n_val}"
                 )
-        neighbours = tuple(check_int("neighbours", k, minimum=0) for k in neighbours)
-        range_margin = check_real("range_margin", range_margin, minimum=0.0)
-        check_selection(selection)
-        if not neighbours:
-            raise ValueError("neighbours: expected at least one analog size (0: all errors)")
         widened = None
         if objective == "hybrid":
             widened = self.problem.widened_range(range_margin)
@@ -572,6 +751,13 @@ class ProbConserv:
     def mass(self, context: GPMEData, t: float | Tensor | None = None) -> Tensor:
         """Analytic total mass :math:`b(t)` ``[B, nt]`` of each context function."""
         self._check_context(context)
+        params = as_tensor("context.params", context.params, finite=False)
+        if not bool(torch.isfinite(params).all()):
+            raise ValueError(
+                "context.params: expected finite parameters for the analytic mass (give mass= "
+                "for functions of unknown parameter)"
+            )
+        self.problem.check_params("context.params", float(params.min()), float(params.max()))
         tt, _ = self._grid(t, None)
         return self.problem.mass(tt[None, :], context.params[:, None].to(_F64)).to(self.device)
 
@@ -590,9 +776,26 @@ class ProbConserv:
         """Updated posterior (batch ``(B, nt)``, event ``(nx,)``), float64.
 
         ``mass [B, nt]`` overrides the analytic :math:`b(t)` (e.g. flux-integrated boundary
-        data); ``sigma_g``/``relative`` override the configured constraint noise.
+        data); ``sigma_g``/``relative`` override the configured constraint noise (with
+        ``method="probconserv"`` only: the other methods have no constraint noise).
         """
         self._check_context(context)
+        if method not in ("probconserv", "hardc", "none"):
+            raise ValueError(
+                f"method: expected 'probconserv', 'hardc' or 'none', received {method!r}"
+            )
+        if method != "probconserv" and (sigma_g is not None or relative is not None):
+            raise ValueError(
+                f"sigma_g, relative: only with method='probconserv' (method={method!r} has no "
+                f"constraint noise), received sigma_g={sigma_g!r}, relative={relative!r}"
+            )
+        if isinstance(sigma_g, Tensor):  # [B, nt, 1]: per function and slice
+            check_sigma_g(sigma_g)
+            check_sigma_g_shape(sigma_g, (len(context.params), len(self._grid(t, x)[0]), 1))
+        elif sigma_g is not None:
+            sigma_g = _check_sigma_g("sigma_g", sigma_g)
+        if relative is not None:
+            relative = _check_bool("relative", relative)
         sg = self.config.sigma_g if sigma_g is None else sigma_g
         rel = self.config.relative if relative is None else relative
         # sigma_g = inf is no update: the Step-1 posterior with its own ("prior") calibration,
@@ -600,6 +803,8 @@ class ProbConserv:
         no_update = bool(torch.isinf(torch.as_tensor(sg, dtype=_F64)).all())
         stage = "post" if method == "probconserv" and not no_update else "prior"
         tt, xx = self._grid(t, x)
+        if method != "none":
+            trapezoid_weights(xx)  # a grid the update can integrate on, before Step 1
         b = (
             self.mass(context, tt)
             if mass is None
@@ -608,6 +813,8 @@ class ProbConserv:
         prior = self._step1(context, t, x, seed=seed, stage=stage, mass=b)
         if method == "none":
             return prior
+        if method == "hardc":  # the projection has no constraint noise
+            return conserve_slices(prior, xx.to(self.device), b, method=method)
         return conserve_slices(prior, xx.to(self.device), b, sg, relative=rel, method=method)
 
     # -- persistence ------------------------------------------------------------------------
@@ -629,6 +836,16 @@ class ProbConserv:
         """Rebuild a model saved with :meth:`save`."""
         ck = load_checkpoint(path, kind=cls.kind, map_location="cpu")
         cfg: dict[str, Any] = dict(ck["config"])
+        known = {f.name for f in fields(ProbConservConfig)}
+        unknown = sorted(set(cfg) - known)
+        if unknown:
+            raise ValueError(
+                f"path: the checkpoint's settings {unknown} are not settings of this version's "
+                f"ProbConserv (expected some of {sorted(known)})"
+            )
+        # settings the other Step-1 model ignores (older checkpoints stored whatever was given)
+        for name in _GP_ONLY if cfg.get("step1", "anp") == "anp" else _ANP_ONLY:
+            cfg.pop(name, None)
         dtype = getattr(torch, ck["state"]["dtype"].removeprefix("torch."))
         problem = get_problem(cfg.pop("problem"))
         if ck["state"].get("problem"):  # older checkpoints: the default problem

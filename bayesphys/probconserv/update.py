@@ -33,6 +33,7 @@ result is float64.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from linear_operator import to_linear_operator
@@ -45,6 +46,7 @@ from linear_operator.operators import (
 )
 from torch import Tensor
 
+from .._checks import check_real
 from .._device import as_tensor, check_finite
 from .._linalg import structured_root
 from ..posterior import GaussianPosterior
@@ -110,6 +112,12 @@ def cov_times_gt(cov: LinearOperator | Tensor, gt: Tensor) -> Tensor:
     otherwise the operator's own matmul (Kronecker stays factorised).
     """
     cov = _cov64(cov)
+    gt = as_tensor("gt", gt, dtype=_F64, device=cov.device)
+    if gt.ndim < 2 or gt.shape[-2] != cov.shape[-1]:
+        raise ValueError(
+            f"gt: expected shape [..., {cov.shape[-1]}, m] (G^T for a covariance of size "
+            f"{cov.shape[-1]}), received {tuple(gt.shape)}"
+        )
     if isinstance(cov, DiagLinearOperator):
         return cov.diagonal().unsqueeze(-1) * gt
     if isinstance(cov, LowRankRootAddedDiagLinearOperator):
@@ -131,11 +139,20 @@ def _prepare(prior: GaussianPosterior, G: Tensor, b: Tensor | float):
             f"G: expected last dimension {n} (the size of the grid/event {tuple(prior.event_shape)}), "
             f"received G of shape {tuple(G.shape)}"
         )
+    batch = prior.batch_shape
+    try:
+        ok = torch.broadcast_shapes(G.shape[:-2], batch) == batch
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"G: expected shape [m, {n}] or [*batch, m, {n}] with batch dims broadcastable to "
+            f"the prior's {tuple(batch)}, received {tuple(G.shape)}"
+        )
     m = G.shape[-2]
     b = as_tensor("b", b, dtype=_F64, device=prior.device)
     if b.ndim == 0:
         b = b.expand(m)
-    batch = prior.batch_shape
     try:
         b = b.expand(*batch, m) if b.shape[-1:] == (m,) else b.unsqueeze(-1).expand(*batch, m)
     except RuntimeError as err:
@@ -146,6 +163,44 @@ def _prepare(prior: GaussianPosterior, G: Tensor, b: Tensor | float):
     mean = prior.mean.to(_F64).reshape(*batch, n)
     check_finite("prior mean", mean)
     return mean, G, b, n, m
+
+
+def check_sigma_g(sigma_g) -> None:
+    """Refuse a ``sigma_g`` that is no number or real tensor, or holds NaN or negative values
+    (``inf`` is allowed: no update)."""
+    if isinstance(sigma_g, bool) or (isinstance(sigma_g, Tensor) and sigma_g.dtype == torch.bool):
+        raise TypeError(f"sigma_g: expected a number >= 0 or a tensor, received {sigma_g!r}")
+    if not isinstance(sigma_g, numbers.Real):
+        t = as_tensor("sigma_g", sigma_g, finite=False)
+        if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
+            raise TypeError(f"sigma_g: expected real values, received dtype {t.dtype}")
+        bad = bool((torch.isnan(t) | (t < 0)).any())
+    else:
+        bad = not float(sigma_g) >= 0
+    if bad:
+        raise ValueError(f"sigma_g: expected non-negative values (or inf), received {sigma_g!r}")
+
+
+def check_sigma_g_shape(sigma_g, shape: tuple[int, ...]) -> None:
+    """Refuse a tensor ``sigma_g`` that does not broadcast to ``shape`` (batch x constraints)."""
+    sig_shape = torch.as_tensor(sigma_g).shape
+    try:
+        ok = torch.broadcast_shapes(sig_shape, shape) == shape
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"sigma_g: expected a number or values broadcastable to {shape} (batch x "
+            f"constraints), received shape {tuple(sig_shape)}"
+        )
+
+
+def _check_relative(relative) -> bool:
+    if not isinstance(relative, bool):
+        raise TypeError(
+            f"relative: expected True or False, received {type(relative).__name__} {relative!r}"
+        )
+    return relative
 
 
 def _sigma(sigma_g, s_prior: Tensor, relative: bool) -> Tensor:
@@ -183,7 +238,11 @@ def conservation_update(
     GaussianPosterior (float64) with mean ``[*batch, *event]`` and covariance
     :math:`\tilde\Sigma` ``[*batch, N, N]`` (structured, never densified) and a pathwise sampler.
     """
+    check_sigma_g(sigma_g)
+    relative = _check_relative(relative)
+    rcond = check_real("rcond", rcond, minimum=0.0)
     mean, G, b, n, m = _prepare(prior, G, b)
+    check_sigma_g_shape(sigma_g, (*prior.batch_shape, m))
     cov = _cov64(prior.covariance)
     sgt = cov_times_gt(cov, G.mT.expand(*prior.batch_shape, n, m))  # [*batch, N, m]
     s_prior = G @ sgt  # [*batch, m, m]
@@ -263,7 +322,13 @@ def hard_projection(prior: GaussianPosterior, G: Tensor, b: Tensor | float) -> G
         resid = G @ v.unsqueeze(-1) - b.unsqueeze(-1)  # [*batch, m, 1]
         return v - (G.mT @ torch.linalg.solve(ggt, resid)).squeeze(-1)
 
-    new_mean = project(project(mean))  # second pass: iterative refinement
+    try:
+        new_mean = project(project(mean))  # second pass: iterative refinement
+    except torch.linalg.LinAlgError as err:
+        raise ValueError(
+            f"G: expected linearly independent constraint rows (G G^T is singular), received "
+            f"G of shape {tuple(G.shape)}"
+        ) from err
     return GaussianPosterior(
         new_mean.reshape(*prior.batch_shape, *prior.event_shape),
         _cov64(prior.covariance),
@@ -290,17 +355,38 @@ def conserve_slices(
     ``method``: ``"probconserv"`` (:func:`conservation_update`) or ``"hardc"``
     (:func:`hard_projection`). All slices are updated in one batched solve.
     """
+    if not isinstance(prior, GaussianPosterior):
+        raise TypeError(f"prior: expected a GaussianPosterior, received {type(prior).__name__}")
+    if method not in ("probconserv", "hardc"):
+        raise ValueError(f"method: expected 'probconserv' or 'hardc', received {method!r}")
+    if method == "hardc":
+        check_sigma_g(sigma_g)
+        relative = _check_relative(relative)
+        if relative or bool((torch.as_tensor(sigma_g) != 0).any()):
+            raise ValueError(
+                "sigma_g, relative: only with method='probconserv' (the HardC projection has no "
+                f"constraint noise), received sigma_g={sigma_g!r}, relative={relative!r}"
+            )
     if len(prior.event_shape) != 1:
         raise ValueError(f"prior: expected event shape (nx,), received {tuple(prior.event_shape)}")
     g = trapezoid_weights(x).to(prior.device)
-    if g.shape[-1] != prior.event_shape[0]:
+    if g.ndim != 1 or g.shape[-1] != prior.event_shape[0]:
         raise ValueError(
-            f"x: expected {prior.event_shape[0]} grid points (the prior's event), received {g.shape[-1]}"
+            f"x: expected {prior.event_shape[0]} grid points (the prior's event), received "
+            f"shape {tuple(g.shape)}"
         )
     mass = as_tensor("mass", mass, dtype=_F64, device=prior.device)
+    batch = prior.batch_shape
+    try:
+        ok = torch.broadcast_shapes(mass.shape, batch) == batch
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"mass: expected shape {tuple(batch)} (one value per function and time slice) or "
+            f"broadcastable to it, received {tuple(mass.shape)}"
+        )
     b = mass.unsqueeze(-1) if mass.ndim else mass
     if method == "probconserv":
         return conservation_update(prior, g.unsqueeze(-2), b, sigma_g, relative=relative)
-    if method == "hardc":
-        return hard_projection(prior, g.unsqueeze(-2), b)
-    raise ValueError(f"method: expected 'probconserv' or 'hardc', received {method!r}")
+    return hard_projection(prior, g.unsqueeze(-2), b)

@@ -94,6 +94,24 @@ class GPMEProblem:
                 f"received values in [{lo:g}, {hi:g}]"
             )
 
+    def _check_domain(self, param) -> None:
+        """Raise a ``ValueError`` naming ``param_name`` unless every ``param`` lies inside the
+        open ``param_domain`` (NaN refused): outside it the closed forms are undefined and
+        would give NaN or a wrong value silently."""
+        p = _f64(param)
+        a, b = self.param_domain
+        if p.numel() and not bool(((p > a) & (p < b)).all()):
+            finite = p[~torch.isnan(p)]
+            got = (
+                f"values in [{float(finite.min()):g}, {float(finite.max()):g}]"
+                if finite.numel() == p.numel()
+                else f"{p.numel() - finite.numel()} NaN value(s)"
+            )
+            raise ValueError(
+                f"{self.param_name}: expected values in ({a:g}, {b:g}) for {self.name}, "
+                f"received {got}"
+            )
+
     # -- to be overridden --------------------------------------------------------------------
     def solution(self, t: Tensor, x: Tensor, param: Tensor) -> Tensor:
         """Exact :math:`u(t, x; \\theta)`; ``t, x, param`` broadcast together."""
@@ -124,12 +142,19 @@ class GPMEProblem:
 
     def setting(self, param: float) -> dict[str, float]:
         """Benchmark setting dict, e.g. ``{"m": 3, "t": 0.5}``."""
-        p = float(param)
+        p = _real(self.param_name or "param", param)
         return {self.param_name: int(p) if p == int(p) else p, "t": self.table_time}
 
 
 def _f64(v) -> Tensor:
     return torch.as_tensor(v, dtype=_F64)
+
+
+def _real(name: str, value, **kw) -> float:
+    """:func:`check_real` that also takes a one-element tensor (as ``float()`` did)."""
+    if isinstance(value, Tensor) and value.numel() == 1 and value.dtype != torch.bool:
+        value = value.item()
+    return check_real(name, value, **kw)
 
 
 def _pos_pow(s: Tensor, e: Tensor | float) -> Tensor:
@@ -153,14 +178,17 @@ class Diffusion(GPMEProblem):
     table_time: float = 0.5
 
     def solution(self, t, x, param):
+        self._check_domain(param)
         return torch.sin(_f64(x)) * torch.exp(-_f64(param) * _f64(t))
 
     def mass(self, t, param):
+        self._check_domain(param)
         t, param = torch.broadcast_tensors(_f64(t), _f64(param))
         return torch.zeros_like(t)
 
     def boundary_flux(self, t, param):
         # periodic: what leaves at 2*pi enters at 0
+        self._check_domain(param)
         t, param = torch.broadcast_tensors(_f64(t), _f64(param))
         return torch.zeros_like(t)
 
@@ -192,10 +220,12 @@ class PorousMedium(GPMEProblem):
     table_time: float = 0.5
 
     def solution(self, t, x, param):
+        self._check_domain(param)
         m = _f64(param)
         return (m * torch.relu(_f64(t) - _f64(x))).pow(1.0 / m)
 
     def mass(self, t, param):
+        self._check_domain(param)
         m, t = _f64(param), _f64(t)
         x0, x1 = self.x_range
         s0, s1 = (t - x0).clamp_min(0), (t - x1).clamp_min(0)
@@ -205,6 +235,7 @@ class PorousMedium(GPMEProblem):
     def boundary_flux(self, t, param):
         # -u^m u_x equals (m (t - x))^{1/m} behind the front, 0 ahead of it: inflow at x0,
         # outflow at x1 once the front has reached it
+        self._check_domain(param)
         m, t = _f64(param), _f64(t)
         x0, x1 = self.x_range
         s0, s1 = (t - x0).clamp_min(0), (t - x1).clamp_min(0)
@@ -220,12 +251,16 @@ def stefan_constants(u_star: Tensor | float, iters: int = 200) -> tuple[Tensor, 
     :math:`z_1` solves :math:`u^*\operatorname{erf}(z) z e^{z^2} = (1-u^*)/\sqrt\pi`;
     :math:`\alpha = 2 z_1`, :math:`c_1 = (1-u^*)/\operatorname{erf}(z_1)`.
     """
+    iters = check_int("iters", iters, minimum=1)
     us = _f64(u_star)
-    if bool(((us <= 0) | (us >= 1)).any()):
-        raise ValueError(
-            f"u_star: expected values in (0, 1), received values in "
-            f"[{float(us.min()):g}, {float(us.max()):g}]"
+    if not bool(((us > 0) & (us < 1)).all()):  # NaN is refused too
+        n_nan = int(torch.isnan(us).sum())
+        got = (
+            f"{n_nan} NaN value(s)"
+            if n_nan
+            else f"values in [{float(us.min()):g}, {float(us.max()):g}]"
         )
+        raise ValueError(f"u_star: expected values in (0, 1), received {got}")
     rhs = (1 - us) / math.sqrt(math.pi)
     # z1 grows like sqrt(log(1/u*)): hi = 5 saturated (alpha = 10 exactly) for u* < ~1.6e-12;
     # 30 brackets every positive float64 u* (exp(900) = inf only makes f > 0, as wanted)
@@ -320,6 +355,11 @@ def get_problem(name: str | GPMEProblem) -> GPMEProblem:
     """Problem by id: ``"diffusion"``, ``"pme"`` or ``"stefan"``."""
     if isinstance(name, GPMEProblem):
         return name
+    if not isinstance(name, str):
+        raise TypeError(
+            f"problem: expected one of {sorted(_PROBLEMS)} or a GPMEProblem, received "
+            f"{type(name).__name__} {name!r}"
+        )
     if name not in _PROBLEMS:
         raise ValueError(f"problem: expected one of {sorted(_PROBLEMS)}, received {name!r}")
     return _PROBLEMS[name]()
@@ -331,6 +371,9 @@ def mass_from_fluxes(problem: GPMEProblem, t: float, param: float, n: int = 4001
     (The Stefan inflow is :math:`\propto s^{-1/2}`; the substitution :math:`s = r^2` makes the
     integrand smooth.)
     """
+    problem = get_problem(problem)
+    param = _real("param", param)
+    problem.check_params("param", param, param)
     t0 = problem.t_range[0]
     t = check_real("t", t, minimum=t0)
     n = check_int("n", n, minimum=2)  # n = 1 has no interval: it returned U(t0) for any t
@@ -381,6 +424,10 @@ def sample_parameters(
     """``n`` parameters ``U(param_range)`` ``[n]`` (float64; default range: ``train_range``).
 
     The same ``seed`` gives the same uniform draws whatever the range (an affine image)."""
+    problem = get_problem(problem)
+    n = check_int("n", n, minimum=0)
+    if seed is not None:
+        seed = check_int("seed", seed)
     g = make_generator(seed)
     lo, hi = problem.train_range if param_range is None else _check_range(param_range)
     problem.check_params("param_range", lo, hi)
@@ -423,6 +470,8 @@ def make_dataset(
     n_x_target``. ``noise_std`` adds Gaussian sensor noise to the contexts only.
     """
     prob = get_problem(problem)
+    if seed is not None:
+        seed = check_int("seed", seed)
     if params is None:
         if n_functions is None:
             raise ValueError("n_functions: expected a positive int (or params), received None")
@@ -436,7 +485,18 @@ def make_dataset(
     else:
         if param_range is not None:
             raise ValueError("param_range: give either params or param_range, not both")
-        p = as_tensor("params", params, dtype=_F64).reshape(-1)
+        if n_functions is not None:
+            raise ValueError(
+                f"n_functions: give either params (one function each) or n_functions, not "
+                f"both; received n_functions={n_functions!r}"
+            )
+        p = as_tensor("params", params, dtype=_F64)
+        if p.ndim > 1:
+            raise ValueError(
+                f"params: expected a 1-D sequence (one parameter per function), received "
+                f"shape {tuple(p.shape)}"
+            )
+        p = p.reshape(-1)
         if not p.numel():
             raise ValueError("params: expected at least one parameter value, received none")
         prob.check_params("params", float(p.min()), float(p.max()))
@@ -477,6 +537,6 @@ def make_dataset(
 def eval_grid(problem: str | GPMEProblem, t: float | None = None, n_x: int = 201) -> Tensor:
     """Target inputs ``[n_x, 2]`` (``t, x``) on the uniform slice at time ``t`` (default table time)."""
     prob = get_problem(problem)
-    tt = prob.table_time if t is None else float(t)
+    tt = prob.table_time if t is None else _real("t", t, minimum=prob.t_range[0])
     x = prob.grid(n_x)
     return torch.stack([torch.full_like(x, tt), x], -1)

@@ -14,7 +14,8 @@ from bayesphys.probconserv import ProbConserv
 def test_ablation_scores_every_length_and_the_check_off(tmp_path, capsys):
     torch.set_num_threads(1)
     for key, step1 in (("ANP", "anp"), ("GP", "gp")):
-        m = ProbConserv("stefan", step1=step1, hidden=16, n_samples=8, gp_width=8, seed=0)
+        kw = {"hidden": 16, "n_samples": 8} if step1 == "anp" else {"gp_width": 8}
+        m = ProbConserv("stefan", step1=step1, seed=0, **kw)
         m.fit(steps=3, progress=False)
         m.save(tmp_path / f"stefan_{key}.pt")
     script = script_module(str(repo_root() / "benchmarks" / "probconserv_mass_check.py"))

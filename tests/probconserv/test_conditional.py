@@ -187,7 +187,9 @@ def test_range_margin_draws_calibration_functions_beyond_the_range(monkeypatch):
     monkeypatch.setattr(pm, "make_dataset", spy(drawn_val))
     m.calibrate(n_functions=16, objective="hybrid", local_functions=40, range_margin=0.2)
     m.calibrate(n_functions=16, objective="hybrid", local_functions=40, range_margin=0.0)
-    m.calibrate(n_functions=16, objective="ll", range_margin=0.2)
+    m.calibrate(n_functions=16, objective="ll")
+    with pytest.raises(ValueError, match="range_margin: only with objective='hybrid'"):
+        m.calibrate(n_functions=16, objective="ll", range_margin=0.2)  # was silently unused
     torch.testing.assert_close(drawn_val[0], lo - w / 5 + (drawn_val[1] - lo) * 1.4)
     assert torch.equal(drawn_val[2], drawn_val[1])
     for bad, err in ((-0.1, ValueError), (float("nan"), ValueError), ("0.1", TypeError)):

@@ -1,0 +1,588 @@
+"""Bad inputs to the ProbConserv API fail early with errors that name the argument.
+
+Each case here used to be accepted silently (a NaN, a setting the chosen mode ignores, a
+string taken as ``True``), or failed deep inside torch with a message that named nothing.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from linear_operator.operators import DiagLinearOperator
+
+import bayesphys.probconserv.model as pc_model
+from bayesphys.posterior import GaussianPosterior
+from bayesphys.probconserv import (
+    AttentiveNP,
+    HybridCalibration,
+    MetaGP,
+    ProbConserv,
+    add_discrepancy,
+    conservation_update,
+    conserve_slices,
+    cov_times_gt,
+    discrepancy_roots,
+    discrepancy_variance,
+    fit_hybrid,
+    fit_parameter_map,
+    gated_discrepancy_variance,
+    hard_projection,
+    hybrid_covariance,
+    local_coverage_scale,
+    mass_residual,
+    nonnegative_posterior,
+    project_nonnegative,
+    select_candidate,
+    shock_position,
+    shock_posterior,
+    slice_scores,
+    trapezoid_weights,
+)
+from bayesphys.probconserv.conditional import binned_coverage_error, choose_bandwidth
+from bayesphys.problems.gpme import (
+    eval_grid,
+    get_problem,
+    make_dataset,
+    mass_from_fluxes,
+    sample_parameters,
+    stefan_constants,
+)
+
+F64 = torch.float64
+NAN = float("nan")
+
+
+@pytest.fixture(scope="module")
+def anp():
+    """An untrained tiny ANP (validation does not need a trained one)."""
+    torch.set_num_threads(1)
+    return ProbConserv("stefan", step1="anp", hidden=8, n_samples=4, seed=0)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_dataset("stefan", params=[0.6, 0.55], seed=1)
+
+
+@pytest.fixture(scope="module")
+def prior(anp, data):
+    """Step-1 posterior, batch (2, 1), event (11,)."""
+    return anp.step1(data, x=anp.problem.grid(11))
+
+
+# -- construction ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("step1", "kw", "match"),
+    [
+        ("gp", {"hidden": 16}, "hidden: only used with step1='anp'"),
+        ("gp", {"n_samples": 8}, "n_samples: only used with step1='anp'"),
+        ("gp", {"covariance": "diag"}, "covariance: only used with step1='anp'"),
+        ("anp", {"gp_width": 8}, "gp_width: only used with step1='gp'"),
+    ],
+)
+def test_settings_of_the_other_step1_model_are_refused(step1, kw, match):
+    # they were silently ignored (a meta-GP with covariance="diag" is still dense)
+    with pytest.raises(ValueError, match=match):
+        ProbConserv("stefan", step1=step1, seed=0, **kw)
+
+
+@pytest.mark.parametrize(
+    ("kw", "err", "match"),
+    [
+        ({"sigma_g": "0.5"}, TypeError, "sigma_g: expected a number"),  # was taken as 0.5
+        ({"sigma_g": None}, TypeError, "sigma_g: expected a number"),
+        ({"sigma_g": True}, TypeError, "sigma_g: expected a number"),  # was a ValueError
+        ({"relative": "no"}, TypeError, "relative: expected True or False"),  # was True
+        ({"seed": 2**62}, ValueError, "seed: expected an int with"),  # torch's "Overflow"
+        ({"seed": 2**45}, ValueError, "seed: expected an int with"),  # fit overflowed
+        ({"dtype": torch.int32}, ValueError, "dtype: expected a floating dtype"),
+        ({"dtype": "float16x"}, ValueError, "dtype: unknown dtype"),
+    ],
+)
+def test_constructor_checks_its_settings(kw, err, match):
+    with pytest.raises(err, match=match):
+        ProbConserv("stefan", hidden=8, n_samples=4, **kw)
+
+
+def test_seeds_up_to_the_bound_train(data):
+    for seed in (2**43 - 1, -(2**43 - 1)):
+        m = ProbConserv("stefan", hidden=8, n_samples=4, batch_size=2, seed=seed)
+        assert m.fit(steps=1, progress=False).steps == 1
+
+
+def test_constructor_refuses_an_unknown_problem_type():
+    with pytest.raises(TypeError, match="problem: expected one of"):
+        ProbConserv(["pme"])  # was "unhashable type: 'list'"
+
+
+@pytest.mark.parametrize(
+    ("build", "err", "match"),
+    [
+        (lambda: AttentiveNP((0, 0), (1, 1), hidden=8, heads=0), ValueError, "heads: expected"),
+        (lambda: AttentiveNP((0, 0), (1, 1), hidden=0), ValueError, "hidden: expected an int"),
+        (lambda: AttentiveNP((0, 0), (1, 1), hidden=8, n_self=-1), ValueError, "n_self"),
+        (lambda: AttentiveNP((0, 0), (0, 1), hidden=8), ValueError, "lo, hi: expected lo < hi"),
+        (lambda: AttentiveNP((0, 0, 0), (1, 1, 1)), ValueError, r"lo: expected \(t, x\)"),
+        (lambda: MetaGP((0, 0), (1, 1), width=0), ValueError, "width: expected an int >= 1"),
+        (lambda: MetaGP((0, 0), (1, 1), noise_floor=-1.0), ValueError, "noise_floor"),
+        (lambda: MetaGP((0, 0), (1, NAN)), ValueError, r"hi\[1\]: expected a finite"),
+    ],
+)
+def test_step1_networks_check_their_settings(build, err, match):
+    # heads=0 was a ZeroDivisionError; lo == hi gave inf inputs; the others built silently
+    with pytest.raises(err, match=match):
+        build()
+
+
+def test_dtype_names_are_accepted():
+    assert ProbConserv("stefan", hidden=8, n_samples=4, dtype="float32").dtype == torch.float32
+    gp = ProbConserv("stefan", step1="gp", gp_width=4, dtype="float64")  # was refused
+    assert gp.dtype == F64
+
+
+# -- fit ------------------------------------------------------------------------------------
+def test_fit_checks_steps_and_progress(anp):
+    with pytest.raises(TypeError, match="steps: expected an int"):
+        anp.fit(steps="3", progress=False)  # was "'>' not supported ... 'int' and 'str'"
+    with pytest.raises(TypeError, match="progress: expected True or False"):
+        anp.fit(steps=1, progress="no")
+    assert anp.steps_done == 0
+
+
+def _with(d, **fields):
+    out = d.subset(slice(0, len(d)))
+    for k, v in fields.items():
+        setattr(out, k, v)
+    return out
+
+
+def test_fit_checks_its_data(anp, data):
+    bad_y = data.y_context.clone()
+    bad_y[0, 0] = NAN
+    cases = [
+        (data.subset(slice(0, 0)), "data: expected at least one function"),  # randint error
+        (_with(data, y_context=bad_y), "data.y_context: expected finite"),  # Normal(loc) error
+        (_with(data, x_context=data.x_context[..., :1]), r"data.x_context: expected shape"),
+        (_with(data, y_target=data.y_target[:, :3]), r"data.y_target: expected shape"),
+        (_with(data, params=data.params[:1]), r"data.x_context: expected shape"),
+    ]
+    for d, match in cases:
+        with pytest.raises(ValueError, match=match):
+            anp.fit(d, steps=1, progress=False)
+    with pytest.raises(TypeError, match="data.y_target: expected a torch.Tensor"):
+        anp.fit(_with(data, y_target=data.y_target.numpy()), steps=1, progress=False)
+    assert anp.steps_done == 0
+
+
+def test_set_softc_weight_checks_the_weight(anp):
+    with pytest.raises(ValueError, match="weight: expected a finite number"):
+        anp.set_softc_weight(NAN)  # was stored, and trained on as NaN
+    with pytest.raises(TypeError, match="weight: expected a real number"):
+        anp.set_softc_weight("1")
+    assert anp.config.softc_weight == 0.0
+
+
+def test_an_interrupted_fit_counts_its_steps_and_stays_usable(monkeypatch, data):
+    torch.set_num_threads(1)
+    m = ProbConserv("stefan", hidden=8, n_samples=4, seed=0)
+    calls = {"n": 0}
+    real = pc_model.make_dataset
+
+    def interrupt_third(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(pc_model, "make_dataset", interrupt_third)
+    with pytest.raises(KeyboardInterrupt):
+        m.fit(steps=5, progress=False)
+    assert m.steps_done == 2  # was 0: the next fit repeated the same training batches
+    monkeypatch.setattr(pc_model, "make_dataset", real)
+    post = m.posterior(data)
+    assert bool(torch.isfinite(post.mean).all())
+
+
+def test_a_diverging_fit_restores_the_last_good_weights(data):
+    torch.set_num_threads(1)
+    m = ProbConserv("stefan", hidden=8, n_samples=4, seed=0)
+    real = m.net.loss
+    calls = {"n": 0}
+
+    def nan_second(*args):
+        calls["n"] += 1
+        loss, mu, sig = real(*args)
+        return (loss * NAN if calls["n"] == 2 else loss), mu, sig
+
+    m.net.loss = nan_second
+    res = m.fit(steps=4, progress=False)
+    assert res.message.startswith("diverged at step 1") and res.steps == 1
+    assert m.steps_done == 1
+    assert all(bool(torch.isfinite(p).all()) for p in m.net.parameters())
+    assert bool(torch.isfinite(m.posterior(data).mean).all())
+
+
+# -- posterior ------------------------------------------------------------------------------
+def test_posterior_checks_method_and_noise_settings(anp, data):
+    with pytest.raises(ValueError, match="method: expected 'probconserv', 'hardc' or 'none'"):
+        anp.posterior(data, method="HardC")
+    for method in ("none", "hardc"):  # the noise was silently ignored by these methods
+        with pytest.raises(ValueError, match="sigma_g, relative: only with method='probconserv'"):
+            anp.posterior(data, method=method, sigma_g=0.3)
+        with pytest.raises(ValueError, match="sigma_g, relative: only with method='probconserv'"):
+            anp.posterior(data, method=method, relative=True)
+    with pytest.raises(TypeError, match="sigma_g: expected a number"):
+        anp.posterior(data, sigma_g="a")  # was "new(): invalid data type 'str'"
+    with pytest.raises(TypeError, match="sigma_g: expected a number"):
+        anp.posterior(data, sigma_g=True)  # was taken as 1
+    with pytest.raises(TypeError, match="relative: expected True or False"):
+        anp.posterior(data, sigma_g=0.5, relative="no")  # was taken as True
+    # a tensor [B, nt, 1] (one sd per function and slice) is still accepted
+    sd = torch.tensor([[[0.1]], [[0.2]]], dtype=F64)
+    assert anp.posterior(data, sigma_g=sd).mean.shape == (2, 1, 201)
+    with pytest.raises(ValueError, match="sigma_g: expected non-negative values"):
+        anp.posterior(data, sigma_g=sd * NAN)
+    with pytest.raises(ValueError, match=r"sigma_g: expected a number or values broadcastable"):
+        anp.posterior(data, sigma_g=sd[:, 0])  # was torch's "expanded size" error
+
+
+def test_posterior_checks_the_context(anp, data):
+    with pytest.raises(ValueError, match=r"context.x_context: expected shape"):
+        anp.posterior(_with(data, params=data.params[:1]))  # was a reshape error
+    with pytest.raises(ValueError, match=r"context.y_context: expected shape"):
+        anp.posterior(_with(data, y_context=data.y_context[:, :5]))
+    with pytest.raises(ValueError, match=r"context.params: expected shape \[B\]"):
+        anp.posterior(_with(data, params=data.params[:, None]))
+
+
+def test_analytic_mass_needs_valid_parameters(anp, data):
+    nan = _with(data, params=torch.tensor([0.6, NAN], dtype=F64))
+    with pytest.raises(ValueError, match="context.params: expected finite parameters"):
+        anp.mass(nan)  # was NaN
+    with pytest.raises(ValueError, match="context.params: expected finite parameters"):
+        anp.posterior(nan)
+    # with a given mass the parameters are not used
+    post = anp.posterior(nan, mass=anp.mass(data), method="hardc")
+    assert bool(torch.isfinite(post.mean).all())
+
+
+def test_mass_discrepancy_checks_the_context(anp):
+    with pytest.raises(TypeError, match="context: expected GPMEData"):
+        anp.mass_discrepancy([1], mass=torch.zeros(1, 1))
+
+
+# -- calibrate ------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("kw", "err", "match"),
+    [
+        ({"data": [1]}, TypeError, "data: expected GPMEData"),  # said "context"
+        ({"neighbours": 3}, TypeError, "neighbours: expected a sequence"),
+        ({"neighbours": (0, 2)}, ValueError, "neighbours: only with objective='hybrid'"),
+        ({"selection": "min"}, ValueError, "selection: only with objective='hybrid'"),
+        ({"range_margin": 0.0}, ValueError, "range_margin: only with objective='hybrid'"),
+        ({"seed": "a"}, TypeError, "seed: expected an int"),
+        ({"seed": 1.5}, TypeError, "seed: expected an int"),
+        ({"local_seed": 3}, ValueError, "local_seed: only with local_functions > 0"),
+        ({"mass_check": "no"}, TypeError, "mass_check: expected True or False"),
+        ({"mass_floor": True}, TypeError, "mass_floor: expected a real number"),
+        ({"mass_length": "a"}, TypeError, "mass_length: expected a real number"),
+        ({"mass_gate": NAN}, ValueError, "mass_gate: expected a finite number"),
+        ({"objective": "hybrid", "mass_length": 0.1}, ValueError, "mass_length: only with"),
+        ({"objective": "hybrid", "mass_gate": None}, ValueError, "mass_gate: only with"),
+    ],
+)
+def test_calibrate_checks_its_settings(anp, kw, err, match):
+    before = (anp.calibration, anp.var_scale)
+    with pytest.raises(err, match=match):
+        anp.calibrate(n_functions=8, **kw)
+    assert (anp.calibration, anp.var_scale) == before
+
+
+def test_calibrate_refuses_settings_that_data_makes_unused(anp):
+    val = make_dataset("stefan", 12, seed=5)
+    with pytest.raises(ValueError, match="n_functions: only without data"):
+        anp.calibrate(val, n_functions=8)
+    with pytest.raises(ValueError, match="seed: only used to draw validation functions"):
+        anp.calibrate(val, seed=3)
+    with pytest.raises(ValueError, match="mass_gate: expected a finite number"):
+        anp.calibrate(val, objective="hybrid", local_functions=4, mass_gate=math.inf)
+    with pytest.raises(ValueError, match="mass_floor: only with a gate"):
+        anp.calibrate(val, objective="hybrid", local_functions=4, mass_gate=None, mass_floor=0.5)
+    # n_functions equal to len(data) is consistent, and accepted
+    assert anp.calibrate(val, n_functions=12) > 0
+    anp.var_scale = 1.0
+
+
+def test_calibrate_with_seed_none_draws_its_local_functions():
+    torch.set_num_threads(1)
+    m = ProbConserv("stefan", hidden=8, n_samples=4, seed=0)
+    # was "unsupported operand type(s) for +: 'NoneType' and 'int'" after the hybrid fit
+    beta = m.calibrate(n_functions=10, objective="hybrid", local_functions=4, seed=None)
+    assert 0 < beta <= 1 and m.calibration.local is not None
+
+
+# -- save / load ----------------------------------------------------------------------------
+def test_load_refuses_unknown_settings(tmp_path):
+    m = ProbConserv("stefan", hidden=8, n_samples=4, seed=0)
+    path = m.save(tmp_path / "m.pt")
+    ck = torch.load(path, weights_only=False)
+    ck["config"]["width_multiplier"] = 2
+    torch.save(ck, path)
+    with pytest.raises(ValueError, match=r"path: the checkpoint's settings \['width_multiplier'\]"):
+        ProbConserv.load(path)  # was "unexpected keyword argument"
+
+
+def test_a_gp_checkpoint_with_anp_settings_still_loads(tmp_path, data):
+    # older versions stored the ANP settings a meta-GP was given (and ignored)
+    gp = ProbConserv("stefan", step1="gp", gp_width=4, sigma_g=math.inf, relative=True, seed=None)
+    gp.fit(steps=1, progress=False)
+    path = gp.save(tmp_path / "gp.pt")
+    ck = torch.load(path, weights_only=False)
+    ck["config"].update(hidden=16, n_samples=8, covariance="diag")
+    torch.save(ck, tmp_path / "old.pt")
+    for back in (ProbConserv.load(path), ProbConserv.load(tmp_path / "old.pt")):
+        assert back.config == gp.config and back.steps_done == 1
+        a, b = gp.posterior(data), back.posterior(data)
+        assert torch.equal(a.mean, b.mean) and torch.equal(a.variance, b.variance)
+
+
+# -- Step 2 ---------------------------------------------------------------------------------
+def test_conservation_update_checks_its_settings(prior, anp, data):
+    g = trapezoid_weights(anp.problem.grid(11))
+    b = anp.mass(data).unsqueeze(-1)
+    for kw, err, match in (
+        ({"rcond": NAN}, ValueError, "rcond: expected a finite number"),  # never refused
+        ({"rcond": -1.0}, ValueError, "rcond: expected a number >= 0"),
+        ({"rcond": "a"}, TypeError, "rcond: expected a real number"),
+        ({"sigma_g": 0.1, "relative": "no"}, TypeError, "relative: expected True or False"),
+        ({"sigma_g": True}, TypeError, "sigma_g: expected a number >= 0 or a tensor"),
+        ({"sigma_g": "a"}, TypeError, "sigma_g: expected a tensor or array"),
+    ):
+        with pytest.raises(err, match=match):
+            conservation_update(prior, g, b, **kw)
+    with pytest.raises(ValueError, match=r"G: expected shape \[m, 11\] or \[\*batch, m, 11\]"):
+        conservation_update(prior, torch.ones(3, 1, 11), b)  # was torch's expand error
+    with pytest.raises(ValueError, match="G: expected linearly independent constraint rows"):
+        hard_projection(prior, torch.ones(2, 11), torch.ones(2))  # was _LinAlgError
+    with pytest.raises(ValueError, match=r"gt: expected shape \[\.\.\., 11, m\]"):
+        cov_times_gt(prior.covariance, torch.ones(5, 1))
+
+
+def test_conserve_slices_checks_its_inputs(prior, anp, data):
+    x, mass = anp.problem.grid(11), anp.mass(data)
+    with pytest.raises(TypeError, match="prior: expected a GaussianPosterior"):
+        conserve_slices(3, x, mass)  # was AttributeError
+    with pytest.raises(ValueError, match=r"mass: expected shape \(2, 1\)"):
+        conserve_slices(prior, x, torch.ones(3))  # named "b"
+    with pytest.raises(ValueError, match="sigma_g, relative: only with method='probconserv'"):
+        conserve_slices(prior, x, mass, 0.5, method="hardc")  # was ignored
+    with pytest.raises(ValueError, match="sigma_g, relative: only with method='probconserv'"):
+        conserve_slices(prior, x, mass, relative=True, method="hardc")
+    with pytest.raises(ValueError, match="method: expected 'probconserv' or 'hardc'"):
+        conserve_slices(prior, x, mass, method="none")
+
+
+# -- evaluation and the inequality step -------------------------------------------------------
+def test_shock_posterior_checks_its_inputs(prior):
+    x = torch.linspace(0, 1, 11, dtype=F64)
+    assert shock_posterior(prior, x.tolist(), 5).shape == (5, 2, 1)  # a list: AttributeError
+    with pytest.raises(ValueError, match="threshold: expected a finite number"):
+        shock_posterior(prior, x, 5, threshold=NAN)  # gave x[-1] for every draw
+    with pytest.raises(TypeError, match="seed: expected an int"):
+        shock_posterior(prior, x, 5, seed=1.5)  # was "manual_seed expected a long"
+    with pytest.raises(ValueError, match=r"x: expected shape \(11,\)"):
+        shock_posterior(prior, x[:5], 5)
+    with pytest.raises(TypeError, match="post: expected a GaussianPosterior"):
+        shock_posterior(prior.mean, x, 5)
+    with pytest.raises(ValueError, match="draws: expected finite values"):
+        shock_position(torch.full((2, 11), NAN), x)  # gave x[-1]
+
+
+def test_slice_scores_checks_its_inputs(prior, anp, data):
+    x, mass, truth = anp.problem.grid(11), anp.mass(data), prior.mean
+    ce = slice_scores(prior, truth.tolist(), x, mass)["ce"]  # a list: AttributeError
+    assert ce.shape == (2, 1)
+    with pytest.raises(ValueError, match=r"mass: expected shape \(2, 1\)"):
+        slice_scores(prior, truth, x, mass[:, 0])  # broadcast to a (2, 2) "ce" silently
+    with pytest.raises(ValueError, match=r"x: expected shape \(11,\)"):
+        slice_scores(prior, truth, x[:5], mass)  # was a matmul size mismatch
+    with pytest.raises(ValueError, match="var_floor: expected a finite number"):
+        slice_scores(prior, truth, x, mass, var_floor=NAN)
+
+
+def test_nonnegative_step_checks_its_inputs(prior, anp, data):
+    x, mass = anp.problem.grid(11), anp.mass(data)
+    with pytest.raises(ValueError, match="n_samples: expected an int >= 2"):
+        nonnegative_posterior(prior, x, mass, -1)
+    with pytest.raises(ValueError, match=r"mass: expected shape \(2, 1\)"):
+        nonnegative_posterior(prior, x, torch.ones(3), 4)  # was torch's expand error
+    with pytest.raises(ValueError, match=r"x: expected shape \(11,\)"):
+        nonnegative_posterior(prior, x[:5], mass, 4)
+    draws, g = torch.rand(2, 3, dtype=F64), torch.ones(3, dtype=F64)
+    with pytest.raises(ValueError, match=r"g: expected shape \(3,\)"):
+        project_nonnegative(draws, torch.ones(4), torch.ones(2))
+    with pytest.raises(ValueError, match=r"b: expected shape \(2,\)"):
+        project_nonnegative(draws, g, torch.ones(3))
+    with pytest.raises(ValueError, match="draws: expected finite values"):
+        project_nonnegative(draws * NAN, g, torch.ones(2))  # gave NaN draws
+    with pytest.raises(TypeError, match="iters: expected an int"):
+        project_nonnegative(draws, g, torch.ones(2), iters="3")
+
+
+# -- calibration building blocks --------------------------------------------------------------
+def test_mass_check_functions_check_their_inputs(prior, anp, data):
+    x = anp.problem.grid(11)
+    g = trapezoid_weights(x)
+    with pytest.raises(ValueError, match="mass: expected finite values"):
+        mass_residual(prior.mean, prior.covariance, g, torch.full((2, 1), NAN))  # NaN residual
+    with pytest.raises(TypeError, match="length: expected a real number"):
+        discrepancy_roots(x, g, "a")
+    with pytest.raises(ValueError, match="length: expected a finite number"):
+        discrepancy_roots(x, g, math.inf)
+    with pytest.raises(ValueError, match=r"g: expected shape \(11,\)"):
+        discrepancy_roots(x, g[:3], 0.1)
+    r, v = torch.ones(2, 1), torch.ones(2, 1)
+    with pytest.raises(ValueError, match="kappa: expected a finite number"):
+        discrepancy_variance(r, v, math.inf, 1.0)  # gave zeros
+    with pytest.raises(TypeError, match="floor: expected a real number"):
+        gated_discrepancy_variance(r, v, 1.0, 1.0, torch.ones(2, dtype=torch.bool), "a")
+    root = torch.ones(11, 2, dtype=F64)
+    with pytest.raises(ValueError, match="sd2: expected variances >= 0"):
+        add_discrepancy(prior.covariance, torch.tensor([[-1.0], [1.0]]), root)  # NaN covariance
+    with pytest.raises(ValueError, match="sd2: expected finite values"):
+        add_discrepancy(prior.covariance, torch.full((2, 1), NAN), root)  # returned unchanged
+    with pytest.raises(ValueError, match=r"root: expected shape \[11, R\]"):
+        add_discrepancy(prior.covariance, torch.ones(2, 1), torch.ones(5, 2))
+
+
+def test_conditional_scale_functions_check_their_settings():
+    gen = torch.Generator().manual_seed(0)
+    mean = torch.randn(12, 1, 5, dtype=F64, generator=gen)
+    mass, theta = torch.randn(12, 1, dtype=F64, generator=gen), torch.rand(12, dtype=F64)
+    for kw, err, match in (
+        ({"rank": 2.5}, TypeError, "rank: expected an int"),
+        ({"rank": True}, TypeError, "rank: expected an int"),  # was rank 1
+        ({"ridge": NAN}, ValueError, "ridge: expected a finite number"),  # NaN coefficients
+        ({"ridge": -1.0}, ValueError, "ridge: expected a number >= 0"),
+        ({"train_range": (0.0, math.inf)}, ValueError, r"train_range\[1\]: expected a finite"),
+        ({"train_range": (0.0, 1.0, 2.0)}, ValueError, r"train_range: expected \(lo, hi\)"),
+    ):
+        args = {"train_range": (0.0, 1.0)} | kw
+        with pytest.raises(err, match=match):
+            fit_parameter_map(mean, mass, theta, **args)
+    absz, u = torch.rand(4, 1, 3, dtype=F64), torch.rand(4, dtype=F64)
+    with pytest.raises(TypeError, match="bandwidth: expected a number > 0"):
+        local_coverage_scale(absz, u, u[:2], "a")
+    with pytest.raises(TypeError, match="level: expected a real number"):
+        local_coverage_scale(absz, u, u[:2], 0.1, level="a")
+    with pytest.raises(ValueError, match="bins: expected an int >= 1"):
+        binned_coverage_error(absz, torch.ones(4, 1), u, 0.0, 1.0, bins=0)  # gave 0.0
+    with pytest.raises(ValueError, match="bandwidths: expected at least one bandwidth"):
+        choose_bandwidth(absz, u, u, 0.0, 1.0, bandwidths=())  # "min() arg is an empty ..."
+
+
+def test_hybrid_calibration_functions_check_their_inputs(prior):
+    x = torch.linspace(0, 1, 11, dtype=F64)
+    root = torch.randn(1, 11, 3, dtype=F64)
+    with pytest.raises(ValueError, match="beta: expected a number <= 1"):
+        hybrid_covariance(prior.covariance, root, 1.5, 1.0, 1.0)  # a negative error weight
+    with pytest.raises(ValueError, match="scale: expected a number >= 0"):
+        hybrid_covariance(prior.covariance, root, 0.5, 1.0, -1.0)  # NaN variances
+    with pytest.raises(ValueError, match=r"err_root: expected shape \[nt, 11, V\]"):
+        hybrid_covariance(prior.covariance, root[:, :5], 0.5, 1.0, 1.0)
+    with pytest.raises(ValueError, match="per_function: expected the per-function MSEs"):
+        select_candidate({(0, 1.0): 1.0, (0, 0.5): 2.0}, {(0, 1.0): torch.ones(3)}, "one_se")
+    gen = torch.Generator().manual_seed(0)
+    mean = torch.randn(8, 1, 11, dtype=F64, generator=gen)
+    cov = DiagLinearOperator(torch.ones(8, 1, 11, dtype=F64))
+    t = torch.tensor([0.05], dtype=F64)
+
+    def update(p, idx):
+        return conserve_slices(p, x, torch.zeros(len(idx), 1))
+
+    for args, kw, err, match in (
+        ((lambda p: p,), {}, TypeError, r"update: expected a callable update\(prior, idx\) of"),
+        ((None,), {}, TypeError, r"update: expected a callable update\(prior, idx\)"),
+        ((lambda p, i: p.mean,), {}, TypeError, "update: expected update.* to return"),
+        ((update,), {"betas": (1.5,)}, ValueError, "betas: expected a number <= 1"),
+        ((update,), {"betas": ()}, ValueError, "betas: expected at least one"),
+        ((update,), {"neighbours": (-1,)}, ValueError, "neighbours: expected an int >= 0"),
+    ):
+        with pytest.raises(err, match=match):
+            fit_hybrid(mean, cov, mean + 0.1, *args, t, x, **kw)
+    with pytest.raises(ValueError, match="truth: expected finite values"):
+        fit_hybrid(mean, cov, mean * NAN, update, t, x)  # "not positive definite"
+    with pytest.raises(ValueError, match=r"truth: expected shape \(8, 1, 11\)"):
+        fit_hybrid(mean, cov, mean[..., :5], update, t, x)
+    with pytest.raises(ValueError, match=r"x: expected shape \(11,\)"):
+        fit_hybrid(mean, cov, mean + 0.1, update, t, x[:5])  # said "mean"
+    cal = fit_hybrid(mean, cov, mean + 0.1, update, t, x, betas=(1.0,))
+    assert isinstance(cal, HybridCalibration)
+    with pytest.raises(ValueError, match="stage: expected 'prior' or 'post'"):
+        cal.scale_for(mean, "posterior")  # gave the post-update scale
+
+
+def test_step2_outputs_stay_gaussian_posteriors(prior, anp, data):
+    post = conserve_slices(prior, anp.problem.grid(11), anp.mass(data))
+    assert isinstance(post, GaussianPosterior)
+    idata = post.to_inference_data(num_samples=3, dims=["function", "time", "x"], seed=0)
+    assert dict(idata.posterior["u"].sizes) == {
+        "chain": 1,
+        "draw": 3,
+        "function": 2,
+        "time": 1,
+        "x": 11,
+    }
+
+
+# -- the GPME problem generators ---------------------------------------------------------------
+def test_problem_generators_check_their_arguments():
+    pme = get_problem("pme")
+    with pytest.raises(TypeError, match="problem: expected one of"):
+        get_problem(["pme"])  # was "unhashable type: 'list'"
+    assert sample_parameters("pme", 3, seed=0).shape == (3,)  # a name: AttributeError
+    with pytest.raises(ValueError, match="n: expected an int >= 0"):
+        sample_parameters(pme, -1)  # "Trying to create tensor with negative dimension"
+    with pytest.raises(TypeError, match="seed: expected an int"):
+        sample_parameters(pme, 2, seed="a")
+    with pytest.raises(TypeError, match="seed: expected an int"):
+        make_dataset("pme", 2, seed=1.5)  # was seed 1
+    with pytest.raises(ValueError, match="n_functions: give either params"):
+        make_dataset("pme", 5, params=[2.0])  # n_functions was ignored: 1 function
+    with pytest.raises(ValueError, match=r"params: expected a 1-D sequence"):
+        make_dataset("pme", params=[[2.0, 3.0], [4.0, 5.0]])  # was flattened to 4 functions
+    with pytest.raises(ValueError, match="t: expected a finite number"):
+        eval_grid("pme", NAN)  # a NaN time column
+    with pytest.raises(ValueError, match="t: expected a number >= 0"):
+        eval_grid("pme", -0.5)
+    assert float(eval_grid("pme", torch.tensor(0.25))[0, 0]) == 0.25
+    with pytest.raises(ValueError, match=r"param: expected m in \(0, inf\)"):
+        mass_from_fluxes(pme, 0.5, -1.0)  # was NaN
+    assert mass_from_fluxes("pme", 0.5, 2.0) == pytest.approx(float(pme.mass(0.5, 2.0)))
+    with pytest.raises(TypeError, match="m: expected a real number"):
+        pme.setting("a")
+
+
+@pytest.mark.parametrize(
+    ("name", "method", "param", "match"),
+    [
+        ("pme", "solution", -1.0, r"m: expected values in \(0, inf\) for pme"),  # was -3.33
+        ("pme", "mass", 0.0, r"m: expected values in \(0, inf\) for pme"),  # was 0
+        ("pme", "boundary_flux", NAN, r"m: expected values .*received 1 NaN"),
+        ("diffusion", "solution", -1.0, r"k: expected values in \(0, inf\)"),  # growing "heat"
+        ("diffusion", "mass", NAN, r"k: expected values .*received 1 NaN"),
+        ("stefan", "solution", NAN, r"u_star: expected values in \(0, 1\), received 1 NaN"),
+    ],
+)
+def test_closed_forms_refuse_parameters_outside_their_family(name, method, param, match):
+    prob = get_problem(name)
+    args = (0.5, 0.2, param) if method == "solution" else (0.5, param)
+    with pytest.raises(ValueError, match=match):
+        getattr(prob, method)(*args)
+
+
+def test_stefan_constants_check_iters():
+    with pytest.raises(ValueError, match="iters: expected an int >= 1"):
+        stefan_constants(0.6, iters=0)  # gave alpha = 30
