@@ -93,12 +93,24 @@ def resolve_dtype(dtype: torch.dtype | str | None = None, default: torch.dtype =
     return dtype
 
 
+# the seeds torch.manual_seed / Generator.manual_seed accept
+_SEED_MIN, _SEED_MAX = -(2**63), 2**64 - 1
+
+
+def _check_seed(seed: Any) -> int:
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, (bool, np.bool_)):
+        raise TypeError(f"seed: expected int or None, received {type(seed).__name__} {seed!r}")
+    seed = int(seed)
+    if not _SEED_MIN <= seed <= _SEED_MAX:
+        raise ValueError(f"seed: expected an int in [-2**63, 2**64 - 1], received {seed}")
+    return seed
+
+
 def seed_everything(seed: int | None) -> None:
     """Seed python, numpy and torch (all devices). ``None`` leaves the state untouched."""
     if seed is None:
         return
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-        raise TypeError(f"seed: expected int or None, received {type(seed).__name__}")
+    seed = _check_seed(seed)
     random.seed(int(seed))
     np.random.seed(int(seed) % 2**32)
     torch.manual_seed(int(seed))
@@ -108,6 +120,9 @@ def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torc
     """A :class:`torch.Generator` on ``device`` seeded with ``seed`` (``None`` -> ``None``)."""
     if seed is None:
         return None
+    seed = _check_seed(seed)
+    if isinstance(device, str):
+        device = resolve_device(device)
     gen = torch.Generator(device=torch.device(device))
     gen.manual_seed(int(seed))
     return gen
@@ -115,7 +130,15 @@ def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torc
 
 def check_finite(name: str, value: Any) -> None:
     """Raise ``ValueError`` naming ``name`` if ``value`` holds NaN or Inf."""
-    t = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
+    if isinstance(value, torch.Tensor):
+        t = value
+    else:
+        try:
+            t = torch.as_tensor(np.asarray(value))
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(
+                f"{name}: expected numbers (a tensor or array), received {type(value).__name__}"
+            ) from err
     if t.is_floating_point() or t.is_complex():
         bad = ~torch.isfinite(t)
         if bool(bad.any()):
@@ -149,6 +172,8 @@ def as_tensor(
             raise TypeError(
                 f"{name}: expected a tensor or array, received {type(value).__name__}"
             ) from err
+    if isinstance(device, str):
+        device = resolve_device(device)
     if dtype is not None or device is not None:
         t = t.to(dtype=dtype or t.dtype, device=device or t.device)
     if ndim is not None and t.ndim != ndim:

@@ -34,6 +34,8 @@ from linear_operator.operators import (
 )
 from torch import Tensor
 
+from ._checks import check_int, check_real
+
 __all__ = [
     "psd_cholesky",
     "StructuredRoot",
@@ -50,12 +52,20 @@ def psd_cholesky(a: Tensor, name: str = "covariance", max_tries: int = 6) -> Ten
     Jitter starts at ``1e-10`` (float64) or ``1e-6`` (float32) times the mean diagonal and grows
     tenfold per try. Raises ``ValueError`` naming ``name`` if ``a`` is not PSD.
     """
-    if a.shape[-1] != a.shape[-2]:
+    if not isinstance(a, Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, received {type(a).__name__}")
+    if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
         raise ValueError(f"{name}: expected a square matrix, received shape {tuple(a.shape)}")
+    max_tries = check_int("max_tries", max_tries, minimum=1)
     a = 0.5 * (a + a.mT)
     l, info = torch.linalg.cholesky_ex(a)
     if not bool(info.any()):
         return l
+    bad = ~torch.isfinite(a)
+    if bool(bad.any()):  # only looked at once the plain factorisation has failed
+        raise ValueError(
+            f"{name}: expected finite values, received {int(bad.sum())} NaN/Inf entries"
+        )
     # the floor must be representable in a's dtype (1e-300 is 0 in float32)
     tiny = max(1e-300, torch.finfo(a.dtype).tiny)
     scale = a.diagonal(dim1=-2, dim2=-1).abs().mean(-1, keepdim=True).clamp_min(tiny)
@@ -81,6 +91,11 @@ def kron_matvec(factors: list[Tensor], z: Tensor) -> Tensor:
     """
     lead = z.shape[:-1]
     qs = [f.shape[-1] for f in factors]
+    if z.ndim == 0 or z.shape[-1] != math.prod(qs):
+        raise ValueError(
+            f"z: expected last dim {math.prod(qs)} (the product of the factors' column counts "
+            f"{qs}), received shape {tuple(z.shape)}"
+        )
     x = z.reshape(*lead, *qs)
     nl = len(lead)
     for i, f in enumerate(factors):
@@ -248,6 +263,18 @@ def pcg(
     the iteration count are exact and visible: callers report them, and no tolerance or
     iteration cap is set by a global setting.
     """
+    if not isinstance(b, Tensor) or not b.is_floating_point():
+        got = b.dtype if isinstance(b, Tensor) else type(b).__name__
+        raise TypeError(f"b: expected a floating-point tensor, received {got}")
+    tol = check_real("tol", tol, minimum=0.0)
+    maxiter = check_int("maxiter", maxiter, minimum=0)
+    if columns and b.ndim != 2:
+        raise ValueError(
+            f"b: expected [n, k] (k systems) with columns=True, received shape {tuple(b.shape)}"
+        )
+    if x0 is not None and (not isinstance(x0, Tensor) or x0.shape != b.shape):
+        got = tuple(x0.shape) if isinstance(x0, Tensor) else type(x0).__name__
+        raise ValueError(f"x0: expected the shape of b {tuple(b.shape)}, received {got}")
     dims = 0 if columns else tuple(range(b.ndim))
 
     def dot(u: Tensor, v: Tensor) -> Tensor:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,40 @@ class FitResult:
     @property
     def final_loss(self) -> float:
         return self.loss_history[-1] if self.loss_history else math.nan
+
+
+def _loss_value(loss: Any, where: str) -> float:
+    """The float value of a scalar loss (a number or a one-element tensor)."""
+    if isinstance(loss, torch.Tensor):
+        if loss.numel() != 1:
+            raise ValueError(
+                f"{where}: expected a scalar loss (a float or a one-element tensor), received a "
+                f"tensor of shape {tuple(loss.shape)}"
+            )
+        return float(loss.detach())
+    if (
+        isinstance(loss, bool)
+        or not isinstance(loss, (int, float))
+        and not hasattr(loss, "__float__")
+    ):
+        raise TypeError(
+            f"{where}: expected a scalar loss (a float or a one-element tensor), received "
+            f"{type(loss).__name__} {loss!r}"
+        )
+    return float(loss)
+
+
+def _as_params(params):
+    """A module as it is; a single tensor as a one-element list; an iterable as a list."""
+    if params is None or isinstance(params, torch.nn.Module):
+        return params
+    if isinstance(params, torch.Tensor):
+        return [params]
+    out = list(params)
+    bad = [type(p).__name__ for p in out if not isinstance(p, torch.Tensor)]
+    if bad:
+        raise TypeError(f"params: expected tensors or a torch.nn.Module, received {bad}")
+    return out
 
 
 def _snapshot(params: Iterable[torch.Tensor] | torch.nn.Module | None):
@@ -157,7 +191,7 @@ class DivergenceGuard:
     def __init__(self, params: Iterable[torch.Tensor] | torch.nn.Module):
         if params is None:
             raise ValueError("params: expected tensors or a torch.nn.Module, received None")
-        self._params = params if isinstance(params, torch.nn.Module) else list(params)
+        self._params = _as_params(params)
         self._snap = _snapshot(self._params)
         # the verified state before the last admitted one (admit_gradients can take that back)
         self._prev = _snapshot(self._params)
@@ -175,7 +209,7 @@ class DivergenceGuard:
         self._checks += 1
         self.reason = None
         self._admitted = False
-        val = float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
+        val = _loss_value(loss, "loss")
         if not math.isfinite(val):
             self.reason = f"loss {val}"
             self.restore()
@@ -252,6 +286,10 @@ def optimize(
     tol: stop when the relative loss change stays below ``tol`` for ``patience`` steps.
     raise_on_divergence: raise :class:`DivergenceError` (after the restore) instead of returning.
     """
+    if not callable(step):
+        raise TypeError(
+            f"step: expected a callable returning the loss, received {type(step).__name__}"
+        )
     steps = check_int("steps", steps, minimum=0)
     if tol is not None:
         tol = check_real("tol", tol, minimum=0.0)
@@ -264,9 +302,7 @@ def optimize(
             raise ValueError("params/guard: pass one of them (the guard holds its own tensors)")
         snapshot_every = 0
     offset = guard.steps if guard is not None else 0  # steps of the fit before this call
-    params = (
-        list(params) if params is not None and not isinstance(params, torch.nn.Module) else params
-    )
+    params = _as_params(params)
     hist: list[float] = []
     good = _snapshot(params)  # last values whose loss was finite (at first: the start)
     pending = _snapshot(params) if snapshot_every else None  # values before the current step
@@ -289,7 +325,7 @@ def optimize(
                 raise ValueError(
                     "guard: step() must call guard.admit(loss) before its update; it did not"
                 )
-            val = float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
+            val = _loss_value(loss, "step")
             if not math.isfinite(val):
                 if guard is not None:
                     guard.restore()  # admit() already did, unless step() returned another loss
@@ -324,23 +360,101 @@ def optimize(
     return res
 
 
+_CHECKPOINT_KEYS = ("kind", "config", "state")
+
+
+def _check_kind(kind: Any) -> str:
+    if not isinstance(kind, str) or not kind:
+        raise TypeError(f"kind: expected a non-empty string, received {kind!r}")
+    return kind
+
+
+def _check_path(path: Any) -> Path:
+    if not isinstance(path, (str, Path)) or not str(path):
+        raise TypeError(f"path: expected a file path (str or Path), received {path!r}")
+    return Path(path)
+
+
 def save_checkpoint(path: str | Path, *, kind: str, config: dict[str, Any], state: Any) -> Path:
-    """Save ``{"kind", "config", "state", "version"}`` with :func:`torch.save`."""
+    """Save ``{"kind", "config", "state", "version"}`` with :func:`torch.save`.
+
+    The file is written beside ``path`` first and renamed into place once complete, so a save
+    that fails (an unpicklable ``state``, a full disk) leaves any previous checkpoint at
+    ``path`` as it was and never a truncated file."""
+    import os
+    import uuid
+
     from . import __version__
 
-    path = Path(path)
+    path = _check_path(path)
+    kind = _check_kind(kind)
+    if not isinstance(config, Mapping):
+        raise TypeError(f"config: expected a dict of settings, received {type(config).__name__}")
+    if path.is_dir():
+        raise IsADirectoryError(f"path: expected a file path, received the folder {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"kind": kind, "config": config, "state": state, "version": __version__}, path)
+    # a fresh name beside the target (same file system, so the rename is atomic); created by
+    # torch.save itself, so the file gets the usual permissions
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        torch.save({"kind": kind, "config": config, "state": state, "version": __version__}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
 def load_checkpoint(path: str | Path, *, kind: str, map_location=None) -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint`, checking its ``kind``."""
-    path = Path(path)
+    """Load a checkpoint written by :func:`save_checkpoint`, checking its ``kind``.
+
+    Raises ``FileNotFoundError`` when ``path`` does not exist and ``ValueError`` naming the
+    path when the file is not a readable checkpoint (corrupt, truncated, another format, a
+    class that no longer imports), when it is a checkpoint of another ``kind`` or when it
+    lacks ``kind``/``config``/``state``. ``map_location`` given as a device string or
+    :class:`torch.device` is checked first (an unknown device, or CUDA where none is
+    available, is refused by name)."""
+    import pickle
+
+    from ._device import resolve_device
+
+    path = _check_path(path)
+    kind = _check_kind(kind)
+    if isinstance(map_location, (str, torch.device)):
+        try:
+            resolve_device(map_location)
+        except (ValueError, TypeError) as err:
+            raise ValueError(str(err).replace("device:", "map_location:", 1)) from None
     if not path.exists():
         raise FileNotFoundError(f"path: no checkpoint at {path}")
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    if path.is_dir():
+        raise IsADirectoryError(f"path: expected a checkpoint file, received the folder {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        RuntimeError,
+        ValueError,
+        ImportError,
+        AttributeError,
+        TypeError,
+        IndexError,
+        KeyError,
+    ) as err:
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ValueError(
+            f"path: cannot load {path} as a {kind!r} checkpoint ({type(err).__name__}: "
+            f"{detail}); the file may be corrupt, truncated, of another format or saved with "
+            "classes that no longer import"
+        ) from err
     if not isinstance(ckpt, dict) or ckpt.get("kind") != kind:
         got = ckpt.get("kind") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"path: expected a {kind!r} checkpoint, received {got!r}")
+        raise ValueError(f"path: expected a {kind!r} checkpoint, received {got!r} ({path})")
+    missing = [k for k in _CHECKPOINT_KEYS if k not in ckpt]
+    if missing:
+        raise ValueError(
+            f"path: the {kind!r} checkpoint at {path} lacks {missing} (expected the keys "
+            f"{list(_CHECKPOINT_KEYS)} written by save_checkpoint)"
+        )
     return ckpt

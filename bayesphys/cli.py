@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import sys
 import time
 from pathlib import Path
@@ -167,13 +168,13 @@ def _bench_script(component: str, must_exist: bool = True) -> Path | None:
         return None
     if not path.exists():
         if must_exist:
-            raise SystemExit(f"COMPONENT: no benchmark script at {path} (not landed yet)")
+            raise FileNotFoundError(f"COMPONENT: no benchmark script at {path} (not landed yet)")
         return None
     return path
 
 
 def cmd_bench(args, rest: list[str]) -> int:
-    path = _bench_script(args.component)
+    path = getattr(args, "bench_path", None) or _bench_script(args.component)
     spec = importlib.util.spec_from_file_location(f"_bayesphys_bench_{args.component}", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -209,6 +210,46 @@ def _device_arg(text: str) -> str:
     return text
 
 
+def _out_arg(text: str) -> str:
+    """An argparse ``type`` for ``--out``: a folder that exists or can be created here (a
+    file in the way, or a parent that is a file or not writable, is refused at parse time
+    instead of failing after the work is done)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a folder path, received an empty string")
+    path = Path(text)
+    if path.exists():
+        if not path.is_dir():
+            raise argparse.ArgumentTypeError(f"expected a folder, received the file {text!r}")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise argparse.ArgumentTypeError(f"folder {text!r} is not writable")
+        return text
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot create folder {text!r}: {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot create folder {text!r}: {parent} is not writable")
+    return text
+
+
+_SEED_RANGE = (-(2**63), 2**63 - 1)
+
+
+def _seed_arg(text: str) -> int:
+    """An argparse ``type`` for ``--seed``: an integer in the 64-bit range torch accepts."""
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, received {text!r}") from None
+    lo, hi = _SEED_RANGE
+    if not lo <= seed <= hi:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer in [-2**63, 2**63 - 1], received {text!r}"
+        )
+    return seed
+
+
 def _example_arg(text: str) -> str:
     """An argparse ``type`` for ``run EXAMPLE``: an example name (dashes or underscores)."""
     import pkgutil
@@ -229,11 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list examples and components")
     d = sub.add_parser("demo", help="run every component on a small embedded problem")
-    d.add_argument("--out", default="bayesphys-out")
+    d.add_argument("--out", type=_out_arg, default="bayesphys-out")
     d.add_argument(
         "--device", type=_device_arg, default="cpu", help="cpu, cuda or auto (default cpu)"
     )
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=_seed_arg, default=0)
     d.add_argument("--threads", type=positive_int, default=None)
     d.add_argument(
         "--only",
@@ -245,18 +286,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("example", type=_example_arg)
     r.add_argument("--smoke", action="store_true")
     r.add_argument("--device", type=_device_arg, default=None)
-    r.add_argument("--out", default=None)
-    r.add_argument("--seed", type=int, default=None)
+    r.add_argument("--out", type=_out_arg, default=None)
+    r.add_argument("--seed", type=_seed_arg, default=None)
     b = sub.add_parser("bench", help="run a component's paper-table benchmark")
     b.add_argument("component", choices=COMPONENTS + ("scale_out",))
     b.add_argument("--quick", action="store_true")
-    b.add_argument("--out", default=None)
+    b.add_argument("--out", type=_out_arg, default=None)
     b.add_argument("--device", type=_device_arg, default=None)
     c = sub.add_parser("calibrate", help="calibration suite (SBC, coverage, TARP) on a component")
     c.add_argument("component", choices=COMPONENTS + ("core",))
     c.add_argument("--quick", action="store_true")
-    c.add_argument("--out", default=None)
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", type=_out_arg, default=None)
+    c.add_argument("--seed", type=_seed_arg, default=0)
     return p
 
 
@@ -279,6 +320,11 @@ def main(argv: list[str] | None = None) -> int:
         if name is not None:
             load(name).main(["--help"])  # argparse prints them and exits
     args, rest = parser.parse_known_args(argv)
+    if args.command == "bench":
+        try:  # no benchmark script (an installed package, a component not landed): a usage error
+            args.bench_path = _bench_script(args.component)
+        except FileNotFoundError as err:
+            parser.error(str(err))
     if args.command in ("run", "bench"):
         return (cmd_run if args.command == "run" else cmd_bench)(args, rest)
     if rest:

@@ -55,6 +55,40 @@ def _np(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
+def _mapping(name: str, value: Any) -> dict:
+    """``value`` (``None`` or a mapping) as a dict; anything else is refused naming ``name``."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(
+            f"{name}: expected a mapping (dict) of name -> values, received {type(value).__name__}"
+        )
+    return dict(value)
+
+
+def _dim_names(where: str, names: Any, *, sample: bool) -> tuple[str, ...]:
+    """Dimension names as a tuple of distinct strings (a single string is one name)."""
+    if isinstance(names, str):
+        names = (names,)
+    if not isinstance(names, (list, tuple, np.ndarray)):
+        raise TypeError(
+            f"{where}: expected a list of dimension names, received {type(names).__name__} "
+            f"{names!r}"
+        )
+    names = tuple(names)
+    bad = [n for n in names if not isinstance(n, str) or not n]
+    if bad:
+        raise TypeError(f"{where}: expected non-empty strings as names, received {bad!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{where}: expected distinct names, received {list(names)}")
+    reserved = [n for n in names if n in ("chain", "draw")] if sample else []
+    if reserved:
+        raise ValueError(
+            f"{where}: 'chain' and 'draw' are the leading sample dims, received {list(names)}"
+        )
+    return names
+
+
 def _dataset(
     group: str,
     variables: Mapping[str, Any],
@@ -63,15 +97,30 @@ def _dataset(
 ) -> xr.Dataset:
     sample = group in SAMPLE_GROUPS
     data_vars = {}
+    lead_shape = None
     for name, value in variables.items():
+        if not isinstance(name, str) or not name:
+            raise TypeError(
+                f"{group}: expected non-empty strings as variable names, received {name!r}"
+            )
         arr = _np(value)
         lead = ("chain", "draw") if sample else ()
         if arr.ndim < len(lead):
             raise ValueError(
                 f"{group}.{name}: expected leading (chain, draw) dims, received shape {arr.shape}"
             )
+        if sample:
+            if lead_shape is not None and arr.shape[:2] != lead_shape[1]:
+                raise ValueError(
+                    f"{group}.{name}: expected leading (chain, draw) = {lead_shape[1]} like "
+                    f"{group}.{lead_shape[0]}, received shape {arr.shape}"
+                )
+            lead_shape = lead_shape or (name, arr.shape[:2])
         rest = arr.ndim - len(lead)
-        vdims = tuple(dims.get(name, [f"{name}_dim_{i}" for i in range(rest)]))
+        if name in dims:
+            vdims = _dim_names(f"dims[{name!r}]", dims[name], sample=sample)
+        else:
+            vdims = tuple(f"{name}_dim_{i}" for i in range(rest))
         if len(vdims) != rest:
             raise ValueError(
                 f"dims[{name!r}]: expected {rest} names for shape {arr.shape} in group "
@@ -79,8 +128,13 @@ def _dataset(
             )
         data_vars[name] = (lead + vdims, arr)
     sizes: dict[str, int] = {}
-    for vd, arr in data_vars.values():
-        sizes.update(zip(vd, arr.shape))
+    for name, (vd, arr) in data_vars.items():
+        for d, n in zip(vd, arr.shape):
+            if sizes.setdefault(d, n) != n:
+                raise ValueError(
+                    f"dims: dimension {d!r} of {group}.{name} has length {n}, but another "
+                    f"variable of group {group!r} gives it length {sizes[d]}"
+                )
     ds_coords = {}
     for c, v in coords.items():
         if c in sizes:
@@ -123,26 +177,48 @@ def build_inference_data(
     ``sample_stats`` are ``[chain, draw, *shape]``; ``observed_data`` and ``constant_data``
     are ``[*shape]``. ``dims[name]`` names the non-sample dims of ``name`` (the same names in
     ``posterior_predictive``/``log_likelihood`` and ``observed_data`` link them for
-    ``az.plot_ppc`` and ``az.loo``). ``coords[dim]`` is a 1-D array ``[size of dim]`` shared by
+    ``az.plot_ppc`` and ``az.loo``): distinct strings (a single string is one name), never
+    ``chain``/``draw`` in a sample group; a ``dims`` key that is no variable raises a
+    ``ValueError``. ``coords[dim]`` is a 1-D array ``[size of dim]`` shared by
     every group that has ``dim``; a name that is a dim of no group (e.g. a typo) raises a
-    ``ValueError``. Tensors are detached and copied to the CPU here, and only here.
+    ``ValueError``. ``extra_groups`` may not reuse a standard group's name. Tensors are
+    detached and copied to the CPU here, and only here.
     """
-    coords = dict(coords or {})
-    dims = dict(dims or {})
-    groups: dict[str, xr.Dataset] = {}
-    for gname, gvars in (
+    coords = _mapping("coords", coords)
+    dims = _mapping("dims", dims)
+    standard = (
         ("posterior", posterior),
         ("posterior_predictive", posterior_predictive),
         ("log_likelihood", log_likelihood),
         ("sample_stats", sample_stats),
         ("observed_data", observed_data),
         ("constant_data", constant_data),
-        *((extra_groups or {}).items()),
-    ):
+    )
+    extra = _mapping("extra_groups", extra_groups)
+    for gname in extra:
+        if not isinstance(gname, str) or not gname:
+            raise TypeError(f"extra_groups: expected non-empty group names, received {gname!r}")
+        if gname in dict(standard):
+            raise ValueError(
+                f"extra_groups: {gname!r} is a standard group; pass it as {gname}=, not in "
+                "extra_groups"
+            )
+    groups: dict[str, xr.Dataset] = {}
+    for gname, gvars in (*standard, *extra.items()):
+        where = gname if gname in dict(standard) else f"extra_groups[{gname!r}]"
+        gvars = _mapping(where, gvars)
         if gvars:
             groups[gname] = _dataset(gname, gvars, coords, dims)
     if not groups:
         raise ValueError("build_inference_data: received no variables in any group")
+    variables = {str(v) for ds in groups.values() for v in ds.data_vars}
+    stray = [name for name in dims if name not in variables]
+    if stray:
+        # a misspelt variable name would silently keep the default dim names
+        raise ValueError(
+            f"dims: expected names of variables {sorted(variables)}, received unknown "
+            f"variable name(s) {stray}"
+        )
     known = {str(d) for ds in groups.values() for d in ds.sizes}
     unknown = [c for c in coords if c not in known]
     if unknown:
@@ -171,11 +247,21 @@ def to_inference_data(
 
     num_samples = check_int("num_samples", num_samples, minimum=1)
     num_chains = check_int("num_chains", num_chains, minimum=1)
-    draws = posterior._draws_for_export(num_chains, num_samples, seed)
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name: expected a non-empty string, received {name!r}")
+    if seed is not None:
+        seed = check_int("seed", seed)
+    params = _mapping("params", params)
+    observed = _mapping("observed", observed)
+    if name in params:
+        raise ValueError(
+            f"params: {name!r} is the name of the exported field (name=); rename the parameter"
+        )
     nb, ne = len(posterior.batch_shape), len(posterior.event_shape)
     if dims is None:
         dims = [f"batch_{i}" for i in range(nb)] + [f"{name}_dim_{i}" for i in range(ne)]
-    dims = list(dims)
+    dims = list(_dim_names("dims", dims, sample=True))
+    draws = posterior._draws_for_export(num_chains, num_samples, seed)
     if len(dims) == ne and nb:
         dims = [f"batch_{i}" for i in range(nb)] + dims
     if len(dims) != nb + ne:
@@ -185,7 +271,7 @@ def to_inference_data(
         )
     all_dims = {name: dims}
     post_vars = {name: draws}
-    for pname, pdraws in (params or {}).items():
+    for pname, pdraws in params.items():
         arr = _np(pdraws)
         if arr.shape[:2] != tuple(draws.shape[:2]):
             raise ValueError(
@@ -193,9 +279,8 @@ def to_inference_data(
                 f"received {arr.shape}"
             )
         post_vars[pname] = arr
-    obs = dict(observed or {})
     return build_inference_data(
-        posterior=post_vars, observed_data=obs or None, coords=coords, dims=all_dims
+        posterior=post_vars, observed_data=observed or None, coords=coords, dims=all_dims
     )
 
 
@@ -222,7 +307,18 @@ def hdi_bounds(idata, var_name: str, prob: float = 0.94) -> tuple[np.ndarray, np
     """Highest-density interval ``(lower, upper)`` of posterior variable ``var_name``."""
     import arviz as az
 
-    da = group_dataset(idata, "posterior")[[var_name]]
+    from ._checks import check_real
+
+    prob = check_real("prob", prob)
+    if not 0.0 < prob <= 1.0:
+        raise ValueError(f"prob: expected a probability in (0, 1], received {prob}")
+    ds = group_dataset(idata, "posterior")
+    if var_name not in ds.data_vars:
+        raise KeyError(
+            f"var_name: {var_name!r} is not a posterior variable; available: "
+            f"{sorted(map(str, ds.data_vars))}"
+        )
+    da = ds[[var_name]]
     if ARVIZ_V1:  # pragma: no cover
         res = az.hdi(da, prob=prob, dim=["chain", "draw"])[var_name]
         return res.sel(ci_bound="lower").values, res.sel(ci_bound="upper").values
@@ -232,7 +328,14 @@ def hdi_bounds(idata, var_name: str, prob: float = 0.94) -> tuple[np.ndarray, np
 
 def save_netcdf(idata, path: str | Path) -> Path:
     """Write ``idata`` to netCDF (h5netcdf engine); returns the path."""
+    if not hasattr(idata, "to_netcdf"):
+        raise TypeError(
+            f"idata: expected InferenceData (or a DataTree on ArviZ >= 1), received "
+            f"{type(idata).__name__}"
+        )
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"path: expected a file path, received the folder {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
     if ARVIZ_V1:  # pragma: no cover
         idata.to_netcdf(path, engine="h5netcdf")
@@ -248,4 +351,12 @@ def load_netcdf(path: str | Path):
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"path: no InferenceData file at {path}")
-    return az.from_netcdf(str(path), engine="h5netcdf")
+    if path.is_dir():
+        raise IsADirectoryError(f"path: expected an InferenceData file, received the folder {path}")
+    try:
+        return az.from_netcdf(str(path), engine="h5netcdf")
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"path: {path} is not a readable netCDF InferenceData file (corrupt, truncated or "
+            f"another format): {type(err).__name__}: {err}"
+        ) from err

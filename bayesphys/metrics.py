@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -47,7 +48,26 @@ __all__ = [
 ]
 
 
+def _tensor(name: str, x, *, floating: bool = False) -> Tensor:
+    """``x`` if it is a tensor (floating or complex when ``floating``), else a ``TypeError``."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, received {type(x).__name__}")
+    if floating and not (x.is_floating_point() or x.is_complex()):
+        raise TypeError(
+            f"{name}: expected a floating-point tensor, received dtype {x.dtype} "
+            "(convert with .double() or .float())"
+        )
+    return x
+
+
+def _no_nan(name: str, x: Tensor) -> None:
+    if (x.is_floating_point() or x.is_complex()) and bool(torch.isnan(x).any()):
+        raise ValueError(f"{name}: expected no NaN entries, received {int(torch.isnan(x).sum())}")
+
+
 def _same_shape(a: Tensor, b: Tensor, an: str, bn: str) -> None:
+    _tensor(an, a)
+    _tensor(bn, b)
     if a.shape != b.shape:
         raise ValueError(
             f"{an}/{bn}: expected equal shapes, received {tuple(a.shape)} and {tuple(b.shape)}"
@@ -57,6 +77,8 @@ def _same_shape(a: Tensor, b: Tensor, an: str, bn: str) -> None:
 def relative_l2(pred: Tensor, truth: Tensor, dim=None) -> Tensor:
     r"""Relative L2 error :math:`\lVert \hat u - u\rVert / \lVert u\rVert` over ``dim`` (all)."""
     _same_shape(pred, truth, "pred", "truth")
+    _tensor("pred", pred, floating=True)
+    _tensor("truth", truth, floating=True)
     num = torch.linalg.vector_norm(pred - truth, dim=dim)
     den = torch.linalg.vector_norm(truth, dim=dim)
     return num / den.clamp_min(torch.finfo(den.dtype).tiny)
@@ -65,6 +87,8 @@ def relative_l2(pred: Tensor, truth: Tensor, dim=None) -> Tensor:
 def mse(pred: Tensor, truth: Tensor, dim=None) -> Tensor:
     """Mean squared error over ``dim`` (all)."""
     _same_shape(pred, truth, "pred", "truth")
+    _tensor("pred", pred, floating=True)
+    _tensor("truth", truth, floating=True)
     return (pred - truth).pow(2).mean(dim=dim) if dim is not None else (pred - truth).pow(2).mean()
 
 
@@ -84,17 +108,36 @@ def gaussian_nll(mean: Tensor, var: Tensor, y: Tensor, dim=None) -> Tensor:
             f"var: expected the mean's shape {tuple(mean.shape)} (or one broadcasting to it), "
             f"received {tuple(var.shape)}"
         )
-    if bool((var <= 0).any()):
-        raise ValueError("var: expected strictly positive variances")
+    if bool((~(var > 0)).any()):  # NaN too
+        raise ValueError("var: expected strictly positive variances (no NaN)")
     nll = 0.5 * (torch.log(2 * math.pi * var) + (y - mean) ** 2 / var)
     return nll.mean() if dim is None else nll.mean(dim)
 
 
 def crps_gaussian(mean: Tensor, std: Tensor, y: Tensor, dim=None) -> Tensor:
     r"""Continuous ranked probability score of ``N(mean, std^2)`` at ``y`` (closed form, mean)."""
-    mean, std, y = torch.broadcast_tensors(
-        torch.as_tensor(mean), torch.as_tensor(std), torch.as_tensor(y)
-    )
+    mean, std, y = torch.as_tensor(mean), torch.as_tensor(std), torch.as_tensor(y)
+    try:
+        shape = torch.broadcast_shapes(mean.shape, y.shape)
+    except RuntimeError:
+        shape = None
+    if shape not in (mean.shape, y.shape):
+        # e.g. mean [n, 1] against y [n]: broadcasting gave an [n, n] average
+        raise ValueError(
+            f"mean/y: expected equal shapes (or one broadcasting to the other), received "
+            f"{tuple(mean.shape)} and {tuple(y.shape)}"
+        )
+    try:
+        fits = torch.broadcast_shapes(shape, std.shape) == shape
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"std: expected a shape broadcasting to {tuple(shape)}, received {tuple(std.shape)}"
+        )
+    for name, t in (("mean", mean), ("std", std), ("y", y)):
+        check_finite(name, t)
+    mean, std, y = torch.broadcast_tensors(mean, std, y)
     if bool((std <= 0).any()):
         raise ValueError("std: expected strictly positive standard deviations")
     z = (y - mean) / std
@@ -109,10 +152,18 @@ def crps_samples(samples: Tensor, y: Tensor, dim=None) -> Tensor:
     Uses :math:`E|X-y| - \frac{1}{2S^2}\sum_{ij}|x_i-x_j|`, the latter from sorted draws:
     :math:`\sum_{ij}|x_i - x_j| = 2\sum_k (2k - S - 1) x_{(k)}`.
     """
-    if tuple(samples.shape[1:]) != tuple(y.shape):
+    _tensor("samples", samples, floating=True)
+    _tensor("y", y)
+    if samples.ndim == 0 or tuple(samples.shape[1:]) != tuple(y.shape):
         raise ValueError(
             f"samples: expected shape [S, {', '.join(map(str, y.shape))}], received {tuple(samples.shape)}"
         )
+    if samples.shape[0] == 0:
+        raise ValueError(
+            f"samples: expected at least one draw, received shape {tuple(samples.shape)}"
+        )
+    check_finite("samples", samples)
+    check_finite("y", y)
     s = samples.shape[0]
     term1 = (samples - y).abs().mean(0)
     xs, _ = samples.sort(0)
@@ -127,6 +178,8 @@ def interval_coverage(lower: Tensor, upper: Tensor, y: Tensor, dim=None) -> Tens
     """Fraction of ``y`` with ``lower <= y <= upper`` (mean over ``dim`` or all)."""
     _same_shape(lower, y, "lower", "y")
     _same_shape(upper, y, "upper", "y")
+    for name, t in (("lower", lower), ("upper", upper), ("y", y)):
+        _no_nan(name, t)  # a NaN compares false: it would count as outside, silently
     if bool((upper < lower).any()):
         raise ValueError("lower/upper: expected lower <= upper everywhere")
     inside = ((y >= lower) & (y <= upper)).to(torch.float64)
@@ -147,9 +200,27 @@ def calibration_curve(
     ``S = 19``); use many draws, or
     :func:`bayesphys.diagnostics.coverage.central_coverage`, which accounts for ``S``.
     """
-    nominal = torch.as_tensor(list(levels), dtype=torch.float64)
-    if nominal.ndim != 1 or not bool(((nominal > 0) & (nominal < 1)).all()):
-        raise ValueError(f"levels: expected probabilities in (0, 1), received {list(levels)!r}")
+    from .posterior import Posterior, _check_levels
+
+    nominal = torch.as_tensor(_check_levels(levels), dtype=torch.float64)
+    _tensor("y", y)
+    if isinstance(posterior_or_samples, Tensor):
+        _tensor("posterior_or_samples", posterior_or_samples, floating=True)
+        if posterior_or_samples.ndim == 0 or posterior_or_samples.shape[0] < 2:
+            raise ValueError(
+                "posterior_or_samples: expected draws [S, *shape] with S >= 2, received shape "
+                f"{tuple(posterior_or_samples.shape)}"
+            )
+        want = tuple(posterior_or_samples.shape[1:])
+    elif isinstance(posterior_or_samples, Posterior):
+        want = (*posterior_or_samples.batch_shape, *posterior_or_samples.event_shape)
+    else:
+        raise TypeError(
+            "posterior_or_samples: expected a Posterior or a tensor of draws [S, *shape], "
+            f"received {type(posterior_or_samples).__name__}"
+        )
+    if tuple(y.shape) != want:
+        raise ValueError(f"y: expected shape {want}, received {tuple(y.shape)}")
     obs = []
     for lv in nominal.tolist():
         if isinstance(posterior_or_samples, Tensor):
@@ -171,11 +242,30 @@ def conservation_error(field: Tensor, weights: Tensor, target: Tensor) -> Tensor
     ``field`` ``[*batch, n]``, ``weights`` (quadrature row(s) :math:`G`) ``[n]`` or ``[m, n]``,
     ``target`` :math:`b` broadcastable to ``[*batch]`` or ``[*batch, m]``.
     """
-    if weights.shape[-1] != field.shape[-1]:
+    _tensor("field", field)
+    _tensor("weights", weights)
+    if field.ndim == 0:
+        raise ValueError("field: expected shape [*batch, n], received a 0-d tensor")
+    if weights.ndim not in (1, 2) or weights.shape[-1] != field.shape[-1]:
         raise ValueError(
-            f"weights: expected last dim {field.shape[-1]} (the field's), received {tuple(weights.shape)}"
+            f"weights: expected [n] or [m, n] with n = {field.shape[-1]} (the field's last dim), "
+            f"received {tuple(weights.shape)}"
+        )
+    if weights.dtype != field.dtype:
+        raise TypeError(
+            f"weights: expected the field's dtype {field.dtype}, received {weights.dtype}"
         )
     gu = field @ weights.mT if weights.ndim == 2 else field @ weights
+    tshape = target.shape if isinstance(target, Tensor) else torch.as_tensor(target).shape
+    try:
+        fits = torch.broadcast_shapes(gu.shape, tshape) == gu.shape
+    except RuntimeError:
+        fits = False
+    if not fits:  # e.g. target [batch] against [batch, m]: the constraints would mix
+        raise ValueError(
+            f"target: expected a shape broadcasting to {tuple(gu.shape)} ([*batch] or "
+            f"[*batch, m]: one value per field and constraint), received {tuple(tshape)}"
+        )
     return (gu - target).abs()
 
 
@@ -193,8 +283,6 @@ def _as_cloud(x, name: str) -> Tensor:
 
 def _ot_weights(w, n: int, name: str):
     """Uniform ``[n]`` for ``None``, else ``w`` checked and normalised to sum 1 (float64)."""
-    import numpy as np
-
     if w is None:
         return np.full(n, 1 / n)
     w = torch.as_tensor(w).detach().to("cpu", torch.float64).numpy()
@@ -218,8 +306,8 @@ def wasserstein(x: Tensor, y: Tensor, p: int = 2, weights_x=None, weights_y=None
     """
     import ot
 
-    if p not in (1, 2):
-        raise ValueError(f"p: expected 1 or 2, received {p}")
+    if isinstance(p, bool) or p not in (1, 2):
+        raise ValueError(f"p: expected 1 or 2, received {p!r}")
     x, y = _as_cloud(x, "x"), _as_cloud(y, "y")
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x/y: expected equal dimensions, received {x.shape[1]} and {y.shape[1]}")
@@ -248,9 +336,30 @@ def mmd(
     Biased (V-statistic) estimate :math:`\overline{K_{xx}} + \overline{K_{yy}} - 2\overline{K_{xy}}`
     between ``x [n, d]`` and ``y [m, d]``; ``bandwidths`` are the kernel scales :math:`h`.
     """
+    from ._checks import check_real
+
+    if isinstance(bandwidths, (str, bytes)) or not isinstance(
+        bandwidths, (Sequence, Tensor, np.ndarray)
+    ):
+        raise TypeError(
+            f"bandwidths: expected a sequence of positive kernel scales, received "
+            f"{type(bandwidths).__name__} {bandwidths!r}"
+        )
+    bandwidths = list(bandwidths)
+    if not bandwidths:
+        raise ValueError("bandwidths: expected at least one kernel scale, received none")
+    for i, h in enumerate(bandwidths):
+        check_real(
+            f"bandwidths[{i}]", h.item() if isinstance(h, Tensor) else h, minimum=0.0, strict=True
+        )
     x, y = _as_cloud(x, "x"), _as_cloud(y, "y")
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x/y: expected equal dimensions, received {x.shape[1]} and {y.shape[1]}")
+    for name, t in (("x", x), ("y", y)):
+        if not t.is_floating_point():
+            raise TypeError(
+                f"{name}: expected a floating-point point cloud, received dtype {t.dtype}"
+            )
     y = y.to(x)
 
     def k(a, b):

@@ -31,14 +31,16 @@ torch.Size([5, 3])
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from linear_operator import to_dense, to_linear_operator
 from linear_operator.operators import DiagLinearOperator, LinearOperator
 from torch import Tensor
 
-from ._checks import check_int
+from ._checks import check_int, check_real
 from ._device import check_finite, resolve_device
 from ._linalg import diagonal, structured_root
 
@@ -50,31 +52,84 @@ __all__ = ["Posterior", "GaussianPosterior", "SamplePosterior"]
 SizeLike = "torch.Size | tuple[int, ...] | list[int] | int"
 
 
-def _size(sample_shape) -> torch.Size:
-    if isinstance(sample_shape, int):
-        sample_shape = (sample_shape,)
+def _shape_arg(name: str, shape) -> torch.Size:
+    """``shape`` (an int or a sequence of ints, each ``>= 0``) as a :class:`torch.Size`; a
+    ``bool``, a float or a string is refused with an error naming ``name``."""
+    if isinstance(shape, int) and not isinstance(shape, bool):
+        shape = (shape,)
+    if isinstance(shape, (str, bytes, bool)) or isinstance(shape, Tensor) and shape.ndim == 0:
+        raise TypeError(f"{name}: expected torch.Size or a tuple of ints, received {shape!r}")
     try:
-        size = torch.Size(sample_shape)
+        items = tuple(shape)
+        if any(isinstance(n, bool) for n in items):
+            raise TypeError
+        size = torch.Size(items)
     except TypeError as err:
         raise TypeError(
-            f"sample_shape: expected torch.Size or a tuple of ints, received {sample_shape!r}"
+            f"{name}: expected torch.Size or a tuple of ints, received {shape!r}"
         ) from err
     if any(n < 0 for n in size):
-        raise ValueError(f"sample_shape: expected non-negative sizes, received {tuple(size)}")
+        raise ValueError(f"{name}: expected non-negative sizes, received {tuple(size)}")
     return size
 
 
+def _size(sample_shape) -> torch.Size:
+    return _shape_arg("sample_shape", sample_shape)
+
+
 def _q_tensor(q, like: Tensor) -> Tensor:
+    if isinstance(q, Tensor):
+        real = q.is_floating_point() or (not q.is_complex() and q.dtype != torch.bool)
+    else:
+        try:
+            real = np.asarray(q).dtype.kind in "fiu"
+        except (TypeError, ValueError):
+            real = False
+    if not real:
+        raise TypeError(f"q: expected a probability or an array of probabilities, received {q!r}")
     qt = torch.as_tensor(q, dtype=like.dtype, device=like.device)
     if bool(((qt <= 0) | (qt >= 1)).any()) or bool(torch.isnan(qt).any()):
         raise ValueError(f"q: expected probabilities strictly inside (0, 1), received {q!r}")
     return qt
 
 
-def _check_level(level: float) -> float:
-    if not 0.0 < float(level) < 1.0:
-        raise ValueError(f"level: expected a probability in (0, 1), received {level!r}")
-    return float(level)
+def _check_level(level: float, name: str = "level") -> float:
+    if isinstance(level, Tensor) and level.ndim == 0 and level.dtype != torch.bool:
+        level = level.item()  # a 0-d tensor holding the level
+    elif isinstance(level, np.ndarray) and level.ndim == 0:
+        level = level.item()
+    level = check_real(name, level)
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"{name}: expected a probability in (0, 1), received {level!r}")
+    return level
+
+
+def _check_levels(levels, name: str = "levels") -> list[float]:
+    """A non-empty sequence of probabilities in ``(0, 1)`` as floats (a single number or a
+    string is refused: pass ``[level]``)."""
+    if isinstance(levels, (str, bytes)) or not isinstance(levels, (Sequence, np.ndarray, Tensor)):
+        raise TypeError(
+            f"{name}: expected a sequence of probabilities in (0, 1), received "
+            f"{type(levels).__name__} {levels!r}"
+        )
+    out = [_check_level(lv, f"{name}[{i}]") for i, lv in enumerate(list(levels))]
+    if not out:
+        raise ValueError(f"{name}: expected at least one probability, received none")
+    return out
+
+
+def _check_generator(generator, device: torch.device) -> None:
+    if generator is None:
+        return
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"generator: expected a torch.Generator or None, received {type(generator).__name__}"
+        )
+    if generator.device.type != device.type:
+        raise ValueError(
+            f"generator: expected a generator on the posterior's device ({device.type}), "
+            f"received one on {generator.device}"
+        )
 
 
 @runtime_checkable
@@ -150,6 +205,8 @@ class _PosteriorBase:
         ``coords`` gives their coordinate values (a name that is no dim of the export raises a
         ``ValueError``). ``params`` adds named parameter draws
         ``[chain, draw, *shape]`` to the posterior group; ``observed`` fills ``observed_data``.
+        ``seed`` (an int) makes the draws reproducible. A :class:`SamplePosterior` exports its
+        stored chains as they are (``num_samples``, ``num_chains`` and ``seed`` do not apply).
         """
         from .inference_data import to_inference_data
 
@@ -216,7 +273,7 @@ class GaussianPosterior(_PosteriorBase):
             raise TypeError(f"mean: expected a torch.Tensor, received {type(mean).__name__}")
         if not mean.is_floating_point():
             raise TypeError(f"mean: expected a floating tensor, received dtype {mean.dtype}")
-        event_shape = torch.Size(mean.shape if event_shape is None else event_shape)
+        event_shape = mean.shape if event_shape is None else _shape_arg("event_shape", event_shape)
         nev = len(event_shape)
         if tuple(mean.shape[mean.ndim - nev :]) != tuple(event_shape) or mean.ndim < nev:
             raise ValueError(
@@ -225,7 +282,27 @@ class GaussianPosterior(_PosteriorBase):
         self.event_shape = event_shape
         self.batch_shape = mean.shape[: mean.ndim - nev]
         n = math.prod(event_shape)
+        if not isinstance(validate, (bool, np.bool_)):
+            raise TypeError(
+                f"validate: expected True or False, received {type(validate).__name__} {validate!r}"
+            )
+        if root is not None and not callable(root):
+            raise TypeError(
+                f"root: expected a callable mapping base noise [*, M] to draws, received "
+                f"{type(root).__name__}"
+            )
+        if root_dim is not None:
+            if root is None:
+                raise ValueError(
+                    f"root_dim: only used with a custom root, received root_dim={root_dim!r} "
+                    "and root=None"
+                )
+            root_dim = check_int("root_dim", root_dim, minimum=1)
         if isinstance(covariance, Tensor):
+            if covariance.is_complex():
+                raise TypeError(
+                    f"covariance: expected a real tensor, received dtype {covariance.dtype}"
+                )
             covariance = covariance.to(dtype=mean.dtype, device=mean.device)
             if covariance.ndim == mean.ndim and covariance.shape == mean.shape:
                 raise ValueError(
@@ -238,6 +315,13 @@ class GaussianPosterior(_PosteriorBase):
                 "covariance: expected a LinearOperator or a torch.Tensor, received "
                 f"{type(covariance).__name__}"
             )
+        if covariance.device != mean.device:  # as a tensor covariance is moved
+            covariance = covariance.to(mean.device)
+        if covariance.dtype != mean.dtype and not isinstance(covariance, DiagLinearOperator):
+            # a tensor covariance takes the mean's dtype; so does a structured one (its root
+            # would otherwise meet noise of the mean's dtype and fail at the first draw); a
+            # diagonal one always worked in its own dtype and is kept as it is
+            covariance = covariance.to(mean.dtype)
         expected = (*self.batch_shape, n, n)
         if tuple(covariance.shape) != expected:
             raise ValueError(
@@ -308,22 +392,49 @@ class GaussianPosterior(_PosteriorBase):
         shape = _size(sample_shape)
         m = self._base_dim()
         if base_samples is None:
+            _check_generator(generator, self.device)
             base_samples = torch.randn(
                 (*shape, *self.batch_shape, m),
                 dtype=self.dtype,
                 device=self.device,
                 generator=generator,
             )
-        elif base_samples.shape[-1] != m:
-            raise ValueError(
-                f"base_samples: expected last dimension {m}, received shape {tuple(base_samples.shape)}"
-            )
+        else:
+            self._check_base_samples(base_samples, shape, m)
         if self._custom_root is not None:
             flat = self._custom_root(base_samples)
+            n = math.prod(self.event_shape)
+            if not isinstance(flat, Tensor) or flat.numel() != base_samples[..., 0].numel() * n:
+                got = tuple(flat.shape) if isinstance(flat, Tensor) else type(flat).__name__
+                raise ValueError(
+                    f"root: expected draws [..., {n}] from base noise of shape "
+                    f"{tuple(base_samples.shape)}, received {got}"
+                )
         else:
             flat = self._get_root().apply(base_samples)
         flat = flat.reshape(*base_samples.shape[:-1], math.prod(self.event_shape))
         return self._mean + flat.reshape(*flat.shape[:-1], *self.event_shape)
+
+    def _check_base_samples(self, base: Tensor, shape: torch.Size, m: int) -> None:
+        if not isinstance(base, Tensor):
+            raise TypeError(
+                f"base_samples: expected a torch.Tensor, received {type(base).__name__}"
+            )
+        if base.ndim == 0 or base.shape[-1] != m:
+            raise ValueError(
+                f"base_samples: expected last dimension {m}, received shape {tuple(base.shape)}"
+            )
+        if len(shape) and tuple(base.shape[: len(shape)]) != tuple(shape):
+            raise ValueError(
+                f"base_samples: expected leading dims sample_shape={tuple(shape)} "
+                f"([*sample_shape, *batch, {m}]), received shape {tuple(base.shape)}"
+            )
+        if base.device != self.device:
+            raise ValueError(
+                f"base_samples: expected a tensor on {self.device} (the posterior's device), "
+                f"received one on {base.device}"
+            )
+        check_finite("base_samples", base)
 
     def sample(self, sample_shape=torch.Size(), generator: torch.Generator | None = None) -> Tensor:
         """Draws ``[*sample_shape, *batch, *event]`` (no gradient)."""
@@ -343,13 +454,29 @@ class GaussianPosterior(_PosteriorBase):
             raise NotImplementedError(
                 "GaussianPosterior.log_prob: not available with a custom root"
             )
+        if not isinstance(value, Tensor):
+            raise TypeError(f"value: expected a torch.Tensor, received {type(value).__name__}")
         nev = len(self.event_shape)
-        if tuple(value.shape[value.ndim - nev :]) != tuple(self.event_shape):
+        if value.ndim < nev or tuple(value.shape[value.ndim - nev :]) != tuple(self.event_shape):
             raise ValueError(
                 f"value: expected trailing shape {tuple(self.event_shape)}, received {tuple(value.shape)}"
             )
+        try:
+            torch.broadcast_shapes(value.shape[: value.ndim - nev], self.batch_shape)
+        except RuntimeError:
+            raise ValueError(
+                f"value: expected shape [*, *batch, *event] with batch dims broadcasting to "
+                f"{tuple(self.batch_shape)}, received {tuple(value.shape)}"
+            ) from None
+        if value.device != self.device:
+            raise ValueError(
+                f"value: expected a tensor on {self.device} (the posterior's device), received "
+                f"one on {value.device}"
+            )
+        check_finite("value", value)
         root = self._get_root()
-        diff = (value - self._mean).reshape(*value.shape[: value.ndim - nev], -1)
+        diff = value - self._mean  # [*, *batch, *event]: the batch dims broadcast
+        diff = diff.reshape(*diff.shape[: diff.ndim - nev], -1)
         n = diff.shape[-1]
         maha = (diff * root.solve(diff)).sum(-1)
         return -0.5 * (maha + root.logdet() + n * math.log(2 * math.pi))
@@ -395,6 +522,10 @@ class SamplePosterior(_PosteriorBase):
                 f"draws: expected a floating tensor, received dtype {draws.dtype} "
                 "(convert with draws.double() or draws.float())"
             )
+        if not isinstance(chains, (bool, np.bool_)):
+            raise TypeError(
+                f"chains: expected True or False, received {type(chains).__name__} {chains!r}"
+            )
         if not chains:
             draws = draws.unsqueeze(0)
         if draws.ndim < 2:
@@ -429,7 +560,7 @@ class SamplePosterior(_PosteriorBase):
         return self.draws.shape[1]
 
     def _flat(self) -> Tensor:
-        return self.draws.reshape(-1, *self.draws.shape[2:])
+        return self.draws.reshape(self.draws.shape[0] * self.draws.shape[1], *self.draws.shape[2:])
 
     @property
     def mean(self) -> Tensor:
@@ -444,6 +575,7 @@ class SamplePosterior(_PosteriorBase):
     def sample(self, sample_shape=torch.Size(), generator: torch.Generator | None = None) -> Tensor:
         """Resample stored draws with replacement: ``[*sample_shape, *batch, *event]``."""
         shape = _size(sample_shape)
+        _check_generator(generator, self.device)
         flat = self._flat()
         idx = torch.randint(
             flat.shape[0], (math.prod(shape),), device=self.device, generator=generator
@@ -458,7 +590,14 @@ class SamplePosterior(_PosteriorBase):
     def quantile(self, q) -> Tensor:
         """Empirical marginal quantiles ``[*q.shape, *batch, *event]`` (linear interpolation)."""
         qt = _q_tensor(q, self.draws)
+        if self.dtype not in (torch.float32, torch.float64):
+            raise TypeError(
+                f"draws: quantiles need float32 or float64 draws, received {self.dtype} "
+                "(convert with draws.float())"
+            )
         flat = self._flat()
+        if flat[0].numel() == 0:  # an empty event: torch.quantile refuses empty input
+            return flat.new_empty((*qt.shape, *flat.shape[1:]))
         out = torch.quantile(flat, qt.reshape(-1), dim=0)
         return out.reshape(*qt.shape, *flat.shape[1:])
 

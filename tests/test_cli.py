@@ -267,3 +267,36 @@ def test_rows_table_refuses_zero_digits():
     # digits=0 built the format "{v:.-1e}" for small values and crashed
     with pytest.raises(ValueError, match="digits"):
         rows_table([{"a": 0.5}], digits=0)
+
+
+def test_bad_out_seed_and_missing_bench_script_are_usage_errors(tmp_path, monkeypatch, capsys):
+    # each used to run (part of) the command and end in a traceback with exit status 1
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for argv, msg in (
+        (["demo", "--out", str(a_file)], "argument --out: expected a folder, received the file"),
+        (["demo", "--out", str(a_file / "sub")], "argument --out: cannot create folder"),
+        (["demo", "--out", ""], "argument --out: expected a folder path, received an empty"),
+        (["calibrate", "core", "--out", str(a_file)], "argument --out: expected a folder"),
+        (["run", "cohort", "--out", str(a_file)], "argument --out: expected a folder"),
+        (["bench", "odil", "--out", str(a_file)], "argument --out: expected a folder"),
+        (["demo", "--seed", str(2**70)], "argument --seed: expected an integer in [-2**63"),
+        (["calibrate", "core", "--seed", "1.5"], "argument --seed: expected an integer, received"),
+        (["run", "cohort", "--seed", "x"], "argument --seed: expected an integer, received 'x'"),
+    ):
+        with pytest.raises(SystemExit) as info:
+            cli.main(argv)
+        assert info.value.code == 2, argv
+        err = capsys.readouterr().err
+        assert msg in err and "Traceback" not in err, (argv, err)
+
+    def no_checkout():
+        raise FileNotFoundError("benchmarks/: not found next to the package")
+
+    monkeypatch.setattr("bayesphys._bench.repo_root", no_checkout)
+    with pytest.raises(SystemExit) as info:
+        cli.main(["bench", "odil"])
+    assert info.value.code == 2
+    assert "benchmarks/: not found" in capsys.readouterr().err
+    # a negative seed stays valid (it always worked)
+    assert cli.build_parser().parse_args(["demo", "--seed", "-1"]).seed == -1

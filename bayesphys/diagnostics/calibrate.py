@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .._bench import bench_row
+from .._checks import check_int, check_real
 from .record_recal import recalibrated_rows
 from .result import CalibrationResult, analyse
 from .simulate import DEFAULT_LEVELS, Summary, simulate_and_infer
@@ -80,6 +81,12 @@ def calibration_rows(
     evaluated on the same ``N`` (:func:`~bayesphys.diagnostics.recalibrated_rows`).
     Components call this from ``bayesphys/<component>/_calibration.py::calibrate_rows``.
     """
+    if recalibrate is not None:
+        recalibrate = check_int("recalibrate", recalibrate, minimum=0)
+        if recalibrate == 1:
+            raise ValueError(
+                "recalibrate: expected 0/None (off) or n_fit >= 2 held-out simulations, received 1"
+            )
     res = run_sbc(
         simulate,
         infer,
@@ -110,6 +117,7 @@ def calibration_rows(
 
 def is_calibrated(metrics: Mapping[str, Any], *, alpha: float = 0.01) -> bool:
     """The issue-9 target: ``sbc_pvalue >= alpha`` and ``coverage90`` in ``[0.85, 0.95]``."""
+    alpha = check_real("alpha", alpha, minimum=0.0, maximum=1.0)
     p, c = metrics.get("sbc_pvalue"), metrics.get("coverage90")
     if p is None or c is None:
         return False

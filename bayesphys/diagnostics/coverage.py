@@ -44,7 +44,7 @@ from torch import Tensor
 
 from .._checks import check_int
 from ..metrics import calibration_curve, crps_samples, gaussian_nll
-from ..posterior import _check_level
+from ..posterior import Posterior, _check_level, _check_levels
 from .sbc import check_truth_draws
 from .simulate import DEFAULT_LEVELS
 
@@ -138,7 +138,7 @@ def expected_coverage(
     """``(nominal [M], observed [M, K])`` expected coverage per summary (``kind`` central|hdi)."""
     if kind not in ("central", "hdi"):
         raise ValueError(f"kind: expected 'central' or 'hdi', received {kind!r}")
-    levels = [_check_level(lv) for lv in levels]
+    levels = _check_levels(levels)
     if kind == "central":
         obs = torch.stack(
             [central_coverage(truth, draws, lv, seed=seed).double().mean(0) for lv in levels]
@@ -163,6 +163,8 @@ def tarp(
     "f" [N], "atc": float, "pvalue": float}``.
     """
     check_truth_draws(truth, draws)
+    seed = check_int("seed", seed)
+    n_alpha = check_int("n_alpha", n_alpha, minimum=2)
     # the box of truths *and* draws: a symmetric function of each problem's (truth, draws), so
     # a calibrated truth stays exchangeable with its draws (a box of the truths alone puts the
     # extreme truths on its edge, farther from the reference than their draws)
@@ -172,20 +174,20 @@ def tarp(
     t = (truth - lo) / span
     d = (draws - lo) / span
     gen = torch.Generator().manual_seed(int(seed) + 104729)
-    ref = torch.rand(t.shape, generator=gen, dtype=t.dtype)
+    ref = torch.rand(t.shape, generator=gen, dtype=t.dtype).to(t.device)
     d_draw = (d - ref[:, None, :]).norm(dim=-1)  # [N, L]
     d_true = (t - ref).norm(dim=-1)  # [N]
-    v = torch.rand(d_true.shape, generator=gen, dtype=t.dtype)
+    v = torch.rand(d_true.shape, generator=gen, dtype=t.dtype).to(t.device)
     # ties (discrete parameters, atoms) are broken at random as for the SBC ranks:
     # less + v (ties + 1) is uniform on [less, less + ties + 1), i.e. rank + V
     less = (d_draw < d_true[:, None]).double().sum(1)
     ties = (d_draw == d_true[:, None]).double().sum(1)
-    f = (less + v.double() * (ties + 1)) / (d_draw.shape[1] + 1)
+    f = ((less + v.double() * (ties + 1)) / (d_draw.shape[1] + 1)).cpu()
     alpha = torch.linspace(0, 1, n_alpha, dtype=torch.float64)
     ecp = (f[None, :] < alpha[:, None]).double().mean(1)
     upper = alpha >= 0.5
     atc = float(torch.trapezoid((ecp - alpha)[upper], alpha[upper]))
-    pval = float(stats.kstest(f.numpy(), "uniform").pvalue)
+    pval = float(stats.kstest(f.cpu().numpy(), "uniform").pvalue)
     return {"alpha": alpha, "ecp": ecp, "f": f, "atc": atc, "pvalue": pval}
 
 
@@ -195,6 +197,11 @@ def score_summary(truth: Tensor, draws: Tensor) -> dict:
     Both are in the units of the summaries; lower is better.
     """
     check_truth_draws(truth, draws)
+    if draws.shape[1] < 2:
+        raise ValueError(
+            f"draws: expected at least 2 draws per problem (L >= 2) for the moment-matched NLL, "
+            f"received L = {draws.shape[1]}"
+        )
     crps = crps_samples(draws.transpose(0, 1), truth)
     var = draws.var(1).clamp_min(torch.finfo(draws.dtype).tiny)
     nll = gaussian_nll(draws.mean(1), var, truth)
@@ -209,11 +216,21 @@ def field_calibration_curve(
     ``posteriors``: a sequence of ``Posterior`` or draws ``[S, *event]``; ``truths``: matching
     fields ``[*event]``. Returns ``(nominal [M], observed [M])``.
     """
+    if isinstance(posteriors, Posterior) or not isinstance(posteriors, (Sequence, Tensor)):
+        raise TypeError(
+            "posteriors: expected a sequence of Posterior or draws [S, *event] (one per problem), "
+            f"received {type(posteriors).__name__}"
+        )
+    if not isinstance(truths, (Sequence, Tensor)):
+        raise TypeError(
+            f"truths: expected a sequence of fields [*event], received {type(truths).__name__}"
+        )
     if len(posteriors) != len(truths) or len(truths) == 0:
         raise ValueError(
             f"posteriors/truths: expected equal non-zero lengths, received {len(posteriors)} "
             f"and {len(truths)}"
         )
+    levels = _check_levels(levels)
     obs = torch.stack(
         [calibration_curve(p, t, levels)[1] for p, t in zip(posteriors, truths)]
     ).mean(0)

@@ -22,6 +22,9 @@ def plot_component(
     component: str, rows: Sequence[dict], results: Sequence[CalibrationResult], path: str | Path
 ) -> Path:
     """Draw the calibration figure of ``component`` to ``path`` (PNG); returns the path."""
+    bad = [type(r).__name__ for r in results if not isinstance(r, CalibrationResult)]
+    if bad:
+        raise TypeError(f"results: expected CalibrationResult objects, received {bad}")
     import matplotlib
 
     matplotlib.use("Agg")

@@ -114,6 +114,11 @@ def analyse(
     seed: int = 0,
 ) -> CalibrationResult:
     """All diagnostics of a :class:`SimulationRecord` (ranks, tests, coverage, TARP, scores)."""
+    if not isinstance(record, SimulationRecord):
+        raise TypeError(
+            f"record: expected a SimulationRecord (from simulate_and_infer), received "
+            f"{type(record).__name__}"
+        )
     ranks = sbc_ranks(record.truth, record.draws, seed=seed)
     nominal, cen = expected_coverage(record.truth, record.draws, levels, "central", seed=seed)
     _, hdi = expected_coverage(record.truth, record.draws, levels, "hdi", seed=seed)

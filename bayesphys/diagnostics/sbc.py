@@ -53,6 +53,9 @@ def check_truth_draws(truth: Tensor, draws: Tensor) -> None:
     ``draws [N, L, K]`` of the same ``N`` and ``K``, all finite (a NaN compares neither below
     nor equal to anything: it would silently count as a draw above the truth, or give a NaN
     truth rank 0)."""
+    for name, t in (("truth", truth), ("draws", draws)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name}: expected a torch.Tensor, received {type(t).__name__}")
     if truth.ndim != 2 or draws.ndim != 3 or draws.shape[0] != truth.shape[0]:
         raise ValueError(
             f"truth/draws: expected [N, K] and [N, L, K], received {tuple(truth.shape)} and "
@@ -63,8 +66,34 @@ def check_truth_draws(truth: Tensor, draws: Tensor) -> None:
             f"draws: expected K = {truth.shape[1]} summaries in the last dim, received "
             f"{tuple(draws.shape)}"
         )
+    if truth.shape[0] == 0 or truth.shape[1] == 0 or draws.shape[1] == 0:
+        raise ValueError(
+            f"truth/draws: expected N >= 1 problems, L >= 1 draws and K >= 1 summaries, "
+            f"received truth {tuple(truth.shape)} and draws {tuple(draws.shape)}"
+        )
     check_finite("truth", truth)
     check_finite("draws", draws)
+
+
+def check_ranks(ranks: Tensor, n_draws: int) -> Tensor:
+    """Shared input check of the rank diagnostics: ``ranks [N, K]`` (or ``[N]``), integers
+    (integral floats accepted) in ``0..n_draws``, ``N, K >= 1``. Returns them ``[N, K]``."""
+    if not isinstance(ranks, Tensor):
+        raise TypeError(f"ranks: expected a torch.Tensor, received {type(ranks).__name__}")
+    if ranks.ndim == 1:
+        ranks = ranks[:, None]
+    if ranks.ndim != 2 or ranks.numel() == 0:
+        raise ValueError(
+            f"ranks: expected [N, K] with N, K >= 1, received shape {tuple(ranks.shape)}"
+        )
+    if ranks.is_floating_point():
+        if not bool((ranks == ranks.round()).all()):
+            raise ValueError("ranks: expected integer values in 0..L, received non-integers")
+    elif ranks.is_complex() or ranks.dtype == torch.bool:
+        raise TypeError(f"ranks: expected integer values in 0..L, received dtype {ranks.dtype}")
+    if float(ranks.min()) < 0 or float(ranks.max()) > n_draws:
+        raise ValueError(f"ranks: expected values in 0..{n_draws}, received out-of-range ranks")
+    return ranks
 
 
 def sbc_ranks(truth: Tensor, draws: Tensor, *, seed: int = 0) -> Tensor:
@@ -73,19 +102,23 @@ def sbc_ranks(truth: Tensor, draws: Tensor, *, seed: int = 0) -> Tensor:
     Ties are broken uniformly at random (seeded), so discrete summaries stay uniform.
     """
     check_truth_draws(truth, draws)
+    seed = check_int("seed", seed)
     t = truth[:, None, :]
     less = (draws < t).sum(1)
     ties = (draws == t).sum(1)
     gen = torch.Generator().manual_seed(int(seed))
-    u = torch.rand(ties.shape, generator=gen, dtype=torch.float64)
+    u = torch.rand(ties.shape, generator=gen, dtype=torch.float64).to(ties.device)
     extra = torch.floor(u * (ties + 1).double()).long()
     return (less + extra).long()
 
 
 def sbc_pit(ranks: Tensor, n_draws: int, *, seed: int = 0) -> Tensor:
     """Randomised PIT values ``[N, K]``: :math:`u = (r + V)/(L+1)`, exactly U(0,1) if calibrated."""
+    n_draws = check_int("n_draws", n_draws, minimum=1)
+    seed = check_int("seed", seed)
+    check_ranks(ranks, n_draws)
     gen = torch.Generator().manual_seed(int(seed) + 1)
-    v = torch.rand(ranks.shape, generator=gen, dtype=torch.float64)
+    v = torch.rand(ranks.shape, generator=gen, dtype=torch.float64).to(ranks.device)
     return (ranks.double() + v) / (n_draws + 1)
 
 
@@ -110,15 +143,13 @@ def sbc_uniformity(
     for KS. Reject calibration at level :math:`a` when ``pvalue < a``.
     """
     n_draws = check_int("n_draws", n_draws, minimum=1)
-    if ranks.ndim == 1:
-        ranks = ranks[:, None]
+    seed = check_int("seed", seed)
+    if n_bins is not None:
+        n_bins = check_int("n_bins", n_bins, minimum=2)
+    ranks = check_ranks(ranks, n_draws)
     if ranks.is_floating_point():
-        if not bool((ranks == ranks.round()).all()):
-            raise ValueError("ranks: expected integer values in 0..L, received non-integers")
         ranks = ranks.long()
     n, k = ranks.shape
-    if int(ranks.min()) < 0 or int(ranks.max()) > n_draws:
-        raise ValueError(f"ranks: expected values in 0..{n_draws}, received out-of-range ranks")
     b = _n_bins(n, n_draws, n_bins)
     # rank value v in 0..L goes to bin floor(v B / (L+1)); expected counts follow the number
     # of rank values per bin (all equal when B divides L + 1)
@@ -131,7 +162,7 @@ def sbc_uniformity(
         res = stats.chisquare(counts, expected)
         chi2.append(float(res.statistic))
         pchi.append(float(res.pvalue))
-    pit = sbc_pit(ranks, n_draws, seed=seed).numpy()
+    pit = sbc_pit(ranks, n_draws, seed=seed).cpu().numpy()
     pks = [float(stats.kstest(pit[:, j], "uniform").pvalue) for j in range(k)]
     return {
         "chi2": chi2,
@@ -176,7 +207,16 @@ def ecdf_band(
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """Simultaneous ``prob`` band ``(lower, upper)`` of a U(0,1) ECDF of ``N`` values at
     ``eval_points [M]``; the third value names the method used."""
+    from ..posterior import _check_level
+
+    n_sims = check_int("n_sims", n_sims, minimum=1)
+    prob = _check_level(prob, "prob")
     z = np.asarray(eval_points, dtype=float)
+    if z.ndim != 1 or not (np.isfinite(z).all() and (z >= 0).all() and (z <= 1).all()):
+        raise ValueError(
+            f"eval_points: expected a 1-D array of values in [0, 1], received shape {z.shape} "
+            f"with range [{np.nanmin(z) if z.size else 'n/a'}, {np.nanmax(z) if z.size else 'n/a'}]"
+        )
     try:
         from arviz.stats.ecdf_utils import ecdf_confidence_band
 
@@ -197,11 +237,10 @@ def _eval_points(n_draws: int, max_points: int = 100) -> np.ndarray:
 
 def pit_ecdf(ranks: Tensor, n_draws: int) -> tuple[np.ndarray, np.ndarray]:
     """``(z [M], F_hat [M, K])``: the rank ECDF :math:`\\#\\{r_i < m\\}/N` at ``z_m = m/(L+1)``."""
+    n_draws = check_int("n_draws", n_draws, minimum=1)
+    r = check_ranks(ranks, n_draws).cpu().numpy()
     z = _eval_points(n_draws)
     m = np.round(z * (n_draws + 1)).astype(int)
-    r = ranks.cpu().numpy()
-    if r.ndim == 1:
-        r = r[:, None]
     f = (r[None, :, :] < m[:, None, None]).mean(1)
     return z, f
 
@@ -219,10 +258,10 @@ def plot_pit_ecdf(
     simultaneous ``prob`` band; one line per summary. Returns the matplotlib axes."""
     import matplotlib.pyplot as plt
 
-    if ranks.ndim == 1:
-        ranks = ranks[:, None]
+    n_draws = check_int("n_draws", n_draws, minimum=1)
+    ranks = check_ranks(ranks, n_draws)
     n, k = ranks.shape
-    names = list(names) if names is not None else [f"s{j}" for j in range(k)]
+    names = _check_names(names, k) if names is not None else [f"s{j}" for j in range(k)]
     z, f = pit_ecdf(ranks, n_draws)
     lo, hi, method = ecdf_band(n, z, prob)
     if ax is None:
@@ -243,6 +282,21 @@ def plot_pit_ecdf(
     return ax
 
 
+def _check_names(names, k: int) -> list[str]:
+    """``k`` distinct non-empty summary names (a single string is refused: pass a list)."""
+    if isinstance(names, (str, bytes)) or not isinstance(names, Sequence):
+        raise TypeError(f"names: expected a list of {k} summary names, received {names!r}")
+    names = list(names)
+    if len(names) != k:
+        raise ValueError(f"names: expected {k} names (one per summary), received {len(names)}")
+    bad = [n for n in names if not isinstance(n, str) or not n]
+    if bad:
+        raise TypeError(f"names: expected non-empty strings, received {bad!r}")
+    if len(set(names)) != k:
+        raise ValueError(f"names: expected distinct names, received {names}")
+    return names
+
+
 def ranks_inference_data(
     ranks: Tensor,
     names: Sequence[str],
@@ -259,15 +313,28 @@ def ranks_inference_data(
     carry the explicit dim ``sbc_simulation``. With ``idata`` given, the group is added to it;
     ``attrs`` (e.g. problem and method) are stored on the group.
     """
-    from ..inference_data import ARVIZ_V1, build_inference_data, group_dataset
+    from ..inference_data import (
+        ARVIZ_V1,
+        SAMPLE_GROUPS,
+        build_inference_data,
+        group_dataset,
+        group_names,
+    )
 
-    if ranks.ndim == 1:
-        ranks = ranks[:, None]
-    if ranks.shape[1] != len(names):
+    n_draws = check_int("n_draws", n_draws, minimum=1)
+    ranks = check_ranks(ranks, n_draws)
+    names = _check_names(names, ranks.shape[1])
+    if "sbc_n_draws" in names:
+        raise ValueError("names: 'sbc_n_draws' is the name of the stored L; rename the summary")
+    if not isinstance(group, str) or not group:
+        raise TypeError(f"group: expected a non-empty string, received {group!r}")
+    if group in (*SAMPLE_GROUPS, "observed_data", "constant_data"):
         raise ValueError(
-            f"names: expected {ranks.shape[1]} names for ranks {tuple(ranks.shape)}, received "
-            f"{len(names)}"
+            f"group: expected a group of its own (e.g. 'prior_sbc'), received the standard "
+            f"group {group!r}"
         )
+    if idata is not None and group in group_names(idata):
+        raise ValueError(f"group: {group!r} is already a group of idata; pick another name")
     variables = {nm: ranks[:, j].cpu().numpy() for j, nm in enumerate(names)}
     variables["sbc_n_draws"] = np.asarray(int(n_draws))
     dims = {nm: ["sbc_simulation"] for nm in names}

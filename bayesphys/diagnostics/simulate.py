@@ -25,8 +25,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._checks import check_int, check_real
 from .._device import check_finite
-from ..posterior import Posterior
+from ..posterior import Posterior, _check_levels
 
 __all__ = [
     "SimulationRecord",
@@ -80,7 +81,15 @@ def probe(index: int | Sequence[int]) -> Summary:
 
     ``[*S, *event] -> [*S]``.
     """
-    idx = (index,) if isinstance(index, int) else tuple(index)
+    if isinstance(index, (str, bytes)) or not isinstance(index, (int, Sequence, Tensor)):
+        raise TypeError(f"index: expected an int or a tuple of ints, received {index!r}")
+    if isinstance(index, Tensor):  # an integer tensor of grid indices
+        raw = tuple(index.reshape(-1).tolist()) if not index.is_floating_point() else (index,)
+    else:
+        raw = (index,) if isinstance(index, int) else tuple(index)
+    idx = tuple(check_int(f"index[{k}]", i) for k, i in enumerate(raw))
+    if not idx:
+        raise ValueError("index: expected at least one grid index, received ()")
 
     def f(u: Tensor) -> Tensor:
         return u[(..., *idx)]
@@ -94,8 +103,21 @@ def total_mass(weights: Tensor | float = 1.0, event_ndim: int = 1) -> Summary:
     ``[*S, *event] -> [*S]``.
     """
 
+    event_ndim = check_int("event_ndim", event_ndim, minimum=1)
+
     def f(u: Tensor) -> Tensor:
         w = torch.as_tensor(weights, dtype=u.dtype, device=u.device)
+        ev = tuple(u.shape[u.ndim - event_ndim :])
+        try:
+            fits = u.ndim >= event_ndim and torch.broadcast_shapes(w.shape, ev) == ev
+        except RuntimeError:
+            fits = False
+        if not fits or w.ndim > event_ndim:
+            raise ValueError(
+                f"weights: expected a shape broadcasting to the event {ev} (the last "
+                f"event_ndim={event_ndim} dims of the field {tuple(u.shape)}), received "
+                f"{tuple(w.shape)}"
+            )
         dims = tuple(range(-event_ndim, 0))
         return (u * w).sum(dim=dims)
 
@@ -108,8 +130,22 @@ def front_position(x: Tensor, level: float = 0.5) -> Summary:
     :math:`x_f = \max\{x_j : u(x_j) \ge c\}` refined by linear interpolation to the next point
     (``x[0]`` when no point exceeds ``c``). ``u [*S, n] -> [*S]``; ``x [n]`` increasing.
     """
+    if not isinstance(x, Tensor):
+        x = torch.as_tensor(x, dtype=torch.float64)
+    if x.ndim != 1 or x.shape[0] < 2:
+        raise ValueError(
+            f"x: expected a 1-D grid of n >= 2 points, received shape {tuple(x.shape)}"
+        )
+    check_finite("x", x)
+    if not bool((x[1:] > x[:-1]).all()):
+        raise ValueError("x: expected strictly increasing grid coordinates")
+    level = check_real("level", level)
 
     def f(u: Tensor) -> Tensor:
+        if u.ndim == 0 or u.shape[-1] != x.shape[0]:
+            raise ValueError(
+                f"u: expected fields [*S, {x.shape[0]}] on the grid x, received {tuple(u.shape)}"
+            )
         xs = x.to(u)
         above = u >= level
         n = u.shape[-1]
@@ -155,6 +191,7 @@ def posterior_draws(post: Posterior | Tensor, n_draws: int, generator=None) -> T
     """
     from ..posterior import SamplePosterior
 
+    n_draws = check_int("n_draws", n_draws, minimum=1)
     if isinstance(post, SamplePosterior):
         post = post.draws.reshape(-1, *post.draws.shape[2:])
     if isinstance(post, Tensor):
@@ -231,19 +268,50 @@ def simulate_and_infer(
     SimulationRecord
         with ``truth [N, K]`` and ``draws [N, L, K]``.
     """
-    if n_sims < 2 or n_draws < 1:
-        raise ValueError(
-            f"n_sims/n_draws: expected n_sims >= 2 and n_draws >= 1, received {n_sims}, {n_draws}"
-        )
+    n_sims = check_int("n_sims", n_sims, minimum=2)
+    n_draws = check_int("n_draws", n_draws, minimum=1)
+    seed = check_int("seed", seed)
+    if field_levels is not None:
+        field_levels = _check_levels(field_levels, "field_levels")
+    for name, fn in (("simulate", simulate), ("infer", infer)):
+        if not callable(fn):
+            raise TypeError(f"{name}: expected a callable, received {type(fn).__name__}")
+    if summaries is not None:
+        if not isinstance(summaries, Mapping):
+            raise TypeError(
+                f"summaries: expected a dict {{name: callable}}, received {type(summaries).__name__}"
+            )
+        if not summaries:
+            raise ValueError("summaries: expected at least one summary, received an empty dict")
+        bad = [k for k, f in summaries.items() if not callable(f)]
+        if bad:
+            raise TypeError(f"summaries: expected callables, received non-callable {bad}")
     t0 = time.perf_counter()
-    theta, data = simulate(n_sims, seed=seed)
+    out = simulate(n_sims, seed=seed)
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        raise TypeError(
+            f"simulate: expected simulate(n, seed=) to return (theta, data), received "
+            f"{type(out).__name__}"
+        )
+    theta, data = out
     theta = torch.as_tensor(theta)
-    if theta.shape[0] != n_sims:
+    if theta.ndim == 0 or theta.shape[0] != n_sims:
         raise ValueError(
             f"simulate: expected theta with leading dim {n_sims}, received {tuple(theta.shape)}"
         )
     summaries = dict(summaries or default_summaries(theta.shape[1:]))
     names = list(summaries)
+
+    def summarise(k: str, u: Tensor, n: int, what: str) -> Tensor:
+        s = summaries[k](u)
+        if not isinstance(s, Tensor) or s.numel() != n:
+            got = tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__
+            raise ValueError(
+                f"summaries[{k!r}]: expected one value per field ({n} for {what} of shape "
+                f"{tuple(u.shape)}), received {got}"
+            )
+        return s
+
     gens: dict[torch.device, torch.Generator] = {}  # one seeded generator per device
 
     def gen_for(dev: torch.device) -> torch.Generator:
@@ -255,6 +323,11 @@ def simulate_and_infer(
     truths, draws_all, fcov = [], [], []
     for i in range(n_sims):
         post = infer(data[i])
+        if not isinstance(post, (Tensor, Posterior)):
+            raise TypeError(
+                f"infer: expected a Posterior or a tensor of draws, received "
+                f"{type(post).__name__} (problem {i})"
+            )
         g = None if isinstance(post, Tensor) else gen_for(post.device)
         d = posterior_draws(post, n_draws, generator=g)
         t_i = theta[i].to(d)
@@ -263,8 +336,14 @@ def simulate_and_infer(
                 f"infer: expected posterior draws of the simulated object's shape "
                 f"{tuple(t_i.shape)}, received draws {tuple(d.shape)} (problem {i})"
             )
-        truths.append(torch.stack([summaries[k](t_i) for k in names]).reshape(len(names)))
-        draws_all.append(torch.stack([summaries[k](d).reshape(n_draws) for k in names], -1))
+        truths.append(
+            torch.stack([summarise(k, t_i, 1, "the truth").reshape(()) for k in names]).reshape(
+                len(names)
+            )
+        )
+        draws_all.append(
+            torch.stack([summarise(k, d, n_draws, "the draws").reshape(n_draws) for k in names], -1)
+        )
         check_finite(f"simulate: summaries of theta (problem {i})", truths[-1])
         check_finite(f"infer: summaries of the posterior draws (problem {i})", draws_all[-1])
         if field_levels is not None:
