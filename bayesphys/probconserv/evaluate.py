@@ -24,7 +24,7 @@ from .. import metrics
 from .._checks import check_int, check_real
 from .._device import as_tensor
 from ..posterior import GaussianPosterior
-from .update import trapezoid_weights
+from .update import check_slice_mass, trapezoid_weights
 
 __all__ = ["slice_scores", "shock_position", "shock_posterior"]
 
@@ -50,17 +50,7 @@ def slice_scores(
             f"x: expected shape ({mu.shape[-1]},) (one point per field value), received "
             f"{tuple(x.shape)}"
         )
-    mass = as_tensor("mass", mass).to(mu)
-    batch = mu.shape[:-1]
-    try:
-        ok = torch.broadcast_shapes(mass.shape, batch) == batch
-    except RuntimeError:
-        ok = False
-    if not ok:
-        raise ValueError(
-            f"mass: expected shape {tuple(batch)} (one value per function and time slice) or "
-            f"broadcastable to it, received {tuple(mass.shape)}"
-        )
+    mass = check_slice_mass(mass, mu.shape[:-1], mu.dtype, mu.device)
     var = post.variance.clamp_min(var_floor)
     sd = var.sqrt()
     ll = -0.5 * (torch.log(2 * math.pi * var) + (truth - mu) ** 2 / var)

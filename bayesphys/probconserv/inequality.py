@@ -20,7 +20,7 @@ from torch import Tensor
 from .._checks import check_int
 from .._device import as_tensor
 from ..posterior import GaussianPosterior, SamplePosterior
-from .update import trapezoid_weights
+from .update import check_slice_mass, trapezoid_weights
 
 __all__ = ["project_nonnegative", "nonnegative_posterior"]
 
@@ -96,17 +96,7 @@ def nonnegative_posterior(
             f"x: expected shape ({post.event_shape[0]},) (the posterior's event), received "
             f"{tuple(g.shape)}"
         )
-    mass = as_tensor("mass", mass, dtype=post.dtype).to(post.device)
-    batch = post.batch_shape
-    try:
-        ok = torch.broadcast_shapes(mass.shape, batch) == batch
-    except RuntimeError:
-        ok = False
-    if not ok:
-        raise ValueError(
-            f"mass: expected shape {tuple(batch)} (one value per function and time slice) or "
-            f"broadcastable to it, received {tuple(mass.shape)}"
-        )
+    mass = check_slice_mass(mass, post.batch_shape, post.dtype, post.device)
     gen = None
     if seed is not None:
         seed = check_int("seed", seed)

@@ -165,6 +165,22 @@ def _prepare(prior: GaussianPosterior, G: Tensor, b: Tensor | float):
     return mean, G, b, n, m
 
 
+def check_slice_mass(mass, batch: torch.Size, dtype: torch.dtype, device) -> Tensor:
+    """``mass`` as a tensor of ``dtype`` on ``device`` that broadcasts to the posterior's
+    ``batch`` shape ``[B, nt]`` (one value per function and time slice), or a clear error."""
+    mass = as_tensor("mass", mass, dtype=dtype, device=device)
+    try:
+        ok = torch.broadcast_shapes(mass.shape, batch) == batch
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"mass: expected shape {tuple(batch)} (one value per function and time slice) or "
+            f"broadcastable to it, received {tuple(mass.shape)}"
+        )
+    return mass
+
+
 def check_sigma_g(sigma_g) -> None:
     """Refuse a ``sigma_g`` that is no number or real tensor, or holds NaN or negative values
     (``inf`` is allowed: no update)."""
@@ -375,17 +391,7 @@ def conserve_slices(
             f"x: expected {prior.event_shape[0]} grid points (the prior's event), received "
             f"shape {tuple(g.shape)}"
         )
-    mass = as_tensor("mass", mass, dtype=_F64, device=prior.device)
-    batch = prior.batch_shape
-    try:
-        ok = torch.broadcast_shapes(mass.shape, batch) == batch
-    except RuntimeError:
-        ok = False
-    if not ok:
-        raise ValueError(
-            f"mass: expected shape {tuple(batch)} (one value per function and time slice) or "
-            f"broadcastable to it, received {tuple(mass.shape)}"
-        )
+    mass = check_slice_mass(mass, prior.batch_shape, _F64, prior.device)
     b = mass.unsqueeze(-1) if mass.ndim else mass
     if method == "probconserv":
         return conservation_update(prior, g.unsqueeze(-2), b, sigma_g, relative=relative)
