@@ -200,7 +200,8 @@ def calibration_curve(
     ``S = 19``); use many draws, or
     :func:`bayesphys.diagnostics.coverage.central_coverage`, which accounts for ``S``.
     """
-    from .posterior import Posterior, _check_levels
+    from ._posterior_args import _check_levels
+    from .posterior import Posterior
 
     nominal = torch.as_tensor(_check_levels(levels), dtype=torch.float64)
     _tensor("y", y)

@@ -31,7 +31,6 @@ torch.Size([5, 3])
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -40,9 +39,16 @@ from linear_operator import to_dense, to_linear_operator
 from linear_operator.operators import DiagLinearOperator, LinearOperator
 from torch import Tensor
 
-from ._checks import check_int, check_real
+from ._checks import check_int
 from ._device import check_finite, resolve_device
 from ._linalg import diagonal, structured_root
+from ._posterior_args import (
+    _check_generator,
+    _check_level,
+    _q_tensor,
+    _shape_arg,
+    _size,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import arviz
@@ -50,86 +56,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Posterior", "GaussianPosterior", "SamplePosterior"]
 
 SizeLike = "torch.Size | tuple[int, ...] | list[int] | int"
-
-
-def _shape_arg(name: str, shape) -> torch.Size:
-    """``shape`` (an int or a sequence of ints, each ``>= 0``) as a :class:`torch.Size`; a
-    ``bool``, a float or a string is refused with an error naming ``name``."""
-    if isinstance(shape, int) and not isinstance(shape, bool):
-        shape = (shape,)
-    if isinstance(shape, (str, bytes, bool)) or isinstance(shape, Tensor) and shape.ndim == 0:
-        raise TypeError(f"{name}: expected torch.Size or a tuple of ints, received {shape!r}")
-    try:
-        items = tuple(shape)
-        if any(isinstance(n, bool) for n in items):
-            raise TypeError
-        size = torch.Size(items)
-    except TypeError as err:
-        raise TypeError(
-            f"{name}: expected torch.Size or a tuple of ints, received {shape!r}"
-        ) from err
-    if any(n < 0 for n in size):
-        raise ValueError(f"{name}: expected non-negative sizes, received {tuple(size)}")
-    return size
-
-
-def _size(sample_shape) -> torch.Size:
-    return _shape_arg("sample_shape", sample_shape)
-
-
-def _q_tensor(q, like: Tensor) -> Tensor:
-    if isinstance(q, Tensor):
-        real = q.is_floating_point() or (not q.is_complex() and q.dtype != torch.bool)
-    else:
-        try:
-            real = np.asarray(q).dtype.kind in "fiu"
-        except (TypeError, ValueError):
-            real = False
-    if not real:
-        raise TypeError(f"q: expected a probability or an array of probabilities, received {q!r}")
-    qt = torch.as_tensor(q, dtype=like.dtype, device=like.device)
-    if bool(((qt <= 0) | (qt >= 1)).any()) or bool(torch.isnan(qt).any()):
-        raise ValueError(f"q: expected probabilities strictly inside (0, 1), received {q!r}")
-    return qt
-
-
-def _check_level(level: float, name: str = "level") -> float:
-    if isinstance(level, Tensor) and level.ndim == 0 and level.dtype != torch.bool:
-        level = level.item()  # a 0-d tensor holding the level
-    elif isinstance(level, np.ndarray) and level.ndim == 0:
-        level = level.item()
-    level = check_real(name, level)
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"{name}: expected a probability in (0, 1), received {level!r}")
-    return level
-
-
-def _check_levels(levels, name: str = "levels") -> list[float]:
-    """A non-empty sequence of probabilities in ``(0, 1)`` as floats (a single number or a
-    string is refused: pass ``[level]``)."""
-    if isinstance(levels, (str, bytes)) or not isinstance(levels, (Sequence, np.ndarray, Tensor)):
-        raise TypeError(
-            f"{name}: expected a sequence of probabilities in (0, 1), received "
-            f"{type(levels).__name__} {levels!r}"
-        )
-    out = [_check_level(lv, f"{name}[{i}]") for i, lv in enumerate(list(levels))]
-    if not out:
-        raise ValueError(f"{name}: expected at least one probability, received none")
-    return out
-
-
-def _check_generator(generator, device: torch.device) -> None:
-    if generator is None:
-        return
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(
-            f"generator: expected a torch.Generator or None, received {type(generator).__name__}"
-        )
-    if generator.device.type != device.type:
-        raise ValueError(
-            f"generator: expected a generator on the posterior's device ({device.type}), "
-            f"received one on {generator.device}"
-        )
 
 
 @runtime_checkable

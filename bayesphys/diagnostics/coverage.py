@@ -43,8 +43,9 @@ from scipy import stats
 from torch import Tensor
 
 from .._checks import check_int
+from .._posterior_args import _check_level, _check_levels
 from ..metrics import calibration_curve, crps_samples, gaussian_nll
-from ..posterior import Posterior, _check_level, _check_levels
+from ..posterior import Posterior
 from .sbc import check_truth_draws
 from .simulate import DEFAULT_LEVELS
 

@@ -55,7 +55,8 @@ from torch import Tensor
 
 from .._checks import check_int
 from .._device import check_finite
-from ..posterior import Posterior, SamplePosterior, _check_level, _q_tensor, _size
+from .._posterior_args import _check_level, _q_tensor, _size
+from ..posterior import Posterior, SamplePosterior
 
 __all__ = ["conformal_rank", "Recalibrator", "RecalibratedPosterior", "fit_recalibration"]
 

@@ -207,7 +207,7 @@ def ecdf_band(
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """Simultaneous ``prob`` band ``(lower, upper)`` of a U(0,1) ECDF of ``N`` values at
     ``eval_points [M]``; the third value names the method used."""
-    from ..posterior import _check_level
+    from .._posterior_args import _check_level
 
     n_sims = check_int("n_sims", n_sims, minimum=1)
     prob = _check_level(prob, "prob")

@@ -27,7 +27,8 @@ from torch import Tensor
 
 from .._checks import check_int, check_real
 from .._device import check_finite
-from ..posterior import Posterior, _check_levels
+from .._posterior_args import _check_levels
+from ..posterior import Posterior
 
 __all__ = [
     "SimulationRecord",
