@@ -13,6 +13,7 @@ from torch import Tensor
 from .._checks import check_real
 from .._device import check_finite
 from ..problems.gp_pde import tensor_grid
+from ._errors import NumericalFailure
 
 __all__ = [
     "parse_grid",
@@ -51,7 +52,9 @@ def check_grid_tensor(
     what: str = "grid tensor",
 ) -> Tensor:
     """Check that ``value`` is a tensor of shape ``shape`` (or ``[prod(shape)]`` if ``flat_ok``),
-    of ``dtype`` and on ``device`` where given, and finite where ``finite``; returns it."""
+    of ``dtype`` and on ``device`` where given, and finite where ``finite``; returns it.
+    Non-finite values raise :class:`~._errors.NumericalFailure` (a ``ValueError``): in a fit
+    they come from an iterate that became NaN/Inf, not from the user's data (checked earlier)."""
     shapes = [tuple(shape)]
     if flat_ok and len(shape) > 1:
         shapes.append((math.prod(shape),))
@@ -72,7 +75,10 @@ def check_grid_tensor(
             f"{value.device}"
         )
     if finite:
-        check_finite(name, value)
+        try:
+            check_finite(name, value)
+        except ValueError as err:
+            raise NumericalFailure(str(err)) from None
     return value
 
 

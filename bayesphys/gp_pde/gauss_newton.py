@@ -72,6 +72,7 @@ from torch import Tensor
 
 from .._checks import check_int, check_real
 from .._linalg import pcg
+from ._errors import NumericalFailure
 from ._inputs import check_grid_tensor, check_scalar
 from ._kron import face_values, faces, kron_apply, scatter_faces
 from .operator import Factor, LinearPDEOperator
@@ -295,7 +296,7 @@ class GaussNewtonKronSolve:
             g0 = gn if g0 is None else g0
             self.grad_norms.append(gn)
             if not math.isfinite(gn):
-                raise ValueError("GaussNewtonKronSolve: non-finite gradient")
+                raise NumericalFailure("GaussNewtonKronSolve: non-finite gradient")
             if gn <= self.gtol * max(g0, 1e-300):
                 self.converged = True
                 break

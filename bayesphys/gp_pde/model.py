@@ -33,6 +33,7 @@ from .._device import as_tensor, resolve_device, resolve_dtype, seed_everything
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..posterior import GaussianPosterior
 from ..problems.gp_pde import PDEProblem, get_problem
+from ._errors import NumericalFailure
 from ._inputs import eval_on_grid, parse_grid, periodogram_peaks
 from ._kron import face_values, kron_apply
 from .gauss_newton import GaussNewtonKronSolve
@@ -46,6 +47,9 @@ __all__ = ["GPPDESolver", "METHODS", "NONLINEAR_SOLVERS"]
 
 METHODS = ("gp-hm", "ref")
 NONLINEAR_SOLVERS = ("picard", "gauss-newton")
+# failures of a solve that fit() reports as a divergence (restoring the last good state); any
+# other error inside a solve (a bug, a bad input) propagates with its own traceback
+_NUMERICAL = (NumericalFailure, torch.linalg.LinAlgError)
 
 
 class GPPDESolver:
@@ -323,6 +327,10 @@ class GPPDESolver:
         """
         tau2 = float(self.log_tau_pde.detach().exp())
         gamma = self.config["lam_b"] * float(self.log_tau_b.detach().exp())
+        if not (math.isfinite(tau2) and math.isfinite(gamma)):  # e.g. exp overflow of log tau
+            raise NumericalFailure(
+                f"tau: expected finite precisions, received tau2={tau2}, gamma={gamma}"
+            )
         fd = detach_factors(factors)
         keep = reuse and self._fresh()
         if self._structured:
@@ -428,7 +436,10 @@ class GPPDESolver:
         ``time_limit`` (s) stops early, measured on ``clock`` (``"wall"`` or ``"cpu"``: process
         CPU time, for fair budgets on a shared machine). ``data`` is unused (the PDE data are set at construction).
         Checked: ``steps >= 0`` and ``eval_every >= 0`` (ints), ``lr > 0``, ``time_limit > 0``,
-        ``tau_lr_mult >= 0`` (finite).
+        ``tau_lr_mult >= 0`` (finite). A numerical failure of a solve (non-finite iterate or
+        precision, Gram factor not positive definite, diverged nonlinear iteration, failed
+        factorisation) is reported as a divergence and the last good state restored; any other
+        error raised inside a solve propagates.
         """
         if data is not None:
             raise ValueError("data: the source and boundary data are given at construction")
@@ -475,7 +486,7 @@ class GPPDESolver:
             opt.zero_grad()
             try:
                 fac = self._factors()
-            except (ValueError, torch.linalg.LinAlgError):
+            except _NUMERICAL:
                 return torch.tensor(float("nan"), dtype=self.dtype)
             if joint:
                 u = u_param
@@ -484,7 +495,7 @@ class GPPDESolver:
                     with torch.no_grad():
                         _, run = self._solver(fac)
                         u = run()
-                except (ValueError, torch.linalg.LinAlgError):
+                except _NUMERICAL:
                     return torch.tensor(float("nan"), dtype=self.dtype)
                 self._set_field(u)
             loss = objective(
@@ -530,7 +541,7 @@ class GPPDESolver:
                 with torch.no_grad():
                     _, run = self._solver(self._factors())
                     self._set_field(run())
-            except (ValueError, torch.linalg.LinAlgError) as err:  # keep the last good field
+            except _NUMERICAL as err:  # keep the last good field
                 res.message += f"; final solve failed ({err}), kept the last field"
         res.seconds = time.perf_counter() - t0
         res.extra["cpu_seconds"] = time.process_time() - cpu0

@@ -42,6 +42,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_real
+from ._errors import NumericalFailure
 from ._inputs import check_grid_tensor, check_scalar
 from ._kron import faces
 from .operator import Factor, LinearPDEOperator
@@ -199,7 +200,7 @@ class PicardKronSolve:
             self.step_norms.append(step)
             if not math.isfinite(step) or step > 1e3 * best_step:
                 if not math.isfinite(best_step):
-                    raise ValueError("PicardKronSolve: the fixed-point iteration diverged")
+                    raise NumericalFailure("PicardKronSolve: the fixed-point iteration diverged")
                 break  # growing: keep the best iterate (or finish by Newton)
             if step < best_step:
                 best, best_step = u, step
@@ -232,7 +233,7 @@ class PicardKronSolve:
             self.step_norms.append(step)
             self.iterations += 1
             if not math.isfinite(step):
-                raise ValueError("PicardKronSolve: the fixed-point iteration diverged")
+                raise NumericalFailure("PicardKronSolve: the fixed-point iteration diverged")
             if step <= self.tol or (
                 self.newton_steps >= 2 and step > 0.3 * self.step_norms[-2] and step < self.accept
             ):
@@ -248,7 +249,7 @@ class PicardKronSolve:
             self.krylov_iters += it
             self.newton_steps += 1
             u = u + delta.reshape(self.shape)
-        raise ValueError(
+        raise NumericalFailure(
             f"PicardKronSolve: Newton-GMRES did not converge (last relative update {step:.2e})"
         )
 

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_real
+from ._errors import NumericalFailure
 from .kernels import SpectralMixture1d
 
 __all__ = [
@@ -91,7 +92,7 @@ def _chol(c: Tensor, j: int) -> Tensor:
     L, info = torch.linalg.cholesky_ex(c)
     if bool(info.any()):
         hint = "increase jitter" if c.dtype == torch.float64 else "increase jitter, or use float64"
-        raise ValueError(
+        raise NumericalFailure(
             f"kernel: the Gram factor of dimension {j} is not positive definite in "
             f"{c.dtype} ({hint})"
         )

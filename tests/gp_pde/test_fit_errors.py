@@ -1,0 +1,94 @@
+"""fit() reports only numerical failures of a solve as a divergence; other errors propagate.
+
+Before, any ``ValueError`` raised inside a solve (a bug, a shape mismatch) became a NaN loss and
+was reported as "diverged at step k", hiding the error."""
+
+import math
+
+import pytest
+import torch
+
+from bayesphys.gp_pde import DenseSolve, GPPDESolver, KronSolve
+from bayesphys.gp_pde._errors import NumericalFailure
+from bayesphys.gp_pde._inputs import check_grid_tensor
+
+# weighting="prior" eliminates U by the Kronecker solve, "identity" by the dense one
+SOLVERS = [("prior", KronSolve), ("identity", DenseSolve)]
+
+
+def _model(weighting):
+    torch.set_num_threads(1)
+    return GPPDESolver("poisson1d-low", n_col=12, num_mixtures=2, seed=0, weighting=weighting)
+
+
+@pytest.mark.parametrize(("weighting", "cls"), SOLVERS)
+def test_bug_inside_the_solve_propagates(monkeypatch, weighting, cls):
+    m = _model(weighting)
+
+    def broken(self, *args, **kwargs):
+        raise ValueError("boom")
+
+    monkeypatch.setattr(cls, "solve", broken)
+    with pytest.raises(ValueError, match="^boom$"):
+        m.fit(steps=3, progress=False)
+
+
+@pytest.mark.parametrize(("weighting", "cls"), SOLVERS)
+def test_bad_input_inside_the_solve_propagates(monkeypatch, weighting, cls):
+    m = _model(weighting)
+    solve = cls.solve
+
+    def misshapen(self, f, g, *args, **kwargs):  # a bug handing a solver's check the wrong shape
+        check_grid_tensor("f", f.reshape(-1)[:-1], self.shape)
+        return solve(self, f, g, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "solve", misshapen)
+    with pytest.raises(ValueError, match="f: expected a finite grid tensor of shape") as err:
+        m.fit(steps=3, progress=False)
+    assert not isinstance(err.value, NumericalFailure)
+
+
+@pytest.mark.parametrize(("weighting", "cls"), SOLVERS)
+def test_non_finite_iterate_is_reported_as_divergence(monkeypatch, weighting, cls):
+    m = _model(weighting)
+    solve = cls.solve
+    params, fields = [], []
+    fail_at = 3
+
+    def nan_once(self, *args, **kwargs):  # the iterate of the 4th solve became NaN
+        params.append([p.detach().clone() for p in m._params()])
+        if len(params) == fail_at + 1:
+            nan = torch.full(self.shape, math.nan, dtype=m.dtype)
+            check_grid_tensor("u0", nan, self.shape)
+        out = solve(self, *args, **kwargs)
+        fields.append(out.clone())
+        return out
+
+    monkeypatch.setattr(cls, "solve", nan_once)
+    res = m.fit(steps=6, progress=False)
+    assert res.message == f"diverged at step {fail_at} (loss nan); restored the last good state"
+    assert res.steps == fail_at and not res.converged
+    # restored to the values before the last step with a finite loss; the field solved there
+    for p, good in zip(m._params(), params[fail_at - 1]):
+        assert torch.equal(p.detach(), good)
+    assert torch.equal(m.u, fields[fail_at - 1])
+
+
+def test_overflowing_precision_is_reported_as_divergence():
+    m = _model("prior")
+    start = [p.detach().clone() for p in m._params()]
+    with torch.no_grad():
+        m.log_tau_pde.fill_(1e4)  # exp overflows: tau2 = inf
+    start[-1] = m.log_tau_pde.detach().clone()
+    res = m.fit(steps=3, progress=False)
+    assert res.message.startswith("diverged at step 0 (loss nan); restored the last good state")
+    assert "; final solve failed (" in res.message  # at the restored (overflowing) tau
+    for p, good in zip(m._params(), start):
+        assert torch.equal(p.detach(), good)
+
+
+def test_numerical_failures_are_value_errors():
+    # callers of the solvers that catch ValueError keep working
+    assert issubclass(NumericalFailure, ValueError)
+    with pytest.raises(NumericalFailure, match="u0: expected finite values, received 1 NaN"):
+        check_grid_tensor("u0", torch.tensor([0.0, math.nan]), (2,))
