@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._bench import positive_int
 from .._checks import check_int
 from .._model import FitResult, optimize
 from ..problems.linear_gaussian import log_marginal_likelihood, posterior_for
+from ._args import device, out_dir, positive_int, seed
 
 DESCRIPTION = "Cohort of small inverse problems on a local/Ray/Dask executor (fit_many)"
 
@@ -266,16 +266,16 @@ def main(argv: list[str] | None = None) -> dict:
 
     ap = argparse.ArgumentParser(prog="bayesphys run cohort", description=DESCRIPTION)
     ap.add_argument("--smoke", action="store_true", help="4 patients, few steps (< 30 s)")
-    ap.add_argument("--device", default="cpu", help="only cpu for this model")
-    ap.add_argument("--out", default="bayesphys-out/cohort")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", type=device, default="cpu", help="only cpu for this model")
+    ap.add_argument("--out", type=out_dir, default="bayesphys-out/cohort")
+    ap.add_argument("--seed", type=seed, default=0)
     ap.add_argument("--executor", default="local", choices=["local", "ray", "dask", "sequential"])
     ap.add_argument("--patients", type=positive_int, default=16)
     ap.add_argument("--workers", type=positive_int, default=None)
     ap.add_argument("--model", default="linear-gaussian", choices=sorted(MODELS))
     args = ap.parse_args(argv)
     if args.device not in ("cpu", "auto"):
-        raise ValueError(f"--device: this example runs on cpu, received {args.device!r}")
+        ap.error(f"argument --device: this example runs on cpu, received {args.device!r}")
     n_patients = 4 if args.smoke else args.patients
     num_samples = 100 if args.smoke else 400
     spec = MODELS[args.model]

@@ -31,7 +31,8 @@ from typing import Any
 
 import torch
 
-from .._bench import positive_int
+from ._args import device as device_arg
+from ._args import out_dir, positive_int, seed
 
 DESCRIPTION = "DDP training of a neural surrogate with 2 CPU processes (gloo), resumable"
 
@@ -229,9 +230,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     ap = argparse.ArgumentParser(prog="bayesphys run ddp-training", description=DESCRIPTION)
     ap.add_argument("--smoke", action="store_true", help="tiny run (< 30 s)")
-    ap.add_argument("--device", default="cpu", help="cpu (gloo) or cuda (nccl, one GPU per rank)")
-    ap.add_argument("--out", default="bayesphys-out/ddp_training")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--device",
+        type=device_arg,
+        default="cpu",
+        help="cpu (gloo) or cuda (nccl, one GPU per rank)",
+    )
+    ap.add_argument("--out", type=out_dir, default="bayesphys-out/ddp_training")
+    ap.add_argument("--seed", type=seed, default=0)
     ap.add_argument(
         "--nproc", type=positive_int, default=2, help="processes when not under torchrun"
     )
@@ -257,8 +263,9 @@ def main(argv: list[str] | None = None) -> dict:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and args.nproc > torch.cuda.device_count():
-        raise ValueError(
-            f"--nproc: {args.nproc} ranks need {args.nproc} GPUs, found {torch.cuda.device_count()}"
+        ap.error(
+            f"argument --nproc: {args.nproc} ranks need {args.nproc} GPUs, "
+            f"found {torch.cuda.device_count()}"
         )
     cfg = {
         "out": str(args.out),

@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import _args
+
 DESCRIPTION = (
     "ODIL/Laplace glioma inference (D, rho, focus) from segmentations + RT plan vs 1.5 cm margin"
 )
@@ -41,9 +43,9 @@ def main(argv: list[str] | None = None) -> dict:
         choices=(1, 2, 3),
         help="foci of the simulated tumour; > 1: the model's 1-3 foci are chosen by evidence",
     )
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--out", default="bayesphys-out")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", type=_args.device, default="cpu")
+    ap.add_argument("--out", type=_args.out_dir, default="bayesphys-out")
+    ap.add_argument("--seed", type=_args.seed, default=0)
     args = ap.parse_args(argv)
     dev = resolve_device(args.device)
     r = glioma_case(

@@ -27,6 +27,8 @@ import pathlib
 import numpy as np
 import torch
 
+from . import _args
+
 DESCRIPTION = (
     "GP-HM inverse problem: diffusivity D of D u'' = f from noisy interior data (ArviZ + bands)"
 )
@@ -45,14 +47,21 @@ def _exact(x, d=D_TRUE):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=DESCRIPTION)
+    ap = argparse.ArgumentParser(prog="bayesphys run gp-pde-inverse", description=DESCRIPTION)
     ap.add_argument("--smoke", action="store_true", help="small grid, few steps (< 30 s)")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--out", default="bayesphys-out")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--n-obs", type=int, default=12)
-    ap.add_argument("--noise", type=float, default=0.05)
+    ap.add_argument("--device", type=_args.device, default="cpu")
+    ap.add_argument("--out", type=_args.out_dir, default="bayesphys-out")
+    ap.add_argument("--seed", type=_args.seed, default=0)
+    ap.add_argument(
+        "--n-obs", type=_args.positive_int, default=12, help="observed interior grid points"
+    )
+    ap.add_argument("--noise", type=_args.nonnegative_float, default=0.05)
     args = ap.parse_args(argv)
+    n = 48 if args.smoke else 96
+    if args.n_obs > n - 2:
+        ap.error(
+            f"argument --n-obs: expected at most {n - 2} (interior grid points), received {args.n_obs}"
+        )
 
     import matplotlib
 
@@ -67,7 +76,6 @@ def main(argv: list[str] | None = None) -> dict:
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     gen = torch.Generator().manual_seed(args.seed)
-    n = 48 if args.smoke else 96
     x = torch.linspace(0, 1, n, dtype=torch.float64)
     model = GPPDESolver(
         x=[x],

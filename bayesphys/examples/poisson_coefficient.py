@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import _args
+
 DESCRIPTION = "Nonlinear Poisson coefficient field from noisy off-grid sensors (RGNP + GICNet)"
 
 
@@ -38,13 +40,13 @@ def _kappa(x: torch.Tensor, u: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=DESCRIPTION)
+    ap = argparse.ArgumentParser(prog="bayesphys run poisson-coefficient", description=DESCRIPTION)
     ap.add_argument("--smoke", action="store_true", help="tiny model, a few steps (< 30 s)")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--out", default="bayesphys-out/poisson_coefficient")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=None)
-    ap.add_argument("--sensors", type=int, default=40)
+    ap.add_argument("--device", type=_args.device, default="cpu")
+    ap.add_argument("--out", type=_args.out_dir, default="bayesphys-out/poisson_coefficient")
+    ap.add_argument("--seed", type=_args.seed, default=0)
+    ap.add_argument("--steps", type=_args.positive_int, default=None)
+    ap.add_argument("--sensors", type=_args.positive_int, default=40)
     args = ap.parse_args(argv)
 
     import arviz as az

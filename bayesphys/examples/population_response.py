@@ -15,16 +15,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import _args
+
 DESCRIPTION = "MFM: response of unseen interacting-particle populations with ensemble uncertainty"
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=DESCRIPTION)
+    ap = argparse.ArgumentParser(prog="bayesphys run population-response", description=DESCRIPTION)
     ap.add_argument("--smoke", action="store_true", help="tiny run (< 30 s)")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--out", default="bayesphys-out/population_response")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--device", type=_args.device, default="cpu")
+    ap.add_argument("--out", type=_args.out_dir, default="bayesphys-out/population_response")
+    ap.add_argument("--seed", type=_args.seed, default=0)
+    ap.add_argument("--steps", type=_args.positive_int, default=None)
     args = ap.parse_args(argv)
 
     import arviz as az

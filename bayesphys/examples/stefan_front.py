@@ -18,10 +18,13 @@ and ``stefan_front.png`` (90 % bands before and after the update, front histogra
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from . import _args
 
 DESCRIPTION = (
     "ProbConserv: Stefan front position and u* from sparse noisy sensors (ArviZ + bands plot)"
@@ -42,24 +45,34 @@ def main(argv: list[str] | None = None) -> dict:
     from bayesphys.probconserv import ProbConserv, shock_posterior, slice_scores
     from bayesphys.problems.gpme import make_dataset, mass_from_fluxes, stefan_front
 
-    ap = argparse.ArgumentParser(description=DESCRIPTION)
+    ap = argparse.ArgumentParser(prog="bayesphys run stefan-front", description=DESCRIPTION)
     ap.add_argument("--smoke", action="store_true", help="tiny training (< 30 s)")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--out", default="bayesphys-out")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--u-star", type=float, default=0.6)
-    ap.add_argument("--noise", type=float, default=0.01, help="sensor noise sd")
-    ap.add_argument("--mass-tol", type=float, default=1e-4, help="sd of b(t) (absolute)")
+    ap.add_argument("--device", type=_args.device, default="cpu")
+    ap.add_argument("--out", type=_args.out_dir, default="bayesphys-out")
+    ap.add_argument("--seed", type=_args.seed, default=0)
+    ap.add_argument(
+        "--u-star",
+        type=_args.float_in(0.0, 1.0),
+        default=0.6,
+        help="phase-change level u* (k = 1 where u >= u*), in (0, 1)",
+    )
+    ap.add_argument("--noise", type=_args.nonnegative_float, default=0.01, help="sensor noise sd")
+    ap.add_argument(
+        "--mass-tol",
+        type=_args.float_in(0.0, math.inf, lo_open=False, hi_open=False, finite=False),
+        default=1e-4,
+        help="sd of b(t) (absolute)",
+    )
     ap.add_argument(
         "--front-level",
-        type=float,
+        type=_args.nonnegative_float,
         default=0.0,
         help="front = first grid point where a draw is <= this level (0: the paper's definition)",
     )
     args = ap.parse_args(argv)
     if not 0.0 <= args.front_level < args.u_star:
-        raise SystemExit(
-            f"--front-level: expected in [0, u*) = [0, {args.u_star}) (inside the jump), "
+        ap.error(
+            f"argument --front-level: expected in [0, u*) = [0, {args.u_star}) (inside the jump), "
             f"received {args.front_level}"
         )
     dev = resolve_device(args.device)

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from . import _args
+
 DESCRIPTION = "tutorial: fit, posterior, ArviZ summary/plots and a calibration curve"
 
 
@@ -34,11 +36,11 @@ def main(argv: list[str] | None = None) -> dict:
     from bayesphys.metrics import calibration_curve, interval_coverage, relative_l2
     from bayesphys.problems.linear_gaussian import ConjugateGaussianField, linear_gaussian_problem
 
-    ap = argparse.ArgumentParser(description=DESCRIPTION)
+    ap = argparse.ArgumentParser(prog="bayesphys run tutorial-arviz", description=DESCRIPTION)
     ap.add_argument("--smoke", action="store_true")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--out", default="tutorial-out")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", type=_args.device, default="cpu")
+    ap.add_argument("--out", type=_args.out_dir, default="tutorial-out")
+    ap.add_argument("--seed", type=_args.seed, default=0)
     args = ap.parse_args(argv)
     dev, out = resolve_device(args.device), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,53 @@
+"""Argparse ``type=`` helpers shared by the example scripts: a bad command line is refused
+as a usage error naming the option (exit status 2) before any work is done or anything is
+written. ``--device``, ``--out`` and ``--seed`` use the same checks as ``bayesphys run``."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+from .._bench import positive_int
+from ..cli import _device_arg as device
+from ..cli import _out_arg as out_dir
+from ..cli import _seed_arg as seed
+
+__all__ = ["device", "float_in", "nonnegative_float", "out_dir", "positive_int", "seed"]
+
+
+def float_in(
+    lo: float = -math.inf,
+    hi: float = math.inf,
+    *,
+    lo_open: bool = True,
+    hi_open: bool = True,
+    finite: bool = True,
+) -> Callable[[str], float]:
+    """An argparse ``type``: a float in the interval from ``lo`` to ``hi`` (open ends by
+    default; NaN always refused, infinities unless ``finite`` is false)."""
+    left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+    interval = f"{left}{lo:g}, {hi:g}{right}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        ok = (
+            not math.isnan(value)
+            and (math.isfinite(value) or not finite)
+            and (lo < value if lo_open else lo <= value)
+        )
+        ok = ok and (value < hi if hi_open else value <= hi)
+        if not ok:
+            raise argparse.ArgumentTypeError(
+                f"expected a {'finite ' if finite else ''}number in {interval}, received {text!r}"
+            )
+        return value
+
+    parse.__name__ = f"float in {interval}"
+    return parse
+
+
+nonnegative_float = float_in(0.0, lo_open=False)
