@@ -492,6 +492,23 @@ def _normalise(problems: Iterable[Any] | Mapping[Any, Any]) -> list[tuple[Any, A
     return items
 
 
+def _result(
+    records: dict, items: list, problem_dim: str, runner_name: str, workers, t0: float, base
+) -> FitManyResult:
+    """The :class:`FitManyResult` of ``records`` (``idata`` still ``None``), in input order."""
+    ordered = [records[pid] for pid, _ in items if pid in records]
+    per_problem = {r["id"]: r["groups"] for r in ordered if r["status"] == "ok" and r["groups"]}
+    return FitManyResult(
+        idata=None,
+        table=_table(ordered, problem_dim),
+        per_problem=per_problem,
+        executor=runner_name,
+        workers=workers,
+        seconds=time.perf_counter() - t0,
+        seed=base,
+    )
+
+
 def fit_many(
     problems: Iterable[Any] | Mapping[Any, Any],
     build: Callable[..., Any],
@@ -555,6 +572,9 @@ def fit_many(
     CombineError: when the finished problems' results cannot be stacked (a group, variable,
         shape or coordinate differs between problems); it names the problems and what differs,
         and its ``result`` holds ``per_problem`` and ``table`` (``idata=None``).
+    Any exception that stops the loop over problems (the runner itself failing, Ctrl-C)
+    propagates with a ``partial_result`` attribute: the :class:`FitManyResult` (``idata=None``)
+    of the problems finished or resumed so far, so they are not lost even without ``out``.
     """
     from tqdm.auto import tqdm
 
@@ -683,24 +703,21 @@ def fit_many(
                 bar.update(1)
                 if rec["status"] != "ok":
                     bar.set_postfix(failed=sum(r["status"] != "ok" for r in records.values()))
+        except BaseException as err:
+            # the runner itself failed or the call was interrupted (Ctrl-C): the problems that
+            # finished (and those resumed) are kept on the exception, not lost with it
+            err.partial_result = _result(
+                records, items, problem_dim, runner_name, workers, t0, base
+            )
+            raise
         finally:
             bar.close()
             if not isinstance(executor, Runner):  # a runner passed in stays open for reuse
                 runner.close()
 
-    ordered = [records[pid] for pid, _ in items if pid in records]
-    per_problem = {r["id"]: r["groups"] for r in ordered if r["status"] == "ok" and r["groups"]}
-    result = FitManyResult(
-        idata=None,
-        table=_table(ordered, problem_dim),
-        per_problem=per_problem,
-        executor=runner_name,
-        workers=workers,
-        seconds=time.perf_counter() - t0,
-        seed=base,
-    )
+    result = _result(records, items, problem_dim, runner_name, workers, t0, base)
     try:
-        result.idata = _combine(per_problem, problem_dim)
+        result.idata = _combine(result.per_problem, problem_dim)
     except CombineError as err:
         err.result = result  # nothing fitted is lost: the per-problem results and the table
         raise

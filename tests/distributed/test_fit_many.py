@@ -128,6 +128,17 @@ def test_map_only_executor_object():
     _check_failure(res, "p000")
 
 
+def test_an_interrupted_call_keeps_the_finished_problems_on_the_exception():
+    # without out= nothing is on disk: the problems fitted before the interrupt ride on it
+    probs = _toy.problems(4, fail=(2,))
+    with pytest.raises(KeyboardInterrupt) as err:
+        _run("sequential", probs, builder=_toy.build_interrupt)
+    part = err.value.partial_result
+    assert part.idata is None and list(part.per_problem) == ["p000", "p001"]
+    assert part.table.index.tolist() == ["p000", "p001"] and part.seed == 7
+    assert (part.table["status"] == "ok").all()
+
+
 def test_resume_after_crash_skips_finished_problems(tmp_path):
     probs = _toy.problems(4, fail=(2,))
     with pytest.raises(KeyboardInterrupt):
