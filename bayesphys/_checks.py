@@ -16,11 +16,14 @@ Examples
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from typing import Any
 
-__all__ = ["check_int", "check_real"]
+import numpy as np
+
+__all__ = ["as_scalar", "check_bool", "check_callback", "check_int", "check_real"]
 
 
 def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
@@ -59,3 +62,40 @@ def check_real(
     if maximum is not None and out > maximum:
         raise ValueError(f"{name}: expected a number <= {maximum}, received {out}")
     return out
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` as a ``bool``; anything else (``"no"``, ``1``, ``None``) is a ``TypeError``
+    (a string such as ``"no"`` is truthy and would silently switch a setting on)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name}: expected True or False, received {type(value).__name__} {value!r}")
+
+
+def as_scalar(value: Any) -> Any:
+    """A one-element tensor or array as its Python number (other values unchanged), so that
+    :func:`check_real` / :func:`check_int` can check it."""
+    if isinstance(value, np.ndarray) and value.size == 1:
+        return value.item()
+    numel = getattr(value, "numel", None)  # a torch.Tensor (no torch import needed here)
+    if callable(numel) and hasattr(value, "item") and numel() == 1:
+        return value.item()
+    return value
+
+
+def check_callback(name: str, fn: Any, args: tuple[Any, ...], labels: tuple[str, ...]) -> None:
+    """``fn`` must be callable as ``fn(*args)``, its positional arguments named ``labels`` in
+    the message (``TypeError``). A callable without an introspectable signature passes."""
+    if not callable(fn):
+        raise TypeError(f"{name}: expected a callable or None, received {type(fn).__name__}")
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # no introspectable signature (some builtins)
+        return
+    try:
+        sig.bind(*args)
+    except TypeError as err:
+        raise TypeError(
+            f"{name}: expected a callable {name}({', '.join(labels)}), received one with signature "
+            f"{sig} ({err})"
+        ) from None

@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real
-from ._args import check_bool, real_tensor
+from .._checks import check_bool, check_int, check_real
+from ._args import real_tensor
 
 __all__ = ["interval_scale", "calibrate_variance"]
 

@@ -14,9 +14,8 @@ from typing import Any
 
 import torch
 
-from .._checks import check_int, check_real
+from .._checks import check_bool, check_int, check_real
 from ..problems.rgnp import BurgersProblem, PoissonProblem
-from ._args import check_bool
 from .gicnet import GICNet
 
 __all__ = [

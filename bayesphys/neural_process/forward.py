@@ -22,8 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import LowRankMultivariateNormal
 
-from .._checks import check_int, check_real
-from ._args import check_bool
+from .._checks import check_bool, check_int, check_real
 from .taylor import FourierFeatures, TaylorMLP
 
 __all__ = ["ForwardNet"]

@@ -30,8 +30,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import LowRankMultivariateNormal
 
-from .._checks import check_int, check_real
-from ._args import check_bool
+from .._checks import check_bool, check_int, check_real
+from .grids import check_box
 
 __all__ = ["GICNet", "KernelInterpolation"]
 
@@ -43,25 +43,6 @@ def _mlp(sizes: list[int], last_act: bool = True) -> nn.Sequential:
         if last_act or i < len(sizes) - 2:
             layers.append(nn.SiLU())
     return nn.Sequential(*layers)
-
-
-def _box(lower, upper, dim: int) -> tuple[list[float], list[float]]:
-    """``lower``, ``upper`` as ``dim`` finite floats each with ``lower < upper``."""
-    try:
-        lo, hi = [float(v) for v in lower], [float(v) for v in upper]
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"lower/upper: expected {dim} real numbers each, received {lower!r}, {upper!r}"
-        ) from None
-    if len(lo) != dim or len(hi) != dim:
-        raise ValueError(
-            f"lower/upper: expected {dim} bounds each (dim_x = {dim}), received {lower!r}, {upper!r}"
-        )
-    if not all(math.isfinite(v) for v in lo + hi) or any(a >= b for a, b in zip(lo, hi)):
-        raise ValueError(
-            f"lower/upper: expected finite bounds with lower < upper, received {lower!r}, {upper!r}"
-        )
-    return lo, hi
 
 
 class KernelInterpolation(nn.Module):
@@ -166,7 +147,7 @@ class GICNet(nn.Module):
             raise ValueError(
                 f"var_lo/var_hi: expected 0 < var_lo < var_hi, received {var_lo}, {var_hi}"
             )
-        lower, upper = _box(lower, upper, dim_x)
+        lower, upper = check_box(lower, upper, dim_x)
         axes = [torch.linspace(lo, hi, latent) for lo, hi in zip(lower, upper)]
         mesh = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, dim_x)
         self.dim_x, self.dim_z, self.rank, self.latent = dim_x, dim_z, int(rank), latent

@@ -28,15 +28,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real
+from .._checks import check_bool, check_int, check_real
 from .._device import resolve_dtype
-from ._args import check_bool
 
 __all__ = [
+    "check_box",
     "GridMeasure",
     "UniformGrid",
     "SobolGrid",
@@ -91,30 +92,30 @@ def _gen_device(generator: torch.Generator | None) -> torch.device:
     return generator.device if generator is not None else torch.device("cpu")
 
 
+def check_box(lower: Any, upper: Any, dim: int | None = None) -> tuple[list[float], list[float]]:
+    """``lower``, ``upper`` as equally long (``dim``, when given) non-empty lists of finite
+    floats with ``lower < upper`` (``TypeError``/``ValueError`` naming ``lower/upper``)."""
+    got = f"received {lower!r}, {upper!r}"
+    if isinstance(lower, (str, bytes)) or isinstance(upper, (str, bytes)):
+        raise TypeError(f"lower/upper: expected sequences of numbers, {got}")
+    try:
+        lo, hi = [float(a) for a in lower], [float(b) for b in upper]
+    except (TypeError, ValueError):
+        raise TypeError(f"lower/upper: expected sequences of numbers, {got}") from None
+    if dim is not None and (len(lo) != dim or len(hi) != dim):
+        raise ValueError(f"lower/upper: expected {dim} bounds each (dim_x = {dim}), {got}")
+    if len(lo) != len(hi) or not lo:
+        raise ValueError(f"lower/upper: expected equal non-zero lengths, {got}")
+    if not all(math.isfinite(v) for v in lo + hi) or any(a >= b for a, b in zip(lo, hi)):
+        raise ValueError(f"lower/upper: expected finite bounds with lower < upper, {got}")
+    return lo, hi
+
+
 class GridMeasure:
     """Base class: a distribution over ``n``-point sets in the box ``[lower, upper]``."""
 
     def __init__(self, lower: Sequence[float], upper: Sequence[float], margin: float = MARGIN):
-        if isinstance(lower, (str, bytes)) or isinstance(upper, (str, bytes)):
-            raise TypeError(
-                f"lower/upper: expected sequences of numbers, received {lower!r}, {upper!r}"
-            )
-        try:
-            lower, upper = [float(a) for a in lower], [float(b) for b in upper]
-        except (TypeError, ValueError):
-            raise TypeError(
-                f"lower/upper: expected sequences of numbers, received {lower!r}, {upper!r}"
-            ) from None
-        if len(lower) != len(upper) or not len(lower):
-            raise ValueError(
-                f"lower/upper: expected equal non-zero lengths, received {lower}, {upper}"
-            )
-        if not all(math.isfinite(float(v)) for v in (*lower, *upper)):
-            raise ValueError(f"lower/upper: expected finite bounds, received {lower}, {upper}")
-        if any(float(a) >= float(b) for a, b in zip(lower, upper)):
-            raise ValueError(f"lower/upper: expected lower < upper, received {lower}, {upper}")
-        self.lower = [float(a) for a in lower]
-        self.upper = [float(b) for b in upper]
+        self.lower, self.upper = check_box(lower, upper)
         margin = check_real("margin", margin, minimum=0.0)
         side = min(b - a for a, b in zip(self.lower, self.upper))
         if not 2 * margin < side:

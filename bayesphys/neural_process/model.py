@@ -44,13 +44,13 @@ from linear_operator.operators import (
 )
 from torch import Tensor
 
-from .._checks import check_int, check_real
+from .._checks import as_scalar, check_bool, check_callback, check_int, check_real
 from .._device import resolve_device, resolve_dtype, seed_everything
 from .._model import DivergenceGuard, FitResult, load_checkpoint, optimize, save_checkpoint
 from ..distributed.data_parallel import GradientSync, rank_generator_seed
 from ..posterior import GaussianPosterior
 from ..problems.rgnp import sample_prior
-from ._args import as_scalar, check_bool, check_callback, real_tensor
+from ._args import real_tensor
 from .calibrate import calibrate_variance
 from .config import METHODS, SIZES, RGNPConfig, get_problem, keras_init, preset, with_overrides
 from .forward import ForwardNet

@@ -23,8 +23,7 @@ import torch
 from torch import Tensor
 from torch.distributions import LowRankMultivariateNormal, Normal
 
-from .._checks import check_real
-from ._args import as_scalar
+from .._checks import as_scalar, check_real
 from .forward import ForwardNet
 from .gicnet import GICNet
 

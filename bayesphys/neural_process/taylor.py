@@ -21,8 +21,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_int, check_real
-from ._args import check_bool
+from .._checks import check_bool, check_int, check_real
 
 __all__ = [
     "STREAM_AXIS",

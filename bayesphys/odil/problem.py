@@ -23,36 +23,19 @@ fine-grid fields, so residual code never changes.
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
-from .._checks import check_int
+from .._checks import check_callback, check_int
 from .._device import as_tensor, resolve_device, resolve_dtype
 from .multigrid import Multigrid
 
 __all__ = ["DiscreteProblem"]
 
 ResidualFn = Callable[[dict[str, Tensor], dict[str, Tensor]], Mapping[str, Tensor]]
-
-
-def _check_residual_signature(fn: Callable) -> None:
-    """``fn`` accepts ``(fields, params)`` positionally; a ``TypeError`` naming ``residuals``
-    otherwise (it used to surface at the first solver step, as a bare call error)."""
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):  # no introspectable signature (some builtins)
-        return
-    try:
-        sig.bind({}, {})
-    except TypeError as err:
-        raise TypeError(
-            "residuals: expected a callable residuals(fields, params) of two dicts of "
-            f"tensors, received one with signature {sig} ({err})"
-        ) from None
 
 
 class DiscreteProblem:
@@ -92,7 +75,8 @@ class DiscreteProblem:
     ) -> None:
         if not callable(residuals):
             raise TypeError(f"residuals: expected a callable, received {type(residuals).__name__}")
-        _check_residual_signature(residuals)
+        # positional (fields, params): a mismatch used to surface at the first solver step
+        check_callback("residuals", residuals, ({}, {}), ("fields", "params"))
         for arg, value in (("fields", fields), ("params", params), ("multigrid", multigrid)):
             if not isinstance(value, Mapping) and not (arg == "multigrid" and value is None):
                 raise TypeError(

@@ -31,11 +31,10 @@ committed B3 figures without a rerun.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_real
+from .._checks import check_bool, check_real
 from .._device import as_tensor
 from ..diagnostics.recalibrate import Recalibrator
 
@@ -51,8 +50,7 @@ def fit_recalibration_map(
     ``shift`` a bool, ``p >= 1``."""
     z = as_tensor("z", z, dtype=torch.float64, finite=False)
     level = check_real("level", level)  # a string failed in float() without the name
-    if not isinstance(shift, (bool, np.bool_)):
-        raise TypeError(f"shift: expected a bool, received {type(shift).__name__} {shift!r}")
+    shift = check_bool("shift", shift)
     if z.ndim != 2 or z.shape[0] < 2 or z.shape[1] < 1:
         raise ValueError(f"z: expected shape [n >= 2, p >= 1], received {tuple(z.shape)}")
     if not bool(torch.isfinite(z).all()):

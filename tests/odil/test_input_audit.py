@@ -430,7 +430,7 @@ def test_fit_recalibration_map_inputs():
     z = torch.randn(20, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
     with pytest.raises(TypeError, match=r"^level: expected a real number"):
         fit_recalibration_map(z, "0.9")
-    with pytest.raises(TypeError, match=r"^shift: expected a bool"):
+    with pytest.raises(TypeError, match=r"^shift: expected True or False"):
         fit_recalibration_map(z, shift="no")  # truthy
     with pytest.raises(ValueError, match=r"^z: expected shape \[n >= 2, p >= 1\]"):
         fit_recalibration_map(z[:, :0])
