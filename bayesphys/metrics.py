@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._checks import check_real
 from ._device import check_finite
 
 __all__ = [
@@ -257,7 +258,9 @@ def conservation_error(field: Tensor, weights: Tensor, target: Tensor) -> Tensor
             f"weights: expected the field's dtype {field.dtype}, received {weights.dtype}"
         )
     gu = field @ weights.mT if weights.ndim == 2 else field @ weights
-    tshape = target.shape if isinstance(target, Tensor) else torch.as_tensor(target).shape
+    if not isinstance(target, Tensor):
+        target = torch.as_tensor(target, dtype=gu.dtype, device=gu.device)
+    tshape = target.shape
     try:
         fits = torch.broadcast_shapes(gu.shape, tshape) == gu.shape
     except RuntimeError:
@@ -337,8 +340,6 @@ def mmd(
     Biased (V-statistic) estimate :math:`\overline{K_{xx}} + \overline{K_{yy}} - 2\overline{K_{xy}}`
     between ``x [n, d]`` and ``y [m, d]``; ``bandwidths`` are the kernel scales :math:`h`.
     """
-    from ._checks import check_real
-
     if isinstance(bandwidths, (str, bytes)) or not isinstance(
         bandwidths, (Sequence, Tensor, np.ndarray)
     ):

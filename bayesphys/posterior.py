@@ -525,7 +525,7 @@ class SamplePosterior(_PosteriorBase):
         if flat[0].numel() == 0:  # an empty event: torch.quantile refuses empty input
             return flat.new_empty((*qt.shape, *flat.shape[1:]))
         out = torch.quantile(flat, qt.reshape(-1), dim=0)
-        return out.reshape(*qt.shape, *flat.shape[1:])
+        return out.reshape((*qt.shape, *flat.shape[1:]))  # a tuple: () for a scalar q and event
 
     def log_prob(self, value: Tensor) -> Tensor:
         raise NotImplementedError("SamplePosterior.log_prob: no density for empirical draws")

@@ -161,3 +161,10 @@ def test_wasserstein_refuses_bad_weights():
         wasserstein(x, x, weights_x=[1.0, 1.0])
     with pytest.raises(ValueError, match="weights_y: expected finite non-negative"):
         wasserstein(x, x, weights_y=[1.0, -1.0, 1.0])
+
+
+def test_conservation_error_accepts_a_list_target():
+    from bayesphys.metrics import conservation_error
+
+    err = conservation_error(torch.ones(4, 3), torch.ones(3), [3.0, 3.0, 3.0, 2.0])
+    assert torch.equal(err, torch.tensor([0.0, 0.0, 0.0, 1.0]))

@@ -247,3 +247,10 @@ def test_cuda_gaussian_and_sample(cuda_device):
     assert post.log_prob(s).device.type == "cuda"
     sp = SamplePosterior(s.unsqueeze(0))
     assert sp.quantile(0.5).device.type == "cuda"
+
+
+def test_sample_posterior_scalar_quantile_of_a_scalar_event():
+    draws = torch.arange(11, dtype=torch.float64).reshape(1, 11)  # one chain, 11 scalar draws
+    post = SamplePosterior(draws, chains=True)
+    q = post.quantile(0.5)
+    assert q.shape == () and float(q) == 5.0

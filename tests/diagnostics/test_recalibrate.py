@@ -219,5 +219,5 @@ def test_conformal_scale_takes_the_exact_order_statistic_and_refuses_too_few_sco
 
 def test_conformal_scale_refuses_nan_scores():
     z = torch.cat([torch.randn(100, dtype=torch.float64), torch.tensor([math.nan])])
-    with pytest.raises(ValueError, match="z"):
+    with pytest.raises(ValueError, match="^z: expected finite"):
         Recalibrator.from_z(z, method="conformal")
