@@ -233,21 +233,21 @@ def _out_arg(text: str) -> str:
     return text
 
 
-_SEED_RANGE = (-(2**63), 2**63 - 1)
-
-
 def _seed_arg(text: str) -> int:
-    """An argparse ``type`` for ``--seed``: an integer in the 64-bit range torch accepts."""
+    """An argparse ``type`` for ``--seed``: an integer in the range torch.manual_seed accepts
+    (the core's seed check, as ``seed_everything`` applies it)."""
+    from ._device import _check_seed
+
     try:
         seed = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, received {text!r}") from None
-    lo, hi = _SEED_RANGE
-    if not lo <= seed <= hi:
+    try:
+        return _check_seed(seed)
+    except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected an integer in [-2**63, 2**63 - 1], received {text!r}"
-        )
-    return seed
+            f"expected an integer in [-2**63, 2**64 - 1], received {text!r}"
+        ) from None
 
 
 def _example_arg(text: str) -> str:

@@ -300,3 +300,4 @@ def test_bad_out_seed_and_missing_bench_script_are_usage_errors(tmp_path, monkey
     assert "benchmarks/: not found" in capsys.readouterr().err
     # a negative seed stays valid (it always worked)
     assert cli.build_parser().parse_args(["demo", "--seed", "-1"]).seed == -1
+    assert cli.build_parser().parse_args(["demo", "--seed", str(2**64 - 1)]).seed == 2**64 - 1

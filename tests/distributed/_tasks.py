@@ -24,3 +24,19 @@ def task(x: int) -> int:
     if x == 5:
         raise Unpicklable("task five broke")
     return 10 * x
+
+
+class ResumingIterator:
+    """Like ``multiprocessing.Pool.imap_unordered``'s iterator: ``fn`` of each item in turn,
+    and an exception ``fn`` raises comes in place of that result while iteration goes on."""
+
+    def __init__(self, fn, items) -> None:
+        self.fn, self.pending = fn, list(items)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if not self.pending:
+            raise StopIteration
+        return self.fn(self.pending.pop(0))

@@ -19,18 +19,7 @@ class _ReversedPool:
     exception is raised in place of a result while the iterator goes on with the others."""
 
     def imap_unordered(self, fn, items):
-        pending = list(items)[::-1]
-
-        class _It:
-            def __iter__(self):
-                return self
-
-            def __next__(self):
-                if not pending:
-                    raise StopIteration
-                return fn(pending.pop(0))
-
-        return _It()
+        return _tasks.ResumingIterator(fn, list(items)[::-1])
 
 
 class _MapOnly:

@@ -15,7 +15,7 @@ from bayesphys.distributed.executors import MapRunner, SequentialRunner, resolve
 from bayesphys.distributed.fit_many import _combine
 from bayesphys.inference_data import group_dataset
 
-from . import _toy
+from . import _tasks, _toy
 
 STEPS = 15
 NS = 20
@@ -260,21 +260,12 @@ class _SendFailsPool:
     error in place of its result, and the iterator goes on with the other tasks."""
 
     def imap_unordered(self, fn, items):
-        pending = list(items)
+        def call(item):
+            if item[1].problem.get("unpicklable"):
+                raise TypeError("cannot pickle '_thread.lock' object")
+            return fn(item)
 
-        class _It:
-            def __iter__(self):
-                return self
-
-            def __next__(self):
-                if not pending:
-                    raise StopIteration
-                i, task = pending.pop(0)
-                if task.problem.get("unpicklable"):
-                    raise TypeError("cannot pickle '_thread.lock' object")
-                return fn((i, task))
-
-        return _It()
+        return _tasks.ResumingIterator(call, items)
 
 
 def test_map_pool_keeps_the_results_after_one_task_fails_to_send():
