@@ -22,8 +22,17 @@ import numbers
 from typing import Any
 
 import numpy as np
+import torch
 
-__all__ = ["as_scalar", "check_bool", "check_callback", "check_int", "check_real"]
+__all__ = [
+    "as_scalar",
+    "check_bool",
+    "check_broadcasts",
+    "check_callback",
+    "check_int",
+    "check_real",
+    "check_scalar",
+]
 
 
 def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
@@ -99,3 +108,38 @@ def check_callback(name: str, fn: Any, args: tuple[Any, ...], labels: tuple[str,
             f"{name}: expected a callable {name}({', '.join(labels)}), received one with signature "
             f"{sig} ({err})"
         ) from None
+
+
+def check_scalar(
+    name: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    strict: bool = False,
+    one_element: bool = False,
+) -> float:
+    """:func:`check_real` that also takes a 0-d real tensor (a one-element tensor of any shape
+    when ``one_element``, as ``float()`` does); other tensors are refused naming ``name``."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1 or (value.ndim != 0 and not one_element):
+            raise ValueError(
+                f"{name}: expected a scalar (a number or a 0-d tensor), received a tensor of "
+                f"shape {tuple(value.shape)}"
+            )
+        if value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(f"{name}: expected a real number, received a {value.dtype} tensor")
+        value = value.item()
+    return check_real(name, value, minimum=minimum, maximum=maximum, strict=strict)
+
+
+def check_broadcasts(name: str, shape: Any, target: Any, what: str) -> None:
+    """Refuse (``ValueError``: ``"{name}: expected {what}, received {shape}"``) a ``shape`` that
+    does not broadcast to exactly ``target`` (e.g. per-batch values against a batch shape)."""
+    target = tuple(target)
+    try:
+        ok = tuple(torch.broadcast_shapes(tuple(shape), target)) == target
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{name}: expected {what}, received {tuple(shape)}")

@@ -49,3 +49,29 @@ def test_check_real_refuses_non_finite_and_non_numbers():
     with pytest.raises(ValueError, match="<= 1"):
         check_real("p", 1.5, maximum=1.0)
     assert check_real("p", 1, maximum=1.0) == 1.0
+
+
+def test_check_scalar_tensor_and_number():
+    import torch
+
+    from bayesphys._checks import check_scalar
+
+    assert check_scalar("tau2", torch.tensor(2.0), minimum=0.0) == 2.0
+    assert check_scalar("tau2", 3, minimum=0.0, strict=True) == 3.0
+    with pytest.raises(ValueError, match="tau2: expected a scalar"):
+        check_scalar("tau2", torch.ones(1))
+    assert check_scalar("p", torch.ones(1), one_element=True) == 1.0
+    with pytest.raises(TypeError, match="tau2: expected a real number"):
+        check_scalar("tau2", torch.tensor(True))
+    with pytest.raises(ValueError, match=r"tau2: expected a number > 0"):
+        check_scalar("tau2", torch.tensor(0.0), minimum=0.0, strict=True)
+
+
+def test_check_broadcasts():
+    from bayesphys._checks import check_broadcasts
+
+    check_broadcasts("m", (1, 3), (2, 3), "x")
+    with pytest.raises(ValueError, match=r"m: expected x, received \(2, 4\)"):
+        check_broadcasts("m", (2, 4), (2, 3), "x")
+    with pytest.raises(ValueError, match=r"m: expected x, received \(3, 2, 3\)"):
+        check_broadcasts("m", (3, 2, 3), (2, 3), "x")  # broadcasts, but beyond the target

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .._checks import check_real
 from .._device import check_finite
 from ..problems.gp_pde import tensor_grid
 from ._errors import NumericalFailure
@@ -19,25 +18,8 @@ __all__ = [
     "parse_grid",
     "eval_on_grid",
     "periodogram_peaks",
-    "check_scalar",
     "check_grid_tensor",
 ]
-
-
-def check_scalar(name: str, value, *, strict: bool = False) -> float:
-    """``value`` (a real number or a 0-d real tensor) as a finite ``float`` ``>= 0``
-    (``> 0`` when ``strict``); anything else raises ``TypeError``/``ValueError`` naming ``name``.
-    """
-    if isinstance(value, Tensor):
-        if value.ndim != 0:
-            raise ValueError(
-                f"{name}: expected a scalar (a number or a 0-d tensor), received a tensor of "
-                f"shape {tuple(value.shape)}"
-            )
-        if value.is_complex() or value.dtype == torch.bool:
-            raise TypeError(f"{name}: expected a real number, received a {value.dtype} tensor")
-        value = value.item()
-    return check_real(name, value, minimum=0.0, strict=strict)
 
 
 def check_grid_tensor(

@@ -70,10 +70,10 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real
+from .._checks import check_int, check_real, check_scalar
 from .._linalg import pcg
 from ._errors import NumericalFailure
-from ._inputs import check_grid_tensor, check_scalar
+from ._inputs import check_grid_tensor
 from ._kron import face_values, faces, kron_apply, scatter_faces
 from .operator import Factor, LinearPDEOperator
 from .solve import KronSolve
@@ -128,8 +128,8 @@ class GaussNewtonKronSolve:
             )
         if any(fc.lam is None for fc in factors):
             raise ValueError("factors: build them with eigen=True (operator.with_eigen)")
-        tau2 = check_scalar("tau2", tau2, strict=True)
-        gamma = check_scalar("gamma", gamma, strict=True)
+        tau2 = check_scalar("tau2", tau2, minimum=0.0, strict=True)
+        gamma = check_scalar("gamma", gamma, minimum=0.0, strict=True)
         o = self.check_options(
             dict(
                 max_iter=max_iter,

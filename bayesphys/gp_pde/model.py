@@ -327,9 +327,10 @@ class GPPDESolver:
         """
         tau2 = float(self.log_tau_pde.detach().exp())
         gamma = self.config["lam_b"] * float(self.log_tau_b.detach().exp())
-        if not (math.isfinite(tau2) and math.isfinite(gamma)):  # e.g. exp overflow of log tau
+        # exp over/underflow of log tau: inf, or 0 (which GaussNewtonKronSolve refuses)
+        if not all(math.isfinite(v) and v > 0 for v in (tau2, gamma)):
             raise NumericalFailure(
-                f"tau: expected finite precisions, received tau2={tau2}, gamma={gamma}"
+                f"tau: expected finite positive precisions, received tau2={tau2}, gamma={gamma}"
             )
         fd = detach_factors(factors)
         keep = reuse and self._fresh()

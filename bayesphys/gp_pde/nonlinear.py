@@ -41,9 +41,9 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real
+from .._checks import check_int, check_real, check_scalar
 from ._errors import NumericalFailure
-from ._inputs import check_grid_tensor, check_scalar
+from ._inputs import check_grid_tensor
 from ._kron import faces
 from .operator import Factor, LinearPDEOperator
 from .solve import KronSolve
@@ -130,7 +130,10 @@ class PicardKronSolve:
         )
         self.factors, self.op = factors, op
         self.lin_op = replace(op, cubic=False)
-        self.tau2, self.gamma = check_scalar("tau2", tau2), check_scalar("gamma", gamma)
+        self.tau2, self.gamma = (
+            check_scalar("tau2", tau2, minimum=0.0),
+            check_scalar("gamma", gamma, minimum=0.0),
+        )
         self.shape = tuple(fc.x.shape[0] for fc in factors)
         self.shift, self.max_iter, self.depth = o["shift"], o["max_iter"], o["depth"]
         self.tol = o["tol"]

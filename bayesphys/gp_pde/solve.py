@@ -39,8 +39,8 @@ import math
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real
-from ._inputs import check_grid_tensor, check_scalar
+from .._checks import check_int, check_real, check_scalar
+from ._inputs import check_grid_tensor
 from ._kron import face_values, faces, kron_apply, kron_dense, scatter_faces
 from .operator import Factor, LinearPDEOperator, apply_operator
 
@@ -168,7 +168,10 @@ class DenseSolve:
         ``tol >= 0``."""
         iters = check_int("iters", iters, minimum=1)
         tol = check_real("tol", tol, minimum=0.0)
-        tau2, gamma = check_scalar("tau2", tau2), check_scalar("gamma", gamma)
+        tau2, gamma = (
+            check_scalar("tau2", tau2, minimum=0.0),
+            check_scalar("gamma", gamma, minimum=0.0),
+        )
         dev = self.L.device
         check_grid_tensor("f", f, self.shape, device=dev, flat_ok=True)
         check_grid_tensor("g", g, (self.S.shape[0],), device=dev, what="boundary-value tensor")
@@ -202,7 +205,10 @@ class DenseSolve:
         factor of :meth:`solve`, bit for bit); returns ``u``. For :meth:`cov_u`, :meth:`sample_u`.
         """
         check_grid_tensor("u", u, self.shape, device=self.L.device)
-        tau2, gamma = check_scalar("tau2", tau2), check_scalar("gamma", gamma)
+        tau2, gamma = (
+            check_scalar("tau2", tau2, minimum=0.0),
+            check_scalar("gamma", gamma, minimum=0.0),
+        )
         A = self.A
         if self.op.cubic:
             A = self.A + torch.diag(3 * u.reshape(-1) ** 2)
@@ -255,8 +261,8 @@ class KronSolve:
             raise NotImplementedError(
                 "KronSolve: linear operators only (see PicardKronSolve, GaussNewtonKronSolve)"
             )
-        check_scalar("tau2", tau2)
-        check_scalar("gamma", gamma)
+        check_scalar("tau2", tau2, minimum=0.0)
+        check_scalar("gamma", gamma, minimum=0.0)
         self.factors, self.op = factors, op
         self.shape = tuple(fc.x.shape[0] for fc in factors)
         self.complex = any(fc.lam.is_complex() for fc in factors)

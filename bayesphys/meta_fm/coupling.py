@@ -28,6 +28,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from .._checks import check_broadcasts
 from .._device import check_finite
 
 __all__ = [
@@ -174,15 +175,9 @@ def interpolate(x0: Tensor, x1: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
     if not isinstance(t, Tensor):
         raise TypeError(f"t: expected a torch.Tensor, received {type(t).__name__}")
     lead = x0.shape[:-1]
-    try:
-        ok = torch.broadcast_shapes(t.shape, lead) == lead
-    except RuntimeError:
-        ok = False
-    if not ok:
-        raise ValueError(
-            f"t: expected times broadcastable to the points' leading shape {tuple(lead)}, "
-            f"received {tuple(t.shape)}"
-        )
+    check_broadcasts(
+        "t", t.shape, lead, f"times broadcastable to the points' leading shape {tuple(lead)}"
+    )
     tt = t[..., None]
     return (1 - tt) * x0 + tt * x1, x1 - x0
 

@@ -46,7 +46,7 @@ from linear_operator.operators import (
 )
 from torch import Tensor
 
-from .._checks import check_real
+from .._checks import check_broadcasts, check_real
 from .._device import as_tensor, check_finite
 from .._linalg import structured_root
 from ..posterior import GaussianPosterior
@@ -169,15 +169,12 @@ def check_slice_mass(mass, batch: torch.Size, dtype: torch.dtype, device) -> Ten
     """``mass`` as a tensor of ``dtype`` on ``device`` that broadcasts to the posterior's
     ``batch`` shape ``[B, nt]`` (one value per function and time slice), or a clear error."""
     mass = as_tensor("mass", mass, dtype=dtype, device=device)
-    try:
-        ok = torch.broadcast_shapes(mass.shape, batch) == batch
-    except RuntimeError:
-        ok = False
-    if not ok:
-        raise ValueError(
-            f"mass: expected shape {tuple(batch)} (one value per function and time slice) or "
-            f"broadcastable to it, received {tuple(mass.shape)}"
-        )
+    check_broadcasts(
+        "mass",
+        mass.shape,
+        batch,
+        f"shape {tuple(batch)} (one value per function and time slice) or broadcastable to it",
+    )
     return mass
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real
+from .._checks import check_int, check_real, check_scalar
 from .._device import as_tensor, make_generator
 
 __all__ = [
@@ -151,10 +151,8 @@ def _f64(v) -> Tensor:
 
 
 def _real(name: str, value, **kw) -> float:
-    """:func:`check_real` that also takes a one-element tensor (as ``float()`` did)."""
-    if isinstance(value, Tensor) and value.numel() == 1 and value.dtype != torch.bool:
-        value = value.item()
-    return check_real(name, value, **kw)
+    """:func:`check_scalar` accepting a one-element tensor (as ``float()`` did)."""
+    return check_scalar(name, value, one_element=True, **kw)
 
 
 def _pos_pow(s: Tensor, e: Tensor | float) -> Tensor:

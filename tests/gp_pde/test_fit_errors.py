@@ -92,3 +92,24 @@ def test_numerical_failures_are_value_errors():
     assert issubclass(NumericalFailure, ValueError)
     with pytest.raises(NumericalFailure, match="u0: expected finite values, received 1 NaN"):
         check_grid_tensor("u0", torch.tensor([0.0, math.nan]), (2,))
+
+
+def test_underflowed_precision_is_a_numerical_failure():
+    """exp(log tau) == 0 must be reported as a NumericalFailure (a divergence in fit()), not a
+    plain ValueError from GaussNewtonKronSolve's tau2 > 0 check."""
+    import torch
+
+    from bayesphys.gp_pde._errors import NumericalFailure
+
+    s = GPPDESolver(
+        "allencahn1d-sin100",
+        n_col=12,
+        num_mixtures=2,
+        seed=0,
+        weighting="prior",
+        nonlinear_solver="gauss-newton",
+    )
+    with torch.no_grad():
+        s.log_tau_pde.fill_(-800.0)
+    with pytest.raises(NumericalFailure, match="tau: expected finite positive precisions"):
+        s._solver(s._factors())
