@@ -50,6 +50,12 @@ from .model import MetaFlowMatching, _check_flag
 __all__ = ["MFMEnsemble", "pooled_prediction", "w2_inference_data"]
 
 
+def _member_seed(seed: int, member: int, num_draws: int, draw: int) -> int:
+    """Subsample seed of draw ``draw`` of member ``member``: ``seed + member * num_draws +
+    draw``, wrapped into torch's seed range ``[0, 2**64)``."""
+    return (seed + member * num_draws + draw) % 2**64
+
+
 def pooled_prediction(member_preds: Sequence[Tensor], n: int, seed: int = 0) -> Tensor:
     """Mixture of the members' populations ``[n_m, d]``, subsampled to ``n >= 1`` points."""
     n = check_int("n", n, minimum=1)
@@ -171,14 +177,29 @@ class MFMEnsemble:
         self, sources, treatment=None, *, seed: int = 0, **kw
     ) -> list[list[Tensor]]:
         """``[M][P]`` predicted populations ``[n_i, d]`` (``kw``: as
-        :meth:`MetaFlowMatching.predict`, e.g. ``features``)."""
-        return [m.predict(sources, treatment, seed=seed, **kw) for m in self.models]
+        :meth:`MetaFlowMatching.predict`, e.g. ``features``).
+
+        Member ``m`` embeds through the subsample of seed ``seed + m`` (member 0 through
+        ``seed``, as a lone model would), so the members' predictions also differ by the
+        points their embeddings see, as :meth:`posterior`'s draws do.
+        """
+        seed = check_int("seed", seed)
+        return [
+            m.predict(sources, treatment, seed=_member_seed(seed, j, 1, 0), **kw)
+            for j, m in enumerate(self.models)
+        ]
 
     def posterior(
         self, x, treatment=None, *, num_draws: int = 1, seed: int = 0, features=None
     ) -> SamplePosterior:
-        """Draws ``[M, num_draws, P, n, d]``: chain = member, draw = embedding subsample seed
-        (``features``: the sources' per-point features, for models trained with them)."""
+        """Draws ``[M, num_draws, P, n, d]``: chain = member, draw = embedding subsample
+        (``features``: the sources' per-point features, for models trained with them).
+
+        Draw ``k`` of member ``m`` embeds through the subsample of seed
+        ``seed + m * num_draws + k``: no two draws of the ensemble share a subsample (until
+        this release every member used seeds ``seed + k``, so the members' draws were
+        correlated through the points their embeddings saw).
+        """
         num_draws = check_int("num_draws", num_draws, minimum=1)
         seed = check_int("seed", seed)
         pops = check_populations("x", x, self.models[0].dim)
@@ -187,11 +208,18 @@ class MFMEnsemble:
                 f"x: posterior needs equal population sizes, received {[q.shape[0] for q in pops]}"
             )
         chains = []
-        for m in self.models:
+        for j, m in enumerate(self.models):
             chains.append(
                 torch.stack(
                     [
-                        torch.stack(m.predict(pops, treatment, features=features, seed=seed + k))
+                        torch.stack(
+                            m.predict(
+                                pops,
+                                treatment,
+                                features=features,
+                                seed=_member_seed(seed, j, num_draws, k),
+                            )
+                        )
                         for k in range(num_draws)
                     ]
                 )

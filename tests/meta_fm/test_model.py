@@ -196,3 +196,23 @@ def test_treatments_refused_without_num_treatments_or_out_of_range():
         PopulationPairs(**kw, treatment=torch.tensor([0, 1, 0, 1]), num_treatments=2), **small
     )
     assert m.num_treatments == 2
+
+
+def test_ensemble_members_embed_through_their_own_subsamples():
+    # two members with the same weights: they may differ only by the embedding subsample.
+    # Before the fix every member used the same subsample seeds, so such members agreed bit
+    # for bit and the ensemble's spread left out the subsample's variation.
+    d = linear_map(n_train=10, n_cal=0, n_test=2, n_points=48)
+    m = MetaFlowMatching(d, seed=0, **(SMALL | {"points": 16}))
+    twin = MetaFlowMatching(d, seed=1, **(SMALL | {"points": 16}))
+    twin.net.load_state_dict(m.net.state_dict())
+    ens = MFMEnsemble(models=[m, twin])
+    src = d.subset("test").source
+    a, b = ens.predict_members(src, seed=5)
+    assert not torch.equal(a[0], b[0])
+    for lone, first in zip(m.predict(src, seed=5), a):  # member 0 reads as a lone model
+        assert torch.equal(lone, first)
+    draws = ens.posterior(src, num_draws=2, seed=5).draws  # [M, K, P, n, d]
+    seen = [draws[j, k] for j in range(2) for k in range(2)]
+    assert all(not torch.equal(x, y) for i, x in enumerate(seen) for y in seen[i + 1 :])
+    assert torch.equal(draws[1, 0], torch.stack(twin.predict(src, seed=5 + 2)))
