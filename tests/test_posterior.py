@@ -1,4 +1,5 @@
-"""Tests of the shared posterior interface (mirrors bayesphys/posterior.py)."""
+"""Tests of the shared posterior interface (bayesphys/posterior.py and the private modules it
+re-exports)."""
 
 from __future__ import annotations
 
@@ -254,3 +255,24 @@ def test_sample_posterior_scalar_quantile_of_a_scalar_event():
     post = SamplePosterior(draws, chains=True)
     q = post.quantile(0.5)
     assert q.shape == () and float(q) == 5.0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_posteriors_pickle_and_sample_alike(kind):
+    # the cached root of a GaussianPosterior holds closures: pickling a posterior that had
+    # been validated or sampled raised "Can't pickle local object" (e.g. torch.save, or
+    # sending it to a process pool)
+    import pickle
+
+    gen = torch.Generator().manual_seed(0)
+    cov = _structured(kind, (3, 2), gen)
+    post = GaussianPosterior(torch.randn(6, generator=gen, dtype=D), cov)
+    post.sample((2,))  # builds the root
+    back = pickle.loads(pickle.dumps(post))
+    a = post.sample((4,), generator=torch.Generator().manual_seed(1))
+    b = back.sample((4,), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    v = torch.randn(6, dtype=D)
+    assert torch.equal(post.log_prob(v), back.log_prob(v))
+    s = SamplePosterior(torch.randn(2, 5, 3, generator=gen))
+    assert torch.equal(pickle.loads(pickle.dumps(s)).draws, s.draws)

@@ -1,0 +1,303 @@
+"""The Gaussian posterior (re-exported by :mod:`bayesphys.posterior`)."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from linear_operator import to_dense, to_linear_operator
+from linear_operator.operators import DiagLinearOperator, LinearOperator
+from torch import Tensor
+
+from ._checks import check_int
+from ._device import check_finite, resolve_device
+from ._linalg import diagonal, structured_root
+from ._posterior_args import (
+    _check_generator,
+    _q_tensor,
+    _shape_arg,
+    _size,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    pass
+from ._posterior_base import _PosteriorBase
+
+__all__ = ["GaussianPosterior"]
+
+
+class GaussianPosterior(_PosteriorBase):
+    r"""Gaussian posterior :math:`\mathcal N(\mu, \Sigma)` over a field or parameter vector.
+
+    Parameters
+    ----------
+    mean:
+        :math:`\mu`, ``[*batch, *event]``.
+    covariance:
+        :math:`\Sigma`, a ``linear_operator`` or tensor ``[*batch, N, N]`` with
+        ``N = prod(event_shape)``, flattened in C order. Use ``DiagLinearOperator``,
+        ``LowRankRootAddedDiagLinearOperator`` or ``KroneckerProductLinearOperator`` to keep
+        structure; sampling, marginals and ``log_prob`` then never form an ``N x N`` matrix.
+    event_shape:
+        shape of one draw; defaults to ``mean.shape`` (no batch).
+    validate:
+        check shapes, finiteness and (for dense covariances up to 4096) positive
+        semi-definiteness now; otherwise non-PSD input fails at the first draw.
+    root:
+        optional custom sampler: a callable mapping base noise ``[*, M]`` to correlated
+        draws ``[*, *batch, N]`` with covariance :math:`\Sigma` (e.g. pathwise/Matheron
+        updates), together with ``root_dim=M``.
+    root_dim:
+        dimension ``M`` of the base noise of a custom ``root``.
+
+    Notes
+    -----
+    Sampling uses :math:`u = \mu + L z`, :math:`L L^\top = \Sigma`, :math:`z \sim \mathcal N(0, I)`.
+    """
+
+    def __init__(
+        self,
+        mean: Tensor,
+        covariance: LinearOperator | Tensor,
+        *,
+        event_shape: torch.Size | tuple[int, ...] | None = None,
+        validate: bool = True,
+        root=None,
+        root_dim: int | None = None,
+    ) -> None:
+        if not isinstance(mean, Tensor):
+            raise TypeError(f"mean: expected a torch.Tensor, received {type(mean).__name__}")
+        if not mean.is_floating_point():
+            raise TypeError(f"mean: expected a floating tensor, received dtype {mean.dtype}")
+        event_shape = mean.shape if event_shape is None else _shape_arg("event_shape", event_shape)
+        nev = len(event_shape)
+        if tuple(mean.shape[mean.ndim - nev :]) != tuple(event_shape) or mean.ndim < nev:
+            raise ValueError(
+                f"mean: expected trailing shape {tuple(event_shape)}, received {tuple(mean.shape)}"
+            )
+        self.event_shape = event_shape
+        self.batch_shape = mean.shape[: mean.ndim - nev]
+        n = math.prod(event_shape)
+        if not isinstance(validate, (bool, np.bool_)):
+            raise TypeError(
+                f"validate: expected True or False, received {type(validate).__name__} {validate!r}"
+            )
+        if root is not None and not callable(root):
+            raise TypeError(
+                f"root: expected a callable mapping base noise [*, M] to draws, received "
+                f"{type(root).__name__}"
+            )
+        if root_dim is not None:
+            if root is None:
+                raise ValueError(
+                    f"root_dim: only used with a custom root, received root_dim={root_dim!r} "
+                    "and root=None"
+                )
+            root_dim = check_int("root_dim", root_dim, minimum=1)
+        if isinstance(covariance, Tensor):
+            if covariance.is_complex():
+                raise TypeError(
+                    f"covariance: expected a real tensor, received dtype {covariance.dtype}"
+                )
+            covariance = covariance.to(dtype=mean.dtype, device=mean.device)
+            if covariance.ndim == mean.ndim and covariance.shape == mean.shape:
+                raise ValueError(
+                    "covariance: received a tensor with the mean's shape; pass "
+                    "DiagLinearOperator(variance.flatten(...)) for a diagonal covariance"
+                )
+            covariance = to_linear_operator(covariance)
+        if not isinstance(covariance, LinearOperator):
+            raise TypeError(
+                "covariance: expected a LinearOperator or a torch.Tensor, received "
+                f"{type(covariance).__name__}"
+            )
+        if covariance.device != mean.device:  # as a tensor covariance is moved
+            covariance = covariance.to(mean.device)
+        if covariance.dtype != mean.dtype and not isinstance(covariance, DiagLinearOperator):
+            # a tensor covariance takes the mean's dtype; so does a structured one (its root
+            # would otherwise meet noise of the mean's dtype and fail at the first draw); a
+            # diagonal one always worked in its own dtype and is kept as it is
+            covariance = covariance.to(mean.dtype)
+        expected = (*self.batch_shape, n, n)
+        if tuple(covariance.shape) != expected:
+            raise ValueError(
+                f"covariance: expected shape {expected} for mean {tuple(mean.shape)} with "
+                f"event_shape {tuple(event_shape)}, received {tuple(covariance.shape)}"
+            )
+        self._mean = mean
+        self.covariance = covariance
+        self._root = None
+        self._custom_root = root
+        self._custom_root_dim = root_dim
+        if root is not None and root_dim is None:
+            raise ValueError("root_dim: required when a custom root is given")
+        if validate:
+            check_finite("mean", mean)
+            if isinstance(covariance, DiagLinearOperator):
+                d = covariance.diagonal()
+                check_finite("covariance", d)
+                if bool((d < 0).any()):
+                    raise ValueError(
+                        f"covariance: expected non-negative variances, received min {float(d.min()):.3e}"
+                    )
+            elif n <= 4096 and root is None:
+                dense = to_dense(covariance)
+                check_finite("covariance", dense)
+                if not torch.allclose(dense, dense.mT, rtol=1e-6, atol=1e-10):
+                    raise ValueError("covariance: expected a symmetric matrix")
+                self._get_root()
+
+    # -- properties -------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self._mean.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._mean.dtype
+
+    @property
+    def mean(self) -> Tensor:
+        """Posterior mean ``[*batch, *event]``."""
+        return self._mean
+
+    @property
+    def variance(self) -> Tensor:
+        """Marginal variances ``[*batch, *event]`` from the covariance's structured diagonal."""
+        return diagonal(self.covariance).reshape(*self.batch_shape, *self.event_shape)
+
+    # -- sampling ---------------------------------------------------------------------------
+    def _get_root(self):
+        if self._root is None:
+            self._root = structured_root(self.covariance, "covariance")
+        return self._root
+
+    def _base_dim(self) -> int:
+        if self._custom_root is not None:
+            return int(self._custom_root_dim)
+        return self._get_root().base_dim
+
+    def rsample(
+        self, sample_shape=torch.Size(), base_samples: Tensor | None = None, generator=None
+    ) -> Tensor:
+        """Reparameterised draws ``[*sample_shape, *batch, *event]``.
+
+        ``base_samples`` (``[*sample_shape, *batch, M]``) fixes the standard-normal noise, for
+        common random numbers across posteriors.
+        """
+        shape = _size(sample_shape)
+        m = self._base_dim()
+        if base_samples is None:
+            _check_generator(generator, self.device)
+            base_samples = torch.randn(
+                (*shape, *self.batch_shape, m),
+                dtype=self.dtype,
+                device=self.device,
+                generator=generator,
+            )
+        else:
+            self._check_base_samples(base_samples, shape, m)
+        if self._custom_root is not None:
+            flat = self._custom_root(base_samples)
+            n = math.prod(self.event_shape)
+            if not isinstance(flat, Tensor) or flat.numel() != base_samples[..., 0].numel() * n:
+                got = tuple(flat.shape) if isinstance(flat, Tensor) else type(flat).__name__
+                raise ValueError(
+                    f"root: expected draws [..., {n}] from base noise of shape "
+                    f"{tuple(base_samples.shape)}, received {got}"
+                )
+        else:
+            flat = self._get_root().apply(base_samples)
+        flat = flat.reshape(*base_samples.shape[:-1], math.prod(self.event_shape))
+        return self._mean + flat.reshape(*flat.shape[:-1], *self.event_shape)
+
+    def _check_base_samples(self, base: Tensor, shape: torch.Size, m: int) -> None:
+        if not isinstance(base, Tensor):
+            raise TypeError(
+                f"base_samples: expected a torch.Tensor, received {type(base).__name__}"
+            )
+        if base.ndim == 0 or base.shape[-1] != m:
+            raise ValueError(
+                f"base_samples: expected last dimension {m}, received shape {tuple(base.shape)}"
+            )
+        if len(shape) and tuple(base.shape[: len(shape)]) != tuple(shape):
+            raise ValueError(
+                f"base_samples: expected leading dims sample_shape={tuple(shape)} "
+                f"([*sample_shape, *batch, {m}]), received shape {tuple(base.shape)}"
+            )
+        if base.device != self.device:
+            raise ValueError(
+                f"base_samples: expected a tensor on {self.device} (the posterior's device), "
+                f"received one on {base.device}"
+            )
+        check_finite("base_samples", base)
+
+    def sample(self, sample_shape=torch.Size(), generator: torch.Generator | None = None) -> Tensor:
+        """Draws ``[*sample_shape, *batch, *event]`` (no gradient)."""
+        with torch.no_grad():
+            return self.rsample(sample_shape, generator=generator)
+
+    def quantile(self, q) -> Tensor:
+        """Marginal quantiles ``[*q.shape, *batch, *event]``: :math:`\\mu + \\sigma\\Phi^{-1}(q)`."""
+        qt = _q_tensor(q, self._mean)
+        z = torch.special.ndtri(qt)
+        z = z.reshape(*qt.shape, *([1] * self._mean.ndim))
+        return self._mean + self.stddev * z
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        """Gaussian log density of ``value`` ``[*, *batch, *event]`` -> ``[*, *batch]``."""
+        if self._custom_root is not None:
+            raise NotImplementedError(
+                "GaussianPosterior.log_prob: not available with a custom root"
+            )
+        if not isinstance(value, Tensor):
+            raise TypeError(f"value: expected a torch.Tensor, received {type(value).__name__}")
+        nev = len(self.event_shape)
+        if value.ndim < nev or tuple(value.shape[value.ndim - nev :]) != tuple(self.event_shape):
+            raise ValueError(
+                f"value: expected trailing shape {tuple(self.event_shape)}, received {tuple(value.shape)}"
+            )
+        try:
+            torch.broadcast_shapes(value.shape[: value.ndim - nev], self.batch_shape)
+        except RuntimeError:
+            raise ValueError(
+                f"value: expected shape [*, *batch, *event] with batch dims broadcasting to "
+                f"{tuple(self.batch_shape)}, received {tuple(value.shape)}"
+            ) from None
+        if value.device != self.device:
+            raise ValueError(
+                f"value: expected a tensor on {self.device} (the posterior's device), received "
+                f"one on {value.device}"
+            )
+        check_finite("value", value)
+        root = self._get_root()
+        diff = value - self._mean  # [*, *batch, *event]: the batch dims broadcast
+        diff = diff.reshape(*diff.shape[: diff.ndim - nev], -1)
+        n = diff.shape[-1]
+        maha = (diff * root.solve(diff)).sum(-1)
+        return -0.5 * (maha + root.logdet() + n * math.log(2 * math.pi))
+
+    def to(self, device) -> GaussianPosterior:
+        """A copy on ``device`` (a custom root is not moved)."""
+        dev = resolve_device(device)
+        return GaussianPosterior(
+            self._mean.to(dev),
+            self.covariance.to(dev),
+            event_shape=self.event_shape,
+            validate=False,
+            root=self._custom_root,
+            root_dim=self._custom_root_dim,
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the cached root holds closures, which do not pickle; it is rebuilt on first use
+        return {**self.__dict__, "_root": None}
+
+    def __repr__(self) -> str:
+        return (
+            f"GaussianPosterior(event_shape={tuple(self.event_shape)}, "
+            f"batch_shape={tuple(self.batch_shape)}, covariance={type(self.covariance).__name__}, "
+            f"device={self.device}, dtype={self.dtype})"
+        )

@@ -1,0 +1,117 @@
+"""The posterior protocol and the behaviour its two implementations share (public names
+re-exported by :mod:`bayesphys.posterior`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from ._posterior_args import (
+    _check_level,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import arviz
+
+__all__ = ["Posterior"]
+
+
+
+@runtime_checkable
+class Posterior(Protocol):
+    """Protocol every bayesphys posterior satisfies (see the module docstring for shapes)."""
+
+    @property
+    def event_shape(self) -> torch.Size: ...
+
+    @property
+    def batch_shape(self) -> torch.Size: ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def dtype(self) -> torch.dtype: ...
+
+    @property
+    def mean(self) -> Tensor: ...
+
+    @property
+    def variance(self) -> Tensor: ...
+
+    def sample(self, sample_shape=torch.Size(), generator=None) -> Tensor: ...
+
+    def rsample(self, sample_shape=torch.Size()) -> Tensor: ...
+
+    def quantile(self, q) -> Tensor: ...
+
+    def interval(self, level: float = 0.95) -> tuple[Tensor, Tensor]: ...
+
+    def log_prob(self, value: Tensor) -> Tensor: ...
+
+    def to(self, device) -> Posterior: ...
+
+    def to_inference_data(self, **kwargs: Any) -> arviz.InferenceData: ...
+
+
+class _PosteriorBase:
+    """Shared behaviour: stddev, interval, export."""
+
+    event_shape: torch.Size
+    batch_shape: torch.Size
+
+    @property
+    def stddev(self) -> Tensor:
+        """Marginal standard deviation ``[*batch, *event]``."""
+        return self.variance.clamp_min(0).sqrt()
+
+    def interval(self, level: float = 0.95) -> tuple[Tensor, Tensor]:
+        """Central marginal interval ``(lower, upper)``, each ``[*batch, *event]``."""
+        level = _check_level(level)
+        q = self.quantile([(1 - level) / 2, (1 + level) / 2])
+        return q[0], q[1]
+
+    def to_inference_data(
+        self,
+        *,
+        dims: list[str] | tuple[str, ...] | None = None,
+        coords: dict[str, Any] | None = None,
+        observed: dict[str, Any] | None = None,
+        num_samples: int = 1000,
+        num_chains: int = 1,
+        name: str = "u",
+        seed: int | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> arviz.InferenceData:
+        """Export posterior draws to :class:`arviz.InferenceData`.
+
+        The field named ``name`` gets dims ``(chain, draw, *batch_dims, *dims)``. ``dims``
+        names the batch dims followed by the event dims (default ``batch_0..``, ``name_dim_0..``);
+        ``coords`` gives their coordinate values (a name that is no dim of the export raises a
+        ``ValueError``). ``params`` adds named parameter draws
+        ``[chain, draw, *shape]`` to the posterior group; ``observed`` fills ``observed_data``.
+        ``seed`` (an int) makes the draws reproducible. A :class:`SamplePosterior` exports its
+        stored chains as they are (``num_samples``, ``num_chains`` and ``seed`` do not apply).
+        """
+        from .inference_data import to_inference_data
+
+        return to_inference_data(
+            self,
+            dims=dims,
+            coords=coords,
+            observed=observed,
+            num_samples=num_samples,
+            num_chains=num_chains,
+            name=name,
+            seed=seed,
+            params=params,
+        )
+
+    def _draws_for_export(self, num_chains: int, num_samples: int, seed: int | None) -> Tensor:
+        gen = None
+        if seed is not None:
+            gen = torch.Generator(device=self.device)
+            gen.manual_seed(int(seed))
+        return self.sample(torch.Size([num_chains, num_samples]), generator=gen)

@@ -1,0 +1,144 @@
+"""The empirical (draws) posterior (re-exported by :mod:`bayesphys.posterior`)."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ._checks import check_int
+from ._device import check_finite, resolve_device
+from ._posterior_args import (
+    _check_generator,
+    _q_tensor,
+    _size,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    pass
+from ._posterior_base import _PosteriorBase
+
+__all__ = ["SamplePosterior"]
+
+
+class SamplePosterior(_PosteriorBase):
+    """Empirical posterior from draws ``[chain, draw, *batch, *event]``.
+
+    Parameters
+    ----------
+    draws:
+        MCMC chains, ensemble members or generative-model samples; a single chain may be
+        given as ``[draw, *batch, *event]`` with ``chains=False``.
+    event_ndim:
+        how many trailing dims form the event (the rest after ``chain, draw`` are batch);
+        default: all of them.
+    """
+
+    def __init__(self, draws: Tensor, *, event_ndim: int | None = None, chains: bool = True):
+        if not isinstance(draws, Tensor):
+            raise TypeError(f"draws: expected a torch.Tensor, received {type(draws).__name__}")
+        if not draws.is_floating_point():
+            raise TypeError(
+                f"draws: expected a floating tensor, received dtype {draws.dtype} "
+                "(convert with draws.double() or draws.float())"
+            )
+        if not isinstance(chains, (bool, np.bool_)):
+            raise TypeError(
+                f"chains: expected True or False, received {type(chains).__name__} {chains!r}"
+            )
+        if not chains:
+            draws = draws.unsqueeze(0)
+        if draws.ndim < 2:
+            raise ValueError(
+                f"draws: expected shape [chain, draw, *event], received {tuple(draws.shape)}"
+            )
+        if draws.shape[0] * draws.shape[1] < 2:
+            raise ValueError("draws: need at least two draws for empirical moments")
+        check_finite("draws", draws)
+        rest = draws.ndim - 2
+        event_ndim = rest if event_ndim is None else check_int("event_ndim", event_ndim)
+        if not 0 <= event_ndim <= rest:
+            raise ValueError(f"event_ndim: expected 0..{rest}, received {event_ndim}")
+        self.draws = draws
+        self.event_shape = draws.shape[draws.ndim - event_ndim :]
+        self.batch_shape = draws.shape[2 : draws.ndim - event_ndim]
+
+    @property
+    def device(self) -> torch.device:
+        return self.draws.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.draws.dtype
+
+    @property
+    def num_chains(self) -> int:
+        return self.draws.shape[0]
+
+    @property
+    def num_draws(self) -> int:
+        return self.draws.shape[1]
+
+    def _flat(self) -> Tensor:
+        return self.draws.reshape(self.draws.shape[0] * self.draws.shape[1], *self.draws.shape[2:])
+
+    @property
+    def mean(self) -> Tensor:
+        """Empirical mean over chains and draws, ``[*batch, *event]``."""
+        return self._flat().mean(0)
+
+    @property
+    def variance(self) -> Tensor:
+        """Empirical (unbiased) variance, ``[*batch, *event]``."""
+        return self._flat().var(0, correction=1)
+
+    def sample(self, sample_shape=torch.Size(), generator: torch.Generator | None = None) -> Tensor:
+        """Resample stored draws with replacement: ``[*sample_shape, *batch, *event]``."""
+        shape = _size(sample_shape)
+        _check_generator(generator, self.device)
+        flat = self._flat()
+        idx = torch.randint(
+            flat.shape[0], (math.prod(shape),), device=self.device, generator=generator
+        )
+        return flat[idx].reshape(*shape, *flat.shape[1:])
+
+    def rsample(self, sample_shape=torch.Size()) -> Tensor:
+        raise NotImplementedError(
+            "SamplePosterior.rsample: empirical draws are not reparameterisable"
+        )
+
+    def quantile(self, q) -> Tensor:
+        """Empirical marginal quantiles ``[*q.shape, *batch, *event]`` (linear interpolation)."""
+        qt = _q_tensor(q, self.draws)
+        if self.dtype not in (torch.float32, torch.float64):
+            raise TypeError(
+                f"draws: quantiles need float32 or float64 draws, received {self.dtype} "
+                "(convert with draws.float())"
+            )
+        flat = self._flat()
+        if flat[0].numel() == 0:  # an empty event: torch.quantile refuses empty input
+            return flat.new_empty((*qt.shape, *flat.shape[1:]))
+        out = torch.quantile(flat, qt.reshape(-1), dim=0)
+        return out.reshape((*qt.shape, *flat.shape[1:]))  # a tuple: () for a scalar q and event
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        raise NotImplementedError("SamplePosterior.log_prob: no density for empirical draws")
+
+    def to(self, device) -> SamplePosterior:
+        return SamplePosterior(
+            self.draws.to(resolve_device(device)), event_ndim=len(self.event_shape)
+        )
+
+    def _draws_for_export(self, num_chains: int, num_samples: int, seed: int | None) -> Tensor:
+        # export the stored chains as they are (ESS and R-hat stay meaningful)
+        return self.draws
+
+    def __repr__(self) -> str:
+        return (
+            f"SamplePosterior(chains={self.num_chains}, draws={self.num_draws}, "
+            f"event_shape={tuple(self.event_shape)}, batch_shape={tuple(self.batch_shape)}, "
+            f"device={self.device})"
+        )
