@@ -18,7 +18,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Posterior"]
 
 
-
 @runtime_checkable
 class Posterior(Protocol):
     """Protocol every bayesphys posterior satisfies (see the module docstring for shapes)."""
