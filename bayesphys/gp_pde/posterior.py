@@ -77,23 +77,35 @@ def test_grid_posterior(
     du = solver.root_dim if hasattr(solver, "root_dim") else math.prod(shape_x)
     dj = math.prod(r.shape[1] for r in roots)
 
-    def root(z: Tensor) -> Tensor:
-        lead = z.shape[:-1]
-        us = solver.sample_u(z[..., :du]).reshape(*lead, *shape_x)
-        fj = kron_apply(roots, z[..., du:].reshape(*lead, *(r.shape[1] for r in roots)))
-        fs, fx = fj, fj
-        for j, (p, n) in enumerate(sizes):
-            fs = fs.narrow(len(lead) + j, 0, p)
-            fx = fx.narrow(len(lead) + j, p, n)
-        out = kron_apply(W, us - fx) + fs
-        return out.reshape(*lead, -1)
-
     return GaussianPosterior(
         mean.detach(),
         DiagLinearOperator(var.reshape(-1)),
-        root=root,
+        root=_GridRoot(solver, W, roots, sizes, shape_x, du),
         root_dim=du + dj,
     )
+
+
+class _GridRoot:
+    r"""Draws of the test-grid field from base noise ``z [..., du + dj]``: :math:`\Sigma_U`
+    draws (``solver.sample_u`` of ``z[..., :du]``) plus the joint test/collocation prior of
+    each axis (Kronecker roots of ``z[..., du:]``), combined as
+    :math:`f_* + W(u - f_X)` -> ``[..., p_1 \cdots p_d]``. A class, not a closure, so that the
+    posterior pickles."""
+
+    def __init__(self, solver, W, roots, sizes, shape_x, du) -> None:
+        self.solver, self.W, self.roots = solver, W, roots
+        self.sizes, self.shape_x, self.du = sizes, shape_x, du
+
+    def __call__(self, z: Tensor) -> Tensor:
+        lead, du = z.shape[:-1], self.du
+        us = self.solver.sample_u(z[..., :du]).reshape(*lead, *self.shape_x)
+        fj = kron_apply(self.roots, z[..., du:].reshape(*lead, *(r.shape[1] for r in self.roots)))
+        fs, fx = fj, fj
+        for j, (p, n) in enumerate(self.sizes):
+            fs = fs.narrow(len(lead) + j, 0, p)
+            fx = fx.narrow(len(lead) + j, p, n)
+        out = kron_apply(self.W, us - fx) + fs
+        return out.reshape(*lead, -1)
 
 
 def kron_vec(vs: list[Tensor]) -> Tensor:

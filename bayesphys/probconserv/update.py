@@ -97,12 +97,56 @@ def _prior_root(prior: GaussianPosterior):
     base = prior._custom_root
     if base is None or prior.dtype == _F64:
         return base
-    dtype = prior.dtype
+    return _CastRoot(base, prior.dtype)
 
-    def root(z: Tensor) -> Tensor:
-        return base(z.to(dtype)).to(z.dtype)
 
-    return root
+class _CastRoot:
+    """A custom root run in its own dtype on float64 noise (a class, so that it pickles
+    whenever the wrapped root does)."""
+
+    def __init__(self, base, dtype: torch.dtype) -> None:
+        self.base, self.dtype = base, dtype
+
+    def __call__(self, z: Tensor) -> Tensor:
+        return self.base(z.to(self.dtype)).to(z.dtype)
+
+
+class _CovarianceRoot:
+    """``z -> L z`` for a root of ``cov``, built on first use and not pickled (the
+    structured root holds closures)."""
+
+    def __init__(self, cov: LinearOperator) -> None:
+        self.cov, self._root = cov, None
+        self.base_dim = self._get().base_dim
+
+    def _get(self):
+        if self._root is None:
+            self._root = structured_root(self.cov, "prior covariance")
+        return self._root
+
+    def __call__(self, z: Tensor) -> Tensor:
+        return self._get().apply(z)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_root": None}
+
+
+class _UpdatedRoot:
+    r"""Draws of the updated field from base noise ``z [..., base_dim (+ m)]``:
+    :math:`f - K(Gf + \sigma_G \varepsilon)` with :math:`f` = the prior root's draw
+    ``[..., N]`` (``sig=None``: the limit :math:`\sigma_G = 0`, no extra noise). A class, not
+    a closure, so that the updated posterior pickles."""
+
+    def __init__(self, base_root, base_dim: int, n: int, G: Tensor, gain: Tensor, sig) -> None:
+        self.base_root, self.base_dim, self.n = base_root, base_dim, n
+        self.G, self.gain, self.sig = G, gain, sig
+
+    def __call__(self, z: Tensor) -> Tensor:
+        f = self.base_root(z[..., : self.base_dim]).reshape(*z.shape[:-1], self.n)
+        gf = (self.G @ f.unsqueeze(-1)).squeeze(-1)
+        if self.sig is not None:
+            gf = gf + self.sig * z[..., self.base_dim :]
+        return f - (self.gain @ gf.unsqueeze(-1)).squeeze(-1)
 
 
 def cov_times_gt(cov: LinearOperator | Tensor, gt: Tensor) -> Tensor:
@@ -302,16 +346,10 @@ def conservation_update(
     if prior._custom_root is not None:
         base_root, base_dim = _prior_root(prior), int(prior._custom_root_dim)
     else:
-        r = structured_root(cov, "prior covariance")
-        base_root, base_dim = r.apply, r.base_dim
+        base_root = _CovarianceRoot(cov)
+        base_dim = base_root.base_dim
     extra = 0 if limit else m
-
-    def root(z: Tensor) -> Tensor:
-        f = base_root(z[..., :base_dim]).reshape(*z.shape[:-1], n)
-        gf = gm(f)
-        if extra:
-            gf = gf + sig * z[..., base_dim:]
-        return f - km(gf)
+    root = _UpdatedRoot(base_root, base_dim, n, G, gain, sig if extra else None)
 
     return GaussianPosterior(
         new_mean.reshape(*prior.batch_shape, *prior.event_shape),

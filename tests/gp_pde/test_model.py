@@ -254,3 +254,15 @@ def test_fit_on_cuda(cuda_device):
     assert post.mean.device.type == "cuda"
     assert math.isfinite(res.final_loss)
     assert get_problem("poisson2d-low").dim == 2
+
+
+def test_posterior_pickles(low_fit):
+    # the test-grid sampler was a closure, so the posterior could not be pickled (torch.save,
+    # a process pool); it is a class now and the copy draws the same fields
+    import pickle
+
+    m, _, _ = low_fit
+    post = m.posterior()
+    back = pickle.loads(pickle.dumps(post))
+    a = post.sample((3,), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, back.sample((3,), generator=torch.Generator().manual_seed(1)))

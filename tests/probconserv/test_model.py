@@ -277,3 +277,22 @@ def test_fit_refuses_another_problems_functions():
     with pytest.raises(ValueError, match="data: functions of the 'stefan' problem"):
         m.fit(make_dataset("stefan", 4, seed=0), steps=1, progress=False)
     assert m.steps_done == 0
+
+
+@pytest.mark.parametrize("sigma_g", [0.0, 0.1])
+def test_updated_posterior_pickles(anp_model, sigma_g):
+    # the updated posterior's sampler was a closure (so were the prior roots it wraps):
+    # pickling it failed; the copy now draws the same conserving fields
+    import pickle
+
+    model, _ = anp_model
+    test = make_dataset("stefan", params=[0.6], seed=3)
+    old = model.config.sigma_g
+    model.config.sigma_g = sigma_g
+    try:
+        post = model.posterior(test)
+    finally:
+        model.config.sigma_g = old
+    back = pickle.loads(pickle.dumps(post))
+    a = post.sample((3,), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, back.sample((3,), generator=torch.Generator().manual_seed(1)))
