@@ -32,6 +32,7 @@ __all__ = [
     "check_int",
     "check_real",
     "check_scalar",
+    "check_seed",
 ]
 
 
@@ -47,6 +48,21 @@ def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
     out = int(value)
     if minimum is not None and out < minimum:
         raise ValueError(f"{name}: expected an int >= {minimum}, received {out}")
+    return out
+
+
+#: torch's seed range (``torch.Generator.manual_seed`` takes ``[-2**63, 2**64 - 1]``)
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
+
+
+def check_seed(name: str, value: Any, *, minimum: int = SEED_MIN) -> int:
+    """``value`` as an ``int`` seed in ``[minimum, 2**64 - 1]`` (default minimum ``-2**63``:
+    torch's seed range; ``0`` where numpy takes the seed). As :func:`check_int` otherwise:
+    a ``bool`` or non-integral value is a ``TypeError``, one out of range a ``ValueError``."""
+    out = check_int(name, value)
+    if not minimum <= out <= SEED_MAX:
+        lo = "-2**63" if minimum == SEED_MIN else str(minimum)
+        raise ValueError(f"{name}: expected an int in [{lo}, 2**64 - 1], received {out}")
     return out
 
 

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._checks import check_seed
+
 __all__ = [
     "resolve_device",
     "resolve_dtype",
@@ -94,16 +96,10 @@ def resolve_dtype(dtype: torch.dtype | str | None = None, default: torch.dtype =
 
 
 # the seeds torch.manual_seed / Generator.manual_seed accept
-_SEED_MIN, _SEED_MAX = -(2**63), 2**64 - 1
 
 
 def _check_seed(seed: Any) -> int:
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, (bool, np.bool_)):
-        raise TypeError(f"seed: expected int or None, received {type(seed).__name__} {seed!r}")
-    seed = int(seed)
-    if not _SEED_MIN <= seed <= _SEED_MAX:
-        raise ValueError(f"seed: expected an int in [-2**63, 2**64 - 1], received {seed}")
-    return seed
+    return check_seed("seed", seed)
 
 
 def seed_everything(seed: int | None) -> None:

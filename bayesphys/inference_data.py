@@ -243,14 +243,14 @@ def to_inference_data(
     params: Mapping[str, Any] | None = None,
 ):
     """Export a :class:`~bayesphys.Posterior` (see ``Posterior.to_inference_data``)."""
-    from ._checks import check_int
+    from ._checks import check_int, check_seed
 
     num_samples = check_int("num_samples", num_samples, minimum=1)
     num_chains = check_int("num_chains", num_chains, minimum=1)
     if not isinstance(name, str) or not name:
         raise TypeError(f"name: expected a non-empty string, received {name!r}")
     if seed is not None:
-        seed = check_int("seed", seed)
+        seed = check_seed("seed", seed)
     params = _mapping("params", params)
     observed = _mapping("observed", observed)
     if name in params:

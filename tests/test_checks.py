@@ -75,3 +75,27 @@ def test_check_broadcasts():
         check_broadcasts("m", (2, 4), (2, 3), "x")
     with pytest.raises(ValueError, match=r"m: expected x, received \(3, 2, 3\)"):
         check_broadcasts("m", (3, 2, 3), (2, 3), "x")  # broadcasts, but beyond the target
+
+
+def test_check_seed_is_torch_seed_range_everywhere():
+    import torch
+
+    from bayesphys._checks import check_seed
+    from bayesphys.diagnostics import sbc_ranks
+    from bayesphys.problems.populations import linear_map
+
+    assert check_seed("seed", 2**64 - 1) == 2**64 - 1 and check_seed("seed", -(2**63)) == -(2**63)
+    assert check_seed("seed", np.int64(3)) == 3 and check_seed("seed", 3.0) == 3
+    for bad in (2**64, -(2**63) - 1):
+        with pytest.raises(ValueError, match=r"seed: expected an int in \[-2\*\*63, 2\*\*64 - 1\]"):
+            check_seed("seed", bad)
+    with pytest.raises(ValueError, match=r"seed: expected an int in \[0, 2\*\*64 - 1\]"):
+        check_seed("seed", -1, minimum=0)
+    with pytest.raises(TypeError, match="seed: expected an int"):
+        check_seed("seed", True)
+    # component seeds went straight to torch, whose overflow error did not name the argument
+    t, d = torch.zeros(4, 1), torch.zeros(4, 9, 1)
+    with pytest.raises(ValueError, match="seed: expected an int in"):
+        sbc_ranks(t, d, seed=2**64)
+    with pytest.raises(ValueError, match="seed: expected an int in"):
+        linear_map(n_train=2, n_cal=0, n_test=1, n_points=8, seed=2**64)

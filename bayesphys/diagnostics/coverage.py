@@ -42,7 +42,7 @@ import torch
 from scipy import stats
 from torch import Tensor
 
-from .._checks import check_int
+from .._checks import check_int, check_seed
 from .._posterior_args import _check_level, _check_levels
 from ..metrics import calibration_curve, crps_samples, gaussian_nll
 from ..posterior import Posterior
@@ -88,7 +88,7 @@ def hdi_pit(truth: Tensor, draws: Tensor, *, seed: int = 0, max_sizes: int = 100
     truth lies deep inside the sample HDI.
     """
     check_truth_draws(truth, draws)
-    seed = check_int("seed", seed)
+    seed = check_seed("seed", seed)
     max_sizes = check_int("max_sizes", max_sizes, minimum=1)
     pool = torch.cat([truth[:, None, :], draws], 1)  # [N, n, K], the truth first
     n = pool.shape[1]
@@ -164,7 +164,7 @@ def tarp(
     "f" [N], "atc": float, "pvalue": float}``.
     """
     check_truth_draws(truth, draws)
-    seed = check_int("seed", seed)
+    seed = check_seed("seed", seed)
     n_alpha = check_int("n_alpha", n_alpha, minimum=2)
     # the box of truths *and* draws: a symmetric function of each problem's (truth, draws), so
     # a calibrated truth stays exchangeable with its draws (a box of the truths alone puts the

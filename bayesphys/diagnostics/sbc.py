@@ -34,7 +34,7 @@ import torch
 from scipy import stats
 from torch import Tensor
 
-from .._checks import check_int
+from .._checks import check_int, check_seed
 from .._device import check_finite
 
 __all__ = [
@@ -102,7 +102,7 @@ def sbc_ranks(truth: Tensor, draws: Tensor, *, seed: int = 0) -> Tensor:
     Ties are broken uniformly at random (seeded), so discrete summaries stay uniform.
     """
     check_truth_draws(truth, draws)
-    seed = check_int("seed", seed)
+    seed = check_seed("seed", seed)
     t = truth[:, None, :]
     less = (draws < t).sum(1)
     ties = (draws == t).sum(1)
@@ -115,7 +115,7 @@ def sbc_ranks(truth: Tensor, draws: Tensor, *, seed: int = 0) -> Tensor:
 def sbc_pit(ranks: Tensor, n_draws: int, *, seed: int = 0) -> Tensor:
     """Randomised PIT values ``[N, K]``: :math:`u = (r + V)/(L+1)`, exactly U(0,1) if calibrated."""
     n_draws = check_int("n_draws", n_draws, minimum=1)
-    seed = check_int("seed", seed)
+    seed = check_seed("seed", seed)
     check_ranks(ranks, n_draws)
     gen = torch.Generator().manual_seed(int(seed) + 1)
     v = torch.rand(ranks.shape, generator=gen, dtype=torch.float64).to(ranks.device)
@@ -143,7 +143,7 @@ def sbc_uniformity(
     for KS. Reject calibration at level :math:`a` when ``pvalue < a``.
     """
     n_draws = check_int("n_draws", n_draws, minimum=1)
-    seed = check_int("seed", seed)
+    seed = check_seed("seed", seed)
     if n_bins is not None:
         n_bins = check_int("n_bins", n_bins, minimum=2)
     ranks = check_ranks(ranks, n_draws)

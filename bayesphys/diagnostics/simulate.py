@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real
+from .._checks import check_int, check_real, check_seed
 from .._device import check_finite
 from .._posterior_args import _check_levels
 from ..posterior import Posterior
@@ -271,7 +271,7 @@ def simulate_and_infer(
     """
     n_sims = check_int("n_sims", n_sims, minimum=2)
     n_draws = check_int("n_draws", n_draws, minimum=1)
-    seed = check_int("seed", seed)
+    seed = check_seed("seed", seed)
     if field_levels is not None:
         field_levels = _check_levels(field_levels, "field_levels")
     for name, fn in (("simulate", simulate), ("infer", infer)):

@@ -43,7 +43,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
-from .._checks import check_int, check_real
+from .._checks import check_int, check_real, check_seed
 from .._model import FitResult, load_checkpoint, save_checkpoint
 
 __all__ = [
@@ -432,7 +432,7 @@ def _check_train_args(
     _check_callable("optimizer_fn", optimizer_fn, optional=True)
     epochs = check_int("epochs", epochs, minimum=0)
     batch_size = check_int("batch_size", batch_size, minimum=1)
-    seed = check_int("seed", seed)
+    seed = check_seed("seed", seed)
     if optimizer_fn is None:  # lr is used only by the default Adam
         check_real("lr", lr, minimum=0.0, strict=True)
     if checkpoint is not None:

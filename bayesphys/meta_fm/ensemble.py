@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_int
+from .._checks import check_int, check_seed
 from .._model import FitResult, load_checkpoint, save_checkpoint
 from ..inference_data import build_inference_data
 from ..posterior import SamplePosterior
@@ -59,7 +59,7 @@ def _member_seed(seed: int, member: int, num_draws: int, draw: int) -> int:
 def pooled_prediction(member_preds: Sequence[Tensor], n: int, seed: int = 0) -> Tensor:
     """Mixture of the members' populations ``[n_m, d]``, subsampled to ``n >= 1`` points."""
     n = check_int("n", n, minimum=1)
-    seed = check_int("seed", seed)
+    seed = check_seed("seed", seed)
     preds = check_populations("member_preds", member_preds, min_points=1, floating=False)
     return subsample_points(torch.cat(preds), n, seed)
 
@@ -115,7 +115,7 @@ class MFMEnsemble:
         models: Sequence[MetaFlowMatching] | None = None,
         **overrides: Any,
     ) -> None:
-        seed = check_int("seed", seed)
+        seed = check_seed("seed", seed)
         if models is not None:
             given = [
                 name
@@ -183,7 +183,7 @@ class MFMEnsemble:
         ``seed``, as a lone model would), so the members' predictions also differ by the
         points their embeddings see, as :meth:`posterior`'s draws do.
         """
-        seed = check_int("seed", seed)
+        seed = check_seed("seed", seed)
         return [
             m.predict(sources, treatment, seed=_member_seed(seed, j, 1, 0), **kw)
             for j, m in enumerate(self.models)
@@ -201,7 +201,7 @@ class MFMEnsemble:
         correlated through the points their embeddings saw).
         """
         num_draws = check_int("num_draws", num_draws, minimum=1)
-        seed = check_int("seed", seed)
+        seed = check_seed("seed", seed)
         pops = check_populations("x", x, self.models[0].dim)
         if len({q.shape[0] for q in pops}) != 1:
             raise ValueError(

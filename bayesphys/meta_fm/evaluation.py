@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real
+from .._checks import check_int, check_real, check_seed
 from .._device import check_finite
 from ..diagnostics.recalibrate import conformal_rank
 from ..metrics import mmd, wasserstein
@@ -65,7 +65,7 @@ def _check_max_points(name: str, value: int | None) -> int | None:
 def subsample_points(x: Tensor, n: int | None, seed: int = 0) -> Tensor:
     """At most ``n`` rows of ``x [m, d]`` (seeded, without replacement); ``None`` keeps all."""
     n = _check_max_points("n", n)
-    seed = check_int("seed", seed)
+    seed = check_seed("seed", seed)
     if n is None or x.shape[0] <= n:
         return x
     gen = torch.Generator().manual_seed(seed)
@@ -96,7 +96,7 @@ def population_metrics(
 ) -> dict[str, float]:
     """``{"w1", "w2", "mmd"}`` between a predicted ``[n, d]`` and a true ``[m, d]`` population."""
     max_points = _check_max_points("max_points", max_points)
-    seed = check_int("seed", seed)
+    seed = check_seed("seed", seed)
     pred, true = _points("pred", pred), _points("true", true)
     if pred.shape[1] != true.shape[1]:
         raise ValueError(
@@ -177,7 +177,7 @@ def sampling_noise_w2(
     if n < 2:
         raise ValueError(f"n: expected a sample size >= 2, received {n!r}")
     max_points = _check_max_points("max_points", max_points)
-    seed = check_int("seed", seed)
+    seed = check_seed("seed", seed)
     if len(preds) < 1:
         raise ValueError("preds: expected at least one predicted population")
     preds = check_populations("preds", preds, min_points=1, floating=False)

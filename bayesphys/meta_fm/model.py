@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_int
+from .._checks import check_int, check_seed
 from .._device import resolve_device, resolve_dtype, seed_everything
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..distributed.data_parallel import GradientSync, rank_generator_seed
@@ -161,7 +161,7 @@ class MetaFlowMatching:
         self.config = cfg
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, default=torch.float32)
-        self.seed = None if seed is None else check_int("seed", seed)
+        self.seed = None if seed is None else check_seed("seed", seed)
         self.data = None
         if data is not None:
             check_pairs(data)
@@ -422,7 +422,7 @@ class MetaFlowMatching:
         steps = check_int("steps", steps, minimum=0)
         progress = _check_flag("progress", progress)
         if seed is not None:
-            seed = check_int("seed", seed)
+            seed = check_seed("seed", seed)
         if data is None:
             data = self.data
         if data is None:
@@ -536,7 +536,7 @@ class MetaFlowMatching:
             raise ValueError(
                 f"embed: only MFM models have a population embedding (this is {self.config.method})"
             )
-        seed = check_int("seed", seed)
+        seed = check_seed("seed", seed)
         # the kNN graph of the embedding needs at least 2 points
         n = self.config.points if points is None else check_int("points", points, minimum=2)
         pops = check_populations("sources", sources, self.dim)
@@ -575,7 +575,7 @@ class MetaFlowMatching:
         dopri5, which adapts its steps to the config's ``atol``/``rtol``). ``treatment``:
         integer indices, one per population (refused for a model without treatments).
         """
-        seed = check_int("seed", seed)
+        seed = check_seed("seed", seed)
         if solver is not None and solver not in SOLVERS:
             raise ValueError(f"solver: expected None or one of {SOLVERS}, received {solver!r}")
         method = self.config.solver if solver is None else solver
@@ -638,7 +638,7 @@ class MetaFlowMatching:
         All populations must have the same size ``n``.
         """
         num_draws = check_int("num_draws", num_draws, minimum=2)
-        seed = check_int("seed", seed)
+        seed = check_seed("seed", seed)
         pops = check_populations("x", x, self.dim)
         if len({q.shape[0] for q in pops}) != 1:
             raise ValueError(
@@ -683,7 +683,7 @@ class MetaFlowMatching:
                 dtype=cfg["dtype"],
                 seed=None,
             )
-        m.seed = None if cfg["seed"] is None else check_int("seed", cfg["seed"])
+        m.seed = None if cfg["seed"] is None else check_seed("seed", cfg["seed"])
         m.paired = cfg["paired"]
         m.net.load_state_dict(state)
         m.net.eval()

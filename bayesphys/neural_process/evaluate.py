@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._checks import check_int, check_real
+from .._checks import check_int, check_real, check_seed
 from .._device import check_finite
 from ..metrics import crps_gaussian, gaussian_nll
 
@@ -238,7 +238,7 @@ def burgers_inverse_inputs(
     test = _check_test(test, "burgers", ("x", "t", "u"))
     n_inverse = check_int("n_inverse", n_inverse, minimum=1)
     if seed is not None:
-        seed = check_int("seed", seed, minimum=0)
+        seed = check_seed("seed", seed, minimum=0)
     rng = np.random.default_rng(seed)
     n, nx, nt = test["u"].shape[0], len(test["x"]), len(test["t"])
     ix = rng.integers(1, nx - 1, size=(n, n_inverse))

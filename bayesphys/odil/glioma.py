@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real
+from .._checks import check_int, check_real, check_seed
 from .._device import as_tensor, resolve_device, resolve_dtype
 from .._model import FitResult, load_checkpoint, save_checkpoint
 from ..problems.fisher_kolmogorov import (
@@ -222,7 +222,7 @@ class GliomaModel(GliomaPosteriorMixin):
         if crop_scale is not None:
             crop_scale = check_real("crop_scale", crop_scale, minimum=1.0)
         if seed is not None:
-            seed = check_int("seed", seed)
+            seed = check_seed("seed", seed)
         prior = _checked_prior(prior)
         if time_scheme not in SCHEMES:
             raise ValueError(f"time_scheme: expected one of {SCHEMES}, received {time_scheme!r}")

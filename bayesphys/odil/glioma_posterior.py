@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real
+from .._checks import check_int, check_real, check_seed
 from .._device import as_tensor
 from ..inference_data import build_inference_data
 from ..posterior import GaussianPosterior, SamplePosterior
@@ -103,7 +103,7 @@ class GliomaPosteriorMixin:
         ``num_chains >= 1``; ``seed`` an int, ``None`` = 0)."""
         num_samples = check_int("num_samples", num_samples, minimum=1)
         num_chains = check_int("num_chains", num_chains, minimum=1)
-        seed = 0 if seed is None else check_int("seed", seed)
+        seed = 0 if seed is None else check_seed("seed", seed)
         gen = torch.Generator(device=self.device)
         gen.manual_seed(seed)
         return self.theta_posterior().sample((num_chains, num_samples), generator=gen)

@@ -31,7 +31,7 @@ from linear_operator.operators import (
 )
 from torch import Tensor
 
-from .._checks import check_int, check_real
+from .._checks import check_int, check_real, check_seed
 from .._device import as_tensor
 from ..posterior import GaussianPosterior
 from .problem import DiscreteProblem
@@ -173,7 +173,7 @@ def field_posterior(
     cg_maxiter = check_int("cg_maxiter", cg_maxiter, minimum=1)
     jitter = check_real("jitter", jitter, minimum=0.0)
     if seed is not None:
-        seed = check_int("seed", seed)
+        seed = check_seed("seed", seed)
     x = _checked(problem, x)
     if not isinstance(field, str) or field not in problem.field_shapes:
         raise ValueError(f"field: expected one of {problem.field_names}, received {field!r}")

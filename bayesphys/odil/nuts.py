@@ -12,7 +12,7 @@ import time
 
 from torch import Tensor
 
-from .._checks import check_int
+from .._checks import check_int, check_seed
 
 __all__ = ["nuts_reference"]
 
@@ -37,7 +37,7 @@ def nuts_reference(
     warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
     num_chains = check_int("num_chains", num_chains, minimum=1)
     max_tree_depth = check_int("max_tree_depth", max_tree_depth, minimum=1)
-    seed = check_int("seed", seed, minimum=0)
+    seed = check_seed("seed", seed, minimum=0)
     if seed >= 2**32:
         raise ValueError(f"seed: expected an int < 2**32 (pyro's range), received {seed}")
     from .foci import _check_model

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from .. import metrics
-from .._checks import check_int, check_real
+from .._checks import check_int, check_real, check_seed
 from .._device import as_tensor
 from ..posterior import GaussianPosterior
 from .update import check_slice_mass, trapezoid_weights
@@ -111,7 +111,7 @@ def shock_posterior(
         )
     gen = None
     if seed is not None:
-        seed = check_int("seed", seed)
+        seed = check_seed("seed", seed)
         gen = torch.Generator(device=post.device).manual_seed(seed)
     draws = post.sample((n_samples,), generator=gen)
     return shock_position(draws, x, threshold)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._checks import check_int
+from .._checks import check_int, check_seed
 from .._device import as_tensor
 from ..posterior import GaussianPosterior, SamplePosterior
 from .update import check_slice_mass, trapezoid_weights
@@ -99,7 +99,7 @@ def nonnegative_posterior(
     mass = check_slice_mass(mass, post.batch_shape, post.dtype, post.device)
     gen = None
     if seed is not None:
-        seed = check_int("seed", seed)
+        seed = check_seed("seed", seed)
         gen = torch.Generator(device=post.device).manual_seed(seed)
     draws = post.sample((n_samples,), generator=gen)
     u = project_nonnegative(draws, g, mass)

@@ -33,7 +33,7 @@ from linear_operator.operators import (
 )
 from torch import Tensor
 
-from .._checks import check_int, check_real
+from .._checks import check_int, check_real, check_seed
 from .._device import as_tensor, resolve_device, resolve_dtype, seed_everything
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..distributed.data_parallel import GradientSync, rank_generator_seed
@@ -79,7 +79,7 @@ def _check_seed(name: str, seed, *, bound: int | None = None) -> int | None:
     """``seed`` as an int (or ``None``); ``bound``: ``|seed| < bound``."""
     if seed is None:
         return None
-    seed = check_int(name, seed)
+    seed = check_seed(name, seed)
     if bound is not None and not -bound < seed < bound:
         raise ValueError(
             f"{name}: expected an int with |{name}| < 2**{bound.bit_length() - 1} (the training "

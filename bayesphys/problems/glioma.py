@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real
+from .._checks import check_int, check_real, check_seed
 from .._device import check_finite, resolve_dtype
 from .fisher_kolmogorov import fk_forward, initial_condition, stable_steps, tissue_faces
 
@@ -262,7 +262,7 @@ def synthetic_patient(
     ``0 < th_down < th_up < 1``, ``t_end``, ``future_days >= 0``, ``dg_ratio > 0``, ``step_d``
     ``None`` or ``> 0``, ``phantom`` a dict with ``wm, gm, brain, spacing``.
     """
-    seed = check_int("seed", seed)  # 2.5 was truncated to 2, NaN / None failed in int()
+    seed = check_seed("seed", seed)  # 2.5 was truncated to 2, NaN / None failed in int()
     if phantom is not None:
         if not isinstance(phantom, Mapping):
             raise TypeError(

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real, check_scalar
+from .._checks import check_int, check_real, check_scalar, check_seed
 from .._device import as_tensor, make_generator
 
 __all__ = [
@@ -425,7 +425,7 @@ def sample_parameters(
     problem = get_problem(problem)
     n = check_int("n", n, minimum=0)
     if seed is not None:
-        seed = check_int("seed", seed)
+        seed = check_seed("seed", seed)
     g = make_generator(seed)
     lo, hi = problem.train_range if param_range is None else _check_range(param_range)
     problem.check_params("param_range", lo, hi)
@@ -469,7 +469,7 @@ def make_dataset(
     """
     prob = get_problem(problem)
     if seed is not None:
-        seed = check_int("seed", seed)
+        seed = check_seed("seed", seed)
     if params is None:
         if n_functions is None:
             raise ValueError("n_functions: expected a positive int (or params), received None")

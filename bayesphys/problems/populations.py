@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real
+from .._checks import check_int, check_real, check_seed
 from .._device import resolve_dtype
 
 __all__ = [
@@ -215,7 +215,7 @@ def letters(
     test_letter = _check_letters("test_letter", test_letter)
     target_noise = check_real("target_noise", target_noise, minimum=0.0)
     source_noise = check_real("source_noise", source_noise, minimum=0.0)
-    seed = check_int("seed", seed)
+    seed = check_seed("seed", seed)
     dtype = _check_dtype(dtype)
     src, tgt, meta = [], [], []
     splits: dict[str, list[int]] = {}
@@ -275,7 +275,7 @@ def linear_map(
     """
     dim = check_int("dim", dim, minimum=2)
     n_points = check_int("n_points", n_points, minimum=2)
-    seed = check_int("seed", seed)
+    seed = check_seed("seed", seed)
     dtype = _check_dtype(dtype)
     p = _check_sizes(n_train=n_train, n_cal=n_cal, n_test=n_test)
     gen = torch.Generator().manual_seed(seed)
@@ -404,7 +404,7 @@ def interacting_particles(
     steps = check_int("steps", steps, minimum=1)
     a, b = check_real("a", a), check_real("b", b)
     ell = check_real("ell", ell, minimum=0.0, strict=True)
-    seed = check_int("seed", seed)
+    seed = check_seed("seed", seed)
     dtype = _check_dtype(dtype)
     p = _check_sizes(n_train=n_train, n_cal=n_cal, n_test=n_test)
     gen = torch.Generator().manual_seed(seed)
@@ -488,7 +488,7 @@ def patient_screen(
     n_cells = check_int("n_cells", n_cells, minimum=2)
     dim = check_int("dim", dim, minimum=1)
     fold = check_int("fold", fold)
-    seed = check_int("seed", seed)
+    seed = check_seed("seed", seed)
     dtype = _check_dtype(dtype)
     if not 0 <= fold < n_patients // 2:
         raise ValueError(f"fold: expected 0..{n_patients // 2 - 1}, received {fold}")
@@ -551,7 +551,7 @@ def redraw_targets(data: PopulationPairs, seed: int = 12345) -> list[Tensor]:
     """
     if not isinstance(data, PopulationPairs):
         raise TypeError(f"data: expected PopulationPairs, received {type(data).__name__}")
-    seed = check_int("seed", seed)
+    seed = check_seed("seed", seed)
     gen = torch.Generator().manual_seed(seed)
     name = data.name.split("/")[0]
     ex = data.extra

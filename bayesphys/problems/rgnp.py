@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real
+from .._checks import check_int, check_real, check_seed
 from .._device import check_finite, resolve_dtype
 
 __all__ = [
@@ -68,7 +68,7 @@ POISSON_SENSOR_INDEX = np.arange(20, 180, 3)  # 54 nodes of the 201-node mesh, x
 # ---------------------------------------------------------------------------------------------
 def _check_seed(seed: Any) -> int | None:
     """``None`` (fresh entropy) or an int ``>= 0`` (numpy's seeds)."""
-    return None if seed is None else check_int("seed", seed, minimum=0)
+    return None if seed is None else check_seed("seed", seed, minimum=0)
 
 
 def _as_array(name: str, value: Any, *, ndim: tuple[int, ...] | None = None) -> np.ndarray:
