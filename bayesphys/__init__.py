@@ -5,7 +5,7 @@ Shared core: the :class:`Posterior` interface (:class:`GaussianPosterior`,
 subpackages: ``gp_pde``, ``probconserv``, ``neural_process``, ``odil``, ``meta_fm``.
 """
 
-from ._checks import check_int, check_real
+from ._checks import check_int, check_real, check_seed
 from ._device import as_tensor, check_finite, resolve_device, resolve_dtype, seed_everything
 from ._model import DivergenceGuard, FitResult, load_checkpoint, optimize, save_checkpoint
 from .distributed import FitManyResult, fit_many, problem_seed
@@ -33,6 +33,7 @@ __all__ = [
     "check_finite",
     "check_int",
     "check_real",
+    "check_seed",
     "as_tensor",
     "fit_many",
     "FitManyResult",
