@@ -44,6 +44,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
 from .._checks import check_int, check_real, check_seed
+from .._device import resolve_device
 from .._model import FitResult, load_checkpoint, save_checkpoint
 
 __all__ = [
@@ -165,17 +166,10 @@ def _check_backend(backend: str | None) -> None:
 
 
 def _check_device(device: str | torch.device | None) -> torch.device | None:
-    """``device`` as a :class:`torch.device` (``None`` stays ``None``); a device string torch
-    does not know, or CUDA where there is none, is refused with the argument named."""
-    if device is None:
-        return None
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device: not a torch device: {device!r} ({err})") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {device!r} requested, but CUDA is not available here")
-    return dev
+    """``device`` as a :class:`torch.device` (``None`` stays ``None``), checked by
+    :func:`~bayesphys.resolve_device`: a device string torch does not know, CUDA where there
+    is none, or a CUDA index beyond the devices present is refused with the argument named."""
+    return None if device is None else resolve_device(device)
 
 
 def init_distributed(

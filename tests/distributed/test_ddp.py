@@ -188,7 +188,8 @@ BAD_TRAIN_ARGS = [  # (overrides of a valid call, error type, message)
     ({"lr": float("nan")}, ValueError, r"lr: expected a finite number"),
     ({"seed": "0"}, TypeError, r"seed: expected an int"),
     ({"backend": "tcp"}, ValueError, r"backend: expected one of"),
-    ({"device": "gpu0"}, ValueError, r"device: not a torch device"),
+    ({"device": "gpu0"}, ValueError, r"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    ({"device": 3}, TypeError, r"device: expected str, torch.device or None"),
     ({"model_fn": 3}, TypeError, r"model_fn: expected a callable"),
     ({"loss_fn": None}, TypeError, r"loss_fn: expected a callable"),
     ({"optimizer_fn": "adam"}, TypeError, r"optimizer_fn: expected a callable or None"),
@@ -228,6 +229,18 @@ def test_train_ddp_checks_its_arguments_before_any_group_or_model(
     with pytest.raises(err, match=match):
         ddp.train_ddp(**args)
     assert not built
+
+
+def test_train_ddp_refuses_a_cuda_index_beyond_the_devices_before_any_group(monkeypatch):
+    """``cuda:7`` on a one-GPU machine passed the early check and failed later, inside
+    ``init_distributed`` (simulated: CUDA reported present with one device)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(ddp, "init_distributed", _no_group)
+    with pytest.raises(ValueError, match=r"device: cuda:7 was requested but only 1 CUDA"):
+        ddp.train_ddp(
+            _model, _loss, (_X, _Y), epochs=1, batch_size=4, device="cuda:7", progress=False
+        )
 
 
 def test_train_ddp_refuses_a_batch_larger_than_each_rank_holds_before_the_rendezvous(monkeypatch):
