@@ -73,6 +73,7 @@ class ProbConservConfig:
     seed: int | None = 0
     softc_points: int = 32
     noise_std: float = 0.0
+    train_margin: float = 0.0
 
 
 def _check_seed(name: str, seed, *, bound: int | None = None) -> int | None:
@@ -158,7 +159,7 @@ def _check_mass(mass, n_functions: int, n_times: int, device: torch.device) -> T
 
 
 class ProbConserv:
-    """Step-1 model (ANP or meta-GP) + Step-2 conservation update on a GPME problem.
+    r"""Step-1 model (ANP or meta-GP) + Step-2 conservation update on a GPME problem.
 
     ``seed`` seeds python, numpy and torch when the model is built and the stream of training
     batches; ``seed=None`` leaves the global random state untouched (the initial weights then
@@ -169,7 +170,10 @@ class ProbConserv:
     (default ``"lowrank"``) are settings of the ANP (``step1="anp"``), ``gp_width`` (default
     32) of the meta-GP (``step1="gp"``); giving one to the other model is refused, as it would
     have no effect. ``dtype`` may be a name (``"float32"``); ``sigma_g`` is a number ``>= 0``
-    or ``inf``, ``relative`` a bool.
+    or ``inf``, ``relative`` a bool. ``train_margin`` (default 0, the paper's setting) widens
+    the range the training functions' parameters are drawn from by that fraction of its
+    length at each end, e.g. diffusion :math:`k \sim U[0.8, 5.2]` at 0.05, so that the ends
+    of the paper's range are no longer the ends of what the model has seen.
     """
 
     kind = "probconserv"
@@ -190,6 +194,7 @@ class ProbConserv:
         gp_width: int | None = None,
         softc_points: int = 32,
         noise_std: float = 0.0,
+        train_margin: float = 0.0,
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
         seed: int | None = 0,
@@ -233,6 +238,8 @@ class ProbConserv:
         relative = _check_bool("relative", relative)
         seed = _check_seed("seed", seed, bound=_SEED_BOUND)
         noise_std = check_real("noise_std", noise_std, minimum=0.0)
+        train_margin = check_real("train_margin", train_margin, minimum=0.0)
+        prob.check_params(f"train_margin = {train_margin:g}", *prob.widened_range(train_margin))
         if lr is not None:
             lr = check_real("lr", lr, minimum=0.0, strict=True)
         self.problem = prob
@@ -251,6 +258,7 @@ class ProbConserv:
             seed,
             int(softc_points),
             float(noise_std),
+            float(train_margin),
         )
         self.device = resolve_device("cpu" if device is None else device)
         # the ANP trains in float32 (or ``dtype``), the GP and Step 2 in float64
@@ -300,8 +308,8 @@ class ProbConserv:
         """Train Step 1 for ``steps`` Adam steps (cosine learning-rate decay).
 
         ``data=None`` draws a fresh batch of ``batch_size`` training functions (parameters
-        ``U(train_range)``, the paper's context design, sensor noise ``noise_std``) every
-        step, seeded by ``seed``;
+        ``U(train_range)``, widened by ``train_margin`` times its length at each end; the
+        paper's context design, sensor noise ``noise_std``) every step, seeded by ``seed``;
         otherwise minibatches of ``data``. Returns a :class:`~bayesphys.FitResult`.
         Under ``torchrun`` (``W > 1`` ranks) the fit is data-parallel: each rank draws its own
         batch and the gradients are averaged (:class:`~bayesphys.distributed.GradientSync`).
@@ -337,6 +345,9 @@ class ProbConserv:
         progress = progress and sync.is_main
         offset = 7_919_000_003 * sync.rank  # rank 0 keeps the single-process seeds
 
+        # training parameters: U(train_range), widened by train_margin at each end
+        train_range = self.problem.widened_range(cfg.train_margin) if cfg.train_margin else None
+
         def batch():
             if data is None:
                 return make_dataset(
@@ -344,6 +355,7 @@ class ProbConserv:
                     cfg.batch_size,
                     seed=base + counter["k"] + offset,
                     noise_std=cfg.noise_std,
+                    param_range=train_range,
                 )
             idx = torch.randint(len(data), (min(cfg.batch_size, len(data)),), generator=gen)
             return data.subset(idx)

@@ -296,3 +296,30 @@ def test_updated_posterior_pickles(anp_model, sigma_g):
     back = pickle.loads(pickle.dumps(post))
     a = post.sample((3,), generator=torch.Generator().manual_seed(1))
     assert torch.equal(a, back.sample((3,), generator=torch.Generator().manual_seed(1)))
+
+
+def test_train_margin_widens_the_training_parameters(monkeypatch):
+    import bayesphys.probconserv.model as pc_model
+
+    seen = []
+    real = pc_model.make_dataset
+
+    def spy(*args, **kw):
+        data = real(*args, **kw)
+        seen.append(data.params)
+        return data
+
+    monkeypatch.setattr(pc_model, "make_dataset", spy)
+    wide = ProbConserv("diffusion", hidden=8, n_samples=4, batch_size=64, train_margin=0.2)
+    wide.fit(steps=3, progress=False)
+    p = torch.cat(seen)
+    assert float(p.min()) < 1.0 and float(p.max()) > 5.0  # k ~ U(0.2, 5.8): past both ends
+    assert float(p.min()) >= 0.2 and float(p.max()) <= 5.8
+    seen.clear()
+    ProbConserv("diffusion", hidden=8, n_samples=4, batch_size=64).fit(steps=3, progress=False)
+    p = torch.cat(seen)
+    assert 1.0 <= float(p.min()) and float(p.max()) <= 5.0  # the paper's U(1, 5)
+    with pytest.raises(ValueError, match=r"train_margin = 0.5: expected m in \(0, inf\)"):
+        ProbConserv("pme", train_margin=0.5)
+    with pytest.raises(ValueError, match="train_margin: expected a number >= 0"):
+        ProbConserv("pme", train_margin=-0.1)
