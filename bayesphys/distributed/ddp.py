@@ -255,11 +255,6 @@ def _rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
-def _barrier() -> None:
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.barrier()
-
-
 def seed_for_rank(seed: int, rank: int) -> int:
     """Per-rank seed for data noise/dropout: distinct across ranks, fixed across runs."""
     return (int(seed) + 104_729 * int(rank)) % 2**63
@@ -357,8 +352,14 @@ def save_training_checkpoint(
 ) -> Path:
     """Rank 0 writes ``{model, optimizer, epoch, step, world_size, extra, settings}``
     atomically (a temporary file beside ``path``, flushed to disk, then renamed); all ranks
-    wait. ``settings`` is what :func:`train_ddp` compares before it resumes."""
+    wait. ``settings`` is what :func:`train_ddp` compares before it resumes.
+
+    If rank 0's write fails, rank 0 re-raises its error and every other rank raises a
+    ``RuntimeError`` naming it (they used to go on unaware of it, or wait at the next
+    collective until the group's timeout).
+    """
     path = Path(path)
+    failure: BaseException | None = None
     if ctx.is_main:
         state = {
             "model": unwrap(model).state_dict(),
@@ -376,10 +377,17 @@ def save_training_checkpoint(
             with open(tmp, "rb") as fh:  # on disk before the rename publishes it
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as err:
             tmp.unlink(missing_ok=True)  # the previous checkpoint stays as it was
-            raise
-    _barrier()
+            failure = err
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        # the barrier, carrying rank 0's outcome to every rank
+        news = [None if failure is None else f"{type(failure).__name__}: {failure}"]
+        dist.broadcast_object_list(news, src=0)
+        if news[0] is not None and failure is None:
+            raise RuntimeError(f"checkpoint: rank 0 failed to write {path}: {news[0]}")
+    if failure is not None:
+        raise failure
     return path
 
 

@@ -396,3 +396,41 @@ def test_a_failed_checkpoint_write_keeps_the_previous_checkpoint(monkeypatch, tm
         ddp.save_training_checkpoint(ckpt, model=model, optimizer=None, epoch=1, step=2, ctx=ctx)
     assert ckpt.read_bytes() == written
     assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]  # no temporary file left behind
+
+
+def _failed_save_worker(rank: int, world: int, port: int, out: str) -> None:
+    """Rank 0's checkpoint write fails (disk full); every rank records what it raised."""
+    ddp.set_local_rank_env(rank, world, port)
+    torch.set_num_threads(1)
+    ctx = ddp.init_distributed(backend="gloo", device="cpu", timeout_s=30.0)
+
+    def disk_full(path, **kwargs):
+        raise OSError("No space left on device")
+
+    ddp.save_checkpoint = disk_full  # this process only
+    try:
+        ddp.save_training_checkpoint(
+            os.path.join(out, "run.pt"), model=_model(), optimizer=None, epoch=0, step=1, ctx=ctx
+        )
+        outcome = "returned"
+    except Exception as err:  # recorded for the test process
+        outcome = f"{type(err).__name__}: {err}"
+    with open(os.path.join(out, f"rank{rank}.txt"), "w") as fh:
+        fh.write(outcome)
+    ddp.cleanup_distributed()
+
+
+def test_a_failed_checkpoint_write_on_rank_0_fails_every_rank_at_once(tmp_path):
+    """The other ranks did not learn of rank 0's failure (here rank 1 returned as if the
+    checkpoint were written; in a run it waited at the next collective until the group's
+    timeout); now they raise at once, naming rank 0's error."""
+    import time
+
+    t0 = time.monotonic()
+    mp.spawn(_failed_save_worker, args=(2, ddp.free_port(), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = ((tmp_path / f"rank{r}.txt").read_text() for r in (0, 1))
+    assert r0 == "OSError: No space left on device"
+    assert r1.startswith("RuntimeError: checkpoint: rank 0 failed to write")
+    assert r1.endswith("OSError: No space left on device")
+    assert time.monotonic() - t0 < 25
+    assert not (tmp_path / "run.pt").exists()
