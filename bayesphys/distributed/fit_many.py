@@ -182,6 +182,13 @@ def _fsync(path: Path) -> None:
         os.fsync(fh.fileno())
 
 
+def _temporary(out: Path, stem: str, ext: str) -> Path:
+    """A temporary name in ``out`` no other writer uses (process id and random suffix): two
+    calls sharing ``out`` used to write the same ``.<id>.<ext>.tmp`` and could rename each
+    other's half-written file into place."""
+    return out / f".{stem}.{ext}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+
+
 def _write(out: Path, rec: dict[str, Any]) -> None:
     """Write ``<id>.nc`` (if ok) then ``<id>.json``; the JSON, written last, marks completion.
 
@@ -195,7 +202,7 @@ def _write(out: Path, rec: dict[str, Any]) -> None:
 
     stem = _stem(rec["id"])
     if rec["status"] == "ok":
-        tmp = out / f".{stem}.nc.tmp"
+        tmp = _temporary(out, stem, "nc")
         try:
             save_netcdf(assemble_groups(rec["groups"]), tmp)
             _fsync(tmp)
@@ -206,7 +213,7 @@ def _write(out: Path, rec: dict[str, Any]) -> None:
             raise
     meta = {k: v for k, v in rec.items() if k != "groups"}
     meta["id"] = rec["id"] if isinstance(rec["id"], (int, str)) else str(rec["id"])
-    tmp = out / f".{stem}.json.tmp"
+    tmp = _temporary(out, stem, "json")
     try:
         tmp.write_text(json.dumps(meta, indent=1, default=str))
         _fsync(tmp)

@@ -585,3 +585,25 @@ def test_a_crash_between_the_nc_and_the_json_leaves_no_record_that_looks_finishe
     assert res.table["resumed"].tolist() == [False]
     _check_equal(res, _reference(probs, _toy.build, 7))
     assert not left  # the interrupted write removed its temporary file
+
+
+def test_two_writers_sharing_out_use_their_own_temporary_files(tmp_path, monkeypatch):
+    """Every record write goes through a temporary name of its own: two fit_many calls on
+    one ``out`` used the same ``.<id>.nc.tmp`` / ``.<id>.json.tmp`` and could publish each
+    other's half-written files."""
+    import os
+
+    seen = []
+    replace = os.replace
+
+    def spy(src, dst):
+        seen.append(os.path.basename(src))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    probs = _toy.problems(1)
+    _run("sequential", probs, out=tmp_path)
+    _run("sequential", probs, out=tmp_path, builder=_toy.build_global)  # refits p000
+    assert len(seen) == 4 and len(set(seen)) == 4  # nc + json, twice: four distinct names
+    assert all(n.endswith(".tmp") and n.startswith(".") for n in seen)
+    assert not list(tmp_path.glob(".*.tmp"))
