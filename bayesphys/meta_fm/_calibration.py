@@ -9,7 +9,9 @@ Inference: one small :class:`~bayesphys.meta_fm.MFMEnsemble` trained once (cache
 :class:`~bayesphys.SamplePosterior` ``[M, draws, 1, n, 2]`` of predicted populations (chain =
 member, draw = embedding subsample seed) is reduced to draws ``[L, 3]`` of the same summaries.
 The subsample seeds of each problem are fresh draws from one generator per run (seeded with the
-run's ``seed``), so the problems' draws are independent and a run is reproducible.
+run's ``seed``), so the problems' draws are independent and a run is reproducible; each
+member gives ``ceil(L / M)`` draws and a random ``L`` of them are kept, so every kept draw comes
+from each member with probability ``1 / M``.
 A 3-member ensemble only captures epistemic spread between members, so overconfidence is expected.
 """
 
@@ -95,9 +97,10 @@ def calibrate_rows(
     def infer(src: torch.Tensor) -> torch.Tensor:
         base = int(torch.randint(0, 2**62, (), generator=g))
         post = ens.posterior([src], num_draws=per_member, seed=base)
-        draws = post.draws if hasattr(post, "draws") else post.sample((per_member * members,))
-        s = population_summaries(draws.reshape(-1, *src.shape).double().cpu())
-        return s[:n_draws]
+        s = population_summaries(post.draws.reshape(-1, *src.shape).double().cpu())
+        # a random n_draws of the members x per_member draws (the first n_draws left the last
+        # member one draw short when members does not divide n_draws)
+        return s[torch.randperm(s.shape[0], generator=g)[:n_draws]]
 
     return calibration_rows(
         simulate,

@@ -40,3 +40,30 @@ def test_trained_ensemble_draws_differ_between_problems_with_the_same_data(monke
     src = simulate(1, seed=0)[1][0]
     a, b = seen[0](src), seen[0](src)
     assert a.shape == b.shape == (5, 3) and not torch.equal(a, b)
+
+
+def test_infer_keeps_a_random_n_draws_of_the_balanced_pool(monkeypatch):
+    # 2 members x ceil(5 / 2) = 6 draws, 5 kept: the first five left member 1 one draw short
+    # in every problem; now a random five, so each kept draw is from either member w.p. 1/2
+    from bayesphys import SamplePosterior
+    from bayesphys.meta_fm import MFMEnsemble
+
+    seen = []
+    monkeypatch.setattr(
+        calibrate_mod, "calibration_rows", lambda s, infer, *a, **k: seen.append(infer)
+    )
+
+    def coded(self, x, treatment=None, *, num_draws=1, seed=0, features=None):
+        # draw k of member m: a population at the constant 10 m + k
+        codes = torch.tensor([[10.0 * m + k for k in range(num_draws)] for m in range(2)])
+        n, d = x[0].shape
+        return SamplePosterior(codes[:, :, None, None, None].expand(2, num_draws, 1, n, d))
+
+    monkeypatch.setattr(MFMEnsemble, "posterior", coded)
+    calibrate_rows(True, 0, steps=5, n_draws=5, members=2)
+    src = simulate(1, seed=0)[1][0]
+    kept = [sorted(seen[0](src)[:, 0].tolist()) for _ in range(30)]
+    pool = {0.0, 1.0, 2.0, 10.0, 11.0, 12.0}
+    assert all(len(k) == 5 == len(set(k)) and set(k) <= pool for k in kept)
+    dropped = {float(next(iter(pool - set(k)))) for k in kept}
+    assert len(dropped) > 1 and 12.0 in [x for k in kept for x in k]
