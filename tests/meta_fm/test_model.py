@@ -216,3 +216,9 @@ def test_ensemble_members_embed_through_their_own_subsamples():
     seen = [draws[j, k] for j in range(2) for k in range(2)]
     assert all(not torch.equal(x, y) for i, x in enumerate(seen) for y in seen[i + 1 :])
     assert torch.equal(draws[1, 0], torch.stack(twin.predict(src, seed=5 + 2)))
+    # member 0 reads as a lone model for every seed torch takes, negative and top ones too
+    for seed in (-3, 2**64 - 1):
+        first = ens.predict_members(src, seed=seed)[0]
+        assert all(torch.equal(x, y) for x, y in zip(m.predict(src, seed=seed), first))
+    top = ens.posterior(src, num_draws=2, seed=2**64 - 1).draws  # seeds past the top wrap
+    assert torch.equal(top[0, 1], torch.stack(m.predict(src, seed=0)))
