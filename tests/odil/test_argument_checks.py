@@ -29,7 +29,6 @@ from bayesphys.odil import (
 )
 from bayesphys.odil.glioma_inputs import lesion_crop
 from bayesphys.odil.radiotherapy import model_plan
-from bayesphys.problems.glioma import brain_phantom, synthetic_patient
 
 NAN, INF = math.nan, math.inf
 
@@ -52,20 +51,6 @@ def _prob() -> DiscreteProblem:
 def _glioma(p: dict, **kw) -> GliomaModel:
     base = {"spacing": p["spacing"], "th_up": p["th_up"], "th_down": p["th_down"]}
     return GliomaModel(p["wm"], p["gm"], p["labels"], **{**base, **kw})
-
-
-@pytest.fixture(scope="module")
-def patient():
-    return synthetic_patient(1, phantom=brain_phantom(32, 4.0))
-
-
-@pytest.fixture(scope="module")
-def model(patient):
-    """A glioma model with a stand-in Laplace posterior (no fit: the checks come first)."""
-    m = GliomaModel.from_patient(patient)
-    m.theta = m._theta0()
-    m.theta_cov = 1e-4 * torch.eye(len(m.theta), dtype=m.dtype)
-    return m
 
 
 # -- engine -----------------------------------------------------------------------------------

@@ -59,25 +59,6 @@ def _prob(**kw) -> DiscreteProblem:
     return DiscreteProblem({"u": (6,)}, {"c": 0.5}, _res, **kw)
 
 
-@pytest.fixture(scope="module")
-def phantom():
-    return brain_phantom(32, 4.0)
-
-
-@pytest.fixture(scope="module")
-def patient(phantom):
-    return synthetic_patient(1, phantom=phantom)
-
-
-@pytest.fixture(scope="module")
-def model(patient):
-    """A glioma model with a stand-in Laplace posterior (no fit: the checks come first)."""
-    m = GliomaModel.from_patient(patient)
-    m.theta = m._theta0()
-    m.theta_cov = 1e-4 * torch.eye(len(m.theta), dtype=m.dtype)
-    return m
-
-
 # -- DiscreteProblem --------------------------------------------------------------------------
 def test_problem_containers_names_and_parameter_values():
     with pytest.raises(TypeError, match=r"^fields: expected a dict"):
