@@ -527,8 +527,15 @@ class GliomaModel(GliomaPosteriorMixin):
         if hessian not in ("exact", "gn"):
             raise ValueError(f"hessian: expected 'exact' or 'gn', received {hessian!r}")
         t0 = time.perf_counter()
-        if self.config["seed"] is not None:
-            torch.manual_seed(int(self.config["seed"]))
+        # the fit runs from the model's seed without touching the caller's random state
+        # (it used to reseed the global generator as a side effect)
+        cuda = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            if self.config["seed"] is not None:
+                torch.manual_seed(int(self.config["seed"]))
+            return self._fit(steps, grid, hessian, progress, t0)
+
+    def _fit(self, steps: int, grid: int, hessian: str, progress: bool, t0: float) -> FitResult:
         pr = self.config["prior"]
         th = self._theta0()
         best, best_loss = th, math.inf
