@@ -33,6 +33,7 @@ __all__ = [
     "check_real",
     "check_scalar",
     "check_seed",
+    "offset_seed",
 ]
 
 
@@ -64,6 +65,13 @@ def check_seed(name: str, value: Any, *, minimum: int = SEED_MIN) -> int:
         lo = "-2**63" if minimum == SEED_MIN else str(minimum)
         raise ValueError(f"{name}: expected an int in [{lo}, 2**64 - 1], received {out}")
     return out
+
+
+def offset_seed(seed: int, offset: int) -> int:
+    """``seed + offset`` as a seed torch takes: wrapped modulo ``2**64``, which is how torch
+    itself maps a negative seed, so the stream is that of ``seed + offset`` wherever that
+    lies in range (a derived seed past ``2**64 - 1`` used to overflow inside torch)."""
+    return (int(seed) + int(offset)) % 2**64
 
 
 def check_real(

@@ -422,7 +422,7 @@ def load_checkpoint(path: str | Path, *, kind: str, map_location=None) -> dict[s
     kind = _check_kind(kind)
     if isinstance(map_location, (str, torch.device)):
         try:
-            resolve_device(map_location)
+            map_location = resolve_device(map_location)  # "auto" -> a device torch.load knows
         except (ValueError, TypeError) as err:
             raise ValueError(str(err).replace("device:", "map_location:", 1)) from None
     if not path.exists():

@@ -99,3 +99,19 @@ def test_check_seed_is_torch_seed_range_everywhere():
         sbc_ranks(t, d, seed=2**64)
     with pytest.raises(ValueError, match="seed: expected an int in"):
         linear_map(n_train=2, n_cal=0, n_test=1, n_points=8, seed=2**64)
+
+
+def test_derived_seeds_at_the_top_of_the_range():
+    # the diagnostics derive generators from seed + k: at seed 2**64 - 1 that overflowed
+    # inside torch; wrapped modulo 2**64 it is torch's own reading of seed - 2**64 + k
+    import torch
+
+    from bayesphys._checks import offset_seed
+    from bayesphys.diagnostics import hdi_pit, sbc_pit, tarp
+
+    assert offset_seed(2**64 - 1, 1) == 0 and offset_seed(-1, 1) == 0 and offset_seed(5, 2) == 7
+    t, d = torch.zeros(6, 2), torch.randn(6, 9, 2, generator=torch.Generator().manual_seed(0))
+    ranks = torch.randint(0, 10, (6, 2), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(sbc_pit(ranks, 9, seed=2**64 - 1), sbc_pit(ranks, 9, seed=-1))
+    assert torch.equal(hdi_pit(t, d, seed=2**64 - 1), hdi_pit(t, d, seed=-1))
+    tarp(t, d, seed=2**64 - 1)  # raised "Overflow when unpacking long long"

@@ -447,3 +447,11 @@ def test_mmd_and_wasserstein_check_their_settings():
         mmd(torch.ones(5, 2, dtype=torch.long), torch.ones(5, 2, dtype=torch.long))
     with pytest.raises(ValueError, match="p: expected 1 or 2, received True"):
         wasserstein(x, y, p=True)
+
+
+def test_load_checkpoint_reads_map_location_auto(tmp_path):
+    # "auto" passed the device check and then went to torch.load as a raw string, which
+    # reported a healthy file as corrupt
+    path = save_checkpoint(tmp_path / "c.pt", kind="k", config={"a": 1}, state={"w": torch.ones(2)})
+    ck = load_checkpoint(path, kind="k", map_location="auto")
+    assert torch.equal(ck["state"]["w"], torch.ones(2))

@@ -42,7 +42,7 @@ import torch
 from scipy import stats
 from torch import Tensor
 
-from .._checks import check_int, check_seed
+from .._checks import check_int, check_seed, offset_seed
 from .._posterior_args import _check_level, _check_levels
 from ..metrics import calibration_curve, crps_samples, gaussian_nll
 from ..posterior import Posterior
@@ -109,7 +109,7 @@ def hdi_pit(truth: Tensor, draws: Tensor, *, seed: int = 0, max_sizes: int = 100
     d_true, d_draw = depth[:, :1, :], depth[:, 1:, :]
     less = (d_draw < d_true).sum(1)
     ties = (d_draw == d_true).sum(1)
-    gen = torch.Generator().manual_seed(int(seed) + 2)
+    gen = torch.Generator().manual_seed(offset_seed(seed, 2))
     v = torch.rand(less.shape, generator=gen, dtype=torch.float64)
     return ((less.double().cpu() + v * (ties + 1).double().cpu()) / n).to(truth.device)
 
@@ -174,7 +174,7 @@ def tarp(
     span = (pooled.max(0).values - lo).clamp_min(1e-12)
     t = (truth - lo) / span
     d = (draws - lo) / span
-    gen = torch.Generator().manual_seed(int(seed) + 104729)
+    gen = torch.Generator().manual_seed(offset_seed(seed, 104729))
     ref = torch.rand(t.shape, generator=gen, dtype=t.dtype).to(t.device)
     d_draw = (d - ref[:, None, :]).norm(dim=-1)  # [N, L]
     d_true = (t - ref).norm(dim=-1)  # [N]

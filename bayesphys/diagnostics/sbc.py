@@ -34,7 +34,7 @@ import torch
 from scipy import stats
 from torch import Tensor
 
-from .._checks import check_int, check_seed
+from .._checks import check_int, check_seed, offset_seed
 from .._device import check_finite
 
 __all__ = [
@@ -117,7 +117,7 @@ def sbc_pit(ranks: Tensor, n_draws: int, *, seed: int = 0) -> Tensor:
     n_draws = check_int("n_draws", n_draws, minimum=1)
     seed = check_seed("seed", seed)
     check_ranks(ranks, n_draws)
-    gen = torch.Generator().manual_seed(int(seed) + 1)
+    gen = torch.Generator().manual_seed(offset_seed(seed, 1))
     v = torch.rand(ranks.shape, generator=gen, dtype=torch.float64).to(ranks.device)
     return (ranks.double() + v) / (n_draws + 1)
 

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real, check_seed
+from .._checks import check_int, check_real, check_seed, offset_seed
 from .._device import check_finite
 from .._posterior_args import _check_levels
 from ..posterior import Posterior
@@ -317,10 +317,10 @@ def simulate_and_infer(
 
     def gen_for(dev: torch.device) -> torch.Generator:
         if dev not in gens:
-            gens[dev] = torch.Generator(device=dev).manual_seed(int(seed) + 7919)
+            gens[dev] = torch.Generator(device=dev).manual_seed(offset_seed(seed, 7919))
         return gens[dev]
 
-    field_gen = torch.Generator().manual_seed(int(seed) + 104723)  # PIT of drawn fields
+    field_gen = torch.Generator().manual_seed(offset_seed(seed, 104723))  # PIT of drawn fields
     truths, draws_all, fcov = [], [], []
     for i in range(n_sims):
         post = infer(data[i])

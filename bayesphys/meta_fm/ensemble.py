@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import SEED_MAX, check_int, check_seed
+from .._checks import check_int, check_seed, offset_seed
 from .._model import FitResult, load_checkpoint, save_checkpoint
 from ..inference_data import build_inference_data
 from ..posterior import SamplePosterior
@@ -52,10 +52,9 @@ __all__ = ["MFMEnsemble", "pooled_prediction", "w2_inference_data"]
 
 def _member_seed(seed: int, member: int, num_draws: int, draw: int) -> int:
     """Subsample seed of draw ``draw`` of member ``member``: ``seed + member * num_draws +
-    draw``, brought back into torch's seed range by ``- 2**64`` past its top (so member 0's
-    draw 0 is ``seed`` itself, negative seeds included)."""
-    out = seed + member * num_draws + draw
-    return out - 2**64 if out > SEED_MAX else out
+    draw`` (:func:`~bayesphys._checks.offset_seed`: in torch's range, member 0's draw 0 reads
+    as ``seed`` itself)."""
+    return offset_seed(seed, member * num_draws + draw)
 
 
 def pooled_prediction(member_preds: Sequence[Tensor], n: int, seed: int = 0) -> Tensor:
