@@ -95,18 +95,11 @@ def resolve_dtype(dtype: torch.dtype | str | None = None, default: torch.dtype =
     return dtype
 
 
-# the seeds torch.manual_seed / Generator.manual_seed accept
-
-
-def _check_seed(seed: Any) -> int:
-    return check_seed("seed", seed)
-
-
 def seed_everything(seed: int | None) -> None:
     """Seed python, numpy and torch (all devices). ``None`` leaves the state untouched."""
     if seed is None:
         return
-    seed = _check_seed(seed)
+    seed = check_seed("seed", seed)
     random.seed(int(seed))
     np.random.seed(int(seed) % 2**32)
     torch.manual_seed(int(seed))
@@ -116,7 +109,7 @@ def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torc
     """A :class:`torch.Generator` on ``device`` seeded with ``seed`` (``None`` -> ``None``)."""
     if seed is None:
         return None
-    seed = _check_seed(seed)
+    seed = check_seed("seed", seed)
     if isinstance(device, str):
         device = resolve_device(device)
     gen = torch.Generator(device=torch.device(device))

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
 import torch
 from linear_operator import to_dense, to_linear_operator
 from linear_operator.operators import DiagLinearOperator, LinearOperator
 from torch import Tensor
 
-from ._checks import check_int
+from ._checks import check_bool, check_int
 from ._device import check_finite, resolve_device
 from ._linalg import diagonal, structured_root
 from ._posterior_args import (
@@ -20,9 +19,6 @@ from ._posterior_args import (
     _shape_arg,
     _size,
 )
-
-if TYPE_CHECKING:  # pragma: no cover
-    pass
 from ._posterior_base import _PosteriorBase
 
 __all__ = ["GaussianPosterior"]
@@ -80,10 +76,7 @@ class GaussianPosterior(_PosteriorBase):
         self.event_shape = event_shape
         self.batch_shape = mean.shape[: mean.ndim - nev]
         n = math.prod(event_shape)
-        if not isinstance(validate, (bool, np.bool_)):
-            raise TypeError(
-                f"validate: expected True or False, received {type(validate).__name__} {validate!r}"
-            )
+        validate = check_bool("validate", validate)
         if root is not None and not callable(root):
             raise TypeError(
                 f"root: expected a callable mapping base noise [*, M] to draws, received "

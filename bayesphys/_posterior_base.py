@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from ._device import make_generator
 from ._posterior_args import (
     _check_level,
 )
@@ -109,8 +110,5 @@ class _PosteriorBase:
         )
 
     def _draws_for_export(self, num_chains: int, num_samples: int, seed: int | None) -> Tensor:
-        gen = None
-        if seed is not None:
-            gen = torch.Generator(device=self.device)
-            gen.manual_seed(int(seed))
+        gen = make_generator(seed, self.device)
         return self.sample(torch.Size([num_chains, num_samples]), generator=gen)

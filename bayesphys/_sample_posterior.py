@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import check_int
+from ._checks import check_bool, check_int
 from ._device import check_finite, resolve_device
 from ._posterior_args import (
     _check_generator,
     _q_tensor,
     _size,
 )
-
-if TYPE_CHECKING:  # pragma: no cover
-    pass
 from ._posterior_base import _PosteriorBase
 
 __all__ = ["SamplePosterior"]
@@ -45,10 +40,7 @@ class SamplePosterior(_PosteriorBase):
                 f"draws: expected a floating tensor, received dtype {draws.dtype} "
                 "(convert with draws.double() or draws.float())"
             )
-        if not isinstance(chains, (bool, np.bool_)):
-            raise TypeError(
-                f"chains: expected True or False, received {type(chains).__name__} {chains!r}"
-            )
+        chains = check_bool("chains", chains)
         if not chains:
             draws = draws.unsqueeze(0)
         if draws.ndim < 2:

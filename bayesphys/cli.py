@@ -236,14 +236,14 @@ def _out_arg(text: str) -> str:
 def _seed_arg(text: str) -> int:
     """An argparse ``type`` for ``--seed``: an integer in the range torch.manual_seed accepts
     (the core's seed check, as ``seed_everything`` applies it)."""
-    from ._device import _check_seed
+    from ._checks import check_seed
 
     try:
         seed = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, received {text!r}") from None
     try:
-        return _check_seed(seed)
+        return check_seed("seed", seed)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected an integer in [-2**63, 2**64 - 1], received {text!r}"
