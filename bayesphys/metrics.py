@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import check_real
+from ._checks import check_broadcasts, check_real
 from ._device import check_finite
 
 __all__ = [
@@ -128,14 +128,7 @@ def crps_gaussian(mean: Tensor, std: Tensor, y: Tensor, dim=None) -> Tensor:
             f"mean/y: expected equal shapes (or one broadcasting to the other), received "
             f"{tuple(mean.shape)} and {tuple(y.shape)}"
         )
-    try:
-        fits = torch.broadcast_shapes(shape, std.shape) == shape
-    except RuntimeError:
-        fits = False
-    if not fits:
-        raise ValueError(
-            f"std: expected a shape broadcasting to {tuple(shape)}, received {tuple(std.shape)}"
-        )
+    check_broadcasts("std", std.shape, shape, f"a shape broadcasting to {tuple(shape)}")
     for name, t in (("mean", mean), ("std", std), ("y", y)):
         check_finite(name, t)
     mean, std, y = torch.broadcast_tensors(mean, std, y)
@@ -261,15 +254,14 @@ def conservation_error(field: Tensor, weights: Tensor, target: Tensor) -> Tensor
     if not isinstance(target, Tensor):
         target = torch.as_tensor(target, dtype=gu.dtype, device=gu.device)
     tshape = target.shape
-    try:
-        fits = torch.broadcast_shapes(gu.shape, tshape) == gu.shape
-    except RuntimeError:
-        fits = False
-    if not fits:  # e.g. target [batch] against [batch, m]: the constraints would mix
-        raise ValueError(
-            f"target: expected a shape broadcasting to {tuple(gu.shape)} ([*batch] or "
-            f"[*batch, m]: one value per field and constraint), received {tuple(tshape)}"
-        )
+    # e.g. target [batch] against [batch, m]: the constraints would mix
+    check_broadcasts(
+        "target",
+        tshape,
+        gu.shape,
+        f"a shape broadcasting to {tuple(gu.shape)} ([*batch] or [*batch, m]: one value per "
+        "field and constraint)",
+    )
     return (gu - target).abs()
 
 
