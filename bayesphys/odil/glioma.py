@@ -527,15 +527,8 @@ class GliomaModel(GliomaPosteriorMixin):
         if hessian not in ("exact", "gn"):
             raise ValueError(f"hessian: expected 'exact' or 'gn', received {hessian!r}")
         t0 = time.perf_counter()
-        # the fit runs from the model's seed without touching the caller's random state
-        # (it used to reseed the global generator as a side effect)
-        cuda = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda):
-            if self.config["seed"] is not None:
-                torch.manual_seed(int(self.config["seed"]))
-            return self._fit(steps, grid, hessian, progress, t0)
-
-    def _fit(self, steps: int, grid: int, hessian: str, progress: bool, t0: float) -> FitResult:
+        # the fit draws no random numbers, so it leaves the global random state alone (it
+        # used to reseed torch's generator with the model's seed as a side effect)
         pr = self.config["prior"]
         th = self._theta0()
         best, best_loss = th, math.inf
@@ -565,8 +558,13 @@ class GliomaModel(GliomaPosteriorMixin):
         )
         if math.exp(float(x[0])) > self.config["d_max"]:
             res.message += f"; warning: D_w above d_max={self.config['d_max']} (time step unstable)"
-        self.theta = x.detach()
-        self.theta_cov = self.laplace_covariance(hessian)
+        last_theta, self.theta = self.theta, x.detach()
+        try:
+            cov = self.laplace_covariance(hessian)
+        except BaseException:  # the last good fit stays whole (theta, theta_cov, result)
+            self.theta = last_theta
+            raise
+        self.theta_cov = cov
         self.recalibration = None
         res.seconds = time.perf_counter() - t0
         res.extra.update(self.estimates())
