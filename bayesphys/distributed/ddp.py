@@ -361,18 +361,18 @@ def save_training_checkpoint(
     path = Path(path)
     failure: BaseException | None = None
     if ctx.is_main:
-        state = {
-            "model": unwrap(model).state_dict(),
-            "optimizer": optimizer.state_dict() if optimizer is not None else None,
-            "epoch": int(epoch),
-            "step": int(step),
-            "world_size": ctx.world_size,
-            "extra": dict(extra or {}),
-        }
-        if settings is not None:
-            state["settings"] = dict(settings)
         tmp = path.with_name(f".{path.name}.tmp")
-        try:
+        try:  # building the state can fail too (e.g. extra not a mapping): inside the try
+            state = {
+                "model": unwrap(model).state_dict(),
+                "optimizer": optimizer.state_dict() if optimizer is not None else None,
+                "epoch": int(epoch),
+                "step": int(step),
+                "world_size": ctx.world_size,
+                "extra": dict(extra or {}),
+            }
+            if settings is not None:
+                state["settings"] = dict(settings)
             save_checkpoint(tmp, kind=CHECKPOINT_KIND, config=dict(config or {}), state=state)
             with open(tmp, "rb") as fh:  # on disk before the rename publishes it
                 os.fsync(fh.fileno())

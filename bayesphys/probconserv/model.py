@@ -173,7 +173,10 @@ class ProbConserv:
     or ``inf``, ``relative`` a bool. ``train_margin`` (default 0, the paper's setting) widens
     the range the training functions' parameters are drawn from by that fraction of its
     length at each end, e.g. diffusion :math:`k \sim U[0.8, 5.2]` at 0.05, so that the ends
-    of the paper's range are no longer the ends of what the model has seen.
+    of the paper's range are no longer the ends of what the model has seen. It widens the
+    training only: :meth:`calibrate` still draws its validation functions from the unwidened
+    ``train_range`` (widened by its own ``range_margin``), and the mass check's
+    "outside the training range" gate reads ``train_range`` too.
     """
 
     kind = "probconserv"

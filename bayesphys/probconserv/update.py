@@ -112,8 +112,8 @@ class _CastRoot:
 
 
 class _CovarianceRoot:
-    """``z -> L z`` for a root of ``cov``, built on first use and not pickled (the
-    structured root holds closures)."""
+    """``z -> L z`` for a root of ``cov``: built at once (for ``base_dim``), dropped when
+    pickled (the structured root holds closures) and rebuilt on first use after that."""
 
     def __init__(self, cov: LinearOperator) -> None:
         self.cov, self._root = cov, None

@@ -417,6 +417,22 @@ def _failed_save_worker(rank: int, world: int, port: int, out: str) -> None:
         outcome = f"{type(err).__name__}: {err}"
     with open(os.path.join(out, f"rank{rank}.txt"), "w") as fh:
         fh.write(outcome)
+    # rank 0 fails while building the state (extra is no mapping): the others must not hang
+    try:
+        ddp.save_training_checkpoint(
+            os.path.join(out, "run.pt"),
+            model=_model(),
+            optimizer=None,
+            epoch=0,
+            step=1,
+            ctx=ctx,
+            extra=3 if rank == 0 else None,
+        )
+        outcome = "returned"
+    except Exception as err:  # recorded for the test process
+        outcome = f"{type(err).__name__}: {err}"
+    with open(os.path.join(out, f"rank{rank}_state.txt"), "w") as fh:
+        fh.write(outcome)
     ddp.cleanup_distributed()
 
 
@@ -434,3 +450,5 @@ def test_a_failed_checkpoint_write_on_rank_0_fails_every_rank_at_once(tmp_path):
     assert r1.endswith("OSError: No space left on device")
     assert time.monotonic() - t0 < 25
     assert not (tmp_path / "run.pt").exists()
+    s0, s1 = ((tmp_path / f"rank{r}_state.txt").read_text() for r in (0, 1))
+    assert s0.startswith("TypeError") and s1.startswith("RuntimeError: checkpoint: rank 0 failed")
