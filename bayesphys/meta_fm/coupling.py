@@ -66,9 +66,14 @@ _INDEX_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
 def _check_cloud_pair(na: str, a: Tensor, nb: str, b: Tensor) -> None:
     """Two finite point clouds ``[n >= 1, d]`` and ``[m >= 1, d]`` (for an OT plan)."""
     for name, x in ((na, a), (nb, b)):
-        if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[0] < 1:
-            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"{name}: expected points [n, d] with n >= 1, received {got}")
+        if not isinstance(x, Tensor):
+            raise TypeError(
+                f"{name}: expected a tensor of points [n, d], received {type(x).__name__}"
+            )
+        if x.ndim != 2 or x.shape[0] < 1:
+            raise ValueError(
+                f"{name}: expected points [n, d] with n >= 1, received {tuple(x.shape)}"
+            )
         check_finite(name, x)
     if a.shape[1] != b.shape[1]:
         raise ValueError(

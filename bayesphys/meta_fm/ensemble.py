@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_seed, offset_seed
+from .._checks import check_bool, check_int, check_seed, offset_seed
 from .._model import FitResult, load_checkpoint, save_checkpoint
 from ..inference_data import build_inference_data
 from ..posterior import SamplePosterior
@@ -45,7 +45,7 @@ from .evaluation import (
     spearman,
     subsample_points,
 )
-from .model import MetaFlowMatching, _check_flag
+from .model import MetaFlowMatching
 
 __all__ = ["MFMEnsemble", "pooled_prediction", "w2_inference_data"]
 
@@ -157,7 +157,7 @@ class MFMEnsemble:
     ) -> FitResult:
         """Fit every member; ``loss_history`` is the member average, ``extra["members"]`` each."""
         steps = check_int("steps", steps, minimum=0)
-        progress = _check_flag("progress", progress)
+        progress = check_bool("progress", progress)
         results = [m.fit(data, steps=steps, progress=progress) for m in self.models]
         n = min(len(r.loss_history) for r in results)
         hist = [float(np.mean([r.loss_history[k] for r in results])) for k in range(n)]
@@ -244,7 +244,9 @@ class MFMEnsemble:
         averaged over ``noise_splits`` random splits; module docstring). On B3 (seed 0, 1000
         steps) the Spearman of spread and error is 0.19 for the epistemic spread alone, and
         0.24 / 0.41 / 0.49 with 1 / 5 / 20 splits: a single-split noise estimate is itself too
-        noisy to rank populations (``benchmarks/meta_fm_spread_ablation.py``).
+        noisy to rank populations (``benchmarks/meta_fm_spread_ablation.py``; measured when the
+        members still shared their embedding subsamples, which on B3 changes nothing: its
+        populations are smaller than the subsample, and its benchmark rows reran identical).
 
         ``cal`` and ``test`` are checked before any prediction: each a :class:`PopulationPairs`
         of the members' dimension, with treatments (and point features) exactly when the
@@ -259,8 +261,8 @@ class MFMEnsemble:
         noise_splits = check_int("noise_splits", noise_splits, minimum=1)
         alpha = _check_alpha(alpha)  # before the (slow) predictions, not after them
         max_points = _check_max_points("max_points", max_points)
-        normalized = _check_flag("normalized", normalized)
-        aleatoric = _check_flag("aleatoric", aleatoric)
+        normalized = check_bool("normalized", normalized)
+        aleatoric = check_bool("aleatoric", aleatoric)
         for name, data in (("cal", cal), ("test", test)):
             self._check_split(name, data, aleatoric)
 

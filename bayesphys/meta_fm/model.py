@@ -28,11 +28,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_int, check_seed
+from .._checks import check_bool, check_int, check_seed
 from .._device import resolve_device, resolve_dtype, seed_everything
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..distributed.data_parallel import GradientSync, rank_generator_seed
@@ -101,12 +100,6 @@ def _training_split(data: PopulationPairs) -> PopulationPairs:
     if len(train) == 0:
         raise ValueError("data.splits['train']: expected at least one training pair, received none")
     return train
-
-
-def _check_flag(name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name}: expected True or False, received {value!r}")
-    return bool(value)
 
 
 class MetaFlowMatching:
@@ -420,7 +413,7 @@ class MetaFlowMatching:
         non-finite loss stops the fit and restores the last good weights.
         """
         steps = check_int("steps", steps, minimum=0)
-        progress = _check_flag("progress", progress)
+        progress = check_bool("progress", progress)
         if seed is not None:
             seed = check_seed("seed", seed)
         if data is None:

@@ -510,3 +510,15 @@ def test_population_helpers_arguments():
     empty = PopulationPairs("e", [], [], torch.arange(0), {}, paired=True)
     with pytest.raises(ValueError, match="^data: 'e' holds no populations"):
         _ = empty.dim
+
+
+def test_ot_pairing_refuses_a_non_tensor_with_a_type_error():
+    # a list of points got a ValueError about its "shape" (the other point checks say TypeError)
+    from bayesphys.meta_fm.coupling import ot_pairing
+
+    with pytest.raises(
+        TypeError, match=r"^x0: expected a tensor of points \[n, d\], received list"
+    ):
+        ot_pairing([[0.0, 1.0]], torch.zeros(1, 2))
+    with pytest.raises(ValueError, match=r"^x1: expected points \[n, d\] with n >= 1"):
+        ot_pairing(torch.zeros(1, 2), torch.zeros(0, 2))
