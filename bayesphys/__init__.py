@@ -6,7 +6,14 @@ subpackages: ``gp_pde``, ``probconserv``, ``neural_process``, ``odil``, ``meta_f
 """
 
 from ._checks import check_int, check_real, check_seed
-from ._device import as_tensor, check_finite, resolve_device, resolve_dtype, seed_everything
+from ._device import (
+    as_tensor,
+    check_finite,
+    resolve_device,
+    resolve_dtype,
+    seed_everything,
+    seeded,
+)
 from ._model import DivergenceGuard, FitResult, load_checkpoint, optimize, save_checkpoint
 from .distributed import FitManyResult, fit_many, problem_seed
 from .inference_data import build_inference_data, load_netcdf, save_netcdf
@@ -30,6 +37,7 @@ __all__ = [
     "resolve_device",
     "resolve_dtype",
     "seed_everything",
+    "seeded",
     "check_finite",
     "check_int",
     "check_real",

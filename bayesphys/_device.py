@@ -15,6 +15,8 @@ torch.float64
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,7 @@ __all__ = [
     "resolve_device",
     "resolve_dtype",
     "seed_everything",
+    "seeded",
     "make_generator",
     "check_finite",
     "as_tensor",
@@ -103,6 +106,51 @@ def seed_everything(seed: int | None) -> None:
     random.seed(int(seed))
     np.random.seed(int(seed) % 2**32)
     torch.manual_seed(int(seed))
+
+
+@contextmanager
+def seeded(seed: int | None, device: torch.device | str = "cpu") -> Iterator[None]:
+    """Run a block as if after :func:`seed_everything` (``seed``), leaving the caller's random
+    states as they were.
+
+    Inside the block python's, numpy's and torch's CPU generators (and the generator of
+    ``device`` when it is a CUDA device) start from ``seed``, so a model built there gets the
+    same initial weights as after ``seed_everything(seed)``; on exit every one of those states is
+    restored, so constructing a seeded model does not reseed the user's global streams.
+    ``seed=None`` runs the block on the global streams unchanged (and advances them), as an
+    unseeded construction always did.
+
+    >>> import torch
+    >>> from bayesphys import seeded
+    >>> before = torch.get_rng_state()
+    >>> with seeded(0):
+    ...     a = torch.rand(2)
+    >>> bool(torch.equal(before, torch.get_rng_state()))
+    True
+    >>> with seeded(0):
+    ...     bool(torch.equal(a, torch.rand(2)))
+    True
+    """
+    if seed is None:
+        yield
+        return
+    seed = int(check_seed("seed", seed))
+    dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    cuda: list[int] = []
+    if dev.type == "cuda":
+        cuda = [dev.index if dev.index is not None else torch.cuda.current_device()]
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            random.seed(seed)
+            np.random.seed(seed % 2**32)
+            torch.default_generator.manual_seed(seed)
+            for idx in cuda:
+                torch.cuda.default_generators[idx].manual_seed(seed)
+            yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
 
 
 def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator | None:

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 import torch
 
-from bayesphys import as_tensor, check_finite, resolve_device, resolve_dtype, seed_everything
+from bayesphys import (
+    as_tensor,
+    check_finite,
+    resolve_device,
+    resolve_dtype,
+    seed_everything,
+    seeded,
+)
 
 
 def test_resolve_device():
@@ -39,6 +48,41 @@ def test_seed_everything_reproduces():
     assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     with pytest.raises(TypeError, match="seed"):
         seed_everything("3")
+
+
+def _states():
+    return torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+
+
+def test_seeded_block_matches_seed_everything_and_restores_the_caller_state():
+    seed_everything(3)
+    want = (torch.rand(3), np.random.rand(3), random.random())
+    torch.manual_seed(11)
+    np.random.seed(11)
+    random.seed(11)
+    before = _states()
+    with seeded(3):
+        got = (torch.rand(3), np.random.rand(3), random.random())
+    after = _states()
+    assert torch.equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+    assert got[2] == want[2]
+    assert torch.equal(before[0], after[0]) and np.array_equal(before[1], after[1])
+    assert before[2] == after[2]
+
+
+def test_seeded_restores_on_error_and_none_uses_the_global_stream():
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    with pytest.raises(RuntimeError, match="boom"), seeded(1):
+        torch.rand(4)
+        raise RuntimeError("boom")
+    assert torch.equal(before, torch.get_rng_state())
+    with seeded(None):  # unseeded: the global stream, advanced
+        a = torch.rand(2)
+    torch.set_rng_state(before)
+    assert torch.equal(a, torch.rand(2))
+    with pytest.raises(ValueError, match="seed"), seeded(2**64):
+        pass
 
 
 def test_as_tensor_checks():

@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> dict:
     gen = torch.Generator().manual_seed(args.seed)
     n_prop = 400 if args.smoke else 4000
     q = torch.distributions.Normal(mu, 2 * sd.clamp_min(0.05))
-    zs = q.sample((n_prop,))
+    # proposal draws from ``gen`` (the seeded model leaves torch's global stream alone)
+    zs = q.loc + q.scale * torch.randn(n_prop, mu.numel(), generator=gen, dtype=mu.dtype)
     inside = (zs.abs() < 1).all(-1)  # the uniform prior's support
     zs = torch.where(inside.unsqueeze(-1), zs, torch.zeros_like(zs))
     with torch.no_grad():

@@ -28,8 +28,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real
-from .._device import as_tensor, resolve_device, resolve_dtype, seed_everything
+from .._checks import check_int, check_real, check_seed
+from .._device import as_tensor, resolve_device, resolve_dtype
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..posterior import GaussianPosterior
 from ..problems.gp_pde import PDEProblem, get_problem
@@ -88,6 +88,8 @@ class GPPDESolver:
         iterate when there is none). 1-D Allen-Cahn always uses dense Gauss-Newton.
     solver_options: keyword arguments for that solver (e.g. ``dict(max_iter=5, cg_maxiter=300)``),
         checked here by the solver's ``check_options``.
+    seed: recorded in ``config`` (the shared model API); the solver is deterministic and draws
+        no random numbers, so it neither uses the seed nor touches the global random streams.
 
     Notes
     -----
@@ -185,7 +187,10 @@ class GPPDESolver:
         solver_options = solver_cls.check_options(solver_options or {})
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
-        seed_everything(seed)
+        # the solver draws no random numbers: ``seed`` is checked and recorded (the shared model
+        # API), never used to reseed the caller's global streams
+        if seed is not None:
+            seed = check_seed("seed", seed)
         if isinstance(problem, str):
             problem = get_problem(problem)
         self.problem = problem

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_bool, check_int, check_seed
-from .._device import resolve_device, resolve_dtype, seed_everything
+from .._device import resolve_device, resolve_dtype, seeded
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..distributed.data_parallel import GradientSync, rank_generator_seed
 from ..posterior import SamplePosterior
@@ -213,31 +213,31 @@ class MetaFlowMatching:
 
     def _build(self) -> None:
         cfg = self.config
-        if self.seed is not None:
-            seed_everything(int(self.seed))
-        gen = torch.Generator().manual_seed(0 if self.seed is None else int(self.seed))
-        field = VectorField(
-            self.dim,
-            self._cond_dim(),
-            width=cfg.width,
-            layers=cfg.layers,
-            time_dim=cfg.time_dim,
-            fourier=cfg.fourier,
-            fourier_sigma=cfg.fourier_sigma,
-            residual=cfg.residual,
-            conditioning=cfg.conditioning,
-            generator=gen,
-        )
-        mods: dict[str, nn.Module] = {"field": field}
-        if cfg.method == "MFM":
-            mods["embed"] = PopulationEmbedding(
-                self.dim, cfg.gnn_hidden, cfg.gnn_layers, cfg.knn_k, features=cfg.node_features
+        # initial weights from ``seed``, without reseeding the caller's global streams
+        with seeded(self.seed, self.device):
+            gen = torch.Generator().manual_seed(0 if self.seed is None else int(self.seed))
+            field = VectorField(
+                self.dim,
+                self._cond_dim(),
+                width=cfg.width,
+                layers=cfg.layers,
+                time_dim=cfg.time_dim,
+                fourier=cfg.fourier,
+                fourier_sigma=cfg.fourier_sigma,
+                residual=cfg.residual,
+                conditioning=cfg.conditioning,
+                generator=gen,
             )
-        self.net = nn.ModuleDict(mods).to(device=self.device, dtype=self.dtype)
-        self.net.register_buffer(
-            "shift", torch.zeros(self.dim, device=self.device, dtype=self.dtype)
-        )
-        self.net.register_buffer("scale", torch.ones((), device=self.device, dtype=self.dtype))
+            mods: dict[str, nn.Module] = {"field": field}
+            if cfg.method == "MFM":
+                mods["embed"] = PopulationEmbedding(
+                    self.dim, cfg.gnn_hidden, cfg.gnn_layers, cfg.knn_k, features=cfg.node_features
+                )
+            self.net = nn.ModuleDict(mods).to(device=self.device, dtype=self.dtype)
+            self.net.register_buffer(
+                "shift", torch.zeros(self.dim, device=self.device, dtype=self.dtype)
+            )
+            self.net.register_buffer("scale", torch.ones((), device=self.device, dtype=self.dtype))
         self._cg_index = {sid: k for k, sid in enumerate(self.condition_ids)}
         self.fit_result: FitResult | None = None
 
@@ -664,8 +664,8 @@ class MetaFlowMatching:
     def from_state(
         cls, cfg: dict[str, Any], state: dict[str, Tensor], device=None
     ) -> MetaFlowMatching:
-        # built unseeded (every weight is then loaded) in a forked RNG: loading a model leaves
-        # the global random state as it was (a seeded build would reseed python, numpy, torch)
+        # built unseeded (every weight is then loaded) in a forked RNG: an unseeded build draws
+        # its initial weights from the global streams, which loading must leave as they were
         with torch.random.fork_rng(devices=[]):
             m = cls(
                 config=MFMConfig.from_dict(cfg["config"]),

@@ -45,7 +45,7 @@ from linear_operator.operators import (
 from torch import Tensor
 
 from .._checks import as_scalar, check_bool, check_callback, check_int, check_real
-from .._device import resolve_device, resolve_dtype, seed_everything
+from .._device import resolve_device, resolve_dtype, seeded
 from .._model import DivergenceGuard, FitResult, load_checkpoint, optimize, save_checkpoint
 from ..distributed.data_parallel import GradientSync, rank_generator_seed
 from ..posterior import GaussianPosterior
@@ -156,44 +156,45 @@ class RandomGridNP:
                 f"factorisations need one of them), received {self.dtype}"
             )
         self.seed = seed
-        seed_everything(seed)
-        p = self.problem
-        self.forward_net = ForwardNet(
-            p.dim_x,
-            p.dim_z,
-            p.dim_w,
-            hidden=cfg.hidden,
-            depth=cfg.depth,
-            n_freq=cfg.n_freq,
-            f_min=cfg.f_min,
-            f_max=cfg.f_max,
-            train_freq=cfg.train_freq,
-            rank=cfg.rank,
-            var_lo=cfg.var_lo,
-        ).to(self.device, self.dtype)
-        self.inverse_net = GICNet(p.dim_x, p.dim_z, p.dim_w, p.lower, p.upper, **cfg.gic).to(
-            self.device, self.dtype
-        )
-        self.log_sigma_r = torch.nn.Parameter(
-            torch.tensor(math.log(cfg.sigma_r), dtype=self.dtype, device=self.device),
-            requires_grad=cfg.learn_sigma_r,
-        )
-        self.net = torch.nn.ModuleDict({"fwd": self.forward_net, "inv": self.inverse_net})
-        self.net.register_parameter("log_sigma_r", self.log_sigma_r)
-        self.grid = make_grid(cfg.grid, p.lower, p.upper)
-        self.layouts = make_grid("layouts", p.lower, p.upper)
-        fwd_params = list(self.forward_net.parameters())
-        groups = [
-            {"params": fwd_params, "mult": 1.0},
-            {"params": list(self.inverse_net.parameters()), "mult": cfg.inv_lr_mult},
-        ]
-        if cfg.learn_sigma_r:
-            if cfg.sigma_r_lr_mult == 1.0:
-                fwd_params.append(self.log_sigma_r)
-            else:
-                groups.append({"params": [self.log_sigma_r], "mult": cfg.sigma_r_lr_mult})
-        if cfg.init == "keras":  # ``init`` is checked by ``validate``
-            keras_init(self.net)
+        # initial weights from ``seed``, without reseeding the caller's global streams
+        with seeded(seed, self.device):
+            p = self.problem
+            self.forward_net = ForwardNet(
+                p.dim_x,
+                p.dim_z,
+                p.dim_w,
+                hidden=cfg.hidden,
+                depth=cfg.depth,
+                n_freq=cfg.n_freq,
+                f_min=cfg.f_min,
+                f_max=cfg.f_max,
+                train_freq=cfg.train_freq,
+                rank=cfg.rank,
+                var_lo=cfg.var_lo,
+            ).to(self.device, self.dtype)
+            self.inverse_net = GICNet(p.dim_x, p.dim_z, p.dim_w, p.lower, p.upper, **cfg.gic).to(
+                self.device, self.dtype
+            )
+            self.log_sigma_r = torch.nn.Parameter(
+                torch.tensor(math.log(cfg.sigma_r), dtype=self.dtype, device=self.device),
+                requires_grad=cfg.learn_sigma_r,
+            )
+            self.net = torch.nn.ModuleDict({"fwd": self.forward_net, "inv": self.inverse_net})
+            self.net.register_parameter("log_sigma_r", self.log_sigma_r)
+            self.grid = make_grid(cfg.grid, p.lower, p.upper)
+            self.layouts = make_grid("layouts", p.lower, p.upper)
+            fwd_params = list(self.forward_net.parameters())
+            groups = [
+                {"params": fwd_params, "mult": 1.0},
+                {"params": list(self.inverse_net.parameters()), "mult": cfg.inv_lr_mult},
+            ]
+            if cfg.learn_sigma_r:
+                if cfg.sigma_r_lr_mult == 1.0:
+                    fwd_params.append(self.log_sigma_r)
+                else:
+                    groups.append({"params": [self.log_sigma_r], "mult": cfg.sigma_r_lr_mult})
+            if cfg.init == "keras":  # ``init`` is checked by ``validate``
+                keras_init(self.net)
         self.optimizer = torch.optim.Adam(
             groups,
             lr=cfg.lr,

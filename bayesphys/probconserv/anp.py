@@ -157,11 +157,22 @@ class AttentiveNP(nn.Module):
         out = self.dec(torch.cat([r, zt, px], -1))
         return out[..., 0], 1e-3 + F.softplus(out[..., 1])
 
-    def loss(self, xc: Tensor, yc: Tensor, xt: Tensor, yt: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """ELBO loss (scalar), plus the decoded ``mu`` and target inputs for penalties."""
+    def loss(
+        self,
+        xc: Tensor,
+        yc: Tensor,
+        xt: Tensor,
+        yt: Tensor,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        r"""ELBO loss (scalar), plus the decoded ``mu`` and target inputs for penalties.
+
+        The latent draw :math:`z = \mu_z + \sigma_z \varepsilon` takes :math:`\varepsilon`
+        from ``generator`` (``None``: torch's global generator)."""
         mz_c, sz_c = self.latent(xc, yc)
         mz_a, sz_a = self.latent(torch.cat([xc, xt], 1), torch.cat([yc, yt], 1))
-        z = mz_a + sz_a * torch.randn_like(sz_a)
+        eps = torch.randn(sz_a.shape, dtype=sz_a.dtype, device=sz_a.device, generator=generator)
+        z = mz_a + sz_a * eps
         r = self.deterministic(xc, yc, xt)
         mu, sig = self.decode(r, z, xt)
         nll = -torch.distributions.Normal(mu, sig).log_prob(yt).mean()

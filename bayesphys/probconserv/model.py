@@ -19,6 +19,8 @@ trains the ANP with the SoftC penalty :math:`\lambda\,\overline{r^2}`,
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import numbers
 from dataclasses import asdict, dataclass, fields, replace
@@ -34,7 +36,7 @@ from linear_operator.operators import (
 from torch import Tensor
 
 from .._checks import check_int, check_real, check_seed
-from .._device import as_tensor, resolve_device, resolve_dtype, seed_everything
+from .._device import as_tensor, resolve_device, resolve_dtype, seeded
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..distributed.data_parallel import GradientSync, rank_generator_seed
 from ..posterior import GaussianPosterior
@@ -158,13 +160,31 @@ def _check_mass(mass, n_functions: int, n_times: int, device: torch.device) -> T
     return b
 
 
+@functools.cache
+def _calibrate_defaults() -> dict[str, Any]:
+    """The defaults of :meth:`ProbConserv.calibrate`'s keyword arguments, read from its signature."""
+    params = inspect.signature(ProbConserv.calibrate).parameters.values()
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+
+
+def _fork_stream(device: torch.device) -> torch.Generator:
+    """A generator on ``device`` holding the current state of torch's global generator there."""
+    gen = torch.Generator(device=device)
+    if device.type == "cuda":
+        gen.set_state(torch.cuda.get_rng_state(device))
+    else:
+        gen.set_state(torch.get_rng_state())
+    return gen
+
+
 class ProbConserv:
     r"""Step-1 model (ANP or meta-GP) + Step-2 conservation update on a GPME problem.
 
-    ``seed`` seeds python, numpy and torch when the model is built and the stream of training
-    batches; ``seed=None`` leaves the global random state untouched (the initial weights then
-    follow it) while the training batches use seed 0, so that stream still repeats
-    (``|seed| < 2**43``: the batches' seeds are derived from it).
+    ``seed`` sets the initial weights, the training's random draws (the ANP's latent noise,
+    SoftC's residual subsets) and the stream of training batches; the caller's global random
+    streams are left as they were. ``seed=None`` draws the initial weights and the training's
+    random draws from the global streams (advancing them), while the training batches use seed
+    0, so that stream still repeats (``|seed| < 2**43``: the batches' seeds are derived from it).
 
     ``hidden`` (default 64), ``n_samples`` (latent draws, default 32) and ``covariance``
     (default ``"lowrank"``) are settings of the ANP (``step1="anp"``), ``gp_width`` (default
@@ -266,14 +286,19 @@ class ProbConserv:
         self.device = resolve_device("cpu" if device is None else device)
         # the ANP trains in float32 (or ``dtype``), the GP and Step 2 in float64
         self.dtype = dtype or (torch.float32 if step1 == "anp" else _F64)
-        seed_everything(seed)
         lo = (prob.t_range[0], prob.x_range[0])
         hi = (prob.t_range[1], prob.x_range[1])
-        if step1 == "anp":
-            self.net: torch.nn.Module = AttentiveNP(lo, hi, hidden=hidden)
-        else:
-            self.net = MetaGP(lo, hi, width=gp_width)
-        self.net.to(device=self.device, dtype=self.dtype)
+        # initial weights from ``seed``, without reseeding the caller's global streams
+        with seeded(seed, self.device):
+            if step1 == "anp":
+                self.net: torch.nn.Module = AttentiveNP(lo, hi, hidden=hidden)
+            else:
+                self.net = MetaGP(lo, hi, width=gp_width)
+            self.net.to(device=self.device, dtype=self.dtype)
+            #: the stream of the training's random draws (ANP latent noise, SoftC subsets): it
+            #: continues from the seeded state the weights left, as the global stream did when
+            #: construction reseeded it; ``None`` (unseeded model): the global streams
+            self._train_rng = None if seed is None else _fork_stream(self.device)
         self.steps_done = 0
         self.var_scale = 1.0
         self.calibration: HybridCalibration | None = None
@@ -282,7 +307,8 @@ class ProbConserv:
     def _residual_penalty(self, xc, yc, xt, params) -> Tensor:
         net: AttentiveNP = self.net  # type: ignore[assignment]
         if xt.shape[1] > self.config.softc_points:  # the residual on a random subset of targets
-            idx = torch.randperm(xt.shape[1], device=xt.device)[: self.config.softc_points]
+            idx = torch.randperm(xt.shape[1], device=xt.device, generator=self._train_rng)
+            idx = idx[: self.config.softc_points]
             xt = xt[:, idx]
         xt = xt.detach().clone().requires_grad_(True)
         mz, _ = net.latent(xc, yc)
@@ -371,7 +397,7 @@ class ProbConserv:
             xt, yt = d.x_target.to(**cast), d.y_target.to(**cast)
             self.net.train()
             if cfg.step1 == "anp":
-                loss, _, _ = self.net.loss(xc, yc, xt, yt)
+                loss, _, _ = self.net.loss(xc, yc, xt, yt, generator=self._train_rng)
                 if cfg.softc_weight > 0:
                     loss = loss + cfg.softc_weight * self._residual_penalty(
                         xc, yc, xt, d.params.to(**cast)
@@ -640,12 +666,13 @@ class ProbConserv:
                 f"local_seed: only with local_functions > 0 (it seeds those functions), received "
                 f"local_seed={local_seed}"
             )
-        if data is not None and n_functions != 100 and n_functions != len(data):
+        default = _calibrate_defaults()  # the signature's, so a changed default stays in step
+        if data is not None and n_functions != default["n_functions"] and n_functions != len(data):
             raise ValueError(
                 f"n_functions: only without data (the {len(data)} functions of data are the "
                 f"validation functions), received n_functions={n_functions!r}"
             )
-        if data is not None and not local_functions and seed != 424_242:
+        if data is not None and not local_functions and seed != default["seed"]:
             raise ValueError(
                 "seed: only used to draw validation functions (data=None) or the "
                 f"local_functions; with data and no local functions it has no effect, received "
@@ -656,26 +683,26 @@ class ProbConserv:
         if objective != "hybrid":
             unused += [
                 (n, v)
-                for n, v, d in (
-                    ("neighbours", neighbours, (0,)),
-                    ("selection", selection, "one_se"),
-                    ("range_margin", range_margin, 0.05),
+                for n, v in (
+                    ("neighbours", neighbours),
+                    ("selection", selection),
+                    ("range_margin", range_margin),
                 )
-                if v != d
+                if v != default[n]
             ]
             where = "only with objective='hybrid'"
         elif not mass_check:
             unused += [
                 (n, v)
-                for n, v, d in (
-                    ("mass_length", mass_length, 0.05),
-                    ("mass_gate", mass_gate, 2.0),
-                    ("mass_floor", mass_floor, 1.0),
+                for n, v in (
+                    ("mass_length", mass_length),
+                    ("mass_gate", mass_gate),
+                    ("mass_floor", mass_floor),
                 )
-                if v != d
+                if v != default[n]
             ]
             where = "only with the mass check (mass_check, objective='hybrid', local_functions > 0)"
-        elif mass_gate is None and mass_floor != 1.0:
+        elif mass_gate is None and mass_floor != default["mass_floor"]:
             unused.append(("mass_floor", mass_floor))
             where = "only with a gate (mass_gate not None): the floor applies to gated functions"
         if unused:
@@ -838,6 +865,8 @@ class ProbConserv:
         state = {
             "net": self.net.state_dict(),
             "steps_done": self.steps_done,
+            # where the training's random draws stand, so a loaded model trains on exactly
+            "train_rng": None if self._train_rng is None else self._train_rng.get_state(),
             "dtype": str(self.dtype),
             "var_scale": self.var_scale,
             "calibration": None if self.calibration is None else self.calibration.state(),
@@ -868,6 +897,9 @@ class ProbConserv:
         model = cls(problem, device=device, dtype=dtype, **cfg)
         model.net.load_state_dict(ck["state"]["net"])
         model.steps_done = int(ck["state"]["steps_done"])
+        rng = ck["state"].get("train_rng")  # older checkpoints: the stream after the weights
+        if rng is not None and model._train_rng is not None:
+            model._train_rng.set_state(rng)
         model.var_scale = float(ck["state"].get("var_scale", 1.0))
         cal = ck["state"].get("calibration")
         model.calibration = None if cal is None else HybridCalibration.from_state(cal)

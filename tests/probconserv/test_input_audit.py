@@ -211,9 +211,9 @@ def test_a_diverging_fit_restores_the_last_good_weights(data):
     real = m.net.loss
     calls = {"n": 0}
 
-    def nan_second(*args):
+    def nan_second(*args, **kw):
         calls["n"] += 1
-        loss, mu, sig = real(*args)
+        loss, mu, sig = real(*args, **kw)
         return (loss * NAN if calls["n"] == 2 else loss), mu, sig
 
     m.net.loss = nan_second
