@@ -101,6 +101,11 @@ def _as_params(params):
         return params
     if isinstance(params, torch.Tensor):
         return [params]
+    if isinstance(params, (str, bytes)) or not isinstance(params, Iterable):
+        raise TypeError(
+            f"params: expected a tensor, an iterable of tensors or a torch.nn.Module, received "
+            f"{type(params).__name__}"
+        )
     out = list(params)
     bad = [type(p).__name__ for p in out if not isinstance(p, torch.Tensor)]
     if bad:

@@ -409,6 +409,8 @@ def _train(
             info = dict(prev.get(f"{pname}/{key}", {"seconds": float("nan")}))
             info.pop("calibration", None)
             info["loaded_from"] = str(Path(load_models) / f"{pname}_{key}.pt")
+            if key != "GP":  # what the loaded ANP was trained with (not this run's option)
+                info["train_margin"] = model.config.train_margin
             out[key] = (model, info)
             log(f"[{pname}] {key} loaded ({model.steps_done} steps)")
         if retrain_softc:
@@ -721,6 +723,11 @@ def main(argv: list[str] | None = None) -> Path:
         help="only rewrite the target notes (and the docs table) of the existing results file",
     )
     args = ap.parse_args(argv)
+    if args.load_models and args.anp_train_margin is not None:
+        ap.error(
+            "--anp-train-margin: loaded models keep the margin they were trained with (recorded "
+            "as train_margin); give it only when training"
+        )
     torch.set_num_threads(args.threads)
     if args.reference:
         return _add_reference(args)

@@ -241,6 +241,9 @@ def test_optimize_checks_the_step_and_its_loss():
         DivergenceGuard([torch.ones(2)]).admit(torch.ones(2))
     with pytest.raises(TypeError, match="params: expected tensors"):
         optimize(lambda: 1.0, steps=1, params=[1.0], progress=False)
+    for bad in (3, "w"):  # a number used to fail with "'int' object is not iterable"
+        with pytest.raises(TypeError, match="params: expected a tensor, an iterable"):
+            optimize(lambda: 1.0, steps=1, params=bad, progress=False)
 
 
 def test_a_single_tensor_is_accepted_as_params():

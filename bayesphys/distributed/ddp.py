@@ -168,8 +168,16 @@ def _check_backend(backend: str | None) -> None:
 def _check_device(device: str | torch.device | None) -> torch.device | None:
     """``device`` as a :class:`torch.device` (``None`` stays ``None``), checked by
     :func:`~bayesphys.resolve_device`: a device string torch does not know, CUDA where there
-    is none, or a CUDA index beyond the devices present is refused with the argument named."""
-    return None if device is None else resolve_device(device)
+    is none, or a CUDA index beyond the devices present is refused with the argument named; so
+    is any device other than CPU (gloo) and CUDA (NCCL), the two torch.distributed serves here."""
+    if device is None:
+        return None
+    dev = resolve_device(device)
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(
+            f"device: expected a cpu or cuda device (gloo or NCCL), received {str(device)!r}"
+        )
+    return dev
 
 
 def init_distributed(

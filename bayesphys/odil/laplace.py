@@ -41,10 +41,14 @@ __all__ = ["gn_matvec", "theta_covariance", "field_posterior", "dense_gn_matrix"
 
 
 def _checked(problem: DiscreteProblem, x: Tensor) -> Tensor:
-    """``x`` as a finite tensor ``[n]`` of unknowns of ``problem`` (errors name the argument)."""
+    """``x`` as a finite tensor ``[n]`` of unknowns of ``problem`` (errors name the argument); a
+    list or array takes the problem's dtype and device."""
     if not isinstance(problem, DiscreteProblem):
         raise TypeError(f"problem: expected a DiscreteProblem, received {type(problem).__name__}")
-    x = as_tensor("x", x)
+    if isinstance(x, torch.Tensor):
+        x = as_tensor("x", x)
+    else:
+        x = as_tensor("x", x, dtype=problem.dtype, device=problem.device)
     if x.shape != (problem.n,):
         raise ValueError(f"x: expected shape ({problem.n},), received {tuple(x.shape)}")
     return x

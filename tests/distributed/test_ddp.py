@@ -243,6 +243,16 @@ def test_train_ddp_refuses_a_cuda_index_beyond_the_devices_before_any_group(monk
         )
 
 
+@pytest.mark.parametrize("device", ["meta", "mps"])
+def test_train_ddp_refuses_devices_torch_distributed_does_not_serve(device, monkeypatch):
+    """``meta`` (and ``mps`` where present) passed the device check and failed inside DDP."""
+    monkeypatch.setattr(ddp, "init_distributed", _no_group)
+    with pytest.raises(ValueError, match="device: "):
+        ddp.train_ddp(
+            _model, _loss, (_X, _Y), epochs=1, batch_size=4, device=device, progress=False
+        )
+
+
 def test_train_ddp_refuses_a_batch_larger_than_each_rank_holds_before_the_rendezvous(monkeypatch):
     """Rank 0 of 2 (as under torchrun): 16 samples give each rank 8, so a batch of 16 per rank
     is refused at once; it used to wait for the other rank at the rendezvous first."""

@@ -259,3 +259,12 @@ def test_gauss_newton_keeps_the_last_finite_iterate_when_a_step_overflows():
     # LM rejects the step instead and stays finite
     x, out = minimize(prob, x0, method="lm", steps=5, linear_solver="dense")
     assert torch.isfinite(x).all() and all(math.isfinite(v) for v in out.loss_history)
+
+
+def test_laplace_helpers_read_a_list_in_the_problem_dtype():
+    prob = DiscreteProblem(
+        {"u": (3,)}, {}, lambda f, p: {"r": 2.0 * f["u"] - 1.0}, dtype=torch.float32
+    )
+    h = dense_gn_matrix(prob, [0.0, 0.5, 1.0])
+    assert h.dtype == torch.float32
+    assert torch.allclose(h, 4.0 * torch.eye(3))

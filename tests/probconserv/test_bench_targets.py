@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bayesphys._bench import bench_row, repo_root, script_module, write_results
 
 
@@ -152,3 +154,10 @@ def test_quick_run_scales_only_the_listed_problems_training(monkeypatch):
         base = quick if quick_run else full
         factor = scale if (quick_run and problem == "stefan") else 1.0
         assert seen[problem] == {k: int(base[k] * factor) for k in ("anp", "softc", "gp")}
+
+
+def test_train_margin_with_loaded_models_is_refused(tmp_path, capsys):
+    # the loaded models' own margin applies; the option used to be ignored without a word
+    with pytest.raises(SystemExit):
+        _bench().main(["--load-models", str(tmp_path), "--anp-train-margin", "0.05"])
+    assert "--anp-train-margin: loaded models keep" in capsys.readouterr().err
