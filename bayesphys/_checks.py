@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ __all__ = [
     "check_broadcasts",
     "check_callback",
     "check_int",
+    "check_keys",
     "check_real",
     "check_scalar",
     "check_seed",
@@ -103,6 +105,44 @@ def check_bool(name: str, value: Any) -> bool:
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     raise TypeError(f"{name}: expected True or False, received {type(value).__name__} {value!r}")
+
+
+def check_keys(
+    name: str,
+    value: Any,
+    required: Iterable[str],
+    optional: Iterable[str] | None = (),
+    *,
+    hint: str = "",
+) -> Mapping[str, Any]:
+    """``value`` as a ``Mapping`` holding every key of ``required``; any other key must be in
+    ``optional`` (``optional=None``: any other keys are allowed). A non-``Mapping`` is a
+    ``TypeError``; missing or unknown keys are a ``ValueError`` that names them, the keys
+    expected and the keys received. ``hint`` (e.g. ``"from poisson_test_set"``) is added to
+    the messages in parentheses."""
+    req = list(required)
+    opt = None if optional is None else list(optional)
+    if opt is None:
+        want = f"keys {req} (+ any others)"
+    elif not req:
+        want = f"keys among {opt}"
+    else:
+        want = f"keys {req}" + (f" (+ optional {opt})" if opt else "")
+    if hint:
+        want += f" ({hint})"
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name}: expected a dict with {want}, received {type(value).__name__}")
+    missing = [k for k in req if k not in value]
+    allowed = set(req) | set(opt or ())
+    unknown = [] if opt is None else sorted(str(k) for k in value if k not in allowed)
+    if missing or unknown:
+        bad = "; ".join(
+            [f"missing {missing}"] * bool(missing) + [f"unknown key(s) {unknown}"] * bool(unknown)
+        )
+        raise ValueError(
+            f"{name}: expected {want}, {bad} (received keys {sorted(map(str, value))})"
+        )
+    return value
 
 
 def as_scalar(value: Any) -> Any:

@@ -77,6 +77,37 @@ def test_check_broadcasts():
         check_broadcasts("m", (3, 2, 3), (2, 3), "x")  # broadcasts, but beyond the target
 
 
+def test_check_keys_names_missing_and_unknown_keys():
+    from collections import OrderedDict
+
+    from bayesphys._checks import check_keys
+
+    d = {"x": 1, "y": 2}
+    assert check_keys("data", d, ("x", "y")) is d
+    od = OrderedDict(x=1, y=2, s=3)
+    assert check_keys("data", od, ["x", "y"], ["s", "t"]) is od  # any Mapping
+    assert check_keys("data", {"x": 1, "other": 2}, ("x",), None)["other"] == 2
+    assert check_keys("prior", {}, (), ("a", "b")) == {}
+    with pytest.raises(
+        TypeError, match=r"^data: expected a dict with keys \['x', 'y'\], received list"
+    ):
+        check_keys("data", [1, 2], ("x", "y"))
+    with pytest.raises(TypeError, match=r"^test: expected a dict .*\(from maker\), received tuple"):
+        check_keys("test", (), ("x",), None, hint="from maker")
+    with pytest.raises(ValueError, match=r"^data: expected keys \['x', 'y'\], missing \['y'\]"):
+        check_keys("data", {"x": 1}, ("x", "y"))
+    with pytest.raises(
+        ValueError,
+        match=r"^data: expected keys \['x'\] \(\+ optional \['s'\]\), "
+        r"missing \['x'\]; unknown key\(s\) \['q'\] \(received keys \['q', 's'\]\)",
+    ):
+        check_keys("data", {"s": 1, "q": 2}, ("x",), ("s",))
+    with pytest.raises(ValueError, match=r"^prior: expected keys among \['a'\], unknown key"):
+        check_keys("prior", {"b": 1}, (), ("a",))
+    with pytest.raises(ValueError, match=r"\(\+ any others\), missing \['y'\]"):
+        check_keys("p", {"x": 1, "z": 0}, ("x", "y"), None)
+
+
 def test_check_seed_is_torch_seed_range_everywhere():
     import torch
 

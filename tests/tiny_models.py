@@ -18,6 +18,11 @@ TINY_GIC = dict(
     ell_min=1e-3,
 )
 
+#: Keyword settings of a tiny Meta Flow Matching model for argument checks (fits in ms).
+TINY_MFM = dict(
+    width=8, layers=2, time_dim=4, fourier=4, gnn_hidden=4, gnn_layers=1, knn_k=3, points=16
+)
+
 #: Keyword settings of a small Meta Flow Matching model (``MetaFlowMatching(data, **SMALL_MFM)``).
 SMALL_MFM = dict(
     width=32,

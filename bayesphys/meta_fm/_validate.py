@@ -11,7 +11,65 @@ from torch import Tensor
 from .._device import check_finite
 from ..problems.populations import PopulationPairs
 
-__all__ = ["check_populations", "check_pairs", "check_features"]
+__all__ = [
+    "check_point_cloud",
+    "check_cloud_pair",
+    "check_populations",
+    "check_pairs",
+    "check_features",
+]
+
+
+def check_point_cloud(
+    name: str,
+    x: Tensor,
+    *,
+    min_points: int = 1,
+    dim: int | None = None,
+    floating: bool = False,
+) -> Tensor:
+    """``x`` as one point cloud ``[n, d]`` with ``n >= min_points`` (and ``d == dim`` when
+    ``dim`` is given) of finite values, returned unchanged; errors name it ``name``.
+
+    Checked in this order: a non-tensor is a ``TypeError``; a shape other than ``[n, d]`` a
+    ``ValueError``; with ``floating``, a non-floating dtype a ``TypeError``; too few points,
+    another dimension, NaN or Inf a ``ValueError``.
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(
+            f"{name}: expected a torch.Tensor of points [n, d], received {type(x).__name__}"
+        )
+    if x.ndim != 2:
+        raise ValueError(f"{name}: expected a population [n, d], received shape {tuple(x.shape)}")
+    if floating and not x.is_floating_point():
+        raise TypeError(f"{name}: expected a floating tensor, received {x.dtype}")
+    if x.shape[0] < min_points:
+        why = " (empty and single-point populations cannot be embedded)" if min_points == 2 else ""
+        raise ValueError(
+            f"{name}: expected a population [n, d] of at least {min_points} "
+            f"point{'s' * (min_points > 1)}, received shape {tuple(x.shape)}{why}"
+        )
+    if dim is not None and x.shape[1] != dim:
+        raise ValueError(
+            f"{name}: expected dimension {dim} (as the other populations/model), received "
+            f"shape {tuple(x.shape)}"
+        )
+    check_finite(name, x)
+    return x
+
+
+def check_cloud_pair(na: str, a: Tensor, nb: str, b: Tensor) -> tuple[Tensor, Tensor]:
+    """Two finite point clouds ``a [n >= 1, d]`` and ``b [m >= 1, d]`` of one dimension ``d``
+    (e.g. for an OT plan or a distance between them), returned unchanged. Each is checked by
+    :func:`check_point_cloud` under its own name; differing dimensions are a ``ValueError``
+    naming both (``"{na}/{nb}: ..."``)."""
+    a, b = check_point_cloud(na, a), check_point_cloud(nb, b)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(
+            f"{na}/{nb}: expected points of one dimension, received shapes {tuple(a.shape)} and "
+            f"{tuple(b.shape)}"
+        )
+    return a, b
 
 
 def check_populations(
@@ -42,34 +100,12 @@ def check_populations(
         raise ValueError(
             f"{name}: expected a non-empty list of populations [n, d], received {pops!r:.80}"
         )
-    out = []
+    out: list[Tensor] = []
     for i, p in enumerate(pops):
-        if not isinstance(p, Tensor):
-            raise TypeError(f"{name}[{i}]: expected a torch.Tensor, received {type(p).__name__}")
-        if p.ndim != 2:
-            raise ValueError(
-                f"{name}[{i}]: expected a population [n, d], received shape {tuple(p.shape)}"
-            )
-        if floating and not p.is_floating_point():
-            raise TypeError(f"{name}[{i}]: expected a floating tensor, received {p.dtype}")
-        if p.shape[0] < min_points:
-            why = (
-                " (empty and single-point populations cannot be embedded)"
-                if min_points == 2
-                else ""
-            )
-            raise ValueError(
-                f"{name}[{i}]: expected at least {min_points} point{'s' * (min_points > 1)}, "
-                f"received {p.shape[0]}{why}"
-            )
-        d = dim if dim is not None else out[0].shape[1] if out else p.shape[1]
-        if p.shape[1] != d:
-            raise ValueError(
-                f"{name}[{i}]: expected dimension {d} (as the other populations/model), received "
-                f"shape {tuple(p.shape)}"
-            )
-        check_finite(f"{name}[{i}]", p)
-        out.append(p)
+        d = dim if dim is not None else out[0].shape[1] if out else None
+        out.append(
+            check_point_cloud(f"{name}[{i}]", p, min_points=min_points, dim=d, floating=floating)
+        )
     return out
 
 

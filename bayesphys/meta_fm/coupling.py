@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_broadcasts
-from .._device import check_finite
+from ._validate import check_cloud_pair
 
 __all__ = [
     "ot_pairing",
@@ -48,7 +48,7 @@ def ot_pairing(
     """Exact-OT re-pairing of ``x0 [n, d]`` and ``x1 [m, d]`` -> two ``[n, d]`` tensors."""
     import ot
 
-    _check_cloud_pair("x0", x0, "x1", x1)
+    check_cloud_pair("x0", x0, "x1", x1)
     a = x0.detach().to("cpu", torch.float64).numpy()
     b = x1.detach().to("cpu", torch.float64).numpy()
     cost = ot.dist(a, b)  # squared Euclidean
@@ -61,25 +61,6 @@ def ot_pairing(
 
 
 _INDEX_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
-
-
-def _check_cloud_pair(na: str, a: Tensor, nb: str, b: Tensor) -> None:
-    """Two finite point clouds ``[n >= 1, d]`` and ``[m >= 1, d]`` (for an OT plan)."""
-    for name, x in ((na, a), (nb, b)):
-        if not isinstance(x, Tensor):
-            raise TypeError(
-                f"{name}: expected a tensor of points [n, d], received {type(x).__name__}"
-            )
-        if x.ndim != 2 or x.shape[0] < 1:
-            raise ValueError(
-                f"{name}: expected points [n, d] with n >= 1, received {tuple(x.shape)}"
-            )
-        check_finite(name, x)
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(
-            f"{na}/{nb}: expected points of one dimension, received {tuple(a.shape)} and "
-            f"{tuple(b.shape)}"
-        )
 
 
 class FullPlan(NamedTuple):
@@ -103,7 +84,7 @@ def full_ot_plans(sources: Sequence[Tensor], targets: Sequence[Tensor]) -> list[
         )
     plans = []
     for i, (a, b) in enumerate(zip(sources, targets)):
-        _check_cloud_pair(f"sources[{i}]", a, f"targets[{i}]", b)
+        check_cloud_pair(f"sources[{i}]", a, f"targets[{i}]", b)
         a64 = a.detach().to("cpu", torch.float64).numpy()
         b64 = b.detach().to("cpu", torch.float64).numpy()
         cost = ot.dist(a64, b64)

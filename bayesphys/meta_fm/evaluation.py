@@ -28,10 +28,9 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_real, check_seed
-from .._device import check_finite
 from ..diagnostics.recalibrate import conformal_rank
 from ..metrics import mmd, wasserstein
-from ._validate import check_populations
+from ._validate import check_cloud_pair, check_populations
 
 __all__ = [
     "MMD_GAMMAS",
@@ -72,19 +71,6 @@ def subsample_points(x: Tensor, n: int | None, seed: int = 0) -> Tensor:
     return x[torch.randperm(x.shape[0], generator=gen)[:n].to(x.device)]
 
 
-def _points(name: str, x: Tensor) -> Tensor:
-    """A population ``[n >= 1, d]`` of finite values."""
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor [n, d], received {type(x).__name__}")
-    if x.ndim != 2 or x.shape[0] < 1:
-        raise ValueError(
-            f"{name}: expected a population [n, d] of at least 1 point, received shape "
-            f"{tuple(x.shape)}"
-        )
-    check_finite(name, x)
-    return x
-
-
 def mmd_anchor(x: Tensor, y: Tensor) -> float:
     """RBF MMD averaged over the anchor's :math:`\\gamma` set (bandwidth ``h = 1/gamma``)."""
     x64, y64 = x.detach().double().cpu(), y.detach().double().cpu()
@@ -97,12 +83,7 @@ def population_metrics(
     """``{"w1", "w2", "mmd"}`` between a predicted ``[n, d]`` and a true ``[m, d]`` population."""
     max_points = _check_max_points("max_points", max_points)
     seed = check_seed("seed", seed)
-    pred, true = _points("pred", pred), _points("true", true)
-    if pred.shape[1] != true.shape[1]:
-        raise ValueError(
-            f"pred/true: expected populations of one dimension, received shapes "
-            f"{tuple(pred.shape)} and {tuple(true.shape)}"
-        )
+    pred, true = check_cloud_pair("pred", pred, "true", true)
     p = subsample_points(pred.detach().cpu(), max_points, seed)
     q = subsample_points(true.detach().cpu(), max_points, seed + 1)
     return {

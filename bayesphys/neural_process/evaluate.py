@@ -11,13 +11,12 @@ GP at the true :math:`(z, w)`; inverse: GICNet on the reference field, boundary 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-from .._checks import check_int, check_real, check_seed
+from .._checks import check_int, check_keys, check_real, check_seed
 from .._device import check_finite
 from ..metrics import crps_gaussian, gaussian_nll
 
@@ -57,17 +56,7 @@ def _check_test(test: Any, problem: str, keys: tuple[str, ...] | None = None) ->
     shapes = _TEST_SHAPES[problem]
     keys = tuple(shapes) if keys is None else keys
     maker = _TEST_MAKERS[problem]
-    if not isinstance(test, Mapping):
-        raise TypeError(
-            f"test: expected a dict with keys {list(keys)} (from {maker}), received "
-            f"{type(test).__name__}"
-        )
-    miss = [k for k in keys if k not in test]
-    if miss:
-        raise ValueError(
-            f"test: expected keys {list(keys)} (from {maker}), missing {miss} (received "
-            f"{sorted(map(str, test))})"
-        )
+    check_keys("test", test, keys, None, hint=f"from {maker}")
     out = {}
     for k in keys:
         v = test[k]

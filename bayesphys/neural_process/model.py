@@ -44,7 +44,7 @@ from linear_operator.operators import (
 )
 from torch import Tensor
 
-from .._checks import as_scalar, check_bool, check_callback, check_int, check_real
+from .._checks import as_scalar, check_bool, check_callback, check_int, check_keys, check_real
 from .._device import resolve_device, resolve_dtype, seeded
 from .._model import DivergenceGuard, FitResult, load_checkpoint, optimize, save_checkpoint
 from ..distributed.data_parallel import GradientSync, rank_generator_seed
@@ -220,22 +220,8 @@ class RandomGridNP:
     def _modules(self) -> torch.nn.ModuleDict:
         return self.net
 
-    def _check_data(self, data: dict[str, Any]) -> dict[str, Tensor]:
-        need = DATA_KEYS
-        if not isinstance(data, Mapping):
-            raise TypeError(
-                f"data: expected a dict with keys {need} (+ optional sigma_y), received "
-                f"{type(data).__name__}"
-            )
-        miss = [k for k in need if k not in data]
-        if miss:
-            raise ValueError(f"data: expected keys {need} (+ optional sigma_y), missing {miss}")
-        unknown = sorted(str(k) for k in set(data) - set(need) - set(DATA_OPTIONAL))
-        if unknown:
-            raise ValueError(
-                f"data: unknown key(s) {unknown}; expected keys among "
-                f"{list(need + DATA_OPTIONAL)} (u_obs is accepted and not used)"
-            )
+    def _check_data(self, data: Mapping[str, Any]) -> dict[str, Tensor]:
+        check_keys("data", data, DATA_KEYS, DATA_OPTIONAL, hint="u_obs is accepted and not used")
         p, dt, dev = self.problem, self.dtype, self.device
         x_obs = _as_points("data['x_obs']", data["x_obs"], p, dt, dev)
         y = real_tensor("data['y']", data["y"], dtype=dt, device=dev, ndim=2)

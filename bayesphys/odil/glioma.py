@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real, check_seed
+from .._checks import check_int, check_keys, check_real, check_seed
 from .._device import as_tensor, resolve_device, resolve_dtype
 from .._model import FitResult, load_checkpoint, save_checkpoint
 from ..problems.fisher_kolmogorov import (
@@ -55,6 +55,7 @@ from ..problems.fisher_kolmogorov import (
     stable_steps,
     tissue_faces,
 )
+from ..problems.glioma import check_thresholds
 from .foci import FOCAL_WIDTH_MM, kmeans_foci, multifocal_initial_condition
 from .glioma_inputs import checked_labels, lesion_crop
 from .glioma_posterior import GliomaPosteriorMixin
@@ -92,11 +93,7 @@ def _checked_prior(prior: Mapping | None) -> dict:
     out = dict(_DEFAULT_PRIOR)
     if prior is None:
         return out
-    if not isinstance(prior, Mapping):
-        raise TypeError(f"prior: expected a dict or None, received {type(prior).__name__}")
-    unknown = sorted(set(prior) - set(_DEFAULT_PRIOR))
-    if unknown:
-        raise ValueError(f"prior: unknown keys {unknown}; expected some of {list(_DEFAULT_PRIOR)}")
+    check_keys("prior", prior, (), _DEFAULT_PRIOR, hint="or None")
     for k, v in prior.items():
         if k == "focus_sd":
             out[k] = check_real("prior['focus_sd']", v, minimum=0.0, strict=True)
@@ -202,11 +199,7 @@ class GliomaModel(GliomaPosteriorMixin):
                 )
         lab = checked_labels(labels, shape, self.device)
         self.labels = lab
-        th_up, th_down = check_real("th_up", th_up), check_real("th_down", th_down)
-        if not 0.0 < th_down < th_up < 1.0:
-            raise ValueError(
-                f"th_down, th_up: expected 0 < th_down < th_up < 1, received {th_down}, {th_up}"
-            )
+        th_up, th_down = check_thresholds(th_up, th_down)
         # physical scales, noise scales and lengths: positive and finite
         spacing = check_real("spacing", spacing, minimum=0.0, strict=True)
         t_end = check_real("t_end", t_end, minimum=0.0, strict=True)
@@ -663,17 +656,13 @@ class GliomaModel(GliomaPosteriorMixin):
         patient's ``t_end`` and ``dg_ratio`` when it has them and, with ``use_pet``, ``pet``);
         ``kwargs`` go to the constructor (``device``, ``seed``, ...) and override the
         patient's settings."""
-        if not isinstance(patient, Mapping):
-            raise TypeError(
-                f"patient: expected a dict (a synthetic_patient dict), received {type(patient).__name__}"
+        need = ("wm", "gm", "labels", "spacing", "th_up", "th_down") + ("pet",) * bool(use_pet)
+        check_keys("patient", patient, need, None, hint="a synthetic_patient dict")
+        if use_pet and patient["pet"] is None:
+            raise ValueError(
+                "patient['pet']: expected a PET map with use_pet=True, received None "
+                "(a synthetic_patient dict made with a PET map)"
             )
-        missing = [
-            k for k in ("wm", "gm", "labels", "spacing", "th_up", "th_down") if k not in patient
-        ]
-        if use_pet and patient.get("pet") is None:
-            missing.append("pet")
-        if missing:
-            raise ValueError(f"patient: expected keys {missing} (a synthetic_patient dict)")
         if "pet" in kwargs:
             raise ValueError("pet: pass use_pet=True to use the patient's PET map")
         settings = {k: patient[k] for k in ("spacing", "th_up", "th_down")}

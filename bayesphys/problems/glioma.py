@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real, check_seed
+from .._checks import check_int, check_keys, check_real, check_seed
 from .._device import check_finite, resolve_dtype
 from .fisher_kolmogorov import fk_forward, initial_condition, stable_steps, tissue_faces
 
@@ -204,21 +204,31 @@ def mni_atlas(
     }
 
 
+def check_thresholds(th_up: Any, th_down: Any) -> tuple[float, float]:
+    r"""The segmentation thresholds ``(th_up, th_down)`` as floats: the T1Gd threshold
+    :math:`\theta_{up}` above the FLAIR threshold :math:`\theta_{down}`, both in the open unit
+    interval, :math:`0 < \theta_{down} < \theta_{up} < 1`. A non-number is a ``TypeError``
+    (naming ``th_up`` or ``th_down``); NaN, an infinity or another order a ``ValueError``."""
+    th_up, th_down = check_real("th_up", th_up), check_real("th_down", th_down)
+    if not 0.0 < th_down < th_up < 1.0:
+        raise ValueError(
+            f"th_down, th_up: expected 0 < th_down < th_up < 1, received th_down={th_down}, "
+            f"th_up={th_up}"
+        )
+    return th_up, th_down
+
+
 def segment(c: Tensor, th_up: float, th_down: float, brain: Tensor) -> Tensor:
     """Labels ``[*grid]`` (int64): 2 if ``c >= th_up``, 1 if ``th_down <= c < th_up``, else 0.
 
     ``c`` finite and ``brain`` of its shape (NaN cells were labelled 0, a mask of another
     shape broadcast silently); thresholds finite with ``0 < th_down < th_up < 1``."""
-    th_up, th_down = check_real("th_up", th_up), check_real("th_down", th_down)
+    th_up, th_down = check_thresholds(th_up, th_down)
     if tuple(brain.shape) != tuple(c.shape):
         raise ValueError(
             f"brain: expected the shape of c {tuple(c.shape)}, received {tuple(brain.shape)}"
         )
     check_finite("c", c)
-    if not 0 < float(th_down) < float(th_up) < 1:
-        raise ValueError(
-            f"thresholds: expected 0 < th_down < th_up < 1, received th_down={th_down}, th_up={th_up}"
-        )
     lab = (c >= th_down).long() + (c >= th_up).long()
     return lab * (brain > 0).long()
 
@@ -264,24 +274,15 @@ def synthetic_patient(
     """
     seed = check_seed("seed", seed)  # 2.5 was truncated to 2, NaN / None failed in int()
     if phantom is not None:
-        if not isinstance(phantom, Mapping):
-            raise TypeError(
-                f"phantom: expected a dict of tissue maps, received {type(phantom).__name__}"
-            )
-        missing = [k for k in ("wm", "gm", "brain", "spacing") if k not in phantom]
-        if missing:
-            raise ValueError(f"phantom: expected keys wm, gm, brain, spacing; missing {missing}")
+        check_keys("phantom", phantom, ("wm", "gm", "brain", "spacing"), None, hint="tissue maps")
         given = [k for k, v in (("n", n), ("spacing", spacing)) if v is not None]
         if given:
             raise ValueError(
                 f"{', '.join(given)}: unused with phantom= (the grid is the phantom's); "
                 "pass one or the other"
             )
-    th_up, th_down = check_real("th_up", th_up), check_real("th_down", th_down)
-    if not 0 < th_down < th_up < 1:  # used to be found by segment(), after both solves
-        raise ValueError(
-            f"thresholds: expected 0 < th_down < th_up < 1, received th_down={th_down}, th_up={th_up}"
-        )
+    # the order used to be found by segment(), after both solves
+    th_up, th_down = check_thresholds(th_up, th_down)
     t_end = check_real("t_end", t_end, minimum=0.0)
     future_days = check_real("future_days", future_days, minimum=0.0)
     dg_ratio = check_real("dg_ratio", dg_ratio, minimum=0.0, strict=True)

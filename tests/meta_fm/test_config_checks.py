@@ -23,10 +23,7 @@ from bayesphys.meta_fm import (
     w2_inference_data,
 )
 from bayesphys.problems.populations import linear_map
-
-SMALL = dict(
-    width=8, layers=2, time_dim=4, fourier=4, gnn_hidden=4, gnn_layers=1, knn_k=3, points=16
-)
+from tests.tiny_models import TINY_MFM
 
 BAD_CONFIG = [
     # (field, value, error)
@@ -81,7 +78,7 @@ def test_bad_config_value_is_refused(name, value, error):
     with pytest.raises(error, match=f"^{name}: "):
         MFMConfig(**{name: value})
     with pytest.raises(error, match=f"^{name}: "):
-        MetaFlowMatching(dim=2, **{**SMALL, name: value})
+        MetaFlowMatching(dim=2, **{**TINY_MFM, name: value})
 
 
 @pytest.mark.parametrize("name,value,error", BAD_CONFIG)
@@ -116,7 +113,7 @@ def test_defaults_and_integral_floats():
     assert cfg.lr == 1.0 and type(cfg.lr) is float
     assert cfg.node_features == 0 and type(cfg.node_features) is int
     assert MFMConfig(method="FM", points=1).points == 1  # FM reads no graph
-    m = MetaFlowMatching(dim=2.0, width=64.0, **{k: v for k, v in SMALL.items() if k != "width"})
+    m = MetaFlowMatching(dim=2.0, width=64.0, **{k: v for k, v in TINY_MFM.items() if k != "width"})
     assert m.dim == 2 and m.config.width == 64
     assert m.net["field"].net[0].out_features == 64
     # a saved config round-trips through the checks
@@ -125,14 +122,14 @@ def test_defaults_and_integral_floats():
 
 def test_model_arguments():
     with pytest.raises(TypeError, match="^dim: "):
-        MetaFlowMatching(dim=2.5, **SMALL)
+        MetaFlowMatching(dim=2.5, **TINY_MFM)
     with pytest.raises(ValueError, match="^dim: "):
-        MetaFlowMatching(dim=0, **SMALL)
+        MetaFlowMatching(dim=0, **TINY_MFM)
     with pytest.raises(ValueError, match="^num_treatments: "):
-        MetaFlowMatching(dim=2, num_treatments=-1, **SMALL)
+        MetaFlowMatching(dim=2, num_treatments=-1, **TINY_MFM)
     with pytest.raises(TypeError, match="^seed: "):
-        MetaFlowMatching(dim=2, seed=2.5, **SMALL)
-    m = MetaFlowMatching(dim=2, **SMALL)
+        MetaFlowMatching(dim=2, seed=2.5, **TINY_MFM)
+    m = MetaFlowMatching(dim=2, **TINY_MFM)
     pops = [torch.randn(20, 2), torch.randn(20, 2)]
     with pytest.raises(ValueError, match="^steps: "):
         m.predict(pops, steps=0)  # used to fall back to solver_steps silently
@@ -156,7 +153,7 @@ def test_model_arguments():
 
 def test_fit_arguments():
     data = linear_map(n_train=4, n_cal=0, n_test=0, n_points=20)
-    m = MetaFlowMatching(data, **SMALL)
+    m = MetaFlowMatching(data, **TINY_MFM)
     with pytest.raises(TypeError, match="^steps: "):
         m.fit(steps=math.nan, progress=False)
     with pytest.raises(TypeError, match="^seed: "):
@@ -167,10 +164,10 @@ def test_fit_arguments():
 def test_ensemble_arguments():
     data = linear_map(n_train=4, n_cal=3, n_test=3, n_points=20)
     with pytest.raises(TypeError, match="^members: "):
-        MFMEnsemble(data, members=2.5, **SMALL)
+        MFMEnsemble(data, members=2.5, **TINY_MFM)
     with pytest.raises(TypeError, match="^seed: "):
-        MFMEnsemble(data, members=2, seed=0.5, **SMALL)
-    ens = MFMEnsemble(data, members=2, **SMALL)
+        MFMEnsemble(data, members=2, seed=0.5, **TINY_MFM)
+    ens = MFMEnsemble(data, members=2, **TINY_MFM)
     src = data.subset("test").source
     with pytest.raises(ValueError, match="^num_draws: "):
         ens.posterior(src, num_draws=0)  # was torch's "stack expects a non-empty TensorList"

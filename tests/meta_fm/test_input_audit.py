@@ -46,10 +46,7 @@ from bayesphys.problems.populations import (
     patient_screen,
     redraw_targets,
 )
-
-SMALL = dict(
-    width=8, layers=2, time_dim=4, fourier=4, gnn_hidden=4, gnn_layers=1, knn_k=3, points=16
-)
+from tests.tiny_models import TINY_MFM
 
 
 def _pairs(n=4, **kw):
@@ -81,30 +78,30 @@ def test_model_construction_arguments():
     with pytest.raises(TypeError, match="^config: expected an MFMConfig"):
         MetaFlowMatching(d, config={"width": 8})  # was AttributeError on dict
     with pytest.raises(ValueError, match="^dim: the data set it to 2"):
-        MetaFlowMatching(d, dim=3, **SMALL)  # was silently replaced by the data's
+        MetaFlowMatching(d, dim=3, **TINY_MFM)  # was silently replaced by the data's
     with pytest.raises(ValueError, match="^num_treatments: "):
-        MetaFlowMatching(d, num_treatments=2, **SMALL)
+        MetaFlowMatching(d, num_treatments=2, **TINY_MFM)
     with pytest.raises(ValueError, match="^condition_ids: the data set it"):
-        MetaFlowMatching(d, method="CGFM", condition_ids=[7, 8], **SMALL)
-    m = MetaFlowMatching(d, method="CGFM", dim=2, condition_ids=[3, 1, 0, 2], **SMALL)
+        MetaFlowMatching(d, method="CGFM", condition_ids=[7, 8], **TINY_MFM)
+    m = MetaFlowMatching(d, method="CGFM", dim=2, condition_ids=[3, 1, 0, 2], **TINY_MFM)
     assert m.condition_ids == [0, 1, 2, 3]  # agreeing values are fine
     with pytest.raises(ValueError, match="^condition_ids: expected distinct ids"):
-        MetaFlowMatching(dim=2, method="CGFM", condition_ids=[1, 1, 2], **SMALL)
+        MetaFlowMatching(dim=2, method="CGFM", condition_ids=[1, 1, 2], **TINY_MFM)
     with pytest.raises(TypeError, match=r"^condition_ids\[1\]: "):
-        MetaFlowMatching(dim=2, method="CGFM", condition_ids=[1, 2.5], **SMALL)  # was int(2.5)
+        MetaFlowMatching(dim=2, method="CGFM", condition_ids=[1, 2.5], **TINY_MFM)  # was int(2.5)
     with pytest.raises(TypeError, match="^condition_ids: expected a sequence"):
-        MetaFlowMatching(dim=2, method="CGFM", condition_ids=5, **SMALL)
+        MetaFlowMatching(dim=2, method="CGFM", condition_ids=5, **TINY_MFM)
 
 
 def test_training_split_and_splits_are_checked():
     d = _pairs()
     empty_train = dataclasses.replace(d, splits={**d.splits, "train": []})
     with pytest.raises(ValueError, match=r"^data.splits\['train'\]: expected at least one"):
-        MetaFlowMatching(empty_train, **SMALL)  # was IndexError in PopulationPairs.dim
+        MetaFlowMatching(empty_train, **TINY_MFM)  # was IndexError in PopulationPairs.dim
     bad = dataclasses.replace(d, splits={**d.splits, "test": [6, 99]})
     with pytest.raises(ValueError, match=r"^data.splits\['test'\]: expected pair indices"):
-        MetaFlowMatching(bad, **SMALL)
-    m = MetaFlowMatching(dim=2, **SMALL)
+        MetaFlowMatching(bad, **TINY_MFM)
+    m = MetaFlowMatching(dim=2, **TINY_MFM)
     with pytest.raises(ValueError, match=r"^data.splits\['train'\]: "):
         m.fit(empty_train, steps=1, progress=False)
 
@@ -113,40 +110,40 @@ def test_index_coupling_needs_equal_sizes():
     d = _pairs(n=3)
     short = dataclasses.replace(d, paired=False, target=[t[:10] for t in d.target])
     with pytest.raises(ValueError, match="^coupling: 'index' pairs point j"):
-        MetaFlowMatching(short, coupling="index", **SMALL)  # was IndexError at a fit step
-    MetaFlowMatching(short, coupling="ot", **SMALL)
+        MetaFlowMatching(short, coupling="index", **TINY_MFM)  # was IndexError at a fit step
+    MetaFlowMatching(short, coupling="ot", **TINY_MFM)
 
 
 # ----------------------------------------------------------------------------- fit
 def test_fit_refuses_data_it_would_silently_mistrain_on():
     scr = _screen()
-    m = MetaFlowMatching(d := _pairs(), **SMALL)
+    m = MetaFlowMatching(d := _pairs(), **TINY_MFM)
     with pytest.raises(TypeError, match="^progress: "):
         m.fit(steps=1, progress="no")
     # auto coupling resolved to 'index' for a model built without data; unpaired data need OT
     with pytest.raises(ValueError, match="^coupling: 'auto' resolved to 'index'"):
-        MetaFlowMatching(dim=3, num_treatments=2, method="FM", **SMALL).fit(
+        MetaFlowMatching(dim=3, num_treatments=2, method="FM", **TINY_MFM).fit(
             scr, steps=1, progress=False
         )
     # treatments given, model built without them: they were ignored
     with pytest.raises(ValueError, match="^data.treatment: this model was built without"):
-        MetaFlowMatching(dim=3, method="FM", coupling="ot", **SMALL).fit(
+        MetaFlowMatching(dim=3, method="FM", coupling="ot", **TINY_MFM).fit(
             scr, steps=1, progress=False
         )
     # more treatments than the model has: refused before the first step, naming the data
     with pytest.raises(ValueError, match=r"^data.treatment: expected indices in \[0, 1\)"):
-        MetaFlowMatching(dim=3, num_treatments=1, method="FM", coupling="ot", **SMALL).fit(
+        MetaFlowMatching(dim=3, num_treatments=1, method="FM", coupling="ot", **TINY_MFM).fit(
             scr, steps=1, progress=False
         )
     # CGFM: ids it has no one-hot for were trained with the average one-hot
-    cg = MetaFlowMatching(dim=2, method="CGFM", condition_ids=[100, 101], **SMALL)
+    cg = MetaFlowMatching(dim=2, method="CGFM", condition_ids=[100, 101], **TINY_MFM)
     with pytest.raises(ValueError, match="^data.source_id: CGFM has one-hots for ids"):
         cg.fit(d, steps=1, progress=False)
 
 
 def test_interrupted_fit_leaves_a_model_ready_to_predict():
     d = _pairs()
-    m = MetaFlowMatching(d, seed=0, **SMALL)
+    m = MetaFlowMatching(d, seed=0, **TINY_MFM)
     batch, calls = m._batch, [0]
 
     def interrupted(*args, **kw):
@@ -167,7 +164,7 @@ def test_interrupted_fit_leaves_a_model_ready_to_predict():
 
 def test_diverged_fit_restores_a_usable_model():
     d = _pairs()
-    m = MetaFlowMatching(d, seed=0, lr=1e30, gnn_lr=1e30, **SMALL)
+    m = MetaFlowMatching(d, seed=0, lr=1e30, gnn_lr=1e30, **TINY_MFM)
     res = m.fit(steps=20, progress=False)
     assert not res.converged and res.message.startswith("diverged at step")
     assert not m.net.training
@@ -177,7 +174,7 @@ def test_diverged_fit_restores_a_usable_model():
 # ----------------------------------------------------------------------------- predict
 def test_predict_solver_steps_treatment_and_ids():
     d = _pairs()
-    m = MetaFlowMatching(d, **SMALL)
+    m = MetaFlowMatching(d, **TINY_MFM)
     src = d.subset("test").source
     with pytest.raises(ValueError, match="^solver: "):
         m.predict(src, solver="euler")  # was named 'method', after the embedding
@@ -186,12 +183,12 @@ def test_predict_solver_steps_treatment_and_ids():
     with pytest.raises(ValueError, match="^steps: only the fixed-step 'rk4'"):
         m.predict(src, solver="dopri5", steps=3)  # steps were ignored
     with pytest.raises(ValueError, match="^steps: "):
-        MetaFlowMatching(d, solver="dopri5", **SMALL).predict(src, steps=3)
+        MetaFlowMatching(d, solver="dopri5", **TINY_MFM).predict(src, steps=3)
     with pytest.raises(ValueError, match="^treatment: this model was built without"):
         m.predict(src, [0, 1])  # was ignored
     with pytest.raises(ValueError, match="^source_ids: only CGFM"):
         m.predict(src, source_ids=[0, 1])  # was ignored
-    cg = MetaFlowMatching(d, method="CGFM", **SMALL)
+    cg = MetaFlowMatching(d, method="CGFM", **TINY_MFM)
     with pytest.raises(ValueError, match=r"^source_ids: expected one id per population \(2\)"):
         cg.predict(src, source_ids=[0, 1, 2])  # was IndexError
     with pytest.raises(ValueError, match="^source_ids: "):
@@ -205,7 +202,7 @@ def test_predict_solver_steps_treatment_and_ids():
 
 def test_predict_refuses_non_integer_treatments():
     scr = _screen()
-    m = MetaFlowMatching(scr, method="FM", **SMALL)
+    m = MetaFlowMatching(scr, method="FM", **TINY_MFM)
     src = scr.subset("test").source[:2]
     with pytest.raises(ValueError, match=r"^treatment: expected integer indices in \[0, 2\)"):
         m.predict(src, torch.tensor([0.7, 1.2]))  # was truncated to [0, 1]
@@ -217,7 +214,7 @@ def test_predict_refuses_non_integer_treatments():
 # ----------------------------------------------------------------------------- ensemble
 def test_ensemble_models_argument():
     d = _pairs()
-    m2, m3 = MetaFlowMatching(d, **SMALL), MetaFlowMatching(dim=3, **SMALL)
+    m2, m3 = MetaFlowMatching(d, **TINY_MFM), MetaFlowMatching(dim=3, **TINY_MFM)
     with pytest.raises(ValueError, match="^models: expected at least 2"):
         MFMEnsemble(models=[])  # was IndexError at posterior
     with pytest.raises(ValueError, match="^models: expected at least 2"):
@@ -235,14 +232,14 @@ def test_ensemble_models_argument():
     with pytest.raises(ValueError, match="^members: 2 models are given"):
         MFMEnsemble(models=[m2, m2], members=5)
     assert MFMEnsemble(models=(m2, m2), members=2).members == 2
-    assert MFMEnsemble(d, **SMALL).members == 3  # the default is unchanged
+    assert MFMEnsemble(d, **TINY_MFM).members == 3  # the default is unchanged
     with pytest.raises(TypeError, match="^progress: "):
         MFMEnsemble(models=[m2, m2]).fit(steps=0, progress=None)
 
 
 def test_ensemble_uncertainty_checks_both_splits_before_predicting():
     d = _pairs()
-    ens = MFMEnsemble(d, members=2, **SMALL)
+    ens = MFMEnsemble(d, members=2, **TINY_MFM)
 
     def no_prediction(*a, **k):
         raise AssertionError("a prediction was made before the checks")
@@ -265,7 +262,7 @@ def test_ensemble_uncertainty_checks_both_splits_before_predicting():
     with pytest.raises(ValueError, match="^test.treatment: the members were built without"):
         ens.uncertainty(cal, treated)  # the treatments were ignored
     scr = _screen()
-    ens3 = MFMEnsemble(scr, members=2, method="FM", **SMALL)
+    ens3 = MFMEnsemble(scr, members=2, method="FM", **TINY_MFM)
     ens3.predict_members = no_prediction
     cal3 = scr.subset("cal")
     more = dataclasses.replace(scr.subset("test"), num_treatments=5)
@@ -287,7 +284,7 @@ def test_w2_inference_data_checks_the_posterior():
 # ----------------------------------------------------------------------------- save / load
 def test_load_leaves_the_global_random_state_alone(tmp_path):
     d = _pairs()
-    m = MetaFlowMatching(d, seed=5, **SMALL)
+    m = MetaFlowMatching(d, seed=5, **TINY_MFM)
     path = m.save(tmp_path / "m.pt")
 
     def draw():
@@ -517,8 +514,11 @@ def test_ot_pairing_refuses_a_non_tensor_with_a_type_error():
     from bayesphys.meta_fm.coupling import ot_pairing
 
     with pytest.raises(
-        TypeError, match=r"^x0: expected a tensor of points \[n, d\], received list"
+        TypeError, match=r"^x0: expected a torch.Tensor of points \[n, d\], received list"
     ):
         ot_pairing([[0.0, 1.0]], torch.zeros(1, 2))
-    with pytest.raises(ValueError, match=r"^x1: expected points \[n, d\] with n >= 1"):
+    with pytest.raises(
+        ValueError,
+        match=r"^x1: expected a population \[n, d\] of at least 1 point, received shape \(0, 2\)",
+    ):
         ot_pairing(torch.zeros(1, 2), torch.zeros(0, 2))

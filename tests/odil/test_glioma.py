@@ -340,6 +340,20 @@ def test_segment_refuses_thresholds_out_of_order():
         synthetic_patient(0, phantom=brain_phantom(32, 4.0), th_up=0.2, th_down=0.3)
 
 
+def test_check_thresholds_orders_and_converts():
+    from bayesphys.problems.glioma import check_thresholds
+
+    assert check_thresholds(0.6, 0.25) == (0.6, 0.25)
+    assert type(check_thresholds(1 / 2, 1 / 4)[0]) is float
+    for up, down in ((0.25, 0.6), (0.5, 0.5), (1.0, 0.5), (0.5, 0.0)):
+        with pytest.raises(ValueError, match=r"^th_down, th_up: expected 0 < th_down < th_up < 1"):
+            check_thresholds(up, down)
+    with pytest.raises(ValueError, match="^th_up: expected a finite number"):
+        check_thresholds(float("nan"), 0.25)
+    with pytest.raises(TypeError, match="^th_down: "):
+        check_thresholds(0.6, "0.25")
+
+
 def test_synthetic_patient_refuses_a_focus_outside_tissue_and_bad_rates():
     import signal
 
