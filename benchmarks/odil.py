@@ -63,8 +63,11 @@ def _ref_u(t, x, diff, vel, src):
     return u / 6 + src * t
 
 
-def infer_constant(n: int = 64, scheme: str = "upwind", device="cpu", steps: int = 30):
-    """Our ODIL on odil's infer_constant; returns ((diff, src, vel), seconds, FitResult)."""
+def infer_constant(
+    n: int = 64, scheme: str = "upwind", device="cpu", steps: int = 30, linear_solver: str = "cg"
+):
+    """Our ODIL on odil's infer_constant; returns ((diff, src, vel), seconds, FitResult).
+    ``linear_solver``: ``"cg"`` (matrix-free) or ``"sparse"`` (coloured Jacobian + sparse LU)."""
     nt, nx = n, n
     dt, dx = 1.0 / (nt - 1), 2.0 / nx
     x = -1 + (torch.arange(nx, dtype=torch.float64) + 0.5) * dx
@@ -84,9 +87,11 @@ def infer_constant(n: int = 64, scheme: str = "upwind", device="cpu", steps: int
         {"u": (nt - 2, nx)}, {"coeff": torch.tensor([0.0, 0.0, 0.001])}, res, device=device
     )
     t0 = time.perf_counter()
-    xs, r = minimize(
-        prob, method="gn", steps=steps, linear_solver="cg", cg_tol=1e-8, cg_maxiter=2000, tol=1e-12
-    )
+    if linear_solver == "cg":
+        solve = {"linear_solver": "cg", "cg_tol": 1e-8, "cg_maxiter": 2000}
+    else:
+        solve = {"linear_solver": linear_solver}
+    xs, r = minimize(prob, method="gn", steps=steps, tol=1e-12, **solve)
     secs = time.perf_counter() - t0
     coeff = prob.unpack(xs)[1]["coeff"].tolist()
     return coeff, secs, r
@@ -164,9 +169,11 @@ def run_odil_package(n: int) -> dict | None:
 def bench_b0(quick: bool, device) -> list[dict]:
     rows = []
     anchors = {64: 0.0069631, 128: 0.0084651}
+    for solver in ("cg", "sparse"):  # first-call costs (imports, autograd setup) not timed
+        infer_constant(16, "upwind", device, steps=2, linear_solver=solver)
     for n in [64] if quick else [64, 128]:
-        for scheme in ("upwind", "central"):
-            coeff, secs, r = infer_constant(n, scheme, device)
+        for scheme, solver in [(s, ls) for ls in ("cg", "sparse") for s in ("upwind", "central")]:
+            coeff, secs, r = infer_constant(n, scheme, device, linear_solver=solver)
             anc = {
                 "source": "odil 0.1.8 measured (anchor 7.1); target |diff-0.01|<5e-4 for 2nd order",
                 "metrics": {"diff": anchors[n] if scheme == "upwind" else 0.01, "seconds": 10.0},
@@ -176,7 +183,12 @@ def bench_b0(quick: bool, device) -> list[dict]:
                     "B0",
                     "ODIL-GN",
                     {"diff": coeff[0], "src": coeff[1], "vel": coeff[2], "seconds": secs},
-                    setting={"grid": f"{n}x{n}", "scheme": scheme, "steps": r.steps},
+                    setting={
+                        "grid": f"{n}x{n}",
+                        "scheme": scheme,
+                        "steps": r.steps,
+                        "linear_solver": solver,
+                    },
                     anchor=anc,
                 )
             )

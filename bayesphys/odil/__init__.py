@@ -35,6 +35,7 @@ from .problem import DiscreteProblem
 from .radiotherapy import model_plan, recurrence_coverage, standard_margin_plan
 from .recalibration import fit_recalibration_map
 from .solvers import cg, minimize
+from .sparse import ColouredJacobian, column_colours, sparse_normal_solve
 
 __all__ = [
     "DiscreteProblem",
@@ -50,6 +51,9 @@ __all__ = [
     "model_plan",
     "recurrence_coverage",
     "minimize",
+    "ColouredJacobian",
+    "column_colours",
+    "sparse_normal_solve",
     "cg",
     "theta_covariance",
     "field_posterior",

@@ -9,8 +9,9 @@ r"""Optimisers for the discrete loss :math:`L(x) = \tfrac12\lVert r(x)\rVert^2`.
 The (damped) normal equations are solved either matrix-free with conjugate gradients
 (``linear_solver="cg"``), where :math:`J v` is a forward-mode product (:func:`torch.func.jvp`) and
 :math:`J^\top w` a reverse-mode one (:func:`torch.func.vjp`), so neither :math:`J` nor
-:math:`J^\top J` is formed, or densely (``"dense"``, :func:`torch.func.jacfwd` + Cholesky) for
-small problems. Everything runs on the unknowns' device (CPU or CUDA).
+:math:`J^\top J` is formed; with a sparse direct solve (``"sparse"``: :math:`J` assembled from a
+few products by column colouring of the stencil, :mod:`~bayesphys.odil.sparse`, then sparse LU);
+or densely (``"dense"``, :func:`torch.func.jacfwd` + Cholesky) for small problems. Everything runs on the unknowns' device (CPU or CUDA).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .._device import as_tensor, check_finite
 from .._linalg import pcg
 from .._model import FitResult, optimize
 from .problem import DiscreteProblem
+from .sparse import ColouredJacobian, sparse_normal_solve
 
 __all__ = ["cg", "minimize", "jvp_vjp", "dense_jacobian"]
 
@@ -66,7 +68,8 @@ def _check_callable(name: str, fn: object) -> None:
 
 
 def jvp_vjp(fn: Callable[[Tensor], Tensor], x: Tensor):
-    r"""Return ``(r, Jv, JTw)``: the residual at ``x`` and closures for :math:`Jv` and :math:`J^\top w`.
+    r"""Return ``(r, Jv, JTw)``: the residual at ``x`` and closures for :math:`Jv` and :math:`J^\top w`
+    (``Jv`` also takes a batch of tangents ``[k, n]`` and returns ``[k, m]``).
 
     One graph of :math:`r(x)` is recorded; :math:`J^\top w` is a reverse-mode product on it and
     :math:`Jv` the "double-vjp" product :math:`\partial_u (J^\top u)\cdot v` (exact, and on CPU
@@ -81,8 +84,11 @@ def jvp_vjp(fn: Callable[[Tensor], Tensor], x: Tensor):
     def jv(v: Tensor) -> Tensor:
         with torch.enable_grad():
             if not g.requires_grad:  # J^T u does not depend on u: J = 0
-                return torch.zeros_like(r)
-            return torch.autograd.grad(g, u0, v, retain_graph=True)[0].detach()
+                return r.new_zeros((*v.shape[:-1], *r.shape))
+            # v [k, n]: k products in one batched backward pass
+            batched = v.ndim == 2 and r.ndim == 1
+            out = torch.autograd.grad(g, u0, v, retain_graph=True, is_grads_batched=batched)
+            return out[0].detach()
 
     def jtw(w: Tensor) -> Tensor:
         with torch.enable_grad():
@@ -112,9 +118,15 @@ def _checked_jacobian(out: object, n: int) -> tuple[Tensor, Tensor]:
     return r, jac
 
 
-def _gn_step(fn, x, lam, linear_solver, cg_tol, cg_maxiter, jacobian=None):
+def _gn_step(fn, x, lam, linear_solver, cg_tol, cg_maxiter, jacobian=None, colours=None):
+    # colours: a ColouredJacobian (linear_solver="sparse")
     r"""One solve of :math:`(J^\top J + \lambda I)\delta = -J^\top r`; returns (delta, r, pred, info)."""
-    if linear_solver == "dense":
+    if linear_solver == "sparse":
+        r, jv, _ = jvp_vjp(fn, x)
+        jac = colours(jv, r.numel())
+        delta, g, jd = sparse_normal_solve(jac, r, lam)
+        info = {"cg_iters": 0, "jacobian_nnz": int(jac.nnz)}
+    elif linear_solver == "dense":
         if jacobian is not None:
             r, jac = _checked_jacobian(jacobian(x), x.numel())
         else:
@@ -141,7 +153,9 @@ def _gn_step(fn, x, lam, linear_solver, cg_tol, cg_maxiter, jacobian=None):
         jd = jv(delta)
         info = {"cg_iters": its, "cg_rel": rel}
     else:
-        raise ValueError(f"linear_solver: expected 'cg' or 'dense', received {linear_solver!r}")
+        raise ValueError(
+            f"linear_solver: expected 'cg', 'sparse' or 'dense', received {linear_solver!r}"
+        )
     pred = -(g @ delta) - 0.5 * (jd @ jd)  # predicted decrease of 0.5||r||^2
     return delta, r, float(pred), info
 
@@ -161,6 +175,7 @@ def minimize(
     progress: bool = False,
     callback: Callable[[int, Tensor], None] | None = None,
     jacobian: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None,
+    stencil_radius: int | None = None,
 ) -> tuple[Tensor, FitResult]:
     r"""Minimise :math:`\tfrac12\lVert r(x)\rVert^2` of ``problem`` from ``x0``.
 
@@ -169,7 +184,14 @@ def minimize(
     method: ``"gn"``, ``"lm"``, ``"adam"`` or ``"lbfgs"`` (module docstring).
     steps: outer iterations (GN/LM steps, Adam steps, L-BFGS calls of 20 inner iterations).
     damping: initial :math:`\lambda` for LM.
-    linear_solver: ``"cg"`` (matrix-free) or ``"dense"``.
+    linear_solver: ``"cg"`` (matrix-free), ``"sparse"`` (the Jacobian assembled from
+        :math:`2C` products by column colouring, :mod:`~bayesphys.odil.sparse`, and the normal
+        equations factorised by sparse LU; float64 plain-grid problems) or ``"dense"``.
+    stencil_radius: with ``"sparse"``: the residuals' stencil radius in cells (default 1: each
+        residual reads field values at most one cell away along each axis, as every
+        first/second-difference stencil of :mod:`~bayesphys.problems.stencil` does); a wider
+        (or periodic) stencil is detected and the colouring refined, at the cost of more
+        products.
     jacobian: optional ``x -> (r [m], J [m, n])`` for the dense solver (e.g. a hand-written
         tangent-linear model); default :func:`torch.func.jacfwd`.
     tol: stop when the relative loss decrease of a step is below ``tol``.
@@ -193,10 +215,20 @@ def minimize(
     cg_maxiter = check_int("cg_maxiter", cg_maxiter, minimum=1)
     if tol is not None:
         tol = check_real("tol", tol, minimum=0.0)
-    if linear_solver not in ("cg", "dense"):
-        raise ValueError(f"linear_solver: expected 'cg' or 'dense', received {linear_solver!r}")
+    if linear_solver not in ("cg", "sparse", "dense"):
+        raise ValueError(
+            f"linear_solver: expected 'cg', 'sparse' or 'dense', received {linear_solver!r}"
+        )
     if not isinstance(problem, DiscreteProblem):
         raise TypeError(f"problem: expected a DiscreteProblem, received {type(problem).__name__}")
+    colours = None
+    if stencil_radius is not None and linear_solver != "sparse":
+        raise ValueError(
+            f"stencil_radius: only used by linear_solver='sparse', received linear_solver="
+            f"{linear_solver!r} (it would be ignored)"
+        )
+    if linear_solver == "sparse" and method in ("gn", "lm"):
+        colours = ColouredJacobian(problem, 1 if stencil_radius is None else stencil_radius)
     if callback is not None:
         _check_callable("callback", callback)
     if jacobian is not None:
@@ -268,7 +300,9 @@ def minimize(
         return x, res
     try:
         for k in range(steps):
-            delta, r, pred, info = _gn_step(fn, x, lam, linear_solver, cg_tol, cg_maxiter, jacobian)
+            delta, r, pred, info = _gn_step(
+                fn, x, lam, linear_solver, cg_tol, cg_maxiter, jacobian, colours
+            )
             cg_iters.append(int(info["cg_iters"]))
             x_new = x + delta
             with torch.no_grad():
