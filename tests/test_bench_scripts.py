@@ -32,6 +32,8 @@ REFUSALS = [  # (script, function that would start a benchmark, argv, option nam
     ("neural_process.py", "poisson_test_set", ["--only", "p1"], "--only"),
     ("neural_process.py", "poisson_test_set", ["--skip", "B2"], "--skip"),
     ("odil.py", None, ["--only", "B4"], "--only"),
+    ("odil_joint.py", "run", ["--solvers", "lu"], "--solvers"),
+    ("odil_joint.py", "run", ["--nt", "1"], "--nt"),
     ("meta_fm.py", "run_task", ["--problems", "B2,B2"], "--problems"),
     ("scale_out.py", "_probe_rows", ["--executors", "sequential,spark"], "--executors"),
 ]

@@ -35,7 +35,7 @@ from .problem import DiscreteProblem
 from .radiotherapy import model_plan, recurrence_coverage, standard_margin_plan
 from .recalibration import fit_recalibration_map
 from .solvers import cg, minimize
-from .sparse import ColouredJacobian, column_colours, sparse_normal_solve
+from .sparse import ColouredJacobian, column_colours, sparse_normal_solve, sparse_schur_covariance
 
 __all__ = [
     "DiscreteProblem",
@@ -54,6 +54,7 @@ __all__ = [
     "ColouredJacobian",
     "column_colours",
     "sparse_normal_solve",
+    "sparse_schur_covariance",
     "cg",
     "theta_covariance",
     "field_posterior",

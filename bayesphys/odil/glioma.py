@@ -590,6 +590,7 @@ class GliomaModel(GliomaPosteriorMixin):
         steps: int = 8,
         cg_maxiter: int = 400,
         progress: bool = False,
+        linear_solver: str = "cg",
     ) -> FitResult:
         r"""Joint ODIL refinement: unknowns :math:`c` on ``nt`` time levels x the crop plus
         :math:`\theta`, residuals = Crank-Nicolson FK residual :math:`/\sigma_{pde}` (the PDE is a
@@ -598,13 +599,21 @@ class GliomaModel(GliomaPosteriorMixin):
         the reduced fit (call :meth:`fit` first), minimised by Gauss-Newton with matrix-free CG;
         the :math:`\theta` marginal covariance is the inverse Schur complement of the
         Gauss-Newton matrix (:func:`~bayesphys.odil.theta_covariance`, CG solves with the field
-        block). Sets ``theta``/``theta_cov``; returns the :class:`FitResult` (``extra`` holds the
-        CG iteration counts of the Schur solves).
+        block). ``linear_solver="sparse"`` replaces both CG solves by sparse LU on the Jacobian
+        assembled by column colouring (:mod:`~bayesphys.odil.sparse`). Sets
+        ``theta``/``theta_cov``; returns the :class:`FitResult` (``extra`` holds the CG
+        iteration counts of the Schur solves).
         """
         from .glioma_odil import fit_joint_odil
 
         return fit_joint_odil(
-            self, nt=nt, sigma_pde=sigma_pde, steps=steps, cg_maxiter=cg_maxiter, progress=progress
+            self,
+            nt=nt,
+            sigma_pde=sigma_pde,
+            steps=steps,
+            cg_maxiter=cg_maxiter,
+            progress=progress,
+            linear_solver=linear_solver,
         )
 
     def recrop(

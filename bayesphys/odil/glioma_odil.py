@@ -37,11 +37,16 @@ def fit_joint_odil(
     steps: int = 8,
     cg_maxiter: int = 400,
     progress: bool = False,
+    linear_solver: str = "cg",
 ) -> FitResult:
     """Run the joint field-and-parameter fit on ``model`` (see :meth:`GliomaModel.fit_odil`);
     sets ``model.theta`` / ``model.theta_cov`` and returns the :class:`FitResult`.
 
-    ``nt >= 2`` time levels, ``sigma_pde > 0``, ``steps >= 0``, ``cg_maxiter >= 1``."""
+    ``nt >= 2`` time levels, ``sigma_pde > 0``, ``steps >= 0``, ``cg_maxiter >= 1``;
+    ``linear_solver`` ``"cg"`` (matrix-free, as before) or ``"sparse"`` (coloured Jacobian and
+    sparse LU for both the Levenberg-Marquardt steps and the Schur complement; float64)."""
+    if linear_solver not in ("cg", "sparse"):
+        raise ValueError(f"linear_solver: expected 'cg' or 'sparse', received {linear_solver!r}")
     nt = check_int("nt", nt, minimum=2)
     sigma_pde = check_real("sigma_pde", sigma_pde, minimum=0.0, strict=True)
     steps = check_int("steps", steps, minimum=0)
@@ -95,6 +100,10 @@ def fit_joint_odil(
         dtype=model.dtype,
     )
     x0 = prob.pack({"c": traj[1:].detach()}, {"theta": model.theta})
+    if linear_solver == "cg":
+        solve = {"linear_solver": "cg", "cg_tol": 1e-6, "cg_maxiter": cg_maxiter}
+    else:
+        solve = {"linear_solver": "sparse"}
     t0 = time.perf_counter()
     x, out = minimize(
         prob,
@@ -102,14 +111,19 @@ def fit_joint_odil(
         method="lm",
         steps=steps,
         damping=1e-3,
-        linear_solver="cg",
-        cg_tol=1e-6,
-        cg_maxiter=cg_maxiter,
         tol=1e-8,
         progress=progress,
+        **solve,
     )
     theta = prob.unpack(x)[1]["theta"].detach()
-    cov, info = theta_covariance(prob, x, ["theta"], cg_tol=1e-8, cg_maxiter=4 * cg_maxiter)
+    cov, info = theta_covariance(
+        prob,
+        x,
+        ["theta"],
+        cg_tol=1e-8,
+        cg_maxiter=4 * cg_maxiter,
+        sparse=linear_solver == "sparse",
+    )
     model.theta, model.theta_cov = theta, cov
     model.recalibration = None
     out.seconds = time.perf_counter() - t0

@@ -43,7 +43,7 @@ from torch import Tensor
 from .._checks import check_int
 from .problem import DiscreteProblem
 
-__all__ = ["ColouredJacobian", "column_colours", "sparse_normal_solve"]
+__all__ = ["ColouredJacobian", "column_colours", "sparse_normal_solve", "sparse_schur_covariance"]
 
 
 def _modulus(size: int, radius: int) -> int:
@@ -186,25 +186,20 @@ class ColouredJacobian:
         )
 
 
-def sparse_normal_solve(jac, r: Tensor, lam: float) -> tuple[Tensor, Tensor, Tensor]:
-    r"""Solve :math:`(J^\top J + \lambda I)\,\delta = -J^\top r` by sparse LU (SuperLU).
+def _active_columns(jac) -> np.ndarray:
+    """Indices of the columns of a sparse ``jac`` holding a nonzero entry."""
+    counts = np.diff(jac.tocsc().indptr)
+    return np.flatnonzero(counts > 0)
 
-    ``jac`` a SciPy sparse ``[m, n]``, ``r [m]``. Returns ``(delta, g = J^T r, J delta)`` as
-    tensors on ``r``'s device and dtype. A singular system (e.g. an unknown no residual
-    touches, with ``lambda = 0``) raises ``ValueError``.
-    """
-    import scipy.sparse as sp
+
+def _spd_lu(a):
+    """SuperLU factors of a sparse symmetric positive (semi)definite ``a`` (CSC): a symmetric
+    fill-reducing order and no pivoting (partial pivoting breaks the order: one B0 step filled
+    30M entries instead of 1M). A singular ``a`` raises ``ValueError``."""
     from scipy.sparse.linalg import splu
 
-    rr = r.detach().to("cpu", torch.float64).numpy()
-    g = jac.T @ rr
-    a = (jac.T @ jac).tocsc()
-    if lam > 0:
-        a = a + lam * sp.identity(a.shape[0], format="csc")
     try:
-        # symmetric positive (semi)definite: a fill-reducing symmetric ordering and no pivoting
-        # (partial pivoting breaks the ordering: one B0 step filled 30M entries instead of 1M)
-        lu = splu(
+        return splu(
             a,
             permc_spec="MMD_AT_PLUS_A",
             diag_pivot_thresh=0.0,
@@ -215,7 +210,48 @@ def sparse_normal_solve(jac, r: Tensor, lam: float) -> tuple[Tensor, Tensor, Ten
             f"linear_solver: the Gauss-Newton matrix J^T J is singular ({err}); some unknown is "
             "not determined by the residuals (add a regulariser, or use method='lm')"
         ) from err
-    delta = -lu.solve(g)
+
+
+def sparse_schur_covariance(jac, t_idx: Tensor) -> Tensor:
+    r"""Laplace marginal covariance ``[p, p]`` of the unknowns ``t_idx`` (``[p]``) from a sparse
+    Jacobian: :math:`(H_{\theta\theta} - H_{u\theta}^\top H_{uu}^{-1} H_{u\theta})^{-1}` with
+    :math:`H = J^\top J`, the field block factorised (sparse LU, never densified) and solved for
+    the :math:`p` columns of :math:`H_{u\theta}`. Float64, on the CPU."""
+    h = (jac.T @ jac).tocsc()
+    t = np.asarray(t_idx.cpu(), dtype=np.int64)
+    # field unknowns no residual touches (e.g. masked cells) do not couple to theta: left out
+    u = np.setdiff1d(_active_columns(jac), t)
+    h_uu = h[u][:, u].tocsc()
+    h_ut = h[u][:, t].toarray()
+    h_tt = h[t][:, t].toarray()
+    sol = _spd_lu(h_uu).solve(h_ut) if len(u) else np.zeros((0, len(t)))
+    schur = h_tt - h_ut.T @ sol
+    schur = 0.5 * (schur + schur.T)
+    cov = np.linalg.inv(schur)
+    return torch.as_tensor(0.5 * (cov + cov.T), dtype=torch.float64)
+
+
+def sparse_normal_solve(jac, r: Tensor, lam: float) -> tuple[Tensor, Tensor, Tensor]:
+    r"""Solve :math:`(J^\top J + \lambda I)\,\delta = -J^\top r` by sparse LU (SuperLU).
+
+    ``jac`` a SciPy sparse ``[m, n]``, ``r [m]``. Returns ``(delta, g = J^T r, J delta)`` as
+    tensors on ``r``'s device and dtype. Unknowns no residual touches (an empty column) are
+    left out and get a zero step, as CG started from zero leaves them; a system singular
+    otherwise raises ``ValueError``.
+    """
+    import scipy.sparse as sp
+
+    rr = r.detach().to("cpu", torch.float64).numpy()
+    g = jac.T @ rr
+    # unknowns no residual touches get no step (as CG from zero leaves them)
+    act = _active_columns(jac)
+    ja = jac[:, act]
+    a = (ja.T @ ja).tocsc()
+    if lam > 0:
+        a = a + lam * sp.identity(a.shape[0], format="csc")
+    lu = _spd_lu(a)
+    delta = np.zeros(jac.shape[1])
+    delta[act] = -lu.solve(g[act])
     if not np.all(np.isfinite(delta)):
         raise ValueError("linear_solver: the sparse Gauss-Newton solve gave non-finite values")
     jd = jac @ delta

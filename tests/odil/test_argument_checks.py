@@ -263,6 +263,7 @@ def test_fit_and_posterior_counts(model, value, exc):
 
 def test_fit_and_posterior_other_settings(model):
     _raises(ValueError, "nt", model.fit_odil, nt=1)  # used to divide by zero
+    _raises(ValueError, "linear_solver", model.fit_odil, linear_solver="lu")
     _raises(ValueError, "num_samples", model.posterior, num_samples=1)  # one draw: no moments
     for value, exc in BAD_POS:
         _raises(exc, "sigma_pde", model.fit_odil, sigma_pde=value)

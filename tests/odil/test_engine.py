@@ -191,6 +191,12 @@ def test_laplace_equals_exact_posterior_linear_gaussian():
     post_mc = field_posterior(prob, x, "u", dense_max=0, num_draws=200, cg_tol=1e-10)
     assert torch.allclose(post_mc.variance, cov.diagonal()[:-1], rtol=0.35)
     assert torch.allclose(dense_gn_matrix(prob, x), torch.linalg.inv(cov), atol=1e-8)
+    # the sparse Schur complement (coloured Jacobian + sparse LU) gives the same marginal
+    cs, sinfo = theta_covariance(prob, x, ["theta"], sparse=True)
+    assert torch.allclose(cs, cov[-1:, -1:], rtol=1e-9)
+    assert sinfo["jacobian_nnz"] > 0
+    with pytest.raises(ValueError, match="dense, sparse: choose one"):
+        theta_covariance(prob, x, ["theta"], dense=True, sparse=True)
 
 
 def test_problem_bad_input():

@@ -225,6 +225,20 @@ def test_joint_odil_schur_widens_with_model_error(small_patient):
     assert abs(model.estimates()["v"] / p["truth"]["v"] - 1) < 0.2
 
 
+@pytest.mark.slow
+def test_joint_odil_sparse_solves_agree_with_cg(small_patient):
+    p = small_patient
+    out = {}
+    for solver in ("cg", "sparse"):
+        model = GliomaModel(p["wm"], p["gm"], p["labels"], **_kw(p))
+        model.fit(progress=False)
+        model.fit_odil(nt=6, sigma_pde=3e-3, steps=4, linear_solver=solver)
+        out[solver] = (model.theta, model.theta_cov)
+    # CG solves each step to 1e-6 only: agreement to that order, not to round-off
+    assert torch.allclose(out["sparse"][0], out["cg"][0], rtol=1e-4, atol=1e-6)
+    assert torch.allclose(out["sparse"][1], out["cg"][1], rtol=1e-3, atol=1e-10)
+
+
 def test_three_d_fit_and_pet_term(small_patient):
     from bayesphys.problems.glioma import segment
 

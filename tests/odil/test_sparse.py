@@ -94,7 +94,11 @@ def test_sparse_solver_refusals():
         minimize(mg, method="gn", steps=1, linear_solver="sparse")
     with pytest.raises(ValueError, match="linear_solver: expected 'cg', 'sparse' or 'dense'"):
         minimize(prob, x0, method="gn", steps=1, linear_solver="lu")
-    # an unknown no residual touches: J^T J singular, said by name
-    free = DiscreteProblem({"u": (3,)}, {"a": 0.0}, lambda f, p: {"r": f["u"] - 1.0})
+    # an unknown no residual touches gets no step (as with CG); a rank-deficient J^T J is
+    # refused by name
+    free = DiscreteProblem({"u": (3,)}, {"a": 0.5}, lambda f, p: {"r": f["u"] - 1.0})
+    x, _ = minimize(free, method="gn", steps=1, linear_solver="sparse")
+    assert torch.allclose(x, torch.tensor([1.0, 1.0, 1.0, 0.5], dtype=torch.float64))
+    tied = DiscreteProblem({"u": (2,)}, {}, lambda f, p: {"r": (f["u"].sum() - 1.0).reshape(1)})
     with pytest.raises(ValueError, match="singular"):
-        minimize(free, method="gn", steps=1, linear_solver="sparse")
+        minimize(tied, method="gn", steps=1, linear_solver="sparse")
