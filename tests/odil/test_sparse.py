@@ -102,3 +102,27 @@ def test_sparse_solver_refusals():
     tied = DiscreteProblem({"u": (2,)}, {}, lambda f, p: {"r": (f["u"].sum() - 1.0).reshape(1)})
     with pytest.raises(ValueError, match="singular"):
         minimize(tied, method="gn", steps=1, linear_solver="sparse")
+
+
+@pytest.mark.parametrize("shape", [(7,), (5, 4, 6)])
+def test_coloured_jacobian_with_two_fields_and_a_vector_parameter(shape):
+    from bayesphys.odil import laplacian
+
+    gen = torch.Generator().manual_seed(len(shape))
+
+    def res(f, p):
+        u, v = f["u"], f["v"]
+        a = p["a"]
+        lap = laplacian(u, [0.5] * len(shape))  # a radius-1 stencil on every axis
+        return {
+            "u": lap - a[0] * u * v + a[1],
+            "v": v - torch.roll(u, 1, dims=0) * a[2],
+            "prior": a - 1.0,
+        }
+
+    prob = DiscreteProblem({"u": shape, "v": shape}, {"a": torch.tensor([0.3, -0.2, 1.5])}, res)
+    x = torch.randn(prob.n, generator=gen, dtype=torch.float64)
+    r, jv, _ = jvp_vjp(prob.residual, x)
+    jac = ColouredJacobian(prob, 1)(jv, r.numel())
+    dense = dense_jacobian(prob.residual, x)
+    assert torch.allclose(torch.as_tensor(jac.toarray()), dense, rtol=1e-12, atol=1e-12)
