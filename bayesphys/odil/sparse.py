@@ -107,33 +107,80 @@ def _products(jv: Callable[[Tensor], Tensor], tangents: Tensor) -> Tensor:
     return torch.stack([jv(t) for t in tangents])
 
 
+#: colours probed per batched product call (bounds the tangents' memory at 3 x this x n)
+_CHUNK = 64
+#: entries below this fraction of their row's largest are rounding noise: dropped
+_NOISE = 1e-12
+#: entries below this fraction whose index ratios do not check out are dropped as negligible
+#: (their ratios carry the cancellation error of the paths that sum to them); larger ones fail
+_NEGLIGIBLE = 1e-9
+#: relative tolerance of the index ratios (an entry that is a sum of several paths of the
+#: residual's graph carries their cancellation error; the final check below arbitrates)
+_RATIO_RTOL = 1e-6
+#: row-wise tolerance of the check against a product with a random tangent
+_CHECK_RTOL = 1e-7
+
+
 def _decompress(jv, colours: Tensor, dtype, device):
     """``(rows, cols, vals)`` of the Jacobian, or ``None`` when some row mixes two unknowns of
-    one colour. Three products per colour: indicator, index and squared index."""
+    one colour. Three products per colour: indicator, index and squared index; entries at the
+    rounding level of their row (a zero computed as a difference) are dropped."""
     n = colours.numel()
     n_col = int(colours.max()) + 1 if n else 0
-    onehot = torch.nn.functional.one_hot(colours, n_col).T.to(dtype)  # [C, n]
     index = torch.arange(1, n + 1, dtype=dtype)
-    tangents = torch.cat([onehot, onehot * index, onehot * index**2]).to(device)  # [3C, n]
-    prods = _products(jv, tangents).to("cpu")
-    y, y1, y2 = prods[:n_col], prods[n_col : 2 * n_col], prods[2 * n_col :]  # [C, m] each
-    hit = (y != 0) | (y1 != 0) | (y2 != 0)
+    ys, y1s, y2s = [], [], []
+    for lo in range(0, n_col, _CHUNK):
+        ids = torch.arange(lo, min(lo + _CHUNK, n_col))
+        onehot = (colours[None, :] == ids[:, None]).to(dtype)  # [k, n]
+        tangents = torch.cat([onehot, onehot * index, onehot * index**2]).to(device)
+        prods = _products(jv, tangents).to("cpu")
+        k = len(ids)
+        ys.append(prods[:k])
+        y1s.append(prods[k : 2 * k])
+        y2s.append(prods[2 * k :])
+    y, y1, y2 = torch.cat(ys), torch.cat(y1s), torch.cat(y2s)  # [C, m] each
+    rowmax = y.abs().amax(0, keepdim=True)  # [1, m]
+    # an entry at rounding level (a zero computed as a difference) is dropped; products that
+    # cancel to exactly zero while their index products do not are kept (and fail below)
+    hit = (y.abs() > _NOISE * rowmax) | ((y == 0) & ((y1 != 0) | (y2 != 0)))
     cidx, rows = hit.nonzero(as_tuple=True)
     vals = y[cidx, rows]
     q1 = y1[cidx, rows] / vals
     q2 = y2[cidx, rows] / vals
-    cols = torch.round(q1).to(torch.int64) - 1
-    # a single column j gives q1 = j + 1 and q2 = (j + 1)^2 exactly; a mixture of columns
+    cols = torch.round(q1).clamp(-1, n).to(torch.int64) - 1
+    # a single column j gives q1 = j + 1 and q2 = (j + 1)^2 to rounding; a mixture of columns
     # gives a weighted mean with q2 != q1^2 (its "variance" is not zero)
-    tol = 1e-8 * torch.clamp(q1.abs(), min=1.0)
     ok = (vals != 0) & torch.isfinite(q1) & torch.isfinite(q2)
-    ok &= (q1 - (cols + 1)).abs() <= tol
-    ok &= (q2 - q1 * q1).abs() <= 2 * tol * torch.clamp(q1.abs(), min=1.0)
+    ok &= (q1 - (cols + 1)).abs() <= torch.clamp(_RATIO_RTOL * q1.abs(), max=0.25)
+    ok &= (q2 - q1 * q1).abs() <= 2 * _RATIO_RTOL * q1 * q1
     ok &= (cols >= 0) & (cols < n)
     ok[ok.clone()] &= colours[cols[ok]] == cidx[ok]
-    if not bool(ok.all()):
+    negligible = vals.abs() <= _NEGLIGIBLE * rowmax[0, rows]
+    if not bool((ok | negligible).all()):
         return None
+    rows, cols, vals = rows[ok], cols[ok], vals[ok]
     return rows, cols, vals
+
+
+def _verified(jv, jac, n: int, dtype, device) -> bool:
+    r"""Whether ``jac`` reproduces one more product with a random tangent, row by row:
+    :math:`|J v - \hat J v| \le 10^{-7} (|\hat J||v|) + 10^{-12}\max(|\hat J||v|)`. Catches
+    every mis-assembly the ratio checks cannot see (columns of one colour whose products all
+    cancel, mixtures that mimic one column far along the index)."""
+    gen = torch.Generator().manual_seed(20_261_130)
+    # |v_j| in [0.5, 1.5]: every entry counts in its row's scale
+    sign = torch.randint(0, 2, (n,), generator=gen).to(dtype) * 2 - 1
+    v = sign * (0.5 + torch.rand(n, generator=gen, dtype=dtype))
+    exact = jv(v.to(device)).to("cpu").numpy()
+    vv = v.numpy()
+    got = jac @ vv
+    scale = abs(jac) @ np.abs(vv)
+    top = float(scale.max()) if scale.size else 0.0
+    return bool(np.all(np.abs(exact - got) <= _CHECK_RTOL * scale + 1e-12 * top))
+
+
+#: more colours than this means the residual is not a local stencil: refused (use CG)
+MAX_COLOURS = 4096
 
 
 class ColouredJacobian:
@@ -141,9 +188,11 @@ class ColouredJacobian:
 
     ``problem`` a plain-grid, float64 :class:`DiscreteProblem`; ``radius`` its stencil radius.
     Call with ``jv(v) = J v`` (one tangent ``[n]`` or, where it can, a batch ``[k, n]`` giving
-    ``[k, m]``) and ``m``. When a row is found to mix two unknowns of one colour (a stencil
-    wider than ``radius``), the colouring is refined (``level`` + 1, kept for later calls) and the
-    products repeated.
+    ``[k, m]``) and ``m``. Every assembled Jacobian is checked against one more product with a
+    random tangent; when a row is found to mix unknowns of one colour (a stencil wider than
+    ``radius``), the colouring is refined (``level`` + 1, kept for later calls) and the products
+    repeated, up to :data:`MAX_COLOURS` colours (beyond: ``ValueError`` naming
+    ``stencil_radius``).
     """
 
     def __init__(self, problem: DiscreteProblem, radius: int = 1):
@@ -171,19 +220,28 @@ class ColouredJacobian:
         while True:
             out = _decompress(jv, self.colours, p.dtype, p.device)
             if out is not None:
-                break
+                rows, cols, vals = out
+                jac = sp.csr_matrix(
+                    (vals.numpy(), (rows.numpy(), cols.numpy())), shape=(m, p.n), dtype=np.float64
+                )
+                if _verified(jv, jac, p.n, p.dtype, p.device):
+                    return jac
             if self.level >= self.max_level or self.num_colours >= p.n:
                 raise ValueError(
-                    "linear_solver: the sparse Jacobian could not be separated even with one "
-                    "colour per cell (non-finite Jacobian-vector products?); use "
+                    "linear_solver: the sparse Jacobian could not be assembled even with one "
+                    "colour per cell (non-finite or inconsistent Jacobian-vector products); use "
+                    "linear_solver='cg'"
+                )
+            colours = column_colours(p, self.radius, self.level + 1)
+            if int(colours.max()) + 1 > MAX_COLOURS:
+                raise ValueError(
+                    f"stencil_radius: the residuals couple cells farther apart than the "
+                    f"colouring can separate within {MAX_COLOURS} colours (stencil_radius="
+                    f"{self.radius}); raise stencil_radius to the stencil's reach, or use "
                     "linear_solver='cg'"
                 )
             self.level += 1
-            self.colours = column_colours(p, self.radius, self.level)
-        rows, cols, vals = out
-        return sp.csr_matrix(
-            (vals.numpy(), (rows.numpy(), cols.numpy())), shape=(m, p.n), dtype=np.float64
-        )
+            self.colours = colours
 
 
 def _active_columns(jac) -> np.ndarray:

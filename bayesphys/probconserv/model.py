@@ -867,6 +867,7 @@ class ProbConserv:
             "steps_done": self.steps_done,
             # where the training's random draws stand, so a loaded model trains on exactly
             "train_rng": None if self._train_rng is None else self._train_rng.get_state(),
+            "train_rng_device": None if self._train_rng is None else self._train_rng.device.type,
             "dtype": str(self.dtype),
             "var_scale": self.var_scale,
             "calibration": None if self.calibration is None else self.calibration.state(),
@@ -897,8 +898,11 @@ class ProbConserv:
         model = cls(problem, device=device, dtype=dtype, **cfg)
         model.net.load_state_dict(ck["state"]["net"])
         model.steps_done = int(ck["state"]["steps_done"])
-        rng = ck["state"].get("train_rng")  # older checkpoints: the stream after the weights
-        if rng is not None and model._train_rng is not None:
+        # older checkpoints, or a stream of another device type (a CUDA generator's state is
+        # not a CPU one's): the seeded stream after the weights, as a fresh build has
+        rng = ck["state"].get("train_rng")
+        same = ck["state"].get("train_rng_device") in (None, model.device.type)
+        if rng is not None and model._train_rng is not None and same:
             model._train_rng.set_state(rng)
         model.var_scale = float(ck["state"].get("var_scale", 1.0))
         cal = ck["state"].get("calibration")

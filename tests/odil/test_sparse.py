@@ -126,3 +126,69 @@ def test_coloured_jacobian_with_two_fields_and_a_vector_parameter(shape):
     jac = ColouredJacobian(prob, 1)(jv, r.numel())
     dense = dense_jacobian(prob.residual, x)
     assert torch.allclose(torch.as_tensor(jac.toarray()), dense, rtol=1e-12, atol=1e-12)
+
+
+def _assembled(prob, x, radius, rows=None):
+    """The colouring and the assembled Jacobian (its ``rows`` only, when given) as a tensor."""
+    r, jv, _ = jvp_vjp(prob.residual, x)
+    cj = ColouredJacobian(prob, radius)
+    jac = cj(jv, r.numel())
+    return cj, torch.as_tensor((jac if rows is None else jac[rows]).toarray())
+
+
+def test_products_that_cancel_to_zero_are_not_taken_as_an_empty_row():
+    # a third difference read with radius 0: the four same-colour columns' products (1, x, x^2
+    # weighted by 1, -3, 3, -1) all vanish, which once returned an all-zero Jacobian
+    def res(f, p):
+        u = f["u"]
+        return {"r": u[3:] - 3 * u[2:-1] + 3 * u[1:-2] - u[:-3]}
+
+    prob = DiscreteProblem({"u": (12,)}, {}, res)
+    x = torch.randn(prob.n, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    cj, jac = _assembled(prob, x, 0)
+    assert cj.level > 0
+    assert torch.allclose(jac, dense_jacobian(prob.residual, x), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("coef", [1e-4, -2.0])
+def test_a_mixture_far_along_the_index_is_caught(coef):
+    # two same-colour columns of field b, after 200 000 unknowns of field a: the index ratios
+    # alone accepted the mixture (as one entry, or as a wrong column)
+    def res(f, p):
+        b = f["b"]
+        return {"a": f["a"] - 1.0, "b": b[:6] + coef * b[3:9]}
+
+    prob = DiscreteProblem({"a": (200_000,), "b": (9,)}, {}, res)
+    x = torch.zeros(prob.n, dtype=torch.float64)
+    cj, jac = _assembled(prob, x, 1, rows=slice(200_000, 200_006))
+    want = torch.zeros(6, 9, dtype=torch.float64)
+    want[range(6), range(6)] = 1.0
+    want[range(6), range(3, 9)] += coef
+    assert torch.allclose(jac[:, 200_000:], want, rtol=1e-12, atol=0)
+    assert not bool(jac[:, :200_000].any())
+    assert cj.level > 0
+
+
+def test_entries_at_rounding_level_are_dropped_not_refused():
+    # flux-form diffusion with the coefficient as a parameter on a linear field: dr/dD is a
+    # second difference of u, zero up to rounding; it used to refine to one colour per cell
+    # and then refuse the problem
+    def res(f, p):
+        u = f["u"]
+        flux = p["D"] * (u[1:] - u[:-1])
+        return {"pde": flux[1:] - flux[:-1], "bc": u[[0, -1]] - torch.tensor([0.0, 1.0])}
+
+    prob = DiscreteProblem({"u": (41,)}, {"D": 0.7}, res)
+    x = prob.pack({"u": torch.linspace(0, 1, 41, dtype=torch.float64)})
+    cj, jac = _assembled(prob, x, 1)
+    assert cj.level == 0
+    assert torch.allclose(jac, dense_jacobian(prob.residual, x), rtol=1e-9, atol=1e-12)
+
+
+def test_a_non_local_residual_is_refused_by_name(monkeypatch):
+    import bayesphys.odil.sparse as sparse
+
+    monkeypatch.setattr(sparse, "MAX_COLOURS", 50)
+    prob = DiscreteProblem({"u": (300,)}, {}, lambda f, p: {"r": f["u"] - f["u"].sum()})
+    with pytest.raises(ValueError, match="stencil_radius: the residuals couple cells farther"):
+        minimize(prob, method="gn", steps=1, linear_solver="sparse")

@@ -54,3 +54,17 @@ def test_unseeded_model_uses_the_global_stream():
     b = ProbConserv("diffusion", step1="anp", hidden=16, n_samples=8, seed=None)
     rb = b.fit(steps=2, progress=False)
     assert ra.loss_history == rb.loss_history
+
+
+def test_a_stream_saved_on_another_device_type_is_not_restored(tmp_path):
+    """A CUDA generator's state (16 bytes) cannot be set on a CPU generator: loading such a
+    checkpoint on the CPU keeps the seeded stream instead of failing."""
+    m = _anp()
+    m.fit(steps=1, progress=False)
+    m.save(tmp_path / "m.pt")
+    ck = torch.load(tmp_path / "m.pt", weights_only=False)
+    ck["state"]["train_rng"] = torch.zeros(16, dtype=torch.uint8)
+    ck["state"]["train_rng_device"] = "cuda"
+    torch.save(ck, tmp_path / "cuda.pt")
+    loaded = ProbConserv.load(tmp_path / "cuda.pt")
+    assert torch.equal(loaded._train_rng.get_state(), _anp()._train_rng.get_state())
