@@ -371,6 +371,8 @@ class ProbConserv:
         # data-parallel under torchrun: identical replicas, per-rank batches, mean gradients
         sync = GradientSync(self.net)
         rank_generator_seed(gen)
+        if self._train_rng is not None:  # ranks draw their own latent noise (rank 0 keeps its)
+            rank_generator_seed(self._train_rng)
         progress = progress and sync.is_main
         offset = 7_919_000_003 * sync.rank  # rank 0 keeps the single-process seeds
 

@@ -68,6 +68,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
             "mfm_loss": mfm_res.loss_history,
             "anp": [p.detach().clone() for p in anp.net.parameters()],
             "anp_loss": anp_res.loss_history,
+            "anp_rng": anp._train_rng.get_state(),
         },
         os.path.join(out, f"rank{rank}.pt"),
     )
@@ -96,6 +97,12 @@ def test_component_fits_stay_in_sync_across_ranks(two_ranks, name):
     for a, b in zip(r0[name], r1[name]):
         assert torch.allclose(a, b, rtol=0, atol=1e-12)
     assert r0[f"{name}_loss"] == r1[f"{name}_loss"]  # the rank-mean loss, the same on both
+
+
+def test_probconserv_ranks_draw_their_own_latent_noise(two_ranks):
+    # the ANP's private training stream was the same on every rank (identical latent draws)
+    r0, r1 = two_ranks
+    assert not torch.equal(r0["anp_rng"], r1["anp_rng"])
 
 
 def test_single_process_is_unchanged():
