@@ -189,9 +189,9 @@ def minimize(
         equations factorised by sparse LU; float64 plain-grid problems) or ``"dense"``.
     stencil_radius: with ``"sparse"``: the residuals' stencil radius in cells (default 1: each
         residual reads field values at most one cell away along each axis, as every
-        first/second-difference stencil of :mod:`~bayesphys.problems.stencil` does); a wider
-        (or periodic) stencil is detected and the colouring refined, at the cost of more
-        products.
+        first/second-difference stencil of :mod:`~bayesphys.problems.stencil` does; periodic
+        ones included); a wider stencil is detected (by a check against a product with a random
+        tangent) and the colouring refined, at the cost of more products.
     jacobian: optional ``x -> (r [m], J [m, n])`` for the dense solver (e.g. a hand-written
         tangent-linear model); default :func:`torch.func.jacfwd`.
     tol: stop when the relative loss decrease of a step is below ``tol``.

@@ -17,13 +17,16 @@ with :math:`s_c = \mathbb 1[\mathrm{colour} = c]` and :math:`s'_c = s_c \odot (j
 
 for the one column :math:`j` of colour :math:`c` that row :math:`i` touches. A third product
 with :math:`s''_c = s_c \odot (j + 1)^2` confirms it: one column gives ratios :math:`q_1 = j + 1`
-and :math:`q_2 = q_1^2` exactly (one product each, no cancellation, in float64), while a row
-mixing several columns of one colour gives weighted means with :math:`q_2 \ne q_1^2`. Such a row
-(a stencil wider than :math:`\rho`) refines the colouring instead of
-being mis-assembled. Each axis' modulus is chosen so that windows wrapping around its ends are
-separated too (:func:`column_colours`), so periodic stencils need no refinement.
+and :math:`q_2 = q_1^2` to rounding (float64), while a row mixing several columns of one colour
+gives weighted means with :math:`q_2 \ne q_1^2`. The ratios only locate the columns: every
+assembled :math:`J` is then checked row by row against one more product with a random tangent,
+which also catches mixtures the ratios cannot see (same-colour columns whose three products all
+cancel); a failed check (a stencil wider than :math:`\rho`) refines the colouring instead of
+returning a wrong :math:`J`. Entries at rounding level of their row (a zero computed as a
+difference) are dropped. Each axis' modulus is chosen so that windows wrapping around its ends
+are separated too (:func:`column_colours`), so periodic stencils need no refinement.
 :math:`3C` products replace the :math:`n` columns of a dense Jacobian (B0's periodic 62 x 64
-grid: 3 x (7 x 4 + 3) products for 3 971 unknowns).
+grid: 3 x (7 x 4 + 3) products and one check for 3 971 unknowns).
 
 The damped normal equations :math:`(J^\top J + \lambda I)\,\delta = -J^\top r` are then solved by
 a sparse LU factorisation (SciPy's SuperLU, on the CPU; the products run on the unknowns'
