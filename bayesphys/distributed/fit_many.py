@@ -182,11 +182,51 @@ def _fsync(path: Path) -> None:
         os.fsync(fh.fileno())
 
 
+def _host() -> str:
+    """This machine's name as one dot-free token (temporary names are split at dots)."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+
+
 def _temporary(out: Path, stem: str, ext: str) -> Path:
-    """A temporary name in ``out`` no other writer uses (process id and random suffix): two
-    calls sharing ``out`` used to write the same ``.<id>.<ext>.tmp`` and could rename each
+    """A temporary name in ``out`` no other writer uses (host, process id and random suffix):
+    two calls sharing ``out`` used to write the same ``.<id>.<ext>.tmp`` and could rename each
     other's half-written file into place."""
-    return out / f".{stem}.{ext}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    return out / f".{stem}.{ext}.{_host()}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+
+
+_TEMPORARY = re.compile(
+    r"^\..+\.(nc|json)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$"
+)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine (POSIX)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True
+
+
+def _sweep_stale_temporaries(out: Path) -> list[str]:
+    """Remove the temporary files that writers on this machine left in ``out`` when they were
+    killed before renaming them (their process is gone); returns the names removed. Files of
+    live processes and of other machines (``out`` on a shared disk) are left alone."""
+    if os.name != "posix":
+        return []
+    removed = []
+    host, me = _host(), os.getpid()
+    for path in out.glob(".*.tmp"):
+        m = _TEMPORARY.match(path.name)
+        if m is None or m["host"] != host:
+            continue
+        pid = int(m["pid"])
+        if pid != me and not _alive(pid):
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
 
 
 def _write(out: Path, rec: dict[str, Any]) -> None:
@@ -557,7 +597,9 @@ def fit_many(
         False and says nothing of the damaged file) and both files are overwritten; the
         unreadable file is not kept. Each file is written to a temporary file in ``out`` and
         renamed into place, the ``.json`` last, so a crash leaves no record that looks finished
-        without its draws.
+        without its draws; temporary files that a killed writer on this machine left behind
+        are removed at the start of the next call (those of live processes and of other
+        machines sharing ``out`` are left alone).
     seed: base seed; problem ``i`` uses ``problem_seed(seed, i)`` for the torch/numpy/python
         RNGs before ``build`` and for the exported draws. ``None`` draws a random 32-bit base
         seed. Either way it is recorded as ``result.seed``, in the table column ``base_seed``
@@ -614,6 +656,7 @@ def fit_many(
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
+        _sweep_stale_temporaries(out_dir)  # left by a writer killed before its rename
 
     t0 = time.perf_counter()
     build_name = _build_name(build)

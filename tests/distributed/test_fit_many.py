@@ -607,3 +607,25 @@ def test_two_writers_sharing_out_use_their_own_temporary_files(tmp_path, monkeyp
     assert len(seen) == 4 and len(set(seen)) == 4  # nc + json, twice: four distinct names
     assert all(n.endswith(".tmp") and n.startswith(".") for n in seen)
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_temporary_files_a_killed_writer_left_are_swept(tmp_path):
+    """A writer killed between writing a temporary file and renaming it left the file in
+    ``out`` for good (the names are never reused); the next call removes it. Files of live
+    processes and of other machines are kept."""
+    import os
+    import subprocess
+
+    from bayesphys.distributed.fit_many import _host
+
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    done.wait()  # its pid no longer exists
+    stale = tmp_path / f".p000.nc.{_host()}.{done.pid}.0123abcd.tmp"
+    live = tmp_path / f".p000.json.{_host()}.{os.getpid()}.89abcdef.tmp"
+    foreign = tmp_path / f".p000.nc.other-machine.{done.pid}.0123abcd.tmp"
+    for path in (stale, live, foreign):
+        path.write_text("half-written")
+    res = _run("sequential", _toy.problems(1), out=tmp_path)
+    assert res.failed == []
+    assert not stale.exists()
+    assert live.exists() and foreign.exists()
