@@ -31,7 +31,7 @@ from linear_operator.operators import (
 )
 from torch import Tensor
 
-from .._checks import check_int, check_real, check_seed
+from .._checks import check_bool, check_int, check_real, check_seed
 from .._device import as_tensor
 from ..posterior import GaussianPosterior
 from .problem import DiscreteProblem
@@ -92,14 +92,14 @@ def theta_covariance(
     cg_maxiter: int = 2000,
     dense: bool = False,
     sparse: bool = False,
-    stencil_radius: int = 1,
+    stencil_radius: int | None = None,
 ) -> tuple[Tensor, dict]:
     r"""Laplace marginal covariance ``[p, p]`` of ``params`` (default: all parameters).
 
     Uses the Schur complement of the Gauss-Newton matrix (module docstring). ``dense=True``
     forms :math:`H` and inverts it (reference for tests). ``sparse=True`` assembles :math:`J`
     by column colouring (:class:`~bayesphys.odil.ColouredJacobian`, stencil of
-    ``stencil_radius`` cells; float64 plain-grid problems) and solves with the field block of
+    ``stencil_radius`` cells, default 1, given only with ``sparse``; float64 plain-grid problems) and solves with the field block of
     :math:`J^\top J` by sparse LU instead of CG (:func:`~bayesphys.odil.sparse.sparse_schur_covariance`). Returns ``(cov, info)`` with the CG
     iteration counts and relative residuals in ``info`` (a ``RuntimeWarning`` if a residual
     stays above ``cg_tol``). ``cg_tol >= 0``, ``cg_maxiter >= 1``; ``params`` distinct names
@@ -108,8 +108,14 @@ def theta_covariance(
     cg_tol = check_real("cg_tol", cg_tol, minimum=0.0)
     cg_maxiter = check_int("cg_maxiter", cg_maxiter, minimum=1)
     x = _checked(problem, x)
+    dense, sparse = check_bool("dense", dense), check_bool("sparse", sparse)
     if dense and sparse:
         raise ValueError("dense, sparse: choose one of them (both were True)")
+    if stencil_radius is not None and not sparse:
+        raise ValueError(
+            f"stencil_radius: only used with sparse=True, received stencil_radius="
+            f"{stencil_radius!r} (it would be ignored)"
+        )
     if isinstance(params, str):
         params = [params]
     names = list(problem.param_names if params is None else params)
@@ -123,7 +129,8 @@ def theta_covariance(
         return 0.5 * (cov + cov.T), {"cg_iters": []}
     if sparse:
         r, jv, _ = jvp_vjp(problem.residual, x)
-        jac = ColouredJacobian(problem, stencil_radius)(jv, r.numel())
+        radius = 1 if stencil_radius is None else stencil_radius
+        jac = ColouredJacobian(problem, radius)(jv, r.numel())
         cov = sparse_schur_covariance(jac, t_idx).to(device=x.device, dtype=x.dtype)
         return cov, {"cg_iters": [], "jacobian_nnz": int(jac.nnz)}
     mv = gn_matvec(problem, x)

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_int
+from .._checks import check_int, check_real
 from .problem import DiscreteProblem
 
 __all__ = ["ColouredJacobian", "column_colours", "sparse_normal_solve", "sparse_schur_covariance"]
@@ -199,10 +199,15 @@ class ColouredJacobian:
     """
 
     def __init__(self, problem: DiscreteProblem, radius: int = 1):
+        if not isinstance(problem, DiscreteProblem):
+            raise TypeError(
+                f"problem: expected a DiscreteProblem, received {type(problem).__name__}"
+            )
         if problem.dtype != torch.float64:
             raise ValueError(
-                f"linear_solver: 'sparse' reads column indices from float64 products; the "
-                f"problem is {problem.dtype} (use dtype=torch.float64, or linear_solver='cg')"
+                f"problem: a sparse (coloured) Jacobian reads column indices from float64 "
+                f"products; the problem is {problem.dtype} (build it with dtype=torch.float64, "
+                "or use the matrix-free CG path)"
             )
         self.problem = problem
         self.radius = check_int("stencil_radius", radius, minimum=0)
@@ -302,6 +307,7 @@ def sparse_normal_solve(jac, r: Tensor, lam: float) -> tuple[Tensor, Tensor, Ten
     """
     import scipy.sparse as sp
 
+    lam = check_real("lam", lam, minimum=0.0)
     rr = r.detach().to("cpu", torch.float64).numpy()
     g = jac.T @ rr
     # unknowns no residual touches get no step (as CG from zero leaves them)

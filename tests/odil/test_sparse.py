@@ -192,3 +192,19 @@ def test_a_non_local_residual_is_refused_by_name(monkeypatch):
     prob = DiscreteProblem({"u": (300,)}, {}, lambda f, p: {"r": f["u"] - f["u"].sum()})
     with pytest.raises(ValueError, match="stencil_radius: the residuals couple cells farther"):
         minimize(prob, method="gn", steps=1, linear_solver="sparse")
+
+
+def test_sparse_helpers_name_their_bad_arguments():
+    from bayesphys.odil import sparse_normal_solve, theta_covariance
+
+    prob, x = _advection_problem(5, 6)
+    with pytest.raises(TypeError, match="problem: expected a DiscreteProblem"):
+        ColouredJacobian("prob", 1)
+    with pytest.raises(ValueError, match="stencil_radius: only used with sparse=True"):
+        theta_covariance(prob, x, ["coeff"], stencil_radius=2)
+    with pytest.raises(TypeError, match="sparse"):
+        theta_covariance(prob, x, ["coeff"], sparse="yes")
+    r, jv, _ = jvp_vjp(prob.residual, x)
+    jac = ColouredJacobian(prob, 1)(jv, r.numel())
+    with pytest.raises(ValueError, match="lam"):
+        sparse_normal_solve(jac, r, -1.0)
