@@ -207,6 +207,8 @@ def minimize(
     ``jacobian`` callables, ``jacobian`` only with ``method="gn"``/``"lm"`` and
     ``linear_solver="dense"`` (elsewhere it would be ignored). A non-finite loss at ``x0``
     ends a GN/LM fit at once (``converged=False``, ``x0`` returned), as it does Adam/L-BFGS.
+    A step whose linear solve fails (e.g. a singular sparse system) raises ``ValueError``
+    carrying ``partial_result = (x, loss, step)``: the last accepted iterate is not lost.
     """
     steps = check_int("steps", steps, minimum=0)
     lr = check_real("lr", lr, minimum=0.0, strict=True)
@@ -300,9 +302,13 @@ def minimize(
         return x, res
     try:
         for k in range(steps):
-            delta, r, pred, info = _gn_step(
-                fn, x, lam, linear_solver, cg_tol, cg_maxiter, jacobian, colours
-            )
+            try:
+                delta, r, pred, info = _gn_step(
+                    fn, x, lam, linear_solver, cg_tol, cg_maxiter, jacobian, colours
+                )
+            except ValueError as err:  # e.g. a singular sparse system: keep the last iterate
+                err.partial_result = (x, hist[-1], k)
+                raise
             cg_iters.append(int(info["cg_iters"]))
             x_new = x + delta
             with torch.no_grad():

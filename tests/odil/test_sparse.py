@@ -100,8 +100,10 @@ def test_sparse_solver_refusals():
     x, _ = minimize(free, method="gn", steps=1, linear_solver="sparse")
     assert torch.allclose(x, torch.tensor([1.0, 1.0, 1.0, 0.5], dtype=torch.float64))
     tied = DiscreteProblem({"u": (2,)}, {}, lambda f, p: {"r": (f["u"].sum() - 1.0).reshape(1)})
-    with pytest.raises(ValueError, match="singular"):
+    with pytest.raises(ValueError, match="singular") as info:
         minimize(tied, method="gn", steps=1, linear_solver="sparse")
+    x_last, loss_last, step = info.value.partial_result  # the last good iterate is kept
+    assert torch.equal(x_last, tied.initial()) and step == 0 and loss_last == 0.5
 
 
 @pytest.mark.parametrize("shape", [(7,), (5, 4, 6)])
