@@ -107,6 +107,36 @@ def check_bool(name: str, value: Any) -> bool:
     raise TypeError(f"{name}: expected True or False, received {type(value).__name__} {value!r}")
 
 
+def check_int_sequence(
+    name: str, value: Any, *, minimum: int | None = None, nonempty: bool = True
+) -> tuple[int, ...]:
+    """``value`` (a sequence of ints; a tensor's or array's entries count) as a tuple of ints
+    ``>= minimum``, or an error naming ``name`` (a string is refused, not read as characters;
+    an empty sequence is refused when ``nonempty``)."""
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        value = value.tolist()
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise TypeError(
+            f"{name}: expected a sequence of ints, received {type(value).__name__} {value!r}"
+        )
+    out = tuple(check_int(f"{name}[{k}]", v, minimum=minimum) for k, v in enumerate(value))
+    if nonempty and not out:
+        raise ValueError(f"{name}: expected at least one entry, received {value!r}")
+    return out
+
+
+def check_range(name: str, value: Any) -> tuple[float, float]:
+    """``(lo, hi)`` as two finite floats with ``lo < hi``, or an error naming ``name``."""
+    try:
+        lo, hi = value
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected (lo, hi), received {value!r}") from None
+    lo, hi = check_real(f"{name}[0]", lo), check_real(f"{name}[1]", hi)
+    if not hi > lo:
+        raise ValueError(f"{name}: expected lo < hi, received ({lo}, {hi})")
+    return lo, hi
+
+
 def check_keys(
     name: str,
     value: Any,

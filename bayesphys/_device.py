@@ -191,6 +191,7 @@ def as_tensor(
     device: torch.device | str | None = None,
     ndim: int | None = None,
     finite: bool = True,
+    real: bool = False,
 ) -> torch.Tensor:
     """Convert ``value`` to a tensor with checks that name the argument.
 
@@ -199,6 +200,9 @@ def as_tensor(
     name: argument name used in error messages.
     ndim: required number of dimensions (``None``: any).
     finite: refuse NaN/Inf.
+    real: refuse complex values (``TypeError``). Complex values are refused whatever ``real``
+        says when ``dtype`` is a real type: the cast would drop the imaginary part with only
+        a warning.
     """
     if isinstance(value, torch.Tensor):
         t = value
@@ -209,6 +213,8 @@ def as_tensor(
             raise TypeError(
                 f"{name}: expected a tensor or array, received {type(value).__name__}"
             ) from err
+    if t.is_complex() and (real or (dtype is not None and not dtype.is_complex)):
+        raise TypeError(f"{name}: expected real values, received complex ({t.dtype})")
     if isinstance(device, str):
         device = resolve_device(device)
     if dtype is not None or device is not None:

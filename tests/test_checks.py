@@ -146,3 +146,40 @@ def test_derived_seeds_at_the_top_of_the_range():
     assert torch.equal(sbc_pit(ranks, 9, seed=2**64 - 1), sbc_pit(ranks, 9, seed=-1))
     assert torch.equal(hdi_pit(t, d, seed=2**64 - 1), hdi_pit(t, d, seed=-1))
     tarp(t, d, seed=2**64 - 1)  # raised "Overflow when unpacking long long"
+
+
+def test_check_range_accepts_ordered_pairs_and_names_the_argument():
+    from bayesphys._checks import check_range
+
+    assert check_range("r", (0, 1.5)) == (0.0, 1.5)
+    assert check_range("r", np.array([-2.0, 3.0])) == (-2.0, 3.0)
+    for bad, err, msg in [
+        ((1, 1), ValueError, "r: expected lo < hi"),
+        ((2, 1), ValueError, "r: expected lo < hi"),
+        ((0, 1, 2), ValueError, r"r: expected \(lo, hi\)"),
+        (3.0, ValueError, r"r: expected \(lo, hi\)"),
+        ((0, float("nan")), ValueError, r"r\[1\]"),
+        (("a", 1), TypeError, r"r\[0\]"),
+    ]:
+        with pytest.raises(err, match=msg):
+            check_range("r", bad)
+
+
+def test_check_int_sequence_names_the_entry_and_refuses_strings_and_empties():
+    import torch
+
+    from bayesphys._checks import check_int_sequence
+
+    assert check_int_sequence("s", [3, 4]) == (3, 4)
+    assert check_int_sequence("s", torch.tensor([1, 2])) == (1, 2)
+    assert check_int_sequence("s", np.array([5])) == (5,)
+    assert check_int_sequence("s", (), nonempty=False) == ()
+    for bad, err, msg in [
+        ("12", TypeError, "s: expected a sequence of ints, received str"),
+        (3, TypeError, "s: expected a sequence of ints, received int"),
+        ([], ValueError, "s: expected at least one entry"),
+        ([2, 0], ValueError, r"s\[1\]: expected an int >= 1"),
+        ([2, 1.5], TypeError, r"s\[1\]"),
+    ]:
+        with pytest.raises(err, match=msg):
+            check_int_sequence("s", bad, minimum=1)

@@ -95,3 +95,16 @@ def test_as_tensor_checks():
     with pytest.raises(TypeError, match="y"):
         as_tensor("y", object())
     check_finite("ok", torch.ones(2))
+
+
+def test_as_tensor_refuses_complex_values_a_real_cast_would_truncate():
+    z = torch.tensor([1 + 2j, 3 - 1j])
+    for kw in ({"dtype": torch.float64}, {"dtype": torch.float32}, {"real": True}):
+        with pytest.raises(TypeError, match=r"^z: expected real values, received complex"):
+            as_tensor("z", z, **kw)
+    with pytest.raises(TypeError, match=r"^z: expected real values"):
+        as_tensor("z", np.array([1j]), dtype=torch.float64)
+    # complex wanted, or no dtype asked for: passed through unchanged
+    assert torch.equal(as_tensor("z", z, dtype=torch.complex128), z.to(torch.complex128))
+    assert as_tensor("z", z).is_complex()
+    assert as_tensor("x", [1.0], real=True).dtype == torch.float64

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_bool, check_int, check_seed
+from .._checks import check_bool, check_int, check_int_sequence, check_seed
 from .._device import resolve_device, resolve_dtype, seeded
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..distributed.data_parallel import GradientSync, rank_generator_seed
@@ -81,13 +81,7 @@ def _check_condition_ids(ids: Any) -> list[int]:
     """Training population ids of a CGFM model: distinct ints (``None``: none)."""
     if ids is None:
         return []
-    if isinstance(ids, Tensor):
-        ids = ids.tolist()
-    if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
-        raise TypeError(
-            f"condition_ids: expected a sequence of ints, received {type(ids).__name__}"
-        )
-    out = [check_int(f"condition_ids[{k}]", v) for k, v in enumerate(ids)]
+    out = list(check_int_sequence("condition_ids", ids, nonempty=False))
     if len(set(out)) != len(out):
         dup = sorted({v for v in out if out.count(v) > 1})
         raise ValueError(f"condition_ids: expected distinct ids, received duplicates {dup}")

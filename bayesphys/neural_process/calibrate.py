@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_bool, check_int, check_real
-from ._args import real_tensor
+from .._device import as_tensor
 
 __all__ = ["interval_scale", "calibrate_variance"]
 
@@ -46,8 +46,8 @@ def interval_scale(err: Tensor, sd: Tensor, level: float = 0.9545) -> float:
     :math:`\pm z_\ell`; ``err, sd`` any equal shapes (``sd > 0``), tensors or arrays.
     Returns :math:`s > 0`."""
     level = _check_level(level)
-    err = real_tensor("err", err, finite=False)
-    sd = real_tensor("sd", sd, finite=False)
+    err = as_tensor("err", err, finite=False, real=True)
+    sd = as_tensor("sd", sd, finite=False, real=True)
     if err.shape != sd.shape:
         raise ValueError(
             f"err/sd: expected equal shapes, received {tuple(err.shape)}, {tuple(sd.shape)}"
@@ -64,7 +64,7 @@ def interval_scale(err: Tensor, sd: Tensor, level: float = 0.9545) -> float:
 
 
 def _arr(name: str, v: Any, model) -> Tensor:
-    return real_tensor(name, v, dtype=model.dtype, device=model.device)
+    return as_tensor(name, v, dtype=model.dtype, device=model.device)
 
 
 @torch.no_grad()

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._checks import check_int, check_keys, check_real, check_seed
+from .._checks import check_int, check_int_sequence, check_keys, check_real, check_seed
 from .._device import check_finite
 from ..metrics import crps_gaussian, gaussian_nll
 
@@ -96,15 +96,6 @@ def _check_model(model: Any, problem: str, fn: str) -> None:
     if got != problem:
         what = f"a {got!r} model" if got else type(model).__name__
         raise ValueError(f"model: {fn} evaluates a {problem!r} RandomGridNP, received {what}")
-
-
-def _int_list(name: str, value: Any) -> tuple[int, ...]:
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        raise TypeError(f"{name}: expected a sequence of ints, received {value!r}")
-    out = tuple(check_int(name, v, minimum=1) for v in value)
-    if not out:
-        raise ValueError(f"{name}: expected at least one entry, received {value!r}")
-    return out
 
 
 def _str_list(name: str, value: Any) -> tuple[str, ...]:
@@ -205,7 +196,10 @@ def invariance_study(
 
     _check_model(model, "poisson", "invariance_study")
     test = _check_test(test, "poisson")
-    n_points, layouts = _int_list("n_points", n_points), _str_list("layouts", layouts)
+    n_points, layouts = (
+        check_int_sequence("n_points", n_points, minimum=1),
+        _str_list("layouts", layouts),
+    )
     z, w = _t(test["z"], model), _t(test["w"], model)
     rows = []
     for lay in layouts:
@@ -325,7 +319,10 @@ def information_oracle(
     sigma = check_real("sigma", sigma, minimum=0.0, strict=True)
     n_cases = check_int("n_cases", n_cases, minimum=1)
     fd_step = check_real("fd_step", fd_step, minimum=0.0, strict=True)
-    n_points, layouts = _int_list("n_points", n_points), _str_list("layouts", layouts)
+    n_points, layouts = (
+        check_int_sequence("n_points", n_points, minimum=1),
+        _str_list("layouts", layouts),
+    )
     test = _check_mesh(_check_test(test, "poisson", ("x", "z", "w")))
     z, x = test["z"][:n_cases], test["x"]
     if jac is None:

@@ -45,12 +45,11 @@ from linear_operator.operators import (
 from torch import Tensor
 
 from .._checks import as_scalar, check_bool, check_callback, check_int, check_keys, check_real
-from .._device import resolve_device, resolve_dtype, seeded
+from .._device import as_tensor, resolve_device, resolve_dtype, seeded
 from .._model import DivergenceGuard, FitResult, load_checkpoint, optimize, save_checkpoint
 from ..distributed.data_parallel import GradientSync, rank_generator_seed
 from ..posterior import GaussianPosterior
 from ..problems.rgnp import sample_prior
-from ._args import real_tensor
 from .calibrate import calibrate_variance
 from .config import METHODS, SIZES, RGNPConfig, get_problem, keras_init, preset, with_overrides
 from .forward import ForwardNet
@@ -68,7 +67,7 @@ DATA_OPTIONAL: tuple[str, ...] = ("sigma_y", "u_obs")
 
 
 def _as_points(name: str, x, problem, dtype, device) -> Tensor:
-    t = real_tensor(name, x, dtype=dtype, device=device)
+    t = as_tensor(name, x, dtype=dtype, device=device)
     if t.ndim == 1 and problem.dim_x == 1:
         t = t.unsqueeze(-1)
     if t.ndim != 2:
@@ -77,7 +76,7 @@ def _as_points(name: str, x, problem, dtype, device) -> Tensor:
 
 
 def _as_batch(name: str, v, dim: int, dtype, device) -> Tensor:
-    t = real_tensor(name, v, dtype=dtype, device=device)
+    t = as_tensor(name, v, dtype=dtype, device=device)
     if t.ndim == 1:
         t = t.unsqueeze(0)
     if t.ndim != 2 or t.shape[-1] != dim or t.shape[0] == 0:
@@ -224,7 +223,7 @@ class RandomGridNP:
         check_keys("data", data, DATA_KEYS, DATA_OPTIONAL, hint="u_obs is accepted and not used")
         p, dt, dev = self.problem, self.dtype, self.device
         x_obs = _as_points("data['x_obs']", data["x_obs"], p, dt, dev)
-        y = real_tensor("data['y']", data["y"], dtype=dt, device=dev, ndim=2)
+        y = as_tensor("data['y']", data["y"], dtype=dt, device=dev, ndim=2)
         z = _as_batch("data['z']", data["z"], p.dim_z, dt, dev)
         w = _as_batch("data['w']", data["w"], p.dim_w, dt, dev)
         if y.shape[1] != x_obs.shape[0] or not (y.shape[0] == z.shape[0] == w.shape[0] >= 1):
@@ -461,7 +460,7 @@ class RandomGridNP:
         """
         p = self.problem
         transformed = check_bool("transformed", transformed)
-        xt = real_tensor("x", x, dtype=self.dtype, device=self.device)
+        xt = as_tensor("x", x, dtype=self.dtype, device=self.device)
         if xt.ndim == 1 and p.dim_x == 1:
             xt = xt.unsqueeze(-1)
         if xt.ndim == 2:
@@ -471,7 +470,7 @@ class RandomGridNP:
                 f"x: expected shape [N, {p.dim_x}] or [B, N, {p.dim_x}], received {tuple(xt.shape)}"
             )
         check_points("x", xt, p.lower, p.upper)
-        ut = real_tensor("u", u, dtype=self.dtype, device=self.device)
+        ut = as_tensor("u", u, dtype=self.dtype, device=self.device)
         if ut.ndim == 1:
             ut = ut.unsqueeze(0)
         if ut.ndim != 2:

@@ -23,13 +23,13 @@ Reference: M. Balcerak et al., GliODIL, arXiv 2312.05063 (multi-focal synthetic 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real
+from .._checks import check_int, check_int_sequence, check_real
 from .._device import as_tensor
 from ..problems.fisher_kolmogorov import initial_condition
 
@@ -143,14 +143,7 @@ def select_n_foci(
             f"make_model: expected a callable make_model(n_foci), received "
             f"{type(make_model).__name__}"
         )
-    if isinstance(candidates, (str, bytes)) or not isinstance(candidates, Iterable):
-        raise TypeError(
-            f"candidates: expected a sequence of ints, received {type(candidates).__name__} "
-            f"{candidates!r}"
-        )
-    cands = [check_int("candidates", c, minimum=1) for c in candidates]
-    if not cands:
-        raise ValueError(f"candidates: expected positive integers, received {list(candidates)}")
+    cands = check_int_sequence("candidates", candidates, minimum=1)
     best, scores = None, {}
     for k in cands:
         m = make_model(k)

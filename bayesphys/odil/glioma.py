@@ -295,10 +295,7 @@ class GliomaModel(GliomaPosteriorMixin):
     def _real_map(self, name: str, value: Any) -> Tensor:
         """A finite real map in the model's dtype and device (a complex map lost its imaginary
         part with only a warning)."""
-        t = as_tensor(name, value, finite=False)
-        if t.is_complex():
-            raise TypeError(f"{name}: expected a real map, received {t.dtype}")
-        return as_tensor(name, t, dtype=self.dtype, device=self.device)
+        return as_tensor(name, value, dtype=self.dtype, device=self.device)
 
     # -- model ------------------------------------------------------------------------------
     def _theta(self, theta: Any) -> Tensor:

@@ -7,13 +7,13 @@ coefficients to the fine field; it is linear, so Jacobians go through it unchang
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._checks import check_int
+from .._checks import check_int, check_int_sequence
 
 __all__ = ["Multigrid"]
 
@@ -35,11 +35,7 @@ class Multigrid:
     """
 
     def __init__(self, shape: Sequence[int], levels: int = 3, axes: Sequence[int] | None = None):
-        if isinstance(shape, (str, bytes)) or not isinstance(shape, Iterable):
-            raise TypeError(
-                f"shape: expected a sequence of ints, received {type(shape).__name__} {shape!r}"
-            )
-        self.shape = tuple(check_int("shape", s, minimum=1) for s in shape)
+        self.shape = check_int_sequence("shape", shape, minimum=1)
         if not 1 <= len(self.shape) <= 3:
             raise ValueError(f"shape: expected 1 to 3 dimensions, received {self.shape}")
         self.levels = check_int("levels", levels, minimum=1)

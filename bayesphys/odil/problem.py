@@ -24,12 +24,12 @@ fine-grid fields, so residual code never changes.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
-from .._checks import check_callback, check_int
+from .._checks import check_callback, check_int, check_int_sequence
 from .._device import as_tensor, resolve_device, resolve_dtype
 from .multigrid import Multigrid
 
@@ -93,16 +93,7 @@ class DiscreteProblem:
         self.residual_fn = residuals
         self.field_shapes: dict[str, tuple[int, ...]] = {}
         for k, v in fields.items():
-            if isinstance(v, (str, bytes)) or not isinstance(v, Iterable):
-                raise TypeError(
-                    f"fields[{k!r}]: expected a shape (a sequence of ints), received "
-                    f"{type(v).__name__} {v!r}"
-                )
-            s = tuple(check_int(f"fields[{k!r}]", n) for n in v)
-            if not s or any(n < 1 for n in s):
-                raise ValueError(
-                    f"fields[{k!r}]: expected a non-empty positive shape, received {s}"
-                )
+            s = check_int_sequence(f"fields[{k!r}]", v, minimum=1)
             self.field_shapes[k] = s
         self.multigrid: dict[str, Multigrid] = {}
         for k, lv in (multigrid or {}).items():

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real
+from .._checks import check_int, check_range, check_real
 
 __all__ = [
     "ParameterMap",
@@ -62,18 +62,6 @@ __all__ = [
 
 _F64 = torch.float64
 Z90 = 1.6448536269514722
-
-
-def _check_range(name: str, rng) -> tuple[float, float]:
-    """``(lo, hi)`` as two finite floats with ``lo < hi``, or an error naming ``name``."""
-    try:
-        lo, hi = rng
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected (lo, hi), received {rng!r}") from None
-    lo, hi = check_real(f"{name}[0]", lo), check_real(f"{name}[1]", hi)
-    if not hi > lo:
-        raise ValueError(f"{name}: expected lo < hi, received {rng}")
-    return lo, hi
 
 
 def _check_bandwidth(name: str, h) -> float:
@@ -161,7 +149,7 @@ def fit_parameter_map(
         raise ValueError(
             f"theta, mass: expected {v} functions, received {theta.shape[0]}, {mass.shape[0]}"
         )
-    lo, hi = _check_range("train_range", train_range)
+    lo, hi = check_range("train_range", train_range)
     rank = check_int("rank", rank, minimum=1)
     ridge = check_real("ridge", ridge, minimum=0.0)
     if v < 2 * rank + 4:

@@ -35,7 +35,7 @@ from linear_operator.operators import (
 )
 from torch import Tensor
 
-from .._checks import check_int, check_real, check_seed
+from .._checks import check_bool, check_int, check_real, check_seed
 from .._device import as_tensor, resolve_device, resolve_dtype, seeded
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..distributed.data_parallel import GradientSync, rank_generator_seed
@@ -89,14 +89,6 @@ def _check_seed(name: str, seed, *, bound: int | None = None) -> int | None:
             f"batches' seeds are derived from it), received {seed}"
         )
     return seed
-
-
-def _check_bool(name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(
-            f"{name}: expected True or False, received {type(value).__name__} {value!r}"
-        )
-    return value
 
 
 def _check_sigma_g(name: str, sigma_g) -> float:
@@ -258,7 +250,7 @@ class ProbConserv:
         gp_width = check_int("gp_width", gp_width, minimum=1)
         softc_points = check_int("softc_points", softc_points, minimum=1)
         sigma_g = _check_sigma_g("sigma_g", sigma_g)  # inf: no update (the prior)
-        relative = _check_bool("relative", relative)
+        relative = check_bool("relative", relative)
         seed = _check_seed("seed", seed, bound=_SEED_BOUND)
         noise_std = check_real("noise_std", noise_std, minimum=0.0)
         train_margin = check_real("train_margin", train_margin, minimum=0.0)
@@ -347,7 +339,7 @@ class ProbConserv:
         if data is not None and not isinstance(data, GPMEData):
             raise TypeError(f"data: expected GPMEData or None, received {type(data).__name__}")
         steps = check_int("steps", steps, minimum=0)
-        progress = _check_bool("progress", progress)
+        progress = check_bool("progress", progress)
         if data is not None:
             _check_data("data", data, self.problem, targets=True)
             for f in ("params", "x_context", "y_context", "x_target", "y_target"):
@@ -634,7 +626,7 @@ class ProbConserv:
         seed = _check_seed("seed", seed)
         local_seed = _check_seed("local_seed", local_seed)
         if mass_check is not None:
-            mass_check = _check_bool("mass_check", mass_check)
+            mass_check = check_bool("mass_check", mass_check)
         mass_length = check_real("mass_length", mass_length, minimum=0.0, strict=True)
         if mass_gate is not None:
             mass_gate = check_real("mass_gate", mass_gate, minimum=0.0)
@@ -839,7 +831,7 @@ class ProbConserv:
         elif sigma_g is not None:
             sigma_g = _check_sigma_g("sigma_g", sigma_g)
         if relative is not None:
-            relative = _check_bool("relative", relative)
+            relative = check_bool("relative", relative)
         sg = self.config.sigma_g if sigma_g is None else sigma_g
         rel = self.config.relative if relative is None else relative
         # sigma_g = inf is no update: the Step-1 posterior with its own ("prior") calibration,

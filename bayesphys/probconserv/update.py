@@ -46,7 +46,7 @@ from linear_operator.operators import (
 )
 from torch import Tensor
 
-from .._checks import check_broadcasts, check_real
+from .._checks import check_bool, check_broadcasts, check_real
 from .._device import as_tensor, check_finite
 from .._linalg import structured_root
 from ..posterior import GaussianPosterior
@@ -240,24 +240,12 @@ def check_sigma_g(sigma_g) -> None:
 
 def check_sigma_g_shape(sigma_g, shape: tuple[int, ...]) -> None:
     """Refuse a tensor ``sigma_g`` that does not broadcast to ``shape`` (batch x constraints)."""
-    sig_shape = torch.as_tensor(sigma_g).shape
-    try:
-        ok = torch.broadcast_shapes(sig_shape, shape) == shape
-    except RuntimeError:
-        ok = False
-    if not ok:
-        raise ValueError(
-            f"sigma_g: expected a number or values broadcastable to {shape} (batch x "
-            f"constraints), received shape {tuple(sig_shape)}"
-        )
-
-
-def _check_relative(relative) -> bool:
-    if not isinstance(relative, bool):
-        raise TypeError(
-            f"relative: expected True or False, received {type(relative).__name__} {relative!r}"
-        )
-    return relative
+    check_broadcasts(
+        "sigma_g",
+        torch.as_tensor(sigma_g).shape,
+        shape,
+        f"a number or values broadcastable to {tuple(shape)} (batch x constraints)",
+    )
 
 
 def _sigma(sigma_g, s_prior: Tensor, relative: bool) -> Tensor:
@@ -296,7 +284,7 @@ def conservation_update(
     :math:`\tilde\Sigma` ``[*batch, N, N]`` (structured, never densified) and a pathwise sampler.
     """
     check_sigma_g(sigma_g)
-    relative = _check_relative(relative)
+    relative = check_bool("relative", relative)
     rcond = check_real("rcond", rcond, minimum=0.0)
     mean, G, b, n, m = _prepare(prior, G, b)
     check_sigma_g_shape(sigma_g, (*prior.batch_shape, m))
@@ -412,7 +400,7 @@ def conserve_slices(
         raise ValueError(f"method: expected 'probconserv' or 'hardc', received {method!r}")
     if method == "hardc":
         check_sigma_g(sigma_g)
-        relative = _check_relative(relative)
+        relative = check_bool("relative", relative)
         if relative or bool((torch.as_tensor(sigma_g) != 0).any()):
             raise ValueError(
                 "sigma_g, relative: only with method='probconserv' (the HardC projection has no "

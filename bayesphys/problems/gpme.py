@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real, check_scalar, check_seed
+from .._checks import check_int, check_range, check_real, check_scalar, check_seed
 from .._device import as_tensor, make_generator
 
 __all__ = [
@@ -427,20 +427,9 @@ def sample_parameters(
     if seed is not None:
         seed = check_seed("seed", seed)
     g = make_generator(seed)
-    lo, hi = problem.train_range if param_range is None else _check_range(param_range)
+    lo, hi = problem.train_range if param_range is None else check_range("param_range", param_range)
     problem.check_params("param_range", lo, hi)
     return lo + (hi - lo) * torch.rand(n, dtype=_F64, generator=g)
-
-
-def _check_range(param_range) -> tuple[float, float]:
-    try:
-        lo, hi = param_range
-    except (TypeError, ValueError):
-        raise ValueError(f"param_range: expected (lo, hi), received {param_range!r}") from None
-    lo, hi = check_real("param_range[0]", lo), check_real("param_range[1]", hi)
-    if not hi > lo:
-        raise ValueError(f"param_range: expected lo < hi, received ({lo}, {hi})")
-    return lo, hi
 
 
 def _sorted_uniform(b: int, n: int, lo: float, hi: float, g) -> Tensor:

@@ -313,7 +313,7 @@ def test_glioma_tissue_maps(patient):
         GliomaModel(wm, gm, patient["labels"], spacing=4.0)
     with pytest.raises(ValueError, match=r"^gm: expected tissue probabilities in \[0, 1\]"):
         GliomaModel(patient["wm"], 3 * gm, patient["labels"], spacing=4.0)
-    with pytest.raises(TypeError, match=r"^wm: expected a real map"):
+    with pytest.raises(TypeError, match=r"^wm: expected real values, received complex"):
         GliomaModel(patient["wm"].to(torch.complex128), gm, patient["labels"], spacing=4.0)
 
 
