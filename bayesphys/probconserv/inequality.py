@@ -56,10 +56,12 @@ def project_nonnegative(draws: Tensor, g: Tensor, b: Tensor, iters: int = 100) -
     def mass(lam: Tensor) -> Tensor:
         return (draws - lam.unsqueeze(-1) * g).clamp_min(0) @ g
 
-    # bracket: mass(lo) >= b >= mass(hi)
+    # bracket: mass(lo) >= b >= mass(hi). For lam <= min_i v_i / g_i every entry is positive,
+    # so mass(lam) = g.v - lam |g|^2 there, which is >= b once lam <= (g.v - b) / |g|^2
     ratio = draws / g
     hi = ratio.amax(-1).clamp_min(0)  # u(hi) = 0
-    lo = torch.minimum(ratio.amin(-1), torch.zeros_like(hi)) - (b / (g.sum())).abs() - 1.0
+    linear = (draws @ g - b) / (g @ g)
+    lo = torch.minimum(torch.minimum(ratio.amin(-1), linear), torch.zeros_like(hi)) - 1.0
     for _ in range(iters):
         mid = 0.5 * (lo + hi)
         too_much = mass(mid) > b

@@ -233,6 +233,49 @@ def test_nonnegative_projection_keeps_mass(n, seed):
     torch.testing.assert_close(project_nonnegative(feas, w, feas @ w), feas, rtol=1e-9, atol=1e-12)
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(3, 40),
+    seed=st.integers(0, 10_000),
+    scale=st.sampled_from([0.01, 1.0, 100.0]),
+    level=st.sampled_from([-1.0, 0.0, 0.5, 3.0]),
+)
+def test_nonnegative_projection_is_the_euclidean_projection(n, seed, scale, level):
+    """KKT of min |u - v|^2 s.t. u >= 0, g.u = b: u = max(v - lam g, 0) for ONE lam, i.e.
+    (v_i - u_i) / g_i = lam where u_i > 0 and v_i / g_i <= lam where u_i = 0; masses both far
+    above and below the draws' own (a draw whose mass is below b used to end at the bracket's
+    end, rescaled: feasible but not the projection)."""
+    from bayesphys.probconserv import project_nonnegative
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, dtype=F64, generator=g).sort().values.cumsum(0)
+    w = trapezoid_weights(x)
+    draws = level + torch.randn(20, n, dtype=F64, generator=g)
+    b = scale * torch.rand(20, dtype=F64, generator=g) * w.sum()
+    u = project_nonnegative(draws, w, b)
+    assert bool((u >= 0).all())
+    torch.testing.assert_close(u @ w, b, rtol=1e-10, atol=1e-12)
+    lam = (draws - u) / w
+    pos = u > 1e-12 * (1 + u.abs().amax(-1, keepdim=True))
+    lam_star = torch.where(pos, lam, torch.nan).nanmean(-1, keepdim=True)
+    tol = 1e-7 * (1 + lam_star.abs())
+    assert bool(((lam - lam_star).abs()[pos] <= tol.expand_as(lam)[pos]).all())
+    assert bool(((draws / w)[~pos] <= (lam_star + tol).expand_as(lam)[~pos]).all())
+
+
+def test_nonnegative_projection_below_the_draws_mass_reviewer_case():
+    from bayesphys.probconserv import project_nonnegative
+
+    x = torch.linspace(0, 1, 11, dtype=F64)
+    w = trapezoid_weights(x)
+    v = torch.full((11,), 0.5, dtype=F64)
+    v[3] = -0.2
+    u = project_nonnegative(v, w, torch.tensor(5.0, dtype=F64))
+    exact = v + (5 - w @ v) * w / (w @ w)  # the affine projection; all of it is >= 0 here
+    assert bool((exact >= 0).all())
+    torch.testing.assert_close(u, exact, rtol=1e-9, atol=1e-10)
+
+
 def test_nonnegative_posterior_from_update():
     from bayesphys.probconserv import nonnegative_posterior
 
