@@ -32,7 +32,7 @@ from .._checks import check_int, check_real, check_seed
 from .._device import as_tensor, resolve_device, resolve_dtype
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..posterior import GaussianPosterior
-from ..problems.gp_pde import PDEProblem, get_problem
+from ..problems.gp_pde import PROBLEMS, PDEProblem, get_problem
 from ._errors import NumericalFailure
 from ._inputs import eval_on_grid, parse_grid, periodogram_peaks
 from ._kron import face_values, kron_apply
@@ -94,7 +94,7 @@ class GPPDESolver:
     Notes
     -----
     Scalar settings are checked before any work (``TypeError``/``ValueError`` naming the
-    setting; NaN, infinities and booleans refused, integral floats converted): ``n_col >= 3``
+    setting; NaN, infinities and booleans refused, integral floats converted): ``n_col >= 4``
     (with a problem only), ``num_mixtures >= 1``, ``lam_b > 0``, ``nugget > 0``, ``jitter >= 0``,
     ``freq_scale >= 0``, ``beta`` finite; ``weighting`` ``None``, ``"identity"`` or ``"prior"``;
     ``zero_component`` ``None`` or a bool; ``solver_options`` keys of the chosen solver only.
@@ -151,7 +151,9 @@ class GPPDESolver:
                     "n_col: only used with a problem (without one the grid is x); received "
                     f"n_col={n_col!r} and no problem"
                 )
-            n_col = check_int("n_col", n_col, minimum=3)  # collocation points per axis
+            # collocation points per axis; at least 4, as for a grid given by x (a checkpoint
+            # restores the model from its axes)
+            n_col = check_int("n_col", n_col, minimum=4)
         num_mixtures = check_int("num_mixtures", num_mixtures, minimum=1)
         if beta is not None:
             beta = check_real("beta", beta)
@@ -227,7 +229,9 @@ class GPPDESolver:
         if jitter is None:
             jitter = 1e-10 if (method == "gp-hm" and weighting == "identity") else 1e-6
         self.config: dict[str, Any] = dict(
-            problem=None if problem is None else problem.name,
+            # the id only of a registered problem: a checkpoint rebuilds the problem from it, and
+            # a custom one (its own exact solution, a callable) cannot be saved
+            problem=problem.name if _registered(problem) else None,
             equation=equation,
             beta=float(beta),
             num_mixtures=int(num_mixtures),
@@ -381,10 +385,18 @@ class GPPDESolver:
         return ds, lambda: ds.solve(self.f, self.g, tau2, gamma, u0=self.u)
 
     def predict(self, test_axes: list[Tensor] | None = None) -> Tensor:
-        r"""Posterior mean :math:`W U` on the tensor grid of ``test_axes`` (default: the problem's test grid)."""
+        r"""Posterior mean :math:`W U` on the tensor grid of ``test_axes`` (default: the problem's
+        test grid), ``[n_1, ..., n_d]``: the mean of :meth:`posterior`, so a stale field (after
+        :meth:`warm_start_from`, or before any fit) is solved first, once, as there."""
+        return self._mean(test_axes, solve=True)
+
+    def _mean(self, test_axes, *, solve: bool) -> Tensor:
+        """``W U``; ``solve=False`` reads the stored field as it is (the fit's own reports)."""
         test_axes = self._test_axes(test_axes)
         with torch.no_grad():
             fac = self._factors()
+            if solve:
+                self._ensure_field(detach_factors(fac))
             W = [
                 torch.cholesky_solve(k.gram(xt, fc.x, 0).mT, fc.L).mT
                 for k, fc, xt in zip(self.kernels, fac, test_axes)
@@ -414,10 +426,17 @@ class GPPDESolver:
 
     def rel_l2(self, test_axes=None) -> float:
         """Relative L2 error of the mean against the problem's exact solution on the test grid."""
+        return self._rel_l2(test_axes, solve=True)
+
+    def _rel_l2(self, test_axes=None, *, solve: bool) -> float:
         if self.problem is None:
-            raise ValueError("problem: no exact solution known for a custom problem")
+            raise ValueError(
+                "problem: no exact solution known (a custom problem, or a model loaded from a "
+                "checkpoint of one: only a registered problem is saved by its id; set "
+                "model.problem to reattach it)"
+            )
         ta = self._test_axes(test_axes)
-        pred = self.predict(ta)
+        pred = self._mean(ta, solve=solve)
         ex = self.problem.solution(ta)
         return float((pred - ex).norm() / ex.norm())
 
@@ -530,7 +549,7 @@ class GPPDESolver:
                     self.u = u_param.detach().clone()
                     self._solved_key = None  # optimised jointly, not eliminated
                 self.history["step"].append(k)
-                self.history["rel_l2"].append(self.rel_l2())
+                self.history["rel_l2"].append(self._rel_l2(solve=False))
             if torch.isfinite(loss):
                 opt.step()
                 if sched is not None:
@@ -552,7 +571,7 @@ class GPPDESolver:
         res.seconds = time.perf_counter() - t0
         res.extra["cpu_seconds"] = time.process_time() - cpu0
         if self.problem is not None:
-            res.extra["rel_l2"] = self.rel_l2()
+            res.extra["rel_l2"] = self._rel_l2(solve=False)
             if self.history["rel_l2"]:
                 res.extra["rel_l2_best"] = min(self.history["rel_l2"] + [res.extra["rel_l2"]])
         res.extra["tau_b"] = float(self.log_tau_b.detach().exp())
@@ -582,14 +601,19 @@ class GPPDESolver:
         ta = self._test_axes(x)
         with torch.no_grad():
             fac = detach_factors(self._factors())
-            if self.config["method"] == "gp-hm" and self.can_eliminate and not self._fresh():
-                _, run = self._solver(fac)  # stale field: solve once at these hyperparameters
-                self._set_field(run())
+            self._ensure_field(fac)
             solver, run = self._solver(fac, reuse=True)  # linearised at the stored field
             run()
             return test_grid_posterior(
                 list(self.kernels), fac, ta, self.u, solver, jitter=self.config["jitter"]
             )
+
+    def _ensure_field(self, fac) -> None:
+        """Solve :math:`U` once if it is stale (hyperparameters changed since the last solve,
+        or :meth:`warm_start_from`) and the model eliminates it; a fresh field is left as is."""
+        if self.config["method"] == "gp-hm" and self.can_eliminate and not self._fresh():
+            _, run = self._solver(fac)  # stale field: solve once at these hyperparameters
+            self._set_field(run())
 
     def solve_field(self, *, newton: bool = False) -> dict[str, Any]:
         r"""Re-solve :math:`U` at the current hyperparameters (no optimisation step).
@@ -705,6 +729,11 @@ class GPPDESolver:
         if s.get("solved"):
             model._solved_key = model._param_key()
         return model
+
+
+def _registered(problem: PDEProblem | None) -> bool:
+    """Whether ``problem`` is the registered problem of its name (not a modified copy)."""
+    return problem is not None and PROBLEMS.get(problem.name) is problem
 
 
 def _face_lines(u: Tensor, j: int) -> Tensor:

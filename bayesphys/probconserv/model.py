@@ -40,7 +40,7 @@ from .._device import as_tensor, resolve_device, resolve_dtype, seeded
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..distributed.data_parallel import GradientSync, rank_generator_seed
 from ..posterior import GaussianPosterior
-from ..problems.gpme import GPMEData, GPMEProblem, get_problem, make_dataset
+from ..problems.gpme import PROBLEM_CLASSES, GPMEData, GPMEProblem, get_problem, make_dataset
 from ._model_calibration import calibrated_step1, discrepancy, fit_local
 from .anp import AttentiveNP
 from .calibration import HybridCalibration, check_selection, fit_hybrid, hybrid_covariance
@@ -89,6 +89,24 @@ def _check_seed(name: str, seed, *, bound: int | None = None) -> int | None:
             f"batches' seeds are derived from it), received {seed}"
         )
     return seed
+
+
+def _saved_problem(name: str, state: dict[str, Any]) -> GPMEProblem:
+    """The problem a checkpoint was saved with: its family's class (by the saved class name)
+    with the saved fields; older checkpoints: the registered problem ``name``, with the saved
+    fields where there are any."""
+    fields_ = state.get("problem")
+    family = state.get("problem_class")
+    if family is None:
+        problem = get_problem(name)
+        return replace(problem, **fields_) if fields_ else problem
+    classes = {c.__name__: c for c in PROBLEM_CLASSES}
+    if family not in classes:
+        raise ValueError(
+            f"path: the checkpoint's problem is a {family}, which this version cannot rebuild "
+            f"(expected one of {sorted(classes)})"
+        )
+    return classes[family](**fields_)
 
 
 def _check_sigma_g(name: str, sigma_g) -> float:
@@ -855,7 +873,14 @@ class ProbConserv:
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Checkpoint (config + Step-1 weights); :meth:`load` restores it exactly."""
+        """Checkpoint (config + Step-1 weights); :meth:`load` restores it exactly. The problem
+        is saved by its family (one of ``PROBLEM_CLASSES``) and fields; a problem of another
+        class is refused before anything is written (it could not be rebuilt)."""
+        if type(self.problem) not in PROBLEM_CLASSES:
+            raise ValueError(
+                f"problem: a {type(self.problem).__name__} cannot be saved (a checkpoint rebuilds "
+                f"its problem from one of {[c.__name__ for c in PROBLEM_CLASSES]} and its fields)"
+            )
         state = {
             "net": self.net.state_dict(),
             "steps_done": self.steps_done,
@@ -867,6 +892,8 @@ class ProbConserv:
             "calibration": None if self.calibration is None else self.calibration.state(),
             # the problem's settings (a customised one, e.g. another train_range or table_time)
             "problem": {f.name: getattr(self.problem, f.name) for f in fields(self.problem)},
+            # its family (a renamed problem is rebuilt from it, not from the name)
+            "problem_class": type(self.problem).__name__,
         }
         return save_checkpoint(path, kind=self.kind, config=asdict(self.config), state=state)
 
@@ -886,9 +913,7 @@ class ProbConserv:
         for name in _GP_ONLY if cfg.get("step1", "anp") == "anp" else _ANP_ONLY:
             cfg.pop(name, None)
         dtype = getattr(torch, ck["state"]["dtype"].removeprefix("torch."))
-        problem = get_problem(cfg.pop("problem"))
-        if ck["state"].get("problem"):  # older checkpoints: the default problem
-            problem = replace(problem, **ck["state"]["problem"])
+        problem = _saved_problem(cfg.pop("problem"), ck["state"])
         model = cls(problem, device=device, dtype=dtype, **cfg)
         model.net.load_state_dict(ck["state"]["net"])
         model.steps_done = int(ck["state"]["steps_done"])

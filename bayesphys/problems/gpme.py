@@ -42,6 +42,7 @@ __all__ = [
     "PorousMedium",
     "Stefan",
     "GPMEData",
+    "PROBLEM_CLASSES",
     "get_problem",
     "make_dataset",
     "sample_parameters",
@@ -347,6 +348,8 @@ class Stefan(GPMEProblem):
 
 
 _PROBLEMS = {"diffusion": Diffusion, "pme": PorousMedium, "stefan": Stefan}
+#: the GPME families (a checkpoint rebuilds its problem from one of them by class name)
+PROBLEM_CLASSES: tuple[type[GPMEProblem], ...] = (Diffusion, PorousMedium, Stefan)
 
 
 def get_problem(name: str | GPMEProblem) -> GPMEProblem:

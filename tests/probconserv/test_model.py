@@ -263,6 +263,29 @@ def test_save_load_keeps_a_customised_problem(tmp_path):
     assert torch.equal(back.posterior(test).mean, m.posterior(test).mean)
 
 
+def test_save_load_keeps_a_renamed_problem_and_refuses_unknown_families(tmp_path):
+    """A renamed problem failed to load ("problem: expected one of ..."): it is rebuilt from
+    its family's class now; a problem of a class no checkpoint can rebuild is refused at save,
+    before anything is written."""
+    from dataclasses import dataclass, replace
+
+    from bayesphys.problems.gpme import Diffusion, get_problem
+
+    prob = replace(get_problem("diffusion"), name="diffusion-wide", train_range=(0.5, 6.0))
+    m = ProbConserv(prob, hidden=8, n_samples=4, seed=0)
+    back = ProbConserv.load(m.save(tmp_path / "renamed.pt"))
+    assert back.problem == prob and type(back.problem) is Diffusion
+
+    @dataclass(frozen=True)
+    class MyDiffusion(Diffusion):
+        name: str = "mine"
+
+    m = ProbConserv(MyDiffusion(), hidden=8, n_samples=4, seed=0)
+    with pytest.raises(ValueError, match="problem: a MyDiffusion cannot be saved"):
+        m.save(tmp_path / "mine.pt")
+    assert not (tmp_path / "mine.pt").exists()
+
+
 def test_gp_step1_refuses_float32_up_front():
     """The meta-GP runs in float64: another ``dtype`` is refused when the model is built (it
     used to train and then fail at the first prediction with a dtype mismatch)."""
