@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_int, check_real
+from .._device import as_tensor
 
 __all__ = ["SpectralMixture1d", "KINDS"]
 
@@ -97,22 +98,26 @@ class SpectralMixture1d(nn.Module):
         mu_t = (
             torch.linspace(0, 1, q, dtype=dtype) * freq_scale
             if mu is None
-            else torch.as_tensor(mu, dtype=dtype).clone()
+            else as_tensor("mu", mu, dtype=dtype).clone()
         )
         if mu_t.shape != (q,):
             raise ValueError(f"mu: expected shape ({q},), received {tuple(mu_t.shape)}")
 
-        def _vec(v, default):
-            t = (
-                torch.full((q,), default, dtype=dtype)
-                if v is None
-                else torch.as_tensor(v, dtype=dtype)
-            )
-            return (t.expand(q) if t.ndim == 0 else t).clone()
+        def _vec(name: str, v, default: float) -> Tensor:
+            if v is None:
+                return torch.full((q,), default, dtype=dtype)
+            # a longer vector was cut to Q silently, a shorter one failed inside torch
+            t = as_tensor(name, v, dtype=dtype)
+            if t.shape not in ((), (q,)):
+                raise ValueError(
+                    f"{name}: expected a number or shape ({q},) (one per mixture component), "
+                    f"received {tuple(t.shape)}"
+                )
+            return t.expand(q).clone()
 
         self.mu = nn.Parameter(mu_t)
-        self.log_w = nn.Parameter(_vec(log_w, -math.log(q)))
-        self.log_a = nn.Parameter(_vec(log_a, 0.0))
+        self.log_w = nn.Parameter(_vec("log_w", log_w, -math.log(q)))
+        self.log_a = nn.Parameter(_vec("log_a", log_a, 0.0))
 
     @property
     def num_mixtures(self) -> int:

@@ -82,3 +82,21 @@ def test_bad_kernel_arguments():
         SpectralMixture1d(3, mu=torch.zeros(4))
     with pytest.raises(ValueError, match="n"):
         SpectralMixture1d(3).deriv(torch.zeros(2, dtype=torch.float64), 5)
+
+
+def test_kernel_parameter_shapes_and_values_are_checked():
+    """A longer log_w was cut to Q silently (weights had 5 entries, the kernel used 3), a
+    shorter log_a failed inside torch, NaN initial values gave a NaN kernel."""
+    for name in ("log_w", "log_a"):
+        for bad in (torch.zeros(5), torch.zeros(2), torch.zeros(3, 1)):
+            with pytest.raises(ValueError, match=rf"^{name}: expected a number or shape \(3,\)"):
+                SpectralMixture1d(3, **{name: bad})
+        with pytest.raises(ValueError, match=rf"^{name}: expected finite"):
+            SpectralMixture1d(3, **{name: [0.0, float("nan"), 0.0]})
+    with pytest.raises(ValueError, match=r"^mu: expected finite"):
+        SpectralMixture1d(3, mu=[0.0, float("nan"), 1.0])
+    k = SpectralMixture1d(3, log_w=-1.0, log_a=torch.tensor([0.0, 0.5, 1.0]))
+    assert k.weights.shape == (3,) and torch.allclose(
+        k.weights, torch.full((3,), math.exp(-1), dtype=torch.float64)
+    )
+    assert k.log_a[2] == 1.0
