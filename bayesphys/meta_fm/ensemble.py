@@ -142,7 +142,7 @@ class MFMEnsemble:
             members = check_int("members", 3 if members is None else members, minimum=2)
             self.models = [
                 MetaFlowMatching(
-                    data, config, device=device, dtype=dtype, seed=seed + m, **overrides
+                    data, config, device=device, dtype=dtype, seed=offset_seed(seed, m), **overrides
                 )
                 for m in range(members)
             ]
@@ -225,7 +225,8 @@ class MFMEnsemble:
                     ]
                 )
             )
-        return SamplePosterior(torch.stack(chains))
+        # batch = the P populations, event = one population (n, d)
+        return SamplePosterior(torch.stack(chains), event_ndim=2)
 
     def uncertainty(
         self,
@@ -342,19 +343,8 @@ class MFMEnsemble:
                     )
 
     def save(self, path: str | Path) -> Path:
-        cfgs, states = [], []
-        for m in self.models:
-            ck_cfg = {
-                "config": m.config.to_dict(),
-                "dim": m.dim,
-                "num_treatments": m.num_treatments,
-                "condition_ids": m.condition_ids,
-                "paired": m.paired,
-                "seed": m.seed,
-                "dtype": str(m.dtype).removeprefix("torch."),
-            }
-            cfgs.append(ck_cfg)
-            states.append(m.state())
+        cfgs = [m.checkpoint_config() for m in self.models]
+        states = [m.state() for m in self.models]
         return save_checkpoint(
             path, kind=self.kind, config={"members": cfgs, "seed": self.seed}, state=states
         )

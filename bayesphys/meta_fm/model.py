@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_bool, check_int, check_int_sequence, check_seed
+from .._checks import check_bool, check_int, check_int_sequence, check_seed, offset_seed
 from .._device import resolve_device, resolve_dtype, seeded
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..distributed.data_parallel import GradientSync, rank_generator_seed
@@ -148,7 +148,16 @@ class MetaFlowMatching:
         self.config = cfg
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, default=torch.float32)
+        if self.dtype not in (torch.float32, torch.float64):
+            # half precision failed deep inside torch (cdist of the kNN graph has no Half kernel)
+            raise ValueError(
+                f"dtype: expected torch.float32 or torch.float64, received {self.dtype}"
+            )
         self.seed = None if seed is None else check_seed("seed", seed)
+        # optimiser steps taken so far, and the training batches' stream (kept across fit calls)
+        self.steps_done = 0
+        self._train_gen: torch.Generator | None = None
+        self._split_gen = False
         self.data = None
         if data is not None:
             check_pairs(data)
@@ -403,6 +412,12 @@ class MetaFlowMatching:
         rank samples its own ``pops_per_step`` populations and the gradients are averaged
         (:class:`~bayesphys.distributed.GradientSync`).
 
+        A second call continues: the training batches come from the same stream, which goes
+        on where the last call stopped (and is saved with the model; ``seed`` restarts it from
+        ``seed + 1``), and the normalisation (``normalize``) estimated before the first step is
+        kept. Each call builds fresh Adam optimisers, and ``lr_schedule="cosine"`` runs over
+        that call's ``steps``; so ``fit(500)`` twice is not ``fit(1000)``.
+
         Returns a :class:`~bayesphys.FitResult` (``extra["seconds_per_1k_steps"]``). A
         non-finite loss stops the fit and restores the last good weights.
         """
@@ -422,13 +437,20 @@ class MetaFlowMatching:
             check_features(
                 "data.source_features", data.source_features, data.source, cfg.node_features
             )
-        if cfg.normalize:
+        if cfg.normalize and self.steps_done == 0:
+            # the frame the weights learn in: estimated before the first step only (a later fit,
+            # e.g. fine-tuning on other pairs, keeps it)
             allx = torch.cat([*data.source, *data.target]).to(torch.float64)
             mean = allx.mean(0)
             self.net.shift.copy_(mean.to(self.dtype))
             self.net.scale.copy_(((allx - mean).std(0).mean()).clamp_min(1e-8).to(self.dtype))
-        gseed = self.seed if seed is None else seed
-        gen = torch.Generator().manual_seed(1 if gseed is None else int(gseed) + 1)
+        if seed is not None or self._train_gen is None:
+            gseed = self.seed if seed is None else seed
+            self._train_gen = torch.Generator().manual_seed(
+                1 if gseed is None else offset_seed(gseed, 1)
+            )
+            self._split_gen = True
+        gen = self._train_gen
         field_opt = torch.optim.Adam(self.net["field"].parameters(), lr=cfg.lr)
         gnn_opt = None
         if cfg.method == "MFM":
@@ -447,12 +469,15 @@ class MetaFlowMatching:
         self.net.train()
         # data-parallel under torchrun: identical replicas, per-rank batches, mean gradients
         sync = GradientSync(self.net)
-        rank_generator_seed(gen)
+        if self._split_gen:  # a new or restored stream: split it by rank once
+            rank_generator_seed(gen)
+            self._split_gen = False
         progress = progress and sync.is_main
 
         def step() -> Tensor:
             k = counter[0]
             counter[0] += 1
+            self.steps_done += 1
             x0, x1, tr, sids, f0, ctr = self._batch(data, gen, plans)
             if cfg.lr_schedule == "cosine":  # 1/2 (1 + cos(pi k / K)) of each base rate
                 f = 0.5 * (1.0 + math.cos(math.pi * k / n_steps))
@@ -515,7 +540,10 @@ class MetaFlowMatching:
         """Embeddings ``[P, gnn_hidden]`` of source populations (MFM only).
 
         Each population is embedded through a seeded subsample of ``points`` points (default
-        the training ``points``), so training and test graphs have the same density.
+        the training ``points``), so training and test graphs have the same density. The
+        subsample of each population is drawn from its own generator seeded with ``seed``, so a
+        population's embedding depends only on it and ``seed``, not on the other populations of
+        the call (until this release one stream ran through the call's populations).
         ``features``: per-point features ``[n_i, node_features]`` of each population, required
         when the model was trained with them.
         """
@@ -528,9 +556,9 @@ class MetaFlowMatching:
         n = self.config.points if points is None else check_int("points", points, minimum=2)
         pops = check_populations("sources", sources, self.dim)
         feats = check_features("features", features, pops, self.config.node_features or 0)
-        gen = torch.Generator().manual_seed(seed)
         out = []
         for i, p in enumerate(pops):
+            gen = torch.Generator().manual_seed(seed)
             rows = slice(None) if p.shape[0] <= n else _subsample(p, n, gen)
             f = None if feats is None else feats[i][rows].to(device=self.device, dtype=self.dtype)
             out.append(self.net["embed"](self._norm(p[rows]), f))
@@ -617,7 +645,8 @@ class MetaFlowMatching:
         seed: int = 0,
         features: Sequence[Tensor] | None = None,
     ) -> SamplePosterior:
-        """Predictive draws over populations ``[1, num_draws, P, n, d]`` (one chain).
+        """Predictive draws over populations ``[1, num_draws, P, n, d]`` (one chain;
+        ``batch_shape`` ``(P,)``, ``event_shape`` ``(n, d)``).
 
         Draws differ by the seeded subsample the embedding sees (an embedding/finite-sample
         bootstrap, anchor 6.2); FM and CGFM draws are identical. Use
@@ -632,10 +661,11 @@ class MetaFlowMatching:
                 f"x: posterior needs equal population sizes, received {[q.shape[0] for q in pops]}"
             )
         draws = [
-            torch.stack(self.predict(pops, treatment, features=features, seed=seed + k))
+            torch.stack(self.predict(pops, treatment, features=features, seed=offset_seed(seed, k)))
             for k in range(num_draws)
         ]
-        return SamplePosterior(torch.stack(draws)[None])
+        # batch = the P populations, event = one population (n, d)
+        return SamplePosterior(torch.stack(draws)[None], event_ndim=2)
 
     # ------------------------------------------------------------------ persistence
     def state(self) -> dict[str, Any]:
@@ -643,7 +673,14 @@ class MetaFlowMatching:
 
     def save(self, path: str | Path) -> Path:
         """Write config, dimensions, condition ids and all weights/buffers (Fourier ``B`` too)."""
-        cfg = {
+        return save_checkpoint(
+            path, kind=self.kind, config=self.checkpoint_config(), state=self.state()
+        )
+
+    def checkpoint_config(self) -> dict[str, Any]:
+        """Everything but the weights that :meth:`from_state` needs: settings, dimensions,
+        condition ids, seed, dtype, the steps taken and the training batches' stream."""
+        return {
             "config": self.config.to_dict(),
             "dim": self.dim,
             "num_treatments": self.num_treatments,
@@ -651,8 +688,9 @@ class MetaFlowMatching:
             "paired": self.paired,
             "seed": self.seed,
             "dtype": str(self.dtype).removeprefix("torch."),
+            "steps_done": self.steps_done,
+            "train_rng": None if self._train_gen is None else self._train_gen.get_state(),
         }
-        return save_checkpoint(path, kind=self.kind, config=cfg, state=self.state())
 
     @classmethod
     def from_state(
@@ -672,6 +710,12 @@ class MetaFlowMatching:
             )
         m.seed = None if cfg["seed"] is None else check_seed("seed", cfg["seed"])
         m.paired = cfg["paired"]
+        # older checkpoints: trained (keep their normalisation), stream restarted from the seed
+        m.steps_done = int(cfg.get("steps_done", 1))
+        if cfg.get("train_rng") is not None:
+            m._train_gen = torch.Generator()
+            m._train_gen.set_state(cfg["train_rng"])
+            m._split_gen = True
         m.net.load_state_dict(state)
         m.net.eval()
         return m

@@ -142,7 +142,7 @@ def calibrate_variance(
             "field": interval_scale(err, sd_k, level),
             "coverage_field_raw": float((err.abs() <= zl * sd_k).double().mean()),
         }
-        s_z = 1.0
+        s_z = old["parameters"]  # parameters=False keeps the parameter scale in force
         if parameters:
             if (x_inverse is None) != (u_inverse is None):
                 raise ValueError("x_inverse/u_inverse: give both or neither")

@@ -87,3 +87,15 @@ def test_calibrate_bad_input_leaves_model_unchanged():
         bad[0, 3] = np.nan
         m.calibrate(val["x"], bad, val["z"], val["w"])
     assert m.variance_scale == {"field": 1.0, "parameters": 1.0}
+
+
+def test_calibrate_fields_only_keeps_the_parameter_scale_in_force():
+    """parameters=False reset a parameter scale fitted before to 1 (silently)."""
+    m = tiny_rgnp(dtype=torch.float64)
+    m.fit(steps=3, progress=False)
+    val = poisson_test_set(20, seed=3, n_nodes=41)
+    both = m.calibrate(val["x"], val["u"], val["z"], val["w"])
+    assert both["parameters"] != 1.0
+    field = m.calibrate(val["x"][::2], val["u"][:, ::2], val["z"], val["w"], parameters=False)
+    assert "parameters" not in field
+    assert m.variance_scale == {"field": field["field"], "parameters": both["parameters"]}
