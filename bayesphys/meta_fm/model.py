@@ -266,7 +266,7 @@ class MetaFlowMatching:
                 f"treatment: this model needs one of {self.num_treatments} treatments per population"
             )
         tr = torch.as_tensor(treatment, device=self.device)
-        if tr.is_floating_point() or tr.is_complex():
+        if tr.is_floating_point() or tr.is_complex() or tr.dtype == torch.bool:
             raise ValueError(
                 f"treatment: expected integer indices in [0, {self.num_treatments}), received "
                 f"{tr.dtype} values {tr.reshape(-1).tolist()!r:.200}"

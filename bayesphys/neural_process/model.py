@@ -77,10 +77,11 @@ def _as_points(name: str, x, problem, dtype, device) -> Tensor:
 
 def _as_batch(name: str, v, dim: int, dtype, device) -> Tensor:
     t = as_tensor(name, v, dtype=dtype, device=device)
+    given = tuple(t.shape)  # named in the error as passed, not as reshaped
     if t.ndim == 1:
         t = t.unsqueeze(0)
     if t.ndim != 2 or t.shape[-1] != dim or t.shape[0] == 0:
-        raise ValueError(f"{name}: expected shape [{dim}] or [B, {dim}], received {tuple(t.shape)}")
+        raise ValueError(f"{name}: expected shape [{dim}] or [B, {dim}], received {given}")
     return t
 
 

@@ -208,6 +208,8 @@ def test_predict_refuses_non_integer_treatments():
         m.predict(src, torch.tensor([0.7, 1.2]))  # was truncated to [0, 1]
     with pytest.raises(ValueError, match="^treatment: expected integer"):
         m.predict(src, torch.tensor([math.nan, 0.0]))
+    with pytest.raises(ValueError, match="^treatment: expected integer"):
+        m.predict(src, torch.tensor([False, True]))  # was read as indices 0 and 1
     assert len(m.predict(src, [0, 1])) == 2
 
 

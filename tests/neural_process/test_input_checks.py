@@ -23,3 +23,15 @@ def test_mismatched_and_empty_inputs_raise_clear_errors():
     data = {"x_obs": x, "y": torch.zeros(2, 10), "z": torch.zeros(2, 5), "w": torch.ones(2, 1)}
     with pytest.raises(ValueError, match="sigma_y"):  # was a silent "diverged at step 0"
         m.fit(dict(data, sigma_y=float("inf")), steps=1, progress=False)
+
+
+def test_batch_parameter_errors_name_the_shape_as_given():
+    """A 1-D z of the wrong length was reported as reshaped, e.g. (1, 4) for a (4,) input."""
+    m = tiny()
+    dz = m.problem.dim_z
+    with pytest.raises(
+        ValueError, match=rf"^z: expected shape \[{dz}\] or \[B, {dz}\], received \({dz + 1},\)$"
+    ):
+        m.posterior(
+            torch.linspace(-0.9, 0.9, 5), z=torch.ones(dz + 1), w=torch.ones(m.problem.dim_w)
+        )
