@@ -9,7 +9,7 @@ Input: a set :math:`\{(x_i, v_i)\}_{i=1}^N` of any size and layout, plus known p
              \qquad k_j(g, x) = \exp\!\big(-\lVert g - x\rVert^2 / (2\lambda_j^2)\big),
 
    with trainable :math:`\lambda_j` initialised log-spaced from 1 to :math:`10^{-3}`
-   (Nadaraya-Watson, a multi-lengthscale SetConv; ``ell_min`` raises the shortest one —
+   (Nadaraya-Watson, a multi-lengthscale SetConv; ``ell_min`` raises the shortest initial one —
    lengthscales far below the point spacing make a channel depend on which points fall
    next to a latent node, i.e. break grid invariance). The output depends on the set only
    through kernel averages, hence (approximately) not on :math:`N` or the layout.
