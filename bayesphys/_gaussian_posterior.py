@@ -24,6 +24,22 @@ from ._posterior_base import _PosteriorBase
 __all__ = ["GaussianPosterior"]
 
 
+def _check_symmetric(dense: Tensor) -> None:
+    """Refuse a covariance whose asymmetry exceeds rounding *relative to its own scale*:
+    ``max |C - C^T| <= tol * max |C|`` per batch element, ``tol = max(1e-6, 1000 eps)`` (float32
+    GP covariances carry ~1e-6 of rounding; a fixed absolute tolerance accepted any asymmetry
+    in a matrix of entries below 1e-10 and refused ordinary float32 ones)."""
+    tol = max(1e-6, 1e3 * torch.finfo(dense.dtype).eps)
+    asym = (dense - dense.mT).abs().amax(dim=(-2, -1))
+    scale = dense.abs().amax(dim=(-2, -1))
+    if bool((asym > tol * scale).any()):
+        worst = float((asym / scale.clamp_min(torch.finfo(dense.dtype).tiny)).max())
+        raise ValueError(
+            f"covariance: expected a symmetric matrix (max |C - C^T| / max |C| <= {tol:.1e} "
+            f"for {dense.dtype}), received {worst:.2e}"
+        )
+
+
 class GaussianPosterior(_PosteriorBase):
     r"""Gaussian posterior :math:`\mathcal N(\mu, \Sigma)` over a field or parameter vector.
 
@@ -138,8 +154,7 @@ class GaussianPosterior(_PosteriorBase):
             elif n <= 4096 and root is None:
                 dense = to_dense(covariance)
                 check_finite("covariance", dense)
-                if not torch.allclose(dense, dense.mT, rtol=1e-6, atol=1e-10):
-                    raise ValueError("covariance: expected a symmetric matrix")
+                _check_symmetric(dense)
                 self._get_root()
 
     # -- properties -------------------------------------------------------------------------
@@ -220,6 +235,19 @@ class GaussianPosterior(_PosteriorBase):
                 f"base_samples: expected leading dims sample_shape={tuple(shape)} "
                 f"([*sample_shape, *batch, {m}]), received shape {tuple(base.shape)}"
             )
+        nb = len(self.batch_shape)
+        # the batch dims sit before the last one; with a sample_shape nothing else may follow it
+        # (a missing batch dim gave draws of the wrong shape silently, or a reshape error)
+        lead = len(shape) if len(shape) else base.ndim - 1 - nb
+        if (
+            lead < 0
+            or base.ndim != lead + nb + 1
+            or tuple(base.shape[lead:-1]) != tuple(self.batch_shape)
+        ):
+            want = f"[*sample_shape, *batch, M] = [{', '.join(map(str, (*shape, *self.batch_shape, m)))}]"
+            if not len(shape):
+                want = f"[*sample_shape, *batch, M] with batch {tuple(self.batch_shape)}, M = {m}"
+            raise ValueError(f"base_samples: expected {want}, received shape {tuple(base.shape)}")
         if base.device != self.device:
             raise ValueError(
                 f"base_samples: expected a tensor on {self.device} (the posterior's device), "

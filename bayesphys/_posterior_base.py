@@ -70,6 +70,13 @@ class _PosteriorBase:
     def interval(self, level: float = 0.95) -> tuple[Tensor, Tensor]:
         """Central marginal interval ``(lower, upper)``, each ``[*batch, *event]``."""
         level = _check_level(level)
+        dtype = getattr(self, "dtype", torch.float64)
+        if dtype.is_floating_point and torch.tensor((1 + level) / 2, dtype=dtype) >= 1:
+            # the upper tail probability rounds to 1 in the posterior's dtype
+            raise ValueError(
+                f"level: {level!r} is too close to 1 for a {dtype} posterior (its upper "
+                f"quantile (1 + level)/2 rounds to 1)"
+            )
         q = self.quantile([(1 - level) / 2, (1 + level) / 2])
         return q[0], q[1]
 

@@ -276,3 +276,60 @@ def test_posteriors_pickle_and_sample_alike(kind):
     assert torch.equal(post.log_prob(v), back.log_prob(v))
     s = SamplePosterior(torch.randn(2, 5, 3, generator=gen))
     assert torch.equal(pickle.loads(pickle.dumps(s)).draws, s.draws)
+
+
+def test_symmetry_check_is_relative_to_the_matrix_and_its_dtype():
+    """Float32 GP covariances (rounding asymmetry ~1e-6) were refused, and any asymmetry was
+    accepted in a matrix whose entries were all below 1e-10."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(200, 2, generator=g) * 3
+    k = torch.exp(-(torch.cdist(x, x) ** 2) / 0.1) + 1e-3 * torch.eye(200)
+    a = k + 0.1 * torch.eye(200)
+    c = k - k @ torch.linalg.solve(a, k)  # float32 rounding makes it slightly asymmetric
+    assert not torch.equal(c, c.mT)
+    GaussianPosterior(torch.zeros(200), c)
+    tiny = 1e-12 * torch.tensor([[1.0, 0.9], [-0.5, 1.0]], dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"covariance: expected a symmetric matrix .* received"):
+        GaussianPosterior(torch.zeros(2, dtype=torch.float64), tiny)
+    with pytest.raises(ValueError, match="symmetric"):  # one bad element of a batch
+        GaussianPosterior(
+            torch.zeros(2, 2, dtype=torch.float64),
+            torch.stack([torch.eye(2, dtype=torch.float64), tiny / 1e-12]),
+            event_shape=(2,),
+        )
+    GaussianPosterior(
+        torch.zeros(2, 2), torch.zeros(2, 2, 2), event_shape=(2,)
+    )  # zero covariance: symmetric
+
+
+def test_rsample_base_samples_must_carry_the_batch_dims():
+    """A base without the batch dims gave draws of the wrong shape silently, or a raw reshape /
+    broadcast RuntimeError."""
+    pb = GaussianPosterior(
+        torch.zeros(3, 4, dtype=D), torch.eye(4, dtype=D).expand(3, 4, 4).clone(), event_shape=(4,)
+    )
+    for shape, base in (
+        ((3,), torch.randn(3, 4, dtype=D)),
+        ((5,), torch.randn(5, 4, dtype=D)),
+        ((), torch.randn(4, dtype=D)),
+        ((2,), torch.randn(2, 3, 1, 4, dtype=D)),
+    ):
+        with pytest.raises(
+            ValueError, match=r"^base_samples: expected \[\*sample_shape, \*batch, M\]"
+        ):
+            pb.rsample(shape, base_samples=base)
+    z = torch.randn(2, 3, 4, dtype=D)
+    torch.testing.assert_close(pb.rsample((2,), base_samples=z), z)
+    torch.testing.assert_close(pb.rsample(base_samples=z), z)  # sample shape read from base
+    assert pb.rsample(base_samples=z[0]).shape == (3, 4)
+
+
+def test_interval_level_too_close_to_one_for_the_dtype_names_level():
+    post = GaussianPosterior(torch.zeros(3), torch.eye(3))  # float32
+    with pytest.raises(
+        ValueError, match=r"^level: 0.99999999 is too close to 1 for a torch.float32"
+    ):
+        post.interval(0.99999999)
+    lo, hi = GaussianPosterior(torch.zeros(3, dtype=D), torch.eye(3, dtype=D)).interval(0.99999999)
+    assert bool(torch.isfinite(hi).all()) and bool((hi > 5).all())
+    assert bool(torch.isfinite(post.interval(0.999)[1]).all())

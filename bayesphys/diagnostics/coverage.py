@@ -186,8 +186,12 @@ def tarp(
     f = ((less + v.double() * (ties + 1)) / (d_draw.shape[1] + 1)).cpu()
     alpha = torch.linspace(0, 1, n_alpha, dtype=torch.float64)
     ecp = (f[None, :] < alpha[:, None]).double().mean(1)
-    upper = alpha >= 0.5
-    atc = float(torch.trapezoid((ecp - alpha)[upper], alpha[upper]))
+    # ATC over [1/2, 1] exactly: ECP at a = 1/2 joins the grid's points above it (with an
+    # even n_alpha 1/2 is no grid point, and n_alpha = 2 integrated over [1, 1] only)
+    upper = alpha > 0.5
+    a_u = torch.cat([alpha.new_tensor([0.5]), alpha[upper]])
+    e_u = torch.cat([(f < 0.5).double().mean().reshape(1), ecp[upper]])
+    atc = float(torch.trapezoid(e_u - a_u, a_u))
     pval = float(stats.kstest(f.cpu().numpy(), "uniform").pvalue)
     return {"alpha": alpha, "ecp": ecp, "f": f, "atc": atc, "pvalue": pval}
 

@@ -54,7 +54,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int
-from .._device import check_finite
+from .._device import check_finite, make_generator
 from .._posterior_args import _check_level, _q_tensor, _size
 from ..posterior import Posterior, SamplePosterior
 
@@ -63,9 +63,18 @@ __all__ = ["conformal_rank", "Recalibrator", "RecalibratedPosterior", "fit_recal
 _LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
 
-def _check_pairs(posteriors: Sequence[Posterior], truths: Sequence[Tensor]) -> None:
+def _check_method(method: Any) -> str:
+    if method not in ("zscore", "conformal", "quantile"):
+        raise ValueError(
+            f"method: expected 'zscore', 'conformal' or 'quantile', received {method!r}"
+        )
+    return method
+
+
+def _check_pairs(posteriors: Sequence[Posterior], truths: Sequence[Tensor]) -> list[Tensor]:
     """Equal non-zero lengths; each truth finite and of its posterior's ``batch + event`` shape
-    (a broadcastable truth such as ``[1]`` for an event ``(101,)`` would be used silently)."""
+    (a broadcastable truth such as ``[1]`` for an event ``(101,)`` would be used silently).
+    Returns the truths as tensors in their posterior's dtype and device (arrays accepted)."""
     if len(posteriors) != len(truths) or not posteriors:
         raise ValueError(
             f"posteriors/truths: expected equal non-zero lengths, received "
@@ -79,6 +88,7 @@ def _check_pairs(posteriors: Sequence[Posterior], truths: Sequence[Tensor]) -> N
                 f"received {tuple(torch.as_tensor(t).shape)}"
             )
         check_finite(f"truths[{i}]", torch.as_tensor(t))
+    return [torch.as_tensor(t).to(p.mean) for p, t in zip(posteriors, truths)]
 
 
 def _interp_rows(x: Tensor, xp: Tensor, fp: Tensor) -> Tensor:
@@ -124,14 +134,13 @@ class Recalibrator:
         pits: Tensor | None = None,
         n_grid: int = 241,
     ):
-        if method not in ("zscore", "conformal", "quantile"):
-            raise ValueError(
-                f"method: expected 'zscore', 'conformal' or 'quantile', received {method!r}"
-            )
+        _check_method(method)
         if method == "quantile" and pits is not None:  # fit() sets them after construction
             pits = torch.as_tensor(pits)
             if pits.numel() == 0 or not bool(((pits >= 0) & (pits <= 1)).all()):
                 raise ValueError("pits: expected a non-empty set of values in [0, 1]")
+            # the maps read them as sorted order statistics (only fit() sorted them)
+            pits = pits.double().flatten().sort().values.cpu()
         if method != "quantile" and (
             scale is None or not (math.isfinite(float(scale)) and float(scale) >= 0)
         ):
@@ -159,23 +168,21 @@ class Recalibrator:
 
         Points where the posterior standard deviation is zero are left out of the fit.
         """
-        _check_pairs(posteriors, truths)
+        _check_method(method)  # an unknown one was fitted as "quantile"
+        truths = _check_pairs(posteriors, truths)
         # points with zero posterior spread (pinned boundary values) carry no information
         keep = [(p.stddev > 0).flatten() for p in posteriors]
         if method in ("zscore", "conformal"):
             z = torch.cat(
                 [
-                    ((t.to(p.mean) - p.mean) / p.stddev).flatten()[k]
+                    ((t - p.mean) / p.stddev).flatten()[k]
                     for p, t, k in zip(posteriors, truths, keep)
                 ]
             ).double()
             return cls.from_z(z, method=method, level=level, n_grid=n_grid)
         rec = cls("quantile", n_grid=n_grid)
         pits = torch.cat(
-            [
-                rec._base_cdf(p, t.to(p.mean)[None]).flatten()[k]
-                for p, t, k in zip(posteriors, truths, keep)
-            ]
+            [rec._base_cdf(p, t[None]).flatten()[k] for p, t, k in zip(posteriors, truths, keep)]
         )
         rec.pits = pits.double().sort().values.cpu()
         return rec
@@ -291,15 +298,12 @@ class Recalibrator:
         """
         from ..metrics import calibration_curve
 
-        _check_pairs(posteriors, truths)
+        truths = _check_pairs(posteriors, truths)
         before = torch.stack(
-            [calibration_curve(p, t.to(p.mean), levels)[1] for p, t in zip(posteriors, truths)]
+            [calibration_curve(p, t, levels)[1] for p, t in zip(posteriors, truths)]
         ).mean(0)
         after = torch.stack(
-            [
-                calibration_curve(self.wrap(p), t.to(p.mean), levels)[1]
-                for p, t in zip(posteriors, truths)
-            ]
+            [calibration_curve(self.wrap(p), t, levels)[1] for p, t in zip(posteriors, truths)]
         ).mean(0)
         self.heldout = {
             "levels": list(levels),
@@ -310,7 +314,10 @@ class Recalibrator:
         return self.heldout
 
     def __repr__(self) -> str:
-        extra = f"scale={self.scale:.4g}" if self.scale is not None else f"pits={len(self.pits)}"
+        if self.scale is not None:
+            extra = f"scale={self.scale:.4g}"
+        else:
+            extra = "pits=None" if self.pits is None else f"pits={len(self.pits)}"
         return f"Recalibrator(method={self.method!r}, {extra})"
 
 
@@ -455,16 +462,25 @@ class RecalibratedPosterior:
         observed=None,
         params=None,
     ):
-        """Export recalibrated draws (see ``Posterior.to_inference_data``)."""
-        from ..posterior import SamplePosterior
+        """Export recalibrated draws (see ``Posterior.to_inference_data``; the same checks:
+        ``num_samples >= 1``, ``num_chains >= 1``, ``seed`` a seed)."""
+        from ..inference_data import to_inference_data
 
-        gen = None
-        if seed is not None:
-            gen = torch.Generator(device=self.device).manual_seed(int(seed))
-        draws = self.sample((num_chains, num_samples), generator=gen)
-        return SamplePosterior(draws, event_ndim=len(self.event_shape)).to_inference_data(
-            dims=dims, coords=coords, observed=observed, name=name, params=params
+        return to_inference_data(
+            self,
+            dims=dims,
+            coords=coords,
+            observed=observed,
+            num_samples=num_samples,
+            num_chains=num_chains,
+            name=name,
+            seed=seed,
+            params=params,
         )
+
+    def _draws_for_export(self, num_chains: int, num_samples: int, seed: int | None) -> Tensor:
+        gen = make_generator(seed, self.device)
+        return self.sample(torch.Size([num_chains, num_samples]), generator=gen)
 
     def __repr__(self) -> str:
         return f"RecalibratedPosterior({self.base!r}, {self.recalibrator!r})"
@@ -486,6 +502,7 @@ def fit_recalibration(
 
     ``simulate(n, seed=) -> (theta [n, *event], data)``; ``infer(data[i]) -> Posterior``.
     """
+    _check_method(method)  # before any simulation
     theta, data = simulate(n_fit, seed=seed + 1)
     posts = [infer(data[i]) for i in range(n_fit)]
     rec = Recalibrator.fit(posts, [theta[i] for i in range(n_fit)], method=method, level=level)

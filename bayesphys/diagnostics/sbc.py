@@ -155,7 +155,7 @@ def sbc_uniformity(
     # of rank values per bin (all equal when B divides L + 1)
     values_per_bin = np.bincount(np.arange(n_draws + 1) * b // (n_draws + 1), minlength=b)
     expected = n * values_per_bin / (n_draws + 1)
-    r = ranks.cpu().numpy()
+    r = ranks.cpu().numpy().astype(np.int64)  # r * b overflowed narrow integer ranks
     chi2, pchi = [], []
     for j in range(k):
         counts = np.bincount(r[:, j] * b // (n_draws + 1), minlength=b)

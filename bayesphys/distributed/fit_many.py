@@ -268,10 +268,35 @@ def _build_name(build: Callable[..., Any]) -> str:
     return str(getattr(build, "__qualname__", type(build).__qualname__))
 
 
-def _same_run(meta: dict[str, Any], seed: int | None, build: str | None) -> bool:
+def _settings_key(**settings: Any) -> str:
+    """A fingerprint of the settings that shape a record (fit and posterior keywords, draws,
+    chains, name, export): callables by qualified name, other values by ``repr`` with memory
+    addresses removed, so the same settings give the same key in every session."""
+
+    def stable(v: Any) -> Any:
+        if isinstance(v, Mapping):
+            return {str(k): stable(x) for k, x in sorted(v.items(), key=lambda kv: str(kv[0]))}
+        if isinstance(v, (list, tuple)):
+            return [stable(x) for x in v]
+        if isinstance(v, (str, int, float, bool)) or v is None:
+            return v
+        if callable(v) and hasattr(v, "__qualname__"):
+            return f"{getattr(v, '__module__', '')}.{v.__qualname__}"
+        return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(v))
+
+    text = json.dumps(stable(settings), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _same_run(
+    meta: dict[str, Any], seed: int | None, build: str | None, settings: str | None = None
+) -> bool:
     """Whether a record on disk came from this call's settings: the same per-problem seed (when
-    the caller fixed ``seed``) and the same ``build`` (records without one are accepted)."""
+    the caller fixed ``seed``), the same ``build`` and the same settings fingerprint
+    (:func:`_settings_key`; records without a build or fingerprint are accepted)."""
     if seed is not None and meta.get("seed") != seed:
+        return False
+    if settings is not None and meta.get("settings") not in (None, settings):
         return False
     return build is None or meta.get("build") in (None, build)
 
@@ -304,7 +329,12 @@ def _load_groups(path: Path) -> dict[str, Any]:
 
 
 def _read(
-    out: Path, problem_id: Any, *, seed: int | None = None, build: str | None = None
+    out: Path,
+    problem_id: Any,
+    *,
+    seed: int | None = None,
+    build: str | None = None,
+    settings: str | None = None,
 ) -> dict[str, Any] | None:
     """A finished (status ok) record from disk written with ``seed`` and ``build``, or ``None``
     (also when ``<id>.json`` or ``<id>.nc`` is missing or cannot be read)."""
@@ -317,7 +347,7 @@ def _read(
         return None
     if meta.get("status") != "ok" or str(meta.get("id")) != str(problem_id):
         return None
-    if not _same_run(meta, seed, build):
+    if not _same_run(meta, seed, build, settings):
         return None
     try:
         groups = _load_groups(nc_path)
@@ -590,7 +620,9 @@ def fit_many(
     out: directory; each finished problem is written there as ``<id>.nc`` (InferenceData) and
         ``<id>.json`` (its table row) as soon as it completes, and problems already finished
         there are loaded instead of refitted (failed ones are retried if ``retry_failed``);
-        files written by another ``build`` or, when ``seed`` is given, another seed are refitted.
+        files written by another ``build``, other settings (``fit_kwargs``,
+        ``posterior_kwargs``, ``num_samples``, ``num_chains``, ``name``, ``export``) or, when
+        ``seed`` is given, another seed are refitted.
         A problem whose ``<id>.json`` or ``<id>.nc`` is missing or cannot be read (cut short
         by a killed run, damaged by a disk error) counts as not finished, whatever
         ``retry_failed``: it is fitted again like a new problem (its row has ``resumed``
@@ -660,13 +692,21 @@ def fit_many(
 
     t0 = time.perf_counter()
     build_name = _build_name(build)
+    settings = _settings_key(
+        fit_kwargs=dict(fit_kwargs or {}),
+        posterior_kwargs=dict(posterior_kwargs or {}),
+        num_samples=num_samples,
+        num_chains=num_chains,
+        name=name,
+        export=export,
+    )
     records: dict[Any, dict[str, Any]] = {}
     todo: list[ProblemTask] = []
     for pid, prob in items:
         if out_dir is not None:
             # a record written with another seed or builder is stale: fit the problem again
             want = problem_seed(base, pid) if seed is not None else None
-            done = _read(out_dir, pid, seed=want, build=build_name)
+            done = _read(out_dir, pid, seed=want, build=build_name, settings=settings)
             if done is not None:
                 done["resumed"] = True
                 records[pid] = done
@@ -679,7 +719,7 @@ def fit_many(
                     # an ok record that _read refused has its .nc missing or unreadable
                     and rec.get("status") != "ok"
                     and str(rec.get("id")) == str(pid)  # not another id with the same file stem
-                    and _same_run(rec, want, build_name)
+                    and _same_run(rec, want, build_name, settings)
                 ):
                     rec.update(id=pid, groups=None, resumed=True)
                     records[pid] = rec
@@ -732,6 +772,7 @@ def fit_many(
                     }
                 rec["resumed"] = False
                 rec["build"] = build_name
+                rec["settings"] = settings  # a resumed call with other settings refits
                 rec["base_seed"] = base  # the only way back to a seed drawn for seed=None
                 records[task.problem_id] = rec
                 if out_dir is not None:

@@ -135,3 +135,18 @@ def test_tarp_exact_discrete_posterior():
     t = tarp(theta[:, None], draws[:, :, None])
     assert t["pvalue"] > 1e-3
     assert abs(t["atc"]) < 0.03
+
+
+def test_tarp_atc_integrates_over_the_upper_half_for_any_grid():
+    """With an even n_alpha 1/2 is no grid point: the integral started above it (n_alpha = 2
+    always gave ATC = 0); it now joins ECP(1/2) to the grid's upper points."""
+    g = torch.Generator().manual_seed(0)
+    truth = torch.randn(300, 2, generator=g, dtype=torch.float64)
+    draws = 0.4 * torch.randn(300, 50, 2, generator=g, dtype=torch.float64)  # overconfident
+    f = tarp(truth, draws)["f"]
+    # the exact integral of ECP(a) - a over [1/2, 1] for the empirical ECP
+    a = torch.linspace(0.5, 1, 20001, dtype=torch.float64)
+    exact = float(torch.trapezoid((f[None, :] < a[:, None]).double().mean(1) - a, a))
+    for na in (2, 4, 100, 101, 1001):
+        assert abs(tarp(truth, draws, n_alpha=na)["atc"] - exact) <= 0.6 / (na - 1) + 1e-3, na
+    assert tarp(truth, draws, n_alpha=2)["atc"] != 0.0

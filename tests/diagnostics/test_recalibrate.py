@@ -221,3 +221,50 @@ def test_conformal_scale_refuses_nan_scores():
     z = torch.cat([torch.randn(100, dtype=torch.float64), torch.tensor([math.nan])])
     with pytest.raises(ValueError, match="^z: expected finite"):
         Recalibrator.from_z(z, method="conformal")
+
+
+def test_fit_refuses_unknown_methods_and_takes_array_truths():
+    """An unknown method was fitted as "quantile" silently; numpy truths passed the check and
+    then failed with "'numpy.ndarray' object has no attribute 'to'"."""
+    fam = CoreFamily(inflate=0.5)
+    u, y = fam.simulate(6, seed=1)
+    posts = [fam.infer(y[i]) for i in range(6)]
+    with pytest.raises(ValueError, match="^method: expected 'zscore', 'conformal' or 'quantile'"):
+        Recalibrator.fit(posts, list(u), method="zscores")
+    fam2 = CoreFamily(inflate=0.5)
+    with pytest.raises(ValueError, match="^method: expected"):  # before any simulation
+        fit_recalibration(fam2.simulate, fam2.infer, n_fit=4, n_eval=4, method="platt")
+    arrays = [t.numpy() for t in u]
+    for method in ("zscore", "quantile"):
+        a = Recalibrator.fit(posts, arrays, method=method)
+        b = Recalibrator.fit(posts, list(u), method=method)
+        assert a.scale == b.scale and (a.pits is None or torch.equal(a.pits, b.pits))
+        assert a.evaluate(posts, arrays) == b.evaluate(posts, list(u))
+
+
+def test_quantile_map_from_given_pits_sorts_them_and_repr_without_pits():
+    p = torch.tensor([0.9, 0.1, 0.5, 0.3], dtype=torch.float64)
+    q = torch.tensor([0.2, 0.5, 0.8], dtype=torch.float64)
+    given, ordered = (
+        Recalibrator("quantile", pits=p),
+        Recalibrator("quantile", pits=p.sort().values),
+    )
+    torch.testing.assert_close(given.r_inverse(q), ordered.r_inverse(q))
+    torch.testing.assert_close(given.r_forward(q), ordered.r_forward(q))
+    assert repr(Recalibrator("quantile")) == "Recalibrator(method='quantile', pits=None)"
+
+
+def test_recalibrated_export_checks_its_arguments_like_any_posterior():
+    fam = CoreFamily(inflate=0.5)
+    u, y = fam.simulate(6, seed=1)
+    posts = [fam.infer(y[i]) for i in range(6)]
+    wrapped = Recalibrator.fit(posts, list(u)).wrap(posts[0])
+    one = wrapped.to_inference_data(num_samples=1, seed=0)  # "need at least two draws" before
+    assert group_dataset(one, "posterior").sizes["draw"] == 1
+    with pytest.raises(TypeError, match="seed"):
+        wrapped.to_inference_data(num_samples=3, seed=True)
+    with pytest.raises(ValueError, match="num_samples"):
+        wrapped.to_inference_data(num_samples=0)
+    a = wrapped.to_inference_data(num_samples=4, num_chains=2, seed=5)
+    b = wrapped.to_inference_data(num_samples=4, num_chains=2, seed=5)
+    assert group_dataset(a, "posterior")["u"].equals(group_dataset(b, "posterior")["u"])

@@ -188,3 +188,15 @@ def test_metrics_leave_out_levels_the_run_did_not_ask_for(exact_model):
     assert m["sbc_pvalue"] is not None
     full = run_sbc(exact_model.simulate, exact_model.infer, n_sims=100, n_draws=19, seed=0)
     assert 0 < full.metrics()["coverage90"] <= 1
+
+
+def test_uniformity_accepts_narrow_integer_ranks():
+    """``ranks * bins`` was computed in the ranks' dtype: uint8 overflowed, int16 wrapped."""
+    g = torch.Generator().manual_seed(0)
+    r = torch.randint(0, 256, (200, 1), generator=g)
+    ref = sbc_uniformity(r, 255)
+    for dt in (torch.uint8, torch.int16, torch.int32):
+        out = sbc_uniformity(r.to(dt), 255)
+        assert out["pvalue"] == ref["pvalue"]
+    r2 = torch.randint(0, 2001, (200, 1), generator=g)
+    assert sbc_uniformity(r2.to(torch.int16), 2000)["pvalue"] == sbc_uniformity(r2, 2000)["pvalue"]

@@ -341,6 +341,38 @@ def test_resume_refits_files_written_with_another_seed_or_build(tmp_path):
     assert _run("sequential", probs, builder=_toy.build_global, out=tmp_path).table["resumed"].all()
 
 
+def test_resume_refits_files_written_with_other_settings(tmp_path):
+    """Only the seed and build were compared: another num_samples resumed the stale draws (or
+    ended in a CombineError when new problems joined the call)."""
+    from bayesphys.distributed.fit_many import _settings_key
+
+    def run(probs, **kw):
+        args = dict(num_samples=NS, fit_kwargs={"steps": STEPS})
+        args.update(kw)
+        return fit_many(
+            probs, _toy.build, executor="sequential", seed=3, progress=False, out=tmp_path, **args
+        )
+
+    probs = _toy.problems(2)
+    run(probs)
+    assert run(probs).table["resumed"].all()
+    more = run(_toy.problems(3), num_samples=NS + 2)
+    assert not more.table["resumed"].any()
+    assert group_dataset(more.idata, "posterior").sizes["draw"] == NS + 2
+    assert (
+        not run(probs, num_samples=NS + 2, fit_kwargs={"steps": STEPS + 1}).table["resumed"].any()
+    )
+    assert (
+        not run(probs, num_samples=NS + 2, fit_kwargs={"steps": STEPS + 1}, num_chains=2)
+        .table["resumed"]
+        .any()
+    )
+    # the fingerprint is stable across sessions: no memory addresses, callables by name
+    k1 = _settings_key(fit_kwargs={"callback": _toy.build, "obj": object()}, name="u")
+    k2 = _settings_key(fit_kwargs={"obj": object(), "callback": _toy.build}, name="u")
+    assert k1 == k2 and k1 != _settings_key(fit_kwargs={"callback": _toy.build_global}, name="u")
+
+
 def test_problems_on_different_grids_are_not_padded_with_nan():
     """Exported coordinates that differ between problems (grids of 41 and 51 points) are
     refused instead of being stacked onto the union of the grids and padded with NaN."""
