@@ -42,14 +42,12 @@ __all__ = ["gn_matvec", "theta_covariance", "field_posterior", "dense_gn_matrix"
 
 
 def _checked(problem: DiscreteProblem, x: Tensor) -> Tensor:
-    """``x`` as a finite tensor ``[n]`` of unknowns of ``problem`` (errors name the argument); a
-    list or array takes the problem's dtype and device."""
+    """``x`` as a finite tensor ``[n]`` of unknowns of ``problem`` (errors name the argument), in
+    the problem's dtype and device (a float32 tensor for a float64 problem failed inside the
+    user's residual, or gave a float32 covariance), detached."""
     if not isinstance(problem, DiscreteProblem):
         raise TypeError(f"problem: expected a DiscreteProblem, received {type(problem).__name__}")
-    if isinstance(x, torch.Tensor):
-        x = as_tensor("x", x)
-    else:
-        x = as_tensor("x", x, dtype=problem.dtype, device=problem.device)
+    x = as_tensor("x", x, dtype=problem.dtype, device=problem.device).detach()
     if x.shape != (problem.n,):
         raise ValueError(f"x: expected shape ({problem.n},), received {tuple(x.shape)}")
     return x

@@ -104,7 +104,7 @@ class DiscreteProblem:
             if lv is not None and lv > 1:
                 self.multigrid[k] = Multigrid(self.field_shapes[k], lv)
         self.param_init = {
-            k: as_tensor(f"params[{k!r}]", v, dtype=self.dtype, device=self.device).clone()
+            k: as_tensor(f"params[{k!r}]", v, dtype=self.dtype, device=self.device).detach().clone()
             for k, v in params.items()
         }
         self.slices: dict[str, slice] = {}

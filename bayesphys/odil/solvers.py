@@ -241,7 +241,7 @@ def minimize(
                 f"received method={method!r}, linear_solver={linear_solver!r} (it would be ignored)"
             )
     if x0 is None:
-        x = problem.initial()
+        x = problem.initial().detach()  # not the caller's autograd graph (Adam/L-BFGS detach too)
     else:
         x = as_tensor("x0", x0, finite=False)
         x = x.detach().clone().to(problem.device, problem.dtype)

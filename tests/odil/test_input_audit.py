@@ -424,3 +424,23 @@ def test_fit_recalibration_map_inputs():
     assert torch.equal(b, fit_recalibration_map(z)[0]) and torch.equal(
         s, fit_recalibration_map(z)[1]
     )
+
+
+def test_laplace_takes_x_in_any_dtype_and_gn_returns_a_detached_x():
+    """A float32 x for a float64 problem failed inside the user's residual; GN/LM returned an
+    x attached to the caller's autograd graph (a parameter value that required grad)."""
+    from bayesphys.odil import DiscreteProblem, minimize, theta_covariance
+
+    a = torch.linspace(1.0, 2.0, 4, dtype=torch.float64)
+
+    def res(f, p):
+        return {"r": f["u"] * p["k"] - a, "p": p["k"] - 2.0}
+
+    prob = DiscreteProblem({"u": (4,)}, {"k": torch.tensor(0.5, requires_grad=True)}, res)
+    for method in ("gn", "lm"):
+        x, _ = minimize(prob, method=method, steps=5)
+        assert not x.requires_grad and x.grad_fn is None
+    cov64, _ = theta_covariance(prob, x, ["k"])
+    cov32, _ = theta_covariance(prob, x.float(), ["k"])
+    assert cov32.dtype == torch.float64
+    torch.testing.assert_close(cov32, cov64, rtol=1e-5, atol=0)
