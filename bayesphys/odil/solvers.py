@@ -135,6 +135,8 @@ def _gn_step(fn, x, lam, linear_solver, cg_tol, cg_maxiter, jacobian=None, colou
         g = jac.T @ r
         h = jac.T @ jac
         a = h + lam * torch.eye(h.shape[0], dtype=h.dtype, device=h.device)
+        if not bool(torch.isfinite(a).all()):  # lstsq fails with an internal assert on inf/NaN
+            return torch.full_like(x, math.nan), r, math.nan, {"cg_iters": 0}
         try:
             chol = torch.linalg.cholesky(a)
             delta = -torch.cholesky_solve(g[:, None], chol)[:, 0]
@@ -310,6 +312,14 @@ def minimize(
                 err.partial_result = (x, hist[-1], k)
                 raise
             cg_iters.append(int(info["cg_iters"]))
+            if not (math.isfinite(pred) and bool(torch.isfinite(delta).all())):
+                # e.g. sqrt(u) at u = 0: an infinite derivative at the iterate. LM used to raise
+                # the damping until it "stalled" and reported a local minimum at the start
+                res.message = (
+                    f"non-finite Jacobian or step at step {k} (a residual with an infinite "
+                    "derivative at the iterate? start elsewhere with x0); kept the last iterate"
+                )
+                break
             x_new = x + delta
             with torch.no_grad():
                 new_loss = 0.5 * float((fn(x_new) ** 2).sum())

@@ -444,3 +444,18 @@ def test_laplace_takes_x_in_any_dtype_and_gn_returns_a_detached_x():
     cov32, _ = theta_covariance(prob, x.float(), ["k"])
     assert cov32.dtype == torch.float64
     torch.testing.assert_close(cov32, cov64, rtol=1e-5, atol=0)
+
+
+def test_an_infinite_derivative_at_the_start_is_not_convergence():
+    """sqrt(u) at u = 0: LM with CG raised its damping until it 'stalled' and reported a local
+    minimum at the start; the dense solve died in an internal lstsq assert."""
+    from bayesphys.odil import DiscreteProblem, minimize
+
+    prob = DiscreteProblem({"u": (3,)}, {}, lambda f, p: {"r": torch.sqrt(f["u"]) - 1.0})
+    for method, solver in (("lm", "cg"), ("lm", "dense"), ("gn", "dense")):
+        x, res = minimize(prob, method=method, steps=60, linear_solver=solver)
+        assert not res.converged, (method, solver)
+        assert "non-finite Jacobian or step at step 0" in res.message
+        assert torch.equal(x, torch.zeros(3, dtype=x.dtype))
+    x, res = minimize(prob, x0=torch.full((3,), 0.5), method="lm", steps=60, linear_solver="dense")
+    assert res.converged and torch.allclose(x, torch.ones(3, dtype=x.dtype))
