@@ -187,7 +187,7 @@ def field_posterior(
     low-rank covariance :math:`S S^\top / K` plus ``jitter`` on the diagonal (a Monte-Carlo
     estimate with ``K = num_draws``; marginal variances have relative error ~ :math:`\sqrt{2/K}`).
     Settings: ``dense_max >= 0``, ``num_draws >= 1``, ``cg_tol >= 0``, ``cg_maxiter >= 1``,
-    ``jitter >= 0``, ``seed`` an int or ``None``.
+    ``jitter >= 0``, ``seed`` an int or ``None`` (fresh draws on every call).
     """
     dense_max = check_int("dense_max", dense_max, minimum=0)
     num_draws = check_int("num_draws", num_draws, minimum=1)
@@ -213,6 +213,8 @@ def field_posterior(
     gen = torch.Generator(device=x.device)
     if seed is not None:
         gen.manual_seed(int(seed))
+    else:  # fresh draws (a new generator starts from the same default seed every call)
+        gen.seed()
 
     def mv(v):
         return jtw(jv(v))

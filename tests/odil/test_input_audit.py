@@ -459,3 +459,20 @@ def test_an_infinite_derivative_at_the_start_is_not_convergence():
         assert torch.equal(x, torch.zeros(3, dtype=x.dtype))
     x, res = minimize(prob, x0=torch.full((3,), 0.5), method="lm", steps=60, linear_solver="dense")
     assert res.converged and torch.allclose(x, torch.ones(3, dtype=x.dtype))
+
+
+def test_field_posterior_seed_none_gives_fresh_draws():
+    """seed=None gave the same Monte-Carlo covariance on every call (a new generator's
+    default seed)."""
+    from bayesphys.odil import DiscreteProblem, field_posterior, minimize
+
+    a = torch.linspace(1.0, 2.0, 6, dtype=torch.float64)
+    prob = DiscreteProblem(
+        {"u": (6,)}, {}, lambda f, p: {"r": f["u"] - a, "s": f["u"][1:] - f["u"][:-1]}
+    )
+    x, _ = minimize(prob, method="gn", steps=2)
+    kw = dict(dense_max=0, num_draws=4)
+    c0 = [field_posterior(prob, x, "u", seed=0, **kw).variance for _ in range(2)]
+    assert torch.equal(c0[0], c0[1])
+    cn = [field_posterior(prob, x, "u", seed=None, **kw).variance for _ in range(2)]
+    assert not torch.equal(cn[0], cn[1])
