@@ -534,6 +534,12 @@ class GliomaModel(GliomaPosteriorMixin):
                     val = float(self.loss(cand))
                     if val < best_loss:
                         best, best_loss = cand, val
+            if not math.isfinite(best_loss):
+                # every start had D_w > d_max (e.g. grid=1 with d_max below the prior mean): the
+                # start is clamped to d_max instead of running LM from an unstable time step
+                best = th.clone()
+                best[0] = min(float(best[0]), math.log(self.config["d_max"]) - 1e-9)
+                best_loss = float(self.loss(best))
         prob = self.problem()
         x, res = minimize(
             prob,

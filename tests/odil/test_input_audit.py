@@ -476,3 +476,12 @@ def test_field_posterior_seed_none_gives_fresh_draws():
     assert torch.equal(c0[0], c0[1])
     cn = [field_posterior(prob, x, "u", seed=None, **kw).variance for _ in range(2)]
     assert not torch.equal(cn[0], cn[1])
+
+
+def test_fit_start_respects_d_max_when_every_grid_start_exceeds_it(patient):
+    """With d_max below every grid start (grid=1: the prior mean), LM started from the
+    unclipped prior mean, an unstable explicit time step (grid_start_loss inf)."""
+    m = GliomaModel.from_patient(patient, d_max=0.1)
+    res = m.fit(steps=2, grid=1, progress=False)
+    assert math.isfinite(res.extra["grid_start_loss"])
+    assert float(torch.exp(m.theta[0])) <= 0.1 * (1 + 1e-6)
