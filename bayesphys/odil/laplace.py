@@ -23,6 +23,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from linear_operator.operators import (
     DiagLinearOperator,
@@ -118,6 +119,31 @@ def theta_covariance(
         params = [params]
     names = list(problem.param_names if params is None else params)
     t_idx = _index(problem, names)
+    try:
+        return _theta_covariance(
+            problem, x, t_idx, dense, sparse, stencil_radius, cg_tol, cg_maxiter
+        )
+    except (torch.linalg.LinAlgError, np.linalg.LinAlgError) as err:
+        # a raw "diagonal element 2 is zero" / "Singular matrix" named nothing
+        mv = gn_matvec(problem, x)
+        flat = []
+        for k, i in zip(names, t_idx.tolist()):
+            e = torch.zeros(problem.n, dtype=x.dtype, device=x.device)
+            e[i] = 1.0
+            if float(mv(e)[i]) <= 0.0:
+                flat.append(k)
+        what = (
+            f"no residual depends on {flat}"
+            if flat
+            else f"the parameters {names} are not determined jointly by the residuals"
+        )
+        raise ValueError(
+            f"params: the Gauss-Newton matrix is singular, {what}; add a prior residual or "
+            f"leave them out of params ({err})"
+        ) from err
+
+
+def _theta_covariance(problem, x, t_idx, dense, sparse, stencil_radius, cg_tol, cg_maxiter):
     mask = torch.ones(problem.n, dtype=torch.bool, device=problem.device)
     mask[t_idx] = False
     u_idx = mask.nonzero().squeeze(-1)

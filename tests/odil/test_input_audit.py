@@ -485,3 +485,22 @@ def test_fit_start_respects_d_max_when_every_grid_start_exceeds_it(patient):
     res = m.fit(steps=2, grid=1, progress=False)
     assert math.isfinite(res.extra["grid_start_loss"])
     assert float(torch.exp(m.theta[0])) <= 0.1 * (1 + 1e-6)
+
+
+def test_theta_covariance_names_an_unidentified_parameter():
+    """A parameter no residual depends on gave a raw LinAlgError naming nothing."""
+    from bayesphys.odil import DiscreteProblem, theta_covariance
+
+    def res(f, p):
+        return {"r": f["u"] * p["k"] - 1, "p": p["k"] - 2}
+
+    prob = DiscreteProblem({"u": (4,)}, {"k": 0.5, "z": 0.0}, res)
+    x = prob.initial() + 0.3
+    for kw in ({}, {"sparse": True}):
+        with pytest.raises(
+            ValueError,
+            match=r"^params: the Gauss-Newton matrix is singular, no residual depends on \['z'\]",
+        ):
+            theta_covariance(prob, x, **kw)
+    cov, _ = theta_covariance(prob, x, ["k"])  # the identified one alone still works
+    assert cov.shape == (1, 1) and bool(torch.isfinite(cov).all())
