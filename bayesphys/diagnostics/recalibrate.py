@@ -54,8 +54,9 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int
-from .._device import check_finite, make_generator
+from .._device import check_finite
 from .._posterior_args import _check_level, _q_tensor, _size
+from .._posterior_base import _PosteriorBase
 from ..posterior import Posterior, SamplePosterior
 
 __all__ = ["conformal_rank", "Recalibrator", "RecalibratedPosterior", "fit_recalibration"]
@@ -450,37 +451,9 @@ class RecalibratedPosterior:
     def to(self, device) -> RecalibratedPosterior:
         return RecalibratedPosterior(self.base.to(device), self.recalibrator)
 
-    def to_inference_data(
-        self,
-        *,
-        num_samples: int = 1000,
-        num_chains: int = 1,
-        name: str = "u",
-        seed: int | None = None,
-        dims=None,
-        coords=None,
-        observed=None,
-        params=None,
-    ):
-        """Export recalibrated draws (see ``Posterior.to_inference_data``; the same checks:
-        ``num_samples >= 1``, ``num_chains >= 1``, ``seed`` a seed)."""
-        from ..inference_data import to_inference_data
-
-        return to_inference_data(
-            self,
-            dims=dims,
-            coords=coords,
-            observed=observed,
-            num_samples=num_samples,
-            num_chains=num_chains,
-            name=name,
-            seed=seed,
-            params=params,
-        )
-
-    def _draws_for_export(self, num_chains: int, num_samples: int, seed: int | None) -> Tensor:
-        gen = make_generator(seed, self.device)
-        return self.sample(torch.Size([num_chains, num_samples]), generator=gen)
+    # the shared export (argument checks, named dims, seeded draws): the base's methods
+    to_inference_data = _PosteriorBase.to_inference_data
+    _draws_for_export = _PosteriorBase._draws_for_export
 
     def __repr__(self) -> str:
         return f"RecalibratedPosterior({self.base!r}, {self.recalibrator!r})"
