@@ -692,7 +692,8 @@ def fit_many(
 
     t0 = time.perf_counter()
     build_name = _build_name(build)
-    settings = _settings_key(
+    # what shapes each record: passed to every task and fingerprinted for the resume check
+    shaping = dict(
         fit_kwargs=dict(fit_kwargs or {}),
         posterior_kwargs=dict(posterior_kwargs or {}),
         num_samples=num_samples,
@@ -700,6 +701,7 @@ def fit_many(
         name=name,
         export=export,
     )
+    settings = _settings_key(**shaping)
     records: dict[Any, dict[str, Any]] = {}
     todo: list[ProblemTask] = []
     for pid, prob in items:
@@ -731,12 +733,7 @@ def fit_many(
                 build=build,
                 seed=None,  # set below, once the base seed is settled
                 threads=threads_per_worker,
-                fit_kwargs=dict(fit_kwargs or {}),
-                posterior_kwargs=dict(posterior_kwargs or {}),
-                export=export,
-                num_samples=num_samples,
-                num_chains=num_chains,
-                name=name,
+                **{k: dict(v) if isinstance(v, dict) else v for k, v in shaping.items()},
             )
         )
 
