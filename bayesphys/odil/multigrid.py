@@ -1,7 +1,10 @@
 r"""Multigrid (Karnakov et al., EPJ E 2023): a field is represented as
 :math:`u = \sum_{l=0}^{L-1} T_l u_l` with :math:`u_l` on the grid coarsened :math:`2^l` times
 and :math:`T_l` (multi)linear interpolation to the finest grid. :class:`Multigrid` maps the level
-coefficients to the fine field; it is linear, so Jacobians go through it unchanged.
+coefficients to the fine field; it is linear, so Jacobians go through it unchanged. Fields of 1 to
+4 axes are supported (a 3-D field with a leading time axis has 4): up to 3 axes the interpolation
+is ``torch.nn.functional.interpolate``; with 4 it is the same tensor-product interpolation applied
+one axis at a time (:func:`_interp_matrix`), which torch has no mode for.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ class Multigrid:
 
     Parameters
     ----------
-    shape: fine grid shape ``(n_1, ..., n_d)``, ``d`` in 1..3, every ``n_k >= 1``.
+    shape: fine grid shape ``(n_1, ..., n_d)``, ``d`` in 1..4, every ``n_k >= 1`` (e.g.
+        ``(n_t, n_x, n_y, n_z)`` for a 3-D field in time).
     levels: number of levels ``L >= 1`` (level ``l`` has shape ``ceil(n_k / 2^l)``).
     axes: which axes (ints in ``[0, d)``) are coarsened (default all).
 
@@ -36,8 +40,8 @@ class Multigrid:
 
     def __init__(self, shape: Sequence[int], levels: int = 3, axes: Sequence[int] | None = None):
         self.shape = check_int_sequence("shape", shape, minimum=1)
-        if not 1 <= len(self.shape) <= 3:
-            raise ValueError(f"shape: expected 1 to 3 dimensions, received {self.shape}")
+        if not 1 <= len(self.shape) <= 4:
+            raise ValueError(f"shape: expected 1 to 4 dimensions, received {self.shape}")
         self.levels = check_int("levels", levels, minimum=1)
         nd = len(self.shape)
         axes = tuple(range(nd)) if axes is None else tuple(check_int("axes", a) for a in axes)
@@ -60,14 +64,17 @@ class Multigrid:
             )
         out = None
         off = 0
-        mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(self.shape)]
+        mode = {1: "linear", 2: "bilinear", 3: "trilinear"}.get(len(self.shape))
         for s, m in zip(self.level_shapes, self.sizes):
             c = coeffs[off : off + m].reshape(s)
             off += m
             if s != self.shape:
-                c = F.interpolate(c[None, None], size=self.shape, mode=mode, align_corners=True)[
-                    0, 0
-                ]
+                if mode is None:
+                    c = _interp_separable(c, self.shape)
+                else:
+                    c = F.interpolate(
+                        c[None, None], size=self.shape, mode=mode, align_corners=True
+                    )[0, 0]
             out = c if out is None else out + c
         return out
 
@@ -77,3 +84,31 @@ class Multigrid:
             raise ValueError(f"u: expected the fine shape {self.shape}, received {tuple(u.shape)}")
         z = torch.zeros(self.size - self.sizes[0], dtype=u.dtype, device=u.device)
         return torch.cat([u.reshape(-1), z])
+
+
+def _interp_matrix(n_out: int, n_in: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """Linear interpolation ``[n_out, n_in]`` from ``n_in`` to ``n_out`` equispaced points with
+    the end points aligned (torch's ``align_corners=True``); ``n_in = 1`` copies the value."""
+    if n_in == 1 or n_out == 1:
+        w = torch.zeros(n_out, n_in, dtype=dtype, device=device)
+        w[:, 0] = 1.0
+        return w
+    pos = torch.arange(n_out, dtype=torch.float64) * ((n_in - 1) / (n_out - 1))
+    lo = pos.floor().long().clamp(max=n_in - 2)
+    frac = pos - lo
+    w = torch.zeros(n_out, n_in, dtype=torch.float64)
+    rows = torch.arange(n_out)
+    w[rows, lo] = 1.0 - frac
+    w[rows, lo + 1] += frac
+    return w.to(dtype=dtype, device=device)
+
+
+def _interp_separable(c: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """Tensor-product linear interpolation of ``c`` ``[*coarse]`` to ``[*shape]``, one axis at a
+    time (the same map as ``interpolate(..., align_corners=True)`` for 1-3 axes)."""
+    for k, (n_out, n_in) in enumerate(zip(shape, c.shape)):
+        if n_out == n_in:
+            continue
+        w = _interp_matrix(n_out, n_in, c.dtype, c.device)
+        c = torch.movedim(torch.tensordot(w, c, dims=([1], [k])), 0, k)
+    return c
