@@ -53,6 +53,15 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     np_res = np_model.fit(steps=3, progress=False)
     mfm, d = _mfm()
     mfm_res = mfm.fit(d, steps=4, progress=False)
+    # a resumed fit: rank 0 saves, every rank loads the same checkpoint and trains on
+    from bayesphys.meta_fm import MetaFlowMatching
+
+    ckpt = os.path.join(out, "mfm_ckpt.pt")
+    if rank == 0:
+        mfm.save(ckpt)
+    torch.distributed.barrier()
+    mfm_resumed = MetaFlowMatching.load(ckpt)
+    mfm_resumed.fit(d, steps=2, progress=False)
     from bayesphys.probconserv import ProbConserv
 
     anp = ProbConserv("stefan", step1="anp", hidden=16, n_samples=8, seed=0)
@@ -66,6 +75,9 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
             "np_loss": np_res.loss_history,
             "mfm": [p.detach().clone() for p in mfm.net.parameters()],
             "mfm_loss": mfm_res.loss_history,
+            "mfm_rng": mfm._train_gen.get_state(),
+            "mfm_resumed": [p.detach().clone() for p in mfm_resumed.net.parameters()],
+            "mfm_resumed_rng": mfm_resumed._train_gen.get_state(),
             "anp": [p.detach().clone() for p in anp.net.parameters()],
             "anp_loss": anp_res.loss_history,
             "anp_rng": anp._train_rng.get_state(),
@@ -79,7 +91,10 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
 def two_ranks(tmp_path_factory):
     out = tmp_path_factory.mktemp("dp")
     mp.spawn(_worker, args=(2, free_port(), str(out)), nprocs=2, join=True)
-    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    ranks = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    for r in ranks:
+        r["_out"] = out
+    return ranks
 
 
 def test_gradients_are_averaged_and_replicas_broadcast(two_ranks):
@@ -103,6 +118,22 @@ def test_probconserv_ranks_draw_their_own_latent_noise(two_ranks):
     # the ANP's private training stream was the same on every rank (identical latent draws)
     r0, r1 = two_ranks
     assert not torch.equal(r0["anp_rng"], r1["anp_rng"])
+
+
+def test_meta_fm_resumed_fit_splits_the_restored_stream_by_rank(two_ranks):
+    """A checkpoint loaded on every rank: replicas stay in sync, ranks draw different batches,
+    and rank 0 continues the saved stream exactly as a single process resuming it would."""
+    r0, r1 = two_ranks
+    assert not torch.equal(r0["mfm_rng"], r1["mfm_rng"])
+    for a, b in zip(r0["mfm_resumed"], r1["mfm_resumed"]):
+        assert torch.allclose(a, b, rtol=0, atol=1e-12)
+    assert not torch.equal(r0["mfm_resumed_rng"], r1["mfm_resumed_rng"])
+    from bayesphys.meta_fm import MetaFlowMatching
+
+    ckpt = r0["_out"] / "mfm_ckpt.pt"
+    alone, d = MetaFlowMatching.load(ckpt), _mfm()[1]
+    alone.fit(d, steps=2, progress=False)
+    assert torch.equal(alone._train_gen.get_state(), r0["mfm_resumed_rng"])
 
 
 def test_single_process_is_unchanged():
