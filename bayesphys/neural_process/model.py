@@ -43,6 +43,7 @@ from linear_operator.operators import (
     LowRankRootLinearOperator,
 )
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from .._checks import as_scalar, check_bool, check_callback, check_int, check_keys, check_real
 from .._device import as_tensor, resolve_device, resolve_dtype, seeded
@@ -378,28 +379,35 @@ class RandomGridNP:
         chunk = callback_every if callback is not None else max(1, min(steps, 50))
         if max_seconds is not None:
             chunk = math.gcd(chunk, 5)
-        while done < steps:
-            n = min(chunk, steps - done)
-            r = optimize(
-                step,
-                steps=n,
-                guard=guard,
-                progress=progress,
-                desc=f"{self.config.method} {self.problem.name}",
-            )
-            hist += r.loss_history
-            spent += r.seconds
-            done += r.steps
-            if r.steps < n:  # diverged (the guard restored the last good state)
-                msg, conv = r.message, False
-                break
-            if callback is not None and done % callback_every == 0:
-                t0 = time.perf_counter()
-                callback(self, self.step_count)
-                cb_time += time.perf_counter() - t0
-            if max_seconds is not None and spent >= max_seconds:
-                msg = f"time budget ({max_seconds:.0f} s) reached after {done} steps"
-                break
+        # one bar for the whole fit (the chunks below run without their own)
+        bar = tqdm(
+            total=steps,
+            desc=f"{self.config.method} {self.problem.name}",
+            disable=not progress,
+            leave=False,
+        )
+        try:
+            while done < steps:
+                n = min(chunk, steps - done)
+                r = optimize(step, steps=n, guard=guard, progress=False)
+                hist += r.loss_history
+                spent += r.seconds
+                done += r.steps
+                bar.update(r.steps)
+                if progress and r.loss_history:
+                    bar.set_postfix(loss=f"{r.loss_history[-1]:.4g}")
+                if r.steps < n:  # diverged (the guard restored the last good state)
+                    msg, conv = r.message, False
+                    break
+                if callback is not None and done % callback_every == 0:
+                    t0 = time.perf_counter()
+                    callback(self, self.step_count)
+                    cb_time += time.perf_counter() - t0
+                if max_seconds is not None and spent >= max_seconds:
+                    msg = f"time budget ({max_seconds:.0f} s) reached after {done} steps"
+                    break
+        finally:
+            bar.close()
         mods.eval()
         return FitResult(
             loss_history=hist,

@@ -286,3 +286,12 @@ def test_r0_uses_keras_initialisation_and_adam_eps():
     )
     with pytest.raises(ValueError, match="init"):
         RandomGridNP("poisson", "RGNP", size="smoke", init="lecun")
+
+
+def test_fit_shows_one_progress_bar_for_the_whole_fit(capsys):
+    """A long fit ran in 50-step chunks, each with a bar of its own (60 bars for 3000 steps)."""
+    model = tiny()
+    res = model.fit(steps=120, progress=True)
+    err = capsys.readouterr().err
+    assert res.steps == 120
+    assert "120/120" in err and "/50" not in err and "/20" not in err
