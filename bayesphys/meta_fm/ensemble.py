@@ -276,7 +276,7 @@ class MFMEnsemble:
                 met = population_metrics(pooled, tgt, max_points=max_points, seed=i)
                 mets.append(met)
                 err.append(met["w2"])
-                epi.append(ensemble_spread(members, max_points=max_points))
+                epi.append(ensemble_spread(members, max_points=max_points, seed=i))
                 noise.append(
                     sampling_noise_w2(
                         members, tgt.shape[0], max_points=max_points, seed=i, splits=noise_splits

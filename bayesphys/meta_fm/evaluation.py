@@ -118,18 +118,26 @@ def gaussian_w2(m1: Tensor, s1: Tensor, m2: Tensor, s2: Tensor) -> Tensor:
     return ((m1 - m2).pow(2).sum(-1) + tr).clamp_min(0).sqrt()
 
 
-def ensemble_spread(preds: Sequence[Tensor], *, max_points: int | None = None) -> float:
-    """Mean pairwise :math:`W_2` between ``M >= 2`` predicted populations ``[n, d]``."""
+def ensemble_spread(
+    preds: Sequence[Tensor], *, max_points: int | None = None, seed: int = 0
+) -> float:
+    """Mean pairwise :math:`W_2` between ``M >= 2`` predicted populations ``[n, d]``.
+
+    The members' rows are the images of the same source rows, so every member is subsampled to
+    ``max_points`` with the same rows (``seed``): the spread is the members' disagreement only,
+    and identical members have spread 0 whatever ``max_points`` (members subsampled with seeds
+    of their own compared different source points: a subsampling floor added to every spread).
+    """
     max_points = _check_max_points("max_points", max_points)
+    seed = check_seed("seed", seed)
     preds = check_populations("preds", preds, min_points=1, floating=False)
     if len(preds) < 2:
         raise ValueError(f"preds: expected at least 2 ensemble members, received {len(preds)}")
+    sub = [subsample_points(p.detach().cpu().double(), max_points, seed) for p in preds]
     vals = []
-    for i in range(len(preds)):
-        for j in range(i + 1, len(preds)):
-            a = subsample_points(preds[i].detach().cpu().double(), max_points, i)
-            b = subsample_points(preds[j].detach().cpu().double(), max_points, j)
-            vals.append(float(wasserstein(a, b, p=2)))
+    for i in range(len(sub)):
+        for j in range(i + 1, len(sub)):
+            vals.append(float(wasserstein(sub[i], sub[j], p=2)))
     return float(np.mean(vals))
 
 
@@ -149,8 +157,12 @@ def sampling_noise_w2(
     :math:`S_1` (:math:`S_2`), and each is subsampled to
     :math:`k = \min(n, \text{max\_points}, |A|, |B|)` points. Returns :math:`W_2(A, B)`: two
     (nearly) independent ``k``-point samples of the predicted law, i.e. an estimate of its
-    sampling floor at size ``k``, available without the true target. With ``M = 1`` the halves
-    have ``m / 2`` points, and the estimate is that of the floor at ``m / 2`` (larger).
+    sampling floor, available without the true target. Each half holds the images of only
+    ``m / 2`` distinct source rows: members that disagree spread them out, members that agree
+    give near-copies, so the estimate lies between the floor at ``k`` and the (larger) floor at
+    ``m / 2`` -- the latter with ``M = 1`` or identical members (about 1.3x the floor at
+    ``k = m`` for a 2-D Gaussian); a spread :math:`\sqrt{\text{epi}^2 + \text{noise}^2}` weighs
+    its noise part by up to that factor.
     ``splits > 1`` averages over that many random splits (a less noisy estimate).
     """
     splits = check_int("splits", splits, minimum=1)

@@ -79,3 +79,18 @@ def test_uncertainty_combines_epistemic_and_aleatoric_spread():
     for aleatoric in (True, False):
         with pytest.raises(ValueError, match="noise_splits"):
             ens.uncertainty(cal, te, max_points=48, aleatoric=aleatoric, noise_splits=0)
+
+
+def test_ensemble_spread_of_identical_members_is_zero_when_subsampled():
+    """Members were subsampled with seeds of their own: identical members compared different
+    source rows and had a spread (0.10 on a 1244-point letter at max_points=1000)."""
+    from bayesphys.meta_fm import ensemble_spread
+
+    x = torch.randn(1244, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert ensemble_spread([x, x, x], max_points=1000) < 1e-6  # round-off of the OT cost
+    assert ensemble_spread([x, x + 0.5], max_points=1000) == pytest.approx(0.5 * 2**0.5, rel=1e-6)
+    # the seed picks the rows, the same for every member
+    y = x + 0.01 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1), dtype=x.dtype)
+    a = ensemble_spread([x, y], max_points=300, seed=0)
+    b = ensemble_spread([x, y], max_points=300, seed=1)
+    assert 0 < a < 0.02 and 0 < b < 0.02 and a != b
