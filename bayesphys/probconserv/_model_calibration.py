@@ -43,18 +43,34 @@ _F64 = torch.float64
 
 
 def calibrated_step1(
-    model: ProbConserv, mean: Tensor, cov, tt: Tensor, xx: Tensor, stage: str, mass=None
+    model: ProbConserv,
+    mean: Tensor,
+    cov,
+    tt: Tensor,
+    xx: Tensor,
+    stage: str,
+    mass=None,
+    *,
+    use_mass: bool = True,
 ) -> GaussianPosterior:
     """The Step-1 posterior ``N(mean, cov)`` with the model's calibration of ``stage``
-    (``"raw"``: none) applied on its calibration grid (elsewhere: a warning, uncalibrated)."""
+    (``"raw"``: none) applied on its calibration grid (elsewhere: a warning, uncalibrated).
+
+    ``use_mass=False``: the calibration an unconstrained model can have, one that never sees
+    the conservation right-hand side ``b``: the pooled scale of ``stage`` instead of the
+    parameter-conditional one (whose parameter estimate reads ``b``), and no mass-residual
+    check."""
     nx = xx.numel()
     cal = model.calibration
     if cal is not None and stage != "raw":
         if cal.matches(tt, xx):
-            scale = cal.scale_for(mean, stage, mass)
+            if use_mass or cal.local is None:
+                scale = cal.scale_for(mean, stage, mass)
+            else:
+                scale = cal.prior_scale if stage == "prior" else cal.post_scale
             root = cal.root_for(mean)
             out = hybrid_covariance(cov, root, cal.beta, cal.trace_ratio, scale)
-            if cal.mass_kappa is not None and cal.local is not None:  # fitted together
+            if use_mass and cal.mass_kappa is not None and cal.local is not None:
                 if mass is None:
                     raise ValueError("mass: the mass-residual check needs the masses [B, nt]")
                 ps = scale if stage == "prior" else cal.scale_for(mean, "prior", mass)

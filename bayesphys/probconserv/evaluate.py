@@ -66,12 +66,30 @@ def slice_scores(
     }
 
 
-def shock_position(draws: Tensor, x: Tensor, threshold: float = 0.0) -> Tensor:
-    """First ``x`` where a draw ``[*, nx]`` is ``<= threshold`` -> ``[*]`` (``x[-1]`` if none)."""
+_MISSING = ("last", "first", "nan")
+
+
+def _check_missing(missing) -> str:
+    if missing not in _MISSING:
+        raise ValueError(f"missing: expected one of {_MISSING}, received {missing!r}")
+    return missing
+
+
+def shock_position(
+    draws: Tensor, x: Tensor, threshold: float = 0.0, *, missing: str = "last"
+) -> Tensor:
+    """First ``x`` where a draw ``[*, nx]`` is ``<= threshold`` -> ``[*]``.
+
+    ``x [nx]`` is the position read for each field value (the grid, or e.g. the reference
+    code's ``idx / nx * x_max``). A draw that never reaches ``threshold`` has no front on the
+    grid: ``missing="last"`` reads ``x[-1]`` (censored at the domain's end), ``"first"``
+    ``x[0]`` (what the reference's ``argmin`` returns), ``"nan"`` NaN (count them with
+    ``isnan``)."""
     draws = as_tensor("draws", draws)
     if draws.ndim < 1:
         raise ValueError(f"draws: expected shape [*, nx], received {tuple(draws.shape)}")
     threshold = check_real("threshold", threshold)
+    missing = _check_missing(missing)
     x = as_tensor("x", x)
     if x.ndim != 1 or x.numel() != draws.shape[-1]:
         raise ValueError(
@@ -80,12 +98,14 @@ def shock_position(draws: Tensor, x: Tensor, threshold: float = 0.0) -> Tensor:
         )
     x = x.to(draws)
     below = draws <= threshold
-    idx = torch.where(
-        below.any(-1),
-        below.to(torch.int8).argmax(-1),
-        torch.full_like(below[..., 0], x.numel() - 1, dtype=torch.long),
-    )
-    return x[idx]
+    crossed = below.any(-1)
+    idx = below.to(torch.int8).argmax(-1)  # 0 where no value is below
+    out = x[idx]
+    if missing == "last":
+        out = torch.where(crossed, out, x[-1])
+    elif missing == "nan":
+        out = torch.where(crossed, out, torch.full_like(out, math.nan))
+    return out
 
 
 def shock_posterior(
@@ -95,14 +115,17 @@ def shock_posterior(
     *,
     threshold: float = 0.0,
     seed: int | None = 0,
+    missing: str = "last",
 ) -> Tensor:
-    """Draws ``[n_samples, *batch]`` of the shock position from ``post`` (event ``(nx,)``)."""
+    """Draws ``[n_samples, *batch]`` of the shock position from ``post`` (event ``(nx,)``);
+    ``x``, ``threshold`` and ``missing`` as in :func:`shock_position`."""
     if not isinstance(post, GaussianPosterior):
         raise TypeError(f"post: expected a GaussianPosterior, received {type(post).__name__}")
     if len(post.event_shape) != 1:
         raise ValueError(f"post: expected event shape (nx,), received {tuple(post.event_shape)}")
     n_samples = check_int("n_samples", n_samples, minimum=1)
     threshold = check_real("threshold", threshold)
+    missing = _check_missing(missing)
     x = as_tensor("x", x)
     if x.ndim != 1 or x.numel() != post.event_shape[0]:
         raise ValueError(
@@ -114,4 +137,4 @@ def shock_posterior(
         seed = check_seed("seed", seed)
         gen = torch.Generator(device=post.device).manual_seed(seed)
     draws = post.sample((n_samples,), generator=gen)
-    return shock_position(draws, x, threshold)
+    return shock_position(draws, x, threshold, missing=missing)

@@ -486,13 +486,18 @@ class ProbConserv:
         """
         return self._step1(context, t, x, seed=seed, stage="prior")
 
-    def _step1(self, context, t, x, *, seed, stage: str, mass=None) -> GaussianPosterior:
+    def _step1(
+        self, context, t, x, *, seed, stage: str, mass=None, use_mass: bool = True
+    ) -> GaussianPosterior:
         """Step 1 with the calibration of ``stage`` (``"prior"``, ``"post"`` or ``"raw"``);
-        ``mass [B, nt]`` (default: analytic) feeds a parameter-conditional scale."""
+        ``mass [B, nt]`` (default: analytic) feeds a parameter-conditional scale;
+        ``use_mass=False``: a calibration that never sees the mass (unconstrained baselines)."""
         self._check_context(context)
         seed = _check_seed("seed", seed)
         tt, xx = self._grid(t, x)
-        if mass is None and stage != "raw" and self.calibration is not None:
+        if not use_mass:
+            mass = None
+        elif mass is None and stage != "raw" and self.calibration is not None:
             mass = self.mass(context, tt)
         b, nt, nx = len(context), tt.numel(), xx.numel()
         cast = {"device": self.device, "dtype": self.dtype}
@@ -516,7 +521,7 @@ class ProbConserv:
                 cov = LowRankRootAddedDiagLinearOperator(
                     LowRankRootLinearOperator(root), DiagLinearOperator(c * var)
                 )
-            return calibrated_step1(self, mean, cov, tt, xx, stage, mass)
+            return calibrated_step1(self, mean, cov, tt, xx, stage, mass, use_mass=use_mass)
         means, covs = [], []
         for j in range(nt):
             m, c = self.net.predict(xc.to(_F64), yc.to(_F64), xt[:, j * nx : (j + 1) * nx].to(_F64))
@@ -526,7 +531,7 @@ class ProbConserv:
         cov = torch.stack(covs, 1)
         c = 1.0 if stage == "raw" else self.var_scale
         cov = c * cov + 1e-10 * torch.eye(nx, dtype=_F64, device=cov.device)
-        return calibrated_step1(self, mean, cov, tt, xx, stage, mass)
+        return calibrated_step1(self, mean, cov, tt, xx, stage, mass, use_mass=use_mass)
 
     def mass_discrepancy(
         self,
@@ -832,6 +837,11 @@ class ProbConserv:
         ``mass [B, nt]`` overrides the analytic :math:`b(t)` (e.g. flux-integrated boundary
         data); ``sigma_g``/``relative`` override the configured constraint noise (with
         ``method="probconserv"`` only: the other methods have no constraint noise).
+        ``method="none"`` (the unconstrained Step 1) and ``"hardc"`` (its projection onto
+        :math:`G u = b`, variance untouched) use a calibration that never sees :math:`b`: the
+        pooled validation scale instead of the parameter-conditional one (whose parameter
+        estimate reads :math:`b`), and no mass-residual check; only the ProbConserv update uses
+        the conservation law.
         """
         self._check_context(context)
         if method not in ("probconserv", "hardc", "none"):
@@ -859,12 +869,16 @@ class ProbConserv:
         tt, xx = self._grid(t, x)
         if method != "none":
             trapezoid_weights(xx)  # a grid the update can integrate on, before Step 1
-        b = (
-            self.mass(context, tt)
-            if mass is None
-            else _check_mass(mass, len(context.params), len(tt), self.device)
-        )
-        prior = self._step1(context, t, x, seed=seed, stage=stage, mass=b)
+        if mass is not None:
+            b = _check_mass(mass, len(context.params), len(tt), self.device)
+        elif method != "none":
+            b = self.mass(context, tt)
+        else:
+            b = None  # the unconstrained posterior needs no mass
+        # the unconstrained baselines never see b: the constrained update is the only user of
+        # the conservation law (HardC projects onto it, keeping the baseline's variance)
+        baseline = method != "probconserv"
+        prior = self._step1(context, t, x, seed=seed, stage=stage, mass=b, use_mass=not baseline)
         if method == "none":
             return prior
         if method == "hardc":  # the projection has no constraint noise

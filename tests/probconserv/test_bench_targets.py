@@ -79,9 +79,10 @@ def test_retarget_rewrites_only_the_notes(tmp_path):
 
 
 def test_shock_rows_report_the_exact_fields_grid_offset():
-    """bias_exact is the first grid point past the true front (+0.0049 at u* = 0.6 on the
-    201-point grid); the exact-mean row (exact field + tiny iid noise) scores one grid
-    spacing more: past the front each point is <= 0 with probability 1/2."""
+    """bias_exact is the first grid index past the true front read as the reference does,
+    idx / nx (+0.0037 at u* = 0.6 on the 201-point grid; the grid point itself, idx / (nx - 1),
+    is +0.0049: the level-set reading); the exact-mean row (exact field + tiny iid noise) scores
+    one spacing more: past the front each point is <= 0 with probability 1/2."""
     from bayesphys.problems.gpme import get_problem, make_dataset, stefan_front
 
     prob = get_problem("stefan")
@@ -92,15 +93,46 @@ def test_shock_rows_report_the_exact_fields_grid_offset():
     m = shock["metrics"]
     front = float(stefan_front(prob.table_time, 0.6))
     x = prob.grid(201)
-    first_past = float(x[x > front][0])
-    assert abs(m["bias_exact"] - (first_past - front)) < 1e-12
-    assert 0.004 < m["bias_exact"] < 0.005
-    assert abs(m["bias_u25"] - m["bias_exact"]) < 1e-12 and m["sd_u25"] < 1e-12
+    idx = int((x > front).nonzero()[0])
+    assert abs(m["bias_exact"] - (idx / 201 - front)) < 1e-12
+    assert 0.003 < m["bias_exact"] < 0.004
+    assert abs(m["bias_u25"] - (float(x[idx]) - front)) < 1e-12 and m["sd_u25"] < 1e-12
     # the first point <= 0 lies on average (1 - p) / p = 1 spacing further (p = 1/2), with
     # sd sqrt(1 - p) / p = 1.41 spacings
-    dx = float(x[1] - x[0])
+    dx = 1 / 201
     assert abs(m["bias"] - (m["bias_exact"] + dx)) < 5e-4
     assert 0.8 * dx < m["sd"] < 1.8 * dx
+    assert m["no_crossing"] == 0.0
+
+
+def test_shock_draws_that_never_cross_are_counted_and_read_as_the_reference_does():
+    """A draw that never reaches 0 was read as x = 1 (the domain's end) without a word; the
+    reference's argmin reads index 0. Now: index 0, and no_crossing gives their share."""
+    import torch
+    from linear_operator.operators import DiagLinearOperator
+
+    from bayesphys import GaussianPosterior
+    from bayesphys.problems.gpme import get_problem, make_dataset
+
+    prob = get_problem("stefan")
+    test = make_dataset(prob, params=[0.6] * 2, seed=1)
+    x = prob.grid(201)
+    truth = prob.solution(prob.table_time, x, test.params[:, None])[:, None]
+    lifted = GaussianPosterior(
+        truth + 0.05, DiagLinearOperator(torch.full_like(truth, 1e-8)), event_shape=(201,)
+    )
+    m = _bench().shock_metrics(lifted, x, truth, 0.6, 50, 0, prob.table_time)
+    assert m["no_crossing"] == 1.0
+    assert m["bias"] == pytest.approx(0.0 - 0.2351, abs=1e-3) and m["sd"] == 0.0
+
+
+def test_ce_target_is_judged_on_every_function():
+    """CE = 0 was judged on the mean signed CE, which cancels across functions."""
+    notes = _bench().target_notes
+    row = _row("pme", "ProbConserv-ANP", {"m": 3, "t": 0.5}, ce=0.0, ce_absmax=1e-6)
+    assert "CE = 0: MISSED" in notes([row])[0]["note"]
+    ok = _row("pme", "ProbConserv-ANP", {"m": 3, "t": 0.5}, ce=0.0, ce_absmax=1e-16)
+    assert "CE = 0: met" in notes([ok])[0]["note"]
 
 
 def test_ranking_agreement_counts_pairs_signs_and_full_table_ties():

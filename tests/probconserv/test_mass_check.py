@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -179,16 +181,17 @@ def test_model_widens_only_functions_whose_mass_contradicts_them(checked_model, 
     g = trapezoid_weights(x)
     mean = m.step1(test).mean  # the Step-1 mean does not depend on the mass
     agree = mean @ g  # [2, 1]: a mass the model explains exactly
-    for method in ("none", "probconserv"):
-        a, b = m.posterior(test, mass=agree, method=method), off.posterior(test, mass=agree)
-        if method == "none":
-            b = off.posterior(test, mass=agree, method="none")
+    for sg in (math.inf, None):  # the Step-1 posterior with its calibration, and the update
+        a, b = (
+            m.posterior(test, mass=agree, sigma_g=sg),
+            off.posterior(test, mass=agree, sigma_g=sg),
+        )
         assert torch.equal(a.mean, b.mean) and torch.equal(a.variance, b.variance)
     # a mass far from the model's: r^2 >> kappa v, so sd2 = (r^2 - kappa v) / g'Kg > 0
-    prior_off = off.posterior(test, mass=agree, method="none")  # s_prior Sigma
+    prior_off = off.posterior(test, mass=agree, sigma_g=math.inf)  # s_prior Sigma
     v = g @ prior_off.covariance.to_dense() @ g  # [2, 1]
     far = agree + 10.0 * (cal.mass_kappa * v).sqrt()
-    v_far = g @ off.posterior(test, mass=far, method="none").covariance.to_dense() @ g
+    v_far = g @ off.posterior(test, mass=far, sigma_g=math.inf).covariance.to_dense() @ g
     root, perp, gkg = discrepancy_roots(x, g, cal.mass_length)
     sd2 = ((far - agree).pow(2) - cal.mass_kappa * v_far) / gkg
     assert bool((sd2 > 0).all())
@@ -206,8 +209,8 @@ def test_model_widens_only_functions_whose_mass_contradicts_them(checked_model, 
     with pytest.raises(ValueError, match="mass_check first"):
         pooled.mass_discrepancy(test)
     on_p, off_p = (
-        m.posterior(test, mass=far, method="none"),
-        off.posterior(test, mass=far, method="none"),
+        m.posterior(test, mass=far, sigma_g=math.inf),
+        off.posterior(test, mass=far, sigma_g=math.inf),
     )
     torch.testing.assert_close(on_p.variance, off_p.variance + sd2[..., None] * (root**2).sum(-1))
     on_q, off_q = m.posterior(test, mass=far), off.posterior(test, mass=far)
@@ -216,8 +219,8 @@ def test_model_widens_only_functions_whose_mass_contradicts_them(checked_model, 
     torch.testing.assert_close(on_q.variance, off_q.variance + sd2[..., None] * (perp**2).sum(-1))
     # another latent-draw seed: the same identity with that seed's discrepancy
     d3 = m.mass_discrepancy(test, mass=far, seed=3)
-    on3 = m.posterior(test, mass=far, method="none", seed=3).variance
-    off3 = off.posterior(test, mass=far, method="none", seed=3).variance
+    on3 = m.posterior(test, mass=far, sigma_g=math.inf, seed=3).variance
+    off3 = off.posterior(test, mass=far, sigma_g=math.inf, seed=3).variance
     torch.testing.assert_close(on3, off3 + d3[..., None] * (root**2).sum(-1))
     draws = on_q.sample((16,), generator=torch.Generator().manual_seed(0))
     assert float((draws @ g - far).abs().max()) < 1e-10
@@ -273,7 +276,7 @@ def test_floor_widens_flagged_functions_whose_residual_is_small(checked_model, t
     pm.lo, pm.hi = float(theta.max()) + 1.0, float(theta.max()) + 2.0  # every function outside
     off = ProbConserv.load(gated.save(tmp_path / "off.pt"))
     off.calibration.mass_kappa = None
-    v = g @ off.posterior(test, mass=own, method="none").covariance.to_dense() @ g  # [3, 1]
+    v = g @ off.posterior(test, mass=own, sigma_g=math.inf).covariance.to_dense() @ g  # [3, 1]
     _, _, gkg = discrepancy_roots(x, g, cal.mass_length)
     got = gated.mass_discrepancy(test, mass=own)
     torch.testing.assert_close(got, cal.mass_kappa * v / gkg)
@@ -307,3 +310,33 @@ def test_mass_check_round_trips_and_is_checked(checked_model, tmp_path):
     off.calibrate(data, objective="hybrid", local_functions=20)  # the default gate, 2 sd
     cal = off.calibration
     assert cal.mass_margin == pytest.approx(2.0 * cal.mass_theta_sd)
+
+
+def test_unconstrained_baselines_never_see_the_mass(checked_model):
+    """method='none' / 'hardc' took the conservation right-hand side b into their variance
+    (parameter-conditional scale and mass check): the 'unconstrained' rows used the law."""
+    m = checked_model
+    test = make_dataset("pme", params=[2.0, 4.0], seed=11)
+    g = trapezoid_weights(m.problem.grid(201))
+    own = m.step1(test).mean @ g
+    far = own * 3.0
+    a = m.posterior(test, mass=own, method="none")
+    b = m.posterior(test, mass=far, method="none")
+    c = m.posterior(test, method="none")
+    assert torch.equal(a.mean, b.mean) and torch.equal(a.variance, b.variance)
+    assert torch.equal(a.variance, c.variance)
+    raw = m.posterior(test, mass=own, sigma_g=math.inf)  # the mass-aware Step 1 (ProbConserv's)
+    assert not torch.allclose(raw.variance, a.variance)
+    hc_own = m.posterior(test, mass=own, method="hardc")
+    hc_far = m.posterior(test, mass=far, method="hardc")
+    assert torch.equal(hc_own.variance, hc_far.variance)  # variance untouched by b
+    assert float((hc_far.mean @ g - far).abs().max()) < 1e-10  # but projected onto it
+    # with the local scale removed, the baseline's calibration is unchanged: it is the pooled one
+    import copy
+
+    plain = copy.copy(m)
+    plain.calibration = copy.copy(m.calibration)
+    plain.calibration.local = None
+    plain.calibration.mass_kappa = None
+    d = plain.posterior(test, method="none")
+    torch.testing.assert_close(d.variance, a.variance, rtol=1e-12, atol=0)

@@ -346,3 +346,16 @@ def test_train_margin_widens_the_training_parameters(monkeypatch):
         ProbConserv("pme", train_margin=0.5)
     with pytest.raises(ValueError, match="train_margin: expected a number >= 0"):
         ProbConserv("pme", train_margin=-0.1)
+
+
+def test_shock_position_reads_draws_without_a_front_as_asked():
+    from bayesphys.probconserv import shock_position
+
+    x = torch.linspace(0, 1, 5, dtype=torch.float64)
+    draws = torch.tensor([[1.0, 0.5, -0.1, -1.0, -2.0], [1.0, 1.0, 1.0, 1.0, 1.0]], dtype=x.dtype)
+    assert shock_position(draws, x).tolist() == [0.5, 1.0]  # default: censored at the end
+    assert shock_position(draws, x, missing="first").tolist() == [0.5, 0.0]
+    got = shock_position(draws, x, missing="nan")
+    assert float(got[0]) == 0.5 and bool(torch.isnan(got[1]))
+    with pytest.raises(ValueError, match="missing"):
+        shock_position(draws, x, missing="end")
