@@ -47,7 +47,7 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     Raises
     ------
     ValueError
-        unknown device string, or a CUDA device that is not available.
+        unknown device string, a CUDA or MPS device that is not available, or ``"meta"``.
     TypeError
         ``device`` is neither ``str``, :class:`torch.device` nor ``None``.
     """
@@ -74,7 +74,15 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
                 f"device: {dev} was requested but only {torch.cuda.device_count()} "
                 "CUDA device(s) exist"
             )
-    elif dev.type not in ("cpu", "mps", "meta"):
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"device: {dev} was requested but MPS is not available here")
+    elif dev.type == "meta":
+        raise ValueError(
+            "device: 'meta' tensors hold no values (nothing can be fitted or sampled on them); "
+            "use 'cpu' or 'cuda'"
+        )
+    elif dev.type != "cpu":
         raise ValueError(f"device: unsupported device type {dev.type!r} (use 'cpu' or 'cuda')")
     return dev
 

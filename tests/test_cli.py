@@ -280,7 +280,12 @@ def test_bad_out_seed_and_missing_bench_script_are_usage_errors(tmp_path, monkey
         (["calibrate", "core", "--out", str(a_file)], "argument --out: expected a folder"),
         (["run", "cohort", "--out", str(a_file)], "argument --out: expected a folder"),
         (["bench", "odil", "--out", str(a_file)], "argument --out: expected a folder"),
-        (["demo", "--seed", str(2**70)], "argument --seed: expected an integer in [-2**63"),
+        (
+            ["demo", "--seed", str(2**70)],
+            "argument --seed: expected an integer with |seed| < 2**43",
+        ),
+        (["run", "cohort", "--seed", str(2**43)], "argument --seed: expected an integer with"),
+        (["calibrate", "core", "--seed", str(-(2**43))], "argument --seed: expected an integer"),
         (["calibrate", "core", "--seed", "1.5"], "argument --seed: expected an integer, received"),
         (["run", "cohort", "--seed", "x"], "argument --seed: expected an integer, received 'x'"),
     ):
@@ -300,4 +305,19 @@ def test_bad_out_seed_and_missing_bench_script_are_usage_errors(tmp_path, monkey
     assert "benchmarks/: not found" in capsys.readouterr().err
     # a negative seed stays valid (it always worked)
     assert cli.build_parser().parse_args(["demo", "--seed", "-1"]).seed == -1
-    assert cli.build_parser().parse_args(["demo", "--seed", str(2**64 - 1)]).seed == 2**64 - 1
+    assert cli.build_parser().parse_args(["demo", "--seed", str(2**43 - 1)]).seed == 2**43 - 1
+
+
+def test_calibrate_exits_nonzero_when_the_hook_fails(tmp_path, monkeypatch, capsys):
+    """It printed a traceback, then 'results: ...' and exited 0."""
+    import types
+
+    from bayesphys.diagnostics import suite
+
+    def boom(quick, seed):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(suite, "load_hook", lambda comp: types.SimpleNamespace(calibrate_rows=boom))
+    assert cli.main(["calibrate", "odil", "--quick", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "calibrate: odil: calibrate_rows failed: RuntimeError('boom')" in err

@@ -108,3 +108,19 @@ def test_as_tensor_refuses_complex_values_a_real_cast_would_truncate():
     assert torch.equal(as_tensor("z", z, dtype=torch.complex128), z.to(torch.complex128))
     assert as_tensor("z", z).is_complex()
     assert as_tensor("x", [1.0], real=True).dtype == torch.float64
+
+
+def test_mps_and_meta_are_refused_where_they_cannot_run():
+    """'mps' passed the check on a machine without MPS and 'meta' always: both failed later,
+    inside a fit, with a traceback."""
+    import torch
+
+    from bayesphys._device import resolve_device
+
+    if not torch.backends.mps.is_available():
+        with pytest.raises(ValueError, match="MPS is not available"):
+            resolve_device("mps")
+    with pytest.raises(ValueError, match="'meta' tensors hold no values"):
+        resolve_device("meta")
+    with pytest.raises(ValueError, match="'meta'"):
+        resolve_device(torch.device("meta"))

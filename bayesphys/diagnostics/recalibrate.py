@@ -53,7 +53,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_int
+from .._checks import check_int, offset_seed
 from .._device import check_finite
 from .._posterior_args import _check_level, _q_tensor, _size
 from .._posterior_base import _PosteriorBase
@@ -476,10 +476,10 @@ def fit_recalibration(
     ``simulate(n, seed=) -> (theta [n, *event], data)``; ``infer(data[i]) -> Posterior``.
     """
     _check_method(method)  # before any simulation
-    theta, data = simulate(n_fit, seed=seed + 1)
+    theta, data = simulate(n_fit, seed=offset_seed(seed, 1))
     posts = [infer(data[i]) for i in range(n_fit)]
     rec = Recalibrator.fit(posts, [theta[i] for i in range(n_fit)], method=method, level=level)
-    theta_e, data_e = simulate(n_eval, seed=seed + 2)
+    theta_e, data_e = simulate(n_eval, seed=offset_seed(seed, 2))
     posts_e = [infer(data_e[i]) for i in range(n_eval)]
     rec.evaluate(posts_e, [theta_e[i] for i in range(n_eval)], levels)
     return rec

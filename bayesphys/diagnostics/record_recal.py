@@ -39,6 +39,7 @@ from typing import Any
 import torch
 
 from .._bench import bench_row
+from .._checks import offset_seed
 from ..posterior import SamplePosterior
 from .recalibrate import Recalibrator
 from .result import CalibrationResult, analyse
@@ -328,7 +329,7 @@ def recalibrated_rows(
         summaries,
         n_sims=n_fit,
         n_draws=base.record.n_draws,
-        seed=seed + 1000,
+        seed=offset_seed(seed, 1000),
         field_levels=None,
     )
     rows = []
@@ -354,7 +355,7 @@ def recalibrated_rows(
             },
             note=(
                 f"{method} recalibration per summary ({extra}) fitted on {n_fit} held-out "
-                f"simulations (seed {seed + 1000}), evaluated on the {base.record.n_sims} "
+                f"simulations (seed {offset_seed(seed, 1000)}), evaluated on the {base.record.n_sims} "
                 f"simulations of the row '{base.method}'"
             ),
         )

@@ -12,8 +12,11 @@ each row ``{"problem": str, "method": str, "metrics": {...}, "setting"?: dict, "
 "anchor"?: dict | None, "result"?: CalibrationResult}`` (most simply the output of
 :func:`~bayesphys.diagnostics.calibrate.calibration_rows`). Metric keys: ``coverage50``,
 ``coverage90``, ``coverage95``, ``sbc_pvalue``, ``tarp_atc``, ``crps``, ``seconds`` (plus any
-other lower-case keys). A component without the hook, or whose hook fails, gets one row whose
-note says so; nothing is invented for it.
+other lower-case keys). A component without the hook gets one row whose note says so; nothing
+is invented for it. A hook that fails (import or call) raises :class:`CalibrationFailed` after
+the file is written: the component's previous rows and figure are kept when the file has some,
+else a row records the failure. The command recorded for each component names ``--seed``
+when it is not 0 (rows carry it in ``setting["seed"]``).
 
 Outputs: ``<out>/calibration.json`` through :func:`bayesphys._bench.write_results` (rows of
 other components already in that file are kept; this component's rows are replaced),
@@ -36,12 +39,13 @@ from pathlib import Path
 from typing import Any
 
 from .._bench import bench_row, repo_root, write_results
+from .._checks import offset_seed
 from .calibrate import calibration_rows
 from .core_problem import CoreFamily
 from .recalibrate import fit_recalibration
 from .result import CalibrationResult
 
-__all__ = ["run_calibration", "core_rows", "COMPONENTS", "load_hook"]
+__all__ = ["run_calibration", "core_rows", "COMPONENTS", "load_hook", "CalibrationFailed"]
 
 COMPONENTS = ("gp_pde", "probconserv", "neural_process", "odil", "meta_fm")
 REQUIRED_METRICS = ("coverage50", "coverage90", "coverage95", "sbc_pvalue", "tarp_atc", "crps")
@@ -67,7 +71,12 @@ def core_rows(quick: bool, seed: int) -> list[dict]:
         **kw,
     )
     rec = fit_recalibration(
-        over.simulate, over.infer, n_fit=n_fit, n_eval=n_fit, method="zscore", seed=seed + 1000
+        over.simulate,
+        over.infer,
+        n_fit=n_fit,
+        n_eval=n_fit,
+        method="zscore",
+        seed=offset_seed(seed, 1000),
     )
     ho = rec.heldout
     j = ho["levels"].index(0.9)
@@ -103,6 +112,22 @@ def _missing_row(component: str, why: str) -> dict:
     return bench_row(component, "-", {}, setting={"component": component}, note=why)
 
 
+class CalibrationFailed(RuntimeError):
+    """A component's calibration hook could not be imported or raised; raised by
+    :func:`run_calibration` after the results file is written (rows kept as described there)."""
+
+
+_FAILED = "failed: "
+
+
+def _failed_row(component: str, why: str) -> dict:
+    return _missing_row(component, _FAILED + why)
+
+
+def _is_failed(row: dict) -> bool:
+    return row.get("method") == "-" and str(row.get("note", "")).startswith(_FAILED)
+
+
 def _component_rows(component: str, quick: bool, seed: int) -> list[dict]:
     if component == "core":
         return core_rows(quick, seed)
@@ -116,7 +141,7 @@ def _component_rows(component: str, quick: bool, seed: int) -> list[dict]:
     except Exception as err:  # noqa: BLE001 - report any import failure plainly
         traceback.print_exc()
         return [
-            _missing_row(component, f"importing bayesphys.{component}._calibration failed: {err!r}")
+            _failed_row(component, f"importing bayesphys.{component}._calibration failed: {err!r}")
         ]
     if mod is None or not hasattr(mod, "calibrate_rows"):
         return [
@@ -130,14 +155,17 @@ def _component_rows(component: str, quick: bool, seed: int) -> list[dict]:
         rows = list(mod.calibrate_rows(quick=quick, seed=seed))
     except Exception as err:  # noqa: BLE001 - a failing hook is recorded, not hidden
         traceback.print_exc()
-        return [_missing_row(component, f"calibrate_rows failed: {err!r}")]
+        return [_failed_row(component, f"calibrate_rows failed: {err!r}")]
     if not rows:
         return [_missing_row(component, "calibrate_rows returned no rows")]
     return rows
 
 
-def _clean(row: dict, component: str, quick: bool) -> tuple[dict, CalibrationResult | None]:
-    """Validate one hook row, tag it with the component, and split off its result object."""
+def _clean(
+    row: dict, component: str, quick: bool, seed: int = 0
+) -> tuple[dict, CalibrationResult | None]:
+    """Validate one hook row, tag it with the component (and the run's seed unless 0), and
+    split off its result object."""
     row = dict(row)
     res = row.pop("result", None)
     for key in ("problem", "method", "metrics"):
@@ -146,6 +174,8 @@ def _clean(row: dict, component: str, quick: bool) -> tuple[dict, CalibrationRes
     setting = {**dict(row.get("setting") or {}), "component": component}
     if quick:
         setting["quick"] = True
+    if seed:
+        setting["seed"] = seed
     out = bench_row(
         str(row["problem"]),
         str(row["method"]),
@@ -161,8 +191,13 @@ def _clean(row: dict, component: str, quick: bool) -> tuple[dict, CalibrationRes
     return out, res if isinstance(res, CalibrationResult) else None
 
 
-def _merge(path: Path, component: str, rows: list[dict]) -> tuple[list[dict], dict]:
-    """Rows of ``path`` from other components, then ``rows``; and the old figure paths."""
+def _merge(
+    path: Path, component: str, rows: list[dict], *, keep_own: bool = False
+) -> tuple[list[dict], dict]:
+    """Rows of ``path`` from other components, then ``rows``; and the old figure paths.
+
+    ``keep_own`` (this run failed): the file's rows and figure of ``component`` stay, when it
+    has any, instead of the failure row (a failed rerun used to wipe good results)."""
     if not path.exists():
         return rows, {}
     try:
@@ -170,9 +205,11 @@ def _merge(path: Path, component: str, rows: list[dict]) -> tuple[list[dict], di
     except (json.JSONDecodeError, OSError):
         print(f"calibration: could not read {path}; starting a new file", file=sys.stderr)
         return rows, {}
-    kept = [
-        r for r in old.get("rows", []) if (r.get("setting") or {}).get("component") != component
-    ]
+    old_rows = old.get("rows", [])
+    mine = [r for r in old_rows if (r.get("setting") or {}).get("component") == component]
+    if keep_own and any(not _is_failed(r) for r in mine):
+        return old_rows, dict(old.get("figures") or {})
+    kept = [r for r in old_rows if (r.get("setting") or {}).get("component") != component]
     figs = {k: v for k, v in (old.get("figures") or {}).items() if k != component}
     return kept + rows, figs
 
@@ -195,7 +232,7 @@ def run_calibration(
     raw = _component_rows(component, quick, seed)
     rows, results = [], []
     for r in raw:
-        clean, res = _clean(r, component, quick)
+        clean, res = _clean(r, component, quick, seed)
         rows.append(clean)
         if res is not None:
             results.append(res)
@@ -212,11 +249,11 @@ def run_calibration(
         from ..inference_data import save_netcdf
 
         save_netcdf(idata, fig_dir / f"calibration_{component}.nc")
-    merged, figures = _merge(out_dir / "calibration.json", component, rows)
+    failed = [r["note"][len(_FAILED) :] for r in rows if _is_failed(r)]
+    merged, figures = _merge(out_dir / "calibration.json", component, rows, keep_own=bool(failed))
     if fig is not None:
         figures[component] = str(fig)
-    comps = sorted({(r.get("setting") or {}).get("component", "?") for r in merged})
-    command = "; ".join(f"bayesphys calibrate {c}{' --quick' if quick else ''}" for c in comps)
+    command = "; ".join(sorted({_command(r) for r in merged}))
     path = write_results(
         "calibration",
         merged,
@@ -227,7 +264,26 @@ def run_calibration(
         extra={"figures": figures},
     )
     _print_table(component, rows, time.perf_counter() - t0, fig, path)
+    if failed:
+        kept = any(
+            (r.get("setting") or {}).get("component") == component and not _is_failed(r)
+            for r in merged
+        )
+        raise CalibrationFailed(
+            f"{component}: {failed[0]}; {path}: "
+            + (f"the previous rows of {component} are kept" if kept else "the failure is recorded")
+        )
     return path
+
+
+def _command(row: dict) -> str:
+    """The command that made ``row`` (its component, ``--quick``, ``--seed`` unless 0)."""
+    st = row.get("setting") or {}
+    seed = st.get("seed", 0)
+    return (
+        f"bayesphys calibrate {st.get('component', '?')}"
+        f"{' --quick' if st.get('quick') else ''}{f' --seed {seed}' if seed else ''}"
+    )
 
 
 def _print_table(

@@ -44,14 +44,33 @@ def test_hook_rows_are_written_and_merged(tmp_path, monkeypatch, exact_model):
     suite.run_calibration("meta_fm", quick=True, out=tmp_path, seed=0)
     assert set(json.loads(path.read_text())["figures"]) == {"odil"}  # none for missing hooks
     assert not (tmp_path / "calibration_meta_fm.png").exists()
+    # a failing rerun raises and keeps the component's good rows and figure (it wiped them)
+    before = json.loads(path.read_text())
     monkeypatch.setattr(suite, "load_hook", lambda comp: _fake_hook(exact_model, fail=True))
-    suite.run_calibration("odil", quick=True, out=tmp_path, seed=0)
-    rows = json.loads(path.read_text())["rows"]
-    by = {(r["setting"]["component"], r["method"]): r for r in rows}
-    assert len(rows) == 2
-    assert "not present" in by[("meta_fm", "-")]["note"]
-    assert "calibrate_rows failed" in by[("odil", "-")]["note"]
-    assert json.loads(path.read_text())["figures"] == {}  # the failed run's old figure is dropped
+    with pytest.raises(suite.CalibrationFailed, match="odil: calibrate_rows failed.*kept"):
+        suite.run_calibration("odil", quick=True, out=tmp_path, seed=0)
+    after = json.loads(path.read_text())
+    assert after["rows"] == before["rows"] and after["figures"] == before["figures"]
+    # a failing first run is recorded as a row (and raises)
+    fresh = tmp_path / "fresh"
+    with pytest.raises(suite.CalibrationFailed, match="failure is recorded"):
+        suite.run_calibration("odil", quick=True, out=fresh, seed=0)
+    (row,) = json.loads((fresh / "calibration.json").read_text())["rows"]
+    assert "calibrate_rows failed" in row["note"] and row["metrics"] == {}
+
+
+def test_the_recorded_command_names_the_seed(tmp_path, monkeypatch, exact_model):
+    """calibration.json recorded 'bayesphys calibrate X --quick' for a run with --seed 7."""
+    monkeypatch.setattr(suite, "load_hook", lambda comp: _fake_hook(exact_model))
+    path = suite.run_calibration("odil", quick=True, out=tmp_path, seed=7)
+    data = json.loads(path.read_text())
+    assert data["command"] == "bayesphys calibrate odil --quick --seed 7"
+    assert data["rows"][0]["setting"]["seed"] == 7
+    suite.run_calibration("gp_pde", quick=True, out=tmp_path, seed=0)
+    data = json.loads(path.read_text())
+    assert data["command"] == (
+        "bayesphys calibrate gp_pde --quick; bayesphys calibrate odil --quick --seed 7"
+    )
 
 
 def test_unknown_component(tmp_path):

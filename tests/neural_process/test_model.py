@@ -254,6 +254,11 @@ def test_demo_hook(tmp_path):
     rows = demo(tmp_path, device=torch.device("cpu"))
     assert (tmp_path / "neural_process.nc").exists() and (tmp_path / "neural_process.png").exists()
     assert {r["metric"] for r in rows} >= {"nse_u", "coverage2sd_u", "nse_z"}
+    # the same seed gives the same numbers (training was bounded by 20 s of wall time)
+    again = demo(tmp_path / "again", device=torch.device("cpu"))
+    assert [r["value"] for r in again if r["metric"] != "seconds"] == [
+        r["value"] for r in rows if r["metric"] != "seconds"
+    ]
 
 
 def test_calibration_simulator_shapes():
