@@ -42,7 +42,7 @@ def _component_module(component: str, hook: str):
 
 def _print_table(rows: list[dict]) -> None:
     cols = ["component", "problem", "metric", "value", "target"]
-    cells = [[str(r.get(c, "")) if c != "value" else _fmt(r.get(c)) for c in cols] for r in rows]
+    cells = [[_fmt(r.get(c)) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
     print("  ".join("-" * w for w in widths))
@@ -151,6 +151,8 @@ def cmd_run(args, rest: list[str]) -> int:
     result = mod.main(argv)
     if isinstance(result, dict):
         for k, v in result.items():
+            if isinstance(v, dict):  # tables (e.g. an ArviZ summary) are printed by the
+                continue  # example itself, or written to its output files
             print(f"{k}: {_fmt(v) if isinstance(v, float) else v}")
         if result.get("failed"):  # e.g. the cohort's problems that raised (as demo does)
             return 1
@@ -325,6 +327,23 @@ def main(argv: list[str] | None = None) -> int:
             name = None  # the parser below refuses it by name
         if name is not None:
             load(name).main(["--help"])  # argparse prints them and exits
+    if (
+        len(argv) > 2
+        and argv[0] == "bench"
+        and argv[1] in COMPONENTS + ("scale_out",)
+        and {"-h", "--help"} & set(argv[2:])
+    ):
+        # `bayesphys bench COMPONENT --help`: the script's own options (--only, --merge, ...)
+        try:
+            path = _bench_script(argv[1])
+        except FileNotFoundError as err:
+            parser.error(str(err))
+        cmd_bench(
+            argparse.Namespace(
+                component=argv[1], bench_path=path, quick=False, out=None, device=None
+            ),
+            ["--help"],
+        )
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
         try:  # no benchmark script (an installed package, a component not landed): a usage error

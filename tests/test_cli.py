@@ -30,6 +30,7 @@ def test_demo_core_writes_netcdf_and_png(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.glob("*.nc")) == ["core.nc"]
     out = capsys.readouterr().out
     assert "coverage95" in out and "rel_l2" in out
+    assert "None" not in out  # rows without a target printed "None" in that column
     idata = load_netcdf(tmp_path / "core.nc")
     summ = az.summary(idata, var_names=["u"], kind="stats")
     assert summ.shape[0] == 101
@@ -321,3 +322,19 @@ def test_calibrate_exits_nonzero_when_the_hook_fails(tmp_path, monkeypatch, caps
     assert cli.main(["calibrate", "odil", "--quick", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "calibrate: odil: calibrate_rows failed: RuntimeError('boom')" in err
+
+
+def test_run_prints_the_result_once(tmp_path, capsys):
+    """gp-pde-inverse printed its summary, then `bayesphys run` printed it again."""
+    rc = cli.main(["run", "gp-pde-inverse", "--smoke", "--out", str(tmp_path)])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert out.count("D_covered") == 1
+
+
+def test_bench_help_shows_the_scripts_own_options(capsys):
+    """`bayesphys bench gp_pde --help` listed only --quick/--out/--device."""
+    with pytest.raises(SystemExit) as info:
+        cli.main(["bench", "gp_pde", "--help"])
+    assert info.value.code == 0
+    assert "--only" in capsys.readouterr().out

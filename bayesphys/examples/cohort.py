@@ -270,13 +270,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", type=out_dir, default="bayesphys-out/cohort")
     ap.add_argument("--seed", type=seed, default=0)
     ap.add_argument("--executor", default="local", choices=["local", "ray", "dask", "sequential"])
-    ap.add_argument("--patients", type=positive_int, default=16)
+    ap.add_argument("--patients", type=positive_int, default=None, help="default 16 (--smoke: 4)")
     ap.add_argument("--workers", type=positive_int, default=None)
     ap.add_argument("--model", default="linear-gaussian", choices=sorted(MODELS))
     args = ap.parse_args(argv)
     if args.device not in ("cpu", "auto"):
         ap.error(f"argument --device: this example runs on cpu, received {args.device!r}")
-    n_patients = 4 if args.smoke else args.patients
+    n_patients = args.patients or (4 if args.smoke else 16)
     num_samples = 100 if args.smoke else 400
     spec = MODELS[args.model]
     problems = spec.make(n_patients, seed=args.seed)

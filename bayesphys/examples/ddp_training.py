@@ -186,9 +186,27 @@ def _run(cfg: dict[str, Any]) -> dict[str, Any] | None:
 # the settings that define what a checkpoint holds: resuming with others would load a model of
 # another shape (a smoke run's narrower MLP) or continue another run's stream
 _RUN_KEYS = {
-    "mlp": ("model", "width", "n_train", "seed"),
+    "mlp": ("model", "width", "n_train", "seed", "batch_size", "lr"),
     "rgnp": ("model", "smoke", "rgnp_batch", "seed"),
 }
+
+
+def _finished_run(cfg: dict[str, Any]) -> dict[str, Any] | None:
+    """The summary of a finished run in ``out`` that this one would resume with nothing left
+    to train (its epochs / steps all done), else ``None`` (a rerun used to overwrite that
+    summary with an empty one: 0 epochs, no loss)."""
+    out = Path(cfg["out"])
+    ckpt = out / ("rgnp.pt" if cfg["model"] == "rgnp" else "checkpoint.pt")
+    path = out / "summary.json"
+    if not (cfg["resume"] and ckpt.exists() and path.exists()):
+        return None
+    try:
+        summary = json.loads(path.read_text())
+        done = int(summary["start_epoch"]) + int(summary["epochs_run"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    target = cfg["steps"] if cfg["model"] == "rgnp" else cfg["epochs"]
+    return summary if summary.get("model") == cfg["model"] and done >= target else None
 
 
 def _check_resumable(cfg: dict[str, Any]) -> None:
@@ -283,7 +301,19 @@ def main(argv: list[str] | None = None) -> dict:
         "smoke": args.smoke,
         "steps": args.steps or (6 if args.smoke else 1000),
     }
-    _check_resumable(cfg)
+    try:
+        _check_resumable(cfg)
+    except ValueError as err:  # a usage error, before any rank starts
+        ap.error(str(err))
+    done = _finished_run(cfg)
+    if done is not None:  # nothing left to train: keep the finished run's summary as it is
+        unit = "steps" if args.model == "rgnp" else "epochs"
+        print(
+            f"ddp_training: --out {cfg['out']} already holds a finished run "
+            f"({done['start_epoch'] + done['epochs_run']} {unit}); nothing to train (pass "
+            f"--no-resume or another --out to train anew, a larger --{unit} to continue it)"
+        )
+        return {**done, "already_finished": True}
     t0 = time.perf_counter()
     if launched_by_torchrun():
         summary = _run(cfg) or {}

@@ -179,9 +179,8 @@ def main(argv: list[str] | None = None) -> dict:
         "netcdf": str(nc),
         "png": str(png),
     }
-    print(summary)
     return summary
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # `bayesphys run` prints the returned summary itself
+    print(main())

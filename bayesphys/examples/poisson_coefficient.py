@@ -204,9 +204,8 @@ def main(argv: list[str] | None = None) -> dict:
         "seconds": time.perf_counter() - t0,
     }
     (out / "poisson_coefficient.json").write_text(json.dumps(res, indent=1, default=str))
-    print({k: v for k, v in res.items() if k != "summary"})
     return res
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # `bayesphys run` prints the result itself
+    print({k: v for k, v in main().items() if k != "summary"})

@@ -174,10 +174,9 @@ def main(argv: list[str] | None = None) -> dict:
         "netcdf": str(nc),
         "png": str(png),
     }
-    for k, v in res.items():
-        print(f"{k}: {v}")
     return res
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
+if __name__ == "__main__":  # pragma: no cover  (`bayesphys run` prints the result itself)
+    for k, v in main().items():
+        print(f"{k}: {v}")

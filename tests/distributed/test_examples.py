@@ -15,6 +15,11 @@ def test_cohort_smoke_and_resume(tmp_path):
     argv = ["--smoke", "--out", str(out), "--executor", "sequential"]
     summary = cohort.main(argv)
     assert summary["patients"] == 4 and summary["failed"] == []
+    # --patients overrides the smoke size (it was ignored: 4 patients whatever was asked)
+    two = cohort.main(
+        ["--smoke", "--patients", "2", "--out", str(tmp_path / "two"), "--executor", "sequential"]
+    )
+    assert two["patients"] == 2
     assert summary["rel_l2_median"] < 0.3
     assert 0.6 < summary["coverage95_mean"] <= 1.0
     assert len(list((out / "fits").glob("p*.nc"))) == 4
@@ -26,7 +31,7 @@ def test_cohort_smoke_and_resume(tmp_path):
     assert u.dims == ("chain", "draw", "patient", "x") and u.sizes["patient"] == 4
 
 
-def test_ddp_training_smoke_two_processes_and_resume(tmp_path):
+def test_ddp_training_smoke_two_processes_and_resume(tmp_path, capsys):
     out = tmp_path / "ddp"
     summary = ddp_training.main(["--smoke", "--out", str(out)])
     assert summary["world_size"] == 2 and summary["backend"] == "gloo"
@@ -35,9 +40,20 @@ def test_ddp_training_smoke_two_processes_and_resume(tmp_path):
     assert (out / "checkpoint.pt").exists()
     assert json.loads((out / "summary.json").read_text())["world_size"] == 2
     # a full-size run in the same folder would load the smoke run's narrower model: refused
-    # before any process starts, with the way out named
-    with pytest.raises(ValueError, match="--no-resume or another --out"):
-        ddp_training.main(["--out", str(out), "--nproc", "1", "--epochs", "1"])
+    # before any process starts, as a usage error naming the way out (it was a traceback)
+    for argv in (["--nproc", "1", "--epochs", "1"], ["--smoke", "--batch-size", "32"]):
+        with pytest.raises(SystemExit) as exc:
+            ddp_training.main(["--out", str(out), *argv])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert "--no-resume or another --out" in err and "Traceback" not in err
+    # the same run again: nothing left to train, and the finished run's summary is kept (it
+    # was overwritten with an empty one: 0 epochs, no loss)
+    before = (out / "summary.json").read_text()
+    again = ddp_training.main(["--smoke", "--out", str(out)])
+    assert again["already_finished"] and again["epochs_run"] == 3
+    assert (out / "summary.json").read_text() == before
+    assert "already holds a finished run (3 epochs)" in capsys.readouterr().out
 
 
 def test_ddp_training_of_the_neural_process_resumes(tmp_path):
@@ -83,6 +99,7 @@ def test_ddp_training_no_resume_does_not_rewrite_the_checkpoints_record(tmp_path
     # before: --smoke --no-resume rewrote run_mlp.json to the smoke settings while the full run's
     # checkpoint stayed, so the next --smoke run resumed a model of another width
     full = {"out": str(tmp_path), "model": "mlp", "width": 64, "n_train": 512, "seed": 0}
+    full.update(batch_size=64, lr=3e-3)
     smoke = {**full, "width": 32, "n_train": 64}
     ddp_training._check_resumable({**full, "resume": True})  # the full run records its settings
     (tmp_path / "checkpoint.pt").write_bytes(b"full-width weights")
