@@ -100,3 +100,19 @@ def test_scale_out_skips_an_engine_that_is_not_installed_with_a_note(tmp_path, m
     assert measured == ["sequential"]
     assert "skip ray: not installed" in capsys.readouterr().out
     assert json.loads(path.read_text())["note"].endswith("Skipped (not importable here): ray.")
+
+
+def test_gp_pde_peak_memory_is_each_rows_own():
+    """peak_mem_mb was the running peak of the whole benchmark process (ru_maxrss): a small
+    row after a large one reported the large one's peak."""
+    import numpy as np
+
+    mod = script_module(str(BENCH / "gp_pde.py"))
+    if not mod._reset_peak():
+        pytest.skip("no /proc/self/clear_refs here")
+    big = np.ones((6000, 6000))  # ~275 MB resident
+    big += 1.0
+    high = mod._peak_mb()
+    del big
+    assert mod._reset_peak()
+    assert mod._peak_mb() < high - 200
