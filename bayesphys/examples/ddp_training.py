@@ -123,6 +123,7 @@ def _train(cfg: dict[str, Any]) -> dict[str, Any] | None:
         "train_seconds": res.seconds,
         "global_batch": cfg["batch_size"] * res.extra["world_size"],
         "checkpoint": str(out / "checkpoint.pt") if cfg["resume"] else None,
+        "resume": cfg["resume"],
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -174,6 +175,7 @@ def _train_rgnp(cfg: dict[str, Any]) -> dict[str, Any] | None:
         "train_seconds": res.seconds,
         "global_batch": model.config.batch * ctx.world_size,
         "checkpoint": str(ckpt),
+        "resume": cfg["resume"],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
     return summary
@@ -206,7 +208,10 @@ def _finished_run(cfg: dict[str, Any]) -> dict[str, Any] | None:
     except (ValueError, KeyError, TypeError):
         return None
     target = cfg["steps"] if cfg["model"] == "rgnp" else cfg["epochs"]
-    return summary if summary.get("model") == cfg["model"] and done >= target else None
+    # only a summary of a run that trained the checkpoint (a --no-resume run writes a summary
+    # of its own, of a model that is not in the checkpoint)
+    ours = summary.get("model") == cfg["model"] and summary.get("resume") is True
+    return summary if ours and done >= target else None
 
 
 def _check_resumable(cfg: dict[str, Any]) -> None:

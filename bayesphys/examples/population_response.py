@@ -101,12 +101,10 @@ def main(argv: list[str] | None = None) -> dict:
         "plot": str(out / "population_response.png"),
     }
     (out / "population_response.json").write_text(json.dumps(result, indent=1, default=float))
-    print(
-        json.dumps({k: v for k, v in result.items() if k != "w2_summary"}, indent=1, default=float)
-    )
     return result
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # `bayesphys run` prints the result itself
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    main()
+    res = main()
+    print(json.dumps({k: v for k, v in res.items() if k != "w2_summary"}, indent=1, default=float))

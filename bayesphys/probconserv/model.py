@@ -482,9 +482,13 @@ class ProbConserv:
         the GP). Defaults: the table time and 201 uniform points. After
         ``calibrate(objective="hybrid")`` the covariance on the calibration grid is the hybrid
         :math:`s(\beta a\Sigma + (1-\beta)\Sigma_{\rm err})` with the Step-1 scale ``s``
-        (:mod:`~bayesphys.probconserv.calibration`).
+        (:mod:`~bayesphys.probconserv.calibration`). This is the unconstrained model, the same
+        as ``posterior(method="none")``: it never sees the conservation right-hand side, so
+        its scale is the pooled validation scale even when a parameter-conditional one was
+        fitted (that one, and the mass check, read :math:`b`; ``posterior(sigma_g=inf)`` is the
+        Step-1 posterior with them, the prior the ProbConserv update starts from).
         """
-        return self._step1(context, t, x, seed=seed, stage="prior")
+        return self._step1(context, t, x, seed=seed, stage="prior", use_mass=False)
 
     def _step1(
         self, context, t, x, *, seed, stage: str, mass=None, use_mass: bool = True
@@ -597,8 +601,11 @@ class ProbConserv:
         ``self.calibration``, returns :math:`\beta`; ``posterior(method="probconserv")`` then
         uses the post-update scale, the other methods the Step-1 scale.
 
-        ``local_functions = M > 0`` (hybrid only) replaces the scalar scales by
-        parameter-conditional ones (:mod:`~bayesphys.probconserv.conditional`): an inferred
+        ``local_functions = M > 0`` (hybrid only) replaces the scalar scales of the
+        ProbConserv update (and of its Step-1 prior, ``posterior(sigma_g=inf)``) by
+        parameter-conditional ones; the unconstrained model (``step1``,
+        ``posterior(method="none" / "hardc")``) keeps the pooled scale, since these read the
+        mass (:mod:`~bayesphys.probconserv.conditional`): an inferred
         parameter :math:`\hat\theta(\mu, b)` fitted on the validation functions, and a
         localized split-conformal 90 % scale :math:`s(\hat\theta)` fitted on ``M`` further
         functions (seed ``local_seed``, default ``seed + 100_003``) whose z-scores are taken
@@ -869,6 +876,11 @@ class ProbConserv:
         tt, xx = self._grid(t, x)
         if method != "none":
             trapezoid_weights(xx)  # a grid the update can integrate on, before Step 1
+        if mass is not None and method == "none":
+            raise ValueError(
+                "mass: method='none' is the unconstrained model and uses no mass; pass it with "
+                "method='probconserv' or 'hardc'"
+            )
         if mass is not None:
             b = _check_mass(mass, len(context.params), len(tt), self.device)
         elif method != "none":

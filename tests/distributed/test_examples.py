@@ -54,6 +54,11 @@ def test_ddp_training_smoke_two_processes_and_resume(tmp_path, capsys):
     assert again["already_finished"] and again["epochs_run"] == 3
     assert (out / "summary.json").read_text() == before
     assert "already holds a finished run (3 epochs)" in capsys.readouterr().out
+    # a --no-resume run's summary is not the checkpoint's: a later run resumes the checkpoint
+    ddp_training.main(["--smoke", "--out", str(out), "--no-resume", "--epochs", "5"])
+    again = ddp_training.main(["--smoke", "--out", str(out), "--epochs", "4"])
+    assert not again.get("already_finished") and again["start_epoch"] == 3
+    assert again["epochs_run"] == 1
 
 
 def test_ddp_training_of_the_neural_process_resumes(tmp_path):

@@ -320,11 +320,11 @@ def test_unconstrained_baselines_never_see_the_mass(checked_model):
     g = trapezoid_weights(m.problem.grid(201))
     own = m.step1(test).mean @ g
     far = own * 3.0
-    a = m.posterior(test, mass=own, method="none")
-    b = m.posterior(test, mass=far, method="none")
-    c = m.posterior(test, method="none")
-    assert torch.equal(a.mean, b.mean) and torch.equal(a.variance, b.variance)
-    assert torch.equal(a.variance, c.variance)
+    a = m.posterior(test, method="none")
+    with pytest.raises(ValueError, match="method='none' is the unconstrained model"):
+        m.posterior(test, mass=far, method="none")  # a mass it would not use: refused
+    s1 = m.step1(test)  # the public Step 1 is the same unconstrained model
+    assert torch.equal(a.mean, s1.mean) and torch.equal(a.variance, s1.variance)
     raw = m.posterior(test, mass=own, sigma_g=math.inf)  # the mass-aware Step 1 (ProbConserv's)
     assert not torch.allclose(raw.variance, a.variance)
     hc_own = m.posterior(test, mass=own, method="hardc")
