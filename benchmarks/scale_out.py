@@ -195,7 +195,14 @@ def _probe_rows(quick: bool) -> list[dict]:
             bench_row(
                 "cpu-probe",
                 "2 processes vs 1 (pure Python loop)",
-                {"seconds": t2, "sequential_seconds": t1, "speedup": speed, "load1": load},
+                # sequential_seconds: the same work (WORKERS loops) in one process, so that
+                # speedup = sequential_seconds / seconds as in the cohort rows
+                {
+                    "seconds": t2,
+                    "sequential_seconds": WORKERS * t1,
+                    "speedup": speed,
+                    "load1": load,
+                },
                 setting={"iterations": n, "workers": WORKERS},
                 anchor=ANCHOR_2X,
                 note="upper bound on any executor's speed-up at that moment",

@@ -263,28 +263,96 @@ def _write(out: Path, rec: dict[str, Any]) -> None:
         raise
 
 
+def _stable(v: Any, depth: int = 0) -> Any:
+    """A JSON-able description of ``v`` that is the same in every session and differs when
+    the value differs: arrays and tensors by dtype, shape and a hash of their bytes (``repr``
+    elides the middle of a large array), partials by function and arguments, functions by
+    module, name, closure and defaults, other objects by class and attributes; memory
+    addresses removed."""
+    import functools
+
+    import numpy as np
+    import torch
+
+    if depth > 8:  # deep or cyclic structures: the type is all that is compared there
+        return f"<{type(v).__module__}.{type(v).__qualname__}>"
+    d = depth + 1
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    if isinstance(v, Mapping):
+        return {str(k): _stable(x, d) for k, x in sorted(v.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(v, (list, tuple)):
+        return [_stable(x, d) for x in v]
+    if isinstance(v, torch.Tensor):
+        v = (
+            v.detach().cpu().contiguous().numpy()
+            if v.dtype != torch.bfloat16
+            else v.float().numpy()
+        )
+    if isinstance(v, np.ndarray):
+        arr = np.ascontiguousarray(v)
+        return {
+            "array": str(arr.dtype),
+            "shape": list(arr.shape),
+            "sha256": hashlib.sha256(arr.tobytes()).hexdigest()[:16],
+        }
+    if isinstance(v, functools.partial):
+        return {
+            "partial": _stable(v.func, d),
+            "args": _stable(v.args, d),
+            "kw": _stable(v.keywords, d),
+        }
+    if hasattr(v, "__code__"):  # a function or lambda: its captured values and defaults count
+        cells = [c.cell_contents for c in (v.__closure__ or ()) if _cell_full(c)]
+        return {
+            "function": f"{getattr(v, '__module__', '')}.{getattr(v, '__qualname__', '')}",
+            "closure": _stable(cells, d),
+            "defaults": _stable(v.__defaults__, d),
+            "kwdefaults": _stable(v.__kwdefaults__, d),
+        }
+    if hasattr(v, "__self__") and hasattr(v, "__func__"):  # a bound method
+        return {"method": _stable(v.__func__, d), "self": _stable(v.__self__, d)}
+    if isinstance(v, type):
+        return f"{v.__module__}.{v.__qualname__}"
+    attrs = getattr(v, "__dict__", None)
+    if isinstance(attrs, dict):
+        return {
+            "object": f"{type(v).__module__}.{type(v).__qualname__}",
+            "attrs": _stable(attrs, d),
+        }
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(v))
+
+
+def _cell_full(cell) -> bool:
+    try:
+        _ = cell.cell_contents
+    except ValueError:  # an empty cell (a name not yet bound)
+        return False
+    return True
+
+
 def _build_name(build: Callable[..., Any]) -> str:
-    """What the resume check compares: the builder's qualified name (``partial`` for partials)."""
-    return str(getattr(build, "__qualname__", type(build).__qualname__))
+    """What the resume check compares: the builder's qualified name, followed for partials,
+    callable objects and closures by a fingerprint of what they carry (their arguments,
+    attributes, captured values), so ``partial(build, noise=0.1)`` and ``noise=5.0`` differ."""
+    name = str(getattr(build, "__qualname__", type(build).__qualname__))
+    plain = (
+        hasattr(build, "__code__")
+        and not build.__closure__
+        and not build.__defaults__
+        and not build.__kwdefaults__
+    )
+    if plain:
+        return name  # a plain function: its name, as records have always stored it
+    text = json.dumps(_stable(build), sort_keys=True)
+    return f"{name}:{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
 def _settings_key(**settings: Any) -> str:
-    """A fingerprint of the settings that shape a record (fit and posterior keywords, draws,
-    chains, name, export): callables by qualified name, other values by ``repr`` with memory
-    addresses removed, so the same settings give the same key in every session."""
-
-    def stable(v: Any) -> Any:
-        if isinstance(v, Mapping):
-            return {str(k): stable(x) for k, x in sorted(v.items(), key=lambda kv: str(kv[0]))}
-        if isinstance(v, (list, tuple)):
-            return [stable(x) for x in v]
-        if isinstance(v, (str, int, float, bool)) or v is None:
-            return v
-        if callable(v) and hasattr(v, "__qualname__"):
-            return f"{getattr(v, '__module__', '')}.{v.__qualname__}"
-        return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(v))
-
-    text = json.dumps(stable(settings), sort_keys=True)
+    """A fingerprint of what shapes a record (fit and posterior keywords, draws, chains, name,
+    export, and the problem itself): see :func:`_stable`, so the same settings give the same
+    key in every session and different array values, captured values or problem data differ."""
+    text = json.dumps(_stable(settings), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -701,10 +769,13 @@ def fit_many(
         name=name,
         export=export,
     )
-    settings = _settings_key(**shaping)
     records: dict[Any, dict[str, Any]] = {}
     todo: list[ProblemTask] = []
+    keys: dict[Any, str] = {}
     for pid, prob in items:
+        # the problem's data is part of the fingerprint: a cohort regenerated with other data
+        # into the same folder is refitted, not resumed
+        settings = keys[pid] = _settings_key(**shaping, problem=prob) if out_dir else ""
         if out_dir is not None:
             # a record written with another seed or builder is stale: fit the problem again
             want = problem_seed(base, pid) if seed is not None else None
@@ -769,7 +840,7 @@ def fit_many(
                     }
                 rec["resumed"] = False
                 rec["build"] = build_name
-                rec["settings"] = settings  # a resumed call with other settings refits
+                rec["settings"] = keys[task.problem_id]  # other settings or data: refit
                 rec["base_seed"] = base  # the only way back to a seed drawn for seed=None
                 records[task.problem_id] = rec
                 if out_dir is not None:

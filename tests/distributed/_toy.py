@@ -50,3 +50,9 @@ def build_no_trim(problem: dict, seed: int | None = None) -> LinearGaussianModel
     if os.environ.get("MALLOC_TRIM_THRESHOLD_"):
         raise RuntimeError("MALLOC_TRIM_THRESHOLD_ is set in this worker (slow torch allocations)")
     return build(problem, seed=seed)
+
+
+def build_scaled(problem: dict, seed: int | None = None, *, noise: float = 0.1):
+    """A builder with an argument (for partials): the model sees ``noise`` x its data."""
+    prob = dict(problem, y=problem["y"] * (1.0 + noise))
+    return LinearGaussianModel(prob, seed=seed)

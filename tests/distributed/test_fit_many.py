@@ -661,3 +661,47 @@ def test_temporary_files_a_killed_writer_left_are_swept(tmp_path):
     assert res.failed == []
     assert not stale.exists()
     assert live.exists() and foreign.exists()
+
+
+def test_resume_tells_partials_arrays_and_problem_data_apart(tmp_path):
+    """The resume check compared a builder's qualified name ('partial' for every partial),
+    arrays by a repr that elides their middle, and never the problem's data: each reused
+    stale draws."""
+    from functools import partial
+
+    from bayesphys.distributed.fit_many import _build_name, _settings_key
+
+    def run(probs, build, sub):
+        return fit_many(
+            probs,
+            build,
+            executor="sequential",
+            seed=3,
+            progress=False,
+            out=tmp_path / sub,
+            num_samples=NS,
+            fit_kwargs={"steps": STEPS},
+        )
+
+    probs = _toy.problems(2)
+    a = run(probs, partial(_toy.build_scaled, noise=0.1), "p")
+    b = run(probs, partial(_toy.build_scaled, noise=5.0), "p")
+    assert not b.table["resumed"].any()
+    assert not np.array_equal(_draws(a, "p000"), _draws(b, "p000"))
+    assert run(probs, partial(_toy.build_scaled, noise=5.0), "p").table["resumed"].all()
+    # the problem's data: a regenerated cohort in the same folder is refitted
+    run(probs, _toy.build, "d")
+    other = {k: dict(v, y=v["y"] + 1.0) for k, v in probs.items()}
+    assert not run(other, _toy.build, "d").table["resumed"].any()
+    # large arrays that differ only in the middle, and closures over different values
+    x, y = np.zeros(5000), np.zeros(5000)
+    y[2500] = 1.0
+    assert _settings_key(fit_kwargs={"w": x}) != _settings_key(fit_kwargs={"w": y})
+    assert _settings_key(w=torch.as_tensor(x)) != _settings_key(w=torch.as_tensor(y))
+
+    def closure(v):
+        return lambda problem, seed=None: v
+
+    assert _build_name(closure(1)) != _build_name(closure(2))
+    assert _build_name(closure(1)) == _build_name(closure(1))
+    assert _build_name(_toy.build_interrupt) == _build_name(_toy.build_interrupt)
