@@ -819,9 +819,15 @@ def fit_many(
 
     runner_name, workers = "none (all resumed)", None
     if todo:
-        runner = resolve_runner(
-            executor, max_workers=max_workers, threads_per_worker=threads_per_worker
-        )
+        try:
+            runner = resolve_runner(
+                executor, max_workers=max_workers, threads_per_worker=threads_per_worker
+            )
+        except BaseException as err:  # the runner did not start: keep what was resumed
+            err.partial_result = _result(
+                records, items, problem_dim, runner_name, workers, t0, base
+            )
+            raise
         runner_name, workers = runner.name, runner.workers
         bar = tqdm(total=len(todo), desc="fit_many", disable=not progress)
         try:

@@ -705,3 +705,20 @@ def test_resume_tells_partials_arrays_and_problem_data_apart(tmp_path):
     assert _build_name(closure(1)) != _build_name(closure(2))
     assert _build_name(closure(1)) == _build_name(closure(1))
     assert _build_name(_toy.build_interrupt) == _build_name(_toy.build_interrupt)
+
+
+def test_a_runner_that_does_not_start_keeps_the_resumed_problems(tmp_path, monkeypatch):
+    """The exception of a runner that failed to start carried no partial_result, so the
+    problems resumed from out/ were lost with it (the docs promise them)."""
+    probs = _toy.problems(3)
+    kw = dict(executor="sequential", seed=3, progress=False, out=tmp_path, num_samples=NS)
+    fit_many(dict(list(probs.items())[:2]), _toy.build, **kw)
+
+    def broken(*a, **k):
+        raise RuntimeError("the cluster is down")
+
+    monkeypatch.setattr("bayesphys.distributed.executors.resolve_runner", broken)
+    with pytest.raises(RuntimeError, match="cluster is down") as info:
+        fit_many(probs, _toy.build, **kw)
+    part = info.value.partial_result
+    assert int(part.table["resumed"].sum()) == 2
