@@ -58,6 +58,11 @@ def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
 SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
 
 
+# a seed every component takes: ProbConserv derives its batches' seeds as seed * 1_000_003 + step
+# (within int64 below it), the cohort example one seed per patient; the command line's bound
+SEED_BOUND = 2**43
+
+
 def check_seed(name: str, value: Any, *, minimum: int = SEED_MIN) -> int:
     """``value`` as an ``int`` seed in ``[minimum, 2**64 - 1]`` (default minimum ``-2**63``:
     torch's seed range; ``0`` where numpy takes the seed). As :func:`check_int` otherwise:

@@ -239,9 +239,6 @@ def _out_arg(text: str) -> str:
     return text
 
 
-SEED_BOUND = 2**43  # |seed| below it: every component takes it (ProbConserv derives batch seeds)
-
-
 def _seed_arg(text: str) -> int:
     """An argparse ``type`` for ``--seed``: an integer with ``|seed| < 2**43``, the range every
     component and example takes (torch alone takes more, but e.g. ProbConserv derives its
@@ -251,6 +248,8 @@ def _seed_arg(text: str) -> int:
         seed = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, received {text!r}") from None
+    from ._checks import SEED_BOUND
+
     if not -SEED_BOUND < seed < SEED_BOUND:
         raise argparse.ArgumentTypeError(
             f"expected an integer with |seed| < 2**43, received {text!r}"

@@ -24,23 +24,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bayesphys._bench import ablation_parser, positive_int, print_rows_table, write_rows
-from bayesphys.odil import GliomaModel, nuts_reference
+from bayesphys._bench import (
+    ablation_parser,
+    positive_int,
+    print_rows_table,
+    script_module,
+    write_rows,
+)
+from bayesphys.odil import nuts_reference
 from bayesphys.problems.glioma import brain_phantom, synthetic_patient
 
 SEED0 = 5000  # B3's NUTS cases (benchmarks/odil.py: synthetic_patient(5000 + s))
 PARAMS = ("log_Dw", "log_rho", "x0", "y0")
+ODIL = script_module(str(Path(__file__).with_name("odil.py")))  # B3's own fit of a case
 
 
 def case_rows(s: int, phantom: dict, num_samples: int, warmup: int) -> list[dict]:
     """One B3 NUTS case: a row per parameter."""
     import arviz as az
 
-    p = synthetic_patient(SEED0 + s, phantom=phantom)
-    m = GliomaModel.from_patient(p)
-    t0 = time.perf_counter()
-    m.fit(progress=False)
-    fit_s = time.perf_counter() - t0
+    m, fit_s = ODIL._fit_case(synthetic_patient(SEED0 + s, phantom=phantom), None)
     draws, nuts_s = nuts_reference(m, num_samples=num_samples, warmup_steps=warmup, seed=s)
     d = draws[0].cpu().double()  # [draw, 2 + 2]
     mean_n, sd_n = d.mean(0), d.std(0)

@@ -283,12 +283,11 @@ def _stable(v: Any, depth: int = 0) -> Any:
         return {str(k): _stable(x, d) for k, x in sorted(v.items(), key=lambda kv: str(kv[0]))}
     if isinstance(v, (list, tuple)):
         return [_stable(x, d) for x in v]
+    if isinstance(v, (set, frozenset)):  # iteration order varies between sessions
+        return sorted((_stable(x, d) for x in v), key=lambda x: json.dumps(x, sort_keys=True))
     if isinstance(v, torch.Tensor):
-        v = (
-            v.detach().cpu().contiguous().numpy()
-            if v.dtype != torch.bfloat16
-            else v.float().numpy()
-        )
+        t = v.detach().cpu()
+        v = (t.float() if t.dtype == torch.bfloat16 else t).contiguous().numpy()
     if isinstance(v, np.ndarray):
         arr = np.ascontiguousarray(v)
         return {

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._checks import offset_seed
 from . import _args
 
 DESCRIPTION = "Nonlinear Poisson coefficient field from noisy off-grid sensors (RGNP + GICNet)"
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
     fit = model.fit(data, steps=steps, progress=not args.smoke)
 
     # a new case, observed at random off-grid sensors
-    rng = np.random.default_rng((1234 + args.seed) % 2**64)  # numpy takes seeds >= 0
+    rng = np.random.default_rng(offset_seed(1234, args.seed))  # wrapped: numpy takes >= 0
     z_true = rng.uniform(-1, 1, 5)
     w_true = np.array([rng.uniform(1, 2)])
     xf, uf = solve_poisson(z_true[None], w_true, n_nodes=801)

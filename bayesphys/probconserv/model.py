@@ -35,7 +35,7 @@ from linear_operator.operators import (
 )
 from torch import Tensor
 
-from .._checks import check_bool, check_int, check_real, check_seed
+from .._checks import SEED_BOUND, check_bool, check_int, check_real, check_seed
 from .._device import as_tensor, resolve_device, resolve_dtype, seeded
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..distributed.data_parallel import GradientSync, rank_generator_seed
@@ -50,8 +50,6 @@ from .update import check_sigma_g, check_sigma_g_shape, conserve_slices, trapezo
 __all__ = ["ProbConserv", "ProbConservConfig"]
 
 _F64 = torch.float64
-# the training stream's seeds are ``seed * 1_000_003 + step`` (and offsets): within int64
-_SEED_BOUND = 2**43
 # settings of one Step-1 model only (the other ignores them)
 _ANP_ONLY = {"hidden": 64, "n_samples": 32, "covariance": "lowrank"}
 _GP_ONLY = {"gp_width": 32}
@@ -269,7 +267,7 @@ class ProbConserv:
         softc_points = check_int("softc_points", softc_points, minimum=1)
         sigma_g = _check_sigma_g("sigma_g", sigma_g)  # inf: no update (the prior)
         relative = check_bool("relative", relative)
-        seed = _check_seed("seed", seed, bound=_SEED_BOUND)
+        seed = _check_seed("seed", seed, bound=SEED_BOUND)
         noise_std = check_real("noise_std", noise_std, minimum=0.0)
         train_margin = check_real("train_margin", train_margin, minimum=0.0)
         prob.check_params(f"train_margin = {train_margin:g}", *prob.widened_range(train_margin))

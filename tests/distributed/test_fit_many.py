@@ -722,3 +722,29 @@ def test_a_runner_that_does_not_start_keeps_the_resumed_problems(tmp_path, monke
         fit_many(probs, _toy.build, **kw)
     part = info.value.partial_result
     assert int(part.table["resumed"].sum()) == 2
+
+
+def test_settings_fingerprint_of_sets_and_grad_tensors_is_stable(tmp_path):
+    """A set's iteration order (strings) changes between sessions, so its repr gave another
+    key in every session; a bfloat16 tensor that requires grad could not be fingerprinted."""
+    import subprocess
+
+    code = (
+        "from bayesphys.distributed.fit_many import _settings_key;"
+        "print(_settings_key(fit_kwargs={'tags': {'alpha', 'beta', 'gamma', 'delta'}}))"
+    )
+    keys = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**__import__("os").environ, "PYTHONHASHSEED": str(h)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for h in (1, 2, 3)
+    }
+    assert len(keys) == 1
+    from bayesphys.distributed.fit_many import _settings_key
+
+    w = torch.ones(3, dtype=torch.bfloat16, requires_grad=True)
+    assert _settings_key(w=w) != _settings_key(w=w.detach() * 2)
