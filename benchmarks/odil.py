@@ -398,26 +398,36 @@ def bench_b3(quick: bool, device) -> list[dict]:
     return rows
 
 
-def bench_b6(quick: bool, device) -> list[dict]:
-    """One patient simulated at 1 mm, observed and fitted at 1, 2 and 4 mm."""
+def coarsened_model(p: dict, f: int, device=None, **kwargs) -> GliomaModel:
+    """A model of a 2-D patient simulated at 1 mm, observed at ``f`` mm: tissue maps and the
+    tumour map block-averaged over ``f x f`` voxels, labels thresholded from the averaged map
+    (inside tissue); ``kwargs`` go to :class:`GliomaModel`."""
     import torch.nn.functional as F
 
+    if f == 1:
+        wm, gm, lab = p["wm"], p["gm"], p["labels"]
+    else:
+        wm, gm, cc = (F.avg_pool2d(p[k][None, None], f)[0, 0] for k in ("wm", "gm", "c_true"))
+        lab = ((cc >= p["th_down"]).long() + (cc >= p["th_up"]).long()) * ((wm + gm) >= 0.1).long()
+    return GliomaModel(
+        wm,
+        gm,
+        lab,
+        spacing=float(f),
+        th_up=p["th_up"],
+        th_down=p["th_down"],
+        device=device,
+        **kwargs,
+    )
+
+
+def bench_b6(quick: bool, device) -> list[dict]:
+    """One patient simulated at 1 mm, observed and fitted at 1, 2 and 4 mm."""
     ph = brain_phantom(128, 1.0)
     p = synthetic_patient(7, phantom=ph, refine=2)
     res = {}
     for f in [2, 4] if quick else [1, 2, 4]:
-        if f == 1:
-            wm, gm, lab = p["wm"], p["gm"], p["labels"]
-        else:
-            wm = F.avg_pool2d(p["wm"][None, None], f)[0, 0]
-            gm = F.avg_pool2d(p["gm"][None, None], f)[0, 0]
-            cc = F.avg_pool2d(p["c_true"][None, None], f)[0, 0]
-            lab = ((cc >= p["th_down"]).long() + (cc >= p["th_up"]).long()) * (
-                (wm + gm) >= 0.1
-            ).long()
-        m = GliomaModel(
-            wm, gm, lab, spacing=float(f), th_up=p["th_up"], th_down=p["th_down"], device=device
-        )
+        m = coarsened_model(p, f, device)
         t0 = time.perf_counter()
         m.fit(progress=False)
         res[f] = (m.theta.cpu(), m.theta_cov.diagonal().sqrt().cpu(), time.perf_counter() - t0)

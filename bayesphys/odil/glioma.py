@@ -22,7 +22,12 @@ segmentation and model errors are spatially correlated over a length :math:`\lam
 each block of :math:`\kappa = (\lambda/h)^d` voxels as one observation, i.e. divide every data
 residual by :math:`\sqrt\kappa` (the likelihood of a field with correlation area :math:`\lambda^d`
 evaluated on a grid of cell :math:`h^d`). :math:`\lambda` (``noise_corr_mm``) is calibrated on
-simulated patients (benchmark B3).
+simulated patients (benchmark B3). An optional model-error sd :math:`\sigma_m = \alpha h`
+(``model_error`` = :math:`\alpha`, per mm) is added in quadrature to the data sds
+(:math:`\sigma_s \to \sqrt{\sigma_s^2 + \sigma_m^2}`, PET: :math:`\sigma_{pet} \to
+\sqrt{\sigma_{pet}^2 + s_{pet}^2\sigma_m^2}`): the error of a coarse grid's forward model
+(cell-averaged tissue, the stencil) that grows with the cell size (the anchor's B6: "SDs
+inflate to cover the drift").
 
 **Fit and posterior.** Reduced-space ODIL: the discrete FK scheme is imposed exactly by the
 explicit forward solver, the loss over :math:`\theta` is minimised by Levenberg-Marquardt with a
@@ -74,6 +79,7 @@ _CFG_KEYS = (
     "pet_sigma",
     "seg_sigma",
     "noise_corr_mm",
+    "model_error",
     "d_max",
     "time_scheme",
     "prior",
@@ -120,6 +126,13 @@ class GliomaModel(GliomaPosteriorMixin):
         lesion voxels.
     seg_sigma: :math:`\sigma_s`. noise_corr_mm: correlation length :math:`\lambda` of the
         data errors in mm (default 4 mm, calibrated in benchmark B3; at least one voxel is used).
+    model_error: :math:`\alpha` (per mm, ``>= 0``, default 0): the forward model's error in
+        :math:`c` has sd :math:`\sigma_m = \alpha h`, added in quadrature to ``seg_sigma`` (and,
+        times ``pet_scale``, to ``pet_sigma``). It grows with the voxel size: tissue maps and
+        the stencil of a coarse grid misplace the front by a fraction of a cell. 0 trusts the
+        solver as exact (data simulated on the fitted grid); for scans coarser than the
+        anatomy, ``benchmarks/odil_model_error.py`` measures the value that calibrates the
+        posterior (docs/odil.md).
     d_max: upper bound of :math:`D_w` used to fix the stable explicit time step.
     time_scheme: ``"strang"`` (default: exact logistic reaction half-steps around an explicit
         diffusion step, :func:`~bayesphys.problems.fisher_kolmogorov.fk_forward`) or ``"euler"``
@@ -168,6 +181,7 @@ class GliomaModel(GliomaPosteriorMixin):
         pet_sigma: float = 0.05,
         seg_sigma: float = 0.05,
         noise_corr_mm: float = 4.0,
+        model_error: float = 0.0,
         d_max: float = 1.0,
         time_scheme: str = "strang",
         prior: dict | None = None,
@@ -209,6 +223,7 @@ class GliomaModel(GliomaPosteriorMixin):
         pet_scale = check_real("pet_scale", pet_scale, minimum=0.0, strict=True)
         pet_sigma = check_real("pet_sigma", pet_sigma, minimum=0.0, strict=True)
         noise_corr_mm = check_real("noise_corr_mm", noise_corr_mm, minimum=0.0, strict=True)
+        model_error = check_real("model_error", model_error, minimum=0.0)
         n_foci = check_int("n_foci", n_foci, minimum=1)
         if crop_margin_mm is not None:
             crop_margin_mm = check_real("crop_margin_mm", crop_margin_mm, minimum=0.0)
@@ -237,6 +252,7 @@ class GliomaModel(GliomaPosteriorMixin):
             "pet_sigma": float(pet_sigma),
             "seg_sigma": float(seg_sigma),
             "noise_corr_mm": float(max(noise_corr_mm, spacing)),
+            "model_error": float(model_error),
             "d_max": float(d_max),
             "time_scheme": time_scheme,
             "prior": prior,
@@ -430,19 +446,30 @@ class GliomaModel(GliomaPosteriorMixin):
         j_prior = torch.func.jacfwd(self._prior_residuals)(theta).to(j_data.dtype)
         return torch.cat([r_data, r_prior]), torch.cat([j_data, j_prior], 0)
 
+    def _noise(self) -> tuple[float, float, float]:
+        r"""``(seg sd, PET sd, kappa)``: the data sds with the model error
+        :math:`\sigma_m = \alpha h` added in quadrature, and the number of voxels
+        :math:`\kappa = (\lambda/h)^d` counted as one observation."""
+        cfg = self.config
+        sig_m = cfg.get("model_error", 0.0) * cfg["spacing"]
+        seg = math.hypot(cfg["seg_sigma"], sig_m)
+        pet = math.hypot(cfg["pet_sigma"], cfg["pet_scale"] * sig_m)
+        return seg, pet, (cfg["noise_corr_mm"] / cfg["spacing"]) ** self.ndim
+
     def _data_residuals(self, c: Tensor) -> dict[str, Tensor]:
         cfg = self.config
-        scale = 1.0 / math.sqrt((cfg["noise_corr_mm"] / cfg["spacing"]) ** self.ndim)
+        seg_sd, pet_sd, kappa = self._noise()
+        scale = 1.0 / math.sqrt(kappa)
         m = self._brain > 0
         out = {}
         for k, th in ((1, cfg["th_down"]), (2, cfg["th_up"])):
             sgn = (self._labels[m] >= k).to(self.dtype) * 2 - 1
-            z = sgn * (c[m] - th) / cfg["seg_sigma"]
+            z = sgn * (c[m] - th) / seg_sd
             f = -2 * torch.special.log_ndtr(z)
             out[f"seg{k}"] = scale * (torch.sqrt(f + 1e-12) - 1e-6)
         if self._pet is not None:
             lm = self._labels > 0
-            out["pet"] = scale * (cfg["pet_scale"] * c[lm] - self._pet[lm]) / cfg["pet_sigma"]
+            out["pet"] = scale * (cfg["pet_scale"] * c[lm] - self._pet[lm]) / pet_sd
         return out
 
     def _prior_residuals(self, theta: Tensor) -> Tensor:
@@ -708,6 +735,7 @@ class GliomaModel(GliomaPosteriorMixin):
             pet_sigma=cfg["pet_sigma"],
             seg_sigma=cfg["seg_sigma"],
             noise_corr_mm=cfg["noise_corr_mm"],
+            model_error=cfg.get("model_error", 0.0),
             d_max=cfg["d_max"],
             time_scheme=cfg.get("time_scheme", "euler"),
             prior=cfg["prior"],

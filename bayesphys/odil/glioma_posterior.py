@@ -187,10 +187,10 @@ class GliomaPosteriorMixin:
         """Threshold log likelihood per voxel ``[..., *grid]`` of maps ``c [..., *grid]``
         (whole grid): the negative data term of the loss (``_data_residuals``) voxel by voxel."""
         cfg = self.config
-        kappa = (cfg["noise_corr_mm"] / cfg["spacing"]) ** self.ndim
+        seg_sd, _, kappa = self._noise()
         cc = c[(..., *self.crop)]
         ll = torch.zeros_like(cc)
         for k, th in ((1, cfg["th_down"]), (2, cfg["th_up"])):
             sgn = (self._labels >= k).to(cc.dtype) * 2 - 1
-            ll = ll + torch.special.log_ndtr(sgn * (cc - th) / cfg["seg_sigma"])
+            ll = ll + torch.special.log_ndtr(sgn * (cc - th) / seg_sd)
         return self.full(ll * (self._brain > 0).to(cc.dtype) / kappa)
