@@ -57,10 +57,14 @@ def test_unknown_example_and_args(capsys):
         assert info.value.code == 2
         assert msg in capsys.readouterr().err
     assert cli.build_parser().parse_args(["run", "stefan_front"]).example == "stefan_front"
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         cli.main(["demo", "--bogus"])
-    with pytest.raises(SystemExit):
+    assert info.value.code == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
         cli.main(["bench", "nope"])
+    assert info.value.code == 2
+    assert "argument component: invalid choice: 'nope'" in capsys.readouterr().err
 
 
 def test_bench_results_and_markdown(tmp_path):

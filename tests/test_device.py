@@ -92,7 +92,7 @@ def test_as_tensor_checks():
         as_tensor("y", [1.0], ndim=2)
     with pytest.raises(ValueError, match="y: expected finite"):
         as_tensor("y", [float("inf")])
-    with pytest.raises(TypeError, match="y"):
+    with pytest.raises(TypeError, match=r"^y: expected a tensor or array"):
         as_tensor("y", object())
     check_finite("ok", torch.ones(2))
 

@@ -233,9 +233,22 @@ def test_bad_input_messages():
     assert post.sample(0).shape == (0, 2)  # an empty draw is allowed
 
 
-def test_to_cpu_roundtrip():
-    post = GaussianPosterior(torch.zeros(2, dtype=D), torch.eye(2, dtype=D)).to("cpu")
-    assert post.device.type == "cpu"
+@pytest.mark.parametrize("kind", KINDS)
+def test_to_cpu_roundtrip(kind):
+    gen = torch.Generator().manual_seed(4)
+    mean = torch.randn(5, 6, generator=gen, dtype=D)
+    post = GaussianPosterior(mean, _structured(kind, (5, 6), gen))
+    moved = post.to("cpu")
+    assert moved.device.type == "cpu"
+    assert moved.event_shape == post.event_shape and moved.batch_shape == post.batch_shape
+    assert torch.equal(moved.mean, post.mean) and torch.equal(moved.variance, post.variance)
+    a = post.sample((4,), generator=torch.Generator().manual_seed(1))
+    b = moved.sample((4,), generator=torch.Generator().manual_seed(1))
+    assert a.shape == (4, 5, 6) and torch.equal(a, b)
+    sp = SamplePosterior(a.unsqueeze(0))
+    sp_moved = sp.to("cpu")
+    assert sp_moved.device.type == "cpu" and torch.equal(sp_moved.draws, sp.draws)
+    assert sp_moved.event_shape == sp.event_shape
 
 
 @pytest.mark.gpu

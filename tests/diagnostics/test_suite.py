@@ -7,6 +7,7 @@ import types
 
 import pytest
 
+from bayesphys._bench import repo_root
 from bayesphys.diagnostics import calibration_rows, suite
 from bayesphys.inference_data import group_dataset, load_netcdf
 
@@ -105,6 +106,14 @@ def test_quick_run_without_out_writes_to_a_temporary_folder(monkeypatch, exact_m
 
     monkeypatch.setattr(suite, "load_hook", lambda comp: _fake_hook(exact_model))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the temporary folder: here
+    root = repo_root()
+    committed = [
+        root / "benchmarks" / "results" / "calibration.json",
+        root / "docs" / "benchmarks.md",
+    ]
+    before = [p.read_bytes() if p.exists() else None for p in committed]
     path = suite.run_calibration("odil", quick=True, out=None, seed=0)
     assert path.is_relative_to(tmp_path) and path.name == "calibration.json"
     assert json.loads(path.read_text())["rows"][0]["setting"]["quick"] is True
+    # the committed results (and the docs table they feed) are byte for byte as before
+    assert [p.read_bytes() if p.exists() else None for p in committed] == before

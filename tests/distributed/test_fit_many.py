@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import bayesphys
 from bayesphys._device import seed_everything
 from bayesphys.distributed import CombineError, fit_many, problem_seed
 from bayesphys.distributed.executors import MapRunner, SequentialRunner, resolve_runner
@@ -80,6 +84,24 @@ def test_problem_seed_is_deterministic_and_distinct():
     assert problem_seed(0, "a") != problem_seed(1, "a")
     with pytest.raises(TypeError, match="seed"):
         problem_seed("0", "a")
+
+
+def test_problem_seed_is_the_same_in_a_fresh_process():
+    # workers are fresh processes: a seed from the salted built-in hash() would change with
+    # PYTHONHASHSEED; the child gets another hash seed than this process and the same package
+    ids = ["a", "p001", "p042"]
+    code = (
+        "from bayesphys.distributed import problem_seed; "
+        f"print([problem_seed(s, p) for s in (0, 7) for p in {ids!r}])"
+    )
+    root = str(Path(bayesphys.__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONHASHSEED="2" if os.environ.get("PYTHONHASHSEED") == "1" else "1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str([problem_seed(s, p) for s in (0, 7) for p in ids])
 
 
 def test_sequential_equals_manual_loop_and_stacks_problems():

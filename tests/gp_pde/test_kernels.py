@@ -31,16 +31,33 @@ def test_closed_form_derivatives_match_autograd(kind, n):
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
 
 
-def test_cross_covariance_signs():
+@pytest.mark.parametrize("kind", ["gm", "stm"])
+def test_cross_covariance_signs(kind):
     # d/dx k(x - x') = k'(z); d^2/dx dx' k(x - x') = -k''(z); d^4/dx^2 dx'^2 = k''''(z)
-    k = SpectralMixture1d(2, kind="gm", mu=torch.tensor([0.3, 1.1], dtype=torch.float64))
+    # (in general d^i/dx^i d^j/dx'^j k(x - x') = (-1)^j k^(i+j)(z))
+    k = SpectralMixture1d(2, kind=kind, mu=torch.tensor([0.3, 1.1], dtype=torch.float64))
     x = torch.tensor(0.4, dtype=torch.float64, requires_grad=True)
     xp = torch.tensor(-0.2, dtype=torch.float64, requires_grad=True)
-    val = k.deriv(x - xp, 0)
-    (dx,) = torch.autograd.grad(val, x, create_graph=True)
-    (dxdxp,) = torch.autograd.grad(dx, xp, create_graph=True)
     z = (x - xp).detach()
-    assert math.isclose(float(dxdxp.detach()), float(-k.deriv(z, 2).detach()), rel_tol=1e-10)
+
+    def grad(f, var):
+        return torch.autograd.grad(f, var, create_graph=True)[0]
+
+    def close(got, n, sign):
+        want = sign * float(k.deriv(z, n).detach())
+        assert math.isclose(float(got.detach()), want, rel_tol=1e-10), (n, sign)
+
+    val = k.deriv(x - xp, 0)
+    dx = grad(val, x)
+    close(dx, 1, 1)
+    close(grad(val, xp), 1, -1)
+    dxdxp = grad(dx, xp)
+    close(dxdxp, 2, -1)
+    dxx = grad(dx, x)
+    close(dxx, 2, 1)
+    dxxdxp = grad(dxx, xp)
+    close(dxxdxp, 3, -1)
+    close(grad(dxxdxp, xp), 4, 1)
 
 
 @torch.no_grad()
@@ -80,7 +97,7 @@ def test_bad_kernel_arguments():
         SpectralMixture1d(0)
     with pytest.raises(ValueError, match="mu"):
         SpectralMixture1d(3, mu=torch.zeros(4))
-    with pytest.raises(ValueError, match="n"):
+    with pytest.raises(ValueError, match=r"^n: expected a derivative order"):
         SpectralMixture1d(3).deriv(torch.zeros(2, dtype=torch.float64), 5)
 
 

@@ -119,9 +119,13 @@ def test_faces_adjoint():
 
 
 def test_kron_solve_refuses_unsupported_operators():
-    _, _, _, fac, _, _ = _setup((5, 5), 0)
-    with pytest.raises(NotImplementedError):
+    _, _, op, fac, _, _ = _setup((5, 5), 0)
+    with pytest.raises(NotImplementedError, match=r"^KronSolve: linear operators only"):
         KronSolve(fac, LinearPDEOperator((2, 2), (1.0, 1.0), cubic=True), 1.0, 1.0)
+    _, _, op3, fac3, _, _ = _setup((4, 4, 4), 0)
+    with pytest.raises(NotImplementedError, match=r"^KronSolve: 1-D and 2-D grids only"):
+        KronSolve(fac3, op3, 1.0, 1.0)
+    KronSolve(fac, op, 1.0, 1.0)  # the supported case builds
 
 
 def test_non_pd_gram_message_does_not_suggest_the_dtype_in_use():

@@ -8,6 +8,7 @@ import torch
 
 import bayesphys.diagnostics.calibrate as calibrate_mod
 from bayesphys.meta_fm._calibration import calibrate_rows, population_summaries, simulate
+from bayesphys.problems.populations import linear_map
 
 
 def test_simulate_exact_summaries_match_population():
@@ -16,6 +17,37 @@ def test_simulate_exact_summaries_match_population():
     assert data[0].shape == (256, 2)
     assert torch.all(theta[:, 2] > 0)
     assert population_summaries(data[0]).shape == (3,)
+
+    # rebuild the targets as the simulator does: the B2 draw with seed 70_000 + seed gives
+    # the sources and their centres mu; x1 = A x0 + b with A = 0.5 R(|mu|) and
+    # b = mu - A mu + 0.5 tanh(mu) (the documented map, built here independently)
+    n, seed, points = 20, 3, 256
+    theta, data = simulate(n, seed=seed)
+    d = linear_map(n_train=n, n_cal=0, n_test=0, n_points=points, seed=70_000 + seed)
+    src = torch.stack(data)
+    assert torch.equal(src, torch.stack(d.source))
+    src = src.double()
+    mu, cov0 = d.extra["source_mean"], d.extra["source_cov"]
+    ang = mu.norm(dim=-1)
+    c, s = torch.cos(ang), torch.sin(ang)
+    a = 0.5 * torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
+    b = mu - (a @ mu[..., None]).squeeze(-1) + 0.5 * torch.tanh(mu)
+    target = src @ a.mT + b[:, None, :]
+    got = population_summaries(target)
+    # Monte Carlo standard errors of the 256-point summaries under the exact target law:
+    # mean_j: sqrt(C_jj / n); spread sqrt(tr C^): delta method on Var(tr C^) ~ 2 tr(C^2) / n
+    cov = a @ cov0 @ a.mT
+    var = torch.diagonal(cov, dim1=-2, dim2=-1)
+    tr = var.sum(-1)
+    tr_c2 = torch.diagonal(cov @ cov, dim1=-2, dim2=-1).sum(-1)
+    se = torch.cat(
+        [(var / points).sqrt(), ((2 * tr_c2 / points).sqrt() / (2 * tr.sqrt()))[:, None]], -1
+    )
+    z = (got - theta) / se
+    assert z.abs().max() < 4.0, z
+    # the source populations' own summaries are far from theta (a simulate that returned
+    # source summaries fails the check above)
+    assert ((population_summaries(src) - theta) / se).abs().max() > 4.0
 
 
 def test_calibrate_rows_tiny_is_well_formed():

@@ -161,7 +161,7 @@ def test_bad_inputs_raise_clear_errors():
         m.posterior(torch.tensor([0.0, 1.5]), z=torch.zeros(5), w=w)
     with pytest.raises(ValueError, match="non-empty"):
         m.posterior(torch.zeros(0), z=torch.zeros(5), w=w)
-    with pytest.raises(ValueError, match="z"):
+    with pytest.raises(ValueError, match=r"^z: expected shape \[5\] or \[B, 5\]"):
         m.posterior(torch.zeros(3), z=torch.zeros(4), w=w)
     with pytest.raises(ValueError, match="finite"):
         m.parameter_posterior(torch.tensor([0.1, 0.2]), torch.tensor([1.0, float("nan")]), w)

@@ -157,7 +157,7 @@ def test_prior_draws_and_invariance_points():
         assert p.shape == (30,) and np.all(np.abs(p) < 1)
     with pytest.raises(ValueError, match="layout"):
         invariance_points(10, "spiral")
-    with pytest.raises(ValueError, match="n"):
+    with pytest.raises(ValueError, match=r"^n: expected an int >= 1"):
         poisson_test_set(0)
 
 

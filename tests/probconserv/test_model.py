@@ -9,7 +9,13 @@ import torch
 
 from bayesphys import FitResult, GaussianPosterior
 from bayesphys.inference_data import group_dataset
-from bayesphys.probconserv import ProbConserv, shock_posterior, slice_scores, trapezoid_weights
+from bayesphys.probconserv import (
+    ProbConserv,
+    shock_position,
+    shock_posterior,
+    slice_scores,
+    trapezoid_weights,
+)
 from bayesphys.problems.gpme import make_dataset
 
 F64 = torch.float64
@@ -53,6 +59,15 @@ def test_anp_fit_posterior_conserves(anp_model):
     assert float(scores["ce"].abs().max()) < 1e-10
     shocks = shock_posterior(post, x, 30, seed=1)
     assert shocks.shape == (30, 2, 1)
+    # the documented draw: 30 samples of post from a generator seeded with ``seed``, each read
+    # at its first grid point <= 0 (x[-1] where none is)
+    draws = post.sample((30,), generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(shocks, shock_position(draws, x), rtol=0, atol=0)
+    below = draws <= 0
+    first = torch.where(below.any(-1), below.to(torch.int8).argmax(-1), len(x) - 1)
+    torch.testing.assert_close(shocks, x.to(draws)[first], rtol=0, atol=0)
+    assert torch.equal(shock_posterior(post, x, 30, seed=1), shocks)  # the seed repeats
+    assert not torch.equal(shock_posterior(post, x, 30, seed=2), shocks)  # another differs
 
 
 def test_calibrate_variance_scale(anp_model):
@@ -112,6 +127,13 @@ def test_gp_step1_dense_and_softc():
     soft = ProbConserv("pme", step1="anp", hidden=16, softc_weight=1.0, softc_points=8, seed=0)
     r = soft.fit(steps=2, progress=False)
     assert r.steps == 2
+    # the SoftC penalty changes training: with the same seed and no penalty, the first loss
+    # (same batch, same latent noise) lacks the penalty's non-negative term, and the
+    # trained weights differ
+    plain = ProbConserv("pme", step1="anp", hidden=16, softc_weight=0.0, softc_points=8, seed=0)
+    r0 = plain.fit(steps=2, progress=False)
+    assert r.loss_history[0] > r0.loss_history[0]
+    assert not all(torch.equal(a, b) for a, b in zip(soft.net.parameters(), plain.net.parameters()))
 
 
 def test_model_bad_input():

@@ -21,6 +21,12 @@ def test_seeded_build_leaves_the_global_streams_and_repeats_its_weights():
     b = leaves_global_rng(lambda: ProbConserv("pme", step1="gp", gp_width=8, seed=0))
     assert torch.equal(_weights(a), _weights(_anp()))
     assert torch.equal(_weights(b), _weights(ProbConserv("pme", step1="gp", gp_width=8, seed=0)))
+    # the seed decides the weights: another seed builds other ones
+    other = ProbConserv("diffusion", step1="anp", hidden=16, n_samples=8, seed=1)
+    assert not torch.equal(_weights(a), _weights(other))
+    assert not torch.equal(
+        _weights(b), _weights(ProbConserv("pme", step1="gp", gp_width=8, seed=1))
+    )
 
 
 def test_training_draws_do_not_depend_on_the_global_stream():
@@ -54,6 +60,11 @@ def test_unseeded_model_uses_the_global_stream():
     b = ProbConserv("diffusion", step1="anp", hidden=16, n_samples=8, seed=None)
     rb = b.fit(steps=2, progress=False)
     assert ra.loss_history == rb.loss_history
+    # another global seed gives another run (its first step already differs)
+    torch.manual_seed(4)
+    c = ProbConserv("diffusion", step1="anp", hidden=16, n_samples=8, seed=None)
+    rc = c.fit(steps=1, progress=False)
+    assert ra.loss_history[0] != rc.loss_history[0]
 
 
 def test_a_stream_saved_on_another_device_type_is_not_restored(tmp_path):

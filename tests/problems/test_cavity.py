@@ -86,6 +86,8 @@ def test_test_set_is_seeded_and_in_the_prior():
     b = cavity_test_set(2, seed=3, n=11, n_snapshots=3)
     assert a["u"].shape == (2, 3, 11, 11) and a["z"].shape == (2, 2)
     assert np.array_equal(a["u"], b["u"]) and np.array_equal(a["z"], b["z"])
+    c = cavity_test_set(2, seed=4, n=11, n_snapshots=3)
+    assert not np.array_equal(a["z"], c["z"]) and not np.array_equal(a["u"], c["u"])
     assert ((a["z"][:, 0] >= 0.8) & (a["z"][:, 0] <= 1) & (a["z"][:, 1] >= 0.1)).all()
 
 
@@ -94,7 +96,7 @@ def test_test_set_is_seeded_and_in_the_prior():
     [
         (dict(rho=0.0, mu=0.5), "rho"),
         (dict(rho=1.0, mu=float("nan")), "mu"),
-        (dict(rho=1.0, mu=0.5, n=3), "n"),
+        (dict(rho=1.0, mu=0.5, n=3), r"^n: expected at least 5 nodes"),
         (dict(rho=1.0, mu=0.5, dt=1.0), "dt"),
         (dict(rho=1.0, mu=0.5, profile="parabolic"), "profile"),
     ],
