@@ -87,6 +87,22 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return dev
 
 
+def same_device(a: str | torch.device, b: str | torch.device) -> bool:
+    """Whether ``a`` and ``b`` name one device: type and index (``cuda:0`` is not ``cuda:1``);
+    ``cuda`` without an index is the current CUDA device, as torch places tensors there."""
+    a, b = torch.device(a), torch.device(b)
+    if a.type != b.type:
+        return False
+    if a.index == b.index:
+        return True
+    if a.index is not None and b.index is not None:
+        return False
+    if a.type == "cuda":
+        cur = torch.cuda.current_device()
+        return (cur if a.index is None else a.index) == (cur if b.index is None else b.index)
+    return True  # e.g. cpu and cpu:0
+
+
 def resolve_dtype(dtype: torch.dtype | str | None = None, default: torch.dtype = torch.float64):
     """Return a floating torch dtype; ``None`` gives ``default`` (float64 for linear algebra)."""
     if dtype is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -11,7 +12,7 @@ from linear_operator.operators import DiagLinearOperator, LinearOperator
 from torch import Tensor
 
 from ._checks import check_bool, check_int
-from ._device import check_finite, resolve_device
+from ._device import check_finite, resolve_device, same_device
 from ._linalg import diagonal, structured_root
 from ._posterior_args import (
     _check_generator,
@@ -40,6 +41,19 @@ def _check_symmetric(dense: Tensor) -> None:
         )
 
 
+def move_root(root: Callable[[Tensor], Tensor], device: torch.device) -> Callable:
+    """A custom ``root`` (see :class:`GaussianPosterior`) on ``device``, by its own
+    ``to(device)`` method; ``ValueError`` naming the root when it has none."""
+    mover = getattr(root, "to", None)
+    if not callable(mover):
+        raise ValueError(
+            f"device: the posterior's custom root ({type(root).__name__}) has no to(device) "
+            f"method, so its draws cannot move to {device}; build the posterior on {device}, "
+            "or give the root a to(device) method that returns a copy on that device"
+        )
+    return mover(device)
+
+
 class GaussianPosterior(_PosteriorBase):
     r"""Gaussian posterior :math:`\mathcal N(\mu, \Sigma)` over a field or parameter vector.
 
@@ -60,7 +74,8 @@ class GaussianPosterior(_PosteriorBase):
     root:
         optional custom sampler: a callable mapping base noise ``[*, M]`` to correlated
         draws ``[*, *batch, N]`` with covariance :math:`\Sigma` (e.g. pathwise/Matheron
-        updates), together with ``root_dim=M``.
+        updates), together with ``root_dim=M``. For :meth:`to` another device it needs a
+        ``to(device)`` method returning a copy on that device.
     root_dim:
         dimension ``M`` of the base noise of a custom ``root``.
 
@@ -301,14 +316,20 @@ class GaussianPosterior(_PosteriorBase):
         return -0.5 * (maha + root.logdet() + n * math.log(2 * math.pi))
 
     def to(self, device) -> GaussianPosterior:
-        """A copy on ``device`` (a custom root is not moved)."""
+        """A copy on ``device``. A custom root moves by its own ``to(device)`` method (the
+        samplers of :mod:`bayesphys.gp_pde` and :mod:`bayesphys.probconserv` have one); a move
+        to another device of a root without one is refused (``ValueError``): its draws would
+        stay on the old device."""
         dev = resolve_device(device)
+        root = self._custom_root
+        if root is not None and not same_device(dev, self.device):
+            root = move_root(root, dev)
         return GaussianPosterior(
             self._mean.to(dev),
             self.covariance.to(dev),
             event_shape=self.event_shape,
             validate=False,
-            root=self._custom_root,
+            root=root,
             root_dim=self._custom_root_dim,
         )
 

@@ -83,6 +83,36 @@ def psd_cholesky(a: Tensor, name: str = "covariance", max_tries: int = 6) -> Ten
     )
 
 
+def lstsq_any_rank(a: Tensor, b: Tensor) -> Tensor:
+    r"""The minimum-norm least-squares solution ``x`` ``[k, r]`` of :math:`a x \approx b`
+    (``a [m, k]``, ``b [m, r]``), right for rank-deficient ``a`` on every device.
+
+    LAPACK's ``gelsd`` (SVD; singular values below :math:`\epsilon \max(m, k)` of the largest
+    count as zero), on the CPU: ``torch.linalg.lstsq``'s CPU default ``gelsy`` can return a
+    wrong rank and a non-solution for rank-deficient ``a`` (its pivot array is not zeroed,
+    pytorch#92537), and CUDA's only driver ``gels`` assumes full rank. Off the CPU, a reduced
+    QR :math:`a = QR` on the device first (tall ``a``), so only :math:`R x \approx Q^H b`
+    (same minimisers) travels to the CPU; the solution is moved back.
+    """
+    if a.device.type == "cpu":
+        return torch.linalg.lstsq(a, b, rcond=_lstsq_rcond(a), driver="gelsd").solution
+    return _lstsq_qr_gelsd(a, b)
+
+
+def _lstsq_rcond(a: Tensor) -> float:
+    return torch.finfo(a.dtype).eps * max(a.shape[-2:])
+
+
+def _lstsq_qr_gelsd(a: Tensor, b: Tensor) -> Tensor:
+    """:func:`lstsq_any_rank` off the CPU: QR on ``a``'s device, ``gelsd`` on the CPU."""
+    rcond = _lstsq_rcond(a)
+    if a.shape[-2] > a.shape[-1]:
+        q, r = torch.linalg.qr(a)
+        a, b = r, q.mH @ b
+    out = torch.linalg.lstsq(a.cpu(), b.cpu(), rcond=rcond, driver="gelsd").solution
+    return out.to(a.device)
+
+
 def kron_matvec(factors: list[Tensor], z: Tensor) -> Tensor:
     r"""Compute :math:`(A_1 \otimes \dots \otimes A_m) z` without forming the product.
 

@@ -241,10 +241,11 @@ class DivergenceGuard:
         # max |g| of each tensor in one fused call (inf and NaN propagate); no square overflows
         # iff max |g|^2 fits the tensor's dtype
         tops = torch._foreach_norm(gs, math.inf)
-        if all(
-            math.isfinite(t := float(n)) and t * t <= torch.finfo(g.dtype).max
-            for n, g in zip(tops, gs)
-        ):
+        # read back at once (one device sync, not one per tensor); float64 holds every
+        # float32/half value exactly
+        dev = tops[0].device
+        vals = torch.stack([n.to(device=dev, dtype=torch.float64) for n in tops]).tolist()
+        if all(math.isfinite(t) and t * t <= torch.finfo(g.dtype).max for t, g in zip(vals, gs)):
             return True
         self.reason = "gradients overflow: their squares are not finite in the parameters' dtype"
         if self._admitted:  # the values admit() just verified are not verified after all

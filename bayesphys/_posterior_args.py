@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_real
+from ._device import same_device
 
 
 def _shape_arg(name: str, shape) -> torch.Size:
@@ -85,8 +86,8 @@ def _check_generator(generator, device: torch.device) -> None:
         raise TypeError(
             f"generator: expected a torch.Generator or None, received {type(generator).__name__}"
         )
-    if generator.device.type != device.type:
+    if not same_device(generator.device, device):  # cuda:0 vs cuda:1 too, not just the type
         raise ValueError(
-            f"generator: expected a generator on the posterior's device ({device.type}), "
+            f"generator: expected a generator on the posterior's device ({device}), "
             f"received one on {generator.device}"
         )

@@ -61,6 +61,17 @@ def _tensor(name: str, x, *, floating: bool = False) -> Tensor:
     return x
 
 
+def _on_like(x, ref: Tensor) -> Tensor:
+    """``x`` as a tensor on ``ref``'s device; a non-tensor (a Python number, a list) also in
+    ``ref``'s floating dtype (``torch.as_tensor(0.1)`` is float32: a float64 metric would be
+    computed with a rounded value)."""
+    if isinstance(x, Tensor):
+        return x.to(ref.device)
+    return torch.as_tensor(
+        x, dtype=ref.dtype if ref.is_floating_point() else None, device=ref.device
+    )
+
+
 def _no_nan(name: str, x: Tensor) -> None:
     if (x.is_floating_point() or x.is_complex()) and bool(torch.isnan(x).any()):
         raise ValueError(f"{name}: expected no NaN entries, received {int(torch.isnan(x).sum())}")
@@ -99,7 +110,7 @@ def gaussian_nll(mean: Tensor, var: Tensor, y: Tensor, dim=None) -> Tensor:
     ``var`` has the mean's shape or one that broadcasts to it (e.g. a scalar).
     """
     _same_shape(mean, y, "mean", "y")
-    var = torch.as_tensor(var)
+    var = _on_like(var, mean)
     try:
         fits = torch.broadcast_shapes(var.shape, mean.shape) == mean.shape
     except RuntimeError:
@@ -117,7 +128,8 @@ def gaussian_nll(mean: Tensor, var: Tensor, y: Tensor, dim=None) -> Tensor:
 
 def crps_gaussian(mean: Tensor, std: Tensor, y: Tensor, dim=None) -> Tensor:
     r"""Continuous ranked probability score of ``N(mean, std^2)`` at ``y`` (closed form, mean)."""
-    mean, std, y = torch.as_tensor(mean), torch.as_tensor(std), torch.as_tensor(y)
+    mean = torch.as_tensor(mean)
+    std, y = _on_like(std, mean), _on_like(y, mean)
     try:
         shape = torch.broadcast_shapes(mean.shape, y.shape)
     except RuntimeError:
@@ -227,7 +239,7 @@ def calibration_curve(
             lo, hi = torch.quantile(posterior_or_samples, q, dim=0)
         else:
             lo, hi = posterior_or_samples.interval(lv)
-        obs.append(float(interval_coverage(lo, hi, y)))
+        obs.append(float(interval_coverage(lo, hi, y.to(lo.device))))
     return nominal, torch.tensor(obs, dtype=torch.float64)
 
 

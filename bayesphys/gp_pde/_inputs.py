@@ -185,7 +185,7 @@ def periodogram_peaks(f: Tensor, x: Tensor, dim: int, q: int, pad: int = 8) -> T
     fv = torch.movedim(f, dim, -1).reshape(-1, n)
     win = torch.hann_window(n, periodic=False, dtype=f.dtype, device=f.device)
     P = (torch.fft.rfft(fv * win, n=pad * n).abs() ** 2).sum(0)
-    fr = torch.fft.rfftfreq(pad * n, d=h).to(f.dtype)
+    fr = torch.fft.rfftfreq(pad * n, d=h, dtype=f.dtype, device=f.device)
     loc = (P[1:-1] > P[:-2]) & (P[1:-1] >= P[2:])
     idx = torch.nonzero(loc).squeeze(-1) + 1
     if P[0] > P[1]:

@@ -97,7 +97,8 @@ class GPPDESolver:
     setting; NaN, infinities and booleans refused, integral floats converted): ``n_col >= 4``
     (with a problem only), ``num_mixtures >= 1``, ``lam_b > 0``, ``nugget > 0``, ``jitter >= 0``,
     ``freq_scale >= 0``, ``beta`` finite; ``weighting`` ``None``, ``"identity"`` or ``"prior"``;
-    ``zero_component`` ``None`` or a bool; ``solver_options`` keys of the chosen solver only.
+    ``zero_component`` ``None`` or a bool; ``solver_options`` keys of the chosen solver only;
+    ``dtype`` ``None`` or float64 (lower precisions are refused).
     """
 
     def __init__(
@@ -189,6 +190,10 @@ class GPPDESolver:
         solver_options = solver_cls.check_options(solver_options or {})
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
+        if self.dtype != torch.float64:
+            # the Gram factors (nugget 1e-10 for gp-hm) are not positive definite in float32:
+            # fit() failed with NumericalFailure after the set-up
+            raise ValueError(f"dtype: GPPDESolver runs in torch.float64, received {self.dtype}")
         # the solver draws no random numbers: ``seed`` is checked and recorded (the shared model
         # API), never used to reseed the caller's global streams
         if seed is not None:

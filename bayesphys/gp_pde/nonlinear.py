@@ -42,6 +42,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_real, check_scalar
+from .._linalg import lstsq_any_rank
 from ._errors import NumericalFailure
 from ._inputs import check_grid_tensor
 from ._kron import faces
@@ -79,7 +80,7 @@ def gmres(matvec, b: Tensor, *, tol: float = 1e-10, restart: int = 60, maxiter: 
             it += 1
             e1 = torch.zeros(k + 2, dtype=b.dtype, device=b.device)
             e1[0] = beta
-            y = torch.linalg.lstsq(H[: k + 2, : k + 1], e1.unsqueeze(-1)).solution.squeeze(-1)
+            y = lstsq_any_rank(H[: k + 2, : k + 1], e1.unsqueeze(-1)).squeeze(-1)
             res = float((e1 - H[: k + 2, : k + 1] @ y).norm()) / bn
             if res <= tol or float(H[k + 1, k]) <= 1e-300 or it >= maxiter:
                 break
@@ -217,7 +218,7 @@ class PicardKronSolve:
             if len(xs) > 1:  # Anderson mixing on the last `depth` differences
                 dF = torch.stack([fs[i + 1] - fs[i] for i in range(len(fs) - 1)], 1)
                 dX = torch.stack([xs[i + 1] - xs[i] for i in range(len(xs) - 1)], 1)
-                coef = torch.linalg.lstsq(dF, fs[-1].unsqueeze(-1)).solution
+                coef = lstsq_any_rank(dF, fs[-1].unsqueeze(-1))  # dF may lose rank
                 u = (xs[-1] + fs[-1] - ((dX + dF) @ coef).squeeze(-1)).reshape(self.shape)
             else:
                 u = u + res

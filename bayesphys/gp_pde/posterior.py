@@ -15,7 +15,9 @@ collocation axes, built from per-axis eigen-roots), so no :math:`M \times M` or
 
 from __future__ import annotations
 
+import copy
 import math
+from typing import Any
 
 import torch
 from linear_operator.operators import DiagLinearOperator
@@ -106,6 +108,39 @@ class _GridRoot:
             fx = fx.narrow(len(lead) + j, p, n)
         out = kron_apply(self.W, us - fx) + fs
         return out.reshape(*lead, -1)
+
+    def to(self, device: torch.device) -> _GridRoot:
+        """A copy with the solver, factors and roots on ``device`` (for
+        :meth:`GaussianPosterior.to`)."""
+        return _moved(self, torch.device(device), {})
+
+
+def _moved(obj: Any, device: torch.device, memo: dict[int, Any]) -> Any:
+    """A copy of ``obj`` with every tensor it holds on ``device``: tensors, lists, tuples,
+    dicts and the objects of :mod:`bayesphys.gp_pde` (solvers, factors; not modules) are
+    copied, recursively; anything else (numbers, strings) is shared. ``memo`` keeps an
+    object held twice (a factor in two solvers) one object."""
+    key = id(obj)
+    if key in memo:
+        return memo[key]
+    if isinstance(obj, Tensor):
+        out = obj.to(device)
+    elif type(obj) in (list, tuple):
+        out = type(obj)(_moved(v, device, memo) for v in obj)
+    elif type(obj) is dict:
+        out = {k: _moved(v, device, memo) for k, v in obj.items()}
+    elif (
+        type(obj).__module__.startswith(__package__ + ".")
+        and hasattr(obj, "__dict__")
+        and not isinstance(obj, torch.nn.Module)
+    ):
+        out = copy.copy(obj)
+        memo[key] = out  # before its attributes: an object may refer back to itself
+        vars(out).update({k: _moved(v, device, memo) for k, v in vars(obj).items()})
+    else:
+        out = obj
+    memo[key] = out
+    return out
 
 
 def kron_vec(vs: list[Tensor]) -> Tensor:

@@ -42,13 +42,31 @@ __all__ = [
 ]
 
 
+def _check_cpu_generator(generator: torch.Generator | None) -> None:
+    """The pairs are drawn on the CPU (POT's plans are CPU arrays), whatever the device of
+    the points: ``generator`` must be ``None`` or a CPU generator."""
+    if generator is None:
+        return
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"generator: expected a torch.Generator or None, received {type(generator).__name__}"
+        )
+    if generator.device.type != "cpu":
+        raise ValueError(
+            "generator: expected a CPU torch.Generator (the OT pairs are drawn on the CPU, "
+            f"whatever the points' device), received one on {generator.device}"
+        )
+
+
 def ot_pairing(
     x0: Tensor, x1: Tensor, generator: torch.Generator | None = None
 ) -> tuple[Tensor, Tensor]:
-    """Exact-OT re-pairing of ``x0 [n, d]`` and ``x1 [m, d]`` -> two ``[n, d]`` tensors."""
+    """Exact-OT re-pairing of ``x0 [n, d]`` and ``x1 [m, d]`` -> two ``[n, d]`` tensors on
+    their devices; ``generator``: ``None`` or a CPU generator (the pairs are drawn on the CPU)."""
     import ot
 
     check_cloud_pair("x0", x0, "x1", x1)
+    _check_cpu_generator(generator)
     a = x0.detach().to("cpu", torch.float64).numpy()
     b = x1.detach().to("cpu", torch.float64).numpy()
     cost = ot.dist(a, b)  # squared Euclidean
@@ -105,9 +123,11 @@ def sample_plan_partners(
     plan: FullPlan, rows: Tensor, generator: torch.Generator | None = None
 ) -> Tensor:
     """A partner (target index) for each source index in ``rows [k]``, drawn from its row of
-    ``plan`` in proportion to the plan's mass -> ``[k]`` (long)."""
+    ``plan`` in proportion to the plan's mass -> ``[k]`` (long). ``generator``: ``None`` or a
+    CPU generator (the plan is a CPU one, see :func:`full_ot_plans`)."""
     if not isinstance(plan, FullPlan):
         raise TypeError(f"plan: expected a FullPlan, received {type(plan).__name__}")
+    _check_cpu_generator(generator)
     if not isinstance(rows, Tensor) or rows.dtype not in _INDEX_DTYPES:
         got = rows.dtype if isinstance(rows, Tensor) else type(rows).__name__
         raise TypeError(f"rows: expected an integer tensor of source indices, received {got}")
@@ -131,7 +151,9 @@ def couple(
     x0: Tensor, x1: Tensor, coupling: str, generator: torch.Generator | None = None
 ) -> tuple[Tensor, Tensor]:
     """Pair batched populations ``x0 [P, n, d]``, ``x1 [P, n, d]`` by ``"index"`` or ``"ot"``
-    (``"ot"`` also takes ``x1 [P, m, d]``)."""
+    (``"ot"`` also takes ``x1 [P, m, d]``); ``generator``: ``None`` or a CPU generator (see
+    :func:`ot_pairing`)."""
+    _check_cpu_generator(generator)
     for name, x in (("x0", x0), ("x1", x1)):
         if not isinstance(x, Tensor) or x.ndim != 3:
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__

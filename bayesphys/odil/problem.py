@@ -48,7 +48,8 @@ class DiscreteProblem:
     residuals: ``residuals(fields, params) -> {name: tensor}`` (weighted residuals).
     multigrid: name -> number of levels (an int >= 1) for fields held in the multigrid
         decomposition (``None`` / 1 = plain grid values).
-    device, dtype: where the unknowns live (float64 default).
+    device, dtype: where the unknowns live (float64 default, or float32; half precision is
+        refused: the solvers' linear algebra has none).
 
     Attributes
     ----------
@@ -90,6 +91,12 @@ class DiscreteProblem:
             )
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
+        if self.dtype not in (torch.float32, torch.float64):
+            # the solvers' Cholesky, lstsq and sparse solves have no half-precision kernels
+            raise ValueError(
+                f"dtype: expected torch.float32 or torch.float64, received {self.dtype} "
+                "(the solvers' linear algebra has no half precision)"
+            )
         self.residual_fn = residuals
         self.field_shapes: dict[str, tuple[int, ...]] = {}
         for k, v in fields.items():

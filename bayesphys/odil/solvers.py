@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .._checks import check_int, check_real
 from .._device import as_tensor, check_finite
-from .._linalg import pcg
+from .._linalg import lstsq_any_rank, pcg
 from .._model import FitResult, optimize
 from .problem import DiscreteProblem
 from .sparse import ColouredJacobian, sparse_normal_solve
@@ -141,7 +141,7 @@ def _gn_step(fn, x, lam, linear_solver, cg_tol, cg_maxiter, jacobian=None, colou
             chol = torch.linalg.cholesky(a)
             delta = -torch.cholesky_solve(g[:, None], chol)[:, 0]
         except RuntimeError:
-            delta = -torch.linalg.lstsq(a, g[:, None]).solution[:, 0]
+            delta = -lstsq_any_rank(a, g[:, None])[:, 0]  # rank-deficient a, any device
         jd = jac @ delta
         info = {"cg_iters": 0}
     elif linear_solver == "cg":

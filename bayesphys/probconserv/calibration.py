@@ -83,6 +83,15 @@ _F64 = torch.float64
 Z90 = 1.6448536269514722
 
 
+def _to_cpu(value):
+    """``value`` with its tensors (also inside a dict, e.g. ``val_z``) on the CPU."""
+    if isinstance(value, Tensor):
+        return value.cpu()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    return value
+
+
 @dataclass
 class HybridCalibration:
     """Fitted hybrid calibration on one grid ``t [nt] x x [N]`` (see module docstring)."""
@@ -150,7 +159,8 @@ class HybridCalibration:
         )
 
     def state(self) -> dict:
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        """The fields as a dict, tensors on the CPU (a checkpoint loads without the device)."""
+        d = {k: _to_cpu(getattr(self, k)) for k in self.__dataclass_fields__}
         d["local"] = None if self.local is None else self.local.state()
         return d
 
@@ -387,7 +397,7 @@ def fit_hybrid(
         for beta in betas:
             if k and beta == 1.0:
                 continue  # beta = 1 ignores the errors: same for every k
-            per = torch.zeros(v, dtype=_F64)  # [V] held-out MSE of each function
+            per = torch.zeros(v, dtype=_F64, device=truth.device)  # [V] held-out MSE per function
             for i, _, p in held_out(k, beta):
                 per[i] = (p.mean - truth[i]).to(_F64).pow(2).flatten(1).mean(-1)
             per_fn[(int(k), float(beta))] = per

@@ -32,6 +32,7 @@ result is float64.
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 
@@ -48,6 +49,7 @@ from torch import Tensor
 
 from .._checks import check_bool, check_broadcasts, check_real
 from .._device import as_tensor, check_finite
+from .._gaussian_posterior import move_root
 from .._linalg import structured_root
 from ..posterior import GaussianPosterior
 
@@ -110,6 +112,10 @@ class _CastRoot:
     def __call__(self, z: Tensor) -> Tensor:
         return self.base(z.to(self.dtype)).to(z.dtype)
 
+    def to(self, device: torch.device) -> _CastRoot:
+        """A copy with the wrapped root on ``device`` (for :meth:`GaussianPosterior.to`)."""
+        return _CastRoot(move_root(self.base, device), self.dtype)
+
 
 class _CovarianceRoot:
     """``z -> L z`` for a root of ``cov``: built at once (for ``base_dim``), dropped when
@@ -126,6 +132,13 @@ class _CovarianceRoot:
 
     def __call__(self, z: Tensor) -> Tensor:
         return self._get().apply(z)
+
+    def to(self, device: torch.device) -> _CovarianceRoot:
+        """A copy for the covariance on ``device`` (for :meth:`GaussianPosterior.to`); its
+        root is rebuilt there on first use."""
+        out = copy.copy(self)
+        out.cov, out._root = self.cov.to(device), None
+        return out
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_root": None}
@@ -147,6 +160,17 @@ class _UpdatedRoot:
         if self.sig is not None:
             gf = gf + self.sig * z[..., self.base_dim :]
         return f - (self.gain @ gf.unsqueeze(-1)).squeeze(-1)
+
+    def to(self, device: torch.device) -> _UpdatedRoot:
+        """A copy on ``device``, the prior's root included (for :meth:`GaussianPosterior.to`)."""
+        return _UpdatedRoot(
+            move_root(self.base_root, device),
+            self.base_dim,
+            self.n,
+            self.G.to(device),
+            self.gain.to(device),
+            None if self.sig is None else self.sig.to(device),
+        )
 
 
 def cov_times_gt(cov: LinearOperator | Tensor, gt: Tensor) -> Tensor:

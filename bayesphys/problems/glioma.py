@@ -251,8 +251,8 @@ def synthetic_patient(
     future_days: float = 60.0,
     extra_foci: int = 0,
     phantom: dict | None = None,
-    dtype: torch.dtype = torch.float64,
-    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    device: str | torch.device | None = None,
 ) -> dict:
     """A synthetic patient on the phantom (module docstring); unspecified parameters are drawn.
 
@@ -271,6 +271,9 @@ def synthetic_patient(
     ignored). Checked before any simulation: ``seed`` an int, thresholds finite with
     ``0 < th_down < th_up < 1``, ``t_end``, ``future_days >= 0``, ``dg_ratio > 0``, ``step_d``
     ``None`` or ``> 0``, ``phantom`` a dict with ``wm, gm, brain, spacing``.
+
+    ``dtype``, ``device``: of the simulation and the returned maps; default float64 on the CPU,
+    or with ``phantom`` those of its ``wm`` map (the faces and the brain mask follow it).
     """
     seed = check_seed("seed", seed)  # 2.5 was truncated to 2, NaN / None failed in int()
     if phantom is not None:
@@ -289,6 +292,11 @@ def synthetic_patient(
     if step_d is not None:  # NaN was ignored by max(), a negative value too
         step_d = check_real("step_d", step_d, minimum=0.0, strict=True)
     g = torch.Generator().manual_seed(int(seed))
+    wm = None if phantom is None else phantom["wm"]
+    if dtype is None:
+        dtype = wm.dtype if isinstance(wm, Tensor) else torch.float64
+    if device is None:
+        device = wm.device if isinstance(wm, Tensor) else "cpu"
     if phantom is None:
         n, spacing = 64 if n is None else n, 2.0 if spacing is None else spacing
         ph = brain_phantom(n, spacing, dtype=dtype, device=device)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from .._device import as_tensor, resolve_device
+from .._device import as_tensor, resolve_device, resolve_dtype
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..posterior import GaussianPosterior
 
@@ -172,7 +172,11 @@ class ConjugateGaussianField:
         )
 
     def save(self, path: str | Path) -> Path:
-        cfg = {"noise": self.noise, "seed": self.seed}
+        cfg = {
+            "noise": self.noise,
+            "seed": self.seed,
+            "dtype": str(self.x.dtype).removeprefix("torch."),
+        }
         state = {
             k: getattr(self, k).cpu()
             for k in ("x", "idx", "y", "log_lengthscale", "log_outputscale")
@@ -189,8 +193,10 @@ class ConjugateGaussianField:
             s["y"],
             noise=ck["config"]["noise"],
             device=device,
+            # checkpoints written before the dtype was saved hold float64 models
+            dtype=resolve_dtype(ck["config"].get("dtype", "float64")),
             seed=ck["config"]["seed"],
         )
-        m.log_lengthscale = s["log_lengthscale"].to(m.x.device)
-        m.log_outputscale = s["log_outputscale"].to(m.x.device)
+        m.log_lengthscale = s["log_lengthscale"].to(m.x)
+        m.log_outputscale = s["log_outputscale"].to(m.x)
         return m
