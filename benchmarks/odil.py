@@ -425,21 +425,28 @@ def coarsened_model(p: dict, f: int, device=None, **kwargs) -> GliomaModel:
 # patients (101-124) as the grid value (0, 0.01, 0.02, 0.04) whose 90 % coverage, averaged over
 # 2 and 4 mm and the four parameters, is closest to 0.90 (0.891)
 B6_MODEL_ERROR = 0.02
+# sigma_pde of B6's joint-ODIL row, chosen the same way at 4 mm on the same 24 patients
+# (odil_resolution.py --sigma-pde: 3e-4, 1e-3, 3e-3, 1e-2 -> coverage 0.917, 0.979, 0.979,
+# 0.958)
+B6_SIGMA_PDE = 3e-4
 
 
 def bench_b6(quick: bool, device) -> list[dict]:
-    """One patient simulated at 1 mm, observed and fitted at 1, 2 and 4 mm, without and with
-    the model-error term."""
+    """One patient simulated at 1 mm, observed and fitted at 1, 2 and 4 mm: the reduced-space
+    fit without and with the model-error term, and the joint ODIL fit (PDE as a soft
+    constraint, ``fit_odil``) after it."""
     ph = brain_phantom(128, 1.0)
     p = synthetic_patient(7, phantom=ph, refine=2)
     names = ("log Dw", "log rho", "x0", "y0")
     rows = []
-    for alpha in (0.0, B6_MODEL_ERROR):
+    for alpha, sigma_pde in ((0.0, None), (B6_MODEL_ERROR, None), (0.0, B6_SIGMA_PDE)):
         res = {}
         for f in [2, 4] if quick else [1, 2, 4]:
             m = coarsened_model(p, f, device, model_error=alpha)
             t0 = time.perf_counter()
             m.fit(progress=False)
+            if sigma_pde is not None:
+                m.fit_odil(sigma_pde=sigma_pde, linear_solver="sparse")
             res[f] = (
                 m.theta.cpu(),
                 m.theta_cov.diagonal().sqrt().cpu(),
@@ -459,6 +466,8 @@ def bench_b6(quick: bool, device) -> list[dict]:
         setting = {"resolutions_mm": fs, "params": ", ".join(names[: len(per)])}
         if alpha:
             setting["model_error"] = alpha
+        if sigma_pde is not None:
+            setting["joint_odil_sigma_pde"] = sigma_pde
         rows.append(
             bench_row(
                 "B6",
