@@ -242,9 +242,10 @@ class DivergenceGuard:
         # iff max |g|^2 fits the tensor's dtype
         tops = torch._foreach_norm(gs, math.inf)
         # read back at once (one device sync, not one per tensor); float64 holds every
-        # float32/half value exactly
+        # float32/half value exactly (MPS has no float64, nor gradients wider than float32)
         dev = tops[0].device
-        vals = torch.stack([n.to(device=dev, dtype=torch.float64) for n in tops]).tolist()
+        wide = torch.float32 if dev.type == "mps" else torch.float64
+        vals = torch.stack([n.to(device=dev, dtype=wide) for n in tops]).tolist()
         if all(math.isfinite(t) and t * t <= torch.finfo(g.dtype).max for t, g in zip(vals, gs)):
             return True
         self.reason = "gradients overflow: their squares are not finite in the parameters' dtype"

@@ -25,14 +25,15 @@ Patients: ``synthetic_patient(seed, phantom=brain_phantom(128, 1.0), refine=2)``
 
     python benchmarks/odil_resolution.py                  # ~10 min on one thread
     python benchmarks/odil_resolution.py --patients 8 --model-errors 0
-    python benchmarks/odil_resolution.py --model-errors "" --sigma-pde 1e-3,3e-3,1e-2 \
-        --resolutions 4 --name odil_resolution_joint       # ~15 min on one thread
+    python benchmarks/odil_resolution.py --model-errors "" --sigma-pde 3e-4,1e-3,3e-3,1e-2 \
+        --resolutions 4 --name odil_resolution_joint       # ~25 min on one thread
 
 Writes ``benchmarks/results/odil_resolution.json`` (``--name`` to change it); ``--table RESULTS_JSON`` prints its table.
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
@@ -55,16 +56,26 @@ ODIL = script_module(str(Path(__file__).with_name("odil.py")))  # B6's observati
 
 def _floats(text: str) -> list[float]:
     """Comma-separated finite numbers >= 0 (empty: none)."""
-    vals = [float(v) for v in text.split(",") if v.strip()]
+    try:
+        vals = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        vals = [float("nan")]
     if any(not np.isfinite(v) or v < 0 for v in vals):
-        raise ValueError(f"expected comma-separated finite numbers >= 0, received {text!r}")
-    return vals
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated finite numbers >= 0, received {text!r}"
+        )
+    return sorted(set(vals))
 
 
 def _ints(text: str) -> list[int]:
-    vals = [int(v) for v in text.split(",") if v.strip()]
+    try:
+        vals = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        vals = []
     if not vals or any(v < 1 for v in vals):
-        raise ValueError(f"expected resolutions in mm (>= 1), received {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated resolutions in mm (ints >= 1), received {text!r}"
+        )
     return sorted(set(vals))
 
 
@@ -104,7 +115,7 @@ def main(argv: list[str] | None = None) -> Path:
     if any(v <= 0 for v in args.sigma_pde):
         ap.error(f"--sigma-pde: expected values > 0, received {args.sigma_pde}")
     if not args.model_errors and not args.sigma_pde:
-        ap.error("nothing to run: give --model-errors or --sigma-pde values")
+        ap.error("--model-errors, --sigma-pde: nothing to run (both empty)")
     torch.set_num_threads(1)
     started = time.perf_counter()
     phantom = brain_phantom(128, 1.0)
@@ -136,7 +147,15 @@ def main(argv: list[str] | None = None) -> Path:
             extra[key].update(_drift_summary(fits, args.resolutions))
         print(rows[-len(args.resolutions) :], extra[key], flush=True)
     extra.update({"patients": args.patients, "seeds": f"{SEED0}..{SEED0 + args.patients - 1}"})
-    return write_rows(args.name, rows, script=__file__, out=args.out, started=started, extra=extra)
+    return write_rows(
+        args.name,
+        rows,
+        script=__file__,
+        argv=argv,
+        out=args.out,
+        started=started,
+        extra=extra,
+    )
 
 
 def _drift_summary(fits: list[dict], resolutions: list[int]) -> dict:

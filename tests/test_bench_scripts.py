@@ -36,6 +36,10 @@ REFUSALS = [  # (script, function that would start a benchmark, argv, option nam
     ("odil_joint.py", "run", ["--nt", "1"], "--nt"),
     ("meta_fm.py", "run_task", ["--problems", "B2,B2"], "--problems"),
     ("scale_out.py", "_probe_rows", ["--executors", "sequential,spark"], "--executors"),
+    ("odil_resolution.py", "fit_patient", ["--resolutions", "0,2"], "--resolutions"),
+    ("odil_resolution.py", "fit_patient", ["--model-errors", "-1"], "--model-errors"),
+    ("odil_resolution.py", "fit_patient", ["--sigma-pde", "0"], "--sigma-pde"),
+    ("odil_resolution.py", "fit_patient", ["--model-errors", ""], "--sigma-pde"),
 ]
 
 
@@ -116,3 +120,82 @@ def test_gp_pde_peak_memory_is_each_rows_own():
     del big
     assert mod._reset_peak()
     assert mod._peak_mb() < high - 200
+
+
+def test_odil_resolution_rows_coverage_and_drift(tmp_path, monkeypatch):
+    import torch
+
+    mod = script_module(str(BENCH / "odil_resolution.py"))
+    monkeypatch.setattr(mod, "brain_phantom", lambda n, h: None)
+    monkeypatch.setattr(mod, "synthetic_patient", lambda seed, phantom, refine: {"seed": seed})
+    calls = []
+
+    def fake_fit(p, resolutions, alpha, sigma_pde=None):
+        calls.append((p["seed"], alpha, sigma_pde))
+        k = 1 + p["seed"] - mod.SEED0  # patient 0: z as below, patient 1: doubled
+        z = torch.tensor([0.0, 2.0, 0.5, -0.5], dtype=torch.float64) * k
+        sd = torch.ones(4, dtype=torch.float64)
+        return {f: (z, torch.tensor([0.0, 0.0, 0.1 * f, 0.0]).double(), sd) for f in resolutions}
+
+    monkeypatch.setattr(mod, "fit_patient", fake_fit)
+    argv = ["--patients", "2", "--model-errors", "0,0", "--sigma-pde", "1e-3"]
+    path = mod.main([*argv, "--resolutions", "4,2", "--out", str(tmp_path)])
+    d = json.loads(path.read_text())
+    # duplicates dropped: one model-error setting and one joint setting, two patients each
+    assert calls == [(101, 0.0, None), (102, 0.0, None), (101, 0.0, 1e-3), (102, 0.0, 1e-3)]
+    assert [(r["mm"], r.get("sigma_pde")) for r in d["rows"]] == [
+        (2, None),
+        (4, None),
+        (2, 1e-3),
+        (4, 1e-3),
+    ]
+    r = d["rows"][0]
+    # log rho's z (2, 4) lies outside the 90 % interval, the others' inside
+    assert (r["coverage90_log_rho"], r["coverage90_x0"], r["coverage90"]) == (0.0, 1.0, 0.75)
+    assert r["rms_z_log_rho"] == pytest.approx((0.5 * (4 + 16)) ** 0.5)
+    # the modes differ by 0.2 sd in x0 between 2 and 4 mm, for both patients
+    assert d["alpha=0"]["drift_below_1sd"] == 1.0
+    assert d["alpha=0"]["median_drift_sd"] == pytest.approx(0.2)
+    assert d["command"].endswith(" ".join([*argv, "--resolutions", "4,2", "--out", str(tmp_path)]))
+
+
+def test_odil_b6_rows_name_each_variant(monkeypatch):
+    import torch
+
+    mod = script_module(str(BENCH / "odil.py"))
+    truth = {"dw": 0.2, "rho": 0.03, "x0": 50.0, "y0": 60.0}
+    monkeypatch.setattr(mod, "brain_phantom", lambda n, h: None)
+    monkeypatch.setattr(mod, "synthetic_patient", lambda seed, phantom, refine: {"truth": truth})
+    fits = []
+
+    class Fake:
+        def __init__(self, f, alpha):
+            self.f, self.alpha, self.sigma = f, alpha, None
+            self.theta = torch.tensor([-1.6, -3.5, 50.0 + 0.1 * f, 60.0], dtype=torch.float64)
+            self.theta_cov = torch.eye(4).double() * 0.25
+
+        def fit(self, progress=False):
+            return None
+
+        def fit_odil(self, sigma_pde, linear_solver):
+            self.sigma = sigma_pde
+            assert linear_solver == "sparse"
+
+    def fake_model(p, f, device, model_error=0.0):
+        fits.append(Fake(f, model_error))
+        return fits[-1]
+
+    monkeypatch.setattr(mod, "coarsened_model", fake_model)
+    rows = mod.bench_b6(False, None)
+    assert [r["setting"].get("model_error") for r in rows] == [None, mod.B6_MODEL_ERROR, None]
+    assert [r["setting"].get("joint_odil_sigma_pde") for r in rows] == [
+        None,
+        None,
+        mod.B6_SIGMA_PDE,
+    ]
+    assert [(m.f, m.alpha, m.sigma) for m in fits[6:]] == [
+        (f, 0.0, mod.B6_SIGMA_PDE) for f in (1, 2, 4)
+    ]
+    assert all(m.sigma is None for m in fits[:6])
+    # x0 moves 0.3 mm between 1 and 4 mm against an sd of 0.5: 0.6 sd
+    assert rows[0]["metrics"]["drift_sd"] == pytest.approx(0.6)

@@ -130,9 +130,10 @@ class GliomaModel(GliomaPosteriorMixin):
         :math:`c` has sd :math:`\sigma_m = \alpha h`, added in quadrature to ``seg_sigma`` (and,
         times ``pet_scale``, to ``pet_sigma``). It grows with the voxel size: tissue maps and
         the stencil of a coarse grid misplace the front by a fraction of a cell. 0 trusts the
-        solver as exact (data simulated on the fitted grid); for scans coarser than the
-        anatomy, ``benchmarks/odil_model_error.py`` measures the value that calibrates the
-        posterior (docs/odil.md).
+        solver as exact (data simulated on the fitted grid). On data simulated at 1 mm and
+        fitted at 4 mm it widens the posterior but does not calibrate it
+        (``benchmarks/odil_resolution.py``, docs/odil.md); the joint ODIL fit
+        (:meth:`fit_odil`, a soft PDE) does better there.
     d_max: upper bound of :math:`D_w` used to fix the stable explicit time step.
     time_scheme: ``"strang"`` (default: exact logistic reaction half-steps around an explicit
         diffusion step, :func:`~bayesphys.problems.fisher_kolmogorov.fk_forward`) or ``"euler"``

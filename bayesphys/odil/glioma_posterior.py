@@ -141,8 +141,10 @@ class GliomaPosteriorMixin:
         observed labels and, if ``field``, the map ``c`` and the pointwise log likelihood of
         the thresholds ``labels [chain, draw, *grid]`` (group ``log_likelihood``: per voxel
         :math:`\sum_k \log\Phi(s_k(c_i-\theta_k)/\sigma_s)/\kappa`, the data term of the fitted
-        loss; 0 outside the modelled brain voxels). ``num_samples >= 1`` draws per chain
-        (2 chains)."""
+        loss; 0 outside the modelled brain voxels). A model with a PET map also exports it
+        (``observed_data.pet``) and its Gaussian log likelihood ``pet [chain, draw, *grid]``
+        (lesion voxels, tempered by :math:`\kappa` as in the loss; 0 elsewhere).
+        ``num_samples >= 1`` draws per chain (2 chains)."""
         th = self.theta_draws(num_samples, 2, seed)
         post = {
             "D_w": th[..., 0].exp(),
@@ -174,10 +176,16 @@ class GliomaPosteriorMixin:
                 )
             post["c"] = c
             loglik = {"labels": self._pointwise_log_likelihood(c)}
+            if self._pet is not None:
+                loglik["pet"] = self._pointwise_pet_log_likelihood(c)
             dims["c"] = names
+        observed = {"labels": self.labels}
+        if self._pet is not None:
+            observed["pet"] = self.pet
+            dims["pet"] = names
         return build_inference_data(
             posterior=post,
-            observed_data={"labels": self.labels},
+            observed_data=observed,
             log_likelihood=loglik if field else None,
             coords=coords,
             dims=dims,
@@ -194,3 +202,14 @@ class GliomaPosteriorMixin:
             sgn = (self._labels >= k).to(cc.dtype) * 2 - 1
             ll = ll + torch.special.log_ndtr(sgn * (cc - th) / seg_sd)
         return self.full(ll * (self._brain > 0).to(cc.dtype) / kappa)
+
+    def _pointwise_pet_log_likelihood(self, c: Tensor) -> Tensor:
+        r"""PET log likelihood per voxel ``[..., *grid]``:
+        :math:`\log\mathcal N(\mathrm{pet}_i;\ s_{pet} c_i, \sigma_{pet}^2)/\kappa` on lesion
+        voxels (the PET residual of the loss, with its normalising constant), 0 elsewhere."""
+        cfg = self.config
+        _, pet_sd, kappa = self._noise()
+        cc = c[(..., *self.crop)]
+        z = (cfg["pet_scale"] * cc - self._pet) / pet_sd
+        ll = -0.5 * z * z - math.log(pet_sd * math.sqrt(2 * math.pi))
+        return self.full(ll * (self._labels > 0).to(cc.dtype) / kappa)

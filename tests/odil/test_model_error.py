@@ -63,3 +63,24 @@ def test_model_error_round_trips_and_old_checkpoints_load_without_it(patient, tm
     ck["config"].pop("model_error")
     torch.save(ck, tmp_path / "old.pt")
     assert GliomaModel.load(tmp_path / "old.pt").config["model_error"] == 0.0
+
+
+def test_pet_log_likelihood_is_exported_and_matches_the_loss(patient):
+    m = GliomaModel.from_patient(patient, use_pet=True, model_error=0.01)
+    m.theta = m._theta0()
+    m.theta_cov = 1e-4 * torch.eye(len(m.theta), dtype=m.dtype)
+    idata = m.to_inference_data(num_samples=2)
+    assert set(idata.log_likelihood.data_vars) == {"labels", "pet"}
+    assert idata.observed_data["pet"].dims == ("x", "y")
+    th = m.theta_draws(2, 2, 0)[0, 0]
+    with torch.no_grad():
+        r = m.residuals(th)["pet"]
+    _, pet_sd, kappa = m._noise()
+    n = int((m._labels > 0).sum())
+    # summed over voxels: minus the PET part of the loss, plus its normalising constant
+    want = -0.5 * float((r * r).sum()) - n * math.log(pet_sd * math.sqrt(2 * math.pi)) / kappa
+    assert math.isclose(float(idata.log_likelihood["pet"][0, 0].sum()), want, rel_tol=1e-10)
+    # without PET there is no such entry
+    plain = GliomaModel.from_patient(patient)
+    plain.theta, plain.theta_cov = m.theta, m.theta_cov
+    assert "pet" not in plain.to_inference_data(num_samples=2).log_likelihood

@@ -139,14 +139,6 @@ def _state_devices(state: dict) -> set[torch.device]:
     return set(_tensor_devices(state))
 
 
-def test_calibration_state_holds_cpu_tensors():
-    cal = fit_hybrid(*_validation(), neighbours=(0, 2))
-    state = cal.state()
-    assert _state_devices(state) == {torch.device("cpu")}
-    back = HybridCalibration.from_state(state)
-    assert torch.equal(back.err_root, cal.err_root) and back.beta == cal.beta
-
-
 @pytest.mark.gpu
 def test_fit_hybrid_on_cuda(cuda_device):
     want = fit_hybrid(*_validation(), neighbours=(0, 2))
