@@ -396,8 +396,8 @@ def interacting_particles(
 ) -> PopulationPairs:
     """B3: 2-d Gaussian-mixture populations ``[n_points, 2]`` evolved to T=1 (RK4), index-paired.
 
-    The anchor integrates with 200 RK4 steps; the default 50 steps agree with 200 to ~2e-7
-    (float32 round-off) at a quarter of the cost. ``n_points >= 2``, ``steps >= 1``; ``a``,
+    The anchor integrates with 200 RK4 steps; the default 50 steps agree with 200 to float32
+    round-off (typically ~2e-7, a few 1e-6 at worst) at a quarter of the cost. ``n_points >= 2``, ``steps >= 1``; ``a``,
     ``b`` finite; ``ell > 0``.
     """
     n_points = check_int("n_points", n_points, minimum=2)
@@ -409,7 +409,7 @@ def interacting_particles(
     p = _check_sizes(n_train=n_train, n_cal=n_cal, n_test=n_test)
     gen = torch.Generator().manual_seed(seed)
     x0, mix = _gmm_populations(p, n_points, gen)
-    x = _simulate_particles(x0, steps, a, b, ell)  # float32: 50 vs 200 RK4 steps differ by ~2e-7
+    x = _simulate_particles(x0, steps, a, b, ell)  # float32: 50 vs 200 RK4 steps differ by round-off
     splits = {
         "train": list(range(n_train)),
         "cal": list(range(n_train, n_train + n_cal)),
