@@ -397,7 +397,7 @@ def interacting_particles(
     """B3: 2-d Gaussian-mixture populations ``[n_points, 2]`` evolved to T=1 (RK4), index-paired.
 
     The anchor integrates with 200 RK4 steps; the default 50 steps agree with 200 to float32
-    round-off (typically ~2e-7, a few 1e-6 at worst) at a quarter of the cost. ``n_points >= 2``, ``steps >= 1``; ``a``,
+    round-off at a quarter of the cost. ``n_points >= 2``, ``steps >= 1``; ``a``,
     ``b`` finite; ``ell > 0``.
     """
     n_points = check_int("n_points", n_points, minimum=2)
