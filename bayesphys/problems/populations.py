@@ -409,7 +409,7 @@ def interacting_particles(
     p = _check_sizes(n_train=n_train, n_cal=n_cal, n_test=n_test)
     gen = torch.Generator().manual_seed(seed)
     x0, mix = _gmm_populations(p, n_points, gen)
-    x = _simulate_particles(x0, steps, a, b, ell)  # float32: 50 vs 200 RK4 steps differ by round-off
+    x = _simulate_particles(x0, steps, a, b, ell)  # float32: 50 vs 200 steps: round-off
     splits = {
         "train": list(range(n_train)),
         "cal": list(range(n_train, n_train + n_cal)),
