@@ -159,6 +159,7 @@ class GliomaModel(GliomaPosteriorMixin):
     ``pet_scale``, ``pet_sigma``, ``seg_sigma``, ``noise_corr_mm``, ``d_max`` finite and
     ``> 0``; ``n_foci`` an int ``>= 1``; ``crop_margin_mm`` ``None`` or ``>= 0``;
     ``crop_scale`` ``None`` or ``>= 1``; ``seed`` ``None`` or an int; prior sds ``> 0``;
+    ``dtype`` float32 or float64 (half precision is refused: the fit's linear algebra has none);
     ``wm``, ``gm`` finite probabilities in [0, 1]. A ``theta`` passed to :meth:`forward`,
     :meth:`residuals`, :meth:`loss`, :meth:`jacobian`, :meth:`foci` or
     :meth:`initial_state` must have ``2 + n_foci * d`` entries.
@@ -196,6 +197,12 @@ class GliomaModel(GliomaPosteriorMixin):
     ) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
+        if self.dtype not in (torch.float32, torch.float64):
+            # the fit's Cholesky / lstsq and the Laplace inverse have no half-precision kernels
+            raise ValueError(
+                f"dtype: expected torch.float32 or torch.float64, received {self.dtype} "
+                "(the fit's linear algebra has no half precision)"
+            )
         self.wm = self._real_map("wm", wm)
         self.gm = self._real_map("gm", gm)
         if self.wm.ndim not in (2, 3):

@@ -84,3 +84,9 @@ def test_pet_log_likelihood_is_exported_and_matches_the_loss(patient):
     plain = GliomaModel.from_patient(patient)
     plain.theta, plain.theta_cov = m.theta, m.theta_cov
     assert "pet" not in plain.to_inference_data(num_samples=2).log_likelihood
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_refused_at_construction(patient, dtype):
+    with pytest.raises(ValueError, match="^dtype: expected torch.float32 or torch.float64"):
+        GliomaModel.from_patient(patient, dtype=dtype)
