@@ -126,6 +126,11 @@ class GPMEProblem:
         front has left the domain)."""
         raise NotImplementedError
 
+    def flux_breaks(self, param: float) -> list[float]:
+        """Times at which :math:`b'(t)` has a kink or a jump (a front reaching a domain end);
+        :func:`mass_from_fluxes` splits its quadrature there. None by default."""
+        return []
+
     def boundary_flux(self, t: Tensor, param: Tensor) -> Tensor:
         """Net inflow :math:`F|_{x_0} - F|_{x_1} = b'(t)` through the boundary.
 
@@ -240,6 +245,10 @@ class PorousMedium(GPMEProblem):
         s0, s1 = (t - x0).clamp_min(0), (t - x1).clamp_min(0)
         return _pos_pow(m * s0, 1 / m) - _pos_pow(m * s1, 1 / m)
 
+    def flux_breaks(self, param):
+        # the front x = t reaches x0 (inflow starts) and x1 (outflow starts)
+        return [float(v) for v in self.x_range]
+
     def diffusivity(self, u, param):
         return u.clamp_min(0).pow(param)
 
@@ -330,6 +339,11 @@ class Stefan(GPMEProblem):
         out = out - two_ts * antiderivative(y0)
         return torch.where(t > 0, out, torch.zeros_like(out))
 
+    def flux_breaks(self, param):
+        # the front alpha sqrt(t) reaches x0 and x1 at t = (x / alpha)^2
+        alpha = float(stefan_constants(param)[0])
+        return [(max(x, 0.0) / alpha) ** 2 for x in self.x_range]
+
     def boundary_flux(self, t, param):
         alpha, c1 = stefan_constants(param)
         t = _f64(t).clamp_min(1e-300)
@@ -369,8 +383,9 @@ def get_problem(name: str | GPMEProblem) -> GPMEProblem:
 def mass_from_fluxes(problem: GPMEProblem, t: float, param: float, n: int = 4001) -> float:
     r""":math:`b(t) = U(t_0) + \int_{t_0}^t b'(s)\,ds` by the midpoint rule on the fluxes.
 
-    (The Stefan inflow is :math:`\propto s^{-1/2}`; the substitution :math:`s = r^2` makes the
-    integrand smooth.)
+    (The Stefan inflow is :math:`\propto s^{-1/2}`; the substitution :math:`s = a + r^2` on
+    each piece :math:`[a, b]` makes the integrand smooth.) The interval is split where :math:`b'` has a kink or jump
+    (:meth:`GPMEProblem.flux_breaks`: a front leaving the domain), ``n`` points per piece.
     """
     problem = get_problem(problem)
     param = _real("param", param)
@@ -378,11 +393,16 @@ def mass_from_fluxes(problem: GPMEProblem, t: float, param: float, n: int = 4001
     t0 = problem.t_range[0]
     t = check_real("t", t, minimum=t0)
     n = check_int("n", n, minimum=2)  # n = 1 has no interval: it returned U(t0) for any t
-    r = torch.linspace(math.sqrt(max(t0, 0.0)), math.sqrt(t), n, dtype=_F64)
-    mid, dr = 0.5 * (r[1:] + r[:-1]), r[1:] - r[:-1]
-    integrand = problem.boundary_flux(mid * mid, param) * 2 * mid
-    u0 = problem.mass(t0, param)
-    return float(u0 + (integrand * dr).sum())
+    ends = [max(t0, 0.0), *sorted(b for b in problem.flux_breaks(param) if t0 < b < t), t]
+    total = problem.mass(t0, param)
+    for a, b in zip(ends[:-1], ends[1:]):
+        # s = a + r^2 on each piece: a flux that starts like (s - a)^p (p = -1/2 for the
+        # Stefan inflow, 1/m for the PME outflow) becomes r^(2p+1), smooth enough for the
+        # midpoint rule
+        r = torch.linspace(0.0, math.sqrt(b - a), n, dtype=_F64)
+        mid, dr = 0.5 * (r[1:] + r[:-1]), r[1:] - r[:-1]
+        total = total + (problem.boundary_flux(a + mid * mid, param) * 2 * mid * dr).sum()
+    return float(total)
 
 
 @dataclass
