@@ -15,6 +15,7 @@ import importlib.util
 import json
 import math
 import platform
+import shlex
 import sys
 import time
 from collections.abc import Iterable, Mapping
@@ -217,7 +218,8 @@ def write_rows(
     out_dir = Path(out) if out else Path(script).resolve().parent / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.json"
-    cmd = f"python benchmarks/{Path(script).name} " + " ".join(argv)
+    # shell-quoted: an empty argument (--model-errors "") or one with spaces reruns as given
+    cmd = f"python benchmarks/{Path(script).name} " + shlex.join(argv)
     payload = {"command": cmd.strip(), **(extra or {}), "rows": rows}
     path.write_text(json.dumps(payload, indent=1) + "\n")
     print(rows_table(rows))

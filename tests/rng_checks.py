@@ -1,5 +1,6 @@
-"""A check shared by the tests of several packages: building a seeded model must leave the
-caller's global random streams (python, numpy, torch) as they were."""
+"""Random-stream helpers shared by the tests of several packages: building a seeded model must
+leave the caller's global random streams (python, numpy, torch) as they were; a generator that
+reports another device (for device checks on a machine with only a CPU)."""
 
 from __future__ import annotations
 
@@ -32,3 +33,18 @@ def leaves_global_rng(build: Callable[[], Any]) -> Any:
         assert np.array_equal(got[1], want[1]), "numpy's global stream moved"
         assert got[2] == want[2], "python's global stream moved"
     return out
+
+
+class FakeDeviceGenerator(torch.Generator):
+    """A CPU generator that reports another device (no second device exists on the CPU)."""
+
+    def __new__(cls, device: str) -> FakeDeviceGenerator:
+        return super().__new__(cls)  # torch.Generator(device) would need that device
+
+    def __init__(self, device: str) -> None:
+        super().__init__()
+        self._dev = torch.device(device)
+
+    @property
+    def device(self) -> torch.device:
+        return self._dev

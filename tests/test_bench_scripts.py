@@ -199,3 +199,10 @@ def test_odil_b6_rows_name_each_variant(monkeypatch):
     assert all(m.sigma is None for m in fits[:6])
     # x0 moves 0.3 mm between 1 and 4 mm against an sd of 0.5: 0.6 sd
     assert rows[0]["metrics"]["drift_sd"] == pytest.approx(0.6)
+
+
+def test_recorded_command_quotes_empty_and_spaced_arguments(tmp_path):
+    path = bench.write_rows(
+        "x", [{"a": 1}], script="demo.py", argv=["--m", "", "--n", "a b"], out=tmp_path
+    )
+    assert json.loads(path.read_text())["command"] == "python benchmarks/demo.py --m '' --n 'a b'"

@@ -30,24 +30,10 @@ from bayesphys.diagnostics.recalibrate import RecalibratedPosterior, Recalibrato
 from bayesphys.metrics import calibration_curve, crps_gaussian, gaussian_nll
 from bayesphys.posterior import GaussianPosterior
 from bayesphys.problems import ConjugateGaussianField, brain_phantom, synthetic_patient
+from tests.rng_checks import FakeDeviceGenerator
 
 F64 = torch.float64
 META = torch.device("meta")
-
-
-class _FakeGenerator(torch.Generator):
-    """A CPU generator that reports another device (no second device exists on the CPU)."""
-
-    def __new__(cls, device: str) -> _FakeGenerator:
-        return super().__new__(cls)  # torch.Generator(device) would need that device
-
-    def __init__(self, device: str) -> None:
-        super().__init__()
-        self._dev = torch.device(device)
-
-    @property
-    def device(self) -> torch.device:
-        return self._dev
 
 
 class _MovableRoot:
@@ -92,12 +78,12 @@ def test_generator_on_another_gpu_is_refused(monkeypatch):
     """Only the device type was compared: a cuda:1 generator passed for a cuda:0 posterior and
     failed inside torch.randn."""
     with pytest.raises(ValueError, match=r"generator: expected a generator on the posterior's"):
-        _check_generator(_FakeGenerator("cuda:1"), torch.device("cuda:0"))
-    _check_generator(_FakeGenerator("cuda:0"), torch.device("cuda:0"))
+        _check_generator(FakeDeviceGenerator("cuda:1"), torch.device("cuda:0"))
+    _check_generator(FakeDeviceGenerator("cuda:0"), torch.device("cuda:0"))
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
-    _check_generator(_FakeGenerator("cuda:0"), torch.device("cuda"))
+    _check_generator(FakeDeviceGenerator("cuda:0"), torch.device("cuda"))
     with pytest.raises(ValueError, match="cuda:1"):
-        _check_generator(_FakeGenerator("cuda:1"), torch.device("cuda"))
+        _check_generator(FakeDeviceGenerator("cuda:1"), torch.device("cuda"))
     _check_generator(torch.Generator(), torch.device("cpu"))
 
 

@@ -8,21 +8,7 @@ import pytest
 import torch
 
 from bayesphys.meta_fm import couple, full_ot_plans, ot_pairing, sample_plan_partners
-
-
-class _FakeGenerator(torch.Generator):
-    """A CPU generator that reports another device (no second device exists on the CPU)."""
-
-    def __new__(cls, device: str) -> _FakeGenerator:
-        return super().__new__(cls)
-
-    def __init__(self, device: str) -> None:
-        super().__init__()
-        self._dev = torch.device(device)
-
-    @property
-    def device(self) -> torch.device:
-        return self._dev
+from tests.rng_checks import FakeDeviceGenerator
 
 
 def _clouds(device="cpu"):
@@ -43,7 +29,7 @@ def _calls(gen):
 
 
 def test_a_generator_on_another_device_is_refused():
-    for call in _calls(_FakeGenerator("cuda:0")):
+    for call in _calls(FakeDeviceGenerator("cuda:0")):
         with pytest.raises(ValueError, match=r"generator: expected a CPU torch.Generator"):
             call()
 

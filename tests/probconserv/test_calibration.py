@@ -68,9 +68,9 @@ def test_coverage_scale_puts_90_percent_inside():
     )
 
 
-def test_fit_hybrid_recovers_error_direction():
-    """Errors along a fixed direction the model covariance ignores: beta < 1 is chosen and the
-    update mean moves towards the truth."""
+def error_direction_set(device="cpu"):
+    """40 validation functions on 9 points whose errors lie along a fixed direction the model
+    covariance ignores: ``fit_hybrid``'s arguments ``(mean, cov, truth, update, t, x)``."""
     gen = torch.Generator().manual_seed(2)
     v, n = 40, 9
     x = torch.linspace(0, 1, n, dtype=F64)
@@ -82,11 +82,20 @@ def test_fit_hybrid_recovers_error_direction():
     mean = truth + amp * direction + 1e-3 * torch.randn(v, 1, n, generator=gen, dtype=F64)
     cov = DiagLinearOperator(torch.ones(v, 1, n, dtype=F64) * 0.01)
     mass = truth @ g  # [v, 1]
+    mean, truth, mass, x, cov = (t.to(device) for t in (mean, truth, mass, x, cov))
 
     def update(p, idx):
         return conserve_slices(p, x, mass[idx])
 
-    cal = fit_hybrid(mean, cov, truth, update, torch.tensor([0.5]), x)
+    return mean, cov, truth, update, torch.tensor([0.5], device=device), x
+
+
+def test_fit_hybrid_recovers_error_direction():
+    """Errors along a fixed direction the model covariance ignores: beta < 1 is chosen and the
+    update mean moves towards the truth."""
+    mean, cov, truth, update, t, x = error_direction_set()
+    v, n = truth.shape[0], truth.shape[-1]
+    cal = fit_hybrid(mean, cov, truth, update, t, x)
     assert cal.beta < 1.0
     assert cal.cv_mse[(0, cal.beta)] < cal.cv_mse[(0, 1.0)]
     assert cal.err_root.shape == (1, n, v)
@@ -96,7 +105,7 @@ def test_fit_hybrid_recovers_error_direction():
     assert cal.selection == "min" and set(cal.cv_se) == set(cal.cv_mse)
     assert cal.cv_se[min(cal.cv_mse, key=cal.cv_mse.get)] == 0.0
     assert all(se >= 0 for se in cal.cv_se.values())
-    one_se = fit_hybrid(mean, cov, truth, update, torch.tensor([0.5]), x, selection="one_se")
+    one_se = fit_hybrid(mean, cov, truth, update, t, x, selection="one_se")
     assert one_se.selection == "one_se" and one_se.cv_mse == cal.cv_mse
     chosen, best = (one_se.neighbours, one_se.beta), min(cal.cv_mse, key=cal.cv_mse.get)
     assert cal.cv_mse[chosen] <= cal.cv_mse[best] + cal.cv_se[chosen]

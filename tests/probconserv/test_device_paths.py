@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from linear_operator.operators import DiagLinearOperator, LinearOperator
+from linear_operator.operators import LinearOperator
 
 import bayesphys._gaussian_posterior as gp_mod
 from bayesphys.posterior import GaussianPosterior
 from bayesphys.probconserv import trapezoid_weights
 from bayesphys.probconserv.calibration import HybridCalibration, fit_hybrid
 from bayesphys.probconserv.update import conservation_update, conserve_slices, hard_projection
+
+from .test_calibration import error_direction_set
 
 F64 = torch.float64
 META = torch.device("meta")
@@ -114,35 +116,14 @@ def test_a_prior_sampler_that_cannot_move_is_refused(monkeypatch):
         post.to("elsewhere")
 
 
-def _validation(device="cpu"):
-    """The set-up of test_calibration's error-direction test: 40 functions on 9 points."""
-    gen = torch.Generator().manual_seed(2)
-    v, n = 40, 9
-    x = torch.linspace(0, 1, n, dtype=F64)
-    g = trapezoid_weights(x)
-    truth = torch.rand(v, 1, n, generator=gen, dtype=F64)
-    direction = torch.zeros(n, dtype=F64)
-    direction[2:5] = 1.0
-    amp = torch.randn(v, 1, 1, generator=gen, dtype=F64)
-    mean = truth + amp * direction + 1e-3 * torch.randn(v, 1, n, generator=gen, dtype=F64)
-    cov = DiagLinearOperator(torch.ones(v, 1, n, dtype=F64) * 0.01)
-    mass = truth @ g
-    mean, truth, mass, x, cov = (t.to(device) for t in (mean, truth, mass, x, cov))
-
-    def update(p, idx):
-        return conserve_slices(p, x, mass[idx])
-
-    return mean, cov, truth, update, torch.tensor([0.5], device=device), x
-
-
 def _state_devices(state: dict) -> set[torch.device]:
     return set(_tensor_devices(state))
 
 
 @pytest.mark.gpu
 def test_fit_hybrid_on_cuda(cuda_device):
-    want = fit_hybrid(*_validation(), neighbours=(0, 2))
-    cal = fit_hybrid(*_validation(cuda_device), neighbours=(0, 2))
+    want = fit_hybrid(*error_direction_set(), neighbours=(0, 2))
+    cal = fit_hybrid(*error_direction_set(cuda_device), neighbours=(0, 2))
     assert (cal.neighbours, cal.beta) == (want.neighbours, want.beta)
     for c, m in want.cv_mse.items():
         assert cal.cv_mse[c] == pytest.approx(m, rel=1e-9)
