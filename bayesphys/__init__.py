@@ -5,7 +5,7 @@ Shared core: the :class:`Posterior` interface (:class:`GaussianPosterior`,
 subpackages: ``gp_pde``, ``probconserv``, ``neural_process``, ``odil``, ``meta_fm``.
 """
 
-from ._checks import check_int, check_real, check_seed
+from ._checks import check_int, check_real, check_seed, stream_seed
 from ._device import (
     as_tensor,
     check_finite,
@@ -42,6 +42,7 @@ __all__ = [
     "check_int",
     "check_real",
     "check_seed",
+    "stream_seed",
     "as_tensor",
     "fit_many",
     "FitManyResult",

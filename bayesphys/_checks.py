@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+import zlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -36,6 +37,7 @@ __all__ = [
     "check_scalar",
     "check_seed",
     "offset_seed",
+    "stream_seed",
 ]
 
 
@@ -58,8 +60,9 @@ def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
 SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
 
 
-# a seed every component takes: ProbConserv derives its batches' seeds as seed * 1_000_003 + step
-# (within int64 below it), the cohort example one seed per patient; the command line's bound
+# a seed every component takes (the cohort example derives one seed per patient from it;
+# ProbConserv keeps the bound from when its batch seeds were seed * 1_000_003 + step); the
+# command line's bound
 SEED_BOUND = 2**43
 
 
@@ -72,6 +75,21 @@ def check_seed(name: str, value: Any, *, minimum: int = SEED_MIN) -> int:
         lo = "-2**63" if minimum == SEED_MIN else str(minimum)
         raise ValueError(f"{name}: expected an int in [{lo}, 2**64 - 1], received {out}")
     return out
+
+
+def stream_seed(seed: int, tag: str, *keys: int) -> int:
+    """A seed in ``[0, 2**64)`` for the stream named ``tag`` (and non-negative int ``keys``,
+    e.g. a step and a rank) under the user's ``seed``: numpy's ``SeedSequence`` hashes
+    ``seed mod 2**64`` with ``(crc32(tag), *keys)`` as its spawn key, so streams with different
+    tags or keys are independent, and none equals a plain small seed a user passes (unlike
+    ``seed + offset`` designs, where a training batch's seed could be a validation set's).
+
+    >>> stream_seed(0, "a") == stream_seed(0, "a") != stream_seed(0, "b")
+    True
+    """
+    key = (zlib.crc32(tag.encode()), *(check_int("keys", k, minimum=0) for k in keys))
+    seq = np.random.SeedSequence(int(seed) % 2**64, spawn_key=key)
+    return int(seq.generate_state(1, np.uint64)[0])
 
 
 def offset_seed(seed: int, offset: int) -> int:

@@ -183,3 +183,16 @@ def test_check_int_sequence_names_the_entry_and_refuses_strings_and_empties():
     ]:
         with pytest.raises(err, match=msg):
             check_int_sequence("s", bad, minimum=1)
+
+
+def test_stream_seed_separates_tags_and_keys():
+    from bayesphys import stream_seed
+
+    seeds = {
+        stream_seed(s, t, *k) for s in (0, 1, -1) for t in ("a", "b") for k in ((), (0,), (1, 0))
+    }
+    assert len(seeds) == 18 and all(0 <= x < 2**64 for x in seeds)
+    assert stream_seed(5, "a", 2) == stream_seed(5, "a", 2)
+    assert stream_seed(-1, "a") == stream_seed(2**64 - 1, "a")  # torch's reading of -1
+    with pytest.raises(ValueError, match="keys: expected an int >= 0"):
+        stream_seed(0, "a", -1)

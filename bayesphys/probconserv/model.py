@@ -35,7 +35,7 @@ from linear_operator.operators import (
 )
 from torch import Tensor
 
-from .._checks import SEED_BOUND, check_bool, check_int, check_real, check_seed
+from .._checks import SEED_BOUND, check_bool, check_int, check_real, check_seed, stream_seed
 from .._device import as_tensor, resolve_device, resolve_dtype, seeded
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..distributed.data_parallel import GradientSync, rank_generator_seed
@@ -192,7 +192,9 @@ class ProbConserv:
     SoftC's residual subsets) and the stream of training batches; the caller's global random
     streams are left as they were. ``seed=None`` draws the initial weights and the training's
     random draws from the global streams (advancing them), while the training batches use seed
-    0, so that stream still repeats (``|seed| < 2**43``: the batches' seeds are derived from it).
+    0, so that stream still repeats (``|seed| < 2**43``, the command line's bound). The batches
+    come from their own stream (:func:`bayesphys.stream_seed`), so no ``make_dataset`` seed a
+    user passes (a validation or test set) reproduces a training batch.
 
     ``hidden`` (default 64), ``n_samples`` (latent draws, default 32) and ``covariance``
     (default ``"lowrank"``) are settings of the ANP (``step1="anp"``), ``gp_width`` (default
@@ -373,8 +375,10 @@ class ProbConserv:
         lr = lr or cfg.lr or (1e-3 if cfg.step1 == "anp" else 1e-2)
         opt = torch.optim.Adam(self.net.parameters(), lr=lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1), eta_min=lr * 0.05)
-        base = (cfg.seed or 0) * 1_000_003 + self.steps_done
-        gen = torch.Generator().manual_seed(base)
+        # training batches: the stream "probconserv-train" keyed by (global step, rank), apart
+        # from every dataset seed a user (or a calibration) passes to make_dataset
+        start, seed0 = self.steps_done, cfg.seed or 0
+        gen = torch.Generator().manual_seed(stream_seed(seed0, "probconserv-subset", start))
         counter = {"k": 0}
         # data-parallel under torchrun: identical replicas, per-rank batches, mean gradients
         sync = GradientSync(self.net)
@@ -382,7 +386,6 @@ class ProbConserv:
         if self._train_rng is not None:  # ranks draw their own latent noise (rank 0 keeps its)
             rank_generator_seed(self._train_rng)
         progress = progress and sync.is_main
-        offset = 7_919_000_003 * sync.rank  # rank 0 keeps the single-process seeds
 
         # training parameters: U(train_range), widened by train_margin at each end
         train_range = self.problem.widened_range(cfg.train_margin) if cfg.train_margin else None
@@ -392,7 +395,7 @@ class ProbConserv:
                 return make_dataset(
                     self.problem,
                     cfg.batch_size,
-                    seed=base + counter["k"] + offset,
+                    seed=stream_seed(seed0, "probconserv-train", start + counter["k"], sync.rank),
                     noise_std=cfg.noise_std,
                     param_range=train_range,
                 )

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_range, check_real, check_scalar, check_seed
+from .._checks import check_int, check_range, check_real, check_scalar, check_seed, stream_seed
 from .._device import as_tensor, make_generator
 
 __all__ = [
@@ -478,6 +478,9 @@ def make_dataset(
     ``train_range``: training functions), or the given ``params`` (one function each). Contexts: ``n_t_context`` stratified times x the same
     ``n_x_context`` sorted uniform sensor positions; targets: sorted uniform ``n_t_target x
     n_x_target``. ``noise_std`` adds Gaussian sensor noise to the contexts only.
+
+    ``seed`` names two independent streams (:func:`bayesphys.stream_seed`): the parameters'
+    and the design's (times, sensors, noise), so no two seeds share either draw.
     """
     prob = get_problem(problem)
     if seed is not None:
@@ -489,7 +492,7 @@ def make_dataset(
         p = sample_parameters(
             prob,
             n_functions,
-            seed=None if seed is None else seed + 7919,
+            seed=None if seed is None else stream_seed(seed, "gpme-params"),
             param_range=param_range,
         )
     else:
@@ -521,7 +524,7 @@ def make_dataset(
         )
     )
     b = p.shape[0]
-    g = make_generator(seed)
+    g = make_generator(None if seed is None else stream_seed(seed, "gpme-design"))
     t0, t1 = prob.t_range
     x0, x1 = prob.x_range
     # stratified times: one uniform draw in each of n_t_context equal bins

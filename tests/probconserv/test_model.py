@@ -381,3 +381,38 @@ def test_shock_position_reads_draws_without_a_front_as_asked():
     assert float(got[0]) == 0.5 and bool(torch.isnan(got[1]))
     with pytest.raises(ValueError, match="missing"):
         shock_position(draws, x, missing="end")
+
+
+def test_training_batches_are_no_dataset_a_user_can_seed(monkeypatch):
+    # the batches' seeds were seed * 1_000_003 + step: a seed-0 model trained on
+    # make_dataset(seed=k) for k = 0, 1, ..., so the benchmark's calibration (seed 777) and SoftC
+    # validation (seed 555) sets were training batches #777 and #555
+    import bayesphys.probconserv.model as pc_model
+
+    seen = []
+    real = pc_model.make_dataset
+
+    def spy(*args, **kw):
+        data = real(*args, **kw)
+        seen.append(data.params)
+        return data
+
+    monkeypatch.setattr(pc_model, "make_dataset", spy)
+    m = ProbConserv("diffusion", hidden=8, n_samples=4, batch_size=8, seed=0)
+    m.fit(steps=4, progress=False)
+    m.fit(steps=2, progress=False)  # resumes the stream: six distinct batches
+    assert len(seen) == 6 and len({tuple(p.tolist()) for p in seen}) == 6
+    user = {tuple(make_dataset("diffusion", 8, seed=k).params.tolist()) for k in range(0, 1000)}
+    assert not user & {tuple(p.tolist()) for p in seen}
+    # the stream is the seed's: another model seed draws other batches, the same one the same
+    seen_0 = list(seen)
+    seen.clear()
+    ProbConserv("diffusion", hidden=8, n_samples=4, batch_size=8, seed=0).fit(
+        steps=6, progress=False
+    )
+    assert all(torch.equal(a, b) for a, b in zip(seen, seen_0, strict=True))
+    seen.clear()
+    ProbConserv("diffusion", hidden=8, n_samples=4, batch_size=8, seed=1).fit(
+        steps=2, progress=False
+    )
+    assert not torch.equal(seen[0], seen_0[0])

@@ -128,6 +128,17 @@ def test_dataset_design_and_seeding():
     assert eval_grid("stefan").shape == (201, 2)
 
 
+def test_no_seed_shares_its_parameters_with_another_seeds_design():
+    # seed s's parameters used to be drawn from seed s + 7919, the stream of that seed's
+    # design: make_dataset(seed=7919)'s first context time had seed 0's first parameter draw
+    lo, hi = get_problem("pme").train_range
+    for s in (0, 3):
+        u_par = (make_dataset("pme", 4, seed=s).params - lo) / (hi - lo)
+        t = make_dataset("pme", 4, seed=s + 7919).x_context[:, ::10, 0]  # [4, 10] context times
+        u_time = (t - torch.arange(10, dtype=F64) / 10) * 10  # the uniform draw in each bin
+        assert not torch.isclose(u_time.reshape(-1)[:4], u_par, rtol=0, atol=1e-12).any()
+
+
 def test_problem_bad_input():
     with pytest.raises(ValueError, match="problem"):
         get_problem("burgers")
