@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._checks import check_int, check_int_sequence, check_keys, check_real, check_seed
+from .._checks import check_int, check_int_sequence, check_keys, check_real, check_seed, stream_seed
 from .._device import check_finite
 from ..metrics import crps_gaussian, gaussian_nll
 
@@ -222,7 +222,8 @@ def burgers_inverse_inputs(
     n_inverse = check_int("n_inverse", n_inverse, minimum=1)
     if seed is not None:
         seed = check_seed("seed", seed, minimum=0)
-    rng = np.random.default_rng(seed)
+    # its own stream: default_rng(seed) is also the test set's parameter stream
+    rng = np.random.default_rng(None if seed is None else stream_seed(seed, "burgers-inverse"))
     n, nx, nt = test["u"].shape[0], len(test["x"]), len(test["t"])
     ix = rng.integers(1, nx - 1, size=(n, n_inverse))
     it = rng.integers(1, nt, size=(n, n_inverse))

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real, check_seed
+from .._checks import check_int, check_real, check_seed, stream_seed
 from .._device import check_finite, resolve_dtype
 
 __all__ = [
@@ -591,10 +591,14 @@ def invariance_points(n: int, layout: str, *, seed: int = 0) -> np.ndarray:
     """``n`` sorted interior points of ``(-1, 1)`` for the P3 grid-invariance study.
 
     ``uniform``: equispaced interior; ``random``: i.i.d. uniform; ``clustered``: two Gaussian
-    clusters at :math:`\\pm 0.5` (sd 0.15), clipped to :math:`[-0.99, 0.99]`.
+    clusters at :math:`\\pm 0.5` (sd 0.15), clipped to :math:`[-0.99, 0.99]`. ``seed`` (an int
+    ``>= 0``, ``None``: fresh entropy) names a stream of its own, apart from the test sets'
+    parameters under the same seed.
     """
     n = check_int("n", n, minimum=1)
-    rng = np.random.default_rng(_check_seed(seed))
+    seed = _check_seed(seed)
+    # its own stream: default_rng(seed) is also the test sets' parameter stream
+    rng = np.random.default_rng(None if seed is None else stream_seed(seed, "rgnp-layout"))
     if layout == "uniform":
         x = np.linspace(-1, 1, n + 2)[1:-1]
     elif layout == "random":

@@ -172,3 +172,19 @@ def test_invariance_points_size_is_checked():
     with pytest.raises(ValueError, match="n: expected an int >= 1"):
         invariance_points(0, "uniform")
     assert invariance_points(4.0, "uniform").shape == (4,)
+
+
+def test_layouts_and_inverse_nodes_are_not_the_test_sets_parameters():
+    # invariance_points(seed=0) drew from default_rng(0), the stream of poisson_test_set(seed=0)'s
+    # parameters: the random layout was the sorted affine image of the test cases' z
+    from bayesphys.neural_process import burgers_inverse_inputs
+
+    test = poisson_test_set(40, seed=0, n_nodes=11)
+    z01 = (test["z"].reshape(-1)[:199] + 1) / 2  # U(-1, 1) draws back on (0, 1)
+    p = invariance_points(199, "random", seed=0)
+    assert not np.allclose(p, np.sort(-0.99 + 1.98 * z01), rtol=0, atol=1e-12)
+    # the Burgers inverse nodes likewise drew from the Burgers test set's parameter stream
+    bt = burgers_test_set(2, seed=0, n_nodes=21, n_steps=10)
+    x, _ = burgers_inverse_inputs(bt, 5, seed=0)
+    first = np.random.default_rng(0).integers(1, 20, size=(2, 5))
+    assert not np.array_equal(np.searchsorted(bt["x"], x[..., 0]), first)
