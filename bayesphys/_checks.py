@@ -60,9 +60,8 @@ def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
 SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
 
 
-# a seed every component takes (the cohort example derives one seed per patient from it;
-# ProbConserv keeps the bound from when its batch seeds were seed * 1_000_003 + step); the
-# command line's bound
+# the command line's bound on --seed: every component and example takes such a seed (the
+# cohort example derives one seed per patient from it)
 SEED_BOUND = 2**43
 
 
@@ -78,8 +77,8 @@ def check_seed(name: str, value: Any, *, minimum: int = SEED_MIN) -> int:
 
 
 def stream_seed(seed: int, tag: str, *keys: int) -> int:
-    """A seed in ``[0, 2**64)`` for the stream named ``tag`` (and non-negative int ``keys``,
-    e.g. a step and a rank) under the user's ``seed``: numpy's ``SeedSequence`` hashes
+    """A seed in ``[0, 2**64)`` for the stream named ``tag`` (and int ``keys`` in
+    ``[0, 2**32)``, e.g. a step and a rank) under the user's ``seed`` (any seed torch takes): numpy's ``SeedSequence`` hashes
     ``seed mod 2**64`` with ``(crc32(tag), *keys)`` as its spawn key, so streams with different
     tags or keys are independent, and none equals a plain small seed a user passes (unlike
     ``seed + offset`` designs, where a training batch's seed could be a validation set's).
@@ -87,8 +86,14 @@ def stream_seed(seed: int, tag: str, *keys: int) -> int:
     >>> stream_seed(0, "a") == stream_seed(0, "a") != stream_seed(0, "b")
     True
     """
-    key = (zlib.crc32(tag.encode()), *(check_int("keys", k, minimum=0) for k in keys))
-    seq = np.random.SeedSequence(int(seed) % 2**64, spawn_key=key)
+    seed = check_seed("seed", seed)
+    if not isinstance(tag, str):
+        raise TypeError(f"tag: expected a str, received {type(tag).__name__}")
+    # numpy splits a spawn-key entry >= 2**32 into 32-bit words, so (2**32,) would be (0, 1)
+    key = [check_int("keys", k, minimum=0) for k in keys]
+    if any(k >= 2**32 for k in key):
+        raise ValueError(f"keys: expected ints in [0, 2**32), received {tuple(key)}")
+    seq = np.random.SeedSequence(seed % 2**64, spawn_key=(zlib.crc32(tag.encode()), *key))
     return int(seq.generate_state(1, np.uint64)[0])
 
 

@@ -241,9 +241,9 @@ def _out_arg(text: str) -> str:
 
 def _seed_arg(text: str) -> int:
     """An argparse ``type`` for ``--seed``: an integer with ``|seed| < 2**43``, the range every
-    component and example takes (torch alone takes more, but e.g. ProbConserv derives its
-    batches' seeds from it and the cohort example a seed per patient: a larger seed passed
-    the parser and failed in the run with a traceback)."""
+    component and example takes (torch alone takes more, but e.g. the cohort example derives
+    a seed per patient from it: a larger seed passed the parser and failed in the run with a
+    traceback)."""
     try:
         seed = int(text)
     except ValueError:

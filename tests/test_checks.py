@@ -196,3 +196,12 @@ def test_stream_seed_separates_tags_and_keys():
     assert stream_seed(-1, "a") == stream_seed(2**64 - 1, "a")  # torch's reading of -1
     with pytest.raises(ValueError, match="keys: expected an int >= 0"):
         stream_seed(0, "a", -1)
+    # numpy would split 2**32 into the words (0, 1): refused rather than colliding
+    with pytest.raises(ValueError, match=r"keys: expected ints in \[0, 2\*\*32\)"):
+        stream_seed(0, "a", 2**32)
+    with pytest.raises(TypeError, match="seed: expected an int"):
+        stream_seed(1.5, "a")
+    with pytest.raises(ValueError, match="seed: expected an int in"):
+        stream_seed(2**64, "a")
+    with pytest.raises(TypeError, match="tag: expected a str"):
+        stream_seed(0, 3)

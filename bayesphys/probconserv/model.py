@@ -35,7 +35,7 @@ from linear_operator.operators import (
 )
 from torch import Tensor
 
-from .._checks import SEED_BOUND, check_bool, check_int, check_real, check_seed, stream_seed
+from .._checks import check_bool, check_int, check_real, check_seed, stream_seed
 from .._device import as_tensor, resolve_device, resolve_dtype, seeded
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..distributed.data_parallel import GradientSync, rank_generator_seed
@@ -76,17 +76,9 @@ class ProbConservConfig:
     train_margin: float = 0.0
 
 
-def _check_seed(name: str, seed, *, bound: int | None = None) -> int | None:
-    """``seed`` as an int (or ``None``); ``bound``: ``|seed| < bound``."""
-    if seed is None:
-        return None
-    seed = check_seed(name, seed)
-    if bound is not None and not -bound < seed < bound:
-        raise ValueError(
-            f"{name}: expected an int with |{name}| < 2**{bound.bit_length() - 1} (the training "
-            f"batches' seeds are derived from it), received {seed}"
-        )
-    return seed
+def _check_seed(name: str, seed) -> int | None:
+    """``seed`` as an int in torch's range (or ``None``)."""
+    return None if seed is None else check_seed(name, seed)
 
 
 def _saved_problem(name: str, state: dict[str, Any]) -> GPMEProblem:
@@ -192,7 +184,7 @@ class ProbConserv:
     SoftC's residual subsets) and the stream of training batches; the caller's global random
     streams are left as they were. ``seed=None`` draws the initial weights and the training's
     random draws from the global streams (advancing them), while the training batches use seed
-    0, so that stream still repeats (``|seed| < 2**43``, the command line's bound). The batches
+    0, so that stream still repeats (any seed torch takes, ``[-2**63, 2**64)``). The batches
     come from their own stream (:func:`bayesphys.stream_seed`), so no ``make_dataset`` seed a
     user passes (a validation or test set) reproduces a training batch.
 
@@ -269,7 +261,7 @@ class ProbConserv:
         softc_points = check_int("softc_points", softc_points, minimum=1)
         sigma_g = _check_sigma_g("sigma_g", sigma_g)  # inf: no update (the prior)
         relative = check_bool("relative", relative)
-        seed = _check_seed("seed", seed, bound=SEED_BOUND)
+        seed = _check_seed("seed", seed)
         noise_std = check_real("noise_std", noise_std, minimum=0.0)
         train_margin = check_real("train_margin", train_margin, minimum=0.0)
         prob.check_params(f"train_margin = {train_margin:g}", *prob.widened_range(train_margin))
