@@ -66,10 +66,11 @@ def psd_cholesky(a: Tensor, name: str = "covariance", max_tries: int = 6) -> Ten
         raise ValueError(
             f"{name}: expected finite values, received {int(bad.sum())} NaN/Inf entries"
         )
-    # the floor must be representable in a's dtype (1e-300 is 0 in float32)
-    tiny = max(1e-300, torch.finfo(a.dtype).tiny)
-    scale = a.diagonal(dim1=-2, dim2=-1).abs().mean(-1, keepdim=True).clamp_min(tiny)
     base = 1e-10 if a.dtype == torch.float64 else 1e-6
+    # the floor keeps the first jitter a normal number of a's dtype: a subnormal jitter (a zero
+    # matrix's, in float32 ~1e-44) is read as 0 by CPUs / LAPACK builds that flush denormals
+    tiny = torch.finfo(a.dtype).tiny / base
+    scale = a.diagonal(dim1=-2, dim2=-1).abs().mean(-1, keepdim=True).clamp_min(tiny)
     eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
     for k in range(max_tries):
         jit = (base * 10**k) * scale
