@@ -49,7 +49,8 @@ __all__ = [
 def psd_cholesky(a: Tensor, name: str = "covariance", max_tries: int = 6) -> Tensor:
     """Cholesky factor of a symmetric PSD matrix ``a`` ``[*, n, n]`` with escalating jitter.
 
-    Jitter starts at ``1e-10`` (float64) or ``1e-6`` (float32) times the mean diagonal and grows
+    Jitter starts at ``1e-10`` (float64) or ``1e-6`` (float32) times the mean diagonal (at
+    least the dtype's smallest normal number, so a zero matrix gets a usable jitter) and grows
     tenfold per try. Raises ``ValueError`` naming ``name`` if ``a`` is not PSD.
     """
     if not isinstance(a, Tensor):

@@ -343,10 +343,12 @@ def test_updated_posterior_pickles(anp_model, sigma_g):
     assert torch.equal(a, back.sample((3,), generator=torch.Generator().manual_seed(1)))
 
 
-def test_train_margin_widens_the_training_parameters(monkeypatch):
+@pytest.fixture
+def training_params(monkeypatch) -> list[torch.Tensor]:
+    """The parameters ``[B]`` of every training batch ``ProbConserv.fit`` draws, in order."""
     import bayesphys.probconserv.model as pc_model
 
-    seen = []
+    seen: list[torch.Tensor] = []
     real = pc_model.make_dataset
 
     def spy(*args, **kw):
@@ -355,6 +357,11 @@ def test_train_margin_widens_the_training_parameters(monkeypatch):
         return data
 
     monkeypatch.setattr(pc_model, "make_dataset", spy)
+    return seen
+
+
+def test_train_margin_widens_the_training_parameters(training_params):
+    seen = training_params
     wide = ProbConserv("diffusion", hidden=8, n_samples=4, batch_size=64, train_margin=0.2)
     wide.fit(steps=3, progress=False)
     p = torch.cat(seen)
@@ -383,21 +390,11 @@ def test_shock_position_reads_draws_without_a_front_as_asked():
         shock_position(draws, x, missing="end")
 
 
-def test_training_batches_are_no_dataset_a_user_can_seed(monkeypatch):
+def test_training_batches_are_no_dataset_a_user_can_seed(training_params):
     # the batches' seeds were seed * 1_000_003 + step: a seed-0 model trained on
     # make_dataset(seed=k) for k = 0, 1, ..., so the benchmark's calibration (seed 777) and SoftC
     # validation (seed 555) sets were training batches #777 and #555
-    import bayesphys.probconserv.model as pc_model
-
-    seen = []
-    real = pc_model.make_dataset
-
-    def spy(*args, **kw):
-        data = real(*args, **kw)
-        seen.append(data.params)
-        return data
-
-    monkeypatch.setattr(pc_model, "make_dataset", spy)
+    seen = training_params
     m = ProbConserv("diffusion", hidden=8, n_samples=4, batch_size=8, seed=0)
     m.fit(steps=4, progress=False)
     m.fit(steps=2, progress=False)  # resumes the stream: six distinct batches
