@@ -9,6 +9,7 @@ from ._checks import check_int, check_real, check_seed, stream_seed
 from ._device import (
     as_tensor,
     check_finite,
+    model_device,
     resolve_device,
     resolve_dtype,
     seed_everything,
@@ -35,6 +36,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "resolve_device",
+    "model_device",
     "resolve_dtype",
     "seed_everything",
     "seeded",

@@ -26,6 +26,7 @@ from ._checks import check_seed
 
 __all__ = [
     "resolve_device",
+    "model_device",
     "resolve_dtype",
     "seed_everything",
     "seeded",
@@ -85,6 +86,17 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     elif dev.type != "cpu":
         raise ValueError(f"device: unsupported device type {dev.type!r} (use 'cpu' or 'cuda')")
     return dev
+
+
+def model_device(device: str | torch.device | None) -> torch.device:
+    """Where a model (or a loaded checkpoint) lives: ``None``, every model's default, is the
+    CPU; ``"auto"`` opts in to CUDA when present; anything else as :func:`resolve_device`.
+
+    One rule for every component, so that ``Component(...)`` with no ``device`` stays on the
+    CPU on a machine with a GPU (as torch's own tensors and modules do) and
+    ``Component.load(path)`` returns a model on the CPU whatever device it was saved from.
+    """
+    return resolve_device("cpu" if device is None else device)
 
 
 def same_device(a: str | torch.device, b: str | torch.device) -> bool:

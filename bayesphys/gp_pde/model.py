@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_real, check_seed
-from .._device import as_tensor, resolve_device, resolve_dtype
+from .._device import as_tensor, model_device, resolve_dtype
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..posterior import GaussianPosterior
 from ..problems.gp_pde import PROBLEMS, PDEProblem, get_problem
@@ -188,7 +188,7 @@ class GPPDESolver:
                 f"(nonlinear_solver={nonlinear_solver!r}); expected some of {known}"
             )
         solver_options = solver_cls.check_options(solver_options or {})
-        self.device = resolve_device(device)
+        self.device = model_device(device)
         self.dtype = resolve_dtype(dtype)
         if self.dtype != torch.float64:
             # the Gram factors (nugget 1e-10 for gp-hm) are not positive definite in float32:

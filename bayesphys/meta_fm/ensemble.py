@@ -350,7 +350,7 @@ class MFMEnsemble:
         )
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device | None = "cpu") -> MFMEnsemble:
+    def load(cls, path: str | Path, device: str | torch.device | None = None) -> MFMEnsemble:
         ck = load_checkpoint(path, kind=cls.kind, map_location="cpu")
         models = [
             MetaFlowMatching.from_state(c, s, device=device)

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_bool, check_int, check_int_sequence, check_seed, offset_seed
-from .._device import resolve_device, resolve_dtype, seeded
+from .._device import model_device, resolve_dtype, seeded
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..distributed.data_parallel import GradientSync, rank_generator_seed
 from ..posterior import SamplePosterior
@@ -106,7 +106,8 @@ class MetaFlowMatching:
     config: an :class:`MFMConfig`; keyword arguments override its fields.
     dim, num_treatments, condition_ids: give these instead of ``data`` to build an empty model
         (given with ``data``, they must agree with it). ``condition_ids``: distinct ints.
-    device, dtype (default float32), seed: ``seed`` seeds python, numpy and torch when the model
+    device (``None``: the CPU; ``"auto"``: CUDA when present), dtype (default float32),
+    seed: ``seed`` seeds python, numpy and torch when the model
         is built, and the model's own generators (Fourier matrix, training minibatches and
         times); ``seed=None`` leaves the global random state untouched (the initial weights then
         follow it) while those generators use seed 0 (Fourier matrix) and 1 (training), so
@@ -146,7 +147,7 @@ class MetaFlowMatching:
         if overrides:
             cfg = MFMConfig.from_dict({**cfg.to_dict(), **overrides})
         self.config = cfg
-        self.device = resolve_device(device)
+        self.device = model_device(device)
         self.dtype = resolve_dtype(dtype, default=torch.float32)
         if self.dtype not in (torch.float32, torch.float64):
             # half precision failed deep inside torch (cdist of the kNN graph has no Half kernel)
@@ -721,7 +722,7 @@ class MetaFlowMatching:
         return m
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device | None = "cpu") -> MetaFlowMatching:
+    def load(cls, path: str | Path, device: str | torch.device | None = None) -> MetaFlowMatching:
         """Rebuild a saved model exactly (same weights, Fourier features and normalisation)."""
         ck = load_checkpoint(path, kind=cls.kind, map_location="cpu")
         return cls.from_state(ck["config"], ck["state"], device=device)

@@ -46,7 +46,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .._checks import as_scalar, check_bool, check_callback, check_int, check_keys, check_real
-from .._device import as_tensor, resolve_device, resolve_dtype, seeded
+from .._device import as_tensor, model_device, resolve_dtype, seeded
 from .._model import DivergenceGuard, FitResult, load_checkpoint, optimize, save_checkpoint
 from ..distributed.data_parallel import GradientSync, rank_generator_seed
 from ..posterior import GaussianPosterior
@@ -97,9 +97,9 @@ class RandomGridNP:
         refused (``ValueError``) rather than ignored.
     size: ``"full"`` (the preset), ``"small"`` or ``"smoke"`` (reduced networks, :data:`SIZES`);
         presets only: with ``config`` (which sets every size) another size is refused.
-    device, dtype, seed: placement, ``torch.float32`` (default: a neural model) or
-        ``torch.float64`` (the Cholesky factors of the objective need one of them), and
-        reproducibility.
+    device, dtype, seed: placement (``None``: the CPU; ``"auto"``: CUDA when present),
+        ``torch.float32`` (default: a neural model) or ``torch.float64`` (the Cholesky
+        factors of the objective need one of them), and reproducibility.
     **overrides: fields of :class:`RGNPConfig` to change; ``gic={...}`` is merged into the
         preset's (or ``config``'s) GICNet settings, keys among :data:`~.config.GIC_KEYS`
         (:func:`~.config.with_overrides`).
@@ -149,7 +149,7 @@ class RandomGridNP:
             cfg = config
         cfg = with_overrides(cfg, **overrides).validate()  # ``gic``: merged, not replaced
         self.config = cfg
-        self.device = resolve_device(device if device is not None else "cpu")
+        self.device = model_device(device)
         self.dtype = resolve_dtype(dtype, default=torch.float32)
         if self.dtype not in (torch.float32, torch.float64):
             raise ValueError(

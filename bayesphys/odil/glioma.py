@@ -51,7 +51,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_keys, check_real, check_seed
-from .._device import as_tensor, resolve_device, resolve_dtype
+from .._device import as_tensor, model_device, resolve_dtype
 from .._model import FitResult, load_checkpoint, save_checkpoint
 from ..problems.fisher_kolmogorov import (
     SCHEMES,
@@ -195,7 +195,7 @@ class GliomaModel(GliomaPosteriorMixin):
         dtype: torch.dtype | str | None = None,
         seed: int | None = None,
     ) -> None:
-        self.device = resolve_device(device)
+        self.device = model_device(device)
         self.dtype = resolve_dtype(dtype)
         if self.dtype not in (torch.float32, torch.float64):
             # the fit's Cholesky / lstsq and the Laplace inverse have no half-precision kernels
@@ -725,7 +725,7 @@ class GliomaModel(GliomaPosteriorMixin):
         )
 
     @classmethod
-    def load(cls, path: str | Path, *, device: str | torch.device | None = "cpu") -> GliomaModel:
+    def load(cls, path: str | Path, *, device: str | torch.device | None = None) -> GliomaModel:
         ck = load_checkpoint(path, kind=cls.kind)
         cfg, st = ck["config"], ck["state"]
         model = cls(

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_callback, check_int, check_int_sequence
-from .._device import as_tensor, resolve_device, resolve_dtype
+from .._device import as_tensor, model_device, resolve_dtype
 from .multigrid import Multigrid
 
 __all__ = ["DiscreteProblem"]
@@ -48,7 +48,8 @@ class DiscreteProblem:
     residuals: ``residuals(fields, params) -> {name: tensor}`` (weighted residuals).
     multigrid: name -> number of levels (an int >= 1) for fields held in the multigrid
         decomposition (``None`` / 1 = plain grid values).
-    device, dtype: where the unknowns live (float64 default, or float32; half precision is
+    device, dtype: where the unknowns live (``None``: the CPU; ``"auto"``: CUDA when
+        present) and their dtype (float64 default, or float32; half precision is
         refused: the solvers' linear algebra has none).
 
     Attributes
@@ -71,7 +72,7 @@ class DiscreteProblem:
         residuals: ResidualFn,
         *,
         multigrid: Mapping[str, int] | None = None,
-        device: str | torch.device | None = "cpu",
+        device: str | torch.device | None = None,
         dtype: torch.dtype | str | None = None,
     ) -> None:
         if not callable(residuals):
@@ -89,7 +90,7 @@ class DiscreteProblem:
                 f"params: names {shared} are also fields; a field and a parameter need "
                 "different names (they share one vector of unknowns)"
             )
-        self.device = resolve_device(device)
+        self.device = model_device(device)
         self.dtype = resolve_dtype(dtype)
         if self.dtype not in (torch.float32, torch.float64):
             # the solvers' Cholesky, lstsq and sparse solves have no half-precision kernels

@@ -36,7 +36,7 @@ from linear_operator.operators import (
 from torch import Tensor
 
 from .._checks import check_bool, check_int, check_real, check_seed, stream_seed
-from .._device import as_tensor, resolve_device, resolve_dtype, seeded
+from .._device import as_tensor, model_device, resolve_dtype, seeded
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..distributed.data_parallel import GradientSync, rank_generator_seed
 from ..posterior import GaussianPosterior
@@ -285,7 +285,7 @@ class ProbConserv:
             float(noise_std),
             float(train_margin),
         )
-        self.device = resolve_device("cpu" if device is None else device)
+        self.device = model_device(device)
         # the ANP trains in float32 (or ``dtype``), the GP and Step 2 in float64
         self.dtype = dtype or (torch.float32 if step1 == "anp" else _F64)
         lo = (prob.t_range[0], prob.x_range[0])
@@ -368,13 +368,13 @@ class ProbConserv:
         opt = torch.optim.Adam(self.net.parameters(), lr=lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1), eta_min=lr * 0.05)
         # training batches: the stream "probconserv-train" keyed by (global step, rank), apart
-        # from every dataset seed a user (or a calibration) passes to make_dataset
+        # from every dataset seed a user (or a calibration) passes to make_dataset; minibatches
+        # of ``data``: "probconserv-subset" keyed the same way, so fit(4) + fit(2) draws the
+        # batches of fit(6) on either path
         start, seed0 = self.steps_done, cfg.seed or 0
-        gen = torch.Generator().manual_seed(stream_seed(seed0, "probconserv-subset", start))
         counter = {"k": 0}
         # data-parallel under torchrun: identical replicas, per-rank batches, mean gradients
         sync = GradientSync(self.net)
-        rank_generator_seed(gen)
         if self._train_rng is not None:  # ranks draw their own latent noise (rank 0 keeps its)
             rank_generator_seed(self._train_rng)
         progress = progress and sync.is_main
@@ -391,6 +391,8 @@ class ProbConserv:
                     noise_std=cfg.noise_std,
                     param_range=train_range,
                 )
+            key = stream_seed(seed0, "probconserv-subset", start + counter["k"], sync.rank)
+            gen = torch.Generator().manual_seed(key)
             idx = torch.randint(len(data), (min(cfg.batch_size, len(data)),), generator=gen)
             return data.subset(idx)
 

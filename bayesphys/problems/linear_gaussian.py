@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from .._device import as_tensor, resolve_device, resolve_dtype
+from .._device import as_tensor, model_device, resolve_dtype
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..posterior import GaussianPosterior
 
@@ -111,7 +111,7 @@ class ConjugateGaussianField:
         dtype=torch.float64,
         seed: int | None = None,
     ):
-        dev = resolve_device(device or "cpu")
+        self.device = dev = model_device(device)
         self.x = as_tensor("x", x, dtype=dtype, device=dev, ndim=1)
         self.idx = as_tensor("idx", idx, device=dev, ndim=1).long()
         self.y = as_tensor("y", y, dtype=dtype, device=dev, ndim=1)

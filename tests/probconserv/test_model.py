@@ -413,3 +413,27 @@ def test_training_batches_are_no_dataset_a_user_can_seed(training_params):
         steps=2, progress=False
     )
     assert not torch.equal(seen[0], seen_0[0])
+
+
+def test_minibatches_of_data_continue_across_fits(monkeypatch):
+    # fit(data) seeded its subset stream from the step count at the start of each call, so
+    # fit(4) + fit(2) drew other minibatches than fit(6) (the make_dataset path continued)
+    from bayesphys.problems.gpme import GPMEData
+
+    seen: list[tuple[int, ...]] = []
+    real = GPMEData.subset
+
+    def spy(self, idx):
+        seen.append(tuple(torch.as_tensor(idx).tolist()))
+        return real(self, idx)
+
+    monkeypatch.setattr(GPMEData, "subset", spy)
+    data = make_dataset("diffusion", 40, seed=3)
+    kw = dict(hidden=8, n_samples=4, batch_size=8, seed=0)
+    m = ProbConserv("diffusion", **kw)
+    m.fit(data, steps=4, progress=False)
+    m.fit(data, steps=2, progress=False)
+    split = list(seen)
+    seen.clear()
+    ProbConserv("diffusion", **kw).fit(data, steps=6, progress=False)
+    assert split == seen and len(set(seen)) == 6
