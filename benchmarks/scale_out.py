@@ -34,6 +34,11 @@ from bayesphys._bench import bench_row, write_results
 
 WORKERS = 2
 EXECUTORS = ("sequential", "local", "ray", "dask")  # the names _warm_executor knows
+# sequential is every cohort row's paired baseline, not a row of its own
+NO_COHORT_NOTE = (
+    " No cohort rows: sequential alone is only the paired baseline of the other executors'"
+    " rows (local, ray, dask)."
+)
 ANCHOR_2X = {
     "source": "issue 10: ideal for 2 workers on 2 cores (expect ~2x)",
     "metrics": {"speedup": 2.0},
@@ -68,8 +73,10 @@ def _cohort_rows(
         )
         wall = time.perf_counter() - t0
         if res.failed:
+            errors = res.table.loc[res.failed, "error"]
             raise RuntimeError(
-                f"benchmark: problems failed: {res.table['error'].dropna().tolist()}"
+                f"benchmark: {len(res.failed)} of {n} problems failed on {executor}: "
+                + "; ".join(f"{pid}: {err}" for pid, err in errors.items())
             )
         return wall, float(res.table["seconds"].sum()), load
 
@@ -311,6 +318,8 @@ def main(argv: list[str] | None = None) -> Path:
         ns, size, steps = [4], {"n": 150, "m": 60}, 60
     else:
         ns, size, steps = [1, 4, 16], {"n": 300, "m": 150}, 150
+    if available == ["sequential"]:
+        print(NO_COHORT_NOTE.strip())
     rows = _probe_rows(args.quick)
     rows += _cohort_rows(ns, available, size, steps, warm=not args.quick)
     rows += _probe_rows(args.quick)
@@ -331,6 +340,8 @@ def main(argv: list[str] | None = None) -> Path:
     )
     if skipped:
         note += f" Skipped (not importable here): {', '.join(skipped)}."
+    if available == ["sequential"]:
+        note += NO_COHORT_NOTE
     return write_results(
         "scale_out", rows, quick=args.quick, command=cmd, out=out, extra={"note": note}
     )

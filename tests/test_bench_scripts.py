@@ -82,13 +82,29 @@ def test_ablations_refuse_no_seeds(tmp_path, capsys, script, seeds):
     assert not list(tmp_path.iterdir())
 
 
-def test_scale_out_records_the_options_that_change_its_rows(tmp_path, monkeypatch):
+def test_scale_out_records_the_options_that_change_its_rows(tmp_path, monkeypatch, capsys):
     mod = script_module(str(BENCH / "scale_out.py"))
     for fn in ("_probe_rows", "_cohort_rows", "_ddp_rows"):
         monkeypatch.setattr(mod, fn, lambda *a, **k: [])
     path = mod.main(["--quick", "--executors", "sequential", "--no-ddp", "--out", str(tmp_path)])
-    cmd = json.loads(path.read_text())["command"]
-    assert cmd == "bayesphys bench scale_out --quick --executors sequential --no-ddp"
+    payload = json.loads(path.read_text())
+    assert payload["command"] == "bayesphys bench scale_out --quick --executors sequential --no-ddp"
+    # sequential alone is only the baseline: no cohort rows, and the run says so
+    assert "No cohort rows" in payload["note"] and "No cohort rows" in capsys.readouterr().out
+
+
+def test_scale_out_names_the_problems_that_failed(monkeypatch):
+    import bayesphys.examples.cohort as cohort
+
+    mod = script_module(str(BENCH / "scale_out.py"))
+
+    class Broken(cohort.LinearGaussianModel):
+        def fit(self, *a, **k):
+            raise FloatingPointError("diverged")
+
+    monkeypatch.setattr(cohort, "LinearGaussianModel", Broken)
+    with pytest.raises(RuntimeError, match=r"2 of 2 problems failed on sequential: .*diverged"):
+        mod._cohort_rows([2], ["sequential"], {"n": 20, "m": 8}, 2, warm=False)
 
 
 def test_scale_out_skips_an_engine_that_is_not_installed_with_a_note(tmp_path, monkeypatch, capsys):
@@ -103,7 +119,8 @@ def test_scale_out_skips_an_engine_that_is_not_installed_with_a_note(tmp_path, m
     path = mod.main(argv)
     assert measured == ["sequential"]
     assert "skip ray: not installed" in capsys.readouterr().out
-    assert json.loads(path.read_text())["note"].endswith("Skipped (not importable here): ray.")
+    note = json.loads(path.read_text())["note"]
+    assert "Skipped (not importable here): ray." in note and "No cohort rows" in note
 
 
 def test_gp_pde_peak_memory_is_each_rows_own():
