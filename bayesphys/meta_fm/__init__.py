@@ -3,16 +3,21 @@ r"""Meta Flow Matching with GNN population embeddings (component 5).
 Learns a vector field :math:`v_\theta(t, x \mid \varphi(p_0), c)` whose flow maps each source
 population :math:`p_0` to its response :math:`p_1`, where :math:`\varphi` is a GCN embedding of
 the whole source population over its kNN graph — so the model predicts the response of
-*unseen* populations. Baselines FM, CGFM, identity and sampling floor live in the same code;
-deep ensembles give a :class:`~bayesphys.SamplePosterior` over predicted populations with
-spread-vs-error and split-conformal diagnostics.
+*unseen* populations. Baselines FM, CGFM, identity, sampling floor, shift and ideal shift
+live in the same code; deep ensembles give a :class:`~bayesphys.SamplePosterior` over
+predicted populations with spread-vs-error and split-conformal diagnostics.
 
 Reference: L. Atanackovic, X. Zhang, B. Amos, M. Blanchette, L. J. Lee, Y. Bengio, A. Tong,
 K. Neklyudov, "Meta Flow Matching: Integrating Vector Fields on the Wasserstein Manifold",
 ICLR 2025 (arXiv:2408.14608). Our own implementation; the reference code was read, not copied.
 """
 
-from .baselines import floor_prediction, identity_prediction
+from .baselines import (
+    floor_prediction,
+    ideal_shift_prediction,
+    identity_prediction,
+    shift_prediction,
+)
 from .config import METHODS, MFMConfig
 from .coupling import (
     cfm_loss,
@@ -28,6 +33,7 @@ from .evaluation import (
     MMD_GAMMAS,
     conformal_coverage,
     conformal_radius,
+    correlation_of_correlations,
     ensemble_spread,
     gaussian_w2,
     mmd_anchor,
@@ -60,6 +66,7 @@ __all__ = [
     "integrate",
     "SOLVERS",
     "population_metrics",
+    "correlation_of_correlations",
     "mmd_anchor",
     "MMD_GAMMAS",
     "gaussian_w2",
@@ -72,4 +79,6 @@ __all__ = [
     "w2_inference_data",
     "identity_prediction",
     "floor_prediction",
+    "shift_prediction",
+    "ideal_shift_prediction",
 ]

@@ -4,6 +4,9 @@ r"""Population metrics and uncertainty diagnostics (anchor section 1.8 and 6.2).
   :func:`bayesphys.metrics.wasserstein`) and the RBF MMD averaged over
   :math:`\gamma \in \{2, 1, 0.5, 0.1, 0.01, 0.005\}` (kernel :math:`e^{-\gamma\lVert a-b\rVert^2}`,
   biased V-statistic), as the reference's ``distribution_distances``.
+* :func:`correlation_of_correlations`: CellOT's "r2" (anchor 1.8; not squared, so named r):
+  the Pearson correlation of the strictly upper-triangular entries of the two populations'
+  feature-correlation matrices.
 * :func:`gaussian_w2`: the Bures formula
   :math:`W_2^2 = \lVert m_1-m_2\rVert^2 + \operatorname{tr}(S_1 + S_2 - 2(S_2^{1/2}S_1S_2^{1/2})^{1/2})`.
 * :func:`ensemble_spread`: mean pairwise :math:`W_2` between ensemble members' predictions
@@ -35,6 +38,7 @@ from ._validate import check_cloud_pair, check_populations
 __all__ = [
     "MMD_GAMMAS",
     "population_metrics",
+    "correlation_of_correlations",
     "mmd_anchor",
     "gaussian_w2",
     "ensemble_spread",
@@ -91,6 +95,66 @@ def population_metrics(
         "w2": float(wasserstein(p.double(), q.double(), p=2)),
         "mmd": mmd_anchor(p, q),
     }
+
+
+def _pearson(a: Tensor, b: Tensor) -> float:
+    """Pearson correlation of two float64 vectors; ``nan`` when either is constant."""
+    if bool((a.max() == a.min()) | (b.max() == b.min())):
+        return math.nan
+    a, b = a - a.mean(), b - b.mean()
+    r = float((a @ b) / (a.norm() * b.norm()))
+    return min(1.0, max(-1.0, r))
+
+
+def _feature_correlations(x: Tensor) -> Tensor:
+    """Pearson correlation matrix ``[d, d]`` (float64) of the columns of ``x [n, d]``
+    (no constant column)."""
+    xc = x - x.mean(0)
+    xc = xc / xc.norm(dim=0)
+    return xc.mT @ xc
+
+
+def correlation_of_correlations(pred: Tensor, true: Tensor) -> float:
+    r"""CellOT's "r2" (anchor 1.8; it is not squared, so we call it r): how well ``pred``
+    reproduces the correlation structure of ``true``.
+
+    With :math:`C^{pred}, C^{true}` the ``[d, d]`` Pearson correlation matrices of the features
+    (columns) of ``pred [n, d]`` and ``true [m, d]``, and :math:`u(C) = (C_{jk})_{j<k}` the
+    :math:`d(d-1)/2` strictly upper-triangular entries,
+    :math:`r = \operatorname{corr}(u(C^{pred}), u(C^{true}))` (Pearson), in :math:`[-1, 1]`.
+    It reads only correlations, so it is invariant to per-feature affine maps
+    :math:`x_j \mapsto a_j x_j + b_j` with :math:`a_j > 0` of either population (and blind to
+    means and scales: report it beside a distance). Computed in float64 on every point (no
+    subsampling; the populations may differ in size).
+
+    Returns ``nan`` when it is undefined: a constant feature (zero variance, ``max == min``)
+    in either population has no correlations, and if all of one population's
+    upper-triangular correlations are equal, the second correlation divides by zero (as
+    :func:`spearman` returns ``nan`` for a constant input; a mean over populations then shows
+    ``nan`` rather than hiding the case). Both populations need ``n, m >= 2``
+    points and ``d >= 3`` features (``d = 2`` has one off-diagonal entry and no correlation;
+    the anchor disables r for the 2-d letters). ``TypeError``/``ValueError`` naming ``pred``
+    or ``true`` otherwise (a non-tensor, another shape, NaN/Inf points, differing ``d``).
+    """
+    pred, true = check_cloud_pair("pred", pred, "true", true)
+    d = pred.shape[1]
+    if d < 3:
+        raise ValueError(
+            f"pred/true: the correlation of correlations needs d >= 3 features (d(d-1)/2 >= 3 "
+            f"pairwise correlations), received d = {d}"
+        )
+    for name, x in (("pred", pred), ("true", true)):
+        if x.shape[0] < 2:
+            raise ValueError(
+                f"{name}: expected at least 2 points for feature correlations, received shape "
+                f"{tuple(x.shape)}"
+            )
+    p, q = pred.detach().cpu().double(), true.detach().cpu().double()
+    if bool((p.amax(0) == p.amin(0)).any() | (q.amax(0) == q.amin(0)).any()):
+        return math.nan
+    iu = torch.triu_indices(d, d, offset=1)
+    cp, cq = _feature_correlations(p), _feature_correlations(q)
+    return _pearson(cp[iu[0], iu[1]], cq[iu[0], iu[1]])
 
 
 def gaussian_w2(m1: Tensor, s1: Tensor, m2: Tensor, s2: Tensor) -> Tensor:

@@ -466,6 +466,7 @@ def patient_screen(
     fold: int = 0,
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
+    split: str = "patient",
 ) -> PopulationPairs:
     r"""B4: synthetic patient x treatment screen with a microenvironment effect.
 
@@ -475,10 +476,22 @@ def patient_screen(
     :math:`\delta_t(1-\pi_p) w_t` and kills a fraction :math:`\kappa_t \pi_p` of them (the
     treated population is redrawn with the surviving proportion). Source = control population
     of (patient, replicate) ``[n_cells, dim]``; target = treated population (independent draw,
-    so not index-paired). ``fold`` k holds out patients ``2k, 2k+1`` (``test``) and uses patient
-    ``2k+2`` for calibration (``cal``); the rest train. ``extra["cell_type"]`` gives the type of
-    every source/target cell, and ``source_features`` the one-hot type ``[n, 2]`` of each source
-    cell (the reference feeds the cell-type one-hot to the GNN).
+    so not index-paired). Pair order: patient, then replicate, then treatment;
+    ``source_id = patient * n_replicates + replicate``.
+
+    Splits (anchor section 8, B4), chosen by ``split``:
+
+    * ``"patient"`` (default): ``fold`` k in ``0..n_patients // 2 - 1`` holds out patients
+      ``2k, 2k+1`` (``test``) and uses patient ``(2k+2) % n_patients`` for calibration
+      (``cal``); the rest train (name ``B4-screen-fold{k}``).
+    * ``"replica"``: ``fold`` k in ``0..n_replicates - 1``; ``test`` is replicate ``k`` of every
+      (patient, treatment), ``cal`` replicate ``(k+1) % n_replicates``, and the other replicates
+      train (name ``B4-screen-replica{k}``); needs ``n_replicates >= 3``.
+
+    The split changes only ``splits`` and ``name``: for one ``seed`` the populations (and every
+    other field) are the same under both splits and every fold. ``extra["cell_type"]`` gives
+    the type of every source/target cell, and ``source_features`` the one-hot type ``[n, 2]``
+    of each source cell (the reference feeds the cell-type one-hot to the GNN).
     """
     # fewer than 4 patients left no training patient (3) or put the calibration patient into
     # the test split ((2k + 2) % 2 = 0 for 2 patients)
@@ -490,8 +503,22 @@ def patient_screen(
     fold = check_int("fold", fold)
     seed = check_seed("seed", seed)
     dtype = _check_dtype(dtype)
-    if not 0 <= fold < n_patients // 2:
-        raise ValueError(f"fold: expected 0..{n_patients // 2 - 1}, received {fold}")
+    if not isinstance(split, str):
+        raise TypeError(f"split: expected 'patient' or 'replica', received {type(split).__name__}")
+    if split == "patient":
+        n_folds = n_patients // 2
+    elif split == "replica":
+        # one replicate each for test and cal leaves at least one to train on
+        if n_replicates < 3:
+            raise ValueError(
+                f"n_replicates: the replica split holds out one replicate for test and one for "
+                f"cal, so it needs n_replicates >= 3, received {n_replicates}"
+            )
+        n_folds = n_replicates
+    else:
+        raise ValueError(f"split: expected 'patient' or 'replica', received {split!r}")
+    if not 0 <= fold < n_folds:
+        raise ValueError(f"fold: expected 0..{n_folds - 1} ({split} split), received {fold}")
     gen = torch.Generator().manual_seed(seed)
     f64 = torch.float64
     m_b = torch.zeros(dim, dtype=f64)
@@ -508,7 +535,7 @@ def patient_screen(
     prm["kappa"] = 0.2 + 0.6 * torch.rand(n_treatments, generator=gen, dtype=f64)
     prm["n_cells"] = n_cells
 
-    src, tgt, sid, trt, pat, offs, ctype = [], [], [], [], [], [], []
+    src, tgt, sid, trt, pat, rep, offs, ctype = [], [], [], [], [], [], [], []
     for p in range(n_patients):
         for r in range(n_replicates):
             off = 0.1 * torch.randn(dim, generator=gen, dtype=f64)
@@ -520,17 +547,22 @@ def patient_screen(
                 sid.append(p * n_replicates + r)
                 trt.append(t)
                 pat.append(p)
+                rep.append(r)
                 offs.append(off)
                 ctype.append((l0, l1))
-    test_p = {2 * fold, 2 * fold + 1}
-    cal_p = {(2 * fold + 2) % n_patients}
+    if split == "patient":
+        held, test_k, cal_k = pat, {2 * fold, 2 * fold + 1}, {(2 * fold + 2) % n_patients}
+        name = f"B4-screen-fold{fold}"
+    else:
+        held, test_k, cal_k = rep, {fold}, {(fold + 1) % n_replicates}
+        name = f"B4-screen-replica{fold}"
     splits = {
-        "test": [i for i, q in enumerate(pat) if q in test_p],
-        "cal": [i for i, q in enumerate(pat) if q in cal_p],
-        "train": [i for i, q in enumerate(pat) if q not in test_p | cal_p],
+        "test": [i for i, q in enumerate(held) if q in test_k],
+        "cal": [i for i, q in enumerate(held) if q in cal_k],
+        "train": [i for i, q in enumerate(held) if q not in test_k | cal_k],
     }
     return PopulationPairs(
-        name=f"B4-screen-fold{fold}",
+        name=name,
         source=src,
         target=tgt,
         source_id=torch.tensor(sid),

@@ -51,3 +51,42 @@ def test_benchmark_scripts_refuse_non_positive_counts(script, capsys):
     with pytest.raises(SystemExit):
         mod.main([flag, "0"])
     assert f"{flag}: expected a positive int, received '0'" in capsys.readouterr().err
+
+
+def test_b4_baselines_script_smoke_run(tmp_path, capsys):
+    import json
+
+    script = script_module(str(repo_root() / "benchmarks" / "meta_fm_b4_baselines.py"))
+    path = script.main(["--smoke", "--out", str(tmp_path)])
+    assert path == tmp_path / "meta_fm_b4_baselines.json"
+    payload = json.loads(path.read_text())
+    assert payload["smoke"] is True and payload["command"].endswith(
+        "--smoke --out " + str(tmp_path)
+    )
+    rows = payload["rows"]
+    per_seed = [r for r in rows if isinstance(r["seed"], int)]
+    splits, methods = script.SPLITS, script.METHODS
+    assert len(per_seed) == len(splits) * len(script.SEEDS) * len(methods)
+    assert len(rows) == len(per_seed) + 2 * len(splits) * len(methods)  # mean and sd rows
+    by = {(r["split"], r["seed"], r["method"]): r for r in rows}
+    for split in splits:
+        for seed in script.SEEDS:
+            for m in methods:
+                r = by[(split, seed, m)]
+                assert all(r[k] >= 0 for k in ("w1", "w2", "mmd")) and -1 <= r["r"] <= 1
+            # the oracle beats identity and the pooled shift in W2; translations keep r
+            assert by[(split, seed, "ideal-shift")]["w2"] < by[(split, seed, "identity")]["w2"]
+            assert by[(split, seed, "ideal-shift")]["w2"] < by[(split, seed, "shift")]["w2"]
+            for m in ("shift", "shift-treatment", "ideal-shift"):
+                assert by[(split, seed, m)]["r"] == pytest.approx(
+                    by[(split, seed, "identity")]["r"], abs=1e-5
+                )
+        mean = by[(split, "mean", "shift")]["w2"]
+        assert mean == pytest.approx(
+            sum(by[(split, s, "shift")]["w2"] for s in script.SEEDS) / len(script.SEEDS)
+        )
+    # patient split: 2 held-out patients x 3 replicates x 2 treatments; replica: 8 x 2
+    assert by[("patient", 0, "floor")]["test_pops"] == 12
+    assert by[("replica", 0, "floor")]["test_pops"] == 16
+    out = capsys.readouterr().out
+    assert "| replica | ideal-shift |" in out and "wrote " + str(path) in out

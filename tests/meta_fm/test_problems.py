@@ -115,3 +115,70 @@ def test_redraw_targets_all_problems():
         again, other = redraw_targets(d, seed=3), redraw_targets(d, seed=4)
         assert all(torch.equal(a, b) for a, b in zip(r, again)), name
         assert not any(torch.equal(a, b) for a, b in zip(r, other)), name
+
+
+def _same_populations(a, b) -> bool:
+    return (
+        len(a) == len(b)
+        and all(torch.equal(x, y) for x, y in zip(a.source, b.source))
+        and all(torch.equal(x, y) for x, y in zip(a.target, b.target))
+        and all(torch.equal(x, y) for x, y in zip(a.source_features, b.source_features))
+        and torch.equal(a.treatment, b.treatment)
+        and torch.equal(a.source_id, b.source_id)
+        and torch.equal(a.extra["patient"], b.extra["patient"])
+    )
+
+
+def test_patient_screen_replica_split():
+    n_rep = 3
+    kw = dict(n_cells=30, dim=4, n_treatments=2, n_replicates=n_rep, seed=7)
+    patient = patient_screen(fold=1, **kw)
+    assert patient.name == "B4-screen-fold1"
+    assert _same_populations(patient, patient_screen(fold=1, split="patient", **kw))
+    pat = patient.extra["patient"]
+    rep = patient.source_id % n_rep  # source_id = patient * n_replicates + replicate
+    for fold in range(n_rep):
+        d = patient_screen(fold=fold, split="replica", **kw)
+        assert d.name == f"B4-screen-replica{fold}"
+        # the same populations as the patient split (only splits and name differ)
+        assert _same_populations(d, patient)
+        parts = [d.splits[k] for k in ("train", "cal", "test")]
+        assert sorted(i for p in parts for i in p) == list(range(len(d)))  # disjoint, covering
+        assert set(rep[d.splits["test"]].tolist()) == {fold}
+        assert set(rep[d.splits["cal"]].tolist()) == {(fold + 1) % n_rep}
+        assert set(rep[d.splits["train"]].tolist()) == set(range(n_rep)) - {
+            fold,
+            (fold + 1) % n_rep,
+        }
+        # test: exactly one replicate of every (patient, treatment)
+        keys = [(int(pat[i]), int(d.treatment[i])) for i in d.splits["test"]]
+        assert sorted(keys) == [(p, t) for p in range(8) for t in range(2)]
+        # the pairs of a test replicate share its source population (one control per replicate)
+        for i in d.splits["test"]:
+            j = int(pat[i]) * n_rep * 2 + fold * 2  # the pair of treatment 0 of that replicate
+            assert torch.equal(d.source[i], d.source[j])
+    # the cal replicate wraps around: 4 replicates, fold 3 -> test 3, cal 0, train 1 and 2
+    d4 = patient_screen(fold=3, split="replica", **{**kw, "n_replicates": 4})
+    rep4 = d4.source_id % 4
+    got = [set(rep4[d4.splits[k]].tolist()) for k in ("test", "cal", "train")]
+    assert got == [{3}, {0}, {1, 2}]
+
+
+def test_patient_screen_split_refusals():
+    import pytest
+
+    kw = dict(n_cells=20, dim=3, n_treatments=1)
+    with pytest.raises(ValueError, match="split: expected 'patient' or 'replica', received 'rep'"):
+        patient_screen(split="rep", **kw)
+    with pytest.raises(TypeError, match="split"):
+        patient_screen(split=None, **kw)
+    for n in (1, 2):
+        with pytest.raises(ValueError, match="n_replicates: .*needs n_replicates >= 3"):
+            patient_screen(split="replica", n_replicates=n, **kw)
+    # replica folds run over the replicates, patient folds over patient pairs
+    with pytest.raises(ValueError, match=r"fold: expected 0\.\.2 \(replica split\), received 3"):
+        patient_screen(split="replica", fold=3, **kw)
+    with pytest.raises(ValueError, match=r"fold: expected 0\.\.3 \(patient split\), received 4"):
+        patient_screen(fold=4, **kw)
+    with pytest.raises(ValueError, match="fold"):
+        patient_screen(split="replica", fold=-1, **kw)
