@@ -12,7 +12,7 @@ from linear_operator.operators import DiagLinearOperator, LinearOperator
 from torch import Tensor
 
 from ._checks import check_bool, check_int
-from ._device import check_finite, resolve_device, same_device
+from ._device import check_finite, model_device, same_device
 from ._linalg import diagonal, structured_root
 from ._posterior_args import (
     _check_generator,
@@ -316,11 +316,12 @@ class GaussianPosterior(_PosteriorBase):
         return -0.5 * (maha + root.logdet() + n * math.log(2 * math.pi))
 
     def to(self, device) -> GaussianPosterior:
-        """A copy on ``device``. A custom root moves by its own ``to(device)`` method (the
-        samplers of :mod:`bayesphys.gp_pde` and :mod:`bayesphys.probconserv` have one); a move
-        to another device of a root without one is refused (``ValueError``): its draws would
-        stay on the old device."""
-        dev = resolve_device(device)
+        """A copy on ``device`` (as for a model: ``None`` is the CPU, ``"auto"`` CUDA when
+        present). A custom root moves by its own ``to(device)`` method (the samplers of
+        :mod:`bayesphys.gp_pde` and :mod:`bayesphys.probconserv` have one); a move to another
+        device of a root without one is refused (``ValueError``): its draws would stay on the
+        old device."""
+        dev = model_device(device)
         root = self._custom_root
         if root is not None and not same_device(dev, self.device):
             root = move_root(root, dev)

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_bool, check_int
-from ._device import check_finite, resolve_device
+from ._device import check_finite, model_device
 from ._posterior_args import (
     _check_generator,
     _q_tensor,
@@ -120,8 +120,10 @@ class SamplePosterior(_PosteriorBase):
         raise NotImplementedError("SamplePosterior.log_prob: no density for empirical draws")
 
     def to(self, device) -> SamplePosterior:
+        """A copy on ``device`` (as for a model: ``None`` is the CPU, ``"auto"`` CUDA when
+        present)."""
         return SamplePosterior(
-            self.draws.to(resolve_device(device)), event_ndim=len(self.event_shape)
+            self.draws.to(model_device(device)), event_ndim=len(self.event_shape)
         )
 
     def _draws_for_export(self, num_chains: int, num_samples: int, seed: int | None) -> Tensor:

@@ -57,17 +57,6 @@ MAX_POINTS = 1000
 SMOKE = {"n_cells": 40, "n_treatments": 2, "max_points": 40}
 
 
-def same_populations(a: PopulationPairs, b: PopulationPairs) -> bool:
-    """Whether ``a`` and ``b`` hold bit-identical populations, treatments and source ids."""
-    return (
-        len(a) == len(b)
-        and all(torch.equal(x, y) for x, y in zip(a.source, b.source))
-        and all(torch.equal(x, y) for x, y in zip(a.target, b.target))
-        and torch.equal(a.treatment, b.treatment)
-        and torch.equal(a.source_id, b.source_id)
-    )
-
-
 def screen(split: str, seed: int, smoke: bool = False) -> PopulationPairs:
     """B4 for ``seed``: the benchmark's patient split (``problem_data``), or its populations
     under the replica split with fold ``seed`` (checked to be the same populations)."""
@@ -81,7 +70,7 @@ def screen(split: str, seed: int, smoke: bool = False) -> PopulationPairs:
     if split == "patient":
         return patient
     replica = patient_screen(fold=seed, split="replica", **kw)
-    if not same_populations(patient, replica):
+    if not patient.same_populations(replica):
         raise RuntimeError(f"seed {seed}: the replica split's populations are not the benchmark's")
     return replica
 

@@ -115,10 +115,16 @@ def test_scale_out_skips_an_engine_that_is_not_installed_with_a_note(tmp_path, m
     monkeypatch.setattr(mod, "_probe_rows", lambda *a, **k: [])
     monkeypatch.setattr(mod, "_cohort_rows", lambda ns, ex, *a, **k: measured.extend(ex) or [])
     monkeypatch.setitem(sys.modules, "ray", None)  # as if ray were not installed
-    argv = ["--quick", "--executors", "sequential,ray", "--no-ddp", "--out", str(tmp_path)]
+    argv = ["--quick", "--executors", "sequential,local,ray", "--no-ddp", "--out", str(tmp_path)]
     path = mod.main(argv)
-    assert measured == ["sequential"]
+    assert measured == ["sequential", "local"]
     assert "skip ray: not installed" in capsys.readouterr().out
+    note = json.loads(path.read_text())["note"]
+    assert note.endswith("Skipped (not importable here): ray.")
+    # ray alone, not installed: no cohort rows (nothing is run for them), and the run says so
+    measured.clear()
+    path = mod.main(["--quick", "--executors", "ray", "--no-ddp", "--out", str(tmp_path)])
+    assert measured == [] and "No cohort rows" in capsys.readouterr().out
     note = json.loads(path.read_text())["note"]
     assert "Skipped (not importable here): ray." in note and "No cohort rows" in note
 

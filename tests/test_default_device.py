@@ -128,3 +128,11 @@ def test_load_without_device_is_the_cpu_where_cuda_exists(name, tmp_path, monkey
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     loaded = type(model).load(path)
     assert _devices(loaded) == {CPU}
+
+
+def test_posterior_to_none_is_the_cpu_where_cuda_exists(fake_cuda):
+    from bayesphys import GaussianPosterior, SamplePosterior
+
+    g = GaussianPosterior(torch.zeros(3, dtype=torch.float64), torch.eye(3, dtype=torch.float64))
+    s = SamplePosterior(torch.zeros(1, 4, 3))
+    assert g.to(None).device == CPU and s.to(None).device == CPU

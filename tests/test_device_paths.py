@@ -9,7 +9,7 @@ tensors beside a phantom's maps, ``ConjugateGaussianField.load`` losing the mode
 ``DivergenceGuard.admit_gradients`` reading each gradient norm back separately (one device sync
 per tensor), and ``torch.linalg.lstsq`` fallbacks that need full rank on CUDA.
 
-``meta`` tensors stand in for a second device on the CPU: ``resolve_device`` refuses them, so
+``meta`` tensors stand in for a second device on the CPU: ``model_device`` refuses them, so
 those tests patch it; what they check is where every tensor of the moved sampler lives.
 """
 
@@ -59,7 +59,7 @@ def _rooted(root, n: int = 4) -> GaussianPosterior:
 @pytest.fixture
 def to_meta(monkeypatch):
     """``GaussianPosterior.to`` sends everything to the ``meta`` device."""
-    monkeypatch.setattr(gp_mod, "resolve_device", lambda device: META)
+    monkeypatch.setattr(gp_mod, "model_device", lambda device: META)
 
 
 # -- same_device / the generator check -------------------------------------------------------

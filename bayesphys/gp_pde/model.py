@@ -90,6 +90,7 @@ class GPPDESolver:
         checked here by the solver's ``check_options``.
     seed: recorded in ``config`` (the shared model API); the solver is deterministic and draws
         no random numbers, so it neither uses the seed nor touches the global random streams.
+    device: where the model lives (``None``: the CPU; ``"auto"``: CUDA when present).
 
     Notes
     -----

@@ -93,8 +93,8 @@ def _check_models(models: Any) -> list[MetaFlowMatching]:
 
 class MFMEnsemble:
     """``members`` (default 3, at least 2) independently seeded :class:`MetaFlowMatching`
-    models (seeds ``seed + m``), built from ``data``, ``config``, ``device``, ``dtype`` and
-    keyword settings as a single model is.
+    models (seeds ``seed + m``), built from ``data``, ``config``, ``device`` (``None``: the
+    CPU; ``"auto"``: CUDA when present), ``dtype`` and keyword settings as a single model is.
 
     ``models``: instead, at least 2 models already built (and possibly fitted), of one
     dimension, number of treatments and number of point features; building arguments
@@ -350,7 +350,7 @@ class MFMEnsemble:
         )
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device | None = None) -> MFMEnsemble:
+    def load(cls, path: str | Path, *, device: str | torch.device | None = None) -> MFMEnsemble:
         ck = load_checkpoint(path, kind=cls.kind, map_location="cpu")
         models = [
             MetaFlowMatching.from_state(c, s, device=device)

@@ -722,7 +722,9 @@ class MetaFlowMatching:
         return m
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device | None = None) -> MetaFlowMatching:
+    def load(
+        cls, path: str | Path, *, device: str | torch.device | None = None
+    ) -> MetaFlowMatching:
         """Rebuild a saved model exactly (same weights, Fourier features and normalisation)."""
         ck = load_checkpoint(path, kind=cls.kind, map_location="cpu")
         return cls.from_state(ck["config"], ck["state"], device=device)

@@ -151,6 +151,7 @@ class GliomaModel(GliomaPosteriorMixin):
         (zero outside the crop).
     crop_scale: if given, GliODIL's crop instead: the lesion's bounding box scaled by this
         factor about its centre (GliODIL's ``trim_scale = 1.5``), clipped to the grid.
+    device: where the model lives (``None``: the CPU; ``"auto"``: CUDA when present).
 
     Notes
     -----

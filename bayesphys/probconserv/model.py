@@ -186,7 +186,8 @@ class ProbConserv:
     random draws from the global streams (advancing them), while the training batches use seed
     0, so that stream still repeats (any seed torch takes, ``[-2**63, 2**64)``). The batches
     come from their own stream (:func:`bayesphys.stream_seed`), so no ``make_dataset`` seed a
-    user passes (a validation or test set) reproduces a training batch.
+    user passes (a validation or test set) reproduces a training batch. ``device``: ``None``
+    (the default) is the CPU, ``"auto"`` CUDA when present.
 
     ``hidden`` (default 64), ``n_samples`` (latent draws, default 32) and ``covariance``
     (default ``"lowrank"``) are settings of the ANP (``step1="anp"``), ``gp_width`` (default

@@ -96,6 +96,7 @@ class ConjugateGaussianField:
     ----------
     x: grid ``[n]``; idx: sensor indices ``[m]`` into ``x``; y: data ``[m]``;
     noise: observation noise sd :math:`\\sigma`; lengthscale, outputscale: initial kernel values.
+    device: where the model lives (``None``: the CPU; ``"auto"``: CUDA when present).
     """
 
     def __init__(
@@ -184,7 +185,7 @@ class ConjugateGaussianField:
         return save_checkpoint(path, kind="ConjugateGaussianField", config=cfg, state=state)
 
     @classmethod
-    def load(cls, path: str | Path, device=None) -> ConjugateGaussianField:
+    def load(cls, path: str | Path, *, device=None) -> ConjugateGaussianField:
         ck = load_checkpoint(path, kind="ConjugateGaussianField")
         s = ck["state"]
         m = cls(

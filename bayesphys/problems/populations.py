@@ -86,6 +86,35 @@ class PopulationPairs:
     def __len__(self) -> int:
         return len(self.source)
 
+    def same_populations(self, other: PopulationPairs) -> bool:
+        """Whether ``other`` holds bit-identical pairs: sources, targets, source features,
+        treatments, source ids and every tensor entry of ``extra`` the two share (names and
+        splits may differ, e.g. one screen under two splits)."""
+        if not isinstance(other, PopulationPairs):
+            raise TypeError(f"other: expected PopulationPairs, received {type(other).__name__}")
+
+        def same(a, b) -> bool:
+            if a is None or b is None:
+                return a is None and b is None
+            if isinstance(a, Tensor):
+                return isinstance(b, Tensor) and a.shape == b.shape and torch.equal(a, b)
+            return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+
+        shared = [k for k in self.extra if k in other.extra]
+        return (
+            len(self) == len(other)
+            and same(self.source, other.source)
+            and same(self.target, other.target)
+            and same(self.source_features, other.source_features)
+            and same(self.treatment, other.treatment)
+            and same(self.source_id, other.source_id)
+            and all(
+                same(self.extra[k], other.extra[k])
+                for k in shared
+                if isinstance(self.extra[k], Tensor)
+            )
+        )
+
     def subset(self, split: str) -> PopulationPairs:
         """The pairs of one split (ids and treatments kept; ``extra`` entries indexed)."""
         if split not in self.splits:
@@ -486,11 +515,15 @@ def patient_screen(
       (``cal``); the rest train (name ``B4-screen-fold{k}``).
     * ``"replica"``: ``fold`` k in ``0..n_replicates - 1``; ``test`` is replicate ``k`` of every
       (patient, treatment), ``cal`` replicate ``(k+1) % n_replicates``, and the other replicates
-      train (name ``B4-screen-replica{k}``); needs ``n_replicates >= 3``.
+      train (name ``B4-screen-replica{k}``); needs ``n_replicates >= 3``. With the default 3
+      replicates one replicate of each (patient, treatment) trains: ``n_patients *
+      n_treatments`` training pairs (40), against 75 for the patient split, but every test
+      patient has been seen in training.
 
     The split changes only ``splits`` and ``name``: for one ``seed`` the populations (and every
-    other field) are the same under both splits and every fold. ``extra["cell_type"]`` gives
-    the type of every source/target cell, and ``source_features`` the one-hot type ``[n, 2]``
+    other field) are the same under both splits and every fold. ``extra["patient"]`` and
+    ``extra["replicate"]`` give each pair's patient and replicate ``[num_pairs]``,
+    ``extra["cell_type"]`` the type of every source/target cell, and ``source_features`` the one-hot type ``[n, 2]``
     of each source cell (the reference feeds the cell-type one-hot to the GNN).
     """
     # fewer than 4 patients left no training patient (3) or put the calibration patient into
@@ -570,7 +603,13 @@ def patient_screen(
         paired=False,
         treatment=torch.tensor(trt),
         num_treatments=n_treatments,
-        extra={"patient": torch.tensor(pat), "offset": offs, "cell_type": ctype, "params": prm},
+        extra={
+            "patient": torch.tensor(pat),
+            "replicate": torch.tensor(sid) % n_replicates,
+            "offset": offs,
+            "cell_type": ctype,
+            "params": prm,
+        },
         source_features=[torch.nn.functional.one_hot(l0, 2).to(dtype) for l0, _ in ctype],
     )
 

@@ -71,3 +71,27 @@ def test_problems_are_yielded_as_their_seeds_complete_and_a_failure_raises():
         assert "('B1', 0)" in str(err)
     else:
         raise AssertionError("a failed task must raise")
+
+
+def test_b4_replica_is_b4s_populations_under_the_replica_split_with_b4s_settings():
+    mod = script_module(SCRIPT)
+    for name in (
+        "FOURIER",
+        "FULL_STEPS",
+        "CONDITIONING",
+        "CENTERED",
+        "NOISE_SPLITS",
+        "MEMBERS",
+        "TASK_COST",
+    ):
+        table = getattr(mod, name)
+        assert table["B4-replica"] == table["B4"], name  # nothing tuned on the replica split
+    b4, setting_b4, k_b4 = mod.problem_data("B4", True, 0)
+    for seed in range(4):
+        data, setting, k = mod.problem_data("B4-replica", True, seed)
+        assert setting == {"split": "replica"} and k == k_b4
+        assert data.name == f"B4-screen-replica{seed % 3}"
+        assert data.same_populations(b4)
+        test_rep = data.extra["replicate"][data.splits["test"]]
+        assert set(test_rep.tolist()) == {seed % 3}
+    assert setting_b4 == {"split": "patient"}

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from bayesphys.problems.populations import (
@@ -117,31 +118,28 @@ def test_redraw_targets_all_problems():
         assert not any(torch.equal(a, b) for a, b in zip(r, other)), name
 
 
-def _same_populations(a, b) -> bool:
-    return (
-        len(a) == len(b)
-        and all(torch.equal(x, y) for x, y in zip(a.source, b.source))
-        and all(torch.equal(x, y) for x, y in zip(a.target, b.target))
-        and all(torch.equal(x, y) for x, y in zip(a.source_features, b.source_features))
-        and torch.equal(a.treatment, b.treatment)
-        and torch.equal(a.source_id, b.source_id)
-        and torch.equal(a.extra["patient"], b.extra["patient"])
-    )
-
-
 def test_patient_screen_replica_split():
     n_rep = 3
     kw = dict(n_cells=30, dim=4, n_treatments=2, n_replicates=n_rep, seed=7)
     patient = patient_screen(fold=1, **kw)
     assert patient.name == "B4-screen-fold1"
-    assert _same_populations(patient, patient_screen(fold=1, split="patient", **kw))
+    assert patient.same_populations(patient_screen(fold=1, split="patient", **kw))
     pat = patient.extra["patient"]
     rep = patient.source_id % n_rep  # source_id = patient * n_replicates + replicate
+    assert torch.equal(patient.extra["replicate"], rep)
+    # same_populations can say no: another seed, or one changed target point
+    assert not patient.same_populations(patient_screen(fold=1, **{**kw, "seed": 8}))
+    other = patient_screen(fold=1, **kw)
+    other.target[5] = other.target[5].clone()
+    other.target[5][0, 0] += 1e-6
+    assert not patient.same_populations(other)
+    with pytest.raises(TypeError, match="^other: "):
+        patient.same_populations(patient.source)
     for fold in range(n_rep):
         d = patient_screen(fold=fold, split="replica", **kw)
         assert d.name == f"B4-screen-replica{fold}"
         # the same populations as the patient split (only splits and name differ)
-        assert _same_populations(d, patient)
+        assert d.same_populations(patient)
         parts = [d.splits[k] for k in ("train", "cal", "test")]
         assert sorted(i for p in parts for i in p) == list(range(len(d)))  # disjoint, covering
         assert set(rep[d.splits["test"]].tolist()) == {fold}
