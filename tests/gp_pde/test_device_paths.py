@@ -9,7 +9,7 @@
 - ``dtype=float32`` was accepted and ``fit()`` then failed (``NumericalFailure``, the Gram
   factors are not positive definite in float32 with the default nugget).
 
-``meta`` tensors stand in for a second device on the CPU (``resolve_device`` refuses them, so
+``meta`` tensors stand in for a second device on the CPU (``model_device`` refuses them, so
 those tests patch it): every tensor the moved sampler holds must live there.
 """
 
@@ -82,7 +82,7 @@ def test_posterior_sampler_moves_with_the_posterior(monkeypatch, problem, kw, so
     post = _fitted(problem, **kw).posterior()
     root = post._custom_root
     assert type(root.solver).__name__ == solver
-    monkeypatch.setattr(gp_mod, "resolve_device", lambda device: META)
+    monkeypatch.setattr(gp_mod, "model_device", lambda device: META)
     moved = post.to("elsewhere")
     devices = set(_tensor_devices(moved._custom_root))
     assert devices == {META}, devices

@@ -5,7 +5,7 @@
 - The updated posteriors' samplers (``_UpdatedRoot``, ``_CovarianceRoot``, ``_CastRoot``) stayed
   on the old device under ``GaussianPosterior.to``.
 
-``meta`` tensors stand in for a second device on the CPU (``resolve_device`` refuses them, so
+``meta`` tensors stand in for a second device on the CPU (``model_device`` refuses them, so
 those tests patch it): every tensor the moved sampler holds must live there.
 """
 
@@ -88,7 +88,7 @@ def _posteriors() -> dict[str, GaussianPosterior]:
 @pytest.mark.parametrize("kind", ["covariance", "covariance-limit", "cast", "hardc"])
 def test_sampler_moves_with_the_posterior(monkeypatch, kind):
     post = _posteriors()[kind]
-    monkeypatch.setattr(gp_mod, "resolve_device", lambda device: META)
+    monkeypatch.setattr(gp_mod, "model_device", lambda device: META)
     moved = post.to("elsewhere")
     devices = set(_tensor_devices(moved._custom_root))
     assert devices == {META}, devices
@@ -111,7 +111,7 @@ def test_a_prior_sampler_that_cannot_move_is_refused(monkeypatch):
         x,
         torch.zeros(2),
     )
-    monkeypatch.setattr(gp_mod, "resolve_device", lambda device: META)
+    monkeypatch.setattr(gp_mod, "model_device", lambda device: META)
     with pytest.raises(ValueError, match=r"device: the posterior's custom root \(function\)"):
         post.to("elsewhere")
 
