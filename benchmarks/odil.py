@@ -429,6 +429,8 @@ B6_MODEL_ERROR = 0.02
 # (odil_resolution.py --sigma-pde: 3e-4, 1e-3, 3e-3, 1e-2 -> coverage 0.917, 0.979, 0.979,
 # 0.958)
 B6_SIGMA_PDE = 3e-4
+# the joint fit's other settings (fit_odil's defaults, written out so the row records them)
+B6_JOINT = {"nt": 16, "steps": 8, "linear_solver": "sparse"}
 
 
 def bench_b6(quick: bool, device) -> list[dict]:
@@ -446,7 +448,7 @@ def bench_b6(quick: bool, device) -> list[dict]:
             t0 = time.perf_counter()
             m.fit(progress=False)
             if sigma_pde is not None:
-                m.fit_odil(sigma_pde=sigma_pde, linear_solver="sparse")
+                m.fit_odil(sigma_pde=sigma_pde, **B6_JOINT)
             res[f] = (
                 m.theta.cpu(),
                 m.theta_cov.diagonal().sqrt().cpu(),
@@ -468,6 +470,7 @@ def bench_b6(quick: bool, device) -> list[dict]:
             setting["model_error"] = alpha
         if sigma_pde is not None:
             setting["joint_odil_sigma_pde"] = sigma_pde
+            setting |= {f"joint_odil_{k}": v for k, v in B6_JOINT.items()}
         rows.append(
             bench_row(
                 "B6",

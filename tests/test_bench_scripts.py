@@ -200,9 +200,8 @@ def test_odil_b6_rows_name_each_variant(monkeypatch):
         def fit(self, progress=False):
             return None
 
-        def fit_odil(self, sigma_pde, linear_solver):
-            self.sigma = sigma_pde
-            assert linear_solver == "sparse"
+        def fit_odil(self, sigma_pde, **kw):
+            self.sigma, self.joint = sigma_pde, kw
 
     def fake_model(p, f, device, model_error=0.0):
         fits.append(Fake(f, model_error))
@@ -220,6 +219,12 @@ def test_odil_b6_rows_name_each_variant(monkeypatch):
         (f, 0.0, mod.B6_SIGMA_PDE) for f in (1, 2, 4)
     ]
     assert all(m.sigma is None for m in fits[:6])
+    # the joint fit runs with the settings its row records (they were fit_odil's defaults,
+    # unrecorded, before 2026-12-01)
+    assert all(m.joint == mod.B6_JOINT for m in fits[6:])
+    assert mod.B6_JOINT["linear_solver"] == "sparse"
+    assert {k: rows[2]["setting"][f"joint_odil_{k}"] for k in mod.B6_JOINT} == mod.B6_JOINT
+    assert not any(k.startswith("joint_odil_") for r in rows[:2] for k in r["setting"])
     # x0 moves 0.3 mm between 1 and 4 mm against an sd of 0.5: 0.6 sd
     assert rows[0]["metrics"]["drift_sd"] == pytest.approx(0.6)
 
