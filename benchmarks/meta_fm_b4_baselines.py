@@ -59,17 +59,18 @@ SMOKE = {"n_cells": 40, "n_treatments": 2, "max_points": 40}
 
 def screen(split: str, seed: int, smoke: bool = False) -> PopulationPairs:
     """B4 for ``seed``: the benchmark's patient split (``problem_data``), or its populations
-    under the replica split with fold ``seed`` (checked to be the same populations)."""
+    under the replica split with fold ``seed % 3`` (checked to be the same populations)."""
     if smoke:
         kw = {"n_cells": SMOKE["n_cells"], "n_treatments": SMOKE["n_treatments"], "seed": 0}
         patient = patient_screen(fold=seed % 4, **kw)
     else:
         patient = problem_data("B4", False, seed)[0]
-        # problem_data's call: patient_screen(n_cells=1000, fold=seed % 4, seed=0)
-        kw = {"n_cells": patient.source[0].shape[0], "seed": 0}
     if split == "patient":
         return patient
-    replica = patient_screen(fold=seed, split="replica", **kw)
+    if smoke:
+        replica = patient_screen(fold=seed % 3, split="replica", **kw)
+    else:  # the benchmark's own replica problem (fold seed % 3)
+        replica = problem_data("B4-replica", False, seed)[0]
     if not patient.same_populations(replica):
         raise RuntimeError(f"seed {seed}: the replica split's populations are not the benchmark's")
     return replica
@@ -104,7 +105,7 @@ def run_task(task: tuple[str, int], smoke: bool = False) -> list[dict]:
             {
                 "split": split,
                 "seed": seed,
-                "fold": seed % 4 if split == "patient" else seed,  # as screen() builds it
+                "fold": seed % 4 if split == "patient" else seed % 3,  # as screen() builds it
                 "method": meth,
                 "test_pops": len(test),
                 **m,

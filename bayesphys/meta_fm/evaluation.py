@@ -98,20 +98,11 @@ def population_metrics(
 
 
 def _pearson(a: Tensor, b: Tensor) -> float:
-    """Pearson correlation of two float64 vectors; ``nan`` when either is constant."""
+    """Pearson correlation of two float64 vectors (``torch.corrcoef``); ``nan`` when either is
+    constant."""
     if bool((a.max() == a.min()) | (b.max() == b.min())):
         return math.nan
-    a, b = a - a.mean(), b - b.mean()
-    r = float((a @ b) / (a.norm() * b.norm()))
-    return min(1.0, max(-1.0, r))
-
-
-def _feature_correlations(x: Tensor) -> Tensor:
-    """Pearson correlation matrix ``[d, d]`` (float64) of the columns of ``x [n, d]``
-    (no constant column)."""
-    xc = x - x.mean(0)
-    xc = xc / xc.norm(dim=0)
-    return xc.mT @ xc
+    return min(1.0, max(-1.0, float(torch.corrcoef(torch.stack([a, b]))[0, 1])))
 
 
 def correlation_of_correlations(pred: Tensor, true: Tensor) -> float:
@@ -153,7 +144,7 @@ def correlation_of_correlations(pred: Tensor, true: Tensor) -> float:
     if bool((p.amax(0) == p.amin(0)).any() | (q.amax(0) == q.amin(0)).any()):
         return math.nan
     iu = torch.triu_indices(d, d, offset=1)
-    cp, cq = _feature_correlations(p), _feature_correlations(q)
+    cp, cq = torch.corrcoef(p.mT), torch.corrcoef(q.mT)  # [d, d] feature correlations
     return _pearson(cp[iu[0], iu[1]], cq[iu[0], iu[1]])
 
 
