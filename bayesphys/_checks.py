@@ -35,6 +35,7 @@ __all__ = [
     "check_keys",
     "check_real",
     "check_scalar",
+    "check_optional_seed",
     "check_seed",
     "offset_seed",
     "stream_seed",
@@ -74,6 +75,11 @@ def check_seed(name: str, value: Any, *, minimum: int = SEED_MIN) -> int:
         lo = "-2**63" if minimum == SEED_MIN else str(minimum)
         raise ValueError(f"{name}: expected an int in [{lo}, 2**64 - 1], received {out}")
     return out
+
+
+def check_optional_seed(name: str, value: Any, *, minimum: int = SEED_MIN) -> int | None:
+    """``None`` (fresh entropy, left to the caller) or ``value`` checked by :func:`check_seed`."""
+    return None if value is None else check_seed(name, value, minimum=minimum)
 
 
 def stream_seed(seed: int, tag: str, *keys: int) -> int:

@@ -205,6 +205,8 @@ def run_one(
         setting.update({f"gn_{k}": v for k, v in m.config.get("solver_options", {}).items()})
     if m.config.get("nugget") is not None:
         setting["nugget"] = m.config["nugget"]
+    # which iterate the fit returns (GPPDESolver.fit's keep_best; "ref" keeps its last one)
+    setting["iterate"] = "last" if m.config["method"] == "ref" else "lowest-objective"
     note = res.message
     if not m.can_eliminate and method == "GP-HM":
         note += "; no exact eliminator for this operator: U optimised jointly (paper style) with our init"

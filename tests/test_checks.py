@@ -132,6 +132,23 @@ def test_check_seed_is_torch_seed_range_everywhere():
         linear_map(n_train=2, n_cal=0, n_test=1, n_points=8, seed=2**64)
 
 
+def test_check_optional_seed_passes_none_and_checks_the_rest():
+    from bayesphys._checks import check_optional_seed
+    from bayesphys.meta_fm import MetaFlowMatching
+    from bayesphys.problems.rgnp import poisson_test_set
+
+    assert check_optional_seed("seed", None) is None and check_optional_seed("seed", 3.0) == 3
+    with pytest.raises(ValueError, match=r"local_seed: expected an int in \[0, 2\*\*64 - 1\]"):
+        check_optional_seed("local_seed", -1, minimum=0)
+    with pytest.raises(TypeError, match="seed: expected an int"):
+        check_optional_seed("seed", "1")
+    # the components that take an optional seed use it (one check, one message)
+    with pytest.raises(ValueError, match=r"seed: expected an int in \[0, 2\*\*64 - 1\]"):
+        poisson_test_set(2, seed=-1)
+    with pytest.raises(ValueError, match=r"seed: expected an int in \[-2\*\*63"):
+        MetaFlowMatching(dim=2, seed=2**64)
+
+
 def test_derived_seeds_at_the_top_of_the_range():
     # the diagnostics derive generators from seed + k: at seed 2**64 - 1 that overflowed
     # inside torch; wrapped modulo 2**64 it is torch's own reading of seed - 2**64 + k

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real, check_seed
+from .._checks import check_bool, check_int, check_real, check_seed
 from .._device import as_tensor, model_device, resolve_dtype
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..posterior import GaussianPosterior
@@ -458,6 +458,7 @@ class GPPDESolver:
         time_limit: float | None = None,
         tau_lr_mult: float | None = None,
         clock: str = "wall",
+        keep_best: bool | None = None,
     ) -> FitResult:
         r"""Optimise the hyperparameters (and :math:`U` for ``method="ref"``).
 
@@ -466,6 +467,13 @@ class GPPDESolver:
         ``result.extra`` holds ``rel_l2_best`` (minimum over those checkpoints, labelled as such).
         ``time_limit`` (s) stops early, measured on ``clock`` (``"wall"`` or ``"cpu"``: process
         CPU time, for fair budgets on a shared machine). ``data`` is unused (the PDE data are set at construction).
+        ``keep_best`` (default for ``gp-hm``): the fit returns the iterate with the lowest objective
+        :math:`\mathcal J` among those evaluated (each step's starting point and the final
+        one), not necessarily the last: Adam's last steps can leave a basin whose objective is
+        far lower (training data only, no test error involved). ``result.extra`` then holds
+        ``best_step`` (the step whose starting point was kept; ``steps`` = the final iterate),
+        ``best_objective`` and ``final_objective``. ``keep_best=False`` (default for ``ref``,
+        as the reference code's loop): the last iterate.
         Checked: ``steps >= 0`` and ``eval_every >= 0`` (ints), ``lr > 0``, ``time_limit > 0``,
         ``tau_lr_mult >= 0`` (finite). A numerical failure of a solve (non-finite iterate or
         precision, Gram factor not positive definite, diverged nonlinear iteration, failed
@@ -485,6 +493,7 @@ class GPPDESolver:
         if clock not in ("wall", "cpu"):
             raise ValueError(f"clock: expected 'wall' or 'cpu', received {clock!r}")
         ref = self.config["method"] == "ref"
+        keep_best = not ref if keep_best is None else check_bool("keep_best", keep_best)
         joint = ref or not self.can_eliminate
         if tau_lr_mult is None:
             tau_lr_mult = 1.0 if ref else 4.0
@@ -511,6 +520,7 @@ class GPPDESolver:
         c0 = now()
         cpu0 = time.process_time()
         state = {"k": 0}
+        best = {"loss": math.inf, "step": -1, "values": None}  # lowest-objective start point
         w = self.config["weighting"]
 
         def closure():
@@ -550,6 +560,10 @@ class GPPDESolver:
             if time_limit is not None and now() - c0 > time_limit:
                 raise StopIteration
             loss = closure()
+            if keep_best and torch.isfinite(loss) and float(loss.detach()) < best["loss"]:
+                best.update(
+                    loss=float(loss.detach()), step=k, values=[p.detach().clone() for p in params]
+                )
             if eval_every and self.problem is not None and k % eval_every == 0:
                 if joint:
                     self.u = u_param.detach().clone()
@@ -564,16 +578,19 @@ class GPPDESolver:
 
         res = _run(step, steps, params, progress)
         # final state consistent with the final hyperparameters
-        if joint:
-            self.u = u_param.detach().clone()
-            self._solved_key = None  # optimised jointly, not eliminated
-        else:
-            try:
+        self._settle(res, joint, u_param)
+        if keep_best and best["values"] is not None:
+            final = self._objective_value(u_param if joint else self.u)
+            res.extra.update(best_objective=best["loss"], final_objective=final)
+            if best["loss"] < final or not math.isfinite(final):
                 with torch.no_grad():
-                    _, run = self._solver(self._factors())
-                    self._set_field(run())
-            except _NUMERICAL as err:  # keep the last good field
-                res.message += f"; final solve failed ({err}), kept the last field"
+                    for p, v in zip(params, best["values"]):
+                        p.copy_(v)
+                self._settle(res, joint, u_param)
+                res.extra["best_step"] = best["step"]
+                res.message += f"; kept the lowest-objective iterate (start of step {best['step']})"
+            else:
+                res.extra["best_step"] = res.steps
         res.seconds = time.perf_counter() - t0
         res.extra["cpu_seconds"] = time.process_time() - cpu0
         if self.problem is not None:
@@ -583,6 +600,40 @@ class GPPDESolver:
         res.extra["tau_b"] = float(self.log_tau_b.detach().exp())
         res.extra["tau_pde"] = float(self.log_tau_pde.detach().exp())
         return res
+
+    def _settle(self, res: FitResult, joint: bool, u_param: Tensor | None) -> None:
+        """Make ``u`` consistent with the current hyperparameters (and ``u_param`` if joint)."""
+        if joint:
+            self.u = u_param.detach().clone()
+            self._solved_key = None  # optimised jointly, not eliminated
+            return
+        try:
+            with torch.no_grad():
+                _, run = self._solver(self._factors())
+                self._set_field(run())
+        except _NUMERICAL as err:  # keep the last good field
+            res.message += f"; final solve failed ({err}), kept the last field"
+
+    def _objective_value(self, u: Tensor) -> float:
+        r""":math:`\mathcal J` at the current hyperparameters and field ``u`` (``inf`` if a
+        factorisation fails)."""
+        with torch.no_grad():
+            try:
+                fac = self._factors()
+            except _NUMERICAL:
+                return math.inf
+            val = objective(
+                fac,
+                self.op,
+                u.detach(),
+                self.f,
+                self.g,
+                self.log_tau_b,
+                self.log_tau_pde,
+                self.config["lam_b"],
+                self.config["weighting"],
+            )
+        return float(val) if torch.isfinite(val) else math.inf
 
     # ------------------------------------------------------------------ posterior
     def posterior(self, x: list[Tensor] | None = None) -> GaussianPosterior:

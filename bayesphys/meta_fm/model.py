@@ -31,7 +31,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_bool, check_int, check_int_sequence, check_seed, offset_seed
+from .._checks import (
+    check_bool,
+    check_int,
+    check_int_sequence,
+    check_optional_seed,
+    check_seed,
+    offset_seed,
+)
 from .._device import model_device, resolve_dtype, seeded
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..distributed.data_parallel import GradientSync, rank_generator_seed
@@ -154,7 +161,7 @@ class MetaFlowMatching:
             raise ValueError(
                 f"dtype: expected torch.float32 or torch.float64, received {self.dtype}"
             )
-        self.seed = None if seed is None else check_seed("seed", seed)
+        self.seed = check_optional_seed("seed", seed)
         # optimiser steps taken so far, and the training batches' stream (kept across fit calls)
         self.steps_done = 0
         self._train_gen: torch.Generator | None = None
@@ -709,7 +716,7 @@ class MetaFlowMatching:
                 dtype=cfg["dtype"],
                 seed=None,
             )
-        m.seed = None if cfg["seed"] is None else check_seed("seed", cfg["seed"])
+        m.seed = check_optional_seed("seed", cfg["seed"])
         m.paired = cfg["paired"]
         # older checkpoints: trained (keep their normalisation), stream restarted from the seed
         m.steps_done = int(cfg.get("steps_done", 1))

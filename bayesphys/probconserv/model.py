@@ -35,7 +35,13 @@ from linear_operator.operators import (
 )
 from torch import Tensor
 
-from .._checks import check_bool, check_int, check_real, check_seed, stream_seed
+from .._checks import (
+    check_bool,
+    check_int,
+    check_optional_seed,
+    check_real,
+    stream_seed,
+)
 from .._device import as_tensor, model_device, resolve_dtype, seeded
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..distributed.data_parallel import GradientSync, rank_generator_seed
@@ -74,11 +80,6 @@ class ProbConservConfig:
     softc_points: int = 32
     noise_std: float = 0.0
     train_margin: float = 0.0
-
-
-def _check_seed(name: str, seed) -> int | None:
-    """``seed`` as an int in torch's range (or ``None``)."""
-    return None if seed is None else check_seed(name, seed)
 
 
 def _saved_problem(name: str, state: dict[str, Any]) -> GPMEProblem:
@@ -262,7 +263,7 @@ class ProbConserv:
         softc_points = check_int("softc_points", softc_points, minimum=1)
         sigma_g = _check_sigma_g("sigma_g", sigma_g)  # inf: no update (the prior)
         relative = check_bool("relative", relative)
-        seed = _check_seed("seed", seed)
+        seed = check_optional_seed("seed", seed)
         noise_std = check_real("noise_std", noise_std, minimum=0.0)
         train_margin = check_real("train_margin", train_margin, minimum=0.0)
         prob.check_params(f"train_margin = {train_margin:g}", *prob.widened_range(train_margin))
@@ -493,7 +494,7 @@ class ProbConserv:
         ``mass [B, nt]`` (default: analytic) feeds a parameter-conditional scale;
         ``use_mass=False``: a calibration that never sees the mass (unconstrained baselines)."""
         self._check_context(context)
-        seed = _check_seed("seed", seed)
+        seed = check_optional_seed("seed", seed)
         tt, xx = self._grid(t, x)
         if not use_mass:
             mass = None
@@ -649,8 +650,8 @@ class ProbConserv:
             self._check_context(data, "data")
         else:
             n_functions = check_int("n_functions", n_functions, minimum=1)
-        seed = _check_seed("seed", seed)
-        local_seed = _check_seed("local_seed", local_seed)
+        seed = check_optional_seed("seed", seed)
+        local_seed = check_optional_seed("local_seed", local_seed)
         if mass_check is not None:
             mass_check = check_bool("mass_check", mass_check)
         mass_length = check_real("mass_length", mass_length, minimum=0.0, strict=True)

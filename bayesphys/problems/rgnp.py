@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real, check_seed, stream_seed
+from .._checks import check_int, check_optional_seed, check_real, stream_seed
 from .._device import check_finite, resolve_dtype
 
 __all__ = [
@@ -66,11 +66,6 @@ POISSON_SENSOR_INDEX = np.arange(20, 180, 3)  # 54 nodes of the 201-node mesh, x
 # ---------------------------------------------------------------------------------------------
 # Argument checks
 # ---------------------------------------------------------------------------------------------
-def _check_seed(seed: Any) -> int | None:
-    """``None`` (fresh entropy) or an int ``>= 0`` (numpy's seeds)."""
-    return None if seed is None else check_seed("seed", seed, minimum=0)
-
-
 def _as_array(name: str, value: Any, *, ndim: tuple[int, ...] | None = None) -> np.ndarray:
     """``value`` as a finite float64 array (``ndim``: the allowed numbers of dimensions)."""
     if isinstance(value, Tensor):
@@ -545,7 +540,9 @@ def poisson_test_set(n: int = 1000, *, seed: int = 0, n_nodes: int = 201) -> dic
     ``n >= 1``, ``n_nodes >= 3`` (ints); ``seed`` an int ``>= 0`` (``None``: fresh entropy)."""
     n = check_int("n", n, minimum=1)
     n_nodes = check_int("n_nodes", n_nodes, minimum=3)
-    z, w = _prior_draw(PoissonProblem(), n, np.random.default_rng(_check_seed(seed)))
+    z, w = _prior_draw(
+        PoissonProblem(), n, np.random.default_rng(check_optional_seed("seed", seed, minimum=0))
+    )
     x, u = solve_poisson(z, w[:, 0], n_nodes=n_nodes)
     return {"x": x, "z": z, "w": w, "u": u}
 
@@ -556,7 +553,7 @@ def poisson_sensor_data(
     """Noisy labelled sensor sets (P2): an independent draw; ``y`` ``[n, 54]`` at ``x_obs`` ``[54]``.
 
     ``sigma_y >= 0`` (finite); ``seed`` an int ``>= 0`` (``None``: fresh entropy)."""
-    seed = _check_seed(seed)
+    seed = check_optional_seed("seed", seed, minimum=0)
     sigma_y = check_real("sigma_y", sigma_y, minimum=0.0)
     ts = poisson_test_set(n, seed=seed)
     rng = np.random.default_rng(None if seed is None else seed + 10_000)
@@ -582,7 +579,9 @@ def burgers_test_set(
     n = check_int("n", n, minimum=1)
     n_nodes = check_int("n_nodes", n_nodes, minimum=3)
     n_steps = check_int("n_steps", n_steps, minimum=1)
-    z, w = _prior_draw(BurgersProblem(), n, np.random.default_rng(_check_seed(seed)))
+    z, w = _prior_draw(
+        BurgersProblem(), n, np.random.default_rng(check_optional_seed("seed", seed, minimum=0))
+    )
     x, t, u = solve_burgers(z, w[:, 0], n_nodes=n_nodes, n_steps=n_steps)
     return {"x": x, "t": t, "z": z, "w": w, "u": u}
 
@@ -596,7 +595,7 @@ def invariance_points(n: int, layout: str, *, seed: int = 0) -> np.ndarray:
     parameters under the same seed.
     """
     n = check_int("n", n, minimum=1)
-    seed = _check_seed(seed)
+    seed = check_optional_seed("seed", seed, minimum=0)
     # its own stream: default_rng(seed) is also the test sets' parameter stream
     rng = np.random.default_rng(None if seed is None else stream_seed(seed, "rgnp-layout"))
     if layout == "uniform":

@@ -304,3 +304,50 @@ def test_posterior_pickles(low_fit):
     back = pickle.loads(pickle.dumps(post))
     a = post.sample((3,), generator=torch.Generator().manual_seed(1))
     assert torch.equal(a, back.sample((3,), generator=torch.Generator().manual_seed(1)))
+
+
+def test_fit_keeps_the_lowest_objective_iterate():
+    """Adam at a large step size leaves the best basin; the fit returns the iterate with the
+    lowest objective (the starting point of step ``best_step``), ``keep_best=False`` the last."""
+    kw = dict(steps=40, lr=2.0, tau_lr_mult=4.0, progress=False)
+    best = GPPDESolver("poisson1d-low", num_mixtures=4, seed=0, n_col=40)
+    rb = best.fit(**kw)
+    last = GPPDESolver("poisson1d-low", num_mixtures=4, seed=0, n_col=40)
+    rl = last.fit(**kw, keep_best=False)
+    assert rb.loss_history == rl.loss_history  # same trajectory, only the returned iterate differs
+    k = min(range(len(rb.loss_history)), key=rb.loss_history.__getitem__)
+    assert rb.extra["best_step"] == k < kw["steps"]
+    assert rb.extra["best_objective"] == rb.loss_history[k] < rb.extra["final_objective"]
+    assert "kept the lowest-objective iterate (start of step" in rb.message
+    # the returned state is that iterate: its objective is the best one, to round-off
+    assert best._objective_value(best.u) == pytest.approx(rb.loss_history[k], rel=1e-9)
+    assert last._objective_value(last.u) == pytest.approx(rb.extra["final_objective"], rel=1e-9)
+    assert "best_step" not in rl.extra
+
+
+def test_fit_keeps_the_final_iterate_when_it_is_the_best():
+    kw = dict(steps=20, progress=False)
+    a = GPPDESolver("poisson1d-low", num_mixtures=4, seed=0, n_col=40)
+    ra = a.fit(**kw)
+    b = GPPDESolver("poisson1d-low", num_mixtures=4, seed=0, n_col=40)
+    b.fit(**kw, keep_best=False)
+    assert ra.extra["best_step"] == ra.steps == 20
+    assert ra.extra["final_objective"] <= ra.extra["best_objective"]
+    assert "kept the lowest" not in ra.message
+    for p, q in zip(a._params(), b._params()):
+        assert torch.equal(p, q)
+    assert torch.equal(a.u, b.u)
+    with pytest.raises(TypeError, match="keep_best"):
+        a.fit(steps=1, progress=False, keep_best="yes")
+
+
+def test_reference_method_keeps_its_last_iterate_by_default():
+    """``method="ref"`` mirrors the reference code's loop, which ends at its last iterate."""
+    kw = dict(steps=40, lr=0.5, progress=False)
+    a = GPPDESolver("poisson1d-low", method="ref", num_mixtures=4, seed=0, n_col=40)
+    ra = a.fit(**kw)
+    assert "best_step" not in ra.extra and "kept the lowest" not in ra.message
+    b = GPPDESolver("poisson1d-low", method="ref", num_mixtures=4, seed=0, n_col=40)
+    rb = b.fit(**kw, keep_best=True)  # opting in: this run's last iterate is not its best
+    assert rb.extra["best_step"] < ra.steps
+    assert b._objective_value(b.u) < a._objective_value(a.u)
