@@ -34,6 +34,7 @@ from bayesphys.distributed import resolve_runner
 from bayesphys.meta_fm import (
     MetaFlowMatching,
     MFMEnsemble,
+    correlation_of_correlations,
     floor_prediction,
     gaussian_w2,
     identity_prediction,
@@ -180,6 +181,12 @@ def mean_metrics(preds, targets, max_points):
     return {k: float(np.mean([m[k] for m in ms])) for k in ("w1", "w2", "mmd")}
 
 
+def mean_r(preds, targets) -> float:
+    """Mean over populations of CellOT's r (correlation of the feature-correlation matrices,
+    every point; the anchor's B4 metric, defined for d >= 3 features)."""
+    return float(np.mean([correlation_of_correlations(p, t) for p, t in zip(preds, targets)]))
+
+
 def bures(preds, test) -> float:
     """Mean exact-law W2 on B2: Gaussian fit of the prediction vs the true target Gaussian."""
     out = []
@@ -214,8 +221,14 @@ def run_seed(
     mfm_kw = model_kwargs(k, fourier, conditioning) | {"centered": centered}
     test, cal = data.subset("test"), data.subset("cal")
     res: dict[str, dict] = {}
-    res["identity"] = mean_metrics(identity_prediction(test), test.target, max_points)
-    res["floor"] = mean_metrics(floor_prediction(test, seed=1000 + seed), test.target, max_points)
+    with_r = pid.startswith("B4")  # r needs d >= 3 features (the anchor's B4 metric)
+    for meth, pred in (
+        ("identity", identity_prediction(test)),
+        ("floor", floor_prediction(test, seed=1000 + seed)),
+    ):
+        res[meth] = mean_metrics(pred, test.target, max_points)
+        if with_r:
+            res[meth]["r"] = mean_r(pred, test.target)
     models = {}
     for meth in ("FM", "CGFM", "MFM"):
         kw = mfm_kw if meth == "MFM" else model_kwargs(k, fourier, conditioning)
@@ -223,6 +236,8 @@ def run_seed(
         fit = m.fit(steps=steps, progress=False)
         pred = m.predict(test.source, test.treatment, features=test.source_features)
         res[meth] = mean_metrics(pred, test.target, max_points)
+        if with_r:
+            res[meth]["r"] = mean_r(pred, test.target)
         res[meth]["seconds"] = fit.seconds
         res[meth]["steps"] = fit.steps
         if pid == "B2":

@@ -95,3 +95,27 @@ def test_b4_replica_is_b4s_populations_under_the_replica_split_with_b4s_settings
         test_rep = data.extra["replicate"][data.splits["test"]]
         assert set(test_rep.tolist()) == {seed % 3}
     assert setting_b4 == {"split": "patient"}
+
+
+def test_b4_rows_carry_cellots_r_of_every_method(monkeypatch):
+    """B4's rows (identity, floor and the three trained flows) report r, the mean over test
+    populations of ``correlation_of_correlations``; other problems do not (B1 and B2: d = 2)."""
+    import math
+
+    from bayesphys.meta_fm import correlation_of_correlations, identity_prediction
+    from bayesphys.problems.populations import patient_screen
+
+    mod = script_module(SCRIPT)
+    small = patient_screen(n_patients=4, n_treatments=2, n_replicates=3, n_cells=30, dim=3)
+    monkeypatch.setattr(mod, "problem_data", lambda pid, quick, seed: (small, {}, 5))
+    res = mod.run_seed("B4", 0, True, 2, "cpu", 30, lambda msg: None, 0, "concat")
+    test = small.subset("test")
+    want = sum(
+        correlation_of_correlations(p, t) for p, t in zip(identity_prediction(test), test.target)
+    ) / len(test)
+    assert math.isclose(res["identity"]["r"], want, rel_tol=1e-12)
+    for meth in ("floor", "FM", "CGFM", "MFM"):
+        assert -1.0 <= res[meth]["r"] <= 1.0, meth
+    assert (
+        "r" not in mod.run_seed("B3", 0, True, 2, "cpu", 30, lambda msg: None, 0, "concat")["MFM"]
+    )
