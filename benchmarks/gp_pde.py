@@ -208,6 +208,13 @@ def run_one(
     # which iterate the fit returns (GPPDESolver.fit's keep_best; "ref" keeps its last one)
     setting["iterate"] = "last" if m.config["method"] == "ref" else "lowest-objective"
     note = res.message
+    if "best_objective" in res.extra:  # keep_best: the objective of the kept and the last iterate
+        best, last = res.extra["best_objective"], res.extra["final_objective"]
+        note += (
+            f"; objective {best:.6g} kept, last iterate {last:.6g}"
+            if best < last
+            else f"; last iterate kept (lowest objective {last:.6g})"
+        )
     if not m.can_eliminate and method == "GP-HM":
         note += "; no exact eliminator for this operator: U optimised jointly (paper style) with our init"
     return bench_row(

@@ -234,3 +234,18 @@ def test_recorded_command_quotes_empty_and_spaced_arguments(tmp_path):
         "x", [{"a": 1}], script="demo.py", argv=["--m", "", "--n", "a b"], out=tmp_path
     )
     assert json.loads(path.read_text())["command"] == "python benchmarks/demo.py --m '' --n 'a b'"
+
+
+def test_gp_pde_rows_say_which_iterate_they_report():
+    """GP-HM rows record the lowest-objective rule and, when it restored an earlier iterate,
+    both objectives; paper-settings rows keep the reference's last iterate."""
+    mod = script_module(str(BENCH / "gp_pde.py"))
+    kw = dict(num_mixtures=4, n_col=40)
+    row = mod.run_one("poisson1d-low", "GP-HM", kw, dict(steps=40, lr=2.0), 60.0, "cpu")
+    assert row["setting"]["iterate"] == "lowest-objective"
+    assert "kept the lowest-objective iterate (start of step" in row["note"]
+    assert "kept, last iterate" in row["note"]
+    row = mod.run_one("poisson1d-low", "GP-HM", kw, dict(steps=10), 60.0, "cpu")
+    assert "last iterate kept (lowest objective" in row["note"]
+    row = mod.run_one("poisson1d-low", "GP-HM-ref-settings", kw, dict(steps=10), 60.0, "cpu")
+    assert row["setting"]["iterate"] == "last" and "objective" not in row["note"]
