@@ -206,7 +206,9 @@ def run_one(
     if m.config.get("nugget") is not None:
         setting["nugget"] = m.config["nugget"]
     # which iterate the fit returns (GPPDESolver.fit's keep_best; "ref" keeps its last one)
-    setting["iterate"] = "last" if m.config["method"] == "ref" else "lowest-objective"
+    keep = fit_kw.get("keep_best")
+    keep = m.config["method"] != "ref" if keep is None else keep
+    setting["iterate"] = "lowest-objective" if keep else "last"
     note = res.message
     if "best_objective" in res.extra:  # keep_best: the objective of the kept and the last iterate
         best, last = res.extra["best_objective"], res.extra["final_objective"]

@@ -319,7 +319,10 @@ def summarise(per_seed: list[dict]) -> dict[str, dict]:
             vals = [r[meth][k] for r in per_seed if r[meth].get(k) is not None]
             vals = [v for v in vals if not (isinstance(v, float) and math.isnan(v))]
             agg[k] = float(np.mean(vals)) if vals else math.nan
-            if k in ("w1", "w2", "mmd", "spearman_spread_error", "coverage90") and len(vals) > 1:
+            if (
+                k in ("w1", "w2", "mmd", "r", "spearman_spread_error", "coverage90")
+                and len(vals) > 1
+            ):
                 agg[f"{k}_sd"] = float(np.std(vals, ddof=1))
         out[meth] = agg
     return out

@@ -467,18 +467,22 @@ class GPPDESolver:
         ``result.extra`` holds ``rel_l2_best`` (minimum over those checkpoints, labelled as such).
         ``time_limit`` (s) stops early, measured on ``clock`` (``"wall"`` or ``"cpu"``: process
         CPU time, for fair budgets on a shared machine). ``data`` is unused (the PDE data are set at construction).
-        ``keep_best`` (default for ``gp-hm``): the fit returns the iterate with the lowest objective
-        :math:`\mathcal J` among those evaluated (each step's starting point and the final
-        one), not necessarily the last: Adam's last steps can leave a basin whose objective is
-        far lower (training data only, no test error involved). ``result.extra`` then holds
-        ``best_step`` (the step whose starting point was kept; ``steps`` = the final iterate),
-        ``best_objective`` and ``final_objective``. ``keep_best=False`` (default for ``ref``,
-        as the reference code's loop): the last iterate.
+        ``keep_best=None`` (default): ``True`` for ``gp-hm``, ``False`` for ``ref`` (as the
+        reference code's loop). ``True``: the fit returns the iterate with the lowest objective
+        :math:`\mathcal J` among those evaluated (each step's starting point and the last
+        iterate), hyperparameters and field as they were evaluated (the field is not re-solved:
+        a nonlinear solve depends on its warm start), not necessarily the last: Adam's last
+        steps can leave a basin whose objective is far lower (training data only, no test error
+        involved). ``result.extra`` then holds ``best_step`` (the step whose starting point was
+        kept; ``steps`` = the last iterate), ``best_objective`` and ``final_objective`` (absent
+        when no step returned a finite objective, e.g. ``steps=0``). With the Picard solver
+        (2-D Allen-Cahn) :math:`\mathcal J` is evaluated at a fixed-point iterate, not at the
+        exact minimiser over :math:`U`. ``False``: the last iterate.
         Checked: ``steps >= 0`` and ``eval_every >= 0`` (ints), ``lr > 0``, ``time_limit > 0``,
-        ``tau_lr_mult >= 0`` (finite). A numerical failure of a solve (non-finite iterate or
-        precision, Gram factor not positive definite, diverged nonlinear iteration, failed
-        factorisation) is reported as a divergence and the last good state restored; any other
-        error raised inside a solve propagates.
+        ``tau_lr_mult >= 0`` (finite), ``keep_best`` a bool or ``None``. A numerical failure
+        of a solve (non-finite iterate or precision, Gram factor not positive definite,
+        diverged nonlinear iteration, failed factorisation) is reported as a divergence and
+        the last good state restored; any other error raised inside a solve propagates.
         """
         if data is not None:
             raise ValueError("data: the source and boundary data are given at construction")
@@ -561,8 +565,13 @@ class GPPDESolver:
                 raise StopIteration
             loss = closure()
             if keep_best and torch.isfinite(loss) and float(loss.detach()) < best["loss"]:
+                # the hyperparameters and the field this loss was computed at (the field is not
+                # re-solved on restore: a nonlinear solve depends on its warm start)
                 best.update(
-                    loss=float(loss.detach()), step=k, values=[p.detach().clone() for p in params]
+                    loss=float(loss.detach()),
+                    step=k,
+                    values=[p.detach().clone() for p in params],
+                    field=None if joint else self.u.detach().clone(),
                 )
             if eval_every and self.problem is not None and k % eval_every == 0:
                 if joint:
@@ -578,19 +587,29 @@ class GPPDESolver:
 
         res = _run(step, steps, params, progress)
         # final state consistent with the final hyperparameters
-        self._settle(res, joint, u_param)
+        failed = self._settle(joint, u_param)
         if keep_best and best["values"] is not None:
-            final = self._objective_value(u_param if joint else self.u)
+            # the last iterate's objective (inf if its solve failed); after a divergence the
+            # last iterate is the restored good state, already among the evaluated ones
+            final = math.inf if failed else self._objective_value(u_param if joint else self.u)
             res.extra.update(best_objective=best["loss"], final_objective=final)
-            if best["loss"] < final or not math.isfinite(final):
+            if best["loss"] <= final:
                 with torch.no_grad():
                     for p, v in zip(params, best["values"]):
                         p.copy_(v)
-                self._settle(res, joint, u_param)
+                if joint:
+                    self._settle(joint, u_param)
+                else:
+                    self._set_field(best["field"])
                 res.extra["best_step"] = best["step"]
+                if failed:
+                    res.message += f"; final solve failed ({failed})"
                 res.message += f"; kept the lowest-objective iterate (start of step {best['step']})"
+                failed = None
             else:
                 res.extra["best_step"] = res.steps
+        if failed:
+            res.message += f"; final solve failed ({failed}), kept the last field"
         res.seconds = time.perf_counter() - t0
         res.extra["cpu_seconds"] = time.process_time() - cpu0
         if self.problem is not None:
@@ -601,18 +620,20 @@ class GPPDESolver:
         res.extra["tau_pde"] = float(self.log_tau_pde.detach().exp())
         return res
 
-    def _settle(self, res: FitResult, joint: bool, u_param: Tensor | None) -> None:
-        """Make ``u`` consistent with the current hyperparameters (and ``u_param`` if joint)."""
+    def _settle(self, joint: bool, u_param: Tensor | None) -> Exception | None:
+        """Make ``u`` consistent with the current hyperparameters (``u_param`` if joint);
+        returns the numerical error of a failed solve (the last good field is kept)."""
         if joint:
             self.u = u_param.detach().clone()
             self._solved_key = None  # optimised jointly, not eliminated
-            return
+            return None
         try:
             with torch.no_grad():
                 _, run = self._solver(self._factors())
                 self._set_field(run())
         except _NUMERICAL as err:  # keep the last good field
-            res.message += f"; final solve failed ({err}), kept the last field"
+            return err
+        return None
 
     def _objective_value(self, u: Tensor) -> float:
         r""":math:`\mathcal J` at the current hyperparameters and field ``u`` (``inf`` if a

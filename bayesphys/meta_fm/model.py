@@ -431,8 +431,7 @@ class MetaFlowMatching:
         """
         steps = check_int("steps", steps, minimum=0)
         progress = check_bool("progress", progress)
-        if seed is not None:
-            seed = check_seed("seed", seed)
+        seed = check_optional_seed("seed", seed)
         if data is None:
             data = self.data
         if data is None:

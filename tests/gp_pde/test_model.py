@@ -325,6 +325,26 @@ def test_fit_keeps_the_lowest_objective_iterate():
     assert "best_step" not in rl.extra
 
 
+def test_keep_best_returns_the_evaluated_field_of_a_nonlinear_problem():
+    """Allen-Cahn's field depends on the solver's warm start: the kept iterate is the field
+    the objective was evaluated at (re-solving it from the last field gave another one)."""
+    m = GPPDESolver(
+        "allencahn2d-low", n_col=10, weighting="prior", solver_options={"max_iter": 2}, seed=0
+    )
+    res = m.fit(steps=25, lr=0.5, progress=False)
+    assert res.extra["best_step"] < 25 and "kept the lowest-objective" in res.message
+    assert m._objective_value(m.u) == res.extra["best_objective"]
+    assert m._fresh()  # the kept field is the one solved at the kept hyperparameters
+
+
+def test_keep_best_after_a_divergence_names_the_restored_iterate():
+    m = GPPDESolver("poisson1d-low", num_mixtures=4, n_col=40, seed=0)
+    res = m.fit(steps=10, lr=30.0, progress=False)
+    assert res.message.startswith("diverged at step 1") and res.steps == 1
+    assert res.extra["best_step"] == 0  # iterate 1 gave NaN; iterate 0 is the state returned
+    assert m._objective_value(m.u) == res.extra["best_objective"] == res.loss_history[0]
+
+
 def test_fit_keeps_the_final_iterate_when_it_is_the_best():
     kw = dict(steps=20, progress=False)
     a = GPPDESolver("poisson1d-low", num_mixtures=4, seed=0, n_col=40)
