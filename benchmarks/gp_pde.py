@@ -216,7 +216,7 @@ def run_one(
         best, last = res.extra["best_objective"], res.extra["final_objective"]
         note += (
             f"; objective {best:.6g} kept, last iterate {last:.6g}"
-            if best < last
+            if "kept the lowest-objective iterate" in res.message
             else f"; last iterate kept (lowest objective {last:.6g})"
         )
     if not m.can_eliminate and method == "GP-HM":

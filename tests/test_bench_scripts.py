@@ -29,6 +29,8 @@ def _refused(capsys, fn, argv, match):
 REFUSALS = [  # (script, function that would start a benchmark, argv, option named in the error)
     ("gp_pde.py", "run_one", ["--only", "poisson-1d"], "--only"),
     ("gp_pde.py", "run_one", ["--methods", "GP-hm"], "--methods"),
+    ("gp_pde.py", "run_one", ["--budget-scale", "0"], "--budget-scale"),
+    ("gp_pde.py", "run_one", ["--budget-scale", "nan"], "--budget-scale"),
     ("neural_process.py", "poisson_test_set", ["--only", "p1"], "--only"),
     ("neural_process.py", "poisson_test_set", ["--skip", "B2"], "--skip"),
     ("odil.py", None, ["--only", "B4"], "--only"),
@@ -249,3 +251,14 @@ def test_gp_pde_rows_say_which_iterate_they_report():
     assert "last iterate kept (lowest objective" in row["note"]
     row = mod.run_one("poisson1d-low", "GP-HM-ref-settings", kw, dict(steps=10), 60.0, "cpu")
     assert row["setting"]["iterate"] == "last" and "objective" not in row["note"]
+
+
+def test_gp_pde_budget_scale_multiplies_and_records_the_budget(tmp_path):
+    import json
+
+    mod = script_module(str(BENCH / "gp_pde.py"))
+    argv = ["--quick", "--only", "poisson1d-sin100", "--methods", "GP-HM", "--out", str(tmp_path)]
+    rows = json.loads(mod.main([*argv, "--budget-scale", "0.5"]).read_text())["rows"]
+    assert rows[0]["setting"]["budget_cpu_s"] == 30.0  # QUICK's 60 CPU-s budget x 0.5
+    rows = json.loads(mod.main(argv).read_text())["rows"]
+    assert "budget_cpu_s" not in rows[0]["setting"]  # the committed budget: not recorded

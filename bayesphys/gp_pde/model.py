@@ -475,9 +475,9 @@ class GPPDESolver:
         steps can leave a basin whose objective is far lower (training data only, no test error
         involved). ``result.extra`` then holds ``best_step`` (the step whose starting point was
         kept; ``steps`` = the last iterate), ``best_objective`` and ``final_objective`` (absent
-        when no step returned a finite objective, e.g. ``steps=0``). With the Picard solver
-        (2-D Allen-Cahn) :math:`\mathcal J` is evaluated at a fixed-point iterate, not at the
-        exact minimiser over :math:`U`. ``False``: the last iterate.
+        when no step returned a finite objective, e.g. ``steps=0``). For 2-D Allen-Cahn
+        :math:`\mathcal J` is evaluated at an inexact minimiser over :math:`U` (a Picard
+        fixed-point iterate, or capped Gauss-Newton / CG steps). ``False``: the last iterate.
         Checked: ``steps >= 0`` and ``eval_every >= 0`` (ints), ``lr > 0``, ``time_limit > 0``,
         ``tau_lr_mult >= 0`` (finite), ``keep_best`` a bool or ``None``. A numerical failure
         of a solve (non-finite iterate or precision, Gram factor not positive definite,
@@ -593,7 +593,9 @@ class GPPDESolver:
             # last iterate is the restored good state, already among the evaluated ones
             final = math.inf if failed else self._objective_value(u_param if joint else self.u)
             res.extra.update(best_objective=best["loss"], final_objective=final)
-            if best["loss"] <= final:
+            # after a divergence the evaluated best is kept even if re-solving the restored
+            # state (a nonlinear solve, warm-started elsewhere) happened to score lower
+            if best["loss"] <= final or res.message.startswith("diverged"):
                 with torch.no_grad():
                     for p, v in zip(params, best["values"]):
                         p.copy_(v)

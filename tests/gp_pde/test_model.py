@@ -371,3 +371,22 @@ def test_reference_method_keeps_its_last_iterate_by_default():
     rb = b.fit(**kw, keep_best=True)  # opting in: this run's last iterate is not its best
     assert rb.extra["best_step"] < ra.steps
     assert b._objective_value(b.u) < a._objective_value(a.u)
+
+
+def test_keep_best_when_the_last_solve_fails_restores_the_evaluated_iterate():
+    m = GPPDESolver("poisson1d-low", num_mixtures=4, n_col=40, seed=0)
+    real, calls = m._settle, []
+
+    def failing_once(joint, u_param):
+        calls.append(joint)
+        if len(calls) == 1:
+            return torch.linalg.LinAlgError("factor not positive definite")
+        return real(joint, u_param)
+
+    m._settle = failing_once
+    res = m.fit(steps=10, progress=False)
+    assert res.extra["final_objective"] == math.inf and res.extra["best_step"] < 10
+    assert "final solve failed (factor not positive definite); kept the lowest-objective" in (
+        res.message
+    )
+    assert m._objective_value(m.u) == res.extra["best_objective"] and m._fresh()
