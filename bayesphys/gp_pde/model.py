@@ -604,9 +604,14 @@ class GPPDESolver:
                 else:
                     self._set_field(best["field"])
                 res.extra["best_step"] = best["step"]
+                diverged = res.message.startswith("diverged")
                 if failed:
                     res.message += f"; final solve failed ({failed})"
-                res.message += f"; kept the lowest-objective iterate (start of step {best['step']})"
+                if failed or not (diverged and best["step"] == res.steps - 1):
+                    # (after a divergence, iterate steps - 1 is the restored last good state)
+                    res.message += (
+                        f"; kept the lowest-objective iterate (start of step {best['step']})"
+                    )
                 failed = None
             else:
                 res.extra["best_step"] = res.steps
