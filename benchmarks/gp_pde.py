@@ -155,7 +155,13 @@ def run_one(
             n_col=coarse["n_col"],
             **coarse.get("model", {}),
         )
-        rc = mc.fit(steps=coarse["steps"], progress=False, time_limit=budget, clock="cpu")
+        rc = mc.fit(
+            steps=coarse["steps"],
+            progress=False,
+            time_limit=budget,
+            clock="cpu",
+            keep_best=fit_kw.get("keep_best"),
+        )
         m.warm_start_from(mc)
         extra_s, extra_cpu, extra_steps = rc.seconds, rc.extra["cpu_seconds"], rc.steps
         budget = max(budget - extra_cpu, 1.0)
@@ -348,6 +354,12 @@ def main(argv: list[str] | None = None) -> pathlib.Path:
     ap.add_argument("--merge", action="store_true", help="keep existing rows that are not re-run")
     ap.add_argument("--threads", type=positive_int, default=2)
     ap.add_argument(
+        "--last-iterate",
+        action="store_true",
+        help="GP-HM rows return their last iterate (fit(keep_best=False), coarse stage "
+        "included) instead of the lowest-objective one; the row's setting says iterate: last",
+    )
+    ap.add_argument(
         "--budget-scale",
         type=float,
         default=1.0,
@@ -429,10 +441,14 @@ def main(argv: list[str] | None = None) -> pathlib.Path:
                 if problem in EXTRA:
                     lab, ekw, efk, eb = EXTRA[problem]
                     eb *= args.budget_scale
+                    if args.last_iterate:
+                        efk = {**efk, "keep_best": False}
                     rows.append(run_one(problem, "GP-HM", ekw, efk, eb, device, label=lab))
                     if args.budget_scale != 1.0:
                         rows[-1]["setting"]["budget_cpu_s"] = eb
             else:
+                if args.last_iterate:
+                    fkw = {**fkw, "keep_best": False}
                 rows.append(run_one(problem, method, mkw, fkw, budget * args.budget_scale, device))
                 if args.budget_scale != 1.0:
                     rows[-1]["setting"]["budget_cpu_s"] = budget * args.budget_scale

@@ -262,3 +262,29 @@ def test_gp_pde_budget_scale_multiplies_and_records_the_budget(tmp_path):
     assert rows[0]["setting"]["budget_cpu_s"] == 30.0  # QUICK's 60 CPU-s budget x 0.5
     rows = json.loads(mod.main(argv).read_text())["rows"]
     assert "budget_cpu_s" not in rows[0]["setting"]  # the committed budget: not recorded
+
+
+def test_gp_pde_last_iterate_option_turns_the_rule_off(tmp_path, monkeypatch):
+    import json
+
+    from bayesphys.gp_pde import GPPDESolver
+
+    kept = []
+    fit = GPPDESolver.fit
+
+    def spy(self, *args, **kwargs):
+        kept.append(kwargs.get("keep_best"))
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(GPPDESolver, "fit", spy)
+    mod = script_module(str(BENCH / "gp_pde.py"))
+    argv = ["--quick", "--only", "poisson1d-sin100", "--methods", "GP-HM", "--out", str(tmp_path)]
+    row = json.loads(mod.main([*argv, "--last-iterate"]).read_text())["rows"][0]
+    assert kept == [False] and row["setting"]["iterate"] == "last"
+    assert "objective" not in row["note"]
+    # the coarse stage too (Allen-Cahn's row fits a coarse model first)
+    kept.clear()
+    mkw = dict(n_col=10, num_mixtures=4)
+    fkw = dict(steps=2, keep_best=False, coarse=dict(n_col=8, steps=2, model=dict(num_mixtures=4)))
+    mod.run_one("allencahn2d-low", "GP-HM", mkw, fkw, 60.0, "cpu")
+    assert kept == [False, False]
