@@ -30,7 +30,15 @@ from torch import Tensor
 
 from .._checks import check_bool, check_int, check_real, check_seed
 from .._device import as_tensor, model_device, resolve_dtype
-from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
+from .._model import (
+    FitResult,
+    _refresh,
+    _restore,
+    _snapshot,
+    load_checkpoint,
+    optimize,
+    save_checkpoint,
+)
 from ..posterior import GaussianPosterior
 from ..problems.gp_pde import PROBLEMS, PDEProblem, get_problem
 from ._errors import NumericalFailure
@@ -471,9 +479,8 @@ class GPPDESolver:
         reference code's loop). ``True``: the fit returns the iterate with the lowest objective
         :math:`\mathcal J` among those evaluated (each step's starting point and the last
         iterate), hyperparameters and field as they were evaluated (the field is not re-solved:
-        a nonlinear solve depends on its warm start), not necessarily the last: Adam's last
-        steps can leave a basin whose objective is far lower (training data only, no test error
-        involved). ``result.extra`` then holds ``best_step`` (the step whose starting point was
+        a nonlinear solve depends on its warm start), not necessarily the last: late Adam steps
+        can leave a basin of far lower objective (training data only, no test error involved). ``result.extra`` then holds ``best_step`` (the step whose starting point was
         kept; ``steps`` = the last iterate), ``best_objective`` and ``final_objective`` (absent
         when no step returned a finite objective, e.g. ``steps=0``). For 2-D Allen-Cahn
         :math:`\mathcal J` is evaluated at an inexact minimiser over :math:`U` (a Picard
@@ -524,7 +531,9 @@ class GPPDESolver:
         c0 = now()
         cpu0 = time.process_time()
         state = {"k": 0}
-        best = {"loss": math.inf, "step": -1, "values": None}  # lowest-objective start point
+        # the lowest-objective starting point: its loss, step, hyperparameters and field
+        best = {"loss": math.inf, "step": -1, "field": None}
+        best["values"] = _snapshot(params) if keep_best else None
         w = self.config["weighting"]
 
         def closure():
@@ -567,11 +576,9 @@ class GPPDESolver:
             if keep_best and torch.isfinite(loss) and float(loss.detach()) < best["loss"]:
                 # the hyperparameters and the field this loss was computed at (the field is not
                 # re-solved on restore: a nonlinear solve depends on its warm start)
+                _refresh(best["values"])
                 best.update(
-                    loss=float(loss.detach()),
-                    step=k,
-                    values=[p.detach().clone() for p in params],
-                    field=None if joint else self.u.detach().clone(),
+                    loss=float(loss.detach()), step=k, field=None if joint else self.u.clone()
                 )
             if eval_every and self.problem is not None and k % eval_every == 0:
                 if joint:
@@ -588,27 +595,24 @@ class GPPDESolver:
         res = _run(step, steps, params, progress)
         # final state consistent with the final hyperparameters
         failed = self._settle(joint, u_param)
-        if keep_best and best["values"] is not None:
-            # the last iterate's objective (inf if its solve failed); after a divergence the
-            # last iterate is the restored good state, already among the evaluated ones
+        if keep_best and best["step"] >= 0:
+            # the last iterate's objective (inf if its solve failed). After a divergence the
+            # last iterate is the restored good state, already evaluated: the evaluated best
+            # is kept even if re-solving it (a nonlinear solve, warm-started elsewhere) scored
+            # lower; when it is that very state (step steps - 1) the message says so once.
             final = math.inf if failed else self._objective_value(u_param if joint else self.u)
             res.extra.update(best_objective=best["loss"], final_objective=final)
-            # after a divergence the evaluated best is kept even if re-solving the restored
-            # state (a nonlinear solve, warm-started elsewhere) happened to score lower
-            if best["loss"] <= final or res.message.startswith("diverged"):
-                with torch.no_grad():
-                    for p, v in zip(params, best["values"]):
-                        p.copy_(v)
+            diverged = res.message.startswith("diverged")
+            if best["loss"] <= final or diverged:
+                _restore(params, best["values"])
                 if joint:
                     self._settle(joint, u_param)
                 else:
                     self._set_field(best["field"])
                 res.extra["best_step"] = best["step"]
-                diverged = res.message.startswith("diverged")
                 if failed:
                     res.message += f"; final solve failed ({failed})"
                 if failed or not (diverged and best["step"] == res.steps - 1):
-                    # (after a divergence, iterate steps - 1 is the restored last good state)
                     res.message += (
                         f"; kept the lowest-objective iterate (start of step {best['step']})"
                     )
