@@ -90,3 +90,37 @@ def test_b4_baselines_script_smoke_run(tmp_path, capsys):
     assert by[("replica", 0, "floor")]["test_pops"] == 16
     out = capsys.readouterr().out
     assert "| replica | ideal-shift |" in out and "wrote " + str(path) in out
+
+
+def test_spread_perfect_script_smoke_run(tmp_path, capsys):
+    import json
+
+    script = script_module(str(repo_root() / "benchmarks" / "meta_fm_spread_perfect.py"))
+    path = script.main(["--smoke", "--out", str(tmp_path)])
+    assert path == tmp_path / "meta_fm_spread_perfect.json"
+    payload = json.loads(path.read_text())
+    assert payload["smoke"] is True and payload["pairs"] == script.PAIRS
+    rows = payload["rows"]
+    per_seed = [r for r in rows if isinstance(r["seed"], int)]
+    n = len(script.PROBLEMS) * len(script.SPREADS)
+    assert len(per_seed) == n * len(script.SEEDS) and len(rows) == len(per_seed) + 2 * n
+    by = {(r["problem"], r["seed"], r["spread"]): r for r in rows}
+    for pid in script.PROBLEMS:
+        for seed in script.SEEDS:
+            expected, one = by[(pid, seed, "expected-floor")], by[(pid, seed, "one-sample")]
+            assert expected["test_pops"] == script.SMOKE["n_test"]
+            # both spreads score the same perfect predictor's errors
+            assert expected["err_mean"] == one["err_mean"] > 0
+            for r in (expected, one):
+                assert -1 <= r["spearman"] <= 1 and r["spread_mean"] > 0
+        assert by[(pid, "mean", "expected-floor")]["spearman"] == pytest.approx(
+            sum(by[(pid, s, "expected-floor")]["spearman"] for s in script.SEEDS)
+            / len(script.SEEDS)
+        )
+    # seeded: a task's rows reproduce exactly (seconds aside)
+    again = script.run_task(("B3", 1), smoke=True)
+    for r in again:
+        assert {k: v for k, v in r.items() if k != "seconds"} == {
+            k: v for k, v in by[("B3", 1, r["spread"])].items() if k != "seconds"
+        }
+    assert "| B3 | one-sample |" in capsys.readouterr().out
