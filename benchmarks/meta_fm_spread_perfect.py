@@ -19,10 +19,14 @@ those errors for such a predictor, with nothing trained:
   member, so no epistemic part). It sees the realised prediction, whose own sampling noise is
   part of :math:`e_i`, so it can rank the errors better than the expected floor does.
 
-If the one-sample Spearman of the perfect predictor clears the issue's 0.3, a miss of the
-ensemble is the model's, not the metric's. B2 and B3 exactly as ``benchmarks/meta_fm.py``
-builds them for its full run (``problem_data(pid, False, seed)``: 200 test populations, seeds
-0, 1, 2).
+If the one-sample Spearman of the perfect predictor clears the issue's 0.3, the metric allows
+more than 0.3 for floor-limited errors (whether an ensemble's miss is then its model's is a
+reading: on B2 / B3 the target is the image of the observed source, so a push-forward model
+shares the source's sampling noise with the target, which an independent draw does not). With
+one member each half of a split holds ``m / 2`` points (128 on B3, where a five-member
+ensemble's halves hold 256): the estimate's level is higher, its ranking is what is scored.
+B2 and B3 exactly as ``benchmarks/meta_fm.py`` builds them for its full run
+(``problem_data(pid, False, seed)``: 200 test populations, seeds 0, 1, 2).
 
     python benchmarks/meta_fm_spread_perfect.py --jobs 2      # writes benchmarks/results
     python benchmarks/meta_fm_spread_perfect.py --smoke       # tiny sizes, a temp folder

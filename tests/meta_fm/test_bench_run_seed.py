@@ -92,8 +92,12 @@ def test_b4_baselines_script_smoke_run(tmp_path, capsys):
     assert "| replica | ideal-shift |" in out and "wrote " + str(path) in out
 
 
-def test_spread_perfect_script_smoke_run(tmp_path, capsys):
+def test_spread_perfect_script_smoke_run(tmp_path, capsys, monkeypatch):
     import json
+
+    import numpy as np
+
+    from bayesphys.meta_fm import floor_prediction
 
     script = script_module(str(repo_root() / "benchmarks" / "meta_fm_spread_perfect.py"))
     path = script.main(["--smoke", "--out", str(tmp_path)])
@@ -105,18 +109,24 @@ def test_spread_perfect_script_smoke_run(tmp_path, capsys):
     n = len(script.PROBLEMS) * len(script.SPREADS)
     assert len(per_seed) == n * len(script.SEEDS) and len(rows) == len(per_seed) + 2 * n
     by = {(r["problem"], r["seed"], r["spread"]): r for r in rows}
+    bench = script_module(SCRIPT)
     for pid in script.PROBLEMS:
         for seed in script.SEEDS:
             expected, one = by[(pid, seed, "expected-floor")], by[(pid, seed, "one-sample")]
             assert expected["test_pops"] == script.SMOKE["n_test"]
-            # both spreads score the same perfect predictor's errors
-            assert expected["err_mean"] == one["err_mean"] > 0
+            # the perfect predictor is scored as the benchmark scores its floor row
+            test = script.held_out(pid, seed, smoke=True)
+            floor = bench.mean_metrics(
+                floor_prediction(test, seed=1000 + seed), test.target, script.MAX_POINTS
+            )
+            assert one["err_mean"] == pytest.approx(floor["w2"], rel=1e-12)
+            assert expected["err_mean"] == one["err_mean"]
             for r in (expected, one):
                 assert -1 <= r["spearman"] <= 1 and r["spread_mean"] > 0
-        assert by[(pid, "mean", "expected-floor")]["spearman"] == pytest.approx(
-            sum(by[(pid, s, "expected-floor")]["spearman"] for s in script.SEEDS)
-            / len(script.SEEDS)
-        )
+        for spread in script.SPREADS:
+            vals = np.array([by[(pid, s, spread)]["spearman"] for s in script.SEEDS])
+            assert by[(pid, "mean", spread)]["spearman"] == pytest.approx(vals.mean())
+            assert by[(pid, "sd", spread)]["spearman"] == pytest.approx(vals.std(ddof=1))
     # seeded: a task's rows reproduce exactly (seconds aside)
     again = script.run_task(("B3", 1), smoke=True)
     for r in again:
@@ -124,3 +134,14 @@ def test_spread_perfect_script_smoke_run(tmp_path, capsys):
             k: v for k, v in by[("B3", 1, r["spread"])].items() if k != "seconds"
         }
     assert "| B3 | one-sample |" in capsys.readouterr().out
+    # the full-run path takes the benchmark's own test split
+    tiny = linear_map(n_train=3, n_cal=2, n_test=4, n_points=12, seed=5)
+    calls = []
+
+    def fake_problem_data(pid, quick, seed):
+        calls.append((pid, quick, seed))
+        return tiny, {"split": "test"}, 5
+
+    monkeypatch.setattr(script, "problem_data", fake_problem_data)
+    held = script.held_out("B2", 2)
+    assert calls == [("B2", False, 2)] and held.source_id.tolist() == tiny.splits["test"]
