@@ -18,10 +18,11 @@ import platform
 import shlex
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ._checks import check_int
@@ -225,6 +226,39 @@ def write_rows(
     print(rows_table(rows))
     print(f"wrote {path}")
     return path
+
+
+def seed_summary_rows(
+    rows: Iterable[Mapping[str, Any]],
+    group: Sequence[str],
+    keys: Sequence[str],
+    *,
+    keep: Sequence[str] = (),
+    fill: Mapping[str, Any] | None = None,
+) -> list[dict]:
+    """``mean`` and ``sd`` (ddof 1; ``nan`` for one seed) rows over the per-seed ``rows`` of
+    each group, for an ablation script's results file.
+
+    ``rows``: one dict per seed (an int ``"seed"``) holding the ``group`` fields and the
+    numeric ``keys``; groups come out in their order of first appearance. Each summary row is
+    ``{group fields, "seed": "mean" | "sd", **fill, keep fields (from the group's first
+    row), keys}``."""
+    groups: dict[tuple, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[g] for g in group), []).append(r)
+    out = []
+    for gkey, sel in groups.items():
+        for stat in ("mean", "sd"):
+            row = {**dict(zip(group, gkey)), "seed": stat, **(fill or {})}
+            row.update({k: sel[0][k] for k in keep})
+            for k in keys:
+                v = np.array([r[k] for r in sel], dtype=float)
+                if stat == "mean":
+                    row[k] = float(v.mean())
+                else:
+                    row[k] = float(v.std(ddof=1)) if len(v) > 1 else math.nan
+            out.append(row)
+    return out
 
 
 def positive_int(text: str) -> int:

@@ -24,7 +24,6 @@ Writes ``<out>/meta_fm_b4_baselines.json`` (rows per split, seed and method, the
 from __future__ import annotations
 
 import json
-import math
 import sys
 import tempfile
 import time
@@ -33,7 +32,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bayesphys._bench import ablation_parser, print_rows_table, run_script_tasks, write_rows
+from bayesphys._bench import (
+    ablation_parser,
+    print_rows_table,
+    run_script_tasks,
+    seed_summary_rows,
+    write_rows,
+)
 from bayesphys.meta_fm import (
     correlation_of_correlations,
     floor_prediction,
@@ -116,23 +121,9 @@ def run_task(task: tuple[str, int], smoke: bool = False) -> list[dict]:
 
 def summary_rows(rows: list[dict]) -> list[dict]:
     """``mean`` and ``sd`` (ddof 1) over seeds of each (split, method)'s metrics."""
-    out = []
-    for split in SPLITS:
-        for meth in METHODS:
-            sel = [r for r in rows if r["split"] == split and r["method"] == meth]
-            if not sel:
-                continue
-            for stat in ("mean", "sd"):
-                row = {"split": split, "seed": stat, "fold": None, "method": meth}
-                row["test_pops"] = sel[0]["test_pops"]
-                for k in METRICS:
-                    v = np.array([r[k] for r in sel], dtype=float)
-                    if stat == "mean":
-                        row[k] = float(v.mean())
-                    else:
-                        row[k] = float(v.std(ddof=1)) if len(v) > 1 else math.nan
-                out.append(row)
-    return out
+    return seed_summary_rows(
+        rows, ("split", "method"), METRICS, keep=("test_pops",), fill={"fold": None}
+    )
 
 
 def summary_table(rows: list[dict]) -> str:

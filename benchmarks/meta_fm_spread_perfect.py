@@ -38,7 +38,6 @@ and ``sd`` rows over seeds) and prints the table.
 from __future__ import annotations
 
 import json
-import math
 import sys
 import tempfile
 import time
@@ -47,7 +46,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bayesphys._bench import ablation_parser, print_rows_table, run_script_tasks, write_rows
+from bayesphys._bench import (
+    ablation_parser,
+    print_rows_table,
+    run_script_tasks,
+    seed_summary_rows,
+    write_rows,
+)
 from bayesphys.meta_fm import floor_prediction
 from bayesphys.meta_fm.evaluation import population_metrics, sampling_noise_w2, spearman
 from bayesphys.problems.populations import (
@@ -64,6 +69,7 @@ NAME = "meta_fm_spread_perfect"
 PROBLEMS = ("B2", "B3")
 SEEDS = (0, 1, 2)
 SPREADS = ("expected-floor", "one-sample")
+SUMMARY_KEYS = ("spearman", "err_mean", "err_sd", "spread_mean", "spread_sd", "seconds")
 # the benchmark's full-run evaluation size (benchmarks/meta_fm.py: max_points 1000)
 MAX_POINTS = 1000
 PAIRS = 3
@@ -148,24 +154,7 @@ def run_task(task: tuple[str, int], smoke: bool = False, pairs: int = PAIRS) -> 
 
 def summary_rows(rows: list[dict]) -> list[dict]:
     """``mean`` and ``sd`` (ddof 1) over seeds of each (problem, spread)'s figures."""
-    out = []
-    keys = ("spearman", "err_mean", "err_sd", "spread_mean", "spread_sd", "seconds")
-    for pid in PROBLEMS:
-        for name in SPREADS:
-            sel = [r for r in rows if r["problem"] == pid and r["spread"] == name]
-            if not sel:
-                continue
-            for stat in ("mean", "sd"):
-                row = {"problem": pid, "seed": stat, "spread": name}
-                row["test_pops"] = sel[0]["test_pops"]
-                for k in keys:
-                    v = np.array([r[k] for r in sel], dtype=float)
-                    if stat == "mean":
-                        row[k] = float(v.mean())
-                    else:
-                        row[k] = float(v.std(ddof=1)) if len(v) > 1 else math.nan
-                out.append(row)
-    return out
+    return seed_summary_rows(rows, ("problem", "spread"), SUMMARY_KEYS, keep=("test_pops",))
 
 
 def summary_table(rows: list[dict]) -> str:

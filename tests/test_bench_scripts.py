@@ -4,6 +4,7 @@ runs or is written (a typo used to replace a committed results file with an empt
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import pytest
@@ -288,3 +289,21 @@ def test_gp_pde_last_iterate_option_turns_the_rule_off(tmp_path, monkeypatch):
     fkw = dict(steps=2, keep_best=False, coarse=dict(n_col=8, steps=2, model=dict(num_mixtures=4)))
     mod.run_one("allencahn2d-low", "GP-HM", mkw, fkw, 60.0, "cpu")
     assert kept == [False, False]
+
+
+def test_seed_summary_rows_mean_sd_per_group_in_first_appearance_order():
+    rows = [
+        {"split": "b", "seed": 0, "method": "x", "n": 7, "w2": 1.0},
+        {"split": "a", "seed": 0, "method": "x", "n": 5, "w2": 4.0},
+        {"split": "b", "seed": 1, "method": "x", "n": 7, "w2": 3.0},
+    ]
+    out = bench.seed_summary_rows(rows, ("split", "method"), ("w2",), keep=("n",), fill={"f": None})
+    assert [(r["split"], r["seed"]) for r in out] == [
+        ("b", "mean"),
+        ("b", "sd"),
+        ("a", "mean"),
+        ("a", "sd"),
+    ]
+    assert out[0] == {"split": "b", "method": "x", "seed": "mean", "f": None, "n": 7, "w2": 2.0}
+    assert out[1]["w2"] == pytest.approx(2**0.5)  # sd with ddof 1 of (1, 3)
+    assert out[2]["w2"] == 4.0 and math.isnan(out[3]["w2"])  # one seed: no sd
