@@ -25,7 +25,9 @@ class MFMConfig:
     schedule: ``"joint"`` (one optimiser over field and GCN) or ``"alternating"`` (the
         reference: odd steps update the field with cached detached embeddings, even steps the
         GCN through the fixed field).
-    points / pops_per_step: points subsampled per population, populations per step.
+    points / pops_per_step: points subsampled per population, populations per step. In
+        training a population smaller than ``points`` is resampled with replacement (a
+        ``UserWarning`` says so); prediction embeds populations of at most ``points`` whole.
     lr_schedule: ``"constant"`` (the reference) or ``"cosine"`` (each learning rate decays as
         :math:`\tfrac12(1 + \cos(\pi k / K))` over the ``K`` steps of one :meth:`fit` call).
     conditioning: how the field reads its condition: ``"concat"`` (input concatenation, the

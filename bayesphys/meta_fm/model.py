@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -444,6 +445,16 @@ class MetaFlowMatching:
             check_features(
                 "data.source_features", data.source_features, data.source, cfg.node_features
             )
+        small = min(q.shape[0] for q in data.source)
+        if cfg.method == "MFM" and small < cfg.points:
+            warnings.warn(
+                f"fit: a training population has {small} points, fewer than config.points="
+                f"{cfg.points}: training resamples such populations with replacement (repeated "
+                "points in the embedding's kNN graph), while prediction embeds them whole; "
+                "set points to at most the smallest population size to train on what it reads",
+                UserWarning,
+                stacklevel=2,
+            )
         if cfg.normalize and self.steps_done == 0:
             # the frame the weights learn in: estimated before the first step only (a later fit,
             # e.g. fine-tuning on other pairs, keeps it)
@@ -656,7 +667,9 @@ class MetaFlowMatching:
         ``batch_shape`` ``(P,)``, ``event_shape`` ``(n, d)``).
 
         Draws differ by the seeded subsample the embedding sees (an embedding/finite-sample
-        bootstrap, anchor 6.2); FM and CGFM draws are identical. Use
+        bootstrap, anchor 6.2); FM and CGFM draws are identical. Populations of at most
+        ``config.points`` points are embedded whole, so their MFM draws are identical too (zero
+        spread; a ``UserWarning`` says so). Use
         :class:`~bayesphys.meta_fm.ensemble.MFMEnsemble` for epistemic spread over weights.
         All populations must have the same size ``n``.
         """
@@ -666,6 +679,15 @@ class MetaFlowMatching:
         if len({q.shape[0] for q in pops}) != 1:
             raise ValueError(
                 f"x: posterior needs equal population sizes, received {[q.shape[0] for q in pops]}"
+            )
+        if self.config.method == "MFM" and pops[0].shape[0] <= self.config.points:
+            warnings.warn(
+                f"posterior: populations of {pops[0].shape[0]} points are no larger than the "
+                f"embedding's subsample (config.points={self.config.points}), so they are "
+                "embedded whole and every draw is identical (zero spread); use MFMEnsemble for "
+                "a spread over weights",
+                UserWarning,
+                stacklevel=2,
             )
         draws = [
             torch.stack(self.predict(pops, treatment, features=features, seed=offset_seed(seed, k)))

@@ -13,7 +13,10 @@ where :math:`Q_\ell` is the empirical :math:`\ell`-quantile over all validation 
 :math:`z_\ell = \Phi^{-1}((1 + \ell)/2)` (``level = 0.9545``: :math:`z = 2`). After scaling, a
 fraction :math:`\ell` of the validation entries fall inside the central :math:`\ell` band, so
 the 2-sigma coverage of fresh instances is :math:`\approx \ell` when they are exchangeable with
-the validation set. This is the one step that uses solver data: training stays physics-only.
+the validation set. (:math:`Q_\ell` interpolates linearly between neighbouring order
+statistics, so the validation fraction is within :math:`1/n` of :math:`\ell`, :math:`n` the
+number of validation entries, rather than exactly :math:`\ell`.) This is the one step that
+uses solver data: training stays physics-only.
 """
 
 from __future__ import annotations
@@ -91,7 +94,9 @@ def calibrate_variance(
     (use the layout the model will be queried with: the scale depends on it).
 
     Returns ``{"field": s_u, "parameters": s_z, "coverage_field_raw": ...,
-    "coverage_parameters_raw": ...}`` (raw = before scaling, on the validation set).
+    "coverage_parameters_raw": ...}`` (raw = before scaling, on the validation set); with
+    ``parameters=False``, ``s_z`` is the parameter scale kept in force and there is no
+    ``"coverage_parameters_raw"``.
     ``parameters`` is a bool; ``x_inverse``/``u_inverse`` need ``parameters=True`` (they
     would have no effect otherwise, so they are refused).
     """
@@ -170,4 +175,5 @@ def calibrate_variance(
         model.variance_scale = old
         raise
     model.variance_scale = {"field": out["field"], "parameters": s_z}
+    out["parameters"] = s_z  # parameters=False: the scale kept in force
     return out

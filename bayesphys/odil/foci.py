@@ -107,12 +107,14 @@ def kmeans_foci(points: Tensor, k: int, *, iters: int = 25) -> Tensor:
 
 def log_evidence(model: GliomaModel) -> float:
     r"""Laplace log evidence :math:`\log p(y \mid K)` of a fitted model (module docstring),
-    up to a constant that is the same for every number of foci (PET normalisation)."""
+    up to a constant that is the same for every number of foci (PET normalisation). Read at
+    the fitted mode and covariance (:meth:`~bayesphys.odil.GliomaModel.fitted_theta`): a
+    :meth:`~bayesphys.odil.GliomaModel.recalibrate` map does not change the evidence."""
     _check_model(model)
-    model._require_fit()
+    theta, cov = model.fitted_theta()
     with torch.no_grad():
-        loss = float(model.loss(model.theta))
-    logdet_cov = float(torch.linalg.slogdet(model.theta_cov)[1])
+        loss = float(model.loss(theta))
+    logdet_cov = float(torch.linalg.slogdet(cov)[1])
     pr = model.config["prior"]
     log_sd = math.log(pr["log_dw"][1]) + math.log(pr["log_rho"][1])
     log_sd += model.n_foci * model.ndim * math.log(pr["focus_sd"])

@@ -294,6 +294,7 @@ class GliomaModel(GliomaPosteriorMixin):
                 )
             for fk in f.reshape(n_foci, self.ndim):
                 self._check_focus(fk, "focus_init")
+                self._check_in_crop(fk, "focus_init")
             self.focus_init = f.reshape(-1)
         elif n_foci == 1:
             self.focus_init = self.centroid.clone()
@@ -347,6 +348,20 @@ class GliomaModel(GliomaPosteriorMixin):
             raise ValueError(
                 f"{name}: expected a focus inside the brain (wm + gm >= 0.1), received "
                 f"{[round(float(v), 2) for v in f]} mm"
+            )
+
+    def _check_in_crop(self, f: Tensor, name: str) -> None:
+        """Refuse a focus outside the solver's crop: its initial tumour is ~0 there, so the fit
+        starts without a signal (it used to run and end far from the lesion, silently)."""
+        h = self.config["spacing"]
+        lo = [sl.start * h for sl in self.crop]
+        hi = [sl.stop * h for sl in self.crop]
+        if not all(lo[k] <= float(f[k]) < hi[k] for k in range(self.ndim)):
+            box = " x ".join(f"[{a:g}, {b:g})" for a, b in zip(lo, hi))
+            raise ValueError(
+                f"{name}: expected a focus inside the solver's crop around the lesion ({box} mm), "
+                f"received {[round(float(v), 2) for v in f]} mm; widen crop_margin_mm / "
+                "crop_scale to start from there"
             )
 
     def full(self, c: Tensor) -> Tensor:

@@ -58,6 +58,18 @@ class GliomaPosteriorMixin:
         self._require_fit()
         return GaussianPosterior(self.theta, self.theta_cov)
 
+    def fitted_theta(self) -> tuple[Tensor, Tensor]:
+        r"""The fitted Laplace posterior ``(theta [2 + K d], cov [2 + K d, 2 + K d])``, with any
+        :meth:`recalibrate` map undone (``theta`` / ``theta_cov`` hold the recalibrated one)."""
+        self._require_fit()
+        theta, cov = self.theta, self.theta_cov
+        if self.recalibration is not None:
+            kw = {"dtype": cov.dtype, "device": cov.device}
+            b0, s0 = (v.to(**kw) for v in self.recalibration)
+            cov = cov / (s0[:, None] * s0[None, :])
+            theta = theta + b0 * cov.diagonal().sqrt()
+        return theta, cov
+
     def recalibrate(self, shift: Any, scale: Any) -> None:
         r"""Apply a recalibration map fitted on simulated patients
         (:func:`~bayesphys.odil.fit_recalibration_map`): :math:`\theta \leftarrow \theta -
@@ -87,11 +99,7 @@ class GliomaPosteriorMixin:
             raise ValueError("shift: expected finite values")
         if not bool((torch.isfinite(s) & (s > 0)).all()):
             raise ValueError("scale: expected positive finite values")
-        theta, cov = self.theta, self.theta_cov
-        if self.recalibration is not None:  # back to the fitted posterior first
-            b0, s0 = (v.to(**kw) for v in self.recalibration)
-            cov = cov / (s0[:, None] * s0[None, :])
-            theta = theta + b0 * cov.diagonal().sqrt()
+        theta, cov = self.fitted_theta()  # the map acts on the fitted posterior
         self.theta = theta - b * cov.diagonal().sqrt()
         self.theta_cov = s[:, None] * cov * s[None, :]
         self.recalibration = (b.clone(), s.clone())

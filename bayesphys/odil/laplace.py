@@ -180,7 +180,7 @@ def _theta_covariance(problem, x, t_idx, dense, sparse, stencil_radius, cg_tol, 
         sols.append(s)
         iters.append(its)
         resids.append(float(rel))
-    if any(r > cg_tol for r in resids):
+    if not all(r <= cg_tol for r in resids):  # NaN residuals included
         warnings.warn(
             f"theta_covariance: CG did not reach cg_tol={cg_tol:g} within cg_maxiter="
             f"{cg_maxiter} (relative residuals {[f'{r:.1e}' for r in resids]}); the covariance "
@@ -191,7 +191,35 @@ def _theta_covariance(problem, x, t_idx, dense, sparse, stencil_radius, cg_tol, 
     schur = h_tt - h_ut.T @ torch.stack(sols, 1)
     schur = 0.5 * (schur + schur.T)
     cov = torch.linalg.inv(schur)
+    if not bool(torch.isfinite(cov).all()):
+        raise ValueError(
+            "x: the Gauss-Newton matrix at x is not finite (a residual or its Jacobian is NaN or "
+            "infinite there), so no covariance can be formed"
+        )
     return 0.5 * (cov + cov.T), {"cg_iters": iters, "cg_residuals": resids}
+
+
+def _check_constrained(problem: DiscreteProblem, x: Tensor, field: str, sl) -> None:
+    """Refuse a field with cells that no residual depends on (zero columns of :math:`J`):
+    their Gauss-Newton precision is 0, so their variance is infinite (the dense path failed
+    inside ``inv``; the sampling path reported the jitter as their sd)."""
+    r, _, jtw = jvp_vjp(problem.residual, x)
+    # column k of J is zero iff (J^T v)_k = 0 for every v; two Gaussian probes tell (a non-zero
+    # column gives a zero entry with probability 0)
+    gen = torch.Generator(device=x.device).manual_seed(0)
+    touched = torch.zeros(problem.n, dtype=torch.bool, device=x.device)
+    for _ in range(2):
+        v = torch.randn(r.shape, dtype=x.dtype, device=x.device, generator=gen)
+        touched |= jtw(v) != 0
+    free = (~touched[sl]).nonzero().squeeze(-1)
+    if free.numel():
+        shape = problem.field_shapes[field]
+        first = [tuple(int(i) for i in torch.unravel_index(k, shape)) for k in free[:5]]
+        raise ValueError(
+            f"field: {free.numel()} cell(s) of {field!r} (e.g. {first}) enter no residual, so "
+            "their posterior variance is infinite; add a prior or smoothness residual that "
+            "covers them"
+        )
 
 
 def field_posterior(
@@ -231,6 +259,7 @@ def field_posterior(
     sl = problem.slices[field]
     fields, _ = problem.unpack(x)
     mean = fields[field].detach()
+    _check_constrained(problem, x, field, sl)
     if problem.n <= dense_max:
         h = dense_gn_matrix(problem, x)
         cov = torch.linalg.inv(h)[sl, sl]
@@ -245,11 +274,22 @@ def field_posterior(
     def mv(v):
         return jtw(jv(v))
 
-    draws = []
+    draws, resids = [], []
     for _ in range(num_draws):
         z = torch.randn(r.shape, dtype=x.dtype, device=x.device, generator=gen)
-        d, _, _ = cg(mv, jtw(z), tol=cg_tol, maxiter=cg_maxiter)
+        d, _, rel = cg(mv, jtw(z), tol=cg_tol, maxiter=cg_maxiter)
         draws.append(d[sl])
+        resids.append(float(rel))
+    bad = [r for r in resids if not r <= cg_tol]  # NaN residuals included
+    if bad:
+        warnings.warn(
+            f"field_posterior: CG did not reach cg_tol={cg_tol:g} within cg_maxiter="
+            f"{cg_maxiter} for {len(bad)} of {num_draws} draws (relative residuals up to "
+            f"{max(bad):.1e}); the draws, and the spread they give, may be off: raise "
+            "cg_maxiter",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     s = torch.stack(draws, 1) / num_draws**0.5
     cov = LowRankRootAddedDiagLinearOperator(
         LowRankRootLinearOperator(s),

@@ -27,7 +27,8 @@ def nuts_reference(
     max_tree_depth: int = 6,
     progress: bool = False,
 ) -> tuple[Tensor, float]:
-    r"""NUTS draws ``[chain, draw, 2 + d]`` of :math:`\theta` and the wall time in seconds.
+    r"""NUTS draws ``[chain, draw, 2 + K d]`` of :math:`\theta` (``K`` foci in ``d``
+    dimensions) and the wall time in seconds.
 
     ``model`` is a fitted :class:`~bayesphys.odil.GliomaModel` (its optimum starts the chains).
     ``num_samples >= 1``, ``warmup_steps >= 0``, ``num_chains >= 1``, ``max_tree_depth >= 1``,

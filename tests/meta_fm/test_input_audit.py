@@ -524,3 +524,31 @@ def test_ot_pairing_refuses_a_non_tensor_with_a_type_error():
         match=r"^x1: expected a population \[n, d\] of at least 1 point, received shape \(0, 2\)",
     ):
         ot_pairing(torch.zeros(1, 2), torch.zeros(0, 2))
+
+
+def test_small_populations_warn_in_fit_and_posterior():
+    """Populations no larger than ``points``: training resamples them with replacement and the
+    posterior embeds them whole (identical draws); both used to happen silently."""
+    import warnings
+
+    from bayesphys.meta_fm import MetaFlowMatching
+    from bayesphys.problems import linear_map
+
+    data = linear_map(n_train=4, n_cal=0, n_test=2, n_points=16, seed=0)
+    m = MetaFlowMatching(
+        data, width=16, layers=2, time_dim=8, fourier=8, knn_k=5, points=32, seed=0
+    )
+    with pytest.warns(UserWarning, match="fewer than config.points=32"):
+        m.fit(steps=1, progress=False)
+    with pytest.warns(UserWarning, match="every draw is identical"):
+        post = m.posterior(data.subset("test").source, num_draws=3)
+    assert float(post.variance.max()) == 0.0  # what the warning says
+    # populations larger than points: no warning, and the draws differ
+    big = MetaFlowMatching(
+        data, width=16, layers=2, time_dim=8, fourier=8, knn_k=5, points=8, seed=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        big.fit(steps=1, progress=False)
+        post = big.posterior(data.subset("test").source, num_draws=3)
+    assert float(post.variance.max()) > 0.0

@@ -97,5 +97,8 @@ def test_calibrate_fields_only_keeps_the_parameter_scale_in_force():
     both = m.calibrate(val["x"], val["u"], val["z"], val["w"])
     assert both["parameters"] != 1.0
     field = m.calibrate(val["x"][::2], val["u"][:, ::2], val["z"], val["w"], parameters=False)
-    assert "parameters" not in field
+    # the returned dict names the parameter scale in force, as documented (it had no
+    # "parameters" key), and has no raw parameter coverage (nothing was fitted)
+    assert field["parameters"] == both["parameters"]
+    assert "coverage_parameters_raw" not in field
     assert m.variance_scale == {"field": field["field"], "parameters": both["parameters"]}

@@ -133,3 +133,34 @@ def test_focus_error_counts_missed_and_spurious_foci():
         focus_error_mm([], true)
     with pytest.raises(ValueError, match="one dimension"):
         focus_error_mm([[0.0, 0.0, 0.0]], true)
+
+
+def test_log_evidence_is_that_of_the_fit_whatever_the_recalibration(phantom):
+    """log_evidence read theta / theta_cov after recalibrate(): the evidence moved with the map."""
+    m = _model(synthetic_patient(101, phantom=phantom))
+    m.fit(progress=False)
+    fitted = log_evidence(m)
+    theta, cov = m.theta.clone(), m.theta_cov.clone()
+    m.recalibrate(torch.tensor([0.3, -0.2, 0.1, 0.0]), torch.tensor([0.7, 1.4, 1.1, 0.9]))
+    assert not torch.allclose(m.theta, theta)  # the map is in force
+    assert log_evidence(m) == pytest.approx(fitted, rel=1e-12)
+    t0, c0 = m.fitted_theta()
+    torch.testing.assert_close(t0, theta, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(c0, cov, rtol=1e-12, atol=1e-14)
+
+
+def test_focus_init_outside_the_solver_crop_is_refused(phantom):
+    """A focus inside the brain but outside the crop around the lesion started the fit with a
+    ~0 tumour and ended far from the lesion, silently."""
+    p = synthetic_patient(101, phantom=phantom)
+    m = _model(p)
+    h = m.config["spacing"]
+    _model(p, focus_init=m.centroid.tolist())  # the lesion's centre: accepted
+    brain = (p["wm"] + p["gm"] >= 0.1).nonzero()
+    lo = torch.tensor([sl.start for sl in m.crop])
+    hi = torch.tensor([sl.stop for sl in m.crop])
+    out = brain[((brain < lo) | (brain >= hi)).any(1)]
+    assert len(out), "the phantom has brain voxels outside the crop"
+    focus = ((out[0].double() + 0.5) * h).tolist()
+    with pytest.raises(ValueError, match="focus_init: expected a focus inside the solver's crop"):
+        _model(p, focus_init=focus)

@@ -426,3 +426,23 @@ def test_a_failed_refit_keeps_the_last_fit_whole(patient, monkeypatch):
     with pytest.raises(torch.linalg.LinAlgError):
         m.fit(steps=3, grid=2, progress=False)
     assert torch.equal(m.theta, theta) and torch.equal(m.theta_cov, cov) and m.result is result
+
+
+def test_model_plan_refuses_a_score_without_support():
+    """An all-zero score planned arbitrary voxels (the top-k's tie order)."""
+    brain = torch.ones(8, 8)
+    with pytest.raises(ValueError, match=r"received the same value \(0\) in every brain voxel"):
+        model_plan(torch.zeros(8, 8), brain, 6)
+    outside = torch.full((8, 8), -1.0)
+    outside[0, 0] = 5.0  # differs only outside the brain: still no ranking inside it
+    brain_part = torch.ones(8, 8)
+    brain_part[0, 0] = 0.0
+    with pytest.raises(ValueError, match="the same value"):
+        model_plan(outside, brain_part, 6)
+    assert int(model_plan(torch.zeros(8, 8), brain, 0).sum()) == 0
+    assert int(model_plan(torch.zeros(8, 8), brain, 64).sum()) == 64
+    neg = -torch.arange(64, dtype=torch.float64).reshape(8, 8)  # negative scores still rank
+    assert bool(model_plan(neg, brain, 1)[0, 0])
+    score = torch.zeros(8, 8)
+    score[2, 3] = 1.0
+    assert bool(model_plan(score, brain, 1)[2, 3])

@@ -504,3 +504,85 @@ def test_theta_covariance_names_an_unidentified_parameter():
             theta_covariance(prob, x, **kw)
     cov, _ = theta_covariance(prob, x, ["k"])  # the identified one alone still works
     assert cov.shape == (1, 1) and bool(torch.isfinite(cov).all())
+
+
+def _heat_problem():
+    """Implicit-midpoint heat equation on a 9 x 16 space-time grid, data at the last time."""
+    import math
+
+    from bayesphys.odil import DiscreteProblem, d2
+
+    nt, nx = 9, 16
+    dt, dx = 0.5 / (nt - 1), 1.0 / nx
+    u0 = torch.sin(2 * math.pi * torch.arange(nx, dtype=torch.float64) * dx)
+    y = u0 * math.exp(-0.1 * (2 * math.pi) ** 2 * 0.5)
+
+    def res(f, p):
+        u = f["u"]
+        ut = (u[1:] - u[:-1]) / dt
+        uxx = 0.5 * (d2(u[1:], 1, dx) + d2(u[:-1], 1, dx))
+        return {
+            "pde": (ut - p["D"] * uxx) / 1e-2,
+            "init": (u[0] - u0) / 1e-2,
+            "data": (u[-1] - y) / 1e-2,
+        }
+
+    prob = DiscreteProblem({"u": (nt, nx)}, {"D": 0.1}, res, dtype=torch.float64)
+    return prob, prob.pack({"u": u0.expand(nt, nx)})
+
+
+def test_field_posterior_warns_when_cg_stops_short():
+    """Capped CG gave draws whose spread was 1-10 % of the true one, silently."""
+    import warnings
+
+    from bayesphys.odil import field_posterior
+
+    prob, x = _heat_problem()
+    with pytest.warns(RuntimeWarning, match="field_posterior: CG did not reach"):
+        field_posterior(prob, x, "u", dense_max=0, num_draws=4, cg_maxiter=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        field_posterior(prob, x, "u", dense_max=0, num_draws=4)
+
+
+def test_field_posterior_refuses_cells_no_residual_sees():
+    """A cell outside every residual: the dense path failed inside torch's inv, the sampling
+    path reported the jitter (1e-6) as its sd; its variance is infinite."""
+    from bayesphys.odil import DiscreteProblem, field_posterior
+
+    y = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)
+
+    def res(f, p):
+        return {"data": (f["u"][:4] - y) / 0.1, "a": (p["a"] - 1.0).reshape(1) / 0.5}
+
+    prob = DiscreteProblem({"u": (5,)}, {"a": 0.0}, res, dtype=torch.float64)
+    x = prob.pack({"u": torch.tensor([1.0, 2, 3, 4, 0], dtype=torch.float64)})
+    for dense_max in (4096, 0):
+        with pytest.raises(ValueError, match=r"1 cell\(s\) of 'u' \(e.g. \[\(4,\)\]\) enter no"):
+            field_posterior(prob, x, "u", dense_max=dense_max, num_draws=8)
+
+    # the same cell seen by a prior residual: accepted, finite variance
+    def res_prior(f, p):
+        out = res(f, p)
+        out["prior"] = f["u"] / 10.0
+        return out
+
+    ok = DiscreteProblem({"u": (5,)}, {"a": 0.0}, res_prior, dtype=torch.float64)
+    post = field_posterior(ok, ok.pack({"u": torch.zeros(5, dtype=torch.float64)}), "u")
+    assert bool(torch.isfinite(post.variance).all())
+
+
+def test_theta_covariance_refuses_nan_gauss_newton_matrix():
+    """A residual that is NaN at x gave a NaN covariance and no warning (r > tol is False for
+    NaN residuals)."""
+    from bayesphys.odil import DiscreteProblem, theta_covariance
+
+    def res(f, p):
+        u = f["u"]
+        return {"data": (torch.sqrt(u) - 1.0) / 0.1, "a": (p["a"] * u.sum() - 1.0).reshape(1)}
+
+    prob = DiscreteProblem({"u": (3,)}, {"a": 1.0}, res, dtype=torch.float64)
+    x = prob.pack({"u": torch.tensor([1.0, -1.0, 1.0], dtype=torch.float64)})
+    with pytest.warns(RuntimeWarning, match="CG did not reach"):
+        with pytest.raises(ValueError, match="Gauss-Newton matrix at x is not finite"):
+            theta_covariance(prob, x, ["a"])
