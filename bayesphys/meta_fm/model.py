@@ -448,10 +448,20 @@ class MetaFlowMatching:
         small = min(q.shape[0] for q in data.source)
         if cfg.method == "MFM" and small < cfg.points:
             warnings.warn(
-                f"fit: a training population has {small} points, fewer than config.points="
-                f"{cfg.points}: training resamples such populations with replacement (repeated "
-                "points in the embedding's kNN graph), while prediction embeds them whole; "
-                "set points to at most the smallest population size to train on what it reads",
+                f"fit: a training source population has {small} points, fewer than "
+                f"config.points={cfg.points}: training resamples such populations with "
+                "replacement (repeated points in the embedding's kNN graph), while prediction "
+                "embeds them whole; set points to at most the smallest population size to "
+                "train on what it reads",
+                UserWarning,
+                stacklevel=2,
+            )
+        small_t = min(q.shape[0] for q in data.target)
+        if self.coupling not in ("index", "ot_full") and small_t < cfg.points:
+            warnings.warn(
+                f"fit: a training target population has {small_t} points, fewer than "
+                f"config.points={cfg.points}: training resamples such targets with "
+                "replacement (repeated target points in each flow-matching batch)",
                 UserWarning,
                 stacklevel=2,
             )

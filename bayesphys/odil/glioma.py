@@ -294,7 +294,6 @@ class GliomaModel(GliomaPosteriorMixin):
                 )
             for fk in f.reshape(n_foci, self.ndim):
                 self._check_focus(fk, "focus_init")
-                self._check_in_crop(fk, "focus_init")
             self.focus_init = f.reshape(-1)
         elif n_foci == 1:
             self.focus_init = self.centroid.clone()
@@ -351,8 +350,10 @@ class GliomaModel(GliomaPosteriorMixin):
             )
 
     def _check_in_crop(self, f: Tensor, name: str) -> None:
-        """Refuse a focus outside the solver's crop: its initial tumour is ~0 there, so the fit
-        starts without a signal (it used to run and end far from the lesion, silently)."""
+        """Refuse a fit starting from a focus outside the solver's crop: its initial tumour is
+        ~0 there, so the fit has no signal (it used to run and end far from the lesion,
+        silently). Checked in :meth:`fit`, not at construction, so that :meth:`recrop` and
+        :meth:`load` keep accepting a fitted model's focus guess."""
         h = self.config["spacing"]
         lo = [sl.start * h for sl in self.crop]
         hi = [sl.stop * h for sl in self.crop]
@@ -567,6 +568,8 @@ class GliomaModel(GliomaPosteriorMixin):
         grid = check_int("grid", grid, minimum=1)
         if hessian not in ("exact", "gn"):
             raise ValueError(f"hessian: expected 'exact' or 'gn', received {hessian!r}")
+        for fk in self.focus_init.reshape(self.n_foci, self.ndim):  # where the fit starts
+            self._check_in_crop(fk, "focus_init")
         t0 = time.perf_counter()
         # the fit draws no random numbers, so it leaves the global random state alone (it
         # used to reseed torch's generator with the model's seed as a side effect)

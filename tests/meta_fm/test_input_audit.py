@@ -538,7 +538,7 @@ def test_small_populations_warn_in_fit_and_posterior():
     m = MetaFlowMatching(
         data, width=16, layers=2, time_dim=8, fourier=8, knn_k=5, points=32, seed=0
     )
-    with pytest.warns(UserWarning, match="fewer than config.points=32"):
+    with pytest.warns(UserWarning, match="source population has 16 points, fewer than"):
         m.fit(steps=1, progress=False)
     with pytest.warns(UserWarning, match="every draw is identical"):
         post = m.posterior(data.subset("test").source, num_draws=3)

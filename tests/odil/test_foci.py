@@ -162,5 +162,11 @@ def test_focus_init_outside_the_solver_crop_is_refused(phantom):
     out = brain[((brain < lo) | (brain >= hi)).any(1)]
     assert len(out), "the phantom has brain voxels outside the crop"
     focus = ((out[0].double() + 0.5) * h).tolist()
+    far = _model(p, focus_init=focus)  # built (recrop / load rebuild models this way) ...
     with pytest.raises(ValueError, match="focus_init: expected a focus inside the solver's crop"):
-        _model(p, focus_init=focus)
+        far.fit(progress=False)  # ... but not fitted from there
+    # a model fitted on a wide crop recrops to a narrower one that excludes its focus guess
+    wide = _model(p, focus_init=focus, crop_margin_mm=None)
+    wide.fit(steps=2, grid=1, progress=False)
+    narrow = wide.recrop(crop_margin_mm=8.0)
+    assert torch.equal(narrow.theta, wide.theta)

@@ -431,13 +431,17 @@ def test_a_failed_refit_keeps_the_last_fit_whole(patient, monkeypatch):
 def test_model_plan_refuses_a_score_without_support():
     """An all-zero score planned arbitrary voxels (the top-k's tie order)."""
     brain = torch.ones(8, 8)
-    with pytest.raises(ValueError, match=r"received the same value \(0\) in every brain voxel"):
+    with pytest.raises(ValueError, match=r"the 6-th highest brain score \(0\) ties with the next"):
         model_plan(torch.zeros(8, 8), brain, 6)
+    one_neg = torch.zeros(8, 8)
+    one_neg[3, 3] = -1.0  # not constant, but the plan's boundary still falls among ties
+    with pytest.raises(ValueError, match="ties with the next"):
+        model_plan(one_neg, brain, 6)
     outside = torch.full((8, 8), -1.0)
     outside[0, 0] = 5.0  # differs only outside the brain: still no ranking inside it
     brain_part = torch.ones(8, 8)
     brain_part[0, 0] = 0.0
-    with pytest.raises(ValueError, match="the same value"):
+    with pytest.raises(ValueError, match="ties with the next"):
         model_plan(outside, brain_part, 6)
     assert int(model_plan(torch.zeros(8, 8), brain, 0).sum()) == 0
     assert int(model_plan(torch.zeros(8, 8), brain, 64).sum()) == 64

@@ -558,8 +558,23 @@ def test_field_posterior_refuses_cells_no_residual_sees():
     prob = DiscreteProblem({"u": (5,)}, {"a": 0.0}, res, dtype=torch.float64)
     x = prob.pack({"u": torch.tensor([1.0, 2, 3, 4, 0], dtype=torch.float64)})
     for dense_max in (4096, 0):
-        with pytest.raises(ValueError, match=r"1 cell\(s\) of 'u' \(e.g. \[\(4,\)\]\) enter no"):
+        with pytest.raises(
+            ValueError, match=r"1 cell\(s\) of field 'u' \(e.g. \[\(4,\)\]\) have a zero Jacobian"
+        ):
             field_posterior(prob, x, "u", dense_max=dense_max, num_draws=8)
+
+    # a free cell of another field, or a free parameter, makes the asked field's marginal
+    # undefined too (the dense path failed inside torch's inv)
+    def res_two(f, p):
+        return {"data": (f["u"][:4] - y) / 0.1, "v": (f["v"][:2] - 1.0), "a": p["a"].reshape(1)}
+
+    two = DiscreteProblem(
+        {"u": (4,), "v": (3,)}, {"a": 0.0, "b": 0.0}, res_two, dtype=torch.float64
+    )
+    with pytest.raises(
+        ValueError, match=r"1 cell\(s\) of field 'v' \(e.g. \[\(2,\)\]\); parameter 'b'"
+    ):
+        field_posterior(two, two.pack({"u": y}), "u")
 
     # the same cell seen by a prior residual: accepted, finite variance
     def res_prior(f, p):
@@ -586,3 +601,5 @@ def test_theta_covariance_refuses_nan_gauss_newton_matrix():
     with pytest.warns(RuntimeWarning, match="CG did not reach"):
         with pytest.raises(ValueError, match="Gauss-Newton matrix at x is not finite"):
             theta_covariance(prob, x, ["a"])
+    with pytest.raises(ValueError, match="Gauss-Newton matrix at x is not finite"):
+        theta_covariance(prob, x, ["a"], dense=True)
