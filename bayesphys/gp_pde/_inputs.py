@@ -84,7 +84,12 @@ def parse_grid(x, *, dtype: torch.dtype, device: torch.device) -> list[Tensor]:
     if isinstance(x, (list, tuple)) and all(
         isinstance(a, Sequence) or getattr(a, "ndim", 0) >= 1 for a in x
     ):
-        axes = [_tensor(a, f"x[{j}]").reshape(-1) for j, a in enumerate(x)]
+        axes = [_tensor(a, f"x[{j}]") for j, a in enumerate(x)]
+        for j, a in enumerate(axes):
+            if a.ndim != 1:  # a [3, 4] axis was flattened into a 12-point axis
+                raise ValueError(
+                    f"x[{j}]: expected a 1-D grid axis, received shape {tuple(a.shape)}"
+                )
     elif (pts := _tensor(x, "x")).ndim == 1:  # a single axis: a 1-D grid
         axes = [pts]
     else:

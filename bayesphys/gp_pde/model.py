@@ -741,6 +741,11 @@ class GPPDESolver:
                 f"other: expected a solver with num_mixtures={q} (this one's), received "
                 f"num_mixtures={qo}"
             )
+        k, ko = self.config["kind"], other.config["kind"]
+        if ko != k:  # same parameter names, different meaning (e.g. a length scale's form)
+            raise ValueError(
+                f"other: expected a solver with kind={k!r} (this one's), received kind={ko!r}"
+            )
         self.kernels.load_state_dict(other.kernels.state_dict())
         with torch.no_grad():
             if self.config.get("nugget") is None:

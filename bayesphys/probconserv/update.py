@@ -300,7 +300,8 @@ def conservation_update(
     sigma_g: constraint noise sd :math:`\sigma_G` (``0`` = exact limit, ``inf`` = prior).
     relative: interpret ``sigma_g`` in units of :math:`\sqrt{(G\Sigma G^\top)_{jj}}`.
     rcond: in the limit, refuse :math:`G\Sigma G^\top` whose smallest/largest eigenvalue ratio
-        is below ``rcond`` (singular: the prior is certain about the constrained direction).
+        is below ``rcond`` (singular: the prior is certain about the constrained direction);
+        ``0 <= rcond < 1``.
 
     Returns
     -------
@@ -310,6 +311,8 @@ def conservation_update(
     check_sigma_g(sigma_g)
     relative = check_bool("relative", relative)
     rcond = check_real("rcond", rcond, minimum=0.0)
+    if rcond >= 1.0:  # every eigenvalue ratio is <= 1: every G Sigma G^T would read as singular
+        raise ValueError(f"rcond: expected a number in [0, 1), received {rcond!r}")
     mean, G, b, n, m = _prepare(prior, G, b)
     check_sigma_g_shape(sigma_g, (*prior.batch_shape, m))
     cov = _cov64(prior.covariance)

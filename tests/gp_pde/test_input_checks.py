@@ -291,3 +291,18 @@ def test_warm_start_from_checks_other():
         m.warm_start_from("coarse")
     with pytest.raises(ValueError, match="other: expected a solver with num_mixtures=2"):
         m.warm_start_from(GPPDESolver("poisson1d-low", n_col=12, num_mixtures=3))
+    # same parameter names, another kernel form: its log_a / mu mean other length scales
+    other = GPPDESolver("poisson1d-low", n_col=12, num_mixtures=2, kind="gm")
+    with pytest.raises(ValueError, match="other: expected a solver with kind='gm'"):
+        other.warm_start_from(m)
+
+
+def test_grid_axes_must_be_one_dimensional():
+    """A [3, 4] axis was flattened into a 12-point 1-D grid, silently."""
+    x = torch.linspace(0, 1, 12, dtype=torch.float64)
+    with pytest.raises(
+        ValueError, match=r"x\[0\]: expected a 1-D grid axis, received shape \(3, 4\)"
+    ):
+        GPPDESolver(
+            x=[x.reshape(3, 4)], source=torch.sin(x), boundary=torch.zeros(2), num_mixtures=2
+        )

@@ -356,6 +356,7 @@ def test_conservation_update_checks_its_settings(prior, anp, data):
     for kw, err, match in (
         ({"rcond": NAN}, ValueError, "rcond: expected a finite number"),  # never refused
         ({"rcond": -1.0}, ValueError, "rcond: expected a number >= 0"),
+        ({"rcond": 1.0}, ValueError, r"rcond: expected a number in \[0, 1\)"),  # all singular
         ({"rcond": "a"}, TypeError, "rcond: expected a real number"),
         ({"sigma_g": 0.1, "relative": "no"}, TypeError, "relative: expected True or False"),
         ({"sigma_g": True}, TypeError, "sigma_g: expected a number >= 0 or a tensor"),
