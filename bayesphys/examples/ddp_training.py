@@ -188,8 +188,8 @@ def _run(cfg: dict[str, Any]) -> dict[str, Any] | None:
 # the settings that define what a checkpoint holds: resuming with others would load a model of
 # another shape (a smoke run's narrower MLP) or continue another run's stream
 _RUN_KEYS = {
-    "mlp": ("model", "width", "n_train", "seed", "batch_size", "lr"),
-    "rgnp": ("model", "smoke", "rgnp_batch", "seed"),
+    "mlp": ("model", "width", "n_train", "seed", "batch_size", "lr", "world_size"),
+    "rgnp": ("model", "smoke", "rgnp_batch", "seed", "world_size"),
 }
 
 
@@ -224,7 +224,13 @@ def _check_resumable(cfg: dict[str, Any]) -> None:
     record = out / f"run_{cfg['model']}.json"
     if cfg["resume"] and ckpt.exists() and record.exists():
         theirs = json.loads(record.read_text())
-        diff = {k: (theirs.get(k), mine[k]) for k in keys if theirs.get(k) != mine[k]}
+        # records written before world_size was recorded: that key is unknown, not different
+        # (the library's checkpoint check still refuses another rank count inside the ranks)
+        diff = {
+            k: (theirs.get(k), mine[k])
+            for k in keys
+            if theirs.get(k) != mine[k] and (k in theirs or k != "world_size")
+        }
         if diff:
             raise ValueError(
                 f"--out {out}: its checkpoint was written with other settings "
@@ -305,6 +311,11 @@ def main(argv: list[str] | None = None) -> dict:
         "model": args.model,
         "smoke": args.smoke,
         "steps": args.steps or (6 if args.smoke else 1000),
+        # the rank count a checkpoint was written with: resuming with another one is refused
+        # here as a usage error (it failed inside the spawned ranks, as a traceback)
+        "world_size": int(os.environ.get("WORLD_SIZE", "1"))
+        if launched_by_torchrun()
+        else args.nproc,
     }
     try:
         _check_resumable(cfg)

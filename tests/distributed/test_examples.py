@@ -104,10 +104,43 @@ def test_ddp_training_no_resume_does_not_rewrite_the_checkpoints_record(tmp_path
     # before: --smoke --no-resume rewrote run_mlp.json to the smoke settings while the full run's
     # checkpoint stayed, so the next --smoke run resumed a model of another width
     full = {"out": str(tmp_path), "model": "mlp", "width": 64, "n_train": 512, "seed": 0}
-    full.update(batch_size=64, lr=3e-3)
+    full.update(batch_size=64, lr=3e-3, world_size=2)
     smoke = {**full, "width": 32, "n_train": 64}
     ddp_training._check_resumable({**full, "resume": True})  # the full run records its settings
     (tmp_path / "checkpoint.pt").write_bytes(b"full-width weights")
     ddp_training._check_resumable({**smoke, "resume": False})  # nothing checkpointed: no record
     with pytest.raises(ValueError, match="--no-resume or another --out"):
         ddp_training._check_resumable({**smoke, "resume": True})
+
+
+def test_ddp_training_resume_with_another_rank_count_is_a_usage_error(tmp_path):
+    """Resuming with another --nproc failed inside the spawned ranks (a traceback naming
+    resume=False) while another --seed was refused up front; both are refused up front now.
+    A record written before the rank count was recorded resumes as before."""
+    import json
+
+    cfg = {"out": str(tmp_path), "model": "mlp", "width": 32, "n_train": 64, "seed": 0}
+    cfg.update(batch_size=64, lr=3e-3, world_size=2, resume=True)
+    ddp_training._check_resumable(cfg)
+    (tmp_path / "checkpoint.pt").write_bytes(b"weights")
+    with pytest.raises(ValueError, match=r"other settings \{'world_size': 2\} than this run's"):
+        ddp_training._check_resumable({**cfg, "world_size": 1})
+    ddp_training._check_resumable(cfg)  # the same rank count resumes
+    record = tmp_path / "run_mlp.json"
+    old = {k: v for k, v in json.loads(record.read_text()).items() if k != "world_size"}
+    record.write_text(json.dumps(old))
+    ddp_training._check_resumable({**cfg, "world_size": 1})  # unknown, not different
+
+
+def test_cohort_script_exit_status_reports_failed_problems(monkeypatch):
+    """``python examples/cohort.py`` exited 0 when problems failed (``bayesphys run cohort``
+    exits 1)."""
+    import pathlib
+    import runpy
+
+    script = pathlib.Path(__file__).parents[2] / "examples" / "cohort.py"
+    for result, code in (({"failed": ["3"]}, 1), ({"failed": []}, 0)):
+        monkeypatch.setattr(cohort, "main", lambda result=result: result)
+        with pytest.raises(SystemExit) as exc:
+            runpy.run_path(str(script), run_name="__main__")
+        assert exc.value.code == code
