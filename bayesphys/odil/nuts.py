@@ -30,7 +30,8 @@ def nuts_reference(
     r"""NUTS draws ``[chain, draw, 2 + K d]`` of :math:`\theta` (``K`` foci in ``d``
     dimensions) and the wall time in seconds.
 
-    ``model`` is a fitted :class:`~bayesphys.odil.GliomaModel` (its optimum starts the chains).
+    ``model`` is a fitted :class:`~bayesphys.odil.GliomaModel` (its fitted optimum starts the
+    chains, also after :meth:`~bayesphys.odil.GliomaModel.recalibrate`).
     ``num_samples >= 1``, ``warmup_steps >= 0``, ``num_chains >= 1``, ``max_tree_depth >= 1``,
     ``seed`` in ``[0, 2**32)`` (pyro's range).
     """
@@ -61,11 +62,10 @@ def nuts_reference(
         full_mass=False,
         step_size=0.1,
     )
-    init = {
-        "theta": model.theta.clone().repeat(num_chains, 1)
-        if num_chains > 1
-        else model.theta.clone()
-    }
+    # the fitted mode, not a recalibrated one (recalibrate() shifts model.theta; the potential
+    # is the fitted loss, whose optimum is where the chains should start)
+    theta0 = model.fitted_theta()[0].detach()
+    init = {"theta": theta0.clone().repeat(num_chains, 1) if num_chains > 1 else theta0.clone()}
     t0 = time.perf_counter()
     mcmc = MCMC(
         kernel,

@@ -170,3 +170,30 @@ def test_focus_init_outside_the_solver_crop_is_refused(phantom):
     wide.fit(steps=2, grid=1, progress=False)
     narrow = wide.recrop(crop_margin_mm=8.0)
     assert torch.equal(narrow.theta, wide.theta)
+
+
+def test_nuts_starts_at_the_fitted_mode_after_a_recalibration(phantom, monkeypatch):
+    """nuts_reference started its chains at model.theta, which recalibrate() shifts away from
+    the optimum of the loss the chains sample."""
+    import pyro.infer
+
+    from bayesphys.odil import nuts_reference
+
+    m = _model(synthetic_patient(101, phantom=phantom))
+    m.fit(progress=False)
+    fitted = m.theta.clone()
+    m.recalibrate(torch.tensor([0.5, -0.5, 0.2, 0.1]), 1.0)
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_mcmc(kernel, **kw):
+        seen.update(kw["initial_params"])
+        raise Stop
+
+    monkeypatch.setattr(pyro.infer, "MCMC", fake_mcmc)
+    with pytest.raises(Stop):
+        nuts_reference(m, num_samples=1, warmup_steps=0)
+    torch.testing.assert_close(seen["theta"], fitted, rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(m.theta, fitted)  # the map is still in force
