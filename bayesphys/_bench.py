@@ -295,6 +295,47 @@ def print_rows_table(path: str | Path) -> Path:
     return path
 
 
+def smoke_ablation_main(
+    doc: str | None,
+    argv: list[str] | None,
+    *,
+    script: str,
+    name: str,
+    tasks: list[Any],
+    summarise: Any,
+    table: Any,
+    extra: Any,
+) -> Path:
+    """``main()`` of an ablation script with a ``--smoke`` mode: parse :func:`ablation_parser`
+    plus ``--smoke`` (``--table`` only prints a results file); a smoke run without ``--out``
+    writes to a temp folder (tiny sizes never overwrite committed results); run the script's
+    ``run_task(task, smoke=...)`` over ``tasks`` (:func:`run_script_tasks`, one thread per
+    worker), append ``summarise(rows)``, write them under ``name`` (:func:`write_rows`, extra
+    ``{"smoke": ..., **extra(smoke)}``), print ``table(rows)`` and the seconds. Returns the
+    results path."""
+    import tempfile
+
+    ap = ablation_parser(doc)
+    ap.add_argument(
+        "--smoke", action="store_true", help="tiny populations, written to a temp folder"
+    )
+    args = ap.parse_args(argv)
+    if args.table:
+        return print_rows_table(args.table)
+    if args.smoke and args.out is None:
+        args.out = tempfile.mkdtemp(prefix="bench_smoke_")
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    per_task = run_script_tasks(script, "run_task", tasks, args.jobs, smoke=args.smoke)
+    rows = [r for task_rows in per_task for r in task_rows]
+    rows += summarise(rows)
+    info = {"smoke": args.smoke, **extra(args.smoke)}
+    path = write_rows(name, rows, script=script, argv=argv, out=args.out, extra=info, started=t0)
+    print(table(rows))
+    print(json.dumps({"seconds": time.perf_counter() - t0}))
+    return path
+
+
 def update_benchmarks_md(component: str, payload: Mapping[str, Any], docs: Path | None = None):
     """Replace the ``<!-- bench:component -->`` block of ``docs/benchmarks.md``."""
     path = docs or repo_root() / "docs" / "benchmarks.md"

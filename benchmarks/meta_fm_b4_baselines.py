@@ -23,22 +23,13 @@ Writes ``<out>/meta_fm_b4_baselines.json`` (rows per split, seed and method, the
 
 from __future__ import annotations
 
-import json
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from bayesphys._bench import (
-    ablation_parser,
-    print_rows_table,
-    run_script_tasks,
-    seed_summary_rows,
-    write_rows,
-)
+from bayesphys._bench import seed_summary_rows, smoke_ablation_main
 from bayesphys.meta_fm import (
     correlation_of_correlations,
     floor_prediction,
@@ -147,33 +138,22 @@ def summary_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    ap = ablation_parser(__doc__)
-    ap.add_argument(
-        "--smoke", action="store_true", help="tiny populations, written to a temp folder"
+    return smoke_ablation_main(
+        __doc__,
+        argv,
+        script=__file__,
+        name=NAME,
+        tasks=[(split, seed) for split in SPLITS for seed in SEEDS],
+        summarise=summary_rows,
+        table=summary_table,
+        extra=lambda smoke: {
+            "data_seed": 0,
+            "n_cells": SMOKE["n_cells"] if smoke else 1000,
+            "max_eval_points": SMOKE["max_points"] if smoke else MAX_POINTS,
+            "note": "r = correlation_of_correlations on every point; floor = floor_prediction"
+            "(test, seed=1000 + seed); shift uses the train split's targets only",
+        },
     )
-    args = ap.parse_args(argv)
-    if args.table:
-        return print_rows_table(args.table)
-    if args.smoke and args.out is None:  # tiny sizes are never written over the committed file
-        args.out = tempfile.mkdtemp(prefix="bench_smoke_")
-    torch.set_num_threads(1)
-    t0 = time.perf_counter()
-    tasks = [(split, seed) for split in SPLITS for seed in SEEDS]
-    per_task = run_script_tasks(__file__, "run_task", tasks, args.jobs, smoke=args.smoke)
-    rows = [r for task_rows in per_task for r in task_rows]
-    rows += summary_rows(rows)
-    extra = {
-        "smoke": args.smoke,
-        "data_seed": 0,
-        "n_cells": SMOKE["n_cells"] if args.smoke else 1000,
-        "max_eval_points": SMOKE["max_points"] if args.smoke else MAX_POINTS,
-        "note": "r = correlation_of_correlations on every point; floor = floor_prediction"
-        "(test, seed=1000 + seed); shift uses the train split's targets only",
-    }
-    path = write_rows(NAME, rows, script=__file__, argv=argv, out=args.out, extra=extra, started=t0)
-    print(summary_table(rows))
-    print(json.dumps({"seconds": time.perf_counter() - t0}))
-    return path
 
 
 if __name__ == "__main__":

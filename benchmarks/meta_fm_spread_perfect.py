@@ -37,22 +37,13 @@ and ``sd`` rows over seeds) and prints the table.
 
 from __future__ import annotations
 
-import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from bayesphys._bench import (
-    ablation_parser,
-    print_rows_table,
-    run_script_tasks,
-    seed_summary_rows,
-    write_rows,
-)
+from bayesphys._bench import seed_summary_rows, smoke_ablation_main
 from bayesphys.meta_fm import floor_prediction
 from bayesphys.meta_fm.evaluation import population_metrics, sampling_noise_w2, spearman
 from bayesphys.problems.populations import (
@@ -175,34 +166,23 @@ def summary_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    ap = ablation_parser(__doc__)
-    ap.add_argument(
-        "--smoke", action="store_true", help="tiny populations, written to a temp folder"
+    return smoke_ablation_main(
+        __doc__,
+        argv,
+        script=__file__,
+        name=NAME,
+        tasks=[(pid, seed) for pid in PROBLEMS for seed in SEEDS],
+        summarise=summary_rows,
+        table=summary_table,
+        extra=lambda smoke: {
+            "pairs": PAIRS,
+            "max_eval_points": MAX_POINTS,
+            "noise_splits": {p: NOISE_SPLITS[p] for p in PROBLEMS},
+            "note": "perfect predictor = floor_prediction(test, seed=1000 + seed); expected-floor "
+            "spread = mean W2 over fresh pairs of target draws; one-sample spread = "
+            "sampling_noise_w2 of the perfect prediction alone",
+        },
     )
-    args = ap.parse_args(argv)
-    if args.table:
-        return print_rows_table(args.table)
-    if args.smoke and args.out is None:  # tiny sizes are never written over the committed file
-        args.out = tempfile.mkdtemp(prefix="bench_smoke_")
-    torch.set_num_threads(1)
-    t0 = time.perf_counter()
-    tasks = [(pid, seed) for pid in PROBLEMS for seed in SEEDS]
-    per_task = run_script_tasks(__file__, "run_task", tasks, args.jobs, smoke=args.smoke)
-    rows = [r for task_rows in per_task for r in task_rows]
-    rows += summary_rows(rows)
-    extra = {
-        "smoke": args.smoke,
-        "pairs": PAIRS,
-        "max_eval_points": MAX_POINTS,
-        "noise_splits": {p: NOISE_SPLITS[p] for p in PROBLEMS},
-        "note": "perfect predictor = floor_prediction(test, seed=1000 + seed); expected-floor spread = "
-        "mean W2 over fresh pairs of target draws; one-sample spread = sampling_noise_w2 of the "
-        "perfect prediction alone",
-    }
-    path = write_rows(NAME, rows, script=__file__, argv=argv, out=args.out, extra=extra, started=t0)
-    print(summary_table(rows))
-    print(json.dumps({"seconds": time.perf_counter() - t0}))
-    return path
 
 
 if __name__ == "__main__":
