@@ -200,12 +200,17 @@ def _theta_covariance(problem, x, t_idx, dense, sparse, stencil_radius, cg_tol, 
     return 0.5 * (cov + cov.T), {"cg_iters": iters, "cg_residuals": resids}
 
 
-def _check_constrained(problem: DiscreteProblem, x: Tensor) -> None:
-    """Refuse unknowns with a zero column of :math:`J` at ``x`` (no residual depends on them,
-    or every derivative vanishes there): their Gauss-Newton precision is 0, so no Laplace
-    variance exists (the dense path failed inside ``inv``; the sampling path reported the
-    jitter as their sd)."""
-    r, _, jtw = jvp_vjp(problem.residual, x)
+def _check_constrained(problem: DiscreteProblem, x: Tensor, r: Tensor, jtw) -> None:
+    r"""Refuse a non-finite residual ``r`` at ``x``, and unknowns with a zero column of
+    :math:`J` there (no residual depends on them, or every derivative vanishes there): their
+    Gauss-Newton precision is 0, so no Laplace variance exists (the dense path failed inside
+    ``inv``; the sampling path reported the jitter as their sd). ``jtw``: :math:`v \mapsto
+    J^\top v` from :func:`~bayesphys.odil.solvers.jvp_vjp`."""
+    if not bool(torch.isfinite(r).all()):
+        raise ValueError(
+            "x: the residuals at x are not finite (NaN or infinite), so no Laplace posterior "
+            "can be formed"
+        )
     # column k of J is zero iff (J^T v)_k = 0 for every v; two Gaussian probes tell (a non-zero
     # column gives a zero entry with probability 0)
     gen = torch.Generator(device=x.device).manual_seed(0)
@@ -269,12 +274,12 @@ def field_posterior(
     sl = problem.slices[field]
     fields, _ = problem.unpack(x)
     mean = fields[field].detach()
-    _check_constrained(problem, x)
+    r, jv, jtw = jvp_vjp(problem.residual, x)
+    _check_constrained(problem, x, r, jtw)
     if problem.n <= dense_max:
         h = dense_gn_matrix(problem, x)
         cov = torch.linalg.inv(h)[sl, sl]
         return GaussianPosterior(mean, 0.5 * (cov + cov.T), event_shape=shape)
-    r, jv, jtw = jvp_vjp(problem.residual, x)
     gen = torch.Generator(device=x.device)
     if seed is not None:
         gen.manual_seed(int(seed))

@@ -603,3 +603,9 @@ def test_theta_covariance_refuses_nan_gauss_newton_matrix():
             theta_covariance(prob, x, ["a"])
     with pytest.raises(ValueError, match="Gauss-Newton matrix at x is not finite"):
         theta_covariance(prob, x, ["a"], dense=True)
+    # the field marginal too (its dense path returned a NaN covariance silently)
+    from bayesphys.odil import field_posterior
+
+    for dense_max in (4096, 0):
+        with pytest.raises(ValueError, match="x: the residuals at x are not finite"):
+            field_posterior(prob, x, "u", dense_max=dense_max)
