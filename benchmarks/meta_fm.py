@@ -399,9 +399,9 @@ def longest_first(tasks: list[tuple[str, int, int]]) -> list[tuple[str, int, int
 def merged_state(prev: dict, problems: list[str], cmd: str) -> tuple[list[dict], dict]:
     """What ``--merge`` keeps of the results file ``prev`` when ``problems`` are rerun by ``cmd``.
 
-    Returns the rows of the other problems and ``{"targets", "steps", "task_seconds", "runs",
-    "run_seconds"}``: the other problems' targets, steps and task wall seconds (where the older
-    file has them), every command so far plus ``cmd``, and the wall
+    Returns the rows of the other problems and ``{"targets", "steps", "task_seconds", "seed_w2",
+    "runs", "run_seconds"}``: the other problems' targets, steps, task wall seconds and per-seed
+    W2 (where the older file has them), every command so far plus ``cmd``, and the wall
     seconds of the earlier commands (``None`` where an older file did not record them; the
     caller appends this command's).
     """
@@ -414,6 +414,7 @@ def merged_state(prev: dict, problems: list[str], cmd: str) -> tuple[list[dict],
         "task_seconds": {
             k: v for k, v in prev.get("task_seconds", {}).items() if k not in problems
         },
+        "seed_w2": {k: v for k, v in prev.get("seed_w2", {}).items() if k not in problems},
         "runs": [*prev_runs, cmd],
         "run_seconds": prev_secs,
     }
@@ -489,6 +490,7 @@ def main(argv: list[str] | None = None) -> Path:
         ap.error(f"--problems: each problem once, received {args.problems!r}")
     rows, checks, t_all = [], {}, time.perf_counter()
     task_secs: dict[str, list] = {}
+    seed_w2: dict[str, dict[str, list]] = {}
     path = None
     kept, prev_extra = [], {}
     old = Path(__file__).resolve().parent / "results" / f"{COMPONENT}.json"
@@ -509,6 +511,8 @@ def main(argv: list[str] | None = None) -> Path:
         for pid, per_seed in _by_problem(runner.run(fn, tasks), tasks, problems, seeds):
             summ = summarise(per_seed)
             task_secs[pid] = [r.get("_seconds") for r in per_seed]
+            # each seed's W2 (the rows keep mean and sd; the docs quote single seeds)
+            seed_w2[pid] = {m: [r[m].get("w2") for r in per_seed] for m in METHODS}
             checks[pid] = targets(pid, summ)
             setting = per_seed[0]["_setting"]
             for meth in METHODS:
@@ -541,6 +545,7 @@ def main(argv: list[str] | None = None) -> Path:
                     "max_eval_points": max_points,
                     # wall seconds of each (problem, seed) task in its worker
                     "task_seconds": {**prev_extra.get("task_seconds", {}), **task_secs},
+                    "seed_w2": {**prev_extra.get("seed_w2", {}), **seed_w2},
                     "targets": {**prev_extra.get("targets", {}), **checks},
                     # this command's wall time; with --merge, run_seconds has every command's
                     "total_seconds": time.perf_counter() - t_all,

@@ -46,6 +46,15 @@ def test_merge_keeps_other_problems_task_seconds():
     assert extra["task_seconds"] == {}
 
 
+def test_merge_keeps_other_problems_per_seed_w2():
+    """Each seed's W2 (quoted in the docs) survives a merge for the problems not rerun."""
+    prev = _prev(seed_w2={"B1": {"MFM": [0.3, 0.31]}, "B3": {"MFM": [0.2, 0.21]}})
+    _, extra = call_script(SCRIPT, "merged_state", prev, ["B3"], "c")
+    assert extra["seed_w2"] == {"B1": {"MFM": [0.3, 0.31]}}
+    _, extra = call_script(SCRIPT, "merged_state", _prev(), ["B3"], "c")  # older file: none
+    assert extra["seed_w2"] == {}
+
+
 def test_tasks_are_submitted_longest_first_keeping_seed_order(monkeypatch):
     mod = script_module(SCRIPT)
     monkeypatch.setattr(mod, "TASK_COST", {"B1": 3, "B2": 9, "B3": 5, "B4": 1})
