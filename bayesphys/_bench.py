@@ -197,6 +197,14 @@ def rows_table(rows: Iterable[Mapping[str, Any]], digits: int = 3) -> str:
     return "\n".join(lines)
 
 
+def recorded_command(script: str | Path, argv: Iterable[str] | None = None) -> str:
+    """``python benchmarks/<script> <argv>`` as a results file records it: ``argv`` (default:
+    this process's ``sys.argv[1:]``) shell-quoted, so an empty argument (``--model-errors ""``)
+    or one with spaces reruns as given."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return (f"python benchmarks/{Path(script).name} " + shlex.join(argv)).strip()
+
+
 def write_rows(
     name: str,
     rows: Iterable[Mapping[str, Any]],
@@ -213,15 +221,12 @@ def write_rows(
     this process's ``sys.argv[1:]``); ``started`` (a ``time.perf_counter()`` reading) adds
     ``"seconds"``, the wall time since then."""
     rows = list(rows)
-    argv = sys.argv[1:] if argv is None else list(argv)
     if started is not None:
         extra = {**(extra or {}), "seconds": time.perf_counter() - started}
     out_dir = Path(out) if out else Path(script).resolve().parent / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.json"
-    # shell-quoted: an empty argument (--model-errors "") or one with spaces reruns as given
-    cmd = f"python benchmarks/{Path(script).name} " + shlex.join(argv)
-    payload = {"command": cmd.strip(), **(extra or {}), "rows": rows}
+    payload = {"command": recorded_command(script, argv), **(extra or {}), "rows": rows}
     path.write_text(json.dumps(payload, indent=1) + "\n")
     print(rows_table(rows))
     print(f"wrote {path}")

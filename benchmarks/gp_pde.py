@@ -24,7 +24,7 @@ import tempfile
 
 import torch
 
-from bayesphys._bench import bench_row, positive_int, write_results
+from bayesphys._bench import bench_row, positive_int, recorded_command, write_results
 from bayesphys._device import resolve_device
 from bayesphys._model import FitResult
 from bayesphys.gp_pde import GPPDESolver
@@ -426,7 +426,8 @@ def main(argv: list[str] | None = None) -> pathlib.Path:
     out = args.out
     if args.quick and out is None:
         out = tempfile.mkdtemp(prefix="bench_gp_pde_")
-    cmd = "bayesphys bench gp_pde" + (" --quick" if args.quick else "")
+    # the arguments as given (--only, --methods, --budget-scale, --threads change the rows)
+    cmd = recorded_command(__file__, argv)
     for problem, (mkw, fkw, budget) in table.items():
         for method in args.methods.split(","):
             if method == "GP-HM-ref-settings":
@@ -477,10 +478,9 @@ def main(argv: list[str] | None = None) -> pathlib.Path:
             prev = json.loads(res_path.read_text())
             old = [r for r in prev["rows"] if (r["problem"], r["method"]) not in done]
             when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-            rerun = " ".join(sys.argv[1:] if argv is None else argv)
             cmd = (
                 prev.get("command", cmd)
-                + f"; {sorted(done)} re-run {when} with `python benchmarks/gp_pde.py {rerun}`"
+                + f"; {sorted(done)} re-run {when} with `{recorded_command(__file__, argv)}`"
             )
             order = list(OURS) + ["scaling-poisson2d"]
             rows = sorted(

@@ -20,7 +20,6 @@ import argparse
 import functools
 import json
 import math
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +27,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bayesphys._bench import bench_row, call_script, positive_int, write_results
+from bayesphys._bench import (
+    bench_row,
+    call_script,
+    positive_int,
+    recorded_command,
+    write_results,
+)
 from bayesphys._device import resolve_device
 from bayesphys.distributed import resolve_runner
 from bayesphys.meta_fm import (
@@ -482,9 +487,7 @@ def main(argv: list[str] | None = None) -> Path:
     def log(msg: str) -> None:
         print(msg, flush=True)
 
-    cmd = (
-        "python benchmarks/meta_fm.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    ).strip()
+    cmd = recorded_command(__file__, argv)
     problems = args.problems.split(",")
     if len(set(problems)) != len(problems):
         ap.error(f"--problems: each problem once, received {args.problems!r}")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bayesphys._bench import bench_row, positive_int, write_results
+from bayesphys._bench import bench_row, positive_int, recorded_command, write_results
 from bayesphys.neural_process import (
     RandomGridNP,
     burgers_inverse_inputs,
@@ -450,10 +449,7 @@ def main(argv: list[str] | None = None) -> Path:
         print(json.dumps(rows[-2:], indent=0, default=float)[:2000], flush=True)
     if "SPEED" not in skip:
         rows += speed_rows(dev, chunk=5 if q else 60, repeats=2 if q else 5, warmup=2 if q else 10)
-    cmd = "python benchmarks/neural_process.py " + " ".join(
-        argv if argv is not None else sys.argv[1:]
-    )
-    cmd = cmd.strip()
+    cmd = recorded_command(__file__, argv)
     if args.merge:
         rows, cmd = merge_rows(rows, cmd, Path(out) if out else None)
     path = write_results(

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-from bayesphys._bench import positive_int
+from bayesphys._bench import positive_int, recorded_command
 
 SOLVERS = ("sparse", "cg")
 
@@ -70,9 +69,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         rows.append(row)
         print(json.dumps(row), flush=True)
     if args.out:
-        cmd = "python benchmarks/odil_joint.py " + " ".join(
-            argv if argv is not None else sys.argv[1:]
-        )
+        cmd = recorded_command(__file__, argv)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         payload = {"command": cmd.strip(), "threads": args.threads, "rows": rows}
         Path(args.out).write_text(json.dumps(payload, indent=1))

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from bayesphys._bench import positive_int
+from bayesphys._bench import positive_int, recorded_command
 from bayesphys.odil import GliomaModel
 from bayesphys.problems.glioma import brain_phantom, synthetic_patient, truth_theta
 
@@ -100,9 +99,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         rows.append(row)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        cmd = "python benchmarks/odil_timestep.py " + " ".join(
-            argv if argv is not None else sys.argv[1:]
-        )
+        cmd = recorded_command(__file__, argv)
         Path(args.out).write_text(json.dumps({"command": cmd.strip(), "rows": rows}, indent=1))
     return rows
 

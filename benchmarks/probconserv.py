@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from linear_operator.operators import DiagLinearOperator
 
-from bayesphys._bench import bench_row, positive_int, repo_root, write_results
+from bayesphys._bench import bench_row, positive_int, recorded_command, repo_root, write_results
 from bayesphys._device import resolve_device
 from bayesphys.posterior import GaussianPosterior
 from bayesphys.probconserv.evaluate import shock_position, shock_posterior, slice_scores
@@ -777,11 +777,9 @@ def main(argv: list[str] | None = None) -> Path:
         else args.anp_train_margin,
     )
     total, total_cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    cmd = "bayesphys bench probconserv" + (" --quick" if args.quick else "")
-    if args.load_models or args.merge or args.problems != "diffusion,pme,stefan":
-        cmd = "python benchmarks/probconserv.py " + " ".join(
-            argv if argv is not None else sys.argv[1:]
-        )
+    # the arguments as given (thread count, model folders): the default --threads 2 and a
+    # --threads 1 run train the float32 ANP differently
+    cmd = recorded_command(__file__, argv)
     if args.merge and prev:
         keep = [r for r in prev["rows"] if r["problem"].split("-")[0] not in problems]
         rows = keep + rows

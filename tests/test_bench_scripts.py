@@ -259,8 +259,13 @@ def test_gp_pde_budget_scale_multiplies_and_records_the_budget(tmp_path):
 
     mod = script_module(str(BENCH / "gp_pde.py"))
     argv = ["--quick", "--only", "poisson1d-sin100", "--methods", "GP-HM", "--out", str(tmp_path)]
-    rows = json.loads(mod.main([*argv, "--budget-scale", "0.5"]).read_text())["rows"]
+    payload = json.loads(mod.main([*argv, "--budget-scale", "0.5"]).read_text())
+    rows = payload["rows"]
     assert rows[0]["setting"]["budget_cpu_s"] == 30.0  # QUICK's 60 CPU-s budget x 0.5
+    # the command reruns what ran (it was "bayesphys bench gp_pde --quick" whatever the flags)
+    assert payload["command"] == "python benchmarks/gp_pde.py " + " ".join(
+        [*argv, "--budget-scale", "0.5"]
+    )
     rows = json.loads(mod.main(argv).read_text())["rows"]
     assert "budget_cpu_s" not in rows[0]["setting"]  # the committed budget: not recorded
 
