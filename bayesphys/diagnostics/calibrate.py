@@ -20,7 +20,7 @@ from typing import Any
 
 from .._bench import bench_row
 from .._checks import check_int, check_real
-from .record_recal import recalibrated_rows
+from .record_recal import _check_recal_methods, recalibrated_rows
 from .result import CalibrationResult, analyse
 from .simulate import DEFAULT_LEVELS, Summary, simulate_and_infer
 
@@ -80,7 +80,10 @@ def calibration_rows(
     more row per ``recal_methods`` entry follows, fitted on ``n_fit`` held-out simulations and
     evaluated on the same ``N`` (:func:`~bayesphys.diagnostics.recalibrated_rows`).
     Components call this from ``bayesphys/<component>/_calibration.py::calibrate_rows``.
+    ``recal_methods`` is checked first, before any simulation (a typo used to surface only
+    after the run, and only for a posterior that failed the check).
     """
+    _check_recal_methods(recal_methods, "recal_methods")
     if recalibrate is not None:
         recalibrate = check_int("recalibrate", recalibrate, minimum=0)
         if recalibrate == 1:

@@ -65,7 +65,8 @@ def central_coverage(truth: Tensor, draws: Tensor, level: float, *, seed: int = 
 
     Uses the randomised PIT of the SBC rank, :math:`u = (r + V)/(L+1)`, and tests
     :math:`|u - 1/2| \\le \\alpha/2`: exactly nominal in expectation for a calibrated posterior
-    at any ``L`` (empirical quantiles of ``L`` draws under-cover by about :math:`2/(L+1)`).
+    at any ``L`` (empirical quantiles of ``L`` draws under-cover by about
+    :math:`2\\alpha/(L+1)`).
     """
     from .sbc import sbc_pit, sbc_ranks
 
@@ -214,13 +215,30 @@ def score_summary(truth: Tensor, draws: Tensor) -> dict:
 
 
 def field_calibration_curve(
-    posteriors, truths: Sequence[Tensor] | Tensor, levels: Sequence[float] = DEFAULT_LEVELS
+    posteriors,
+    truths: Sequence[Tensor] | Tensor,
+    levels: Sequence[float] = DEFAULT_LEVELS,
+    *,
+    seed: int = 0,
 ) -> tuple[Tensor, Tensor]:
-    """Observed vs nominal pointwise coverage over a grid, averaged over problems.
+    r"""Observed vs nominal pointwise coverage over a grid, averaged over problems.
 
     ``posteriors``: a sequence of ``Posterior`` or draws ``[S, *event]``; ``truths``: matching
-    fields ``[*event]``. Returns ``(nominal [M], observed [M])``.
+    fields ``[*event]`` (``[*batch, *event]`` for a posterior with a batch). Returns
+    ``(nominal [M], observed [M])``.
+
+    A posterior's own ``interval`` decides coverage, except for draws (a tensor, or a
+    :class:`~bayesphys.SamplePosterior`, whose chains and draws are pooled into ``S``): those
+    are scored by the randomised PIT of the truth among the ``S`` draws at every grid point,
+    :math:`|u - 1/2| \le \alpha/2` with :math:`u = (\#\{x < t\} + V(\#\{x = t\} + 1))/(S+1)`,
+    :math:`V \sim U(0, 1)` seeded by ``seed``, as :func:`simulate_and_infer` does: exactly
+    nominal in expectation for exchangeable draws at any ``S``, where their interpolated
+    empirical quantiles under-cover by about :math:`2\alpha/(S+1)` (0.82 for 0.9 at ``S = 19``).
     """
+    from .._device import check_finite
+    from ..posterior import SamplePosterior
+    from .simulate import _pit_coverage
+
     if isinstance(posteriors, Posterior) or not isinstance(posteriors, (Sequence, Tensor)):
         raise TypeError(
             "posteriors: expected a sequence of Posterior or draws [S, *event] (one per problem), "
@@ -236,7 +254,23 @@ def field_calibration_curve(
             f"and {len(truths)}"
         )
     levels = _check_levels(levels)
-    obs = torch.stack(
-        [calibration_curve(p, t, levels)[1] for p, t in zip(posteriors, truths)]
-    ).mean(0)
+    seed = check_seed("seed", seed)
+    gen = torch.Generator().manual_seed(offset_seed(seed, 104723))
+    rows = []
+    for i, (p, t) in enumerate(zip(posteriors, truths)):
+        if isinstance(p, SamplePosterior):
+            p = p._flat()
+        if not isinstance(p, Tensor):
+            rows.append(calibration_curve(p, t, levels)[1])
+            continue
+        t = torch.as_tensor(t)
+        if p.ndim == 0 or p.shape[0] == 0 or tuple(p.shape[1:]) != tuple(t.shape):
+            raise ValueError(
+                f"posteriors[{i}]/truths[{i}]: expected draws [S, *event] with S >= 1 and a "
+                f"truth [*event], received {tuple(p.shape)} and {tuple(t.shape)}"
+            )
+        check_finite(f"posteriors[{i}]", p)
+        check_finite(f"truths[{i}]", t)
+        rows.append(_pit_coverage(p, t.to(p), levels, gen))
+    obs = torch.stack(rows).mean(0)
     return torch.tensor(list(levels), dtype=torch.float64), obs

@@ -18,7 +18,8 @@ trained on, and both evaluated on a *further* held-out set whose coverage is rep
   the PITs, monotone by construction) gives the recalibrated CDF :math:`G = R \circ F`, i.e.
   :math:`G^{-1}(q) = F^{-1}(R^{-1}(q))`, with :math:`R^{-1}` linear through
   :math:`(k/(P+1), p_{(k)})` of the ``P`` sorted PITs (unbiased positions: the sample quantile
-  at position :math:`(P - 1)q` under-covers by about :math:`(1 - 2q)/(P+1)` per tail).
+  at position :math:`(P - 1)q` under-covers by about :math:`(1 - 2q)/(P+1)` per tail), and
+  :math:`R` (``r_forward``) its inverse, linear through :math:`(p_{(k)}, k/(P+1))`.
   Marginals are handled through a grid of base quantiles at ``n_grid`` probabilities
   :math:`\Phi(z)`, ``z`` equispaced in :math:`[-7, 7]` (linear interpolation); draws are mapped
   by :math:`F^{-1}(R^{-1}(F(x)))`, which keeps the base posterior's dependence structure (its
@@ -53,9 +54,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_int, offset_seed
+from .._checks import check_int, check_seed, offset_seed
 from .._device import check_finite
-from .._posterior_args import _check_level, _q_tensor, _size
+from .._posterior_args import _check_level, _check_levels, _q_tensor, _size
 from .._posterior_base import _PosteriorBase
 from ..posterior import Posterior, SamplePosterior
 
@@ -70,6 +71,31 @@ def _check_method(method: Any) -> str:
             f"method: expected 'zscore', 'conformal' or 'quantile', received {method!r}"
         )
     return method
+
+
+def _c_l(n_draws: int) -> float:
+    r"""The finite-draw factor :math:`c_L = \sqrt{(L+1)(L-1)/(L(L-3))}` for ``L > 3`` draws
+    (1 for ``L <= 3``, where :math:`E[1/\mathrm{sd}^2]` is infinite and no factor helps).
+
+    With :math:`\bar x` and :math:`\mathrm{sd}(x)` (``correction=1``) estimated from ``L``
+    Gaussian draws and a truth :math:`t` exchangeable with them,
+    :math:`E[(t - \bar x)^2/\mathrm{sd}(x)^2] = \frac{L+1}{L}\cdot\frac{L-1}{L-3} = c_L^2`
+    (:math:`t - \bar x \sim N(0, \sigma^2 (1 + 1/L))` independent of
+    :math:`\mathrm{sd}(x)^2 \sim \sigma^2\chi^2_{L-1}/(L-1)`), not 1: :math:`c_L^2 = 1.364`
+    at ``L = 11``, 1.184 at ``L = 19``, 1.114 at ``L = 29``. Held-out z-scores of an empirical
+    posterior are divided by :math:`c_L` so that an exact posterior gets the scale 1.
+    """
+    if n_draws <= 3:
+        return 1.0
+    return ((n_draws + 1) * (n_draws - 1) / (n_draws * (n_draws - 3))) ** 0.5
+
+
+def _draws_factor(post: Posterior) -> float:
+    """:func:`_c_l` of an empirical posterior's draw count (chains times draws); 1 for any
+    other posterior, whose mean and sd are not estimated from draws."""
+    if isinstance(post, SamplePosterior):
+        return _c_l(post.num_chains * post.num_draws)
+    return 1.0
 
 
 def _check_pairs(posteriors: Sequence[Posterior], truths: Sequence[Tensor]) -> list[Tensor]:
@@ -143,10 +169,11 @@ class Recalibrator:
             # the maps read them as sorted order statistics (only fit() sorted them)
             pits = pits.double().flatten().sort().values.cpu()
         if method != "quantile" and (
-            scale is None or not (math.isfinite(float(scale)) and float(scale) >= 0)
+            scale is None or not (math.isfinite(float(scale)) and float(scale) > 0)
         ):
             raise ValueError(
-                f"scale: the {method} method needs a finite scale >= 0, received {scale}"
+                f"scale: the {method} method needs a finite scale > 0 (the factor applied to "
+                f"the posterior's spread; 0 would collapse it to its mean), received {scale}"
             )
         self.method = method
         self.scale = None if scale is None else float(scale)
@@ -165,18 +192,31 @@ class Recalibrator:
         level: float = 0.9,
         n_grid: int = 241,
     ) -> Recalibrator:
-        """Fit on held-out pairs: ``posteriors[i]`` (event ``E``) and ``truths[i] [*E]``.
+        r"""Fit on held-out pairs: ``posteriors[i]`` (event ``E``) and ``truths[i] [*E]``.
 
-        Points where the posterior standard deviation is zero are left out of the fit.
+        Points where the posterior standard deviation is zero are left out of the fit (a
+        ``ValueError`` when no point is left). For ``"zscore"`` and ``"conformal"`` the
+        held-out z-scores are :math:`z = (u - \mu)/\sigma` pointwise; for a
+        :class:`~bayesphys.SamplePosterior` of ``L`` draws (chains times draws), whose
+        :math:`\mu` and :math:`\sigma` are the draws' mean and sd, they are divided by the
+        finite-draw factor :math:`c_L = \sqrt{(L+1)(L-1)/(L(L-3))}` (``L > 3``; 1.088 at
+        ``L = 19``), as :func:`~bayesphys.diagnostics.standardised_residuals` does: without it
+        an exact empirical posterior of 19 draws got the scale 1.10 instead of 1.
         """
         _check_method(method)  # an unknown one was fitted as "quantile"
         truths = _check_pairs(posteriors, truths)
         # points with zero posterior spread (pinned boundary values) carry no information
         keep = [(p.stddev > 0).flatten() for p in posteriors]
+        if not any(bool(k.any()) for k in keep):
+            raise ValueError(
+                f"posteriors: every held-out point has zero posterior spread (stddev 0), so "
+                f"there is nothing to fit a {method} map on; pass held-out posteriors whose "
+                f"draws vary, or leave these quantities unrecalibrated"
+            )
         if method in ("zscore", "conformal"):
             z = torch.cat(
                 [
-                    ((t - p.mean) / p.stddev).flatten()[k]
+                    ((t - p.mean) / p.stddev).flatten()[k] / _draws_factor(p)
                     for p, t, k in zip(posteriors, truths, keep)
                 ]
             ).double()
@@ -201,6 +241,13 @@ class Recalibrator:
             raise ValueError("z: expected at least one held-out z-score, received none")
         check_finite("z", z)
         if method == "zscore":
+            if not bool((z != 0).any()):
+                raise ValueError(
+                    f"z: all {z.numel()} held-out z-scores are 0 (every truth equals its "
+                    f"posterior mean), so the zscore scale would be 0 and collapse every "
+                    f"posterior to its mean; check that truths and posteriors are paired "
+                    f"correctly"
+                )
             return cls(method, scale=float(z.pow(2).mean().sqrt()), n_grid=n_grid)
         level = _check_level(level)
         n = z.numel()
@@ -212,6 +259,14 @@ class Recalibrator:
                 f"finite conformal scale at level {level}, received {n}"
             )
         qz = float(z.abs().sort().values[k - 1])
+        if qz == 0:
+            raise ValueError(
+                f"z: the split-conformal order statistic at level {level} (the {k}-th smallest "
+                f"of {n} held-out |z|) is 0 ({int((z == 0).sum())} z-scores are 0: truths equal "
+                f"to their posterior means), so the conformal scale would be 0 and collapse "
+                f"every posterior to its mean; check that truths and posteriors are paired "
+                f"correctly, or fit on held-out points whose truths vary about the posterior"
+            )
         s = qz / float(torch.special.ndtri(torch.tensor((1 + level) / 2, dtype=torch.float64)))
         return cls(method, scale=s, n_grid=n_grid)
 
@@ -275,9 +330,20 @@ class Recalibrator:
         return out.clamp(float(grid[0]), float(grid[-1]))
 
     def r_forward(self, p: Tensor) -> Tensor:
-        """:math:`R(p)`: the empirical CDF of the held-out PITs at ``p``."""
+        r""":math:`R(p)` for ``p`` of any shape (same shape out): the CDF of the held-out PITs
+        that :meth:`r_inverse` inverts, linear through :math:`(p_{(k)}, k/(P+1))` of the ``P``
+        sorted PITs and through :math:`(0, 0)` and :math:`(1, 1)` at the ends, so
+        ``r_forward(r_inverse(q)) = q`` for :math:`q \in [1/(P+1), P/(P+1)]` and
+        ``r_inverse(r_forward(p)) = p`` for :math:`p \in [p_{(1)}, p_{(P)}]` (distinct PITs).
+        (The step empirical CDF :math:`\#\{k: p_{(k)} \le p\}/P` was not the inverse of the
+        map applied: :math:`R(R^{-1}(0.2)) = 0.25` for PITs 0.1, 0.3, 0.6, 0.9.)"""
         pits = self.pits.to(p)
-        return torch.searchsorted(pits, p.contiguous(), right=True).to(p.dtype) / pits.numel()
+        n = pits.numel()
+        ends = pits.new_tensor([0.0, 1.0])
+        xp = torch.cat([ends[:1], pits, ends[1:]])
+        fp = torch.cat([ends[:1], torch.arange(1, n + 1).to(pits) / (n + 1), ends[1:]])
+        out = _interp_rows(p.clamp(0, 1).reshape(1, -1), xp[None], fp[None])
+        return out.reshape(p.shape)
 
     # -- application ---------------------------------------------------------------------------
     def wrap(self, posterior: Posterior) -> RecalibratedPosterior:
@@ -291,21 +357,44 @@ class Recalibrator:
         posteriors: Sequence[Posterior],
         truths: Sequence[Tensor],
         levels: Sequence[float] = _LEVELS,
+        *,
+        seed: int = 0,
     ) -> dict[str, Any]:
-        """Pointwise coverage before and after recalibration on a held-out evaluation set.
+        r"""Pointwise coverage before and after recalibration on a held-out evaluation set.
 
         Returns (and stores in ``self.heldout``) ``{"levels", "coverage_before",
         "coverage_after", "n_problems"}`` (lists, one entry per level).
+
+        A posterior's central ``interval`` decides coverage, except for an empirical posterior
+        (:class:`~bayesphys.SamplePosterior`, ``S`` draws pooled over chains): before, the
+        randomised PIT of the truth among its ``S`` draws; after, among the same draws mapped by
+        the recalibration (:meth:`RecalibratedPosterior.map_draws`), :math:`|u - 1/2| \le
+        \alpha/2` with :math:`u = (\#\{x < t\} + V(\#\{x = t\} + 1))/(S+1)`,
+        :math:`V \sim U(0, 1)` seeded by ``seed`` (the same :math:`V` before and after), as
+        :func:`~bayesphys.diagnostics.field_calibration_curve` does: exactly nominal in
+        expectation for draws exchangeable with the truth, where interpolated empirical
+        quantiles under-cover by about :math:`2\alpha/(S+1)` (0.82 for 0.9 at ``S = 19``).
         """
         from ..metrics import calibration_curve
+        from .simulate import _pit_coverage
 
         truths = _check_pairs(posteriors, truths)
-        before = torch.stack(
-            [calibration_curve(p, t, levels)[1] for p, t in zip(posteriors, truths)]
-        ).mean(0)
-        after = torch.stack(
-            [calibration_curve(self.wrap(p), t, levels)[1] for p, t in zip(posteriors, truths)]
-        ).mean(0)
+        levels = _check_levels(levels)
+        seed = check_seed("seed", seed)
+
+        def curve(p: Posterior, t: Tensor, recal: bool, gen: torch.Generator) -> Tensor:
+            if not isinstance(p, SamplePosterior):
+                return calibration_curve(self.wrap(p) if recal else p, t, levels)[1]
+            d = p._flat()  # [S, *batch, *event]
+            return _pit_coverage(self.wrap(p).map_draws(d) if recal else d, t, levels, gen)
+
+        rows = {}
+        for recal in (False, True):
+            gen = torch.Generator().manual_seed(offset_seed(seed, 104723))
+            rows[recal] = torch.stack(
+                [curve(p, t, recal, gen) for p, t in zip(posteriors, truths)]
+            ).mean(0)
+        before, after = rows[False], rows[True]
         self.heldout = {
             "levels": list(levels),
             "coverage_before": before.tolist(),

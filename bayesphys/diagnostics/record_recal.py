@@ -7,14 +7,19 @@ a :class:`~bayesphys.diagnostics.Recalibrator` on the empirical posterior of eac
 applied draw by draw to the run's own draws ``[N, L, K]``:
 
 * ``"zscore"``: :math:`x' = \bar x + s_k (x - \bar x)`, :math:`s_k^2 = \overline{z^2}`,
-  :math:`z = (s_k(\theta) - \bar x)/\mathrm{sd}(x)` over the held-out problems;
+  :math:`z = (s_k(\theta) - \bar x)/(c_L\,\mathrm{sd}(x))` over the held-out problems
+  (:func:`standardised_residuals`; :math:`c_L = \sqrt{(L+1)(L-1)/(L(L-3))}` for ``L > 3``
+  draws, else 1, makes :math:`E[z^2] = 1` for an exact Gaussian posterior);
 * ``"affine"``: :math:`x' = \bar x + b_k\,\mathrm{sd}(x) + s_k (x - \bar x)`, with
-  :math:`b_k, s_k` the mean and sd of the held-out :math:`z` (:class:`AffineMap`): bias too;
+  :math:`s_k` the sd of the held-out :math:`z` and
+  :math:`b_k = \sum_i (s_k(\theta_i) - \bar x_i) / \sum_i \mathrm{sd}(x_i)` the held-out
+  bias in units of the draws' sd (:class:`AffineMap`): bias too;
 * ``"shape"``: the held-out :math:`z` fitted by :math:`b_k + s_k T_k`, :math:`T_k` a Student-t
   or a generalised normal (whichever fits better, kept only if it beats the law of :math:`z`
   for a Gaussian posterior with ``L`` draws, a location-scale :math:`t_{L-1}`), each draw's
-  standardised value mapped through :math:`F^{-1}\circ\Phi` (:class:`ShapeMap`): bias, width
-  and heavy or light tails, with three fitted numbers per summary;
+  standardised value mapped through :math:`F^{-1}\circ\Phi` (:class:`ShapeMap`; the location
+  :math:`b_k` is the ``"affine"`` one): bias, width and heavy or light tails, with three
+  fitted numbers per summary;
 * ``"quantile"``: :math:`x' = F^{-1}(R_k^{-1}(F(x)))` with :math:`F` the CDF of the problem's
   ``L`` draws that puts the ``j``-th smallest at :math:`j/(L+1)` (Gaussian tails beyond the
   extreme draws; see :mod:`~bayesphys.diagnostics.recalibrate`) and :math:`R_k` the empirical
@@ -23,6 +28,9 @@ applied draw by draw to the run's own draws ``[N, L, K]``:
   an empirical map with one parameter per quantile, fitted on ``N_fit`` problems, shares its
   quantile errors across every test problem and makes a chi-square SBC test on
   ``N > N_fit`` problems reject, so the rows default to ``"affine"`` and ``"shape"``.
+
+A summary whose held-out draws never vary (a pinned boundary value) gets the identity map of
+each method; every method needs ``L >= 2`` draws per problem.
 
 Mapping the draws themselves (rather than re-running inference) is exactly what wrapping each
 posterior in :class:`~bayesphys.diagnostics.RecalibratedPosterior` would produce, and keeps the
@@ -41,7 +49,7 @@ import torch
 from .._bench import bench_row
 from .._checks import offset_seed
 from ..posterior import SamplePosterior
-from .recalibrate import Recalibrator
+from .recalibrate import Recalibrator, _c_l
 from .result import CalibrationResult, analyse
 from .simulate import SimulationRecord, Summary, simulate_and_infer
 
@@ -55,37 +63,68 @@ __all__ = [
 ]
 
 
-def standardised_residuals(draws: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
-    r"""Held-out :math:`z_i = (t_i - \bar x_i)/(c_L\,\mathrm{sd}(x_i))` of one summary:
-    ``draws [N, L]``, ``truth [N]`` -> ``[N']`` (problems whose draws have zero spread are left
-    out).
-
-    :math:`\bar x` and :math:`\mathrm{sd}(x)` are estimated from the ``L`` draws, so even an
-    exactly calibrated Gaussian posterior gives
-    :math:`E[(t - \bar x)^2/\mathrm{sd}(x)^2] = c_L^2 = (L+1)(L-1)/(L(L-3))`, not 1 (1.18 at
-    ``L = 29``). Dividing by :math:`c_L` (for ``L > 3``) makes :math:`E[z^2] = s^2`, the squared
-    scale about the draws' mean that makes the truth exchangeable with ``L`` mapped draws, for
-    any posterior width; an exact posterior then gets the identity map.
-    """
+def _check_draws_truth(draws: torch.Tensor, truth: torch.Tensor) -> None:
+    """``draws [N, L]`` with ``L >= 2`` and ``truth [N]``."""
     if draws.ndim != 2 or truth.shape != draws.shape[:1]:
         raise ValueError(
             f"draws/truth: expected [N, L] and [N], received {tuple(draws.shape)} and "
             f"{tuple(truth.shape)}"
         )
+    if draws.shape[1] < 2:
+        raise ValueError(
+            f"draws: expected L >= 2 draws per problem (their sd is the unit of every "
+            f"recalibration map), received L = {draws.shape[1]}; draw more posterior samples"
+        )
+
+
+def standardised_residuals(draws: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    r"""Held-out :math:`z_i = (t_i - \bar x_i)/(c_L\,\mathrm{sd}(x_i))` of one summary:
+    ``draws [N, L]`` (``L >= 2``), ``truth [N]`` -> ``[N']`` (problems whose draws have zero
+    spread are left out), with :math:`c_L = \sqrt{(L+1)(L-1)/(L(L-3))}` for ``L > 3`` and
+    :math:`c_L = 1` otherwise.
+
+    :math:`\bar x` and :math:`\mathrm{sd}(x)` are estimated from the ``L`` draws, so even an
+    exactly calibrated Gaussian posterior gives
+    :math:`E[(t - \bar x)^2/\mathrm{sd}(x)^2] = c_L^2 = (L+1)(L-1)/(L(L-3))`, not 1 (1.114 at
+    ``L = 29``, 1.184 at ``L = 19``). Dividing by :math:`c_L` makes :math:`E[z^2] = s^2`, the
+    squared scale about the draws' mean that makes the truth exchangeable with ``L`` mapped
+    draws, for any posterior width; an exact posterior then gets the identity map.
+    """
+    _check_draws_truth(draws, truth)
     n_draws = draws.shape[1]
     sd = draws.std(1)
     keep = sd > 0
     z = ((truth - draws.mean(1)) / sd.where(keep, torch.ones_like(sd)))[keep]
     if n_draws > 3:
-        z = z / ((n_draws + 1) * (n_draws - 1) / (n_draws * (n_draws - 3))) ** 0.5
+        z = z / _c_l(n_draws)
     return z
+
+
+def _bias_in_sd(draws: torch.Tensor, truth: torch.Tensor) -> float:
+    r"""The held-out bias in units of the draws' sd,
+    :math:`b = \sum_i (t_i - \bar x_i) / \sum_i \mathrm{sd}(x_i)` over the problems whose draws
+    vary (``draws [N, L]``, ``truth [N]``): the shift :math:`b\,\mathrm{sd}(x)` then removes
+    the mean bias, :math:`E[b\,\mathrm{sd}(x)] = E[t - \bar x]` when the bias scales with the
+    posterior sd, whatever ``L`` and the law of the draws.
+
+    The mean of :math:`z` (:func:`standardised_residuals`) is not that unit:
+    :math:`E[\overline z]\,E[\mathrm{sd}] = E[t - \bar x]\,E[\mathrm{sd}]\,E[1/\mathrm{sd}]/c_L`,
+    so a shift :math:`\overline z\,\mathrm{sd}(x)` removed only 0.88 (``L = 9``) to 0.99
+    (``L = 99``) of a bias of Gaussian draws.
+    """
+    sd = draws.std(1)
+    keep = sd > 0
+    return float((truth - draws.mean(1))[keep].sum() / sd[keep].sum())
 
 
 @dataclass
 class AffineMap:
     r"""Location-scale recalibration of one summary: :math:`x' = \bar x + b\,\mathrm{sd}(x) +
-    s\,(x - \bar x)` with :math:`b = \overline{z}`, :math:`s = \mathrm{sd}(z)` of the held-out
-    :math:`z = (s_k(\theta) - \bar x)/\mathrm{sd}(x)` (bias and width both corrected)."""
+    s\,(x - \bar x)` with :math:`s = \mathrm{sd}(z)` of the held-out
+    :math:`z = (s_k(\theta) - \bar x)/(c_L\,\mathrm{sd}(x))` (:func:`standardised_residuals`)
+    and :math:`b = \sum_i (s_k(\theta_i) - \bar x_i)/\sum_i \mathrm{sd}(x_i)`, the held-out
+    bias in units of the draws' sd, unbiased for the mean bias at any ``L`` (the mean of
+    :math:`z` removed only 0.88 of a bias at ``L = 9``): bias and width both corrected."""
 
     shift: float
     scale: float
@@ -93,14 +132,29 @@ class AffineMap:
 
     @classmethod
     def fit(cls, draws: torch.Tensor, truth: torch.Tensor) -> AffineMap:
-        """``draws [N, L]``, ``truth [N]`` of one summary."""
+        """``draws [N, L]`` (``L >= 2``), ``truth [N]`` of one summary.
+
+        Draws that never vary (zero sd in every problem) give the identity map (shift 0,
+        scale 1); a single problem whose draws vary is refused (no scale can be estimated).
+        """
         z = standardised_residuals(draws, truth)
-        return cls(float(z.mean()), float(z.std()))
+        if z.numel() == 0:
+            return cls(0.0, 1.0)
+        _check_enough_spread(z.numel(), draws.shape[0])
+        return cls(_bias_in_sd(draws, truth), float(z.std()))
 
     def map(self, x: torch.Tensor) -> torch.Tensor:
         """Draws ``[L]`` of one problem -> mapped draws ``[L]``."""
         m, sd = x.mean(), x.std()
         return m + self.shift * sd + self.scale * (x - m)
+
+
+def _check_enough_spread(n_varying: int, n_sims: int) -> None:
+    if n_varying < 2:
+        raise ValueError(
+            f"draws: expected at least 2 problems whose draws vary to fit a scale, received "
+            f"{n_varying} of {n_sims}; fit on more held-out simulations"
+        )
 
 
 _LR_MARGIN = 0.5 * 6.635  # chi-square(1) 99 % quantile / 2
@@ -134,6 +188,13 @@ class ShapeMap:
     :math:`b, s` the Gaussian maximum-likelihood mean and sd of :math:`z`, as the ``"affine"``
     map.
 
+    Whatever the family, the fitted location is then replaced by the ``"affine"`` shift,
+    :math:`b = \sum_i (s_k(\theta_i) - \bar x_i)/\sum_i \mathrm{sd}(x_i)` (the held-out bias in
+    units of the draws' sd; :class:`AffineMap`): the location of :math:`z` is in units of
+    :math:`c_L\,\mathrm{sd}(x)` and, the bias being divided by a random sd, it removed only
+    0.88 of a bias at ``L = 9``. ``shape`` and ``scale`` are the maximum-likelihood ones. Draws
+    that never vary give the identity map (``family="norm"``, shift 0, scale 1).
+
     A draw :math:`x` becomes
     :math:`\bar x + \mathrm{sd}(x)\, F^{-1}(\Phi((x - \bar x)/\mathrm{sd}(x)))`, with
     :math:`F` the kept law of :math:`z`."""
@@ -149,10 +210,12 @@ class ShapeMap:
         """``draws [N, L]``, ``truth [N]`` of one summary (``L >= 2``)."""
         from scipy import stats
 
-        z = standardised_residuals(draws, truth).double().cpu().numpy()
+        z_t = standardised_residuals(draws, truth)
+        if z_t.numel() == 0:
+            return cls("norm", 0.0, 0.0, 1.0)
+        _check_enough_spread(z_t.numel(), draws.shape[0])
+        z = z_t.double().cpu().numpy()
         n_draws = draws.shape[1]
-        if n_draws < 2:
-            raise ValueError(f"draws: expected L >= 2 draws per problem, received {n_draws}")
         loc0, scale0 = stats.norm.fit(z)
         # the null: z of a Gaussian posterior off in width only, a location-scale t_{L-1}
         nu, loc_n, scale_n = stats.t.fit(z, fix_df=n_draws - 1)
@@ -164,7 +227,8 @@ class ShapeMap:
             ll = float(dist.logpdf(z, shape, loc, scale).sum())
             if ll > best[0]:
                 best = (ll, name, float(min(shape, 1e3)), float(loc), float(scale))
-        return cls(*best[1:])
+        _, family, shape, _, scale = best
+        return cls(family, shape, _bias_in_sd(draws, truth), scale)
 
     def map(self, x: torch.Tensor) -> torch.Tensor:
         """Draws ``[L]`` of one problem -> mapped draws ``[L]``."""
@@ -212,10 +276,12 @@ class RecordRecalibration:
 
     def describe(self) -> str:
         parts = []
-        for stage in self.stages:
-            if stage[0].method == "quantile":
+        # each stage by its method name (a summary without spread has an identity map of
+        # another class, which may be the stage's first)
+        for name, stage in zip(self.method.split("+"), self.stages):
+            if name == "quantile":
                 parts.append("isotonic PIT map")
-            elif stage[0].method == "shape":
+            elif name == "shape":
                 parts.append(
                     "(family, shape, shift, scale) "
                     + str(
@@ -225,18 +291,27 @@ class RecordRecalibration:
                         ]
                     )
                 )
-            elif stage[0].method == "affine":
+            elif name == "affine":
                 parts.append(
                     "affine (shift, scale) "
                     + str([(round(r.shift, 3), round(r.scale, 3)) for r in stage])
                 )
             else:
-                parts.append(f"{stage[0].method} scales {[round(r.scale, 3) for r in stage]}")
+                parts.append(f"{name} scales {[round(r.scale, 3) for r in stage]}")
         return " then ".join(parts)
 
 
+def _is_identity(rec: Recalibrator | AffineMap | ShapeMap) -> bool:
+    """Whether ``rec`` is the identity map (as fitted for a summary whose draws never vary)."""
+    if isinstance(rec, AffineMap):
+        return rec.shift == 0 and rec.scale == 1
+    if isinstance(rec, ShapeMap):
+        return rec.family == "norm" and rec.shift == 0 and rec.scale == 1
+    return rec.method != "quantile" and rec.scale == 1
+
+
 def _apply_stage(
-    record: SimulationRecord, stage: list[Recalibrator | AffineMap]
+    record: SimulationRecord, stage: list[Recalibrator | AffineMap | ShapeMap]
 ) -> SimulationRecord:
     k_sum = record.truth.shape[1]
     if len(stage) != k_sum:
@@ -245,14 +320,16 @@ def _apply_stage(
         )
     draws = torch.empty_like(record.draws)
     for k, rec in enumerate(stage):
-        if isinstance(rec, Recalibrator) and rec.method != "quantile":
+        if _is_identity(rec):  # exactly: m + (x - m) moved pinned draws by an ulp
+            draws[:, :, k] = record.draws[:, :, k]
+        elif isinstance(rec, Recalibrator) and rec.method != "quantile":
             # variance scaling about each problem's mean, all problems at once
             x = record.draws[:, :, k]
             m = x.mean(1, keepdim=True)
             draws[:, :, k] = m + rec.scale * (x - m)
     for i in range(record.n_sims):
         for k, rec in enumerate(stage):
-            if isinstance(rec, Recalibrator) and rec.method != "quantile":
+            if _is_identity(rec) or (isinstance(rec, Recalibrator) and rec.method != "quantile"):
                 continue
             x = record.draws[i, :, k]
             if isinstance(rec, AffineMap | ShapeMap):
@@ -270,40 +347,78 @@ def _apply_stage(
     )
 
 
+RECAL_METHODS: tuple[str, ...] = ("zscore", "conformal", "affine", "shape", "quantile")
+
+
+def _check_recal_method(method: Any, name: str = "method") -> str:
+    """A recalibration method of :func:`fit_record_recalibration`: one of
+    :data:`RECAL_METHODS` or stages of them joined by ``+`` (e.g. ``"zscore+quantile"``);
+    ``name`` is the argument named in the error."""
+    if not isinstance(method, str) or any(m not in RECAL_METHODS for m in method.split("+")):
+        raise ValueError(
+            f"{name}: expected one of {RECAL_METHODS} or stages of them joined by '+' (e.g. "
+            f"'zscore+quantile'), received {method!r}"
+        )
+    return method
+
+
+def _identity(method: str) -> Recalibrator | AffineMap | ShapeMap:
+    """The identity map of one stage ``method`` (for a summary whose draws never vary)."""
+    if method in ("zscore", "conformal"):
+        return Recalibrator(method, scale=1.0)
+    if method == "shape":
+        return ShapeMap("norm", 0.0, 0.0, 1.0)
+    return AffineMap(0.0, 1.0, method="affine" if method == "affine" else "identity")
+
+
 def fit_record_recalibration(
     record: SimulationRecord, method: str = "affine", *, level: float = 0.9
 ) -> RecordRecalibration:
-    """Fit per-summary maps on ``record`` (``truth [N, K]``, ``draws [N, L, K]``).
+    """Fit per-summary maps on ``record`` (``truth [N, K]``, ``draws [N, L, K]``, ``N >= 2``,
+    ``L >= 2``).
 
     ``method``: ``"zscore"``, ``"conformal"``, ``"affine"``, ``"shape"``, ``"quantile"`` or
-    stages joined
-    by ``+``
-    (each stage is fitted on the held-out draws already mapped by the stages before it).
+    stages joined by ``+`` (each stage is fitted on the held-out draws already mapped by the
+    stages before it). A summary whose draws have zero spread in every held-out problem (a
+    pinned boundary value) gets the identity map of the stage; an error while fitting a
+    summary names it.
     """
+    _check_recal_method(method)
     if record.n_sims < 2:
         raise ValueError(f"record: expected at least 2 simulations, received {record.n_sims}")
-    known = ("zscore", "conformal", "affine", "shape", "quantile")
-    bad = [m for m in method.split("+") if m not in known]
-    if bad:
-        raise ValueError(f"method: expected stages from {known} joined by '+', received {method!r}")
+    if record.n_draws < 2:
+        raise ValueError(
+            f"record: expected L >= 2 draws per problem (their sd is the unit of every "
+            f"recalibration map), received L = {record.n_draws}; draw more posterior samples"
+        )
     stages: list[list[Recalibrator | AffineMap | ShapeMap]] = []
     for m in method.split("+"):
         stage = []
         for k in range(record.truth.shape[1]):
-            if m in ("zscore", "conformal"):  # vectorised: z over all problems at once
-                z = standardised_residuals(record.draws[:, :, k], record.truth[:, k])
-                stage.append(Recalibrator.from_z(z, method=m, level=level))
+            x, t = record.draws[:, :, k], record.truth[:, k]
+            if not bool((x.std(1) > 0).any()):  # no spread anywhere: nothing to fit
+                stage.append(_identity(m))
                 continue
-            if m in ("affine", "shape"):
-                cls = AffineMap if m == "affine" else ShapeMap
-                stage.append(cls.fit(record.draws[:, :, k], record.truth[:, k]))
-                continue
-            posts = [_marginal(record.draws[i, :, k]) for i in range(record.n_sims)]
-            truths = [record.truth[i, k] for i in range(record.n_sims)]
-            stage.append(Recalibrator.fit(posts, truths, method=m, level=level))
+            try:
+                stage.append(_fit_one(m, x, t, level))
+            except ValueError as err:
+                name = record.names[k] if k < len(record.names) else k
+                raise ValueError(f"summary {name!r} ({m} stage): {err}") from err
         stages.append(stage)
         record = _apply_stage(record, stage)
     return RecordRecalibration(method, stages)
+
+
+def _fit_one(
+    method: str, x: torch.Tensor, t: torch.Tensor, level: float
+) -> Recalibrator | AffineMap | ShapeMap:
+    """One stage's map of one summary: ``x [N, L]`` draws, ``t [N]`` truths."""
+    if method in ("zscore", "conformal"):  # vectorised: z over all problems at once
+        return Recalibrator.from_z(standardised_residuals(x, t), method=method, level=level)
+    if method in ("affine", "shape"):
+        return (AffineMap if method == "affine" else ShapeMap).fit(x, t)
+    posts = [_marginal(x[i]) for i in range(x.shape[0])]
+    return Recalibrator.fit(posts, list(t), method=method, level=level)
 
 
 def recalibrated_rows(
@@ -323,6 +438,7 @@ def recalibrated_rows(
     the maps are evaluated on ``base``'s own ``N`` simulations, so the two rows compare the same
     problems. Each row's ``seconds`` is the held-out simulation + fitting cost.
     """
+    _check_recal_methods(methods, "methods")  # before any simulation
     fit = simulate_and_infer(
         simulate,
         infer,
@@ -362,3 +478,16 @@ def recalibrated_rows(
         row["result"] = res
         rows.append(row)
     return rows
+
+
+def _check_recal_methods(methods: Any, name: str) -> tuple[str, ...]:
+    """A tuple (or list) of recalibration methods (:func:`_check_recal_method`); a single
+    string is refused (it would be read letter by letter)."""
+    if isinstance(methods, (str, bytes)) or not isinstance(methods, (tuple, list)):
+        raise TypeError(
+            f"{name}: expected a tuple of recalibration methods, e.g. ('affine', 'shape'), "
+            f"received {methods!r}"
+        )
+    for i, m in enumerate(methods):
+        _check_recal_method(m, f"{name}[{i}]")
+    return tuple(methods)

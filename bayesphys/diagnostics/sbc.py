@@ -113,7 +113,9 @@ def sbc_ranks(truth: Tensor, draws: Tensor, *, seed: int = 0) -> Tensor:
 
 
 def sbc_pit(ranks: Tensor, n_draws: int, *, seed: int = 0) -> Tensor:
-    """Randomised PIT values ``[N, K]``: :math:`u = (r + V)/(L+1)`, exactly U(0,1) if calibrated."""
+    """Randomised PIT values :math:`u = (r + V)/(L+1)`, :math:`V \\sim U(0, 1)` seeded by
+    ``seed``, of the same shape as ``ranks``: ``[N, K] -> [N, K]``, ``[N] -> [N]`` (ranks of
+    one summary). Exactly U(0,1) if calibrated."""
     n_draws = check_int("n_draws", n_draws, minimum=1)
     seed = check_seed("seed", seed)
     check_ranks(ranks, n_draws)
@@ -135,7 +137,13 @@ def sbc_uniformity(
     n_bins: int | None = None,
     seed: int = 0,
 ) -> dict:
-    """Uniformity tests of SBC ranks ``[N, K]`` with values in ``0..L``.
+    """Uniformity tests of SBC ranks ``[N, K]`` (or ``[N]``, one summary) with values in
+    ``0..L``.
+
+    ``n_bins``: the chi-square bins ``B``; default ``min(20, N // 5)``. Either way ``B`` is
+    clamped to ``2..L + 1`` (more bins than rank values would leave bins that no rank can
+    reach), so an explicit ``n_bins > L + 1`` is reduced to ``L + 1`` silently; the ``B`` used
+    is returned as ``"n_bins"``.
 
     Returns ``{"chi2": [K], "chi2_pvalue": [K], "ks_pvalue": [K], "n_bins": B,
     "pvalue": float}`` where ``pvalue`` is the Bonferroni-combined minimum of the per-summary

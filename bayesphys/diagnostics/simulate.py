@@ -233,6 +233,19 @@ def _field_coverage(
             lo, hi = post.interval(lv)
             out.append(((truth >= lo) & (truth <= hi)).double().mean())
         return torch.stack(out)
+    return _pit_coverage(draws, truth, levels, generator)
+
+
+def _pit_coverage(draws: Tensor, truth: Tensor, levels: Sequence[float], generator=None) -> Tensor:
+    r"""Pointwise coverage ``[len(levels)]`` of central intervals of draws ``[S, *event]``
+    about ``truth [*event]``, averaged over the grid: the randomised PIT
+    :math:`u = (\#\{x < t\} + V(\#\{x = t\} + 1))/(S+1)`, :math:`V \sim U(0, 1)` from
+    ``generator`` (CPU), counts as inside at level :math:`\alpha` when
+    :math:`|u - 1/2| \le \alpha/2`. Exactly nominal in expectation for draws exchangeable with
+    the truth at any ``S`` (interpolated empirical quantiles under-cover by about
+    :math:`2\alpha/(S+1)`). Shared by :func:`simulate_and_infer`,
+    :func:`~bayesphys.diagnostics.field_calibration_curve` and
+    :meth:`~bayesphys.diagnostics.Recalibrator.evaluate`."""
     less = (draws < truth).sum(0).double().cpu()
     ties = (draws == truth).sum(0).double().cpu()
     v = torch.rand(less.shape, generator=generator, dtype=torch.float64)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from bayesphys.diagnostics import (
@@ -150,3 +151,26 @@ def test_tarp_atc_integrates_over_the_upper_half_for_any_grid():
     for na in (2, 4, 100, 101, 1001):
         assert abs(tarp(truth, draws, n_alpha=na)["atc"] - exact) <= 0.6 / (na - 1) + 1e-3, na
     assert tarp(truth, draws, n_alpha=2)["atc"] != 0.0
+
+
+def test_field_calibration_curve_of_exact_draws_is_nominal_at_small_s():
+    """S = 19 exact draws, as a tensor or a SamplePosterior: interpolated empirical quantiles
+    gave 0.455 for 0.5 and 0.817 for 0.9; the randomised PIT is nominal within Monte-Carlo
+    error (10000 points: sd <= 0.005)."""
+    from bayesphys import SamplePosterior
+
+    g = torch.Generator().manual_seed(0)
+    truths = [torch.randn(200, generator=g, dtype=torch.float64) for _ in range(50)]
+    draws = [torch.randn(19, 200, generator=g, dtype=torch.float64) for _ in range(50)]
+    _, obs = field_calibration_curve(draws, truths, (0.5, 0.9))
+    for lv, o in zip((0.5, 0.9), obs.tolist()):
+        assert abs(o - lv) < 0.015, (lv, o)
+    sp = [SamplePosterior(d, chains=False) for d in draws]
+    _, obs_sp = field_calibration_curve(sp, truths, (0.5, 0.9))
+    assert torch.equal(obs_sp, obs)  # the same draws, the same seeded PIT
+    # at 0.55 the interval ends fall inside a PIT cell (20 * 0.225 = 4.5), where V decides
+    _, a = field_calibration_curve(draws, truths, (0.55,), seed=0)
+    _, b = field_calibration_curve(draws, truths, (0.55,), seed=1)
+    assert not torch.equal(a, b) and abs(float(a[0]) - 0.55) < 0.015
+    with pytest.raises(ValueError, match=r"posteriors\[0\]/truths\[0\]"):
+        field_calibration_curve(draws, [t[:10] for t in truths])

@@ -171,3 +171,114 @@ def test_exact_record_is_left_calibrated_at_small_l(method):
     out = analyse(fit_record_recalibration(fit, method).apply(target)).metrics()
     assert abs(out["coverage50"] - 0.5) < 0.04
     assert out["sbc_pvalue"] > 1e-3
+
+
+def _biased(n: int, draws: int, seed: int, bias: float = 1.0, k: int = 1):
+    """Truth t = m + N(0, 1); draws N(m + bias, 1): the right width, biased by ``bias`` sd."""
+    g = torch.Generator().manual_seed(seed)
+    m = torch.randn(n, k, generator=g, dtype=torch.float64)
+    truth = m + torch.randn(n, k, generator=g, dtype=torch.float64)
+    d = m[:, None, :] + bias + torch.randn(n, draws, k, generator=g, dtype=torch.float64)
+    return SimulationRecord(names=[f"s{j}" for j in range(k)], truth=truth, draws=d)
+
+
+def test_affine_shift_removes_the_whole_bias_with_few_draws():
+    """L = 9 draws biased by +1 sd: the shift mean(z) * sd(x) removed 0.88 of it (z is the
+    bias over a random sd, divided by c_L), leaving -0.11 sd; sum(t - mean)/sum(sd) removes it
+    all (mean residual ~ 0 within Monte-Carlo error 0.008)."""
+    fit, target = _biased(20000, 9, seed=1), _biased(20000, 9, seed=2)
+    aff = fit_record_recalibration(fit, "affine").stages[0][0]
+    x, t = target.draws[:, :, 0], target.truth[:, 0]
+    mapped_mean = x.mean(1) + aff.shift * x.std(1)  # the mean of the mapped draws
+    resid = float((t - mapped_mean).mean())
+    assert abs(resid) < 0.03, resid
+    assert 0.9 < aff.scale < 1.15  # the scale estimate is unchanged: sd(z)
+
+
+def test_shape_shift_removes_the_whole_bias_with_few_draws():
+    from bayesphys.diagnostics import ShapeMap
+
+    fit, target = _biased(20000, 9, seed=3), _biased(4000, 9, seed=4)
+    sm = ShapeMap.fit(fit.draws[:, :, 0], fit.truth[:, 0])
+    out = fit_record_recalibration(fit, "shape").apply(target)
+    assert out.meta["recalibrated"] == "shape"
+    resid = float((target.truth[:, 0] - out.draws[:, :, 0].mean(1)).mean())
+    assert abs(resid) < 0.05, (resid, sm)  # -0.11 with the location of z
+
+
+def test_finite_draw_factor():
+    from bayesphys.diagnostics.recalibrate import _c_l
+    from bayesphys.diagnostics.record_recal import standardised_residuals
+
+    assert _c_l(19) ** 2 == pytest.approx(360 / 304) and round(_c_l(19) ** 2, 3) == 1.184
+    assert _c_l(29) ** 2 == pytest.approx(840 / 754) and round(_c_l(29) ** 2, 3) == 1.114
+    assert _c_l(3) == 1.0 and _c_l(2) == 1.0
+    d = torch.tensor([[0.0, 1.0, 2.0, 3.0, 4.0]], dtype=torch.float64)
+    z = standardised_residuals(d, torch.tensor([4.5], dtype=torch.float64))
+    assert float(z[0]) == pytest.approx(2.5 / float(d.std()) / _c_l(5), rel=1e-14)
+
+
+@pytest.mark.parametrize(
+    "method", ["affine", "shape", "zscore", "conformal", "quantile", "zscore+quantile"]
+)
+def test_pinned_summary_gets_the_identity_map(method):
+    """K = 2 summaries, the second identically 0 (a Dirichlet boundary value): affine fitted a
+    NaN map, shape failed inside scipy, zscore failed with an error naming no summary. Now the
+    pinned summary keeps its draws exactly and the other is fitted as before."""
+    from bayesphys.diagnostics import analyse
+
+    g = torch.Generator().manual_seed(0)
+    t = torch.randn(200, 2, generator=g, dtype=torch.float64)
+    d = 0.5 * torch.randn(200, 19, 2, generator=g, dtype=torch.float64)
+    t[:, 1], d[:, :, 1] = 0.1, 0.1  # 0.1: the mean of its copies is not exactly 0.1
+    rec = SimulationRecord(names=["a", "pinned"], truth=t, draws=d)
+    recal = fit_record_recalibration(rec, method)
+    out = recal.apply(rec)
+    assert torch.equal(out.draws[:, :, 1], d[:, :, 1])
+    assert bool(torch.isfinite(out.draws).all())
+    ratio = float(out.draws[:, :, 0].std(1).mean() / d[:, :, 0].std(1).mean())
+    assert 1.6 < ratio < 2.4  # the width-0.5 summary is widened about 2x
+    assert isinstance(recal.describe(), str)
+    assert 0.8 <= analyse(out).metrics()["coverage90"] <= 1.0
+
+
+def test_recalibration_refuses_one_draw_and_names_the_summary():
+    from bayesphys.diagnostics import ShapeMap
+
+    g = torch.Generator().manual_seed(0)
+    t = torch.randn(50, generator=g, dtype=torch.float64)
+    one = torch.randn(50, 1, generator=g, dtype=torch.float64)
+    for fit in (AffineMap.fit, ShapeMap.fit):
+        with pytest.raises(ValueError, match=r"^draws: expected L >= 2 draws .* L = 1"):
+            fit(one, t)
+    rec = SimulationRecord(names=["a"], truth=t[:, None], draws=one[:, :, None])
+    with pytest.raises(ValueError, match=r"^record: expected L >= 2 draws"):
+        fit_record_recalibration(rec, "zscore")
+    # one problem whose draws of "b" vary: no scale can be fitted, and the error says which
+    d = torch.randn(50, 9, 2, generator=g, dtype=torch.float64)
+    d[1:, :, 1] = 0.0
+    rec = SimulationRecord(names=["a", "b"], truth=torch.zeros(50, 2, dtype=torch.float64), draws=d)
+    with pytest.raises(
+        ValueError, match=r"^summary 'b' \(affine stage\): draws: expected at least 2"
+    ):
+        fit_record_recalibration(rec, "affine")
+
+
+def test_calibration_rows_checks_recal_methods_before_simulating():
+    """A typo in recal_methods passed silently for a calibrated posterior and surfaced only
+    after the whole run for a rejected one."""
+    fam = CoreFamily()
+    calls = []
+
+    def simulate(n, seed):
+        calls.append(n)
+        return fam.simulate(n, seed=seed)
+
+    kw = dict(n_sims=20, n_draws=9, problem="p", method="m", recalibrate=10)
+    with pytest.raises(ValueError, match=r"^recal_methods\[1\]: expected one of .*'afine'"):
+        calibration_rows(
+            simulate, fam.infer, fam.summaries(), recal_methods=("shape", "afine"), **kw
+        )
+    with pytest.raises(TypeError, match="^recal_methods: expected a tuple"):
+        calibration_rows(simulate, fam.infer, fam.summaries(), recal_methods="affine", **kw)
+    assert calls == []

@@ -16,7 +16,7 @@ from bayesphys.diagnostics import (
     sbc_ranks,
     sbc_uniformity,
 )
-from bayesphys.diagnostics.sbc import _simulated_band
+from bayesphys.diagnostics.sbc import _simulated_band, sbc_pit
 from bayesphys.inference_data import group_dataset, load_netcdf, save_netcdf
 
 
@@ -200,3 +200,16 @@ def test_uniformity_accepts_narrow_integer_ranks():
         assert out["pvalue"] == ref["pvalue"]
     r2 = torch.randint(0, 2001, (200, 1), generator=g)
     assert sbc_uniformity(r2.to(torch.int16), 2000)["pvalue"] == sbc_uniformity(r2, 2000)["pvalue"]
+
+
+def test_sbc_pit_keeps_the_shape_of_its_ranks_and_n_bins_is_clamped():
+    """As documented: ranks [N] -> PIT [N] and [N, K] -> [N, K] (the same values column by
+    column); an explicit n_bins above L + 1 is reduced to L + 1."""
+    r = torch.tensor([0, 1, 2, 3, 3, 0])
+    u1, u2 = sbc_pit(r, 3), sbc_pit(r[:, None], 3)
+    assert u1.shape == (6,) and u2.shape == (6, 1)
+    torch.testing.assert_close(u1, u2[:, 0])
+    assert bool(((u1 >= r / 4) & (u1 < (r + 1) / 4)).all())
+    ranks = torch.randint(0, 10, (200, 2), generator=torch.Generator().manual_seed(0))
+    assert sbc_uniformity(ranks, 9, n_bins=50)["n_bins"] == 10
+    assert sbc_uniformity(ranks, 9, n_bins=5)["n_bins"] == 5
