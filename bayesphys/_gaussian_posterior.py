@@ -139,10 +139,11 @@ class GaussianPosterior(_PosteriorBase):
             )
         if covariance.device != mean.device:  # as a tensor covariance is moved
             covariance = covariance.to(mean.device)
-        if covariance.dtype != mean.dtype and not isinstance(covariance, DiagLinearOperator):
-            # a tensor covariance takes the mean's dtype; so does a structured one (its root
-            # would otherwise meet noise of the mean's dtype and fail at the first draw); a
-            # diagonal one always worked in its own dtype and is kept as it is
+        if covariance.dtype != mean.dtype:
+            # every covariance takes the mean's dtype, as a tensor one always did: a structured
+            # one's root would otherwise meet noise of the mean's dtype and fail at the first
+            # draw, and a diagonal one in another dtype gave variances and draws in its dtype
+            # while ``dtype`` reported the mean's (float64 draws from a float32 posterior)
             covariance = covariance.to(mean.dtype)
         expected = (*self.batch_shape, n, n)
         if tuple(covariance.shape) != expected:
@@ -188,8 +189,11 @@ class GaussianPosterior(_PosteriorBase):
 
     @property
     def variance(self) -> Tensor:
-        """Marginal variances ``[*batch, *event]`` from the covariance's structured diagonal."""
-        return diagonal(self.covariance).reshape(*self.batch_shape, *self.event_shape)
+        """Marginal variances ``[*batch, *event]`` from the covariance's structured diagonal,
+        clamped at 0 (an exact-limit conservation update leaves round-off negatives such as
+        ``-9e-16`` on its constrained directions)."""
+        var = diagonal(self.covariance).reshape(*self.batch_shape, *self.event_shape)
+        return var.clamp_min(0)
 
     # -- sampling ---------------------------------------------------------------------------
     def _get_root(self):

@@ -140,9 +140,38 @@ def test_structured_covariance_takes_the_means_dtype():
     assert a.covariance.dtype == F64
     assert torch.equal(a.sample((4,), generator=gen()), b.sample((4,), generator=gen()))
     assert torch.equal(a.log_prob(torch.ones(3, dtype=F64)), b.log_prob(torch.ones(3, dtype=F64)))
-    # a diagonal operator keeps its own dtype (it always worked: nothing changes for it)
+    # a diagonal operator takes it too (it was kept in its own dtype: float64 variances and
+    # draws from a posterior whose dtype said float32)
     d = GaussianPosterior(m, DiagLinearOperator(torch.ones(3)))
-    assert d.covariance.dtype == torch.float32
+    assert d.covariance.dtype == F64
+    p32 = GaussianPosterior(torch.zeros(3), DiagLinearOperator(torch.ones(3, dtype=F64) * 2))
+    assert p32.dtype == torch.float32
+    assert p32.variance.dtype == torch.float32 and p32.stddev.dtype == torch.float32
+    assert p32.sample((2,)).dtype == torch.float32
+    assert torch.equal(p32.variance, torch.full((3,), 2.0))
+
+
+def test_gaussian_variance_is_clamped_at_zero():
+    """An exact-limit update leaves round-off negatives on the diagonal (-9e-16 was seen);
+    ``.variance`` returned them while ``stddev`` / ``interval`` clamped."""
+    from bayesphys.probconserv import conservation_update
+
+    mean = torch.tensor([1.0, 2.0, 3.0], dtype=F64)
+    cov = torch.tensor([[2.0, 0.3, 0.1], [0.3, 1.0, 0.2], [0.1, 0.2, 3.0]], dtype=F64)
+    prior = GaussianPosterior(mean, cov)
+    g = torch.ones(1, 3, dtype=F64)
+    post = conservation_update(prior, g, torch.tensor([3.0], dtype=F64))
+    raw = post.covariance.diagonal() if hasattr(post.covariance, "diagonal") else None
+    assert raw is not None
+    assert bool((post.variance >= 0).all())
+    torch.testing.assert_close(post.variance, raw.clamp_min(0).reshape(post.variance.shape))
+    # the clamp is what a raw negative diagonal shows (a structured one skips validation)
+    neg = GaussianPosterior(
+        torch.zeros(2, dtype=F64),
+        torch.tensor([[1.0, 0.0], [0.0, -1e-15]], dtype=F64),
+        validate=False,
+    )
+    assert torch.equal(neg.variance, torch.tensor([1.0, 0.0], dtype=F64))
 
 
 def test_gaussian_log_prob_checks_and_broadcasts_batch_dims():
