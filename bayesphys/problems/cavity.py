@@ -34,10 +34,24 @@ import numpy as np
 from scipy import fft
 from torch import Tensor
 
-__all__ = ["CAVITY_PRIOR", "solve_cavity", "cavity_test_set", "ns_residual", "lid_velocity"]
+from .._checks import check_int, check_real, check_seed
+
+__all__ = [
+    "CAVITY_PRIOR",
+    "CAVITY_MAX_STEPS",
+    "solve_cavity",
+    "cavity_test_set",
+    "ns_residual",
+    "lid_velocity",
+]
 
 #: Prior box of ``z = (rho, mu)`` and the fixed lid speed ``w`` (the paper's code).
 CAVITY_PRIOR = {"rho": (0.8, 1.0), "mu": (0.1, 1.0), "w": 1.0}
+
+#: most explicit time steps one :func:`solve_cavity` may take (the prior box takes at most
+#: about 15 000 at ``n = 50``; a huge lid speed ``w`` needed ~``|w| t_end / h`` steps and
+#: effectively hung)
+CAVITY_MAX_STEPS = 1_000_000
 
 
 def lid_velocity(x: np.ndarray, t: float, w: float = 1.0, profile: str = "regularised"):
@@ -75,23 +89,35 @@ def solve_cavity(
 
     Parameters
     ----------
-    rho, mu: density and viscosity (> 0). w: lid speed. n: nodes per side (``h = 1/(n-1)``).
-    t_end: final time. n_snapshots: equally spaced output times in ``(0, t_end]``.
+    rho, mu: density and viscosity (> 0). w: lid speed (finite; see below). n: nodes per
+    side (an int ``>= 5``, ``h = 1/(n-1)``). t_end: final time (> 0). n_snapshots: equally
+    spaced output times in ``(0, t_end]`` (an int ``>= 1``).
     dt: time step (default: 0.8 x the explicit stability limit
         :math:`\min(h^2/(4\nu), h/\max|u|)`). profile: lid profile (:func:`lid_velocity`).
+
+    The run takes :math:`\lceil t_{end}/\Delta t\rceil` steps (rounded up to a multiple of
+    ``n_snapshots``); more than :data:`CAVITY_MAX_STEPS` is a ``ValueError`` before any
+    stepping. Through the advective limit :math:`\Delta t \le h/|w|` this bounds the lid
+    speed to about :math:`|w| \le 0.8\,` ``CAVITY_MAX_STEPS`` :math:`h / t_{end}` (e.g.
+    ``|w| <~ 1.6e4`` for ``n = 50``, ``t_end = 1``); the viscous limit
+    :math:`h^2/(4\nu)` counts too.
 
     Returns
     -------
     ``{"x": [n], "t": [n_snapshots], "u", "v", "psi", "omega": [n_snapshots, n, n]}``
     (index ``[t, y, x]``).
     """
-    for name, val in (("rho", rho), ("mu", mu), ("t_end", t_end)):
-        if not (math.isfinite(val) and val > 0):
-            raise ValueError(f"{name}: expected a positive finite number, received {val!r}")
+    rho, mu, t_end = (
+        check_real(name, val, minimum=0.0, strict=True)
+        for name, val in (("rho", rho), ("mu", mu), ("t_end", t_end))
+    )
+    w = check_real("w", w)  # NaN gave NaN fields
+    n = check_int("n", n)
     if n < 5:
         raise ValueError(f"n: expected at least 5 nodes per side, received {n}")
-    if n_snapshots < 1:
-        raise ValueError(f"n_snapshots: expected >= 1, received {n_snapshots}")
+    n_snapshots = check_int("n_snapshots", n_snapshots, minimum=1)
+    if dt is not None:
+        dt = check_real("dt", dt, minimum=0.0, strict=True)
     nu = mu / rho
     h = 1.0 / (n - 1)
     x = np.linspace(0.0, 1.0, n)
@@ -104,6 +130,12 @@ def solve_cavity(
     # every snapshot lands on its own step, exactly at its time
     per = max(1, int(math.ceil(t_end / (dt * n_snapshots) - 1e-9)))
     n_steps = per * n_snapshots
+    if n_steps > CAVITY_MAX_STEPS:
+        raise ValueError(
+            f"w: lid speed {w:g} (with rho={rho:g}, mu={mu:g}, n={n}, t_end={t_end:g}) needs "
+            f"{n_steps} explicit steps, more than CAVITY_MAX_STEPS={CAVITY_MAX_STEPS}; use a "
+            f"smaller |w|, t_end or n (or a larger viscosity)"
+        )
     dt = t_end / n_steps
     save_at = {per * (i + 1): i for i in range(n_snapshots)}
     omega = np.zeros((n, n))
@@ -155,10 +187,11 @@ def cavity_test_set(
 ) -> dict[str, np.ndarray]:
     """Seeded test cases: ``z = (rho, mu)`` from :data:`CAVITY_PRIOR`, each solved by
     :func:`solve_cavity`. Returns ``{"z": [C, 2], "w": [C, 1], "x": [n], "t": [T],
-    "u", "v": [C, T, n, n]}`` (the paper scores ``u, v`` on the ``(n-2)^2`` interior)."""
-    if n_cases < 1:
-        raise ValueError(f"n_cases: expected >= 1, received {n_cases}")
-    rng = np.random.default_rng(seed)
+    "u", "v": [C, T, n, n]}`` (the paper scores ``u, v`` on the ``(n-2)^2`` interior).
+    ``n_cases >= 1`` (an int), ``seed`` an int ``>= 0`` (numpy's seed range); ``n``,
+    ``n_snapshots`` as in :func:`solve_cavity`."""
+    n_cases = check_int("n_cases", n_cases, minimum=1)
+    rng = np.random.default_rng(check_seed("seed", seed, minimum=0))
     lo = np.array([CAVITY_PRIOR["rho"][0], CAVITY_PRIOR["mu"][0]])
     hi = np.array([CAVITY_PRIOR["rho"][1], CAVITY_PRIOR["mu"][1]])
     z = lo + (hi - lo) * rng.uniform(size=(n_cases, 2))

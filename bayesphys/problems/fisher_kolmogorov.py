@@ -18,13 +18,14 @@ states ``[*grid]`` (the forward solvers take one state, no batch dimension).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real
+from .._checks import check_bool, check_int, check_real
 from .._device import as_tensor
 from .stencil import _check_step, div_flux, face_average, shift
 
@@ -34,6 +35,7 @@ __all__ = [
     "fk_forward",
     "fk_residual",
     "stable_steps",
+    "max_step",
     "fk_forward_tangent",
     "logistic_step",
     "SCHEMES",
@@ -145,6 +147,79 @@ def _check_grid(c0: Tensor, faces: Sequence[Tensor], tissue: Tensor | None, spac
     return spacing
 
 
+def _as_float(v: Tensor | float) -> float:
+    """The largest ``|v|`` of a number or tensor (a tensor is detached: the check below only
+    sizes the time step)."""
+    if isinstance(v, (Tensor, np.ndarray)):
+        v = torch.as_tensor(v).detach()
+        return float(v.abs().max()) if v.numel() else 0.0
+    return abs(float(v))
+
+
+def max_step(
+    faces: Sequence[Tensor], dw: Tensor | float, rho: Tensor | float, spacing: float, scheme: str
+) -> float:
+    r"""The largest stable :math:`\Delta t` of :func:`fk_forward`'s ``scheme`` (``inf``: none).
+
+    Diffusion (both schemes: an explicit Euler step
+    :math:`c \leftarrow c + \Delta t\,\nabla\cdot(D\nabla c)`): the step is monotone (no new
+    extrema, so bounded) and stable iff its diagonal stays :math:`\ge 0`,
+
+    .. math:: \Delta t \le \frac{h^2}{D_w \max_i \sum_k (f_{k,i+1/2} + f_{k,i-1/2})}
+              \;\ge\; \frac{h^2}{2 d\, D_w \max f},
+
+    the sum over the ``2d`` faces of cell ``i`` (Gershgorin; :func:`stable_steps` keeps
+    ``safety`` = 0.8 of the right-hand bound for :math:`D_w \le` ``d_max`` and faces
+    :math:`\le 1`). Reaction, ``"euler"`` only (``"strang"`` uses the exact flow
+    :func:`logistic_step`): the Euler map :math:`c \leftarrow c + \Delta t\rho c(1-c)` keeps
+    its fixed point :math:`c = 1` stable iff :math:`\Delta t|\rho| \le 2`. ``faces``: the
+    face maps ``[*grid]`` per axis (as :func:`tissue_faces`); ``dw``, ``rho``: numbers or
+    tensors (their largest magnitude is used).
+    """
+    dw_max, rho_max = _as_float(dw), _as_float(rho)
+    diag = None
+    for k, f in enumerate(faces):
+        fp = f.detach().abs().clone()
+        fp.narrow(k, fp.shape[k] - 1, 1).zero_()  # div_flux never uses the last layer's face
+        term = fp + shift(fp, k, -1, "zero")
+        diag = term if diag is None else diag + term
+    rate = dw_max * (float(diag.max()) if diag is not None and diag.numel() else 0.0)
+    limit = spacing**2 / rate if rate > 0 else math.inf
+    if scheme == "euler" and rho_max > 0:
+        limit = min(limit, 2.0 / rho_max)
+    return limit
+
+
+def _check_stable(
+    faces: Sequence[Tensor],
+    dw: Tensor | float,
+    rho: Tensor | float,
+    *,
+    t_end: float,
+    steps: int,
+    spacing: float,
+    scheme: str,
+) -> None:
+    """Refuse (numbers ``dw``, ``rho``: ``ValueError``) or flag (tensors: ``RuntimeWarning``,
+    e.g. a fit or a sampler visiting an unstable :math:`D_w`, whose blown-up state its
+    likelihood rejects) a step ``t_end / steps`` above :func:`max_step`."""
+    limit = max_step(faces, dw, rho, spacing, scheme)
+    dt = t_end / steps
+    if dt <= limit * (1 + 1e-12):
+        return
+    need = math.ceil(t_end / limit)
+    msg = (
+        f"steps: {steps} steps over t_end={t_end:g} give dt={dt:.4g}, above the {scheme} "
+        f"scheme's stability limit {limit:.4g} for dw={_as_float(dw):g}, "
+        f"rho={_as_float(rho):g}, spacing={spacing:g} (the state blows up); use "
+        f"steps >= {need} (e.g. stable_steps)"
+    )
+    if isinstance(dw, (Tensor, np.ndarray)) or isinstance(rho, (Tensor, np.ndarray)):
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+    else:
+        raise ValueError(msg)
+
+
 def logistic_step(c: Tensor, rho: Tensor | float, tau: float) -> Tensor:
     r"""Exact flow of :math:`\dot c = \rho c(1-c)` over :math:`\tau`:
     :math:`c\,e^{\rho\tau} / (1 + c(e^{\rho\tau} - 1))` (elementwise, any shape; differentiable)."""
@@ -164,6 +239,7 @@ def fk_forward(
     tissue: Tensor | None = None,
     save_every: int | None = None,
     scheme: str = "euler",
+    check_stability: bool = True,
 ) -> Tensor | tuple[Tensor, Tensor]:
     r"""Time-stepping of the FK equation; returns :math:`c(T)` ``[*grid]`` (or the trajectory).
 
@@ -182,6 +258,15 @@ def fk_forward(
     ``rho``. With ``save_every`` (an int ``>= 1``) returns ``(c(T), traj [n_saved, *grid])``.
     ``faces``: ``c0.ndim`` maps of ``c0``'s shape; ``spacing > 0``; ``dw >= 0`` and ``rho``
     finite when given as numbers.
+
+    ``dt`` must not exceed :func:`max_step` (diffusion: :math:`\Delta t \le h^2 / (D_w
+    \max_i \sum_{\text{faces of } i} f)`, at least :math:`h^2/(2 d D_w \max f)`; ``"euler"``
+    also :math:`\Delta t|\rho| \le 2`): with ``dw`` and ``rho`` given as numbers a larger step
+    is a ``ValueError`` naming the smallest stable ``steps`` (it blew up silently, e.g. to
+    51.8); with tensors (fits and samplers that may visit an unstable :math:`D_w`) a
+    ``RuntimeWarning``. ``check_stability=False`` skips the check, for callers that size
+    ``steps`` for a bound on :math:`D_w` and report exceeding it themselves
+    (:class:`~bayesphys.odil.GliomaModel`: :func:`stable_steps` at ``d_max``).
     """
     _check_scheme(scheme)
     t_end, steps = _check_time(t_end, steps)
@@ -196,6 +281,8 @@ def fk_forward(
         check_real("rho", rho)
     if save_every is not None:
         save_every = check_int("save_every", save_every, minimum=1)
+    if check_bool("check_stability", check_stability):
+        _check_stable(faces, dw, rho, t_end=t_end, steps=steps, spacing=spacing, scheme=scheme)
     dt = t_end / steps
     hs = [spacing] * c0.ndim
     scaled = [f * dw for f in faces]
@@ -277,6 +364,7 @@ def fk_forward_tangent(
     spacing: float,
     tissue: Tensor | None = None,
     scheme: str = "euler",
+    check_stability: bool = True,
 ) -> tuple[Tensor, Tensor]:
     r""":func:`fk_forward` together with its tangent-linear model for ``p`` directions.
 
@@ -285,8 +373,13 @@ def fk_forward_tangent(
     + \delta D_w \nabla\cdot(\tilde D\nabla c) + \rho(1-2c)\delta c + \delta\rho\,c(1-c)]`; for
     ``scheme="strang"`` the logistic half-steps carry
     :math:`\delta R = (e/q^2)\,\delta c + \tau c(1-c)(e/q^2)\,\delta\rho` with
-    :math:`e = e^{\rho\tau}, q = 1 + c(e-1)`.
+    :math:`e = e^{\rho\tau}, q = 1 + c(e-1)`. Here :math:`\nabla\cdot(\tilde D\nabla c)` is
+    the operator with the unit faces (``faces`` themselves), i.e. the derivative of
+    :math:`\nabla\cdot(D_w\tilde D\nabla c)` in :math:`D_w`; it is computed as the
+    :math:`D_w`-scaled operator divided by :math:`D_w` for :math:`D_w \ne 0` and directly from
+    ``faces`` at :math:`D_w = 0` (which :func:`fk_forward` accepts; dividing gave NaN there).
     Returns ``(c(T) [*grid], dc(T) [p, *grid])`` -- the Jacobian columns in one batched pass.
+    The step is checked as in :func:`fk_forward` (``check_stability`` likewise).
     """
     _check_scheme(scheme)
     t_end, steps = _check_time(t_end, steps)
@@ -300,10 +393,19 @@ def fk_forward_tangent(
             f"dc0, ddw, drho: expected [p, *grid] and [p], [p] with grid {tuple(c0.shape)}, "
             f"received {tuple(dc0.shape)}, {tuple(ddw.shape)}, {tuple(drho.shape)}"
         )
+    if check_bool("check_stability", check_stability):
+        _check_stable(faces, dw, rho, t_end=t_end, steps=steps, spacing=spacing, scheme=scheme)
     dt = t_end / steps
     nd = c0.ndim
     hs = [spacing] * nd
     scaled = [f * dw for f in faces]
+    # d/dD_w of div(D_w f grad c) is div(f grad c): the scaled operator / D_w (the values of
+    # the benchmarks' fits, unchanged) except at D_w = 0, where it is taken from the unit faces
+    zero_dw = bool(torch.as_tensor(dw).detach().eq(0).all())
+
+    def dw_term(lap_c: Tensor, cc: Tensor) -> Tensor:  # ddw * div(f grad c)
+        return ddw * div_flux(cc, faces, hs) if zero_dw else ddw * lap_c / dw
+
     bshape = (-1,) + (1,) * nd
     ddw, drho = ddw.reshape(bshape), drho.reshape(bshape)
     rho_t = torch.as_tensor(rho, dtype=c0.dtype, device=c0.device)
@@ -317,10 +419,10 @@ def fk_forward_tangent(
         lap = div_flux(both, scaled, hs)  # D_w-scaled operator on c and on dc
         if scheme == "euler":
             react = c * (1 - c)
-            dc = dc + dt * (lap[1:] + ddw * lap[0] / dw + rho * (1 - 2 * c) * dc + drho * react)
+            dc = dc + dt * (lap[1:] + dw_term(lap[0], c) + rho * (1 - 2 * c) * dc + drho * react)
             c = c + dt * (lap[0] + rho * react)
         else:
-            dc = dc + dt * (lap[1:] + ddw * lap[0] / dw)
+            dc = dc + dt * (lap[1:] + dw_term(lap[0], c))
             c = c + dt * lap[0]
             c, dc = _logistic_tangent(c, dc, rho_t, drho, 0.5 * dt)
     return c, dc

@@ -50,7 +50,12 @@ __all__ = [
     "segment",
     "truth_theta",
     "GLIOMA_PRIOR",
+    "MAX_PATIENT_STEPS",
 ]
+
+#: most explicit steps one :func:`synthetic_patient` may take (both solves together); the
+#: built-in studies take at most a few thousand, ``dw=1e6`` needed about 1e8 (hours)
+MAX_PATIENT_STEPS = 200_000
 
 #: prior ranges of the synthetic study (mm^2/day, 1/day)
 GLIOMA_PRIOR = {"dw": (0.1, 0.5), "rho": (0.025, 0.1), "t_end": 100.0, "dg_ratio": 10.0}
@@ -274,6 +279,10 @@ def synthetic_patient(
 
     ``dtype``, ``device``: of the simulation and the returned maps; default float64 on the CPU,
     or with ``phantom`` those of its ``wm`` map (the faces and the brain mask follow it).
+
+    The two solves take ``refine * stable_steps(T, max(dw, step_d), spacing, d)`` explicit
+    steps each (``T`` = ``t_end``, ``future_days``); more than :data:`MAX_PATIENT_STEPS` in all
+    (e.g. ``dw=1e6``: about 1e8 steps) is a ``ValueError`` before any simulation.
     """
     seed = check_seed("seed", seed)  # 2.5 was truncated to 2, NaN / None failed in int()
     if phantom is not None:
@@ -365,9 +374,16 @@ def synthetic_patient(
     c0 = torch.stack([initial_condition(ph["wm"].shape, f, spacing) for f in foci]).amax(0)
     d_steps = dw if step_d is None else max(dw, float(step_d))
     steps = refine * stable_steps(t_end, d_steps, spacing, nd)
+    fsteps = refine * stable_steps(future_days, d_steps, spacing, nd)
+    if steps + fsteps > MAX_PATIENT_STEPS:
+        raise ValueError(
+            f"dw: {dw:g} (step_d={step_d}) needs {steps + fsteps} explicit steps (refine={refine}, "
+            f"t_end={t_end:g}, future_days={future_days:g}, spacing={spacing:g}), more than "
+            f"MAX_PATIENT_STEPS={MAX_PATIENT_STEPS}; use a smaller dw (the prior range is "
+            f"{GLIOMA_PRIOR['dw']}) or step_d, a smaller refine or time span, or a coarser grid"
+        )
     kw = {"spacing": spacing, "tissue": ph["brain"], "scheme": scheme}
     c = fk_forward(c0, faces, dw, rho, t_end=t_end, steps=steps, **kw)
-    fsteps = refine * stable_steps(future_days, d_steps, spacing, nd)
     cf = fk_forward(c, faces, dw, rho, t_end=future_days, steps=fsteps, **kw)
     labels = segment(c, th_up, th_down, ph["brain"])
     noise = 0.02 * torch.randn(c.shape, generator=g, dtype=dtype).to(device)

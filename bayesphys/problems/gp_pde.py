@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from .._checks import check_int
+
 __all__ = ["PDEProblem", "get_problem", "PROBLEMS", "problem_ids", "tensor_grid"]
 
 _F64 = torch.float64
@@ -76,8 +78,9 @@ class PDEProblem:
         return len(self.domain)
 
     def axes(self, n: int | None = None, *, device=None, dtype=_F64) -> list[Tensor]:
-        """Uniform grid axes, each ``[n]`` (default ``n_col``), end points included."""
-        n = self.n_col if n is None else int(n)
+        """Uniform grid axes, each ``[n]`` (default ``n_col``), end points included; ``n`` an int
+        ``>= 2`` (``int(n)`` truncated 2.7 to 2 and took 0)."""
+        n = self.n_col if n is None else check_int("n", n, minimum=2)
         return [torch.linspace(lo, hi, n, dtype=dtype, device=device) for lo, hi in self.domain]
 
     def solution(self, axes: list[Tensor]) -> Tensor:

@@ -123,7 +123,7 @@ class GPMEProblem:
 
         ``t, param`` broadcast together; the result has their broadcast shape (float64). It is
         the integral of :meth:`solution` for every ``t`` (also past ``t_range``, e.g. once a
-        front has left the domain)."""
+        front has left the domain); a NaN ``t`` gives NaN, as :meth:`solution` does."""
         raise NotImplementedError
 
     def flux_breaks(self, param: float) -> list[float]:
@@ -134,7 +134,7 @@ class GPMEProblem:
     def boundary_flux(self, t: Tensor, param: Tensor) -> Tensor:
         """Net inflow :math:`F|_{x_0} - F|_{x_1} = b'(t)` through the boundary.
 
-        Same shapes and validity as :meth:`mass`."""
+        Same shapes and validity as :meth:`mass` (a NaN ``t`` gives NaN)."""
         raise NotImplementedError
 
     def diffusivity(self, u: Tensor, param: Tensor) -> Tensor:
@@ -159,6 +159,12 @@ def _f64(v) -> Tensor:
 def _real(name: str, value, **kw) -> float:
     """:func:`check_scalar` accepting a one-element tensor (as ``float()`` did)."""
     return check_scalar(name, value, one_element=True, **kw)
+
+
+def _nan_at(t: Tensor, out: Tensor) -> Tensor:
+    """``out`` with NaN wherever ``t`` is NaN (``t, out`` broadcast): the closed forms below
+    mask by ``t > 0`` or clamp ``t``, which turned a NaN time into a silent 0."""
+    return torch.where(torch.isnan(t), t, out)
 
 
 def _pos_pow(s: Tensor, e: Tensor | float) -> Tensor:
@@ -188,13 +194,13 @@ class Diffusion(GPMEProblem):
     def mass(self, t, param):
         self._check_domain(param)
         t, param = torch.broadcast_tensors(_f64(t), _f64(param))
-        return torch.zeros_like(t)
+        return _nan_at(t, torch.zeros_like(t))
 
     def boundary_flux(self, t, param):
         # periodic: what leaves at 2*pi enters at 0
         self._check_domain(param)
         t, param = torch.broadcast_tensors(_f64(t), _f64(param))
-        return torch.zeros_like(t)
+        return _nan_at(t, torch.zeros_like(t))
 
     def diffusivity(self, u, param):
         return torch.ones_like(u) * param
@@ -234,7 +240,7 @@ class PorousMedium(GPMEProblem):
         x0, x1 = self.x_range
         s0, s1 = (t - x0).clamp_min(0), (t - x1).clamp_min(0)
         p = 1 + 1 / m
-        return m.pow(p) / (m + 1) * (_pos_pow(s0, p) - _pos_pow(s1, p))
+        return _nan_at(t, m.pow(p) / (m + 1) * (_pos_pow(s0, p) - _pos_pow(s1, p)))
 
     def boundary_flux(self, t, param):
         # -u^m u_x equals (m (t - x))^{1/m} behind the front, 0 ahead of it: inflow at x0,
@@ -243,7 +249,7 @@ class PorousMedium(GPMEProblem):
         m, t = _f64(param), _f64(t)
         x0, x1 = self.x_range
         s0, s1 = (t - x0).clamp_min(0), (t - x1).clamp_min(0)
-        return _pos_pow(m * s0, 1 / m) - _pos_pow(m * s1, 1 / m)
+        return _nan_at(t, _pos_pow(m * s0, 1 / m) - _pos_pow(m * s1, 1 / m))
 
     def flux_breaks(self, param):
         # the front x = t reaches x0 (inflow starts) and x1 (outflow starts)
@@ -318,7 +324,7 @@ class Stefan(GPMEProblem):
         inside = (x <= alpha * ts) & (t > 0)
         u = 1 - c1 * torch.erf(x / (2 * ts))
         out = torch.where(inside, u, torch.zeros_like(u))
-        return torch.where((x == 0) & (t <= 0), torch.ones_like(u), out)
+        return _nan_at(t, torch.where((x == 0) & (t <= 0), torch.ones_like(u), out))
 
     def mass(self, t, param):
         alpha, c1 = stefan_constants(param)
@@ -337,7 +343,7 @@ class Stefan(GPMEProblem):
         total = 2 * c1 * (t.clamp_min(0) / math.pi).sqrt()
         out = total - two_ts * (antiderivative(z1) - antiderivative(y1))
         out = out - two_ts * antiderivative(y0)
-        return torch.where(t > 0, out, torch.zeros_like(out))
+        return _nan_at(t, torch.where(t > 0, out, torch.zeros_like(out)))
 
     def flux_breaks(self, param):
         # the front alpha sqrt(t) reaches x0 and x1 at t = (x / alpha)^2
@@ -345,16 +351,30 @@ class Stefan(GPMEProblem):
         return [(max(x, 0.0) / alpha) ** 2 for x in self.x_range]
 
     def boundary_flux(self, t, param):
+        r"""Net inflow :math:`b'(t) = F|_{x_0} - F|_{x_1}`, :math:`F(t, x) = c_1 e^{-x^2/4t}
+        /\sqrt{\pi t}` behind the front (:math:`x \le \alpha\sqrt t`), 0 ahead of it.
+
+        ``t, param`` broadcast together; the result has their broadcast shape (float64).
+        Before the start (``t < 0``) the flux is 0, as :meth:`mass` is. At ``t = 0`` it is the
+        limit :math:`t \to 0^+`: :math:`+\infty` through a boundary at :math:`x = 0` (the
+        :math:`c_1/\sqrt{\pi t}` singularity of the inflow, integrable:
+        :math:`b(t) = 2c_1\sqrt{t/\pi}`), 0 through one at :math:`x \ne 0`; so on the default
+        domain ``boundary_flux(0) = inf``. A NaN ``t`` gives NaN. (``t <= 0`` used to give
+        about ``4.5e149``: the time was clamped to ``1e-300`` and never masked.)
+        """
         alpha, c1 = stefan_constants(param)
-        t = _f64(t).clamp_min(1e-300)
+        t_in = _f64(t)
+        t = t_in.clamp_min(1e-300)
         front = alpha * t.sqrt()
         x0, x1 = self.x_range
 
         def flux(x: float) -> Tensor:  # -u_x behind the front (k = 1 there), 0 ahead of it
             f = c1 / (math.pi * t).sqrt() * torch.exp(-(x * x) / (4 * t))
-            return torch.where(x <= front, f, torch.zeros_like(f))
+            f = torch.where(x <= front, f, torch.zeros_like(f))
+            at_zero = torch.full_like(f, math.inf if x == 0 else 0.0)  # the limit t -> 0+
+            return torch.where(t_in > 0, f, torch.where(t_in == 0, at_zero, torch.zeros_like(f)))
 
-        return flux(x0) - flux(x1)
+        return _nan_at(t_in, flux(x0) - flux(x1))
 
     def diffusivity(self, u, param):
         # smooth surrogate of 1{u >= u*} for the SoftC residual (k_min = 0, k_max = 1)
@@ -480,7 +500,14 @@ def make_dataset(
     n_x_target``. ``noise_std`` adds Gaussian sensor noise to the contexts only.
 
     ``seed`` names two independent streams (:func:`bayesphys.stream_seed`): the parameters'
-    and the design's (times, sensors, noise), so no two seeds share either draw.
+    and the design's (times, sensors, targets, noise), so no two seeds share either draw.
+    The design stream depends on ``seed`` alone, not on ``params`` or ``n_functions``: two
+    sets made with the same ``seed`` -- e.g. a training set ``make_dataset(p, B, seed=s)``
+    and a test set ``make_dataset(p, params=[...] * B, seed=s)`` -- have the same context
+    times, sensor positions, target points and noise draws function by function (with
+    different numbers of functions the first functions' context times still coincide). Give
+    training, validation and test sets different seeds to keep their designs independent
+    (``benchmarks/probconserv.py`` uses ``555 + seed``, ``777 + seed``, ``10_000 + seed``).
     """
     prob = get_problem(problem)
     if seed is not None:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from .._checks import check_int, check_real, check_scalar, check_seed
 from .._device import as_tensor, model_device, resolve_dtype
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..posterior import GaussianPosterior
@@ -44,9 +45,18 @@ __all__ = [
 def linear_gaussian_problem(
     n: int = 101, m: int = 30, noise: float = 0.1, seed: int = 0, device: torch.device | str = "cpu"
 ) -> dict[str, torch.Tensor]:
-    """Grid ``x [n]``, truth ``u [n]``, sorted sensor indices ``idx [m]`` and data ``y [m]``."""
-    if not 1 <= m <= n:
+    r"""Grid ``x [n]``, truth ``u [n]``, sorted sensor indices ``idx [m]`` and data ``y [m]``.
+
+    ``n >= 1`` and ``1 <= m <= n`` (ints), ``noise`` :math:`\sigma \ge 0` finite (0: exact
+    data), ``seed`` an int seed; otherwise a ``TypeError`` / ``ValueError`` naming the argument
+    (NaN noise gave NaN data, a negative one was accepted).
+    """
+    n = check_int("n", n, minimum=1)
+    m = check_int("m", m, minimum=1)
+    if m > n:
         raise ValueError(f"m: expected 1 <= m <= n = {n}, received {m}")
+    noise = check_real("noise", noise, minimum=0.0)
+    seed = check_seed("seed", seed)
     gen = torch.Generator().manual_seed(seed)
     x = torch.linspace(0, 1, n, dtype=torch.float64)
     u = torch.sin(2 * math.pi * x) + 0.5 * torch.sin(6 * math.pi * x)
@@ -95,7 +105,10 @@ class ConjugateGaussianField:
     Parameters
     ----------
     x: grid ``[n]``; idx: sensor indices ``[m]`` into ``x``; y: data ``[m]``;
-    noise: observation noise sd :math:`\\sigma`; lengthscale, outputscale: initial kernel values.
+    noise: observation noise sd :math:`\\sigma > 0`; lengthscale, outputscale: initial kernel
+    values (``> 0``). All three finite (numbers or 0-d tensors); otherwise a ``TypeError`` /
+    ``ValueError`` naming the argument (a NaN noise was accepted and gave a NaN posterior, a
+    lengthscale ``<= 0`` failed with "math domain error").
     device: where the model lives (``None``: the CPU; ``"auto"``: CUDA when present).
     """
 
@@ -124,9 +137,9 @@ class ConjugateGaussianField:
             raise ValueError(
                 f"idx: expected indices in [0, {len(self.x)}), received out-of-range values"
             )
-        if noise <= 0:
-            raise ValueError(f"noise: expected > 0, received {noise}")
-        self.noise = float(noise)
+        self.noise = check_scalar("noise", noise, minimum=0.0, strict=True)
+        lengthscale = check_scalar("lengthscale", lengthscale, minimum=0.0, strict=True)
+        outputscale = check_scalar("outputscale", outputscale, minimum=0.0, strict=True)
         self.log_lengthscale = torch.tensor(math.log(lengthscale), dtype=dtype, device=dev)
         self.log_outputscale = torch.tensor(math.log(outputscale), dtype=dtype, device=dev)
         self.seed = seed

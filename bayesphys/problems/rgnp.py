@@ -537,7 +537,17 @@ def _prior_draw(problem, n: int, rng: np.random.Generator) -> tuple[np.ndarray, 
 def poisson_test_set(n: int = 1000, *, seed: int = 0, n_nodes: int = 201) -> dict[str, np.ndarray]:
     """Seeded Poisson test cases: ``{"x" [n_nodes], "z" [n, 5], "w" [n, 1], "u" [n, n_nodes]}``.
 
-    ``n >= 1``, ``n_nodes >= 3`` (ints); ``seed`` an int ``>= 0`` (``None``: fresh entropy)."""
+    ``n >= 1``, ``n_nodes >= 3`` (ints); ``seed`` an int ``>= 0`` (``None``: fresh entropy).
+
+    The parameters ``(z, w)`` are the first draws of ``numpy.random.default_rng(seed)``, a
+    stream shared with :func:`poisson_sensor_data`: ``poisson_sensor_data(n, seed=s)`` holds
+    the functions of ``poisson_test_set(n, seed=s)`` (the same ``z, w, u``; for different
+    ``n`` the first ``min(n, n')`` rows of ``z`` still coincide, ``w`` does not), and its
+    sensor noise is drawn from ``default_rng(s + 10_000)``, the bit stream of
+    ``poisson_test_set(seed=s + 10_000)``'s parameters. So a test set is independent of the
+    sensor sets only if its seed ``t`` differs from every sensor seed ``s`` and from every
+    ``s + 10_000`` (the benchmarks: test seed 0, validation seed 11, sensor seed 1).
+    """
     n = check_int("n", n, minimum=1)
     n_nodes = check_int("n_nodes", n_nodes, minimum=3)
     z, w = _prior_draw(
@@ -550,9 +560,22 @@ def poisson_test_set(n: int = 1000, *, seed: int = 0, n_nodes: int = 201) -> dic
 def poisson_sensor_data(
     n: int = 1000, *, seed: int = 1, sigma_y: float = 0.05
 ) -> dict[str, np.ndarray]:
-    """Noisy labelled sensor sets (P2): an independent draw; ``y`` ``[n, 54]`` at ``x_obs`` ``[54]``.
+    r"""Noisy labelled sensor sets (P2); ``y`` ``[n, 54]`` at ``x_obs`` ``[54]``.
 
-    ``sigma_y >= 0`` (finite); ``seed`` an int ``>= 0`` (``None``: fresh entropy)."""
+    :math:`y_{ij} = u_i(x_j) + \sigma_y \varepsilon_{ij}`, :math:`\varepsilon_{ij} \sim
+    \mathcal N(0, 1)`. ``sigma_y >= 0`` (finite); ``seed`` an int ``>= 0`` (``None``: fresh
+    entropy).
+
+    Streams (kept as they are: they define the benchmark data): the functions ``z, w, u`` are
+    exactly ``poisson_test_set(n, seed=seed)``'s (``default_rng(seed)``), and the noise
+    :math:`\varepsilon` is ``default_rng(seed + 10_000).standard_normal((n, 54))``, the same
+    generator (same bit stream) as the parameters of ``poisson_test_set(seed=seed + 10_000)``
+    and of ``poisson_sensor_data(seed=seed + 10_000)``. A sensor set is therefore independent of
+    a test set made with seed ``t`` only if ``seed != t`` and ``seed + 10_000 != t``, and of
+    another sensor set with seed ``s'`` only if ``s'`` is neither ``seed`` nor
+    ``seed +- 10_000``: use seeds that differ from each other by other than 0 and 10_000 (the
+    benchmarks: sensor seed 1, test seed 0, calibration sets ``60_000 + k``).
+    """
     seed = check_optional_seed("seed", seed, minimum=0)
     sigma_y = check_real("sigma_y", sigma_y, minimum=0.0)
     ts = poisson_test_set(n, seed=seed)

@@ -106,6 +106,46 @@ def test_bad_input(kw, match):
         solve_cavity(**kw)
 
 
+@pytest.mark.parametrize(
+    "kw, error, match",
+    [
+        (dict(w=float("nan")), ValueError, r"^w: expected a finite number, received nan"),
+        (dict(w=float("inf")), ValueError, r"^w: expected a finite number, received inf"),
+        (dict(n=10.5), TypeError, r"^n: expected an int, received 10.5"),
+        (dict(n_snapshots=2.5), TypeError, r"^n_snapshots: expected an int, received 2.5"),
+        (dict(n_snapshots=0), ValueError, r"^n_snapshots: expected an int >= 1, received 0"),
+        (dict(dt=float("nan")), ValueError, r"^dt: expected a finite number"),
+        (dict(rho="1"), TypeError, r"^rho: expected a real number"),
+    ],
+)
+def test_settings_are_checked(kw, error, match):
+    with pytest.raises(error, match=match):
+        solve_cavity(**{"rho": 1.0, "mu": 0.5, "n": 11, "n_snapshots": 2, **kw})
+
+
+def test_huge_lid_speed_is_refused_before_stepping():
+    # |w| = 1e9 needed ~|w| t_end / h steps (effectively a hang); the message names the count
+    with pytest.raises(ValueError, match=r"^w: lid speed 1e\+09 .* more than CAVITY_MAX_STEPS"):
+        solve_cavity(1.0, 0.5, w=1e9, n=11, n_snapshots=2)
+    # inside the bound it runs, and the lid moves at w
+    s = solve_cavity(1.0, 0.5, w=-3.0, n=11, n_snapshots=2)
+    assert np.allclose(s["u"][-1, -1], lid_velocity(s["x"], 1.0, -3.0))
+
+
+@pytest.mark.parametrize(
+    "kw, error, match",
+    [
+        (dict(seed=-1), ValueError, r"^seed: expected an int in \[0, 2\*\*64 - 1\], received -1"),
+        (dict(seed=1.5), TypeError, r"^seed: expected an int, received 1.5"),
+        (dict(n_cases=1.5), TypeError, r"^n_cases: expected an int, received 1.5"),
+        (dict(n_cases=0), ValueError, r"^n_cases: expected an int >= 1, received 0"),
+    ],
+)
+def test_test_set_arguments_are_checked(kw, error, match):
+    with pytest.raises(error, match=match):
+        cavity_test_set(**{"n_cases": 1, "n": 11, "n_snapshots": 2, **kw})
+
+
 @pytest.mark.parametrize("n", [5, 7, 9])
 def test_every_snapshot_is_filled_when_the_time_step_is_coarse(n):
     # coarse grid, low viscosity: the stable step is longer than the spacing of 50 output times

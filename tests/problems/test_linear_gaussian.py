@@ -54,3 +54,40 @@ def test_bad_input():
         ConjugateGaussianField(p["x"], p["idx"], p["y"], noise=0.0)
     with pytest.raises(ValueError, match="m: expected"):
         linear_gaussian_problem(n=5, m=6)
+
+
+@pytest.mark.parametrize(
+    "kw, error, match",
+    [
+        (dict(noise=float("nan")), ValueError, r"^noise: expected a finite number"),  # NaN data
+        (dict(noise=-0.1), ValueError, r"^noise: expected a number >= 0.0, received -0.1"),
+        (dict(seed=1.5), TypeError, r"^seed: expected an int, received 1.5"),
+        (dict(m=2.5), TypeError, r"^m: expected an int, received 2.5"),
+        (dict(n=0, m=0), ValueError, r"^n: expected an int >= 1, received 0"),
+        (dict(n=5, m=0), ValueError, r"^m: expected an int >= 1, received 0"),
+    ],
+)
+def test_problem_arguments_are_checked(kw, error, match):
+    with pytest.raises(error, match=match):
+        linear_gaussian_problem(**kw)
+
+
+def test_problem_accepts_exact_data():
+    p = linear_gaussian_problem(noise=0.0)
+    assert torch.equal(p["y"], p["u"][p["idx"]])
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(noise=float("nan")), r"^noise: expected a finite number, received nan"),
+        (dict(noise=float("inf")), r"^noise: expected a finite number, received inf"),
+        (dict(lengthscale=0.0), r"^lengthscale: expected a number > 0.0, received 0.0"),
+        (dict(lengthscale=-1.0), r"^lengthscale: expected a number > 0.0, received -1.0"),
+        (dict(outputscale=0.0), r"^outputscale: expected a number > 0.0, received 0.0"),
+    ],
+)
+def test_model_settings_are_checked(kw, match):
+    p = linear_gaussian_problem()
+    with pytest.raises(ValueError, match=match):
+        ConjugateGaussianField(p["x"], p["idx"], p["y"], **kw)

@@ -1,0 +1,116 @@
+"""Fisher-Kolmogorov solver: the step-size limit and the tangent model at D_w = 0."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+
+from bayesphys.problems.fisher_kolmogorov import (
+    fk_forward,
+    fk_forward_tangent,
+    initial_condition,
+    max_step,
+    stable_steps,
+    tissue_faces,
+)
+from bayesphys.problems.glioma import brain_phantom
+
+H = 4.0
+F64 = torch.float64
+
+
+@pytest.fixture(scope="module")
+def setup():
+    ph = brain_phantom(32, H)
+    faces = tissue_faces(ph["wm"], ph["gm"])
+    c0 = initial_condition((32, 32), torch.tensor([60.0, 64.0], dtype=F64), H, width=6.0)
+    return ph, faces, c0 * ph["brain"]
+
+
+def test_max_step_is_the_explicit_limit():
+    # unit faces on a 2-D grid: an interior cell has 4 unit faces, so dt <= h^2 / (4 dw),
+    # i.e. h^2 / (2 d dw max_face)
+    faces = [torch.ones(6, 7, dtype=F64), torch.ones(6, 7, dtype=F64)]
+    assert max_step(faces, 0.5, 0.0, 2.0, "strang") == pytest.approx(4.0 / (4 * 0.5))
+    # the explicit Euler reaction adds dt |rho| <= 2; the Strang reaction is exact
+    assert max_step(faces, 0.5, 10.0, 2.0, "euler") == pytest.approx(0.2)
+    assert max_step(faces, 0.5, 10.0, 2.0, "strang") == pytest.approx(2.0)
+    assert max_step(faces, 0.0, 0.0, 2.0, "euler") == math.inf
+
+
+@pytest.mark.parametrize("scheme", ["euler", "strang"])
+def test_fk_forward_refuses_an_unstable_step_count(setup, scheme):
+    ph, faces, c0 = setup
+    kw = {"t_end": 100.0, "spacing": H, "tissue": ph["brain"], "scheme": scheme}
+    need = math.ceil(100.0 / max_step(faces, 5.0, 0.05, H, scheme))
+    with pytest.raises(ValueError, match=rf"^steps: 2 steps .* use steps >= {need}\b"):
+        fk_forward(c0, faces, 5.0, 0.05, steps=2, **kw)  # blew up to ~51.8 silently
+    with pytest.raises(ValueError, match=rf"use steps >= {need}\b"):
+        fk_forward(c0, faces, 5.0, 0.05, steps=need - 1, **kw)
+    c = fk_forward(c0, faces, 5.0, 0.05, steps=need, **kw)  # the named count is stable
+    assert 0 <= float(c.min()) and float(c.max()) <= 1
+    # stable_steps (safety 0.8, faces <= 1) is always accepted
+    fk_forward(c0, faces, 5.0, 0.05, steps=stable_steps(100.0, 5.0, H, 2), **kw)
+
+
+def test_fk_forward_with_tensor_parameters_warns_instead(setup):
+    ph, faces, c0 = setup
+    dw = torch.tensor(5.0, dtype=F64)
+    with pytest.warns(RuntimeWarning, match=r"^steps: 2 steps .*stability limit"):
+        fk_forward(c0, faces, dw, torch.tensor(0.05, dtype=F64), t_end=100.0, steps=2, spacing=H)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fk_forward(c0, faces, dw, 0.05, t_end=100.0, steps=stable_steps(100, 5.0, H, 2), spacing=H)
+
+
+def test_check_stability_false_skips_the_check_and_the_glioma_model_uses_it(setup):
+    """GliomaModel sizes its steps for d_max and reports a D_w above it in the fit's message;
+    its forward solves skip the check (an LM fit visiting a large D_w warned at every call)."""
+    from bayesphys.odil import GliomaModel
+    from bayesphys.problems.glioma import brain_phantom, synthetic_patient
+
+    _, faces, c0 = setup
+    out = fk_forward(c0, faces, 5.0, 0.05, t_end=100.0, steps=2, spacing=H, check_stability=False)
+    assert bool((out.abs() > 1).any())  # the unchecked unstable step does blow up
+    with pytest.raises(TypeError, match="check_stability"):
+        fk_forward(c0, faces, 5.0, 0.05, t_end=1.0, steps=2, spacing=H, check_stability=1)
+    model = GliomaModel.from_patient(synthetic_patient(1, phantom=brain_phantom(32, 4.0)))
+    theta = model._theta0().clone()
+    theta[0] = torch.log(torch.tensor(50.0 * model.config["d_max"], dtype=theta.dtype))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        model.forward(theta)
+        model.jacobian(theta)
+
+
+def test_fk_forward_tangent_refuses_an_unstable_step_count(setup):
+    _, faces, c0 = setup
+    one = torch.ones(1, dtype=F64)
+    dc0 = torch.zeros(1, *c0.shape, dtype=F64)
+    with pytest.raises(ValueError, match="use steps >= "):
+        fk_forward_tangent(c0, dc0, faces, 5.0, 0.05, one, one, t_end=100.0, steps=2, spacing=H)
+
+
+@pytest.mark.parametrize("scheme", ["euler", "strang"])
+def test_tangent_at_zero_diffusivity_is_the_derivative(setup, scheme):
+    ph, faces, c0 = setup
+    kw = {"t_end": 10.0, "steps": 20, "spacing": H, "tissue": ph["brain"], "scheme": scheme}
+    rho = 0.05
+    dc0 = torch.zeros(2, *c0.shape, dtype=F64)
+    ddw = torch.tensor([1.0, 0.0], dtype=F64)
+    drho = torch.tensor([0.0, 1.0], dtype=F64)
+    c, dc = fk_forward_tangent(c0, dc0, faces, 0.0, rho, ddw, drho, **kw)
+    assert bool(torch.isfinite(dc).all())  # was all NaN (ddw * lap / dw with dw = 0)
+    torch.testing.assert_close(c, fk_forward(c0, faces, 0.0, rho, **kw), rtol=0, atol=1e-14)
+    # one-sided second-order difference in dw >= 0
+    e = 1e-4
+    f0, f1, f2 = (fk_forward(c0, faces, k * e, rho, **kw) for k in (0, 1, 2))
+    fd = (-3 * f0 + 4 * f1 - f2) / (2 * e)
+    assert float(fd.abs().max()) > 1e-2  # a non-trivial direction
+    torch.testing.assert_close(dc[0], fd, rtol=0, atol=1e-7)
+    # and continuous with the tangent at a small positive dw
+    _, dc_small = fk_forward_tangent(c0, dc0, faces, 1e-9, rho, ddw, drho, **kw)
+    torch.testing.assert_close(dc, dc_small, rtol=0, atol=1e-7)

@@ -1,0 +1,62 @@
+"""GPME closed forms at the edges: the Stefan flux before and at the start, NaN times, and the
+documented sharing of the design stream between datasets made with one seed."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from bayesphys.problems.gpme import (
+    Diffusion,
+    PorousMedium,
+    Stefan,
+    make_dataset,
+    stefan_constants,
+)
+
+F64 = torch.float64
+
+
+def test_stefan_boundary_flux_is_zero_before_the_start():
+    s = Stefan()
+    out = s.boundary_flux(torch.tensor([-1.0, -1e-3, -1e-300], dtype=F64), 0.5)
+    assert torch.equal(out, torch.zeros(3, dtype=F64))  # was about 4.5e149
+
+
+def test_stefan_boundary_flux_at_the_start_is_the_limit():
+    s = Stefan()
+    # inflow c1 / sqrt(pi t) through x = 0 diverges as t -> 0+: +inf exactly at t = 0
+    assert s.boundary_flux(torch.tensor(0.0, dtype=F64), 0.6).item() == math.inf
+    # through boundaries away from x = 0 the flux tends to 0
+    assert Stefan(x_range=(0.1, 1.0)).boundary_flux(torch.tensor(0.0), 0.6).item() == 0.0
+    # and for t > 0 the values are the closed form c1 / sqrt(pi t) (front inside the domain)
+    _, c1 = stefan_constants(0.6)
+    t = torch.tensor([1e-8, 1e-3, 0.05], dtype=F64)
+    torch.testing.assert_close(
+        s.boundary_flux(t, 0.6), c1 / (math.pi * t).sqrt(), rtol=1e-14, atol=0
+    )
+
+
+@pytest.mark.parametrize(
+    "prob, param", [(Stefan(), 0.6), (PorousMedium(), 3.0), (Diffusion(), 2.0)]
+)
+def test_mass_and_flux_propagate_a_nan_time(prob, param):
+    t = torch.tensor([float("nan"), 0.05], dtype=F64)
+    for fn in (prob.mass, prob.boundary_flux):
+        out = fn(t, param)
+        assert torch.isnan(out[0]), fn.__name__  # was 0 (solution gives NaN)
+        assert torch.isfinite(out[1]), fn.__name__
+    assert torch.isnan(prob.mass(torch.tensor(float("nan")), param))
+    assert torch.isnan(prob.solution(torch.tensor(float("nan")), torch.tensor(0.1), param))
+
+
+def test_same_seed_shares_the_design_as_documented():
+    """make_dataset's docstring: the design stream depends on the seed only."""
+    train = make_dataset("stefan", 2, seed=0)
+    test = make_dataset("stefan", params=[0.5, 0.6], seed=0)
+    assert torch.equal(train.x_context, test.x_context)
+    assert torch.equal(train.x_target, test.x_target)
+    other = make_dataset("stefan", params=[0.5, 0.6], seed=1)
+    assert not torch.equal(other.x_context, test.x_context)
