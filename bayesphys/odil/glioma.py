@@ -402,6 +402,8 @@ class GliomaModel(GliomaPosteriorMixin):
             spacing=cfg["spacing"],
             tissue=self._brain,
             scheme=cfg.get("time_scheme", "euler"),
+            # steps are sized for d_max (stable_steps); fit reports a D_w above it
+            check_stability=False,
         )
 
     def foci(self, theta: Tensor | None = None) -> Tensor:
@@ -455,6 +457,8 @@ class GliomaModel(GliomaPosteriorMixin):
             spacing=cfg["spacing"],
             tissue=self._brain,
             scheme=cfg.get("time_scheme", "euler"),
+            # steps are sized for d_max (stable_steps); fit reports a D_w above it
+            check_stability=False,
         )
 
         def data_vec(cc):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -201,7 +202,9 @@ def minimize(
     Returns
     -------
     tuple
-        ``(x, FitResult)``; ``FitResult.extra`` holds per-step ``cg_iters`` for GN/LM.
+        ``(x, FitResult)``; ``FitResult.extra`` holds per-step ``cg_iters`` for GN/LM (and,
+        with ``linear_solver="cg"``, each step's final relative CG residual ``cg_rel``; a
+        ``RuntimeWarning`` says when any step's CG stopped above ``cg_tol``).
 
     Settings are checked whatever the method: ``steps >= 0`` (0 returns ``x0``), ``lr > 0``,
     ``damping >= 0``, ``cg_tol >= 0``, ``cg_maxiter >= 1``, ``tol`` ``None`` or ``>= 0``;
@@ -287,6 +290,7 @@ def minimize(
     nu = 2.0
     hist: list[float] = []
     cg_iters: list[int] = []
+    cg_rels: list[float] = []
     t0 = time.perf_counter()
     res = FitResult()
     bar = tqdm(total=steps, desc=method, disable=not progress, leave=False)
@@ -312,6 +316,8 @@ def minimize(
                 err.partial_result = (x, hist[-1], k)
                 raise
             cg_iters.append(int(info["cg_iters"]))
+            if "cg_rel" in info:
+                cg_rels.append(float(info["cg_rel"]))
             if not (math.isfinite(pred) and bool(torch.isfinite(delta).all())):
                 # e.g. sqrt(u) at u = 0: an infinite derivative at the iterate. LM used to raise
                 # the damping until it "stalled" and reported a local minimum at the start
@@ -366,4 +372,19 @@ def minimize(
     res.steps = len(cg_iters)
     res.seconds = time.perf_counter() - t0
     res.extra = {"cg_iters": cg_iters, "damping": lam}
+    if cg_rels:
+        res.extra["cg_rel"] = cg_rels
+        # (a NaN residual means a non-finite step, which the fit's message reports)
+        short = [r for r in cg_rels if math.isfinite(r) and r > cg_tol]
+        if short:
+            # a truncated inner solve still gives a descent step, but not the GN/LM step the
+            # method promises, and the fit may need many more (and slower) outer steps
+            warnings.warn(
+                f"minimize: the inner CG stopped above cg_tol={cg_tol:g} within "
+                f"cg_maxiter={cg_maxiter} on {len(short)} of {len(cg_rels)} steps (largest "
+                f"relative residual {max(short):.1e}); the steps are inexact: raise cg_maxiter, "
+                "or use linear_solver='sparse' (plain-grid float64 problems)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     return x, res

@@ -234,6 +234,24 @@ def _linear_gaussian(n=20, seed=0):
     return prob, torch.linalg.inv(prec), mean
 
 
+def test_minimize_warns_when_the_inner_cg_is_capped():
+    """A GN/LM step whose CG stopped at ``cg_maxiter`` above ``cg_tol`` is inexact; the fit
+    used to say nothing (a docs example ran 30 LM steps all capped at 500 iterations)."""
+    import warnings
+
+    prob, _, mean = _linear_gaussian()
+    with pytest.warns(RuntimeWarning, match=r"inner CG stopped above cg_tol=1e-13 .* 1 of 1 steps"):
+        x, res = minimize(
+            prob, method="gn", steps=1, linear_solver="cg", cg_tol=1e-13, cg_maxiter=2
+        )
+    assert res.extra["cg_iters"] == [2] and res.extra["cg_rel"][0] > 1e-13
+    assert not torch.allclose(x, mean, atol=1e-8)  # the capped step is not the GN step
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a converged inner solve: no warning
+        _, res = minimize(prob, method="gn", steps=1, linear_solver="cg", cg_tol=1e-13)
+    assert res.extra["cg_rel"][0] <= 1e-13
+
+
 def test_laplace_equals_exact_posterior_linear_gaussian():
     prob, cov, mean = _linear_gaussian()
     x, _ = minimize(prob, method="gn", steps=1, linear_solver="cg", cg_tol=1e-13)
