@@ -19,7 +19,15 @@ Parallel Training", VLDB 2020.
 """
 
 from .data_parallel import GradientSync, rank_generator_seed
-from .executors import TaskError, limit_threads, resolve_runner
+from .executors import (
+    DaskRunner,
+    RayRunner,
+    Runner,
+    SequentialRunner,
+    TaskError,
+    limit_threads,
+    resolve_runner,
+)
 from .fit_many import CombineError, FitManyResult, fit_many, problem_seed, run_problem
 
 __all__ = [
@@ -33,4 +41,8 @@ __all__ = [
     "run_problem",
     "limit_threads",
     "resolve_runner",
+    "Runner",
+    "SequentialRunner",
+    "DaskRunner",
+    "RayRunner",
 ]
