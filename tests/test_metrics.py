@@ -75,6 +75,22 @@ def test_crps_gaussian_matches_sample_crps(mu, sd, y):
     assert float(emp) == pytest.approx(float(closed), rel=0.03, abs=0.01)
 
 
+@pytest.mark.parametrize(
+    "mu,sd,y", [(0.0, 1.0, 0.0), (0.5, 2.0, -1.3), (-2.0, 0.3, -1.7), (1.0, 0.7, 4.0)]
+)
+def test_crps_gaussian_matches_the_integral_definition(mu, sd, y):
+    # CRPS = int (F(x) - 1{x >= y})^2 dx, integrated numerically on each side of y
+    import scipy.integrate
+
+    cdf = scipy.stats.norm(mu, sd).cdf
+    quad = scipy.integrate.quad
+    below = quad(lambda x: cdf(x) ** 2, -np.inf, y, epsabs=1e-13, epsrel=1e-12)[0]
+    above = quad(lambda x: (1 - cdf(x)) ** 2, y, np.inf, epsabs=1e-13, epsrel=1e-12)[0]
+    t = lambda v: torch.tensor([v], dtype=torch.float64)  # noqa: E731
+    got = float(crps_gaussian(t(mu), t(sd), t(y)))
+    assert got == pytest.approx(below + above, rel=1e-7)
+
+
 def test_crps_samples_bruteforce():
     gen = torch.Generator().manual_seed(1)
     s = torch.randn(30, 2, generator=gen, dtype=torch.float64)

@@ -118,6 +118,39 @@ def test_quantiles_monotone(seed, q):
         assert bool((qs[1:] >= qs[:-1]).all())
 
 
+@settings(max_examples=15, deadline=None)
+@given(
+    kind=st.sampled_from(KINDS),
+    seed=st.integers(0, 10_000),
+    q=st.lists(st.floats(1e-6, 1 - 1e-6), min_size=1, max_size=4),
+)
+def test_gaussian_quantile_matches_scipy(kind, seed, q):
+    """mean + sd Phi^{-1}(q) with sd from the densified covariance's diagonal and scipy's ppf."""
+    import numpy as np
+    import scipy.stats
+
+    gen = torch.Generator().manual_seed(seed)
+    cov = _structured(kind, (2, 3), gen)
+    mean = torch.randn(2, 3, generator=gen, dtype=D)
+    got = GaussianPosterior(mean, cov).quantile(q)
+    sd = np.sqrt(to_dense(cov).diagonal().numpy()).reshape(2, 3)
+    z = scipy.stats.norm.ppf(np.asarray(q))
+    want = mean.numpy()[None] + sd[None] * z[:, None, None]
+    assert got.dtype == D and tuple(got.shape) == (len(q), 2, 3)
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("q", [0.025, 0.5, 0.8413447460685429, 0.975])
+def test_gaussian_quantile_known_values(q):
+    # N(1, 4) marginals: the median is the mean and Phi(1) = 0.8413... is one sd (2) above it
+    post = GaussianPosterior(torch.ones(3, dtype=D), 4 * torch.eye(3, dtype=D))
+    known = {0.025: 1 - 2 * 1.959963984540054, 0.5: 1.0, 0.8413447460685429: 3.0}
+    want = known.get(q, 1 + 2 * 1.959963984540054)
+    torch.testing.assert_close(
+        post.quantile(q), torch.full((3,), want, dtype=D), rtol=1e-12, atol=1e-12
+    )
+
+
 def test_interval_covers_draws():
     gen = torch.Generator().manual_seed(1)
     post = GaussianPosterior(torch.zeros(50, dtype=D), _spd(50, gen))

@@ -89,6 +89,30 @@ def test_simulated_band_fallback_close_to_arviz():
     assert np.abs(hi_a - hi_s).max() <= 0.03
 
 
+def test_pit_ecdf_values_by_hand():
+    # L = 19 draws: z_m = m / 20 for m = 1..19 and F(z_m) = #{r_i < m} / N. The rank 0 is below
+    # every m, the rank 5 below m >= 6 only, the rank 19 (= L) below none of them.
+    z, f = pit_ecdf(torch.tensor([[0], [5], [19]]), 19)
+    np.testing.assert_array_equal(z, np.arange(1, 20) / 20)
+    want = np.array([1 / 3] * 5 + [2 / 3] * 14)[:, None]
+    np.testing.assert_allclose(f, want, rtol=0, atol=1e-15)
+    # two summaries, a 1-D input and float ranks: each column is its own ECDF
+    z2, f2 = pit_ecdf(torch.tensor([[1.0, 3.0], [2.0, 0.0], [3.0, 3.0], [0.0, 1.0]]), 3)
+    np.testing.assert_array_equal(z2, [0.25, 0.5, 0.75])
+    np.testing.assert_allclose(f2, [[0.25, 0.25], [0.5, 0.5], [0.75, 0.5]], rtol=0, atol=1e-15)
+    np.testing.assert_array_equal(pit_ecdf(torch.tensor([2, 0, 1]), 3)[1][:, 0], [1 / 3, 2 / 3, 1])
+
+
+def test_pit_ecdf_thins_a_long_grid_to_100_points():
+    # L = 999: the grid is the rounded linspace(1, L, 100) of ranks m, over L + 1
+    ranks = torch.arange(1000).reshape(-1, 1)  # every rank once: F(m / 1000) = m / 1000
+    z, f = pit_ecdf(ranks, 999)
+    m = np.unique(np.linspace(1, 999, 100).round().astype(int))
+    assert len(z) == 100 and z[0] == 1 / 1000 and z[-1] == 999 / 1000
+    np.testing.assert_allclose(z, m / 1000, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(f[:, 0], m / 1000, rtol=0, atol=1e-15)
+
+
 def test_pit_ecdf_and_plot(exact_model):
     res = run_sbc(exact_model.simulate, exact_model.infer, n_sims=60, n_draws=19, seed=0)
     z, f = pit_ecdf(res.ranks, 19)

@@ -2,6 +2,9 @@
 
 import math
 
+import numpy as np
+import pytest
+import scipy.stats
 import torch
 
 from bayesphys.gp_pde import _calibration as cal
@@ -42,7 +45,25 @@ def test_calibration_rows_tiny():
     m = rows[0]["metrics"]
     for key in ("coverage90", "sbc_pvalue", "crps"):
         assert math.isfinite(float(m[key]))
-    assert 0.0 <= float(m["coverage90"]) <= 1.0 and 0.0 <= float(m["sbc_pvalue"]) <= 1.0
+    # the reported numbers recomputed from the raw record (truth [N, K], draws [N, L, K])
+    rec = rows[0]["result"].record
+    truth, draws = rec.truth.double().numpy(), rec.draws.double().numpy()
+    n, n_draws, k = draws.shape
+    assert (n, n_draws) == (20, 19) and truth.shape == (n, k)
+    assert not (draws == truth[:, None, :]).any()  # continuous: ranks without ties
+    ranks = (draws < truth[:, None, :]).sum(1)
+    np.testing.assert_array_equal(rows[0]["result"].ranks.numpy(), ranks)
+    # randomised PIT u = (r + V) / 20 with V ~ U(0, 1): |u - 1/2| <= 0.45 iff 1 <= r <= 18
+    assert float(m["coverage90"]) == pytest.approx(((ranks >= 1) & (ranks <= 18)).mean())
+    # chi-square on B = min(20, N // 5) = 4 bins of 5 rank values each, Bonferroni over K
+    counts = np.stack([np.bincount(ranks[:, j] // 5, minlength=4) for j in range(k)])
+    chi2 = ((counts - 5.0) ** 2 / 5.0).sum(1)
+    p_min = scipy.stats.chi2.sf(chi2, df=3).min()
+    assert float(m["sbc_pvalue"]) == pytest.approx(min(1.0, k * p_min), rel=1e-10)
+    # sample CRPS E|X - y| - E|X - X'| / 2 by brute force, mean over problems and summaries
+    pair = np.abs(draws[:, :, None, :] - draws[:, None, :, :]).mean((1, 2))
+    crps = np.abs(draws - truth[:, None, :]).mean(1) - 0.5 * pair
+    assert float(m["crps"]) == pytest.approx(crps.mean(), rel=1e-10)
 
 
 def test_calibrate_rows_quick_well_formed():

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import pytest
+import scipy.stats
 import torch
 
 import bayesphys.diagnostics.calibrate as calibrate_mod
+from bayesphys.diagnostics.sbc import sbc_pit
 from bayesphys.meta_fm._calibration import calibrate_rows, population_summaries, simulate
 from bayesphys.problems.populations import linear_map
 
@@ -58,7 +62,32 @@ def test_calibrate_rows_tiny_is_well_formed():
     for key in ("coverage50", "coverage90", "coverage95", "sbc_pvalue"):
         assert key in metrics
         assert math.isfinite(float(metrics[key]))
-        assert 0.0 <= float(metrics[key]) <= 1.0
+    # the reported numbers recomputed from the raw records (truth [6, 3], draws [6, 5, 3]) of
+    # the row and of its recalibrated rows (when the posterior failed the check)
+    for row in rows:
+        _check_row_metrics_from_record(row)
+
+
+def _check_row_metrics_from_record(row):
+    res, metrics = row["result"], row["metrics"]
+    truth, draws = res.record.truth.double().numpy(), res.record.draws.double().numpy()
+    assert draws.shape == (6, 5, 3) and truth.shape == (6, 3)
+    assert not (draws == truth[:, None, :]).any()  # continuous summaries: no ties
+    ranks = (draws < truth[:, None, :]).sum(1)
+    np.testing.assert_array_equal(res.ranks.numpy(), ranks)
+    # central coverage: the randomised PIT u = (r + V) / (L + 1) within level / 2 of 1/2
+    u = sbc_pit(torch.as_tensor(ranks), 5, seed=0).numpy()
+    np.testing.assert_array_less(ranks / 6 - 1e-15, u)
+    np.testing.assert_array_less(u, (ranks + 1) / 6 + 1e-15)
+    for level in (0.5, 0.9, 0.95):
+        want = (np.abs(u - 0.5) <= level / 2).mean()
+        assert float(metrics[f"coverage{round(100 * level)}"]) == pytest.approx(want)
+    # chi-square on B = max(2, min(20, N // 5)) = 2 bins of 3 rank values (expected 3 each),
+    # Bonferroni-combined over the 3 summaries
+    counts = np.stack([np.bincount(ranks[:, j] // 3, minlength=2) for j in range(3)])
+    chi2 = ((counts - 3.0) ** 2 / 3.0).sum(1)
+    want_p = min(1.0, 3 * scipy.stats.chi2.sf(chi2, df=1).min())
+    assert float(metrics["sbc_pvalue"]) == pytest.approx(want_p, rel=1e-10)
 
 
 def test_trained_ensemble_draws_differ_between_problems_with_the_same_data(monkeypatch):

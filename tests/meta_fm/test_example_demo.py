@@ -1,13 +1,27 @@
 import math
 
+import numpy as np
+import pytest
+import scipy.stats
 import torch
 
 from bayesphys.inference_data import group_dataset, load_netcdf
 
 
-def test_example_smoke(tmp_path):
+def test_example_smoke(tmp_path, monkeypatch):
     from bayesphys.examples.population_response import DESCRIPTION, main
+    from bayesphys.meta_fm import MFMEnsemble
 
+    # record the ensemble's uncertainty call, to recompute the reported summaries from it
+    calls = []
+    original = MFMEnsemble.uncertainty
+
+    def spy(self, cal, test, **kw):
+        out = original(self, cal, test, **kw)
+        calls.append((self, cal, test, kw, out))
+        return out
+
+    monkeypatch.setattr(MFMEnsemble, "uncertainty", spy)
     assert DESCRIPTION
     res = main(["--smoke", "--out", str(tmp_path), "--seed", "0"])
     assert (tmp_path / "population_response.png").exists()
@@ -15,7 +29,21 @@ def test_example_smoke(tmp_path):
     w2 = group_dataset(idata, "posterior")["w2"]
     assert w2.shape[0] == 2 and bool((w2 > 0).all())
     assert math.isfinite(res["w2_test_mean"]) and res["w2_test_mean"] > 0
-    assert 0.0 <= res["coverage90"] <= 1.0
+    assert len(calls) == 1
+    ens, cal, test, kw, unc = calls[0]
+    err, spread = np.asarray(unc["test_error"]), np.asarray(unc["test_spread"])
+    assert len(err) == len(test) == 4 and len(cal) == 10
+    assert res["w2_test_mean"] == pytest.approx(err.mean(), rel=1e-12)
+    assert res["spearman_spread_error"] == pytest.approx(
+        scipy.stats.spearmanr(spread, err).statistic
+    )
+    # the 90 % split-conformal radius of 10 calibration scores is their ceil(11 * 0.9) = 10th
+    # smallest (the largest); the calibration scores are those of the split scored as a test
+    # split (the scores are seeded, so the same)
+    cal_unc = original(ens, cal, cal, **kw)
+    cal_scores = np.asarray(cal_unc["test_error"]) / np.asarray(cal_unc["test_spread"])
+    assert res["conformal_radius_score"] == cal_scores.max()
+    assert res["coverage90"] == np.mean(err / spread <= cal_scores.max())
 
 
 def test_demo_hook(tmp_path):

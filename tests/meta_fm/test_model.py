@@ -1,6 +1,8 @@
 import math
 
+import numpy as np
 import pytest
+import scipy.stats
 import torch
 
 from bayesphys import FitResult, SamplePosterior
@@ -100,6 +102,17 @@ def test_ensemble_uncertainty_and_arviz(tmp_path):
     unc = ens.uncertainty(d.subset("cal"), te, max_points=48)
     assert 0.0 <= unc["coverage"] <= 1.0 and len(unc["test_error"]) == 6
     assert all(s > 0 for s in unc["test_spread"])
+    # the summaries recomputed from the returned per-population lists
+    err, spread = np.asarray(unc["test_error"]), np.asarray(unc["test_spread"])
+    epi = np.asarray(unc["test_spread_epistemic"])
+    assert unc["spearman"] == pytest.approx(scipy.stats.spearmanr(spread, err).statistic)
+    assert unc["spearman_epistemic"] == pytest.approx(scipy.stats.spearmanr(epi, err).statistic)
+    assert unc["coverage_raw"] == np.mean(err <= unc["radius_raw"])
+    assert unc["coverage_normalized"] == np.mean(err / spread <= unc["radius_normalized"])
+    # normalized=True (the default) reports the normalized score's pair
+    assert unc["coverage"] == unc["coverage_normalized"]
+    assert unc["radius"] == unc["radius_normalized"]
+    assert [m["w2"] for m in unc["test_metrics"]] == unc["test_error"]
     idata = w2_inference_data(post, te.target[:2])
     w2 = group_dataset(idata, "posterior")["w2"]
     assert w2.shape == (2, 2, 2) and bool((w2 > 0).all())
@@ -107,6 +120,38 @@ def test_ensemble_uncertainty_and_arviz(tmp_path):
     ens2 = MFMEnsemble.load(path)
     for a, b in zip(ens.predict_members(te.source[:1])[1], ens2.predict_members(te.source[:1])[1]):
         assert torch.equal(a, b)
+
+
+def test_ensemble_uncertainty_summaries_recomputed_from_the_returned_lists():
+    # the conformal radius at alpha = 0.5 over 6 calibration scores is their
+    # ceil((6 + 1) * 0.5) = 4th smallest; the scores of a split are reproducible (seeded), so
+    # passing the calibration split as the test split returns them
+    d = linear_map(n_train=10, n_cal=6, n_test=6, n_points=48)
+    ens = MFMEnsemble(d, members=2, seed=0, **SMALL)
+    ens.fit(steps=5, progress=False)
+    cal, te = d.subset("cal"), d.subset("test")
+    self_cal = ens.uncertainty(cal, cal, alpha=0.5, max_points=48)
+    c_err, c_spread = np.asarray(self_cal["test_error"]), np.asarray(self_cal["test_spread"])
+    assert len(set(c_err)) == 6 and len(set(c_err / c_spread)) == 6  # no ties
+    r_raw, r_norm = np.sort(c_err)[3], np.sort(c_err / c_spread)[3]
+    assert self_cal["radius_raw"] == r_raw and self_cal["radius_normalized"] == r_norm
+    assert self_cal["coverage_raw"] == self_cal["coverage_normalized"] == pytest.approx(4 / 6)
+
+    unc = ens.uncertainty(cal, te, alpha=0.5, max_points=48)
+    err, spread = np.asarray(unc["test_error"]), np.asarray(unc["test_spread"])
+    epi, noise = np.asarray(unc["test_spread_epistemic"]), np.asarray(unc["test_noise"])
+    np.testing.assert_allclose(spread, np.hypot(epi, noise), rtol=1e-12)
+    assert unc["radius_raw"] == r_raw and unc["radius_normalized"] == r_norm
+    cov_raw, cov_norm = np.mean(err <= r_raw), np.mean(err / spread <= r_norm)
+    assert cov_raw != cov_norm  # this split tells the two scores apart
+    assert unc["coverage_raw"] == cov_raw and unc["coverage_normalized"] == cov_norm
+    assert unc["spearman"] == pytest.approx(scipy.stats.spearmanr(spread, err).statistic)
+    assert unc["spearman_epistemic"] == pytest.approx(scipy.stats.spearmanr(epi, err).statistic)
+    # normalized=True (the default) reports the normalized pair, normalized=False the raw one
+    assert unc["radius"] == r_norm and unc["coverage"] == cov_norm
+    raw = ens.uncertainty(cal, te, alpha=0.5, max_points=48, normalized=False)
+    assert raw["radius"] == r_raw and raw["coverage"] == cov_raw
+    assert raw["test_error"] == unc["test_error"] and raw["test_spread"] == unc["test_spread"]
 
 
 def test_metrics_helpers():

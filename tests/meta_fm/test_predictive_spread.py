@@ -3,6 +3,7 @@
 import math
 
 import pytest
+import scipy.stats
 import torch
 
 from bayesphys.meta_fm import MFMEnsemble, sampling_noise_w2
@@ -74,7 +75,16 @@ def test_uncertainty_combines_epistemic_and_aleatoric_spread():
     ):
         assert n > 0 and s == pytest.approx(math.hypot(e, n))
     assert with_noise["test_error"] == epi_only["test_error"]
-    assert -1.0 <= with_noise["spearman_epistemic"] <= 1.0
+    # the rank correlations recomputed from the returned lists (scipy); without the aleatoric
+    # part the predictive spread is the epistemic one, so both correlations coincide
+    err = with_noise["test_error"]
+    for out in (with_noise, epi_only):
+        rho = scipy.stats.spearmanr(out["test_spread"], err).statistic
+        rho_epi = scipy.stats.spearmanr(out["test_spread_epistemic"], err).statistic
+        assert out["spearman"] == pytest.approx(rho, abs=1e-12)
+        assert out["spearman_epistemic"] == pytest.approx(rho_epi, abs=1e-12)
+    assert epi_only["spearman"] == epi_only["spearman_epistemic"]
+    assert with_noise["spearman_epistemic"] == epi_only["spearman_epistemic"]
     # a bad noise_splits is rejected whether or not the aleatoric part is used
     for aleatoric in (True, False):
         with pytest.raises(ValueError, match="noise_splits"):

@@ -272,6 +272,37 @@ def test_calibration_simulator_shapes():
     assert post.mean.shape == (1, 5)
 
 
+def test_calibration_simulator_returns_the_sensor_draws_of_its_seed():
+    """``simulate(n, seed=s)`` is ``poisson_sensor_data(n, seed=60_000 + s)`` split per problem
+    (seeds disjoint from the training data's), and each problem has data of its own."""
+    from bayesphys.neural_process._calibration import simulate
+    from bayesphys.problems.rgnp import POISSON_SENSOR_INDEX
+
+    theta, data = simulate(3, seed=2)
+    ref = poisson_sensor_data(3, seed=60_002)
+    ts = poisson_test_set(3, seed=60_002)
+    np.testing.assert_array_equal(theta.numpy(), ref["z"])
+    np.testing.assert_array_equal(theta.numpy(), ts["z"])
+    assert theta.dtype == torch.float64
+    for i, d in enumerate(data):
+        np.testing.assert_array_equal(np.asarray(d["x"]), ts["x"][POISSON_SENSOR_INDEX])
+        np.testing.assert_array_equal(np.asarray(d["y"]), ref["y"][i])
+        np.testing.assert_array_equal(np.asarray(d["w"]), ts["w"][i])
+        # noisy observations of problem i's own reference solution (sigma_y = 0.05)
+        resid = np.asarray(d["y"]) - ts["u"][i, POISSON_SENSOR_INDEX]
+        assert 0.02 < resid.std() < 0.08
+    # the problems differ: parameters, noise-free fields and observations
+    for i in range(3):
+        for j in range(i):
+            assert not np.allclose(theta[i].numpy(), theta[j].numpy())
+            assert not np.allclose(data[i]["w"], data[j]["w"])
+            assert not np.allclose(data[i]["y"], data[j]["y"])
+    # another seed, other problems; not the training draw (seed 1) either
+    theta_other, _ = simulate(3, seed=3)
+    assert not np.allclose(theta_other.numpy(), theta.numpy())
+    assert not np.allclose(simulate(3, seed=0)[0].numpy(), poisson_sensor_data(3, seed=1)["z"])
+
+
 def test_r0_uses_keras_initialisation_and_adam_eps():
     m = RandomGridNP("poisson", "R0", seed=0, size="smoke")
     assert m.config.init == "keras" and m.optimizer.param_groups[0]["eps"] == 1e-7

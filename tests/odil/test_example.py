@@ -3,14 +3,53 @@
 from __future__ import annotations
 
 import pytest
+import scipy.ndimage
 import torch
 
+import bayesphys.odil._demo as demo_mod
 from bayesphys.examples.glioma import main
 from bayesphys.inference_data import load_netcdf
 from bayesphys.odil._demo import demo
 
 
-def test_example_smoke(tmp_path, capsys):
+def _spy_rt(monkeypatch) -> dict:
+    """Record the simulated patient and the posterior plan of ``glioma_case``."""
+    seen = {}
+    patient, plan = demo_mod.synthetic_patient, demo_mod.model_plan
+
+    def spy_patient(*a, **k):
+        seen["patient"] = patient(*a, **k)
+        return seen["patient"]
+
+    def spy_plan(score, brain, volume):
+        seen["brain"], seen["volume"] = brain, volume
+        seen["plan"] = plan(score, brain, volume)
+        return seen["plan"]
+
+    monkeypatch.setattr(demo_mod, "synthetic_patient", spy_patient)
+    monkeypatch.setattr(demo_mod, "model_plan", spy_plan)
+    return seen
+
+
+def _check_rt_coverage(out: dict, seen: dict, spacing: float = 4.0) -> None:
+    """Both reported recurrence coverages recomputed from the patient and the plans: the
+    recurrence is the future tumour (c >= th_down) outside the visible core; the standard plan
+    the core (label 2) dilated by 15 mm (Euclidean) within the planning mask; the posterior
+    plan is iso-volumetric with it."""
+    p = seen["patient"]
+    labels, brain = p["labels"].cpu().numpy(), seen["brain"].cpu().numpy() > 0
+    rec = (p["c_future"].cpu().numpy() >= float(p["th_down"])) & (labels < 2)
+    assert rec.sum() > 0  # else both coverages are 1 by convention
+    core = labels == 2
+    std = (scipy.ndimage.distance_transform_edt(~core, sampling=spacing) <= 15.0) & brain
+    plan = seen["plan"].cpu().numpy()
+    assert seen["volume"] == plan.sum() == std.sum() and not (plan & ~brain).any()
+    assert out["rt_coverage_standard"] == pytest.approx((rec & std).sum() / rec.sum())
+    assert out["rt_coverage_model"] == pytest.approx((rec & plan).sum() / rec.sum())
+
+
+def test_example_smoke(tmp_path, capsys, monkeypatch):
+    seen = _spy_rt(monkeypatch)
     out = main(["--smoke", "--out", str(tmp_path), "--seed", "1"])
     text = capsys.readouterr().out
     assert "D_w" in text and "rho" in text and "15 mm margin" in text
@@ -18,7 +57,10 @@ def test_example_smoke(tmp_path, capsys):
     idata = load_netcdf(tmp_path / "glioma.nc")
     assert "c" in idata.posterior.data_vars
     assert out["rel_err_v"] < 0.15 and out["focus_err_mm"] < 4.0
-    assert 0.0 <= out["rt_coverage_model"] <= 1.0
+    _check_rt_coverage(out, seen)
+    assert (
+        f"{out['rt_coverage_model']:.3f} vs 15 mm margin {out['rt_coverage_standard']:.3f}" in text
+    )
 
 
 @pytest.mark.slow
@@ -30,11 +72,13 @@ def test_demo_rows(tmp_path):
     assert all(r["component"] == "odil" for r in rows)
 
 
-def test_example_smoke_atlas(tmp_path):
+def test_example_smoke_atlas(tmp_path, monkeypatch):
     pytest.importorskip("nilearn")
+    seen = _spy_rt(monkeypatch)
     out = main(["--smoke", "--atlas", "--out", str(tmp_path), "--seed", "2"])
     assert (tmp_path / "glioma.png").exists()
-    assert out["focus_err_mm"] < 4.0 and 0.0 <= out["rt_coverage_model"] <= 1.0
+    assert out["focus_err_mm"] < 4.0
+    _check_rt_coverage(out, seen)
 
 
 def test_example_smoke_three_foci(tmp_path, capsys):

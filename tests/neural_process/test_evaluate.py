@@ -1,0 +1,82 @@
+"""``field_metrics`` / ``parameter_metrics`` of the neural-process evaluation, against values
+derived by hand from the module docstring's definitions (and scipy for the Gaussian terms)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.stats
+import torch
+
+from bayesphys.neural_process.evaluate import field_metrics, parameter_metrics
+
+D = torch.float64
+
+
+def _gaussian_crps(m, sd, y):
+    """Closed-form CRPS of N(m, sd^2) at y (Gneiting & Raftery 2007), via scipy."""
+    z = (y - m) / sd
+    return sd * (
+        z * (2 * scipy.stats.norm.cdf(z) - 1) + 2 * scipy.stats.norm.pdf(z) - 1 / np.sqrt(np.pi)
+    )
+
+
+def test_field_metrics_match_hand_values():
+    # case 0: mean = 1.1 truth -> NSE = 0.1^2 = 0.01; case 1: error (0, 1, 0, 2) on a field of
+    # squared norm 25 -> NSE = 5 / 25 = 0.2. The boundary nodes (0 and 3) count in the NSE
+    # but not in the coverage / NLL / CRPS, which use the interior nodes 1 and 2 only.
+    truth = torch.tensor([[1.0, 2.0, 2.0, 4.0], [3.0, 0.0, 4.0, 0.0]], dtype=D)
+    mean = torch.stack([1.1 * truth[0], truth[1] + torch.tensor([0.0, 1.0, 0.0, 2.0], dtype=D)])
+    var = torch.tensor([[9.0, 0.04, 0.25, 9.0], [9.0, 0.09, 1.0, 9.0]], dtype=D)
+    interior = torch.tensor([1, 2])
+    out = field_metrics(mean, var, truth, interior)
+
+    assert out["nse_u"] == pytest.approx((0.01 + 0.2) / 2, rel=1e-12)
+    # sample (n - 1) standard deviation of {0.01, 0.2}
+    assert out["nse_u_sd"] == pytest.approx(0.095 * math.sqrt(2), rel=1e-12)
+    # interior |y - m| vs 2 sd: (0.2 <= 0.4), (0.2 <= 1.0), (1.0 > 0.6), (0 <= 2.0) -> 3 / 4
+    assert out["coverage2sd_u"] == 0.75
+
+    m, sd, y = (a[:, 1:3].numpy() for a in (mean, var.sqrt(), truth))
+    nll = -scipy.stats.norm.logpdf(y, loc=m, scale=sd).mean()
+    assert out["nll"] == pytest.approx(nll, rel=1e-12)
+    assert out["crps"] == pytest.approx(_gaussian_crps(m, sd, y).mean(), rel=1e-12)
+    # the boundary nodes' huge variances would change both if they were included
+    m4, sd4, y4 = mean.numpy(), var.sqrt().numpy(), truth.numpy()
+    assert out["nll"] != pytest.approx(-scipy.stats.norm.logpdf(y4, m4, sd4).mean(), rel=1e-3)
+
+
+def test_parameter_metrics_match_hand_values():
+    # case 0: truth (3, 4), error (0.3, 0.4) -> NSE 0.25 / 25 = 0.01; case 1: truth (1, 0),
+    # error (0, 0.5) -> NSE 0.25
+    truth = torch.tensor([[3.0, 4.0], [1.0, 0.0]], dtype=D)
+    mean = truth + torch.tensor([[0.3, 0.4], [0.0, 0.5]], dtype=D)
+    var = torch.tensor([[0.01, 0.16], [0.04, 0.01]], dtype=D)
+    out = parameter_metrics(mean, var, truth)
+
+    assert out["nse_z"] == pytest.approx((0.01 + 0.25) / 2, rel=1e-12)
+    assert out["nse_z_sd"] == pytest.approx(0.12 * math.sqrt(2), rel=1e-12)
+    # |error| vs 2 sd: 0.3 > 0.2, 0.4 <= 0.8, 0 <= 0.4, 0.5 > 0.2 -> 2 / 4
+    assert out["coverage2sd_z"] == 0.5
+    m, sd, y = mean.numpy(), var.sqrt().numpy(), truth.numpy()
+    assert out["nll_z"] == pytest.approx(-scipy.stats.norm.logpdf(y, m, sd).mean(), rel=1e-12)
+    assert out["crps_z"] == pytest.approx(_gaussian_crps(m, sd, y).mean(), rel=1e-12)
+
+
+def test_metrics_accept_float32_and_compute_in_float64():
+    gen = torch.Generator().manual_seed(0)
+    truth = torch.randn(3, 5, generator=gen)
+    mean = truth + 0.1 * torch.randn(3, 5, generator=gen)
+    var = 0.01 + torch.rand(3, 5, generator=gen)
+    out = field_metrics(mean, var, truth, torch.arange(1, 4))
+    t, mu, v = truth.double().numpy(), mean.double().numpy(), var.double().numpy()
+    nse = ((mu - t) ** 2).sum(-1) / (t**2).sum(-1)
+    assert out["nse_u"] == pytest.approx(nse.mean(), rel=1e-12)
+    assert out["nse_u_sd"] == pytest.approx(nse.std(ddof=1), rel=1e-12)
+    i = slice(1, 4)
+    nll = -scipy.stats.norm.logpdf(t[:, i], mu[:, i], np.sqrt(v[:, i])).mean()
+    assert out["nll"] == pytest.approx(nll, rel=1e-12)
+    crps = _gaussian_crps(mu[:, i], np.sqrt(v[:, i]), t[:, i]).mean()
+    assert out["crps"] == pytest.approx(crps, rel=1e-12)
