@@ -334,7 +334,8 @@ class Recalibrator:
         that :meth:`r_inverse` inverts, linear through :math:`(p_{(k)}, k/(P+1))` of the ``P``
         sorted PITs and through :math:`(0, 0)` and :math:`(1, 1)` at the ends, so
         ``r_forward(r_inverse(q)) = q`` for :math:`q \in [1/(P+1), P/(P+1)]` and
-        ``r_inverse(r_forward(p)) = p`` for :math:`p \in [p_{(1)}, p_{(P)}]` (distinct PITs).
+        ``r_inverse(r_forward(p)) = p`` for :math:`p \in [p_{(1)}, p_{(P)}]` (distinct PITs;
+        a run of tied PITs takes the rank of its last one).
         (The step empirical CDF :math:`\#\{k: p_{(k)} \le p\}/P` was not the inverse of the
         map applied: :math:`R(R^{-1}(0.2)) = 0.25` for PITs 0.1, 0.3, 0.6, 0.9.)"""
         pits = self.pits.to(p)
@@ -342,6 +343,11 @@ class Recalibrator:
         ends = pits.new_tensor([0.0, 1.0])
         xp = torch.cat([ends[:1], pits, ends[1:]])
         fp = torch.cat([ends[:1], torch.arange(1, n + 1).to(pits) / (n + 1), ends[1:]])
+        # tied PITs (0 and 1 are common with few draws) take the rank of the last of their run,
+        # as the empirical CDF does (interpolation read the first: R(1) = 0.75 for PITs ending
+        # in 1, 1)
+        xp, counts = torch.unique_consecutive(xp, return_counts=True)
+        fp = fp[counts.cumsum(0) - 1]
         out = _interp_rows(p.clamp(0, 1).reshape(1, -1), xp[None], fp[None])
         return out.reshape(p.shape)
 

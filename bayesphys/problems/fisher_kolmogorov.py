@@ -159,22 +159,24 @@ def _as_float(v: Tensor | float) -> float:
 def max_step(
     faces: Sequence[Tensor], dw: Tensor | float, rho: Tensor | float, spacing: float, scheme: str
 ) -> float:
-    r"""The largest stable :math:`\Delta t` of :func:`fk_forward`'s ``scheme`` (``inf``: none).
+    r"""A step size :math:`\Delta t` up to which :func:`fk_forward`'s ``scheme`` is stable
+    (``inf``: no bound).
 
     Diffusion (both schemes: an explicit Euler step
-    :math:`c \leftarrow c + \Delta t\,\nabla\cdot(D\nabla c)`): the step is monotone (no new
-    extrema, so bounded) and stable iff its diagonal stays :math:`\ge 0`,
-
-    .. math:: \Delta t \le \frac{h^2}{D_w \max_i \sum_k (f_{k,i+1/2} + f_{k,i-1/2})}
-              \;\ge\; \frac{h^2}{2 d\, D_w \max f},
-
-    the sum over the ``2d`` faces of cell ``i`` (Gershgorin; :func:`stable_steps` keeps
-    ``safety`` = 0.8 of the right-hand bound for :math:`D_w \le` ``d_max`` and faces
-    :math:`\le 1`). Reaction, ``"euler"`` only (``"strang"`` uses the exact flow
-    :func:`logistic_step`): the Euler map :math:`c \leftarrow c + \Delta t\rho c(1-c)` keeps
-    its fixed point :math:`c = 1` stable iff :math:`\Delta t|\rho| \le 2`. ``faces``: the
-    face maps ``[*grid]`` per axis (as :func:`tissue_faces`); ``dw``, ``rho``: numbers or
-    tensors (their largest magnitude is used).
+    :math:`c \leftarrow c + \Delta t\,\nabla\cdot(D\nabla c)`, rate
+    :math:`a = D_w \max_i \sum_k (f_{k,i+1/2} + f_{k,i-1/2}) / h^2`, the sum over the ``2d``
+    faces of cell ``i``): :math:`\Delta t \le 1/a` keeps the step's diagonal :math:`\ge 0`
+    (monotone: no new extrema) and, by Gershgorin, every eigenvalue of the step in
+    :math:`[-1, 1]`; it is sufficient, not necessary (a grid whose largest face sum is
+    isolated is stable up to twice that). :math:`1/a \ge h^2/(2 d D_w \max f)`, the bound
+    :func:`stable_steps` keeps ``safety`` = 0.8 of for :math:`D_w \le` ``d_max`` and faces
+    :math:`\le 1`. ``"euler"`` also takes the reaction :math:`\Delta t\rho c(1-c)` in the same
+    step: linearised at :math:`c = 1` it adds :math:`-\rho` to the eigenvalues, so
+    :math:`\Delta t \le 2/(2a + |\rho|)` (the grid-scale mode at :math:`\Delta t = 1/a`
+    grew by :math:`1 + \Delta t\rho` per step); ``"strang"`` uses the exact flow
+    :func:`logistic_step` and keeps :math:`1/a`. ``faces``: the face maps ``[*grid]`` per axis
+    (as :func:`tissue_faces`); ``dw``, ``rho``: numbers or tensors (their largest magnitude is
+    used).
     """
     dw_max, rho_max = _as_float(dw), _as_float(rho)
     diag = None
@@ -184,10 +186,11 @@ def max_step(
         term = fp + shift(fp, k, -1, "zero")
         diag = term if diag is None else diag + term
     rate = dw_max * (float(diag.max()) if diag is not None and diag.numel() else 0.0)
-    limit = spacing**2 / rate if rate > 0 else math.inf
-    if scheme == "euler" and rho_max > 0:
-        limit = min(limit, 2.0 / rho_max)
-    return limit
+    rate = rate / spacing**2
+    if scheme == "euler":
+        total = 2.0 * rate + rho_max
+        return 2.0 / total if total > 0 else math.inf
+    return 1.0 / rate if rate > 0 else math.inf
 
 
 def _check_stable(
@@ -207,11 +210,11 @@ def _check_stable(
     dt = t_end / steps
     if dt <= limit * (1 + 1e-12):
         return
-    need = math.ceil(t_end / limit)
+    need = math.ceil(t_end / limit)  # the fewest steps the check accepts
     msg = (
         f"steps: {steps} steps over t_end={t_end:g} give dt={dt:.4g}, above the {scheme} "
-        f"scheme's stability limit {limit:.4g} for dw={_as_float(dw):g}, "
-        f"rho={_as_float(rho):g}, spacing={spacing:g} (the state blows up); use "
+        f"scheme's stability bound {limit:.4g} for dw={_as_float(dw):g}, "
+        f"rho={_as_float(rho):g}, spacing={spacing:g} (the state may oscillate or blow up); use "
         f"steps >= {need} (e.g. stable_steps)"
     )
     if isinstance(dw, (Tensor, np.ndarray)) or isinstance(rho, (Tensor, np.ndarray)):

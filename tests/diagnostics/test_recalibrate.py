@@ -337,3 +337,10 @@ def test_r_forward_inverts_r_inverse():
     torch.testing.assert_close(rec.r_inverse(rec.r_forward(p)), p)
     ends = rec.r_forward(torch.tensor([0.0, 0.05, 0.95, 1.0], dtype=torch.float64))
     torch.testing.assert_close(ends, torch.tensor([0.0, 0.1, 0.9, 1.0], dtype=torch.float64))
+    # tied PITs (0 and 1 are common with few draws) take the rank of the last of their run,
+    # as the empirical CDF does; interpolation read the first (R(1) = 0.75, R(0.2) = 0.1875)
+    tied = Recalibrator(
+        "quantile", pits=torch.tensor([0.0, 0.2, 0.2, 0.2, 0.5, 1.0, 1.0], dtype=torch.float64)
+    )
+    got = tied.r_forward(torch.tensor([0.0, 0.2, 0.5, 1.0], dtype=torch.float64))
+    torch.testing.assert_close(got, torch.tensor([1 / 8, 4 / 8, 5 / 8, 1.0], dtype=torch.float64))

@@ -35,10 +35,41 @@ def test_max_step_is_the_explicit_limit():
     # i.e. h^2 / (2 d dw max_face)
     faces = [torch.ones(6, 7, dtype=F64), torch.ones(6, 7, dtype=F64)]
     assert max_step(faces, 0.5, 0.0, 2.0, "strang") == pytest.approx(4.0 / (4 * 0.5))
-    # the explicit Euler reaction adds dt |rho| <= 2; the Strang reaction is exact
-    assert max_step(faces, 0.5, 10.0, 2.0, "euler") == pytest.approx(0.2)
-    assert max_step(faces, 0.5, 10.0, 2.0, "strang") == pytest.approx(2.0)
+    # the explicit Euler step carries the reaction too: linearised at c = 1 it adds -rho to
+    # the diffusion's eigenvalues, dt <= 2 / (2 a + |rho|) with a = dw * 4 / h^2 = 0.5
+    assert max_step(faces, 0.5, 10.0, 2.0, "euler") == pytest.approx(2.0 / (2 * 0.5 + 10.0))
+    assert max_step(faces, 0.5, 0.0, 2.0, "euler") == pytest.approx(2.0)  # diffusion alone
+    assert max_step(faces, 0.0, 10.0, 2.0, "euler") == pytest.approx(0.2)  # reaction alone
+    assert max_step(faces, 0.5, 10.0, 2.0, "strang") == pytest.approx(2.0)  # exact reaction
     assert max_step(faces, 0.0, 0.0, 2.0, "euler") == math.inf
+
+
+def test_euler_step_at_the_diffusion_bound_with_growth_is_refused():
+    """At dt = h^2 / (D max face sum) the Euler step's grid-scale mode near c = 1 grew by
+    (1 + dt rho) per step, to NaN, while the old bound (the smaller of the diffusion and
+    reaction ones) accepted it; the bound now combines them."""
+    n, dw, rho, h = 64, 1.0, 0.5, 1.0
+    faces = [torch.ones(n, dtype=F64)]
+    c0 = 1 + 1e-3 * torch.randn(n, dtype=F64, generator=torch.Generator().manual_seed(0))
+    dt_diff = h**2 / (2 * dw)
+    with pytest.raises(ValueError, match="stability bound"):
+        fk_forward(c0, faces, dw, rho, t_end=400 * dt_diff, steps=400, spacing=h, scheme="euler")
+    bad = fk_forward(
+        c0,
+        faces,
+        dw,
+        rho,
+        t_end=400 * dt_diff,
+        steps=400,
+        spacing=h,
+        scheme="euler",
+        check_stability=False,
+    )
+    assert not bool(torch.isfinite(bad).all()) or float(bad.abs().max()) > 2
+    limit = max_step(faces, dw, rho, h, "euler")
+    steps = math.floor(400 * dt_diff / limit) + 1
+    ok = fk_forward(c0, faces, dw, rho, t_end=400 * dt_diff, steps=steps, spacing=h, scheme="euler")
+    assert float((ok - 1).abs().max()) < 1e-2
 
 
 @pytest.mark.parametrize("scheme", ["euler", "strang"])
@@ -59,7 +90,7 @@ def test_fk_forward_refuses_an_unstable_step_count(setup, scheme):
 def test_fk_forward_with_tensor_parameters_warns_instead(setup):
     ph, faces, c0 = setup
     dw = torch.tensor(5.0, dtype=F64)
-    with pytest.warns(RuntimeWarning, match=r"^steps: 2 steps .*stability limit"):
+    with pytest.warns(RuntimeWarning, match=r"^steps: 2 steps .*stability bound"):
         fk_forward(c0, faces, dw, torch.tensor(0.05, dtype=F64), t_end=100.0, steps=2, spacing=H)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
