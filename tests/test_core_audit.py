@@ -161,10 +161,8 @@ def test_gaussian_variance_is_clamped_at_zero():
     prior = GaussianPosterior(mean, cov)
     g = torch.ones(1, 3, dtype=F64)
     post = conservation_update(prior, g, torch.tensor([3.0], dtype=F64))
-    raw = post.covariance.diagonal() if hasattr(post.covariance, "diagonal") else None
-    assert raw is not None
-    assert bool((post.variance >= 0).all())
-    torch.testing.assert_close(post.variance, raw.clamp_min(0).reshape(post.variance.shape))
+    raw = post.covariance.diagonal()  # one constrained direction: round-off about 0 possible
+    torch.testing.assert_close(post.variance, raw.clamp_min(0))
     # the clamp is what a raw negative diagonal shows (a structured one skips validation)
     neg = GaussianPosterior(
         torch.zeros(2, dtype=F64),
