@@ -11,8 +11,16 @@ with level 0 even an exact posterior mean with any noise puts the first point :m
 about one grid spacing past the front on average (each point is :math:`\le 0` with
 probability 1/2); a level inside the jump, e.g. ``--front-level 0.25`` (below half of every
 :math:`u^*` of the training range), reads the jump itself.
-Outputs: ``stefan_front.nc`` (InferenceData: field ``u`` before/after, ``front``, ``u_star``)
-and ``stefan_front.png`` (90 % bands before and after the update, front histograms).
+Posterior predictive: the sensors read the field at 10 times x 10 positions with i.i.d.
+Gaussian noise of sd ``--noise`` (the noise the data were made with), so a replicate is
+:math:`y^{rep}_s = u(t_s, x_s) + \sigma\varepsilon_s`, :math:`\varepsilon_s \sim N(0, 1)`, with
+:math:`u` a draw of the updated field on the 201-point grid merged with the sensor positions,
+at each sensor time (each slice conditioned on its own :math:`b(t)`, same ``--mass-tol``), and
+the pointwise log-likelihood is :math:`\log N(y_s;\,u(t_s, x_s), \sigma^2)`.
+Outputs: ``stefan_front.nc`` (InferenceData: field ``u`` before/after, ``front``, ``u_star``;
+``observed_data``/``posterior_predictive``/``log_likelihood`` ``y_sensors [sensor]``, the
+last left out when ``--noise 0``) and ``stefan_front.png`` (90 % bands before and after the
+update, front histograms).
 """
 
 from __future__ import annotations
@@ -38,6 +46,42 @@ def _u_star_from_front(front: np.ndarray, t: float) -> np.ndarray:
     alpha, _ = stefan_constants(grid)
     xf = (alpha * t**0.5).numpy()[::-1]  # increasing in x
     return np.interp(front, xf, grid.numpy()[::-1])
+
+
+def _sensor_predictive(
+    model, data, *, n: int, noise: float, mass_tol: float, u_star: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    r"""Replicated readings ``y_rep [n, Ns]`` of the ``Ns`` sensors ``data.x_context[0]``
+    (columns ``t, x``) and the log-likelihood ``[n, Ns]`` of the observed ``data.y_context[0]``
+    (``None`` when ``noise == 0``: no density), from ``n`` draws of the updated field.
+
+    The field is the ProbConserv posterior at the sensor times (batch ``(1, nt)``) on the
+    201-point grid merged with the sensor positions (event ``(nx,)``), each slice conditioned
+    on its :math:`b(t)` from the boundary inflow, read at the sensors; the readings add
+    :math:`N(0, \mathrm{noise}^2)`. Seeded by ``seed`` (its own stream: the other draws of the
+    example are unchanged).
+    """
+    from bayesphys import stream_seed
+    from bayesphys.problems.gpme import mass_from_fluxes
+
+    prob = model.problem
+    xs = data.x_context[0].to(torch.float64)  # [Ns, 2]
+    times, it = torch.unique(xs[:, 0], return_inverse=True)
+    grid = prob.grid(201).to(torch.float64)
+    x, ix = torch.unique(torch.cat([grid, xs[:, 1]]), return_inverse=True)
+    ix = ix[grid.numel() :]  # each sensor's position on the merged grid
+    b = torch.tensor(
+        [[mass_from_fluxes(prob, float(t), u_star) for t in times]], dtype=torch.float64
+    )
+    post = model.posterior(data, t=times, x=x, mass=b, sigma_g=mass_tol, relative=False)
+    dev = post.mean.device
+    gen = torch.Generator(device=dev).manual_seed(stream_seed(seed, "stefan-sensor-replicates"))
+    f = post.sample((n,), generator=gen)[:, 0, it.to(dev), ix.to(dev)]  # [n, Ns]
+    y_rep = f + noise * torch.randn(f.shape, generator=gen, device=dev, dtype=f.dtype)
+    if noise == 0:
+        return y_rep, None
+    y = data.y_context[0].to(f)
+    return y_rep, torch.distributions.Normal(f, noise).log_prob(y)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -108,6 +152,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     draws_u = after.sample((n,), generator=torch.Generator(device=dev).manual_seed(args.seed))
     draws_u0 = before.sample((n,), generator=torch.Generator(device=dev).manual_seed(args.seed))
+    y_rep, log_lik = _sensor_predictive(
+        model,
+        data,
+        n=n,
+        noise=args.noise,
+        mass_tol=args.mass_tol,
+        u_star=args.u_star,
+        seed=args.seed,
+    )
     from bayesphys.inference_data import build_inference_data
 
     idata = build_inference_data(
@@ -119,6 +172,8 @@ def main(argv: list[str] | None = None) -> dict:
         extra_groups={
             "prior": {"u": draws_u0.reshape(1, n, -1), "front": fronts["before"].reshape(1, n)}
         },
+        posterior_predictive={"y_sensors": y_rep.reshape(1, n, -1)},
+        log_likelihood=None if log_lik is None else {"y_sensors": log_lik.reshape(1, n, -1)},
         observed_data={"y_sensors": data.y_context[0]},
         constant_data={"x_sensors": data.x_context[0], "u_true": truth.reshape(-1)},
         coords={"x": x.numpy()},

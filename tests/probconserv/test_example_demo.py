@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import arviz as az
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 import torch
 
@@ -22,6 +26,20 @@ def test_stefan_front_example_smoke(tmp_path, capsys):
     assert abs(res["ce_after"]) < 1e-3
     assert abs(res["ce_after"]) < abs(res["ce_before"])
     assert 0.0 < res["front_after"][0] < 1.0
+    # posterior predictive of the sensors, beside observed_data, so az.plot_ppc works
+    obs = group_dataset(idata, "observed_data")
+    for group in ("posterior_predictive", "log_likelihood"):
+        ds = group_dataset(idata, group)
+        assert set(ds.data_vars) == {"y_sensors"} <= set(obs.data_vars)
+        assert ds["y_sensors"].dims == ("chain", "draw", *obs["y_sensors"].dims)
+        assert ds["y_sensors"].shape == (1, 100, 100)
+        assert bool(np.isfinite(ds["y_sensors"].values).all())
+    # a Gaussian density of sd 0.01 (the smoke run's sensor noise) never exceeds its mode
+    ll = group_dataset(idata, "log_likelihood")["y_sensors"].values
+    assert ll.max() <= -np.log(0.01 * np.sqrt(2 * np.pi))
+    matplotlib.use("Agg")
+    az.plot_ppc(idata, num_pp_samples=20)
+    plt.close("all")
     with pytest.raises(SystemExit) as err:  # a usage error, before any work
         main(["--smoke", "--out", str(tmp_path), "--front-level", "0.7"])
     assert err.value.code == 2 and "argument --front-level" in capsys.readouterr().err
