@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real, check_seed
+from .._checks import check_bool, check_int, check_real, check_seed, stream_seed
 from .._device import as_tensor
 from ..inference_data import build_inference_data
 from ..posterior import GaussianPosterior, SamplePosterior
@@ -143,7 +143,12 @@ class GliomaPosteriorMixin:
         return SamplePosterior(fields[None], event_ndim=self.ndim)
 
     def to_inference_data(
-        self, *, num_samples: int = 200, seed: int | None = 0, field: bool = True
+        self,
+        *,
+        num_samples: int = 200,
+        seed: int | None = 0,
+        field: bool = True,
+        predictive: bool | None = None,
     ):
         r"""ArviZ InferenceData: named draws ``D_w, rho, x0, y0[, z0], ell, v`` ``[chain, draw]``,
         observed labels and, if ``field``, the map ``c`` and the pointwise log likelihood of
@@ -152,7 +157,14 @@ class GliomaPosteriorMixin:
         loss; 0 outside the modelled brain voxels). A model with a PET map also exports it
         (``observed_data.pet``) and its Gaussian log likelihood ``pet [chain, draw, *grid]``
         (lesion voxels, tempered by :math:`\kappa` as in the loss; 0 elsewhere).
-        ``num_samples >= 1`` draws per chain (2 chains)."""
+        ``num_samples >= 1`` draws per chain (2 chains).
+
+        ``predictive`` (default: ``field``) adds the group ``posterior_predictive``: replicated
+        observations ``labels [chain, draw, *grid]`` (and ``pet``), one per posterior draw of
+        :math:`c`, drawn from the fit's observation model by :meth:`replicate_observations`
+        (seeded by ``seed``), with the dims of ``observed_data`` so ``az.plot_ppc`` works.
+        It reuses the maps of ``field``; with ``field=False`` it costs the same forward solves."""
+        predictive = field if predictive is None else check_bool("predictive", predictive)
         th = self.theta_draws(num_samples, 2, seed)
         post = {
             "D_w": th[..., 0].exp(),
@@ -177,11 +189,12 @@ class GliomaPosteriorMixin:
                 for n, s in zip(names, self.full_shape)
             }
         )
-        if field:
+        if field or predictive:
             with torch.no_grad():
                 c = self.full(
                     torch.stack([torch.stack([self.forward(t) for t in ch]) for ch in th])
                 )
+        if field:
             post["c"] = c
             loglik = {"labels": self._pointwise_log_likelihood(c)}
             if self._pet is not None:
@@ -191,13 +204,59 @@ class GliomaPosteriorMixin:
         if self._pet is not None:
             observed["pet"] = self.pet
             dims["pet"] = names
+        replicates = None
+        if predictive:
+            replicates = self.replicate_observations(c, seed=stream_seed(seed or 0, "ppc"))
         return build_inference_data(
             posterior=post,
+            posterior_predictive=replicates,
             observed_data=observed,
             log_likelihood=loglik if field else None,
             coords=coords,
             dims=dims,
         )
+
+    def replicate_observations(self, c: Any, *, seed: int | None = 0) -> dict[str, Tensor]:
+        r"""Replicated observations of tumour-cell maps ``c [..., *grid]`` (whole grid, e.g.
+        posterior draws ``[chain, draw, *grid]``) under the fit's observation model.
+
+        Labels: per modelled voxel :math:`i` (brain voxels of the crop) a latent
+        :math:`\tilde c_i = c_i + \sigma_s\varepsilon_i`, :math:`\varepsilon_i\sim\mathcal
+        N(0,1)` iid, and :math:`\tilde y_i = [\tilde c_i\ge\theta_{down}] +
+        [\tilde c_i\ge\theta_{up}]`, so :math:`P(\tilde y_i\ge k) = \Phi((c_i -
+        \theta_k)/\sigma_s)`: the probit threshold terms of the loss (:math:`\sigma_s` with
+        any model error; the :math:`1/\kappa` tempering of the correlated-noise likelihood
+        changes no voxel's marginal and is not drawn). PET, if the model has it:
+        :math:`s_{pet} c_i + \sigma_{pet}\varepsilon'_i` on the observed lesion voxels of the
+        crop, where the loss models it. Voxels the likelihood does not model keep the observed
+        value. Returns ``{"labels": long [..., *grid]}`` (values 0/1/2) and ``"pet"`` (the
+        model's dtype). ``seed``: an int (``None`` = 0); same seed, same replicate."""
+        c = as_tensor("c", c, dtype=self.dtype, device=self.device)
+        if c.ndim < self.ndim or tuple(c.shape[c.ndim - self.ndim :]) != self.full_shape:
+            raise ValueError(
+                f"c: expected maps [..., *{self.full_shape}] on the whole grid, received "
+                f"{tuple(c.shape)}"
+            )
+        seed = 0 if seed is None else check_seed("seed", seed)
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(seed)
+        cfg = self.config
+        seg_sd, pet_sd, _ = self._noise()
+        cc = c[(..., *self.crop)]
+        latent = cc + seg_sd * torch.randn(
+            cc.shape, generator=gen, dtype=cc.dtype, device=cc.device
+        )
+        lab = (latent >= cfg["th_down"]).long() + (latent >= cfg["th_up"]).long()
+        labels = self.labels.expand(c.shape).clone()
+        labels[(..., *self.crop)] = torch.where(self._brain > 0, lab, self._labels)
+        out = {"labels": labels}
+        if self._pet is not None:
+            noise = torch.randn(cc.shape, generator=gen, dtype=cc.dtype, device=cc.device)
+            pet_rep = cfg["pet_scale"] * cc + pet_sd * noise
+            pet = self.pet.expand(c.shape).clone()
+            pet[(..., *self.crop)] = torch.where(self._labels > 0, pet_rep, self._pet)
+            out["pet"] = pet
+        return out
 
     def _pointwise_log_likelihood(self, c: Tensor) -> Tensor:
         """Threshold log likelihood per voxel ``[..., *grid]`` of maps ``c [..., *grid]``

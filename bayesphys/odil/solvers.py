@@ -197,7 +197,15 @@ def minimize(
         tangent) and the colouring refined, at the cost of more products.
     jacobian: optional ``x -> (r [m], J [m, n])`` for the dense solver (e.g. a hand-written
         tangent-linear model); default :func:`torch.func.jacfwd`.
-    tol: stop when the relative loss decrease of a step is below ``tol``.
+    tol: stop when the relative loss decrease of a step is below ``tol``. GN/LM also stop,
+        converged, once an accepted step brings the loss to round-off,
+        :math:`L_k \le m\,\varepsilon^2 L_0` (:math:`\varepsilon` the dtype's machine
+        epsilon, :math:`m` the number of residuals, :math:`L_0` the loss at ``x0``): then
+        :math:`\lVert r_k\rVert \le \sqrt m\,\varepsilon\lVert r_0\rVert`, no larger than
+        the error of rounding :math:`m` residuals of the initial size, and the relative change
+        of such a loss is noise (an exactly solved linear problem would otherwise end at
+        ``steps`` with ``converged=False``). A fit that never gets there takes exactly the same
+        steps as before. ``tol=None``: run all ``steps``.
 
     Returns
     -------
@@ -295,8 +303,12 @@ def minimize(
     res = FitResult()
     bar = tqdm(total=steps, desc=method, disable=not progress, leave=False)
     with torch.no_grad():
-        loss = 0.5 * float((fn(x) ** 2).sum())
+        r0 = fn(x)
+        loss = 0.5 * float((r0**2).sum())
     hist.append(loss)
+    # round-off level of the loss (see ``tol``): |r| at sqrt(m) eps times its initial size
+    roundoff = r0.numel() * torch.finfo(x.dtype).eps ** 2 * loss
+    del r0
     if not math.isfinite(loss) and steps > 0:
         # every step from a NaN loss was rejected until the damping "stalled" and the fit
         # reported convergence at a NaN loss
@@ -348,9 +360,11 @@ def minimize(
                 hist.append(loss)
                 if callback is not None:
                     callback(k, x)
-                if tol is not None and (abs(rel) < tol or loss == 0.0):
+                if tol is not None and (abs(rel) < tol or loss <= roundoff):
                     res.converged = True
                     res.message = f"converged after {k + 1} steps"
+                    if abs(rel) >= tol:
+                        res.message += f" (loss {loss:.1e} at round-off of {hist[0]:.1e})"
                     bar.update(1)
                     break
             else:

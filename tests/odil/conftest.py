@@ -27,3 +27,14 @@ def model(patient):
     m.theta = m._theta0()
     m.theta_cov = 1e-4 * torch.eye(len(m.theta), dtype=m.dtype)
     return m
+
+
+@pytest.fixture(scope="session")
+def tiny_pet_model():
+    """A fitted (converged) glioma model with a PET map on a 16 x 16 phantom of 8 mm voxels
+    (12 x 10 crop, 8 time steps): the cheapest real fit, shared by the posterior tests."""
+    p = synthetic_patient(0, phantom=brain_phantom(16, 8.0))
+    m = GliomaModel.from_patient(p, use_pet=True)
+    res = m.fit(progress=False)
+    assert res.converged, res.message
+    return m

@@ -353,3 +353,84 @@ def test_laplace_helpers_read_a_list_in_the_problem_dtype():
     h = dense_gn_matrix(prob, [0.0, 0.5, 1.0])
     assert h.dtype == torch.float32
     assert torch.allclose(h, 4.0 * torch.eye(3))
+
+
+def _observed_order(hs: list[float], errs: list[float]) -> float:
+    """Least-squares slope of log(error) against log(h)."""
+    lh, le = torch.tensor(hs).log(), torch.tensor(errs).log()
+    lh = lh - lh.mean()
+    return float((lh * (le - le.mean())).sum() / (lh * lh).sum())
+
+
+def _heat_crank_nicolson(nx: int, **solve) -> tuple[float, object]:
+    """u_t = u_xx on (0, 1), u = 0 at x = 0, 1, u(0, x) = sin(pi x), to t = 0.1, solved as one
+    discrete loss over all time levels (Crank-Nicolson in time, vertex grid, dt = 0.1 / nx);
+    returns the max error at t = 0.1 against exp(-pi^2 t) sin(pi x) and the fit result.
+    ``solve``: :func:`minimize` settings (default: 3 sparse Gauss-Newton steps)."""
+    nt, h, t_end = nx, 1.0 / nx, 0.1
+    dt = t_end / nt
+    x = torch.arange(1, nx, dtype=torch.float64) * h  # interior nodes; boundary nodes are 0
+
+    def res(f, p):
+        u = f["u"]  # [nt + 1, nx - 1]
+        lap = laplacian(u, [h], bc="zero")  # Dirichlet 0 at the boundary nodes
+        pde = (u[1:] - u[:-1]) / dt - 0.5 * (lap[1:] + lap[:-1])
+        return {"pde": pde, "ic": 1e3 * (u[0] - torch.sin(math.pi * x))}
+
+    prob = DiscreteProblem({"u": (nt + 1, nx - 1)}, {}, res)
+    solve = {"method": "gn", "steps": 3, "linear_solver": "sparse", **solve}
+    xs, fit = minimize(prob, **solve)
+    u_end = prob.unpack(xs)[0]["u"][-1]
+    exact = math.exp(-(math.pi**2) * t_end) * torch.sin(math.pi * x)
+    return float((u_end - exact).abs().max()), fit
+
+
+def test_engine_solves_heat_crank_nicolson_at_second_order():
+    """The discrete loss of a CN heat equation, minimised by Gauss-Newton, converges at
+    order 2 in h (dt ~ h): the engine (pack/unpack, residual, GN solve) adds no error."""
+    hs, errs = [], []
+    for nx in (8, 16, 32):
+        err, fit = _heat_crank_nicolson(nx)
+        assert fit.converged, fit.message
+        hs.append(1.0 / nx)
+        errs.append(err)
+    assert errs[-1] < 5e-4
+    assert abs(_observed_order(hs, errs) - 2.0) < 0.2, errs
+
+
+def test_engine_solves_manufactured_poisson_2d_at_second_order():
+    """-lap u = f on the unit square, u = 0 on the boundary, manufactured u = sin(pi x)
+    sin(2 pi y) (f = 5 pi^2 u), five-point stencil on a vertex grid, sparse Gauss-Newton."""
+    hs, errs = [], []
+    for n in (8, 16, 32):
+        h = 1.0 / n
+        x1 = torch.arange(1, n, dtype=torch.float64) * h
+        x, y = torch.meshgrid(x1, x1, indexing="ij")
+        exact = torch.sin(math.pi * x) * torch.sin(2 * math.pi * y)
+        src = 5 * math.pi**2 * exact
+
+        def res(f, p, h=h, src=src):
+            return {"pde": laplacian(f["u"], [h, h], bc="zero") + src}
+
+        prob = DiscreteProblem({"u": (n - 1, n - 1)}, {}, res)
+        xs, fit = minimize(prob, method="gn", steps=3, linear_solver="sparse")
+        assert fit.converged, fit.message
+        hs.append(h)
+        errs.append(float((prob.unpack(xs)[0]["u"] - exact).abs().max()))
+    assert errs[-1] < 5e-3
+    assert abs(_observed_order(hs, errs) - 2.0) < 0.2, errs
+
+
+@pytest.mark.parametrize("method", ["gn", "lm"])
+def test_an_exactly_solved_linear_problem_reports_convergence(method):
+    """A linear least-squares problem is solved by the first Gauss-Newton step down to
+    round-off (loss 2e6 -> 2e-26); the relative decrease of a round-off loss is noise, and the
+    fit used to end at max steps with converged=False."""
+    for solver in ("dense", "sparse"):
+        _, fit = _heat_crank_nicolson(8, method=method, linear_solver=solver, damping=0.0)
+        assert fit.converged and fit.steps == 1, (solver, fit.message)
+        assert "round-off" in fit.message, fit.message
+        assert fit.loss_history[-1] < 1e-30 * fit.loss_history[0]
+    # a fit that stops short of round-off keeps the relative-decrease rule and its steps
+    _, fit = _heat_crank_nicolson(8, method=method, linear_solver="cg", cg_tol=1e-2, steps=3)
+    assert not fit.converged and fit.steps == 3, fit.message

@@ -1,0 +1,91 @@
+"""Glioma posterior: replicated observations (ArviZ posterior_predictive) and the NUTS
+reference sampler run for real."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+import pytest
+import torch
+
+from bayesphys.odil import nuts_reference
+
+
+def test_posterior_predictive_replicates_the_observed_data(tiny_pet_model):
+    import arviz as az
+    import matplotlib.pyplot as plt
+
+    m = tiny_pet_model
+    idata = m.to_inference_data(num_samples=4, seed=3)
+    assert "posterior_predictive" in idata.groups()
+    pp, obs = idata.posterior_predictive, idata.observed_data
+    assert set(pp.data_vars) == set(obs.data_vars) == {"labels", "pet"}
+    for name in ("labels", "pet"):
+        assert pp[name].dims == ("chain", "draw", *obs[name].dims)
+        assert pp[name].shape == (2, 4, *obs[name].shape)
+        assert bool(torch.isfinite(torch.as_tensor(pp[name].values)).all())
+    rep = torch.as_tensor(pp["labels"].values)
+    assert rep.dtype == torch.int64 and set(rep.unique().tolist()) <= {0, 1, 2}
+    observed = m.labels.expand(rep.shape)
+    # voxels the likelihood does not model (outside the brain) keep their observed labels
+    outside = m.brain.expand(rep.shape) == 0
+    assert torch.equal(rep[outside], observed[outside])
+    # replicates differ from the data near the lesion edge, but mostly agree with it
+    agree = float((rep == observed).double().mean())
+    assert 0.8 < agree < 1.0
+    # seeded: same seed, same replicate; another seed, another one
+    again = m.to_inference_data(num_samples=4, seed=3).posterior_predictive
+    assert (again["labels"] == pp["labels"]).all() and (again["pet"] == pp["pet"]).all()
+    other = m.to_inference_data(num_samples=4, seed=4).posterior_predictive
+    assert not (other["labels"] == pp["labels"]).all()
+    # cheap exports keep out of it unless asked; asked, it needs no exported field
+    assert "posterior_predictive" not in m.to_inference_data(num_samples=2, field=False).groups()
+    lean = m.to_inference_data(num_samples=2, field=False, predictive=True)
+    assert "posterior_predictive" in lean.groups() and "c" not in lean.posterior
+    matplotlib.use("Agg")
+    try:
+        az.plot_ppc(idata, var_names=["labels", "pet"], num_pp_samples=4, random_seed=0)
+    finally:
+        plt.close("all")
+
+
+def test_replicated_labels_follow_the_probit_thresholds_of_the_likelihood(tiny_pet_model):
+    """P(label >= k) = Phi((c - theta_k) / sigma_s) voxel by voxel, as in the loss."""
+    m = tiny_pet_model
+    c = m.full(m.forward(m.theta))
+    n = 4000
+    rep = m.replicate_observations(c.expand(n, *c.shape), seed=0)
+    seg_sd, pet_sd, _ = m._noise()
+    modelled = torch.zeros_like(m.brain, dtype=torch.bool)
+    modelled[m.crop] = m._brain > 0
+    for k, th in ((1, m.config["th_down"]), (2, m.config["th_up"])):
+        freq = (rep["labels"] >= k).double().mean(0)[modelled]
+        prob = torch.special.ndtr((c[modelled] - th) / seg_sd)
+        assert float((freq - prob).abs().max()) < 0.04, k
+    lesion = m.labels > 0  # PET is modelled on the observed lesion voxels
+    mean, sd = rep["pet"].mean(0)[lesion], rep["pet"].std(0)[lesion]
+    torch.testing.assert_close(mean, m.config["pet_scale"] * c[lesion], atol=0.01, rtol=0)
+    torch.testing.assert_close(sd, torch.full_like(sd, pet_sd), atol=0.01, rtol=0)
+    assert torch.equal(rep["pet"][:, ~lesion], m.pet[~lesion].expand(n, -1))
+    with pytest.raises(ValueError, match="c: expected maps"):
+        m.replicate_observations(c[:-1])
+    with pytest.raises(TypeError, match="predictive"):
+        m.to_inference_data(num_samples=2, predictive="yes")
+
+
+@pytest.mark.slow
+def test_nuts_reference_agrees_with_the_laplace_posterior(tiny_pet_model):
+    """A short real NUTS run (one chain, 60 warmup + 60 draws) on the fitted loss: its mean
+    within 3 Laplace sds of the mode, its sd within 0.3x-3x of the Laplace sd."""
+    m = tiny_pet_model
+    draws, secs = nuts_reference(m, num_samples=60, warmup_steps=60, seed=0, max_tree_depth=3)
+    p = m.theta.numel()
+    assert draws.shape == (1, 60, p) and draws.dtype == m.dtype
+    assert bool(torch.isfinite(draws).all()) and math.isfinite(secs) and secs > 0
+    mode, sd = m.theta, m.theta_cov.diagonal().sqrt()
+    flat = draws.reshape(-1, p)
+    z = (flat.mean(0) - mode) / sd
+    ratio = flat.std(0) / sd
+    assert bool((z.abs() < 3).all()), z
+    assert bool(((ratio > 0.3) & (ratio < 3)).all()), ratio
