@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_bool, check_int, check_seed, offset_seed
+from .._checks import check_bool, check_int, check_seed, offset_seed, stream_seed
 from .._model import FitResult, load_checkpoint, save_checkpoint
 from ..inference_data import build_inference_data
 from ..posterior import SamplePosterior
@@ -367,7 +367,8 @@ def _replicates(draws: Tensor, m: int, seed: int) -> Tensor:
     draws = draws.detach().cpu()
     if draws.shape[3] == m:
         return draws
-    gen = torch.Generator().manual_seed(seed)
+    # a stream of its own (the same seed also fixes member 0's embedding subsample)
+    gen = torch.Generator().manual_seed(stream_seed(seed, "mfm-replicates"))
     keys = torch.rand(draws.shape[:4], generator=gen, dtype=torch.float64)
     idx = keys.argsort(-1)[..., :m, None].expand(-1, -1, -1, -1, draws.shape[-1])
     return draws.gather(3, idx)

@@ -206,7 +206,7 @@ class GliomaPosteriorMixin:
             dims["pet"] = names
         replicates = None
         if predictive:
-            replicates = self.replicate_observations(c, seed=stream_seed(seed or 0, "ppc"))
+            replicates = self.replicate_observations(c, seed=seed)
         return build_inference_data(
             posterior=post,
             posterior_predictive=replicates,
@@ -230,7 +230,15 @@ class GliomaPosteriorMixin:
         :math:`s_{pet} c_i + \sigma_{pet}\varepsilon'_i` on the observed lesion voxels of the
         crop, where the loss models it. Voxels the likelihood does not model keep the observed
         value. Returns ``{"labels": long [..., *grid]}`` (values 0/1/2) and ``"pet"`` (the
-        model's dtype). ``seed``: an int (``None`` = 0); same seed, same replicate."""
+        model's dtype). ``seed``: an int (``None`` = 0); same seed, same replicate; its noise
+        is a stream of its own (not the normals of ``theta_draws`` with the same seed).
+
+        Only each voxel's marginal is the likelihood's: the replicate noise is independent
+        between voxels, while the likelihood of a correlated-noise fit (``noise_corr_mm``)
+        tempers every voxel by :math:`1/\kappa`, so aggregates of a replicate (e.g. its lesion
+        volume) are less variable than the data's; and the loss's two probit terms are a
+        product, not the ordered-probit pmf drawn here (they differ by
+        :math:`\Phi(b)\Phi(-a)`, negligible at the default noise)."""
         c = as_tensor("c", c, dtype=self.dtype, device=self.device)
         if c.ndim < self.ndim or tuple(c.shape[c.ndim - self.ndim :]) != self.full_shape:
             raise ValueError(
@@ -239,7 +247,8 @@ class GliomaPosteriorMixin:
             )
         seed = 0 if seed is None else check_seed("seed", seed)
         gen = torch.Generator(device=self.device)
-        gen.manual_seed(seed)
+        # a stream of its own: the same seed in theta_draws / posterior draws other normals
+        gen.manual_seed(stream_seed(seed, "glioma-replicates"))
         cfg = self.config
         seg_sd, pet_sd, _ = self._noise()
         cc = c[(..., *self.crop)]
