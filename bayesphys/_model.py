@@ -56,7 +56,10 @@ class FitResult:
     ----------
     loss_history: loss per step (floats).
     seconds: wall time of the fit.
-    converged: whether the stopping criterion was met (``False`` after divergence).
+    converged: whether the stopping criterion was met (``False`` after divergence). With a
+        tolerance it is the tolerance's test, and a fit that ran out of steps has ``False``;
+        a fixed-budget fit (``tol=None``) has no other criterion than its step budget, so one
+        that ran all its steps without diverging has ``True`` (``message`` says "max steps").
     steps: number of steps taken.
     message: human-readable status ("converged", "max steps", "diverged at step k ...").
     extra: component-specific figures (e.g. best checkpoint loss).
