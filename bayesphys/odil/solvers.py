@@ -163,8 +163,8 @@ def _gn_step(fn, x, lam, linear_solver, cg_tol, cg_maxiter, jacobian=None, colou
     return delta, r, float(pred), info
 
 
-# an accepted GN/LM step no larger than this many machine epsilons of the iterate's largest
-# entry moves it only at round-off: the fit has converged (see ``minimize``'s ``tol``)
+# round-off in machine epsilons: a GN/LM step of at most this many eps of the iterate's largest
+# entry, with a loss change of at most this many eps (see ``minimize``'s ``tol``)
 _STEP_ROUNDOFF = 8
 
 
@@ -202,14 +202,16 @@ def minimize(
         tangent) and the colouring refined, at the cost of more products.
     jacobian: optional ``x -> (r [m], J [m, n])`` for the dense solver (e.g. a hand-written
         tangent-linear model); default :func:`torch.func.jacfwd`.
-    tol: stop when the relative loss decrease of a step is below ``tol``. GN/LM also stop,
-        converged, when an accepted step only moves the iterate at round-off,
-        :math:`\max_i|\delta_i| \le 8\,\varepsilon \max_i|x_i|` (:math:`\varepsilon`
-        the dtype's machine epsilon): the fixed point is reached to working precision, and the
-        relative change of the loss there is noise (an exactly solved linear problem, whose
-        loss falls to round-off in one step, would otherwise end at ``steps`` with
-        ``converged=False``). The test reads the step at the current point, not the loss
-        against its starting value, so a fit still moving its unknowns is never stopped by it.
+    tol: stop when the relative loss decrease of a step is below ``tol``, or the loss is 0.
+        GN/LM also stop, converged, at round-off: an accepted step with
+        :math:`\max_i|\delta_i| \le 8\,\varepsilon \max_i|x_i|` (:math:`\varepsilon` the
+        dtype's machine epsilon) whose loss is at round-off too, :math:`L_k \le
+        m\,\varepsilon^2 L_0` (:math:`m` residuals: :math:`\lVert r_k\rVert \le \sqrt
+        m\,\varepsilon \lVert r_0\rVert`) or :math:`|L_{k-1} - L_k| \le 8\,\varepsilon
+        L_{k-1}`. An exactly solved linear problem, whose loss falls to round-off in one step
+        and then changes by noise, would otherwise end at ``steps`` with ``converged=False``.
+        Each test alone also holds mid-fit (a heavily damped LM step; a small field beside a
+        large parameter; a large penalty solved at once while the rest is not), hence both.
         ``tol=None``: run all ``steps``.
 
     Returns
@@ -308,9 +310,13 @@ def minimize(
     res = FitResult()
     bar = tqdm(total=steps, desc=method, disable=not progress, leave=False)
     with torch.no_grad():
-        loss = 0.5 * float((fn(x) ** 2).sum())
+        r0 = fn(x)
+        loss = 0.5 * float((r0**2).sum())
     hist.append(loss)
     eps = torch.finfo(x.dtype).eps
+    # the loss of residuals at round-off of their starting size: |r| <= sqrt(m) eps |r0|
+    loss_floor = r0.numel() * eps**2 * loss
+    del r0
     if not math.isfinite(loss) and steps > 0:
         # every step from a NaN loss was rejected until the damping "stalled" and the fit
         # reported convergence at a NaN loss
@@ -362,15 +368,21 @@ def minimize(
                 hist.append(loss)
                 if callback is not None:
                     callback(k, x)
+                # round-off: the step moves x only in its last bits AND the loss is at
+                # round-off (of its start, or of its last value); either alone also holds
+                # mid-fit (a damped LM step, a small field beside a large parameter; a large
+                # penalty solved at x0 while the rest is not)
                 step = float(delta.abs().max())
-                at_roundoff = step <= _STEP_ROUNDOFF * eps * float(x.abs().max())
+                at_roundoff = step <= _STEP_ROUNDOFF * eps * float(x.abs().max()) and (
+                    loss <= loss_floor or abs(hist[-2] - loss) <= _STEP_ROUNDOFF * eps * hist[-2]
+                )
                 if tol is not None and (abs(rel) < tol or loss == 0.0 or at_roundoff):
                     res.converged = True
                     res.message = f"converged after {k + 1} steps"
                     if not abs(rel) < tol and loss != 0.0:
                         res.message += (
-                            f" (the step reached round-off: max|dx| {step:.1e} <= "
-                            f"{_STEP_ROUNDOFF} eps max|x|)"
+                            f" (step and loss at round-off: max|dx| {step:.1e} <= "
+                            f"{_STEP_ROUNDOFF} eps max|x|, loss {loss:.1e})"
                         )
                     bar.update(1)
                     break

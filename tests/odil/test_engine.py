@@ -442,7 +442,7 @@ def test_the_roundoff_rule_does_not_stop_a_float32_fit_that_is_still_moving(meth
     """A large, exactly solvable penalty dominates the starting loss of a float32 fit; the
     nonlinear rest (s (u^2 - 2), root sqrt 2) is far from solved when the loss has fallen by
     m eps^2 (a rule on the loss against its start stopped here, converged, 0.41 from the
-    root). The step-size rule lets the fit run on to the root."""
+    root). The round-off rule, which also needs a round-off step, no longer stops it early."""
     n, w, s = 1000, 1e5, 1e-2
 
     def res(f, p):
@@ -456,3 +456,33 @@ def test_the_roundoff_rule_does_not_stop_a_float32_fit_that_is_still_moving(meth
     assert fit.converged, fit.message
     assert float((x[1:] - 2**0.5).abs().max()) < 1e-5
     assert float((x[0] - 1.0).abs()) < 1e-5
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("method", ["gn", "lm"])
+def test_the_roundoff_rule_does_not_stop_a_small_field_beside_a_large_parameter(method, dtype):
+    """A parameter ~1e3 (solved at once) beside a field ~1e-3 (root of u^2 = 1e-6, Newton
+    from 2e-3): the field's steps fall below eps * max|x| while it is still a few % from its
+    root; a step-size test alone stopped there, converged."""
+
+    def res(f, p):
+        return {"p": (p["P"] - 1000.0).reshape(1), "nl": 1e6 * (f["u"] ** 2 - 1e-6)}
+
+    prob = DiscreteProblem({"u": (4,)}, {"P": torch.tensor([999.0])}, res, dtype=dtype)
+    x0 = prob.initial().clone()
+    x0[prob.slices["u"]] = 2e-3
+    x, fit = minimize(prob, x0, method=method, linear_solver="dense", steps=50, tol=1e-9)
+    u = x[prob.slices["u"]]
+    assert fit.converged, fit.message
+    assert float((u / 1e-3 - 1).abs().max()) < 1e-4, (fit.message, u)
+
+
+def test_the_roundoff_rule_does_not_stop_a_heavily_damped_lm_fit():
+    """A heavily damped LM step is tiny because of the damping, not a fixed point; a
+    step-size test alone stopped it after one step with the loss down 0.7 %."""
+    prob = DiscreteProblem({"u": (3,)}, {}, lambda f, p: {"a": f["u"] - 5.0}, dtype=torch.float32)
+    x0 = torch.full((3,), 4.999, dtype=torch.float32)
+    x, fit = minimize(
+        prob, x0, method="lm", linear_solver="dense", steps=100, damping=1e3, tol=1e-9
+    )
+    assert fit.steps > 1 and float((x - 5).abs().max()) < 1e-5, fit.message
