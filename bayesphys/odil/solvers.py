@@ -99,8 +99,10 @@ def jvp_vjp(fn: Callable[[Tensor], Tensor], x: Tensor):
 
 
 def dense_jacobian(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-    """Dense Jacobian ``[m, n]`` of ``fn`` at ``x`` (forward mode; for small problems)."""
-    return torch.func.jacfwd(fn)(x)
+    """Dense Jacobian ``[m, n]`` of ``fn`` at ``x`` (forward mode; for small problems), in
+    ``x``'s dtype: ``torch.func.jacfwd`` returns float64 rows for a 0-dim float32 value combined
+    with a Python number (``p - 1000.0``), which the float32 solve then refused."""
+    return torch.func.jacfwd(fn)(x).to(x.dtype)
 
 
 def _checked_jacobian(out: object, n: int) -> tuple[Tensor, Tensor]:

@@ -486,3 +486,17 @@ def test_the_roundoff_rule_does_not_stop_a_heavily_damped_lm_fit():
         prob, x0, method="lm", linear_solver="dense", steps=100, damping=1e3, tol=1e-9
     )
     assert fit.steps > 1 and float((x - 5).abs().max()) < 1e-5, fit.message
+
+
+def test_dense_gauss_newton_on_a_float32_problem_with_a_scalar_parameter():
+    """jacfwd gives float64 rows for a 0-dim float32 parameter minus a Python number; the
+    dense float32 solve used to fail with a dtype error."""
+
+    def res(f, p):
+        return {"p": p["P"] - 1000.0, "u": f["u"] - 1.0}
+
+    prob = DiscreteProblem({"u": (3,)}, {"P": torch.tensor(999.0)}, res, dtype=torch.float32)
+    x, fit = minimize(prob, method="gn", linear_solver="dense", steps=5, tol=1e-9)
+    assert x.dtype == torch.float32 and fit.converged, fit.message
+    assert prob.unpack(x)[1]["P"].item() == pytest.approx(1000.0)
+    assert torch.allclose(prob.unpack(x)[0]["u"], torch.ones(3))
