@@ -60,8 +60,8 @@ class FitResult:
         tolerance it is the tolerance's test, and a fit that ran out of steps has ``False``;
         a fixed-budget fit (``tol=None``) has no other criterion than its step budget, so one
         that ran all its steps without diverging has ``True`` (``message`` says "max steps").
-        ODIL's Levenberg-Marquardt also reports ``True`` when its damping stalls (``message``
-        "stalled ..."), with or without a tolerance.
+        A solver may add stops of its own, named in ``message`` (e.g. a Levenberg-Marquardt
+        damping stall, "stalled ...", reported ``True`` with or without a tolerance).
     steps: number of steps taken.
     message: human-readable status ("converged", "max steps", "diverged at step k ...").
     extra: component-specific figures (e.g. best checkpoint loss).
