@@ -61,7 +61,8 @@ class FitResult:
         a fixed-budget fit (``tol=None``) has no other criterion than its step budget, so one
         that ran all its steps without diverging has ``True`` (``message`` says "max steps").
         A solver may add stops of its own, named in ``message`` (e.g. a Levenberg-Marquardt
-        damping stall, "stalled ...", reported ``True`` with or without a tolerance).
+        damping stall, "stalled ...", with or without a tolerance; ``True`` only where the
+        solver's own test says the iterate is a minimum).
     steps: number of steps taken.
     message: human-readable status ("converged", "max steps", "diverged at step k ...").
     extra: component-specific figures (e.g. best checkpoint loss).

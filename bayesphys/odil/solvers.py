@@ -214,7 +214,12 @@ def minimize(
         and then changes by noise, would otherwise end at ``steps`` with ``converged=False``.
         Each test alone also holds mid-fit (a heavily damped LM step; a small field beside a
         large parameter; a large penalty solved at once while the rest is not), hence both.
-        ``tol=None``: run all ``steps``.
+        ``tol=None``: run all ``steps``. Whatever ``tol``, LM stops when its damping passes
+        :math:`10^{16}` without an accepted step ("stalled"): converged if the least damped
+        step it rejected predicted a decrease within the loss's round-off,
+        :math:`\le 8\sqrt m\,\varepsilon L` (or the loss is at round-off of its start), and
+        not converged otherwise (a Jacobian inconsistent with the residuals, or steps below the
+        spacing of ``x`` in its dtype, stall while predicting a real decrease).
 
     Returns
     -------
@@ -315,9 +320,13 @@ def minimize(
         r0 = fn(x)
         loss = 0.5 * float((r0**2).sum())
     hist.append(loss)
+    # predicted decrease of the first rejected step since the last accepted one (the least
+    # damped of a rejection streak): the stall test below
+    streak_pred: float | None = None
     eps = torch.finfo(x.dtype).eps
     # the loss of residuals at round-off of their starting size: |r| <= sqrt(m) eps |r0|
-    loss_floor = r0.numel() * eps**2 * loss
+    n_res = r0.numel()
+    loss_floor = n_res * eps**2 * loss
     del r0
     if not math.isfinite(loss) and steps > 0:
         # every step from a NaN loss was rejected until the damping "stalled" and the fit
@@ -359,6 +368,7 @@ def minimize(
                 break
             gain = (loss - new_loss) / pred if pred > 0 else -1.0
             if method == "gn" or gain > 0:
+                streak_pred = None
                 rel = (loss - new_loss) / max(abs(loss), 1e-300)
                 x, loss = x_new, new_loss
                 if method == "lm":
@@ -389,11 +399,26 @@ def minimize(
                     bar.update(1)
                     break
             else:
+                if streak_pred is None:
+                    streak_pred = pred
                 lam = max(lam, 1e-12) * nu
                 nu *= 2
                 if lam > 1e16:
-                    res.converged = True
-                    res.message = f"stalled at step {k} (damping {lam:.1e}); local minimum"
+                    # a minimum only if the least damped rejected step promised no decrease
+                    # above the loss's round-off (sqrt(m) eps L): a wrong Jacobian, or steps
+                    # below the spacing of x, also stall, while promising a real decrease
+                    noise = _STEP_ROUNDOFF * math.sqrt(n_res) * eps * loss
+                    res.converged = loss <= loss_floor or streak_pred <= noise
+                    res.message = f"stalled at step {k} (damping {lam:.1e}); " + (
+                        "local minimum"
+                        if res.converged
+                        else (
+                            f"NOT a minimum: the least damped rejected step predicted a decrease "
+                            f"{streak_pred:.1e} (loss {loss:.3e}) that the residuals never gave "
+                            "(a Jacobian inconsistent with the residuals? steps below the "
+                            "spacing of x in this dtype?)"
+                        )
+                    )
                     break
             bar.update(1)
             if progress:

@@ -500,3 +500,43 @@ def test_dense_gauss_newton_on_a_float32_problem_with_a_scalar_parameter():
     assert x.dtype == torch.float32 and fit.converged, fit.message
     assert prob.unpack(x)[1]["P"].item() == pytest.approx(1000.0)
     assert torch.allclose(prob.unpack(x)[0]["u"], torch.ones(3))
+
+
+def test_a_damping_stall_on_a_wrong_jacobian_is_not_convergence():
+    """A Jacobian of the wrong sign promises a decrease that no step gives: LM rejected every
+    step until its damping passed 1e16 and reported a "local minimum" at the start,
+    converged. The least damped rejected step predicted a decrease far above the loss's
+    round-off, so the stall now says it is not a minimum."""
+    from bayesphys.odil import DiscreteProblem, minimize
+
+    target = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64)
+    prob = DiscreteProblem({"u": (3,)}, {}, lambda f, p: {"r": f["u"] - target})
+
+    def wrong_jacobian(x):
+        return x - target, -torch.eye(3, dtype=x.dtype)
+
+    x0 = torch.zeros(3, dtype=torch.float64)
+    x, fit = minimize(
+        prob, x0, method="lm", steps=200, linear_solver="dense", jacobian=wrong_jacobian, tol=1e-9
+    )
+    assert fit.message.startswith("stalled"), fit.message
+    assert not fit.converged and "NOT a minimum" in fit.message, fit.message
+    assert torch.equal(x, x0)
+    # the right Jacobian: solved, and a stall at the solution is a minimum
+    x, fit = minimize(prob, x0, method="lm", steps=200, linear_solver="dense", tol=1e-9)
+    assert fit.converged and torch.allclose(x, target), fit.message
+
+
+def test_a_damping_stall_at_a_nonzero_residual_minimum_is_convergence():
+    """Residuals that cannot all vanish (two contradicting targets for one unknown): the
+    minimum has a loss of order one; once there, every step's predicted decrease is at the
+    loss's round-off, so a stall there is a minimum (tol=None: no other stop)."""
+    from bayesphys.odil import DiscreteProblem, minimize
+
+    prob = DiscreteProblem({"u": (1,)}, {}, lambda f, p: {"a": f["u"] - 1.0, "b": f["u"] + 1.0})
+    x, fit = minimize(
+        prob, torch.full((1,), 0.3, dtype=torch.float64), method="lm", steps=400, tol=None
+    )
+    assert fit.message.startswith("stalled"), fit.message
+    assert fit.converged and "local minimum" in fit.message, fit.message
+    assert abs(float(x[0])) < 1e-12
