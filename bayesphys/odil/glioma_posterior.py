@@ -160,7 +160,7 @@ class GliomaPosteriorMixin:
         ``num_samples >= 1`` draws per chain (2 chains).
 
         ``predictive`` (default: ``field``) adds the group ``posterior_predictive``: replicated
-        observations ``labels [chain, draw, *grid]`` (and ``pet``), one per posterior draw of
+        observations ``labels [chain, draw, *grid]`` (int8 as ``observed_data.labels``; and ``pet``), one per posterior draw of
         :math:`c`, drawn from the fit's observation model by :meth:`replicate_observations`
         (seeded by ``seed``), with the dims of ``observed_data`` so ``az.plot_ppc`` works.
         It reuses the maps of ``field``; with ``field=False`` it costs the same forward solves."""
@@ -200,13 +200,16 @@ class GliomaPosteriorMixin:
             if self._pet is not None:
                 loglik["pet"] = self._pointwise_pet_log_likelihood(c)
             dims["c"] = names
-        observed = {"labels": self.labels}
+        # labels take the values 0/1/2: int8 in the export (8x smaller arrays in memory; on
+        # disk the float maps dominate either way)
+        observed = {"labels": self.labels.to(torch.int8)}
         if self._pet is not None:
             observed["pet"] = self.pet
             dims["pet"] = names
         replicates = None
         if predictive:
             replicates = self.replicate_observations(c, seed=seed)
+            replicates["labels"] = replicates["labels"].to(torch.int8)
         return build_inference_data(
             posterior=post,
             posterior_predictive=replicates,

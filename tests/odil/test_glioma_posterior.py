@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import matplotlib
+import numpy as np
 import pytest
 import torch
 
@@ -26,8 +27,11 @@ def test_posterior_predictive_replicates_the_observed_data(tiny_pet_model):
         assert pp[name].shape == (2, 4, *obs[name].shape)
         assert bool(torch.isfinite(torch.as_tensor(pp[name].values)).all())
     rep = torch.as_tensor(pp["labels"].values)
-    assert rep.dtype == torch.int64 and set(rep.unique().tolist()) <= {0, 1, 2}
-    observed = m.labels.expand(rep.shape)
+    # labels (0/1/2) are exported as int8, observed and replicated alike
+    assert rep.dtype == torch.int8 and set(rep.unique().tolist()) <= {0, 1, 2}
+    assert obs["labels"].dtype == np.int8
+    assert torch.equal(torch.as_tensor(obs["labels"].values).long(), m.labels)
+    observed = m.labels.expand(rep.shape).to(torch.int8)
     # voxels the likelihood does not model (outside the brain) keep their observed labels
     outside = m.brain.expand(rep.shape) == 0
     assert torch.equal(rep[outside], observed[outside])
