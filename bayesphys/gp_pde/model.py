@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_bool, check_int, check_real, check_seed
-from .._device import as_tensor, model_device, resolve_dtype
+from .._device import as_tensor, check_finite, model_device, resolve_dtype
 from .._model import (
     FitResult,
     _refresh,
@@ -72,7 +72,8 @@ class GPPDESolver:
         grid) or tensor-product points ``[M, d]``.
     source: :math:`f` as a callable ``f(x1, ..., xd)`` of the ``d`` coordinate tensors
         ``[n_1..n_d]`` or a tensor ``[n_1..n_d]`` (real, finite).
-    boundary: :math:`u` on the boundary, as a callable or a grid tensor (only faces are read).
+    boundary: :math:`u` on the boundary, as a callable or a grid tensor (only faces are read,
+        and only they must be finite: NaN inside marks "unknown").
     equation: ``"poisson"`` (default), ``"allencahn"`` or ``"advection"`` (with ``beta``,
         default 1); with a problem, the problem's (a different value is refused).
     num_mixtures: :math:`Q` per dimension; kind: ``"stm"`` (Matern-5/2 x cos) or ``"gm"``.
@@ -235,8 +236,10 @@ class GPPDESolver:
         self.axes = axes
         self.shape = tuple(a.numel() for a in axes)
         self.f = eval_on_grid("source", source, axes)
-        bvals = eval_on_grid("boundary", boundary, axes)
+        # only the faces are read: interior values may be anything, NaN included ("unknown")
+        bvals = eval_on_grid("boundary", boundary, axes, finite=False)
         self.g = face_values(bvals, self.shape)
+        check_finite("boundary (its face values)", self.g)
         self.op = LinearPDEOperator.for_equation(equation, len(axes), beta)
         if weighting is None:  # the paper's metric where a dense solve is cheap (1-D)
             weighting = "identity" if (method == "ref" or len(axes) == 1) else "prior"
@@ -489,7 +492,10 @@ class GPPDESolver:
         ``tau_lr_mult >= 0`` (finite), ``keep_best`` a bool or ``None``. A numerical failure
         of a solve (non-finite iterate or precision, Gram factor not positive definite,
         diverged nonlinear iteration, failed factorisation) is reported as a divergence and
-        the last good state restored; any other error raised inside a solve propagates.
+        the last good state restored; any other error raised inside a solve (or an interrupt)
+        propagates, and the model keeps the hyperparameters of the last completed step (a
+        joint fit, ``method="ref"``, also its field; an eliminated field is re-solved for them
+        on next use), not those it started from.
         """
         if data is not None:
             raise ValueError("data: the source and boundary data are given at construction")
@@ -592,7 +598,15 @@ class GPPDESolver:
                     sched.step()
             return loss.detach()
 
-        res = _run(step, steps, params, progress)
+        try:
+            res = _run(step, steps, params, progress)
+        except BaseException:
+            # a bug or an interrupt inside a step: the hyperparameters are those of the last
+            # completed step; a joint fit keeps its field too, an eliminated one is re-solved
+            # for them on next use (its key no longer matches)
+            if joint:
+                self._settle(joint, u_param)
+            raise
         # final state consistent with the final hyperparameters
         failed = self._settle(joint, u_param)
         if keep_best and best["step"] >= 0:

@@ -263,6 +263,11 @@ class KronSolve:
             )
         check_scalar("tau2", tau2, minimum=0.0)
         check_scalar("gamma", gamma, minimum=0.0)
+        if any(fc.lam is None for fc in factors):
+            raise ValueError(
+                "factors: KronSolve needs the factors' eigendecomposition; build them with "
+                "eigen=True (or pass them through with_eigen)"
+            )
         self.factors, self.op = factors, op
         self.shape = tuple(fc.x.shape[0] for fc in factors)
         self.complex = any(fc.lam.is_complex() for fc in factors)
@@ -355,7 +360,20 @@ class KronSolve:
         return u.real if u.is_complex() else u
 
     def solve(self, f: Tensor, g: Tensor) -> Tensor:
-        """The minimiser ``U`` ``[n_1..n_d]`` of the objective with ``weighting='prior'``."""
+        """The minimiser ``U`` ``[n_1..n_d]`` of the objective with ``weighting='prior'``.
+
+        ``f`` ``[*batch, n_1..n_d]`` (or flat ``[M]``): the source on the grid (a batch of
+        sources gives ``[*batch, n_1..n_d]``); ``g`` ``[N_b]``: the boundary values in face
+        order; both finite, on the factors' device (checked, as :class:`DenseSolve` does)."""
+        dev = self.factors[0].L.device
+        d = len(self.shape)
+        if not (isinstance(f, Tensor) and f.ndim > d and tuple(f.shape[-d:]) == self.shape):
+            f = check_grid_tensor("f", f, self.shape, device=dev, flat_ok=True)
+            f = f.reshape(self.shape)
+        else:
+            check_grid_tensor("f", f.reshape(-1), (f.numel(),), device=dev)
+        n_b = sum(2 * math.prod(self.shape) // self.shape[j] for j in range(len(self.shape)))
+        check_grid_tensor("g", g, (n_b,), device=dev, what="boundary-value tensor")
         self.w = self.precision_solve(self.rhs(f, g))
         return self.to_field(self.w)
 
