@@ -824,6 +824,19 @@ class ProbConserv:
         tt, _ = self._grid(t, None)
         return self.problem.mass(tt[None, :], context.params[:, None].to(_F64)).to(self.device)
 
+    def _grid_mass(self, context: GPMEData, tt: Tensor, xx: Tensor) -> Tensor:
+        """Analytic mass ``[B, nt]`` over the grid's span ``[x[0], x[-1]]``: the domain's
+        :meth:`mass` when the grid spans the domain, else the same problem's on the window
+        (the domain's total would be forced into the window)."""
+        lo, hi = self.problem.x_range
+        tol = 1e-12 * max(1.0, abs(lo), abs(hi))
+        x0, x1 = float(xx[0]), float(xx[-1])
+        if abs(x0 - lo) <= tol and abs(x1 - hi) <= tol:
+            return self.mass(context, tt)
+        self.mass(context, tt)  # the same checks of the parameters
+        window = replace(self.problem, x_range=(x0, x1))
+        return window.mass(tt[None, :], context.params[:, None].to(_F64)).to(self.device)
+
     def posterior(
         self,
         context: GPMEData,
@@ -836,7 +849,11 @@ class ProbConserv:
         relative: bool | None = None,
         seed: int | None = 0,
     ) -> GaussianPosterior:
-        """Updated posterior (batch ``(B, nt)``, event ``(nx,)``), float64.
+        r"""Updated posterior (batch ``(B, nt)``, event ``(nx,)``), float64.
+
+        The constraint is :math:`\int_{x_0}^{x_{n-1}} u\,dx = b(t)` over the grid ``x``
+        (default 201 points spanning the domain): on a grid spanning only part of the domain
+        the analytic :math:`b(t)` is the mass of that window, not the domain's total.
 
         ``mass [B, nt]`` overrides the analytic :math:`b(t)` (e.g. flux-integrated boundary
         data); ``sigma_g``/``relative`` override the configured constraint noise (with
@@ -881,7 +898,7 @@ class ProbConserv:
         if mass is not None:
             b = _check_mass(mass, len(context.params), len(tt), self.device)
         elif method != "none":
-            b = self.mass(context, tt)
+            b = self._grid_mass(context, tt, xx)
         else:
             b = None  # the unconstrained posterior needs no mass
         # the unconstrained baselines never see b: the constrained update is the only user of

@@ -319,6 +319,11 @@ def conservation_update(
     sgt = cov_times_gt(cov, G.mT.expand(*prior.batch_shape, n, m))  # [*batch, N, m]
     s_prior = G @ sgt  # [*batch, m, m]
     s_prior = 0.5 * (s_prior + s_prior.mT)
+    if not bool(torch.isfinite(s_prior).all()):
+        raise ValueError(
+            "G Sigma G^T: non-finite entries (NaN/Inf in the prior covariance, e.g. a "
+            "posterior built with validate=False)"
+        )
     sig = _sigma(sigma_g, s_prior, relative)
     if bool(torch.isinf(sig).all()):
         return GaussianPosterior(
@@ -333,14 +338,26 @@ def conservation_update(
         raise ValueError("sigma_g: mixing infinite and finite values is not supported")
     limit = bool((sig == 0).all())
     s = s_prior + torch.diag_embed(sig * sig)
-    if limit:
-        ev = torch.linalg.eigvalsh(s)
-        bad = ev[..., 0] <= rcond * ev[..., -1].clamp_min(1e-300)
-        if bool(bad.any()) or bool((ev[..., -1] <= 0).any()):
+    # batch entries with an exact constraint (sigma_g = 0 on some row): their G Sigma G^T (plus
+    # the other rows' noise) must be well conditioned
+    exact = (sig == 0).any(-1)
+    if bool(exact.any()):
+        ev = torch.linalg.eigvalsh(s[exact])
+        bad = (ev[..., 0] <= rcond * ev[..., -1].clamp_min(1e-300)) | (ev[..., -1] <= 0)
+        if bool(bad.any()):
+            zero_rel = relative and bool(
+                (torch.as_tensor(sigma_g, dtype=_F64, device=sig.device) != 0).all()
+            )
+            why = (
+                "a relative sigma_g is in units of sqrt(G Sigma G^T), which is 0 here: give an "
+                "absolute sigma_g (relative=False)"
+                if zero_rel
+                else "use a finite sigma_g or a prior with variance there"
+            )
             raise ValueError(
                 "G Sigma G^T: singular in the limit sigma_g = 0 (the prior has no variance in the "
                 f"constrained direction for {int(bad.sum())} batch entries; smallest eigenvalue "
-                f"{float(ev[..., 0].min()):.3e}); use a finite sigma_g or a prior with variance there"
+                f"{float(ev[..., 0].min()):.3e}); {why}"
             )
     chol, info = torch.linalg.cholesky_ex(s)
     if bool(info.any()):

@@ -176,7 +176,13 @@ def _pos_pow(s: Tensor, e: Tensor | float) -> Tensor:
 
 @dataclass(frozen=True)
 class Diffusion(GPMEProblem):
-    """Heat equation, :math:`u = \\sin(x)e^{-kt}` on :math:`[0, 2\\pi]` periodic, mass 0."""
+    """Heat equation, :math:`u = \\sin(x)e^{-kt}` on :math:`[0, 2\\pi]` periodic, mass 0.
+
+    On another ``x_range`` :math:`[x_0, x_1]` (the same solution, with its Dirichlet values)
+    :math:`b(t) = (\\cos x_0 - \\cos x_1)e^{-kt}` and the net inflow
+    :math:`F(x_0) - F(x_1) = -k(\\cos x_0 - \\cos x_1)e^{-kt}` (flux :math:`F = -k u_x`);
+    both vanish on the default period.
+    """
 
     name: str = "diffusion"
     param_name: str = "k"
@@ -191,16 +197,21 @@ class Diffusion(GPMEProblem):
         self._check_domain(param)
         return torch.sin(_f64(x)) * torch.exp(-_f64(param) * _f64(t))
 
+    def _cos_span(self) -> float:
+        # cos x0 - cos x1: 0 on the default period (what leaves at 2*pi enters at 0)
+        x0, x1 = self.x_range
+        return math.cos(x0) - math.cos(x1)
+
     def mass(self, t, param):
         self._check_domain(param)
         t, param = torch.broadcast_tensors(_f64(t), _f64(param))
-        return _nan_at(t, torch.zeros_like(t))
+        return _nan_at(t, self._cos_span() * torch.exp(-param * t))
 
     def boundary_flux(self, t, param):
-        # periodic: what leaves at 2*pi enters at 0
         self._check_domain(param)
         t, param = torch.broadcast_tensors(_f64(t), _f64(param))
-        return _nan_at(t, torch.zeros_like(t))
+        x0, x1 = self.x_range  # -k (cos x0 - cos x1) e^{-kt}, written to give +0.0 on a period
+        return _nan_at(t, (math.cos(x1) - math.cos(x0)) * param * torch.exp(-param * t))
 
     def diffusivity(self, u, param):
         return torch.ones_like(u) * param

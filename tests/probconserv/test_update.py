@@ -291,3 +291,30 @@ def test_nonnegative_posterior_from_update():
         from bayesphys.probconserv import project_nonnegative
 
         project_nonnegative(draws, trapezoid_weights(x), -1.0)
+
+
+def test_update_errors_name_their_cause():
+    """A NaN prior variance read "not positive definite"; a relative sigma_g on a prior with
+    no variance in the constrained direction read "use a finite sigma_g" although it was
+    finite; an exact row mixed with noisy ones skipped the singularity check."""
+    from bayesphys.posterior import GaussianPosterior
+    from bayesphys.probconserv import conservation_update
+
+    g = torch.ones(1, 4, dtype=torch.float64)
+    mean = torch.zeros(4, dtype=torch.float64)
+    nan_var = torch.tensor([1.0, float("nan"), 1.0, 1.0], dtype=torch.float64)
+    p = GaussianPosterior(mean, torch.diag(nan_var), validate=False)
+    with pytest.raises(ValueError, match="G Sigma G\\^T: non-finite entries"):
+        conservation_update(p, g, 1.0, 0.1)
+    zero = GaussianPosterior(mean, torch.zeros(4, 4, dtype=torch.float64), validate=False)
+    with pytest.raises(ValueError, match="relative sigma_g is in units of sqrt"):
+        conservation_update(zero, g, 1.0, 0.1, relative=True)
+    with pytest.raises(ValueError, match="use a finite sigma_g"):
+        conservation_update(zero, g, 1.0, 0.0)
+    # two constraints, one exact and one noisy: the exact row sees no prior variance
+    g2 = torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]], dtype=torch.float64)
+    var = torch.tensor([0.0, 0.0, 1.0, 1.0], dtype=torch.float64)
+    p2 = GaussianPosterior(mean, torch.diag(var), validate=False)
+    sig = torch.tensor([0.0, 0.5], dtype=torch.float64)
+    with pytest.raises(ValueError, match="singular in the limit"):
+        conservation_update(p2, g2, torch.tensor([1.0, 1.0], dtype=torch.float64), sig)

@@ -60,3 +60,25 @@ def test_same_seed_shares_the_design_as_documented():
     assert torch.equal(train.x_target, test.x_target)
     other = make_dataset("stefan", params=[0.5, 0.6], seed=1)
     assert not torch.equal(other.x_context, test.x_context)
+
+
+def test_diffusion_mass_and_flux_on_a_domain_that_is_not_a_period():
+    """``Diffusion.mass`` / ``boundary_flux`` returned 0 for any ``x_range``; sin(x)e^{-kt}
+    on [0, pi] has mass 2e^{-kt}. Now (cos x0 - cos x1)e^{-kt} and its time derivative,
+    still exactly 0 on the default period."""
+    import math
+
+    from bayesphys.problems.gpme import Diffusion
+
+    t = torch.tensor([0.1, 0.3, 0.7], dtype=torch.float64)
+    d = Diffusion()
+    assert torch.equal(d.mass(t, 2.0), torch.zeros(3, dtype=torch.float64))
+    assert torch.equal(d.boundary_flux(t, 2.0), torch.zeros(3, dtype=torch.float64))
+    for x_range in ((0.0, math.pi), (0.5, 4.0)):
+        d = Diffusion(x_range=x_range)
+        x = torch.linspace(*x_range, 20001, dtype=torch.float64)
+        quad = torch.trapezoid(d.solution(t[:, None], x, 2.0), x, dim=-1)
+        torch.testing.assert_close(d.mass(t, 2.0), quad, rtol=1e-8, atol=0)
+        h = 1e-5
+        dmdt = (d.mass(t + h, 2.0) - d.mass(t - h, 2.0)) / (2 * h)
+        torch.testing.assert_close(d.boundary_flux(t, 2.0), dmdt, rtol=1e-8, atol=0)
