@@ -179,7 +179,23 @@ def _diag_root(d: Tensor, name: str) -> StructuredRoot:
             f"{name}: diagonal covariance has negative entries (min {float(d.min()):.3e})"
         )
     s = d.sqrt()
-    return StructuredRoot(lambda z: s * z, d.shape[-1], lambda: d.log().sum(-1), lambda v: v / d)
+
+    def positive() -> Tensor:
+        # a zero variance pins its coordinate: no density (log det -inf, v / 0); sampling works
+        if bool((d == 0).any()):
+            raise ValueError(
+                f"{name}: {int((d == 0).sum())} diagonal variances are exactly 0 (pinned "
+                "coordinates): the Gaussian is degenerate and has no density there; give them a "
+                "small positive variance (a nugget) or leave them out"
+            )
+        return d
+
+    return StructuredRoot(
+        lambda z: s * z,
+        d.shape[-1],
+        lambda: positive().log().sum(-1),
+        lambda v: v / positive(),
+    )
 
 
 def _lowrank_root(cov: LowRankRootAddedDiagLinearOperator, name: str) -> StructuredRoot:

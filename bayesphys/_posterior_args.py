@@ -48,9 +48,16 @@ def _q_tensor(q, like: Tensor) -> Tensor:
             real = False
     if not real:
         raise TypeError(f"q: expected a probability or an array of probabilities, received {q!r}")
-    qt = torch.as_tensor(q, dtype=like.dtype, device=like.device)
-    if bool(((qt <= 0) | (qt >= 1)).any()) or bool(torch.isnan(qt).any()):
+    q64 = torch.as_tensor(q, dtype=torch.float64)
+    if bool(((q64 <= 0) | (q64 >= 1)).any()) or bool(torch.isnan(q64).any()):
         raise ValueError(f"q: expected probabilities strictly inside (0, 1), received {q!r}")
+    qt = torch.as_tensor(q, dtype=like.dtype, device=like.device)
+    if bool(((qt <= 0) | (qt >= 1)).any()):
+        # inside (0, 1), but not in the posterior's dtype
+        raise ValueError(
+            f"q: {q!r} rounds to 0 or 1 in the posterior's dtype {like.dtype} (whose quantile "
+            f"there is infinite); use a probability further from 0 and 1, or a float64 posterior"
+        )
     return qt
 
 

@@ -107,9 +107,12 @@ def mse(pred: Tensor, truth: Tensor, dim=None) -> Tensor:
 def gaussian_nll(mean: Tensor, var: Tensor, y: Tensor, dim=None) -> Tensor:
     """Mean Gaussian negative log likelihood of ``y`` under ``N(mean, var)`` (per point).
 
-    ``var`` has the mean's shape or one that broadcasts to it (e.g. a scalar).
+    ``var`` has the mean's shape or one that broadcasts to it (e.g. a scalar); ``mean`` and
+    ``y`` finite (a NaN gave a NaN score, as :func:`crps_gaussian` refuses).
     """
     _same_shape(mean, y, "mean", "y")
+    check_finite("mean", mean)
+    check_finite("y", y)
     var = _on_like(var, mean)
     try:
         fits = torch.broadcast_shapes(var.shape, mean.shape) == mean.shape

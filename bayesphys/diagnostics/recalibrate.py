@@ -11,7 +11,12 @@ trained on, and both evaluated on a *further* held-out set whose coverage is rep
   :math:`s = \hat q_{\lceil (n+1)\alpha\rceil/n}(|z|) / \Phi^{-1}((1+\alpha)/2)`, the split-conformal
   scale that makes the central :math:`\alpha` interval cover at least :math:`\alpha` of
   exchangeable new points (a ``ValueError`` when :math:`\lceil (n+1)\alpha\rceil > n`, e.g.
-  fewer than 9 scores at :math:`\alpha = 0.9`: no finite scale has that guarantee).
+  fewer than 9 scores at :math:`\alpha = 0.9`: no finite scale has that guarantee). The
+  guarantee is exact for a base whose central interval is :math:`\mu \pm
+  \Phi^{-1}((1+\alpha)/2)\,\sigma` (Gaussian); for an empirical base with ``L`` draws the
+  scores are divided by the draw-count factor :math:`c_L` and its interval is read from the
+  draws, so the guarantee is only approximate: with few draws (``L = 5``) an exact
+  posterior's recalibrated coverage can fall about 0.01 below :math:`\alpha`.
 * **quantile recalibration** (Kuleshov, Fenner, Ermon 2018, "Accurate uncertainties for deep
   learning using calibrated regression", ICML) — with PIT values :math:`p = F_i(u_i)` over the
   held-out points, the isotonic map :math:`R(p) = \hat P(\mathrm{PIT} \le p)` (the empirical CDF of

@@ -51,6 +51,7 @@ from .._checks import offset_seed
 from ..posterior import SamplePosterior
 from .recalibrate import Recalibrator, _c_l
 from .result import CalibrationResult, analyse
+from .sbc import check_truth_draws
 from .simulate import SimulationRecord, Summary, simulate_and_infer
 
 __all__ = [
@@ -261,7 +262,9 @@ class RecordRecalibration:
         """``record`` with every problem's draws ``[L, K]`` mapped by every stage.
 
         The field calibration curve is dropped (only the summaries are recalibrated).
+        ``record`` is checked as in :func:`fit_record_recalibration` (finite, same ``K``).
         """
+        check_truth_draws(record.truth, record.draws)
         for stage in self.stages:
             record = _apply_stage(record, stage)
         return SimulationRecord(
@@ -381,8 +384,10 @@ def fit_record_recalibration(
     stages joined by ``+`` (each stage is fitted on the held-out draws already mapped by the
     stages before it). A summary whose draws have zero spread in every held-out problem (a
     pinned boundary value) gets the identity map of the stage; an error while fitting a
-    summary names it.
+    summary names it. ``truth`` and ``draws`` must be finite and agree in ``N`` and ``K``
+    (a NaN draw was dropped from its problem's spread, an infinite truth gave a NaN map).
     """
+    check_truth_draws(record.truth, record.draws)
     _check_recal_method(method)
     if record.n_sims < 2:
         raise ValueError(f"record: expected at least 2 simulations, received {record.n_sims}")
