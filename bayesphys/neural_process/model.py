@@ -16,7 +16,7 @@ a single lifting layer, per-dimension frequencies, Chebyshev by recurrence, vari
 ``"RGNP"``: our improved setting — scrambled-Sobol grids, a narrower/shallower forward MLP
 (much cheaper per step), a learned residual scale :math:`\sigma_r` (Poisson: from 0.1; it makes
 the field variance reflect the actual residual level, which fixes the 2-sigma coverage), a
-two-layer lift and lengthscales >= 0.05 in GICNet, a higher learning rate with smooth
+two-layer lift and lengthscales initialised from 1 down to 0.05 (trained freely) in GICNet, a higher learning rate with smooth
 exponential decay. Poisson also draws each batch's :math:`(z, w)` from a scrambled Sobol net
 (``qmc_prior``) and uses the reference's batch of 50, Adam(8e-3, betas 0.9/0.95, halving every
 2000 steps) with gradient clipping (fewer steps to a given error, C1). GICNet can also be
@@ -28,6 +28,7 @@ derivatives; :meth:`RandomGridNP.calibrate` rescales the variances post hoc.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -57,6 +58,29 @@ from .forward import ForwardNet
 from .gicnet import GICNet
 from .grids import check_points, make_grid
 from .objective import data_log_likelihood, field_marginal, physics_elbo
+
+#: configuration fields read only when the model is built (networks, grids, optimiser groups
+#: and Adam's betas / eps); the rest are read at every step and may change between fits
+_SET_AT_CONSTRUCTION = (
+    "method",
+    "hidden",
+    "depth",
+    "n_freq",
+    "f_min",
+    "f_max",
+    "train_freq",
+    "rank",
+    "var_lo",
+    "grid",
+    "betas",
+    "adam_eps",
+    "init",
+    "sigma_r",
+    "learn_sigma_r",
+    "inv_lr_mult",
+    "sigma_r_lr_mult",
+    "gic",
+)
 
 __all__ = ["RGNPConfig", "RandomGridNP", "SIZES", "preset", "get_problem"]
 
@@ -208,6 +232,23 @@ class RandomGridNP:
         self.step_count = 0
         #: variance multipliers set by :meth:`calibrate` (1.0 = as trained)
         self.variance_scale: dict[str, float] = {"field": 1.0, "parameters": 1.0}
+        # fields read only here (networks, grid, optimiser): later assignments are refused
+        self._built = {k: copy.deepcopy(getattr(cfg, k)) for k in _SET_AT_CONSTRUCTION}
+
+    def _check_config(self, where: str) -> None:
+        """``config`` as assigned since construction: checked again (:meth:`RGNPConfig.validate`),
+        and the fields the networks, grid and optimiser were built from unchanged."""
+        self.config.validate()
+        changed = {k: v for k, v in self._built.items() if getattr(self.config, k) != v}
+        if changed:
+            built = ", ".join(f"{k}={v!r}" for k, v in changed.items())
+            raise ValueError(
+                f"{where}: config fields {sorted(changed)} were assigned after the model was "
+                f"built, but they set its networks, grid or optimiser at construction (it still "
+                f"uses {built}); build a new RandomGridNP with them, or set them back. Fields "
+                f"read during training (lr and its schedule, grad_clip, batch, n_points, "
+                f"data_batch, qmc_prior, aug_weight, aug_points) may be changed between fits"
+            )
 
     # ------------------------------------------------------------------ training
     def _lr(self) -> float:
@@ -330,8 +371,10 @@ class RandomGridNP:
         bool, ``callback`` ``None`` or callable as ``callback(model, step)``, ``data`` a dict
         with the keys above (``u_obs``, as returned by
         :func:`~bayesphys.problems.rgnp.poisson_sensor_data`, is accepted and not used; other
-        keys are refused), all before the first step.
+        keys are refused), all before the first step; so is ``config`` (assigned fields
+        re-checked; those the model was built from must be unchanged).
         """
+        self._check_config("fit")
         steps = check_int("steps", steps, minimum=0)
         if max_seconds is not None:
             max_seconds = check_real("max_seconds", max_seconds, minimum=0.0, strict=True)
@@ -437,13 +480,18 @@ class RandomGridNP:
         + \text{noise})` ``[B, N, N]`` (diagonal floored at 1e-12 where :math:`D = 0`).
 
         ``x`` ``[N, dim_x]`` (``[N]`` in 1-D; default :meth:`default_points`); ``z`` ``[dim_z]`` or
-        ``[B, dim_z]``; ``w`` ``[dim_w]`` or ``[B, dim_w]``.
+        ``[B, dim_z]``; ``w`` ``[dim_w]`` or ``[B, dim_w]``; a single ``z`` or ``w`` (or a batch
+        of one) is shared by the other's ``B`` rows, as in :meth:`parameter_posterior`.
         """
         noise = check_real("noise", noise, minimum=0.0)
         p = self.problem
         xs = self.default_points() if x is None else _as_points("x", x, p, self.dtype, self.device)
         zt = _as_batch("z", z, p.dim_z, self.dtype, self.device)
         wt = _as_batch("w", w, p.dim_w, self.dtype, self.device)
+        if zt.shape[0] == 1 and wt.shape[0] > 1:
+            zt = zt.expand(wt.shape[0], -1)
+        elif wt.shape[0] == 1 and zt.shape[0] > 1:
+            wt = wt.expand(zt.shape[0], -1)
         if zt.shape[0] != wt.shape[0]:
             raise ValueError(
                 f"z/w: expected equal batch sizes, received {zt.shape[0]}, {wt.shape[0]}"
@@ -540,6 +588,7 @@ class RandomGridNP:
             raise TypeError(f"path: expected a str or Path, received {type(path).__name__}")
         if Path(path).is_dir():
             raise ValueError(f"path: expected a file name, received the folder {path}")
+        self._check_config("save")  # a checkpoint load() could not read is never written
         cfg = {
             "problem": self.problem.name,
             # the problem's own settings (prior boxes, sigma_y, ...): a customised problem

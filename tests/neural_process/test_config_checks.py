@@ -284,3 +284,48 @@ def test_the_model_does_not_share_its_config_with_the_caller():
     m2 = RandomGridNP("poisson", "RGNP", config=cfg, seed=0, gic={"ell_min": 0.01})
     cfg.gic["rank"] += 1
     assert m2.config.gic["rank"] == cfg.gic["rank"] - 1 and m2.config.gic["ell_min"] == 0.01
+
+
+def test_config_assigned_after_construction_is_checked_by_fit_and_save(tmp_path):
+    """``model.config`` is a mutable dataclass the docs let users edit between fits (e.g. the
+    learning rate); a negative lr trained uphill without an error, and a changed network size
+    was saved into a checkpoint that load() could not read."""
+    from bayesphys.neural_process import RandomGridNP
+    from tests.tiny_models import tiny_rgnp
+
+    m = tiny_rgnp()
+    m.config.lr = -1.0
+    with pytest.raises(ValueError, match="lr: expected a number > 0.0"):
+        m.fit(steps=1, progress=False)
+    with pytest.raises(ValueError, match="lr: expected a number > 0.0"):
+        m.save(tmp_path / "a.pt")
+    assert not (tmp_path / "a.pt").exists()
+    m.config.lr = 1e-3
+    built = m.config.hidden
+    m.config.hidden = built + 8
+    for call in (lambda: m.fit(steps=1, progress=False), lambda: m.save(tmp_path / "b.pt")):
+        with pytest.raises(ValueError, match=rf"\['hidden'\] .* still uses hidden={built}"):
+            call()
+    m.config.hidden = built
+    # fields read during training may change between fits; the checkpoint round-trips
+    m.config.batch = 3
+    m.fit(steps=1, progress=False)
+    m.save(tmp_path / "c.pt")
+    assert RandomGridNP.load(tmp_path / "c.pt").config.batch == 3
+
+
+def test_posterior_shares_a_single_z_or_w_over_the_other_batch():
+    from tests.tiny_models import tiny_rgnp
+
+    m = tiny_rgnp()
+    p = m.problem
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(3, p.dim_z, generator=g)
+    w = torch.randn(3, p.dim_w, generator=g)
+    shared = m.posterior(z=z, w=w[0])
+    full = m.posterior(z=z, w=w[0].expand(3, -1))
+    assert shared.mean.shape[0] == 3
+    torch.testing.assert_close(shared.mean, full.mean)
+    torch.testing.assert_close(shared.variance, full.variance)
+    with pytest.raises(ValueError, match="z/w: expected equal batch sizes"):
+        m.posterior(z=z, w=w[:2])
