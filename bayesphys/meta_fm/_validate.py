@@ -175,6 +175,11 @@ def check_pairs(data: PopulationPairs, dim: int | None = None, *, name: str = "d
                 f"{len(data.treatment)}"
             )
         tr = torch.as_tensor(data.treatment)
+        if tr.ndim != 1:
+            raise ValueError(
+                f"{name}.treatment: expected one index per pair, shape [{len(data.source)}], "
+                f"received shape {tuple(tr.shape)}"
+            )
         num = data.num_treatments
         if num < 1:
             raise ValueError(
@@ -186,8 +191,12 @@ def check_pairs(data: PopulationPairs, dim: int | None = None, *, name: str = "d
                 f"{name}.treatment: expected integer indices in [0, {num}), received "
                 f"{tr.tolist()!r:.200}"
             )
-    if not torch.is_tensor(data.source_id) or len(data.source_id) != len(data.source):
+    sid = data.source_id
+    if not torch.is_tensor(sid) or sid.ndim != 1 or len(sid) != len(data.source):
         raise ValueError(f"{name}.source_id: expected a tensor with one id per pair")
+    if sid.is_floating_point() or sid.is_complex() or sid.dtype == torch.bool:
+        # CGFM's one-hot and the embedding cache key on int(id): 0.1 and 0.2 would merge
+        raise ValueError(f"{name}.source_id: expected integer ids, received dtype {sid.dtype}")
     if not isinstance(data.splits, dict):
         raise TypeError(
             f"{name}.splits: expected a dict of split name -> pair indices, received "

@@ -133,6 +133,7 @@ def sample_plan_partners(
         raise TypeError(f"rows: expected an integer tensor of source indices, received {got}")
     ptr, cols, cum = plan
     n = ptr.numel() - 1
+    rows = rows.long()  # int8/int16/uint8 cannot index (uint8 would read as a boolean mask)
     if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= n):
         raise ValueError(
             f"rows: expected source indices in [0, {n}), received values from "

@@ -94,7 +94,9 @@ def _check_models(models: Any) -> list[MetaFlowMatching]:
 
 class MFMEnsemble:
     """``members`` (default 3, at least 2) independently seeded :class:`MetaFlowMatching`
-    models (seeds ``seed + m``), built from ``data``, ``config``, ``device`` (``None``: the
+    models (seeds ``seed + m``: ensembles of neighbouring seeds share members, e.g. member 1
+    of ``seed=0`` is member 0 of ``seed=1``; space repeated ensembles at least ``members``
+    seeds apart), built from ``data``, ``config``, ``device`` (``None``: the
     CPU; ``"auto"``: CUDA when present), ``dtype`` and keyword settings as a single model is.
 
     ``models``: instead, at least 2 models already built (and possibly fitted), of one

@@ -23,6 +23,7 @@ r"""Population metrics and uncertainty diagnostics (anchor section 1.8 and 6.2).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from fractions import Fraction
 
@@ -279,9 +280,20 @@ def conformal_radius(scores: Sequence[float], alpha: float = 0.1) -> float:
 def conformal_coverage(
     cal_scores: Sequence[float], test_scores: Sequence[float], alpha: float = 0.1
 ) -> tuple[float, float]:
-    """``(radius, coverage)``: the fraction of test scores inside the calibrated radius."""
+    r"""``(radius, coverage)``: the fraction of test scores inside the calibrated radius.
+
+    With fewer than :math:`\lceil 1/\alpha\rceil - 1` calibration scores the radius is infinite
+    and the coverage 1 says nothing; a ``UserWarning`` says so."""
     q = conformal_radius(cal_scores, alpha)
     t = np.asarray(test_scores, float)
     if t.size == 0 or np.isnan(t).any():
         raise ValueError("test_scores: expected at least one score and no NaN")
+    if math.isinf(q):
+        warnings.warn(
+            f"conformal_coverage: {np.asarray(cal_scores).size} calibration scores are too few "
+            f"for a finite radius at alpha={alpha} (needs at least "
+            f"{math.ceil(1 / alpha) - 1}); the radius is infinite and the coverage 1 is vacuous",
+            UserWarning,
+            stacklevel=2,
+        )
     return q, float(np.mean(t <= q))

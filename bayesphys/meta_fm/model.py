@@ -503,9 +503,13 @@ class MetaFlowMatching:
         progress = progress and sync.is_main
 
         def step() -> Tensor:
+            out = one_step()
+            self.steps_done += 1  # counted once the step is through (not on an exception)
+            return out
+
+        def one_step() -> Tensor:
             k = counter[0]
             counter[0] += 1
-            self.steps_done += 1
             x0, x1, tr, sids, f0, ctr = self._batch(data, gen, plans)
             if cfg.lr_schedule == "cosine":  # 1/2 (1 + cos(pi k / K)) of each base rate
                 f = 0.5 * (1.0 + math.cos(math.pi * k / n_steps))
@@ -613,7 +617,8 @@ class MetaFlowMatching:
         same output bit for bit. ``source_ids`` lets CGFM use a training population's
         one-hot (unknown ids, or ``None`` entries, get the average one-hot; other methods
         refuse them). ``features``: the sources' per-point features (MFM models trained with
-        ``source_features``; ignored by FM and CGFM). ``solver``: ``"rk4"`` or ``"dopri5"``
+        ``source_features``; ignored by FM and CGFM and by an MFM trained without them,
+        ``node_features=0``, so one pipeline may pass ``data.source_features`` to every model). ``solver``: ``"rk4"`` or ``"dopri5"``
         (default the config's); ``steps``: rk4 steps (default ``solver_steps``; refused for
         dopri5, which adapts its steps to the config's ``atol``/``rtol``). ``treatment``:
         integer indices, one per population (refused for a model without treatments).

@@ -38,7 +38,8 @@ def integrate(
     ``f(t, x)`` must return velocities of ``x``'s shape. ``x0``: a finite floating tensor.
     ``"rk4"`` takes ``steps >= 1`` (default 10); ``"dopri5"`` takes ``atol``, ``rtol`` finite
     and ``> 0`` (default ``1e-5``). A setting the chosen method does not read is refused
-    (``steps`` for dopri5, ``atol``/``rtol`` for rk4) rather than ignored.
+    (``steps`` for dopri5, ``atol``/``rtol`` for rk4) rather than ignored. A result holding
+    NaN/Inf (a field that is not finite along the path) raises ``ValueError``.
     """
     if method not in SOLVERS:
         raise ValueError(f"method: expected one of {SOLVERS}, received {method!r}")
@@ -71,7 +72,7 @@ def integrate(
             k3 = f(t + h / 2, x + h / 2 * k2)
             k4 = f(t + h, x + h * k3)
             x = x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-        return x
+        return _check_result(x, f"rk4 with {steps} steps")
     if steps is not None:
         raise ValueError(
             f"steps: only the fixed-step 'rk4' solver takes steps; 'dopri5' adapts its steps to "
@@ -91,7 +92,20 @@ def integrate(
         return v
 
     ts = torch.tensor([0.0, 1.0], dtype=x0.dtype, device=x0.device)
-    return odeint(g, x0, ts, method="dopri5", atol=atol, rtol=rtol)[-1]
+    out = odeint(g, x0, ts, method="dopri5", atol=atol, rtol=rtol)[-1]
+    return _check_result(out, f"dopri5 with atol={atol:g}, rtol={rtol:g}")
+
+
+def _check_result(x: Tensor, how: str) -> Tensor:
+    """The integrated points, refused if any is NaN/Inf (a diverged field would otherwise
+    surface later, e.g. inside a metric)."""
+    if not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).any(-1).sum()) if x.ndim else 1
+        raise ValueError(
+            f"integrate: {bad} points became NaN/Inf ({how}); the vector field is not finite "
+            f"along the path (a diverged fit?): check the model's training"
+        )
+    return x
 
 
 def _check_velocity(v: object, x: Tensor) -> None:

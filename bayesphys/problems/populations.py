@@ -206,6 +206,7 @@ def _check_sizes(**sizes: int) -> int:
 
 
 def _letter_split(chars: str, rotations: int, seed: int, tgt: float, src: float, dtype):
+    dtype = torch.float64 if dtype is None else dtype  # None: the glyphs' float64
     gen = torch.Generator().manual_seed(seed)
     sources, targets, meta = [], [], []
     for ch in chars:
@@ -634,7 +635,7 @@ def patient_screen(
             "cell_type": ctype,
             "params": prm,
         },
-        source_features=[torch.nn.functional.one_hot(l0, 2).to(dtype) for l0, _ in ctype],
+        source_features=[torch.nn.functional.one_hot(l0, 2).to(src[0].dtype) for l0, _ in ctype],
     )
 
 
