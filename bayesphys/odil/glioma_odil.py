@@ -12,6 +12,7 @@ the Gauss-Newton matrix without densifying the field block.
 from __future__ import annotations
 
 import time
+import warnings
 from typing import TYPE_CHECKING
 
 import torch
@@ -44,9 +45,19 @@ def fit_joint_odil(
 
     ``nt >= 2`` time levels, ``sigma_pde > 0``, ``steps >= 0``, ``cg_maxiter >= 1``;
     ``linear_solver`` ``"cg"`` (matrix-free, as before) or ``"sparse"`` (coloured Jacobian and
-    sparse LU for both the Levenberg-Marquardt steps and the Schur complement; float64)."""
+    sparse LU for both the Levenberg-Marquardt steps and the Schur complement; a float64
+    model). The fit's result becomes ``model.result``. If no step is accepted and the start is
+    not a minimum (``converged`` False), the model keeps its previous ``theta`` /
+    ``theta_cov`` / ``result`` (a ``RuntimeWarning`` says so; the returned result has
+    ``extra["kept_previous"]``)."""
     if linear_solver not in ("cg", "sparse"):
         raise ValueError(f"linear_solver: expected 'cg' or 'sparse', received {linear_solver!r}")
+    if linear_solver == "sparse" and model.dtype != torch.float64:
+        raise ValueError(
+            f"linear_solver: 'sparse' assembles a float64 coloured Jacobian, and this "
+            f"GliomaModel is {model.dtype}: build it with dtype=torch.float64, or use "
+            "linear_solver='cg'"
+        )
     nt = check_int("nt", nt, minimum=2)
     sigma_pde = check_real("sigma_pde", sigma_pde, minimum=0.0, strict=True)
     steps = check_int("steps", steps, minimum=0)
@@ -115,6 +126,19 @@ def fit_joint_odil(
         progress=progress,
         **solve,
     )
+    if steps > 0 and len(out.loss_history) == 1 and not out.converged:
+        # not one step accepted: the joint optimum was not reached, so the model keeps the
+        # posterior it had (a Laplace covariance at the unmoved start would pass for the
+        # joint fit's)
+        warnings.warn(
+            f"fit_odil: no Levenberg-Marquardt step was accepted ({out.message}); the model "
+            "keeps its previous posterior (raise steps, or check nt / sigma_pde)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        out.seconds = time.perf_counter() - t0
+        out.extra.update({"schur_cg_iters": [], "n_unknowns": prob.n, "kept_previous": True})
+        return out
     theta = prob.unpack(x)[1]["theta"].detach()
     cov, info = theta_covariance(
         prob,
@@ -129,4 +153,5 @@ def fit_joint_odil(
     out.seconds = time.perf_counter() - t0
     out.extra.update({"schur_cg_iters": info["cg_iters"], "n_unknowns": prob.n})
     out.extra.update(model.estimates())
+    model.result = out  # the fit behind the posterior the model now holds
     return out

@@ -155,7 +155,15 @@ def _theta_covariance(problem, x, t_idx, dense, sparse, stencil_radius, cg_tol, 
     u_idx = mask.nonzero().squeeze(-1)
     if dense:
         h = dense_gn_matrix(problem, x)
-        cov = torch.linalg.inv(h)[t_idx][:, t_idx]
+        # field unknowns no residual reads (e.g. masked cells) have empty rows and columns and
+        # no bearing on the parameters: dropped, as the sparse path does
+        active = h.diagonal() > 0
+        active[t_idx] = True
+        keep = active.nonzero().squeeze(-1)
+        where = torch.full((problem.n,), -1, dtype=torch.long, device=keep.device)
+        where[keep] = torch.arange(keep.numel(), device=keep.device)
+        tk = where[t_idx]
+        cov = torch.linalg.inv(h[keep][:, keep])[tk][:, tk]
         return 0.5 * (cov + cov.T), {"cg_iters": []}
     if sparse:
         r, jv, _ = jvp_vjp(problem.residual, x)

@@ -56,16 +56,26 @@ def standard_margin_plan(
 ) -> Tensor:
     """Core (label 2; label >= 1 if no core) dilated by ``margin_mm`` (Euclidean), within the brain.
 
-    ``labels``, ``brain`` ``[*grid]``; ``spacing`` the voxel size in mm (> 0)."""
+    ``labels``, ``brain`` ``[*grid]``: labels integers in {0, 1, 2} (a NaN or a core coded 3
+    was taken silently), ``brain`` a boolean or 0/1 mask; ``spacing`` the voxel size in mm
+    (> 0)."""
     _same_grid(labels=labels, brain=brain)
     spacing = check_real("spacing", spacing, minimum=0.0, strict=True)
     margin_mm = check_real("margin_mm", margin_mm, minimum=0.0)
+    if not bool(torch.isfinite(torch.as_tensor(labels, dtype=torch.float64)).all()):
+        raise ValueError("labels: expected integer labels 0/1/2, received NaN/Inf")
+    if labels.is_floating_point() and not bool((labels == labels.round()).all()):
+        raise ValueError("labels: expected integer labels 0/1/2, received non-integer values")
+    bad = sorted(set(torch.unique(labels).tolist()) - {0, 1, 2})
+    if bad:
+        raise ValueError(f"labels: expected values in {{0, 1, 2}}, received also {bad}")
+    brain = _mask("brain", brain)
     core = labels == 2
     if int(core.sum()) == 0:
         core = labels > 0
     if int(core.sum()) == 0:
         raise ValueError("labels: no tumour voxel (label >= 1) to put a margin around")
-    return (_distance_mm(core, spacing) <= margin_mm) & (brain > 0)
+    return (_distance_mm(core, spacing) <= margin_mm) & brain
 
 
 def model_plan(score: Tensor, brain: Tensor, volume: int) -> Tensor:

@@ -30,7 +30,7 @@ from .._device import as_tensor, check_finite
 from .._linalg import lstsq_any_rank, pcg
 from .._model import FitResult, optimize
 from .problem import DiscreteProblem
-from .sparse import ColouredJacobian, sparse_normal_solve
+from .sparse import ColouredJacobian, NonFiniteJacobian, sparse_normal_solve
 
 __all__ = ["cg", "minimize", "jvp_vjp", "dense_jacobian"]
 
@@ -343,6 +343,12 @@ def minimize(
                 delta, r, pred, info = _gn_step(
                     fn, x, lam, linear_solver, cg_tol, cg_maxiter, jacobian, colours
                 )
+            except NonFiniteJacobian:  # as a non-finite dense / CG step below
+                res.message = (
+                    f"non-finite Jacobian or step at step {k} (a residual with an infinite "
+                    "derivative at the iterate? start elsewhere with x0); kept the last iterate"
+                )
+                break
             except ValueError as err:  # e.g. a singular sparse system: keep the last iterate
                 err.partial_result = (x, hist[-1], k)
                 raise

@@ -124,6 +124,11 @@ _RATIO_RTOL = 1e-6
 _CHECK_RTOL = 1e-7
 
 
+class NonFiniteJacobian(ValueError):
+    """Jacobian-vector products with NaN/Inf entries (a residual with an infinite derivative
+    at the iterate): no colouring can assemble the Jacobian."""
+
+
 def _decompress(jv, colours: Tensor, dtype, device):
     """``(rows, cols, vals)`` of the Jacobian, or ``None`` when some row mixes two unknowns of
     one colour. Three products per colour: indicator, index and squared index; entries at the
@@ -142,6 +147,14 @@ def _decompress(jv, colours: Tensor, dtype, device):
         y1s.append(prods[k : 2 * k])
         y2s.append(prods[2 * k :])
     y, y1, y2 = torch.cat(ys), torch.cat(y1s), torch.cat(y2s)  # [C, m] each
+    if not bool(torch.isfinite(y).all()):
+        # more colours cannot help: a derivative is infinite (e.g. sqrt(|u|) at u = 0)
+        bad = int((~torch.isfinite(y)).any(0).sum())
+        raise NonFiniteJacobian(
+            f"the Jacobian-vector products are not finite at x ({bad} residuals have an "
+            "infinite or NaN derivative there, e.g. sqrt(|u|) at u = 0): start elsewhere "
+            "(x0) or change the residual"
+        )
     rowmax = y.abs().amax(0, keepdim=True)  # [1, m]
     # an entry at rounding level (a zero computed as a difference) is dropped; products that
     # cancel to exactly zero while their index products do not are kept (and fail below)
