@@ -43,7 +43,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
-from .._checks import check_int, check_real, check_seed
+from .._checks import check_int, check_real, check_seed, stream_seed
 from .._device import resolve_device
 from .._model import FitResult, load_checkpoint, save_checkpoint
 
@@ -264,7 +264,9 @@ def _rank() -> int:
 
 
 def seed_for_rank(seed: int, rank: int) -> int:
-    """Per-rank seed for data noise/dropout: distinct across ranks, fixed across runs."""
+    """Per-rank seed for data noise/dropout: distinct across ranks, fixed across runs
+    (``seed + 104729 rank``: rank 1 of ``seed`` is rank 0 of ``seed + 104729``; for streams
+    that must not meet across seeds use :func:`~bayesphys._checks.stream_seed`)."""
     return (int(seed) + 104_729 * int(rank)) % 2**63
 
 
@@ -602,7 +604,8 @@ def train_ddp(
     Every rank builds ``model_fn()`` after ``torch.manual_seed(seed)`` (identical replicas),
     wraps it in DDP when ``world_size > 1``, and sees ``batch_size`` samples per step (global
     batch ``world_size * batch_size``). Each epoch reseeds torch with
-    ``seed_for_rank(seed + epoch, rank)`` and the sampler with ``epoch``, so a run resumed from
+    ``stream_seed(seed, "train_ddp/epoch", epoch, rank)`` (a hash: runs of neighbouring seeds
+    share no epoch's stream, as ``seed + epoch`` made them) and the sampler with ``epoch``, so a run resumed from
     ``checkpoint`` (written by rank 0 after every epoch) continues exactly as an uninterrupted
     one. Works in a single process without torchrun.
 
@@ -691,7 +694,7 @@ def train_ddp(
         msg = f"trained epochs {start_epoch}..{epochs - 1}"
         for epoch in bar:
             loader.sampler.set_epoch(epoch)
-            torch.manual_seed(seed_for_rank(seed + epoch, ctx.rank))
+            torch.manual_seed(stream_seed(seed, "train_ddp/epoch", epoch, ctx.rank))
             net.train()
             total, count = 0.0, 0
             for batch in loader:

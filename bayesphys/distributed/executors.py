@@ -34,6 +34,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from .._checks import check_int
@@ -260,14 +261,40 @@ def _poll(
                 yield i, True, value
 
 
-class FuturesRunner(Runner):
-    """Anything with ``submit(fn, arg) -> future`` (``done()``/``result()``)."""
+def _wait_any(fs):
+    done, _ = cf.wait(fs, return_when=cf.FIRST_COMPLETED)
+    return list(done)
 
-    def __init__(self, executor: Any, *, owned: bool, name: str, workers: int | None = None):
+
+def _broke_pool(err: BaseException) -> bool:
+    """Whether a task's error is its process pool breaking (a worker died)."""
+    return isinstance(getattr(err, "__cause__", None), BrokenProcessPool)
+
+
+class FuturesRunner(Runner):
+    """Anything with ``submit(fn, arg) -> future`` (``done()``/``result()``).
+
+    ``factory(workers)``: for a pool started here, builds a fresh one. A worker that dies
+    (a crash in native code, an out-of-memory kill) breaks a process pool, and every task
+    pending in it fails with the same ``BrokenProcessPool``; with a factory those tasks are
+    run again in a fresh pool (same seeds, same results), and tasks that break that one too
+    are run alone, one pool each, so the error lands on the task that crashed and the
+    others keep their results."""
+
+    def __init__(
+        self,
+        executor: Any,
+        *,
+        owned: bool,
+        name: str,
+        workers: int | None = None,
+        factory: Callable[[int], Any] | None = None,
+    ):
         self.executor = executor
         self.owned = owned
         self.name = name
         self.workers = workers
+        self.factory = factory
 
     def _submit(self, fn, task):
         return self.executor.submit(fn, task)
@@ -275,23 +302,68 @@ class FuturesRunner(Runner):
     def run(self, fn, tasks):
         tasks = list(tasks)
         futures = {}
-        for i, task in enumerate(tasks):
-            try:
-                futures[self._submit(fn, task)] = i
-            except Exception as err:  # noqa: BLE001 - e.g. unpicklable task
-                yield i, False, _task_error(i, task, err, "could not be submitted: ")
-        if futures and all(isinstance(f, cf.Future) for f in futures):
+        finished = False
+        try:
+            for i, task in enumerate(tasks):
+                try:
+                    futures[self._submit(fn, task)] = i
+                except Exception as err:  # noqa: BLE001 - e.g. unpicklable task
+                    yield i, False, _task_error(i, task, err, "could not be submitted: ")
+            if futures and all(isinstance(f, cf.Future) for f in futures):
+                broken: list[int] = []
+                for i, ok, value in _poll(futures, _wait_any, tasks):
+                    if not ok and self.factory is not None and _broke_pool(value):
+                        broken.append(i)  # maybe not this task's doing: run again below
+                    else:
+                        yield i, ok, value
+                if broken:
+                    yield from self._rerun(fn, tasks, sorted(broken), self.workers or 1)
+            else:
+                yield from _poll(futures, None, tasks)
+            finished = True
+        finally:
+            # left early (Ctrl-C in the caller, an error): close() must not wait for fits
+            # still running in an owned pool, possibly for hours
+            self._aborted = not finished
 
-            def wait_any(fs):
-                done, _ = cf.wait(fs, return_when=cf.FIRST_COMPLETED)
-                return list(done)
-
-            yield from _poll(futures, wait_any, tasks)
-        else:
-            yield from _poll(futures, None, tasks)
+    def _rerun(self, fn, tasks, idx: list[int], workers: int):
+        """Run tasks ``idx`` again in a fresh pool of ``workers``; those that break it too are
+        run one per pool (``workers=1``), where a broken pool is the task's own crash."""
+        alone = workers == 1 and len(idx) == 1
+        pool = self.factory(min(workers, len(idx)))
+        still: list[int] = []
+        try:
+            futures = {pool.submit(fn, tasks[i]): i for i in idx}
+            for i, ok, value in _poll(futures, _wait_any, tasks):
+                if not ok and _broke_pool(value):
+                    if alone:
+                        yield (
+                            i,
+                            False,
+                            _task_error(
+                                i, tasks[i], value.__cause__, "its worker died running it alone: "
+                            ),
+                        )
+                    else:
+                        still.append(i)
+                else:
+                    yield i, ok, value
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        if not alone:
+            for i in sorted(still):
+                yield from self._rerun(fn, tasks, [i], 1)
 
     def close(self) -> None:
-        if self.owned:
+        if not self.owned:
+            return
+        if getattr(self, "_aborted", False):
+            # (shutdown forgets its processes: take them first)
+            procs = list((getattr(self.executor, "_processes", None) or {}).values())
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            for proc in procs:
+                proc.terminate()  # an owned pool: its workers run only our tasks
+        else:
             self.executor.shutdown(wait=True, cancel_futures=True)
 
 
@@ -416,7 +488,17 @@ class RayRunner(Runner):
                 configure_logging=False,
             )
             self.started = True
-        self.workers = int(ray.cluster_resources().get("CPU", 1)) // max(1, threads or 1)
+        cpus = ray.cluster_resources().get("CPU", 1)
+        if (threads or 1) > cpus:
+            # every task would wait forever for CPUs the cluster does not have
+            if self.started:
+                ray.shutdown()
+            raise ValueError(
+                f"threads_per_worker: each Ray task reserves {threads} CPUs but the cluster has "
+                f"{cpus:g}: no task could ever be scheduled; lower threads_per_worker (or give "
+                "Ray more CPUs: max_workers, or ray.init(num_cpus=...))"
+            )
+        self.workers = int(cpus) // max(1, threads or 1)
         self.threads = threads
         self.num_gpus = num_gpus
 
@@ -513,6 +595,11 @@ def _check_executor(executor: Any) -> None:
                 f"received {executor!r}"
             )
         return
+    if isinstance(executor, type):  # its submit / map are unbound functions
+        raise TypeError(
+            f"executor: expected an executor object, received the class {executor.__name__}; "
+            f"pass an instance, e.g. {executor.__name__}(max_workers=2)"
+        )
     if (
         _is_dask_client(executor)
         or hasattr(executor, "submit")
@@ -547,13 +634,18 @@ def resolve_runner(
         threads_per_worker = check_int("threads_per_worker", threads_per_worker, minimum=1)
     if executor is None or (isinstance(executor, str) and executor in ("local", "processes")):
         workers = max_workers or os.cpu_count() or 1
-        pool = cf.ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=mp.get_context("spawn"),
-            initializer=_init_pool_worker,
-            initargs=(threads_per_worker,),
+
+        def factory(n: int) -> cf.ProcessPoolExecutor:
+            return cf.ProcessPoolExecutor(
+                max_workers=n,
+                mp_context=mp.get_context("spawn"),
+                initializer=_init_pool_worker,
+                initargs=(threads_per_worker,),
+            )
+
+        return FuturesRunner(
+            factory(workers), owned=True, name="local", workers=workers, factory=factory
         )
-        return FuturesRunner(pool, owned=True, name="local", workers=workers)
     if isinstance(executor, str):
         if executor in ("sequential", "serial"):
             return SequentialRunner(threads_per_worker)

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import check_int
+from .._checks import check_int, stream_seed
 
 __all__ = [
     "fit_many",
@@ -142,13 +142,16 @@ def run_problem(task: ProblemTask) -> dict[str, Any]:
             fit_kwargs["progress"] = False
         fit = model.fit(**fit_kwargs)
         post = model.posterior(**task.posterior_kwargs)
+        # the draws get a stream of their own: seeded with task.seed itself, their normals were
+        # the very numbers build / fit drew from the global generators (e.g. the data noise)
+        draw_seed = stream_seed(task.seed, "fit_many/export")
         if task.export is not None:
-            idata = task.export(model, post, task.seed)
+            idata = task.export(model, post, draw_seed)
         else:
             idata = post.to_inference_data(
                 num_samples=task.num_samples,
                 num_chains=task.num_chains,
-                seed=task.seed,
+                seed=draw_seed,
                 name=task.name,
             )
         rec.update(_summary(fit))
@@ -699,14 +702,17 @@ def fit_many(
         without its draws; temporary files that a killed writer on this machine left behind
         are removed at the start of the next call (those of live processes and of other
         machines sharing ``out`` are left alone).
-    seed: base seed; problem ``i`` uses ``problem_seed(seed, i)`` for the torch/numpy/python
-        RNGs before ``build`` and for the exported draws. ``None`` draws a random 32-bit base
+    seed: base seed; problem ``i`` uses ``s_i = problem_seed(seed, i)`` for the
+        torch/numpy/python RNGs before ``build`` (and ``build(problem, seed=s_i)``); the exported
+        draws use ``stream_seed(s_i, "fit_many/export")``, a stream of their own (with ``s_i``
+        itself their normals were the numbers ``build`` / ``fit`` drew). ``None`` draws a random 32-bit base
         seed. Either way it is recorded as ``result.seed``, in the table column ``base_seed``
         and in each ``<id>.json``; passing it back as ``seed=`` reproduces the run.
     threads_per_worker: torch/OpenMP/BLAS threads in each task (``None``: leave as is).
     max_workers: size of pools/clusters started here (default: all cores).
     num_samples, num_chains, name: passed to ``Posterior.to_inference_data``.
-    export: optional ``export(model, posterior, seed) -> InferenceData`` replacing the default
+    export: optional ``export(model, posterior, seed) -> InferenceData`` (``seed``: the draws'
+        seed above) replacing the default
         export, e.g. to add named parameter draws (``D``, ``rho``) or ``observed_data``.
 
     Returns

@@ -40,3 +40,15 @@ class ResumingIterator:
         if not self.pending:
             raise StopIteration
         return self.fn(self.pending.pop(0))
+
+
+def dies_on_three(x: int) -> int:
+    """Value 3 kills its worker process (as a crash in native code would); 2 raises."""
+    import os
+
+    if x == 2:
+        raise ValueError("boom on 2")
+    if x == 3:
+        os._exit(7)
+    time.sleep(0.05 * x)
+    return x * x

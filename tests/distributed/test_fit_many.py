@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import bayesphys
+from bayesphys._checks import stream_seed
 from bayesphys._device import seed_everything
 from bayesphys.distributed import CombineError, fit_many, problem_seed
 from bayesphys.distributed.executors import MapRunner, SequentialRunner, resolve_runner
@@ -40,7 +41,8 @@ def _reference(problems: dict, builder, seed: int) -> dict:
             model = builder(prob)
         model.fit(steps=STEPS, progress=False)
         post = model.posterior()
-        gen = torch.Generator().manual_seed(s)
+        # the draws' own stream (not s itself, whose normals build / fit drew)
+        gen = torch.Generator().manual_seed(stream_seed(s, "fit_many/export"))
         out[pid] = post.sample((1, NS), generator=gen).numpy()
     return out
 
