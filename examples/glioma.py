@@ -1,5 +1,6 @@
 """Glioma inverse problem (see bayesphys/examples/glioma.py); ``python examples/glioma.py --smoke``."""
 
-from bayesphys.examples.glioma import main
+import runpy
 
-main()
+if __name__ == "__main__":  # the module's own entry point: runs main() and prints its result
+    runpy.run_module("bayesphys.examples.glioma", run_name="__main__", alter_sys=True)

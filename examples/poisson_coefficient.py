@@ -1,5 +1,6 @@
 """Poisson coefficient field from noisy sensors: ``python examples/poisson_coefficient.py --smoke``."""
 
-from bayesphys.examples.poisson_coefficient import main
+import runpy
 
-main()
+if __name__ == "__main__":  # the module's own entry point: runs main() and prints its result
+    runpy.run_module("bayesphys.examples.poisson_coefficient", run_name="__main__", alter_sys=True)

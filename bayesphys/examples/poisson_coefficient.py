@@ -45,7 +45,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--smoke", action="store_true", help="tiny model, a few steps (< 30 s)")
     ap.add_argument("--device", type=_args.device, default="cpu")
     ap.add_argument("--out", type=_args.out_dir, default="bayesphys-out/poisson_coefficient")
-    ap.add_argument("--seed", type=_args.seed, default=0)
+    ap.add_argument(
+        "--seed",
+        type=_args.seed,
+        default=0,
+        help="the network's initial weights and training draws, and the new case observed; "
+        "the labelled training set (poisson_sensor_data seed 1) stays fixed, as a shared "
+        "training corpus would",
+    )
     ap.add_argument("--steps", type=_args.positive_int, default=None)
     ap.add_argument("--sensors", type=_args.positive_int, default=40)
     args = ap.parse_args(argv)
