@@ -266,7 +266,7 @@ def _rank() -> int:
 def seed_for_rank(seed: int, rank: int) -> int:
     """Per-rank seed for data noise/dropout: distinct across ranks, fixed across runs
     (``seed + 104729 rank``: rank 1 of ``seed`` is rank 0 of ``seed + 104729``; for streams
-    that must not meet across seeds use :func:`~bayesphys._checks.stream_seed`)."""
+    that must not meet across seeds use :func:`bayesphys.stream_seed`)."""
     return (int(seed) + 104_729 * int(rank)) % 2**63
 
 
@@ -605,7 +605,8 @@ def train_ddp(
     wraps it in DDP when ``world_size > 1``, and sees ``batch_size`` samples per step (global
     batch ``world_size * batch_size``). Each epoch reseeds torch with
     ``stream_seed(seed, "train_ddp/epoch", epoch, rank)`` (a hash: runs of neighbouring seeds
-    share no epoch's stream, as ``seed + epoch`` made them) and the sampler with ``epoch``, so a run resumed from
+    share no epoch's stream, as ``seed + epoch`` made them; so runs from versions before
+    this change are not reproduced draw for draw) and the sampler with ``epoch``, so a run resumed from
     ``checkpoint`` (written by rank 0 after every epoch) continues exactly as an uninterrupted
     one. Works in a single process without torchrun.
 

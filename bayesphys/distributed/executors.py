@@ -266,6 +266,18 @@ def _wait_any(fs):
     return list(done)
 
 
+def _close_pool(pool: Any, *, wait: bool) -> None:
+    """Shut an owned process pool down; without ``wait`` (a run left early, e.g. Ctrl-C) its
+    workers are terminated instead of finishing fits that may take hours."""
+    if wait:
+        pool.shutdown(wait=True, cancel_futures=True)
+        return
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # shutdown forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        proc.terminate()  # an owned pool: its workers run only our tasks
+
+
 def _broke_pool(err: BaseException) -> bool:
     """Whether a task's error is its process pool breaking (a worker died)."""
     return isinstance(getattr(err, "__cause__", None), BrokenProcessPool)
@@ -327,11 +339,15 @@ class FuturesRunner(Runner):
             self._aborted = not finished
 
     def _rerun(self, fn, tasks, idx: list[int], workers: int):
-        """Run tasks ``idx`` again in a fresh pool of ``workers``; those that break it too are
-        run one per pool (``workers=1``), where a broken pool is the task's own crash."""
-        alone = workers == 1 and len(idx) == 1
-        pool = self.factory(min(workers, len(idx)))
+        """Run tasks ``idx`` again in a fresh pool of ``workers``. Tasks left pending when
+        that pool breaks too are run again the same way: all of them if some tasks finished
+        meanwhile, else each half in turn, down to a task alone in its pool, where a broken
+        pool is that task's own crash (a crashing task among ``n`` costs about ``log2 n``
+        extra pools, and the others keep running in parallel)."""
+        alone = len(idx) == 1
+        pool = self.factory(1 if alone else min(workers, len(idx)))
         still: list[int] = []
+        finished = False
         try:
             futures = {pool.submit(fn, tasks[i]): i for i in idx}
             for i, ok, value in _poll(futures, _wait_any, tasks):
@@ -348,23 +364,23 @@ class FuturesRunner(Runner):
                         still.append(i)
                 else:
                     yield i, ok, value
+            finished = True
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-        if not alone:
-            for i in sorted(still):
-                yield from self._rerun(fn, tasks, [i], 1)
+            _close_pool(pool, wait=finished)
+        if not still:
+            return
+        still.sort()
+        if len(still) < len(idx):  # progress: the pending ones again
+            yield from self._rerun(fn, tasks, still, workers)
+        else:  # nothing finished before the crash: halve
+            half = len(still) // 2
+            yield from self._rerun(fn, tasks, still[:half], workers)
+            yield from self._rerun(fn, tasks, still[half:], workers)
 
     def close(self) -> None:
         if not self.owned:
             return
-        if getattr(self, "_aborted", False):
-            # (shutdown forgets its processes: take them first)
-            procs = list((getattr(self.executor, "_processes", None) or {}).values())
-            self.executor.shutdown(wait=False, cancel_futures=True)
-            for proc in procs:
-                proc.terminate()  # an owned pool: its workers run only our tasks
-        else:
-            self.executor.shutdown(wait=True, cancel_futures=True)
+        _close_pool(self.executor, wait=not getattr(self, "_aborted", False))
 
 
 class DaskRunner(FuturesRunner):

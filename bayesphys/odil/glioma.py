@@ -661,9 +661,11 @@ class GliomaModel(GliomaPosteriorMixin):
         the :math:`\theta` marginal covariance is the inverse Schur complement of the
         Gauss-Newton matrix (:func:`~bayesphys.odil.theta_covariance`, CG solves with the field
         block). ``linear_solver="sparse"`` replaces both CG solves by sparse LU on the Jacobian
-        assembled by column colouring (:mod:`~bayesphys.odil.sparse`). Sets
-        ``theta``/``theta_cov``; returns the :class:`FitResult` (``extra`` holds the CG
-        iteration counts of the Schur solves).
+        assembled by column colouring (:mod:`~bayesphys.odil.sparse`; a float64 model). Sets
+        ``theta``/``theta_cov`` and ``result``; returns the :class:`FitResult` (``extra`` holds
+        the CG iteration counts of the Schur solves). If no step is accepted and the start is
+        not a minimum, the model keeps its previous ``theta`` / ``theta_cov`` / ``result``
+        (a ``RuntimeWarning`` says so; the returned result has ``extra["kept_previous"]``).
         """
         from .glioma_odil import fit_joint_odil
 

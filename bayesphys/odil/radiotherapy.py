@@ -56,8 +56,8 @@ def standard_margin_plan(
 ) -> Tensor:
     """Core (label 2; label >= 1 if no core) dilated by ``margin_mm`` (Euclidean), within the brain.
 
-    ``labels``, ``brain`` ``[*grid]``: labels integers in {0, 1, 2} (a NaN or a core coded 3
-    was taken silently), ``brain`` a boolean or 0/1 mask; ``spacing`` the voxel size in mm
+    ``labels``, ``brain`` ``[*grid]``: labels integers in {0, 1, 2} (anything else, NaN
+    included, is refused), ``brain`` a boolean or 0/1 mask; ``spacing`` the voxel size in mm
     (> 0)."""
     _same_grid(labels=labels, brain=brain)
     spacing = check_real("spacing", spacing, minimum=0.0, strict=True)

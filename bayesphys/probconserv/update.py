@@ -338,12 +338,20 @@ def conservation_update(
         raise ValueError("sigma_g: mixing infinite and finite values is not supported")
     limit = bool((sig == 0).all())
     s = s_prior + torch.diag_embed(sig * sig)
-    # batch entries with an exact constraint (sigma_g = 0 on some row): their G Sigma G^T (plus
-    # the other rows' noise) must be well conditioned
-    exact = (sig == 0).any(-1)
-    if bool(exact.any()):
-        ev = torch.linalg.eigvalsh(s[exact])
-        bad = (ev[..., 0] <= rcond * ev[..., -1].clamp_min(1e-300)) | (ev[..., -1] <= 0)
+    # the exact rows (sigma_g = 0) of each batch entry: their block of G Sigma G^T must be well
+    # conditioned on its own (the noisy rows' sigma_g^2 would inflate a whole-matrix ratio)
+    zero = sig == 0
+    if bool(zero.any()):
+        full = zero.all(-1)
+        evs = [torch.linalg.eigvalsh(s_prior[full])] if bool(full.any()) else []
+        flat_s, flat_z = s_prior.reshape(-1, m, m), zero.reshape(-1, m)
+        for k in (zero.any(-1) & ~full).reshape(-1).nonzero().flatten().tolist():
+            rows = flat_z[k]
+            evs.append(torch.linalg.eigvalsh(flat_s[k][rows][:, rows])[None, [0, -1]])
+        lo = torch.cat([e[..., 0].reshape(-1) for e in evs])
+        hi = torch.cat([e[..., -1].reshape(-1) for e in evs])
+        bad = (lo <= rcond * hi.clamp_min(1e-300)) | (hi <= 0)
+        ev = torch.stack([lo, hi], -1)
         if bool(bad.any()):
             zero_rel = relative and bool(
                 (torch.as_tensor(sigma_g, dtype=_F64, device=sig.device) != 0).all()

@@ -125,3 +125,28 @@ def test_train_ddp_runs_of_neighbouring_seeds_share_no_epoch_stream(monkeypatch)
         ddp.train_ddp(model_fn, loss_fn, data, epochs=3, batch_size=4, seed=seed, progress=False)
         runs.append(seen[1:])  # after the model's own torch.manual_seed(seed)
     assert len(runs[0]) == 3 and not set(runs[0]) & set(runs[1])
+
+
+def test_a_crash_among_many_tasks_costs_few_extra_pools_and_keeps_the_others_parallel():
+    """Every task pending when a deterministic crash broke the second pool too was run alone,
+    one pool after another (21 tasks: 23 pools, serial); the pending ones are now run again
+    together, halved only when nothing finished."""
+    import multiprocessing as mp
+
+    from bayesphys.distributed.executors import FuturesRunner
+
+    made: list[int] = []
+
+    def factory(n):
+        made.append(n)
+        return cf.ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("fork"))
+
+    tasks = [3] + list(range(4, 24))  # 3 kills its worker at once
+    r = FuturesRunner(factory(4), owned=True, name="local", workers=4, factory=factory)
+    try:
+        events = {i: (ok, v) for i, ok, v in r.run(_tasks.dies_on_three, tasks)}
+    finally:
+        r.close()
+    assert not events[0][0] and "its worker died running it alone" in str(events[0][1])
+    assert all(events[i] == (True, x * x) for i, x in enumerate(tasks) if i > 0)
+    assert len(made) <= 12, made  # the main pool, reruns and halvings: about log2(21) + few

@@ -318,3 +318,20 @@ def test_update_errors_name_their_cause():
     sig = torch.tensor([0.0, 0.5], dtype=torch.float64)
     with pytest.raises(ValueError, match="singular in the limit"):
         conservation_update(p2, g2, torch.tensor([1.0, 1.0], dtype=torch.float64), sig)
+
+
+def test_an_exact_row_beside_a_very_noisy_one_is_judged_on_its_own():
+    """The singularity check of exact rows ran on the whole G Sigma G^T + diag(sigma_g^2): a
+    large but finite sigma_g on another row inflated its largest eigenvalue and a well
+    conditioned exact row was refused as "singular"."""
+    from bayesphys.posterior import GaussianPosterior
+    from bayesphys.probconserv import conservation_update
+
+    g = torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]], dtype=torch.float64)
+    p = GaussianPosterior(torch.zeros(4, dtype=torch.float64), torch.eye(4, dtype=torch.float64))
+    b = torch.tensor([1.0, 1.0], dtype=torch.float64)
+    for s2 in (1e3, 1e7, 1e8):
+        post = conservation_update(p, g, b, torch.tensor([0.0, s2], dtype=torch.float64))
+        gm = g @ post.mean
+        assert abs(float(gm[0]) - 1.0) < 1e-12  # the exact row holds
+        assert 0.0 < float(gm[1]) < 1e-5  # the noisy row barely moves the prior mean 0
