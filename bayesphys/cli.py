@@ -276,7 +276,10 @@ def _example_arg(text: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     from ._bench import positive_int
 
-    p = argparse.ArgumentParser(prog="bayesphys", description=__doc__.splitlines()[0])
+    # the module docstring's first line, without its reST markup (``bayesphys`` -> bayesphys)
+    p = argparse.ArgumentParser(
+        prog="bayesphys", description=__doc__.splitlines()[0].replace("``", "")
+    )
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list examples and components")
     d = sub.add_parser("demo", help="run every component on a small embedded problem")
@@ -300,14 +303,30 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=_seed_arg, default=None)
     b = sub.add_parser("bench", help="run a component's paper-table benchmark")
     b.add_argument("component", choices=COMPONENTS + ("scale_out",))
-    b.add_argument("--quick", action="store_true")
-    b.add_argument("--out", type=_out_arg, default=None)
+    b.add_argument("--quick", action="store_true", help="the reduced settings (results need --out)")
+    b.add_argument(
+        "--out",
+        type=_out_arg,
+        default=None,
+        help="folder for the results (default: the checkout's benchmarks/results and docs table)",
+    )
     b.add_argument("--device", type=_device_arg, default=None)
     c = sub.add_parser("calibrate", help="calibration suite (SBC, coverage, TARP) on a component")
     c.add_argument("component", choices=COMPONENTS + ("core",))
-    c.add_argument("--quick", action="store_true")
-    c.add_argument("--out", type=_out_arg, default=None)
-    c.add_argument("--seed", type=_seed_arg, default=0)
+    c.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer simulations; results go to a temporary folder unless --out is given",
+    )
+    c.add_argument(
+        "--out",
+        type=_out_arg,
+        default=None,
+        help="folder for the results JSON and figures (default: without --quick, the "
+        "checkout's benchmarks/results, replacing the committed rows, and figures under "
+        "bayesphys-out/calibration)",
+    )
+    c.add_argument("--seed", type=_seed_arg, default=0, help="base seed of the simulations")
     return p
 
 
