@@ -428,7 +428,10 @@ class MetaFlowMatching:
         that call's ``steps``; so ``fit(500)`` twice is not ``fit(1000)``.
 
         Returns a :class:`~bayesphys.FitResult` (``extra["seconds_per_1k_steps"]``). A
-        non-finite loss stops the fit and restores the last good weights.
+        non-finite loss stops the fit and restores the last good weights. An error raised
+        inside a step (or an interrupt) propagates and leaves the weights of the last
+        completed step, not those the call started from; ``steps_done`` counts completed
+        steps only.
         """
         steps = check_int("steps", steps, minimum=0)
         progress = check_bool("progress", progress)

@@ -16,9 +16,9 @@ import torch
 from torch import Tensor
 
 from .._checks import check_real
-from .._device import as_tensor
+from .._device import as_tensor, check_finite
 
-__all__ = ["checked_labels", "lesion_crop"]
+__all__ = ["checked_labels", "label_values", "lesion_crop"]
 
 
 def checked_labels(labels: Any, shape: Sequence[int], device: torch.device) -> Tensor:
@@ -30,14 +30,22 @@ def checked_labels(labels: Any, shape: Sequence[int], device: torch.device) -> T
         raise ValueError(
             f"labels: expected the tissue maps' shape {shape}, received {tuple(lab.shape)}"
         )
+    lab = label_values(lab)
+    if int((lab > 0).sum()) == 0:
+        raise ValueError("labels: expected a lesion (some label 1 or 2), received none")
+    return lab
+
+
+def label_values(lab: Tensor) -> Tensor:
+    """``lab`` as ``long`` after checking it holds finite integers in {0, 1, 2} (a clear
+    ``ValueError`` naming ``labels`` otherwise)."""
+    check_finite("labels", lab)
     if lab.is_floating_point() and not bool((lab == lab.round()).all()):
         raise ValueError("labels: expected integer labels 0/1/2, received non-integer values")
     lab = lab.long()
     bad = sorted(set(torch.unique(lab).tolist()) - {0, 1, 2})
     if bad:
         raise ValueError(f"labels: expected values in {{0, 1, 2}}, received also {bad}")
-    if int((lab > 0).sum()) == 0:
-        raise ValueError("labels: expected a lesion (some label 1 or 2), received none")
     return lab
 
 

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_real
+from .glioma_inputs import label_values
 
 __all__ = ["standard_margin_plan", "model_plan", "recurrence_coverage"]
 
@@ -62,13 +63,7 @@ def standard_margin_plan(
     _same_grid(labels=labels, brain=brain)
     spacing = check_real("spacing", spacing, minimum=0.0, strict=True)
     margin_mm = check_real("margin_mm", margin_mm, minimum=0.0)
-    if not bool(torch.isfinite(torch.as_tensor(labels, dtype=torch.float64)).all()):
-        raise ValueError("labels: expected integer labels 0/1/2, received NaN/Inf")
-    if labels.is_floating_point() and not bool((labels == labels.round()).all()):
-        raise ValueError("labels: expected integer labels 0/1/2, received non-integer values")
-    bad = sorted(set(torch.unique(labels).tolist()) - {0, 1, 2})
-    if bad:
-        raise ValueError(f"labels: expected values in {{0, 1, 2}}, received also {bad}")
+    labels = label_values(labels)
     brain = _mask("brain", brain)
     core = labels == 2
     if int(core.sum()) == 0:

@@ -22,19 +22,9 @@ from bayesphys.meta_fm.coupling import full_ot_plans, sample_plan_partners
 from bayesphys.meta_fm.evaluation import conformal_coverage
 from bayesphys.meta_fm.sampling import integrate
 from bayesphys.problems.populations import letters, linear_map, patient_screen
+from tests.tiny_models import TINY_MFM
 
-KW = dict(
-    width=16,
-    layers=2,
-    time_dim=4,
-    fourier=4,
-    gnn_hidden=8,
-    gnn_layers=1,
-    knn_k=4,
-    points=16,
-    pops_per_step=2,
-    solver_steps=2,
-)
+KW = TINY_MFM  # the shared tiny settings (fits in ms)
 
 
 def _data():
