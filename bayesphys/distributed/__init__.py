@@ -5,7 +5,7 @@
   (faults recorded, results written as they finish, reruns resume).
 * :mod:`bayesphys.distributed.ddp` holds small ``torch.distributed`` helpers for data-parallel
   training launched by ``torchrun`` (gloo on CPU, nccl on CUDA);
-  :class:`~bayesphys.distributed.data_parallel.GradientSync` brings the same gradient averaging
+  :class:`~bayesphys.distributed.GradientSync` (defined in the shared core) brings the same gradient averaging
   into the neural components' own ``fit`` loops (``RandomGridNP``, ``ProbConserv``, ``MetaFlowMatching``).
 
 Ray and Dask are optional (``pip install "bayesphys[distributed]"``) and imported only when
@@ -18,7 +18,7 @@ Scheduling", SciPy 2015; S. Li et al., "PyTorch Distributed: Experiences on Acce
 Parallel Training", VLDB 2020.
 """
 
-from .data_parallel import GradientSync, rank_generator_seed
+from .._data_parallel import GradientSync, rank_generator_seed
 from .executors import (
     DaskRunner,
     RayRunner,

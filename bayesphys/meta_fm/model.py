@@ -40,9 +40,9 @@ from .._checks import (
     check_seed,
     offset_seed,
 )
+from .._data_parallel import GradientSync, rank_generator_seed
 from .._device import model_device, resolve_dtype, seeded
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
-from ..distributed.data_parallel import GradientSync, rank_generator_seed
 from ..posterior import SamplePosterior
 from ..problems.populations import PopulationPairs
 from ._validate import check_features, check_pairs, check_populations

@@ -47,9 +47,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .._checks import as_scalar, check_bool, check_callback, check_int, check_keys, check_real
+from .._data_parallel import GradientSync, rank_generator_seed
 from .._device import as_tensor, model_device, resolve_dtype, seeded
 from .._model import DivergenceGuard, FitResult, load_checkpoint, optimize, save_checkpoint
-from ..distributed.data_parallel import GradientSync, rank_generator_seed
 from ..posterior import GaussianPosterior
 from ..problems.rgnp import sample_prior
 from .calibrate import calibrate_variance

@@ -42,9 +42,9 @@ from .._checks import (
     check_real,
     stream_seed,
 )
+from .._data_parallel import GradientSync, rank_generator_seed
 from .._device import as_tensor, model_device, resolve_dtype, seeded
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
-from ..distributed.data_parallel import GradientSync, rank_generator_seed
 from ..posterior import GaussianPosterior
 from ..problems.gpme import PROBLEM_CLASSES, GPMEData, GPMEProblem, get_problem, make_dataset
 from ._model_calibration import calibrated_step1, discrepancy, fit_local

@@ -158,7 +158,7 @@ def test_bad_module():
 
 def test_the_loss_mean_is_reduced_on_the_device_the_backend_serves(monkeypatch):
     """NCCL reduces CUDA tensors only: GradientSync.mean used to send a CPU tensor there."""
-    import bayesphys.distributed.data_parallel as dp
+    import bayesphys._data_parallel as dp
 
     monkeypatch.setattr(dp.dist, "get_backend", lambda *a: "nccl")
     monkeypatch.setattr(dp.torch.cuda, "current_device", lambda: 1)
