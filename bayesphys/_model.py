@@ -418,16 +418,32 @@ def save_checkpoint(path: str | Path, *, kind: str, config: dict[str, Any], stat
     return path
 
 
+def _check_zip_members(path: Path) -> None:
+    """Compare every member of a zip checkpoint (torch's default format) with its CRC-32.
+
+    ``torch.load`` does not, so a flipped byte inside a tensor would load as other weights."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return  # a legacy (non-zip) torch file; torch.load judges it
+    with zipfile.ZipFile(path) as zf:
+        bad = zf.testzip()
+    if bad is not None:
+        raise ValueError(f"member {bad!r} does not match its CRC-32 checksum")
+
+
 def load_checkpoint(path: str | Path, *, kind: str, map_location=None) -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint`, checking its ``kind``.
 
     Raises ``FileNotFoundError`` when ``path`` does not exist and ``ValueError`` naming the
-    path when the file is not a readable checkpoint (corrupt, truncated, another format, a
-    class that no longer imports), when it is a checkpoint of another ``kind`` or when it
+    path when the file is not a readable checkpoint (corrupt, including a member of torch's
+    zip format whose CRC-32 fails; truncated; another format; a class that no longer imports;
+    a ``PermissionError`` is raised as it is), when it is a checkpoint of another ``kind`` or when it
     lacks ``kind``/``config``/``state``. ``map_location`` given as a device string or
     :class:`torch.device` is checked first (an unknown device, or CUDA where none is
     available, is refused by name)."""
     import pickle
+    import zipfile
 
     from ._device import resolve_device
 
@@ -443,8 +459,13 @@ def load_checkpoint(path: str | Path, *, kind: str, map_location=None) -> dict[s
     if path.is_dir():
         raise IsADirectoryError(f"path: expected a checkpoint file, received the folder {path}")
     try:
+        _check_zip_members(path)
         ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except PermissionError:
+        raise
     except (
+        OSError,
+        zipfile.BadZipFile,
         pickle.UnpicklingError,
         EOFError,
         RuntimeError,

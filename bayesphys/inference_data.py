@@ -127,6 +127,15 @@ def _dataset(
                 f"{group!r}, received {list(vdims)}"
             )
         data_vars[name] = (lead + vdims, arr)
+    all_dims = {d for vd, _ in data_vars.values() for d in vd}
+    clash = sorted(n for n in data_vars if n in all_dims)
+    if clash:
+        # xarray would turn such a variable into a coordinate (gone from data_vars and
+        # az.summary), or overwrite it with the chain / draw index
+        raise ValueError(
+            f"{group}: variable name(s) {clash} equal a dimension name of group {group!r} "
+            f"(dimensions {sorted(all_dims)}); rename the variable or pass other dims"
+        )
     sizes: dict[str, int] = {}
     for name, (vd, arr) in data_vars.items():
         for d, n in zip(vd, arr.shape):
@@ -327,7 +336,13 @@ def hdi_bounds(idata, var_name: str, prob: float = 0.94) -> tuple[np.ndarray, np
 
 
 def save_netcdf(idata, path: str | Path) -> Path:
-    """Write ``idata`` to netCDF (h5netcdf engine); returns the path."""
+    """Write ``idata`` to netCDF (h5netcdf engine); returns the path.
+
+    The file is written beside ``path`` first and renamed into place once complete, so a
+    write that fails part-way leaves any previous file at ``path`` as it was."""
+    import os
+    import uuid
+
     if not hasattr(idata, "to_netcdf"):
         raise TypeError(
             f"idata: expected InferenceData (or a DataTree on ArviZ >= 1), received "
@@ -337,15 +352,24 @@ def save_netcdf(idata, path: str | Path) -> Path:
     if path.is_dir():
         raise IsADirectoryError(f"path: expected a file path, received the folder {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    if ARVIZ_V1:  # pragma: no cover
-        idata.to_netcdf(path, engine="h5netcdf")
-    else:
-        idata.to_netcdf(str(path), engine="h5netcdf")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        if ARVIZ_V1:  # pragma: no cover
+            idata.to_netcdf(tmp, engine="h5netcdf")
+        else:
+            idata.to_netcdf(str(tmp), engine="h5netcdf")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
 def load_netcdf(path: str | Path):
-    """Read a file written by :func:`save_netcdf` (or any ArviZ netCDF file)."""
+    """Read a file written by :func:`save_netcdf` (or any ArviZ netCDF file).
+
+    The groups are read into memory and the file closed, so the same path can be written
+    again; a netCDF file without InferenceData groups is refused (``ValueError``)."""
     import arviz as az
 
     path = Path(path)
@@ -354,9 +378,19 @@ def load_netcdf(path: str | Path):
     if path.is_dir():
         raise IsADirectoryError(f"path: expected an InferenceData file, received the folder {path}")
     try:
-        return az.from_netcdf(str(path), engine="h5netcdf")
+        if ARVIZ_V1:  # pragma: no cover
+            idata = az.from_netcdf(str(path), engine="h5netcdf")
+        else:
+            with az.rc_context({"data.load": "eager"}):
+                idata = az.from_netcdf(str(path), engine="h5netcdf")
     except (OSError, ValueError) as err:
         raise ValueError(
             f"path: {path} is not a readable netCDF InferenceData file (corrupt, truncated or "
             f"another format): {type(err).__name__}: {err}"
         ) from err
+    if not group_names(idata):
+        raise ValueError(
+            f"path: {path} is a netCDF file without InferenceData groups (posterior, "
+            "observed_data, ...); read it with xarray.open_dataset instead"
+        )
+    return idata

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from bayesphys import GaussianPosterior, SamplePosterior
 from bayesphys.inference_data import (
     build_inference_data,
+    group_names,
     group_dataset,
     hdi_bounds,
     load_netcdf,
@@ -170,3 +171,54 @@ def test_export_detaches_grad_tensors():
     x = torch.randn(1, 10, 2, requires_grad=True)
     idata = build_inference_data(posterior={"x": x * 2})
     assert group_dataset(idata, "posterior")["x"].shape == (1, 10, 2)
+
+
+# ------------------------------------------------------ netCDF files and names (review, 2026-12-02)
+def _small():
+    return build_inference_data(
+        posterior={"D": np.random.default_rng(0).random((2, 50))}, observed_data={"y": np.ones(3)}
+    )
+
+
+def test_a_failed_save_leaves_the_previous_file_whole(tmp_path):
+    path = save_netcdf(_small(), tmp_path / "run.nc")
+    bad = build_inference_data(posterior={"D": np.zeros((2, 50))})
+    objects = np.array([{"a": 1}, None], dtype=object)  # h5netcdf cannot write these
+    bad.add_groups({"constant_data": xr.Dataset({"z": ("k", objects)})})
+    with pytest.raises(Exception):
+        save_netcdf(bad, path)
+    back = load_netcdf(path)
+    assert "observed_data" in group_names(back)
+    np.testing.assert_array_equal(back.observed_data["y"].values, np.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["run.nc"]  # no temporary file left
+
+
+def test_a_loaded_file_can_be_written_back_to_its_own_path(tmp_path):
+    path = save_netcdf(_small(), tmp_path / "run.nc")
+    back = load_netcdf(path)
+    save_netcdf(back, path)  # the open HDF5 handle made this an OSError
+    np.testing.assert_array_equal(
+        load_netcdf(path).posterior["D"].values, back.posterior["D"].values
+    )
+
+
+def test_a_netcdf_file_without_groups_is_refused(tmp_path):
+    path = tmp_path / "flat.nc"
+    xr.Dataset({"a": ("k", np.arange(3.0))}).to_netcdf(path, engine="h5netcdf")
+    with pytest.raises(ValueError, match="without InferenceData groups"):
+        load_netcdf(path)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "clash"),
+    [
+        ({"dims": ["t"], "params": {"t": torch.randn(1, 50)}}, "'t'"),
+        ({"params": {"chain": torch.randn(1, 50)}}, "'chain'"),
+        ({"name": "x", "dims": ["x"]}, "'x'"),
+    ],
+)
+def test_a_variable_named_like_a_dimension_is_refused(kwargs, clash):
+    # xarray made it a coordinate: gone from data_vars and az.summary, or the chain index
+    p = GaussianPosterior(torch.zeros(4, dtype=torch.float64), torch.eye(4, dtype=torch.float64))
+    with pytest.raises(ValueError, match=f"variable name.*{clash}.*equal a dimension name"):
+        p.to_inference_data(num_samples=50, seed=0, **kwargs)

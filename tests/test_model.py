@@ -251,3 +251,42 @@ def test_guard_gradient_check_is_exact_and_takes_values_back_only_once():
     assert bool((x == 1.0).all())
     # a second refusal without a new admit() keeps the same verified state and count
     assert not guard.admit_gradients([x]) and guard.steps == 1 and bool((x == 1.0).all())
+
+
+# --------------------------------------------------- damaged checkpoints (review, 2026-12-02)
+def _saved(tmp_path):
+    return save_checkpoint(
+        tmp_path / "m.pt", kind="k", config={}, state={"w": torch.arange(1000.0)}
+    )
+
+
+@pytest.mark.parametrize("cut", [100, 2000, 3000])
+def test_a_truncated_checkpoint_is_named_not_a_raw_oserror(tmp_path, cut):
+    # torch.load raised OSError (Errno 22) for most cut points, outside the documented ValueError
+    data = _saved(tmp_path).read_bytes()
+    bad = tmp_path / "cut.pt"
+    bad.write_bytes(data[: len(data) - cut])
+    with pytest.raises(ValueError, match="corrupt, truncated"):
+        load_checkpoint(bad, kind="k")
+
+
+def test_a_flipped_byte_in_the_weights_is_refused_not_loaded(tmp_path):
+    # torch does not check the zip CRCs: the flipped tensor byte loaded as other weights
+    path = _saved(tmp_path)
+    data = bytearray(path.read_bytes())
+    at = data.index(torch.arange(1000.0)[500:501].numpy().tobytes())
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="CRC-32"):
+        load_checkpoint(path, kind="k")
+
+
+def test_an_unreadable_checkpoint_keeps_its_permission_error(tmp_path, monkeypatch):
+    path = _saved(tmp_path)
+
+    def denied(*a, **k):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(torch, "load", denied)
+    with pytest.raises(PermissionError):
+        load_checkpoint(path, kind="k")

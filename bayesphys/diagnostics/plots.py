@@ -25,15 +25,15 @@ def plot_component(
     bad = [type(r).__name__ for r in results if not isinstance(r, CalibrationResult)]
     if bad:
         raise TypeError(f"results: expected CalibrationResult objects, received {bad}")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # a Figure of its own, outside pyplot: the caller's backend stays as it is and no figure
+    # is left registered with pyplot, even when saving fails
+    from matplotlib.figure import Figure
 
     n_panels = len(results) + (2 if results else 1)
     ncols = min(3, n_panels)
     nrows = math.ceil(n_panels / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.3 * nrows), squeeze=False)
+    fig = Figure(figsize=(4.2 * ncols, 3.3 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     flat = list(axes.flat)
     for ax, res in zip(flat, results):
         res.plot(ax=ax)
@@ -86,5 +86,4 @@ def plot_component(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

@@ -583,11 +583,11 @@ class RandomGridNP:
 
     def save(self, path: str | Path) -> Path:
         """Write config, weights, optimiser and RNG state (``torch.save``) to the file ``path``
-        (an existing folder is refused)."""
+        (an existing folder is refused with ``IsADirectoryError``, as every model's save)."""
         if not isinstance(path, (str, Path)):
             raise TypeError(f"path: expected a str or Path, received {type(path).__name__}")
         if Path(path).is_dir():
-            raise ValueError(f"path: expected a file name, received the folder {path}")
+            raise IsADirectoryError(f"path: expected a file name, received the folder {path}")
         self._check_config("save")  # a checkpoint load() could not read is never written
         cfg = {
             "problem": self.problem.name,

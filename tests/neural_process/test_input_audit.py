@@ -229,7 +229,7 @@ def test_posterior_inputs():
 
 # ------------------------------------------------------------------ save / load
 def test_save_refuses_a_folder(tmp_path):
-    with pytest.raises(ValueError, match="path: expected a file name"):
+    with pytest.raises(IsADirectoryError, match="path: expected a file name"):
         tiny().save(tmp_path)
 
 
