@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from bayesphys import GaussianPosterior, SamplePosterior
 from bayesphys.inference_data import (
     build_inference_data,
-    group_names,
     group_dataset,
+    group_names,
     hdi_bounds,
     load_netcdf,
     save_netcdf,
@@ -185,7 +185,7 @@ def test_a_failed_save_leaves_the_previous_file_whole(tmp_path):
     bad = build_inference_data(posterior={"D": np.zeros((2, 50))})
     objects = np.array([{"a": 1}, None], dtype=object)  # h5netcdf cannot write these
     bad.add_groups({"constant_data": xr.Dataset({"z": ("k", objects)})})
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError):
         save_netcdf(bad, path)
     back = load_netcdf(path)
     assert "observed_data" in group_names(back)
