@@ -304,13 +304,21 @@ def synthetic_patient(
     wm = None if phantom is None else phantom["wm"]
     if dtype is None:
         dtype = wm.dtype if isinstance(wm, Tensor) else torch.float64
+    dtype = resolve_dtype(dtype)  # an integer dtype gave integer maps
     if device is None:
         device = wm.device if isinstance(wm, Tensor) else "cpu"
     if phantom is None:
         n, spacing = 64 if n is None else n, 2.0 if spacing is None else spacing
         ph = brain_phantom(n, spacing, dtype=dtype, device=device)
     else:
-        ph = phantom
+        # the phantom's maps in the asked dtype / device (they were used as given, so
+        # dtype=float32 returned float64 maps from a float64 phantom)
+        ph = {
+            k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype)
+            if isinstance(v, Tensor)
+            else v
+            for k, v in phantom.items()
+        }
     spacing = ph["spacing"]
     shape = tuple(ph["wm"].shape)
     nd = len(shape)
@@ -342,7 +350,12 @@ def synthetic_patient(
         pick = near[int(torch.randint(len(near), (), generator=g))]
         jitter = torch.rand(nd, generator=g, dtype=dtype) - 0.5
         focus = tuple(float((pick[k] + 0.5 + jitter[k]) * spacing) for k in range(nd))
-    foc = torch.tensor(focus, dtype=dtype, device=device)
+    try:
+        foc = torch.tensor(focus, dtype=dtype, device=device)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(
+            f"focus: expected {nd} coordinates in mm (numbers), received {focus!r} ({err})"
+        ) from None
 
     def in_tissue(f: Tensor) -> bool:
         if not bool(torch.isfinite(f).all()):

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int
+from .._device import resolve_dtype
 
 __all__ = ["PDEProblem", "get_problem", "PROBLEMS", "problem_ids", "tensor_grid"]
 
@@ -79,8 +80,10 @@ class PDEProblem:
 
     def axes(self, n: int | None = None, *, device=None, dtype=_F64) -> list[Tensor]:
         """Uniform grid axes, each ``[n]`` (default ``n_col``), end points included; ``n`` an int
-        ``>= 2`` (``int(n)`` truncated 2.7 to 2 and took 0)."""
+        ``>= 2`` (``int(n)`` truncated 2.7 to 2 and took 0); ``dtype`` floating (an integer
+        dtype rounded the axes)."""
         n = self.n_col if n is None else check_int("n", n, minimum=2)
+        dtype = resolve_dtype(dtype)
         return [torch.linspace(lo, hi, n, dtype=dtype, device=device) for lo, hi in self.domain]
 
     def solution(self, axes: list[Tensor]) -> Tensor:

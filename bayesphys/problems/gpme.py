@@ -424,9 +424,13 @@ def mass_from_fluxes(problem: GPMEProblem, t: float, param: float, n: int = 4001
     t0 = problem.t_range[0]
     t = check_real("t", t, minimum=t0)
     n = check_int("n", n, minimum=2)  # n = 1 has no interval: it returned U(t0) for any t
-    ends = [max(t0, 0.0), *sorted(b for b in problem.flux_breaks(param) if t0 < b < t), t]
+    # from t0 itself: starting at max(t0, 0) lost the flux over [t0, 0) of a time range that
+    # begins before 0
+    ends = [t0, *sorted(b for b in problem.flux_breaks(param) if t0 < b < t), t]
     total = problem.mass(t0, param)
     for a, b in zip(ends[:-1], ends[1:]):
+        if b <= a:  # t = t0: nothing to add (the Stefan flux at s = 0 is inf * 0 = NaN)
+            continue
         # s = a + r^2 on each piece: a flux that starts like (s - a)^p (p = -1/2 for the
         # Stefan inflow, 1/m for the PME outflow) becomes r^(2p+1), smooth enough for the
         # midpoint rule

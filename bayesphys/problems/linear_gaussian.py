@@ -85,7 +85,13 @@ def posterior_for(
     lengthscale: float = 0.08,
     outputscale: float = 1.0,
 ) -> GaussianPosterior:
-    """Exact posterior over the grid ``x [n]`` given data ``y [m]`` at ``x[idx]``."""
+    """Exact posterior over the grid ``x [n]`` given data ``y [m]`` at ``x[idx]``.
+
+    ``noise``, ``lengthscale`` and ``outputscale`` finite and ``> 0`` (a NaN noise ended in a
+    Cholesky error)."""
+    noise = check_scalar("noise", noise, minimum=0.0, strict=True)
+    lengthscale = check_scalar("lengthscale", lengthscale, minimum=0.0, strict=True)
+    outputscale = check_scalar("outputscale", outputscale, minimum=0.0, strict=True)
     k = _kernel(x, lengthscale, outputscale)
     kxo = k[:, idx]
     koo = k[idx][:, idx] + noise**2 * torch.eye(len(idx), dtype=x.dtype, device=x.device)
@@ -104,12 +110,28 @@ class ConjugateGaussianField:
 
     Parameters
     ----------
-    x: grid ``[n]``; idx: sensor indices ``[m]`` into ``x``; y: data ``[m]``;
-    noise: observation noise sd :math:`\\sigma > 0`; lengthscale, outputscale: initial kernel
-    values (``> 0``). All three finite (numbers or 0-d tensors); otherwise a ``TypeError`` /
-    ``ValueError`` naming the argument (a NaN noise was accepted and gave a NaN posterior, a
-    lengthscale ``<= 0`` failed with "math domain error").
-    device: where the model lives (``None``: the CPU; ``"auto"``: CUDA when present).
+    x : Tensor
+        The grid ``[n]``.
+    idx : Tensor
+        Sensor indices ``[m]`` into ``x`` (whole numbers).
+    y : Tensor
+        Data ``[m]``.
+    noise : float
+        Observation noise sd :math:`\\sigma > 0`.
+    lengthscale, outputscale : float
+        Initial kernel values (``> 0``).
+    device : str, torch.device or None
+        Where the model lives (``None``: the CPU; ``"auto"``: CUDA when present).
+    dtype : torch.dtype or str
+        A floating dtype (default float64).
+    seed : int or None
+        Kept with the model and its checkpoint (the posterior is exact; nothing is drawn).
+
+    Notes
+    -----
+    ``noise``, ``lengthscale`` and ``outputscale`` must be finite (numbers or 0-d tensors);
+    otherwise a ``TypeError`` / ``ValueError`` names the argument (a NaN noise was accepted
+    and gave a NaN posterior, a lengthscale ``<= 0`` failed with "math domain error").
     """
 
     def __init__(
@@ -126,8 +148,17 @@ class ConjugateGaussianField:
         seed: int | None = None,
     ):
         self.device = dev = model_device(device)
+        dtype = resolve_dtype(dtype)  # an integer dtype rounded the grid to [0, ..., 0, 1]
         self.x = as_tensor("x", x, dtype=dtype, device=dev, ndim=1)
-        self.idx = as_tensor("idx", idx, device=dev, ndim=1).long()
+        idx = as_tensor("idx", idx, device=dev, ndim=1)
+        if idx.dtype == torch.bool or (
+            idx.is_floating_point() and not bool((idx == idx.round()).all())
+        ):
+            # .long() truncated 1.7 to sensor 1
+            raise ValueError(
+                f"idx: expected whole-number sensor indices, received {idx.tolist()!r:.200}"
+            )
+        self.idx = idx.long()
         self.y = as_tensor("y", y, dtype=dtype, device=dev, ndim=1)
         if self.idx.shape != self.y.shape:
             raise ValueError(
