@@ -303,12 +303,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=_seed_arg, default=None)
     b = sub.add_parser("bench", help="run a component's paper-table benchmark")
     b.add_argument("component", choices=COMPONENTS + ("scale_out",))
-    b.add_argument("--quick", action="store_true", help="the reduced settings (results need --out)")
+    b.add_argument(
+        "--quick",
+        action="store_true",
+        help="the reduced settings (results go to a temporary folder unless --out is given)",
+    )
     b.add_argument(
         "--out",
         type=_out_arg,
         default=None,
-        help="folder for the results (default: the checkout's benchmarks/results and docs table)",
+        help="folder for the results (default: the checkout's benchmarks/results and docs table; "
+        "with --quick a temporary folder)",
     )
     b.add_argument("--device", type=_device_arg, default=None)
     c = sub.add_parser("calibrate", help="calibration suite (SBC, coverage, TARP) on a component")

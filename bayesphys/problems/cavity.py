@@ -89,12 +89,24 @@ def solve_cavity(
 
     Parameters
     ----------
-    rho, mu: density and viscosity (> 0). w: lid speed (finite; see below). n: nodes per
-    side (an int ``>= 5``, ``h = 1/(n-1)``). t_end: final time (> 0). n_snapshots: equally
-    spaced output times in ``(0, t_end]`` (an int ``>= 1``).
-    dt: time step (default: 0.8 x the explicit stability limit
-        :math:`\min(h^2/(4\nu), h/\max|u|)`). profile: lid profile (:func:`lid_velocity`).
+    rho, mu : float
+        Density and viscosity (``> 0``).
+    w : float
+        Lid speed (finite; see the notes).
+    n : int
+        Nodes per side (``>= 5``, ``h = 1/(n-1)``).
+    t_end : float
+        Final time (``> 0``).
+    n_snapshots : int
+        Equally spaced output times in ``(0, t_end]`` (``>= 1``).
+    dt : float or None
+        Time step (default: 0.8 x the explicit stability limit
+        :math:`\min(h^2/(4\nu), h/\max|u|)`).
+    profile : str
+        Lid profile (:func:`lid_velocity`).
 
+    Notes
+    -----
     The run takes :math:`\lceil t_{end}/\Delta t\rceil` steps (rounded up to a multiple of
     ``n_snapshots``); more than :data:`CAVITY_MAX_STEPS` is a ``ValueError`` before any
     stepping. Through the advective limit :math:`\Delta t \le h/|w|` this bounds the lid
