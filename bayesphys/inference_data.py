@@ -354,15 +354,21 @@ def save_netcdf(idata, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
     try:
-        if ARVIZ_V1:  # pragma: no cover
-            idata.to_netcdf(tmp, engine="h5netcdf")
-        else:
-            idata.to_netcdf(str(tmp), engine="h5netcdf")
+        _write_netcdf(idata, tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _write_netcdf(idata, path: Path) -> None:
+    """Write ``idata`` to ``path`` itself (h5netcdf), not atomically: for callers that write
+    to a temporary name of their own (:func:`save_netcdf`, ``fit_many``'s records)."""
+    if ARVIZ_V1:  # pragma: no cover
+        idata.to_netcdf(path, engine="h5netcdf")
+    else:
+        idata.to_netcdf(str(path), engine="h5netcdf")
 
 
 def load_netcdf(path: str | Path):

@@ -16,8 +16,8 @@ import bayesphys
 from bayesphys._checks import stream_seed
 from bayesphys._device import seed_everything
 from bayesphys.distributed import CombineError, fit_many, problem_seed
+from bayesphys.distributed._combine import _combine
 from bayesphys.distributed.executors import MapRunner, SequentialRunner, resolve_runner
-from bayesphys.distributed.fit_many import _combine
 from bayesphys.inference_data import group_dataset
 
 from . import _tasks, _toy
@@ -368,7 +368,7 @@ def test_resume_refits_files_written_with_another_seed_or_build(tmp_path):
 def test_resume_refits_files_written_with_other_settings(tmp_path):
     """Only the seed and build were compared: another num_samples resumed the stale draws (or
     ended in a CombineError when new problems joined the call)."""
-    from bayesphys.distributed.fit_many import _settings_key
+    from bayesphys.distributed._records import _settings_key
 
     def run(probs, **kw):
         args = dict(num_samples=NS, fit_kwargs={"steps": STEPS})
@@ -672,7 +672,7 @@ def test_temporary_files_a_killed_writer_left_are_swept(tmp_path):
     import os
     import subprocess
 
-    from bayesphys.distributed.fit_many import _host
+    from bayesphys.distributed._records import _host
 
     done = subprocess.Popen([sys.executable, "-c", "pass"])
     done.wait()  # its pid no longer exists
@@ -693,7 +693,7 @@ def test_resume_tells_partials_arrays_and_problem_data_apart(tmp_path):
     stale draws."""
     from functools import partial
 
-    from bayesphys.distributed.fit_many import _build_name, _settings_key
+    from bayesphys.distributed._records import _build_name, _settings_key
 
     def run(probs, build, sub):
         return fit_many(
@@ -754,7 +754,7 @@ def test_settings_fingerprint_of_sets_and_grad_tensors_is_stable(tmp_path):
     import subprocess
 
     code = (
-        "from bayesphys.distributed.fit_many import _settings_key;"
+        "from bayesphys.distributed._records import _settings_key;"
         "print(_settings_key(fit_kwargs={'tags': {'alpha', 'beta', 'gamma', 'delta'}}))"
     )
     keys = {
@@ -768,7 +768,7 @@ def test_settings_fingerprint_of_sets_and_grad_tensors_is_stable(tmp_path):
         for h in (1, 2, 3)
     }
     assert len(keys) == 1
-    from bayesphys.distributed.fit_many import _settings_key
+    from bayesphys.distributed._records import _settings_key
 
     w = torch.ones(3, dtype=torch.bfloat16, requires_grad=True)
     assert _settings_key(w=w) != _settings_key(w=w.detach() * 2)
