@@ -168,7 +168,8 @@ def render_table(payload: Mapping[str, Any]) -> str:
     meta = (
         f"Command: `{payload['command']}` · {payload['date']} · torch {payload['torch']} · "
         f"{payload['device']} · {payload['threads']} threads · quick={payload['quick']}. "
-        "Anchor figures in parentheses."
+        "In parentheses: the anchor's figure, or the issue's target where the row's anchor "
+        "column states one."
     )
     return "\n".join([meta, "", *lines, *([""] + notes if notes else [])])
 
