@@ -1,0 +1,230 @@
+"""Argument checks of :class:`~bayesphys.probconserv.ProbConserv`: data, constraint noise, masses,
+the problem a checkpoint was saved with, and the settings of ``calibrate``."""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import replace
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .._checks import check_bool, check_int, check_optional_seed, check_real
+from .._device import as_tensor
+from ..problems.gpme import PROBLEM_CLASSES, GPMEData, GPMEProblem, get_problem
+from .calibration import check_selection
+
+_F64 = torch.float64
+
+
+def saved_problem(name: str, state: dict[str, Any]) -> GPMEProblem:
+    """The problem a checkpoint was saved with: its family's class (by the saved class name)
+    with the saved fields; older checkpoints: the registered problem ``name``, with the saved
+    fields where there are any."""
+    fields_ = state.get("problem")
+    family = state.get("problem_class")
+    if family is None:
+        problem = get_problem(name)
+        return replace(problem, **fields_) if fields_ else problem
+    classes = {c.__name__: c for c in PROBLEM_CLASSES}
+    if family not in classes:
+        raise ValueError(
+            f"path: the checkpoint's problem is a {family}, which this version cannot rebuild "
+            f"(expected one of {sorted(classes)})"
+        )
+    return classes[family](**fields_)
+
+
+def check_sigma_g_value(name: str, sigma_g) -> float:
+    """A constraint noise sd ``>= 0`` or ``inf`` (no update); NaN and booleans refused."""
+    if isinstance(sigma_g, bool) or not isinstance(sigma_g, numbers.Real):
+        raise TypeError(
+            f"{name}: expected a number >= 0 (or inf), received {type(sigma_g).__name__} "
+            f"{sigma_g!r}"
+        )
+    if not float(sigma_g) >= 0:
+        raise ValueError(f"{name}: expected a number >= 0 (or inf), received {sigma_g!r}")
+    return float(sigma_g)
+
+
+def check_data(name: str, data, problem: GPMEProblem, *, targets: bool) -> None:
+    """``data`` as a non-empty :class:`GPMEData` of ``problem`` whose fields have consistent
+    shapes (``params [B]``, inputs ``[B, N, 2]``, values ``[B, N]``) and finite contexts (and
+    targets, when ``targets``), or an error naming the field."""
+    if not isinstance(data, GPMEData):
+        raise TypeError(f"{name}: expected GPMEData, received {type(data).__name__}")
+    params = as_tensor(f"{name}.params", data.params, finite=False)
+    if params.ndim != 1:
+        raise ValueError(
+            f"{name}.params: expected shape [B] (one parameter per function), received "
+            f"{tuple(params.shape)}"
+        )
+    if len(params) == 0:
+        raise ValueError(f"{name}: expected at least one function, received none")
+    if not isinstance(data.problem, GPMEProblem) or data.problem.name != problem.name:
+        got = getattr(data.problem, "name", type(data.problem).__name__)
+        raise ValueError(
+            f"{name}: functions of the {got!r} problem, but this model "
+            f"{'is for' if targets else 'was trained on'} {problem.name!r}"
+        )
+    b = params.shape[0]
+    pairs = [("x_context", "y_context")] + ([("x_target", "y_target")] if targets else [])
+    for xname, yname in pairs:
+        xv = as_tensor(f"{name}.{xname}", getattr(data, xname))
+        yv = as_tensor(f"{name}.{yname}", getattr(data, yname))
+        if xv.ndim != 3 or xv.shape[0] != b or xv.shape[2] != 2 or xv.shape[1] == 0:
+            raise ValueError(
+                f"{name}.{xname}: expected shape [B, N, 2] = ({b}, N >= 1, 2) (columns t, x; one "
+                f"row per function of params), received {tuple(xv.shape)}"
+            )
+        if yv.shape != xv.shape[:2]:
+            raise ValueError(
+                f"{name}.{yname}: expected shape {tuple(xv.shape[:2])} (one value per input of "
+                f"{xname}), received {tuple(yv.shape)}"
+            )
+
+
+def check_mass(mass, n_functions: int, n_times: int, device: torch.device) -> Tensor:
+    """A user's ``mass`` as ``[B, nt]`` float64 on the model's ``device``, or a clear error
+    naming the expected shape."""
+    b = as_tensor("mass", mass, dtype=_F64, device=device)
+    if b.shape != (n_functions, n_times):
+        raise ValueError(
+            f"mass: expected shape [B, nt] = ({n_functions}, {n_times}) (one total mass per "
+            f"function and time slice), received {tuple(b.shape)}"
+        )
+    return b
+
+
+def check_calibrate_settings(
+    problem: GPMEProblem,
+    default: dict[str, Any],
+    *,
+    data: GPMEData | None,
+    n_functions: int,
+    seed: int | None,
+    objective: str,
+    neighbours: Any,
+    local_functions: int,
+    local_seed: int | None,
+    range_margin: float,
+    selection: str,
+    mass_check: bool | None,
+    mass_length: float,
+    mass_gate: float | None,
+    mass_floor: float,
+) -> tuple:
+    """The settings of :meth:`ProbConserv.calibrate <bayesphys.probconserv.ProbConserv.calibrate>`
+    checked (a setting of a mode that is off, changed from its entry in ``default``, is
+    refused) and normalised: ``(n_functions, seed, local_seed, mass_check, mass_length,
+    mass_gate, mass_floor, neighbours, local_functions, range_margin)``."""
+    if objective not in ("ll", "coverage90", "hybrid"):
+        raise ValueError(
+            f"objective: expected 'll', 'coverage90' or 'hybrid', received {objective!r}"
+        )
+    if data is not None:
+        check_data("data", data, problem, targets=False)
+    else:
+        n_functions = check_int("n_functions", n_functions, minimum=1)
+    seed = check_optional_seed("seed", seed)
+    local_seed = check_optional_seed("local_seed", local_seed)
+    if mass_check is not None:
+        mass_check = check_bool("mass_check", mass_check)
+    mass_length = check_real("mass_length", mass_length, minimum=0.0, strict=True)
+    if mass_gate is not None:
+        mass_gate = check_real("mass_gate", mass_gate, minimum=0.0)
+    mass_floor = check_real("mass_floor", mass_floor, minimum=0.0)
+    try:
+        neighbours = tuple(neighbours)
+    except TypeError:
+        raise TypeError(
+            "neighbours: expected a sequence of analog sizes (e.g. (0, 20); 0: all errors), "
+            f"received {type(neighbours).__name__} {neighbours!r}"
+        ) from None
+    local_functions = check_int("local_functions", local_functions, minimum=0)
+    if 0 < local_functions < 4:
+        raise ValueError(f"local_functions: expected 0 or >= 4, received {local_functions}")
+    if local_functions and objective != "hybrid":
+        raise ValueError("local_functions: only with objective='hybrid'")
+    if mass_check is None:
+        mass_check = objective == "hybrid" and local_functions > 0
+    if mass_check and not (objective == "hybrid" and local_functions > 0):
+        raise ValueError(
+            "mass_check: needs objective='hybrid' and local_functions > 0 (its calibration "
+            "functions)"
+        )
+    neighbours = tuple(check_int("neighbours", k, minimum=0) for k in neighbours)
+    range_margin = check_real("range_margin", range_margin, minimum=0.0)
+    check_selection(selection)
+    if not neighbours:
+        raise ValueError("neighbours: expected at least one analog size (0: all errors)")
+    if local_seed is not None and not local_functions:
+        raise ValueError(
+            f"local_seed: only with local_functions > 0 (it seeds those functions), received "
+            f"local_seed={local_seed}"
+        )
+    if data is not None and n_functions != default["n_functions"] and n_functions != len(data):
+        raise ValueError(
+            f"n_functions: only without data (the {len(data)} functions of data are the "
+            f"validation functions), received n_functions={n_functions!r}"
+        )
+    if data is not None and not local_functions and seed != default["seed"]:
+        raise ValueError(
+            "seed: only used to draw validation functions (data=None) or the "
+            f"local_functions; with data and no local functions it has no effect, received "
+            f"seed={seed!r}"
+        )
+    # settings of one mode only, changed from their defaults where that mode is off
+    unused = []
+    if objective != "hybrid":
+        unused += [
+            (n, v)
+            for n, v in (
+                ("neighbours", neighbours),
+                ("selection", selection),
+                ("range_margin", range_margin),
+            )
+            if v != default[n]
+        ]
+        where = "only with objective='hybrid'"
+    elif not mass_check:
+        unused += [
+            (n, v)
+            for n, v in (
+                ("mass_length", mass_length),
+                ("mass_gate", mass_gate),
+                ("mass_floor", mass_floor),
+            )
+            if v != default[n]
+        ]
+        where = "only with the mass check (mass_check, objective='hybrid', local_functions > 0)"
+    elif mass_gate is None and mass_floor != default["mass_floor"]:
+        unused.append(("mass_floor", mass_floor))
+        where = "only with a gate (mass_gate not None): the floor applies to gated functions"
+    if unused:
+        got = ", ".join(f"{n}={v!r}" for n, v in unused)
+        raise ValueError(
+            f"{', '.join(n for n, _ in unused)}: {where} (objective={objective!r}), received {got}"
+        )
+    if local_functions:
+        # the parameter map behind the conditional scale (3 principal components) needs
+        # 2 * 3 + 4 validation functions: say so before any fitting
+        n_val = n_functions if data is None else len(data.params)
+        if n_val < 10:
+            raise ValueError(
+                "n_functions: the parameter-conditional scale (local_functions > 0) needs "
+                f">= 10 validation functions, received {n_val}"
+            )
+    return (
+        n_functions,
+        seed,
+        local_seed,
+        mass_check,
+        mass_length,
+        mass_gate,
+        mass_floor,
+        neighbours,
+        local_functions,
+        range_margin,
+    )
