@@ -209,7 +209,7 @@ def test_metrics_leave_out_levels_the_run_did_not_ask_for(exact_model):
     )
     m = res.metrics()  # used to raise "level: 0.5 not among [0.8]"
     assert m["coverage50"] is None and m["coverage90"] is None and m["hdi90"] is None
-    assert m["sbc_pvalue"] is not None
+    assert m["sbc_pvalue"] == res.uniformity["pvalue"]
     full = run_sbc(exact_model.simulate, exact_model.infer, n_sims=100, n_draws=19, seed=0)
     assert 0 < full.metrics()["coverage90"] <= 1
 
@@ -237,3 +237,28 @@ def test_sbc_pit_keeps_the_shape_of_its_ranks_and_n_bins_is_clamped():
     ranks = torch.randint(0, 10, (200, 2), generator=torch.Generator().manual_seed(0))
     assert sbc_uniformity(ranks, 9, n_bins=50)["n_bins"] == 10
     assert sbc_uniformity(ranks, 9, n_bins=5)["n_bins"] == 5
+
+
+def test_the_combined_pvalues_are_bonferroni_over_the_summaries():
+    """pvalue = min(1, K * min_k p_k), for chi-square and KS (dropping the factor K passed
+    every test that compared the p-value with a loose threshold)."""
+    g = torch.Generator().manual_seed(3)
+    ranks = torch.randint(0, 20, (200, 3), generator=g)
+    ranks[:, 1] = torch.randint(0, 14, (200,), generator=g)  # one summary a little off
+    out = sbc_uniformity(ranks, n_draws=19)
+    assert out["pvalue"] == min(1.0, 3 * min(out["chi2_pvalue"]))
+    assert out["pvalue_ks"] == min(1.0, 3 * min(out["ks_pvalue"]))
+    assert out["pvalue"] < 1.0 and out["pvalue_ks"] < 1.0  # the factor 3 is not clipped away
+    one = sbc_uniformity(ranks[:, 1], n_draws=19)  # one summary: no correction
+    assert one["pvalue"] == one["chi2_pvalue"][0]
+
+
+def test_uniform_ranks_are_rejected_at_about_the_nominal_rate():
+    """Over 200 runs of exactly uniform ranks (K = 10 summaries), the combined test rejects at
+    5 % in at most 5 % + Monte Carlo slack of them (Bonferroni is conservative)."""
+    g = torch.Generator().manual_seed(0)
+    rejected = sum(
+        sbc_uniformity(torch.randint(0, 20, (100, 10), generator=g), n_draws=19)["pvalue"] < 0.05
+        for _ in range(200)
+    )
+    assert rejected <= 0.05 * 200 + 3 * (200 * 0.05 * 0.95) ** 0.5  # 16 of 200

@@ -21,6 +21,16 @@ def test_exact_field_has_zero_fm_loss_on_b2():
         assert float(cfm_loss(torch.zeros_like(u), u)) > 1e-2
 
 
+def test_cfm_loss_is_the_mean_squared_norm_of_the_velocity_error():
+    # ||v - u||^2 summed over the d coordinates, averaged over points (a mean over
+    # coordinates too divided the loss by d, and no test saw it)
+    u = torch.ones(7, 3, dtype=torch.float64)
+    assert float(cfm_loss(torch.zeros_like(u), u)) == 3.0
+    v = torch.tensor([[1.0, 2.0], [0.0, 0.0]], dtype=torch.float64)
+    w = torch.tensor([[0.0, 0.0], [3.0, 4.0]], dtype=torch.float64)
+    assert float(cfm_loss(v, w)) == (5.0 + 25.0) / 2
+
+
 def test_exact_field_integrates_to_target():
     d = linear_map(dim=2, n_train=1, n_cal=0, n_test=0, n_points=64, seed=3)
     a, b = d.extra["A"][0], d.extra["b"][0]

@@ -141,6 +141,14 @@ def test_parameter_posterior_and_inference_data():
     xi = torch.linspace(-0.9, 0.9, 21)
     post = m.parameter_posterior(xi, torch.sin(xi), torch.ones(1))
     assert post.mean.shape == (1, 5) and post.variance.shape == (1, 5)
+    # physical values go through u~ = (u - B) / D first: the same as passing u~ itself
+    b, d = m.problem.transform(xi[None, :, None].to(m.dtype), torch.ones(1, 1, dtype=m.dtype))
+    u_tilde = (torch.sin(xi).to(m.dtype) - b.reshape(-1)) / d.reshape(-1)
+    same = m.parameter_posterior(xi, u_tilde, torch.ones(1), transformed=True)
+    torch.testing.assert_close(post.mean, same.mean, rtol=0, atol=1e-12)
+    torch.testing.assert_close(post.variance, same.variance, rtol=0, atol=1e-12)
+    raw = m.parameter_posterior(xi, torch.sin(xi), torch.ones(1), transformed=True)
+    assert not torch.allclose(raw.mean, post.mean)  # and the transform is not the identity
     idata = post.to_inference_data(
         name="z", dims=["param"], coords={"param": list(range(5))}, num_samples=20
     )

@@ -322,6 +322,14 @@ def test_calibrate_with_seed_none_draws_its_local_functions():
     # was "unsupported operand type(s) for +: 'NoneType' and 'int'" after the hybrid fit
     beta = m.calibrate(n_functions=10, objective="hybrid", local_functions=4, seed=None)
     assert 0 < beta <= 1 and m.calibration.local is not None
+    # seed=None: fresh functions on every call; a seed: the same ones
+    first = m.calibration.err_root.clone()
+    m.calibrate(n_functions=10, objective="hybrid", local_functions=4, seed=None)
+    assert not torch.equal(first, m.calibration.err_root)
+    m.calibrate(n_functions=10, objective="hybrid", local_functions=4, seed=5)
+    fixed = m.calibration.err_root.clone()
+    m.calibrate(n_functions=10, objective="hybrid", local_functions=4, seed=5)
+    assert torch.equal(fixed, m.calibration.err_root)
 
 
 # -- save / load ----------------------------------------------------------------------------

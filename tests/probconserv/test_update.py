@@ -335,3 +335,24 @@ def test_an_exact_row_beside_a_very_noisy_one_is_judged_on_its_own():
         gm = g @ post.mean
         assert abs(float(gm[0]) - 1.0) < 1e-12  # the exact row holds
         assert 0.0 < float(gm[1]) < 1e-5  # the noisy row barely moves the prior mean 0
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    n=st.integers(3, 20),
+    kind=kinds,
+    m=st.integers(1, 2),
+    sigma_g=st.sampled_from([0.0, 0.05, 0.3, 2.0]),
+    seed=st.integers(0, 10_000),
+)
+def test_the_updated_draws_have_exactly_the_updated_covariance(n, kind, m, sigma_g, seed):
+    """The sampling root L of the updated posterior gives L L^T = Sigma_tilde to round-off,
+    the constraint noise included (dropping sigma_G * eps from the draws passed the 40k-draw
+    empirical check above, whose tolerance is 10x that term)."""
+    prior = _random_prior(n, kind, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    G = torch.rand(m, n, dtype=F64, generator=g)
+    post = conservation_update(prior, G, torch.zeros(m, dtype=F64), sigma_g=sigma_g)
+    k = post._base_dim()
+    draws = post.rsample(base_samples=torch.eye(k, dtype=F64)) - post.mean  # rows: L e_j
+    torch.testing.assert_close(draws.mT @ draws, post.covariance.to_dense(), rtol=1e-9, atol=1e-11)
