@@ -27,9 +27,7 @@ __all__ = ["demo"]
 
 def demo(out_dir: Path, *, device: torch.device, seed: int = 0) -> list[dict]:
     """Run the core demo; write ``core.nc`` and ``core.png`` to ``out_dir``."""
-    import matplotlib
 
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     noise = 0.1

@@ -336,6 +336,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import matplotlib
+
+    # the command line draws to files only; the examples and demos called from Python keep
+    # the caller's backend (they used to switch it, closing the caller's figures)
+    matplotlib.use("Agg")
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     if (

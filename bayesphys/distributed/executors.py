@@ -66,13 +66,16 @@ def limit_threads(n: int | None) -> dict[str, Any] | None:
     for var in _THREAD_ENV:
         prev["env"][var] = os.environ.get(var)
         os.environ[var] = str(n)
-    torch.set_num_threads(n)
+    # the pools first: torch's intra-op threads are OpenMP's, so limiting torch first made
+    # threadpoolctl record the lowered value as the one to restore (a sequential fit_many left
+    # the caller at one thread)
     try:
         from threadpoolctl import threadpool_limits
 
         prev["pools"] = threadpool_limits(limits=n)
     except ImportError:  # pragma: no cover - threadpoolctl ships with scipy/sklearn stacks
         prev["pools"] = None
+    torch.set_num_threads(n)
     return prev
 
 
@@ -81,7 +84,6 @@ def _restore_threads(prev: dict[str, Any] | None) -> None:
         return
     import torch
 
-    torch.set_num_threads(prev["torch"])
     for var, val in prev["env"].items():
         if val is None:
             os.environ.pop(var, None)
@@ -89,6 +91,7 @@ def _restore_threads(prev: dict[str, Any] | None) -> None:
             os.environ[var] = val
     if prev.get("pools") is not None:
         prev["pools"].restore_original_limits()
+    torch.set_num_threads(prev["torch"])  # last: restoring the OpenMP pool also sets torch's
 
 
 def _exit_with_parent(poll_seconds: float = 1.0) -> None:

@@ -132,6 +132,10 @@ def run_problem(task: ProblemTask) -> dict[str, Any]:
     }
     prev = limit_threads(task.threads)
     rng = (random.getstate(), np.random.get_state(), torch.random.get_rng_state())
+    # seed_everything reseeds every CUDA generator too: a caller's CUDA streams in use are
+    # put back as well (not touched when CUDA is not initialised: nothing to keep, and a
+    # worker should not start a CUDA context just for that)
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
     try:
         from .._device import seed_everything
 
@@ -168,6 +172,8 @@ def run_problem(task: ProblemTask) -> dict[str, Any]:
         random.setstate(rng[0])
         np.random.set_state(rng[1])
         torch.random.set_rng_state(rng[2])
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
         _restore_threads(prev)
     rec["seconds"] = time.perf_counter() - t0
     return rec

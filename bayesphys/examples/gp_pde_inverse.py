@@ -63,9 +63,6 @@ def main(argv: list[str] | None = None) -> dict:
             f"argument --n-obs: expected at most {n - 2} (interior grid points), received {args.n_obs}"
         )
 
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from bayesphys._device import resolve_device

@@ -56,11 +56,16 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--steps", type=_args.positive_int, default=None)
     ap.add_argument("--sensors", type=_args.positive_int, default=40)
     args = ap.parse_args(argv)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the small networks run fastest on one thread
+    try:
+        return _run(args)
+    finally:
+        torch.set_num_threads(threads)  # the caller's setting, as it was
 
+
+def _run(args: argparse.Namespace) -> dict:
     import arviz as az
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from bayesphys.inference_data import build_inference_data, save_netcdf
@@ -69,7 +74,6 @@ def main(argv: list[str] | None = None) -> dict:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(1)
     t0 = time.perf_counter()
     if args.smoke:
         model = RandomGridNP("poisson", "RGNP", size="smoke", device=args.device, seed=args.seed)

@@ -186,9 +186,6 @@ def main(argv: list[str] | None = None) -> dict:
     )
     nc = save_netcdf(idata, out / "stefan_front.nc")
 
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))

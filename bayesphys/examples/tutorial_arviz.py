@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from . import _args
@@ -27,9 +28,6 @@ DESCRIPTION = "tutorial: fit, posterior, ArviZ summary/plots and a calibration c
 
 def main(argv: list[str] | None = None) -> dict:
     import arviz as az
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from bayesphys import build_inference_data, resolve_device, save_netcdf
@@ -75,11 +73,19 @@ def main(argv: list[str] | None = None) -> dict:
     save_netcdf(idata, out / "tutorial.nc")
     print(az.summary(idata, var_names=["u_max"]))
     loo = az.loo(idata)
+    open_before = set(plt.get_fignums())  # the caller's figures stay open
     az.plot_posterior(idata, var_names=["u_max"])
     plt.savefig(out / "tutorial_posterior.png", dpi=100)
-    az.plot_ppc(idata, num_pp_samples=50)
+    # its subset of predictive draws from the example's seed; ArviZ seeds numpy's global
+    # stream with it, so the caller's state is put back after
+    np_state = np.random.get_state()
+    try:
+        az.plot_ppc(idata, num_pp_samples=50, random_seed=args.seed)
+    finally:
+        np.random.set_state(np_state)
     plt.savefig(out / "tutorial_ppc.png", dpi=100)
-    plt.close("all")
+    for num in set(plt.get_fignums()) - open_before:
+        plt.close(num)
     # 5. calibration over simulated datasets
     n_sims = 5 if args.smoke else 40
     nominal = observed = None

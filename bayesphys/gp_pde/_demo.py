@@ -12,9 +12,7 @@ def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[
 
     Returns rows for the relative L2 error (target <= 1e-5, issue 3) and the 95% coverage.
     """
-    import matplotlib
 
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from ..inference_data import save_netcdf

@@ -49,7 +49,6 @@ def simulate(n: int, *, seed: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
 def _ensemble(steps: int, members: int, n_train: int, seed: int):
     from .ensemble import MFMEnsemble
 
-    torch.set_num_threads(1)
     data = linear_map(n_train=n_train, n_cal=0, n_test=0, n_points=_POINTS, seed=seed)
     ens = MFMEnsemble(
         data,
@@ -66,7 +65,12 @@ def _ensemble(steps: int, members: int, n_train: int, seed: int):
         points=128,
         solver_steps=5,
     )
-    ens.fit(data, steps=steps, progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small networks: fastest on one thread
+    try:
+        ens.fit(data, steps=steps, progress=False)
+    finally:
+        torch.set_num_threads(threads)  # the caller's setting, as it was
     return ens
 
 

@@ -18,9 +18,7 @@ __all__ = ["demo"]
 
 def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[dict]:
     """Fit a 2-member MFM ensemble on B2 (d = 2), predict 4 unseen populations, export."""
-    import matplotlib
 
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out_dir = pathlib.Path(out_dir)

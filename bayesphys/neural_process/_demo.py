@@ -15,9 +15,7 @@ __all__ = ["demo"]
 
 
 def demo(out_dir: Path, *, device: torch.device, seed: int = 0) -> list[dict]:
-    import matplotlib
 
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from ..inference_data import save_netcdf

@@ -39,9 +39,7 @@ def glioma_case(
     nilearn; 4 mm if ``small`` else 2 mm) instead of the analytic phantom. ``foci``: number of
     foci of the simulated tumour; with more than one the model's number of foci (1-3) is chosen
     by Laplace evidence (:func:`~bayesphys.odil.select_n_foci`)."""
-    import matplotlib
 
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     n, h = (32, 4.0) if small else (64, 2.0)

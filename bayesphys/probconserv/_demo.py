@@ -13,9 +13,7 @@ def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[
     Writes ``probconserv.nc`` (posterior field draws before/after, front draws) and
     ``probconserv.png`` (90 % bands before/after); returns table rows.
     """
-    import matplotlib
 
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from ..inference_data import build_inference_data, save_netcdf
