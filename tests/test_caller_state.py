@@ -13,6 +13,17 @@ from bayesphys.examples import load
 from tests.distributed import _toy
 
 
+def _sequential_fit_many(n: int) -> None:
+    fit_many(
+        _toy.problems(n),
+        _toy.build,
+        executor="sequential",
+        seed=0,
+        fit_kwargs={"steps": 3},
+        progress=False,
+    )
+
+
 def _with_threads(n: int):
     before = torch.get_num_threads()
     torch.set_num_threads(n)
@@ -33,14 +44,7 @@ def test_limiting_threads_for_a_task_restores_the_callers_count():
 def test_a_sequential_fit_many_keeps_the_callers_threads():
     before = _with_threads(2)
     try:
-        fit_many(
-            _toy.problems(2),
-            _toy.build,
-            executor="sequential",
-            seed=0,
-            fit_kwargs={"steps": 3},
-            progress=False,
-        )
+        _sequential_fit_many(2)
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
@@ -54,14 +58,7 @@ def test_a_sequential_fit_many_puts_back_initialised_cuda_streams(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: saved)
     monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
     monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: None)
-    fit_many(
-        _toy.problems(1),
-        _toy.build,
-        executor="sequential",
-        seed=0,
-        fit_kwargs={"steps": 2},
-        progress=False,
-    )
+    _sequential_fit_many(1)
     assert restored == [saved]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -97,6 +97,21 @@ def check_mass(mass, n_functions: int, n_times: int, device: torch.device) -> Te
     return b
 
 
+class CalibrateSettings(NamedTuple):
+    """The checked settings of ``ProbConserv.calibrate`` that its fit reads."""
+
+    n_functions: int
+    seed: int | None
+    local_seed: int | None
+    mass_check: bool
+    mass_length: float
+    mass_gate: float | None
+    mass_floor: float
+    neighbours: tuple[int, ...]
+    local_functions: int
+    range_margin: float
+
+
 def check_calibrate_settings(
     problem: GPMEProblem,
     default: dict[str, Any],
@@ -114,11 +129,12 @@ def check_calibrate_settings(
     mass_length: float,
     mass_gate: float | None,
     mass_floor: float,
-) -> tuple:
+) -> CalibrateSettings:
     """The settings of :meth:`ProbConserv.calibrate <bayesphys.probconserv.ProbConserv.calibrate>`
     checked (a setting of a mode that is off, changed from its entry in ``default``, is
     refused) and normalised: ``(n_functions, seed, local_seed, mass_check, mass_length,
-    mass_gate, mass_floor, neighbours, local_functions, range_margin)``."""
+    mass_gate, mass_floor, neighbours, local_functions, range_margin)`` as a
+    :class:`CalibrateSettings`."""
     if objective not in ("ll", "coverage90", "hybrid"):
         raise ValueError(
             f"objective: expected 'll', 'coverage90' or 'hybrid', received {objective!r}"
@@ -216,7 +232,7 @@ def check_calibrate_settings(
                 "n_functions: the parameter-conditional scale (local_functions > 0) needs "
                 f">= 10 validation functions, received {n_val}"
             )
-    return (
+    return CalibrateSettings(
         n_functions,
         seed,
         local_seed,

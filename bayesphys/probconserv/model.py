@@ -569,18 +569,7 @@ class ProbConserv:
         ``local_functions``; with ``data``, an ``n_functions`` other than ``len(data)`` and a
         ``seed`` when no local functions are drawn.
         """
-        (
-            n_functions,
-            seed,
-            local_seed,
-            mass_check,
-            mass_length,
-            mass_gate,
-            mass_floor,
-            neighbours,
-            local_functions,
-            range_margin,
-        ) = check_calibrate_settings(
+        s = check_calibrate_settings(
             self.problem,
             _calibrate_defaults(),
             data=data,
@@ -599,11 +588,11 @@ class ProbConserv:
         )
         widened = None
         if objective == "hybrid":
-            widened = self.problem.widened_range(range_margin)
-            self.problem.check_params(f"range_margin = {range_margin:g}", *widened)
+            widened = self.problem.widened_range(s.range_margin)
+            self.problem.check_params(f"range_margin = {s.range_margin:g}", *widened)
         val = data
         if val is None:
-            val = make_dataset(self.problem, n_functions, seed=seed, param_range=widened)
+            val = make_dataset(self.problem, s.n_functions, seed=s.seed, param_range=widened)
         tt, xx = self._grid(t, None)
         prior = self._step1(val, tt, xx, seed=0, stage="raw")
         truth = self.problem.solution(tt[None, :, None], xx, val.params[:, None, None].to(_F64))
@@ -629,11 +618,11 @@ class ProbConserv:
                     update,
                     tt,
                     xx,
-                    neighbours=neighbours,
+                    neighbours=s.neighbours,
                     selection=selection,
                 )
                 self.var_scale = 1.0
-                if local_functions:
+                if s.local_functions:
                     fit_local(
                         self,
                         val,
@@ -641,18 +630,20 @@ class ProbConserv:
                         mass,
                         tt,
                         xx,
-                        local_functions,
-                        local_seed,
-                        seed,
+                        s.local_functions,
+                        s.local_seed,
+                        s.seed,
                         param_range=widened,
                     )
                     cal = self.calibration
-                    cal.mass_length = float(mass_length * (xx[-1] - xx[0])) if mass_check else None
+                    cal.mass_length = (
+                        float(s.mass_length * (xx[-1] - xx[0])) if s.mass_check else None
+                    )
                     cal.mass_margin = None
-                    if mass_check and mass_gate is not None:
-                        cal.mass_margin = float(mass_gate * cal.mass_theta_sd)
-                        cal.mass_floor = float(mass_floor)
-                    if not mass_check:
+                    if s.mass_check and s.mass_gate is not None:
+                        cal.mass_margin = float(s.mass_gate * cal.mass_theta_sd)
+                        cal.mass_floor = float(s.mass_floor)
+                    if not s.mass_check:
                         cal.mass_kappa = None
             except BaseException:
                 self.calibration, self.var_scale = before
