@@ -82,6 +82,17 @@ def check_optional_seed(name: str, value: Any, *, minimum: int = SEED_MIN) -> in
     return None if value is None else check_seed(name, value, minimum=minimum)
 
 
+def seed_or_draw(name: str, value: Any) -> int:
+    """``value`` checked by :func:`check_seed`, or for ``None`` a seed drawn from (and
+    advancing) torch's global CPU stream: the ``seed=None`` of the shared API, for code that
+    needs an int to derive its per-item streams from."""
+    if value is None:
+        import torch
+
+        return int(torch.randint(0, 2**62, ()))
+    return check_seed(name, value)
+
+
 def stream_seed(seed: int, tag: str, *keys: int) -> int:
     """A seed in ``[0, 2**64)`` for the stream named ``tag`` (and int ``keys`` in
     ``[0, 2**32)``, e.g. a step and a rank) under the user's ``seed`` (any seed torch

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ._checks import check_int, check_real
+from ._checks import check_bool, check_int, check_real
 
 __all__ = [
     "FitResult",
@@ -304,6 +304,7 @@ def optimize(
             f"step: expected a callable returning the loss, received {type(step).__name__}"
         )
     steps = check_int("steps", steps, minimum=0)
+    progress = check_bool("progress", progress)  # "no" showed the bar
     if tol is not None:
         tol = check_real("tol", tol, minimum=0.0)
     patience = check_int("patience", patience, minimum=1)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_bool, check_int, check_seed, offset_seed, stream_seed
+from .._checks import check_bool, check_int, check_seed, offset_seed, seed_or_draw, stream_seed
 from .._model import FitResult, load_checkpoint, save_checkpoint
 from ..inference_data import build_inference_data
 from ..posterior import SamplePosterior
@@ -155,6 +155,16 @@ class MFMEnsemble:
     def members(self) -> int:
         return len(self.models)
 
+    @property
+    def device(self) -> torch.device:
+        """The members' device (every member lives on one device)."""
+        return self.models[0].device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The members' dtype."""
+        return self.models[0].dtype
+
     def fit(
         self, data: PopulationPairs | None = None, *, steps: int = 1000, progress: bool = True
     ) -> FitResult:
@@ -178,23 +188,24 @@ class MFMEnsemble:
         )
 
     def predict_members(
-        self, sources, treatment=None, *, seed: int = 0, **kw
+        self, sources, treatment=None, *, seed: int | None = 0, **kw
     ) -> list[list[Tensor]]:
         """``[M][P]`` predicted populations ``[n_i, d]`` (``kw``: as
         :meth:`MetaFlowMatching.predict`, e.g. ``features``).
 
         Member ``m`` embeds through the subsample of seed ``seed + m`` (member 0 through
         ``seed``, as a lone model would), so the members' predictions also differ by the
-        points their embeddings see, as :meth:`posterior`'s draws do.
+        points their embeddings see, as :meth:`posterior`'s draws do. ``seed=None`` draws
+        ``seed`` from torch's global stream.
         """
-        seed = check_seed("seed", seed)
+        seed = seed_or_draw("seed", seed)
         return [
             m.predict(sources, treatment, seed=_member_seed(seed, j, 1, 0), **kw)
             for j, m in enumerate(self.models)
         ]
 
     def posterior(
-        self, x, treatment=None, *, num_draws: int = 1, seed: int = 0, features=None
+        self, x, treatment=None, *, num_draws: int = 1, seed: int | None = 0, features=None
     ) -> SamplePosterior:
         """Draws ``[M, num_draws, P, n, d]``: chain = member, draw = embedding subsample
         (``features``: the sources' per-point features, for models trained with them).
@@ -202,10 +213,11 @@ class MFMEnsemble:
         Draw ``k`` of member ``m`` embeds through the subsample of seed
         ``seed + m * num_draws + k``: no two draws of the ensemble share a subsample (until
         this release every member used seeds ``seed + k``, so the members' draws were
-        correlated through the points their embeddings saw).
+        correlated through the points their embeddings saw). ``seed=None`` draws ``seed`` from
+        torch's global stream.
         """
         num_draws = check_int("num_draws", num_draws, minimum=1)
-        seed = check_seed("seed", seed)
+        seed = seed_or_draw("seed", seed)
         pops = check_populations("x", x, self.models[0].dim)
         if len({q.shape[0] for q in pops}) != 1:
             raise ValueError(

@@ -37,8 +37,8 @@ from .._checks import (
     check_int,
     check_int_sequence,
     check_optional_seed,
-    check_seed,
     offset_seed,
+    seed_or_draw,
 )
 from .._data_parallel import GradientSync, rank_generator_seed
 from .._device import model_device, resolve_dtype, seeded
@@ -115,8 +115,9 @@ class MetaFlowMatching:
     dim, num_treatments, condition_ids: give these instead of ``data`` to build an empty model
         (given with ``data``, they must agree with it). ``condition_ids``: distinct ints.
     device (``None``: the CPU; ``"auto"``: CUDA when present), dtype (default float32),
-    seed: ``seed`` seeds python, numpy and torch when the model
-        is built, and the model's own generators (Fourier matrix, training minibatches and
+    seed: the initial weights are drawn as after ``seed_everything(seed)``, with the
+        caller's global streams restored after (:func:`~bayesphys.seeded`), and ``seed`` seeds
+        the model's own generators (Fourier matrix, training minibatches and
         times); ``seed=None`` leaves the global random state untouched (the initial weights then
         follow it) while those generators use seed 0 (Fourier matrix) and 1 (training), so
         they still repeat.
@@ -569,7 +570,7 @@ class MetaFlowMatching:
         sources: Tensor | Sequence[Tensor],
         *,
         features: Sequence[Tensor] | None = None,
-        seed: int = 0,
+        seed: int | None = 0,
         points: int | None = None,
     ) -> Tensor:
         """Embeddings ``[P, gnn_hidden]`` of source populations (MFM only).
@@ -586,7 +587,7 @@ class MetaFlowMatching:
             raise ValueError(
                 f"embed: only MFM models have a population embedding (this is {self.config.method})"
             )
-        seed = check_seed("seed", seed)
+        seed = seed_or_draw("seed", seed)
         # the kNN graph of the embedding needs at least 2 points
         n = self.config.points if points is None else check_int("points", points, minimum=2)
         pops = check_populations("sources", sources, self.dim)
@@ -607,7 +608,7 @@ class MetaFlowMatching:
         *,
         source_ids: Sequence[int] | None = None,
         features: Sequence[Tensor] | None = None,
-        seed: int = 0,
+        seed: int | None = 0,
         solver: str | None = None,
         steps: int | None = None,
         chunk: int = 65536,
@@ -626,7 +627,7 @@ class MetaFlowMatching:
         dopri5, which adapts its steps to the config's ``atol``/``rtol``). ``treatment``:
         integer indices, one per population (refused for a model without treatments).
         """
-        seed = check_seed("seed", seed)
+        seed = seed_or_draw("seed", seed)
         if solver is not None and solver not in SOLVERS:
             raise ValueError(f"solver: expected None or one of {SOLVERS}, received {solver!r}")
         method = self.config.solver if solver is None else solver
@@ -678,7 +679,7 @@ class MetaFlowMatching:
         treatment: Tensor | Sequence[int] | None = None,
         *,
         num_draws: int = 8,
-        seed: int = 0,
+        seed: int | None = 0,
         features: Sequence[Tensor] | None = None,
     ) -> SamplePosterior:
         """Predictive draws over populations ``[1, num_draws, P, n, d]`` (one chain;
@@ -689,10 +690,11 @@ class MetaFlowMatching:
         ``config.points`` points are embedded whole, so their MFM draws are identical too (zero
         spread; a ``UserWarning`` says so). Use
         :class:`~bayesphys.meta_fm.ensemble.MFMEnsemble` for epistemic spread over weights.
-        All populations must have the same size ``n``.
+        All populations must have the same size ``n``. ``seed``: the base seed of the draws'
+        subsamples (``None``: drawn from torch's global stream, advancing it).
         """
         num_draws = check_int("num_draws", num_draws, minimum=2)
-        seed = check_seed("seed", seed)
+        seed = seed_or_draw("seed", seed)
         pops = check_populations("x", x, self.dim)
         if len({q.shape[0] for q in pops}) != 1:
             raise ValueError(

@@ -561,7 +561,9 @@ class GliomaModel(GliomaPosteriorMixin):
         ``data`` must be ``None`` (the data are given at construction; anything else was
         silently ignored). ``steps >= 0`` LM steps after
         a ``grid x grid`` start search (``grid >= 1``; 1 = the prior mean). Returns a
-        :class:`FitResult` whose ``extra`` holds the estimates and the Laplace sds.
+        :class:`FitResult` whose ``extra`` holds the estimates and the Laplace sds. A second
+        call starts again from the start search (it does not refine the previous estimate)
+        and replaces the posterior.
         """
         if data is not None:
             raise ValueError(

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_bool, check_int, check_real, check_seed, stream_seed
+from .._checks import check_bool, check_int, check_real, check_seed, seed_or_draw, stream_seed
 from .._device import as_tensor
 from ..inference_data import build_inference_data
 from ..posterior import GaussianPosterior, SamplePosterior
@@ -108,10 +108,11 @@ class GliomaPosteriorMixin:
         self, num_samples: int = 200, num_chains: int = 1, seed: int | None = 0
     ) -> Tensor:
         """Draws ``[chain, draw, 2 + K d]`` of the Laplace posterior (``num_samples``,
-        ``num_chains >= 1``; ``seed`` an int, ``None`` = 0)."""
+        ``num_chains >= 1``; ``seed`` an int, or ``None``: drawn from torch's global stream,
+        as ``seed=None`` does everywhere; it read as 0 before)."""
         num_samples = check_int("num_samples", num_samples, minimum=1)
         num_chains = check_int("num_chains", num_chains, minimum=1)
-        seed = 0 if seed is None else check_seed("seed", seed)
+        seed = seed_or_draw("seed", seed)
         gen = torch.Generator(device=self.device)
         gen.manual_seed(seed)
         return self.theta_posterior().sample((num_chains, num_samples), generator=gen)

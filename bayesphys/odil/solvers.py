@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .._checks import check_int, check_real
+from .._checks import check_bool, check_int, check_real
 from .._device import as_tensor, check_finite
 from .._linalg import lstsq_any_rank, pcg
 from .._model import FitResult, optimize
@@ -238,6 +238,7 @@ def minimize(
     carrying ``partial_result = (x, loss, step)``: the last accepted iterate is not lost.
     """
     steps = check_int("steps", steps, minimum=0)
+    progress = check_bool("progress", progress)  # "no" showed the bar
     lr = check_real("lr", lr, minimum=0.0, strict=True)
     damping = check_real("damping", damping, minimum=0.0)
     cg_tol = check_real("cg_tol", cg_tol, minimum=0.0)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from .._checks import check_int, check_real, check_scalar, check_seed
+from .._checks import check_int, check_optional_seed, check_real, check_scalar, check_seed
 from .._device import as_tensor, model_device, resolve_dtype
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..posterior import GaussianPosterior
@@ -173,7 +173,8 @@ class ConjugateGaussianField:
         outputscale = check_scalar("outputscale", outputscale, minimum=0.0, strict=True)
         self.log_lengthscale = torch.tensor(math.log(lengthscale), dtype=dtype, device=dev)
         self.log_outputscale = torch.tensor(math.log(outputscale), dtype=dtype, device=dev)
-        self.seed = seed
+        self.seed = check_optional_seed("seed", seed)  # "a" and 1.5 were kept and saved
+        self.dtype = dtype
 
     @property
     def lengthscale(self) -> float:
@@ -186,7 +187,17 @@ class ConjugateGaussianField:
     def fit(
         self, data=None, *, steps: int = 200, lr: float = 0.05, progress: bool = True
     ) -> FitResult:
-        """Type-II maximum likelihood for lengthscale and outputscale (Adam on log values)."""
+        """Type-II maximum likelihood for lengthscale and outputscale (Adam on log values).
+
+        ``data`` must be ``None`` (the data are given at construction; anything else was
+        silently ignored); ``lr`` finite and ``> 0``. A second call continues from the current
+        values with a fresh optimiser."""
+        if data is not None:
+            raise ValueError(
+                "data: expected None; ConjugateGaussianField takes its data (x, idx, y) at "
+                f"construction, received {type(data).__name__}"
+            )
+        lr = check_real("lr", lr, minimum=0.0, strict=True)
         params = [
             self.log_lengthscale.clone().requires_grad_(True),
             self.log_outputscale.clone().requires_grad_(True),

@@ -102,3 +102,12 @@ def test_a_joint_fit_that_accepts_no_step_keeps_the_previous_posterior():
     # a joint fit that moves: its result is the model's
     out = m.fit_odil(nt=4, steps=8, linear_solver="sparse")
     assert len(out.loss_history) > 1 and m.result is out
+
+
+# seed=None means torch's global stream, as everywhere (API review, 2026-12-02)
+def test_glioma_theta_draws_with_seed_none_come_from_the_global_stream(model):
+    torch.manual_seed(0)
+    a = model.theta_draws(50, seed=None)
+    torch.manual_seed(0)
+    assert torch.equal(a, model.theta_draws(50, seed=None))
+    assert not torch.equal(a, model.theta_draws(50, seed=0))  # None read as 0 before
