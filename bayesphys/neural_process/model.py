@@ -372,7 +372,9 @@ class RandomGridNP:
         with the keys above (``u_obs``, as returned by
         :func:`~bayesphys.problems.rgnp.poisson_sensor_data`, is accepted and not used; other
         keys are refused), all before the first step; so is ``config`` (assigned fields
-        re-checked; those the model was built from must be unchanged).
+        re-checked; those the model was built from must be unchanged). A second call
+        continues the same run: the optimiser's state and the schedule (read from
+        ``step_count``) carry on from the last step.
         """
         self._check_config("fit")
         steps = check_int("steps", steps, minimum=0)

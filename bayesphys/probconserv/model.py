@@ -273,6 +273,8 @@ class ProbConserv:
         otherwise minibatches of ``data``. Returns a :class:`~bayesphys.FitResult`.
         Under ``torchrun`` (``W > 1`` ranks) the fit is data-parallel: each rank draws its own
         batch and the gradients are averaged (:class:`~bayesphys.distributed.GradientSync`).
+        A second call continues from the current weights and batch stream (``steps_done``)
+        with a fresh Adam and a fresh cosine schedule over its own ``steps``.
         """
         cfg = self.config
         if data is not None and not isinstance(data, GPMEData):
