@@ -496,7 +496,7 @@ class GPPDESolver:
         propagates, and the model keeps the hyperparameters of the last completed step (a
         joint fit, ``method="ref"``, also its field; an eliminated field is re-solved for them
         on next use), not those it started from. A second call continues from the current
-        hyperparameters with a fresh Adam (and a fresh cosine schedule).
+        hyperparameters with a fresh Adam (``gp-hm``: and a fresh cosine decay).
         """
         if data is not None:
             raise ValueError("data: the source and boundary data are given at construction")
