@@ -157,18 +157,32 @@ class StructuredRoot:
         self.solve = solve
 
 
+def _cols(a: Tensor, z: Tensor):
+    """``z [*lead, *batch, m]`` -> ``([*batch, m, L], undo)``: the leading (sample) dims of
+    ``z`` beyond ``a``'s batch dims become matrix columns, so that ``a`` is not broadcast
+    (materialised) over them; ``undo`` maps ``[*batch, n, L]`` back to ``[*lead, *batch, n]``."""
+    extra = z.ndim - (a.ndim - 1)
+    if extra <= 0:
+        return z.unsqueeze(-1), lambda y: y.squeeze(-1)
+    lead = z.shape[:extra]
+    zz = z.reshape(-1, *z.shape[extra:]).movedim(0, -1)
+    return zz, lambda y: y.movedim(-1, 0).reshape(*lead, *y.shape[:-2], y.shape[-2])
+
+
 def _dense_root(cov: LinearOperator | Tensor, name: str) -> StructuredRoot:
     a = to_dense(cov)
     chol = psd_cholesky(a, name)
 
     def apply(z):
-        return (chol @ z.unsqueeze(-1)).squeeze(-1)
+        zz, undo = _cols(chol, z)
+        return undo(chol @ zz)
 
     def logdet():
         return 2 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
 
     def solve(v):
-        return torch.cholesky_solve(v.unsqueeze(-1), chol).squeeze(-1)
+        vv, undo = _cols(chol, v)
+        return undo(torch.cholesky_solve(vv, chol))
 
     return StructuredRoot(apply, a.shape[-1], logdet, solve)
 
@@ -210,15 +224,16 @@ def _lowrank_root(cov: LowRankRootAddedDiagLinearOperator, name: str) -> Structu
     cap_chol = psd_cholesky(cap, name)
 
     def apply(z):
-        return (r @ z[..., :k].unsqueeze(-1)).squeeze(-1) + d.sqrt() * z[..., k:]
+        zz, undo = _cols(r, z[..., :k])
+        return undo(r @ zz) + d.sqrt() * z[..., k:]
 
     def logdet():
         return d.log().sum(-1) + 2 * cap_chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
 
     def solve(v):
-        w = rd.mT @ v.unsqueeze(-1)
-        w = torch.cholesky_solve(w, cap_chol)
-        return v / d - (rd @ w).squeeze(-1)
+        vv, undo = _cols(rd, v)
+        w = torch.cholesky_solve(rd.mT @ vv, cap_chol)
+        return v / d - undo(rd @ w)
 
     return StructuredRoot(apply, k + d.shape[-1], logdet, solve)
 

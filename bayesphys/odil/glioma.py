@@ -465,10 +465,11 @@ class GliomaModel(GliomaPosteriorMixin):
             return torch.cat([v.reshape(-1) for v in self._data_residuals(cc).values()])
 
         r_data = data_vec(c)
-        cols = []
-        for j in range(p):
-            cols.append(torch.func.jvp(data_vec, (c,), (dc[j],))[1])
-        j_data = torch.stack(cols, 1)
+        # one batched forward-mode pass over the p tangents (log_ndtr has no forward-AD
+        # formula: its Python decomposition now runs once, not p times)
+        j_data = torch.func.vmap(lambda t: torch.func.jvp(data_vec, (c,), (t,))[1], out_dims=1)(
+            dc[:p]
+        )
         r_prior = self._prior_residuals(theta)
         # jacfwd promotes the 0-d slices theta[0], theta[1] combined with Python floats to
         # float64 whatever theta's dtype: cast back so float32 models stay float32

@@ -290,11 +290,17 @@ def stefan_constants(u_star: Tensor | float, iters: int = 200) -> tuple[Tensor, 
     # z1 grows like sqrt(log(1/u*)): hi = 5 saturated (alpha = 10 exactly) for u* < ~1.6e-12;
     # 30 brackets every positive float64 u* (exp(900) = inf only makes f > 0, as wanted)
     lo, hi = torch.full_like(us, 1e-8), torch.full_like(us, 30.0)
-    for _ in range(iters):
+    for k in range(iters):
         mid = 0.5 * (lo + hi)
         f = us * torch.erf(mid) * mid * torch.exp(mid * mid) - rhs
-        lo = torch.where(f < 0, mid, lo)
-        hi = torch.where(f < 0, hi, mid)
+        neg = f < 0
+        lo2, hi2 = torch.where(neg, mid, lo), torch.where(neg, hi, mid)
+        # a fixed point (float64 bisection stops moving after ~55-85 halvings): the later
+        # iterations would change nothing, so stopping there keeps the result bit for bit
+        done = k % 8 == 7 and torch.equal(lo2, lo) and torch.equal(hi2, hi)
+        lo, hi = lo2, hi2
+        if done:
+            break
     z1 = 0.5 * (lo + hi)
     return 2 * z1, (1 - us) / torch.erf(z1)
 
@@ -329,8 +335,10 @@ class Stefan(GPMEProblem):
     smooth: float = field(default=0.02, compare=False)
 
     def solution(self, t, x, param):
-        t, x, p = torch.broadcast_tensors(_f64(t), _f64(x), _f64(param))
-        alpha, c1 = stefan_constants(p)
+        # the constants depend on the parameter only: solved once per parameter, then
+        # broadcast over the grid (they were solved at every grid point)
+        alpha, c1 = stefan_constants(_f64(param))
+        t, x, alpha, c1 = torch.broadcast_tensors(_f64(t), _f64(x), alpha, c1)
         ts = t.clamp_min(1e-300).sqrt()
         inside = (x <= alpha * ts) & (t > 0)
         u = 1 - c1 * torch.erf(x / (2 * ts))

@@ -83,3 +83,31 @@ def test_pde_axes_refuse_an_integer_dtype():
     with pytest.raises(ValueError, match="dtype"):
         prob.axes(5, dtype=torch.int64)
     assert prob.axes(5, dtype=torch.float32)[0].dtype == torch.float32
+
+
+def test_stefan_constants_stop_at_the_bisections_fixed_point_bit_for_bit():
+    """The bisection stops once it no longer moves: the same bits as all 200 halvings."""
+    from bayesphys.problems.gpme import stefan_constants
+
+    us = torch.cat(
+        [torch.linspace(1e-6, 1 - 1e-6, 999, dtype=torch.float64), torch.tensor([1e-12, 0.6])]
+    )
+    rhs = (1 - us) / math.sqrt(math.pi)
+    lo, hi = torch.full_like(us, 1e-8), torch.full_like(us, 30.0)
+    for _ in range(200):  # the reference: every halving
+        mid = 0.5 * (lo + hi)
+        f = us * torch.erf(mid) * mid * torch.exp(mid * mid) - rhs
+        lo, hi = torch.where(f < 0, mid, lo), torch.where(f < 0, hi, mid)
+    z1 = 0.5 * (lo + hi)
+    alpha, c1 = stefan_constants(us)
+    assert torch.equal(alpha, 2 * z1) and torch.equal(c1, (1 - us) / torch.erf(z1))
+
+
+def test_the_stefan_solution_solves_its_constants_once_per_parameter():
+    stefan = Stefan()
+    t = torch.linspace(0.0, 0.1, 7, dtype=torch.float64)[:, None]
+    x = torch.linspace(0.0, 1.0, 11, dtype=torch.float64)
+    params = torch.tensor([0.55, 0.6], dtype=torch.float64)[:, None, None]
+    u = stefan.solution(t, x, params)
+    for i, p in enumerate(params.reshape(-1)):
+        assert torch.equal(u[i], stefan.solution(t, x, float(p)))
