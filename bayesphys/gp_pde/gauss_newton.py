@@ -16,8 +16,9 @@ coordinates :math:`U = Rw`, :math:`R = \otimes_j L_jQ_j` (:func:`~.operator.with
    \mathcal J(w) = \tfrac12\|w\|^2 + \tfrac{\tau_2}2\|\rho(w)\|^2 + \tfrac\gamma2\|Bw - g\|^2,
    \qquad \rho(w) = \Lambda w + R^{-1}(Rw)^{3} - R^{-1} f,\quad B = SR .
 
-**Gauss-Newton step.** With the exact Jacobian :math:`G = \Lambda + K`,
-:math:`K = R^{-1}\,\mathrm{diag}(3U^2)\,R` (i.e. :math:`R^{-1}(\mathcal A + \mathrm{diag}(3U^2))R`),
+**Gauss-Newton step.** With the exact Jacobian :math:`G = \Lambda + K`
+(i.e. :math:`G = R^{-1}(\mathcal A + \mathrm{diag}(3U^2))R`), where
+:math:`K = R^{-1}\,\mathrm{diag}(3U^2)\,R`,
 
 .. math:: H\delta = -\nabla\mathcal J,\qquad H = I + \tau_2 G^\top G + \gamma B^\top B,
 

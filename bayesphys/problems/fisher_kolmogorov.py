@@ -316,7 +316,9 @@ def fk_residual(
 ) -> Tensor:
     r"""ODIL residual of the space-time field ``c [nt, *grid]`` (levels :math:`t_n = n\,\Delta t`).
 
-    ``scheme="cn"`` (GliODIL's): :math:`(c^n - c^{n-1})/\Delta t - \tfrac12[F(c^n) + F(c^{n-1})]`;
+    ``scheme="cn"`` (GliODIL's Crank-Nicolson time scheme; GliODIL's reaction reads
+    :math:`\rho|c|(1-c)`, which agrees with the one below wherever :math:`c \ge 0`):
+    :math:`(c^n - c^{n-1})/\Delta t - \tfrac12[F(c^n) + F(c^{n-1})]`;
     ``"euler"``: :math:`(c^n - c^{n-1})/\Delta t - F(c^{n-1})` (the forward solver's scheme),
     with :math:`F(c) = \nabla\cdot(D\nabla c) + \rho c(1-c)`. Returns ``[nt-1, *grid]``.
     ``dt`` and ``spacing`` (numbers) ``> 0``; ``c`` has at least 2 levels.
