@@ -191,29 +191,21 @@ def check_calibrate_settings(
             f"local_functions; with data and no local functions it has no effect, received "
             f"seed={seed!r}"
         )
+
     # settings of one mode only, changed from their defaults where that mode is off
+    def changed(*pairs: tuple[str, Any]) -> list[tuple[str, Any]]:
+        return [(n, v) for n, v in pairs if v != default[n]]
+
     unused = []
     if objective != "hybrid":
-        unused += [
-            (n, v)
-            for n, v in (
-                ("neighbours", neighbours),
-                ("selection", selection),
-                ("range_margin", range_margin),
-            )
-            if v != default[n]
-        ]
+        unused = changed(
+            ("neighbours", neighbours), ("selection", selection), ("range_margin", range_margin)
+        )
         where = "only with objective='hybrid'"
     elif not mass_check:
-        unused += [
-            (n, v)
-            for n, v in (
-                ("mass_length", mass_length),
-                ("mass_gate", mass_gate),
-                ("mass_floor", mass_floor),
-            )
-            if v != default[n]
-        ]
+        unused = changed(
+            ("mass_length", mass_length), ("mass_gate", mass_gate), ("mass_floor", mass_floor)
+        )
         where = "only with the mass check (mass_check, objective='hybrid', local_functions > 0)"
     elif mass_gate is None and mass_floor != default["mass_floor"]:
         unused.append(("mass_floor", mass_floor))
