@@ -136,6 +136,8 @@ def test_roots_apply_and_solve_draw_by_draw_as_one_matrix_product(kind):
         [torch.stack([root.apply(z[i, j]) for j in range(4)]) for i in range(3)]
     )
     torch.testing.assert_close(root.apply(z), one_by_one, rtol=1e-12, atol=1e-12)
+    # contiguous like the broadcast product (strided draws summed in another order in numpy)
+    assert root.apply(z).is_contiguous() and root.solve(z[..., :n]).is_contiguous()
     v = torch.randn(3, 4, b, n, generator=g, dtype=torch.float64)
     dense = cov.to_dense()
     torch.testing.assert_close(
