@@ -165,7 +165,7 @@ def _cols(a: Tensor, z: Tensor):
     if extra <= 0:
         return z.unsqueeze(-1), lambda y: y.squeeze(-1)
     lead = z.shape[:extra]
-    zz = z.reshape(-1, *z.shape[extra:]).movedim(0, -1)
+    zz = z.reshape(math.prod(lead), *z.shape[extra:]).movedim(0, -1)  # -1: ambiguous if empty
     # contiguous, as the broadcast product was: a strided result made numpy sum the draws in
     # another order (last-bit differences between in-memory and reloaded exports)
     return zz, lambda y: y.movedim(-1, 0).reshape(*lead, *y.shape[:-2], y.shape[-2]).contiguous()

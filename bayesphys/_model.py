@@ -394,11 +394,10 @@ def save_checkpoint(path: str | Path, *, kind: str, config: dict[str, Any], stat
 
     The file is written beside ``path`` first and renamed into place once complete, so a save
     that fails (an unpicklable ``state``, a full disk) leaves any previous checkpoint at
-    ``path`` as it was and never a truncated file."""
-    import os
-    import uuid
-
+    ``path`` as it was and never a truncated file (a symlink is written through; an existing
+    file keeps its permissions)."""
     from . import __version__
+    from ._files import atomic_write
 
     path = _check_path(path)
     kind = _check_kind(kind)
@@ -407,16 +406,8 @@ def save_checkpoint(path: str | Path, *, kind: str, config: dict[str, Any], stat
     if path.is_dir():
         raise IsADirectoryError(f"path: expected a file path, received the folder {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    # a fresh name beside the target (same file system, so the rename is atomic); created by
-    # torch.save itself, so the file gets the usual permissions
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        torch.save({"kind": kind, "config": config, "state": state, "version": __version__}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    payload = {"kind": kind, "config": config, "state": state, "version": __version__}
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def _check_zip_members(path: Path) -> None:

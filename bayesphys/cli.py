@@ -336,11 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import matplotlib
+    if argv is None:
+        import matplotlib
 
-    # the command line draws to files only; the examples and demos called from Python keep
-    # the caller's backend (they used to switch it, closing the caller's figures)
-    matplotlib.use("Agg")
+        # the console command draws to files only; main([...]) called from Python, and the
+        # examples and demos, keep the caller's backend (they used to switch it)
+        matplotlib.use("Agg")
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     if (

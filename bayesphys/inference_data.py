@@ -339,9 +339,9 @@ def save_netcdf(idata, path: str | Path) -> Path:
     """Write ``idata`` to netCDF (h5netcdf engine); returns the path.
 
     The file is written beside ``path`` first and renamed into place once complete, so a
-    write that fails part-way leaves any previous file at ``path`` as it was."""
-    import os
-    import uuid
+    write that fails part-way leaves any previous file at ``path`` as it was (a symlink is
+    written through; an existing file keeps its permissions)."""
+    from ._files import atomic_write
 
     if not hasattr(idata, "to_netcdf"):
         raise TypeError(
@@ -352,14 +352,7 @@ def save_netcdf(idata, path: str | Path) -> Path:
     if path.is_dir():
         raise IsADirectoryError(f"path: expected a file path, received the folder {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        _write_netcdf(idata, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: _write_netcdf(idata, tmp))
 
 
 def _write_netcdf(idata, path: Path) -> None:
@@ -384,8 +377,10 @@ def load_netcdf(path: str | Path):
     if path.is_dir():
         raise IsADirectoryError(f"path: expected an InferenceData file, received the folder {path}")
     try:
-        if ARVIZ_V1:  # pragma: no cover
+        if ARVIZ_V1:  # pragma: no cover - Python >= 3.12 only
             idata = az.from_netcdf(str(path), engine="h5netcdf")
+            idata.load()  # a DataTree: into memory, then release the file
+            idata.close()
         else:
             with az.rc_context({"data.load": "eager"}):
                 idata = az.from_netcdf(str(path), engine="h5netcdf")

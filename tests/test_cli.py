@@ -342,3 +342,17 @@ def test_bench_help_shows_the_scripts_own_options(capsys):
         cli.main(["bench", "gp_pde", "--help"])
     assert info.value.code == 0
     assert "--only" in capsys.readouterr().out
+
+
+def test_main_called_from_python_keeps_the_matplotlib_backend():
+    import matplotlib
+
+    from bayesphys.cli import main
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")
+    try:
+        main(["list"])
+        assert matplotlib.get_backend() == "svg"  # main switched every caller to Agg
+    finally:
+        matplotlib.use(before)

@@ -222,3 +222,18 @@ def test_a_variable_named_like_a_dimension_is_refused(kwargs, clash):
     p = GaussianPosterior(torch.zeros(4, dtype=torch.float64), torch.eye(4, dtype=torch.float64))
     with pytest.raises(ValueError, match=f"variable name.*{clash}.*equal a dimension name"):
         p.to_inference_data(num_samples=50, seed=0, **kwargs)
+
+
+def test_saving_through_a_symlink_keeps_the_link_and_the_files_mode(tmp_path):
+    import os
+
+    real = save_netcdf(_small(), tmp_path / "real.nc")
+    link = tmp_path / "link.nc"
+    link.symlink_to(real)
+    other = build_inference_data(posterior={"D": np.full((2, 50), 3.0)})
+    save_netcdf(other, link)  # the link was replaced by a plain file; real.nc kept old data
+    assert link.is_symlink()
+    np.testing.assert_array_equal(load_netcdf(real).posterior["D"].values, np.full((2, 50), 3.0))
+    os.chmod(real, 0o640)
+    save_netcdf(_small(), real)
+    assert real.stat().st_mode & 0o777 == 0o640  # was reset to the umask's 0o644

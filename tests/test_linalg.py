@@ -153,3 +153,10 @@ def test_roots_apply_and_solve_draw_by_draw_as_one_matrix_product(kind):
         rtol=1e-12,
         atol=1e-12,
     )
+
+
+def test_roots_take_empty_batches_of_draws():
+    from bayesphys._linalg import _dense_root
+
+    root = _dense_root(torch.zeros(0, 4, 4, dtype=torch.float64), "c")
+    assert root.apply(torch.zeros(5, 0, 4, dtype=torch.float64)).shape == (5, 0, 4)

@@ -290,3 +290,16 @@ def test_an_unreadable_checkpoint_keeps_its_permission_error(tmp_path, monkeypat
     monkeypatch.setattr(torch, "load", denied)
     with pytest.raises(PermissionError):
         load_checkpoint(path, kind="k")
+
+
+def test_a_checkpoint_saved_through_a_symlink_keeps_the_link_and_mode(tmp_path):
+    import os
+
+    real = _saved(tmp_path)
+    link = tmp_path / "link.pt"
+    link.symlink_to(real)
+    save_checkpoint(link, kind="k", config={"v": 2}, state={})
+    assert link.is_symlink() and load_checkpoint(real, kind="k")["config"] == {"v": 2}
+    os.chmod(real, 0o600)
+    save_checkpoint(real, kind="k", config={}, state={})
+    assert real.stat().st_mode & 0o777 == 0o600

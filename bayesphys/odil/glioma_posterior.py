@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_bool, check_int, check_real, check_seed, seed_or_draw, stream_seed
+from .._checks import check_bool, check_int, check_real, seed_or_draw, stream_seed
 from .._device import as_tensor
 from ..inference_data import build_inference_data
 from ..posterior import GaussianPosterior, SamplePosterior
@@ -166,6 +166,7 @@ class GliomaPosteriorMixin:
         (seeded by ``seed``), with the dims of ``observed_data`` so ``az.plot_ppc`` works.
         It reuses the maps of ``field``; with ``field=False`` it costs the same forward solves."""
         predictive = field if predictive is None else check_bool("predictive", predictive)
+        seed = seed_or_draw("seed", seed)  # once: the draws and replicates share it
         th = self.theta_draws(num_samples, 2, seed)
         post = {
             "D_w": th[..., 0].exp(),
@@ -234,7 +235,8 @@ class GliomaPosteriorMixin:
         :math:`s_{pet} c_i + \sigma_{pet}\varepsilon'_i` on the observed lesion voxels of the
         crop, where the loss models it. Voxels the likelihood does not model keep the observed
         value. Returns ``{"labels": long [..., *grid]}`` (values 0/1/2) and ``"pet"`` (the
-        model's dtype). ``seed``: an int (``None`` = 0); same seed, same replicate; its noise
+        model's dtype). ``seed``: an int, or ``None``: drawn from torch's global stream (it read
+        as 0 before); same seed, same replicate; its noise
         is a stream of its own (not the normals of ``theta_draws`` with the same seed).
 
         Only each voxel's marginal is the likelihood's: the replicate noise is independent
@@ -249,7 +251,7 @@ class GliomaPosteriorMixin:
                 f"c: expected maps [..., *{self.full_shape}] on the whole grid, received "
                 f"{tuple(c.shape)}"
             )
-        seed = 0 if seed is None else check_seed("seed", seed)
+        seed = seed_or_draw("seed", seed)
         gen = torch.Generator(device=self.device)
         # a stream of its own: the same seed in theta_draws / posterior draws other normals
         gen.manual_seed(stream_seed(seed, "glioma-replicates"))

@@ -171,3 +171,10 @@ def test_the_loss_mean_is_reduced_on_the_device_the_backend_serves(monkeypatch):
     monkeypatch.setattr(dp.dist, "all_reduce", lambda t, *a, **k: sent.append(t) or t.mul_(2))
     sync = GradientSync(torch.nn.Linear(2, 1), broadcast=False)
     assert sync.mean(torch.tensor(1.5)) == 1.5 and sent[0].device.type == "cpu"
+
+
+def test_the_old_import_path_still_works():
+    from bayesphys import _data_parallel
+    from bayesphys.distributed.data_parallel import GradientSync as Moved
+
+    assert Moved is _data_parallel.GradientSync

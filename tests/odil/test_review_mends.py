@@ -111,3 +111,15 @@ def test_glioma_theta_draws_with_seed_none_come_from_the_global_stream(model):
     torch.manual_seed(0)
     assert torch.equal(a, model.theta_draws(50, seed=None))
     assert not torch.equal(a, model.theta_draws(50, seed=0))  # None read as 0 before
+
+
+def test_glioma_replicates_with_seed_none_come_from_the_global_stream(model):
+    c = torch.full(model.full_shape, 0.5, dtype=model.dtype)
+    torch.manual_seed(0)
+    a = model.replicate_observations(c, seed=None)["labels"]
+    torch.manual_seed(0)
+    assert torch.equal(a, model.replicate_observations(c, seed=None)["labels"])
+    different = [
+        not torch.equal(a, model.replicate_observations(c, seed=None)["labels"]) for _ in range(3)
+    ]
+    assert any(different)  # None read as 0 before: always the seed-0 replicate
