@@ -83,3 +83,13 @@ def test_meta_fm_posteriors_take_seed_none(mfm_pair):
 def test_an_ensemble_exposes_its_device_and_dtype(mfm_pair):
     _, ens = mfm_pair
     assert ens.device == ens.models[0].device and ens.dtype == ens.models[0].dtype
+
+
+def test_an_ensemble_can_be_built_unseeded():
+    data = linear_map(dim=2, n_train=4, n_cal=0, n_test=0, n_points=40, seed=0)
+    torch.manual_seed(0)
+    ens = MFMEnsemble(data, members=2, seed=None, **TINY_MFM)  # was a TypeError
+    assert ens.seed is None and all(m.seed is None for m in ens.models)
+    w0 = [p.detach().clone() for p in ens.models[0].net.parameters()]
+    w1 = list(ens.models[1].net.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(w0, w1))

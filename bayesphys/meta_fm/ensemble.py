@@ -29,7 +29,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_bool, check_int, check_seed, offset_seed, seed_or_draw, stream_seed
+from .._checks import (
+    check_bool,
+    check_int,
+    check_optional_seed,
+    check_seed,
+    offset_seed,
+    seed_or_draw,
+    stream_seed,
+)
 from .._model import FitResult, load_checkpoint, save_checkpoint
 from ..inference_data import build_inference_data
 from ..posterior import SamplePosterior
@@ -96,7 +104,8 @@ class MFMEnsemble:
     """``members`` (default 3, at least 2) independently seeded :class:`MetaFlowMatching`
     models (seeds ``seed + m``: ensembles of neighbouring seeds share members, e.g. member 1
     of ``seed=0`` is member 0 of ``seed=1``; space repeated ensembles at least ``members``
-    seeds apart), built from ``data``, ``config``, ``device`` (``None``: the
+    seeds apart; ``seed=None``: unseeded members, each drawing its weights from the global
+    streams), built from ``data``, ``config``, ``device`` (``None``: the
     CPU; ``"auto"``: CUDA when present), ``dtype`` and keyword settings as a single model is.
 
     ``models``: instead, at least 2 models already built (and possibly fitted), of one
@@ -113,13 +122,15 @@ class MFMEnsemble:
         config: MFMConfig | None = None,
         *,
         members: int | None = None,
-        seed: int = 0,
+        seed: int | None = 0,
         device: str | torch.device | None = None,
         dtype: torch.dtype | str | None = None,
         models: Sequence[MetaFlowMatching] | None = None,
         **overrides: Any,
     ) -> None:
-        seed = check_seed("seed", seed)
+        # None: unseeded members (each draws its weights from the global streams), as
+        # MetaFlowMatching(seed=None); it was refused with a TypeError
+        seed = check_optional_seed("seed", seed)
         if models is not None:
             given = [
                 name
@@ -145,7 +156,12 @@ class MFMEnsemble:
             members = check_int("members", 3 if members is None else members, minimum=2)
             self.models = [
                 MetaFlowMatching(
-                    data, config, device=device, dtype=dtype, seed=offset_seed(seed, m), **overrides
+                    data,
+                    config,
+                    device=device,
+                    dtype=dtype,
+                    seed=None if seed is None else offset_seed(seed, m),
+                    **overrides,
                 )
                 for m in range(members)
             ]
