@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._checks import check_seed
+from ._checks import check_int, check_seed
 
 __all__ = [
     "resolve_device",
@@ -30,6 +30,7 @@ __all__ = [
     "resolve_dtype",
     "seed_everything",
     "seeded",
+    "torch_threads",
     "make_generator",
     "check_finite",
     "as_tensor",
@@ -142,6 +143,28 @@ def seed_everything(seed: int | None) -> None:
     random.seed(int(seed))
     np.random.seed(int(seed) % 2**32)
     torch.manual_seed(int(seed))
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run a block with ``n`` torch intra-op threads and give the caller's count back after
+    (small networks run fastest on one thread; a library call must not keep the change).
+
+    >>> import torch
+    >>> before = torch.get_num_threads()
+    >>> with torch_threads(1):
+    ...     torch.get_num_threads()
+    1
+    >>> torch.get_num_threads() == before
+    True
+    """
+    n = check_int("n", n, minimum=1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @contextmanager

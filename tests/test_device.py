@@ -124,3 +124,17 @@ def test_mps_and_meta_are_refused_where_they_cannot_run():
         resolve_device("meta")
     with pytest.raises(ValueError, match="'meta'"):
         resolve_device(torch.device("meta"))
+
+
+def test_torch_threads_sets_the_count_for_the_block_and_restores_it_after_an_error():
+    from bayesphys._device import torch_threads
+
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError, match="inside"):
+        with torch_threads(1):
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="n"):
+        with torch_threads(0):
+            pass

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from .._checks import offset_seed
+from .._device import torch_threads
 from . import _args
 
 DESCRIPTION = "Nonlinear Poisson coefficient field from noisy off-grid sensors (RGNP + GICNet)"
@@ -56,12 +57,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--steps", type=_args.positive_int, default=None)
     ap.add_argument("--sensors", type=_args.positive_int, default=40)
     args = ap.parse_args(argv)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the small networks run fastest on one thread
-    try:
+    with torch_threads(1):  # the small networks run fastest on one thread
         return _run(args)
-    finally:
-        torch.set_num_threads(threads)  # the caller's setting, as it was
 
 
 def _run(args: argparse.Namespace) -> dict:

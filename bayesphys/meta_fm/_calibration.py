@@ -22,6 +22,7 @@ from functools import lru_cache
 
 import torch
 
+from .._device import torch_threads
 from ..problems.populations import linear_map
 
 __all__ = ["simulate", "calibrate_rows", "population_summaries"]
@@ -65,12 +66,8 @@ def _ensemble(steps: int, members: int, n_train: int, seed: int):
         points=128,
         solver_steps=5,
     )
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small networks: fastest on one thread
-    try:
+    with torch_threads(1):  # small networks: fastest on one thread
         ens.fit(data, steps=steps, progress=False)
-    finally:
-        torch.set_num_threads(threads)  # the caller's setting, as it was
     return ens
 
 
