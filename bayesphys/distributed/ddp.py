@@ -17,7 +17,8 @@ Launch (CPU, gloo; ``--nproc_per_node`` GPUs with nccl on CUDA)::
     torchrun --standalone --nproc_per_node=2 examples/ddp_training.py
 
 Helpers: :func:`init_distributed` / :func:`cleanup_distributed` (from torchrun's ``RANK``,
-``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``), :func:`distributed_loader`,
+``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``; defined in
+:mod:`~bayesphys.distributed._process_group`), :func:`distributed_loader`,
 :func:`seed_for_rank`, :func:`rank_zero_only`, :func:`save_training_checkpoint` /
 :func:`load_training_checkpoint` (resume), and the generic loop :func:`train_ddp`. Training
 loops written with them keep no global state and do I/O on rank 0 only.
@@ -25,14 +26,10 @@ loops written with them keep no global state and do I/O on rank 0 only.
 
 from __future__ import annotations
 
-import datetime as _dt
-import functools
 import math
 import os
-import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +41,22 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
 from .._checks import check_int, check_real, check_seed, stream_seed
-from .._device import resolve_device
 from .._model import FitResult, load_checkpoint, save_checkpoint
+from ._process_group import (
+    DistContext,
+    all_reduce_mean,
+    check_backend,
+    check_device,
+    cleanup_distributed,
+    free_port,
+    init_distributed,
+    launched_by_torchrun,
+    planned_world,
+    rank_zero_only,
+    seed_for_rank,
+    set_local_rank_env,
+    unwrap,
+)
 
 __all__ = [
     "DistContext",
@@ -66,234 +77,6 @@ __all__ = [
 ]
 
 CHECKPOINT_KIND = "ddp_training"
-_BACKENDS = ("gloo", "nccl", "mpi")
-
-
-@dataclass(frozen=True)
-class DistContext:
-    """Where this process sits: ``rank`` of ``world_size``, its device and backend.
-
-    ``backend`` is ``None`` for a plain single process (no process group).
-    """
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    device: torch.device = torch.device("cpu")
-    backend: str | None = None
-    initialized_here: bool = False
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.backend is not None and self.world_size > 1
-
-
-def launched_by_torchrun() -> bool:
-    """True when ``RANK`` and ``WORLD_SIZE`` are set (torchrun, SLURM wrappers, mp tests)."""
-    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
-
-
-def free_port() -> int:
-    """A free TCP port on the loopback interface (for single-node rendezvous)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def set_local_rank_env(rank: int, world_size: int, port: int) -> None:
-    """Set the torchrun variables (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` =
-    loopback, ``MASTER_PORT``) for a rank started on this machine by ``torch.multiprocessing``,
-    so that :func:`init_distributed` finds them as under ``torchrun``."""
-    if not (0 <= rank < world_size):
-        raise ValueError(f"rank: expected 0 <= rank < world_size = {world_size}, received {rank}")
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(int(port)),
-        RANK=str(rank),
-        WORLD_SIZE=str(world_size),
-        LOCAL_RANK=str(rank),
-    )
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    try:
-        return int(raw)
-    except ValueError as err:
-        raise ValueError(
-            f"{name}: expected an integer environment variable, received {raw!r}"
-        ) from err
-
-
-def _context_from_group(device: torch.device | None) -> DistContext:
-    rank, ws = dist.get_rank(), dist.get_world_size()
-    local = _env_int("LOCAL_RANK", rank)
-    backend = dist.get_backend()
-    if device is None:
-        device = torch.device(f"cuda:{local}") if backend == "nccl" else torch.device("cpu")
-    return DistContext(rank, ws, local, device, backend, False)
-
-
-def _env_rank_world() -> tuple[int, int]:
-    """``(RANK, WORLD_SIZE)`` from the environment, checked (``0 <= RANK < WORLD_SIZE``)."""
-    rank, ws = _env_int("RANK", 0), _env_int("WORLD_SIZE", 1)
-    if ws < 1:
-        raise ValueError(f"WORLD_SIZE: expected an int >= 1, received {ws}")
-    if not 0 <= rank < ws:
-        raise ValueError(f"RANK: expected 0 <= RANK < WORLD_SIZE = {ws}, received {rank}")
-    return rank, ws
-
-
-def _planned_world() -> tuple[int, int]:
-    """``(rank, world_size)`` that :func:`init_distributed` will give, without starting a group:
-    the existing group's, else torchrun's variables, else ``(0, 1)``."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    if launched_by_torchrun():
-        return _env_rank_world()
-    return 0, 1
-
-
-def _check_backend(backend: str | None) -> None:
-    if backend is not None and backend not in _BACKENDS:
-        raise ValueError(f"backend: expected one of {_BACKENDS} or None, received {backend!r}")
-
-
-def _check_device(device: str | torch.device | None) -> torch.device | None:
-    """``device`` as a :class:`torch.device` (``None`` stays ``None``), checked by
-    :func:`~bayesphys.resolve_device`: a device string torch does not know, CUDA where there
-    is none, or a CUDA index beyond the devices present is refused with the argument named; so
-    is any device other than CPU (gloo) and CUDA (NCCL), the two torch.distributed serves here."""
-    if device is None:
-        return None
-    dev = resolve_device(device)
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(
-            f"device: expected a cpu or cuda device (gloo or NCCL), received {str(device)!r}"
-        )
-    return dev
-
-
-def init_distributed(
-    backend: str | None = None,
-    device: str | torch.device | None = None,
-    *,
-    timeout_s: float = 300.0,
-) -> DistContext:
-    """Join the process group described by torchrun's environment variables.
-
-    ``device`` defaults to ``cuda:LOCAL_RANK`` when CUDA exists, else CPU; ``backend`` to
-    ``nccl`` for CUDA and ``gloo`` for CPU. Without ``RANK``/``WORLD_SIZE`` (a plain
-    ``python script.py``) no process group is created and a single-process context is returned,
-    so the same script runs with and without torchrun. An existing group is reused.
-    """
-    _check_backend(backend)
-    timeout_s = check_real("timeout_s", timeout_s, minimum=0.0, strict=True)
-    dev = _check_device(device)
-    if dist.is_available() and dist.is_initialized():
-        return _context_from_group(dev)
-    if not launched_by_torchrun():
-        if dev is None:
-            dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return DistContext(0, 1, 0, dev, None, False)
-    if not dist.is_available():  # pragma: no cover - torch built without distributed
-        raise RuntimeError("torch.distributed is not available in this torch build")
-    rank, ws = _env_rank_world()
-    local = _env_int("LOCAL_RANK", rank)
-    if dev is None:
-        dev = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
-    if dev.type == "cuda":
-        if dev.index is None:
-            dev = torch.device(f"cuda:{local}")
-        torch.cuda.set_device(dev)
-    backend = backend or ("nccl" if dev.type == "cuda" else "gloo")
-    if backend == "gloo" and os.environ.get("MASTER_ADDR", "") in ("127.0.0.1", "localhost"):
-        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    dist.init_process_group(
-        backend,
-        init_method="env://",
-        rank=rank,
-        world_size=ws,
-        timeout=_dt.timedelta(seconds=timeout_s),
-    )
-    return DistContext(rank, ws, local, dev, backend, True)
-
-
-_CLEANUP_KEY = "bayesphys/cleanup_done"
-
-
-def cleanup_distributed(ctx: DistContext | None = None, *, timeout_s: float = 60.0) -> None:
-    """Destroy the process group (only the one ``ctx`` created, when ``ctx`` is given).
-
-    With several ranks the shutdown is ordered: all ranks meet at a barrier, destroy their
-    group, and rank 0 (which hosts the rendezvous store under ``env://``) waits up to
-    ``timeout_s`` seconds until every other rank has reported its group destroyed before it
-    returns. Without that order rank 0 can exit first and take the store with it while another
-    rank is still tearing down, which aborts that rank (``terminate called without an active
-    exception``).
-    """
-    if ctx is not None and not ctx.initialized_here:
-        return
-    if not (dist.is_available() and dist.is_initialized()):
-        return
-    rank, ws = dist.get_rank(), dist.get_world_size()
-    store = None
-    if ws > 1:
-        dist.barrier()
-        get_store = getattr(dist.distributed_c10d, "_get_default_store", None)
-        store = get_store() if get_store is not None else None
-    dist.destroy_process_group()
-    if store is None:
-        return
-    if rank != 0:
-        store.add(_CLEANUP_KEY, 1)
-        return
-    deadline = time.monotonic() + timeout_s
-    while store.add(_CLEANUP_KEY, 0) < ws - 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
-
-
-def _rank() -> int:
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
-def seed_for_rank(seed: int, rank: int) -> int:
-    """Per-rank seed for data noise/dropout: distinct across ranks, fixed across runs
-    (``seed + 104729 rank``: rank 1 of ``seed`` is rank 0 of ``seed + 104729``; for streams
-    that must not meet across seeds use :func:`bayesphys.stream_seed`)."""
-    return (int(seed) + 104_729 * int(rank)) % 2**63
-
-
-def rank_zero_only(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorator: call ``fn`` on rank 0 only (returns ``None`` elsewhere)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        if _rank() == 0:
-            return fn(*args, **kwargs)
-        return None
-
-    return wrapper
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The bare module inside a :class:`~torch.nn.parallel.DistributedDataParallel` wrapper."""
-    return model.module if isinstance(model, DDP) else model
-
-
-def all_reduce_mean(value: torch.Tensor | float, ctx: DistContext) -> float:
-    """Mean of a scalar over ranks (the value itself in a single process)."""
-    t = torch.as_tensor(value, dtype=torch.float64, device=ctx.device).detach().clone()
-    if ctx.distributed:
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-        t /= ctx.world_size
-    return float(t)
 
 
 def _as_dataset(data: Dataset | Sequence[torch.Tensor] | torch.Tensor) -> Dataset:
@@ -634,9 +417,9 @@ def train_ddp(
     ds, epochs, batch_size, seed = _check_train_args(
         model_fn, loss_fn, data, epochs, batch_size, lr, optimizer_fn, checkpoint, seed, config
     )
-    _check_device(device)
-    _check_backend(backend)
-    _, world = _planned_world()
+    check_device(device)
+    check_backend(backend)
+    _, world = planned_world()
     per_rank = len(ds) // world  # what DistributedSampler deals each rank with drop_last
     if epochs > 0 and per_rank < batch_size:
         # the same on every rank, so all ranks stop here, before any rendezvous

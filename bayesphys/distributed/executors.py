@@ -29,175 +29,23 @@ import concurrent.futures as cf
 import functools
 import multiprocessing as mp
 import os
-import pickle
-import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from .._checks import check_int
+from ._task_errors import TaskError, _call_indexed, _task_error, _task_label
+from ._worker_threads import (
+    _init_pool_worker,
+    _init_worker,
+    _restore_threads,
+    limit_threads,
+)
 
 __all__ = ["limit_threads", "resolve_runner", "Runner", "TaskError", "EXECUTOR_NAMES"]
 
 EXECUTOR_NAMES = ("sequential", "local", "processes", "ray", "dask")
-_THREAD_ENV = (
-    "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-)
-
-
-def limit_threads(n: int | None) -> dict[str, Any] | None:
-    """Limit torch intra-op threads, OpenMP/BLAS pools and the thread env vars to ``n``.
-
-    Returns the previous settings (for :func:`_restore_threads`), or ``None`` when ``n`` is
-    ``None`` (nothing changed).
-    """
-    if n is None:
-        return None
-    n = check_int("threads_per_worker", n, minimum=1)
-    import torch
-
-    prev: dict[str, Any] = {"torch": torch.get_num_threads(), "env": {}}
-    for var in _THREAD_ENV:
-        prev["env"][var] = os.environ.get(var)
-        os.environ[var] = str(n)
-    # the pools first: torch's intra-op threads are OpenMP's, so limiting torch first made
-    # threadpoolctl record the lowered value as the one to restore (a sequential fit_many left
-    # the caller at one thread)
-    try:
-        from threadpoolctl import threadpool_limits
-
-        prev["pools"] = threadpool_limits(limits=n)
-    except ImportError:  # pragma: no cover - threadpoolctl ships with scipy/sklearn stacks
-        prev["pools"] = None
-    torch.set_num_threads(n)
-    return prev
-
-
-def _restore_threads(prev: dict[str, Any] | None) -> None:
-    if prev is None:
-        return
-    import torch
-
-    for var, val in prev["env"].items():
-        if val is None:
-            os.environ.pop(var, None)
-        else:
-            os.environ[var] = val
-    if prev.get("pools") is not None:
-        prev["pools"].restore_original_limits()
-    torch.set_num_threads(prev["torch"])  # last: restoring the OpenMP pool also sets torch's
-
-
-def _exit_with_parent(poll_seconds: float = 1.0) -> None:
-    """End this worker process once its parent is gone.
-
-    A pool's workers otherwise outlive a killed main process and keep computing until their
-    current task ends. A daemon thread compares ``os.getppid()`` with the parent at start
-    every ``poll_seconds`` (a re-parented process has a different parent id).
-    """
-    parent = os.getppid()
-
-    def watch() -> None:
-        while True:
-            time.sleep(poll_seconds)
-            if os.getppid() != parent:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="bayesphys-parent-watch", daemon=True).start()
-
-
-def _init_worker(threads: int | None) -> None:
-    """Worker initializer (process pool, Dask): limit threads once per worker process."""
-    limit_threads(threads)
-
-
-def _init_pool_worker(threads: int | None) -> None:
-    """Process-pool initializer: :func:`_init_worker`, and exit with the parent (a pool's
-    workers belong to one main process; Dask workers may outlive the shell that started
-    them, so they do not get this)."""
-    _init_worker(threads)
-    _exit_with_parent()
-
-
-class TaskError(RuntimeError):
-    """A task failed. The message names the task (``index`` and, where the task has a
-    ``problem_id``, that ``key``); the exception it raised is chained as ``__cause__``."""
-
-    def __init__(self, message: str, index: int | None = None, key: Any = None) -> None:
-        super().__init__(message)
-        self.index = index
-        self.key = key
-
-    def __reduce__(self):
-        return (type(self), (self.args[0], self.index, self.key))
-
-
-def _task_label(i: int, task: Any) -> str:
-    key = getattr(task, "problem_id", None)
-    return f"task {i}" + (f" (problem {key!r})" if key is not None else "")
-
-
-def _task_error(i: int, task: Any, err: BaseException, context: str = "") -> TaskError:
-    """``err`` of task ``i`` as a :class:`TaskError` that names the task and chains ``err``."""
-    what = f"{type(err).__name__}: {err}"
-    out = TaskError(
-        f"{_task_label(i, task)} failed: {context}{what}", i, getattr(task, "problem_id", None)
-    )
-    out.__cause__ = err
-    return out
-
-
-class _RemoteTraceback(Exception):
-    """The traceback text of an exception raised in a worker process (lost when pickled)."""
-
-    def __init__(self, tb: str) -> None:
-        super().__init__(tb)
-        self.tb = tb
-
-    def __str__(self) -> str:
-        return self.tb
-
-
-class _Failure:
-    """A task's exception as returned from a pool worker, with its traceback text. Pickled (sent
-    back from another process), an exception that does not survive pickling is replaced by a
-    ``RuntimeError`` with its type and message."""
-
-    def __init__(self, err: Exception) -> None:
-        self.err = err
-        self.tb = "".join(traceback.format_exception(type(err), err, err.__traceback__))
-
-    def __getstate__(self) -> dict[str, Any]:
-        err = self.err
-        try:
-            pickle.loads(pickle.dumps(err))
-        except Exception:  # noqa: BLE001 - any exception that cannot make the trip
-            err = RuntimeError(f"{type(err).__name__}: {err}")
-        return {"err": err, "tb": self.tb}
-
-    def exception(self) -> Exception:
-        err = self.err
-        if err.__traceback__ is None and err.__cause__ is None:  # it came from another process
-            err.__cause__ = _RemoteTraceback(f'\n"""\n{self.tb}"""')
-        return err
-
-
-def _call_indexed(fn: Callable[[Any], Any], item: tuple[int, Any]) -> tuple[int, bool, Any]:
-    """Pool-side call: ``(index, True, result)`` or ``(index, False, _Failure)``, so that a
-    task's exception comes back with the index of the task that raised it."""
-    i, task = item
-    try:
-        return i, True, fn(task)
-    except Exception as err:  # noqa: BLE001 - reported per task
-        return i, False, _Failure(err)
-
-
 Event = tuple[int, bool, Any]
 """``(task index, ok, result or TaskError)``."""
 

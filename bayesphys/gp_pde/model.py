@@ -19,7 +19,6 @@ Two methods:
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 from pathlib import Path
@@ -35,26 +34,24 @@ from .._model import (
     _refresh,
     _restore,
     _snapshot,
-    load_checkpoint,
     optimize,
     save_checkpoint,
 )
 from ..posterior import GaussianPosterior
-from ..problems.gp_pde import PROBLEMS, PDEProblem, get_problem
+from ..problems.gp_pde import PDEProblem, get_problem
+from ._eliminate import eliminator
 from ._errors import NumericalFailure
-from ._inputs import eval_on_grid, parse_grid, periodogram_peaks
+from ._inputs import eval_on_grid, parse_grid
 from ._kron import face_values, kron_apply
-from .gauss_newton import GaussNewtonKronSolve
-from .kernels import SpectralMixture1d
+from ._persist import load_solver, solver_state
+from ._setup import METHODS, NONLINEAR_SOLVERS, checked_args, initial_kernels, registered
 from .nonlinear import PicardKronSolve
-from .operator import LinearPDEOperator, build_factors, detach_factors, with_eigen
+from .operator import LinearPDEOperator, build_factors, detach_factors
 from .posterior import test_grid_posterior
-from .solve import DenseSolve, KronSolve, objective
+from .solve import objective
 
 __all__ = ["GPPDESolver", "METHODS", "NONLINEAR_SOLVERS"]
 
-METHODS = ("gp-hm", "ref")
-NONLINEAR_SOLVERS = ("picard", "gauss-newton")
 # failures of a solve that fit() reports as a divergence (restoring the last good state); any
 # other error inside a solve (a bug, a bad input) propagates with its own traceback
 _NUMERICAL = (NumericalFailure, torch.linalg.LinAlgError)
@@ -136,68 +133,25 @@ class GPPDESolver:
         dtype=None,
         seed: int | None = None,
     ) -> None:
-        if method not in METHODS:
-            raise ValueError(f"method: expected one of {METHODS}, received {method!r}")
-        if nonlinear_solver not in NONLINEAR_SOLVERS:
-            raise ValueError(
-                f"nonlinear_solver: expected one of {NONLINEAR_SOLVERS}, received {nonlinear_solver!r}"
-            )
-        if solver_options is not None and not isinstance(solver_options, dict):
-            raise TypeError(
-                f"solver_options: expected a dict or None, received {type(solver_options).__name__}"
-            )
-        if problem is not None and not isinstance(problem, (str, PDEProblem)):
-            raise TypeError(
-                "problem: expected a PDEProblem, a problem id (str) or None, received "
-                f"{type(problem).__name__}"
-            )
-        if problem is not None and x is not None:
-            raise ValueError(
-                "x: the grid comes from the problem (n_col points per dimension); give either a "
-                "problem or x, not both"
-            )
-        if n_col is not None:
-            if problem is None:
-                raise ValueError(
-                    "n_col: only used with a problem (without one the grid is x); received "
-                    f"n_col={n_col!r} and no problem"
-                )
-            # collocation points per axis; at least 4, as for a grid given by x (a checkpoint
-            # restores the model from its axes)
-            n_col = check_int("n_col", n_col, minimum=4)
-        num_mixtures = check_int("num_mixtures", num_mixtures, minimum=1)
-        if beta is not None:
-            beta = check_real("beta", beta)
-        if weighting is not None and weighting not in ("identity", "prior"):
-            raise ValueError(
-                f"weighting: expected None, 'identity' or 'prior', received {weighting!r}"
-            )
-        if zero_component is not None and not isinstance(zero_component, bool):
-            raise TypeError(
-                "zero_component: expected None or a bool, received "
-                f"{type(zero_component).__name__} {zero_component!r}"
-            )
-        if lam_b is not None:
-            lam_b = check_real("lam_b", lam_b, minimum=0.0, strict=True)
-        if jitter is not None:
-            jitter = check_real("jitter", jitter, minimum=0.0)
-        if freq_scale is not None:
-            freq_scale = check_real("freq_scale", freq_scale, minimum=0.0)
-        if nugget is not None:
-            nugget = check_real("nugget", nugget, minimum=0.0, strict=True)
-        solver_cls = GaussNewtonKronSolve if nonlinear_solver == "gauss-newton" else PicardKronSolve
-        known = [
-            p.name
-            for p in inspect.signature(solver_cls.__init__).parameters.values()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY
-        ]
-        unknown = sorted(set(solver_options or {}) - set(known))
-        if unknown:
-            raise ValueError(
-                f"solver_options: unknown option(s) {unknown} for {solver_cls.__name__} "
-                f"(nonlinear_solver={nonlinear_solver!r}); expected some of {known}"
-            )
-        solver_options = solver_cls.check_options(solver_options or {})
+        args = checked_args(
+            problem=problem,
+            x=x,
+            n_col=n_col,
+            num_mixtures=num_mixtures,
+            beta=beta,
+            weighting=weighting,
+            zero_component=zero_component,
+            lam_b=lam_b,
+            jitter=jitter,
+            freq_scale=freq_scale,
+            nugget=nugget,
+            method=method,
+            nonlinear_solver=nonlinear_solver,
+            solver_options=solver_options,
+        )
+        n_col, num_mixtures, beta = args["n_col"], args["num_mixtures"], args["beta"]
+        lam_b, jitter, freq_scale = args["lam_b"], args["jitter"], args["freq_scale"]
+        nugget, solver_options = args["nugget"], args["solver_options"]
         self.device = model_device(device)
         self.dtype = resolve_dtype(dtype)
         if self.dtype != torch.float64:
@@ -248,7 +202,7 @@ class GPPDESolver:
         self.config: dict[str, Any] = dict(
             # the id only of a registered problem: a checkpoint rebuilds the problem from it, and
             # a custom one (its own exact solution, a callable) cannot be saved
-            problem=problem.name if _registered(problem) else None,
+            problem=problem.name if registered(problem) else None,
             equation=equation,
             beta=float(beta),
             num_mixtures=int(num_mixtures),
@@ -264,34 +218,19 @@ class GPPDESolver:
             solver_options=solver_options,
             seed=seed,
         )
-        q = int(num_mixtures)
-        kernels = []
-        # frequencies come from the source's periodogram; a vanishing source (advection) has
-        # none, so the boundary data on the faces are used instead (lines along each dimension)
-        spec_src = self.f
-        if float(self.f.abs().max()) <= 1e-12 * max(float(self.g.abs().max()), 1e-300):
-            spec_src = None
-        for j, a in enumerate(axes):
-            fs = self.config["freq_scale"]
-            lin = torch.linspace(0, 1, q, dtype=self.dtype) * fs
-            if method == "gp-hm":
-                # the source's periodogram peaks first, then the paper's linspace grid
-                src = spec_src if spec_src is not None else _face_lines(bvals, j)
-                pk = periodogram_peaks(src, a, -1 if spec_src is None else j, q).cpu()
-                length = (a[-1] - a[0]).item()
-                # smooth solutions (< 4 periods of the dominant frequency across the domain) also
-                # get a zero-frequency component for trends (it hurts high-frequency problems)
-                low = pk.numel() == 0 or float(pk[0]) * length < 4.0
-                want = low if zero_component is None else bool(zero_component)
-                head = (
-                    [torch.zeros(1, dtype=self.dtype)] if want and not bool((pk == 0).any()) else []
-                )
-                mu = torch.cat([*head, pk, lin])[:q]
-                log_a = math.log(1.0 / length)
-            else:
-                mu, log_a = lin, 0.0
-            kernels.append(SpectralMixture1d(q, kind=kind, mu=mu, log_a=log_a, dtype=self.dtype))
-        self.kernels = torch.nn.ModuleList(kernels).to(self.device)
+        self.kernels = initial_kernels(
+            axes,
+            self.f,
+            self.g,
+            bvals,
+            num_mixtures=int(num_mixtures),
+            kind=kind,
+            method=method,
+            freq_scale=self.config["freq_scale"],
+            zero_component=zero_component,
+            dtype=self.dtype,
+            device=self.device,
+        )
         lt0 = 0.0 if nugget is None else -math.log(float(nugget))
         learn_tau = nugget is None
         self.log_tau_b = torch.full((), lt0, dtype=self.dtype, device=self.device)
@@ -351,55 +290,7 @@ class GPPDESolver:
         hyperparameters (:meth:`_fresh`), ``run()`` only linearises the solver at it and returns
         it, so an unconverged nonlinear solve is not continued (no second, different answer).
         """
-        tau2 = float(self.log_tau_pde.detach().exp())
-        gamma = self.config["lam_b"] * float(self.log_tau_b.detach().exp())
-        # exp over/underflow of log tau: inf, or 0 (which GaussNewtonKronSolve refuses)
-        if not all(math.isfinite(v) and v > 0 for v in (tau2, gamma)):
-            raise NumericalFailure(
-                f"tau: expected finite positive precisions, received tau2={tau2}, gamma={gamma}"
-            )
-        fd = detach_factors(factors)
-        keep = reuse and self._fresh()
-        if self._structured:
-            fe = with_eigen(fd, self.op)
-            if self.op.cubic:
-                opts = dict(self.config.get("solver_options") or {})
-                if self.config.get("nonlinear_solver", "picard") == "gauss-newton":
-                    gs = GaussNewtonKronSolve(fe, self.op, tau2, gamma, **opts)
-
-                    def run_gn():
-                        u0 = self.u
-                        if keep:
-                            gs.linearise(u0)
-                            return u0
-                        if not bool(u0.abs().sum() > 0):  # no previous field: Picard start
-                            u0 = PicardKronSolve(fe, self.op, tau2, gamma).solve(self.f, self.g)
-                        return gs.solve(self.f, self.g, u0=u0)
-
-                    return gs, run_gn
-                ps = PicardKronSolve(fe, self.op, tau2, gamma, **opts)
-                if keep:
-                    return ps, lambda: ps.linearise(self.u)
-                return ps, lambda: ps.solve(self.f, self.g, u0=self.u)
-            ks = KronSolve(fe, self.op, tau2, gamma)
-            if keep:  # linear: the covariance does not depend on U
-                return ks, lambda: self.u
-            return ks, lambda: ks.solve(self.f, self.g)
-        if math.prod(self.shape) > 6000:
-            # reached from posterior()/solve_field() only (fit() then optimises U jointly), and
-            # for method='ref' too: naming method='ref' as the remedy would be wrong
-            raise NotImplementedError(
-                f"no exact solver for {self.config['equation']} with weighting "
-                f"{self.config['weighting']!r} on a {self.shape} grid "
-                f"({math.prod(self.shape)} > 6000 points; the dense solve is limited to 6000 and "
-                "the Kronecker solve needs weighting='prior' on a 1-D or 2-D grid): fit() optimises "
-                "U jointly, but posterior() and solve_field() need an exact solver; use "
-                "weighting='prior' or a grid of at most 6000 points"
-            )
-        ds = DenseSolve(fd, self.op, self.config["weighting"])
-        if keep:
-            return ds, lambda: ds.linearise(self.u, tau2, gamma)
-        return ds, lambda: ds.solve(self.f, self.g, tau2, gamma, u0=self.u)
+        return eliminator(self, factors, reuse=reuse)
 
     def predict(self, test_axes: list[Tensor] | None = None) -> Tensor:
         r"""Posterior mean :math:`W U` on the tensor grid of ``test_axes`` (default: the problem's
@@ -776,19 +667,8 @@ class GPPDESolver:
 
     # ------------------------------------------------------------------ persistence
     def state(self) -> dict[str, Any]:
-        return {
-            "kernels": {k: v.detach().cpu() for k, v in self.kernels.state_dict().items()},
-            "log_tau_b": self.log_tau_b.detach().cpu(),
-            "log_tau_pde": self.log_tau_pde.detach().cpu(),
-            "u": self.u.detach().cpu(),
-            "axes": [a.cpu() for a in self.axes],
-            "f": self.f.cpu(),
-            "g": self.g.cpu(),
-            "history": self.history,
-            # whether ``u`` was solved at these hyperparameters (posterior() then linearises at
-            # ``u`` instead of re-solving; a loaded model must do the same)
-            "solved": self._fresh(),
-        }
+        """The tensors and history of the model (on the CPU) that :meth:`load` restores."""
+        return solver_state(self)
 
     def save(self, path: str | Path) -> Path:
         """Write a checkpoint that :meth:`load` restores exactly."""
@@ -798,68 +678,8 @@ class GPPDESolver:
 
     @classmethod
     def load(cls, path: str | Path, *, device=None) -> GPPDESolver:
-        ck = load_checkpoint(path, kind="gp_pde.GPPDESolver", map_location="cpu")
-        c, s = ck["config"], ck["state"]
-        axes = s["axes"]
-        shape = tuple(a.numel() for a in axes)
-        bgrid = torch.zeros(shape, dtype=s["g"].dtype)
-        # boundary values are restored directly below; the grid tensor only fixes shapes
-        model = cls(
-            None,
-            x=axes,
-            source=s["f"],
-            boundary=bgrid,
-            equation=c["equation"],
-            beta=c["beta"],
-            num_mixtures=c["num_mixtures"],
-            kind=c["kind"],
-            method=c["method"],
-            weighting=c["weighting"],
-            lam_b=c["lam_b"],
-            jitter=c["jitter"],
-            freq_scale=c["freq_scale"],
-            zero_component=c.get("zero_component"),
-            nugget=c.get("nugget"),
-            nonlinear_solver=c.get("nonlinear_solver", "picard"),
-            solver_options=c.get("solver_options"),
-            device=device,
-            dtype=s["f"].dtype,
-        )
-        dev = model.device
-        model.problem = None if c["problem"] is None else get_problem(c["problem"])
-        model.config = dict(c)
-        model.g = s["g"].to(dev)
-        model.kernels.load_state_dict(s["kernels"])
-        with torch.no_grad():
-            model.log_tau_b.copy_(s["log_tau_b"])
-            model.log_tau_pde.copy_(s["log_tau_pde"])
-        model.u = s["u"].to(dev)
-        model.history = s["history"]
-        if s.get("solved"):
-            model._solved_key = model._param_key()
-        return model
-
-
-def _registered(problem: PDEProblem | None) -> bool:
-    """Whether ``problem`` is the registered problem of its name (not a modified copy)."""
-    return problem is not None and PROBLEMS.get(problem.name) is problem
-
-
-def _face_lines(u: Tensor, j: int) -> Tensor:
-    """Boundary lines of the grid tensor ``u`` running along dimension ``j``: ``[L, n_j]``.
-
-    Only faces of the other dimensions are read (no interior value is used).
-    """
-    d = u.ndim
-    lines = []
-    for k in range(d):
-        if k == j:
-            continue
-        for i in (0, u.shape[k] - 1):
-            lines.append(torch.movedim(u.select(k, i), j - (j > k), -1).reshape(-1, u.shape[j]))
-    if not lines:  # 1-D: no line along the only dimension is on the boundary
-        return torch.zeros(1, u.shape[j], dtype=u.dtype, device=u.device)
-    return torch.cat(lines, 0)
+        """Restore a model written by :meth:`save` (on ``device``, default the CPU)."""
+        return load_solver(cls, path, device=device)
 
 
 def _run(step, steps, params, progress) -> FitResult:

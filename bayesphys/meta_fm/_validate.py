@@ -1,15 +1,20 @@
-"""Input checks for populations (clear errors naming the argument)."""
+"""Input checks for populations and a model's training data (clear errors naming the argument)."""
 
 from __future__ import annotations
 
 import operator
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
+from .._checks import check_int, check_int_sequence
 from .._device import check_finite
 from ..problems.populations import PopulationPairs
+
+if TYPE_CHECKING:
+    from .model import MetaFlowMatching
 
 __all__ = [
     "check_point_cloud",
@@ -17,6 +22,11 @@ __all__ = [
     "check_populations",
     "check_pairs",
     "check_features",
+    "as_list",
+    "check_condition_ids",
+    "training_split",
+    "check_source_ids",
+    "check_training_data",
 ]
 
 
@@ -215,3 +225,82 @@ def check_pairs(data: PopulationPairs, dim: int | None = None, *, name: str = "d
         if num < 1:
             raise ValueError(f"{name}.source_features: expected tensors [n_i, f] with f >= 1")
         check_features(f"{name}.source_features", f, src, num)
+
+
+def as_list(value: Any) -> Any:
+    """``value`` as a plain list when it is a sequence or tensor (for comparisons)."""
+    if isinstance(value, Tensor):
+        return value.tolist()
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def check_condition_ids(ids: Any) -> list[int]:
+    """Training population ids of a CGFM model: distinct ints (``None``: none)."""
+    if ids is None:
+        return []
+    out = list(check_int_sequence("condition_ids", ids, nonempty=False))
+    if len(set(out)) != len(out):
+        dup = sorted({v for v in out if out.count(v) > 1})
+        raise ValueError(f"condition_ids: expected distinct ids, received duplicates {dup}")
+    return out
+
+
+def training_split(data: PopulationPairs) -> PopulationPairs:
+    """The ``train`` split of ``data`` (all pairs when it has none), refused when empty."""
+    train = data.subset("train") if "train" in data.splits else data
+    if len(train) == 0:
+        raise ValueError("data.splits['train']: expected at least one training pair, received none")
+    return train
+
+
+def check_source_ids(source_ids: Any, p: int, method: str) -> list[int | None] | None:
+    """``source_ids`` of ``p`` populations (a CGFM model's, ``method``): ints or ``None`` (unknown)."""
+    if source_ids is None:
+        return None
+    if method != "CGFM":
+        raise ValueError(f"source_ids: only CGFM models read population ids (this is {method})")
+    ids = as_list(source_ids)
+    if not isinstance(ids, list) or len(ids) != p:
+        got = len(ids) if isinstance(ids, list) else type(source_ids).__name__
+        raise ValueError(f"source_ids: expected one id per population ({p}), received {got}")
+    return [None if v is None else check_int(f"source_ids[{k}]", v) for k, v in enumerate(ids)]
+
+
+def check_training_data(model: MetaFlowMatching, data: PopulationPairs) -> None:
+    """Refuse training data ``model`` would silently mistrain on (run after :func:`check_pairs`)."""
+    cfg = model.config
+    if cfg.coupling == "auto" and bool(data.paired) != model.paired:
+        raise ValueError(
+            f"coupling: 'auto' resolved to {model.coupling!r} for "
+            f"{'paired' if model.paired else 'unpaired'} data when this model was built, but "
+            f"data.paired is {bool(data.paired)}; pass coupling='index' or 'ot' explicitly"
+        )
+    if model.coupling == "index":
+        for i, (a, b) in enumerate(zip(data.source, data.target)):
+            if a.shape[0] != b.shape[0]:
+                raise ValueError(
+                    f"coupling: 'index' pairs point j of each source with point j of its "
+                    f"target, but data.source[{i}] has {a.shape[0]} points and "
+                    f"data.target[{i}] {b.shape[0]} (use 'ot' or 'ot_full')"
+                )
+    if data.treatment is not None:
+        if not model.num_treatments:
+            raise ValueError(
+                "data.treatment: this model was built without treatments (num_treatments=0); "
+                "they would be ignored (build the model from these data)"
+            )
+        top = int(torch.as_tensor(data.treatment).max())
+        if top >= model.num_treatments:
+            raise ValueError(
+                f"data.treatment: expected indices in [0, {model.num_treatments}) (this "
+                f"model's num_treatments), received {top}"
+            )
+    elif model.num_treatments:
+        raise ValueError("data.treatment: this model was built with treatments")
+    if cfg.method == "CGFM":
+        unknown = sorted({int(i) for i in data.source_id} - set(model.condition_ids))
+        if unknown:
+            raise ValueError(
+                f"data.source_id: CGFM has one-hots for ids {model.condition_ids!r:.200} "
+                f"only; ids {unknown!r:.200} would train the average one-hot"
+            )

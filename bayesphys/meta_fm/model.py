@@ -35,7 +35,6 @@ from torch import Tensor, nn
 from .._checks import (
     check_bool,
     check_int,
-    check_int_sequence,
     check_optional_seed,
     offset_seed,
     seed_or_draw,
@@ -45,7 +44,16 @@ from .._device import model_device, resolve_dtype, seeded
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..posterior import SamplePosterior
 from ..problems.populations import PopulationPairs
-from ._validate import check_features, check_pairs, check_populations
+from ._validate import (
+    as_list,
+    check_condition_ids,
+    check_features,
+    check_pairs,
+    check_populations,
+    check_source_ids,
+    check_training_data,
+    training_split,
+)
 from .config import MFMConfig
 from .coupling import (
     FullPlan,
@@ -76,32 +84,6 @@ def _subsample(x: Tensor, n: int, gen: torch.Generator) -> Tensor:
     if m >= n:
         return torch.randperm(m, generator=gen)[:n]
     return torch.randint(m, (n,), generator=gen)
-
-
-def _as_list(value: Any) -> Any:
-    """``value`` as a plain list when it is a sequence or tensor (for comparisons)."""
-    if isinstance(value, Tensor):
-        return value.tolist()
-    return list(value) if isinstance(value, (list, tuple)) else value
-
-
-def _check_condition_ids(ids: Any) -> list[int]:
-    """Training population ids of a CGFM model: distinct ints (``None``: none)."""
-    if ids is None:
-        return []
-    out = list(check_int_sequence("condition_ids", ids, nonempty=False))
-    if len(set(out)) != len(out):
-        dup = sorted({v for v in out if out.count(v) > 1})
-        raise ValueError(f"condition_ids: expected distinct ids, received duplicates {dup}")
-    return out
-
-
-def _training_split(data: PopulationPairs) -> PopulationPairs:
-    """The ``train`` split of ``data`` (all pairs when it has none), refused when empty."""
-    train = data.subset("train") if "train" in data.splits else data
-    if len(train) == 0:
-        raise ValueError("data.splits['train']: expected at least one training pair, received none")
-    return train
 
 
 class MetaFlowMatching:
@@ -171,7 +153,7 @@ class MetaFlowMatching:
         self.data = None
         if data is not None:
             check_pairs(data)
-            train = _training_split(data)
+            train = training_split(data)
             self.data = train
             ids = sorted({int(i) for i in train.source_id})
             for name, given, want in (
@@ -179,11 +161,11 @@ class MetaFlowMatching:
                 ("num_treatments", num_treatments, train.num_treatments),
                 (
                     "condition_ids",
-                    None if condition_ids is None else sorted(_check_condition_ids(condition_ids)),
+                    None if condition_ids is None else sorted(check_condition_ids(condition_ids)),
                     ids,
                 ),
             ):
-                if given is not None and _as_list(given) != _as_list(want):
+                if given is not None and as_list(given) != as_list(want):
                     raise ValueError(
                         f"{name}: the data set it to {want!r:.200}, received {given!r:.200} "
                         "(leave it out when passing data)"
@@ -208,12 +190,12 @@ class MetaFlowMatching:
         self.num_treatments = (
             0 if num_treatments is None else check_int("num_treatments", num_treatments, minimum=0)
         )
-        self.condition_ids = _check_condition_ids(condition_ids)
+        self.condition_ids = check_condition_ids(condition_ids)
         if cfg.method == "CGFM" and not self.condition_ids:
             raise ValueError("condition_ids: CGFM needs the training population ids (pass data)")
         self._build()
         if self.data is not None:
-            self._check_training_data(self.data)
+            check_training_data(self, self.data)
 
     # ------------------------------------------------------------------ construction
     def _cond_dim(self) -> int:
@@ -268,7 +250,7 @@ class MetaFlowMatching:
             if treatment is not None:
                 raise ValueError(
                     "treatment: this model was built without treatments (num_treatments=0), "
-                    f"received {_as_list(treatment)!r:.200}"
+                    f"received {as_list(treatment)!r:.200}"
                 )
             return None
         if treatment is None:
@@ -287,59 +269,6 @@ class MetaFlowMatching:
                 f"treatment: expected {p} indices in [0, {self.num_treatments}), received {tr.tolist()}"
             )
         return torch.nn.functional.one_hot(tr, self.num_treatments).to(self.dtype)
-
-    def _check_source_ids(self, source_ids: Any, p: int) -> list[int | None] | None:
-        """``source_ids`` of ``p`` populations (CGFM only): ints or ``None`` (unknown)."""
-        if source_ids is None:
-            return None
-        if self.config.method != "CGFM":
-            raise ValueError(
-                f"source_ids: only CGFM models read population ids (this is {self.config.method})"
-            )
-        ids = _as_list(source_ids)
-        if not isinstance(ids, list) or len(ids) != p:
-            got = len(ids) if isinstance(ids, list) else type(source_ids).__name__
-            raise ValueError(f"source_ids: expected one id per population ({p}), received {got}")
-        return [None if v is None else check_int(f"source_ids[{k}]", v) for k, v in enumerate(ids)]
-
-    def _check_training_data(self, data: PopulationPairs) -> None:
-        """Refuse training data this model would silently mistrain on (run after check_pairs)."""
-        cfg = self.config
-        if cfg.coupling == "auto" and bool(data.paired) != self.paired:
-            raise ValueError(
-                f"coupling: 'auto' resolved to {self.coupling!r} for "
-                f"{'paired' if self.paired else 'unpaired'} data when this model was built, but "
-                f"data.paired is {bool(data.paired)}; pass coupling='index' or 'ot' explicitly"
-            )
-        if self.coupling == "index":
-            for i, (a, b) in enumerate(zip(data.source, data.target)):
-                if a.shape[0] != b.shape[0]:
-                    raise ValueError(
-                        f"coupling: 'index' pairs point j of each source with point j of its "
-                        f"target, but data.source[{i}] has {a.shape[0]} points and "
-                        f"data.target[{i}] {b.shape[0]} (use 'ot' or 'ot_full')"
-                    )
-        if data.treatment is not None:
-            if not self.num_treatments:
-                raise ValueError(
-                    "data.treatment: this model was built without treatments (num_treatments=0); "
-                    "they would be ignored (build the model from these data)"
-                )
-            top = int(torch.as_tensor(data.treatment).max())
-            if top >= self.num_treatments:
-                raise ValueError(
-                    f"data.treatment: expected indices in [0, {self.num_treatments}) (this "
-                    f"model's num_treatments), received {top}"
-                )
-        elif self.num_treatments:
-            raise ValueError("data.treatment: this model was built with treatments")
-        if cfg.method == "CGFM":
-            unknown = sorted({int(i) for i in data.source_id} - set(self.condition_ids))
-            if unknown:
-                raise ValueError(
-                    f"data.source_id: CGFM has one-hots for ids {self.condition_ids!r:.200} "
-                    f"only; ids {unknown!r:.200} would train the average one-hot"
-                )
 
     def _cgfm_cond(self, source_ids: Sequence[int] | None, p: int) -> Tensor:
         c = len(self.condition_ids)
@@ -442,8 +371,8 @@ class MetaFlowMatching:
         if data is None:
             raise ValueError("data: no training data given here or at construction")
         check_pairs(data, self.dim)
-        data = _training_split(data)
-        self._check_training_data(data)
+        data = training_split(data)
+        check_training_data(self, data)
         cfg = self.config
         if cfg.node_features:
             check_features(
@@ -641,7 +570,7 @@ class MetaFlowMatching:
         chunk = check_int("chunk", chunk, minimum=1)
         pops = check_populations("sources", sources, self.dim)
         p = len(pops)
-        source_ids = self._check_source_ids(source_ids, p)
+        source_ids = check_source_ids(source_ids, p, self.config.method)
         emb = None
         if self.config.method == "MFM":
             emb = self.embed(pops, features=features, seed=seed)

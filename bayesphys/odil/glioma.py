@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +49,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_keys, check_real, check_seed
+from .._checks import check_int, check_real
 from .._device import as_tensor, model_device, resolve_dtype
-from .._model import FitResult, load_checkpoint, save_checkpoint
+from .._model import FitResult
 from ..problems.fisher_kolmogorov import (
     SCHEMES,
     fk_forward,
@@ -60,57 +59,14 @@ from ..problems.fisher_kolmogorov import (
     stable_steps,
     tissue_faces,
 )
-from ..problems.glioma import check_thresholds
 from .foci import FOCAL_WIDTH_MM, kmeans_foci, multifocal_initial_condition
-from .glioma_inputs import checked_labels, lesion_crop
+from .glioma_inputs import CONFIG_KEYS, checked_labels, checked_settings, lesion_crop
+from .glioma_io import glioma_from_patient, load_glioma, save_glioma
 from .glioma_posterior import GliomaPosteriorMixin
 from .problem import DiscreteProblem
 from .solvers import minimize
 
 __all__ = ["GliomaModel"]
-
-_CFG_KEYS = (
-    "spacing",
-    "th_up",
-    "th_down",
-    "t_end",
-    "dg_ratio",
-    "pet_scale",
-    "pet_sigma",
-    "seg_sigma",
-    "noise_corr_mm",
-    "model_error",
-    "d_max",
-    "time_scheme",
-    "prior",
-    "n_foci",
-)
-
-_DEFAULT_PRIOR = {
-    "log_dw": (math.log(0.22), 1.0),
-    "log_rho": (math.log(0.05), 1.0),
-    "focus_sd": 15.0,
-}
-
-
-def _checked_prior(prior: Mapping | None) -> dict:
-    """The default prior updated with ``prior``; clear errors for unknown keys, non-finite
-    means and non-positive sds."""
-    out = dict(_DEFAULT_PRIOR)
-    if prior is None:
-        return out
-    check_keys("prior", prior, (), _DEFAULT_PRIOR, hint="or None")
-    for k, v in prior.items():
-        if k == "focus_sd":
-            out[k] = check_real("prior['focus_sd']", v, minimum=0.0, strict=True)
-            continue
-        if isinstance(v, (str, bytes)) or not hasattr(v, "__len__") or len(v) != 2:
-            raise ValueError(f"prior[{k!r}]: expected a pair (mean, sd), received {v!r}")
-        out[k] = (
-            check_real(f"prior[{k!r}] mean", v[0]),
-            check_real(f"prior[{k!r}] sd", v[1], minimum=0.0, strict=True),
-        )
-    return out
 
 
 class GliomaModel(GliomaPosteriorMixin):
@@ -222,25 +178,30 @@ class GliomaModel(GliomaPosteriorMixin):
                 )
         lab = checked_labels(labels, shape, self.device)
         self.labels = lab
-        th_up, th_down = check_thresholds(th_up, th_down)
-        # physical scales, noise scales and lengths: positive and finite
-        spacing = check_real("spacing", spacing, minimum=0.0, strict=True)
-        t_end = check_real("t_end", t_end, minimum=0.0, strict=True)
-        dg_ratio = check_real("dg_ratio", dg_ratio, minimum=0.0, strict=True)
-        seg_sigma = check_real("seg_sigma", seg_sigma, minimum=0.0, strict=True)
-        d_max = check_real("d_max", d_max, minimum=0.0, strict=True)
-        pet_scale = check_real("pet_scale", pet_scale, minimum=0.0, strict=True)
-        pet_sigma = check_real("pet_sigma", pet_sigma, minimum=0.0, strict=True)
-        noise_corr_mm = check_real("noise_corr_mm", noise_corr_mm, minimum=0.0, strict=True)
-        model_error = check_real("model_error", model_error, minimum=0.0)
-        n_foci = check_int("n_foci", n_foci, minimum=1)
-        if crop_margin_mm is not None:
-            crop_margin_mm = check_real("crop_margin_mm", crop_margin_mm, minimum=0.0)
-        if crop_scale is not None:
-            crop_scale = check_real("crop_scale", crop_scale, minimum=1.0)
-        if seed is not None:
-            seed = check_seed("seed", seed)
-        prior = _checked_prior(prior)
+        st = checked_settings(
+            th_up=th_up,
+            th_down=th_down,
+            spacing=spacing,
+            t_end=t_end,
+            dg_ratio=dg_ratio,
+            seg_sigma=seg_sigma,
+            d_max=d_max,
+            pet_scale=pet_scale,
+            pet_sigma=pet_sigma,
+            noise_corr_mm=noise_corr_mm,
+            model_error=model_error,
+            n_foci=n_foci,
+            crop_margin_mm=crop_margin_mm,
+            crop_scale=crop_scale,
+            seed=seed,
+            prior=prior,
+        )
+        th_up, th_down, spacing = st.th_up, st.th_down, st.spacing
+        t_end, dg_ratio, seg_sigma = st.t_end, st.dg_ratio, st.seg_sigma
+        d_max, pet_scale, pet_sigma = st.d_max, st.pet_scale, st.pet_sigma
+        noise_corr_mm, model_error, n_foci = st.noise_corr_mm, st.model_error, st.n_foci
+        crop_margin_mm, crop_scale, seed = st.crop_margin_mm, st.crop_scale, st.seed
+        prior = st.prior
         if time_scheme not in SCHEMES:
             raise ValueError(f"time_scheme: expected one of {SCHEMES}, received {time_scheme!r}")
         self.pet = None
@@ -696,7 +657,7 @@ class GliomaModel(GliomaPosteriorMixin):
             st["labels"],
             pet=st["pet"],
             focus_init=st["focus_init"],
-            **{k: cfg[k] for k in _CFG_KEYS},
+            **{k: cfg[k] for k in CONFIG_KEYS},
             crop_margin_mm=crop_margin_mm,
             crop_scale=crop_scale,
             device=self.device,
@@ -709,20 +670,8 @@ class GliomaModel(GliomaPosteriorMixin):
 
     # -- persistence ----------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        state = {
-            "wm": self.wm.cpu(),
-            "gm": self.gm.cpu(),
-            "labels": self.labels.cpu(),
-            "pet": None if self.pet is None else self.pet.cpu(),
-            "focus_init": self.focus_init.cpu(),
-            "theta": None if self.theta is None else self.theta.cpu(),
-            "theta_cov": None if self.theta_cov is None else self.theta_cov.cpu(),
-            "recalibration": None
-            if self.recalibration is None
-            else [v.cpu() for v in self.recalibration],
-            "dtype": str(self.dtype),
-        }
-        return save_checkpoint(path, kind=self.kind, config=self.config, state=state)
+        """Write a checkpoint that :meth:`load` restores exactly."""
+        return save_glioma(self, path)
 
     @classmethod
     def from_patient(cls, patient: dict, *, use_pet: bool = False, **kwargs) -> GliomaModel:
@@ -731,60 +680,9 @@ class GliomaModel(GliomaPosteriorMixin):
         patient's ``t_end`` and ``dg_ratio`` when it has them and, with ``use_pet``, ``pet``);
         ``kwargs`` go to the constructor (``device``, ``seed``, ...) and override the
         patient's settings."""
-        need = ("wm", "gm", "labels", "spacing", "th_up", "th_down") + ("pet",) * bool(use_pet)
-        check_keys("patient", patient, need, None, hint="a synthetic_patient dict")
-        if use_pet and patient["pet"] is None:
-            raise ValueError(
-                "patient['pet']: expected a PET map with use_pet=True, received None "
-                "(a synthetic_patient dict made with a PET map)"
-            )
-        if "pet" in kwargs:
-            raise ValueError("pet: pass use_pet=True to use the patient's PET map")
-        settings = {k: patient[k] for k in ("spacing", "th_up", "th_down")}
-        # a patient simulated over another horizon or ratio was fitted with the defaults
-        settings.update({k: patient[k] for k in ("t_end", "dg_ratio") if k in patient})
-        settings.update(kwargs)
-        return cls(
-            patient["wm"],
-            patient["gm"],
-            patient["labels"],
-            pet=patient["pet"] if use_pet else None,
-            **settings,
-        )
+        return glioma_from_patient(cls, patient, use_pet=use_pet, **kwargs)
 
     @classmethod
     def load(cls, path: str | Path, *, device: str | torch.device | None = None) -> GliomaModel:
-        ck = load_checkpoint(path, kind=cls.kind)
-        cfg, st = ck["config"], ck["state"]
-        model = cls(
-            st["wm"],
-            st["gm"],
-            st["labels"],
-            pet=st["pet"],
-            focus_init=st["focus_init"],
-            spacing=cfg["spacing"],
-            th_up=cfg["th_up"],
-            th_down=cfg["th_down"],
-            t_end=cfg["t_end"],
-            dg_ratio=cfg["dg_ratio"],
-            pet_scale=cfg["pet_scale"],
-            pet_sigma=cfg["pet_sigma"],
-            seg_sigma=cfg["seg_sigma"],
-            noise_corr_mm=cfg["noise_corr_mm"],
-            model_error=cfg.get("model_error", 0.0),
-            d_max=cfg["d_max"],
-            time_scheme=cfg.get("time_scheme", "euler"),
-            prior=cfg["prior"],
-            n_foci=cfg.get("n_foci", 1),
-            crop_margin_mm=cfg["crop_margin_mm"],
-            crop_scale=cfg.get("crop_scale"),
-            device=device,
-            dtype=st["dtype"].removeprefix("torch."),
-            seed=cfg["seed"],
-        )
-        dev = model.device
-        model.theta = None if st["theta"] is None else st["theta"].to(dev)
-        model.theta_cov = None if st["theta_cov"] is None else st["theta_cov"].to(dev)
-        recal = st.get("recalibration")
-        model.recalibration = None if recal is None else tuple(v.to(dev) for v in recal)
-        return model
+        """Restore a model written by :meth:`save` exactly (on ``device``, default the CPU)."""
+        return load_glioma(cls, path, device=device)

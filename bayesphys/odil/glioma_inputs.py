@@ -9,16 +9,26 @@ et al., arXiv 2312.05063).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
-from .._checks import check_real
+from .._checks import check_int, check_keys, check_real, check_seed
 from .._device import as_tensor, check_finite
+from ..problems.glioma import check_thresholds
 
-__all__ = ["checked_labels", "label_values", "lesion_crop"]
+__all__ = [
+    "CONFIG_KEYS",
+    "DEFAULT_PRIOR",
+    "GliomaSettings",
+    "checked_labels",
+    "checked_prior",
+    "checked_settings",
+    "label_values",
+    "lesion_crop",
+]
 
 
 def checked_labels(labels: Any, shape: Sequence[int], device: torch.device) -> Tensor:
@@ -85,4 +95,131 @@ def lesion_crop(
     return tuple(
         slice(max(0, int(nz[:, k].min()) - pad), min(shape[k], int(nz[:, k].max()) + pad + 1))
         for k in range(nd)
+    )
+
+
+CONFIG_KEYS = (
+    "spacing",
+    "th_up",
+    "th_down",
+    "t_end",
+    "dg_ratio",
+    "pet_scale",
+    "pet_sigma",
+    "seg_sigma",
+    "noise_corr_mm",
+    "model_error",
+    "d_max",
+    "time_scheme",
+    "prior",
+    "n_foci",
+)
+
+DEFAULT_PRIOR = {
+    "log_dw": (math.log(0.22), 1.0),
+    "log_rho": (math.log(0.05), 1.0),
+    "focus_sd": 15.0,
+}
+
+
+def checked_prior(prior: Mapping | None) -> dict:
+    """The default prior updated with ``prior``; clear errors for unknown keys, non-finite
+    means and non-positive sds."""
+    out = dict(DEFAULT_PRIOR)
+    if prior is None:
+        return out
+    check_keys("prior", prior, (), DEFAULT_PRIOR, hint="or None")
+    for k, v in prior.items():
+        if k == "focus_sd":
+            out[k] = check_real("prior['focus_sd']", v, minimum=0.0, strict=True)
+            continue
+        if isinstance(v, (str, bytes)) or not hasattr(v, "__len__") or len(v) != 2:
+            raise ValueError(f"prior[{k!r}]: expected a pair (mean, sd), received {v!r}")
+        out[k] = (
+            check_real(f"prior[{k!r}] mean", v[0]),
+            check_real(f"prior[{k!r}] sd", v[1], minimum=0.0, strict=True),
+        )
+    return out
+
+
+class GliomaSettings(NamedTuple):
+    """The checked scalar settings of a :class:`~bayesphys.odil.GliomaModel`."""
+
+    th_up: float
+    th_down: float
+    spacing: float
+    t_end: float
+    dg_ratio: float
+    seg_sigma: float
+    d_max: float
+    pet_scale: float
+    pet_sigma: float
+    noise_corr_mm: float
+    model_error: float
+    n_foci: int
+    crop_margin_mm: float | None
+    crop_scale: float | None
+    seed: int | None
+    prior: dict
+
+
+def checked_settings(
+    *,
+    th_up: Any,
+    th_down: Any,
+    spacing: Any,
+    t_end: Any,
+    dg_ratio: Any,
+    seg_sigma: Any,
+    d_max: Any,
+    pet_scale: Any,
+    pet_sigma: Any,
+    noise_corr_mm: Any,
+    model_error: Any,
+    n_foci: Any,
+    crop_margin_mm: Any,
+    crop_scale: Any,
+    seed: Any,
+    prior: Any,
+) -> GliomaSettings:
+    """Check the scalar settings of a glioma model: thresholds in order in (0, 1); spacing,
+    t_end, dg_ratio, seg_sigma, d_max, pet_scale, pet_sigma, noise_corr_mm positive and finite;
+    model_error >= 0; n_foci >= 1; crop_margin_mm >= 0 and crop_scale >= 1 when given; the prior
+    (:func:`checked_prior`). A ``ValueError`` / ``TypeError`` names the first bad argument."""
+    th_up, th_down = check_thresholds(th_up, th_down)
+    # physical scales, noise scales and lengths: positive and finite
+    spacing = check_real("spacing", spacing, minimum=0.0, strict=True)
+    t_end = check_real("t_end", t_end, minimum=0.0, strict=True)
+    dg_ratio = check_real("dg_ratio", dg_ratio, minimum=0.0, strict=True)
+    seg_sigma = check_real("seg_sigma", seg_sigma, minimum=0.0, strict=True)
+    d_max = check_real("d_max", d_max, minimum=0.0, strict=True)
+    pet_scale = check_real("pet_scale", pet_scale, minimum=0.0, strict=True)
+    pet_sigma = check_real("pet_sigma", pet_sigma, minimum=0.0, strict=True)
+    noise_corr_mm = check_real("noise_corr_mm", noise_corr_mm, minimum=0.0, strict=True)
+    model_error = check_real("model_error", model_error, minimum=0.0)
+    n_foci = check_int("n_foci", n_foci, minimum=1)
+    if crop_margin_mm is not None:
+        crop_margin_mm = check_real("crop_margin_mm", crop_margin_mm, minimum=0.0)
+    if crop_scale is not None:
+        crop_scale = check_real("crop_scale", crop_scale, minimum=1.0)
+    if seed is not None:
+        seed = check_seed("seed", seed)
+    prior = checked_prior(prior)
+    return GliomaSettings(
+        th_up,
+        th_down,
+        spacing,
+        t_end,
+        dg_ratio,
+        seg_sigma,
+        d_max,
+        pet_scale,
+        pet_sigma,
+        noise_corr_mm,
+        model_error,
+        n_foci,
+        crop_margin_mm,
+        crop_scale,
+        seed,
+        prior,
     )

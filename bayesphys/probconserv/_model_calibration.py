@@ -24,7 +24,7 @@ from torch import Tensor
 
 from ..posterior import GaussianPosterior
 from ..problems.gpme import make_dataset
-from .calibration import HybridCalibration, fit_local_scale, hybrid_covariance
+from .calibration import HybridCalibration, fit_hybrid, fit_local_scale, hybrid_covariance
 from .mass_check import (
     add_discrepancy,
     discrepancy_roots,
@@ -37,6 +37,8 @@ from .mass_check import (
 from .update import conserve_slices, trapezoid_weights
 
 if TYPE_CHECKING:
+    from ..problems.gpme import GPMEData
+    from ._inputs import CalibrateSettings
     from .model import ProbConserv
 
 _F64 = torch.float64
@@ -140,3 +142,86 @@ def fit_local(
     cal.mass_kappa = fit_mass_kappa(r, ps * v)
     theta = cal.local.pmap(mean.detach().cpu(), mass.detach().cpu())
     cal.mass_theta_sd = float((theta - data.params.to(theta)).std())
+
+
+def run_calibrate(
+    model: ProbConserv,
+    s: CalibrateSettings,
+    data: GPMEData | None,
+    t: float | Tensor | None,
+    objective: str,
+    selection: str,
+) -> float:
+    """The body of :meth:`ProbConserv.calibrate <bayesphys.probconserv.ProbConserv.calibrate>`
+    with its settings checked (``s``): fits and stores the calibration, returns :math:`\beta`
+    (hybrid) or the variance scale :math:`c`. A failure part-way keeps the previous
+    calibration (hybrid)."""
+    widened = None
+    if objective == "hybrid":
+        widened = model.problem.widened_range(s.range_margin)
+        model.problem.check_params(f"range_margin = {s.range_margin:g}", *widened)
+    val = data
+    if val is None:
+        val = make_dataset(model.problem, s.n_functions, seed=s.seed, param_range=widened)
+    tt, xx = model._grid(t, None)
+    prior = model._step1(val, tt, xx, seed=0, stage="raw")
+    truth = model.problem.solution(tt[None, :, None], xx, val.params[:, None, None].to(_F64))
+    truth = truth.to(prior.mean)
+    if objective == "hybrid":
+        mass = model.mass(val, tt)
+
+        def update(p: GaussianPosterior, idx: Tensor) -> GaussianPosterior:
+            return conserve_slices(
+                p,
+                xx.to(model.device),
+                mass[idx],
+                model.config.sigma_g,
+                relative=model.config.relative,
+            )
+
+        before = (model.calibration, model.var_scale)
+        try:  # a failure part-way keeps the previous calibration
+            model.calibration = fit_hybrid(
+                prior.mean,
+                prior.covariance,
+                truth,
+                update,
+                tt,
+                xx,
+                neighbours=s.neighbours,
+                selection=selection,
+            )
+            model.var_scale = 1.0
+            if s.local_functions:
+                fit_local(
+                    model,
+                    val,
+                    prior.mean,
+                    mass,
+                    tt,
+                    xx,
+                    s.local_functions,
+                    s.local_seed,
+                    s.seed,
+                    param_range=widened,
+                )
+                cal = model.calibration
+                cal.mass_length = float(s.mass_length * (xx[-1] - xx[0])) if s.mass_check else None
+                cal.mass_margin = None
+                if s.mass_check and s.mass_gate is not None:
+                    cal.mass_margin = float(s.mass_gate * cal.mass_theta_sd)
+                    cal.mass_floor = float(s.mass_floor)
+                if not s.mass_check:
+                    cal.mass_kappa = None
+        except BaseException:
+            model.calibration, model.var_scale = before
+            raise
+        return model.calibration.beta
+    model.calibration = None
+    z2 = (truth.to(prior.mean) - prior.mean).pow(2) / prior.variance.clamp_min(1e-12)
+    if objective == "ll":
+        model.var_scale = float(z2.mean())
+    else:
+        q = torch.quantile(z2.sqrt().flatten(), 0.9)
+        model.var_scale = float((q / 1.6448536269514722) ** 2)
+    return model.var_scale

@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,49 +43,26 @@ from .._checks import (
 )
 from .._data_parallel import GradientSync, rank_generator_seed
 from .._device import as_tensor, model_device, resolve_dtype, seeded
-from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
+from .._model import FitResult, optimize
 from ..posterior import GaussianPosterior
-from ..problems.gpme import PROBLEM_CLASSES, GPMEData, GPMEProblem, get_problem, make_dataset
+from ..problems.gpme import GPMEData, GPMEProblem, get_problem, make_dataset
+from ._config import ANP_ONLY, GP_ONLY, ProbConservConfig
 from ._inputs import (
     check_calibrate_settings,
     check_data,
     check_mass,
     check_sigma_g_value,
-    saved_problem,
 )
-from ._model_calibration import calibrated_step1, discrepancy, fit_local
+from ._model_calibration import calibrated_step1, discrepancy, run_calibrate
+from ._persist import load_probconserv, save_probconserv
 from .anp import AttentiveNP
-from .calibration import HybridCalibration, fit_hybrid, hybrid_covariance
+from .calibration import HybridCalibration, hybrid_covariance
 from .metagp import MetaGP
 from .update import check_sigma_g, check_sigma_g_shape, conserve_slices, trapezoid_weights
 
 __all__ = ["ProbConserv", "ProbConservConfig"]
 
 _F64 = torch.float64
-# settings of one Step-1 model only (the other ignores them)
-_ANP_ONLY = {"hidden": 64, "n_samples": 32, "covariance": "lowrank"}
-_GP_ONLY = {"gp_width": 32}
-
-
-@dataclass
-class ProbConservConfig:
-    """Configuration of :class:`ProbConserv` (saved with the checkpoint)."""
-
-    problem: str = "pme"
-    step1: str = "anp"
-    hidden: int = 64
-    softc_weight: float = 0.0
-    covariance: str = "lowrank"
-    n_samples: int = 32
-    sigma_g: float = 0.0
-    relative: bool = False
-    lr: float | None = None
-    batch_size: int = 16
-    gp_width: int = 32
-    seed: int | None = 0
-    softc_points: int = 32
-    noise_std: float = 0.0
-    train_margin: float = 0.0
 
 
 @functools.cache
@@ -158,7 +135,7 @@ class ProbConserv:
             raise ValueError(f"step1: expected 'anp' or 'gp', received {step1!r}")
         given = {"hidden": hidden, "n_samples": n_samples, "covariance": covariance}
         given["gp_width"] = gp_width
-        for name in _GP_ONLY if step1 == "anp" else _ANP_ONLY:
+        for name in GP_ONLY if step1 == "anp" else ANP_ONLY:
             if given[name] is not None:
                 other = "gp" if step1 == "anp" else "anp"
                 raise ValueError(
@@ -166,10 +143,10 @@ class ProbConserv:
                     f"received {name}={given[name]!r}"
                 )
         hidden, n_samples, covariance, gp_width = (
-            _ANP_ONLY["hidden"] if hidden is None else hidden,
-            _ANP_ONLY["n_samples"] if n_samples is None else n_samples,
-            _ANP_ONLY["covariance"] if covariance is None else covariance,
-            _GP_ONLY["gp_width"] if gp_width is None else gp_width,
+            ANP_ONLY["hidden"] if hidden is None else hidden,
+            ANP_ONLY["n_samples"] if n_samples is None else n_samples,
+            ANP_ONLY["covariance"] if covariance is None else covariance,
+            GP_ONLY["gp_width"] if gp_width is None else gp_width,
         )
         if dtype is not None:
             dtype = resolve_dtype(dtype)
@@ -588,77 +565,7 @@ class ProbConserv:
             mass_gate=mass_gate,
             mass_floor=mass_floor,
         )
-        widened = None
-        if objective == "hybrid":
-            widened = self.problem.widened_range(s.range_margin)
-            self.problem.check_params(f"range_margin = {s.range_margin:g}", *widened)
-        val = data
-        if val is None:
-            val = make_dataset(self.problem, s.n_functions, seed=s.seed, param_range=widened)
-        tt, xx = self._grid(t, None)
-        prior = self._step1(val, tt, xx, seed=0, stage="raw")
-        truth = self.problem.solution(tt[None, :, None], xx, val.params[:, None, None].to(_F64))
-        truth = truth.to(prior.mean)
-        if objective == "hybrid":
-            mass = self.mass(val, tt)
-
-            def update(p: GaussianPosterior, idx: Tensor) -> GaussianPosterior:
-                return conserve_slices(
-                    p,
-                    xx.to(self.device),
-                    mass[idx],
-                    self.config.sigma_g,
-                    relative=self.config.relative,
-                )
-
-            before = (self.calibration, self.var_scale)
-            try:  # a failure part-way keeps the previous calibration
-                self.calibration = fit_hybrid(
-                    prior.mean,
-                    prior.covariance,
-                    truth,
-                    update,
-                    tt,
-                    xx,
-                    neighbours=s.neighbours,
-                    selection=selection,
-                )
-                self.var_scale = 1.0
-                if s.local_functions:
-                    fit_local(
-                        self,
-                        val,
-                        prior.mean,
-                        mass,
-                        tt,
-                        xx,
-                        s.local_functions,
-                        s.local_seed,
-                        s.seed,
-                        param_range=widened,
-                    )
-                    cal = self.calibration
-                    cal.mass_length = (
-                        float(s.mass_length * (xx[-1] - xx[0])) if s.mass_check else None
-                    )
-                    cal.mass_margin = None
-                    if s.mass_check and s.mass_gate is not None:
-                        cal.mass_margin = float(s.mass_gate * cal.mass_theta_sd)
-                        cal.mass_floor = float(s.mass_floor)
-                    if not s.mass_check:
-                        cal.mass_kappa = None
-            except BaseException:
-                self.calibration, self.var_scale = before
-                raise
-            return self.calibration.beta
-        self.calibration = None
-        z2 = (truth.to(prior.mean) - prior.mean).pow(2) / prior.variance.clamp_min(1e-12)
-        if objective == "ll":
-            self.var_scale = float(z2.mean())
-        else:
-            q = torch.quantile(z2.sqrt().flatten(), 0.9)
-            self.var_scale = float((q / 1.6448536269514722) ** 2)
-        return self.var_scale
+        return run_calibrate(self, s, data, t, objective, selection)
 
     def mass(self, context: GPMEData, t: float | Tensor | None = None) -> Tensor:
         """Analytic total mass :math:`b(t)` ``[B, nt]`` of each context function."""
@@ -765,54 +672,9 @@ class ProbConserv:
         """Checkpoint (config + Step-1 weights); :meth:`load` restores it exactly. The problem
         is saved by its family (one of ``PROBLEM_CLASSES``) and fields; a problem of another
         class is refused before anything is written (it could not be rebuilt)."""
-        if type(self.problem) not in PROBLEM_CLASSES:
-            raise ValueError(
-                f"problem: a {type(self.problem).__name__} cannot be saved (a checkpoint rebuilds "
-                f"its problem from one of {[c.__name__ for c in PROBLEM_CLASSES]} and its fields)"
-            )
-        state = {
-            "net": self.net.state_dict(),
-            "steps_done": self.steps_done,
-            # where the training's random draws stand, so a loaded model trains on exactly
-            "train_rng": None if self._train_rng is None else self._train_rng.get_state(),
-            "train_rng_device": None if self._train_rng is None else self._train_rng.device.type,
-            "dtype": str(self.dtype),
-            "var_scale": self.var_scale,
-            "calibration": None if self.calibration is None else self.calibration.state(),
-            # the problem's settings (a customised one, e.g. another train_range or table_time)
-            "problem": {f.name: getattr(self.problem, f.name) for f in fields(self.problem)},
-            # its family (a renamed problem is rebuilt from it, not from the name)
-            "problem_class": type(self.problem).__name__,
-        }
-        return save_checkpoint(path, kind=self.kind, config=asdict(self.config), state=state)
+        return save_probconserv(self, path)
 
     @classmethod
     def load(cls, path: str | Path, *, device: str | torch.device | None = None) -> ProbConserv:
         """Rebuild a model saved with :meth:`save`."""
-        ck = load_checkpoint(path, kind=cls.kind, map_location="cpu")
-        cfg: dict[str, Any] = dict(ck["config"])
-        known = {f.name for f in fields(ProbConservConfig)}
-        unknown = sorted(set(cfg) - known)
-        if unknown:
-            raise ValueError(
-                f"path: the checkpoint's settings {unknown} are not settings of this version's "
-                f"ProbConserv (expected some of {sorted(known)})"
-            )
-        # settings the other Step-1 model ignores (older checkpoints stored whatever was given)
-        for name in _GP_ONLY if cfg.get("step1", "anp") == "anp" else _ANP_ONLY:
-            cfg.pop(name, None)
-        dtype = getattr(torch, ck["state"]["dtype"].removeprefix("torch."))
-        problem = saved_problem(cfg.pop("problem"), ck["state"])
-        model = cls(problem, device=device, dtype=dtype, **cfg)
-        model.net.load_state_dict(ck["state"]["net"])
-        model.steps_done = int(ck["state"]["steps_done"])
-        # older checkpoints, or a stream of another device type (a CUDA generator's state is
-        # not a CPU one's): the seeded stream after the weights, as a fresh build has
-        rng = ck["state"].get("train_rng")
-        same = ck["state"].get("train_rng_device") in (None, model.device.type)
-        if rng is not None and model._train_rng is not None and same:
-            model._train_rng.set_state(rng)
-        model.var_scale = float(ck["state"].get("var_scale", 1.0))
-        cal = ck["state"].get("calibration")
-        model.calibration = None if cal is None else HybridCalibration.from_state(cal)
-        return model
+        return load_probconserv(cls, path, device=device)

@@ -244,7 +244,7 @@ def test_gp_hybrid_several_slices_conserve():
 def test_model_selection_reaches_fit_hybrid(calibrated, monkeypatch):
     """``calibrate(selection=...)`` is the rule ``fit_hybrid`` applies; bad names are refused
     before any work."""
-    import bayesphys.probconserv.model as model_mod
+    import bayesphys.probconserv._model_calibration as model_mod
 
     model, val, _ = calibrated
     seen = []
@@ -266,7 +266,7 @@ def test_model_selection_reaches_fit_hybrid(calibrated, monkeypatch):
 def test_failed_calibration_keeps_the_previous_one(calibrated, monkeypatch):
     """Bad sizes are refused before any work; a failure part-way (here in the conditional
     scale, after the hybrid covariance was fitted) restores the previous calibration."""
-    import bayesphys.probconserv.model as model_mod
+    import bayesphys.probconserv._model_calibration as model_mod
 
     model, val, _ = calibrated
     before, scale = model.calibration, model.var_scale

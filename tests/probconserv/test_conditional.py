@@ -147,7 +147,6 @@ def test_model_local_scale_conserves_and_round_trips(tmp_path):
 
 def test_range_margin_draws_calibration_functions_beyond_the_range(monkeypatch):
     import bayesphys.probconserv._model_calibration as mc
-    import bayesphys.probconserv.model as pm
 
     torch.set_num_threads(1)
     m = ProbConserv("diffusion", step1="anp", hidden=16, n_samples=8, seed=0)
@@ -159,10 +158,11 @@ def test_range_margin_draws_calibration_functions_beyond_the_range(monkeypatch):
     default = m.calibration.local.u.clone()
     drawn, drawn_val = [], []
 
-    def spy(into):
+    def spy(into, size=None):
         def draw(*args, **kw):
             data = make_dataset(*args, **kw)
-            into.append(data.params)
+            if size is None or len(data) == size:
+                into.append(data.params)
             return data
 
         return draw
@@ -184,7 +184,8 @@ def test_range_margin_draws_calibration_functions_beyond_the_range(monkeypatch):
     torch.testing.assert_close(drawn[1], lo - w / 20 + (drawn[0] - lo) * 1.1)
     # without data, the validation functions calibrate draws itself are widened as well
     # (hybrid only; the scalar objectives keep the training distribution)
-    monkeypatch.setattr(pm, "make_dataset", spy(drawn_val))
+    # the validation draws only (16 functions; the 40 local ones were checked above)
+    monkeypatch.setattr(mc, "make_dataset", spy(drawn_val, size=16))
     m.calibrate(n_functions=16, objective="hybrid", local_functions=40, range_margin=0.2)
     m.calibrate(n_functions=16, objective="hybrid", local_functions=40, range_margin=0.0)
     m.calibrate(n_functions=16, objective="ll")

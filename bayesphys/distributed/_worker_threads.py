@@ -1,0 +1,94 @@
+"""Thread limits of :func:`~bayesphys.distributed.fit_many`'s workers (re-exported by
+:mod:`~bayesphys.distributed.executors`): ``workers x threads`` must not oversubscribe the cores,
+and a caller's own counts come back after a sequential run."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+from .._checks import check_int
+
+_THREAD_ENV = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+
+def limit_threads(n: int | None) -> dict[str, Any] | None:
+    """Limit torch intra-op threads, OpenMP/BLAS pools and the thread env vars to ``n``.
+
+    Returns the previous settings (for :func:`_restore_threads`), or ``None`` when ``n`` is
+    ``None`` (nothing changed).
+    """
+    if n is None:
+        return None
+    n = check_int("threads_per_worker", n, minimum=1)
+    import torch
+
+    prev: dict[str, Any] = {"torch": torch.get_num_threads(), "env": {}}
+    for var in _THREAD_ENV:
+        prev["env"][var] = os.environ.get(var)
+        os.environ[var] = str(n)
+    # the pools first: torch's intra-op threads are OpenMP's, so limiting torch first made
+    # threadpoolctl record the lowered value as the one to restore (a sequential fit_many left
+    # the caller at one thread)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        prev["pools"] = threadpool_limits(limits=n)
+    except ImportError:  # pragma: no cover - threadpoolctl ships with scipy/sklearn stacks
+        prev["pools"] = None
+    torch.set_num_threads(n)
+    return prev
+
+
+def _restore_threads(prev: dict[str, Any] | None) -> None:
+    if prev is None:
+        return
+    import torch
+
+    for var, val in prev["env"].items():
+        if val is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = val
+    if prev.get("pools") is not None:
+        prev["pools"].restore_original_limits()
+    torch.set_num_threads(prev["torch"])  # last: restoring the OpenMP pool also sets torch's
+
+
+def _exit_with_parent(poll_seconds: float = 1.0) -> None:
+    """End this worker process once its parent is gone.
+
+    A pool's workers otherwise outlive a killed main process and keep computing until their
+    current task ends. A daemon thread compares ``os.getppid()`` with the parent at start
+    every ``poll_seconds`` (a re-parented process has a different parent id).
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_seconds)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="bayesphys-parent-watch", daemon=True).start()
+
+
+def _init_worker(threads: int | None) -> None:
+    """Worker initializer (process pool, Dask): limit threads once per worker process."""
+    limit_threads(threads)
+
+
+def _init_pool_worker(threads: int | None) -> None:
+    """Process-pool initializer: :func:`_init_worker`, and exit with the parent (a pool's
+    workers belong to one main process; Dask workers may outlive the shell that started
+    them, so they do not get this)."""
+    _init_worker(threads)
+    _exit_with_parent()

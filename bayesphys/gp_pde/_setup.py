@@ -1,0 +1,193 @@
+"""Argument checks and initial spectral-mixture kernels of :class:`~.model.GPPDESolver`.
+
+Fang et al., ICLR 2024 (GP-HM): the mixture frequencies start on the paper's grid
+``linspace(0, 1, Q) * freq_scale``; ``method="gp-hm"`` puts the source's periodogram peaks first.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .._checks import check_int, check_real
+from ..problems.gp_pde import PROBLEMS, PDEProblem
+from ._inputs import periodogram_peaks
+from .gauss_newton import GaussNewtonKronSolve
+from .kernels import SpectralMixture1d
+from .nonlinear import PicardKronSolve
+
+METHODS = ("gp-hm", "ref")
+NONLINEAR_SOLVERS = ("picard", "gauss-newton")
+
+
+def checked_args(
+    *,
+    problem,
+    x,
+    n_col,
+    num_mixtures,
+    beta,
+    weighting,
+    zero_component,
+    lam_b,
+    jitter,
+    freq_scale,
+    nugget,
+    method,
+    nonlinear_solver,
+    solver_options,
+) -> dict[str, Any]:
+    """Check the constructor's arguments; returns the normalised values (same names).
+
+    ``n_col >= 4`` (with a problem only), ``num_mixtures >= 1``, ``lam_b > 0``, ``jitter >= 0``,
+    ``freq_scale >= 0``, ``nugget > 0``; ``solver_options`` keys must be keyword options of the
+    chosen nonlinear solver. Raises ``ValueError`` / ``TypeError`` naming the argument.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method: expected one of {METHODS}, received {method!r}")
+    if nonlinear_solver not in NONLINEAR_SOLVERS:
+        raise ValueError(
+            f"nonlinear_solver: expected one of {NONLINEAR_SOLVERS}, received {nonlinear_solver!r}"
+        )
+    if solver_options is not None and not isinstance(solver_options, dict):
+        raise TypeError(
+            f"solver_options: expected a dict or None, received {type(solver_options).__name__}"
+        )
+    if problem is not None and not isinstance(problem, (str, PDEProblem)):
+        raise TypeError(
+            "problem: expected a PDEProblem, a problem id (str) or None, received "
+            f"{type(problem).__name__}"
+        )
+    if problem is not None and x is not None:
+        raise ValueError(
+            "x: the grid comes from the problem (n_col points per dimension); give either a "
+            "problem or x, not both"
+        )
+    if n_col is not None:
+        if problem is None:
+            raise ValueError(
+                "n_col: only used with a problem (without one the grid is x); received "
+                f"n_col={n_col!r} and no problem"
+            )
+        # collocation points per axis; at least 4, as for a grid given by x (a checkpoint
+        # restores the model from its axes)
+        n_col = check_int("n_col", n_col, minimum=4)
+    num_mixtures = check_int("num_mixtures", num_mixtures, minimum=1)
+    if beta is not None:
+        beta = check_real("beta", beta)
+    if weighting is not None and weighting not in ("identity", "prior"):
+        raise ValueError(f"weighting: expected None, 'identity' or 'prior', received {weighting!r}")
+    if zero_component is not None and not isinstance(zero_component, bool):
+        raise TypeError(
+            "zero_component: expected None or a bool, received "
+            f"{type(zero_component).__name__} {zero_component!r}"
+        )
+    if lam_b is not None:
+        lam_b = check_real("lam_b", lam_b, minimum=0.0, strict=True)
+    if jitter is not None:
+        jitter = check_real("jitter", jitter, minimum=0.0)
+    if freq_scale is not None:
+        freq_scale = check_real("freq_scale", freq_scale, minimum=0.0)
+    if nugget is not None:
+        nugget = check_real("nugget", nugget, minimum=0.0, strict=True)
+    solver_cls = GaussNewtonKronSolve if nonlinear_solver == "gauss-newton" else PicardKronSolve
+    known = [
+        p.name
+        for p in inspect.signature(solver_cls.__init__).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    ]
+    unknown = sorted(set(solver_options or {}) - set(known))
+    if unknown:
+        raise ValueError(
+            f"solver_options: unknown option(s) {unknown} for {solver_cls.__name__} "
+            f"(nonlinear_solver={nonlinear_solver!r}); expected some of {known}"
+        )
+    solver_options = solver_cls.check_options(solver_options or {})
+
+    return dict(
+        n_col=n_col,
+        num_mixtures=num_mixtures,
+        beta=beta,
+        lam_b=lam_b,
+        jitter=jitter,
+        freq_scale=freq_scale,
+        nugget=nugget,
+        solver_options=solver_options,
+    )
+
+
+def initial_kernels(
+    axes: list[Tensor],
+    f: Tensor,
+    g: Tensor,
+    bvals: Tensor,
+    *,
+    num_mixtures: int,
+    kind: str,
+    method: str,
+    freq_scale: float,
+    zero_component: bool | None,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> torch.nn.ModuleList:
+    r"""One :class:`~.kernels.SpectralMixture1d` of ``Q = num_mixtures`` components per axis.
+
+    ``axes``: the ``d`` grid axes ``[n_j]``; ``f`` the source ``[n_1..n_d]``; ``g`` the boundary
+    face values; ``bvals`` the boundary grid tensor ``[n_1..n_d]`` (faces read only). ``ref``:
+    :math:`\mu_q` = ``linspace(0, 1, Q) * freq_scale``, :math:`\log a_q = 0` (the paper).
+    ``gp-hm``: the periodogram peaks of the source (of the boundary lines when the source
+    vanishes) first, a zero frequency for smooth solutions, then the paper's grid;
+    :math:`\log a_q = -\log L_j`.
+    """
+    q = int(num_mixtures)
+    kernels = []
+    # frequencies come from the source's periodogram; a vanishing source (advection) has
+    # none, so the boundary data on the faces are used instead (lines along each dimension)
+    spec_src = f
+    if float(f.abs().max()) <= 1e-12 * max(float(g.abs().max()), 1e-300):
+        spec_src = None
+    for j, a in enumerate(axes):
+        fs = freq_scale
+        lin = torch.linspace(0, 1, q, dtype=dtype) * fs
+        if method == "gp-hm":
+            # the source's periodogram peaks first, then the paper's linspace grid
+            src = spec_src if spec_src is not None else _face_lines(bvals, j)
+            pk = periodogram_peaks(src, a, -1 if spec_src is None else j, q).cpu()
+            length = (a[-1] - a[0]).item()
+            # smooth solutions (< 4 periods of the dominant frequency across the domain) also
+            # get a zero-frequency component for trends (it hurts high-frequency problems)
+            low = pk.numel() == 0 or float(pk[0]) * length < 4.0
+            want = low if zero_component is None else bool(zero_component)
+            head = [torch.zeros(1, dtype=dtype)] if want and not bool((pk == 0).any()) else []
+            mu = torch.cat([*head, pk, lin])[:q]
+            log_a = math.log(1.0 / length)
+        else:
+            mu, log_a = lin, 0.0
+        kernels.append(SpectralMixture1d(q, kind=kind, mu=mu, log_a=log_a, dtype=dtype))
+    return torch.nn.ModuleList(kernels).to(device)
+
+
+def registered(problem: PDEProblem | None) -> bool:
+    """Whether ``problem`` is the registered problem of its name (not a modified copy)."""
+    return problem is not None and PROBLEMS.get(problem.name) is problem
+
+
+def _face_lines(u: Tensor, j: int) -> Tensor:
+    """Boundary lines of the grid tensor ``u`` running along dimension ``j``: ``[L, n_j]``.
+
+    Only faces of the other dimensions are read (no interior value is used).
+    """
+    d = u.ndim
+    lines = []
+    for k in range(d):
+        if k == j:
+            continue
+        for i in (0, u.shape[k] - 1):
+            lines.append(torch.movedim(u.select(k, i), j - (j > k), -1).reshape(-1, u.shape[j]))
+    if not lines:  # 1-D: no line along the only dimension is on the boundary
+        return torch.zeros(1, u.shape[j], dtype=u.dtype, device=u.device)
+    return torch.cat(lines, 0)

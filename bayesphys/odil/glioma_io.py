@@ -1,0 +1,102 @@
+"""Checkpoints of a :class:`~bayesphys.odil.GliomaModel` and models of synthetic patients."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .._checks import check_keys
+from .._model import load_checkpoint, save_checkpoint
+
+if TYPE_CHECKING:
+    from .glioma import GliomaModel
+
+
+def save_glioma(model: GliomaModel, path: str | Path) -> Path:
+    """Write ``model`` (maps, labels, focus guess, fitted posterior, recalibration) to ``path``."""
+    state = {
+        "wm": model.wm.cpu(),
+        "gm": model.gm.cpu(),
+        "labels": model.labels.cpu(),
+        "pet": None if model.pet is None else model.pet.cpu(),
+        "focus_init": model.focus_init.cpu(),
+        "theta": None if model.theta is None else model.theta.cpu(),
+        "theta_cov": None if model.theta_cov is None else model.theta_cov.cpu(),
+        "recalibration": None
+        if model.recalibration is None
+        else [v.cpu() for v in model.recalibration],
+        "dtype": str(model.dtype),
+    }
+    return save_checkpoint(path, kind=model.kind, config=model.config, state=state)
+
+
+def glioma_from_patient(
+    cls: type[GliomaModel], patient: dict, *, use_pet: bool = False, **kwargs: Any
+) -> GliomaModel:
+    """A model of one patient dict as :func:`~bayesphys.problems.glioma.synthetic_patient`
+    returns it (``wm``, ``gm``, ``labels``, ``spacing``, ``th_up``, ``th_down``, the
+    patient's ``t_end`` and ``dg_ratio`` when it has them and, with ``use_pet``, ``pet``);
+    ``kwargs`` go to the constructor (``device``, ``seed``, ...) and override the
+    patient's settings."""
+    need = ("wm", "gm", "labels", "spacing", "th_up", "th_down") + ("pet",) * bool(use_pet)
+    check_keys("patient", patient, need, None, hint="a synthetic_patient dict")
+    if use_pet and patient["pet"] is None:
+        raise ValueError(
+            "patient['pet']: expected a PET map with use_pet=True, received None "
+            "(a synthetic_patient dict made with a PET map)"
+        )
+    if "pet" in kwargs:
+        raise ValueError("pet: pass use_pet=True to use the patient's PET map")
+    settings = {k: patient[k] for k in ("spacing", "th_up", "th_down")}
+    # a patient simulated over another horizon or ratio was fitted with the defaults
+    settings.update({k: patient[k] for k in ("t_end", "dg_ratio") if k in patient})
+    settings.update(kwargs)
+    return cls(
+        patient["wm"],
+        patient["gm"],
+        patient["labels"],
+        pet=patient["pet"] if use_pet else None,
+        **settings,
+    )
+
+
+def load_glioma(
+    cls: type[GliomaModel], path: str | Path, *, device: str | torch.device | None = None
+) -> GliomaModel:
+    """Restore a model written by :func:`save_glioma` exactly (on ``device``)."""
+    ck = load_checkpoint(path, kind=cls.kind)
+    cfg, st = ck["config"], ck["state"]
+    model = cls(
+        st["wm"],
+        st["gm"],
+        st["labels"],
+        pet=st["pet"],
+        focus_init=st["focus_init"],
+        spacing=cfg["spacing"],
+        th_up=cfg["th_up"],
+        th_down=cfg["th_down"],
+        t_end=cfg["t_end"],
+        dg_ratio=cfg["dg_ratio"],
+        pet_scale=cfg["pet_scale"],
+        pet_sigma=cfg["pet_sigma"],
+        seg_sigma=cfg["seg_sigma"],
+        noise_corr_mm=cfg["noise_corr_mm"],
+        model_error=cfg.get("model_error", 0.0),
+        d_max=cfg["d_max"],
+        time_scheme=cfg.get("time_scheme", "euler"),
+        prior=cfg["prior"],
+        n_foci=cfg.get("n_foci", 1),
+        crop_margin_mm=cfg["crop_margin_mm"],
+        crop_scale=cfg.get("crop_scale"),
+        device=device,
+        dtype=st["dtype"].removeprefix("torch."),
+        seed=cfg["seed"],
+    )
+    dev = model.device
+    model.theta = None if st["theta"] is None else st["theta"].to(dev)
+    model.theta_cov = None if st["theta_cov"] is None else st["theta_cov"].to(dev)
+    recal = st.get("recalibration")
+    model.recalibration = None if recal is None else tuple(v.to(dev) for v in recal)
+    return model
