@@ -21,6 +21,7 @@ factor varies fastest, matching ``field.reshape(n_1, ..., n_m)``.
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from linear_operator import to_dense, to_linear_operator
@@ -53,6 +54,13 @@ def psd_cholesky(a: Tensor, name: str = "covariance", max_tries: int = 6) -> Ten
     least the dtype's smallest normal number, so a zero matrix gets a usable jitter) and grows
     tenfold per try. Raises ``ValueError`` naming ``name`` if ``a`` is not PSD.
     """
+    return _psd_cholesky_jitter(a, name, max_tries)[0]
+
+
+def _psd_cholesky_jitter(
+    a: Tensor, name: str = "covariance", max_tries: int = 6
+) -> tuple[Tensor, float]:
+    """:func:`psd_cholesky` and the jitter it added (0.0 when none was needed)."""
     if not isinstance(a, Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, received {type(a).__name__}")
     if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
@@ -61,7 +69,7 @@ def psd_cholesky(a: Tensor, name: str = "covariance", max_tries: int = 6) -> Ten
     a = 0.5 * (a + a.mT)
     l, info = torch.linalg.cholesky_ex(a)
     if not bool(info.any()):
-        return l
+        return l, 0.0
     bad = ~torch.isfinite(a)
     if bool(bad.any()):  # only looked at once the plain factorisation has failed
         raise ValueError(
@@ -77,7 +85,7 @@ def psd_cholesky(a: Tensor, name: str = "covariance", max_tries: int = 6) -> Ten
         jit = (base * 10**k) * scale
         l, info = torch.linalg.cholesky_ex(a + jit[..., None] * eye)
         if not bool(info.any()):
-            return l
+            return l, float(jit.max())
     eig_min = float(torch.linalg.eigvalsh(a).min())
     raise ValueError(
         f"{name}: expected a positive semi-definite matrix, received one with smallest "
@@ -171,18 +179,34 @@ def _cols(a: Tensor, z: Tensor):
     return zz, lambda y: y.movedim(-1, 0).reshape(*lead, *y.shape[:-2], y.shape[-2]).contiguous()
 
 
+def _warn_jittered(name: str, jitter: float) -> None:
+    """Warn that a density is that of a jittered covariance (a singular one has none)."""
+    warnings.warn(
+        f"{name}: the covariance is singular to working precision (its Cholesky factor needed "
+        f"jitter {jitter:.1e} on the diagonal); the log density and solves are those of the "
+        "jittered matrix and depend on the jitter; draws are unaffected. Add a nugget to the "
+        "covariance for a density of your own choosing",
+        RuntimeWarning,
+        stacklevel=4,
+    )
+
+
 def _dense_root(cov: LinearOperator | Tensor, name: str) -> StructuredRoot:
     a = to_dense(cov)
-    chol = psd_cholesky(a, name)
+    chol, jitter = _psd_cholesky_jitter(a, name)
 
     def apply(z):
         zz, undo = _cols(chol, z)
         return undo(chol @ zz)
 
     def logdet():
+        if jitter:
+            _warn_jittered(name, jitter)
         return 2 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
 
     def solve(v):
+        if jitter:
+            _warn_jittered(name, jitter)
         vv, undo = _cols(chol, v)
         return undo(torch.cholesky_solve(vv, chol))
 
@@ -241,7 +265,11 @@ def _lowrank_root(cov: LowRankRootAddedDiagLinearOperator, name: str) -> Structu
 
 
 def _kron_root(factors: list[Tensor], name: str) -> StructuredRoot:
-    chols = [psd_cholesky(f, f"{name} (Kronecker factor {i})") for i, f in enumerate(factors)]
+    done = [
+        _psd_cholesky_jitter(f, f"{name} (Kronecker factor {i})") for i, f in enumerate(factors)
+    ]
+    chols = [c for c, _ in done]
+    jitter = max(j for _, j in done)
     sizes = [f.shape[-1] for f in factors]
     n = math.prod(sizes)
 
@@ -249,9 +277,13 @@ def _kron_root(factors: list[Tensor], name: str) -> StructuredRoot:
         return kron_matvec(chols, z)
 
     def logdet():
+        if jitter:
+            _warn_jittered(name, jitter)
         return sum((n // s) * 2 * c.diagonal().log().sum() for s, c in zip(sizes, chols))
 
     def solve(v):
+        if jitter:
+            _warn_jittered(name, jitter)
         eye = [torch.eye(s, dtype=v.dtype, device=v.device) for s in sizes]
         inv = [torch.cholesky_solve(e, c) for e, c in zip(eye, chols)]
         return kron_matvec(inv, v)
@@ -263,9 +295,17 @@ def _kron_added_diag_root(cov: KroneckerProductAddedDiagLinearOperator, name: st
     factors = [to_dense(f) for f in cov._linear_op.linear_ops]
     eigs = [torch.linalg.eigh(0.5 * (f + f.mT)) for f in factors]
     lam = None
-    for e in eigs:
-        ev = e.eigenvalues.clamp_min(0)
-        lam = ev if lam is None else torch.kron(lam, ev)
+    for e in eigs:  # the product's eigenvalues are the products of the factors' (signs too)
+        lam = e.eigenvalues if lam is None else torch.kron(lam, e.eigenvalues)
+    # the Kronecker part must be PSD itself (a negative eigenvalue hidden by the diagonal was
+    # accepted, as the dense and plain-Kronecker roots do not); round-off negatives count as 0
+    tol = torch.finfo(lam.dtype).eps ** 0.5 * float(lam.abs().max())
+    if float(lam.min()) < -tol:
+        raise ValueError(
+            f"{name}: expected a positive semi-definite Kronecker product, received one with "
+            f"smallest eigenvalue {float(lam.min()):.3e}"
+        )
+    lam = lam.clamp_min(0)
     total = lam + cov._diag_tensor.diagonal()[..., 0]
     if bool((total <= 0).any()):
         raise ValueError(f"{name}: Kronecker-plus-diagonal covariance is not positive definite")

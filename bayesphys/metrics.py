@@ -131,7 +131,9 @@ def gaussian_nll(mean: Tensor, var: Tensor, y: Tensor, dim=None) -> Tensor:
 
 def crps_gaussian(mean: Tensor, std: Tensor, y: Tensor, dim=None) -> Tensor:
     r"""Continuous ranked probability score of ``N(mean, std^2)`` at ``y`` (closed form, mean)."""
-    mean = torch.as_tensor(mean)
+    if not isinstance(mean, Tensor):  # a Python number in the tensors' dtype, not float32
+        ref = next((t for t in (y, std) if isinstance(t, Tensor)), None)
+        mean = torch.as_tensor(mean) if ref is None else _on_like(mean, ref)
     std, y = _on_like(std, mean), _on_like(y, mean)
     try:
         shape = torch.broadcast_shapes(mean.shape, y.shape)
@@ -174,12 +176,16 @@ def crps_samples(samples: Tensor, y: Tensor, dim=None) -> Tensor:
     check_finite("samples", samples)
     check_finite("y", y)
     s = samples.shape[0]
-    term1 = (samples - y).abs().mean(0)
-    xs, _ = samples.sort(0)
-    k = torch.arange(1, s + 1, dtype=samples.dtype, device=samples.device)
+    # the weights 2k - S - 1 and the sums in at least float32: half precision holds k exactly
+    # only to 2048 (bfloat16: 256) and its sum overflowed to -inf past a few thousand draws
+    work = torch.promote_types(samples.dtype, torch.float32)
+    x = samples.to(work)
+    term1 = (x - y.to(work)).abs().mean(0)
+    xs, _ = x.sort(0)
+    k = torch.arange(1, s + 1, dtype=work, device=samples.device)
     k = k.reshape(-1, *([1] * y.ndim))
     term2 = (2 * k - s - 1).mul(xs).sum(0) * 2 / (2 * s * s)
-    crps = term1 - term2
+    crps = (term1 - term2).to(samples.dtype)
     return crps.mean() if dim is None else crps.mean(dim)
 
 
@@ -369,10 +375,17 @@ def mmd(
             raise TypeError(
                 f"{name}: expected a floating-point point cloud, received dtype {t.dtype}"
             )
-    y = y.to(x)
+    # at least float32 (cdist has no half kernels), the wider of the two clouds' dtypes
+    work = torch.promote_types(torch.promote_types(x.dtype, y.dtype), torch.float32)
+    x, y = x.to(work), y.to(x.device, work)
+    # MMD is translation invariant: centring both clouds on one point, and cdist's direct
+    # differences (its default for > 25 rows is |a|^2 + |b|^2 - 2 a.b, which cancels
+    # catastrophically far from the origin: float32 clouds at 1e4 gave 0.24 for 0.008)
+    centre = torch.cat([x, y]).mean(0)
+    x, y = x - centre, y - centre
 
     def k(a, b):
-        d2 = torch.cdist(a, b).pow(2)
+        d2 = torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist").pow(2)
         return sum(torch.exp(-d2 / h) for h in bandwidths)
 
     return k(x, x).mean() + k(y, y).mean() - 2 * k(x, y).mean()
