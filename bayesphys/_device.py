@@ -116,6 +116,25 @@ def same_device(a: str | torch.device, b: str | torch.device) -> bool:
     return True  # e.g. cpu and cpu:0
 
 
+def _checked_device(device: Any) -> torch.device | None:
+    """``device`` as :func:`resolve_device` reads it (``None`` stays ``None``): a string, or a
+    :class:`torch.device` of CUDA / MPS (an absent one is named, as for a string); other
+    :class:`torch.device` objects pass as they are; anything else is a ``TypeError`` (an int
+    was silently ignored)."""
+    if device is None:
+        return None
+    if isinstance(device, str) or (
+        isinstance(device, torch.device) and device.type in ("cuda", "mps")
+    ):
+        return resolve_device(device)
+    if isinstance(device, torch.device):
+        return device
+    raise TypeError(f"device: expected str, torch.device or None, received {type(device).__name__}")
+
+
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
 def resolve_dtype(dtype: torch.dtype | str | None = None, default: torch.dtype = torch.float64):
     """Return a floating torch dtype; ``None`` gives ``default`` (float64 for linear algebra)."""
     if dtype is None:
@@ -130,8 +149,12 @@ def resolve_dtype(dtype: torch.dtype | str | None = None, default: torch.dtype =
         raise TypeError(
             f"dtype: expected torch.dtype, str or None, received {type(dtype).__name__}"
         )
-    if not dtype.is_floating_point:
-        raise ValueError(f"dtype: expected a floating dtype, received {dtype}")
+    if dtype not in _FLOAT_DTYPES:
+        # float8 types are "floating" too, but nothing (not even isfinite) runs on them
+        raise ValueError(
+            f"dtype: expected a floating dtype (float16, bfloat16, float32 or float64), "
+            f"received {dtype}"
+        )
     return dtype
 
 
@@ -194,7 +217,7 @@ def seeded(seed: int | None, device: torch.device | str = "cpu") -> Iterator[Non
         yield
         return
     seed = int(check_seed("seed", seed))
-    dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    dev = _checked_device(device)
     cuda: list[int] = []
     if dev.type == "cuda":
         cuda = [dev.index if dev.index is not None else torch.cuda.current_device()]
@@ -217,8 +240,7 @@ def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torc
     if seed is None:
         return None
     seed = check_seed("seed", seed)
-    if isinstance(device, str):
-        device = resolve_device(device)
+    device = _checked_device(device)
     gen = torch.Generator(device=torch.device(device))
     gen.manual_seed(int(seed))
     return gen
@@ -274,10 +296,24 @@ def as_tensor(
             ) from err
     if t.is_complex() and (real or (dtype is not None and not dtype.is_complex)):
         raise TypeError(f"{name}: expected real values, received complex ({t.dtype})")
-    if isinstance(device, str):
-        device = resolve_device(device)
+    device = _checked_device(device)
+    if isinstance(dtype, str):
+        dtype = resolve_dtype(dtype)
+    if (
+        dtype is not None
+        and t.is_floating_point()
+        and not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
+    ):
+        if not bool(torch.isfinite(t).all()) or not torch.equal(t, t.trunc()):
+            raise ValueError(
+                f"{name}: expected whole numbers for {dtype}, received fractional or non-finite "
+                "values (the cast would truncate them)"
+            )
     if dtype is not None or device is not None:
-        t = t.to(dtype=dtype or t.dtype, device=device or t.device)
+        t = t.to(
+            dtype=dtype if dtype is not None else t.dtype,
+            device=device if device is not None else t.device,
+        )
     if ndim is not None and t.ndim != ndim:
         raise ValueError(f"{name}: expected {ndim} dimensions, received shape {tuple(t.shape)}")
     if finite:

@@ -98,6 +98,13 @@ class GaussianPosterior(_PosteriorBase):
             raise TypeError(f"mean: expected a torch.Tensor, received {type(mean).__name__}")
         if not mean.is_floating_point():
             raise TypeError(f"mean: expected a floating tensor, received dtype {mean.dtype}")
+        if mean.dtype not in (torch.float32, torch.float64):
+            # the roots (Cholesky, eigen) and the quantiles (ndtri) have no half kernels: a half
+            # mean failed deep inside torch, or only at the first quantile of a diagonal one
+            raise TypeError(
+                f"mean: expected float32 or float64, received {mean.dtype} (convert with "
+                "mean.float())"
+            )
         event_shape = mean.shape if event_shape is None else _shape_arg("event_shape", event_shape)
         nev = len(event_shape)
         if tuple(mean.shape[mean.ndim - nev :]) != tuple(event_shape) or mean.ndim < nev:
@@ -211,8 +218,8 @@ class GaussianPosterior(_PosteriorBase):
     ) -> Tensor:
         """Reparameterised draws ``[*sample_shape, *batch, *event]``.
 
-        ``base_samples`` (``[*sample_shape, *batch, M]``) fixes the standard-normal noise, for
-        common random numbers across posteriors.
+        ``base_samples`` (``[*sample_shape, *batch, M]``, floating; cast to the posterior's
+        dtype) fixes the standard-normal noise, for common random numbers across posteriors.
         """
         shape = _size(sample_shape)
         m = self._base_dim()
@@ -226,6 +233,7 @@ class GaussianPosterior(_PosteriorBase):
             )
         else:
             self._check_base_samples(base_samples, shape, m)
+            base_samples = base_samples.to(self.dtype)  # draws in the posterior's dtype
         if self._custom_root is not None:
             flat = self._custom_root(base_samples)
             n = math.prod(self.event_shape)
@@ -245,6 +253,8 @@ class GaussianPosterior(_PosteriorBase):
             raise TypeError(
                 f"base_samples: expected a torch.Tensor, received {type(base).__name__}"
             )
+        if not base.is_floating_point():
+            raise TypeError(f"base_samples: expected floating values, received {base.dtype}")
         if base.ndim == 0 or base.shape[-1] != m:
             raise ValueError(
                 f"base_samples: expected last dimension {m}, received shape {tuple(base.shape)}"
@@ -287,7 +297,8 @@ class GaussianPosterior(_PosteriorBase):
         return self._mean + self.stddev * z
 
     def log_prob(self, value: Tensor) -> Tensor:
-        """Gaussian log density of ``value`` ``[*, *batch, *event]`` -> ``[*, *batch]``."""
+        """Gaussian log density of ``value`` ``[*, *batch, *event]`` -> ``[*, *batch]``, in the
+        posterior's dtype (a floating ``value`` of another dtype is cast to it)."""
         if self._custom_root is not None:
             raise NotImplementedError(
                 "GaussianPosterior.log_prob: not available with a custom root"
@@ -311,7 +322,10 @@ class GaussianPosterior(_PosteriorBase):
                 f"value: expected a tensor on {self.device} (the posterior's device), received "
                 f"one on {value.device}"
             )
+        if not value.is_floating_point():
+            raise TypeError(f"value: expected floating values, received {value.dtype}")
         check_finite("value", value)
+        value = value.to(self.dtype)  # the density in the posterior's dtype
         root = self._get_root()
         diff = value - self._mean  # [*, *batch, *event]: the batch dims broadcast
         diff = diff.reshape(*diff.shape[: diff.ndim - nev], -1)

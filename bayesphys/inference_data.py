@@ -49,6 +49,8 @@ def _np(value: Any) -> np.ndarray:
         import torch
 
         if isinstance(value, torch.Tensor):
+            if value.dtype == torch.bfloat16:  # numpy has no bfloat16: exactly as float32
+                value = value.float()
             return value.detach().cpu().numpy()
     except ImportError:  # pragma: no cover
         pass

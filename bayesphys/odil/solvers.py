@@ -133,7 +133,9 @@ def _gn_step(fn, x, lam, linear_solver, cg_tol, cg_maxiter, jacobian=None, colou
         if jacobian is not None:
             r, jac = _checked_jacobian(jacobian(x), x.numel())
         else:
-            r = fn(x).detach()
+            # in x's dtype, as the Jacobian is: a float32 problem's residual that closes over
+            # float64 data came back float64 (the CG path accepted it, this one crashed)
+            r = fn(x).detach().to(x.dtype)
             jac = dense_jacobian(fn, x)
         g = jac.T @ r
         h = jac.T @ jac

@@ -150,6 +150,12 @@ class ProbConserv:
         )
         if dtype is not None:
             dtype = resolve_dtype(dtype)
+            if dtype not in (torch.float32, _F64):
+                # half-precision training diverged to NaN weights while reporting success
+                raise ValueError(
+                    f"dtype: expected torch.float32 or torch.float64, received {dtype} (the "
+                    "neural process trains in single or double precision)"
+                )
         if step1 == "gp" and dtype not in (None, _F64):
             # its predictive covariance must be PSD to float64 accuracy for the update
             raise ValueError(f"dtype: step1='gp' runs in torch.float64, received {dtype}")

@@ -123,7 +123,7 @@ class ConjugateGaussianField:
     device : str, torch.device or None
         Where the model lives (``None``: the CPU; ``"auto"``: CUDA when present).
     dtype : torch.dtype or str
-        A floating dtype (default float64).
+        ``float32`` or ``float64`` (default float64).
     seed : int or None
         Kept with the model and its checkpoint (the posterior is exact; nothing is drawn).
 
@@ -149,6 +149,8 @@ class ConjugateGaussianField:
     ):
         self.device = dev = model_device(device)
         dtype = resolve_dtype(dtype)  # an integer dtype rounded the grid to [0, ..., 0, 1]
+        if dtype not in (torch.float32, torch.float64):  # Cholesky has no half kernels
+            raise ValueError(f"dtype: expected torch.float32 or torch.float64, received {dtype}")
         self.x = as_tensor("x", x, dtype=dtype, device=dev, ndim=1)
         idx = as_tensor("idx", idx, device=dev, ndim=1)
         if idx.dtype == torch.bool or (
