@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ._checks import check_int
+from ._files import atomic_write_text
 
 __all__ = [
     "repo_root",
@@ -116,7 +117,7 @@ def write_results(
     if extra:
         payload.update(extra)
     path = out_dir / f"{component}.json"
-    path.write_text(json.dumps(payload, indent=1, default=float) + "\n")
+    atomic_write_text(path, json.dumps(payload, indent=1, default=float) + "\n")
     if update_docs is None:
         update_docs = out is None
     if update_docs:
@@ -228,7 +229,7 @@ def write_rows(
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.json"
     payload = {"command": recorded_command(script, argv), **(extra or {}), "rows": rows}
-    path.write_text(json.dumps(payload, indent=1) + "\n")
+    atomic_write_text(path, json.dumps(payload, indent=1) + "\n")
     print(rows_table(rows))
     print(f"wrote {path}")
     return path
@@ -362,7 +363,7 @@ def update_benchmarks_md(component: str, payload: Mapping[str, Any], docs: Path 
     else:
         text = text.rstrip() + f"\n\n## {component}\n\n{block}\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    atomic_write_text(path, text)
     return path
 
 

@@ -1,4 +1,4 @@
-"""Atomic file writes shared by checkpoints and netCDF exports.
+"""Atomic file writes shared by checkpoints, netCDF exports and benchmark results.
 
 :func:`atomic_write` writes through a temporary file beside the real target and renames it
 into place, so a write that fails part-way leaves the previous file as it was and never a
@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "atomic_write_text"]
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
@@ -33,3 +33,9 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_write`: a failed write (a full
+    disk, Ctrl-C) leaves the previous file whole."""
+    return atomic_write(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))

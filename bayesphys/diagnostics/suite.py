@@ -31,6 +31,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import os
 import sys
 import tempfile
 import time
@@ -202,8 +203,15 @@ def _merge(
         return rows, {}
     try:
         old = json.loads(path.read_text())
-    except (json.JSONDecodeError, OSError):
-        print(f"calibration: could not read {path}; starting a new file", file=sys.stderr)
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as err:
+        # kept aside, not overwritten: it holds the other components' rows
+        aside = path.with_name(f"{path.name}.unreadable")
+        os.replace(path, aside)
+        print(
+            f"calibration: could not read {path} ({type(err).__name__}: {err}); moved it to "
+            f"{aside} and started a new file (its other components' rows are there)",
+            file=sys.stderr,
+        )
         return rows, {}
     old_rows = old.get("rows", [])
     mine = [r for r in old_rows if (r.get("setting") or {}).get("component") == component]

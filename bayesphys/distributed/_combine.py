@@ -16,8 +16,10 @@ class FitManyResult:
     idata: InferenceData whose groups carry ``problem_dim`` (successful problems only), or
         ``None`` when every problem failed.
     table: :class:`pandas.DataFrame` indexed by problem id: ``seed, base_seed, status, seconds,
-        fit_seconds, converged, steps, final_loss, message, error, traceback, worker, resumed``
-        (``seed = problem_seed(base_seed, id)``; ``base_seed`` is that of the run that fitted
+        fit_seconds, converged, steps, final_loss, message, error, traceback, worker, resumed,
+        write_error`` (``seed = problem_seed(base_seed, id)``; ``write_error``: why a problem
+        that finished could not be written to ``out`` (the disk failed: its draws are still
+        here, and a rerun fits it again), else ``None``; ``base_seed`` is that of the run that fitted
         the row, ``None`` for rows resumed from files written before it was recorded).
     per_problem: problem id -> ``{group: xarray.Dataset}`` of each successful problem.
     executor: name of the runner used; ``workers``: its worker count where known.
@@ -181,6 +183,7 @@ _COLUMNS = [
     "traceback",
     "worker",
     "resumed",
+    "write_error",
 ]
 
 

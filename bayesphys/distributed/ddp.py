@@ -26,6 +26,7 @@ loops written with them keep no global state and do I/O on rank 0 only.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import time
@@ -406,6 +407,10 @@ def train_ddp(
     rounding). The contents of ``data`` are not compared, only its length. Checkpoints written
     before the settings were recorded are checked for ``world_size`` and ``config`` only.
 
+    An epoch whose mean loss is not finite is rolled back (model and optimizer as it started)
+    and ends the loop, ``converged=False``. The caller's global random streams are restored
+    afterwards (the loop seeds its own).
+
     Returns a :class:`~bayesphys.FitResult`: ``loss_history`` holds the epoch mean loss averaged
     over ranks (epochs run in this call); ``extra`` has ``world_size``, ``start_epoch``,
     ``samples_per_second`` (global) and ``model`` (the trained bare module).
@@ -442,87 +447,105 @@ def train_ddp(
         saved = load_checkpoint(ckpt_path, kind=CHECKPOINT_KIND, map_location="cpu")
         _check_resume(ckpt_path, saved, settings, config)
     ctx = init_distributed(backend, device)
+    cuda = []
+    if ctx.device.type == "cuda":
+        cuda = [ctx.device.index if ctx.device.index is not None else torch.cuda.current_device()]
     try:
-        torch.manual_seed(seed)
-        model = model_fn().to(ctx.device)
-        params = list(model.parameters())
-        optimizer = optimizer_fn(params) if optimizer_fn else torch.optim.Adam(params, lr=lr)
-        settings["optimizer"] = _optimizer_settings(optimizer)
-        start_epoch, step = 0, 0
-        if saved is not None:
-            _check_resume(ckpt_path, saved, {"optimizer": settings["optimizer"]})
-            state = saved["state"]
-            unwrap(model).load_state_dict(state["model"])
-            if state.get("optimizer") is not None:
-                optimizer.load_state_dict(state["optimizer"])
-            start_epoch, step = state["epoch"] + 1, state["step"]
-            del saved, state  # the weights now live in the model and the optimizer
-        net = model
-        if ctx.distributed:
-            ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-            net = DDP(model, device_ids=ids)
-        loader = distributed_loader(ds, batch_size, ctx, shuffle=True, seed=seed)
-        if len(loader) == 0 and start_epoch < epochs:  # checked above; a guard for odd datasets
-            raise ValueError(
-                f"batch_size: {batch_size} per rank exceeds the {len(loader.sampler)} samples "
-                f"each of the {ctx.world_size} rank(s) holds, so no batch would run (batches "
-                "are dropped when incomplete); lower batch_size or give more data"
-            )
-        hist: list[float] = []
-        samples, t0 = 0, time.perf_counter()
-        from tqdm.auto import tqdm
-
-        bar = tqdm(
-            range(start_epoch, epochs), desc="train_ddp", disable=not (progress and ctx.is_main)
-        )
-        msg = f"trained epochs {start_epoch}..{epochs - 1}"
-        for epoch in bar:
-            loader.sampler.set_epoch(epoch)
-            torch.manual_seed(stream_seed(seed, "train_ddp/epoch", epoch, ctx.rank))
-            net.train()
-            total, count = 0.0, 0
-            for batch in loader:
-                batch = _to(batch, ctx.device)
-                optimizer.zero_grad(set_to_none=True)
-                loss = loss_fn(net, batch)
-                loss.backward()
-                optimizer.step()
-                total += float(loss.detach())
-                count += 1
-                step += 1
-                samples += batch_size * ctx.world_size
-            mean = all_reduce_mean(total / max(count, 1), ctx)
-            if not math.isfinite(mean):
-                msg = f"diverged at epoch {epoch} (loss {mean})"
-                break
-            hist.append(mean)
-            bar.set_postfix(loss=f"{mean:.4g}")
-            if ckpt_path is not None:
-                save_training_checkpoint(
-                    ckpt_path,
-                    model=model,
-                    optimizer=optimizer,
-                    epoch=epoch,
-                    step=step,
-                    ctx=ctx,
-                    config=config,
-                    settings=settings,
+        # the seeds below are this loop's own: the caller's global streams come back after it
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(seed)
+            model = model_fn().to(ctx.device)
+            params = list(model.parameters())
+            optimizer = optimizer_fn(params) if optimizer_fn else torch.optim.Adam(params, lr=lr)
+            settings["optimizer"] = _optimizer_settings(optimizer)
+            start_epoch, step = 0, 0
+            if saved is not None:
+                _check_resume(ckpt_path, saved, {"optimizer": settings["optimizer"]})
+                state = saved["state"]
+                unwrap(model).load_state_dict(state["model"])
+                if state.get("optimizer") is not None:
+                    optimizer.load_state_dict(state["optimizer"])
+                start_epoch, step = state["epoch"] + 1, state["step"]
+                del saved, state  # the weights now live in the model and the optimizer
+            net = model
+            if ctx.distributed:
+                ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+                net = DDP(model, device_ids=ids)
+            loader = distributed_loader(ds, batch_size, ctx, shuffle=True, seed=seed)
+            if len(loader) == 0 and start_epoch < epochs:  # checked above; a guard for odd datasets
+                raise ValueError(
+                    f"batch_size: {batch_size} per rank exceeds the {len(loader.sampler)} samples "
+                    f"each of the {ctx.world_size} rank(s) holds, so no batch would run (batches "
+                    "are dropped when incomplete); lower batch_size or give more data"
                 )
-        bar.close()
-        seconds = time.perf_counter() - t0
-        return FitResult(
-            loss_history=hist,
-            seconds=seconds,
-            converged=not msg.startswith("diverged"),
-            steps=step,
-            message=msg,
-            extra={
-                "world_size": ctx.world_size,
-                "rank": ctx.rank,
-                "start_epoch": start_epoch,
-                "samples_per_second": samples / seconds if seconds > 0 else float("nan"),
-                "model": model,
-            },
-        )
+            hist: list[float] = []
+            samples, t0 = 0, time.perf_counter()
+            from tqdm.auto import tqdm
+
+            bar = tqdm(
+                range(start_epoch, epochs), desc="train_ddp", disable=not (progress and ctx.is_main)
+            )
+            msg = f"trained epochs {start_epoch}..{epochs - 1}"
+            for epoch in bar:
+                # the state this epoch starts from: a diverged epoch is rolled back to it
+                good = (
+                    copy.deepcopy(unwrap(model).state_dict()),
+                    copy.deepcopy(optimizer.state_dict()),
+                    step,
+                )
+                loader.sampler.set_epoch(epoch)
+                torch.manual_seed(stream_seed(seed, "train_ddp/epoch", epoch, ctx.rank))
+                net.train()
+                total, count = 0.0, 0
+                for batch in loader:
+                    batch = _to(batch, ctx.device)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = loss_fn(net, batch)
+                    loss.backward()
+                    optimizer.step()
+                    total += float(loss.detach())
+                    count += 1
+                    step += 1
+                    samples += batch_size * ctx.world_size
+                mean = all_reduce_mean(total / max(count, 1), ctx)
+                if not math.isfinite(mean):
+                    # every rank sees the same mean: all roll back together (no NaN weights)
+                    unwrap(model).load_state_dict(good[0])
+                    optimizer.load_state_dict(good[1])
+                    step = good[2]
+                    msg = (
+                        f"diverged at epoch {epoch} (loss {mean}); restored the state it started "
+                        "from"
+                    )
+                    break
+                hist.append(mean)
+                bar.set_postfix(loss=f"{mean:.4g}")
+                if ckpt_path is not None:
+                    save_training_checkpoint(
+                        ckpt_path,
+                        model=model,
+                        optimizer=optimizer,
+                        epoch=epoch,
+                        step=step,
+                        ctx=ctx,
+                        config=config,
+                        settings=settings,
+                    )
+            bar.close()
+            seconds = time.perf_counter() - t0
+            return FitResult(
+                loss_history=hist,
+                seconds=seconds,
+                converged=not msg.startswith("diverged"),
+                steps=step,
+                message=msg,
+                extra={
+                    "world_size": ctx.world_size,
+                    "rank": ctx.rank,
+                    "start_epoch": start_epoch,
+                    "samples_per_second": samples / seconds if seconds > 0 else float("nan"),
+                    "model": model,
+                },
+            )
     finally:
         cleanup_distributed(ctx)

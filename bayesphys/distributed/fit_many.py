@@ -269,7 +269,11 @@ def fit_many(
         renamed into place, the ``.json`` last, so a crash leaves no record that looks finished
         without its draws; temporary files that a killed writer on this machine left behind
         are removed at the start of the next call (those of live processes and of other
-        machines sharing ``out`` are left alone).
+        machines sharing ``out`` are left alone). A problem that finished but could not be
+        written keeps its draws in the result when the disk failed (``OSError``: full,
+        read-only, quota; the table's ``write_error`` says so) and counts as failed when its
+        output itself cannot be written (e.g. an attribute netCDF refuses); either way its
+        record in ``out`` says failed, so a rerun fits it again.
     seed: base seed; problem ``i`` uses ``s_i = problem_seed(seed, i)`` for the
         torch/numpy/python RNGs before ``build`` (and ``build(problem, seed=s_i)``); the exported
         draws use ``stream_seed(s_i, "fit_many/export")``, a stream of their own (with ``s_i``
@@ -429,16 +433,22 @@ def fit_many(
                     try:
                         _write(out_dir, rec)
                     except Exception as err:  # noqa: BLE001 - e.g. an attribute netCDF refuses
-                        # the fit is not on disk, so record it as failed (a rerun fits it again)
-                        # and go on with the other problems instead of abandoning them
-                        rec.update(
-                            status="error",
-                            groups=None,
-                            error=f"writing to {out_dir}: {type(err).__name__}: {err}",
-                            traceback=traceback.format_exc(),
+                        # the fit is not on disk: its record there says failed (a rerun fits it
+                        # again) and the other problems go on instead of being abandoned
+                        msg = f"writing to {out_dir}: {type(err).__name__}: {err}"
+                        failed = dict(
+                            status="error", groups=None, error=msg, traceback=traceback.format_exc()
                         )
+                        if isinstance(err, OSError):
+                            # the disk failed (full, read-only, quota), not the fit: its draws
+                            # stay in this call's result, the table notes the failed write
+                            rec["write_error"] = msg
+                            disk = {**rec, **failed}
+                        else:  # the fit's own output cannot be written (nor combined safely)
+                            rec.update(failed)
+                            disk = rec
                         try:
-                            _write(out_dir, rec)
+                            _write(out_dir, disk)
                         except Exception:  # noqa: BLE001, S110 - the row stays in the table
                             pass
                 bar.update(1)

@@ -307,6 +307,8 @@ def main(argv: list[str] | None = None) -> dict:
     if res.idata is not None:
         save_netcdf(res.idata, out / "cohort.nc")
         summary.update(spec.summarise(res.idata, problems))
+    else:  # no patient finished: an earlier run's cohort.nc must not sit beside this summary
+        (out / "cohort.nc").unlink(missing_ok=True)
     res.table.drop(columns=["traceback"]).to_csv(out / "cohort_table.csv")
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     figures = {k: round(v, 4) for k, v in summary.items() if isinstance(v, float)}

@@ -74,18 +74,20 @@ def main(argv: list[str] | None = None) -> dict:
     print(az.summary(idata, var_names=["u_max"]))
     loo = az.loo(idata)
     open_before = set(plt.get_fignums())  # the caller's figures stay open
-    az.plot_posterior(idata, var_names=["u_max"])
-    plt.savefig(out / "tutorial_posterior.png", dpi=100)
-    # its subset of predictive draws from the example's seed; ArviZ seeds numpy's global
-    # stream with it, so the caller's state is put back after
-    np_state = np.random.get_state()
-    try:
-        az.plot_ppc(idata, num_pp_samples=50, random_seed=args.seed)
+    try:  # and only the tutorial's are closed, a failed save included
+        az.plot_posterior(idata, var_names=["u_max"])
+        plt.savefig(out / "tutorial_posterior.png", dpi=100)
+        # its subset of predictive draws from the example's seed; ArviZ seeds numpy's global
+        # stream with it, so the caller's state is put back after
+        np_state = np.random.get_state()
+        try:
+            az.plot_ppc(idata, num_pp_samples=50, random_seed=args.seed)
+        finally:
+            np.random.set_state(np_state)
+        plt.savefig(out / "tutorial_ppc.png", dpi=100)
     finally:
-        np.random.set_state(np_state)
-    plt.savefig(out / "tutorial_ppc.png", dpi=100)
-    for num in set(plt.get_fignums()) - open_before:
-        plt.close(num)
+        for num in set(plt.get_fignums()) - open_before:
+            plt.close(num)
     # 5. calibration over simulated datasets
     n_sims = 5 if args.smoke else 40
     nominal = observed = None
@@ -105,13 +107,15 @@ def main(argv: list[str] | None = None) -> dict:
         obs_all.append(observed)
     observed = torch.stack(obs_all).mean(0)
     fig, ax = plt.subplots(figsize=(3.5, 3.5))
-    ax.plot([0, 1], [0, 1], "k--", lw=1)
-    ax.plot(nominal, observed, "o-")
-    ax.set_xlabel("nominal coverage")
-    ax.set_ylabel("observed coverage")
-    fig.tight_layout()
-    fig.savefig(out / "tutorial_calibration.png", dpi=100)
-    plt.close(fig)
+    try:
+        ax.plot([0, 1], [0, 1], "k--", lw=1)
+        ax.plot(nominal, observed, "o-")
+        ax.set_xlabel("nominal coverage")
+        ax.set_ylabel("observed coverage")
+        fig.tight_layout()
+        fig.savefig(out / "tutorial_calibration.png", dpi=100)
+    finally:
+        plt.close(fig)
     return {
         "fit_steps": fit.steps,
         "lengthscale": model.lengthscale,

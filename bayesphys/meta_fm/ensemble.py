@@ -171,6 +171,18 @@ class MFMEnsemble:
     def members(self) -> int:
         return len(self.models)
 
+    def _warn_uneven(self) -> None:
+        """Warn when the members were trained for different numbers of steps (an interrupted
+        :meth:`fit`): the ensemble's spread then mixes trained and untrained members."""
+        done = [m.steps_done for m in self.models]
+        if len(set(done)) > 1:
+            warnings.warn(
+                f"MFMEnsemble: the members were trained for different numbers of steps {done} "
+                "(an interrupted fit?); their spread is not an ensemble's: fit again",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
     @property
     def device(self) -> torch.device:
         """The members' device (every member lives on one device)."""
@@ -184,10 +196,25 @@ class MFMEnsemble:
     def fit(
         self, data: PopulationPairs | None = None, *, steps: int = 1000, progress: bool = True
     ) -> FitResult:
-        """Fit every member; ``loss_history`` is the member average, ``extra["members"]`` each."""
+        """Fit every member; ``loss_history`` is the member average, ``extra["members"]`` each.
+
+        Members are fitted one after another. An error or an interrupt in member ``j`` leaves
+        members ``0..j-1`` fitted and the rest as they were; the exception gets a note naming
+        the member, and :meth:`posterior` / :meth:`predict_members` then warn that the
+        members were trained for different numbers of steps (call ``fit`` again)."""
         steps = check_int("steps", steps, minimum=0)
         progress = check_bool("progress", progress)
-        results = [m.fit(data, steps=steps, progress=progress) for m in self.models]
+        results = []
+        for j, m in enumerate(self.models):
+            try:
+                results.append(m.fit(data, steps=steps, progress=progress))
+            except BaseException as err:
+                done = f"members 0..{j - 1} were fitted" if j else "no member was fitted"
+                err.add_note(
+                    f"MFMEnsemble.fit: member {j} of {self.members} failed; {done}, the others "
+                    "are as they were"
+                )
+                raise
         n = min(len(r.loss_history) for r in results)
         hist = [float(np.mean([r.loss_history[k] for r in results])) for k in range(n)]
         secs = sum(r.seconds for r in results)
@@ -215,6 +242,7 @@ class MFMEnsemble:
         ``seed`` from torch's global stream.
         """
         seed = seed_or_draw("seed", seed)
+        self._warn_uneven()
         return [
             m.predict(sources, treatment, seed=_member_seed(seed, j, 1, 0), **kw)
             for j, m in enumerate(self.models)
@@ -235,6 +263,7 @@ class MFMEnsemble:
         num_draws = check_int("num_draws", num_draws, minimum=1)
         seed = seed_or_draw("seed", seed)
         pops = check_populations("x", x, self.models[0].dim)
+        self._warn_uneven()
         if len({q.shape[0] for q in pops}) != 1:
             raise ValueError(
                 f"x: posterior needs equal population sizes, received {[q.shape[0] for q in pops]}"

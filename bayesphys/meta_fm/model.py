@@ -437,7 +437,10 @@ class MetaFlowMatching:
 
         def step() -> Tensor:
             out = one_step()
-            self.steps_done += 1  # counted once the step is through (not on an exception)
+            # counted once the step is through: not on an exception, nor on a non-finite loss
+            # (optimize then restores the weights of the last completed step and stops)
+            if bool(torch.isfinite(out)):
+                self.steps_done += 1
             return out
 
         def one_step() -> Tensor:

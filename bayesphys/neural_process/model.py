@@ -449,11 +449,14 @@ class RandomGridNP:
                     callback(self, self.step_count)
                     cb_time += time.perf_counter() - t0
                 if max_seconds is not None and spent >= max_seconds:
-                    msg = f"time budget ({max_seconds:.0f} s) reached after {done} steps"
+                    msg, conv = (
+                        f"time budget ({max_seconds:.3g} s) reached after {done} steps",
+                        False,
+                    )
                     break
         finally:
             bar.close()
-        mods.eval()
+            mods.eval()  # an interrupted fit too
         return FitResult(
             loss_history=hist,
             seconds=spent,

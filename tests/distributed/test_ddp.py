@@ -462,3 +462,28 @@ def test_a_failed_checkpoint_write_on_rank_0_fails_every_rank_at_once(tmp_path):
     assert not (tmp_path / "run.pt").exists()
     s0, s1 = ((tmp_path / f"rank{r}_state.txt").read_text() for r in (0, 1))
     assert s0.startswith("TypeError") and s1.startswith("RuntimeError: checkpoint: rank 0 failed")
+
+
+def test_train_ddp_leaves_the_callers_stream_and_rolls_back_a_diverged_epoch():
+    data = _data()
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    ok = ddp.train_ddp(_model, _loss, data, epochs=2, batch_size=8, seed=5, progress=False)
+    assert torch.equal(torch.get_rng_state(), before)  # was reseeded and left so
+    calls = {"n": 0}
+
+    def nan_from_the_sixth(model, batch):
+        calls["n"] += 1
+        loss = _loss(model, batch)
+        return loss * float("nan") if calls["n"] >= 6 else loss
+
+    res = ddp.train_ddp(
+        _model, nan_from_the_sixth, data, epochs=3, batch_size=8, seed=5, progress=False
+    )
+    assert res.message.startswith("diverged at epoch 1") and not res.converged
+    assert res.steps == 4 and len(res.loss_history) == 1  # epoch 0's four steps
+    # the weights at the end of epoch 0, not NaN: equal to a one-epoch run's
+    one = ddp.train_ddp(_model, _loss, data, epochs=1, batch_size=8, seed=5, progress=False)
+    for a, b in zip(res.extra["model"].parameters(), one.extra["model"].parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert ok.converged

@@ -144,3 +144,19 @@ def test_cohort_script_exit_status_reports_failed_problems(monkeypatch):
         with pytest.raises(SystemExit) as exc:
             runpy.run_path(str(script), run_name="__main__")
         assert exc.value.code == code
+
+
+def test_cohort_with_no_finished_patient_removes_the_earlier_runs_posterior(tmp_path, monkeypatch):
+    out = tmp_path / "cohort"
+    argv = ["--smoke", "--patients", "2", "--out", str(out), "--executor", "sequential"]
+    cohort.main(argv)
+    assert (out / "cohort.nc").exists()
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("no fit today")
+
+    monkeypatch.setattr(cohort.LinearGaussianModel, "fit", broken)
+    summary = cohort.main([*argv, "--seed", "1"])
+    assert len(summary["failed"]) == 2
+    # the seed-0 posterior no longer sits beside the seed-1 summary that reports no patient
+    assert not (out / "cohort.nc").exists()

@@ -772,3 +772,27 @@ def test_settings_fingerprint_of_sets_and_grad_tensors_is_stable(tmp_path):
 
     w = torch.ones(3, dtype=torch.bfloat16, requires_grad=True)
     assert _settings_key(w=w) != _settings_key(w=w.detach() * 2)
+
+
+def test_a_full_disk_keeps_the_finished_draws_in_the_result(tmp_path, monkeypatch):
+    import errno
+
+    import bayesphys.inference_data as idmod
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(idmod, "_write_netcdf", disk_full)
+    probs = _toy.problems(2)
+    res = _run("sequential", probs, out=tmp_path)
+    # the fits finished: their draws are in the result, the table says the write failed
+    assert res.failed == [] and res.idata is not None
+    assert sorted(res.per_problem) == ["p000", "p001"]
+    for pid in ("p000", "p001"):
+        assert "No space left" in res.table.loc[pid, "write_error"]
+        # on disk the record says failed, so a rerun fits the problem again
+        assert json.loads((tmp_path / f"{pid}.json").read_text())["status"] == "error"
+    _check_equal(res, _reference(probs, _toy.build, 7))
+    monkeypatch.undo()
+    again = _run("sequential", probs, out=tmp_path)
+    assert not again.table["resumed"].any() and again.table["write_error"].isna().all()

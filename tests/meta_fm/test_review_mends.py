@@ -99,3 +99,41 @@ def test_a_step_that_raises_is_not_counted():
     with pytest.raises(RuntimeError, match="a bug"):
         m.fit(steps=3, progress=False)
     assert m.steps_done == 3  # two before, one completed step, not the one that raised
+
+
+def test_a_step_with_a_non_finite_loss_is_not_counted():
+    m = MetaFlowMatching(_data(), method="MFM", seed=0, **KW)
+    calls = {"n": 0}
+    orig = m._loss
+
+    def nan_third(*a, **k):
+        calls["n"] += 1
+        loss = orig(*a, **k)
+        return loss * float("nan") if calls["n"] == 3 else loss
+
+    m._loss = nan_third
+    res = m.fit(steps=5, progress=False)
+    assert res.message.startswith("diverged") and res.steps == 2
+    assert m.steps_done == 2  # was 3: the diverged step counted (and was saved so)
+
+
+def test_an_interrupted_ensemble_fit_names_the_member_and_its_posterior_warns():
+    from bayesphys.meta_fm import MFMEnsemble
+
+    data = _data()
+    ens = MFMEnsemble(data, members=3, seed=0, method="MFM", **KW)
+    orig = ens.models[1]._loss
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    ens.models[1]._loss = interrupt
+    with pytest.raises(KeyboardInterrupt) as info:
+        ens.fit(steps=2, progress=False)
+    assert any("member 1 of 3 failed; members 0..0 were fitted" in n for n in info.value.__notes__)
+    assert [m.steps_done for m in ens.models] == [2, 0, 0]
+    with pytest.warns(RuntimeWarning, match=r"different numbers of steps \[2, 0, 0\]"):
+        ens.posterior(data.source[:1])
+    ens.models[1]._loss = orig
+    ens.fit(steps=2, progress=False)
+    assert [m.steps_done for m in ens.models] == [4, 2, 2]

@@ -1,0 +1,41 @@
+"""Results files survive a failed write, and an unreadable calibration file is kept aside."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bayesphys import _files
+from bayesphys._bench import write_results
+from bayesphys.diagnostics.suite import _merge
+
+
+def test_a_failed_results_write_leaves_the_previous_file_whole(tmp_path, monkeypatch):
+    path = write_results("toy", [{"a": 1}], quick=True, command="c", out=tmp_path)
+    before = path.read_text()
+
+    real = _files.Path.write_text
+
+    def cut_short(tmp, text, encoding="utf-8"):
+        real(tmp, text[:10], encoding=encoding)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_files.Path, "write_text", cut_short)
+    with pytest.raises(OSError, match="No space"):
+        write_results("toy", [{"a": 2}], quick=True, command="c", out=tmp_path)
+    monkeypatch.undo()
+    assert path.read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["toy.json"]  # no temporary left
+
+
+def test_an_unreadable_calibration_file_is_moved_aside_not_overwritten(tmp_path, capsys):
+    path = tmp_path / "calibration.json"
+    path.write_text('{"rows": [{"setting": {"component": "core"}, "x": 1}')  # cut short
+    rows, figs = _merge(path, "gp_pde", [{"setting": {"component": "gp_pde"}}])
+    assert rows == [{"setting": {"component": "gp_pde"}}] and figs == {}
+    aside = tmp_path / "calibration.json.unreadable"
+    assert aside.read_text().startswith('{"rows"') and not path.exists()
+    assert "moved it to" in capsys.readouterr().err
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(aside.read_text())
