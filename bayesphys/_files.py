@@ -1,8 +1,8 @@
 """Atomic file writes shared by checkpoints, netCDF exports and benchmark results.
 
 :func:`atomic_write` writes through a temporary file beside the real target and renames it
-into place, so a write that fails part-way leaves the previous file as it was and never a
-truncated one. A symlinked ``path`` is written through (the link stays a link, its target is
+into place (flushed to disk first), so a write that fails part-way, or a crash, leaves the
+previous file as it was and never a truncated one. A symlinked ``path`` is written through (the link stays a link, its target is
 replaced), and an existing file keeps its permission bits.
 """
 
@@ -26,6 +26,8 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         write(tmp)
+        with open(tmp, "rb") as fh:  # on disk before the rename makes it the file
+            os.fsync(fh.fileno())
         if target.exists():  # keep the file's permission bits (a fresh file has the umask's)
             os.chmod(tmp, stat.S_IMODE(target.stat().st_mode))
         os.replace(tmp, target)

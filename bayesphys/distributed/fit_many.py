@@ -30,6 +30,7 @@ import secrets
 import socket
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -394,6 +395,14 @@ def fit_many(
         bases = {rec.get("base_seed") for rec in records.values()}
         if len(bases) == 1 and None not in bases:
             base = _check_seed(bases.pop())
+        elif len(bases) > 1:
+            warnings.warn(
+                f"seed: the resumed records were fitted with {len(bases)} different base seeds; "
+                "result.seed repeats only the problems fitted now (each row's base_seed says "
+                "which seed fitted it)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     for task in todo:
         task.seed = problem_seed(base, task.problem_id)
 

@@ -150,7 +150,15 @@ def _train_rgnp(cfg: dict[str, Any]) -> dict[str, Any] | None:
         model = RandomGridNP("poisson", "RGNP", seed=cfg["seed"], device=ctx.device, **small)
     todo = max(0, cfg["steps"] - model.step_count)
     start = model.step_count
-    res = model.fit(steps=todo, progress=False)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def checkpoint(m, step):  # rank 0, every quarter of the run: an interrupt keeps the rest
+        if ctx.is_main:
+            m.save(ckpt)
+
+    res = model.fit(
+        steps=todo, progress=False, callback=checkpoint, callback_every=max(1, todo // 4)
+    )
     _leave_group()
     if not ctx.is_main:
         return None

@@ -347,6 +347,7 @@ class ProbConserv:
             self.steps_done += counter["k"]
             self.net.eval()
             raise
+        self.net.eval()  # as after an interrupt: left ready to predict
         self.steps_done += res.steps
         return res
 

@@ -39,3 +39,11 @@ def test_an_unreadable_calibration_file_is_moved_aside_not_overwritten(tmp_path,
     assert "moved it to" in capsys.readouterr().err
     with pytest.raises(json.JSONDecodeError):
         json.loads(aside.read_text())
+
+
+def test_atomic_writes_reach_the_disk_before_the_rename(tmp_path, monkeypatch):
+    synced = []
+    real = _files.os.fsync
+    monkeypatch.setattr(_files.os, "fsync", lambda fd: synced.append(fd) or real(fd))
+    _files.atomic_write_text(tmp_path / "a.json", "{}")
+    assert len(synced) == 1 and (tmp_path / "a.json").read_text() == "{}"

@@ -160,3 +160,32 @@ def test_cohort_with_no_finished_patient_removes_the_earlier_runs_posterior(tmp_
     assert len(summary["failed"]) == 2
     # the seed-0 posterior no longer sits beside the seed-1 summary that reports no patient
     assert not (out / "cohort.nc").exists()
+
+
+def test_an_interrupted_rgnp_ddp_run_keeps_its_checkpoints(tmp_path, monkeypatch):
+    """--model rgnp saved rgnp.pt only at the end: an interrupted run kept nothing."""
+    import torch
+
+    from bayesphys.neural_process import RandomGridNP
+
+    saves = []
+    real = RandomGridNP.save
+
+    def save_then_interrupt(self, path):
+        out = real(self, path)
+        saves.append(self.step_count)
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+        return out
+
+    monkeypatch.setattr(RandomGridNP, "save", save_then_interrupt)
+    threads = torch.get_num_threads()
+    cfg = dict(threads=1, device="cpu", out=str(tmp_path), resume=True, smoke=True, seed=0)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ddp_training._train_rgnp(dict(cfg, steps=4, rgnp_batch=None))
+    finally:
+        torch.set_num_threads(threads)
+    monkeypatch.undo()
+    assert saves == [1, 2]
+    assert RandomGridNP.load(tmp_path / "rgnp.pt").step_count == 2

@@ -796,3 +796,15 @@ def test_a_full_disk_keeps_the_finished_draws_in_the_result(tmp_path, monkeypatc
     monkeypatch.undo()
     again = _run("sequential", probs, out=tmp_path)
     assert not again.table["resumed"].any() and again.table["write_error"].isna().all()
+
+
+def test_resuming_records_of_several_base_seeds_with_seed_none_warns(tmp_path):
+    probs = _toy.problems(4)
+    kw = dict(executor="sequential", num_samples=NS, progress=False, out=tmp_path)
+    kw["fit_kwargs"] = {"steps": STEPS}
+    fit_many({k: probs[k] for k in ("p000", "p001")}, _toy.build, seed=1, **kw)
+    fit_many({k: probs[k] for k in ("p002", "p003")}, _toy.build, seed=2, **kw)
+    with pytest.warns(RuntimeWarning, match="2 different base seeds"):
+        res = fit_many(probs, _toy.build, seed=None, **kw)
+    assert res.table["resumed"].all()
+    assert res.table["base_seed"].tolist() == [1, 1, 2, 2]

@@ -596,3 +596,9 @@ def test_closed_forms_refuse_parameters_outside_their_family(name, method, param
 def test_stefan_constants_check_iters():
     with pytest.raises(ValueError, match="iters: expected an int >= 1"):
         stefan_constants(0.6, iters=0)  # gave alpha = 30
+
+
+def test_a_finished_fit_leaves_the_network_in_eval_mode():
+    m = ProbConserv("diffusion", hidden=8, n_samples=4, seed=0)
+    m.fit(steps=1, progress=False)
+    assert not m.net.training  # was left in train mode after a successful fit
