@@ -70,6 +70,8 @@ def cmd_list(args) -> int:
         bench = _bench_script(comp, must_exist=False)
         state.append(f"bench:{'yes' if bench else 'no'}")
         print(f"  {comp:24s} {' '.join(state)}")
+    print("also: bayesphys bench scale_out (fit_many / DDP speed-ups); bayesphys calibrate core")
+    print("  (the shared core's conjugate problem)")
     return 0
 
 
@@ -191,7 +193,7 @@ def cmd_bench(args, rest: list[str]) -> int:
     if args.device:
         argv += ["--device", args.device]
     res = mod.main(argv)
-    print(f"results: {res}")
+    print(f"results: {res}")  # once: the scripts print it only when run as scripts
     return 0
 
 
@@ -281,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="bayesphys", description=__doc__.splitlines()[0].replace("``", "")
     )
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="list examples and components")
+    lst = sub.add_parser("list", help="list examples and components")
     d = sub.add_parser("demo", help="run every component on a small embedded problem")
     d.add_argument("--out", type=_out_arg, default="bayesphys-out")
     d.add_argument(
@@ -296,7 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="only these components (none named: the shared-core demo alone)",
     )
     r = sub.add_parser("run", help="run one example / inverse problem")
-    r.add_argument("example", type=_example_arg)
+    r.add_argument(
+        "example",
+        type=_example_arg,
+        help="the example's name (`bayesphys list` lists them; `bayesphys run NAME --help` its "
+        "own options)",
+    )
     r.add_argument("--smoke", action="store_true")
     r.add_argument("--device", type=_device_arg, default=None)
     r.add_argument("--out", type=_out_arg, default=None)
@@ -332,7 +339,29 @@ def build_parser() -> argparse.ArgumentParser:
         "bayesphys-out/calibration)",
     )
     c.add_argument("--seed", type=_seed_arg, default=0, help="base seed of the simulations")
+    # each subcommand's parser: an unknown option is reported against its own usage
+    p.subcommand_parsers = {"list": lst, "demo": d, "run": r, "bench": b, "calibrate": c}
     return p
+
+
+# options of `run` / `bench` that take a value (the value is not the example / component name)
+_VALUED = ("--device", "--out", "--seed")
+
+
+def _target(argv: list[str]) -> str | None:
+    """The first positional argument after the subcommand ``argv[0]`` (``run --smoke cohort``:
+    ``cohort``), skipping the values of the options in ``_VALUED``; ``None`` when none."""
+    skip = False
+    for tok in argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if tok in _VALUED:
+            skip = True
+            continue
+        if not tok.startswith("-"):
+            return tok
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -344,35 +373,27 @@ def main(argv: list[str] | None = None) -> int:
         matplotlib.use("Agg")
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
-    if (
-        len(argv) > 2
-        and argv[0] == "run"
-        and not argv[1].startswith("-")
-        and {"-h", "--help"} & set(argv[2:])
-    ):
-        # `bayesphys run EXAMPLE --help`: the example's own options (--executor, --model, ...)
+    target = _target(argv) if argv else None
+    wants_help = target is not None and bool({"-h", "--help"} & set(argv[1:]))
+    if wants_help and argv[0] == "run":
+        # `bayesphys run [--smoke] EXAMPLE --help`: the example's own options (--executor, ...)
         from .examples import load
 
         try:
-            name = _example_arg(argv[1])
+            name = _example_arg(target)
         except argparse.ArgumentTypeError:
             name = None  # the parser below refuses it by name
         if name is not None:
             load(name).main(["--help"])  # argparse prints them and exits
-    if (
-        len(argv) > 2
-        and argv[0] == "bench"
-        and argv[1] in COMPONENTS + ("scale_out",)
-        and {"-h", "--help"} & set(argv[2:])
-    ):
-        # `bayesphys bench COMPONENT --help`: the script's own options (--only, --merge, ...)
+    if wants_help and argv[0] == "bench" and target in COMPONENTS + ("scale_out",):
+        # `bayesphys bench [--quick] COMPONENT --help`: the script's own options (--only, ...)
         try:
-            path = _bench_script(argv[1])
+            path = _bench_script(target)
         except FileNotFoundError as err:
             parser.error(str(err))
         cmd_bench(
             argparse.Namespace(
-                component=argv[1], bench_path=path, quick=False, out=None, device=None
+                component=target, bench_path=path, quick=False, out=None, device=None
             ),
             ["--help"],
         )
@@ -385,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("run", "bench"):
         return (cmd_run if args.command == "run" else cmd_bench)(args, rest)
     if rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        parser.subcommand_parsers[args.command].error(f"unrecognized arguments: {' '.join(rest)}")
     return {"list": cmd_list, "demo": cmd_demo, "calibrate": cmd_calibrate}[args.command](args)
 
 

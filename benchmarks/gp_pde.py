@@ -342,7 +342,7 @@ def scaling_plot(rows: list[dict], path: pathlib.Path) -> pathlib.Path:
 
 
 def main(argv: list[str] | None = None) -> pathlib.Path:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(prog="bayesphys bench gp_pde", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="tiny grids, a few steps (not committed)")
     ap.add_argument("--out", default=None, help="output folder (quick default: a temp dir)")
     ap.add_argument("--device", default="cpu")
@@ -415,7 +415,6 @@ def main(argv: list[str] | None = None) -> pathlib.Path:
             device=str(device),
             extra={"note": ANCHOR_NOTE},
         )
-        print(path)
         return path
     if not (args.budget_scale > 0 and math.isfinite(args.budget_scale)):
         ap.error(f"--budget-scale: expected a finite number > 0, received {args.budget_scale}")
@@ -500,9 +499,8 @@ def main(argv: list[str] | None = None) -> pathlib.Path:
         device=str(device),
         extra={"note": ANCHOR_NOTE},
     )
-    print(path)
     return path
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    print(f"results: {main(sys.argv[1:])}")

@@ -425,8 +425,21 @@ def merged_state(prev: dict, problems: list[str], cmd: str) -> tuple[list[dict],
     }
 
 
+def _nonnegative_int(text: str) -> int:
+    """An argparse ``type``: an int >= 0 (``--fourier 0``: no Fourier features)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an int >= 0, received {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> Path:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="bayesphys bench meta_fm", description=__doc__.splitlines()[0]
+    )
     ap.add_argument("--quick", action="store_true", help="CPU-sized run (< 10 min on 2 cores)")
     ap.add_argument("--out", default=None, help="output dir (quick default: a temp dir)")
     ap.add_argument("--device", default="cpu")
@@ -451,7 +464,7 @@ def main(argv: list[str] | None = None) -> Path:
     )
     ap.add_argument(
         "--fourier",
-        type=int,
+        type=_nonnegative_int,
         default=None,
         help="random Fourier features of x in every model's field (0: none; default: "
         f"per problem, {FOURIER})",
@@ -469,6 +482,8 @@ def main(argv: list[str] | None = None) -> Path:
     )
     args = ap.parse_args(argv)
     if args.table:
+        if not Path(args.table).is_file():
+            ap.error(f"--table: no results file {args.table!r}")
         print(render_table(json.loads(Path(args.table).read_text())))
         return Path(args.table)
     device = resolve_device(args.device)
@@ -491,6 +506,9 @@ def main(argv: list[str] | None = None) -> Path:
     problems = args.problems.split(",")
     if len(set(problems)) != len(problems):
         ap.error(f"--problems: each problem once, received {args.problems!r}")
+    unknown = [p for p in problems if p not in FULL_STEPS]
+    if unknown:
+        ap.error(f"--problems: unknown {unknown}; expected some of {list(FULL_STEPS)}")
     rows, checks, t_all = [], {}, time.perf_counter()
     task_secs: dict[str, list] = {}
     seed_w2: dict[str, dict[str, list]] = {}
@@ -499,9 +517,6 @@ def main(argv: list[str] | None = None) -> Path:
     old = Path(__file__).resolve().parent / "results" / f"{COMPONENT}.json"
     if args.merge and out is None and old.exists():
         kept, prev_extra = merged_state(json.loads(old.read_text()), problems, cmd)
-    unknown = [p for p in problems if p not in FULL_STEPS]
-    if unknown:
-        raise SystemExit(f"--problems: unknown {unknown}; expected some of {list(FULL_STEPS)}")
     tasks = longest_first([(pid, s, steps_of(pid)) for pid in problems for s in range(seeds)])
     kw = dict(quick=args.quick, device=str(device), max_points=max_points, fourier=args.fourier)
     if args.jobs > 1:
@@ -571,4 +586,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    print(f"results: {main()}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from bayesphys._bench import bench_row, positive_int, recorded_command, write_results
+from bayesphys.examples import _args
 from bayesphys.neural_process import (
     RandomGridNP,
     burgers_inverse_inputs,
@@ -253,39 +255,50 @@ def _train(
 
 
 def main(argv: list[str] | None = None) -> Path:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="bayesphys bench neural_process", description=__doc__.splitlines()[0]
+    )
     ap.add_argument("--quick", action="store_true", help="a few steps, small test sets")
     ap.add_argument("--out", default=None, help="output folder (quick default: a temp dir)")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--steps", type=int, default=None, help="R0 steps on P1/P2")
-    ap.add_argument("--burgers-seconds", type=float, default=None)
-    ap.add_argument("--n-test", type=int, default=None)
+    ap.add_argument("--steps", type=positive_int, default=None, help="R0 steps on P1/P2")
+    ap.add_argument("--burgers-seconds", type=_args.float_in(0.0), default=None)
+    ap.add_argument("--n-test", type=positive_int, default=None)
     ap.add_argument("--threads", type=positive_int, default=1)
     ap.add_argument("--skip", default="", help="comma list of P1,P2,P3,B1,C1,P1-10,SPEED to skip")
     ap.add_argument("--only", default="", help="comma list of rows to run (the rest skipped)")
     ap.add_argument("--merge", action="store_true", help="keep existing rows not re-run")
     ap.add_argument("--seeds", default="0", help="comma list of seeds for P1, C1 and P3")
     args = ap.parse_args(argv)
+    try:
+        seeds = [_args.seed(v) for v in args.seeds.split(",") if v.strip()]
+    except argparse.ArgumentTypeError as err:
+        ap.error(f"--seeds: {err}")
+    if not seeds:
+        ap.error(f"--seeds: expected at least one seed, received {args.seeds!r}")
     for opt in ("only", "skip"):
         bad = [v for v in getattr(args, opt).split(",") if v and v not in ALL_ROWS]
         if bad:
             ap.error(f"--{opt}: unknown rows {bad}; expected some of {list(ALL_ROWS)}")
     torch.set_num_threads(args.threads)
     q = args.quick
-    steps = args.steps or (10 if q else 500)
-    n_test = args.n_test or (100 if q else 1000)
-    b_sec = args.burgers_seconds or (10.0 if q else 300.0)
+    steps = args.steps if args.steps is not None else (10 if q else 500)
+    n_test = args.n_test if args.n_test is not None else (100 if q else 1000)
+    b_sec = args.burgers_seconds if args.burgers_seconds is not None else (10.0 if q else 300.0)
     skip = set(filter(None, args.skip.split(",")))
     if args.only:
         skip |= set(ALL_ROWS) - set(args.only.split(","))
     dev = args.device
     out = args.out or (tempfile.mkdtemp(prefix="bench_np_") if q else None)
     t_all = time.perf_counter()
-    print(f"neural_process benchmark: quick={q} R0 steps={steps} n_test={n_test}", flush=True)
+    print(
+        f"neural_process benchmark: quick={q} R0 steps={steps} n_test={n_test}",
+        file=sys.stderr,
+        flush=True,
+    )
     test = poisson_test_set(n_test, seed=0)
     sub = {k: (v[:200] if k != "x" else v) for k, v in test.items()}
     rows = []
-    seeds = [int(v) for v in args.seeds.split(",") if v.strip()]
     # validation instances for RGNP's post-hoc variance calibration (never the test seed)
     val = poisson_test_set(50 if q else 200, seed=VAL_SEED)
 
@@ -461,9 +474,8 @@ def main(argv: list[str] | None = None) -> Path:
         device=str(dev),
         extra={"total_seconds": time.perf_counter() - t_all},
     )
-    print(f"wrote {path}")
     return path
 
 
 if __name__ == "__main__":
-    main()
+    print(f"results: {main()}")

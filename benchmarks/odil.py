@@ -904,9 +904,8 @@ def main(argv: list[str] | None = None) -> Path:
         rows.sort(key=lambda r: r["problem"])
         cmd = _merged_command(prev["command"], cmd)
     path = write_results("odil", rows, quick=args.quick, command=cmd, out=out, device=str(dev))
-    print(path)
     return path
 
 
 if __name__ == "__main__":
-    main()
+    print(f"results: {main()}")

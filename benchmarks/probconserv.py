@@ -32,6 +32,7 @@ from linear_operator.operators import DiagLinearOperator
 
 from bayesphys._bench import bench_row, positive_int, recorded_command, repo_root, write_results
 from bayesphys._device import resolve_device
+from bayesphys.examples import _args
 from bayesphys.posterior import GaussianPosterior
 from bayesphys.probconserv.evaluate import shock_position, shock_posterior, slice_scores
 from bayesphys.probconserv.model import ProbConserv
@@ -700,18 +701,22 @@ def target_notes(rows: list[dict]) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="bayesphys bench probconserv", description=__doc__.splitlines()[0]
+    )
     ap.add_argument("--quick", action="store_true", help="short training, 20 test functions")
     ap.add_argument("--out", default=None, help="output folder (quick default: a temp dir)")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=_args.seed, default=0)
     ap.add_argument("--threads", type=positive_int, default=2)
-    ap.add_argument("--scale", type=float, default=1.0, help="multiply all training steps")
+    ap.add_argument(
+        "--scale", type=_args.float_in(0.0), default=1.0, help="multiply all training steps"
+    )
     ap.add_argument("--save-models", default=None, help="folder for the trained Step-1 models")
     ap.add_argument("--problems", default="diffusion,pme,stefan")
     ap.add_argument(
         "--anp-train-margin",
-        type=float,
+        type=_args.nonnegative_float,
         default=None,
         help="widen the ANP's training range by this fraction at each end (default "
         f"{ANP_TRAIN_MARGIN})",
@@ -746,6 +751,9 @@ def main(argv: list[str] | None = None) -> Path:
         help="only rewrite the target notes (and the docs table) of the existing results file",
     )
     args = ap.parse_args(argv)
+    unknown = sorted(set(args.problems.split(",")) - {"diffusion", "pme", "stefan"})
+    if unknown:
+        ap.error(f"--problems: unknown {unknown}; expected some of diffusion, pme, stefan")
     if args.load_models and args.anp_train_margin is not None:
         ap.error(
             "--anp-train-margin: loaded models keep the margin they were trained with (recorded "
@@ -887,4 +895,4 @@ _BASE_KEYS = {"component", "command", "quick", "device", "rows"}
 
 if __name__ == "__main__":
     os.environ.setdefault("OMP_NUM_THREADS", "2")
-    main()
+    print(f"results: {main()}")

@@ -350,4 +350,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    print(f"results: {main()}")

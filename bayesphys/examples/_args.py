@@ -13,7 +13,15 @@ from ..cli import _device_arg as device
 from ..cli import _out_arg as out_dir
 from ..cli import _seed_arg as seed
 
-__all__ = ["device", "float_in", "nonnegative_float", "out_dir", "positive_int", "seed"]
+__all__ = [
+    "device",
+    "float_in",
+    "int_in",
+    "nonnegative_float",
+    "out_dir",
+    "positive_int",
+    "seed",
+]
 
 
 def float_in(
@@ -51,3 +59,19 @@ def float_in(
 
 
 nonnegative_float = float_in(0.0, lo_open=False)
+
+
+def int_in(lo: int, hi: int) -> Callable[[str], int]:
+    """An argparse ``type``: an int in ``[lo, hi]`` (a bound that keeps a run within memory)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = lo - 1
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"expected an int in [{lo}, {hi}], received {text!r}")
+        return value
+
+    parse.__name__ = f"int in [{lo}, {hi}]"
+    return parse

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
         "training corpus would",
     )
     ap.add_argument("--steps", type=_args.positive_int, default=None)
-    ap.add_argument("--sensors", type=_args.positive_int, default=40)
+    ap.add_argument("--sensors", type=_args.int_in(1, 2000), default=40)
     args = ap.parse_args(argv)
     with torch_threads(1):  # the small networks run fastest on one thread
         return _run(args)

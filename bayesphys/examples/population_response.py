@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
     idata = w2_inference_data(post, test.target, max_points=None)
     save_netcdf(idata, out / "population_response.nc")
     summary = az.summary(group_dataset(idata, "posterior")[["w2"]], kind="stats")
-    print(summary)
+    print(summary.to_string())
 
     members_pred = ens.predict_members(test.source)
     ident = [population_metrics(s, t)["w2"] for s, t in zip(test.source, test.target)]

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
         dims={"u": ["x"], "y": ["sensor"]},
     )
     save_netcdf(idata, out / "tutorial.nc")
-    print(az.summary(idata, var_names=["u_max"]))
+    print(az.summary(idata, var_names=["u_max"]).to_string())
     loo = az.loo(idata)
     open_before = set(plt.get_fignums())  # the caller's figures stay open
     try:  # and only the tutorial's are closed, a failed save included
