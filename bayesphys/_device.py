@@ -235,6 +235,20 @@ def seeded(seed: int | None, device: torch.device | str = "cpu") -> Iterator[Non
         np.random.set_state(np_state)
 
 
+@contextmanager
+def default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """Torch's default dtype set to ``dtype`` inside the block, the caller's back after (even
+    on an error). Models build their networks under float32 and cast them after, so a seeded
+    model's initial weights do not depend on the caller's default dtype (float64 draws other
+    numbers: a spawned worker and the caller's process gave other models)."""
+    prev = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(prev)
+
+
 def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator | None:
     """A :class:`torch.Generator` on ``device`` seeded with ``seed`` (``None`` -> ``None``)."""
     if seed is None:
@@ -304,10 +318,16 @@ def as_tensor(
         and t.is_floating_point()
         and not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
     ):
+        info = torch.iinfo(dtype)
         if not bool(torch.isfinite(t).all()) or not torch.equal(t, t.trunc()):
             raise ValueError(
                 f"{name}: expected whole numbers for {dtype}, received fractional or non-finite "
                 "values (the cast would truncate them)"
+            )
+        if t.numel() and (float(t.min()) < info.min or float(t.max()) > info.max):
+            raise ValueError(
+                f"{name}: expected values in [{info.min}, {info.max}] for {dtype}, received "
+                f"[{float(t.min()):g}, {float(t.max()):g}] (the cast would wrap them)"
             )
     if dtype is not None or device is not None:
         t = t.to(

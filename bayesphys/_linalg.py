@@ -297,18 +297,14 @@ def _kron_added_diag_root(cov: KroneckerProductAddedDiagLinearOperator, name: st
     lam = None
     for e in eigs:  # the product's eigenvalues are the products of the factors' (signs too)
         lam = e.eigenvalues if lam is None else torch.kron(lam, e.eigenvalues)
-    # the Kronecker part must be PSD itself (a negative eigenvalue hidden by the diagonal was
-    # accepted, as the dense and plain-Kronecker roots do not); round-off negatives count as 0
-    tol = torch.finfo(lam.dtype).eps ** 0.5 * float(lam.abs().max())
-    if float(lam.min()) < -tol:
-        raise ValueError(
-            f"{name}: expected a positive semi-definite Kronecker product, received one with "
-            f"smallest eigenvalue {float(lam.min()):.3e}"
-        )
-    lam = lam.clamp_min(0)
+    # K + d I = Q (lam + d) Q^T exactly for any symmetric K (its sign included): only the sum
+    # must be positive definite, as for a dense covariance
     total = lam + cov._diag_tensor.diagonal()[..., 0]
     if bool((total <= 0).any()):
-        raise ValueError(f"{name}: Kronecker-plus-diagonal covariance is not positive definite")
+        raise ValueError(
+            f"{name}: Kronecker-plus-diagonal covariance is not positive definite (smallest "
+            f"eigenvalue {float(total.min()):.3e})"
+        )
     qs = [e.eigenvectors for e in eigs]
     qts = [q.mT for q in qs]
 

@@ -178,14 +178,17 @@ def crps_samples(samples: Tensor, y: Tensor, dim=None) -> Tensor:
     s = samples.shape[0]
     # the weights 2k - S - 1 and the sums in at least float32: half precision holds k exactly
     # only to 2048 (bfloat16: 256) and its sum overflowed to -inf past a few thousand draws
-    work = torch.promote_types(samples.dtype, torch.float32)
+    out_dtype = (
+        torch.promote_types(samples.dtype, y.dtype) if y.is_floating_point() else samples.dtype
+    )
+    work = torch.promote_types(out_dtype, torch.float32)
     x = samples.to(work)
     term1 = (x - y.to(work)).abs().mean(0)
     xs, _ = x.sort(0)
     k = torch.arange(1, s + 1, dtype=work, device=samples.device)
     k = k.reshape(-1, *([1] * y.ndim))
     term2 = (2 * k - s - 1).mul(xs).sum(0) * 2 / (2 * s * s)
-    crps = (term1 - term2).to(samples.dtype)
+    crps = (term1 - term2).to(out_dtype)
     return crps.mean() if dim is None else crps.mean(dim)
 
 

@@ -60,6 +60,9 @@ def test_device_objects_are_checked_like_device_strings():
 def test_as_tensor_refuses_truncating_casts_and_reads_dtype_names():
     with pytest.raises(ValueError, match="whole numbers"):
         as_tensor("idx", [1.5, 2.0], dtype=torch.int64)
+    for value, dtype in ((1e20, torch.int64), (300.0, torch.uint8), (-1.0, torch.uint8)):
+        with pytest.raises(ValueError, match="would wrap"):
+            as_tensor("idx", [value], dtype=dtype)
     assert as_tensor("idx", [1.0, 2.0], dtype=torch.int64).tolist() == [1, 2]
     assert as_tensor("x", [1], dtype="float32").dtype == torch.float32
 
@@ -120,3 +123,24 @@ def test_half_precision_models_are_refused_at_construction(dtype):
         ProbConserv("diffusion", hidden=8, n_samples=2, dtype=dtype)
     with pytest.raises(ValueError, match="float32 or torch.float64"):
         ConjugateGaussianField(torch.linspace(0, 1, 5), [0, 2], [0.0, 1.0], dtype=dtype)
+
+
+def test_crps_samples_works_in_the_wider_of_its_inputs_dtypes():
+    g = torch.Generator().manual_seed(3)
+    d = torch.randn(200, 4, generator=g, dtype=F64)
+    y = torch.full((4,), 0.1234567890123, dtype=F64)
+    got = crps_samples(d.float(), y)
+    assert got.dtype == F64
+    assert float(got) == pytest.approx(float(crps_samples(d.float().double(), y)), rel=1e-12)
+
+
+def test_classes_of_private_modules_are_named_by_their_public_ones():
+    import pickle
+
+    from bayesphys.distributed import ddp, executors
+    from bayesphys.probconserv import ProbConservConfig
+
+    assert executors.TaskError.__module__ == "bayesphys.distributed.executors"
+    assert ddp.DistContext.__module__ == "bayesphys.distributed.ddp"
+    assert ProbConservConfig.__module__ == "bayesphys.probconserv.model"
+    assert b"_task_errors" not in pickle.dumps(executors.TaskError("x"))

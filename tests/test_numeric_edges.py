@@ -43,13 +43,21 @@ def test_kron_plus_diag_with_negative_definite_factors_is_exact():
     assert torch.allclose(emp, dense, atol=0.15)
 
 
-def test_kron_plus_diag_refuses_an_indefinite_kronecker_part():
+def test_kron_plus_diag_needs_a_positive_definite_sum_only():
     a = torch.tensor([[1.0, 2.0], [2.0, 1.0]], dtype=F64)  # eigenvalues 3, -1
-    cov = _kron_plus_diag(a, torch.eye(2, dtype=F64), 0.5)
-    with pytest.raises(ValueError, match="positive semi-definite Kronecker product"):
-        GaussianPosterior(torch.zeros(4, dtype=F64), cov).sample(
+    bad = _kron_plus_diag(a, torch.eye(2, dtype=F64), 0.5)  # eigenvalues 3.5, -0.5: refused
+    with pytest.raises(ValueError, match="not positive definite"):
+        GaussianPosterior(torch.zeros(4, dtype=F64), bad).sample(
             (2,), generator=torch.Generator().manual_seed(0)
         )
+    # an indefinite Kronecker part whose sum is positive definite: exact, as the dense root
+    k = torch.diag(torch.tensor([1.0, -0.5], dtype=F64))
+    ok = _kron_plus_diag(k, torch.eye(2, dtype=F64), 1.0)  # eigenvalues 2, 2, 0.5, 0.5
+    dense = torch.kron(k, torch.eye(2, dtype=F64)) + torch.eye(4, dtype=F64)
+    v = torch.tensor([0.3, -1.0, 0.7, 0.2], dtype=F64)
+    got = GaussianPosterior(torch.zeros(4, dtype=F64), ok).log_prob(v)
+    ref = GaussianPosterior(torch.zeros(4, dtype=F64), dense).log_prob(v)
+    assert float(got) == pytest.approx(float(ref), rel=1e-12)
 
 
 def test_singular_dense_covariance_warns_that_the_density_is_the_jittered_ones():

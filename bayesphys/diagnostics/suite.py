@@ -203,9 +203,11 @@ def _merge(
         return rows, {}
     try:
         old = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as err:
-        # kept aside, not overwritten: it holds the other components' rows
-        aside = path.with_name(f"{path.name}.unreadable")
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        # kept aside under a name of its own, not overwritten: it holds the other components'
+        # rows (an OSError while reading is raised as it is: the file may be whole)
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        aside = path.with_name(f"{path.name}.unreadable-{stamp}-{os.getpid()}")
         os.replace(path, aside)
         print(
             f"calibration: could not read {path} ({type(err).__name__}: {err}); moved it to "

@@ -78,6 +78,8 @@ __all__ = [
 ]
 
 CHECKPOINT_KIND = "ddp_training"
+# documented and pickled under this public module (defined in a private one)
+DistContext.__module__ = __name__
 
 
 def _as_dataset(data: Dataset | Sequence[torch.Tensor] | torch.Tensor) -> Dataset:
@@ -366,6 +368,26 @@ def _check_resume(
         )
 
 
+def _seed_torch(seed: int, cuda: list[int]) -> None:
+    """Seed torch's CPU generator and those of the CUDA devices in ``cuda`` only
+    (``torch.manual_seed`` reseeds every CUDA device, those :func:`train_ddp` does not restore)."""
+    torch.default_generator.manual_seed(seed)
+    for idx in cuda:
+        with torch.cuda.device(idx):
+            torch.cuda.manual_seed(seed)
+
+
+def _cpu_copy(value: Any) -> Any:
+    """A copy of a (nested) state dict with every tensor on the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _cpu_copy(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_cpu_copy(v) for v in value)
+    return copy.deepcopy(value)
+
+
 def train_ddp(
     model_fn: Callable[[], torch.nn.Module],
     loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor],
@@ -385,7 +407,7 @@ def train_ddp(
 ) -> FitResult:
     r"""Generic data-parallel loop: ``loss_fn(model, batch)`` (a batch mean) per step.
 
-    Every rank builds ``model_fn()`` after ``torch.manual_seed(seed)`` (identical replicas),
+    Every rank builds ``model_fn()`` after seeding torch with ``seed`` (identical replicas),
     wraps it in DDP when ``world_size > 1``, and sees ``batch_size`` samples per step (global
     batch ``world_size * batch_size``). Each epoch reseeds torch with
     ``stream_seed(seed, "train_ddp/epoch", epoch, rank)`` (a hash: runs of neighbouring seeds
@@ -453,7 +475,7 @@ def train_ddp(
     try:
         # the seeds below are this loop's own: the caller's global streams come back after it
         with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(seed)
+            _seed_torch(seed, cuda)
             model = model_fn().to(ctx.device)
             params = list(model.parameters())
             optimizer = optimizer_fn(params) if optimizer_fn else torch.optim.Adam(params, lr=lr)
@@ -488,13 +510,13 @@ def train_ddp(
             msg = f"trained epochs {start_epoch}..{epochs - 1}"
             for epoch in bar:
                 # the state this epoch starts from: a diverged epoch is rolled back to it
-                good = (
-                    copy.deepcopy(unwrap(model).state_dict()),
-                    copy.deepcopy(optimizer.state_dict()),
+                good = (  # on the CPU: no second copy of the weights and moments on the GPU
+                    _cpu_copy(unwrap(model).state_dict()),
+                    _cpu_copy(optimizer.state_dict()),
                     step,
                 )
                 loader.sampler.set_epoch(epoch)
-                torch.manual_seed(stream_seed(seed, "train_ddp/epoch", epoch, ctx.rank))
+                _seed_torch(stream_seed(seed, "train_ddp/epoch", epoch, ctx.rank), cuda)
                 net.train()
                 total, count = 0.0, 0
                 for batch in loader:

@@ -45,6 +45,9 @@ from ._worker_threads import (
 
 __all__ = ["limit_threads", "resolve_runner", "Runner", "TaskError", "EXECUTOR_NAMES"]
 
+# documented and pickled under this public module (defined in a private one)
+TaskError.__module__ = __name__
+
 EXECUTOR_NAMES = ("sequential", "local", "processes", "ray", "dask")
 Event = tuple[int, bool, Any]
 """``(task index, ok, result or TaskError)``."""

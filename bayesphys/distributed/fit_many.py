@@ -8,7 +8,9 @@ For problems :math:`p_1, \dots, p_N` with ids :math:`i_1, \dots, i_N`, each task
     model = build(p_k)                        # or build(p_k, seed=s_k) if build takes seed=
     fit = model.fit(**fit_kwargs)             # -> FitResult
     post = model.posterior(**posterior_kwargs)  # -> Posterior, event shape E
-    idata_k = post.to_inference_data(num_samples=S, num_chains=C, seed=s_k, name=name)
+    idata_k = post.to_inference_data(      # the draws' own stream:
+        num_samples=S, num_chains=C, seed=stream_seed(s_k, "fit_many/export"), name=name
+    )
 
 and the per-problem groups are stacked along a new ``problem_dim`` of length :math:`N_{ok}`
 (the problems that succeeded): a posterior variable of shape ``[C, S, *E]`` becomes
@@ -202,6 +204,16 @@ def _normalise(problems: Iterable[Any] | Mapping[Any, Any]) -> list[tuple[Any, A
     return items
 
 
+def _forget(out_dir: Path, problem_id: Any) -> None:
+    """Remove ``problem_id``'s files from ``out_dir`` (best effort: the disk may be failing)."""
+    stem = _stem(problem_id)
+    for ext in ("json", "nc"):
+        try:
+            (out_dir / f"{stem}.{ext}").unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
 def _result(
     records: dict,
     items: list,
@@ -272,9 +284,10 @@ def fit_many(
         are removed at the start of the next call (those of live processes and of other
         machines sharing ``out`` are left alone). A problem that finished but could not be
         written keeps its draws in the result when the disk failed (``OSError``: full,
-        read-only, quota; the table's ``write_error`` says so) and counts as failed when its
-        output itself cannot be written (e.g. an attribute netCDF refuses); either way its
-        record in ``out`` says failed, so a rerun fits it again.
+        read-only, quota; the table's ``write_error`` says so) and its files in ``out`` are
+        removed, so a rerun fits it again; when its output itself cannot be written (e.g. an
+        attribute netCDF refuses) it counts as failed and its record in ``out`` says so (a
+        rerun retries it with ``retry_failed``).
     seed: base seed; problem ``i`` uses ``s_i = problem_seed(seed, i)`` for the
         torch/numpy/python RNGs before ``build`` (and ``build(problem, seed=s_i)``); the exported
         draws use ``stream_seed(s_i, "fit_many/export")``, a stream of their own (with ``s_i``
@@ -450,16 +463,16 @@ def fit_many(
                         )
                         if isinstance(err, OSError):
                             # the disk failed (full, read-only, quota), not the fit: its draws
-                            # stay in this call's result, the table notes the failed write
+                            # stay in this call's result, the table notes the failed write, and
+                            # no record is left in out (a rerun fits it, whatever retry_failed)
                             rec["write_error"] = msg
-                            disk = {**rec, **failed}
+                            _forget(out_dir, task.problem_id)
                         else:  # the fit's own output cannot be written (nor combined safely)
                             rec.update(failed)
-                            disk = rec
-                        try:
-                            _write(out_dir, disk)
-                        except Exception:  # noqa: BLE001, S110 - the row stays in the table
-                            pass
+                            try:
+                                _write(out_dir, rec)
+                            except Exception:  # noqa: BLE001, S110 - the row stays in the table
+                                pass
                 bar.update(1)
                 if rec["status"] != "ok":
                     bar.set_postfix(failed=sum(r["status"] != "ok" for r in records.values()))

@@ -87,7 +87,8 @@ class LinearGaussianModel:
         self.problem = problem
         self.noise = float(problem.get("noise", 0.1))
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        start = math.log(0.1) + 0.5 * float(torch.randn((), generator=gen))
+        # float64 whatever the caller's default dtype (a worker process has float32's)
+        start = math.log(0.1) + 0.5 * float(torch.randn((), generator=gen, dtype=torch.float64))
         self.log_lengthscale = torch.nn.Parameter(torch.tensor(start, dtype=torch.float64))
 
     @property

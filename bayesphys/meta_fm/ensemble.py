@@ -201,19 +201,28 @@ class MFMEnsemble:
         Members are fitted one after another. An error or an interrupt in member ``j`` leaves
         members ``0..j-1`` fitted and the rest as they were; the exception gets a note naming
         the member, and :meth:`posterior` / :meth:`predict_members` then warn that the
-        members were trained for different numbers of steps (call ``fit`` again)."""
+        members were trained for different numbers of steps. The next ``fit`` first brings the
+        members behind up to the others' steps (their ``steps`` are ``steps`` plus the gap)."""
         steps = check_int("steps", steps, minimum=0)
         progress = check_bool("progress", progress)
         results = []
+        # members behind the others (an interrupted fit) first catch up, so that every member
+        # ends with the same number of steps
+        top = max(m.steps_done for m in self.models)
         for j, m in enumerate(self.models):
             try:
-                results.append(m.fit(data, steps=steps, progress=progress))
+                todo = steps + top - m.steps_done
+                results.append(m.fit(data, steps=todo, progress=progress))
             except BaseException as err:
                 done = f"members 0..{j - 1} were fitted" if j else "no member was fitted"
-                err.add_note(
+                note = (
                     f"MFMEnsemble.fit: member {j} of {self.members} failed; {done}, the others "
                     "are as they were"
                 )
+                if hasattr(err, "add_note"):  # Python >= 3.11
+                    err.add_note(note)
+                else:  # 3.10: the attribute add_note fills (tracebacks then do not print it)
+                    err.__notes__ = [*getattr(err, "__notes__", []), note]
                 raise
         n = min(len(r.loss_history) for r in results)
         hist = [float(np.mean([r.loss_history[k] for r in results])) for k in range(n)]

@@ -152,14 +152,14 @@ def correlation_of_correlations(pred: Tensor, true: Tensor) -> float:
 def gaussian_w2(m1: Tensor, s1: Tensor, m2: Tensor, s2: Tensor) -> Tensor:
     """Exact :math:`W_2` between Gaussians ``N(m1 [*, d], s1 [*, d, d])`` and ``N(m2, s2)``.
 
-    Computed in float64 like the other metrics here (in float32 the square root of the trace's
-    round-off read ~3e-3 for two equal Gaussians); returned in float64."""
+    Computed on the CPU in float64 like the other metrics here (in float32 the square root of
+    the trace's round-off read ~3e-3 for two equal Gaussians); returned there."""
     for name, v in (("m1", m1), ("s1", s1), ("m2", m2), ("s2", s2)):
         if not isinstance(v, Tensor):
             raise TypeError(f"{name}: expected a torch.Tensor, received {type(v).__name__}")
         if not v.is_floating_point():
             raise TypeError(f"{name}: expected floating values, received {v.dtype}")
-    m1, s1, m2, s2 = (v.to(m1.device, torch.float64) for v in (m1, s1, m2, s2))
+    m1, s1, m2, s2 = (v.detach().cpu().double() for v in (m1, s1, m2, s2))  # MPS has no f64
     if m1.ndim < 1 or m1.shape[-1] < 1:
         raise ValueError(f"m1: expected a mean [*, d] with d >= 1, received {tuple(m1.shape)}")
     d = m1.shape[-1]

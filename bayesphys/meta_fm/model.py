@@ -40,7 +40,7 @@ from .._checks import (
     seed_or_draw,
 )
 from .._data_parallel import GradientSync, rank_generator_seed
-from .._device import model_device, resolve_dtype, seeded
+from .._device import default_dtype, model_device, resolve_dtype, seeded
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..posterior import SamplePosterior
 from ..problems.populations import PopulationPairs
@@ -209,7 +209,7 @@ class MetaFlowMatching:
     def _build(self) -> None:
         cfg = self.config
         # initial weights from ``seed``, without reseeding the caller's global streams
-        with seeded(self.seed, self.device):
+        with seeded(self.seed, self.device), default_dtype(torch.float32):
             gen = torch.Generator().manual_seed(0 if self.seed is None else int(self.seed))
             field = VectorField(
                 self.dim,
@@ -488,6 +488,10 @@ class MetaFlowMatching:
             )
         finally:  # also after an interrupt (Ctrl-C): the model is left ready to predict
             self.net.eval()
+        if res.message.startswith("diverged") and res.steps:
+            # optimize restored the weights before the last finite step's update (the loss a
+            # step returns is that of the weights before its update): not one of those counted
+            self.steps_done -= 1
         res.extra["seconds_per_1k_steps"] = 1000 * res.seconds / max(res.steps, 1)
         res.extra["method"] = cfg.method
         res.extra["final_lr"] = float(field_opt.param_groups[0]["lr"])

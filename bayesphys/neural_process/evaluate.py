@@ -16,7 +16,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._checks import check_int, check_int_sequence, check_keys, check_real, check_seed, stream_seed
+from .._checks import (
+    check_int,
+    check_int_sequence,
+    check_keys,
+    check_real,
+    check_seed,
+    seed_or_draw,
+    stream_seed,
+)
 from .._device import check_finite
 from ..metrics import crps_gaussian, gaussian_nll
 
@@ -217,13 +225,14 @@ def burgers_inverse_inputs(
     """Inverse-problem inputs of :func:`evaluate_burgers`: ``n_inverse`` random interior
     reference nodes per case (``t > 0``, off the walls) -> points ``[n, n_inverse, 2]`` (x, t)
     and the reference values there ``[n, n_inverse]``. ``n_inverse >= 1`` (int), ``seed`` an
-    int ``>= 0`` (``None``: fresh entropy)."""
+    int ``>= 0`` (``None``: drawn from torch's global stream)."""
     test = _check_test(test, "burgers", ("x", "t", "u"))
     n_inverse = check_int("n_inverse", n_inverse, minimum=1)
     if seed is not None:
         seed = check_seed("seed", seed, minimum=0)
+    seed = seed_or_draw("seed", seed)  # None: drawn from torch's global stream
     # its own stream: default_rng(seed) is also the test set's parameter stream
-    rng = np.random.default_rng(None if seed is None else stream_seed(seed, "burgers-inverse"))
+    rng = np.random.default_rng(stream_seed(seed, "burgers-inverse"))
     n, nx, nt = test["u"].shape[0], len(test["x"]), len(test["t"])
     ix = rng.integers(1, nx - 1, size=(n, n_inverse))
     it = rng.integers(1, nt, size=(n, n_inverse))

@@ -46,9 +46,17 @@ from linear_operator.operators import (
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .._checks import as_scalar, check_bool, check_callback, check_int, check_keys, check_real
+from .._checks import (
+    as_scalar,
+    check_bool,
+    check_callback,
+    check_int,
+    check_keys,
+    check_real,
+    seed_or_draw,
+)
 from .._data_parallel import GradientSync, rank_generator_seed
-from .._device import as_tensor, model_device, resolve_dtype, seeded
+from .._device import as_tensor, default_dtype, model_device, resolve_dtype, seeded
 from .._model import DivergenceGuard, FitResult, load_checkpoint, optimize, save_checkpoint
 from ..posterior import GaussianPosterior
 from ..problems.rgnp import sample_prior
@@ -123,7 +131,9 @@ class RandomGridNP:
         presets only: with ``config`` (which sets every size) another size is refused.
     device, dtype, seed: placement (``None``: the CPU; ``"auto"``: CUDA when present),
         ``torch.float32`` (default: a neural model) or ``torch.float64`` (the Cholesky
-        factors of the objective need one of them), and reproducibility.
+        factors of the objective need one of them), and reproducibility: ``seed`` sets the
+        initial weights and the stream of training batches and random grids (``None``: both
+        from torch's global streams).
     **overrides: fields of :class:`RGNPConfig` to change; ``gic={...}`` is merged into the
         preset's (or ``config``'s) GICNet settings, keys among :data:`~.config.GIC_KEYS`
         (:func:`~.config.with_overrides`).
@@ -182,7 +192,7 @@ class RandomGridNP:
             )
         self.seed = seed
         # initial weights from ``seed``, without reseeding the caller's global streams
-        with seeded(seed, self.device):
+        with seeded(seed, self.device), default_dtype(torch.float32):
             p = self.problem
             self.forward_net = ForwardNet(
                 p.dim_x,
@@ -228,7 +238,12 @@ class RandomGridNP:
             fused=True,  # one fused kernel over all tensors instead of a loop over them
         )
         self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(0 if seed is None else int(seed))
+        # seed=None: the batch stream too from torch's global stream (it was seed 0's for every
+        # unseeded model: random weights, the same batches)
+        self.generator.manual_seed(int(seed) if seed is not None else seed_or_draw("seed", None))
+        # split by rank at the next fit, once per stream (a new or a restored one): a split at
+        # every fit reseeded ranks > 0 again, so fit(2) + fit(2) differed from fit(4) there
+        self._split_gen = True
         self.step_count = 0
         #: variance multipliers set by :meth:`calibrate` (1.0 = as trained)
         self.variance_scale: dict[str, float] = {"field": 1.0, "parameters": 1.0}
@@ -389,7 +404,9 @@ class RandomGridNP:
         mods.train()
         # data-parallel under torchrun: identical replicas, per-rank batches, mean gradients
         sync = GradientSync(mods)
-        rank_generator_seed(self.generator)
+        if self._split_gen:
+            rank_generator_seed(self.generator)
+            self._split_gen = False
         progress = progress and sync.is_main
         params = list(mods.parameters())
         # divergence guard, shared by all chunks of this fit: a non-finite loss restores the
@@ -448,7 +465,7 @@ class RandomGridNP:
                     t0 = time.perf_counter()
                     callback(self, self.step_count)
                     cb_time += time.perf_counter() - t0
-                if max_seconds is not None and spent >= max_seconds:
+                if max_seconds is not None and spent >= max_seconds and done < steps:
                     msg, conv = (
                         f"time budget ({max_seconds:.3g} s) reached after {done} steps",
                         False,

@@ -32,7 +32,7 @@ from linear_operator.operators import (
 )
 from torch import Tensor
 
-from .._checks import check_bool, check_int, check_real, check_seed
+from .._checks import check_bool, check_int, check_real, check_seed, seed_or_draw
 from .._device import as_tensor
 from ..posterior import GaussianPosterior
 from .problem import DiscreteProblem
@@ -264,7 +264,7 @@ def field_posterior(
     low-rank covariance :math:`S S^\top / K` plus ``jitter`` on the diagonal (a Monte-Carlo
     estimate with ``K = num_draws``; marginal variances have relative error ~ :math:`\sqrt{2/K}`).
     Settings: ``dense_max >= 0``, ``num_draws >= 1``, ``cg_tol >= 0``, ``cg_maxiter >= 1``,
-    ``jitter >= 0``, ``seed`` an int or ``None`` (fresh draws on every call).
+    ``jitter >= 0``, ``seed`` an int or ``None`` (a seed drawn from torch's global stream).
     """
     dense_max = check_int("dense_max", dense_max, minimum=0)
     num_draws = check_int("num_draws", num_draws, minimum=1)
@@ -288,11 +288,8 @@ def field_posterior(
         h = dense_gn_matrix(problem, x)
         cov = torch.linalg.inv(h)[sl, sl]
         return GaussianPosterior(mean, 0.5 * (cov + cov.T), event_shape=shape)
-    gen = torch.Generator(device=x.device)
-    if seed is not None:
-        gen.manual_seed(int(seed))
-    else:  # fresh draws (a new generator starts from the same default seed every call)
-        gen.seed()
+    # None: a seed drawn from torch's global stream, as everywhere (it was OS entropy)
+    gen = torch.Generator(device=x.device).manual_seed(seed_or_draw("seed", seed))
 
     def mv(v):
         return jtw(jv(v))

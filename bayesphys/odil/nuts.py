@@ -13,6 +13,7 @@ import time
 from torch import Tensor
 
 from .._checks import check_int, check_seed
+from .._device import seeded
 
 __all__ = ["nuts_reference"]
 
@@ -45,37 +46,37 @@ def nuts_reference(
     from .foci import _check_model
 
     _check_model(model)
-    import pyro
     from pyro.infer import MCMC, NUTS
 
     if model.theta is None:
         raise RuntimeError("model: fit() it first; NUTS starts at the optimum")
-    pyro.set_rng_seed(seed)
+    # seeded like pyro.set_rng_seed(seed), the caller's global streams restored after
+    with seeded(seed, model.device):
 
-    def potential(params):
-        return model.loss(params["theta"])
+        def potential(params):
+            return model.loss(params["theta"])
 
-    kernel = NUTS(
-        potential_fn=potential,
-        max_tree_depth=max_tree_depth,
-        adapt_mass_matrix=True,
-        full_mass=False,
-        step_size=0.1,
-    )
-    # the fitted mode, not a recalibrated one (recalibrate() shifts model.theta; the potential
-    # is the fitted loss, whose optimum is where the chains should start)
-    theta0 = model.fitted_theta()[0].detach()
-    init = {"theta": theta0.clone().repeat(num_chains, 1) if num_chains > 1 else theta0.clone()}
-    t0 = time.perf_counter()
-    mcmc = MCMC(
-        kernel,
-        num_samples=num_samples,
-        warmup_steps=warmup_steps,
-        num_chains=num_chains,
-        initial_params=init,
-        disable_progbar=not progress,
-    )
-    mcmc.run()
+        kernel = NUTS(
+            potential_fn=potential,
+            max_tree_depth=max_tree_depth,
+            adapt_mass_matrix=True,
+            full_mass=False,
+            step_size=0.1,
+        )
+        # the fitted mode, not a recalibrated one (recalibrate() shifts model.theta; the potential
+        # is the fitted loss, whose optimum is where the chains should start)
+        theta0 = model.fitted_theta()[0].detach()
+        init = {"theta": theta0.clone().repeat(num_chains, 1) if num_chains > 1 else theta0.clone()}
+        t0 = time.perf_counter()
+        mcmc = MCMC(
+            kernel,
+            num_samples=num_samples,
+            warmup_steps=warmup_steps,
+            num_chains=num_chains,
+            initial_params=init,
+            disable_progbar=not progress,
+        )
+        mcmc.run()
     secs = time.perf_counter() - t0
     draws = mcmc.get_samples(group_by_chain=True)["theta"]
     return draws, secs

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from .._checks import offset_seed
 from ..posterior import GaussianPosterior
 from ..problems.gpme import make_dataset
 from .calibration import HybridCalibration, fit_hybrid, fit_local_scale, hybrid_covariance
@@ -117,7 +118,10 @@ def fit_local(
     data = make_dataset(
         model.problem,
         m,
-        seed=(None if seed is None else seed + 100_003) if local_seed is None else local_seed,
+        # offset_seed: seed + 100_003 wrapped into the seeds torch takes (it overflowed)
+        seed=(None if seed is None else offset_seed(seed, 100_003))
+        if local_seed is None
+        else local_seed,
         param_range=param_range,
     )
     raw = model._step1(data, tt, xx, seed=0, stage="raw")
@@ -152,7 +156,7 @@ def run_calibrate(
     objective: str,
     selection: str,
 ) -> float:
-    """The body of :meth:`ProbConserv.calibrate <bayesphys.probconserv.ProbConserv.calibrate>`
+    r"""The body of :meth:`ProbConserv.calibrate <bayesphys.probconserv.ProbConserv.calibrate>`
     with its settings checked (``s``): fits and stores the calibration, returns :math:`\beta`
     (hybrid) or the variance scale :math:`c`. A failure part-way keeps the previous
     calibration (hybrid)."""

@@ -42,7 +42,7 @@ from .._checks import (
     stream_seed,
 )
 from .._data_parallel import GradientSync, rank_generator_seed
-from .._device import as_tensor, model_device, resolve_dtype, seeded
+from .._device import as_tensor, default_dtype, model_device, resolve_dtype, seeded
 from .._model import FitResult, optimize
 from ..posterior import GaussianPosterior
 from ..problems.gpme import GPMEData, GPMEProblem, get_problem, make_dataset
@@ -61,6 +61,9 @@ from .metagp import MetaGP
 from .update import check_sigma_g, check_sigma_g_shape, conserve_slices, trapezoid_weights
 
 __all__ = ["ProbConserv", "ProbConservConfig"]
+
+# documented and pickled under this public module (defined in a private one)
+ProbConservConfig.__module__ = __name__
 
 _F64 = torch.float64
 
@@ -203,7 +206,7 @@ class ProbConserv:
         lo = (prob.t_range[0], prob.x_range[0])
         hi = (prob.t_range[1], prob.x_range[1])
         # initial weights from ``seed``, without reseeding the caller's global streams
-        with seeded(seed, self.device):
+        with seeded(seed, self.device), default_dtype(torch.float32):
             if step1 == "anp":
                 self.net: torch.nn.Module = AttentiveNP(lo, hi, hidden=hidden)
             else:
@@ -213,6 +216,8 @@ class ProbConserv:
             #: continues from the seeded state the weights left, as the global stream did when
             #: construction reseeded it; ``None`` (unseeded model): the global streams
             self._train_rng = None if seed is None else _fork_stream(self.device)
+        # split by rank at the next fit, once per stream (new or loaded): not at every fit
+        self._split_rng = True
         self.steps_done = 0
         self.var_scale = 1.0
         self.calibration: HybridCalibration | None = None
@@ -289,8 +294,10 @@ class ProbConserv:
         counter = {"k": 0}
         # data-parallel under torchrun: identical replicas, per-rank batches, mean gradients
         sync = GradientSync(self.net)
-        if self._train_rng is not None:  # ranks draw their own latent noise (rank 0 keeps its)
+        if self._train_rng is not None and self._split_rng:
+            # ranks draw their own latent noise (rank 0 keeps its)
             rank_generator_seed(self._train_rng)
+            self._split_rng = False
         progress = progress and sync.is_main
 
         # training parameters: U(train_range), widened by train_margin at each end

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_optional_seed, check_real, stream_seed
+from .._checks import check_int, check_optional_seed, check_real, seed_or_draw, stream_seed
 from .._device import check_finite, resolve_dtype
 
 __all__ = [
@@ -66,6 +66,14 @@ POISSON_SENSOR_INDEX = np.arange(20, 180, 3)  # 54 nodes of the 201-node mesh, x
 # ---------------------------------------------------------------------------------------------
 # Argument checks
 # ---------------------------------------------------------------------------------------------
+def _seed(seed: Any) -> int:
+    """``seed`` checked (an int ``>= 0``), or for ``None`` one drawn from torch's global stream:
+    the package's ``seed=None`` (it was fresh OS entropy here, which ``torch.manual_seed``
+    cannot repeat)."""
+    seed = check_optional_seed("seed", seed, minimum=0)
+    return seed_or_draw("seed", seed)
+
+
 def _as_array(name: str, value: Any, *, ndim: tuple[int, ...] | None = None) -> np.ndarray:
     """``value`` as a finite float64 array (``ndim``: the allowed numbers of dimensions)."""
     if isinstance(value, Tensor):
@@ -537,7 +545,7 @@ def _prior_draw(problem, n: int, rng: np.random.Generator) -> tuple[np.ndarray, 
 def poisson_test_set(n: int = 1000, *, seed: int = 0, n_nodes: int = 201) -> dict[str, np.ndarray]:
     """Seeded Poisson test cases: ``{"x" [n_nodes], "z" [n, 5], "w" [n, 1], "u" [n, n_nodes]}``.
 
-    ``n >= 1``, ``n_nodes >= 3`` (ints); ``seed`` an int ``>= 0`` (``None``: fresh entropy).
+    ``n >= 1``, ``n_nodes >= 3`` (ints); ``seed`` an int ``>= 0`` (``None``: drawn from torch's global stream).
 
     The parameters ``(z, w)`` are the first draws of ``numpy.random.default_rng(seed)``, a
     stream shared with :func:`poisson_sensor_data`: ``poisson_sensor_data(n, seed=s)`` holds
@@ -550,9 +558,7 @@ def poisson_test_set(n: int = 1000, *, seed: int = 0, n_nodes: int = 201) -> dic
     """
     n = check_int("n", n, minimum=1)
     n_nodes = check_int("n_nodes", n_nodes, minimum=3)
-    z, w = _prior_draw(
-        PoissonProblem(), n, np.random.default_rng(check_optional_seed("seed", seed, minimum=0))
-    )
+    z, w = _prior_draw(PoissonProblem(), n, np.random.default_rng(_seed(seed)))
     x, u = solve_poisson(z, w[:, 0], n_nodes=n_nodes)
     return {"x": x, "z": z, "w": w, "u": u}
 
@@ -563,8 +569,7 @@ def poisson_sensor_data(
     r"""Noisy labelled sensor sets (P2); ``y`` ``[n, 54]`` at ``x_obs`` ``[54]``.
 
     :math:`y_{ij} = u_i(x_j) + \sigma_y \varepsilon_{ij}`, :math:`\varepsilon_{ij} \sim
-    \mathcal N(0, 1)`. ``sigma_y >= 0`` (finite); ``seed`` an int ``>= 0`` (``None``: fresh
-    entropy).
+    \mathcal N(0, 1)`. ``sigma_y >= 0`` (finite); ``seed`` an int ``>= 0`` (``None``: drawn from torch's global stream).
 
     Streams (kept as they are: they define the benchmark data): the functions ``z, w, u`` are
     exactly ``poisson_test_set(n, seed=seed)``'s (``default_rng(seed)``), and the noise
@@ -576,10 +581,10 @@ def poisson_sensor_data(
     ``seed +- 10_000``: use seeds that differ from each other by other than 0 and 10_000 (the
     benchmarks: sensor seed 1, test seed 0, calibration sets ``60_000 + k``).
     """
-    seed = check_optional_seed("seed", seed, minimum=0)
+    seed = _seed(seed)
     sigma_y = check_real("sigma_y", sigma_y, minimum=0.0)
     ts = poisson_test_set(n, seed=seed)
-    rng = np.random.default_rng(None if seed is None else seed + 10_000)
+    rng = np.random.default_rng(seed + 10_000)
     idx = POISSON_SENSOR_INDEX
     y = ts["u"][:, idx] + sigma_y * rng.standard_normal((n, idx.size))
     return {
@@ -597,14 +602,11 @@ def burgers_test_set(
 ) -> dict[str, np.ndarray]:
     """Seeded Burgers cases: ``{"x" [nx], "t" [nt], "z" [n, 2], "w" [n, 1], "u" [n, nt, nx]}``.
 
-    ``n >= 1``, ``n_nodes >= 3``, ``n_steps >= 1`` (ints); ``seed`` an int ``>= 0`` (``None``:
-    fresh entropy)."""
+    ``n >= 1``, ``n_nodes >= 3``, ``n_steps >= 1`` (ints); ``seed`` an int ``>= 0`` (``None``: drawn from torch's global stream)."""
     n = check_int("n", n, minimum=1)
     n_nodes = check_int("n_nodes", n_nodes, minimum=3)
     n_steps = check_int("n_steps", n_steps, minimum=1)
-    z, w = _prior_draw(
-        BurgersProblem(), n, np.random.default_rng(check_optional_seed("seed", seed, minimum=0))
-    )
+    z, w = _prior_draw(BurgersProblem(), n, np.random.default_rng(_seed(seed)))
     x, t, u = solve_burgers(z, w[:, 0], n_nodes=n_nodes, n_steps=n_steps)
     return {"x": x, "t": t, "z": z, "w": w, "u": u}
 
@@ -614,13 +616,13 @@ def invariance_points(n: int, layout: str, *, seed: int = 0) -> np.ndarray:
 
     ``uniform``: equispaced interior; ``random``: i.i.d. uniform; ``clustered``: two Gaussian
     clusters at :math:`\\pm 0.5` (sd 0.15), clipped to :math:`[-0.99, 0.99]`. ``seed`` (an int
-    ``>= 0``, ``None``: fresh entropy) names a stream of its own, apart from the test sets'
+    ``>= 0``, ``None``: drawn from torch's global stream) names a stream of its own, apart from the test sets'
     parameters under the same seed.
     """
     n = check_int("n", n, minimum=1)
-    seed = check_optional_seed("seed", seed, minimum=0)
+    seed = _seed(seed)
     # its own stream: default_rng(seed) is also the test sets' parameter stream
-    rng = np.random.default_rng(None if seed is None else stream_seed(seed, "rgnp-layout"))
+    rng = np.random.default_rng(stream_seed(seed, "rgnp-layout"))
     if layout == "uniform":
         x = np.linspace(-1, 1, n + 2)[1:-1]
     elif layout == "random":

@@ -97,3 +97,22 @@ def test_nuts_reference_agrees_with_the_laplace_posterior(tiny_pet_model):
     ratio = flat.std(0) / sd
     assert bool((z.abs() < 3).all()), z
     assert bool(((ratio > 0.3) & (ratio < 3)).all()), ratio
+
+
+def test_nuts_reference_restores_the_callers_streams_and_repeats_its_draws(tiny_pet_model):
+    import random
+
+    import numpy as np
+
+    torch.manual_seed(123)
+    np.random.seed(5)
+    random.seed(6)
+    states = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
+    kw = dict(num_samples=2, warmup_steps=0, seed=7, max_tree_depth=2)
+    a, _ = nuts_reference(tiny_pet_model, **kw)
+    # pyro.set_rng_seed reseeded python, numpy and torch and left them so
+    assert torch.equal(torch.get_rng_state(), states[0])
+    assert np.array_equal(np.random.get_state()[1], states[1])
+    assert random.getstate() == states[2]
+    b, _ = nuts_reference(tiny_pet_model, **kw)
+    assert torch.equal(a, b)
