@@ -82,3 +82,17 @@ def test_mmd_is_translation_invariant_far_from_the_origin(dtype):
     # float32 holds 1e4 + 0.01 z to ~1e-3 absolute: the distances keep ~10 % of their digits
     tol = 1e-9 if dtype == F64 else 0.1
     assert far == pytest.approx(near, rel=tol)
+
+
+def test_stefan_constants_next_to_one():
+    import math
+
+    from bayesphys.problems.gpme import stefan_constants
+
+    us = torch.tensor([1 - 2**-53, 1 - 2**-50, 0.6], dtype=F64)
+    alpha, _ = stefan_constants(us)
+    z = alpha / 2
+    lhs = us * torch.erf(z) * z * torch.exp(z * z)
+    rhs = (1 - us) / math.sqrt(math.pi)
+    # the root itself: z1 was stuck at the old lower bracket 1e-8 for u* = 1 - 2**-53
+    torch.testing.assert_close(lhs, rhs, rtol=1e-12, atol=0)

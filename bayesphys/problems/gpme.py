@@ -290,6 +290,9 @@ def stefan_constants(u_star: Tensor | float, iters: int = 200) -> tuple[Tensor, 
     # z1 grows like sqrt(log(1/u*)): hi = 5 saturated (alpha = 10 exactly) for u* < ~1.6e-12;
     # 30 brackets every positive float64 u* (exp(900) = inf only makes f > 0, as wanted)
     lo, hi = torch.full_like(us, 1e-8), torch.full_like(us, 30.0)
+    # z1 ~ sqrt((1 - u*) / 2) falls below 1e-8 once 1 - u* < 2e-16: bracket from 0 there
+    # (f(0) = -rhs < 0); every other u* keeps its bracket, so its constants bit for bit
+    lo = torch.where(1 - us < 1e-15, torch.zeros_like(lo), lo)
     for k in range(iters):
         mid = 0.5 * (lo + hi)
         f = us * torch.erf(mid) * mid * torch.exp(mid * mid) - rhs
