@@ -15,7 +15,14 @@ from ._device import (
     seed_everything,
     seeded,
 )
-from ._model import DivergenceGuard, FitResult, load_checkpoint, optimize, save_checkpoint
+from ._model import (
+    DivergenceError,
+    DivergenceGuard,
+    FitResult,
+    load_checkpoint,
+    optimize,
+    save_checkpoint,
+)
 from .distributed import FitManyResult, fit_many, problem_seed
 from .inference_data import build_inference_data, load_netcdf, save_netcdf
 from .posterior import GaussianPosterior, Posterior, SamplePosterior
@@ -32,6 +39,7 @@ __all__ = [
     "load_netcdf",
     "FitResult",
     "optimize",
+    "DivergenceError",
     "DivergenceGuard",
     "save_checkpoint",
     "load_checkpoint",

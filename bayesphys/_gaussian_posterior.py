@@ -91,7 +91,7 @@ class GaussianPosterior(_PosteriorBase):
         *,
         event_shape: torch.Size | tuple[int, ...] | None = None,
         validate: bool = True,
-        root=None,
+        root: Callable[[Tensor], Tensor] | None = None,
         root_dim: int | None = None,
     ) -> None:
         if not isinstance(mean, Tensor):
@@ -183,10 +183,12 @@ class GaussianPosterior(_PosteriorBase):
     # -- properties -------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
+        """Device of the mean (the covariance and draws live there too)."""
         return self._mean.device
 
     @property
     def dtype(self) -> torch.dtype:
+        """dtype of the mean (the covariance is cast to it; draws have it)."""
         return self._mean.dtype
 
     @property
@@ -214,7 +216,10 @@ class GaussianPosterior(_PosteriorBase):
         return self._get_root().base_dim
 
     def rsample(
-        self, sample_shape=torch.Size(), base_samples: Tensor | None = None, generator=None
+        self,
+        sample_shape: torch.Size | tuple[int, ...] = torch.Size(),
+        base_samples: Tensor | None = None,
+        generator: torch.Generator | None = None,
     ) -> Tensor:
         """Reparameterised draws ``[*sample_shape, *batch, *event]``.
 
@@ -284,12 +289,16 @@ class GaussianPosterior(_PosteriorBase):
             )
         check_finite("base_samples", base)
 
-    def sample(self, sample_shape=torch.Size(), generator: torch.Generator | None = None) -> Tensor:
+    def sample(
+        self,
+        sample_shape: torch.Size | tuple[int, ...] = torch.Size(),
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
         """Draws ``[*sample_shape, *batch, *event]`` (no gradient)."""
         with torch.no_grad():
             return self.rsample(sample_shape, generator=generator)
 
-    def quantile(self, q) -> Tensor:
+    def quantile(self, q: float | Tensor) -> Tensor:
         """Marginal quantiles ``[*q.shape, *batch, *event]``: :math:`\\mu + \\sigma\\Phi^{-1}(q)`."""
         qt = _q_tensor(q, self._mean)
         z = torch.special.ndtri(qt)
@@ -333,7 +342,7 @@ class GaussianPosterior(_PosteriorBase):
         maha = (diff * root.solve(diff)).sum(-1)
         return -0.5 * (maha + root.logdet() + n * math.log(2 * math.pi))
 
-    def to(self, device) -> GaussianPosterior:
+    def to(self, device: str | torch.device | None) -> GaussianPosterior:
         """A copy on ``device`` (as for a model: ``None`` is the CPU, ``"auto"`` CUDA when
         present). A custom root moves by its own ``to(device)`` method (the samplers of
         :mod:`bayesphys.gp_pde` and :mod:`bayesphys.probconserv` have one); a move to another

@@ -21,39 +21,76 @@ __all__ = ["Posterior"]
 
 @runtime_checkable
 class Posterior(Protocol):
-    """Protocol every bayesphys posterior satisfies (see the module docstring for shapes)."""
+    """Protocol every bayesphys posterior satisfies (see the module docstring for shapes).
+
+    A posterior over fields (or parameters) with ``batch_shape`` independent members, each an
+    ``event_shape`` array; draws are ``[*sample_shape, *batch_shape, *event_shape]``.
+    """
 
     @property
-    def event_shape(self) -> torch.Size: ...
+    def event_shape(self) -> torch.Size:
+        """Shape of one draw of one batch member (e.g. the grid ``[n_t, n_x]``)."""
+        ...
 
     @property
-    def batch_shape(self) -> torch.Size: ...
+    def batch_shape(self) -> torch.Size:
+        """Shape of the independent members (e.g. ``[B]`` test functions)."""
+        ...
 
     @property
-    def device(self) -> torch.device: ...
+    def device(self) -> torch.device:
+        """Device of the mean / stored draws."""
+        ...
 
     @property
-    def dtype(self) -> torch.dtype: ...
+    def dtype(self) -> torch.dtype:
+        """Floating dtype of the mean, variances and draws."""
+        ...
 
     @property
-    def mean(self) -> Tensor: ...
+    def mean(self) -> Tensor:
+        """Posterior mean :math:`E[u]`, ``[*batch, *event]``."""
+        ...
 
     @property
-    def variance(self) -> Tensor: ...
+    def variance(self) -> Tensor:
+        r"""Marginal variances :math:`\operatorname{Var}[u_i]`, ``[*batch, *event]``."""
+        ...
 
-    def sample(self, sample_shape=torch.Size(), generator=None) -> Tensor: ...
+    def sample(
+        self,
+        sample_shape: torch.Size | tuple[int, ...] = torch.Size(),
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Draws ``[*sample_shape, *batch, *event]`` without gradient (``generator``: a
+        :class:`torch.Generator` on the posterior's device for reproducible draws)."""
+        ...
 
-    def rsample(self, sample_shape=torch.Size()) -> Tensor: ...
+    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size()) -> Tensor:
+        """Reparameterised draws ``[*sample_shape, *batch, *event]`` (gradients flow to the
+        parameters of the mean and covariance; not every posterior has them)."""
+        ...
 
-    def quantile(self, q) -> Tensor: ...
+    def quantile(self, q: float | Tensor) -> Tensor:
+        """Marginal quantiles ``[*q.shape, *batch, *event]`` at levels ``q`` in (0, 1)."""
+        ...
 
-    def interval(self, level: float = 0.95) -> tuple[Tensor, Tensor]: ...
+    def interval(self, level: float = 0.95) -> tuple[Tensor, Tensor]:
+        """Central marginal interval ``(lower, upper)``, each ``[*batch, *event]``."""
+        ...
 
-    def log_prob(self, value: Tensor) -> Tensor: ...
+    def log_prob(self, value: Tensor) -> Tensor:
+        """Log density of ``value`` ``[*, *batch, *event]`` -> ``[*, *batch]`` (not every
+        posterior has one)."""
+        ...
 
-    def to(self, device) -> Posterior: ...
+    def to(self, device: str | torch.device) -> Posterior:
+        """The same posterior on ``device``."""
+        ...
 
-    def to_inference_data(self, **kwargs: Any) -> arviz.InferenceData: ...
+    def to_inference_data(self, **kwargs: Any) -> arviz.InferenceData:
+        """Posterior draws as :class:`arviz.InferenceData` (see ``_PosteriorBase``)."""
+        ...
 
 
 class _PosteriorBase:

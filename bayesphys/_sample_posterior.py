@@ -60,18 +60,22 @@ class SamplePosterior(_PosteriorBase):
 
     @property
     def device(self) -> torch.device:
+        """Device of the stored draws."""
         return self.draws.device
 
     @property
     def dtype(self) -> torch.dtype:
+        """dtype of the stored draws."""
         return self.draws.dtype
 
     @property
     def num_chains(self) -> int:
+        """``C``, the leading dimension of the stored draws ``[C, S, *batch, *event]``."""
         return self.draws.shape[0]
 
     @property
     def num_draws(self) -> int:
+        """``S``, draws per chain."""
         return self.draws.shape[1]
 
     def _flat(self) -> Tensor:
@@ -87,7 +91,11 @@ class SamplePosterior(_PosteriorBase):
         """Empirical (unbiased) variance, ``[*batch, *event]``."""
         return self._flat().var(0, correction=1)
 
-    def sample(self, sample_shape=torch.Size(), generator: torch.Generator | None = None) -> Tensor:
+    def sample(
+        self,
+        sample_shape: torch.Size | tuple[int, ...] = torch.Size(),
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
         """Resample stored draws with replacement: ``[*sample_shape, *batch, *event]``."""
         shape = _size(sample_shape)
         _check_generator(generator, self.device)
@@ -97,12 +105,14 @@ class SamplePosterior(_PosteriorBase):
         )
         return flat[idx].reshape(*shape, *flat.shape[1:])
 
-    def rsample(self, sample_shape=torch.Size()) -> Tensor:
+    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size()) -> Tensor:
+        """Not available: stored draws are not a function of parameters (``NotImplementedError``;
+        :meth:`sample` resamples them)."""
         raise NotImplementedError(
             "SamplePosterior.rsample: empirical draws are not reparameterisable"
         )
 
-    def quantile(self, q) -> Tensor:
+    def quantile(self, q: float | Tensor) -> Tensor:
         """Empirical marginal quantiles ``[*q.shape, *batch, *event]`` (linear interpolation)."""
         qt = _q_tensor(q, self.draws)
         if self.dtype not in (torch.float32, torch.float64):
@@ -117,9 +127,10 @@ class SamplePosterior(_PosteriorBase):
         return out.reshape((*qt.shape, *flat.shape[1:]))  # a tuple: () for a scalar q and event
 
     def log_prob(self, value: Tensor) -> Tensor:
+        """Not available: empirical draws have no density (``NotImplementedError``)."""
         raise NotImplementedError("SamplePosterior.log_prob: no density for empirical draws")
 
-    def to(self, device) -> SamplePosterior:
+    def to(self, device: str | torch.device | None) -> SamplePosterior:
         """A copy on ``device`` (as for a model: ``None`` is the CPU, ``"auto"`` CUDA when
         present)."""
         return SamplePosterior(

@@ -21,10 +21,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
+
+if TYPE_CHECKING:  # pragma: no cover
+    import arviz
 
 __all__ = [
     "ARVIZ_V1",
@@ -181,7 +184,7 @@ def build_inference_data(
     extra_groups: Mapping[str, Mapping[str, Any]] | None = None,
     coords: Mapping[str, Any] | None = None,
     dims: Mapping[str, list[str] | tuple[str, ...]] | None = None,
-):
+) -> arviz.InferenceData | xr.DataTree:
     """Assemble ArviZ groups from tensors or arrays.
 
     Variables in ``posterior``, ``posterior_predictive``, ``log_likelihood`` and
@@ -252,7 +255,7 @@ def to_inference_data(
     name: str = "u",
     seed: int | None = None,
     params: Mapping[str, Any] | None = None,
-):
+) -> arviz.InferenceData | xr.DataTree:
     """Export a :class:`~bayesphys.Posterior` (see ``Posterior.to_inference_data``)."""
     from ._checks import check_int, check_seed
 
@@ -366,7 +369,7 @@ def _write_netcdf(idata, path: Path) -> None:
         idata.to_netcdf(str(path), engine="h5netcdf")
 
 
-def load_netcdf(path: str | Path):
+def load_netcdf(path: str | Path) -> arviz.InferenceData | xr.DataTree:
     """Read a file written by :func:`save_netcdf` (or any ArviZ netCDF file).
 
     The groups are read into memory and the file closed, so the same path can be written

@@ -86,7 +86,7 @@ def _same_shape(a: Tensor, b: Tensor, an: str, bn: str) -> None:
         )
 
 
-def relative_l2(pred: Tensor, truth: Tensor, dim=None) -> Tensor:
+def relative_l2(pred: Tensor, truth: Tensor, dim: int | tuple[int, ...] | None = None) -> Tensor:
     r"""Relative L2 error :math:`\lVert \hat u - u\rVert / \lVert u\rVert` over ``dim`` (all)."""
     _same_shape(pred, truth, "pred", "truth")
     _tensor("pred", pred, floating=True)
@@ -96,7 +96,7 @@ def relative_l2(pred: Tensor, truth: Tensor, dim=None) -> Tensor:
     return num / den.clamp_min(torch.finfo(den.dtype).tiny)
 
 
-def mse(pred: Tensor, truth: Tensor, dim=None) -> Tensor:
+def mse(pred: Tensor, truth: Tensor, dim: int | tuple[int, ...] | None = None) -> Tensor:
     """Mean squared error over ``dim`` (all)."""
     _same_shape(pred, truth, "pred", "truth")
     _tensor("pred", pred, floating=True)
@@ -104,7 +104,9 @@ def mse(pred: Tensor, truth: Tensor, dim=None) -> Tensor:
     return (pred - truth).pow(2).mean(dim=dim) if dim is not None else (pred - truth).pow(2).mean()
 
 
-def gaussian_nll(mean: Tensor, var: Tensor, y: Tensor, dim=None) -> Tensor:
+def gaussian_nll(
+    mean: Tensor, var: Tensor, y: Tensor, dim: int | tuple[int, ...] | None = None
+) -> Tensor:
     """Mean Gaussian negative log likelihood of ``y`` under ``N(mean, var)`` (per point).
 
     ``var`` has the mean's shape or one that broadcasts to it (e.g. a scalar); ``mean`` and
@@ -129,7 +131,9 @@ def gaussian_nll(mean: Tensor, var: Tensor, y: Tensor, dim=None) -> Tensor:
     return nll.mean() if dim is None else nll.mean(dim)
 
 
-def crps_gaussian(mean: Tensor, std: Tensor, y: Tensor, dim=None) -> Tensor:
+def crps_gaussian(
+    mean: Tensor, std: Tensor, y: Tensor, dim: int | tuple[int, ...] | None = None
+) -> Tensor:
     r"""Continuous ranked probability score of ``N(mean, std^2)`` at ``y`` (closed form, mean)."""
     if not isinstance(mean, Tensor):  # a Python number in the tensors' dtype, not float32
         ref = next((t for t in (y, std) if isinstance(t, Tensor)), None)
@@ -157,7 +161,7 @@ def crps_gaussian(mean: Tensor, std: Tensor, y: Tensor, dim=None) -> Tensor:
     return crps.mean() if dim is None else crps.mean(dim)
 
 
-def crps_samples(samples: Tensor, y: Tensor, dim=None) -> Tensor:
+def crps_samples(samples: Tensor, y: Tensor, dim: int | tuple[int, ...] | None = None) -> Tensor:
     r"""Sample CRPS: draws ``[S, *shape]``, truth ``[*shape]``; mean over points (or ``dim``).
 
     Uses :math:`E|X-y| - \frac{1}{2S^2}\sum_{ij}|x_i-x_j|`, the latter from sorted draws:
@@ -192,7 +196,9 @@ def crps_samples(samples: Tensor, y: Tensor, dim=None) -> Tensor:
     return crps.mean() if dim is None else crps.mean(dim)
 
 
-def interval_coverage(lower: Tensor, upper: Tensor, y: Tensor, dim=None) -> Tensor:
+def interval_coverage(
+    lower: Tensor, upper: Tensor, y: Tensor, dim: int | tuple[int, ...] | None = None
+) -> Tensor:
     """Fraction of ``y`` with ``lower <= y <= upper`` (mean over ``dim`` or all)."""
     _same_shape(lower, y, "lower", "y")
     _same_shape(upper, y, "upper", "y")

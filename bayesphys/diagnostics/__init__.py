@@ -75,9 +75,11 @@ from .simulate import (
     simulate_and_infer,
     total_mass,
 )
+from .suite import CalibrationFailed, run_calibration
 
 __all__ = [
     "AffineMap",
+    "CalibrationFailed",
     "CalibrationResult",
     "CoreFamily",
     "DEFAULT_LEVELS",
@@ -106,6 +108,7 @@ __all__ = [
     "probe",
     "ranks_inference_data",
     "recalibrated_rows",
+    "run_calibration",
     "run_sbc",
     "sbc_pit",
     "sbc_ranks",

@@ -451,10 +451,12 @@ class RecalibratedPosterior:
 
     @property
     def device(self) -> torch.device:
+        """The base posterior's device."""
         return self.base.device
 
     @property
     def dtype(self) -> torch.dtype:
+        """The base posterior's dtype."""
         return self.base.dtype
 
     def _shape_back(self, flat: Tensor) -> Tensor:
@@ -494,6 +496,7 @@ class RecalibratedPosterior:
 
     @property
     def stddev(self) -> Tensor:
+        """Recalibrated marginal standard deviations, ``[*batch, *event]``."""
         return self.variance.clamp_min(0).sqrt()
 
     def map_draws(self, x: Tensor) -> Tensor:
@@ -511,17 +514,23 @@ class RecalibratedPosterior:
         out = _interp_rows(rec.r_inverse(p), grid.expand_as(q).contiguous(), q)
         return out.mT.reshape(shape)
 
-    def sample(self, sample_shape=torch.Size(), generator=None) -> Tensor:
+    def sample(
+        self,
+        sample_shape: torch.Size | tuple[int, ...] = torch.Size(),
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
         """Draws ``[*sample_shape, *batch, *event]``: base draws mapped by the recalibration."""
         with torch.no_grad():
             return self.map_draws(self.base.sample(_size(sample_shape), generator=generator))
 
-    def rsample(self, sample_shape=torch.Size()) -> Tensor:
+    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size()) -> Tensor:
+        """Reparameterised draws of a variance scaling (the base's, mapped);
+        ``NotImplementedError`` for a quantile map."""
         if not self._scaled:
             raise NotImplementedError("RecalibratedPosterior.rsample: not with a quantile map")
         return self.map_draws(self.base.rsample(_size(sample_shape)))
 
-    def quantile(self, q) -> Tensor:
+    def quantile(self, q: float | Tensor) -> Tensor:
         """Recalibrated marginal quantiles ``[*q.shape, *batch, *event]``."""
         qt = _q_tensor(q, self.base.mean)
         if self._scaled:
@@ -548,7 +557,8 @@ class RecalibratedPosterior:
         n = math.prod(self.event_shape)
         return self.base.log_prob(mu + (value - mu) / s) - n * math.log(s)
 
-    def to(self, device) -> RecalibratedPosterior:
+    def to(self, device: str | torch.device | None) -> RecalibratedPosterior:
+        """The same recalibrated posterior on ``device`` (its base moved there)."""
         return RecalibratedPosterior(self.base.to(device), self.recalibrator)
 
     # the shared export (argument checks, named dims, seeded draws): the base's methods

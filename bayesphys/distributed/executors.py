@@ -60,6 +60,9 @@ class Runner:
     workers: int | None = None
 
     def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any]) -> Iterator[Event]:
+        """Run ``fn`` on every task; yield ``(index, ok, value)`` as tasks finish (completion
+        order): ``ok`` True with ``fn``'s result, or False with a :class:`TaskError` naming the
+        task. The abstract method a custom runner implements."""
         raise NotImplementedError
 
     def close(self) -> None:

@@ -154,10 +154,12 @@ class MFMConfig:
         object.__setattr__(self, name, value)
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as a plain dict (what a checkpoint stores)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MFMConfig:
+        """Settings from :meth:`to_dict`'s dict (unknown keys refused)."""
         if not isinstance(d, dict):
             raise TypeError(f"config: expected a dict of settings, received {type(d).__name__}")
         names = {f.name for f in fields(cls)}

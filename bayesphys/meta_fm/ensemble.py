@@ -412,6 +412,7 @@ class MFMEnsemble:
                     )
 
     def save(self, path: str | Path) -> Path:
+        """Write every member (settings, weights, training streams) to one checkpoint."""
         cfgs = [m.checkpoint_config() for m in self.models]
         states = [m.state() for m in self.models]
         return save_checkpoint(
@@ -420,6 +421,7 @@ class MFMEnsemble:
 
     @classmethod
     def load(cls, path: str | Path, *, device: str | torch.device | None = None) -> MFMEnsemble:
+        """Rebuild an ensemble written by :meth:`save` exactly (on ``device``)."""
         ck = load_checkpoint(path, kind=cls.kind, map_location="cpu")
         models = [
             MetaFlowMatching.from_state(c, s, device=device)

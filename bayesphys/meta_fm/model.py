@@ -654,6 +654,7 @@ class MetaFlowMatching:
 
     # ------------------------------------------------------------------ persistence
     def state(self) -> dict[str, Any]:
+        """All weights and buffers (Fourier features, normalisation) as CPU tensors."""
         return {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()}
 
     def save(self, path: str | Path) -> Path:
@@ -681,6 +682,8 @@ class MetaFlowMatching:
     def from_state(
         cls, cfg: dict[str, Any], state: dict[str, Tensor], device=None
     ) -> MetaFlowMatching:
+        """Rebuild a model from :meth:`checkpoint_config` ``cfg`` and :meth:`state` ``state``
+        exactly (on ``device``); the caller's random streams are left as they were."""
         # built unseeded (every weight is then loaded) in a forked RNG: an unseeded build draws
         # its initial weights from the global streams, which loading must leave as they were
         with torch.random.fork_rng(devices=[]):

@@ -152,6 +152,7 @@ class RGNPConfig:
         return self
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as a plain dict (what a checkpoint stores)."""
         return dataclasses.asdict(self)
 
 

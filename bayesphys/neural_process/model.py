@@ -36,7 +36,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from linear_operator.operators import (
     DiagLinearOperator,
@@ -591,6 +590,8 @@ class RandomGridNP:
 
     # ------------------------------------------------------------------ I/O
     def state(self) -> dict[str, Any]:
+        """Weights, optimiser state, step count, batch stream, GICNet grid and variance scales
+        (CPU tensors): what :meth:`load` restores."""
         st = {
             "modules": self._modules().state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -664,7 +665,3 @@ def _generator_device(state: dict[str, Any]) -> str:
     if "generator_device" in state:
         return str(state["generator_device"])
     return "cpu" if state["generator"].numel() == torch.Generator().get_state().numel() else "cuda"
-
-
-def to_numpy(t: Tensor) -> np.ndarray:
-    return t.detach().cpu().numpy()

@@ -166,6 +166,7 @@ class HybridCalibration:
 
     @classmethod
     def from_state(cls, d: dict) -> HybridCalibration:
+        """Rebuild from :meth:`state` (a checkpoint's calibration)."""
         d = dict(d)
         if isinstance(d.get("local"), dict):
             d["local"] = LocalScale.from_state(d["local"])

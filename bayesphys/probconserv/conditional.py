@@ -296,6 +296,7 @@ class LocalScale:
         return local_coverage_scale(self.absz[stage], self.u, q, self.bandwidth[stage])
 
     def state(self) -> dict:
+        """The parameter map, calibration points, z-scores and bandwidths (saved with the model)."""
         return {
             "pmap": dict(vars(self.pmap)),
             "u": self.u,
@@ -306,4 +307,5 @@ class LocalScale:
 
     @classmethod
     def from_state(cls, d: dict) -> LocalScale:
+        """Rebuild from :meth:`state`."""
         return cls(ParameterMap(**d["pmap"]), d["u"], d["absz"], d["bandwidth"], d["cv"])

@@ -21,6 +21,7 @@ from .gp_pde import problem_ids as gp_pde_problem_ids
 from .gpme import (
     Diffusion,
     GPMEData,
+    GPMEProblem,
     PorousMedium,
     Stefan,
     eval_grid,
@@ -50,6 +51,7 @@ from .rgnp import (
 
 __all__ = [
     "ConjugateGaussianField",
+    "GPMEProblem",
     "linear_gaussian_problem",
     "PDEProblem",
     "get_gp_pde_problem",

@@ -193,7 +193,8 @@ class Diffusion(GPMEProblem):
     test_params: tuple[float, ...] = (1.0, 5.0)
     table_time: float = 0.5
 
-    def solution(self, t, x, param):
+    def solution(self, t: Tensor, x: Tensor, param: Tensor) -> Tensor:
+        r"""Exact :math:`u = \sin(x)\,e^{-kt}` (``param`` = :math:`k`); ``t, x, param`` broadcast."""
         self._check_domain(param)
         return torch.sin(_f64(x)) * torch.exp(-_f64(param) * _f64(t))
 
@@ -202,18 +203,21 @@ class Diffusion(GPMEProblem):
         x0, x1 = self.x_range
         return math.cos(x0) - math.cos(x1)
 
-    def mass(self, t, param):
+    def mass(self, t: Tensor, param: Tensor) -> Tensor:
+        r"""Exact :math:`b(t) = (\cos x_0 - \cos x_1)\,e^{-kt}` (broadcast shape, float64)."""
         self._check_domain(param)
         t, param = torch.broadcast_tensors(_f64(t), _f64(param))
         return _nan_at(t, self._cos_span() * torch.exp(-param * t))
 
-    def boundary_flux(self, t, param):
+    def boundary_flux(self, t: Tensor, param: Tensor) -> Tensor:
+        r"""Net inflow :math:`b'(t) = -k(\cos x_0 - \cos x_1)\,e^{-kt}`."""
         self._check_domain(param)
         t, param = torch.broadcast_tensors(_f64(t), _f64(param))
         x0, x1 = self.x_range  # -k (cos x0 - cos x1) e^{-kt}, written to give +0.0 on a period
         return _nan_at(t, (math.cos(x1) - math.cos(x0)) * param * torch.exp(-param * t))
 
-    def diffusivity(self, u, param):
+    def diffusivity(self, u: Tensor, param: Tensor) -> Tensor:
+        r"""The constant :math:`k(u) = k`, shaped like ``u``."""
         return torch.ones_like(u) * param
 
 
@@ -240,12 +244,14 @@ class PorousMedium(GPMEProblem):
     test_params: tuple[float, ...] = (1.0, 3.0, 6.0)
     table_time: float = 0.5
 
-    def solution(self, t, x, param):
+    def solution(self, t: Tensor, x: Tensor, param: Tensor) -> Tensor:
+        r"""Exact solution for exponent ``param`` = :math:`m` (class docstring); ``t, x, param`` broadcast."""
         self._check_domain(param)
         m = _f64(param)
         return (m * torch.relu(_f64(t) - _f64(x))).pow(1.0 / m)
 
-    def mass(self, t, param):
+    def mass(self, t: Tensor, param: Tensor) -> Tensor:
+        r"""Exact total mass :math:`b(t)` over ``x_range`` (broadcast shape, float64)."""
         self._check_domain(param)
         m, t = _f64(param), _f64(t)
         x0, x1 = self.x_range
@@ -253,7 +259,8 @@ class PorousMedium(GPMEProblem):
         p = 1 + 1 / m
         return _nan_at(t, m.pow(p) / (m + 1) * (_pos_pow(s0, p) - _pos_pow(s1, p)))
 
-    def boundary_flux(self, t, param):
+    def boundary_flux(self, t: Tensor, param: Tensor) -> Tensor:
+        r"""Net inflow :math:`b'(t)` through the boundary (broadcast shape)."""
         # -u^m u_x equals (m (t - x))^{1/m} behind the front, 0 ahead of it: inflow at x0,
         # outflow at x1 once the front has reached it
         self._check_domain(param)
@@ -262,11 +269,14 @@ class PorousMedium(GPMEProblem):
         s0, s1 = (t - x0).clamp_min(0), (t - x1).clamp_min(0)
         return _nan_at(t, _pos_pow(m * s0, 1 / m) - _pos_pow(m * s1, 1 / m))
 
-    def flux_breaks(self, param):
+    def flux_breaks(self, param: float) -> list[float]:
+        r"""Times where the front :math:`x = t` reaches :math:`x_0` and :math:`x_1` (kinks of
+        :math:`b'`)."""
         # the front x = t reaches x0 (inflow starts) and x1 (outflow starts)
         return [float(v) for v in self.x_range]
 
-    def diffusivity(self, u, param):
+    def diffusivity(self, u: Tensor, param: Tensor) -> Tensor:
+        r""":math:`k(u) = u^m`."""
         return u.clamp_min(0).pow(param)
 
 
@@ -337,7 +347,8 @@ class Stefan(GPMEProblem):
     table_time: float = 0.05
     smooth: float = field(default=0.02, compare=False)
 
-    def solution(self, t, x, param):
+    def solution(self, t: Tensor, x: Tensor, param: Tensor) -> Tensor:
+        r"""Exact solution for threshold ``param`` = :math:`u^*` (class docstring); ``t, x, param`` broadcast."""
         # the constants depend on the parameter only: solved once per parameter, then
         # broadcast over the grid (they were solved at every grid point)
         alpha, c1 = stefan_constants(_f64(param))
@@ -348,7 +359,8 @@ class Stefan(GPMEProblem):
         out = torch.where(inside, u, torch.zeros_like(u))
         return _nan_at(t, torch.where((x == 0) & (t <= 0), torch.ones_like(u), out))
 
-    def mass(self, t, param):
+    def mass(self, t: Tensor, param: Tensor) -> Tensor:
+        r"""Exact total mass :math:`b(t)`: :math:`2c_1\sqrt{t/\pi}` while the front is inside (class docstring)."""
         alpha, c1 = stefan_constants(param)
         t = _f64(t)
         x0, x1 = self.x_range
@@ -367,12 +379,14 @@ class Stefan(GPMEProblem):
         out = out - two_ts * antiderivative(y0)
         return _nan_at(t, torch.where(t > 0, out, torch.zeros_like(out)))
 
-    def flux_breaks(self, param):
+    def flux_breaks(self, param: float) -> list[float]:
+        r"""Times :math:`(x / \alpha)^2` where the front :math:`\alpha\sqrt t` reaches
+        :math:`x_0` and :math:`x_1` (breaks of :math:`b'`)."""
         # the front alpha sqrt(t) reaches x0 and x1 at t = (x / alpha)^2
         alpha = float(stefan_constants(param)[0])
         return [(max(x, 0.0) / alpha) ** 2 for x in self.x_range]
 
-    def boundary_flux(self, t, param):
+    def boundary_flux(self, t: Tensor, param: Tensor) -> Tensor:
         r"""Net inflow :math:`b'(t) = F|_{x_0} - F|_{x_1}`, :math:`F(t, x) = c_1 e^{-x^2/4t}
         /\sqrt{\pi t}` behind the front (:math:`x \le \alpha\sqrt t`), 0 ahead of it.
 
@@ -398,7 +412,8 @@ class Stefan(GPMEProblem):
 
         return _nan_at(t_in, flux(x0) - flux(x1))
 
-    def diffusivity(self, u, param):
+    def diffusivity(self, u: Tensor, param: Tensor) -> Tensor:
+        r"""A smooth surrogate of :math:`k(u) = 1\{u \ge u^*\}` (used by SoftC)."""
         # smooth surrogate of 1{u >= u*} for the SoftC residual (k_min = 0, k_max = 1)
         return torch.sigmoid((u - param) / self.smooth)
 

@@ -230,6 +230,8 @@ class ConjugateGaussianField:
         )
 
     def save(self, path: str | Path) -> Path:
+        """Write grid, data, noise and the fitted length and output scales; :meth:`load`
+        restores them exactly."""
         cfg = {
             "noise": self.noise,
             "seed": self.seed,
@@ -243,6 +245,7 @@ class ConjugateGaussianField:
 
     @classmethod
     def load(cls, path: str | Path, *, device=None) -> ConjugateGaussianField:
+        """Restore a field written by :meth:`save` (on ``device``, default the CPU)."""
         ck = load_checkpoint(path, kind="ConjugateGaussianField")
         s = ck["state"]
         m = cls(
