@@ -41,6 +41,7 @@ __all__ = [
     "psd_cholesky",
     "StructuredRoot",
     "structured_root",
+    "structured_parts",
     "kron_matvec",
     "diagonal",
     "pcg",
@@ -281,11 +282,14 @@ def _kron_root(factors: list[Tensor], name: str) -> StructuredRoot:
             _warn_jittered(name, jitter)
         return sum((n // s) * 2 * c.diagonal().log().sum() for s, c in zip(sizes, chols))
 
+    inv: list[Tensor] = []  # the factors' inverses, formed at the first solve only
+
     def solve(v):
         if jitter:
             _warn_jittered(name, jitter)
-        eye = [torch.eye(s, dtype=v.dtype, device=v.device) for s in sizes]
-        inv = [torch.cholesky_solve(e, c) for e, c in zip(eye, chols)]
+        if not inv:
+            eye = [torch.eye(s, dtype=c.dtype, device=c.device) for s, c in zip(sizes, chols)]
+            inv.extend(torch.cholesky_solve(e, c) for e, c in zip(eye, chols))
         return kron_matvec(inv, v)
 
     return StructuredRoot(apply, n, logdet, solve)
@@ -318,6 +322,30 @@ def _kron_added_diag_root(cov: KroneckerProductAddedDiagLinearOperator, name: st
         return kron_matvec(qs, kron_matvec(qts, v) / total)
 
     return StructuredRoot(apply, total.shape[-1], logdet, solve)
+
+
+def structured_parts(cov: LinearOperator) -> list[tuple[str, Tensor, bool]] | None:
+    """The small pieces of a covariance that :func:`structured_root` handles without forming
+    the ``N x N`` matrix, as ``(label, tensor, square)`` for validation (``square``: a factor
+    that must be symmetric); ``None`` for a covariance without such structure."""
+    if isinstance(cov, LowRankRootAddedDiagLinearOperator):
+        return [
+            ("low-rank root", to_dense(cov._linear_op.root), False),
+            ("diagonal", cov._diag_tensor.diagonal(), False),
+        ]
+    if isinstance(cov, KroneckerProductLinearOperator) and cov.batch_shape == torch.Size():
+        return [(f"Kronecker factor {i}", to_dense(f), True) for i, f in enumerate(cov.linear_ops)]
+    if (
+        isinstance(cov, KroneckerProductAddedDiagLinearOperator)
+        and cov.batch_shape == torch.Size()
+        and isinstance(cov._diag_tensor, ConstantDiagLinearOperator)
+    ):
+        parts = [
+            (f"Kronecker factor {i}", to_dense(f), True)
+            for i, f in enumerate(cov._linear_op.linear_ops)
+        ]
+        return [*parts, ("diagonal", cov._diag_tensor.diagonal(), False)]
+    return None
 
 
 def structured_root(cov: LinearOperator | Tensor, name: str = "covariance") -> StructuredRoot:

@@ -141,10 +141,12 @@ def expected_coverage(
     if kind not in ("central", "hdi"):
         raise ValueError(f"kind: expected 'central' or 'hdi', received {kind!r}")
     levels = _check_levels(levels)
-    if kind == "central":
-        obs = torch.stack(
-            [central_coverage(truth, draws, lv, seed=seed).double().mean(0) for lv in levels]
-        )
+    if kind == "central":  # one randomised PIT per (i, k), thresholded at every level
+        from .sbc import sbc_pit, sbc_ranks
+
+        check_truth_draws(truth, draws)
+        u = sbc_pit(sbc_ranks(truth, draws, seed=seed), draws.shape[1], seed=seed)
+        obs = torch.stack([((u - 0.5).abs() <= lv / 2).double().mean(0) for lv in levels])
     else:  # one HDI rank per (i, k), thresholded at every level
         u = hdi_pit(truth, draws, seed=seed)
         obs = torch.stack([(u <= lv).double().mean(0) for lv in levels])

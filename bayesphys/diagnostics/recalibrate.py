@@ -439,10 +439,18 @@ class RecalibratedPosterior:
         self.recalibrator = recalibrator
         self.event_shape = base.event_shape
         self.batch_shape = base.batch_shape
+        self._quantile_table: tuple[Tensor, Tensor] | None = None
 
     @property
     def _scaled(self) -> bool:
         return self.recalibrator.method != "quantile"
+
+    def _base_table(self) -> tuple[Tensor, Tensor]:
+        """The base's quantile table ``(grid, Q)``, computed once (base and map are fixed: it
+        was recomputed, a full sort of an empirical base, by every mean / quantile / draw)."""
+        if self._quantile_table is None:
+            self._quantile_table = self.recalibrator._base_quantiles(self.base)
+        return self._quantile_table
 
     @property
     def heldout_coverage(self) -> dict[str, Any]:
@@ -465,7 +473,7 @@ class RecalibratedPosterior:
     def _recal_quantile_flat(self, u: Tensor) -> Tensor:
         """:math:`G^{-1}(u)` for probabilities ``u [M, S]`` (row ``m`` = marginal ``m``)."""
         rec = self.recalibrator
-        grid, q = rec._base_quantiles(self.base)
+        grid, q = self._base_table()
         pu = rec.r_inverse(u)
         return _interp_rows(pu, grid.expand_as(q).contiguous(), q)
 
@@ -509,7 +517,7 @@ class RecalibratedPosterior:
         rec = self.recalibrator
         shape = x.shape
         flat = x.reshape(-1, math.prod(self.batch_shape) * math.prod(self.event_shape)).mT
-        grid, q = rec._base_quantiles(self.base)
+        grid, q = self._base_table()
         p = _interp_rows(flat.contiguous(), q, grid.expand_as(q).contiguous())
         out = _interp_rows(rec.r_inverse(p), grid.expand_as(q).contiguous(), q)
         return out.mT.reshape(shape)

@@ -645,10 +645,18 @@ class MetaFlowMatching:
                 UserWarning,
                 stacklevel=2,
             )
-        draws = [
-            torch.stack(self.predict(pops, treatment, features=features, seed=offset_seed(seed, k)))
-            for k in range(num_draws)
-        ]
+        if self.config.method != "MFM" or pops[0].shape[0] <= self.config.points:
+            # no subsample to vary (FM / CGFM, or populations embedded whole): every draw is
+            # the same prediction, integrated once instead of num_draws times
+            one = torch.stack(self.predict(pops, treatment, features=features, seed=seed))
+            draws = [one] * num_draws
+        else:
+            draws = [
+                torch.stack(
+                    self.predict(pops, treatment, features=features, seed=offset_seed(seed, k))
+                )
+                for k in range(num_draws)
+            ]
         # batch = the P populations, event = one population (n, d)
         return SamplePosterior(torch.stack(draws)[None], event_ndim=2)
 
