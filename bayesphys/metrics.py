@@ -393,8 +393,14 @@ def mmd(
     centre = torch.cat([x, y]).mean(0)
     x, y = x - centre, y - centre
 
-    def k(a, b):
-        d2 = torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist").pow(2)
-        return sum(torch.exp(-d2 / h) for h in bandwidths)
+    def kmean(a, b, block=1024):
+        # the mean of the kernel matrix over row blocks: memory O(block * m), not several n x m
+        # matrices at once (about 4 n x n: 0.5 GB at n = 4000)
+        total = a.new_zeros(())
+        for i in range(0, a.shape[0], block):
+            d2 = torch.cdist(a[i : i + block], b, compute_mode="donot_use_mm_for_euclid_dist")
+            d2 = d2.pow(2)
+            total = total + sum(torch.exp(-d2 / h).sum() for h in bandwidths)
+        return total / (a.shape[0] * b.shape[0])
 
-    return k(x, x).mean() + k(y, y).mean() - 2 * k(x, y).mean()
+    return kmean(x, x) + kmean(y, y) - 2 * kmean(x, y)

@@ -96,3 +96,17 @@ def test_stefan_constants_next_to_one():
     rhs = (1 - us) / math.sqrt(math.pi)
     # the root itself: z1 was stuck at the old lower bracket 1e-8 for u* = 1 - 2**-53
     torch.testing.assert_close(lhs, rhs, rtol=1e-12, atol=0)
+
+
+def test_mmd_over_row_blocks_equals_the_whole_kernel_mean():
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(1500, 2, generator=g, dtype=F64)  # two row blocks of 1024
+    y = torch.randn(1100, 2, generator=g, dtype=F64) + 0.1
+    hs = (0.1, 1.0)
+
+    def kmean(a, b):
+        d2 = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+        return sum(torch.exp(-d2 / h) for h in hs).mean()
+
+    ref = kmean(x, x) + kmean(y, y) - 2 * kmean(x, y)
+    assert float(mmd(x, y, bandwidths=hs)) == pytest.approx(float(ref), rel=1e-10)
