@@ -70,7 +70,8 @@ def _check_callable(name: str, fn: object) -> None:
 
 def jvp_vjp(fn: Callable[[Tensor], Tensor], x: Tensor):
     r"""Return ``(r, Jv, JTw)``: the residual at ``x`` and closures for :math:`Jv` and :math:`J^\top w`
-    (``Jv`` also takes a batch of tangents ``[k, n]`` and returns ``[k, m]``).
+    (``Jv`` also takes a batch of tangents ``[k, n]`` and returns ``[k, m]``; ``JTw`` a batch
+    ``[k, m]`` and returns ``[k, n]``).
 
     One graph of :math:`r(x)` is recorded; :math:`J^\top w` is a reverse-mode product on it and
     :math:`Jv` the "double-vjp" product :math:`\partial_u (J^\top u)\cdot v` (exact, and on CPU
@@ -93,7 +94,10 @@ def jvp_vjp(fn: Callable[[Tensor], Tensor], x: Tensor):
 
     def jtw(w: Tensor) -> Tensor:
         with torch.enable_grad():
-            return torch.autograd.grad(r, xx, w, retain_graph=True)[0].detach()
+            # w [k, m]: k products in one batched backward pass, as for jv
+            batched = w.ndim == r.ndim + 1
+            out = torch.autograd.grad(r, xx, w, retain_graph=True, is_grads_batched=batched)
+            return out[0].detach()
 
     return r.detach(), jv, jtw
 
