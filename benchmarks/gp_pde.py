@@ -341,7 +341,7 @@ def scaling_plot(rows: list[dict], path: pathlib.Path) -> pathlib.Path:
     return path
 
 
-def main(argv: list[str] | None = None) -> pathlib.Path:
+def main(argv: list[str] | None = None) -> pathlib.Path | None:
     ap = argparse.ArgumentParser(prog="bayesphys bench gp_pde", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="tiny grids, a few steps (not committed)")
     ap.add_argument("--out", default=None, help="output folder (quick default: a temp dir)")
@@ -386,7 +386,7 @@ def main(argv: list[str] | None = None) -> pathlib.Path:
     if args._measure:
         n, kind = args._measure.split(",")
         _measure_child(int(n), kind)
-        return pathlib.Path(".")
+        return None  # the child prints its figures; no results file
     device = resolve_device(args.device)
     torch.set_num_threads(min(torch.get_num_threads(), args.threads))
     if args.scaling_only:
@@ -503,4 +503,6 @@ def main(argv: list[str] | None = None) -> pathlib.Path:
 
 
 if __name__ == "__main__":
-    print(f"results: {main(sys.argv[1:])}")
+    res = main(sys.argv[1:])
+    if res is not None:  # a results file (internal modes print their own output)
+        print(f"results: {res}")

@@ -895,4 +895,6 @@ _BASE_KEYS = {"component", "command", "quick", "device", "rows"}
 
 if __name__ == "__main__":
     os.environ.setdefault("OMP_NUM_THREADS", "2")
-    print(f"results: {main()}")
+    res = main()
+    if res is not None:  # a results file (internal modes print their own output)
+        print(f"results: {res}")

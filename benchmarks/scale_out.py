@@ -350,4 +350,6 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    print(f"results: {main()}")
+    res = main()
+    if res is not None:  # a results file (internal modes print their own output)
+        print(f"results: {res}")

@@ -104,13 +104,13 @@ def test_train_ddp_runs_of_neighbouring_seeds_share_no_epoch_stream(monkeypatch)
     from bayesphys.distributed import ddp
 
     seen: list[int] = []
-    real = torch.manual_seed
+    real = ddp._seed_torch  # seeds the CPU stream and the training's CUDA device only
 
-    def spy(s):
+    def spy(s, cuda):
         seen.append(int(s))
-        return real(s)
+        return real(s, cuda)
 
-    monkeypatch.setattr(torch, "manual_seed", spy)
+    monkeypatch.setattr(ddp, "_seed_torch", spy)
     data = torch.utils.data.TensorDataset(torch.randn(8, 2))
 
     def model_fn():
