@@ -430,7 +430,9 @@ def load_checkpoint(path: str | Path, *, kind: str, map_location=None) -> dict[s
     Raises ``FileNotFoundError`` when ``path`` does not exist and ``ValueError`` naming the
     path when the file is not a readable checkpoint (corrupt, including a member of torch's
     zip format whose CRC-32 fails; truncated; another format; a class that no longer imports;
-    a ``PermissionError`` is raised as it is), when it is a checkpoint of another ``kind`` or when it
+    a ``PermissionError`` is raised as it is; one holding objects other than tensors and
+    plain values: only those are unpickled, as unpickling an object runs its code), when it is a
+    checkpoint of another ``kind`` or when it
     lacks ``kind``/``config``/``state``. ``map_location`` given as a device string or
     :class:`torch.device` is checked first (an unknown device, or CUDA where none is
     available, is refused by name)."""
@@ -452,7 +454,9 @@ def load_checkpoint(path: str | Path, *, kind: str, map_location=None) -> dict[s
         raise IsADirectoryError(f"path: expected a checkpoint file, received the folder {path}")
     try:
         _check_zip_members(path)
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        # tensors and plain values only: unpickling arbitrary objects runs their code, so a
+        # checkpoint from an untrusted source could run anything (torch's own default since 2.6)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except PermissionError:
         raise
     except (
@@ -469,10 +473,16 @@ def load_checkpoint(path: str | Path, *, kind: str, map_location=None) -> dict[s
         KeyError,
     ) as err:
         detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        hint = (
+            "; it holds objects other than tensors and plain values, which are not unpickled "
+            "(that could run code): re-save it from a model loaded by a trusted route"
+            if isinstance(err, pickle.UnpicklingError) and "weights_only" in str(err)
+            else ""
+        )
         raise ValueError(
             f"path: cannot load {path} as a {kind!r} checkpoint ({type(err).__name__}: "
             f"{detail}); the file may be corrupt, truncated, of another format or saved with "
-            "classes that no longer import"
+            f"classes that no longer import{hint}"
         ) from err
     if not isinstance(ckpt, dict) or ckpt.get("kind") != kind:
         got = ckpt.get("kind") if isinstance(ckpt, dict) else type(ckpt).__name__

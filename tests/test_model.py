@@ -303,3 +303,23 @@ def test_a_checkpoint_saved_through_a_symlink_keeps_the_link_and_mode(tmp_path):
     os.chmod(real, 0o600)
     save_checkpoint(real, kind="k", config={}, state={})
     assert real.stat().st_mode & 0o777 == 0o600
+
+
+class _Payload:
+    """An object whose unpickling would run code (here: it records that it ran)."""
+
+    ran: list[int] = []
+
+    def __reduce__(self):
+        return (_Payload.ran.append, (1,))
+
+
+def test_a_checkpoint_holding_arbitrary_objects_is_not_unpickled(tmp_path):
+    """torch.load(weights_only=False) ran whatever a checkpoint's pickle named: a file from an
+    untrusted source could run code on load."""
+    path = tmp_path / "evil.pt"
+    torch.save({"kind": "toy", "config": {}, "state": {"x": _Payload()}}, path)
+    _Payload.ran.clear()
+    with pytest.raises(ValueError, match="not unpickled"):
+        load_checkpoint(path, kind="toy")
+    assert _Payload.ran == []
