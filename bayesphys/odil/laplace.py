@@ -117,6 +117,11 @@ def theta_covariance(
         )
     if isinstance(params, str):
         params = [params]
+    if problem.multigrid and (dense or sparse):
+        # the multigrid coefficients are redundant (H singular in their directions): the
+        # parameters' marginal does not depend on the field's parameterisation, so the dense
+        # and sparse paths work on the plain grid (dense returned a variance of -0.0)
+        x, problem = problem.to_plain(x), problem.plain()
     names = list(problem.param_names if params is None else params)
     t_idx = _index(problem, names)
     try:
@@ -128,6 +133,20 @@ def theta_covariance(
                 "x: the Gauss-Newton matrix at x is not finite (a residual or its Jacobian is "
                 "NaN or infinite there), so no covariance can be formed"
             )
+        # a parameter the field can absorb has a Schur complement of round-off size: its
+        # inverse came back negative or ~1e16 on every path, silently
+        evals = torch.linalg.eigvalsh(cov)
+        if bool((evals <= 0).any()):
+            raise torch.linalg.LinAlgError("the Schur complement is not positive definite")
+        # its smallest eigenvalue 1 / max(evals) against the parameters' own precision scale
+        mv = gn_matvec(problem, x)
+        scale = 0.0
+        for i in t_idx.tolist():
+            e = torch.zeros(problem.n, dtype=x.dtype, device=x.device)
+            e[i] = 1.0
+            scale = max(scale, float(mv(e)[i]))
+        if 1.0 / float(evals.max()) <= 1e3 * torch.finfo(cov.dtype).eps * scale:
+            raise torch.linalg.LinAlgError("the Schur complement is singular to working precision")
         return cov, info
     except (torch.linalg.LinAlgError, np.linalg.LinAlgError) as err:
         # a raw "diagonal element 2 is zero" / "Singular matrix" named nothing
@@ -208,6 +227,12 @@ def _theta_covariance(problem, x, t_idx, dense, sparse, stencil_radius, cg_tol, 
     return 0.5 * (cov + cov.T), {"cg_iters": iters, "cg_residuals": resids}
 
 
+_NOT_FINITE = (
+    "x: the Gauss-Newton matrix at x is not finite (a residual or its Jacobian is NaN or "
+    "infinite there), so no Laplace posterior can be formed"
+)
+
+
 def _check_constrained(problem: DiscreteProblem, x: Tensor, r: Tensor, jtw) -> None:
     r"""Refuse a non-finite residual ``r`` at ``x``, and unknowns with a zero column of
     :math:`J` there (no residual depends on them, or every derivative vanishes there): their
@@ -286,7 +311,16 @@ def field_posterior(
     _check_constrained(problem, x, r, jtw)
     if problem.n <= dense_max:
         h = dense_gn_matrix(problem, x)
-        cov = torch.linalg.inv(h)[sl, sl]
+        if not bool(torch.isfinite(h).all()):
+            raise ValueError(_NOT_FINITE)
+        try:
+            cov = torch.linalg.inv(h)[sl, sl]
+        except torch.linalg.LinAlgError as err:  # a raw "diagonal element 4 is zero"
+            raise ValueError(
+                "x: the Gauss-Newton matrix at x is singular (a combination of unknowns no "
+                "residual determines, e.g. a field's constant mode): its variance is infinite; "
+                "add a prior or boundary residual"
+            ) from err
         return GaussianPosterior(mean, 0.5 * (cov + cov.T), event_shape=shape)
     # None: a seed drawn from torch's global stream, as everywhere (it was OS entropy)
     gen = torch.Generator(device=x.device).manual_seed(seed_or_draw("seed", seed))
@@ -306,6 +340,8 @@ def field_posterior(
     sol, _, _ = cg(mv, rhs, tol=cg_tol, maxiter=cg_maxiter)
     bnorm = rhs.norm(dim=0)
     rel = (rhs - mv(sol)).norm(dim=0) / torch.where(bnorm > 0, bnorm, torch.ones_like(bnorm))
+    if not bool(torch.isfinite(sol).all()):  # a NaN Jacobian behind a finite residual
+        raise ValueError(_NOT_FINITE)
     resids = [float(v) for v in rel]
     draws = [sol[sl, k] for k in range(num_draws)]
     bad = [r for r in resids if not r <= cg_tol]  # NaN residuals included

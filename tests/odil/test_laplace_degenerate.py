@@ -1,0 +1,59 @@
+"""Laplace posteriors of degenerate problems: an error naming the cause, never a silently
+wrong covariance (found by a numerics review)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bayesphys.odil import DiscreteProblem, field_posterior, theta_covariance
+
+
+def _nonlinear(u, p):
+    return {
+        "pde": (0.7 * u[1:] - u[:-1] * 0.3) / 0.13 - p["a"] * torch.sin(u[1:]),
+        "d": (u[:2] - 1) / 0.7,
+        "pa": (p["a"] - 0.3) / 0.9,
+    }
+
+
+def test_a_multigrid_problems_dense_covariance_is_the_plain_grids():
+    res = lambda f, p: _nonlinear(f["u"], p)  # noqa: E731
+    mg = DiscreteProblem({"u": (7,)}, {"a": 0.5}, res, multigrid={"u": 2})
+    x = torch.rand(mg.n, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    ref = theta_covariance(mg.plain(), mg.to_plain(x), dense=True)[0]
+    got = theta_covariance(mg, x, dense=True)[0]  # was -0.0
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=0)
+    torch.testing.assert_close(theta_covariance(mg, x)[0], ref, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("kw", [{}, {"dense": True}, {"sparse": True}])
+def test_a_parameter_the_field_absorbs_is_refused(kw):
+    def res(f, p):
+        return {"pde": f["u"][1:] - f["u"][:-1] - 0.3 * p["a"], "d": f["u"][:1]}
+
+    prob = DiscreteProblem({"u": (6,)}, {"a": 0.5}, res)
+    x = prob.initial() + 0.1
+    with pytest.raises(ValueError, match="params: the Gauss-Newton matrix is singular"):
+        theta_covariance(prob, x, **kw)  # variances of -9e15 or 1.8e16 before
+
+
+def test_a_field_mode_no_residual_determines_is_refused_by_field_posterior():
+    def res(f, p):
+        return {"pde": f["u"][1:] - f["u"][:-1] - p["a"], "pa": p["a"] - 0.3}
+
+    prob = DiscreteProblem({"u": (4,)}, {"a": 0.5}, res)
+    with pytest.raises(ValueError, match="singular"):
+        field_posterior(prob, prob.initial(), "u")  # a raw _LinAlgError before
+
+
+def test_a_nan_jacobian_behind_a_finite_residual_is_named():
+    def res(f, p):
+        u = f["u"]
+        return {"d": u - 0.5, "odd": torch.sqrt(u[3:4]) * torch.sin(u[3:4])}
+
+    prob = DiscreteProblem({"u": (5,)}, {}, res)
+    x = prob.pack({"u": torch.tensor([0.5, 0.5, 0.5, 0.0, 0.5], dtype=torch.float64)})
+    for kw in ({}, {"dense_max": 0, "num_draws": 4}):
+        with pytest.raises(ValueError, match="not finite"):
+            field_posterior(prob, x, "u", **kw)  # an all-NaN posterior before
