@@ -37,6 +37,10 @@ __all__ = [
 ]
 
 DeviceLike = "str | torch.device | None"
+#: a dtype or its name (``"float32"``), ``None`` for the default
+DTypeLike = "torch.dtype | str | None"
+#: values :func:`as_tensor` converts: a tensor, a numpy array, a (nested) sequence or a number
+ArrayLike = "torch.Tensor | np.ndarray | Sequence[Any] | float"
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:

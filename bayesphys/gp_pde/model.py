@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,15 @@ import torch
 from torch import Tensor
 
 from .._checks import check_bool, check_int, check_real, check_seed
-from .._device import as_tensor, check_finite, model_device, resolve_dtype
+from .._device import (
+    ArrayLike,
+    DeviceLike,
+    DTypeLike,
+    as_tensor,
+    check_finite,
+    model_device,
+    resolve_dtype,
+)
 from .._model import (
     FitResult,
     _refresh,
@@ -112,9 +121,9 @@ class GPPDESolver:
         self,
         problem: PDEProblem | str | None = None,
         *,
-        x=None,
-        source=None,
-        boundary=None,
+        x: ArrayLike | list[ArrayLike] | None = None,
+        source: ArrayLike | Callable[..., Tensor] | None = None,
+        boundary: ArrayLike | Callable[..., Tensor] | None = None,
         equation: str | None = None,
         beta: float | None = None,
         n_col: int | None = None,
@@ -129,8 +138,8 @@ class GPPDESolver:
         nugget: float | None = None,
         nonlinear_solver: str = "picard",
         solver_options: dict | None = None,
-        device=None,
-        dtype=None,
+        device: DeviceLike = None,
+        dtype: DTypeLike = None,
         seed: int | None = None,
     ) -> None:
         args = checked_args(
@@ -332,7 +341,7 @@ class GPPDESolver:
             out.append(a)
         return out
 
-    def rel_l2(self, test_axes=None) -> float:
+    def rel_l2(self, test_axes: list[Tensor] | Tensor | None = None) -> float:
         """Relative L2 error of the mean against the problem's exact solution on the test grid."""
         return self._rel_l2(test_axes, solve=True)
 
@@ -351,7 +360,7 @@ class GPPDESolver:
     # ------------------------------------------------------------------ fit
     def fit(
         self,
-        data=None,
+        data: None = None,
         *,
         steps: int = 300,
         lr: float | None = None,
@@ -677,7 +686,7 @@ class GPPDESolver:
         )
 
     @classmethod
-    def load(cls, path: str | Path, *, device=None) -> GPPDESolver:
+    def load(cls, path: str | Path, *, device: DeviceLike = None) -> GPPDESolver:
         """Restore a model written by :meth:`save` (on ``device``, default the CPU)."""
         return load_solver(cls, path, device=device)
 

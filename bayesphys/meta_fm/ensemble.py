@@ -240,7 +240,12 @@ class MFMEnsemble:
         )
 
     def predict_members(
-        self, sources, treatment=None, *, seed: int | None = 0, **kw
+        self,
+        sources: Tensor | Sequence[Tensor],
+        treatment: Tensor | Sequence[int] | None = None,
+        *,
+        seed: int | None = 0,
+        **kw: Any,
     ) -> list[list[Tensor]]:
         """``[M][P]`` predicted populations ``[n_i, d]`` (``kw``: as
         :meth:`MetaFlowMatching.predict`, e.g. ``features``).
@@ -258,7 +263,13 @@ class MFMEnsemble:
         ]
 
     def posterior(
-        self, x, treatment=None, *, num_draws: int = 1, seed: int | None = 0, features=None
+        self,
+        x: Tensor | Sequence[Tensor],
+        treatment: Tensor | Sequence[int] | None = None,
+        *,
+        num_draws: int = 1,
+        seed: int | None = 0,
+        features: Sequence[Tensor] | None = None,
     ) -> SamplePosterior:
         """Draws ``[M, num_draws, P, n, d]``: chain = member, draw = embedding subsample
         (``features``: the sources' per-point features, for models trained with them).

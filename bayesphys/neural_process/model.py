@@ -32,7 +32,7 @@ import copy
 import dataclasses
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,16 @@ from .._checks import (
     seed_or_draw,
 )
 from .._data_parallel import GradientSync, rank_generator_seed
-from .._device import as_tensor, default_dtype, model_device, resolve_dtype, seeded
+from .._device import (
+    ArrayLike,
+    DeviceLike,
+    DTypeLike,
+    as_tensor,
+    default_dtype,
+    model_device,
+    resolve_dtype,
+    seeded,
+)
 from .._model import DivergenceGuard, FitResult, load_checkpoint, optimize, save_checkpoint
 from ..posterior import GaussianPosterior
 from ..problems.rgnp import sample_prior
@@ -154,11 +163,11 @@ class RandomGridNP:
         *,
         config: RGNPConfig | None = None,
         size: str = "full",
-        device=None,
-        dtype=None,
+        device: DeviceLike = None,
+        dtype: DTypeLike = None,
         seed: int | None = None,
         **overrides: Any,
-    ):
+    ) -> None:
         self.problem = get_problem(problem)
         if method is not None and (not isinstance(method, str) or method not in METHODS):
             raise ValueError(f"method: expected one of {list(METHODS)}, received {method!r}")
@@ -370,7 +379,7 @@ class RandomGridNP:
         steps: int = 1000,
         progress: bool = True,
         max_seconds: float | None = None,
-        callback=None,
+        callback: Callable[[RandomGridNP, int], Any] | None = None,
         callback_every: int = 100,
     ) -> FitResult:
         """Train for ``steps`` Adam steps (or until ``max_seconds``); returns a ``FitResult``.
@@ -495,7 +504,9 @@ class RandomGridNP:
         return torch.stack(torch.meshgrid(xs, ts, indexing="ij"), -1).reshape(-1, 2)
 
     @torch.no_grad()
-    def posterior(self, x=None, *, z, w, noise: float = 0.0) -> GaussianPosterior:
+    def posterior(
+        self, x: ArrayLike | None = None, *, z: ArrayLike, w: ArrayLike, noise: float = 0.0
+    ) -> GaussianPosterior:
         r"""Gaussian over :math:`u(X)` given parameters: mean ``[B, N]``, covariance
         ``LowRankRootAddedDiagLinearOperator`` :math:`(DC)(DC)^\top + \operatorname{diag}(D^2\sigma^2
         + \text{noise})` ``[B, N, N]`` (diagonal floored at 1e-12 where :math:`D = 0`).
@@ -528,7 +539,9 @@ class RandomGridNP:
         return GaussianPosterior(q.loc, cov, event_shape=(xs.shape[0],), validate=False)
 
     @torch.no_grad()
-    def parameter_posterior(self, x, u, w, *, transformed: bool = False) -> GaussianPosterior:
+    def parameter_posterior(
+        self, x: ArrayLike, u: ArrayLike, w: ArrayLike, *, transformed: bool = False
+    ) -> GaussianPosterior:
         r"""Amortised :math:`p_\beta(z \mid u(X), w)` from field values at any point set.
 
         ``x`` ``[N, dim_x]`` or ``[B, N, dim_x]`` (points where :math:`D \ne 0`), ``u``
@@ -582,7 +595,9 @@ class RandomGridNP:
         )
         return GaussianPosterior(q.loc, cov, event_shape=(p.dim_z,), validate=False)
 
-    def calibrate(self, x, u, z, w, **kwargs: Any) -> dict[str, float]:
+    def calibrate(
+        self, x: ArrayLike, u: ArrayLike, z: ArrayLike, w: ArrayLike, **kwargs: Any
+    ) -> dict[str, float]:
         r"""Fit the variance multipliers on validation instances with reference solutions
         (``x [N, dim_x]``, ``u [V, N]``, ``z [V, dim_z]``, ``w [V, dim_w]``); see
         :func:`~bayesphys.neural_process.calibrate.calibrate_variance`. Means are unchanged."""
@@ -626,7 +641,7 @@ class RandomGridNP:
         )
 
     @classmethod
-    def load(cls, path: str | Path, *, device=None) -> RandomGridNP:
+    def load(cls, path: str | Path, *, device: DeviceLike = None) -> RandomGridNP:
         """Rebuild a model saved by :meth:`save` (predictions round-trip exactly; so does
         further training when loaded on the kind of device it was saved from: a CPU and a CUDA
         random stream differ, so across kinds the batch generator starts afresh from the seed)."""

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from .._checks import check_int, check_optional_seed, check_real, check_scalar, check_seed
-from .._device import as_tensor, model_device, resolve_dtype
+from .._device import ArrayLike, DeviceLike, DTypeLike, as_tensor, model_device, resolve_dtype
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..posterior import GaussianPosterior
 
@@ -136,17 +136,17 @@ class ConjugateGaussianField:
 
     def __init__(
         self,
-        x,
-        idx,
-        y,
+        x: ArrayLike,
+        idx: ArrayLike,
+        y: ArrayLike,
         *,
         noise: float = 0.1,
         lengthscale: float = 0.1,
         outputscale: float = 1.0,
-        device=None,
-        dtype=torch.float64,
+        device: DeviceLike = None,
+        dtype: DTypeLike = torch.float64,
         seed: int | None = None,
-    ):
+    ) -> None:
         self.device = dev = model_device(device)
         dtype = resolve_dtype(dtype)  # an integer dtype rounded the grid to [0, ..., 0, 1]
         if dtype not in (torch.float32, torch.float64):  # Cholesky has no half kernels
@@ -187,7 +187,7 @@ class ConjugateGaussianField:
         return float(self.log_outputscale.exp())
 
     def fit(
-        self, data=None, *, steps: int = 200, lr: float = 0.05, progress: bool = True
+        self, data: None = None, *, steps: int = 200, lr: float = 0.05, progress: bool = True
     ) -> FitResult:
         """Type-II maximum likelihood for lengthscale and outputscale (Adam on log values).
 
@@ -221,7 +221,7 @@ class ConjugateGaussianField:
         self.log_lengthscale, self.log_outputscale = (p.detach() for p in params)
         return res
 
-    def posterior(self, x=None) -> GaussianPosterior:
+    def posterior(self, x: None = None) -> GaussianPosterior:
         """Exact posterior on the model grid (``x`` must be ``None``)."""
         if x is not None:
             raise ValueError("x: this model predicts on its own grid; pass None")
@@ -244,7 +244,7 @@ class ConjugateGaussianField:
         return save_checkpoint(path, kind="ConjugateGaussianField", config=cfg, state=state)
 
     @classmethod
-    def load(cls, path: str | Path, *, device=None) -> ConjugateGaussianField:
+    def load(cls, path: str | Path, *, device: DeviceLike = None) -> ConjugateGaussianField:
         """Restore a field written by :meth:`save` (on ``device``, default the CPU)."""
         ck = load_checkpoint(path, kind="ConjugateGaussianField")
         s = ck["state"]
