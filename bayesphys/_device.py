@@ -15,9 +15,9 @@ torch.float64
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 import torch
@@ -36,11 +36,13 @@ __all__ = [
     "as_tensor",
 ]
 
-DeviceLike = "str | torch.device | None"
+#: a device, its name (``"cpu"``, ``"cuda:0"``, ``"auto"``) or ``None`` (real aliases, so that
+#: ``typing.get_type_hints`` resolves annotations that use them)
+DeviceLike = Union[str, torch.device, None]
 #: a dtype or its name (``"float32"``), ``None`` for the default
-DTypeLike = "torch.dtype | str | None"
+DTypeLike = Union[torch.dtype, str, None]
 #: values :func:`as_tensor` converts: a tensor, a numpy array, a (nested) sequence or a number
-ArrayLike = "torch.Tensor | np.ndarray | Sequence[Any] | float"
+ArrayLike = Union[torch.Tensor, np.ndarray, Sequence[Any], float]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:

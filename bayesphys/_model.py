@@ -424,6 +424,15 @@ def _check_zip_members(path: Path) -> None:
         raise ValueError(f"member {bad!r} does not match its CRC-32 checksum")
 
 
+def _numpy_globals() -> list[Any]:
+    """The numpy classes and functions a pickled array, scalar or dtype names."""
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core  # numpy >= 2 / 1.x
+    dtypes = {type(np.dtype(c)) for c in "?bhilqBHILQefdgFDGUS"}
+    return [core.multiarray._reconstruct, core.multiarray.scalar, np.ndarray, np.dtype, *dtypes]
+
+
 def load_checkpoint(path: str | Path, *, kind: str, map_location=None) -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint`, checking its ``kind``.
 
@@ -454,9 +463,11 @@ def load_checkpoint(path: str | Path, *, kind: str, map_location=None) -> dict[s
         raise IsADirectoryError(f"path: expected a checkpoint file, received the folder {path}")
     try:
         _check_zip_members(path)
-        # tensors and plain values only: unpickling arbitrary objects runs their code, so a
-        # checkpoint from an untrusted source could run anything (torch's own default since 2.6)
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        # tensors, plain values and numpy arrays / scalars only: unpickling arbitrary objects
+        # runs their code, so a checkpoint from an untrusted source could run anything (torch's
+        # own default since 2.6); numpy values stay loadable (a config of numpy numbers)
+        with torch.serialization.safe_globals(_numpy_globals()):
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except PermissionError:
         raise
     except (
@@ -474,8 +485,9 @@ def load_checkpoint(path: str | Path, *, kind: str, map_location=None) -> dict[s
     ) as err:
         detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
         hint = (
-            "; it holds objects other than tensors and plain values, which are not unpickled "
-            "(that could run code): re-save it from a model loaded by a trusted route"
+            "; it holds objects other than tensors, plain values and numpy arrays, which are "
+            "not unpickled (that could run code); if you trust the file, read it with "
+            "torch.load(path, weights_only=False)"
             if isinstance(err, pickle.UnpicklingError) and "weights_only" in str(err)
             else ""
         )

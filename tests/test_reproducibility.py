@@ -91,3 +91,43 @@ def test_cohort_example_start_does_not_depend_on_the_default_dtype():
     finally:
         torch.set_default_dtype(prev)
     assert got == ref
+
+
+def test_unseeded_flow_matching_models_draw_their_streams_from_the_global_one():
+    data = linear_map(n_train=6, n_cal=4, n_test=4, n_points=24)
+
+    def fourier():
+        m = MetaFlowMatching(data, method="MFM", seed=None, **TINY_MFM)
+        return m.net.state_dict()["field.fourier.B"].clone()
+
+    torch.manual_seed(3)
+    a = fourier()
+    torch.manual_seed(3)
+    assert torch.equal(fourier(), a)  # torch.manual_seed repeats an unseeded model
+    assert not torch.equal(fourier(), a)  # two unseeded models differ (both had seed 0's)
+
+
+def test_checkpoints_of_numpy_valued_settings_load():
+    import tempfile
+    from pathlib import Path
+
+    from bayesphys import load_checkpoint, save_checkpoint
+
+    m = tiny_rgnp(seed=np.int64(0))
+    with tempfile.TemporaryDirectory() as tmp:
+        m.save(Path(tmp) / "m.pt")
+        assert RandomGridNP.load(Path(tmp) / "m.pt").seed == 0
+        cfg = {"width": np.int64(4), "grid": np.array([0.1, 0.2]), "lr": np.float32(0.5)}
+        save_checkpoint(Path(tmp) / "c.pt", kind="toy", config=cfg, state={})
+        back = load_checkpoint(Path(tmp) / "c.pt", kind="toy")["config"]
+        assert back["width"] == 4 and np.array_equal(back["grid"], cfg["grid"])
+
+
+def test_annotations_of_the_entry_points_resolve():
+    import typing
+
+    from bayesphys.gp_pde import GPPDESolver
+    from bayesphys.problems import ConjugateGaussianField
+
+    for fn in (RandomGridNP.posterior, GPPDESolver.__init__, ConjugateGaussianField.__init__):
+        assert typing.get_type_hints(fn)

@@ -100,9 +100,9 @@ class MetaFlowMatching:
     seed: the initial weights are drawn as after ``seed_everything(seed)``, with the
         caller's global streams restored after (:func:`~bayesphys.seeded`), and ``seed`` seeds
         the model's own generators (Fourier matrix, training minibatches and
-        times); ``seed=None`` leaves the global random state untouched (the initial weights then
-        follow it) while those generators use seed 0 (Fourier matrix) and 1 (training), so
-        they still repeat.
+        times); ``seed=None``: the initial weights follow the global streams, and those
+        generators are seeded from torch's global stream (so ``torch.manual_seed`` repeats an
+        unseeded model; two unseeded models, or an unseeded ensemble's members, differ).
 
     Examples
     --------
@@ -210,7 +210,11 @@ class MetaFlowMatching:
         cfg = self.config
         # initial weights from ``seed``, without reseeding the caller's global streams
         with seeded(self.seed, self.device), default_dtype(torch.float32):
-            gen = torch.Generator().manual_seed(0 if self.seed is None else int(self.seed))
+            # seed=None: the Fourier features' stream too from torch's global stream (every
+            # unseeded model, and every member of an unseeded ensemble, shared seed 0's)
+            gen = torch.Generator().manual_seed(
+                seed_or_draw("seed", None) if self.seed is None else int(self.seed)
+            )
             field = VectorField(
                 self.dim,
                 self._cond_dim(),
@@ -407,8 +411,8 @@ class MetaFlowMatching:
             self.net.scale.copy_(((allx - mean).std(0).mean()).clamp_min(1e-8).to(self.dtype))
         if seed is not None or self._train_gen is None:
             gseed = self.seed if seed is None else seed
-            self._train_gen = torch.Generator().manual_seed(
-                1 if gseed is None else offset_seed(gseed, 1)
+            self._train_gen = torch.Generator().manual_seed(  # None: from the global stream
+                seed_or_draw("seed", None) if gseed is None else offset_seed(gseed, 1)
             )
             self._split_gen = True
         gen = self._train_gen

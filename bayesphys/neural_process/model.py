@@ -51,6 +51,7 @@ from .._checks import (
     check_callback,
     check_int,
     check_keys,
+    check_optional_seed,
     check_real,
     seed_or_draw,
 )
@@ -198,7 +199,8 @@ class RandomGridNP:
                 f"dtype: expected torch.float32 or torch.float64 (the objective's Cholesky "
                 f"factorisations need one of them), received {self.dtype}"
             )
-        self.seed = seed
+        # a plain int (a numpy seed was stored as given, and saved so)
+        self.seed = seed = check_optional_seed("seed", seed)
         # initial weights from ``seed``, without reseeding the caller's global streams
         with seeded(seed, self.device), default_dtype(torch.float32):
             p = self.problem

@@ -138,14 +138,21 @@ def theta_covariance(
         evals = torch.linalg.eigvalsh(cov)
         if bool((evals <= 0).any()):
             raise torch.linalg.LinAlgError("the Schur complement is not positive definite")
-        # its smallest eigenvalue 1 / max(evals) against the parameters' own precision scale
+        # the Schur complement S = cov^-1 in the parameters' own units: D^-1/2 S D^-1/2 with
+        # D = diag(H_tt) (S <= H_tt, so its eigenvalues lie in (0, p]); round-off size means the
+        # field absorbs a parameter. Scale-free: parameters of very different precision pass
         mv = gn_matvec(problem, x)
-        scale = 0.0
+        d = []
         for i in t_idx.tolist():
             e = torch.zeros(problem.n, dtype=x.dtype, device=x.device)
             e[i] = 1.0
-            scale = max(scale, float(mv(e)[i]))
-        if 1.0 / float(evals.max()) <= 1e3 * torch.finfo(cov.dtype).eps * scale:
+            d.append(mv(e)[i])
+        dinv = torch.stack(d).clamp_min(torch.finfo(cov.dtype).tiny).rsqrt()
+        scaled = torch.linalg.inv(cov) * dinv[:, None] * dinv[None, :]
+        if (
+            float(torch.linalg.eigvalsh(0.5 * (scaled + scaled.T)).min())
+            <= 1e3 * torch.finfo(cov.dtype).eps
+        ):
             raise torch.linalg.LinAlgError("the Schur complement is singular to working precision")
         return cov, info
     except (torch.linalg.LinAlgError, np.linalg.LinAlgError) as err:
@@ -226,6 +233,8 @@ def _theta_covariance(problem, x, t_idx, dense, sparse, stencil_radius, cg_tol, 
     cov = torch.linalg.inv(schur)
     return 0.5 * (cov + cov.T), {"cg_iters": iters, "cg_residuals": resids}
 
+
+_DRAW_BLOCK = 16  # pathwise draws solved together by field_posterior
 
 _NOT_FINITE = (
     "x: the Gauss-Newton matrix at x is not finite (a residual or its Jacobian is NaN or "
@@ -336,10 +345,15 @@ def field_posterior(
             for _ in range(num_draws)
         ]
     )
-    rhs = jtw(z).mT.contiguous()  # [n, K]
-    sol, _, _ = cg(mv, rhs, tol=cg_tol, maxiter=cg_maxiter)
-    bnorm = rhs.norm(dim=0)
-    rel = (rhs - mv(sol)).norm(dim=0) / torch.where(bnorm > 0, bnorm, torch.ones_like(bnorm))
+    # at most _DRAW_BLOCK columns per CG: memory of a few [n, block] tensors, not [n, K]
+    sols, rels = [], []
+    for i in range(0, num_draws, _DRAW_BLOCK):
+        b = jtw(z[i : i + _DRAW_BLOCK]).mT.contiguous()  # right-hand sides [n, block]
+        part, _, _ = cg(mv, b, tol=cg_tol, maxiter=cg_maxiter)
+        bnorm = b.norm(dim=0)  # each column's true relative residual, for the warning below
+        rels.append((b - mv(part)).norm(dim=0) / torch.where(bnorm > 0, bnorm, 1.0))
+        sols.append(part)
+    sol, rel = torch.cat(sols, 1), torch.cat(rels)
     if not bool(torch.isfinite(sol).all()):  # a NaN Jacobian behind a finite residual
         raise ValueError(_NOT_FINITE)
     resids = [float(v) for v in rel]

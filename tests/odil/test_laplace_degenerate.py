@@ -57,3 +57,17 @@ def test_a_nan_jacobian_behind_a_finite_residual_is_named():
     for kw in ({}, {"dense_max": 0, "num_draws": 4}):
         with pytest.raises(ValueError, match="not finite"):
             field_posterior(prob, x, "u", **kw)  # an all-NaN posterior before
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_parameters_of_very_different_precision_are_not_refused(dtype):
+    scale = 1e4 if dtype == torch.float32 else 1e8
+
+    def res(f, p):
+        return {"d": f["u"] - 1.0, "a": 2 * (p["a"] - 0.3), "b": (p["b"] - 1.0) * scale}
+
+    prob = DiscreteProblem({"u": (3,)}, {"a": 0.5, "b": 0.5}, res, dtype=dtype)
+    for kw in ({}, {"dense": True}):
+        cov, _ = theta_covariance(prob, prob.initial(), **kw)
+        want = torch.tensor([0.25, scale**-2], dtype=torch.float64)
+        torch.testing.assert_close(cov.diagonal().double(), want, rtol=1e-4, atol=0)
