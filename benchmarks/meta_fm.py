@@ -36,6 +36,7 @@ from bayesphys._bench import (
 )
 from bayesphys._device import resolve_device
 from bayesphys.distributed import resolve_runner
+from bayesphys.examples import _args
 from bayesphys.meta_fm import (
     MetaFlowMatching,
     MFMEnsemble,
@@ -425,17 +426,6 @@ def merged_state(prev: dict, problems: list[str], cmd: str) -> tuple[list[dict],
     }
 
 
-def _nonnegative_int(text: str) -> int:
-    """An argparse ``type``: an int >= 0 (``--fourier 0``: no Fourier features)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an int >= 0, received {text!r}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(
         prog="bayesphys bench meta_fm", description=__doc__.splitlines()[0]
@@ -464,7 +454,7 @@ def main(argv: list[str] | None = None) -> Path:
     )
     ap.add_argument(
         "--fourier",
-        type=_nonnegative_int,
+        type=_args.int_in(0, 1_000_000),
         default=None,
         help="random Fourier features of x in every model's field (0: none; default: "
         f"per problem, {FOURIER})",
