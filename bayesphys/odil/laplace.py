@@ -10,8 +10,8 @@ linear in :math:`x` (linear-Gaussian problems) this is the exact posterior.
 
   .. math:: \Sigma_\theta = \big(H_{\theta\theta} - H_{\theta u} H_{uu}^{-1} H_{u\theta}\big)^{-1},
 
-  computed with :math:`p = \dim\theta` matrix-free CG solves with :math:`H_{uu}` (products
-  :math:`J_u^\top J_u v` by jvp/vjp): the field block is never formed.
+  computed by one matrix-free CG with :math:`H_{uu}` for the :math:`p = \dim\theta` columns
+  together (batched products :math:`J_u^\top J_u V` by jvp/vjp): the field block is never formed.
 * **Field marginal** (:func:`field_posterior`): exact dense :math:`H^{-1}` block for small
   problems; otherwise exact pathwise draws :math:`\delta = H^{-1} J^\top z`,
   :math:`z\sim\mathcal N(0, I_m)` (covariance :math:`H^{-1}J^\top J H^{-1} = H^{-1}`), each one CG
@@ -100,7 +100,8 @@ def theta_covariance(
     by column colouring (:class:`~bayesphys.odil.ColouredJacobian`, stencil of
     ``stencil_radius`` cells, default 1, given only with ``sparse``; float64 plain-grid problems) and solves with the field block of
     :math:`J^\top J` by sparse LU instead of CG (:func:`~bayesphys.odil.sparse.sparse_schur_covariance`). Returns ``(cov, info)`` with the CG
-    iteration counts and relative residuals in ``info`` (a ``RuntimeWarning`` if a residual
+    iteration count (one per parameter, shared: the columns are solved together) and each
+    column's true relative residual in ``info`` (a ``RuntimeWarning`` if a residual
     stays above ``cg_tol``). ``cg_tol >= 0``, ``cg_maxiter >= 1``; ``params`` distinct names
     of unknowns (a single name may be given as a string).
     """
@@ -141,13 +142,10 @@ def theta_covariance(
         # the Schur complement S = cov^-1 in the parameters' own units: D^-1/2 S D^-1/2 with
         # D = diag(H_tt) (S <= H_tt, so its eigenvalues lie in (0, p]); round-off size means the
         # field absorbs a parameter. Scale-free: parameters of very different precision pass
-        mv = gn_matvec(problem, x)
-        d = []
-        for i in t_idx.tolist():
-            e = torch.zeros(problem.n, dtype=x.dtype, device=x.device)
-            e[i] = 1.0
-            d.append(mv(e)[i])
-        dinv = torch.stack(d).clamp_min(torch.finfo(cov.dtype).tiny).rsqrt()
+        d = info.pop("h_tt_diag", None)
+        if d is None:
+            d = _unit_columns(problem, x, t_idx)[t_idx].diagonal()
+        dinv = d.clamp_min(torch.finfo(cov.dtype).tiny).rsqrt()
         scaled = torch.linalg.inv(cov) * dinv[:, None] * dinv[None, :]
         if (
             float(torch.linalg.eigvalsh(0.5 * (scaled + scaled.T)).min())
@@ -157,13 +155,8 @@ def theta_covariance(
         return cov, info
     except (torch.linalg.LinAlgError, np.linalg.LinAlgError) as err:
         # a raw "diagonal element 2 is zero" / "Singular matrix" named nothing
-        mv = gn_matvec(problem, x)
-        flat = []
-        for k, i in zip(names, t_idx.tolist()):
-            e = torch.zeros(problem.n, dtype=x.dtype, device=x.device)
-            e[i] = 1.0
-            if float(mv(e)[i]) <= 0.0:
-                flat.append(k)
+        diag = _unit_columns(problem, x, t_idx)[t_idx].diagonal()
+        flat = [k for k, v in zip(names, diag.tolist()) if v <= 0.0]
         what = (
             f"no residual depends on {flat}"
             if flat
@@ -197,41 +190,52 @@ def _theta_covariance(problem, x, t_idx, dense, sparse, stencil_radius, cg_tol, 
         jac = ColouredJacobian(problem, radius)(jv, r.numel())
         cov = sparse_schur_covariance(jac, t_idx).to(device=x.device, dtype=x.dtype)
         return cov, {"cg_iters": [], "jacobian_nnz": int(jac.nnz)}
-    mv = gn_matvec(problem, x)
-    p = len(t_idx)
-    cols_t, cols_u = [], []
-    for j in range(p):
-        e = torch.zeros(problem.n, dtype=x.dtype, device=x.device)
-        e[t_idx[j]] = 1.0
-        he = mv(e)
-        cols_t.append(he[t_idx])
-        cols_u.append(he[u_idx])
-    h_tt = torch.stack(cols_t, 1)
-    h_ut = torch.stack(cols_u, 1)
+    _, jv, jtw = jvp_vjp(problem.residual, x)
 
-    def mv_uu(v: Tensor) -> Tensor:
-        full = torch.zeros(problem.n, dtype=v.dtype, device=v.device)
+    def mv(v: Tensor) -> Tensor:  # v [n, k]: k products in one batched pass each way
+        return jtw(jv(v.mT)).mT
+
+    h_t = mv(_unit_matrix(problem, x, t_idx))  # columns H e_j [n, p], one batched pass
+    h_tt = h_t[t_idx]
+    h_ut = h_t[u_idx]
+
+    def mv_uu(v: Tensor) -> Tensor:  # v [n_u, p]
+        full = torch.zeros((problem.n, v.shape[1]), dtype=v.dtype, device=v.device)
         full[u_idx] = v
         return mv(full)[u_idx]
 
-    iters, resids, sols = [], [], []
-    for j in range(p):
-        s, its, rel = cg(mv_uu, h_ut[:, j], tol=cg_tol, maxiter=cg_maxiter)
-        sols.append(s)
-        iters.append(its)
-        resids.append(float(rel))
+    # the p systems H_uu s_j = h_uj solved together as the columns of one CG (a loop of p solves
+    # paid the graph overhead p times); each column's true relative residual is reported
+    sols, its, _ = cg(mv_uu, h_ut, tol=cg_tol, maxiter=cg_maxiter)
+    bnorm = h_ut.norm(dim=0)
+    rel = (h_ut - mv_uu(sols)).norm(dim=0) / torch.where(bnorm > 0, bnorm, 1.0)
+    resids = [float(v) for v in rel]
     if not all(r <= cg_tol for r in resids):  # NaN residuals included
         warnings.warn(
             f"theta_covariance: CG did not reach cg_tol={cg_tol:g} within cg_maxiter="
             f"{cg_maxiter} (relative residuals {[f'{r:.1e}' for r in resids]}); the covariance "
             "may be off, raise cg_maxiter",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    schur = h_tt - h_ut.T @ torch.stack(sols, 1)
+    schur = h_tt - h_ut.T @ sols
     schur = 0.5 * (schur + schur.T)
     cov = torch.linalg.inv(schur)
-    return 0.5 * (cov + cov.T), {"cg_iters": iters, "cg_residuals": resids}
+    info = {"cg_iters": [its] * len(t_idx), "cg_residuals": resids}
+    return 0.5 * (cov + cov.T), {**info, "h_tt_diag": h_tt.diagonal()}
+
+
+def _unit_matrix(problem: DiscreteProblem, x: Tensor, t_idx: Tensor) -> Tensor:
+    """Columns ``e_j`` ``[n, p]`` of the unknowns ``t_idx``."""
+    e = torch.zeros((problem.n, len(t_idx)), dtype=x.dtype, device=x.device)
+    e[t_idx, torch.arange(len(t_idx), device=x.device)] = 1.0
+    return e
+
+
+def _unit_columns(problem: DiscreteProblem, x: Tensor, t_idx: Tensor) -> Tensor:
+    r"""Columns :math:`H e_j` ``[n, p]`` of the Gauss-Newton matrix, in one batched pass."""
+    _, jv, jtw = jvp_vjp(problem.residual, x)
+    return jtw(jv(_unit_matrix(problem, x, t_idx).mT)).mT
 
 
 _DRAW_BLOCK = 16  # pathwise draws solved together by field_posterior
