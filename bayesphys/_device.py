@@ -15,6 +15,7 @@ torch.float64
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Union
@@ -164,14 +165,26 @@ def resolve_dtype(dtype: torch.dtype | str | None = None, default: torch.dtype =
     return dtype
 
 
+# The process-wide state bayesphys changes for the length of a block (python's, numpy's and
+# torch's global random streams, torch's default dtype): one re-entrant lock held by every such
+# block, so two threads building seeded models at once each get the weights of a build on its
+# own and each block puts back what it found (interleaved, a thread restored the other's values:
+# the caller was left at float32 and other weights came out)
+_GLOBAL_STATE = threading.RLock()
+
+
 def seed_everything(seed: int | None) -> None:
-    """Seed python, numpy and torch (all devices). ``None`` leaves the state untouched."""
+    """Seed python, numpy and torch (all devices). ``None`` leaves the state untouched.
+
+    These generators are process-wide: a thread seeding them while another thread is inside a
+    :func:`seeded` block waits for that block to end."""
     if seed is None:
         return
     seed = check_seed("seed", seed)
-    random.seed(int(seed))
-    np.random.seed(int(seed) % 2**32)
-    torch.manual_seed(int(seed))
+    with _GLOBAL_STATE:
+        random.seed(int(seed))
+        np.random.seed(int(seed) % 2**32)
+        torch.manual_seed(int(seed))
 
 
 @contextmanager
@@ -208,6 +221,11 @@ def seeded(seed: int | None, device: torch.device | str = "cpu") -> Iterator[Non
     ``seed=None`` runs the block on the global streams unchanged (and advances them), as an
     unseeded construction always did.
 
+    The streams are process-wide, so a seeded block holds a process-wide re-entrant lock
+    (shared with :func:`default_dtype` and :func:`seed_everything`): blocks in several threads
+    run one after the other. Code in other threads that draws from the global streams while a
+    block runs still sees the seeded state; draw from a generator of its own there.
+
     >>> import torch
     >>> from bayesphys import seeded
     >>> before = torch.get_rng_state()
@@ -227,18 +245,19 @@ def seeded(seed: int | None, device: torch.device | str = "cpu") -> Iterator[Non
     cuda: list[int] = []
     if dev.type == "cuda":
         cuda = [dev.index if dev.index is not None else torch.cuda.current_device()]
-    py_state, np_state = random.getstate(), np.random.get_state()
-    try:
-        with torch.random.fork_rng(devices=cuda):
-            random.seed(seed)
-            np.random.seed(seed % 2**32)
-            torch.default_generator.manual_seed(seed)
-            for idx in cuda:
-                torch.cuda.default_generators[idx].manual_seed(seed)
-            yield
-    finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
+    with _GLOBAL_STATE:
+        py_state, np_state = random.getstate(), np.random.get_state()
+        try:
+            with torch.random.fork_rng(devices=cuda):
+                random.seed(seed)
+                np.random.seed(seed % 2**32)
+                torch.default_generator.manual_seed(seed)
+                for idx in cuda:
+                    torch.cuda.default_generators[idx].manual_seed(seed)
+                yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
 
 
 @contextmanager
@@ -246,13 +265,18 @@ def default_dtype(dtype: torch.dtype) -> Iterator[None]:
     """Torch's default dtype set to ``dtype`` inside the block, the caller's back after (even
     on an error). Models build their networks under float32 and cast them after, so a seeded
     model's initial weights do not depend on the caller's default dtype (float64 draws other
-    numbers: a spawned worker and the caller's process gave other models)."""
-    prev = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(prev)
+    numbers: a spawned worker and the caller's process gave other models).
+
+    The default dtype is process-wide: the block holds the lock of :func:`seeded` (blocks in
+    several threads run one after the other, each restoring what it found); tensors other
+    threads create without a ``dtype`` while it runs get ``dtype``."""
+    with _GLOBAL_STATE:
+        prev = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)
+        try:
+            yield
+        finally:
+            torch.set_default_dtype(prev)
 
 
 def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator | None:

@@ -83,3 +83,83 @@ def test_an_example_keeps_the_backend_threads_and_open_figures(tmp_path):
         plt.close(mine)
         matplotlib.use(backend)
         torch.set_num_threads(before)
+
+
+def test_seeded_blocks_in_two_threads_run_one_after_the_other():
+    """Two threads building seeded models at once: each block draws as on its own and the
+    caller's stream and default dtype come back (interleaved, the second thread reseeded the
+    first's block and its exit put back the first's seeded stream and float32)."""
+    import threading
+    import time
+
+    from bayesphys import seeded
+    from bayesphys._device import default_dtype
+
+    with seeded(0):
+        ref0 = torch.rand(3, dtype=torch.float64)
+    with seeded(1):
+        ref1 = torch.rand(3, dtype=torch.float64)
+    before_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        before_rng = torch.get_rng_state()
+        a_in, b_go, a_drew = threading.Event(), threading.Event(), threading.Event()
+        out = {}
+
+        def first():
+            with seeded(0), default_dtype(torch.float32):
+                a_in.set()
+                b_go.wait(5)
+                time.sleep(0.2)  # the other thread is (trying to get) inside its block
+                out["a"] = torch.rand(3, dtype=torch.float64)
+                a_drew.set()
+
+        def second():
+            a_in.wait(5)
+            b_go.set()
+            with seeded(1), default_dtype(torch.float32):
+                out["b"] = torch.rand(3, dtype=torch.float64)
+                a_drew.wait(1)
+
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert torch.equal(out["a"], ref0) and torch.equal(out["b"], ref1)
+        assert torch.get_default_dtype() == torch.float64  # was left at float32
+        assert torch.equal(torch.get_rng_state(), before_rng)
+    finally:
+        torch.set_default_dtype(before_dtype)
+
+
+def test_fit_many_on_a_thread_pool_gives_back_the_callers_state(monkeypatch):
+    """Tasks overlapping in a thread pool: the caller's stream and thread variables come back
+    (each task restored what it found, so a task ending last put back the first task's seeded
+    stream and one-thread limits)."""
+    import os
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    probs = _toy.problems(2)
+    last = sorted(probs)[1]
+    probs[last]["ends_last"] = True
+    both_in = threading.Barrier(2, timeout=20)
+
+    def build(problem, seed=None):
+        both_in.wait()  # both tasks inside fit_many's per-task state at once
+        if problem.get("ends_last"):
+            time.sleep(0.3)
+        return _toy.LinearGaussianModel(problem, seed=seed)
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    before_threads = torch.get_num_threads()
+    before_rng = torch.get_rng_state()
+    with ThreadPoolExecutor(2) as pool:
+        res = fit_many(probs, build, executor=pool, seed=0, fit_kwargs={"steps": 2}, progress=False)
+    assert all(s == "ok" for s in res.table["status"])
+    assert os.environ["OMP_NUM_THREADS"] == "3" and "MKL_NUM_THREADS" not in os.environ
+    assert torch.get_num_threads() == before_threads
+    assert torch.equal(torch.get_rng_state(), before_rng)

@@ -1,12 +1,15 @@
 """Thread limits of :func:`~bayesphys.distributed.fit_many`'s workers (re-exported by
 :mod:`~bayesphys.distributed.executors`): ``workers x threads`` must not oversubscribe the cores,
-and a caller's own counts come back after a sequential run."""
+and a caller's own counts and random streams come back after its tasks (:func:`task_state`)."""
 
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from .._checks import check_int
@@ -92,3 +95,43 @@ def _init_pool_worker(threads: int | None) -> None:
     them, so they do not get this)."""
     _init_worker(threads)
     _exit_with_parent()
+
+
+# tasks running at once in this process (a thread pool given to fit_many) and what the first
+# of them found; the last to leave restores it (each restoring its own, an earlier task's
+# exit put back a later one's seeded streams and one-thread limits: the caller kept them)
+_TASKS = threading.Lock()
+_running = 0
+_found: Any = None
+
+
+@contextmanager
+def task_state(threads: int | None) -> Iterator[None]:
+    """Run one fitting task with ``threads`` threads (:func:`limit_threads`), giving the caller
+    its thread settings and python / numpy / torch random streams (CUDA's when initialised)
+    back after it. Tasks overlapping in one process (threads) share one saved state: the first
+    to enter saves it and the last to leave restores it."""
+    global _running, _found
+    import numpy as np
+    import torch
+
+    with _TASKS:
+        if _running == 0:
+            cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+            rng = (random.getstate(), np.random.get_state(), torch.random.get_rng_state(), cuda)
+            _found = (limit_threads(threads), rng)
+        _running += 1
+    try:
+        yield
+    finally:
+        with _TASKS:
+            _running -= 1
+            if _running == 0:
+                prev, (py, npy, cpu, cuda) = _found
+                _found = None
+                random.setstate(py)
+                np.random.set_state(npy)
+                torch.random.set_rng_state(cpu)
+                if cuda is not None:
+                    torch.cuda.set_rng_state_all(cuda)
+                _restore_threads(prev)

@@ -157,7 +157,6 @@ def save_training_checkpoint(
     path = Path(path)
     failure: BaseException | None = None
     if ctx.is_main:
-        tmp = path.with_name(f".{path.name}.tmp")
         try:  # building the state can fail too (e.g. extra not a mapping): inside the try
             state = {
                 "model": unwrap(model).state_dict(),
@@ -169,12 +168,11 @@ def save_training_checkpoint(
             }
             if settings is not None:
                 state["settings"] = dict(settings)
-            save_checkpoint(tmp, kind=CHECKPOINT_KIND, config=dict(config or {}), state=state)
-            with open(tmp, "rb") as fh:  # on disk before the rename publishes it
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
+            # atomic, through a temporary name of its own (a fixed ".name.tmp" was shared by
+            # two runs writing one path: one published the other's file, the other's rename
+            # then failed); a failed write leaves the previous checkpoint as it was
+            save_checkpoint(path, kind=CHECKPOINT_KIND, config=dict(config or {}), state=state)
         except BaseException as err:
-            tmp.unlink(missing_ok=True)  # the previous checkpoint stays as it was
             failure = err
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         # the barrier, carrying rank 0's outcome to every rank

@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import os
-import random
 import secrets
 import socket
 import time
@@ -119,10 +118,8 @@ def run_problem(task: ProblemTask) -> dict[str, Any]:
     Returns ``{"id", "seed", "status": "ok"|"error", "seconds", "worker", fit summary...,
     "groups": {group: xarray.Dataset} | None, "error", "traceback"}``.
     """
-    import torch
-
     from ..inference_data import build_inference_data  # noqa: F401 - import check in workers
-    from .executors import _restore_threads, limit_threads
+    from ._worker_threads import task_state
 
     t0 = time.perf_counter()
     rec: dict[str, Any] = {
@@ -133,12 +130,17 @@ def run_problem(task: ProblemTask) -> dict[str, Any]:
         "error": None,
         "traceback": None,
     }
-    prev = limit_threads(task.threads)
-    rng = (random.getstate(), np.random.get_state(), torch.random.get_rng_state())
-    # seed_everything reseeds every CUDA generator too: a caller's CUDA streams in use are
-    # put back as well (not touched when CUDA is not initialised: nothing to keep, and a
-    # worker should not start a CUDA context just for that)
-    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    # the caller's threads and random streams come back after the task (seed_everything
+    # reseeds every CUDA generator too: a caller's initialised CUDA streams are put back as
+    # well); tasks overlapping in a thread pool restore what the first of them found
+    with task_state(task.threads):
+        _run_task(task, rec)
+    rec["seconds"] = time.perf_counter() - t0
+    return rec
+
+
+def _run_task(task: ProblemTask, rec: dict[str, Any]) -> None:
+    """Build, fit, posterior and export into ``rec`` (errors recorded, never raised)."""
     try:
         from .._device import seed_everything
 
@@ -171,15 +173,6 @@ def run_problem(task: ProblemTask) -> dict[str, Any]:
         rec["status"] = "error"
         rec["error"] = f"{type(err).__name__}: {err}"
         rec["traceback"] = traceback.format_exc()
-    finally:
-        random.setstate(rng[0])
-        np.random.set_state(rng[1])
-        torch.random.set_rng_state(rng[2])
-        if cuda_rng is not None:
-            torch.cuda.set_rng_state_all(cuda_rng)
-        _restore_threads(prev)
-    rec["seconds"] = time.perf_counter() - t0
-    return rec
 
 
 def _normalise(problems: Iterable[Any] | Mapping[Any, Any]) -> list[tuple[Any, Any]]:

@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from .._files import atomic_write_text
 from ._args import device as device_arg
 from ._args import out_dir, positive_int, seed
 
@@ -249,9 +250,8 @@ def _check_resumable(cfg: dict[str, Any]) -> None:
     # checkpointed, and rewriting the record would let a later run resume the old checkpoint
     if cfg["resume"] and os.environ.get("RANK", "0") == "0":
         out.mkdir(parents=True, exist_ok=True)
-        tmp = record.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(mine))
-        tmp.replace(record)  # atomic: other ranks never read a half-written record
+        # atomic through a name of its own: other ranks never read a half-written record
+        atomic_write_text(record, json.dumps(mine))
 
 
 def _spawn_entry(rank: int, world: int, port: int, cfg: dict[str, Any]) -> None:

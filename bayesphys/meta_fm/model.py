@@ -40,7 +40,7 @@ from .._checks import (
     seed_or_draw,
 )
 from .._data_parallel import GradientSync, rank_generator_seed
-from .._device import default_dtype, model_device, resolve_dtype, seeded
+from .._device import _GLOBAL_STATE, default_dtype, model_device, resolve_dtype, seeded
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from ..posterior import SamplePosterior
 from ..problems.populations import PopulationPairs
@@ -698,7 +698,7 @@ class MetaFlowMatching:
         exactly (on ``device``); the caller's random streams are left as they were."""
         # built unseeded (every weight is then loaded) in a forked RNG: an unseeded build draws
         # its initial weights from the global streams, which loading must leave as they were
-        with torch.random.fork_rng(devices=[]):
+        with _GLOBAL_STATE, torch.random.fork_rng(devices=[]):  # process-wide: see seeded
             m = cls(
                 config=MFMConfig.from_dict(cfg["config"]),
                 dim=cfg["dim"],

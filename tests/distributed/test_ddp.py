@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -397,15 +398,41 @@ def test_a_failed_checkpoint_write_keeps_the_previous_checkpoint(monkeypatch, tm
     ddp.save_training_checkpoint(ckpt, model=model, optimizer=None, epoch=0, step=1, ctx=ctx)
     written = ckpt.read_bytes()
 
-    def disk_full(path, **kwargs):
-        path.write_bytes(b"half a checkpoint")
+    def disk_full(obj, path, *args, **kwargs):
+        Path(path).write_bytes(b"half a checkpoint")
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(ddp, "save_checkpoint", disk_full)
+    monkeypatch.setattr(torch, "save", disk_full)
     with pytest.raises(OSError, match="No space"):
         ddp.save_training_checkpoint(ckpt, model=model, optimizer=None, epoch=1, step=2, ctx=ctx)
     assert ckpt.read_bytes() == written
     assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]  # no temporary file left behind
+
+
+def test_two_writers_of_one_checkpoint_path_do_not_collide(tmp_path):
+    """Each save writes through a temporary name of its own (a fixed ``.run.pt.tmp`` was shared:
+    one writer published the other's file and the other's rename then failed)."""
+    import threading
+
+    ckpt, ctx, errors = tmp_path / "run.pt", ddp.DistContext(), []
+
+    def writer(k):
+        model = _model()
+        for step in range(15):
+            try:
+                ddp.save_training_checkpoint(
+                    ckpt, model=model, optimizer=None, epoch=k, step=step, ctx=ctx
+                )
+            except Exception as err:  # recorded for the assertion below
+                errors.append(err)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]
 
 
 def _failed_save_worker(rank: int, world: int, port: int, out: str) -> None:
