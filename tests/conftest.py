@@ -10,8 +10,10 @@ default profile draws fresh examples each run, which is how new failing cases ar
 from __future__ import annotations
 
 import os
+import random
 
 import matplotlib
+import numpy as np
 import pytest
 import torch
 from hypothesis import settings
@@ -51,10 +53,13 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def _few_threads():
-    """Keep BLAS/torch to the 2 cores CI has, and restore the RNG state after each test."""
+    """Keep BLAS/torch to the 2 cores CI has, and restore torch's, numpy's and python's global
+    random streams after each test (tests that seed numpy or python no longer carry over)."""
     n = torch.get_num_threads()
     torch.set_num_threads(min(n, 2))
-    state = torch.random.get_rng_state()
+    state = (torch.random.get_rng_state(), np.random.get_state(), random.getstate())
     yield
-    torch.random.set_rng_state(state)
+    torch.random.set_rng_state(state[0])
+    np.random.set_state(state[1])
+    random.setstate(state[2])
     torch.set_num_threads(n)

@@ -114,9 +114,11 @@ def test_checkpoints_of_numpy_valued_settings_load():
     from bayesphys import load_checkpoint, save_checkpoint
 
     m = tiny_rgnp(seed=np.int64(0))
+    assert type(m.seed) is int  # stored as a plain int, not as given
     with tempfile.TemporaryDirectory() as tmp:
         m.save(Path(tmp) / "m.pt")
-        assert RandomGridNP.load(Path(tmp) / "m.pt").seed == 0
+        back = RandomGridNP.load(Path(tmp) / "m.pt")
+        assert back.seed == 0 and type(back.seed) is int
         cfg = {"width": np.int64(4), "grid": np.array([0.1, 0.2]), "lr": np.float32(0.5)}
         save_checkpoint(Path(tmp) / "c.pt", kind="toy", config=cfg, state={})
         back = load_checkpoint(Path(tmp) / "c.pt", kind="toy")["config"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -42,8 +43,21 @@ def test_an_unreadable_calibration_file_is_moved_aside_not_overwritten(tmp_path,
 
 
 def test_atomic_writes_reach_the_disk_before_the_rename(tmp_path, monkeypatch):
-    synced = []
-    real = _files.os.fsync
-    monkeypatch.setattr(_files.os, "fsync", lambda fd: synced.append(fd) or real(fd))
+    events = []
+    real_fsync, real_replace = _files.os.fsync, _files.os.replace
+
+    def fsync(fd):
+        # the file synced is the temporary one, still under its own name
+        events.append(("fsync", os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", os.path.basename(src)))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(_files.os, "fsync", fsync)
+    monkeypatch.setattr(_files.os, "replace", replace)
     _files.atomic_write_text(tmp_path / "a.json", "{}")
-    assert len(synced) == 1 and (tmp_path / "a.json").read_text() == "{}"
+    assert (tmp_path / "a.json").read_text() == "{}"
+    assert [e[0] for e in events] == ["fsync", "replace"]  # on disk before the rename
+    assert events[0][1] == events[1][1] != "a.json"  # the temporary file is the one synced

@@ -477,15 +477,13 @@ def test_a_failed_checkpoint_write_on_rank_0_fails_every_rank_at_once(tmp_path):
     """The other ranks did not learn of rank 0's failure (here rank 1 returned as if the
     checkpoint were written; in a run it waited at the next collective until the group's
     timeout); now they raise at once, naming rank 0's error."""
-    import time
-
-    t0 = time.monotonic()
+    # the messages tell a prompt failure from a wait until the group's timeout (a timed-out
+    # collective names no rank 0 error); no wall-clock bound on a shared machine
     mp.spawn(_failed_save_worker, args=(2, ddp.free_port(), str(tmp_path)), nprocs=2, join=True)
     r0, r1 = ((tmp_path / f"rank{r}.txt").read_text() for r in (0, 1))
     assert r0 == "OSError: No space left on device"
     assert r1.startswith("RuntimeError: checkpoint: rank 0 failed to write")
     assert r1.endswith("OSError: No space left on device")
-    assert time.monotonic() - t0 < 25
     assert not (tmp_path / "run.pt").exists()
     s0, s1 = ((tmp_path / f"rank{r}_state.txt").read_text() for r in (0, 1))
     assert s0.startswith("TypeError") and s1.startswith("RuntimeError: checkpoint: rank 0 failed")

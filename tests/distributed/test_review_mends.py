@@ -27,10 +27,10 @@ from . import _tasks
 def test_a_dead_worker_fails_only_its_own_task():
     r = resolve_runner("local", max_workers=2)
     try:
-        events = {i: (ok, v) for i, ok, v in r.run(_tasks.dies_on_three, [0, 1, 2, 4, 5, 3, 6, 7])}
+        events = {i: (ok, v) for i, ok, v in r.run(_tasks.dies_on_three, [0, 2, 4, 3, 5])}
     finally:
         r.close()
-    values = [0, 1, 2, 4, 5, 3, 6, 7]
+    values = [0, 2, 4, 3, 5]  # a good, a raising and a dying task, good ones after it
     for i, x in enumerate(values):
         ok, v = events[i]
         if x == 2:
@@ -85,6 +85,7 @@ def test_exported_draws_do_not_reuse_the_numbers_build_drew():
         )
 
 
+@pytest.mark.slow  # starts a Ray instance (18-26 s here)
 def test_ray_refuses_more_threads_per_task_than_cpus():
     ray = pytest.importorskip("ray")
     assert not ray.is_initialized()

@@ -556,15 +556,16 @@ def test_field_posterior_draws_are_the_per_draw_cg_solutions():
 
     prob, _, _ = _linear_gaussian()
     x, _ = minimize(prob, method="gn", steps=1, linear_solver="cg", cg_tol=1e-13)
-    post = field_posterior(prob, x, "u", dense_max=0, num_draws=5, cg_tol=1e-12, seed=3)
+    k_draws = 20  # more than one block of 16 columns
+    post = field_posterior(prob, x, "u", dense_max=0, num_draws=k_draws, cg_tol=1e-12, seed=3)
     r, jv, jtw = jvp_vjp(prob.residual, x)
     w = torch.randn(4, r.numel(), dtype=r.dtype, generator=torch.Generator().manual_seed(0))
     batched = jtw(w)  # [k, m] -> [k, n] in one pass
     torch.testing.assert_close(batched, torch.stack([jtw(v) for v in w]), rtol=1e-12, atol=0)
     gen = torch.Generator().manual_seed(3)
     sl = prob.slices["u"]
-    root = post.covariance._linear_op.root.to_dense() * 5**0.5  # [n_u, K]
-    for k in range(5):
+    root = post.covariance._linear_op.root.to_dense() * k_draws**0.5  # [n_u, K]
+    for k in range(k_draws):
         z = torch.randn(r.shape, dtype=x.dtype, generator=gen)
         d, _, _ = cg(lambda v: jtw(jv(v)), jtw(z), tol=1e-13, maxiter=2000)
         torch.testing.assert_close(root[:, k], d[sl], rtol=1e-8, atol=1e-10)
