@@ -272,7 +272,9 @@ class Recalibrator:
                 f"every posterior to its mean; check that truths and posteriors are paired "
                 f"correctly, or fit on held-out points whose truths vary about the posterior"
             )
-        s = qz / float(torch.special.ndtri(torch.tensor((1 + level) / 2, dtype=torch.float64)))
+        # the quantile made on the CPU explicitly (a default device set by the caller is not ours)
+        q = torch.tensor((1 + level) / 2, dtype=torch.float64, device="cpu")
+        s = qz / float(torch.special.ndtri(q))
         return cls(method, scale=s, n_grid=n_grid)
 
     # -- quantile-map helpers ----------------------------------------------------------------

@@ -91,12 +91,27 @@ def _env_int(name: str, default: int) -> int:
         ) from err
 
 
+def _serves_cuda(backend: str) -> bool:
+    """Whether a group's backend reduces CUDA tensors: ``"nccl"``, or a per-device map such as
+    ``"cpu:gloo,cuda:nccl"`` (what ``init_process_group()`` without a backend makes on a CUDA
+    build)."""
+    return "nccl" in str(backend)
+
+
 def _context_from_group(device: torch.device | None) -> DistContext:
     rank, ws = dist.get_rank(), dist.get_world_size()
     local = _env_int("LOCAL_RANK", rank)
     backend = dist.get_backend()
     if device is None:
-        device = torch.device(f"cuda:{local}") if backend == "nccl" else torch.device("cpu")
+        # a group of "cpu:gloo,cuda:nccl" is a CUDA group too (it trained on the CPU, silently)
+        cuda = _serves_cuda(backend) and torch.cuda.is_available()
+        device = torch.device(f"cuda:{local}") if cuda else torch.device("cpu")
+    if device.type == "cuda":
+        # as for a group made here: each rank's current device is its own (NCCL collectives
+        # run on the current device; every rank on cuda:0 failed or hung)
+        if device.index is None:
+            device = torch.device(f"cuda:{local}")
+        torch.cuda.set_device(device)
     return DistContext(rank, ws, local, device, backend, False)
 
 

@@ -516,14 +516,15 @@ def train_ddp(
                 loader.sampler.set_epoch(epoch)
                 _seed_torch(stream_seed(seed, "train_ddp/epoch", epoch, ctx.rank), cuda)
                 net.train()
-                total, count = 0.0, 0
+                # summed on the device: a float() per batch waited for the GPU every step
+                total, count = torch.zeros((), dtype=torch.float64, device=ctx.device), 0
                 for batch in loader:
                     batch = _to(batch, ctx.device)
                     optimizer.zero_grad(set_to_none=True)
                     loss = loss_fn(net, batch)
                     loss.backward()
                     optimizer.step()
-                    total += float(loss.detach())
+                    total += loss.detach().to(torch.float64)
                     count += 1
                     step += 1
                     samples += batch_size * ctx.world_size

@@ -55,12 +55,14 @@ def fit_recalibration_map(
         raise ValueError(f"z: expected shape [n >= 2, p >= 1], received {tuple(z.shape)}")
     if not bool(torch.isfinite(z).all()):
         raise ValueError("z: expected finite z-scores, found NaN or inf")
-    b = z.mean(0) if shift else torch.zeros(z.shape[1], dtype=torch.float64)
+    # on z's device, both of them (a CUDA z gave a CPU scale and, without shift, a CPU shift)
+    b = z.mean(0) if shift else torch.zeros(z.shape[1], dtype=torch.float64, device=z.device)
     s = torch.tensor(
         [
             Recalibrator.from_z(z[:, j] - b[j], method="conformal", level=level).scale
             for j in range(z.shape[1])
         ],
         dtype=torch.float64,
+        device=z.device,
     )
     return b, s

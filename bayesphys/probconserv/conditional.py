@@ -161,9 +161,9 @@ def fit_parameter_map(
     pm = ParameterMap(
         center,
         comps,
-        torch.zeros(2 * rank + 2 * mass.shape[1], dtype=_F64),
-        torch.ones(2 * rank + 2 * mass.shape[1], dtype=_F64),
-        torch.zeros(2 * rank + 2 * mass.shape[1] + 1, dtype=_F64),
+        torch.zeros(2 * rank + 2 * mass.shape[1], dtype=_F64, device=x.device),
+        torch.ones(2 * rank + 2 * mass.shape[1], dtype=_F64, device=x.device),
+        torch.zeros(2 * rank + 2 * mass.shape[1] + 1, dtype=_F64, device=x.device),
         lo,
         hi,
     )
@@ -172,7 +172,7 @@ def fit_parameter_map(
     sd = torch.where(sd > 1e-12 * (1 + mu.abs()), sd, torch.full_like(sd, math.inf))
     pm.feat_mean, pm.feat_std = mu, sd
     f = pm.features(mean, mass)
-    a = f.T @ f + ridge * v * torch.eye(f.shape[1], dtype=_F64)
+    a = f.T @ f + ridge * v * torch.eye(f.shape[1], dtype=_F64, device=f.device)
     w = torch.linalg.solve(a, f.T @ (theta - theta.mean()))
     pm.coef = torch.cat([theta.mean()[None], w])
     return pm
@@ -187,8 +187,9 @@ def local_coverage_scale(
     (unit range), ``query [B]`` -> ``[B, nt]``. ``bandwidth = inf``: the pooled scale.
     """
     absz = _check("absz", absz, 3).abs()
-    u = _check("u", u, 1)
-    query = _check("query", query, 1)
+    dev = absz.device  # every tensor made below is made there (a CUDA absz met CPU weights)
+    u = _check("u", u, 1).to(dev)
+    query = _check("query", query, 1).to(dev)
     if u.shape[0] != absz.shape[0]:
         raise ValueError(f"u: expected {absz.shape[0]} values, received {u.shape[0]}")
     bandwidth = _check_bandwidth("bandwidth", bandwidth)
@@ -197,7 +198,7 @@ def local_coverage_scale(
         raise ValueError(f"level: expected in (0, 1), received {level}")
     m, nt, n = absz.shape
     if math.isinf(bandwidth):
-        w = torch.ones(query.shape[0], m, dtype=_F64)
+        w = torch.ones(query.shape[0], m, dtype=_F64, device=dev)
     else:
         w = torch.exp(-0.5 * ((query[:, None] - u[None, :]) / bandwidth) ** 2)  # [B, M]
         w = w / w.sum(-1, keepdim=True).clamp_min(1e-300)
@@ -209,10 +210,10 @@ def local_coverage_scale(
     # function m's |z|: binary search over the sorted pooled values (exact, O(B M log N) memory)
     per_fn = absz.permute(1, 0, 2).sort(-1).values.contiguous()  # [nt, M, N]
     pooled = per_fn.reshape(nt, m * n).sort(-1).values  # [nt, M N]
-    out = torch.empty(query.shape[0], nt, dtype=_F64)
+    out = torch.empty(query.shape[0], nt, dtype=_F64, device=dev)
     for j in range(nt):
-        lo = torch.zeros(query.shape[0], dtype=torch.long)
-        hi = torch.full((query.shape[0],), m * n - 1, dtype=torch.long)
+        lo = torch.zeros(query.shape[0], dtype=torch.long, device=dev)
+        hi = torch.full((query.shape[0],), m * n - 1, dtype=torch.long, device=dev)
         while bool((lo < hi).any()):
             mid = (lo + hi) // 2
             v = pooled[j, mid]  # [B]
@@ -238,8 +239,8 @@ def binned_coverage_error(
     if not hi > lo:
         raise ValueError(f"lo, hi: expected lo < hi, received ({lo}, {hi})")
     inside = (absz.abs() <= Z90 * scale.sqrt()[..., None]).to(_F64).mean((-1, -2))  # [M]
-    edges = torch.linspace(lo, hi, bins + 1, dtype=_F64)
-    idx = torch.bucketize(theta.to(_F64).clamp(lo, hi), edges[1:-1])
+    edges = torch.linspace(lo, hi, bins + 1, dtype=_F64, device=inside.device)
+    idx = torch.bucketize(theta.to(inside.device, _F64).clamp(lo, hi), edges[1:-1])
     dev = [float(inside[idx == b].mean() - 0.9) for b in range(bins) if bool((idx == b).any())]
     return math.sqrt(sum(d * d for d in dev) / max(len(dev), 1))
 

@@ -178,3 +178,27 @@ def test_the_old_import_path_still_works():
     from bayesphys.distributed.data_parallel import GradientSync as Moved
 
     assert Moved is _data_parallel.GradientSync
+
+
+@pytest.mark.parametrize("backend", ["nccl", "cpu:gloo,cuda:nccl"])
+def test_an_existing_cuda_group_puts_each_rank_on_its_own_device(monkeypatch, backend):
+    """A group the user started (``init_process_group()`` without a backend reports
+    ``"cpu:gloo,cuda:nccl"`` on a CUDA build) trains on ``cuda:LOCAL_RANK``, made the current
+    device (it trained on the CPU, and NCCL ran every rank on cuda:0). Simulated: no GPU here."""
+    import bayesphys.distributed._process_group as pg
+
+    current = []
+    monkeypatch.setattr(pg.dist, "get_rank", lambda *a: 3)
+    monkeypatch.setattr(pg.dist, "get_world_size", lambda *a: 4)
+    monkeypatch.setattr(pg.dist, "get_backend", lambda *a: backend)
+    monkeypatch.setattr(pg.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(pg.torch.cuda, "set_device", current.append)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    ctx = pg._context_from_group(None)
+    assert ctx.device == torch.device("cuda", 1) and current == [torch.device("cuda", 1)]
+    assert ctx.rank == 3 and ctx.world_size == 4
+    current.clear()
+    assert pg._context_from_group(torch.device("cuda")).device == torch.device("cuda", 1)
+    assert current == [torch.device("cuda", 1)]
+    monkeypatch.setattr(pg.dist, "get_backend", lambda *a: "gloo")
+    assert pg._context_from_group(None).device == torch.device("cpu")

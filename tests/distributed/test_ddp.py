@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -512,3 +513,20 @@ def test_train_ddp_leaves_the_callers_stream_and_rolls_back_a_diverged_epoch():
     for a, b in zip(res.extra["model"].parameters(), one.extra["model"].parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert ok.converged
+
+
+def test_train_ddp_sums_the_epoch_loss_on_the_device(monkeypatch):
+    """The epoch's loss is summed as a tensor and read once (a ``float`` per batch made a CUDA
+    run wait for the GPU every step); the reported mean is the batches' mean all the same."""
+    reads = []
+    real = torch.Tensor.__float__
+
+    def counted(self):
+        reads.append(1)
+        return real(self)
+
+    monkeypatch.setattr(torch.Tensor, "__float__", counted)
+    res = ddp.train_ddp(_model, _loss, _data(64), epochs=1, batch_size=4, lr=1e-2, progress=False)
+    monkeypatch.undo()
+    assert len(reads) < 16  # 16 batches: fewer reads than batches
+    assert res.loss_history and math.isfinite(res.loss_history[0])

@@ -48,3 +48,11 @@ def test_a_wrapper_prints_the_module_result(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "'D_mean'" in out.stdout and "'D_covered'" in out.stdout, out.stdout[-2000:]
+
+
+def test_every_packaged_example_has_a_script():
+    """README's ``examples/`` holds one script per example (tutorial_arviz had none)."""
+    packaged = {
+        p.name for p in (ROOT / "bayesphys" / "examples").glob("*.py") if not p.name[0] == "_"
+    }
+    assert packaged and packaged == {p.name for p in SCRIPTS}

@@ -56,3 +56,18 @@ def test_singular_dense_step_on_cuda(cuda_device):
     x, res = minimize(_free_unknown(cuda_device), method="gn", linear_solver="dense", steps=3)
     assert x.device.type == "cuda" and bool(torch.isfinite(x).all())
     torch.testing.assert_close(x.cpu(), torch.tensor([1.0, -2.0, 0.0], dtype=F64))
+
+
+@pytest.mark.parametrize("shift", [True, False])
+def test_recalibration_map_is_made_on_the_z_scores_device(shift):
+    """Shift and scale are made on z's device (a CUDA z gave a CPU scale, and a CPU shift
+    without ``shift``). Checked without a GPU: under a ``meta`` default device a tensor made
+    without ``device=`` is a meta tensor."""
+    from bayesphys.odil import fit_recalibration_map
+
+    z = torch.randn(40, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    b0, s0 = fit_recalibration_map(z, shift=shift)
+    with torch.device("meta"):
+        b, s = fit_recalibration_map(z, shift=shift)
+    assert b.device.type == s.device.type == "cpu"
+    assert torch.equal(b, b0) and torch.equal(s, s0)

@@ -144,3 +144,37 @@ def test_updated_posterior_round_trip_on_cuda(cuda_device, kind):
     tol = {"rtol": 1e-5, "atol": 1e-6} if kind in ("cast", "hardc") else {}  # float32 root
     torch.testing.assert_close(got.cpu(), want, **tol)
     torch.testing.assert_close(on.to("cpu").rsample(base_samples=z), want, **tol)
+
+
+def test_conditional_scales_make_every_tensor_on_their_inputs_device():
+    """Tensors made inside the public conditional-coverage functions follow the inputs' device
+    (a CUDA input met CPU weights, bins and ridge matrices). Checked without a GPU: under a
+    ``meta`` default device a tensor made without ``device=`` is a meta tensor and fails."""
+    from bayesphys.probconserv.conditional import (
+        binned_coverage_error,
+        fit_parameter_map,
+        local_coverage_scale,
+    )
+
+    g = torch.Generator().manual_seed(0)
+    f64 = torch.float64
+    absz = torch.rand(8, 2, 5, generator=g, dtype=f64)
+    u, q = torch.rand(8, generator=g, dtype=f64), torch.rand(3, generator=g, dtype=f64)
+    mean = torch.rand(12, 2, 5, generator=g, dtype=f64)
+    mass, theta = torch.rand(12, 2, generator=g, dtype=f64), torch.rand(12, generator=g, dtype=f64)
+    expected = (
+        local_coverage_scale(absz, u, q, 0.3),
+        local_coverage_scale(absz, u, q, float("inf")),
+        binned_coverage_error(absz, torch.ones(8, 2, dtype=f64), u, 0.0, 1.0),
+        fit_parameter_map(mean, mass, theta, (0.0, 1.0), rank=2).coef,
+    )
+    with torch.device("meta"):
+        got = (
+            local_coverage_scale(absz, u, q, 0.3),
+            local_coverage_scale(absz, u, q, float("inf")),
+            binned_coverage_error(absz, torch.ones(8, 2, dtype=f64, device="cpu"), u, 0.0, 1.0),
+            fit_parameter_map(mean, mass, theta, (0.0, 1.0), rank=2).coef,
+        )
+    for a, b in zip(expected[:2] + expected[3:], got[:2] + got[3:]):
+        assert b.device.type == "cpu" and torch.equal(a, b)
+    assert got[2] == expected[2]
