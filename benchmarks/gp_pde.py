@@ -159,7 +159,7 @@ def run_one(
         rc = mc.fit(
             steps=coarse["steps"],
             progress=False,
-            time_limit=budget,
+            max_seconds=budget,
             clock="cpu",
             keep_best=fit_kw.get("keep_best"),
         )
@@ -169,7 +169,7 @@ def run_one(
         print(f"  coarse {coarse}: rel_l2 {rc.extra.get('rel_l2'):.3g}", flush=True)
     final_newton = fit_kw.pop("final_newton", False)
     if steps > 0:
-        res = m.fit(progress=False, eval_every=every, time_limit=budget, clock="cpu", **fit_kw)
+        res = m.fit(progress=False, eval_every=every, max_seconds=budget, clock="cpu", **fit_kw)
     else:
         res = FitResult([], 0.0, True, 0, "no fine-grid steps", {"cpu_seconds": 0.0})
     if final_newton or steps == 0:  # (re-)solve U on this grid at the final hyperparameters

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from .._model import (
     optimize,
     save_checkpoint,
 )
+from .._time_budget import check_max_seconds
 from ..posterior import GaussianPosterior
 from ..problems.gp_pde import PDEProblem, get_problem
 from ._eliminate import eliminator
@@ -366,18 +368,20 @@ class GPPDESolver:
         lr: float | None = None,
         progress: bool = True,
         eval_every: int = 0,
-        time_limit: float | None = None,
+        max_seconds: float | None = None,
         tau_lr_mult: float | None = None,
         clock: str = "wall",
         keep_best: bool | None = None,
+        time_limit: float | None = None,
     ) -> FitResult:
         r"""Optimise the hyperparameters (and :math:`U` for ``method="ref"``).
 
         ``lr`` defaults to 0.05 with cosine decay (``gp-hm``) or 0.01 constant (``ref``).
         ``eval_every > 0`` records the test-grid relative L2 error (problem with exact solution);
         ``result.extra`` holds ``rel_l2_best`` (minimum over those checkpoints, labelled as such).
-        ``time_limit`` (s) stops early, measured on ``clock`` (``"wall"`` or ``"cpu"``: process
-        CPU time, for fair budgets on a shared machine). ``data`` is unused (the PDE data are set at construction).
+        ``max_seconds`` (s) stops early, measured on ``clock`` (``"wall"`` or ``"cpu"``: process
+        CPU time, for fair budgets on a shared machine); ``time_limit`` is its former name
+        (deprecated, warns). ``data`` is unused (the PDE data are set at construction).
         ``keep_best=None`` (default): ``True`` for ``gp-hm``, ``False`` for ``ref`` (as the
         reference code's loop). ``True``: the fit returns the iterate with the lowest objective
         :math:`\mathcal J` among those evaluated (each step's starting point and the last
@@ -388,7 +392,7 @@ class GPPDESolver:
         when no step returned a finite objective, e.g. ``steps=0``). For 2-D Allen-Cahn
         :math:`\mathcal J` is evaluated at an inexact minimiser over :math:`U` (a Picard
         fixed-point iterate, or capped Gauss-Newton / CG steps). ``False``: the last iterate.
-        Checked: ``steps >= 0`` and ``eval_every >= 0`` (ints), ``lr > 0``, ``time_limit > 0``,
+        Checked: ``steps >= 0`` and ``eval_every >= 0`` (ints), ``lr > 0``, ``max_seconds > 0``,
         ``tau_lr_mult >= 0`` (finite), ``keep_best`` a bool or ``None``. A numerical failure
         of a solve (non-finite iterate or precision, Gram factor not positive definite,
         diverged nonlinear iteration, failed factorisation) is reported as a divergence and
@@ -404,8 +408,17 @@ class GPPDESolver:
         if lr is not None:
             lr = check_real("lr", lr, minimum=0.0, strict=True)
         eval_every = check_int("eval_every", eval_every, minimum=0)
-        if time_limit is not None:
-            time_limit = check_real("time_limit", time_limit, minimum=0.0, strict=True)
+        if time_limit is not None:  # the former name of max_seconds (the other models' name)
+            if max_seconds is not None:
+                raise ValueError("time_limit, max_seconds: give max_seconds only (one budget)")
+            warnings.warn(
+                "fit: time_limit is renamed max_seconds (as in the other models' fit); "
+                "time_limit will be removed",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            max_seconds = check_real("time_limit", time_limit, minimum=0.0, strict=True)
+        max_seconds = check_max_seconds(max_seconds)
         if tau_lr_mult is not None:
             tau_lr_mult = check_real("tau_lr_mult", tau_lr_mult, minimum=0.0)
         if clock not in ("wall", "cpu"):
@@ -477,7 +490,7 @@ class GPPDESolver:
         def step():
             k = state["k"]
             state["k"] += 1
-            if time_limit is not None and now() - c0 > time_limit:
+            if max_seconds is not None and now() - c0 > max_seconds:
                 raise StopIteration
             loss = closure()
             if keep_best and torch.isfinite(loss) and float(loss.detach()) < best["loss"]:

@@ -42,6 +42,7 @@ from .._checks import (
 from .._data_parallel import GradientSync, rank_generator_seed
 from .._device import _GLOBAL_STATE, default_dtype, model_device, resolve_dtype, seeded
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
+from .._time_budget import TimeBudget, check_max_seconds
 from ..posterior import SamplePosterior
 from ..problems.populations import PopulationPairs
 from ._validate import (
@@ -348,8 +349,11 @@ class MetaFlowMatching:
         steps: int = 1000,
         progress: bool = True,
         seed: int | None = None,
+        max_seconds: float | None = None,
     ) -> FitResult:
-        """Train for ``steps`` optimiser steps on ``data`` (default: the data given at build).
+        """Train for ``steps`` optimiser steps on ``data`` (default: the data given at build),
+        or until ``max_seconds`` of wall time (``None`` or ``> 0``; the result then has
+        ``converged=False`` and says so in ``message``).
 
         Under ``torchrun`` (a process group of ``W > 1`` ranks) the fit is data-parallel: each
         rank samples its own ``pops_per_step`` populations and the gradients are averaged
@@ -370,6 +374,7 @@ class MetaFlowMatching:
         steps = check_int("steps", steps, minimum=0)
         progress = check_bool("progress", progress)
         seed = check_optional_seed("seed", seed)
+        max_seconds = check_max_seconds(max_seconds)
         if data is None:
             data = self.data
         if data is None:
@@ -438,8 +443,11 @@ class MetaFlowMatching:
             rank_generator_seed(gen)
             self._split_gen = False
         progress = progress and sync.is_main
+        budget = TimeBudget(max_seconds, sync)  # every rank stops after the same step
 
         def step() -> Tensor:
+            if budget.over():
+                raise StopIteration
             out = one_step()
             # counted once the step is through: not on an exception, nor on a non-finite loss
             # (optimize then restores the weights of the last completed step and stops)
@@ -486,12 +494,15 @@ class MetaFlowMatching:
             field_opt.step()
             return torch.tensor(sync.mean(loss)) if sync.active else loss.detach()
 
+        budget.start()
         try:
             res = optimize(
                 step, steps=steps, params=self.net, progress=progress, desc=f"{cfg.method} fit"
             )
         finally:  # also after an interrupt (Ctrl-C): the model is left ready to predict
             self.net.eval()
+        if budget.reached:
+            res.message, res.converged = budget.message(res.steps), False
         if res.message.startswith("diverged") and res.steps:
             # optimize restored the weights before the last finite step's update (the loss a
             # step returns is that of the weights before its update): not one of those counted

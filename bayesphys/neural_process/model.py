@@ -67,6 +67,7 @@ from .._device import (
     seeded,
 )
 from .._model import DivergenceGuard, FitResult, load_checkpoint, optimize, save_checkpoint
+from .._time_budget import TimeBudget, check_max_seconds
 from ..posterior import GaussianPosterior
 from ..problems.rgnp import sample_prior
 from .calibrate import calibrate_variance
@@ -403,8 +404,7 @@ class RandomGridNP:
         """
         self._check_config("fit")
         steps = check_int("steps", steps, minimum=0)
-        if max_seconds is not None:
-            max_seconds = check_real("max_seconds", max_seconds, minimum=0.0, strict=True)
+        max_seconds = check_max_seconds(max_seconds)
         callback_every = check_int("callback_every", callback_every, minimum=1)
         progress = check_bool("progress", progress)
         if callback is not None:
@@ -447,6 +447,7 @@ class RandomGridNP:
 
         hist: list[float] = []
         spent, cb_time, done = 0.0, 0.0, 0
+        budget = TimeBudget(max_seconds, sync, every=1)  # asked at chunk ends, on every rank
         msg, conv = f"max steps ({steps})", True
         chunk = callback_every if callback is not None else max(1, min(steps, 50))
         if max_seconds is not None:
@@ -475,7 +476,7 @@ class RandomGridNP:
                     t0 = time.perf_counter()
                     callback(self, self.step_count)
                     cb_time += time.perf_counter() - t0
-                if max_seconds is not None and spent >= max_seconds and done < steps:
+                if done < steps and budget.over(spent):  # the ranks vote: all stop together
                     msg, conv = (
                         f"time budget ({max_seconds:.3g} s) reached after {done} steps",
                         False,

@@ -44,6 +44,7 @@ from .._checks import (
 from .._data_parallel import GradientSync, rank_generator_seed
 from .._device import as_tensor, default_dtype, model_device, resolve_dtype, seeded
 from .._model import FitResult, optimize
+from .._time_budget import TimeBudget, check_max_seconds
 from ..posterior import GaussianPosterior
 from ..problems.gpme import GPMEData, GPMEProblem, get_problem, make_dataset
 from ._config import ANP_ONLY, GP_ONLY, ProbConservConfig
@@ -252,8 +253,11 @@ class ProbConserv:
         steps: int = 1000,
         progress: bool = True,
         lr: float | None = None,
+        max_seconds: float | None = None,
     ) -> FitResult:
-        """Train Step 1 for ``steps`` Adam steps (cosine learning-rate decay).
+        """Train Step 1 for ``steps`` Adam steps (cosine learning-rate decay), or until
+        ``max_seconds`` of wall time (``None`` or ``> 0``; the result then has
+        ``converged=False`` and says so in ``message``).
 
         ``data=None`` draws a fresh batch of ``batch_size`` training functions (parameters
         ``U(train_range)``, widened by ``train_margin`` times its length at each end; the
@@ -269,6 +273,7 @@ class ProbConserv:
             raise TypeError(f"data: expected GPMEData or None, received {type(data).__name__}")
         steps = check_int("steps", steps, minimum=0)
         progress = check_bool("progress", progress)
+        max_seconds = check_max_seconds(max_seconds)
         if data is not None:
             check_data("data", data, self.problem, targets=True)
             for f in ("params", "x_context", "y_context", "x_target", "y_target"):
@@ -340,9 +345,17 @@ class ProbConserv:
             sched.step()
             return torch.tensor(sync.mean(loss)) if sync.active else loss.detach()
 
+        budget = TimeBudget(max_seconds, sync)  # every rank stops after the same step
+
+        def budgeted() -> Tensor:
+            if budget.over():
+                raise StopIteration
+            return step()
+
+        budget.start()
         try:
             res = optimize(
-                step,
+                budgeted,
                 steps=steps,
                 params=self.net,
                 progress=progress,
@@ -356,6 +369,8 @@ class ProbConserv:
             raise
         self.net.eval()  # as after an interrupt: left ready to predict
         self.steps_done += res.steps
+        if budget.reached:
+            res.message, res.converged = budget.message(res.steps), False
         return res
 
     # -- prediction -------------------------------------------------------------------------

@@ -121,6 +121,8 @@ def test_solver_options_are_normalised():
         ("eval_every", -1, ValueError),
         ("time_limit", 0.0, ValueError),
         ("time_limit", NAN, ValueError),
+        ("max_seconds", 0.0, ValueError),
+        ("max_seconds", NAN, ValueError),
         ("tau_lr_mult", -1.0, ValueError),
         ("tau_lr_mult", NAN, ValueError),
     ],
