@@ -165,19 +165,22 @@ def resolve_dtype(dtype: torch.dtype | str | None = None, default: torch.dtype =
     return dtype
 
 
-# The process-wide state bayesphys changes for the length of a block (python's, numpy's and
-# torch's global random streams, torch's default dtype): one re-entrant lock held by every such
-# block, so two threads building seeded models at once each get the weights of a build on its
-# own and each block puts back what it found (interleaved, a thread restored the other's values:
-# the caller was left at float32 and other weights came out)
+# The process-wide state a model's construction changes for its length (python's, numpy's and
+# torch's global random streams, torch's default dtype): a re-entrant lock held by
+# :func:`seeded_build` (whose block only builds networks, never waits on another thread) and,
+# briefly, by :func:`seed_everything`; so two threads building seeded models at once each get
+# the weights of a build on its own and each build puts back what it found (interleaved, a
+# thread restored the other's values: the caller was left at float32 and other weights came
+# out). The public :func:`seeded` / :func:`default_dtype` do not take it: held across a user's
+# block (which may wait on a thread pool whose tasks seed or build), it deadlocked
 _GLOBAL_STATE = threading.RLock()
 
 
 def seed_everything(seed: int | None) -> None:
     """Seed python, numpy and torch (all devices). ``None`` leaves the state untouched.
 
-    These generators are process-wide: a thread seeding them while another thread is inside a
-    :func:`seeded` block waits for that block to end."""
+    These generators are process-wide: a thread seeding them while another thread builds a
+    seeded bayesphys model waits for that build to end."""
     if seed is None:
         return
     seed = check_seed("seed", seed)
@@ -221,10 +224,10 @@ def seeded(seed: int | None, device: torch.device | str = "cpu") -> Iterator[Non
     ``seed=None`` runs the block on the global streams unchanged (and advances them), as an
     unseeded construction always did.
 
-    The streams are process-wide, so a seeded block holds a process-wide re-entrant lock
-    (shared with :func:`default_dtype` and :func:`seed_everything`): blocks in several threads
-    run one after the other. Code in other threads that draws from the global streams while a
-    block runs still sees the seeded state; draw from a generator of its own there.
+    The streams are process-wide, so this is not thread-safe: another thread drawing from (or
+    seeding) them while the block runs sees (or changes) the seeded state, and two overlapping
+    blocks restore each other's states. Draw from a generator of your own in threads; the
+    package's models build their networks under a lock (:func:`seeded_build`).
 
     >>> import torch
     >>> from bayesphys import seeded
@@ -245,19 +248,18 @@ def seeded(seed: int | None, device: torch.device | str = "cpu") -> Iterator[Non
     cuda: list[int] = []
     if dev.type == "cuda":
         cuda = [dev.index if dev.index is not None else torch.cuda.current_device()]
-    with _GLOBAL_STATE:
-        py_state, np_state = random.getstate(), np.random.get_state()
-        try:
-            with torch.random.fork_rng(devices=cuda):
-                random.seed(seed)
-                np.random.seed(seed % 2**32)
-                torch.default_generator.manual_seed(seed)
-                for idx in cuda:
-                    torch.cuda.default_generators[idx].manual_seed(seed)
-                yield
-        finally:
-            random.setstate(py_state)
-            np.random.set_state(np_state)
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            random.seed(seed)
+            np.random.seed(seed % 2**32)
+            torch.default_generator.manual_seed(seed)
+            for idx in cuda:
+                torch.cuda.default_generators[idx].manual_seed(seed)
+            yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
 
 
 @contextmanager
@@ -267,16 +269,26 @@ def default_dtype(dtype: torch.dtype) -> Iterator[None]:
     model's initial weights do not depend on the caller's default dtype (float64 draws other
     numbers: a spawned worker and the caller's process gave other models).
 
-    The default dtype is process-wide: the block holds the lock of :func:`seeded` (blocks in
-    several threads run one after the other, each restoring what it found); tensors other
-    threads create without a ``dtype`` while it runs get ``dtype``."""
-    with _GLOBAL_STATE:
-        prev = torch.get_default_dtype()
-        torch.set_default_dtype(dtype)
-        try:
-            yield
-        finally:
-            torch.set_default_dtype(prev)
+    The default dtype is process-wide, so this is not thread-safe: tensors other threads create
+    without a ``dtype`` while the block runs get ``dtype``, and overlapping blocks restore each
+    other's values (:func:`seeded_build` serialises the package's own builds)."""
+    prev = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(prev)
+
+
+@contextmanager
+def seeded_build(seed: int | None, device: torch.device | str = "cpu") -> Iterator[None]:
+    """Build a model's networks: :func:`seeded` (``seed``, ``device``) and :func:`default_dtype`
+    (float32) together, under a process-wide re-entrant lock, so that builds in several threads
+    run one after the other, each with the weights it would get alone, and each restores what
+    it found. The block must only build (never wait on another thread: one that needs the lock
+    would wait for ever)."""
+    with _GLOBAL_STATE, seeded(seed, device), default_dtype(torch.float32):
+        yield
 
 
 def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator | None:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from bayesphys import fit_many
-from bayesphys.distributed.executors import _restore_threads, limit_threads
+from bayesphys.distributed._worker_threads import _restore_threads, limit_threads
 from bayesphys.examples import load
 from tests.distributed import _toy
 
@@ -85,15 +85,15 @@ def test_an_example_keeps_the_backend_threads_and_open_figures(tmp_path):
         torch.set_num_threads(before)
 
 
-def test_seeded_blocks_in_two_threads_run_one_after_the_other():
-    """Two threads building seeded models at once: each block draws as on its own and the
+def test_seeded_builds_in_two_threads_run_one_after_the_other():
+    """Two threads building seeded models at once: each build draws as on its own and the
     caller's stream and default dtype come back (interleaved, the second thread reseeded the
-    first's block and its exit put back the first's seeded stream and float32)."""
+    first's build and its exit put back the first's seeded stream and float32)."""
     import threading
     import time
 
     from bayesphys import seeded
-    from bayesphys._device import default_dtype
+    from bayesphys._device import seeded_build
 
     with seeded(0):
         ref0 = torch.rand(3, dtype=torch.float64)
@@ -107,7 +107,7 @@ def test_seeded_blocks_in_two_threads_run_one_after_the_other():
         out = {}
 
         def first():
-            with seeded(0), default_dtype(torch.float32):
+            with seeded_build(0):
                 a_in.set()
                 b_go.wait(5)
                 time.sleep(0.2)  # the other thread is (trying to get) inside its block
@@ -117,7 +117,7 @@ def test_seeded_blocks_in_two_threads_run_one_after_the_other():
         def second():
             a_in.wait(5)
             b_go.set()
-            with seeded(1), default_dtype(torch.float32):
+            with seeded_build(1):
                 out["b"] = torch.rand(3, dtype=torch.float64)
                 a_drew.wait(1)
 
@@ -163,3 +163,76 @@ def test_fit_many_on_a_thread_pool_gives_back_the_callers_state(monkeypatch):
     assert os.environ["OMP_NUM_THREADS"] == "3" and "MKL_NUM_THREADS" not in os.environ
     assert torch.get_num_threads() == before_threads
     assert torch.equal(torch.get_rng_state(), before_rng)
+
+
+def test_fit_many_on_a_thread_pool_inside_a_seeded_block_finishes():
+    """A caller's ``seeded`` block around a threaded fit_many whose tasks seed and build seeded
+    models: the block holds no lock the tasks need (it did: the run never ended)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bayesphys import seeded
+
+    out = {}
+
+    def run():
+        with seeded(0), ThreadPoolExecutor(2) as pool:
+            out["res"] = fit_many(
+                _toy.problems(2),
+                _toy.build,
+                executor=pool,
+                seed=0,
+                fit_kwargs={"steps": 2},
+                progress=False,
+            )
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(120)
+    assert not t.is_alive(), "fit_many inside seeded() did not finish (deadlock)"
+    assert list(out["res"].table["status"]) == ["ok", "ok"]
+
+
+def test_two_sequential_fit_many_calls_in_two_threads_give_back_the_callers_threads(
+    monkeypatch,
+):
+    """Each sequential run restored what it found: the one ending last put back the other's
+    one-thread limit (the caller kept OMP_NUM_THREADS=1)."""
+    import os
+    import threading
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    gate = threading.Barrier(2, timeout=30)
+
+    def build(problem, seed=None, *, late=False):
+        gate.wait()  # both runs inside a task at once
+        return _toy.LinearGaussianModel(problem, seed=seed)
+
+    def run(threads, late):
+        def b(problem, seed=None):
+            m = build(problem, seed)
+            if late:
+                import time
+
+                time.sleep(0.3)
+            return m
+
+        fit_many(
+            _toy.problems(1),
+            b,
+            executor="sequential",
+            seed=0,
+            threads_per_worker=threads,
+            fit_kwargs={"steps": 2},
+            progress=False,
+        )
+
+    ts = [
+        threading.Thread(target=run, args=(1, False)),
+        threading.Thread(target=run, args=(2, True)),
+    ]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    assert os.environ["OMP_NUM_THREADS"] == "3"

@@ -12,7 +12,7 @@ import torch
 
 from bayesphys._time_budget import TimeBudget
 from bayesphys.gp_pde import GPPDESolver
-from bayesphys.meta_fm import MetaFlowMatching
+from bayesphys.meta_fm import MetaFlowMatching, MFMEnsemble
 from bayesphys.probconserv import ProbConserv
 from bayesphys.problems.populations import linear_map
 from tests.tiny_models import TINY_MFM, tiny_rgnp
@@ -87,3 +87,12 @@ def test_gp_pde_takes_max_seconds_and_warns_on_its_former_name():
         warnings.simplefilter("error")
         m.fit(steps=1, max_seconds=5.0, progress=False)
     assert torch.isfinite(torch.as_tensor(res.loss_history)).all()
+
+
+def test_an_ensemble_shares_its_time_budget_among_its_members():
+    data = linear_map(n_train=4, n_cal=0, n_test=2, n_points=20, seed=0)
+    ens = MFMEnsemble(data, members=2, **TINY_MFM, seed=0)
+    res = ens.fit(steps=100_000, max_seconds=0.6, progress=False)
+    members = res.extra["members"]
+    assert all(0 < r.steps < 100_000 and not r.converged for r in members)
+    assert res.converged is False and res.message.count("time budget") == 2

@@ -524,7 +524,7 @@ def train_ddp(
                     loss = loss_fn(net, batch)
                     loss.backward()
                     optimizer.step()
-                    total += loss.detach().to(torch.float64)
+                    total += loss.detach().to(torch.float64).sum()  # a [1] loss too
                     count += 1
                     step += 1
                     samples += batch_size * ctx.world_size

@@ -39,8 +39,8 @@ from ._task_errors import TaskError, _call_indexed, _task_error, _task_label
 from ._worker_threads import (
     _init_pool_worker,
     _init_worker,
-    _restore_threads,
     limit_threads,
+    task_state,
 )
 
 __all__ = ["limit_threads", "resolve_runner", "Runner", "TaskError", "EXECUTOR_NAMES"]
@@ -76,7 +76,9 @@ class Runner:
 
 
 class SequentialRunner(Runner):
-    """In-process, in order; threads limited per task and restored afterwards."""
+    """In-process, in order; threads limited per task and the caller's threads and random
+    streams restored afterwards (:func:`~._worker_threads.task_state`, shared by tasks that
+    overlap in other threads of this process)."""
 
     name = "sequential"
     workers = 1
@@ -86,15 +88,15 @@ class SequentialRunner(Runner):
 
     def run(self, fn, tasks):
         for i, task in enumerate(tasks):
-            prev = limit_threads(self.threads)
+            # reference-counted with every other task in this process: two sequential runs in
+            # two threads, each restoring what it found, left the caller at one's limit
             try:
-                value = fn(task)
+                with task_state(self.threads):
+                    value = fn(task)
             except Exception as err:  # noqa: BLE001 - reported per task
                 yield i, False, _task_error(i, task, err)
             else:
                 yield i, True, value
-            finally:
-                _restore_threads(prev)
 
 
 def _poll(

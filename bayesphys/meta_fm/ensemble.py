@@ -39,6 +39,7 @@ from .._checks import (
     stream_seed,
 )
 from .._model import FitResult, load_checkpoint, save_checkpoint
+from .._time_budget import check_max_seconds
 from ..inference_data import build_inference_data
 from ..posterior import SamplePosterior
 from ..problems.populations import PopulationPairs
@@ -194,9 +195,19 @@ class MFMEnsemble:
         return self.models[0].dtype
 
     def fit(
-        self, data: PopulationPairs | None = None, *, steps: int = 1000, progress: bool = True
+        self,
+        data: PopulationPairs | None = None,
+        *,
+        steps: int = 1000,
+        progress: bool = True,
+        max_seconds: float | None = None,
     ) -> FitResult:
         """Fit every member; ``loss_history`` is the member average, ``extra["members"]`` each.
+
+        ``max_seconds`` (``None`` or ``> 0``) bounds the members' training time together: each
+        member trains for at most ``max_seconds / members`` of wall time (set-up not counted;
+        members a budget stopped may end with different numbers of steps, and the next ``fit``
+        brings them level).
 
         Members are fitted one after another. An error or an interrupt in member ``j`` leaves
         members ``0..j-1`` fitted and the rest as they were; the exception gets a note naming
@@ -205,6 +216,7 @@ class MFMEnsemble:
         members behind up to the others' steps (their ``steps`` are ``steps`` plus the gap)."""
         steps = check_int("steps", steps, minimum=0)
         progress = check_bool("progress", progress)
+        max_seconds = check_max_seconds(max_seconds)
         results = []
         # members behind the others (an interrupted fit) first catch up, so that every member
         # ends with the same number of steps
@@ -212,7 +224,8 @@ class MFMEnsemble:
         for j, m in enumerate(self.models):
             try:
                 todo = steps + top - m.steps_done
-                results.append(m.fit(data, steps=todo, progress=progress))
+                share = None if max_seconds is None else max_seconds / self.members
+                results.append(m.fit(data, steps=todo, progress=progress, max_seconds=share))
             except BaseException as err:
                 done = f"members 0..{j - 1} were fitted" if j else "no member was fitted"
                 note = (

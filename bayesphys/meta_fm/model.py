@@ -40,7 +40,7 @@ from .._checks import (
     seed_or_draw,
 )
 from .._data_parallel import GradientSync, rank_generator_seed
-from .._device import _GLOBAL_STATE, default_dtype, model_device, resolve_dtype, seeded
+from .._device import _GLOBAL_STATE, model_device, resolve_dtype, seeded_build
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
 from .._time_budget import TimeBudget, check_max_seconds
 from ..posterior import SamplePosterior
@@ -210,7 +210,7 @@ class MetaFlowMatching:
     def _build(self) -> None:
         cfg = self.config
         # initial weights from ``seed``, without reseeding the caller's global streams
-        with seeded(self.seed, self.device), default_dtype(torch.float32):
+        with seeded_build(self.seed, self.device):
             # seed=None: the Fourier features' stream too from torch's global stream (every
             # unseeded model, and every member of an unseeded ensemble, shared seed 0's)
             gen = torch.Generator().manual_seed(

@@ -61,10 +61,9 @@ from .._device import (
     DeviceLike,
     DTypeLike,
     as_tensor,
-    default_dtype,
     model_device,
     resolve_dtype,
-    seeded,
+    seeded_build,
 )
 from .._model import DivergenceGuard, FitResult, load_checkpoint, optimize, save_checkpoint
 from .._time_budget import TimeBudget, check_max_seconds
@@ -203,7 +202,7 @@ class RandomGridNP:
         # a plain int (a numpy seed was stored as given, and saved so)
         self.seed = seed = check_optional_seed("seed", seed)
         # initial weights from ``seed``, without reseeding the caller's global streams
-        with seeded(seed, self.device), default_dtype(torch.float32):
+        with seeded_build(seed, self.device):
             p = self.problem
             self.forward_net = ForwardNet(
                 p.dim_x,

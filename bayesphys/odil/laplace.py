@@ -11,7 +11,7 @@ linear in :math:`x` (linear-Gaussian problems) this is the exact posterior.
   .. math:: \Sigma_\theta = \big(H_{\theta\theta} - H_{\theta u} H_{uu}^{-1} H_{u\theta}\big)^{-1},
 
   computed by one matrix-free CG with :math:`H_{uu}` for the :math:`p = \dim\theta` columns
-  together (batched products :math:`J_u^\top J_u V` by jvp/vjp): the field block is never formed.
+  together (in blocks of 16) (batched products :math:`J_u^\top J_u V` by jvp/vjp): the field block is never formed.
 * **Field marginal** (:func:`field_posterior`): exact dense :math:`H^{-1}` block for small
   problems; otherwise exact pathwise draws :math:`\delta = H^{-1} J^\top z`,
   :math:`z\sim\mathcal N(0, I_m)` (covariance :math:`H^{-1}J^\top J H^{-1} = H^{-1}`), each one CG
@@ -206,7 +206,13 @@ def _theta_covariance(problem, x, t_idx, dense, sparse, stencil_radius, cg_tol, 
 
     # the p systems H_uu s_j = h_uj solved together as the columns of one CG (a loop of p solves
     # paid the graph overhead p times); each column's true relative residual is reported
-    sols, its, _ = cg(mv_uu, h_ut, tol=cg_tol, maxiter=cg_maxiter)
+    # at most _DRAW_BLOCK columns per CG: memory of a few [n, block] tensors, not [n, p]
+    parts, its = [], 0
+    for i in range(0, h_ut.shape[1], _DRAW_BLOCK):
+        part, k, _ = cg(mv_uu, h_ut[:, i : i + _DRAW_BLOCK], tol=cg_tol, maxiter=cg_maxiter)
+        parts.append(part)
+        its = max(its, k)
+    sols = torch.cat(parts, 1)
     bnorm = h_ut.norm(dim=0)
     rel = (h_ut - mv_uu(sols)).norm(dim=0) / torch.where(bnorm > 0, bnorm, 1.0)
     resids = [float(v) for v in rel]
@@ -238,7 +244,7 @@ def _unit_columns(problem: DiscreteProblem, x: Tensor, t_idx: Tensor) -> Tensor:
     return jtw(jv(_unit_matrix(problem, x, t_idx).mT)).mT
 
 
-_DRAW_BLOCK = 16  # pathwise draws solved together by field_posterior
+_DRAW_BLOCK = 16  # columns one CG solves together (field_posterior's draws, Schur columns)
 
 _NOT_FINITE = (
     "x: the Gauss-Newton matrix at x is not finite (a residual or its Jacobian is NaN or "

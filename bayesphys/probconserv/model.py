@@ -42,7 +42,7 @@ from .._checks import (
     stream_seed,
 )
 from .._data_parallel import GradientSync, rank_generator_seed
-from .._device import as_tensor, default_dtype, model_device, resolve_dtype, seeded
+from .._device import as_tensor, model_device, resolve_dtype, seeded_build
 from .._model import FitResult, optimize
 from .._time_budget import TimeBudget, check_max_seconds
 from ..posterior import GaussianPosterior
@@ -207,7 +207,7 @@ class ProbConserv:
         lo = (prob.t_range[0], prob.x_range[0])
         hi = (prob.t_range[1], prob.x_range[1])
         # initial weights from ``seed``, without reseeding the caller's global streams
-        with seeded(seed, self.device), default_dtype(torch.float32):
+        with seeded_build(seed, self.device):
             if step1 == "anp":
                 self.net: torch.nn.Module = AttentiveNP(lo, hi, hidden=hidden)
             else:

@@ -530,3 +530,14 @@ def test_train_ddp_sums_the_epoch_loss_on_the_device(monkeypatch):
     monkeypatch.undo()
     assert len(reads) < 16  # 16 batches: fewer reads than batches
     assert res.loss_history and math.isfinite(res.loss_history[0])
+
+
+def test_train_ddp_takes_a_loss_of_shape_one():
+    """``loss.backward()`` takes a one-element loss; the epoch sum must too."""
+
+    def loss_1(model, batch):
+        x, y = batch
+        return ((model(x) - y) ** 2).mean(0)  # shape [1]
+
+    res = ddp.train_ddp(_model, loss_1, _data(), epochs=2, batch_size=8, lr=1e-2, progress=False)
+    assert len(res.loss_history) == 2 and all(math.isfinite(v) for v in res.loss_history)
