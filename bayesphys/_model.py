@@ -376,6 +376,12 @@ def optimize(
 
 _CHECKPOINT_KEYS = ("kind", "config", "state")
 
+#: Layout of the checkpoints this release writes (``"format"`` in every file). Files without it
+#: (all written before it was recorded) are format 1. A release that stores something an older
+#: one cannot read or default bumps it; :func:`load_checkpoint` refuses a newer format by name
+#: (a newer file loaded by an older release gave another model, silently).
+CHECKPOINT_FORMAT = 1
+
 
 def _check_kind(kind: Any) -> str:
     if not isinstance(kind, str) or not kind:
@@ -390,7 +396,8 @@ def _check_path(path: Any) -> Path:
 
 
 def save_checkpoint(path: str | Path, *, kind: str, config: dict[str, Any], state: Any) -> Path:
-    """Save ``{"kind", "config", "state", "version"}`` with :func:`torch.save`.
+    """Save ``{"kind", "config", "state", "version", "format"}`` with :func:`torch.save`
+    (``version`` the package's, ``format`` :data:`CHECKPOINT_FORMAT`).
 
     The file is written beside ``path`` first and renamed into place once complete, so a save
     that fails (an unpicklable ``state``, a full disk) leaves any previous checkpoint at
@@ -406,7 +413,13 @@ def save_checkpoint(path: str | Path, *, kind: str, config: dict[str, Any], stat
     if path.is_dir():
         raise IsADirectoryError(f"path: expected a file path, received the folder {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"kind": kind, "config": config, "state": state, "version": __version__}
+    payload = {
+        "kind": kind,
+        "config": config,
+        "state": state,
+        "version": __version__,
+        "format": CHECKPOINT_FORMAT,
+    }
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
@@ -505,4 +518,28 @@ def load_checkpoint(path: str | Path, *, kind: str, map_location=None) -> dict[s
             f"path: the {kind!r} checkpoint at {path} lacks {missing} (expected the keys "
             f"{list(_CHECKPOINT_KEYS)} written by save_checkpoint)"
         )
+    fmt = ckpt.get("format", 1)
+    if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt > CHECKPOINT_FORMAT:
+        from . import __version__
+
+        raise ValueError(
+            f"path: {path} was written by bayesphys {ckpt.get('version', '?')} in checkpoint "
+            f"format {fmt!r}; this release ({__version__}) reads formats up to "
+            f"{CHECKPOINT_FORMAT}: upgrade bayesphys to load it"
+        )
     return ckpt
+
+
+def refuse_unknown(ckpt: Mapping[str, Any], path: Any, what: str, given: Any, known: Any) -> None:
+    """Refuse a checkpoint whose ``what`` (settings, state entries) has names outside ``known``:
+    a newer release wrote it, and building without them would give another model silently
+    (an unknown setting was ignored, e.g. a time scheme: posterior means off by 0.46)."""
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        from . import __version__
+
+        raise ValueError(
+            f"path: {path} holds {what} {unknown} that this release ({__version__}) does not "
+            f"know (written by bayesphys {ckpt.get('version', '?')}); loading it without them "
+            "would give another model: upgrade bayesphys to load it"
+        )

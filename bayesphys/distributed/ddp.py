@@ -30,6 +30,7 @@ import copy
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -356,6 +357,13 @@ def _check_resume(
     saved = state.get("settings")
     if not isinstance(saved, Mapping):  # written before the settings were recorded
         saved = {"world_size": state.get("world_size")}
+        warnings.warn(
+            f"checkpoint: {str(path)!r} records no training settings (written before they "
+            "were saved), so only the world size can be checked: resuming with another "
+            "batch size, seed, learning rate or data continues another run than the one saved",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     diffs = _resume_differences(dict(saved), now, ckpt.get("config"), config)
     if diffs:
         raise ValueError(

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .._model import load_checkpoint
+from .._model import load_checkpoint, refuse_unknown
 from ..problems.gp_pde import get_problem
 
 if TYPE_CHECKING:
@@ -31,10 +31,16 @@ def solver_state(model: GPPDESolver) -> dict[str, Any]:
     }
 
 
+_STATE_KEYS = frozenset(
+    {"kernels", "log_tau_b", "log_tau_pde", "u", "axes", "f", "g", "history", "solved"}
+)
+
+
 def load_solver(cls: type[GPPDESolver], path: str | Path, *, device=None) -> GPPDESolver:
     """Rebuild a solver of class ``cls`` from the checkpoint at ``path``, exactly as saved."""
     ck = load_checkpoint(path, kind="gp_pde.GPPDESolver", map_location="cpu")
     c, s = ck["config"], ck["state"]
+    refuse_unknown(ck, path, "state entries", s, _STATE_KEYS)
     axes = s["axes"]
     shape = tuple(a.numel() for a in axes)
     bgrid = torch.zeros(shape, dtype=s["g"].dtype)
@@ -60,6 +66,7 @@ def load_solver(cls: type[GPPDESolver], path: str | Path, *, device=None) -> GPP
         device=device,
         dtype=s["f"].dtype,
     )
+    refuse_unknown(ck, path, "settings", c, model.config)  # a fresh build has every key we write
     dev = model.device
     model.problem = None if c["problem"] is None else get_problem(c["problem"])
     model.config = dict(c)

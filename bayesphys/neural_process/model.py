@@ -65,7 +65,14 @@ from .._device import (
     resolve_dtype,
     seeded_build,
 )
-from .._model import DivergenceGuard, FitResult, load_checkpoint, optimize, save_checkpoint
+from .._model import (
+    DivergenceGuard,
+    FitResult,
+    load_checkpoint,
+    optimize,
+    refuse_unknown,
+    save_checkpoint,
+)
 from .._time_budget import TimeBudget, check_max_seconds
 from ..posterior import GaussianPosterior
 from ..problems.rgnp import sample_prior
@@ -650,9 +657,13 @@ class RandomGridNP:
         ck = load_checkpoint(path, kind="neural_process.RandomGridNP", map_location="cpu")
         c = ck["config"]
         cfg = dict(c["config"])
+        # a newer release's settings: refused by name (a raw TypeError named no version)
+        refuse_unknown(ck, path, "settings", cfg, {f.name for f in dataclasses.fields(RGNPConfig)})
         cfg["gic"] = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg["gic"].items()}
         problem = get_problem(c["problem"])
         if c.get("problem_fields"):  # absent in checkpoints written before it was saved
+            known = {f.name for f in dataclasses.fields(type(problem))}
+            refuse_unknown(ck, path, "problem fields", c["problem_fields"], known)
             problem = type(problem)(**c["problem_fields"])
         m = cls(problem, config=RGNPConfig(**cfg), device=device, dtype=c["dtype"], seed=c["seed"])
         st = ck["state"]

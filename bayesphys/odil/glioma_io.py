@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .._checks import check_keys
-from .._model import load_checkpoint, save_checkpoint
+from .._model import load_checkpoint, refuse_unknown, save_checkpoint
 
 if TYPE_CHECKING:
     from .glioma import GliomaModel
@@ -62,12 +62,18 @@ def glioma_from_patient(
     )
 
 
+_STATE_KEYS = frozenset(
+    {"wm", "gm", "labels", "pet", "focus_init", "theta", "theta_cov", "recalibration", "dtype"}
+)
+
+
 def load_glioma(
     cls: type[GliomaModel], path: str | Path, *, device: str | torch.device | None = None
 ) -> GliomaModel:
     """Restore a model written by :func:`save_glioma` exactly (on ``device``)."""
     ck = load_checkpoint(path, kind=cls.kind)
     cfg, st = ck["config"], ck["state"]
+    refuse_unknown(ck, path, "state entries", st, _STATE_KEYS)
     model = cls(
         st["wm"],
         st["gm"],
@@ -94,6 +100,7 @@ def load_glioma(
         dtype=st["dtype"].removeprefix("torch."),
         seed=cfg["seed"],
     )
+    refuse_unknown(ck, path, "settings", cfg, model.config)  # a fresh build has every key
     dev = model.device
     model.theta = None if st["theta"] is None else st["theta"].to(dev)
     model.theta_cov = None if st["theta_cov"] is None else st["theta_cov"].to(dev)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .._model import load_checkpoint, save_checkpoint
+from .._model import load_checkpoint, refuse_unknown, save_checkpoint
 from ..problems.gpme import PROBLEM_CLASSES
 from ._config import ANP_ONLY, GP_ONLY, ProbConservConfig
 from ._inputs import saved_problem
@@ -50,13 +50,7 @@ def load_probconserv(
     """Rebuild a model of class ``cls`` saved with :func:`save_probconserv`, exactly."""
     ck = load_checkpoint(path, kind=cls.kind, map_location="cpu")
     cfg: dict[str, Any] = dict(ck["config"])
-    known = {f.name for f in fields(ProbConservConfig)}
-    unknown = sorted(set(cfg) - known)
-    if unknown:
-        raise ValueError(
-            f"path: the checkpoint's settings {unknown} are not settings of this version's "
-            f"ProbConserv (expected some of {sorted(known)})"
-        )
+    refuse_unknown(ck, path, "settings", cfg, {f.name for f in fields(ProbConservConfig)})
     # settings the other Step-1 model ignores (older checkpoints stored whatever was given)
     for name in GP_ONLY if cfg.get("step1", "anp") == "anp" else ANP_ONLY:
         cfg.pop(name, None)
