@@ -247,16 +247,19 @@ def calibration_curve(
     if tuple(y.shape) != want:
         raise ValueError(f"y: expected shape {want}, received {tuple(y.shape)}")
     obs = []
-    for lv in nominal.tolist():
-        if isinstance(posterior_or_samples, Tensor):
-            q = torch.tensor(
-                [(1 - lv) / 2, (1 + lv) / 2],
-                dtype=posterior_or_samples.dtype,
-                device=posterior_or_samples.device,
-            )
-            lo, hi = torch.quantile(posterior_or_samples, q, dim=0)
-        else:
-            lo, hi = posterior_or_samples.interval(lv)
+    if isinstance(posterior_or_samples, Tensor):
+        # every level's two quantiles from one sort (one sort per level took 32 s for 1000
+        # draws of 10k points)
+        q = torch.tensor(
+            [v for lv in nominal.tolist() for v in ((1 - lv) / 2, (1 + lv) / 2)],
+            dtype=posterior_or_samples.dtype,
+            device=posterior_or_samples.device,
+        )
+        qs = torch.quantile(posterior_or_samples, q, dim=0)  # [2 L, *shape]
+        bounds = [(qs[2 * k], qs[2 * k + 1]) for k in range(len(nominal))]
+    else:
+        bounds = [posterior_or_samples.interval(lv) for lv in nominal.tolist()]
+    for lo, hi in bounds:
         obs.append(float(interval_coverage(lo, hi, y.to(lo.device))))
     return nominal, torch.tensor(obs, dtype=torch.float64)
 
@@ -341,7 +344,7 @@ def wasserstein(x: Tensor, y: Tensor, p: int = 2, weights_x=None, weights_y=None
     yd = y.detach().to("cpu", torch.float64).numpy()
     cost = ot.dist(xd, yd, metric="euclidean")
     if p == 2:
-        cost = cost**2
+        np.square(cost, out=cost)  # in place: a second [n, m] matrix for nothing
     a = _ot_weights(weights_x, len(xd), "weights_x")
     b = _ot_weights(weights_y, len(yd), "weights_y")
     val = float(ot.emd2(a, b, cost, numItermax=1_000_000))

@@ -94,7 +94,8 @@ def hdi_pit(truth: Tensor, draws: Tensor, *, seed: int = 0, max_sizes: int = 100
     pool = torch.cat([truth[:, None, :], draws], 1)  # [N, n, K], the truth first
     n = pool.shape[1]
     s = pool.sort(1).values
-    depth = torch.full(pool.shape, n, dtype=torch.long, device=pool.device)
+    # int32 and updated in place (int64 and a new tensor per run size peaked at 17x the draws)
+    depth = torch.full(pool.shape, n, dtype=torch.int32, device=pool.device)
     # every run size up to L = max_sizes + 1, else max_sizes sizes (the cost is O(N L K) per size; any fixed
     # set of sizes keeps the depth symmetric, so the rank stays exact, only coarser)
     sizes = (
@@ -105,8 +106,11 @@ def hdi_pit(truth: Tensor, draws: Tensor, *, seed: int = 0, max_sizes: int = 100
     for m in sizes:
         width = s[:, m - 1 :, :] - s[:, : n - m + 1, :]
         j = width.argmin(1, keepdim=True)
-        inside = (pool >= s.gather(1, j)) & (pool <= s.gather(1, j + m - 1))
-        depth = torch.where(inside & (depth == n), torch.full_like(depth, m), depth)
+        inside = pool >= s.gather(1, j)
+        inside &= pool <= s.gather(1, j + m - 1)
+        inside &= depth == n
+        depth.masked_fill_(inside, m)
+        del width, inside
     d_true, d_draw = depth[:, :1, :], depth[:, 1:, :]
     less = (d_draw < d_true).sum(1)
     ties = (d_draw == d_true).sum(1)
