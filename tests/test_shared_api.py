@@ -93,3 +93,32 @@ def test_an_ensemble_can_be_built_unseeded():
     w0 = [p.detach().clone() for p in ens.models[0].net.parameters()]
     w1 = list(ens.models[1].net.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(w0, w1))
+
+
+def test_the_api_page_lists_the_core_under_its_public_names():
+    """docs/api.md rendered the private modules (their helpers too, under private paths);
+    the core's public names defined in private modules are listed as ``bayesphys.NAME``."""
+    from pathlib import Path
+
+    import bayesphys
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text()
+    assert "::: bayesphys._" not in page
+    listed = {line.strip()[2:] for line in page.splitlines() if line.strip().startswith("- ")}
+    private = [
+        name
+        for name in bayesphys.__all__
+        if name != "__version__"
+        and any(part.startswith("_") for part in getattr(bayesphys, name).__module__.split("."))
+    ]
+    import importlib
+
+    shown = [line.split()[1] for line in page.splitlines() if line.startswith("::: ")]
+    exported = set()  # names a rendered public module lists in its __all__
+    for mod in shown:
+        try:
+            exported |= set(getattr(importlib.import_module(mod), "__all__", ()))
+        except ImportError:  # an object path such as a.b.func
+            continue
+    missing = sorted(set(private) - listed - exported)
+    assert private and not missing, missing
