@@ -142,7 +142,9 @@ def _checked_device(device: Any) -> torch.device | None:
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def resolve_dtype(dtype: torch.dtype | str | None = None, default: torch.dtype = torch.float64):
+def resolve_dtype(
+    dtype: torch.dtype | str | None = None, default: torch.dtype = torch.float64
+) -> torch.dtype:
     """Return a floating torch dtype; ``None`` gives ``default`` (float64 for linear algebra)."""
     if dtype is None:
         return default

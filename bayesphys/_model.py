@@ -446,7 +446,12 @@ def _numpy_globals() -> list[Any]:
     return [core.multiarray._reconstruct, core.multiarray.scalar, np.ndarray, np.dtype, *dtypes]
 
 
-def load_checkpoint(path: str | Path, *, kind: str, map_location=None) -> dict[str, Any]:
+def load_checkpoint(
+    path: str | Path,
+    *,
+    kind: str,
+    map_location: str | torch.device | dict[str, str] | Callable[[Any, str], Any] | None = None,
+) -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint`, checking its ``kind``.
 
     Raises ``FileNotFoundError`` when ``path`` does not exist and ``ValueError`` naming the

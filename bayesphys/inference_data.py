@@ -18,7 +18,7 @@ Example
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +28,8 @@ import xarray as xr
 
 if TYPE_CHECKING:  # pragma: no cover
     import arviz
+
+    from ._posterior_base import Posterior
 
 __all__ = [
     "ARVIZ_V1",
@@ -245,11 +247,11 @@ def build_inference_data(
 
 
 def to_inference_data(
-    posterior,
+    posterior: Posterior,
     *,
-    dims=None,
-    coords=None,
-    observed=None,
+    dims: Sequence[str] | str | None = None,
+    coords: Mapping[str, Any] | None = None,
+    observed: Mapping[str, Any] | None = None,
     num_samples: int = 1000,
     num_chains: int = 1,
     name: str = "u",
@@ -298,17 +300,17 @@ def to_inference_data(
     )
 
 
-def assemble_groups(groups: Mapping[str, xr.Dataset]):
+def assemble_groups(groups: Mapping[str, xr.Dataset]) -> arviz.InferenceData | xr.DataTree:
     """Combine ready-made ArviZ-schema datasets into InferenceData (0.x) or a DataTree (1.x)."""
     return _assemble(dict(groups))
 
 
-def group_names(idata) -> list[str]:
+def group_names(idata: arviz.InferenceData | xr.DataTree) -> list[str]:
     """Names of the groups in ``idata`` on either ArviZ."""
     return list(idata.children) if ARVIZ_V1 else list(idata.groups())
 
 
-def group_dataset(idata, group: str) -> xr.Dataset:
+def group_dataset(idata: arviz.InferenceData | xr.DataTree, group: str) -> xr.Dataset:
     """The :class:`xarray.Dataset` of ``group`` on either ArviZ."""
     if ARVIZ_V1:  # pragma: no cover
         return idata[group].to_dataset()
@@ -317,7 +319,9 @@ def group_dataset(idata, group: str) -> xr.Dataset:
     return getattr(idata, group)
 
 
-def hdi_bounds(idata, var_name: str, prob: float = 0.94) -> tuple[np.ndarray, np.ndarray]:
+def hdi_bounds(
+    idata: arviz.InferenceData | xr.DataTree, var_name: str, prob: float = 0.94
+) -> tuple[np.ndarray, np.ndarray]:
     """Highest-density interval ``(lower, upper)`` of posterior variable ``var_name``."""
     import arviz as az
 
@@ -340,7 +344,7 @@ def hdi_bounds(idata, var_name: str, prob: float = 0.94) -> tuple[np.ndarray, np
     return res.sel(hdi="lower").values, res.sel(hdi="higher").values
 
 
-def save_netcdf(idata, path: str | Path) -> Path:
+def save_netcdf(idata: arviz.InferenceData | xr.DataTree, path: str | Path) -> Path:
     """Write ``idata`` to netCDF (h5netcdf engine); returns the path.
 
     The file is written beside ``path`` first and renamed into place once complete, so a

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -34,6 +35,9 @@ from torch import Tensor
 
 from ._checks import check_broadcasts, check_real
 from ._device import check_finite
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._posterior_base import Posterior
 
 __all__ = [
     "relative_l2",
@@ -211,7 +215,7 @@ def interval_coverage(
 
 
 def calibration_curve(
-    posterior_or_samples,
+    posterior_or_samples: Posterior | Tensor,
     y: Tensor,
     levels: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95),
 ) -> tuple[Tensor, Tensor]:
@@ -324,7 +328,13 @@ def _ot_weights(w, n: int, name: str):
     return w / w.sum()
 
 
-def wasserstein(x: Tensor, y: Tensor, p: int = 2, weights_x=None, weights_y=None) -> Tensor:
+def wasserstein(
+    x: Tensor,
+    y: Tensor,
+    p: int = 2,
+    weights_x: Tensor | np.ndarray | Sequence[float] | None = None,
+    weights_y: Tensor | np.ndarray | Sequence[float] | None = None,
+) -> Tensor:
     r"""Exact :math:`W_p` between point clouds ``x [n, d]`` and ``y [m, d]``.
 
     Solves the discrete optimal-transport linear programme with POT's ``ot.emd2`` on the

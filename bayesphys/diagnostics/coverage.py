@@ -221,7 +221,7 @@ def score_summary(truth: Tensor, draws: Tensor) -> dict:
 
 
 def field_calibration_curve(
-    posteriors,
+    posteriors: Sequence[Posterior | Tensor] | Tensor,
     truths: Sequence[Tensor] | Tensor,
     levels: Sequence[float] = DEFAULT_LEVELS,
     *,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -17,6 +17,11 @@ from torch import Tensor
 from .coverage import expected_coverage, score_summary, tarp
 from .sbc import ranks_inference_data, sbc_ranks, sbc_uniformity
 from .simulate import DEFAULT_LEVELS, SimulationRecord
+
+if TYPE_CHECKING:  # pragma: no cover
+    import arviz
+    import matplotlib.axes
+    import xarray as xr
 
 __all__ = ["CalibrationResult", "analyse"]
 
@@ -78,7 +83,9 @@ class CalibrationResult:
             "seconds": rec.seconds,
         }
 
-    def to_inference_data(self, group: str = "prior_sbc", idata=None):
+    def to_inference_data(
+        self, group: str = "prior_sbc", idata: arviz.InferenceData | xr.DataTree | None = None
+    ) -> arviz.InferenceData | xr.DataTree:
         """Ranks as an InferenceData group (dim ``sbc_simulation``), see
         :func:`~bayesphys.diagnostics.sbc.ranks_inference_data`."""
         return ranks_inference_data(
@@ -90,7 +97,9 @@ class CalibrationResult:
             attrs={"problem": self.problem, "method": self.method},
         )
 
-    def plot(self, ax=None, prob: float = 0.95):
+    def plot(
+        self, ax: matplotlib.axes.Axes | None = None, prob: float = 0.95
+    ) -> matplotlib.axes.Axes:
         """PIT-ECDF difference plot of the ranks with the simultaneous band."""
         from .sbc import plot_pit_ecdf
 

@@ -28,6 +28,7 @@ uniform ECDFs and tune the pointwise binomial level ourselves (same construction
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -36,6 +37,11 @@ from torch import Tensor
 
 from .._checks import check_int, check_seed, offset_seed
 from .._device import check_finite
+
+if TYPE_CHECKING:  # pragma: no cover
+    import arviz
+    import matplotlib.axes
+    import xarray as xr
 
 __all__ = [
     "sbc_ranks",
@@ -259,9 +265,9 @@ def plot_pit_ecdf(
     names: Sequence[str] | None = None,
     *,
     prob: float = 0.95,
-    ax=None,
+    ax: matplotlib.axes.Axes | None = None,
     title: str | None = None,
-):
+) -> matplotlib.axes.Axes:
     """PIT-ECDF difference plot :math:`\\hat F(z) - z` of ranks ``[N, K]`` with the
     simultaneous ``prob`` band; one line per summary. Returns the matplotlib axes."""
     import matplotlib.pyplot as plt
@@ -311,9 +317,9 @@ def ranks_inference_data(
     n_draws: int,
     *,
     group: str = "prior_sbc",
-    idata=None,
+    idata: arviz.InferenceData | xr.DataTree | None = None,
     attrs: dict | None = None,
-):
+) -> arviz.InferenceData | xr.DataTree:
     """InferenceData with SBC ranks in group ``group``: one variable per summary with dim
     ``sbc_simulation`` (``[N]``), plus ``sbc_n_draws`` (``L``, 0-d).
 

@@ -183,7 +183,9 @@ def default_summaries(event_shape: torch.Size, max_elements: int = 16) -> dict[s
     return out
 
 
-def posterior_draws(post: Posterior | Tensor, n_draws: int, generator=None) -> Tensor:
+def posterior_draws(
+    post: Posterior | Tensor, n_draws: int, generator: torch.Generator | None = None
+) -> Tensor:
     """``L`` draws ``[L, *event]`` from a ``Posterior`` or an array of draws ``[L', *event]``.
 
     Stored draws (a tensor, or a ``SamplePosterior``) are thinned evenly to ``L`` rather than

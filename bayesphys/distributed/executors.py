@@ -86,7 +86,7 @@ class SequentialRunner(Runner):
     def __init__(self, threads: int | None) -> None:
         self.threads = threads
 
-    def run(self, fn, tasks):
+    def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any]) -> Iterator[Event]:
         for i, task in enumerate(tasks):
             # reference-counted with every other task in this process: two sequential runs in
             # two threads, each restoring what it found, left the caller at one's limit
@@ -170,7 +170,7 @@ class FuturesRunner(Runner):
     def _submit(self, fn, task):
         return self.executor.submit(fn, task)
 
-    def run(self, fn, tasks):
+    def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any]) -> Iterator[Event]:
         tasks = list(tasks)
         futures = {}
         finished = False
@@ -252,7 +252,7 @@ class DaskRunner(FuturesRunner):
     def _submit(self, fn, task):
         return self.executor.submit(fn, task, pure=False)
 
-    def run(self, fn, tasks):
+    def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any]) -> Iterator[Event]:
         tasks = list(tasks)
         from dask.distributed import as_completed
 
@@ -293,7 +293,7 @@ class MapRunner(Runner):
         self.pool = pool
         self.name = name
 
-    def run(self, fn, tasks):
+    def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any]) -> Iterator[Event]:
         tasks = list(tasks)
         items = list(enumerate(tasks))
         call = functools.partial(_call_indexed, fn)
@@ -377,7 +377,7 @@ class RayRunner(Runner):
         self.threads = threads
         self.num_gpus = num_gpus
 
-    def run(self, fn, tasks):
+    def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any]) -> Iterator[Event]:
         tasks = list(tasks)
         ray = self.ray
         remote = ray.remote(num_cpus=self.threads or 1, num_gpus=self.num_gpus)(_ray_call)

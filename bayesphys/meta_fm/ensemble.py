@@ -23,7 +23,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -56,6 +56,10 @@ from .evaluation import (
     subsample_points,
 )
 from .model import MetaFlowMatching
+
+if TYPE_CHECKING:  # pragma: no cover
+    import arviz
+    import xarray as xr
 
 __all__ = ["MFMEnsemble", "pooled_prediction", "w2_inference_data"]
 
@@ -507,7 +511,7 @@ def w2_inference_data(
     max_points: int | None = 500,
     name: str = "population",
     seed: int = 0,
-):
+) -> arviz.InferenceData | xr.DataTree:
     """ArviZ export of predicted populations ``[chain, draw, P, n, d]`` plus named ``w2`` draws.
 
     ``post``: a :class:`~bayesphys.SamplePosterior` of draws ``[chain, draw, P, n, d]`` (as

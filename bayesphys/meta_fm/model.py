@@ -703,7 +703,10 @@ class MetaFlowMatching:
 
     @classmethod
     def from_state(
-        cls, cfg: dict[str, Any], state: dict[str, Tensor], device=None
+        cls,
+        cfg: dict[str, Any],
+        state: dict[str, Tensor],
+        device: str | torch.device | None = None,
     ) -> MetaFlowMatching:
         """Rebuild a model from :meth:`checkpoint_config` ``cfg`` and :meth:`state` ``state``
         exactly (on ``device``); the caller's random streams are left as they were."""

@@ -22,13 +22,16 @@ uses solver data: training stays physics-only.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from .._checks import check_bool, check_int, check_real
 from .._device import as_tensor
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .model import RandomGridNP
 
 __all__ = ["interval_scale", "calibrate_variance"]
 
@@ -72,7 +75,7 @@ def _arr(name: str, v: Any, model) -> Tensor:
 
 @torch.no_grad()
 def calibrate_variance(
-    model,
+    model: RandomGridNP,
     x: Any,
     u: Any,
     z: Any,

@@ -45,7 +45,7 @@ GIC_KEYS: tuple[str, ...] = tuple(
 )
 
 
-def get_problem(problem: Any):
+def get_problem(problem: Any) -> PoissonProblem | BurgersProblem:
     """``"poisson"``/``"burgers"`` or a problem instance -> a problem instance."""
     if isinstance(problem, (PoissonProblem, BurgersProblem)):
         return problem

@@ -11,7 +11,8 @@ GP at the true :math:`(z, w)`; inverse: GICNet on the reference field, boundary 
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,6 +28,9 @@ from .._checks import (
 )
 from .._device import check_finite
 from ..metrics import crps_gaussian, gaussian_nll
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .model import RandomGridNP
 
 __all__ = [
     "evaluate_poisson",
@@ -155,7 +159,9 @@ def _batched(fn, n: int, size: int):
 
 
 @torch.no_grad()
-def evaluate_poisson(model, test: dict[str, Any], *, batch: int = 250) -> dict[str, float]:
+def evaluate_poisson(
+    model: RandomGridNP, test: dict[str, Any], *, batch: int = 250
+) -> dict[str, float]:
     """Forward and inverse metrics on a :func:`~bayesphys.problems.rgnp.poisson_test_set`
     (its entries are checked: keys, consistent shapes, finite values; a Poisson model)."""
     _check_model(model, "poisson", "evaluate_poisson")
@@ -187,10 +193,10 @@ def _inverse_poisson(model, xi: np.ndarray, ui: np.ndarray, z, w, batch: int) ->
 
 @torch.no_grad()
 def invariance_study(
-    model,
+    model: RandomGridNP,
     test: dict[str, Any],
-    n_points=(10, 30, 100, 199),
-    layouts=("uniform", "random", "clustered"),
+    n_points: Iterable[int] = (10, 30, 100, 199),
+    layouts: Iterable[str] = ("uniform", "random", "clustered"),
     *,
     seed: int = 0,
     batch: int = 250,
@@ -257,7 +263,7 @@ def burgers_eval_points(test: dict[str, Any], x_every: int = 10, t_every: int = 
 
 @torch.no_grad()
 def evaluate_burgers(
-    model,
+    model: RandomGridNP,
     test: dict[str, Any],
     *,
     x_every: int = 10,
@@ -300,8 +306,8 @@ def evaluate_burgers(
 def information_oracle(
     test: dict[str, Any],
     sigma: float,
-    n_points=(10, 30, 100, 199),
-    layouts=("uniform", "random", "clustered"),
+    n_points: Iterable[int] = (10, 30, 100, 199),
+    layouts: Iterable[str] = ("uniform", "random", "clustered"),
     *,
     n_cases: int = 200,
     seed: int = 0,

@@ -112,7 +112,12 @@ class ForwardNet(nn.Module):
         return LowRankMultivariateNormal(h["mu"]["v"], h["C"]["v"], h["sd"]["v"] ** 2)
 
     def sample_with_derivatives(
-        self, x: Tensor, z: Tensor, w: Tensor, streams: tuple[str, ...], generator=None
+        self,
+        x: Tensor,
+        z: Tensor,
+        w: Tensor,
+        streams: tuple[str, ...],
+        generator: torch.Generator | None = None,
     ) -> tuple[dict[str, Tensor], LowRankMultivariateNormal]:
         r"""One reparameterised draw :math:`\tilde u = \mu + \sigma\varepsilon + C\eta` per instance
         with its derivative streams (each ``[B, N]``), and the law it was drawn from."""

@@ -25,6 +25,7 @@ Shapes: ``x`` ``[B, N, dim_x]``, ``v`` ``[B, N, d_u]``, ``w`` ``[B, dim_w]`` ->
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -61,7 +62,9 @@ class KernelInterpolation(nn.Module):
         ell = torch.logspace(math.log10(ell_max), math.log10(ell_min), channels)
         self.log_ell = nn.Parameter(ell.log())
 
-    def forward(self, x: Tensor, feat: Tensor, density: bool = False):
+    def forward(
+        self, x: Tensor, feat: Tensor, density: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
         r"""``x`` ``[B, N, d]``, ``feat`` ``[B, N, P]`` -> ``[B, P, M]``.
 
         ``density=True`` also returns the per-channel point density
@@ -100,8 +103,8 @@ class GICNet(nn.Module):
         dim_x: int,
         dim_z: int,
         dim_w: int,
-        lower,
-        upper,
+        lower: Sequence[float],
+        upper: Sequence[float],
         *,
         dim_u: int = 1,
         latent: int = 20,

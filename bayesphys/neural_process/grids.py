@@ -190,8 +190,8 @@ class AdaptiveGrid(GridMeasure):
 
     def __init__(
         self,
-        lower,
-        upper,
+        lower: Sequence[float],
+        upper: Sequence[float],
         margin: float = MARGIN,
         *,
         bins: int = 16,

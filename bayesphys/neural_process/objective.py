@@ -24,6 +24,7 @@ from torch import Tensor
 from torch.distributions import LowRankMultivariateNormal, Normal
 
 from .._checks import as_scalar, check_real
+from ..problems.rgnp import BurgersProblem, PoissonProblem
 from .forward import ForwardNet
 from .gicnet import GICNet
 
@@ -51,7 +52,7 @@ def _check_batch(problem, x: Tensor, z: Tensor, w: Tensor, **extra: Tensor) -> N
 
 
 def physics_elbo(
-    problem,
+    problem: PoissonProblem | BurgersProblem,
     forward: ForwardNet,
     inverse: GICNet,
     x: Tensor,
@@ -76,7 +77,7 @@ def physics_elbo(
 
 
 def field_marginal(
-    problem,
+    problem: PoissonProblem | BurgersProblem,
     forward: ForwardNet,
     x: Tensor,
     z: Tensor,
@@ -102,7 +103,13 @@ def field_marginal(
 
 
 def data_log_likelihood(
-    problem, forward: ForwardNet, x_obs: Tensor, y: Tensor, z: Tensor, w: Tensor, sigma_y: float
+    problem: PoissonProblem | BurgersProblem,
+    forward: ForwardNet,
+    x_obs: Tensor,
+    y: Tensor,
+    z: Tensor,
+    w: Tensor,
+    sigma_y: float,
 ) -> Tensor:
     """``log p(y_j | z_j, w_j)`` ``[B]`` for ``y`` ``[B, M]`` at ``x_obs`` ``[M, dim_x]``
     (``z`` ``[B, dim_z]``, ``w`` ``[B, dim_w]``; noise ``sigma_y >= 0``)."""

@@ -6,7 +6,7 @@ ArviZ export (Balcerak et al., GliODIL, arXiv 2312.05063; the posterior is ours)
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -16,6 +16,10 @@ from .._checks import check_bool, check_int, check_real, seed_or_draw, stream_se
 from .._device import as_tensor
 from ..inference_data import build_inference_data
 from ..posterior import GaussianPosterior, SamplePosterior
+
+if TYPE_CHECKING:  # pragma: no cover
+    import arviz
+    import xarray as xr
 
 __all__ = ["GliomaPosteriorMixin"]
 
@@ -150,7 +154,7 @@ class GliomaPosteriorMixin:
         seed: int | None = 0,
         field: bool = True,
         predictive: bool | None = None,
-    ):
+    ) -> arviz.InferenceData | xr.DataTree:
         r"""ArviZ InferenceData: named draws ``D_w, rho, x0, y0[, z0], ell, v`` ``[chain, draw]``,
         observed labels and, if ``field``, the map ``c`` and the pointwise log likelihood of
         the thresholds ``labels [chain, draw, *grid]`` (group ``log_likelihood``: per voxel

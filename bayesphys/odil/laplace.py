@@ -21,7 +21,7 @@ linear in :math:`x` (linear-Gaussian problems) this is the exact posterior.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -54,7 +54,7 @@ def _checked(problem: DiscreteProblem, x: Tensor) -> Tensor:
     return x
 
 
-def gn_matvec(problem: DiscreteProblem, x: Tensor):
+def gn_matvec(problem: DiscreteProblem, x: Tensor) -> Callable[[Tensor], Tensor]:
     r"""Closure :math:`v \mapsto J^\top J v` at ``x`` (matrix-free)."""
     x = _checked(problem, x)
     _, jv, jtw = jvp_vjp(problem.residual, x)

@@ -9,17 +9,21 @@ explicit FK forward solve and its reverse-mode gradient. Used to check the Lapla
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from torch import Tensor
 
 from .._checks import check_int, check_seed
 from .._device import seeded
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .glioma import GliomaModel
+
 __all__ = ["nuts_reference"]
 
 
 def nuts_reference(
-    model,
+    model: GliomaModel,
     *,
     num_samples: int = 300,
     warmup_steps: int = 200,

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -45,6 +46,9 @@ from torch import Tensor
 
 from .._checks import check_int, check_real
 from .problem import DiscreteProblem
+
+if TYPE_CHECKING:  # pragma: no cover
+    import scipy.sparse
 
 __all__ = ["ColouredJacobian", "column_colours", "sparse_normal_solve", "sparse_schur_covariance"]
 
@@ -291,7 +295,9 @@ def _spd_lu(a):
         ) from err
 
 
-def sparse_schur_covariance(jac, t_idx: Tensor) -> Tensor:
+def sparse_schur_covariance(
+    jac: scipy.sparse.spmatrix | scipy.sparse.sparray, t_idx: Tensor
+) -> Tensor:
     r"""Laplace marginal covariance ``[p, p]`` of the unknowns ``t_idx`` (``[p]``) from a sparse
     Jacobian: :math:`(H_{\theta\theta} - H_{u\theta}^\top H_{uu}^{-1} H_{u\theta})^{-1}` with
     :math:`H = J^\top J`, the field block factorised (sparse LU, never densified) and solved for
@@ -310,7 +316,9 @@ def sparse_schur_covariance(jac, t_idx: Tensor) -> Tensor:
     return torch.as_tensor(0.5 * (cov + cov.T), dtype=torch.float64)
 
 
-def sparse_normal_solve(jac, r: Tensor, lam: float) -> tuple[Tensor, Tensor, Tensor]:
+def sparse_normal_solve(
+    jac: scipy.sparse.spmatrix | scipy.sparse.sparray, r: Tensor, lam: float
+) -> tuple[Tensor, Tensor, Tensor]:
     r"""Solve :math:`(J^\top J + \lambda I)\,\delta = -J^\top r` by sparse LU (SuperLU).
 
     ``jac`` a SciPy sparse ``[m, n]``, ``r [m]``. Returns ``(delta, g = J^T r, J delta)`` as

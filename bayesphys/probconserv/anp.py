@@ -183,7 +183,12 @@ class AttentiveNP(nn.Module):
 
     @torch.no_grad()
     def predict(
-        self, xc: Tensor, yc: Tensor, xt: Tensor, n_samples: int = 32, generator=None
+        self,
+        xc: Tensor,
+        yc: Tensor,
+        xt: Tensor,
+        n_samples: int = 32,
+        generator: torch.Generator | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Latent draws: means ``[S, B, Nt]`` and sds ``[S, B, Nt]``."""
         mz, sz = self.latent(xc, yc)

@@ -67,7 +67,14 @@ class MetaGP(nn.Module):
     Shapes: contexts ``xc [B, Nc, 2]`` (``t, x``), ``yc [B, Nc]``; targets ``xt [B, Nt, 2]``.
     """
 
-    def __init__(self, lo, hi, width: int = 32, feat_dim: int = 2, noise_floor: float = 1e-6):
+    def __init__(
+        self,
+        lo: tuple[float, float],
+        hi: tuple[float, float],
+        width: int = 32,
+        feat_dim: int = 2,
+        noise_floor: float = 1e-6,
+    ):
         lo, hi = check_box(lo, hi)
         width = check_int("width", width, minimum=1)
         feat_dim = check_int("feat_dim", feat_dim, minimum=1)

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int
-from .._device import resolve_dtype
+from .._device import DTypeLike, resolve_dtype
 
 __all__ = ["PDEProblem", "get_problem", "PROBLEMS", "problem_ids", "tensor_grid"]
 
@@ -78,7 +78,13 @@ class PDEProblem:
     def dim(self) -> int:
         return len(self.domain)
 
-    def axes(self, n: int | None = None, *, device=None, dtype=_F64) -> list[Tensor]:
+    def axes(
+        self,
+        n: int | None = None,
+        *,
+        device: str | torch.device | None = None,
+        dtype: DTypeLike = _F64,
+    ) -> list[Tensor]:
         """Uniform grid axes, each ``[n]`` (default ``n_col``), end points included; ``n`` an int
         ``>= 2`` (``int(n)`` truncated 2.7 to 2 and took 0); ``dtype`` floating (an integer
         dtype rounded the axes)."""

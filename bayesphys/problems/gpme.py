@@ -28,6 +28,7 @@ targets are 10 x 10 sorted uniform points; evaluation on a 201 x 201 uniform gri
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -484,7 +485,7 @@ class GPMEData:
     def __len__(self) -> int:
         return int(self.params.shape[0])
 
-    def subset(self, idx) -> GPMEData:
+    def subset(self, idx: slice | Tensor | Sequence[int]) -> GPMEData:
         """The functions ``idx`` (a slice, index tensor or list)."""
         return GPMEData(
             self.problem,
