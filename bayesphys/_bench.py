@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ._checks import check_int
-from ._files import atomic_write_text
+from ._files import atomic_write_text, out_folder_arg
 
 __all__ = [
     "repo_root",
@@ -100,7 +100,7 @@ def write_results(
         raise ValueError(
             f"out: a quick run of {component!r} is not committed; pass an output folder"
         )
-    out_dir = Path(out) if out is not None else repo_root() / "benchmarks" / "results"
+    out_dir = Path(out).expanduser() if out is not None else repo_root() / "benchmarks" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     payload = {
         "component": component,
@@ -225,7 +225,7 @@ def write_rows(
     rows = list(rows)
     if started is not None:
         extra = {**(extra or {}), "seconds": time.perf_counter() - started}
-    out_dir = Path(out) if out else Path(script).resolve().parent / "results"
+    out_dir = Path(out).expanduser() if out else Path(script).resolve().parent / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.json"
     payload = {"command": recorded_command(script, argv), **(extra or {}), "rows": rows}
@@ -290,7 +290,14 @@ def ablation_parser(doc: str | None, *, jobs: bool = True) -> argparse.ArgumentP
         ap.add_argument(
             "--jobs", type=positive_int, default=1, help="worker processes (1 thread each)"
         )
-    ap.add_argument("--out", default=None, help="results folder (default: benchmarks/results)")
+    # checked at parse time ("" overwrote the committed results; a file in the way failed
+    # after the work was done)
+    ap.add_argument(
+        "--out",
+        type=out_folder_arg,
+        default=None,
+        help="results folder (default: benchmarks/results)",
+    )
     ap.add_argument("--table", metavar="RESULTS_JSON", help="only print a results file's table")
     return ap
 

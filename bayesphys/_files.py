@@ -8,13 +8,59 @@ replaced), and an existing file keeps its permission bits.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write", "atomic_write_text"]
+__all__ = ["atomic_write", "atomic_write_text", "user_path", "out_folder_arg"]
+
+
+def user_path(value: str | os.PathLike, name: str = "path", *, file: bool = True) -> Path:
+    """``value`` as a :class:`~pathlib.Path` with a leading ``~`` expanded (a literal ``~``
+    folder was created in the working folder, and readers that expand it looked elsewhere).
+
+    With ``file=True`` a name ending in a separator (a folder's name) is refused, and so is a
+    path under an existing file (``a.txt/x.nc``), each by name."""
+    if not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise TypeError(f"{name}: expected a file path (str or Path), received {value!r}")
+    text = os.fspath(value)
+    path = Path(text).expanduser()
+    if file and text.endswith(("/", os.sep)):
+        raise ValueError(f"{name}: {text!r} ends with a separator; expected a file path")
+    parent = path.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise ValueError(f"{name}: cannot use {text!r}: {parent} is a file, not a folder")
+    return path
+
+
+def out_folder_arg(text: str) -> str:
+    """An argparse ``type`` for ``--out``: a folder that exists or can be created here (a
+    file in the way, or a parent that is a file or not writable, is refused at parse time
+    instead of failing after the work is done); a leading ``~`` is expanded."""
+    import argparse
+
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a folder path, received an empty string")
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise argparse.ArgumentTypeError(f"expected a folder, received the file {text!r}")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise argparse.ArgumentTypeError(f"folder {text!r} is not writable")
+        return str(path)
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot create folder {text!r}: {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot create folder {text!r}: {parent} is not writable")
+    return str(path)
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
@@ -22,17 +68,29 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
 
     Returns ``path`` as given. ``write`` must create the file itself (so it gets the usual
     permissions of a new file when there was none)."""
-    target = Path(os.path.realpath(path))  # a symlink: replace its target, keep the link
+    target = Path(os.path.realpath(Path(path).expanduser()))  # a symlink: write its target
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         write(tmp)
-        with open(tmp, "rb") as fh:  # on disk before the rename makes it the file
+        # on disk before the rename makes it the file (Windows flushes only a writable handle)
+        with open(tmp, "r+b" if os.name == "nt" else "rb") as fh:
             os.fsync(fh.fileno())
         if target.exists():  # keep the file's permission bits (a fresh file has the umask's)
             os.chmod(tmp, stat.S_IMODE(target.stat().st_mode))
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        # torch's zip writer reports a full disk or a refused open as a RuntimeError ("enforce
+        # fail at inline_container.cc ... unexpected pos"): an OSError too, here
+        torch_io = isinstance(err, RuntimeError) and "inline_container" in str(err)
+        if isinstance(err, OSError) or torch_io:
+            why = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+            # named after the user's path (the message named the hidden temporary file)
+            raise OSError(
+                getattr(err, "errno", None) or errno.EIO,
+                f"could not write {path} ({why.strip().splitlines()[0]}); any previous file "
+                "there is unchanged",
+            ) from err
         raise
     return path
 

@@ -390,9 +390,12 @@ def _check_kind(kind: Any) -> str:
 
 
 def _check_path(path: Any) -> Path:
+    """``path`` with ``~`` expanded; a folder name or a path under a file refused by name."""
+    from ._files import user_path
+
     if not isinstance(path, (str, Path)) or not str(path):
         raise TypeError(f"path: expected a file path (str or Path), received {path!r}")
-    return Path(path)
+    return user_path(path)
 
 
 def save_checkpoint(path: str | Path, *, kind: str, config: dict[str, Any], state: Any) -> Path:

@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import os
 import sys
 import time
 from pathlib import Path
+
+from ._files import out_folder_arg
 
 COMPONENTS = ("gp_pde", "probconserv", "neural_process", "odil", "meta_fm")
 
@@ -221,27 +222,7 @@ def _device_arg(text: str) -> str:
     return text
 
 
-def _out_arg(text: str) -> str:
-    """An argparse ``type`` for ``--out``: a folder that exists or can be created here (a
-    file in the way, or a parent that is a file or not writable, is refused at parse time
-    instead of failing after the work is done)."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("expected a folder path, received an empty string")
-    path = Path(text)
-    if path.exists():
-        if not path.is_dir():
-            raise argparse.ArgumentTypeError(f"expected a folder, received the file {text!r}")
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise argparse.ArgumentTypeError(f"folder {text!r} is not writable")
-        return text
-    parent = path.absolute().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise argparse.ArgumentTypeError(f"cannot create folder {text!r}: {parent} is a file")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"cannot create folder {text!r}: {parent} is not writable")
-    return text
+_out_arg = out_folder_arg  # the argparse type of --out (shared with the examples)
 
 
 def _seed_arg(text: str) -> int:

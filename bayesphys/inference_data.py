@@ -350,14 +350,14 @@ def save_netcdf(idata: arviz.InferenceData | xr.DataTree, path: str | Path) -> P
     The file is written beside ``path`` first and renamed into place once complete, so a
     write that fails part-way leaves any previous file at ``path`` as it was (a symlink is
     written through; an existing file keeps its permissions)."""
-    from ._files import atomic_write
+    from ._files import atomic_write, user_path
 
     if not hasattr(idata, "to_netcdf"):
         raise TypeError(
             f"idata: expected InferenceData (or a DataTree on ArviZ >= 1), received "
             f"{type(idata).__name__}"
         )
-    path = Path(path)
+    path = user_path(path)  # "~" expanded; a folder name or a file in the way refused
     if path.is_dir():
         raise IsADirectoryError(f"path: expected a file path, received the folder {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -380,7 +380,9 @@ def load_netcdf(path: str | Path) -> arviz.InferenceData | xr.DataTree:
     again; a netCDF file without InferenceData groups is refused (``ValueError``)."""
     import arviz as az
 
-    path = Path(path)
+    from ._files import user_path
+
+    path = user_path(path)
     if not path.exists():
         raise FileNotFoundError(f"path: no InferenceData file at {path}")
     if path.is_dir():

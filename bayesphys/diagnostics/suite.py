@@ -233,7 +233,12 @@ def run_calibration(
     """
     t0 = time.perf_counter()
     if out is not None:
-        out_dir = fig_dir = Path(out)
+        out_dir = fig_dir = Path(out).expanduser()
+        # a file in the way is refused before the work (it failed after it, with a bare
+        # FileExistsError)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise ValueError(f"out: expected a folder, received the file {out}")
+        out_dir.mkdir(parents=True, exist_ok=True)
     elif quick:
         out_dir = fig_dir = Path(tempfile.mkdtemp(prefix="bayesphys-calibration-"))
     else:

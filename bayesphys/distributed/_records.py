@@ -27,8 +27,26 @@ def _groups(idata) -> dict[str, Any]:
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
+_RESERVED = {
+    "con",
+    "prn",
+    "aux",
+    "nul",
+    *(f"com{i}" for i in range(10)),
+    *(f"lpt{i}" for i in range(10)),
+}
+
+
 def _stem(problem_id: Any) -> str:
-    return _SAFE.sub("_", str(problem_id)) or "_"
+    """The file stem of a problem id: the id itself when it is a plain name, else its safe
+    characters plus a short hash of the id (ids differing only in characters outside
+    ``A-Za-z0-9._-``, e.g. two Chinese names, collided as ``_``; Windows' reserved names and
+    hidden ``.`` names are hashed too)."""
+    text = str(problem_id)
+    safe = _SAFE.sub("_", text) or "_"
+    if safe == text and not text.startswith(".") and text.split(".")[0].lower() not in _RESERVED:
+        return text
+    return f"{safe}-{hashlib.sha1(text.encode('utf-8')).hexdigest()[:8]}"
 
 
 def _fsync(path: Path) -> None:

@@ -188,10 +188,11 @@ def _normalise(problems: Iterable[Any] | Mapping[Any, Any]) -> list[tuple[Any, A
             ) from err
     stems: dict[str, Any] = {}
     for pid, _ in items:
-        s = _stem(pid)
+        s = _stem(pid).casefold()  # one file on a case-insensitive disk (macOS, Windows)
         if s in stems:
             raise ValueError(
-                f"problems: ids {stems[s]!r} and {pid!r} collide (file stem {s!r}); use distinct ids"
+                f"problems: ids {stems[s]!r} and {pid!r} collide (file stem {_stem(pid)!r}, "
+                "compared without case); use distinct ids"
             )
         stems[s] = pid
     return items
@@ -340,7 +341,7 @@ def fit_many(
         max_workers = check_int("max_workers", max_workers, minimum=1)
     # a drawn base seed is returned (result.seed, table, <id>.json) so the run can be repeated
     base = secrets.randbits(32) if seed is None else _check_seed(seed)
-    out_dir = Path(out) if out is not None else None
+    out_dir = Path(out).expanduser() if out is not None else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         _sweep_stale_temporaries(out_dir)  # left by a writer killed before its rename

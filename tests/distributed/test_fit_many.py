@@ -208,8 +208,8 @@ def test_bad_arguments_are_named():
         _run(object(), _toy.problems(1))
     with pytest.raises(TypeError, match="build"):
         fit_many([1], build=3, executor="sequential")
-    with pytest.raises(ValueError, match="collide"):
-        fit_many({"a b": 1, "a/b": 2}, _toy.build, executor="sequential")
+    with pytest.raises(ValueError, match="collide"):  # one file on a case-insensitive disk
+        fit_many({"Patient": 1, "patient": 2}, _toy.build, executor="sequential")
     with pytest.raises(ValueError, match="max_workers"):
         _run("local", _toy.problems(1), max_workers=0)
 
@@ -808,3 +808,17 @@ def test_resuming_records_of_several_base_seeds_with_seed_none_warns(tmp_path):
         res = fit_many(probs, _toy.build, seed=None, **kw)
     assert res.table["resumed"].all()
     assert res.table["base_seed"].tolist() == [1, 1, 2, 2]
+
+
+def test_ids_outside_plain_names_get_distinct_file_stems():
+    """Ids differing only in characters a file name cannot carry ("模型" / "数据", "a b" /
+    "a/b") collided as one stem; they keep their safe characters plus a hash of the id, plain
+    names stay as they are, Windows' reserved names and hidden names are hashed."""
+    from bayesphys.distributed._records import _stem
+
+    assert _stem("p000") == "p000" and _stem(7) == "7" and _stem("run.v2") == "run.v2"
+    for a, b in (("模型", "数据"), ("a b", "a/b"), ("résultat", "r_sultat")):
+        assert _stem(a) != _stem(b)
+    assert _stem("résultat").startswith("r_sultat-")
+    for name in ("CON", "aux", "nul.txt", "..", ".hidden"):
+        assert _stem(name) != name and "-" in _stem(name)

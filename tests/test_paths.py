@@ -1,0 +1,94 @@
+"""Paths a user types: ``~`` is expanded (a literal ``~`` folder was made in the working
+folder, while readers that expand it looked in the home folder), a folder name or a file in
+the way is refused by name, and a failed write names the user's path, not a temporary one."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from bayesphys import _files, fit_many, load_checkpoint, load_netcdf, save_checkpoint, save_netcdf
+from bayesphys._bench import ablation_parser
+from tests.distributed import _toy
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "home"
+
+
+def test_a_leading_tilde_is_the_home_folder_everywhere(home, tmp_path):
+    save_checkpoint("~/c.pt", kind="toy", config={}, state={})
+    assert (home / "c.pt").exists() and load_checkpoint("~/c.pt", kind="toy")["state"] == {}
+    import arviz as az
+
+    idata = az.from_dict(posterior={"a": torch.zeros(1, 4).numpy()})
+    save_netcdf(idata, "~/x.nc")
+    assert (home / "x.nc").exists() and "posterior" in load_netcdf("~/x.nc").groups()
+    res = fit_many(
+        _toy.problems(1),
+        _toy.build,
+        executor="sequential",
+        out="~/fm",
+        seed=0,
+        fit_kwargs={"steps": 2},
+        progress=False,
+    )
+    assert res.table["write_error"].isna().all() if "write_error" in res.table else True
+    assert sorted(p.name for p in (home / "fm").iterdir() if p.suffix == ".nc")
+    assert _files.out_folder_arg("~/out") == str(home / "out")
+    assert not (tmp_path / "~").exists()  # no literal "~" folder
+
+
+def test_a_folder_name_or_a_file_in_the_way_is_refused_by_name(tmp_path):
+    (tmp_path / "a.txt").write_text("x")
+    for bad, what in ((tmp_path / "a.txt" / "c.pt", "is a file"), (f"{tmp_path}/d/", "separator")):
+        with pytest.raises(ValueError, match=what):
+            save_checkpoint(bad, kind="toy", config={}, state={})
+    import arviz as az
+
+    idata = az.from_dict(posterior={"a": torch.zeros(1, 4).numpy()})
+    with pytest.raises(ValueError, match="is a file"):
+        save_netcdf(idata, tmp_path / "a.txt" / "x.nc")
+    with pytest.raises(SystemExit):  # usage error at parse time, not after the work
+        ablation_parser("doc").parse_args(["--out", ""])
+    with pytest.raises(argparse.ArgumentTypeError, match="file"):
+        _files.out_folder_arg(str(tmp_path / "a.txt"))
+
+
+def test_run_calibration_refuses_a_file_as_out_before_the_work(tmp_path, monkeypatch):
+    import bayesphys.diagnostics.suite as suite
+
+    monkeypatch.setattr(suite, "_component_rows", lambda *a: pytest.fail("ran the work"))
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ValueError, match="expected a folder"):
+        suite.run_calibration("core", quick=True, out=tmp_path / "f")
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        OSError(errno.ENOSPC, "No space left on device"),
+        RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1216 vs 1110"),
+    ],
+)
+def test_a_failed_write_names_the_users_path(tmp_path, failure):
+    target = tmp_path / "model.pt"
+
+    def write(tmp):
+        tmp.write_bytes(b"half")
+        raise failure
+
+    with pytest.raises(OSError, match=f"could not write {target}") as info:
+        _files.atomic_write(target, write)
+    assert info.value.errno in (errno.ENOSPC, errno.EIO)
+    assert os.listdir(tmp_path) == []  # the temporary file is gone
+    assert not Path("~").exists()
