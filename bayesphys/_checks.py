@@ -282,3 +282,15 @@ def check_broadcasts(name: str, shape: Any, target: Any, what: str) -> None:
         ok = False
     if not ok:
         raise ValueError(f"{name}: expected {what}, received {tuple(shape)}")
+
+
+def require(module: str, pip: str, what: str) -> Any:
+    """Import ``module`` for ``what``, or raise ``ImportError`` naming the package to install
+    (``pip``): the raw error named the import (``ot``, ``pyro``), not the package (``pot``,
+    ``pyro-ppl``), so ``pip install ot`` did not help."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(f"{what} needs the package {pip!r}: pip install {pip}") from err

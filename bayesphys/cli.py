@@ -347,11 +347,14 @@ def _target(argv: list[str]) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
-        import matplotlib
-
-        # the console command draws to files only; main([...]) called from Python, and the
-        # examples and demos, keep the caller's backend (they used to switch it)
-        matplotlib.use("Agg")
+        try:
+            import matplotlib
+        except ImportError:  # `list` / `--help` need no plotting; commands that draw say so
+            matplotlib = None
+        if matplotlib is not None:
+            # the console command draws to files only; main([...]) called from Python, and the
+            # examples and demos, keep the caller's backend (they used to switch it)
+            matplotlib.use("Agg")
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     target = _target(argv) if argv else None

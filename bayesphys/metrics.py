@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import check_broadcasts, check_real
+from ._checks import check_broadcasts, check_real, require
 from ._device import check_finite
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -343,7 +343,7 @@ def wasserstein(
     given; they are normalised to probability vectors (unnormalised masses would scale
     :math:`W_p^p` by the total mass).
     """
-    import ot
+    ot = require("ot", "pot", "wasserstein")
 
     if isinstance(p, bool) or p not in (1, 2):
         raise ValueError(f"p: expected 1 or 2, received {p!r}")

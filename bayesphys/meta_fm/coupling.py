@@ -28,7 +28,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .._checks import check_broadcasts
+from .._checks import check_broadcasts, require
 from ._validate import check_cloud_pair
 
 __all__ = [
@@ -63,7 +63,7 @@ def ot_pairing(
 ) -> tuple[Tensor, Tensor]:
     """Exact-OT re-pairing of ``x0 [n, d]`` and ``x1 [m, d]`` -> two ``[n, d]`` tensors on
     their devices; ``generator``: ``None`` or a CPU generator (the pairs are drawn on the CPU)."""
-    import ot
+    ot = require("ot", "pot", "exact-OT pairing")
 
     check_cloud_pair("x0", x0, "x1", x1)
     _check_cpu_generator(generator)
@@ -93,7 +93,7 @@ class FullPlan(NamedTuple):
 def full_ot_plans(sources: Sequence[Tensor], targets: Sequence[Tensor]) -> list[FullPlan]:
     """Exact OT plan (POT ``emd``, squared Euclidean cost, uniform masses) between each whole
     ``sources[i] [n_i, d]`` and ``targets[i] [m_i, d]``, as :class:`FullPlan` rows."""
-    import ot
+    ot = require("ot", "pot", "exact-OT plans")
 
     if len(sources) != len(targets):
         raise ValueError(

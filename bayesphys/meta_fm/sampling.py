@@ -16,7 +16,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real
+from .._checks import check_int, check_real, require
 from .._device import check_finite
 
 __all__ = ["integrate", "SOLVERS"]
@@ -80,7 +80,7 @@ def integrate(
         )
     atol = 1e-5 if atol is None else check_real("atol", atol, minimum=0.0, strict=True)
     rtol = 1e-5 if rtol is None else check_real("rtol", rtol, minimum=0.0, strict=True)
-    from torchdiffeq import odeint
+    odeint = require("torchdiffeq", "torchdiffeq", "solver='dopri5'").odeint
 
     checked = [False]
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from torch import Tensor
 
-from .._checks import check_int, check_seed
+from .._checks import check_int, check_seed, require
 from .._device import seeded
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -50,7 +50,8 @@ def nuts_reference(
     from .foci import _check_model
 
     _check_model(model)
-    from pyro.infer import MCMC, NUTS
+    infer = require("pyro.infer", "pyro-ppl", "nuts_reference")
+    MCMC, NUTS = infer.MCMC, infer.NUTS
 
     if model.theta is None:
         raise RuntimeError("model: fit() it first; NUTS starts at the optimum")

@@ -1,0 +1,64 @@
+"""A missing package is named as the package to install (``pot``, ``pyro-ppl``), and checked
+before the work it would spoil: a fit_many run writing netCDF without h5netcdf threw every
+fit away after fitting; a dopri5 model failed at its first predict after training."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import pytest
+import torch
+
+
+@pytest.fixture
+def without(monkeypatch):
+    """Make ``import NAME`` fail (and ``find_spec(NAME)`` say absent) for the given names."""
+
+    def hide(*names):
+        real = importlib.util.find_spec
+        for name in names:
+            for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
+                monkeypatch.delitem(sys.modules, key)
+            monkeypatch.setitem(sys.modules, name, None)
+        monkeypatch.setattr(
+            importlib.util, "find_spec", lambda n, *a: None if n in names else real(n, *a)
+        )
+
+    return hide
+
+
+def test_the_package_to_install_is_named(without):
+    from bayesphys.meta_fm.coupling import ot_pairing
+    from bayesphys.metrics import wasserstein
+
+    without("ot")
+    x = torch.randn(5, 2, dtype=torch.float64)
+    for call in (lambda: wasserstein(x, x), lambda: ot_pairing(x, x)):
+        with pytest.raises(ImportError, match="pip install pot"):
+            call()
+
+
+def test_fit_many_checks_its_netcdf_writer_before_fitting(without, tmp_path):
+    from bayesphys import fit_many
+    from tests.distributed import _toy
+
+    without("h5netcdf")
+    built = []
+
+    def build(problem, seed=None):
+        built.append(1)
+        return _toy.build(problem, seed=seed)
+
+    with pytest.raises(ImportError, match="pip install h5netcdf"):
+        fit_many(_toy.problems(1), build, executor="sequential", out=tmp_path / "o", progress=False)
+    assert built == [] and not (tmp_path / "o").exists()
+
+
+def test_a_dopri5_model_is_refused_at_build_without_torchdiffeq(without):
+    from bayesphys.meta_fm import MFMConfig
+
+    without("torchdiffeq")
+    with pytest.raises(ImportError, match="pip install torchdiffeq"):
+        MFMConfig(solver="dopri5")
+    assert MFMConfig(solver="rk4").solver == "rk4"
