@@ -292,5 +292,7 @@ def require(module: str, pip: str, what: str) -> Any:
 
     try:
         return importlib.import_module(module)
-    except ImportError as err:
+    except ModuleNotFoundError as err:
+        if err.name is None or err.name.split(".")[0] != module.split(".")[0]:
+            raise  # the package is there but something it imports is not: its own error
         raise ImportError(f"{what} needs the package {pip!r}: pip install {pip}") from err

@@ -22,13 +22,16 @@ def user_path(value: str | os.PathLike, name: str = "path", *, file: bool = True
     """``value`` as a :class:`~pathlib.Path` with a leading ``~`` expanded (a literal ``~``
     folder was created in the working folder, and readers that expand it looked elsewhere).
 
-    With ``file=True`` a name ending in a separator (a folder's name) is refused, and so is a
-    path under an existing file (``a.txt/x.nc``), each by name."""
+    With ``file=True`` (a file to write) a name ending in a separator (a folder's name) is
+    refused, and so is a path under an existing file (``a.txt/x.nc``), each by name;
+    ``file=False`` (a file to read) only expands ``~``."""
     if not isinstance(value, (str, os.PathLike)) or not str(value):
         raise TypeError(f"{name}: expected a file path (str or Path), received {value!r}")
     text = os.fspath(value)
     path = Path(text).expanduser()
-    if file and text.endswith(("/", os.sep)):
+    if not file:
+        return path
+    if text.endswith(("/", os.sep)):
         raise ValueError(f"{name}: {text!r} ends with a separator; expected a file path")
     parent = path.absolute().parent
     while not parent.exists() and parent != parent.parent:
@@ -54,8 +57,10 @@ def out_folder_arg(text: str) -> str:
             raise argparse.ArgumentTypeError(f"folder {text!r} is not writable")
         return str(path)
     parent = path.absolute().parent
-    while not parent.exists():
+    while not parent.exists() and parent != parent.parent:  # a missing drive ends the walk
         parent = parent.parent
+    if not parent.exists():
+        raise argparse.ArgumentTypeError(f"cannot create folder {text!r}: {parent} does not exist")
     if not parent.is_dir():
         raise argparse.ArgumentTypeError(f"cannot create folder {text!r}: {parent} is a file")
     if not os.access(parent, os.W_OK | os.X_OK):

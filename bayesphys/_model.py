@@ -389,13 +389,14 @@ def _check_kind(kind: Any) -> str:
     return kind
 
 
-def _check_path(path: Any) -> Path:
-    """``path`` with ``~`` expanded; a folder name or a path under a file refused by name."""
+def _check_path(path: Any, *, write: bool = False) -> Path:
+    """``path`` with ``~`` expanded; to ``write``, a folder name or a path under a file is
+    refused by name (reading keeps FileNotFoundError / IsADirectoryError)."""
     from ._files import user_path
 
     if not isinstance(path, (str, Path)) or not str(path):
         raise TypeError(f"path: expected a file path (str or Path), received {path!r}")
-    return user_path(path)
+    return user_path(path, file=write)
 
 
 def save_checkpoint(path: str | Path, *, kind: str, config: dict[str, Any], state: Any) -> Path:
@@ -409,7 +410,7 @@ def save_checkpoint(path: str | Path, *, kind: str, config: dict[str, Any], stat
     from . import __version__
     from ._files import atomic_write
 
-    path = _check_path(path)
+    path = _check_path(path, write=True)
     kind = _check_kind(kind)
     if not isinstance(config, Mapping):
         raise TypeError(f"config: expected a dict of settings, received {type(config).__name__}")

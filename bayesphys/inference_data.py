@@ -382,7 +382,7 @@ def load_netcdf(path: str | Path) -> arviz.InferenceData | xr.DataTree:
 
     from ._files import user_path
 
-    path = user_path(path)
+    path = user_path(path, file=False)
     if not path.exists():
         raise FileNotFoundError(f"path: no InferenceData file at {path}")
     if path.is_dir():

@@ -55,10 +55,35 @@ def test_fit_many_checks_its_netcdf_writer_before_fitting(without, tmp_path):
     assert built == [] and not (tmp_path / "o").exists()
 
 
-def test_a_dopri5_model_is_refused_at_build_without_torchdiffeq(without):
-    from bayesphys.meta_fm import MFMConfig
+def test_a_dopri5_model_is_refused_before_training_without_torchdiffeq(without, tmp_path):
+    """Checked at fit (it failed at the first predict, after training); a saved dopri5 model
+    still loads and predicts with rk4."""
+    from bayesphys.meta_fm import MetaFlowMatching
+    from bayesphys.problems.populations import linear_map
+    from tests.tiny_models import TINY_MFM
 
+    data = linear_map(n_train=4, n_cal=0, n_test=2, n_points=20, seed=0)
+    saved = MetaFlowMatching(data, **TINY_MFM, solver="dopri5", seed=0).save(tmp_path / "m.pt")
     without("torchdiffeq")
+    model = MetaFlowMatching(data, **TINY_MFM, solver="dopri5", seed=0)
     with pytest.raises(ImportError, match="pip install torchdiffeq"):
-        MFMConfig(solver="dopri5")
-    assert MFMConfig(solver="rk4").solver == "rk4"
+        model.fit(steps=1, progress=False)
+    assert model.steps_done == 0
+    back = MetaFlowMatching.load(saved)
+    src = data.source[data.splits["test"][0]]
+    assert back.predict([src], solver="rk4")[0].shape == src.shape
+
+
+def test_a_broken_install_keeps_its_own_error(monkeypatch):
+    """Only the package itself missing is reworded; a module it fails to import is its own
+    error (a broken numpy inside POT read as 'pip install pot')."""
+    import importlib
+
+    from bayesphys._checks import require
+
+    def broken(name, *a, **k):
+        raise ModuleNotFoundError("No module named 'numpy.core.x'", name="numpy.core.x")
+
+    monkeypatch.setattr(importlib, "import_module", broken)
+    with pytest.raises(ModuleNotFoundError, match="numpy.core.x"):
+        require("ot", "pot", "wasserstein")

@@ -92,3 +92,53 @@ def test_a_failed_write_names_the_users_path(tmp_path, failure):
     assert info.value.errno in (errno.ENOSPC, errno.EIO)
     assert os.listdir(tmp_path) == []  # the temporary file is gone
     assert not Path("~").exists()
+
+
+def test_train_ddp_resumes_a_checkpoint_under_tilde(home, monkeypatch):
+    """The checkpoint written to ~/ck.pt is the one looked for on resume (the lookup used the
+    literal path: every run trained afresh and overwrote it)."""
+    from bayesphys.distributed import ddp
+    from tests.distributed.test_ddp import RESUME_KW, _data, _loss, _model, _single_process
+
+    _single_process(monkeypatch)
+    ddp.train_ddp(_model, _loss, _data(), epochs=1, checkpoint="~/ck.pt", **RESUME_KW)
+    assert (home / "ck.pt").exists()
+    res = ddp.train_ddp(_model, _loss, _data(), epochs=2, checkpoint="~/ck.pt", **RESUME_KW)
+    assert res.extra["start_epoch"] == 1
+
+
+def test_readers_keep_their_missing_file_errors(tmp_path):
+    """Only writers refuse folder names; readers say the file is missing, as before."""
+    (tmp_path / "d").mkdir()
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(f"{tmp_path}/missing/", kind="toy")
+    with pytest.raises(IsADirectoryError):
+        load_checkpoint(f"{tmp_path}/d/", kind="toy")
+    with pytest.raises(FileNotFoundError):
+        load_netcdf(tmp_path / "missing.nc")
+
+
+def test_a_folder_written_with_the_former_stems_still_resumes(tmp_path):
+    """Ids outside plain names had their stems changed (a hash added): their earlier files
+    are found under the former stem and resumed, not fitted again."""
+    from bayesphys.distributed._records import _stem
+
+    probs = dict(zip(["a b", "p1"], _toy.problems(2).values()))
+    kw = dict(executor="sequential", out=tmp_path, seed=0, fit_kwargs={"steps": 2}, progress=False)
+    fit_many(probs, _toy.build, **kw)
+    for ext in ("json", "nc"):  # as a release before the hashed stems wrote them
+        (tmp_path / f"{_stem('a b')}.{ext}").rename(tmp_path / f"a_b.{ext}")
+    again = fit_many(probs, _toy.build, **kw)
+    assert again.table["resumed"].all()
+
+
+def test_ids_equal_but_for_case_are_fine_without_files(tmp_path):
+    probs = dict(zip(["A", "a"], _toy.problems(2).values()))
+    res = fit_many(
+        probs, _toy.build, executor="sequential", seed=0, fit_kwargs={"steps": 2}, progress=False
+    )
+    assert sorted(res.table.index) == ["A", "a"]
+    with pytest.raises(ValueError, match="collide"):  # two labels "1"
+        fit_many({1: probs["A"], "1": probs["a"]}, _toy.build, executor="sequential")
+    with pytest.raises(ValueError, match="without case"):  # one file on macOS / Windows
+        fit_many(probs, _toy.build, executor="sequential", out=tmp_path)

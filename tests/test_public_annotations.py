@@ -171,6 +171,10 @@ def test_the_annotations_of_every_public_callable_resolve():
                 # ArviZ >= 1 (Python >= 3.12) returns xarray.DataTree and has no InferenceData
                 skipped.append(f"{name}: this ArviZ has no InferenceData")
                 continue
+            if "module 'xarray'" in str(err) and "DataTree" in str(err):
+                # xarray < 2024.10 (allowed: xarray >= 2024.6) has no DataTree
+                skipped.append(f"{name}: this xarray has no DataTree")
+                continue
             unresolved.append(f"{name}: AttributeError: {err}")
         except Exception as err:  # a malformed hint (e.g. `int | "Foo"` evaluated at runtime)
             unresolved.append(f"{name}: {type(err).__name__}: {err}")

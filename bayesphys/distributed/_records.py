@@ -49,6 +49,18 @@ def _stem(problem_id: Any) -> str:
     return f"{safe}-{hashlib.sha1(text.encode('utf-8')).hexdigest()[:8]}"
 
 
+def _stem_on_disk(out: Path, problem_id: Any) -> str:
+    """The stem of ``problem_id``'s files in ``out``: :func:`_stem`, or the stem releases
+    before it wrote (safe characters only, no hash) when only such files are there, so their
+    folders still resume (the records' ids are compared on reading)."""
+    stem = _stem(problem_id)
+    legacy = _SAFE.sub("_", str(problem_id)) or "_"
+    if legacy != stem and not any((out / f"{stem}.{e}").exists() for e in ("json", "nc")):
+        if any((out / f"{legacy}.{e}").exists() for e in ("json", "nc")):
+            return legacy
+    return stem
+
+
 def _fsync(path: Path) -> None:
     """Flush ``path`` to the disk, so that the rename that follows never publishes a file whose
     contents a power loss could still take back."""
@@ -281,7 +293,7 @@ def _read(
 ) -> dict[str, Any] | None:
     """A finished (status ok) record from disk written with ``seed`` and ``build``, or ``None``
     (also when ``<id>.json`` or ``<id>.nc`` is missing or cannot be read)."""
-    stem = _stem(problem_id)
+    stem = _stem_on_disk(out, problem_id)
     meta_path, nc_path = out / f"{stem}.json", out / f"{stem}.nc"
     if not nc_path.exists():
         return None

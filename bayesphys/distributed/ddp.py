@@ -155,7 +155,7 @@ def save_training_checkpoint(
     ``RuntimeError`` naming it (they used to go on unaware of it, or wait at the next
     collective until the group's timeout).
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     failure: BaseException | None = None
     if ctx.is_main:
         try:  # building the state can fail too (e.g. extra not a mapping): inside the try
@@ -237,7 +237,7 @@ def _check_train_args(
             raise TypeError(
                 f"checkpoint: expected a path or None, received {type(checkpoint).__name__}"
             )
-        if Path(checkpoint).is_dir():
+        if Path(checkpoint).expanduser().is_dir():
             raise ValueError(f"checkpoint: {str(checkpoint)!r} is a folder, expected a file path")
     if config is not None and not isinstance(config, Mapping):
         raise TypeError(f"config: expected a mapping or None, received {type(config).__name__}")
@@ -468,7 +468,7 @@ def train_ddp(
         "samples": len(ds),
         "seed": seed,
     }
-    ckpt_path = Path(checkpoint) if checkpoint is not None else None
+    ckpt_path = Path(checkpoint).expanduser() if checkpoint is not None else None
     saved = None
     if ckpt_path is not None and resume and ckpt_path.exists():
         # read and compared on every rank alike, before any rendezvous: all ranks refuse together

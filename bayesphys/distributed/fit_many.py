@@ -49,6 +49,7 @@ from ._records import (
     _same_run,
     _settings_key,
     _stem,
+    _stem_on_disk,
     _sweep_stale_temporaries,
     _write,
 )
@@ -175,7 +176,11 @@ def _run_task(task: ProblemTask, rec: dict[str, Any]) -> None:
         rec["traceback"] = traceback.format_exc()
 
 
-def _normalise(problems: Iterable[Any] | Mapping[Any, Any]) -> list[tuple[Any, Any]]:
+def _normalise(
+    problems: Iterable[Any] | Mapping[Any, Any], files: bool = True
+) -> list[tuple[Any, Any]]:
+    """``[(id, problem)]``; ids must differ as labels and, with ``files`` (an out folder), as
+    file stems compared without case (one file on a case-insensitive disk)."""
     if isinstance(problems, Mapping):
         items = list(problems.items())
     else:
@@ -188,11 +193,11 @@ def _normalise(problems: Iterable[Any] | Mapping[Any, Any]) -> list[tuple[Any, A
             ) from err
     stems: dict[str, Any] = {}
     for pid, _ in items:
-        s = _stem(pid).casefold()  # one file on a case-insensitive disk (macOS, Windows)
+        s = _stem(pid).casefold() if files else str(pid)
         if s in stems:
+            what = f"file stem {_stem(pid)!r}, compared without case" if files else f"label {s!r}"
             raise ValueError(
-                f"problems: ids {stems[s]!r} and {pid!r} collide (file stem {_stem(pid)!r}, "
-                "compared without case); use distinct ids"
+                f"problems: ids {stems[s]!r} and {pid!r} collide ({what}); use distinct ids"
             )
         stems[s] = pid
     return items
@@ -200,7 +205,7 @@ def _normalise(problems: Iterable[Any] | Mapping[Any, Any]) -> list[tuple[Any, A
 
 def _forget(out_dir: Path, problem_id: Any) -> None:
     """Remove ``problem_id``'s files from ``out_dir`` (best effort: the disk may be failing)."""
-    stem = _stem(problem_id)
+    stem = _stem_on_disk(out_dir, problem_id)
     for ext in ("json", "nc"):
         try:
             (out_dir / f"{stem}.{ext}").unlink(missing_ok=True)
@@ -314,7 +319,7 @@ def fit_many(
 
     from .executors import Runner, _check_executor, resolve_runner
 
-    items = _normalise(problems)
+    items = _normalise(problems, files=out is not None)
     if not callable(build):
         raise TypeError(f"build: expected a callable, received {type(build).__name__}")
     if export is not None and not callable(export):
@@ -382,7 +387,7 @@ def fit_many(
                 continue
             if not retry_failed:
                 # keep a failure on record; unreadable: fit the problem again, as _read does
-                rec = _read_meta(out_dir / f"{_stem(pid)}.json")
+                rec = _read_meta(out_dir / f"{_stem_on_disk(out_dir, pid)}.json")
                 if (
                     rec is not None
                     # an ok record that _read refused has its .nc missing or unreadable

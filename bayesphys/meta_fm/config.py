@@ -105,14 +105,7 @@ class MFMConfig:
             raise ValueError(f"centered: expected True or False, received {self.centered!r}")
         if self.solver not in ("rk4", "dopri5"):
             raise ValueError(f"solver: expected 'rk4' or 'dopri5', received {self.solver!r}")
-        if self.solver == "dopri5":  # at build, not after a training run, at the first predict
-            import importlib.util
 
-            if importlib.util.find_spec("torchdiffeq") is None:
-                raise ImportError(
-                    "solver='dopri5' needs the package 'torchdiffeq': pip install torchdiffeq "
-                    "(or use solver='rk4')"
-                )
         for name in ("residual", "normalize"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(

@@ -37,6 +37,7 @@ from .._checks import (
     check_int,
     check_optional_seed,
     offset_seed,
+    require,
     seed_or_draw,
 )
 from .._data_parallel import GradientSync, rank_generator_seed
@@ -375,6 +376,9 @@ class MetaFlowMatching:
         progress = check_bool("progress", progress)
         seed = check_optional_seed("seed", seed)
         max_seconds = check_max_seconds(max_seconds)
+        if self.config.solver == "dopri5":  # before training, not at the first predict
+            # after it (a saved dopri5 model still loads without it, and predicts with rk4)
+            require("torchdiffeq", "torchdiffeq", "config.solver='dopri5' (or use 'rk4')")
         if data is None:
             data = self.data
         if data is None:

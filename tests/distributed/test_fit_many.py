@@ -208,8 +208,8 @@ def test_bad_arguments_are_named():
         _run(object(), _toy.problems(1))
     with pytest.raises(TypeError, match="build"):
         fit_many([1], build=3, executor="sequential")
-    with pytest.raises(ValueError, match="collide"):  # one file on a case-insensitive disk
-        fit_many({"Patient": 1, "patient": 2}, _toy.build, executor="sequential")
+    with pytest.raises(ValueError, match="collide"):  # two rows labelled "1"
+        fit_many({1: 1, "1": 2}, _toy.build, executor="sequential")
     with pytest.raises(ValueError, match="max_workers"):
         _run("local", _toy.problems(1), max_workers=0)
 
