@@ -35,14 +35,7 @@ def test_a_checkpoint_records_its_format_and_a_newer_one_is_refused(tmp_path):
 def test_loaders_refuse_settings_and_state_they_do_not_know(tmp_path):
     gp = GPPDESolver("poisson1d-low", num_mixtures=2, n_col=12, seed=0)
     p = synthetic_patient(0, phantom=brain_phantom(24, 4.0))
-    glioma = GliomaModel(
-        p["wm"],
-        p["gm"],
-        p["labels"],
-        spacing=p["spacing"],
-        th_up=p["th_up"],
-        th_down=p["th_down"],
-    )
+    glioma = GliomaModel.from_patient(p)
     rgnp = tiny_rgnp()
     for name, model, where in (
         ("gp", gp, "config"),
