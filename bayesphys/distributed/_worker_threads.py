@@ -110,7 +110,8 @@ def task_state(threads: int | None) -> Iterator[None]:
     """Run one fitting task with ``threads`` threads (:func:`limit_threads`), giving the caller
     its thread settings and python / numpy / torch random streams (CUDA's when initialised)
     back after it. Tasks overlapping in one process (threads) share one saved state: the first
-    to enter saves it and the last to leave restores it."""
+    to enter saves it and the last to leave restores it; a task that joins runs under the
+    thread limit the first one set (the limits are process-wide)."""
     global _running, _found
     import numpy as np
     import torch
