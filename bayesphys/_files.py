@@ -18,6 +18,14 @@ from pathlib import Path
 __all__ = ["atomic_write", "atomic_write_text", "user_path", "out_folder_arg"]
 
 
+def _nearest_existing(folder: Path) -> Path:
+    """``folder`` or its nearest existing ancestor (the root, existing or not, ends the walk:
+    a missing drive)."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
 def user_path(value: str | os.PathLike, name: str = "path", *, file: bool = True) -> Path:
     """``value`` as a :class:`~pathlib.Path` with a leading ``~`` expanded (a literal ``~``
     folder was created in the working folder, and readers that expand it looked elsewhere).
@@ -33,9 +41,7 @@ def user_path(value: str | os.PathLike, name: str = "path", *, file: bool = True
         return path
     if text.endswith(("/", os.sep)):
         raise ValueError(f"{name}: {text!r} ends with a separator; expected a file path")
-    parent = path.absolute().parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
+    parent = _nearest_existing(path.absolute().parent)
     if parent.exists() and not parent.is_dir():
         raise ValueError(f"{name}: cannot use {text!r}: {parent} is a file, not a folder")
     return path
@@ -56,9 +62,7 @@ def out_folder_arg(text: str) -> str:
         if not os.access(path, os.W_OK | os.X_OK):
             raise argparse.ArgumentTypeError(f"folder {text!r} is not writable")
         return str(path)
-    parent = path.absolute().parent
-    while not parent.exists() and parent != parent.parent:  # a missing drive ends the walk
-        parent = parent.parent
+    parent = _nearest_existing(path.absolute().parent)
     if not parent.exists():
         raise argparse.ArgumentTypeError(f"cannot create folder {text!r}: {parent} does not exist")
     if not parent.is_dir():

@@ -394,9 +394,7 @@ def _check_path(path: Any, *, write: bool = False) -> Path:
     refused by name (reading keeps FileNotFoundError / IsADirectoryError)."""
     from ._files import user_path
 
-    if not isinstance(path, (str, Path)) or not str(path):
-        raise TypeError(f"path: expected a file path (str or Path), received {path!r}")
-    return user_path(path, file=write)
+    return user_path(path, file=write)  # a non-path is refused there, by name
 
 
 def save_checkpoint(path: str | Path, *, kind: str, config: dict[str, Any], state: Any) -> Path:
