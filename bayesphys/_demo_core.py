@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from ._files import save_figure
 from .inference_data import build_inference_data, save_netcdf
 from .metrics import crps_gaussian, interval_coverage, relative_l2
 from .problems.linear_gaussian import ConjugateGaussianField, linear_gaussian_problem
@@ -62,7 +63,7 @@ def demo(out_dir: Path, *, device: torch.device, seed: int = 0) -> list[dict]:
     ax.set_xlabel("x")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out_dir / "core.png", dpi=120)
+    save_figure(fig, out_dir / "core.png", dpi=120)
     plt.close(fig)
     cov = float(interval_coverage(lo, hi, prob["u"]))
     return [

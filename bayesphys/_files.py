@@ -14,8 +14,9 @@ import stat
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_write", "atomic_write_text", "user_path", "out_folder_arg"]
+__all__ = ["atomic_write", "atomic_write_text", "save_figure", "user_path", "out_folder_arg"]
 
 
 def _nearest_existing(folder: Path) -> Path:
@@ -108,3 +109,15 @@ def atomic_write_text(path: Path, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_write`: a failed write (a full
     disk, Ctrl-C) leaves the previous file whole."""
     return atomic_write(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def save_figure(fig: Any, path: str | os.PathLike, **savefig_kwargs: Any) -> Path:
+    """``fig.savefig(path, **savefig_kwargs)`` through :func:`atomic_write`: an interrupted or
+    failed save (Ctrl-C, a full disk) leaves any previous figure at ``path`` whole, never a
+    truncated one. The format is read from ``path``'s suffix (``.png``, ``.pdf``, ``.svg``)
+    unless ``format=`` is given."""
+    path = Path(path).expanduser()
+    fmt = savefig_kwargs.pop("format", None) or path.suffix.lstrip(".").lower() or None
+    if fmt is None:
+        raise ValueError(f"path: give a suffix (.png, .pdf, .svg) or format=, received {path}")
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, **savefig_kwargs))

@@ -68,13 +68,17 @@ def main(argv: list[str] | None = None) -> int:
         argv_ex = ["--out", str(out)] + ([] if args.full else ["--smoke"])
         try:
             load(name).main(argv_ex)
-            status = f"ran in {time.perf_counter() - t0:.0f} s"
+            status = f"ran in {time.perf_counter() - t0:.1f} s"
         except Exception as err:  # keep going: the page says what failed
             status = f"failed: {type(err).__name__}: {err}"
             failed.append(name)
-        for f in out.rglob("*"):
+        for f in sorted(out.rglob("*"), reverse=True):  # a folder after what it holds
             if f.is_file() and f.suffix != ".png":
                 f.unlink()
+            elif f.is_dir() and not any(f.iterdir()):
+                f.rmdir()
+        if not any(out.iterdir()):  # an example that draws no figure leaves no folder
+            out.rmdir()
         lines += [f"## `{name}`", "", f"{desc} — `bayesphys run {name}` ({status}).", ""]
         for png in sorted(out.rglob("*.png")):
             rel = png.relative_to(DOCS).as_posix()

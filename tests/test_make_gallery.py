@@ -76,3 +76,22 @@ def test_only_also_runs_an_example_the_page_does_not_have_yet(tmp_path, monkeypa
     text = (tmp_path / "docs" / "gallery.md").read_text()
     assert calls == ["alpha", "beta-two", "alpha", "gamma"]
     assert "## `beta-two`" in text and "## `gamma`" in text and "gallery/gamma/fig.png" in text
+
+
+def test_an_example_without_figures_leaves_no_folder(tmp_path, monkeypatch):
+    calls: list[str] = []
+    mod = _gallery(tmp_path, monkeypatch, calls)
+
+    class NoFigure:
+        def __init__(self, name):
+            self.name = name
+
+        def main(self, argv):
+            out = tmp_path / argv[argv.index("--out") + 1]
+            (out / "fits").mkdir()
+            (out / "fits" / "summary.json").write_text("{}")
+
+    monkeypatch.setattr(mod, "load", NoFigure)
+    assert mod.main([]) == 0
+    assert not (tmp_path / "docs" / "gallery" / "alpha").exists()
+    assert "## `alpha`" in (tmp_path / "docs" / "gallery.md").read_text()

@@ -14,6 +14,7 @@ from ..cli import _out_arg as out_dir
 from ..cli import _seed_arg as seed
 
 __all__ = [
+    "add_out",
     "device",
     "float_in",
     "int_in",
@@ -22,6 +23,18 @@ __all__ = [
     "positive_int",
     "seed",
 ]
+
+
+def add_out(ap: argparse.ArgumentParser, name: str) -> None:
+    """Add ``--out`` to ``ap``: the output folder, ``bayesphys-out/<name>`` by default (every
+    example writes into a folder of its own name), shown in ``--help``."""
+    ap.add_argument(
+        "--out",
+        type=out_dir,
+        default=f"bayesphys-out/{name}",
+        metavar="DIR",
+        help="output folder; default: %(default)s",
+    )
 
 
 def float_in(

@@ -31,9 +31,10 @@ import numpy as np
 import torch
 
 from .._checks import check_int
+from .._files import atomic_write, atomic_write_text
 from .._model import FitResult, optimize
 from ..problems.linear_gaussian import log_marginal_likelihood, posterior_for
-from ._args import device, out_dir, positive_int, seed
+from ._args import add_out, device, positive_int, seed
 
 DESCRIPTION = "Cohort of small inverse problems on a local/Ray/Dask executor (fit_many)"
 
@@ -268,7 +269,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(prog="bayesphys run cohort", description=DESCRIPTION)
     ap.add_argument("--smoke", action="store_true", help="4 patients, few steps (< 30 s)")
     ap.add_argument("--device", type=device, default="cpu", help="only cpu for this model")
-    ap.add_argument("--out", type=out_dir, default="bayesphys-out/cohort")
+    add_out(ap, "cohort")
     ap.add_argument("--seed", type=seed, default=0)
     ap.add_argument("--executor", default="local", choices=["local", "ray", "dask", "sequential"])
     ap.add_argument("--patients", type=positive_int, default=None, help="default 16 (--smoke: 4)")
@@ -310,8 +311,9 @@ def main(argv: list[str] | None = None) -> dict:
         summary.update(spec.summarise(res.idata, problems))
     else:  # no patient finished: an earlier run's cohort.nc must not sit beside this summary
         (out / "cohort.nc").unlink(missing_ok=True)
-    res.table.drop(columns=["traceback"]).to_csv(out / "cohort_table.csv")
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    table = res.table.drop(columns=["traceback"])
+    atomic_write(out / "cohort_table.csv", lambda tmp: table.to_csv(tmp))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
     figures = {k: round(v, 4) for k, v in summary.items() if isinstance(v, float)}
     print(
         f"cohort ({args.model}): {n_patients} patients on {res.executor} ({res.workers} workers) "

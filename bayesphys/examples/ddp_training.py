@@ -32,8 +32,8 @@ from typing import Any
 import torch
 
 from .._files import atomic_write_text
+from ._args import add_out, positive_int, seed
 from ._args import device as device_arg
-from ._args import out_dir, positive_int, seed
 
 DESCRIPTION = "DDP training of a neural surrogate with 2 CPU processes (gloo), resumable"
 
@@ -127,7 +127,7 @@ def _train(cfg: dict[str, Any]) -> dict[str, Any] | None:
         "resume": cfg["resume"],
     }
     out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
     return summary
 
 
@@ -186,7 +186,7 @@ def _train_rgnp(cfg: dict[str, Any]) -> dict[str, Any] | None:
         "checkpoint": str(ckpt),
         "resume": cfg["resume"],
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=float))
     return summary
 
 
@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> dict:
         default="cpu",
         help="cpu (gloo) or cuda (nccl, one GPU per rank)",
     )
-    ap.add_argument("--out", type=out_dir, default="bayesphys-out/ddp_training")
+    add_out(ap, "ddp_training")
     ap.add_argument("--seed", type=seed, default=0)
     ap.add_argument(
         "--nproc", type=positive_int, default=2, help="processes when not under torchrun"

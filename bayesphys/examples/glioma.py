@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> dict:
         help="foci of the simulated tumour; > 1: the model's 1-3 foci are chosen by evidence",
     )
     ap.add_argument("--device", type=_args.device, default="cpu")
-    ap.add_argument("--out", type=_args.out_dir, default="bayesphys-out")
+    _args.add_out(ap, "glioma")
     ap.add_argument("--seed", type=_args.seed, default=0)
     args = ap.parse_args(argv)
     dev = resolve_device(args.device)

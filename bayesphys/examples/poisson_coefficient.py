@@ -28,6 +28,7 @@ import torch
 
 from .._checks import offset_seed
 from .._device import torch_threads
+from .._files import atomic_write_text, save_figure
 from . import _args
 
 DESCRIPTION = "Nonlinear Poisson coefficient field from noisy off-grid sensors (RGNP + GICNet)"
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(prog="bayesphys run poisson-coefficient", description=DESCRIPTION)
     ap.add_argument("--smoke", action="store_true", help="tiny model, a few steps (< 30 s)")
     ap.add_argument("--device", type=_args.device, default="cpu")
-    ap.add_argument("--out", type=_args.out_dir, default="bayesphys-out/poisson_coefficient")
+    _args.add_out(ap, "poisson_coefficient")
     ap.add_argument(
         "--seed",
         type=_args.seed,
@@ -170,27 +171,30 @@ def _run(args: argparse.Namespace) -> dict:
     ax[0].plot(xm_np, u_draws.mean(0), label="posterior mean")
     ax[0].plot(xm_np, u_true_m, "k--", label="truth")
     ax[0].plot(x_obs, y, "r.", label="sensors")
-    ax[0].set_title("field u")
+    ax[0].set(xlabel="x", ylabel="u", title="field u")
     ax[0].legend(fontsize=7)
-    ax[1].fill_between(xm_np, k_lo, k_hi, alpha=0.3)
-    ax[1].plot(xm_np, k_mean)
-    ax[1].plot(xm_np, k_true, "k--")
-    ax[1].set_title("coefficient kappa(u, x)")
+    ax[1].fill_between(xm_np, k_lo, k_hi, alpha=0.3, label="95% band")
+    ax[1].plot(xm_np, k_mean, label="posterior mean")
+    ax[1].plot(xm_np, k_true, "k--", label="truth")
+    ax[1].set(xlabel="x", ylabel="kappa", title="coefficient kappa(u, x)")
+    ax[1].legend(fontsize=7)
     zm, zlo, zhi = (z_draws.mean(0).numpy(), *np.quantile(z_draws.numpy(), [0.025, 0.975], 0))
-    ax[2].errorbar(np.arange(5), zm, yerr=[zm - zlo, zhi - zm], fmt="o", label="IS posterior")
+    ax[2].errorbar(np.arange(5), zm, yerr=[zm - zlo, zhi - zm], fmt="o", label="IS posterior 95%")
     ax[2].errorbar(
         np.arange(5) + 0.15,
         mu.numpy(),
         yerr=2 * sd.numpy(),
         fmt="s",
         alpha=0.6,
-        label="GICNet (amortised)",
+        label="GICNet (amortised) ±2 sd",
     )
     ax[2].plot(np.arange(5), z_true, "kx", label="truth")
-    ax[2].set_title("parameters z")
-    ax[2].legend(fontsize=7)
+    ax[2].set_xticks(np.arange(5), [f"z{i}" for i in range(5)])
+    ax[2].set(xlabel="index", ylabel="z_i", title="parameters z")
+    # beside the error bars, not over them (the prior's support is [-1, 1])
+    ax[2].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
-    fig.savefig(out / "poisson_coefficient.png", dpi=110)
+    save_figure(fig, out / "poisson_coefficient.png", dpi=110)
     plt.close(fig)
 
     inner = slice(20, 181)  # kappa is weakly identified where u ~ 0 (near the boundary)
@@ -212,7 +216,7 @@ def _run(args: argparse.Namespace) -> dict:
         "figure": str(out / "poisson_coefficient.png"),
         "seconds": time.perf_counter() - t0,
     }
-    (out / "poisson_coefficient.json").write_text(json.dumps(res, indent=1, default=str))
+    atomic_write_text(out / "poisson_coefficient.json", json.dumps(res, indent=1, default=str))
     return res
 
 

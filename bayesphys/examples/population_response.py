@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._files import atomic_write_text, save_figure
 from . import _args
 
 DESCRIPTION = "MFM: response of unseen interacting-particle populations with ensemble uncertainty"
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(prog="bayesphys run population-response", description=DESCRIPTION)
     ap.add_argument("--smoke", action="store_true", help="tiny run (< 30 s)")
     ap.add_argument("--device", type=_args.device, default="cpu")
-    ap.add_argument("--out", type=_args.out_dir, default="bayesphys-out/population_response")
+    _args.add_out(ap, "population_response")
     ap.add_argument("--seed", type=_args.seed, default=0)
     ap.add_argument("--steps", type=_args.positive_int, default=None)
     args = ap.parse_args(argv)
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> dict:
     from bayesphys._device import resolve_device
     from bayesphys.inference_data import group_dataset, save_netcdf
     from bayesphys.meta_fm import MFMEnsemble, w2_inference_data
+    from bayesphys.meta_fm._demo import plot_populations
     from bayesphys.meta_fm.evaluation import population_metrics
     from bayesphys.problems.populations import interacting_particles
 
@@ -73,18 +75,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     members_pred = ens.predict_members(test.source)
     ident = [population_metrics(s, t)["w2"] for s, t in zip(test.source, test.target)]
-    fig, axes = plt.subplots(1, len(test), figsize=(3.3 * len(test), 3.3))
-    for i, ax in enumerate(np.atleast_1d(axes)):
-        ax.scatter(*test.source[i].T, s=2, c="0.75", label="source")
-        for m, pred in enumerate(members_pred):
-            ax.scatter(*pred[i].cpu().T, s=2, alpha=0.4, label=f"member {m}")
-        ax.scatter(*test.target[i].T, s=2, c="k", label="true T=1")
-        ax.set_title(
-            f"W2 {unc['test_error'][i]:.3f} ± spread {unc['test_spread'][i]:.3f}", fontsize=8
-        )
-    np.atleast_1d(axes)[0].legend(fontsize=6, markerscale=3)
-    fig.tight_layout()
-    fig.savefig(out / "population_response.png", dpi=90)
+    fig, _ = plt.subplots(1, len(test), figsize=(3.3 * len(test), 3.6))
+    titles = [f"W2 {e:.2f}, spread {s:.2f}" for e, s in zip(unc["test_error"], unc["test_spread"])]
+    plot_populations(fig, test.source, members_pred, test.target, titles, "true T=1")
+    save_figure(fig, out / "population_response.png", dpi=90)
     plt.close(fig)
     result = {
         "w2_test_mean": float(np.mean(unc["test_error"])),
@@ -97,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
         "netcdf": str(out / "population_response.nc"),
         "plot": str(out / "population_response.png"),
     }
-    (out / "population_response.json").write_text(json.dumps(result, indent=1, default=float))
+    atomic_write_text(out / "population_response.json", json.dumps(result, indent=1, default=float))
     return result
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._files import save_figure
 from . import _args
 
 DESCRIPTION = (
@@ -46,6 +47,14 @@ def _u_star_from_front(front: np.ndarray, t: float) -> np.ndarray:
     alpha, _ = stefan_constants(grid)
     xf = (alpha * t**0.5).numpy()[::-1]  # increasing in x
     return np.interp(front, xf, grid.numpy()[::-1])
+
+
+def _front_bins(values: np.ndarray, dx: float) -> np.ndarray:
+    """Histogram edges of width ``dx`` (the grid spacing: the front draws are grid points, each
+    at a bin's centre) spanning every value in ``values``."""
+    lo, hi = float(np.min(values)), float(np.max(values))
+    n = int(np.ceil((hi - lo) / dx - 1e-9)) + 1
+    return lo - dx / 2 + dx * np.arange(n + 1)
 
 
 def _sensor_predictive(
@@ -87,12 +96,13 @@ def _sensor_predictive(
 def main(argv: list[str] | None = None) -> dict:
     from bayesphys import resolve_device, save_netcdf
     from bayesphys.probconserv import ProbConserv, shock_posterior, slice_scores
+    from bayesphys.probconserv._demo import STEP1_COLOUR, UPDATE_COLOUR, band_pair
     from bayesphys.problems.gpme import make_dataset, mass_from_fluxes, stefan_front
 
     ap = argparse.ArgumentParser(prog="bayesphys run stefan-front", description=DESCRIPTION)
     ap.add_argument("--smoke", action="store_true", help="tiny training (< 30 s)")
     ap.add_argument("--device", type=_args.device, default="cpu")
-    ap.add_argument("--out", type=_args.out_dir, default="bayesphys-out")
+    _args.add_out(ap, "stefan_front")
     ap.add_argument("--seed", type=_args.seed, default=0)
     ap.add_argument(
         "--u-star",
@@ -190,24 +200,22 @@ def main(argv: list[str] | None = None) -> dict:
 
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
     xs = x.numpy()
-    for p, c, lab in ((before, "tab:orange", "Step 1 (GP)"), (after, "tab:blue", "ProbConserv")):
-        lo, hi = p.interval(0.9)
-        ax[0].fill_between(
-            xs, lo.reshape(-1).cpu(), hi.reshape(-1).cpu(), color=c, alpha=0.3, label=f"{lab} 90%"
-        )
-        ax[0].plot(xs, p.mean.reshape(-1).cpu(), color=c)
+    band_pair(ax[0], xs, before, after, ("Step 1 (GP)", "ProbConserv"), lambda t: t.reshape(-1))
     ax[0].plot(xs, truth.reshape(-1), "k--", label="exact")
     ax[0].set(xlabel="x", ylabel=f"u(t={t}, x)", title="field before / after the update")
     ax[0].legend(fontsize=7)
-    bins = np.linspace(0.1, 0.4, 61)
-    ax[1].hist(fronts["before"].numpy(), bins, alpha=0.5, color="tab:orange", label="Step 1")
-    ax[1].hist(fronts["after"].numpy(), bins, alpha=0.5, color="tab:blue", label="ProbConserv")
+    f0, f1 = fronts["before"].numpy(), fronts["after"].numpy()
+    bins = _front_bins(np.concatenate([f0, f1, [true_front]]), float(xs[1] - xs[0]))
+    ax[1].hist(f0, bins, color=STEP1_COLOUR, alpha=0.35, label="Step 1")
+    ax[1].hist(
+        f1, bins, histtype="step", hatch="///", color=UPDATE_COLOUR, lw=1, label="ProbConserv"
+    )
     ax[1].axvline(true_front, color="k", ls="--", label="true front")
-    ax[1].set(xlabel="front position", title="shock-position posterior")
+    ax[1].set(xlabel="front position", ylabel="draws", title="shock-position posterior")
     ax[1].legend(fontsize=7)
     fig.tight_layout()
     png = out / "stefan_front.png"
-    fig.savefig(png, dpi=110)
+    save_figure(fig, png, dpi=110)
     plt.close(fig)
 
     sc0 = slice_scores(before, truth, x, b)

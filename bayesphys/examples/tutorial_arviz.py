@@ -9,8 +9,8 @@ Runs the shared core's conjugate field model end to end:
    ``observed_data`` groups; ``az.summary``, ``az.plot_posterior``, ``az.plot_ppc``, ``az.loo``;
 5. a calibration curve (observed vs nominal coverage) over many simulated datasets.
 
-``python -m bayesphys.examples.tutorial_arviz --out tutorial-out`` (add ``--smoke`` for a
-seconds-long run).
+``python -m bayesphys.examples.tutorial_arviz`` (writes to ``bayesphys-out/tutorial_arviz``;
+``--out DIR`` for another folder, ``--smoke`` for a seconds-long run).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._files import save_figure
 from . import _args
 
 DESCRIPTION = "tutorial: fit, posterior, ArviZ summary/plots and a calibration curve"
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(prog="bayesphys run tutorial-arviz", description=DESCRIPTION)
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--device", type=_args.device, default="cpu")
-    ap.add_argument("--out", type=_args.out_dir, default="tutorial-out")
+    _args.add_out(ap, "tutorial_arviz")
     ap.add_argument(
         "--seed",
         type=_args.seed,
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
     open_before = set(plt.get_fignums())  # the caller's figures stay open
     try:  # and only the tutorial's are closed, a failed save included
         az.plot_posterior(idata, var_names=["u_max"])
-        plt.savefig(out / "tutorial_posterior.png", dpi=100)
+        save_figure(plt.gcf(), out / "tutorial_posterior.png", dpi=100)
         # its subset of predictive draws from the example's seed; ArviZ seeds numpy's global
         # stream with it, so the caller's state is put back after
         np_state = np.random.get_state()
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
             az.plot_ppc(idata, num_pp_samples=50, random_seed=args.seed)
         finally:
             np.random.set_state(np_state)
-        plt.savefig(out / "tutorial_ppc.png", dpi=100)
+        save_figure(plt.gcf(), out / "tutorial_ppc.png", dpi=100)
     finally:
         for num in set(plt.get_fignums()) - open_before:
             plt.close(num)
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
         ax.set_xlabel("nominal coverage")
         ax.set_ylabel("observed coverage")
         fig.tight_layout()
-        fig.savefig(out / "tutorial_calibration.png", dpi=100)
+        save_figure(fig, out / "tutorial_calibration.png", dpi=100)
     finally:
         plt.close(fig)
     return {
@@ -127,5 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
+if __name__ == "__main__":  # pragma: no cover  (`bayesphys run` prints the result itself)
+    res = main()
+    print({k: v for k, v in res.items() if k != "out"})
+    print(f"wrote the tutorial's files to {res['out']}")

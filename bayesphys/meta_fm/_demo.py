@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
+from .._files import save_figure
 from ..inference_data import save_netcdf
 from ..problems.populations import linear_map
 from .baselines import floor_prediction, identity_prediction
@@ -14,6 +17,32 @@ from .ensemble import MFMEnsemble, w2_inference_data
 from .evaluation import population_metrics
 
 __all__ = ["demo"]
+
+
+def plot_populations(
+    fig: Any,
+    source: Sequence,
+    members: Sequence,
+    target: Sequence,
+    titles: Sequence[str],
+    target_label: str = "true target",
+) -> None:
+    """One panel per population of ``fig`` (2-D particles, equal axes): the source, each
+    member's prediction, then the true target on top (drawn last, so no member hides it); one
+    legend for all panels below them, off the data."""
+    axes = fig.axes
+    for i, ax in enumerate(axes):
+        ax.scatter(*np.asarray(source[i]).T, s=2, c="0.75", label="source")
+        for m, pred in enumerate(members):
+            ax.scatter(*pred[i].cpu().numpy().T, s=2, alpha=0.4, label=f"member {m}")
+        ax.scatter(*np.asarray(target[i]).T, s=2, c="k", label=target_label)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_xlabel("x1")
+        ax.set_ylabel("x2")
+        ax.set_title(titles[i], fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=7, markerscale=4)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
 
 
 def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[dict]:
@@ -44,23 +73,18 @@ def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[
     idata = w2_inference_data(post, test.target, max_points=None)
     save_netcdf(idata, out_dir / "meta_fm.nc")
     members = ens.predict_members(test.source)
-    w2 = np.mean([population_metrics(members[0][i], t)["w2"] for i, t in enumerate(test.target)])
+    w2_each = [population_metrics(members[0][i], t)["w2"] for i, t in enumerate(test.target)]
+    w2 = np.mean(w2_each)
     w2_id = np.mean(
         [population_metrics(s, t)["w2"] for s, t in zip(identity_prediction(test), test.target)]
     )
     w2_fl = np.mean(
         [population_metrics(f, t)["w2"] for f, t in zip(floor_prediction(test), test.target)]
     )
-    fig, axes = plt.subplots(1, len(test), figsize=(3.2 * len(test), 3.2))
-    for i, ax in enumerate(np.atleast_1d(axes)):
-        ax.scatter(*test.source[i].T, s=3, c="0.7", label="source")
-        ax.scatter(*test.target[i].T, s=3, c="k", label="true target")
-        for m, pred in enumerate(members):
-            ax.scatter(*pred[i].cpu().T, s=3, alpha=0.5, label=f"member {m}")
-        ax.set_title(f"unseen population {i}")
-    np.atleast_1d(axes)[0].legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(out_dir / "meta_fm.png", dpi=90)
+    fig, _ = plt.subplots(1, len(test), figsize=(3.2 * len(test), 3.5))
+    titles = [f"unseen population {i}: W2 {v:.2f} (member 0)" for i, v in enumerate(w2_each)]
+    plot_populations(fig, test.source, members, test.target, titles)
+    save_figure(fig, out_dir / "meta_fm.png", dpi=90)
     plt.close(fig)
     row = dict(component="meta_fm", problem="B2 linear map (unseen populations)")
     return [

@@ -18,6 +18,7 @@ def demo(out_dir: Path, *, device: torch.device, seed: int = 0) -> list[dict]:
 
     import matplotlib.pyplot as plt
 
+    from .._files import save_figure
     from ..inference_data import save_netcdf
     from ..problems.rgnp import poisson_test_set
     from .evaluate import evaluate_poisson
@@ -54,7 +55,7 @@ def demo(out_dir: Path, *, device: torch.device, seed: int = 0) -> list[dict]:
     ax[0].legend(fontsize=7)
     fig.suptitle(f"RGNP, {fit.steps} physics-only steps")  # no time: the same seed, the same file
     fig.tight_layout()
-    fig.savefig(out_dir / "neural_process.png", dpi=100)
+    save_figure(fig, out_dir / "neural_process.png", dpi=100)
     plt.close(fig)
 
     comp, prob = "neural_process", "P1 nonlinear Poisson (100 cases)"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from .._files import save_figure
 from ..inference_data import save_netcdf
 from ..problems.glioma import brain_phantom, synthetic_patient
 from .foci import focus_error_mm, select_n_foci
@@ -18,6 +19,22 @@ from .glioma import GliomaModel
 from .radiotherapy import model_plan, recurrence_coverage, standard_margin_plan
 
 __all__ = ["demo", "glioma_case"]
+
+# the radiotherapy panels' four classes, plan + 2 * recurrence (Okabe-Ito colours)
+RT_CLASSES = ("outside", "plan only", "recurrence missed", "recurrence covered")
+RT_COLOURS = ("#1b1b1b", "#56B4E9", "#D55E00", "#F0E442")
+
+
+def _rt_panel(fig, ax, plan: torch.Tensor, rec: torch.Tensor, ext: list[float]) -> None:
+    """``plan + 2 * rec`` in four discrete colours with a key naming each class."""
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+
+    cmap = ListedColormap(RT_COLOURS)
+    norm = BoundaryNorm([-0.5, 0.5, 1.5, 2.5, 3.5], cmap.N)
+    img = (plan.double() + 2 * rec.double()).T
+    im = ax.imshow(img, origin="upper", extent=ext, cmap=cmap, norm=norm, interpolation="nearest")
+    bar = fig.colorbar(im, ax=ax, fraction=0.046, ticks=range(4))
+    bar.ax.set_yticklabels(RT_CLASSES, fontsize=7)
 
 
 def glioma_case(
@@ -92,11 +109,16 @@ def glioma_case(
         (q95 - q05, "90% band width"),
         (q05, "5% quantile"),
         (q95, "95% quantile"),
-        (std.double() + 2 * rec.double(), f"15 mm margin ({cov_std:.0%} of recurrence)"),
-        (mine.double() + 2 * rec.double(), f"posterior plan ({cov_model:.0%})"),
+        (std, f"15 mm margin ({cov_std:.0%} of recurrence)"),
+        (mine, f"posterior plan ({cov_model:.0%})"),
     ]
-    for a, (img, title) in zip(ax.flat, panels):
-        im = a.imshow(img.T, origin="upper", extent=ext, cmap="magma")
+    for i, (a, (img, title)) in enumerate(zip(ax.flat, panels)):
+        if i >= 6:  # the radiotherapy plans against the recurrence
+            _rt_panel(fig, a, img, rec, ext)
+        else:
+            fig.colorbar(
+                a.imshow(img.T, origin="upper", extent=ext, cmap="magma"), ax=a, fraction=0.046
+            )
         a.contour(
             brain.T.numpy(), levels=[0.5], colors="w", linewidths=0.5, origin="upper", extent=ext
         )
@@ -106,7 +128,6 @@ def glioma_case(
         a.set_title(title, fontsize=8)
         a.set_xticks([])
         a.set_yticks([])
-        fig.colorbar(im, ax=a, fraction=0.046)
     fig.suptitle(
         f"D_w {est['dw']:.3f} (true {tr['dw']:.3f}) mm²/d, rho {est['rho']:.3f} ({tr['rho']:.3f}) /d, "
         f"ell {est['ell']:.2f} ({tr['ell']:.2f}) mm, v {est['v']:.3f} ({tr['v']:.3f}) mm/d",
@@ -114,7 +135,7 @@ def glioma_case(
     )
     fig.tight_layout()
     png = out_dir / f"{name}.png"
-    fig.savefig(png, dpi=110)
+    save_figure(fig, png, dpi=110)
     plt.close(fig)
     lv = math.log(est["v"] / tr["v"]) / max(est["sd_log_v"], 1e-12)
     return {

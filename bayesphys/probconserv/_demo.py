@@ -3,8 +3,35 @@
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Callable
+from typing import Any
 
+import numpy as np
 import torch
+
+from .._files import save_figure
+from .._gaussian_posterior import GaussianPosterior
+
+STEP1_COLOUR, UPDATE_COLOUR = "tab:orange", "tab:blue"
+
+
+def band_pair(
+    ax: Any,
+    x: np.ndarray,
+    before: GaussianPosterior,
+    after: GaussianPosterior,
+    labels: tuple[str, str],
+    pick: Callable[[torch.Tensor], torch.Tensor],
+) -> None:
+    """The 90 % bands and means of ``before`` (Step 1) and ``after`` (ProbConserv), kept apart
+    where they overlap: the wider Step-1 band a light fill, the ProbConserv band hatched with
+    solid edge lines. ``pick`` takes the plotted slice (over ``x``) of a batched tensor."""
+    (lo0, hi0), (lo1, hi1) = ([pick(b).cpu() for b in p.interval(0.9)] for p in (before, after))
+    ax.fill_between(x, lo0, hi0, color=STEP1_COLOUR, alpha=0.25, lw=0, label=f"{labels[0]} 90%")
+    hatched = dict(facecolor="none", edgecolor=UPDATE_COLOUR, hatch="///", lw=1)
+    ax.fill_between(x, lo1, hi1, **hatched, label=f"{labels[1]} 90%")
+    ax.plot(x, pick(before.mean).cpu(), color=STEP1_COLOUR, lw=1)
+    ax.plot(x, pick(after.mean).cpu(), color=UPDATE_COLOUR, lw=1)
 
 
 def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[dict]:
@@ -46,16 +73,13 @@ def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[
     )
     save_netcdf(idata, out_dir / "probconserv.nc")
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for p, c, lab in ((before, "tab:orange", "GP (Step 1)"), (after, "tab:blue", "ProbConserv-GP")):
-        lo, hi = p.interval(0.9)
-        ax.fill_between(x, lo[0, 0].cpu(), hi[0, 0].cpu(), color=c, alpha=0.3, label=f"{lab} 90%")
-        ax.plot(x, p.mean[0, 0].cpu(), color=c)
+    band_pair(ax, x.numpy(), before, after, ("GP (Step 1)", "ProbConserv-GP"), lambda t: t[0, 0])
     ax.plot(x, truth[0, 0], "k--", label="exact")
-    ax.axvline(true_front, color="gray", lw=0.8)
+    ax.axvline(true_front, color="gray", lw=0.8, label="true front")
     ax.set(xlabel="x", ylabel="u(0.05, x)", title="Stefan u*=0.6: conservation update")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out_dir / "probconserv.png", dpi=100)
+    save_figure(fig, out_dir / "probconserv.png", dpi=100)
     plt.close(fig)
 
     def row(metric, value, target):

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import runpy
+import sys
+
 import pytest
 
 from bayesphys.examples import available, load
 
 
-def test_tutorial_smoke(tmp_path):
-    res = load("tutorial-arviz").main(["--smoke", "--out", str(tmp_path)])
+def test_tutorial_smoke_as_a_script_says_where_it_wrote(tmp_path, monkeypatch, capsys):
+    # as ``python examples/tutorial_arviz.py`` runs it (its result was dropped unprinted)
+    monkeypatch.setattr(sys, "argv", ["tutorial_arviz.py", "--smoke", "--out", str(tmp_path)])
+    res = runpy.run_module("bayesphys.examples.tutorial_arviz", run_name="__main__")["res"]
     assert res["rel_l2"] < 0.3 and 0.5 <= res["coverage90"] <= 1.0
     for f in ("tutorial.nc", "tutorial_ppc.png", "tutorial_calibration.png"):
         assert (tmp_path / f).exists()
+    assert f"wrote the tutorial's files to {tmp_path}" in capsys.readouterr().out
     assert "tutorial-arviz" in available()
 
 

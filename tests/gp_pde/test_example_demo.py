@@ -1,14 +1,17 @@
 import pathlib
 
+import numpy as np
 import pytest
 import torch
 
 from bayesphys.inference_data import group_dataset, load_netcdf
+from tests.examples.figures import capture_figures
 
 
-def test_inverse_example_smoke(tmp_path):
+def test_inverse_example_smoke(tmp_path, monkeypatch):
     from bayesphys.examples import gp_pde_inverse
 
+    figures = capture_figures(monkeypatch, gp_pde_inverse)
     out = gp_pde_inverse.main(["--smoke", "--out", str(tmp_path), "--seed", "0"])
     assert out["D_covered"]
     assert abs(out["D_mean"] - out["D_true"]) < 0.05
@@ -17,13 +20,24 @@ def test_inverse_example_smoke(tmp_path):
     assert "D" in post and "u" in post
     assert "y" in group_dataset(idata, "observed_data")
     assert pathlib.Path(out["png"]).stat().st_size > 0
+    # the posterior of D is the grid density itself (normalised), not a histogram of draws
+    d_ax = figures[0].axes[-1]
+    assert not d_ax.patches
+    (line,) = [li for li in d_ax.get_lines() if li.get_label() == "posterior density"]
+    d, dens = line.get_data()
+    assert np.sum((dens[1:] + dens[:-1]) / 2 * np.diff(d)) == pytest.approx(1.0, abs=1e-3)
 
 
 @pytest.mark.slow
-def test_demo_hook(tmp_path):
+def test_demo_hook(tmp_path, monkeypatch):
+    import bayesphys._files
     from bayesphys.gp_pde._demo import demo
 
+    figures = capture_figures(monkeypatch, bayesphys._files)
     rows = demo(tmp_path, device=torch.device("cpu"), seed=0)
     err = next(r for r in rows if r["metric"] == "rel_l2")["value"]
     assert err < 1e-5
     assert (tmp_path / "gp_pde.nc").exists() and (tmp_path / "gp_pde.png").exists()
+    # sin(100x) drawn at >= 20 points a period (the test grid's 3 a period drew a moire)
+    (exact,) = [li for li in figures[0].axes[0].get_lines() if "exact" in li.get_label()]
+    assert np.diff(exact.get_xdata()).max() <= 2 * np.pi / 100 / 20

@@ -1,4 +1,5 @@
 import math
+import re
 
 import numpy as np
 import pytest
@@ -6,9 +7,11 @@ import scipy.stats
 import torch
 
 from bayesphys.inference_data import group_dataset, load_netcdf
+from tests.examples.figures import capture_figures
 
 
 def test_example_smoke(tmp_path, monkeypatch):
+    from bayesphys.examples import population_response
     from bayesphys.examples.population_response import DESCRIPTION, main
     from bayesphys.meta_fm import MFMEnsemble
 
@@ -22,9 +25,17 @@ def test_example_smoke(tmp_path, monkeypatch):
         return out
 
     monkeypatch.setattr(MFMEnsemble, "uncertainty", spy)
+    figures = capture_figures(monkeypatch, population_response)
     assert DESCRIPTION
     res = main(["--smoke", "--out", str(tmp_path), "--seed", "0"])
     assert (tmp_path / "population_response.png").exists()
+    # equal axes, named; the true target drawn last (on top); one legend, off the panels
+    (fig,) = figures
+    assert fig.legends and len(fig.axes) == 4
+    for ax in fig.axes:
+        assert ax.get_aspect() == 1.0 and (ax.get_xlabel(), ax.get_ylabel()) == ("x1", "x2")
+        assert ax.collections[-1].get_label() == "true T=1" and ax.get_legend() is None
+        assert re.fullmatch(r"W2 \d+\.\d\d, spread \d+\.\d\d", ax.get_title())
     idata = load_netcdf(tmp_path / "population_response.nc")
     w2 = group_dataset(idata, "posterior")["w2"]
     assert w2.shape[0] == 2 and bool((w2 > 0).all())

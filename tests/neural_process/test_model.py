@@ -245,12 +245,27 @@ def test_runs_on_cuda(cuda_device):
     assert post.mean.device.type == "cuda"
 
 
-def test_example_smoke(tmp_path):
-    from bayesphys.examples.poisson_coefficient import main
+def test_example_smoke(tmp_path, monkeypatch):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+    from bayesphys.examples import poisson_coefficient
+    from bayesphys.examples.poisson_coefficient import main
+    from tests.examples.figures import capture_figures
+
+    figures = capture_figures(monkeypatch, poisson_coefficient)
     res = main(["--smoke", "--out", str(tmp_path), "--steps", "5", "--sensors", "20"])
     assert (tmp_path / "poisson_coefficient.nc").exists()
     assert (tmp_path / "poisson_coefficient.png").exists()
+    # every panel's axes named; the kappa panel keyed; z_i ticks named, the key beside the bars
+    u_ax, k_ax, z_ax = figures[0].axes
+    labels = [(a.get_xlabel(), a.get_ylabel()) for a in (u_ax, k_ax, z_ax)]
+    assert labels == [("x", "u"), ("x", "kappa"), ("index", "z_i")]
+    assert {"truth", "posterior mean"} <= {t.get_text() for t in k_ax.get_legend().get_texts()}
+    assert [t.get_text() for t in z_ax.get_xticklabels()] == [f"z{i}" for i in range(5)]
+    FigureCanvasAgg(figures[0]).draw()  # the closed figure, drawn again to place its legends
+    renderer = figures[0].canvas.get_renderer()
+    legend_box = z_ax.get_legend().get_window_extent(renderer)
+    assert legend_box.x0 >= z_ax.get_window_extent(renderer).x1
     assert res["steps"] == 5 and res["importance_ess"] >= 1
     assert len(res["summary"]["mean"]) == 5
 

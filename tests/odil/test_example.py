@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 import scipy.ndimage
 import torch
+from matplotlib.colors import BoundaryNorm
 
 import bayesphys.odil._demo as demo_mod
 from bayesphys.examples.glioma import main
 from bayesphys.inference_data import load_netcdf
-from bayesphys.odil._demo import demo
+from bayesphys.odil._demo import RT_CLASSES, demo
+from tests.examples.figures import capture_figures
 
 
 def _spy_rt(monkeypatch) -> dict:
@@ -50,6 +52,7 @@ def _check_rt_coverage(out: dict, seen: dict, spacing: float = 4.0) -> None:
 
 def test_example_smoke(tmp_path, capsys, monkeypatch):
     seen = _spy_rt(monkeypatch)
+    figures = capture_figures(monkeypatch, demo_mod)
     out = main(["--smoke", "--out", str(tmp_path), "--seed", "1"])
     text = capsys.readouterr().out
     assert "D_w" in text and "rho" in text and "15 mm margin" in text
@@ -61,6 +64,16 @@ def test_example_smoke(tmp_path, capsys, monkeypatch):
     assert (
         f"{out['rt_coverage_model']:.3f} vs 15 mm margin {out['rt_coverage_standard']:.3f}" in text
     )
+    # the radiotherapy panels: four classes, a discrete colour each, named in the key
+    (fig,) = figures
+    rt = [a for a in fig.axes if a.get_title().startswith(("15 mm margin", "posterior plan"))]
+    assert len(rt) == 2
+    for ax in rt:
+        (im,) = ax.get_images()
+        assert isinstance(im.norm, BoundaryNorm) and im.cmap.N == im.norm.Ncmap == 4
+        assert set(im.get_array().compressed()) <= {0, 1, 2, 3}
+        labels = [t.get_text() for t in im.colorbar.ax.get_yticklabels()]
+        assert tuple(labels) == RT_CLASSES
 
 
 @pytest.mark.slow

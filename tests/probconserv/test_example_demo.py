@@ -10,12 +10,15 @@ import pytest
 import torch
 
 from bayesphys.inference_data import group_dataset, load_netcdf
+from tests.examples.figures import capture_figures
 
 
-def test_stefan_front_example_smoke(tmp_path, capsys):
+def test_stefan_front_example_smoke(tmp_path, capsys, monkeypatch):
+    from bayesphys.examples import stefan_front
     from bayesphys.examples.stefan_front import main
 
     torch.set_num_threads(1)
+    figures = capture_figures(monkeypatch, stefan_front)
     res = main(["--smoke", "--out", str(tmp_path), "--seed", "0"])
     assert (tmp_path / "stefan_front.png").exists()
     idata = load_netcdf(tmp_path / "stefan_front.nc")
@@ -45,6 +48,15 @@ def test_stefan_front_example_smoke(tmp_path, capsys):
     ll = group_dataset(idata, "log_likelihood")["y_sensors"].values
     assert ll.max() <= -np.log(0.01 * np.sqrt(2 * np.pi))
     assert np.median(ll) > -np.log(0.01 * np.sqrt(2 * np.pi)) - 2.0
+    # the front histograms count every draw (fixed bins on [0.1, 0.4] dropped the rest)
+    hist = figures[0].axes[1]
+    (step1,) = hist.containers  # the Step-1 bars; the ProbConserv histogram is an outline
+    before = group_dataset(idata, "prior")["front"].values.ravel()
+    assert sum(bar.get_height() for bar in step1) == before.size == 100
+    lo, hi = hist.get_xlim()
+    fronts = np.concatenate([before, post["front"].values.ravel(), [res["true_front"]]])
+    assert lo < fronts.min() and fronts.max() < hi
+    assert hist.get_ylabel() == "draws"
     matplotlib.use("Agg")
     az.plot_ppc(idata, num_pp_samples=20)
     plt.close("all")

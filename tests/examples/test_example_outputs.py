@@ -1,0 +1,50 @@
+"""Every example writes to ``bayesphys-out/<its name>`` by default (said in ``--help``), and a
+figure whose save fails leaves the previous file at its path whole."""
+
+from __future__ import annotations
+
+import matplotlib.figure
+import numpy as np
+import pytest
+import torch
+
+from bayesphys._demo_core import demo
+from bayesphys.examples import available, load
+from bayesphys.examples.stefan_front import _front_bins
+
+
+@pytest.mark.parametrize("name", sorted(available()))
+def test_default_out_is_bayesphys_out_and_the_examples_name(name, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # on one line (argparse wraps at a hyphen)
+    with pytest.raises(SystemExit) as exc:
+        load(name).main(["--help"])
+    assert exc.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"output folder; default: bayesphys-out/{name.replace('-', '_')}" in text
+
+
+def test_a_failing_figure_save_leaves_the_previous_figure(tmp_path, monkeypatch):
+    png = tmp_path / "core.png"
+    png.write_bytes(b"the previous figure")
+
+    def broken(self, fname, **kw):  # writes part of the file, then fails (a full disk)
+        with open(fname, "wb") as fh:
+            fh.write(b"\x89PNG half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", broken)
+    with pytest.raises(OSError, match="core.png"):
+        demo(tmp_path, device=torch.device("cpu"))
+    assert png.read_bytes() == b"the previous figure"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["core.nc", "core.png"]  # no temp file
+
+
+def test_stefan_front_bins_hold_every_draw_at_a_bin_centre():
+    dx = 0.005
+    values = np.array([0.12, 0.3, 0.45, 0.6, 0.2375])  # grid points past 0.4, and a true front
+    edges = _front_bins(values, dx)
+    assert np.histogram(values, edges)[0].sum() == len(values)
+    assert np.allclose(np.diff(edges), dx)
+    grid = values[:4]  # each grid point sits mid-bin, not on an edge
+    k = np.searchsorted(edges, grid) - 1
+    assert np.allclose(grid - edges[k], dx / 2)
