@@ -164,6 +164,9 @@ class StructuredRoot:
         self.base_dim = base_dim
         self.logdet = logdet
         self.solve = solve
+        # whether the "jittered covariance" warning was given: once per root, not once per
+        # solve and once per log determinant of every log density
+        self.jitter_warned = False
 
 
 def _cols(a: Tensor, z: Tensor):
@@ -180,13 +183,17 @@ def _cols(a: Tensor, z: Tensor):
     return zz, lambda y: y.movedim(-1, 0).reshape(*lead, *y.shape[:-2], y.shape[-2]).contiguous()
 
 
-def _warn_jittered(name: str, jitter: float) -> None:
-    """Warn that a density is that of a jittered covariance (a singular one has none)."""
+def _warn_jittered(root: StructuredRoot, name: str, jitter: float) -> None:
+    """Warn, once per ``root``, that a density is that of a jittered covariance (a singular
+    one has none)."""
+    if not jitter or root.jitter_warned:
+        return
+    root.jitter_warned = True
     warnings.warn(
-        f"{name}: the covariance is singular to working precision (its Cholesky factor needed "
-        f"jitter {jitter:.1e} on the diagonal); the log density and solves are those of the "
-        "jittered matrix and depend on the jitter; draws are unaffected. Add a nugget to the "
-        "covariance for a density of your own choosing",
+        f"{name}: singular to working precision (its Cholesky factor needed jitter "
+        f"{jitter:.1e} on the diagonal); log densities and solves are those of the jittered "
+        "matrix and depend on the jitter, draws are unaffected. Add a nugget (a small "
+        "multiple of the identity) to it for a density of your own choosing",
         RuntimeWarning,
         stacklevel=4,
     )
@@ -201,17 +208,16 @@ def _dense_root(cov: LinearOperator | Tensor, name: str) -> StructuredRoot:
         return undo(chol @ zz)
 
     def logdet():
-        if jitter:
-            _warn_jittered(name, jitter)
+        _warn_jittered(root, name, jitter)
         return 2 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
 
     def solve(v):
-        if jitter:
-            _warn_jittered(name, jitter)
+        _warn_jittered(root, name, jitter)
         vv, undo = _cols(chol, v)
         return undo(torch.cholesky_solve(vv, chol))
 
-    return StructuredRoot(apply, a.shape[-1], logdet, solve)
+    root = StructuredRoot(apply, a.shape[-1], logdet, solve)
+    return root
 
 
 def _diag_root(d: Tensor, name: str) -> StructuredRoot:
@@ -278,21 +284,20 @@ def _kron_root(factors: list[Tensor], name: str) -> StructuredRoot:
         return kron_matvec(chols, z)
 
     def logdet():
-        if jitter:
-            _warn_jittered(name, jitter)
+        _warn_jittered(root, name, jitter)
         return sum((n // s) * 2 * c.diagonal().log().sum() for s, c in zip(sizes, chols))
 
     inv: list[Tensor] = []  # the factors' inverses, formed at the first solve only
 
     def solve(v):
-        if jitter:
-            _warn_jittered(name, jitter)
+        _warn_jittered(root, name, jitter)
         if not inv:
             eye = [torch.eye(s, dtype=c.dtype, device=c.device) for s, c in zip(sizes, chols)]
             inv.extend(torch.cholesky_solve(e, c) for e, c in zip(eye, chols))
         return kron_matvec(inv, v)
 
-    return StructuredRoot(apply, n, logdet, solve)
+    root = StructuredRoot(apply, n, logdet, solve)
+    return root
 
 
 def _kron_added_diag_root(cov: KroneckerProductAddedDiagLinearOperator, name: str):

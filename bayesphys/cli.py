@@ -15,6 +15,7 @@ import importlib
 import importlib.util
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from ._files import out_folder_arg
@@ -76,6 +77,11 @@ def cmd_list(args) -> int:
     return 0
 
 
+def _demo_status(text: str) -> None:
+    """A ``demo: ...`` progress line on stderr, shown at once."""
+    print(f"demo: {text}", file=sys.stderr, flush=True)
+
+
 def cmd_demo(args) -> int:
     import torch
 
@@ -89,13 +95,17 @@ def cmd_demo(args) -> int:
     torch.set_num_threads(max(1, min(torch.get_num_threads(), args.threads or 64)))
     rows: list[dict] = []
     t0 = time.perf_counter()
+    # each component takes up to minutes: say on stderr what runs (stdout keeps the table)
+    _demo_status("core ...")
     rows += core_demo(out, device=device, seed=args.seed)
+    _demo_status(f"core done in {time.perf_counter() - t0:.1f} s")
     # --only with no names: the shared-core demo alone (it used to run every component)
     wanted = list(COMPONENTS) if args.only is None else args.only
     failed = []
     for comp in wanted:
         mod = _component_module(comp, "_demo")
         if mod is None:
+            _demo_status(f"{comp} skipped (not landed yet)")
             rows.append(
                 {
                     "component": comp,
@@ -107,10 +117,17 @@ def cmd_demo(args) -> int:
             )
             continue
         t = time.perf_counter()
+        _demo_status(f"{comp} ...")
         try:
             rows += mod.demo(out, device=device, seed=args.seed)
         except Exception as err:  # keep the other components' results
             failed.append(comp)
+            # the table cuts the error short: its whole traceback goes to stderr here
+            _demo_status(
+                f"{comp} FAILED after {time.perf_counter() - t:.1f} s (the other components go on):"
+            )
+            traceback.print_exc(file=sys.stderr)
+            sys.stderr.flush()
             rows.append(
                 {
                     "component": comp,
@@ -130,6 +147,7 @@ def cmd_demo(args) -> int:
                     "target": None,
                 }
             )
+            _demo_status(f"{comp} done in {time.perf_counter() - t:.1f} s")
     _print_table(rows)
     print(
         "\n'target' is the issue's target or a reference figure for the full-scale problem; "
@@ -316,8 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_out_arg,
         default=None,
         help="folder for the results JSON and figures (default: without --quick, the "
-        "checkout's benchmarks/results, replacing the committed rows, and figures under "
-        "bayesphys-out/calibration)",
+        "checkout's benchmarks/results, replacing the committed rows, the figure in docs/img "
+        "and the SBC ranks under bayesphys-out/calibration)",
     )
     c.add_argument("--seed", type=_seed_arg, default=0, help="base seed of the simulations")
     # each subcommand's parser: an unknown option is reported against its own usage

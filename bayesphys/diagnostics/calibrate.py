@@ -39,12 +39,14 @@ def run_sbc(
     method: str = "method",
     levels: Sequence[float] = DEFAULT_LEVELS,
     field_levels: Sequence[float] | None = DEFAULT_LEVELS,
+    progress: bool = True,
 ) -> CalibrationResult:
     """Simulate, infer and diagnose (see :func:`simulate_and_infer` for the callables).
 
     ``simulate(n, seed=) -> (theta [n, *event], data)``, ``infer(data[i]) -> Posterior |
     draws [L', *event]``, ``summaries {name: [*S, *event] -> [*S]}``. Returns a
-    :class:`CalibrationResult`; ``result.metrics()`` gives the row metrics.
+    :class:`CalibrationResult`; ``result.metrics()`` gives the row metrics. ``progress``: a
+    progress bar over the ``n_sims`` inferences on stderr (``False``: none).
     """
     rec = simulate_and_infer(
         simulate,
@@ -54,6 +56,7 @@ def run_sbc(
         n_draws=n_draws,
         seed=seed,
         field_levels=field_levels,
+        progress=progress,
     )
     return analyse(rec, problem=problem, method=method, levels=levels, seed=seed)
 

@@ -17,6 +17,7 @@ applied to the truth (``S = ()``) and to the draws (``S = (L,)``).
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real, check_seed, offset_seed
+from .._checks import check_bool, check_int, check_real, check_seed, offset_seed
 from .._device import check_finite
 from .._posterior_args import _check_levels
 from ..posterior import Posterior
@@ -264,6 +265,7 @@ def simulate_and_infer(
     n_draws: int,
     seed: int = 0,
     field_levels: Sequence[float] | None = DEFAULT_LEVELS,
+    progress: bool = True,
 ) -> SimulationRecord:
     """Simulate ``N`` problems, infer each, and record summaries of truth and ``L`` draws.
 
@@ -287,6 +289,8 @@ def simulate_and_infer(
         ``N`` problems, ``L`` posterior draws each (ranks take ``L + 1`` values).
     field_levels:
         nominal levels for the field calibration curve; ``None`` skips it.
+    progress:
+        a progress bar over the ``N`` inferences on stderr (``False``: none).
 
     Returns
     -------
@@ -296,6 +300,7 @@ def simulate_and_infer(
     n_sims = check_int("n_sims", n_sims, minimum=2)
     n_draws = check_int("n_draws", n_draws, minimum=1)
     seed = check_seed("seed", seed)
+    progress = check_bool("progress", progress)
     if field_levels is not None:
         field_levels = _check_levels(field_levels, "field_levels")
     for name, fn in (("simulate", simulate), ("infer", infer)):
@@ -346,33 +351,42 @@ def simulate_and_infer(
 
     field_gen = torch.Generator().manual_seed(offset_seed(seed, 104723))  # PIT of drawn fields
     truths, draws_all, fcov = [], [], []
-    for i in range(n_sims):
-        post = infer(data[i])
-        if not isinstance(post, (Tensor, Posterior)):
-            raise TypeError(
-                f"infer: expected a Posterior or a tensor of draws, received "
-                f"{type(post).__name__} (problem {i})"
+    from tqdm.auto import tqdm
+
+    # each step is one of the user's inferences (a fit each): minutes in all, not silent
+    bar = tqdm(range(n_sims), desc="SBC infer", file=sys.stderr, disable=not progress, leave=False)
+    try:
+        for i in bar:
+            post = infer(data[i])
+            if not isinstance(post, (Tensor, Posterior)):
+                raise TypeError(
+                    f"infer: expected a Posterior or a tensor of draws, received "
+                    f"{type(post).__name__} (problem {i})"
+                )
+            g = None if isinstance(post, Tensor) else gen_for(post.device)
+            d = posterior_draws(post, n_draws, generator=g)
+            t_i = theta[i].to(d)
+            if tuple(d.shape[1:]) != tuple(t_i.shape):
+                raise ValueError(
+                    f"infer: expected posterior draws of the simulated object's shape "
+                    f"{tuple(t_i.shape)}, received draws {tuple(d.shape)} (problem {i})"
+                )
+            truths.append(
+                torch.stack([summarise(k, t_i, 1, "the truth").reshape(()) for k in names]).reshape(
+                    len(names)
+                )
             )
-        g = None if isinstance(post, Tensor) else gen_for(post.device)
-        d = posterior_draws(post, n_draws, generator=g)
-        t_i = theta[i].to(d)
-        if tuple(d.shape[1:]) != tuple(t_i.shape):
-            raise ValueError(
-                f"infer: expected posterior draws of the simulated object's shape "
-                f"{tuple(t_i.shape)}, received draws {tuple(d.shape)} (problem {i})"
+            draws_all.append(
+                torch.stack(
+                    [summarise(k, d, n_draws, "the draws").reshape(n_draws) for k in names], -1
+                )
             )
-        truths.append(
-            torch.stack([summarise(k, t_i, 1, "the truth").reshape(()) for k in names]).reshape(
-                len(names)
-            )
-        )
-        draws_all.append(
-            torch.stack([summarise(k, d, n_draws, "the draws").reshape(n_draws) for k in names], -1)
-        )
-        check_finite(f"simulate: summaries of theta (problem {i})", truths[-1])
-        check_finite(f"infer: summaries of the posterior draws (problem {i})", draws_all[-1])
-        if field_levels is not None:
-            fcov.append(_field_coverage(post, d, t_i, field_levels, field_gen))
+            check_finite(f"simulate: summaries of theta (problem {i})", truths[-1])
+            check_finite(f"infer: summaries of the posterior draws (problem {i})", draws_all[-1])
+            if field_levels is not None:
+                fcov.append(_field_coverage(post, d, t_i, field_levels, field_gen))
+    finally:
+        bar.close()
     truth = torch.stack(truths).detach().double().cpu()
     draws = torch.stack(draws_all).detach().double().cpu()
     return SimulationRecord(

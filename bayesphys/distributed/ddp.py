@@ -351,12 +351,17 @@ def _check_resume(
     ckpt: dict[str, Any],
     now: dict[str, Any],
     config: dict[str, Any] | None = None,
+    *,
+    warn: bool = True,
 ) -> None:
-    """Refuse to resume ``ckpt`` (read from ``path``) with settings other than its own."""
+    """Refuse to resume ``ckpt`` (read from ``path``) with settings other than its own;
+    ``warn``: warn about a checkpoint without recorded settings (once per call of
+    :func:`train_ddp`, on rank 0 only)."""
     state = ckpt.get("state") or {}
     saved = state.get("settings")
     if not isinstance(saved, Mapping):  # written before the settings were recorded
         saved = {"world_size": state.get("world_size")}
+    if not isinstance(state.get("settings"), Mapping) and warn:
         warnings.warn(
             f"checkpoint: {str(path)!r} records no training settings (written before they "
             "were saved), so only the world size can be checked: resuming with another "
@@ -452,7 +457,7 @@ def train_ddp(
     )
     check_device(device)
     check_backend(backend)
-    _, world = planned_world()
+    rank, world = planned_world()
     per_rank = len(ds) // world  # what DistributedSampler deals each rank with drop_last
     if epochs > 0 and per_rank < batch_size:
         # the same on every rank, so all ranks stop here, before any rendezvous
@@ -473,7 +478,7 @@ def train_ddp(
     if ckpt_path is not None and resume and ckpt_path.exists():
         # read and compared on every rank alike, before any rendezvous: all ranks refuse together
         saved = load_checkpoint(ckpt_path, kind=CHECKPOINT_KIND, map_location="cpu")
-        _check_resume(ckpt_path, saved, settings, config)
+        _check_resume(ckpt_path, saved, settings, config, warn=rank == 0)
     ctx = init_distributed(backend, device)
     cuda = []
     if ctx.device.type == "cuda":
@@ -488,7 +493,8 @@ def train_ddp(
             settings["optimizer"] = _optimizer_settings(optimizer)
             start_epoch, step = 0, 0
             if saved is not None:
-                _check_resume(ckpt_path, saved, {"optimizer": settings["optimizer"]})
+                # warned (if at all) by the check above
+                _check_resume(ckpt_path, saved, {"optimizer": settings["optimizer"]}, warn=False)
                 state = saved["state"]
                 unwrap(model).load_state_dict(state["model"])
                 if state.get("optimizer") is not None:
@@ -510,8 +516,13 @@ def train_ddp(
             samples, t0 = 0, time.perf_counter()
             from tqdm.auto import tqdm
 
+            # counts the run's epochs: a resumed run starts at start_epoch of epochs
             bar = tqdm(
-                range(start_epoch, epochs), desc="train_ddp", disable=not (progress and ctx.is_main)
+                range(start_epoch, epochs),
+                desc="train_ddp",
+                total=epochs,
+                initial=start_epoch,
+                disable=not (progress and ctx.is_main),
             )
             msg = f"trained epochs {start_epoch}..{epochs - 1}"
             for epoch in bar:

@@ -359,6 +359,8 @@ class RayRunner(Runner):
             ray.init(
                 num_cpus=workers or os.cpu_count(),
                 include_dashboard=False,
+                # the workers' output stays on the workers: fit_many keeps each problem's
+                # warnings in its record (table["warnings"]) instead
                 log_to_driver=False,
                 configure_logging=False,
             )

@@ -29,10 +29,12 @@ import inspect
 import os
 import secrets
 import socket
+import threading
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,7 +119,9 @@ def run_problem(task: ProblemTask) -> dict[str, Any]:
     """Run one task (build, fit, posterior, export); never raises, errors are returned.
 
     Returns ``{"id", "seed", "status": "ok"|"error", "seconds", "worker", fit summary...,
-    "groups": {group: xarray.Dataset} | None, "error", "traceback"}``.
+    "groups": {group: xarray.Dataset} | None, "error", "traceback", "warnings"}``;
+    ``"warnings"``: the distinct warnings the task raised (``"Category: message"``), captured
+    instead of shown.
     """
     from ..inference_data import build_inference_data  # noqa: F401 - import check in workers
     from ._worker_threads import task_state
@@ -134,10 +138,59 @@ def run_problem(task: ProblemTask) -> dict[str, Any]:
     # the caller's threads and random streams come back after the task (seed_everything
     # reseeds every CUDA generator too: a caller's initialised CUDA streams are put back as
     # well); tasks overlapping in a thread pool restore what the first of them found
-    with task_state(task.threads):
+    with task_state(task.threads), _captured_warnings() as caught:
         _run_task(task, rec)
+    # the problem's own warnings, kept with its record (on Ray, whose workers' output is not
+    # sent to the driver, and in process pools, the record is the only place they show)
+    rec["warnings"] = list(dict.fromkeys(caught))
     rec["seconds"] = time.perf_counter() - t0
     return rec
+
+
+# warnings of the tasks running in this process, collected per thread: catch_warnings swaps
+# process-wide state, so tasks overlapping in a thread pool would take each other's warnings
+# and could leave the hook of a finished task installed
+_CAPTURE_LOCK = threading.Lock()
+_CAPTURE: dict[str, Any] = {"depth": 0, "show": None}
+_SINK = threading.local()
+
+
+def _dispatch(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` while tasks run: a task thread's warning goes to its list,
+    any other thread's to the hook that was installed before."""
+    sink = getattr(_SINK, "caught", None)
+    if sink is not None:
+        sink.append(f"{category.__name__}: {message}")
+    else:
+        _CAPTURE["show"](message, category, filename, lineno, file, line)
+
+
+@contextmanager
+def _captured_warnings() -> Iterator[list[str]]:
+    """Collect the warnings raised in this thread (``"Category: message"``, in order) instead
+    of showing them; the filters in force apply, and every task sees a warning that an
+    earlier task in this process already gave (the filters' once-per-location memory is
+    reset, as :class:`warnings.catch_warnings` does)."""
+    caught: list[str] = []
+    with _CAPTURE_LOCK:
+        if _CAPTURE["depth"] == 0:
+            _CAPTURE["show"] = warnings.showwarning
+            warnings.showwarning = _dispatch
+        _CAPTURE["depth"] += 1
+        reset = getattr(warnings, "_filters_mutated", None)
+        if reset is not None:  # a private hook (Python <= 3.13); later: no reset, no harm
+            reset()
+    outer = getattr(_SINK, "caught", None)
+    _SINK.caught = caught
+    try:
+        yield caught
+    finally:
+        _SINK.caught = outer
+        with _CAPTURE_LOCK:
+            _CAPTURE["depth"] -= 1
+            if _CAPTURE["depth"] == 0:
+                warnings.showwarning = _CAPTURE["show"]
+                _CAPTURE["show"] = None
 
 
 def _run_task(task: ProblemTask, rec: dict[str, Any]) -> None:
@@ -223,16 +276,39 @@ def _result(
     base,
 ) -> FitManyResult:
     """The :class:`FitManyResult` of ``records`` (``idata`` still ``None``), in input order."""
+    import pandas as pd
+
     ordered = [records[pid] for pid, _ in items if pid in records]
+    for r in ordered:  # records written before warnings were kept have none
+        r["warnings"] = list(r.get("warnings") or [])
     per_problem = {r["id"]: r["groups"] for r in ordered if r["status"] == "ok" and r["groups"]}
+    table = _table(ordered, problem_dim)
+    table["warnings"] = pd.Series([r["warnings"] for r in ordered], index=table.index, dtype=object)
     return FitManyResult(
         idata=None,
-        table=_table(ordered, problem_dim),
+        table=table,
         per_problem=per_problem,
         executor=runner_name,
         workers=workers,
         seconds=time.perf_counter() - t0,
         seed=base,
+    )
+
+
+def _warn_summary(table: Any) -> None:
+    """One warning in the caller for the problems whose build / fit / posterior warned (the
+    warnings themselves are in ``table["warnings"]``)."""
+    warned = [w for w in table["warnings"] if w]
+    if not warned:
+        return
+    first = warned[0][0]
+    if len(first) > 160:
+        first = first[:157] + "..."
+    warnings.warn(
+        f"fit_many: {len(warned)} of {len(table)} problems warned (first: {first}); see "
+        "result.table['warnings'] for each problem's warnings",
+        UserWarning,
+        stacklevel=3,
     )
 
 
@@ -304,7 +380,11 @@ def fit_many(
     -------
     :class:`FitManyResult` — ``idata`` (posterior ``u`` of shape ``[C, S, N_ok, *E]``, dims
     ``(chain, draw, problem_dim, ...)``), ``table`` (one row per problem, failures included)
-    and ``seed`` (the base seed).
+    and ``seed`` (the base seed). The table's ``warnings`` column lists, per problem, the
+    distinct warnings its build / fit / posterior / export raised (``"Category: message"``;
+    captured in the worker, so they show even where a worker's output does not reach the
+    caller, e.g. Ray); when any problem warned, one ``UserWarning`` in the caller says how
+    many. Records written before this column existed read as no warnings.
 
     Raises
     ------
@@ -454,6 +534,7 @@ def fit_many(
                         "traceback": "".join(traceback.format_exception(value)),
                     }
                 rec["resumed"] = False
+                rec.setdefault("warnings", [])  # a task the executor failed to run raised none
                 rec["build"] = build_name
                 rec["settings"] = keys[task.problem_id]  # other settings or data: refit
                 rec["base_seed"] = base  # the only way back to a seed drawn for seed=None
@@ -496,6 +577,7 @@ def fit_many(
                 runner.close()
 
     result = _result(records, items, problem_dim, runner_name, workers, t0, base)
+    _warn_summary(result.table)
     try:
         result.idata = _combine(result.per_problem, problem_dim)
     except CombineError as err:

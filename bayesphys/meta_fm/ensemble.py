@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from .._checks import (
     check_bool,
@@ -38,12 +39,13 @@ from .._checks import (
     seed_or_draw,
     stream_seed,
 )
+from .._data_parallel import _active_group
 from .._model import FitResult, load_checkpoint, save_checkpoint
 from .._time_budget import check_max_seconds
 from ..inference_data import build_inference_data
 from ..posterior import SamplePosterior
 from ..problems.populations import PopulationPairs
-from ._validate import check_features, check_pairs, check_populations
+from ._validate import check_features, check_pairs, check_populations, training_split
 from .config import MFMConfig
 from .evaluation import (
     _check_alpha,
@@ -62,6 +64,20 @@ if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
 
 __all__ = ["MFMEnsemble", "pooled_prediction", "w2_inference_data"]
+
+
+def _members_message(messages: Sequence[str]) -> str:
+    """The members' fit messages, identical ones once: ``"max steps (30) (all 3 members)"``,
+    else ``"max steps (30) (members 0, 2); diverged ... (member 1)"``."""
+    groups: dict[str, list[int]] = {}
+    for j, msg in enumerate(messages):
+        groups.setdefault(msg, []).append(j)
+    if len(groups) == 1:
+        return f"{messages[0]} (all {len(messages)} members)"
+    return "; ".join(
+        f"{msg} (member{'s' if len(js) > 1 else ''} {', '.join(map(str, js))})"
+        for msg, js in groups.items()
+    )
 
 
 def _member_seed(seed: int, member: int, num_draws: int, draw: int) -> int:
@@ -221,15 +237,99 @@ class MFMEnsemble:
         steps = check_int("steps", steps, minimum=0)
         progress = check_bool("progress", progress)
         max_seconds = check_max_seconds(max_seconds)
+        self._warn_points(data)  # once, here: the members' copies are silenced below
         results = []
         # members behind the others (an interrupted fit) first catch up, so that every member
         # ends with the same number of steps
         top = max(m.steps_done for m in self.models)
-        for j, m in enumerate(self.models):
+        method = self.models[0].config.method
+        grp = _active_group()
+        # one bar over the members (rank 0 only), each member's step bar nested below it
+        bar = tqdm(
+            total=self.members,
+            desc=f"{method} member 1/{self.members}",
+            unit="member",
+            disable=not progress or (grp is not None and grp[0] != 0),
+            leave=False,
+        )
+        try:
+            for j, m in enumerate(self.models):
+                bar.set_description(f"{method} member {j + 1}/{self.members}")
+                results.append(self._fit_member(j, m, data, steps + top, progress, max_seconds))
+                bar.update(1)
+        finally:
+            bar.close()
+        n = min(len(r.loss_history) for r in results)
+        hist = [float(np.mean([r.loss_history[k] for r in results])) for k in range(n)]
+        secs = sum(r.seconds for r in results)
+        return FitResult(
+            loss_history=hist,
+            seconds=secs,
+            converged=all(r.converged for r in results),
+            steps=n,
+            message=_members_message([r.message for r in results]),
+            extra={
+                "members": results,
+                "seconds_per_1k_steps": 1000 * secs / max(n, 1) / len(results),
+            },
+        )
+
+    def _warn_points(self, data: PopulationPairs | None) -> None:
+        """The members' ``config.points`` checks, each distinct one once for the ensemble (at
+        the caller of :meth:`fit`); data a member would reject are left to it."""
+        texts: list[str] = []
+        for m in self.models:
+            d = m.data if data is None else data
+            if d is None:
+                continue
             try:
-                todo = steps + top - m.steps_done
+                check_pairs(d, m.dim)
+                d = training_split(d)
+                small = min(q.shape[0] for q in d.source)
+                small_t = min(q.shape[0] for q in d.target)
+            except Exception:  # the member raises it, named
+                continue
+            cfg = m.config
+            if cfg.method == "MFM" and small < cfg.points:
+                texts.append(
+                    f"MFMEnsemble.fit: a training source population has {small} points, fewer "
+                    f"than config.points={cfg.points}: the members resample such populations "
+                    "with replacement in training (repeated points in the embedding's kNN "
+                    "graph), while prediction embeds them whole; build the ensemble with "
+                    f"points at most {small} (the smallest population size) to train on what "
+                    "it reads"
+                )
+            if m.coupling not in ("index", "ot_full") and small_t < cfg.points:
+                texts.append(
+                    f"MFMEnsemble.fit: a training target population has {small_t} points, "
+                    f"fewer than config.points={cfg.points}: the members resample such targets "
+                    "with replacement (repeated target points in each flow-matching batch); "
+                    f"build the ensemble with points at most {small_t} to avoid it"
+                )
+        for text in dict.fromkeys(texts):
+            warnings.warn(text, UserWarning, stacklevel=3)
+
+    def _fit_member(
+        self,
+        j: int,
+        m: MetaFlowMatching,
+        data: PopulationPairs | None,
+        top: int,
+        progress: bool,
+        max_seconds: float | None,
+    ) -> FitResult:
+        """Fit member ``j`` up to ``top`` steps in all (its ``config.points`` warnings are
+        :meth:`_warn_points`'s, given once); an error gets a note naming the member."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore",
+                message=r"fit: a training (source|target) population has \d+ points",
+                category=UserWarning,
+            )
+            try:
+                todo = top - m.steps_done
                 share = None if max_seconds is None else max_seconds / self.members
-                results.append(m.fit(data, steps=todo, progress=progress, max_seconds=share))
+                return m.fit(data, steps=todo, progress=progress, max_seconds=share)
             except BaseException as err:
                 done = f"members 0..{j - 1} were fitted" if j else "no member was fitted"
                 note = (
@@ -241,20 +341,6 @@ class MFMEnsemble:
                 else:  # 3.10: the attribute add_note fills (tracebacks then do not print it)
                     err.__notes__ = [*getattr(err, "__notes__", []), note]
                 raise
-        n = min(len(r.loss_history) for r in results)
-        hist = [float(np.mean([r.loss_history[k] for r in results])) for k in range(n)]
-        secs = sum(r.seconds for r in results)
-        return FitResult(
-            loss_history=hist,
-            seconds=secs,
-            converged=all(r.converged for r in results),
-            steps=n,
-            message="; ".join(r.message for r in results),
-            extra={
-                "members": results,
-                "seconds_per_1k_steps": 1000 * secs / max(n, 1) / len(results),
-            },
-        )
 
     def predict_members(
         self,

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -574,8 +575,17 @@ class GliomaModel(GliomaPosteriorMixin):
             damping=1e-2,
             jacobian=self.jacobian,
         )
-        if math.exp(float(x[0])) > self.config["d_max"]:
-            res.message += f"; warning: D_w above d_max={self.config['d_max']} (time step unstable)"
+        dw, d_max = math.exp(float(x[0])), self.config["d_max"]
+        if dw > d_max:
+            res.message += f"; warning: D_w above d_max={d_max} (time step unstable)"
+            warnings.warn(
+                f"fit: the fitted D_w={dw:.4g} is above d_max={d_max:g}, the largest D_w the "
+                "explicit time step is sized for, so the forward solve at the estimate is "
+                "unstable and the fit unreliable; rebuild the model with a larger d_max (e.g. "
+                f"GliomaModel.from_patient(..., d_max={2 * dw:.2g})) and fit again",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         last_theta, self.theta = self.theta, x.detach()
         try:
             cov = self.laplace_covariance(hessian)
@@ -614,7 +624,7 @@ class GliomaModel(GliomaPosteriorMixin):
         sigma_pde: float = 1e-3,
         steps: int = 8,
         cg_maxiter: int = 400,
-        progress: bool = False,
+        progress: bool = True,
         linear_solver: str = "cg",
     ) -> FitResult:
         r"""Joint ODIL refinement: unknowns :math:`c` on ``nt`` time levels x the crop plus
@@ -630,6 +640,9 @@ class GliomaModel(GliomaPosteriorMixin):
         the CG iteration counts of the Schur solves). If no step is accepted and the start is
         not a minimum, the model keeps its previous ``theta`` / ``theta_cov`` / ``result``
         (a ``RuntimeWarning`` says so; the returned result has ``extra["kept_previous"]``).
+        ``progress`` (default True, as in :meth:`fit`): a progress bar of the steps on stderr.
+        Inner solves that stop short of their tolerance give one ``RuntimeWarning`` per kind
+        (the steps', the covariance's), worded in these arguments (raise ``cg_maxiter``).
         """
         from .glioma_odil import fit_joint_odil
 

@@ -29,6 +29,25 @@ if TYPE_CHECKING:
 
 __all__ = ["fit_joint_odil"]
 
+# the user's frame, counted from fit_joint_odil: user -> GliomaModel.fit_odil -> here
+_USER = 3
+# tolerance of the steps' CG solves, and the inner warnings fit_odil rewords in its arguments
+_STEP_TOL = 1e-6
+_STEP_CG = "minimize: the inner CG stopped"
+_COV_CG = "theta_covariance: CG did not reach"
+
+
+def _reemit(caught: list[warnings.WarningMessage], prefix: str) -> bool:
+    """Re-emit the caught warnings, except those starting with ``prefix`` (fit_odil words
+    them in its own arguments); whether there was one."""
+    hit = False
+    for w in caught:
+        if str(w.message).startswith(prefix):
+            hit = True
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    return hit
+
 
 def fit_joint_odil(
     model: GliomaModel,
@@ -37,7 +56,7 @@ def fit_joint_odil(
     sigma_pde: float = 1e-3,
     steps: int = 8,
     cg_maxiter: int = 400,
-    progress: bool = False,
+    progress: bool = True,
     linear_solver: str = "cg",
 ) -> FitResult:
     """Run the joint field-and-parameter fit on ``model`` (see :meth:`GliomaModel.fit_odil`);
@@ -49,7 +68,8 @@ def fit_joint_odil(
     model). The fit's result becomes ``model.result``. If no step is accepted and the start is
     not a minimum (``converged`` False), the model keeps its previous ``theta`` /
     ``theta_cov`` / ``result`` (a ``RuntimeWarning`` says so; the returned result has
-    ``extra["kept_previous"]``)."""
+    ``extra["kept_previous"]``). Short inner CG solves give one ``fit_odil:`` warning per kind
+    at the caller of :meth:`GliomaModel.fit_odil`, worded in its arguments."""
     if linear_solver not in ("cg", "sparse"):
         raise ValueError(f"linear_solver: expected 'cg' or 'sparse', received {linear_solver!r}")
     if linear_solver == "sparse" and model.dtype != torch.float64:
@@ -112,20 +132,33 @@ def fit_joint_odil(
     )
     x0 = prob.pack({"c": traj[1:].detach()}, {"theta": model.theta})
     if linear_solver == "cg":
-        solve = {"linear_solver": "cg", "cg_tol": 1e-6, "cg_maxiter": cg_maxiter}
+        solve = {"linear_solver": "cg", "cg_tol": _STEP_TOL, "cg_maxiter": cg_maxiter}
     else:
         solve = {"linear_solver": "sparse"}
     t0 = time.perf_counter()
-    x, out = minimize(
-        prob,
-        x0,
-        method="lm",
-        steps=steps,
-        damping=1e-3,
-        tol=1e-8,
-        progress=progress,
-        **solve,
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        x, out = minimize(
+            prob,
+            x0,
+            method="lm",
+            steps=steps,
+            damping=1e-3,
+            tol=1e-8,
+            progress=progress,
+            **solve,
+        )
+    if _reemit(caught, _STEP_CG):
+        rels = [r for r in out.extra.get("cg_rel", []) if r == r and r > _STEP_TOL]
+        warnings.warn(
+            f"fit_odil: the conjugate-gradient solves of {len(rels)} of "
+            f"{len(out.extra.get('cg_rel', []))} Levenberg-Marquardt steps stopped short "
+            f"within cg_maxiter={cg_maxiter} iterations (largest relative residual "
+            f"{max(rels, default=float('nan')):.1e}), so the steps are inexact: raise "
+            f"cg_maxiter (given {cg_maxiter}), or use linear_solver='sparse' (a float64 model)",
+            RuntimeWarning,
+            stacklevel=_USER,
+        )
     if steps > 0 and len(out.loss_history) == 1 and not out.converged:
         # not one step accepted: the joint optimum was not reached, so the model keeps the
         # posterior it had (a Laplace covariance at the unmoved start would pass for the
@@ -134,20 +167,32 @@ def fit_joint_odil(
             f"fit_odil: no Levenberg-Marquardt step was accepted ({out.message}); the model "
             "keeps its previous posterior (raise steps, or check nt / sigma_pde)",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=_USER,
         )
         out.seconds = time.perf_counter() - t0
         out.extra.update({"schur_cg_iters": [], "n_unknowns": prob.n, "kept_previous": True})
         return out
     theta = prob.unpack(x)[1]["theta"].detach()
-    cov, info = theta_covariance(
-        prob,
-        x,
-        ["theta"],
-        cg_tol=1e-8,
-        cg_maxiter=4 * cg_maxiter,
-        sparse=linear_solver == "sparse",
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cov, info = theta_covariance(
+            prob,
+            x,
+            ["theta"],
+            cg_tol=1e-8,
+            cg_maxiter=4 * cg_maxiter,
+            sparse=linear_solver == "sparse",
+        )
+    if _reemit(caught, _COV_CG):
+        worst = max(info.get("cg_residuals", []), default=float("nan"))
+        warnings.warn(
+            "fit_odil: the conjugate-gradient solves of the theta covariance (Schur "
+            f"complement) stopped short within their iteration limit, 4 x cg_maxiter "
+            f"(largest relative residual {worst:.1e}), so theta_cov may be off: raise "
+            f"cg_maxiter (given {cg_maxiter}), or use linear_solver='sparse' (a float64 model)",
+            RuntimeWarning,
+            stacklevel=_USER,
+        )
     model.theta, model.theta_cov = theta, cov
     model.recalibration = None
     out.seconds = time.perf_counter() - t0

@@ -55,6 +55,8 @@ def calibrated_step1(
     mass=None,
     *,
     use_mass: bool = True,
+    caller: str = "step1",
+    stacklevel: int = 4,
 ) -> GaussianPosterior:
     """The Step-1 posterior ``N(mean, cov)`` with the model's calibration of ``stage``
     (``"raw"``: none) applied on its calibration grid (elsewhere: a warning, uncalibrated).
@@ -62,7 +64,9 @@ def calibrated_step1(
     ``use_mass=False``: the calibration an unconstrained model can have, one that never sees
     the conservation right-hand side ``b``: the pooled scale of ``stage`` instead of the
     parameter-conditional one (whose parameter estimate reads ``b``), and no mass-residual
-    check."""
+    check. ``caller`` (the public method) and ``stacklevel`` (counted from this function to
+    the user's line: user -> ``caller`` -> ``_step1`` -> here is 4) place the other-grid
+    warning."""
     nx = xx.numel()
     cal = model.calibration
     if cal is not None and stage != "raw":
@@ -83,11 +87,39 @@ def calibrated_step1(
             cov = out
         else:
             warnings.warn(
-                "the hybrid calibration was fitted on another (t, x) grid: using the "
-                "uncalibrated Step-1 covariance on this one",
-                stacklevel=3,
+                f"{caller}: the hybrid calibration was fitted on another (t, x) grid "
+                f"(calibration: {_grid_text(cal.t, cal.x)}; this query: {_grid_text(tt, xx)}), "
+                "so the Step-1 covariance here is uncalibrated. " + _grid_advice(cal.x, xx),
+                UserWarning,
+                stacklevel=stacklevel,
             )
     return GaussianPosterior(mean, cov, event_shape=(nx,), validate=False)
+
+
+def _grid_text(t: Tensor, x: Tensor) -> str:
+    """``t=[...], x: N points in [a, b]`` for a warning."""
+    tv = [round(float(v), 6) for v in t.reshape(-1)[:6]]
+    more = ", ..." if t.numel() > 6 else ""
+    ts = ", ".join(str(v) for v in tv) + more
+    xs = f"{x.numel()} points" + (
+        f" in [{float(x.min()):.6g}, {float(x.max()):.6g}]" if x.numel() else ""
+    )
+    return f"t=[{ts}], x: {xs}"
+
+
+def _grid_advice(cx: Tensor, xx: Tensor) -> str:
+    """What to do about a query off the calibration grid (``calibrate`` fits on its ``t`` and
+    the default 201-point ``x``)."""
+    same_x = cx.shape == xx.shape and bool(torch.allclose(xx.to(cx), cx, rtol=0, atol=1e-12))
+    if same_x:
+        return (
+            "Query at the calibration times, or call calibrate(..., t=<these times>) to "
+            "calibrate this grid"
+        )
+    return (
+        "Query on the calibration grid (x=None: its 201 points; t: the calibration times): "
+        "calibrate(...) fits on the 201-point default x only"
+    )
 
 
 def discrepancy(

@@ -420,14 +420,27 @@ class ProbConserv:
         fitted (that one, and the mass check, read :math:`b`; ``posterior(sigma_g=inf)`` is the
         Step-1 posterior with them, the prior the ProbConserv update starts from).
         """
-        return self._step1(context, t, x, seed=seed, stage="prior", use_mass=False)
+        return self._step1(context, t, x, seed=seed, stage="prior", use_mass=False, caller="step1")
 
     def _step1(
-        self, context, t, x, *, seed, stage: str, mass=None, use_mass: bool = True
+        self,
+        context,
+        t,
+        x,
+        *,
+        seed,
+        stage: str,
+        mass=None,
+        use_mass: bool = True,
+        caller: str = "step1",
+        stacklevel: int = 4,
     ) -> GaussianPosterior:
         """Step 1 with the calibration of ``stage`` (``"prior"``, ``"post"`` or ``"raw"``);
         ``mass [B, nt]`` (default: analytic) feeds a parameter-conditional scale;
-        ``use_mass=False``: a calibration that never sees the mass (unconstrained baselines)."""
+        ``use_mass=False``: a calibration that never sees the mass (unconstrained baselines).
+        ``caller``/``stacklevel``: the public method and the warning's stack level, counted
+        from :func:`calibrated_step1` (user -> ``caller`` -> ``_step1`` -> it: 4)."""
+        where = {"caller": caller, "stacklevel": stacklevel}
         self._check_context(context)
         seed = check_optional_seed("seed", seed)
         tt, xx = self._grid(t, x)
@@ -457,7 +470,9 @@ class ProbConserv:
                 cov = LowRankRootAddedDiagLinearOperator(
                     LowRankRootLinearOperator(root), DiagLinearOperator(c * var)
                 )
-            return calibrated_step1(self, mean, cov, tt, xx, stage, mass, use_mass=use_mass)
+            return calibrated_step1(
+                self, mean, cov, tt, xx, stage, mass, use_mass=use_mass, **where
+            )
         means, covs = [], []
         for j in range(nt):
             m, c = self.net.predict(xc.to(_F64), yc.to(_F64), xt[:, j * nx : (j + 1) * nx].to(_F64))
@@ -467,7 +482,7 @@ class ProbConserv:
         cov = torch.stack(covs, 1)
         c = 1.0 if stage == "raw" else self.var_scale
         cov = c * cov + 1e-10 * torch.eye(nx, dtype=_F64, device=cov.device)
-        return calibrated_step1(self, mean, cov, tt, xx, stage, mass, use_mass=use_mass)
+        return calibrated_step1(self, mean, cov, tt, xx, stage, mass, use_mass=use_mass, **where)
 
     def mass_discrepancy(
         self,
@@ -689,7 +704,16 @@ class ProbConserv:
         # the unconstrained baselines never see b: the constrained update is the only user of
         # the conservation law (HardC projects onto it, keeping the baseline's variance)
         baseline = method != "probconserv"
-        prior = self._step1(context, t, x, seed=seed, stage=stage, mass=b, use_mass=not baseline)
+        prior = self._step1(
+            context,
+            t,
+            x,
+            seed=seed,
+            stage=stage,
+            mass=b,
+            use_mass=not baseline,
+            caller="posterior",
+        )
         if method == "none":
             return prior
         if method == "hardc":  # the projection has no constraint noise

@@ -1,0 +1,42 @@
+"""run_sbc / simulate_and_infer show a progress bar over the user's inferences (stderr), and
+none with progress=False."""
+
+from __future__ import annotations
+
+import pytest
+
+from bayesphys.diagnostics import CoreFamily, run_sbc
+from bayesphys.diagnostics.simulate import simulate_and_infer
+
+
+def test_run_sbc_shows_progress_on_stderr(capsys):
+    fam = CoreFamily()
+    res = run_sbc(fam.simulate, fam.infer, fam.summaries(), n_sims=3, n_draws=4, seed=0)
+    cap = capsys.readouterr()
+    assert "SBC infer" in cap.err and "/3" in cap.err
+    assert "SBC infer" not in cap.out
+    assert tuple(res.ranks.shape)[0] == 3
+
+
+def test_progress_false_is_silent(capsys):
+    fam = CoreFamily()
+    a = run_sbc(
+        fam.simulate, fam.infer, fam.summaries(), n_sims=3, n_draws=4, seed=0, progress=False
+    )
+    assert capsys.readouterr().err == ""
+    b = simulate_and_infer(
+        fam.simulate, fam.infer, fam.summaries(), n_sims=3, n_draws=4, seed=0, progress=False
+    )
+    assert capsys.readouterr().err == ""
+    assert a.ranks.equal(
+        run_sbc(
+            fam.simulate, fam.infer, fam.summaries(), n_sims=3, n_draws=4, seed=0, progress=False
+        ).ranks
+    )
+    assert b.truth.shape[0] == 3
+
+
+def test_progress_must_be_a_bool():
+    fam = CoreFamily()
+    with pytest.raises(TypeError, match="progress"):
+        simulate_and_infer(fam.simulate, fam.infer, n_sims=3, n_draws=4, progress="no")

@@ -1,0 +1,96 @@
+"""fit_many keeps each problem's warnings in its record (table column, <id>.json) and says in
+the caller how many problems warned."""
+
+from __future__ import annotations
+
+import json
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from bayesphys.distributed import fit_many
+
+from . import _toy
+
+KW = dict(seed=7, num_samples=4, progress=False, fit_kwargs={"steps": 2})
+
+
+def build_warning(problem: dict, seed: int | None = None):
+    """Problems marked ``fail`` warn (twice, identically) in their build instead of failing."""
+    if problem.get("fail"):
+        for _ in range(2):
+            warnings.warn("toy: this problem is ill-posed", RuntimeWarning, stacklevel=2)
+    return _toy.LinearGaussianModel(problem, seed=seed)
+
+
+def _fit(executor, probs, **kw):
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        res = fit_many(probs, build_warning, executor=executor, **KW, **kw)
+    return res, rec
+
+
+@pytest.mark.parametrize("executor", ["sequential", "threads"])
+def test_warnings_recorded_per_problem_and_summarised(executor, tmp_path):
+    probs = _toy.problems(4, fail=(1, 3))
+    pool = ThreadPoolExecutor(2) if executor == "threads" else None
+    try:
+        res, rec = _fit(pool or executor, probs, out=tmp_path)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    keys = sorted(probs)
+    col = res.table["warnings"]
+    want = ["RuntimeWarning: toy: this problem is ill-posed"]
+    assert col[keys[1]] == want and col[keys[3]] == want  # deduplicated
+    assert col[keys[0]] == [] and col[keys[2]] == []
+    assert all(res.table["status"] == "ok")
+    # the problems' own warnings are not shown one by one; one summary at the caller's line
+    assert not [
+        w for w in rec if "ill-posed" in str(w.message) and "fit_many" not in str(w.message)
+    ]
+    summary = [w for w in rec if str(w.message).startswith("fit_many: ")]
+    assert len(summary) == 1 and summary[0].filename == __file__
+    assert "2 of 4 problems warned" in str(summary[0].message)
+    assert "table['warnings']" in str(summary[0].message)
+    # stored in the record, and read back when resumed
+    stems = {p.stem: p for p in tmp_path.glob("*.json")}
+    meta = json.loads(stems[str(keys[1])].read_text())
+    assert meta["warnings"] == want
+    again, _ = _fit(executor if executor == "sequential" else "sequential", probs, out=tmp_path)
+    assert all(again.table["resumed"]) and again.table["warnings"][keys[1]] == want
+
+
+def test_old_records_without_warnings_read_as_empty(tmp_path):
+    probs = _toy.problems(2)
+    _fit("sequential", probs, out=tmp_path)
+    for path in tmp_path.glob("*.json"):
+        meta = json.loads(path.read_text())
+        meta.pop("warnings", None)
+        path.write_text(json.dumps(meta))
+    res, rec = _fit("sequential", probs, out=tmp_path)
+    assert all(res.table["resumed"])
+    assert list(res.table["warnings"]) == [[], []]
+    assert not [w for w in rec if str(w.message).startswith("fit_many: ")]
+
+
+def test_capture_leaves_other_threads_and_the_hook_alone():
+    from bayesphys.distributed.fit_many import _captured_warnings
+
+    before = warnings.showwarning
+    seen: list[str] = []
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        with _captured_warnings() as mine:
+            t = threading.Thread(
+                target=lambda: warnings.warn("other thread", UserWarning, stacklevel=1)
+            )
+            t.start()
+            t.join()
+            warnings.warn("task", UserWarning, stacklevel=1)
+        seen = [str(w.message) for w in rec]
+    assert mine == ["UserWarning: task"]
+    assert seen == ["other thread"]
+    assert warnings.showwarning is before

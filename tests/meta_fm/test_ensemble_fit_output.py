@@ -1,0 +1,67 @@
+"""MFMEnsemble.fit's warnings, progress and message: once for the ensemble, not per member."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import pytest
+
+from bayesphys.meta_fm import MFMEnsemble
+from bayesphys.problems.populations import interacting_particles
+
+TINY = dict(width=16, layers=2, time_dim=4, fourier=4, gnn_hidden=8, knn_k=5, lr=1e-3, gnn_lr=1e-3)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return interacting_particles(n_train=6, n_cal=2, n_test=2, n_points=16, seed=0)
+
+
+def test_points_warning_once_at_user_line(data):
+    ens = MFMEnsemble(data, members=3, seed=0, points=32, **TINY)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        fit = ens.fit(steps=2, progress=False)
+    got = [w for w in rec if "fewer than config.points" in str(w.message)]
+    assert len(got) == 1, [str(w.message) for w in rec]
+    w = got[0]
+    assert w.filename == __file__
+    assert str(w.message).startswith("MFMEnsemble.fit: a training source population has 16")
+    assert "points at most 16" in str(w.message)
+    assert fit.message == "max steps (2) (all 3 members)"
+
+
+def test_no_points_warning_when_points_fit(data):
+    ens = MFMEnsemble(data, members=2, seed=0, points=16, **TINY)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        ens.fit(steps=1, progress=False)
+    assert not [w for w in rec if "config.points" in str(w.message)]
+
+
+def test_progress_labels_the_member(data, monkeypatch):
+    import tqdm.auto
+
+    from bayesphys.meta_fm import ensemble
+
+    out = io.StringIO()
+    real = tqdm.auto.tqdm
+
+    def to_buffer(*a, **kw):
+        kw["file"] = out
+        kw["mininterval"] = 0
+        return real(*a, **kw)
+
+    monkeypatch.setattr(ensemble, "tqdm", to_buffer, raising=False)
+    ens = MFMEnsemble(data, members=2, seed=0, points=16, **TINY)
+    ens.fit(steps=1, progress=True)
+    text = out.getvalue()
+    assert "MFM member 1/2" in text and "MFM member 2/2" in text
+
+
+def test_members_message_groups_identical_messages():
+    from bayesphys.meta_fm.ensemble import _members_message
+
+    assert _members_message(["a", "a", "a"]) == "a (all 3 members)"
+    assert _members_message(["a", "b", "a"]) == "a (members 0, 2); b (member 1)"

@@ -1,0 +1,60 @@
+"""Warnings of GliomaModel.fit / fit_odil: at the user's line, worded in the method's own
+arguments, one per kind."""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+
+import pytest
+
+from bayesphys.odil import GliomaModel
+
+
+@pytest.fixture(scope="module")
+def fitted(patient):
+    """A model fitted with d_max below the estimate (the time steps are sized for the
+    construction's d_max, so the fit itself runs stably)."""
+    m = GliomaModel.from_patient(patient, seed=0, n_foci=1)
+    m.config["d_max"] = 1e-4
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        res = m.fit(steps=2, grid=1, progress=False)
+    m.config["d_max"] = 1.0
+    return m, res, rec
+
+
+def test_fit_warns_at_user_line_when_d_w_exceeds_d_max(fitted):
+    _, res, rec = fitted
+    assert "warning: D_w above d_max=0.0001" in res.message  # kept
+    got = [w for w in rec if "above d_max" in str(w.message)]
+    assert len(got) == 1
+    w = got[0]
+    assert w.category is RuntimeWarning and w.filename == __file__
+    msg = str(w.message)
+    assert msg.startswith("fit: the fitted D_w=") and "larger d_max" in msg
+
+
+def test_fit_odil_rewords_inner_cg_warnings_once_per_kind(fitted):
+    m, _, _ = fitted
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        line = inspect.currentframe().f_lineno + 1
+        m.fit_odil(nt=4, cg_maxiter=2, steps=2, progress=False)
+    msgs = [str(w.message) for w in rec]
+    assert not any(s.startswith(("minimize:", "theta_covariance:")) for s in msgs), msgs
+    steps = [w for w in rec if "Levenberg-Marquardt steps stopped short" in str(w.message)]
+    cov = [w for w in rec if "theta covariance" in str(w.message)]
+    assert len(steps) == 1 and len(cov) == 1, msgs
+    for w in steps + cov:
+        text = str(w.message)
+        assert text.startswith("fit_odil: ") and "raise cg_maxiter (given 2)" in text
+        assert "cg_tol" not in text and "cg_maxiter=8" not in text
+        assert w.category is RuntimeWarning
+        assert (w.filename, w.lineno) == (__file__, line)
+
+
+def test_fit_odil_progress_defaults_like_fit():
+    fit = inspect.signature(GliomaModel.fit).parameters["progress"].default
+    odil = inspect.signature(GliomaModel.fit_odil).parameters["progress"].default
+    assert fit is odil is True

@@ -1,0 +1,51 @@
+"""``bayesphys demo`` says on stderr what runs as it goes, and prints a failed component's
+traceback there (the table keeps its one-line summary)."""
+
+from __future__ import annotations
+
+import types
+
+from bayesphys import _demo_core, cli
+
+
+def _fake_components(monkeypatch):
+    def ok_demo(out, device=None, seed=0):
+        return [{"component": "gp_pde", "problem": "p", "metric": "m", "value": 1.0}]
+
+    def bad_demo(out, device=None, seed=0):
+        def deep_helper():
+            raise RuntimeError("component broke " + "x" * 200)
+
+        deep_helper()
+
+    mods = {
+        "gp_pde": types.SimpleNamespace(demo=ok_demo),
+        "odil": types.SimpleNamespace(demo=bad_demo),
+    }
+    monkeypatch.setattr(cli, "_component_module", lambda comp, hook: mods.get(comp))
+    monkeypatch.setattr(_demo_core, "demo", lambda out, device=None, seed=0: [])
+
+
+def test_demo_reports_progress_and_failure_traceback_on_stderr(tmp_path, monkeypatch, capsys):
+    _fake_components(monkeypatch)
+    rc = cli.main(["demo", "--out", str(tmp_path), "--only", "gp_pde", "odil", "meta_fm"])
+    assert rc == 1
+    cap = capsys.readouterr()
+    err = cap.err
+    lines = err.splitlines()
+    assert "demo: core ..." in lines
+    assert any(x.startswith("demo: core done in ") and x.endswith(" s") for x in lines)
+    assert "demo: gp_pde ..." in lines
+    assert any(x.startswith("demo: gp_pde done in ") for x in lines)
+    assert "demo: odil ..." in lines
+    assert any(x.startswith("demo: odil FAILED after ") for x in lines)
+    assert "demo: meta_fm skipped (not landed yet)" in lines
+    # the failed component's whole traceback, on stderr, not cut at 120 characters
+    assert "Traceback (most recent call last)" in err and "deep_helper" in err
+    assert "x" * 200 in err
+    # progress in order: each component starts after the previous one ended
+    assert err.index("demo: gp_pde done") < err.index("demo: odil ...")
+    # stdout keeps the table and the summary line
+    assert "RuntimeError: component broke" in cap.out
+    assert "wrote what finished" in cap.out
+    assert "demo:" not in cap.out

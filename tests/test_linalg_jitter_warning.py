@@ -1,0 +1,46 @@
+"""The "singular covariance, jittered" warning: once per root, at the user's line, worded
+without repeating itself."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from linear_operator.operators import KroneckerProductLinearOperator
+
+from bayesphys import GaussianPosterior
+
+F64 = torch.float64
+
+
+def _singular(n: int = 50) -> torch.Tensor:
+    x = torch.linspace(0, 1, n, dtype=F64)
+    return torch.exp(-0.5 * (x[:, None] - x[None]) ** 2 / 0.3**2)  # singular in float64
+
+
+def _jitter_warnings(fn) -> list:
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        fn()
+    return [w for w in rec if "singular to working precision" in str(w.message)]
+
+
+def test_dense_log_prob_warns_once_at_user_line():
+    p = GaussianPosterior(torch.zeros(50, dtype=F64), _singular())
+    got = _jitter_warnings(lambda: p.log_prob(torch.zeros(50, dtype=F64)))
+    assert len(got) == 1
+    w = got[0]
+    assert w.category is RuntimeWarning and w.filename == __file__
+    msg = str(w.message)
+    assert msg.startswith("covariance: singular to working precision")
+    assert msg.count("covariance") == 1
+    # the root is kept: later densities of the same posterior do not repeat it
+    assert _jitter_warnings(lambda: p.log_prob(torch.ones(50, dtype=F64))) == []
+
+
+def test_kronecker_log_prob_warns_once():
+    k = _singular(50)
+    cov = KroneckerProductLinearOperator(k, torch.eye(2, dtype=F64))
+    p = GaussianPosterior(torch.zeros(100, dtype=F64), cov)
+    got = _jitter_warnings(lambda: p.log_prob(torch.zeros(100, dtype=F64)))
+    assert len(got) == 1 and got[0].filename == __file__
