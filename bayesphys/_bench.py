@@ -14,6 +14,7 @@ import datetime as _dt
 import importlib.util
 import json
 import math
+import os
 import platform
 import shlex
 import sys
@@ -167,12 +168,19 @@ def render_table(payload: Mapping[str, Any]) -> str:
         lines.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
     notes = [f"- {r['problem']} / {r['method']}: {r['note']}" for r in rows if r.get("note")]
     meta = (
-        f"Command: `{payload['command']}` · {payload['date']} · torch {payload['torch']} · "
+        f"Command: {_code_span(payload['command'])} · {payload['date']} · torch "
+        f"{payload['torch']} · "
         f"{payload['device']} · {payload['threads']} threads · quick={payload['quick']}. "
         "In parentheses: the anchor's figure, or the issue's target where the row's anchor "
         "column states one."
     )
     return "\n".join([meta, "", *lines, *([""] + notes if notes else [])])
+
+
+def _code_span(text: str) -> str:
+    """``text`` as one Markdown code span: double backticks when it holds single ones (a
+    command that quotes other commands in backticks broke out of a single-backtick span)."""
+    return f"`` {text} ``" if "`" in text else f"`{text}`"
 
 
 def rows_table(rows: Iterable[Mapping[str, Any]], digits: int = 3) -> str:
@@ -199,12 +207,18 @@ def rows_table(rows: Iterable[Mapping[str, Any]], digits: int = 3) -> str:
     return "\n".join(lines)
 
 
+# OMP_NUM_THREADS as the user's shell set it (read before a script's own setdefault)
+_USER_OMP_THREADS = os.environ.get("OMP_NUM_THREADS")
+
+
 def recorded_command(script: str | Path, argv: Iterable[str] | None = None) -> str:
     """``python benchmarks/<script> <argv>`` as a results file records it: ``argv`` (default:
     this process's ``sys.argv[1:]``) shell-quoted, so an empty argument (``--model-errors ""``)
-    or one with spaces reruns as given."""
+    or one with spaces reruns as given; prefixed with ``OMP_NUM_THREADS=N`` when the shell set
+    it (scripts take their thread count from it, and float32 training depends on it)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    return (f"python benchmarks/{Path(script).name} " + shlex.join(argv)).strip()
+    env = f"OMP_NUM_THREADS={shlex.quote(_USER_OMP_THREADS)} " if _USER_OMP_THREADS else ""
+    return (f"{env}python benchmarks/{Path(script).name} " + shlex.join(argv)).strip()
 
 
 def write_rows(

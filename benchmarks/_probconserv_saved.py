@@ -35,11 +35,17 @@ def parse(
     for ``--table`` / ``--summary``, else ``(args, cfg)``: the benchmark's full settings (tiny
     with ``--smoke``), with the thread count set."""
     ap = ablation_parser(doc, jobs=False)
-    ap.add_argument("--models", help="folder of a benchmark run's --save-models")
+    ap.add_argument(
+        "--models",
+        help="folder of a benchmark run's --save-models (required, --smoke too; e.g. "
+        "python benchmarks/probconserv.py --quick --save-models DIR --out DIR)",
+    )
     ap.add_argument("--problems", default=problems)
     ap.add_argument("--methods", default="ANP,GP", help="Step-1 models to load (ANP, GP)")
     ap.add_argument("--threads", type=positive_int, default=1)
-    ap.add_argument("--smoke", action="store_true", help="tiny sizes (tests)")
+    ap.add_argument(
+        "--smoke", action="store_true", help="tiny scoring sizes (tests); needs --models"
+    )
     ap.add_argument("--summary", metavar="RESULTS_JSON", help="print the docs' table")
     if extra is not None:
         extra(ap)
@@ -50,7 +56,11 @@ def parse(
         print(summary(json.loads(Path(args.summary).read_text())["rows"]))
         return Path(args.summary)
     if not args.models:
-        ap.error("--models: required (the folder a benchmark run saved its models to)")
+        ap.error(
+            "--models: required, with --smoke too (the folder a benchmark run saved its models "
+            "to; make one with: python benchmarks/probconserv.py --quick --save-models DIR "
+            "--out DIR)"
+        )
     torch.set_num_threads(args.threads)
     cfg = dict(SETTINGS["full"])
     if args.smoke:
@@ -150,3 +160,11 @@ def pivot(
             cells.append("–" if hit is None else cell(hit))
         lines.append("| " + " | ".join([*(fmt(v) for v in k), *cells]) + " |")
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(
+        "benchmarks/_probconserv_saved.py is a helper module of the rescoring scripts, not a "
+        "script: run probconserv_edge.py, probconserv_margin.py, probconserv_mass_check.py or "
+        "probconserv_selection.py"
+    )

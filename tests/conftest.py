@@ -63,3 +63,12 @@ def _few_threads():
     np.random.set_state(state[1])
     random.setstate(state[2])
     torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True)
+def _no_shell_thread_count(monkeypatch):
+    """Recorded benchmark commands as if the shell set no OMP_NUM_THREADS (they name it when
+    it does; a test that needs it sets ``bayesphys._bench._USER_OMP_THREADS``)."""
+    import bayesphys._bench
+
+    monkeypatch.setattr(bayesphys._bench, "_USER_OMP_THREADS", None)

@@ -232,7 +232,8 @@ def test_odil_b6_rows_name_each_variant(monkeypatch):
     assert rows[0]["metrics"]["drift_sd"] == pytest.approx(0.6)
 
 
-def test_recorded_command_quotes_empty_and_spaced_arguments(tmp_path):
+def test_recorded_command_quotes_empty_and_spaced_arguments(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "_USER_OMP_THREADS", None)  # whatever the test shell set
     path = bench.write_rows(
         "x", [{"a": 1}], script="demo.py", argv=["--m", "", "--n", "a b"], out=tmp_path
     )
@@ -312,3 +313,16 @@ def test_seed_summary_rows_mean_sd_per_group_in_first_appearance_order():
     assert out[0] == {"split": "b", "method": "x", "seed": "mean", "f": None, "n": 7, "w2": 2.0}
     assert out[1]["w2"] == pytest.approx(2**0.5)  # sd with ddof 1 of (1, 3)
     assert out[2]["w2"] == 4.0 and math.isnan(out[3]["w2"])  # one seed: no sd
+
+
+def test_recorded_command_names_the_shells_thread_count(monkeypatch):
+    """The thread count the shell set is part of the command (float32 training depends on it;
+    a B4 rerun as recorded ran two threads where the committed rows ran one)."""
+    monkeypatch.setattr(bench, "_USER_OMP_THREADS", "1")
+    assert bench.recorded_command("demo.py", ["--jobs", "1"]) == (
+        "OMP_NUM_THREADS=1 python benchmarks/demo.py --jobs 1"
+    )
+    monkeypatch.setattr(bench, "_USER_OMP_THREADS", None)
+    assert (
+        bench.recorded_command("demo.py", ["--jobs", "1"]) == "python benchmarks/demo.py --jobs 1"
+    )

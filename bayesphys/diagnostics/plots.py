@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from .._files import save_figure
 from .result import CalibrationResult
 
 __all__ = ["plot_component"]
@@ -32,7 +33,8 @@ def plot_component(
     n_panels = len(results) + (2 if results else 1)
     ncols = min(3, n_panels)
     nrows = math.ceil(n_panels / ncols)
-    fig = Figure(figsize=(4.2 * ncols, 3.3 * nrows))
+    # constrained layout keeps the legends placed under the curve panels inside the figure
+    fig = Figure(figsize=(4.4 * ncols, 3.8 * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
     flat = list(axes.flat)
     for ax, res in zip(flat, results):
@@ -53,11 +55,11 @@ def plot_component(
             rec = res.record
             if rec.field_coverage is not None:
                 ax.plot(rec.levels, rec.field_coverage.mean(0), "--", color=color, lw=1)
-        ax.axhspan(0.85, 0.95, xmin=0.8, color="g", alpha=0.1)
+        ax.axhspan(0.85, 0.95, xmin=0.8, color="g", alpha=0.1, label="target at 90 %")
         ax.set_xlabel("nominal level")
         ax.set_ylabel("observed coverage")
-        ax.set_title("expected coverage (solid: summaries, dashed: field)", fontsize=8)
-        ax.legend(fontsize=6)
+        ax.set_title("expected coverage\n(solid: summaries, dashed: field)", fontsize=8)
+        _legend_below(ax)
         ax = flat[len(results) + 1]
         ax.plot([0, 1], [0, 1], "k:", lw=0.8)
         for j, res in enumerate(results):
@@ -68,7 +70,7 @@ def plot_component(
         ax.set_xlabel("credibility level")
         ax.set_ylabel("expected coverage (TARP)")
         ax.set_title("TARP", fontsize=8)
-        ax.legend(fontsize=6)
+        _legend_below(ax)
     else:
         ax = flat[0]
         labels = [f"{r['problem']}\n{r['method']}" for r in rows]
@@ -82,8 +84,12 @@ def plot_component(
     for ax in flat[n_panels:]:
         ax.axis("off")
     fig.suptitle(f"bayesphys calibrate {component}", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
+    path = Path(path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     return path
+
+
+def _legend_below(ax) -> None:
+    """The legend under the axes (one entry per row), off the curves."""
+    ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)

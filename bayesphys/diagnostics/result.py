@@ -7,6 +7,7 @@ scores; :mod:`.calibrate` (runs) and :mod:`.record_recal` (recalibrated runs) bo
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -110,7 +111,8 @@ class CalibrationResult:
             self.record.names,
             prob=prob,
             ax=ax,
-            title=f"{self.problem} / {self.method}: SBC p={p:.3g}",
+            # wrapped: one-line titles of long method names ran into the next panel
+            title=textwrap.fill(f"{self.problem} / {self.method}: SBC p={p:.3g}", 48),
         )
 
 

@@ -279,7 +279,7 @@ def plot_pit_ecdf(
     z, f = pit_ecdf(ranks, n_draws)
     lo, hi, method = ecdf_band(n, z, prob)
     if ax is None:
-        _, ax = plt.subplots(figsize=(4, 3))
+        _, ax = plt.subplots(figsize=(4, 3.6), layout="constrained")
     ax.fill_between(z, lo - z, hi - z, color="0.85", step="mid", label=f"{prob:.0%} simult. band")
     # close the curves at z = 0 and z = 1, where every ECDF equals the uniform CDF
     zc = np.concatenate([[0.0], z, [1.0]])
@@ -291,8 +291,17 @@ def plot_pit_ecdf(
     ax.set_ylabel("ECDF(z) - z")
     if title:
         ax.set_title(title, fontsize=8)
-    ax.legend(fontsize=6, loc="best")
-    ax.text(0.01, 0.01, method, transform=ax.transAxes, fontsize=5, color="0.4")
+    # under the axes, off the curves; the band's method titles it (a note in the corner ran
+    # under the legend)
+    ax.legend(
+        fontsize=6,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.2),
+        ncol=3,
+        frameon=False,
+        title=f"band: {method}",
+        title_fontsize=5,
+    )
     return ax
 
 

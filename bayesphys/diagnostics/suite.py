@@ -22,8 +22,9 @@ Outputs: ``<out>/calibration.json`` through :func:`bayesphys._bench.write_result
 other components already in that file are kept; this component's rows are replaced),
 ``<figdir>/calibration_<component>.png`` and ``<figdir>/calibration_<component>.nc`` (SBC ranks
 as InferenceData groups ``prior_sbc``, ``prior_sbc_1`` ...). ``out=None``: full runs write
-``benchmarks/results/`` (and refresh ``docs/benchmarks.md``) with figures in
-``./bayesphys-out/calibration/``; quick runs write everything to a fresh temporary folder.
+``benchmarks/results/`` (and refresh ``docs/benchmarks.md``) with the figure in ``docs/img/``
+(the one docs/calibration.md shows) and the ranks in ``./bayesphys-out/calibration/``; quick
+runs write everything to a fresh temporary folder.
 """
 
 from __future__ import annotations
@@ -32,10 +33,10 @@ import importlib
 import importlib.util
 import json
 import os
-import sys
 import tempfile
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -209,10 +210,12 @@ def _merge(
         stamp = time.strftime("%Y%m%dT%H%M%S")
         aside = path.with_name(f"{path.name}.unreadable-{stamp}-{os.getpid()}")
         os.replace(path, aside)
-        print(
+        # a warning, not a print: a caller of run_calibration can catch or filter it
+        warnings.warn(
             f"calibration: could not read {path} ({type(err).__name__}: {err}); moved it to "
             f"{aside} and started a new file (its other components' rows are there)",
-            file=sys.stderr,
+            RuntimeWarning,
+            stacklevel=3,
         )
         return rows, {}
     old_rows = old.get("rows", [])
@@ -233,17 +236,19 @@ def run_calibration(
     """
     t0 = time.perf_counter()
     if out is not None:
-        out_dir = fig_dir = Path(out).expanduser()
+        out_dir = fig_dir = nc_dir = Path(out).expanduser()
         # a file in the way is refused before the work (it failed after it, with a bare
         # FileExistsError)
         if out_dir.exists() and not out_dir.is_dir():
             raise ValueError(f"out: expected a folder, received the file {out}")
         out_dir.mkdir(parents=True, exist_ok=True)
     elif quick:
-        out_dir = fig_dir = Path(tempfile.mkdtemp(prefix="bayesphys-calibration-"))
+        out_dir = fig_dir = nc_dir = Path(tempfile.mkdtemp(prefix="bayesphys-calibration-"))
     else:
+        # a full run refreshes what the docs show: the table (write_results) and the figure
         out_dir = repo_root() / "benchmarks" / "results"
-        fig_dir = Path("bayesphys-out") / "calibration"
+        fig_dir = repo_root() / "docs" / "img"
+        nc_dir = Path("bayesphys-out") / "calibration"
     raw = _component_rows(component, quick, seed)
     rows, results = [], []
     for r in raw:
@@ -263,11 +268,11 @@ def run_calibration(
             idata = res.to_inference_data(group=group, idata=idata)
         from ..inference_data import save_netcdf
 
-        save_netcdf(idata, fig_dir / f"calibration_{component}.nc")
+        save_netcdf(idata, nc_dir / f"calibration_{component}.nc")
     failed = [r["note"][len(_FAILED) :] for r in rows if _is_failed(r)]
     merged, figures = _merge(out_dir / "calibration.json", component, rows, keep_own=bool(failed))
     if fig is not None:
-        figures[component] = str(fig)
+        figures[component] = _shown_path(fig)
     command = "; ".join(sorted({_command(r) for r in merged}))
     path = write_results(
         "calibration",
@@ -289,6 +294,15 @@ def run_calibration(
             + (f"the previous rows of {component} are kept" if kept else "the failure is recorded")
         )
     return path
+
+
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the checkout when it lies in it (the committed results file names
+    ``docs/img/...``, not one machine's absolute path), else as written."""
+    try:
+        return str(path.resolve().relative_to(repo_root()))
+    except (ValueError, FileNotFoundError):
+        return str(path)
 
 
 def _command(row: dict) -> str:

@@ -117,3 +117,24 @@ def test_quick_run_without_out_writes_to_a_temporary_folder(monkeypatch, exact_m
     assert json.loads(path.read_text())["rows"][0]["setting"]["quick"] is True
     # the committed results (and the docs table they feed) are byte for byte as before
     assert [p.read_bytes() if p.exists() else None for p in committed] == before
+
+
+def test_full_run_writes_the_figure_the_docs_show(monkeypatch, exact_model, tmp_path):
+    """A full run without out refreshes docs/img/calibration_<component>.png (the figure
+    docs/calibration.md shows; it went to ./bayesphys-out/calibration and the docs' copy went
+    stale) and records it relative to the checkout."""
+    import bayesphys._bench as bench
+
+    root = tmp_path / "checkout"
+    (root / "benchmarks" / "results").mkdir(parents=True)
+    (root / "docs").mkdir()
+    (root / "docs" / "benchmarks.md").write_text("# Benchmarks\n")
+    monkeypatch.setattr(bench, "repo_root", lambda: root)
+    monkeypatch.setattr(suite, "repo_root", lambda: root)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(suite, "load_hook", lambda comp: _fake_hook(exact_model))
+    path = suite.run_calibration("odil", quick=False, out=None, seed=0)
+    assert path == root / "benchmarks" / "results" / "calibration.json"
+    assert (root / "docs" / "img" / "calibration_odil.png").stat().st_size > 1000
+    assert json.loads(path.read_text())["figures"] == {"odil": "docs/img/calibration_odil.png"}
+    assert (tmp_path / "bayesphys-out" / "calibration" / "calibration_odil.nc").exists()

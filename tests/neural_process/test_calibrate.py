@@ -102,3 +102,19 @@ def test_calibrate_fields_only_keeps_the_parameter_scale_in_force():
     assert field["parameters"] == both["parameters"]
     assert "coverage_parameters_raw" not in field
     assert m.variance_scale == {"field": field["field"], "parameters": both["parameters"]}
+
+
+@pytest.mark.parametrize("seed", [-60_001, -59_999, -(2**40)])
+def test_calibration_simulations_take_any_seed_apart_from_the_training_set(seed):
+    """The hook's simulations: a negative seed gets its own stream (60_000 + seed was refused
+    below -60000, after the training, and gave the training set's seed 1 at -59999)."""
+    from bayesphys.neural_process._calibration import simulate
+    from bayesphys.problems.rgnp import poisson_sensor_data
+
+    theta, data = simulate(3, seed=seed)
+    assert theta.shape == (3, 5) and len(data) == 3
+    train = poisson_sensor_data(3, seed=1)
+    assert not torch.equal(theta, torch.as_tensor(train["z"]))
+    assert torch.equal(
+        simulate(3, seed=0)[0], torch.as_tensor(poisson_sensor_data(3, seed=60_000)["z"])
+    )
