@@ -1,6 +1,11 @@
 """ProbConserv benchmark: GPME diffusion / PME / Stefan + Stefan shock position.
 
 ``bayesphys bench probconserv [--quick]`` or ``python benchmarks/probconserv.py [--quick]``.
+The problems run on ``--jobs`` worker processes with one thread each (default 2; the quick
+run took 315 s on 2 cores on 2026-12-02); ``--jobs 1`` runs them here with ``--threads``
+threads. A problem's
+rows do not depend on where it runs: ``--jobs 2`` reproduces ``--jobs 1 --threads 1`` bit for
+bit.
 Trains, per problem, an ANP (Step 1), a SoftC-ANP (the ANP fine-tuned with the PDE-residual
 penalty) and a meta-learned GP on freshly generated training functions, then scores on seeded
 test sets (50 functions per test parameter; 201 points at the table time):
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import os
 import sys
@@ -564,6 +570,60 @@ def run(
     return rows, train_info
 
 
+# the problems' relative training cost (one-thread CPU seconds of the full run: diffusion 508,
+# PME 464, Stefan 593; --quick trains Stefan twice as long): the longest is submitted first
+PROBLEM_COST = {"diffusion": 1.0, "pme": 0.9, "stefan": 1.2}
+
+
+def run_problem(pname: str, **kwargs) -> dict:
+    """:func:`run` for one problem (a worker process's unit of work with ``--jobs``): its
+    rows, training records and wall / CPU seconds."""
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    rows, train_info = run(problems=(pname,), **kwargs)
+    return {
+        "rows": rows,
+        "training": train_info,
+        "seconds": time.perf_counter() - t0,
+        "cpu_seconds": time.process_time() - cpu0,
+    }
+
+
+def run_problems(problems: tuple[str, ...], jobs: int, **kwargs) -> tuple[list[dict], dict, dict]:
+    """:func:`run_problem` for every problem, on ``jobs`` worker processes with one thread each
+    (longest first, :data:`PROBLEM_COST`), or here when ``jobs == 1``; rows and training records
+    in the order of ``problems``, and each problem's wall and CPU seconds (in its worker)."""
+    from bayesphys._bench import call_script
+    from bayesphys.distributed import resolve_runner
+
+    order = sorted(
+        problems,
+        key=lambda p: (
+            -PROBLEM_COST.get(p, 1.0)
+            * (QUICK_STEP_SCALE.get(p, 1.0) if kwargs.get("quick") else 1.0)
+        ),
+    )
+    if jobs > 1:
+        fn = functools.partial(call_script, __file__, "run_problem", **kwargs)
+        runner = resolve_runner("local", max_workers=jobs, threads_per_worker=1)
+    else:
+        fn = functools.partial(run_problem, **kwargs)
+        runner = resolve_runner("sequential", threads_per_worker=None)
+    done: dict[str, dict] = {}
+    with runner:  # released on any exit (an error, Ctrl-C)
+        for i, ok, value in runner.run(fn, order):
+            if not ok:
+                raise RuntimeError(f"problem {order[i]!r} failed") from value
+            done[order[i]] = value
+            print(
+                f"[{order[i]}] done in {value['seconds']:.0f} s ({len(done)} of {len(order)})",
+                file=sys.stderr,
+            )
+    rows = [r for p in problems for r in done[p]["rows"]]
+    train_info = {k: v for p in problems for k, v in done[p]["training"].items()}
+    seconds = {p: {k: done[p][k] for k in ("seconds", "cpu_seconds")} for p in problems}
+    return rows, train_info, seconds
+
+
 NOTES = (
     "stefan-shock bias/sd: mean over the test functions of (posterior mean - true "
     "front) and of the posterior sd, front = first grid index where a draw is <= 0 read as "
@@ -708,7 +768,19 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--out", default=None, help="output folder (quick default: a temp dir)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=_args.seed, default=0)
-    ap.add_argument("--threads", type=positive_int, default=2)
+    ap.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=None,
+        help="worker processes over the problems, one thread each (default: 2, or 1 when "
+        "--threads is given or one problem runs); 1: in this process with --threads threads",
+    )
+    ap.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="threads of this process with --jobs 1 (default 2)",
+    )
     ap.add_argument(
         "--scale", type=_args.float_in(0.0), default=1.0, help="multiply all training steps"
     )
@@ -759,7 +831,17 @@ def main(argv: list[str] | None = None) -> Path:
             "--anp-train-margin: loaded models keep the margin they were trained with (recorded "
             "as train_margin); give it only when training"
         )
-    torch.set_num_threads(args.threads)
+    n_problems = len(args.problems.split(","))
+    if args.jobs is None:
+        args.jobs = 1 if (args.threads is not None or n_problems == 1) else 2
+    if args.jobs > 1 and args.threads not in (None, 1):
+        ap.error(
+            f"--threads {args.threads}: with --jobs {args.jobs} each worker runs one thread; "
+            "give --jobs 1 to run here with more threads"
+        )
+    if args.jobs > 1 and (args.reference or args.retarget):
+        args.jobs = 1  # these modes train nothing
+    torch.set_num_threads(args.threads or (1 if args.jobs > 1 else 2))
     if args.reference:
         return _add_reference(args)
     if args.retarget:
@@ -770,13 +852,14 @@ def main(argv: list[str] | None = None) -> Path:
     prev = _previous(out)
     problems = tuple(args.problems.split(","))
     t0, cpu0 = time.perf_counter(), time.process_time()
-    rows, train_info = run(
-        args.quick,
-        args.device,
-        args.seed,
+    rows, train_info, problem_seconds = run_problems(
+        problems,
+        min(args.jobs, len(problems)),
+        quick=args.quick,
+        device=args.device,
+        seed=args.seed,
         scale=args.scale,
         save_models=args.save_models,
-        problems=problems,
         load_models=args.load_models,
         prev_training=prev.get("training", {}),
         retrain_softc=args.retrain_softc,
@@ -785,6 +868,9 @@ def main(argv: list[str] | None = None) -> Path:
         else args.anp_train_margin,
     )
     total, total_cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    jobs = min(args.jobs, len(problems))
+    if jobs > 1:  # the workers' CPU time (this process only waited)
+        total_cpu = sum(s["cpu_seconds"] for s in problem_seconds.values())
     # the arguments as given (thread count, model folders): the default --threads 2 and a
     # --threads 1 run train the float32 ANP differently
     cmd = recorded_command(__file__, argv)
@@ -803,6 +889,9 @@ def main(argv: list[str] | None = None) -> Path:
             "problems": list(problems),
             "seconds": total,
             "cpu_seconds": total_cpu,
+            "jobs": jobs,
+            # each problem's wall and CPU seconds in its worker (or here, with --jobs 1)
+            "problem_seconds": problem_seconds,
             "load_models": args.load_models,
             "argv": list(argv) if argv is not None else sys.argv[1:],
         }
@@ -821,6 +910,8 @@ def main(argv: list[str] | None = None) -> Path:
                 f"within one standard error); disagree: {agreement['disagree']}",
                 file=sys.stderr,
             )
+    if jobs > 1:  # the fits ran in worker processes with one thread each
+        extra["threads"] = f"{jobs} workers x 1"
     extra |= {
         "total_seconds": total,
         "total_cpu_seconds": total_cpu,

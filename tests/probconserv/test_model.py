@@ -469,3 +469,29 @@ def test_posterior_on_a_window_of_the_domain_conserves_the_window_mass():
         rtol=1e-10,
         atol=1e-12,
     )
+
+
+def test_predict_decodes_the_draws_as_the_concatenated_decoder():
+    """predict's factored first layer (point part once, each draw adds W_z z) equals the
+    decoder on the [S, B, Nt, 3H] concatenation to float round-off."""
+    from bayesphys.probconserv.anp import AttentiveNP
+
+    torch.manual_seed(0)
+    net = AttentiveNP((0.0, 0.0), (1.0, 2.0), hidden=16).eval()
+    xc, yc, xt = torch.rand(3, 7, 2), torch.randn(3, 7), torch.rand(3, 11, 2)
+    with torch.no_grad():
+        mz, sz = net.latent(xc, yc)
+        z = mz + sz * torch.randn(5, *mz.shape)
+        r = net.deterministic(xc, yc, xt)
+        mu, sd = net.decode(r.unsqueeze(0), z, xt)
+        mu2, sd2 = net._decode_draws(r, z, xt)
+        gen = torch.Generator().manual_seed(3)
+        mu3, _ = net.predict(xc, yc, xt, n_samples=5, generator=gen)
+    assert mu2.shape == sd2.shape == (5, 3, 11)
+    torch.testing.assert_close(mu2, mu, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(sd2, sd, rtol=1e-5, atol=1e-6)
+    gen = torch.Generator().manual_seed(3)
+    eps = torch.randn((5, *mz.shape), generator=gen)
+    torch.testing.assert_close(
+        mu3, net.decode(r.unsqueeze(0), mz + sz * eps, xt)[0], rtol=1e-5, atol=1e-6
+    )

@@ -1,0 +1,44 @@
+"""benchmarks/probconserv.py's problem-level worker processes (--jobs)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bayesphys._bench import repo_root, script_module
+
+
+@pytest.fixture
+def bench():
+    return script_module(str(repo_root() / "benchmarks" / "probconserv.py"))
+
+
+def test_problems_run_longest_first_and_come_back_in_order(bench, monkeypatch):
+    calls = []
+
+    def fake_run(quick, problems, **kw):
+        (p,) = problems
+        calls.append(p)
+        return [{"problem": p}], {f"{p}/ANP": {"seconds": 1.0}}
+
+    monkeypatch.setattr(bench, "run", fake_run)
+    rows, info, secs = bench.run_problems(("diffusion", "pme", "stefan"), 1, quick=True)
+    assert calls == ["stefan", "diffusion", "pme"]  # Stefan (twice the quick steps) first
+    assert [r["problem"] for r in rows] == ["diffusion", "pme", "stefan"]
+    assert list(info) == ["diffusion/ANP", "pme/ANP", "stefan/ANP"]
+    assert set(secs) == {"diffusion", "pme", "stefan"}
+    assert all(set(s) == {"seconds", "cpu_seconds"} for s in secs.values())
+
+
+def test_a_failed_problem_names_itself(bench, monkeypatch):
+    def fake_run(quick, problems, **kw):
+        raise ValueError("boom")
+
+    monkeypatch.setattr(bench, "run", fake_run)
+    with pytest.raises(RuntimeError, match="problem 'pme' failed"):
+        bench.run_problems(("pme",), 1, quick=True)
+
+
+def test_threads_above_one_need_jobs_1(bench, capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--quick", "--jobs", "2", "--threads", "2"])
+    assert "--jobs 1" in capsys.readouterr().err
