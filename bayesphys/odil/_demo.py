@@ -31,7 +31,7 @@ def _rt_panel(fig, ax, plan: torch.Tensor, rec: torch.Tensor, ext: list[float]) 
 
     cmap = ListedColormap(RT_COLOURS)
     norm = BoundaryNorm([-0.5, 0.5, 1.5, 2.5, 3.5], cmap.N)
-    img = (plan.double() + 2 * rec.double()).T
+    img = (plan.double() + 2 * rec.double()).T.cpu().numpy()  # a tensor warned in numpy
     im = ax.imshow(img, origin="upper", extent=ext, cmap=cmap, norm=norm, interpolation="nearest")
     bar = fig.colorbar(im, ax=ax, fraction=0.046, ticks=range(4))
     bar.ax.set_yticklabels(RT_CLASSES, fontsize=7)
@@ -117,7 +117,14 @@ def glioma_case(
             _rt_panel(fig, a, img, rec, ext)
         else:
             fig.colorbar(
-                a.imshow(img.T, origin="upper", extent=ext, cmap="magma"), ax=a, fraction=0.046
+                a.imshow(
+                    torch.as_tensor(img).T.detach().cpu().numpy(),
+                    origin="upper",
+                    extent=ext,
+                    cmap="magma",
+                ),
+                ax=a,
+                fraction=0.046,
             )
         a.contour(
             brain.T.numpy(), levels=[0.5], colors="w", linewidths=0.5, origin="upper", extent=ext
