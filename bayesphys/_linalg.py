@@ -188,7 +188,6 @@ def _warn_jittered(root: StructuredRoot, name: str, jitter: float) -> None:
     one has none)."""
     if not jitter or root.jitter_warned:
         return
-    root.jitter_warned = True
     warnings.warn(
         f"{name}: singular to working precision (its Cholesky factor needed jitter "
         f"{jitter:.1e} on the diagonal); log densities and solves are those of the jittered "
@@ -197,6 +196,8 @@ def _warn_jittered(root: StructuredRoot, name: str, jitter: float) -> None:
         RuntimeWarning,
         stacklevel=4,
     )
+    # set once the warning went through: under an "error" filter every call still raises
+    root.jitter_warned = True
 
 
 def _dense_root(cov: LinearOperator | Tensor, name: str) -> StructuredRoot:

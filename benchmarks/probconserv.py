@@ -3,9 +3,8 @@
 ``bayesphys bench probconserv [--quick]`` or ``python benchmarks/probconserv.py [--quick]``.
 The problems run on ``--jobs`` worker processes with one thread each (default 2; the quick
 run took 315 s on 2 cores on 2026-12-02); ``--jobs 1`` runs them here with ``--threads``
-threads. A problem's
-rows do not depend on where it runs: ``--jobs 2`` reproduces ``--jobs 1 --threads 1`` bit for
-bit.
+threads (default 1). A problem's rows do not depend on where it runs: ``--jobs 2`` reproduces
+``--jobs 1`` (one thread) bit for bit, and ``--problems stefan`` the full run's Stefan rows.
 Trains, per problem, an ANP (Step 1), a SoftC-ANP (the ANP fine-tuned with the PDE-residual
 penalty) and a meta-learned GP on freshly generated training functions, then scores on seeded
 test sets (50 functions per test parameter; 201 points at the table time):
@@ -779,7 +778,8 @@ def main(argv: list[str] | None = None) -> Path:
         "--threads",
         type=positive_int,
         default=None,
-        help="threads of this process with --jobs 1 (default 2)",
+        help="threads of this process with --jobs 1 (default 1: every problem's rows are then "
+        "those of a worker's)",
     )
     ap.add_argument(
         "--scale", type=_args.float_in(0.0), default=1.0, help="multiply all training steps"
@@ -832,16 +832,19 @@ def main(argv: list[str] | None = None) -> Path:
             "as train_margin); give it only when training"
         )
     n_problems = len(args.problems.split(","))
-    if args.jobs is None:
-        args.jobs = 1 if (args.threads is not None or n_problems == 1) else 2
+    if args.reference or args.retarget:
+        args.jobs = 1  # these modes train nothing
+    elif args.jobs is None:
+        args.jobs = 1 if args.threads is not None else min(2, n_problems)
     if args.jobs > 1 and args.threads not in (None, 1):
         ap.error(
             f"--threads {args.threads}: with --jobs {args.jobs} each worker runs one thread; "
             "give --jobs 1 to run here with more threads"
         )
-    if args.jobs > 1 and (args.reference or args.retarget):
-        args.jobs = 1  # these modes train nothing
-    torch.set_num_threads(args.threads or (1 if args.jobs > 1 else 2))
+    # one thread unless asked: a problem's rows are the same whether it runs alone (a
+    # --problems stefan --merge refresh), in a worker or beside the others
+    args.threads = args.threads or 1
+    torch.set_num_threads(args.threads)
     if args.reference:
         return _add_reference(args)
     if args.retarget:
@@ -890,6 +893,7 @@ def main(argv: list[str] | None = None) -> Path:
             "seconds": total,
             "cpu_seconds": total_cpu,
             "jobs": jobs,
+            "threads": 1 if jobs > 1 else args.threads,  # of each process that fitted
             # each problem's wall and CPU seconds in its worker (or here, with --jobs 1)
             "problem_seconds": problem_seconds,
             "load_models": args.load_models,

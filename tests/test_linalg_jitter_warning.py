@@ -44,3 +44,16 @@ def test_kronecker_log_prob_warns_once():
     p = GaussianPosterior(torch.zeros(100, dtype=F64), cov)
     got = _jitter_warnings(lambda: p.log_prob(torch.zeros(100, dtype=F64)))
     assert len(got) == 1 and got[0].filename == __file__
+
+
+def test_an_error_filter_raises_on_every_call():
+    """Under an "error" filter every density of a singular covariance raises (the once-flag
+    was set before warning, so the second call returned the jittered density silently)."""
+    import pytest
+
+    p = GaussianPosterior(torch.zeros(50, dtype=F64), _singular())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        for _ in range(2):
+            with pytest.raises(RuntimeWarning, match="singular to working precision"):
+                p.log_prob(torch.zeros(50, dtype=F64))

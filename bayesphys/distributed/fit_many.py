@@ -161,8 +161,21 @@ def _dispatch(message, category, filename, lineno, file=None, line=None) -> None
     sink = getattr(_SINK, "caught", None)
     if sink is not None:
         sink.append(f"{category.__name__}: {message}")
+        # forget the once-per-location memory, so that a task overlapping this one in another
+        # thread still records a warning from the same line
+        _reset_once_registry()
     else:
-        _CAPTURE["show"](message, category, filename, lineno, file, line)
+        # the hook found at install (never this one; the original if a swap left none)
+        show = _CAPTURE["show"] or warnings._showwarning_orig
+        show(message, category, filename, lineno, file, line)
+
+
+def _reset_once_registry() -> None:
+    """Invalidate the warnings' once-per-location registries (a private hook of Python <=
+    3.13, what catch_warnings calls; without it, no reset)."""
+    reset = getattr(warnings, "_filters_mutated", None)
+    if reset is not None:
+        reset()
 
 
 @contextmanager
@@ -174,12 +187,13 @@ def _captured_warnings() -> Iterator[list[str]]:
     caught: list[str] = []
     with _CAPTURE_LOCK:
         if _CAPTURE["depth"] == 0:
-            _CAPTURE["show"] = warnings.showwarning
+            current = warnings.showwarning
+            # a catch_warnings of another thread may have put this hook back after it was
+            # removed: it is never the hook to fall back on
+            _CAPTURE["show"] = None if current is _dispatch else current
             warnings.showwarning = _dispatch
         _CAPTURE["depth"] += 1
-        reset = getattr(warnings, "_filters_mutated", None)
-        if reset is not None:  # a private hook (Python <= 3.13); later: no reset, no harm
-            reset()
+        _reset_once_registry()
     outer = getattr(_SINK, "caught", None)
     _SINK.caught = caught
     try:
@@ -189,7 +203,9 @@ def _captured_warnings() -> Iterator[list[str]]:
         with _CAPTURE_LOCK:
             _CAPTURE["depth"] -= 1
             if _CAPTURE["depth"] == 0:
-                warnings.showwarning = _CAPTURE["show"]
+                # only this hook is taken out (another installed since stays)
+                if warnings.showwarning is _dispatch:
+                    warnings.showwarning = _CAPTURE["show"] or warnings._showwarning_orig
                 _CAPTURE["show"] = None
 
 

@@ -320,27 +320,26 @@ class MFMEnsemble:
     ) -> FitResult:
         """Fit member ``j`` up to ``top`` steps in all (its ``config.points`` warnings are
         :meth:`_warn_points`'s, given once); an error gets a note naming the member."""
-        with warnings.catch_warnings():
-            warnings.filterwarnings(
-                "ignore",
-                message=r"fit: a training (source|target) population has \d+ points",
-                category=UserWarning,
+        # the member skips its own config.points warnings (a flag on the member, not a global
+        # warnings filter: filters are process-wide, and fits in other threads would share it)
+        m._points_warned = True
+        try:
+            todo = top - m.steps_done
+            share = None if max_seconds is None else max_seconds / self.members
+            return m.fit(data, steps=todo, progress=progress, max_seconds=share)
+        except BaseException as err:
+            done = f"members 0..{j - 1} were fitted" if j else "no member was fitted"
+            note = (
+                f"MFMEnsemble.fit: member {j} of {self.members} failed; {done}, the others "
+                "are as they were"
             )
-            try:
-                todo = top - m.steps_done
-                share = None if max_seconds is None else max_seconds / self.members
-                return m.fit(data, steps=todo, progress=progress, max_seconds=share)
-            except BaseException as err:
-                done = f"members 0..{j - 1} were fitted" if j else "no member was fitted"
-                note = (
-                    f"MFMEnsemble.fit: member {j} of {self.members} failed; {done}, the others "
-                    "are as they were"
-                )
-                if hasattr(err, "add_note"):  # Python >= 3.11
-                    err.add_note(note)
-                else:  # 3.10: the attribute add_note fills (tracebacks then do not print it)
-                    err.__notes__ = [*getattr(err, "__notes__", []), note]
-                raise
+            if hasattr(err, "add_note"):  # Python >= 3.11
+                err.add_note(note)
+            else:  # 3.10: the attribute add_note fills (tracebacks then do not print it)
+                err.__notes__ = [*getattr(err, "__notes__", []), note]
+            raise
+        finally:
+            m._points_warned = False
 
     def predict_members(
         self,

@@ -392,7 +392,9 @@ class MetaFlowMatching:
                 "data.source_features", data.source_features, data.source, cfg.node_features
             )
         small = min(q.shape[0] for q in data.source)
-        if cfg.method == "MFM" and small < cfg.points:
+        # an MFMEnsemble gives these warnings once for all its members (_points_warned)
+        quiet = getattr(self, "_points_warned", False)
+        if cfg.method == "MFM" and small < cfg.points and not quiet:
             warnings.warn(
                 f"fit: a training source population has {small} points, fewer than "
                 f"config.points={cfg.points}: training resamples such populations with "
@@ -403,7 +405,7 @@ class MetaFlowMatching:
                 stacklevel=2,
             )
         small_t = min(q.shape[0] for q in data.target)
-        if self.coupling not in ("index", "ot_full") and small_t < cfg.points:
+        if self.coupling not in ("index", "ot_full") and small_t < cfg.points and not quiet:
             warnings.warn(
                 f"fit: a training target population has {small_t} points, fewer than "
                 f"config.points={cfg.points}: training resamples such targets with "

@@ -577,12 +577,15 @@ class GliomaModel(GliomaPosteriorMixin):
         )
         dw, d_max = math.exp(float(x[0])), self.config["d_max"]
         if dw > d_max:
-            res.message += f"; warning: D_w above d_max={d_max} (time step unstable)"
+            res.message += f"; warning: D_w={dw:.4g} above d_max={d_max} (time step unstable)"
+            # the text names no fitted value, so a loop of fits (foci selection, calibration)
+            # shows it once per line under the default filters; result.message has D_w
             warnings.warn(
-                f"fit: the fitted D_w={dw:.4g} is above d_max={d_max:g}, the largest D_w the "
-                "explicit time step is sized for, so the forward solve at the estimate is "
-                "unstable and the fit unreliable; rebuild the model with a larger d_max (e.g. "
-                f"GliomaModel.from_patient(..., d_max={2 * dw:.2g})) and fit again",
+                f"fit: the fitted D_w is above d_max={d_max:g}, the largest D_w the explicit "
+                "time step is sized for, so the forward solve at the estimate is unstable and "
+                "the fit unreliable; rebuild the model with a larger d_max (e.g. twice the "
+                "fitted D_w in result.message, GliomaModel.from_patient(..., d_max=...)) and "
+                "fit again",
                 RuntimeWarning,
                 stacklevel=2,
             )

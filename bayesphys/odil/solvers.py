@@ -192,6 +192,7 @@ def minimize(
     callback: Callable[[int, Tensor], None] | None = None,
     jacobian: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None,
     stencil_radius: int | None = None,
+    warn_inexact: bool = True,
 ) -> tuple[Tensor, FitResult]:
     r"""Minimise :math:`\tfrac12\lVert r(x)\rVert^2` of ``problem`` from ``x0``.
 
@@ -203,6 +204,8 @@ def minimize(
     linear_solver: ``"cg"`` (matrix-free), ``"sparse"`` (the Jacobian assembled from
         :math:`2C` products by column colouring, :mod:`~bayesphys.odil.sparse`, and the normal
         equations factorised by sparse LU; float64 plain-grid problems) or ``"dense"``.
+    warn_inexact: a ``RuntimeWarning`` when inner CG solves stop above ``cg_tol`` (``False``:
+        only ``extra["cg_rel"]`` records them, for a caller that reports them itself).
     stencil_radius: with ``"sparse"``: the residuals' stencil radius in cells (default 1: each
         residual reads field values at most one cell away along each axis, as every
         first/second-difference stencil of :mod:`~bayesphys.problems.stencil` does; periodic
@@ -245,6 +248,7 @@ def minimize(
     """
     steps = check_int("steps", steps, minimum=0)
     progress = check_bool("progress", progress)  # "no" showed the bar
+    warn_inexact = check_bool("warn_inexact", warn_inexact)
     lr = check_real("lr", lr, minimum=0.0, strict=True)
     damping = check_real("damping", damping, minimum=0.0)
     cg_tol = check_real("cg_tol", cg_tol, minimum=0.0)
@@ -449,7 +453,7 @@ def minimize(
         res.extra["cg_rel"] = cg_rels
         # (a NaN residual means a non-finite step, which the fit's message reports)
         short = [r for r in cg_rels if math.isfinite(r) and r > cg_tol]
-        if short:
+        if short and warn_inexact:
             # a truncated inner solve still gives a descent step, but not the GN/LM step the
             # method promises, and the fit may need many more (and slower) outer steps
             warnings.warn(

@@ -3,6 +3,8 @@ the caller how many problems warned."""
 
 from __future__ import annotations
 
+import importlib
+import io
 import json
 import threading
 import warnings
@@ -94,3 +96,72 @@ def test_capture_leaves_other_threads_and_the_hook_alone():
     assert mine == ["UserWarning: task"]
     assert seen == ["other thread"]
     assert warnings.showwarning is before
+
+
+def test_overlapping_tasks_each_record_a_warning_from_the_same_line():
+    """Under the default filters (no "always"), two tasks that overlap in a thread pool both
+    record a warning raised at the same line (the second was suppressed by the once-per-location
+    memory the first left)."""
+    barrier = threading.Barrier(2)
+
+    def build(problem, seed=None):
+        barrier.wait(timeout=30)  # both tasks are capturing before either warns
+        warnings.warn("toy: this problem is ill-posed", RuntimeWarning, stacklevel=2)
+        return _toy.LinearGaussianModel(problem, seed=seed)
+
+    pool = ThreadPoolExecutor(2)
+    try:
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("default")
+            res = fit_many(_toy.problems(2), build, executor=pool, **KW)
+    finally:
+        pool.shutdown()
+    assert [len(w) for w in res.table["warnings"]] == [1, 1]
+
+
+def test_a_catch_warnings_of_another_thread_leaves_no_stale_hook():
+    """A thread whose catch_warnings block spans the end of the tasks' capture puts the capture
+    hook back when it exits; a later warning must still show (it raised TypeError: the saved
+    hook was None), and the next capture must not fall back on the hook itself."""
+    fm = importlib.import_module("bayesphys.distributed.fit_many")  # the module (not the function)
+
+    started, inside, leave = threading.Event(), threading.Event(), threading.Event()
+
+    def task():
+        with fm._captured_warnings():
+            started.set()
+            inside.wait(5)  # the other thread's block saved the capture hook
+
+    def other():
+        started.wait(5)
+        with warnings.catch_warnings():
+            inside.set()
+            leave.wait(5)
+
+    original = warnings.showwarning
+    t1, t2 = threading.Thread(target=task), threading.Thread(target=other)
+    t2.start()
+    t1.start()
+    t1.join()
+    leave.set()
+    t2.join()
+    try:
+        # the hook in place now passes a warning on (it called the saved hook, None: TypeError;
+        # where it goes is pytest's capture here)
+        warnings.showwarning(
+            UserWarning("after the tasks"), UserWarning, __file__, 1, io.StringIO()
+        )
+        errors = []
+        with fm._captured_warnings():
+            t = threading.Thread(
+                target=lambda: warnings.warn("elsewhere", UserWarning, stacklevel=1)
+            )
+            hook, threading.excepthook = threading.excepthook, lambda a: errors.append(a)
+            try:
+                t.start()
+                t.join()
+            finally:
+                threading.excepthook = hook
+        assert errors == []
+    finally:
+        warnings.showwarning = original

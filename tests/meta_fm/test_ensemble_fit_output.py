@@ -65,3 +65,20 @@ def test_members_message_groups_identical_messages():
 
     assert _members_message(["a", "a", "a"]) == "a (all 3 members)"
     assert _members_message(["a", "b", "a"]) == "a (members 0, 2); b (member 1)"
+
+
+def test_ensemble_fit_swaps_no_process_wide_warning_state(data, monkeypatch):
+    """The members' points warnings are silenced by a flag on the member, not by a warnings
+    filter (catch_warnings is process-wide: fits in other threads shared the filter), and a
+    member fitted alone afterwards warns again."""
+    ens = MFMEnsemble(data, members=2, seed=0, points=32, **TINY)
+
+    def refused(*args, **kwargs):
+        raise AssertionError("catch_warnings inside a fit")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(warnings, "catch_warnings", refused)
+        with pytest.warns(UserWarning, match="MFMEnsemble.fit: a training source population"):
+            ens.fit(steps=1, progress=False)
+    with pytest.warns(UserWarning, match="^fit: a training source population"):
+        ens.models[0].fit(data, steps=1, progress=False)

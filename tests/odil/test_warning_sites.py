@@ -26,13 +26,13 @@ def fitted(patient):
 
 def test_fit_warns_at_user_line_when_d_w_exceeds_d_max(fitted):
     _, res, rec = fitted
-    assert "warning: D_w above d_max=0.0001" in res.message  # kept
+    assert "above d_max=0.0001" in res.message and "warning: D_w=" in res.message  # kept
     got = [w for w in rec if "above d_max" in str(w.message)]
     assert len(got) == 1
     w = got[0]
     assert w.category is RuntimeWarning and w.filename == __file__
     msg = str(w.message)
-    assert msg.startswith("fit: the fitted D_w=") and "larger d_max" in msg
+    assert msg.startswith("fit: the fitted D_w is above d_max") and "larger d_max" in msg
 
 
 def test_fit_odil_rewords_inner_cg_warnings_once_per_kind(fitted):
@@ -58,3 +58,18 @@ def test_fit_odil_progress_defaults_like_fit():
     fit = inspect.signature(GliomaModel.fit).parameters["progress"].default
     odil = inspect.signature(GliomaModel.fit_odil).parameters["progress"].default
     assert fit is odil is True
+
+
+def test_fit_odil_swaps_no_process_wide_warning_state(fitted, monkeypatch):
+    """fit_odil words the inner solvers' warnings without catch_warnings, which swaps the
+    process-wide filters and hook: fits in other threads lost their warnings and kept an
+    "always" filter."""
+    m, _, _ = fitted
+
+    def refused(*args, **kwargs):
+        raise AssertionError("catch_warnings inside a fit")
+
+    with monkeypatch.context() as mp:  # undone before pytest reports (it uses catch_warnings)
+        mp.setattr(warnings, "catch_warnings", refused)
+        with pytest.warns(RuntimeWarning, match="fit_odil: the conjugate-gradient"):
+            m.fit_odil(nt=4, cg_maxiter=2, steps=1, progress=False)

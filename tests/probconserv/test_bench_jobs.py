@@ -42,3 +42,32 @@ def test_threads_above_one_need_jobs_1(bench, capsys):
     with pytest.raises(SystemExit):
         bench.main(["--quick", "--jobs", "2", "--threads", "2"])
     assert "--jobs 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, jobs, threads",
+    [
+        ([], 2, 1),
+        (["--problems", "stefan"], 1, 1),  # one thread too: the full run's worker's rows
+        (["--jobs", "1"], 1, 1),
+        (["--threads", "2"], 1, 2),
+        (["--jobs", "2", "--problems", "stefan"], 1, 1),
+    ],
+)
+def test_default_thread_count_does_not_depend_on_the_problems(
+    bench, monkeypatch, argv, jobs, threads
+):
+    seen = {}
+
+    def fake(problems, n_jobs, **kw):
+        seen.update(jobs=n_jobs, threads=bench.torch.get_num_threads())
+        return [], {}, {p: {"seconds": 0.0, "cpu_seconds": 0.0} for p in problems}
+
+    monkeypatch.setattr(bench, "run_problems", fake)
+    monkeypatch.setattr(bench, "write_results", lambda *a, **k: "x")
+    n = bench.torch.get_num_threads()
+    try:
+        bench.main(["--quick", "--out", "unused", *argv])
+    finally:
+        bench.torch.set_num_threads(n)
+    assert seen == {"jobs": jobs, "threads": threads}
