@@ -151,7 +151,7 @@ SETTINGS = {
 # --quick trains Stefan twice as long (800 ANP / 120 SoftC / 500 GP steps): with 400 ANP steps
 # its out-of-range (u* = 0.5) ANP was far enough from the full run's that the update helped it,
 # while it hurts the full run's, so the quick ranking missed that pair (chosen after seeing that
-# disagreement; the quick run stays < 5 min on 2 threads)
+# disagreement; the quick run then stayed < 5 min on 2 threads, on an earlier machine)
 QUICK_STEP_SCALE = {"stefan": 2.0}
 # the ANP's training parameters: U(train_range) widened by this fraction at each end
 # (ProbConserv(train_margin=...)); 0 is the paper's setting
@@ -874,8 +874,8 @@ def main(argv: list[str] | None = None) -> Path:
     jobs = min(args.jobs, len(problems))
     if jobs > 1:  # the workers' CPU time (this process only waited)
         total_cpu = sum(s["cpu_seconds"] for s in problem_seconds.values())
-    # the arguments as given (thread count, model folders): the default --threads 2 and a
-    # --threads 1 run train the float32 ANP differently
+    # the arguments as given (thread count, model folders): a --threads 2 and a --threads 1
+    # run train the float32 ANP differently
     cmd = recorded_command(__file__, argv)
     if args.merge and prev:
         keep = [r for r in prev["rows"] if r["problem"].split("-")[0] not in problems]

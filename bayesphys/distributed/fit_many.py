@@ -189,8 +189,9 @@ def _captured_warnings() -> Iterator[list[str]]:
         if _CAPTURE["depth"] == 0:
             current = warnings.showwarning
             # a catch_warnings of another thread may have put this hook back after it was
-            # removed: it is never the hook to fall back on
-            _CAPTURE["show"] = None if current is _dispatch else current
+            # removed: it is never the hook to fall back on (the one saved before stays)
+            if current is not _dispatch:
+                _CAPTURE["show"] = current
             warnings.showwarning = _dispatch
         _CAPTURE["depth"] += 1
         _reset_once_registry()
@@ -203,10 +204,11 @@ def _captured_warnings() -> Iterator[list[str]]:
         with _CAPTURE_LOCK:
             _CAPTURE["depth"] -= 1
             if _CAPTURE["depth"] == 0:
-                # only this hook is taken out (another installed since stays)
+                # only this hook is taken out (another installed since stays); the saved hook
+                # is kept: a catch_warnings block of another thread may still put this one
+                # back, which then passes warnings on to the caller's hook
                 if warnings.showwarning is _dispatch:
                     warnings.showwarning = _CAPTURE["show"] or warnings._showwarning_orig
-                _CAPTURE["show"] = None
 
 
 def _run_task(task: ProblemTask, rec: dict[str, Any]) -> None:

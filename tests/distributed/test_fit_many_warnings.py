@@ -165,3 +165,32 @@ def test_a_catch_warnings_of_another_thread_leaves_no_stale_hook():
         assert errors == []
     finally:
         warnings.showwarning = original
+
+
+def test_the_callers_hook_survives_a_catch_warnings_spanning_the_capture(monkeypatch):
+    """A caller's own showwarning hook still receives warnings after another thread's
+    catch_warnings block spanned the end of a capture (it fell back on the original hook)."""
+    fm = importlib.import_module("bayesphys.distributed.fit_many")
+    got = []
+    monkeypatch.setattr(warnings, "showwarning", lambda msg, *a, **k: got.append(str(msg)))
+    started, inside, leave = threading.Event(), threading.Event(), threading.Event()
+
+    def task():
+        with fm._captured_warnings():
+            started.set()
+            inside.wait(5)
+
+    def other():
+        started.wait(5)
+        with warnings.catch_warnings():
+            inside.set()
+            leave.wait(5)
+
+    t1, t2 = threading.Thread(target=task), threading.Thread(target=other)
+    t2.start()
+    t1.start()
+    t1.join()
+    leave.set()
+    t2.join()
+    warnings.showwarning(UserWarning("to the caller"), UserWarning, __file__, 1)
+    assert got == ["to the caller"]
