@@ -119,12 +119,13 @@ def test_overlapping_tasks_each_record_a_warning_from_the_same_line():
     assert [len(w) for w in res.table["warnings"]] == [1, 1]
 
 
-def test_a_catch_warnings_of_another_thread_leaves_no_stale_hook():
-    """A thread whose catch_warnings block spans the end of the tasks' capture puts the capture
-    hook back when it exits; a later warning must still show (it raised TypeError: the saved
-    hook was None), and the next capture must not fall back on the hook itself."""
-    fm = importlib.import_module("bayesphys.distributed.fit_many")  # the module (not the function)
+def _fit_many_module():
+    return importlib.import_module("bayesphys.distributed.fit_many")  # not the function
 
+
+def _span_the_end_of_a_capture(fm) -> None:
+    """A task's capture ends while another thread's catch_warnings block, entered after the
+    capture installed its hook, is still open; that block then exits."""
     started, inside, leave = threading.Event(), threading.Event(), threading.Event()
 
     def task():
@@ -138,13 +139,21 @@ def test_a_catch_warnings_of_another_thread_leaves_no_stale_hook():
             inside.set()
             leave.wait(5)
 
-    original = warnings.showwarning
     t1, t2 = threading.Thread(target=task), threading.Thread(target=other)
     t2.start()
     t1.start()
     t1.join()
     leave.set()
     t2.join()
+
+
+def test_a_catch_warnings_of_another_thread_leaves_no_stale_hook():
+    """A thread whose catch_warnings block spans the end of the tasks' capture puts the capture
+    hook back when it exits; a later warning must still show (it raised TypeError: the saved
+    hook was None), and the next capture must not fall back on the hook itself."""
+    fm = _fit_many_module()
+    original = warnings.showwarning
+    _span_the_end_of_a_capture(fm)
     try:
         # the hook in place now passes a warning on (it called the saved hook, None: TypeError;
         # where it goes is pytest's capture here)
@@ -170,27 +179,8 @@ def test_a_catch_warnings_of_another_thread_leaves_no_stale_hook():
 def test_the_callers_hook_survives_a_catch_warnings_spanning_the_capture(monkeypatch):
     """A caller's own showwarning hook still receives warnings after another thread's
     catch_warnings block spanned the end of a capture (it fell back on the original hook)."""
-    fm = importlib.import_module("bayesphys.distributed.fit_many")
     got = []
     monkeypatch.setattr(warnings, "showwarning", lambda msg, *a, **k: got.append(str(msg)))
-    started, inside, leave = threading.Event(), threading.Event(), threading.Event()
-
-    def task():
-        with fm._captured_warnings():
-            started.set()
-            inside.wait(5)
-
-    def other():
-        started.wait(5)
-        with warnings.catch_warnings():
-            inside.set()
-            leave.wait(5)
-
-    t1, t2 = threading.Thread(target=task), threading.Thread(target=other)
-    t2.start()
-    t1.start()
-    t1.join()
-    leave.set()
-    t2.join()
+    _span_the_end_of_a_capture(_fit_many_module())
     warnings.showwarning(UserWarning("to the caller"), UserWarning, __file__, 1)
     assert got == ["to the caller"]
