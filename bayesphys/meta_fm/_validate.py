@@ -304,3 +304,30 @@ def check_training_data(model: MetaFlowMatching, data: PopulationPairs) -> None:
                 f"data.source_id: CGFM has one-hots for ids {model.condition_ids!r:.200} "
                 f"only; ids {unknown!r:.200} would train the average one-hot"
             )
+
+
+def points_warnings(
+    data: PopulationPairs, points: int, method: str, coupling: str, who: str, fix: str
+) -> list[str]:
+    """The texts of the ``config.points`` warnings for training ``data`` (already split):
+    populations smaller than ``points`` are resampled with replacement in training. ``who``
+    prefixes each text (``"fit"``, ``"MFMEnsemble.fit"``); ``fix`` names the setting to change."""
+    out = []
+    small = min(q.shape[0] for q in data.source)
+    if method == "MFM" and small < points:
+        out.append(
+            f"{who}: a training source population has {small} points, fewer than "
+            f"config.points={points}: training resamples such populations with replacement "
+            "(repeated points in the embedding's kNN graph), while prediction embeds them "
+            f"whole; {fix} at most {small} (the smallest population size) to train on what it "
+            "reads"
+        )
+    small_t = min(q.shape[0] for q in data.target)
+    if coupling not in ("index", "ot_full") and small_t < points:
+        out.append(
+            f"{who}: a training target population has {small_t} points, fewer than "
+            f"config.points={points}: training resamples such targets with replacement "
+            f"(repeated target points in each flow-matching batch); {fix} at most {small_t} to "
+            "avoid it"
+        )
+    return out

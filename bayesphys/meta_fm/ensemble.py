@@ -45,7 +45,13 @@ from .._time_budget import check_max_seconds
 from ..inference_data import build_inference_data
 from ..posterior import SamplePosterior
 from ..problems.populations import PopulationPairs
-from ._validate import check_features, check_pairs, check_populations, training_split
+from ._validate import (
+    check_features,
+    check_pairs,
+    check_populations,
+    points_warnings,
+    training_split,
+)
 from .config import MFMConfig
 from .evaluation import (
     _check_alpha,
@@ -285,27 +291,17 @@ class MFMEnsemble:
             try:
                 check_pairs(d, m.dim)
                 d = training_split(d)
-                small = min(q.shape[0] for q in d.source)
-                small_t = min(q.shape[0] for q in d.target)
             except Exception:  # the member raises it, named
                 continue
             cfg = m.config
-            if cfg.method == "MFM" and small < cfg.points:
-                texts.append(
-                    f"MFMEnsemble.fit: a training source population has {small} points, fewer "
-                    f"than config.points={cfg.points}: the members resample such populations "
-                    "with replacement in training (repeated points in the embedding's kNN "
-                    "graph), while prediction embeds them whole; build the ensemble with "
-                    f"points at most {small} (the smallest population size) to train on what "
-                    "it reads"
-                )
-            if m.coupling not in ("index", "ot_full") and small_t < cfg.points:
-                texts.append(
-                    f"MFMEnsemble.fit: a training target population has {small_t} points, "
-                    f"fewer than config.points={cfg.points}: the members resample such targets "
-                    "with replacement (repeated target points in each flow-matching batch); "
-                    f"build the ensemble with points at most {small_t} to avoid it"
-                )
+            texts += points_warnings(
+                d,
+                cfg.points,
+                cfg.method,
+                m.coupling,
+                "MFMEnsemble.fit",
+                "build the ensemble with points",
+            )
         for text in dict.fromkeys(texts):
             warnings.warn(text, UserWarning, stacklevel=3)
 

@@ -54,6 +54,7 @@ from ._validate import (
     check_populations,
     check_source_ids,
     check_training_data,
+    points_warnings,
     training_split,
 )
 from .config import MFMConfig
@@ -391,28 +392,12 @@ class MetaFlowMatching:
             check_features(
                 "data.source_features", data.source_features, data.source, cfg.node_features
             )
-        small = min(q.shape[0] for q in data.source)
         # an MFMEnsemble gives these warnings once for all its members (_points_warned)
-        quiet = getattr(self, "_points_warned", False)
-        if cfg.method == "MFM" and small < cfg.points and not quiet:
-            warnings.warn(
-                f"fit: a training source population has {small} points, fewer than "
-                f"config.points={cfg.points}: training resamples such populations with "
-                "replacement (repeated points in the embedding's kNN graph), while prediction "
-                "embeds them whole; set points to at most the smallest population size to "
-                "train on what it reads",
-                UserWarning,
-                stacklevel=2,
-            )
-        small_t = min(q.shape[0] for q in data.target)
-        if self.coupling not in ("index", "ot_full") and small_t < cfg.points and not quiet:
-            warnings.warn(
-                f"fit: a training target population has {small_t} points, fewer than "
-                f"config.points={cfg.points}: training resamples such targets with "
-                "replacement (repeated target points in each flow-matching batch)",
-                UserWarning,
-                stacklevel=2,
-            )
+        if not getattr(self, "_points_warned", False):
+            for text in points_warnings(
+                data, cfg.points, cfg.method, self.coupling, "fit", "set points to"
+            ):
+                warnings.warn(text, UserWarning, stacklevel=2)
         if cfg.normalize and self.steps_done == 0:
             # the frame the weights learn in: estimated before the first step only (a later fit,
             # e.g. fine-tuning on other pairs, keeps it)
