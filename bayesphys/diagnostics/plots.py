@@ -59,7 +59,7 @@ def plot_component(
         ax.set_xlabel("nominal level")
         ax.set_ylabel("observed coverage")
         ax.set_title("expected coverage\n(solid: summaries, dashed: field)", fontsize=8)
-        _legend_below(ax)
+        legend_below(ax)
         ax = flat[len(results) + 1]
         ax.plot([0, 1], [0, 1], "k:", lw=0.8)
         for j, res in enumerate(results):
@@ -70,7 +70,7 @@ def plot_component(
         ax.set_xlabel("credibility level")
         ax.set_ylabel("expected coverage (TARP)")
         ax.set_title("TARP", fontsize=8)
-        _legend_below(ax)
+        legend_below(ax)
     else:
         ax = flat[0]
         labels = [f"{r['problem']}\n{r['method']}" for r in rows]
@@ -90,6 +90,6 @@ def plot_component(
     return path
 
 
-def _legend_below(ax) -> None:
-    """The legend under the axes (one entry per row), off the curves."""
-    ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
+def legend_below(ax, **kwargs) -> None:
+    """The legend under the axes, off the curves (``kwargs``: more ``ax.legend`` options)."""
+    ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False, **kwargs)

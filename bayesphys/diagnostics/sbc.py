@@ -293,15 +293,9 @@ def plot_pit_ecdf(
         ax.set_title(title, fontsize=8)
     # under the axes, off the curves; the band's method titles it (a note in the corner ran
     # under the legend)
-    ax.legend(
-        fontsize=6,
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.2),
-        ncol=3,
-        frameon=False,
-        title=f"band: {method}",
-        title_fontsize=5,
-    )
+    from .plots import legend_below
+
+    legend_below(ax, ncol=3, title=f"band: {method}", title_fontsize=5)
     return ax
 
 

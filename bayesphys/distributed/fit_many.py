@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import check_int, stream_seed
+from .._checks import check_int, require, stream_seed
 from ._combine import CombineError, FitManyResult, _combine, _table
 from ._records import (
     _build_name,
@@ -446,14 +446,9 @@ def fit_many(
     base = secrets.randbits(32) if seed is None else _check_seed(seed)
     out_dir = Path(out).expanduser() if out is not None else None
     if out_dir is not None:
-        import importlib.util
-
-        if importlib.util.find_spec("h5netcdf") is None:  # before any fit (every record was
-            # then written as an error, its draws dropped, after all the fitting time)
-            raise ImportError(
-                "out: the per-problem files are netCDF and need the package 'h5netcdf': "
-                "pip install h5netcdf (or pass out=None)"
-            )
+        # before any fit (every record was then written as an error, its draws dropped, after
+        # all the fitting time)
+        require("h5netcdf", "h5netcdf", "out= (per-problem netCDF files; or pass out=None)")
         out_dir.mkdir(parents=True, exist_ok=True)
         _sweep_stale_temporaries(out_dir)  # left by a writer killed before its rename
 
