@@ -220,7 +220,9 @@ def cmd_calibrate(args) -> int:
     from .diagnostics.suite import CalibrationFailed, run_calibration
 
     try:
-        path = run_calibration(args.component, quick=args.quick, out=args.out, seed=args.seed)
+        path = run_calibration(
+            args.component, quick=args.quick, out=args.out, seed=args.seed, verbose=True
+        )
     except CalibrationFailed as err:  # the traceback is above; the file kept what it had
         print(f"calibrate: {err}", file=sys.stderr)
         return 1

@@ -328,6 +328,27 @@ def test_calibrate_exits_nonzero_when_the_hook_fails(tmp_path, monkeypatch, caps
     assert "calibrate: odil: calibrate_rows failed: RuntimeError('boom')" in err
 
 
+def test_calibrate_command_prints_the_table(tmp_path, monkeypatch, capsys):
+    """The command shows the rows (the library call is quiet by default)."""
+    import types
+
+    from bayesphys.diagnostics import calibration_rows, suite
+    from tests.diagnostics.conftest import NormalNormal
+
+    model = NormalNormal()
+
+    def rows(quick, seed):
+        return calibration_rows(
+            model.simulate, model.infer, n_sims=20, n_draws=9, seed=seed, problem="toy",
+            method="exact",
+        )
+
+    monkeypatch.setattr(suite, "load_hook", lambda comp: types.SimpleNamespace(calibrate_rows=rows))
+    assert cli.main(["calibrate", "odil", "--quick", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "bayesphys calibrate odil" in out and "toy" in out and "results:" in out
+
+
 def test_run_prints_the_result_once(tmp_path, capsys):
     """gp-pde-inverse printed its summary, then `bayesphys run` printed it again."""
     rc = cli.main(["run", "gp-pde-inverse", "--smoke", "--out", str(tmp_path)])

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from .._bench import bench_row, repo_root, write_results
-from .._checks import offset_seed
+from .._checks import check_bool, offset_seed
 from .calibrate import calibration_rows
 from .core_problem import CoreFamily
 from .recalibrate import fit_recalibration
@@ -228,12 +228,20 @@ def _merge(
 
 
 def run_calibration(
-    component: str, *, quick: bool = False, out: str | Path | None = None, seed: int = 0
+    component: str,
+    *,
+    quick: bool = False,
+    out: str | Path | None = None,
+    seed: int = 0,
+    verbose: bool = False,
 ) -> Path:
     """Run the calibration suite on ``component`` (or ``"core"``); returns the JSON path.
 
-    See the module docstring for what is written where.
+    See the module docstring for what is written where. ``verbose=True`` prints the rows'
+    table (what ``bayesphys calibrate`` shows) to stdout; by default nothing is printed (the
+    rows are in the returned file).
     """
+    verbose = check_bool("verbose", verbose)
     t0 = time.perf_counter()
     if out is not None:
         out_dir = fig_dir = nc_dir = Path(out).expanduser()
@@ -283,7 +291,8 @@ def run_calibration(
         out=out if out is not None else (out_dir if quick else None),
         extra={"figures": figures},
     )
-    _print_table(component, rows, time.perf_counter() - t0, fig, path)
+    if verbose:
+        _print_table(component, rows, time.perf_counter() - t0, fig, path)
     if failed:
         kept = any(
             (r.get("setting") or {}).get("component") == component and not _is_failed(r)

@@ -138,3 +138,15 @@ def test_full_run_writes_the_figure_the_docs_show(monkeypatch, exact_model, tmp_
     assert (root / "docs" / "img" / "calibration_odil.png").stat().st_size > 1000
     assert json.loads(path.read_text())["figures"] == {"odil": "docs/img/calibration_odil.png"}
     assert (tmp_path / "bayesphys-out" / "calibration" / "calibration_odil.nc").exists()
+
+
+def test_library_call_prints_nothing_unless_verbose(tmp_path, monkeypatch, capsys, exact_model):
+    # a library function writes its rows to the file; the table is the command's (verbose)
+    monkeypatch.setattr(suite, "load_hook", lambda comp: _fake_hook(exact_model))
+    suite.run_calibration("odil", quick=True, out=tmp_path, seed=0)
+    assert capsys.readouterr().out == ""
+    suite.run_calibration("odil", quick=True, out=tmp_path, seed=0, verbose=True)
+    out = capsys.readouterr().out
+    assert "bayesphys calibrate odil" in out and "normal-normal" in out
+    with pytest.raises(TypeError, match="verbose"):
+        suite.run_calibration("odil", quick=True, out=tmp_path, verbose="yes")
