@@ -357,7 +357,7 @@ def wasserstein(
         np.square(cost, out=cost)  # in place: a second [n, m] matrix for nothing
     a = _ot_weights(weights_x, len(xd), "weights_x")
     b = _ot_weights(weights_y, len(yd), "weights_y")
-    val = float(ot.emd2(a, b, cost, numItermax=1_000_000))
+    val = float(ot.emd2(a, b, cost, numItermax=10_000_000))
     return torch.tensor(
         max(val, 0.0) ** (1 / p),
         dtype=x.dtype if x.is_floating_point() else torch.float64,

@@ -51,7 +51,7 @@ from bayesphys.odil import (
 from bayesphys.odil.radiotherapy import model_plan, recurrence_coverage, standard_margin_plan
 from bayesphys.problems.glioma import brain_phantom, synthetic_patient, truth_theta
 
-GLIODIL = "Balcerak et al. 2025 (GliODIL) / anchor targets"
+GLIODIL = "anchor targets (GliODIL's own B1/B2 figures were not retrieved)"
 
 
 # ---------------------------------------------------------------------------------------- B0

@@ -71,7 +71,7 @@ def ot_pairing(
     b = x1.detach().to("cpu", torch.float64).numpy()
     cost = ot.dist(a, b)  # squared Euclidean
     cost = cost / max(cost.max(), 1e-12)
-    plan = ot.emd(ot.unif(len(a)), ot.unif(len(b)), cost, numItermax=1_000_000)
+    plan = ot.emd(ot.unif(len(a)), ot.unif(len(b)), cost, numItermax=10_000_000)
     p = torch.from_numpy(plan.reshape(-1)).clamp_min(0)
     idx = torch.multinomial(p / p.sum(), len(a), replacement=True, generator=generator)
     i, j = idx // len(b), idx % len(b)
