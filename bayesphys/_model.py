@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from ._checks import check_bool, check_int, check_real
+from ._progress import progress_bar
 
 __all__ = [
     "FitResult",
@@ -321,7 +321,7 @@ def optimize(
     good = _snapshot(params)  # last values whose loss was finite (at first: the start)
     pending = _snapshot(params) if snapshot_every else None  # values before the current step
     t0 = time.perf_counter()
-    bar = tqdm(total=steps, desc=desc, disable=not progress, leave=False)
+    bar = progress_bar(total=steps, desc=desc, progress=progress, leave=False)
     calm = 0
     res = FitResult()
     try:
@@ -355,7 +355,7 @@ def optimize(
                 good, pending = pending, good
             bar.update(1)
             if progress and k % 10 == 0:
-                bar.set_postfix(loss=f"{val:.4g}")
+                bar.set_postfix(loss=f"{val:.4g}", refresh=False)
             if tol is not None and len(hist) > 1:
                 rel = abs(hist[-2] - hist[-1]) / max(abs(hist[-2]), 1e-300)
                 calm = calm + 1 if rel < tol else 0

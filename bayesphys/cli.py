@@ -13,11 +13,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import sys
 import time
 import traceback
 from pathlib import Path
 
+from . import __version__
 from ._files import out_folder_arg
 
 COMPONENTS = ("gp_pde", "probconserv", "neural_process", "odil", "meta_fm")
@@ -283,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bayesphys", description=__doc__.splitlines()[0].replace("``", "")
     )
+    p.add_argument("--version", action="version", version=f"bayesphys {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     lst = sub.add_parser("list", help="list examples and components")
     d = sub.add_parser("demo", help="run every component on a small embedded problem")
@@ -366,6 +369,24 @@ def _target(argv: list[str]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``bayesphys`` command (``argv`` defaults to ``sys.argv[1:]``); returns its exit
+    status. A reader that closes standard output early (``bayesphys list | head -1``) ends the
+    command quietly with status 141, as a process killed by SIGPIPE (a traceback and status 1
+    before)."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # what is still buffered for the closed pipe goes nowhere: flushing it at exit raised
+        # the error a second time
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (AttributeError, OSError, ValueError):  # a replaced stdout without a descriptor
+            pass
+        return 141
+
+
+def _main(argv: list[str] | None) -> int:
     if argv is None:
         try:
             import matplotlib

@@ -70,3 +70,22 @@ def test_poisson_coefficient_caps_its_sensor_count(capsys):
     with pytest.raises(SystemExit) as err:
         load("poisson-coefficient").main(["--smoke", "--sensors", "100000"])
     assert err.value.code == 2 and "--sensors" in capsys.readouterr().err
+
+
+def test_version_flag(capsys):
+    import bayesphys
+
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"bayesphys {bayesphys.__version__}"
+
+
+def test_a_closed_pipe_ends_the_command_quietly(monkeypatch, capsys):
+    # `bayesphys list | head -1`: a traceback and status 1 before
+    def closed(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "cmd_list", closed)
+    assert cli.main(["list"]) == 141
+    assert "Traceback" not in capsys.readouterr().err

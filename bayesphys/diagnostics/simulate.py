@@ -17,7 +17,6 @@ applied to the truth (``S = ()``) and to the draws (``S = (L,)``).
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from torch import Tensor
 from .._checks import check_bool, check_int, check_real, check_seed, offset_seed
 from .._device import check_finite
 from .._posterior_args import _check_levels
+from .._progress import progress_bar
 from ..posterior import Posterior
 
 __all__ = [
@@ -351,10 +351,8 @@ def simulate_and_infer(
 
     field_gen = torch.Generator().manual_seed(offset_seed(seed, 104723))  # PIT of drawn fields
     truths, draws_all, fcov = [], [], []
-    from tqdm.auto import tqdm
-
     # each step is one of the user's inferences (a fit each): minutes in all, not silent
-    bar = tqdm(range(n_sims), desc="SBC infer", file=sys.stderr, disable=not progress, leave=False)
+    bar = progress_bar(range(n_sims), desc="SBC infer", progress=progress, leave=False)
     try:
         for i in bar:
             post = infer(data[i])

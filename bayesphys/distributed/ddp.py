@@ -42,8 +42,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
-from .._checks import check_int, check_real, check_seed, stream_seed
+from .._checks import check_bool, check_int, check_real, check_seed, stream_seed
 from .._model import FitResult, load_checkpoint, save_checkpoint
+from .._progress import progress_bar
 from ._process_group import (
     DistContext,
     all_reduce_mean,
@@ -455,6 +456,7 @@ def train_ddp(
     ds, epochs, batch_size, seed = _check_train_args(
         model_fn, loss_fn, data, epochs, batch_size, lr, optimizer_fn, checkpoint, seed, config
     )
+    progress = check_bool("progress", progress)
     check_device(device)
     check_backend(backend)
     rank, world = planned_world()
@@ -514,15 +516,13 @@ def train_ddp(
                 )
             hist: list[float] = []
             samples, t0 = 0, time.perf_counter()
-            from tqdm.auto import tqdm
-
             # counts the run's epochs: a resumed run starts at start_epoch of epochs
-            bar = tqdm(
+            bar = progress_bar(
                 range(start_epoch, epochs),
                 desc="train_ddp",
                 total=epochs,
                 initial=start_epoch,
-                disable=not (progress and ctx.is_main),
+                progress=progress and ctx.is_main,
             )
             msg = f"trained epochs {start_epoch}..{epochs - 1}"
             for epoch in bar:
@@ -559,7 +559,7 @@ def train_ddp(
                     )
                     break
                 hist.append(mean)
-                bar.set_postfix(loss=f"{mean:.4g}")
+                bar.set_postfix(loss=f"{mean:.4g}", refresh=False)
                 if ckpt_path is not None:
                     save_training_checkpoint(
                         ckpt_path,

@@ -41,7 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import check_int, require, stream_seed
+from .._checks import check_bool, check_int, require, stream_seed
+from .._progress import progress_bar
 from ._combine import CombineError, FitManyResult, _combine, _table
 from ._records import (
     _build_name,
@@ -413,10 +414,10 @@ def fit_many(
     propagates with a ``partial_result`` attribute: the :class:`FitManyResult` (``idata=None``)
     of the problems finished or resumed so far, so they are not lost even without ``out``.
     """
-    from tqdm.auto import tqdm
 
     from .executors import Runner, _check_executor, resolve_runner
 
+    progress = check_bool("progress", progress)
     items = _normalise(problems, files=out is not None)
     if not callable(build):
         raise TypeError(f"build: expected a callable, received {type(build).__name__}")
@@ -531,7 +532,7 @@ def fit_many(
             )
             raise
         runner_name, workers = runner.name, runner.workers
-        bar = tqdm(total=len(todo), desc="fit_many", disable=not progress)
+        bar = progress_bar(total=len(todo), desc="fit_many", progress=progress)
         try:
             for i, ok, value in runner.run(run_problem, todo):
                 task = todo[i]
@@ -576,7 +577,9 @@ def fit_many(
                                 pass
                 bar.update(1)
                 if rec["status"] != "ok":
-                    bar.set_postfix(failed=sum(r["status"] != "ok" for r in records.values()))
+                    bar.set_postfix(
+                        failed=sum(r["status"] != "ok" for r in records.values()), refresh=False
+                    )
         except BaseException as err:
             # the runner itself failed or the call was interrupted (Ctrl-C): the problems that
             # finished (and those resumed) are kept on the exception, not lost with it

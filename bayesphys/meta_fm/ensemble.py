@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from .._checks import (
     check_bool,
@@ -41,6 +40,7 @@ from .._checks import (
 )
 from .._data_parallel import _active_group
 from .._model import FitResult, load_checkpoint, save_checkpoint
+from .._progress import progress_bar
 from .._time_budget import check_max_seconds
 from ..inference_data import build_inference_data
 from ..posterior import SamplePosterior
@@ -251,11 +251,11 @@ class MFMEnsemble:
         method = self.models[0].config.method
         grp = _active_group()
         # one bar over the members (rank 0 only), each member's step bar nested below it
-        bar = tqdm(
+        bar = progress_bar(
             total=self.members,
             desc=f"{method} member 1/{self.members}",
             unit="member",
-            disable=not progress or (grp is not None and grp[0] != 0),
+            progress=progress and (grp is None or grp[0] == 0),
             leave=False,
         )
         try:

@@ -43,7 +43,6 @@ from linear_operator.operators import (
     LowRankRootLinearOperator,
 )
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from .._checks import (
     as_scalar,
@@ -73,6 +72,7 @@ from .._model import (
     refuse_unknown,
     save_checkpoint,
 )
+from .._progress import progress_bar
 from .._time_budget import TimeBudget, check_max_seconds
 from ..posterior import GaussianPosterior
 from ..problems.rgnp import sample_prior
@@ -459,10 +459,10 @@ class RandomGridNP:
         if max_seconds is not None:
             chunk = math.gcd(chunk, 5)
         # one bar for the whole fit (the chunks below run without their own)
-        bar = tqdm(
+        bar = progress_bar(
             total=steps,
             desc=f"{self.config.method} {self.problem.name}",
-            disable=not progress,
+            progress=progress,
             leave=False,
         )
         try:
@@ -474,7 +474,7 @@ class RandomGridNP:
                 done += r.steps
                 bar.update(r.steps)
                 if progress and r.loss_history:
-                    bar.set_postfix(loss=f"{r.loss_history[-1]:.4g}")
+                    bar.set_postfix(loss=f"{r.loss_history[-1]:.4g}", refresh=False)
                 if r.steps < n:  # diverged (the guard restored the last good state)
                     msg, conv = r.message, False
                     break

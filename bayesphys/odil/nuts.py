@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from torch import Tensor
 
-from .._checks import check_int, check_seed, require
+from .._checks import check_bool, check_int, check_seed, require
 from .._device import seeded
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,6 +41,7 @@ def nuts_reference(
     ``seed`` in ``[0, 2**32)`` (pyro's range).
     """
     num_samples = check_int("num_samples", num_samples, minimum=1)
+    progress = check_bool("progress", progress)
     warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
     num_chains = check_int("num_chains", num_chains, minimum=1)
     max_tree_depth = check_int("max_tree_depth", max_tree_depth, minimum=1)

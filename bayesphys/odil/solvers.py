@@ -23,12 +23,12 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from .._checks import check_bool, check_int, check_real
 from .._device import as_tensor, check_finite
 from .._linalg import lstsq_any_rank, pcg
 from .._model import FitResult, optimize
+from .._progress import progress_bar
 from .problem import DiscreteProblem
 from .sparse import ColouredJacobian, NonFiniteJacobian, sparse_normal_solve
 
@@ -326,7 +326,7 @@ def minimize(
     cg_rels: list[float] = []
     t0 = time.perf_counter()
     res = FitResult()
-    bar = tqdm(total=steps, desc=method, disable=not progress, leave=False)
+    bar = progress_bar(total=steps, desc=method, progress=progress, leave=False)
     with torch.no_grad():
         r0 = fn(x)
         loss = 0.5 * float((r0**2).sum())
@@ -439,7 +439,7 @@ def minimize(
                     break
             bar.update(1)
             if progress:
-                bar.set_postfix(loss=f"{loss:.4g}", lam=f"{lam:.1e}")
+                bar.set_postfix(loss=f"{loss:.4g}", lam=f"{lam:.1e}", refresh=False)
         else:
             res.message = f"max steps ({steps})"
             res.converged = tol is None

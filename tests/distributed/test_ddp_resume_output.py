@@ -70,18 +70,18 @@ def test_old_checkpoint_warns_on_rank_zero_only(monkeypatch, tmp_path):
 
 
 def test_progress_after_resume_counts_all_epochs(monkeypatch, tmp_path):
-    import tqdm.auto
+    from bayesphys import _progress
 
     _single_process(monkeypatch)
     ckpt = tmp_path / "run.pt"
     ddp.train_ddp(_model, _loss, _data(), epochs=3, checkpoint=ckpt, **KW)
     out = io.StringIO()
-    real = tqdm.auto.tqdm
+    real = _progress.tqdm
 
     def to_buffer(*a, **kw):
         return real(*a, **{**kw, "file": out, "mininterval": 0})
 
-    monkeypatch.setattr(tqdm.auto, "tqdm", to_buffer)
+    monkeypatch.setattr(_progress, "tqdm", to_buffer)
     res = ddp.train_ddp(
         _model, _loss, _data(), epochs=6, checkpoint=ckpt, **{**KW, "progress": True}
     )

@@ -41,19 +41,17 @@ def test_no_points_warning_when_points_fit(data):
 
 
 def test_progress_labels_the_member(data, monkeypatch):
-    import tqdm.auto
-
-    from bayesphys.meta_fm import ensemble
+    from bayesphys import _progress
 
     out = io.StringIO()
-    real = tqdm.auto.tqdm
+    real = _progress.tqdm
 
     def to_buffer(*a, **kw):
         kw["file"] = out
         kw["mininterval"] = 0
         return real(*a, **kw)
 
-    monkeypatch.setattr(ensemble, "tqdm", to_buffer, raising=False)
+    monkeypatch.setattr(_progress, "tqdm", to_buffer)
     ens = MFMEnsemble(data, members=2, seed=0, points=16, **TINY)
     ens.fit(steps=1, progress=True)
     text = out.getvalue()

@@ -1,0 +1,71 @@
+"""The progress bars of every bayesphys fit, made in one place.
+
+A bar redraws at most every 0.1 s on a terminal and at most every 30 s when standard error is
+not a terminal (a log file, a CI job), so a captured log grows with the run's time, not with
+its number of steps (a 20 000-step fit wrote 2 000 redraws, 160 kB, into a log before), and
+there each bar ends on a line of its own with its final count.
+Notebook bars (``tqdm.auto``'s widget) are left at tqdm's own settings. tqdm's environment
+switches are honoured: ``TQDM_DISABLE=1`` turns every bar off (``progress=False`` on each call
+does the same per call) and ``TQDM_MININTERVAL`` sets the redraw interval (both read when a
+bar is made, so setting them after import works).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from tqdm.auto import tqdm
+from tqdm.autonotebook import tqdm as _chosen
+from tqdm.std import tqdm as _std_tqdm
+
+__all__ = ["progress_bar"]
+
+_TRUE = {"1", "true", "yes", "on"}
+# redraw intervals (s): on a terminal, and on any other stream
+_TTY_INTERVAL, _LOG_INTERVAL = 0.1, 30.0
+
+
+def _is_tty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):  # closed or not a real stream
+        return False
+
+
+def _env_interval() -> float | None:
+    """``TQDM_MININTERVAL`` as seconds (read here at each call: tqdm reads its environment
+    once, when it is imported), or ``None`` when unset or not a number >= 0."""
+    try:
+        value = float(os.environ.get("TQDM_MININTERVAL", ""))
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+def progress_bar(iterable: Any = None, *, progress: bool, **kwargs: Any) -> tqdm:
+    """A tqdm bar (``kwargs`` as tqdm's) shown when ``progress`` is true and ``TQDM_DISABLE``
+    is not set; its redraw interval follows the stream (module docstring).
+
+    Postfixes should be set with ``refresh=False``: they then appear at the next redraw
+    instead of forcing one (which bypasses the interval)."""
+    stream = kwargs.pop("file", None) or sys.stderr
+    env_off = os.environ.get("TQDM_DISABLE", "").strip().lower() in _TRUE
+    kwargs["disable"] = not progress or env_off
+    if "mininterval" not in kwargs:
+        env = _env_interval()
+        # tqdm.auto's class is always its own; autonotebook's is tqdm.std's outside a notebook
+        if env is not None:
+            kwargs["mininterval"] = env
+        elif _chosen is _std_tqdm:
+            tty = _is_tty(stream)
+            kwargs["mininterval"] = _TTY_INTERVAL if tty else _LOG_INTERVAL
+            if not tty:
+                # a log keeps each bar's final state (a bar cleared on close left its first
+                # draw, "0/N", as the last word on a finished fit)
+                kwargs["leave"] = True
+        if "mininterval" in kwargs:
+            # tqdm's monitor thread redraws a bar idle for maxinterval (10 s): keep it above
+            kwargs.setdefault("maxinterval", max(10.0, 2 * kwargs["mininterval"]))
+    return tqdm(iterable, file=stream, **kwargs)

@@ -1,0 +1,80 @@
+"""Progress bars: throttled in logs, tqdm's environment switches honoured, progress checked."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from bayesphys._model import optimize
+from bayesphys._progress import progress_bar
+
+
+def _quick_fit(steps: int) -> None:
+    x = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([x], lr=0.0)
+
+    def step():
+        opt.zero_grad()
+        loss = (x - 1.0).pow(2).sum()
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    optimize(step, steps=steps, params=[x])
+
+
+def test_a_long_fit_writes_a_few_redraws_to_a_log(capsys):
+    # stderr captured (not a terminal): a 3000-step fit redrew its bar every 10 steps (~300
+    # redraws, growing with the step count)
+    _quick_fit(3000)
+    err = capsys.readouterr().err
+    assert 0 < err.count("\r") <= 6, err.count("\r")
+
+
+def test_terminal_streams_keep_a_short_interval():
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    with progress_bar(total=1, progress=True, file=Tty()) as bar:
+        assert bar.mininterval == pytest.approx(0.1)
+    with progress_bar(total=1, progress=True, file=io.StringIO()) as bar:
+        assert bar.mininterval == pytest.approx(30.0) and bar.maxinterval >= 30.0
+
+
+def test_tqdm_environment_switches_are_honoured(monkeypatch, capsys):
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    _quick_fit(20)
+    assert capsys.readouterr().err == ""
+    monkeypatch.delenv("TQDM_DISABLE")
+    monkeypatch.setenv("TQDM_MININTERVAL", "0.5")
+    with progress_bar(total=1, progress=True, file=io.StringIO()) as bar:
+        assert bar.mininterval == pytest.approx(0.5)
+
+
+def test_progress_false_and_true_still_decide(capsys):
+    with progress_bar(total=2, progress=False, desc="quiet") as bar:
+        bar.update(2)
+    assert capsys.readouterr().err == ""
+    with progress_bar(total=2, progress=True, desc="shown") as bar:
+        bar.update(2)
+    assert "shown" in capsys.readouterr().err
+
+
+def test_progress_must_be_a_bool_everywhere(tmp_path):
+    from bayesphys.distributed import fit_many
+    from bayesphys.distributed.ddp import train_ddp
+
+    with pytest.raises(TypeError, match="progress"):
+        fit_many([0, 1], lambda p: None, progress="no")
+    with pytest.raises(TypeError, match="progress"):
+        train_ddp(
+            lambda: torch.nn.Linear(1, 1),
+            lambda m, b: m(b[0]).pow(2).mean(),
+            torch.zeros(4, 1),
+            epochs=1,
+            batch_size=2,
+            progress="no",
+        )
