@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_int, check_real
@@ -154,9 +155,13 @@ def div_flux(u: Tensor, faces: Sequence[Tensor], spacing: Sequence[float]) -> Te
     out = torch.zeros_like(u)
     for k in range(nd):
         ax = u.ndim - nd + k
-        fp = faces[k]
-        fm = shift(fp, k, -1, "zero")  # face i-1/2 = face (i-1)+1/2, zero at the first cell
-        up = shift(u, ax, 1, "neumann")
-        um = shift(u, ax, -1, "neumann")
-        out = out + (fp * (up - u) - fm * (u - um)) / (spacing[k] ** 2)
+        n = u.shape[ax]
+        # the flux through each inner face i+1/2, F_i = D_{i+1/2} (u_{i+1} - u_i), i < n - 1;
+        # cell i gains F_i and loses F_{i-1}, none through the outer faces (the same products
+        # and differences as the one-sided form, a third of the operations)
+        flux = faces[k].narrow(k, 0, max(n - 1, 0)) * torch.diff(u, dim=ax)
+        pad = [0, 0] * (u.ndim - 1 - ax)
+        gain = F.pad(flux, [*pad, 0, 1])  # F_i in cell i, 0 in the last
+        loss = F.pad(flux, [*pad, 1, 0])  # F_{i-1} in cell i, 0 in the first
+        out = out + (gain - loss) / (spacing[k] ** 2)
     return out
