@@ -153,7 +153,7 @@ def cmd_demo(args) -> int:
     _print_table(rows)
     print(
         "\n'target' is the issue's target or a reference figure for the full-scale problem; "
-        "the demo runs each component at small settings (about a minute in all) and is not judged against "
+        "the demo runs each component at small settings (one to two minutes in all on two CPU cores) and is not judged against "
         "it (docs/benchmarks.md has the measured figures and which targets are met)."
     )
     done = "wrote InferenceData (.nc) and plots (.png)" if not failed else "wrote what finished"

@@ -339,7 +339,12 @@ def test_calibrate_command_prints_the_table(tmp_path, monkeypatch, capsys):
 
     def rows(quick, seed):
         return calibration_rows(
-            model.simulate, model.infer, n_sims=20, n_draws=9, seed=seed, problem="toy",
+            model.simulate,
+            model.infer,
+            n_sims=20,
+            n_draws=9,
+            seed=seed,
+            problem="toy",
             method="exact",
         )
 

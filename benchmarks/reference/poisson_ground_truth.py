@@ -17,7 +17,7 @@ of the recipe is in ``docs/neural_process.md`` ("Side by side with the reference
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +26,12 @@ from bayesphys.problems.rgnp import poisson_test_set
 
 
 def main(argv: list[str] | None = None) -> Path:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        raise SystemExit("usage: poisson_ground_truth.py OUT_DIR")
-    out = Path(args[0])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out_dir", help="folder for the four .dat files (made if missing)")
+    # `--help` was read as the output folder (a folder named --help with 5 MB in it)
+    out = Path(ap.parse_args(argv).out_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        ap.error(f"out_dir: expected a folder, received the file {out}")
     out.mkdir(parents=True, exist_ok=True)
     d = poisson_test_set(1000, seed=0)
     np.savetxt(out / "allGroundTruthU.dat", d["u"])

@@ -36,6 +36,16 @@ def test_files_round_trip_to_the_benchmark_test_set(tmp_path):
     np.testing.assert_allclose(x, d["x"], rtol=1e-15)
 
 
-def test_usage_error_without_output_dir():
-    with pytest.raises(SystemExit, match="usage"):
+def test_usage_error_without_output_dir(capsys):
+    with pytest.raises(SystemExit) as info:
         _load().main([])
+    assert info.value.code == 2 and "usage" in capsys.readouterr().err
+
+
+def test_help_makes_no_folder(tmp_path, monkeypatch, capsys):
+    # --help was taken for the output folder: a folder named --help with the 5 MB test set
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        _load().main(["--help"])
+    assert info.value.code == 0 and "out_dir" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
