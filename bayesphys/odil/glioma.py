@@ -53,6 +53,7 @@ from torch import Tensor
 from .._checks import check_int, check_real
 from .._device import as_tensor, model_device, resolve_dtype
 from .._model import FitResult
+from .._stack import user_stacklevel
 from ..problems.fisher_kolmogorov import (
     SCHEMES,
     fk_forward,
@@ -587,7 +588,8 @@ class GliomaModel(GliomaPosteriorMixin):
                 "fitted D_w in result.message, GliomaModel.from_patient(..., d_max=...)) and "
                 "fit again",
                 RuntimeWarning,
-                stacklevel=2,
+                # the user's line also when a package loop fits (select_n_foci, calibration)
+                stacklevel=user_stacklevel(),
             )
         last_theta, self.theta = self.theta, x.detach()
         try:

@@ -73,3 +73,26 @@ def test_fit_odil_swaps_no_process_wide_warning_state(fitted, monkeypatch):
         mp.setattr(warnings, "catch_warnings", refused)
         with pytest.warns(RuntimeWarning, match="fit_odil: the conjugate-gradient"):
             m.fit_odil(nt=4, cg_maxiter=2, steps=1, progress=False)
+
+
+def test_d_max_warning_points_at_the_user_line_through_foci_selection(patient):
+    # select_n_foci fits inside the package: the warning named foci.py, not the caller's line
+    from bayesphys.odil import select_n_foci
+
+    def make(k):
+        m = GliomaModel.from_patient(patient, seed=0, n_foci=k)
+        m.config["d_max"] = 1e-4  # below the estimate; the steps stay sized for the build's
+        return m
+
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        line = inspect.currentframe().f_lineno + 1
+        select_n_foci(make, candidates=[1], steps=2, grid=1, progress=False)
+    got = [w for w in rec if "above d_max" in str(w.message)]
+    assert got and all((w.filename, w.lineno) == (__file__, line) for w in got)
+
+
+def test_user_stacklevel_counts_package_frames():
+    from bayesphys._stack import user_stacklevel
+
+    assert user_stacklevel() == 1  # called from a test file: the caller itself
