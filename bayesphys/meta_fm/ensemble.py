@@ -319,6 +319,8 @@ class MFMEnsemble:
         # the member skips its own config.points warnings (a flag on the member, not a global
         # warnings filter: filters are process-wide, and fits in other threads would share it)
         m._points_warned = True
+        # its step bar names the member (every member's read "MFM fit", and logs keep them all)
+        m._bar_label = f"{m.config.method} member {j + 1}/{self.members} steps"
         try:
             todo = top - m.steps_done
             share = None if max_seconds is None else max_seconds / self.members
@@ -336,6 +338,7 @@ class MFMEnsemble:
             raise
         finally:
             m._points_warned = False
+            m._bar_label = None
 
     def predict_members(
         self,

@@ -488,7 +488,11 @@ class MetaFlowMatching:
         budget.start()
         try:
             res = optimize(
-                step, steps=steps, params=self.net, progress=progress, desc=f"{cfg.method} fit"
+                step,
+                steps=steps,
+                params=self.net,
+                progress=progress,
+                desc=getattr(self, "_bar_label", None) or f"{cfg.method} fit",
             )
         finally:  # also after an interrupt (Ctrl-C): the model is left ready to predict
             self.net.eval()

@@ -56,6 +56,10 @@ def test_progress_labels_the_member(data, monkeypatch):
     ens.fit(steps=1, progress=True)
     text = out.getvalue()
     assert "MFM member 1/2" in text and "MFM member 2/2" in text
+    # each member's step bar names it too (they all read "MFM fit")
+    assert "MFM member 1/2 steps" in text and "MFM member 2/2 steps" in text
+    assert "MFM fit" not in text
+    assert all(getattr(m, "_bar_label", None) is None for m in ens.models)
 
 
 def test_members_message_groups_identical_messages():
