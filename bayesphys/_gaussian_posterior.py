@@ -17,6 +17,7 @@ from ._linalg import diagonal, structured_parts, structured_root
 from ._posterior_args import (
     _check_generator,
     _q_tensor,
+    _sampling_generator,
     _shape_arg,
     _size,
 )
@@ -301,8 +302,12 @@ class GaussianPosterior(_PosteriorBase):
         self,
         sample_shape: torch.Size | tuple[int, ...] = torch.Size(),
         generator: torch.Generator | None = None,
+        *,
+        seed: int | None = None,
     ) -> Tensor:
-        """Draws ``[*sample_shape, *batch, *event]`` (no gradient)."""
+        """Draws ``[*sample_shape, *batch, *event]`` (no gradient); ``generator`` or ``seed``
+        (not both) makes them reproducible."""
+        generator = _sampling_generator(generator, seed, self.device)
         with torch.no_grad():
             return self.rsample(sample_shape, generator=generator)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,8 @@ import torch
 
 from ._checks import check_bool, check_int, check_real
 from ._progress import progress_bar
+from ._repr import fields_repr
+from ._stack import user_stacklevel
 
 __all__ = [
     "FitResult",
@@ -42,6 +45,19 @@ __all__ = [
     "DivergenceError",
     "DivergenceGuard",
 ]
+
+
+def warn_untrained(where: str, steps_done: int) -> None:
+    """A ``UserWarning`` at the user's line when ``where`` (a model's posterior) is asked of a
+    model that has trained no step: its answer comes from the initial weights (a skipped or
+    failed fit cell in a notebook gave confident-looking nonsense without a word)."""
+    if steps_done == 0:
+        warnings.warn(
+            f"{where}: the model has not been trained (0 steps), so this comes from its "
+            "initial weights; call fit() first",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
 
 
 class DivergenceError(RuntimeError):
@@ -78,6 +94,16 @@ class FitResult:
     @property
     def final_loss(self) -> float:
         return self.loss_history[-1] if self.loss_history else math.nan
+
+    def __repr__(self) -> str:
+        # the history and extra by size (a 1200-step fit's repr was 24 000 characters)
+        return fields_repr(
+            self,
+            ("steps", "converged", "message", "seconds"),
+            final_loss=self.final_loss,
+            loss_history=self.loss_history,
+            extra=self.extra,
+        )
 
 
 def _loss_value(loss: Any, where: str) -> float:

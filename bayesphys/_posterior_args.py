@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_real
-from ._device import same_device
+from ._device import make_generator, same_device
 
 
 def _shape_arg(name: str, shape) -> torch.Size:
@@ -86,12 +86,31 @@ def _check_levels(levels, name: str = "levels") -> list[float]:
     return out
 
 
+def _sampling_generator(
+    generator: torch.Generator | None, seed: int | None, device: torch.device
+) -> torch.Generator | None:
+    """``sample``'s source of randomness: ``generator``, or a fresh one on ``device`` seeded
+    with ``seed`` (not both); ``None`` for torch's global stream."""
+    if seed is not None:
+        if generator is not None:
+            raise ValueError("seed, generator: give one of them, not both")
+        return make_generator(seed, device)
+    _check_generator(generator, device)
+    return generator
+
+
 def _check_generator(generator, device: torch.device) -> None:
     if generator is None:
         return
     if not isinstance(generator, torch.Generator):
+        hint = (
+            " (for a seed, pass seed=...)"
+            if isinstance(generator, (int, np.integer)) and not isinstance(generator, bool)
+            else ""
+        )
         raise TypeError(
-            f"generator: expected a torch.Generator or None, received {type(generator).__name__}"
+            f"generator: expected a torch.Generator or None, received "
+            f"{type(generator).__name__}{hint}"
         )
     if not same_device(generator.device, device):  # cuda:0 vs cuda:1 too, not just the type
         raise ValueError(

@@ -61,9 +61,12 @@ class Posterior(Protocol):
         self,
         sample_shape: torch.Size | tuple[int, ...] = torch.Size(),
         generator: torch.Generator | None = None,
+        *,
+        seed: int | None = None,
     ) -> Tensor:
         """Draws ``[*sample_shape, *batch, *event]`` without gradient (``generator``: a
-        :class:`torch.Generator` on the posterior's device for reproducible draws)."""
+        :class:`torch.Generator` on the posterior's device for reproducible draws, or ``seed``
+        for one made here; not both)."""
         ...
 
     def rsample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size()) -> Tensor:

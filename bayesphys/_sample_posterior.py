@@ -10,8 +10,8 @@ from torch import Tensor
 from ._checks import check_bool, check_int
 from ._device import check_finite, model_device
 from ._posterior_args import (
-    _check_generator,
     _q_tensor,
+    _sampling_generator,
     _size,
 )
 from ._posterior_base import _PosteriorBase
@@ -95,10 +95,13 @@ class SamplePosterior(_PosteriorBase):
         self,
         sample_shape: torch.Size | tuple[int, ...] = torch.Size(),
         generator: torch.Generator | None = None,
+        *,
+        seed: int | None = None,
     ) -> Tensor:
-        """Resample stored draws with replacement: ``[*sample_shape, *batch, *event]``."""
+        """Resample stored draws with replacement: ``[*sample_shape, *batch, *event]``;
+        ``generator`` or ``seed`` (not both) makes them reproducible."""
         shape = _size(sample_shape)
-        _check_generator(generator, self.device)
+        generator = _sampling_generator(generator, seed, self.device)
         flat = self._flat()
         idx = torch.randint(
             flat.shape[0], (math.prod(shape),), device=self.device, generator=generator

@@ -528,10 +528,14 @@ class RecalibratedPosterior:
         self,
         sample_shape: torch.Size | tuple[int, ...] = torch.Size(),
         generator: torch.Generator | None = None,
+        *,
+        seed: int | None = None,
     ) -> Tensor:
-        """Draws ``[*sample_shape, *batch, *event]``: base draws mapped by the recalibration."""
+        """Draws ``[*sample_shape, *batch, *event]``: base draws mapped by the recalibration
+        (``generator`` or ``seed``, not both, as the base's)."""
         with torch.no_grad():
-            return self.map_draws(self.base.sample(_size(sample_shape), generator=generator))
+            draws = self.base.sample(_size(sample_shape), generator=generator, seed=seed)
+            return self.map_draws(draws)
 
     def rsample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size()) -> Tensor:
         """Reparameterised draws of a variance scaling (the base's, mapped);

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from .._repr import fields_repr
 from .coverage import expected_coverage, score_summary, tarp
 from .sbc import ranks_inference_data, sbc_ranks, sbc_uniformity
 from .simulate import DEFAULT_LEVELS, SimulationRecord
@@ -47,6 +48,15 @@ class CalibrationResult:
     tarp: dict
     scores: dict
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        n, draws, k = self.record.draws.shape
+        try:
+            m = self.metrics()
+            shown = {key: m.get(key) for key in ("coverage90", "sbc_pvalue")}
+        except Exception:  # a repr never fails on a partial result
+            shown = {}
+        return fields_repr(self, ("problem", "method"), N=n, L=draws, K=k, **shown)
 
     def _cov(self, lv: float, kind: str = "central") -> float:
         cov = self.coverage_central if kind == "central" else self.coverage_hdi

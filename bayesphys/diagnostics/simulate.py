@@ -29,6 +29,7 @@ from .._checks import check_bool, check_int, check_real, check_seed, offset_seed
 from .._device import check_finite
 from .._posterior_args import _check_levels
 from .._progress import progress_bar
+from .._repr import fields_repr
 from ..posterior import Posterior
 
 __all__ = [
@@ -72,6 +73,11 @@ class SimulationRecord:
     @property
     def n_sims(self) -> int:
         return self.truth.shape[0]
+
+    def __repr__(self) -> str:
+        return fields_repr(
+            self, ("names", "truth", "draws", "levels", "field_coverage", "seconds", "meta")
+        )
 
     @property
     def n_draws(self) -> int:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .._repr import fields_repr
+
 
 @dataclass
 class FitManyResult:
@@ -36,6 +38,16 @@ class FitManyResult:
     workers: int | None = None
     seconds: float = 0.0
     seed: int | None = None
+
+    def __repr__(self) -> str:
+        # counts, not one Dataset per problem (the repr grew with the cohort)
+        try:
+            status = list(self.table["status"])
+            counts = {"problems": len(status), "ok": status.count("ok")}
+            counts["failed"] = len(status) - counts["ok"]
+        except Exception:  # a table without the column: a repr never fails
+            counts = {"problems": len(self.per_problem)}
+        return fields_repr(self, ("executor", "workers", "seconds", "seed"), **counts)
 
     def __iter__(self):
         yield self.idata

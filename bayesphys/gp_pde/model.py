@@ -688,6 +688,14 @@ class GPPDESolver:
         return [k.weights.detach() for k in self.kernels]
 
     # ------------------------------------------------------------------ persistence
+    def __repr__(self) -> str:
+        c = self.config
+        return (
+            f"GPPDESolver(problem={c['problem'] or c['equation']!r}, grid={list(self.shape)}, "
+            f"Q={c['num_mixtures']}, kind={c['kind']!r}, method={c['method']!r}, "
+            f"device={self.device}, dtype={str(self.dtype).replace('torch.', '')})"
+        )
+
     def state(self) -> dict[str, Any]:
         """The tensors and history of the model (on the CPU) that :meth:`load` restores."""
         return solver_state(self)

@@ -39,7 +39,7 @@ from .._checks import (
     stream_seed,
 )
 from .._data_parallel import _active_group
-from .._model import FitResult, load_checkpoint, save_checkpoint
+from .._model import FitResult, load_checkpoint, save_checkpoint, warn_untrained
 from .._progress import progress_bar
 from .._time_budget import check_max_seconds
 from ..inference_data import build_inference_data
@@ -381,6 +381,7 @@ class MFMEnsemble:
         correlated through the points their embeddings saw). ``seed=None`` draws ``seed`` from
         torch's global stream.
         """
+        warn_untrained("MFMEnsemble.posterior", max(m.steps_done for m in self.models))
         num_draws = check_int("num_draws", num_draws, minimum=1)
         seed = seed_or_draw("seed", seed)
         pops = check_populations("x", x, self.models[0].dim)
@@ -522,6 +523,13 @@ class MFMEnsemble:
                         f"population in halves and needs at least 4 points, received "
                         f"{src.shape[0]} (or pass aleatoric=False)"
                     )
+
+    def __repr__(self) -> str:
+        m = self.models[0]
+        return (
+            f"MFMEnsemble(method={m.config.method}, members={self.members}, dim={m.dim}, "
+            f"steps_done={[x.steps_done for x in self.models]}, device={self.device})"
+        )
 
     def save(self, path: str | Path) -> Path:
         """Write every member (settings, weights, training streams) to one checkpoint."""

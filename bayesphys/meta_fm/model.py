@@ -42,7 +42,7 @@ from .._checks import (
 )
 from .._data_parallel import GradientSync, rank_generator_seed
 from .._device import _GLOBAL_STATE, model_device, resolve_dtype, seeded_build
-from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
+from .._model import FitResult, load_checkpoint, optimize, save_checkpoint, warn_untrained
 from .._time_budget import TimeBudget, check_max_seconds
 from ..posterior import SamplePosterior
 from ..problems.populations import PopulationPairs
@@ -639,6 +639,7 @@ class MetaFlowMatching:
         All populations must have the same size ``n``. ``seed``: the base seed of the draws'
         subsamples (``None``: drawn from torch's global stream, advancing it).
         """
+        warn_untrained(f"{type(self).__name__}.posterior", self.steps_done)
         num_draws = check_int("num_draws", num_draws, minimum=2)
         seed = seed_or_draw("seed", seed)
         pops = check_populations("x", x, self.dim)

@@ -71,6 +71,7 @@ from .._model import (
     optimize,
     refuse_unknown,
     save_checkpoint,
+    warn_untrained,
 )
 from .._progress import progress_bar
 from .._time_budget import TimeBudget, check_max_seconds
@@ -524,6 +525,7 @@ class RandomGridNP:
         ``[B, dim_z]``; ``w`` ``[dim_w]`` or ``[B, dim_w]``; a single ``z`` or ``w`` (or a batch
         of one) is shared by the other's ``B`` rows, as in :meth:`parameter_posterior`.
         """
+        warn_untrained("RandomGridNP.posterior", self.step_count)
         noise = check_real("noise", noise, minimum=0.0)
         p = self.problem
         xs = self.default_points() if x is None else _as_points("x", x, p, self.dtype, self.device)
@@ -558,6 +560,7 @@ class RandomGridNP:
         :math:`\tilde u = (u - B)/D`), ``w`` ``[dim_w]``/``[B, dim_w]``. Returns mean
         ``[B, dim_z]`` with a low-rank-plus-diagonal covariance ``[B, dim_z, dim_z]``.
         """
+        warn_untrained("RandomGridNP.parameter_posterior", self.step_count)
         p = self.problem
         transformed = check_bool("transformed", transformed)
         xt = as_tensor("x", x, dtype=self.dtype, device=self.device)
@@ -613,6 +616,12 @@ class RandomGridNP:
         return calibrate_variance(self, x, u, z, w, **kwargs)
 
     # ------------------------------------------------------------------ I/O
+    def __repr__(self) -> str:
+        return (
+            f"RandomGridNP(problem={self.problem.name!r}, method={self.config.method!r}, "
+            f"device={self.device}, dtype={str(self.dtype).replace('torch.', '')})"
+        )
+
     def state(self) -> dict[str, Any]:
         """Weights, optimiser state, step count, batch stream, GICNet grid and variance scales
         (CPU tensors): what :meth:`load` restores."""

@@ -689,6 +689,14 @@ class GliomaModel(GliomaPosteriorMixin):
         return other
 
     # -- persistence ----------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        return (
+            f"GliomaModel(ndim={self.ndim}, grid={list(self._wm.shape)}, "
+            f"spacing={self.config['spacing']:g}, n_foci={self.n_foci}, "
+            f"fitted={self.theta is not None}, device={self.device}, "
+            f"dtype={str(self.dtype).replace('torch.', '')})"
+        )
+
     def save(self, path: str | Path) -> Path:
         """Write a checkpoint that :meth:`load` restores exactly."""
         return save_glioma(self, path)

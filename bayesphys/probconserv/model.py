@@ -43,7 +43,7 @@ from .._checks import (
 )
 from .._data_parallel import GradientSync, rank_generator_seed
 from .._device import as_tensor, model_device, resolve_dtype, seeded_build
-from .._model import FitResult, optimize
+from .._model import FitResult, optimize, warn_untrained
 from .._time_budget import TimeBudget, check_max_seconds
 from ..posterior import GaussianPosterior
 from ..problems.gpme import GPMEData, GPMEProblem, get_problem, make_dataset
@@ -664,6 +664,7 @@ class ProbConserv:
         estimate reads :math:`b`), and no mass-residual check; only the ProbConserv update uses
         the conservation law.
         """
+        warn_untrained("ProbConserv.posterior", self.steps_done)
         self._check_context(context)
         if method not in ("probconserv", "hardc", "none"):
             raise ValueError(
@@ -721,6 +722,14 @@ class ProbConserv:
         return conserve_slices(prior, xx.to(self.device), b, sg, relative=rel, method=method)
 
     # -- persistence ------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        c = self.config
+        return (
+            f"ProbConserv(problem={c.problem!r}, step1={c.step1!r}, covariance={c.covariance!r}, "
+            f"softc_weight={c.softc_weight:g}, steps_done={self.steps_done}, device={self.device}, "
+            f"dtype={str(self.dtype).replace('torch.', '')})"
+        )
+
     def save(self, path: str | Path) -> Path:
         """Checkpoint (config + Step-1 weights); :meth:`load` restores it exactly. The problem
         is saved by its family (one of ``PROBLEM_CLASSES``) and fields; a problem of another

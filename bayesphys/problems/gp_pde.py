@@ -78,6 +78,13 @@ class PDEProblem:
     def dim(self) -> int:
         return len(self.domain)
 
+    def __reduce__(self):
+        # a registered problem pickles as its name (its exact solution is a lambda, which
+        # pickle cannot store: GPPDESolver failed under multiprocessing, joblib, fit_many)
+        if PROBLEMS.get(self.name) is self:
+            return (get_problem, (self.name,))
+        return super().__reduce__()
+
     def axes(
         self,
         n: int | None = None,

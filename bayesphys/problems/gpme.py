@@ -36,6 +36,7 @@ from torch import Tensor
 
 from .._checks import check_int, check_range, check_real, check_scalar, check_seed, stream_seed
 from .._device import as_tensor, make_generator
+from .._repr import fields_repr
 
 __all__ = [
     "GPMEProblem",
@@ -484,6 +485,18 @@ class GPMEData:
 
     def __len__(self) -> int:
         return int(self.params.shape[0])
+
+    def __repr__(self) -> str:
+        # shapes, not values (the default printed every context and target point)
+        return fields_repr(
+            self,
+            (),
+            problem=self.problem.name,
+            functions=len(self),
+            params=self.params.tolist() if len(self) <= 4 else self.params,
+            x_context=self.x_context,
+            x_target=self.x_target,
+        )
 
     def subset(self, idx: slice | Tensor | Sequence[int]) -> GPMEData:
         """The functions ``idx`` (a slice, index tensor or list)."""

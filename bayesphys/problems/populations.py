@@ -32,6 +32,7 @@ from torch import Tensor
 
 from .._checks import check_int, check_real, check_seed
 from .._device import resolve_dtype
+from .._repr import fields_repr
 
 __all__ = [
     "PopulationPairs",
@@ -82,6 +83,28 @@ class PopulationPairs:
         if not len(self.source):
             raise ValueError(f"data: {self.name!r} holds no populations, so no dimension")
         return int(self.source[0].shape[1])
+
+    def __repr__(self) -> str:
+        # sizes, not points (a letters data set printed 2.5 million characters)
+        def sizes(pops: list[Tensor]) -> int | str | None:
+            ns = [int(p.shape[0]) for p in pops]
+            if not ns:
+                return None
+            return ns[0] if min(ns) == max(ns) else f"{min(ns)}..{max(ns)}"
+
+        feats = None if self.source_features is None else int(self.source_features[0].shape[-1])
+        return fields_repr(
+            self,
+            ("name",),
+            pairs=len(self.source),
+            dim=int(self.source[0].shape[-1]) if self.source else None,
+            source_points=sizes(self.source),
+            target_points=sizes(self.target),
+            splits={k: len(v) for k, v in self.splits.items()},
+            paired=self.paired,
+            num_treatments=self.num_treatments,
+            features=feats,
+        )
 
     def __len__(self) -> int:
         return len(self.source)

@@ -1,0 +1,85 @@
+"""Reprs a notebook shows: short, by shapes and sizes, never the data."""
+
+from __future__ import annotations
+
+import pandas as pd
+import torch
+
+from bayesphys._model import FitResult
+from bayesphys.distributed import FitManyResult
+from bayesphys.problems.gpme import make_dataset
+from bayesphys.problems.populations import interacting_particles
+
+LIMIT = 400
+
+
+def test_data_sets_show_sizes_not_points():
+    d = interacting_particles(n_train=10, n_cal=3, n_test=3)
+    text = repr(d)
+    assert len(text) < LIMIT and "pairs=16" in text and "dim=2" in text, text
+    assert "'test': 3" in text and "tensor(" not in text
+    g = make_dataset("stefan", params=[0.6] * 8, seed=1)
+    text = repr(g)
+    assert len(text) < LIMIT and "functions=8" in text and "Tensor[8, 100, 2]" in text, text
+    assert "'stefan'" in text and "tensor(" not in text
+
+
+def test_fit_result_shows_the_history_by_length():
+    members = [FitResult(loss_history=[0.5] * 1000, steps=1000)] * 3
+    res = FitResult(
+        loss_history=[1.0] * 1199 + [0.25],
+        seconds=3.2,
+        converged=True,
+        steps=1200,
+        message="max steps (1200)",
+        extra={"members": members, "best": 0.1},
+    )
+    text = repr(res)
+    assert len(text) < LIMIT, text
+    assert "steps=1200" in text and "final_loss=0.25" in text and "list(len=1200)" in text
+    assert "'members': list(len=3)" in text
+
+
+def test_calibration_result_and_record():
+    from bayesphys.diagnostics import CoreFamily, run_sbc
+
+    fam = CoreFamily()
+    res = run_sbc(
+        fam.simulate, fam.infer, fam.summaries(), n_sims=50, n_draws=19, seed=0, progress=False
+    )
+    text = repr(res)
+    assert len(text) < LIMIT and "N=50" in text and "L=19" in text and "coverage90=" in text
+    rec = repr(res.record)
+    assert len(rec) < LIMIT and "draws=Tensor[50, 19, 5] float64" in rec, rec
+
+
+def test_fit_many_result_counts_problems():
+    table = pd.DataFrame({"status": ["ok", "ok", "failed"]}, index=[0, 1, 2])
+    per = {i: {"posterior": object()} for i in range(2)}
+    res = FitManyResult(None, table, per, executor="local", workers=2, seconds=1.5, seed=3)
+    text = repr(res)
+    assert text == (
+        "FitManyResult(executor='local', workers=2, seconds=1.5, seed=3, problems=3, ok=2, "
+        "failed=1)"
+    )
+
+
+def test_models_have_one_line_reprs():
+    from bayesphys.gp_pde import GPPDESolver
+    from bayesphys.probconserv import ProbConserv
+
+    text = repr(GPPDESolver("poisson1d-low", num_mixtures=2, seed=0))
+    assert text.startswith("GPPDESolver(problem='poisson1d-low', grid=[64], Q=2"), text
+    text = repr(ProbConserv("stefan", seed=0))
+    assert text.startswith("ProbConserv(problem='stefan', step1='anp'") and "steps_done=0" in text
+    assert "object at 0x" not in text
+
+
+def test_short_summaries():
+    from bayesphys._repr import short
+
+    assert short(torch.zeros(3, 4)) == "Tensor[3, 4] float32"
+    assert short(torch.tensor(2.5)) == "2.5"
+    assert short([1, 2]) == "[1, 2]" and short(list(range(9))) == "list(len=9)"
+    assert short("x" * 200).endswith("...'") and len(short("x" * 200)) <= 82
+    assert short({"a": [torch.zeros(2)]}) == "{'a': list(len=1)}"
