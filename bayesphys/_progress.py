@@ -4,7 +4,8 @@ A bar redraws at most every 0.1 s on a terminal and at most every 30 s when stan
 not a terminal (a log file, a CI job), so a captured log grows with the run's time, not with
 its number of steps (a 20 000-step fit wrote 2 000 redraws, 160 kB, into a log before), and
 there each bar ends on a line of its own with its final count.
-Notebook bars (``tqdm.auto``'s widget) are left at tqdm's own settings. tqdm's environment
+Notebook bars (``tqdm.auto``'s widget) are left at tqdm's own settings, and a bar in an IPython
+kernel without widgets is drawn as on a terminal. tqdm's environment
 switches are honoured: ``TQDM_DISABLE=1`` turns every bar off (``progress=False`` on each call
 does the same per call) and ``TQDM_MININTERVAL`` sets the redraw interval (both read when a
 bar is made, so setting them after import works).
@@ -53,18 +54,20 @@ def progress_bar(iterable: Any = None, *, progress: bool, **kwargs: Any) -> tqdm
     stream = kwargs.pop("file", None) or sys.stderr
     env_off = os.environ.get("TQDM_DISABLE", "").strip().lower() in _TRUE
     kwargs["disable"] = not progress or env_off
+    # tqdm.auto's class is always its own; autonotebook's is tqdm.std's outside a notebook
+    # with widgets; an IPython kernel without them (Jupyter, Spyder, qtconsole) is interactive
+    # too, though its stream is no terminal
+    log = _chosen is _std_tqdm and not _is_tty(stream) and "ipykernel" not in sys.modules
+    if log:
+        # a log keeps each bar's final state (a bar cleared on close left its first draw,
+        # "0/N", as the last word on a finished fit)
+        kwargs["leave"] = True
     if "mininterval" not in kwargs:
         env = _env_interval()
-        # tqdm.auto's class is always its own; autonotebook's is tqdm.std's outside a notebook
         if env is not None:
             kwargs["mininterval"] = env
         elif _chosen is _std_tqdm:
-            tty = _is_tty(stream)
-            kwargs["mininterval"] = _TTY_INTERVAL if tty else _LOG_INTERVAL
-            if not tty:
-                # a log keeps each bar's final state (a bar cleared on close left its first
-                # draw, "0/N", as the last word on a finished fit)
-                kwargs["leave"] = True
+            kwargs["mininterval"] = _LOG_INTERVAL if log else _TTY_INTERVAL
         if "mininterval" in kwargs:
             # tqdm's monitor thread redraws a bar idle for maxinterval (10 s): keep it above
             kwargs.setdefault("maxinterval", max(10.0, 2 * kwargs["mininterval"]))

@@ -14,6 +14,7 @@ import argparse
 import importlib
 import importlib.util
 import os
+import select
 import sys
 import time
 import traceback
@@ -376,14 +377,28 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
     except BrokenPipeError:
+        if not _stdout_reader_gone():  # another pipe broke (a subprocess'): a real error
+            raise
         # what is still buffered for the closed pipe goes nowhere: flushing it at exit raised
         # the error a second time
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except (AttributeError, OSError, ValueError):  # a replaced stdout without a descriptor
-            pass
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return 141
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether standard output is a pipe whose reader has closed it (poll reports POLLERR on
+    such a pipe's write end); ``False`` for a replaced stdout without a descriptor. Where
+    ``poll`` does not exist (Windows) a broken pipe is taken to be stdout's."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    if not hasattr(select, "poll"):
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
 
 
 def _main(argv: list[str] | None) -> int:

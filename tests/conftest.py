@@ -72,3 +72,11 @@ def _no_shell_thread_count(monkeypatch):
     import bayesphys._bench
 
     monkeypatch.setattr(bayesphys._bench, "_USER_OMP_THREADS", None)
+
+
+@pytest.fixture(autouse=True)
+def _tqdm_defaults(monkeypatch):
+    """Progress bars as the package draws them by default: a shell's TQDM_DISABLE or
+    TQDM_MININTERVAL (read by every bar) would change what the progress tests see."""
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    monkeypatch.delenv("TQDM_MININTERVAL", raising=False)

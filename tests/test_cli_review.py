@@ -81,11 +81,34 @@ def test_version_flag(capsys):
     assert capsys.readouterr().out.strip() == f"bayesphys {bayesphys.__version__}"
 
 
-def test_a_closed_pipe_ends_the_command_quietly(monkeypatch, capsys):
+def test_a_closed_pipe_ends_the_command_quietly():
     # `bayesphys list | head -1`: a traceback and status 1 before
-    def closed(args):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(cli.__file__).resolve().parents[1])
+    code = (
+        "import sys\nfrom bayesphys import cli\n"
+        "def many(args):\n    for _ in range(100000):\n        print('x' * 100)\n    return 0\n"
+        "cli.cmd_list = many\nsys.exit(cli.main(['list']))"
+    )
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    assert proc.stdout.readline().strip() == b"x" * 100
+    proc.stdout.close()  # the reader leaves
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 141 and "Traceback" not in err, err
+
+
+def test_another_broken_pipe_is_an_error(monkeypatch):
+    # a pipe other than stdout (a helper process's) is not the reader leaving: it propagates
+    def broken(args):
         raise BrokenPipeError(32, "Broken pipe")
 
-    monkeypatch.setattr(cli, "cmd_list", closed)
-    assert cli.main(["list"]) == 141
-    assert "Traceback" not in capsys.readouterr().err
+    monkeypatch.setattr(cli, "cmd_list", broken)
+    with pytest.raises(BrokenPipeError):
+        cli.main(["list"])

@@ -78,3 +78,25 @@ def test_progress_must_be_a_bool_everywhere(tmp_path):
             batch_size=2,
             progress="no",
         )
+
+
+def test_an_ipython_kernel_is_interactive(monkeypatch):
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    with progress_bar(total=1, progress=True, file=io.StringIO(), leave=False) as bar:
+        assert bar.mininterval == pytest.approx(0.1) and bar.leave is False
+
+
+def test_a_log_keeps_the_final_line_whatever_the_interval(monkeypatch):
+    monkeypatch.setenv("TQDM_MININTERVAL", "30")
+    with progress_bar(total=1, progress=True, file=io.StringIO(), leave=False) as bar:
+        assert bar.leave is True and bar.mininterval == pytest.approx(30.0)
+
+
+def test_nuts_reference_checks_progress():
+    from bayesphys.odil import nuts_reference
+
+    with pytest.raises(TypeError, match="progress"):
+        nuts_reference(object(), progress="no")

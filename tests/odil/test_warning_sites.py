@@ -7,6 +7,7 @@ import inspect
 import warnings
 
 import pytest
+import torch
 
 from bayesphys.odil import GliomaModel
 
@@ -96,3 +97,14 @@ def test_user_stacklevel_counts_package_frames():
     from bayesphys._stack import user_stacklevel
 
     assert user_stacklevel() == 1  # called from a test file: the caller itself
+
+
+def test_laplace_hessian_is_the_same_vectorised_or_row_by_row(fitted, monkeypatch):
+    # rows in one vmap pass for small graphs, one by one above a size (memory: p times)
+    from bayesphys.odil import glioma
+
+    m, _, _ = fitted
+    monkeypatch.setattr(glioma, "_VECTORIZED_HESSIAN_CELLS", 0)
+    looped = m.laplace_covariance("exact")
+    monkeypatch.setattr(glioma, "_VECTORIZED_HESSIAN_CELLS", 10**12)
+    assert torch.equal(m.laplace_covariance("exact"), looped)
