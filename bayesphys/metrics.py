@@ -262,7 +262,9 @@ def calibration_curve(
         qs = torch.quantile(posterior_or_samples, q, dim=0)  # [2 L, *shape]
         bounds = [(qs[2 * k], qs[2 * k + 1]) for k in range(len(nominal))]
     else:
-        bounds = [posterior_or_samples.interval(lv) for lv in nominal.tolist()]
+        from ._posterior_base import central_intervals
+
+        bounds = central_intervals(posterior_or_samples, nominal.tolist())
     for lo, hi in bounds:
         obs.append(float(interval_coverage(lo, hi, y.to(lo.device))))
     return nominal, torch.tensor(obs, dtype=torch.float64)

@@ -556,9 +556,16 @@ class RecalibratedPosterior:
 
     def interval(self, level: float = 0.95) -> tuple[Tensor, Tensor]:
         """Central recalibrated interval ``(lower, upper)``, each ``[*batch, *event]``."""
-        level = _check_level(level)
-        q = self.quantile([(1 - level) / 2, (1 + level) / 2])
-        return q[0], q[1]
+        ((lo, hi),) = self._intervals([level])
+        return lo, hi
+
+    interval._from_quantiles = True  # type: ignore[attr-defined]  # see central_intervals
+
+    def _intervals(self, levels: Sequence[float]) -> list[tuple[Tensor, Tensor]]:
+        """:meth:`interval` at each of ``levels`` from one :meth:`quantile` call."""
+        checked = [_check_level(lv) for lv in levels]
+        q = self.quantile([v for lv in checked for v in ((1 - lv) / 2, (1 + lv) / 2)])
+        return [(q[2 * k], q[2 * k + 1]) for k in range(len(checked))]
 
     def log_prob(self, value: Tensor) -> Tensor:
         """Variance scaling: the base density of the un-scaled value, minus ``N log s``."""

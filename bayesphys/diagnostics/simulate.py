@@ -28,6 +28,7 @@ from torch import Tensor
 from .._checks import check_bool, check_int, check_real, check_seed, offset_seed
 from .._device import check_finite
 from .._posterior_args import _check_levels
+from .._posterior_base import central_intervals, is_posterior
 from .._progress import progress_bar
 from .._repr import fields_repr
 from ..posterior import Posterior
@@ -211,7 +212,7 @@ def posterior_draws(
             )
         idx = torch.linspace(0, post.shape[0] - 1, n_draws, device=post.device).round().long()
         return post[idx]
-    if not isinstance(post, Posterior):
+    if not is_posterior(post):
         raise TypeError(
             f"infer: expected a Posterior or a tensor of draws, received {type(post).__name__}"
         )
@@ -233,13 +234,12 @@ def _field_coverage(
     # stored draws (a SamplePosterior) take the PIT branch, as a tensor of draws does: their
     # interpolated empirical quantiles under-cover by about 2 level / (S + 1)
     if (
-        isinstance(post, Posterior)
+        is_posterior(post)
         and not isinstance(post, Tensor)
         and not isinstance(post, SamplePosterior)
     ):
         out = []
-        for lv in levels:
-            lo, hi = post.interval(lv)
+        for lo, hi in central_intervals(post, levels):
             out.append(((truth >= lo) & (truth <= hi)).double().mean())
         return torch.stack(out)
     return _pit_coverage(draws, truth, levels, generator)
@@ -362,7 +362,7 @@ def simulate_and_infer(
     try:
         for i in bar:
             post = infer(data[i])
-            if not isinstance(post, (Tensor, Posterior)):
+            if not (isinstance(post, Tensor) or is_posterior(post)):
                 raise TypeError(
                     f"infer: expected a Posterior or a tensor of draws, received "
                     f"{type(post).__name__} (problem {i})"

@@ -1,0 +1,60 @@
+"""Intervals at many levels from one quantile call: the same numbers as one call per level."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bayesphys import GaussianPosterior, SamplePosterior
+from bayesphys._posterior_base import central_intervals, is_posterior
+from bayesphys.diagnostics.recalibrate import RecalibratedPosterior, Recalibrator
+
+LEVELS = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
+
+
+def _posteriors():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(6, 6, generator=g, dtype=torch.float64)
+    gauss = GaussianPosterior(
+        torch.randn(6, generator=g, dtype=torch.float64), a @ a.T + torch.eye(6)
+    )
+    draws = SamplePosterior(torch.randn(2, 50, 6, generator=g))
+    recal = RecalibratedPosterior(gauss, Recalibrator("zscore", scale=1.7))
+    return {"gaussian": gauss, "samples": draws, "recalibrated": recal}
+
+
+@pytest.mark.parametrize("name", ["gaussian", "samples", "recalibrated"])
+def test_batched_intervals_equal_one_call_per_level(name):
+    post = _posteriors()[name]
+    got = central_intervals(post, LEVELS)
+    for (lo, hi), lv in zip(got, LEVELS):
+        want_lo, want_hi = post.interval(lv)
+        assert torch.equal(lo, want_lo) and torch.equal(hi, want_hi)
+
+
+def test_an_overridden_interval_is_called_per_level():
+    calls = []
+
+    class Shifted(GaussianPosterior):
+        def interval(self, level=0.95):
+            calls.append(level)
+            lo, hi = super().interval(level)
+            return lo + 1, hi + 1
+
+    base = _posteriors()["gaussian"]
+    post = Shifted(base.mean, base.covariance)
+    got = central_intervals(post, [0.5, 0.9])
+    assert calls == [0.5, 0.9]
+    assert torch.equal(got[1][0], base.interval(0.9)[0] + 1)
+
+
+def test_levels_are_still_checked():
+    post = _posteriors()["gaussian"]
+    with pytest.raises(ValueError, match="level"):
+        central_intervals(post, [0.5, 1.5])
+
+
+def test_is_posterior():
+    for post in _posteriors().values():
+        assert is_posterior(post)
+    assert not is_posterior(torch.zeros(3)) and not is_posterior(object())
