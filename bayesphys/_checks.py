@@ -16,6 +16,7 @@ Examples
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import math
 import numbers
@@ -180,6 +181,21 @@ def check_range(name: str, value: Any) -> tuple[float, float]:
     if not hi > lo:
         raise ValueError(f"{name}: expected lo < hi, received ({lo}, {hi})")
     return lo, hi
+
+
+def did_you_mean(value: Any, options: Iterable[Any]) -> str:
+    """`` (did you mean 'x'?)`` naming the option of ``options`` closest to the string
+    ``value`` (a case or ``-``/``_`` slip first, then a close spelling), or ``""``."""
+    if not isinstance(value, str):
+        return ""
+    opts = [str(o) for o in options]
+
+    def norm(text: str) -> str:
+        return text.lower().replace("_", "-")
+
+    same = [o for o in opts if norm(o) == norm(value)]
+    close = same or difflib.get_close_matches(value, opts, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def check_keys(

@@ -106,6 +106,12 @@ class GaussianPosterior(_PosteriorBase):
                 f"mean: expected float32 or float64, received {mean.dtype} (convert with "
                 "mean.float())"
             )
+        if mean.ndim == 0 or mean.numel() == 0:
+            # a 0-d mean failed at .variance, an empty one deep in torch
+            raise ValueError(
+                f"mean: expected at least one dimension and one element, received shape "
+                f"{tuple(mean.shape)}" + (" (use mean.reshape(1))" if mean.ndim == 0 else "")
+            )
         event_shape = mean.shape if event_shape is None else _shape_arg("event_shape", event_shape)
         nev = len(event_shape)
         if tuple(mean.shape[mean.ndim - nev :]) != tuple(event_shape) or mean.ndim < nev:

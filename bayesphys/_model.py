@@ -97,10 +97,14 @@ class FitResult:
 
     def __repr__(self) -> str:
         # the history and extra by size (a 1200-step fit's repr was 24 000 characters)
+        try:
+            final = self.final_loss
+        except Exception:  # a user's history of another type: shown by short() below
+            final = None
         return fields_repr(
             self,
             ("steps", "converged", "message", "seconds"),
-            final_loss=self.final_loss,
+            final_loss=final,
             loss_history=self.loss_history,
             extra=self.extra,
         )
@@ -530,6 +534,13 @@ def load_checkpoint(
         KeyError,
     ) as err:
         detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        if isinstance(err, pickle.UnpicklingError) and not zipfile.is_zipfile(path):
+            # not a torch file at all: torch's own text ends by suggesting weights_only=False,
+            # unsafe advice for a file that is not even a checkpoint
+            raise ValueError(
+                f"path: {path} is not a bayesphys checkpoint (not a torch zip file); expected "
+                f"a {kind!r} checkpoint written by save()"
+            ) from err
         hint = (
             "; it holds objects other than tensors, plain values and numpy arrays, which are "
             "not unpickled (that could run code); if you trust the file, read it with "

@@ -21,10 +21,18 @@ _MAX_TEXT = 80  # longer strings are cut
 
 def short(value: Any, depth: int = 0) -> str:
     """A one-line summary of ``value``: ``Tensor[3, 4] float64``, ``list(len=200)``, a cut
-    string, nested containers to depth 1."""
+    string, nested containers to depth 1; ``<type>`` where a value cannot be summarised (a
+    repr never raises)."""
+    try:
+        return _short(value, depth)
+    except Exception:
+        return f"<{type(value).__name__}>"
+
+
+def _short(value: Any, depth: int) -> str:
     if isinstance(value, torch.Tensor):
         dev = "" if value.device.type == "cpu" else f" {value.device}"
-        if value.numel() == 1 and value.ndim == 0:
+        if value.numel() == 1 and value.ndim == 0 and value.device.type != "meta":
             return f"{value.item():.4g}" if value.is_floating_point() else str(value.item())
         return f"Tensor{list(value.shape)} {str(value.dtype).replace('torch.', '')}{dev}"
     if isinstance(value, np.ndarray):
@@ -64,6 +72,6 @@ def _all_scalars(values: Iterable[Any]) -> bool:
 def fields_repr(obj: Any, names: Iterable[str], **computed: Any) -> str:
     """``Type(name=short(value), ...)`` for the attributes ``names`` of ``obj``, then the
     ``computed`` entries (already summaries or plain values)."""
-    parts = [f"{n}={short(getattr(obj, n))}" for n in names]
+    parts = [f"{n}={short(getattr(obj, n, None))}" for n in names]
     parts += [f"{k}={short(v)}" for k, v in computed.items()]
     return f"{type(obj).__name__}({', '.join(parts)})"

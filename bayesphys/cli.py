@@ -388,8 +388,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _stdout_reader_gone() -> bool:
     """Whether standard output is a pipe whose reader has closed it (poll reports POLLERR on
-    such a pipe's write end); ``False`` for a replaced stdout without a descriptor. Where
-    ``poll`` does not exist (Windows) a broken pipe is taken to be stdout's."""
+    such a pipe's write end on Linux, POLLHUP on the BSDs and macOS); ``False`` for a replaced
+    stdout without a descriptor. Where ``poll`` does not exist (Windows) a broken pipe is
+    taken to be stdout's."""
     try:
         fd = sys.stdout.fileno()
     except (AttributeError, OSError, ValueError):
@@ -398,7 +399,8 @@ def _stdout_reader_gone() -> bool:
         return True
     poller = select.poll()
     poller.register(fd, select.POLLOUT)
-    return any(events & select.POLLERR for _, events in poller.poll(0))
+    gone = select.POLLERR | select.POLLHUP
+    return any(events & gone for _, events in poller.poll(0))
 
 
 def _main(argv: list[str] | None) -> int:

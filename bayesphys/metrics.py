@@ -90,14 +90,37 @@ def _same_shape(a: Tensor, b: Tensor, an: str, bn: str) -> None:
         )
 
 
+def _check_reduce(x: Tensor, dim: int | tuple[int, ...] | None) -> None:
+    """A reduction over ``dim`` of ``x`` needs elements and dims inside ``x`` (torch raised an
+    IndexError, and the mean of nothing is NaN)."""
+    if x.numel() == 0:
+        raise ValueError(
+            f"pred/truth: expected at least one element, received shape {tuple(x.shape)}"
+        )
+    if dim is None:
+        return
+    for d in (dim,) if isinstance(dim, int) else tuple(dim):
+        if not isinstance(d, int) or isinstance(d, bool) or not -x.ndim <= d < max(x.ndim, 1):
+            raise ValueError(
+                f"dim: expected dims in [{-x.ndim}, {max(x.ndim - 1, 0)}] for shape "
+                f"{tuple(x.shape)}, received {dim!r}"
+            )
+
+
 def relative_l2(pred: Tensor, truth: Tensor, dim: int | tuple[int, ...] | None = None) -> Tensor:
-    r"""Relative L2 error :math:`\lVert \hat u - u\rVert / \lVert u\rVert` over ``dim`` (all)."""
+    r"""Relative L2 error :math:`\lVert \hat u - u\rVert / \lVert u\rVert` over ``dim`` (all).
+
+    A zero ``truth`` gives ``inf`` where ``pred`` differs from it and 0 where it does not (it
+    gave 1e38, a number); NaN in either propagates."""
     _same_shape(pred, truth, "pred", "truth")
     _tensor("pred", pred, floating=True)
     _tensor("truth", truth, floating=True)
+    _check_reduce(truth, dim)
     num = torch.linalg.vector_norm(pred - truth, dim=dim)
     den = torch.linalg.vector_norm(truth, dim=dim)
-    return num / den.clamp_min(torch.finfo(den.dtype).tiny)
+    zero = den == 0
+    out = num / torch.where(zero, torch.ones_like(den), den)
+    return torch.where(zero & (num > 0), torch.full_like(out, math.inf), out)
 
 
 def mse(pred: Tensor, truth: Tensor, dim: int | tuple[int, ...] | None = None) -> Tensor:
@@ -105,6 +128,7 @@ def mse(pred: Tensor, truth: Tensor, dim: int | tuple[int, ...] | None = None) -
     _same_shape(pred, truth, "pred", "truth")
     _tensor("pred", pred, floating=True)
     _tensor("truth", truth, floating=True)
+    _check_reduce(truth, dim)
     return (pred - truth).pow(2).mean(dim=dim) if dim is not None else (pred - truth).pow(2).mean()
 
 

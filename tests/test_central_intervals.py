@@ -58,3 +58,29 @@ def test_is_posterior():
     for post in _posteriors().values():
         assert is_posterior(post)
     assert not is_posterior(torch.zeros(3)) and not is_posterior(object())
+
+
+def test_a_delegating_wrapper_takes_the_loop():
+    base = _posteriors()["gaussian"]
+
+    class Wrapped:
+        def __getattr__(self, name):
+            return getattr(base, name)
+
+    got = central_intervals(Wrapped(), [0.5, 0.9])
+    assert torch.equal(got[1][0], base.interval(0.9)[0])
+
+
+def test_recalibrated_sample_over_a_base_without_seed():
+    base = _posteriors()["gaussian"]
+
+    class OldStyle:  # a user posterior with the older sample(shape, generator) signature
+        def __getattr__(self, name):
+            return getattr(base, name)
+
+        def sample(self, sample_shape=(), generator=None):
+            return base.sample(sample_shape, generator)
+
+    rec = RecalibratedPosterior(OldStyle(), Recalibrator("zscore", scale=2.0))
+    assert rec.sample((3,)).shape == (3, 6)
+    assert torch.equal(rec.sample((3,), seed=4), rec.sample((3,), seed=4))

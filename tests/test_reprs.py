@@ -83,3 +83,15 @@ def test_short_summaries():
     assert short([1, 2]) == "[1, 2]" and short(list(range(9))) == "list(len=9)"
     assert short("x" * 200).endswith("...'") and len(short("x" * 200)) <= 82
     assert short({"a": [torch.zeros(2)]}) == "{'a': list(len=1)}"
+
+
+def test_reprs_never_raise():
+    import numpy as np
+
+    assert "loss_history=[]" in repr(FitResult(loss_history=[]))
+    assert repr(FitResult(loss_history=torch.rand(1200))).startswith("FitResult(")
+    assert repr(FitResult(loss_history=np.zeros(3))).startswith("FitResult(")
+    assert "Tensor[] float32 meta" in repr(FitResult(extra={"x": torch.empty((), device="meta")}))
+    d = interacting_particles(n_train=4, n_cal=2, n_test=2)
+    d.source_features = []
+    assert "features=None" in repr(d)

@@ -61,7 +61,7 @@ from torch import Tensor
 
 from .._checks import check_int, check_seed, offset_seed
 from .._device import check_finite
-from .._posterior_args import _check_level, _check_levels, _q_tensor, _size
+from .._posterior_args import _check_level, _check_levels, _q_tensor, _sampling_generator, _size
 from .._posterior_base import _PosteriorBase
 from ..posterior import Posterior, SamplePosterior
 
@@ -533,8 +533,11 @@ class RecalibratedPosterior:
     ) -> Tensor:
         """Draws ``[*sample_shape, *batch, *event]``: base draws mapped by the recalibration
         (``generator`` or ``seed``, not both, as the base's)."""
+        if seed is not None:  # a generator made here: a base of the older sample(shape,
+            # generator) signature still works
+            generator = _sampling_generator(generator, seed, self.base.mean.device)
         with torch.no_grad():
-            draws = self.base.sample(_size(sample_shape), generator=generator, seed=seed)
+            draws = self.base.sample(_size(sample_shape), generator=generator)
             return self.map_draws(draws)
 
     def rsample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size()) -> Tensor:

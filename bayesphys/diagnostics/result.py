@@ -50,13 +50,14 @@ class CalibrationResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:
-        n, draws, k = self.record.draws.shape
         try:
+            n, draws, k = self.record.draws.shape
             m = self.metrics()
-            shown = {key: m.get(key) for key in ("coverage90", "sbc_pvalue")}
+            shown = {"N": n, "L": draws, "K": k}
+            shown.update({key: m.get(key) for key in ("coverage90", "sbc_pvalue")})
         except Exception:  # a repr never fails on a partial result
             shown = {}
-        return fields_repr(self, ("problem", "method"), N=n, L=draws, K=k, **shown)
+        return fields_repr(self, ("problem", "method"), **shown)
 
     def _cov(self, lv: float, kind: str = "central") -> float:
         cov = self.coverage_central if kind == "central" else self.coverage_hdi

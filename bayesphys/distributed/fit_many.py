@@ -450,6 +450,8 @@ def fit_many(
         # before any fit (every record was then written as an error, its draws dropped, after
         # all the fitting time)
         require("h5netcdf", "h5netcdf", "out= (per-problem netCDF files; or pass out=None)")
+        if out_dir.exists() and not out_dir.is_dir():  # mkdir's bare FileExistsError before
+            raise ValueError(f"out: expected a folder, received the file {out}")
         out_dir.mkdir(parents=True, exist_ok=True)
         _sweep_stale_temporaries(out_dir)  # left by a writer killed before its rename
 

@@ -174,7 +174,7 @@ class GPPDESolver:
         if seed is not None:
             seed = check_seed("seed", seed)
         if isinstance(problem, str):
-            problem = get_problem(problem)
+            problem = get_problem(problem, argument="problem")
         self.problem = problem
         if problem is not None:
             checks = [("equation", equation, problem.equation)]

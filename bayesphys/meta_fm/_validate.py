@@ -106,10 +106,20 @@ def check_populations(
                 f"{name}: expected a population [n, d] or populations [P, n, d], received shape "
                 f"{tuple(pops.shape)}"
             )
-    if not isinstance(pops, (list, tuple)) or len(pops) == 0:
-        raise ValueError(
-            f"{name}: expected a non-empty list of populations [n, d], received {pops!r:.80}"
+    if not isinstance(pops, (list, tuple)):
+        # a numpy array read as "empty" (the message printed its values)
+        kind = type(pops).__module__.split(".")[0] + "." + type(pops).__name__
+        raise TypeError(
+            f"{name}: expected a torch.Tensor [n, d] / [P, n, d] or a list of tensors [n_i, d], "
+            f"received {kind.removeprefix('builtins.')}"
+            + (
+                " (convert it with torch.as_tensor(x, dtype=torch.float32))"
+                if hasattr(pops, "shape")
+                else ""
+            )
         )
+    if len(pops) == 0:
+        raise ValueError(f"{name}: expected a non-empty list of populations [n, d], received none")
     out: list[Tensor] = []
     for i, p in enumerate(pops):
         d = dim if dim is not None else out[0].shape[1] if out else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from .._checks import check_int, check_real
+from .._checks import check_int, check_real, did_you_mean
 
 __all__ = ["MFMConfig", "METHODS"]
 
@@ -166,5 +166,6 @@ class MFMConfig:
         names = {f.name for f in fields(cls)}
         bad = sorted(set(d) - names)
         if bad:
-            raise TypeError(f"config: unknown keys {bad}")
+            hint = did_you_mean(bad[0], sorted(names))
+            raise TypeError(f"config: unknown keys {bad}{hint}; expected some of {sorted(names)}")
         return cls(**d)

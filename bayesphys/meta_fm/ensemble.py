@@ -527,7 +527,7 @@ class MFMEnsemble:
     def __repr__(self) -> str:
         m = self.models[0]
         return (
-            f"MFMEnsemble(method={m.config.method}, members={self.members}, dim={m.dim}, "
+            f"MFMEnsemble(method={m.config.method!r}, members={self.members}, dim={m.dim}, "
             f"steps_done={[x.steps_done for x in self.models]}, device={self.device})"
         )
 

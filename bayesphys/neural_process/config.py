@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .._checks import check_bool, check_int, check_real
+from .._checks import check_bool, check_int, check_real, did_you_mean
 from ..problems.rgnp import BurgersProblem, PoissonProblem
 from .gicnet import GICNet
 
@@ -180,6 +180,12 @@ def with_overrides(cfg: RGNPConfig, **overrides: Any) -> RGNPConfig:
     """
     if not isinstance(cfg, RGNPConfig):
         raise TypeError(f"config: expected an RGNPConfig, received {type(cfg).__name__}")
+    names = [f.name for f in dataclasses.fields(RGNPConfig)]
+    for key in overrides:
+        if key not in names:  # dataclasses.replace's own error named RGNPConfig.__init__
+            raise TypeError(
+                f"{key}: unknown setting{did_you_mean(key, names)}; expected some of {names}"
+            )
     if "gic" in overrides:
         _check_gic(overrides["gic"])
         overrides = {**overrides, "gic": {**cfg.gic, **overrides["gic"]}}

@@ -379,7 +379,12 @@ class ProbConserv:
 
     def _grid(self, t, x) -> tuple[Tensor, Tensor]:
         t = self.problem.table_time if t is None else t
-        tt = as_tensor("t", t, dtype=_F64).reshape(-1)
+        tt = as_tensor("t", t, dtype=_F64)
+        if tt.ndim > 1:  # a [2, 2] tensor of times was read as four times
+            raise ValueError(
+                f"t: expected a number or a 1-D tensor of times, received shape {tuple(tt.shape)}"
+            )
+        tt = tt.reshape(-1)
         xx = self.problem.grid(201) if x is None else as_tensor("x", x, dtype=_F64, ndim=1)
         if tt.numel() == 0 or xx.numel() < 2:
             raise ValueError(
@@ -725,9 +730,10 @@ class ProbConserv:
     def __repr__(self) -> str:
         c = self.config
         return (
-            f"ProbConserv(problem={c.problem!r}, step1={c.step1!r}, covariance={c.covariance!r}, "
-            f"softc_weight={c.softc_weight:g}, steps_done={self.steps_done}, device={self.device}, "
-            f"dtype={str(self.dtype).replace('torch.', '')})"
+            f"ProbConserv(problem={c.problem!r}, step1={c.step1!r}, "
+            + (f"covariance={c.covariance!r}, " if c.step1 == "anp" else "")
+            + f"softc_weight={c.softc_weight:g}, steps_done={self.steps_done}, "
+            f"device={self.device}, dtype={str(self.dtype).replace('torch.', '')})"
         )
 
     def save(self, path: str | Path) -> Path:

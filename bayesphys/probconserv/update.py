@@ -202,6 +202,12 @@ def _prepare(prior: GaussianPosterior, G: Tensor, b: Tensor | float):
     G = as_tensor("G", G, dtype=_F64, device=prior.device)
     if G.ndim == 1:
         G = G.unsqueeze(0)
+    if G.ndim < 2 or G.shape[-2] == 0:
+        # a 0-d G failed with an IndexError; a G without rows returned the prior unchanged
+        raise ValueError(
+            f"G: expected constraint rows [m, {n}] (or one row [{n}]) with m >= 1, received "
+            f"shape {tuple(G.shape)}"
+        )
     if G.shape[-1] != n:
         raise ValueError(
             f"G: expected last dimension {n} (the size of the grid/event {tuple(prior.event_shape)}), "

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .._checks import check_int
+from .._checks import check_int, did_you_mean
 from .._device import DTypeLike, resolve_dtype
 
 __all__ = ["PDEProblem", "get_problem", "PROBLEMS", "problem_ids", "tensor_grid"]
@@ -81,7 +81,7 @@ class PDEProblem:
     def __reduce__(self):
         # a registered problem pickles as its name (its exact solution is a lambda, which
         # pickle cannot store: GPPDESolver failed under multiprocessing, joblib, fit_many)
-        if PROBLEMS.get(self.name) is self:
+        if self.name in _BUILTIN and PROBLEMS.get(self.name) is self:
             return (get_problem, (self.name,))
         return super().__reduce__()
 
@@ -235,8 +235,17 @@ def problem_ids() -> list[str]:
     return list(PROBLEMS)
 
 
-def get_problem(name: str) -> PDEProblem:
-    """The :class:`PDEProblem` called ``name`` (see the module table)."""
+#: the problems defined here (a problem a user adds to PROBLEMS pickles as itself: a process
+#: that unpickles it has not added it)
+_BUILTIN = frozenset(PROBLEMS)
+
+
+def get_problem(name: str, *, argument: str = "name") -> PDEProblem:
+    """The :class:`PDEProblem` called ``name`` (see the module table); ``argument`` is the
+    caller's name for it in the error."""
     if name not in PROBLEMS:
-        raise ValueError(f"name: expected one of {problem_ids()}, received {name!r}")
+        raise ValueError(
+            f"{argument}: expected one of {problem_ids()}, received {name!r}"
+            f"{did_you_mean(name, problem_ids())}"
+        )
     return PROBLEMS[name]

@@ -92,7 +92,7 @@ class PopulationPairs:
                 return None
             return ns[0] if min(ns) == max(ns) else f"{min(ns)}..{max(ns)}"
 
-        feats = None if self.source_features is None else int(self.source_features[0].shape[-1])
+        feats = int(self.source_features[0].shape[-1]) if self.source_features else None
         return fields_repr(
             self,
             ("name",),
