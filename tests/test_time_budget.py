@@ -95,4 +95,10 @@ def test_an_ensemble_shares_its_time_budget_among_its_members():
     res = ens.fit(steps=100_000, max_seconds=0.6, progress=False)
     members = res.extra["members"]
     assert all(0 < r.steps < 100_000 and not r.converged for r in members)
-    assert res.converged is False and res.message.count("time budget") == 2
+    # one message per member, or one for both when they stopped after the same step count
+    # (identical messages are collapsed: this depends on timing)
+    msg = res.message
+    assert res.converged is False
+    assert msg.count("time budget") == 2 or (
+        msg.count("time budget") == 1 and "all 2 members" in msg
+    )
