@@ -25,6 +25,7 @@ import copy
 import math
 import time
 import warnings
+import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -413,6 +414,21 @@ _CHECKPOINT_KEYS = ("kind", "config", "state")
 CHECKPOINT_FORMAT = 1
 
 
+#: the first bytes of a file torch.save wrote in its legacy (pre-zip) format
+_LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
+
+
+def _torch_file(path: Path) -> bool:
+    """Whether ``path`` is a torch.save file: a zip, or the legacy format's magic number."""
+    try:
+        if zipfile.is_zipfile(path):
+            return True
+        with open(path, "rb") as fh:
+            return fh.read(len(_LEGACY_TORCH_MAGIC)) == _LEGACY_TORCH_MAGIC
+    except OSError:
+        return True  # unreadable: the caller's own message says so
+
+
 def _check_kind(kind: Any) -> str:
     if not isinstance(kind, str) or not kind:
         raise TypeError(f"kind: expected a non-empty string, received {kind!r}")
@@ -534,7 +550,7 @@ def load_checkpoint(
         KeyError,
     ) as err:
         detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        if isinstance(err, pickle.UnpicklingError) and not zipfile.is_zipfile(path):
+        if not isinstance(err, OSError) and not _torch_file(path):
             # not a torch file at all: torch's own text ends by suggesting weights_only=False,
             # unsafe advice for a file that is not even a checkpoint
             raise ValueError(

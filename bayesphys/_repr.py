@@ -72,6 +72,6 @@ def _all_scalars(values: Iterable[Any]) -> bool:
 def fields_repr(obj: Any, names: Iterable[str], **computed: Any) -> str:
     """``Type(name=short(value), ...)`` for the attributes ``names`` of ``obj``, then the
     ``computed`` entries (already summaries or plain values)."""
-    parts = [f"{n}={short(getattr(obj, n, None))}" for n in names]
+    parts = [f"{n}={short(getattr(obj, n)) if hasattr(obj, n) else '<missing>'}" for n in names]
     parts += [f"{k}={short(v)}" for k, v in computed.items()]
     return f"{type(obj).__name__}({', '.join(parts)})"

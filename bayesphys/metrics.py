@@ -26,6 +26,7 @@ Example
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -99,12 +100,17 @@ def _check_reduce(x: Tensor, dim: int | tuple[int, ...] | None) -> None:
         )
     if dim is None:
         return
-    for d in (dim,) if isinstance(dim, int) else tuple(dim):
-        if not isinstance(d, int) or isinstance(d, bool) or not -x.ndim <= d < max(x.ndim, 1):
-            raise ValueError(
-                f"dim: expected dims in [{-x.ndim}, {max(x.ndim - 1, 0)}] for shape "
-                f"{tuple(x.shape)}, received {dim!r}"
-            )
+    lo, hi = -max(x.ndim, 1), max(x.ndim - 1, 0)  # torch's range; a 0-d tensor takes -1, 0
+    try:
+        dims = [operator.index(dim)] if not isinstance(dim, (tuple, list)) else dim
+        ok = all(not isinstance(d, bool) and lo <= operator.index(d) <= hi for d in dims)
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"dim: expected an int or a tuple of ints in [{lo}, {hi}] for shape "
+            f"{tuple(x.shape)}, received {dim!r}"
+        )
 
 
 def relative_l2(pred: Tensor, truth: Tensor, dim: int | tuple[int, ...] | None = None) -> Tensor:

@@ -19,7 +19,7 @@ def test_relative_l2_of_a_zero_truth_is_inf_or_zero():
 
 @pytest.mark.parametrize("fn", [relative_l2, mse])
 def test_reductions_check_dims_and_emptiness(fn):
-    with pytest.raises(ValueError, match=r"^dim: expected dims in \[-1, 0\]"):
+    with pytest.raises(ValueError, match=r"^dim: expected an int or a tuple of ints in \[-1, 0\]"):
         fn(torch.ones(3), torch.ones(3), dim=3)  # a raw IndexError before
     with pytest.raises(ValueError, match="at least one element"):
         fn(torch.zeros(0), torch.zeros(0))  # 0.0 / NaN before
@@ -91,3 +91,51 @@ def test_probconserv_times_are_one_dimensional():
     model.steps_done = 1  # the times are checked whatever the training (no untrained warning)
     with pytest.raises(ValueError, match=r"^t: expected a number or a 1-D tensor"):
         model.posterior(data, t=torch.full((2, 2), 0.05))
+
+
+class _Custom:  # an object a weights-only load refuses
+    pass
+
+
+def test_checkpoint_messages_tell_files_apart(tmp_path):
+    from bayesphys.probconserv import ProbConserv
+
+    text = tmp_path / "hello.pt"
+    text.write_text("hello")  # a KeyError inside torch before
+    with pytest.raises(ValueError, match="is not a bayesphys checkpoint"):
+        ProbConserv.load(text)
+
+    legacy = tmp_path / "legacy.pt"  # torch's pre-zip format is still a torch file
+    torch.save(
+        {"kind": "probconserv", "x": _Custom()}, legacy, _use_new_zipfile_serialization=False
+    )
+    with pytest.raises(ValueError, match="weights_only=False") as info:
+        ProbConserv.load(legacy)
+    assert "not a bayesphys checkpoint" not in str(info.value)
+
+
+def test_dims_as_torch_takes_them():
+    x = torch.ones(2, 3)
+    assert torch.equal(relative_l2(x, 2 * x, dim=np.int64(1)), torch.full((2,), 0.5))
+    assert torch.equal(mse(x, 2 * x, dim=(np.int64(0), -1)), torch.tensor(1.0))
+    assert float(relative_l2(torch.tensor(1.0), torch.tensor(2.0), dim=-1)) == 0.5
+    with pytest.raises(ValueError, match="^dim: expected an int or a tuple of ints"):
+        mse(x, x, dim="rows")
+
+
+def test_tensor_features_repr_and_user_problem_pickle():
+    import dataclasses
+    import pickle
+
+    from bayesphys.problems.gp_pde import PROBLEMS, get_problem
+    from bayesphys.problems.populations import linear_map
+
+    d = linear_map(n_train=2, n_cal=1, n_test=1, seed=0)
+    d.source_features = torch.zeros(len(d.source), 5, 3)  # a tensor is accepted as features
+    assert "features=3" in repr(d)
+    mine = dataclasses.replace(get_problem("poisson1d-low"), name="mine-test")
+    PROBLEMS["mine-test"] = mine
+    try:
+        assert pickle.loads(pickle.dumps(mine)) is mine  # by name, as registered() saves it
+    finally:
+        del PROBLEMS["mine-test"]

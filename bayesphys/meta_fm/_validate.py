@@ -112,11 +112,7 @@ def check_populations(
         raise TypeError(
             f"{name}: expected a torch.Tensor [n, d] / [P, n, d] or a list of tensors [n_i, d], "
             f"received {kind.removeprefix('builtins.')}"
-            + (
-                " (convert it with torch.as_tensor(x, dtype=torch.float32))"
-                if hasattr(pops, "shape")
-                else ""
-            )
+            + (" (convert it with torch.as_tensor(x))" if hasattr(pops, "shape") else "")
         )
     if len(pops) == 0:
         raise ValueError(f"{name}: expected a non-empty list of populations [n, d], received none")

@@ -180,7 +180,7 @@ def with_overrides(cfg: RGNPConfig, **overrides: Any) -> RGNPConfig:
     """
     if not isinstance(cfg, RGNPConfig):
         raise TypeError(f"config: expected an RGNPConfig, received {type(cfg).__name__}")
-    names = [f.name for f in dataclasses.fields(RGNPConfig)]
+    names = [f.name for f in dataclasses.fields(type(cfg))]
     for key in overrides:
         if key not in names:  # dataclasses.replace's own error named RGNPConfig.__init__
             raise TypeError(

@@ -80,8 +80,10 @@ class PDEProblem:
 
     def __reduce__(self):
         # a registered problem pickles as its name (its exact solution is a lambda, which
-        # pickle cannot store: GPPDESolver failed under multiprocessing, joblib, fit_many)
-        if self.name in _BUILTIN and PROBLEMS.get(self.name) is self:
+        # pickle cannot store: GPPDESolver failed under multiprocessing, joblib, fit_many); a
+        # problem a user registers unpickles where the registration ran again (a module-level
+        # one does in spawned workers), as registered() lets it be saved by name
+        if PROBLEMS.get(self.name) is self:
             return (get_problem, (self.name,))
         return super().__reduce__()
 
@@ -233,11 +235,6 @@ PROBLEMS: dict[str, PDEProblem] = {
 def problem_ids() -> list[str]:
     """All problem ids."""
     return list(PROBLEMS)
-
-
-#: the problems defined here (a problem a user adds to PROBLEMS pickles as itself: a process
-#: that unpickles it has not added it)
-_BUILTIN = frozenset(PROBLEMS)
 
 
 def get_problem(name: str, *, argument: str = "name") -> PDEProblem:

@@ -92,7 +92,8 @@ class PopulationPairs:
                 return None
             return ns[0] if min(ns) == max(ns) else f"{min(ns)}..{max(ns)}"
 
-        feats = int(self.source_features[0].shape[-1]) if self.source_features else None
+        sf = self.source_features
+        feats = int(sf[0].shape[-1]) if sf is not None and len(sf) else None
         return fields_repr(
             self,
             ("name",),
