@@ -419,12 +419,13 @@ _LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
 
 
 def _torch_file(path: Path) -> bool:
-    """Whether ``path`` is a torch.save file: a zip, or the legacy format's magic number."""
+    """Whether ``path`` starts as a torch.save file: a zip's local header (also when the file
+    was cut short: then "corrupt or truncated" is the right word) or the legacy format's magic
+    number."""
     try:
-        if zipfile.is_zipfile(path):
-            return True
         with open(path, "rb") as fh:
-            return fh.read(len(_LEGACY_TORCH_MAGIC)) == _LEGACY_TORCH_MAGIC
+            head = fh.read(len(_LEGACY_TORCH_MAGIC))
+        return head.startswith(b"PK\x03\x04") or head == _LEGACY_TORCH_MAGIC
     except OSError:
         return True  # unreadable: the caller's own message says so
 
@@ -475,7 +476,6 @@ def _check_zip_members(path: Path) -> None:
     """Compare every member of a zip checkpoint (torch's default format) with its CRC-32.
 
     ``torch.load`` does not, so a flipped byte inside a tensor would load as other weights."""
-    import zipfile
 
     if not zipfile.is_zipfile(path):
         return  # a legacy (non-zip) torch file; torch.load judges it
@@ -512,7 +512,6 @@ def load_checkpoint(
     :class:`torch.device` is checked first (an unknown device, or CUDA where none is
     available, is refused by name)."""
     import pickle
-    import zipfile
 
     from ._device import resolve_device
 
@@ -554,7 +553,7 @@ def load_checkpoint(
             # not a torch file at all: torch's own text ends by suggesting weights_only=False,
             # unsafe advice for a file that is not even a checkpoint
             raise ValueError(
-                f"path: {path} is not a bayesphys checkpoint (not a torch zip file); expected "
+                f"path: {path} is not a bayesphys checkpoint (not a file torch.save wrote); expected "
                 f"a {kind!r} checkpoint written by save()"
             ) from err
         hint = (

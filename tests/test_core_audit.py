@@ -225,9 +225,12 @@ def test_load_checkpoint_names_the_path_of_an_unreadable_file(tmp_path):
     (tmp_path / "trunc.pt").write_bytes(raw[: len(raw) // 2])
     (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint at all")
     (tmp_path / "empty.pt").write_bytes(b"")
-    for name in ("trunc.pt", "garbage.pt", "empty.pt"):
+    path = tmp_path / "trunc.pt"  # a torch file cut short: corrupt or truncated
+    with pytest.raises(ValueError, match=f"path: cannot load {path} as a 'gp' checkpoint"):
+        load_checkpoint(path, kind="gp")
+    for name in ("garbage.pt", "empty.pt"):  # not torch files at all
         path = tmp_path / name
-        with pytest.raises(ValueError, match=f"path: cannot load {path} as a 'gp' checkpoint"):
+        with pytest.raises(ValueError, match=f"path: {path} is not a bayesphys checkpoint"):
             load_checkpoint(path, kind="gp")
     with pytest.raises(ValueError, match=r"path: expected a 'np' checkpoint, received 'gp'"):
         load_checkpoint(good, kind="np")  # a checkpoint of another kind
