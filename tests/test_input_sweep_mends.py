@@ -139,3 +139,21 @@ def test_tensor_features_repr_and_user_problem_pickle():
         assert pickle.loads(pickle.dumps(mine)) is mine  # by name, as registered() saves it
     finally:
         del PROBLEMS["mine-test"]
+
+
+def test_did_you_mean():
+    from bayesphys._checks import did_you_mean
+
+    assert did_you_mean("GP", ("anp", "gp")) == " (did you mean 'gp'?)"  # case
+    assert did_you_mean("poisson1d_low", ["poisson1d-low"]) == " (did you mean 'poisson1d-low'?)"
+    assert did_you_mean("lowrnak", ("diag", "lowrank")) == " (did you mean 'lowrank'?)"
+    assert did_you_mean("zzz", ("diag", "lowrank")) == "" and did_you_mean(3, ("a",)) == ""
+
+
+def test_choice_arguments_suggest_the_closest():
+    from bayesphys.probconserv import ProbConserv
+
+    with pytest.raises(ValueError, match=r"^step1: .*received 'GP' \(did you mean 'gp'\?\)$"):
+        ProbConserv("stefan", step1="GP")
+    with pytest.raises(ValueError, match=r"did you mean 'lowrank'\?"):
+        ProbConserv("stefan", covariance="low-rank")

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real
+from .._checks import check_int, check_real, did_you_mean
 from ..problems.gp_pde import PROBLEMS, PDEProblem
 from ._inputs import periodogram_peaks
 from .gauss_newton import GaussNewtonKronSolve
@@ -48,7 +48,9 @@ def checked_args(
     chosen nonlinear solver. Raises ``ValueError`` / ``TypeError`` naming the argument.
     """
     if method not in METHODS:
-        raise ValueError(f"method: expected one of {METHODS}, received {method!r}")
+        raise ValueError(
+            f"method: expected one of {METHODS}, received {method!r}{did_you_mean(method, METHODS)}"
+        )
     if nonlinear_solver not in NONLINEAR_SOLVERS:
         raise ValueError(
             f"nonlinear_solver: expected one of {NONLINEAR_SOLVERS}, received {nonlinear_solver!r}"

@@ -24,7 +24,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_int, check_real
+from .._checks import check_int, check_real, did_you_mean
 from .._device import as_tensor
 
 __all__ = ["SpectralMixture1d", "KINDS"]
@@ -91,7 +91,9 @@ class SpectralMixture1d(nn.Module):
     ) -> None:
         super().__init__()
         if kind not in KINDS:
-            raise ValueError(f"kind: expected one of {KINDS}, received {kind!r}")
+            raise ValueError(
+                f"kind: expected one of {KINDS}, received {kind!r}{did_you_mean(kind, KINDS)}"
+            )
         q = check_int("num_mixtures", num_mixtures, minimum=1)
         freq_scale = check_real("freq_scale", freq_scale, minimum=0.0)
         self.kind = kind

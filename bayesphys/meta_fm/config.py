@@ -84,7 +84,9 @@ class MFMConfig:
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise ValueError(f"method: expected one of {METHODS}, received {self.method!r}")
+            raise ValueError(
+                f"method: expected one of {METHODS}, received {self.method!r}{did_you_mean(self.method, METHODS)}"
+            )
         if self.coupling not in ("index", "ot", "ot_full", "auto"):
             raise ValueError(
                 f"coupling: expected 'index', 'ot', 'ot_full' or 'auto', received {self.coupling!r}"

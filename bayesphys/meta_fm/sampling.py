@@ -16,7 +16,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real, require
+from .._checks import check_int, check_real, did_you_mean, require
 from .._device import check_finite
 
 __all__ = ["integrate", "SOLVERS"]
@@ -42,7 +42,9 @@ def integrate(
     NaN/Inf (a field that is not finite along the path) raises ``ValueError``.
     """
     if method not in SOLVERS:
-        raise ValueError(f"method: expected one of {SOLVERS}, received {method!r}")
+        raise ValueError(
+            f"method: expected one of {SOLVERS}, received {method!r}{did_you_mean(method, SOLVERS)}"
+        )
     if not callable(f):
         raise TypeError(f"f: expected a callable f(t, x), received {type(f).__name__}")
     if not isinstance(x0, Tensor):

@@ -51,7 +51,9 @@ def get_problem(problem: Any) -> PoissonProblem | BurgersProblem:
         return problem
     if isinstance(problem, str) and problem in PROBLEMS:
         return PROBLEMS[problem]()
-    raise ValueError(f"problem: expected one of {sorted(PROBLEMS)}, received {problem!r}")
+    raise ValueError(
+        f"problem: expected one of {sorted(PROBLEMS)}, received {problem!r}{did_you_mean(problem, sorted(PROBLEMS))}"
+    )
 
 
 @dataclass
@@ -239,7 +241,9 @@ def preset(problem: str, method: str, size: str = "full") -> RGNPConfig:
     """The ``"R0"`` (reference) or ``"RGNP"`` (ours) configuration for ``"poisson"``/``"burgers"``,
     at the paper's size (``size="full"``) or a reduced one from :data:`SIZES`."""
     if not isinstance(size, str) or size not in SIZES:
-        raise ValueError(f"size: expected one of {sorted(SIZES)}, received {size!r}")
+        raise ValueError(
+            f"size: expected one of {sorted(SIZES)}, received {size!r}{did_you_mean(size, sorted(SIZES))}"
+        )
     return with_overrides(_preset(problem, method), **SIZES[size])
 
 

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_bool, check_int, check_real
+from .._checks import check_bool, check_int, check_real, did_you_mean
 from .._device import resolve_dtype
 
 __all__ = [
@@ -340,5 +340,7 @@ def make_grid(kind: str, lower: Sequence[float], upper: Sequence[float], **kw) -
         "layouts": LayoutMixture,
     }
     if kind not in kinds:
-        raise ValueError(f"grid: expected one of {sorted(kinds)}, received {kind!r}")
+        raise ValueError(
+            f"grid: expected one of {sorted(kinds)}, received {kind!r}{did_you_mean(kind, sorted(kinds))}"
+        )
     return kinds[kind](lower, upper, **kw)

@@ -52,6 +52,7 @@ from .._checks import (
     check_keys,
     check_optional_seed,
     check_real,
+    did_you_mean,
     seed_or_draw,
 )
 from .._data_parallel import GradientSync, rank_generator_seed
@@ -179,9 +180,13 @@ class RandomGridNP:
     ) -> None:
         self.problem = get_problem(problem)
         if method is not None and (not isinstance(method, str) or method not in METHODS):
-            raise ValueError(f"method: expected one of {list(METHODS)}, received {method!r}")
+            raise ValueError(
+                f"method: expected one of {list(METHODS)}, received {method!r}{did_you_mean(method, list(METHODS))}"
+            )
         if not isinstance(size, str) or size not in SIZES:
-            raise ValueError(f"size: expected one of {sorted(SIZES)}, received {size!r}")
+            raise ValueError(
+                f"size: expected one of {sorted(SIZES)}, received {size!r}{did_you_mean(size, sorted(SIZES))}"
+            )
         if config is None:
             cfg = preset(self.problem.name, "RGNP" if method is None else method, size)
         else:

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real
+from .._checks import check_int, check_real, did_you_mean
 from .._device import as_tensor, model_device, resolve_dtype
 from .._model import FitResult
 from .._stack import user_stacklevel
@@ -210,7 +210,9 @@ class GliomaModel(GliomaPosteriorMixin):
         crop_margin_mm, crop_scale, seed = st.crop_margin_mm, st.crop_scale, st.seed
         prior = st.prior
         if time_scheme not in SCHEMES:
-            raise ValueError(f"time_scheme: expected one of {SCHEMES}, received {time_scheme!r}")
+            raise ValueError(
+                f"time_scheme: expected one of {SCHEMES}, received {time_scheme!r}{did_you_mean(time_scheme, SCHEMES)}"
+            )
         self.pet = None
         if pet is not None:
             self.pet = self._real_map("pet", pet)
@@ -542,7 +544,10 @@ class GliomaModel(GliomaPosteriorMixin):
         steps = check_int("steps", steps, minimum=0)
         grid = check_int("grid", grid, minimum=1)
         if hessian not in ("exact", "gn"):
-            raise ValueError(f"hessian: expected 'exact' or 'gn', received {hessian!r}")
+            raise ValueError(
+                f"hessian: expected 'exact' or 'gn', received {hessian!r}"
+                f"{did_you_mean(hessian, ('exact', 'gn'))}"
+            )
         for fk in self.focus_init.reshape(self.n_foci, self.ndim):  # where the fit starts
             self._check_in_crop(fk, "focus_init")
         t0 = time.perf_counter()
@@ -614,7 +619,10 @@ class GliomaModel(GliomaPosteriorMixin):
         r"""Laplace covariance ``[2+d, 2+d]`` at the fitted :math:`\theta^*`: inverse of the exact
         Hessian of the loss or of the Gauss-Newton matrix :math:`J^\top J`."""
         if hessian not in ("exact", "gn"):
-            raise ValueError(f"hessian: expected 'exact' or 'gn', received {hessian!r}")
+            raise ValueError(
+                f"hessian: expected 'exact' or 'gn', received {hessian!r}"
+                f"{did_you_mean(hessian, ('exact', 'gn'))}"
+            )
         self._require_fit()
         _, jac = self.jacobian(self.theta)
         h_gn = jac.T @ jac

@@ -32,7 +32,7 @@ from linear_operator.operators import (
 )
 from torch import Tensor
 
-from .._checks import check_bool, check_int, check_real, check_seed, seed_or_draw
+from .._checks import check_bool, check_int, check_real, check_seed, did_you_mean, seed_or_draw
 from .._device import as_tensor
 from ..posterior import GaussianPosterior
 from .problem import DiscreteProblem
@@ -323,7 +323,9 @@ def field_posterior(
         seed = check_seed("seed", seed)
     x = _checked(problem, x)
     if not isinstance(field, str) or field not in problem.field_shapes:
-        raise ValueError(f"field: expected one of {problem.field_names}, received {field!r}")
+        raise ValueError(
+            f"field: expected one of {problem.field_names}, received {field!r}{did_you_mean(field, problem.field_names)}"
+        )
     if problem.multigrid:
         raise ValueError("problem: use problem.plain() / to_plain(x) for the Laplace posterior")
     shape = problem.field_shapes[field]

@@ -62,7 +62,7 @@ from linear_operator.operators import (
 )
 from torch import Tensor
 
-from .._checks import check_int, check_real
+from .._checks import check_int, check_real, did_you_mean
 from .._device import as_tensor
 from ..posterior import GaussianPosterior
 from .conditional import LocalScale, choose_bandwidth, fit_parameter_map
@@ -243,7 +243,9 @@ SELECTIONS = ("min", "one_se")
 def check_selection(selection: str) -> None:
     """Raise a ``ValueError`` naming ``selection`` unless it is one of :data:`SELECTIONS`."""
     if selection not in SELECTIONS:
-        raise ValueError(f"selection: expected one of {SELECTIONS}, received {selection!r}")
+        raise ValueError(
+            f"selection: expected one of {SELECTIONS}, received {selection!r}{did_you_mean(selection, SELECTIONS)}"
+        )
 
 
 def select_candidate(

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_range, check_real
+from .._checks import check_int, check_range, check_real, did_you_mean
 
 __all__ = [
     "ParameterMap",
@@ -292,7 +292,9 @@ class LocalScale:
     def scale(self, mean: Tensor, mass: Tensor, stage: str) -> Tensor:
         """Variance scale ``[B, nt]`` for Step-1 means ``[B, nt, N]`` and masses ``[B, nt]``."""
         if stage not in self.absz:
-            raise ValueError(f"stage: expected one of {sorted(self.absz)}, received {stage!r}")
+            raise ValueError(
+                f"stage: expected one of {sorted(self.absz)}, received {stage!r}{did_you_mean(stage, sorted(self.absz))}"
+            )
         q = self.pmap.unit(mean.detach().cpu(), mass.detach().cpu())  # fitted on the CPU
         return local_coverage_scale(self.absz[stage], self.u, q, self.bandwidth[stage])
 

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from .. import metrics
-from .._checks import check_int, check_real, check_seed
+from .._checks import check_int, check_real, check_seed, did_you_mean
 from .._device import as_tensor
 from ..posterior import GaussianPosterior
 from .update import check_slice_mass, trapezoid_weights
@@ -71,7 +71,9 @@ _MISSING = ("last", "first", "nan")
 
 def _check_missing(missing) -> str:
     if missing not in _MISSING:
-        raise ValueError(f"missing: expected one of {_MISSING}, received {missing!r}")
+        raise ValueError(
+            f"missing: expected one of {_MISSING}, received {missing!r}{did_you_mean(missing, _MISSING)}"
+        )
     return missing
 
 

@@ -39,6 +39,7 @@ from .._checks import (
     check_int,
     check_optional_seed,
     check_real,
+    did_you_mean,
     stream_seed,
 )
 from .._data_parallel import GradientSync, rank_generator_seed
@@ -136,7 +137,10 @@ class ProbConserv:
     ) -> None:
         prob = get_problem(problem)
         if step1 not in ("anp", "gp"):
-            raise ValueError(f"step1: expected 'anp' or 'gp', received {step1!r}")
+            raise ValueError(
+                f"step1: expected 'anp' or 'gp', received {step1!r}"
+                f"{did_you_mean(step1, ('anp', 'gp'))}"
+            )
         given = {"hidden": hidden, "n_samples": n_samples, "covariance": covariance}
         given["gp_width"] = gp_width
         for name in GP_ONLY if step1 == "anp" else ANP_ONLY:
@@ -164,7 +168,10 @@ class ProbConserv:
             # its predictive covariance must be PSD to float64 accuracy for the update
             raise ValueError(f"dtype: step1='gp' runs in torch.float64, received {dtype}")
         if covariance not in ("diag", "lowrank"):
-            raise ValueError(f"covariance: expected 'diag' or 'lowrank', received {covariance!r}")
+            raise ValueError(
+                f"covariance: expected 'diag' or 'lowrank', received {covariance!r}"
+                f"{did_you_mean(covariance, ('diag', 'lowrank'))}"
+            )
         softc_weight = check_real("softc_weight", softc_weight, minimum=0.0)
         if softc_weight > 0 and step1 != "anp":
             raise ValueError(

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_bool, check_int, check_real
+from .._checks import check_bool, check_int, check_real, did_you_mean
 from .._device import as_tensor
 from .stencil import _check_step, div_flux, face_average, shift
 
@@ -121,7 +121,9 @@ SCHEMES = ("euler", "strang")
 
 def _check_scheme(scheme: str) -> None:
     if scheme not in SCHEMES:
-        raise ValueError(f"scheme: expected one of {SCHEMES}, received {scheme!r}")
+        raise ValueError(
+            f"scheme: expected one of {SCHEMES}, received {scheme!r}{did_you_mean(scheme, SCHEMES)}"
+        )
 
 
 def _check_time(t_end: float, steps: int) -> tuple[float, int]:

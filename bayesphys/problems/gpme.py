@@ -34,7 +34,15 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_range, check_real, check_scalar, check_seed, stream_seed
+from .._checks import (
+    check_int,
+    check_range,
+    check_real,
+    check_scalar,
+    check_seed,
+    did_you_mean,
+    stream_seed,
+)
 from .._device import as_tensor, make_generator
 from .._repr import fields_repr
 
@@ -435,7 +443,9 @@ def get_problem(name: str | GPMEProblem) -> GPMEProblem:
             f"{type(name).__name__} {name!r}"
         )
     if name not in _PROBLEMS:
-        raise ValueError(f"problem: expected one of {sorted(_PROBLEMS)}, received {name!r}")
+        raise ValueError(
+            f"problem: expected one of {sorted(_PROBLEMS)}, received {name!r}{did_you_mean(name, sorted(_PROBLEMS))}"
+        )
     return _PROBLEMS[name]()
 
 

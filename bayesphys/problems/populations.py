@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real, check_seed
+from .._checks import check_int, check_real, check_seed, did_you_mean
 from .._device import resolve_dtype
 from .._repr import fields_repr
 
@@ -711,5 +711,7 @@ def make_population_problem(name: str, **kwargs: Any) -> PopulationPairs:
     """Build a benchmark by id: ``"B1"``, ``"B2"``, ``"B3"`` or ``"B4"`` (kwargs passed on)."""
     table = {"B1": letters, "B2": linear_map, "B3": interacting_particles, "B4": patient_screen}
     if not isinstance(name, str) or name not in table:
-        raise ValueError(f"name: expected one of {sorted(table)}, received {name!r}")
+        raise ValueError(
+            f"name: expected one of {sorted(table)}, received {name!r}{did_you_mean(name, sorted(table))}"
+        )
     return table[name](**kwargs)

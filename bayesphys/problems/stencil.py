@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._checks import check_int, check_real
+from .._checks import check_int, check_real, did_you_mean
 
 __all__ = ["shift", "d1", "d2", "laplacian", "face_average", "div_flux"]
 
@@ -65,7 +65,7 @@ def _check_spacing(spacing: Sequence[float]) -> list:
 def shift(u: Tensor, axis: int, k: int, bc: str = "periodic") -> Tensor:
     r"""Return :math:`v_i = u_{i+k}` along ``axis`` (``k`` = +-1, +-2 ...) with boundary rule ``bc``."""
     if bc not in _BCS:
-        raise ValueError(f"bc: expected one of {_BCS}, received {bc!r}")
+        raise ValueError(f"bc: expected one of {_BCS}, received {bc!r}{did_you_mean(bc, _BCS)}")
     k = check_int("k", k)
     if k == 0:
         return u
