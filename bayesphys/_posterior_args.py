@@ -3,7 +3,7 @@ quantile levels ``q`` in ``(0, 1)``, interval levels and generators (errors name
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -84,6 +84,16 @@ def _check_levels(levels, name: str = "levels") -> list[float]:
     if not out:
         raise ValueError(f"{name}: expected at least one probability, received none")
     return out
+
+
+def _central_quantiles(
+    quantile: Callable[[list[float]], Tensor], levels: Sequence[float]
+) -> list[tuple[Tensor, Tensor]]:
+    """``(lower, upper)`` central quantiles at each of ``levels`` (already checked) from one
+    call of ``quantile`` on the ``2 L`` probabilities ``(1 -+ level) / 2`` (one sort of stored
+    draws for every level)."""
+    q = quantile([v for lv in levels for v in ((1 - lv) / 2, (1 + lv) / 2)])
+    return [(q[2 * k], q[2 * k + 1]) for k in range(len(levels))]
 
 
 def _sampling_generator(

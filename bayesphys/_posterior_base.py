@@ -11,6 +11,7 @@ from torch import Tensor
 
 from ._device import make_generator
 from ._posterior_args import (
+    _central_quantiles,
     _check_level,
 )
 
@@ -129,8 +130,7 @@ class _PosteriorBase:
                     f"quantile (1 + level)/2 rounds to 1)"
                 )
             checked.append(level)
-        q = self.quantile([v for lv in checked for v in ((1 - lv) / 2, (1 + lv) / 2)])
-        return [(q[2 * k], q[2 * k + 1]) for k in range(len(checked))]
+        return _central_quantiles(self.quantile, checked)
 
     def to_inference_data(
         self,

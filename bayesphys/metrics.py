@@ -36,6 +36,7 @@ from torch import Tensor
 
 from ._checks import check_broadcasts, check_real, require
 from ._device import check_finite
+from ._posterior_args import _central_quantiles
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._posterior_base import Posterior
@@ -284,13 +285,14 @@ def calibration_curve(
     if isinstance(posterior_or_samples, Tensor):
         # every level's two quantiles from one sort (one sort per level took 32 s for 1000
         # draws of 10k points)
-        q = torch.tensor(
-            [v for lv in nominal.tolist() for v in ((1 - lv) / 2, (1 + lv) / 2)],
-            dtype=posterior_or_samples.dtype,
-            device=posterior_or_samples.device,
-        )
-        qs = torch.quantile(posterior_or_samples, q, dim=0)  # [2 L, *shape]
-        bounds = [(qs[2 * k], qs[2 * k + 1]) for k in range(len(nominal))]
+        draws = posterior_or_samples
+
+        def quantile(q: list[float]) -> Tensor:  # [2 L, *shape]
+            return torch.quantile(
+                draws, torch.tensor(q, dtype=draws.dtype, device=draws.device), dim=0
+            )
+
+        bounds = _central_quantiles(quantile, nominal.tolist())
     else:
         from ._posterior_base import central_intervals
 

@@ -61,7 +61,14 @@ from torch import Tensor
 
 from .._checks import check_int, check_seed, offset_seed
 from .._device import check_finite
-from .._posterior_args import _check_level, _check_levels, _q_tensor, _sampling_generator, _size
+from .._posterior_args import (
+    _central_quantiles,
+    _check_level,
+    _check_levels,
+    _q_tensor,
+    _sampling_generator,
+    _size,
+)
 from .._posterior_base import _PosteriorBase
 from ..posterior import Posterior, SamplePosterior
 
@@ -566,9 +573,7 @@ class RecalibratedPosterior:
 
     def _intervals(self, levels: Sequence[float]) -> list[tuple[Tensor, Tensor]]:
         """:meth:`interval` at each of ``levels`` from one :meth:`quantile` call."""
-        checked = [_check_level(lv) for lv in levels]
-        q = self.quantile([v for lv in checked for v in ((1 - lv) / 2, (1 + lv) / 2)])
-        return [(q[2 * k], q[2 * k + 1]) for k in range(len(checked))]
+        return _central_quantiles(self.quantile, [_check_level(lv) for lv in levels])
 
     def log_prob(self, value: Tensor) -> Tensor:
         """Variance scaling: the base density of the un-scaled value, minus ``N log s``."""
