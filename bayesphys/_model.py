@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 import time
 import warnings
 import zipfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -494,6 +496,40 @@ def _numpy_globals() -> list[Any]:
     return [core.multiarray._reconstruct, core.multiarray.scalar, np.ndarray, np.dtype, *dtypes]
 
 
+# loads running at once in this process and the numpy globals they added to torch's allow-list
+_ALLOWED = threading.Lock()
+_loaders = 0
+_added: list[Any] = []
+
+
+@contextmanager
+def _numpy_allowed() -> Iterator[None]:
+    """Allow the numpy globals for ``torch.load(weights_only=True)`` while inside.
+
+    torch's allow-list is process-wide and its ``safe_globals`` context removes its entries on
+    leaving, also those the caller had added before (a user's ``add_safe_globals`` was undone by
+    every load) and while another thread was still loading (its load failed). Here the first
+    loader adds only what is missing and the last to leave removes only that."""
+    global _loaders, _added
+    with _ALLOWED:
+        if _loaders == 0:
+            present = set(torch.serialization.get_safe_globals())
+            _added = [g for g in _numpy_globals() if g not in present]
+            torch.serialization.add_safe_globals(_added)
+        _loaders += 1
+    try:
+        yield
+    finally:
+        with _ALLOWED:
+            _loaders -= 1
+            if _loaders == 0 and _added:
+                ours = set(_added)
+                keep = [g for g in torch.serialization.get_safe_globals() if g not in ours]
+                torch.serialization.clear_safe_globals()
+                torch.serialization.add_safe_globals(keep)
+                _added = []
+
+
 def load_checkpoint(
     path: str | Path,
     *,
@@ -531,7 +567,7 @@ def load_checkpoint(
         # tensors, plain values and numpy arrays / scalars only: unpickling arbitrary objects
         # runs their code, so a checkpoint from an untrusted source could run anything (torch's
         # own default since 2.6); numpy values stay loadable (a config of numpy numbers)
-        with torch.serialization.safe_globals(_numpy_globals()):
+        with _numpy_allowed():
             ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except PermissionError:
         raise

@@ -236,3 +236,47 @@ def test_two_sequential_fit_many_calls_in_two_threads_give_back_the_callers_thre
     for t in ts:
         t.join(120)
     assert os.environ["OMP_NUM_THREADS"] == "3"
+
+
+def test_every_task_on_a_reused_thread_pool_runs_with_threads_per_worker():
+    """torch's thread count is each OS thread's own: on a pool whose threads had run torch
+    code, only the first task to enter got ``threads_per_worker`` and the one joining it kept
+    the thread's former count (review of 2026-12-03); each pool thread gets its count back."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    torch_before = _with_threads(2)
+    seen: dict[str, int] = {}
+    try:
+        with ThreadPoolExecutor(2, thread_name_prefix="reuse") as pool:
+            warm = threading.Barrier(2, timeout=30)
+
+            def warm_up():
+                warm.wait()  # one call per pool thread
+                torch.zeros(1).sum()
+                return threading.current_thread().name, torch.get_num_threads()
+
+            before = dict(f.result() for f in [pool.submit(warm_up), pool.submit(warm_up)])
+            both_in = threading.Barrier(2, timeout=30)
+
+            def build(problem, seed=None):
+                both_in.wait()  # both tasks inside at once
+                seen[threading.current_thread().name] = torch.get_num_threads()
+                return _toy.LinearGaussianModel(problem, seed=seed)
+
+            res = fit_many(
+                _toy.problems(2),
+                build,
+                executor=pool,
+                seed=0,
+                threads_per_worker=1,
+                fit_kwargs={"steps": 2},
+                progress=False,
+            )
+            warm = threading.Barrier(2, timeout=30)
+            after = dict(f.result() for f in [pool.submit(warm_up), pool.submit(warm_up)])
+    finally:
+        torch.set_num_threads(torch_before)
+    assert list(res.table["status"]) == ["ok", "ok"]
+    assert sorted(seen.values()) == [1, 1], seen
+    assert after == before == {name: 2 for name in before}

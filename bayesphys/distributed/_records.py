@@ -10,6 +10,7 @@ import os
 import re
 import secrets
 import socket
+import types
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -124,21 +125,26 @@ def _write(out: Path, rec: dict[str, Any]) -> None:
     renames then leaves no record (the problem is fitted again) instead of an old record
     paired with the new draws.
     """
+    from .. import __version__
     from ..inference_data import _write_netcdf, assemble_groups
 
     stem = _stem(rec["id"])
+    meta = {k: v for k, v in rec.items() if k != "groups"}
+    meta["id"] = rec["id"] if isinstance(rec["id"], (int, str)) else str(rec["id"])
+    meta["bayesphys_version"] = __version__
     if rec["status"] == "ok":
+        # one token in both files: two runs writing the same id into a shared out/ could
+        # leave one's draws beside the other's record (each file renamed whole, the pair not)
+        meta["record_token"] = secrets.token_hex(8)
         tmp = _temporary(out, stem, "nc")
         try:
-            _write_netcdf(assemble_groups(rec["groups"]), tmp)
+            _write_netcdf(assemble_groups(_with_token(rec["groups"], meta["record_token"])), tmp)
             _fsync(tmp)
             (out / f"{stem}.json").unlink(missing_ok=True)
             os.replace(tmp, out / f"{stem}.nc")
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-    meta = {k: v for k, v in rec.items() if k != "groups"}
-    meta["id"] = rec["id"] if isinstance(rec["id"], (int, str)) else str(rec["id"])
     tmp = _temporary(out, stem, "json")
     try:
         tmp.write_text(json.dumps(meta, indent=1, default=str))
@@ -186,7 +192,11 @@ def _stable(v: Any, depth: int = 0) -> Any:
             "args": _stable(v.args, d),
             "kw": _stable(v.keywords, d),
         }
-    if hasattr(v, "__code__"):  # a function or lambda: its captured values and defaults count
+    if isinstance(v, types.ModuleType):
+        # a module a closure captured (a local import): its name (its namespace was walked
+        # as an object's attributes, and torch's raised a TypeError: fit_many never started)
+        return f"<module {v.__name__}>"
+    if isinstance(v, types.FunctionType):  # a function or lambda: captured values, defaults
         cells = [c.cell_contents for c in (v.__closure__ or ()) if _cell_full(c)]
         return {
             "function": f"{getattr(v, '__module__', '')}.{getattr(v, '__qualname__', '')}",
@@ -194,7 +204,7 @@ def _stable(v: Any, depth: int = 0) -> Any:
             "defaults": _stable(v.__defaults__, d),
             "kwdefaults": _stable(v.__kwdefaults__, d),
         }
-    if hasattr(v, "__self__") and hasattr(v, "__func__"):  # a bound method
+    if isinstance(v, types.MethodType):  # a bound method
         return {"method": _stable(v.__func__, d), "self": _stable(v.__self__, d)}
     if isinstance(v, type):
         return f"{v.__module__}.{v.__qualname__}"
@@ -221,7 +231,7 @@ def _build_name(build: Callable[..., Any]) -> str:
     attributes, captured values), so ``partial(build, noise=0.1)`` and ``noise=5.0`` differ."""
     name = str(getattr(build, "__qualname__", type(build).__qualname__))
     plain = (
-        hasattr(build, "__code__")
+        isinstance(build, types.FunctionType)
         and not build.__closure__
         and not build.__defaults__
         and not build.__kwdefaults__
@@ -271,6 +281,23 @@ def _read_meta(path: Path) -> dict[str, Any] | None:
     return meta if isinstance(meta, dict) else None
 
 
+_TOKEN_ATTR = "bayesphys_record_token"
+
+
+def _token_group(groups: Mapping[str, Any]) -> str:
+    """The group carrying the record's token: ``posterior`` where present."""
+    return "posterior" if "posterior" in groups else sorted(groups)[0]
+
+
+def _with_token(groups: Mapping[str, Any], token: str) -> dict[str, Any]:
+    """``groups`` with ``token`` in one group's attributes (the caller's datasets unchanged)."""
+    out = dict(groups)
+    name = _token_group(out)
+    out[name] = out[name].copy()
+    out[name].attrs = {**out[name].attrs, _TOKEN_ATTR: token}
+    return out
+
+
 def _load_groups(path: Path) -> dict[str, Any]:
     """All groups of ``<id>.nc`` loaded into memory, the file handles released."""
     from ..inference_data import load_netcdf
@@ -308,6 +335,11 @@ def _read(
         groups = _load_groups(nc_path)
     except _UNREADABLE:  # cut short or damaged: fit the problem again, as for the JSON
         return None
+    if not groups:
+        return None
+    token = groups[_token_group(groups)].attrs.pop(_TOKEN_ATTR, None)
+    if token != meta.get("record_token", token):  # records before the token: no check
+        return None  # the draws of another run's record under this one's name: fit again
     rec = dict(meta, id=problem_id)
     rec["groups"] = groups
     return rec

@@ -109,19 +109,25 @@ _found: Any = None
 def task_state(threads: int | None) -> Iterator[None]:
     """Run one fitting task with ``threads`` threads (:func:`limit_threads`), giving the caller
     its thread settings and python / numpy / torch random streams (CUDA's when initialised)
-    back after it. Tasks overlapping in one process (threads) share one saved state: the first
-    to enter saves it and the last to leave restores it; a task that joins runs under the
-    thread limit the first one set (the limits are process-wide)."""
+    back after it. Tasks overlapping in one process (threads) share one saved state of what is
+    process-wide (the random streams, the thread environment variables, the BLAS pools): the
+    first to enter saves it and the last to leave restores it. torch's intra-op thread count
+    is the calling OS thread's own (OpenMP keeps one per thread), so every task sets it in its
+    own thread and gives that thread its count back on leaving (a task joining on a reused
+    thread pool kept the thread's former count before: ``workers x threads`` oversubscribed)."""
     global _running, _found
     import numpy as np
     import torch
 
+    mine = torch.get_num_threads()  # this OS thread's own count
     with _TASKS:
         if _running == 0:
             cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
             rng = (random.getstate(), np.random.get_state(), torch.random.get_rng_state(), cuda)
             _found = (limit_threads(threads), rng)
         _running += 1
+    if threads is not None:
+        torch.set_num_threads(threads)
     try:
         yield
     finally:
@@ -136,3 +142,5 @@ def task_state(threads: int | None) -> Iterator[None]:
                 if cuda is not None:
                     torch.cuda.set_rng_state_all(cuda)
                 _restore_threads(prev)
+        if threads is not None:
+            torch.set_num_threads(mine)  # after the pools' restore, which sets this thread's

@@ -29,6 +29,7 @@ import concurrent.futures as cf
 import functools
 import multiprocessing as mp
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
@@ -352,24 +353,33 @@ class RayRunner(Runner):
     name = "ray"
 
     def __init__(self, threads: int | None, workers: int | None, num_gpus: float = 0.0):
+        global _ray_users
         ray = _import("ray", "ray[default]")
         self.ray = ray
         self.started = False
-        if not ray.is_initialized():
-            ray.init(
-                num_cpus=workers or os.cpu_count(),
-                include_dashboard=False,
-                # the workers' output stays on the workers: fit_many keeps each problem's
-                # warnings in its record (table["warnings"]) instead
-                log_to_driver=False,
-                configure_logging=False,
-            )
-            self.started = True
+        with _RAY_LOCK:
+            # one local instance for the fit_many calls running at once in this process: the
+            # first starts it and the last to close shuts it down (each call shutting down
+            # what it started stopped the other calls' tasks; two calls both starting failed)
+            if not ray.is_initialized():
+                ray.init(
+                    num_cpus=workers or os.cpu_count(),
+                    include_dashboard=False,
+                    # the workers' output stays on the workers: fit_many keeps each problem's
+                    # warnings in its record (table["warnings"]) instead
+                    log_to_driver=False,
+                    configure_logging=False,
+                )
+                _ray_users = 0
+                self.started = True
+            elif _ray_users > 0:  # started by another fit_many still running: shared
+                self.started = True
+            if self.started:
+                _ray_users += 1
         cpus = ray.cluster_resources().get("CPU", 1)
         if (threads or 1) > cpus:
             # every task would wait forever for CPUs the cluster does not have
-            if self.started:
-                ray.shutdown()
+            self.close()
             raise ValueError(
                 f"threads_per_worker: each Ray task reserves {threads} CPUs but the cluster has "
                 f"{cpus:g}: no task could ever be scheduled; lower threads_per_worker (or give "
@@ -402,8 +412,19 @@ class RayRunner(Runner):
                     yield i, True, value
 
     def close(self) -> None:
-        if self.started:
-            self.ray.shutdown()
+        global _ray_users
+        if not self.started:
+            return  # an instance the caller started: left running
+        with _RAY_LOCK:
+            self.started = False
+            _ray_users -= 1
+            if _ray_users == 0:
+                self.ray.shutdown()
+
+
+# fit_many calls in this process using the local Ray instance one of them started
+_RAY_LOCK = threading.Lock()
+_ray_users = 0
 
 
 def _ray_call(fn, task, threads):
@@ -449,10 +470,18 @@ def _dask_runner(client: Any, workers: int | None, threads: int | None) -> DaskR
                     processes=True,
                     dashboard_address=None,
                 )
-            client = Client(cluster)
+            # not the process's default client: a second fit_many running at the same time
+            # found it through default_client() and lost its tasks when this call closed it
+            client = Client(cluster, set_as_default=False)
     nworkers = len(client.scheduler_info().get("workers", {})) or workers
     if threads is not None:
-        client.run(_init_worker, threads)
+        # workers in other processes get the limit once; a worker in this process (an
+        # in-process cluster) is the caller's own process, whose settings each task's
+        # task_state sets and gives back (a process-wide limit here stayed after the call)
+        pids = client.run(os.getpid)
+        remote = [addr for addr, pid in pids.items() if pid != os.getpid()]
+        if remote:
+            client.run(_init_worker, threads, workers=remote)
     return DaskRunner(client, cluster, nworkers)
 
 

@@ -56,3 +56,11 @@ def build_scaled(problem: dict, seed: int | None = None, *, noise: float = 0.1):
     """A builder with an argument (for partials): the model sees ``noise`` x its data."""
     prob = dict(problem, y=problem["y"] * (1.0 + noise))
     return LinearGaussianModel(prob, seed=seed)
+
+
+def build_sleeping(problem: dict, seed: int | None = None) -> LinearGaussianModel:
+    """As :func:`build`, after ``problem["sleep"]`` seconds (calls that overlap in time)."""
+    import time
+
+    time.sleep(problem.get("sleep", 0.0))
+    return build(problem, seed=seed)

@@ -731,6 +731,25 @@ def test_resume_tells_partials_arrays_and_problem_data_apart(tmp_path):
     assert _build_name(_toy.build_interrupt) == _build_name(_toy.build_interrupt)
 
 
+def test_a_builder_closing_over_a_module_runs_and_resumes(tmp_path):
+    """A builder closure that captures a module (a local ``import torch``) crashed fit_many
+    before any fit: the fingerprint walked the module's namespace as an object's attributes
+    and torch's raised a TypeError (review of 2026-12-03)."""
+    import torch as local_torch
+
+    from bayesphys.distributed._records import _build_name
+
+    def build(problem, seed=None):
+        local_torch.manual_seed(0)
+        return _toy.build(problem, seed=seed)
+
+    kw = dict(executor="sequential", seed=3, progress=False, out=tmp_path, num_samples=NS)
+    first = fit_many(_toy.problems(1), build, **kw)
+    assert list(first.table["status"]) == ["ok"]
+    assert fit_many(_toy.problems(1), build, **kw).table["resumed"].all()
+    assert _build_name(build).startswith(build.__qualname__ + ":")
+
+
 def test_a_runner_that_does_not_start_keeps_the_resumed_problems(tmp_path, monkeypatch):
     """The exception of a runner that failed to start carried no partial_result, so the
     problems resumed from out/ were lost with it (the docs promise them)."""
