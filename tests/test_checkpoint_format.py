@@ -52,3 +52,29 @@ def test_loaders_refuse_settings_and_state_they_do_not_know(tmp_path):
     _rewrite(path, lambda c: c["config"]["config"].update(new_in_a_later_release=1))
     with pytest.raises(ValueError, match=r"settings \['new_in_a_later_release'\]"):
         type(rgnp).load(path)
+
+
+def test_loading_leaves_the_callers_torch_allow_list_as_it_was(tmp_path):
+    """torch's ``safe_globals`` context removed the numpy globals on leaving, also when the
+    caller had allowed them before: every load_checkpoint undid a user's add_safe_globals,
+    and a load in another thread failed under it (review of 2026-12-03)."""
+    import numpy as np
+
+    from bayesphys._model import _numpy_globals
+
+    ckpt = save_checkpoint(
+        tmp_path / "c.pt", kind="toy", config={"scale": np.float64(2.0)}, state={"w": torch.ones(2)}
+    )
+    mine = tmp_path / "mine.pt"
+    torch.save({"a": np.arange(3)}, mine)
+    before = set(torch.serialization.get_safe_globals())
+    try:
+        torch.serialization.add_safe_globals(_numpy_globals())
+        assert load_checkpoint(ckpt, kind="toy")["config"]["scale"] == 2.0
+        assert list(torch.load(mine, weights_only=True)["a"]) == [0, 1, 2]
+    finally:
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(list(before))
+    # and a load with nothing allowed before leaves nothing behind
+    assert load_checkpoint(ckpt, kind="toy")["config"]["scale"] == 2.0
+    assert set(torch.serialization.get_safe_globals()) == before

@@ -750,6 +750,27 @@ def test_a_builder_closing_over_a_module_runs_and_resumes(tmp_path):
     assert _build_name(build).startswith(build.__qualname__ + ":")
 
 
+def test_draws_of_another_runs_record_under_the_same_name_are_not_resumed(tmp_path):
+    """Two runs writing one id into a shared out/ could leave one's .nc beside the other's
+    .json (each file renamed whole, the pair not): the record resumed the other run's draws
+    (review of 2026-12-03). Both files now carry one token, and a mismatch is fitted again."""
+    import shutil
+
+    probs = _toy.problems(1)
+    kw = dict(executor="sequential", seed=3, progress=False, fit_kwargs={"steps": STEPS})
+    mine = fit_many(probs, _toy.build, out=tmp_path / "a", num_samples=NS, **kw)
+    fit_many(probs, _toy.build, out=tmp_path / "b", num_samples=NS + 5, **kw)
+    shutil.copy(tmp_path / "b" / "p000.nc", tmp_path / "a" / "p000.nc")
+    again = fit_many(probs, _toy.build, out=tmp_path / "a", num_samples=NS, **kw)
+    assert not again.table["resumed"].any()
+    np.testing.assert_array_equal(_draws(again, "p000"), _draws(mine, "p000"))
+    meta = json.loads((tmp_path / "a" / "p000.json").read_text())
+    assert meta["bayesphys_version"] == bayesphys.__version__
+    assert (
+        fit_many(probs, _toy.build, out=tmp_path / "a", num_samples=NS, **kw).table["resumed"].all()
+    )
+
+
 def test_a_runner_that_does_not_start_keeps_the_resumed_problems(tmp_path, monkeypatch):
     """The exception of a runner that failed to start carried no partial_result, so the
     problems resumed from out/ were lost with it (the docs promise them)."""
