@@ -36,6 +36,7 @@ from linear_operator.operators import (
 from torch import Tensor
 
 from ._checks import check_int, check_real
+from ._stack import user_stacklevel
 
 __all__ = [
     "psd_cholesky",
@@ -194,7 +195,7 @@ def _warn_jittered(root: StructuredRoot, name: str, jitter: float) -> None:
         "matrix and depend on the jitter, draws are unaffected. Add a nugget (a small "
         "multiple of the identity) to it for a density of your own choosing",
         RuntimeWarning,
-        stacklevel=4,
+        stacklevel=user_stacklevel(),
     )
     # set once the warning went through: under an "error" filter every call still raises
     root.jitter_warned = True

@@ -3,7 +3,15 @@ wrappers torch and contextlib put around its methods).
 
 A fixed ``stacklevel`` is right only for one call path: a fit warns at its caller's line when
 the user calls it, but inside the package's own loops (foci selection, calibration hooks,
-``fit_many``) that line is the package's. :func:`user_stacklevel` walks the stack instead.
+``fit_many``) that line is the package's. :func:`user_stacklevel` walks the stack instead; every
+warning the package raises takes its level from it.
+
+Third-party libraries that call back into the package (gpytorch, linear_operator, pyro,
+torchdiffeq, scipy) are not skipped: none of the package's warnings is raised inside such a
+callback (the glioma forward solve that pyro's NUTS runs skips its stability check, the
+torchdiffeq field raises instead of warning), so the walk stops only at the caller's own frame.
+A warning added inside one would point at the library's frame, and these directories would
+then belong in ``_SKIPPED``.
 """
 
 from __future__ import annotations

@@ -57,3 +57,13 @@ def test_an_error_filter_raises_on_every_call():
         for _ in range(2):
             with pytest.raises(RuntimeWarning, match="singular to working precision"):
                 p.log_prob(torch.zeros(50, dtype=F64))
+
+
+def test_recalibrated_log_prob_warns_at_user_line():
+    """A variance-scaled posterior's density is its base's: the warning named recalibrate.py."""
+    from bayesphys.diagnostics import RecalibratedPosterior, Recalibrator
+
+    base = GaussianPosterior(torch.zeros(50, dtype=F64), _singular())
+    post = RecalibratedPosterior(base, Recalibrator("zscore", scale=2.0))
+    got = _jitter_warnings(lambda: post.log_prob(torch.zeros(50, dtype=F64)))
+    assert len(got) == 1 and got[0].filename == __file__

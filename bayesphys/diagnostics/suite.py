@@ -42,6 +42,7 @@ from typing import Any
 
 from .._bench import bench_row, repo_root, write_results
 from .._checks import check_bool, offset_seed
+from .._stack import user_stacklevel
 from .calibrate import calibration_rows
 from .core_problem import CoreFamily
 from .recalibrate import fit_recalibration
@@ -215,7 +216,7 @@ def _merge(
             f"calibration: could not read {path} ({type(err).__name__}: {err}); moved it to "
             f"{aside} and started a new file (its other components' rows are there)",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
         return rows, {}
     old_rows = old.get("rows", [])

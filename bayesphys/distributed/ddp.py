@@ -45,6 +45,7 @@ from torch.utils.data.distributed import DistributedSampler
 from .._checks import check_bool, check_int, check_real, check_seed, stream_seed
 from .._model import FitResult, load_checkpoint, save_checkpoint
 from .._progress import progress_bar
+from .._stack import user_stacklevel
 from ._process_group import (
     DistContext,
     all_reduce_mean,
@@ -368,7 +369,7 @@ def _check_resume(
             "were saved), so only the world size can be checked: resuming with another "
             "batch size, seed, learning rate or data continues another run than the one saved",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
     diffs = _resume_differences(dict(saved), now, ckpt.get("config"), config)
     if diffs:

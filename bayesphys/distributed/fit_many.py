@@ -43,6 +43,7 @@ import numpy as np
 
 from .._checks import check_bool, check_int, require, stream_seed
 from .._progress import progress_bar
+from .._stack import user_stacklevel
 from ._combine import CombineError, FitManyResult, _combine, _table
 from ._records import (
     _build_name,
@@ -327,7 +328,7 @@ def _warn_summary(table: Any) -> None:
         f"fit_many: {len(warned)} of {len(table)} problems warned (first: {first}); see "
         "result.table['warnings'] for each problem's warnings",
         UserWarning,
-        stacklevel=3,
+        stacklevel=user_stacklevel(),
     )
 
 
@@ -517,7 +518,7 @@ def fit_many(
                 "result.seed repeats only the problems fitted now (each row's base_seed says "
                 "which seed fitted it)",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
     for task in todo:
         task.seed = problem_seed(base, task.problem_id)

@@ -47,6 +47,7 @@ from .._model import (
     optimize,
     save_checkpoint,
 )
+from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
 from ..posterior import GaussianPosterior
 from ..problems.gp_pde import PDEProblem, get_problem
@@ -415,7 +416,7 @@ class GPPDESolver:
                 "fit: time_limit is renamed max_seconds (as in the other models' fit); "
                 "time_limit will be removed",
                 DeprecationWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
             max_seconds = check_real("time_limit", time_limit, minimum=0.0, strict=True)
         max_seconds = check_max_seconds(max_seconds)

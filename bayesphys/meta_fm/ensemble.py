@@ -41,6 +41,7 @@ from .._checks import (
 from .._data_parallel import _active_group
 from .._model import FitResult, load_checkpoint, save_checkpoint, warn_untrained
 from .._progress import progress_bar
+from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
 from ..inference_data import build_inference_data
 from ..posterior import SamplePosterior
@@ -207,7 +208,7 @@ class MFMEnsemble:
                 f"MFMEnsemble: the members were trained for different numbers of steps {done} "
                 "(an interrupted fit?); their spread is not an ensemble's: fit again",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=user_stacklevel(),
             )
 
     @property
@@ -282,7 +283,7 @@ class MFMEnsemble:
 
     def _warn_points(self, data: PopulationPairs | None) -> None:
         """The members' ``config.points`` checks, each distinct one once for the ensemble (at
-        the caller of :meth:`fit`); data a member would reject are left to it."""
+        the user's line); data a member would reject are left to it."""
         texts: list[str] = []
         for m in self.models:
             d = m.data if data is None else data
@@ -303,7 +304,7 @@ class MFMEnsemble:
                 "build the ensemble with points",
             )
         for text in dict.fromkeys(texts):
-            warnings.warn(text, UserWarning, stacklevel=3)
+            warnings.warn(text, UserWarning, stacklevel=user_stacklevel())
 
     def _fit_member(
         self,
@@ -591,7 +592,7 @@ def _observed_and_replicates(
     warnings.warn(
         f"w2_inference_data: {why}; the posterior group (populations and w2) is complete",
         UserWarning,
-        stacklevel=3,
+        stacklevel=user_stacklevel(),
     )
     return obs, None
 

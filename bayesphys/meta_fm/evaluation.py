@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_real, check_seed
+from .._stack import user_stacklevel
 from ..diagnostics.recalibrate import conformal_rank
 from ..metrics import mmd, wasserstein
 from ._validate import check_cloud_pair, check_populations
@@ -303,6 +304,6 @@ def conformal_coverage(
             f"for a finite radius at alpha={alpha} (needs at least "
             f"{math.ceil(1 / alpha) - 1}); the radius is infinite and the coverage 1 is vacuous",
             UserWarning,
-            stacklevel=2,
+            stacklevel=user_stacklevel(),
         )
     return q, float(np.mean(t <= q))

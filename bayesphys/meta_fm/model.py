@@ -43,6 +43,7 @@ from .._checks import (
 from .._data_parallel import GradientSync, rank_generator_seed
 from .._device import _GLOBAL_STATE, model_device, resolve_dtype, seeded_build
 from .._model import FitResult, load_checkpoint, optimize, save_checkpoint, warn_untrained
+from .._stack import user_stacklevel
 from .._time_budget import TimeBudget, check_max_seconds
 from ..posterior import SamplePosterior
 from ..problems.populations import PopulationPairs
@@ -397,7 +398,7 @@ class MetaFlowMatching:
             for text in points_warnings(
                 data, cfg.points, cfg.method, self.coupling, "fit", "set points to"
             ):
-                warnings.warn(text, UserWarning, stacklevel=2)
+                warnings.warn(text, UserWarning, stacklevel=user_stacklevel())
         if cfg.normalize and self.steps_done == 0:
             # the frame the weights learn in: estimated before the first step only (a later fit,
             # e.g. fine-tuning on other pairs, keeps it)
@@ -654,7 +655,7 @@ class MetaFlowMatching:
                 "embedded whole and every draw is identical (zero spread); use MFMEnsemble for "
                 "a spread over weights",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
         if self.config.method != "MFM" or pops[0].shape[0] <= self.config.points:
             # no subsample to vary (FM / CGFM, or populations embedded whole): every draw is

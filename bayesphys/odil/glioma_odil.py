@@ -20,6 +20,7 @@ import torch
 
 from .._checks import check_int, check_real
 from .._model import FitResult
+from .._stack import user_stacklevel
 from ..problems.fisher_kolmogorov import fk_forward, fk_residual
 from .laplace import theta_covariance
 from .problem import DiscreteProblem
@@ -30,8 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = ["fit_joint_odil"]
 
-# the user's frame, counted from fit_joint_odil: user -> GliomaModel.fit_odil -> here
-_USER = 3
 # tolerance of the steps' CG solves
 _STEP_TOL = 1e-6
 
@@ -56,7 +55,7 @@ def fit_joint_odil(
     not a minimum (``converged`` False), the model keeps its previous ``theta`` /
     ``theta_cov`` / ``result`` (a ``RuntimeWarning`` says so; the returned result has
     ``extra["kept_previous"]``). Short inner CG solves give one ``fit_odil:`` warning per kind
-    at the caller of :meth:`GliomaModel.fit_odil`, worded in its arguments."""
+    at the user's line, worded in :meth:`GliomaModel.fit_odil`'s arguments."""
     if linear_solver not in ("cg", "sparse"):
         raise ValueError(f"linear_solver: expected 'cg' or 'sparse', received {linear_solver!r}")
     if linear_solver == "sparse" and model.dtype != torch.float64:
@@ -145,7 +144,7 @@ def fit_joint_odil(
             f"{max(rels, default=float('nan')):.1e}), so the steps are inexact: raise "
             f"cg_maxiter (given {cg_maxiter}), or use linear_solver='sparse' (a float64 model)",
             RuntimeWarning,
-            stacklevel=_USER,
+            stacklevel=user_stacklevel(),
         )
     if steps > 0 and len(out.loss_history) == 1 and not out.converged:
         # not one step accepted: the joint optimum was not reached, so the model keeps the
@@ -155,7 +154,7 @@ def fit_joint_odil(
             f"fit_odil: no Levenberg-Marquardt step was accepted ({out.message}); the model "
             "keeps its previous posterior (raise steps, or check nt / sigma_pde)",
             RuntimeWarning,
-            stacklevel=_USER,
+            stacklevel=user_stacklevel(),
         )
         out.seconds = time.perf_counter() - t0
         out.extra.update({"schur_cg_iters": [], "n_unknowns": prob.n, "kept_previous": True})
@@ -179,7 +178,7 @@ def fit_joint_odil(
             f"(largest relative residual {worst:.1e}), so theta_cov may be off: raise "
             f"cg_maxiter (given {cg_maxiter}), or use linear_solver='sparse' (a float64 model)",
             RuntimeWarning,
-            stacklevel=_USER,
+            stacklevel=user_stacklevel(),
         )
     model.theta, model.theta_cov = theta, cov
     model.recalibration = None

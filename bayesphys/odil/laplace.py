@@ -34,6 +34,7 @@ from torch import Tensor
 
 from .._checks import check_bool, check_int, check_real, check_seed, did_you_mean, seed_or_draw
 from .._device import as_tensor
+from .._stack import user_stacklevel
 from ..posterior import GaussianPosterior
 from .problem import DiscreteProblem
 from .solvers import cg, dense_jacobian, jvp_vjp
@@ -226,7 +227,7 @@ def _theta_covariance(
             f"{cg_maxiter} (relative residuals {[f'{r:.1e}' for r in resids]}); the covariance "
             "may be off, raise cg_maxiter",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
     schur = h_tt - h_ut.T @ sols
     schur = 0.5 * (schur + schur.T)
@@ -382,7 +383,7 @@ def field_posterior(
             f"{max(bad):.1e}); the draws, and the spread they give, may be off: raise "
             "cg_maxiter",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=user_stacklevel(),
         )
     s = torch.stack(draws, 1) / num_draws**0.5
     cov = LowRankRootAddedDiagLinearOperator(

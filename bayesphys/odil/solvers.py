@@ -29,6 +29,7 @@ from .._device import as_tensor, check_finite
 from .._linalg import lstsq_any_rank, pcg
 from .._model import FitResult, optimize
 from .._progress import progress_bar
+from .._stack import user_stacklevel
 from .problem import DiscreteProblem
 from .sparse import ColouredJacobian, NonFiniteJacobian, sparse_normal_solve
 
@@ -462,6 +463,6 @@ def minimize(
                 f"relative residual {max(short):.1e}); the steps are inexact: raise cg_maxiter, "
                 "or use linear_solver='sparse' (plain-grid float64 problems)",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
     return x, res

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from .._checks import offset_seed
+from .._stack import user_stacklevel
 from ..posterior import GaussianPosterior
 from ..problems.gpme import make_dataset
 from .calibration import HybridCalibration, fit_hybrid, fit_local_scale, hybrid_covariance
@@ -56,7 +57,6 @@ def calibrated_step1(
     *,
     use_mass: bool = True,
     caller: str = "step1",
-    stacklevel: int = 4,
 ) -> GaussianPosterior:
     """The Step-1 posterior ``N(mean, cov)`` with the model's calibration of ``stage``
     (``"raw"``: none) applied on its calibration grid (elsewhere: a warning, uncalibrated).
@@ -64,9 +64,8 @@ def calibrated_step1(
     ``use_mass=False``: the calibration an unconstrained model can have, one that never sees
     the conservation right-hand side ``b``: the pooled scale of ``stage`` instead of the
     parameter-conditional one (whose parameter estimate reads ``b``), and no mass-residual
-    check. ``caller`` (the public method) and ``stacklevel`` (counted from this function to
-    the user's line: user -> ``caller`` -> ``_step1`` -> here is 4) place the other-grid
-    warning."""
+    check. ``caller`` (the public method) names the other-grid warning, given at the user's
+    line."""
     nx = xx.numel()
     cal = model.calibration
     if cal is not None and stage != "raw":
@@ -91,7 +90,7 @@ def calibrated_step1(
                 f"(calibration: {_grid_text(cal.t, cal.x)}; this query: {_grid_text(tt, xx)}), "
                 "so the Step-1 covariance here is uncalibrated. " + _grid_advice(cal.x, xx),
                 UserWarning,
-                stacklevel=stacklevel,
+                stacklevel=user_stacklevel(),
             )
     return GaussianPosterior(mean, cov, event_shape=(nx,), validate=False)
 

@@ -445,14 +445,11 @@ class ProbConserv:
         mass=None,
         use_mass: bool = True,
         caller: str = "step1",
-        stacklevel: int = 4,
     ) -> GaussianPosterior:
         """Step 1 with the calibration of ``stage`` (``"prior"``, ``"post"`` or ``"raw"``);
         ``mass [B, nt]`` (default: analytic) feeds a parameter-conditional scale;
         ``use_mass=False``: a calibration that never sees the mass (unconstrained baselines).
-        ``caller``/``stacklevel``: the public method and the warning's stack level, counted
-        from :func:`calibrated_step1` (user -> ``caller`` -> ``_step1`` -> it: 4)."""
-        where = {"caller": caller, "stacklevel": stacklevel}
+        ``caller``: the public method, named by the other-grid warning."""
         self._check_context(context)
         seed = check_optional_seed("seed", seed)
         tt, xx = self._grid(t, x)
@@ -483,7 +480,7 @@ class ProbConserv:
                     LowRankRootLinearOperator(root), DiagLinearOperator(c * var)
                 )
             return calibrated_step1(
-                self, mean, cov, tt, xx, stage, mass, use_mass=use_mass, **where
+                self, mean, cov, tt, xx, stage, mass, use_mass=use_mass, caller=caller
             )
         means, covs = [], []
         for j in range(nt):
@@ -494,7 +491,9 @@ class ProbConserv:
         cov = torch.stack(covs, 1)
         c = 1.0 if stage == "raw" else self.var_scale
         cov = c * cov + 1e-10 * torch.eye(nx, dtype=_F64, device=cov.device)
-        return calibrated_step1(self, mean, cov, tt, xx, stage, mass, use_mass=use_mass, **where)
+        return calibrated_step1(
+            self, mean, cov, tt, xx, stage, mass, use_mass=use_mass, caller=caller
+        )
 
     def mass_discrepancy(
         self,

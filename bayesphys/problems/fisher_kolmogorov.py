@@ -27,6 +27,7 @@ from torch import Tensor
 
 from .._checks import check_bool, check_int, check_real, did_you_mean
 from .._device import as_tensor
+from .._stack import user_stacklevel
 from .stencil import _check_step, div_flux, face_average, shift
 
 __all__ = [
@@ -220,7 +221,7 @@ def _check_stable(
         f"steps >= {need} (e.g. stable_steps)"
     )
     if isinstance(dw, (Tensor, np.ndarray)) or isinstance(rho, (Tensor, np.ndarray)):
-        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+        warnings.warn(msg, RuntimeWarning, stacklevel=user_stacklevel())
     else:
         raise ValueError(msg)
 

@@ -43,6 +43,7 @@ from torch import Tensor
 
 from .._checks import check_int, check_optional_seed, check_real, seed_or_draw, stream_seed
 from .._device import check_finite, resolve_dtype
+from .._stack import user_stacklevel
 
 __all__ = [
     "chebyshev",
@@ -219,7 +220,7 @@ def solve_poisson(
             f"solve_poisson: Newton did not converge in {max_iter} iterations (last update "
             f"{np.max(np.abs(delta)):.3g} > tol {tol:.3g})",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=user_stacklevel(),
         )
     return x, u
 
@@ -305,7 +306,7 @@ def solve_burgers(
             f"solve_burgers: Newton did not converge in 30 iterations (tol {tol:.3g}) in "
             f"{unconverged} of {n_steps} time steps",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=user_stacklevel(),
         )
     return x, t, np.stack(out, 1)
 

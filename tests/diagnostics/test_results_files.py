@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 
 import pytest
 
-from bayesphys import _files
+from bayesphys import _files, cli
 from bayesphys._bench import write_results
+from bayesphys.diagnostics import suite
 from bayesphys.diagnostics.suite import _merge
 
 
@@ -62,3 +64,20 @@ def test_atomic_writes_reach_the_disk_before_the_rename(tmp_path, monkeypatch):
     assert (tmp_path / "a.json").read_text() == "{}"
     assert [e[0] for e in events] == ["fsync", "replace"]  # on disk before the rename
     assert events[0][1] == events[1][1] != "a.json"  # the temporary file is the one synced
+
+
+def test_the_unreadable_file_warning_points_at_the_user_line(tmp_path, monkeypatch):
+    """From run_calibration and from the bayesphys command's main (it named cli.py)."""
+    monkeypatch.setattr(suite, "load_hook", lambda component: None)  # a 'not calibrated' row
+    path = tmp_path / "calibration.json"
+    for run in (
+        lambda: suite.run_calibration("meta_fm", quick=True, out=tmp_path),
+        lambda: cli.main(["calibrate", "meta_fm", "--quick", "--out", str(tmp_path)]),
+    ):
+        path.write_text('{"rows": [')  # cut short
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            run()
+        got = [w for w in rec if "moved it to" in str(w.message)]
+        assert len(got) == 1 and got[0].category is RuntimeWarning
+        assert got[0].filename == __file__

@@ -844,8 +844,10 @@ def test_resuming_records_of_several_base_seeds_with_seed_none_warns(tmp_path):
     kw["fit_kwargs"] = {"steps": STEPS}
     fit_many({k: probs[k] for k in ("p000", "p001")}, _toy.build, seed=1, **kw)
     fit_many({k: probs[k] for k in ("p002", "p003")}, _toy.build, seed=2, **kw)
-    with pytest.warns(RuntimeWarning, match="2 different base seeds"):
+    with pytest.warns(RuntimeWarning, match="2 different base seeds") as rec:
         res = fit_many(probs, _toy.build, seed=None, **kw)
+    (w,) = [w for w in rec if "different base seeds" in str(w.message)]
+    assert w.filename == __file__  # the caller's line
     assert res.table["resumed"].all()
     assert res.table["base_seed"].tolist() == [1, 1, 2, 2]
 

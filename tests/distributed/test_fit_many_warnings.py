@@ -184,3 +184,24 @@ def test_the_callers_hook_survives_a_catch_warnings_spanning_the_capture(monkeyp
     _span_the_end_of_a_capture(_fit_many_module())
     warnings.showwarning(UserWarning("to the caller"), UserWarning, __file__, 1)
     assert got == ["to the caller"]
+
+
+def test_summary_at_user_line_through_the_cohort_example(tmp_path, monkeypatch):
+    """The example calls fit_many for the user: the summary named cohort.py."""
+    import dataclasses
+
+    from bayesphys.examples import cohort
+
+    spec = cohort.MODELS["linear-gaussian"]
+
+    def build(problem, seed=None):
+        warnings.warn("toy: this problem is ill-posed", RuntimeWarning, stacklevel=2)
+        return spec.build(problem, seed=seed)
+
+    monkeypatch.setitem(cohort.MODELS, "linear-gaussian", dataclasses.replace(spec, build=build))
+    argv = ["--smoke", "--patients", "1", "--executor", "sequential", "--out", str(tmp_path)]
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        cohort.main(argv)
+    summary = [w for w in rec if str(w.message).startswith("fit_many: ")]
+    assert len(summary) == 1 and summary[0].filename == __file__

@@ -8,6 +8,7 @@ such as ``max_iter=0`` were accepted (no iteration).
 """
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -134,6 +135,16 @@ def test_fit_arguments(name, bad, err):
     with pytest.raises(err, match=name):
         m.fit(**kw)
     assert m.history["step"] == []  # refused before any step
+
+
+def test_time_limit_deprecation_points_at_the_user_line():
+    # DeprecationWarning is shown by default only when attributed to __main__: the user's code
+    m = _small()
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        m.fit(steps=0, time_limit=5.0, progress=False)
+    (w,) = [w for w in rec if "time_limit is renamed" in str(w.message)]
+    assert w.category is DeprecationWarning and w.filename == __file__
 
 
 def test_kernel_and_factor_settings():

@@ -4,6 +4,7 @@ arguments, one per kind."""
 from __future__ import annotations
 
 import inspect
+import math
 import warnings
 
 import pytest
@@ -108,3 +109,86 @@ def test_laplace_hessian_is_the_same_vectorised_or_row_by_row(fitted, monkeypatc
     looped = m.laplace_covariance("exact")
     monkeypatch.setattr(glioma, "_VECTORIZED_HESSIAN_CELLS", 10**12)
     assert torch.equal(m.laplace_covariance("exact"), looped)
+
+
+@pytest.fixture
+def unstable():
+    """A 16 x 16 glioma model (no fit: a stand-in posterior) whose D_w is three times the d_max
+    its time steps are sized for."""
+    from bayesphys.problems.glioma import brain_phantom, synthetic_patient
+
+    m = GliomaModel.from_patient(synthetic_patient(0, phantom=brain_phantom(16, 8.0)))
+    m.theta = m._theta0()
+    m.theta[0] = math.log(3 * m.config["d_max"])
+    m.theta_cov = 1e-4 * torch.eye(len(m.theta), dtype=m.dtype)
+    return m
+
+
+def test_fit_odil_stability_warning_at_user_line(unstable):
+    # fit_odil's forward solve checks the step: the warning named glioma_odil.py
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        line = inspect.currentframe().f_lineno + 1
+        unstable.fit_odil(nt=4, steps=0, linear_solver="sparse", progress=False)
+    got = [w for w in rec if "stability bound" in str(w.message)]
+    assert len(got) == 1 and got[0].category is RuntimeWarning
+    assert (got[0].filename, got[0].lineno) == (__file__, line)
+
+
+def test_fit_odil_no_accepted_step_warning_at_user_line(unstable, monkeypatch):
+    from bayesphys.odil import glioma_odil
+
+    real = glioma_odil.minimize
+
+    def rejecting(*args, **kwargs):  # every step rejected, the start no minimum
+        x, out = real(*args, **kwargs)
+        out.loss_history, out.converged = out.loss_history[:1], False
+        return args[1], out
+
+    monkeypatch.setattr(glioma_odil, "minimize", rejecting)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        line = inspect.currentframe().f_lineno + 1
+        out = unstable.fit_odil(nt=4, steps=1, linear_solver="sparse", progress=False)
+    assert out.extra["kept_previous"]
+    got = [w for w in rec if "no Levenberg-Marquardt step was accepted" in str(w.message)]
+    assert len(got) == 1 and (got[0].filename, got[0].lineno) == (__file__, line)
+
+
+def _linear_gaussian(n: int = 12):
+    """y_i = u_i + theta + e_i at every other cell, a smoothness prior on u and a Gaussian prior
+    on theta; the start x = 0."""
+    from bayesphys.odil import DiscreteProblem
+
+    y = torch.randn(n, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    obs = torch.arange(0, n, 2)
+
+    def res(fields, params):
+        u = fields["u"]
+        return {
+            "data": (u[obs] + params["theta"] - y[obs]) / 0.3,
+            "prior_u": torch.cat([u[:1], u[1:] - u[:-1]]) / 0.5,
+            "prior_theta": params["theta"].reshape(1) / 2.0,
+        }
+
+    prob = DiscreteProblem({"u": (n,)}, {"theta": 0.0}, res)
+    return prob, torch.zeros(prob.n, dtype=torch.float64)
+
+
+def test_capped_cg_warnings_at_user_line():
+    from bayesphys.odil import field_posterior, minimize, theta_covariance
+
+    prob, x = _linear_gaussian()
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        line = inspect.currentframe().f_lineno + 1
+        minimize(prob, x, method="gn", steps=1, cg_tol=1e-13, cg_maxiter=2)
+        theta_covariance(prob, x, cg_tol=1e-14, cg_maxiter=1)
+        field_posterior(prob, x, "u", dense_max=0, num_draws=2, cg_maxiter=1)
+    got = [w for w in rec if "CG" in str(w.message)]
+    assert [str(w.message).split(":")[0] for w in got] == [
+        "minimize",
+        "theta_covariance",
+        "field_posterior",
+    ]
+    assert [(w.filename, w.lineno) for w in got] == [(__file__, line + k) for k in range(3)]
