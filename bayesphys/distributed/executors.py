@@ -29,6 +29,7 @@ import concurrent.futures as cf
 import functools
 import multiprocessing as mp
 import os
+import pickle
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -36,7 +37,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from .._checks import check_int
-from ._task_errors import TaskError, _call_indexed, _task_error, _task_label
+from ._task_errors import TaskError, _call_indexed, _Failure, _task_error, _task_label
 from ._worker_threads import (
     _init_pool_worker,
     _init_worker,
@@ -121,6 +122,48 @@ def _poll(
                 yield i, True, value
 
 
+def _shares_tensors(executor: Any) -> bool:
+    """Whether ``executor`` is a standard-library process pool, whose pickler
+    (multiprocessing's, where torch registers its reductions) moves every tensor it sends
+    into shared memory: the caller's own problem tensors, each then holding a file descriptor
+    for as long as the caller keeps it (a cohort of a few hundred problems ran out of
+    descriptors; large data filled a container's small ``/dev/shm``)."""
+    import multiprocessing.pool as mpp
+
+    if isinstance(executor, cf.ProcessPoolExecutor):
+        return True
+    return isinstance(executor, mpp.Pool) and not isinstance(executor, mpp.ThreadPool)
+
+
+def _plain_pickle(fn: Callable[[Any], Any], task: Any) -> bytes:
+    """``(fn, task)`` pickled by the standard pickler, which copies tensor data and leaves the
+    caller's tensors as they are (see :func:`_shares_tensors`)."""
+    return pickle.dumps((fn, task), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _call_pickled(blob: bytes) -> Any:
+    """Pool-side: ``fn(task)`` of a :func:`_plain_pickle` payload."""
+    fn, task = pickle.loads(blob)
+    return fn(task)
+
+
+def _call_indexed_pickled(item: tuple[int, bytes]) -> tuple[int, bool, Any]:
+    """Pool-side :func:`_call_indexed` of an ``(index, payload)`` item."""
+    i, blob = item
+    try:
+        fn, task = pickle.loads(blob)
+    except Exception as err:  # noqa: BLE001 - e.g. a class this worker cannot import
+        return i, False, _Failure(err)
+    return _call_indexed(fn, (i, task))
+
+
+def _submit_to(executor: Any, fn: Callable[[Any], Any], task: Any) -> Any:
+    """``executor.submit(fn, task)``; a standard process pool gets the task pickled here."""
+    if _shares_tensors(executor):
+        return executor.submit(_call_pickled, _plain_pickle(fn, task))
+    return executor.submit(fn, task)
+
+
 def _wait_any(fs):
     done, _ = cf.wait(fs, return_when=cf.FIRST_COMPLETED)
     return list(done)
@@ -169,7 +212,7 @@ class FuturesRunner(Runner):
         self.factory = factory
 
     def _submit(self, fn, task):
-        return self.executor.submit(fn, task)
+        return _submit_to(self.executor, fn, task)
 
     def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any]) -> Iterator[Event]:
         tasks = list(tasks)
@@ -209,7 +252,7 @@ class FuturesRunner(Runner):
         still: list[int] = []
         finished = False
         try:
-            futures = {pool.submit(fn, tasks[i]): i for i in idx}
+            futures = {_submit_to(pool, fn, tasks[i]): i for i in idx}
             for i, ok, value in _poll(futures, _wait_any, tasks):
                 if not ok and _broke_pool(value):
                     if alone:
@@ -296,8 +339,16 @@ class MapRunner(Runner):
 
     def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any]) -> Iterator[Event]:
         tasks = list(tasks)
-        items = list(enumerate(tasks))
-        call = functools.partial(_call_indexed, fn)
+        items: list[tuple[int, Any]] = list(enumerate(tasks))
+        call: Callable[[Any], Any] = functools.partial(_call_indexed, fn)
+        if _shares_tensors(self.pool):
+            items = []
+            for i, task in enumerate(tasks):
+                try:
+                    items.append((i, _plain_pickle(fn, task)))
+                except Exception as err:  # noqa: BLE001 - e.g. an unpicklable task
+                    yield i, False, _task_error(i, task, err, "could not be submitted: ")
+            call = _call_indexed_pickled
         seen: set[int] = set()
         errors: list[BaseException] = []
         try:

@@ -8,6 +8,7 @@ import pickle
 import traceback
 
 import pytest
+import torch
 
 from bayesphys.distributed.executors import MapRunner, TaskError, resolve_runner
 
@@ -63,6 +64,25 @@ def test_map_runner_on_a_process_pool_names_the_task_and_keeps_the_worker_traceb
     assert "_tasks.py" in text and "raise ValueError" in text  # the worker's traceback
     # an exception that cannot be pickled back still reaches the caller, as text
     assert "Unpicklable: task five broke" in str(events[5][1])
+
+
+def test_a_process_pool_leaves_the_callers_tensors_out_of_shared_memory():
+    """multiprocessing's pickler moves every tensor it sends into shared memory, one file
+    descriptor each for as long as the caller keeps it (review of 2026-12-03): the tasks go
+    as bytes of the standard pickler."""
+    import concurrent.futures as cf
+
+    tasks = [torch.arange(3.0) + k for k in range(3)]
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        events = dict((i, v) for i, ok, v in MapRunner(pool, "Pool").run(torch.sum, tasks))
+    with cf.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        with resolve_runner(pool) as runner:
+            events2 = dict((i, v) for i, ok, v in runner.run(torch.sum, tasks))
+    for got in (events, events2):
+        assert sorted(got) == [0, 1, 2]
+        assert all(torch.equal(got[k], torch.tensor(3.0 + 3 * k)) for k in range(3))
+    assert not any(t.is_shared() for t in tasks)
 
 
 @pytest.mark.parametrize("executor", ["sequential", "local"])

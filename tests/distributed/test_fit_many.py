@@ -137,6 +137,13 @@ def test_local_processes_equal_sequential_and_isolate_a_failure():
     _check_failure(res, "p002")
     # each task ran in a worker process, limited to one thread
     assert all(":" in w for w in res.table["worker"])
+    # the caller's problem tensors stay in its own memory: the pool's pickler moved each into
+    # shared memory with a file descriptor held while the caller kept it (a cohort of a few
+    # hundred problems ran out of descriptors; review of 2026-12-03)
+    shared = [
+        k for p in probs.values() for k, v in p.items() if torch.is_tensor(v) and v.is_shared()
+    ]
+    assert shared == []
 
 
 def test_map_only_executor_object():
