@@ -390,3 +390,16 @@ def test_keep_best_when_the_last_solve_fails_restores_the_evaluated_iterate():
         res.message
     )
     assert m._objective_value(m.u) == res.extra["best_objective"] and m._fresh()
+
+
+def test_a_second_fit_continues_the_history_and_reports_its_own_best():
+    """A second fit recorded its checkpoints from step 0 again and took ``rel_l2_best`` over
+    every earlier fit's checkpoints too (review of 2026-12-03)."""
+    m = GPPDESolver("poisson1d-low", num_mixtures=2, seed=0)
+    first = m.fit(steps=6, eval_every=2, progress=False)
+    assert m.history["step"] == [0, 2, 4] and m.history["fit_steps"] == [6]
+    m.history["rel_l2"][0] = 0.0  # an earlier checkpoint no later fit can beat
+    second = m.fit(steps=4, eval_every=2, progress=False)
+    assert m.history["step"] == [0, 2, 4, 6, 8] and m.history["fit_steps"] == [6, 4]
+    assert second.extra["rel_l2_best"] == min(m.history["rel_l2"][3:] + [second.extra["rel_l2"]])
+    assert second.extra["rel_l2_best"] > 0.0 and "rel_l2_best" in first.extra
