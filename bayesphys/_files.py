@@ -6,6 +6,9 @@ previous file as it was and never a truncated one. A symlinked ``path`` is writt
 replaced), and an existing file keeps its permission bits. A temporary file that a writer
 killed outright (SIGKILL, out of memory) left beside the target is removed by the next write
 of that target on the same machine (:func:`sweep_stale_temporaries`).
+
+:func:`closing_figures` closes the pyplot figures a demo or example draws, its save failing
+included.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import re
 import socket
 import stat
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,7 @@ from typing import Any
 __all__ = [
     "atomic_write",
     "atomic_write_text",
+    "closing_figures",
     "host_token",
     "pid_alive",
     "save_figure",
@@ -204,3 +209,19 @@ def save_figure(fig: Any, path: str | os.PathLike, **savefig_kwargs: Any) -> Pat
     if fmt is None:
         raise ValueError(f"path: give a suffix (.png, .pdf, .svg) or format=, received {path}")
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, **savefig_kwargs))
+
+
+@contextmanager
+def closing_figures() -> Iterator[None]:
+    """Close every pyplot figure opened inside the ``with`` block when the block ends, a
+    failure included (a refused save, Ctrl-C): a demo or example that failed after drawing
+    left its figure registered with pyplot, holding its memory for the rest of the session.
+    Figures open before the block (the caller's) stay open."""
+    import matplotlib.pyplot as plt
+
+    before = set(plt.get_fignums())
+    try:
+        yield
+    finally:
+        for num in set(plt.get_fignums()) - before:
+            plt.close(num)
