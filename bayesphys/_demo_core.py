@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ._files import save_figure
+from ._files import closing_figures, save_figure
 from .inference_data import build_inference_data, save_netcdf
 from .metrics import crps_gaussian, interval_coverage, relative_l2
 from .problems.linear_gaussian import ConjugateGaussianField, linear_gaussian_problem
@@ -54,17 +54,17 @@ def demo(out_dir: Path, *, device: torch.device, seed: int = 0) -> list[dict]:
     out_dir.mkdir(parents=True, exist_ok=True)
     save_netcdf(idata, out_dir / "core.nc")
     lo, hi = post.interval(0.95)
-    fig, ax = plt.subplots(figsize=(6, 3))
-    xs = prob["x"].cpu()
-    ax.fill_between(xs, lo.cpu(), hi.cpu(), alpha=0.3, label="95% band")
-    ax.plot(xs, post.mean.cpu(), label="posterior mean")
-    ax.plot(xs, prob["u"].cpu(), "k--", lw=1, label="truth")
-    ax.plot(xs[prob["idx"].cpu()], prob["y"].cpu(), "o", ms=3, label="data")
-    ax.set_xlabel("x")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    save_figure(fig, out_dir / "core.png", dpi=120)
-    plt.close(fig)
+    with closing_figures():
+        fig, ax = plt.subplots(figsize=(6, 3))
+        xs = prob["x"].cpu()
+        ax.fill_between(xs, lo.cpu(), hi.cpu(), alpha=0.3, label="95% band")
+        ax.plot(xs, post.mean.cpu(), label="posterior mean")
+        ax.plot(xs, prob["u"].cpu(), "k--", lw=1, label="truth")
+        ax.plot(xs[prob["idx"].cpu()], prob["y"].cpu(), "o", ms=3, label="data")
+        ax.set_xlabel("x")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        save_figure(fig, out_dir / "core.png", dpi=120)
     cov = float(interval_coverage(lo, hi, prob["u"]))
     return [
         {

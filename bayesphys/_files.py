@@ -3,20 +3,39 @@
 :func:`atomic_write` writes through a temporary file beside the real target and renames it
 into place (flushed to disk first), so a write that fails part-way, or a crash, leaves the
 previous file as it was and never a truncated one. A symlinked ``path`` is written through (the link stays a link, its target is
-replaced), and an existing file keeps its permission bits.
+replaced), and an existing file keeps its permission bits. A temporary file that a writer
+killed outright (SIGKILL, out of memory) left beside the target is removed by the next write
+of that target on the same machine (:func:`sweep_stale_temporaries`).
+
+:func:`closing_figures` closes the pyplot figures a demo or example draws, its save failing
+included.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
+import socket
 import stat
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write", "atomic_write_text", "save_figure", "user_path", "out_folder_arg"]
+__all__ = [
+    "atomic_write",
+    "atomic_write_text",
+    "closing_figures",
+    "host_token",
+    "pid_alive",
+    "save_figure",
+    "sweep_stale_temporaries",
+    "user_path",
+    "out_folder_arg",
+]
 
 
 def _nearest_existing(folder: Path) -> Path:
@@ -73,13 +92,82 @@ def out_folder_arg(text: str) -> str:
     return str(path)
 
 
+def host_token() -> str:
+    """This machine's name as one dot-free token: temporary names carry it (they are split at
+    dots), so that a writer never takes a file on a shared disk for one of its own machine."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine (POSIX only: on Windows
+    ``os.kill(pid, 0)`` would end the process)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True
+
+
+def sweep_stale_temporaries(
+    folder: Path, pattern: re.Pattern[str], glob: str = ".*.tmp"
+) -> list[str]:
+    """Remove the temporary files in ``folder`` that writers on this machine left when they
+    were killed before renaming them into place (SIGKILL, out of memory: no ``finally`` ran),
+    so that they do not pile up, a full-size copy each; returns the names removed.
+
+    A file is removed only when its name (among those matching ``glob``) matches ``pattern``,
+    whose named groups ``host`` and ``pid`` say who wrote it, ``host`` is this machine and
+    process ``pid`` no longer exists here. Files of live processes (this one included) and of
+    other machines (``folder`` on a shared disk) are left alone; so is a file that cannot be
+    removed. POSIX only: elsewhere nothing is removed."""
+    if os.name != "posix":
+        return []
+    removed = []
+    host, me = host_token(), os.getpid()
+    try:
+        candidates = list(Path(folder).glob(glob))
+    except OSError:  # an unreadable folder: the write itself reports what is wrong
+        return []
+    for path in candidates:
+        m = pattern.fullmatch(path.name)
+        if m is None or m["host"] != host:
+            continue
+        pid = int(m["pid"])
+        if pid != me and not pid_alive(pid):
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:  # another user's file, a read-only folder: not this write's concern
+                continue
+            removed.append(path.name)
+    return removed
+
+
+def _temporaries_of(target: Path) -> tuple[re.Pattern[str], str]:
+    """The name pattern (with ``host`` and ``pid`` groups) and glob of :func:`atomic_write`'s
+    temporary files for ``target``, and for no other file: the four dot-free fields after the
+    name fix where the name ends, so ``a``'s pattern never matches a temporary of ``a.b``."""
+    name = target.name
+    pattern = re.compile(
+        rf"^\.{re.escape(name)}\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]{{12}}\.tmp$"
+    )
+    return pattern, f".{glob_escape(name)}.*.tmp"  # glob's special characters taken literally
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a fresh name beside ``path``'s real target, then rename it there.
 
     Returns ``path`` as given. ``write`` must create the file itself (so it gets the usual
-    permissions of a new file when there was none)."""
+    permissions of a new file when there was none). The temporary name carries this machine
+    and process (``.<name>.<host>.<pid>.<random>.tmp``); those of this target that a writer
+    on this machine left when it was killed mid-write are removed first (a long run killed
+    while checkpointing left a hidden full-size copy each time)."""
     target = Path(os.path.realpath(Path(path).expanduser()))  # a symlink: write its target
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+    sweep_stale_temporaries(target.parent, *_temporaries_of(target))
+    tmp = target.with_name(
+        f".{target.name}.{host_token()}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
+    )
     try:
         write(tmp)
         # on disk before the rename makes it the file (Windows flushes only a writable handle)
@@ -121,3 +209,19 @@ def save_figure(fig: Any, path: str | os.PathLike, **savefig_kwargs: Any) -> Pat
     if fmt is None:
         raise ValueError(f"path: give a suffix (.png, .pdf, .svg) or format=, received {path}")
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, **savefig_kwargs))
+
+
+@contextmanager
+def closing_figures() -> Iterator[None]:
+    """Close every pyplot figure opened inside the ``with`` block when the block ends, a
+    failure included (a refused save, Ctrl-C): a demo or example that failed after drawing
+    left its figure registered with pyplot, holding its memory for the rest of the session.
+    Figures open before the block (the caller's) stay open."""
+    import matplotlib.pyplot as plt
+
+    before = set(plt.get_fignums())
+    try:
+        yield
+    finally:
+        for num in set(plt.get_fignums()) - before:
+            plt.close(num)

@@ -27,6 +27,7 @@ import torch
 
 from bayesphys._bench import bench_row, positive_int, recorded_command, write_results
 from bayesphys._device import resolve_device
+from bayesphys._files import closing_figures, save_figure
 from bayesphys._model import FitResult
 from bayesphys.gp_pde import GPPDESolver
 
@@ -330,21 +331,21 @@ def scaling_plot(rows: list[dict], path: pathlib.Path) -> pathlib.Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axs = plt.subplots(1, 2, figsize=(9, 3.6))
-    for kind, mk in (("kron", "o-"), ("dense", "s--")):
-        rs = [r for r in rows if r["method"] == f"exact-solve-{kind}"]
-        mm = [r["setting"]["M"] for r in rs]
-        axs[0].loglog(mm, [max(r["metrics"]["cpu_seconds"], 1e-4) for r in rs], mk, label=kind)
-        axs[1].loglog(mm, [max(r["metrics"]["peak_mem_mb"], 1e-2) for r in rs], mk, label=kind)
-    axs[0].set(xlabel="grid points M = n^2", ylabel="CPU s (1 thread)", title="one exact solve")
-    axs[1].set(xlabel="grid points M = n^2", ylabel="peak extra RSS (MB, measured)")
-    for a in axs:
-        a.legend()
-        a.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with closing_figures():
+        fig, axs = plt.subplots(1, 2, figsize=(9, 3.6))
+        for kind, mk in (("kron", "o-"), ("dense", "s--")):
+            rs = [r for r in rows if r["method"] == f"exact-solve-{kind}"]
+            mm = [r["setting"]["M"] for r in rs]
+            axs[0].loglog(mm, [max(r["metrics"]["cpu_seconds"], 1e-4) for r in rs], mk, label=kind)
+            axs[1].loglog(mm, [max(r["metrics"]["peak_mem_mb"], 1e-2) for r in rs], mk, label=kind)
+        axs[0].set(xlabel="grid points M = n^2", ylabel="CPU s (1 thread)", title="one exact solve")
+        axs[1].set(xlabel="grid points M = n^2", ylabel="peak extra RSS (MB, measured)")
+        for a in axs:
+            a.legend()
+            a.grid(True, which="both", alpha=0.3)
+        fig.tight_layout()
+        save_figure(fig, path, dpi=120)
     return path
 
 

@@ -9,13 +9,14 @@ import json
 import os
 import re
 import secrets
-import socket
 import types
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .._files import host_token, sweep_stale_temporaries
 
 
 def _groups(idata) -> dict[str, Any]:
@@ -69,16 +70,11 @@ def _fsync(path: Path) -> None:
         os.fsync(fh.fileno())
 
 
-def _host() -> str:
-    """This machine's name as one dot-free token (temporary names are split at dots)."""
-    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
-
-
 def _temporary(out: Path, stem: str, ext: str) -> Path:
     """A temporary name in ``out`` no other writer uses (host, process id and random suffix):
     two calls sharing ``out`` used to write the same ``.<id>.<ext>.tmp`` and could rename each
     other's half-written file into place."""
-    return out / f".{stem}.{ext}.{_host()}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    return out / f".{stem}.{ext}.{host_token()}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
 
 
 _TEMPORARY = re.compile(
@@ -86,34 +82,12 @@ _TEMPORARY = re.compile(
 )
 
 
-def _alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists on this machine (POSIX)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, another user's
-        return True
-    return True
-
-
 def _sweep_stale_temporaries(out: Path) -> list[str]:
     """Remove the temporary files that writers on this machine left in ``out`` when they were
     killed before renaming them (their process is gone); returns the names removed. Files of
-    live processes and of other machines (``out`` on a shared disk) are left alone."""
-    if os.name != "posix":
-        return []
-    removed = []
-    host, me = _host(), os.getpid()
-    for path in out.glob(".*.tmp"):
-        m = _TEMPORARY.match(path.name)
-        if m is None or m["host"] != host:
-            continue
-        pid = int(m["pid"])
-        if pid != me and not _alive(pid):
-            path.unlink(missing_ok=True)
-            removed.append(path.name)
-    return removed
+    live processes and of other machines (``out`` on a shared disk) are left alone (the rule
+    :func:`~bayesphys._files.atomic_write` applies to its own temporary files)."""
+    return sweep_stale_temporaries(out, _TEMPORARY)
 
 
 def _write(out: Path, rec: dict[str, Any]) -> None:

@@ -28,7 +28,7 @@ import pathlib
 import numpy as np
 import torch
 
-from .._files import save_figure
+from .._files import closing_figures, save_figure
 from . import _args
 
 DESCRIPTION = (
@@ -152,44 +152,46 @@ def main(argv: list[str] | None = None) -> dict:
         dims={"u": ["x"], "y": ["obs"], "x_obs": ["obs"]},
     )
     nc = save_netcdf(idata, out / "gp_pde_inverse.nc")
-    fig, ax = plt.subplots(1, 3, figsize=(14, 3.6))
-    xs, xo = x.numpy(), x[idx.cpu()].numpy()
-    mean, ex, lo, hi, yo = (v.cpu().numpy() for v in (u_draws.mean(0), exact, lo, hi, y))
-    band = dict(color="C0", alpha=0.3, edgecolor="C0", lw=0.8)
-    ax[0].plot(xs, ex, "k--", lw=1, label=f"exact (D={D_TRUE})")
-    ax[0].fill_between(xs, lo, hi, **band, label="95% band")
-    ax[0].plot(xs, mean, "C0", lw=1, label="posterior mean")
-    ax[0].plot(xo, yo, "o", color="C3", ms=4, label="observations")
-    ax[0].set(xlabel="x", ylabel="u", title="field")
-    ax[0].legend(fontsize=7)
-    # the band is narrow against the field's range: read it against the exact solution
-    ax[1].axhline(0, color="k", ls="--", lw=1, label="exact")
-    ax[1].fill_between(xs, lo - ex, hi - ex, **band, label="95% band")
-    ax[1].plot(xs, mean - ex, "C0", lw=1, label="posterior mean")
-    ax[1].plot(xo, yo - _exact(x[idx.cpu()]).numpy(), "o", color="C3", ms=4, label="observations")
-    ax[1].set(xlabel="x", ylabel="u - u_exact", title="field minus the exact solution")
-    ax[1].legend(fontsize=7)
-    # the grid posterior itself (a density in D: the log-D grid's weights over D d(log D))
-    keep = ((cdf > 1e-4) & (cdf < 1 - 1e-4)).cpu().numpy()
-    keep = np.convolve(keep, np.ones(41), "same") > 0  # a margin either side
-    dens = (w / (dd * (logd[1] - logd[0]))).cpu().numpy()
-    ax[2].plot(dd.cpu().numpy()[keep], dens[keep], "C0", label="posterior density")
-    ax[2].plot(
-        d_draws.cpu().numpy(),
-        np.zeros(ndraw),
-        "|",
-        color="C0",
-        ms=10,
-        alpha=0.3,
-        label="posterior draws",
-    )
-    ax[2].axvline(D_TRUE, color="k", ls="--", label="true D")
-    ax[2].set(xlabel="D", ylabel="posterior density", title="diffusivity D")
-    ax[2].legend(fontsize=7)
-    fig.tight_layout()
-    png = out / "gp_pde_inverse.png"
-    save_figure(fig, png, dpi=100)
-    plt.close(fig)
+    with closing_figures():
+        fig, ax = plt.subplots(1, 3, figsize=(14, 3.6))
+        xs, xo = x.numpy(), x[idx.cpu()].numpy()
+        mean, ex, lo, hi, yo = (v.cpu().numpy() for v in (u_draws.mean(0), exact, lo, hi, y))
+        band = dict(color="C0", alpha=0.3, edgecolor="C0", lw=0.8)
+        ax[0].plot(xs, ex, "k--", lw=1, label=f"exact (D={D_TRUE})")
+        ax[0].fill_between(xs, lo, hi, **band, label="95% band")
+        ax[0].plot(xs, mean, "C0", lw=1, label="posterior mean")
+        ax[0].plot(xo, yo, "o", color="C3", ms=4, label="observations")
+        ax[0].set(xlabel="x", ylabel="u", title="field")
+        ax[0].legend(fontsize=7)
+        # the band is narrow against the field's range: read it against the exact solution
+        ax[1].axhline(0, color="k", ls="--", lw=1, label="exact")
+        ax[1].fill_between(xs, lo - ex, hi - ex, **band, label="95% band")
+        ax[1].plot(xs, mean - ex, "C0", lw=1, label="posterior mean")
+        ax[1].plot(
+            xo, yo - _exact(x[idx.cpu()]).numpy(), "o", color="C3", ms=4, label="observations"
+        )
+        ax[1].set(xlabel="x", ylabel="u - u_exact", title="field minus the exact solution")
+        ax[1].legend(fontsize=7)
+        # the grid posterior itself (a density in D: the log-D grid's weights over D d(log D))
+        keep = ((cdf > 1e-4) & (cdf < 1 - 1e-4)).cpu().numpy()
+        keep = np.convolve(keep, np.ones(41), "same") > 0  # a margin either side
+        dens = (w / (dd * (logd[1] - logd[0]))).cpu().numpy()
+        ax[2].plot(dd.cpu().numpy()[keep], dens[keep], "C0", label="posterior density")
+        ax[2].plot(
+            d_draws.cpu().numpy(),
+            np.zeros(ndraw),
+            "|",
+            color="C0",
+            ms=10,
+            alpha=0.3,
+            label="posterior draws",
+        )
+        ax[2].axvline(D_TRUE, color="k", ls="--", label="true D")
+        ax[2].set(xlabel="D", ylabel="posterior density", title="diffusivity D")
+        ax[2].legend(fontsize=7)
+        fig.tight_layout()
+        png = out / "gp_pde_inverse.png"
+        save_figure(fig, png, dpi=100)
     summary = {
         "D_true": D_TRUE,
         "D_mean": float(d_draws.mean()),

@@ -28,7 +28,7 @@ import torch
 
 from .._checks import offset_seed
 from .._device import torch_threads
-from .._files import atomic_write_text, save_figure
+from .._files import atomic_write_text, closing_figures, save_figure
 from . import _args
 
 DESCRIPTION = "Nonlinear Poisson coefficient field from noisy off-grid sensors (RGNP + GICNet)"
@@ -166,36 +166,38 @@ def _run(args: argparse.Namespace) -> dict:
     summary["truth"] = z_true
     print(summary.to_string())
 
-    fig, ax = plt.subplots(1, 3, figsize=(14, 3.8))
-    ax[0].fill_between(xm_np, u_lo, u_hi, alpha=0.3, label="95% band")
-    ax[0].plot(xm_np, u_draws.mean(0), label="posterior mean")
-    ax[0].plot(xm_np, u_true_m, "k--", label="truth")
-    ax[0].plot(x_obs, y, "r.", label="sensors")
-    ax[0].set(xlabel="x", ylabel="u", title="field u")
-    ax[0].legend(fontsize=7)
-    ax[1].fill_between(xm_np, k_lo, k_hi, alpha=0.3, label="95% band")
-    ax[1].plot(xm_np, k_mean, label="posterior mean")
-    ax[1].plot(xm_np, k_true, "k--", label="truth")
-    ax[1].set(xlabel="x", ylabel="kappa", title="coefficient kappa(u, x)")
-    ax[1].legend(fontsize=7)
-    zm, zlo, zhi = (z_draws.mean(0).numpy(), *np.quantile(z_draws.numpy(), [0.025, 0.975], 0))
-    ax[2].errorbar(np.arange(5), zm, yerr=[zm - zlo, zhi - zm], fmt="o", label="IS posterior 95%")
-    ax[2].errorbar(
-        np.arange(5) + 0.15,
-        mu.numpy(),
-        yerr=2 * sd.numpy(),
-        fmt="s",
-        alpha=0.6,
-        label="GICNet (amortised) ±2 sd",
-    )
-    ax[2].plot(np.arange(5), z_true, "kx", label="truth")
-    ax[2].set_xticks(np.arange(5), [f"z{i}" for i in range(5)])
-    ax[2].set(xlabel="index", ylabel="z_i", title="parameters z")
-    # beside the error bars, not over them (the prior's support is [-1, 1])
-    ax[2].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    fig.tight_layout()
-    save_figure(fig, out / "poisson_coefficient.png", dpi=110)
-    plt.close(fig)
+    with closing_figures():
+        fig, ax = plt.subplots(1, 3, figsize=(14, 3.8))
+        ax[0].fill_between(xm_np, u_lo, u_hi, alpha=0.3, label="95% band")
+        ax[0].plot(xm_np, u_draws.mean(0), label="posterior mean")
+        ax[0].plot(xm_np, u_true_m, "k--", label="truth")
+        ax[0].plot(x_obs, y, "r.", label="sensors")
+        ax[0].set(xlabel="x", ylabel="u", title="field u")
+        ax[0].legend(fontsize=7)
+        ax[1].fill_between(xm_np, k_lo, k_hi, alpha=0.3, label="95% band")
+        ax[1].plot(xm_np, k_mean, label="posterior mean")
+        ax[1].plot(xm_np, k_true, "k--", label="truth")
+        ax[1].set(xlabel="x", ylabel="kappa", title="coefficient kappa(u, x)")
+        ax[1].legend(fontsize=7)
+        zm, zlo, zhi = (z_draws.mean(0).numpy(), *np.quantile(z_draws.numpy(), [0.025, 0.975], 0))
+        ax[2].errorbar(
+            np.arange(5), zm, yerr=[zm - zlo, zhi - zm], fmt="o", label="IS posterior 95%"
+        )
+        ax[2].errorbar(
+            np.arange(5) + 0.15,
+            mu.numpy(),
+            yerr=2 * sd.numpy(),
+            fmt="s",
+            alpha=0.6,
+            label="GICNet (amortised) ±2 sd",
+        )
+        ax[2].plot(np.arange(5), z_true, "kx", label="truth")
+        ax[2].set_xticks(np.arange(5), [f"z{i}" for i in range(5)])
+        ax[2].set(xlabel="index", ylabel="z_i", title="parameters z")
+        # beside the error bars, not over them (the prior's support is [-1, 1])
+        ax[2].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+        fig.tight_layout()
+        save_figure(fig, out / "poisson_coefficient.png", dpi=110)
 
     inner = slice(20, 181)  # kappa is weakly identified where u ~ 0 (near the boundary)
     res = {

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._files import atomic_write_text, save_figure
+from .._files import atomic_write_text, closing_figures, save_figure
 from . import _args
 
 DESCRIPTION = "MFM: response of unseen interacting-particle populations with ensemble uncertainty"
@@ -75,11 +75,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     members_pred = ens.predict_members(test.source)
     ident = [population_metrics(s, t)["w2"] for s, t in zip(test.source, test.target)]
-    fig, _ = plt.subplots(1, len(test), figsize=(3.3 * len(test), 3.6))
-    titles = [f"W2 {e:.2f}, spread {s:.2f}" for e, s in zip(unc["test_error"], unc["test_spread"])]
-    plot_populations(fig, test.source, members_pred, test.target, titles, "true T=1")
-    save_figure(fig, out / "population_response.png", dpi=90)
-    plt.close(fig)
+    with closing_figures():
+        fig, _ = plt.subplots(1, len(test), figsize=(3.3 * len(test), 3.6))
+        titles = [
+            f"W2 {e:.2f}, spread {s:.2f}" for e, s in zip(unc["test_error"], unc["test_spread"])
+        ]
+        plot_populations(fig, test.source, members_pred, test.target, titles, "true T=1")
+        save_figure(fig, out / "population_response.png", dpi=90)
     result = {
         "w2_test_mean": float(np.mean(unc["test_error"])),
         "w2_identity_mean": float(np.mean(ident)),

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._files import save_figure
+from .._files import closing_figures, save_figure
 from . import _args
 
 DESCRIPTION = (
@@ -198,25 +198,25 @@ def main(argv: list[str] | None = None) -> dict:
 
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
-    xs = x.numpy()
-    band_pair(ax[0], xs, before, after, ("Step 1 (GP)", "ProbConserv"), lambda t: t.reshape(-1))
-    ax[0].plot(xs, truth.reshape(-1), "k--", label="exact")
-    ax[0].set(xlabel="x", ylabel=f"u(t={t}, x)", title="field before / after the update")
-    ax[0].legend(fontsize=7)
-    f0, f1 = fronts["before"].numpy(), fronts["after"].numpy()
-    bins = _front_bins(np.concatenate([f0, f1, [true_front]]), float(xs[1] - xs[0]))
-    ax[1].hist(f0, bins, color=STEP1_COLOUR, alpha=0.35, label="Step 1")
-    ax[1].hist(
-        f1, bins, histtype="step", hatch="///", color=UPDATE_COLOUR, lw=1, label="ProbConserv"
-    )
-    ax[1].axvline(true_front, color="k", ls="--", label="true front")
-    ax[1].set(xlabel="front position", ylabel="draws", title="shock-position posterior")
-    ax[1].legend(fontsize=7)
-    fig.tight_layout()
-    png = out / "stefan_front.png"
-    save_figure(fig, png, dpi=110)
-    plt.close(fig)
+    with closing_figures():
+        fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
+        xs = x.numpy()
+        band_pair(ax[0], xs, before, after, ("Step 1 (GP)", "ProbConserv"), lambda t: t.reshape(-1))
+        ax[0].plot(xs, truth.reshape(-1), "k--", label="exact")
+        ax[0].set(xlabel="x", ylabel=f"u(t={t}, x)", title="field before / after the update")
+        ax[0].legend(fontsize=7)
+        f0, f1 = fronts["before"].numpy(), fronts["after"].numpy()
+        bins = _front_bins(np.concatenate([f0, f1, [true_front]]), float(xs[1] - xs[0]))
+        ax[1].hist(f0, bins, color=STEP1_COLOUR, alpha=0.35, label="Step 1")
+        ax[1].hist(
+            f1, bins, histtype="step", hatch="///", color=UPDATE_COLOUR, lw=1, label="ProbConserv"
+        )
+        ax[1].axvline(true_front, color="k", ls="--", label="true front")
+        ax[1].set(xlabel="front position", ylabel="draws", title="shock-position posterior")
+        ax[1].legend(fontsize=7)
+        fig.tight_layout()
+        png = out / "stefan_front.png"
+        save_figure(fig, png, dpi=110)
 
     sc0 = slice_scores(before, truth, x, b)
     sc1 = slice_scores(after, truth, x, b)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._files import save_figure
+from .._files import closing_figures, save_figure
 from . import _args
 
 DESCRIPTION = "tutorial: fit, posterior, ArviZ summary/plots and a calibration curve"
@@ -87,8 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"Pareto k > {good_k:.2f}, where the leave-one-out estimate is unreliable (each sensor "
         "pins the field near it)"
     )
-    open_before = set(plt.get_fignums())  # the caller's figures stay open
-    try:  # and only the tutorial's are closed, a failed save included
+    with closing_figures():  # only the tutorial's figures are closed, a failed save included
         az.plot_posterior(idata, var_names=["u_max"])
         save_figure(plt.gcf(), out / "tutorial_posterior.png", dpi=100)
         # its subset of predictive draws from the example's seed; ArviZ seeds numpy's global
@@ -99,9 +98,6 @@ def main(argv: list[str] | None = None) -> dict:
         finally:
             np.random.set_state(np_state)
         save_figure(plt.gcf(), out / "tutorial_ppc.png", dpi=100)
-    finally:
-        for num in set(plt.get_fignums()) - open_before:
-            plt.close(num)
     # 5. calibration over simulated datasets
     n_sims = 5 if args.smoke else 40
     nominal = observed = None
@@ -120,16 +116,14 @@ def main(argv: list[str] | None = None) -> dict:
         nominal, observed = calibration_curve(m.posterior(), p["u"])
         obs_all.append(observed)
     observed = torch.stack(obs_all).mean(0)
-    fig, ax = plt.subplots(figsize=(3.5, 3.5))
-    try:
+    with closing_figures():
+        fig, ax = plt.subplots(figsize=(3.5, 3.5))
         ax.plot([0, 1], [0, 1], "k--", lw=1)
         ax.plot(nominal, observed, "o-")
         ax.set_xlabel("nominal coverage")
         ax.set_ylabel("observed coverage")
         fig.tight_layout()
         save_figure(fig, out / "tutorial_calibration.png", dpi=100)
-    finally:
-        plt.close(fig)
     return {
         "fit_steps": fit.steps,
         "lengthscale": model.lengthscale,

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._files import save_figure
+from .._files import closing_figures, save_figure
 from ..inference_data import save_netcdf
 from ..problems.populations import linear_map
 from .baselines import floor_prediction, identity_prediction
@@ -81,11 +81,11 @@ def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[
     w2_fl = np.mean(
         [population_metrics(f, t)["w2"] for f, t in zip(floor_prediction(test), test.target)]
     )
-    fig, _ = plt.subplots(1, len(test), figsize=(3.2 * len(test), 3.5))
-    titles = [f"unseen population {i}: W2 {v:.2f} (member 0)" for i, v in enumerate(w2_each)]
-    plot_populations(fig, test.source, members, test.target, titles)
-    save_figure(fig, out_dir / "meta_fm.png", dpi=90)
-    plt.close(fig)
+    with closing_figures():
+        fig, _ = plt.subplots(1, len(test), figsize=(3.2 * len(test), 3.5))
+        titles = [f"unseen population {i}: W2 {v:.2f} (member 0)" for i, v in enumerate(w2_each)]
+        plot_populations(fig, test.source, members, test.target, titles)
+        save_figure(fig, out_dir / "meta_fm.png", dpi=90)
     row = dict(component="meta_fm", problem="B2 linear map (unseen populations)")
     return [
         {

@@ -18,7 +18,7 @@ def demo(out_dir: Path, *, device: torch.device, seed: int = 0) -> list[dict]:
 
     import matplotlib.pyplot as plt
 
-    from .._files import save_figure
+    from .._files import closing_figures, save_figure
     from ..inference_data import save_netcdf
     from ..problems.rgnp import poisson_test_set
     from .evaluate import evaluate_poisson
@@ -46,17 +46,19 @@ def demo(out_dir: Path, *, device: torch.device, seed: int = 0) -> list[dict]:
     save_netcdf(idata, out_dir / "neural_process.nc")
 
     lo, hi = post.mean - 2 * post.stddev, post.mean + 2 * post.stddev
-    fig, ax = plt.subplots(1, 3, figsize=(12, 3.2))
-    for i in range(3):
-        ax[i].fill_between(test["x"], lo[i].cpu(), hi[i].cpu(), alpha=0.3, label="mean +- 2 sd")
-        ax[i].plot(test["x"], post.mean[i].cpu(), label="RGNP mean")
-        ax[i].plot(test["x"], test["u"][i], "k--", label="reference")
-        ax[i].set_title(f"case {i}")
-    ax[0].legend(fontsize=7)
-    fig.suptitle(f"RGNP, {fit.steps} physics-only steps")  # no time: the same seed, the same file
-    fig.tight_layout()
-    save_figure(fig, out_dir / "neural_process.png", dpi=100)
-    plt.close(fig)
+    with closing_figures():
+        fig, ax = plt.subplots(1, 3, figsize=(12, 3.2))
+        for i in range(3):
+            ax[i].fill_between(test["x"], lo[i].cpu(), hi[i].cpu(), alpha=0.3, label="mean +- 2 sd")
+            ax[i].plot(test["x"], post.mean[i].cpu(), label="RGNP mean")
+            ax[i].plot(test["x"], test["u"][i], "k--", label="reference")
+            ax[i].set_title(f"case {i}")
+        ax[0].legend(fontsize=7)
+        fig.suptitle(
+            f"RGNP, {fit.steps} physics-only steps"
+        )  # no time: the same seed, the same file
+        fig.tight_layout()
+        save_figure(fig, out_dir / "neural_process.png", dpi=100)
 
     comp, prob = "neural_process", "P1 nonlinear Poisson (100 cases)"
     return [

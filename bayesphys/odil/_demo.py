@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .._files import save_figure
+from .._files import closing_figures, save_figure
 from ..inference_data import save_netcdf
 from ..problems.glioma import brain_phantom, synthetic_patient
 from .foci import focus_error_mm, select_n_foci
@@ -99,51 +99,56 @@ def glioma_case(
     score = future.quantile([0.95])[0].cpu()
     mine = model_plan(score, plan_mask, int(std.sum()))
     cov_std, cov_model = recurrence_coverage(std, rec), recurrence_coverage(mine, rec)
-    fig, ax = plt.subplots(2, 4, figsize=(13, 6.5))
-    sx, sy = (k * h for k in labels.shape)
-    ext = [0, sx, sy, 0]
-    panels = [
-        (labels, "segmentation (2 core, 1 edema)"),
-        (p["c_true"].cpu(), "true c(T)"),
-        (q50, "posterior median c(T)"),
-        (q95 - q05, "90% band width"),
-        (q05, "5% quantile"),
-        (q95, "95% quantile"),
-        (std, f"15 mm margin ({cov_std:.0%} of recurrence)"),
-        (mine, f"posterior plan ({cov_model:.0%})"),
-    ]
-    for i, (a, (img, title)) in enumerate(zip(ax.flat, panels)):
-        if i >= 6:  # the radiotherapy plans against the recurrence
-            _rt_panel(fig, a, img, rec, ext)
-        else:
-            fig.colorbar(
-                a.imshow(
-                    torch.as_tensor(img).T.detach().cpu().numpy(),
-                    origin="upper",
-                    extent=ext,
-                    cmap="magma",
-                ),
-                ax=a,
-                fraction=0.046,
+    with closing_figures():
+        fig, ax = plt.subplots(2, 4, figsize=(13, 6.5))
+        sx, sy = (k * h for k in labels.shape)
+        ext = [0, sx, sy, 0]
+        panels = [
+            (labels, "segmentation (2 core, 1 edema)"),
+            (p["c_true"].cpu(), "true c(T)"),
+            (q50, "posterior median c(T)"),
+            (q95 - q05, "90% band width"),
+            (q05, "5% quantile"),
+            (q95, "95% quantile"),
+            (std, f"15 mm margin ({cov_std:.0%} of recurrence)"),
+            (mine, f"posterior plan ({cov_model:.0%})"),
+        ]
+        for i, (a, (img, title)) in enumerate(zip(ax.flat, panels)):
+            if i >= 6:  # the radiotherapy plans against the recurrence
+                _rt_panel(fig, a, img, rec, ext)
+            else:
+                fig.colorbar(
+                    a.imshow(
+                        torch.as_tensor(img).T.detach().cpu().numpy(),
+                        origin="upper",
+                        extent=ext,
+                        cmap="magma",
+                    ),
+                    ax=a,
+                    fraction=0.046,
+                )
+            a.contour(
+                brain.T.numpy(),
+                levels=[0.5],
+                colors="w",
+                linewidths=0.5,
+                origin="upper",
+                extent=ext,
             )
-        a.contour(
-            brain.T.numpy(), levels=[0.5], colors="w", linewidths=0.5, origin="upper", extent=ext
+            a.contour(
+                wm.T.numpy(), levels=[0.5], colors="0.6", linewidths=0.3, origin="upper", extent=ext
+            )
+            a.set_title(title, fontsize=8)
+            a.set_xticks([])
+            a.set_yticks([])
+        fig.suptitle(
+            f"D_w {est['dw']:.3f} (true {tr['dw']:.3f}) mm²/d, rho {est['rho']:.3f} ({tr['rho']:.3f}) /d, "
+            f"ell {est['ell']:.2f} ({tr['ell']:.2f}) mm, v {est['v']:.3f} ({tr['v']:.3f}) mm/d",
+            fontsize=9,
         )
-        a.contour(
-            wm.T.numpy(), levels=[0.5], colors="0.6", linewidths=0.3, origin="upper", extent=ext
-        )
-        a.set_title(title, fontsize=8)
-        a.set_xticks([])
-        a.set_yticks([])
-    fig.suptitle(
-        f"D_w {est['dw']:.3f} (true {tr['dw']:.3f}) mm²/d, rho {est['rho']:.3f} ({tr['rho']:.3f}) /d, "
-        f"ell {est['ell']:.2f} ({tr['ell']:.2f}) mm, v {est['v']:.3f} ({tr['v']:.3f}) mm/d",
-        fontsize=9,
-    )
-    fig.tight_layout()
-    png = out_dir / f"{name}.png"
-    save_figure(fig, png, dpi=110)
-    plt.close(fig)
+        fig.tight_layout()
+        png = out_dir / f"{name}.png"
+        save_figure(fig, png, dpi=110)
     lv = math.log(est["v"] / tr["v"]) / max(est["sd_log_v"], 1e-12)
     return {
         "idata": idata,

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._files import save_figure
+from .._files import closing_figures, save_figure
 from .._gaussian_posterior import GaussianPosterior
 
 STEP1_COLOUR, UPDATE_COLOUR = "tab:orange", "tab:blue"
@@ -72,15 +72,17 @@ def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[
         dims={"u": ["function", "x"], "front": ["function"], "u_true": ["function", "x"]},
     )
     save_netcdf(idata, out_dir / "probconserv.nc")
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    band_pair(ax, x.numpy(), before, after, ("GP (Step 1)", "ProbConserv-GP"), lambda t: t[0, 0])
-    ax.plot(x, truth[0, 0], "k--", label="exact")
-    ax.axvline(true_front, color="gray", lw=0.8, label="true front")
-    ax.set(xlabel="x", ylabel="u(0.05, x)", title="Stefan u*=0.6: conservation update")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    save_figure(fig, out_dir / "probconserv.png", dpi=100)
-    plt.close(fig)
+    with closing_figures():
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        band_pair(
+            ax, x.numpy(), before, after, ("GP (Step 1)", "ProbConserv-GP"), lambda t: t[0, 0]
+        )
+        ax.plot(x, truth[0, 0], "k--", label="exact")
+        ax.axvline(true_front, color="gray", lw=0.8, label="true front")
+        ax.set(xlabel="x", ylabel="u(0.05, x)", title="Stefan u*=0.6: conservation update")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        save_figure(fig, out_dir / "probconserv.png", dpi=100)
 
     def row(metric, value, target):
         return {

@@ -679,7 +679,7 @@ def test_temporary_files_a_killed_writer_left_are_swept(tmp_path):
     import os
     import subprocess
 
-    from bayesphys.distributed._records import _host
+    from bayesphys._files import host_token as _host
 
     done = subprocess.Popen([sys.executable, "-c", "pass"])
     done.wait()  # its pid no longer exists

@@ -1,0 +1,92 @@
+"""A writer killed outright (SIGKILL, out of memory) while writing through
+:func:`~bayesphys._files.atomic_write` left its hidden temporary file beside the target for
+good: later saves to the same path never removed it (a long run killed while checkpointing kept
+a full-size copy each time). The next write of that target on this machine removes those of
+dead processes, and nothing else."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from bayesphys._files import host_token
+
+pytestmark = pytest.mark.skipif(os.name != "posix", reason="process checks are POSIX only")
+
+
+def _dead_pid() -> int:
+    """The id of a process that has ended (and been reaped): no process has it now."""
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    done.wait()
+    return done.pid
+
+
+def _save_checkpoint(path: Path) -> None:
+    from bayesphys import save_checkpoint
+
+    save_checkpoint(path, kind="toy", config={}, state={"w": torch.zeros(3)})
+
+
+def _save_figure(path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    from bayesphys._files import save_figure
+
+    fig = Figure()
+    fig.subplots().plot([0, 1], [1, 0])
+    save_figure(fig, path)
+
+
+def _save_netcdf(path: Path) -> None:
+    from bayesphys import build_inference_data, save_netcdf
+
+    save_netcdf(build_inference_data(posterior={"u": torch.zeros(1, 4, 2)}), path)
+
+
+@pytest.mark.parametrize(
+    ("name", "save"),
+    [("run.pt", _save_checkpoint), ("plot.png", _save_figure), ("draws.nc", _save_netcdf)],
+)
+def test_a_write_removes_the_temporaries_dead_writers_left_of_its_target(
+    tmp_path: Path, name: str, save: Callable[[Path], None]
+):
+    host, dead = host_token(), _dead_pid()
+    stale = tmp_path / f".{name}.{host}.{dead}.0123456789ab.tmp"
+    live = tmp_path / f".{name}.{host}.{os.getpid()}.89abcdef0123.tmp"  # a write under way
+    foreign = tmp_path / f".{name}.other-machine.{dead}.0123456789ab.tmp"  # a shared disk
+    other_target = tmp_path / f".other-{name}.{host}.{dead}.0123456789ab.tmp"
+    longer_name = tmp_path / f".{name}.x.{host}.{dead}.0123456789ab.tmp"  # ``<name>.x``'s
+    for path in (stale, live, foreign, other_target, longer_name):
+        path.write_bytes(b"half-written")
+    save(tmp_path / name)
+    assert (tmp_path / name).stat().st_size > 0
+    assert not stale.exists()
+    assert live.exists() and foreign.exists()
+    assert other_target.exists() and longer_name.exists()
+    assert len(list(tmp_path.glob(".*.tmp"))) == 4  # and its own temporary file is gone
+
+
+def test_the_temporary_of_a_live_writer_survives_and_a_folder_of_many_is_swept(tmp_path):
+    """A live process's file (not this one's) stays; every stale one of the target goes."""
+    from bayesphys._files import atomic_write_text
+
+    host = host_token()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = tmp_path / f".a.json.{host}.{sleeper.pid}.0123456789ab.tmp"
+        live.write_text("{")
+        stale = [tmp_path / f".a.json.{host}.{_dead_pid()}.{k:012x}.tmp" for k in range(3)]
+        for path in stale:
+            path.write_text("{")
+        atomic_write_text(tmp_path / "a.json", "{}")
+        assert live.exists()
+        assert not any(path.exists() for path in stale)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
