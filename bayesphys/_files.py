@@ -14,6 +14,8 @@ included.
 from __future__ import annotations
 
 import errno
+import functools
+import hashlib
 import os
 import re
 import socket
@@ -92,20 +94,34 @@ def out_folder_arg(text: str) -> str:
     return str(path)
 
 
+@functools.lru_cache(maxsize=1)
 def host_token() -> str:
-    """This machine's name as one dot-free token: temporary names carry it (they are split at
-    dots), so that a writer never takes a file on a shared disk for one of its own machine."""
-    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+    """This machine's name, and the process-id namespace its pids belong to, as one dot-free
+    token: temporary names carry it (they are split at dots), so that a writer never takes
+    a file on a shared disk for one of its own machine. The name alone was not enough:
+    containers of one pod (or run with the host's name) share a name but not their pids, and
+    ``a.b`` and ``a-b`` read the same once made dot-free; a short hash of the exact name and
+    the namespace (``/proc/self/ns/pid`` where it exists) tells them apart."""
+    name = socket.gethostname()
+    try:
+        namespace = str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:  # not Linux: the name alone
+        namespace = ""
+    digest = hashlib.blake2b(f"{name}|{namespace}".encode(), digest_size=4).hexdigest()
+    return f"{re.sub(r'[^A-Za-z0-9-]', '-', name) or 'host'}-{digest}"
 
 
 def pid_alive(pid: int) -> bool:
     """Whether a process ``pid`` exists on this machine (POSIX only: on Windows
-    ``os.kill(pid, 0)`` would end the process)."""
+    ``os.kill(pid, 0)`` would end the process); a pid no process can have (too large for the
+    system call) counts as alive, so that its file is left alone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, another user's
+        return True
+    except (OverflowError, ValueError):  # not a pid of this system: not ours to judge
         return True
     return True
 
@@ -155,16 +171,24 @@ def _temporaries_of(target: Path) -> tuple[re.Pattern[str], str]:
     return pattern, f".{glob_escape(name)}.*.tmp"  # glob's special characters taken literally
 
 
+# targets whose stale temporaries this process has swept (a checkpoint rewritten every epoch
+# into a folder of thousands of files scanned the folder on every write)
+_SWEPT: set[Path] = set()
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a fresh name beside ``path``'s real target, then rename it there.
 
     Returns ``path`` as given. ``write`` must create the file itself (so it gets the usual
     permissions of a new file when there was none). The temporary name carries this machine
     and process (``.<name>.<host>.<pid>.<random>.tmp``); those of this target that a writer
-    on this machine left when it was killed mid-write are removed first (a long run killed
-    while checkpointing left a hidden full-size copy each time)."""
+    on this machine left when it was killed mid-write are removed at this process's first
+    write to the target (a long run killed while checkpointing left a hidden full-size copy
+    each time)."""
     target = Path(os.path.realpath(Path(path).expanduser()))  # a symlink: write its target
-    sweep_stale_temporaries(target.parent, *_temporaries_of(target))
+    if target not in _SWEPT:  # once per target and process: a folder's scan costs O(files)
+        sweep_stale_temporaries(target.parent, *_temporaries_of(target))
+        _SWEPT.add(target)
     tmp = target.with_name(
         f".{target.name}.{host_token()}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
     )

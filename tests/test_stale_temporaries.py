@@ -90,3 +90,57 @@ def test_the_temporary_of_a_live_writer_survives_and_a_folder_of_many_is_swept(t
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_machines_whose_names_read_alike_or_that_share_a_name_get_other_tokens(monkeypatch):
+    """The token was the name made dot-free: ``a.b`` and ``a-b`` (or two containers with one
+    name but their own process ids) took each other's files for their own, and a live
+    writer's temporary could be removed (review of 2026-12-03)."""
+    import socket
+
+    from bayesphys import _files
+
+    tokens = {}
+    real_stat = os.stat
+    for name, namespace in [("a.b", 1), ("a-b", 1), ("a.b", 2)]:
+        monkeypatch.setattr(socket, "gethostname", lambda name=name: name)
+        monkeypatch.setattr(
+            os,
+            "stat",
+            lambda p, *a, namespace=namespace, **k: (
+                os.stat_result((0, namespace, 0, 0, 0, 0, 0, 0, 0, 0))
+                if str(p) == "/proc/self/ns/pid"
+                else real_stat(p, *a, **k)
+            ),
+        )
+        _files.host_token.cache_clear()
+        tokens[name, namespace] = _files.host_token()
+        monkeypatch.undo()
+    _files.host_token.cache_clear()
+    assert len(set(tokens.values())) == 3, tokens
+    assert all("." not in t for t in tokens.values())
+
+
+def test_a_temporary_with_an_impossible_pid_is_left_and_the_write_succeeds(tmp_path: Path):
+    """``os.kill`` raised OverflowError for a pid field too large for the system call, and
+    every later write of that target failed (review of 2026-12-03)."""
+    odd = tmp_path / f".run.pt.{host_token()}.{10**30}.0123456789ab.tmp"
+    odd.write_bytes(b"")
+    _save_checkpoint(tmp_path / "run.pt")
+    assert (tmp_path / "run.pt").exists() and odd.exists()
+
+
+def test_a_target_is_swept_once_per_process(tmp_path: Path, monkeypatch):
+    """Every write scanned the folder: a checkpoint rewritten each epoch into a folder of
+    thousands of files cost O(files) per write (review of 2026-12-03)."""
+    from bayesphys import _files
+
+    calls = []
+    real = _files.sweep_stale_temporaries
+    monkeypatch.setattr(
+        _files, "sweep_stale_temporaries", lambda *a, **k: calls.append(a[0]) or real(*a, **k)
+    )
+    for _ in range(3):
+        _save_checkpoint(tmp_path / "run.pt")
+    _save_checkpoint(tmp_path / "other.pt")
+    assert len(calls) == 2

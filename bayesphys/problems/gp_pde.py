@@ -79,10 +79,11 @@ class PDEProblem:
         return len(self.domain)
 
     def __reduce__(self):
-        # a registered problem pickles as its name (its exact solution is a lambda, which
-        # pickle cannot store: GPPDESolver failed under multiprocessing, joblib, fit_many); a
-        # problem a user registers unpickles where the registration ran again (a module-level
-        # one does in spawned workers), as registered() lets it be saved by name
+        # a registered problem pickles as its name, the same object where it unpickles (a user's
+        # own exact solution may be a lambda, which pickle cannot store: GPPDESolver failed
+        # under multiprocessing, joblib, fit_many); a problem a user registers unpickles where
+        # the registration ran again (a module-level one does in spawned workers), as
+        # registered() lets it be saved by name
         if PROBLEMS.get(self.name) is self:
             return (get_problem, (self.name,))
         return super().__reduce__()
@@ -136,16 +137,62 @@ def _h(t):
     return torch.sin(t) + 0.1 * torch.sin(20 * t) + torch.cos(100 * t)
 
 
+# the exact solutions, module-level functions (not lambdas) so that a problem copied with
+# dataclasses.replace (a custom or modified problem), and a solver holding it, pickle
+def _sin100(x: Tensor) -> Tensor:
+    return torch.sin(100 * x)
+
+
+def _xsin200(x: Tensor) -> Tensor:
+    return x * torch.sin(200 * x)
+
+
+def _multiscale(x: Tensor) -> Tensor:
+    return torch.sin(x) + 0.1 * torch.sin(20 * x) + 0.05 * torch.cos(100 * x)
+
+
+def _multiscale_sin(x: Tensor) -> Tensor:
+    return torch.sin(x) + 0.1 * torch.sin(20 * x) + 0.05 * torch.sin(100 * x)
+
+
+def _sin500_trend(x: Tensor) -> Tensor:
+    return torch.sin(500 * x) - 2 * (x - 0.5) ** 2
+
+
+def _low1d(x: Tensor) -> Tensor:
+    return torch.sin(_TWO_PI * x) + x
+
+
+def _sin100_2d(x: Tensor, y: Tensor) -> Tensor:
+    return torch.sin(100 * x) * torch.sin(100 * y)
+
+
+def _low2d(x: Tensor, y: Tensor) -> Tensor:
+    return torch.sin(math.pi * x) * torch.sin(_TWO_PI * y) + x * y
+
+
+def _multiscale_2d(x: Tensor, y: Tensor) -> Tensor:
+    return _h(x) * _h(y)
+
+
+def _advection_low(x: Tensor, t: Tensor) -> Tensor:
+    return torch.sin(_TWO_PI * (x - 2 * t))
+
+
+def _advection(x: Tensor, t: Tensor) -> Tensor:
+    return torch.sin(x - 200 * t)
+
+
 PROBLEMS: dict[str, PDEProblem] = {
     p.name: p
     for p in [
-        _p("poisson1d-sin100", "poisson", [(0, _TWO_PI)], 400, lambda x: torch.sin(100 * x), 20),
+        _p("poisson1d-sin100", "poisson", [(0, _TWO_PI)], 400, _sin100, 20),
         _p(
             "poisson1d-xsin200",
             "poisson",
             [(0, _TWO_PI)],
             900,
-            lambda x: x * torch.sin(200 * x),
+            _xsin200,
             50,
         ),
         _p(
@@ -153,7 +200,7 @@ PROBLEMS: dict[str, PDEProblem] = {
             "poisson",
             [(0, 1)],
             900,
-            lambda x: torch.sin(x) + 0.1 * torch.sin(20 * x) + 0.05 * torch.cos(100 * x),
+            _multiscale,
             30,
         ),
         _p(
@@ -161,7 +208,7 @@ PROBLEMS: dict[str, PDEProblem] = {
             "poisson",
             [(0, 1)],
             900,
-            lambda x: torch.sin(x) + 0.1 * torch.sin(20 * x) + 0.05 * torch.sin(100 * x),
+            _multiscale_sin,
             30,
         ),
         _p(
@@ -169,19 +216,17 @@ PROBLEMS: dict[str, PDEProblem] = {
             "poisson",
             [(0, 1)],
             400,
-            lambda x: torch.sin(500 * x) - 2 * (x - 0.5) ** 2,
+            _sin500_trend,
             100,
         ),
-        _p("poisson1d-low", "poisson", [(0, 1)], 64, lambda x: torch.sin(_TWO_PI * x) + x, 4),
-        _p(
-            "allencahn1d-sin100", "allencahn", [(0, _TWO_PI)], 400, lambda x: torch.sin(100 * x), 20
-        ),
+        _p("poisson1d-low", "poisson", [(0, 1)], 64, _low1d, 4),
+        _p("allencahn1d-sin100", "allencahn", [(0, _TWO_PI)], 400, _sin100, 20),
         _p(
             "poisson2d-sin100",
             "poisson",
             [(0, _TWO_PI), (0, _TWO_PI)],
             400,
-            lambda x, y: torch.sin(100 * x) * torch.sin(100 * y),
+            _sin100_2d,
             20,
         ),
         _p(
@@ -189,7 +234,7 @@ PROBLEMS: dict[str, PDEProblem] = {
             "poisson",
             [(0, 1), (0, 1)],
             32,
-            lambda x, y: torch.sin(math.pi * x) * torch.sin(_TWO_PI * y) + x * y,
+            _low2d,
             4,
         ),
         _p(
@@ -197,7 +242,7 @@ PROBLEMS: dict[str, PDEProblem] = {
             "allencahn",
             [(0, 1), (0, 1)],
             400,
-            lambda x, y: _h(x) * _h(y),
+            _multiscale_2d,
             30,
         ),
         _p(
@@ -205,7 +250,7 @@ PROBLEMS: dict[str, PDEProblem] = {
             "allencahn",
             [(0, 1), (0, 1)],
             24,
-            lambda x, y: torch.sin(math.pi * x) * torch.sin(_TWO_PI * y) + x * y,
+            _low2d,
             4,
         ),
         _p(
@@ -213,7 +258,7 @@ PROBLEMS: dict[str, PDEProblem] = {
             "advection",
             [(0, 1), (0, 1)],
             24,
-            lambda x, t: torch.sin(_TWO_PI * (x - 2 * t)),
+            _advection_low,
             4,
             llk_weight=500.0,
             beta=2.0,
@@ -223,7 +268,7 @@ PROBLEMS: dict[str, PDEProblem] = {
             "advection",
             [(0, 1), (0, 1)],
             200,
-            lambda x, t: torch.sin(x - 200 * t),
+            _advection,
             40,
             llk_weight=500.0,
             beta=200.0,
