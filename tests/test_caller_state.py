@@ -280,3 +280,38 @@ def test_every_task_on_a_reused_thread_pool_runs_with_threads_per_worker():
     assert list(res.table["status"]) == ["ok", "ok"]
     assert sorted(seen.values()) == [1, 1], seen
     assert after == before == {name: 2 for name in before}
+
+
+def test_threads_started_after_a_threaded_run_get_the_callers_count():
+    """set_num_threads also sets the count new threads start with: a fresh pool thread that
+    joined during the run and left last put its own (the task's 1) there, and every thread
+    started after the run got one thread (review of 2026-12-03)."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bayesphys.distributed._worker_threads import _in_new_thread, task_state
+
+    before = _with_threads(4)
+    try:
+        inside = threading.Event()
+
+        def first():
+            with task_state(1):
+                inside.wait(10)
+                time.sleep(0.1)  # leaves first
+
+        def joins_and_leaves_last():
+            with task_state(1):
+                inside.set()
+                time.sleep(0.5)
+
+        with ThreadPoolExecutor(2) as pool:
+            a = pool.submit(first)
+            time.sleep(0.2)
+            b = pool.submit(joins_and_leaves_last)
+            a.result(), b.result()
+        assert torch.get_num_threads() == 4
+        assert _in_new_thread(torch.get_num_threads) == 4
+    finally:
+        torch.set_num_threads(before)

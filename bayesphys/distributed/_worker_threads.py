@@ -105,6 +105,16 @@ _running = 0
 _found: Any = None
 
 
+def _in_new_thread(fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` in a short-lived thread: torch's thread count there is the one new threads
+    start with (reading or setting it leaves every running thread's own count alone)."""
+    out: list[Any] = []
+    worker = threading.Thread(target=lambda: out.append(fn(*args)), name="bayesphys-threads")
+    worker.start()
+    worker.join()
+    return out[0]
+
+
 @contextmanager
 def task_state(threads: int | None) -> Iterator[None]:
     """Run one fitting task with ``threads`` threads (:func:`limit_threads`), giving the caller
@@ -114,7 +124,9 @@ def task_state(threads: int | None) -> Iterator[None]:
     first to enter saves it and the last to leave restores it. torch's intra-op thread count
     is the calling OS thread's own (OpenMP keeps one per thread), so every task sets it in its
     own thread and gives that thread its count back on leaving (a task joining on a reused
-    thread pool kept the thread's former count before: ``workers x threads`` oversubscribed)."""
+    thread pool kept the thread's former count before: ``workers x threads`` oversubscribed).
+    The count that threads not yet using torch start with is process-wide: it comes back with
+    the rest when the last task leaves."""
     global _running, _found
     import numpy as np
     import torch
@@ -124,7 +136,8 @@ def task_state(threads: int | None) -> Iterator[None]:
         if _running == 0:
             cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
             rng = (random.getstate(), np.random.get_state(), torch.random.get_rng_state(), cuda)
-            _found = (limit_threads(threads), rng)
+            default = None if threads is None else _in_new_thread(torch.get_num_threads)
+            _found = (limit_threads(threads), rng, default)
         _running += 1
     if threads is not None:
         torch.set_num_threads(threads)
@@ -133,8 +146,9 @@ def task_state(threads: int | None) -> Iterator[None]:
     finally:
         with _TASKS:
             _running -= 1
-            if _running == 0:
-                prev, (py, npy, cpu, cuda) = _found
+            last = _running == 0
+            if last:
+                prev, (py, npy, cpu, cuda), default = _found
                 _found = None
                 random.setstate(py)
                 np.random.set_state(npy)
@@ -142,5 +156,9 @@ def task_state(threads: int | None) -> Iterator[None]:
                 if cuda is not None:
                     torch.cuda.set_rng_state_all(cuda)
                 _restore_threads(prev)
-        if threads is not None:
-            torch.set_num_threads(mine)  # after the pools' restore, which sets this thread's
+            if threads is not None:
+                torch.set_num_threads(mine)  # after the pools' restore, which sets this thread's
+            if last and default is not None:
+                # set_num_threads also sets the count threads not yet using torch start with:
+                # the last task's own put back its count (1 for a fresh pool thread) there too
+                _in_new_thread(torch.set_num_threads, default)

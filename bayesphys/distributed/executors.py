@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import functools
+import io
 import multiprocessing as mp
 import os
 import pickle
@@ -37,7 +38,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from .._checks import check_int
-from ._task_errors import TaskError, _call_indexed, _Failure, _task_error, _task_label
+from ._task_errors import TaskError, _call_indexed, _task_error, _task_label
 from ._worker_threads import (
     _init_pool_worker,
     _init_worker,
@@ -135,32 +136,54 @@ def _shares_tensors(executor: Any) -> bool:
     return isinstance(executor, mpp.Pool) and not isinstance(executor, mpp.ThreadPool)
 
 
-def _plain_pickle(fn: Callable[[Any], Any], task: Any) -> bytes:
-    """``(fn, task)`` pickled by the standard pickler, which copies tensor data and leaves the
-    caller's tensors as they are (see :func:`_shares_tensors`)."""
-    return pickle.dumps((fn, task), protocol=pickle.HIGHEST_PROTOCOL)
+class _PlainPickled:
+    """A value that a process pool's pickler sends as bytes of the standard pickler (see
+    :func:`_shares_tensors`); it unpickles in the worker as the value itself. The bytes are
+    made when the pool sends the task (a few tasks ahead of the workers), not at submission:
+    every task pickled up front held a second copy of all the problems' data."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __reduce__(self):
+        return (pickle.loads, (_plain_dumps(self.value),))
 
 
-def _call_pickled(blob: bytes) -> Any:
-    """Pool-side: ``fn(task)`` of a :func:`_plain_pickle` payload."""
-    fn, task = pickle.loads(blob)
+class _CompactPickler(pickle.Pickler):
+    """The standard pickler, sending a tensor that views part of a larger storage (a row of
+    a stacked cohort) as a copy of that part: pickle writes a view's whole storage."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        import torch
+
+        if (
+            isinstance(obj, torch.Tensor)
+            and not obj.requires_grad
+            and obj.device.type != "meta"
+            and obj.untyped_storage().nbytes() > obj.numel() * obj.element_size()
+        ):
+            return obj.clone().__reduce_ex__(pickle.HIGHEST_PROTOCOL)
+        return NotImplemented
+
+
+def _plain_dumps(value: Any) -> bytes:
+    buf = io.BytesIO()
+    _CompactPickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+    return buf.getvalue()
+
+
+def _apply(fn: Callable[[Any], Any], task: Any) -> Any:
+    """Pool-side ``fn(task)`` (both sent as :class:`_PlainPickled`)."""
     return fn(task)
 
 
-def _call_indexed_pickled(item: tuple[int, bytes]) -> tuple[int, bool, Any]:
-    """Pool-side :func:`_call_indexed` of an ``(index, payload)`` item."""
-    i, blob = item
-    try:
-        fn, task = pickle.loads(blob)
-    except Exception as err:  # noqa: BLE001 - e.g. a class this worker cannot import
-        return i, False, _Failure(err)
-    return _call_indexed(fn, (i, task))
-
-
 def _submit_to(executor: Any, fn: Callable[[Any], Any], task: Any) -> Any:
-    """``executor.submit(fn, task)``; a standard process pool gets the task pickled here."""
+    """``executor.submit(fn, task)``; a standard process pool gets ``fn`` and ``task`` through
+    the standard pickler (:class:`_PlainPickled`)."""
     if _shares_tensors(executor):
-        return executor.submit(_call_pickled, _plain_pickle(fn, task))
+        return executor.submit(_apply, _PlainPickled(fn), _PlainPickled(task))
     return executor.submit(fn, task)
 
 
@@ -342,13 +365,8 @@ class MapRunner(Runner):
         items: list[tuple[int, Any]] = list(enumerate(tasks))
         call: Callable[[Any], Any] = functools.partial(_call_indexed, fn)
         if _shares_tensors(self.pool):
-            items = []
-            for i, task in enumerate(tasks):
-                try:
-                    items.append((i, _plain_pickle(fn, task)))
-                except Exception as err:  # noqa: BLE001 - e.g. an unpicklable task
-                    yield i, False, _task_error(i, task, err, "could not be submitted: ")
-            call = _call_indexed_pickled
+            items = [(i, _PlainPickled(task)) for i, task in enumerate(tasks)]
+            call = functools.partial(_call_indexed, _PlainPickled(fn))
         seen: set[int] = set()
         errors: list[BaseException] = []
         try:
@@ -427,7 +445,11 @@ class RayRunner(Runner):
                 self.started = True
             if self.started:
                 _ray_users += 1
-        cpus = ray.cluster_resources().get("CPU", 1)
+        try:
+            cpus = ray.cluster_resources().get("CPU", 1)
+        except BaseException:
+            self.close()  # counted above: a failure here kept the instance up for good
+            raise
         if (threads or 1) > cpus:
             # every task would wait forever for CPUs the cluster does not have
             self.close()
@@ -529,11 +551,19 @@ def _dask_runner(client: Any, workers: int | None, threads: int | None) -> DaskR
         # workers in other processes get the limit once; a worker in this process (an
         # in-process cluster) is the caller's own process, whose settings each task's
         # task_state sets and gives back (a process-wide limit here stayed after the call)
-        pids = client.run(os.getpid)
-        remote = [addr for addr, pid in pids.items() if pid != os.getpid()]
+        here = _process_identity()
+        remote = [addr for addr, who in client.run(_process_identity).items() if who != here]
         if remote:
             client.run(_init_worker, threads, workers=remote)
     return DaskRunner(client, cluster, nworkers)
+
+
+def _process_identity() -> tuple[str, int]:
+    """This process among all machines: the host token (name and pid namespace) and the pid
+    (a pid alone matched a remote worker's in another container)."""
+    from .._files import host_token
+
+    return host_token(), os.getpid()
 
 
 def _is_dask_client(executor: Any) -> bool:

@@ -460,7 +460,9 @@ class GPPDESolver:
         # of every earlier fit's checkpoints)
         first_eval = len(self.history["rel_l2"])
         done = self.history.setdefault("fit_steps", [])  # steps of each earlier fit
-        step_offset = sum(done) or (self.history["step"][-1] + 1 if self.history["step"] else 0)
+        # past the last recorded step too: an interrupt after a step's checkpoint counts
+        # that step as not done
+        step_offset = max(sum(done), self.history["step"][-1] + 1 if self.history["step"] else 0)
         # the lowest-objective starting point: its loss, step, hyperparameters and field
         best = {"loss": math.inf, "step": -1, "field": None}
         best["values"] = _snapshot(params) if keep_best else None

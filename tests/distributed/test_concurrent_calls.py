@@ -108,3 +108,71 @@ def test_an_in_process_dask_client_leaves_the_callers_thread_settings(monkeypatc
         assert new_thread_count() == fresh
     finally:
         torch.set_num_threads(before)
+
+
+class _StandInRay:
+    """The part of the ``ray`` module RayRunner uses, without starting Ray."""
+
+    def __init__(self, fail_resources: bool = False) -> None:
+        self.up = False
+        self.fail_resources = fail_resources
+
+    def is_initialized(self) -> bool:
+        return self.up
+
+    def init(self, **kwargs) -> None:
+        self.up = True
+
+    def shutdown(self) -> None:
+        self.up = False
+
+    def cluster_resources(self) -> dict:
+        if self.fail_resources:
+            raise ConnectionError("GCS unreachable")
+        return {"CPU": 4}
+
+
+def test_a_ray_runner_that_fails_after_starting_gives_its_count_back(monkeypatch):
+    """A failure reading the cluster's resources after the call was counted kept the instance
+    up for good: no later call shut it down (review of 2026-12-03)."""
+    from bayesphys.distributed import executors
+
+    ray = _StandInRay(fail_resources=True)
+    monkeypatch.setattr(executors, "_import", lambda *a: ray)
+    with pytest.raises(ConnectionError):
+        executors.RayRunner(1, 2)
+    assert executors._ray_users == 0 and not ray.up
+    ray.fail_resources = False
+    runner = executors.RayRunner(1, 2)
+    runner.close()
+    assert executors._ray_users == 0 and not ray.up
+
+
+def test_a_remote_dask_worker_with_the_callers_pid_still_gets_the_thread_limit(monkeypatch):
+    """In-process workers were told apart by pid alone: a worker in another container whose
+    pid equals the caller's never got threads_per_worker (review of 2026-12-03)."""
+    from bayesphys.distributed import executors
+
+    pytest.importorskip("dask.distributed")
+
+    class Client:
+        __module__ = "distributed.client"
+
+        def __init__(self) -> None:
+            self.limited = None
+
+        def scheduler_info(self) -> dict:
+            return {"workers": {"tcp://10.0.0.7:1": {}, "tcp://10.0.0.8:1": {}}}
+
+        def run(self, fn, *args, workers=None):
+            if fn is executors._process_identity:
+                return {
+                    "tcp://10.0.0.7:1": ("elsewhere-0000", os.getpid()),
+                    "tcp://10.0.0.8:1": executors._process_identity(),
+                }
+            self.limited = workers
+            return {}
+
+    client = Client()
+    executors._dask_runner(client, None, 1)
+    assert client.limited == ["tcp://10.0.0.7:1"]

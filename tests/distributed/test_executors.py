@@ -83,6 +83,13 @@ def test_a_process_pool_leaves_the_callers_tensors_out_of_shared_memory():
         assert sorted(got) == [0, 1, 2]
         assert all(torch.equal(got[k], torch.tensor(3.0 + 3 * k)) for k in range(3))
     assert not any(t.is_shared() for t in tasks)
+    # a row of a stacked cohort goes as its own bytes, not its storage's (the standard pickler
+    # writes a view's whole storage: every task carried the whole cohort)
+    from bayesphys.distributed.executors import _plain_dumps
+
+    cohort = torch.zeros(100, 1000, dtype=torch.float64)
+    assert len(_plain_dumps(cohort[3])) < 2 * 1000 * 8
+    assert torch.equal(pickle.loads(_plain_dumps(cohort[3])), cohort[3])
 
 
 @pytest.mark.parametrize("executor", ["sequential", "local"])

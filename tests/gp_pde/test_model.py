@@ -403,3 +403,23 @@ def test_a_second_fit_continues_the_history_and_reports_its_own_best():
     assert m.history["step"] == [0, 2, 4, 6, 8] and m.history["fit_steps"] == [6, 4]
     assert second.extra["rel_l2_best"] == min(m.history["rel_l2"][3:] + [second.extra["rel_l2"]])
     assert second.extra["rel_l2_best"] > 0.0 and "rel_l2_best" in first.extra
+
+
+def test_a_fit_after_an_interrupted_one_numbers_its_steps_after_the_last_recorded(monkeypatch):
+    """An interrupt inside a step whose checkpoint was already recorded counted that step as
+    not done: the next fit reused its number (review of 2026-12-03)."""
+    m = GPPDESolver("poisson1d-low", num_mixtures=2, seed=0)
+    real, calls = torch.optim.Adam.step, []
+
+    def step(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # the third update: step 2's checkpoint is recorded
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    with pytest.raises(KeyboardInterrupt):
+        m.fit(steps=6, eval_every=1, progress=False)
+    monkeypatch.undo()
+    m.fit(steps=2, eval_every=1, progress=False)
+    assert m.history["step"] == [0, 1, 2, 3, 4]
