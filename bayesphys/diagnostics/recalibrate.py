@@ -450,6 +450,10 @@ class RecalibratedPosterior:
         self.batch_shape = base.batch_shape
         self._quantile_table: tuple[Tensor, Tensor] | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        # the quantile table is a cache, recomputed on first use: pickling it sent ~2x the base
+        return {**self.__dict__, "_quantile_table": None}
+
     @property
     def _scaled(self) -> bool:
         return self.recalibrator.method != "quantile"

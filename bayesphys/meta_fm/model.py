@@ -617,7 +617,8 @@ class MetaFlowMatching:
                     y = y + ctr
                 y = y * self.net.scale + self.net.shift
                 for i, yi in zip(sel, y):
-                    out[i] = yi
+                    # its own storage: a view kept the whole batch alive, and pickled it whole
+                    out[i] = yi.clone() if len(sel) > 1 else yi
         return out
 
     def posterior(

@@ -245,9 +245,11 @@ class GliomaModel(GliomaPosteriorMixin):
         self.full_shape = shape
         self.crop = lesion_crop(lab, spacing, crop_margin_mm=crop_margin_mm, crop_scale=crop_scale)
         self.origin = [sl.start * spacing for sl in self.crop]
-        self._wm, self._gm = self.wm[self.crop], self.gm[self.crop]
-        self._brain, self._labels = self.brain[self.crop], lab[self.crop]
-        self._pet = None if self.pet is None else self.pet[self.crop]
+        # copies, not views: a view pickles its whole map (a model sent to another process
+        # carried every full-volume map twice)
+        self._wm, self._gm = self.wm[self.crop].clone(), self.gm[self.crop].clone()
+        self._brain, self._labels = self.brain[self.crop].clone(), lab[self.crop].clone()
+        self._pet = None if self.pet is None else self.pet[self.crop].clone()
         self.shape = tuple(self._wm.shape)
         self.faces = tissue_faces(self._wm, self._gm, dg_ratio=dg_ratio)
         self.steps = stable_steps(t_end, d_max, spacing, self.ndim)

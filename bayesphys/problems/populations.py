@@ -78,6 +78,15 @@ class PopulationPairs:
     extra: dict[str, Any] = field(default_factory=dict)
     source_features: list[Tensor] | None = None
 
+    def __post_init__(self) -> None:
+        # a population viewing part of a larger tensor (one slice of a stacked [P, n, d] draw)
+        # pickled that whole tensor once per population: pickle, multiprocessing, Ray and
+        # Dask sent a data set (and a model holding it) 50-160x its size; each gets its own
+        for name in ("source", "target", "source_features"):
+            pops = getattr(self, name)
+            if isinstance(pops, list):
+                setattr(self, name, [_own_storage(t) for t in pops])
+
     @property
     def dim(self) -> int:
         if not len(self.source):
@@ -164,6 +173,14 @@ class PopulationPairs:
             if self.source_features is None
             else [self.source_features[i] for i in idx],
         )
+
+
+def _own_storage(t: Any) -> Any:
+    """``t`` itself, or a copy when it views part of a larger storage (see
+    :meth:`PopulationPairs.__post_init__`)."""
+    if isinstance(t, Tensor) and t.untyped_storage().nbytes() > t.numel() * t.element_size():
+        return t.clone()
+    return t
 
 
 # ----------------------------------------------------------------------------- B1 letters
