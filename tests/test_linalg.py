@@ -1,11 +1,20 @@
-"""The shared preconditioned conjugate-gradient solver."""
+"""The shared linear algebra: conjugate gradients, Kronecker products, least squares."""
+
+import math
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bayesphys._linalg import diagonal, pcg, psd_cholesky
+from bayesphys._linalg import (
+    _lstsq_qr_gelsd,
+    diagonal,
+    kron_matvec,
+    lstsq_any_rank,
+    pcg,
+    psd_cholesky,
+)
 
 F64 = torch.float64
 
@@ -160,3 +169,56 @@ def test_roots_take_empty_batches_of_draws():
 
     root = _dense_root(torch.zeros(0, 4, 4, dtype=torch.float64), "c")
     assert root.apply(torch.zeros(5, 0, 4, dtype=torch.float64)).shape == (5, 0, 4)
+
+
+# -- property tests: exact algebra against dense references ------------------------------------
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    dims=st.lists(st.tuples(st.integers(1, 4), st.integers(1, 4)), min_size=1, max_size=3),
+    lead=st.lists(st.integers(1, 3), min_size=0, max_size=2).map(tuple),
+    seed=st.integers(0, 10_000),
+)
+def test_kron_matvec_matches_the_dense_kronecker_product(dims, lead, seed):
+    """(A_1 x ... x A_m) z for rectangular factors [p_i, q_i] and any leading dims of z equals
+    the product with torch.kron's dense matrix (row-major: the last factor varies fastest)."""
+    g = torch.Generator().manual_seed(seed)
+    factors = [torch.randn(p, q, generator=g, dtype=F64) for p, q in dims]
+    dense = factors[0]
+    for f in factors[1:]:
+        dense = torch.kron(dense, f)
+    z = torch.randn(*lead, math.prod(q for _, q in dims), generator=g, dtype=F64)
+    got = kron_matvec(factors, z)
+    assert got.shape == (*lead, math.prod(p for p, _ in dims))
+    torch.testing.assert_close(got, z @ dense.T, rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    m=st.integers(1, 7),
+    k=st.integers(1, 7),
+    rank=st.integers(0, 7),
+    r=st.integers(1, 3),
+    seed=st.integers(0, 10_000),
+    scale=st.sampled_from([1e-3, 1.0, 1e3]),
+)
+def test_lstsq_any_rank_is_the_minimum_norm_least_squares_solution(m, k, rank, r, seed, scale):
+    """For a of any rank (0 to full, tall or wide) the solution is pinv(a) @ b, the
+    minimum-norm least-squares solution, on the CPU driver and on the QR-then-gelsd path used
+    off the CPU (run here on the CPU)."""
+    g = torch.Generator().manual_seed(seed)
+    rank = min(rank, m, k)
+    a = scale * (
+        torch.randn(m, rank, generator=g, dtype=F64) @ torch.randn(rank, k, generator=g, dtype=F64)
+    )
+    b = torch.randn(m, r, generator=g, dtype=F64)
+    # the reference: an SVD cut at a relative 1e-10 (the drawn a has exactly `rank` nonzero
+    # singular values, the rest are round-off)
+    u, s, vh = torch.linalg.svd(a, full_matrices=False)
+    keep = s > 1e-10 * max(float(s.max()) if s.numel() else 0.0, 1e-300)
+    want = vh[keep].T @ ((u[:, keep].T @ b) / s[keep, None])
+    for got in (lstsq_any_rank(a, b), _lstsq_qr_gelsd(a, b)):
+        assert got.shape == (k, r)
+        tol = 1e-8 * float(want.abs().max().clamp_min(1.0))
+        torch.testing.assert_close(got, want, rtol=0, atol=tol)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -206,3 +207,50 @@ def test_calibration_curve_reads_every_level_from_one_sort(monkeypatch):
     monkeypatch.setattr(torch, "quantile", lambda *a, **k: calls.append(1) or real(*a, **k))
     _, obs = calibration_curve(x, y, levels=(0.5, 0.9))
     assert len(calls) == 1 and obs.tolist() == expected
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(1, 6),
+    d=st.integers(1, 3),
+    p=st.sampled_from([1, 2]),
+    seed=st.integers(0, 10_000),
+)
+def test_wasserstein_of_equal_uniform_clouds_is_the_best_assignment(n, d, p, seed):
+    """Between two clouds of n equally weighted points the optimal plan is a permutation
+    (Birkhoff): W_p^p is the smallest mean |x_i - y_s(i)|^p over all n! assignments s."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g, dtype=torch.float64)
+    y = 0.5 * torch.randn(n, d, generator=g, dtype=torch.float64) + 0.3
+    cost = torch.cdist(x, y).pow(p)
+    best = min(
+        float(cost[torch.arange(n), list(perm)].mean()) for perm in itertools.permutations(range(n))
+    )
+    got = float(wasserstein(x, y, p=p))
+    assert got**p == pytest.approx(best, rel=1e-9, abs=1e-12)
+    # a metric: symmetric, and 0 between a cloud and a reordering of itself
+    assert float(wasserstein(y, x, p=p)) == pytest.approx(got, rel=1e-9, abs=1e-12)
+    perm = torch.randperm(n, generator=g)
+    assert float(wasserstein(x, x[perm], p=p)) == pytest.approx(0.0, abs=1e-12)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    n=st.integers(1, 6),
+    d=st.integers(1, 3),
+    p=st.sampled_from([1, 2]),
+    offset=st.sampled_from([1e2, 1e4, 1e6]),
+    seed=st.integers(0, 10_000),
+)
+def test_wasserstein_is_translation_invariant_far_from_the_origin(n, d, p, offset, seed):
+    """W_p(x + c, y + c) = W_p(x, y): the ground costs must not cancel (|a|^2 + |b|^2 - 2 a.b
+    lost W entirely at clouds 1e-3 apart at 1e6, and read 1e-8 for W(x, x))."""
+    g = torch.Generator().manual_seed(seed)
+    x = 1e-2 * torch.randn(n, d, generator=g, dtype=torch.float64)
+    y = x + 1e-3 * torch.randn(n, d, generator=g, dtype=torch.float64)
+    c = offset * torch.randn(d, generator=g, dtype=torch.float64).sign()
+    xc, yc = x + c, y + c
+    # the reference on the shifted points as stored (their rounding is the input's, not W's)
+    ref = float(wasserstein(xc - c, yc - c, p=p))
+    assert float(wasserstein(xc, yc, p=p)) == pytest.approx(ref, rel=1e-6, abs=1e-12)
+    assert float(wasserstein(xc, xc, p=p)) == 0.0

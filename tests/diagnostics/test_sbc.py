@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bayesphys.diagnostics import (
     CoreFamily,
@@ -262,3 +264,38 @@ def test_uniform_ranks_are_rejected_at_about_the_nominal_rate():
         for _ in range(200)
     )
     assert rejected <= 0.05 * 200 + 3 * (200 * 0.05 * 0.95) ** 0.5  # 16 of 200
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n_sims=st.integers(1, 5),
+    n_draws=st.integers(1, 8),
+    k=st.integers(1, 3),
+    levels=st.integers(2, 6),
+    seed=st.integers(0, 10_000),
+)
+def test_ranks_against_a_brute_force_count_with_ties(n_sims, n_draws, k, levels, seed):
+    """Each rank lies between #(draws < truth) and that plus #(draws == truth), counted one by
+    one (equal to the first without ties); it does not depend on the order of the draws nor
+    on a strictly increasing relabelling of the values; its PIT lies in its rank's bin."""
+    g = torch.Generator().manual_seed(seed)
+    # few distinct values: ties are common
+    truth = torch.randint(0, levels, (n_sims, k), generator=g).double()
+    draws = torch.randint(0, levels, (n_sims, n_draws, k), generator=g).double()
+    ranks = sbc_ranks(truth, draws, seed=seed)
+    assert ranks.shape == (n_sims, k) and ranks.dtype == torch.long
+    for i in range(n_sims):
+        for j in range(k):
+            vals = [float(v) for v in draws[i, :, j]]
+            less = sum(v < float(truth[i, j]) for v in vals)
+            ties = sum(v == float(truth[i, j]) for v in vals)
+            assert less <= int(ranks[i, j]) <= less + ties
+    perm = torch.randperm(n_draws, generator=g)
+    assert torch.equal(sbc_ranks(truth, draws[:, perm], seed=seed), ranks)
+    assert torch.equal(sbc_ranks(truth.exp() * 3 - 1, draws.exp() * 3 - 1, seed=seed), ranks)
+    pit = sbc_pit(ranks, n_draws, seed=seed)
+    assert bool((pit >= ranks / (n_draws + 1)).all() and (pit < (ranks + 1) / (n_draws + 1)).all())
+    # continuous values: no ties, the rank is the count itself
+    cont = draws + 0.5 * torch.rand(draws.shape, generator=g, dtype=torch.float64) + 0.25
+    less = (cont < truth[:, None, :]).sum(1)
+    assert torch.equal(sbc_ranks(truth, cont, seed=seed), less)

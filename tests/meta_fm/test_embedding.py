@@ -1,5 +1,7 @@
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bayesphys.meta_fm import PopulationEmbedding, knn_adjacency, normalized_adjacency
 
@@ -47,3 +49,37 @@ def test_embedding_bad_input():
         emb(torch.randn(10, 3))
     with pytest.raises(ValueError, match="at least 2 points"):
         emb(torch.randn(1, 2))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    batch=st.lists(st.integers(1, 3), min_size=0, max_size=2).map(tuple),
+    n=st.integers(2, 9),
+    d=st.integers(1, 3),
+    k=st.integers(1, 10),
+    seed=st.integers(0, 10_000),
+)
+def test_knn_adjacency_is_the_brute_force_neighbour_sets_and_permutes_with_the_points(
+    batch, n, d, k, seed
+):
+    """Row i of A marks exactly the min(k, n-1) points nearest to i (found by sorting all
+    distances, self excluded), in every batch entry; relabelling the points permutes A's rows
+    and columns alike: A(x[p]) = A(x)[p][:, p]. (Random points: no tied distances.)"""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(*batch, n, d, generator=g, dtype=torch.float64)
+    a = knn_adjacency(x, k)
+    assert a.shape == (*batch, n, n)
+    kk = min(k, n - 1)
+    flat_x, flat_a = x.reshape(-1, n, d), a.reshape(-1, n, n)
+    for xb, ab in zip(flat_x, flat_a):
+        for i in range(n):
+            dist = sorted((float((xb[i] - xb[j]).pow(2).sum()), j) for j in range(n) if j != i)
+            want = torch.zeros(n, dtype=torch.float64)
+            want[[j for _, j in dist[:kk]]] = 1.0
+            assert torch.equal(ab[i], want)
+    perm = torch.randperm(n, generator=g)
+    assert torch.equal(knn_adjacency(x[..., perm, :], k), a[..., perm, :][..., :, perm])
+    # the normalised adjacency of a kNN graph (every row k + 1 ones with the self-loop) is
+    # the neighbourhood mean (A + I) / (k + 1)
+    eye = torch.eye(n, dtype=torch.float64)
+    torch.testing.assert_close(normalized_adjacency(a), (a + eye) / (kk + 1), rtol=1e-15, atol=0)

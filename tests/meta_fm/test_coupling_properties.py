@@ -1,0 +1,77 @@
+"""Property tests of the exact OT plans against brute force and an independent LP solver."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.optimize import linprog
+
+from bayesphys.meta_fm import full_ot_plans, sample_plan_partners
+
+F64 = torch.float64
+
+
+def _dense(plan, n: int, m: int) -> torch.Tensor:
+    """The ``[n, m]`` plan matrix of a :class:`FullPlan`."""
+    ptr, cols, cum = plan
+    p = torch.zeros(n, m, dtype=F64)
+    rows = torch.repeat_interleave(torch.arange(n), ptr.diff())
+    p[rows, cols] = cum.diff()
+    return p
+
+
+def _lp_cost(cost: np.ndarray) -> float:
+    """min <P, C> over couplings of the uniform measures, by scipy's HiGHS LP solver."""
+    n, m = cost.shape
+    a_eq = np.zeros((n + m, n * m))
+    for i in range(n):
+        a_eq[i, i * m : (i + 1) * m] = 1
+    for j in range(m):
+        a_eq[n + j, j::m] = 1
+    b_eq = np.concatenate([np.full(n, 1 / n), np.full(m, 1 / m)])
+    res = linprog(cost.reshape(-1), A_eq=a_eq, b_eq=b_eq, bounds=(0, None), method="highs")
+    assert res.status == 0
+    return float(res.fun)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    sizes=st.lists(st.tuples(st.integers(1, 6), st.integers(1, 6)), min_size=1, max_size=3),
+    d=st.integers(1, 3),
+    seed=st.integers(0, 10_000),
+)
+def test_full_ot_plans_are_optimal_couplings(sizes, d, seed):
+    """Each plan is a coupling of the uniform measures (row sums 1/n, column sums 1/m) whose
+    squared-Euclidean cost is the LP optimum; for n = m it is the best permutation's cost
+    (brute force over all n! assignments) and every row has one partner, which
+    sample_plan_partners returns."""
+    g = torch.Generator().manual_seed(seed)
+    src = [torch.randn(n, d, generator=g, dtype=F64) for n, _ in sizes]
+    tgt = [torch.randn(m, d, generator=g, dtype=F64) + 0.3 for _, m in sizes]
+    plans = full_ot_plans(src, tgt)
+    assert len(plans) == len(sizes)
+    for plan, a, b in zip(plans, src, tgt):
+        n, m = len(a), len(b)
+        p = _dense(plan, n, m)
+        assert bool((p >= 0).all())
+        torch.testing.assert_close(p.sum(1), torch.full((n,), 1 / n, dtype=F64), rtol=0, atol=1e-12)
+        torch.testing.assert_close(p.sum(0), torch.full((m,), 1 / m, dtype=F64), rtol=0, atol=1e-12)
+        cost = torch.cdist(a, b).pow(2)
+        got = float((p * cost).sum())
+        assert abs(got - _lp_cost(cost.numpy())) <= 1e-9 * (1 + float(cost.max()))
+        if n == m:
+            best = min(
+                float(cost[torch.arange(n), list(perm)].mean())
+                for perm in itertools.permutations(range(n))
+            )
+            assert abs(got - best) <= 1e-9 * (1 + float(cost.max()))
+            if bool((plan.ptr.diff() == 1).all()):  # a unique optimum: a permutation plan
+                partners = sample_plan_partners(plan, torch.arange(n), g)
+                assert float(cost[torch.arange(n), partners].mean()) == pytest.approx(
+                    best, rel=1e-9, abs=1e-12
+                )
