@@ -331,7 +331,9 @@ class DaskRunner(FuturesRunner):
                 yield i, False, _task_error(i, task, err, "could not be submitted: ")
         if not futures:
             return
-        for f in as_completed(list(futures)):
+        # the client's own loop: as_completed looks up the default client otherwise, and the
+        # client of a cluster started here is not the default
+        for f in as_completed(list(futures), loop=self.executor.loop):
             i = futures[f]
             try:
                 value = f.result()
