@@ -319,7 +319,7 @@ def ablation_parser(doc: str | None, *, jobs: bool = True) -> argparse.ArgumentP
 def print_rows_table(path: str | Path) -> Path:
     """Print the table of a results file written by :func:`write_rows` (``--table``)."""
     path = Path(path)
-    print(rows_table(json.loads(path.read_text())["rows"]))
+    print(rows_table(json.loads(path.read_text(encoding="utf-8"))["rows"]))
     return path
 
 
@@ -367,7 +367,7 @@ def smoke_ablation_main(
 def update_benchmarks_md(component: str, payload: Mapping[str, Any], docs: Path | None = None):
     """Replace the ``<!-- bench:component -->`` block of ``docs/benchmarks.md``."""
     path = docs or repo_root() / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
     start, end = f"<!-- bench:{component} -->", f"<!-- /bench:{component} -->"
     block = f"{start}\n{render_table(payload)}\n{end}"
     n_start, n_end = text.count(start), text.count(end)

@@ -171,6 +171,14 @@ def _temporaries_of(target: Path) -> tuple[re.Pattern[str], str]:
     return pattern, f".{glob_escape(name)}.*.tmp"  # glob's special characters taken literally
 
 
+def fsync_file(path: Path) -> None:
+    """Flush ``path``'s contents to the disk (so a rename that follows never publishes a file
+    a power loss could still take back), through a writable handle: Windows flushes only
+    through one (a read-only one raised EBADF there)."""
+    with open(path, "r+b") as fh:
+        os.fsync(fh.fileno())
+
+
 # targets whose stale temporaries this process has swept (a checkpoint rewritten every epoch
 # into a folder of thousands of files scanned the folder on every write)
 _SWEPT: set[Path] = set()
@@ -194,9 +202,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     )
     try:
         write(tmp)
-        # on disk before the rename makes it the file (Windows flushes only a writable handle)
-        with open(tmp, "r+b" if os.name == "nt" else "rb") as fh:
-            os.fsync(fh.fileno())
+        fsync_file(tmp)  # on disk before the rename makes it the file
         if target.exists():  # keep the file's permission bits (a fresh file has the umask's)
             os.chmod(tmp, stat.S_IMODE(target.stat().st_mode))
         os.replace(tmp, target)

@@ -11,6 +11,7 @@ Components plug in without touching this file:
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import importlib.util
 import os
@@ -374,16 +375,34 @@ def main(argv: list[str] | None = None) -> int:
     status. A reader that closes standard output early (``bayesphys list | head -1``) ends the
     command quietly with status 141, as a process killed by SIGPIPE (a traceback and status 1
     before)."""
+    if argv is None:
+        _tolerant_stdout()
     try:
         return _main(argv)
-    except BrokenPipeError:
-        if not _stdout_reader_gone():  # another pipe broke (a subprocess'): a real error
+    except OSError as err:
+        # Windows often reports a write to a closed pipe as EINVAL, not as a broken pipe
+        broken = isinstance(err, BrokenPipeError) or (os.name == "nt" and err.errno == errno.EINVAL)
+        if not broken or not _stdout_reader_gone():  # another pipe broke: a real error
             raise
         # what is still buffered for the closed pipe goes nowhere: flushing it at exit raised
         # the error a second time
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+
+
+def _tolerant_stdout() -> None:
+    """Let the console command print on a console whose encoding lacks a character of its
+    tables (an en dash for an empty cell: cp932, cp437 or latin-1 raised UnicodeEncodeError):
+    such characters print as ``?`` instead. The command only: ``main([...])`` called from
+    Python leaves the caller's stdout alone."""
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "")
+    if reconfigure is not None and encoding not in ("utf8", "utf16", "utf32"):
+        try:
+            reconfigure(errors="replace")
+        except (ValueError, OSError):  # a stream that cannot be reconfigured: as it is
+            pass
 
 
 def _stdout_reader_gone() -> bool:

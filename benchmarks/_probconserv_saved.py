@@ -53,7 +53,7 @@ def parse(
     if args.table:
         return print_rows_table(args.table)
     if args.summary:
-        print(summary(json.loads(Path(args.summary).read_text())["rows"]))
+        print(summary(json.loads(Path(args.summary).read_text(encoding="utf-8"))["rows"]))
         return Path(args.summary)
     if not args.models:
         ap.error(

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import math
 import pathlib
-import resource
 import sys
 import tempfile
 
@@ -30,6 +29,11 @@ from bayesphys._device import resolve_device
 from bayesphys._files import closing_figures, save_figure
 from bayesphys._model import FitResult
 from bayesphys.gp_pde import GPPDESolver
+
+try:
+    import resource  # POSIX: peak memory (not on Windows)
+except ImportError:  # pragma: no cover - Windows
+    resource = None
 
 ANCHOR_NOTE = (
     "arXiv 2311.04465 Tables 1-2 could not be read here (searched again 2026-11-28: stored copies "
@@ -106,12 +110,21 @@ def _peak_mb() -> float:
     """Peak resident size since the last :func:`_reset_peak` (``VmHWM``; elsewhere the
     process's lifetime maximum, ``ru_maxrss``)."""
     try:
-        for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+        for line in pathlib.Path("/proc/self/status").read_text(encoding="utf-8").splitlines():
             if line.startswith("VmHWM:"):
                 return float(line.split()[1]) / 1024.0
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return _maxrss_bytes() / 2**20
+
+
+def _maxrss_bytes() -> float:
+    """The process's lifetime peak resident size in bytes (``ru_maxrss`` is KiB on Linux and
+    bytes on macOS)."""
+    if resource is None:  # pragma: no cover - Windows
+        raise RuntimeError("the memory figures need a POSIX system (the resource module)")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return float(peak if sys.platform == "darwin" else peak * 1024)
 
 
 def _coverage(model: GPPDESolver, n_test: int) -> tuple[float | None, float | None]:
@@ -265,15 +278,18 @@ def _measure_child(n: int, kind: str) -> None:
     with torch.no_grad():
         fac = build_factors(list(m.kernels), m.axes, op, jitter=1e-6)
         page = os.sysconf("SC_PAGE_SIZE")
-        with open("/proc/self/statm") as fh:
-            rss0 = int(fh.read().split()[1]) * page
+        try:
+            with open("/proc/self/statm", encoding="ascii") as fh:
+                rss0 = int(fh.read().split()[1]) * page
+        except OSError as err:  # pragma: no cover - not Linux
+            raise RuntimeError("the scaling rows measure memory through /proc (Linux)") from err
         t0 = time.process_time()
         if kind == "kron":
             KronSolve(with_eigen(fac, op), op, 1.0, 200.0).solve(m.f, m.g)
         else:
             DenseSolve(fac, op, "prior").solve(m.f, m.g, 1.0, 200.0)
         dt = time.process_time() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    peak = _maxrss_bytes()
     print(f"{dt} {max(peak - rss0, 0)}")
 
 
@@ -404,7 +420,9 @@ def main(argv: list[str] | None = None) -> pathlib.Path | None:
             args.out = tempfile.mkdtemp(prefix="bench_gp_pde_")
         out_dir = pathlib.Path(args.out) if args.out else None
         res_path = (out_dir or pathlib.Path(__file__).resolve().parent / "results") / "gp_pde.json"
-        old = json.loads(res_path.read_text()) if res_path.exists() else {"rows": []}
+        old = (
+            json.loads(res_path.read_text(encoding="utf-8")) if res_path.exists() else {"rows": []}
+        )
         rows = [r for r in old["rows"] if not r["problem"].startswith("scaling")]
         sizes = [16, 24, 32, 48] if args.quick else [25, 50, 70, 100, 200, 400, 800, 1600]
         srows = scaling_rows(sizes, 24 if args.quick else 70, device)
@@ -482,7 +500,7 @@ def main(argv: list[str] | None = None) -> pathlib.Path | None:
         ) / "gp_pde.json"
         if res_path.exists():
             done = {(r["problem"], r["method"]) for r in rows}
-            prev = json.loads(res_path.read_text())
+            prev = json.loads(res_path.read_text(encoding="utf-8"))
             old = [r for r in prev["rows"] if (r["problem"], r["method"]) not in done]
             when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
             cmd = (

@@ -474,7 +474,7 @@ def main(argv: list[str] | None = None) -> Path:
     if args.table:
         if not Path(args.table).is_file():
             ap.error(f"--table: no results file {args.table!r}")
-        print(render_table(json.loads(Path(args.table).read_text())))
+        print(render_table(json.loads(Path(args.table).read_text(encoding="utf-8"))))
         return Path(args.table)
     device = resolve_device(args.device)
     if device.type == "cpu":
@@ -506,7 +506,7 @@ def main(argv: list[str] | None = None) -> Path:
     kept, prev_extra = [], {}
     old = Path(__file__).resolve().parent / "results" / f"{COMPONENT}.json"
     if args.merge and out is None and old.exists():
-        kept, prev_extra = merged_state(json.loads(old.read_text()), problems, cmd)
+        kept, prev_extra = merged_state(json.loads(old.read_text(encoding="utf-8")), problems, cmd)
     tasks = longest_first([(pid, s, steps_of(pid)) for pid in problems for s in range(seeds)])
     kw = dict(quick=args.quick, device=str(device), max_points=max_points, fourier=args.fourier)
     if args.jobs > 1:

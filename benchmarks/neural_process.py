@@ -82,7 +82,7 @@ def merge_rows(rows: list[dict], cmd: str, out: Path | None) -> tuple[list[dict]
     path = (out or Path(__file__).resolve().parent / "results") / "neural_process.json"
     if not path.exists():
         return rows, cmd
-    old = json.loads(path.read_text())
+    old = json.loads(path.read_text(encoding="utf-8"))
     new_groups = {_group(r) for r in rows}
     merged: list[dict] = []
     placed: set[str] = set()

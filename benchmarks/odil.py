@@ -151,7 +151,7 @@ def run_odil_package(n: int) -> dict | None:
         return None
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "ic.py"
-        script.write_text(_ODIL_SCRIPT)
+        script.write_text(_ODIL_SCRIPT, encoding="utf-8")
         env = dict(os.environ, ODIL_BACKEND="jax", ODIL_JIT="1", CUDA_VISIBLE_DEVICES="")
         t0 = time.perf_counter()
         try:
@@ -898,7 +898,7 @@ def main(argv: list[str] | None = None) -> Path:
         cmd += f" --only {args.only}"
     old = Path(__file__).resolve().parent / "results" / "odil.json"
     if out is None and set(todo) != {"B0", "B1", "B2", "B3", "B5", "B6"} and old.exists():
-        prev = json.loads(old.read_text())
+        prev = json.loads(old.read_text(encoding="utf-8"))
         kept = [r for r in prev["rows"] if _group(r) not in todo]
         rows = kept + rows
         rows.sort(key=lambda r: r["problem"])

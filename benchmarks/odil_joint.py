@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         cmd = recorded_command(__file__, argv)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         payload = {"command": cmd.strip(), "threads": args.threads, "rows": rows}
-        Path(args.out).write_text(json.dumps(payload, indent=1))
+        Path(args.out).write_text(json.dumps(payload, indent=1), encoding="utf-8")
     return rows
 
 

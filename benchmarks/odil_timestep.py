@@ -100,7 +100,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         cmd = recorded_command(__file__, argv)
-        Path(args.out).write_text(json.dumps({"command": cmd.strip(), "rows": rows}, indent=1))
+        Path(args.out).write_text(
+            json.dumps({"command": cmd.strip(), "rows": rows}, indent=1), encoding="utf-8"
+        )
     return rows
 
 

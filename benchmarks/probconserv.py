@@ -903,7 +903,7 @@ def main(argv: list[str] | None = None) -> Path:
     extra = {}
     full_path = repo_root() / "benchmarks" / "results" / "probconserv.json"
     if args.quick and full_path.exists():
-        full = json.loads(full_path.read_text())
+        full = json.loads(full_path.read_text(encoding="utf-8"))
         if not full.get("quick"):
             agreement = ranking_agreement(rows, full["rows"])
             extra["ranking_vs_full"] = agreement
@@ -945,7 +945,7 @@ def _previous(out) -> dict:
     from bayesphys._bench import repo_root
 
     path = (Path(out) if out else repo_root() / "benchmarks" / "results") / "probconserv.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
 def _rewrite(args, new_rows, extra_update: dict) -> Path:
@@ -957,7 +957,7 @@ def _rewrite(args, new_rows, extra_update: dict) -> Path:
     from bayesphys._bench import repo_root
 
     out = Path(args.out) if args.out else repo_root() / "benchmarks" / "results"
-    payload = json.loads((out / "probconserv.json").read_text())
+    payload = json.loads((out / "probconserv.json").read_text(encoding="utf-8"))
     extra = {k: v for k, v in payload.items() if k not in _BASE_KEYS}
     extra.update(extra_update)
     return write_results(

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--only: unknown examples {bad}; available: {', '.join(names)}")
     page = DOCS / "gallery.md"
     # --only reruns those examples; the other examples' sections are kept as they are
-    old = _sections(page.read_text()) if only is not None and page.exists() else {}
+    old = _sections(page.read_text(encoding="utf-8")) if only is not None and page.exists() else {}
     gallery = DOCS / "gallery"
     lines = [
         "# Examples gallery",
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         for png in sorted(out.rglob("*.png")):
             rel = png.relative_to(DOCS).as_posix()
             lines += [f"![{name}: {png.stem}]({rel})", ""]
-    page.write_text("\n".join(lines).rstrip("\n") + "\n")
+    page.write_text("\n".join(lines).rstrip("\n") + "\n", encoding="utf-8")
     print(f"wrote {DOCS / 'gallery.md'}" + (f"; failed: {failed}" if failed else ""))
     return 1 if failed else 0  # the page records the failures; the exit status says so too
 

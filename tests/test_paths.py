@@ -19,6 +19,7 @@ from tests.distributed import _toy
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("USERPROFILE", str(tmp_path / "home"))  # Windows expands ~ from it
     (tmp_path / "home").mkdir()
     monkeypatch.chdir(tmp_path)
     return tmp_path / "home"

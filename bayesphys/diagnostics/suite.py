@@ -204,7 +204,7 @@ def _merge(
     if not path.exists():
         return rows, {}
     try:
-        old = json.loads(path.read_text())
+        old = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         # kept aside under a name of its own, not overwritten: it holds the other components'
         # rows (an OSError while reading is raised as it is: the file may be whole)

@@ -189,7 +189,9 @@ def init_distributed(
         torch.cuda.set_device(dev)
     backend = backend or ("nccl" if dev.type == "cuda" else "gloo")
     if backend == "gloo" and os.environ.get("MASTER_ADDR", "") in ("127.0.0.1", "localhost"):
-        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+        loopback = _loopback_interface()
+        if loopback is not None:
+            os.environ.setdefault("GLOO_SOCKET_IFNAME", loopback)
     dist.init_process_group(
         backend,
         init_method="env://",
@@ -198,6 +200,19 @@ def init_distributed(
         timeout=_dt.timedelta(seconds=timeout_s),
     )
     return DistContext(rank, ws, local, dev, backend, True)
+
+
+def _loopback_interface() -> str | None:
+    """The loopback interface's name for gloo on a one-machine run: ``lo`` (Linux) or ``lo0``
+    (macOS, the BSDs); ``None`` where there is neither (Windows), leaving gloo its own choice
+    (a fixed ``lo`` made every local run fail at rendezvous on macOS)."""
+    import socket
+
+    try:
+        names = {name for _, name in socket.if_nameindex()}
+    except (OSError, AttributeError):
+        return None
+    return next((n for n in ("lo", "lo0") if n in names), None)
 
 
 _CLEANUP_KEY = "bayesphys/cleanup_done"

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .._files import host_token, sweep_stale_temporaries
+from .._files import fsync_file, host_token, sweep_stale_temporaries
 
 
 def _groups(idata) -> dict[str, Any]:
@@ -65,9 +65,9 @@ def _stem_on_disk(out: Path, problem_id: Any) -> str:
 
 def _fsync(path: Path) -> None:
     """Flush ``path`` to the disk, so that the rename that follows never publishes a file whose
-    contents a power loss could still take back."""
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
+    contents a power loss could still take back (:func:`~bayesphys._files.fsync_file`: a
+    read-only handle, which Windows refuses to flush, left every record unwritten there)."""
+    fsync_file(path)
 
 
 def _temporary(out: Path, stem: str, ext: str) -> Path:
@@ -121,7 +121,7 @@ def _write(out: Path, rec: dict[str, Any]) -> None:
             raise
     tmp = _temporary(out, stem, "json")
     try:
-        tmp.write_text(json.dumps(meta, indent=1, default=str))
+        tmp.write_text(json.dumps(meta, indent=1, default=str), encoding="utf-8")
         _fsync(tmp)
         os.replace(tmp, out / f"{stem}.json")
     except BaseException:
@@ -249,7 +249,7 @@ _UNREADABLE = (OSError, ValueError, KeyError, RuntimeError)
 def _read_meta(path: Path) -> dict[str, Any] | None:
     """The record ``<id>.json`` as a dict; ``None`` when it is absent or cannot be read."""
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(path.read_text(encoding="utf-8"))
     except _UNREADABLE:  # absent, cut short or damaged: fit the problem again
         return None
     return meta if isinstance(meta, dict) else None

@@ -31,6 +31,7 @@ import io
 import multiprocessing as mp
 import os
 import pickle
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -623,6 +624,10 @@ def resolve_runner(
         threads_per_worker = check_int("threads_per_worker", threads_per_worker, minimum=1)
     if executor is None or (isinstance(executor, str) and executor in ("local", "processes")):
         workers = max_workers or os.cpu_count() or 1
+        if sys.platform == "win32":
+            # Windows' process pools wait on at most 61 workers (an explicit larger count is
+            # refused: the default pool could not start on a machine with more CPUs)
+            workers = min(workers, 61)
 
         def factory(n: int) -> cf.ProcessPoolExecutor:
             return cf.ProcessPoolExecutor(

@@ -212,7 +212,7 @@ def _finished_run(cfg: dict[str, Any]) -> dict[str, Any] | None:
     if not (cfg["resume"] and ckpt.exists() and path.exists()):
         return None
     try:
-        summary = json.loads(path.read_text())
+        summary = json.loads(path.read_text(encoding="utf-8"))
         done = int(summary["start_epoch"]) + int(summary["epochs_run"])
     except (ValueError, KeyError, TypeError):
         return None
@@ -232,7 +232,7 @@ def _check_resumable(cfg: dict[str, Any]) -> None:
     ckpt = out / ("rgnp.pt" if cfg["model"] == "rgnp" else "checkpoint.pt")
     record = out / f"run_{cfg['model']}.json"
     if cfg["resume"] and ckpt.exists() and record.exists():
-        theirs = json.loads(record.read_text())
+        theirs = json.loads(record.read_text(encoding="utf-8"))
         # records written before world_size was recorded: that key is unknown, not different
         # (the library's checkpoint check still refuses another rank count inside the ranks)
         diff = {
@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> dict:
 
         Path(cfg["out"]).mkdir(parents=True, exist_ok=True)
         mp.spawn(_spawn_entry, args=(args.nproc, free_port(), cfg), nprocs=args.nproc, join=True)
-        summary = json.loads((Path(cfg["out"]) / "summary.json").read_text())
+        summary = json.loads((Path(cfg["out"]) / "summary.json").read_text(encoding="utf-8"))
     summary["wall_seconds"] = time.perf_counter() - t0
     if summary.get("world_size"):
         print(

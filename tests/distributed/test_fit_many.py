@@ -672,6 +672,7 @@ def test_two_writers_sharing_out_use_their_own_temporary_files(tmp_path, monkeyp
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+@pytest.mark.skipif(os.name != "posix", reason="the sweep checks processes on POSIX only")
 def test_temporary_files_a_killed_writer_left_are_swept(tmp_path):
     """A writer killed between writing a temporary file and renaming it left the file in
     ``out`` for good (the names are never reused); the next call removes it. Files of live

@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import multiprocessing as mp
+import sys
 
 import numpy as np
 import pytest
@@ -128,6 +130,10 @@ def test_train_ddp_runs_of_neighbouring_seeds_share_no_epoch_stream(monkeypatch)
     assert len(runs[0]) == 3 and not set(runs[0]) & set(runs[1])
 
 
+@pytest.mark.skipif(
+    "fork" not in mp.get_all_start_methods() or sys.platform == "darwin",
+    reason="fork pools (fast to start) exist and are safe on Linux only",
+)
 def test_a_crash_among_many_tasks_costs_few_extra_pools_and_keeps_the_others_parallel():
     """Every task pending when a deterministic crash broke the second pool too was run alone,
     one pool after another (21 tasks: 23 pools, serial); the pending ones are now run again
