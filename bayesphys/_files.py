@@ -171,11 +171,15 @@ def _temporaries_of(target: Path) -> tuple[re.Pattern[str], str]:
     return pattern, f".{glob_escape(name)}.*.tmp"  # glob's special characters taken literally
 
 
+_WINDOWS = os.name == "nt"
+
+
 def fsync_file(path: Path) -> None:
     """Flush ``path``'s contents to the disk (so a rename that follows never publishes a file
-    a power loss could still take back), through a writable handle: Windows flushes only
-    through one (a read-only one raised EBADF there)."""
-    with open(path, "r+b") as fh:
+    a power loss could still take back). Windows flushes only through a writable handle (a
+    read-only one raised EBADF there); elsewhere a read-only one, which needs no write
+    permission (a umask without the owner's write bit)."""
+    with open(path, "r+b" if _WINDOWS else "rb") as fh:
         os.fsync(fh.fileno())
 
 

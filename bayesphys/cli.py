@@ -398,7 +398,8 @@ def _tolerant_stdout() -> None:
     Python leaves the caller's stdout alone."""
     reconfigure = getattr(sys.stdout, "reconfigure", None)
     encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "")
-    if reconfigure is not None and encoding not in ("utf8", "utf16", "utf32"):
+    strict = getattr(sys.stdout, "errors", "strict") == "strict"  # surrogateescape: as it is
+    if reconfigure is not None and strict and encoding not in ("utf8", "utf16", "utf32"):
         try:
             reconfigure(errors="replace")
         except (ValueError, OSError):  # a stream that cannot be reconfigured: as it is

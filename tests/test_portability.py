@@ -46,6 +46,7 @@ def test_records_are_flushed_through_a_handle_windows_accepts(tmp_path, monkeypa
         return real(fd)
 
     monkeypatch.setattr(os, "fsync", windows_fsync)
+    monkeypatch.setattr("bayesphys._files._WINDOWS", True)
     res = fit_many(
         _toy.problems(1),
         _toy.build,

@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import functools
-import io
 import multiprocessing as mp
 import os
-import pickle
 import sys
 import threading
 import time
@@ -39,7 +37,8 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from .._checks import check_int
-from ._task_errors import TaskError, _call_indexed, _task_error, _task_label
+from ._plain_pickle import LoadFailure, PlainPickled, apply
+from ._task_errors import TaskError, _call_indexed, _Failure, _task_error, _task_label
 from ._worker_threads import (
     _init_pool_worker,
     _init_worker,
@@ -137,54 +136,21 @@ def _shares_tensors(executor: Any) -> bool:
     return isinstance(executor, mpp.Pool) and not isinstance(executor, mpp.ThreadPool)
 
 
-class _PlainPickled:
-    """A value that a process pool's pickler sends as bytes of the standard pickler (see
-    :func:`_shares_tensors`); it unpickles in the worker as the value itself. The bytes are
-    made when the pool sends the task (a few tasks ahead of the workers), not at submission:
-    every task pickled up front held a second copy of all the problems' data."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __reduce__(self):
-        return (pickle.loads, (_plain_dumps(self.value),))
-
-
-class _CompactPickler(pickle.Pickler):
-    """The standard pickler, sending a tensor that views part of a larger storage (a row of
-    a stacked cohort) as a copy of that part: pickle writes a view's whole storage."""
-
-    def reducer_override(self, obj: Any) -> Any:
-        import torch
-
-        if (
-            isinstance(obj, torch.Tensor)
-            and not obj.requires_grad
-            and obj.device.type != "meta"
-            and obj.untyped_storage().nbytes() > obj.numel() * obj.element_size()
-        ):
-            return obj.clone().__reduce_ex__(pickle.HIGHEST_PROTOCOL)
-        return NotImplemented
-
-
-def _plain_dumps(value: Any) -> bytes:
-    buf = io.BytesIO()
-    _CompactPickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
-    return buf.getvalue()
-
-
-def _apply(fn: Callable[[Any], Any], task: Any) -> Any:
-    """Pool-side ``fn(task)`` (both sent as :class:`_PlainPickled`)."""
-    return fn(task)
+def _call_indexed_plain(fn: Any, item: tuple[int, Any]) -> tuple[int, bool, Any]:
+    """Pool-side :func:`_call_indexed` of :class:`PlainPickled` values: one that could not be
+    sent or loaded fails its own task, with its index."""
+    i, task = item
+    for value in (fn, task):
+        if isinstance(value, LoadFailure):
+            return i, False, _Failure(value.error)
+    return _call_indexed(fn, (i, task))
 
 
 def _submit_to(executor: Any, fn: Callable[[Any], Any], task: Any) -> Any:
     """``executor.submit(fn, task)``; a standard process pool gets ``fn`` and ``task`` through
-    the standard pickler (:class:`_PlainPickled`)."""
+    the standard pickler (:class:`~._plain_pickle.PlainPickled`)."""
     if _shares_tensors(executor):
-        return executor.submit(_apply, _PlainPickled(fn), _PlainPickled(task))
+        return executor.submit(apply, PlainPickled(fn), PlainPickled(task))
     return executor.submit(fn, task)
 
 
@@ -368,8 +334,8 @@ class MapRunner(Runner):
         items: list[tuple[int, Any]] = list(enumerate(tasks))
         call: Callable[[Any], Any] = functools.partial(_call_indexed, fn)
         if _shares_tensors(self.pool):
-            items = [(i, _PlainPickled(task)) for i, task in enumerate(tasks)]
-            call = functools.partial(_call_indexed, _PlainPickled(fn))
+            items = [(i, PlainPickled(task)) for i, task in enumerate(tasks)]
+            call = functools.partial(_call_indexed_plain, PlainPickled(fn))
         seen: set[int] = set()
         errors: list[BaseException] = []
         try:

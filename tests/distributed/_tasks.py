@@ -52,3 +52,19 @@ def dies_on_three(x: int) -> int:
         os._exit(7)
     time.sleep(0.05 * x)
     return x * x
+
+
+def _refuse_to_load():
+    raise AttributeError("Can't get attribute 'Problem' on <module '__mp_main__'>")
+
+
+class LoadsNowhere:
+    """Pickles here and fails to unpickle in a worker, as a class defined under
+    ``if __name__ == "__main__":`` does in a spawned worker."""
+
+    def __reduce__(self):
+        return (_refuse_to_load, ())
+
+
+def double(x: int) -> int:
+    return 2 * x

@@ -85,11 +85,62 @@ def test_a_process_pool_leaves_the_callers_tensors_out_of_shared_memory():
     assert not any(t.is_shared() for t in tasks)
     # a row of a stacked cohort goes as its own bytes, not its storage's (the standard pickler
     # writes a view's whole storage: every task carried the whole cohort)
-    from bayesphys.distributed.executors import _plain_dumps
+    from bayesphys.distributed._plain_pickle import plain_dumps
 
     cohort = torch.zeros(100, 1000, dtype=torch.float64)
-    assert len(_plain_dumps(cohort[3])) < 2 * 1000 * 8
-    assert torch.equal(pickle.loads(_plain_dumps(cohort[3])), cohort[3])
+    assert len(plain_dumps(cohort[3])) < 2 * 1000 * 8
+    assert torch.equal(pickle.loads(plain_dumps(cohort[3])), cohort[3])
+
+
+def _run_with_timeout(runner, fn, tasks, seconds: float = 120.0) -> dict:
+    import threading
+
+    out: dict = {}
+
+    def run():
+        out.update({i: (ok, v) for i, ok, v in runner.run(fn, tasks)})
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), f"the pool never finished: {out}"
+    return out
+
+
+@pytest.mark.parametrize("kind", ["Pool", "ProcessPoolExecutor"])
+def test_a_task_a_worker_cannot_load_or_the_caller_cannot_send_fails_alone(kind):
+    """A task unpickled while the worker was still receiving it killed the worker: a
+    ProcessPoolExecutor broke for every pending task and a multiprocessing.Pool waited forever
+    (review of 2026-12-03); a task that cannot be pickled at all lost its index in a Pool."""
+    import concurrent.futures as cf
+
+    ctx = mp.get_context("spawn")
+    tasks = [0, 1, _tasks.LoadsNowhere(), 3, lambda: None]
+    if kind == "Pool":
+        with ctx.Pool(2) as pool:
+            out = _run_with_timeout(MapRunner(pool, "Pool"), _tasks.double, tasks)
+    else:
+        with cf.ProcessPoolExecutor(2, mp_context=ctx) as pool, resolve_runner(pool) as runner:
+            out = _run_with_timeout(runner, _tasks.double, tasks)
+    assert {i: v for i, (ok, v) in out.items() if ok} == {0: 0, 1: 2, 3: 6}
+    assert "AttributeError" in str(out[2][1]) and "__mp_main__" in str(out[2][1])
+    assert isinstance(out[4][1], TaskError) and out[4][1].index == 4
+    assert "could not be sent" in str(out[4][1])
+
+
+def test_plain_pickling_keeps_parameters_sparse_and_tagged_tensors_as_they_are():
+    """The compact pickler copied any view: a frozen nn.Parameter view arrived as a Tensor, a
+    sparse tensor raised (no plain storage), a tensor's own attributes were dropped."""
+    from bayesphys.distributed._plain_pickle import plain_dumps
+
+    base = torch.nn.Parameter(torch.arange(12.0).reshape(3, 4), requires_grad=False)
+    sparse = torch.eye(3).to_sparse()
+    tagged = torch.arange(12.0)[2:5]
+    tagged.tag = "mine"
+    back = pickle.loads(plain_dumps([base, sparse, tagged]))
+    assert type(back[0]) is torch.nn.Parameter
+    assert torch.equal(back[1].to_dense(), torch.eye(3))
+    assert back[2].tag == "mine"
 
 
 @pytest.mark.parametrize("executor", ["sequential", "local"])
