@@ -70,16 +70,29 @@ def _exit_with_parent(poll_seconds: float = 1.0) -> None:
     """End this worker process once its parent is gone.
 
     A pool's workers otherwise outlive a killed main process and keep computing until their
-    current task ends. A daemon thread compares ``os.getppid()`` with the parent at start
-    every ``poll_seconds`` (a re-parented process has a different parent id).
+    current task ends. A daemon thread waits on the parent's sentinel (multiprocessing's
+    ``parent_process()``, which a spawned worker has on every system and which fires when the
+    parent is gone); without one it compares ``os.getppid()`` with the parent at start every
+    ``poll_seconds`` (a re-parented process has a different parent id; on Windows the id stays,
+    so the sentinel is the only way there).
     """
-    parent = os.getppid()
+    import multiprocessing as mp
 
-    def watch() -> None:
-        while True:
-            time.sleep(poll_seconds)
-            if os.getppid() != parent:
-                os._exit(1)
+    handle = mp.parent_process()
+    if handle is not None:
+
+        def watch() -> None:
+            handle.join()  # returns once the parent process has ended
+            os._exit(1)
+
+    else:
+        parent = os.getppid()
+
+        def watch() -> None:
+            while True:
+                time.sleep(poll_seconds)
+                if os.getppid() != parent:
+                    os._exit(1)
 
     threading.Thread(target=watch, name="bayesphys-parent-watch", daemon=True).start()
 
