@@ -186,6 +186,7 @@ def fsync_file(path: Path) -> None:
 # targets whose stale temporaries this process has swept (a checkpoint rewritten every epoch
 # into a folder of thousands of files scanned the folder on every write)
 _SWEPT: set[Path] = set()
+_SWEPT_MAX = 100_000  # ~60 MB of paths at most; forgetting them only means sweeping again
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
@@ -200,6 +201,8 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     target = Path(os.path.realpath(Path(path).expanduser()))  # a symlink: write its target
     if target not in _SWEPT:  # once per target and process: a folder's scan costs O(files)
         sweep_stale_temporaries(target.parent, *_temporaries_of(target))
+        if len(_SWEPT) >= _SWEPT_MAX:  # a process writing millions of files: bounded memory
+            _SWEPT.clear()
         _SWEPT.add(target)
     tmp = target.with_name(
         f".{target.name}.{host_token()}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"

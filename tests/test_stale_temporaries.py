@@ -144,3 +144,15 @@ def test_a_target_is_swept_once_per_process(tmp_path: Path, monkeypatch):
         _save_checkpoint(tmp_path / "run.pt")
     _save_checkpoint(tmp_path / "other.pt")
     assert len(calls) == 2
+
+
+def test_the_swept_targets_stay_bounded(tmp_path: Path, monkeypatch):
+    """One entry per distinct target written (~620 B each): a long process writing millions
+    of files grew it without bound (review of 2026-12-03)."""
+    from bayesphys import _files
+
+    monkeypatch.setattr(_files, "_SWEPT", set())
+    monkeypatch.setattr(_files, "_SWEPT_MAX", 3)
+    for k in range(7):
+        _files.atomic_write_text(tmp_path / f"f{k}.txt", "x")
+    assert 1 <= len(_files._SWEPT) <= 3
