@@ -17,20 +17,16 @@ from __future__ import annotations
 
 import io
 import pickle
-import traceback
 from typing import Any
 
 
 class LoadFailure:
-    """Stands for a value that could not be sent or loaded: ``error`` (picklable; a text
-    description where the original is not) and where it happened."""
+    """Stands for a value that could not be sent or loaded: its ``error``. It lives in the
+    worker only; the error travels back as any task error does (``_task_errors._Failure`` or
+    the pool's own mechanism, both of which turn an unpicklable exception into text)."""
 
-    def __init__(self, error: BaseException, where: str) -> None:
+    def __init__(self, error: BaseException) -> None:
         self.error = error
-        self.where = where
-
-    def raise_(self) -> None:
-        raise self.error
 
 
 def _loaded(blob: bytes) -> Any:
@@ -38,22 +34,11 @@ def _loaded(blob: bytes) -> Any:
     try:
         return pickle.loads(blob)
     except Exception as err:  # noqa: BLE001 - reported by the task that needed the value
-        return LoadFailure(_portable(err, "could not be loaded in the worker"), "worker")
+        return LoadFailure(err)
 
 
 def _failed_to_send(message: str) -> LoadFailure:
-    return LoadFailure(pickle.PicklingError(message), "caller")
-
-
-def _portable(err: BaseException, what: str) -> BaseException:
-    """``err`` if it pickles (it travels back to the caller), else a RuntimeError with its
-    text and traceback."""
-    try:
-        pickle.loads(pickle.dumps(err))
-        return err
-    except Exception:  # noqa: BLE001
-        text = "".join(traceback.format_exception(err)).strip()
-        return RuntimeError(f"{what}: {type(err).__name__}: {err}\n{text}")
+    return LoadFailure(pickle.PicklingError(message))
 
 
 class _CompactPickler(pickle.Pickler):
@@ -106,5 +91,5 @@ def apply(fn: Any, task: Any) -> Any:
     """Pool-side ``fn(task)`` of two :class:`PlainPickled` values."""
     for value in (fn, task):
         if isinstance(value, LoadFailure):
-            value.raise_()
+            raise value.error
     return fn(task)

@@ -55,9 +55,8 @@ def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[
         ax[1].semilogy(xs, 1.96 * post.stddev.cpu(), "C0", lw=0.8, label="95% half-width")
         ax[1].set(xlabel="x (test grid)", ylabel="|u - u_exact|")
         ax[1].legend(fontsize=7)
-        fig.suptitle(
-            f"1-D Poisson u=sin(100x): rel. L2 {err:.1e}"
-        )  # no time: the same seed, the same file
+        # no time in the title: the same seed gives the same file
+        fig.suptitle(f"1-D Poisson u=sin(100x): rel. L2 {err:.1e}")
         fig.tight_layout()
         save_figure(fig, out_dir / "gp_pde.png", dpi=100)
     return [

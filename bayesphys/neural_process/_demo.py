@@ -54,9 +54,8 @@ def demo(out_dir: Path, *, device: torch.device, seed: int = 0) -> list[dict]:
             ax[i].plot(test["x"], test["u"][i], "k--", label="reference")
             ax[i].set_title(f"case {i}")
         ax[0].legend(fontsize=7)
-        fig.suptitle(
-            f"RGNP, {fit.steps} physics-only steps"
-        )  # no time: the same seed, the same file
+        # no time in the title: the same seed gives the same file
+        fig.suptitle(f"RGNP, {fit.steps} physics-only steps")
         fig.tight_layout()
         save_figure(fig, out_dir / "neural_process.png", dpi=100)
 
