@@ -491,9 +491,15 @@ def _numpy_globals() -> list[Any]:
     """The numpy classes and functions a pickled array, scalar or dtype names."""
     import numpy as np
 
-    core = getattr(np, "_core", None) or np.core  # numpy >= 2 / 1.x
+    # numpy >= 2 keeps these in numpy._core; 1.26 has a numpy._core too, but only as an alias
+    # package whose submodules are not loaded (its multiarray attribute is missing), and its
+    # pickles name numpy.core
+    if int(np.__version__.split(".")[0]) >= 2:
+        from numpy._core import multiarray
+    else:  # numpy 1.x
+        from numpy.core import multiarray
     dtypes = {type(np.dtype(c)) for c in "?bhilqBHILQefdgFDGUS"}
-    return [core.multiarray._reconstruct, core.multiarray.scalar, np.ndarray, np.dtype, *dtypes]
+    return [multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype, *dtypes]
 
 
 # loads running at once in this process and the numpy globals they added to torch's allow-list
