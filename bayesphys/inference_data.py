@@ -258,8 +258,12 @@ def to_inference_data(
     seed: int | None = None,
     params: Mapping[str, Any] | None = None,
 ) -> arviz.InferenceData | xr.DataTree:
-    """Export a :class:`~bayesphys.Posterior` (see ``Posterior.to_inference_data``)."""
+    """Export a :class:`~bayesphys.Posterior` (see ``Posterior.to_inference_data``): any object
+    with the protocol's members, the package's own classes or a user's."""
+    import torch
+
     from ._checks import check_int, check_seed
+    from ._device import make_generator
 
     num_samples = check_int("num_samples", num_samples, minimum=1)
     num_chains = check_int("num_chains", num_chains, minimum=1)
@@ -277,7 +281,12 @@ def to_inference_data(
     if dims is None:
         dims = [f"batch_{i}" for i in range(nb)] + [f"{name}_dim_{i}" for i in range(ne)]
     dims = list(_dim_names("dims", dims, sample=True))
-    draws = posterior._draws_for_export(num_chains, num_samples, seed)
+    export = getattr(posterior, "_draws_for_export", None)
+    if export is not None:  # the package's posteriors (a SamplePosterior keeps its chains)
+        draws = export(num_chains, num_samples, seed)
+    else:  # any other object with the Posterior protocol: fresh draws
+        gen = make_generator(seed, posterior.device)
+        draws = posterior.sample(torch.Size([num_chains, num_samples]), generator=gen)
     if len(dims) == ne and nb:
         dims = [f"batch_{i}" for i in range(nb)] + dims
     if len(dims) != nb + ne:

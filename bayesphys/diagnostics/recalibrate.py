@@ -218,7 +218,9 @@ class Recalibrator:
         _check_method(method)  # an unknown one was fitted as "quantile"
         truths = _check_pairs(posteriors, truths)
         # points with zero posterior spread (pinned boundary values) carry no information
-        keep = [(p.stddev > 0).flatten() for p in posteriors]
+        # the protocol's variance (a user's Posterior need not have a stddev)
+        sds = [p.variance.clamp_min(0).sqrt() for p in posteriors]
+        keep = [(sd > 0).flatten() for sd in sds]
         if not any(bool(k.any()) for k in keep):
             raise ValueError(
                 f"posteriors: every held-out point has zero posterior spread (stddev 0), so "
@@ -228,8 +230,8 @@ class Recalibrator:
         if method in ("zscore", "conformal"):
             z = torch.cat(
                 [
-                    ((t - p.mean) / p.stddev).flatten()[k] / _draws_factor(p)
-                    for p, t, k in zip(posteriors, truths, keep)
+                    ((t - p.mean) / sd).flatten()[k] / _draws_factor(p)
+                    for p, t, k, sd in zip(posteriors, truths, keep, sds)
                 ]
             ).double()
             return cls.from_z(z, method=method, level=level, n_grid=n_grid)
@@ -558,7 +560,7 @@ class RecalibratedPosterior:
             raise NotImplementedError("RecalibratedPosterior.rsample: not with a quantile map")
         return self.map_draws(self.base.rsample(_size(sample_shape)))
 
-    def quantile(self, q: float | Tensor) -> Tensor:
+    def quantile(self, q: float | Sequence[float] | Tensor) -> Tensor:
         """Recalibrated marginal quantiles ``[*q.shape, *batch, *event]``."""
         qt = _q_tensor(q, self.base.mean)
         if self._scaled:
