@@ -130,7 +130,10 @@ class LinearGaussianModel:
 
     def log_marginal_likelihood(self) -> float:
         p = self.problem
-        return log_marginal_likelihood(p["x"], p["idx"], p["y"], self.noise, self.lengthscale)
+        # a Python float, as annotated (the helper returns a 0-d tensor)
+        return float(
+            log_marginal_likelihood(p["x"], p["idx"], p["y"], self.noise, self.lengthscale)
+        )
 
 
 def export_cohort(model: LinearGaussianModel, post, seed: int, num_samples: int = 200):

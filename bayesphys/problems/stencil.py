@@ -57,6 +57,8 @@ def _check_spacing(spacing: Sequence[float]) -> list:
             "spacing: expected a sequence of grid steps, one per axis (e.g. [h] in 1-D), "
             f"received {type(spacing).__name__}"
         ) from None
+    if not steps:  # the sum over no axes was the integer 0, with ``bc`` never checked
+        raise ValueError("spacing: expected at least one grid step (one per axis), received none")
     for k, h in enumerate(steps):
         _check_step(f"spacing[{k}]", h)
     return steps

@@ -3,6 +3,8 @@ figure whose save fails leaves the previous file at its path whole."""
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.figure
 import numpy as np
 import pytest
@@ -48,3 +50,16 @@ def test_stefan_front_bins_hold_every_draw_at_a_bin_centre():
     grid = values[:4]  # each grid point sits mid-bin, not on an edge
     k = np.searchsorted(edges, grid) - 1
     assert np.allclose(grid - edges[k], dx / 2)
+
+
+def test_cohort_model_log_marginal_likelihood_is_a_float_as_annotated():
+    import json
+
+    from bayesphys.examples.cohort import LinearGaussianModel
+
+    x = torch.linspace(0, 1, 21, dtype=torch.float64)
+    idx = torch.tensor([2, 9, 15])
+    model = LinearGaussianModel({"x": x, "idx": idx, "y": torch.sin(3 * x[idx])}, seed=0)
+    lml = model.log_marginal_likelihood()
+    assert type(lml) is float and math.isfinite(lml)
+    json.dumps({"lml": lml})  # was a 0-d tensor: not JSON serialisable

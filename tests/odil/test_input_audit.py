@@ -194,6 +194,11 @@ def test_stencil_arguments():
         laplacian(u, 1.0)
     with pytest.raises(ValueError, match=r"^spacing\[1\]: expected a number > 0"):
         laplacian(u, [1.0, 0.0])
+    for empty in ([], ()):  # laplacian returned the integer 0, div_flux zeros
+        with pytest.raises(ValueError, match=r"^spacing: expected at least one grid step"):
+            laplacian(u, empty)
+        with pytest.raises(ValueError, match=r"^spacing: expected at least one grid step"):
+            div_flux(u, [], empty)
     with pytest.raises(ValueError, match=r"^faces: expected 2 face tensors"):
         div_flux(u, [u], [1.0, 1.0])  # IndexError
     with pytest.raises(ValueError, match=r"^faces: expected 2 face tensors"):
