@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -317,7 +317,7 @@ class GaussianPosterior(_PosteriorBase):
         with torch.no_grad():
             return self.rsample(sample_shape, generator=generator)
 
-    def quantile(self, q: float | Tensor) -> Tensor:
+    def quantile(self, q: float | Sequence[float] | Tensor) -> Tensor:
         """Marginal quantiles ``[*q.shape, *batch, *event]``: :math:`\\mu + \\sigma\\Phi^{-1}(q)`."""
         qt = _q_tensor(q, self._mean)
         z = torch.special.ndtri(qt)

@@ -17,6 +17,7 @@ from ._posterior_args import (
 
 if TYPE_CHECKING:  # pragma: no cover
     import arviz
+    import xarray as xr
 
 __all__ = ["Posterior"]
 
@@ -76,7 +77,7 @@ class Posterior(Protocol):
         parameters of the mean and covariance; not every posterior has them)."""
         ...
 
-    def quantile(self, q: float | Tensor) -> Tensor:
+    def quantile(self, q: float | Sequence[float] | Tensor) -> Tensor:
         """Marginal quantiles ``[*q.shape, *batch, *event]`` at levels ``q`` in (0, 1)."""
         ...
 
@@ -93,8 +94,20 @@ class Posterior(Protocol):
         """The same posterior on ``device``."""
         ...
 
-    def to_inference_data(self, **kwargs: Any) -> arviz.InferenceData:
-        """Posterior draws as :class:`arviz.InferenceData` (see ``_PosteriorBase``)."""
+    def to_inference_data(
+        self,
+        *,
+        dims: list[str] | tuple[str, ...] | None = None,
+        coords: dict[str, Any] | None = None,
+        observed: dict[str, Any] | None = None,
+        num_samples: int = 1000,
+        num_chains: int = 1,
+        name: str = "u",
+        seed: int | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> arviz.InferenceData | xr.DataTree:
+        """Posterior draws as :class:`arviz.InferenceData` (ArviZ 0.x) or an
+        :class:`xarray.DataTree` (ArviZ >= 1); see ``_PosteriorBase.to_inference_data``."""
         ...
 
 
@@ -143,8 +156,9 @@ class _PosteriorBase:
         name: str = "u",
         seed: int | None = None,
         params: dict[str, Any] | None = None,
-    ) -> arviz.InferenceData:
-        """Export posterior draws to :class:`arviz.InferenceData`.
+    ) -> arviz.InferenceData | xr.DataTree:
+        """Export posterior draws to :class:`arviz.InferenceData` (ArviZ 0.x; an
+        :class:`xarray.DataTree` of the same groups under ArviZ >= 1).
 
         The field named ``name`` gets dims ``(chain, draw, *batch_dims, *dims)``. ``dims``
         names the batch dims followed by the event dims (default ``batch_0..``, ``name_dim_0..``);

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -115,7 +116,7 @@ class SamplePosterior(_PosteriorBase):
             "SamplePosterior.rsample: empirical draws are not reparameterisable"
         )
 
-    def quantile(self, q: float | Tensor) -> Tensor:
+    def quantile(self, q: float | Sequence[float] | Tensor) -> Tensor:
         """Empirical marginal quantiles ``[*q.shape, *batch, *event]`` (linear interpolation)."""
         qt = _q_tensor(q, self.draws)
         if self.dtype not in (torch.float32, torch.float64):

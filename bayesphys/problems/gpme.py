@@ -124,11 +124,11 @@ class GPMEProblem:
             )
 
     # -- to be overridden --------------------------------------------------------------------
-    def solution(self, t: Tensor, x: Tensor, param: Tensor) -> Tensor:
+    def solution(self, t: Tensor | float, x: Tensor | float, param: Tensor | float) -> Tensor:
         """Exact :math:`u(t, x; \\theta)`; ``t, x, param`` broadcast together."""
         raise NotImplementedError
 
-    def mass(self, t: Tensor, param: Tensor) -> Tensor:
+    def mass(self, t: Tensor | float, param: Tensor | float) -> Tensor:
         """Exact total mass :math:`b(t) = \\int_{x_0}^{x_1} u(t,x)\\,dx` over ``x_range``.
 
         ``t, param`` broadcast together; the result has their broadcast shape (float64). It is
@@ -141,7 +141,7 @@ class GPMEProblem:
         :func:`mass_from_fluxes` splits its quadrature there. None by default."""
         return []
 
-    def boundary_flux(self, t: Tensor, param: Tensor) -> Tensor:
+    def boundary_flux(self, t: Tensor | float, param: Tensor | float) -> Tensor:
         """Net inflow :math:`F|_{x_0} - F|_{x_1} = b'(t)` through the boundary.
 
         Same shapes and validity as :meth:`mass` (a NaN ``t`` gives NaN)."""
@@ -203,7 +203,7 @@ class Diffusion(GPMEProblem):
     test_params: tuple[float, ...] = (1.0, 5.0)
     table_time: float = 0.5
 
-    def solution(self, t: Tensor, x: Tensor, param: Tensor) -> Tensor:
+    def solution(self, t: Tensor | float, x: Tensor | float, param: Tensor | float) -> Tensor:
         r"""Exact :math:`u = \sin(x)\,e^{-kt}` (``param`` = :math:`k`); ``t, x, param`` broadcast."""
         self._check_domain(param)
         return torch.sin(_f64(x)) * torch.exp(-_f64(param) * _f64(t))
@@ -213,13 +213,13 @@ class Diffusion(GPMEProblem):
         x0, x1 = self.x_range
         return math.cos(x0) - math.cos(x1)
 
-    def mass(self, t: Tensor, param: Tensor) -> Tensor:
+    def mass(self, t: Tensor | float, param: Tensor | float) -> Tensor:
         r"""Exact :math:`b(t) = (\cos x_0 - \cos x_1)\,e^{-kt}` (broadcast shape, float64)."""
         self._check_domain(param)
         t, param = torch.broadcast_tensors(_f64(t), _f64(param))
         return _nan_at(t, self._cos_span() * torch.exp(-param * t))
 
-    def boundary_flux(self, t: Tensor, param: Tensor) -> Tensor:
+    def boundary_flux(self, t: Tensor | float, param: Tensor | float) -> Tensor:
         r"""Net inflow :math:`b'(t) = -k(\cos x_0 - \cos x_1)\,e^{-kt}`."""
         self._check_domain(param)
         t, param = torch.broadcast_tensors(_f64(t), _f64(param))
@@ -254,13 +254,13 @@ class PorousMedium(GPMEProblem):
     test_params: tuple[float, ...] = (1.0, 3.0, 6.0)
     table_time: float = 0.5
 
-    def solution(self, t: Tensor, x: Tensor, param: Tensor) -> Tensor:
+    def solution(self, t: Tensor | float, x: Tensor | float, param: Tensor | float) -> Tensor:
         r"""Exact solution for exponent ``param`` = :math:`m` (class docstring); ``t, x, param`` broadcast."""
         self._check_domain(param)
         m = _f64(param)
         return (m * torch.relu(_f64(t) - _f64(x))).pow(1.0 / m)
 
-    def mass(self, t: Tensor, param: Tensor) -> Tensor:
+    def mass(self, t: Tensor | float, param: Tensor | float) -> Tensor:
         r"""Exact total mass :math:`b(t)` over ``x_range`` (broadcast shape, float64)."""
         self._check_domain(param)
         m, t = _f64(param), _f64(t)
@@ -269,7 +269,7 @@ class PorousMedium(GPMEProblem):
         p = 1 + 1 / m
         return _nan_at(t, m.pow(p) / (m + 1) * (_pos_pow(s0, p) - _pos_pow(s1, p)))
 
-    def boundary_flux(self, t: Tensor, param: Tensor) -> Tensor:
+    def boundary_flux(self, t: Tensor | float, param: Tensor | float) -> Tensor:
         r"""Net inflow :math:`b'(t)` through the boundary (broadcast shape)."""
         # -u^m u_x equals (m (t - x))^{1/m} behind the front, 0 ahead of it: inflow at x0,
         # outflow at x1 once the front has reached it
@@ -357,7 +357,7 @@ class Stefan(GPMEProblem):
     table_time: float = 0.05
     smooth: float = field(default=0.02, compare=False)
 
-    def solution(self, t: Tensor, x: Tensor, param: Tensor) -> Tensor:
+    def solution(self, t: Tensor | float, x: Tensor | float, param: Tensor | float) -> Tensor:
         r"""Exact solution for threshold ``param`` = :math:`u^*` (class docstring); ``t, x, param`` broadcast."""
         # the constants depend on the parameter only: solved once per parameter, then
         # broadcast over the grid (they were solved at every grid point)
@@ -369,7 +369,7 @@ class Stefan(GPMEProblem):
         out = torch.where(inside, u, torch.zeros_like(u))
         return _nan_at(t, torch.where((x == 0) & (t <= 0), torch.ones_like(u), out))
 
-    def mass(self, t: Tensor, param: Tensor) -> Tensor:
+    def mass(self, t: Tensor | float, param: Tensor | float) -> Tensor:
         r"""Exact total mass :math:`b(t)`: :math:`2c_1\sqrt{t/\pi}` while the front is inside (class docstring)."""
         alpha, c1 = stefan_constants(param)
         t = _f64(t)
@@ -396,7 +396,7 @@ class Stefan(GPMEProblem):
         alpha = float(stefan_constants(param)[0])
         return [(max(x, 0.0) / alpha) ** 2 for x in self.x_range]
 
-    def boundary_flux(self, t: Tensor, param: Tensor) -> Tensor:
+    def boundary_flux(self, t: Tensor | float, param: Tensor | float) -> Tensor:
         r"""Net inflow :math:`b'(t) = F|_{x_0} - F|_{x_1}`, :math:`F(t, x) = c_1 e^{-x^2/4t}
         /\sqrt{\pi t}` behind the front (:math:`x \le \alpha\sqrt t`), 0 ahead of it.
 
