@@ -382,3 +382,18 @@ def test_main_called_from_python_keeps_the_matplotlib_backend():
         assert matplotlib.get_backend() == "svg"  # main switched every caller to Agg
     finally:
         matplotlib.use(before)
+
+
+def test_python_dash_m_runs_the_console_command():
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "bayesphys", "list"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "examples (bayesphys run NAME" in out.stdout and "glioma" in out.stdout
