@@ -342,7 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="folder for the results JSON and figures (default: without --quick, the "
         "checkout's benchmarks/results, replacing the committed rows, the figure in docs/img "
-        "and the SBC ranks under bayesphys-out/calibration)",
+        "and the SBC ranks under bayesphys-out/calibration; outside a source checkout, all "
+        "of it under bayesphys-out/calibration)",
     )
     c.add_argument("--seed", type=_seed_arg, default=0, help="base seed of the simulations")
     # each subcommand's parser: an unknown option is reported against its own usage

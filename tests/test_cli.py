@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import arviz as az
 import pytest
@@ -352,6 +353,38 @@ def test_calibrate_command_prints_the_table(tmp_path, monkeypatch, capsys):
     assert cli.main(["calibrate", "odil", "--quick", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "bayesphys calibrate odil" in out and "toy" in out and "results:" in out
+
+
+def test_full_calibrate_outside_a_checkout_writes_under_bayesphys_out(
+    tmp_path, monkeypatch, capsys
+):
+    """An installed package has no benchmarks/ folder: a full run failed with a traceback."""
+    import types
+
+    from bayesphys.diagnostics import calibration_rows, suite
+    from tests.diagnostics.conftest import NormalNormal
+
+    model = NormalNormal()
+
+    def rows(quick, seed):
+        return calibration_rows(
+            model.simulate, model.infer, n_sims=20, n_draws=9, seed=seed, problem="toy", method="m"
+        )
+
+    def no_checkout():
+        raise FileNotFoundError("benchmarks/: not found")
+
+    monkeypatch.setattr(suite, "load_hook", lambda comp: types.SimpleNamespace(calibrate_rows=rows))
+    monkeypatch.setattr(suite, "repo_root", no_checkout)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["calibrate", "odil"]) == 0
+    folder = tmp_path / "bayesphys-out" / "calibration"
+    names = {p.name for p in folder.iterdir()}
+    assert {"calibration.json", "calibration_odil.png", "calibration_odil.nc"} <= names
+    assert json.loads((folder / "calibration.json").read_text())["rows"]
+    assert f"results: {Path('bayesphys-out') / 'calibration' / 'calibration.json'}" in (
+        capsys.readouterr().out
+    )
 
 
 def test_run_prints_the_result_once(tmp_path, capsys):

@@ -23,8 +23,9 @@ other components already in that file are kept; this component's rows are replac
 ``<figdir>/calibration_<component>.png`` and ``<figdir>/calibration_<component>.nc`` (SBC ranks
 as InferenceData groups ``prior_sbc``, ``prior_sbc_1`` ...). ``out=None``: full runs write
 ``benchmarks/results/`` (and refresh ``docs/benchmarks.md``) with the figure in ``docs/img/``
-(the one docs/calibration.md shows) and the ranks in ``./bayesphys-out/calibration/``; quick
-runs write everything to a fresh temporary folder.
+(the one docs/calibration.md shows) and the ranks in ``./bayesphys-out/calibration/``, or,
+outside a source checkout (an installed package), everything to ``./bayesphys-out/calibration/``;
+quick runs write everything to a fresh temporary folder.
 """
 
 from __future__ import annotations
@@ -228,6 +229,14 @@ def _merge(
     return kept + rows, figs
 
 
+def _checkout() -> Path | None:
+    """The source checkout holding ``benchmarks/``, or ``None`` (an installed package)."""
+    try:
+        return repo_root()
+    except FileNotFoundError:
+        return None
+
+
 def run_calibration(
     component: str,
     *,
@@ -253,6 +262,11 @@ def run_calibration(
         out_dir.mkdir(parents=True, exist_ok=True)
     elif quick:
         out_dir = fig_dir = nc_dir = Path(tempfile.mkdtemp(prefix="bayesphys-calibration-"))
+    elif _checkout() is None:
+        # an installed package without a source checkout (a full run failed with a traceback
+        # from repo_root): everything goes to the folder of the netCDF ranks
+        out = out_dir = fig_dir = nc_dir = Path("bayesphys-out") / "calibration"
+        out_dir.mkdir(parents=True, exist_ok=True)
     else:
         # a full run refreshes what the docs show: the table (write_results) and the figure
         out_dir = repo_root() / "benchmarks" / "results"
