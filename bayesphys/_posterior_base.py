@@ -198,6 +198,33 @@ def central_intervals(post: Any, levels: Sequence[float]) -> list[tuple[Tensor, 
     return [post.interval(lv) for lv in levels]
 
 
+#: the members ``isinstance(value, Posterior)`` requires
+_MEMBERS = (
+    "event_shape",
+    "batch_shape",
+    "device",
+    "dtype",
+    "mean",
+    "variance",
+    "sample",
+    "rsample",
+    "quantile",
+    "interval",
+    "log_prob",
+    "to",
+    "to_inference_data",
+)
+
+
+def missing_members(value: Any) -> str:
+    """For an error message: `` (missing the Posterior members device, dtype)`` when ``value``
+    has some but not all of the protocol's members, else ``""``."""
+    missing = [m for m in _MEMBERS if not hasattr(value, m)]
+    if not missing or len(missing) == len(_MEMBERS):
+        return ""
+    return f" (missing the Posterior member(s) {', '.join(missing)})"
+
+
 def is_posterior(value: Any) -> bool:
     """``isinstance(value, Posterior)``, the package's own classes first: the runtime protocol
     check reads every property of the value (a posterior's variance, three times per

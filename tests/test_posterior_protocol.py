@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from bayesphys import GaussianPosterior, Posterior
@@ -96,3 +97,65 @@ def test_run_sbc_accepts_an_inference_returning_protocol_only_posteriors():
         progress=False,
     )
     assert tuple(res.ranks.shape) == (20, 5)
+
+
+def _without(member: str) -> type:
+    """ProtocolOnly without one of the protocol's members."""
+    attrs = {k: v for k, v in vars(ProtocolOnly).items() if k != member}
+    return type(f"No_{member}", (), attrs)
+
+
+def test_every_protocol_member_is_required_and_a_partial_one_is_named():
+    from bayesphys._posterior_base import _MEMBERS, missing_members
+
+    for drop in _MEMBERS:
+        obj = _without(drop)(_gaussian())
+        assert not isinstance(obj, Posterior), drop
+        assert missing_members(obj) == f" (missing the Posterior member(s) {drop})"
+    assert isinstance(ProtocolOnly(_gaussian()), Posterior)
+    assert missing_members(ProtocolOnly(_gaussian())) == "" and missing_members(3.0) == ""
+
+
+def _simulate(n, *, seed):
+    gen = torch.Generator().manual_seed(seed)
+    theta = torch.randn(n, 2, generator=gen, dtype=torch.float64)
+    return theta, [{"y": y} for y in theta + torch.randn(n, 2, generator=gen, dtype=torch.float64)]
+
+
+_GEN = torch.Generator().manual_seed(1)
+
+
+def _draws(d):
+    # the exact conjugate posterior N(y / 2, I / 2), as 200 draws
+    return d["y"] / 2 + 0.5**0.5 * torch.randn(200, 2, generator=_GEN, dtype=torch.float64)
+
+
+def test_run_sbc_takes_numpy_draws_and_names_missing_members():
+    res = run_sbc(
+        _simulate, lambda d: _draws(d).numpy(), n_sims=20, n_draws=19, seed=0, progress=False
+    )
+    assert tuple(res.ranks.shape)[0] == 20
+
+    no_device = _without("device")
+    with pytest.raises(
+        TypeError,
+        match=r"^infer \(problem 0\): .* No_device \(missing the Posterior member\(s\) device\)$",
+    ):
+        run_sbc(
+            _simulate,
+            lambda d: no_device(GaussianPosterior(d["y"] / 2, torch.eye(2, dtype=torch.float64))),
+            n_sims=3,
+            n_draws=9,
+            progress=False,
+        )
+
+
+def test_fit_recalibration_takes_an_infer_returning_draws():
+    from bayesphys import SamplePosterior
+    from bayesphys.diagnostics import fit_recalibration
+
+    rec = fit_recalibration(_simulate, _draws, n_fit=20, n_eval=20, method="zscore")
+    assert 0.7 < rec.scale < 1.4  # the draws are the exact posterior's
+    assert rec.heldout["n_problems"] == 20
+    wrapped = rec.wrap(SamplePosterior(_draws({"y": torch.zeros(2, dtype=torch.float64)})[None]))
+    assert isinstance(wrapped, Posterior)

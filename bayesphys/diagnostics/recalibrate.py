@@ -618,13 +618,22 @@ def fit_recalibration(
     """Fit a :class:`Recalibrator` on ``n_fit`` fresh simulations and evaluate it on ``n_eval``
     others (seeds ``seed + 1`` and ``seed + 2``, disjoint from a calibration run at ``seed``).
 
-    ``simulate(n, seed=) -> (theta [n, *event], data)``; ``infer(data[i]) -> Posterior``.
+    ``simulate(n, seed=) -> (theta [n, *event], data)``; ``infer(data[i]) -> Posterior`` or
+    draws ``[L, *event]`` (taken as an empirical posterior, ``SamplePosterior``).
     """
+    from .simulate import as_draws_or_posterior
+
     _check_method(method)  # before any simulation
+
+    def posterior(d: Any, where: str) -> Posterior:
+        # draws [L, *event] (what run_sbc also takes from infer) as an empirical posterior
+        p = as_draws_or_posterior(infer(d), where)
+        return SamplePosterior(p[None]) if isinstance(p, Tensor) else p
+
     theta, data = simulate(n_fit, seed=offset_seed(seed, 1))
-    posts = [infer(data[i]) for i in range(n_fit)]
+    posts = [posterior(data[i], f"fit problem {i}") for i in range(n_fit)]
     rec = Recalibrator.fit(posts, [theta[i] for i in range(n_fit)], method=method, level=level)
     theta_e, data_e = simulate(n_eval, seed=offset_seed(seed, 2))
-    posts_e = [infer(data_e[i]) for i in range(n_eval)]
+    posts_e = [posterior(data_e[i], f"evaluation problem {i}") for i in range(n_eval)]
     rec.evaluate(posts_e, [theta_e[i] for i in range(n_eval)], levels)
     return rec

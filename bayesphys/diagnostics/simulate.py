@@ -22,13 +22,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from .._checks import check_bool, check_int, check_real, check_seed, offset_seed
 from .._device import check_finite
 from .._posterior_args import _check_levels
-from .._posterior_base import central_intervals, is_posterior
+from .._posterior_base import central_intervals, is_posterior, missing_members
 from .._progress import progress_bar
 from .._repr import fields_repr
 from ..posterior import Posterior
@@ -189,6 +190,20 @@ def default_summaries(event_shape: torch.Size, max_elements: int = 16) -> dict[s
         idx = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), tuple(event_shape)))
         out["theta_" + "_".join(map(str, idx))] = probe(idx)
     return out
+
+
+def as_draws_or_posterior(value: Any, where: str) -> Posterior | Tensor:
+    """What ``infer`` returned: a ``Posterior`` as it is, draws ``[L, *event]`` (a tensor or a
+    numpy array) as a tensor; anything else a ``TypeError`` naming the protocol members it
+    lacks (``where`` names the call, e.g. ``"problem 3"``)."""
+    if isinstance(value, np.ndarray):
+        value = torch.as_tensor(value)
+    if isinstance(value, Tensor) or is_posterior(value):
+        return value
+    raise TypeError(
+        f"infer ({where}): expected a Posterior or an array of draws, received "
+        f"{type(value).__name__}{missing_members(value)}"
+    )
 
 
 def posterior_draws(
@@ -361,12 +376,7 @@ def simulate_and_infer(
     bar = progress_bar(range(n_sims), desc="SBC infer", progress=progress, leave=False)
     try:
         for i in bar:
-            post = infer(data[i])
-            if not (isinstance(post, Tensor) or is_posterior(post)):
-                raise TypeError(
-                    f"infer: expected a Posterior or a tensor of draws, received "
-                    f"{type(post).__name__} (problem {i})"
-                )
+            post = as_draws_or_posterior(infer(data[i]), f"problem {i}")
             g = None if isinstance(post, Tensor) else gen_for(post.device)
             d = posterior_draws(post, n_draws, generator=g)
             t_i = theta[i].to(d)

@@ -179,7 +179,11 @@ def test_simulation_loop_checks():
         ({"summaries": {"a": 3}}, TypeError, "summaries: expected callables"),
         ({"summaries": {"a": lambda u: u}}, ValueError, r"summaries\['a'\]: expected one value"),
         ({"simulate": lambda n, seed: torch.zeros(n, 2)}, TypeError, "simulate: expected"),
-        ({"infer": lambda y: None}, TypeError, r"infer: expected a Posterior .* \(problem 0\)"),
+        (
+            {"infer": lambda y: None},
+            TypeError,
+            r"infer \(problem 0\): expected a Posterior .*NoneType",
+        ),
     ):
         with pytest.raises(error, match=match):
             run(**kw)
