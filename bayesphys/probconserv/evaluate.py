@@ -23,7 +23,8 @@ from torch import Tensor
 from .. import metrics
 from .._checks import check_int, check_real, check_seed, did_you_mean
 from .._device import as_tensor
-from ..posterior import GaussianPosterior
+from .._posterior_base import is_posterior
+from ..posterior import GaussianPosterior, Posterior
 from .update import check_slice_mass, trapezoid_weights
 
 __all__ = ["slice_scores", "shock_position", "shock_posterior"]
@@ -111,7 +112,7 @@ def shock_position(
 
 
 def shock_posterior(
-    post: GaussianPosterior,
+    post: Posterior,
     x: Tensor,
     n_samples: int = 500,
     *,
@@ -121,8 +122,8 @@ def shock_posterior(
 ) -> Tensor:
     """Draws ``[n_samples, *batch]`` of the shock position from ``post`` (event ``(nx,)``);
     ``x``, ``threshold`` and ``missing`` as in :func:`shock_position`."""
-    if not isinstance(post, GaussianPosterior):
-        raise TypeError(f"post: expected a GaussianPosterior, received {type(post).__name__}")
+    if not is_posterior(post):  # only its draws are used: any posterior (recalibrated, ...)
+        raise TypeError(f"post: expected a Posterior, received {type(post).__name__}")
     if len(post.event_shape) != 1:
         raise ValueError(f"post: expected event shape (nx,), received {tuple(post.event_shape)}")
     n_samples = check_int("n_samples", n_samples, minimum=1)

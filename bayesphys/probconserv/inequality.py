@@ -19,7 +19,8 @@ from torch import Tensor
 
 from .._checks import check_int, check_seed
 from .._device import as_tensor
-from ..posterior import GaussianPosterior, SamplePosterior
+from .._posterior_base import is_posterior
+from ..posterior import Posterior, SamplePosterior
 from .update import check_slice_mass, trapezoid_weights
 
 __all__ = ["project_nonnegative", "nonnegative_posterior"]
@@ -75,7 +76,7 @@ def project_nonnegative(draws: Tensor, g: Tensor, b: Tensor, iters: int = 100) -
 
 
 def nonnegative_posterior(
-    post: GaussianPosterior,
+    post: Posterior,
     x: Tensor,
     mass: Tensor,
     n_samples: int = 500,
@@ -87,8 +88,8 @@ def nonnegative_posterior(
     Returns ``SamplePosterior`` with draws ``[1, n_samples, *batch, nx]`` (``n_samples >= 2``,
     for its empirical moments); ``mass [*batch]`` (or broadcastable to it).
     """
-    if not isinstance(post, GaussianPosterior):
-        raise TypeError(f"post: expected a GaussianPosterior, received {type(post).__name__}")
+    if not is_posterior(post):  # only its draws are used: any posterior (recalibrated, ...)
+        raise TypeError(f"post: expected a Posterior, received {type(post).__name__}")
     if len(post.event_shape) != 1:
         raise ValueError(f"post: expected event shape (nx,), received {tuple(post.event_shape)}")
     n_samples = check_int("n_samples", n_samples, minimum=2)

@@ -404,7 +404,7 @@ def test_shock_posterior_checks_its_inputs(prior):
         shock_posterior(prior, x, 5, seed=1.5)  # was "manual_seed expected a long"
     with pytest.raises(ValueError, match=r"x: expected shape \(11,\)"):
         shock_posterior(prior, x[:5], 5)
-    with pytest.raises(TypeError, match="post: expected a GaussianPosterior"):
+    with pytest.raises(TypeError, match="post: expected a Posterior, received Tensor"):
         shock_posterior(prior.mean, x, 5)
     with pytest.raises(ValueError, match="draws: expected finite values"):
         shock_position(torch.full((2, 11), NAN), x)  # gave x[-1]
@@ -602,3 +602,26 @@ def test_a_finished_fit_leaves_the_network_in_eval_mode():
     m = ProbConserv("diffusion", hidden=8, n_samples=4, seed=0)
     m.fit(steps=1, progress=False)
     assert not m.net.training  # was left in train mode after a successful fit
+
+
+def test_front_and_nonnegative_steps_take_any_posterior(prior):
+    """Both only draw from the posterior: a recalibrated or empirical one was refused."""
+    from bayesphys import SamplePosterior
+    from bayesphys.diagnostics import Recalibrator
+
+    x = torch.linspace(0, 1, 11, dtype=F64)
+    gen = torch.Generator().manual_seed(0)
+    truths = [prior.mean + 2 * prior.stddev * torch.randn(prior.mean.shape, generator=gen)]
+    recal = Recalibrator.fit([prior], truths, method="zscore").wrap(prior)
+    empirical = SamplePosterior(prior.sample((40,), seed=1)[None], event_ndim=1)
+    mass = torch.full((2, 1), 0.5, dtype=F64)
+    for post in (recal, empirical):
+        fronts = shock_posterior(post, x, 5)
+        assert fronts.shape == (5, 2, 1) and bool(((fronts >= 0) & (fronts <= 1)).all())
+        fields = nonnegative_posterior(post, x, mass, 6)
+        assert fields.draws.shape == (1, 6, 2, 1, 11) and bool((fields.draws >= 0).all())
+    # the shock draws are those of the posterior's own draws (same seed, same sampler)
+    assert torch.equal(
+        shock_posterior(empirical, x, 5, seed=3),
+        shock_position(empirical.sample((5,), seed=3), x),
+    )
