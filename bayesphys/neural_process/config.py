@@ -52,7 +52,8 @@ def get_problem(problem: Any) -> PoissonProblem | BurgersProblem:
     if isinstance(problem, str) and problem in PROBLEMS:
         return PROBLEMS[problem]()
     raise ValueError(
-        f"problem: expected one of {sorted(PROBLEMS)}, received {problem!r}{did_you_mean(problem, sorted(PROBLEMS))}"
+        f"problem: expected one of {sorted(PROBLEMS)} or a PoissonProblem / BurgersProblem "
+        f"instance, received {problem!r}{did_you_mean(problem, sorted(PROBLEMS))}"
     )
 
 

@@ -79,7 +79,16 @@ from .._time_budget import TimeBudget, check_max_seconds
 from ..posterior import GaussianPosterior
 from ..problems.rgnp import sample_prior
 from .calibrate import calibrate_variance
-from .config import METHODS, SIZES, RGNPConfig, get_problem, keras_init, preset, with_overrides
+from .config import (
+    METHODS,
+    PROBLEMS,
+    SIZES,
+    RGNPConfig,
+    get_problem,
+    keras_init,
+    preset,
+    with_overrides,
+)
 from .forward import ForwardNet
 from .gicnet import GICNet
 from .grids import check_points, make_grid
@@ -650,6 +659,16 @@ class RandomGridNP:
         if Path(path).is_dir():
             raise IsADirectoryError(f"path: expected a file name, received the folder {path}")
         self._check_config("save")  # a checkpoint load() could not read is never written
+        family = PROBLEMS.get(getattr(self.problem, "name", None))
+        if family is None or type(self.problem) is not family:
+            # load rebuilds the problem from its name and fields: a subclass came back as its
+            # base class, its overridden residual silently replaced by the base's
+            raise ValueError(
+                f"problem: a {type(self.problem).__name__} cannot be saved (a checkpoint rebuilds "
+                f"its problem as one of {sorted(c.__name__ for c in PROBLEMS.values())} from its "
+                f"name and fields, without the "
+                f"subclass's methods); keep the weights with model.state() instead"
+            )
         cfg = {
             "problem": self.problem.name,
             # the problem's own settings (prior boxes, sigma_y, ...): a customised problem
