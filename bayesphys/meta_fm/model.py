@@ -687,6 +687,21 @@ class MetaFlowMatching:
     def checkpoint_config(self) -> dict[str, Any]:
         """Everything but the weights that :meth:`from_state` needs: settings, dimensions,
         condition ids, seed, dtype, the steps taken and the training batches' stream."""
+        # load rebuilds the modules from the settings: a module swapped in by hand (an
+        # embedding of one's own) was saved, and its checkpoint failed to load with a raw
+        # state-dict error
+        built = {"field": VectorField, "embed": PopulationEmbedding}
+        swapped = [
+            f"net[{k!r}] is a {type(mod).__name__}"
+            for k, mod in self.net.items()
+            if k not in built or type(mod) is not built[k]
+        ]
+        if swapped:
+            raise ValueError(
+                f"save: {', '.join(swapped)}, not the module the settings build "
+                f"({', '.join(f'{k}: {c.__name__}' for k, c in built.items())}); a checkpoint "
+                f"could not rebuild it: keep its weights with model.state() instead"
+            )
         return {
             "config": self.config.to_dict(),
             "dim": self.dim,

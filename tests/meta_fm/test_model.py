@@ -267,3 +267,18 @@ def test_ensemble_members_embed_through_their_own_subsamples():
         assert all(torch.equal(x, y) for x, y in zip(m.predict(src, seed=seed), first))
     top = ens.posterior(src, num_draws=2, seed=2**64 - 1).draws  # seeds past the top wrap
     assert torch.equal(top[0, 1], torch.stack(m.predict(src, seed=0)))
+
+
+def test_save_refuses_a_module_swapped_in_by_hand(tmp_path):
+    d = linear_map(n_train=4, n_cal=0, n_test=1, n_points=32, seed=0)
+    m = MetaFlowMatching(d, seed=0, **SMALL)
+
+    class MeanEmbed(torch.nn.Module):
+        def forward(self, x, f=None):
+            return x.mean(-2)
+
+    m.net["embed"] = MeanEmbed()
+    # the checkpoint was written, and its load failed with a raw state-dict error
+    with pytest.raises(ValueError, match=r"^save: net\['embed'\] is a MeanEmbed, not the module"):
+        m.save(tmp_path / "m.pt")
+    assert not (tmp_path / "m.pt").exists()
