@@ -499,7 +499,20 @@ def _numpy_globals() -> list[Any]:
     else:  # numpy 1.x
         from numpy.core import multiarray
     dtypes = {type(np.dtype(c)) for c in "?bhilqBHILQefdgFDGUS"}
-    return [multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype, *dtypes]
+    out: list[Any] = [multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype, *dtypes]
+    if _named_globals_supported():
+        # a checkpoint written under the other numpy major names the other module (torch
+        # matches the text of the name): numpy 2 loads 1.x's numpy.core.*, and 1.26 loads 2's
+        # numpy._core.*, as the same functions
+        other = "numpy.core" if int(np.__version__.split(".")[0]) >= 2 else "numpy._core"
+        out += [(f, f"{other}.multiarray.{f.__name__}") for f in out[:2]]
+    return out
+
+
+def _named_globals_supported() -> bool:
+    """Whether this torch's allow-list takes ``(global, "full.name")`` pairs (its docs say so
+    from the release that added them; an older torch fails on a pair at every load)."""
+    return "Tuple[Callable, str]" in (torch.serialization.add_safe_globals.__doc__ or "")
 
 
 # loads running at once in this process and the numpy globals they added to torch's allow-list

@@ -3,6 +3,7 @@ re-exported by :mod:`bayesphys.posterior`)."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -198,6 +199,7 @@ def central_intervals(post: Any, levels: Sequence[float]) -> list[tuple[Tensor, 
     return [post.interval(lv) for lv in levels]
 
 
+_ABSENT = object()
 #: the members ``isinstance(value, Posterior)`` requires
 _MEMBERS = (
     "event_shape",
@@ -219,7 +221,9 @@ _MEMBERS = (
 def missing_members(value: Any) -> str:
     """For an error message: `` (missing the Posterior members device, dtype)`` when ``value``
     has some but not all of the protocol's members, else ``""``."""
-    missing = [m for m in _MEMBERS if not hasattr(value, m)]
+    # static lookups: hasattr ran the value's properties (a costly or failing variance
+    # replaced the message), as Python >= 3.12's own protocol check does not
+    missing = [m for m in _MEMBERS if inspect.getattr_static(value, m, _ABSENT) is _ABSENT]
     if not missing or len(missing) == len(_MEMBERS):
         return ""
     return f" (missing the Posterior member(s) {', '.join(missing)})"

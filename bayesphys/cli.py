@@ -466,6 +466,12 @@ def _main(argv: list[str] | None) -> int:
             args.bench_path = _bench_script(args.component)
         except FileNotFoundError as err:
             parser.error(str(err))
+    if args.command == "calibrate" and not args.quick and args.out is None:
+        from .diagnostics.suite import default_out_problem
+
+        problem = default_out_problem()  # outside a checkout, an unwritable ./bayesphys-out
+        if problem:
+            parser.subcommand_parsers["calibrate"].error(problem)
     if args.command in ("run", "bench"):
         return (cmd_run if args.command == "run" else cmd_bench)(args, rest)
     if rest:

@@ -4,10 +4,11 @@ another model silently: posterior means off by 0.46)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from bayesphys import __version__, load_checkpoint, save_checkpoint
+from bayesphys import __version__, _model, load_checkpoint, save_checkpoint
 from bayesphys._model import CHECKPOINT_FORMAT
 from bayesphys.gp_pde import GPPDESolver
 from bayesphys.odil import GliomaModel
@@ -78,3 +79,36 @@ def test_loading_leaves_the_callers_torch_allow_list_as_it_was(tmp_path):
     # and a load with nothing allowed before leaves nothing behind
     assert load_checkpoint(ckpt, kind="toy")["config"]["scale"] == 2.0
     assert set(torch.serialization.get_safe_globals()) == before
+
+
+def _respell_numpy(path, new_path):
+    """The checkpoint as the other numpy major writes it: numpy 2 pickles name
+    ``numpy._core.multiarray``, 1.x ``numpy.core.multiarray`` (torch matches the text)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    mine, other = (
+        (b"numpy._core.multiarray", b"numpy.core.multiarray")
+        if int(np.__version__.split(".")[0]) >= 2
+        else (b"numpy.core.multiarray", b"numpy._core.multiarray")
+    )
+    pkl = next(n for n in members if n.endswith("/data.pkl"))
+    assert mine in members[pkl]
+    members[pkl] = members[pkl].replace(mine, other)
+    with zipfile.ZipFile(new_path, "w", zipfile.ZIP_STORED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return new_path
+
+
+@pytest.mark.skipif(
+    not _model._named_globals_supported(), reason="this torch takes no named allow-list entries"
+)
+def test_numpy_values_load_across_numpy_majors(tmp_path):
+    config = {"scale": np.float64(2.5), "arr": np.arange(3), "dt": np.dtype("float32")}
+    path = save_checkpoint(tmp_path / "c.pt", kind="toy", config=config, state={})
+    other = _respell_numpy(path, tmp_path / "other.pt")
+    back = load_checkpoint(other, kind="toy")["config"]
+    assert back["scale"] == 2.5 and type(back["scale"]) is np.float64
+    assert back["arr"].tolist() == [0, 1, 2] and back["dt"] == np.dtype("float32")

@@ -430,3 +430,21 @@ def test_python_dash_m_runs_the_console_command():
     )
     assert out.returncode == 0, out.stderr
     assert "examples (bayesphys run NAME" in out.stdout and "glioma" in out.stdout
+
+
+def test_full_calibrate_outside_a_checkout_in_an_unwritable_folder_is_a_usage_error(
+    tmp_path, monkeypatch, capsys
+):
+    from bayesphys.diagnostics import suite
+
+    def no_checkout():
+        raise FileNotFoundError("benchmarks/: not found")
+
+    monkeypatch.setattr(suite, "repo_root", no_checkout)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bayesphys-out").write_text("a file where the folder would go")
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["calibrate", "odil"])
+    assert exc.value.code == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "cannot be written" in err and "pass --out DIR" in err

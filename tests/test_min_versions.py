@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 #: pins above the declared floor, each for the reason .ci/min-versions.txt gives
-ABOVE_FLOOR = {"pillow": ("9", "9.5.0"), "pytest-timeout": ("2.3", "2.3.1")}
+ABOVE_FLOOR = {"pillow": ("9", "9.2.0"), "pytest-timeout": ("2.3", "2.3.1")}
 #: not pinned there: torch is the main run's CPU build
 UNPINNED = {"torch"}
 

@@ -159,3 +159,20 @@ def test_fit_recalibration_takes_an_infer_returning_draws():
     assert rec.heldout["n_problems"] == 20
     wrapped = rec.wrap(SamplePosterior(_draws({"y": torch.zeros(2, dtype=torch.float64)})[None]))
     assert isinstance(wrapped, Posterior)
+
+
+def test_naming_missing_members_runs_none_of_the_values_code():
+    calls = []
+
+    class Costly(_without("to_inference_data")):
+        @property
+        def variance(self):
+            calls.append(1)
+            raise RuntimeError("a costly or failing property")
+
+    from bayesphys._posterior_base import missing_members
+
+    assert missing_members(Costly(_gaussian())) == (
+        " (missing the Posterior member(s) to_inference_data)"
+    )
+    assert calls == []

@@ -237,6 +237,25 @@ def _checkout() -> Path | None:
         return None
 
 
+#: where a full run without ``out`` writes outside a source checkout
+_OUTSIDE_CHECKOUT = Path("bayesphys-out") / "calibration"
+
+
+def default_out_problem() -> str:
+    """Why a full run without ``out`` cannot write here (``""`` when it can): outside a source
+    checkout it writes ``./bayesphys-out/calibration``, which is created now."""
+    if _checkout() is not None:
+        return ""
+    try:
+        _OUTSIDE_CHECKOUT.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        return (
+            f"out: no source checkout here, and the default folder {_OUTSIDE_CHECKOUT} cannot "
+            f"be written ({err.strerror or err}); pass --out DIR (out=) to choose another"
+        )
+    return ""
+
+
 def run_calibration(
     component: str,
     *,
@@ -265,8 +284,10 @@ def run_calibration(
     elif _checkout() is None:
         # an installed package without a source checkout (a full run failed with a traceback
         # from repo_root): everything goes to the folder of the netCDF ranks
-        out = out_dir = fig_dir = nc_dir = Path("bayesphys-out") / "calibration"
-        out_dir.mkdir(parents=True, exist_ok=True)
+        out = out_dir = fig_dir = nc_dir = _OUTSIDE_CHECKOUT
+        problem = default_out_problem()
+        if problem:
+            raise ValueError(problem)
     else:
         # a full run refreshes what the docs show: the table (write_results) and the figure
         out_dir = repo_root() / "benchmarks" / "results"

@@ -690,12 +690,14 @@ class MetaFlowMatching:
         # load rebuilds the modules from the settings: a module swapped in by hand (an
         # embedding of one's own) was saved, and its checkpoint failed to load with a raw
         # state-dict error
-        built = {"field": VectorField, "embed": PopulationEmbedding}
+        built = {"field": VectorField}
+        if self.config.method == "MFM":
+            built["embed"] = PopulationEmbedding
         swapped = [
             f"net[{k!r}] is a {type(mod).__name__}"
             for k, mod in self.net.items()
             if k not in built or type(mod) is not built[k]
-        ]
+        ] + [f"net[{k!r}] is missing" for k in built if k not in self.net]
         if swapped:
             raise ValueError(
                 f"save: {', '.join(swapped)}, not the module the settings build "

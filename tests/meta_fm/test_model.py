@@ -282,3 +282,6 @@ def test_save_refuses_a_module_swapped_in_by_hand(tmp_path):
     with pytest.raises(ValueError, match=r"^save: net\['embed'\] is a MeanEmbed, not the module"):
         m.save(tmp_path / "m.pt")
     assert not (tmp_path / "m.pt").exists()
+    del m.net["embed"]
+    with pytest.raises(ValueError, match=r"^save: net\['embed'\] is missing"):
+        m.save(tmp_path / "m.pt")
