@@ -1,0 +1,57 @@
+"""Restarted GMRES against a dense solve (property test), and PicardKronSolve's Newton-GMRES
+finish against the Picard fixed point it continues (neither had a test)."""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bayesphys.gp_pde import PicardKronSolve
+from bayesphys.gp_pde.nonlinear import gmres
+
+from .test_input_checks import _cubic
+
+F64 = torch.float64
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(2, 30),
+    restart=st.integers(1, 12),
+    skew=st.floats(0.0, 2.0),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_gmres_matches_a_dense_solve(n, restart, skew, seed):
+    gen = torch.Generator().manual_seed(seed)
+    # well conditioned and nonsymmetric: I * 3 + a skew part + a small random part
+    s = torch.randn(n, n, generator=gen, dtype=F64)
+    a = 3 * torch.eye(n, dtype=F64) + skew * (s - s.T) / n**0.5
+    a = a + 0.3 * torch.randn(n, n, generator=gen, dtype=F64) / n**0.5
+    b = torch.randn(n, generator=gen, dtype=F64)
+    x, iters, relres = gmres(lambda v: a @ v, b, tol=1e-11, restart=restart, maxiter=2000)
+    exact = torch.linalg.solve(a, b)
+    assert relres <= 1e-10  # the reported residual is the true one
+    assert (
+        float((a @ x - b).norm() / b.norm()) == float(relres)
+        or abs(float((a @ x - b).norm() / b.norm()) - relres) < 1e-14
+    )
+    torch.testing.assert_close(x, exact, rtol=1e-8, atol=1e-9)
+    assert 1 <= iters <= 2000
+
+
+def test_gmres_of_a_zero_right_hand_side_is_zero():
+    x, iters, relres = gmres(lambda v: 2 * v, torch.zeros(5, dtype=F64))
+    assert torch.equal(x, torch.zeros(5, dtype=F64)) and iters == 0 and relres == 0.0
+
+
+def test_newton_finishes_at_the_picard_fixed_point():
+    op, fac, f, gb = _cubic()
+    picard = PicardKronSolve(fac, op, 2.0, 30.0, max_iter=200, tol=1e-13)
+    u_star = picard.solve(f, gb)
+    assert picard.step_norms[-1] <= 1e-13  # Picard alone converges on this small problem
+    # one Picard step only (its update 2e-8), then Newton-GMRES from there
+    newton = PicardKronSolve(fac, op, 2.0, 30.0, max_iter=1, tol=1e-13, newton=True)
+    u = newton.solve(f, gb)
+    assert newton.newton_steps >= 1 and newton.krylov_iters >= 1
+    torch.testing.assert_close(u, u_star, rtol=1e-9, atol=1e-10)
