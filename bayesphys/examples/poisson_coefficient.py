@@ -66,7 +66,7 @@ def _run(args: argparse.Namespace) -> dict:
     import arviz as az
     import matplotlib.pyplot as plt
 
-    from bayesphys.inference_data import build_inference_data, save_netcdf
+    from bayesphys.inference_data import ARVIZ_V1, build_inference_data, save_netcdf
     from bayesphys.neural_process import RandomGridNP
     from bayesphys.problems.rgnp import poisson_sensor_data, solve_poisson
 
@@ -162,7 +162,9 @@ def _run(args: argparse.Namespace) -> dict:
         },
     )
     save_netcdf(idata, out / "poisson_coefficient.nc")
-    summary = az.summary(idata, var_names=["z"], kind="stats", hdi_prob=0.94)
+    # ArviZ 1 (Python >= 3.12) renamed hdi_prob to ci_prob
+    prob = {"ci_prob" if ARVIZ_V1 else "hdi_prob": 0.94}
+    summary = az.summary(idata, var_names=["z"], kind="stats", **prob)
     summary["truth"] = z_true
     print(summary.to_string())
 

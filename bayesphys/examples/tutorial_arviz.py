@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> dict:
     import matplotlib.pyplot as plt
 
     from bayesphys import build_inference_data, resolve_device, save_netcdf
+    from bayesphys.inference_data import ARVIZ_V1
     from bayesphys.metrics import calibration_curve, interval_coverage, relative_l2
     from bayesphys.problems.linear_gaussian import ConjugateGaussianField, linear_gaussian_problem
 
@@ -82,19 +83,28 @@ def main(argv: list[str] | None = None) -> dict:
         loo = az.loo(idata, pointwise=True)
     good_k = float(getattr(loo, "good_k", 0.7))
     high_k = int((loo.pareto_k > good_k).sum())
+    elpd = loo.elpd if ARVIZ_V1 else loo.elpd_loo  # renamed in ArviZ 1
     print(
-        f"elpd_loo {float(loo.elpd_loo):.2f}; {high_k} of {loo.pareto_k.size} observations have "
+        f"elpd_loo {float(elpd):.2f}; {high_k} of {loo.pareto_k.size} observations have "
         f"Pareto k > {good_k:.2f}, where the leave-one-out estimate is unreliable (each sensor "
         "pins the field near it)"
     )
     with closing_figures():  # only the tutorial's figures are closed, a failed save included
-        az.plot_posterior(idata, var_names=["u_max"])
+        # ArviZ 1 (Python >= 3.12) renamed the plots: plot_posterior -> plot_dist,
+        # plot_ppc -> plot_ppc_dist
+        if ARVIZ_V1:
+            az.plot_dist(idata, var_names=["u_max"], backend="matplotlib")
+        else:
+            az.plot_posterior(idata, var_names=["u_max"])
         save_figure(plt.gcf(), out / "tutorial_posterior.png", dpi=100)
         # its subset of predictive draws from the example's seed; ArviZ seeds numpy's global
         # stream with it, so the caller's state is put back after
         np_state = np.random.get_state()
         try:
-            az.plot_ppc(idata, num_pp_samples=50, random_seed=args.seed)
+            if ARVIZ_V1:
+                az.plot_ppc_dist(idata, num_samples=50, backend="matplotlib")
+            else:
+                az.plot_ppc(idata, num_pp_samples=50, random_seed=args.seed)
         finally:
             np.random.set_state(np_state)
         save_figure(plt.gcf(), out / "tutorial_ppc.png", dpi=100)
@@ -129,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
         "lengthscale": model.lengthscale,
         "rel_l2": float(relative_l2(post.mean, prob["u"])),
         "coverage90": float(interval_coverage(lo, hi, prob["u"])),
-        "elpd_loo": float(loo.elpd_loo),
+        "elpd_loo": float(elpd),
         "loo_high_pareto_k": high_k,
         "calibration_max_gap": float((observed - nominal).abs().max()),
         "out": str(out),

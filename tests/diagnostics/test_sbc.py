@@ -19,7 +19,7 @@ from bayesphys.diagnostics import (
     sbc_uniformity,
 )
 from bayesphys.diagnostics.sbc import _simulated_band, sbc_pit
-from bayesphys.inference_data import group_dataset, load_netcdf, save_netcdf
+from bayesphys.inference_data import group_dataset, group_names, load_netcdf, save_netcdf
 
 
 def test_ranks_count_draws_below_truth():
@@ -141,7 +141,7 @@ def test_ranks_inference_data_roundtrip(tmp_path, exact_model):
     both = ranks_inference_data(res.ranks, res.record.names, 9, idata=post)
     path = save_netcdf(both, tmp_path / "sbc.nc")
     back = load_netcdf(path)
-    assert "prior_sbc" in back.groups() and "posterior" in back.groups()
+    assert "prior_sbc" in group_names(back) and "posterior" in group_names(back)
     np.testing.assert_array_equal(
         group_dataset(back, "prior_sbc")["theta_0"].values, res.ranks[:, 0].numpy()
     )

@@ -3,8 +3,9 @@ import pytest
 import torch
 
 from bayesphys import SamplePosterior
-from bayesphys.inference_data import group_dataset
+from bayesphys.inference_data import group_dataset, group_names
 from bayesphys.meta_fm import w2_inference_data
+from tests.arviz_compat import plot_ppc
 
 PP_DIMS = ("population_id", "cell", "feature")
 
@@ -26,7 +27,6 @@ def _post_and_truth(m: int):
 
 
 def test_w2_inference_data_posterior_predictive_replicates_the_observed_populations():
-    import arviz as az
     import matplotlib
 
     matplotlib.use("Agg")
@@ -40,7 +40,7 @@ def test_w2_inference_data_posterior_predictive_replicates_the_observed_populati
     assert ppc.dims == ("chain", "draw", *obs.dims) == ("chain", "draw", *PP_DIMS)
     assert ppc.shape == (2, 3, 4, 10, 2) and obs.shape == (4, 10, 2)
     np.testing.assert_array_equal(ppc.values, post.draws.numpy())
-    az.plot_ppc(idata, num_pp_samples=4)
+    plot_ppc(idata, num_pp_samples=4)
     plt.close("all")
 
 
@@ -88,7 +88,7 @@ def test_w2_inference_data_without_a_replicate_warns_and_keeps_the_posterior(tru
     post, _ = _post_and_truth(10)
     with pytest.warns(UserWarning, match=why):
         idata = w2_inference_data(post, truth)
-    groups = set(idata.groups())
+    groups = set(group_names(idata))
     assert "posterior_predictive" not in groups
     assert ("observed_data" in groups) == observed
     if observed:

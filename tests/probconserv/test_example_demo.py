@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import arviz as az
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
@@ -10,6 +9,7 @@ import pytest
 import torch
 
 from bayesphys.inference_data import group_dataset, load_netcdf
+from tests.arviz_compat import plot_ppc
 from tests.examples.figures import capture_figures
 
 
@@ -58,7 +58,7 @@ def test_stefan_front_example_smoke(tmp_path, capsys, monkeypatch):
     assert lo < fronts.min() and fronts.max() < hi
     assert hist.get_ylabel() == "draws"
     matplotlib.use("Agg")
-    az.plot_ppc(idata, num_pp_samples=20)
+    plot_ppc(idata, num_pp_samples=20)
     plt.close("all")
     with pytest.raises(SystemExit) as err:  # a usage error, before any work
         main(["--smoke", "--out", str(tmp_path), "--front-level", "0.7"])
