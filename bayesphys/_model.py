@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import threading
 import time
 import warnings
@@ -510,9 +511,10 @@ def _numpy_globals() -> list[Any]:
 
 
 def _named_globals_supported() -> bool:
-    """Whether this torch's allow-list takes ``(global, "full.name")`` pairs (its docs say so
-    from the release that added them; an older torch fails on a pair at every load)."""
-    return "Tuple[Callable, str]" in (torch.serialization.add_safe_globals.__doc__ or "")
+    """Whether this torch's allow-list takes ``(global, "full.name")`` pairs: torch >= 2.6
+    (an older torch fails on a pair at every load)."""
+    major, minor = (int(v) for v in re.findall(r"\d+", torch.__version__)[:2])
+    return (major, minor) >= (2, 6)
 
 
 # loads running at once in this process and the numpy globals they added to torch's allow-list

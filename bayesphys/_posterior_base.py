@@ -218,12 +218,23 @@ _MEMBERS = (
 )
 
 
+def _has_member(value: Any, name: str) -> bool:
+    if inspect.getattr_static(value, name, _ABSENT) is not _ABSENT:
+        return True
+    if inspect.getattr_static(type(value), "__getattr__", _ABSENT) is _ABSENT:
+        return False
+    try:  # a proxy that delegates through __getattr__: ask it, whatever it raises
+        return hasattr(value, name)
+    except Exception:
+        return False
+
+
 def missing_members(value: Any) -> str:
     """For an error message: `` (missing the Posterior members device, dtype)`` when ``value``
     has some but not all of the protocol's members, else ``""``."""
     # static lookups: hasattr ran the value's properties (a costly or failing variance
     # replaced the message), as Python >= 3.12's own protocol check does not
-    missing = [m for m in _MEMBERS if inspect.getattr_static(value, m, _ABSENT) is _ABSENT]
+    missing = [m for m in _MEMBERS if not _has_member(value, m)]
     if not missing or len(missing) == len(_MEMBERS):
         return ""
     return f" (missing the Posterior member(s) {', '.join(missing)})"

@@ -448,3 +448,26 @@ def test_full_calibrate_outside_a_checkout_in_an_unwritable_folder_is_a_usage_er
     assert exc.value.code == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "cannot be written" in err and "pass --out DIR" in err
+
+
+def test_a_full_calibrate_checks_its_ranks_folder_before_the_work(tmp_path, monkeypatch, capsys):
+    """In a checkout too: the ranks go to ./bayesphys-out/calibration, and a failed write there
+    came after the work (the committed figure refreshed, the table not)."""
+    import os
+
+    from bayesphys.diagnostics import suite
+
+    calls = []
+    monkeypatch.setattr(suite, "_component_rows", lambda *a: calls.append(a) or [])
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bayesphys-out").write_text("a file where the folder would go")
+    with pytest.raises(SystemExit):
+        cli.main(["calibrate", "odil"])  # parse time
+    with pytest.raises(ValueError, match=r"^out: the default folder .* cannot be written"):
+        suite.run_calibration("odil")  # the library call
+    assert calls == []
+    (tmp_path / "bayesphys-out").unlink()
+    folder = tmp_path / "bayesphys-out" / "calibration"
+    folder.mkdir(parents=True)
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # a read-only folder
+    assert "cannot be written" in suite.default_out_problem()

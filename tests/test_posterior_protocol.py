@@ -176,3 +176,18 @@ def test_naming_missing_members_runs_none_of_the_values_code():
         " (missing the Posterior member(s) to_inference_data)"
     )
     assert calls == []
+
+
+def test_a_delegating_proxy_is_told_the_member_its_target_lacks():
+    from bayesphys._posterior_base import missing_members
+
+    class Proxy:  # delegates everything through __getattr__
+        def __init__(self, target):
+            self._target = target
+
+        def __getattr__(self, name):
+            return getattr(self._target, name)
+
+    assert missing_members(Proxy(_without("log_prob")(_gaussian()))) == (
+        " (missing the Posterior member(s) log_prob)"
+    )

@@ -242,16 +242,18 @@ _OUTSIDE_CHECKOUT = Path("bayesphys-out") / "calibration"
 
 
 def default_out_problem() -> str:
-    """Why a full run without ``out`` cannot write here (``""`` when it can): outside a source
-    checkout it writes ``./bayesphys-out/calibration``, which is created now."""
-    if _checkout() is not None:
-        return ""
+    """Why a full run without ``out`` cannot write here (``""`` when it can): it writes
+    ``./bayesphys-out/calibration`` (everything outside a source checkout, the SBC ranks in
+    one), which is created now; checked before the work, not after it."""
+    folder = _OUTSIDE_CHECKOUT
     try:
-        _OUTSIDE_CHECKOUT.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK | os.X_OK):  # an existing read-only folder
+            raise PermissionError(13, "Permission denied")
     except OSError as err:
         return (
-            f"out: no source checkout here, and the default folder {_OUTSIDE_CHECKOUT} cannot "
-            f"be written ({err.strerror or err}); pass --out DIR (out=) to choose another"
+            f"out: the default folder {folder} cannot be written ({err.strerror or err}); "
+            f"pass --out DIR (out=) to choose another"
         )
     return ""
 
@@ -285,14 +287,17 @@ def run_calibration(
         # an installed package without a source checkout (a full run failed with a traceback
         # from repo_root): everything goes to the folder of the netCDF ranks
         out = out_dir = fig_dir = nc_dir = _OUTSIDE_CHECKOUT
-        problem = default_out_problem()
-        if problem:
-            raise ValueError(problem)
     else:
         # a full run refreshes what the docs show: the table (write_results) and the figure
         out_dir = repo_root() / "benchmarks" / "results"
         fig_dir = repo_root() / "docs" / "img"
-        nc_dir = Path("bayesphys-out") / "calibration"
+        nc_dir = _OUTSIDE_CHECKOUT
+    if nc_dir == _OUTSIDE_CHECKOUT:
+        # the ranks' folder, before the work (a failed write after it left the committed
+        # figure refreshed and the table not)
+        problem = default_out_problem()
+        if problem:
+            raise ValueError(problem)
     raw = _component_rows(component, quick, seed)
     rows, results = [], []
     for r in raw:

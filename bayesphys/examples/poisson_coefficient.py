@@ -162,8 +162,8 @@ def _run(args: argparse.Namespace) -> dict:
         },
     )
     save_netcdf(idata, out / "poisson_coefficient.nc")
-    # ArviZ 1 (Python >= 3.12) renamed hdi_prob to ci_prob
-    prob = {"ci_prob" if ARVIZ_V1 else "hdi_prob": 0.94}
+    # ArviZ 1 (Python >= 3.12): hdi_prob became ci_prob, whose default kind is equal-tailed
+    prob = {"ci_prob": 0.94, "ci_kind": "hdi"} if ARVIZ_V1 else {"hdi_prob": 0.94}
     summary = az.summary(idata, var_names=["z"], kind="stats", **prob)
     summary["truth"] = z_true
     print(summary.to_string())
