@@ -83,6 +83,21 @@ def test_short_summaries():
     assert short([1, 2]) == "[1, 2]" and short(list(range(9))) == "list(len=9)"
     assert short("x" * 200).endswith("...'") and len(short("x" * 200)) <= 82
     assert short({"a": [torch.zeros(2)]}) == "{'a': list(len=1)}"
+    # a long dict by its size and first keys, a nested one by its size
+    assert short({i: i for i in range(40)}) == "dict(len=40, keys=[0, 1, 2, 3, ...])"
+    assert short({"n": {"x": 1}}) == "{'n': dict(len=1, keys=['x'])}"
+
+    class Wordy:
+        def __repr__(self):
+            return "w" * 200
+
+    class Lines:
+        def __repr__(self):
+            return "a\nb"
+
+    # other objects by their repr, unless it is long or spans lines
+    assert short(Wordy()) == "<Wordy>" and short(Lines()) == "<Lines>"
+    assert short(range(3)) == "range(0, 3)"
 
 
 def test_reprs_never_raise():
