@@ -140,3 +140,29 @@ def test_ids_equal_but_for_case_are_fine_without_files(tmp_path):
         fit_many({1: probs["A"], "1": probs["a"]}, _toy.build, executor="sequential")
     with pytest.raises(ValueError, match="without case"):  # one file on macOS / Windows
         fit_many(probs, _toy.build, executor="sequential", out=tmp_path)
+
+
+def test_out_folder_and_path_checks_name_each_problem(tmp_path, monkeypatch):
+    """Branches no test reached: an empty path, unwritable folders, a figure without a format."""
+    import argparse
+
+    import matplotlib.figure
+
+    from bayesphys._files import out_folder_arg, save_figure, user_path
+
+    with pytest.raises(TypeError, match=r"^path: expected a file path \(str or Path\)"):
+        user_path("")
+    existing, new = tmp_path / "out", tmp_path / "new" / "deeper"
+    existing.mkdir()
+    (tmp_path / "a.txt").write_text("x")
+    with pytest.raises(argparse.ArgumentTypeError, match=r"a.txt is a file"):
+        out_folder_arg(str(tmp_path / "a.txt" / "sub"))
+    assert out_folder_arg(str(existing)) == str(existing)
+    assert out_folder_arg(str(new)) == str(new) and not new.exists()  # created by the writer
+    monkeypatch.setattr("os.access", lambda path, mode: False)  # read-only (we may be root)
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^folder .*out' is not writable"):
+        out_folder_arg(str(existing))
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^cannot create folder .* not writable"):
+        out_folder_arg(str(new))
+    with pytest.raises(ValueError, match=r"^path: give a suffix \(.png, .pdf, .svg\) or format="):
+        save_figure(matplotlib.figure.Figure(), tmp_path / "figure")
