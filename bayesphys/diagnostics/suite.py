@@ -30,6 +30,7 @@ quick runs write everything to a fresh temporary folder.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import importlib.util
 import json
@@ -43,6 +44,7 @@ from typing import Any
 
 from .._bench import bench_row, repo_root, write_results
 from .._checks import check_bool, offset_seed
+from .._files import out_folder_arg
 from .._stack import user_stacklevel
 from .calibrate import calibration_rows
 from .core_problem import CoreFamily
@@ -247,13 +249,12 @@ def default_out_problem() -> str:
     one), which is created now; checked before the work, not after it."""
     folder = _OUTSIDE_CHECKOUT
     try:
+        out_folder_arg(str(folder))  # --out's own check: a file in the way, read-only folders
         folder.mkdir(parents=True, exist_ok=True)
-        if not os.access(folder, os.W_OK | os.X_OK):  # an existing read-only folder
-            raise PermissionError(13, "Permission denied")
-    except OSError as err:
+    except (argparse.ArgumentTypeError, OSError) as err:
         return (
-            f"out: the default folder {folder} cannot be written ({err.strerror or err}); "
-            f"pass --out DIR (out=) to choose another"
+            f"out: the default folder {folder} cannot be written ({err}); pass --out DIR "
+            f"(out=) to choose another"
         )
     return ""
 
