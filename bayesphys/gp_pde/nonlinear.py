@@ -242,12 +242,7 @@ class PicardKronSolve:
                 self.newton_steps >= 2 and step > 0.3 * self.step_norms[-2] and step < self.accept
             ):
                 return u + F  # converged, or at the round-off floor of the solve
-            dd = 3 * u * u - shift
-
-            def jv(v: Tensor, dd: Tensor = dd) -> Tensor:  # (I - Phi'(U)) v on flat vectors
-                vv = v.reshape(self.shape)
-                return (vv + ks.solve(dd * vv, zero_g)).reshape(-1)
-
+            jv = self._newton_matvec(ks, u, shift, zero_g)
             # inexact Newton: Krylov tolerance tied to the current update size
             delta, it, _ = gmres(jv, F.reshape(-1), tol=min(1e-2, max(10 * step, 1e-9)))
             self.krylov_iters += it
@@ -256,6 +251,18 @@ class PicardKronSolve:
         raise NumericalFailure(
             f"PicardKronSolve: Newton-GMRES did not converge (last relative update {step:.2e})"
         )
+
+    def _newton_matvec(self, ks: KronSolve, u: Tensor, shift: float, zero_g: Tensor):
+        r"""The Newton matrix :math:`I - \Phi'(U)` on flat vectors ``[prod(n)]``:
+        :math:`v \mapsto v + S((3U^2 - \bar d)\,v)`, with :math:`S` the shifted solve at zero
+        boundary values (the derivative of :math:`\Phi(V) = S(f - V^3 + \bar d V, g)`)."""
+        dd = 3 * u * u - shift
+
+        def jv(v: Tensor) -> Tensor:
+            vv = v.reshape(self.shape)
+            return (vv + ks.solve(dd * vv, zero_g)).reshape(-1)
+
+        return jv
 
     def linearise(self, u: Tensor) -> Tensor:
         r"""Set the posterior's shifted solve at ``u`` ``[n_1..n_d]`` (no iteration); returns ``u``.

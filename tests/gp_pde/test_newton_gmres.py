@@ -1,5 +1,6 @@
-"""Restarted GMRES against a dense solve (property test), and PicardKronSolve's Newton-GMRES
-finish against the Picard fixed point it continues (neither had a test)."""
+"""Restarted GMRES against a dense solve (property test); PicardKronSolve's Newton-GMRES finish:
+its Newton matrix against a central difference of the fixed-point map, its fixed point against
+Picard's, and its fast convergence where the cubic term dominates."""
 
 from __future__ import annotations
 
@@ -53,3 +54,49 @@ def test_newton_finishes_at_the_picard_fixed_point():
     u = newton.solve(f, gb)
     assert newton.newton_steps >= 1 and newton.krylov_iters >= 1
     torch.testing.assert_close(u, u_star, rtol=1e-9, atol=1e-10)
+
+
+def test_newton_matvec_is_the_derivative_of_the_fixed_point_map():
+    """``I - Phi'(U)`` against a central difference of Phi at a field where ``U^3`` matters.
+
+    Phi is cubic in U, so the central difference's error is ``h^2 S(v^3)``: far below the
+    tolerance at h = 1e-4."""
+    op, fac, f, gb = _cubic()
+    f, gb = 1000 * f, 1000 * gb
+    solver = PicardKronSolve(fac, op, 2.0, 30.0, max_iter=1, tol=1e-13)
+    gen = torch.Generator().manual_seed(0)
+    u = 3 * torch.randn(f.shape, generator=gen, dtype=F64)
+    shift = float((3 * u * u).mean())
+    ks = solver._shifted(shift)
+
+    def phi(v):
+        return ks.solve(f - v**3 + shift * v, gb)
+
+    jv = solver._newton_matvec(ks, u, shift, torch.zeros_like(gb))
+    h = 1e-4
+    for _ in range(3):
+        v = torch.randn(f.shape, generator=gen, dtype=F64)
+        fd = v - (phi(u + h * v) - phi(u - h * v)) / (2 * h)
+        got = jv(v.reshape(-1)).reshape(f.shape)
+        torch.testing.assert_close(got, fd, rtol=1e-6, atol=1e-8)
+        # the cubic term is not negligible here: dropping it changes the product
+        assert float((got - (v + ks.solve(-shift * v, torch.zeros_like(gb)))).norm()) > 0.1 * float(
+            got.norm()
+        )
+
+
+def test_newton_converges_fast_where_the_cubic_term_dominates():
+    """With fields of order 3 (3 U^2 ~ 25 against the shift), Newton from one Picard step reaches
+    the Picard fixed point in a few steps, each shrinking the update by orders of magnitude."""
+    op, fac, f, gb = _cubic()
+    f, gb = 1000 * f, 1000 * gb
+    picard = PicardKronSolve(fac, op, 2.0, 30.0, max_iter=300, tol=1e-13)
+    u_star = picard.solve(f, gb)
+    assert picard.step_norms[-1] <= 1e-13 and float(u_star.abs().max()) > 2.0
+    newton = PicardKronSolve(fac, op, 2.0, 30.0, max_iter=1, tol=1e-13, newton=True)
+    u = newton.solve(f, gb)
+    torch.testing.assert_close(u, u_star, rtol=1e-10, atol=1e-12)
+    assert 1 <= newton.newton_steps <= 4
+    # the updates of the Newton phase (after the single Picard step) fall superlinearly
+    steps = newton.step_norms[1:]
+    assert all(b < 0.01 * a for a, b in zip(steps, steps[1:], strict=False))
