@@ -56,3 +56,16 @@ def test_without_neighbours_the_scale_is_global():
     cal = _calibration(k=0)
     query = cal.val_mean[:2]
     assert cal.scale_for(query, "prior") == 1.0 and cal.scale_for(query, "post") == 1.0
+
+
+def test_the_analog_scale_makes_the_neighbours_z_scores_cover_90_percent():
+    """The meaning of the scale, not its formula: divided by sqrt(scale), the K neighbours'
+    out-of-fold z-scores of each slice fall inside +-z_0.9 at the 90 % rate, and a function
+    with twice the error spread gets about four times the scale."""
+    cal = _calibration(v=6, nt=2, n=400, k=1)
+    for i in range(6):
+        scale = cal.scale_for(cal.val_mean[i : i + 1], "prior")[0]  # [nt]; K = 1: itself
+        z = cal.val_z["prior"][i]  # [nt, n], spread i + 1
+        inside = (z.abs() / scale.sqrt()[:, None] <= Z90 + 1e-12).to(F64).mean(dim=1)
+        torch.testing.assert_close(inside, torch.full_like(inside, 0.9), rtol=0, atol=2 / 400)
+        torch.testing.assert_close(scale.sqrt(), torch.full_like(scale, i + 1.0), rtol=0.15, atol=0)
