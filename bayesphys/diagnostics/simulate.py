@@ -207,7 +207,7 @@ def as_draws_or_posterior(value: Any, where: str) -> Posterior | Tensor:
 
 
 def posterior_draws(
-    post: Posterior | Tensor, n_draws: int, generator: torch.Generator | None = None
+    post: Posterior | Tensor | np.ndarray, n_draws: int, generator: torch.Generator | None = None
 ) -> Tensor:
     """``L`` draws ``[L, *event]`` from a ``Posterior`` or an array of draws ``[L', *event]``.
 
@@ -218,6 +218,8 @@ def posterior_draws(
     from ..posterior import SamplePosterior
 
     n_draws = check_int("n_draws", n_draws, minimum=1)
+    if isinstance(post, np.ndarray):
+        post = torch.as_tensor(post)
     if isinstance(post, SamplePosterior):
         post = post.draws.reshape(-1, *post.draws.shape[2:])
     if isinstance(post, Tensor):
@@ -229,7 +231,8 @@ def posterior_draws(
         return post[idx]
     if not is_posterior(post):
         raise TypeError(
-            f"infer: expected a Posterior or a tensor of draws, received {type(post).__name__}"
+            f"post: expected a Posterior or an array of draws, received "
+            f"{type(post).__name__}{missing_members(post)}"
         )
     return post.sample((n_draws,), generator=generator)
 

@@ -43,7 +43,11 @@ def test_posterior_draws_thin_stored_draws():
     assert d.shape == (5, 1) and len(set(d.flatten().tolist())) == 5
     with pytest.raises(ValueError, match="n_draws"):
         posterior_draws(draws[0], 11)
-    with pytest.raises(TypeError, match="infer"):
+    # numpy draws as a tensor; anything else refused by the argument's name
+    torch.testing.assert_close(posterior_draws(draws[0].numpy(), 5), posterior_draws(draws[0], 5))
+    with pytest.raises(
+        TypeError, match="post: expected a Posterior or an array of draws, received list"
+    ):
         posterior_draws([1, 2], 2)
 
 
