@@ -21,8 +21,10 @@ lets the condition switch and rescale features, which a concatenated input can o
 approximate through the nonlinearities (e.g. a population-dependent rotation of ``x``).
 ``conditioning="concat"`` (default) is the reference architecture.
 
-Shapes: ``x [..., d]``, ``t`` scalar or ``x``'s leading shape ``[...]``, ``cond [..., c]``
-broadcastable to ``[..., c]`` -> ``[..., d]``. Per point: ``x [N, d]``, ``cond [N, c]``. For
+Shapes: ``x [..., d]`` (``...`` may be empty: one point), ``t`` scalar or ``x``'s leading shape
+``[...]``, ``cond`` either one condition ``[c]`` for every point or ``[..., c]`` with as many
+dimensions as ``x``, each of ``x``'s size or 1 -> ``[..., d]``. Per point: ``x [N, d]``,
+``cond [N, c]``. For
 ``G`` populations of ``n`` points: ``x [G, n, d]`` with ``cond [G, 1, c]``, one row per
 population; the FiLM heads then run once per population instead of once per point (on a
 64-dimensional embedding they cost as much as the rest of the field, on a population one-hot
@@ -142,8 +144,9 @@ class VectorField(nn.Module):
                 nn.init.zeros_(head.bias)
 
     def forward(self, t: Tensor, x: Tensor, cond: Tensor | None = None) -> Tensor:
-        """Velocities ``[..., d]`` at times ``t`` and points ``x [..., d]`` under ``cond``
-        (``[..., c]``, broadcastable to ``x``'s leading shape; module docstring)."""
+        """Velocities ``[..., d]`` at times ``t`` (a scalar or ``[...]``) and points ``x [..., d]``
+        under ``cond``: one ``[c]`` for every point, or ``[..., c]`` with ``x``'s number of
+        dimensions, each of ``x``'s size or 1 (module docstring)."""
         if x.ndim < 1 or x.shape[-1] != self.dim:
             raise ValueError(f"x: expected points [..., {self.dim}], received {tuple(x.shape)}")
         lead = x.shape[:-1]
@@ -153,10 +156,9 @@ class VectorField(nn.Module):
                 f"t: expected a scalar time or one per point {tuple(lead)}, received "
                 f"{tuple(t.shape)}"
             )
-        if t.ndim == 0:  # one time for every point (an ODE step): embed it once
-            te = time_embedding(t.reshape(1), self.time_dim).expand(*lead, self.time_dim)
-        else:
-            te = time_embedding(t, self.time_dim)
+        te = time_embedding(t, self.time_dim)
+        if t.ndim == 0:  # one time for every point (an ODE step): embedded once
+            te = te.expand(*lead, self.time_dim)
         feats = [te]
         if self.fourier is not None:
             feats.append(self.fourier(x))
@@ -174,7 +176,13 @@ class VectorField(nn.Module):
 
     def _check_cond(self, cond: Tensor | None, lead: torch.Size) -> None:
         want = (*lead, self.cond_dim)
-        ok = cond is not None and cond.ndim == len(want) and cond.shape[-1] == self.cond_dim
+        # one condition [c], or x's number of dims with sizes of x or 1 (a fewer-dims cond
+        # would broadcast from the right: [P, c] against [P, n, d] pairs P with n)
+        ok = (
+            isinstance(cond, Tensor)
+            and cond.ndim in (1, len(want))
+            and cond.shape[-1] == self.cond_dim
+        )
         if ok:
             try:
                 ok = torch.broadcast_shapes(cond.shape[:-1], lead) == lead
@@ -183,8 +191,8 @@ class VectorField(nn.Module):
         if not ok:
             got = None if cond is None else tuple(cond.shape)
             raise ValueError(
-                f"cond: expected shape {want} or one broadcastable to it (e.g. a row per "
-                f"population), received {got}"
+                f"cond: expected one condition ({self.cond_dim},) or shape {want} with sizes "
+                f"of x or 1 (e.g. a row per population), received {got}"
             )
 
     def _film_forward(self, h: Tensor, cond: Tensor) -> Tensor:

@@ -120,11 +120,32 @@ def test_a_condition_row_per_population_equals_the_per_point_condition(shape, co
 def test_condition_of_a_wrong_shape_is_refused():
     f = VectorField(2, 3, width=8, layers=3, time_dim=4, fourier=0, conditioning="film")
     t, x = torch.rand(2, 4), torch.randn(2, 4, 2)
+    # [2, 3] against x [2, 4, 2] would pair the populations with the points: refused
     for bad in (torch.randn(2, 1, 5), torch.randn(3, 1, 3), torch.randn(2, 3), None):
-        with pytest.raises(ValueError, match=r"cond: expected shape \(2, 4, 3\)"):
+        with pytest.raises(
+            ValueError, match=r"cond: expected one condition \(3,\) or shape \(2, 4, 3\)"
+        ):
             f(t, x, bad)
-    with pytest.raises(ValueError, match=r"cond: expected shape \(4, 3\)"):
+    with pytest.raises(ValueError, match=r"cond: expected one condition \(3,\) or shape \(4, 3\)"):
         f(torch.rand(4), torch.randn(4, 2), torch.randn(2, 3))
+
+
+@pytest.mark.parametrize("conditioning", ["concat", "film"])
+def test_one_point_and_one_condition_for_all_points(conditioning):
+    """``x [d]`` (no leading dims) is one point, and ``cond [c]`` one condition for every
+    point: each equals the same call with the dims spelled out (both raised before)."""
+    torch.manual_seed(0)
+    f = VectorField(2, 3, width=8, layers=3, time_dim=4, fourier=4, conditioning=conditioning)
+    f = f.to(F64)
+    for head in f.film or []:
+        torch.nn.init.normal_(head.weight)  # FiLM heads start at zero: make them count
+    t = torch.tensor(0.3, dtype=F64)
+    x, c = torch.randn(2, 4, 2, dtype=F64), torch.randn(3, dtype=F64)
+    full = f(t, x, c.expand(2, 4, 3))
+    torch.testing.assert_close(f(t, x, c), full, rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(f(t, x[1, 2], c), full[1, 2], rtol=1e-12, atol=1e-13)
+    plain = VectorField(2, 0, width=8, layers=2, time_dim=4, fourier=0).to(F64)
+    torch.testing.assert_close(plain(t, x[0, 0]), plain(t, x)[0, 0], rtol=1e-12, atol=1e-13)
 
 
 def test_predict_mixes_population_sizes_and_matches_one_at_a_time():
