@@ -382,11 +382,54 @@ def _write_netcdf(idata, path: Path) -> None:
         idata.to_netcdf(str(path), engine="h5netcdf")
 
 
+def _refuse_outside_storage(path: Path) -> None:
+    """Refuse a netCDF-4 (HDF5) file whose data live outside it: a dataset with external
+    storage or a virtual dataset (its bytes read from other files named inside it: a file
+    from someone else could pull any local file into the loaded posterior) or an external
+    link. Neither netCDF nor :func:`save_netcdf` writes them."""
+    import h5py
+
+    seen: set[int] = set()
+
+    def walk(group, where: str) -> None:
+        for name in group:
+            link = group.get(name, getlink=True)
+            full = f"{where}/{name}"
+            if isinstance(link, h5py.ExternalLink):
+                raise ValueError(
+                    f"path: {path} links {full!r} to another file ({link.filename}); refused: "
+                    "an InferenceData file holds its data itself"
+                )
+            if isinstance(link, h5py.SoftLink):
+                continue  # a name for an object of this file, visited under its own name
+            obj = group[name]
+            addr = h5py.h5o.get_info(obj.id).addr
+            if addr in seen:
+                continue
+            seen.add(addr)
+            if isinstance(obj, h5py.Group):
+                walk(obj, full)
+            elif isinstance(obj, h5py.Dataset) and (obj.external or obj.is_virtual):
+                raise ValueError(
+                    f"path: {path} stores variable {full!r} in other files "
+                    f"({'virtual dataset' if obj.is_virtual else 'external storage'}); "
+                    "refused: an InferenceData file holds its data itself"
+                )
+
+    try:
+        with h5py.File(path, "r") as f:
+            walk(f, "")
+    except OSError:
+        return  # not HDF5 (e.g. netCDF-3), or damaged: the reader judges it
+
+
 def load_netcdf(path: str | Path) -> arviz.InferenceData | xr.DataTree:
     """Read a file written by :func:`save_netcdf` (or any ArviZ netCDF file).
 
     The groups are read into memory and the file closed, so the same path can be written
-    again; a netCDF file without InferenceData groups is refused (``ValueError``)."""
+    again; a netCDF file without InferenceData groups is refused (``ValueError``), and so is
+    one whose data live in other files (external storage, virtual datasets, external links:
+    a file from elsewhere could otherwise read any local file into the posterior)."""
     import arviz as az
 
     from ._files import user_path
@@ -396,6 +439,7 @@ def load_netcdf(path: str | Path) -> arviz.InferenceData | xr.DataTree:
         raise FileNotFoundError(f"path: no InferenceData file at {path}")
     if path.is_dir():
         raise IsADirectoryError(f"path: expected an InferenceData file, received the folder {path}")
+    _refuse_outside_storage(path)
     try:
         if ARVIZ_V1:  # pragma: no cover - Python >= 3.12 only
             idata = az.from_netcdf(str(path), engine="h5netcdf")

@@ -217,6 +217,48 @@ def test_a_netcdf_file_without_groups_is_refused(tmp_path):
         load_netcdf(path)
 
 
+def _outside_storage_file(tmp_path, how):
+    """An InferenceData-shaped netCDF file whose variable reads another file's bytes."""
+    import h5netcdf
+    import h5py
+
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"SECRET-TOKEN")
+    n = secret.stat().st_size
+    path = tmp_path / f"shared_{how}.nc"
+    with h5netcdf.File(path, "w") as f:
+        g = f.create_group("posterior")
+        g.dimensions = {"chain": 1, "draw": n}
+        g.create_variable("chain", ("chain",), data=np.arange(1))
+        g.create_variable("draw", ("draw",), data=np.arange(n))
+        if how == "external":
+            g.create_variable(
+                "theta", ("chain", "draw"), dtype="u1", external=[(str(secret), 0, n)]
+            )
+        else:
+            g.create_variable("theta", ("chain", "draw"), data=np.zeros((1, n), "u1"))
+    if how == "link":
+        other = tmp_path / "other.h5"
+        with h5py.File(other, "w") as o:
+            o["x"] = np.frombuffer(b"SECRET-TOKEN", "u1")
+        with h5py.File(path, "a") as f:
+            f["posterior"]["elsewhere"] = h5py.ExternalLink(str(other), "/x")
+    return path
+
+
+@pytest.mark.parametrize("how", ["external", "link"])
+def test_a_file_whose_data_live_in_other_files_is_refused(tmp_path, how):
+    """A shared results file could name any local file as a variable's storage (HDF5 external
+    storage) or link to one: loading read that file's bytes into the posterior."""
+    path = _outside_storage_file(tmp_path, how)
+    what = "external storage" if how == "external" else "links '/posterior/elsewhere'"
+    with pytest.raises(ValueError, match=f"path: .*shared_{how}.nc.*{what}"):
+        load_netcdf(path)
+    # the same layout with the data inside the file loads
+    inside = load_netcdf(_outside_storage_file(tmp_path, "inside"))
+    assert inside.posterior["theta"].shape == (1, 12)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "clash"),
     [
