@@ -21,7 +21,9 @@ Example
 
 from __future__ import annotations
 
+import collections
 import copy
+import io
 import math
 import re
 import threading
@@ -472,17 +474,100 @@ def save_checkpoint(path: str | Path, *, kind: str, config: dict[str, Any], stat
         "version": __version__,
         "format": CHECKPOINT_FORMAT,
     }
-    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    buf = _loadable_bytes(payload)
+    return atomic_write(path, lambda tmp: tmp.write_bytes(buf.getbuffer()))
+
+
+_PLAIN = (type(None), bool, int, float, complex, str, bytes, torch.dtype, torch.device, torch.Size)
+
+
+def _unloadable_value(value: Any, where: str = "") -> tuple[str, str] | None:
+    """``(where, type name)`` of the first value in ``value`` that :func:`load_checkpoint`'s
+    restricted unpickler refuses (for the error message; ``None`` if none is found)."""
+    import numpy as np
+
+    t = type(value)
+    if t in _PLAIN or isinstance(value, (torch.Tensor, np.dtype)):
+        return None
+    if isinstance(value, (np.ndarray, np.generic)):
+        dt = value.dtype
+        return None if dt.kind not in "OVMm" and dt.fields is None else (where, f"{dt} array")
+    if t is dict or t is collections.OrderedDict:
+        for k, v in value.items():
+            found = _unloadable_value(k, f"{where}[key {k!r}]")
+            found = found or _unloadable_value(v, f"{where}[{k!r}]")
+            if found:
+                return found
+        return None
+    if t in (list, tuple, set):
+        for i, v in enumerate(value):
+            found = _unloadable_value(v, f"{where}[{i}]")
+            if found:
+                return found
+        return None
+    return where, f"{t.__module__}.{t.__qualname__}"
+
+
+def _loadable_bytes(payload: dict[str, Any]) -> io.BytesIO:
+    """``payload`` serialised by :func:`torch.save`, checked to load back with
+    :func:`load_checkpoint`'s restricted unpickler (tensors, plain values, numpy arrays).
+
+    A value it refuses (a ``Path``, ``datetime``, ``namedtuple``, ``range``) would make a
+    checkpoint that saves but never loads (a training run's resume failed at its first try);
+    it is refused here, by where it sits, before anything is written. Serialising to memory also
+    names the archive's members ``archive/...`` instead of after the temporary file (which
+    carried this machine's name and process id into every shared checkpoint)."""
+    import pickle
+
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    buf.seek(0)
+    try:
+        with _numpy_allowed():
+            torch.load(buf, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        check_checkpointable(payload["config"], "config")
+        check_checkpointable(payload["state"], "state")
+        # somewhere the walk does not look: torch's message names the class
+        m = re.search(r"GLOBAL (\S+)", str(err))
+        raise TypeError(_unloadable_message("state", m.group(1) if m else "an object")) from None
+    return buf
+
+
+def check_checkpointable(value: Any, name: str) -> None:
+    """Refuse (``TypeError``, naming where it sits in ``value``) a value that a checkpoint
+    cannot hold: one :func:`load_checkpoint`'s restricted unpickler would refuse, so the file
+    would save but never load (e.g. a ``Path`` in a training run's ``config``)."""
+    found = _unloadable_value(value, name)
+    if found is not None:
+        raise TypeError(_unloadable_message(*found))
+
+
+def _unloadable_message(where: str, what: str) -> str:
+    return (
+        f"{where.split('[', 1)[0]}: {where} is of type {what}, which a checkpoint cannot hold "
+        "(load_checkpoint unpickles only tensors, plain values (numbers, strings, bytes, "
+        "lists, tuples, dicts, sets, dtypes, devices) and numpy arrays, so the file would "
+        "never load); store it as a plain value (e.g. str(path))"
+    )
 
 
 def _check_zip_members(path: Path) -> None:
-    """Compare every member of a zip checkpoint (torch's default format) with its CRC-32.
-
-    ``torch.load`` does not, so a flipped byte inside a tensor would load as other weights."""
+    """Compare every member of a zip checkpoint (torch's default format) with its CRC-32
+    (``torch.load`` does not, so a flipped byte inside a tensor would load as other weights),
+    and refuse compressed members (torch never writes them; they can expand without bound)."""
 
     if not zipfile.is_zipfile(path):
         return  # a legacy (non-zip) torch file; torch.load judges it
     with zipfile.ZipFile(path) as zf:
+        packed = [i.filename for i in zf.infolist() if i.compress_type != zipfile.ZIP_STORED]
+        if packed:
+            # torch.save stores every member as it is; a deflated one can expand to a thousand
+            # times its size (a 300 kB file took 1.5 GB to load)
+            raise ValueError(
+                f"member {packed[0]!r} is compressed, which torch.save never does (a compressed "
+                "member can expand to far more memory than the file's size)"
+            )
         bad = zf.testzip()
     if bad is not None:
         raise ValueError(f"member {bad!r} does not match its CRC-32 checksum")
@@ -606,6 +691,7 @@ def load_checkpoint(
         KeyError,
     ) as err:
         detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        detail = re.sub(r"\x1b\[[0-9;]*m", "", detail)  # torch's bold / colour codes
         if not isinstance(err, OSError) and not _torch_file(path):
             # not a torch file at all: torch's own text ends by suggesting weights_only=False,
             # unsafe advice for a file that is not even a checkpoint

@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
 from .._checks import check_bool, check_int, check_real, check_seed, stream_seed
-from .._model import FitResult, load_checkpoint, save_checkpoint
+from .._model import FitResult, check_checkpointable, load_checkpoint, save_checkpoint
 from .._progress import progress_bar
 from .._stack import user_stacklevel
 from ._process_group import (
@@ -243,6 +243,9 @@ def _check_train_args(
             raise ValueError(f"checkpoint: {str(checkpoint)!r} is a folder, expected a file path")
     if config is not None and not isinstance(config, Mapping):
         raise TypeError(f"config: expected a mapping or None, received {type(config).__name__}")
+    if checkpoint is not None and config is not None:
+        # before any training: the first epoch's checkpoint would refuse it (or never load)
+        check_checkpointable(dict(config), "config")
     ds = _as_dataset(data)
     try:
         if isinstance(ds, IterableDataset):
