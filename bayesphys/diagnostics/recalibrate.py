@@ -204,7 +204,8 @@ class Recalibrator:
         level: float = 0.9,
         n_grid: int = 241,
     ) -> Recalibrator:
-        r"""Fit on held-out pairs: ``posteriors[i]`` (event ``E``) and ``truths[i] [*E]``.
+        r"""Fit on held-out pairs: ``posteriors[i]`` (batch ``batch_i``, event ``E_i``) and
+        ``truths[i] [*batch_i, *E_i]`` (exactly that shape; ``[*E_i]`` when unbatched).
 
         Points where the posterior standard deviation is zero are left out of the fit (a
         ``ValueError`` when no point is left). For ``"zscore"`` and ``"conformal"`` the
@@ -582,7 +583,9 @@ class RecalibratedPosterior:
         return _central_quantiles(self.quantile, [_check_level(lv) for lv in levels])
 
     def log_prob(self, value: Tensor) -> Tensor:
-        """Variance scaling: the base density of the un-scaled value, minus ``N log s``."""
+        r"""Log density ``[*, *batch]`` of ``value [*, *batch, *event]`` (variance scaling only):
+        :math:`\log p_{base}(\mu + (v - \mu)/s) - N \log s`, ``N = prod(event)``, ``s`` the
+        recalibration scale; ``NotImplementedError`` for a quantile map."""
         if not self._scaled:
             raise NotImplementedError(
                 "RecalibratedPosterior.log_prob: no density for a quantile map"

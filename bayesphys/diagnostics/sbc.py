@@ -144,17 +144,18 @@ def sbc_uniformity(
     seed: int = 0,
 ) -> dict:
     """Uniformity tests of SBC ranks ``[N, K]`` (or ``[N]``, one summary) with values in
-    ``0..L``.
+    ``0..L`` (``L = n_draws``).
 
     ``n_bins``: the chi-square bins ``B``; default ``min(20, N // 5)``. Either way ``B`` is
     clamped to ``2..L + 1`` (more bins than rank values would leave bins that no rank can
     reach), so an explicit ``n_bins > L + 1`` is reduced to ``L + 1`` silently; the ``B`` used
     is returned as ``"n_bins"``.
 
-    Returns ``{"chi2": [K], "chi2_pvalue": [K], "ks_pvalue": [K], "n_bins": B,
-    "pvalue": float}`` where ``pvalue`` is the Bonferroni-combined minimum of the per-summary
-    chi-square p-values (the value reported as ``sbc_pvalue``) and ``pvalue_ks`` the same
-    for KS. Reject calibration at level :math:`a` when ``pvalue < a``.
+    Returns ``{"chi2", "chi2_pvalue", "ks_pvalue": Python lists of K floats (one per summary),
+    "n_bins": B, "pvalue": float, "pvalue_ks": float}`` where ``pvalue`` is the
+    Bonferroni-combined minimum of the per-summary chi-square p-values (the value reported as
+    ``sbc_pvalue``) and ``pvalue_ks`` the same for KS. Reject calibration at level :math:`a`
+    when ``pvalue < a``.
     """
     n_draws = check_int("n_draws", n_draws, minimum=1)
     seed = check_seed("seed", seed)

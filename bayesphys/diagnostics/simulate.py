@@ -209,7 +209,9 @@ def as_draws_or_posterior(value: Any, where: str) -> Posterior | Tensor:
 def posterior_draws(
     post: Posterior | Tensor | np.ndarray, n_draws: int, generator: torch.Generator | None = None
 ) -> Tensor:
-    """``L`` draws ``[L, *event]`` from a ``Posterior`` or an array of draws ``[L', *event]``.
+    """``L = n_draws`` draws ``[L, *batch, *event]`` from a ``Posterior`` (``*batch`` its
+    ``batch_shape``, empty when unbatched) or an array of draws ``[L', ...]`` (its trailing
+    dims kept as they are; a ``SamplePosterior``'s chains and draws count as ``L'``).
 
     Stored draws (a tensor, or a ``SamplePosterior``) are thinned evenly to ``L`` rather than
     resampled, so that no draw is repeated (repeated draws create rank ties). Pass

@@ -123,6 +123,7 @@ class SpectralMixture1d(nn.Module):
 
     @property
     def num_mixtures(self) -> int:
+        """The number of mixture components :math:`Q`."""
         return self.mu.shape[0]
 
     @property
@@ -160,6 +161,7 @@ class SpectralMixture1d(nn.Module):
         return tot @ w
 
     def forward(self, z: Tensor) -> Tensor:
+        r"""Kernel values :math:`k(z)` for lags ``z [*]`` -> ``[*]`` (:meth:`deriv` with ``n = 0``)."""
         return self.deriv(z, 0)
 
     def gram(self, x1: Tensor, x2: Tensor | None = None, n: int = 0) -> Tensor:

@@ -305,14 +305,18 @@ class GPPDESolver:
         return eliminator(self, factors, reuse=reuse)
 
     def predict(self, test_axes: list[Tensor] | None = None) -> Tensor:
-        r"""Posterior mean :math:`W U` on the tensor grid of ``test_axes`` (default: the problem's
-        test grid), ``[n_1, ..., n_d]``: the mean of :meth:`posterior`, so a stale field (after
-        :meth:`warm_start_from`, or before any fit) is solved first, once, as there."""
+        r"""Posterior mean :math:`W U` ``[p_1..p_d]`` on the tensor grid of ``test_axes``.
+
+        ``test_axes``: one 1-D tensor ``[p_j]`` per dimension (a single tensor for a 1-D
+        problem). Default: the test grid, ``p_j`` evenly spaced points spanning the collocation
+        axis ``j``, ``p_j`` = the problem's ``n_test`` (300 for every registered problem; 300
+        also for a custom ``x=`` problem). The mean of :meth:`posterior`, so a stale field
+        (after :meth:`warm_start_from`, or before any fit) is solved first, once, as there."""
         return self._mean(test_axes, solve=True)
 
     def _mean(self, test_axes, *, solve: bool) -> Tensor:
         """``W U``; ``solve=False`` reads the stored field as it is (the fit's own reports)."""
-        test_axes = self._test_axes(test_axes)
+        test_axes = self._test_axes(test_axes, "test_axes")
         with torch.no_grad():
             fac = self._factors()
             if solve:
@@ -323,7 +327,9 @@ class GPPDESolver:
             ]
             return kron_apply(W, self.u)
 
-    def _test_axes(self, test_axes):
+    def _test_axes(self, test_axes, name: str = "test_axes"):
+        """The test axes ``[p_j]`` (default grid for ``None``); ``name``: the caller's argument,
+        named in the refusals."""
         if test_axes is None:
             n = self.problem.n_test if self.problem is not None else 300
             return [
@@ -333,14 +339,14 @@ class GPPDESolver:
         test_axes = list(test_axes) if isinstance(test_axes, list | tuple) else [test_axes]
         if len(test_axes) != len(self.axes):
             raise ValueError(
-                f"x: expected {len(self.axes)} test axes (one 1-D tensor per dimension), "
+                f"{name}: expected {len(self.axes)} test axes (one 1-D tensor per dimension), "
                 f"received {len(test_axes)}"
             )
         out = []
         for j, t in enumerate(test_axes):
-            a = as_tensor(f"x[{j}]", t, dtype=self.dtype, device=self.device, ndim=1)
+            a = as_tensor(f"{name}[{j}]", t, dtype=self.dtype, device=self.device, ndim=1)
             if a.numel() == 0:
-                raise ValueError(f"x[{j}]: expected a non-empty axis")
+                raise ValueError(f"{name}[{j}]: expected a non-empty axis")
             out.append(a)
         return out
 
@@ -355,7 +361,7 @@ class GPPDESolver:
                 "checkpoint of one: only a registered problem is saved by its id; set "
                 "model.problem to reattach it)"
             )
-        ta = self._test_axes(test_axes)
+        ta = self._test_axes(test_axes, "test_axes")
         pred = self._mean(ta, solve=solve)
         ex = self.problem.solution(ta)
         return float((pred - ex).norm() / ex.norm())
@@ -631,7 +637,7 @@ class GPPDESolver:
         changed since the last solve (or after :meth:`warm_start_from`) is :math:`U` solved and
         stored first, once.
         """
-        ta = self._test_axes(x)
+        ta = self._test_axes(x, "x")
         with torch.no_grad():
             fac = detach_factors(self._factors())
             self._ensure_field(fac)

@@ -283,10 +283,18 @@ class PicardKronSolve:
 
     @property
     def root_dim(self) -> int:
+        """Length of the standard-normal vector ``z`` that :meth:`sample_u` maps to one draw."""
         return self._linearised("root_dim").root_dim
 
     def sample_u(self, z: Tensor) -> Tensor:
+        r"""Zero-mean draws of :math:`U` under the linearised posterior (shifted Jacobian
+        :math:`\mathcal A + \bar d`): ``z [*, root_dim]`` standard normal -> ``[*, n_1..n_d]``
+        (:meth:`KronSolve.sample_u` of the shifted solve; call :meth:`solve` or
+        :meth:`linearise` first)."""
         return self._linearised("sample_u").sample_u(z)
 
     def test_variance(self, T: list[Tensor], chunk: int = 16) -> Tensor:
+        r"""Posterior variances ``[p_1..p_d]`` (real) on a test grid under the linearised
+        posterior: ``T[j] [p_j, n_j]`` the interpolation weights per axis, in chunks of
+        ``chunk`` rows (:meth:`KronSolve.test_variance` of the shifted solve)."""
         return self._linearised("test_variance").test_variance(T, chunk)

@@ -163,9 +163,13 @@ class DenseSolve:
         iters: int = 30,
         tol: float = 1e-12,
     ) -> Tensor:
-        """Minimiser ``U``; Householder QR of the stacked system (stable for huge :math:`\tau`).
-        Cubic operators: at most ``iters >= 1`` Gauss-Newton steps, stopping at relative change
-        ``tol >= 0``."""
+        r"""Minimiser ``U [n_1..n_d]`` of :math:`\mathcal J` at :math:`\tau_2 =` ``tau2`` and
+        :math:`\gamma = \lambda_b\tau_1 =` ``gamma``.
+
+        ``f [n_1..n_d]`` (or flat ``[M]``): the source on the grid; ``g [N_b]``: the boundary
+        values in face order. Householder QR of the stacked system (stable for huge ``tau2``).
+        Cubic operators: at most ``iters >= 1`` Gauss-Newton steps from ``u0 [n_1..n_d]``
+        (default zero), stopping at relative change ``tol >= 0``."""
         iters = check_int("iters", iters, minimum=1)
         tol = check_real("tol", tol, minimum=0.0)
         tau2, gamma = (
@@ -307,9 +311,13 @@ class KronSolve:
 
     # B w = boundary values of R w; B^H e = R^H scatter(e)
     def B(self, w: Tensor) -> Tensor:
+        r""":math:`B w`: boundary values ``[*batch, N_b]`` (face order) of the field :math:`R w`,
+        ``w [*batch, n_1..n_d]`` in the solver's dtype (complex in the advection case)."""
         return face_values(kron_apply(self.R, w), self.shape)
 
     def Bt(self, e: Tensor) -> Tensor:
+        r""":math:`B^H e = R^H\,\mathrm{scatter}(e)`: ``e [*batch, N_b]`` -> ``[*batch, n_1..n_d]``
+        in the solver's dtype (complex in the advection case)."""
         return kron_apply(self.Rt, self._c(scatter_faces(e, self.shape)))
 
     def _face_rows(self):
@@ -344,18 +352,26 @@ class KronSolve:
         return K
 
     def precision_solve(self, rhs: Tensor) -> Tensor:
-        r""":math:`(\mathrm{diag}(d) + \gamma B^H B)^{-1}` applied to ``rhs`` ``[*, n_1..n_d]`` (Woodbury)."""
+        r""":math:`(\mathrm{diag}(d) + \gamma B^H B)^{-1}` applied to ``rhs`` ``[*, n_1..n_d]`` (Woodbury).
+
+        Returns ``w [*, n_1..n_d]`` in the solver's dtype: complex (``complex128`` for float64
+        factors) when an odd derivative order makes the eigenbasis complex (advection)."""
         w0 = self.delta * self._c(rhs)
         e = self.B(w0)
         y = torch.cholesky_solve(e.unsqueeze(-1), self.cap_chol).squeeze(-1)
         return w0 - self.delta * kron_apply(self.Rt, scatter_faces(y, self.shape))
 
     def rhs(self, f: Tensor, g: Tensor) -> Tensor:
-        r""":math:`\tau_2\bar\Lambda\,R^{-1} f + \gamma B^H g` (the normal-equation right-hand side in :math:`w`)."""
+        r""":math:`\tau_2\bar\Lambda\,R^{-1} f + \gamma B^H g` (the normal-equation right-hand side in :math:`w`).
+
+        ``f [*batch, n_1..n_d]``, ``g [N_b]`` -> ``[*batch, n_1..n_d]``, complex (``complex128``
+        for float64 factors) in the advection case, as :meth:`precision_solve`."""
         ft = kron_apply(self.Rinv, self._c(f))
         return self.tau2 * self.lam.conj() * ft + self.gamma * self.Bt(g)
 
     def to_field(self, w: Tensor) -> Tensor:
+        r"""The field :math:`U = R w` ``[*batch, n_1..n_d]`` of ``w [*batch, n_1..n_d]``; its real
+        part (real dtype) in the advection case."""
         u = kron_apply(self.R, w)
         return u.real if u.is_complex() else u
 
@@ -379,6 +395,8 @@ class KronSolve:
 
     @property
     def root_dim(self) -> int:
+        """Length of the standard-normal ``z`` of one :meth:`sample_u` draw: ``M + N_b``, twice
+        that in the complex (advection) case (real and imaginary parts)."""
         m = math.prod(self.shape)
         n = m + sum(m // self.shape[j] for j, _ in faces(self.shape))
         return 2 * n if self.complex else n

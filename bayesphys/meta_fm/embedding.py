@@ -98,7 +98,7 @@ class DenseGCN(nn.Module):
 
 
 class PopulationEmbedding(nn.Module):
-    r"""``phi(x)``: populations ``[P, n, d]`` (or one ``[n, d]``) -> unit vectors ``[P, hidden]``.
+    r"""``phi(x)``: populations ``[P, n, d]`` -> unit vectors ``[P, hidden]``; one ``[n, d]`` -> ``[hidden]``.
 
     Parameters
     ----------
@@ -122,7 +122,13 @@ class PopulationEmbedding(nn.Module):
         self.gcn = DenseGCN(self.dim + self.features, self.hidden, layers)
 
     def forward(self, x: Tensor, f: Tensor | None = None) -> Tensor:
-        """``x [P, n, d]`` (or ``[n, d]``), ``f [P, n, features]`` -> ``[P, hidden]``."""
+        """Unit-norm embeddings of populations.
+
+        ``x [P, n, d]`` with ``f [P, n, features]`` -> ``[P, hidden]``; one population
+        ``x [n, d]`` with ``f [n, features]`` -> ``[hidden]`` (no leading ``P``;
+        ``MetaFlowMatching.embed`` stacks its populations and returns ``[1, hidden]`` for one).
+        ``f`` is required when ``features > 0`` and refused when ``features == 0``.
+        """
         single = x.ndim == 2
         if single:
             x = x[None]

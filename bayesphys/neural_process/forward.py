@@ -22,10 +22,37 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import LowRankMultivariateNormal
 
-from .._checks import check_bool, check_int, check_real
-from .taylor import FourierFeatures, TaylorMLP
+from .._checks import check_bool, check_int, check_real, did_you_mean
+from .taylor import STREAM_AXIS, FourierFeatures, TaylorMLP
 
 __all__ = ["ForwardNet"]
+
+
+def _check_streams(streams, dim_x: int) -> tuple[str, ...]:
+    """``streams`` as a tuple of known derivative-stream names (``"x"``, ``"xx"``, ``"t"``);
+    an unknown name gave a bare ``KeyError`` deep in the feature map."""
+    valid = tuple(STREAM_AXIS)
+    if isinstance(streams, (str, bytes)):
+        raise TypeError(
+            f"streams: expected a tuple of stream names from {valid}, received the string "
+            f"{streams!r} (write ({streams!r},) for one stream)"
+        )
+    streams = tuple(streams)
+    for s in streams:
+        if not isinstance(s, str) or s not in STREAM_AXIS:
+            raise ValueError(
+                f"streams: expected names from {valid} ('x'/'xx': first/second derivative along "
+                f"coordinate 0, 't': first derivative along coordinate 1), received "
+                f"{s!r}{did_you_mean(s, valid)}"
+            )
+    if "xx" in streams and "x" not in streams:
+        raise ValueError(f"streams: the 'xx' stream needs the 'x' stream, received {streams}")
+    if "t" in streams and dim_x < 2:
+        raise ValueError(
+            f"streams: 't' differentiates along coordinate 1, but dim_x = {dim_x}, received "
+            f"{streams}"
+        )
+    return streams
 
 
 class ForwardNet(nn.Module):
@@ -81,8 +108,12 @@ class ForwardNet(nn.Module):
 
         ``x`` ``[B, N, dim_x]``, ``z`` ``[B, dim_z]``, ``w`` ``[B, dim_w]`` ->
         ``{"mu": {s: [B, N]}, "sd": {s: [B, N]}, "C": {s: [B, N, k]}}`` for ``s`` in
-        ``("v", *streams)``.
+        ``("v", *streams)`` (``"v"``: the value). ``streams``: a tuple of names from ``"x"``
+        (:math:`\partial_{x_0}`), ``"xx"`` (:math:`\partial^2_{x_0}`, needs ``"x"``) and
+        ``"t"`` (:math:`\partial_{x_1}`, needs ``dim_x >= 2``); anything else is a
+        ``ValueError``.
         """
+        streams = _check_streams(streams, self.features.dim)
         o = self.mlp(self.features(x, streams), torch.cat([z, w], -1))
         mu = {k: v[..., 0] for k, v in o.items()}
         C = {k: v[..., 2:] for k, v in o.items()}
@@ -120,7 +151,14 @@ class ForwardNet(nn.Module):
         generator: torch.Generator | None = None,
     ) -> tuple[dict[str, Tensor], LowRankMultivariateNormal]:
         r"""One reparameterised draw :math:`\tilde u = \mu + \sigma\varepsilon + C\eta` per instance
-        with its derivative streams (each ``[B, N]``), and the law it was drawn from."""
+        with its derivative streams, and the law it was drawn from.
+
+        ``x [B, N, dim_x]``, ``z [B, dim_z]``, ``w [B, dim_w]`` -> ``({s: [B, N]}`` for ``s`` in
+        ``("v", *streams)``, the law ``q`` with batch ``[B]``, event ``[N]``). ``streams`` as in
+        :meth:`heads`: names from ``"x"``, ``"xx"`` (needs ``"x"``), ``"t"`` (needs
+        ``dim_x >= 2``).
+        """
+        streams = _check_streams(streams, self.features.dim)
         h = self.heads(x, z, w, streams)
         bsz, n = x.shape[:2]
         eps = torch.randn(bsz, n, dtype=x.dtype, device=x.device, generator=generator)

@@ -514,6 +514,8 @@ class GliomaModel(GliomaPosteriorMixin):
         )
 
     def loss(self, theta: Tensor) -> Tensor:
+        r"""Reduced loss ``[]``: :math:`\tfrac12 \lVert r(\theta)\rVert^2` over all
+        :meth:`residuals` at ``theta [2 + K d]`` (``K = n_foci``)."""
         r = torch.cat([v.reshape(-1) for v in self.residuals(theta).values()])
         return 0.5 * (r * r).sum()
 
@@ -529,8 +531,9 @@ class GliomaModel(GliomaPosteriorMixin):
     ) -> FitResult:
         r"""Multi-start grid over :math:`(D_w,\rho)` then Levenberg-Marquardt; sets the Laplace posterior.
 
-        ``hessian``: ``"exact"`` (autograd Hessian of the reduced loss, :math:`(2+d)^2` entries;
-        falls back to Gauss-Newton if not positive definite) or ``"gn"`` (:math:`J^\top J`).
+        ``hessian``: ``"exact"`` (autograd Hessian of the reduced loss, :math:`(2+Kd)^2` entries
+        for ``K = n_foci``; falls back to Gauss-Newton if not positive definite) or ``"gn"``
+        (:math:`J^\top J`).
         ``data`` must be ``None`` (the data are given at construction; anything else was
         silently ignored). ``steps >= 0`` LM steps after
         a ``grid x grid`` start search (``grid >= 1``; 1 = the prior mean). Returns a
@@ -618,8 +621,9 @@ class GliomaModel(GliomaPosteriorMixin):
         return res
 
     def laplace_covariance(self, hessian: str = "exact") -> Tensor:
-        r"""Laplace covariance ``[2+d, 2+d]`` at the fitted :math:`\theta^*`: inverse of the exact
-        Hessian of the loss or of the Gauss-Newton matrix :math:`J^\top J`."""
+        r"""Laplace covariance ``[2 + K d, 2 + K d]`` (``K = n_foci``) at the fitted
+        :math:`\theta^*`: inverse of the exact Hessian of the loss or of the Gauss-Newton matrix
+        :math:`J^\top J`."""
         if hessian not in ("exact", "gn"):
             raise ValueError(
                 f"hessian: expected 'exact' or 'gn', received {hessian!r}"

@@ -56,7 +56,9 @@ def _checked(problem: DiscreteProblem, x: Tensor) -> Tensor:
 
 
 def gn_matvec(problem: DiscreteProblem, x: Tensor) -> Callable[[Tensor], Tensor]:
-    r"""Closure :math:`v \mapsto J^\top J v` at ``x`` (matrix-free)."""
+    r"""Closure :math:`v \mapsto J^\top J v` at ``x [n]`` (matrix-free; :math:`J` ``[m, n]`` the
+    Jacobian of ``problem.residual``): ``v [n]`` -> ``[n]``, or a batch ``v [k, n]`` ->
+    ``[k, n]`` in one pass."""
     x = _checked(problem, x)
     _, jv, jtw = jvp_vjp(problem.residual, x)
     return lambda v: jtw(jv(v))

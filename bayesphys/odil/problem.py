@@ -181,7 +181,8 @@ class DiscreteProblem:
 
     # -- residuals ---------------------------------------------------------------------------
     def terms(self, x: Tensor) -> dict[str, Tensor]:
-        """Weighted residual terms ``{name: tensor}`` at ``x``."""
+        """Weighted residual terms ``{name: tensor}`` (each of the shape the residual function
+        gives) at the unknowns ``x [n]``."""
         fields, params = self.unpack(x)
         out = self.residual_fn(fields, params)
         if not isinstance(out, Mapping) or not out:
@@ -195,11 +196,12 @@ class DiscreteProblem:
         return dict(out)
 
     def residual(self, x: Tensor) -> Tensor:
-        """All weighted residuals concatenated, ``r(x) [m]``."""
+        """All weighted residuals flattened and concatenated, ``r(x) [m]``, at ``x [n]``."""
         return torch.cat([t.reshape(-1) for t in self.terms(x).values()])
 
     def loss(self, x: Tensor) -> Tensor:
-        r""":math:`\tfrac12\lVert r(x)\rVert^2` (negative log posterior up to a constant)."""
+        r""":math:`\tfrac12\lVert r(x)\rVert^2` ``[]`` at ``x [n]`` (negative log posterior up
+        to a constant)."""
         r = self.residual(x)
         return 0.5 * (r * r).sum()
 

@@ -93,9 +93,12 @@ def _mlp(i: int, h: int, o: int, depth: int = 2) -> nn.Sequential:
 
 
 class AttentiveNP(nn.Module):
-    """Attentive NP on 2-D inputs ``(t, x)`` and scalar outputs.
+    r"""Attentive NP on 2-D inputs ``(t, x)`` and scalar outputs.
 
-    Shapes: ``xc [B, Nc, 2]``, ``yc [B, Nc]``, ``xt [B, Nt, 2]`` -> ``mu, sigma [B, Nt]``.
+    Shapes: ``xc [B, Nc, 2]``, ``yc [B, Nc]``, ``xt [B, Nt, 2]``. There is no ``forward``:
+    :meth:`decode` ``(deterministic(xc, yc, xt), z, xt)`` gives ``mu, sigma [B, Nt]`` for one
+    latent ``z [B, H]`` (``H = hidden``), and :meth:`predict` gives ``mu, sigma [S, B, Nt]``
+    for ``S = n_samples`` latent draws from :math:`q(z \mid x_c, y_c)`.
     """
 
     def __init__(
@@ -165,10 +168,13 @@ class AttentiveNP(nn.Module):
         yt: Tensor,
         generator: torch.Generator | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        r"""ELBO loss (scalar), plus the decoded ``mu`` and target inputs for penalties.
+        r"""Negative ELBO (per target point, batch mean) and the decoded predictive.
 
-        The latent draw :math:`z = \mu_z + \sigma_z \varepsilon` takes :math:`\varepsilon`
-        from ``generator`` (``None``: torch's global generator)."""
+        ``xc [B, Nc, 2]``, ``yc [B, Nc]``, ``xt [B, Nt, 2]``, ``yt [B, Nt]`` -> ``(loss [],
+        mu [B, Nt], sigma [B, Nt])``; ``mu``/``sigma`` (for penalties) are decoded at ``xt``
+        with one latent draw :math:`z = \mu_z + \sigma_z \varepsilon` from
+        :math:`q(z \mid x_c \cup x_t, y_c \cup y_t)`, taking :math:`\varepsilon` from
+        ``generator`` (``None``: torch's global generator)."""
         mz_c, sz_c = self.latent(xc, yc)
         mz_a, sz_a = self.latent(torch.cat([xc, xt], 1), torch.cat([yc, yt], 1))
         eps = torch.randn(sz_a.shape, dtype=sz_a.dtype, device=sz_a.device, generator=generator)

@@ -303,7 +303,11 @@ def conservation_update(
     prior: Step-1 posterior, ``batch_shape`` e.g. ``(functions, times)``, event ``(nx,)``.
     G: ``[m, N]`` or ``[*batch, m, N]`` constraint rows (e.g. :func:`trapezoid_weights`).
     b: ``[*batch, m]`` right-hand sides (total mass :math:`b(t)`), broadcastable.
-    sigma_g: constraint noise sd :math:`\sigma_G` (``0`` = exact limit, ``inf`` = prior).
+    sigma_g: constraint noise sd :math:`\sigma_G` (``0`` = exact limit, ``inf`` = prior): a
+        number ``>= 0`` or a real tensor whose shape broadcasts to exactly ``[*batch, m]``
+        (``batch = prior.batch_shape``, ``m`` rows of ``G``; e.g. ``[]``, ``[m]``,
+        ``[*batch, 1]``), per batch entry and constraint row. Zeros may mix with positive
+        values (those rows exact); ``inf`` must be everywhere or nowhere.
     relative: interpret ``sigma_g`` in units of :math:`\sqrt{(G\Sigma G^\top)_{jj}}`.
     rcond: in the limit, refuse :math:`G\Sigma G^\top` whose smallest/largest eigenvalue ratio
         is below ``rcond`` (singular: the prior is certain about the constrained direction);

@@ -407,7 +407,13 @@ class PoissonProblem:
         )
 
     def boundary(self, x: Tensor, w: Tensor) -> tuple[Tensor, ...]:
-        r"""``(B, D, D_x, D_xx)`` of :math:`u = B + D\tilde u`, each ``[B, N]`` (``x`` ``[B, N, 1]``)."""
+        r"""Lift :math:`B`, factor :math:`D` and its derivatives of :math:`u = B + D\tilde u`.
+
+        ``x [n, N, 1]`` (``n`` instances, ``N`` points) -> ``(B, D, D_x, D_xx)``, each
+        ``[n, N]`` (:math:`B = 0`, :math:`D = \cos(\pi x/2)`). ``w [n, 1]``: the sources
+        :math:`w`, unused (the Poisson transform does not depend on them; taken for the
+        interface shared with :class:`BurgersProblem`).
+        """
         s = x[..., 0]
         k = math.pi / 2
         d = torch.cos(k * s)
@@ -425,7 +431,9 @@ class PoissonProblem:
     derivatives: tuple[str, ...] = ("x", "xx")
 
     def transform(self, x: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
-        """``(B, D)`` values ``[B, N]`` of the boundary transform at ``x`` ``[B, N, 1]``."""
+        r"""Lift :math:`B` and factor :math:`D` of :math:`u = B + D\tilde u`, each ``[n, N]``, at
+        ``x [n, N, 1]`` (``n`` instances, ``N`` points); ``w [n, 1]`` unused (see
+        :meth:`boundary`)."""
         b, d, _, _ = self.boundary(x, w)
         return b, d
 
@@ -471,7 +479,13 @@ class BurgersProblem:
             )
 
     def boundary(self, x: Tensor, w: Tensor) -> dict[str, Tensor]:
-        r"""Value and derivatives of :math:`B` and :math:`D` at ``x`` ``[B, N, 2]``."""
+        r"""Lift :math:`B`, factor :math:`D` and their derivatives of :math:`u = B + D\tilde u`.
+
+        ``x [n, N, 2]`` (``n`` instances, ``N`` points :math:`(x, t)`), ``w [n, 1]`` the
+        initial frequency of each instance (:math:`B = \sin(2 w\pi x)\sin(\pi x)`; it
+        broadcasts against the points, so it must be ``[n, 1]`` or ``[1, 1]``, not ``[n]``) ->
+        ``{"B", "Bx", "Bxx", "D", "Dx", "Dxx", "Dt"}``, each ``[n, N]``.
+        """
         s, t = x[..., 0], x[..., 1]
         pi = math.pi
         a = 2 * w * pi  # [B, 1]
@@ -502,7 +516,9 @@ class BurgersProblem:
     derivatives: tuple[str, ...] = ("x", "xx", "t")
 
     def transform(self, x: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
-        """``(B, D)`` values ``[B, N]`` of the boundary transform at ``x`` ``[B, N, 2]``."""
+        r"""Lift :math:`B` and factor :math:`D` of :math:`u = B + D\tilde u`, each ``[n, N]``, at
+        ``x [n, N, 2]`` (``n`` instances, ``N`` points) for the initial frequencies
+        ``w [n, 1]`` (as in :meth:`boundary`)."""
         g = self.boundary(x, w)
         return g["B"], g["D"]
 

@@ -65,7 +65,9 @@ def _check_spacing(spacing: Sequence[float]) -> list:
 
 
 def shift(u: Tensor, axis: int, k: int, bc: str = "periodic") -> Tensor:
-    r"""Return :math:`v_i = u_{i+k}` along ``axis`` (``k`` = +-1, +-2 ...) with boundary rule ``bc``."""
+    r"""Return :math:`v_i = u_{i+k}` along ``axis`` (``k`` = +-1, +-2 ...) with boundary rule ``bc``.
+
+    ``u [..., n, ...]`` (any axis, other axes batch) -> ``v`` of ``u``'s shape."""
     if bc not in _BCS:
         raise ValueError(f"bc: expected one of {_BCS}, received {bc!r}{did_you_mean(bc, _BCS)}")
     k = check_int("k", k)
@@ -90,7 +92,7 @@ def shift(u: Tensor, axis: int, k: int, bc: str = "periodic") -> Tensor:
 
 def d1(u: Tensor, axis: int, h: float, scheme: str = "central", bc: str = "periodic") -> Tensor:
     """First derivative along ``axis``; ``scheme`` in ``central`` | ``backward`` | ``forward``;
-    ``h > 0``."""
+    ``h > 0``. ``u [..., n, ...]`` (any axis, other axes batch) -> ``u``'s shape."""
     _check_step("h", h)
     if scheme == "central":
         return (shift(u, axis, 1, bc) - shift(u, axis, -1, bc)) / (2 * h)
@@ -102,13 +104,16 @@ def d1(u: Tensor, axis: int, h: float, scheme: str = "central", bc: str = "perio
 
 
 def d2(u: Tensor, axis: int, h: float, bc: str = "periodic") -> Tensor:
-    """Second derivative :math:`(u_{i+1} - 2u_i + u_{i-1})/h^2` along ``axis`` (``h > 0``)."""
+    r"""Second derivative :math:`(u_{i+1} - 2u_i + u_{i-1})/h^2` along ``axis`` (``h > 0``).
+
+    ``u [..., n, ...]`` (any axis, other axes batch) -> ``u``'s shape."""
     _check_step("h", h)
     return (shift(u, axis, 1, bc) - 2 * u + shift(u, axis, -1, bc)) / (h * h)
 
 
 def laplacian(u: Tensor, spacing: Sequence[float], bc: str = "periodic") -> Tensor:
-    """Sum of :func:`d2` over the last ``len(spacing)`` axes (``spacing``: one step per axis)."""
+    """Sum of :func:`d2` over the last ``d = len(spacing)`` axes (``spacing``: one step per
+    axis): ``u [..., n_1, ..., n_d]`` (leading axes batch) -> ``u``'s shape."""
     spacing = _check_spacing(spacing)
     nd = len(spacing)
     if nd > u.ndim:

@@ -275,12 +275,31 @@ def test_bad_test_axes_are_refused():
         m.posterior([torch.linspace(0, 1, 5, dtype=F64)] * 2)
     with pytest.raises(ValueError, match=r"x\[0\]: expected 1 dimensions, received shape \(5, 3\)"):
         m.posterior(torch.zeros(5, 3, dtype=F64))
-    with pytest.raises(ValueError, match=r"x\[0\]: expected finite values"):
+    with pytest.raises(ValueError, match=r"test_axes\[0\]: expected finite values"):
         m.predict([torch.tensor([0.0, float("nan")], dtype=F64)])
-    with pytest.raises(ValueError, match=r"x\[0\]: expected a non-empty axis"):
+    with pytest.raises(ValueError, match=r"test_axes\[0\]: expected a non-empty axis"):
         m.predict([torch.zeros(0, dtype=F64)])
     one = torch.linspace(0, 1, 7, dtype=F64)
     torch.testing.assert_close(m.predict(one), m.predict([one]))  # a bare 1-D axis is accepted
+
+
+def test_wrong_axis_count_names_the_argument_passed():
+    """The count refusal named ``x`` also when predict's argument ``test_axes`` was wrong."""
+    m = GPPDESolver("poisson1d-low", n_col=20, num_mixtures=2, seed=0)
+    two = [torch.linspace(0, 1, 5, dtype=F64)] * 2
+    with pytest.raises(ValueError, match="^test_axes: expected 1 test axes") as err:
+        m.predict(two)
+    assert "x:" not in str(err.value)
+    with pytest.raises(ValueError, match="^test_axes: expected 1 test axes"):
+        m.rel_l2(two)
+    with pytest.raises(ValueError, match="^x: expected 1 test axes"):
+        m.posterior(two)
+
+
+def test_predict_default_grid_of_a_custom_problem_has_300_points():
+    x = torch.linspace(0, 1, 8, dtype=F64)
+    m = GPPDESolver(x=[x], source=np.zeros(8), boundary=np.zeros(8), num_mixtures=2, seed=0)
+    assert m.predict().shape == (300,)
 
 
 @pytest.mark.gpu

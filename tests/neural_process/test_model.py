@@ -41,6 +41,24 @@ def test_forward_taylor_derivatives_match_autograd():
     assert torch.allclose(g[..., 0], h["C"]["x"][..., 1], atol=1e-10)
 
 
+def test_forward_unknown_stream_names_the_valid_ones():
+    """An unknown stream name was a bare ``KeyError: 'dx'`` from the feature map."""
+    net = ForwardNet(2, 2, 1, hidden=8, depth=2, n_freq=3).double()
+    x = torch.rand(2, 4, 2, dtype=torch.float64)
+    z, w = torch.randn(2, 2, dtype=torch.float64), torch.randn(2, 1, dtype=torch.float64)
+    for call in (net.heads, net.sample_with_derivatives):
+        with pytest.raises(ValueError, match="^streams: expected names from") as err:
+            call(x, z, w, ("x", "dx"))
+        assert all(f"'{s}'" in str(err.value) for s in ("x", "xx", "t", "dx"))
+    with pytest.raises(ValueError, match="'xx' stream needs the 'x' stream"):
+        net.heads(x, z, w, ("xx",))
+    with pytest.raises(TypeError, match="received the string 'xx'"):
+        net.heads(x, z, w, "xx")
+    net1 = ForwardNet(1, 2, 1, hidden=8, depth=2, n_freq=3).double()
+    with pytest.raises(ValueError, match="dim_x = 1"):
+        net1.heads(x[..., :1], z, w, ("t",))
+
+
 def test_forward_gaussian_is_consistent_across_point_sets():
     m = tiny(dtype=torch.float64)
     z, w = (
