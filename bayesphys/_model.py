@@ -745,3 +745,44 @@ def refuse_unknown(ckpt: Mapping[str, Any], path: Any, what: str, given: Any, kn
             f"know (written by bayesphys {ckpt.get('version', '?')}); loading it without them "
             "would give another model: upgrade bayesphys to load it"
         )
+
+
+def require_entries(part: Any, path: Any, what: str, names: Iterable[str]) -> None:
+    """Refuse a checkpoint whose ``what`` (settings, state entries: a dict) is not a dict or
+    lacks any of ``names`` (those every save writes), by name: a damaged or hand-made file
+    failed with a bare ``KeyError: 'u'`` that named neither the file nor what it lacked."""
+    if not isinstance(part, Mapping):
+        raise ValueError(
+            f"path: {path} holds its {what} as a {type(part).__name__}, expected a dict (the "
+            "file is damaged or was not written by save())"
+        )
+    missing = [n for n in names if n not in part]
+    if missing:
+        raise ValueError(
+            f"path: {path} lacks the {what} {missing} that save() writes (the file is damaged "
+            "or was not written by save())"
+        )
+
+
+@contextmanager
+def rebuilding(path: Any, kind: str, entry: str | None = None) -> Iterator[None]:
+    """Around a loader's rebuild of a model from the entries of the checkpoint at ``path``: an
+    entry of the wrong type, shape or value fails there with a ``TypeError``, ``KeyError``,
+    ``IndexError``, ``RuntimeError`` or a check's ``ValueError`` naming at most the entry
+    (``entry``, when given, is named before the check's own text); each is raised again as a
+    ``ValueError`` naming the file, the original chained as its cause. An error that already
+    names the file passes as it is; others (``AttributeError``, ``NameError``, ...) are not
+    caught, so a programming error is not taken for a bad file."""
+    try:
+        yield
+    except (TypeError, KeyError, IndexError, RuntimeError, ValueError) as err:
+        text = str(err).strip()
+        if str(path) in text:
+            raise
+        where = f"{entry}: " if entry else ""
+        if type(err) is ValueError:  # a check's own message, naming the value
+            raise ValueError(f"path: {path}: {where}{text}") from err
+        raise ValueError(
+            f"path: {path}: {where}its entries do not rebuild a {kind!r} model "
+            f"({type(err).__name__}: {text}); the file is damaged or was not written by save()"
+        ) from err

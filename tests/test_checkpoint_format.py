@@ -4,6 +4,8 @@ another model silently: posterior means off by 0.46)."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -112,3 +114,179 @@ def test_numpy_values_load_across_numpy_majors(tmp_path):
     back = load_checkpoint(other, kind="toy")["config"]
     assert back["scale"] == 2.5 and type(back["scale"]) is np.float64
     assert back["arr"].tolist() == [0, 1, 2] and back["dt"] == np.dtype("float32")
+
+
+def _copy_edited(path, name, edit):
+    """A copy of the checkpoint at ``path``, as ``name`` beside it, edited by ``edit``."""
+    ck = torch.load(path, weights_only=False)
+    edit(ck)
+    new = path.parent / name
+    torch.save(ck, new)
+    return new
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """One saved checkpoint of every loader, by name: (class, path)."""
+    from bayesphys.meta_fm import MetaFlowMatching, MFMEnsemble
+    from bayesphys.probconserv import ProbConserv
+    from bayesphys.problems.linear_gaussian import ConjugateGaussianField, linear_gaussian_problem
+    from tests.meta_fm.test_centered import _contractions
+    from tests.tiny_models import TINY_MFM
+
+    d = tmp_path_factory.mktemp("saved")
+    data = _contractions(12, 0)
+    lg = linear_gaussian_problem(seed=0)
+    models = {
+        "gp": GPPDESolver("poisson1d-low", num_mixtures=2, n_col=12, seed=0),
+        "glioma": GliomaModel.from_patient(synthetic_patient(0, phantom=brain_phantom(24, 4.0))),
+        # an adaptive grid saves its state too
+        "rgnp": tiny_rgnp(grid="adaptive"),
+        "mfm": MetaFlowMatching(data, seed=0, **TINY_MFM),
+        "ensemble": MFMEnsemble(data, members=3, seed=0, **TINY_MFM),
+        "field": ConjugateGaussianField(lg["x"], lg["idx"], lg["y"], noise=0.1),
+        "probconserv": ProbConserv("stefan", hidden=8, n_samples=4, seed=0),
+    }
+    return {k: (type(m), m.save(d / f"{k}.pt")) for k, m in models.items()}
+
+
+def _set(where, key, value):
+    """An edit that sets ``ck[*where][key] = value``."""
+
+    def edit(ck):
+        part = ck
+        for w in where:
+            part = part[w]
+        part[key] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    "name, where, what",
+    [
+        ("rgnp", ("config",), "settings"),
+        ("rgnp", ("state",), "state entries"),
+        ("rgnp", ("state", "variance_scale"), "variance scales"),
+        ("mfm", ("config",), "settings"),
+        ("ensemble", ("config",), "settings"),
+        ("ensemble", ("config", "members", 1), "member 1 settings"),
+        ("field", ("config",), "settings"),
+        ("field", ("state",), "state entries"),
+        ("probconserv", ("state",), "state entries"),
+    ],
+)
+def test_every_loader_refuses_entries_it_does_not_know(saved, name, where, what):
+    """These loaders read what they knew and dropped the rest: a newer release's entry (a
+    setting, a state entry, a variance scale) loaded silently into another model."""
+    cls, path = saved[name]
+    cls.load(path)  # as written: loads
+    bad = _copy_edited(path, f"{name}_new.pt", _set(where, "new_in_a_later_release", 1))
+    with pytest.raises(ValueError, match=rf"{what} \['new_in_a_later_release'\].*upgrade"):
+        cls.load(bad)
+
+
+def test_the_entries_each_loader_knows_are_those_save_writes(saved):
+    """A known list that misses an entry save() writes refuses every checkpoint; one that
+    lists an entry save() no longer writes lets a stale one through: the lists are the saved
+    keys (and a loader requires none that save() does not write)."""
+    from bayesphys.gp_pde import _persist as gp_io
+    from bayesphys.meta_fm import ensemble as ens_io
+    from bayesphys.meta_fm import model as mfm_io
+    from bayesphys.neural_process import model as rgnp_io
+    from bayesphys.odil import glioma_io
+    from bayesphys.probconserv import _persist as pc_io
+    from bayesphys.problems import linear_gaussian as field_io
+
+    def keys(name, part):
+        return set(torch.load(saved[name][1], weights_only=False)[part])
+
+    assert keys("gp", "state") == gp_io._STATE_KEYS
+    assert set(gp_io._REQUIRED_SETTINGS) <= keys("gp", "config")
+    assert keys("glioma", "state") == glioma_io._STATE_KEYS
+    assert set(glioma_io._REQUIRED_SETTINGS) <= keys("glioma", "config")
+    assert keys("rgnp", "config") == rgnp_io._CONFIG_KEYS
+    assert keys("rgnp", "state") == rgnp_io._STATE_KEYS
+    assert keys("mfm", "config") == mfm_io._CONFIG_KEYS >= set(mfm_io._REQUIRED_CONFIG)
+    assert keys("ensemble", "config") == set(ens_io._CONFIG_KEYS)
+    members = torch.load(saved["ensemble"][1], weights_only=False)["config"]["members"]
+    assert all(set(m) == mfm_io._CONFIG_KEYS for m in members)
+    assert keys("field", "config") == field_io._CONFIG_KEYS
+    assert keys("field", "state") == field_io._STATE_KEYS
+    assert keys("probconserv", "state") == pc_io._STATE_KEYS
+
+
+def _pop(where, key):
+    def edit(ck):
+        part = ck
+        for w in where:
+            part = part[w]
+        part.pop(key)
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    "name, edit, match",
+    [
+        # each raised a bare error that named neither the file nor, often, the entry
+        ("gp", _pop(("state",), "u"), r"lacks the state entries \['u'\]"),  # KeyError: 'u'
+        ("gp", _set(("state",), "axes", 3), r"state\['axes'\].*not iterable"),  # TypeError
+        ("gp", _pop(("config",), "beta"), r"lacks the settings \['beta'\]"),
+        ("glioma", _pop(("config",), "prior"), r"lacks the settings \['prior'\]"),
+        ("glioma", _set(("state",), "dtype", 3), r"dtype: expected torch.dtype"),  # removeprefix
+        ("rgnp", _pop(("state",), "modules"), r"lacks the state entries \['modules'\]"),
+        ("rgnp", _set(("config",), "config", 3), r"RGNPConfig settings as a int"),
+        ("mfm", _pop(("config",), "dim"), r"lacks the settings \['dim'\]"),
+        # a raw RuntimeError of the generator's state size
+        ("mfm", _set(("config",), "train_rng", torch.zeros(5, dtype=torch.uint8)), r"RNG state"),
+        ("ensemble", _pop(("config",), "seed"), r"lacks the settings \['seed'\]"),
+        ("field", _pop(("config",), "noise"), r"lacks the settings \['noise'\]"),
+        ("field", _set(("state",), "log_lengthscale", "x"), r"log_lengthscale: expected"),
+        # AttributeError: module 'torch' has no attribute 'float65'
+        ("probconserv", _set(("state",), "dtype", "float65"), r"dtype: unknown dtype 'float65'"),
+        ("probconserv", _set(("state",), "dtype", 3), r"dtype: expected torch.dtype"),
+        # HybridCalibration.__init__() got an unexpected keyword argument
+        ("probconserv", _set(("state",), "calibration", {"zzz": 1}), r"keyword argument 'zzz'"),
+        ("probconserv", _set(("state",), "problem_class", "Mine"), r"problem_class.*a Mine"),
+        ("probconserv", _set(("state",), "net", 3), r"rebuild a 'probconserv' model"),
+    ],
+)
+def test_loaders_name_the_file_of_a_damaged_checkpoint(saved, name, edit, match):
+    cls, path = saved[name]
+    bad = _copy_edited(path, f"{name}_bad.pt", edit)
+    with pytest.raises(ValueError, match=rf"^path: {re.escape(str(bad))}\b") as info:
+        cls.load(bad)
+    assert re.search(match, str(info.value)), str(info.value)
+    assert str(info.value).count(str(bad)) == 1  # named once, not by every layer
+
+
+def test_rebuilding_names_the_file_and_passes_other_errors(tmp_path):
+    from bayesphys._model import rebuilding, require_entries
+
+    path = tmp_path / "m.pt"
+    with pytest.raises(ValueError, match=r"lacks the settings \['b'\] that save\(\) writes"):
+        require_entries({"a": 1}, path, "settings", ["a", "b"])
+    with pytest.raises(ValueError, match=r"holds its settings as a list, expected a dict"):
+        require_entries([1], path, "settings", [])
+    for err in (TypeError("t"), KeyError("k"), IndexError("i"), RuntimeError("r")):
+        with pytest.raises(
+            ValueError, match=rf"^path: {re.escape(str(path))}: its entries"
+        ) as info:
+            with rebuilding(path, "toy"):
+                raise err
+        assert info.value.__cause__ is err
+    with pytest.raises(ValueError, match=rf"^path: {re.escape(str(path))}: x: bad$"):
+        with rebuilding(path, "toy"):
+            raise ValueError("x: bad")
+    with pytest.raises(ValueError, match=r"entry: x: bad"):
+        with rebuilding(path, "toy", "entry"):
+            raise ValueError("x: bad")
+    # a programming error is not taken for a damaged file
+    with pytest.raises(AttributeError, match="nothing"):
+        with rebuilding(path, "toy"):
+            raise AttributeError("nothing")
+    # nor is the caller's own argument: the device is checked before the file
+    gp = GPPDESolver("poisson1d-low", num_mixtures=2, n_col=12, seed=0)
+    with pytest.raises(ValueError, match=r"^device: "):
+        GPPDESolver.load(gp.save(path), device="tpu")

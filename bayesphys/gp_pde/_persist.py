@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .._model import load_checkpoint, refuse_unknown
+from .._device import model_device
+from .._model import load_checkpoint, rebuilding, refuse_unknown, require_entries
 from ..problems.gp_pde import get_problem
 
 if TYPE_CHECKING:
@@ -34,15 +35,40 @@ def solver_state(model: GPPDESolver) -> dict[str, Any]:
 _STATE_KEYS = frozenset(
     {"kernels", "log_tau_b", "log_tau_pde", "u", "axes", "f", "g", "history", "solved"}
 )
+# the settings a load reads without a default (later ones are absent from older files)
+_REQUIRED_SETTINGS = (
+    "problem",
+    "equation",
+    "beta",
+    "num_mixtures",
+    "kind",
+    "method",
+    "weighting",
+    "lam_b",
+    "jitter",
+    "freq_scale",
+)
 
 
 def load_solver(cls: type[GPPDESolver], path: str | Path, *, device=None) -> GPPDESolver:
     """Rebuild a solver of class ``cls`` from the checkpoint at ``path``, exactly as saved."""
+    device = model_device(device)  # the caller's argument, checked before the file's entries
     ck = load_checkpoint(path, kind="gp_pde.GPPDESolver", map_location="cpu")
     c, s = ck["config"], ck["state"]
+    require_entries(s, path, "state entries", sorted(_STATE_KEYS - {"solved"}))
     refuse_unknown(ck, path, "state entries", s, _STATE_KEYS)
+    require_entries(c, path, "settings", _REQUIRED_SETTINGS)
+    with rebuilding(path, "gp_pde.GPPDESolver"):
+        return _rebuild(cls, ck, path, device)
+
+
+def _rebuild(cls: type[GPPDESolver], ck: dict[str, Any], path: Any, device) -> GPPDESolver:
+    """The solver of the checked checkpoint ``ck`` (its entries' types and values are checked
+    by the constructor and the restores here)."""
+    c, s = ck["config"], ck["state"]
     axes = s["axes"]
-    shape = tuple(a.numel() for a in axes)
+    with rebuilding(path, "gp_pde.GPPDESolver", "state['axes']"):
+        shape = tuple(a.numel() for a in axes)  # one 1-d tensor of coordinates per dimension
     bgrid = torch.zeros(shape, dtype=s["g"].dtype)
     # boundary values are restored directly below; the grid tensor only fixes shapes
     model = cls(

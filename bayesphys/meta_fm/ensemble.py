@@ -39,7 +39,16 @@ from .._checks import (
     stream_seed,
 )
 from .._data_parallel import _active_group
-from .._model import FitResult, load_checkpoint, save_checkpoint, warn_untrained
+from .._device import model_device
+from .._model import (
+    FitResult,
+    load_checkpoint,
+    rebuilding,
+    refuse_unknown,
+    require_entries,
+    save_checkpoint,
+    warn_untrained,
+)
 from .._progress import progress_bar
 from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
@@ -64,7 +73,7 @@ from .evaluation import (
     spearman,
     subsample_points,
 )
-from .model import MetaFlowMatching
+from .model import MetaFlowMatching, check_checkpoint_config
 
 if TYPE_CHECKING:  # pragma: no cover
     import arviz
@@ -543,12 +552,37 @@ class MFMEnsemble:
     @classmethod
     def load(cls, path: str | Path, *, device: str | torch.device | None = None) -> MFMEnsemble:
         """Rebuild an ensemble written by :meth:`save` exactly (on ``device``)."""
+        device = model_device(device)  # the caller's argument, checked before the file's
         ck = load_checkpoint(path, kind=cls.kind, map_location="cpu")
-        models = [
-            MetaFlowMatching.from_state(c, s, device=device)
-            for c, s in zip(ck["config"]["members"], ck["state"])
-        ]
-        return cls(models=models, seed=ck["config"]["seed"])
+        cfg, states = ck["config"], ck["state"]
+        require_entries(cfg, path, "settings", _CONFIG_KEYS)
+        refuse_unknown(ck, path, "settings", cfg, _CONFIG_KEYS)
+        members = cfg["members"]
+        # one member's settings and one's weights each: a member short would load as a smaller
+        # ensemble (another spread), silently
+        lengths = [len(v) if isinstance(v, (list, tuple)) else None for v in (members, states)]
+        if None in lengths or lengths[0] != lengths[1]:
+            raise ValueError(
+                f"path: {path} holds settings {_count(members)} and weights {_count(states)}; "
+                "save() writes one of each per ensemble member (the file is damaged or was not "
+                "written by save())"
+            )
+        for i, member in enumerate(members):
+            check_checkpoint_config(ck, path, member, f"member {i} settings")
+        with rebuilding(path, cls.kind):
+            models = [
+                MetaFlowMatching.from_state(c, s, device=device) for c, s in zip(members, states)
+            ]
+            return cls(models=models, seed=cfg["seed"])
+
+
+#: the settings :meth:`MFMEnsemble.save` writes
+_CONFIG_KEYS = ("members", "seed")
+
+
+def _count(v: Any) -> str:
+    """How many members a list or tuple read from a checkpoint is for, or what it is instead."""
+    return f"for {len(v)} members" if isinstance(v, (list, tuple)) else f"as a {type(v).__name__}"
 
 
 def _replicates(draws: Tensor, m: int, seed: int) -> Tensor:

@@ -42,7 +42,16 @@ from .._checks import (
 )
 from .._data_parallel import GradientSync, rank_generator_seed
 from .._device import _GLOBAL_STATE, model_device, resolve_dtype, seeded_build
-from .._model import FitResult, load_checkpoint, optimize, save_checkpoint, warn_untrained
+from .._model import (
+    FitResult,
+    load_checkpoint,
+    optimize,
+    rebuilding,
+    refuse_unknown,
+    require_entries,
+    save_checkpoint,
+    warn_untrained,
+)
 from .._stack import user_stacklevel
 from .._time_budget import TimeBudget, check_max_seconds
 from ..posterior import SamplePosterior
@@ -738,9 +747,9 @@ class MetaFlowMatching:
                 seed=None,
             )
         m.seed = check_optional_seed("seed", cfg["seed"])
-        m.paired = cfg["paired"]
+        m.paired = check_bool("paired", cfg["paired"])  # "no" is truthy: it paired
         # older checkpoints: trained (keep their normalisation), stream restarted from the seed
-        m.steps_done = int(cfg.get("steps_done", 1))
+        m.steps_done = check_int("steps_done", cfg.get("steps_done", 1), minimum=0)
         if cfg.get("train_rng") is not None:
             m._train_gen = torch.Generator()
             m._train_gen.set_state(cfg["train_rng"])
@@ -754,9 +763,39 @@ class MetaFlowMatching:
         cls, path: str | Path, *, device: str | torch.device | None = None
     ) -> MetaFlowMatching:
         """Rebuild a saved model exactly (same weights, Fourier features and normalisation)."""
+        device = model_device(device)  # the caller's argument, checked before the file's
         ck = load_checkpoint(path, kind=cls.kind, map_location="cpu")
-        return cls.from_state(ck["config"], ck["state"], device=device)
+        check_checkpoint_config(ck, path, ck["config"])
+        with rebuilding(path, cls.kind):
+            return cls.from_state(ck["config"], ck["state"], device=device)
 
     def __repr__(self) -> str:
         c = self.config
         return f"MetaFlowMatching(method={c.method}, dim={self.dim}, coupling={self.coupling}, device={self.device})"
+
+
+#: the settings :meth:`MetaFlowMatching.checkpoint_config` writes, and those a load reads
+#: without a default (``steps_done`` and ``train_rng`` are absent from older files)
+_CONFIG_KEYS = frozenset(
+    {
+        "config",
+        "dim",
+        "num_treatments",
+        "condition_ids",
+        "paired",
+        "seed",
+        "dtype",
+        "steps_done",
+        "train_rng",
+    }
+)
+_REQUIRED_CONFIG = ("config", "dim", "num_treatments", "condition_ids", "paired", "seed", "dtype")
+
+
+def check_checkpoint_config(
+    ck: dict[str, Any], path: Any, cfg: Any, what: str = "settings"
+) -> None:
+    """Refuse a model's checkpoint settings ``cfg`` (``what``, as named in the message) that
+    lack an entry a load reads or hold one this release does not know, naming ``path``."""
+    require_entries(cfg, path, what, _REQUIRED_CONFIG)
+    refuse_unknown(ck, path, what, cfg, _CONFIG_KEYS)

@@ -70,7 +70,9 @@ from .._model import (
     FitResult,
     load_checkpoint,
     optimize,
+    rebuilding,
     refuse_unknown,
+    require_entries,
     save_checkpoint,
     warn_untrained,
 )
@@ -687,27 +689,48 @@ class RandomGridNP:
         """Rebuild a model saved by :meth:`save` (predictions round-trip exactly; so does
         further training when loaded on the kind of device it was saved from: a CPU and a CUDA
         random stream differ, so across kinds the batch generator starts afresh from the seed)."""
+        device = model_device(device)  # the caller's argument, checked before the file's
         ck = load_checkpoint(path, kind="neural_process.RandomGridNP", map_location="cpu")
-        c = ck["config"]
+        c, st = ck["config"], ck["state"]
+        # problem_fields, generator_device, variance_scale and grid: absent from older files
+        require_entries(c, path, "settings", ["problem", "config", "dtype", "seed"])
+        refuse_unknown(ck, path, "settings", c, _CONFIG_KEYS)
+        require_entries(
+            st, path, "state entries", ["modules", "optimizer", "step_count", "generator"]
+        )
+        refuse_unknown(ck, path, "state entries", st, _STATE_KEYS)
+        require_entries(c["config"], path, "RGNPConfig settings", [])  # a dict
         cfg = dict(c["config"])
         # a newer release's settings: refused by name (a raw TypeError named no version)
         refuse_unknown(ck, path, "settings", cfg, {f.name for f in dataclasses.fields(RGNPConfig)})
-        cfg["gic"] = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg["gic"].items()}
-        problem = get_problem(c["problem"])
-        if c.get("problem_fields"):  # absent in checkpoints written before it was saved
-            known = {f.name for f in dataclasses.fields(type(problem))}
-            refuse_unknown(ck, path, "problem fields", c["problem_fields"], known)
-            problem = type(problem)(**c["problem_fields"])
-        m = cls(problem, config=RGNPConfig(**cfg), device=device, dtype=c["dtype"], seed=c["seed"])
-        st = ck["state"]
-        m._modules().load_state_dict(st["modules"])
-        m.optimizer.load_state_dict(st["optimizer"])
-        m.step_count = int(st["step_count"])
-        if _generator_device(st) == m.generator.device.type:
-            m.generator.set_state(st["generator"])
-        if "grid" in st:
-            m.grid.load_state_dict(st["grid"])
-        m.variance_scale.update(st.get("variance_scale", {}))
+        scales = st.get("variance_scale", {})
+        require_entries(scales, path, "variance scales", [])  # a dict
+        refuse_unknown(ck, path, "variance scales", scales, ("field", "parameters"))
+        with rebuilding(path, "neural_process.RandomGridNP"):
+            cfg["gic"] = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg["gic"].items()}
+            problem = get_problem(c["problem"])
+            if c.get("problem_fields"):  # absent in checkpoints written before it was saved
+                known = {f.name for f in dataclasses.fields(type(problem))}
+                refuse_unknown(ck, path, "problem fields", c["problem_fields"], known)
+                problem = type(problem)(**c["problem_fields"])
+            m = cls(
+                problem, config=RGNPConfig(**cfg), device=device, dtype=c["dtype"], seed=c["seed"]
+            )
+            m._modules().load_state_dict(st["modules"])
+            m.optimizer.load_state_dict(st["optimizer"])
+            m.step_count = check_int("step_count", st["step_count"], minimum=0)
+            if _generator_device(st) == m.generator.device.type:
+                m.generator.set_state(st["generator"])
+            if "grid" in st:
+                m.grid.load_state_dict(st["grid"])
+            # a calibration's variance multipliers are > 0 (a 0 or NaN one gave zero or NaN
+            # variances)
+            m.variance_scale.update(
+                {
+                    k: check_real(f"variance_scale[{k!r}]", v, minimum=0, strict=True)
+                    for k, v in scales.items()
+                }
+            )
         m._modules().eval()
         return m
 
@@ -718,6 +741,22 @@ class RandomGridNP:
             return sum(p.numel() for p in m.parameters() if p.requires_grad)
 
         return {"forward": cnt(self.forward_net), "inverse": cnt(self.inverse_net)}
+
+
+#: the settings and state entries :meth:`RandomGridNP.save` writes (``grid`` only for a grid
+#: with a state)
+_CONFIG_KEYS = frozenset({"problem", "problem_fields", "config", "dtype", "seed"})
+_STATE_KEYS = frozenset(
+    {
+        "modules",
+        "optimizer",
+        "step_count",
+        "generator",
+        "generator_device",
+        "variance_scale",
+        "grid",
+    }
+)
 
 
 def _generator_device(state: dict[str, Any]) -> str:

@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .._checks import check_keys
-from .._model import load_checkpoint, refuse_unknown, save_checkpoint
+from .._device import model_device, resolve_dtype
+from .._model import (
+    load_checkpoint,
+    rebuilding,
+    refuse_unknown,
+    require_entries,
+    save_checkpoint,
+)
 
 if TYPE_CHECKING:
     from .glioma import GliomaModel
@@ -67,43 +74,79 @@ _STATE_KEYS = frozenset(
 )
 
 
+# the settings a load reads without a default (later ones are absent from older files)
+_REQUIRED_SETTINGS = (
+    "spacing",
+    "th_up",
+    "th_down",
+    "t_end",
+    "dg_ratio",
+    "pet_scale",
+    "pet_sigma",
+    "seg_sigma",
+    "noise_corr_mm",
+    "d_max",
+    "prior",
+    "crop_margin_mm",
+    "seed",
+)
+
+
 def load_glioma(
     cls: type[GliomaModel], path: str | Path, *, device: str | torch.device | None = None
 ) -> GliomaModel:
-    """Restore a model written by :func:`save_glioma` exactly (on ``device``)."""
+    """Restore a model written by :func:`save_glioma` exactly (on ``device``); its fitted
+    posterior (``theta``, ``theta_cov``) and recalibration map are checked as a fit and
+    :meth:`~GliomaModel.recalibrate` would have made them."""
+    device = model_device(device)  # the caller's argument, checked before the file's entries
     ck = load_checkpoint(path, kind=cls.kind)
     cfg, st = ck["config"], ck["state"]
+    require_entries(st, path, "state entries", sorted(_STATE_KEYS - {"recalibration"}))
     refuse_unknown(ck, path, "state entries", st, _STATE_KEYS)
-    model = cls(
-        st["wm"],
-        st["gm"],
-        st["labels"],
-        pet=st["pet"],
-        focus_init=st["focus_init"],
-        spacing=cfg["spacing"],
-        th_up=cfg["th_up"],
-        th_down=cfg["th_down"],
-        t_end=cfg["t_end"],
-        dg_ratio=cfg["dg_ratio"],
-        pet_scale=cfg["pet_scale"],
-        pet_sigma=cfg["pet_sigma"],
-        seg_sigma=cfg["seg_sigma"],
-        noise_corr_mm=cfg["noise_corr_mm"],
-        model_error=cfg.get("model_error", 0.0),
-        d_max=cfg["d_max"],
-        time_scheme=cfg.get("time_scheme", "euler"),
-        prior=cfg["prior"],
-        n_foci=cfg.get("n_foci", 1),
-        crop_margin_mm=cfg["crop_margin_mm"],
-        crop_scale=cfg.get("crop_scale"),
-        device=device,
-        dtype=st["dtype"].removeprefix("torch."),
-        seed=cfg["seed"],
-    )
+    require_entries(cfg, path, "settings", _REQUIRED_SETTINGS)
+    with rebuilding(path, cls.kind):
+        model = cls(
+            st["wm"],
+            st["gm"],
+            st["labels"],
+            pet=st["pet"],
+            focus_init=st["focus_init"],
+            spacing=cfg["spacing"],
+            th_up=cfg["th_up"],
+            th_down=cfg["th_down"],
+            t_end=cfg["t_end"],
+            dg_ratio=cfg["dg_ratio"],
+            pet_scale=cfg["pet_scale"],
+            pet_sigma=cfg["pet_sigma"],
+            seg_sigma=cfg["seg_sigma"],
+            noise_corr_mm=cfg["noise_corr_mm"],
+            model_error=cfg.get("model_error", 0.0),
+            d_max=cfg["d_max"],
+            time_scheme=cfg.get("time_scheme", "euler"),
+            prior=cfg["prior"],
+            n_foci=cfg.get("n_foci", 1),
+            crop_margin_mm=cfg["crop_margin_mm"],
+            crop_scale=cfg.get("crop_scale"),
+            device=device,
+            dtype=resolve_dtype(st["dtype"]),
+            seed=cfg["seed"],
+        )
     refuse_unknown(ck, path, "settings", cfg, model.config)  # a fresh build has every key
-    dev = model.device
-    model.theta = None if st["theta"] is None else st["theta"].to(dev)
-    model.theta_cov = None if st["theta_cov"] is None else st["theta_cov"].to(dev)
-    recal = st.get("recalibration")
-    model.recalibration = None if recal is None else tuple(v.to(dev) for v in recal)
+    theta, cov, recal = st["theta"], st["theta_cov"], st.get("recalibration")
+    if theta is None:
+        if cov is not None or recal is not None:
+            raise ValueError(
+                f"path: {path} holds a posterior covariance or recalibration map without the "
+                "fitted theta (state['theta'] is None)"
+            )
+        return model
+    with rebuilding(path, cls.kind):
+        model.theta = model._theta(theta).to(model.device)  # its shape (2 + K d,)
+    with rebuilding(path, cls.kind, "state['theta_cov']"):
+        model.theta_cov = cov.to(model.device) if isinstance(cov, torch.Tensor) else cov
+        model.theta_posterior()  # square of theta's size, finite, symmetric, PSD
+    if recal is not None:
+        with rebuilding(path, cls.kind, "state['recalibration']"):
+            shift, scale = recal
+            model.recalibration = model._recalibration_map(shift, scale)
     return model

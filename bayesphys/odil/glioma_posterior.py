@@ -83,6 +83,15 @@ class GliomaPosteriorMixin:
         Laplace posterior: a second call replaces the first map instead of compounding it
         (``recalibrate(0, 1)`` restores the fit); the map in force is ``recalibration``. Call
         after :meth:`fit` (a new fit discards the map)."""
+        b, s = self._recalibration_map(shift, scale)
+        theta, cov = self.fitted_theta()  # the map acts on the fitted posterior
+        self.theta = theta - b * cov.diagonal().sqrt()
+        self.theta_cov = s[:, None] * cov * s[None, :]
+        self.recalibration = (b.clone(), s.clone())
+
+    def _recalibration_map(self, shift: Any, scale: Any) -> tuple[Tensor, Tensor]:
+        """``(shift, scale)`` of :meth:`recalibrate` as checked tensors ``[2 + K d]`` in the
+        posterior's dtype and device (a loaded map is checked here too)."""
         self._require_fit()
         p = self.theta_cov.shape[0]
         kw = {"dtype": self.theta_cov.dtype, "device": self.theta_cov.device}
@@ -103,10 +112,7 @@ class GliomaPosteriorMixin:
             raise ValueError("shift: expected finite values")
         if not bool((torch.isfinite(s) & (s > 0)).all()):
             raise ValueError("scale: expected positive finite values")
-        theta, cov = self.fitted_theta()  # the map acts on the fitted posterior
-        self.theta = theta - b * cov.diagonal().sqrt()
-        self.theta_cov = s[:, None] * cov * s[None, :]
-        self.recalibration = (b.clone(), s.clone())
+        return b, s
 
     def theta_draws(
         self, num_samples: int = 200, num_chains: int = 1, seed: int | None = 0

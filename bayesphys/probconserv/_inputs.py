@@ -30,8 +30,8 @@ def saved_problem(name: str, state: dict[str, Any]) -> GPMEProblem:
     classes = {c.__name__: c for c in PROBLEM_CLASSES}
     if family not in classes:
         raise ValueError(
-            f"path: the checkpoint's problem is a {family}, which this version cannot rebuild "
-            f"(expected one of {sorted(classes)})"
+            f"state['problem_class']: the checkpoint's problem is a {family}, which this version "
+            f"cannot rebuild (expected one of {sorted(classes)})"
         )
     return classes[family](**fields_)
 

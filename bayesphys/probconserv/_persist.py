@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .._model import load_checkpoint, refuse_unknown, save_checkpoint
+from .._checks import check_int, check_real
+from .._device import model_device, resolve_dtype
+from .._model import (
+    load_checkpoint,
+    rebuilding,
+    refuse_unknown,
+    require_entries,
+    save_checkpoint,
+)
 from ..problems.gpme import PROBLEM_CLASSES
 from ._config import ANP_ONLY, GP_ONLY, ProbConservConfig
 from ._inputs import saved_problem
@@ -44,28 +52,53 @@ def save_probconserv(model: ProbConserv, path: str | Path) -> Path:
     return save_checkpoint(path, kind=model.kind, config=asdict(model.config), state=state)
 
 
+#: the state entries :func:`save_probconserv` writes
+_STATE_KEYS = frozenset(
+    {
+        "net",
+        "steps_done",
+        "train_rng",
+        "train_rng_device",
+        "dtype",
+        "var_scale",
+        "calibration",
+        "problem",
+        "problem_class",
+    }
+)
+
+
 def load_probconserv(
     cls: type[ProbConserv], path: str | Path, *, device: str | torch.device | None = None
 ) -> ProbConserv:
     """Rebuild a model of class ``cls`` saved with :func:`save_probconserv`, exactly."""
+    device = model_device(device)  # the caller's argument, checked before the file's entries
     ck = load_checkpoint(path, kind=cls.kind, map_location="cpu")
+    require_entries(ck["config"], path, "settings", ["problem"])
     cfg: dict[str, Any] = dict(ck["config"])
     refuse_unknown(ck, path, "settings", cfg, {f.name for f in fields(ProbConservConfig)})
+    st = ck["state"]
+    # older files lack the later entries (read with their defaults below)
+    require_entries(st, path, "state entries", ["net", "steps_done", "dtype"])
+    refuse_unknown(ck, path, "state entries", st, _STATE_KEYS)
     # settings the other Step-1 model ignores (older checkpoints stored whatever was given)
     for name in GP_ONLY if cfg.get("step1", "anp") == "anp" else ANP_ONLY:
         cfg.pop(name, None)
-    dtype = getattr(torch, ck["state"]["dtype"].removeprefix("torch."))
-    problem = saved_problem(cfg.pop("problem"), ck["state"])
-    model = cls(problem, device=device, dtype=dtype, **cfg)
-    model.net.load_state_dict(ck["state"]["net"])
-    model.steps_done = int(ck["state"]["steps_done"])
-    # older checkpoints, or a stream of another device type (a CUDA generator's state is
-    # not a CPU one's): the seeded stream after the weights, as a fresh build has
-    rng = ck["state"].get("train_rng")
-    same = ck["state"].get("train_rng_device") in (None, model.device.type)
-    if rng is not None and model._train_rng is not None and same:
-        model._train_rng.set_state(rng)
-    model.var_scale = float(ck["state"].get("var_scale", 1.0))
-    cal = ck["state"].get("calibration")
-    model.calibration = None if cal is None else HybridCalibration.from_state(cal)
+    with rebuilding(path, cls.kind):
+        dtype = resolve_dtype(st["dtype"])
+        problem = saved_problem(cfg.pop("problem"), st)
+        model = cls(problem, device=device, dtype=dtype, **cfg)
+        model.net.load_state_dict(st["net"])
+        model.steps_done = check_int("steps_done", st["steps_done"], minimum=0)
+        # older checkpoints, or a stream of another device type (a CUDA generator's state is
+        # not a CPU one's): the seeded stream after the weights, as a fresh build has
+        rng = st.get("train_rng")
+        same = st.get("train_rng_device") in (None, model.device.type)
+        if rng is not None and model._train_rng is not None and same:
+            model._train_rng.set_state(rng)
+        # a calibration's variance multiplier: > 0 (a negative one failed later in the
+        # posterior with a bare "math domain error")
+        model.var_scale = check_real("var_scale", st.get("var_scale", 1.0), minimum=0, strict=True)
+        cal = st.get("calibration")
+        model.calibration = None if cal is None else HybridCalibration.from_state(cal)
     return model

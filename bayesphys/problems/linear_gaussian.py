@@ -31,7 +31,15 @@ import torch
 
 from .._checks import check_int, check_optional_seed, check_real, check_scalar, check_seed
 from .._device import ArrayLike, DeviceLike, DTypeLike, as_tensor, model_device, resolve_dtype
-from .._model import FitResult, load_checkpoint, optimize, save_checkpoint
+from .._model import (
+    FitResult,
+    load_checkpoint,
+    optimize,
+    rebuilding,
+    refuse_unknown,
+    require_entries,
+    save_checkpoint,
+)
 from ..posterior import GaussianPosterior
 
 __all__ = [
@@ -246,18 +254,30 @@ class ConjugateGaussianField:
     @classmethod
     def load(cls, path: str | Path, *, device: DeviceLike = None) -> ConjugateGaussianField:
         """Restore a field written by :meth:`save` (on ``device``, default the CPU)."""
+        device = model_device(device)  # the caller's argument, checked before the file's
         ck = load_checkpoint(path, kind="ConjugateGaussianField")
-        s = ck["state"]
-        m = cls(
-            s["x"],
-            s["idx"],
-            s["y"],
-            noise=ck["config"]["noise"],
-            device=device,
-            # checkpoints written before the dtype was saved hold float64 models
-            dtype=resolve_dtype(ck["config"].get("dtype", "float64")),
-            seed=ck["config"]["seed"],
-        )
-        m.log_lengthscale = s["log_lengthscale"].to(m.x)
-        m.log_outputscale = s["log_outputscale"].to(m.x)
+        c, s = ck["config"], ck["state"]
+        # checkpoints written before the dtype was saved hold float64 models
+        require_entries(c, path, "settings", sorted(_CONFIG_KEYS - {"dtype"}))
+        refuse_unknown(ck, path, "settings", c, _CONFIG_KEYS)
+        require_entries(s, path, "state entries", sorted(_STATE_KEYS))
+        refuse_unknown(ck, path, "state entries", s, _STATE_KEYS)
+        with rebuilding(path, "ConjugateGaussianField"):
+            m = cls(
+                s["x"],
+                s["idx"],
+                s["y"],
+                noise=c["noise"],
+                device=device,
+                dtype=resolve_dtype(c.get("dtype", "float64")),
+                seed=c["seed"],
+            )
+            kw = {"dtype": m.x.dtype, "device": m.x.device}
+            m.log_lengthscale = as_tensor("log_lengthscale", s["log_lengthscale"], **kw)
+            m.log_outputscale = as_tensor("log_outputscale", s["log_outputscale"], **kw)
         return m
+
+
+#: the settings and state entries :meth:`ConjugateGaussianField.save` writes
+_CONFIG_KEYS = frozenset({"noise", "seed", "dtype"})
+_STATE_KEYS = frozenset({"x", "idx", "y", "log_lengthscale", "log_outputscale"})

@@ -303,6 +303,42 @@ def test_load_leaves_the_global_random_state_alone(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(m.predict(src), m2.predict(src)))
 
 
+def _edited(path, name, edit):
+    ck = torch.load(path, weights_only=False)
+    edit(ck)
+    torch.save(ck, path.parent / name)
+    return path.parent / name
+
+
+def test_load_refuses_a_pairing_flag_or_step_count_no_fit_writes(tmp_path):
+    path = MetaFlowMatching(_pairs(), seed=0, **TINY_MFM).save(tmp_path / "m.pt")
+    # "no" is truthy: it loaded as paired (index coupling in place of OT)
+    bad = _edited(path, "paired.pt", lambda ck: ck["config"].update(paired="no"))
+    with pytest.raises(ValueError, match=r"^path: .*paired\.pt.*paired: expected True or False"):
+        MetaFlowMatching.load(bad)
+    bad = _edited(path, "steps.pt", lambda ck: ck["config"].update(steps_done=-1))
+    with pytest.raises(ValueError, match=r"^path: .*steps\.pt: steps_done: expected an int >= 0"):
+        MetaFlowMatching.load(bad)
+    assert MetaFlowMatching.load(path).steps_done == 0  # as written: loads
+
+
+def test_ensemble_load_refuses_a_member_without_its_weights(tmp_path):
+    ens = MFMEnsemble(_pairs(), members=3, seed=0, **TINY_MFM)
+    path = ens.save(tmp_path / "e.pt")
+    assert MFMEnsemble.load(path).members == 3
+    # zip() dropped the member without weights: a 2-member ensemble, another spread, silently
+    bad = _edited(path, "short.pt", lambda ck: ck["state"].pop())
+    with pytest.raises(
+        ValueError,
+        match=r"^path: .*short\.pt holds settings for 3 members and "
+        r"weights for 2 members",
+    ):
+        MFMEnsemble.load(bad)
+    bad = _edited(path, "extra.pt", lambda ck: ck["config"]["members"].pop())
+    with pytest.raises(ValueError, match=r"settings for 2 members and weights for 3 members"):
+        MFMEnsemble.load(bad)
+
+
 # ----------------------------------------------------------------------------- sampling
 def test_integrate_checks_field_start_and_mode_settings():
     x = torch.randn(20, 2)

@@ -41,3 +41,28 @@ def test_an_unknown_problem_names_the_instances_too():
 
     with pytest.raises(ValueError, match=r"or a PoissonProblem / BurgersProblem instance"):
         RandomGridNP(object())
+
+
+def test_load_refuses_a_variance_scale_no_calibration_gives(tmp_path):
+    """calibrate() sets scales > 0; a file's 0 or NaN scale loaded and gave zero or NaN
+    variances."""
+    import math
+
+    import pytest
+    import torch
+
+    path = tiny().save(tmp_path / "m.pt")
+    for name, value, error in (
+        ("zero", 0.0, "expected a number > 0, received 0.0"),
+        ("negative", -2.0, "expected a number > 0"),
+        ("nan", math.nan, "expected a finite number, received nan"),
+        ("text", "2", "expected a real number"),
+    ):
+        ck = torch.load(path, weights_only=False)
+        ck["state"]["variance_scale"]["field"] = value
+        torch.save(ck, tmp_path / f"{name}.pt")
+        with pytest.raises(ValueError, match=rf"^path: .*{name}\.pt.*variance_scale\['field'\]"):
+            RandomGridNP.load(tmp_path / f"{name}.pt")
+        with pytest.raises(ValueError, match=error):
+            RandomGridNP.load(tmp_path / f"{name}.pt")
+    assert RandomGridNP.load(path).variance_scale == {"field": 1.0, "parameters": 1.0}

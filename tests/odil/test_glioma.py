@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import signal
 
 import numpy as np
@@ -453,3 +454,44 @@ def test_model_plan_refuses_a_score_without_support():
     score = torch.zeros(8, 8)
     score[2, 3] = 1.0
     assert bool(model_plan(score, brain, 1)[2, 3])
+
+
+def test_load_checks_the_fitted_posterior_and_recalibration_map(small_patient, tmp_path):
+    """A file's theta of another length, a covariance that is no covariance or a scale <= 0
+    (recalibrate() refuses it) loaded and failed later, or gave NaN spreads."""
+    m = GliomaModel.from_patient(small_patient)
+    p = 2 + m.n_foci * m.ndim
+    m.theta = torch.tensor([-1.0, -3.0, *m.focus_init.tolist()], dtype=m.dtype)
+    m.theta_cov = torch.diag(torch.arange(1.0, p + 1, dtype=m.dtype)) * 0.01
+    m.recalibrate(0.1, 2.0)
+    path = m.save(tmp_path / "g.pt")
+    back = GliomaModel.load(path)  # as written: loads
+    assert torch.equal(back.theta, m.theta) and torch.equal(back.theta_cov, m.theta_cov)
+    assert all(torch.equal(a, b) for a, b in zip(back.recalibration, m.recalibration))
+    asym = m.theta_cov.clone()
+    asym[0, 1] = 0.005
+    bad = {
+        "theta_len": (
+            "theta",
+            torch.zeros(p - 1, dtype=m.dtype),
+            rf"theta: expected shape \({p},\)",
+        ),
+        "cov_size": ("theta_cov", torch.eye(p - 1, dtype=m.dtype), r"covariance: expected shape"),
+        "cov_asym": ("theta_cov", asym, r"theta_cov'\]: covariance: expected a symmetric"),
+        "cov_neg": ("theta_cov", -m.theta_cov, r"positive semi-definite"),
+        "cov_nan": ("theta_cov", m.theta_cov * math.nan, r"finite"),
+        "scale_0": ("recalibration", [torch.zeros(p), torch.zeros(p)], r"scale: expected positive"),
+        "scale_len": (
+            "recalibration",
+            [torch.zeros(p), torch.ones(2)],
+            r"scale: expected a scalar",
+        ),
+        "no_pair": ("recalibration", [torch.zeros(p)], r"recalibration'\]: not enough values"),
+    }
+    for name, (entry, value, match) in bad.items():
+        ck = torch.load(path, weights_only=False)
+        ck["state"][entry] = value
+        torch.save(ck, tmp_path / f"{name}.pt")
+        with pytest.raises(ValueError, match=rf"^path: .*{name}\.pt: ") as info:
+            GliomaModel.load(tmp_path / f"{name}.pt")
+        assert re.search(match, str(info.value)), str(info.value)

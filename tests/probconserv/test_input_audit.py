@@ -343,6 +343,27 @@ def test_load_refuses_unknown_settings(tmp_path):
         ProbConserv.load(path)  # was "unexpected keyword argument"
 
 
+def test_load_refuses_a_variance_scale_or_step_count_no_fit_writes(tmp_path):
+    """var_scale=-4 loaded and the posterior then failed with a bare "math domain error"."""
+    m = ProbConserv("stefan", hidden=8, n_samples=4, seed=0)
+    path = m.save(tmp_path / "m.pt")
+    for name, entry, value, error in (
+        ("negative", "var_scale", -4.0, r"var_scale: expected a number > 0, received -4\.0"),
+        ("zero", "var_scale", 0.0, r"var_scale: expected a number > 0"),
+        ("nan", "var_scale", math.nan, r"var_scale: expected a finite number"),
+        ("inf", "var_scale", math.inf, r"var_scale: expected a finite number"),
+        ("steps", "steps_done", -1, r"steps_done: expected an int >= 0, received -1"),
+        ("half", "steps_done", 2.5, r"steps_done: expected an int"),
+    ):
+        ck = torch.load(path, weights_only=False)
+        ck["state"][entry] = value
+        torch.save(ck, tmp_path / f"{name}.pt")
+        with pytest.raises(ValueError, match=rf"^path: .*{name}\.pt: .*{error}"):
+            ProbConserv.load(tmp_path / f"{name}.pt")
+    back = ProbConserv.load(path)  # as written: loads
+    assert back.var_scale == 1.0 and back.steps_done == 0
+
+
 def test_a_gp_checkpoint_with_anp_settings_still_loads(tmp_path, data):
     # older versions stored the ANP settings a meta-GP was given (and ignored)
     gp = ProbConserv("stefan", step1="gp", gp_width=4, sigma_g=math.inf, relative=True, seed=None)
