@@ -57,6 +57,7 @@ from ._inputs import eval_on_grid, parse_grid
 from ._kron import face_values, kron_apply
 from ._persist import load_solver, solver_state
 from ._setup import METHODS, NONLINEAR_SOLVERS, checked_args, initial_kernels, registered
+from ._units import warn_axes, warn_field_scale
 from .nonlinear import PicardKronSolve
 from .operator import LinearPDEOperator, build_factors, detach_factors
 from .posterior import test_grid_posterior
@@ -200,6 +201,7 @@ class GPPDESolver:
             beta = 1.0 if beta is None else beta
             axes = parse_grid(x, dtype=self.dtype, device=self.device)
         self.axes = axes
+        warn_axes(axes)
         self.shape = tuple(a.numel() for a in axes)
         self.f = eval_on_grid("source", source, axes)
         # only the faces are read: interior values may be anything, NaN included ("unknown")
@@ -579,6 +581,8 @@ class GPPDESolver:
                 )
         res.extra["tau_b"] = float(self.log_tau_b.detach().exp())
         res.extra["tau_pde"] = float(self.log_tau_pde.detach().exp())
+        if res.steps:
+            warn_field_scale(self.u)
         return res
 
     def _settle(self, joint: bool, u_param: Tensor | None) -> Exception | None:
