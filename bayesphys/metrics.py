@@ -409,7 +409,8 @@ def mmd(
     r"""Squared MMD with a sum of RBF kernels :math:`\sum_h \exp(-\lVert a-b\rVert^2 / h)`.
 
     Biased (V-statistic) estimate :math:`\overline{K_{xx}} + \overline{K_{yy}} - 2\overline{K_{xy}}`
-    between ``x [n, d]`` and ``y [m, d]``; ``bandwidths`` are the kernel scales :math:`h`.
+    between ``x [n, d]`` and ``y [m, d]``; ``bandwidths`` are the kernel scales :math:`h`, in
+    squared units of the data (the defaults suit data of order 1: scale them with the data).
     """
     if isinstance(bandwidths, (str, bytes)) or not isinstance(
         bandwidths, (Sequence, Tensor, np.ndarray)

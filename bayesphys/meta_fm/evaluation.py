@@ -78,7 +78,11 @@ def subsample_points(x: Tensor, n: int | None, seed: int = 0) -> Tensor:
 
 
 def mmd_anchor(x: Tensor, y: Tensor) -> float:
-    """RBF MMD averaged over the anchor's :math:`\\gamma` set (bandwidth ``h = 1/gamma``)."""
+    """RBF MMD averaged over the anchor's :math:`\\gamma` set (bandwidth ``h = 1/gamma``).
+
+    The bandwidths are fixed in the data's units (the reference's, for standardised data of
+    order 1): on coordinates of order 1000 every kernel is ~0 between distinct points and the
+    score no longer tells a shifted law from the same one (``x [n, d]``, ``y [m, d]``)."""
     x64, y64 = x.detach().double().cpu(), y.detach().double().cpu()
     return float(mmd(x64, y64, bandwidths=[1.0 / g for g in MMD_GAMMAS])) / len(MMD_GAMMAS)
 
@@ -86,7 +90,10 @@ def mmd_anchor(x: Tensor, y: Tensor) -> float:
 def population_metrics(
     pred: Tensor, true: Tensor, *, max_points: int | None = None, seed: int = 0
 ) -> dict[str, float]:
-    """``{"w1", "w2", "mmd"}`` between a predicted ``[n, d]`` and a true ``[m, d]`` population."""
+    """``{"w1", "w2", "mmd"}`` between a predicted ``[n, d]`` and a true ``[m, d]`` population.
+
+    W1 and W2 carry the data's units; ``mmd`` (:func:`mmd_anchor`) uses bandwidths fixed in
+    those units, so it is comparable only for data of order 1 (standardise first)."""
     max_points = _check_max_points("max_points", max_points)
     seed = check_seed("seed", seed)
     pred, true = check_cloud_pair("pred", pred, "true", true)
