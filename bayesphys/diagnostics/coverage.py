@@ -178,7 +178,8 @@ def tarp(
     # extreme truths on its edge, farther from the reference than their draws)
     pooled = torch.cat([truth, draws.reshape(-1, draws.shape[-1])])
     lo = pooled.min(0).values
-    span = (pooled.max(0).values - lo).clamp_min(1e-12)
+    span = pooled.max(0).values - lo
+    span = torch.where(span > 0, span, torch.ones_like(span))  # a constant parameter: no scale
     t = (truth - lo) / span
     d = (draws - lo) / span
     gen = torch.Generator().manual_seed(offset_seed(seed, 104729))

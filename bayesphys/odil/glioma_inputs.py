@@ -188,6 +188,19 @@ def checked_settings(
     (:func:`checked_prior`). A ``ValueError`` / ``TypeError`` names the first bad argument."""
     th_up, th_down = check_thresholds(th_up, th_down)
     # physical scales, noise scales and lengths: positive and finite
+    if isinstance(spacing, (tuple, list)) or getattr(spacing, "ndim", 0) > 0:
+        try:
+            sizes = [float(v) for v in spacing]
+        except (TypeError, ValueError):
+            sizes = []
+        if len(sizes) in (2, 3) and len(set(sizes)) == 1:
+            spacing = sizes[0]  # the same voxel size given per axis
+        else:
+            raise TypeError(
+                "spacing: expected one voxel size in mm (the model's stencil needs isotropic "
+                f"voxels), received {sizes or type(spacing).__name__}; resample the scan to "
+                "isotropic voxels first (e.g. 1 mm) and give that size"
+            )
     spacing = check_real("spacing", spacing, minimum=0.0, strict=True)
     t_end = check_real("t_end", t_end, minimum=0.0, strict=True)
     dg_ratio = check_real("dg_ratio", dg_ratio, minimum=0.0, strict=True)

@@ -306,7 +306,7 @@ def field_posterior(
     seed: int | None = 0,
     cg_tol: float = 1e-8,
     cg_maxiter: int = 1000,
-    jitter: float = 1e-12,
+    jitter: float | None = None,
 ) -> GaussianPosterior:
     r"""Laplace marginal of one field as a :class:`~bayesphys.GaussianPosterior` (event = its grid).
 
@@ -314,14 +314,19 @@ def field_posterior(
     covariance). Otherwise ``num_draws`` exact pathwise draws (module docstring) give the
     low-rank covariance :math:`S S^\top / K` plus ``jitter`` on the diagonal (a Monte-Carlo
     estimate with ``K = num_draws``; marginal variances have relative error ~ :math:`\sqrt{2/K}`).
+    ``jitter`` is a variance in the field's squared units; ``None`` (default): ``1e-12`` times
+    the mean sampled variance (an absolute ``1e-12`` floored every sd at ``1e-6``: on a field of
+    order ``1e-6`` the reported sds were the size of the field).
     Settings: ``dense_max >= 0``, ``num_draws >= 1``, ``cg_tol >= 0``, ``cg_maxiter >= 1``,
-    ``jitter >= 0``, ``seed`` an int or ``None`` (a seed drawn from torch's global stream).
+    ``jitter >= 0`` or ``None``, ``seed`` an int or ``None`` (a seed drawn from torch's global
+    stream).
     """
     dense_max = check_int("dense_max", dense_max, minimum=0)
     num_draws = check_int("num_draws", num_draws, minimum=1)
     cg_tol = check_real("cg_tol", cg_tol, minimum=0.0)
     cg_maxiter = check_int("cg_maxiter", cg_maxiter, minimum=1)
-    jitter = check_real("jitter", jitter, minimum=0.0)
+    if jitter is not None:
+        jitter = check_real("jitter", jitter, minimum=0.0)
     if seed is not None:
         seed = check_seed("seed", seed)
     x = _checked(problem, x)
@@ -388,6 +393,8 @@ def field_posterior(
             stacklevel=user_stacklevel(),
         )
     s = torch.stack(draws, 1) / num_draws**0.5
+    if jitter is None:  # relative to the field's scale (module: units)
+        jitter = max(1e-12 * float(s.square().sum(1).mean()), torch.finfo(s.dtype).tiny)
     cov = LowRankRootAddedDiagLinearOperator(
         LowRankRootLinearOperator(s),
         DiagLinearOperator(torch.full((s.shape[0],), jitter, dtype=x.dtype, device=x.device)),

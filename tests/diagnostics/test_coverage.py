@@ -174,3 +174,19 @@ def test_field_calibration_curve_of_exact_draws_is_nominal_at_small_s():
     assert not torch.equal(a, b) and abs(float(a[0]) - 0.55) < 0.015
     with pytest.raises(ValueError, match=r"posteriors\[0\]/truths\[0\]"):
         field_calibration_curve(draws, [t[:10] for t in truths])
+
+
+@pytest.mark.parametrize("scale", [1e-14, 1e8])
+def test_tarp_is_unit_free(overconfident_model, scale):
+    """TARP normalises each parameter by its range: rescaling a parameter changes nothing
+    (a floor of 1e-12 on the range made parameters spanning less than that score otherwise)."""
+    m = overconfident_model
+    rec = simulate_and_infer(m.simulate, m.infer, n_sims=200, n_draws=49, field_levels=None)
+    a = torch.ones(rec.truth.shape[-1], dtype=rec.truth.dtype)
+    a[0] = scale
+    base, scaled = tarp(rec.truth, rec.draws, seed=0), tarp(rec.truth * a, rec.draws * a, seed=0)
+    torch.testing.assert_close(scaled["ecp"], base["ecp"])
+    assert scaled["atc"] == pytest.approx(base["atc"], abs=1e-12)
+    # a parameter that never varies keeps a unit range and does not break the scores
+    const = tarp(rec.truth * 0, rec.draws * 0, seed=0)
+    assert const["ecp"].isfinite().all()
