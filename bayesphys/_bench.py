@@ -16,6 +16,7 @@ import json
 import math
 import os
 import platform
+import re
 import shlex
 import sys
 import time
@@ -46,14 +47,30 @@ __all__ = [
 ]
 
 
+def _is_checkout(folder: Path) -> bool:
+    """Whether ``folder`` is a bayesphys source checkout: ``benchmarks/`` beside a
+    ``pyproject.toml`` naming the project ``bayesphys`` (a ``benchmarks/`` folder alone, in the
+    current directory or installed into site-packages by another package, is not run)."""
+    pyproject = folder / "pyproject.toml"
+    if not ((folder / "benchmarks").is_dir() and pyproject.is_file()):
+        return False
+    try:
+        text = pyproject.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return re.search(r'(?m)^name\s*=\s*["\']bayesphys["\']\s*$', text) is not None
+
+
 def repo_root() -> Path:
-    """The source checkout holding ``benchmarks/`` (editable install or cwd)."""
+    """The bayesphys source checkout holding ``benchmarks/``: the package's own (an editable
+    install) or the current directory when it is one (:func:`_is_checkout`)."""
     here = Path(__file__).resolve().parents[1]
     for cand in (here, Path.cwd()):
-        if (cand / "benchmarks").is_dir():
+        if _is_checkout(cand):
             return cand
     raise FileNotFoundError(
-        "benchmarks/: not found next to the package or in the current directory; run "
+        "benchmarks/: no bayesphys source checkout next to the package or in the current "
+        "directory (a folder with benchmarks/ and a pyproject.toml naming bayesphys); run "
         "benchmark commands from a source checkout"
     )
 

@@ -326,3 +326,29 @@ def test_recorded_command_names_the_shells_thread_count(monkeypatch):
     assert (
         bench.recorded_command("demo.py", ["--jobs", "1"]) == "python benchmarks/demo.py --jobs 1"
     )
+
+
+def test_only_a_bayesphys_checkout_is_taken_for_benchmarks(tmp_path, monkeypatch):
+    """A folder with a benchmarks/ script (the current directory, or one installed into
+    site-packages by another package) was run by `bayesphys bench`, even with --help."""
+    import bayesphys._bench as bench
+
+    planted = tmp_path / "elsewhere"
+    (planted / "benchmarks").mkdir(parents=True)
+    (planted / "benchmarks" / "gp_pde.py").write_text("raise SystemExit('planted')\n")
+    assert not bench._is_checkout(planted)
+    (planted / "pyproject.toml").write_text('[project]\nname = "not-bayesphys"\n')
+    assert not bench._is_checkout(planted)
+    (planted / "pyproject.toml").write_text('[project]\nname = "bayesphys"\n')
+    assert bench._is_checkout(planted)
+    assert bench._is_checkout(repo_root())  # this checkout
+    # an installed package (no checkout beside it) in a folder that is not one: refused
+    pkg = tmp_path / "site" / "bayesphys"
+    pkg.mkdir(parents=True)
+    monkeypatch.setattr(bench, "__file__", str(pkg / "_bench.py"))
+    (tmp_path / "site" / "benchmarks").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no bayesphys source checkout"):
+        bench.repo_root()
+    monkeypatch.chdir(planted)
+    assert bench.repo_root() == planted
