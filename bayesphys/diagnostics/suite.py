@@ -208,7 +208,8 @@ def _merge(
         return rows, {}
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        _check_results_layout(old)
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as err:
         # kept aside under a name of its own, not overwritten: it holds the other components'
         # rows (an OSError while reading is raised as it is: the file may be whole)
         stamp = time.strftime("%Y%m%dT%H%M%S")
@@ -229,6 +230,21 @@ def _merge(
     kept = [r for r in old_rows if (r.get("setting") or {}).get("component") != component]
     figs = {k: v for k, v in (old.get("figures") or {}).items() if k != component}
     return kept + rows, figs
+
+
+def _check_results_layout(old: Any) -> None:
+    """Refuse (``ValueError``) a results file that is JSON but not ``{"rows": [dict, ...],
+    "figures": {component: path}}`` (read as one, it failed after the run's work with an
+    AttributeError and the run's rows were never written)."""
+    if not isinstance(old, dict):
+        raise ValueError(f"expected an object with rows and figures, found {type(old).__name__}")
+    rows, figs = old.get("rows", []), old.get("figures") or {}
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise ValueError("expected 'rows' to be a list of objects")
+    if any(not isinstance(r.get("setting") or {}, dict) for r in rows):
+        raise ValueError("expected each row's 'setting' to be an object")
+    if not isinstance(figs, dict):
+        raise ValueError(f"expected 'figures' to be an object, found {type(figs).__name__}")
 
 
 def _checkout() -> Path | None:

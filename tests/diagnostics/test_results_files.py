@@ -45,6 +45,28 @@ def test_an_unreadable_calibration_file_is_moved_aside_not_overwritten(tmp_path)
         json.loads(aside.read_text())
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"rows": [], "figures": ["a"]}',
+        "[]",
+        '{"rows": [1]}',
+        '{"rows": {}}',
+        '{"rows": [{"setting": 3}]}',
+    ],
+)
+def test_a_calibration_file_of_another_layout_is_moved_aside(tmp_path, text):
+    """Valid JSON of another shape raised an AttributeError after the run's work, and the
+    run's rows were never written."""
+    path = tmp_path / "calibration.json"
+    path.write_text(text)
+    with pytest.warns(RuntimeWarning, match=r"could not read .*ValueError: expected"):
+        rows, figs = _merge(path, "gp_pde", [{"setting": {"component": "gp_pde"}}])
+    assert rows == [{"setting": {"component": "gp_pde"}}] and figs == {}
+    (aside,) = tmp_path.glob("calibration.json.unreadable-*")
+    assert aside.read_text() == text and not path.exists()
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names descriptors via /proc")
 def test_atomic_writes_reach_the_disk_before_the_rename(tmp_path, monkeypatch):
     events = []
