@@ -232,7 +232,16 @@ def _check_resumable(cfg: dict[str, Any]) -> None:
     ckpt = out / ("rgnp.pt" if cfg["model"] == "rgnp" else "checkpoint.pt")
     record = out / f"run_{cfg['model']}.json"
     if cfg["resume"] and ckpt.exists() and record.exists():
-        theirs = json.loads(record.read_text(encoding="utf-8"))
+        try:
+            theirs = json.loads(record.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            theirs = err
+        if not isinstance(theirs, dict):
+            why = theirs if isinstance(theirs, Exception) else type(theirs).__name__
+            raise ValueError(
+                f"--out {out}: its settings record {record.name} is unreadable ({why}), so "
+                "the checkpoint beside it cannot be checked; pass --no-resume or another --out"
+            )
         # records written before world_size was recorded: that key is unknown, not different
         # (the library's checkpoint check still refuses another rank count inside the ranks)
         diff = {

@@ -132,6 +132,20 @@ def test_ddp_training_resume_with_another_rank_count_is_a_usage_error(tmp_path):
     ddp_training._check_resumable({**cfg, "world_size": 1})  # unknown, not different
 
 
+@pytest.mark.parametrize("text", ["{cut", "[1, 2]", '"text"'])
+def test_ddp_training_unreadable_settings_record_is_a_usage_error(tmp_path, text):
+    """A damaged run_mlp.json raised a JSONDecodeError without its path (a list: an
+    AttributeError)."""
+    cfg = {"out": str(tmp_path), "model": "mlp", "width": 32, "n_train": 64, "seed": 0}
+    cfg.update(batch_size=64, lr=3e-3, world_size=2, resume=True)
+    (tmp_path / "checkpoint.pt").write_bytes(b"weights")
+    (tmp_path / "run_mlp.json").write_text(text)
+    with pytest.raises(
+        ValueError, match=r"settings record run_mlp.json is unreadable .*--no-resume"
+    ):
+        ddp_training._check_resumable(cfg)
+
+
 def test_cohort_script_exit_status_reports_failed_problems(monkeypatch):
     """``python examples/cohort.py`` exited 0 when problems failed (``bayesphys run cohort``
     exits 1)."""
