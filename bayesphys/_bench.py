@@ -58,7 +58,16 @@ def _is_checkout(folder: Path) -> bool:
         text = pyproject.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return False
-    return re.search(r'(?m)^name\s*=\s*["\']bayesphys["\']\s*$', text) is not None
+    try:
+        import tomllib  # Python >= 3.11
+    except ImportError:  # pragma: no cover - Python 3.10: the [project] table's name line
+        table = re.search(r"(?ms)^\s*\[project\]\s*$(.*?)(?=^\s*\[|\Z)", text)
+        name = table and re.search(r"""(?m)^\s*name\s*=\s*["']([^"']*)["']""", table.group(1))
+        return bool(name) and name.group(1) == "bayesphys"
+    try:
+        return tomllib.loads(text).get("project", {}).get("name") == "bayesphys"
+    except tomllib.TOMLDecodeError:
+        return False
 
 
 def repo_root() -> Path:

@@ -474,73 +474,94 @@ def save_checkpoint(path: str | Path, *, kind: str, config: dict[str, Any], stat
         "version": __version__,
         "format": CHECKPOINT_FORMAT,
     }
-    buf = _loadable_bytes(payload)
-    return atomic_write(path, lambda tmp: tmp.write_bytes(buf.getbuffer()))
+    return atomic_write(path, lambda tmp: _write_checked(payload, tmp))
+
+
+def _write_checked(payload: dict[str, Any], tmp: Path) -> None:
+    """Write ``payload`` to ``tmp`` with :func:`torch.save`, then read it back with
+    :func:`load_checkpoint`'s restricted unpickler (memory-mapped: no second copy in memory).
+
+    A value that unpickler refuses (a ``Path``, ``datetime``, ``namedtuple``, ``range``) made a
+    checkpoint that saved but never loaded (a training run's resume failed at its first try): it
+    is refused here (``TypeError``, naming where it sits) and the temporary file removed by the
+    caller, so the previous checkpoint stays. Saving through a file object names the archive's
+    members ``archive/...`` (after the file name they carried this machine's name and process
+    id into every shared checkpoint)."""
+    import pickle
+
+    with open(tmp, "wb") as fh:
+        torch.save(payload, fh)
+    try:
+        with _numpy_allowed():
+            torch.load(tmp, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as err:
+        parts = {"config": payload["config"], "state": payload["state"]}
+        raise TypeError(_unloadable_report(parts, err)) from None
 
 
 _PLAIN = (type(None), bool, int, float, complex, str, bytes, torch.dtype, torch.device, torch.Size)
 
 
-def _unloadable_value(value: Any, where: str = "") -> tuple[str, str] | None:
-    """``(where, type name)`` of the first value in ``value`` that :func:`load_checkpoint`'s
-    restricted unpickler refuses (for the error message; ``None`` if none is found)."""
+def _suspects(value: Any, where: str) -> Iterator[tuple[str, Any]]:
+    """``(where, value)`` of the values inside ``value`` that may be what the restricted
+    unpickler refuses, in order: anything but plain values, tensors, plain numpy arrays and
+    dtypes inside plain dicts, lists, tuples and sets (over-inclusive: each is checked)."""
     import numpy as np
 
     t = type(value)
-    if t in _PLAIN or isinstance(value, (torch.Tensor, np.dtype)):
-        return None
-    if isinstance(value, (np.ndarray, np.generic)):
-        dt = value.dtype
-        return None if dt.kind not in "OVMm" and dt.fields is None else (where, f"{dt} array")
-    if t is dict or t is collections.OrderedDict:
+    if t in _PLAIN or t in (torch.Tensor, torch.nn.Parameter) or isinstance(value, np.dtype):
+        return
+    if t is np.ndarray or (isinstance(value, np.generic) and t.__module__ == "numpy"):
+        if value.dtype.kind not in "OVMmT" and value.dtype.fields is None:
+            return
+    elif t is dict or t is collections.OrderedDict:
         for k, v in value.items():
-            found = _unloadable_value(k, f"{where}[key {k!r}]")
-            found = found or _unloadable_value(v, f"{where}[{k!r}]")
-            if found:
-                return found
-        return None
-    if t in (list, tuple, set):
+            yield from _suspects(k, f"{where}[key {k!r}]")
+            yield from _suspects(v, f"{where}[{k!r}]")
+        return
+    elif t in (list, tuple, set):
         for i, v in enumerate(value):
-            found = _unloadable_value(v, f"{where}[{i}]")
-            if found:
-                return found
-        return None
-    return where, f"{t.__module__}.{t.__qualname__}"
+            yield from _suspects(v, f"{where}[{i}]")
+        return
+    yield where, value
 
 
-def _loadable_bytes(payload: dict[str, Any]) -> io.BytesIO:
-    """``payload`` serialised by :func:`torch.save`, checked to load back with
-    :func:`load_checkpoint`'s restricted unpickler (tensors, plain values, numpy arrays).
-
-    A value it refuses (a ``Path``, ``datetime``, ``namedtuple``, ``range``) would make a
-    checkpoint that saves but never loads (a training run's resume failed at its first try);
-    it is refused here, by where it sits, before anything is written. Serialising to memory also
-    names the archive's members ``archive/...`` instead of after the temporary file (which
-    carried this machine's name and process id into every shared checkpoint)."""
+def _loads_back(value: Any) -> bool:
+    """Whether ``value`` alone survives :func:`torch.save` and the restricted load."""
     import pickle
 
     buf = io.BytesIO()
-    torch.save(payload, buf)
+    torch.save(value, buf)
     buf.seek(0)
     try:
         with _numpy_allowed():
             torch.load(buf, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        check_checkpointable(payload["config"], "config")
-        check_checkpointable(payload["state"], "state")
-        # somewhere the walk does not look: torch's message names the class
-        m = re.search(r"GLOBAL (\S+)", str(err))
-        raise TypeError(_unloadable_message("state", m.group(1) if m else "an object")) from None
-    return buf
+    except pickle.UnpicklingError:
+        return False
+    return True
+
+
+def _unloadable_report(parts: dict[str, Any], err: Exception | None = None) -> str:
+    """The message for named values (``{"config": ..., "state": ...}``) that the restricted
+    unpickler refuses: the first refused value by where it sits, each suspect checked alone."""
+    for part, whole in parts.items():
+        for where, value in _suspects(whole, part):
+            if not _loads_back(value):
+                t = type(value)
+                what = f"{t.__module__}.{t.__qualname__}"
+                if hasattr(value, "dtype") and hasattr(value, "shape"):
+                    what += f" ({value.dtype})"
+                return _unloadable_message(where, what)
+    m = re.search(r"GLOBAL (\S+)", str(err or ""))
+    return _unloadable_message(" or ".join(parts), m.group(1) if m else "an object")
 
 
 def check_checkpointable(value: Any, name: str) -> None:
     """Refuse (``TypeError``, naming where it sits in ``value``) a value that a checkpoint
     cannot hold: one :func:`load_checkpoint`'s restricted unpickler would refuse, so the file
     would save but never load (e.g. a ``Path`` in a training run's ``config``)."""
-    found = _unloadable_value(value, name)
-    if found is not None:
-        raise TypeError(_unloadable_message(*found))
+    if not _loads_back(value):
+        raise TypeError(_unloadable_report({name: value}))
 
 
 def _unloadable_message(where: str, what: str) -> str:
@@ -764,6 +785,16 @@ def require_entries(part: Any, path: Any, what: str, names: Iterable[str]) -> No
         )
 
 
+def _out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is torch's report of an allocation that failed (CPU or CUDA)."""
+    oom = getattr(torch, "OutOfMemoryError", ())
+    text = str(err)
+    return isinstance(err, oom) or (
+        isinstance(err, RuntimeError)
+        and ("can't allocate memory" in text or "out of memory" in text.lower())
+    )
+
+
 @contextmanager
 def rebuilding(path: Any, kind: str, entry: str | None = None) -> Iterator[None]:
     """Around a loader's rebuild of a model from the entries of the checkpoint at ``path``: an
@@ -777,8 +808,8 @@ def rebuilding(path: Any, kind: str, entry: str | None = None) -> Iterator[None]
         yield
     except (TypeError, KeyError, IndexError, RuntimeError, ValueError) as err:
         text = str(err).strip()
-        if str(path) in text:
-            raise
+        if f"path: {path}" in text or _out_of_memory(err):
+            raise  # already names the file; or the machine, not the file, is short of memory
         where = f"{entry}: " if entry else ""
         if type(err) is ValueError:  # a check's own message, naming the value
             raise ValueError(f"path: {path}: {where}{text}") from err

@@ -339,6 +339,13 @@ def test_only_a_bayesphys_checkout_is_taken_for_benchmarks(tmp_path, monkeypatch
     assert not bench._is_checkout(planted)
     (planted / "pyproject.toml").write_text('[project]\nname = "not-bayesphys"\n')
     assert not bench._is_checkout(planted)
+    # the name of the [project] table, however the line is written
+    (planted / "pyproject.toml").write_text(
+        '[tool.x]\nname = "bayesphys"\n[project]\nname = "other"\n'
+    )
+    assert not bench._is_checkout(planted)
+    (planted / "pyproject.toml").write_text("[project]\n  name = 'bayesphys'  # ours\r\n")
+    assert bench._is_checkout(planted)
     (planted / "pyproject.toml").write_text('[project]\nname = "bayesphys"\n')
     assert bench._is_checkout(planted)
     assert bench._is_checkout(repo_root())  # this checkout

@@ -282,6 +282,20 @@ def test_rebuilding_names_the_file_and_passes_other_errors(tmp_path):
     with pytest.raises(ValueError, match=r"entry: x: bad"):
         with rebuilding(path, "toy", "entry"):
             raise ValueError("x: bad")
+    # a short file name inside a check's message is not "already naming the file"
+    short = type(tmp_path)("e")  # a relative name, as a user may pass it
+    with pytest.raises(ValueError, match=rf"^path: {re.escape(str(short))}: its entries"):
+        with rebuilding(short, "toy"):
+            raise TypeError("num_mixtures: expected an int, received str 'two'")
+    # a machine short of memory is not a damaged file
+    oom = RuntimeError("[enforce fail] DefaultCPUAllocator: can't allocate memory: you tried")
+    with pytest.raises(RuntimeError, match="can't allocate memory"):
+        with rebuilding(path, "toy"):
+            raise oom
+    if hasattr(torch, "OutOfMemoryError"):
+        with pytest.raises(torch.OutOfMemoryError):
+            with rebuilding(path, "toy"):
+                raise torch.OutOfMemoryError("CUDA out of memory")
     # a programming error is not taken for a damaged file
     with pytest.raises(AttributeError, match="nothing"):
         with rebuilding(path, "toy"):

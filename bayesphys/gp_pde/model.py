@@ -201,7 +201,6 @@ class GPPDESolver:
             beta = 1.0 if beta is None else beta
             axes = parse_grid(x, dtype=self.dtype, device=self.device)
         self.axes = axes
-        warn_axes(axes)
         self.shape = tuple(a.numel() for a in axes)
         self.f = eval_on_grid("source", source, axes)
         # only the faces are read: interior values may be anything, NaN included ("unknown")
@@ -435,6 +434,7 @@ class GPPDESolver:
             tau_lr_mult = check_real("tau_lr_mult", tau_lr_mult, minimum=0.0)
         if clock not in ("wall", "cpu"):
             raise ValueError(f"clock: expected 'wall' or 'cpu', received {clock!r}")
+        warn_axes(self.axes)  # at fit, not construction: a load builds the model too
         ref = self.config["method"] == "ref"
         keep_best = not ref if keep_best is None else check_bool("keep_best", keep_best)
         joint = ref or not self.can_eliminate

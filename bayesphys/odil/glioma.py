@@ -186,6 +186,7 @@ class GliomaModel(GliomaPosteriorMixin):
         lab = checked_labels(labels, shape, self.device)
         self.labels = lab
         st = checked_settings(
+            ndim=len(shape),
             th_up=th_up,
             th_down=th_down,
             spacing=spacing,

@@ -163,8 +163,37 @@ class GliomaSettings(NamedTuple):
     prior: dict
 
 
+def voxel_size(spacing: Any, ndim: int | None = None) -> float:
+    """The voxel size in mm, > 0 and finite: a number (or a 0-d tensor / array), or one size
+    per axis of the ``ndim``-D scan when all are equal; anisotropic voxels are refused (the
+    model's stencil needs isotropic ones: resample the scan first)."""
+    if getattr(spacing, "ndim", None) == 0 and hasattr(spacing, "item"):
+        spacing = spacing.item()
+    elif isinstance(spacing, (tuple, list)) or getattr(spacing, "ndim", 0) > 0:
+        try:
+            sizes = [float(v) for v in spacing]
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"spacing: expected a voxel size in mm or one per axis, received {spacing!r}"
+            ) from None
+        if ndim is not None and len(sizes) != ndim:
+            raise ValueError(
+                f"spacing: expected one voxel size, or one per axis of the {ndim}-D scan, "
+                f"received {len(sizes)} sizes {sizes}"
+            )
+        if len(set(sizes)) != 1:
+            raise ValueError(
+                f"spacing: expected isotropic voxels (the model's stencil needs them), "
+                f"received sizes {sizes}; resample the scan to isotropic voxels first (e.g. "
+                "1 mm) and give that size"
+            )
+        spacing = sizes[0]
+    return check_real("spacing", spacing, minimum=0.0, strict=True)
+
+
 def checked_settings(
     *,
+    ndim: int | None = None,
     th_up: Any,
     th_down: Any,
     spacing: Any,
@@ -188,20 +217,7 @@ def checked_settings(
     (:func:`checked_prior`). A ``ValueError`` / ``TypeError`` names the first bad argument."""
     th_up, th_down = check_thresholds(th_up, th_down)
     # physical scales, noise scales and lengths: positive and finite
-    if isinstance(spacing, (tuple, list)) or getattr(spacing, "ndim", 0) > 0:
-        try:
-            sizes = [float(v) for v in spacing]
-        except (TypeError, ValueError):
-            sizes = []
-        if len(sizes) in (2, 3) and len(set(sizes)) == 1:
-            spacing = sizes[0]  # the same voxel size given per axis
-        else:
-            raise TypeError(
-                "spacing: expected one voxel size in mm (the model's stencil needs isotropic "
-                f"voxels), received {sizes or type(spacing).__name__}; resample the scan to "
-                "isotropic voxels first (e.g. 1 mm) and give that size"
-            )
-    spacing = check_real("spacing", spacing, minimum=0.0, strict=True)
+    spacing = voxel_size(spacing, ndim)
     t_end = check_real("t_end", t_end, minimum=0.0, strict=True)
     dg_ratio = check_real("dg_ratio", dg_ratio, minimum=0.0, strict=True)
     seg_sigma = check_real("seg_sigma", seg_sigma, minimum=0.0, strict=True)

@@ -393,7 +393,7 @@ def field_posterior(
             stacklevel=user_stacklevel(),
         )
     s = torch.stack(draws, 1) / num_draws**0.5
-    if jitter is None:  # relative to the field's scale (module: units)
+    if jitter is None:  # relative to the field's own scale (its units)
         jitter = max(1e-12 * float(s.square().sum(1).mean()), torch.finfo(s.dtype).tiny)
     cov = LowRankRootAddedDiagLinearOperator(
         LowRankRootLinearOperator(s),

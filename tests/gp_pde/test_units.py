@@ -37,8 +37,13 @@ def _solver(L=1.0, A=1.0, lo=0.0):
         ({"lo": 1e7}, r"axis 0 lies at 10000000\.\.10000001, far from 0"),
     ],
 )
-def test_axes_far_from_order_one_are_warned_about(kwargs, match):
+def test_axes_far_from_order_one_are_warned_about_at_fit(kwargs, match, tmp_path):
+    m = _solver(**kwargs)
     with pytest.warns(UserWarning, match=match):
+        m.fit(steps=1, progress=False)
+    # not on construction or load (a saved custom-domain model warned at every load)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         _solver(**kwargs)
 
 
@@ -54,6 +59,6 @@ def test_order_one_problems_and_every_registered_problem_stay_silent():
         warnings.simplefilter("error")
         m = _solver(L=10.0)
         m.fit(steps=2, progress=False)
-        _solver(lo=1e5)
+        _solver(lo=1e5).fit(steps=1, progress=False)
         for name in PROBLEMS:
             GPPDESolver(name, num_mixtures=2, seed=0)

@@ -63,6 +63,13 @@ def test_glioma_voxel_size_per_axis_or_anisotropic():
     iso = GliomaModel.from_patient(p, spacing=(4.0, 4.0))
     assert iso.config["spacing"] == 4.0 and isinstance(iso.config["spacing"], float)
     assert repr(iso) == repr(GliomaModel.from_patient(p, spacing=4.0))
-    for bad in ((4.0, 2.0), (1.0, 1.0, 3.0, 1.0), ("a", "b")):
-        with pytest.raises(TypeError, match=r"^spacing: expected one voxel size .*isotropic"):
+    assert GliomaModel.from_patient(p, spacing=torch.tensor(4.0)).config["spacing"] == 4.0
+    with pytest.raises(ValueError, match=r"^spacing: expected isotropic voxels .*resample"):
+        GliomaModel.from_patient(p, spacing=(4.0, 2.0))
+    for bad in ((4.0, 4.0, 4.0), [4.0]):  # a 2-D scan
+        with pytest.raises(
+            ValueError, match=r"^spacing: expected one voxel size, or one per axis of the 2-D"
+        ):
             GliomaModel.from_patient(p, spacing=bad)
+    with pytest.raises(TypeError, match=r"^spacing: expected a voxel size in mm or one per axis"):
+        GliomaModel.from_patient(p, spacing=("a", "b"))
