@@ -6,7 +6,15 @@ importing one another.
 
 from __future__ import annotations
 
-__all__ = ["OKABE_ITO", "LINE_COLOURS", "MARKERS", "line_colour", "method_style"]
+__all__ = [
+    "OKABE_ITO",
+    "LINE_COLOURS",
+    "MARKERS",
+    "NOISE_FREE_BAND",
+    "line_colour",
+    "method_style",
+    "plot_observations",
+]
 
 # Okabe & Ito (2008), "Color Universal Design": the eight colours by name
 OKABE_ITO = {
@@ -55,3 +63,17 @@ def method_style(j: int, n: int) -> dict:
         "ms": 4.0 + 3.0 * back,
         "zorder": 2 + j,
     }
+
+
+# the band of the latent (noise-free) field: noisy observations may well fall outside it
+NOISE_FREE_BAND = "95% band of u (noise-free)"
+
+
+def plot_observations(ax, x, y, noise: float, *, color: str = "C3", ms: float = 4, **kwargs):
+    """Noisy observations ``y`` at ``x`` with bars of ±1.96 ``noise`` (their own 95% noise
+    interval), so that one outside the noise-free band of the field does not read as a
+    miscalibration. Returns the errorbar container."""
+    kwargs.setdefault("label", f"observations ±1.96σ (σ={noise:g})")
+    return ax.errorbar(
+        x, y, yerr=1.96 * noise, fmt="o", color=color, ms=ms, elinewidth=0.8, capsize=2, **kwargs
+    )
