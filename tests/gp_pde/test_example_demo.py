@@ -44,3 +44,7 @@ def test_demo_hook(tmp_path, monkeypatch):
     # sin(100x) drawn at >= 20 points a period (the test grid's 3 a period drew a moire)
     (exact,) = [li for li in figures[0].axes[0].get_lines() if "exact" in li.get_label()]
     assert np.diff(exact.get_xdata()).max() <= 2 * np.pi / 100 / 20
+    # the band, thinner than the line, says so in the key; the lower panel names both curves
+    keys = [t.get_text() for t in figures[0].axes[0].get_legend().get_texts()]
+    assert any(k.startswith("95% band") and "narrower than the line" in k for k in keys)
+    assert figures[0].axes[1].get_ylabel() == "|error|, 95% half-width"
