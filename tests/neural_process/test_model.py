@@ -290,10 +290,17 @@ def test_example_smoke(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_demo_hook(tmp_path):
+def test_demo_hook(tmp_path, monkeypatch):
+    import bayesphys._files
     from bayesphys.neural_process._demo import demo
+    from tests.examples.figures import capture_figures
 
+    figures = capture_figures(monkeypatch, bayesphys._files)  # the demo imports it when run
     rows = demo(tmp_path, device=torch.device("cpu"))
+    # named axes; the titles say the band is the forward posterior given the true z
+    for ax in figures[0].axes:
+        assert (ax.get_xlabel(), ax.get_ylabel()) == ("x", "u(x)")
+        assert "forward posterior" in ax.get_title() and "true z" in ax.get_title()
     assert (tmp_path / "neural_process.nc").exists() and (tmp_path / "neural_process.png").exists()
     assert {r["metric"] for r in rows} >= {"nse_u", "coverage2sd_u", "nse_z"}
     # the same seed gives the same numbers (training was bounded by 20 s of wall time)
