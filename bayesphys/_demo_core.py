@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from ._files import closing_figures, save_figure
+from ._plotting import NOISE_FREE_BAND, plot_observations
 from .inference_data import build_inference_data, save_netcdf
 from .metrics import crps_gaussian, interval_coverage, relative_l2
 from .problems.linear_gaussian import ConjugateGaussianField, linear_gaussian_problem
@@ -57,11 +58,12 @@ def demo(out_dir: Path, *, device: torch.device, seed: int = 0) -> list[dict]:
     with closing_figures():
         fig, ax = plt.subplots(figsize=(6, 3))
         xs = prob["x"].cpu()
-        ax.fill_between(xs, lo.cpu(), hi.cpu(), alpha=0.3, label="95% band")
+        ax.fill_between(xs, lo.cpu(), hi.cpu(), alpha=0.3, label=NOISE_FREE_BAND)
         ax.plot(xs, post.mean.cpu(), label="posterior mean")
         ax.plot(xs, prob["u"].cpu(), "k--", lw=1, label="truth")
-        ax.plot(xs[prob["idx"].cpu()], prob["y"].cpu(), "o", ms=3, label="data")
-        ax.set_xlabel("x")
+        # noisy data against the band of the noise-free field: each with its 95% noise bar
+        plot_observations(ax, xs[prob["idx"].cpu()], prob["y"].cpu(), noise, ms=3)
+        ax.set(xlabel="x", ylabel="u(x)", title="linear-Gaussian field: exact Gaussian posterior")
         ax.legend(fontsize=7)
         fig.tight_layout()
         save_figure(fig, out_dir / "core.png", dpi=120)

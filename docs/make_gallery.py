@@ -14,6 +14,11 @@ from pathlib import Path
 from bayesphys.examples import available, load
 
 DOCS = Path(__file__).resolve().parent
+# the line under each image of a smoke run
+SMOKE_NOTE = (
+    "*A `--smoke` run: few training steps, so the model is undertrained; a full run "
+    "(`bayesphys run {name}`) differs.*"
+)
 
 
 def _sections(text: str) -> dict[str, list[str]]:
@@ -83,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         for png in sorted(out.rglob("*.png")):
             rel = png.relative_to(DOCS).as_posix()
             lines += [f"![{name}: {png.stem}]({rel})", ""]
+            if not args.full:  # the image is no picture of what the method does when trained
+                lines += [SMOKE_NOTE.format(name=name), ""]
     page.write_text("\n".join(lines).rstrip("\n") + "\n", encoding="utf-8")
     print(f"wrote {DOCS / 'gallery.md'}" + (f"; failed: {failed}" if failed else ""))
     return 1 if failed else 0  # the page records the failures; the exit status says so too

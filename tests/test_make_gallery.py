@@ -41,6 +41,10 @@ def test_only_keeps_the_other_examples_sections(tmp_path, monkeypatch, capsys):
     text = page.read_text()
     assert calls == ["alpha", "beta-two", "beta-two"]
     assert "## `alpha`" in text and "gallery/alpha/fig.png" in text and "## `beta-two`" in text
+    # each smoke-run image says under it that it is an undertrained --smoke run
+    after = text.split("gallery/alpha/fig.png)", 1)[1].lstrip("\n").splitlines()[0]
+    assert after.startswith("*A `--smoke` run") and after.endswith("*")
+    assert "bayesphys run alpha" in after
     with pytest.raises(SystemExit) as err:
         mod.main(["--only", "gamma"])  # a typo is refused, the page is left alone
     assert err.value.code == 2 and "--only: unknown" in capsys.readouterr().err

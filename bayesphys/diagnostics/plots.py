@@ -4,7 +4,10 @@ Panels: one PIT-ECDF difference plot (simultaneous 95% band) per (problem, metho
 expected-coverage curve (observed vs nominal; solid: summaries, dashed: field pointwise);
 the TARP curve :math:`\\mathrm{ECP}(\\alpha)` vs :math:`\\alpha`. Rows without a
 :class:`~bayesphys.diagnostics.calibrate.CalibrationResult` (a component hook that returns bare
-rows) get a bar chart of their ``coverage90`` against the [0.85, 0.95] target.
+rows) get a bar chart of their ``coverage90`` against the [0.85, 0.95] target ("n/a" over a
+missing value). Each method has its own colour (Okabe-Ito) and open marker, the first drawn
+widest and at the back, so that a method whose curve matches another's stays visible; the
+PIT-ECDF panels share one symmetric y-range.
 """
 
 from __future__ import annotations
@@ -12,17 +15,37 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .._files import save_figure
+from .._plotting import line_colour, method_style
 from .result import CalibrationResult
 
-__all__ = ["plot_component"]
+if TYPE_CHECKING:
+    import matplotlib.figure
+
+__all__ = ["plot_component", "component_figure"]
+
+LEGEND_PT = 8  # legend and tick-label text
+TITLE_PT = 9  # panel titles
 
 
 def plot_component(
     component: str, rows: Sequence[dict], results: Sequence[CalibrationResult], path: str | Path
 ) -> Path:
     """Draw the calibration figure of ``component`` to ``path`` (PNG); returns the path."""
+    fig = component_figure(component, rows, results)
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_figure(fig, path, dpi=110)
+    return path
+
+
+def component_figure(
+    component: str, rows: Sequence[dict], results: Sequence[CalibrationResult]
+) -> matplotlib.figure.Figure:
+    """The calibration figure of ``component`` (a :class:`~matplotlib.figure.Figure` outside
+    pyplot), as :func:`plot_component` saves it."""
     bad = [type(r).__name__ for r in results if not isinstance(r, CalibrationResult)]
     if bad:
         raise TypeError(f"results: expected CalibrationResult objects, received {bad}")
@@ -34,62 +57,103 @@ def plot_component(
     ncols = min(3, n_panels)
     nrows = math.ceil(n_panels / ncols)
     # constrained layout keeps the legends placed under the curve panels inside the figure
-    fig = Figure(figsize=(4.4 * ncols, 3.8 * nrows), layout="constrained")
+    fig = Figure(figsize=(4.6 * ncols, 4.2 * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
     flat = list(axes.flat)
     for ax, res in zip(flat, results):
         res.plot(ax=ax)
     if results:
-        ax = flat[len(results)]
+        _common_symmetric_ylim(flat[: len(results)])
+        n = len(results)
+        ax = flat[n]
         ax.plot([0, 1], [0, 1], "k:", lw=0.8)
         for j, res in enumerate(results):
-            color = f"C{j}"
-            ax.plot(
-                res.levels,
-                res.coverage_central.mean(1),
-                "o-",
-                color=color,
-                ms=3,
-                label=res.method,
-            )
+            style = method_style(j, n)
+            ax.plot(res.levels, res.coverage_central.mean(1), "-", label=res.method, **style)
             rec = res.record
             if rec.field_coverage is not None:
-                ax.plot(rec.levels, rec.field_coverage.mean(0), "--", color=color, lw=1)
-        ax.axhspan(0.85, 0.95, xmin=0.8, color="g", alpha=0.1, label="target at 90 %")
+                ax.plot(
+                    rec.levels,
+                    rec.field_coverage.mean(0),
+                    "--",
+                    color=style["color"],
+                    lw=max(style["lw"] - 0.5, 0.8),
+                    zorder=style["zorder"],
+                )
+        # the target: coverage in [0.85, 0.95] at the nominal 90 % level (data coordinates)
+        ax.fill_between(
+            [0.88, 0.92], 0.85, 0.95, color="g", alpha=0.2, lw=0, label="target at 90 %"
+        )
         ax.set_xlabel("nominal level")
         ax.set_ylabel("observed coverage")
-        ax.set_title("expected coverage\n(solid: summaries, dashed: field)", fontsize=8)
+        ax.set_title("expected coverage\n(solid: summaries, dashed: field)", fontsize=TITLE_PT)
         legend_below(ax)
-        ax = flat[len(results) + 1]
+        ax = flat[n + 1]
         ax.plot([0, 1], [0, 1], "k:", lw=0.8)
         for j, res in enumerate(results):
             t = res.tarp
+            style = method_style(j, n)
+            # a marker every tenth of the curve, shifted per method so they do not coincide
             ax.plot(
-                t["alpha"], t["ecp"], color=f"C{j}", label=f"{res.method} (ATC {t['atc']:+.3f})"
+                t["alpha"],
+                t["ecp"],
+                markevery=(0.02 * j, 0.1),
+                label=f"{res.method} (ATC {t['atc']:+.3f})",
+                **style,
             )
         ax.set_xlabel("credibility level")
         ax.set_ylabel("expected coverage (TARP)")
-        ax.set_title("TARP", fontsize=8)
+        ax.set_title("TARP", fontsize=TITLE_PT)
         legend_below(ax)
     else:
         ax = flat[0]
         labels = [f"{r['problem']}\n{r['method']}" for r in rows]
         vals = [(r.get("metrics") or {}).get("coverage90") for r in rows]
-        vals = [float("nan") if v is None else v for v in vals]
-        ax.bar(range(len(vals)), vals)
+        vals = [float("nan") if v is None else float(v) for v in vals]
+        ax.bar(range(len(vals)), vals, color=line_colour(0))
+        for i, v in enumerate(vals):
+            if math.isnan(v):
+                ax.text(i, 0.02, "n/a", ha="center", va="bottom", fontsize=LEGEND_PT)
         ax.axhspan(0.85, 0.95, color="g", alpha=0.15, label="target [0.85, 0.95]")
-        ax.set_xticks(range(len(vals)), labels, fontsize=6, rotation=30)
+        ax.set_xticks(
+            range(len(vals)),
+            labels,
+            fontsize=LEGEND_PT,
+            rotation=30,
+            ha="right",
+            rotation_mode="anchor",
+        )
+        ax.set_ylim(0, 1)
         ax.set_ylabel("coverage90")
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=LEGEND_PT)
     for ax in flat[n_panels:]:
         ax.axis("off")
-    fig.suptitle(f"bayesphys calibrate {component}", fontsize=10)
-    path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_figure(fig, path, dpi=110)
-    return path
+    fig.suptitle(f"bayesphys calibrate {component}{_sizes(results)}", fontsize=11)
+    return fig
+
+
+def _sizes(results: Sequence[CalibrationResult]) -> str:
+    """``": N simulations x L posterior draws"`` of the runs (each distinct value listed)."""
+    if not results:
+        return ""
+
+    def distinct(values) -> str:
+        return "/".join(str(v) for v in dict.fromkeys(values))
+
+    sims = distinct(int(r.record.truth.shape[0]) for r in results)
+    draws = distinct(int(r.record.n_draws) for r in results)
+    return f": {sims} simulations x {draws} posterior draws each"
+
+
+def _common_symmetric_ylim(axes) -> None:
+    """One symmetric y-range for the PIT-ECDF panels, so that their deviations compare."""
+    m = max(max(abs(lo), abs(hi)) for lo, hi in (ax.get_ylim() for ax in axes))
+    for ax in axes:
+        ax.set_ylim(-m, m)
 
 
 def legend_below(ax, **kwargs) -> None:
     """The legend under the axes, off the curves (``kwargs``: more ``ax.legend`` options)."""
-    ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False, **kwargs)
+    ax.legend(
+        fontsize=LEGEND_PT, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False, **kwargs
+    )

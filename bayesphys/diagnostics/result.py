@@ -123,8 +123,13 @@ class CalibrationResult:
             prob=prob,
             ax=ax,
             # wrapped: one-line titles of long method names ran into the next panel
-            title=textwrap.fill(f"{self.problem} / {self.method}: SBC p={p:.3g}", 48),
+            title=textwrap.fill(f"{self.problem} / {self.method}: SBC {_p_text(p)}", 48),
         )
+
+
+def _p_text(p: float) -> str:
+    """``"p=0.617"``; ``"p<1e-300"`` for a p-value that underflowed to 0 (not "p=0")."""
+    return "p<1e-300" if p < 1e-300 else f"p={p:.3g}"
 
 
 def analyse(

@@ -37,6 +37,7 @@ from torch import Tensor
 
 from .._checks import check_int, check_seed, offset_seed
 from .._device import check_finite
+from .._plotting import line_colour
 
 if TYPE_CHECKING:  # pragma: no cover
     import arviz
@@ -286,17 +287,17 @@ def plot_pit_ecdf(
     zc = np.concatenate([[0.0], z, [1.0]])
     for j in range(k):
         fc = np.concatenate([[0.0], f[:, j], [1.0]])
-        ax.plot(zc, fc - zc, lw=1, label=names[j])
+        ax.plot(zc, fc - zc, lw=1, color=line_colour(j), label=names[j])
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xlabel("fractional rank z")
     ax.set_ylabel("ECDF(z) - z")
+    from .plots import TITLE_PT, legend_below
+
     if title:
-        ax.set_title(title, fontsize=8)
+        ax.set_title(title, fontsize=TITLE_PT)
     # under the axes, off the curves; the band's method titles it (a note in the corner ran
     # under the legend)
-    from .plots import legend_below
-
-    legend_below(ax, ncol=3, title=f"band: {method}", title_fontsize=5)
+    legend_below(ax, ncol=3, title=f"band: {method}", title_fontsize=7)
     return ax
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from .._files import closing_figures, save_figure
+from .._plotting import NOISE_FREE_BAND, plot_observations
 from . import _args
 
 DESCRIPTION = (
@@ -158,20 +159,22 @@ def main(argv: list[str] | None = None) -> dict:
         mean, ex, lo, hi, yo = (v.cpu().numpy() for v in (u_draws.mean(0), exact, lo, hi, y))
         band = dict(color="C0", alpha=0.3, edgecolor="C0", lw=0.8)
         ax[0].plot(xs, ex, "k--", lw=1, label=f"exact (D={D_TRUE})")
-        ax[0].fill_between(xs, lo, hi, **band, label="95% band")
+        ax[0].fill_between(xs, lo, hi, **band, label=NOISE_FREE_BAND)
         ax[0].plot(xs, mean, "C0", lw=1, label="posterior mean")
-        ax[0].plot(xo, yo, "o", color="C3", ms=4, label="observations")
+        # the observations carry noise the band of u does not: their own 95% noise bars
+        plot_observations(ax[0], xo, yo, args.noise)
         ax[0].set(xlabel="x", ylabel="u", title="field")
         ax[0].legend(fontsize=7)
         # the band is narrow against the field's range: read it against the exact solution
         ax[1].axhline(0, color="k", ls="--", lw=1, label="exact")
-        ax[1].fill_between(xs, lo - ex, hi - ex, **band, label="95% band")
+        ax[1].fill_between(xs, lo - ex, hi - ex, **band, label=NOISE_FREE_BAND)
         ax[1].plot(xs, mean - ex, "C0", lw=1, label="posterior mean")
-        ax[1].plot(
-            xo, yo - _exact(x[idx.cpu()]).numpy(), "o", color="C3", ms=4, label="observations"
-        )
+        plot_observations(ax[1], xo, yo - _exact(x[idx.cpu()]).numpy(), args.noise)
         ax[1].set(xlabel="x", ylabel="u - u_exact", title="field minus the exact solution")
-        ax[1].legend(fontsize=7)
+        # head room for the key above the noise bars
+        y0, y1 = ax[1].get_ylim()
+        ax[1].set_ylim(y0, y1 + 0.4 * (y1 - y0))
+        ax[1].legend(fontsize=7, ncol=2, loc="upper center")
         # the grid posterior itself (a density in D: the log-D grid's weights over D d(log D))
         keep = ((cdf > 1e-4) & (cdf < 1 - 1e-4)).cpu().numpy()
         keep = np.convolve(keep, np.ones(41), "same") > 0  # a margin either side

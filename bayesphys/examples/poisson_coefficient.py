@@ -29,9 +29,11 @@ import torch
 from .._checks import offset_seed
 from .._device import torch_threads
 from .._files import atomic_write_text, closing_figures, save_figure
+from .._plotting import NOISE_FREE_BAND, plot_observations
 from . import _args
 
 DESCRIPTION = "Nonlinear Poisson coefficient field from noisy off-grid sensors (RGNP + GICNet)"
+SIGMA_Y = 0.05  # the sensors' noise standard deviation
 
 
 def _kappa(x: torch.Tensor, u: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -90,7 +92,7 @@ def _run(args: argparse.Namespace) -> dict:
     xf, uf = solve_poisson(z_true[None], w_true, n_nodes=801)
     x_obs = np.sort(rng.uniform(-0.9, 0.9, args.sensors))
     u_obs = np.interp(x_obs, xf, uf[0])
-    y = u_obs + 0.05 * rng.standard_normal(args.sensors)
+    y = u_obs + SIGMA_Y * rng.standard_normal(args.sensors)
 
     dt, dev = model.dtype, model.device
     prop = model.parameter_posterior(x_obs, y, w_true)  # amortised GICNet Gaussian
@@ -111,7 +113,7 @@ def _run(args: argparse.Namespace) -> dict:
         wt = torch.as_tensor(w_true, dtype=dt, device=dev).expand(n_prop, -1)
         ll = (
             data_log_likelihood(
-                model.problem, model.forward_net, xo, yt, zs.to(dt).to(dev), wt, 0.05
+                model.problem, model.forward_net, xo, yt, zs.to(dt).to(dev), wt, SIGMA_Y
             )
             .double()
             .cpu()
@@ -144,7 +146,7 @@ def _run(args: argparse.Namespace) -> dict:
     k_mean = k_draws.mean(0).numpy()
     nearest = np.abs(xm_np[None, :] - np.asarray(x_obs)[:, None]).argmin(1)
     y_rep = u_draws[:, nearest]  # nearest-node replicate
-    y_rep = y_rep + 0.05 * torch.randn(y_rep.shape, generator=gen, dtype=y_rep.dtype)
+    y_rep = y_rep + SIGMA_Y * torch.randn(y_rep.shape, generator=gen, dtype=y_rep.dtype)
 
     idata = build_inference_data(
         posterior={"z": z_draws[None], "kappa": k_draws[None], "u": u_draws[None]},
@@ -170,13 +172,23 @@ def _run(args: argparse.Namespace) -> dict:
 
     with closing_figures():
         fig, ax = plt.subplots(1, 3, figsize=(14, 3.8))
-        ax[0].fill_between(xm_np, u_lo, u_hi, alpha=0.3, label="95% band")
+        ax[0].fill_between(xm_np, u_lo, u_hi, alpha=0.3, label=NOISE_FREE_BAND)
         ax[0].plot(xm_np, u_draws.mean(0), label="posterior mean")
         ax[0].plot(xm_np, u_true_m, "k--", label="truth")
-        ax[0].plot(x_obs, y, "r.", label="sensors")
+        # the sensors are noisy, the band is of u: each sensor with its 95% noise bar
+        plot_observations(
+            ax[0],
+            x_obs,
+            y,
+            SIGMA_Y,
+            color="r",
+            ms=3,
+            alpha=0.7,
+            label=f"sensors ±1.96σ (σ={SIGMA_Y:g})",
+        )
         ax[0].set(xlabel="x", ylabel="u", title="field u")
         ax[0].legend(fontsize=7)
-        ax[1].fill_between(xm_np, k_lo, k_hi, alpha=0.3, label="95% band")
+        ax[1].fill_between(xm_np, k_lo, k_hi, alpha=0.3, label="95% band of kappa")
         ax[1].plot(xm_np, k_mean, label="posterior mean")
         ax[1].plot(xm_np, k_true, "k--", label="truth")
         ax[1].set(xlabel="x", ylabel="kappa", title="coefficient kappa(u, x)")

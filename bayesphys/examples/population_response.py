@@ -77,8 +77,11 @@ def main(argv: list[str] | None = None) -> dict:
     ident = [population_metrics(s, t)["w2"] for s, t in zip(test.source, test.target)]
     with closing_figures():
         fig, _ = plt.subplots(1, len(test), figsize=(3.3 * len(test), 3.6))
+        # W2 between the pooled ensemble prediction and the true T=1 population, beside the
+        # identity baseline (the source itself as the prediction)
         titles = [
-            f"W2 {e:.2f}, spread {s:.2f}" for e, s in zip(unc["test_error"], unc["test_spread"])
+            f"W2 to true T=1: prediction {e:.2f},\nidentity {b:.2f}; ensemble spread {s:.2f}"
+            for e, b, s in zip(unc["test_error"], ident, unc["test_spread"])
         ]
         plot_populations(fig, test.source, members_pred, test.target, titles, "true T=1")
         save_figure(fig, out / "population_response.png", dpi=90)

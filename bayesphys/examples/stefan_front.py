@@ -96,7 +96,7 @@ def _sensor_predictive(
 def main(argv: list[str] | None = None) -> dict:
     from bayesphys import resolve_device, save_netcdf
     from bayesphys.probconserv import ProbConserv, shock_posterior, slice_scores
-    from bayesphys.probconserv._demo import STEP1_COLOUR, UPDATE_COLOUR, band_pair
+    from bayesphys.probconserv._demo import STEP1_COLOUR, STEP1_NAME, UPDATE_COLOUR, band_pair
     from bayesphys.problems.gpme import make_dataset, mass_from_fluxes, stefan_front
 
     ap = argparse.ArgumentParser(prog="bayesphys run stefan-front", description=DESCRIPTION)
@@ -201,18 +201,18 @@ def main(argv: list[str] | None = None) -> dict:
     with closing_figures():
         fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
         xs = x.numpy()
-        band_pair(ax[0], xs, before, after, ("Step 1 (GP)", "ProbConserv"), lambda t: t.reshape(-1))
+        band_pair(ax[0], xs, before, after, (STEP1_NAME, "ProbConserv"), lambda t: t.reshape(-1))
         ax[0].plot(xs, truth.reshape(-1), "k--", label="exact")
         ax[0].set(xlabel="x", ylabel=f"u(t={t}, x)", title="field before / after the update")
         ax[0].legend(fontsize=7)
         f0, f1 = fronts["before"].numpy(), fronts["after"].numpy()
         bins = _front_bins(np.concatenate([f0, f1, [true_front]]), float(xs[1] - xs[0]))
-        ax[1].hist(f0, bins, color=STEP1_COLOUR, alpha=0.35, label="Step 1")
+        ax[1].hist(f0, bins, color=STEP1_COLOUR, alpha=0.35, label=STEP1_NAME)
         ax[1].hist(
             f1, bins, histtype="step", hatch="///", color=UPDATE_COLOUR, lw=1, label="ProbConserv"
         )
-        ax[1].axvline(true_front, color="k", ls="--", label="true front")
-        ax[1].set(xlabel="front position", ylabel="draws", title="shock-position posterior")
+        ax[1].axvline(true_front, color="k", ls="--", label="true front position")
+        ax[1].set(xlabel="front position", ylabel="draws", title="front-position posterior")
         ax[1].legend(fontsize=7)
         fig.tight_layout()
         png = out / "stefan_front.png"

@@ -92,10 +92,15 @@ def main(argv: list[str] | None = None) -> dict:
     with closing_figures():  # only the tutorial's figures are closed, a failed save included
         # ArviZ 1 (Python >= 3.12) renamed the plots: plot_posterior -> plot_dist,
         # plot_ppc -> plot_ppc_dist
+        # the true value of u_max (the simulated field's maximum) against its posterior
+        u_max_true = round(float(prob["u"].max()), 3)  # rounded: ArviZ prints it in full
         if ARVIZ_V1:
             az.plot_dist(idata, var_names=["u_max"], backend="matplotlib")
+            ax = plt.gcf().axes[0]
+            ax.axvline(u_max_true, color="k", ls="--", lw=1, label=f"truth {u_max_true:.3g}")
+            ax.legend(fontsize=8)
         else:
-            az.plot_posterior(idata, var_names=["u_max"])
+            az.plot_posterior(idata, var_names=["u_max"], ref_val=u_max_true)
         save_figure(plt.gcf(), out / "tutorial_posterior.png", dpi=100)
         # its subset of predictive draws from the example's seed; ArviZ seeds numpy's global
         # stream with it, so the caller's state is put back after
@@ -127,11 +132,17 @@ def main(argv: list[str] | None = None) -> dict:
         obs_all.append(observed)
     observed = torch.stack(obs_all).mean(0)
     with closing_figures():
-        fig, ax = plt.subplots(figsize=(3.5, 3.5))
+        fig, ax = plt.subplots(figsize=(3.8, 3.8))
         ax.plot([0, 1], [0, 1], "k--", lw=1)
-        ax.plot(nominal, observed, "o-")
+        for j, o in enumerate(obs_all):  # each simulated dataset's curve, faint
+            ax.plot(
+                nominal, o, color="0.5", lw=0.6, alpha=0.35, label="one dataset" if j == 0 else None
+            )
+        ax.plot(nominal, observed, "o-", color="C0", label="mean")
         ax.set_xlabel("nominal coverage")
         ax.set_ylabel("observed coverage")
+        ax.set_title(f"calibration over {n_sims} simulated datasets", fontsize=9)
+        ax.legend(fontsize=8, loc="upper left")
         fig.tight_layout()
         save_figure(fig, out / "tutorial_calibration.png", dpi=100)
     return {
@@ -142,6 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
         "elpd_loo": float(elpd),
         "loo_high_pareto_k": high_k,
         "calibration_max_gap": float((observed - nominal).abs().max()),
+        "u_max_true": u_max_true,
         "out": str(out),
     }
 

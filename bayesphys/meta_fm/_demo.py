@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .._files import closing_figures, save_figure
+from .._plotting import line_colour
 from ..inference_data import save_netcdf
 from ..problems.populations import linear_map
 from .baselines import floor_prediction, identity_prediction
@@ -17,6 +18,8 @@ from .ensemble import MFMEnsemble, w2_inference_data
 from .evaluation import population_metrics
 
 __all__ = ["demo"]
+
+POINT_SIZE = 4  # scatter marker area (pt²) of every particle
 
 
 def plot_populations(
@@ -26,16 +29,23 @@ def plot_populations(
     target: Sequence,
     titles: Sequence[str],
     target_label: str = "true target",
+    source_label: str = "source (T=0)",
 ) -> None:
     """One panel per population of ``fig`` (2-D particles, equal axes): the source, each
     member's prediction, then the true target on top (drawn last, so no member hides it); one
     legend for all panels below them, off the data."""
     axes = fig.axes
     for i, ax in enumerate(axes):
-        ax.scatter(*np.asarray(source[i]).T, s=2, c="0.75", label="source")
+        ax.scatter(*np.asarray(source[i]).T, s=POINT_SIZE, c="0.75", label=source_label)
         for m, pred in enumerate(members):
-            ax.scatter(*pred[i].cpu().numpy().T, s=2, alpha=0.4, label=f"member {m}")
-        ax.scatter(*np.asarray(target[i]).T, s=2, c="k", label=target_label)
+            ax.scatter(
+                *pred[i].cpu().numpy().T,
+                s=POINT_SIZE,
+                alpha=0.45,
+                color=line_colour(m),  # Okabe-Ito
+                label=f"member {m}",
+            )
+        ax.scatter(*np.asarray(target[i]).T, s=POINT_SIZE, c="k", label=target_label)
         ax.set_aspect("equal", adjustable="datalim")
         ax.set_xlabel("x1")
         ax.set_ylabel("x2")
@@ -75,15 +85,19 @@ def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[
     members = ens.predict_members(test.source)
     w2_each = [population_metrics(members[0][i], t)["w2"] for i, t in enumerate(test.target)]
     w2 = np.mean(w2_each)
-    w2_id = np.mean(
-        [population_metrics(s, t)["w2"] for s, t in zip(identity_prediction(test), test.target)]
-    )
+    w2_id_each = [
+        population_metrics(s, t)["w2"] for s, t in zip(identity_prediction(test), test.target)
+    ]
+    w2_id = np.mean(w2_id_each)
     w2_fl = np.mean(
         [population_metrics(f, t)["w2"] for f, t in zip(floor_prediction(test), test.target)]
     )
     with closing_figures():
         fig, _ = plt.subplots(1, len(test), figsize=(3.2 * len(test), 3.5))
-        titles = [f"unseen population {i}: W2 {v:.2f} (member 0)" for i, v in enumerate(w2_each)]
+        titles = [
+            f"unseen population {i}\nW2 to target: member 0 {v:.2f}, identity {b:.2f}"
+            for i, (v, b) in enumerate(zip(w2_each, w2_id_each))
+        ]
         plot_populations(fig, test.source, members, test.target, titles)
         save_figure(fig, out_dir / "meta_fm.png", dpi=90)
     row = dict(component="meta_fm", problem="B2 linear map (unseen populations)")

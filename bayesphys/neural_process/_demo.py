@@ -49,13 +49,17 @@ def demo(out_dir: Path, *, device: torch.device, seed: int = 0) -> list[dict]:
     with closing_figures():
         fig, ax = plt.subplots(1, 3, figsize=(12, 3.2))
         for i in range(3):
-            ax[i].fill_between(test["x"], lo[i].cpu(), hi[i].cpu(), alpha=0.3, label="mean +- 2 sd")
+            ax[i].fill_between(test["x"], lo[i].cpu(), hi[i].cpu(), alpha=0.3, label="mean ± 2 sd")
             ax[i].plot(test["x"], post.mean[i].cpu(), label="RGNP mean")
             ax[i].plot(test["x"], test["u"][i], "k--", label="reference")
-            ax[i].set_title(f"case {i}")
+            ax[i].set(xlabel="x", ylabel="u(x)")
+            ax[i].set_title(f"case {i}: forward posterior of u given the true z", fontsize=9)
         ax[0].legend(fontsize=7)
         # no time in the title: the same seed gives the same file
-        fig.suptitle(f"RGNP, {fit.steps} physics-only steps")
+        fig.suptitle(
+            f"RGNP, {fit.steps} physics-only steps: band = forward posterior p(u | true z, w)",
+            fontsize=10,
+        )
         fig.tight_layout()
         save_figure(fig, out_dir / "neural_process.png", dpi=100)
 

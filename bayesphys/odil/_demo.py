@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from .._files import closing_figures, save_figure
+from .._plotting import OKABE_ITO
 from ..inference_data import save_netcdf
 from ..problems.glioma import brain_phantom, synthetic_patient
 from .foci import focus_error_mm, select_n_foci
@@ -22,19 +23,47 @@ __all__ = ["demo", "glioma_case"]
 
 # the radiotherapy panels' four classes, plan + 2 * recurrence (Okabe-Ito colours)
 RT_CLASSES = ("outside", "plan only", "recurrence missed", "recurrence covered")
-RT_COLOURS = ("#1b1b1b", "#56B4E9", "#D55E00", "#F0E442")
+RT_COLOURS = ("#1b1b1b", OKABE_ITO["sky blue"], OKABE_ITO["vermillion"], OKABE_ITO["yellow"])
+# the segmentation's three labels (0 none, 1 edema, 2 visible core)
+SEG_CLASSES = ("none", "edema", "core")
+SEG_COLOURS = ("#1b1b1b", OKABE_ITO["orange"], OKABE_ITO["reddish purple"])
+CORE_OUTLINE = OKABE_ITO["black"]
 
 
-def _rt_panel(fig, ax, plan: torch.Tensor, rec: torch.Tensor, ext: list[float]) -> None:
-    """``plan + 2 * rec`` in four discrete colours with a key naming each class."""
+def _categorical(fig, ax, img, colours, names, ext: list[float]) -> None:
+    """Integer classes ``0..len(colours)-1`` in discrete colours, a key naming each class."""
     from matplotlib.colors import BoundaryNorm, ListedColormap
 
-    cmap = ListedColormap(RT_COLOURS)
-    norm = BoundaryNorm([-0.5, 0.5, 1.5, 2.5, 3.5], cmap.N)
-    img = (plan.double() + 2 * rec.double()).T.cpu().numpy()  # a tensor warned in numpy
+    cmap = ListedColormap(colours)
+    norm = BoundaryNorm([k - 0.5 for k in range(len(colours) + 1)], cmap.N)
+    img = torch.as_tensor(img).double().T.cpu().numpy()  # a tensor warned in numpy
     im = ax.imshow(img, origin="upper", extent=ext, cmap=cmap, norm=norm, interpolation="nearest")
-    bar = fig.colorbar(im, ax=ax, fraction=0.046, ticks=range(4))
-    bar.ax.set_yticklabels(RT_CLASSES, fontsize=7)
+    bar = fig.colorbar(im, ax=ax, fraction=0.046, ticks=range(len(colours)))
+    bar.ax.set_yticklabels(names, fontsize=7)
+
+
+def _rt_panel(
+    fig, ax, plan: torch.Tensor, rec: torch.Tensor, ext: list[float], core: torch.Tensor
+) -> None:
+    """``plan + 2 * rec`` in four discrete colours with a key naming each class; the visible
+    core (where recurrence is not counted, so it shows as "plan only") outlined."""
+    from matplotlib.lines import Line2D
+
+    _categorical(fig, ax, plan.double() + 2 * rec.double(), RT_COLOURS, RT_CLASSES, ext)
+    ax.contour(
+        core.double().T.cpu().numpy(),
+        levels=[0.5],
+        colors=CORE_OUTLINE,
+        linewidths=1.5,
+        origin="upper",
+        extent=ext,
+    )
+    ax.legend(
+        handles=[Line2D([], [], color=CORE_OUTLINE, lw=1.5, label="visible core")],
+        loc="upper left",
+        fontsize=7,
+        framealpha=0.8,
+    )
 
 
 def glioma_case(
@@ -103,19 +132,23 @@ def glioma_case(
         fig, ax = plt.subplots(2, 4, figsize=(13, 6.5))
         sx, sy = (k * h for k in labels.shape)
         ext = [0, sx, sy, 0]
+        # the c(T) maps to compare (truth, median, quantiles) on one colour scale
+        c_scale = {"vmin": 0.0, "vmax": 1.0}
         panels = [
-            (labels, "segmentation (2 core, 1 edema)"),
-            (p["c_true"].cpu(), "true c(T)"),
-            (q50, "posterior median c(T)"),
-            (q95 - q05, "90% band width"),
-            (q05, "5% quantile"),
-            (q95, "95% quantile"),
-            (std, f"15 mm margin ({cov_std:.0%} of recurrence)"),
-            (mine, f"posterior plan ({cov_model:.0%})"),
+            (labels, "segmentation", None),
+            (p["c_true"].cpu(), "true c(T)", c_scale),
+            (q50, "posterior median c(T)", c_scale),
+            (q95 - q05, "90% band width", {}),
+            (q05, "5% quantile c(T)", c_scale),
+            (q95, "95% quantile c(T)", c_scale),
+            (std, f"15 mm margin ({cov_std:.0%} of recurrence)", None),
+            (mine, f"posterior plan ({cov_model:.0%})", None),
         ]
-        for i, (a, (img, title)) in enumerate(zip(ax.flat, panels)):
-            if i >= 6:  # the radiotherapy plans against the recurrence
-                _rt_panel(fig, a, img, rec, ext)
+        for i, (a, (img, title, scale)) in enumerate(zip(ax.flat, panels)):
+            if i == 0:
+                _categorical(fig, a, img, SEG_COLOURS, SEG_CLASSES, ext)
+            elif i >= 6:  # the radiotherapy plans against the recurrence
+                _rt_panel(fig, a, img, rec, ext, labels == 2)
             else:
                 fig.colorbar(
                     a.imshow(
@@ -123,6 +156,7 @@ def glioma_case(
                         origin="upper",
                         extent=ext,
                         cmap="magma",
+                        **scale,
                     ),
                     ax=a,
                     fraction=0.046,

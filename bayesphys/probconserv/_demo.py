@@ -11,8 +11,10 @@ import torch
 
 from .._files import closing_figures, save_figure
 from .._gaussian_posterior import GaussianPosterior
+from .._plotting import OKABE_ITO
 
-STEP1_COLOUR, UPDATE_COLOUR = "tab:orange", "tab:blue"
+STEP1_COLOUR, UPDATE_COLOUR = OKABE_ITO["orange"], OKABE_ITO["blue"]
+STEP1_NAME = "Step 1 (GP)"  # the one name of the unconstrained model in every key
 
 
 def band_pair(
@@ -25,13 +27,15 @@ def band_pair(
 ) -> None:
     """The 90 % bands and means of ``before`` (Step 1) and ``after`` (ProbConserv), kept apart
     where they overlap: the wider Step-1 band a light fill, the ProbConserv band hatched with
-    solid edge lines. ``pick`` takes the plotted slice (over ``x``) of a batched tensor."""
+    solid edge lines; both means drawn over the bands and named in the key. ``pick`` takes the
+    plotted slice (over ``x``) of a batched tensor."""
     (lo0, hi0), (lo1, hi1) = ([pick(b).cpu() for b in p.interval(0.9)] for p in (before, after))
-    ax.fill_between(x, lo0, hi0, color=STEP1_COLOUR, alpha=0.25, lw=0, label=f"{labels[0]} 90%")
+    ax.fill_between(x, lo0, hi0, color=STEP1_COLOUR, alpha=0.35, lw=0, label=f"{labels[0]} 90%")
     hatched = dict(facecolor="none", edgecolor=UPDATE_COLOUR, hatch="///", lw=1)
     ax.fill_between(x, lo1, hi1, **hatched, label=f"{labels[1]} 90%")
-    ax.plot(x, pick(before.mean).cpu(), color=STEP1_COLOUR, lw=1)
-    ax.plot(x, pick(after.mean).cpu(), color=UPDATE_COLOUR, lw=1)
+    # over the bands; the Step-1 mean a little wider, so it shows where the two means agree
+    ax.plot(x, pick(before.mean).cpu(), STEP1_COLOUR, lw=2.2, zorder=3, label=f"{labels[0]} mean")
+    ax.plot(x, pick(after.mean).cpu(), UPDATE_COLOUR, lw=1.5, zorder=4, label=f"{labels[1]} mean")
 
 
 def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[dict]:
@@ -74,11 +78,9 @@ def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[
     save_netcdf(idata, out_dir / "probconserv.nc")
     with closing_figures():
         fig, ax = plt.subplots(figsize=(6, 3.5))
-        band_pair(
-            ax, x.numpy(), before, after, ("GP (Step 1)", "ProbConserv-GP"), lambda t: t[0, 0]
-        )
+        band_pair(ax, x.numpy(), before, after, (STEP1_NAME, "ProbConserv-GP"), lambda t: t[0, 0])
         ax.plot(x, truth[0, 0], "k--", label="exact")
-        ax.axvline(true_front, color="gray", lw=0.8, label="true front")
+        ax.axvline(true_front, color="gray", lw=0.8, label="true front position")
         ax.set(xlabel="x", ylabel="u(0.05, x)", title="Stefan u*=0.6: conservation update")
         ax.legend(fontsize=7)
         fig.tight_layout()

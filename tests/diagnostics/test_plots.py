@@ -7,8 +7,8 @@ import matplotlib
 import pytest
 import torch
 
-from bayesphys.diagnostics.plots import plot_component
-from bayesphys.diagnostics.result import analyse
+from bayesphys.diagnostics.plots import component_figure, plot_component
+from bayesphys.diagnostics.result import _p_text, analyse
 from bayesphys.diagnostics.simulate import SimulationRecord
 
 
@@ -49,3 +49,63 @@ def test_rows_without_results_get_a_bar_chart(tmp_path):
     rows = [{"problem": "p", "method": "m", "metrics": {"coverage90": 0.9}}]
     path = plot_component("hook", rows, [], tmp_path / "bars.png")
     assert path.stat().st_size > 0
+
+
+def _method_lines(ax, methods):
+    by_label = {ln.get_label(): ln for ln in ax.get_lines()}
+    return [next(ln for lab, ln in by_label.items() if lab.startswith(m)) for m in methods]
+
+
+def test_each_method_has_its_own_marker_and_the_first_is_widest_at_the_back():
+    # three methods of identical results: every curve coincides, none may hide another
+    results = [_result() for _ in range(3)]
+    for j, res in enumerate(results):
+        res.method = f"m{j}"
+    fig = component_figure("core", [], results)
+    axes = fig.axes
+    for ax in (axes[3], axes[4]):  # coverage, TARP
+        lines = _method_lines(ax, ["m0", "m1", "m2"])
+        markers = [ln.get_marker() for ln in lines]
+        assert len(set(markers)) == 3
+        widths = [ln.get_linewidth() for ln in lines]
+        assert widths[0] > widths[1] > widths[2]
+        zorders = [ln.get_zorder() for ln in lines]
+        assert zorders[0] < zorders[1] < zorders[2]
+        assert all(ln.get_markerfacecolor() == "none" for ln in lines)
+
+
+def test_pit_panels_share_one_symmetric_range_and_the_title_gives_the_sizes():
+    results = [_result(), _result()]
+    fig = component_figure("core", [], results)
+    lims = {tuple(round(v, 12) for v in ax.get_ylim()) for ax in fig.axes[:2]}
+    assert len(lims) == 1
+    lo, hi = lims.pop()
+    assert lo == -hi
+    title = fig.get_suptitle()
+    assert "20 simulations" in title and "30 posterior draws" in title
+
+
+def test_the_coverage_target_box_is_in_data_coordinates():
+    fig = component_figure("core", [], [_result()])
+    (box,) = [c for c in fig.axes[1].collections if c.get_label() == "target at 90 %"]
+    xy = box.get_paths()[0].vertices
+    assert xy[:, 0].min() == pytest.approx(0.88) and xy[:, 0].max() == pytest.approx(0.92)
+    assert xy[:, 1].min() == pytest.approx(0.85) and xy[:, 1].max() == pytest.approx(0.95)
+
+
+def test_an_underflowed_sbc_pvalue_reads_p_below_1e300():
+    assert _p_text(0.0) == "p<1e-300"
+    assert _p_text(0.5) == "p=0.5"
+
+
+def test_the_bar_chart_marks_missing_values_and_spans_0_to_1():
+    rows = [
+        {"problem": "p", "method": "m", "metrics": {"coverage90": 0.9}},
+        {"problem": "p", "method": "broken", "metrics": {}},
+    ]
+    fig = component_figure("hook", rows, [])
+    ax = fig.axes[0]
+    assert ax.get_ylim() == (0, 1)
+    assert [t.get_text() for t in ax.texts] == ["n/a"]
+    tick = ax.get_xticklabels()[0]
+    assert tick.get_rotation() == 30 and tick.get_ha() == "right"

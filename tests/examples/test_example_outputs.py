@@ -41,6 +41,18 @@ def test_a_failing_figure_save_leaves_the_previous_figure(tmp_path, monkeypatch)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["core.nc", "core.png"]  # no temp file
 
 
+def test_the_core_demo_figure_shows_noisy_data_with_noise_bars(tmp_path, monkeypatch):
+    import bayesphys._demo_core
+    from tests.examples.figures import assert_noisy_data_on_a_noise_free_band, capture_figures
+
+    figures = capture_figures(monkeypatch, bayesphys._demo_core)
+    demo(tmp_path, device=torch.device("cpu"))
+    (ax,) = figures[0].axes
+    assert_noisy_data_on_a_noise_free_band(ax, 0.1)
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("x", "u(x)")
+    assert ax.get_title()
+
+
 def test_stefan_front_bins_hold_every_draw_at_a_bin_centre():
     dx = 0.005
     values = np.array([0.12, 0.3, 0.45, 0.6, 0.2375])  # grid points past 0.4, and a true front

@@ -11,6 +11,30 @@ import pytest
 from bayesphys.examples import available, load
 
 
+def test_tutorial_figures_show_the_truth_and_each_dataset(tmp_path, monkeypatch):
+    import numpy as np
+
+    from bayesphys.examples import tutorial_arviz
+    from tests.examples.figures import capture_figures
+
+    figures = capture_figures(monkeypatch, tutorial_arviz)
+    res = tutorial_arviz.main(["--smoke", "--out", str(tmp_path)])
+    posterior, _ppc, calibration = figures
+    # a vertical reference line at the true u_max on the posterior plot (either ArviZ)
+    ax = posterior.axes[0]
+    truth = res["u_max_true"]
+    assert any(
+        len(x := np.asarray(ln.get_xdata(), float)) == 2 and np.allclose(x, truth)
+        for ln in ax.get_lines()
+    )
+    # the calibration plot: one faint curve per simulated dataset and the count in its title
+    (cal,) = calibration.axes
+    n_sims = 5
+    assert f"{n_sims} simulated datasets" in cal.get_title()
+    faint = [ln for ln in cal.get_lines() if (ln.get_alpha() or 1.0) < 0.5]
+    assert len(faint) == n_sims
+
+
 def test_tutorial_smoke_as_a_script_says_where_it_wrote(tmp_path, monkeypatch, capsys):
     # as ``python examples/tutorial_arviz.py`` runs it (its result was dropped unprinted)
     monkeypatch.setattr(sys, "argv", ["tutorial_arviz.py", "--smoke", "--out", str(tmp_path)])

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from bayesphys.inference_data import group_dataset, load_netcdf
-from tests.examples.figures import capture_figures
+from tests.examples.figures import assert_noisy_data_on_a_noise_free_band, capture_figures
 
 
 def test_inverse_example_smoke(tmp_path, monkeypatch):
@@ -20,6 +20,9 @@ def test_inverse_example_smoke(tmp_path, monkeypatch):
     assert "D" in post and "u" in post
     assert "y" in group_dataset(idata, "observed_data")
     assert pathlib.Path(out["png"]).stat().st_size > 0
+    # the noisy observations with their noise bars, against the band of the noise-free field
+    for ax in figures[0].axes[:2]:
+        assert_noisy_data_on_a_noise_free_band(ax, 0.05)
     # the posterior of D is the grid density itself (normalised), not a histogram of draws
     d_ax = figures[0].axes[-1]
     assert not d_ax.patches
@@ -41,3 +44,7 @@ def test_demo_hook(tmp_path, monkeypatch):
     # sin(100x) drawn at >= 20 points a period (the test grid's 3 a period drew a moire)
     (exact,) = [li for li in figures[0].axes[0].get_lines() if "exact" in li.get_label()]
     assert np.diff(exact.get_xdata()).max() <= 2 * np.pi / 100 / 20
+    # the band, thinner than the line, says so in the key; the lower panel names both curves
+    keys = [t.get_text() for t in figures[0].axes[0].get_legend().get_texts()]
+    assert any(k.startswith("95% band") and "narrower than the line" in k for k in keys)
+    assert figures[0].axes[1].get_ylabel() == "|error|, 95% half-width"

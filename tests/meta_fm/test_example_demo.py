@@ -35,7 +35,15 @@ def test_example_smoke(tmp_path, monkeypatch):
     for ax in fig.axes:
         assert ax.get_aspect() == 1.0 and (ax.get_xlabel(), ax.get_ylabel()) == ("x1", "x2")
         assert ax.collections[-1].get_label() == "true T=1" and ax.get_legend() is None
-        assert re.fullmatch(r"W2 \d+\.\d\d, spread \d+\.\d\d", ax.get_title())
+        assert re.fullmatch(
+            r"W2 to true T=1: prediction \d+\.\d\d,\n"
+            r"identity \d+\.\d\d; ensemble spread \d+\.\d\d",
+            ax.get_title(),
+        )
+        assert ax.collections[0].get_label() == "source (T=0)"
+    # the identity baseline in each title is the W2 of the source to the true target
+    ident = [float(ax.get_title().split("identity ")[1].split(";")[0]) for ax in fig.axes]
+    assert np.mean(ident) == pytest.approx(res["w2_identity_mean"], abs=0.01)
     idata = load_netcdf(tmp_path / "population_response.nc")
     w2 = group_dataset(idata, "posterior")["w2"]
     assert w2.shape[0] == 2 and bool((w2 > 0).all())
@@ -57,10 +65,16 @@ def test_example_smoke(tmp_path, monkeypatch):
     assert res["coverage90"] == np.mean(err / spread <= cal_scores.max())
 
 
-def test_demo_hook(tmp_path):
+def test_demo_hook(tmp_path, monkeypatch):
+    import bayesphys.meta_fm._demo as demo_mod
     from bayesphys.meta_fm._demo import demo
 
+    figures = capture_figures(monkeypatch, demo_mod)
     rows = demo(tmp_path, device=torch.device("cpu"), seed=0)
+    # each panel names what its W2 is between and the identity baseline; the source is T=0
+    for ax in figures[0].axes:
+        assert re.search(r"W2 to target: member 0 \d+\.\d\d, identity \d+\.\d\d", ax.get_title())
+        assert ax.collections[0].get_label() == "source (T=0)"
     assert (tmp_path / "meta_fm.nc").exists() and (tmp_path / "meta_fm.png").exists()
     assert {"component", "problem", "metric", "value", "target"} <= set(rows[0])
     assert all(math.isfinite(r["value"]) for r in rows)

@@ -268,7 +268,7 @@ def test_example_smoke(tmp_path, monkeypatch):
 
     from bayesphys.examples import poisson_coefficient
     from bayesphys.examples.poisson_coefficient import main
-    from tests.examples.figures import capture_figures
+    from tests.examples.figures import assert_noisy_data_on_a_noise_free_band, capture_figures
 
     figures = capture_figures(monkeypatch, poisson_coefficient)
     res = main(["--smoke", "--out", str(tmp_path), "--steps", "5", "--sensors", "20"])
@@ -279,6 +279,7 @@ def test_example_smoke(tmp_path, monkeypatch):
     labels = [(a.get_xlabel(), a.get_ylabel()) for a in (u_ax, k_ax, z_ax)]
     assert labels == [("x", "u"), ("x", "kappa"), ("index", "z_i")]
     assert {"truth", "posterior mean"} <= {t.get_text() for t in k_ax.get_legend().get_texts()}
+    assert_noisy_data_on_a_noise_free_band(u_ax, poisson_coefficient.SIGMA_Y)
     assert [t.get_text() for t in z_ax.get_xticklabels()] == [f"z{i}" for i in range(5)]
     FigureCanvasAgg(figures[0]).draw()  # the closed figure, drawn again to place its legends
     renderer = figures[0].canvas.get_renderer()
@@ -289,10 +290,17 @@ def test_example_smoke(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_demo_hook(tmp_path):
+def test_demo_hook(tmp_path, monkeypatch):
+    import bayesphys._files
     from bayesphys.neural_process._demo import demo
+    from tests.examples.figures import capture_figures
 
+    figures = capture_figures(monkeypatch, bayesphys._files)  # the demo imports it when run
     rows = demo(tmp_path, device=torch.device("cpu"))
+    # named axes; the titles say the band is the forward posterior given the true z
+    for ax in figures[0].axes:
+        assert (ax.get_xlabel(), ax.get_ylabel()) == ("x", "u(x)")
+        assert "forward posterior" in ax.get_title() and "true z" in ax.get_title()
     assert (tmp_path / "neural_process.nc").exists() and (tmp_path / "neural_process.png").exists()
     assert {r["metric"] for r in rows} >= {"nse_u", "coverage2sd_u", "nse_z"}
     # the same seed gives the same numbers (training was bounded by 20 s of wall time)

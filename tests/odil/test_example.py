@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import scipy.ndimage
 import torch
-from matplotlib.colors import BoundaryNorm
+from matplotlib.colors import BoundaryNorm, to_rgb
 
 import bayesphys.odil._demo as demo_mod
 from bayesphys.examples.glioma import main
@@ -50,6 +50,11 @@ def _check_rt_coverage(out: dict, seen: dict, spacing: float = 4.0) -> None:
     assert out["rt_coverage_model"] == pytest.approx((rec & plan).sum() / rec.sum())
 
 
+def _is_core(contour) -> bool:
+    """A contour drawn in the core-outline colour (the brain / white-matter ones are grey)."""
+    return contour.get_edgecolor()[0][:3] == pytest.approx(to_rgb(demo_mod.CORE_OUTLINE))
+
+
 def test_example_smoke(tmp_path, capsys, monkeypatch):
     seen = _spy_rt(monkeypatch)
     figures = capture_figures(monkeypatch, demo_mod)
@@ -74,6 +79,24 @@ def test_example_smoke(tmp_path, capsys, monkeypatch):
         assert set(im.get_array().compressed()) <= {0, 1, 2, 3}
         labels = [t.get_text() for t in im.colorbar.ax.get_yticklabels()]
         assert tuple(labels) == RT_CLASSES
+        # the visible core (recurrence is counted outside it) outlined and named in a key
+        (outline,) = [c for c in ax.collections if tuple(c.levels) == (0.5,) and _is_core(c)]
+        assert any(len(path.vertices) for path in outline.get_paths())
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["visible core"]
+    # the c(T) maps meant to be compared share one colour scale
+    ct = [
+        a
+        for a in fig.axes
+        if a.get_title() in ("true c(T)", "posterior median c(T)")
+        or a.get_title().endswith("quantile c(T)")
+    ]
+    assert len(ct) == 4
+    assert {a.get_images()[0].get_clim() for a in ct} == {(0.0, 1.0)}
+    # the segmentation in three named discrete colours
+    (seg,) = [a for a in fig.axes if a.get_title() == "segmentation"]
+    (im,) = seg.get_images()
+    assert isinstance(im.norm, BoundaryNorm) and im.cmap.N == 3
+    assert [t.get_text() for t in im.colorbar.ax.get_yticklabels()] == ["none", "edema", "core"]
 
 
 @pytest.mark.slow

@@ -57,6 +57,15 @@ def test_stefan_front_example_smoke(tmp_path, capsys, monkeypatch):
     fronts = np.concatenate([before, post["front"].values.ravel(), [res["true_front"]]])
     assert lo < fronts.min() and fronts.max() < hi
     assert hist.get_ylabel() == "draws"
+    assert hist.get_xlabel() == "front position" and "front-position" in hist.get_title()
+    # both posterior means drawn over the bands and named; Step 1 one name in both keys
+    field = figures[0].axes[0]
+    means = {ln.get_label(): ln for ln in field.get_lines() if ln.get_label().endswith(" mean")}
+    assert set(means) == {"Step 1 (GP) mean", "ProbConserv mean"}
+    top_band = max(c.get_zorder() for c in field.collections)
+    assert all(ln.get_zorder() > top_band and ln.get_linewidth() >= 1.5 for ln in means.values())
+    keys = [{t.get_text() for t in a.get_legend().get_texts()} for a in (field, hist)]
+    assert "Step 1 (GP)" in keys[1] and "Step 1 (GP) 90%" in keys[0]
     matplotlib.use("Agg")
     plot_ppc(idata, num_pp_samples=20)
     plt.close("all")
