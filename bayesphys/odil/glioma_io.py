@@ -16,6 +16,7 @@ from .._model import (
     require_entries,
     save_checkpoint,
 )
+from .glioma_inputs import CONFIG_KEYS
 
 if TYPE_CHECKING:
     from .glioma import GliomaModel
@@ -74,19 +75,11 @@ _STATE_KEYS = frozenset(
 )
 
 
-# the settings a load reads without a default (later ones are absent from older files)
+# the settings a load reads without a default: the constructor's, less those added later
+# (absent from older files, read with their defaults), and the crop margin and seed
+_LATER_SETTINGS = ("model_error", "time_scheme", "n_foci")
 _REQUIRED_SETTINGS = (
-    "spacing",
-    "th_up",
-    "th_down",
-    "t_end",
-    "dg_ratio",
-    "pet_scale",
-    "pet_sigma",
-    "seg_sigma",
-    "noise_corr_mm",
-    "d_max",
-    "prior",
+    *(k for k in CONFIG_KEYS if k not in _LATER_SETTINGS),
     "crop_margin_mm",
     "seed",
 )
