@@ -490,13 +490,24 @@ def _write_checked(payload: dict[str, Any], tmp: Path) -> None:
     import pickle
 
     with open(tmp, "wb") as fh:
-        torch.save(payload, fh)
+        try:
+            torch.save(payload, fh)
+        except RuntimeError as err:
+            # torch's writer reports a failed write of the file object (a full disk, a size
+            # limit) as "unexpected pos": the OSError it hid is the one to report
+            cause = err.__context__ or err.__cause__
+            if isinstance(cause, OSError):
+                raise cause from None
+            raise
+    refused = None
     try:
         with _numpy_allowed():
             torch.load(tmp, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as err:
+        refused = str(err)  # raised below: the error's frames hold the file's memory map
+    if refused is not None:
         parts = {"config": payload["config"], "state": payload["state"]}
-        raise TypeError(_unloadable_report(parts, err)) from None
+        raise TypeError(_unloadable_report(parts, refused))
 
 
 _PLAIN = (type(None), bool, int, float, complex, str, bytes, torch.dtype, torch.device, torch.Size)
@@ -505,7 +516,8 @@ _PLAIN = (type(None), bool, int, float, complex, str, bytes, torch.dtype, torch.
 def _suspects(value: Any, where: str) -> Iterator[tuple[str, Any]]:
     """``(where, value)`` of the values inside ``value`` that may be what the restricted
     unpickler refuses, in order: anything but plain values, tensors, plain numpy arrays and
-    dtypes inside plain dicts, lists, tuples and sets (over-inclusive: each is checked)."""
+    dtypes inside plain dicts, lists, tuples and sets (over-inclusive: each is checked; a
+    tensor carrying Python attributes is no suspect, and is caught by the save's read-back)."""
     import numpy as np
 
     t = type(value)
@@ -527,11 +539,15 @@ def _suspects(value: Any, where: str) -> Iterator[tuple[str, Any]]:
 
 
 def _loads_back(value: Any) -> bool:
-    """Whether ``value`` alone survives :func:`torch.save` and the restricted load."""
+    """Whether ``value`` alone survives :func:`torch.save` and the restricted load (a value
+    that does not even pickle, e.g. a lambda, does not)."""
     import pickle
 
     buf = io.BytesIO()
-    torch.save(value, buf)
+    try:
+        torch.save(value, buf)
+    except (pickle.PicklingError, TypeError, AttributeError, RuntimeError):
+        return False
     buf.seek(0)
     try:
         with _numpy_allowed():
@@ -541,26 +557,49 @@ def _loads_back(value: Any) -> bool:
     return True
 
 
-def _unloadable_report(parts: dict[str, Any], err: Exception | None = None) -> str:
+def _refused(value: Any, where: str) -> tuple[str, Any] | None:
+    """The first value inside ``value`` that does not load back, by where it sits: inside a
+    refused container subclass (a ``Counter`` holding a ``Path``), the value inside it."""
+    for w, v in _suspects(value, where):
+        if _loads_back(v):
+            continue
+        if isinstance(v, (dict, list, tuple, set)) and type(v) not in (dict, list, tuple, set):
+            plain = dict(v) if isinstance(v, dict) else list(v)
+            inner = _refused(plain, w)
+            if inner is not None and inner[0] != w:
+                return inner
+        return w, v
+    return None
+
+
+def _unloadable_report(parts: dict[str, Any], err: str | None = None) -> str:
     """The message for named values (``{"config": ..., "state": ...}``) that the restricted
     unpickler refuses: the first refused value by where it sits, each suspect checked alone."""
     for part, whole in parts.items():
-        for where, value in _suspects(whole, part):
-            if not _loads_back(value):
-                t = type(value)
-                what = f"{t.__module__}.{t.__qualname__}"
-                if hasattr(value, "dtype") and hasattr(value, "shape"):
-                    what += f" ({value.dtype})"
-                return _unloadable_message(where, what)
-    m = re.search(r"GLOBAL (\S+)", str(err or ""))
-    return _unloadable_message(" or ".join(parts), m.group(1) if m else "an object")
+        found = _refused(whole, part)
+        if found is not None:
+            where, value = found
+            t = type(value)
+            what = f"{t.__module__}.{t.__qualname__}"
+            if hasattr(value, "dtype") and hasattr(value, "shape"):
+                what += f" ({value.dtype})"
+            return _unloadable_message(where, what)
+    m = re.search(r"GLOBAL (\S+)", err or "")
+    names = " or ".join(parts)
+    return (
+        f"{names}: holds a value a checkpoint cannot hold"
+        + (f" (an object of type {m.group(1)}, e.g. an attribute set on a tensor)" if m else "")
+        + "; load_checkpoint unpickles only tensors, plain values and numpy arrays, so the "
+        "file would never load"
+    )
 
 
 def check_checkpointable(value: Any, name: str) -> None:
     """Refuse (``TypeError``, naming where it sits in ``value``) a value that a checkpoint
     cannot hold: one :func:`load_checkpoint`'s restricted unpickler would refuse, so the file
-    would save but never load (e.g. a ``Path`` in a training run's ``config``)."""
-    if not _loads_back(value):
+    would save but never load (e.g. a ``Path`` in a training run's ``config``). Only the
+    values that are not plainly loadable are serialised (one at a time), not the whole."""
+    if _refused(value, name) is not None:
         raise TypeError(_unloadable_report({name: value}))
 
 

@@ -146,3 +146,69 @@ def test_the_refusal_names_the_value_that_fails_not_a_suspect_that_loads(tmp_pat
     with pytest.raises(TypeError, match=r"^config: config\['m'\] is of type numpy\.matrix"):
         save_checkpoint(tmp_path / "c.pt", kind="toy", config={"m": np.matrix([[1.0]])}, state={})
     assert not (tmp_path / "c.pt").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_value_that_does_not_pickle_and_one_inside_a_container_are_named():
+    from bayesphys._model import check_checkpointable
+
+    with pytest.raises(TypeError, match=r"^config: config\['f'\] is of type builtins\.function"):
+        check_checkpointable({"f": lambda x: x}, "config")
+    with pytest.raises(TypeError, match=r"^config: config\['c'\]\[key PosixPath\('/x'\)\] is of"):
+        check_checkpointable({"c": collections.Counter({pathlib.Path("/x"): 1})}, "config")
+
+
+def test_a_failed_write_reports_the_disk_error_not_torch_s_position_check(tmp_path, monkeypatch):
+    """torch's writer turned the file object's OSError into 'unexpected pos' (errno lost)."""
+    import errno
+
+    from bayesphys import _model
+
+    path = save_checkpoint(tmp_path / "c.pt", kind="toy", config={}, state={})
+    before = path.read_bytes()
+    real_open = open
+
+    class Full:
+        def __init__(self, fh):
+            self.fh, self.n = fh, 0
+
+        def write(self, data):
+            self.n += len(data)
+            if self.n > 200:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.fh.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+    monkeypatch.setattr(_model, "open", lambda p, mode: Full(real_open(p, mode)), raising=False)
+    with pytest.raises(OSError, match="No space left on device") as info:
+        save_checkpoint(path, kind="toy", config={}, state={"w": torch.ones(1000)})
+    assert info.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]
+
+
+@pytest.mark.skipif(not pathlib.Path("/proc/self/maps").exists(), reason="reads /proc/self/maps")
+def test_a_refused_save_releases_the_files_memory_map_before_removing_it(tmp_path, monkeypatch):
+    """The read-back's error kept the file mapped while it was removed (Windows refuses to
+    delete a mapped file: the refusal became a PermissionError and a full-size leftover)."""
+    from bayesphys import _files
+
+    mapped_at_unlink = []
+    real_unlink = _files.Path.unlink
+
+    def unlink(self, *args, **kwargs):
+        maps = pathlib.Path("/proc/self/maps").read_text()
+        mapped_at_unlink.append(self.name in maps)
+        return real_unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(_files.Path, "unlink", unlink)
+    with pytest.raises(TypeError, match="pathlib"):
+        save_checkpoint(tmp_path / "c.pt", kind="toy", config={"p": pathlib.Path("/x")}, state={})
+    assert mapped_at_unlink == [False]
