@@ -48,7 +48,7 @@ def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[
         fig, ax = plt.subplots(2, 1, figsize=(7, 4.5))
         # the posterior is so tight that its band is thinner than the drawn line: say so
         half = float((zhi - zlo).max()) / 2
-        band_label = f"95% band (half-width ≤ {half:.0e}, narrower than the line)"
+        band_label = f"95% band (half-width up to {half:.1e}, narrower than the line)"
         ax[0].fill_between(xzs, zlo, zhi, color="C1", alpha=0.3, label=band_label)
         ax[0].plot(xzs, model.problem.solution([xz]).cpu(), "k-", lw=0.8, label="exact sin(100x)")
         ax[0].plot(xzs, zoom.mean.cpu(), "C1--", lw=0.8, label="GP-HM mean")

@@ -179,7 +179,7 @@ def voxel_size(spacing: Any, ndim: int | None = None) -> float:
         if ndim is not None and len(sizes) != ndim:
             raise ValueError(
                 f"spacing: expected one voxel size, or one per axis of the {ndim}-D scan, "
-                f"received {len(sizes)} sizes {sizes}"
+                f"received {len(sizes)} size{'s' * (len(sizes) != 1)} {sizes}"
             )
         if len(set(sizes)) != 1:
             raise ValueError(
