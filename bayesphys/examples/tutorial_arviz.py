@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
             ax.legend(fontsize=8)
         else:
             az.plot_posterior(idata, var_names=["u_max"], ref_val=u_max_true)
-            plt.gca().set_title(f"u_max (reference line: the true value {u_max_true:.3g})")
+            plt.gca().set_title(f"u_max (reference line: the true value {u_max_true:g})")
         save_figure(plt.gcf(), out / "tutorial_posterior.png", dpi=100)
         # its subset of predictive draws from the example's seed; ArviZ seeds numpy's global
         # stream with it, so the caller's state is put back after
