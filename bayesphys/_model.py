@@ -578,12 +578,7 @@ def _unloadable_report(parts: dict[str, Any], err: str | None = None) -> str:
     for part, whole in parts.items():
         found = _refused(whole, part)
         if found is not None:
-            where, value = found
-            t = type(value)
-            what = f"{t.__module__}.{t.__qualname__}"
-            if hasattr(value, "dtype") and hasattr(value, "shape"):
-                what += f" ({value.dtype})"
-            return _unloadable_message(where, what)
+            return _refused_message(*found)
     m = re.search(r"GLOBAL (\S+)", err or "")
     names = " or ".join(parts)
     return (
@@ -599,8 +594,17 @@ def check_checkpointable(value: Any, name: str) -> None:
     cannot hold: one :func:`load_checkpoint`'s restricted unpickler would refuse, so the file
     would save but never load (e.g. a ``Path`` in a training run's ``config``). Only the
     values that are not plainly loadable are serialised (one at a time), not the whole."""
-    if _refused(value, name) is not None:
-        raise TypeError(_unloadable_report({name: value}))
+    found = _refused(value, name)
+    if found is not None:
+        raise TypeError(_refused_message(*found))
+
+
+def _refused_message(where: str, value: Any) -> str:
+    t = type(value)
+    what = f"{t.__module__}.{t.__qualname__}"
+    if hasattr(value, "dtype") and hasattr(value, "shape"):
+        what += f" ({value.dtype})"
+    return _unloadable_message(where, what)
 
 
 def _unloadable_message(where: str, what: str) -> str:
