@@ -203,11 +203,12 @@ def test_multigrid_on_a_3d_field_in_time():
     assert um.shape == shape and float((um - up).abs().max()) < 1e-8 * float(up.abs().max())
 
 
-def _linear_gaussian(n=20, seed=0):
-    """y_i = u_i + theta + e_i; smoothness prior on u; Gaussian prior on theta."""
+def _linear_gaussian(n=20, seed=0, scale=1.0):
+    """y_i = u_i + theta + e_i; smoothness prior on u; Gaussian prior on theta (data and sds
+    in units ``scale`` times the default ones)."""
     g = torch.Generator().manual_seed(seed)
-    sig, tau, s_theta = 0.3, 0.5, 2.0
-    y = torch.randn(n, generator=g, dtype=torch.float64)
+    sig, tau, s_theta = 0.3 * scale, 0.5 * scale, 2.0 * scale
+    y = scale * torch.randn(n, generator=g, dtype=torch.float64)
     obs = torch.arange(0, n, 2)
 
     def res(fields, params):

@@ -6,26 +6,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bayesphys.odil import DiscreteProblem, field_posterior, minimize
+from bayesphys.odil import field_posterior, minimize
+
+from .test_engine import _linear_gaussian
 
 F64 = torch.float64
 
 
-def _problem(scale, n=20):
-    g = torch.Generator().manual_seed(0)
-    y = scale * torch.randn(n, generator=g, dtype=F64)
-    obs = torch.arange(0, n, 2)
-    sig, tau, s_theta = 0.3 * scale, 0.5 * scale, 2.0 * scale
-
-    def res(fields, params):
-        u = fields["u"]
-        return {
-            "data": (u[obs] + params["theta"] - y[obs]) / sig,
-            "prior_u": torch.cat([u[:1], u[1:] - u[:-1]]) / tau,
-            "prior_theta": params["theta"].reshape(1) / s_theta,
-        }
-
-    return DiscreteProblem({"u": (n,)}, {"theta": 0.0}, res)
+def _problem(scale):
+    return _linear_gaussian(scale=scale)[0]
 
 
 def _sds(scale):
