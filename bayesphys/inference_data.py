@@ -49,17 +49,20 @@ SAMPLE_GROUPS = ("posterior", "posterior_predictive", "log_likelihood", "sample_
 """Groups whose variables carry leading ``(chain, draw)`` dims."""
 
 
-def _np(value: Any) -> np.ndarray:
+def _np(value: Any, *, copy: bool = True) -> np.ndarray:
+    """``value`` as a numpy array of its own (``copy=False``: a view where one is possible,
+    for a look at its shape). A view of a CPU tensor or of an array shared its storage: an edit
+    of the returned InferenceData rewrote the caller's tensor (a SamplePosterior's draws)."""
     try:
         import torch
 
         if isinstance(value, torch.Tensor):
             if value.dtype == torch.bfloat16:  # numpy has no bfloat16: exactly as float32
                 value = value.float()
-            return value.detach().cpu().numpy()
+            return value.detach().to("cpu", copy=copy).numpy()
     except ImportError:  # pragma: no cover
         pass
-    return np.asarray(value)
+    return np.array(value, copy=True) if copy else np.asarray(value)
 
 
 def _mapping(name: str, value: Any) -> dict:
@@ -198,7 +201,8 @@ def build_inference_data(
     ``ValueError``. ``coords[dim]`` is a 1-D array ``[size of dim]`` shared by
     every group that has ``dim``; a name that is a dim of no group (e.g. a typo) raises a
     ``ValueError``. ``extra_groups`` may not reuse a standard group's name. Tensors are
-    detached and copied to the CPU here, and only here.
+    detached and copied to the CPU here, and only here; arrays are copied too, so the result
+    shares no memory with its inputs (an edit of either leaves the other alone).
     """
     coords = _mapping("coords", coords)
     dims = _mapping("dims", dims)
@@ -297,7 +301,7 @@ def to_inference_data(
     all_dims = {name: dims}
     post_vars = {name: draws}
     for pname, pdraws in params.items():
-        arr = _np(pdraws)
+        arr = _np(pdraws, copy=False)  # a look at its shape: build_inference_data copies it
         if arr.shape[:2] != tuple(draws.shape[:2]):
             raise ValueError(
                 f"params[{pname!r}]: expected leading (chain, draw) = {tuple(draws.shape[:2])}, "

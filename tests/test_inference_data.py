@@ -288,3 +288,20 @@ def test_saving_through_a_symlink_keeps_the_link_and_the_files_mode(tmp_path):
     os.chmod(real, 0o640)
     save_netcdf(_small(), real)
     assert real.stat().st_mode & 0o777 == 0o640  # was reset to the umask's 0o644
+
+
+def test_an_edit_of_the_export_leaves_the_posterior_and_the_callers_arrays_alone():
+    """The export holds copies: its arrays viewed the CPU tensors and numpy arrays it was
+    given, so zeroing ``idata.posterior`` zeroed a SamplePosterior's stored draws."""
+    draws = torch.randn(2, 5, 3, dtype=torch.float64)
+    post = SamplePosterior(draws.clone())
+    idata = post.to_inference_data()
+    group_dataset(idata, "posterior")["u"].values[...] = 0.0
+    assert torch.equal(post.draws, draws)
+    arr, t = np.ones((1, 2, 3)), torch.ones(1, 2, 3)
+    idata = build_inference_data(posterior={"a": arr, "t": t}, observed_data={"y": t[0, 0]})
+    group_dataset(idata, "posterior")["a"].values[...] = 5.0
+    t.add_(1.0)  # an edit of the caller's tensor after the export
+    assert np.array_equal(arr, np.ones((1, 2, 3)))
+    assert np.array_equal(group_dataset(idata, "posterior")["t"].values, np.ones((1, 2, 3)))
+    assert np.array_equal(group_dataset(idata, "observed_data")["y"].values, np.ones(3))
