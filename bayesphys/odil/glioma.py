@@ -380,10 +380,11 @@ class GliomaModel(GliomaPosteriorMixin):
         )
 
     def foci(self, theta: Tensor | None = None) -> Tensor:
-        """The foci ``[n_foci, d]`` (mm) of ``theta`` (default: the fitted one)."""
+        """The foci ``[n_foci, d]`` (mm) of ``theta``: a view of a given ``theta``; of the
+        fitted one (the default) a copy, so that an edit of it leaves the model alone."""
         if theta is None:
             self._require_fit()
-            theta = self.theta
+            theta = self.theta.clone()
         theta = self._theta(theta)
         return theta[2:].reshape(self.n_foci, self.ndim)
 

@@ -58,15 +58,17 @@ class GliomaPosteriorMixin:
     def theta_posterior(self) -> GaussianPosterior:
         r"""Laplace posterior :math:`\mathcal N(\theta^*, H^{-1})`, event ``[2 + K d]`` (``K`` foci;
         ``H`` the exact Hessian of the loss, or :math:`J^\top J` with ``hessian="gn"``, and any
-        recalibration applied)."""
+        recalibration applied). Its mean and covariance are copies: an edit of them leaves the
+        model's ``theta`` / ``theta_cov`` alone."""
         self._require_fit()
-        return GaussianPosterior(self.theta, self.theta_cov)
+        return GaussianPosterior(self.theta.clone(), self.theta_cov.clone())
 
     def fitted_theta(self) -> tuple[Tensor, Tensor]:
         r"""The fitted Laplace posterior ``(theta [2 + K d], cov [2 + K d, 2 + K d])``, with any
-        :meth:`recalibrate` map undone (``theta`` / ``theta_cov`` hold the recalibrated one)."""
+        :meth:`recalibrate` map undone (``theta`` / ``theta_cov`` hold the recalibrated one).
+        Copies: an edit of them leaves the model alone."""
         self._require_fit()
-        theta, cov = self.theta, self.theta_cov
+        theta, cov = self.theta.clone(), self.theta_cov.clone()
         if self.recalibration is not None:
             kw = {"dtype": cov.dtype, "device": cov.device}
             b0, s0 = (v.to(**kw) for v in self.recalibration)

@@ -1,0 +1,39 @@
+"""A glioma model's results are its own: an edit of a returned posterior, foci or fitted
+``theta`` leaves the model alone (review of aliasing; each test failed before its mend)."""
+
+from __future__ import annotations
+
+import torch
+
+from bayesphys.odil import GliomaModel
+
+
+def _stand_in(patient) -> GliomaModel:
+    m = GliomaModel.from_patient(patient)
+    m.theta = m._theta0()
+    m.theta_cov = 1e-4 * torch.eye(len(m.theta), dtype=m.dtype)
+    return m
+
+
+def test_edits_of_the_posterior_foci_and_fitted_theta_leave_the_model_alone(patient):
+    m = _stand_in(patient)
+    theta, cov = m.theta.clone(), m.theta_cov.clone()
+    post = m.theta_posterior()
+    post.mean.add_(1.0)  # was the model's theta itself
+    to_dense = post.covariance.to_dense()
+    to_dense.mul_(2.0)
+    m.foci().add_(10.0)  # a view of the fitted theta
+    t, c = m.fitted_theta()  # the model's own tensors without a recalibration
+    t.zero_()
+    c.zero_()
+    assert torch.equal(m.theta, theta)
+    assert torch.equal(m.theta_cov, cov)
+    assert torch.equal(m.theta_posterior().covariance.to_dense(), cov)
+
+
+def test_a_given_theta_still_has_its_foci_as_a_view(patient):
+    m = _stand_in(patient)
+    theta = m._theta0().requires_grad_(True)
+    f = m.foci(theta)
+    f.sum().backward()  # differentiable in the given theta (initial_state relies on it)
+    assert torch.equal(theta.grad[2:], torch.ones_like(theta[2:]))
