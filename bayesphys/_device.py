@@ -383,3 +383,19 @@ def as_tensor(
     if finite:
         check_finite(name, t)
     return t
+
+
+def own_memory(t: torch.Tensor, value: Any) -> torch.Tensor:
+    """``t`` (made from the caller's ``value``), or a copy of it where it shares memory with
+    ``value``: a model that keeps a view of a caller's tensor or numpy array sees the caller's
+    later in-place edits (``src.mul_(0)``, ``arr[...] = 0``). Shapes and dtype unchanged."""
+    if isinstance(value, torch.Tensor):
+        shared = t.untyped_storage().data_ptr() == value.untyped_storage().data_ptr()
+    elif isinstance(value, np.ndarray) and t.device.type == "cpu":
+        try:
+            shared = np.may_share_memory(t.detach().numpy(), value)
+        except TypeError:  # a dtype numpy lacks (bfloat16): converted, so not shared
+            shared = False
+    else:
+        shared = False
+    return t.clone() if shared and t.numel() else t

@@ -51,7 +51,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_real, did_you_mean
-from .._device import as_tensor, model_device, resolve_dtype
+from .._device import as_tensor, model_device, own_memory, resolve_dtype
 from .._model import FitResult
 from .._stack import user_stacklevel
 from ..problems.fisher_kolmogorov import (
@@ -183,7 +183,7 @@ class GliomaModel(GliomaPosteriorMixin):
                     f"{name}: expected tissue probabilities in [0, 1], received values in "
                     f"[{float(m.min()):.3g}, {float(m.max()):.3g}]"
                 )
-        lab = checked_labels(labels, shape, self.device)
+        lab = own_memory(checked_labels(labels, shape, self.device), labels)
         self.labels = lab
         st = checked_settings(
             ndim=len(shape),
@@ -267,7 +267,7 @@ class GliomaModel(GliomaPosteriorMixin):
                 )
             for fk in f.reshape(n_foci, self.ndim):
                 self._check_focus(fk, "focus_init")
-            self.focus_init = f.reshape(-1)
+            self.focus_init = own_memory(f.reshape(-1), focus_init)
         elif n_foci == 1:
             self.focus_init = self.centroid.clone()
         else:
@@ -292,8 +292,9 @@ class GliomaModel(GliomaPosteriorMixin):
 
     def _real_map(self, name: str, value: Any) -> Tensor:
         """A finite real map in the model's dtype and device (a complex map lost its imaginary
-        part with only a warning)."""
-        return as_tensor(name, value, dtype=self.dtype, device=self.device)
+        part with only a warning), in memory of its own (a view of the caller's map saw the
+        caller's later edits: a saved model then held maps it was not fitted to)."""
+        return own_memory(as_tensor(name, value, dtype=self.dtype, device=self.device), value)
 
     # -- model ------------------------------------------------------------------------------
     def _theta(self, theta: Any) -> Tensor:

@@ -37,3 +37,20 @@ def test_a_given_theta_still_has_its_foci_as_a_view(patient):
     f = m.foci(theta)
     f.sum().backward()  # differentiable in the given theta (initial_state relies on it)
     assert torch.equal(theta.grad[2:], torch.ones_like(theta[2:]))
+
+
+def test_later_edits_of_the_callers_maps_do_not_reach_the_model(patient):
+    """The model kept the caller's tensors (``as_tensor`` makes no copy): an edit of the
+    patient's maps after the build changed the model's ``wm`` / ``labels`` / ``pet`` (saved,
+    exported as the observed data) but not the crop it fits, and moved its start focus."""
+    p = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in patient.items()}
+    m = GliomaModel.from_patient(p, use_pet=True)
+    focus = m.centroid.clone()
+    m2 = GliomaModel.from_patient(p, focus_init=focus)
+    before = {k: getattr(m, k).clone() for k in ("wm", "gm", "labels", "pet")}
+    for k in ("wm", "gm", "labels", "pet"):
+        p[k].zero_()
+    focus.add_(4.0)
+    for k, v in before.items():
+        assert torch.equal(getattr(m, k), v), k
+    assert torch.equal(m2.focus_init, m.centroid)
