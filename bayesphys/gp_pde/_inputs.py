@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .._device import check_finite
+from .._device import check_finite, own_memory
 from ..problems.gp_pde import tensor_grid
 from ._errors import NumericalFailure
 
@@ -74,7 +74,8 @@ def parse_grid(x, *, dtype: torch.dtype, device: torch.device) -> list[Tensor]:
 
     def _tensor(v, what: str) -> Tensor:
         try:
-            return torch.as_tensor(v, dtype=dtype, device=device)
+            # memory of its own: the solver kept a view of the caller's axis otherwise
+            return own_memory(torch.as_tensor(v, dtype=dtype, device=device), v)
         except (TypeError, ValueError, RuntimeError) as err:
             raise TypeError(
                 f"{what}: expected real coordinates (grid axes or points [M, d]), received "
@@ -171,7 +172,10 @@ def eval_on_grid(name: str, value, axes: list[Tensor], *, finite: bool = True) -
             f"{name}: expected real values of shape {shape} on the grid; {what} complex "
             f"values ({out.dtype})"
         )
-    out = out.to(dtype=ref.dtype, device=ref.device)
+    # memory of its own (a copy unless the cast made one): a view of the caller's tensor or
+    # array, or of one a callable returns, saw the caller's later edits (a buffer reused to
+    # build the next solver changed the earlier solvers' source)
+    out = own_memory(out.to(dtype=ref.dtype, device=ref.device), out)
     if tuple(out.shape) != shape:
         raise ValueError(
             f"{name}: expected values of shape {shape} on the grid, received {tuple(out.shape)}"

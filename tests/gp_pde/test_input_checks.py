@@ -306,3 +306,25 @@ def test_grid_axes_must_be_one_dimensional():
         GPPDESolver(
             x=[x.reshape(3, 4)], source=torch.sin(x), boundary=torch.zeros(2), num_mixtures=2
         )
+
+
+def test_a_solver_keeps_no_view_of_the_callers_grid_source_or_boundary():
+    """Solvers built in a loop from one reused buffer: each kept a view of the caller's
+    tensors (axes, source) and arrays, so refilling the buffer for the next solver rewrote the
+    source (and grid) of the earlier ones."""
+    import numpy as np
+
+    x = torch.linspace(0.0, 1.0, 10, dtype=torch.float64)
+    src = -torch.ones(10, dtype=torch.float64)
+    bnd = np.zeros(10)
+    captured = torch.full((10,), 2.0, dtype=torch.float64)
+    a = GPPDESolver(x=x, source=src, boundary=bnd, num_mixtures=2, seed=0)
+    b = GPPDESolver(x=[x.numpy()], source=lambda x1: captured, boundary=bnd, num_mixtures=2)
+    axis, f, g = a.axes[0].clone(), a.f.clone(), a.g.clone()
+    src.mul_(3.0)  # the caller's next problem
+    x.mul_(2.0)
+    bnd[:] = 5.0
+    captured.zero_()
+    assert torch.equal(a.f, f) and torch.equal(a.axes[0], axis) and torch.equal(a.g, g)
+    assert torch.equal(b.axes[0], axis)
+    assert torch.equal(b.f, torch.full((10,), 2.0, dtype=torch.float64))
