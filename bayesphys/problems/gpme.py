@@ -43,7 +43,7 @@ from .._checks import (
     did_you_mean,
     stream_seed,
 )
-from .._device import as_tensor, make_generator
+from .._device import as_tensor, make_generator, own_memory
 from .._repr import fields_repr
 
 __all__ = [
@@ -601,7 +601,9 @@ def make_dataset(
                 f"params: expected a 1-D sequence (one parameter per function), received "
                 f"shape {tuple(p.shape)}"
             )
-        p = p.reshape(-1)
+        # memory of its own: the set kept a view of the caller's params, so a later edit of
+        # them relabelled functions whose values stayed those of the old parameters
+        p = own_memory(p.reshape(-1), params)
         if not p.numel():
             raise ValueError("params: expected at least one parameter value, received none")
         prob.check_params("params", float(p.min()), float(p.max()))

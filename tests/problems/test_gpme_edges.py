@@ -82,3 +82,12 @@ def test_diffusion_mass_and_flux_on_a_domain_that_is_not_a_period():
         h = 1e-5
         dmdt = (d.mass(t + h, 2.0) - d.mass(t - h, 2.0)) / (2 * h)
         torch.testing.assert_close(d.boundary_flux(t, 2.0), dmdt, rtol=1e-8, atol=0)
+
+
+def test_a_dataset_keeps_no_view_of_the_callers_params():
+    """``make_dataset(params=t)`` kept ``t`` itself as ``data.params``: a later edit of ``t``
+    relabelled the functions, whose values stayed those of the old parameters."""
+    params = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    data = make_dataset("diffusion", params=params, seed=0)
+    params.fill_(3.0)
+    assert data.params.tolist() == [1.0, 2.0]
