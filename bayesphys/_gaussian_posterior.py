@@ -208,7 +208,8 @@ class GaussianPosterior(_PosteriorBase):
 
     @property
     def mean(self) -> Tensor:
-        """Posterior mean ``[*batch, *event]``."""
+        """Posterior mean ``[*batch, *event]``: the stored tensor, not a copy (as in
+        ``torch.distributions``; an in-place edit of it changes later draws and densities)."""
         return self._mean
 
     @property
@@ -363,10 +364,11 @@ class GaussianPosterior(_PosteriorBase):
 
     def to(self, device: str | torch.device | None) -> GaussianPosterior:
         """A copy on ``device`` (as for a model: ``None`` is the CPU, ``"auto"`` CUDA when
-        present). A custom root moves by its own ``to(device)`` method (the samplers of
-        :mod:`bayesphys.gp_pde` and :mod:`bayesphys.probconserv` have one); a move to another
-        device of a root without one is refused (``ValueError``): its draws would stay on the
-        old device."""
+        present); as ``Tensor.to``, on the posterior's own device it shares ``mean`` and
+        ``covariance`` with this one (an in-place edit of one reaches the other). A custom root
+        moves by its own ``to(device)`` method (the samplers of :mod:`bayesphys.gp_pde` and
+        :mod:`bayesphys.probconserv` have one); a move to another device of a root without one
+        is refused (``ValueError``): its draws would stay on the old device."""
         dev = model_device(device)
         root = self._custom_root
         if root is not None and not same_device(dev, self.device):

@@ -136,7 +136,8 @@ class SamplePosterior(_PosteriorBase):
 
     def to(self, device: str | torch.device | None) -> SamplePosterior:
         """A copy on ``device`` (as for a model: ``None`` is the CPU, ``"auto"`` CUDA when
-        present)."""
+        present). As ``Tensor.to``, on the posterior's own device the new object shares the
+        stored ``draws`` (no second copy of them): an in-place edit of one reaches the other."""
         return SamplePosterior(
             self.draws.to(model_device(device)), event_ndim=len(self.event_shape)
         )
