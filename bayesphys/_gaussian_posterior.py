@@ -168,6 +168,7 @@ class GaussianPosterior(_PosteriorBase):
         self._mean = mean
         self.covariance = covariance
         self._root = None
+        self._root_graph = False  # whether the cached root carries the covariance's graph
         self._custom_root = root
         self._custom_root_dim = root_dim
         if root is not None and root_dim is None:
@@ -222,8 +223,16 @@ class GaussianPosterior(_PosteriorBase):
 
     # -- sampling ---------------------------------------------------------------------------
     def _get_root(self):
-        if self._root is None:
+        # a root factorised without autograd (by ``sample``, under ``torch.no_grad``, or
+        # before the covariance required grad) is rebuilt once gradients are wanted: reused,
+        # it made every later ``rsample`` / ``log_prob`` silently constant in the covariance
+        wants_graph = torch.is_grad_enabled() and self.covariance.requires_grad
+        if self._root is None or (wants_graph and not getattr(self, "_root_graph", False)):
+            old = self._root
             self._root = structured_root(self.covariance, "covariance")
+            self._root_graph = wants_graph
+            if old is not None:
+                self._root.jitter_warned = old.jitter_warned
         return self._root
 
     def _base_dim(self) -> int:
@@ -241,6 +250,8 @@ class GaussianPosterior(_PosteriorBase):
 
         ``base_samples`` (``[*sample_shape, *batch, M]``, floating; cast to the posterior's
         dtype) fixes the standard-normal noise, for common random numbers across posteriors.
+        Differentiable in the mean and the covariance (through its structured root) for the
+        built-in roots; a custom ``root`` carries whatever graph it holds.
         """
         shape = _size(sample_shape)
         m = self._base_dim()
@@ -326,8 +337,10 @@ class GaussianPosterior(_PosteriorBase):
         return self._mean + self.stddev * z
 
     def log_prob(self, value: Tensor) -> Tensor:
-        """Gaussian log density of ``value`` ``[*, *batch, *event]`` -> ``[*, *batch]``, in the
-        posterior's dtype (a floating ``value`` of another dtype is cast to it)."""
+        r"""Gaussian log density of ``value`` ``[*, *batch, *event]`` -> ``[*, *batch]``, in the
+        posterior's dtype (a floating ``value`` of another dtype is cast to it):
+        :math:`-\tfrac12[(x-\mu)^\top\Sigma^{-1}(x-\mu) + \log|\Sigma| + N\log 2\pi]`,
+        differentiable in ``value``, the mean and the covariance."""
         if self._custom_root is not None:
             raise NotImplementedError(
                 "GaussianPosterior.log_prob: not available with a custom root"
@@ -384,7 +397,7 @@ class GaussianPosterior(_PosteriorBase):
 
     def __getstate__(self) -> dict[str, Any]:
         # the cached root holds closures, which do not pickle; it is rebuilt on first use
-        return {**self.__dict__, "_root": None}
+        return {**self.__dict__, "_root": None, "_root_graph": False}
 
     def __repr__(self) -> str:
         return (

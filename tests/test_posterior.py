@@ -184,6 +184,76 @@ def test_rsample_has_gradient_and_base_samples():
         post.rsample(base_samples=torch.randn(2, 4, dtype=D))
 
 
+def _scaled(kind: str, sizes: tuple[int, ...], t: torch.Tensor) -> object:
+    """The ``kind`` covariance of ``_structured`` with its pieces scaled by ``exp(t)`` (and
+    ``exp(t / 2)`` for a low-rank root), so that it depends differentiably on ``t``."""
+    gen = torch.Generator().manual_seed(3)
+    cov, e = _structured(kind, sizes, gen), t.exp()
+    if kind == "dense":
+        return DenseLinearOperator(e * cov.to_dense())
+    if kind == "diag":
+        return DiagLinearOperator(e * cov.diagonal())
+    if kind == "lowrank":
+        return LowRankRootAddedDiagLinearOperator(
+            LowRankRootLinearOperator(e.sqrt() * cov._linear_op.root.to_dense()),
+            DiagLinearOperator(e * cov._diag_tensor.diagonal()),
+        )
+    kron = cov._linear_op if kind == "kron_diag" else cov
+    first, *rest = [f.to_dense() for f in kron.linear_ops]
+    kron = KroneckerProductLinearOperator(
+        DenseLinearOperator(e * first), *[DenseLinearOperator(f) for f in rest]
+    )
+    if kind == "kron_diag":
+        noise = cov._diag_tensor.diag_values
+        return KroneckerProductAddedDiagLinearOperator(
+            kron, ConstantDiagLinearOperator(e * noise, diag_shape=math.prod(sizes))
+        )
+    return kron
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_rsample_and_log_prob_gradients_match_finite_differences(kind):
+    sizes = (2, 3)
+    mean = torch.randn(6, dtype=D, requires_grad=True)
+    t = torch.tensor(0.2, dtype=D, requires_grad=True)
+    value = torch.randn(2, 6, dtype=D, requires_grad=True)
+    m = GaussianPosterior(mean.detach(), _scaled(kind, sizes, t.detach()))._base_dim()
+    z = torch.randn(3, m, dtype=D)
+
+    def draws(mu, t):
+        return GaussianPosterior(mu, _scaled(kind, sizes, t)).rsample((3,), base_samples=z)
+
+    def log_prob(mu, t, v):
+        return GaussianPosterior(mu, _scaled(kind, sizes, t)).log_prob(v)
+
+    assert torch.autograd.gradcheck(draws, (mean, t))
+    assert torch.autograd.gradcheck(log_prob, (mean, t, value))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_gradients_reach_the_covariance_after_a_draw_without_them(kind):
+    # a root factorised by sample() (under no_grad) was cached and reused: later rsample and
+    # log_prob were silently constant in the covariance (validate=False, or a large dense one)
+    t = torch.tensor(0.2, dtype=D, requires_grad=True)
+    post = GaussianPosterior(torch.zeros(6, dtype=D), _scaled(kind, (2, 3), t), validate=False)
+    post.sample((2,))
+    with torch.no_grad():
+        post.log_prob(torch.ones(6, dtype=D))
+    draws = post.rsample((4,), generator=torch.Generator().manual_seed(0))
+    lp = post.log_prob(torch.ones(6, dtype=D))
+    assert draws.requires_grad and lp.requires_grad
+    (g_draw,) = torch.autograd.grad(draws.pow(2).sum(), t, retain_graph=True)
+    (g_lp,) = torch.autograd.grad(lp, t)
+
+    def fresh() -> GaussianPosterior:
+        return GaussianPosterior(torch.zeros(6, dtype=D), _scaled(kind, (2, 3), t))
+
+    ref = fresh().rsample((4,), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(g_draw, torch.autograd.grad(ref.pow(2).sum(), t)[0])
+    ref_lp = fresh().log_prob(torch.ones(6, dtype=D))
+    torch.testing.assert_close(g_lp, torch.autograd.grad(ref_lp, t)[0])
+
+
 def test_batch_shape():
     cov = torch.eye(4, dtype=D).expand(3, 4, 4)
     post = GaussianPosterior(torch.zeros(3, 4, dtype=D), cov, event_shape=(4,))
