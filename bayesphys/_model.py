@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import functools
 import io
 import math
 import re
@@ -34,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -51,6 +52,23 @@ __all__ = [
     "DivergenceError",
     "DivergenceGuard",
 ]
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def with_autograd(fit: _F) -> _F:
+    """Run ``fit`` with autograd on, whatever the caller's mode: a fit needs gradients, and
+    one called inside ``torch.no_grad()`` or ``torch.inference_mode()`` (an evaluation block,
+    a validation hook) failed at its first backward with torch's "element 0 of tensors does
+    not require grad". The caller's mode is back in force for the rest of its code."""
+
+    @functools.wraps(fit)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with torch.inference_mode(False), torch.enable_grad():
+            return fit(*args, **kwargs)
+
+    return run  # type: ignore[return-value]
 
 
 def warn_untrained(where: str, steps_done: int) -> None:

@@ -46,6 +46,7 @@ from .._model import (
     _snapshot,
     optimize,
     save_checkpoint,
+    with_autograd,
 )
 from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
@@ -368,6 +369,7 @@ class GPPDESolver:
         return float((pred - ex).norm() / ex.norm())
 
     # ------------------------------------------------------------------ fit
+    @with_autograd
     def fit(
         self,
         data: None = None,

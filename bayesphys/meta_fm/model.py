@@ -51,6 +51,7 @@ from .._model import (
     require_entries,
     save_checkpoint,
     warn_untrained,
+    with_autograd,
 )
 from .._stack import user_stacklevel
 from .._time_budget import TimeBudget, check_max_seconds
@@ -382,6 +383,7 @@ class MetaFlowMatching:
         v = self.net["field"](t, xt, None if cond is None else cond[:, None, :])
         return cfm_loss(v.reshape(-1, d), u.reshape(-1, d))
 
+    @with_autograd
     def fit(
         self,
         data: PopulationPairs | None = None,

@@ -75,6 +75,7 @@ from .._model import (
     require_entries,
     save_checkpoint,
     warn_untrained,
+    with_autograd,
 )
 from .._progress import progress_bar
 from .._time_budget import TimeBudget, check_max_seconds
@@ -398,6 +399,7 @@ class RandomGridNP:
             ua = q.loc + q.cov_diag.sqrt() * eps + (q.cov_factor @ eta)[..., 0]
         return self.inverse_net(xa, ua, w).log_prob(z)
 
+    @with_autograd
     def fit(
         self,
         data: dict[str, Any] | None = None,

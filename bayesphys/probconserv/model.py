@@ -44,7 +44,7 @@ from .._checks import (
 )
 from .._data_parallel import GradientSync, rank_generator_seed
 from .._device import as_tensor, model_device, resolve_dtype, seeded_build
-from .._model import FitResult, optimize, warn_untrained
+from .._model import FitResult, optimize, warn_untrained, with_autograd
 from .._time_budget import TimeBudget, check_max_seconds
 from ..posterior import GaussianPosterior
 from ..problems.gpme import GPMEData, GPMEProblem, get_problem, make_dataset
@@ -253,6 +253,7 @@ class ProbConserv:
             raise ValueError(f"weight: expected >= 0 (ANP only), received {weight}")
         self.config.softc_weight = float(weight)
 
+    @with_autograd
     def fit(
         self,
         data: GPMEData | None = None,

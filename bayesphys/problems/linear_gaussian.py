@@ -39,6 +39,7 @@ from .._model import (
     refuse_unknown,
     require_entries,
     save_checkpoint,
+    with_autograd,
 )
 from ..posterior import GaussianPosterior
 
@@ -194,6 +195,7 @@ class ConjugateGaussianField:
     def outputscale(self) -> float:
         return float(self.log_outputscale.exp())
 
+    @with_autograd
     def fit(
         self, data: None = None, *, steps: int = 200, lr: float = 0.05, progress: bool = True
     ) -> FitResult:

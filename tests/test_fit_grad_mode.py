@@ -1,0 +1,68 @@
+"""A fit called inside ``torch.no_grad()`` or ``torch.inference_mode()`` (an evaluation block,
+a validation hook) trains as it does outside one: every one failed at its first backward with
+"element 0 of tensors does not require grad" (each test failed before)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.tiny_models import TINY_MFM, tiny_rgnp
+
+MODES = {"no_grad": torch.no_grad, "inference_mode": torch.inference_mode}
+
+
+def _gp_pde():
+    from bayesphys.gp_pde import GPPDESolver
+
+    return GPPDESolver("poisson1d-low", num_mixtures=3, seed=0), {"steps": 3}
+
+
+def _probconserv():
+    from bayesphys.probconserv import ProbConserv
+
+    return ProbConserv("stefan", step1="anp", hidden=16, n_samples=8, seed=0), {"steps": 2}
+
+
+def _neural_process():
+    return tiny_rgnp(), {"steps": 2}
+
+
+def _meta_fm():
+    from bayesphys.meta_fm import MetaFlowMatching
+    from bayesphys.problems.populations import linear_map
+
+    data = linear_map(n_train=6, n_cal=0, n_test=2, n_points=32, seed=0)
+    return MetaFlowMatching(data, seed=0, **TINY_MFM), {"steps": 2}
+
+
+def _gaussian_field():
+    from bayesphys.problems.linear_gaussian import ConjugateGaussianField
+
+    x = torch.linspace(0, 1, 10, dtype=torch.float64)
+    return ConjugateGaussianField(x, [1, 5], [0.2, 0.3], seed=0), {"steps": 3}
+
+
+BUILDS = {
+    "gp_pde": _gp_pde,
+    "probconserv": _probconserv,
+    "neural_process": _neural_process,
+    "meta_fm": _meta_fm,
+    "gaussian_field": _gaussian_field,
+}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("component", list(BUILDS))
+def test_a_fit_inside_a_no_grad_block_trains_as_outside_it(component, mode):
+    torch.set_num_threads(1)
+    model, kw = BUILDS[component]()
+    ref = model.fit(progress=False, **kw).loss_history
+    model, kw = BUILDS[component]()
+    with MODES[mode]():
+        res = model.fit(progress=False, **kw)
+        # the caller's mode is in force again after the fit
+        assert not torch.is_grad_enabled()
+        assert torch.is_inference_mode_enabled() == (mode == "inference_mode")
+    assert res.steps == kw["steps"]
+    assert res.loss_history == ref
