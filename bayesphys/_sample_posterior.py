@@ -99,11 +99,13 @@ class SamplePosterior(_PosteriorBase):
         *,
         seed: int | None = None,
     ) -> Tensor:
-        """Resample stored draws with replacement: ``[*sample_shape, *batch, *event]``;
-        ``generator`` or ``seed`` (not both) makes them reproducible."""
+        """Resample stored draws with replacement: ``[*sample_shape, *batch, *event]``, without
+        gradient (as every posterior's ``sample``: stored draws that require grad gave draws
+        holding their whole graph); ``generator`` or ``seed`` (not both) makes them
+        reproducible."""
         shape = _size(sample_shape)
         generator = _sampling_generator(generator, seed, self.device)
-        flat = self._flat()
+        flat = self._flat().detach()
         idx = torch.randint(
             flat.shape[0], (math.prod(shape),), device=self.device, generator=generator
         )

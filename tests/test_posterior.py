@@ -301,6 +301,20 @@ def test_sample_posterior_moments_and_errors():
         SamplePosterior(draws, event_ndim=5)
 
 
+def test_sample_gives_draws_without_gradient_for_every_posterior():
+    # the protocol's sample() has no gradient; an empirical posterior of draws that required
+    # grad gave resampled draws carrying (and holding alive) the draws' whole graph
+    w = torch.ones((), dtype=D, requires_grad=True)
+    draws = w * torch.randn(2, 10, 3, dtype=D)
+    mean = w * torch.zeros(3, dtype=D)
+    for post in (SamplePosterior(draws), GaussianPosterior(mean, torch.eye(3, dtype=D))):
+        out = post.sample((4,), seed=0)
+        assert out.shape == (4, 3)
+        assert not out.requires_grad and out.grad_fn is None
+    out = SamplePosterior(draws).sample((4,), seed=0)
+    assert all(any(torch.equal(row, d) for d in draws.detach().reshape(20, 3)) for row in out)
+
+
 def test_sample_posterior_refuses_integer_draws_and_fractional_event_ndim():
     # integer draws were accepted; quantile(0.5) then said "q: expected probabilities strictly
     # inside (0, 1), received 0.5" (q cast to int64) and variance failed inside torch
