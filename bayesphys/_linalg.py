@@ -293,6 +293,12 @@ def _kron_root(factors: list[Tensor], name: str) -> StructuredRoot:
 
     def solve(v):
         _warn_jittered(root, name, jitter)
+        # inverses formed without autograd (a solve under no_grad) are formed again when
+        # gradients are wanted: reused, they dropped the solve's share of the gradient
+        # (log_prob's gradient was that of its log-determinant alone)
+        wants_graph = torch.is_grad_enabled() and any(c.requires_grad for c in chols)
+        if inv and wants_graph and not inv[0].requires_grad:
+            inv.clear()
         if not inv:
             eye = [torch.eye(s, dtype=c.dtype, device=c.device) for s, c in zip(sizes, chols)]
             inv.extend(torch.cholesky_solve(e, c) for e, c in zip(eye, chols))

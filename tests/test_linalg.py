@@ -222,3 +222,30 @@ def test_lstsq_any_rank_is_the_minimum_norm_least_squares_solution(m, k, rank, r
         assert got.shape == (k, r)
         tol = 1e-8 * float(want.abs().max().clamp_min(1.0))
         torch.testing.assert_close(got, want, rtol=0, atol=tol)
+
+
+def test_kronecker_solve_after_one_without_autograd_keeps_the_gradient():
+    # the factors' inverses, cached at the first solve, were reused without their graph after
+    # a solve under no_grad: log_prob's gradient was then that of its log-determinant alone
+    from linear_operator.operators import DenseLinearOperator, KroneckerProductLinearOperator
+
+    from bayesphys._linalg import structured_root
+
+    a, b = _spd(2, 0, 10.0), _spd(3, 1, 10.0)
+    t = torch.tensor(0.3, dtype=F64, requires_grad=True)
+    v = torch.randn(6, generator=torch.Generator().manual_seed(2), dtype=F64)
+
+    def quad(warm: bool) -> torch.Tensor:
+        root = structured_root(
+            KroneckerProductLinearOperator(DenseLinearOperator(t.exp() * a), DenseLinearOperator(b))
+        )
+        if warm:
+            with torch.no_grad():
+                root.solve(v)
+        return (v * root.solve(v)).sum()
+
+    (g_warm,) = torch.autograd.grad(quad(True), t)
+    (g_fresh,) = torch.autograd.grad(quad(False), t)
+    # v^T (e^t A (x) B)^{-1} v = e^{-t} v^T (A (x) B)^{-1} v: its t-derivative is minus itself
+    torch.testing.assert_close(g_fresh, -quad(False).detach())
+    torch.testing.assert_close(g_warm, g_fresh)
