@@ -66,3 +66,50 @@ def test_a_fit_inside_a_no_grad_block_trains_as_outside_it(component, mode):
         assert torch.is_inference_mode_enabled() == (mode == "inference_mode")
     assert res.steps == kw["steps"]
     assert res.loss_history == ref
+
+
+def _odil_adam():
+    from bayesphys.odil import minimize
+    from tests.odil.test_engine import _linear_gaussian
+
+    prob = _linear_gaussian()[0]
+    return lambda: minimize(prob, method="adam", steps=3)[1].loss_history
+
+
+def _train_ddp():
+    from bayesphys.distributed.ddp import train_ddp
+
+    x = torch.linspace(0, 1, 16).reshape(-1, 1)
+    return lambda: (
+        train_ddp(
+            lambda: torch.nn.Linear(1, 1),
+            lambda m, b: ((m(b[0]) - 2 * b[0]) ** 2).mean(),
+            [x],
+            epochs=2,
+            batch_size=8,
+            progress=False,
+        ).loss_history
+    )
+
+
+def _nuts():
+    from bayesphys.odil import GliomaModel, nuts_reference
+    from bayesphys.problems.glioma import brain_phantom, synthetic_patient
+
+    model = GliomaModel.from_patient(synthetic_patient(0, phantom=brain_phantom(32, 4.0)), seed=0)
+    model.fit(progress=False)
+    return lambda: nuts_reference(model, num_samples=3, warmup_steps=3)[0].flatten().tolist()
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize(
+    "build", [_odil_adam, _train_ddp, _nuts], ids=["odil_adam", "train_ddp", "nuts"]
+)
+def test_the_other_trainers_run_inside_a_no_grad_block(build, mode):
+    # the discrete-loss engine's Adam and the data-parallel loop failed as the fits did
+    ref = build()()
+    run = build()
+    with MODES[mode]():
+        got = run()
+        assert not torch.is_grad_enabled()
+    assert got == ref and len(got) > 0

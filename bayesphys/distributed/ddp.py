@@ -43,7 +43,13 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
 from .._checks import check_bool, check_int, check_real, check_seed, stream_seed
-from .._model import FitResult, check_checkpointable, load_checkpoint, save_checkpoint
+from .._model import (
+    FitResult,
+    check_checkpointable,
+    load_checkpoint,
+    save_checkpoint,
+    with_autograd,
+)
 from .._progress import progress_bar
 from .._stack import user_stacklevel
 from ._process_group import (
@@ -404,6 +410,7 @@ def _cpu_copy(value: Any) -> Any:
     return copy.deepcopy(value)
 
 
+@with_autograd
 def train_ddp(
     model_fn: Callable[[], torch.nn.Module],
     loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor],

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from .._checks import check_bool, check_int, check_seed, require
 from .._device import seeded
+from .._model import with_autograd
 
 if TYPE_CHECKING:  # pragma: no cover
     from .glioma import GliomaModel
@@ -22,6 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["nuts_reference"]
 
 
+@with_autograd
 def nuts_reference(
     model: GliomaModel,
     *,
