@@ -101,7 +101,12 @@ def solve_cavity(
         Equally spaced output times in ``(0, t_end]`` (``>= 1``).
     dt : float or None
         Time step (default: 0.8 x the explicit stability limit
-        :math:`\min(h^2/(4\nu), h/\max|u|)`).
+        :math:`\min(h^2/(4\nu),\ h/U,\ 2\nu/U^2)`, :math:`U` the largest lid speed of the
+        run: :math:`|w|` for the constant lid, :math:`|w|\max(1, t_{end})` for the
+        regularised one, whose speed grows like :math:`t`). The last term is the explicit
+        (forward Euler, central advection) scheme's advection-diffusion limit; without it and
+        with the lid speed taken as :math:`|w|` a long run (e.g. ``t_end=20`` at ``n=11``,
+        the prior's :math:`\nu = 0.1`) or a fast lid (``w=1000``, ``n=50``) ended in NaN.
     profile : str
         Lid profile (:func:`lid_velocity`).
 
@@ -109,10 +114,10 @@ def solve_cavity(
     -----
     The run takes :math:`\lceil t_{end}/\Delta t\rceil` steps (rounded up to a multiple of
     ``n_snapshots``); more than :data:`CAVITY_MAX_STEPS` is a ``ValueError`` before any
-    stepping. Through the advective limit :math:`\Delta t \le h/|w|` this bounds the lid
-    speed to about :math:`|w| \le 0.8\,` ``CAVITY_MAX_STEPS`` :math:`h / t_{end}` (e.g.
-    ``|w| <~ 1.6e4`` for ``n = 50``, ``t_end = 1``); the viscous limit
-    :math:`h^2/(4\nu)` counts too.
+    stepping. Through the limits :math:`\Delta t \le h/U` and :math:`\Delta t \le 2\nu/U^2`
+    this bounds the lid speed, e.g. to about :math:`U \le \sqrt{1.6\,\nu N_{max}/t_{end}}`
+    (:math:`N_{max}` = ``CAVITY_MAX_STEPS``) where the last limit binds (``U <~ 400`` for
+    :math:`\nu = 0.1`, ``t_end = 1``); the viscous limit :math:`h^2/(4\nu)` counts too.
 
     Returns
     -------
@@ -133,7 +138,13 @@ def solve_cavity(
     nu = mu / rho
     h = 1.0 / (n - 1)
     x = np.linspace(0.0, 1.0, n)
-    limit = min(h * h / (4.0 * nu), h / max(abs(w), 1e-12))
+    # the largest lid speed of the run: the regularised lid moves at w t, faster than |w|
+    # once t > 1 (max(1, t_end) keeps the step of runs to t_end <= 1 as it was)
+    speed = max(abs(w) * (max(1.0, t_end) if profile == "regularised" else 1.0), 1e-12)
+    # forward Euler with central differences: viscous h^2/(4 nu), advective h/U and the
+    # advection-diffusion bound 2 nu / U^2 (|G| <= 1 for the long waves); both of the
+    # latter were exceeded once U h / nu > 2 and the run ended in NaN
+    limit = min(h * h / (4.0 * nu), h / speed, 2.0 * nu / speed**2)
     dt = 0.8 * limit if dt is None else float(dt)
     if not (0 < dt <= limit):
         raise ValueError(f"dt: expected 0 < dt <= {limit:.3g} (stability), received {dt}")

@@ -1,6 +1,7 @@
 """The lid-driven cavity reference solver and the Navier-Stokes residual."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -153,3 +154,36 @@ def test_every_snapshot_is_filled_when_the_time_step_is_coarse(n):
     for i, ti in enumerate(s["t"]):  # an unfilled snapshot is all zeros, its lid too
         assert np.allclose(s["u"][i, -1], lid_velocity(s["x"], ti)), i  # the lid at time t_i
     assert np.abs(s["u"][-1, 1:-1, 1:-1]).max() > 0  # the fluid has been set in motion
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        # the regularised lid moves at w t: at t = 20 twenty times faster than the |w| the
+        # step was sized for
+        dict(rho=1.0, mu=0.1, n=11, t_end=20.0),
+        # a fast constant lid: cell Reynolds number U h / nu = 200, past the explicit
+        # scheme's advection-diffusion bound dt <= 2 nu / U^2
+        dict(rho=1.0, mu=0.1, w=1000.0, n=50, t_end=0.01, profile="constant"),
+    ],
+)
+def test_default_step_is_stable_for_a_fast_lid(kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # an overflow on the way to NaN
+        s = solve_cavity(n_snapshots=2, **kw)
+    lid = np.abs(s["u"][:, -1]).max()
+    assert np.isfinite(s["u"]).all() and np.isfinite(s["omega"]).all()
+    # the fluid is driven by the lid alone: it moves no faster than the lid
+    assert np.abs(s["u"][:, 1:-1, 1:-1]).max() <= 1.05 * lid
+    assert np.abs(s["v"]).max() <= 1.05 * lid
+
+
+def test_default_step_of_the_prior_box_is_unchanged():
+    # the added limits bind only past the prior (rho, mu) box at t_end = 1: its runs keep
+    # their steps (the test set's data are those of before)
+    s = solve_cavity(0.8, 0.1, n=50, n_snapshots=1)
+    h, nu = 1 / 49, 0.1 / 0.8
+    per = math.ceil(1.0 / (0.8 * h * h / (4 * nu)) - 1e-9)
+    # the viscous limit alone sets the step: a run given that step is the default run
+    ref = solve_cavity(0.8, 0.1, n=50, n_snapshots=1, dt=1.0 / per)
+    np.testing.assert_array_equal(s["u"], ref["u"])
