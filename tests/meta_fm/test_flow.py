@@ -128,3 +128,21 @@ def test_bad_input_raises_clear_errors():
         MetaFlowMatching(nanpairs, **SMALL)
     with pytest.raises(ValueError, match="method"):
         MetaFlowMatching(d, method="XYZ")
+
+
+def test_rk4_is_fourth_order_on_a_time_dependent_flow():
+    # dx/dt = cos(t) x + t^2 (x(1) in closed form): the stage times t + h/2, t + h enter;
+    # a stage evaluated at the wrong time drops the order to 1 or 2
+    x0 = torch.ones(4, 2, dtype=torch.float64)
+    s1 = math.sin(1.0)
+    # x(1) = e^{sin 1} (1 + int_0^1 s^2 e^{-sin s} ds)
+    from scipy.integrate import quad
+
+    integral = quad(lambda s: s * s * math.exp(-math.sin(s)), 0.0, 1.0, epsabs=1e-14)[0]
+    exact = math.exp(s1) * (1 + integral)
+    errs = [
+        float((integrate(lambda t, x: torch.cos(t) * x + t**2, x0, steps=n) - exact).abs().max())
+        for n in (8, 16)
+    ]
+    order = math.log2(errs[0] / errs[1])
+    assert 3.7 < order < 4.3, (errs, order)
