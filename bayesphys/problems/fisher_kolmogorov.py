@@ -176,7 +176,11 @@ def max_step(
     :math:`\le 1`. ``"euler"`` also takes the reaction :math:`\Delta t\rho c(1-c)` in the same
     step: linearised at :math:`c = 1` it adds :math:`-\rho` to the eigenvalues, so
     :math:`\Delta t \le 2/(2a + |\rho|)` (the grid-scale mode at :math:`\Delta t = 1/a`
-    grew by :math:`1 + \Delta t\rho` per step); ``"strang"`` uses the exact flow
+    grew by :math:`1 + \Delta t\rho` per step). That bound is stability, not the range
+    :math:`[0, 1]`: an Euler step keeps :math:`c \le 1` only for :math:`\Delta t(a + \rho)
+    \le 1`, so up to twice that step ``"euler"`` may overshoot 1 (``D_w = 0``,
+    :math:`\Delta t\rho = 2`: 0.75 -> 1.125); :func:`stable_steps`' step keeps it on the
+    benchmarks' settings (:math:`\Delta t\rho \le 0.31`). ``"strang"`` uses the exact flow
     :func:`logistic_step` and keeps :math:`1/a`. ``faces``: the face maps ``[*grid]`` per axis
     (as :func:`tissue_faces`); ``dw``, ``rho``: numbers or tensors (their largest magnitude is
     used).

@@ -22,8 +22,8 @@ tridiagonal solve. Sensors (P2): every 3rd node from index 20 to 179 (54 points 
 
 priors :math:`z_0 \sim U[0.01, 0.1]`, :math:`z_1 \sim U[0.5, 1]`, :math:`w \sim U[0.5, 2]`
 (the training prior, also used for the test set; see the anchor's note on the repo's mismatch).
-Reference: second-order finite differences on 501 nodes, Crank-Nicolson (implicit midpoint in
-time) with ``dt = 0.01`` for 100 steps, Newton at every step.
+Reference: second-order finite differences on 501 nodes, Crank-Nicolson (the trapezoidal rule
+in time, on the nonlinear term too) with ``dt = 0.01`` for 100 steps, Newton at every step.
 
 Boundary conditions are imposed exactly, :math:`u = B(x) + D(x)\,\tilde u`:
 Poisson :math:`B = 0, D = \cos(\pi x / 2)`; Burgers :math:`B = \sin(2 w\pi x)\sin(\pi x)`,
