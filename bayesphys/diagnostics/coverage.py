@@ -60,6 +60,17 @@ __all__ = [
 ]
 
 
+def _float_summaries(truth: Tensor, draws: Tensor) -> tuple[Tensor, Tensor]:
+    """Integer or bool summaries (a count, a model indicator) as float64: the ranks compare
+    them as they are, but TARP's box and HDI runs subtract values (``-`` is refused for bool
+    tensors) and the scores need floats. Floating-point summaries are returned unchanged."""
+    if not truth.is_floating_point():
+        truth = truth.double()
+    if not draws.is_floating_point():
+        draws = draws.double()
+    return truth, draws
+
+
 def central_coverage(truth: Tensor, draws: Tensor, level: float, *, seed: int = 0) -> Tensor:
     """Inside-indicator ``[N, K]`` of the truth in the central ``level`` credible interval.
 
@@ -89,6 +100,7 @@ def hdi_pit(truth: Tensor, draws: Tensor, *, seed: int = 0, max_sizes: int = 100
     truth lies deep inside the sample HDI.
     """
     check_truth_draws(truth, draws)
+    truth, draws = _float_summaries(truth, draws)
     seed = check_seed("seed", seed)
     max_sizes = check_int("max_sizes", max_sizes, minimum=1)
     pool = torch.cat([truth[:, None, :], draws], 1)  # [N, n, K], the truth first
@@ -167,10 +179,12 @@ def tarp(
     """TARP expected coverage of ``K``-dim vectors ``truth [N, K]`` among ``draws [N, L, K]``.
 
     Coordinates are min-max normalised by the range of truths and draws together; references
-    are uniform in ``[0, 1]^K``, one per simulation. Returns ``{"alpha" [n_alpha], "ecp" [n_alpha],
+    are uniform in ``[0, 1]^K``, one per simulation (integer or bool summaries are taken as
+    float64). Returns ``{"alpha" [n_alpha], "ecp" [n_alpha],
     "f" [N], "atc": float, "pvalue": float}``.
     """
     check_truth_draws(truth, draws)
+    truth, draws = _float_summaries(truth, draws)
     seed = check_seed("seed", seed)
     n_alpha = check_int("n_alpha", n_alpha, minimum=2)
     # the box of truths *and* draws: a symmetric function of each problem's (truth, draws), so
@@ -207,9 +221,11 @@ def tarp(
 def score_summary(truth: Tensor, draws: Tensor) -> dict:
     """Mean CRPS (sample form) and mean NLL under the moment-matched Gaussian, over ``[N, K]``.
 
-    Both are in the units of the summaries; lower is better.
+    Both are in the units of the summaries; lower is better. Integer or bool summaries are
+    taken as float64.
     """
     check_truth_draws(truth, draws)
+    truth, draws = _float_summaries(truth, draws)
     if draws.shape[1] < 2:
         raise ValueError(
             f"draws: expected at least 2 draws per problem (L >= 2) for the moment-matched NLL, "

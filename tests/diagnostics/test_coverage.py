@@ -190,3 +190,21 @@ def test_tarp_is_unit_free(overconfident_model, scale):
     # a parameter that never varies keeps a unit range and does not break the scores
     const = tarp(rec.truth * 0, rec.draws * 0, seed=0)
     assert const["ecp"].isfinite().all()
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.int64])
+def test_integer_and_bool_summaries_are_scored_as_their_float_values(dtype):
+    """A count or a model indicator as a summary: TARP, the HDI rank and the scores give what
+    the same values as float64 give (bool summaries crashed TARP and the HDI rank on a bool
+    subtraction; integer ones crashed the scores, and so ``analyse``)."""
+    from bayesphys.diagnostics import hdi_pit
+
+    g = torch.Generator().manual_seed(0)
+    hi = 2 if dtype == torch.bool else 4
+    truth = torch.randint(0, hi, (60, 2), generator=g).to(dtype)
+    draws = torch.randint(0, hi, (60, 19, 2), generator=g).to(dtype)
+    t64, d64 = truth.double(), draws.double()
+    got, want = tarp(truth, draws, seed=3), tarp(t64, d64, seed=3)
+    assert torch.equal(got["f"], want["f"]) and got["pvalue"] == want["pvalue"]
+    assert torch.equal(hdi_pit(truth, draws, seed=3), hdi_pit(t64, d64, seed=3))
+    assert score_summary(truth, draws) == score_summary(t64, d64)
