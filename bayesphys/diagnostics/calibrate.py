@@ -46,8 +46,11 @@ def run_sbc(
     ``simulate(n, seed=) -> (theta [n, *event], data)``, ``infer(data[i]) -> Posterior |
     draws [L', *event]``, ``summaries {name: [*S, *event] -> [*S]}``. Returns a
     :class:`CalibrationResult`; ``result.metrics()`` gives the row metrics. ``progress``: a
-    progress bar over the ``n_sims`` inferences on stderr (``False``: none).
+    progress bar over the ``n_sims`` inferences on stderr (``False``: none). ``n_draws >= 2``
+    (the scores' moment-matched NLL needs a draws' variance), checked before any simulation.
     """
+    # refused here, before the N inferences (analyse's scores refused L = 1 only after them)
+    check_int("n_draws", n_draws, minimum=2)
     rec = simulate_and_infer(
         simulate,
         infer,

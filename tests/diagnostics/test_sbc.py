@@ -299,3 +299,18 @@ def test_ranks_against_a_brute_force_count_with_ties(n_sims, n_draws, k, levels,
     cont = draws + 0.5 * torch.rand(draws.shape, generator=g, dtype=torch.float64) + 0.25
     less = (cont < truth[:, None, :]).sum(1)
     assert torch.equal(sbc_ranks(truth, cont, seed=seed), less)
+
+
+def test_a_single_draw_is_refused_before_any_simulation():
+    """L = 1 cannot be scored (the moment-matched NLL needs a variance of the draws): run_sbc
+    refuses it before simulating, where it used to run every inference first."""
+    fam = CoreFamily()
+    calls = []
+
+    def simulate(n, *, seed):
+        calls.append(n)
+        return fam.simulate(n, seed=seed)
+
+    with pytest.raises(ValueError, match="draws"):
+        run_sbc(simulate, fam.infer, fam.summaries(), n_sims=5, n_draws=1, progress=False)
+    assert calls == []
