@@ -1,0 +1,147 @@
+"""Null level and power of the calibration checks on posteriors of known calibration.
+
+No model is trained: ``theta ~ N(0, I_K)``, ``x = theta + N(0, I_K)``, so the exact posterior is
+``N(x / 2, I / 2)``; its ``L`` draws are then made too narrow (sd x 0.7), too wide (sd x 1.5) or
+biased (mean + 0.5 sd). ``decorrelated`` (``K = 2``) has prior correlation 0.9, so the exact
+posterior has correlation 0.76, and draws with the exact marginals but independent
+coordinates: the marginals are calibrated, only the joint is wrong. Each case is run ``--reps``
+times at the sizes of ``bayesphys calibrate`` (N problems, L draws) and each check's rejection
+rate is printed as a markdown table (the numbers in docs/calibration.md, "Power at the default
+sizes")::
+
+    python benchmarks/calibration_power.py --reps 300
+
+Checks: ``sbc_pvalue < 0.01`` (chi-square, Bonferroni over K), ``sbc_pvalue_ks < 0.01``,
+``tarp_pvalue < 0.01``, a rank ECDF leaving the simultaneous 95 % band somewhere (the band of
+the PIT-ECDF plot; any of the K curves), and ``not is_calibrated`` (``sbc_pvalue < 0.01`` or
+``coverage90`` outside ``[0.85, 0.95]``).
+
+A second table (``--recal-reps``, 0 skips it) fits the record recalibration maps
+(``zscore``, ``affine``, ``shape``) on ``n_fit`` held-out problems of the *exact* posterior and
+applies them to ``N`` further ones, as ``calibration_rows(..., recalibrate=n_fit)`` does for a
+rejected row: how much a map fitted on finitely many problems degrades a calibrated posterior.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from bayesphys.diagnostics import (
+    SimulationRecord,
+    analyse,
+    ecdf_band,
+    fit_record_recalibration,
+    is_calibrated,
+    pit_ecdf,
+)
+
+SIZES = ((50, 49), (100, 49), (200, 99), (500, 99))
+CASES = {  # name: (K, sd factor, bias in posterior sd, prior correlation)
+    "exact": (1, 1.0, 0.0, 0.0),
+    "narrow x0.7": (1, 0.7, 0.0, 0.0),
+    "wide x1.5": (1, 1.5, 0.0, 0.0),
+    "bias 0.5 sd": (1, 1.0, 0.5, 0.0),
+    "exact K=2": (2, 1.0, 0.0, 0.9),
+    "decorrelated K=2": (2, 1.0, 0.0, 0.9),
+}
+
+
+def record(case: str, n: int, n_draws: int, g: torch.Generator) -> SimulationRecord:
+    """Truth ``[n, K]`` and draws ``[n, L, K]`` of one repetition of ``case``."""
+    k, width, bias, rho = CASES[case]
+    prior = torch.full((k, k), rho, dtype=torch.float64).fill_diagonal_(1.0)
+    theta = torch.randn(n, k, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(prior).T
+    x = theta + torch.randn(n, k, generator=g, dtype=torch.float64)
+    cov = torch.linalg.inv(torch.linalg.inv(prior) + torch.eye(k, dtype=torch.float64))
+    mean = x @ cov.T  # cov is symmetric: the posterior mean cov x
+    chol = torch.linalg.cholesky(cov)
+    if case.startswith("decorrelated"):
+        chol = cov.diagonal().sqrt().diag()  # the exact marginals, no correlation
+    eps = torch.randn(n, n_draws, k, generator=g, dtype=torch.float64)
+    sd = cov.diagonal().sqrt()
+    draws = mean[:, None, :] + bias * sd + width * eps @ chol.T
+    return SimulationRecord(names=[f"theta_{j}" for j in range(k)], truth=theta, draws=draws)
+
+
+def rates(case: str, n: int, n_draws: int, reps: int, seed: int) -> dict[str, float]:
+    """Rejection rate of each check over ``reps`` repetitions of ``case``."""
+    g = torch.Generator().manual_seed(seed)
+    z, _ = pit_ecdf(torch.zeros(n, 1, dtype=torch.long), n_draws)
+    lo, hi, _ = ecdf_band(n, z, 0.95)
+    out = {"chi2": 0, "ks": 0, "tarp": 0, "band": 0, "not calibrated": 0, "coverage90": 0.0}
+    for r in range(reps):
+        res = analyse(record(case, n, n_draws, g), seed=seed + r)
+        m = res.metrics()
+        _, f = pit_ecdf(res.ranks, n_draws)
+        out["chi2"] += m["sbc_pvalue"] < 0.01
+        out["ks"] += m["sbc_pvalue_ks"] < 0.01
+        out["tarp"] += m["tarp_pvalue"] < 0.01
+        out["band"] += bool(((f < lo[:, None] - 1e-12) | (f > hi[:, None] + 1e-12)).any())
+        out["not calibrated"] += not is_calibrated(m)
+        out["coverage90"] += m["coverage90"]
+    return {key: v / reps for key, v in out.items()}
+
+
+RECAL_SIZES = ((100, 49, 50), (500, 99, 100))  # (N, L, n_fit): core --quick and full
+
+
+def recal_rates(n: int, n_draws: int, n_fit: int, reps: int, seed: int) -> dict[str, tuple]:
+    """``{map: (SBC chi-square rejection rate at 1 %, mean coverage90, its sd)}`` over ``reps``
+    repetitions of an exact posterior recalibrated by a map fitted on ``n_fit`` others."""
+    g = torch.Generator().manual_seed(seed)
+    got: dict[str, list] = {m: [] for m in ("none", "zscore", "affine", "shape")}
+    for r in range(reps):
+        test, fit = record("exact", n, n_draws, g), record("exact", n_fit, n_draws, g)
+        for m in got:
+            rec = test if m == "none" else fit_record_recalibration(fit, m).apply(test)
+            met = analyse(rec, seed=seed + r).metrics()
+            got[m].append((met["sbc_pvalue"] < 0.01, met["coverage90"]))
+    out = {}
+    for m, v in got.items():
+        a = np.asarray(v, dtype=float)
+        out[m] = (a[:, 0].mean(), a[:, 1].mean(), a[:, 1].std())
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, default=300, help="0 skips the first table")
+    ap.add_argument("--recal-reps", type=int, default=100, help="0 skips the second table")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    if args.reps < 0:
+        ap.error("--reps: expected >= 0")
+    if args.recal_reps < 0:
+        ap.error("--recal-reps: expected >= 0")
+    t0 = time.perf_counter()
+    keys = ("chi2", "ks", "tarp", "band", "not calibrated", "coverage90")
+    if args.reps:
+        print(f"| N | L | posterior | {' | '.join(keys)} |")
+        print("|---" * (3 + len(keys)) + "|")
+        for n, n_draws in SIZES:
+            for case in CASES:
+                r = rates(case, n, n_draws, args.reps, args.seed)
+                cells = " | ".join(
+                    f"{r[k]:.3f}" if k == "coverage90" else f"{r[k]:.2f}" for k in keys
+                )
+                print(f"| {n} | {n_draws} | {case} | {cells} |", flush=True)
+        print(f"\n{args.reps} repetitions per row; seed {args.seed}\n")
+    if args.recal_reps:
+        print("| N | L | n_fit | map | SBC rejects (1 %) | coverage90 mean | coverage90 sd |")
+        print("|---" * 7 + "|")
+        for n, n_draws, n_fit in RECAL_SIZES:
+            for m, (rej, cov, sd) in recal_rates(
+                n, n_draws, n_fit, args.recal_reps, args.seed
+            ).items():
+                print(f"| {n} | {n_draws} | {n_fit} | {m} | {rej:.2f} | {cov:.3f} | {sd:.3f} |")
+        print(f"\n{args.recal_reps} repetitions per row")
+    print(f"{time.perf_counter() - t0:.0f} s in all")
+    print(f"versions: torch {torch.__version__}, numpy {np.__version__}")
+
+
+if __name__ == "__main__":
+    main()
