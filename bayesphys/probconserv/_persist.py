@@ -89,6 +89,7 @@ def load_probconserv(
         problem = saved_problem(cfg.pop("problem"), st)
         model = cls(problem, device=device, dtype=dtype, **cfg)
         model.net.load_state_dict(st["net"])
+        model.net.eval()  # ready to predict, as a fit leaves it
         model.steps_done = check_int("steps_done", st["steps_done"], minimum=0)
         # older checkpoints, or a stream of another device type (a CUDA generator's state is
         # not a CPU one's): the seeded stream after the weights, as a fresh build has

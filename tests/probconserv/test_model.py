@@ -95,6 +95,8 @@ def test_save_load_round_trip(anp_model, tmp_path):
     test = make_dataset("stefan", params=[0.6], seed=1)
     path = model.save(tmp_path / "pc.pt")
     back = ProbConserv.load(path)
+    # left ready to predict, as a fit leaves it (a loaded network was in training mode)
+    assert not model.net.training and not back.net.training
     a, b = model.posterior(test, seed=4), back.posterior(test, seed=4)
     assert torch.equal(a.mean, b.mean)
     assert torch.equal(a.variance, b.variance)
