@@ -30,7 +30,15 @@ from pathlib import Path
 import torch
 
 from .._checks import check_int, check_optional_seed, check_real, check_scalar, check_seed
-from .._device import ArrayLike, DeviceLike, DTypeLike, as_tensor, model_device, resolve_dtype
+from .._device import (
+    ArrayLike,
+    DeviceLike,
+    DTypeLike,
+    as_tensor,
+    model_device,
+    own_memory,
+    resolve_dtype,
+)
 from .._model import (
     FitResult,
     load_checkpoint,
@@ -160,8 +168,10 @@ class ConjugateGaussianField:
         dtype = resolve_dtype(dtype)  # an integer dtype rounded the grid to [0, ..., 0, 1]
         if dtype not in (torch.float32, torch.float64):  # Cholesky has no half kernels
             raise ValueError(f"dtype: expected torch.float32 or torch.float64, received {dtype}")
-        self.x = as_tensor("x", x, dtype=dtype, device=dev, ndim=1)
-        idx = as_tensor("idx", idx, device=dev, ndim=1)
+        # memory of its own (as every model's data): a view of the caller's arrays saw their
+        # later edits, which moved the posterior away from the fitted hyperparameters
+        self.x = own_memory(as_tensor("x", x, dtype=dtype, device=dev, ndim=1), x)
+        idx_in, idx = idx, as_tensor("idx", idx, device=dev, ndim=1)
         if idx.dtype == torch.bool or (
             idx.is_floating_point() and not bool((idx == idx.round()).all())
         ):
@@ -169,8 +179,8 @@ class ConjugateGaussianField:
             raise ValueError(
                 f"idx: expected whole-number sensor indices, received {idx.tolist()!r:.200}"
             )
-        self.idx = idx.long()
-        self.y = as_tensor("y", y, dtype=dtype, device=dev, ndim=1)
+        self.idx = own_memory(idx.long(), idx_in)
+        self.y = own_memory(as_tensor("y", y, dtype=dtype, device=dev, ndim=1), y)
         if self.idx.shape != self.y.shape:
             raise ValueError(
                 f"y: expected shape {tuple(self.idx.shape)} (one per sensor), received {tuple(self.y.shape)}"

@@ -91,3 +91,12 @@ def test_model_settings_are_checked(kw, match):
     p = linear_gaussian_problem()
     with pytest.raises(ValueError, match=match):
         ConjugateGaussianField(p["x"], p["idx"], p["y"], **kw)
+
+
+def test_later_edits_of_the_callers_arrays_do_not_reach_the_model():
+    p, m = _model()
+    m.fit(steps=5, progress=False)
+    before = m.posterior().mean.clone()
+    for key in ("x", "idx", "y"):  # buffers refilled for the next problem
+        p[key].zero_()
+    torch.testing.assert_close(m.posterior().mean, before, rtol=0, atol=0)
