@@ -3,8 +3,12 @@ r"""Test-set metrics for random-grid neural processes (the reference code's, plu
 Per test case, with posterior mean :math:`\bar u` and reference :math:`u^*`:
 :math:`\mathrm{NSE}_u = (\lVert\bar u - u^*\rVert_2 / \lVert u^*\rVert_2)^2` (a *squared* relative
 error), :math:`\mathrm{NSE}_z` likewise for the parameters; ``coverage2sd`` is the fraction of
-true values inside :math:`\bar u \pm 2\sigma`; ``nll`` and ``crps`` are the mean Gaussian
-negative log likelihood and CRPS of the marginals (field at interior nodes). Forward: the model's
+true values inside :math:`\bar u \pm 2\sigma` (bounds included); ``coverage2sd``, ``nll`` and
+``crps`` of the field are means over interior nodes (on Poisson the reference's ``Pin2Sig_u``
+divides by all ``N`` nodes and counts the two zero-width boundary nodes as misses: it equals
+our ``coverage2sd_u`` times ``(N - 2) / N``);
+``nll`` and ``crps`` are the mean Gaussian negative log likelihood and CRPS of the marginals;
+``*_sd`` are sample sds (``n - 1``). Forward: the model's
 GP at the true :math:`(z, w)`; inverse: GICNet on the reference field, boundary nodes dropped.
 """
 
