@@ -9,7 +9,8 @@ returns, 300 / 300^2 test grid: GP-HM the lowest-objective one, ``GPPDESolver.fi
 the paper-settings rows their last one, setting ``iterate``), ``rel_l2_best`` (minimum over
 evaluation checkpoints and the returned iterate, selected on the test set as the reference
 code does -- labelled as such), ``coverage95`` (posterior 95% interval coverage of
-the exact solution), ``seconds``, ``steps``, ``peak_mem_mb`` (the row's peak resident size; Linux resets the
+the exact solution on the 300-point test grid in 1-D, on a uniform 40 x 40 grid over the
+same box in 2-D, not the 300^2 error grid), ``seconds``, ``steps``, ``peak_mem_mb`` (the row's peak resident size; Linux resets the
 process's peak before each row, elsewhere it is the process's running maximum -- and so were
 the rows committed before 2026-12-01).
 """
