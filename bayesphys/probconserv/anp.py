@@ -18,7 +18,9 @@ Loss (per function, averaged over targets):
 
 Prediction with ``S`` latent draws: per point :math:`\bar\mu = \frac1S\sum_s\mu_s`,
 :math:`\bar\sigma^2 = \frac1S\sum_s\sigma_s^2`; the covariance is either the reference's
-moment-matched diagonal :math:`\operatorname{diag}(\bar\sigma^2 + \mathrm{Var}_s\mu_s)` or the
+moment-matched diagonal :math:`\operatorname{diag}(\bar\sigma^2 + \mathrm{Var}_s\mu_s)`
+(:math:`\mathrm{Var}_s` with :math:`1/S`, as the low-rank root below; the reference's
+``loc.var(0)`` divides by :math:`S - 1`, a factor :math:`S/(S-1)` on that term only) or the
 low-rank-plus-diagonal :math:`\operatorname{diag}(\bar\sigma^2) + R R^\top`,
 :math:`R = [\mu_s - \bar\mu]_s / \sqrt{S}` (``N x S``), which keeps the correlations the latent
 variable induces across the grid.
