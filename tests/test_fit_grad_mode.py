@@ -113,3 +113,18 @@ def test_the_other_trainers_run_inside_a_no_grad_block(build, mode):
         got = run()
         assert not torch.is_grad_enabled()
     assert got == ref and len(got) > 0
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_the_cohort_example_model_fits_inside_a_no_grad_block(mode):
+    # the example's LinearGaussianModel.fit (run by fit_many and the cohort example) failed
+    # at its first backward inside torch.no_grad() / inference_mode(), as the fits did
+    from bayesphys.examples.cohort import LinearGaussianModel, make_cohort
+
+    prob = make_cohort(1, seed=0)["p000"]
+    ref = LinearGaussianModel(prob, seed=0).fit(steps=3, tol=None, progress=False)
+    model = LinearGaussianModel(prob, seed=0)
+    with MODES[mode]():
+        res = model.fit(steps=3, tol=None, progress=False)
+        assert not torch.is_grad_enabled()
+    assert res.loss_history == ref.loss_history and len(res.loss_history) == 3
