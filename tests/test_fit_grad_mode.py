@@ -128,3 +128,23 @@ def test_the_cohort_example_model_fits_inside_a_no_grad_block(mode):
         res = model.fit(steps=3, tol=None, progress=False)
         assert not torch.is_grad_enabled()
     assert res.loss_history == ref.loss_history and len(res.loss_history) == 3
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_odil_laplace_covariances_inside_a_no_grad_block(mode):
+    # jvp_vjp turned autograd on with enable_grad() alone, which inference_mode() overrides:
+    # theta_covariance, field_posterior (and so GliomaModel.fit_odil) failed there with
+    # "element 0 of tensors does not require grad"
+    from bayesphys.odil import field_posterior, theta_covariance
+    from tests.odil.test_engine import _linear_gaussian
+
+    prob, cov, mean = _linear_gaussian()
+    ref_t = theta_covariance(prob, mean, cg_tol=1e-13)[0]
+    ref_u = field_posterior(prob, mean, "u").covariance.to_dense()
+    with MODES[mode]():
+        got_t = theta_covariance(prob, mean, cg_tol=1e-13)[0]
+        got_u = field_posterior(prob, mean, "u").covariance.to_dense()
+        assert not torch.is_grad_enabled()
+    torch.testing.assert_close(got_t, ref_t)
+    torch.testing.assert_close(got_t, cov[-1:, -1:], rtol=1e-7, atol=1e-12)
+    torch.testing.assert_close(got_u, ref_u)
