@@ -144,7 +144,13 @@ def solve_cavity(
     # forward Euler with central differences: viscous h^2/(4 nu), advective h/U and the
     # advection-diffusion bound 2 nu / U^2 (|G| <= 1 for the long waves); both of the
     # latter were exceeded once U h / nu > 2 and the run ended in NaN
-    limit = min(h * h / (4.0 * nu), h / speed, 2.0 * nu / speed**2)
+    limits = {
+        "viscous": h * h / (4.0 * nu),
+        "advective": h / speed,
+        "advection-diffusion": 2.0 * nu / speed**2,
+    }
+    limit = min(limits.values())
+    given_dt = dt is not None
     dt = 0.8 * limit if dt is None else float(dt)
     if not (0 < dt <= limit):
         raise ValueError(f"dt: expected 0 < dt <= {limit:.3g} (stability), received {dt}")
@@ -154,10 +160,24 @@ def solve_cavity(
     per = max(1, int(math.ceil(t_end / (dt * n_snapshots) - 1e-9)))
     n_steps = per * n_snapshots
     if n_steps > CAVITY_MAX_STEPS:
+        # the advice follows the limit that binds (h/U never does: it is below h^2/(4 nu)
+        # only where U h / nu > 4, where 2 nu / U^2 is lower still): n does nothing to
+        # 2 nu / U^2, and a larger viscosity shortens the viscous step
+        if given_dt:
+            what = f"dt: {dt:g} (with rho={rho:g}, mu={mu:g}, w={w:g}, n={n}, t_end={t_end:g})"
+            advice = f"a larger dt (<= {limit:.3g}) or a smaller t_end"
+        elif limits["viscous"] <= limits["advection-diffusion"]:
+            what = f"mu: viscosity {mu:g} (with rho={rho:g}, w={w:g}, n={n}, t_end={t_end:g})"
+            advice = "a smaller n, t_end or viscosity mu / rho"
+        else:
+            what = f"w: lid speed {w:g} (with rho={rho:g}, mu={mu:g}, n={n}, t_end={t_end:g})"
+            advice = (
+                "a smaller |w| or t_end, or a larger viscosity mu / rho (a smaller n does "
+                f"not help: the step limit 2 nu / U^2 = {limit:.3g} does not depend on it)"
+            )
         raise ValueError(
-            f"w: lid speed {w:g} (with rho={rho:g}, mu={mu:g}, n={n}, t_end={t_end:g}) needs "
-            f"{n_steps} explicit steps, more than CAVITY_MAX_STEPS={CAVITY_MAX_STEPS}; use a "
-            f"smaller |w|, t_end or n (or a larger viscosity)"
+            f"{what} needs {n_steps} explicit steps, more than "
+            f"CAVITY_MAX_STEPS={CAVITY_MAX_STEPS}; use {advice}"
         )
     dt = t_end / n_steps
     save_at = {per * (i + 1): i for i in range(n_snapshots)}

@@ -134,6 +134,24 @@ def test_huge_lid_speed_is_refused_before_stepping():
 
 
 @pytest.mark.parametrize(
+    "kw, start, advice",
+    [
+        # the advection-diffusion limit 2 nu / U^2 binds: a smaller n does not shorten the run
+        (dict(mu=0.1, w=1e4), "w: lid speed 10000 ", "a smaller |w| or t_end, or a larger"),
+        # the viscous limit h^2 / (4 nu) binds: a larger viscosity (the old advice) lengthens it
+        (dict(mu=1e4), "mu: viscosity 10000 ", "a smaller n, t_end or viscosity"),
+        # a given step: the limits are not the cause
+        (dict(mu=0.5, dt=1e-7), "dt: 1e-07 ", "a larger dt"),
+    ],
+)
+def test_too_many_steps_are_refused_with_advice_for_the_limit_that_binds(kw, start, advice):
+    with pytest.raises(ValueError, match="more than CAVITY_MAX_STEPS") as err:
+        solve_cavity(**{"rho": 1.0, "n": 50, "n_snapshots": 1, **kw})
+    msg = str(err.value)
+    assert msg.startswith(start) and f"use {advice}" in msg, msg
+
+
+@pytest.mark.parametrize(
     "kw, error, match",
     [
         (dict(seed=-1), ValueError, r"^seed: expected an int in \[0, 2\*\*64 - 1\], received -1"),
