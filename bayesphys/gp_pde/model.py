@@ -725,7 +725,9 @@ class GPPDESolver:
         )
 
     def state(self) -> dict[str, Any]:
-        """The tensors and history of the model (on the CPU) that :meth:`load` restores."""
+        """The tensors and history of the model (on the CPU) that :meth:`load` restores. As
+        ``nn.Module.state_dict``, not copies: on the CPU its tensors and its ``history`` are
+        the model's own (an in-place edit of them changes the model); copy before editing."""
         return solver_state(self)
 
     def save(self, path: str | Path) -> Path:
