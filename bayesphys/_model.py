@@ -65,10 +65,18 @@ def with_autograd(fit: _F) -> _F:
 
     @functools.wraps(fit)
     def run(*args: Any, **kwargs: Any) -> Any:
-        with torch.inference_mode(False), torch.enable_grad():
+        with autograd_on():
             return fit(*args, **kwargs)
 
     return run  # type: ignore[return-value]
+
+
+@contextmanager
+def autograd_on() -> Iterator[None]:
+    """Autograd on in any caller's mode: inside ``torch.inference_mode()``, ``enable_grad``
+    alone leaves it off."""
+    with torch.inference_mode(False), torch.enable_grad():
+        yield
 
 
 def warn_untrained(where: str, steps_done: int) -> None:

@@ -16,11 +16,10 @@ or densely (``"dense"``, :func:`torch.func.jacfwd` + Cholesky) for small problem
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -28,7 +27,7 @@ from torch import Tensor
 from .._checks import check_bool, check_int, check_real
 from .._device import as_tensor, check_finite
 from .._linalg import lstsq_any_rank, pcg
-from .._model import FitResult, optimize, with_autograd
+from .._model import FitResult, autograd_on, optimize, with_autograd
 from .._progress import progress_bar
 from .._stack import user_stacklevel
 from .problem import DiscreteProblem
@@ -70,14 +69,6 @@ def _check_callable(name: str, fn: object) -> None:
         raise TypeError(f"{name}: expected a callable, received {type(fn).__name__}")
 
 
-@contextlib.contextmanager
-def _autograd_on() -> Iterator[None]:
-    """Autograd on in any caller's mode: inside ``torch.inference_mode()``, ``enable_grad``
-    alone leaves it off."""
-    with torch.inference_mode(False), torch.enable_grad():
-        yield
-
-
 def jvp_vjp(fn: Callable[[Tensor], Tensor], x: Tensor):
     r"""Return ``(r, Jv, JTw)``: the residual at ``x`` and closures for :math:`Jv` and :math:`J^\top w`
     (``Jv`` also takes a batch of tangents ``[k, n]`` and returns ``[k, m]``; ``JTw`` a batch
@@ -88,14 +79,14 @@ def jvp_vjp(fn: Callable[[Tensor], Tensor], x: Tensor):
     much cheaper than re-running the forward pass in forward mode for every CG iteration).
     The graph is recorded in any caller's mode, ``torch.inference_mode()`` included.
     """
-    with _autograd_on():
+    with autograd_on():
         xx = x.detach().clone().requires_grad_(True)
         r = fn(xx)
         u0 = torch.zeros_like(r, requires_grad=True)
         (g,) = torch.autograd.grad(r, xx, u0, create_graph=True)
 
     def jv(v: Tensor) -> Tensor:
-        with _autograd_on():
+        with autograd_on():
             if not g.requires_grad:  # J^T u does not depend on u: J = 0
                 return r.new_zeros((*v.shape[:-1], *r.shape))
             # v [k, n]: k products in one batched backward pass
@@ -104,7 +95,7 @@ def jvp_vjp(fn: Callable[[Tensor], Tensor], x: Tensor):
             return out[0].detach()
 
     def jtw(w: Tensor) -> Tensor:
-        with _autograd_on():
+        with autograd_on():
             # w [k, m]: k products in one batched backward pass, as for jv
             batched = w.ndim == r.ndim + 1
             out = torch.autograd.grad(r, xx, w, retain_graph=True, is_grads_batched=batched)
