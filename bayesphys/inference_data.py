@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 
 if TYPE_CHECKING:  # pragma: no cover
     import arviz
+    import xarray as xr
 
     from ._posterior_base import Posterior
 
@@ -163,6 +163,8 @@ def _dataset(
                     f"coords[{c!r}]: expected a 1-D array of length {sizes[c]}, received shape {cv.shape}"
                 )
             ds_coords[c] = cv
+    import xarray as xr  # here, not at import: xarray (and pandas) took ~0.6 s of `import bayesphys`
+
     ds = xr.Dataset(data_vars, coords=ds_coords)
     if sample:
         ds = ds.assign_coords(chain=np.arange(ds.sizes["chain"]), draw=np.arange(ds.sizes["draw"]))
@@ -174,6 +176,8 @@ def _assemble(groups: dict[str, xr.Dataset]):
     import arviz as az
 
     if ARVIZ_V1:  # pragma: no cover - exercised on Python >= 3.12 only
+        import xarray as xr
+
         return xr.DataTree.from_dict(groups)
     return az.InferenceData(**groups)
 
