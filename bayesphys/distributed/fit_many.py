@@ -343,9 +343,9 @@ def fit_many(
     seed: int | None = None,
     threads_per_worker: int | None = 1,
     max_workers: int | None = None,
-    num_samples: int = 200,
-    num_chains: int = 1,
-    name: str = "u",
+    num_samples: int | None = None,
+    num_chains: int | None = None,
+    name: str | None = None,
     fit_kwargs: Mapping[str, Any] | None = None,
     posterior_kwargs: Mapping[str, Any] | None = None,
     export: Callable[..., Any] | None = None,
@@ -391,7 +391,9 @@ def fit_many(
         and in each ``<id>.json``; passing it back as ``seed=`` reproduces the run.
     threads_per_worker: torch/OpenMP/BLAS threads in each task (``None``: leave as is).
     max_workers: size of pools/clusters started here (default: all cores).
-    num_samples, num_chains, name: passed to ``Posterior.to_inference_data``.
+    num_samples, num_chains, name: passed to ``Posterior.to_inference_data`` (default 200,
+        1, ``"u"``); with ``export`` they do not apply (``export`` makes the draws) and
+        giving one is refused (``ValueError``).
     export: optional ``export(model, posterior, seed) -> InferenceData`` (``seed``: the draws'
         seed above) replacing the default
         export, e.g. to add named parameter draws (``D``, ``rho``) or ``observed_data``.
@@ -438,8 +440,18 @@ def fit_many(
         if value is not None and not isinstance(value, Mapping):
             raise TypeError(f"{arg}: expected a mapping or None, received {type(value).__name__}")
     _check_executor(executor)
-    num_samples = check_int("num_samples", num_samples, minimum=1)
-    num_chains = check_int("num_chains", num_chains, minimum=1)
+    if export is not None:
+        given = {"num_samples": num_samples, "num_chains": num_chains, "name": name}
+        given = {k: v for k, v in given.items() if v is not None}
+        if given:  # export() makes the draws: these settings were silently ignored
+            raise ValueError(
+                f"{', '.join(given)}: do not apply with export= (export(model, posterior, "
+                f"seed) makes the draws and names them); set them in export, received "
+                + ", ".join(f"{k}={v!r}" for k, v in given.items())
+            )
+    num_samples = check_int("num_samples", 200 if num_samples is None else num_samples, minimum=1)
+    num_chains = check_int("num_chains", 1 if num_chains is None else num_chains, minimum=1)
+    name = "u" if name is None else name
     if threads_per_worker is not None:
         threads_per_worker = check_int("threads_per_worker", threads_per_worker, minimum=1)
     if max_workers is not None:

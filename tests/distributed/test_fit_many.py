@@ -67,12 +67,13 @@ def _check_failure(res, bad: str) -> None:
 
 
 def _run(executor, problems, builder=_toy.build, **kw):
+    if "export" not in kw:  # an export makes its own draws (num_samples does not apply)
+        kw["num_samples"] = NS
     return fit_many(
         problems,
         builder,
         executor=executor,
         seed=7,
-        num_samples=NS,
         progress=False,
         fit_kwargs={"steps": STEPS},
         **kw,
@@ -420,7 +421,6 @@ def test_problems_on_different_grids_are_not_padded_with_nan():
             seed=0,
             progress=False,
             fit_kwargs={"steps": 5},
-            num_samples=5,
             export=partial(export_cohort, num_samples=5),
         )
     msg = str(info.value)
@@ -872,3 +872,21 @@ def test_ids_outside_plain_names_get_distinct_file_stems():
     assert _stem("résultat").startswith("r_sultat-")
     for name in ("CON", "aux", "nul.txt", "..", ".hidden"):
         assert _stem(name) != name and "-" in _stem(name)
+
+
+@pytest.mark.parametrize("setting", [{"num_samples": 5}, {"num_chains": 2}, {"name": "v"}])
+def test_draw_settings_with_an_export_are_refused(setting):
+    """With ``export`` the export makes the draws: ``num_samples`` / ``num_chains`` / ``name``
+    were accepted and silently ignored (the draws had the export's own count and name)."""
+    key = next(iter(setting))
+    with pytest.raises(ValueError, match=f"{key}: do not apply with export="):
+        fit_many(
+            _toy.problems(1),
+            _toy.build,
+            executor="sequential",
+            seed=0,
+            progress=False,
+            fit_kwargs={"steps": STEPS},
+            export=_export_bad_attr,
+            **setting,
+        )
