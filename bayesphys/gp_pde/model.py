@@ -406,7 +406,7 @@ class GPPDESolver:
         :math:`\mathcal J` is evaluated at an inexact minimiser over :math:`U` (a Picard
         fixed-point iterate, or capped Gauss-Newton / CG steps). ``False``: the last iterate.
         Checked: ``steps >= 0`` and ``eval_every >= 0`` (ints), ``lr > 0``, ``max_seconds > 0``,
-        ``tau_lr_mult >= 0`` (finite), ``keep_best`` a bool or ``None``. A numerical failure
+        ``tau_lr_mult >= 0`` (finite; only with learned precisions, ``nugget=None``), ``keep_best`` a bool or ``None``. A numerical failure
         of a solve (non-finite iterate or precision, Gram factor not positive definite,
         diverged nonlinear iteration, failed factorisation) is reported as a divergence and
         the last good state restored; any other error raised inside a solve (or an interrupt)
@@ -434,6 +434,11 @@ class GPPDESolver:
         max_seconds = check_max_seconds(max_seconds)
         if tau_lr_mult is not None:
             tau_lr_mult = check_real("tau_lr_mult", tau_lr_mult, minimum=0.0)
+            if self.config.get("nugget") is not None:  # it was accepted and had no effect
+                raise ValueError(
+                    f"tau_lr_mult: only with learned precisions (nugget=None); this model's "
+                    f"nugget={self.config['nugget']!r} fixes them, received {tau_lr_mult!r}"
+                )
         if clock not in ("wall", "cpu"):
             raise ValueError(f"clock: expected 'wall' or 'cpu', received {clock!r}")
         warn_axes(self.axes)  # at fit, not construction: a load builds the model too

@@ -160,3 +160,14 @@ def test_kernel_and_factor_settings():
     op = LinearPDEOperator.for_equation("poisson", 1)
     with pytest.raises(ValueError, match="jitter"):
         build_factors([SpectralMixture1d(2)], [x], op, jitter=-1.0)
+
+
+def test_tau_lr_mult_with_a_fixed_nugget_is_refused():
+    """With ``nugget`` the precisions are fixed (not optimised): ``tau_lr_mult`` was accepted
+    and changed nothing (the same fit with or without it); it is refused by name now."""
+    m = _small(nugget=1e-4)
+    with pytest.raises(ValueError, match="tau_lr_mult: only with learned precisions"):
+        m.fit(steps=1, tau_lr_mult=10.0, progress=False)
+    assert m.fit(steps=1, progress=False).steps == 1  # without it the fit runs
+    learned = _small()  # learned precisions: it applies
+    assert learned.fit(steps=1, tau_lr_mult=10.0, progress=False).steps == 1
