@@ -358,7 +358,8 @@ def optimize(
         the verified state across several ``optimize`` calls; the message of a divergence
         numbers the step from ``guard.steps`` (the steps admitted before this call).
         ``snapshot_every`` does not apply (the guard refreshes on every finite loss).
-    tol: stop when the relative loss change stays below ``tol`` for ``patience`` steps.
+    tol: stop when the relative loss change stays below ``tol`` for ``patience`` steps
+        (``patience`` other than 1 only with ``tol``).
     raise_on_divergence: raise :class:`DivergenceError` (after the restore) instead of returning.
     """
     if not callable(step):
@@ -370,6 +371,11 @@ def optimize(
     if tol is not None:
         tol = check_real("tol", tol, minimum=0.0)
     patience = check_int("patience", patience, minimum=1)
+    if tol is None and patience != 1:  # it was accepted and had no effect
+        raise ValueError(
+            f"patience: only with tol (it counts the steps whose relative loss change is "
+            f"below tol), received patience={patience} and tol=None"
+        )
     snapshot_every = check_int("snapshot_every", snapshot_every, minimum=0)
     if guard is not None:
         if not isinstance(guard, DivergenceGuard):

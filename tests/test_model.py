@@ -142,6 +142,15 @@ def test_optimize_settings_are_checked(kwargs, error, name):
     assert optimize(lambda: 0.0, steps=3.0, progress=False).steps == 3  # integral float is fine
 
 
+def test_optimize_patience_without_tol_is_refused():
+    """``patience`` counts calm steps below ``tol``: without ``tol`` it was accepted and the
+    fit ran all its steps whatever it was."""
+    with pytest.raises(ValueError, match="patience: only with tol"):
+        optimize(lambda: 1.0, steps=5, patience=3, progress=False)
+    res = optimize(lambda: 1.0, steps=5, patience=3, tol=1e-9, progress=False)
+    assert res.converged and res.steps == 4  # with tol it applies: 3 calm changes after step 1
+
+
 def _guarded_log_step(x, opt, guard):
     """loss = log(x) under Adam(lr=2): x goes 1 -> -1 after one update, where the loss is NaN."""
 
