@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument(
         "--nproc", type=positive_int, default=2, help="processes when not under torchrun"
     )
-    ap.add_argument("--epochs", type=positive_int, default=None)
+    ap.add_argument("--epochs", type=positive_int, default=None, help="mlp: training epochs")
     ap.add_argument(
         "--batch-size",
         type=positive_int,
@@ -305,6 +305,11 @@ def main(argv: list[str] | None = None) -> dict:
     )
     ap.add_argument("--steps", type=positive_int, default=None, help="rgnp: total optimiser steps")
     args = ap.parse_args(argv)
+    # each model trains for its own unit: the other one's option was accepted and ignored
+    if args.model == "mlp" and args.steps is not None:
+        ap.error("argument --steps: only with --model rgnp (the mlp trains for --epochs)")
+    if args.model == "rgnp" and args.epochs is not None:
+        ap.error("argument --epochs: only with --model mlp (the rgnp trains for --steps)")
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"

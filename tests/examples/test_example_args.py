@@ -59,3 +59,20 @@ def test_bad_command_line_is_a_usage_error(name, option, value, tmp_path, capsys
     assert [p.name for p in tmp_path.iterdir()] == (["out"] if value == "FILE" else [])
     if value == "FILE":
         assert out.read_text() == "a file in the way"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("model", "option", "value"), [("mlp", "--steps", "5"), ("rgnp", "--epochs", "2")]
+)
+def test_ddp_training_refuses_the_other_models_length(model, option, value, tmp_path, capsys):
+    """``--steps`` sets the rgnp's run, ``--epochs`` the mlp's: given to the other model each
+    was accepted and silently ignored (the run had its default length)."""
+    out = tmp_path / "out"
+    argv = ["--smoke", "--out", str(out), "--model", model, option, value]
+    with pytest.raises(SystemExit) as exc:
+        load("ddp-training").main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: only with --model" in err and "Traceback" not in err
+    assert not out.exists()
