@@ -87,15 +87,21 @@ def calibration_rows(
     evaluated on the same ``N`` (:func:`~bayesphys.diagnostics.recalibrated_rows`).
     Components call this from ``bayesphys/<component>/_calibration.py::calibrate_rows``.
     ``recal_methods`` is checked first, before any simulation (a typo used to surface only
-    after the run, and only for a posterior that failed the check).
+    after the run, and only for a posterior that failed the check); one other than the
+    default without ``recalibrate`` is refused (it would be ignored).
     """
-    _check_recal_methods(recal_methods, "recal_methods")
+    recal_methods = _check_recal_methods(recal_methods, "recal_methods")
     if recalibrate is not None:
         recalibrate = check_int("recalibrate", recalibrate, minimum=0)
         if recalibrate == 1:
             raise ValueError(
                 "recalibrate: expected 0/None (off) or n_fit >= 2 held-out simulations, received 1"
             )
+    if not recalibrate and recal_methods != ("affine", "shape"):  # it had no effect
+        raise ValueError(
+            f"recal_methods: only with recalibrate=n_fit (the recalibration is off), received "
+            f"{recal_methods!r} and recalibrate={recalibrate!r}"
+        )
     res = run_sbc(
         simulate,
         infer,

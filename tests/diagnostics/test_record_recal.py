@@ -282,3 +282,22 @@ def test_calibration_rows_checks_recal_methods_before_simulating():
     with pytest.raises(TypeError, match="^recal_methods: expected a tuple"):
         calibration_rows(simulate, fam.infer, fam.summaries(), recal_methods="affine", **kw)
     assert calls == []
+
+
+@pytest.mark.parametrize("recalibrate", [None, 0])
+def test_calibration_rows_refuses_recal_methods_without_recalibrate(recalibrate):
+    """``recal_methods`` chooses the recalibrated rows: with the recalibration off it was
+    accepted and ignored (the same single row); it is refused before any simulation now."""
+    fam = CoreFamily()
+    calls = []
+
+    def simulate(n, seed):
+        calls.append(n)
+        return fam.simulate(n, seed=seed)
+
+    kw = dict(n_sims=20, n_draws=9, problem="p", method="m", recalibrate=recalibrate)
+    with pytest.raises(ValueError, match="^recal_methods: only with recalibrate"):
+        calibration_rows(simulate, fam.infer, fam.summaries(), recal_methods=("affine",), **kw)
+    assert calls == []
+    rows = calibration_rows(simulate, fam.infer, fam.summaries(), **kw)  # the default: as before
+    assert len(rows) == 1 and calls == [20]
