@@ -88,7 +88,8 @@ class RGNPConfig:
     learn_sigma_r: bool = False
     data_batch: int = 50
     inv_lr_mult: float = 1.0  # learning-rate multiplier of the inverse network (GICNet)
-    sigma_r_lr_mult: float = 1.0  # learning-rate multiplier of the learned log sigma_r
+    # learning-rate multiplier of the learned log sigma_r (only with learn_sigma_r)
+    sigma_r_lr_mult: float = 1.0
     # layout augmentation of the inverse network: weight of the extra amortisation term
     # E log p_beta(z | u~(X'), X', w) on observation layouts X' ~ LayoutMixture (0: off)
     aug_weight: float = 0.0

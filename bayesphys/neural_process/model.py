@@ -216,6 +216,11 @@ class RandomGridNP:
                 )
             cfg = config
         cfg = with_overrides(cfg, **overrides).validate()  # ``gic``: merged, not replaced
+        if not cfg.learn_sigma_r and cfg.sigma_r_lr_mult != 1.0:  # it had no effect
+            raise ValueError(
+                f"sigma_r_lr_mult: only with learn_sigma_r=True (sigma_r is fixed, no learning "
+                f"rate applies), received sigma_r_lr_mult={cfg.sigma_r_lr_mult!r}"
+            )
         self.config = cfg
         self.device = model_device(device)
         self.dtype = resolve_dtype(dtype, default=torch.float32)

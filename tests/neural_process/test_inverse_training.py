@@ -108,3 +108,11 @@ def test_sigma_r_learning_rate_multiplier_gets_its_own_group():
     assert len(groups) == 3 and groups[2]["params"][0] is m.log_sigma_r
     m.fit(steps=1, progress=False)
     assert groups[2]["lr"] == pytest.approx(0.1 * groups[0]["lr"])
+
+
+def test_sigma_r_learning_rate_multiplier_without_learned_sigma_r_is_refused():
+    """With ``learn_sigma_r=False`` sigma_r is not optimised: ``sigma_r_lr_mult`` was accepted
+    and changed nothing (no group of its own, the same training)."""
+    with pytest.raises(ValueError, match="sigma_r_lr_mult: only with learn_sigma_r=True"):
+        tiny_rgnp(learn_sigma_r=False, sigma_r_lr_mult=0.1)
+    assert len(tiny_rgnp(learn_sigma_r=False).optimizer.param_groups) == 2
