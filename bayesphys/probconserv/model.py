@@ -102,7 +102,8 @@ class ProbConserv:
     ``hidden`` (default 64), ``n_samples`` (latent draws, default 32) and ``covariance``
     (default ``"lowrank"``) are settings of the ANP (``step1="anp"``), ``gp_width`` (default
     32) of the meta-GP (``step1="gp"``); giving one to the other model is refused, as it would
-    have no effect. ``dtype`` may be a name (``"float32"``); ``sigma_g`` is a number ``>= 0``
+    have no effect (so are a ``softc_weight > 0`` and a ``softc_points`` other than 32, the
+    ANP's SoftC penalty, with ``step1="gp"``). ``dtype`` may be a name (``"float32"``); ``sigma_g`` is a number ``>= 0``
     or ``inf``, ``relative`` a bool. ``train_margin`` (default 0, the paper's setting) widens
     the range the training functions' parameters are drawn from by that fraction of its
     length at each end, e.g. diffusion :math:`k \sim U[0.8, 5.2]` at 0.05, so that the ends
@@ -182,6 +183,11 @@ class ProbConserv:
         batch_size = check_int("batch_size", batch_size, minimum=1)
         gp_width = check_int("gp_width", gp_width, minimum=1)
         softc_points = check_int("softc_points", softc_points, minimum=1)
+        if softc_points != 32 and step1 != "anp":  # SoftC is the ANP's: it had no effect
+            raise ValueError(
+                f"softc_points: only with step1='anp' (the SoftC penalty's points), received "
+                f"{softc_points} with step1={step1!r}"
+            )
         sigma_g = check_sigma_g_value("sigma_g", sigma_g)  # inf: no update (the prior)
         relative = check_bool("relative", relative)
         seed = check_optional_seed("seed", seed)

@@ -497,3 +497,11 @@ def test_predict_decodes_the_draws_as_the_concatenated_decoder():
     torch.testing.assert_close(
         mu3, net.decode(r.unsqueeze(0), mz + sz * eps, xt)[0], rtol=1e-5, atol=1e-6
     )
+
+
+def test_softc_points_with_the_meta_gp_is_refused():
+    """SoftC is a penalty of the ANP's training: with ``step1="gp"`` ``softc_points`` was
+    accepted and had no effect (``softc_weight > 0`` was already refused there)."""
+    with pytest.raises(ValueError, match="softc_points: only with step1='anp'"):
+        ProbConserv("pme", step1="gp", softc_points=8)
+    assert ProbConserv("pme", step1="gp").config.softc_points == 32  # the default: fine
