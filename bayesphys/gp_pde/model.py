@@ -393,7 +393,8 @@ class GPPDESolver:
         ``result.extra`` holds ``rel_l2_best`` (minimum over this fit's checkpoints and its
         final state, labelled as such).
         ``max_seconds`` (s) stops early, measured on ``clock`` (``"wall"`` or ``"cpu"``: process
-        CPU time, for fair budgets on a shared machine); ``time_limit`` is its former name
+        CPU time, for fair budgets on a shared machine; ``"cpu"`` only with a budget);
+        ``time_limit`` is its former name
         (deprecated, warns). ``data`` is unused (the PDE data are set at construction).
         ``keep_best=None`` (default): ``True`` for ``gp-hm``, ``False`` for ``ref`` (as the
         reference code's loop). ``True``: the fit returns the iterate with the lowest objective
@@ -441,6 +442,11 @@ class GPPDESolver:
                 )
         if clock not in ("wall", "cpu"):
             raise ValueError(f"clock: expected 'wall' or 'cpu', received {clock!r}")
+        if clock != "wall" and max_seconds is None:  # it measures max_seconds only
+            raise ValueError(
+                f"clock: only with max_seconds (the clock the budget is measured on), "
+                f"received clock={clock!r} and max_seconds=None"
+            )
         warn_axes(self.axes)  # at fit, not construction: a load builds the model too
         ref = self.config["method"] == "ref"
         keep_best = not ref if keep_best is None else check_bool("keep_best", keep_best)

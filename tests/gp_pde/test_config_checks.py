@@ -171,3 +171,12 @@ def test_tau_lr_mult_with_a_fixed_nugget_is_refused():
     assert m.fit(steps=1, progress=False).steps == 1  # without it the fit runs
     learned = _small()  # learned precisions: it applies
     assert learned.fit(steps=1, tau_lr_mult=10.0, progress=False).steps == 1
+
+
+def test_cpu_clock_without_a_budget_is_refused():
+    """``clock`` is the clock ``max_seconds`` is measured on: without a budget ``clock="cpu"``
+    was accepted and changed nothing."""
+    m = _small()
+    with pytest.raises(ValueError, match="clock: only with max_seconds"):
+        m.fit(steps=1, clock="cpu", progress=False)
+    assert m.fit(steps=1, clock="cpu", max_seconds=60.0, progress=False).steps == 1
