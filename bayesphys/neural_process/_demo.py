@@ -34,7 +34,9 @@ def demo(out_dir: Path, *, device: torch.device, seed: int = 0) -> list[dict]:
     x = torch.as_tensor(test["x"], dtype=model.dtype)
     post = model.posterior(x, z=test["z"][:3], w=test["w"][:3])
     zpost = model.parameter_posterior(test["x"][1:-1], test["u"][0, 1:-1], test["w"][0])
-    zdraws = zpost.sample((1, 500), generator=torch.Generator(device=model.device).manual_seed(0))
+    zdraws = zpost.sample(
+        (1, 500), generator=torch.Generator(device=model.device).manual_seed(seed)
+    )
     idata = post.to_inference_data(
         dims=["case", "x"],
         coords={"case": [0, 1, 2], "x": test["x"]},

@@ -380,3 +380,27 @@ def test_fit_shows_one_progress_bar_for_the_whole_fit(capsys):
     err = capsys.readouterr().err
     assert res.steps == 120
     assert "120/120" in err and "/50" not in err and "/20" not in err
+
+
+@pytest.mark.slow  # ~23 s: the demo's evaluation on 100 test cases
+def test_demo_parameter_draws_follow_the_seed(tmp_path, monkeypatch):
+    # the z draws of the demo's export were seeded with 0 whatever its seed; the model is
+    # pinned here (seed 0, one step) so only the demo's own draws can differ between seeds
+    import bayesphys.neural_process.model as np_model
+    from bayesphys.inference_data import group_dataset, load_netcdf
+    from bayesphys.neural_process._demo import demo
+
+    class Pinned(np_model.RandomGridNP):
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **{**kw, "seed": 0})
+
+        def fit(self, *args, **kw):
+            return super().fit(steps=1, progress=False)
+
+    monkeypatch.setattr(np_model, "RandomGridNP", Pinned)
+    z = []
+    for seed in (1, 2):
+        demo(tmp_path / str(seed), device=torch.device("cpu"), seed=seed)
+        idata = load_netcdf(tmp_path / str(seed) / "neural_process.nc")
+        z.append(group_dataset(idata, "posterior")["z"].values)
+    assert not np.array_equal(z[0], z[1])
