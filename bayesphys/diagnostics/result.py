@@ -17,7 +17,7 @@ from torch import Tensor
 
 from .._repr import fields_repr
 from .coverage import expected_coverage, score_summary, tarp
-from .sbc import ranks_inference_data, sbc_ranks, sbc_uniformity
+from .sbc import ranks_inference_data, sbc_joint_ranks, sbc_ranks, sbc_uniformity
 from .simulate import DEFAULT_LEVELS, SimulationRecord
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,7 +34,9 @@ class CalibrationResult:
 
     ``record`` holds ``truth [N, K]`` and ``draws [N, L, K]``; ``ranks [N, K]``;
     ``uniformity`` the chi-square/KS tests; ``coverage_central``/``coverage_hdi`` are
-    ``[M, K]`` at ``levels [M]``; ``tarp`` the TARP curve and ATC; ``scores`` CRPS and NLL.
+    ``[M, K]`` at ``levels [M]``; ``tarp`` the TARP curve and ATC; ``scores`` CRPS and NLL;
+    ``joint`` (``K >= 2`` only, else ``None``) the pooled Mahalanobis ranks ``"ranks" [N]``
+    (:func:`~bayesphys.diagnostics.sbc_joint_ranks`) with their :func:`sbc_uniformity` tests.
     """
 
     problem: str
@@ -48,6 +50,7 @@ class CalibrationResult:
     tarp: dict
     scores: dict
     extra: dict[str, Any] = field(default_factory=dict)
+    joint: dict | None = None
 
     def __repr__(self) -> str:
         try:
@@ -75,7 +78,9 @@ class CalibrationResult:
     def metrics(self) -> dict[str, float | None]:
         """The row metrics (coverage averaged over summaries; see the module docstring);
         ``coverage50/90/95`` and ``hdi90`` are ``None`` when the run's ``levels`` leave that
-        level out."""
+        level out; ``sbc_pvalue_joint`` / ``sbc_pvalue_joint_ks`` (the chi-square / KS p-value
+        of the pooled Mahalanobis ranks of the ``K``-vector of summaries) are ``None`` when
+        ``K = 1``. They do not enter :func:`~bayesphys.diagnostics.is_calibrated`."""
         fc = None
         rec = self.record
         if rec.field_coverage is not None and 0.9 in rec.levels:
@@ -88,6 +93,8 @@ class CalibrationResult:
             "field_coverage90": fc,
             "sbc_pvalue": self.uniformity["pvalue"],
             "sbc_pvalue_ks": self.uniformity["pvalue_ks"],
+            "sbc_pvalue_joint": None if self.joint is None else self.joint["pvalue"],
+            "sbc_pvalue_joint_ks": None if self.joint is None else self.joint["pvalue_ks"],
             "tarp_atc": self.tarp["atc"],
             "tarp_pvalue": self.tarp["pvalue"],
             "crps": self.scores["crps"],
@@ -140,7 +147,8 @@ def analyse(
     levels: Sequence[float] = DEFAULT_LEVELS,
     seed: int = 0,
 ) -> CalibrationResult:
-    """All diagnostics of a :class:`SimulationRecord` (ranks, tests, coverage, TARP, scores)."""
+    """All diagnostics of a :class:`SimulationRecord` (ranks, tests, coverage, TARP, scores;
+    for ``K >= 2`` summaries also the joint pooled Mahalanobis ranks and their tests)."""
     if not isinstance(record, SimulationRecord):
         raise TypeError(
             f"record: expected a SimulationRecord (from simulate_and_infer), received "
@@ -149,6 +157,10 @@ def analyse(
     ranks = sbc_ranks(record.truth, record.draws, seed=seed)
     nominal, cen = expected_coverage(record.truth, record.draws, levels, "central", seed=seed)
     _, hdi = expected_coverage(record.truth, record.draws, levels, "hdi", seed=seed)
+    joint = None
+    if record.truth.shape[1] >= 2:
+        jr = sbc_joint_ranks(record.truth, record.draws, seed=seed)
+        joint = {"ranks": jr, **sbc_uniformity(jr, record.n_draws, seed=seed)}
     return CalibrationResult(
         problem=problem,
         method=method,
@@ -160,4 +172,5 @@ def analyse(
         coverage_hdi=hdi,
         tarp=tarp(record.truth, record.draws, seed=seed),
         scores=score_summary(record.truth, record.draws),
+        joint=joint,
     )
