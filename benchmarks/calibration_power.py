@@ -13,8 +13,14 @@ sizes")::
 
 Checks: ``sbc_pvalue < 0.01`` (chi-square, Bonferroni over K), ``sbc_pvalue_ks < 0.01``,
 ``tarp_pvalue < 0.01``, a rank ECDF leaving the simultaneous 95 % band somewhere (the band of
-the PIT-ECDF plot; any of the K curves), and ``not is_calibrated`` (``sbc_pvalue < 0.01`` or
-``coverage90`` outside ``[0.85, 0.95]``).
+the PIT-ECDF plot; any of the K curves), ``not is_calibrated`` (``sbc_pvalue < 0.01`` or
+``coverage90`` outside ``[0.85, 0.95]``), and ``sbc_pvalue_joint < 0.01`` /
+``sbc_pvalue_joint_ks < 0.01`` (chi-square / KS test of the pooled Mahalanobis ranks of the
+summary vector, ``diagnostics.sbc_joint_ranks``; computed by ``analyse`` for ``K >= 2`` only,
+``-`` in the ``K = 1`` rows). ``--joint-only`` runs only the ``K >= 2`` cases (their table in
+docs/calibration.md)::
+
+    python benchmarks/calibration_power.py --reps 100 --recal-reps 0 --joint-only
 
 A second table (``--recal-reps``, 0 skips it) fits the record recalibration maps
 (``zscore``, ``affine``, ``shape``) on ``n_fit`` held-out problems of the *exact* posterior and
@@ -73,6 +79,7 @@ def rates(case: str, n: int, n_draws: int, reps: int, seed: int) -> dict[str, fl
     z, _ = pit_ecdf(torch.zeros(n, 1, dtype=torch.long), n_draws)
     lo, hi, _ = ecdf_band(n, z, 0.95)
     out = {"chi2": 0, "ks": 0, "tarp": 0, "band": 0, "not calibrated": 0, "coverage90": 0.0}
+    joint = {"joint": 0, "joint ks": 0}
     for r in range(reps):
         res = analyse(record(case, n, n_draws, g), seed=seed + r)
         m = res.metrics()
@@ -83,7 +90,13 @@ def rates(case: str, n: int, n_draws: int, reps: int, seed: int) -> dict[str, fl
         out["band"] += bool(((f < lo[:, None] - 1e-12) | (f > hi[:, None] + 1e-12)).any())
         out["not calibrated"] += not is_calibrated(m)
         out["coverage90"] += m["coverage90"]
-    return {key: v / reps for key, v in out.items()}
+        if m["sbc_pvalue_joint"] is not None:  # K >= 2
+            joint["joint"] += m["sbc_pvalue_joint"] < 0.01
+            joint["joint ks"] += m["sbc_pvalue_joint_ks"] < 0.01
+    rates = {key: v / reps for key, v in out.items()}
+    if CASES[case][0] >= 2:
+        rates.update({key: v / reps for key, v in joint.items()})
+    return rates
 
 
 RECAL_SIZES = ((100, 49, 50), (500, 99, 100))  # (N, L, n_fit): core --quick and full
@@ -112,21 +125,25 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reps", type=int, default=300, help="0 skips the first table")
     ap.add_argument("--recal-reps", type=int, default=100, help="0 skips the second table")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--joint-only", action="store_true", help="only the K >= 2 cases")
     args = ap.parse_args(argv)
     if args.reps < 0:
         ap.error("--reps: expected >= 0")
     if args.recal_reps < 0:
         ap.error("--recal-reps: expected >= 0")
     t0 = time.perf_counter()
-    keys = ("chi2", "ks", "tarp", "band", "not calibrated", "coverage90")
+    keys = ("chi2", "ks", "tarp", "band", "not calibrated", "coverage90", "joint", "joint ks")
     if args.reps:
         print(f"| N | L | posterior | {' | '.join(keys)} |")
         print("|---" * (3 + len(keys)) + "|")
         for n, n_draws in SIZES:
             for case in CASES:
+                if args.joint_only and CASES[case][0] < 2:
+                    continue
                 r = rates(case, n, n_draws, args.reps, args.seed)
                 cells = " | ".join(
-                    f"{r[k]:.3f}" if k == "coverage90" else f"{r[k]:.2f}" for k in keys
+                    "-" if k not in r else f"{r[k]:.3f}" if k == "coverage90" else f"{r[k]:.2f}"
+                    for k in keys
                 )
                 print(f"| {n} | {n_draws} | {case} | {cells} |", flush=True)
         print(f"\n{args.reps} repetitions per row; seed {args.seed}\n")
