@@ -169,6 +169,12 @@ def _dataset(
     if sample:
         ds = ds.assign_coords(chain=np.arange(ds.sizes["chain"]), draw=np.arange(ds.sizes["draw"]))
     ds.attrs["created_by"] = "bayesphys"
+    # ArviZ's provenance attributes (``az.from_dict`` sets them; no time stamp here: the same
+    # seed gives the same file)
+    from . import __version__
+
+    ds.attrs["inference_library"] = "bayesphys"
+    ds.attrs["inference_library_version"] = __version__
     return ds
 
 
@@ -204,7 +210,9 @@ def build_inference_data(
     ``chain``/``draw`` in a sample group; a ``dims`` key that is no variable raises a
     ``ValueError``. ``coords[dim]`` is a 1-D array ``[size of dim]`` shared by
     every group that has ``dim``; a name that is a dim of no group (e.g. a typo) raises a
-    ``ValueError``. ``extra_groups`` may not reuse a standard group's name. Tensors are
+    ``ValueError``. ``extra_groups`` may not reuse a standard group's name. Every group's
+    ``attrs`` name ``inference_library`` (``"bayesphys"``) and ``inference_library_version``, as
+    ArviZ's converters do (no creation time: the same inputs give the same file). Tensors are
     detached and copied to the CPU here, and only here; arrays are copied too, so the result
     shares no memory with its inputs (an edit of either leaves the other alone).
     """

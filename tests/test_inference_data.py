@@ -305,3 +305,16 @@ def test_an_edit_of_the_export_leaves_the_posterior_and_the_callers_arrays_alone
     assert np.array_equal(arr, np.ones((1, 2, 3)))
     assert np.array_equal(group_dataset(idata, "posterior")["t"].values, np.ones((1, 2, 3)))
     assert np.array_equal(group_dataset(idata, "observed_data")["y"].values, np.ones(3))
+
+
+def test_every_group_names_the_library_and_its_version():
+    import bayesphys
+
+    idata = build_inference_data(
+        posterior={"D": np.zeros((1, 3))}, observed_data={"y": np.zeros(2)}
+    )
+    for group in ("posterior", "observed_data"):
+        attrs = group_dataset(idata, group).attrs
+        assert attrs["inference_library"] == "bayesphys"
+        assert attrs["inference_library_version"] == bayesphys.__version__
+        assert "created_at" not in attrs  # the same inputs give the same file
