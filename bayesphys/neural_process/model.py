@@ -708,6 +708,8 @@ class RandomGridNP:
         refuse_unknown(ck, path, "state entries", st, _STATE_KEYS)
         require_entries(c["config"], path, "RGNPConfig settings", [])  # a dict
         cfg = dict(c["config"])
+        if not cfg.get("learn_sigma_r", False):  # stored, and ignored, before it was refused
+            cfg.pop("sigma_r_lr_mult", None)
         # a newer release's settings: refused by name (a raw TypeError named no version)
         refuse_unknown(ck, path, "settings", cfg, {f.name for f in dataclasses.fields(RGNPConfig)})
         scales = st.get("variance_scale", {})

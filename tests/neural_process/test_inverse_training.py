@@ -9,6 +9,7 @@ import torch
 
 from bayesphys.neural_process import (
     GICNet,
+    RandomGridNP,
     check_points,
     information_oracle,
     make_grid,
@@ -116,3 +117,19 @@ def test_sigma_r_learning_rate_multiplier_without_learned_sigma_r_is_refused():
     with pytest.raises(ValueError, match="sigma_r_lr_mult: only with learn_sigma_r=True"):
         tiny_rgnp(learn_sigma_r=False, sigma_r_lr_mult=0.1)
     assert len(tiny_rgnp(learn_sigma_r=False).optimizer.param_groups) == 2
+
+
+def test_a_checkpoint_with_an_ignored_sigma_r_lr_mult_still_loads(tmp_path):
+    """Files written before ``sigma_r_lr_mult`` was refused without ``learn_sigma_r`` stored
+    it (and it changed nothing); they load as they did, the multiplier back at its default."""
+    a = tiny_rgnp(learn_sigma_r=False)
+    a.fit(steps=1, progress=False)
+    path = a.save(tmp_path / "new.pt")
+    ck = torch.load(path, weights_only=False)
+    ck["config"]["config"]["sigma_r_lr_mult"] = 0.1
+    torch.save(ck, tmp_path / "old.pt")
+    back = RandomGridNP.load(tmp_path / "old.pt")
+    assert back.config == a.config and back.config.sigma_r_lr_mult == 1.0
+    x, z, w = torch.linspace(-1, 1, 9), torch.zeros(5), torch.ones(1)
+    assert torch.equal(a.posterior(x, z=z, w=w).mean, back.posterior(x, z=z, w=w).mean)
+    assert back.fit(steps=1, progress=False).steps == 1
