@@ -84,6 +84,8 @@ def load_probconserv(
     # settings the other Step-1 model ignores (older checkpoints stored whatever was given)
     for name in GP_ONLY if cfg.get("step1", "anp") == "anp" else ANP_ONLY:
         cfg.pop(name, None)
+    if cfg.get("step1", "anp") != "anp":  # SoftC's points: stored, and ignored, before refused
+        cfg.pop("softc_points", None)
     with rebuilding(path, cls.kind):
         dtype = resolve_dtype(st["dtype"])
         problem = saved_problem(cfg.pop("problem"), st)

@@ -378,6 +378,19 @@ def test_a_gp_checkpoint_with_anp_settings_still_loads(tmp_path, data):
         assert torch.equal(a.mean, b.mean) and torch.equal(a.variance, b.variance)
 
 
+def test_a_gp_checkpoint_with_softc_points_still_loads(tmp_path, data):
+    # files written before softc_points was refused with step1="gp" stored it (and ignored it)
+    gp = ProbConserv("stefan", step1="gp", gp_width=4, seed=0)
+    gp.fit(steps=1, progress=False)
+    ck = torch.load(gp.save(tmp_path / "gp.pt"), weights_only=False)
+    ck["config"]["softc_points"] = 8
+    torch.save(ck, tmp_path / "old.pt")
+    back = ProbConserv.load(tmp_path / "old.pt")
+    assert back.config == gp.config and back.config.softc_points == 32
+    a, b = gp.posterior(data), back.posterior(data)
+    assert torch.equal(a.mean, b.mean) and torch.equal(a.variance, b.variance)
+
+
 # -- Step 2 ---------------------------------------------------------------------------------
 def test_conservation_update_checks_its_settings(prior, anp, data):
     g = trapezoid_weights(anp.problem.grid(11))
