@@ -22,6 +22,13 @@ docs/calibration.md)::
 
     python benchmarks/calibration_power.py --reps 100 --recal-reps 0 --joint-only
 
+``--crossfit`` prints instead the rejection rates (``p < 0.01``) of the cross-fitted joint test
+(``diagnostics.sbc_joint_crossfit``, chi-square and KS) beside the pooled Mahalanobis rank's
+(``sbc_joint_ranks`` with ``sbc_uniformity``) on the same records of the ``K >= 2`` cases
+(docs/calibration.md, "Joint rank")::
+
+    python benchmarks/calibration_power.py --crossfit --reps 100
+
 A second table (``--recal-reps``, 0 skips it) fits the record recalibration maps
 (``zscore``, ``affine``, ``shape``) on ``n_fit`` held-out problems of the *exact* posterior and
 applies them to ``N`` further ones, as ``calibration_rows(..., recalibrate=n_fit)`` does for a
@@ -43,6 +50,9 @@ from bayesphys.diagnostics import (
     fit_record_recalibration,
     is_calibrated,
     pit_ecdf,
+    sbc_joint_crossfit,
+    sbc_joint_ranks,
+    sbc_uniformity,
 )
 
 SIZES = ((50, 49), (100, 49), (200, 99), (500, 99))
@@ -99,6 +109,22 @@ def rates(case: str, n: int, n_draws: int, reps: int, seed: int) -> dict[str, fl
     return rates
 
 
+def crossfit_rates(case: str, n: int, n_draws: int, reps: int, seed: int) -> dict[str, float]:
+    """Rejection rates at 1 % of the cross-fitted joint test and of the pooled Mahalanobis
+    rank over ``reps`` repetitions of ``case`` (the same records for both)."""
+    g = torch.Generator().manual_seed(seed)
+    out = {"crossfit": 0, "crossfit ks": 0, "joint": 0, "joint ks": 0}
+    for r in range(reps):
+        rec = record(case, n, n_draws, g)
+        cf = sbc_joint_crossfit(rec.truth, rec.draws, seed=seed + r)
+        out["crossfit"] += cf["pvalue"] < 0.01
+        out["crossfit ks"] += cf["pvalue_ks"] < 0.01
+        u = sbc_uniformity(sbc_joint_ranks(rec.truth, rec.draws, seed=seed + r), n_draws)
+        out["joint"] += u["pvalue"] < 0.01
+        out["joint ks"] += u["pvalue_ks"] < 0.01
+    return {key: v / reps for key, v in out.items()}
+
+
 RECAL_SIZES = ((100, 49, 50), (500, 99, 100))  # (N, L, n_fit): core --quick and full
 
 
@@ -126,12 +152,31 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--recal-reps", type=int, default=100, help="0 skips the second table")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--joint-only", action="store_true", help="only the K >= 2 cases")
+    ap.add_argument(
+        "--crossfit",
+        action="store_true",
+        help="only the cross-fitted joint test beside the pooled rank, K >= 2 cases",
+    )
     args = ap.parse_args(argv)
     if args.reps < 0:
         ap.error("--reps: expected >= 0")
     if args.recal_reps < 0:
         ap.error("--recal-reps: expected >= 0")
     t0 = time.perf_counter()
+    if args.crossfit:
+        keys = ("crossfit", "crossfit ks", "joint", "joint ks")
+        print(f"| N | L | posterior | {' | '.join(keys)} |")
+        print("|---" * (3 + len(keys)) + "|")
+        for n, n_draws in SIZES:
+            for case in CASES:
+                if CASES[case][0] >= 2:
+                    r = crossfit_rates(case, n, n_draws, args.reps, args.seed)
+                    cells = " | ".join(f"{r[k]:.2f}" for k in keys)
+                    print(f"| {n} | {n_draws} | {case} | {cells} |", flush=True)
+        print(f"\n{args.reps} repetitions per row; seed {args.seed}")
+        print(f"{time.perf_counter() - t0:.0f} s in all")
+        print(f"versions: torch {torch.__version__}, numpy {np.__version__}")
+        return
     keys = ("chi2", "ks", "tarp", "band", "not calibrated", "coverage90", "joint", "joint ks")
     if args.reps:
         print(f"| N | L | posterior | {' | '.join(keys)} |")

@@ -3,7 +3,8 @@ r"""Calibration diagnostics for every bayesphys posterior.
 * :mod:`.simulate` — the simulate -> infer -> draw loop over ``N`` problems and field summaries
   (:func:`probe`, :func:`total_mass`, :func:`front_position`);
 * :mod:`.sbc` — simulation-based calibration ranks (per summary, and the joint pooled
-  Mahalanobis rank of the summary vector), chi-square / KS uniformity tests, the
+  Mahalanobis rank of the summary vector, and a cross-fitted joint test that learns the
+  direction of a misfit on half of the problems), chi-square / KS uniformity tests, the
   PIT-ECDF plot with simultaneous bands, ranks as an InferenceData ``prior_sbc`` group;
 * :mod:`.coverage` — central and HDI expected coverage, TARP with its ATC, field calibration
   curves, CRPS and NLL;
@@ -62,6 +63,7 @@ from .sbc import (
     pit_ecdf,
     plot_pit_ecdf,
     ranks_inference_data,
+    sbc_joint_crossfit,
     sbc_joint_ranks,
     sbc_pit,
     sbc_ranks,
@@ -112,6 +114,7 @@ __all__ = [
     "recalibrated_rows",
     "run_calibration",
     "run_sbc",
+    "sbc_joint_crossfit",
     "sbc_joint_ranks",
     "sbc_pit",
     "sbc_ranks",

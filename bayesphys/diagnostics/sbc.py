@@ -18,6 +18,10 @@ uniformly at random. Tests of that uniformity:
 Several summaries are combined with a Bonferroni correction:
 :math:`p = \min(1, K \min_k p_k)`.
 
+Joint tests of the summary vector: :func:`sbc_joint_ranks` (the pooled Mahalanobis rank, a
+fixed statistic) and :func:`sbc_joint_crossfit` (a Gaussian likelihood-ratio statistic learned
+on one half of the problems and ranked on the other, and the reverse).
+
 The PIT-ECDF plot shows :math:`\hat F(z) - z` at :math:`z_m = m/(L+1)`, where
 :math:`\hat F(z_m) = \#\{i : r_i < m\}/N`, inside a simultaneous ``prob`` band: a band that a
 uniform ECDF leaves with probability ``1 - prob`` *anywhere*. ArviZ 0.x's
@@ -47,6 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "sbc_ranks",
     "sbc_joint_ranks",
+    "sbc_joint_crossfit",
     "sbc_pit",
     "sbc_uniformity",
     "ecdf_band",
@@ -171,6 +176,121 @@ def sbc_joint_ranks(truth: Tensor, draws: Tensor, *, seed: int = 0) -> Tensor:
     gen = torch.Generator().manual_seed(offset_seed(seed, 3))
     v = torch.rand(ties.shape, generator=gen, dtype=torch.float64).to(ties.device)
     return (less + torch.floor(v * (ties + 1).double()).long()).long()
+
+
+def _inv_sqrt_psd(s: Tensor, n: int) -> Tensor:
+    """Symmetric pseudo-inverse square roots ``[..., K, K]`` of PSD matrices ``s [..., K, K]``:
+    eigenvalues below ``max(n, K)`` float64 eps times the largest are dropped (weight 0)."""
+    e, v = torch.linalg.eigh(s)
+    tol = max(n, s.shape[-1]) * torch.finfo(torch.float64).eps * e[..., -1:].clamp_min(0)
+    keep = (e > tol) & (e[..., -1:] > 0)
+    r = torch.where(keep, e.clamp_min(torch.finfo(torch.float64).tiny).rsqrt(), 0.0)
+    return v @ torch.diag_embed(r) @ v.transpose(-1, -2)
+
+
+def sbc_joint_crossfit(truth: Tensor, draws: Tensor, *, seed: int = 0) -> dict:
+    r"""Cross-fitted joint SBC test of the summary vectors ``truth [N, K]`` among
+    ``draws [N, L, K]``: a statistic learned on half of the problems ranks the other half.
+
+    1. **Common frame.** :math:`G = \frac1N \sum_i S_i`, the mean of the pool covariances
+       (pool :math:`P_i = \{\theta_i, \theta_{i1}, \dots, \theta_{iL}\}`, ``n = L + 1``
+       vectors, mean :math:`m_i`, :math:`S_i = \frac1n \sum_{x \in P_i} (x - m_i)(x -
+       m_i)^\top`), and every vector is mapped to :math:`z = G^{-1/2} x`.
+    2. **Whitening per problem.** With :math:`T_i` the covariance of the pool in that frame,
+       :math:`w(x) = T_i^{-1/2} (z(x) - \bar z_i)` (``[N, n, K]``): the pool's mean and
+       covariance become ``0`` and ``I``. Both steps are symmetric functions of the pools.
+    3. **Cross-fitting.** A seeded random permutation splits the problems into halves ``A``
+       (``N // 2``) and ``B`` (the rest). On ``A``,
+       :math:`M_A = \frac1{|A|} \sum_{i \in A} w_{i0} w_{i0}^\top` (:math:`w_{i0}` the
+       truth's whitened vector; ``M = I`` in expectation under calibration), and each problem
+       of ``B`` ranks its truth's statistic among its draws',
+
+       .. math:: s(w) = w^\top (I - M_A^{-1}) w, \qquad
+                 r_i = \#\{j : s(w_{ij}) < s(w_{i0})\},
+
+       twice the Gaussian log-likelihood ratio of :math:`N(0, M_A)` against :math:`N(0, I)`
+       (up to a constant): large where the truths lie, relative to their pools, in a direction
+       the draws do not cover. Then the same with ``A`` and ``B`` swapped. Ties are broken
+       uniformly at random (seeded) as in :func:`sbc_ranks`, after rounding ``s`` to 9
+       significant digits of the pool's largest :math:`|s|`.
+    4. **Test.** :func:`sbc_uniformity` of each half's ``L``-ranks, combined by Bonferroni:
+       :math:`p = \min(1, 2 \min(p_A, p_B))` (chi-square and KS alike).
+
+    Exact under calibration: given the unordered pools, an exact posterior puts the truth at a
+    uniformly random, independent place in each pool; ``G``, the whitening and the split are
+    functions of the pools (and the seed) only, and ``M_A`` of the truths of ``A`` only, so the
+    ranks of ``B`` are i.i.d. uniform on ``0..L`` (and those of ``A``, by symmetry). Unlike
+    :func:`sbc_joint_ranks`, whose statistic is fixed in advance, ``s`` learns the direction of
+    a misfit, e.g. the ignored correlation of draws with the right marginals (docs/calibration.md,
+    "Joint rank"); the price is that each half sees only ``N / 2`` problems.
+
+    The result is invariant under an invertible affine map :math:`\theta \mapsto A\theta + b`
+    of the summaries (step 1 makes it an orthogonal map common to all problems, under which
+    ``s`` is invariant), up to rounding. Singular pools (a constant summary, ``K >= L``,
+    repeated draws) are handled by pseudo-inverse square roots (eigenvalues below ``max(n, K)``
+    float64 eps times the largest dropped); ``M_A``'s eigenvalues are floored at ``1/n`` (a
+    half too small to estimate ``M`` in some direction gives a finite statistic there, and
+    the test stays exact). Computed in float64; integer or bool summaries are taken as float64.
+    Needs ``N >= 4`` (two problems per half).
+
+    Returns ``{"pvalue": float, "pvalue_ks": float, "ranks": Tensor [N] (long, each problem's
+    rank under the statistic learned on the other half), "half": Tensor [N] (long, 0 for A,
+    1 for B), "pvalues": [p_A, p_B] (chi-square), "pvalues_ks": [p_A, p_B], "m": [M_A, M_B]
+    (Tensors [K, K], in the frame of step 1)}``. Reject joint calibration at level :math:`a`
+    when ``pvalue < a``.
+    """
+    check_truth_draws(truth, draws)
+    seed = check_seed("seed", seed)
+    n_sims, n_draws, k = draws.shape
+    if n_sims < 4:
+        raise ValueError(
+            f"truth/draws: the cross-fitted test needs N >= 4 problems (two per half), "
+            f"received N = {n_sims}"
+        )
+    pool = torch.cat([truth[:, None, :], draws], 1).double().cpu()  # [N, n, K], the truth first
+    n = pool.shape[1]
+    x = pool - pool.mean(1, keepdim=True)
+    cov = x.transpose(1, 2) @ x / n  # [N, K, K]
+    z = x @ _inv_sqrt_psd(cov.mean(0), n * n_sims)  # the common frame; G^-1/2 is symmetric
+    w = z @ _inv_sqrt_psd(z.transpose(1, 2) @ z / n, n)  # [N, n, K], whitened per pool
+    gen = torch.Generator().manual_seed(offset_seed(seed, 5))
+    perm = torch.randperm(n_sims, generator=gen)
+    half = torch.zeros(n_sims, dtype=torch.long)
+    half[perm[n_sims // 2 :]] = 1
+    gen_tie = torch.Generator().manual_seed(offset_seed(seed, 6))
+    tie_u = torch.rand(n_sims, generator=gen_tie, dtype=torch.float64)
+    ranks = torch.zeros(n_sims, dtype=torch.long)
+    eye = torch.eye(k, dtype=torch.float64)
+    ms, pchi, pks = [], [], []
+    for h in (0, 1):
+        fit, test = half == h, half != h
+        w0 = w[fit, 0]  # [|fit|, K]
+        m = w0.T @ w0 / w0.shape[0]
+        e, v = torch.linalg.eigh(m)
+        q = eye - v @ torch.diag(1.0 / e.clamp_min(1.0 / n)) @ v.T
+        s = torch.einsum("inj,jk,ink->in", w[test], q, w[test])  # [|test|, n]
+        scale = s.abs().amax(1, keepdim=True)
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        s = torch.round(s / scale * 1e9)
+        less = (s[:, 1:] < s[:, :1]).sum(1)
+        ties = (s[:, 1:] == s[:, :1]).sum(1)
+        ranks[test] = less + torch.floor(tie_u[test] * (ties + 1).double()).long()
+        u = sbc_uniformity(ranks[test], n_draws, seed=offset_seed(seed, 7 + h))
+        ms.append(m)
+        pchi.append(u["pvalue"])
+        pks.append(u["pvalue_ks"])
+    # ms[h] was fitted on half h and ranks the other half: report p-values per ranked half
+    p_a, p_b = pchi[1], pchi[0]
+    pk_a, pk_b = pks[1], pks[0]
+    return {
+        "pvalue": min(1.0, 2 * min(p_a, p_b)),
+        "pvalue_ks": min(1.0, 2 * min(pk_a, pk_b)),
+        "ranks": ranks.to(truth.device),
+        "half": half.to(truth.device),
+        "pvalues": [p_a, p_b],
+        "pvalues_ks": [pk_a, pk_b],
+        "m": ms,
+    }
 
 
 def sbc_pit(ranks: Tensor, n_draws: int, *, seed: int = 0) -> Tensor:
