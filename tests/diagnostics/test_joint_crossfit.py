@@ -8,19 +8,10 @@ import torch
 
 from bayesphys._bench import repo_root, script_module
 from bayesphys.diagnostics import sbc_joint_crossfit, sbc_joint_ranks, sbc_uniformity
+from tests.diagnostics.test_joint_ranks import _exchangeable_pool
 
 # the benchmark's posteriors of known calibration (benchmarks/calibration_power.py)
 record = script_module(str(repo_root() / "benchmarks" / "calibration_power.py")).record
-
-
-def _exchangeable_pool(n, n_draws, k, g):
-    """Truth and draws i.i.d. from a skewed, correlated law that differs per problem, with
-    one discrete summary (ties): the truth is exchangeable with its draws."""
-    z = torch.randn(n, 1 + n_draws, k, generator=g, dtype=torch.float64)
-    mix = torch.randn(n, k, k, generator=g, dtype=torch.float64)
-    pool = (z @ mix).exp() + torch.randn(n, 1, k, generator=g, dtype=torch.float64)
-    pool[..., 0] = (pool[..., 0] > pool[..., 0].median()).double() * 3  # two values: ties
-    return pool[:, 0], pool[:, 1:]
 
 
 def test_the_test_holds_its_level_for_an_exchangeable_truth():
