@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import collections
 import copy
-import functools
 import io
 import math
 import re
@@ -35,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 
@@ -54,27 +53,13 @@ __all__ = [
 ]
 
 
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def with_autograd(fit: _F) -> _F:
-    """Run ``fit`` with autograd on, whatever the caller's mode: a fit needs gradients, and
-    one called inside ``torch.no_grad()`` or ``torch.inference_mode()`` (an evaluation block,
-    a validation hook) failed at its first backward with torch's "element 0 of tensors does
-    not require grad". The caller's mode is back in force for the rest of its code."""
-
-    @functools.wraps(fit)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        with autograd_on():
-            return fit(*args, **kwargs)
-
-    return run  # type: ignore[return-value]
-
-
 @contextmanager
 def autograd_on() -> Iterator[None]:
-    """Autograd on in any caller's mode: inside ``torch.inference_mode()``, ``enable_grad``
-    alone leaves it off."""
+    """Autograd on in any caller's mode, the caller's mode back in force afterwards: a context
+    manager, or a decorator (``@autograd_on()``) of a fit, which needs gradients and called
+    inside ``torch.no_grad()`` or ``torch.inference_mode()`` (an evaluation block, a validation
+    hook) failed at its first backward with torch's "element 0 of tensors does not require
+    grad". Inside ``torch.inference_mode()``, ``enable_grad`` alone leaves autograd off."""
     with torch.inference_mode(False), torch.enable_grad():
         yield
 

@@ -45,10 +45,10 @@ from torch.utils.data.distributed import DistributedSampler
 from .._checks import check_bool, check_int, check_real, check_seed, stream_seed
 from .._model import (
     FitResult,
+    autograd_on,
     check_checkpointable,
     load_checkpoint,
     save_checkpoint,
-    with_autograd,
 )
 from .._progress import progress_bar
 from .._stack import user_stacklevel
@@ -410,7 +410,7 @@ def _cpu_copy(value: Any) -> Any:
     return copy.deepcopy(value)
 
 
-@with_autograd
+@autograd_on()
 def train_ddp(
     model_fn: Callable[[], torch.nn.Module],
     loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor],

@@ -32,7 +32,7 @@ import torch
 
 from .._checks import check_int
 from .._files import atomic_write, atomic_write_text
-from .._model import FitResult, optimize, with_autograd
+from .._model import FitResult, autograd_on, optimize
 from ..problems.linear_gaussian import log_marginal_likelihood, posterior_for
 from ._args import add_out, device, positive_int, seed
 
@@ -105,7 +105,7 @@ class LinearGaussianModel:
         mvn = torch.distributions.MultivariateNormal(torch.zeros_like(y), covariance_matrix=koo)
         return -mvn.log_prob(y)
 
-    @with_autograd
+    @autograd_on()
     def fit(
         self, *, steps: int = 150, lr: float = 0.05, tol: float | None = 1e-7, progress: bool = True
     ) -> FitResult:

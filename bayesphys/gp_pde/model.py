@@ -44,9 +44,9 @@ from .._model import (
     _refresh,
     _restore,
     _snapshot,
+    autograd_on,
     optimize,
     save_checkpoint,
-    with_autograd,
 )
 from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
@@ -369,7 +369,7 @@ class GPPDESolver:
         return float((pred - ex).norm() / ex.norm())
 
     # ------------------------------------------------------------------ fit
-    @with_autograd
+    @autograd_on()
     def fit(
         self,
         data: None = None,

@@ -44,6 +44,7 @@ from .._data_parallel import GradientSync, rank_generator_seed
 from .._device import _GLOBAL_STATE, model_device, resolve_dtype, seeded_build
 from .._model import (
     FitResult,
+    autograd_on,
     load_checkpoint,
     optimize,
     rebuilding,
@@ -51,7 +52,6 @@ from .._model import (
     require_entries,
     save_checkpoint,
     warn_untrained,
-    with_autograd,
 )
 from .._stack import user_stacklevel
 from .._time_budget import TimeBudget, check_max_seconds
@@ -383,7 +383,7 @@ class MetaFlowMatching:
         v = self.net["field"](t, xt, None if cond is None else cond[:, None, :])
         return cfm_loss(v.reshape(-1, d), u.reshape(-1, d))
 
-    @with_autograd
+    @autograd_on()
     def fit(
         self,
         data: PopulationPairs | None = None,

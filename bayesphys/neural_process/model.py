@@ -68,6 +68,7 @@ from .._device import (
 from .._model import (
     DivergenceGuard,
     FitResult,
+    autograd_on,
     load_checkpoint,
     optimize,
     rebuilding,
@@ -75,7 +76,6 @@ from .._model import (
     require_entries,
     save_checkpoint,
     warn_untrained,
-    with_autograd,
 )
 from .._progress import progress_bar
 from .._time_budget import TimeBudget, check_max_seconds
@@ -404,7 +404,7 @@ class RandomGridNP:
             ua = q.loc + q.cov_diag.sqrt() * eps + (q.cov_factor @ eta)[..., 0]
         return self.inverse_net(xa, ua, w).log_prob(z)
 
-    @with_autograd
+    @autograd_on()
     def fit(
         self,
         data: dict[str, Any] | None = None,

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .._checks import check_bool, check_int, check_seed, require
 from .._device import seeded
-from .._model import with_autograd
+from .._model import autograd_on
 
 if TYPE_CHECKING:  # pragma: no cover
     from .glioma import GliomaModel
@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["nuts_reference"]
 
 
-@with_autograd
+@autograd_on()
 def nuts_reference(
     model: GliomaModel,
     *,

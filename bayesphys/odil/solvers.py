@@ -27,7 +27,7 @@ from torch import Tensor
 from .._checks import check_bool, check_int, check_real
 from .._device import as_tensor, check_finite
 from .._linalg import lstsq_any_rank, pcg
-from .._model import FitResult, autograd_on, optimize, with_autograd
+from .._model import FitResult, autograd_on, optimize
 from .._progress import progress_bar
 from .._stack import user_stacklevel
 from .problem import DiscreteProblem
@@ -178,7 +178,7 @@ def _gn_step(fn, x, lam, linear_solver, cg_tol, cg_maxiter, jacobian=None, colou
 _STEP_ROUNDOFF = 8
 
 
-@with_autograd
+@autograd_on()
 def minimize(
     problem: DiscreteProblem,
     x0: Tensor | None = None,

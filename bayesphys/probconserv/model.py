@@ -44,7 +44,7 @@ from .._checks import (
 )
 from .._data_parallel import GradientSync, rank_generator_seed
 from .._device import as_tensor, model_device, resolve_dtype, seeded_build
-from .._model import FitResult, optimize, warn_untrained, with_autograd
+from .._model import FitResult, autograd_on, optimize, warn_untrained
 from .._time_budget import TimeBudget, check_max_seconds
 from ..posterior import GaussianPosterior
 from ..problems.gpme import GPMEData, GPMEProblem, get_problem, make_dataset
@@ -259,7 +259,7 @@ class ProbConserv:
             raise ValueError(f"weight: expected >= 0 (ANP only), received {weight}")
         self.config.softc_weight = float(weight)
 
-    @with_autograd
+    @autograd_on()
     def fit(
         self,
         data: GPMEData | None = None,

@@ -41,13 +41,13 @@ from .._device import (
 )
 from .._model import (
     FitResult,
+    autograd_on,
     load_checkpoint,
     optimize,
     rebuilding,
     refuse_unknown,
     require_entries,
     save_checkpoint,
-    with_autograd,
 )
 from ..posterior import GaussianPosterior
 
@@ -205,7 +205,7 @@ class ConjugateGaussianField:
     def outputscale(self) -> float:
         return float(self.log_outputscale.exp())
 
-    @with_autograd
+    @autograd_on()
     def fit(
         self, data: None = None, *, steps: int = 200, lr: float = 0.05, progress: bool = True
     ) -> FitResult:
