@@ -23,11 +23,10 @@ from ._model import (
     optimize,
     save_checkpoint,
 )
+from ._version import __version__
 from .distributed import FitManyResult, fit_many, problem_seed
 from .inference_data import build_inference_data, load_netcdf, save_netcdf
 from .posterior import GaussianPosterior, Posterior, SamplePosterior
-
-__version__ = "0.1.0"
 
 __all__ = [
     "__version__",

@@ -42,6 +42,7 @@ from ._checks import check_bool, check_int, check_real
 from ._progress import progress_bar
 from ._repr import fields_repr
 from ._stack import user_stacklevel
+from ._version import __version__
 
 __all__ = [
     "FitResult",
@@ -474,7 +475,6 @@ def save_checkpoint(path: str | Path, *, kind: str, config: dict[str, Any], stat
     that fails (an unpicklable ``state``, a full disk) leaves any previous checkpoint at
     ``path`` as it was and never a truncated file (a symlink is written through; an existing
     file keeps its permissions)."""
-    from . import __version__
     from ._files import atomic_write
 
     path = _check_path(path, write=True)
@@ -803,8 +803,6 @@ def load_checkpoint(
         )
     fmt = ckpt.get("format", 1)
     if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt > CHECKPOINT_FORMAT:
-        from . import __version__
-
         raise ValueError(
             f"path: {path} was written by bayesphys {ckpt.get('version', '?')} in checkpoint "
             f"format {fmt!r}; this release ({__version__}) reads formats up to "
@@ -819,8 +817,6 @@ def refuse_unknown(ckpt: Mapping[str, Any], path: Any, what: str, given: Any, kn
     (an unknown setting was ignored, e.g. a time scheme: posterior means off by 0.46)."""
     unknown = sorted(set(given) - set(known))
     if unknown:
-        from . import __version__
-
         raise ValueError(
             f"path: {path} holds {what} {unknown} that this release ({__version__}) does not "
             f"know (written by bayesphys {ckpt.get('version', '?')}); loading it without them "

@@ -14,6 +14,9 @@ __all__ = [
     "line_colour",
     "method_style",
     "plot_observations",
+    "LEGEND_PT",
+    "TITLE_PT",
+    "legend_below",
 ]
 
 # Okabe & Ito (2008), "Color Universal Design": the eight colours by name
@@ -76,4 +79,15 @@ def plot_observations(ax, x, y, noise: float, *, color: str = "C3", ms: float = 
     kwargs.setdefault("label", f"observations ±1.96σ (σ={noise:g})")
     return ax.errorbar(
         x, y, yerr=1.96 * noise, fmt="o", color=color, ms=ms, elinewidth=0.8, capsize=2, **kwargs
+    )
+
+
+LEGEND_PT = 8  # legend and tick-label text
+TITLE_PT = 9  # panel titles
+
+
+def legend_below(ax, **kwargs) -> None:
+    """The legend under the axes, off the curves (``kwargs``: more ``ax.legend`` options)."""
+    ax.legend(
+        fontsize=LEGEND_PT, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False, **kwargs
     )

@@ -21,8 +21,10 @@ import time
 import traceback
 from pathlib import Path
 
-from . import __version__
-from ._files import out_folder_arg
+from ._cli_args import device_arg as _device_arg
+from ._cli_args import out_arg as _out_arg
+from ._cli_args import seed_arg as _seed_arg
+from ._version import __version__
 
 COMPONENTS = ("gp_pde", "probconserv", "neural_process", "odil", "meta_fm")
 
@@ -232,39 +234,6 @@ def cmd_calibrate(args) -> int:
         return 1
     print(f"results: {path}")
     return 0
-
-
-def _device_arg(text: str) -> str:
-    """An argparse ``type`` for ``--device``: refuse an unknown or unavailable device at
-    parse time (``resolve_device``'s message), keep the text for the command it is passed to."""
-    from ._device import resolve_device
-
-    try:
-        resolve_device(text)
-    except (ValueError, TypeError) as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-    return text
-
-
-_out_arg = out_folder_arg  # the argparse type of --out (shared with the examples)
-
-
-def _seed_arg(text: str) -> int:
-    """An argparse ``type`` for ``--seed``: an integer with ``|seed| < 2**43``, the range every
-    component and example takes (torch alone takes more, but e.g. the cohort example derives
-    a seed per patient from it: a larger seed passed the parser and failed in the run with a
-    traceback)."""
-    try:
-        seed = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, received {text!r}") from None
-    from ._checks import SEED_BOUND
-
-    if not -SEED_BOUND < seed < SEED_BOUND:
-        raise argparse.ArgumentTypeError(
-            f"expected an integer with |seed| < 2**43, received {text!r}"
-        )
-    return seed
 
 
 def _example_arg(text: str) -> str:

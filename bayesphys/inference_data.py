@@ -171,7 +171,7 @@ def _dataset(
     ds.attrs["created_by"] = "bayesphys"
     # ArviZ's provenance attributes (``az.from_dict`` sets them; no time stamp here: the same
     # seed gives the same file)
-    from . import __version__
+    from ._version import __version__
 
     ds.attrs["inference_library"] = "bayesphys"
     ds.attrs["inference_library_version"] = __version__

@@ -7,7 +7,7 @@ import torch
 
 from bayesphys import GaussianPosterior, SamplePosterior
 from bayesphys._posterior_base import central_intervals, is_posterior
-from bayesphys.diagnostics.recalibrate import RecalibratedPosterior, Recalibrator
+from bayesphys.diagnostics import RecalibratedPosterior, Recalibrator
 
 LEVELS = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
 

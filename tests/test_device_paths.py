@@ -26,7 +26,7 @@ from bayesphys._device import same_device
 from bayesphys._linalg import _lstsq_qr_gelsd, lstsq_any_rank
 from bayesphys._model import DivergenceGuard, load_checkpoint, save_checkpoint
 from bayesphys._posterior_args import _check_generator
-from bayesphys.diagnostics.recalibrate import RecalibratedPosterior, Recalibrator
+from bayesphys.diagnostics import RecalibratedPosterior, Recalibrator
 from bayesphys.metrics import calibration_curve, crps_gaussian, gaussian_nll
 from bayesphys.posterior import GaussianPosterior
 from bayesphys.problems import ConjugateGaussianField, brain_phantom, synthetic_patient

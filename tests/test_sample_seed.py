@@ -27,7 +27,7 @@ def test_seed_reproduces_and_equals_a_seeded_generator(post):
 
 
 def test_recalibrated_posterior_passes_the_seed_on():
-    from bayesphys.diagnostics.recalibrate import RecalibratedPosterior, Recalibrator
+    from bayesphys.diagnostics import RecalibratedPosterior, Recalibrator
 
     base = _posteriors()[0]
     rec = RecalibratedPosterior(base, Recalibrator("zscore", scale=2.0))

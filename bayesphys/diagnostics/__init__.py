@@ -49,7 +49,9 @@ from .coverage import (
     score_summary,
     tarp,
 )
-from .recalibrate import RecalibratedPosterior, Recalibrator, conformal_rank, fit_recalibration
+from .pit_ecdf import ecdf_band, pit_ecdf, plot_pit_ecdf
+from .recalibrate import Recalibrator, conformal_rank, fit_recalibration
+from .recalibrated import RecalibratedPosterior
 from .record_recal import (
     AffineMap,
     RecordRecalibration,
@@ -58,17 +60,8 @@ from .record_recal import (
     recalibrated_rows,
 )
 from .result import CalibrationResult, analyse
-from .sbc import (
-    ecdf_band,
-    pit_ecdf,
-    plot_pit_ecdf,
-    ranks_inference_data,
-    sbc_joint_crossfit,
-    sbc_joint_ranks,
-    sbc_pit,
-    sbc_ranks,
-    sbc_uniformity,
-)
+from .sbc import ranks_inference_data, sbc_pit, sbc_ranks, sbc_uniformity
+from .sbc_joint import sbc_joint_crossfit, sbc_joint_ranks
 from .simulate import (
     DEFAULT_LEVELS,
     SimulationRecord,

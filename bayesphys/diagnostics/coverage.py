@@ -43,11 +43,12 @@ from scipy import stats
 from torch import Tensor
 
 from .._checks import check_int, check_seed, offset_seed
+from .._device import check_finite
 from .._posterior_args import _check_level, _check_levels
 from ..metrics import calibration_curve, crps_samples, gaussian_nll
-from ..posterior import Posterior
-from .sbc import check_truth_draws
-from .simulate import DEFAULT_LEVELS
+from ..posterior import Posterior, SamplePosterior
+from .sbc import check_truth_draws, sbc_pit, sbc_ranks
+from .simulate import DEFAULT_LEVELS, _pit_coverage
 
 __all__ = [
     "central_coverage",
@@ -79,8 +80,6 @@ def central_coverage(truth: Tensor, draws: Tensor, level: float, *, seed: int = 
     at any ``L`` (empirical quantiles of ``L`` draws under-cover by about
     :math:`2\\alpha/(L+1)`).
     """
-    from .sbc import sbc_pit, sbc_ranks
-
     check_truth_draws(truth, draws)
     level = _check_level(level)
     u = sbc_pit(sbc_ranks(truth, draws, seed=seed), draws.shape[1], seed=seed)
@@ -158,8 +157,6 @@ def expected_coverage(
         raise ValueError(f"kind: expected 'central' or 'hdi', received {kind!r}")
     levels = _check_levels(levels)
     if kind == "central":  # one randomised PIT per (i, k), thresholded at every level
-        from .sbc import sbc_pit, sbc_ranks
-
         check_truth_draws(truth, draws)
         u = sbc_pit(sbc_ranks(truth, draws, seed=seed), draws.shape[1], seed=seed)
         obs = torch.stack([((u - 0.5).abs() <= lv / 2).double().mean(0) for lv in levels])
@@ -258,10 +255,6 @@ def field_calibration_curve(
     nominal in expectation for exchangeable draws at any ``S``, where their interpolated
     empirical quantiles under-cover by about :math:`2\alpha/(S+1)` (0.82 for 0.9 at ``S = 19``).
     """
-    from .._device import check_finite
-    from ..posterior import SamplePosterior
-    from .simulate import _pit_coverage
-
     if isinstance(posteriors, Posterior) or not isinstance(posteriors, (Sequence, Tensor)):
         raise TypeError(
             "posteriors: expected a sequence of Posterior or draws [S, *event] (one per problem), "

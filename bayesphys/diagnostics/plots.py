@@ -18,16 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._files import save_figure
-from .._plotting import line_colour, method_style
+from .._plotting import LEGEND_PT, TITLE_PT, legend_below, line_colour, method_style
 from .result import CalibrationResult
 
 if TYPE_CHECKING:
     import matplotlib.figure
 
 __all__ = ["plot_component", "component_figure"]
-
-LEGEND_PT = 8  # legend and tick-label text
-TITLE_PT = 9  # panel titles
 
 
 def plot_component(
@@ -150,10 +147,3 @@ def _common_symmetric_ylim(axes) -> None:
     m = max(max(abs(lo), abs(hi)) for lo, hi in (ax.get_ylim() for ax in axes))
     for ax in axes:
         ax.set_ylim(-m, m)
-
-
-def legend_below(ax, **kwargs) -> None:
-    """The legend under the axes, off the curves (``kwargs``: more ``ax.legend`` options)."""
-    ax.legend(
-        fontsize=LEGEND_PT, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False, **kwargs
-    )

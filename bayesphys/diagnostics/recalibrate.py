@@ -61,18 +61,13 @@ from torch import Tensor
 
 from .._checks import check_int, check_seed, offset_seed
 from .._device import check_finite
-from .._posterior_args import (
-    _central_quantiles,
-    _check_level,
-    _check_levels,
-    _q_tensor,
-    _sampling_generator,
-    _size,
-)
-from .._posterior_base import _PosteriorBase
+from .._posterior_args import _check_level, _check_levels
+from ..metrics import calibration_curve
 from ..posterior import Posterior, SamplePosterior
+from .recalibrated import RecalibratedPosterior, _interp_rows
+from .simulate import _pit_coverage, as_draws_or_posterior
 
-__all__ = ["conformal_rank", "Recalibrator", "RecalibratedPosterior", "fit_recalibration"]
+__all__ = ["conformal_rank", "Recalibrator", "fit_recalibration"]
 
 _LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
@@ -128,17 +123,6 @@ def _check_pairs(posteriors: Sequence[Posterior], truths: Sequence[Tensor]) -> l
             )
         check_finite(f"truths[{i}]", torch.as_tensor(t))
     return [torch.as_tensor(t).to(p.mean) for p, t in zip(posteriors, truths)]
-
-
-def _interp_rows(x: Tensor, xp: Tensor, fp: Tensor) -> Tensor:
-    """Row-wise linear interpolation: ``x [M, S]`` in increasing ``xp [M, G]`` -> ``fp [M, G]``
-    values (clamped at the ends)."""
-    g = xp.shape[-1]
-    idx = torch.searchsorted(xp.contiguous(), x.contiguous()).clamp(1, g - 1)
-    x0, x1 = xp.gather(-1, idx - 1), xp.gather(-1, idx)
-    f0, f1 = fp.gather(-1, idx - 1), fp.gather(-1, idx)
-    t = ((x - x0) / (x1 - x0).clamp_min(torch.finfo(x.dtype).tiny)).clamp(0, 1)
-    return f0 + t * (f1 - f0)
 
 
 def conformal_rank(n: int, level: float) -> int | None:
@@ -398,8 +382,6 @@ class Recalibrator:
         expectation for draws exchangeable with the truth, where interpolated empirical
         quantiles under-cover by about :math:`2\alpha/(S+1)` (0.82 for 0.9 at ``S = 19``).
         """
-        from ..metrics import calibration_curve
-        from .simulate import _pit_coverage
 
         truths = _check_pairs(posteriors, truths)
         levels = _check_levels(levels)
@@ -434,179 +416,6 @@ class Recalibrator:
         return f"Recalibrator(method={self.method!r}, {extra})"
 
 
-class RecalibratedPosterior:
-    """A :class:`~bayesphys.Posterior` wrapping ``base`` through a fitted :class:`Recalibrator`.
-
-    Shapes are those of ``base``: ``mean``/``variance [*batch, *event]``, ``sample`` ->
-    ``[*sample, *batch, *event]``, ``quantile(q)`` -> ``[*q.shape, *batch, *event]``.
-    ``heldout_coverage`` reports the recaliber's coverage on its held-out evaluation set.
-    Variance scaling keeps ``log_prob`` (:math:`\\log p(\\mu + (u-\\mu)/s) - N\\log s`) and
-    ``rsample``; the quantile map has moments from its quantile grid and no ``log_prob``.
-    """
-
-    def __init__(self, base: Posterior, recalibrator: Recalibrator):
-        if not isinstance(base, Posterior):
-            raise TypeError(f"base: expected a Posterior, received {type(base).__name__}")
-        self.base = base
-        self.recalibrator = recalibrator
-        self.event_shape = base.event_shape
-        self.batch_shape = base.batch_shape
-        self._quantile_table: tuple[Tensor, Tensor] | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        # the quantile table is a cache, recomputed on first use: pickling it sent ~2x the base
-        return {**self.__dict__, "_quantile_table": None}
-
-    @property
-    def _scaled(self) -> bool:
-        return self.recalibrator.method != "quantile"
-
-    def _base_table(self) -> tuple[Tensor, Tensor]:
-        """The base's quantile table ``(grid, Q)``, computed once (base and map are fixed: it
-        was recomputed, a full sort of an empirical base, by every mean / quantile / draw)."""
-        if self._quantile_table is None:
-            self._quantile_table = self.recalibrator._base_quantiles(self.base)
-        return self._quantile_table
-
-    @property
-    def heldout_coverage(self) -> dict[str, Any]:
-        """Coverage before/after on the recaliber's held-out set (empty if not evaluated)."""
-        return dict(self.recalibrator.heldout)
-
-    @property
-    def device(self) -> torch.device:
-        """The base posterior's device."""
-        return self.base.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The base posterior's dtype."""
-        return self.base.dtype
-
-    def _shape_back(self, flat: Tensor) -> Tensor:
-        return flat.reshape(*flat.shape[:-1], *self.batch_shape, *self.event_shape)
-
-    def _recal_quantile_flat(self, u: Tensor) -> Tensor:
-        """:math:`G^{-1}(u)` for probabilities ``u [M, S]`` (row ``m`` = marginal ``m``)."""
-        rec = self.recalibrator
-        grid, q = self._base_table()
-        pu = rec.r_inverse(u)
-        return _interp_rows(pu, grid.expand_as(q).contiguous(), q)
-
-    def _uniform_mid(self, g: int = 400) -> Tensor:
-        """Midpoints ``(k + 1/2)/g`` used to integrate moments of :math:`G^{-1}(u)`."""
-        like = self.base.mean
-        return (torch.arange(g, dtype=like.dtype, device=like.device) + 0.5) / g
-
-    @property
-    def mean(self) -> Tensor:
-        """Recalibrated mean ``[*batch, *event]`` (unchanged by variance scaling)."""
-        if self._scaled:
-            return self.base.mean
-        u = self._uniform_mid()
-        m = math.prod(self.batch_shape) * math.prod(self.event_shape)
-        vals = self._recal_quantile_flat(u.expand(m, -1).contiguous())
-        return vals.mean(-1).reshape(*self.batch_shape, *self.event_shape)
-
-    @property
-    def variance(self) -> Tensor:
-        """Recalibrated marginal variance ``[*batch, *event]``."""
-        if self._scaled:
-            return self.base.variance * self.recalibrator.scale**2
-        u = self._uniform_mid()
-        m = math.prod(self.batch_shape) * math.prod(self.event_shape)
-        vals = self._recal_quantile_flat(u.expand(m, -1).contiguous())
-        return vals.var(-1, correction=0).reshape(*self.batch_shape, *self.event_shape)
-
-    @property
-    def stddev(self) -> Tensor:
-        """Recalibrated marginal standard deviations, ``[*batch, *event]``."""
-        return self.variance.clamp_min(0).sqrt()
-
-    def map_draws(self, x: Tensor) -> Tensor:
-        r"""Map draws ``x [*S, *batch, *event]`` of the base posterior to recalibrated draws
-        (same shape): :math:`\mu + s(x - \mu)` or :math:`F^{-1}(R^{-1}(F(x)))` marginally,
-        which keeps the base draws' dependence (copula)."""
-        if self._scaled:
-            mu = self.base.mean
-            return mu + self.recalibrator.scale * (x - mu)
-        rec = self.recalibrator
-        shape = x.shape
-        flat = x.reshape(-1, math.prod(self.batch_shape) * math.prod(self.event_shape)).mT
-        grid, q = self._base_table()
-        p = _interp_rows(flat.contiguous(), q, grid.expand_as(q).contiguous())
-        out = _interp_rows(rec.r_inverse(p), grid.expand_as(q).contiguous(), q)
-        return out.mT.reshape(shape)
-
-    def sample(
-        self,
-        sample_shape: torch.Size | tuple[int, ...] = torch.Size(),
-        generator: torch.Generator | None = None,
-        *,
-        seed: int | None = None,
-    ) -> Tensor:
-        """Draws ``[*sample_shape, *batch, *event]``: base draws mapped by the recalibration
-        (``generator`` or ``seed``, not both, as the base's)."""
-        if seed is not None:  # a generator made here: a base of the older sample(shape,
-            # generator) signature still works
-            generator = _sampling_generator(generator, seed, self.base.mean.device)
-        with torch.no_grad():
-            draws = self.base.sample(_size(sample_shape), generator=generator)
-            return self.map_draws(draws)
-
-    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size()) -> Tensor:
-        """Reparameterised draws of a variance scaling (the base's, mapped);
-        ``NotImplementedError`` for a quantile map."""
-        if not self._scaled:
-            raise NotImplementedError("RecalibratedPosterior.rsample: not with a quantile map")
-        return self.map_draws(self.base.rsample(_size(sample_shape)))
-
-    def quantile(self, q: float | Sequence[float] | Tensor) -> Tensor:
-        """Recalibrated marginal quantiles ``[*q.shape, *batch, *event]``."""
-        qt = _q_tensor(q, self.base.mean)
-        if self._scaled:
-            mu = self.base.mean
-            return mu + self.recalibrator.scale * (self.base.quantile(qt) - mu)
-        m = math.prod(self.batch_shape) * math.prod(self.event_shape)
-        vals = self._recal_quantile_flat(qt.reshape(1, -1).expand(m, -1).contiguous())
-        return vals.mT.reshape(*qt.shape, *self.batch_shape, *self.event_shape)
-
-    def interval(self, level: float = 0.95) -> tuple[Tensor, Tensor]:
-        """Central recalibrated interval ``(lower, upper)``, each ``[*batch, *event]``."""
-        ((lo, hi),) = self._intervals([level])
-        return lo, hi
-
-    interval._from_quantiles = True  # type: ignore[attr-defined]  # see central_intervals
-
-    def _intervals(self, levels: Sequence[float]) -> list[tuple[Tensor, Tensor]]:
-        """:meth:`interval` at each of ``levels`` from one :meth:`quantile` call."""
-        return _central_quantiles(self.quantile, [_check_level(lv) for lv in levels])
-
-    def log_prob(self, value: Tensor) -> Tensor:
-        r"""Log density ``[*, *batch]`` of ``value [*, *batch, *event]`` (variance scaling only):
-        :math:`\log p_{base}(\mu + (v - \mu)/s) - N \log s`, ``N = prod(event)``, ``s`` the
-        recalibration scale; ``NotImplementedError`` for a quantile map."""
-        if not self._scaled:
-            raise NotImplementedError(
-                "RecalibratedPosterior.log_prob: no density for a quantile map"
-            )
-        s = self.recalibrator.scale
-        mu = self.base.mean
-        n = math.prod(self.event_shape)
-        return self.base.log_prob(mu + (value - mu) / s) - n * math.log(s)
-
-    def to(self, device: str | torch.device | None) -> RecalibratedPosterior:
-        """The same recalibrated posterior on ``device`` (its base moved there)."""
-        return RecalibratedPosterior(self.base.to(device), self.recalibrator)
-
-    # the shared export (argument checks, named dims, seeded draws): the base's methods
-    to_inference_data = _PosteriorBase.to_inference_data
-    _draws_for_export = _PosteriorBase._draws_for_export
-
-    def __repr__(self) -> str:
-        return f"RecalibratedPosterior({self.base!r}, {self.recalibrator!r})"
-
-
 def fit_recalibration(
     simulate: Callable[..., tuple[Any, Any]],
     infer: Callable[[Any], Posterior],
@@ -624,7 +433,6 @@ def fit_recalibration(
     ``simulate(n, seed=) -> (theta [n, *event], data)``; ``infer(data[i]) -> Posterior`` or
     draws ``[L, *event]`` (taken as an empirical posterior, ``SamplePosterior``).
     """
-    from .simulate import as_draws_or_posterior
 
     _check_method(method)  # before any simulation
 

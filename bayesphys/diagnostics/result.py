@@ -17,7 +17,9 @@ from torch import Tensor
 
 from .._repr import fields_repr
 from .coverage import expected_coverage, score_summary, tarp
-from .sbc import ranks_inference_data, sbc_joint_ranks, sbc_ranks, sbc_uniformity
+from .pit_ecdf import plot_pit_ecdf
+from .sbc import ranks_inference_data, sbc_ranks, sbc_uniformity
+from .sbc_joint import sbc_joint_ranks
 from .simulate import DEFAULT_LEVELS, SimulationRecord
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -120,8 +122,6 @@ class CalibrationResult:
         self, ax: matplotlib.axes.Axes | None = None, prob: float = 0.95
     ) -> matplotlib.axes.Axes:
         """PIT-ECDF difference plot of the ranks with the simultaneous band."""
-        from .sbc import plot_pit_ecdf
-
         p = self.uniformity["pvalue"]
         return plot_pit_ecdf(
             self.ranks,

@@ -18,15 +18,8 @@ uniformly at random. Tests of that uniformity:
 Several summaries are combined with a Bonferroni correction:
 :math:`p = \min(1, K \min_k p_k)`.
 
-Joint tests of the summary vector: :func:`sbc_joint_ranks` (the pooled Mahalanobis rank, a
-fixed statistic) and :func:`sbc_joint_crossfit` (a Gaussian likelihood-ratio statistic learned
-on one half of the problems and ranked on the other, and the reverse).
-
-The PIT-ECDF plot shows :math:`\hat F(z) - z` at :math:`z_m = m/(L+1)`, where
-:math:`\hat F(z_m) = \#\{i : r_i < m\}/N`, inside a simultaneous ``prob`` band: a band that a
-uniform ECDF leaves with probability ``1 - prob`` *anywhere*. ArviZ 0.x's
-``ecdf_confidence_band(method="optimized")`` computes it; elsewhere (ArviZ >= 1) we simulate
-uniform ECDFs and tune the pointwise binomial level ourselves (same construction).
+Joint tests of the summary vector are in :mod:`~bayesphys.diagnostics.sbc_joint`, the PIT-ECDF
+plot of the ranks in :mod:`~bayesphys.diagnostics.pit_ecdf`.
 """
 
 from __future__ import annotations
@@ -41,23 +34,16 @@ from torch import Tensor
 
 from .._checks import check_int, check_seed, offset_seed
 from .._device import check_finite
-from .._plotting import line_colour
 
 if TYPE_CHECKING:  # pragma: no cover
     import arviz
-    import matplotlib.axes
     import xarray as xr
 
 __all__ = [
     "sbc_ranks",
-    "sbc_joint_ranks",
-    "sbc_joint_crossfit",
     "sbc_pit",
     "sbc_uniformity",
-    "ecdf_band",
-    "pit_ecdf",
     "ranks_inference_data",
-    "plot_pit_ecdf",
 ]
 
 
@@ -123,174 +109,6 @@ def sbc_ranks(truth: Tensor, draws: Tensor, *, seed: int = 0) -> Tensor:
     u = torch.rand(ties.shape, generator=gen, dtype=torch.float64).to(ties.device)
     extra = torch.floor(u * (ties + 1).double()).long()
     return (less + extra).long()
-
-
-def sbc_joint_ranks(truth: Tensor, draws: Tensor, *, seed: int = 0) -> Tensor:
-    r"""Pooled Mahalanobis ranks ``[N]`` (ints in ``0..L``) of the summary vectors
-    ``truth [N, K]`` among ``draws [N, L, K]``: a joint SBC rank.
-
-    Each problem's truth is pooled with its draws, :math:`P_i = \{\theta_i, \theta_{i1}, \dots,
-    \theta_{iL}\}` (``n = L + 1`` vectors); with the pool's mean :math:`m_i` and covariance
-    :math:`S_i = \frac1n \sum_{x \in P_i} (x - m_i)(x - m_i)^\top` every pool member gets the
-    distance
-
-    .. math:: d(x) = (x - m_i)^\top S_i^{+} (x - m_i) = n\, h(x),
-
-    :math:`S_i^{+}` the pseudo-inverse and :math:`h(x)` the leverage of :math:`x` in the centred
-    pool (the diagonal of the projection onto the column space of the centred ``[n, K]`` pool
-    matrix), and the rank is :math:`r_i = \#\{j : d(\theta_{ij}) < d(\theta_i)\}`, ties broken
-    uniformly at random (seeded) as in :func:`sbc_ranks`. ``d`` is a symmetric function of the
-    pool, so a truth exchangeable with its draws (an exact posterior) has ranks exactly uniform
-    on ``0..L`` whatever the posterior's shape. Large ranks: the truth is far out in the metric of
-    the pool (draws too narrow, or a dependence between summaries they do not have); small ranks:
-    draws too wide. Read them with :func:`sbc_uniformity` (``[N]`` is one summary).
-
-    ``d`` is invariant under any invertible affine map :math:`\theta \mapsto A\theta + b` of
-    the summaries (the column space does not change), and for ``K = 1`` it is
-    :math:`((x - m_i)/s_i)^2`: the rank of :math:`|\theta_i - m_i|` among the
-    :math:`|\theta_{ij} - m_i|`, a two-sided rank that sees width, not the sign of a bias. A
-    singular :math:`S_i` (a constant summary, ``K >= L`` or repeated draws) is handled by the
-    pseudo-inverse (singular values of the centred pool below ``max(n, K)`` float64 eps times the
-    largest are dropped); the leverages are rounded to ``1e-9`` before ranking, so values equal in
-    exact arithmetic tie (for ``K >= L`` with distinct points every leverage is
-    :math:`(n-1)/n`: all tie and the rank is uniform, with no power). Coordinates are scaled by
-    the pool's standard deviation first (again a symmetric function of the pool). The
-    log-density of a Gaussian fitted to the pool, :math:`-d/2` + const, gives the same ranks
-    (reversed). Computed in float64; integer or bool summaries are taken as float64.
-    """
-    check_truth_draws(truth, draws)
-    seed = check_seed("seed", seed)
-    pool = torch.cat([truth[:, None, :], draws], 1).double()  # [N, n, K], the truth first
-    n = pool.shape[1]
-    x = pool - pool.mean(1, keepdim=True)
-    sd = x.square().mean(1, keepdim=True).sqrt()
-    x = torch.where(sd > 0, x / torch.where(sd > 0, sd, torch.ones_like(sd)), torch.zeros_like(x))
-    u, s, _ = torch.linalg.svd(x, full_matrices=False)  # u [N, n, r], s [N, r]
-    tol = max(n, x.shape[2]) * torch.finfo(torch.float64).eps * s[:, :1]
-    keep = (s > tol) & (s[:, :1] > 0)  # [N, r]
-    lev = (u.square() * keep[:, None, :]).sum(2)  # [N, n], the leverages h in [0, 1]
-    lev = torch.round(lev * 1e9)
-    d_true, d_draw = lev[:, :1], lev[:, 1:]
-    less = (d_draw < d_true).sum(1)
-    ties = (d_draw == d_true).sum(1)
-    gen = torch.Generator().manual_seed(offset_seed(seed, 3))
-    v = torch.rand(ties.shape, generator=gen, dtype=torch.float64).to(ties.device)
-    return (less + torch.floor(v * (ties + 1).double()).long()).long()
-
-
-def _inv_sqrt_psd(s: Tensor, n: int) -> Tensor:
-    """Symmetric pseudo-inverse square roots ``[..., K, K]`` of PSD matrices ``s [..., K, K]``:
-    eigenvalues below ``max(n, K)`` float64 eps times the largest are dropped (weight 0)."""
-    e, v = torch.linalg.eigh(s)
-    tol = max(n, s.shape[-1]) * torch.finfo(torch.float64).eps * e[..., -1:].clamp_min(0)
-    keep = (e > tol) & (e[..., -1:] > 0)
-    r = torch.where(keep, e.clamp_min(torch.finfo(torch.float64).tiny).rsqrt(), 0.0)
-    return v @ torch.diag_embed(r) @ v.transpose(-1, -2)
-
-
-def sbc_joint_crossfit(truth: Tensor, draws: Tensor, *, seed: int = 0) -> dict:
-    r"""Cross-fitted joint SBC test of the summary vectors ``truth [N, K]`` among
-    ``draws [N, L, K]``: a statistic learned on half of the problems ranks the other half.
-
-    1. **Common frame.** :math:`G = \frac1N \sum_i S_i`, the mean of the pool covariances
-       (pool :math:`P_i = \{\theta_i, \theta_{i1}, \dots, \theta_{iL}\}`, ``n = L + 1``
-       vectors, mean :math:`m_i`, :math:`S_i = \frac1n \sum_{x \in P_i} (x - m_i)(x -
-       m_i)^\top`), and every vector is mapped to :math:`z = G^{-1/2} x`.
-    2. **Whitening per problem.** With :math:`T_i` the covariance of the pool in that frame,
-       :math:`w(x) = T_i^{-1/2} (z(x) - \bar z_i)` (``[N, n, K]``): the pool's mean and
-       covariance become ``0`` and ``I``. Both steps are symmetric functions of the pools.
-    3. **Cross-fitting.** A seeded random permutation splits the problems into halves ``A``
-       (``N // 2``) and ``B`` (the rest). On ``A``,
-       :math:`M_A = \frac1{|A|} \sum_{i \in A} w_{i0} w_{i0}^\top` (:math:`w_{i0}` the
-       truth's whitened vector; ``M = I`` in expectation under calibration), and each problem
-       of ``B`` ranks its truth's statistic among its draws',
-
-       .. math:: s(w) = w^\top (I - M_A^{-1}) w, \qquad
-                 r_i = \#\{j : s(w_{ij}) < s(w_{i0})\},
-
-       twice the Gaussian log-likelihood ratio of :math:`N(0, M_A)` against :math:`N(0, I)`
-       (up to a constant): large where the truths lie, relative to their pools, in a direction
-       the draws do not cover. Then the same with ``A`` and ``B`` swapped. Ties are broken
-       uniformly at random (seeded) as in :func:`sbc_ranks`, after rounding ``s`` to 9
-       significant digits of the pool's largest :math:`|s|`.
-    4. **Test.** :func:`sbc_uniformity` of each half's ``L``-ranks, combined by Bonferroni:
-       :math:`p = \min(1, 2 \min(p_A, p_B))` (chi-square and KS alike).
-
-    Exact under calibration: given the unordered pools, an exact posterior puts the truth at a
-    uniformly random, independent place in each pool; ``G``, the whitening and the split are
-    functions of the pools (and the seed) only, and ``M_A`` of the truths of ``A`` only, so the
-    ranks of ``B`` are i.i.d. uniform on ``0..L`` (and those of ``A``, by symmetry). Unlike
-    :func:`sbc_joint_ranks`, whose statistic is fixed in advance, ``s`` learns the direction of
-    a misfit, e.g. the ignored correlation of draws with the right marginals (docs/calibration.md,
-    "Joint rank"); the price is that each half sees only ``N / 2`` problems.
-
-    The result is invariant under an invertible affine map :math:`\theta \mapsto A\theta + b`
-    of the summaries (step 1 makes it an orthogonal map common to all problems, under which
-    ``s`` is invariant), up to rounding. Singular pools (a constant summary, ``K >= L``,
-    repeated draws) are handled by pseudo-inverse square roots (eigenvalues below ``max(n, K)``
-    float64 eps times the largest dropped); ``M_A``'s eigenvalues are floored at ``1/n`` (a
-    half too small to estimate ``M`` in some direction gives a finite statistic there, and
-    the test stays exact). Computed in float64; integer or bool summaries are taken as float64.
-    Needs ``N >= 4`` (two problems per half).
-
-    Returns ``{"pvalue": float, "pvalue_ks": float, "ranks": Tensor [N] (long, each problem's
-    rank under the statistic learned on the other half), "half": Tensor [N] (long, 0 for A,
-    1 for B), "pvalues": [p_A, p_B] (chi-square), "pvalues_ks": [p_A, p_B], "m": [M_A, M_B]
-    (Tensors [K, K], in the frame of step 1)}``. Reject joint calibration at level :math:`a`
-    when ``pvalue < a``.
-    """
-    check_truth_draws(truth, draws)
-    seed = check_seed("seed", seed)
-    n_sims, n_draws, k = draws.shape
-    if n_sims < 4:
-        raise ValueError(
-            f"truth/draws: the cross-fitted test needs N >= 4 problems (two per half), "
-            f"received N = {n_sims}"
-        )
-    pool = torch.cat([truth[:, None, :], draws], 1).double().cpu()  # [N, n, K], the truth first
-    n = pool.shape[1]
-    x = pool - pool.mean(1, keepdim=True)
-    cov = x.transpose(1, 2) @ x / n  # [N, K, K]
-    z = x @ _inv_sqrt_psd(cov.mean(0), n * n_sims)  # the common frame; G^-1/2 is symmetric
-    w = z @ _inv_sqrt_psd(z.transpose(1, 2) @ z / n, n)  # [N, n, K], whitened per pool
-    gen = torch.Generator().manual_seed(offset_seed(seed, 5))
-    perm = torch.randperm(n_sims, generator=gen)
-    half = torch.zeros(n_sims, dtype=torch.long)
-    half[perm[n_sims // 2 :]] = 1
-    gen_tie = torch.Generator().manual_seed(offset_seed(seed, 6))
-    tie_u = torch.rand(n_sims, generator=gen_tie, dtype=torch.float64)
-    ranks = torch.zeros(n_sims, dtype=torch.long)
-    eye = torch.eye(k, dtype=torch.float64)
-    ms, pchi, pks = [], [], []
-    for h in (0, 1):
-        fit, test = half == h, half != h
-        w0 = w[fit, 0]  # [|fit|, K]
-        m = w0.T @ w0 / w0.shape[0]
-        e, v = torch.linalg.eigh(m)
-        q = eye - v @ torch.diag(1.0 / e.clamp_min(1.0 / n)) @ v.T
-        s = torch.einsum("inj,jk,ink->in", w[test], q, w[test])  # [|test|, n]
-        scale = s.abs().amax(1, keepdim=True)
-        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-        s = torch.round(s / scale * 1e9)
-        less = (s[:, 1:] < s[:, :1]).sum(1)
-        ties = (s[:, 1:] == s[:, :1]).sum(1)
-        ranks[test] = less + torch.floor(tie_u[test] * (ties + 1).double()).long()
-        u = sbc_uniformity(ranks[test], n_draws, seed=offset_seed(seed, 7 + h))
-        ms.append(m)
-        pchi.append(u["pvalue"])
-        pks.append(u["pvalue_ks"])
-    # ms[h] was fitted on half h and ranks the other half: report p-values per ranked half
-    p_a, p_b = pchi[1], pchi[0]
-    pk_a, pk_b = pks[1], pks[0]
-    return {
-        "pvalue": min(1.0, 2 * min(p_a, p_b)),
-        "pvalue_ks": min(1.0, 2 * min(pk_a, pk_b)),
-        "ranks": ranks.to(truth.device),
-        "half": half.to(truth.device),
-        "pvalues": [p_a, p_b],
-        "pvalues_ks": [pk_a, pk_b],
-        "m": ms,
-    }
 
 
 def sbc_pit(ranks: Tensor, n_draws: int, *, seed: int = 0) -> Tensor:
@@ -362,117 +180,6 @@ def sbc_uniformity(
         "pvalue": min(1.0, k * min(pchi)),
         "pvalue_ks": min(1.0, k * min(pks)),
     }
-
-
-def _simulated_band(
-    n_sims: int, cdf: np.ndarray, prob: float, n_trials: int = 2000, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Simultaneous band by simulation: tune the pointwise binomial level ``g`` so that a
-    fraction ``prob`` of simulated uniform ECDFs lies entirely inside the pointwise band."""
-    rng = np.random.default_rng(seed)
-    sims = np.sort(rng.uniform(size=(n_trials, n_sims)), axis=1)
-    ecdfs = np.stack([np.searchsorted(s, cdf, side="right") for s in sims])  # counts
-
-    def inside(g: float) -> float:
-        lo = stats.binom.ppf((1 - g) / 2, n_sims, cdf)
-        hi = stats.binom.ppf((1 + g) / 2, n_sims, cdf)
-        return float(((ecdfs >= lo) & (ecdfs <= hi)).all(1).mean())
-
-    lo_g, hi_g = prob, 1 - 1e-9
-    for _ in range(40):
-        mid = 0.5 * (lo_g + hi_g)
-        if inside(mid) < prob:
-            lo_g = mid
-        else:
-            hi_g = mid
-    g = hi_g
-    return (
-        stats.binom.ppf((1 - g) / 2, n_sims, cdf) / n_sims,
-        stats.binom.ppf((1 + g) / 2, n_sims, cdf) / n_sims,
-    )
-
-
-def ecdf_band(
-    n_sims: int, eval_points: np.ndarray, prob: float = 0.95, *, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray, str]:
-    """Simultaneous ``prob`` band ``(lower, upper)`` of a U(0,1) ECDF of ``N`` values at
-    ``eval_points [M]``; the third value names the method used."""
-    from .._posterior_args import _check_level
-
-    n_sims = check_int("n_sims", n_sims, minimum=1)
-    prob = _check_level(prob, "prob")
-    z = np.asarray(eval_points, dtype=float)
-    if z.ndim != 1 or not (np.isfinite(z).all() and (z >= 0).all() and (z <= 1).all()):
-        raise ValueError(
-            f"eval_points: expected a 1-D array of values in [0, 1], received shape {z.shape} "
-            f"with range [{np.nanmin(z) if z.size else 'n/a'}, {np.nanmax(z) if z.size else 'n/a'}]"
-        )
-    try:
-        from arviz.stats.ecdf_utils import ecdf_confidence_band
-
-        lo, hi = ecdf_confidence_band(n_sims, z, z, prob=prob, method="optimized")
-        return np.asarray(lo), np.asarray(hi), "arviz ecdf_confidence_band (optimized)"
-    except ImportError:  # pragma: no cover - ArviZ >= 1
-        lo, hi = _simulated_band(n_sims, z, prob, seed=seed)
-        return lo, hi, "bayesphys simulated simultaneous band"
-
-
-def _eval_points(n_draws: int, max_points: int = 100) -> np.ndarray:
-    """``z_m = m/(L+1)``, ``m = 1..L`` (a subset of at most ``max_points`` when ``L`` is big)."""
-    m = np.arange(1, n_draws + 1)
-    if len(m) > max_points:
-        m = np.unique(np.linspace(1, n_draws, max_points).round().astype(int))
-    return m / (n_draws + 1)
-
-
-def pit_ecdf(ranks: Tensor, n_draws: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(z [M], F_hat [M, K])``: the rank ECDF :math:`\\#\\{r_i < m\\}/N` at ``z_m = m/(L+1)``."""
-    n_draws = check_int("n_draws", n_draws, minimum=1)
-    r = check_ranks(ranks, n_draws).cpu().numpy()
-    z = _eval_points(n_draws)
-    m = np.round(z * (n_draws + 1)).astype(int)
-    f = (r[None, :, :] < m[:, None, None]).mean(1)
-    return z, f
-
-
-def plot_pit_ecdf(
-    ranks: Tensor,
-    n_draws: int,
-    names: Sequence[str] | None = None,
-    *,
-    prob: float = 0.95,
-    ax: matplotlib.axes.Axes | None = None,
-    title: str | None = None,
-) -> matplotlib.axes.Axes:
-    """PIT-ECDF difference plot :math:`\\hat F(z) - z` of ranks ``[N, K]`` with the
-    simultaneous ``prob`` band; one line per summary. Returns the matplotlib axes."""
-    import matplotlib.pyplot as plt
-
-    n_draws = check_int("n_draws", n_draws, minimum=1)
-    ranks = check_ranks(ranks, n_draws)
-    n, k = ranks.shape
-    names = _check_names(names, k) if names is not None else [f"s{j}" for j in range(k)]
-    z, f = pit_ecdf(ranks, n_draws)
-    lo, hi, method = ecdf_band(n, z, prob)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(4, 3.6), layout="constrained")
-    ax.fill_between(z, lo - z, hi - z, color="0.85", step="mid", label=f"{prob:.0%} simult. band")
-    # close the curves at z = 0 and z = 1, where every ECDF equals the uniform CDF
-    zc = np.concatenate([[0.0], z, [1.0]])
-    for j in range(k):
-        fc = np.concatenate([[0.0], f[:, j], [1.0]])
-        ax.plot(zc, fc - zc, lw=1, color=line_colour(j), label=names[j])
-    ax.axhline(0, color="k", lw=0.5)
-    ax.set_xlabel("fractional rank z")
-    ax.set_ylabel("ECDF(z) - z")
-    from .plots import TITLE_PT, legend_below
-
-    if title:
-        ax.set_title(title, fontsize=TITLE_PT)
-    # under the axes, off the curves; the band's method titles it (a note in the corner ran
-    # under the legend)
-    legend_below(ax, ncol=3, title=f"band: {method}", title_fontsize=7)
-    return ax
 
 
 def _check_names(names, k: int) -> list[str]:

@@ -99,7 +99,7 @@ def _write(out: Path, rec: dict[str, Any]) -> None:
     renames then leaves no record (the problem is fitted again) instead of an old record
     paired with the new draws.
     """
-    from .. import __version__
+    from .._version import __version__
     from ..inference_data import _write_netcdf, assemble_groups
 
     stem = _stem(rec["id"])

@@ -9,9 +9,9 @@ import math
 from collections.abc import Callable
 
 from .._bench import positive_int
-from ..cli import _device_arg as device
-from ..cli import _out_arg as out_dir
-from ..cli import _seed_arg as seed
+from .._cli_args import device_arg as device
+from .._cli_args import out_arg as out_dir
+from .._cli_args import seed_arg as seed
 
 __all__ = [
     "add_out",

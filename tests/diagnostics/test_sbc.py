@@ -18,7 +18,8 @@ from bayesphys.diagnostics import (
     sbc_ranks,
     sbc_uniformity,
 )
-from bayesphys.diagnostics.sbc import _simulated_band, sbc_pit
+from bayesphys.diagnostics.pit_ecdf import _simulated_band
+from bayesphys.diagnostics.sbc import sbc_pit
 from bayesphys.inference_data import group_dataset, group_names, load_netcdf, save_netcdf
 
 
