@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import os
+import secrets
 import socket
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from .._checks import check_real
+from .._checks import check_int, check_real
 from .._device import resolve_device
 
 _BACKENDS = ("gloo", "nccl", "mpi")
@@ -57,8 +58,55 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def free_port() -> int:
-    """A free TCP port on the loopback interface (for single-node rendezvous)."""
+#: the lowest port :func:`free_port` draws (below it: well-known services, Ray's worker ports)
+_PORT_FLOOR = 20000
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """``(low, high)``: the ports the OS hands out by itself (Linux's
+    ``ip_local_port_range``; elsewhere the IANA dynamic range)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as fh:
+            low, high = (int(v) for v in fh.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 49152, 65535
+
+
+def _draw_port(low: int, high: int) -> int:
+    """A uniformly random port in ``[low, high)`` (not seeded: concurrent callers differ)."""
+    return low + secrets.randbelow(high - low)
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(tries: int = 64) -> int:
+    """A free TCP port on the loopback interface (for single-node rendezvous).
+
+    Drawn at random from the ports the OS never hands out by itself: between
+    ``_PORT_FLOOR`` (20000) and the low end of the ephemeral range (Linux's
+    ``ip_local_port_range``, 32768 by default), or above its high end when that gap is empty,
+    and checked free by binding it. A port from ``bind(("", 0))`` lies in the ephemeral range,
+    from which the kernel also takes the local port of every outgoing connection, so between
+    this call and rank 0 binding it any process on the machine could take it (a two-process
+    run started beside other jobs failed that way); here only a process that chooses the same
+    port on purpose can. Falls back to ``bind(0)`` after ``tries`` taken draws.
+    """
+    tries = check_int("tries", tries, minimum=1)
+    low, high = _ephemeral_range()
+    span = (_PORT_FLOOR, low) if low - _PORT_FLOOR >= 1000 else (high + 1, 65536)
+    if span[1] - span[0] >= 1000:
+        for _ in range(tries):
+            port = _draw_port(*span)
+            if _bindable(port):
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
