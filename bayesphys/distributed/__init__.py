@@ -19,15 +19,10 @@ Parallel Training", VLDB 2020.
 """
 
 from .._data_parallel import GradientSync, rank_generator_seed
-from .executors import (
-    DaskRunner,
-    RayRunner,
-    Runner,
-    SequentialRunner,
-    TaskError,
-    limit_threads,
-    resolve_runner,
-)
+from ._pool_runners import DaskRunner
+from ._ray_runner import RayRunner
+from ._runner import Runner, SequentialRunner
+from .executors import TaskError, limit_threads, resolve_runner
 from .fit_many import CombineError, FitManyResult, fit_many, problem_seed, run_problem
 
 __all__ = [

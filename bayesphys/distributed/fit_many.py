@@ -24,30 +24,21 @@ passing it back as ``seed=`` reproduces the run.
 
 from __future__ import annotations
 
-import hashlib
-import inspect
-import os
 import secrets
-import socket
-import threading
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from .._checks import check_bool, check_int, require, stream_seed
+from .._checks import check_bool, check_int, require
 from .._progress import progress_bar
 from .._stack import user_stacklevel
 from ._combine import CombineError, FitManyResult, _combine, _table
+from ._problem_task import ProblemTask, _check_seed, problem_seed, run_problem
 from ._records import (
     _build_name,
-    _groups,
     _read,
     _read_meta,
     _same_run,
@@ -66,187 +57,6 @@ __all__ = [
     "problem_seed",
     "run_problem",
 ]
-
-
-def _check_seed(seed: Any) -> int:
-    """``seed`` as a Python int (numpy integers too, not bools); a ``TypeError`` otherwise."""
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-        raise TypeError(f"seed: expected int, received {type(seed).__name__}")
-    return int(seed)
-
-
-def problem_seed(seed: int, problem_id: Any) -> int:
-    """Deterministic 63-bit seed from the base ``seed`` and ``str(problem_id)`` (BLAKE2b)."""
-    digest = hashlib.blake2b(f"{_check_seed(seed)}/{problem_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & (2**63 - 1)
-
-
-@dataclass
-class ProblemTask:
-    """Everything one worker needs (picklable when ``build``/``problem`` are)."""
-
-    problem_id: Any
-    problem: Any
-    build: Callable[..., Any]
-    seed: int
-    threads: int | None = 1
-    fit_kwargs: dict[str, Any] = field(default_factory=dict)
-    posterior_kwargs: dict[str, Any] = field(default_factory=dict)
-    export: Callable[..., Any] | None = None
-    num_samples: int = 200
-    num_chains: int = 1
-    name: str = "u"
-
-
-def _accepts(fn: Callable[..., Any], kw: str) -> bool:
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.name == kw or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
-
-
-def _summary(fit: Any) -> dict[str, Any]:
-    hist = list(getattr(fit, "loss_history", []) or [])
-    return {
-        "fit_seconds": float(getattr(fit, "seconds", float("nan"))),
-        "converged": bool(getattr(fit, "converged", False)),
-        "steps": int(getattr(fit, "steps", len(hist))),
-        "final_loss": float(hist[-1]) if hist else float("nan"),
-        "message": str(getattr(fit, "message", "")),
-    }
-
-
-def run_problem(task: ProblemTask) -> dict[str, Any]:
-    """Run one task (build, fit, posterior, export); never raises, errors are returned.
-
-    Returns ``{"id", "seed", "status": "ok"|"error", "seconds", "worker", fit summary...,
-    "groups": {group: xarray.Dataset} | None, "error", "traceback", "warnings"}``;
-    ``"warnings"``: the distinct warnings the task raised (``"Category: message"``), captured
-    instead of shown.
-    """
-    from ..inference_data import build_inference_data  # noqa: F401 - import check in workers
-    from ._worker_threads import task_state
-
-    t0 = time.perf_counter()
-    rec: dict[str, Any] = {
-        "id": task.problem_id,
-        "seed": task.seed,
-        "worker": f"{socket.gethostname()}:{os.getpid()}",
-        "groups": None,
-        "error": None,
-        "traceback": None,
-    }
-    # the caller's threads and random streams come back after the task (seed_everything
-    # reseeds every CUDA generator too: a caller's initialised CUDA streams are put back as
-    # well); tasks overlapping in a thread pool restore what the first of them found
-    with task_state(task.threads), _captured_warnings() as caught:
-        _run_task(task, rec)
-    # the problem's own warnings, kept with its record (on Ray, whose workers' output is not
-    # sent to the driver, and in process pools, the record is the only place they show)
-    rec["warnings"] = list(dict.fromkeys(caught))
-    rec["seconds"] = time.perf_counter() - t0
-    return rec
-
-
-# warnings of the tasks running in this process, collected per thread: catch_warnings swaps
-# process-wide state, so tasks overlapping in a thread pool would take each other's warnings
-# and could leave the hook of a finished task installed
-_CAPTURE_LOCK = threading.Lock()
-_CAPTURE: dict[str, Any] = {"depth": 0, "show": None}
-_SINK = threading.local()
-
-
-def _dispatch(message, category, filename, lineno, file=None, line=None) -> None:
-    """``warnings.showwarning`` while tasks run: a task thread's warning goes to its list,
-    any other thread's to the hook that was installed before."""
-    sink = getattr(_SINK, "caught", None)
-    if sink is not None:
-        sink.append(f"{category.__name__}: {message}")
-        # forget the once-per-location memory, so that a task overlapping this one in another
-        # thread still records a warning from the same line
-        _reset_once_registry()
-    else:
-        # the hook found at install (never this one; the original if a swap left none)
-        show = _CAPTURE["show"] or warnings._showwarning_orig
-        show(message, category, filename, lineno, file, line)
-
-
-def _reset_once_registry() -> None:
-    """Invalidate the warnings' once-per-location registries (a private hook of Python <=
-    3.13, what catch_warnings calls; without it, no reset)."""
-    reset = getattr(warnings, "_filters_mutated", None)
-    if reset is not None:
-        reset()
-
-
-@contextmanager
-def _captured_warnings() -> Iterator[list[str]]:
-    """Collect the warnings raised in this thread (``"Category: message"``, in order) instead
-    of showing them; the filters in force apply, and every task sees a warning that an
-    earlier task in this process already gave (the filters' once-per-location memory is
-    reset, as :class:`warnings.catch_warnings` does)."""
-    caught: list[str] = []
-    with _CAPTURE_LOCK:
-        if _CAPTURE["depth"] == 0:
-            current = warnings.showwarning
-            # a catch_warnings of another thread may have put this hook back after it was
-            # removed: it is never the hook to fall back on (the one saved before stays)
-            if current is not _dispatch:
-                _CAPTURE["show"] = current
-            warnings.showwarning = _dispatch
-        _CAPTURE["depth"] += 1
-        _reset_once_registry()
-    outer = getattr(_SINK, "caught", None)
-    _SINK.caught = caught
-    try:
-        yield caught
-    finally:
-        _SINK.caught = outer
-        with _CAPTURE_LOCK:
-            _CAPTURE["depth"] -= 1
-            if _CAPTURE["depth"] == 0:
-                # only this hook is taken out (another installed since stays); the saved hook
-                # is kept: a catch_warnings block of another thread may still put this one
-                # back, which then passes warnings on to the caller's hook
-                if warnings.showwarning is _dispatch:
-                    warnings.showwarning = _CAPTURE["show"] or warnings._showwarning_orig
-
-
-def _run_task(task: ProblemTask, rec: dict[str, Any]) -> None:
-    """Build, fit, posterior and export into ``rec`` (errors recorded, never raised)."""
-    try:
-        from .._device import seed_everything
-
-        seed_everything(task.seed % 2**63)
-        if _accepts(task.build, "seed"):
-            model = task.build(task.problem, seed=task.seed)
-        else:
-            model = task.build(task.problem)
-        fit_kwargs = dict(task.fit_kwargs)
-        if "progress" not in fit_kwargs and _accepts(model.fit, "progress"):
-            fit_kwargs["progress"] = False
-        fit = model.fit(**fit_kwargs)
-        post = model.posterior(**task.posterior_kwargs)
-        # the draws get a stream of their own: seeded with task.seed itself, their normals were
-        # the very numbers build / fit drew from the global generators (e.g. the data noise)
-        draw_seed = stream_seed(task.seed, "fit_many/export")
-        if task.export is not None:
-            idata = task.export(model, post, draw_seed)
-        else:
-            idata = post.to_inference_data(
-                num_samples=task.num_samples,
-                num_chains=task.num_chains,
-                seed=draw_seed,
-                name=task.name,
-            )
-        rec.update(_summary(fit))
-        rec["groups"] = {g: ds.load() for g, ds in _groups(idata).items()}
-        rec["status"] = "ok"
-    except Exception as err:  # noqa: BLE001 - one problem must not kill the batch
-        rec["status"] = "error"
-        rec["error"] = f"{type(err).__name__}: {err}"
-        rec["traceback"] = traceback.format_exc()
 
 
 def _normalise(

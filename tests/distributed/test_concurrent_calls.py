@@ -135,23 +135,23 @@ class _StandInRay:
 def test_a_ray_runner_that_fails_after_starting_gives_its_count_back(monkeypatch):
     """A failure reading the cluster's resources after the call was counted kept the instance
     up for good: no later call shut it down (review of 2026-12-03)."""
-    from bayesphys.distributed import executors
+    from bayesphys.distributed import _ray_runner
 
     ray = _StandInRay(fail_resources=True)
-    monkeypatch.setattr(executors, "_import", lambda *a: ray)
+    monkeypatch.setattr(_ray_runner, "_import", lambda *a: ray)
     with pytest.raises(ConnectionError):
-        executors.RayRunner(1, 2)
-    assert executors._ray_users == 0 and not ray.up
+        _ray_runner.RayRunner(1, 2)
+    assert _ray_runner._ray_users == 0 and not ray.up
     ray.fail_resources = False
-    runner = executors.RayRunner(1, 2)
+    runner = _ray_runner.RayRunner(1, 2)
     runner.close()
-    assert executors._ray_users == 0 and not ray.up
+    assert _ray_runner._ray_users == 0 and not ray.up
 
 
 def test_a_remote_dask_worker_with_the_callers_pid_still_gets_the_thread_limit(monkeypatch):
     """In-process workers were told apart by pid alone: a worker in another container whose
     pid equals the caller's never got threads_per_worker (review of 2026-12-03)."""
-    from bayesphys.distributed import executors
+    from bayesphys.distributed import _pool_runners
 
     pytest.importorskip("dask.distributed")
 
@@ -165,16 +165,16 @@ def test_a_remote_dask_worker_with_the_callers_pid_still_gets_the_thread_limit(m
             return {"workers": {"tcp://10.0.0.7:1": {}, "tcp://10.0.0.8:1": {}}}
 
         def run(self, fn, *args, workers=None):
-            if fn is executors._process_identity:
+            if fn is _pool_runners._process_identity:
                 return {
                     "tcp://10.0.0.7:1": ("elsewhere-0000", os.getpid()),
-                    "tcp://10.0.0.8:1": executors._process_identity(),
+                    "tcp://10.0.0.8:1": _pool_runners._process_identity(),
                 }
             self.limited = workers
             return {}
 
     client = Client()
-    executors._dask_runner(client, None, 1)
+    _pool_runners._dask_runner(client, None, 1)
     assert client.limited == ["tcp://10.0.0.7:1"]
 
 
@@ -183,7 +183,7 @@ def test_the_dask_runner_works_with_a_client_that_is_not_the_default():
     the default up: every executor="dask" run without a client of the user's failed with
     "No clients found" (caught by the slow suite, 2026-12-03)."""
     distributed = pytest.importorskip("dask.distributed")
-    from bayesphys.distributed.executors import DaskRunner
+    from bayesphys.distributed._pool_runners import DaskRunner
 
     with (
         distributed.LocalCluster(

@@ -79,7 +79,7 @@ def test_old_records_without_warnings_read_as_empty(tmp_path):
 
 
 def test_capture_leaves_other_threads_and_the_hook_alone():
-    from bayesphys.distributed.fit_many import _captured_warnings
+    from bayesphys.distributed._warning_capture import _captured_warnings
 
     before = warnings.showwarning
     seen: list[str] = []
@@ -120,7 +120,7 @@ def test_overlapping_tasks_each_record_a_warning_from_the_same_line():
 
 
 def _fit_many_module():
-    return importlib.import_module("bayesphys.distributed.fit_many")  # not the function
+    return importlib.import_module("bayesphys.distributed._warning_capture")
 
 
 def _span_the_end_of_a_capture(fm) -> None:

@@ -1,0 +1,220 @@
+"""Checkpoints of data-parallel training, and the checks before a run resumes from one.
+
+Rank 0 writes ``{model, optimizer, epoch, step, world_size, extra, settings}`` atomically and
+every rank learns whether it succeeded; :func:`_check_resume` compares the saved ``settings``
+(model, optimiser, batch layout, seed) with the resuming run's and names each difference.
+Re-exported by :mod:`bayesphys.distributed.ddp`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from .._model import load_checkpoint, save_checkpoint
+from .._stack import user_stacklevel
+from ._process_group import DistContext, unwrap
+
+__all__ = ["CHECKPOINT_KIND", "save_training_checkpoint", "load_training_checkpoint"]
+
+CHECKPOINT_KIND = "ddp_training"
+
+
+def save_training_checkpoint(
+    path: str | Path,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    epoch: int,
+    step: int,
+    ctx: DistContext,
+    config: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    settings: dict[str, Any] | None = None,
+) -> Path:
+    """Rank 0 writes ``{model, optimizer, epoch, step, world_size, extra, settings}``
+    atomically (a temporary file beside ``path``, flushed to disk, then renamed); all ranks
+    wait. ``settings`` is what :func:`train_ddp` compares before it resumes.
+
+    If rank 0's write fails, rank 0 re-raises its error and every other rank raises a
+    ``RuntimeError`` naming it (they used to go on unaware of it, or wait at the next
+    collective until the group's timeout).
+    """
+    path = Path(path).expanduser()
+    failure: BaseException | None = None
+    if ctx.is_main:
+        try:  # building the state can fail too (e.g. extra not a mapping): inside the try
+            state = {
+                "model": unwrap(model).state_dict(),
+                "optimizer": optimizer.state_dict() if optimizer is not None else None,
+                "epoch": int(epoch),
+                "step": int(step),
+                "world_size": ctx.world_size,
+                "extra": dict(extra or {}),
+            }
+            if settings is not None:
+                state["settings"] = dict(settings)
+            # atomic, through a temporary name of its own (a fixed ".name.tmp" was shared by
+            # two runs writing one path: one published the other's file, the other's rename
+            # then failed); a failed write leaves the previous checkpoint as it was
+            save_checkpoint(path, kind=CHECKPOINT_KIND, config=dict(config or {}), state=state)
+        except BaseException as err:
+            failure = err
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        # the barrier, carrying rank 0's outcome to every rank
+        news = [None if failure is None else f"{type(failure).__name__}: {failure}"]
+        dist.broadcast_object_list(news, src=0)
+        if news[0] is not None and failure is None:
+            raise RuntimeError(f"checkpoint: rank 0 failed to write {path}: {news[0]}")
+    if failure is not None:
+        raise failure
+    return path
+
+
+def load_training_checkpoint(
+    path: str | Path,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    map_location: str | torch.device | None = "cpu",
+) -> dict[str, Any]:
+    """Load weights (and optimizer state) on every rank; returns the checkpoint's state dict."""
+    ckpt = load_checkpoint(path, kind=CHECKPOINT_KIND, map_location=map_location)
+    state = ckpt["state"]
+    unwrap(model).load_state_dict(state["model"])
+    if optimizer is not None and state.get("optimizer") is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    return state
+
+
+def _plain(value: Any) -> Any:
+    """An optimizer hyperparameter in a form that compares and prints (tensors as numbers)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().tolist()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    return value
+
+
+def _optimizer_settings(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The optimizer's class and the hyperparameters of its parameter groups (not the params)."""
+    kind = type(optimizer)
+    return {
+        "type": f"{kind.__module__}.{kind.__qualname__}",
+        "groups": [
+            {k: _plain(v) for k, v in group.items() if k != "params"}
+            for group in optimizer.param_groups
+        ],
+    }
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality of two settings (tensors and arrays by value, NaN equal to NaN)."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+            return False
+        if a.dtype != b.dtype or a.shape != b.shape:
+            return False
+        a, b = a.detach().cpu(), b.detach().cpu()
+        if a.is_floating_point() or a.is_complex():
+            return bool(torch.isclose(a, b, rtol=0, atol=0, equal_nan=True).all())
+        return torch.equal(a, b)
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)):
+            return False
+        if a.dtype != b.dtype or a.shape != b.shape:
+            return False
+        return bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(map(_same, a, b))
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - e.g. arrays: compare what they print
+        return type(a) is type(b) and repr(a) == repr(b)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_ABSENT = "<absent>"
+
+
+def _resume_differences(
+    saved: dict[str, Any], now: dict[str, Any], saved_config: Any, config: dict[str, Any] | None
+) -> list[str]:
+    """``'what: saved X, now Y'`` for every setting of ``now`` that the checkpoint also records
+    (``saved``) and that differs; ``config`` is compared key by key unless it is ``None``."""
+    diffs = []
+    names = {"samples": "len(data)", "batch_size": "batch_size (per rank)"}
+    for key in ("world_size", "batch_size", "samples", "seed"):
+        if key in saved and key in now and not _same(saved[key], now[key]):
+            diffs.append(f"{names.get(key, key)}: saved {saved[key]!r}, now {now[key]!r}")
+    if config is not None:
+        old = dict(saved_config) if isinstance(saved_config, Mapping) else {}
+        for key in list(dict.fromkeys([*old, *config])):
+            a, b = old.get(key, _ABSENT), config.get(key, _ABSENT)
+            if a is _ABSENT or b is _ABSENT or not _same(a, b):
+                shown = [v if v is _ABSENT else _short(v) for v in (a, b)]
+                diffs.append(f"config[{key!r}]: saved {shown[0]}, now {shown[1]}")
+    if "optimizer" in saved and "optimizer" in now:
+        a, b = saved["optimizer"], now["optimizer"]
+        if a["type"] != b["type"]:
+            diffs.append(f"optimizer: saved {a['type']}, now {b['type']}")
+        elif len(a["groups"]) != len(b["groups"]):
+            diffs.append(
+                f"optimizer parameter groups: saved {len(a['groups'])}, now {len(b['groups'])}"
+            )
+        else:
+            many = len(a["groups"]) > 1
+            for i, (ga, gb) in enumerate(zip(a["groups"], b["groups"])):
+                for key in ga:
+                    if key in gb and not _same(ga[key], gb[key]):
+                        where = f"optimizer group {i} {key}" if many else f"optimizer {key}"
+                        diffs.append(f"{where}: saved {_short(ga[key])}, now {_short(gb[key])}")
+    return diffs
+
+
+def _check_resume(
+    path: Path,
+    ckpt: dict[str, Any],
+    now: dict[str, Any],
+    config: dict[str, Any] | None = None,
+    *,
+    warn: bool = True,
+) -> None:
+    """Refuse to resume ``ckpt`` (read from ``path``) with settings other than its own;
+    ``warn``: warn about a checkpoint without recorded settings (once per call of
+    :func:`train_ddp`, on rank 0 only)."""
+    state = ckpt.get("state") or {}
+    saved = state.get("settings")
+    if not isinstance(saved, Mapping):  # written before the settings were recorded
+        saved = {"world_size": state.get("world_size")}
+    if not isinstance(state.get("settings"), Mapping) and warn:
+        warnings.warn(
+            f"checkpoint: {str(path)!r} records no training settings (written before they "
+            "were saved), so only the world size can be checked: resuming with another "
+            "batch size, seed, learning rate or data continues another run than the one saved",
+            RuntimeWarning,
+            stacklevel=user_stacklevel(),
+        )
+    diffs = _resume_differences(dict(saved), now, ckpt.get("config"), config)
+    if diffs:
+        raise ValueError(
+            f"checkpoint: {str(path)!r} was written by a run with other settings, so resuming "
+            f"it would not continue that run exactly: {'; '.join(diffs)}. Resume with the saved "
+            "settings, or start afresh with resume=False (the checkpoint is then overwritten "
+            "after the first epoch) or another checkpoint path"
+        )

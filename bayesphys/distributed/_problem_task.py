@@ -1,0 +1,143 @@
+"""One problem of ``fit_many``: its seed, the task a worker receives and what the worker runs.
+
+:func:`problem_seed` derives problem ``i``'s seed from the base seed and the id alone, so the
+numbers do not depend on the executor or the completion order; :func:`run_problem` builds,
+fits, takes the posterior and exports it, and returns a record instead of raising.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .._checks import stream_seed
+from ._records import _groups
+from ._warning_capture import _captured_warnings
+
+__all__ = ["ProblemTask", "problem_seed", "run_problem"]
+
+
+def _check_seed(seed: Any) -> int:
+    """``seed`` as a Python int (numpy integers too, not bools); a ``TypeError`` otherwise."""
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise TypeError(f"seed: expected int, received {type(seed).__name__}")
+    return int(seed)
+
+
+def problem_seed(seed: int, problem_id: Any) -> int:
+    """Deterministic 63-bit seed from the base ``seed`` and ``str(problem_id)`` (BLAKE2b)."""
+    digest = hashlib.blake2b(f"{_check_seed(seed)}/{problem_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & (2**63 - 1)
+
+
+@dataclass
+class ProblemTask:
+    """Everything one worker needs (picklable when ``build``/``problem`` are)."""
+
+    problem_id: Any
+    problem: Any
+    build: Callable[..., Any]
+    seed: int
+    threads: int | None = 1
+    fit_kwargs: dict[str, Any] = field(default_factory=dict)
+    posterior_kwargs: dict[str, Any] = field(default_factory=dict)
+    export: Callable[..., Any] | None = None
+    num_samples: int = 200
+    num_chains: int = 1
+    name: str = "u"
+
+
+def _accepts(fn: Callable[..., Any], kw: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == kw or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def _summary(fit: Any) -> dict[str, Any]:
+    hist = list(getattr(fit, "loss_history", []) or [])
+    return {
+        "fit_seconds": float(getattr(fit, "seconds", float("nan"))),
+        "converged": bool(getattr(fit, "converged", False)),
+        "steps": int(getattr(fit, "steps", len(hist))),
+        "final_loss": float(hist[-1]) if hist else float("nan"),
+        "message": str(getattr(fit, "message", "")),
+    }
+
+
+def run_problem(task: ProblemTask) -> dict[str, Any]:
+    """Run one task (build, fit, posterior, export); never raises, errors are returned.
+
+    Returns ``{"id", "seed", "status": "ok"|"error", "seconds", "worker", fit summary...,
+    "groups": {group: xarray.Dataset} | None, "error", "traceback", "warnings"}``;
+    ``"warnings"``: the distinct warnings the task raised (``"Category: message"``), captured
+    instead of shown.
+    """
+    from ..inference_data import build_inference_data  # noqa: F401 - import check in workers
+    from ._worker_threads import task_state
+
+    t0 = time.perf_counter()
+    rec: dict[str, Any] = {
+        "id": task.problem_id,
+        "seed": task.seed,
+        "worker": f"{socket.gethostname()}:{os.getpid()}",
+        "groups": None,
+        "error": None,
+        "traceback": None,
+    }
+    # the caller's threads and random streams come back after the task (seed_everything
+    # reseeds every CUDA generator too: a caller's initialised CUDA streams are put back as
+    # well); tasks overlapping in a thread pool restore what the first of them found
+    with task_state(task.threads), _captured_warnings() as caught:
+        _run_task(task, rec)
+    # the problem's own warnings, kept with its record (on Ray, whose workers' output is not
+    # sent to the driver, and in process pools, the record is the only place they show)
+    rec["warnings"] = list(dict.fromkeys(caught))
+    rec["seconds"] = time.perf_counter() - t0
+    return rec
+
+
+def _run_task(task: ProblemTask, rec: dict[str, Any]) -> None:
+    """Build, fit, posterior and export into ``rec`` (errors recorded, never raised)."""
+    try:
+        from .._device import seed_everything
+
+        seed_everything(task.seed % 2**63)
+        if _accepts(task.build, "seed"):
+            model = task.build(task.problem, seed=task.seed)
+        else:
+            model = task.build(task.problem)
+        fit_kwargs = dict(task.fit_kwargs)
+        if "progress" not in fit_kwargs and _accepts(model.fit, "progress"):
+            fit_kwargs["progress"] = False
+        fit = model.fit(**fit_kwargs)
+        post = model.posterior(**task.posterior_kwargs)
+        # the draws get a stream of their own: seeded with task.seed itself, their normals were
+        # the very numbers build / fit drew from the global generators (e.g. the data noise)
+        draw_seed = stream_seed(task.seed, "fit_many/export")
+        if task.export is not None:
+            idata = task.export(model, post, draw_seed)
+        else:
+            idata = post.to_inference_data(
+                num_samples=task.num_samples,
+                num_chains=task.num_chains,
+                seed=draw_seed,
+                name=task.name,
+            )
+        rec.update(_summary(fit))
+        rec["groups"] = {g: ds.load() for g, ds in _groups(idata).items()}
+        rec["status"] = "ok"
+    except Exception as err:  # noqa: BLE001 - one problem must not kill the batch
+        rec["status"] = "error"
+        rec["error"] = f"{type(err).__name__}: {err}"
+        rec["traceback"] = traceback.format_exc()

@@ -1,0 +1,107 @@
+"""The Ray runner: one Ray task per problem, reserving ``threads_per_worker`` CPUs each.
+
+A local Ray instance is shared by the ``fit_many`` calls running at once in this process: the
+first starts it and the last to close shuts it down; an instance the caller started is left
+running.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from ._runner import Event, Runner, _import
+from ._task_errors import _task_error
+from ._worker_threads import limit_threads
+
+__all__ = ["RayRunner"]
+
+# fit_many calls in this process using the local Ray instance one of them started
+_RAY_LOCK = threading.Lock()
+_ray_users = 0
+
+
+class RayRunner(Runner):
+    """Ray tasks reserving ``threads_per_worker`` CPUs (and ``num_gpus`` GPUs) each."""
+
+    name = "ray"
+
+    def __init__(self, threads: int | None, workers: int | None, num_gpus: float = 0.0):
+        global _ray_users
+        ray = _import("ray", "ray[default]")
+        self.ray = ray
+        self.started = False
+        with _RAY_LOCK:
+            # one local instance for the fit_many calls running at once in this process: the
+            # first starts it and the last to close shuts it down (each call shutting down
+            # what it started stopped the other calls' tasks; two calls both starting failed)
+            if not ray.is_initialized():
+                ray.init(
+                    num_cpus=workers or os.cpu_count(),
+                    include_dashboard=False,
+                    # the workers' output stays on the workers: fit_many keeps each problem's
+                    # warnings in its record (table["warnings"]) instead
+                    log_to_driver=False,
+                    configure_logging=False,
+                )
+                _ray_users = 0
+                self.started = True
+            elif _ray_users > 0:  # started by another fit_many still running: shared
+                self.started = True
+            if self.started:
+                _ray_users += 1
+        try:
+            cpus = ray.cluster_resources().get("CPU", 1)
+        except BaseException:
+            self.close()  # counted above: a failure here kept the instance up for good
+            raise
+        if (threads or 1) > cpus:
+            # every task would wait forever for CPUs the cluster does not have
+            self.close()
+            raise ValueError(
+                f"threads_per_worker: each Ray task reserves {threads} CPUs but the cluster has "
+                f"{cpus:g}: no task could ever be scheduled; lower threads_per_worker (or give "
+                "Ray more CPUs: max_workers, or ray.init(num_cpus=...))"
+            )
+        self.workers = int(cpus) // max(1, threads or 1)
+        self.threads = threads
+        self.num_gpus = num_gpus
+
+    def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any]) -> Iterator[Event]:
+        tasks = list(tasks)
+        ray = self.ray
+        remote = ray.remote(num_cpus=self.threads or 1, num_gpus=self.num_gpus)(_ray_call)
+        refs = {}
+        for i, task in enumerate(tasks):
+            try:
+                refs[remote.remote(fn, task, self.threads)] = i
+            except Exception as err:  # noqa: BLE001
+                yield i, False, _task_error(i, task, err, "could not be submitted: ")
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                i = refs[ref]
+                try:
+                    value = ray.get(ref)
+                except Exception as err:  # noqa: BLE001
+                    yield i, False, _task_error(i, tasks[i], err)
+                else:
+                    yield i, True, value
+
+    def close(self) -> None:
+        global _ray_users
+        if not self.started:
+            return  # an instance the caller started: left running
+        with _RAY_LOCK:
+            self.started = False
+            _ray_users -= 1
+            if _ray_users == 0:
+                self.ray.shutdown()
+
+
+def _ray_call(fn, task, threads):
+    limit_threads(threads)
+    return fn(task)
