@@ -5,6 +5,7 @@ Shared core: the :class:`Posterior` interface (:class:`GaussianPosterior`,
 subpackages: ``gp_pde``, ``probconserv``, ``neural_process``, ``odil``, ``meta_fm``.
 """
 
+from ._checkpoint import load_checkpoint, save_checkpoint
 from ._checks import check_int, check_real, check_seed, stream_seed
 from ._device import (
     as_tensor,
@@ -15,14 +16,7 @@ from ._device import (
     seed_everything,
     seeded,
 )
-from ._model import (
-    DivergenceError,
-    DivergenceGuard,
-    FitResult,
-    load_checkpoint,
-    optimize,
-    save_checkpoint,
-)
+from ._model import DivergenceError, DivergenceGuard, FitResult, optimize
 from ._version import __version__
 from .distributed import FitManyResult, fit_many, problem_seed
 from .inference_data import build_inference_data, load_netcdf, save_netcdf

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from bayesphys import __version__, _model, load_checkpoint, save_checkpoint
-from bayesphys._model import CHECKPOINT_FORMAT
+from bayesphys import __version__, _checkpoint, load_checkpoint, save_checkpoint
+from bayesphys._checkpoint import CHECKPOINT_FORMAT
 from bayesphys.gp_pde import GPPDESolver
 from bayesphys.odil import GliomaModel
 from bayesphys.problems.glioma import brain_phantom, synthetic_patient
@@ -63,7 +63,7 @@ def test_loading_leaves_the_callers_torch_allow_list_as_it_was(tmp_path):
     and a load in another thread failed under it (review of 2026-12-03)."""
     import numpy as np
 
-    from bayesphys._model import _numpy_globals
+    from bayesphys._checkpoint import _numpy_globals
 
     ckpt = save_checkpoint(
         tmp_path / "c.pt", kind="toy", config={"scale": np.float64(2.0)}, state={"w": torch.ones(2)}
@@ -105,7 +105,8 @@ def _respell_numpy(path, new_path):
 
 
 @pytest.mark.skipif(
-    not _model._named_globals_supported(), reason="this torch takes no named allow-list entries"
+    not _checkpoint._named_globals_supported(),
+    reason="this torch takes no named allow-list entries",
 )
 def test_numpy_values_load_across_numpy_majors(tmp_path):
     config = {"scale": np.float64(2.5), "arr": np.arange(3), "dt": np.dtype("float32")}
@@ -262,7 +263,7 @@ def test_loaders_name_the_file_of_a_damaged_checkpoint(saved, name, edit, match)
 
 
 def test_rebuilding_names_the_file_and_passes_other_errors(tmp_path):
-    from bayesphys._model import rebuilding, require_entries
+    from bayesphys._checkpoint import rebuilding, require_entries
 
     path = tmp_path / "m.pt"
     with pytest.raises(ValueError, match=r"lacks the settings \['b'\] that save\(\) writes"):

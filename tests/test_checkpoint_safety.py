@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from bayesphys import load_checkpoint, save_checkpoint
-from bayesphys._model import _suspects
+from bayesphys._checkpoint import _suspects
 
 NT = collections.namedtuple("NT", "a b")
 
@@ -128,7 +128,7 @@ def test_a_compressed_member_is_refused(tmp_path):
 def test_values_the_loader_takes_beyond_plain_ones_save_and_load(tmp_path, value):
     """The refusal is judged by the loader itself, not by a list of types (a list refused a
     Counter in a training config that saves and loads)."""
-    from bayesphys._model import check_checkpointable
+    from bayesphys._checkpoint import check_checkpointable
 
     check_checkpointable({"v": value}, "config")
     path = save_checkpoint(tmp_path / "c.pt", kind="toy", config={"v": value}, state={})
@@ -149,7 +149,7 @@ def test_the_refusal_names_the_value_that_fails_not_a_suspect_that_loads(tmp_pat
 
 
 def test_a_value_that_does_not_pickle_and_one_inside_a_container_are_named():
-    from bayesphys._model import check_checkpointable
+    from bayesphys._checkpoint import check_checkpointable
 
     with pytest.raises(TypeError, match=r"^config: config\['f'\] is of type builtins\.function"):
         check_checkpointable({"f": lambda x: x}, "config")
@@ -161,7 +161,7 @@ def test_a_failed_write_reports_the_disk_error_not_torch_s_position_check(tmp_pa
     """torch's writer turned the file object's OSError into 'unexpected pos' (errno lost)."""
     import errno
 
-    from bayesphys import _model
+    from bayesphys import _checkpoint
 
     path = save_checkpoint(tmp_path / "c.pt", kind="toy", config={}, state={})
     before = path.read_bytes()
@@ -186,7 +186,9 @@ def test_a_failed_write_reports_the_disk_error_not_torch_s_position_check(tmp_pa
         def __exit__(self, *exc):
             self.fh.close()
 
-    monkeypatch.setattr(_model, "open", lambda p, mode: Full(real_open(p, mode)), raising=False)
+    monkeypatch.setattr(
+        _checkpoint, "open", lambda p, mode: Full(real_open(p, mode)), raising=False
+    )
     with pytest.raises(OSError, match="No space left on device") as info:
         save_checkpoint(path, kind="toy", config={}, state={"w": torch.ones(1000)})
     assert info.value.errno == errno.ENOSPC

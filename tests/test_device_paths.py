@@ -22,9 +22,10 @@ import torch
 from linear_operator.operators import DiagLinearOperator
 
 import bayesphys._gaussian_posterior as gp_mod
+from bayesphys._checkpoint import load_checkpoint, save_checkpoint
 from bayesphys._device import same_device
 from bayesphys._linalg import _lstsq_qr_gelsd, lstsq_any_rank
-from bayesphys._model import DivergenceGuard, load_checkpoint, save_checkpoint
+from bayesphys._model import DivergenceGuard
 from bayesphys._posterior_args import _check_generator
 from bayesphys.diagnostics import RecalibratedPosterior, Recalibrator
 from bayesphys.metrics import calibration_curve, crps_gaussian, gaussian_nll

@@ -101,7 +101,7 @@ def test_the_walk_finds_the_public_callables():
     assert len(names) > 200
     for expected in (
         "bayesphys.inference_data.save_netcdf",
-        "bayesphys._model.load_checkpoint",
+        "bayesphys._checkpoint.load_checkpoint",
         "bayesphys.distributed._runner.SequentialRunner.run",
         "bayesphys.problems.gpme.GPMEData.subset",
         "bayesphys.neural_process.grids.AdaptiveGrid.__init__",

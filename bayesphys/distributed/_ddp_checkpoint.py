@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .._model import load_checkpoint, save_checkpoint
+from .._checkpoint import load_checkpoint, save_checkpoint
 from .._stack import user_stacklevel
 from ._process_group import DistContext, unwrap
 

@@ -38,13 +38,9 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import Dataset, IterableDataset
 
+from .._checkpoint import check_checkpointable, load_checkpoint
 from .._checks import check_bool, check_int, check_real, check_seed, stream_seed
-from .._model import (
-    FitResult,
-    autograd_on,
-    check_checkpointable,
-    load_checkpoint,
-)
+from .._model import FitResult, autograd_on
 from .._progress import progress_bar
 from ._ddp_checkpoint import (
     CHECKPOINT_KIND,
