@@ -9,6 +9,7 @@ components return from their ``_calibration.calibrate_rows`` hook::
     {"problem", "method", "setting", "anchor": None,
      "metrics": {"coverage50", "coverage90", "coverage95", "hdi90", "field_coverage90",
                  "sbc_pvalue", "sbc_pvalue_ks", "sbc_pvalue_joint", "sbc_pvalue_joint_ks",
+                 "sbc_pvalue_crossfit", "sbc_pvalue_crossfit_ks",
                  "tarp_atc", "tarp_pvalue", "crps", "nll", "seconds"},
      "result": CalibrationResult}   # stripped before JSON, used for the figure
 """

@@ -19,7 +19,7 @@ from .._repr import fields_repr
 from .coverage import expected_coverage, score_summary, tarp
 from .pit_ecdf import plot_pit_ecdf
 from .sbc import ranks_inference_data, sbc_ranks, sbc_uniformity
-from .sbc_joint import sbc_joint_ranks
+from .sbc_joint import sbc_joint_crossfit, sbc_joint_ranks
 from .simulate import DEFAULT_LEVELS, SimulationRecord
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,7 +38,9 @@ class CalibrationResult:
     ``uniformity`` the chi-square/KS tests; ``coverage_central``/``coverage_hdi`` are
     ``[M, K]`` at ``levels [M]``; ``tarp`` the TARP curve and ATC; ``scores`` CRPS and NLL;
     ``joint`` (``K >= 2`` only, else ``None``) the pooled Mahalanobis ranks ``"ranks" [N]``
-    (:func:`~bayesphys.diagnostics.sbc_joint_ranks`) with their :func:`sbc_uniformity` tests.
+    (:func:`~bayesphys.diagnostics.sbc_joint_ranks`) with their :func:`sbc_uniformity` tests;
+    ``crossfit`` (``K >= 2`` and ``N >= 4`` only, else ``None``) the cross-fitted joint test
+    (:func:`~bayesphys.diagnostics.sbc_joint_crossfit`).
     """
 
     problem: str
@@ -53,6 +55,7 @@ class CalibrationResult:
     scores: dict
     extra: dict[str, Any] = field(default_factory=dict)
     joint: dict | None = None
+    crossfit: dict | None = None
 
     def __repr__(self) -> str:
         try:
@@ -82,7 +85,9 @@ class CalibrationResult:
         ``coverage50/90/95`` and ``hdi90`` are ``None`` when the run's ``levels`` leave that
         level out; ``sbc_pvalue_joint`` / ``sbc_pvalue_joint_ks`` (the chi-square / KS p-value
         of the pooled Mahalanobis ranks of the ``K``-vector of summaries) are ``None`` when
-        ``K = 1``. They do not enter :func:`~bayesphys.diagnostics.is_calibrated`."""
+        ``K = 1``; ``sbc_pvalue_crossfit`` / ``sbc_pvalue_crossfit_ks`` (the cross-fitted joint
+        test's Bonferroni p-values) are ``None`` when ``K = 1`` or ``N < 4``. None of the joint
+        p-values enters :func:`~bayesphys.diagnostics.is_calibrated`."""
         fc = None
         rec = self.record
         if rec.field_coverage is not None and 0.9 in rec.levels:
@@ -97,6 +102,10 @@ class CalibrationResult:
             "sbc_pvalue_ks": self.uniformity["pvalue_ks"],
             "sbc_pvalue_joint": None if self.joint is None else self.joint["pvalue"],
             "sbc_pvalue_joint_ks": None if self.joint is None else self.joint["pvalue_ks"],
+            "sbc_pvalue_crossfit": None if self.crossfit is None else self.crossfit["pvalue"],
+            "sbc_pvalue_crossfit_ks": (
+                None if self.crossfit is None else self.crossfit["pvalue_ks"]
+            ),
             "tarp_atc": self.tarp["atc"],
             "tarp_pvalue": self.tarp["pvalue"],
             "crps": self.scores["crps"],
@@ -148,7 +157,8 @@ def analyse(
     seed: int = 0,
 ) -> CalibrationResult:
     """All diagnostics of a :class:`SimulationRecord` (ranks, tests, coverage, TARP, scores;
-    for ``K >= 2`` summaries also the joint pooled Mahalanobis ranks and their tests)."""
+    for ``K >= 2`` summaries also the joint pooled Mahalanobis ranks and their tests, and for
+    ``N >= 4`` problems the cross-fitted joint test)."""
     if not isinstance(record, SimulationRecord):
         raise TypeError(
             f"record: expected a SimulationRecord (from simulate_and_infer), received "
@@ -161,6 +171,9 @@ def analyse(
     if record.truth.shape[1] >= 2:
         jr = sbc_joint_ranks(record.truth, record.draws, seed=seed)
         joint = {"ranks": jr, **sbc_uniformity(jr, record.n_draws, seed=seed)}
+    crossfit = None
+    if record.truth.shape[1] >= 2 and record.truth.shape[0] >= 4:
+        crossfit = sbc_joint_crossfit(record.truth, record.draws, seed=seed)
     return CalibrationResult(
         problem=problem,
         method=method,
@@ -173,4 +186,5 @@ def analyse(
         tarp=tarp(record.truth, record.draws, seed=seed),
         scores=score_summary(record.truth, record.draws),
         joint=joint,
+        crossfit=crossfit,
     )

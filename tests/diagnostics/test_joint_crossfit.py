@@ -133,3 +133,25 @@ def test_the_benchmark_option_prints_the_crossfit_table(capsys):
     out = capsys.readouterr().out
     assert "| N | L | posterior | crossfit | crossfit ks | joint | joint ks |" in out
     assert out.count("K=2 |") == 8 and "| 50 | 49 | exact |" not in out
+
+
+def test_analyse_adds_the_crossfit_pvalues_for_several_summaries_and_enough_problems():
+    from bayesphys.diagnostics import SimulationRecord, analyse, is_calibrated
+    from tests.diagnostics.test_joint_ranks import _gauss_case
+
+    g = torch.Generator().manual_seed(8)
+    truth, draws = _gauss_case(300, 49, g, draws="decorrelated")
+    res = analyse(SimulationRecord(names=["a", "b"], truth=truth, draws=draws), seed=4)
+    direct = sbc_joint_crossfit(truth, draws, seed=4)
+    m = res.metrics()
+    assert m["sbc_pvalue_crossfit"] == direct["pvalue"]
+    assert m["sbc_pvalue_crossfit_ks"] == direct["pvalue_ks"]
+    assert torch.equal(res.crossfit["ranks"], direct["ranks"])
+    assert m["sbc_pvalue_crossfit"] < 1e-3  # the ignored correlation
+    assert is_calibrated(m)  # the marginals are exact; is_calibrated's rule is unchanged
+    one = analyse(SimulationRecord(names=["a"], truth=truth[:, :1], draws=draws[..., :1]))
+    few = analyse(SimulationRecord(names=["a", "b"], truth=truth[:3], draws=draws[:3]))
+    for r in (one, few):
+        assert r.crossfit is None
+        assert r.metrics()["sbc_pvalue_crossfit"] is None
+        assert r.metrics()["sbc_pvalue_crossfit_ks"] is None
