@@ -47,7 +47,7 @@ from .._device import check_finite
 from .._posterior_args import _check_level, _check_levels
 from ..metrics import calibration_curve, crps_samples, gaussian_nll
 from ..posterior import Posterior, SamplePosterior
-from .sbc import check_truth_draws, sbc_pit, sbc_ranks
+from .sbc import check_truth_draws, randomised_pit, sbc_pit, sbc_ranks
 from .simulate import DEFAULT_LEVELS, _pit_coverage
 
 __all__ = [
@@ -127,7 +127,7 @@ def hdi_pit(truth: Tensor, draws: Tensor, *, seed: int = 0, max_sizes: int = 100
     ties = (d_draw == d_true).sum(1)
     gen = torch.Generator().manual_seed(offset_seed(seed, 2))
     v = torch.rand(less.shape, generator=gen, dtype=torch.float64)
-    return ((less.double().cpu() + v * (ties + 1).double().cpu()) / n).to(truth.device)
+    return randomised_pit(less, ties, v, n).to(truth.device)
 
 
 def hdi_coverage(truth: Tensor, draws: Tensor, level: float, *, seed: int = 0) -> Tensor:
@@ -200,9 +200,9 @@ def tarp(
     v = torch.rand(d_true.shape, generator=gen, dtype=t.dtype).to(t.device)
     # ties (discrete parameters, atoms) are broken at random as for the SBC ranks:
     # less + v (ties + 1) is uniform on [less, less + ties + 1), i.e. rank + V
-    less = (d_draw < d_true[:, None]).double().sum(1)
-    ties = (d_draw == d_true[:, None]).double().sum(1)
-    f = ((less + v.double() * (ties + 1)) / (d_draw.shape[1] + 1)).cpu()
+    less = (d_draw < d_true[:, None]).sum(1)
+    ties = (d_draw == d_true[:, None]).sum(1)
+    f = randomised_pit(less, ties, v, d_draw.shape[1] + 1)
     alpha = torch.linspace(0, 1, n_alpha, dtype=torch.float64)
     ecp = (f[None, :] < alpha[:, None]).double().mean(1)
     # ATC over [1/2, 1] exactly: ECP at a = 1/2 joins the grid's points above it (with an

@@ -107,8 +107,21 @@ def sbc_ranks(truth: Tensor, draws: Tensor, *, seed: int = 0) -> Tensor:
     ties = (draws == t).sum(1)
     gen = torch.Generator().manual_seed(int(seed))
     u = torch.rand(ties.shape, generator=gen, dtype=torch.float64).to(ties.device)
-    extra = torch.floor(u * (ties + 1).double()).long()
-    return (less + extra).long()
+    return tie_broken_rank(less, ties, u)
+
+
+def tie_broken_rank(less: Tensor, ties: Tensor, u: Tensor) -> Tensor:
+    """Integer ranks ``less + floor(u (ties + 1))`` (long, the shape of ``less``): with
+    ``u ~ U(0, 1)`` a uniformly random place among the ``ties`` draws equal to the truth, after
+    the ``less`` draws below it (every SBC rank here breaks ties this way)."""
+    return less + torch.floor(u * (ties + 1).double()).long()
+
+
+def randomised_pit(less: Tensor, ties: Tensor, u: Tensor, n: int) -> Tensor:
+    """The randomised PIT ``(less + u (ties + 1)) / n`` (float64, on the CPU): with
+    ``u ~ U(0, 1)`` and ``n = L + 1`` it is exactly U(0, 1) for a truth exchangeable with its
+    ``L`` draws, ties included (:func:`tie_broken_rank` is its integer part)."""
+    return (less.double().cpu() + u.double().cpu() * (ties.double().cpu() + 1)) / n
 
 
 def sbc_pit(ranks: Tensor, n_draws: int, *, seed: int = 0) -> Tensor:

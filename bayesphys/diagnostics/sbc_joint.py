@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_seed, offset_seed
-from .sbc import check_truth_draws, sbc_uniformity
+from .sbc import check_truth_draws, sbc_uniformity, tie_broken_rank
 
 __all__ = ["sbc_joint_ranks", "sbc_joint_crossfit"]
 
@@ -74,7 +74,7 @@ def sbc_joint_ranks(truth: Tensor, draws: Tensor, *, seed: int = 0) -> Tensor:
     ties = (d_draw == d_true).sum(1)
     gen = torch.Generator().manual_seed(offset_seed(seed, 3))
     v = torch.rand(ties.shape, generator=gen, dtype=torch.float64).to(ties.device)
-    return (less + torch.floor(v * (ties + 1).double()).long()).long()
+    return tie_broken_rank(less, ties, v)
 
 
 def _inv_sqrt_psd(s: Tensor, n: int) -> Tensor:
@@ -173,7 +173,7 @@ def sbc_joint_crossfit(truth: Tensor, draws: Tensor, *, seed: int = 0) -> dict:
         s = torch.round(s / scale * 1e9)
         less = (s[:, 1:] < s[:, :1]).sum(1)
         ties = (s[:, 1:] == s[:, :1]).sum(1)
-        ranks[test] = less + torch.floor(tie_u[test] * (ties + 1).double()).long()
+        ranks[test] = tie_broken_rank(less, ties, tie_u[test])
         u = sbc_uniformity(ranks[test], n_draws, seed=offset_seed(seed, 7 + h))
         ms.append(m)
         pchi.append(u["pvalue"])

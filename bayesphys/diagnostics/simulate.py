@@ -33,6 +33,7 @@ from .._posterior_base import central_intervals, is_posterior, missing_members
 from .._progress import progress_bar
 from .._repr import fields_repr
 from ..posterior import Posterior
+from .sbc import randomised_pit
 
 __all__ = [
     "SimulationRecord",
@@ -275,10 +276,10 @@ def _pit_coverage(draws: Tensor, truth: Tensor, levels: Sequence[float], generat
     :math:`2\alpha/(S+1)`). Shared by :func:`simulate_and_infer`,
     :func:`~bayesphys.diagnostics.field_calibration_curve` and
     :meth:`~bayesphys.diagnostics.Recalibrator.evaluate`."""
-    less = (draws < truth).sum(0).double().cpu()
-    ties = (draws == truth).sum(0).double().cpu()
+    less = (draws < truth).sum(0)
+    ties = (draws == truth).sum(0)
     v = torch.rand(less.shape, generator=generator, dtype=torch.float64)
-    u = (less + v * (ties + 1)) / (draws.shape[0] + 1)
+    u = randomised_pit(less, ties, v, draws.shape[0] + 1)
     return torch.stack([((u - 0.5).abs() <= lv / 2).double().mean() for lv in levels])
 
 
