@@ -18,7 +18,8 @@ from bayesphys.problems.fisher_kolmogorov import (
 )
 from bayesphys.problems.glioma import brain_phantom
 from bayesphys.problems.gpme import Diffusion, PorousMedium, Stefan, stefan_constants
-from bayesphys.problems.populations import _simulate_particles, particle_velocity
+from bayesphys.problems.populations import particle_velocity
+from bayesphys.problems.populations.b3_particles import _simulate_particles
 
 F64 = torch.float64
 
