@@ -10,8 +10,8 @@ import warnings
 import numpy as np
 import torch
 
-from bayesphys.problems import rgnp
 from bayesphys.problems.fisher_kolmogorov import fk_forward, fk_forward_tangent
+from bayesphys.problems.rgnp import burgers, poisson
 
 F64 = torch.float64
 
@@ -31,14 +31,16 @@ def test_solve_poisson_warns_at_user_line_directly_and_through_the_test_set(monk
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
         line = inspect.currentframe().f_lineno + 1
-        rgnp.solve_poisson(z, w, n_nodes=11, max_iter=1)
+        poisson.solve_poisson(z, w, n_nodes=11, max_iter=1)
     _warnings_at("solve_poisson: Newton did not converge", line, rec)
     # poisson_test_set solves with the defaults; one Newton step does not converge
-    monkeypatch.setattr(rgnp, "solve_poisson", functools.partial(rgnp.solve_poisson, max_iter=1))
+    monkeypatch.setattr(
+        poisson, "solve_poisson", functools.partial(poisson.solve_poisson, max_iter=1)
+    )
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
         line = inspect.currentframe().f_lineno + 1
-        rgnp.poisson_test_set(1, n_nodes=11)
+        poisson.poisson_test_set(1, n_nodes=11)
     _warnings_at("solve_poisson: Newton did not converge", line, rec)
 
 
@@ -47,14 +49,14 @@ def test_solve_burgers_warns_at_user_line_directly_and_through_the_test_set(monk
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
         line = inspect.currentframe().f_lineno + 1
-        rgnp.solve_burgers(np.array([[0.05, 0.8]]), np.ones(1), tol=0.0, **kw)
+        burgers.solve_burgers(np.array([[0.05, 0.8]]), np.ones(1), tol=0.0, **kw)
     _warnings_at("solve_burgers: Newton did not converge", line, rec)
     # tol=0: no Newton iteration stops early (burgers_test_set takes the default tol)
-    monkeypatch.setattr(rgnp, "solve_burgers", functools.partial(rgnp.solve_burgers, tol=0.0))
+    monkeypatch.setattr(burgers, "solve_burgers", functools.partial(burgers.solve_burgers, tol=0.0))
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
         line = inspect.currentframe().f_lineno + 1
-        rgnp.burgers_test_set(1, **kw)
+        burgers.burgers_test_set(1, **kw)
     _warnings_at("solve_burgers: Newton did not converge", line, rec)
 
 
