@@ -103,7 +103,7 @@ def test_the_walk_finds_the_public_callables():
         "bayesphys.inference_data.save_netcdf",
         "bayesphys._checkpoint.load_checkpoint",
         "bayesphys.distributed._runner.SequentialRunner.run",
-        "bayesphys.problems.gpme.GPMEData.subset",
+        "bayesphys.problems.gpme.datasets.GPMEData.subset",
         "bayesphys.neural_process.grids.AdaptiveGrid.__init__",
     ):
         assert expected in names

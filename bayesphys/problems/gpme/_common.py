@@ -1,0 +1,34 @@
+"""Helpers shared by the GPME problems of ProbConserv (Hansen et al., ICML 2023): float64
+conversion, scalar checks, and the masking and powers of the closed-form solutions.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..._checks import check_scalar
+
+_F64 = torch.float64
+
+
+def _f64(v) -> Tensor:
+    return torch.as_tensor(v, dtype=_F64)
+
+
+def _real(name: str, value, **kw) -> float:
+    """:func:`check_scalar` accepting a one-element tensor (as ``float()`` did)."""
+    return check_scalar(name, value, one_element=True, **kw)
+
+
+def _nan_at(t: Tensor, out: Tensor) -> Tensor:
+    """``out`` with NaN wherever ``t`` is NaN (``t, out`` broadcast): the closed forms below
+    mask by ``t > 0`` or clamp ``t``, which turned a NaN time into a silent 0."""
+    return torch.where(torch.isnan(t), t, out)
+
+
+def _pos_pow(s: Tensor, e: Tensor | float) -> Tensor:
+    """:math:`s^e` where ``s > 0``, else 0 (``s, e`` broadcast); finite gradients at ``s = 0``
+    (a plain ``pow`` gives ``inf * 0 = nan`` there for ``e < 1``)."""
+    pos = s > 0
+    return torch.where(pos, torch.where(pos, s, torch.ones_like(s)).pow(e), torch.zeros_like(s))

@@ -1,0 +1,114 @@
+"""The base class of the GPME families of ProbConserv (Hansen et al., ICML 2023, §4):
+:class:`GPMEProblem`, the interface of an exact solution, its total mass and boundary flux,
+with the parameter-domain checks and the evaluation grid shared by every family.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..._checks import check_int, check_real
+from ._common import _F64, _f64, _real
+
+__all__ = ["GPMEProblem"]
+
+
+@dataclass(frozen=True)
+class GPMEProblem:
+    """Base class of a one-parameter GPME family.
+
+    Attributes
+    ----------
+    name: problem id (``"diffusion"``, ``"pme"``, ``"stefan"``).
+    param_name: name of the varied parameter (``k``, ``m``, ``u_star``).
+    x_range, t_range: domain.
+    train_range: the parameter is drawn ``U(train_range)`` for training functions.
+    param_domain: the open interval where the family is defined (checked by ``make_dataset``).
+    test_params: the paper's test parameters; ``table_time``: the time of the paper's tables.
+    """
+
+    name: str = ""
+    param_name: str = ""
+    x_range: tuple[float, float] = (0.0, 1.0)
+    t_range: tuple[float, float] = (0.0, 1.0)
+    train_range: tuple[float, float] = (1.0, 2.0)
+    param_domain: tuple[float, float] = (-math.inf, math.inf)
+    test_params: tuple[float, ...] = ()
+    table_time: float = 0.5
+
+    def widened_range(self, margin: float) -> tuple[float, float]:
+        """``train_range`` widened by ``margin`` times its length at each end (``margin`` >= 0;
+        the result is not checked against ``param_domain``: see :meth:`check_params`)."""
+        margin = check_real("margin", margin, minimum=0.0)
+        lo, hi = self.train_range
+        return lo - margin * (hi - lo), hi + margin * (hi - lo)
+
+    def check_params(self, name: str, lo: float, hi: float) -> None:
+        """Raise a ``ValueError`` naming ``name`` unless ``[lo, hi]`` lies inside the open
+        ``param_domain`` (e.g. a porous-medium exponent ``m <= 0`` has no solution)."""
+        a, b = self.param_domain
+        if not (a < lo and hi < b):
+            raise ValueError(
+                f"{name}: expected {self.param_name} in ({a:g}, {b:g}) for {self.name}, "
+                f"received values in [{lo:g}, {hi:g}]"
+            )
+
+    def _check_domain(self, param) -> None:
+        """Raise a ``ValueError`` naming ``param_name`` unless every ``param`` lies inside the
+        open ``param_domain`` (NaN refused): outside it the closed forms are undefined and
+        would give NaN or a wrong value silently."""
+        p = _f64(param)
+        a, b = self.param_domain
+        if p.numel() and not bool(((p > a) & (p < b)).all()):
+            finite = p[~torch.isnan(p)]
+            got = (
+                f"values in [{float(finite.min()):g}, {float(finite.max()):g}]"
+                if finite.numel() == p.numel()
+                else f"{p.numel() - finite.numel()} NaN value(s)"
+            )
+            raise ValueError(
+                f"{self.param_name}: expected values in ({a:g}, {b:g}) for {self.name}, "
+                f"received {got}"
+            )
+
+    # -- to be overridden --------------------------------------------------------------------
+    def solution(self, t: Tensor | float, x: Tensor | float, param: Tensor | float) -> Tensor:
+        """Exact :math:`u(t, x; \\theta)`; ``t, x, param`` broadcast together."""
+        raise NotImplementedError
+
+    def mass(self, t: Tensor | float, param: Tensor | float) -> Tensor:
+        """Exact total mass :math:`b(t) = \\int_{x_0}^{x_1} u(t,x)\\,dx` over ``x_range``.
+
+        ``t, param`` broadcast together; the result has their broadcast shape (float64). It is
+        the integral of :meth:`solution` for every ``t`` (also past ``t_range``, e.g. once a
+        front has left the domain); a NaN ``t`` gives NaN, as :meth:`solution` does."""
+        raise NotImplementedError
+
+    def flux_breaks(self, param: float) -> list[float]:
+        """Times at which :math:`b'(t)` has a kink or a jump (a front reaching a domain end);
+        :func:`mass_from_fluxes` splits its quadrature there. None by default."""
+        return []
+
+    def boundary_flux(self, t: Tensor | float, param: Tensor | float) -> Tensor:
+        """Net inflow :math:`F|_{x_0} - F|_{x_1} = b'(t)` through the boundary.
+
+        Same shapes and validity as :meth:`mass` (a NaN ``t`` gives NaN)."""
+        raise NotImplementedError
+
+    def diffusivity(self, u: Tensor, param: Tensor) -> Tensor:
+        """:math:`k(u)` (differentiable surrogate where :math:`k` jumps, used by SoftC)."""
+        raise NotImplementedError
+
+    # -- shared ------------------------------------------------------------------------------
+    def grid(self, n: int = 201) -> Tensor:
+        """Uniform spatial grid ``[n]`` including both endpoints (float64), ``n >= 2``."""
+        return torch.linspace(*self.x_range, check_int("n", n, minimum=2), dtype=_F64)
+
+    def setting(self, param: float) -> dict[str, float]:
+        """Benchmark setting dict, e.g. ``{"m": 3, "t": 0.5}``."""
+        p = _real(self.param_name or "param", param)
+        return {self.param_name: int(p) if p == int(p) else p, "t": self.table_time}
