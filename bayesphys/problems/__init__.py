@@ -1,8 +1,10 @@
 """Benchmark problems and data generators with exact or reference solutions.
 
-Each component's problems live in a module of this package: ``linear_gaussian`` (the core's
-conjugate reference problem), ``gp_pde``, ``gpme``, ``rgnp``, ``cavity``, ``glioma`` (with
-``fisher_kolmogorov``), ``populations``; grid stencils in ``stencil``.
+Each component's problems live in a module or subpackage of this package:
+``linear_gaussian`` (the core's conjugate reference problem), ``gp_pde``, ``gpme`` (a package,
+one module per GPME family), ``rgnp`` (a package: Poisson, Burgers), ``cavity``, ``glioma``
+(with ``fisher_kolmogorov``), ``populations`` (a package, one module per benchmark B1-B4);
+grid stencils in ``stencil``.
 The most used names are re-exported here.
 """
 
