@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from bayesphys.distributed import ddp
+from bayesphys.distributed import _ddp_checkpoint, ddp
 
 GLOBAL_BATCH = 8
 
@@ -216,7 +216,7 @@ def test_train_ddp_checks_its_arguments_before_any_group_or_model(
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(ddp, "init_distributed", _no_group)
-    monkeypatch.setattr(ddp.dist, "init_process_group", _no_group)
+    monkeypatch.setattr(torch.distributed, "init_process_group", _no_group)
     built = []
     args = {
         "model_fn": lambda: built.append(1) or _model(),
@@ -261,7 +261,7 @@ def test_train_ddp_refuses_a_batch_larger_than_each_rank_holds_before_the_rendez
     for var, value in {**env, "MASTER_PORT": "29500"}.items():
         monkeypatch.setenv(var, value)
     monkeypatch.setattr(ddp, "init_distributed", _no_group)
-    monkeypatch.setattr(ddp.dist, "init_process_group", _no_group)
+    monkeypatch.setattr(torch.distributed, "init_process_group", _no_group)
     with pytest.raises(ValueError, match=r"batch_size: 16 per rank exceeds the 8 samples"):
         ddp.train_ddp(_model, _loss, (_X, _Y), epochs=1, batch_size=16, progress=False)
 
@@ -363,7 +363,7 @@ def test_train_ddp_refuses_a_checkpoint_of_another_world_size_before_the_rendezv
     for var, value in {**env, "MASTER_PORT": "29500"}.items():
         monkeypatch.setenv(var, value)
     monkeypatch.setattr(ddp, "init_distributed", _no_group)
-    monkeypatch.setattr(ddp.dist, "init_process_group", _no_group)
+    monkeypatch.setattr(torch.distributed, "init_process_group", _no_group)
     kw = {**RESUME_KW, "batch_size": 4}  # the same global batch of 8
     with pytest.raises(ValueError, match=r"world_size: saved 1, now 2"):
         ddp.train_ddp(_model, _loss, _data(), epochs=2, checkpoint=ckpt, **kw)
@@ -446,7 +446,7 @@ def _failed_save_worker(rank: int, world: int, port: int, out: str) -> None:
     def disk_full(path, **kwargs):
         raise OSError("No space left on device")
 
-    ddp.save_checkpoint = disk_full  # this process only
+    _ddp_checkpoint.save_checkpoint = disk_full  # this process only
     try:
         ddp.save_training_checkpoint(
             os.path.join(out, "run.pt"), model=_model(), optimizer=None, epoch=0, step=1, ctx=ctx
