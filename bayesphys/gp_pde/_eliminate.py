@@ -1,4 +1,5 @@
-"""The exact eliminator of the field :math:`U` for a :class:`~.model.GPPDESolver`.
+"""The exact eliminator of the field :math:`U` for a :class:`~.model.GPPDESolver`, and the
+re-solve of the stored field.
 
 Fang et al., ICLR 2024 (GP-HM) optimise :math:`U` jointly with the hyperparameters; we eliminate it
 exactly at every step: :class:`~.solve.KronSolve` (linear operators, prior metric, 1-/2-D grids),
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import math
 from typing import TYPE_CHECKING, Any
+
+import torch
 
 from ._errors import NumericalFailure
 from .gauss_newton import GaussNewtonKronSolve
@@ -78,3 +81,21 @@ def eliminator(model: GPPDESolver, factors: Any, *, reuse: bool = False) -> tupl
     if keep:
         return ds, lambda: ds.linearise(model.u, tau2, gamma)
     return ds, lambda: ds.solve(model.f, model.g, tau2, gamma, u0=model.u)
+
+
+def resolve_field(model: GPPDESolver, *, newton: bool) -> dict[str, Any]:
+    """Re-solve and store the field of ``model`` at its current hyperparameters (see
+    :meth:`~.model.GPPDESolver.solve_field`); returns the solver's statistics."""
+    with torch.no_grad():
+        fac = detach_factors(model._factors())
+        solver, run = model._solver(fac)
+        if isinstance(solver, PicardKronSolve):
+            solver.newton = newton
+        model._set_field(run())
+    stats = {"solver": type(solver).__name__}
+    for k in ("iterations", "newton_steps", "krylov_iters", "cg_iters", "converged"):
+        if hasattr(solver, k):
+            stats[k] = getattr(solver, k)
+    if getattr(solver, "step_norms", None):
+        stats["last_update"] = solver.step_norms[-1]
+    return stats

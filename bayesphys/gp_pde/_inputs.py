@@ -1,4 +1,4 @@
-r"""Validation of grids, sources and boundary data, solver scalars and grid tensors;
+r"""Validation of grids, test grids, sources and boundary data, solver scalars and grid tensors;
 periodogram frequency initialisation."""
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .._device import check_finite, own_memory
-from ..problems.gp_pde import tensor_grid
+from .._device import as_tensor, check_finite, own_memory
+from ..problems.gp_pde import PDEProblem, tensor_grid
 from ._errors import NumericalFailure
 
 __all__ = [
     "parse_grid",
+    "check_test_axes",
     "eval_on_grid",
     "periodogram_peaks",
     "check_grid_tensor",
@@ -127,6 +128,39 @@ def parse_grid(x, *, dtype: torch.dtype, device: torch.device) -> list[Tensor]:
         if bool((a[1:] <= a[:-1]).any()):
             raise ValueError(f"x[{j}]: expected strictly increasing coordinates")
     return axes
+
+
+def check_test_axes(
+    test_axes: Tensor | Sequence[Tensor] | None,
+    axes: list[Tensor],
+    problem: PDEProblem | None,
+    *,
+    name: str = "test_axes",
+    dtype: torch.dtype,
+    device: torch.device,
+) -> list[Tensor]:
+    """The test axes ``[p_j]`` of a solver on the grid ``axes`` ``[n_j]``: for ``None`` the
+    default test grid (``p_j`` evenly spaced points spanning axis ``j``, ``p_j`` the problem's
+    ``n_test``, 300 without a problem), else one checked non-empty 1-D tensor per dimension.
+    ``name``: the caller's argument, named in the refusals."""
+    if test_axes is None:
+        n = problem.n_test if problem is not None else 300
+        return [
+            torch.linspace(float(a[0]), float(a[-1]), n, dtype=dtype, device=device) for a in axes
+        ]
+    test_axes = list(test_axes) if isinstance(test_axes, list | tuple) else [test_axes]
+    if len(test_axes) != len(axes):
+        raise ValueError(
+            f"{name}: expected {len(axes)} test axes (one 1-D tensor per dimension), "
+            f"received {len(test_axes)}"
+        )
+    out = []
+    for j, t in enumerate(test_axes):
+        a = as_tensor(f"{name}[{j}]", t, dtype=dtype, device=device, ndim=1)
+        if a.numel() == 0:
+            raise ValueError(f"{name}[{j}]: expected a non-empty axis")
+        out.append(a)
+    return out
 
 
 def eval_on_grid(name: str, value, axes: list[Tensor], *, finite: bool = True) -> Tensor:

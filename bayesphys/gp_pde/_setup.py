@@ -1,4 +1,5 @@
-"""Argument checks and initial spectral-mixture kernels of :class:`~.model.GPPDESolver`.
+"""Construction of a :class:`~.model.GPPDESolver`: argument checks, the problem or custom grid,
+the settings and the initial spectral-mixture kernels.
 
 Fang et al., ICLR 2024 (GP-HM): the mixture frequencies start on the paper's grid
 ``linspace(0, 1, Q) * freq_scale``; ``method="gp-hm"`` puts the source's periodogram peaks first.
@@ -8,17 +9,24 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real, did_you_mean
-from ..problems.gp_pde import PROBLEMS, PDEProblem
-from ._inputs import periodogram_peaks
+from .._checks import check_int, check_real, check_seed, did_you_mean
+from .._device import ArrayLike, DeviceLike, DTypeLike, check_finite, model_device, resolve_dtype
+from ..problems.gp_pde import PROBLEMS, PDEProblem, get_problem
+from ._inputs import eval_on_grid, parse_grid, periodogram_peaks
+from ._kron import face_values
 from .gauss_newton import GaussNewtonKronSolve
 from .kernels import SpectralMixture1d
 from .nonlinear import PicardKronSolve
+from .operator import LinearPDEOperator
+
+if TYPE_CHECKING:
+    from .model import GPPDESolver
 
 METHODS = ("gp-hm", "ref")
 NONLINEAR_SOLVERS = ("picard", "gauss-newton")
@@ -120,6 +128,144 @@ def checked_args(
         nugget=nugget,
         solver_options=solver_options,
     )
+
+
+def init_solver(
+    model: GPPDESolver,
+    problem: PDEProblem | str | None,
+    *,
+    x: ArrayLike | list[ArrayLike] | None,
+    source: ArrayLike | Callable[..., Tensor] | None,
+    boundary: ArrayLike | Callable[..., Tensor] | None,
+    equation: str | None,
+    beta: float | None,
+    n_col: int | None,
+    num_mixtures: int,
+    kind: str,
+    method: str,
+    weighting: str | None,
+    lam_b: float | None,
+    jitter: float | None,
+    freq_scale: float | None,
+    zero_component: bool | None,
+    nugget: float | None,
+    nonlinear_solver: str,
+    solver_options: dict | None,
+    device: DeviceLike,
+    dtype: DTypeLike,
+    seed: int | None,
+) -> None:
+    """Build ``model`` from the arguments of :class:`~.model.GPPDESolver` (its docstring states
+    them and their checks): the grid, source and boundary face values, operator, ``config``,
+    initial kernels and precisions, a zero field and an empty history."""
+    args = checked_args(
+        problem=problem,
+        x=x,
+        n_col=n_col,
+        num_mixtures=num_mixtures,
+        beta=beta,
+        weighting=weighting,
+        zero_component=zero_component,
+        lam_b=lam_b,
+        jitter=jitter,
+        freq_scale=freq_scale,
+        nugget=nugget,
+        method=method,
+        nonlinear_solver=nonlinear_solver,
+        solver_options=solver_options,
+    )
+    n_col, num_mixtures, beta = args["n_col"], args["num_mixtures"], args["beta"]
+    lam_b, jitter, freq_scale = args["lam_b"], args["jitter"], args["freq_scale"]
+    nugget, solver_options = args["nugget"], args["solver_options"]
+    model.device = model_device(device)
+    model.dtype = resolve_dtype(dtype)
+    if model.dtype != torch.float64:
+        # the Gram factors (nugget 1e-10 for gp-hm) are not positive definite in float32:
+        # fit() failed with NumericalFailure after the set-up
+        raise ValueError(f"dtype: GPPDESolver runs in torch.float64, received {model.dtype}")
+    # the solver draws no random numbers: ``seed`` is checked and recorded (the shared model
+    # API), never used to reseed the caller's global streams
+    if seed is not None:
+        seed = check_seed("seed", seed)
+    if isinstance(problem, str):
+        problem = get_problem(problem, argument="problem")
+    model.problem = problem
+    if problem is not None:
+        checks = [("equation", equation, problem.equation)]
+        if problem.equation == "advection":  # beta is unused by the other equations
+            checks.append(("beta", beta, problem.beta))
+        for name, given, own in checks:
+            if given is not None and given != own:
+                raise ValueError(
+                    f"{name}: problem {problem.name!r} has {name} {own!r}, received "
+                    f"{given!r} (give a custom problem by x, source and boundary instead)"
+                )
+        equation, beta = problem.equation, problem.beta
+        axes = problem.axes(n_col, device=model.device, dtype=model.dtype)
+        source = problem.source(axes) if source is None else source
+        boundary = problem.exact if boundary is None else boundary
+        lam_b = problem.llk_weight if lam_b is None else lam_b
+        freq_scale = problem.freq_scale if freq_scale is None else freq_scale
+    else:
+        if x is None or source is None or boundary is None:
+            raise ValueError("problem: give a problem, or all of x, source and boundary")
+        equation = "poisson" if equation is None else equation
+        beta = 1.0 if beta is None else beta
+        axes = parse_grid(x, dtype=model.dtype, device=model.device)
+    model.axes = axes
+    model.shape = tuple(a.numel() for a in axes)
+    model.f = eval_on_grid("source", source, axes)
+    # only the faces are read: interior values may be anything, NaN included ("unknown")
+    bvals = eval_on_grid("boundary", boundary, axes, finite=False)
+    model.g = face_values(bvals, model.shape)
+    check_finite("boundary (its face values)", model.g)
+    model.op = LinearPDEOperator.for_equation(equation, len(axes), beta)
+    if weighting is None:  # the paper's metric where a dense solve is cheap (1-D)
+        weighting = "identity" if (method == "ref" or len(axes) == 1) else "prior"
+    if jitter is None:
+        jitter = 1e-10 if (method == "gp-hm" and weighting == "identity") else 1e-6
+    model.config = dict(
+        # the id only of a registered problem: a checkpoint rebuilds the problem from it, and
+        # a custom one (its own exact solution, a callable) cannot be saved
+        problem=problem.name if registered(problem) else None,
+        equation=equation,
+        beta=float(beta),
+        num_mixtures=int(num_mixtures),
+        kind=kind,
+        method=method,
+        weighting=weighting,
+        lam_b=float(200.0 if lam_b is None else lam_b),
+        jitter=jitter,
+        freq_scale=float(20.0 if freq_scale is None else freq_scale),
+        zero_component=zero_component,
+        nugget=None if nugget is None else float(nugget),
+        nonlinear_solver=nonlinear_solver,
+        solver_options=solver_options,
+        seed=seed,
+    )
+    model.kernels = initial_kernels(
+        axes,
+        model.f,
+        model.g,
+        bvals,
+        num_mixtures=int(num_mixtures),
+        kind=kind,
+        method=method,
+        freq_scale=model.config["freq_scale"],
+        zero_component=zero_component,
+        dtype=model.dtype,
+        device=model.device,
+    )
+    lt0 = 0.0 if nugget is None else -math.log(float(nugget))
+    learn_tau = nugget is None
+    model.log_tau_b = torch.full((), lt0, dtype=model.dtype, device=model.device)
+    model.log_tau_pde = torch.full((), lt0, dtype=model.dtype, device=model.device)
+    model.log_tau_b.requires_grad_(learn_tau)
+    model.log_tau_pde.requires_grad_(learn_tau)
+    model.u = torch.zeros(model.shape, dtype=model.dtype, device=model.device)
+    # hyperparameters at which ``u`` is the eliminated field (see ``_set_field``)
+    model._solved_key = None
+    model.history = {"step": [], "rel_l2": []}
 
 
 def initial_kernels(

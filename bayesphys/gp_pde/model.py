@@ -20,8 +20,6 @@ Two methods:
 from __future__ import annotations
 
 import math
-import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,46 +27,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_bool, check_int, check_real, check_seed
-from .._device import (
-    ArrayLike,
-    DeviceLike,
-    DTypeLike,
-    as_tensor,
-    check_finite,
-    model_device,
-    resolve_dtype,
-)
-from .._model import (
-    FitResult,
-    _refresh,
-    _restore,
-    _snapshot,
-    autograd_on,
-    optimize,
-    save_checkpoint,
-)
-from .._stack import user_stacklevel
-from .._time_budget import check_max_seconds
+from .._device import ArrayLike, DeviceLike, DTypeLike
+from .._model import FitResult, autograd_on, save_checkpoint
 from ..posterior import GaussianPosterior
-from ..problems.gp_pde import PDEProblem, get_problem
-from ._eliminate import eliminator
-from ._errors import NumericalFailure
-from ._inputs import eval_on_grid, parse_grid
-from ._kron import face_values, kron_apply
+from ..problems.gp_pde import PDEProblem
+from ._eliminate import eliminator, resolve_field
+from ._fit import fit_solver, objective_value, settle
+from ._inputs import check_test_axes
+from ._kron import kron_apply
 from ._persist import load_solver, solver_state
-from ._setup import METHODS, NONLINEAR_SOLVERS, checked_args, initial_kernels, registered
-from ._units import warn_axes, warn_field_scale
-from .nonlinear import PicardKronSolve
-from .operator import LinearPDEOperator, build_factors, detach_factors
+from ._setup import METHODS, NONLINEAR_SOLVERS, init_solver
+from .operator import build_factors, detach_factors
 from .posterior import test_grid_posterior
-from .solve import objective
 
 __all__ = ["GPPDESolver", "METHODS", "NONLINEAR_SOLVERS"]
-
-# failures of a solve that fit() reports as a divergence (restoring the last good state); any
-# other error inside a solve (a bug, a bad input) propagates with its own traceback
-_NUMERICAL = (NumericalFailure, torch.linalg.LinAlgError)
 
 
 class GPPDESolver:
@@ -147,114 +119,30 @@ class GPPDESolver:
         dtype: DTypeLike = None,
         seed: int | None = None,
     ) -> None:
-        args = checked_args(
-            problem=problem,
+        init_solver(
+            self,
+            problem,
             x=x,
+            source=source,
+            boundary=boundary,
+            equation=equation,
+            beta=beta,
             n_col=n_col,
             num_mixtures=num_mixtures,
-            beta=beta,
+            kind=kind,
+            method=method,
             weighting=weighting,
-            zero_component=zero_component,
             lam_b=lam_b,
             jitter=jitter,
             freq_scale=freq_scale,
-            nugget=nugget,
-            method=method,
-            nonlinear_solver=nonlinear_solver,
-            solver_options=solver_options,
-        )
-        n_col, num_mixtures, beta = args["n_col"], args["num_mixtures"], args["beta"]
-        lam_b, jitter, freq_scale = args["lam_b"], args["jitter"], args["freq_scale"]
-        nugget, solver_options = args["nugget"], args["solver_options"]
-        self.device = model_device(device)
-        self.dtype = resolve_dtype(dtype)
-        if self.dtype != torch.float64:
-            # the Gram factors (nugget 1e-10 for gp-hm) are not positive definite in float32:
-            # fit() failed with NumericalFailure after the set-up
-            raise ValueError(f"dtype: GPPDESolver runs in torch.float64, received {self.dtype}")
-        # the solver draws no random numbers: ``seed`` is checked and recorded (the shared model
-        # API), never used to reseed the caller's global streams
-        if seed is not None:
-            seed = check_seed("seed", seed)
-        if isinstance(problem, str):
-            problem = get_problem(problem, argument="problem")
-        self.problem = problem
-        if problem is not None:
-            checks = [("equation", equation, problem.equation)]
-            if problem.equation == "advection":  # beta is unused by the other equations
-                checks.append(("beta", beta, problem.beta))
-            for name, given, own in checks:
-                if given is not None and given != own:
-                    raise ValueError(
-                        f"{name}: problem {problem.name!r} has {name} {own!r}, received "
-                        f"{given!r} (give a custom problem by x, source and boundary instead)"
-                    )
-            equation, beta = problem.equation, problem.beta
-            axes = problem.axes(n_col, device=self.device, dtype=self.dtype)
-            source = problem.source(axes) if source is None else source
-            boundary = problem.exact if boundary is None else boundary
-            lam_b = problem.llk_weight if lam_b is None else lam_b
-            freq_scale = problem.freq_scale if freq_scale is None else freq_scale
-        else:
-            if x is None or source is None or boundary is None:
-                raise ValueError("problem: give a problem, or all of x, source and boundary")
-            equation = "poisson" if equation is None else equation
-            beta = 1.0 if beta is None else beta
-            axes = parse_grid(x, dtype=self.dtype, device=self.device)
-        self.axes = axes
-        self.shape = tuple(a.numel() for a in axes)
-        self.f = eval_on_grid("source", source, axes)
-        # only the faces are read: interior values may be anything, NaN included ("unknown")
-        bvals = eval_on_grid("boundary", boundary, axes, finite=False)
-        self.g = face_values(bvals, self.shape)
-        check_finite("boundary (its face values)", self.g)
-        self.op = LinearPDEOperator.for_equation(equation, len(axes), beta)
-        if weighting is None:  # the paper's metric where a dense solve is cheap (1-D)
-            weighting = "identity" if (method == "ref" or len(axes) == 1) else "prior"
-        if jitter is None:
-            jitter = 1e-10 if (method == "gp-hm" and weighting == "identity") else 1e-6
-        self.config: dict[str, Any] = dict(
-            # the id only of a registered problem: a checkpoint rebuilds the problem from it, and
-            # a custom one (its own exact solution, a callable) cannot be saved
-            problem=problem.name if registered(problem) else None,
-            equation=equation,
-            beta=float(beta),
-            num_mixtures=int(num_mixtures),
-            kind=kind,
-            method=method,
-            weighting=weighting,
-            lam_b=float(200.0 if lam_b is None else lam_b),
-            jitter=jitter,
-            freq_scale=float(20.0 if freq_scale is None else freq_scale),
             zero_component=zero_component,
-            nugget=None if nugget is None else float(nugget),
+            nugget=nugget,
             nonlinear_solver=nonlinear_solver,
             solver_options=solver_options,
+            device=device,
+            dtype=dtype,
             seed=seed,
         )
-        self.kernels = initial_kernels(
-            axes,
-            self.f,
-            self.g,
-            bvals,
-            num_mixtures=int(num_mixtures),
-            kind=kind,
-            method=method,
-            freq_scale=self.config["freq_scale"],
-            zero_component=zero_component,
-            dtype=self.dtype,
-            device=self.device,
-        )
-        lt0 = 0.0 if nugget is None else -math.log(float(nugget))
-        learn_tau = nugget is None
-        self.log_tau_b = torch.full((), lt0, dtype=self.dtype, device=self.device)
-        self.log_tau_pde = torch.full((), lt0, dtype=self.dtype, device=self.device)
-        self.log_tau_b.requires_grad_(learn_tau)
-        self.log_tau_pde.requires_grad_(learn_tau)
-        self.u = torch.zeros(self.shape, dtype=self.dtype, device=self.device)
-        # hyperparameters at which ``u`` is the eliminated field (see ``_set_field``)
-        self._solved_key: Tensor | None = None
-        self.history: dict[str, list] = {"step": [], "rel_l2": []}
 
     # ------------------------------------------------------------------ internals
     @property
@@ -332,25 +220,9 @@ class GPPDESolver:
     def _test_axes(self, test_axes, name: str = "test_axes"):
         """The test axes ``[p_j]`` (default grid for ``None``); ``name``: the caller's argument,
         named in the refusals."""
-        if test_axes is None:
-            n = self.problem.n_test if self.problem is not None else 300
-            return [
-                torch.linspace(float(a[0]), float(a[-1]), n, dtype=self.dtype, device=self.device)
-                for a in self.axes
-            ]
-        test_axes = list(test_axes) if isinstance(test_axes, list | tuple) else [test_axes]
-        if len(test_axes) != len(self.axes):
-            raise ValueError(
-                f"{name}: expected {len(self.axes)} test axes (one 1-D tensor per dimension), "
-                f"received {len(test_axes)}"
-            )
-        out = []
-        for j, t in enumerate(test_axes):
-            a = as_tensor(f"{name}[{j}]", t, dtype=self.dtype, device=self.device, ndim=1)
-            if a.numel() == 0:
-                raise ValueError(f"{name}[{j}]: expected a non-empty axis")
-            out.append(a)
-        return out
+        return check_test_axes(
+            test_axes, self.axes, self.problem, name=name, dtype=self.dtype, device=self.device
+        )
 
     def rel_l2(self, test_axes: list[Tensor] | Tensor | None = None) -> float:
         """Relative L2 error of the mean against the problem's exact solution on the test grid."""
@@ -416,223 +288,29 @@ class GPPDESolver:
         on next use), not those it started from. A second call continues from the current
         hyperparameters with a fresh Adam (``gp-hm``: and a fresh cosine decay).
         """
-        if data is not None:
-            raise ValueError("data: the source and boundary data are given at construction")
-        steps = check_int("steps", steps, minimum=0)
-        if lr is not None:
-            lr = check_real("lr", lr, minimum=0.0, strict=True)
-        eval_every = check_int("eval_every", eval_every, minimum=0)
-        if time_limit is not None:  # the former name of max_seconds (the other models' name)
-            if max_seconds is not None:
-                raise ValueError("time_limit, max_seconds: give max_seconds only (one budget)")
-            warnings.warn(
-                "fit: time_limit is renamed max_seconds (as in the other models' fit); "
-                "time_limit will be removed",
-                DeprecationWarning,
-                stacklevel=user_stacklevel(),
-            )
-            max_seconds = check_real("time_limit", time_limit, minimum=0.0, strict=True)
-        max_seconds = check_max_seconds(max_seconds)
-        if tau_lr_mult is not None:
-            tau_lr_mult = check_real("tau_lr_mult", tau_lr_mult, minimum=0.0)
-            if self.config.get("nugget") is not None:  # it was accepted and had no effect
-                raise ValueError(
-                    f"tau_lr_mult: only with learned precisions (nugget=None); this model's "
-                    f"nugget={self.config['nugget']!r} fixes them, received {tau_lr_mult!r}"
-                )
-        if clock not in ("wall", "cpu"):
-            raise ValueError(f"clock: expected 'wall' or 'cpu', received {clock!r}")
-        if clock != "wall" and max_seconds is None:  # it measures max_seconds only
-            raise ValueError(
-                f"clock: only with max_seconds (the clock the budget is measured on), "
-                f"received clock={clock!r} and max_seconds=None"
-            )
-        warn_axes(self.axes)  # at fit, not construction: a load builds the model too
-        ref = self.config["method"] == "ref"
-        keep_best = not ref if keep_best is None else check_bool("keep_best", keep_best)
-        joint = ref or not self.can_eliminate
-        if tau_lr_mult is None:
-            tau_lr_mult = 1.0 if ref else 4.0
-        lr = (0.01 if ref else 0.05) if lr is None else float(lr)
-        params = self._params()
-        u_param = None
-        if joint:
-            u_param = torch.nn.Parameter(self.u.clone())
-            params = params + [u_param]
-        kparams = list(self.kernels.parameters())
-        groups = [{"params": kparams, "lr": lr}]
-        if self.config.get("nugget") is None:
-            groups.append({"params": [self.log_tau_b, self.log_tau_pde], "lr": lr * tau_lr_mult})
-        if u_param is not None:
-            groups.append({"params": [u_param], "lr": lr})
-        opt = torch.optim.Adam(groups, lr=lr)
-        sched = (
-            None
-            if ref
-            else torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1), eta_min=lr * 0.01)
+        return fit_solver(
+            self,
+            data,
+            steps=steps,
+            lr=lr,
+            progress=progress,
+            eval_every=eval_every,
+            max_seconds=max_seconds,
+            tau_lr_mult=tau_lr_mult,
+            clock=clock,
+            keep_best=keep_best,
+            time_limit=time_limit,
         )
-        now = time.perf_counter if clock == "wall" else time.process_time
-        t0 = time.perf_counter()
-        c0 = now()
-        cpu0 = time.process_time()
-        state = {"k": 0}
-        # a later fit continues the history: its steps count on from the last recorded one
-        # and rel_l2_best is this fit's (a second fit restarted at step 0 and took the best
-        # of every earlier fit's checkpoints)
-        first_eval = len(self.history["rel_l2"])
-        done = self.history.setdefault("fit_steps", [])  # steps of each earlier fit
-        # past the last recorded step too: an interrupt after a step's checkpoint counts
-        # that step as not done
-        step_offset = max(sum(done), self.history["step"][-1] + 1 if self.history["step"] else 0)
-        # the lowest-objective starting point: its loss, step, hyperparameters and field
-        best = {"loss": math.inf, "step": -1, "field": None}
-        best["values"] = _snapshot(params) if keep_best else None
-        w = self.config["weighting"]
-
-        def closure():
-            opt.zero_grad()
-            try:
-                fac = self._factors()
-            except _NUMERICAL:
-                return torch.tensor(float("nan"), dtype=self.dtype)
-            if joint:
-                u = u_param
-            else:
-                try:
-                    with torch.no_grad():
-                        _, run = self._solver(fac)
-                        u = run()
-                except _NUMERICAL:
-                    return torch.tensor(float("nan"), dtype=self.dtype)
-                self._set_field(u)
-            loss = objective(
-                fac,
-                self.op,
-                u,
-                self.f,
-                self.g,
-                self.log_tau_b,
-                self.log_tau_pde,
-                self.config["lam_b"],
-                w,
-            )
-            if torch.isfinite(loss):
-                loss.backward()
-            return loss
-
-        def step():
-            k = state["k"]
-            state["k"] += 1
-            if max_seconds is not None and now() - c0 > max_seconds:
-                raise StopIteration
-            loss = closure()
-            if keep_best and torch.isfinite(loss) and float(loss.detach()) < best["loss"]:
-                # the hyperparameters and the field this loss was computed at (the field is not
-                # re-solved on restore: a nonlinear solve depends on its warm start)
-                _refresh(best["values"])
-                best.update(
-                    loss=float(loss.detach()), step=k, field=None if joint else self.u.clone()
-                )
-            if eval_every and self.problem is not None and k % eval_every == 0:
-                if joint:
-                    self.u = u_param.detach().clone()
-                    self._solved_key = None  # optimised jointly, not eliminated
-                self.history["step"].append(step_offset + k)
-                self.history["rel_l2"].append(self._rel_l2(solve=False))
-            if torch.isfinite(loss):
-                opt.step()
-                if sched is not None:
-                    sched.step()
-            return loss.detach()
-
-        try:
-            res = _run(step, steps, params, progress)
-        except BaseException:
-            # a bug or an interrupt inside a step: the hyperparameters are those of the last
-            # completed step; a joint fit keeps its field too, an eliminated one is re-solved
-            # for them on next use (its key no longer matches)
-            done.append(max(state["k"] - 1, 0))
-            if joint:
-                self._settle(joint, u_param)
-            raise
-        done.append(res.steps)
-        # final state consistent with the final hyperparameters
-        failed = self._settle(joint, u_param)
-        if keep_best and best["step"] >= 0:
-            # the last iterate's objective (inf if its solve failed). After a divergence the
-            # last iterate is the restored good state, already evaluated: the evaluated best
-            # is kept even if re-solving it (a nonlinear solve, warm-started elsewhere) scored
-            # lower; when it is that very state (step steps - 1) the message says so once.
-            final = math.inf if failed else self._objective_value(u_param if joint else self.u)
-            res.extra.update(best_objective=best["loss"], final_objective=final)
-            diverged = res.message.startswith("diverged")
-            if best["loss"] <= final or diverged:
-                _restore(params, best["values"])
-                if joint:
-                    self._settle(joint, u_param)
-                else:
-                    self._set_field(best["field"])
-                res.extra["best_step"] = best["step"]
-                if failed:
-                    res.message += f"; final solve failed ({failed})"
-                if failed or not (diverged and best["step"] == res.steps - 1):
-                    res.message += (
-                        f"; kept the lowest-objective iterate (start of step {best['step']})"
-                    )
-                failed = None
-            else:
-                res.extra["best_step"] = res.steps
-        if failed:
-            res.message += f"; final solve failed ({failed}), kept the last field"
-        res.seconds = time.perf_counter() - t0
-        res.extra["cpu_seconds"] = time.process_time() - cpu0
-        if self.problem is not None:
-            res.extra["rel_l2"] = self._rel_l2(solve=False)
-            if self.history["rel_l2"][first_eval:]:
-                res.extra["rel_l2_best"] = min(
-                    self.history["rel_l2"][first_eval:] + [res.extra["rel_l2"]]
-                )
-        res.extra["tau_b"] = float(self.log_tau_b.detach().exp())
-        res.extra["tau_pde"] = float(self.log_tau_pde.detach().exp())
-        if res.steps:
-            warn_field_scale(self.u)
-        return res
 
     def _settle(self, joint: bool, u_param: Tensor | None) -> Exception | None:
         """Make ``u`` consistent with the current hyperparameters (``u_param`` if joint);
         returns the numerical error of a failed solve (the last good field is kept)."""
-        if joint:
-            self.u = u_param.detach().clone()
-            self._solved_key = None  # optimised jointly, not eliminated
-            return None
-        try:
-            with torch.no_grad():
-                _, run = self._solver(self._factors())
-                self._set_field(run())
-        except _NUMERICAL as err:  # keep the last good field
-            return err
-        return None
+        return settle(self, joint, u_param)
 
     def _objective_value(self, u: Tensor) -> float:
         r""":math:`\mathcal J` at the current hyperparameters and field ``u`` (``inf`` if a
         factorisation fails)."""
-        with torch.no_grad():
-            try:
-                fac = self._factors()
-            except _NUMERICAL:
-                return math.inf
-            val = objective(
-                fac,
-                self.op,
-                u.detach(),
-                self.f,
-                self.g,
-                self.log_tau_b,
-                self.log_tau_pde,
-                self.config["lam_b"],
-                self.config["weighting"],
-            )
-        return float(val) if torch.isfinite(val) else math.inf
+        return objective_value(self, u)
 
     # ------------------------------------------------------------------ posterior
     def posterior(self, x: list[Tensor] | None = None) -> GaussianPosterior:
@@ -677,19 +355,7 @@ class GPPDESolver:
         For Allen-Cahn on the structured path ``newton=True`` finishes a stalled Picard iteration
         by Newton-GMRES (:class:`~.nonlinear.PicardKronSolve`). Returns solver statistics.
         """
-        with torch.no_grad():
-            fac = detach_factors(self._factors())
-            solver, run = self._solver(fac)
-            if isinstance(solver, PicardKronSolve):
-                solver.newton = newton
-            self._set_field(run())
-        stats = {"solver": type(solver).__name__}
-        for k in ("iterations", "newton_steps", "krylov_iters", "cg_iters", "converged"):
-            if hasattr(solver, k):
-                stats[k] = getattr(solver, k)
-        if getattr(solver, "step_norms", None):
-            stats["last_update"] = solver.step_norms[-1]
-        return stats
+        return resolve_field(self, newton=newton)
 
     def warm_start_from(self, other: GPPDESolver) -> GPPDESolver:
         r"""Copy the kernel hyperparameters and :math:`\tau_{1,2}` of ``other`` (any grid size).
@@ -751,12 +417,3 @@ class GPPDESolver:
     def load(cls, path: str | Path, *, device: DeviceLike = None) -> GPPDESolver:
         """Restore a model written by :meth:`save` (on ``device``, default the CPU)."""
         return load_solver(cls, path, device=device)
-
-
-def _run(step, steps, params, progress) -> FitResult:
-    """:func:`optimize` with a time limit signalled by ``StopIteration`` from ``step``
-    (an early stop, not a divergence: the current hyperparameters are kept)."""
-    res = optimize(step, steps=steps, params=params, progress=progress, desc="gp_pde")
-    if res.message.startswith("stopped by step()"):
-        res.message = f"time limit reached after {res.steps} steps"
-    return res

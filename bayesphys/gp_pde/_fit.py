@@ -1,0 +1,273 @@
+r"""The hyperparameter fit of a :class:`~.model.GPPDESolver` (Fang et al., ICLR 2024, GP-HM).
+
+Adam over the kernel hyperparameters and :math:`\log\tau_{1,2}` (cosine-decayed learning rate
+for ``method="gp-hm"``, constant for the paper's ``"ref"``, which also optimises the field
+:math:`U` jointly); for ``gp-hm`` the field is eliminated exactly at every step. Keeps the
+lowest-objective iterate, reports a numerical failure of a solve as a divergence, and stops
+early on a time budget.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from .._checks import check_bool, check_int, check_real
+from .._model import FitResult, _refresh, _restore, _snapshot, optimize
+from .._stack import user_stacklevel
+from .._time_budget import check_max_seconds
+from ._errors import NUMERICAL
+from ._units import warn_axes, warn_field_scale
+from .solve import objective
+
+if TYPE_CHECKING:
+    from .model import GPPDESolver
+
+__all__ = ["fit_solver", "settle", "objective_value"]
+
+
+def fit_solver(
+    model: GPPDESolver,
+    data: None,
+    *,
+    steps: int,
+    lr: float | None,
+    progress: bool,
+    eval_every: int,
+    max_seconds: float | None,
+    tau_lr_mult: float | None,
+    clock: str,
+    keep_best: bool | None,
+    time_limit: float | None,
+) -> FitResult:
+    """Run :meth:`~.model.GPPDESolver.fit` on ``model`` (its docstring states the arguments,
+    their checks and the result); updates the model's hyperparameters, field and history."""
+    if data is not None:
+        raise ValueError("data: the source and boundary data are given at construction")
+    steps = check_int("steps", steps, minimum=0)
+    if lr is not None:
+        lr = check_real("lr", lr, minimum=0.0, strict=True)
+    eval_every = check_int("eval_every", eval_every, minimum=0)
+    if time_limit is not None:  # the former name of max_seconds (the other models' name)
+        if max_seconds is not None:
+            raise ValueError("time_limit, max_seconds: give max_seconds only (one budget)")
+        warnings.warn(
+            "fit: time_limit is renamed max_seconds (as in the other models' fit); "
+            "time_limit will be removed",
+            DeprecationWarning,
+            stacklevel=user_stacklevel(),
+        )
+        max_seconds = check_real("time_limit", time_limit, minimum=0.0, strict=True)
+    max_seconds = check_max_seconds(max_seconds)
+    if tau_lr_mult is not None:
+        tau_lr_mult = check_real("tau_lr_mult", tau_lr_mult, minimum=0.0)
+        if model.config.get("nugget") is not None:  # it was accepted and had no effect
+            raise ValueError(
+                f"tau_lr_mult: only with learned precisions (nugget=None); this model's "
+                f"nugget={model.config['nugget']!r} fixes them, received {tau_lr_mult!r}"
+            )
+    if clock not in ("wall", "cpu"):
+        raise ValueError(f"clock: expected 'wall' or 'cpu', received {clock!r}")
+    if clock != "wall" and max_seconds is None:  # it measures max_seconds only
+        raise ValueError(
+            f"clock: only with max_seconds (the clock the budget is measured on), "
+            f"received clock={clock!r} and max_seconds=None"
+        )
+    warn_axes(model.axes)  # at fit, not construction: a load builds the model too
+    ref = model.config["method"] == "ref"
+    keep_best = not ref if keep_best is None else check_bool("keep_best", keep_best)
+    joint = ref or not model.can_eliminate
+    if tau_lr_mult is None:
+        tau_lr_mult = 1.0 if ref else 4.0
+    lr = (0.01 if ref else 0.05) if lr is None else float(lr)
+    params = model._params()
+    u_param = None
+    if joint:
+        u_param = torch.nn.Parameter(model.u.clone())
+        params = params + [u_param]
+    kparams = list(model.kernels.parameters())
+    groups = [{"params": kparams, "lr": lr}]
+    if model.config.get("nugget") is None:
+        groups.append({"params": [model.log_tau_b, model.log_tau_pde], "lr": lr * tau_lr_mult})
+    if u_param is not None:
+        groups.append({"params": [u_param], "lr": lr})
+    opt = torch.optim.Adam(groups, lr=lr)
+    sched = (
+        None
+        if ref
+        else torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1), eta_min=lr * 0.01)
+    )
+    now = time.perf_counter if clock == "wall" else time.process_time
+    t0 = time.perf_counter()
+    c0 = now()
+    cpu0 = time.process_time()
+    state = {"k": 0}
+    # a later fit continues the history: its steps count on from the last recorded one
+    # and rel_l2_best is this fit's (a second fit restarted at step 0 and took the best
+    # of every earlier fit's checkpoints)
+    first_eval = len(model.history["rel_l2"])
+    done = model.history.setdefault("fit_steps", [])  # steps of each earlier fit
+    # past the last recorded step too: an interrupt after a step's checkpoint counts
+    # that step as not done
+    step_offset = max(sum(done), model.history["step"][-1] + 1 if model.history["step"] else 0)
+    # the lowest-objective starting point: its loss, step, hyperparameters and field
+    best = {"loss": math.inf, "step": -1, "field": None}
+    best["values"] = _snapshot(params) if keep_best else None
+    w = model.config["weighting"]
+
+    def closure():
+        opt.zero_grad()
+        try:
+            fac = model._factors()
+        except NUMERICAL:
+            return torch.tensor(float("nan"), dtype=model.dtype)
+        if joint:
+            u = u_param
+        else:
+            try:
+                with torch.no_grad():
+                    _, run = model._solver(fac)
+                    u = run()
+            except NUMERICAL:
+                return torch.tensor(float("nan"), dtype=model.dtype)
+            model._set_field(u)
+        loss = objective(
+            fac,
+            model.op,
+            u,
+            model.f,
+            model.g,
+            model.log_tau_b,
+            model.log_tau_pde,
+            model.config["lam_b"],
+            w,
+        )
+        if torch.isfinite(loss):
+            loss.backward()
+        return loss
+
+    def step():
+        k = state["k"]
+        state["k"] += 1
+        if max_seconds is not None and now() - c0 > max_seconds:
+            raise StopIteration
+        loss = closure()
+        if keep_best and torch.isfinite(loss) and float(loss.detach()) < best["loss"]:
+            # the hyperparameters and the field this loss was computed at (the field is not
+            # re-solved on restore: a nonlinear solve depends on its warm start)
+            _refresh(best["values"])
+            best.update(loss=float(loss.detach()), step=k, field=None if joint else model.u.clone())
+        if eval_every and model.problem is not None and k % eval_every == 0:
+            if joint:
+                model.u = u_param.detach().clone()
+                model._solved_key = None  # optimised jointly, not eliminated
+            model.history["step"].append(step_offset + k)
+            model.history["rel_l2"].append(model._rel_l2(solve=False))
+        if torch.isfinite(loss):
+            opt.step()
+            if sched is not None:
+                sched.step()
+        return loss.detach()
+
+    try:
+        res = _run(step, steps, params, progress)
+    except BaseException:
+        # a bug or an interrupt inside a step: the hyperparameters are those of the last
+        # completed step; a joint fit keeps its field too, an eliminated one is re-solved
+        # for them on next use (its key no longer matches)
+        done.append(max(state["k"] - 1, 0))
+        if joint:
+            model._settle(joint, u_param)
+        raise
+    done.append(res.steps)
+    # final state consistent with the final hyperparameters
+    failed = model._settle(joint, u_param)
+    if keep_best and best["step"] >= 0:
+        # the last iterate's objective (inf if its solve failed). After a divergence the
+        # last iterate is the restored good state, already evaluated: the evaluated best
+        # is kept even if re-solving it (a nonlinear solve, warm-started elsewhere) scored
+        # lower; when it is that very state (step steps - 1) the message says so once.
+        final = math.inf if failed else model._objective_value(u_param if joint else model.u)
+        res.extra.update(best_objective=best["loss"], final_objective=final)
+        diverged = res.message.startswith("diverged")
+        if best["loss"] <= final or diverged:
+            _restore(params, best["values"])
+            if joint:
+                model._settle(joint, u_param)
+            else:
+                model._set_field(best["field"])
+            res.extra["best_step"] = best["step"]
+            if failed:
+                res.message += f"; final solve failed ({failed})"
+            if failed or not (diverged and best["step"] == res.steps - 1):
+                res.message += f"; kept the lowest-objective iterate (start of step {best['step']})"
+            failed = None
+        else:
+            res.extra["best_step"] = res.steps
+    if failed:
+        res.message += f"; final solve failed ({failed}), kept the last field"
+    res.seconds = time.perf_counter() - t0
+    res.extra["cpu_seconds"] = time.process_time() - cpu0
+    if model.problem is not None:
+        res.extra["rel_l2"] = model._rel_l2(solve=False)
+        if model.history["rel_l2"][first_eval:]:
+            res.extra["rel_l2_best"] = min(
+                model.history["rel_l2"][first_eval:] + [res.extra["rel_l2"]]
+            )
+    res.extra["tau_b"] = float(model.log_tau_b.detach().exp())
+    res.extra["tau_pde"] = float(model.log_tau_pde.detach().exp())
+    if res.steps:
+        warn_field_scale(model.u)
+    return res
+
+
+def settle(model: GPPDESolver, joint: bool, u_param: Tensor | None) -> Exception | None:
+    """Make ``model.u`` consistent with the current hyperparameters (``u_param`` if joint);
+    returns the numerical error of a failed solve (the last good field is kept)."""
+    if joint:
+        model.u = u_param.detach().clone()
+        model._solved_key = None  # optimised jointly, not eliminated
+        return None
+    try:
+        with torch.no_grad():
+            _, run = model._solver(model._factors())
+            model._set_field(run())
+    except NUMERICAL as err:  # keep the last good field
+        return err
+    return None
+
+
+def objective_value(model: GPPDESolver, u: Tensor) -> float:
+    r""":math:`\mathcal J` at the current hyperparameters of ``model`` and field ``u`` (``inf``
+    if a factorisation fails)."""
+    with torch.no_grad():
+        try:
+            fac = model._factors()
+        except NUMERICAL:
+            return math.inf
+        val = objective(
+            fac,
+            model.op,
+            u.detach(),
+            model.f,
+            model.g,
+            model.log_tau_b,
+            model.log_tau_pde,
+            model.config["lam_b"],
+            model.config["weighting"],
+        )
+    return float(val) if torch.isfinite(val) else math.inf
+
+
+def _run(step, steps, params, progress) -> FitResult:
+    """:func:`optimize` with a time limit signalled by ``StopIteration`` from ``step``
+    (an early stop, not a divergence: the current hyperparameters are kept)."""
+    res = optimize(step, steps=steps, params=params, progress=progress, desc="gp_pde")
+    if res.message.startswith("stopped by step()"):
+        res.message = f"time limit reached after {res.steps} steps"
+    return res
