@@ -41,10 +41,10 @@ def test_seeded_initial_weights_do_not_depend_on_the_default_dtype(name):
 
 def test_ranks_split_their_batch_streams_once_per_stream(monkeypatch, tmp_path):
     import bayesphys.neural_process.model as np_model
-    import bayesphys.probconserv.model as pc_model
+    import bayesphys.probconserv._train as pc_train
 
     calls = []
-    for mod in (np_model, pc_model):
+    for mod in (np_model, pc_train):
         monkeypatch.setattr(mod, "rank_generator_seed", lambda gen: calls.append(gen))
     m = tiny_rgnp()
     m.fit(steps=1, progress=False)

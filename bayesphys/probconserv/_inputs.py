@@ -1,5 +1,5 @@
-"""Argument checks of :class:`~bayesphys.probconserv.ProbConserv`: data, constraint noise, masses,
-the problem a checkpoint was saved with, and the settings of ``calibrate``."""
+"""Argument checks of :class:`~bayesphys.probconserv.ProbConserv`: data, prediction grids, constraint
+noise, masses, the problem a checkpoint was saved with, and the settings of ``calibrate``."""
 
 from __future__ import annotations
 
@@ -46,6 +46,39 @@ def check_sigma_g_value(name: str, sigma_g) -> float:
     if not float(sigma_g) >= 0:
         raise ValueError(f"{name}: expected a number >= 0 (or inf), received {sigma_g!r}")
     return float(sigma_g)
+
+
+def check_grid(
+    problem: GPMEProblem, t: float | Tensor | None, x: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """The prediction grid ``(t [nt], x [nx])`` in float64: ``t`` a number or a 1-D tensor
+    (default the problem's table time), ``x`` a 1-D tensor (default 201 points spanning the
+    domain); at least one time and two points, all inside the problem's domain."""
+    t = problem.table_time if t is None else t
+    tt = as_tensor("t", t, dtype=_F64)
+    if tt.ndim > 1:  # a [2, 2] tensor of times was read as four times
+        raise ValueError(
+            f"t: expected a number or a 1-D tensor of times, received shape {tuple(tt.shape)}"
+        )
+    tt = tt.reshape(-1)
+    xx = problem.grid(201) if x is None else as_tensor("x", x, dtype=_F64, ndim=1)
+    if tt.numel() == 0 or xx.numel() < 2:
+        raise ValueError(
+            f"t, x: expected at least one time and two points, received {tt.numel()} "
+            f"time(s) and {xx.numel()} point(s)"
+        )
+    for name, v, (lo, hi) in (
+        ("t", tt, problem.t_range),
+        ("x", xx, problem.x_range),
+    ):
+        tol = 1e-12 * max(1.0, abs(lo), abs(hi))
+        if v.numel() and bool(((v < lo - tol) | (v > hi + tol)).any()):
+            raise ValueError(
+                f"{name}: expected values in the {problem.name} domain [{lo}, {hi}] "
+                f"(where the model was trained), received [{float(v.min())}, "
+                f"{float(v.max())}]"
+            )
+    return tt, xx
 
 
 def check_data(name: str, data, problem: GPMEProblem, *, targets: bool) -> None:

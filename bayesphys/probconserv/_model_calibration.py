@@ -26,6 +26,7 @@ from .._checks import offset_seed
 from .._stack import user_stacklevel
 from ..posterior import GaussianPosterior
 from ..problems.gpme import make_dataset
+from ._inputs import check_mass
 from .calibration import HybridCalibration, fit_hybrid, fit_local_scale, hybrid_covariance
 from .mass_check import (
     add_discrepancy,
@@ -137,6 +138,37 @@ def discrepancy(
     out = outside_training_range(theta, pm.lo, pm.hi, cal.mass_margin)
     sd2 = gated_discrepancy_variance(r, v, cal.mass_kappa, gkg, out, cal.mass_floor)
     return sd2, (root, perp)
+
+
+def mass_discrepancy_variance(
+    model: ProbConserv,
+    context: GPMEData,
+    t: float | Tensor | None,
+    *,
+    mass: Tensor | None,
+    seed: int | None,
+) -> Tensor:
+    r""":meth:`~bayesphys.probconserv.ProbConserv.mass_discrepancy` of ``model``: the
+    mass-residual check's :math:`\hat\sigma_d^2` ``[B, nt]`` on the calibration grid."""
+    model._check_context(context)
+    cal = model.calibration
+    if cal is None or cal.mass_kappa is None or cal.local is None:
+        raise ValueError(
+            "mass_discrepancy: calibrate(objective='hybrid', local_functions=M) with "
+            "mass_check first"
+        )
+    tt, xx = model._grid(t, None)
+    if not cal.matches(tt, xx):
+        raise ValueError("t: expected the calibration times (the check is fitted there)")
+    b = (
+        model.mass(context, tt)
+        if mass is None
+        else check_mass(mass, len(context.params), len(tt), model.device)
+    )
+    raw = model._step1(context, tt, xx, seed=seed, stage="raw")
+    ps = cal.scale_for(raw.mean, "prior", b)
+    pcov = hybrid_covariance(raw.covariance, cal.root_for(raw.mean), cal.beta, cal.trace_ratio, ps)
+    return discrepancy(model.calibration, raw.mean, pcov, xx, b)[0]
 
 
 def fit_local(

@@ -12,7 +12,7 @@ import pytest
 import torch
 from linear_operator.operators import DiagLinearOperator
 
-import bayesphys.probconserv.model as pc_model
+import bayesphys.probconserv._train as pc_train
 from bayesphys.posterior import GaussianPosterior
 from bayesphys.probconserv import (
     AttentiveNP,
@@ -189,7 +189,7 @@ def test_an_interrupted_fit_counts_its_steps_and_stays_usable(monkeypatch, data)
     torch.set_num_threads(1)
     m = ProbConserv("stefan", hidden=8, n_samples=4, seed=0)
     calls = {"n": 0}
-    real = pc_model.make_dataset
+    real = pc_train.make_dataset
 
     def interrupt_third(*args, **kw):
         calls["n"] += 1
@@ -197,11 +197,11 @@ def test_an_interrupted_fit_counts_its_steps_and_stays_usable(monkeypatch, data)
             raise KeyboardInterrupt
         return real(*args, **kw)
 
-    monkeypatch.setattr(pc_model, "make_dataset", interrupt_third)
+    monkeypatch.setattr(pc_train, "make_dataset", interrupt_third)
     with pytest.raises(KeyboardInterrupt):
         m.fit(steps=5, progress=False)
     assert m.steps_done == 2  # was 0: the next fit repeated the same training batches
-    monkeypatch.setattr(pc_model, "make_dataset", real)
+    monkeypatch.setattr(pc_train, "make_dataset", real)
     post = m.posterior(data)
     assert bool(torch.isfinite(post.mean).all())
 

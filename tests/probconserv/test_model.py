@@ -348,17 +348,17 @@ def test_updated_posterior_pickles(anp_model, sigma_g):
 @pytest.fixture
 def training_params(monkeypatch) -> list[torch.Tensor]:
     """The parameters ``[B]`` of every training batch ``ProbConserv.fit`` draws, in order."""
-    import bayesphys.probconserv.model as pc_model
+    import bayesphys.probconserv._train as pc_train
 
     seen: list[torch.Tensor] = []
-    real = pc_model.make_dataset
+    real = pc_train.make_dataset
 
     def spy(*args, **kw):
         data = real(*args, **kw)
         seen.append(data.params)
         return data
 
-    monkeypatch.setattr(pc_model, "make_dataset", spy)
+    monkeypatch.setattr(pc_train, "make_dataset", spy)
     return seen
 
 

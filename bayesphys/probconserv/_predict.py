@@ -1,0 +1,180 @@
+r"""Prediction of :class:`~bayesphys.probconserv.ProbConserv` (Hansen et al., ICML 2023): the
+Step-1 posterior on a grid ``t [nt] x x [nx]`` (batch ``(B, nt)``, event ``(nx,)``, float64;
+ANP: mean and diagonal or low-rank-plus-diagonal covariance from the latent draws, meta-GP:
+dense per time slice) with its calibration, and the Step-2 update of it onto
+:math:`\int u\,dx = b(t)` (``"probconserv"``, ``"hardc"`` or none).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import torch
+from linear_operator.operators import (
+    DiagLinearOperator,
+    LowRankRootAddedDiagLinearOperator,
+    LowRankRootLinearOperator,
+)
+from torch import Tensor
+
+from .._checks import check_bool, check_optional_seed
+from .._device import as_tensor
+from .._model import warn_untrained
+from ..posterior import GaussianPosterior
+from ._inputs import check_mass, check_sigma_g_value
+from ._model_calibration import calibrated_step1
+from .update import check_sigma_g, check_sigma_g_shape, conserve_slices, trapezoid_weights
+
+if TYPE_CHECKING:
+    from ..problems.gpme import GPMEData
+    from .model import ProbConserv
+
+__all__ = ["step1_posterior", "grid_mass", "updated_posterior"]
+
+_F64 = torch.float64
+
+
+def step1_posterior(
+    model: ProbConserv,
+    context: GPMEData,
+    t: float | Tensor | None,
+    x: Tensor | None,
+    *,
+    seed: int | None,
+    stage: str,
+    mass: Tensor | None,
+    use_mass: bool,
+    caller: str,
+) -> GaussianPosterior:
+    """Step 1 of ``model`` with the calibration of ``stage`` (``"prior"``, ``"post"`` or
+    ``"raw"``); ``mass [B, nt]`` (default: analytic) feeds a parameter-conditional scale;
+    ``use_mass=False``: a calibration that never sees the mass (unconstrained baselines).
+    ``caller``: the public method, named by the other-grid warning."""
+    model._check_context(context)
+    seed = check_optional_seed("seed", seed)
+    tt, xx = model._grid(t, x)
+    if not use_mass:
+        mass = None
+    elif mass is None and stage != "raw" and model.calibration is not None:
+        mass = model.mass(context, tt)
+    b, nt, nx = len(context), tt.numel(), xx.numel()
+    cast = {"device": model.device, "dtype": model.dtype}
+    xc = as_tensor("context.x_context", context.x_context).to(**cast)
+    yc = as_tensor("context.y_context", context.y_context).to(**cast)
+    grid = torch.stack(torch.broadcast_tensors(tt[:, None], xx[None, :]), -1).reshape(-1, 2)
+    xt = grid.to(**cast).expand(b, -1, -1)
+    model.net.eval()
+    if model.config.step1 == "anp":
+        g = torch.Generator(device=model.device).manual_seed(seed) if seed is not None else None
+        mu, sig = model.net.predict(xc, yc, xt, model.config.n_samples, generator=g)
+        mu = mu.to(_F64).reshape(-1, b, nt, nx)
+        var = sig.to(_F64).pow(2).mean(0).reshape(b, nt, nx)
+        mean = mu.mean(0)
+        c = 1.0 if stage == "raw" else model.var_scale
+        if model.config.covariance == "diag":
+            cov = DiagLinearOperator(c * (var + mu.var(0, unbiased=False)))
+        else:
+            s = mu.shape[0]
+            root = (mu - mean).permute(1, 2, 3, 0) * math.sqrt(c / s)  # [B, nt, nx, S]
+            cov = LowRankRootAddedDiagLinearOperator(
+                LowRankRootLinearOperator(root), DiagLinearOperator(c * var)
+            )
+        return calibrated_step1(
+            model, mean, cov, tt, xx, stage, mass, use_mass=use_mass, caller=caller
+        )
+    means, covs = [], []
+    for j in range(nt):
+        m, c = model.net.predict(xc.to(_F64), yc.to(_F64), xt[:, j * nx : (j + 1) * nx].to(_F64))
+        means.append(m)
+        covs.append(c)
+    mean = torch.stack(means, 1)
+    cov = torch.stack(covs, 1)
+    c = 1.0 if stage == "raw" else model.var_scale
+    cov = c * cov + 1e-10 * torch.eye(nx, dtype=_F64, device=cov.device)
+    return calibrated_step1(model, mean, cov, tt, xx, stage, mass, use_mass=use_mass, caller=caller)
+
+
+def grid_mass(model: ProbConserv, context: GPMEData, tt: Tensor, xx: Tensor) -> Tensor:
+    """Analytic mass ``[B, nt]`` over the grid's span ``[x[0], x[-1]]``: the domain's
+    :meth:`~bayesphys.probconserv.ProbConserv.mass` when the grid spans the domain, else the
+    same problem's on the window (the domain's total would be forced into the window)."""
+    lo, hi = model.problem.x_range
+    tol = 1e-12 * max(1.0, abs(lo), abs(hi))
+    x0, x1 = float(xx[0]), float(xx[-1])
+    if abs(x0 - lo) <= tol and abs(x1 - hi) <= tol:
+        return model.mass(context, tt)
+    model.mass(context, tt)  # the same checks of the parameters
+    window = replace(model.problem, x_range=(x0, x1))
+    return window.mass(tt[None, :], context.params[:, None].to(_F64)).to(model.device)
+
+
+def updated_posterior(
+    model: ProbConserv,
+    context: GPMEData,
+    t: float | Tensor | None,
+    x: Tensor | None,
+    *,
+    method: str,
+    mass: Tensor | None,
+    sigma_g: float | Tensor | None,
+    relative: bool | None,
+    seed: int | None,
+) -> GaussianPosterior:
+    """:meth:`~bayesphys.probconserv.ProbConserv.posterior` of ``model`` (its docstring states
+    the arguments, their checks and the methods)."""
+    warn_untrained("ProbConserv.posterior", model.steps_done)
+    model._check_context(context)
+    if method not in ("probconserv", "hardc", "none"):
+        raise ValueError(f"method: expected 'probconserv', 'hardc' or 'none', received {method!r}")
+    if method != "probconserv" and (sigma_g is not None or relative is not None):
+        raise ValueError(
+            f"sigma_g, relative: only with method='probconserv' (method={method!r} has no "
+            f"constraint noise), received sigma_g={sigma_g!r}, relative={relative!r}"
+        )
+    if isinstance(sigma_g, Tensor):  # [B, nt, 1]: per function and slice
+        check_sigma_g(sigma_g)
+        check_sigma_g_shape(sigma_g, (len(context.params), len(model._grid(t, x)[0]), 1))
+    elif sigma_g is not None:
+        sigma_g = check_sigma_g_value("sigma_g", sigma_g)
+    if relative is not None:
+        relative = check_bool("relative", relative)
+    sg = model.config.sigma_g if sigma_g is None else sigma_g
+    rel = model.config.relative if relative is None else relative
+    # sigma_g = inf is no update: the Step-1 posterior with its own ("prior") calibration,
+    # not the covariance calibrated for the updated posterior
+    no_update = bool(torch.isinf(torch.as_tensor(sg, dtype=_F64)).all())
+    stage = "post" if method == "probconserv" and not no_update else "prior"
+    tt, xx = model._grid(t, x)
+    if method != "none":
+        trapezoid_weights(xx)  # a grid the update can integrate on, before Step 1
+    if mass is not None and method == "none":
+        raise ValueError(
+            "mass: method='none' is the unconstrained model and uses no mass; pass it with "
+            "method='probconserv' or 'hardc'"
+        )
+    if mass is not None:
+        b = check_mass(mass, len(context.params), len(tt), model.device)
+    elif method != "none":
+        b = grid_mass(model, context, tt, xx)
+    else:
+        b = None  # the unconstrained posterior needs no mass
+    # the unconstrained baselines never see b: the constrained update is the only user of
+    # the conservation law (HardC projects onto it, keeping the baseline's variance)
+    baseline = method != "probconserv"
+    prior = model._step1(
+        context,
+        t,
+        x,
+        seed=seed,
+        stage=stage,
+        mass=b,
+        use_mass=not baseline,
+        caller="posterior",
+    )
+    if method == "none":
+        return prior
+    if method == "hardc":  # the projection has no constraint noise
+        return conserve_slices(prior, xx.to(model.device), b, method=method)
+    return conserve_slices(prior, xx.to(model.device), b, sg, relative=rel, method=method)

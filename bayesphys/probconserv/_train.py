@@ -1,0 +1,172 @@
+r"""Step-1 training of :class:`~bayesphys.probconserv.ProbConserv` (Hansen et al., ICML 2023).
+
+The fit loop (Adam with cosine learning-rate decay, gradient clipping, data-parallel under
+``torchrun``, a wall-time budget), its batch streams (fresh GPME training functions, or
+minibatches of given data, keyed by global step and rank), the ANP's SoftC penalty
+:math:`\overline{r^2}`, :math:`r = u_t - \partial_x(k(u)u_x)` on a random subset of targets,
+and the model's private stream of training draws.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from .._checks import check_bool, check_int, check_real, stream_seed
+from .._data_parallel import GradientSync, rank_generator_seed
+from .._model import FitResult, optimize
+from .._time_budget import TimeBudget, check_max_seconds
+from ..problems.gpme import GPMEData, make_dataset
+from ._inputs import check_data
+from .anp import AttentiveNP
+
+if TYPE_CHECKING:
+    from .model import ProbConserv
+
+__all__ = ["fork_stream", "train_step1", "softc_penalty"]
+
+
+def fork_stream(device: torch.device) -> torch.Generator:
+    """A generator on ``device`` holding the current state of torch's global generator there."""
+    gen = torch.Generator(device=device)
+    if device.type == "cuda":
+        gen.set_state(torch.cuda.get_rng_state(device))
+    else:
+        gen.set_state(torch.get_rng_state())
+    return gen
+
+
+def train_step1(
+    model: ProbConserv,
+    data: GPMEData | None,
+    *,
+    steps: int,
+    progress: bool,
+    lr: float | None,
+    max_seconds: float | None,
+) -> FitResult:
+    """Run :meth:`~bayesphys.probconserv.ProbConserv.fit` on ``model`` (its docstring states the
+    arguments and the result); advances ``model.steps_done``."""
+    cfg = model.config
+    if data is not None and not isinstance(data, GPMEData):
+        raise TypeError(f"data: expected GPMEData or None, received {type(data).__name__}")
+    steps = check_int("steps", steps, minimum=0)
+    progress = check_bool("progress", progress)
+    max_seconds = check_max_seconds(max_seconds)
+    if data is not None:
+        check_data("data", data, model.problem, targets=True)
+        for f in ("params", "x_context", "y_context", "x_target", "y_target"):
+            if not isinstance(getattr(data, f), Tensor):
+                raise TypeError(
+                    f"data.{f}: expected a torch.Tensor, received {type(getattr(data, f)).__name__}"
+                )
+        if cfg.softc_weight > 0:  # the SoftC residual uses each function's parameter
+            model.problem.check_params(
+                "data.params", float(data.params.min()), float(data.params.max())
+            )
+    if lr is not None:
+        lr = check_real("lr", lr, minimum=0.0, strict=True)
+    lr = lr or cfg.lr or (1e-3 if cfg.step1 == "anp" else 1e-2)
+    opt = torch.optim.Adam(model.net.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1), eta_min=lr * 0.05)
+    # training batches: the stream "probconserv-train" keyed by (global step, rank), apart
+    # from every dataset seed a user (or a calibration) passes to make_dataset; minibatches
+    # of ``data``: "probconserv-subset" keyed the same way, so fit(4) + fit(2) draws the
+    # batches of fit(6) on either path
+    start, seed0 = model.steps_done, cfg.seed or 0
+    counter = {"k": 0}
+    # data-parallel under torchrun: identical replicas, per-rank batches, mean gradients
+    sync = GradientSync(model.net)
+    if model._train_rng is not None and model._split_rng:
+        # ranks draw their own latent noise (rank 0 keeps its)
+        rank_generator_seed(model._train_rng)
+        model._split_rng = False
+    progress = progress and sync.is_main
+
+    # training parameters: U(train_range), widened by train_margin at each end
+    train_range = model.problem.widened_range(cfg.train_margin) if cfg.train_margin else None
+
+    def batch():
+        if data is None:
+            return make_dataset(
+                model.problem,
+                cfg.batch_size,
+                seed=stream_seed(seed0, "probconserv-train", start + counter["k"], sync.rank),
+                noise_std=cfg.noise_std,
+                param_range=train_range,
+            )
+        key = stream_seed(seed0, "probconserv-subset", start + counter["k"], sync.rank)
+        gen = torch.Generator().manual_seed(key)
+        idx = torch.randint(len(data), (min(cfg.batch_size, len(data)),), generator=gen)
+        return data.subset(idx)
+
+    def step():
+        d = batch()
+        counter["k"] += 1
+        cast = {"device": model.device, "dtype": model.dtype}
+        xc, yc = d.x_context.to(**cast), d.y_context.to(**cast)
+        xt, yt = d.x_target.to(**cast), d.y_target.to(**cast)
+        model.net.train()
+        if cfg.step1 == "anp":
+            loss, _, _ = model.net.loss(xc, yc, xt, yt, generator=model._train_rng)
+            if cfg.softc_weight > 0:
+                loss = loss + cfg.softc_weight * softc_penalty(
+                    model, xc, yc, xt, d.params.to(**cast)
+                )
+        else:
+            loss = model.net.loss(xc, yc)
+        opt.zero_grad()
+        loss.backward()
+        sync.average_gradients()
+        torch.nn.utils.clip_grad_norm_(model.net.parameters(), 10.0)
+        opt.step()
+        sched.step()
+        return torch.tensor(sync.mean(loss)) if sync.active else loss.detach()
+
+    budget = TimeBudget(max_seconds, sync)  # every rank stops after the same step
+
+    def budgeted() -> Tensor:
+        if budget.over():
+            raise StopIteration
+        return step()
+
+    budget.start()
+    try:
+        res = optimize(
+            budgeted,
+            steps=steps,
+            params=model.net,
+            progress=progress,
+            desc=f"ProbConserv {cfg.step1} ({cfg.problem})",
+        )
+    except BaseException:
+        # interrupted (e.g. Ctrl-C): the steps begun count, so that the next fit draws
+        # fresh training batches instead of repeating these
+        model.steps_done += counter["k"]
+        model.net.eval()
+        raise
+    model.net.eval()  # as after an interrupt: left ready to predict
+    model.steps_done += res.steps
+    if budget.reached:
+        res.message, res.converged = budget.message(res.steps), False
+    return res
+
+
+def softc_penalty(model: ProbConserv, xc: Tensor, yc: Tensor, xt: Tensor, params: Tensor) -> Tensor:
+    """The SoftC penalty: mean squared PDE residual of the ANP's mean at (a random subset of
+    ``softc_points`` of) the targets ``xt [B, n, 2]``, by autograd; ``params [B]``."""
+    net: AttentiveNP = model.net  # type: ignore[assignment]
+    if xt.shape[1] > model.config.softc_points:  # the residual on a random subset of targets
+        idx = torch.randperm(xt.shape[1], device=xt.device, generator=model._train_rng)
+        idx = idx[: model.config.softc_points]
+        xt = xt[:, idx]
+    xt = xt.detach().clone().requires_grad_(True)
+    mz, _ = net.latent(xc, yc)
+    mu, _ = net.decode(net.deterministic(xc, yc, xt), mz, xt)
+    (du,) = torch.autograd.grad(mu.sum(), xt, create_graph=True)
+    k = model.problem.diffusivity(mu, params[:, None].to(mu.dtype))
+    (dflux,) = torch.autograd.grad((k * du[..., 1]).sum(), xt, create_graph=True)
+    r = du[..., 0] - dflux[..., 1]
+    return r.pow(2).mean()
