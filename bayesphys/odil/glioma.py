@@ -41,39 +41,25 @@ combinations: infiltration length :math:`\ell=\sqrt{D_w/\rho}` and front speed
 from __future__ import annotations
 
 import math
-import time
-import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real, did_you_mean
-from .._device import as_tensor, model_device, own_memory, resolve_dtype
+from .._checks import check_real
+from .._device import as_tensor
 from .._model import FitResult
-from .._stack import user_stacklevel
-from ..problems.fisher_kolmogorov import (
-    SCHEMES,
-    fk_forward,
-    fk_forward_tangent,
-    stable_steps,
-    tissue_faces,
-)
-from .foci import FOCAL_WIDTH_MM, kmeans_foci, multifocal_initial_condition
-from .glioma_inputs import CONFIG_KEYS, checked_labels, checked_settings, lesion_crop
+from ..problems.fisher_kolmogorov import fk_forward, stable_steps
+from ._focal import multifocal_initial_condition
+from ._glioma_fit import fit_reduced, hessian_covariance
+from ._glioma_likelihood import data_residuals, tangent_jacobian
+from ._glioma_setup import init_glioma, recropped
 from .glioma_io import glioma_from_patient, load_glioma, save_glioma
 from .glioma_posterior import GliomaPosteriorMixin
 from .problem import DiscreteProblem
-from .solvers import minimize
 
 __all__ = ["GliomaModel"]
-
-
-#: the largest crop voxels x time steps x parameters whose exact Hessian is formed in one
-#: vectorised pass (a 64 x 64 phantom case: ~1e6; a 3-D atlas case at 2 mm: ~8e7, looped)
-_VECTORIZED_HESSIAN_CELLS = 5_000_000
 
 
 class GliomaModel(GliomaPosteriorMixin):
@@ -159,142 +145,33 @@ class GliomaModel(GliomaPosteriorMixin):
         dtype: torch.dtype | str | None = None,
         seed: int | None = None,
     ) -> None:
-        self.device = model_device(device)
-        self.dtype = resolve_dtype(dtype)
-        if self.dtype not in (torch.float32, torch.float64):
-            # the fit's Cholesky / lstsq and the Laplace inverse have no half-precision kernels
-            raise ValueError(
-                f"dtype: expected torch.float32 or torch.float64, received {self.dtype} "
-                "(the fit's linear algebra has no half precision)"
-            )
-        self.wm = self._real_map("wm", wm)
-        self.gm = self._real_map("gm", gm)
-        if self.wm.ndim not in (2, 3):
-            raise ValueError(
-                f"wm: expected a 2-D or 3-D map, received shape {tuple(self.wm.shape)}"
-            )
-        shape = tuple(self.wm.shape)
-        if tuple(self.gm.shape) != shape:
-            raise ValueError(f"gm: expected shape {shape} (as wm), received {tuple(self.gm.shape)}")
-        for name, m in (("wm", self.wm), ("gm", self.gm)):
-            # a negative map anti-diffused, one above 1 broke the stable time step (d_max)
-            if bool(((m < 0) | (m > 1)).any()):
-                raise ValueError(
-                    f"{name}: expected tissue probabilities in [0, 1], received values in "
-                    f"[{float(m.min()):.3g}, {float(m.max()):.3g}]"
-                )
-        lab = own_memory(checked_labels(labels, shape, self.device), labels)
-        self.labels = lab
-        st = checked_settings(
-            ndim=len(shape),
+        init_glioma(
+            self,
+            wm,
+            gm,
+            labels,
+            spacing=spacing,
             th_up=th_up,
             th_down=th_down,
-            spacing=spacing,
             t_end=t_end,
             dg_ratio=dg_ratio,
-            seg_sigma=seg_sigma,
-            d_max=d_max,
+            pet=pet,
             pet_scale=pet_scale,
             pet_sigma=pet_sigma,
+            seg_sigma=seg_sigma,
             noise_corr_mm=noise_corr_mm,
             model_error=model_error,
+            d_max=d_max,
+            time_scheme=time_scheme,
+            prior=prior,
+            focus_init=focus_init,
             n_foci=n_foci,
             crop_margin_mm=crop_margin_mm,
             crop_scale=crop_scale,
+            device=device,
+            dtype=dtype,
             seed=seed,
-            prior=prior,
         )
-        th_up, th_down, spacing = st.th_up, st.th_down, st.spacing
-        t_end, dg_ratio, seg_sigma = st.t_end, st.dg_ratio, st.seg_sigma
-        d_max, pet_scale, pet_sigma = st.d_max, st.pet_scale, st.pet_sigma
-        noise_corr_mm, model_error, n_foci = st.noise_corr_mm, st.model_error, st.n_foci
-        crop_margin_mm, crop_scale, seed = st.crop_margin_mm, st.crop_scale, st.seed
-        prior = st.prior
-        if time_scheme not in SCHEMES:
-            raise ValueError(
-                f"time_scheme: expected one of {SCHEMES}, received {time_scheme!r}{did_you_mean(time_scheme, SCHEMES)}"
-            )
-        self.pet = None
-        if pet is not None:
-            self.pet = self._real_map("pet", pet)
-            if tuple(self.pet.shape) != shape:
-                raise ValueError(f"pet: expected shape {shape}, received {tuple(self.pet.shape)}")
-        self.brain = ((self.wm + self.gm) >= 0.1).to(self.dtype)
-        if bool(((lab > 0) & (self.brain == 0)).any()):
-            raise ValueError("labels: lesion voxels found outside the brain (wm + gm < 0.1)")
-        self.config = {
-            "spacing": float(spacing),
-            "th_up": float(th_up),
-            "th_down": float(th_down),
-            "t_end": float(t_end),
-            "dg_ratio": float(dg_ratio),
-            "pet_scale": float(pet_scale),
-            "pet_sigma": float(pet_sigma),
-            "seg_sigma": float(seg_sigma),
-            "noise_corr_mm": float(max(noise_corr_mm, spacing)),
-            "model_error": float(model_error),
-            "d_max": float(d_max),
-            "time_scheme": time_scheme,
-            "prior": prior,
-            "seed": seed,
-            "crop_margin_mm": crop_margin_mm,
-            "crop_scale": crop_scale,
-            "n_foci": n_foci,
-        }
-        self.n_foci = n_foci
-        self.ndim = len(shape)
-        self.full_shape = shape
-        self.crop = lesion_crop(lab, spacing, crop_margin_mm=crop_margin_mm, crop_scale=crop_scale)
-        self.origin = [sl.start * spacing for sl in self.crop]
-        # copies, not views: a view pickles its whole map (a model sent to another process
-        # carried every full-volume map twice)
-        self._wm, self._gm = self.wm[self.crop].clone(), self.gm[self.crop].clone()
-        self._brain, self._labels = self.brain[self.crop].clone(), lab[self.crop].clone()
-        self._pet = None if self.pet is None else self.pet[self.crop].clone()
-        self.shape = tuple(self._wm.shape)
-        self.faces = tissue_faces(self._wm, self._gm, dg_ratio=dg_ratio)
-        self.steps = stable_steps(t_end, d_max, spacing, self.ndim)
-        lesion = (lab > 0).nonzero().to(self.dtype)
-        core = (lab == 2).nonzero().to(self.dtype)
-        cen = (core if len(core) else lesion).mean(0)
-        self.centroid = (cen + 0.5) * spacing
-        if focus_init is not None:
-            f = as_tensor("focus_init", focus_init, dtype=self.dtype, device=self.device)
-            if f.numel() != n_foci * self.ndim:
-                raise ValueError(
-                    f"focus_init: expected {n_foci} x {self.ndim} coordinates (mm), received "
-                    f"shape {tuple(f.shape)}"
-                )
-            for fk in f.reshape(n_foci, self.ndim):
-                self._check_focus(fk, "focus_init")
-            self.focus_init = own_memory(f.reshape(-1), focus_init)
-        elif n_foci == 1:
-            self.focus_init = self.centroid.clone()
-        else:
-            pts = ((core if len(core) else lesion) + 0.5) * spacing
-            if len(pts) < n_foci:
-                raise ValueError(
-                    f"n_foci: expected at most {len(pts)} foci for this lesion, received {n_foci}"
-                )
-            self.focus_init = kmeans_foci(pts, n_foci).reshape(-1)
-        axes = ["x0", "y0", "z0"][: self.ndim]
-        if n_foci == 1:
-            self.param_names = ["log_dw", "log_rho"] + axes
-        else:
-            self.param_names = ["log_dw", "log_rho"] + [
-                f"{a}[{k}]" for k in range(n_foci) for a in axes
-            ]
-        self.theta: Tensor | None = None
-        self.theta_cov: Tensor | None = None
-        # (shift, scale) of the recalibration map applied to the fitted posterior, if any
-        self.recalibration: tuple[Tensor, Tensor] | None = None
-        self.result: FitResult | None = None
-
-    def _real_map(self, name: str, value: Any) -> Tensor:
-        """A finite real map in the model's dtype and device (a complex map lost its imaginary
-        part with only a warning), in memory of its own (a view of the caller's map saw the
-        caller's later edits: a saved model then held maps it was not fitted to)."""
-        return own_memory(as_tensor(name, value, dtype=self.dtype, device=self.device), value)
 
     # -- model ------------------------------------------------------------------------------
     def _theta(self, theta: Any) -> Tensor:
@@ -309,35 +186,6 @@ class GliomaModel(GliomaPosteriorMixin):
                 f"theta: expected shape ({p},) = {self.param_names}, received {tuple(theta.shape)}"
             )
         return theta
-
-    def _check_focus(self, f: Tensor, name: str) -> None:
-        if f.shape != (self.ndim,):
-            raise ValueError(
-                f"{name}: expected {self.ndim} coordinates (mm), received {tuple(f.shape)}"
-            )
-        idx = torch.floor(f / self.config["spacing"]).long()
-        inside = all(0 <= int(idx[k]) < self.full_shape[k] for k in range(self.ndim))
-        if not inside or float(self.brain[tuple(idx.tolist())]) == 0:
-            raise ValueError(
-                f"{name}: expected a focus inside the brain (wm + gm >= 0.1), received "
-                f"{[round(float(v), 2) for v in f]} mm"
-            )
-
-    def _check_in_crop(self, f: Tensor, name: str) -> None:
-        """Refuse a fit starting from a focus outside the solver's crop: its initial tumour is
-        ~0 there, so the fit has no signal (it used to run and end far from the lesion,
-        silently). Checked in :meth:`fit`, not at construction, so that :meth:`recrop` and
-        :meth:`load` keep accepting a fitted model's focus guess."""
-        h = self.config["spacing"]
-        lo = [sl.start * h for sl in self.crop]
-        hi = [sl.stop * h for sl in self.crop]
-        if not all(lo[k] <= float(f[k]) < hi[k] for k in range(self.ndim)):
-            box = " x ".join(f"[{a:g}, {b:g})" for a, b in zip(lo, hi))
-            raise ValueError(
-                f"{name}: expected a focus inside the solver's crop around the lesion ({box} mm), "
-                f"received {[round(float(v), 2) for v in f]} mm; widen crop_margin_mm / "
-                "crop_scale to start from there"
-            )
 
     def full(self, c: Tensor) -> Tensor:
         """Embed a cropped field ``[..., *crop]`` into the whole grid ``[..., *full]`` (zeros)."""
@@ -399,57 +247,7 @@ class GliomaModel(GliomaPosteriorMixin):
     def jacobian(self, theta: Tensor) -> tuple[Tensor, Tensor]:
         r"""Residual vector ``r [m]`` and its Jacobian ``[m, 2 + K d]`` by the tangent-linear FK model
         (one batched forward pass instead of ``2 + K d`` forward-mode AD passes)."""
-        cfg = self.config
-        theta = self._theta(theta).detach()
-        p = theta.numel()
-        foci = self.foci(theta)
-        c0, g = multifocal_initial_condition(self.shape, foci, cfg["spacing"], origin=self.origin)
-        # d c0 / d focus_jk = 1[j = argmax] g_j (x_k - focus_jk) / w^2   (w = 3 mm)
-        axes = [
-            self.origin[k]
-            + (torch.arange(n, dtype=self.dtype, device=self.device) + 0.5) * cfg["spacing"]
-            for k, n in enumerate(self.shape)
-        ]
-        grids = torch.meshgrid(*axes, indexing="ij")
-        dc0 = torch.zeros((p, *self.shape), dtype=self.dtype, device=self.device)
-        arg = g.argmax(0)
-        for j in range(self.n_foci):
-            gj = torch.where(arg == j, g[j], torch.zeros_like(g[j]))
-            for k in range(self.ndim):
-                dc0[2 + j * self.ndim + k] = gj * (grids[k] - foci[j, k]) / FOCAL_WIDTH_MM**2
-        dw, rho = torch.exp(theta[0]), torch.exp(theta[1])
-        e = torch.eye(p, dtype=self.dtype, device=self.device)
-        c, dc = fk_forward_tangent(
-            c0,
-            dc0,
-            self.faces,
-            dw,
-            rho,
-            dw * e[:, 0],
-            rho * e[:, 1],
-            t_end=cfg["t_end"],
-            steps=self.steps,
-            spacing=cfg["spacing"],
-            tissue=self._brain,
-            scheme=cfg.get("time_scheme", "euler"),
-            # steps are sized for d_max (stable_steps); fit reports a D_w above it
-            check_stability=False,
-        )
-
-        def data_vec(cc):
-            return torch.cat([v.reshape(-1) for v in self._data_residuals(cc).values()])
-
-        r_data = data_vec(c)
-        # one batched forward-mode pass over the p tangents (log_ndtr has no forward-AD
-        # formula: its Python decomposition now runs once, not p times)
-        j_data = torch.func.vmap(lambda t: torch.func.jvp(data_vec, (c,), (t,))[1], out_dims=1)(
-            dc[:p]
-        )
-        r_prior = self._prior_residuals(theta)
-        # jacfwd promotes the 0-d slices theta[0], theta[1] combined with Python floats to
-        # float64 whatever theta's dtype: cast back so float32 models stay float32
-        j_prior = torch.func.jacfwd(self._prior_residuals)(theta).to(j_data.dtype)
-        return torch.cat([r_data, r_prior]), torch.cat([j_data, j_prior], 0)
+        return tangent_jacobian(self, theta)
 
     def _noise(self) -> tuple[float, float, float]:
         r"""``(seg sd, PET sd, kappa)``: the data sds with the model error
@@ -462,20 +260,9 @@ class GliomaModel(GliomaPosteriorMixin):
         return seg, pet, (cfg["noise_corr_mm"] / cfg["spacing"]) ** self.ndim
 
     def _data_residuals(self, c: Tensor) -> dict[str, Tensor]:
-        cfg = self.config
-        seg_sd, pet_sd, kappa = self._noise()
-        scale = 1.0 / math.sqrt(kappa)
-        m = self._brain > 0
-        out = {}
-        for k, th in ((1, cfg["th_down"]), (2, cfg["th_up"])):
-            sgn = (self._labels[m] >= k).to(self.dtype) * 2 - 1
-            z = sgn * (c[m] - th) / seg_sd
-            f = -2 * torch.special.log_ndtr(z)
-            out[f"seg{k}"] = scale * (torch.sqrt(f + 1e-12) - 1e-6)
-        if self._pet is not None:
-            lm = self._labels > 0
-            out["pet"] = scale * (cfg["pet_scale"] * c[lm] - self._pet[lm]) / pet_sd
-        return out
+        """Data residuals at the crop field ``c [*crop]``: ``seg1``, ``seg2`` (brain voxels) and
+        ``pet`` (lesion voxels, with a PET map)."""
+        return data_residuals(self, c)
 
     def _prior_residuals(self, theta: Tensor) -> Tensor:
         pr = self.config["prior"]
@@ -544,111 +331,13 @@ class GliomaModel(GliomaPosteriorMixin):
         call starts again from the start search (it does not refine the previous estimate)
         and replaces the posterior.
         """
-        if data is not None:
-            raise ValueError(
-                "data: expected None; GliomaModel takes its data (wm, gm, labels, pet) at "
-                f"construction, received {type(data).__name__}"
-            )
-        steps = check_int("steps", steps, minimum=0)
-        grid = check_int("grid", grid, minimum=1)
-        if hessian not in ("exact", "gn"):
-            raise ValueError(
-                f"hessian: expected 'exact' or 'gn', received {hessian!r}"
-                f"{did_you_mean(hessian, ('exact', 'gn'))}"
-            )
-        for fk in self.focus_init.reshape(self.n_foci, self.ndim):  # where the fit starts
-            self._check_in_crop(fk, "focus_init")
-        t0 = time.perf_counter()
-        # the fit draws no random numbers, so it leaves the global random state alone (it
-        # used to reseed torch's generator with the model's seed as a side effect)
-        pr = self.config["prior"]
-        th = self._theta0()
-        best, best_loss = th, math.inf
-        with torch.no_grad():
-            span = np.linspace(-1.0, 1.0, grid) if grid > 1 else np.zeros(1)
-            for a in span:
-                for b in span:
-                    cand = th.clone()
-                    cand[0] = pr["log_dw"][0] + a * pr["log_dw"][1]
-                    cand[1] = pr["log_rho"][0] + b * pr["log_rho"][1]
-                    if math.exp(float(cand[0])) > self.config["d_max"]:
-                        continue
-                    val = float(self.loss(cand))
-                    if val < best_loss:
-                        best, best_loss = cand, val
-            if not math.isfinite(best_loss):
-                # every start had D_w > d_max (e.g. grid=1 with d_max below the prior mean): the
-                # start is clamped to d_max instead of running LM from an unstable time step
-                best = th.clone()
-                best[0] = min(float(best[0]), math.log(self.config["d_max"]) - 1e-9)
-                best_loss = float(self.loss(best))
-        prob = self.problem()
-        x, res = minimize(
-            prob,
-            best,
-            method="lm",
-            steps=steps,
-            linear_solver="dense",
-            tol=1e-9,
-            progress=progress,
-            damping=1e-2,
-            jacobian=self.jacobian,
-        )
-        dw, d_max = math.exp(float(x[0])), self.config["d_max"]
-        if dw > d_max:
-            res.message += f"; warning: D_w={dw:.4g} above d_max={d_max} (time step unstable)"
-            # the text names no fitted value, so a loop of fits (foci selection, calibration)
-            # shows it once per line under the default filters; result.message has D_w
-            warnings.warn(
-                f"fit: the fitted D_w is above d_max={d_max:g}, the largest D_w the explicit "
-                "time step is sized for, so the forward solve at the estimate is unstable and "
-                "the fit unreliable; rebuild the model with a larger d_max (e.g. twice the "
-                "fitted D_w in result.message, GliomaModel.from_patient(..., d_max=...)) and "
-                "fit again",
-                RuntimeWarning,
-                # the user's line also when a package loop fits (select_n_foci, calibration)
-                stacklevel=user_stacklevel(),
-            )
-        last_theta, self.theta = self.theta, x.detach()
-        try:
-            cov = self.laplace_covariance(hessian)
-        except BaseException:  # the last good fit stays whole (theta, theta_cov, result)
-            self.theta = last_theta
-            raise
-        self.theta_cov = cov
-        self.recalibration = None
-        res.seconds = time.perf_counter() - t0
-        res.extra.update(self.estimates())
-        res.extra["grid_start_loss"] = best_loss
-        self.result = res
-        return res
+        return fit_reduced(self, data, steps=steps, grid=grid, hessian=hessian, progress=progress)
 
     def laplace_covariance(self, hessian: str = "exact") -> Tensor:
         r"""Laplace covariance ``[2 + K d, 2 + K d]`` (``K = n_foci``) at the fitted
         :math:`\theta^*`: inverse of the exact Hessian of the loss or of the Gauss-Newton matrix
         :math:`J^\top J`."""
-        if hessian not in ("exact", "gn"):
-            raise ValueError(
-                f"hessian: expected 'exact' or 'gn', received {hessian!r}"
-                f"{did_you_mean(hessian, ('exact', 'gn'))}"
-            )
-        self._require_fit()
-        _, jac = self.jacobian(self.theta)
-        h_gn = jac.T @ jac
-        h = h_gn
-        if hessian == "exact":
-            # the Hessian rows in one batched double-backward (vmap) where the rows' graphs are
-            # small: the same values as row by row in about half the time, but p times the
-            # memory (a three-focus 3-D atlas case went from 8 GB to beyond 23 GB)
-            cells = self._wm.numel() * self.steps * self.theta.numel()
-            he = torch.autograd.functional.hessian(
-                self.loss, self.theta, vectorize=cells <= _VECTORIZED_HESSIAN_CELLS
-            )
-            he = 0.5 * (he + he.T)
-            if bool(torch.isfinite(he).all()) and float(torch.linalg.eigvalsh(he).min()) > 0:
-                h = he
-        cov = torch.linalg.inv(0.5 * (h + h.T))
-        return 0.5 * (cov + cov.T)
+        return hessian_covariance(self, hessian)
 
     def fit_odil(
         self,
@@ -694,25 +383,7 @@ class GliomaModel(GliomaPosteriorMixin):
     ) -> GliomaModel:
         """The same data, configuration and fitted posterior on another solver domain (e.g. a
         wider one than the fit's, to predict beyond it). Returns a new model."""
-        st = {k: getattr(self, k) for k in ("wm", "gm", "labels", "pet")}
-        st["focus_init"] = self.focus_init.reshape(self.n_foci, self.ndim)
-        cfg = self.config
-        other = type(self)(
-            st["wm"],
-            st["gm"],
-            st["labels"],
-            pet=st["pet"],
-            focus_init=st["focus_init"],
-            **{k: cfg[k] for k in CONFIG_KEYS},
-            crop_margin_mm=crop_margin_mm,
-            crop_scale=crop_scale,
-            device=self.device,
-            dtype=self.dtype,
-            seed=cfg["seed"],
-        )
-        other.theta, other.theta_cov = self.theta, self.theta_cov
-        other.recalibration = self.recalibration
-        return other
+        return recropped(self, crop_margin_mm=crop_margin_mm, crop_scale=crop_scale)
 
     # -- persistence ----------------------------------------------------------------------------
     def __repr__(self) -> str:

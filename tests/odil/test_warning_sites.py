@@ -102,12 +102,12 @@ def test_user_stacklevel_counts_package_frames():
 
 def test_laplace_hessian_is_the_same_vectorised_or_row_by_row(fitted, monkeypatch):
     # rows in one vmap pass for small graphs, one by one above a size (memory: p times)
-    from bayesphys.odil import glioma
+    from bayesphys.odil import _glioma_fit
 
     m, _, _ = fitted
-    monkeypatch.setattr(glioma, "_VECTORIZED_HESSIAN_CELLS", 0)
+    monkeypatch.setattr(_glioma_fit, "_VECTORIZED_HESSIAN_CELLS", 0)
     looped = m.laplace_covariance("exact")
-    monkeypatch.setattr(glioma, "_VECTORIZED_HESSIAN_CELLS", 10**12)
+    monkeypatch.setattr(_glioma_fit, "_VECTORIZED_HESSIAN_CELLS", 10**12)
     assert torch.equal(m.laplace_covariance("exact"), looped)
 
 

@@ -1,0 +1,85 @@
+r"""The initial state of several tumour foci and a starting guess for them (Balcerak et al.,
+GliODIL, arXiv 2312.05063: multi-focal synthetic patients).
+
+As in GliODIL's three-focal synthetic generator the initial state is the pointwise maximum of
+the focal Gaussians,
+
+.. math:: c_0(x) = \max_{k=1..K} a\,\exp\!\bigl(-|x - x_k|^2 / 2w^2\bigr),
+
+with :math:`\partial c_0/\partial x_k = 1[k = \arg\max]\; g_k(x)\,(x - x_k)/w^2` (one-hot
+subgradient of the maximum). Re-exported by :mod:`bayesphys.odil.foci`, which also chooses
+:math:`K`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from .._checks import check_int, check_real
+from .._device import as_tensor
+from ..problems.fisher_kolmogorov import initial_condition
+
+__all__ = ["FOCAL_WIDTH_MM", "multifocal_initial_condition", "kmeans_foci"]
+
+FOCAL_WIDTH_MM = 3.0
+
+
+def multifocal_initial_condition(
+    shape: Sequence[int],
+    foci: Tensor,
+    spacing: float,
+    *,
+    origin: Sequence[float] | None = None,
+    width: float = FOCAL_WIDTH_MM,
+) -> tuple[Tensor, Tensor]:
+    r""":math:`c_0 = \max_k g_k` for foci ``[K, d]`` (mm) on the cell centres.
+
+    Returns ``(c0 [*shape], g [K, *shape])``: the initial state and each focal Gaussian (for the
+    one-hot derivative of the maximum, see the module docstring). ``spacing`` and ``width``
+    (mm) are positive; ``K >= 1``; ``origin`` (mm, default zeros) has one entry per axis.
+    """
+    spacing = check_real("spacing", spacing, minimum=0.0, strict=True)
+    width = check_real("width", width, minimum=0.0, strict=True)
+    if not isinstance(foci, Tensor):  # tensors pass unchanged (differentiable in the foci)
+        foci = as_tensor("foci", foci, finite=False)
+    if foci.ndim != 2 or foci.shape[1] != len(shape) or foci.shape[0] == 0:
+        raise ValueError(
+            f"foci: expected shape [K >= 1, {len(shape)}], received {tuple(foci.shape)}"
+        )
+    if origin is not None and len(origin) != len(shape):
+        raise ValueError(f"origin: expected {len(shape)} coordinates (mm), received {len(origin)}")
+    g = torch.stack(
+        [initial_condition(shape, f, spacing, width=width, origin=origin) for f in foci]
+    )
+    return g.amax(0), g
+
+
+def kmeans_foci(points: Tensor, k: int, *, iters: int = 25) -> Tensor:
+    """``k`` cluster centres ``[k, d]`` of ``points [n, d]`` (Lloyd's algorithm,
+    :func:`scipy.cluster.vq.kmeans2`), started deterministically by farthest-point seeding from
+    the point nearest the centroid. Used as the starting foci of a ``k``-focal fit (points =
+    tumour-core voxel centres, mm)."""
+    from scipy.cluster.vq import kmeans2
+
+    points = as_tensor("points", points)  # finite; arrays used to fail in torch.minimum
+    if not points.is_floating_point():
+        points = points.double()
+    if points.ndim != 2 or len(points) == 0:
+        raise ValueError(
+            f"points: expected a non-empty [n, d] tensor, received {tuple(points.shape)}"
+        )
+    k = check_int("k", k, minimum=1)
+    iters = check_int("iters", iters, minimum=1)
+    k = min(k, len(points))
+    first = int(((points - points.mean(0)) ** 2).sum(1).argmin())
+    seeds = [first]
+    dist = ((points - points[first]) ** 2).sum(1)
+    while len(seeds) < k:
+        seeds.append(int(dist.argmax()))
+        dist = torch.minimum(dist, ((points - points[seeds[-1]]) ** 2).sum(1))
+    pts = points.detach().cpu().double().numpy()
+    centres, _ = kmeans2(pts, pts[seeds], iter=iters, minit="matrix", missing="warn")
+    return torch.as_tensor(centres, dtype=points.dtype, device=points.device)

@@ -1,0 +1,171 @@
+r"""The reduced-space fit of a :class:`~bayesphys.odil.GliomaModel` and its Laplace posterior
+(Karnakov et al., PNAS Nexus 2024: ODIL; Balcerak et al., GliODIL, arXiv 2312.05063).
+
+The discrete Fisher-Kolmogorov scheme is imposed exactly by the forward solver; the loss over
+:math:`\theta = (\log D_w, \log\rho, \text{foci})` ``[2 + K d]`` is minimised by
+Levenberg-Marquardt (:func:`~bayesphys.odil.minimize`, dense tangent-linear Jacobian) from the
+best point of a ``grid x grid`` log-grid of :math:`(D_w, \rho)` around the prior mean. The
+Laplace covariance is the inverse of the exact Hessian of the loss (the Gauss-Newton
+:math:`J^\top J` where that is not positive definite, or on request).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .._checks import check_int, did_you_mean
+from .._model import FitResult
+from .._stack import user_stacklevel
+from .solvers import minimize
+
+if TYPE_CHECKING:
+    from .glioma import GliomaModel
+
+__all__ = ["fit_reduced", "hessian_covariance"]
+
+#: the largest crop voxels x time steps x parameters whose exact Hessian is formed in one
+#: vectorised pass (a 64 x 64 phantom case: ~1e6; a 3-D atlas case at 2 mm: ~8e7, looped)
+_VECTORIZED_HESSIAN_CELLS = 5_000_000
+
+
+def fit_reduced(
+    model: GliomaModel,
+    data: Any,
+    *,
+    steps: int,
+    grid: int,
+    hessian: str,
+    progress: bool,
+) -> FitResult:
+    """Run :meth:`~bayesphys.odil.GliomaModel.fit` on ``model`` (its docstring states the
+    arguments and the result); sets its Laplace posterior and ``result``."""
+    if data is not None:
+        raise ValueError(
+            "data: expected None; GliomaModel takes its data (wm, gm, labels, pet) at "
+            f"construction, received {type(data).__name__}"
+        )
+    steps = check_int("steps", steps, minimum=0)
+    grid = check_int("grid", grid, minimum=1)
+    if hessian not in ("exact", "gn"):
+        raise ValueError(
+            f"hessian: expected 'exact' or 'gn', received {hessian!r}"
+            f"{did_you_mean(hessian, ('exact', 'gn'))}"
+        )
+    for fk in model.focus_init.reshape(model.n_foci, model.ndim):  # where the fit starts
+        check_in_crop(model, fk, "focus_init")
+    t0 = time.perf_counter()
+    # the fit draws no random numbers, so it leaves the global random state alone (it
+    # used to reseed torch's generator with the model's seed as a side effect)
+    pr = model.config["prior"]
+    th = model._theta0()
+    best, best_loss = th, math.inf
+    with torch.no_grad():
+        span = np.linspace(-1.0, 1.0, grid) if grid > 1 else np.zeros(1)
+        for a in span:
+            for b in span:
+                cand = th.clone()
+                cand[0] = pr["log_dw"][0] + a * pr["log_dw"][1]
+                cand[1] = pr["log_rho"][0] + b * pr["log_rho"][1]
+                if math.exp(float(cand[0])) > model.config["d_max"]:
+                    continue
+                val = float(model.loss(cand))
+                if val < best_loss:
+                    best, best_loss = cand, val
+        if not math.isfinite(best_loss):
+            # every start had D_w > d_max (e.g. grid=1 with d_max below the prior mean): the
+            # start is clamped to d_max instead of running LM from an unstable time step
+            best = th.clone()
+            best[0] = min(float(best[0]), math.log(model.config["d_max"]) - 1e-9)
+            best_loss = float(model.loss(best))
+    prob = model.problem()
+    x, res = minimize(
+        prob,
+        best,
+        method="lm",
+        steps=steps,
+        linear_solver="dense",
+        tol=1e-9,
+        progress=progress,
+        damping=1e-2,
+        jacobian=model.jacobian,
+    )
+    dw, d_max = math.exp(float(x[0])), model.config["d_max"]
+    if dw > d_max:
+        res.message += f"; warning: D_w={dw:.4g} above d_max={d_max} (time step unstable)"
+        # the text names no fitted value, so a loop of fits (foci selection, calibration)
+        # shows it once per line under the default filters; result.message has D_w
+        warnings.warn(
+            f"fit: the fitted D_w is above d_max={d_max:g}, the largest D_w the explicit "
+            "time step is sized for, so the forward solve at the estimate is unstable and "
+            "the fit unreliable; rebuild the model with a larger d_max (e.g. twice the "
+            "fitted D_w in result.message, GliomaModel.from_patient(..., d_max=...)) and "
+            "fit again",
+            RuntimeWarning,
+            # the user's line also when a package loop fits (select_n_foci, calibration)
+            stacklevel=user_stacklevel(),
+        )
+    last_theta, model.theta = model.theta, x.detach()
+    try:
+        cov = model.laplace_covariance(hessian)
+    except BaseException:  # the last good fit stays whole (theta, theta_cov, result)
+        model.theta = last_theta
+        raise
+    model.theta_cov = cov
+    model.recalibration = None
+    res.seconds = time.perf_counter() - t0
+    res.extra.update(model.estimates())
+    res.extra["grid_start_loss"] = best_loss
+    model.result = res
+    return res
+
+
+def hessian_covariance(model: GliomaModel, hessian: str) -> Tensor:
+    r"""Laplace covariance ``[2 + K d, 2 + K d]`` of ``model`` at its fitted :math:`\theta^*`
+    (:meth:`~bayesphys.odil.GliomaModel.laplace_covariance`)."""
+    if hessian not in ("exact", "gn"):
+        raise ValueError(
+            f"hessian: expected 'exact' or 'gn', received {hessian!r}"
+            f"{did_you_mean(hessian, ('exact', 'gn'))}"
+        )
+    model._require_fit()
+    _, jac = model.jacobian(model.theta)
+    h_gn = jac.T @ jac
+    h = h_gn
+    if hessian == "exact":
+        # the Hessian rows in one batched double-backward (vmap) where the rows' graphs are
+        # small: the same values as row by row in about half the time, but p times the
+        # memory (a three-focus 3-D atlas case went from 8 GB to beyond 23 GB)
+        cells = model._wm.numel() * model.steps * model.theta.numel()
+        he = torch.autograd.functional.hessian(
+            model.loss, model.theta, vectorize=cells <= _VECTORIZED_HESSIAN_CELLS
+        )
+        he = 0.5 * (he + he.T)
+        if bool(torch.isfinite(he).all()) and float(torch.linalg.eigvalsh(he).min()) > 0:
+            h = he
+    cov = torch.linalg.inv(0.5 * (h + h.T))
+    return 0.5 * (cov + cov.T)
+
+
+def check_in_crop(model: GliomaModel, f: Tensor, name: str) -> None:
+    """Refuse a fit of ``model`` starting from a focus ``f [d]`` (mm) outside the solver's crop:
+    its initial tumour is ~0 there, so the fit has no signal (it used to run and end far from
+    the lesion, silently). Checked in the fit, not at construction, so that
+    :meth:`~bayesphys.odil.GliomaModel.recrop` and :meth:`~bayesphys.odil.GliomaModel.load`
+    keep accepting a fitted model's focus guess."""
+    h = model.config["spacing"]
+    lo = [sl.start * h for sl in model.crop]
+    hi = [sl.stop * h for sl in model.crop]
+    if not all(lo[k] <= float(f[k]) < hi[k] for k in range(model.ndim)):
+        box = " x ".join(f"[{a:g}, {b:g})" for a, b in zip(lo, hi))
+        raise ValueError(
+            f"{name}: expected a focus inside the solver's crop around the lesion ({box} mm), "
+            f"received {[round(float(v), 2) for v in f]} mm; widen crop_margin_mm / "
+            "crop_scale to start from there"
+        )

@@ -1,0 +1,233 @@
+r"""Construction of a :class:`~bayesphys.odil.GliomaModel` (Balcerak et al., GliODIL, arXiv
+2312.05063; Lipkova et al. 2019): the tissue maps, labels, PET map and settings checked, the
+solver's crop around the lesion, the tissue faces and stable time steps of the
+Fisher-Kolmogorov scheme, the starting foci (core centroid, a given guess, or k-means centres)
+and the names of :math:`\theta` ``[2 + K d]``; and the same model on another crop.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from .._checks import did_you_mean
+from .._device import as_tensor, model_device, own_memory, resolve_dtype
+from ..problems.fisher_kolmogorov import SCHEMES, stable_steps, tissue_faces
+from ._focal import kmeans_foci
+from .glioma_inputs import CONFIG_KEYS, checked_labels, checked_settings, lesion_crop
+
+if TYPE_CHECKING:
+    from .glioma import GliomaModel
+
+__all__ = ["init_glioma", "recropped"]
+
+
+def init_glioma(
+    model: GliomaModel,
+    wm: Any,
+    gm: Any,
+    labels: Any,
+    *,
+    spacing: float,
+    th_up: float,
+    th_down: float,
+    t_end: float,
+    dg_ratio: float,
+    pet: Any,
+    pet_scale: float,
+    pet_sigma: float,
+    seg_sigma: float,
+    noise_corr_mm: float,
+    model_error: float,
+    d_max: float,
+    time_scheme: str,
+    prior: dict | None,
+    focus_init: Any,
+    n_foci: int,
+    crop_margin_mm: float | None,
+    crop_scale: float | None,
+    device: str | torch.device | None,
+    dtype: torch.dtype | str | None,
+    seed: int | None,
+) -> None:
+    """Build ``model`` from the arguments of :class:`~bayesphys.odil.GliomaModel` (its docstring
+    states them and their checks); no posterior yet."""
+    model.device = model_device(device)
+    model.dtype = resolve_dtype(dtype)
+    if model.dtype not in (torch.float32, torch.float64):
+        # the fit's Cholesky / lstsq and the Laplace inverse have no half-precision kernels
+        raise ValueError(
+            f"dtype: expected torch.float32 or torch.float64, received {model.dtype} "
+            "(the fit's linear algebra has no half precision)"
+        )
+    model.wm = real_map(model, "wm", wm)
+    model.gm = real_map(model, "gm", gm)
+    if model.wm.ndim not in (2, 3):
+        raise ValueError(f"wm: expected a 2-D or 3-D map, received shape {tuple(model.wm.shape)}")
+    shape = tuple(model.wm.shape)
+    if tuple(model.gm.shape) != shape:
+        raise ValueError(f"gm: expected shape {shape} (as wm), received {tuple(model.gm.shape)}")
+    for name, m in (("wm", model.wm), ("gm", model.gm)):
+        # a negative map anti-diffused, one above 1 broke the stable time step (d_max)
+        if bool(((m < 0) | (m > 1)).any()):
+            raise ValueError(
+                f"{name}: expected tissue probabilities in [0, 1], received values in "
+                f"[{float(m.min()):.3g}, {float(m.max()):.3g}]"
+            )
+    lab = own_memory(checked_labels(labels, shape, model.device), labels)
+    model.labels = lab
+    st = checked_settings(
+        ndim=len(shape),
+        th_up=th_up,
+        th_down=th_down,
+        spacing=spacing,
+        t_end=t_end,
+        dg_ratio=dg_ratio,
+        seg_sigma=seg_sigma,
+        d_max=d_max,
+        pet_scale=pet_scale,
+        pet_sigma=pet_sigma,
+        noise_corr_mm=noise_corr_mm,
+        model_error=model_error,
+        n_foci=n_foci,
+        crop_margin_mm=crop_margin_mm,
+        crop_scale=crop_scale,
+        seed=seed,
+        prior=prior,
+    )
+    th_up, th_down, spacing = st.th_up, st.th_down, st.spacing
+    t_end, dg_ratio, seg_sigma = st.t_end, st.dg_ratio, st.seg_sigma
+    d_max, pet_scale, pet_sigma = st.d_max, st.pet_scale, st.pet_sigma
+    noise_corr_mm, model_error, n_foci = st.noise_corr_mm, st.model_error, st.n_foci
+    crop_margin_mm, crop_scale, seed = st.crop_margin_mm, st.crop_scale, st.seed
+    prior = st.prior
+    if time_scheme not in SCHEMES:
+        raise ValueError(
+            f"time_scheme: expected one of {SCHEMES}, received {time_scheme!r}{did_you_mean(time_scheme, SCHEMES)}"
+        )
+    model.pet = None
+    if pet is not None:
+        model.pet = real_map(model, "pet", pet)
+        if tuple(model.pet.shape) != shape:
+            raise ValueError(f"pet: expected shape {shape}, received {tuple(model.pet.shape)}")
+    model.brain = ((model.wm + model.gm) >= 0.1).to(model.dtype)
+    if bool(((lab > 0) & (model.brain == 0)).any()):
+        raise ValueError("labels: lesion voxels found outside the brain (wm + gm < 0.1)")
+    model.config = {
+        "spacing": float(spacing),
+        "th_up": float(th_up),
+        "th_down": float(th_down),
+        "t_end": float(t_end),
+        "dg_ratio": float(dg_ratio),
+        "pet_scale": float(pet_scale),
+        "pet_sigma": float(pet_sigma),
+        "seg_sigma": float(seg_sigma),
+        "noise_corr_mm": float(max(noise_corr_mm, spacing)),
+        "model_error": float(model_error),
+        "d_max": float(d_max),
+        "time_scheme": time_scheme,
+        "prior": prior,
+        "seed": seed,
+        "crop_margin_mm": crop_margin_mm,
+        "crop_scale": crop_scale,
+        "n_foci": n_foci,
+    }
+    model.n_foci = n_foci
+    model.ndim = len(shape)
+    model.full_shape = shape
+    model.crop = lesion_crop(lab, spacing, crop_margin_mm=crop_margin_mm, crop_scale=crop_scale)
+    model.origin = [sl.start * spacing for sl in model.crop]
+    # copies, not views: a view pickles its whole map (a model sent to another process
+    # carried every full-volume map twice)
+    model._wm, model._gm = model.wm[model.crop].clone(), model.gm[model.crop].clone()
+    model._brain, model._labels = model.brain[model.crop].clone(), lab[model.crop].clone()
+    model._pet = None if model.pet is None else model.pet[model.crop].clone()
+    model.shape = tuple(model._wm.shape)
+    model.faces = tissue_faces(model._wm, model._gm, dg_ratio=dg_ratio)
+    model.steps = stable_steps(t_end, d_max, spacing, model.ndim)
+    lesion = (lab > 0).nonzero().to(model.dtype)
+    core = (lab == 2).nonzero().to(model.dtype)
+    cen = (core if len(core) else lesion).mean(0)
+    model.centroid = (cen + 0.5) * spacing
+    if focus_init is not None:
+        f = as_tensor("focus_init", focus_init, dtype=model.dtype, device=model.device)
+        if f.numel() != n_foci * model.ndim:
+            raise ValueError(
+                f"focus_init: expected {n_foci} x {model.ndim} coordinates (mm), received "
+                f"shape {tuple(f.shape)}"
+            )
+        for fk in f.reshape(n_foci, model.ndim):
+            check_focus(model, fk, "focus_init")
+        model.focus_init = own_memory(f.reshape(-1), focus_init)
+    elif n_foci == 1:
+        model.focus_init = model.centroid.clone()
+    else:
+        pts = ((core if len(core) else lesion) + 0.5) * spacing
+        if len(pts) < n_foci:
+            raise ValueError(
+                f"n_foci: expected at most {len(pts)} foci for this lesion, received {n_foci}"
+            )
+        model.focus_init = kmeans_foci(pts, n_foci).reshape(-1)
+    axes = ["x0", "y0", "z0"][: model.ndim]
+    if n_foci == 1:
+        model.param_names = ["log_dw", "log_rho"] + axes
+    else:
+        model.param_names = ["log_dw", "log_rho"] + [
+            f"{a}[{k}]" for k in range(n_foci) for a in axes
+        ]
+    model.theta = None
+    model.theta_cov = None
+    # (shift, scale) of the recalibration map applied to the fitted posterior, if any
+    model.recalibration = None
+    model.result = None
+
+
+def recropped(
+    model: GliomaModel, *, crop_margin_mm: float | None, crop_scale: float | None
+) -> GliomaModel:
+    """A new model of the class of ``model`` with its data, configuration and fitted posterior
+    on another solver domain (:meth:`~bayesphys.odil.GliomaModel.recrop`)."""
+    st = {k: getattr(model, k) for k in ("wm", "gm", "labels", "pet")}
+    st["focus_init"] = model.focus_init.reshape(model.n_foci, model.ndim)
+    cfg = model.config
+    other = type(model)(
+        st["wm"],
+        st["gm"],
+        st["labels"],
+        pet=st["pet"],
+        focus_init=st["focus_init"],
+        **{k: cfg[k] for k in CONFIG_KEYS},
+        crop_margin_mm=crop_margin_mm,
+        crop_scale=crop_scale,
+        device=model.device,
+        dtype=model.dtype,
+        seed=cfg["seed"],
+    )
+    other.theta, other.theta_cov = model.theta, model.theta_cov
+    other.recalibration = model.recalibration
+    return other
+
+
+def real_map(model: GliomaModel, name: str, value: Any) -> Tensor:
+    """A finite real map in the model's dtype and device (a complex map lost its imaginary
+    part with only a warning), in memory of its own (a view of the caller's map saw the
+    caller's later edits: a saved model then held maps it was not fitted to)."""
+    return own_memory(as_tensor(name, value, dtype=model.dtype, device=model.device), value)
+
+
+def check_focus(model: GliomaModel, f: Tensor, name: str) -> None:
+    """Refuse a focus ``f [d]`` (mm) that is not inside the brain of ``model`` (``wm + gm >=
+    0.1``) or has the wrong length; ``name``: the argument, named in the refusal."""
+    if f.shape != (model.ndim,):
+        raise ValueError(
+            f"{name}: expected {model.ndim} coordinates (mm), received {tuple(f.shape)}"
+        )
+    idx = torch.floor(f / model.config["spacing"]).long()
+    inside = all(0 <= int(idx[k]) < model.full_shape[k] for k in range(model.ndim))
+    if not inside or float(model.brain[tuple(idx.tolist())]) == 0:
+        raise ValueError(
+            f"{name}: expected a focus inside the brain (wm + gm >= 0.1), received "
+            f"{[round(float(v), 2) for v in f]} mm"
+        )
