@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .._checkpoint import load_checkpoint, rebuilding, refuse_unknown, require_entries
 from .._device import model_device
-from .._model import load_checkpoint, rebuilding, refuse_unknown, require_entries
 from ..problems.gp_pde import get_problem
 
 if TYPE_CHECKING:

@@ -27,8 +27,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._checkpoint import save_checkpoint
 from .._device import ArrayLike, DeviceLike, DTypeLike
-from .._model import FitResult, autograd_on, save_checkpoint
+from .._model import FitResult, autograd_on
 from ..posterior import GaussianPosterior
 from ..problems.gp_pde import PDEProblem
 from ._eliminate import eliminator, resolve_field

@@ -7,15 +7,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .._checks import check_keys
-from .._device import model_device, resolve_dtype
-from .._model import (
+from .._checkpoint import (
     load_checkpoint,
     rebuilding,
     refuse_unknown,
     require_entries,
     save_checkpoint,
 )
+from .._checks import check_keys
+from .._device import model_device, resolve_dtype
 from .glioma_inputs import CONFIG_KEYS
 
 if TYPE_CHECKING:

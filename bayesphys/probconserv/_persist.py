@@ -8,15 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .._checks import check_int, check_real
-from .._device import model_device, resolve_dtype
-from .._model import (
+from .._checkpoint import (
     load_checkpoint,
     rebuilding,
     refuse_unknown,
     require_entries,
     save_checkpoint,
 )
+from .._checks import check_int, check_real
+from .._device import model_device, resolve_dtype
 from ..problems.gpme import PROBLEM_CLASSES
 from ._config import ANP_ONLY, GP_ONLY, ProbConservConfig
 from ._inputs import saved_problem

@@ -29,6 +29,13 @@ from pathlib import Path
 
 import torch
 
+from .._checkpoint import (
+    load_checkpoint,
+    rebuilding,
+    refuse_unknown,
+    require_entries,
+    save_checkpoint,
+)
 from .._checks import check_int, check_optional_seed, check_real, check_scalar, check_seed
 from .._device import (
     ArrayLike,
@@ -39,16 +46,7 @@ from .._device import (
     own_memory,
     resolve_dtype,
 )
-from .._model import (
-    FitResult,
-    autograd_on,
-    load_checkpoint,
-    optimize,
-    rebuilding,
-    refuse_unknown,
-    require_entries,
-    save_checkpoint,
-)
+from .._model import FitResult, autograd_on, optimize
 from ..posterior import GaussianPosterior
 
 __all__ = [
