@@ -186,12 +186,16 @@ def test_odil_resolution_rows_coverage_and_drift(tmp_path, monkeypatch):
 
 
 def test_odil_b6_rows_name_each_variant(monkeypatch):
+    import sys
+
     import torch
 
     mod = script_module(str(BENCH / "odil.py"))
+    # bench_b6 looks these names up in its helper module (benchmarks/_odil_b6.py): patch them there
+    b6 = sys.modules[mod.bench_b6.__module__]
     truth = {"dw": 0.2, "rho": 0.03, "x0": 50.0, "y0": 60.0}
-    monkeypatch.setattr(mod, "brain_phantom", lambda n, h: None)
-    monkeypatch.setattr(mod, "synthetic_patient", lambda seed, phantom, refine: {"truth": truth})
+    monkeypatch.setattr(b6, "brain_phantom", lambda n, h: None)
+    monkeypatch.setattr(b6, "synthetic_patient", lambda seed, phantom, refine: {"truth": truth})
     fits = []
 
     class Fake:
@@ -210,23 +214,23 @@ def test_odil_b6_rows_name_each_variant(monkeypatch):
         fits.append(Fake(f, model_error))
         return fits[-1]
 
-    monkeypatch.setattr(mod, "coarsened_model", fake_model)
+    monkeypatch.setattr(b6, "coarsened_model", fake_model)
     rows = mod.bench_b6(False, None)
-    assert [r["setting"].get("model_error") for r in rows] == [None, mod.B6_MODEL_ERROR, None]
+    assert [r["setting"].get("model_error") for r in rows] == [None, b6.B6_MODEL_ERROR, None]
     assert [r["setting"].get("joint_odil_sigma_pde") for r in rows] == [
         None,
         None,
-        mod.B6_SIGMA_PDE,
+        b6.B6_SIGMA_PDE,
     ]
     assert [(m.f, m.alpha, m.sigma) for m in fits[6:]] == [
-        (f, 0.0, mod.B6_SIGMA_PDE) for f in (1, 2, 4)
+        (f, 0.0, b6.B6_SIGMA_PDE) for f in (1, 2, 4)
     ]
     assert all(m.sigma is None for m in fits[:6])
     # the joint fit runs with the settings its row records (they were fit_odil's defaults,
     # unrecorded, before 2026-12-01)
-    assert all(m.joint == mod.B6_JOINT for m in fits[6:])
-    assert mod.B6_JOINT["linear_solver"] == "sparse"
-    assert {k: rows[2]["setting"][f"joint_odil_{k}"] for k in mod.B6_JOINT} == mod.B6_JOINT
+    assert all(m.joint == b6.B6_JOINT for m in fits[6:])
+    assert b6.B6_JOINT["linear_solver"] == "sparse"
+    assert {k: rows[2]["setting"][f"joint_odil_{k}"] for k in b6.B6_JOINT} == b6.B6_JOINT
     assert not any(k.startswith("joint_odil_") for r in rows[:2] for k in r["setting"])
     # x0 moves 0.3 mm between 1 and 4 mm against an sd of 0.5: 0.6 sd
     assert rows[0]["metrics"]["drift_sd"] == pytest.approx(0.6)
