@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import math
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,175 +40,36 @@ from bayesphys.examples import _args
 from bayesphys.meta_fm import (
     MetaFlowMatching,
     MFMEnsemble,
-    correlation_of_correlations,
     floor_prediction,
-    gaussian_w2,
     identity_prediction,
-    population_metrics,
 )
 from bayesphys.meta_fm.ensemble import pooled_prediction
-from bayesphys.problems.populations import (
-    interacting_particles,
-    letters,
-    linear_map,
-    patient_screen,
+
+# the helper modules beside this script (the ablation scripts import these names from it)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _meta_fm_metrics import bures, mean_metrics, mean_r  # noqa: E402
+from _meta_fm_presets import (  # noqa: E402
+    CENTERED,
+    CONDITIONING,
+    FOURIER,
+    FULL_STEPS,
+    MEMBERS,
+    NOISE_SPLITS,
+    QUICK_STEPS,
+    TASK_COST,
+    model_kwargs,
+    problem_data,
+)
+from _meta_fm_rows import (  # noqa: E402
+    B1_ANCHOR,
+    B1_SOURCE,
+    METHODS,
+    render_table,
+    summarise,
+    targets,
 )
 
 COMPONENT = "meta_fm"
-METHODS = ("identity", "floor", "FM", "CGFM", "MFM", "MFM-ensemble")
-
-# anchor section 4.4: a CPU re-run of the letters protocol (Arial font, 500 steps) -- not the
-# paper's table, which could not be retrieved.
-B1_ANCHOR = {
-    "identity": {"w1": 0.2517, "w2": 0.3333, "mmd": 0.003964},
-    "FM": {"w1": 0.2435, "w2": 0.3164, "mmd": 0.003656},
-    "MFM": {"w1": 0.2447, "w2": 0.3195, "mmd": 0.003770},
-    "floor": {"w1": 0.0583, "w2": 0.0662, "mmd": 0.000011},
-}
-B1_SOURCE = "anchor 4.4: CPU re-run of the reference letters protocol (Arial, 500/1000 steps)"
-
-
-def problem_data(pid: str, quick: bool, seed: int):
-    if pid == "B1":
-        return letters(seed=0), {"split": "test"}, 50
-    # B2/B3: the anchor's training sizes; a fresh draw of every population per seed, and 200
-    # calibration / 200 test populations in the full run, so that the conformal coverage is not
-    # the coverage of one small fixed split (binomial sd 0.02 instead of 0.04)
-    if pid == "B2":
-        n = (200, 50, 50) if quick else (200, 200, 200)
-        return (
-            linear_map(dim=2, n_train=n[0], n_cal=n[1], n_test=n[2], seed=seed),
-            {"split": "test", "d": 2},
-            50,
-        )
-    if pid == "B3":
-        n = (100, 30, 30) if quick else (300, 200, 200)
-        return (
-            interacting_particles(n_train=n[0], n_cal=n[1], n_test=n[2], seed=seed),
-            {"split": "test"},
-            50,
-        )
-    if pid == "B4":
-        fold = seed % 4
-        cells = 500 if quick else 1000
-        return patient_screen(n_cells=cells, fold=fold, seed=0), {"split": "patient"}, 100
-    if pid == "B4-replica":
-        # the anchor's second B4 split: the same populations, one replicate of every
-        # (patient, treatment) held out (test), the next one calibrates; seed s uses fold s % 3
-        cells = 500 if quick else 1000
-        data = patient_screen(n_cells=cells, fold=seed % 3, seed=0, split="replica")
-        return data, {"split": "replica"}, 100
-    raise ValueError(pid)
-
-
-# random Fourier features of x per problem (`benchmarks/meta_fm_fourier_ablation.py`). B2 has
-# none: on its populations (spread ~0.35 against a data scale ~2) the sigma_B = 1 features
-# generalise worse across populations (exact-law W2 0.315 with, 0.196 without, at 5000 steps).
-# B4's MFM (there without its cell types) is worse without them (fold 0: W2 1.678 vs 1.565),
-# so the other problems keep them.
-FOURIER = {"B1": 64, "B2": 0, "B3": 64, "B4": 64}
-
-# training steps per model in the fuller run (``--steps N`` sets N for every problem; --quick:
-# 300). B1 gets 5000: at 1000 steps MFM, FM and CGFM tie on B1 (W2 0.333 / 0.334 / 0.335 in
-# the 2026-11-29 run, inside one seed sd). B2 gets 5000: without Fourier features its held-out
-# error keeps falling with training (exact-law W2 0.247 / 0.196 / 0.166 at 1k / 5k / 20k steps,
-# meta_fm_fourier_ablation.py). Both fields are cheap on one thread per worker (--jobs).
-FULL_STEPS = {"B1": 5000, "B2": 5000, "B3": 1000, "B4": 1000}
-QUICK_STEPS = 300
-
-
-# how the field reads its condition per problem (MFMConfig.conditioning; the same field for FM,
-# CGFM and MFM), chosen by `benchmarks/meta_fm_conditioning_ablation.py --selection` on data the
-# benchmark does not test on, with the rule "FiLM where it lowers that run's W2 by more than
-# 1 %, else the reference's concatenation": FiLM on B2 (0.243 vs 0.274; the field rotates x by
-# a population-dependent angle) and B3 (0.236 vs 0.261), concatenation on B1 (FiLM 0.355 vs
-# 0.322) and B4 (1.541 vs 1.545, a tie).
-CONDITIONING = {"B1": "concat", "B2": "film", "B3": "film", "B4": "concat"}
-
-# whether MFM's field reads each point relative to its source population's mean
-# (MFMConfig.centered; MFM and its ensemble only: FM and CGFM stay the reference's baselines),
-# chosen by `benchmarks/meta_fm_conditioning_ablation.py --centering --selection` with the rule
-# "centred where it lowers that run's W2 by more than 1 % (B2: 3 %)": B2 (0.176 vs 0.237) and
-# B3 (0.222 vs 0.236); B1 (0.327 vs 0.323) and B4 (1.611 vs 1.545) keep the raw input.
-CENTERED = {"B1": False, "B2": True, "B3": True, "B4": False}
-
-
-# random splits that estimate each prediction's own sampling noise (the aleatoric part of the
-# predictive spread, MFMEnsemble.uncertainty). More splits estimate it better
-# (`meta_fm_spread_ablation.py`: B3 Spearman 0.41 / 0.50 with 5 / 20 splits on the seed-0 split
-# with concatenation, 0.29 / 0.35 on seed 3 with the FiLM field); B3's populations are small,
-# so it gets 20; elsewhere the exact OT of each split costs more (B4: 1000-point populations).
-NOISE_SPLITS = {"B1": 5, "B2": 5, "B3": 20, "B4": 5}
-
-# ensemble members per problem (the MFM fit plus members - 1 more seeds). B3 gets 5: on seed 3
-# (`meta_fm_spread_ablation.py --seed 3 --conditioning film --members 3,5 --splits 20`) its
-# Spearman was 0.375 with 5 members vs 0.350 with 3 (rule stated before the run: 5 if it gains
-# more than 0.02 with coverage in [0.85, 0.95]); coverage 0.885 either way. A member costs one
-# MFM fit (B3: ~20 s), so the others keep 3.
-MEMBERS = {"B1": 3, "B2": 3, "B3": 5, "B4": 3}
-
-# one-thread wall seconds of one (problem, seed) task of the fuller run, evaluation included
-# (the mean of `task_seconds` in the committed results, rounded). Only the order in which
-# tasks are submitted uses it (`longest_first`); no result depends on it.
-TASK_COST = {"B1": 410, "B2": 860, "B3": 500, "B4": 430}
-
-# B4-replica (--problems B4-replica; not in the default set) takes every per-problem setting
-# of B4 above, chosen on B4's patient split: nothing was tuned on the replica split
-for _table in (FOURIER, FULL_STEPS, CONDITIONING, CENTERED, NOISE_SPLITS, MEMBERS, TASK_COST):
-    _table["B4-replica"] = _table["B4"]
-
-
-def model_kwargs(k: int, fourier: int = 64, conditioning: str = "concat") -> dict:
-    return dict(
-        conditioning=conditioning,
-        width=128,
-        layers=4,
-        time_dim=32,
-        fourier=fourier,
-        fourier_sigma=1.0,
-        gnn_hidden=64,
-        gnn_layers=3,
-        knn_k=k,
-        points=256,
-        pops_per_step=4,
-        lr=2e-3,
-        gnn_lr=2e-3,
-        lr_schedule="cosine",
-        solver="rk4",
-        solver_steps=10,
-    )
-
-
-def mean_metrics(preds, targets, max_points):
-    ms = [
-        population_metrics(p, t, max_points=max_points, seed=i)
-        for i, (p, t) in enumerate(zip(preds, targets))
-    ]
-    return {k: float(np.mean([m[k] for m in ms])) for k in ("w1", "w2", "mmd")}
-
-
-def mean_r(preds, targets) -> float:
-    """Mean over populations of CellOT's r (correlation of the feature-correlation matrices,
-    every point; the anchor's B4 metric, defined for d >= 3 features)."""
-    return float(np.mean([correlation_of_correlations(p, t) for p, t in zip(preds, targets)]))
-
-
-def bures(preds, test) -> float:
-    """Mean exact-law W2 on B2: Gaussian fit of the prediction vs the true target Gaussian."""
-    out = []
-    for i, p in enumerate(preds):
-        p = p.double()
-        out.append(
-            float(
-                gaussian_w2(
-                    p.mean(0),
-                    torch.cov(p.T),
-                    test.extra["target_mean"][i],
-                    test.extra["target_cov"][i],
-                )
-            )
-        )
-    return float(np.mean(out))
 
 
 def run_seed(
@@ -314,69 +175,6 @@ def run_task(
     )
     res["_seconds"] = time.perf_counter() - t0
     return res
-
-
-def summarise(per_seed: list[dict]) -> dict[str, dict]:
-    out = {}
-    for meth in METHODS:
-        keys = [k for k in per_seed[0][meth]]
-        agg = {}
-        for k in keys:
-            vals = [r[meth][k] for r in per_seed if r[meth].get(k) is not None]
-            vals = [v for v in vals if not (isinstance(v, float) and math.isnan(v))]
-            agg[k] = float(np.mean(vals)) if vals else math.nan
-            if (
-                k in ("w1", "w2", "mmd", "r", "spearman_spread_error", "coverage90")
-                and len(vals) > 1
-            ):
-                agg[f"{k}_sd"] = float(np.std(vals, ddof=1))
-        out[meth] = agg
-    return out
-
-
-def targets(pid: str, s: dict[str, dict]) -> dict[str, bool]:
-    t = {}
-    base = min(s["FM"]["w2"], s["CGFM"]["w2"])
-    if pid in ("B4", "B4-replica"):  # the issue's target is the patient split's
-        t["MFM w2 < FM and CGFM"] = s["MFM"]["w2"] < base
-    if pid in ("B1", "B3"):
-        # "clearly below": by more than the larger seed sd of the compared rows
-        sd = max(s[m].get("w2_sd", 0.0) for m in ("MFM", "FM", "CGFM"))
-        t["MFM w2 < FM and CGFM by > 1 seed sd"] = s["MFM"]["w2"] < base - sd
-    if pid == "B2":
-        t["MFM w2 <= 2x floor"] = s["MFM"]["w2"] <= 2 * s["floor"]["w2"]
-    e = s["MFM-ensemble"]
-    t["spearman > 0.3"] = bool(e["spearman_spread_error"] > 0.3)
-    t["coverage90 in [0.85, 0.95]"] = bool(0.85 <= e["coverage90"] <= 0.95)
-    return t
-
-
-def _num(v, digits: int = 3, small: float = 1e-3) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    return f"{v:.1e}" if 0 < abs(v) < small else f"{v:.{digits}f}"
-
-
-def render_table(payload: dict) -> str:
-    """The docs table of a results file: one line per (problem, method)."""
-    head = (
-        "| problem | method | W1 | W2 (± sd over seeds) | MMD | Spearman(spread, err) | "
-        "Spearman (epistemic) | cov90 (W2/spread) | cov90 (raw W2) | W2 Bures (B2) | fit s |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|"
-    )
-    lines = [head]
-    for r in payload["rows"]:
-        m = r["metrics"]
-        secs = m.get("seconds")
-        lines.append(
-            f"| {r['problem']} | {r['method']} | {_num(m['w1'])} | "
-            f"{_num(m['w2'])} ± {_num(m.get('w2_sd'))} | {_num(m['mmd'], 4)} | "
-            f"{_num(m.get('spearman_spread_error'), 2, 0)} | "
-            f"{_num(m.get('spearman_epistemic'), 2, 0)} | {_num(m.get('coverage90'), 2, 0)} | "
-            f"{_num(m.get('coverage90_raw'), 2, 0)} | {_num(m.get('w2_bures'))} | "
-            f"{'–' if secs is None else f'{secs:.0f}'} |"
-        )
-    return "\n".join(lines)
 
 
 def _by_problem(events, tasks: list[tuple[str, int, int]], problems: list[str], seeds: int):
