@@ -62,6 +62,8 @@ def test_bad_options_are_refused_before_anything_runs(
 def test_gp_pde_quick_scaling_rows_are_not_committed(tmp_path, monkeypatch):
     (tmp_path / "benchmarks" / "results").mkdir(parents=True)
     shutil.copy(BENCH / "gp_pde.py", tmp_path / "benchmarks" / "gp_pde.py")
+    for helper in BENCH.glob("_gp_pde_*.py"):  # the script's helper modules, beside it
+        shutil.copy(helper, tmp_path / "benchmarks" / helper.name)
     committed = tmp_path / "benchmarks" / "results" / "gp_pde.json"
     committed.write_text(json.dumps({"command": "full", "quick": False, "rows": []}))
     monkeypatch.setattr(bench, "repo_root", lambda: tmp_path)
