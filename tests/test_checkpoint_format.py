@@ -192,8 +192,8 @@ def test_the_entries_each_loader_knows_are_those_save_writes(saved):
     lists an entry save() no longer writes lets a stale one through: the lists are the saved
     keys (and a loader requires none that save() does not write)."""
     from bayesphys.gp_pde import _persist as gp_io
+    from bayesphys.meta_fm import _persist as mfm_io
     from bayesphys.meta_fm import ensemble as ens_io
-    from bayesphys.meta_fm import model as mfm_io
     from bayesphys.neural_process import model as rgnp_io
     from bayesphys.odil import glioma_io
     from bayesphys.probconserv import _persist as pc_io

@@ -1,10 +1,10 @@
-"""Input checks for populations and a model's training data (clear errors naming the argument)."""
+"""Input checks for populations and population pairs (clear errors naming the argument)."""
 
 from __future__ import annotations
 
 import operator
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -12,9 +12,6 @@ from torch import Tensor
 from .._checks import check_int, check_int_sequence
 from .._device import check_finite
 from ..problems.populations import PopulationPairs
-
-if TYPE_CHECKING:
-    from .model import MetaFlowMatching
 
 __all__ = [
     "check_point_cloud",
@@ -26,7 +23,6 @@ __all__ = [
     "check_condition_ids",
     "training_split",
     "check_source_ids",
-    "check_training_data",
 ]
 
 
@@ -270,70 +266,3 @@ def check_source_ids(source_ids: Any, p: int, method: str) -> list[int | None] |
         got = len(ids) if isinstance(ids, list) else type(source_ids).__name__
         raise ValueError(f"source_ids: expected one id per population ({p}), received {got}")
     return [None if v is None else check_int(f"source_ids[{k}]", v) for k, v in enumerate(ids)]
-
-
-def check_training_data(model: MetaFlowMatching, data: PopulationPairs) -> None:
-    """Refuse training data ``model`` would silently mistrain on (run after :func:`check_pairs`)."""
-    cfg = model.config
-    if cfg.coupling == "auto" and bool(data.paired) != model.paired:
-        raise ValueError(
-            f"coupling: 'auto' resolved to {model.coupling!r} for "
-            f"{'paired' if model.paired else 'unpaired'} data when this model was built, but "
-            f"data.paired is {bool(data.paired)}; pass coupling='index' or 'ot' explicitly"
-        )
-    if model.coupling == "index":
-        for i, (a, b) in enumerate(zip(data.source, data.target)):
-            if a.shape[0] != b.shape[0]:
-                raise ValueError(
-                    f"coupling: 'index' pairs point j of each source with point j of its "
-                    f"target, but data.source[{i}] has {a.shape[0]} points and "
-                    f"data.target[{i}] {b.shape[0]} (use 'ot' or 'ot_full')"
-                )
-    if data.treatment is not None:
-        if not model.num_treatments:
-            raise ValueError(
-                "data.treatment: this model was built without treatments (num_treatments=0); "
-                "they would be ignored (build the model from these data)"
-            )
-        top = int(torch.as_tensor(data.treatment).max())
-        if top >= model.num_treatments:
-            raise ValueError(
-                f"data.treatment: expected indices in [0, {model.num_treatments}) (this "
-                f"model's num_treatments), received {top}"
-            )
-    elif model.num_treatments:
-        raise ValueError("data.treatment: this model was built with treatments")
-    if cfg.method == "CGFM":
-        unknown = sorted({int(i) for i in data.source_id} - set(model.condition_ids))
-        if unknown:
-            raise ValueError(
-                f"data.source_id: CGFM has one-hots for ids {model.condition_ids!r:.200} "
-                f"only; ids {unknown!r:.200} would train the average one-hot"
-            )
-
-
-def points_warnings(
-    data: PopulationPairs, points: int, method: str, coupling: str, who: str, fix: str
-) -> list[str]:
-    """The texts of the ``config.points`` warnings for training ``data`` (already split):
-    populations smaller than ``points`` are resampled with replacement in training. ``who``
-    prefixes each text (``"fit"``, ``"MFMEnsemble.fit"``); ``fix`` names the setting to change."""
-    out = []
-    small = min(q.shape[0] for q in data.source)
-    if method == "MFM" and small < points:
-        out.append(
-            f"{who}: a training source population has {small} points, fewer than "
-            f"config.points={points}: training resamples such populations with replacement "
-            "(repeated points in the embedding's kNN graph), while prediction embeds them "
-            f"whole; {fix} at most {small} (the smallest population size) to train on what it "
-            "reads"
-        )
-    small_t = min(q.shape[0] for q in data.target)
-    if coupling not in ("index", "ot_full") and small_t < points:
-        out.append(
-            f"{who}: a training target population has {small_t} points, fewer than "
-            f"config.points={points}: training resamples such targets with replacement "
-            f"(repeated target points in each flow-matching batch); {fix} at most {small_t} to "
-            "avoid it"
-        )
-    return out

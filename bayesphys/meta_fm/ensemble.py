@@ -55,13 +55,9 @@ from .._time_budget import check_max_seconds
 from ..inference_data import build_inference_data
 from ..posterior import SamplePosterior
 from ..problems.populations import PopulationPairs
-from ._validate import (
-    check_features,
-    check_pairs,
-    check_populations,
-    points_warnings,
-    training_split,
-)
+from ._persist import check_checkpoint_config
+from ._settings import points_warnings
+from ._validate import check_features, check_pairs, check_populations, training_split
 from .config import MFMConfig
 from .evaluation import (
     _check_alpha,
@@ -73,7 +69,7 @@ from .evaluation import (
     spearman,
     subsample_points,
 )
-from .model import MetaFlowMatching, check_checkpoint_config
+from .model import MetaFlowMatching
 
 if TYPE_CHECKING:  # pragma: no cover
     import arviz

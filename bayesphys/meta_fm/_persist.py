@@ -1,0 +1,115 @@
+"""Checkpoint format of :class:`~bayesphys.meta_fm.MetaFlowMatching` (Atanackovic et al.
+2024, Meta Flow Matching).
+
+What ``save`` writes beside the weights, and the checks ``load`` applies before it rebuilds
+anything: the settings (:func:`check_checkpoint_config`), that the modules are the ones those
+settings build (:func:`check_rebuildable`); then the model is rebuilt without touching the
+caller's random streams (:func:`rebuild_unseeded`) and given back its training state
+(:func:`saved_training_state`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+
+from .._checks import check_bool, check_int, check_optional_seed
+from .._device import _GLOBAL_STATE
+from .._model import refuse_unknown, require_entries
+from .config import MFMConfig
+from .embedding import PopulationEmbedding
+from .field import VectorField
+
+__all__ = [
+    "check_checkpoint_config",
+    "check_rebuildable",
+    "rebuild_unseeded",
+    "saved_training_state",
+]
+
+M = TypeVar("M")
+
+
+#: the settings :meth:`MetaFlowMatching.checkpoint_config` writes, and those a load reads
+#: without a default (``steps_done`` and ``train_rng`` are absent from older files)
+_CONFIG_KEYS = frozenset(
+    {
+        "config",
+        "dim",
+        "num_treatments",
+        "condition_ids",
+        "paired",
+        "seed",
+        "dtype",
+        "steps_done",
+        "train_rng",
+    }
+)
+_REQUIRED_CONFIG = ("config", "dim", "num_treatments", "condition_ids", "paired", "seed", "dtype")
+
+
+def check_checkpoint_config(
+    ck: dict[str, Any], path: Any, cfg: Any, what: str = "settings"
+) -> None:
+    """Refuse a model's checkpoint settings ``cfg`` (``what``, as named in the message) that
+    lack an entry a load reads or hold one this release does not know, naming ``path``."""
+    require_entries(cfg, path, what, _REQUIRED_CONFIG)
+    refuse_unknown(ck, path, what, cfg, _CONFIG_KEYS)
+
+
+def check_rebuildable(net: nn.ModuleDict, method: str) -> None:
+    """Refuse to save ``net`` when its modules are not those the settings of ``method`` build
+    (a load rebuilds the modules from the settings: a module swapped in by hand, e.g. an
+    embedding of one's own, was saved, and its checkpoint failed to load with a raw
+    state-dict error)."""
+    built = {"field": VectorField}
+    if method == "MFM":
+        built["embed"] = PopulationEmbedding
+    swapped = [
+        f"net[{k!r}] is a {type(mod).__name__}"
+        for k, mod in net.items()
+        if k not in built or type(mod) is not built[k]
+    ] + [f"net[{k!r}] is missing" for k in built if k not in net]
+    if swapped:
+        raise ValueError(
+            f"save: {', '.join(swapped)}, not the module the settings build "
+            f"({', '.join(f'{k}: {c.__name__}' for k, c in built.items())}); a checkpoint "
+            f"could not rebuild it: keep its weights with model.state() instead"
+        )
+
+
+def rebuild_unseeded(build: Callable[..., M], cfg: dict[str, Any], device: Any) -> M:
+    """``build(...)`` (a model class) with the settings, dimensions and condition ids of
+    checkpoint settings ``cfg``, on ``device``, unseeded (every weight is then loaded): the
+    caller's random streams are left as they were."""
+    # built unseeded (every weight is then loaded) in a forked RNG: an unseeded build draws
+    # its initial weights from the global streams, which loading must leave as they were
+    with _GLOBAL_STATE, torch.random.fork_rng(devices=[]):  # process-wide: see seeded
+        return build(
+            config=MFMConfig.from_dict(cfg["config"]),
+            dim=cfg["dim"],
+            num_treatments=cfg["num_treatments"],
+            condition_ids=cfg["condition_ids"],
+            device=device,
+            dtype=cfg["dtype"],
+            seed=None,
+        )
+
+
+def saved_training_state(
+    cfg: dict[str, Any],
+) -> tuple[int | None, bool, int, torch.Generator | None]:
+    """The ``seed``, ``paired`` flag, steps taken and training batches' stream (``None`` when
+    not saved) of checkpoint settings ``cfg``, checked."""
+    seed = check_optional_seed("seed", cfg["seed"])
+    paired = check_bool("paired", cfg["paired"])  # "no" is truthy: it paired
+    # older checkpoints: trained (keep their normalisation), stream restarted from the seed
+    steps_done = check_int("steps_done", cfg.get("steps_done", 1), minimum=0)
+    stream = None
+    if cfg.get("train_rng") is not None:
+        stream = torch.Generator()
+        stream.set_state(cfg["train_rng"])
+    return seed, paired, steps_done, stream

@@ -1,0 +1,166 @@
+r"""Prediction pieces of :class:`~bayesphys.meta_fm.MetaFlowMatching` (Atanackovic et al. 2024,
+Meta Flow Matching).
+
+A prediction embeds each source population through a seeded subsample
+(:func:`embed_populations`, MFM only) and integrates the flow of the field from the whole
+source population (:func:`push_populations`), populations of equal size together as one
+batch ``[G, n, d]``. :func:`check_solver` reads the solver arguments of ``predict``;
+:func:`check_draw_populations` the populations of ``posterior``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .._checks import check_int, offset_seed
+from .._stack import user_stacklevel
+from ..posterior import SamplePosterior
+from ._train import subsample
+from .config import MFMConfig
+from .sampling import SOLVERS, integrate
+
+__all__ = [
+    "check_solver",
+    "check_draw_populations",
+    "embed_populations",
+    "same_size_groups",
+    "push_populations",
+    "predictive_draws",
+]
+
+
+def check_solver(solver: str | None, steps: int | None, default: str) -> tuple[str, int | None]:
+    """The ODE solver of a prediction (``solver``, else the config's ``default``) and its rk4
+    ``steps`` (``None``: the config's; refused for an adaptive solver)."""
+    if solver is not None and solver not in SOLVERS:
+        raise ValueError(f"solver: expected None or one of {SOLVERS}, received {solver!r}")
+    method = default if solver is None else solver
+    if steps is not None:
+        steps = check_int("steps", steps, minimum=1)
+        if method != "rk4":
+            raise ValueError(
+                f"steps: only the fixed-step 'rk4' solver takes steps; {method!r} is "
+                f"adaptive (config atol/rtol), received steps={steps}"
+            )
+    return method, steps
+
+
+def check_draw_populations(pops: Sequence[Tensor], method: str, points: int) -> None:
+    """Refuse populations ``[n_i, d]`` of different sizes (a posterior's draws are
+    ``[..., P, n, d]``) and warn when an MFM model (``method``) embeds them whole (``n <=
+    points``, the embedding's subsample): every draw is then identical."""
+    if len({q.shape[0] for q in pops}) != 1:
+        raise ValueError(
+            f"x: posterior needs equal population sizes, received {[q.shape[0] for q in pops]}"
+        )
+    if method == "MFM" and pops[0].shape[0] <= points:
+        warnings.warn(
+            f"posterior: populations of {pops[0].shape[0]} points are no larger than the "
+            f"embedding's subsample (config.points={points}), so they are "
+            "embedded whole and every draw is identical (zero spread); use MFMEnsemble for "
+            "a spread over weights",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
+
+
+def embed_populations(
+    embed: nn.Module,
+    pops: Sequence[Tensor],
+    feats: Sequence[Tensor] | None,
+    n: int,
+    seed: int,
+    norm: Callable[[Tensor], Tensor],
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> Tensor:
+    """Embeddings ``[P, h]`` of populations ``[n_i, d]`` (mapped by ``norm`` into the model's
+    frame) with their point features ``feats`` ``[n_i, f]``: a population of more than ``n``
+    points through ``n`` of them, drawn by a generator of its own seeded with ``seed``."""
+    out = []
+    for i, p in enumerate(pops):
+        gen = torch.Generator().manual_seed(seed)
+        rows = slice(None) if p.shape[0] <= n else subsample(p, n, gen)
+        f = None if feats is None else feats[i][rows].to(device=device, dtype=dtype)
+        out.append(embed(norm(p[rows]), f))
+    return torch.stack(out)
+
+
+def same_size_groups(sizes: Sequence[int]) -> list[list[int]]:
+    """Indices of ``sizes`` grouped by value, groups in order of first appearance."""
+    groups: dict[int, list[int]] = {}
+    for i, n in enumerate(sizes):
+        groups.setdefault(int(n), []).append(i)
+    return list(groups.values())
+
+
+def push_populations(
+    field: nn.Module,
+    pops: Sequence[Tensor],
+    cond: Tensor | None,
+    frame: tuple[Callable[[Tensor], Tensor], Tensor, Tensor],
+    config: MFMConfig,
+    solver: str,
+    steps: int | None,
+    chunk: int,
+) -> list[Tensor]:
+    """Each population ``[n_i, d]`` pushed through the flow of ``field`` -> list of
+    ``[n_i, d]``.
+
+    ``frame = (norm, shift, scale)``: points are mapped by ``norm`` into the model's frame and
+    back by ``* scale + shift``. Population ``i`` reads condition row ``cond[i]`` (``[P, c]``).
+    Populations of equal size are integrated together as one batch ``[G, n, d]``, at most
+    ``chunk`` points at a time (a larger population whole), by ``solver``: ``"rk4"`` with
+    ``steps`` steps (``None``: ``config.solver_steps``), else adaptively to the config's
+    ``atol``/``rtol``. With ``config.centered`` the flow is integrated in each population's
+    source-centred frame.
+    """
+    norm, shift, scale = frame
+    cfg = config
+    p = len(pops)
+    out: list[Tensor | None] = [None] * p
+    # populations of equal size are integrated together as [G, n, d], each reading its
+    # own condition row [G, 1, c]; at most ``chunk`` points at a time
+    for ids in same_size_groups([q.shape[0] for q in pops]):
+        n = pops[ids[0]].shape[0]
+        per = max(1, chunk // n)
+        for lo in range(0, len(ids), per):
+            sel = ids[lo : lo + per]
+            x = torch.stack([norm(pops[i]) for i in sel])  # [g, n, d]
+            c = None if cond is None else cond[sel][:, None, :]
+            ctr = None
+            if cfg.centered:  # integrate in each population's source-centred frame
+                ctr = torch.stack([norm(pops[i].mean(0)) for i in sel])[:, None, :]
+                x = x - ctr
+            f = lambda t, z, c=c: field(t, z, c)  # noqa: E731
+            if solver == "rk4":
+                y = integrate(f, x, steps=cfg.solver_steps if steps is None else steps)
+            else:
+                y = integrate(f, x, method=solver, atol=cfg.atol, rtol=cfg.rtol)
+            if ctr is not None:
+                y = y + ctr
+            y = y * scale + shift
+            for i, yi in zip(sel, y):
+                # its own storage: a view kept the whole batch alive, and pickled it whole
+                out[i] = yi.clone() if len(sel) > 1 else yi
+    return out
+
+
+def predictive_draws(
+    predict: Callable[[int], list[Tensor]], num_draws: int, seed: int, same: bool
+) -> SamplePosterior:
+    """Draws ``[1, num_draws, P, n, d]`` of the ``P`` populations ``[n, d]`` that
+    ``predict(seed)`` returns: draw ``k`` predicted with seed ``seed + k``, or (``same``: no
+    subsample to vary) the one prediction of ``seed`` repeated."""
+    if same:
+        one = torch.stack(predict(seed))
+        draws = [one] * num_draws
+    else:
+        draws = [torch.stack(predict(offset_seed(seed, k))) for k in range(num_draws)]
+    # batch = the P populations, event = one population (n, d)
+    return SamplePosterior(torch.stack(draws)[None], event_ndim=2)

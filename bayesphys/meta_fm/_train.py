@@ -1,0 +1,302 @@
+r"""Training pieces of :class:`~bayesphys.meta_fm.MetaFlowMatching` (Atanackovic et al. 2024,
+Meta Flow Matching).
+
+A fit first fixes the frame the weights learn in (:func:`normalization`: the training mean and
+one scale for every dimension, warning when the dimensions' spreads differ widely), then takes
+optimiser steps (:func:`optimizers`; :class:`FlowSteps`, the reference's alternation of GNN and
+field updates or one joint update) on minibatches of ``pops_per_step`` populations with
+``points`` points each (:func:`draw_batch`), each scored by the conditional flow-matching loss
+of :mod:`~bayesphys.meta_fm.coupling` (:func:`batch_loss`).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .._checks import offset_seed, seed_or_draw
+from .._data_parallel import GradientSync
+from .._model import FitResult, optimize
+from .._stack import user_stacklevel
+from .._time_budget import TimeBudget
+from ..problems.populations import PopulationPairs
+from .config import MFMConfig
+from .coupling import FullPlan, cfm_loss, couple, interpolate, sample_plan_partners
+
+__all__ = [
+    "SPREAD_RATIO_WARN",
+    "warn_unequal_spreads",
+    "normalization",
+    "batch_stream",
+    "subsample",
+    "draw_batch",
+    "batch_loss",
+    "optimizers",
+    "FlowSteps",
+]
+
+#: a training minibatch: sources and targets ``[P, n, d]`` (normalised), the treatments, the
+#: population ids, the source features ``[P, n, f]`` and the source centres ``[P, 1, d]``
+Batch = tuple[Tensor, Tensor, Any, list[int], Tensor | None, Tensor | None]
+
+
+#: ratio of the largest to the smallest per-dimension sd above which fit warns
+SPREAD_RATIO_WARN = 100.0
+
+
+def warn_unequal_spreads(sd: Tensor) -> None:
+    """Warn when the per-dimension sds ``[d]`` of the training points differ by more than
+    :data:`SPREAD_RATIO_WARN`: the model standardises with one scale for every dimension (as
+    the reference code), so a feature in much smaller units is squashed for the kNN graph and
+    the field (measured: one of two dimensions in 1000x other units raised the test W2 on a
+    linear-map problem from 0.53 to 6.5, above the identity's 0.93)."""
+    pos = sd[sd > 0]
+    if pos.numel() < 2:
+        return
+    ratio = float(pos.max() / pos.min())
+    if ratio > SPREAD_RATIO_WARN:
+        big, small = int(sd.argmax()), int(torch.where(sd > 0, sd, sd.max()).argmin())
+        warnings.warn(
+            f"MetaFlowMatching: the points' spreads differ by {ratio:.3g}x across dimensions "
+            f"(sd {float(sd[big]):.3g} in dimension {big}, {float(sd[small]):.3g} in dimension "
+            f"{small}); the model standardises with one scale for all dimensions, which "
+            "squashes the small-spread ones (a dimension in 1000x other units raised the test "
+            "W2 from 0.53 to 6.5): standardise each feature before fitting and map the "
+            "predictions back",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
+
+
+def normalization(data: PopulationPairs) -> tuple[Tensor, Tensor]:
+    """The frame of the training points of ``data`` (sources and targets together), in float64:
+    their mean ``[d]`` and one scale ``[]``, the mean over dimensions of their sds (at least
+    ``1e-8``); warns as :func:`warn_unequal_spreads`."""
+    allx = torch.cat([*data.source, *data.target]).to(torch.float64)
+    mean = allx.mean(0)
+    warn_unequal_spreads(allx.std(0))
+    return mean, (allx - mean).std(0).mean().clamp_min(1e-8)
+
+
+def batch_stream(seed: int | None) -> torch.Generator:
+    """The training batches' stream of a model (or a fit) seeded ``seed``: a CPU generator
+    seeded ``seed + 1`` (``None``: from torch's global stream)."""
+    return torch.Generator().manual_seed(  # None: from the global stream
+        seed_or_draw("seed", None) if seed is None else offset_seed(seed, 1)
+    )
+
+
+def subsample(x: Tensor, n: int, gen: torch.Generator) -> Tensor:
+    """Row indices: ``n`` without replacement when possible, else with replacement."""
+    m = x.shape[0]
+    if m >= n:
+        return torch.randperm(m, generator=gen)[:n]
+    return torch.randint(m, (n,), generator=gen)
+
+
+def draw_batch(
+    data: PopulationPairs,
+    gen: torch.Generator,
+    config: MFMConfig,
+    coupling: str,
+    norm: Callable[[Tensor], Tensor],
+    plans: list[FullPlan] | None = None,
+) -> Batch:
+    """``config.pops_per_step`` populations of ``data`` (drawn with replacement) with
+    ``config.points`` points each, from ``gen``: a source point's partner is the point of the
+    same index (``coupling="index"``), a draw from its row of the whole-population plan
+    (``plans``, ``"ot_full"``) or an independent subsample of the target (minibatch OT pairs
+    them later). Points are mapped by ``norm`` into the model's frame."""
+    cfg = config
+    idx = torch.randint(len(data), (cfg.pops_per_step,), generator=gen).tolist()
+    x0s, x1s, f0s, ctrs = [], [], [], []
+    feats = data.source_features if cfg.node_features else None
+    for i in idx:
+        s, t = data.source[i], data.target[i]
+        r0 = subsample(s, cfg.points, gen)
+        if plans is not None:  # ot_full: each point's partner from the whole-population plan
+            r1 = sample_plan_partners(plans[i], r0, gen)
+        else:
+            r1 = r0 if coupling == "index" else subsample(t, cfg.points, gen)
+        x0s.append(s[r0])
+        x1s.append(t[r1])
+        if cfg.centered:
+            ctrs.append(s.mean(0))
+        if feats is not None:
+            f0s.append(feats[i][r0])
+    x0 = norm(torch.stack(x0s))
+    x1 = norm(torch.stack(x1s))
+    f0 = torch.stack(f0s).to(x0) if f0s else None
+    tr = None if data.treatment is None else data.treatment[idx]
+    sids = [int(data.source_id[i]) for i in idx]
+    ctr = norm(torch.stack(ctrs))[:, None, :] if ctrs else None
+    return x0, x1, tr, sids, f0, ctr
+
+
+def batch_loss(
+    field: nn.Module,
+    x0: Tensor,
+    x1: Tensor,
+    cond: Tensor | None,
+    gen: torch.Generator,
+    coupling: str,
+    ctr: Tensor | None = None,
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> Tensor:
+    """The CFM loss of ``field`` on a batch ``x0``, ``x1`` ``[P, n, d]`` with one condition row
+    ``cond [P, c]`` per population: the pairs coupled by ``coupling``, one time per point drawn
+    from ``gen`` (on ``device`` in ``dtype``), points relative to the centres ``ctr`` when
+    given."""
+    if ctr is not None:  # centred field: a common shift leaves the velocity x1 - x0 intact
+        x0, x1 = x0 - ctr, x1 - ctr
+    p, n, d = x0.shape
+    # ot_full batches are already paired (by the whole-population plans)
+    x0c, x1c = couple(x0, x1, "index" if coupling == "ot_full" else coupling, gen)
+    t = torch.rand(p, n, generator=gen).to(device=device, dtype=dtype)
+    xt, u = interpolate(x0c, x1c, t)
+    # one condition row per population, broadcast over its n points
+    v = field(t, xt, None if cond is None else cond[:, None, :])
+    return cfm_loss(v.reshape(-1, d), u.reshape(-1, d))
+
+
+def optimizers(
+    net: nn.ModuleDict, config: MFMConfig
+) -> tuple[torch.optim.Adam, torch.optim.Adam | None]:
+    """Fresh Adam optimisers of a fit: the field's (learning rate ``lr``) and, for MFM, the
+    GCN's (``gnn_lr``), which is a second optimiser under ``schedule="alternating"`` and a
+    parameter group of the first under ``"joint"``."""
+    cfg = config
+    field_opt = torch.optim.Adam(net["field"].parameters(), lr=cfg.lr)
+    gnn_opt = None
+    if cfg.method == "MFM":
+        if cfg.schedule == "joint":
+            field_opt.add_param_group({"params": net["embed"].parameters(), "lr": cfg.gnn_lr})
+        else:
+            gnn_opt = torch.optim.Adam(net["embed"].parameters(), lr=cfg.gnn_lr)
+    return field_opt, gnn_opt
+
+
+class FlowSteps:
+    r"""The optimiser steps of one fit of ``net`` (fresh :func:`optimizers`): each call takes
+    one and returns its loss (that of the weights before the update; under ``torchrun``, with
+    gradients averaged by ``sync``, the mean over ranks); :meth:`run` takes them all.
+
+    ``batch()`` draws a minibatch (:data:`Batch`), ``condition(x0, emb, ids, treatment, P[,
+    f0])`` builds its condition rows and ``loss(x0, x1, cond, ctr)`` scores it. Without a GNN
+    optimiser every step updates all weights together. With one (the reference's alternating
+    schedule), odd steps update the GCN through the fixed field and cache each population's
+    embedding, even steps the field with the cached, detached embeddings. ``lr_schedule=
+    "cosine"`` sets each learning rate to :math:`\tfrac12(1 + \cos(\pi k / K))` of its base
+    rate at step ``k`` of ``n_steps = K``.
+    """
+
+    def __init__(
+        self,
+        net: nn.ModuleDict,
+        config: MFMConfig,
+        sync: GradientSync,
+        n_steps: int,
+        *,
+        batch: Callable[[], Batch],
+        condition: Callable[..., Tensor | None],
+        loss: Callable[..., Tensor],
+    ) -> None:
+        self.net, self.config, self.sync, self.n_steps = net, config, sync, n_steps
+        field_opt, gnn_opt = optimizers(net, config)
+        self.field_opt, self.gnn_opt = field_opt, gnn_opt
+        self.opts = [o for o in (field_opt, gnn_opt) if o is not None]
+        self.base_lrs = [[g["lr"] for g in o.param_groups] for o in self.opts]
+        self.batch, self.condition, self.loss = batch, condition, loss
+        self.cache: dict[int, Tensor] = {}
+        self.count = 0
+
+    def _set_lr(self, k: int) -> None:
+        if self.config.lr_schedule == "cosine":  # 1/2 (1 + cos(pi k / K)) of each base rate
+            f = 0.5 * (1.0 + math.cos(math.pi * k / self.n_steps))
+            for o, lrs in zip(self.opts, self.base_lrs):
+                for g, lr0 in zip(o.param_groups, lrs):
+                    g["lr"] = lr0 * f
+
+    def _reported(self, loss: Tensor) -> Tensor:
+        return torch.tensor(self.sync.mean(loss)) if self.sync.active else loss.detach()
+
+    def __call__(self) -> Tensor:
+        k = self.count
+        self.count += 1
+        x0, x1, tr, sids, f0, ctr = self.batch()
+        self._set_lr(k)
+        net, gnn_opt, sync, cache = self.net, self.gnn_opt, self.sync, self.cache
+        if gnn_opt is not None and k % 2 == 1:  # GNN step through the fixed field
+            emb = net["embed"](x0, f0)
+            for sid, e in zip(sids, emb):
+                cache[sid] = e.detach()
+            cond = self.condition(x0, emb, sids, tr, len(sids))
+            loss = self.loss(x0, x1, cond, ctr)
+            gnn_opt.zero_grad()
+            loss.backward()
+            sync.average_gradients()
+            gnn_opt.step()
+            return self._reported(loss)
+        emb = None
+        if gnn_opt is not None:  # flow step with cached, detached embeddings
+            with torch.no_grad():
+                miss = [i for i, s in enumerate(sids) if s not in cache]
+                if miss:
+                    new = net["embed"](x0[miss], None if f0 is None else f0[miss])
+                    for i, e in zip(miss, new):
+                        cache[sids[i]] = e
+            emb = torch.stack([cache[s] for s in sids])
+        cond = self.condition(x0, emb, sids, tr, len(sids), f0)
+        loss = self.loss(x0, x1, cond, ctr)
+        self.field_opt.zero_grad()
+        if gnn_opt is not None:
+            gnn_opt.zero_grad()
+        loss.backward()
+        sync.average_gradients()
+        self.field_opt.step()
+        return self._reported(loss)
+
+    def run(
+        self,
+        steps: int,
+        max_seconds: float | None,
+        *,
+        progress: bool,
+        desc: str,
+        counted: Callable[[], None],
+    ) -> FitResult:
+        """Take ``steps`` steps, or as many as ``max_seconds`` of wall time allow (every rank
+        stops after the same step), calling ``counted()`` after each step that completes with
+        a finite loss; ``net`` is left in evaluation mode, also after an error or an interrupt.
+        A non-finite loss stops the fit and restores the last good weights (:func:`optimize`).
+        """
+        budget = TimeBudget(max_seconds, self.sync)  # every rank stops after the same step
+
+        def step() -> Tensor:
+            if budget.over():
+                raise StopIteration
+            out = self()
+            # counted once the step is through: not on an exception, nor on a non-finite loss
+            # (optimize then restores the weights of the last completed step and stops)
+            if bool(torch.isfinite(out)):
+                counted()
+            return out
+
+        budget.start()
+        try:
+            res = optimize(step, steps=steps, params=self.net, progress=progress, desc=desc)
+        finally:  # also after an interrupt (Ctrl-C): the model is left ready to predict
+            self.net.eval()
+        if budget.reached:
+            res.message, res.converged = budget.message(res.steps), False
+        res.extra["seconds_per_1k_steps"] = 1000 * res.seconds / max(res.steps, 1)
+        res.extra["method"] = self.config.method
+        res.extra["final_lr"] = float(self.field_opt.param_groups[0]["lr"])
+        return res
