@@ -193,7 +193,6 @@ def test_the_entries_each_loader_knows_are_those_save_writes(saved):
     keys (and a loader requires none that save() does not write)."""
     from bayesphys.gp_pde import _persist as gp_io
     from bayesphys.meta_fm import _persist as mfm_io
-    from bayesphys.meta_fm import ensemble as ens_io
     from bayesphys.neural_process import model as rgnp_io
     from bayesphys.odil import glioma_io
     from bayesphys.probconserv import _persist as pc_io
@@ -209,7 +208,7 @@ def test_the_entries_each_loader_knows_are_those_save_writes(saved):
     assert keys("rgnp", "config") == rgnp_io._CONFIG_KEYS
     assert keys("rgnp", "state") == rgnp_io._STATE_KEYS
     assert keys("mfm", "config") == mfm_io._CONFIG_KEYS >= set(mfm_io._REQUIRED_CONFIG)
-    assert keys("ensemble", "config") == set(ens_io._CONFIG_KEYS)
+    assert keys("ensemble", "config") == set(mfm_io._ENSEMBLE_CONFIG_KEYS)
     members = torch.load(saved["ensemble"][1], weights_only=False)["config"]["members"]
     assert all(set(m) == mfm_io._CONFIG_KEYS for m in members)
     assert keys("field", "config") == field_io._CONFIG_KEYS

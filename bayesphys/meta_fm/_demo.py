@@ -14,8 +14,9 @@ from .._plotting import line_colour
 from ..inference_data import save_netcdf
 from ..problems.populations import linear_map
 from .baselines import floor_prediction, identity_prediction
-from .ensemble import MFMEnsemble, w2_inference_data
+from .ensemble import MFMEnsemble
 from .evaluation import population_metrics
+from .idata import w2_inference_data
 
 __all__ = ["demo"]
 

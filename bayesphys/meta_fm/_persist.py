@@ -1,11 +1,12 @@
-"""Checkpoint format of :class:`~bayesphys.meta_fm.MetaFlowMatching` (Atanackovic et al.
-2024, Meta Flow Matching).
+"""Checkpoint formats of :class:`~bayesphys.meta_fm.MetaFlowMatching` and
+:class:`~bayesphys.meta_fm.MFMEnsemble` (Atanackovic et al. 2024, Meta Flow Matching).
 
-What ``save`` writes beside the weights, and the checks ``load`` applies before it rebuilds
-anything: the settings (:func:`check_checkpoint_config`), that the modules are the ones those
-settings build (:func:`check_rebuildable`); then the model is rebuilt without touching the
-caller's random streams (:func:`rebuild_unseeded`) and given back its training state
-(:func:`saved_training_state`).
+What each ``save`` writes beside the weights, and the checks each ``load`` applies before it
+rebuilds anything: a model's settings (:func:`check_checkpoint_config`), that its modules are
+the ones those settings build (:func:`check_rebuildable`), and an ensemble's one settings entry
+and one state per member (:func:`check_ensemble_checkpoint`). A model is then rebuilt without
+touching the caller's random streams (:func:`rebuild_unseeded`) and given back its training
+state (:func:`saved_training_state`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "check_rebuildable",
     "rebuild_unseeded",
     "saved_training_state",
+    "check_ensemble_checkpoint",
 ]
 
 M = TypeVar("M")
@@ -49,6 +51,9 @@ _CONFIG_KEYS = frozenset(
     }
 )
 _REQUIRED_CONFIG = ("config", "dim", "num_treatments", "condition_ids", "paired", "seed", "dtype")
+
+#: the settings :meth:`MFMEnsemble.save` writes
+_ENSEMBLE_CONFIG_KEYS = ("members", "seed")
 
 
 def check_checkpoint_config(
@@ -113,3 +118,30 @@ def saved_training_state(
         stream = torch.Generator()
         stream.set_state(cfg["train_rng"])
     return seed, paired, steps_done, stream
+
+
+def check_ensemble_checkpoint(ck: dict[str, Any], path: Any) -> tuple[list[Any], list[Any]]:
+    """The members' settings and states of an ensemble checkpoint ``ck`` read from ``path``,
+    refused (naming ``path``) unless it holds exactly the settings :meth:`MFMEnsemble.save`
+    writes and one settings entry and one state per member, each member's settings complete."""
+    cfg, states = ck["config"], ck["state"]
+    require_entries(cfg, path, "settings", _ENSEMBLE_CONFIG_KEYS)
+    refuse_unknown(ck, path, "settings", cfg, _ENSEMBLE_CONFIG_KEYS)
+    members = cfg["members"]
+    # one member's settings and one's weights each: a member short would load as a smaller
+    # ensemble (another spread), silently
+    lengths = [len(v) if isinstance(v, (list, tuple)) else None for v in (members, states)]
+    if None in lengths or lengths[0] != lengths[1]:
+        raise ValueError(
+            f"path: {path} holds settings {_count(members)} and weights {_count(states)}; "
+            "save() writes one of each per ensemble member (the file is damaged or was not "
+            "written by save())"
+        )
+    for i, member in enumerate(members):
+        check_checkpoint_config(ck, path, member, f"member {i} settings")
+    return members, states
+
+
+def _count(v: Any) -> str:
+    """How many members a list or tuple read from a checkpoint is for, or what it is instead."""
+    return f"for {len(v)} members" if isinstance(v, (list, tuple)) else f"as a {type(v).__name__}"

@@ -9,6 +9,8 @@ r"""Population metrics and uncertainty diagnostics (anchor section 1.8 and 6.2).
   feature-correlation matrices.
 * :func:`gaussian_w2`: the Bures formula
   :math:`W_2^2 = \lVert m_1-m_2\rVert^2 + \operatorname{tr}(S_1 + S_2 - 2(S_2^{1/2}S_1S_2^{1/2})^{1/2})`.
+* :func:`pooled_prediction`: the mixture of an ensemble's predicted populations, subsampled
+  to the size of the truth.
 * :func:`ensemble_spread`: mean pairwise :math:`W_2` between ensemble members' predictions
   (the epistemic part of the predictive spread).
 * :func:`sampling_noise_w2`: :math:`W_2` between two samples of the predicted law built from
@@ -49,6 +51,7 @@ __all__ = [
     "conformal_radius",
     "conformal_coverage",
     "subsample_points",
+    "pooled_prediction",
 ]
 
 MMD_GAMMAS = (2.0, 1.0, 0.5, 0.1, 0.01, 0.005)
@@ -189,6 +192,14 @@ def gaussian_w2(m1: Tensor, s1: Tensor, m2: Tensor, s2: Tensor) -> Tensor:
     cross = sqrtm(r2 @ s1 @ r2)
     tr = torch.diagonal(s1 + s2 - 2 * cross, dim1=-2, dim2=-1).sum(-1)
     return ((m1 - m2).pow(2).sum(-1) + tr).clamp_min(0).sqrt()
+
+
+def pooled_prediction(member_preds: Sequence[Tensor], n: int, seed: int = 0) -> Tensor:
+    """Mixture of the members' populations ``[n_m, d]``, subsampled to ``n >= 1`` points."""
+    n = check_int("n", n, minimum=1)
+    seed = check_seed("seed", seed)
+    preds = check_populations("member_preds", member_preds, min_points=1, floating=False)
+    return subsample_points(torch.cat(preds), n, seed)
 
 
 def ensemble_spread(

@@ -63,10 +63,10 @@ def test_progress_labels_the_member(data, monkeypatch):
 
 
 def test_members_message_groups_identical_messages():
-    from bayesphys.meta_fm.ensemble import _members_message
+    from bayesphys.meta_fm._ensemble_fit import members_message
 
-    assert _members_message(["a", "a", "a"]) == "a (all 3 members)"
-    assert _members_message(["a", "b", "a"]) == "a (members 0, 2); b (member 1)"
+    assert members_message(["a", "a", "a"]) == "a (all 3 members)"
+    assert members_message(["a", "b", "a"]) == "a (members 0, 2); b (member 1)"
 
 
 def test_ensemble_fit_swaps_no_process_wide_warning_state(data, monkeypatch):
