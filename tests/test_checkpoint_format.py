@@ -193,7 +193,7 @@ def test_the_entries_each_loader_knows_are_those_save_writes(saved):
     keys (and a loader requires none that save() does not write)."""
     from bayesphys.gp_pde import _persist as gp_io
     from bayesphys.meta_fm import _persist as mfm_io
-    from bayesphys.neural_process import model as rgnp_io
+    from bayesphys.neural_process import _persist as rgnp_io
     from bayesphys.odil import glioma_io
     from bayesphys.probconserv import _persist as pc_io
     from bayesphys.problems import linear_gaussian as field_io

@@ -1,0 +1,146 @@
+r"""Input checks of a :class:`~bayesphys.neural_process.RandomGridNP` (Vadeboncoeur et al.,
+ICML 2023): point sets ``[N, dim_x]`` inside the problem's domain, batches of parameters
+``[B, dim]``, the noisy labelled sets of ``fit(data=...)`` and the inputs of the forward and
+inverse posteriors, each returned as tensors of the model's dtype on its device (errors name the
+argument).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .._checks import as_scalar, check_keys, check_real
+from .._device import ArrayLike, as_tensor
+from .grids import check_points
+
+__all__ = [
+    "DATA_KEYS",
+    "DATA_OPTIONAL",
+    "as_points",
+    "as_batch",
+    "check_data",
+    "parameter_batches",
+    "inverse_inputs",
+]
+
+#: keys of ``fit(data=...)``: the required sets, the optional noise level, and the noise-free
+#: values that :func:`~bayesphys.problems.rgnp.poisson_sensor_data` also returns (not used)
+DATA_KEYS: tuple[str, ...] = ("x_obs", "y", "z", "w")
+DATA_OPTIONAL: tuple[str, ...] = ("sigma_y", "u_obs")
+
+
+def as_points(name: str, x: Any, problem: Any, dtype: torch.dtype, device: Any) -> Tensor:
+    """Points ``[N, dim_x]`` (``[N]`` in 1-D) inside the domain of ``problem``."""
+    t = as_tensor(name, x, dtype=dtype, device=device)
+    if t.ndim == 1 and problem.dim_x == 1:
+        t = t.unsqueeze(-1)
+    if t.ndim != 2:
+        raise ValueError(f"{name}: expected shape [N, {problem.dim_x}], received {tuple(t.shape)}")
+    return check_points(name, t, problem.lower, problem.upper)
+
+
+def as_batch(name: str, v: Any, dim: int, dtype: torch.dtype, device: Any) -> Tensor:
+    """A batch ``[B >= 1, dim]`` (a single ``[dim]`` as a batch of one)."""
+    t = as_tensor(name, v, dtype=dtype, device=device)
+    given = tuple(t.shape)  # named in the error as passed, not as reshaped
+    if t.ndim == 1:
+        t = t.unsqueeze(0)
+    if t.ndim != 2 or t.shape[-1] != dim or t.shape[0] == 0:
+        raise ValueError(f"{name}: expected shape [{dim}] or [B, {dim}], received {given}")
+    return t
+
+
+def check_data(
+    data: Mapping[str, Any], problem: Any, dtype: torch.dtype, device: Any
+) -> dict[str, Tensor]:
+    """The noisy labelled sets of ``fit(data=...)`` as tensors: ``x_obs [M, dim_x]``,
+    ``y [n, M]``, ``z [n, dim_z]``, ``w [n, dim_w]`` and ``sigma_y > 0`` (default the
+    problem's)."""
+    check_keys("data", data, DATA_KEYS, DATA_OPTIONAL, hint="u_obs is accepted and not used")
+    p, dt, dev = problem, dtype, device
+    x_obs = as_points("data['x_obs']", data["x_obs"], p, dt, dev)
+    y = as_tensor("data['y']", data["y"], dtype=dt, device=dev, ndim=2)
+    z = as_batch("data['z']", data["z"], p.dim_z, dt, dev)
+    w = as_batch("data['w']", data["w"], p.dim_w, dt, dev)
+    if y.shape[1] != x_obs.shape[0] or not (y.shape[0] == z.shape[0] == w.shape[0] >= 1):
+        raise ValueError(
+            f"data: expected y [n, {x_obs.shape[0]}], z [n, {p.dim_z}], w [n, {p.dim_w}], "
+            f"received {tuple(y.shape)}, {tuple(z.shape)}, {tuple(w.shape)}"
+        )
+    sy = as_scalar(data.get("sigma_y", p.sigma_y))
+    sy = check_real("data['sigma_y']", sy, minimum=0.0, strict=True)
+    return {"x_obs": x_obs, "y": y, "z": z, "w": w, "sigma_y": sy}
+
+
+def parameter_batches(
+    z: ArrayLike, w: ArrayLike, problem: Any, dtype: torch.dtype, device: Any
+) -> tuple[Tensor, Tensor]:
+    """``z [B, dim_z]`` and ``w [B, dim_w]`` (each also ``[dim]``); a single ``z`` or ``w``
+    (or a batch of one) is shared by the other's ``B`` rows."""
+    p = problem
+    zt = as_batch("z", z, p.dim_z, dtype, device)
+    wt = as_batch("w", w, p.dim_w, dtype, device)
+    if zt.shape[0] == 1 and wt.shape[0] > 1:
+        zt = zt.expand(wt.shape[0], -1)
+    elif wt.shape[0] == 1 and zt.shape[0] > 1:
+        wt = wt.expand(zt.shape[0], -1)
+    if zt.shape[0] != wt.shape[0]:
+        raise ValueError(f"z/w: expected equal batch sizes, received {zt.shape[0]}, {wt.shape[0]}")
+    return zt, wt
+
+
+def inverse_inputs(
+    x: ArrayLike,
+    u: ArrayLike,
+    w: ArrayLike,
+    transformed: bool,
+    problem: Any,
+    dtype: torch.dtype,
+    device: Any,
+) -> tuple[Tensor, Tensor, Tensor]:
+    r"""The inputs of the inverse model as ``x [B, N, dim_x]``, ``u [B, N]`` (the transformed
+    field :math:`\tilde u = (u - B)/D`; ``transformed``: given so) and ``w [B, dim_w]``, from
+    ``x`` ``[N, dim_x]``/``[B, N, dim_x]``, ``u`` ``[N]``/``[B, N]`` and ``w``
+    ``[dim_w]``/``[B, dim_w]`` (a batch of one is broadcast). Points on the Dirichlet boundary
+    (:math:`D = 0`) are refused."""
+    p = problem
+    xt = as_tensor("x", x, dtype=dtype, device=device)
+    if xt.ndim == 1 and p.dim_x == 1:
+        xt = xt.unsqueeze(-1)
+    if xt.ndim == 2:
+        xt = xt.unsqueeze(0)
+    if xt.ndim != 3:
+        raise ValueError(
+            f"x: expected shape [N, {p.dim_x}] or [B, N, {p.dim_x}], received {tuple(xt.shape)}"
+        )
+    check_points("x", xt, p.lower, p.upper)
+    ut = as_tensor("u", u, dtype=dtype, device=device)
+    if ut.ndim == 1:
+        ut = ut.unsqueeze(0)
+    if ut.ndim != 2:
+        raise ValueError(f"u: expected shape [N] or [B, N], received {tuple(ut.shape)}")
+    wt = as_batch("w", w, p.dim_w, dtype, device)
+    sizes = (xt.shape[0], ut.shape[0], wt.shape[0])
+    if len(set(sizes) - {1}) > 1 or 0 in sizes:
+        raise ValueError(
+            f"x/u/w: expected equal batch sizes B >= 1 (or 1, broadcast), received {sizes}"
+        )
+    bsz = max(sizes)
+    xt, ut, wt = xt.expand(bsz, -1, -1), ut.expand(bsz, -1), wt.expand(bsz, -1)
+    if ut.shape[1] != xt.shape[1]:
+        raise ValueError(
+            f"u: expected {xt.shape[1]} values per set (one per point), "
+            f"received shape {tuple(ut.shape)}"
+        )
+    if not transformed:
+        b, d = p.transform(xt, wt)
+        if bool((d.abs() < 1e-6).any()):
+            raise ValueError(
+                "x: points on the Dirichlet boundary (D(x) = 0) carry no information; drop them"
+            )
+        ut = (ut - b) / d
+    return xt, ut, wt

@@ -1,0 +1,146 @@
+r"""Training pieces of a :class:`~bayesphys.neural_process.RandomGridNP` (Vadeboncoeur et al.,
+ICML 2023): the learning-rate schedule (:func:`learning_rate`), scrambled-Sobol prior draws
+(:func:`qmc_prior`), the amortisation term on observation layouts (:func:`layout_term`) and the
+loop that runs a fit's steps in chunks under one progress bar, with the user's callback and the
+time budget between chunks (:func:`run_chunks`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .._data_parallel import GradientSync
+from .._model import DivergenceGuard, FitResult, optimize
+from .._progress import progress_bar
+from .._time_budget import TimeBudget
+from .config import RGNPConfig
+from .forward import ForwardNet
+from .gicnet import GICNet
+
+__all__ = ["learning_rate", "qmc_prior", "layout_term", "run_chunks"]
+
+
+def learning_rate(config: RGNPConfig, step_count: int) -> float:
+    """The learning rate of step ``step_count``: ``config.lr`` after a linear warm-up over
+    ``lr_warmup`` steps, halved every ``lr_half_every`` steps (smoothly, or in a staircase)."""
+    c = config
+    warm = min(1.0, (step_count + 1) / c.lr_warmup) if c.lr_warmup else 1.0
+    if not c.lr_half_every:
+        return c.lr * warm
+    e = step_count / c.lr_half_every
+    return c.lr * warm * 0.5 ** (math.floor(e) if c.lr_staircase else e)
+
+
+def qmc_prior(
+    problem: Any, n: int, generator: torch.Generator, dtype: torch.dtype, device: Any
+) -> tuple[Tensor, Tensor]:
+    """``n`` prior draws ``(z, w)`` from one scrambled Sobol net over the joint box of
+    ``problem`` (its seed drawn from ``generator``): each draw is marginally uniform (unbiased
+    Monte Carlo), the set covers the box more evenly."""
+    p, g = problem, generator
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g, device=g.device).item())
+    lo = torch.as_tensor([*p.z_low, *p.w_low], dtype=torch.float64)
+    hi = torch.as_tensor([*p.z_high, *p.w_high], dtype=torch.float64)
+    eng = torch.quasirandom.SobolEngine(len(lo), scramble=True, seed=seed)
+    u = lo + (hi - lo) * eng.draw(n, dtype=torch.float64)
+    u = u.to(dtype).to(device)
+    return u[:, : p.dim_z], u[:, p.dim_z :]
+
+
+def layout_term(
+    layouts: Any,
+    forward_net: ForwardNet,
+    inverse_net: GICNet,
+    aug_points: Sequence[int],
+    generator: torch.Generator,
+    z: Tensor,
+    w: Tensor,
+    dtype: torch.dtype,
+    device: Any,
+) -> Tensor:
+    r"""Amortisation term on observation layouts: :math:`\log p_\beta(z \mid \tilde u', X', w)`
+    ``[B]`` with :math:`X'` drawn from ``layouts`` (``N'`` drawn from ``aug_points``) and
+    :math:`\tilde u' \sim q_\alpha(\cdot \mid z, w, X')` drawn without gradient (the term trains
+    GICNet only: it is not part of the ELBO); every draw from ``generator``."""
+    g, pts = generator, aug_points
+    gd = g.device
+    n = int(pts[int(torch.randint(0, len(pts), (1,), generator=g, device=gd))])
+    xa, _ = layouts.sample(z.shape[0], n, generator=g, dtype=dtype, device=device)
+    with torch.no_grad():
+        q = forward_net.distribution(xa, z, w)
+        eps = torch.randn(q.loc.shape, generator=g, dtype=dtype, device=device)
+        eta = torch.randn(
+            (*q.loc.shape[:-1], q.cov_factor.shape[-1], 1),
+            generator=g,
+            dtype=dtype,
+            device=device,
+        )
+        ua = q.loc + q.cov_diag.sqrt() * eps + (q.cov_factor @ eta)[..., 0]
+    return inverse_net(xa, ua, w).log_prob(z)
+
+
+def run_chunks(
+    step: Callable[[], Tensor],
+    steps: int,
+    guard: DivergenceGuard,
+    sync: GradientSync,
+    *,
+    progress: bool,
+    desc: str,
+    callback: Callable[[], Any] | None,
+    callback_every: int,
+    max_seconds: float | None,
+) -> FitResult:
+    """Take ``steps`` calls of ``step`` in chunks (of ``callback_every`` steps with a
+    ``callback``, else up to 50; a divisor of 5 under a time budget) under one progress bar,
+    ``guard`` restoring the last good state on a non-finite loss. Between chunks ``callback()``
+    runs every ``callback_every`` steps (its time excluded from ``seconds``), and the ranks
+    stop together once ``max_seconds`` of training time are spent."""
+    hist: list[float] = []
+    spent, cb_time, done = 0.0, 0.0, 0
+    budget = TimeBudget(max_seconds, sync, every=1)  # asked at chunk ends, on every rank
+    msg, conv = f"max steps ({steps})", True
+    chunk = callback_every if callback is not None else max(1, min(steps, 50))
+    if max_seconds is not None:
+        chunk = math.gcd(chunk, 5)
+    # one bar for the whole fit (the chunks below run without their own)
+    bar = progress_bar(total=steps, desc=desc, progress=progress, leave=False)
+    try:
+        while done < steps:
+            n = min(chunk, steps - done)
+            r = optimize(step, steps=n, guard=guard, progress=False)
+            hist += r.loss_history
+            spent += r.seconds
+            done += r.steps
+            bar.update(r.steps)
+            if progress and r.loss_history:
+                bar.set_postfix(loss=f"{r.loss_history[-1]:.4g}", refresh=False)
+            if r.steps < n:  # diverged (the guard restored the last good state)
+                msg, conv = r.message, False
+                break
+            if callback is not None and done % callback_every == 0:
+                t0 = time.perf_counter()
+                callback()
+                cb_time += time.perf_counter() - t0
+            if done < steps and budget.over(spent):  # the ranks vote: all stop together
+                msg, conv = (
+                    f"time budget ({max_seconds:.3g} s) reached after {done} steps",
+                    False,
+                )
+                break
+    finally:
+        bar.close()
+    return FitResult(
+        loss_history=hist,
+        seconds=spent,
+        converged=conv,
+        steps=done,
+        message=msg,
+        extra={"steps_per_second": done / max(spent, 1e-12)},
+    )
