@@ -28,7 +28,7 @@ from .coupling import (
     sample_plan_partners,
 )
 from .embedding import DenseGCN, PopulationEmbedding, knn_adjacency, normalized_adjacency
-from .ensemble import MFMEnsemble
+from .ensemble import MFMEnsemble, pooled_prediction, w2_inference_data
 from .evaluation import (
     MMD_GAMMAS,
     conformal_coverage,
@@ -37,13 +37,11 @@ from .evaluation import (
     ensemble_spread,
     gaussian_w2,
     mmd_anchor,
-    pooled_prediction,
     population_metrics,
     sampling_noise_w2,
     spearman,
 )
 from .field import FourierFeatures, VectorField, time_embedding
-from .idata import w2_inference_data
 from .model import MetaFlowMatching
 from .sampling import SOLVERS, integrate
 
