@@ -4,8 +4,9 @@ accepts (Atanackovic et al. 2024, Meta Flow Matching).
 :func:`model_config` and :func:`model_settings` read a model's configuration and what its
 training pairs (or the arguments given instead) set: dimension, treatments, CGFM population
 ids, point features. :func:`check_training_data` refuses training pairs a built model would
-silently mistrain on; :func:`points_warnings` words the warnings for populations smaller than
-the training subsample ``config.points``.
+silently mistrain on, and :func:`training_pairs` gives a fit its checked training split;
+:func:`points_warnings` words the warnings for populations smaller than the training subsample
+``config.points``.
 """
 
 from __future__ import annotations
