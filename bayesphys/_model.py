@@ -44,16 +44,6 @@ __all__ = [
     "DivergenceGuard",
 ]
 
-# TEMPORARY until the components import them from _checkpoint
-from ._checkpoint import (  # noqa: E402, F401
-    check_checkpointable,
-    load_checkpoint,
-    rebuilding,
-    refuse_unknown,
-    require_entries,
-    save_checkpoint,
-)
-
 
 @contextmanager
 def autograd_on() -> Iterator[None]:

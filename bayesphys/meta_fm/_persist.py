@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from .._checkpoint import refuse_unknown, require_entries
 from .._checks import check_bool, check_int, check_optional_seed
 from .._device import _GLOBAL_STATE
-from .._model import refuse_unknown, require_entries
 from .config import MFMConfig
 from .embedding import PopulationEmbedding
 from .field import VectorField

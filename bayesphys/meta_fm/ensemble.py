@@ -28,9 +28,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._checkpoint import load_checkpoint, rebuilding, save_checkpoint
 from .._checks import check_bool, check_int, check_optional_seed, offset_seed, seed_or_draw
 from .._device import model_device
-from .._model import FitResult, load_checkpoint, rebuilding, save_checkpoint, warn_untrained
+from .._model import FitResult, warn_untrained
 from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
 from ..posterior import SamplePosterior

@@ -34,17 +34,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._checkpoint import load_checkpoint, rebuilding, save_checkpoint
 from .._checks import check_bool, check_int, check_optional_seed, require, seed_or_draw
 from .._data_parallel import GradientSync, rank_generator_seed
 from .._device import model_device
-from .._model import (
-    FitResult,
-    autograd_on,
-    load_checkpoint,
-    rebuilding,
-    save_checkpoint,
-    warn_untrained,
-)
+from .._model import FitResult, autograd_on, warn_untrained
 from .._time_budget import check_max_seconds
 from ..posterior import SamplePosterior
 from ..problems.populations import PopulationPairs

@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
+from .._checkpoint import refuse_unknown, require_entries
 from .._checks import check_int, check_real
-from .._model import refuse_unknown, require_entries
 from .config import PROBLEMS, RGNPConfig, get_problem
 
 __all__ = [

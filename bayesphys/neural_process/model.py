@@ -45,6 +45,7 @@ from linear_operator.operators import (
 )
 from torch import Tensor
 
+from .._checkpoint import load_checkpoint, rebuilding, save_checkpoint
 from .._checks import (
     check_bool,
     check_callback,
@@ -55,15 +56,7 @@ from .._checks import (
 )
 from .._data_parallel import GradientSync, rank_generator_seed
 from .._device import ArrayLike, DeviceLike, DTypeLike, model_device
-from .._model import (
-    DivergenceGuard,
-    FitResult,
-    autograd_on,
-    load_checkpoint,
-    rebuilding,
-    save_checkpoint,
-    warn_untrained,
-)
+from .._model import DivergenceGuard, FitResult, autograd_on, warn_untrained
 from .._time_budget import check_max_seconds
 from ..posterior import GaussianPosterior
 from ..problems.rgnp import sample_prior
