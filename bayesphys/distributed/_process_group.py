@@ -66,7 +66,7 @@ def _ephemeral_range() -> tuple[int, int]:
     """``(low, high)``: the ports the OS hands out by itself (Linux's
     ``ip_local_port_range``; elsewhere the IANA dynamic range)."""
     try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as fh:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as fh:
             low, high = (int(v) for v in fh.read().split())
         return low, high
     except (OSError, ValueError):
