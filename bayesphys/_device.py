@@ -167,6 +167,18 @@ def resolve_dtype(
     return dtype
 
 
+def single_or_double(dtype: torch.dtype, why: str = "") -> torch.dtype:
+    """``dtype`` if it is float32 or float64; a ``ValueError`` naming ``dtype`` otherwise
+    (``why``: the reason, appended in parentheses). For models whose linear algebra or
+    kernels have no half-precision path (Cholesky, lstsq, ``cdist``)."""
+    if dtype not in (torch.float32, torch.float64):
+        reason = f" ({why})" if why else ""
+        raise ValueError(
+            f"dtype: expected torch.float32 or torch.float64, received {dtype}{reason}"
+        )
+    return dtype
+
+
 # The process-wide state a model's construction changes for its length (python's, numpy's and
 # torch's global random streams, torch's default dtype): a re-entrant lock held by
 # :func:`seeded_build` (whose block only builds networks, never waits on another thread) and,

@@ -144,3 +144,15 @@ def test_classes_of_private_modules_are_named_by_their_public_ones():
     assert ddp.DistContext.__module__ == "bayesphys.distributed.ddp"
     assert ProbConservConfig.__module__ == "bayesphys.probconserv.model"
     assert b"_task_errors" not in pickle.dumps(executors.TaskError("x"))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_single_or_double_refuses_half_precision_naming_the_reason(dtype):
+    from bayesphys._device import single_or_double
+
+    assert single_or_double(torch.float32) is torch.float32
+    assert single_or_double(torch.float64, "why") is torch.float64
+    with pytest.raises(ValueError, match=r"^dtype: expected torch.float32 or torch.float64, "):
+        single_or_double(dtype)
+    with pytest.raises(ValueError, match=r"received torch\.\w+ \(Cholesky has none\)$"):
+        single_or_double(dtype, "Cholesky has none")

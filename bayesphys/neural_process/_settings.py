@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from .._checks import did_you_mean
-from .._device import DTypeLike, resolve_dtype
+from .._device import DTypeLike, resolve_dtype, single_or_double
 from .config import METHODS, SIZES, RGNPConfig, preset, with_overrides
 
 __all__ = ["model_config", "net_dtype", "built_fields", "check_unchanged"]
@@ -82,13 +82,10 @@ def model_config(
 
 def net_dtype(dtype: DTypeLike) -> torch.dtype:
     """The dtype of a model's networks: ``dtype`` (default float32), float32 or float64."""
-    dtype = resolve_dtype(dtype, default=torch.float32)
-    if dtype not in (torch.float32, torch.float64):
-        raise ValueError(
-            f"dtype: expected torch.float32 or torch.float64 (the objective's Cholesky "
-            f"factorisations need one of them), received {dtype}"
-        )
-    return dtype
+    return single_or_double(
+        resolve_dtype(dtype, default=torch.float32),
+        "the objective's Cholesky factorisations need one of them",
+    )
 
 
 def built_fields(config: RGNPConfig) -> dict[str, Any]:

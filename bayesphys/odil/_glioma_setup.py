@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from .._checks import did_you_mean
-from .._device import as_tensor, model_device, own_memory, resolve_dtype
+from .._device import as_tensor, model_device, own_memory, resolve_dtype, single_or_double
 from ..problems.fisher_kolmogorov import SCHEMES, stable_steps, tissue_faces
 from ._focal import kmeans_foci
 from .glioma_inputs import CONFIG_KEYS, checked_labels, checked_settings, lesion_crop
@@ -55,13 +55,10 @@ def init_glioma(
     """Build ``model`` from the arguments of :class:`~bayesphys.odil.GliomaModel` (its docstring
     states them and their checks); no posterior yet."""
     model.device = model_device(device)
-    model.dtype = resolve_dtype(dtype)
-    if model.dtype not in (torch.float32, torch.float64):
-        # the fit's Cholesky / lstsq and the Laplace inverse have no half-precision kernels
-        raise ValueError(
-            f"dtype: expected torch.float32 or torch.float64, received {model.dtype} "
-            "(the fit's linear algebra has no half precision)"
-        )
+    # the fit's Cholesky / lstsq and the Laplace inverse have no half-precision kernels
+    model.dtype = single_or_double(
+        resolve_dtype(dtype), "the fit's linear algebra has no half precision"
+    )
     model.wm = real_map(model, "wm", wm)
     model.gm = real_map(model, "gm", gm)
     if model.wm.ndim not in (2, 3):

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_callback, check_int, check_int_sequence
-from .._device import as_tensor, model_device, resolve_dtype
+from .._device import as_tensor, model_device, resolve_dtype, single_or_double
 from .multigrid import Multigrid
 
 __all__ = ["DiscreteProblem"]
@@ -91,13 +91,10 @@ class DiscreteProblem:
                 "different names (they share one vector of unknowns)"
             )
         self.device = model_device(device)
-        self.dtype = resolve_dtype(dtype)
-        if self.dtype not in (torch.float32, torch.float64):
-            # the solvers' Cholesky, lstsq and sparse solves have no half-precision kernels
-            raise ValueError(
-                f"dtype: expected torch.float32 or torch.float64, received {self.dtype} "
-                "(the solvers' linear algebra has no half precision)"
-            )
+        # the solvers' Cholesky, lstsq and sparse solves have no half-precision kernels
+        self.dtype = single_or_double(
+            resolve_dtype(dtype), "the solvers' linear algebra has no half precision"
+        )
         self.residual_fn = residuals
         self.field_shapes: dict[str, tuple[int, ...]] = {}
         for k, v in fields.items():

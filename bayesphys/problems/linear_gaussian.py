@@ -45,6 +45,7 @@ from .._device import (
     model_device,
     own_memory,
     resolve_dtype,
+    single_or_double,
 )
 from .._model import FitResult, autograd_on, optimize
 from ..posterior import GaussianPosterior
@@ -163,9 +164,8 @@ class ConjugateGaussianField:
         seed: int | None = None,
     ) -> None:
         self.device = dev = model_device(device)
-        dtype = resolve_dtype(dtype)  # an integer dtype rounded the grid to [0, ..., 0, 1]
-        if dtype not in (torch.float32, torch.float64):  # Cholesky has no half kernels
-            raise ValueError(f"dtype: expected torch.float32 or torch.float64, received {dtype}")
+        # an integer dtype rounded the grid to [0, ..., 0, 1]; Cholesky has no half kernels
+        dtype = single_or_double(resolve_dtype(dtype))
         # memory of its own (as every model's data): a view of the caller's arrays saw their
         # later edits, which moved the posterior away from the fitted hyperparameters
         self.x = own_memory(as_tensor("x", x, dtype=dtype, device=dev, ndim=1), x)
