@@ -22,45 +22,19 @@ uses solver data: training stays physics-only.
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
-from .._checks import check_bool, check_int, check_real
+from .._checks import check_bool, check_int
 from .._device import as_tensor
-from ..posterior import GaussianPosterior
+from .._posterior_args import _check_level
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .model import RandomGridNP
 
 __all__ = ["interval_scale", "calibrate_variance"]
-
-
-class Calibratable(Protocol):
-    """What :func:`calibrate_variance` reads and sets on a model (a
-    :class:`~bayesphys.neural_process.RandomGridNP`): its placement, its problem's boundary
-    transform, its Gaussian posteriors over the field and the parameters, and their variance
-    multipliers."""
-
-    dtype: torch.dtype
-    device: torch.device
-    problem: Any
-    variance_scale: dict[str, float]
-
-    def posterior(self, x: Any = None, *, z: Any, w: Any, noise: float = 0.0) -> GaussianPosterior:
-        """Gaussian over the field at points ``x`` given parameters ``z`` and inputs ``w``."""
-        ...
-
-    def parameter_posterior(
-        self, x: Any, u: Any, w: Any, *, transformed: bool = False
-    ) -> GaussianPosterior:
-        """Gaussian over the parameters given field values ``u`` at points ``x``."""
-        ...
-
-
-def _check_level(level: Any) -> float:
-    level = check_real("level", level)
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level: expected a number in (0, 1), received {level!r}")
-    return level
 
 
 def _z(level: float) -> float:
@@ -89,13 +63,13 @@ def interval_scale(err: Tensor, sd: Tensor, level: float = 0.9545) -> float:
     return max(q / _z(level), 1e-12) ** 2
 
 
-def _arr(name: str, v: Any, model: Calibratable) -> Tensor:
+def _arr(name: str, v: Any, model: RandomGridNP) -> Tensor:
     return as_tensor(name, v, dtype=model.dtype, device=model.device)
 
 
 @torch.no_grad()
 def calibrate_variance(
-    model: Calibratable,
+    model: RandomGridNP,
     x: Any,
     u: Any,
     z: Any,
