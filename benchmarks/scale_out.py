@@ -137,7 +137,7 @@ def _warm_executor(name: str):
         import concurrent.futures as cf
         import multiprocessing as mp
 
-        from bayesphys.distributed.executors import _init_worker
+        from bayesphys.distributed._worker_threads import _init_worker
 
         pool = cf.ProcessPoolExecutor(
             WORKERS, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(1,)
@@ -152,9 +152,9 @@ def _warm_executor(name: str):
         import dask
         from dask.distributed import Client, LocalCluster
 
-        from bayesphys.distributed.executors import _DASK_TRIM_KEY
+        from bayesphys.distributed._pool_runners import _DASK_TRIM_KEY
 
-        with dask.config.set({_DASK_TRIM_KEY: None}):  # as fit_many does (see executors.py)
+        with dask.config.set({_DASK_TRIM_KEY: None}):  # as fit_many does (see _pool_runners.py)
             cluster = LocalCluster(
                 n_workers=WORKERS, threads_per_worker=1, processes=True, dashboard_address=None
             )
