@@ -148,3 +148,61 @@ def test_odil_laplace_covariances_inside_a_no_grad_block(mode):
     torch.testing.assert_close(got_t, ref_t)
     torch.testing.assert_close(got_t, cov[-1:, -1:], rtol=1e-7, atol=1e-12)
     torch.testing.assert_close(got_u, ref_u)
+
+
+def _glioma():
+    from bayesphys.odil import GliomaModel
+    from bayesphys.problems.glioma import brain_phantom, synthetic_patient
+
+    patient = synthetic_patient(0, phantom=brain_phantom(32, 4.0))
+    return GliomaModel.from_patient(patient, seed=0), {"steps": 2}
+
+
+def _cohort():
+    from bayesphys.examples.cohort import LinearGaussianModel, make_cohort
+
+    return LinearGaussianModel(make_cohort(1, seed=0)["p000"], seed=0), {"steps": 3, "tol": None}
+
+
+BUILT_IN_A_BLOCK = dict(BUILDS, glioma=_glioma, cohort=_cohort)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("component", list(BUILT_IN_A_BLOCK))
+def test_a_model_built_inside_a_no_grad_block_trains_as_one_built_outside(component, mode):
+    # built inside inference_mode(), the models held inference tensors and their fit failed
+    # ("Inference tensors cannot be saved for backward", "Inplace update to inference
+    # tensor", "element 0 of tensors does not require grad"); the gp_pde solver failed to
+    # build at all (its manufactured source is an autograd derivative)
+    torch.set_num_threads(1)
+    build = BUILT_IN_A_BLOCK[component]
+    model, kw = build()
+    ref = model.fit(progress=False, **kw).loss_history
+    with MODES[mode]():
+        model, kw = build()
+        assert not torch.is_grad_enabled()  # the caller's mode is back after the build
+    res = model.fit(progress=False, **kw)
+    assert res.loss_history == ref and len(ref) > 0
+
+
+def test_a_model_loaded_inside_inference_mode_trains_on(tmp_path):
+    model = tiny_rgnp()
+    model.fit(steps=2, progress=False)
+    model.save(tmp_path / "m.pt")
+    from bayesphys.neural_process import RandomGridNP
+
+    ref = RandomGridNP.load(tmp_path / "m.pt").fit(steps=2, progress=False).loss_history
+    with torch.inference_mode():
+        again = RandomGridNP.load(tmp_path / "m.pt")
+    assert again.fit(steps=2, progress=False).loss_history == ref
+
+
+def test_the_manufactured_source_inside_inference_mode():
+    from bayesphys.problems.gp_pde import get_problem
+
+    prob = get_problem("poisson1d-low")
+    axes = prob.axes(16)
+    ref = prob.source(axes)
+    with torch.inference_mode():
+        got = prob.source(prob.axes(16))
+    torch.testing.assert_close(got, ref, rtol=0, atol=0)

@@ -81,6 +81,7 @@ class LinearGaussianModel:
     ``posterior`` returns :class:`~bayesphys.GaussianPosterior` with event shape ``[n]``.
     """
 
+    @autograd_on()  # built inside inference_mode / no_grad, it still trains
     def __init__(self, problem: dict[str, Any], *, seed: int | None = None) -> None:
         for key in ("x", "idx", "y"):
             if key not in problem:

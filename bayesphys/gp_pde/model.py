@@ -95,6 +95,7 @@ class GPPDESolver:
     ``dtype`` ``None`` or float64 (lower precisions are refused).
     """
 
+    @autograd_on()  # built inside inference_mode / no_grad, it still trains
     def __init__(
         self,
         problem: PDEProblem | str | None = None,
@@ -415,6 +416,7 @@ class GPPDESolver:
         )
 
     @classmethod
+    @autograd_on()
     def load(cls, path: str | Path, *, device: DeviceLike = None) -> GPPDESolver:
         """Restore a model written by :meth:`save` (on ``device``, default the CPU)."""
         return load_solver(cls, path, device=device)

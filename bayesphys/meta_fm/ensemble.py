@@ -31,7 +31,7 @@ from torch import Tensor
 from .._checkpoint import load_checkpoint, rebuilding, save_checkpoint
 from .._checks import check_bool, check_int, check_optional_seed, offset_seed, seed_or_draw
 from .._device import model_device
-from .._model import FitResult, warn_untrained
+from .._model import FitResult, autograd_on, warn_untrained
 from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
 from ..posterior import SamplePosterior
@@ -99,6 +99,7 @@ class MFMEnsemble:
 
     kind = "meta_fm.MFMEnsemble"
 
+    @autograd_on()  # built inside inference_mode / no_grad, it still trains
     def __init__(
         self,
         data: PopulationPairs | None = None,
@@ -334,6 +335,7 @@ class MFMEnsemble:
         )
 
     @classmethod
+    @autograd_on()
     def load(cls, path: str | Path, *, device: str | torch.device | None = None) -> MFMEnsemble:
         """Rebuild an ensemble written by :meth:`save` exactly (on ``device``)."""
         device = model_device(device)  # the caller's argument, checked before the file's

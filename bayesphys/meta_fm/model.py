@@ -95,6 +95,7 @@ class MetaFlowMatching:
 
     kind = "meta_fm.MetaFlowMatching"
 
+    @autograd_on()  # built inside inference_mode / no_grad, it still trains
     def __init__(
         self,
         data: PopulationPairs | None = None,
@@ -429,6 +430,7 @@ class MetaFlowMatching:
         return m
 
     @classmethod
+    @autograd_on()
     def load(
         cls, path: str | Path, *, device: str | torch.device | None = None
     ) -> MetaFlowMatching:

@@ -109,6 +109,7 @@ class RandomGridNP:
     (1, 11)
     """
 
+    @autograd_on()  # built inside inference_mode / no_grad, it still trains
     def __init__(
         self,
         problem: Any = "poisson",
@@ -411,6 +412,7 @@ class RandomGridNP:
         return save_checkpoint(path, kind=KIND, config=cfg, state=self.state())
 
     @classmethod
+    @autograd_on()
     def load(cls, path: str | Path, *, device: DeviceLike = None) -> RandomGridNP:
         """Rebuild a model saved by :meth:`save` (predictions round-trip exactly; so does
         further training when loaded on the kind of device it was saved from: a CPU and a CUDA

@@ -49,7 +49,7 @@ from torch import Tensor
 
 from .._checks import check_real
 from .._device import as_tensor
-from .._model import FitResult
+from .._model import FitResult, autograd_on
 from ..problems.fisher_kolmogorov import fk_forward, stable_steps
 from ._focal import multifocal_initial_condition
 from ._glioma_fit import fit_reduced, hessian_covariance
@@ -117,6 +117,7 @@ class GliomaModel(GliomaPosteriorMixin):
 
     kind = "bayesphys.odil.GliomaModel"
 
+    @autograd_on()  # built inside inference_mode / no_grad, it still trains
     def __init__(
         self,
         wm: Any,
@@ -408,6 +409,7 @@ class GliomaModel(GliomaPosteriorMixin):
         return glioma_from_patient(cls, patient, use_pet=use_pet, **kwargs)
 
     @classmethod
+    @autograd_on()
     def load(cls, path: str | Path, *, device: str | torch.device | None = None) -> GliomaModel:
         """Restore a model written by :meth:`save` exactly (on ``device``, default the CPU)."""
         return load_glioma(cls, path, device=device)

@@ -85,6 +85,7 @@ class ProbConserv:
 
     kind = "probconserv"
 
+    @autograd_on()  # built inside inference_mode / no_grad, it still trains
     def __init__(
         self,
         problem: str | GPMEProblem = "pme",
@@ -416,6 +417,7 @@ class ProbConserv:
         return save_probconserv(self, path)
 
     @classmethod
+    @autograd_on()
     def load(cls, path: str | Path, *, device: str | torch.device | None = None) -> ProbConserv:
         """Rebuild a model saved with :meth:`save`."""
         return load_probconserv(cls, path, device=device)

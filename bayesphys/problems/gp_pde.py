@@ -35,6 +35,7 @@ from torch import Tensor
 
 from .._checks import check_int, did_you_mean
 from .._device import DTypeLike, resolve_dtype
+from .._model import autograd_on
 
 __all__ = ["PDEProblem", "get_problem", "PROBLEMS", "problem_ids", "tensor_grid"]
 
@@ -110,8 +111,8 @@ class PDEProblem:
     def source(self, axes: list[Tensor]) -> Tensor:
         r"""Source :math:`f` on the tensor grid, ``[n_1, ..., n_d]``, by autograd of ``exact``."""
         pts = tensor_grid([a.detach() for a in axes])
-        cs = [c.clone().requires_grad_(True) for c in pts.unbind(-1)]
-        with torch.enable_grad():
+        with autograd_on():  # also inside torch.no_grad() / inference_mode()
+            cs = [c.clone().requires_grad_(True) for c in pts.unbind(-1)]
             u = self.exact(*cs)
             firsts = torch.autograd.grad(u.sum(), cs, create_graph=True)
             if self.equation == "advection":

@@ -150,6 +150,7 @@ class ConjugateGaussianField:
     and gave a NaN posterior, a lengthscale ``<= 0`` failed with "math domain error").
     """
 
+    @autograd_on()  # built inside inference_mode / no_grad, it still trains
     def __init__(
         self,
         x: ArrayLike,
@@ -262,6 +263,7 @@ class ConjugateGaussianField:
         return save_checkpoint(path, kind="ConjugateGaussianField", config=cfg, state=state)
 
     @classmethod
+    @autograd_on()
     def load(cls, path: str | Path, *, device: DeviceLike = None) -> ConjugateGaussianField:
         """Restore a field written by :meth:`save` (on ``device``, default the CPU)."""
         device = model_device(device)  # the caller's argument, checked before the file's
