@@ -100,6 +100,10 @@ def test_save_load_round_trip(anp_model, tmp_path):
     a, b = model.posterior(test, seed=4), back.posterior(test, seed=4)
     assert torch.equal(a.mean, b.mean)
     assert torch.equal(a.variance, b.variance)
+    # the updated draws repeat bit for bit with the same generator seed
+    da = a.sample((6,), generator=torch.Generator().manual_seed(5))
+    db = b.sample((6,), generator=torch.Generator().manual_seed(5))
+    assert torch.equal(da, db)
     assert back.config == model.config
     assert back.var_scale == model.var_scale
 
@@ -505,3 +509,128 @@ def test_softc_points_with_the_meta_gp_is_refused():
     with pytest.raises(ValueError, match="softc_points: only with step1='anp'"):
         ProbConserv("pme", step1="gp", softc_points=8)
     assert ProbConserv("pme", step1="gp").config.softc_points == 32  # the default: fine
+
+
+class _FieldNet:
+    """A stand-in for the ANP whose decoded mean is ``fn(xt)`` (for :func:`softc_penalty`)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def latent(self, xc, yc):
+        return None, None
+
+    def deterministic(self, xc, yc, xt):
+        return None
+
+    def decode(self, r, z, xt):
+        return self.fn(xt), None
+
+
+def _softc(problem, fn, xt, params):
+    from types import SimpleNamespace
+
+    from bayesphys.probconserv._train import softc_penalty
+
+    model = SimpleNamespace(
+        net=_FieldNet(fn),
+        config=SimpleNamespace(softc_points=xt.shape[1]),
+        _train_rng=None,
+        problem=problem,
+    )
+    return float(softc_penalty(model, None, None, xt, params).detach())
+
+
+def test_softc_penalty_is_the_mean_squared_pde_residual():
+    """The SoftC penalty vanishes on the exact solution of u_t = (k(u) u_x)_x (the constant k of
+    diffusion and the nonlinear k(u) = u^m of the PME, behind its front) and equals the mean
+    squared residual of a field that is no solution (the loss-difference test only saw that
+    some non-negative term was added)."""
+    from bayesphys.problems.gpme import Diffusion, PorousMedium
+
+    g = torch.Generator().manual_seed(0)
+    xt = torch.rand(2, 40, 2, dtype=F64, generator=g) * torch.tensor([1.0, 2 * math.pi], dtype=F64)
+    k = torch.tensor([1.5, 4.0], dtype=F64)
+
+    def heat(rate):
+        return lambda z: torch.sin(z[..., 1]) * torch.exp(-rate[:, None] * z[..., 0])
+
+    assert _softc(Diffusion(), heat(k), xt, k) < 1e-24
+    # the decay rate 2k instead of k: r = u_t - k u_xx = -2k u + k u = -k u
+    u = heat(2 * k)(xt)
+    want = float((k[:, None] * u).pow(2).mean())
+    assert _softc(Diffusion(), heat(2 * k), xt, k) == pytest.approx(want, rel=1e-10)
+    # PME behind the front x < t: u = (m (t - x))^{1/m}; its residual vanishes only with the
+    # flux k(u) u_x differentiated as a whole (k(u) u_xx alone leaves a residual)
+    t = 0.5 + 0.5 * torch.rand(2, 30, 1, dtype=F64, generator=g)
+    x = t * torch.rand(2, 30, 1, dtype=F64, generator=g) * 0.9
+    pts, m = torch.cat([t, x], -1), torch.tensor([1.0, 3.0], dtype=F64)
+
+    def pme(z):
+        return (m[:, None] * (z[..., 0] - z[..., 1])).pow(1 / m[:, None])
+
+    assert _softc(PorousMedium(), pme, pts, m) < 1e-20
+    assert _softc(PorousMedium(), lambda z: 2 * pme(z), pts, m) > 1e-2
+
+
+def test_slice_scores_are_the_paper_formulas():
+    """MSE, LL, CE, 90 % coverage and CRPS of slice_scores against the formulas written out
+    (scipy's normal density and the closed-form Gaussian CRPS), on a non-uniform grid."""
+    import scipy.stats
+    from linear_operator.operators import DiagLinearOperator
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.sort(torch.rand(9, dtype=F64, generator=g)).values
+    mu = torch.randn(2, 3, 9, dtype=F64, generator=g)
+    var = 0.05 + torch.rand(2, 3, 9, dtype=F64, generator=g)
+    truth = mu + var.sqrt() * 2.0 * torch.randn(2, 3, 9, dtype=F64, generator=g)
+    mass = torch.randn(2, 3, dtype=F64, generator=g)
+    post = GaussianPosterior(mu, DiagLinearOperator(var), event_shape=(9,))
+    sc = slice_scores(post, truth, x, mass)
+    torch.testing.assert_close(sc["mse"], (mu - truth).pow(2).mean(-1), rtol=1e-12, atol=0)
+    ll = scipy.stats.norm.logpdf(truth.numpy(), mu.numpy(), var.sqrt().numpy()).mean(-1)
+    torch.testing.assert_close(sc["ll"], torch.from_numpy(ll), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(sc["ce"], torch.trapezoid(mu, x) - mass, rtol=1e-12, atol=1e-14)
+    lo, hi = scipy.stats.norm.interval(0.9, mu.numpy(), var.sqrt().numpy())
+    cover = ((truth.numpy() >= lo) & (truth.numpy() <= hi)).mean(-1)
+    torch.testing.assert_close(sc["coverage90"], torch.from_numpy(cover))
+    assert 0 < float(sc["coverage90"].mean()) < 1  # some points inside, some outside
+    z = ((truth - mu) / var.sqrt()).numpy()
+    crps = var.sqrt().numpy() * (
+        z * (2 * scipy.stats.norm.cdf(z) - 1) + 2 * scipy.stats.norm.pdf(z) - 1 / math.sqrt(math.pi)
+    )
+    torch.testing.assert_close(sc["crps"], torch.from_numpy(crps.mean(-1)), rtol=1e-10, atol=0)
+
+
+def test_meta_gp_predicts_the_exact_gp_conditional():
+    """MetaGP.predict returns the latent GP conditional of its learned kernel, mean and full
+    covariance: c + K_tc (K_cc + s^2 I)^{-1} (y - c) and K_tt - K_tc (K_cc + s^2 I)^{-1} K_ct."""
+    from bayesphys.probconserv import MetaGP
+
+    torch.manual_seed(0)
+    gp = MetaGP((0.0, 0.0), (1.0, 2.0), width=4)
+    with torch.no_grad():
+        gp.gp.mean_module.constant.fill_(0.3)
+        gp.lik.noise = 0.05
+    g = torch.Generator().manual_seed(2)
+    xc = torch.rand(2, 7, 2, dtype=F64, generator=g) * torch.tensor([1.0, 2.0], dtype=F64)
+    yc = torch.randn(2, 7, dtype=F64, generator=g)
+    xt = torch.rand(2, 5, 2, dtype=F64, generator=g) * torch.tensor([1.0, 2.0], dtype=F64)
+    mean, cov = gp.predict(xc, yc, xt)
+    assert mean.shape == (2, 5) and cov.shape == (2, 5, 5)
+    m = gp.gp
+    lo, hi = m.feats.lo, m.feats.hi
+
+    def kern(a, b):
+        with torch.no_grad():
+            deep = m.k_deep(m.feats(a), m.feats(b)).to_dense()
+            return deep + m.k_raw((a - lo) / (hi - lo), (b - lo) / (hi - lo)).to_dense()
+
+    kcc = kern(xc, xc) + float(gp.lik.noise) * torch.eye(7, dtype=F64)
+    ktc, ktt = kern(xt, xc), kern(xt, xt)
+    want_mean = 0.3 + (ktc @ torch.linalg.solve(kcc, (yc - 0.3).unsqueeze(-1))).squeeze(-1)
+    want_cov = ktt - ktc @ torch.linalg.solve(kcc, ktc.mT)
+    torch.testing.assert_close(mean, want_mean, rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(cov, want_cov, rtol=1e-7, atol=1e-9)
+    # a full covariance: the off-diagonal correlations are those of the kernel, not zero
+    assert float((cov - torch.diag_embed(cov.diagonal(dim1=-2, dim2=-1))).abs().max()) > 1e-3
