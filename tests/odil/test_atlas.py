@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import socket
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -110,3 +112,20 @@ def test_model_plan_fallback_beyond_support():
     assert int(plan.sum()) == 12 and bool(plan[14:16, 14:16].all())
     # the extra voxels hug the predicted support (distance fade), not an arbitrary corner
     assert not bool(plan[0, 0]) and bool(plan[13, 14]) and bool(plan[16, 15])
+
+
+def test_no_committed_file_is_over_a_few_megabytes():
+    """Brain geometry comes from code (the phantom) or a package's own data (nilearn's MNI
+    templates), never from a large file in the repository: every tracked file is under 4 MiB."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(
+            ["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True, timeout=60
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        pytest.skip("not a git checkout")
+    files = [root / name for name in out.decode().split("\0") if name]
+    assert files, "git ls-files listed nothing"
+    big = {str(f.relative_to(root)): f.stat().st_size for f in files if f.is_file()}
+    big = {name: size for name, size in big.items() if size > 4 * 2**20}
+    assert not big, big

@@ -495,3 +495,35 @@ def test_load_checks_the_fitted_posterior_and_recalibration_map(small_patient, t
         with pytest.raises(ValueError, match=rf"^path: .*{name}\.pt: ") as info:
             GliomaModel.load(tmp_path / f"{name}.pt")
         assert re.search(match, str(info.value)), str(info.value)
+
+
+def test_estimates_report_the_identifiable_combinations_with_delta_method_sds(small_patient):
+    """ell = sqrt(D_w / rho) and v = 2 sqrt(D_w rho) at the mode; their log-sds are
+    sd(log D_w -/+ log rho) / 2 from the Laplace covariance (the correlation of log D_w and
+    log rho enters with opposite signs); the ArviZ draws of ell and v are the same functions
+    of the theta draws."""
+    m = GliomaModel.from_patient(small_patient)
+    p = 2 + m.n_foci * m.ndim
+    m.theta = torch.tensor([-1.2, -3.1, *m.focus_init.tolist()], dtype=m.dtype)
+    cov = torch.diag(torch.linspace(0.01, 0.05, p, dtype=m.dtype))
+    cov[0, 1] = cov[1, 0] = 0.6 * math.sqrt(float(cov[0, 0] * cov[1, 1]))
+    m.theta_cov = cov
+    est = m.estimates()
+    assert est["dw"] == pytest.approx(math.exp(-1.2), rel=1e-14)
+    assert est["rho"] == pytest.approx(math.exp(-3.1), rel=1e-14)
+    assert est["ell"] == pytest.approx(math.exp(0.5 * (-1.2 + 3.1)), rel=1e-14)
+    assert est["v"] == pytest.approx(2 * math.exp(0.5 * (-1.2 - 3.1)), rel=1e-14)
+    a, b, c = float(cov[0, 0]), float(cov[1, 1]), float(cov[0, 1])
+    assert est["sd_log_ell"] == pytest.approx(0.5 * math.sqrt(a + b - 2 * c), rel=1e-12)
+    assert est["sd_log_v"] == pytest.approx(0.5 * math.sqrt(a + b + 2 * c), rel=1e-12)
+    assert est["sd_log_dw"] == pytest.approx(math.sqrt(a), rel=1e-12)
+    # the ArviZ draws: the sample sds of log ell / log v approach the delta-method ones
+    idata = m.to_inference_data(num_samples=2000, field=False, seed=1)
+    log_ell = np.log(idata.posterior["ell"].values).ravel()
+    log_v = np.log(idata.posterior["v"].values).ravel()
+    log_d = np.log(idata.posterior["D_w"].values).ravel()
+    log_r = np.log(idata.posterior["rho"].values).ravel()
+    np.testing.assert_allclose(log_ell, 0.5 * (log_d - log_r), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(log_v, math.log(2) + 0.5 * (log_d + log_r), rtol=1e-10, atol=1e-12)
+    assert log_ell.std() == pytest.approx(est["sd_log_ell"], rel=0.08)
+    assert log_v.std() == pytest.approx(est["sd_log_v"], rel=0.08)

@@ -145,3 +145,35 @@ def test_tangent_at_zero_diffusivity_is_the_derivative(setup, scheme):
     # and continuous with the tangent at a small positive dw
     _, dc_small = fk_forward_tangent(c0, dc0, faces, 1e-9, rho, ddw, drho, **kw)
     torch.testing.assert_close(dc, dc_small, rtol=0, atol=1e-7)
+
+
+def test_tissue_faces_are_the_gliodil_face_diffusivities():
+    """Face k, i (between cells i and i+1 along axis k) is W_face + G_face / r with the
+    face-averaged maps, 0 where either cell is CSF/background (W + G < 0.1) and on the last
+    layer; every axis reads its own neighbours (GliODIL's get_D took the y maps for z)."""
+    g = torch.Generator().manual_seed(0)
+    shape = (3, 4, 5)
+    wm = torch.rand(shape, dtype=F64, generator=g)
+    gm = (1 - wm) * torch.rand(shape, dtype=F64, generator=g)
+    csf = torch.rand(shape, generator=g) < 0.25
+    wm[csf], gm[csf] = 0.03, 0.04  # W + G < 0.1: no tissue
+    r = 7.0
+    faces = tissue_faces(wm, gm, dg_ratio=r)
+    assert len(faces) == 3
+    w, gg, tissue = wm.numpy(), gm.numpy(), (~csf).numpy()
+    for k in range(3):
+        assert faces[k].shape == shape
+        for idx in torch.cartesian_prod(*[torch.arange(n) for n in shape]).tolist():
+            i = tuple(idx)
+            j = list(idx)
+            j[k] += 1
+            j = tuple(j)
+            if j[k] == shape[k] or not (tissue[i] and tissue[j]):
+                want = 0.0
+            else:
+                want = 0.5 * (w[i] + w[j]) + 0.5 * (gg[i] + gg[j]) / r
+            assert float(faces[k][i]) == pytest.approx(want, rel=1e-14, abs=0), (k, i)
+    # a grey-matter-only face diffuses r times slower than a white-matter-only one
+    one, zero = torch.ones(2, dtype=F64), torch.zeros(2, dtype=F64)
+    assert float(tissue_faces(zero, one, dg_ratio=r)[0][0]) == pytest.approx(1 / r)
+    assert float(tissue_faces(one, zero, dg_ratio=r)[0][0]) == 1.0
