@@ -285,3 +285,31 @@ def test_save_refuses_a_module_swapped_in_by_hand(tmp_path):
     del m.net["embed"]
     with pytest.raises(ValueError, match=r"^save: net\['embed'\] is missing"):
         m.save(tmp_path / "m.pt")
+
+
+def _weights(m, part):
+    return [p.detach().clone() for p in m.net[part].parameters()]
+
+
+def _same(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_alternating_schedule_updates_field_and_gcn_on_alternate_steps():
+    """schedule="alternating": step 1 updates only the vector field (with detached cached
+    embeddings), step 2 only the GCN through the fixed field; "joint" updates both at once."""
+    d = linear_map(n_train=6, n_cal=0, n_test=0, n_points=40, seed=0)
+    kw = dict(SMALL, lr=1e-2, gnn_lr=1e-2)
+    fresh = MetaFlowMatching(d, seed=0, schedule="alternating", **kw)
+    f0, e0 = _weights(fresh, "field"), _weights(fresh, "embed")
+    one = MetaFlowMatching(d, seed=0, schedule="alternating", **kw)
+    one.fit(steps=1, progress=False)
+    f1, e1 = _weights(one, "field"), _weights(one, "embed")
+    assert not _same(f1, f0) and _same(e1, e0)
+    two = MetaFlowMatching(d, seed=0, schedule="alternating", **kw)
+    two.fit(steps=2, progress=False)
+    f2, e2 = _weights(two, "field"), _weights(two, "embed")
+    assert _same(f2, f1) and not _same(e2, e1)
+    joint = MetaFlowMatching(d, seed=0, schedule="joint", **kw)
+    joint.fit(steps=1, progress=False)
+    assert not _same(_weights(joint, "field"), f0) and not _same(_weights(joint, "embed"), e0)
