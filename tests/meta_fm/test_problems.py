@@ -180,3 +180,26 @@ def test_patient_screen_split_refusals():
         patient_screen(fold=4, **kw)
     with pytest.raises(ValueError, match="fold"):
         patient_screen(split="replica", fold=-1, **kw)
+
+
+@pytest.mark.parametrize(
+    "name,kw",
+    [
+        ("B1", dict(rotations=1, train_letters="AB")),
+        ("B2", dict(n_train=2, n_cal=0, n_test=1, n_points=32)),
+        ("B3", dict(n_train=2, n_cal=0, n_test=1, n_points=16, steps=5)),
+        ("B4", dict(n_cells=30, dim=3)),
+    ],
+)
+def test_generators_are_seeded_and_ignore_the_global_stream(name, kw):
+    """The same seed gives the same populations whatever torch's global stream holds; another
+    seed gives other populations (the data sets are generated on the fly, never downloaded)."""
+    torch.manual_seed(1)
+    a = make_population_problem(name, seed=5, **kw)
+    torch.manual_seed(2)
+    b = make_population_problem(name, seed=5, **kw)
+    c = make_population_problem(name, seed=6, **kw)
+    assert len(a) == len(b) == len(c) and len(a) > 0
+    for x, y in zip(a.source + a.target, b.source + b.target):
+        assert torch.equal(x, y), name
+    assert not all(torch.equal(x, y) for x, y in zip(a.source + a.target, c.source + c.target))
