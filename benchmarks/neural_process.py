@@ -288,6 +288,10 @@ def main(argv: list[str] | None = None) -> Path:
     skip = set(filter(None, args.skip.split(",")))
     if args.only:
         skip |= set(ALL_ROWS) - set(args.only.split(","))
+    needs_p1 = sorted({"C1", "P3"} - skip)
+    if needs_p1 and "P1" in skip:  # they score P1's trained models: without P1, no row at all
+        opt = "--only" if args.only else "--skip"
+        ap.error(f"{opt}: {', '.join(needs_p1)} reuse the P1 row's trained models; keep P1")
     dev = args.device
     out = args.out or (tempfile.mkdtemp(prefix="bench_np_") if q else None)
     t_all = time.perf_counter()

@@ -34,6 +34,8 @@ REFUSALS = [  # (script, function that would start a benchmark, argv, option nam
     ("gp_pde.py", "run_one", ["--budget-scale", "nan"], "--budget-scale"),
     ("neural_process.py", "poisson_test_set", ["--only", "p1"], "--only"),
     ("neural_process.py", "poisson_test_set", ["--skip", "B2"], "--skip"),
+    ("neural_process.py", "poisson_test_set", ["--only", "C1"], "--only"),
+    ("neural_process.py", "poisson_test_set", ["--skip", "P1"], "--skip"),
     ("odil.py", None, ["--only", "B4"], "--only"),
     ("odil_joint.py", "run", ["--solvers", "lu"], "--solvers"),
     ("odil_joint.py", "run", ["--nt", "1"], "--nt"),
