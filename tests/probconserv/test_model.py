@@ -634,3 +634,29 @@ def test_meta_gp_predicts_the_exact_gp_conditional():
     torch.testing.assert_close(cov, want_cov, rtol=1e-7, atol=1e-9)
     # a full covariance: the off-diagonal correlations are those of the kernel, not zero
     assert float((cov - torch.diag_embed(cov.diagonal(dim1=-2, dim2=-1))).abs().max()) > 1e-3
+
+
+@pytest.mark.parametrize("hidden, heads", [(64, 4), (24, 3)])
+def test_anp_attention_is_scaled_dot_product_attention(hidden, heads):
+    """softmax(Q K^T / sqrt d) V per head, then the output projection; with sqrt d a power of
+    two (d = 16) the queries' scaling gives the scores' numbers bit for bit."""
+    from bayesphys.probconserv.anp import _Attention
+
+    torch.manual_seed(0)
+    att = _Attention(hidden, heads)
+    q, k = torch.randn(2, 5, hidden), torch.randn(2, 7, hidden)
+    v = torch.randn(2, 7, hidden)
+
+    def heads_of(z):
+        return z.reshape(2, -1, heads, hidden // heads).transpose(1, 2)
+
+    qh, kh, vh = heads_of(att.q(q)), heads_of(att.k(k)), heads_of(att.v(v))
+    d = hidden // heads
+    w = torch.softmax(qh @ kh.transpose(-1, -2) / d**0.5, -1)
+    want = att.o((w @ vh).transpose(1, 2).reshape(2, 5, hidden))
+    got = att(q, k, v)
+    if d == 16:
+        assert torch.equal(got, want)
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+    sdpa = torch.nn.functional.scaled_dot_product_attention(qh, kh, vh)
+    torch.testing.assert_close(got, att.o(sdpa.transpose(1, 2).reshape(2, 5, hidden)))
