@@ -31,6 +31,7 @@ from .mass_check import (
 )
 from .metagp import MetaGP
 from .model import ProbConserv, ProbConservConfig
+from .monotone import monotone_posterior, project_monotone
 from .update import (
     conservation_update,
     conserve_slices,
@@ -57,6 +58,8 @@ __all__ = [
     "discrepancy_variance",
     "add_discrepancy",
     "MetaGP",
+    "monotone_posterior",
+    "project_monotone",
     "nonnegative_posterior",
     "project_nonnegative",
     "ProbConserv",

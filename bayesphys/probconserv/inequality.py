@@ -88,6 +88,16 @@ def nonnegative_posterior(
     Returns ``SamplePosterior`` with draws ``[1, n_samples, *batch, nx]`` (``n_samples >= 2``,
     for its empirical moments); ``mass [*batch]`` (or broadcastable to it).
     """
+    draws, g, mass = _slice_draws(post, x, mass, n_samples, seed)
+    u = project_nonnegative(draws, g, mass)
+    return SamplePosterior(u.unsqueeze(0), event_ndim=1)
+
+
+def _slice_draws(
+    post: Posterior, x: Tensor, mass: Tensor, n_samples: int, seed: int | None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Checked ``(draws [n_samples, *batch, nx], g [nx], mass [*batch])`` of a posterior with
+    event ``(nx,)``: what the inequality steps project."""
     if not is_posterior(post):  # only its draws are used: any posterior (recalibrated, ...)
         raise TypeError(f"post: expected a Posterior, received {type(post).__name__}")
     if len(post.event_shape) != 1:
@@ -105,5 +115,4 @@ def nonnegative_posterior(
         seed = check_seed("seed", seed)
         gen = torch.Generator(device=post.device).manual_seed(seed)
     draws = post.sample((n_samples,), generator=gen)
-    u = project_nonnegative(draws, g, mass)
-    return SamplePosterior(u.unsqueeze(0), event_ndim=1)
+    return draws, g, mass
