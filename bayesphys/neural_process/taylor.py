@@ -52,10 +52,11 @@ def swish_taylor(a: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 class _SwishTaylorStacked(torch.autograd.Function):
-    r"""Swish on stacked streams ``a`` ``[S, ...]`` (slot 0 the value) with a hand-written
-    backward: it saves only ``a`` and makes one pass over the streams, instead of autograd's
-    graph of ~20 elementwise nodes per layer. The backward is itself built from differentiable
-    operations on ``a``, so higher derivatives (``create_graph=True``) stay exact.
+    r"""Swish on stacked streams ``a`` ``[S, ...]`` (slot 0 the value, plus ``bias`` when
+    given) with a hand-written backward: it saves only ``a`` (and ``bias``) and makes one pass
+    over the streams, instead of autograd's graph of ~20 elementwise nodes per layer. The
+    backward is itself built from differentiable operations on ``a``, so higher derivatives
+    (``create_graph=True``) stay exact.
 
     With :math:`q = \sigma(1 - \sigma)`: :math:`s' = \sigma + v q`,
     :math:`s'' = q\,(2 + v(1 - 2\sigma))`,
@@ -63,8 +64,12 @@ class _SwishTaylorStacked(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, a: Tensor, first: tuple[int, ...], ix: int, ixx: int) -> Tensor:
-        v = a[0]
+    def forward(
+        ctx, a: Tensor, bias: Tensor | None, first: tuple[int, ...], ix: int, ixx: int
+    ) -> Tensor:
+        # the value stream's bias is added here, not into a copy of ``a`` (``cat``), whose
+        # backward cost two zero-filled copies of the stack per layer
+        v = a[0] if bias is None else a[0] + bias
         sg = torch.sigmoid(v)
         q = sg * (1 - sg)
         f1 = torch.addcmul(sg, v, q)
@@ -72,18 +77,47 @@ class _SwishTaylorStacked(torch.autograd.Function):
         torch.mul(v, sg, out=out[0])
         for i in first:
             torch.mul(a[i], f1, out=out[i])
+        one2 = f2 = None
+        if first:  # the first-order streams' factor (also the backward's)
+            one2 = 1 - 2 * sg
+            f2 = q * (2 + v * one2)
         if ixx >= 0:
-            f2 = q * (2 + v * (1 - 2 * sg))
             torch.addcmul(f1 * a[ixx], f2, a[ix] * a[ix], out=out[ixx])
-        ctx.save_for_backward(a)
+        ctx.save_for_backward(a, *(() if bias is None else (bias,)))
+        # the factors, for a first-order backward (a second-order one recomputes them)
+        ctx.factors = (v, sg, q, one2, f1, f2)
         ctx.first, ctx.ix, ctx.ixx = first, ix, ixx
         return out
 
     @staticmethod
     def backward(ctx, g: Tensor):
-        (a,) = ctx.saved_tensors
+        a, *b = ctx.saved_tensors
         first, ix, ixx = ctx.first, ctx.ix, ctx.ixx
-        v = a[0]
+        factors, ctx.factors = ctx.factors, None
+        if torch.is_grad_enabled() or factors is None:  # create_graph (or retain_graph)
+            return _SwishTaylorStacked._graph_backward(a, b, g, first, ix, ixx)
+        # first order: the forward's factors, the gradients written in place
+        v, sg, q, one2, f1, f2 = factors
+        out = torch.empty_like(a)
+        gv = torch.mul(g[0], f1, out=out[0])
+        for i in first:
+            torch.mul(g[i], f1, out=out[i])
+            gv.addcmul_(g[i] * a[i], f2)
+        if ixx >= 0:
+            ax, gxx = a[ix], g[ixx]
+            f3 = q * (3 * one2 + v * (1 - 6 * sg + 6 * sg * sg))
+            torch.mul(gxx, f1, out=out[ixx])
+            out[ix].addcmul_(gxx * ax, f2, value=2.0)
+            gv.addcmul_(gxx, f3 * ax * ax + f2 * a[ixx])
+        gb = gv.sum_to_size(b[0].shape) if b and ctx.needs_input_grad[1] else None
+        return out, gb, None, None, None
+
+    @staticmethod
+    def _graph_backward(
+        a: Tensor, b: list[Tensor], g: Tensor, first: tuple[int, ...], ix: int, ixx: int
+    ) -> tuple[Tensor, Tensor | None, None, None, None]:
+        """The backward as differentiable operations on ``a`` (and ``bias``, ``b``)."""
+        v = a[0] + b[0] if b else a[0]
         sg = torch.sigmoid(v)
         q = sg * (1 - sg)
         one2 = 1 - 2 * sg
@@ -101,12 +135,15 @@ class _SwishTaylorStacked(torch.autograd.Function):
             grads[ix] = torch.addcmul(grads[ix], gxx * ax, f2, value=2.0)
             gv = torch.addcmul(gv, gxx, f3 * ax * ax + f2 * a[ixx])
         grads[0] = gv
-        return torch.stack(grads), None, None, None
+        gb = gv.sum_to_size(b[0].shape) if b else None
+        return torch.stack(grads), gb, None, None, None
 
 
-def swish_taylor_stacked(a: Tensor, keys: tuple[str, ...]) -> Tensor:
+def swish_taylor_stacked(a: Tensor, keys: tuple[str, ...], bias: Tensor | None = None) -> Tensor:
     """:func:`swish_taylor` on streams stacked along axis 0 (``keys[0] == "v"``), ``a``
-    ``[S, ...]`` -> ``[S, ...]``, with a fused backward (first-order gradients only)."""
+    ``[S, ...]`` -> ``[S, ...]``, with a fused backward (first-order gradients only).
+    ``bias`` (broadcastable to ``a[0]``): added to the value stream first, as if ``a[0]``
+    were ``a[0] + bias``."""
     if not keys or keys[0] != "v":
         raise ValueError(f"keys: expected the value stream 'v' first, received {keys}")
     if a.ndim < 1 or a.shape[0] != len(keys):
@@ -119,7 +156,7 @@ def swish_taylor_stacked(a: Tensor, keys: tuple[str, ...]) -> Tensor:
     ixx = keys.index("xx") if "xx" in keys else -1
     if ixx >= 0 and ix < 0:
         raise ValueError("keys: the 'xx' stream needs the 'x' stream")
-    return _SwishTaylorStacked.apply(a, first, ix, ixx)
+    return _SwishTaylorStacked.apply(a, bias, first, ix, ixx)
 
 
 class FourierFeatures(nn.Module):
@@ -191,13 +228,11 @@ class TaylorMLP(nn.Module):
     def forward(self, feats: dict[str, Tensor], cond: Tensor) -> dict[str, Tensor]:
         keys = tuple(feats)
         stack = torch.stack([feats[k] for k in keys])  # [S, B, N, F]
-        a = self.inp(stack)
-        a = torch.cat([a[:1] + self.cond(cond).unsqueeze(-2), a[1:]])
-        h = swish_taylor_stacked(a, keys)
+        # each layer's bias (the first layer's: the condition's term) enters the value stream
+        # only, added inside the activation (a ``cat`` of the streams cost two zero-filled
+        # copies of the stack per layer in the backward)
+        h = swish_taylor_stacked(self.inp(stack), keys, self.cond(cond).unsqueeze(-2))
         for layer in self.hidden:
-            a = torch.matmul(h, layer.weight.mT)
-            a = torch.cat([a[:1] + layer.bias, a[1:]])
-            h = swish_taylor_stacked(a, keys)
-        o = torch.matmul(h, self.out.weight.mT)
-        o = torch.cat([o[:1] + self.out.bias, o[1:]])
-        return dict(zip(keys, o))
+            h = swish_taylor_stacked(torch.matmul(h, layer.weight.mT), keys, layer.bias)
+        v, *rest = torch.matmul(h, self.out.weight.mT).unbind(0)
+        return dict(zip(keys, (v + self.out.bias, *rest)))
