@@ -46,6 +46,64 @@ def _mlp(sizes: list[int], last_act: bool = True) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def _kernel_average(nd2: Tensor, inv: Tensor, feat: Tensor) -> tuple[Tensor, Tensor]:
+    """Nadaraya-Watson averages ``[B, P, M]`` of ``feat [B, N, P]`` with weights
+    ``k = exp(nd2 * inv)`` (``nd2 = -d^2 [B, 1, M, N]``, ``inv = 1 / (2 l^2) [P]``), and the
+    weights' sums ``[B, P, M]``."""
+    k = torch.exp(nd2 * inv[None, :, None, None])  # [B, P, M, N]
+    num = torch.einsum("bpmn,bnp->bpm", k, feat)
+    ks = k.sum(-1)
+    return num / (ks + 1e-6), ks
+
+
+class _KernelAverage(torch.autograd.Function):
+    """:func:`_kernel_average` (no gradient in ``nd2``) with a hand-written backward that gives
+    autograd's gradients bit for bit: the weights' gradient ``[B, P, M, N]`` is built in one
+    buffer (autograd: an outer product by a batched matmul of inner size 1, then three more
+    full-size tensors). A second-order backward runs autograd's graph."""
+
+    @staticmethod
+    def forward(ctx, nd2: Tensor, inv: Tensor, feat: Tensor) -> tuple[Tensor, Tensor]:
+        k = (nd2 * inv[None, :, None, None]).exp_()  # [B, P, M, N]
+        num = torch.einsum("bpmn,bnp->bpm", k, feat)
+        ks = k.sum(-1)
+        den = ks + 1e-6
+        ctx.save_for_backward(nd2, inv, feat, k, num, den)
+        ctx.set_materialize_grads(False)
+        return num / den, ks
+
+    @staticmethod
+    def backward(ctx, gh: Tensor | None, gks: Tensor | None):
+        nd2, inv, feat, k, num, den = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: differentiate autograd's graph
+            with torch.enable_grad():
+                outs = [
+                    (o, g)
+                    for o, g in zip(_kernel_average(nd2, inv, feat), (gh, gks))
+                    if g is not None
+                ]
+                gi, gf = torch.autograd.grad(
+                    [o for o, _ in outs], (inv, feat), [g for _, g in outs], create_graph=True
+                )
+            return None, gi, gf
+        b, p, m, n = k.shape
+        if gh is None:
+            gh = torch.zeros_like(num)
+        gnum = gh / den  # the quotient's gradients, as autograd's
+        gden = -gh * ((num / den) / den)
+        if gks is not None:
+            gden = gden + gks
+        # d/dk: gnum[b, p, m] feat[b, n, p] (one product each) + gden, times k (exp)
+        t = gnum.unsqueeze(-1) * feat.permute(0, 2, 1).unsqueeze(2)
+        t.add_(gden.unsqueeze(-1)).mul_(k)
+        gf = None
+        if ctx.needs_input_grad[2]:  # the einsum's batched matmul, transposed
+            gf = torch.bmm(k.view(b * p, m, n).mT, gnum.reshape(b * p, m, 1))
+            gf = gf.view(b, p, n).permute(0, 2, 1)
+        gi = t.mul_(nd2).sum((0, 2, 3), keepdim=True).view(p) if ctx.needs_input_grad[1] else None
+        return None, gi, gf
+
+
 class KernelInterpolation(nn.Module):
     """Nadaraya-Watson interpolation of ``P`` channels onto a fixed grid ``[M, dim_x]``."""
 
@@ -73,10 +131,10 @@ class KernelInterpolation(nn.Module):
         """
         d2 = torch.cdist(self.grid.to(x.dtype).expand(x.shape[0], -1, -1), x).pow(2)  # [B, M, N]
         inv = 0.5 / self.log_ell.exp().pow(2).to(x.dtype)  # [P]
-        k = torch.exp(-d2.unsqueeze(1) * inv[None, :, None, None])  # [B, P, M, N]
-        num = torch.einsum("bpmn,bnp->bpm", k, feat)
-        ks = k.sum(-1)
-        h = num / (ks + 1e-6)
+        if x.requires_grad:  # gradients in x: autograd's graph
+            h, ks = _kernel_average(-d2.unsqueeze(1), inv, feat)
+        else:  # the same numbers, with a leaner backward
+            h, ks = _KernelAverage.apply(-d2.unsqueeze(1), inv, feat)
         if density:
             return h, ks / x.shape[1]
         return h
