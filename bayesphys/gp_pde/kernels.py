@@ -66,6 +66,22 @@ def _matern52_env(z: Tensor, a: Tensor, n: int) -> list[Tensor]:
     return out
 
 
+def _values_inplace(kind: str, zz: Tensor, a: Tensor, m: Tensor, w: Tensor) -> Tensor:
+    """``(env * cos(m z)) @ w`` for ``n = 0`` without autograd, the same operations in the same
+    order as the differentiable path (bit for bit) but on a few reused ``[..., Q]`` buffers."""
+    if kind == "gm":
+        env = _gauss_env(zz, a, 0)[0]
+    else:  # (1 + ar + ar^2/3) e^{-ar}, as _matern52_env
+        ar = (math.sqrt(5.0) * a) * zz.abs()
+        env = torch.neg(ar).exp_()
+        sq = ar * ar
+        sq.div_(3)
+        env.mul_(ar.add_(1).add_(sq))
+        del ar, sq
+    c = torch.mul(m, zz).cos_()
+    return env.mul_(c) @ w
+
+
 class SpectralMixture1d(nn.Module):
     r"""A 1-D spectral-mixture kernel :math:`k(z) = \sum_q w_q\, \gamma_q(z) \cos(2\pi\mu_q z)`.
 
@@ -146,6 +162,8 @@ class SpectralMixture1d(nn.Module):
 
     def _deriv_part(self, z: Tensor, n: int, a: Tensor, m: Tensor, w: Tensor) -> Tensor:
         zz = z.unsqueeze(-1)
+        if n == 0 and not torch.is_grad_enabled():
+            return _values_inplace(self.kind, zz, a, m, w)
         env = (_gauss_env if self.kind == "gm" else _matern52_env)(zz, a, n)
         ph = m * zz
         c = torch.cos(ph)
