@@ -71,15 +71,16 @@ def _values_inplace(kind: str, zz: Tensor, a: Tensor, m: Tensor, w: Tensor) -> T
     order as the differentiable path (bit for bit) but on a few reused ``[..., Q]`` buffers."""
     if kind == "gm":
         env = _gauss_env(zz, a, 0)[0]
+        c = torch.mul(m, zz)
     else:  # (1 + ar + ar^2/3) e^{-ar}, as _matern52_env
-        ar = (math.sqrt(5.0) * a) * zz.abs()
-        env = torch.neg(ar).exp_()
-        sq = ar * ar
-        sq.div_(3)
-        env.mul_(ar.add_(1).add_(sq))
-        del ar, sq
-    c = torch.mul(m, zz).cos_()
-    return env.mul_(c) @ w
+        env = (math.sqrt(5.0) * a) * zz.abs()  # ar
+        c = env * env
+        c.div_(3)  # ar^2 / 3
+        e = torch.neg(env).exp_()
+        env.add_(1).add_(c).mul_(e)
+        del e
+        torch.mul(m, zz, out=c)
+    return env.mul_(c.cos_()) @ w
 
 
 class SpectralMixture1d(nn.Module):
