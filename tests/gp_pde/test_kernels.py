@@ -117,3 +117,29 @@ def test_kernel_parameter_shapes_and_values_are_checked():
         k.weights, torch.full((3,), math.exp(-1), dtype=torch.float64)
     )
     assert k.log_a[2] == 1.0
+
+
+@pytest.mark.parametrize("kind", ["gm", "stm"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_values_without_autograd_equal_the_differentiable_path_bit_for_bit(kind, dtype):
+    # kernel values computed without autograd (checkpoints, predict, the posterior) run on
+    # reused buffers; they must be the training path's numbers exactly, zero lag and extremes
+    torch.manual_seed(1)
+    k = SpectralMixture1d(5, kind=kind, log_a=torch.randn(5, dtype=torch.float64)).to(dtype)
+    z = torch.cat(
+        [
+            torch.linspace(-3, 3, 61, dtype=dtype),
+            torch.tensor([0.0, -0.0, 1e-30, -1e-30, 1e3, -1e3], dtype=dtype),
+        ]
+    )
+    with torch.enable_grad():
+        want = k(z.clone().requires_grad_(True)).detach()
+    with torch.no_grad():
+        got = k(z)
+    assert torch.equal(got, want)
+    with torch.no_grad():
+        assert torch.equal(k.gram(z[:20], z[5:30]), k.gram(z[:20], z[5:30]))  # no state kept
+    with torch.enable_grad():
+        assert torch.equal(
+            k.gram(z[:20], z[5:30]).detach(), torch.no_grad()(k.gram)(z[:20], z[5:30])
+        )
