@@ -26,22 +26,24 @@ from .update import check_slice_mass, trapezoid_weights
 __all__ = ["project_nonnegative", "nonnegative_posterior"]
 
 
-def project_nonnegative(draws: Tensor, g: Tensor, b: Tensor, iters: int = 100) -> Tensor:
-    """Project draws ``[*, N]`` onto ``{u >= 0, g.u = b}``; ``g [N] > 0``, ``b`` broadcast to ``[*]``."""
-    draws = as_tensor("draws", draws)
-    if not draws.is_floating_point() or draws.ndim < 1:
-        raise ValueError(
-            f"draws: expected a floating tensor [*, N], received {draws.dtype} of shape "
-            f"{tuple(draws.shape)}"
-        )
-    iters = check_int("iters", iters, minimum=1)
-    g = as_tensor("g", g, dtype=draws.dtype, device=draws.device)
+def _weights_and_masses(
+    draws: Tensor,
+    g: Tensor,
+    b: Tensor,
+    dtype: torch.dtype,
+    device: torch.device,
+    *,
+    nonnegative: bool,
+) -> tuple[Tensor, Tensor]:
+    """Checked ``g [N] > 0`` and ``b`` expanded to ``draws.shape[:-1]`` (``>= 0`` when
+    ``nonnegative``), both as ``dtype`` on ``device``: the inequality steps' common checks."""
+    g = as_tensor("g", g, dtype=dtype, device=device)
     if g.shape != draws.shape[-1:]:
         raise ValueError(
             f"g: expected shape ({draws.shape[-1]},) (one weight per draw value), received "
             f"{tuple(g.shape)}"
         )
-    b = as_tensor("b", b, dtype=draws.dtype, device=draws.device)
+    b = as_tensor("b", b, dtype=dtype, device=device)
     try:
         b = b.expand(draws.shape[:-1])
     except RuntimeError as err:
@@ -51,8 +53,21 @@ def project_nonnegative(draws: Tensor, g: Tensor, b: Tensor, iters: int = 100) -
         ) from err
     if bool((g <= 0).any()):
         raise ValueError("g: expected strictly positive weights")
-    if bool((b < 0).any()):
+    if nonnegative and bool((b < 0).any()):
         raise ValueError("b: expected a non-negative mass (no non-negative field has it otherwise)")
+    return g, b
+
+
+def project_nonnegative(draws: Tensor, g: Tensor, b: Tensor, iters: int = 100) -> Tensor:
+    """Project draws ``[*, N]`` onto ``{u >= 0, g.u = b}``; ``g [N] > 0``, ``b`` broadcast to ``[*]``."""
+    draws = as_tensor("draws", draws)
+    if not draws.is_floating_point() or draws.ndim < 1:
+        raise ValueError(
+            f"draws: expected a floating tensor [*, N], received {draws.dtype} of shape "
+            f"{tuple(draws.shape)}"
+        )
+    iters = check_int("iters", iters, minimum=1)
+    g, b = _weights_and_masses(draws, g, b, draws.dtype, draws.device, nonnegative=True)
 
     def mass(lam: Tensor) -> Tensor:
         return (draws - lam.unsqueeze(-1) * g).clamp_min(0) @ g

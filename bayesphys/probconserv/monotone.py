@@ -31,7 +31,7 @@ from torch import Tensor
 from .._checks import check_bool, check_int
 from .._device import as_tensor
 from ..posterior import Posterior, SamplePosterior
-from .inequality import _slice_draws
+from .inequality import _slice_draws, _weights_and_masses
 
 __all__ = ["project_monotone", "monotone_posterior"]
 
@@ -184,24 +184,7 @@ def project_monotone(
     nonnegative = check_bool("nonnegative", nonnegative)
     iters = check_int("iters", iters, minimum=1)
     work = torch.device("cpu") if draws.device.type == "mps" else draws.device  # no float64
-    g = as_tensor("g", g, dtype=_F64, device=work)
-    if g.shape != draws.shape[-1:]:
-        raise ValueError(
-            f"g: expected shape ({draws.shape[-1]},) (one weight per draw value), received "
-            f"{tuple(g.shape)}"
-        )
-    b = as_tensor("b", b, dtype=_F64, device=work)
-    try:
-        b = b.expand(draws.shape[:-1])
-    except RuntimeError as err:
-        raise ValueError(
-            f"b: expected shape {tuple(draws.shape[:-1])} (one mass per draw) or broadcastable "
-            f"to it, received {tuple(b.shape)}"
-        ) from err
-    if bool((g <= 0).any()):
-        raise ValueError("g: expected strictly positive weights")
-    if nonnegative and bool((b < 0).any()):
-        raise ValueError("b: expected a non-negative mass (no non-negative field has it otherwise)")
+    g, b = _weights_and_masses(draws, g, b, _F64, work, nonnegative=nonnegative)
     v = draws.to(device=work, dtype=_F64).reshape(-1, draws.shape[-1])
     if not decreasing:  # non-decreasing u is non-increasing read backwards
         v, g = v.flip(-1), g.flip(-1)
