@@ -32,6 +32,7 @@ from bayesphys.probconserv import (
     hybrid_covariance,
     local_coverage_scale,
     mass_residual,
+    monotone_posterior,
     nonnegative_posterior,
     project_nonnegative,
     select_candidate,
@@ -639,7 +640,7 @@ def test_a_finished_fit_leaves_the_network_in_eval_mode():
 
 
 def test_front_and_nonnegative_steps_take_any_posterior(prior):
-    """Both only draw from the posterior: a recalibrated or empirical one was refused."""
+    """They only draw from the posterior: a recalibrated or empirical one was refused."""
     from bayesphys import SamplePosterior
     from bayesphys.diagnostics import Recalibrator
 
@@ -654,6 +655,10 @@ def test_front_and_nonnegative_steps_take_any_posterior(prior):
         assert fronts.shape == (5, 2, 1) and bool(((fronts >= 0) & (fronts <= 1)).all())
         fields = nonnegative_posterior(post, x, mass, 6)
         assert fields.draws.shape == (1, 6, 2, 1, 11) and bool((fields.draws >= 0).all())
+        mono = monotone_posterior(post, x, mass, 6, nonnegative=True)
+        d = mono.draws
+        assert d.shape == (1, 6, 2, 1, 11) and bool((d >= 0).all())
+        assert bool((d[..., 1:] <= d[..., :-1]).all())  # non-increasing along x
     # the shock draws are those of the posterior's own draws (same seed, same sampler)
     assert torch.equal(
         shock_posterior(empirical, x, 5, seed=3),
