@@ -36,6 +36,9 @@ from .._checks import check_int, check_real
 
 __all__ = ["AttentiveNP"]
 
+# points per block of the chunked decoder (:func:`_chunked`; 8192 x 2H floats: 4 MB at H = 64)
+_CHUNK_ROWS = 8192
+
 
 def check_box(lo, hi) -> tuple[tuple[float, float], tuple[float, float]]:
     """The input box ``lo = (t0, x0)``, ``hi = (t1, x1)`` as floats with ``lo < hi`` in each
@@ -224,5 +227,42 @@ class AttentiveNP(nn.Module):
         w_r, w_z, w_p = first.weight[:, :h], first.weight[:, h : 2 * h], first.weight[:, 2 * h :]
         px = self.proj(self._norm(xt))
         point = F.linear(r, w_r) + F.linear(px, w_p, first.bias)  # [B, Nt, 2H]
-        out = rest(point + F.linear(z, w_z).unsqueeze(-2))  # [S, B, Nt, 2]
+        zpart = F.linear(z, w_z).unsqueeze(-2)  # [S, B, 1, 2H]
+        if point.device.type == "cpu" and not torch.is_grad_enabled():
+            out = _chunked(rest, point, zpart)
+        else:
+            out = rest(point + zpart)  # [S, B, Nt, 2]
         return out[..., 0], 1e-3 + F.softplus(out[..., 1])
+
+
+def _split(n: int, size: int) -> list[slice]:
+    """``range(n)`` in ``ceil(n / size)`` contiguous slices of (nearly) equal length."""
+    k = -(-n // size)
+    bounds = [n * i // k for i in range(k + 1)]
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _chunked(rest: nn.Module, point: Tensor, zpart: Tensor, rows: int = _CHUNK_ROWS) -> Tensor:
+    r"""``rest(point + zpart)`` for ``point [B, Nt, C]``, ``zpart [S, B, 1, C]`` in blocks of
+    about ``rows`` points (whole draws, or functions of one draw): the same numbers (every
+    layer acts point by point) without the ``[S, B, Nt, C]`` intermediates, which for a
+    calibration's ``32 x 200 x 201`` points are hundreds of MB each (memory-bound: several
+    times slower on a CPU). Blocks are split evenly, so none is far below ``rows / 4``
+    points: the BLAS takes another path for matrices of a few rows (under 16 with MKL), whose
+    round-off differs; sets of at most ``2 rows`` points are not split."""
+    b, nt = point.shape[-3], point.shape[-2]
+    s = zpart.shape[0]
+    if s * b * nt <= 2 * rows:
+        return rest(point + zpart)
+    if b * nt <= rows:  # several draws, every function
+        blocks = [(i, slice(None)) for i in _split(s, max(1, rows // (b * nt)))]
+    else:  # one draw, several functions
+        fb = _split(b, max(1, rows // nt))
+        blocks = [(i, j) for i in range(s) for j in fb]
+    out: Tensor | None = None
+    for si, bi in blocks:
+        y = rest(point[bi] + zpart[si, bi])
+        if out is None:
+            out = y.new_empty((s, b, nt, y.shape[-1]))
+        out[si, bi] = y
+    return out
