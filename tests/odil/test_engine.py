@@ -600,3 +600,21 @@ def test_theta_covariance_solves_every_parameter_in_one_cg(monkeypatch):
     exact = torch.linalg.inv(dense_gn_matrix(prob, x))[n:, n:]
     assert torch.allclose(cov, exact, rtol=1e-8)
     assert len(info["cg_iters"]) == 3 and max(info["cg_residuals"]) <= 1e-12
+
+
+def test_batched_products_rowwise_on_cpu_equal_the_batched_pass(monkeypatch):
+    """On the CPU jvp_vjp takes a batch of tangents one row at a time: bit for bit the values
+    of the batched (vmap) pass it replaces there."""
+    from bayesphys.odil import solvers
+
+    prob, _, _ = _linear_gaussian()
+    x = torch.linspace(-1, 1, prob.n, dtype=torch.float64)
+    g = torch.Generator().manual_seed(3)
+    r, jv, jtw = solvers.jvp_vjp(prob.residual, x)
+    v = torch.randn(5, prob.n, dtype=torch.float64, generator=g)
+    w = torch.randn(5, r.numel(), dtype=torch.float64, generator=g)
+    rows = (jv(v), jtw(w))
+    monkeypatch.setattr(solvers, "_rowwise", lambda t: False)
+    _, jv, jtw = solvers.jvp_vjp(prob.residual, x)
+    assert torch.equal(rows[0], jv(v)) and torch.equal(rows[1], jtw(w))
+    assert torch.equal(rows[0][2], jv(v[2])) and torch.equal(rows[1][4], jtw(w[4]))
