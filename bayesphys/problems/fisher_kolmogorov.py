@@ -28,7 +28,7 @@ from torch import Tensor
 from .._checks import check_bool, check_int, check_real, did_you_mean
 from .._device import as_tensor
 from .._stack import user_stacklevel
-from .stencil import _check_step, div_flux, face_average, shift
+from .stencil import _check_div_flux, _check_step, _div_flux, face_average, shift
 
 __all__ = [
     "tissue_faces",
@@ -300,10 +300,10 @@ def fk_forward(
     traj = [c] if save_every else None
     for k in range(steps):
         if scheme == "euler":
-            c = c + dt * (div_flux(c, scaled, hs) + rho * c * (1 - c))
+            c = c + dt * (_div_flux(c, scaled, hs) + rho * c * (1 - c))
         else:
             c = logistic_step(c, rho, 0.5 * dt)
-            c = logistic_step(c + dt * div_flux(c, scaled, hs), rho, 0.5 * dt)
+            c = logistic_step(c + dt * _div_flux(c, scaled, hs), rho, 0.5 * dt)
         if save_every and (k + 1) % save_every == 0:
             traj.append(c)
     if save_every:
@@ -339,9 +339,10 @@ def fk_residual(
         )
     hs = [spacing] * (c.ndim - 1)
     scaled = [f * dw for f in faces]
+    hs = _check_div_flux(c, scaled, hs)  # once, not in each call of rhs
 
     def rhs(u):
-        return div_flux(u, scaled, hs) + rho * u * (1 - u)
+        return _div_flux(u, scaled, hs) + rho * u * (1 - u)
 
     ct = (c[1:] - c[:-1]) / dt
     if scheme == "cn":
@@ -416,7 +417,7 @@ def fk_forward_tangent(
     zero_dw = bool(torch.as_tensor(dw).detach().eq(0).all())
 
     def dw_term(lap_c: Tensor, cc: Tensor) -> Tensor:  # ddw * div(f grad c)
-        return ddw * div_flux(cc, faces, hs) if zero_dw else ddw * lap_c / dw
+        return ddw * _div_flux(cc, faces, hs) if zero_dw else ddw * lap_c / dw
 
     bshape = (-1,) + (1,) * nd
     ddw, drho = ddw.reshape(bshape), drho.reshape(bshape)
@@ -428,7 +429,7 @@ def fk_forward_tangent(
         if scheme == "strang":
             c, dc = _logistic_tangent(c, dc, rho_t, drho, 0.5 * dt)
         both = torch.cat([c[None], dc], 0)
-        lap = div_flux(both, scaled, hs)  # D_w-scaled operator on c and on dc
+        lap = _div_flux(both, scaled, hs)  # D_w-scaled operator on c and on dc
         if scheme == "euler":
             react = c * (1 - c)
             dc = dc + dt * (lap[1:] + dw_term(lap[0], c) + rho * (1 - 2 * c) * dc + drho * react)

@@ -23,7 +23,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_int, check_real, did_you_mean
@@ -149,6 +148,11 @@ def div_flux(u: Tensor, faces: Sequence[Tensor], spacing: Sequence[float]) -> Te
     exactly zero (telescoping fluxes), i.e. mass is conserved by the discrete operator.
     One face tensor per step in ``spacing``, each of the grid's shape ``u.shape[-nd:]``.
     """
+    return _div_flux(u, faces, _check_div_flux(u, faces, spacing))
+
+
+def _check_div_flux(u: Tensor, faces: Sequence[Tensor], spacing: Sequence[float]) -> list:
+    """:func:`div_flux`'s argument checks; returns ``spacing`` as a list (one step per axis)."""
     spacing = _check_spacing(spacing)
     nd = len(spacing)
     grid = tuple(u.shape[u.ndim - nd :]) if nd <= u.ndim else None
@@ -159,6 +163,13 @@ def div_flux(u: Tensor, faces: Sequence[Tensor], spacing: Sequence[float]) -> Te
         raise ValueError(
             f"faces: expected {nd} face tensors of the grid's shape {grid}, received {got}"
         )
+    return spacing
+
+
+def _div_flux(u: Tensor, faces: Sequence[Tensor], spacing: list) -> Tensor:
+    """:func:`div_flux` without its checks, for callers that checked ``faces`` and ``spacing``
+    once (a time loop): the same operations, so the same values and the same graph."""
+    nd = len(spacing)
     out = torch.zeros_like(u)
     for k in range(nd):
         ax = u.ndim - nd + k
@@ -168,7 +179,8 @@ def div_flux(u: Tensor, faces: Sequence[Tensor], spacing: Sequence[float]) -> Te
         # and differences as the one-sided form, a third of the operations)
         flux = faces[k].narrow(k, 0, max(n - 1, 0)) * torch.diff(u, dim=ax)
         pad = [0, 0] * (u.ndim - 1 - ax)
-        gain = F.pad(flux, [*pad, 0, 1])  # F_i in cell i, 0 in the last
-        loss = F.pad(flux, [*pad, 1, 0])  # F_{i-1} in cell i, 0 in the first
+        # F.pad's constant mode without its Python wrapper (the same operation)
+        gain = torch.constant_pad_nd(flux, [*pad, 0, 1])  # F_i in cell i, 0 in the last
+        loss = torch.constant_pad_nd(flux, [*pad, 1, 0])  # F_{i-1} in cell i, 0 in the first
         out = out + (gain - loss) / (spacing[k] ** 2)
     return out
