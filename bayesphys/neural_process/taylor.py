@@ -141,9 +141,9 @@ class _SwishTaylorStacked(torch.autograd.Function):
 
 def swish_taylor_stacked(a: Tensor, keys: tuple[str, ...], bias: Tensor | None = None) -> Tensor:
     """:func:`swish_taylor` on streams stacked along axis 0 (``keys[0] == "v"``), ``a``
-    ``[S, ...]`` -> ``[S, ...]``, with a fused backward (first-order gradients only).
-    ``bias`` (broadcastable to ``a[0]``): added to the value stream first, as if ``a[0]``
-    were ``a[0] + bias``."""
+    ``[S, ...]`` -> ``[S, ...]``, with a fused backward (second derivatives through
+    ``create_graph=True`` too). ``bias`` (broadcastable to ``a[0]`` without enlarging it):
+    added to the value stream first, as if ``a[0]`` were ``a[0] + bias``."""
     if not keys or keys[0] != "v":
         raise ValueError(f"keys: expected the value stream 'v' first, received {keys}")
     if a.ndim < 1 or a.shape[0] != len(keys):
@@ -151,6 +151,17 @@ def swish_taylor_stacked(a: Tensor, keys: tuple[str, ...], bias: Tensor | None =
             f"a: expected {len(keys)} stacked streams on axis 0 (keys {keys}), "
             f"received shape {tuple(a.shape)}"
         )
+    if bias is not None:
+        try:
+            fits = torch.broadcast_shapes(bias.shape, a.shape[1:]) == a.shape[1:]
+        except (RuntimeError, AttributeError):
+            fits = False
+        if not fits:
+            got = tuple(bias.shape) if isinstance(bias, Tensor) else type(bias).__name__
+            raise ValueError(
+                f"bias: expected a tensor broadcastable to the value stream's shape "
+                f"{tuple(a.shape[1:])}, received {got}"
+            )
     first = tuple(i for i, k in enumerate(keys) if k not in ("v", "xx"))
     ix = keys.index("x") if "x" in keys else -1
     ixx = keys.index("xx") if "xx" in keys else -1

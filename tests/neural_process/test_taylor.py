@@ -86,3 +86,6 @@ def test_bias_is_added_to_the_value_stream_only():
     assert torch.equal(swish_taylor_stacked(a, keys, bias), swish_taylor_stacked(shifted, keys))
     assert torch.autograd.gradcheck(lambda t, b: swish_taylor_stacked(t, keys, b), (a, bias))
     assert torch.autograd.gradgradcheck(lambda t, b: swish_taylor_stacked(t, keys, b), (a, bias))
+    for bad in (torch.zeros(3), torch.zeros(3, 2, 4), [0.0] * 4):  # would enlarge / no tensor
+        with pytest.raises(ValueError, match="bias: expected a tensor broadcastable"):
+            swish_taylor_stacked(a, keys, bad)
