@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 
 import torch
 from linear_operator import to_dense, to_linear_operator
@@ -381,10 +382,10 @@ def structured_root(cov: LinearOperator | Tensor, name: str = "covariance") -> S
 
 
 def pcg(
-    matvec,
+    matvec: Callable[[Tensor], Tensor],
     b: Tensor,
     *,
-    precond=None,
+    precond: Callable[[Tensor], Tensor] | None = None,
     x0: Tensor | None = None,
     tol: float = 1e-8,
     maxiter: int = 500,

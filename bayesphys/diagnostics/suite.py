@@ -40,6 +40,7 @@ import time
 import traceback
 import warnings
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from .._bench import bench_row, repo_root, write_results
@@ -102,7 +103,7 @@ def core_rows(quick: bool, seed: int) -> list[dict]:
     return rows
 
 
-def load_hook(component: str):
+def load_hook(component: str) -> ModuleType | None:
     """``bayesphys.<component>._calibration`` or ``None`` when the component or hook is absent."""
     try:
         if importlib.util.find_spec(f"bayesphys.{component}") is None:

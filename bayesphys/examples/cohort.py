@@ -25,7 +25,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -35,6 +35,12 @@ from .._files import atomic_write, atomic_write_text
 from .._model import FitResult, autograd_on, optimize
 from ..problems.linear_gaussian import log_marginal_likelihood, posterior_for
 from ._args import add_out, device, positive_int, seed
+
+if TYPE_CHECKING:
+    import arviz as az
+
+    from ..odil import GliomaModel
+    from ..posterior import GaussianPosterior
 
 DESCRIPTION = "Cohort of small inverse problems on a local/Ray/Dask executor (fit_many)"
 
@@ -125,7 +131,7 @@ class LinearGaussianModel:
         res.extra["lengthscale"] = self.lengthscale
         return res
 
-    def posterior(self):
+    def posterior(self) -> GaussianPosterior:
         """Exact posterior over the grid, event shape ``[n]``."""
         p = self.problem
         return posterior_for(p["x"], p["idx"], p["y"], self.noise, lengthscale=self.lengthscale)
@@ -138,7 +144,9 @@ class LinearGaussianModel:
         )
 
 
-def export_cohort(model: LinearGaussianModel, post, seed: int, num_samples: int = 200):
+def export_cohort(
+    model: LinearGaussianModel, post: GaussianPosterior, seed: int, num_samples: int = 200
+) -> az.InferenceData:
     """InferenceData: posterior ``u [1, S, x]``; ``observed_data``: ``y [sensor]``, ``u_true [x]``.
 
     Sensor positions differ between patients, so ``sensor`` is a plain index (no coordinate)
@@ -216,7 +224,7 @@ def make_glioma_cohort(n_patients: int, *, seed: int = 0) -> dict[str, dict[str,
     }
 
 
-def build_glioma(problem: dict[str, Any], *, seed: int | None = None):
+def build_glioma(problem: dict[str, Any], *, seed: int | None = None) -> GliomaModel:
     """:class:`bayesphys.odil.GliomaModel` from a synthetic patient (imported lazily)."""
     from ..odil import GliomaModel
 
@@ -225,7 +233,9 @@ def build_glioma(problem: dict[str, Any], *, seed: int | None = None):
     )
 
 
-def export_glioma(model, post, seed: int, num_samples: int = 200):
+def export_glioma(
+    model: GliomaModel, post: Any, seed: int, num_samples: int = 200
+) -> az.InferenceData:
     """Named Laplace draws ``D_w, rho, x0, y0, ell, v`` ``[chain, draw]`` (no field map)."""
     return model.to_inference_data(num_samples=num_samples, seed=seed % 2**31, field=False)
 

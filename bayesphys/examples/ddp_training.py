@@ -61,7 +61,7 @@ def make_model(width: int = 64) -> torch.nn.Module:
     )
 
 
-def mse_loss(model: torch.nn.Module, batch) -> torch.Tensor:
+def mse_loss(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """Batch-mean squared error (a mean, so DDP's gradient average is exact)."""
     x, y = batch
     return torch.nn.functional.mse_loss(model(x), y)

@@ -36,6 +36,7 @@ mean is neglected in the covariance (an approximation, stated in the docs).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
 
 import torch
@@ -52,7 +53,14 @@ from .solve import KronSolve
 __all__ = ["PicardKronSolve", "gmres"]
 
 
-def gmres(matvec, b: Tensor, *, tol: float = 1e-10, restart: int = 60, maxiter: int = 300):
+def gmres(
+    matvec: Callable[[Tensor], Tensor],
+    b: Tensor,
+    *,
+    tol: float = 1e-10,
+    restart: int = 60,
+    maxiter: int = 300,
+) -> tuple[Tensor, int, float]:
     r"""Restarted GMRES (modified Gram-Schmidt) for a nonsymmetric ``matvec`` on flat vectors.
 
     Stops when :math:`\|b - Ax\| \le \mathrm{tol}\,\|b\|`. Returns ``(x, iterations, relres)``.

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from linear_operator.operators import DiagLinearOperator
@@ -27,6 +27,9 @@ from ..posterior import GaussianPosterior
 from ._kron import kron_apply, kron_dense
 from .kernels import SpectralMixture1d
 from .operator import Factor
+
+if TYPE_CHECKING:
+    from .solve import KronSolve
 
 __all__ = ["test_grid_posterior"]
 
@@ -41,7 +44,7 @@ def test_grid_posterior(
     factors: list[Factor],
     test_axes: list[Tensor],
     u_mean: Tensor,
-    solver,
+    solver: KronSolve | Any,
     *,
     jitter: float,
 ) -> GaussianPosterior:

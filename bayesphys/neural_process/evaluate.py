@@ -401,7 +401,7 @@ def _check_mesh(test: dict) -> dict:
     return test
 
 
-def match_oracle_sigma(test: dict[str, Any], target: float, **kw) -> float:
+def match_oracle_sigma(test: dict[str, Any], target: float, **kw: Any) -> float:
     """The budget noise ``sigma`` at which :func:`information_oracle`'s uniform ``N = 199`` error
     equals ``target`` (e.g. the network's own uniform error), by bisection in log ``sigma``.
     ``target > 0``; ``kw``: the other settings of :func:`information_oracle`."""

@@ -292,8 +292,8 @@ class LayoutMixture(GridMeasure):
 
     def __init__(
         self,
-        lower,
-        upper,
+        lower: Sequence[float],
+        upper: Sequence[float],
         margin: float = MARGIN,
         *,
         p_uniform: float = 0.3,
@@ -331,7 +331,7 @@ class LayoutMixture(GridMeasure):
         return unit.to(dtype=dtype, device=device), torch.ones(batch, n, dtype=dtype, device=device)
 
 
-def make_grid(kind: str, lower: Sequence[float], upper: Sequence[float], **kw) -> GridMeasure:
+def make_grid(kind: str, lower: Sequence[float], upper: Sequence[float], **kw: Any) -> GridMeasure:
     """``"uniform"``, ``"sobol"``, ``"adaptive"`` or ``"layouts"`` -> a :class:`GridMeasure`."""
     kinds = {
         "uniform": UniformGrid,

@@ -400,7 +400,7 @@ class GliomaModel(GliomaPosteriorMixin):
         return save_glioma(self, path)
 
     @classmethod
-    def from_patient(cls, patient: dict, *, use_pet: bool = False, **kwargs) -> GliomaModel:
+    def from_patient(cls, patient: dict, *, use_pet: bool = False, **kwargs: Any) -> GliomaModel:
         """A model of one patient dict as :func:`~bayesphys.problems.glioma.synthetic_patient`
         returns it (``wm``, ``gm``, ``labels``, ``spacing``, ``th_up``, ``th_down``, the
         patient's ``t_end`` and ``dg_ratio`` when it has them and, with ``use_pet``, ``pet``);

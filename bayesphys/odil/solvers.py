@@ -77,7 +77,9 @@ def _rowwise(v: Tensor) -> bool:
     return v.device.type == "cpu" and v.shape[0] > 0
 
 
-def jvp_vjp(fn: Callable[[Tensor], Tensor], x: Tensor):
+def jvp_vjp(
+    fn: Callable[[Tensor], Tensor], x: Tensor
+) -> tuple[Tensor, Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
     r"""Return ``(r, Jv, JTw)``: the residual at ``x`` and closures for :math:`Jv` and :math:`J^\top w`
     (``Jv`` also takes a batch of tangents ``[k, n]`` and returns ``[k, m]``; ``JTw`` a batch
     ``[k, m]`` and returns ``[k, n]``).

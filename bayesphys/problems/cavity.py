@@ -54,7 +54,9 @@ CAVITY_PRIOR = {"rho": (0.8, 1.0), "mu": (0.1, 1.0), "w": 1.0}
 CAVITY_MAX_STEPS = 1_000_000
 
 
-def lid_velocity(x: np.ndarray, t: float, w: float = 1.0, profile: str = "regularised"):
+def lid_velocity(
+    x: np.ndarray, t: float, w: float = 1.0, profile: str = "regularised"
+) -> np.ndarray:
     """Lid speed ``w (1 - (2x - 1)^6) t`` (``profile="regularised"``, the paper's) or ``w``
     (``"constant"``, the classical steady benchmark)."""
     if profile == "constant":

@@ -85,7 +85,14 @@ def _kernel(x: torch.Tensor, lengthscale, outputscale) -> torch.Tensor:
     return outputscale * torch.exp(-0.5 * (x[:, None] - x[None, :]) ** 2 / lengthscale**2)
 
 
-def log_marginal_likelihood(x, idx, y, noise: float, lengthscale, outputscale=1.0) -> torch.Tensor:
+def log_marginal_likelihood(
+    x: torch.Tensor,
+    idx: torch.Tensor,
+    y: torch.Tensor,
+    noise: float,
+    lengthscale: float | torch.Tensor,
+    outputscale: float | torch.Tensor = 1.0,
+) -> torch.Tensor:
     r""":math:`\log \mathcal N(y \mid 0, H K H^\top + \sigma^2 I)` (differentiable)."""
     koo = _kernel(x[idx], lengthscale, outputscale)
     koo = koo + noise**2 * torch.eye(len(idx), dtype=x.dtype, device=x.device)

@@ -5,6 +5,8 @@ behind the seeded test sets.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -16,7 +18,7 @@ __all__ = ["sample_prior"]
 
 
 def sample_prior(
-    problem,
+    problem: Any,
     n: int,
     *,
     generator: torch.Generator | None = None,
