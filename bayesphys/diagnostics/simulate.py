@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 DEFAULT_LEVELS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+"""Central-interval levels at which coverage is measured by default."""
 Summary = Callable[[Tensor], Tensor]
 
 

@@ -30,6 +30,7 @@ from .._device import as_tensor
 __all__ = ["SpectralMixture1d", "KINDS"]
 
 KINDS = ("gm", "stm")
+"""``kind`` of :class:`SpectralMixture1d`: ``"gm"`` (Gaussian-mixture spectrum) and ``"stm"`` (Student-t mixture spectrum)."""
 _BINOM = [[1], [1, 1], [1, 2, 1], [1, 3, 3, 1], [1, 4, 6, 4, 1]]
 
 

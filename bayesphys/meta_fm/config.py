@@ -10,6 +10,7 @@ from .._checks import check_int, check_real, did_you_mean
 __all__ = ["MFMConfig", "METHODS"]
 
 METHODS = ("MFM", "FM", "CGFM")
+"""Methods of :class:`MFMConfig`: ``"MFM"`` (GCN population embedding), ``"FM"`` (no condition) and ``"CGFM"`` (one-hot condition)."""
 
 
 @dataclass

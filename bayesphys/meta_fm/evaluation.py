@@ -55,6 +55,7 @@ __all__ = [
 ]
 
 MMD_GAMMAS = (2.0, 1.0, 0.5, 0.1, 0.01, 0.005)
+r"""RBF bandwidths :math:`\gamma` of the MMD (:math:`k(x, y) = e^{-\gamma\lVert x-y\rVert^2}`), averaged as in the reference's ``distribution_distances``."""
 
 
 def _check_alpha(alpha: float, name: str = "alpha") -> float:

@@ -22,6 +22,7 @@ from .._device import check_finite
 __all__ = ["integrate", "SOLVERS"]
 
 SOLVERS = ("rk4", "dopri5")
+"""ODE solvers of the sampler: fixed-step ``"rk4"`` and adaptive ``"dopri5"`` (torchdiffeq)."""
 
 
 def integrate(

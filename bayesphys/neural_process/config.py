@@ -199,9 +199,6 @@ def with_overrides(cfg: RGNPConfig, **overrides: Any) -> RGNPConfig:
     return dataclasses.replace(cfg, **overrides, gic=gic)
 
 
-#: Reduced network sizes (``preset(..., size=)``): ``"small"`` trains the demo in ~20 s on one
-#: core, ``"smoke"`` runs an example's ``--smoke`` path in seconds. Keys of ``gic`` update the
-#: preset's GICNet settings; the others replace :class:`RGNPConfig` fields (:func:`with_overrides`).
 SIZES: dict[str, dict[str, Any]] = {
     "full": {},
     "small": dict(
@@ -237,6 +234,10 @@ SIZES: dict[str, dict[str, Any]] = {
         ),
     ),
 }
+"""Network sizes (``preset(..., size=)``): ``"full"`` the preset's own, ``"small"`` trains the
+demo in ~20 s on one core, ``"smoke"`` runs an example's ``--smoke`` path in seconds. Keys of
+``gic`` update the preset's GICNet settings; the others replace :class:`RGNPConfig` fields
+(:func:`with_overrides`)."""
 
 
 def preset(problem: str, method: str, size: str = "full") -> RGNPConfig:

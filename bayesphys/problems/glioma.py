@@ -53,12 +53,12 @@ __all__ = [
     "MAX_PATIENT_STEPS",
 ]
 
-#: most explicit steps one :func:`synthetic_patient` may take (both solves together); the
-#: built-in studies take at most a few thousand, ``dw=1e6`` needed about 1e8 (hours)
 MAX_PATIENT_STEPS = 200_000
+"""Most explicit steps one :func:`synthetic_patient` may take (both solves together); the
+built-in studies take at most a few thousand, ``dw=1e6`` needed about 1e8 (hours)."""
 
-#: prior ranges of the synthetic study (mm^2/day, 1/day)
 GLIOMA_PRIOR = {"dw": (0.1, 0.5), "rho": (0.025, 0.1), "t_end": 100.0, "dg_ratio": 10.0}
+"""Uniform prior boxes of the synthetic glioma patients: white-matter diffusivity ``dw`` (mm^2/day) and proliferation ``rho`` (1/day); ``t_end`` (days) and the white/grey diffusivity ratio ``dg_ratio`` are fixed."""
 
 
 def _smooth(a: Tensor) -> Tensor:

@@ -18,6 +18,7 @@ _PROBLEMS = {"diffusion": Diffusion, "pme": PorousMedium, "stefan": Stefan}
 
 #: the GPME families (a checkpoint rebuilds its problem from one of them by class name)
 PROBLEM_CLASSES: tuple[type[GPMEProblem], ...] = (Diffusion, PorousMedium, Stefan)
+"""The GPME problem classes: :class:`Diffusion`, :class:`PorousMedium`, :class:`Stefan`."""
 
 
 def get_problem(name: str | GPMEProblem) -> GPMEProblem:

@@ -41,6 +41,7 @@ __all__ = [
 ]
 
 POISSON_SENSOR_INDEX = np.arange(20, 180, 3)  # 54 nodes of the 201-node mesh, x in [-0.8, 0.79]
+r"""Mesh indices of the 54 Poisson sensors (nodes 20, 23, ..., 179 of the 201-node mesh, :math:`x \in [-0.8, 0.79]`)."""
 
 
 def chebyshev(x: Tensor, n: int) -> tuple[Tensor, Tensor]:
