@@ -12,12 +12,14 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from .._checks import check_bool, check_int, check_real
+from .._fit_callback import FitCallback, check_fit_callback
 from .._model import FitResult, _refresh, _restore, _snapshot, optimize
 from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
@@ -28,7 +30,7 @@ from .solve import objective
 if TYPE_CHECKING:
     from .model import GPPDESolver
 
-__all__ = ["fit_solver", "settle", "objective_value"]
+__all__ = ["fit_solver", "settle", "objective_value", "steps_done"]
 
 
 def fit_solver(
@@ -44,6 +46,8 @@ def fit_solver(
     clock: str,
     keep_best: bool | None,
     time_limit: float | None,
+    callback: Callable[[GPPDESolver, int], Any] | None = None,
+    callback_every: int = 100,
 ) -> FitResult:
     """Run :meth:`~.model.GPPDESolver.fit` on ``model`` (its docstring states the arguments,
     their checks and the result); updates the model's hyperparameters, field and history."""
@@ -78,6 +82,7 @@ def fit_solver(
             f"clock: only with max_seconds (the clock the budget is measured on), "
             f"received clock={clock!r} and max_seconds=None"
         )
+    callback_every = check_fit_callback(model, callback, callback_every)
     warn_axes(model.axes)  # at fit, not construction: a load builds the model too
     ref = model.config["method"] == "ref"
     keep_best = not ref if keep_best is None else check_bool("keep_best", keep_best)
@@ -114,11 +119,32 @@ def fit_solver(
     done = model.history.setdefault("fit_steps", [])  # steps of each earlier fit
     # past the last recorded step too: an interrupt after a step's checkpoint counts
     # that step as not done
-    step_offset = max(sum(done), model.history["step"][-1] + 1 if model.history["step"] else 0)
+    step_offset = steps_done(model.history)
     # the lowest-objective starting point: its loss, step, hyperparameters and field
     best = {"loss": math.inf, "step": -1, "field": None}
     best["values"] = _snapshot(params) if keep_best else None
     w = model.config["weighting"]
+    # the user's callback, after the update of every callback_every-th step; its time counts
+    # neither in the budget nor in seconds / cpu_seconds
+    user = FitCallback(model, callback, callback_every, lambda: model.steps_done)
+    spent = (lambda: user.seconds) if clock == "wall" else (lambda: user.cpu_seconds)
+
+    def call_user(k: int) -> None:
+        """The callback after step ``k``'s update: the history counts this fit's ``k + 1``
+        steps meanwhile (a checkpoint written from it resumes after them) and a joint fit's
+        field is the model's; a field solved inside it (posterior, predict) is not the next
+        step's start, as without a callback."""
+        done.append(step_offset + k + 1 - sum(done))
+        if joint:
+            model.u = u_param.detach().clone()
+            model._solved_key = None  # optimised jointly, not eliminated
+        field = model.u, model._solved_key
+        try:
+            user()
+        finally:
+            done.pop()
+            if not joint:
+                model.u, model._solved_key = field
 
     def closure():
         opt.zero_grad()
@@ -154,7 +180,7 @@ def fit_solver(
     def step():
         k = state["k"]
         state["k"] += 1
-        if max_seconds is not None and now() - c0 > max_seconds:
+        if max_seconds is not None and now() - c0 - spent() > max_seconds:
             raise StopIteration
         loss = closure()
         if keep_best and torch.isfinite(loss) and float(loss.detach()) < best["loss"]:
@@ -172,15 +198,19 @@ def fit_solver(
             opt.step()
             if sched is not None:
                 sched.step()
+            if user.due(k + 1):
+                call_user(k)
         return loss.detach()
 
     try:
-        res = _run(step, steps, params, progress)
+        with user.propagating():
+            res = _run(step, steps, params, progress)
     except BaseException:
         # a bug or an interrupt inside a step: the hyperparameters are those of the last
         # completed step; a joint fit keeps its field too, an eliminated one is re-solved
-        # for them on next use (its key no longer matches)
-        done.append(max(state["k"] - 1, 0))
+        # for them on next use (its key no longer matches). An error of the callback comes
+        # after its step's update: that step is done.
+        done.append(state["k"] if user.raised else max(state["k"] - 1, 0))
         if joint:
             model._settle(joint, u_param)
         raise
@@ -211,8 +241,8 @@ def fit_solver(
             res.extra["best_step"] = res.steps
     if failed:
         res.message += f"; final solve failed ({failed}), kept the last field"
-    res.seconds = time.perf_counter() - t0
-    res.extra["cpu_seconds"] = time.process_time() - cpu0
+    res.seconds = time.perf_counter() - t0 - user.seconds
+    res.extra["cpu_seconds"] = time.process_time() - cpu0 - user.cpu_seconds
     if model.problem is not None:
         res.extra["rel_l2"] = model._rel_l2(solve=False)
         if model.history["rel_l2"][first_eval:]:
@@ -240,6 +270,14 @@ def settle(model: GPPDESolver, joint: bool, u_param: Tensor | None) -> Exception
     except NUMERICAL as err:  # keep the last good field
         return err
     return None
+
+
+def steps_done(history: dict[str, Any]) -> int:
+    """The optimiser steps of the fits recorded in ``history`` (``fit_steps``), at least one
+    past the last recorded checkpoint (``step``): an interrupt after a step's checkpoint
+    counts that step as not done, and the next fit numbers its steps after it."""
+    done, evals = sum(history.get("fit_steps", ())), history.get("step", ())
+    return max(done, evals[-1] + 1 if evals else 0)
 
 
 def objective_value(model: GPPDESolver, u: Tensor) -> float:

@@ -33,7 +33,7 @@ from .._model import FitResult, autograd_on
 from ..posterior import GaussianPosterior
 from ..problems.gp_pde import PDEProblem
 from ._eliminate import eliminator, resolve_field
-from ._fit import fit_solver, objective_value, settle
+from ._fit import fit_solver, objective_value, settle, steps_done
 from ._inputs import check_test_axes
 from ._kron import kron_apply
 from ._persist import load_solver, solver_state
@@ -257,6 +257,8 @@ class GPPDESolver:
         clock: str = "wall",
         keep_best: bool | None = None,
         time_limit: float | None = None,
+        callback: Callable[[GPPDESolver, int], Any] | None = None,
+        callback_every: int = 100,
     ) -> FitResult:
         r"""Optimise the hyperparameters (and :math:`U` for ``method="ref"``).
 
@@ -289,6 +291,25 @@ class GPPDESolver:
         joint fit, ``method="ref"``, also its field; an eliminated field is re-solved for them
         on next use), not those it started from. A second call continues from the current
         hyperparameters with a fresh Adam (``gp-hm``: and a fresh cosine decay).
+
+        ``callback(model, step)`` runs after the update of every ``callback_every``-th step
+        of this call (its steps ``c, 2c, ...`` up to ``steps``, ``c = callback_every``; not
+        after a step whose solve failed, which ends the fit). ``model`` is this model holding
+        the hyperparameters of that update (the current iterate: ``keep_best`` picks its
+        iterate at the end of the fit), ready to :meth:`save`, :meth:`predict` or give its
+        :meth:`posterior`. Where :math:`U` is optimised jointly (``method="ref"``) the field
+        is the one optimised with them; where it is eliminated, the stored field is that of
+        the step's starting point, and a prediction in the callback first solves it at the
+        current hyperparameters (as after :meth:`warm_start_from`) without changing the
+        field the next step starts from. ``step`` is the model's total number of steps,
+        :attr:`steps_done` at that moment (a second call counts on from the first;
+        ``history["fit_steps"]`` counts this call's steps meanwhile). Its time is excluded
+        from the result's ``seconds`` and ``extra["cpu_seconds"]`` and from ``max_seconds``
+        (on ``clock``). An exception it raises (``KeyboardInterrupt`` and ``StopIteration``
+        included) propagates and leaves the hyperparameters of that last completed step, as
+        an error inside a step does. Checked before the first step with the others:
+        ``callback_every >= 1`` (an int), ``callback`` ``None`` or callable as
+        ``callback(model, step)``.
         """
         return fit_solver(
             self,
@@ -302,7 +323,16 @@ class GPPDESolver:
             clock=clock,
             keep_best=keep_best,
             time_limit=time_limit,
+            callback=callback,
+            callback_every=callback_every,
         )
+
+    @property
+    def steps_done(self) -> int:
+        """Optimiser steps of every :meth:`fit` so far (the sum of ``history["fit_steps"]``,
+        at least one past the last step ``history["step"]`` records): the ``step`` a fit's
+        callback receives, and where the next fit numbers its steps from."""
+        return steps_done(self.history)
 
     def _settle(self, joint: bool, u_param: Tensor | None) -> Exception | None:
         """Make ``u`` consistent with the current hyperparameters (``u_param`` if joint);

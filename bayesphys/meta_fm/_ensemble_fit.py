@@ -8,7 +8,8 @@ results merged into one.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -44,11 +45,13 @@ def fit_members(
     steps: int,
     progress: bool,
     max_seconds: float | None,
+    callback: Callable[[MetaFlowMatching, int], Any] | None = None,
+    callback_every: int = 100,
 ) -> FitResult:
     """Fit every member of ``models`` for ``steps`` more steps than the member furthest on
     has taken (``max_seconds / len(models)`` of wall time each), rank 0 showing one bar over
     the members; the result's ``loss_history`` is the members' average, ``extra["members"]``
-    their own results."""
+    their own results. ``callback``/``callback_every`` go to each member's fit."""
     warn_points(models, data)  # once, here: the members' copies are silenced below
     results = []
     # members behind the others (an interrupted fit) first catch up, so that every member
@@ -67,7 +70,19 @@ def fit_members(
     try:
         for j, m in enumerate(models):
             bar.set_description(f"{method} member {j + 1}/{len(models)}")
-            results.append(fit_member(j, m, len(models), data, steps + top, progress, max_seconds))
+            results.append(
+                fit_member(
+                    j,
+                    m,
+                    len(models),
+                    data,
+                    steps + top,
+                    progress,
+                    max_seconds,
+                    callback=callback,
+                    callback_every=callback_every,
+                )
+            )
             bar.update(1)
     finally:
         bar.close()
@@ -121,10 +136,14 @@ def fit_member(
     top: int,
     progress: bool,
     max_seconds: float | None,
+    *,
+    callback: Callable[[MetaFlowMatching, int], Any] | None = None,
+    callback_every: int = 100,
 ) -> FitResult:
     """Fit member ``j`` of ``members`` up to ``top`` steps in all, within ``max_seconds /
-    members`` (its ``config.points`` warnings are :func:`warn_points`'s, given once); an error
-    gets a note naming the member."""
+    members`` (its ``config.points`` warnings are :func:`warn_points`'s, given once), with
+    ``callback(m, step)`` every ``callback_every`` of its steps; an error gets a note naming
+    the member."""
     # the member skips its own config.points warnings (a flag on the member, not a global
     # warnings filter: filters are process-wide, and fits in other threads would share it)
     m._points_warned = True
@@ -133,7 +152,14 @@ def fit_member(
     try:
         todo = top - m.steps_done
         share = None if max_seconds is None else max_seconds / members
-        return m.fit(data, steps=todo, progress=progress, max_seconds=share)
+        return m.fit(
+            data,
+            steps=todo,
+            progress=progress,
+            max_seconds=share,
+            callback=callback,
+            callback_every=callback_every,
+        )
     except BaseException as err:
         done = f"members 0..{j - 1} were fitted" if j else "no member was fitted"
         note = (

@@ -12,6 +12,7 @@ of :mod:`~bayesphys.meta_fm.coupling` (:func:`batch_loss`).
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +22,7 @@ from torch import Tensor, nn
 
 from .._checks import offset_seed, seed_or_draw
 from .._data_parallel import GradientSync
+from .._fit_callback import FitCallback
 from .._model import FitResult, optimize
 from .._stack import user_stacklevel
 from .._time_budget import TimeBudget
@@ -271,29 +273,40 @@ class FlowSteps:
         progress: bool,
         desc: str,
         counted: Callable[[], None],
+        callback: FitCallback | None = None,
     ) -> FitResult:
         """Take ``steps`` steps, or as many as ``max_seconds`` of wall time allow (every rank
         stops after the same step), calling ``counted()`` after each step that completes with
-        a finite loss; ``net`` is left in evaluation mode, also after an error or an interrupt.
-        A non-finite loss stops the fit and restores the last good weights (:func:`optimize`).
+        a finite loss, then ``callback()`` when it is due after this call's number of such
+        steps (in evaluation mode; its time is not counted in ``seconds`` nor in the budget);
+        ``net`` is left in evaluation mode, also after an error or an interrupt. A non-finite
+        loss stops the fit and restores the last good weights (:func:`optimize`).
         """
         budget = TimeBudget(max_seconds, self.sync)  # every rank stops after the same step
+        user = callback or FitCallback(None, None, 1, int)
 
         def step() -> Tensor:
-            if budget.over():
+            if budget.over(time.perf_counter() - t0 - user.seconds):
                 raise StopIteration
             out = self()
             # counted once the step is through: not on an exception, nor on a non-finite loss
             # (optimize then restores the weights of the last completed step and stops)
             if bool(torch.isfinite(out)):
                 counted()
+                if user.due(self.count):  # every rank: the ranks take the same steps
+                    self.net.eval()  # as a fit leaves it: ready to predict
+                    user()
+                    self.net.train()
             return out
 
         budget.start()
+        t0 = time.perf_counter()
         try:
-            res = optimize(step, steps=steps, params=self.net, progress=progress, desc=desc)
+            with user.propagating():
+                res = optimize(step, steps=steps, params=self.net, progress=progress, desc=desc)
         finally:  # also after an interrupt (Ctrl-C): the model is left ready to predict
             self.net.eval()
+        res.seconds -= user.seconds  # the callback's time is not the fit's
         if budget.reached:
             res.message, res.converged = budget.message(res.steps), False
         res.extra["seconds_per_1k_steps"] = 1000 * res.seconds / max(res.steps, 1)

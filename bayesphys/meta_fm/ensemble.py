@@ -21,7 +21,7 @@ embedding subsample) form a :class:`~bayesphys.SamplePosterior`. Diagnostics:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from torch import Tensor
 from .._checkpoint import load_checkpoint, rebuilding, save_checkpoint
 from .._checks import check_bool, check_int, check_optional_seed, offset_seed, seed_or_draw
 from .._device import model_device
+from .._fit_callback import check_fit_callback
 from .._model import FitResult, autograd_on, warn_untrained
 from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
@@ -184,6 +185,8 @@ class MFMEnsemble:
         steps: int = 1000,
         progress: bool = True,
         max_seconds: float | None = None,
+        callback: Callable[[MetaFlowMatching, int], Any] | None = None,
+        callback_every: int = 100,
     ) -> FitResult:
         """Fit every member; ``loss_history`` is the member average, ``extra["members"]`` each.
 
@@ -196,11 +199,27 @@ class MFMEnsemble:
         members ``0..j-1`` fitted and the rest as they were; the exception gets a note naming
         the member, and :meth:`posterior` / :meth:`predict_members` then warn that the
         members were trained for different numbers of steps. The next ``fit`` first brings the
-        members behind up to the others' steps (their ``steps`` are ``steps`` plus the gap)."""
+        members behind up to the others' steps (their ``steps`` are ``steps`` plus the gap).
+
+        ``callback`` and ``callback_every`` are passed on to each member's
+        :meth:`MetaFlowMatching.fit`: ``callback(member, step)`` runs during member ``j``'s
+        fit with that member (``self.models[j]``, a :class:`MetaFlowMatching`, not the
+        ensemble) and the member's own ``steps_done``, after every ``callback_every``-th step
+        of that member's fit (a member catching up counts its steps from its own start).
+        Members ``0..j-1`` are then fitted and the others not yet, so a checkpoint written
+        from it is the member's (``member.save``), not the ensemble's. Its time is excluded
+        from the members' ``seconds`` and from their shares of ``max_seconds``; an exception
+        it raises propagates as an error of member ``j`` (with the note naming it). Checked
+        before any member trains: ``steps >= 0`` and ``callback_every >= 1`` (ints),
+        ``progress`` a bool, ``max_seconds`` ``None`` or ``> 0``, ``callback`` ``None`` or
+        callable as ``callback(member, step)``."""
         steps = check_int("steps", steps, minimum=0)
         progress = check_bool("progress", progress)
         max_seconds = check_max_seconds(max_seconds)
-        return fit_members(self.models, data, steps, progress, max_seconds)
+        callback_every = check_fit_callback(self.models[0], callback, callback_every)
+        return fit_members(
+            self.models, data, steps, progress, max_seconds, callback, callback_every
+        )
 
     def predict_members(
         self,

@@ -27,7 +27,7 @@ its checkpoint format (``_persist``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from .._checkpoint import load_checkpoint, rebuilding, save_checkpoint
 from .._checks import check_bool, check_int, check_optional_seed, require, seed_or_draw
 from .._data_parallel import GradientSync, rank_generator_seed
 from .._device import model_device
+from .._fit_callback import FitCallback, check_fit_callback
 from .._model import FitResult, autograd_on, warn_untrained
 from .._time_budget import check_max_seconds
 from ..posterior import SamplePosterior
@@ -195,6 +196,8 @@ class MetaFlowMatching:
         progress: bool = True,
         seed: int | None = None,
         max_seconds: float | None = None,
+        callback: Callable[[MetaFlowMatching, int], Any] | None = None,
+        callback_every: int = 100,
     ) -> FitResult:
         """Train for ``steps`` optimiser steps on ``data`` (default: the data given at build),
         or until ``max_seconds`` of wall time (``None`` or ``> 0``; the result then has
@@ -215,11 +218,29 @@ class MetaFlowMatching:
         inside a step (or an interrupt) propagates and leaves the weights of the last
         completed step, not those the call started from; ``steps_done`` counts completed
         steps only.
+
+        ``callback(model, step)`` runs after the update of every ``callback_every``-th step
+        of this call (its steps ``c, 2c, ...`` up to ``steps``, ``c = callback_every``; not
+        after a step whose loss is non-finite, which ends the fit), on every rank under
+        ``torchrun``. ``model`` is this model holding the weights of that update, in
+        evaluation mode (ready to :meth:`predict` or :meth:`save`; training mode is set again
+        after it), and ``step`` is the model's total number of optimiser steps,
+        ``model.steps_done`` at that moment (a second call counts on from the first). Under
+        ``schedule="alternating"`` odd steps update the GNN and even ones the field, so a
+        step is one of these half-updates. Its time is excluded from the result's ``seconds``
+        and from ``max_seconds``. An exception it raises (``KeyboardInterrupt`` and
+        ``StopIteration`` included) propagates as one raised inside a step, leaving the
+        weights of that last completed step.
+
+        Checked before the first step: ``steps >= 0`` and ``callback_every >= 1`` (ints),
+        ``progress`` a bool, ``seed`` ``None`` or a seed, ``max_seconds`` ``None`` or ``> 0``,
+        ``callback`` ``None`` or callable as ``callback(model, step)``.
         """
         steps = check_int("steps", steps, minimum=0)
         progress = check_bool("progress", progress)
         seed = check_optional_seed("seed", seed)
         max_seconds = check_max_seconds(max_seconds)
+        callback_every = check_fit_callback(self, callback, callback_every)
         if self.config.solver == "dopri5":  # before training, not at the first predict
             # after it (a saved dopri5 model still loads without it, and predicts with rk4)
             require("torchdiffeq", "torchdiffeq", "config.solver='dopri5' (or use 'rk4')")
@@ -262,6 +283,7 @@ class MetaFlowMatching:
             progress=progress and sync.is_main,
             desc=getattr(self, "_bar_label", None) or f"{cfg.method} fit",
             counted=self._count_step,
+            callback=FitCallback(self, callback, callback_every, lambda: self.steps_done),
         )
         if res.message.startswith("diverged") and res.steps:
             # optimize restored the weights before the last finite step's update (the loss a

@@ -9,13 +9,16 @@ and the model's private stream of training draws.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from .._checks import check_bool, check_int, check_real, stream_seed
 from .._data_parallel import GradientSync, rank_generator_seed
+from .._fit_callback import FitCallback, check_fit_callback
 from .._model import FitResult, optimize
 from .._time_budget import TimeBudget, check_max_seconds
 from ..problems.gpme import GPMEData, make_dataset
@@ -46,15 +49,19 @@ def train_step1(
     progress: bool,
     lr: float | None,
     max_seconds: float | None,
+    callback: Callable[[ProbConserv, int], Any] | None = None,
+    callback_every: int = 100,
 ) -> FitResult:
     """Run :meth:`~bayesphys.probconserv.ProbConserv.fit` on ``model`` (its docstring states the
-    arguments and the result); advances ``model.steps_done``."""
+    arguments and the result); advances ``model.steps_done`` (after every step while a
+    ``callback`` runs, so that it reads the step the callback receives)."""
     cfg = model.config
     if data is not None and not isinstance(data, GPMEData):
         raise TypeError(f"data: expected GPMEData or None, received {type(data).__name__}")
     steps = check_int("steps", steps, minimum=0)
     progress = check_bool("progress", progress)
     max_seconds = check_max_seconds(max_seconds)
+    callback_every = check_fit_callback(model, callback, callback_every)
     if data is not None:
         check_data("data", data, model.problem, targets=True)
         for f in ("params", "x_context", "y_context", "x_target", "y_target"):
@@ -126,29 +133,41 @@ def train_step1(
         return torch.tensor(sync.mean(loss)) if sync.active else loss.detach()
 
     budget = TimeBudget(max_seconds, sync)  # every rank stops after the same step
+    # the user's callback, after the update of every callback_every-th step (on every rank:
+    # the ranks take the same steps); its time counts neither in the budget nor in seconds
+    user = FitCallback(model, callback, callback_every, lambda: model.steps_done)
 
     def budgeted() -> Tensor:
-        if budget.over():
+        if budget.over(time.perf_counter() - t0 - user.seconds):
             raise StopIteration
-        return step()
+        out = step()
+        # a non-finite loss ends the fit (optimize restores the weights): no callback then
+        if user.due(counter["k"]) and bool(torch.isfinite(out)):
+            model.steps_done = start + counter["k"]
+            model.net.eval()  # as a fit leaves it: ready to predict (step() sets train mode)
+            user()
+        return out
 
     budget.start()
+    t0 = time.perf_counter()
     try:
-        res = optimize(
-            budgeted,
-            steps=steps,
-            params=model.net,
-            progress=progress,
-            desc=f"ProbConserv {cfg.step1} ({cfg.problem})",
-        )
+        with user.propagating():
+            res = optimize(
+                budgeted,
+                steps=steps,
+                params=model.net,
+                progress=progress,
+                desc=f"ProbConserv {cfg.step1} ({cfg.problem})",
+            )
     except BaseException:
-        # interrupted (e.g. Ctrl-C): the steps begun count, so that the next fit draws
-        # fresh training batches instead of repeating these
-        model.steps_done += counter["k"]
+        # interrupted (e.g. Ctrl-C, or an error of the callback): the steps begun count, so
+        # that the next fit draws fresh training batches instead of repeating these
+        model.steps_done = start + counter["k"]
         model.net.eval()
         raise
     model.net.eval()  # as after an interrupt: left ready to predict
-    model.steps_done += res.steps
+    model.steps_done = start + res.steps
+    res.seconds -= user.seconds  # the callback's time is not the fit's
     if budget.reached:
         res.message, res.converged = budget.message(res.steps), False
     return res

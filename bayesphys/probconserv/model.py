@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +166,8 @@ class ProbConserv:
         progress: bool = True,
         lr: float | None = None,
         max_seconds: float | None = None,
+        callback: Callable[[ProbConserv, int], Any] | None = None,
+        callback_every: int = 100,
     ) -> FitResult:
         """Train Step 1 for ``steps`` Adam steps (cosine learning-rate decay), or until
         ``max_seconds`` of wall time (``None`` or ``> 0``; the result then has
@@ -178,9 +181,32 @@ class ProbConserv:
         batch and the gradients are averaged (:class:`~bayesphys.distributed.GradientSync`).
         A second call continues from the current weights and batch stream (``steps_done``)
         with a fresh Adam and a fresh cosine schedule over its own ``steps``.
+
+        ``callback(model, step)`` runs after the update of every ``callback_every``-th step
+        of this call (its steps ``c, 2c, ...`` up to ``steps``, ``c = callback_every``; not
+        after a step whose loss is non-finite, which ends the fit), on every rank under
+        ``torchrun``. ``model`` is this model holding the weights of that update, in
+        evaluation mode (ready to predict or :meth:`save`; the next step sets training mode
+        again), and ``step`` is the model's total number of steps, ``model.steps_done`` at
+        that moment (a second call counts on from the first). Its time is excluded from the
+        result's ``seconds`` and from ``max_seconds``. An exception it raises
+        (``KeyboardInterrupt`` and ``StopIteration`` included) propagates and leaves the
+        weights of that last completed step, ``steps_done`` counting it.
+
+        Checked before the first step: ``steps >= 0`` and ``callback_every >= 1`` (ints),
+        ``progress`` a bool, ``lr`` and ``max_seconds`` ``None`` or ``> 0``, ``callback``
+        ``None`` or callable as ``callback(model, step)``, ``data`` ``None`` or a
+        :class:`~bayesphys.problems.gpme.GPMEData` of this problem with targets.
         """
         return train_step1(
-            self, data, steps=steps, progress=progress, lr=lr, max_seconds=max_seconds
+            self,
+            data,
+            steps=steps,
+            progress=progress,
+            lr=lr,
+            max_seconds=max_seconds,
+            callback=callback,
+            callback_every=callback_every,
         )
 
     # -- prediction -------------------------------------------------------------------------

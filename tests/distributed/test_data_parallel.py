@@ -52,7 +52,15 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
                 p.add_(0.1)
     np_res = np_model.fit(steps=3, progress=False)
     mfm, d = _mfm()
-    mfm_res = mfm.fit(d, steps=4, progress=False)
+    # a callback runs on every rank at the same steps, the replicas in sync there
+    seen = []
+
+    def record(model, step):
+        seen.append(
+            (type(model).__name__, step, [p.detach().clone() for p in model.net.parameters()])
+        )
+
+    mfm_res = mfm.fit(d, steps=4, progress=False, callback=record, callback_every=2)
     # a resumed fit: rank 0 saves, every rank loads the same checkpoint and trains on
     from bayesphys.meta_fm import MetaFlowMatching
 
@@ -65,7 +73,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     from bayesphys.probconserv import ProbConserv
 
     anp = ProbConserv("stefan", step1="anp", hidden=16, n_samples=8, seed=0)
-    anp_res = anp.fit(steps=3, progress=False)
+    anp_res = anp.fit(steps=3, progress=False, callback=record, callback_every=2)
     torch.save(
         {
             "lin": [p.detach().clone() for p in lin.parameters()],
@@ -81,6 +89,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
             "anp": [p.detach().clone() for p in anp.net.parameters()],
             "anp_loss": anp_res.loss_history,
             "anp_rng": anp._train_rng.get_state(),
+            "callback": seen,
         },
         os.path.join(out, f"rank{rank}.pt"),
     )
@@ -112,6 +121,15 @@ def test_component_fits_stay_in_sync_across_ranks(two_ranks, name):
     for a, b in zip(r0[name], r1[name]):
         assert torch.allclose(a, b, rtol=0, atol=1e-12)
     assert r0[f"{name}_loss"] == r1[f"{name}_loss"]  # the rank-mean loss, the same on both
+
+
+def test_callbacks_run_on_every_rank_at_the_same_steps(two_ranks):
+    r0, r1 = two_ranks
+    steps = [(name, step) for name, step, _ in r0["callback"]]
+    assert steps == [("MetaFlowMatching", 2), ("MetaFlowMatching", 4), ("ProbConserv", 2)]
+    assert steps == [(name, step) for name, step, _ in r1["callback"]]
+    for (*_, a), (*_, b) in zip(r0["callback"], r1["callback"]):
+        assert all(torch.allclose(x, y, rtol=0, atol=1e-12) for x, y in zip(a, b))
 
 
 def test_probconserv_ranks_draw_their_own_latent_noise(two_ranks):
