@@ -277,6 +277,35 @@ def seeded(seed: int | None, device: torch.device | str = "cpu") -> Iterator[Non
 
 
 @contextmanager
+def streams_kept(device: torch.device | str = "cpu") -> Iterator[None]:
+    """Run a block that may draw from the global random streams (python's, numpy's, torch's CPU
+    generator and that of ``device`` when it is a CUDA device) and put them back as they were
+    after it, under the lock of :func:`seeded_build`: loading a model built unseeded rebuilds it
+    (drawing initial weights that the file's then replace) without advancing the caller's
+    streams. Process-wide, like :func:`seeded`.
+
+    >>> import torch
+    >>> before = torch.get_rng_state()
+    >>> with streams_kept():
+    ...     _ = torch.rand(3)
+    >>> bool(torch.equal(before, torch.get_rng_state()))
+    True
+    """
+    dev = _checked_device(device)
+    cuda: list[int] = []
+    if dev.type == "cuda":
+        cuda = [dev.index if dev.index is not None else torch.cuda.current_device()]
+    with _GLOBAL_STATE:
+        py_state, np_state = random.getstate(), np.random.get_state()
+        try:
+            with torch.random.fork_rng(devices=cuda):
+                yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+
+
+@contextmanager
 def default_dtype(dtype: torch.dtype) -> Iterator[None]:
     """Torch's default dtype set to ``dtype`` inside the block, the caller's back after (even
     on an error). Models build their networks under float32 and cast them after, so a seeded

@@ -315,3 +315,45 @@ def test_threads_started_after_a_threaded_run_get_the_callers_count():
         assert _in_new_thread(torch.get_num_threads) == 4
     finally:
         torch.set_num_threads(before)
+
+
+def _unseeded_models():
+    from bayesphys.gp_pde import GPPDESolver
+    from bayesphys.meta_fm import MetaFlowMatching, MFMEnsemble
+    from bayesphys.odil import GliomaModel
+    from bayesphys.probconserv import ProbConserv
+    from bayesphys.problems import brain_phantom, synthetic_patient
+    from bayesphys.problems.populations import linear_map
+    from tests.tiny_models import TINY_MFM, tiny_rgnp
+
+    pops = linear_map(n_train=2, n_cal=0, n_test=1, n_points=20, seed=0)
+    patient = synthetic_patient(5000, phantom=brain_phantom(32, 4.0))
+    return {
+        "ProbConserv-ANP": lambda: ProbConserv(
+            "diffusion", step1="anp", hidden=16, n_samples=8, seed=None
+        ),
+        "ProbConserv-GP": lambda: ProbConserv("diffusion", step1="gp", seed=None),
+        "RandomGridNP": lambda: tiny_rgnp(seed=None),
+        "MetaFlowMatching": lambda: MetaFlowMatching(pops, **TINY_MFM, seed=None),
+        "MFMEnsemble": lambda: MFMEnsemble(pops, members=2, **TINY_MFM, seed=None),
+        "GPPDESolver": lambda: GPPDESolver("poisson1d-sin100", n_col=32, num_mixtures=4),
+        "GliomaModel": lambda: GliomaModel.from_patient(patient),
+    }
+
+
+def test_loading_an_unseeded_model_leaves_the_callers_streams(tmp_path):
+    """An unseeded model is rebuilt at load (initial weights drawn, then replaced by the
+    file's): ProbConserv and RandomGridNP drew them from the caller's torch stream."""
+    import random
+
+    for name, build in _unseeded_models().items():
+        model = build()
+        model.save(tmp_path / f"{name}.pt")
+        torch.manual_seed(5)
+        np.random.seed(5)
+        random.seed(5)
+        before = torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+        type(model).load(tmp_path / f"{name}.pt")
+        assert torch.equal(torch.get_rng_state(), before[0]), name
+        assert (np.random.get_state()[1] == before[1]).all(), name
+        assert random.getstate() == before[2], name

@@ -55,7 +55,7 @@ from .._checks import (
     seed_or_draw,
 )
 from .._data_parallel import GradientSync, rank_generator_seed
-from .._device import ArrayLike, DeviceLike, DTypeLike, model_device
+from .._device import ArrayLike, DeviceLike, DTypeLike, model_device, streams_kept
 from .._model import DivergenceGuard, FitResult, autograd_on, warn_untrained
 from .._time_budget import check_max_seconds
 from ..posterior import GaussianPosterior
@@ -423,9 +423,14 @@ class RandomGridNP:
         with rebuilding(path, KIND):
             cfg["gic"] = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg["gic"].items()}
             problem = saved_problem(ck, path, c)
-            m = cls(
-                problem, config=RGNPConfig(**cfg), device=device, dtype=c["dtype"], seed=c["seed"]
-            )
+            with streams_kept(device):  # an unseeded build must not advance the caller's
+                m = cls(
+                    problem,
+                    config=RGNPConfig(**cfg),
+                    device=device,
+                    dtype=c["dtype"],
+                    seed=c["seed"],
+                )
             m.step_count, saved_scales = restore_state(
                 st, scales, m._modules(), m.optimizer, m.generator, m.grid
             )

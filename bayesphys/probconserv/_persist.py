@@ -16,7 +16,7 @@ from .._checkpoint import (
     save_checkpoint,
 )
 from .._checks import check_int, check_real
-from .._device import model_device, resolve_dtype
+from .._device import model_device, resolve_dtype, streams_kept
 from ..problems.gpme import PROBLEM_CLASSES
 from ._config import ANP_ONLY, GP_ONLY, ProbConservConfig
 from ._inputs import saved_problem
@@ -89,7 +89,10 @@ def load_probconserv(
     with rebuilding(path, cls.kind):
         dtype = resolve_dtype(st["dtype"])
         problem = saved_problem(cfg.pop("problem"), st)
-        model = cls(problem, device=device, dtype=dtype, **cfg)
+        # an unseeded build draws initial weights from the global streams; the file's replace
+        # them, and loading leaves the caller's streams as they were
+        with streams_kept(device):
+            model = cls(problem, device=device, dtype=dtype, **cfg)
         model.net.load_state_dict(st["net"])
         model.net.eval()  # ready to predict, as a fit leaves it
         model.steps_done = check_int("steps_done", st["steps_done"], minimum=0)
