@@ -243,7 +243,9 @@ class RandomGridNP:
         (:class:`~bayesphys.distributed.GradientSync`), so ``config.batch`` is per rank.
         ``data``: optional noisy labelled sets ``{"x_obs" [M, dim_x], "y" [n, M], "z" [n, dim_z],
         "w" [n, dim_w], "sigma_y"}`` (P2). ``callback(model, step)`` runs every
-        ``callback_every`` steps (its time is excluded from ``seconds``). Checked: ``steps >= 0``
+        ``callback_every`` steps with the model in evaluation mode, ready to predict or
+        :meth:`save` (training mode is back for the next step; its time is excluded from
+        ``seconds``). Checked: ``steps >= 0``
         and ``callback_every >= 1`` (ints), ``max_seconds`` ``None`` or ``> 0``, ``progress`` a
         bool, ``callback`` ``None`` or callable as ``callback(model, step)``, ``data`` a dict
         with the keys above (``u_obs``, as returned by
@@ -296,6 +298,15 @@ class RandomGridNP:
             self.step_count += 1
             return torch.tensor(val) if sync.active else loss
 
+        def user_callback() -> None:
+            # the model as a fit leaves it (evaluation mode: ready to predict), training mode
+            # back for the next step (posterior() switches to evaluation mode and stays there)
+            mods.eval()
+            try:
+                callback(self, self.step_count)
+            finally:
+                mods.train()
+
         try:
             res = run_chunks(
                 step,
@@ -304,7 +315,7 @@ class RandomGridNP:
                 sync,
                 progress=progress,
                 desc=f"{self.config.method} {self.problem.name}",
-                callback=None if callback is None else lambda: callback(self, self.step_count),
+                callback=None if callback is None else user_callback,
                 callback_every=callback_every,
                 max_seconds=max_seconds,
             )

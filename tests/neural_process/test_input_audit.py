@@ -467,3 +467,29 @@ def test_generators_check_sizes_seeds_and_noise():
         warnings.simplefilter("error", RuntimeWarning)
         poisson_test_set(5, seed=0)
         burgers_test_set(2, seed=0, n_nodes=51, n_steps=20)
+
+
+def test_the_callback_sees_evaluation_mode_and_training_resumes_in_training_mode(monkeypatch):
+    """The callback got the networks in training mode, and a posterior() asked there left them
+    in evaluation mode for the rest of the fit (the other models' callbacks see evaluation
+    mode, with training mode back for the next step)."""
+    m = tiny()
+    modes, in_callback = [], []
+    loss = type(m).loss
+
+    def recording_loss(self, data=None):
+        modes.append(self.forward_net.training)
+        return loss(self, data)
+
+    monkeypatch.setattr(type(m), "loss", recording_loss)
+
+    z, w = sample_prior(m.problem, 1, generator=torch.Generator().manual_seed(0))
+
+    def callback(model, step):
+        in_callback.append(model.forward_net.training)
+        model.posterior(z=z, w=w)  # switches to evaluation mode (and used to stay there)
+
+    m.fit(steps=4, callback=callback, callback_every=2, progress=False)
+    assert in_callback == [False, False]
+    assert modes == [True] * 4
+    assert not m.forward_net.training  # a fit leaves it ready to predict
