@@ -449,6 +449,13 @@ class RandomGridNP:
         m._modules().eval()
         return m
 
+    @property
+    def steps_done(self) -> int:
+        """Training steps taken so far (:attr:`step_count`), under the name the other models
+        use (``ProbConserv``, ``MetaFlowMatching``, ``GPPDESolver``): the ``step`` a fit's
+        callback receives."""
+        return self.step_count
+
     def num_parameters(self) -> dict[str, int]:
         """Trainable parameter counts of the forward and inverse networks."""
 

@@ -493,3 +493,17 @@ def test_the_callback_sees_evaluation_mode_and_training_resumes_in_training_mode
     assert in_callback == [False, False]
     assert modes == [True] * 4
     assert not m.forward_net.training  # a fit leaves it ready to predict
+
+
+def test_steps_done_is_the_step_count_under_the_other_models_name():
+    m = tiny()
+    seen = []
+    m.fit(
+        steps=3,
+        callback=lambda model, step: seen.append(model.steps_done),
+        callback_every=1,
+        progress=False,
+    )
+    assert seen == [1, 2, 3] and m.steps_done == m.step_count == 3
+    with pytest.raises(AttributeError):
+        m.steps_done = 5  # read-only: step_count is the counter
