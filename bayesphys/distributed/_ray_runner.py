@@ -2,7 +2,10 @@
 
 A local Ray instance is shared by the ``fit_many`` calls running at once in this process: the
 first starts it and the last to close shuts it down; an instance the caller started is left
-running.
+running. It is started from a thread of its own that lives until that shutdown: on Linux Ray's
+processes die with the *thread* that started them (their parent-death signal), so an instance
+started in one call's thread died when that thread ended while another call still used it, and
+Ray then ended the whole process ("Failed to connect to GCS within 60 seconds").
 """
 
 from __future__ import annotations
@@ -21,6 +24,32 @@ __all__ = ["RayRunner"]
 # fit_many calls in this process using the local Ray instance one of them started
 _RAY_LOCK = threading.Lock()
 _ray_users = 0
+# set to let the thread that started that instance end (after its shutdown)
+_ray_owner_done: threading.Event | None = None
+
+
+def _start_owned(ray: Any, **kwargs: Any) -> threading.Event:
+    """``ray.init(**kwargs)`` in a daemon thread that then waits, alive, until the returned
+    event is set (after ``ray.shutdown()``): Ray's processes live as long as the thread that
+    started them. An error of ``ray.init`` is raised here."""
+    done, started = threading.Event(), threading.Event()
+    failure: list[BaseException] = []
+
+    def own() -> None:
+        try:
+            ray.init(**kwargs)
+        except BaseException as err:  # noqa: BLE001 - raised again in the caller's thread
+            failure.append(err)
+            started.set()
+            return
+        started.set()
+        done.wait()
+
+    threading.Thread(target=own, name="bayesphys-ray-owner", daemon=True).start()
+    started.wait()
+    if failure:
+        raise failure[0]
+    return done
 
 
 class RayRunner(Runner):
@@ -29,7 +58,7 @@ class RayRunner(Runner):
     name = "ray"
 
     def __init__(self, threads: int | None, workers: int | None, num_gpus: float = 0.0):
-        global _ray_users
+        global _ray_users, _ray_owner_done
         ray = _import("ray", "ray[default]")
         self.ray = ray
         self.started = False
@@ -38,7 +67,8 @@ class RayRunner(Runner):
             # first starts it and the last to close shuts it down (each call shutting down
             # what it started stopped the other calls' tasks; two calls both starting failed)
             if not ray.is_initialized():
-                ray.init(
+                _ray_owner_done = _start_owned(
+                    ray,
                     num_cpus=workers or os.cpu_count(),
                     include_dashboard=False,
                     # the workers' output stays on the workers: fit_many keeps each problem's
@@ -92,14 +122,19 @@ class RayRunner(Runner):
                     yield i, True, value
 
     def close(self) -> None:
-        global _ray_users
+        global _ray_users, _ray_owner_done
         if not self.started:
             return  # an instance the caller started: left running
         with _RAY_LOCK:
             self.started = False
             _ray_users -= 1
             if _ray_users == 0:
-                self.ray.shutdown()
+                try:
+                    self.ray.shutdown()
+                finally:
+                    if _ray_owner_done is not None:  # its thread may end now
+                        _ray_owner_done.set()
+                        _ray_owner_done = None
 
 
 def _ray_call(fn, task, threads):
