@@ -2,10 +2,11 @@
 
 A local Ray instance is shared by the ``fit_many`` calls running at once in this process: the
 first starts it and the last to close shuts it down; an instance the caller started is left
-running. It is started from a thread of its own that lives until that shutdown: on Linux Ray's
-processes die with the *thread* that started them (their parent-death signal), so an instance
-started in one call's thread died when that thread ended while another call still used it, and
-Ray then ended the whole process ("Failed to connect to GCS within 60 seconds").
+running. A call outside the main thread starts it from a thread of its own that lives until
+that shutdown: on Linux Ray's processes die with the *thread* that started them (their
+parent-death signal), so an instance started in one call's thread died when that thread ended
+while another call still used it, and Ray then ended the whole process ("Failed to connect to
+GCS within 60 seconds").
 """
 
 from __future__ import annotations
@@ -28,10 +29,14 @@ _ray_users = 0
 _ray_owner_done: threading.Event | None = None
 
 
-def _start_owned(ray: Any, **kwargs: Any) -> threading.Event:
-    """``ray.init(**kwargs)`` in a daemon thread that then waits, alive, until the returned
-    event is set (after ``ray.shutdown()``): Ray's processes live as long as the thread that
-    started them. An error of ``ray.init`` is raised here."""
+def _start_owned(ray: Any, **kwargs: Any) -> threading.Event | None:
+    """``ray.init(**kwargs)`` where Ray's processes outlive every fit_many call: in the main
+    thread when called there (which lives as long as the process; Ray then also sets its SIGTERM
+    handler, as it always did), else in a daemon thread that waits, alive, until the returned
+    event is set (after ``ray.shutdown()``). An error of ``ray.init`` is raised here."""
+    if threading.current_thread() is threading.main_thread():
+        ray.init(**kwargs)
+        return None
     done, started = threading.Event(), threading.Event()
     failure: list[BaseException] = []
 
