@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from bayesphys.gp_pde import GPPDESolver
+from tests.fit_callback_checks import check_bad_callbacks_refused, check_callback_time_excluded
 
 SETTINGS = {
     "gp-hm": ("poisson1d-low", dict(num_mixtures=2)),
@@ -97,14 +98,7 @@ def test_save_and_load_inside_the_callback_round_trip(kind, tmp_path):
 def test_bad_callbacks_are_refused_before_the_first_step():
     m = _tiny()
     before = _state(m)
-    with pytest.raises(TypeError, match="callback: expected a callable or None"):
-        m.fit(steps=4, callback=3, callback_every=2, progress=False)
-    with pytest.raises(TypeError, match=r"callback: expected a callable callback\(model, step\)"):
-        m.fit(steps=4, callback=lambda model: None, callback_every=2, progress=False)
-    with pytest.raises(ValueError, match="callback_every: expected an int >= 1"):
-        m.fit(steps=4, callback=lambda model, step: None, callback_every=0, progress=False)
-    with pytest.raises(TypeError, match="callback_every: expected an int"):
-        m.fit(steps=4, callback_every=None, progress=False)
+    check_bad_callbacks_refused(m.fit)
     assert m.steps_done == 0 and m.history == {"step": [], "rel_l2": []}
     assert _same(_state(m), before)
 
@@ -129,12 +123,7 @@ def test_an_error_of_the_callback_propagates_and_keeps_the_last_step(error):
 
 def test_the_callbacks_time_is_not_the_fits():
     m = _tiny()
-    t0 = time.perf_counter()
-    r = m.fit(
-        steps=3, progress=False, callback=lambda model, step: time.sleep(0.2), callback_every=1
-    )
-    wall = time.perf_counter() - t0
-    assert r.steps == 3 and wall - r.seconds >= 0.6
+    check_callback_time_excluded(m.fit)
 
 
 @pytest.mark.parametrize("clock", ["wall", "cpu"])
@@ -161,6 +150,8 @@ def test_max_seconds_counts_training_time_only(clock):
     )
     assert r.message.startswith("time limit reached after")
     assert 2 <= r.steps < 10**6 and seen == list(range(1, r.steps + 1))
-    assert r.seconds < 0.5 + 0.2 and m.steps_done == r.steps
-    if clock == "cpu":
+    assert m.steps_done == r.steps
+    if clock == "wall":
+        assert r.seconds < 0.5 + 0.2
+    else:  # a CPU budget: the wall time grows with the machine's load, the CPU time does not
         assert 0.15 <= r.extra["cpu_seconds"] < 0.3 + 0.2

@@ -12,6 +12,7 @@ import torch
 
 from bayesphys.meta_fm import MetaFlowMatching, MFMEnsemble
 from bayesphys.problems.populations import linear_map
+from tests.fit_callback_checks import check_bad_callbacks_refused, check_callback_time_excluded
 from tests.tiny_models import TINY_MFM
 
 
@@ -85,14 +86,7 @@ def test_save_and_load_inside_the_callback_round_trip(data, tmp_path):
 def test_bad_callbacks_are_refused_before_the_first_step(data):
     m = MetaFlowMatching(data, **TINY_MFM, seed=0)
     before = _weights(m)
-    with pytest.raises(TypeError, match="callback: expected a callable or None"):
-        m.fit(steps=4, callback=3, callback_every=2, progress=False)
-    with pytest.raises(TypeError, match=r"callback: expected a callable callback\(model, step\)"):
-        m.fit(steps=4, callback=lambda model: None, callback_every=2, progress=False)
-    with pytest.raises(ValueError, match="callback_every: expected an int >= 1"):
-        m.fit(steps=4, callback=lambda model, step: None, callback_every=0, progress=False)
-    with pytest.raises(TypeError, match="callback_every: expected an int"):
-        m.fit(steps=4, callback_every="2", progress=False)
+    check_bad_callbacks_refused(m.fit)
     # before anything else: the normalisation and the batch stream are not set yet either
     assert m.steps_done == 0 and m._train_gen is None and _same_weights(_weights(m), before)
 
@@ -114,12 +108,7 @@ def test_an_error_of_the_callback_propagates_and_keeps_the_last_step(data, error
 
 def test_the_callbacks_time_is_not_the_fits(data):
     m = MetaFlowMatching(data, **TINY_MFM, seed=0)
-    t0 = time.perf_counter()
-    r = m.fit(
-        steps=3, progress=False, callback=lambda model, step: time.sleep(0.2), callback_every=1
-    )
-    wall = time.perf_counter() - t0
-    assert r.steps == 3 and wall - r.seconds >= 0.6
+    r = check_callback_time_excluded(m.fit)
     assert r.extra["seconds_per_1k_steps"] == pytest.approx(1000 * r.seconds / 3)
 
 
