@@ -21,6 +21,7 @@ from torch import Tensor
 
 from ..problems.fisher_kolmogorov import fk_forward_tangent
 from ._focal import FOCAL_WIDTH_MM, multifocal_initial_condition
+from ._forward_mode import batched_jvp, jacfwd
 
 if TYPE_CHECKING:
     from .glioma import GliomaModel
@@ -94,9 +95,9 @@ def tangent_jacobian(model: GliomaModel, theta: Tensor) -> tuple[Tensor, Tensor]
     r_data = data_vec(c)
     # one batched forward-mode pass over the p tangents (log_ndtr has no forward-AD
     # formula: its Python decomposition now runs once, not p times)
-    j_data = torch.func.vmap(lambda t: torch.func.jvp(data_vec, (c,), (t,))[1], out_dims=1)(dc[:p])
+    j_data = batched_jvp(data_vec, c, dc[:p])
     r_prior = model._prior_residuals(theta)
     # jacfwd promotes the 0-d slices theta[0], theta[1] combined with Python floats to
     # float64 whatever theta's dtype: cast back so float32 models stay float32
-    j_prior = torch.func.jacfwd(model._prior_residuals)(theta).to(j_data.dtype)
+    j_prior = jacfwd(model._prior_residuals, theta).to(j_data.dtype)
     return torch.cat([r_data, r_prior]), torch.cat([j_data, j_prior], 0)

@@ -30,6 +30,7 @@ from .._linalg import lstsq_any_rank, pcg
 from .._model import FitResult, autograd_on, optimize
 from .._progress import progress_bar
 from .._stack import user_stacklevel
+from ._forward_mode import jacfwd
 from .problem import DiscreteProblem
 from .sparse import ColouredJacobian, NonFiniteJacobian, sparse_normal_solve
 
@@ -123,7 +124,7 @@ def dense_jacobian(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     """Dense Jacobian ``[m, n]`` of ``fn`` at ``x`` (forward mode; for small problems), in
     ``x``'s dtype: ``torch.func.jacfwd`` returns float64 rows for a 0-dim float32 value combined
     with a Python number (``p - 1000.0``), which the float32 solve then refused."""
-    return torch.func.jacfwd(fn)(x).to(x.dtype)
+    return jacfwd(fn, x).to(x.dtype)
 
 
 def _checked_jacobian(out: object, n: int) -> tuple[Tensor, Tensor]:

@@ -1,0 +1,37 @@
+"""Forward-mode automatic differentiation that two threads can run at once.
+
+PyTorch keeps the levels of forward-mode AD (the dual-tensor levels behind
+:func:`torch.func.jvp` and :func:`torch.func.jacfwd`) in one process-wide list: two threads
+taking forward-mode derivatives at the same time exit each other's levels ("Trying to create a
+dual Tensor for forward AD but no level exists") or mix their tangents (wrong shapes, or worse,
+wrong numbers). Every forward-mode call in :mod:`bayesphys.odil` runs under one process-wide
+lock, so fits in a thread pool (``fit_many(executor=ThreadPoolExecutor(...))``) give the
+values of fits run one after the other. A user's own forward-mode code in other threads is
+not covered.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+__all__ = ["FORWARD_MODE_LOCK", "jacfwd", "batched_jvp"]
+
+#: held around every forward-mode derivative taken by :mod:`bayesphys.odil`
+FORWARD_MODE_LOCK = threading.RLock()
+
+
+def jacfwd(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """:func:`torch.func.jacfwd` of ``fn`` at ``x`` (``[*out, *x]``), under the lock."""
+    with FORWARD_MODE_LOCK:
+        return torch.func.jacfwd(fn)(x)
+
+
+def batched_jvp(fn: Callable[[Tensor], Tensor], x: Tensor, tangents: Tensor) -> Tensor:
+    """Jacobian-vector products of ``fn`` at ``x`` for each row of ``tangents [p, *x]``, one
+    vmapped forward-mode pass; returns ``[*out, p]`` (the tangent index last), under the lock."""
+    with FORWARD_MODE_LOCK:
+        return torch.func.vmap(lambda t: torch.func.jvp(fn, (x,), (t,))[1], out_dims=-1)(tangents)

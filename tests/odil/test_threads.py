@@ -1,0 +1,87 @@
+"""Fits in several threads at once give the values of fits run one after the other.
+
+PyTorch keeps forward-mode AD levels in one process-wide list: before the lock in
+``bayesphys/odil/_forward_mode.py``, glioma fits in four threads failed in three
+("no level exists", shape mismatches) and the fourth could come out different."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from bayesphys.odil import DiscreteProblem, GliomaModel, minimize
+from bayesphys.problems.glioma import brain_phantom, synthetic_patient
+
+
+def _in_threads(fn, args: list) -> list:
+    """``fn(a)`` for every ``a`` in its own thread, all released together; results or errors."""
+    out: list = [None] * len(args)
+    gate = threading.Barrier(len(args))
+
+    def run(i: int) -> None:
+        gate.wait()
+        try:
+            out[i] = fn(args[i])
+        except Exception as err:  # noqa: BLE001 - compared below
+            out[i] = f"{type(err).__name__}: {err}"
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(args))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    return out
+
+
+def _glioma_fit(patient) -> torch.Tensor:
+    model = GliomaModel.from_patient(patient)
+    model.fit(steps=6, grid=2, progress=False)
+    return model.theta.clone()
+
+
+def test_glioma_fits_in_four_threads_match_fits_one_after_another():
+    phantom = brain_phantom(32, 4.0)
+    patients = [synthetic_patient(s, phantom=phantom) for s in (1, 2, 3, 4)]
+    alone = [_glioma_fit(p) for p in patients]
+    together = _in_threads(_glioma_fit, patients)
+    for a, t in zip(alone, together):
+        assert isinstance(t, torch.Tensor), t
+        assert torch.equal(a, t)
+
+
+def _dense_gn(scale: float) -> torch.Tensor:
+    # a 40-unknown nonlinear least-squares problem solved with dense forward-mode Jacobians
+    target = torch.linspace(0.0, scale, 40, dtype=torch.float64)
+
+    def res(fields, params):
+        u = fields["u"]
+        return {"data": u + 0.1 * u**3 - target, "smooth": 0.5 * torch.diff(u)}
+
+    prob = DiscreteProblem({"u": (40,)}, {}, res)
+    x, _ = minimize(prob, method="lm", steps=8, linear_solver="dense")
+    return x
+
+
+def test_dense_jacobian_solves_in_threads_match_solves_one_after_another():
+    scales = [1.0, 2.0, 3.0, 4.0]
+    alone = [_dense_gn(s) for s in scales]
+    for _ in range(3):  # the race needs the threads' forward passes to overlap
+        together = _in_threads(_dense_gn, scales)
+        for a, t in zip(alone, together):
+            assert isinstance(t, torch.Tensor), t
+            assert torch.equal(a, t)
+
+
+def test_the_forward_mode_lock_is_reentrant():
+    from bayesphys.odil._forward_mode import FORWARD_MODE_LOCK, jacfwd
+
+    x = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    with FORWARD_MODE_LOCK:  # a caller holding it (a nested fit) does not deadlock
+        jac = jacfwd(lambda v: v**2, x)
+    assert torch.equal(jac, torch.diag(2 * x))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    pytest.main([__file__, "-q"])
