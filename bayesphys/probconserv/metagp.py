@@ -16,6 +16,8 @@ the GP is conditioned on one function's contexts and returns the latent predicti
 
 from __future__ import annotations
 
+import threading
+
 import gpytorch
 import torch
 from torch import Tensor, nn
@@ -24,6 +26,14 @@ from .._checks import check_int, check_real
 from .anp import check_box
 
 __all__ = ["MetaGP"]
+
+# gpytorch's settings (``max_cholesky_size``, ``fast_pred_var``) are class attributes: one value
+# for the whole process. Two threads predicting at once restored each other's values (the
+# second thread's solve ran under the defaults, and ``max_cholesky_size`` stayed at 10**6 after
+# both), and a thread training meanwhile ran under the predicting thread's values. Every
+# gpytorch computation here holds this lock; a user's own gpytorch code in other threads is not
+# covered.
+GPYTORCH_SETTINGS_LOCK = threading.RLock()
 
 
 class _Features(nn.Module):
@@ -94,14 +104,19 @@ class MetaGP(nn.Module):
         self.gp.set_train_data(xc, yc, strict=False)
         self.train()
         mll = gpytorch.mlls.ExactMarginalLogLikelihood(self.lik, self.gp)
-        return -mll(self.gp(xc), yc).mean()
+        with GPYTORCH_SETTINGS_LOCK:  # gpytorch's defaults, not another thread's predict's
+            return -mll(self.gp(xc), yc).mean()
 
     @torch.no_grad()
     def predict(self, xc: Tensor, yc: Tensor, xt: Tensor) -> tuple[Tensor, Tensor]:
         """Latent predictive mean ``[B, Nt]`` and dense covariance ``[B, Nt, Nt]`` (float64)."""
         self.gp.set_train_data(xc, yc, strict=False)
         self.eval()
-        with gpytorch.settings.fast_pred_var(False), gpytorch.settings.max_cholesky_size(10**6):
+        with (
+            GPYTORCH_SETTINGS_LOCK,
+            gpytorch.settings.fast_pred_var(False),
+            gpytorch.settings.max_cholesky_size(10**6),
+        ):
             pred = self.gp(xt)
             mean = pred.mean
             cov = pred.covariance_matrix
