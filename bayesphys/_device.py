@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Union
 
@@ -33,6 +33,7 @@ __all__ = [
     "seeded",
     "torch_threads",
     "make_generator",
+    "sobol_engine",
     "check_finite",
     "as_tensor",
 ]
@@ -204,10 +205,30 @@ def seed_everything(seed: int | None) -> None:
         torch.manual_seed(int(seed))
 
 
+def in_new_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a short-lived thread: torch's thread count there is the one new threads
+    start with (reading or setting it leaves every running thread's own count alone)."""
+    out: list[Any] = []
+    worker = threading.Thread(target=lambda: out.append(fn(*args)), name="bayesphys-threads")
+    worker.start()
+    worker.join()
+    return out[0]
+
+
+# held while torch_threads changes a thread's count and puts back the count new threads start
+# with (set_num_threads sets both): no other block reads that count in between
+_THREAD_COUNT = threading.Lock()
+
+
 @contextmanager
 def torch_threads(n: int) -> Iterator[None]:
     """Run a block with ``n`` torch intra-op threads and give the caller's count back after
     (small networks run fastest on one thread; a library call must not keep the change).
+
+    torch keeps one count per OS thread (OpenMP's), and ``torch.set_num_threads`` also sets
+    the count threads not yet using torch start with, for the whole process: that one is put
+    back at once, so threads started while the block runs (another fit's thread pool) keep
+    their usual count (before, they started with ``n``).
 
     >>> import torch
     >>> before = torch.get_num_threads()
@@ -219,11 +240,17 @@ def torch_threads(n: int) -> Iterator[None]:
     """
     n = check_int("n", n, minimum=1)
     before = torch.get_num_threads()
-    torch.set_num_threads(n)
+    with _THREAD_COUNT:
+        fresh = in_new_thread(torch.get_num_threads)
+        torch.set_num_threads(n)
+        in_new_thread(torch.set_num_threads, fresh)
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        with _THREAD_COUNT:
+            fresh = in_new_thread(torch.get_num_threads)
+            torch.set_num_threads(before)
+            in_new_thread(torch.set_num_threads, fresh)
 
 
 @contextmanager
@@ -332,6 +359,19 @@ def seeded_build(seed: int | None, device: torch.device | str = "cpu") -> Iterat
     would wait for ever)."""
     with _GLOBAL_STATE, seeded(seed, device), default_dtype(torch.float32):
         yield
+
+
+def sobol_engine(dim: int, seed: int) -> torch.quasirandom.SobolEngine:
+    """A scrambled :class:`torch.quasirandom.SobolEngine` of dimension ``dim`` whose draws do
+    not depend on torch's default dtype.
+
+    The engine computes its first point when it is built, in the default dtype (``draw(n,
+    dtype=torch.float64)`` casts that stored point): under a float64 default, or while another
+    thread had set one, the first point of every net was rounded differently and a float64
+    fit went elsewhere. Built here under float32 (torch's own default, under which every
+    committed result was computed) and the package's lock on process-wide state."""
+    with _GLOBAL_STATE, default_dtype(torch.float32):
+        return torch.quasirandom.SobolEngine(dim, scramble=True, seed=seed)
 
 
 def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator | None:

@@ -357,3 +357,30 @@ def test_loading_an_unseeded_model_leaves_the_callers_streams(tmp_path):
         assert torch.equal(torch.get_rng_state(), before[0]), name
         assert (np.random.get_state()[1] == before[1]).all(), name
         assert random.getstate() == before[2], name
+
+
+def test_threads_started_during_a_torch_threads_block_keep_their_usual_count():
+    """torch.set_num_threads also sets the count new threads start with, process-wide: a thread
+    pool started while another thread's ``torch_threads(1)`` block ran got one thread each."""
+    import threading
+
+    from bayesphys._device import in_new_thread, torch_threads
+
+    usual = in_new_thread(torch.get_num_threads)
+    inside, go_on = threading.Event(), threading.Event()
+    seen: dict[str, int] = {}
+
+    def block() -> None:
+        with torch_threads(1):
+            seen["block"] = torch.get_num_threads()
+            inside.set()
+            go_on.wait(30)
+
+    t = threading.Thread(target=block)
+    t.start()
+    assert inside.wait(30)
+    seen["new"] = in_new_thread(torch.get_num_threads)
+    go_on.set()
+    t.join(30)
+    seen["after"] = in_new_thread(torch.get_num_threads)
+    assert seen == {"block": 1, "new": usual, "after": usual}

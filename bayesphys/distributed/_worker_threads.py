@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from .._checks import check_int
+from .._device import in_new_thread as _in_new_thread
 
 _THREAD_ENV = (
     "OMP_NUM_THREADS",
@@ -116,16 +117,6 @@ def _init_pool_worker(threads: int | None) -> None:
 _TASKS = threading.Lock()
 _running = 0
 _found: Any = None
-
-
-def _in_new_thread(fn: Any, *args: Any) -> Any:
-    """``fn(*args)`` in a short-lived thread: torch's thread count there is the one new threads
-    start with (reading or setting it leaves every running thread's own count alone)."""
-    out: list[Any] = []
-    worker = threading.Thread(target=lambda: out.append(fn(*args)), name="bayesphys-threads")
-    worker.start()
-    worker.join()
-    return out[0]
 
 
 @contextmanager

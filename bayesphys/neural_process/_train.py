@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from .._data_parallel import GradientSync
+from .._device import sobol_engine
 from .._model import DivergenceGuard, FitResult, optimize
 from .._progress import progress_bar
 from .._time_budget import TimeBudget
@@ -47,7 +48,7 @@ def qmc_prior(
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g, device=g.device).item())
     lo = torch.as_tensor([*p.z_low, *p.w_low], dtype=torch.float64)
     hi = torch.as_tensor([*p.z_high, *p.w_high], dtype=torch.float64)
-    eng = torch.quasirandom.SobolEngine(len(lo), scramble=True, seed=seed)
+    eng = sobol_engine(len(lo), seed)
     u = lo + (hi - lo) * eng.draw(n, dtype=torch.float64)
     u = u.to(dtype).to(device)
     return u[:, : p.dim_z], u[:, p.dim_z :]

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_bool, check_int, check_real, did_you_mean
-from .._device import resolve_dtype
+from .._device import resolve_dtype, sobol_engine
 
 __all__ = [
     "check_box",
@@ -171,7 +171,7 @@ class SobolGrid(GridMeasure):
     def _unit(self, batch, n, *, generator, dtype, device):
         gd = _gen_device(generator)
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=gd).item())
-        eng = torch.quasirandom.SobolEngine(self.dim, scramble=True, seed=seed)
+        eng = sobol_engine(self.dim, seed)
         base = eng.draw(n, dtype=torch.float64).to(dtype=dtype, device=device)
         shift = torch.rand((batch, 1, self.dim), generator=generator, dtype=dtype, device=gd)
         u = torch.remainder(base.unsqueeze(0) + shift.to(device), 1.0)
