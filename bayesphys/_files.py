@@ -20,6 +20,7 @@ import os
 import re
 import socket
 import stat
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -248,17 +249,27 @@ def save_figure(fig: Any, path: str | os.PathLike, **savefig_kwargs: Any) -> Pat
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, **savefig_kwargs))
 
 
+# pyplot's list of open figures (and its "current figure") is one for the whole process
+_PYPLOT = threading.RLock()
+
+
 @contextmanager
 def closing_figures() -> Iterator[None]:
     """Close every pyplot figure opened inside the ``with`` block when the block ends, a
     failure included (a refused save, Ctrl-C): a demo or example that failed after drawing
     left its figure registered with pyplot, holding its memory for the rest of the session.
-    Figures open before the block (the caller's) stay open."""
+    Figures open before the block (the caller's) stay open.
+
+    pyplot's figure list and current figure are process-wide, so blocks in several threads
+    run one after the other (before, a block ending in one thread closed the figure another
+    thread's block was drawing, whose ``plt.gcf()`` then saved an empty figure). The block
+    must only draw and save, never wait on another thread's block."""
     import matplotlib.pyplot as plt
 
-    before = set(plt.get_fignums())
-    try:
-        yield
-    finally:
-        for num in set(plt.get_fignums()) - before:
-            plt.close(num)
+    with _PYPLOT:
+        before = set(plt.get_fignums())
+        try:
+            yield
+        finally:
+            for num in set(plt.get_fignums()) - before:
+                plt.close(num)

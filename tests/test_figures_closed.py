@@ -78,3 +78,39 @@ def test_closing_figures_closes_only_the_blocks_figures(callers_figure):
         plt.figure()
         raise KeyboardInterrupt
     assert plt.get_fignums() == before
+
+
+def test_blocks_in_two_threads_do_not_close_each_others_figures():
+    """A block ending in one thread closed the figure another thread's block was still drawing
+    (``plt.gcf()`` there then gave a new, empty figure). The long block waits up to 1 s for the
+    short one to start inside it (before the lock it did, and closed the long one's figure)."""
+    import threading
+    import time
+
+    from bayesphys._files import closing_figures
+
+    long_in, short_in = threading.Event(), threading.Event()
+    kept: dict[str, bool] = {}
+
+    def long_block() -> None:
+        with closing_figures():
+            long_in.set()
+            short_in.wait(1.0)  # times out where the blocks run one after the other
+            fig = plt.figure()
+            time.sleep(0.5)  # the short block ends meanwhile
+            kept["long"] = fig.number in plt.get_fignums() and plt.gcf() is fig
+
+    def short_block() -> None:
+        long_in.wait(10)
+        with closing_figures():
+            short_in.set()
+            fig = plt.figure()
+            time.sleep(0.1)
+            kept["short"] = fig.number in plt.get_fignums() and plt.gcf() is fig
+
+    threads = [threading.Thread(target=long_block), threading.Thread(target=short_block)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert kept == {"short": True, "long": True}
