@@ -269,7 +269,10 @@ class GPPDESolver:
         ``result.extra`` holds ``rel_l2_best`` (minimum over this fit's checkpoints and its
         final state, labelled as such).
         ``max_seconds`` (s) stops early, measured on ``clock`` (``"wall"`` or ``"cpu"``: process
-        CPU time, for fair budgets on a shared machine; ``"cpu"`` only with a budget);
+        CPU time, for fair budgets on a shared machine; ``"cpu"`` only with a budget; it counts
+        every thread of the process, torch's own worker threads as it must, but also any
+        other work the process runs in threads meanwhile: give concurrent fits in threads a
+        ``"wall"`` budget);
         ``time_limit`` is its former name
         (deprecated, warns). ``data`` is unused (the PDE data are set at construction).
         ``keep_best=None`` (default): ``True`` for ``gp-hm``, ``False`` for ``ref`` (as the
