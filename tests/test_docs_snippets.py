@@ -1,0 +1,133 @@
+"""The ``python`` code blocks of README.md and docs/*.md run as printed (keeps the pages true).
+
+Each block runs in a fresh interpreter in a temporary folder (a block may set torch's default
+dtype or write files). Sizes are cut by the listed substitutions only (step counts, numbers of
+simulations): the names, arguments and call sequence are the page's. Blocks that are
+templates, fragments or need a cluster are listed in ``_NOT_RUN`` with the reason; a new block
+must be added to one list or the other (``test_every_block_is_run_or_excused``)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_FENCE = re.compile(r"```python\n(.*?)```", re.S)
+
+
+def _blocks() -> dict[str, str]:
+    """``{"docs/page.md:line": code}`` for every fenced python block (line of the fence)."""
+    out = {}
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = page.read_text(encoding="utf-8")
+        for m in _FENCE.finditer(text):
+            line = text[: m.start()].count("\n") + 1
+            out[f"{page.relative_to(ROOT).as_posix()}:{line}"] = m.group(1)
+    return out
+
+
+_BLOCKS = _blocks()
+
+
+def _key(page: str, first_line: str) -> str:
+    """The block of ``page`` whose code starts with ``first_line`` (line numbers move)."""
+    hits = [
+        k for k, code in _BLOCKS.items() if k.startswith(page + ":") and code.startswith(first_line)
+    ]
+    assert len(hits) == 1, f"{page}: {len(hits)} blocks start with {first_line!r}"
+    return hits[0]
+
+
+# blocks not run, with the reason
+_NOT_RUN = {
+    _key("docs/calibration.md", "import arviz as az"): "reads a file `bayesphys calibrate` wrote",
+    _key("docs/calibration.md", "from typing import Any"): "signatures of a hook (a template)",
+    _key("docs/calibration.md", "from bayesphys.diagnostics import calibration_rows"): "template",
+    _key("docs/concepts.md", "model = Component("): "the shared API in outline (a template)",
+    _key("docs/probconserv.md", "fields = monotone_posterior("): "one line of the page's text",
+    _key("docs/scale_out.md", "import ray"): "needs a running Ray cluster",
+    _key("docs/scale_out.md", "from bayesphys.distributed import RayRunner"): "a cluster option",
+    _key("docs/scale_out.md", "from dask.distributed import Client"): "needs a Dask scheduler",
+}
+
+# blocks that continue an earlier one: run after it, in the same interpreter
+_CONTINUES = {
+    _key("docs/odil.md", "plain = DiscreteProblem("): _key("docs/odil.md", "import math"),
+}
+
+# (pattern, replacement) per block: sizes only
+_SMALLER: dict[str, list[tuple[str, str]]] = {
+    _key("docs/calibration.md", "from bayesphys.diagnostics import CoreFamily"): [
+        (r"n_sims=200", "n_sims=20"),
+        (r"n_fit=100, n_eval=100", "n_fit=20, n_eval=20"),
+    ],
+    _key("docs/gp_pde.md", "from bayesphys.gp_pde import"): [(r"steps=150", "steps=2")],
+    _key("docs/meta_fm.md", "from bayesphys.problems.populations import"): [
+        (r"n_train=100, n_cal=30, n_test=30", "n_train=6, n_cal=4, n_test=4"),
+        (r"width=128", "width=16"),
+        (r"steps=1000", "steps=2"),
+        (r"members=3", "members=2"),
+    ],
+    _key("docs/neural_process.md", "from bayesphys.neural_process import"): [
+        (r"poisson_sensor_data\(1000, seed=1\)", "poisson_sensor_data(8, seed=1)"),
+        (r"steps=3000", "steps=2"),
+    ],
+    _key("docs/odil.md", "from bayesphys.odil import GliomaModel"): [
+        (r"brain_phantom\(64, 2\.0\)", "brain_phantom(32, 4.0)"),
+        (r"spacing=2\.0", "spacing=4.0"),
+        (r"model\.fit\(\)", "model.fit(steps=2, grid=1, progress=False)"),
+        (r"num_samples=200", "num_samples=10"),
+    ],
+    _key("docs/probconserv.md", "from bayesphys.probconserv import"): [
+        (r"seed=0\)", "seed=0, gp_width=8)"),
+        (r"steps=1200", "steps=2"),
+        (r"500\)", "20)"),
+    ],
+    _key("docs/scale_out.md", "from bayesphys.distributed import fit_many"): [
+        (r"make_cohort\(16", "make_cohort(3"),
+        (r'executor="local"', 'executor="sequential"'),
+        (r"steps\": 150", 'steps": 3'),
+    ],
+}
+
+# what a block's comments state, checked after it (full size: the block is not cut)
+_CLAIMS = {
+    _key("docs/odil.md", "import math"): "assert abs(float(D_hat) - 0.1) < 0.01, float(D_hat)\n",
+}
+
+_RUN = [k for k in _BLOCKS if k not in _NOT_RUN and k not in _CONTINUES]
+
+
+def _source(key: str) -> str:
+    code = _BLOCKS[key]
+    for pattern, new in _SMALLER.get(key, []):
+        code, n = re.subn(pattern, new, code)
+        assert n >= 1, f"{key}: the substitution {pattern!r} no longer matches the page"
+    code += "\n" + _CLAIMS.get(key, "")
+    follow = [k for k, first in _CONTINUES.items() if first == key]
+    return code + "".join("\n" + _source(k) for k in follow)
+
+
+def test_every_block_is_run_or_excused():
+    assert len(_BLOCKS) >= 18  # an empty scan would pass silently
+    assert set(_RUN) | set(_NOT_RUN) | set(_CONTINUES) == set(_BLOCKS)
+    assert not set(_RUN) & set(_NOT_RUN)
+
+
+@pytest.mark.parametrize("key", _RUN)
+def test_the_block_runs(key, tmp_path):
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _source(key)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, f"{key} failed:\n{proc.stderr[-3000:]}"
