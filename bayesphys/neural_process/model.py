@@ -296,7 +296,7 @@ class RandomGridNP:
                 return torch.tensor(math.nan)
             self.optimizer.step()
             self.step_count += 1
-            return torch.tensor(val) if sync.active else loss
+            return val if sync.active else loss  # the mean over ranks, unrounded
 
         def user_callback() -> None:
             # the model as a fit leaves it (evaluation mode: ready to predict), training mode

@@ -16,8 +16,8 @@ from bayesphys.distributed.ddp import (
 from tests.tiny_models import SMALL_MFM, tiny_rgnp
 
 
-def _rgnp():
-    return tiny_rgnp("poisson")
+def _rgnp(**kw):
+    return tiny_rgnp("poisson", **kw)
 
 
 def _mfm():
@@ -220,3 +220,18 @@ def test_an_existing_cuda_group_puts_each_rank_on_its_own_device(monkeypatch, ba
     assert current == [torch.device("cuda", 1)]
     monkeypatch.setattr(pg.dist, "get_backend", lambda *a: "gloo")
     assert pg._context_from_group(None).device == torch.device("cpu")
+
+
+def test_a_synced_neural_process_fit_reports_the_rank_mean_unrounded(monkeypatch):
+    """Under a process group the neural process reported ``torch.tensor(mean)``: rounded to the
+    default dtype (float32), so a float64 fit's loss history lost digits (and changed with the
+    default dtype). One rank with no-op collectives must report the plain fit's losses."""
+    import bayesphys._data_parallel as dp
+
+    plain = _rgnp(dtype="float64").fit(steps=3, progress=False).loss_history
+    monkeypatch.setattr(dp, "_active_group", lambda: (0, 1))
+    monkeypatch.setattr(dp, "_reduce_device", lambda: torch.device("cpu"))
+    for name in ("all_reduce", "broadcast"):
+        monkeypatch.setattr(dp.dist, name, lambda t, *a, **k: t)
+    synced = _rgnp(dtype="float64").fit(steps=3, progress=False).loss_history
+    assert synced == plain
