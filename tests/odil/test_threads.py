@@ -6,33 +6,12 @@ PyTorch keeps forward-mode AD levels in one process-wide list: before the lock i
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 import torch
 
 from bayesphys.odil import DiscreteProblem, GliomaModel, minimize
 from bayesphys.problems.glioma import brain_phantom, synthetic_patient
-
-
-def _in_threads(fn, args: list) -> list:
-    """``fn(a)`` for every ``a`` in its own thread, all released together; results or errors."""
-    out: list = [None] * len(args)
-    gate = threading.Barrier(len(args))
-
-    def run(i: int) -> None:
-        gate.wait()
-        try:
-            out[i] = fn(args[i])
-        except Exception as err:  # noqa: BLE001 - compared below
-            out[i] = f"{type(err).__name__}: {err}"
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(args))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(300)
-    return out
+from tests.thread_checks import in_threads
 
 
 def _glioma_fit(patient) -> torch.Tensor:
@@ -45,7 +24,7 @@ def test_glioma_fits_in_four_threads_match_fits_one_after_another():
     phantom = brain_phantom(32, 4.0)
     patients = [synthetic_patient(s, phantom=phantom) for s in (1, 2, 3, 4)]
     alone = [_glioma_fit(p) for p in patients]
-    together = _in_threads(_glioma_fit, patients)
+    together = in_threads(_glioma_fit, patients)
     for a, t in zip(alone, together):
         assert isinstance(t, torch.Tensor), t
         assert torch.equal(a, t)
@@ -68,7 +47,7 @@ def test_dense_jacobian_solves_in_threads_match_solves_one_after_another():
     scales = [1.0, 2.0, 3.0, 4.0]
     alone = [_dense_gn(s) for s in scales]
     for _ in range(3):  # the race needs the threads' forward passes to overlap
-        together = _in_threads(_dense_gn, scales)
+        together = in_threads(_dense_gn, scales)
         for a, t in zip(alone, together):
             assert isinstance(t, torch.Tensor), t
             assert torch.equal(a, t)

@@ -5,32 +5,12 @@ out different and the setting stayed at 10**6)."""
 
 from __future__ import annotations
 
-import threading
-
 import gpytorch
 import torch
 
 from bayesphys.probconserv import ProbConserv
 from bayesphys.problems.gpme import make_dataset
-
-
-def _in_threads(fn, args: list) -> list:
-    out: list = [None] * len(args)
-    gate = threading.Barrier(len(args))
-
-    def run(i: int) -> None:
-        gate.wait()
-        try:
-            out[i] = fn(args[i])
-        except Exception as err:  # noqa: BLE001 - compared below
-            out[i] = f"{type(err).__name__}: {err}"
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(args))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(300)
-    return out
+from tests.thread_checks import in_threads
 
 
 def _fitted(seed: int) -> ProbConserv:
@@ -49,7 +29,7 @@ def test_gp_posteriors_in_four_threads_match_posteriors_one_after_another():
     test = make_dataset("diffusion", params=[2.0, 3.0], seed=1)
     alone = [m.posterior(test).mean for m in models]
     for _ in range(3):  # the race needs the threads' predictions to overlap
-        together = _in_threads(lambda m: m.posterior(test).mean, models)
+        together = in_threads(lambda m: m.posterior(test).mean, models)
         for a, t in zip(alone, together):
             assert isinstance(t, torch.Tensor), t
             assert torch.equal(a, t)
@@ -59,7 +39,7 @@ def test_gp_posteriors_in_four_threads_match_posteriors_one_after_another():
 def test_gp_fits_in_three_threads_match_fits_one_after_another():
     before = _settings()
     alone = [_fitted(s).net.state_dict() for s in range(3)]
-    together = _in_threads(lambda s: _fitted(s).net.state_dict(), [0, 1, 2])
+    together = in_threads(lambda s: _fitted(s).net.state_dict(), [0, 1, 2])
     for a, t in zip(alone, together):
         assert isinstance(t, dict), t
         assert a.keys() == t.keys() and all(torch.equal(a[k], t[k]) for k in a)
