@@ -34,6 +34,7 @@ __all__ = [
     "torch_threads",
     "make_generator",
     "sobol_engine",
+    "seeded_exclusive",
     "check_finite",
     "as_tensor",
 ]
@@ -348,6 +349,17 @@ def default_dtype(dtype: torch.dtype) -> Iterator[None]:
         yield
     finally:
         torch.set_default_dtype(prev)
+
+
+@contextmanager
+def seeded_exclusive(seed: int | None, device: torch.device | str = "cpu") -> Iterator[None]:
+    """:func:`seeded` under the process-wide lock of :func:`seeded_build`, for a block that
+    draws from the global streams throughout (pyro's NUTS, whose effect-handler stack is
+    process-wide too: two NUTS runs in two threads failed with "cannot install a Messenger
+    instance twice", and the other one drew the first one's numbers). Such blocks in several
+    threads run one after the other; the block must not wait on another thread."""
+    with _GLOBAL_STATE, seeded(seed, device):
+        yield
 
 
 @contextmanager

@@ -384,3 +384,24 @@ def test_threads_started_during_a_torch_threads_block_keep_their_usual_count():
     t.join(30)
     seen["after"] = in_new_thread(torch.get_num_threads)
     assert seen == {"block": 1, "new": usual, "after": usual}
+
+
+def test_seeded_exclusive_blocks_in_two_threads_each_draw_their_own_stream():
+    """Two threads drawing from torch's global stream in ``seeded`` blocks at once interleave
+    their draws; ``seeded_exclusive`` runs them one after the other."""
+    import time
+
+    from bayesphys._device import seeded_exclusive
+    from tests.thread_checks import in_threads
+
+    def draws(seed: int) -> torch.Tensor:
+        with seeded_exclusive(seed):
+            out = []
+            for _ in range(5):
+                out.append(torch.rand(1))
+                time.sleep(0.01)  # the other thread would draw here
+            return torch.cat(out)
+
+    alone = [draws(s) for s in (0, 1)]
+    together = in_threads(draws, [0, 1])
+    assert all(torch.equal(a, t) for a, t in zip(alone, together))

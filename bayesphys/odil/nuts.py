@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from torch import Tensor
 
 from .._checks import check_bool, check_int, check_seed, require
-from .._device import seeded
+from .._device import seeded_exclusive
 from .._model import autograd_on
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -58,8 +58,9 @@ def nuts_reference(
 
     if model.theta is None:
         raise RuntimeError("model: fit() it first; NUTS starts at the optimum")
-    # seeded like pyro.set_rng_seed(seed), the caller's global streams restored after
-    with seeded(seed, model.device):
+    # seeded like pyro.set_rng_seed(seed), the caller's global streams restored after; one
+    # run at a time in the process (pyro's handler stack and the streams are process-wide)
+    with seeded_exclusive(seed, model.device):
 
         def potential(params):
             return model.loss(params["theta"])

@@ -64,3 +64,21 @@ def test_the_forward_mode_lock_is_reentrant():
 
 if __name__ == "__main__":  # pragma: no cover
     pytest.main([__file__, "-q"])
+
+
+def test_nuts_runs_in_two_threads_match_runs_one_after_another():
+    """pyro's effect-handler stack is process-wide: the second of two NUTS runs started together
+    failed ("cannot install a Messenger instance twice")."""
+    from bayesphys.odil.nuts import nuts_reference
+
+    model = GliomaModel.from_patient(synthetic_patient(1, phantom=brain_phantom(32, 4.0)))
+    model.fit(steps=4, grid=1, progress=False)
+
+    def run(seed: int) -> torch.Tensor:
+        return nuts_reference(model, num_samples=3, warmup_steps=3, seed=seed, progress=False)[0]
+
+    alone = [run(s) for s in (0, 1)]
+    together = in_threads(run, [0, 1])
+    for a, t in zip(alone, together):
+        assert isinstance(t, torch.Tensor), t
+        assert torch.equal(a, t)
