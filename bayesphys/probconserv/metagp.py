@@ -31,8 +31,9 @@ __all__ = ["MetaGP"]
 # for the whole process. Two threads predicting at once restored each other's values (the
 # second thread's solve ran under the defaults, and ``max_cholesky_size`` stayed at 10**6 after
 # both), and a thread training meanwhile ran under the predicting thread's values. Every
-# gpytorch computation here holds this lock; a user's own gpytorch code in other threads is not
-# covered.
+# gpytorch computation here holds this lock, with the conditioning data it sets on the module
+# (so one model predicts in several threads at once); a user's own gpytorch code in other
+# threads is not covered.
 GPYTORCH_SETTINGS_LOCK = threading.RLock()
 
 
@@ -101,22 +102,27 @@ class MetaGP(nn.Module):
 
     def loss(self, xc: Tensor, yc: Tensor) -> Tensor:
         """Negative marginal log likelihood per point, averaged over the batch of functions."""
-        self.gp.set_train_data(xc, yc, strict=False)
-        self.train()
-        mll = gpytorch.mlls.ExactMarginalLogLikelihood(self.lik, self.gp)
-        with GPYTORCH_SETTINGS_LOCK:  # gpytorch's defaults, not another thread's predict's
+        # under the lock: gpytorch's default settings, not another thread's predict's (and the
+        # training data set here are the ones used)
+        with GPYTORCH_SETTINGS_LOCK:
+            self.gp.set_train_data(xc, yc, strict=False)
+            self.train()
+            mll = gpytorch.mlls.ExactMarginalLogLikelihood(self.lik, self.gp)
             return -mll(self.gp(xc), yc).mean()
 
     @torch.no_grad()
     def predict(self, xc: Tensor, yc: Tensor, xt: Tensor) -> tuple[Tensor, Tensor]:
         """Latent predictive mean ``[B, Nt]`` and dense covariance ``[B, Nt, Nt]`` (float64)."""
-        self.gp.set_train_data(xc, yc, strict=False)
-        self.eval()
+        # the conditioning data live on the module (ExactGP): two threads predicting with one
+        # model at once used each other's contexts (15 of 20 posteriors wrong) unless the
+        # setting and the prediction are one step under the lock
         with (
             GPYTORCH_SETTINGS_LOCK,
             gpytorch.settings.fast_pred_var(False),
             gpytorch.settings.max_cholesky_size(10**6),
         ):
+            self.gp.set_train_data(xc, yc, strict=False)
+            self.eval()
             pred = self.gp(xt)
             mean = pred.mean
             cov = pred.covariance_matrix
