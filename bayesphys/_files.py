@@ -22,6 +22,7 @@ import socket
 import stat
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from glob import escape as glob_escape
@@ -185,9 +186,29 @@ def fsync_file(path: Path) -> None:
 
 
 # targets whose stale temporaries this process has swept (a checkpoint rewritten every epoch
-# into a folder of thousands of files scanned the folder on every write)
-_SWEPT: set[Path] = set()
-_SWEPT_MAX = 100_000  # ~60 MB of paths at most; forgetting them only means sweeping again
+# into a folder of thousands of files scanned the folder on every write), the most recently
+# written last. Bounded: the oldest are forgotten (it held up to 100,000 paths, ~75 MB, in a
+# notebook saving to new folders); a forgotten target is only swept again
+_SWEPT: OrderedDict[Path, None] = OrderedDict()
+_SWEPT_MAX = 4096
+_SWEPT_LOCK = threading.Lock()
+
+
+def _swept_before(target: Path) -> bool:
+    """Whether this process swept ``target``'s folder for it already (it becomes the most
+    recent target)."""
+    with _SWEPT_LOCK:
+        if target in _SWEPT:
+            _SWEPT.move_to_end(target)
+            return True
+        return False
+
+
+def _record_swept(target: Path) -> None:
+    with _SWEPT_LOCK:
+        _SWEPT[target] = None
+        while len(_SWEPT) > _SWEPT_MAX:
+            _SWEPT.popitem(last=False)
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
@@ -200,11 +221,9 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     write to the target (a long run killed while checkpointing left a hidden full-size copy
     each time)."""
     target = Path(os.path.realpath(Path(path).expanduser()))  # a symlink: write its target
-    if target not in _SWEPT:  # once per target and process: a folder's scan costs O(files)
+    if not _swept_before(target):  # once per target and process: a scan costs O(files)
         sweep_stale_temporaries(target.parent, *_temporaries_of(target))
-        if len(_SWEPT) >= _SWEPT_MAX:  # a process writing millions of files: bounded memory
-            _SWEPT.clear()
-        _SWEPT.add(target)
+        _record_swept(target)
     tmp = target.with_name(
         f".{target.name}.{host_token()}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
     )

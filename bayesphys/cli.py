@@ -19,6 +19,8 @@ import select
 import sys
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ._cli_args import device_arg as _device_arg
@@ -348,7 +350,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:
         _tolerant_stdout()
     try:
-        return _main(argv)
+        if argv is None:  # the console command: the process ends with it
+            return _main(argv)
+        with _callers_state_kept():  # main([...]) from Python: the caller's seeds and threads
+            return _main(argv)
     except OSError as err:
         # Windows often reports a write to a closed pipe as EINVAL, not as a broken pipe
         broken = isinstance(err, BrokenPipeError) or (os.name == "nt" and err.errno == errno.EINVAL)
@@ -357,8 +362,36 @@ def main(argv: list[str] | None = None) -> int:
         # what is still buffered for the closed pipe goes nowhere: flushing it at exit raised
         # the error a second time
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)  # stdout keeps its copy (one descriptor leaked per call before)
         return 141
+
+
+@contextmanager
+def _callers_state_kept() -> Iterator[None]:
+    """Give a caller of ``main([...])`` its python / numpy / torch random streams and torch
+    thread count back: ``demo`` and ``run`` seed the global streams and set the thread count
+    for the command (right for the console command, whose process ends with it; a notebook
+    calling ``main`` kept them)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from ._device import in_new_thread
+
+    threads, fresh = torch.get_num_threads(), in_new_thread(torch.get_num_threads)
+    py, npy = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        random.setstate(py)
+        np.random.set_state(npy)
+        torch.set_num_threads(threads)
+        in_new_thread(torch.set_num_threads, fresh)
 
 
 def _tolerant_stdout() -> None:

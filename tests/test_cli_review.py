@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from bayesphys import cli
@@ -112,3 +114,61 @@ def test_another_broken_pipe_is_an_error(monkeypatch):
     monkeypatch.setattr(cli, "cmd_list", broken)
     with pytest.raises(BrokenPipeError):
         cli.main(["list"])
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
+def test_a_closed_pipe_leaves_no_descriptor_open():
+    """Each call that ended on a closed stdout left its copy of /dev/null open (30 calls, 30
+    descriptors; review of 2026-12-04)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(cli.__file__).resolve().parents[1])
+    code = (
+        "import io, os, sys\nfrom bayesphys.cli import main\n"
+        "real, counts = sys.stdout, []\n"
+        "for _ in range(6):\n"
+        "    r, w = os.pipe(); os.close(r)\n"
+        "    sys.stdout = io.TextIOWrapper(io.FileIO(w, 'w'), write_through=True)\n"
+        "    try:\n        rc = main(['list'])\n"
+        "    finally:\n"
+        "        try:\n            sys.stdout.close()\n        except OSError:\n            pass\n"
+        "        sys.stdout = real\n"
+        "    assert rc == 141, rc\n"
+        "    counts.append(len(os.listdir('/proc/self/fd')))\n"
+        "print(counts)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    counts = eval(proc.stdout.strip())  # noqa: S307 - a list of ints printed above
+    assert len(set(counts[1:])) == 1, counts
+
+
+def test_main_called_from_python_gives_back_the_callers_seeds_and_threads(tmp_path):
+    """``demo`` seeds the global streams and sets the thread count for the command: a caller
+    of ``main([...])`` kept them (review of 2026-12-04)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from bayesphys._device import in_new_thread
+
+    outer = torch.get_num_threads()
+    torch.set_num_threads(2)  # the demo's --threads 1 is a change
+    try:
+        fresh = in_new_thread(torch.get_num_threads)
+        random.seed(5)
+        np.random.seed(5)
+        torch.manual_seed(5)
+        states = (random.getstate(), np.random.get_state()[1].copy(), torch.get_rng_state())
+        assert cli.main(["demo", "--only", "--out", str(tmp_path), "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 2
+        assert in_new_thread(torch.get_num_threads) == fresh
+        assert random.getstate() == states[0]
+        assert (np.random.get_state()[1] == states[1]).all()
+        assert torch.equal(torch.get_rng_state(), states[2])
+    finally:
+        torch.set_num_threads(outer)

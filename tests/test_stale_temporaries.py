@@ -149,10 +149,20 @@ def test_a_target_is_swept_once_per_process(tmp_path: Path, monkeypatch):
 def test_the_swept_targets_stay_bounded(tmp_path: Path, monkeypatch):
     """One entry per distinct target written (~620 B each): a long process writing millions
     of files grew it without bound (review of 2026-12-03)."""
+    from collections import OrderedDict
+
     from bayesphys import _files
 
-    monkeypatch.setattr(_files, "_SWEPT", set())
+    assert _files._SWEPT_MAX <= 10_000  # ~7 MB of paths at most
+    monkeypatch.setattr(_files, "_SWEPT", OrderedDict())
     monkeypatch.setattr(_files, "_SWEPT_MAX", 3)
     for k in range(7):
         _files.atomic_write_text(tmp_path / f"f{k}.txt", "x")
-    assert 1 <= len(_files._SWEPT) <= 3
+    assert len(_files._SWEPT) == 3
+    # the most recently written are kept (the set was cleared whole at its cap before, ~75 MB
+    # of paths at 100,000 entries in a notebook saving to new folders): a rewrite of f4 makes
+    # it the newest, so f5 is the one a new target pushes out
+    _files.atomic_write_text(tmp_path / "f4.txt", "y")
+    _files.atomic_write_text(tmp_path / "f7.txt", "x")
+    names = [p.name for p in _files._SWEPT]
+    assert names == ["f6.txt", "f4.txt", "f7.txt"]
