@@ -107,7 +107,10 @@ def plot_pit_ecdf(
     title: str | None = None,
 ) -> matplotlib.axes.Axes:
     """PIT-ECDF difference plot :math:`\\hat F(z) - z` of ranks ``[N, K]`` with the
-    simultaneous ``prob`` band; one line per summary. Returns the matplotlib axes."""
+    simultaneous ``prob`` band; one line per summary. Returns the matplotlib axes.
+
+    With ``ax=None`` it draws on a new pyplot figure (shown inline in a notebook), which stays
+    open as pyplot's figures do: in a loop, close each with ``plt.close(ax.figure)``."""
     import matplotlib.pyplot as plt
 
     n_draws = check_int("n_draws", n_draws, minimum=1)

@@ -130,7 +130,8 @@ class CalibrationResult:
     def plot(
         self, ax: matplotlib.axes.Axes | None = None, prob: float = 0.95
     ) -> matplotlib.axes.Axes:
-        """PIT-ECDF difference plot of the ranks with the simultaneous band."""
+        """PIT-ECDF difference plot of the ranks with the simultaneous band (a new pyplot
+        figure with ``ax=None``, left open: see :func:`plot_pit_ecdf`)."""
         p = self.uniformity["pvalue"]
         return plot_pit_ecdf(
             self.ranks,

@@ -288,7 +288,10 @@ def run_calibration(
 
     See the module docstring for what is written where. ``verbose=True`` prints the rows'
     table (what ``bayesphys calibrate`` shows) to stdout; by default nothing is printed (the
-    rows are in the returned file).
+    rows are in the returned file). A quick run without ``out`` writes to a new temporary
+    folder (``bayesphys-calibration-*``, the returned path's parent) that is left for the
+    caller to read and delete: in a loop, pass ``out=`` or remove it
+    (``shutil.rmtree(path.parent)``).
     """
     verbose = check_bool("verbose", verbose)
     t0 = time.perf_counter()
