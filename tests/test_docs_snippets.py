@@ -1,4 +1,4 @@
-"""The ``python`` code blocks of README.md and docs/*.md run as printed (keeps the pages true).
+"""The ``python`` code blocks of README.md and docs/ run as printed (keeps the pages true).
 
 Each block runs in a fresh interpreter in a temporary folder (a block may set torch's default
 dtype or write files). Sizes are cut by the listed substitutions only (step counts, numbers of
@@ -23,7 +23,7 @@ _FENCE = re.compile(r"```python\n(.*?)```", re.S)
 def _blocks() -> dict[str, str]:
     """``{"docs/page.md:line": code}`` for every fenced python block (line of the fence)."""
     out = {}
-    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
         text = page.read_text(encoding="utf-8")
         for m in _FENCE.finditer(text):
             line = text[: m.start()].count("\n") + 1
@@ -100,7 +100,11 @@ _CLAIMS = {
     _key("docs/odil.md", "import math"): "assert abs(float(D_hat) - 0.1) < 0.01, float(D_hat)\n",
 }
 
-_RUN = [k for k in _BLOCKS if k not in _NOT_RUN and k not in _CONTINUES]
+# blocks that include a file (pymdownx.snippets, ``--8<-- "path"``): the tutorials show the
+# example scripts whole, which tests/examples run with --smoke; here the file must exist
+_INCLUDES = {k: code for k, code in _BLOCKS.items() if code.lstrip().startswith("--8<--")}
+
+_RUN = [k for k in _BLOCKS if k not in _NOT_RUN and k not in _CONTINUES and k not in _INCLUDES]
 
 
 def _source(key: str) -> str:
@@ -114,9 +118,17 @@ def _source(key: str) -> str:
 
 
 def test_every_block_is_run_or_excused():
-    assert len(_BLOCKS) >= 18  # an empty scan would pass silently
-    assert set(_RUN) | set(_NOT_RUN) | set(_CONTINUES) == set(_BLOCKS)
+    assert len(_BLOCKS) >= 26 and len(_INCLUDES) >= 8  # an empty scan would pass silently
+    assert set(_RUN) | set(_NOT_RUN) | set(_CONTINUES) | set(_INCLUDES) == set(_BLOCKS)
     assert not set(_RUN) & set(_NOT_RUN)
+
+
+@pytest.mark.parametrize("key", sorted(_INCLUDES))
+def test_an_included_file_exists(key):
+    paths = re.findall(r'--8<--\s+"([^"]+)"', _INCLUDES[key])
+    assert paths, f"{key}: no file named in {_INCLUDES[key]!r}"
+    for path in paths:
+        assert (ROOT / path).is_file(), f"{key} includes {path}, which does not exist"
 
 
 @pytest.mark.parametrize("key", _RUN)
