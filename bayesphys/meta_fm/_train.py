@@ -227,7 +227,10 @@ class FlowSteps:
                     g["lr"] = lr0 * f
 
     def _reported(self, loss: Tensor) -> Tensor:
-        return torch.tensor(self.sync.mean(loss)) if self.sync.active else loss.detach()
+        if not self.sync.active:
+            return loss.detach()
+        # the rank mean in the loss's dtype (a bare torch.tensor rounded float64 to float32)
+        return torch.tensor(self.sync.mean(loss), dtype=loss.dtype)
 
     def __call__(self) -> Tensor:
         k = self.count

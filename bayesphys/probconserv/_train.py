@@ -130,7 +130,8 @@ def train_step1(
         torch.nn.utils.clip_grad_norm_(model.net.parameters(), 10.0)
         opt.step()
         sched.step()
-        return torch.tensor(sync.mean(loss)) if sync.active else loss.detach()
+        # the rank mean in the loss's dtype (a bare torch.tensor rounded float64 losses to float32)
+        return torch.tensor(sync.mean(loss), dtype=loss.dtype) if sync.active else loss.detach()
 
     budget = TimeBudget(max_seconds, sync)  # every rank stops after the same step
     # the user's callback, after the update of every callback_every-th step (on every rank:

@@ -222,16 +222,33 @@ def test_an_existing_cuda_group_puts_each_rank_on_its_own_device(monkeypatch, ba
     assert pg._context_from_group(None).device == torch.device("cpu")
 
 
-def test_a_synced_neural_process_fit_reports_the_rank_mean_unrounded(monkeypatch):
-    """Under a process group the neural process reported ``torch.tensor(mean)``: rounded to the
-    default dtype (float32), so a float64 fit's loss history lost digits (and changed with the
-    default dtype). One rank with no-op collectives must report the plain fit's losses."""
+def _float64_fit_losses(name: str) -> list[float]:
+    if name == "neural_process":
+        return _rgnp(dtype="float64").fit(steps=3, progress=False).loss_history
+    if name == "probconserv":
+        from bayesphys.probconserv import ProbConserv
+
+        pc = ProbConserv("diffusion", step1="gp", gp_width=8, batch_size=4, seed=0)
+        return pc.fit(steps=3, progress=False).loss_history
+    from bayesphys.meta_fm import MetaFlowMatching
+    from bayesphys.problems.populations import linear_map
+
+    d = linear_map(n_train=6, n_cal=2, n_test=4, n_points=48, seed=0)
+    m = MetaFlowMatching(d, method="MFM", seed=0, dtype="float64", **SMALL_MFM)
+    return m.fit(steps=3, progress=False).loss_history
+
+
+@pytest.mark.parametrize("name", ["neural_process", "probconserv", "meta_fm"])
+def test_a_synced_fit_reports_the_rank_mean_unrounded(monkeypatch, name):
+    """Under a process group the fits reported ``torch.tensor(mean)``: rounded to the default
+    dtype (float32), so a float64 fit's loss history lost digits (and changed with the default
+    dtype). One rank with no-op collectives must report the plain fit's losses."""
     import bayesphys._data_parallel as dp
 
-    plain = _rgnp(dtype="float64").fit(steps=3, progress=False).loss_history
+    plain = _float64_fit_losses(name)
     monkeypatch.setattr(dp, "_active_group", lambda: (0, 1))
     monkeypatch.setattr(dp, "_reduce_device", lambda: torch.device("cpu"))
-    for name in ("all_reduce", "broadcast"):
-        monkeypatch.setattr(dp.dist, name, lambda t, *a, **k: t)
-    synced = _rgnp(dtype="float64").fit(steps=3, progress=False).loss_history
+    for fn in ("all_reduce", "broadcast"):
+        monkeypatch.setattr(dp.dist, fn, lambda t, *a, **k: t)
+    synced = _float64_fit_losses(name)
     assert synced == plain
