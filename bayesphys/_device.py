@@ -380,10 +380,12 @@ def sobol_engine(dim: int, seed: int) -> torch.quasirandom.SobolEngine:
     The engine computes its first point when it is built, in the default dtype (``draw(n,
     dtype=torch.float64)`` casts that stored point): under a float64 default, or while another
     thread had set one, the first point of every net was rounded differently and a float64
-    fit went elsewhere. Built here under float32 (torch's own default, under which every
-    committed result was computed) and the package's lock on process-wide state."""
-    with _GLOBAL_STATE, default_dtype(torch.float32):
-        return torch.quasirandom.SobolEngine(dim, scramble=True, seed=seed)
+    fit went elsewhere. Here that point is recomputed in float32 (torch's own default, under
+    which every committed result was computed), without touching the process-wide default
+    dtype or taking a lock (the scrambling uses the engine's own seeded generator)."""
+    eng = torch.quasirandom.SobolEngine(dim, scramble=True, seed=seed)
+    eng._first_point = (eng.quasi.to(torch.float32) / 2**eng.MAXBIT).reshape(1, -1)
+    return eng
 
 
 def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator | None:

@@ -45,3 +45,35 @@ def test_sobol_engine_draws_do_not_depend_on_the_default_dtype():
     # and they are torch's own draws under its float32 default
     ref = torch.quasirandom.SobolEngine(3, scramble=True, seed=7).draw(5, dtype=torch.float64)
     assert torch.equal(lo, ref)
+
+
+def test_sobol_engine_neither_switches_the_default_dtype_nor_waits_for_the_global_lock(
+    monkeypatch,
+):
+    """It set float32 as the default under the package's process-wide lock: every Sobol grid
+    of a fit waited behind a NUTS run holding that lock, and other threads' tensors were
+    briefly float32."""
+    import threading
+
+    from bayesphys import _device
+
+    switched = []
+    monkeypatch.setattr(torch, "set_default_dtype", switched.append)
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with _device._GLOBAL_STATE:
+            held.set()
+            release.wait(30)
+
+    t = threading.Thread(target=hold, daemon=True)
+    t.start()
+    held.wait(10)
+    out = []
+    worker = threading.Thread(target=lambda: out.append(sobol_engine(2, 3).draw(4)), daemon=True)
+    worker.start()
+    worker.join(10)
+    release.set()
+    t.join(10)
+    assert out and out[0].shape == (4, 2), "sobol_engine waited for the global lock"
+    assert switched == []
