@@ -114,3 +114,40 @@ def test_blocks_in_two_threads_do_not_close_each_others_figures():
     for t in threads:
         t.join(30)
     assert kept == {"short": True, "long": True}
+
+
+def test_a_pit_ecdf_figure_opened_during_another_threads_block_stays_open():
+    """``plot_pit_ecdf(ax=None)`` opened its figure without the figure lock: a demo's block
+    running in another thread closed it when the block ended. The block waits up to 1 s for
+    the plot (before the lock the figure was opened inside the block, then closed)."""
+    import threading
+
+    import torch
+
+    from bayesphys._files import closing_figures
+    from bayesphys.diagnostics import plot_pit_ecdf
+
+    block_in, release = threading.Event(), threading.Event()
+    axes = []
+
+    def block() -> None:
+        with closing_figures():
+            block_in.set()
+            release.wait(1.0)  # times out where the plot waits for the block
+
+    def plot() -> None:
+        block_in.wait(10)
+        ranks = torch.randint(0, 11, (20, 2), generator=torch.Generator().manual_seed(0))
+        axes.append(plot_pit_ecdf(ranks, 10))
+        release.set()
+
+    threads = [threading.Thread(target=block), threading.Thread(target=plot)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    try:
+        assert len(axes) == 1 and plt.fignum_exists(axes[0].figure.number)
+    finally:
+        if axes:
+            plt.close(axes[0].figure)

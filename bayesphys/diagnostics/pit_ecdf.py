@@ -110,7 +110,9 @@ def plot_pit_ecdf(
     simultaneous ``prob`` band; one line per summary. Returns the matplotlib axes.
 
     With ``ax=None`` it draws on a new pyplot figure (shown inline in a notebook), which stays
-    open as pyplot's figures do: in a loop, close each with ``plt.close(ax.figure)``."""
+    open as pyplot's figures do: in a loop, close each with ``plt.close(ax.figure)``. The new
+    figure is opened under the lock the package's own figure-drawing blocks (demos, examples)
+    hold, so such a block ending in another thread does not close it."""
     import matplotlib.pyplot as plt
 
     n_draws = check_int("n_draws", n_draws, minimum=1)
@@ -119,8 +121,11 @@ def plot_pit_ecdf(
     names = _check_names(names, k) if names is not None else [f"s{j}" for j in range(k)]
     z, f = pit_ecdf(ranks, n_draws)
     lo, hi, method = ecdf_band(n, z, prob)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(4, 3.6), layout="constrained")
+    if ax is None:  # pyplot's figure list is process-wide: opened under the package's lock
+        from .._files import _PYPLOT
+
+        with _PYPLOT:
+            _, ax = plt.subplots(figsize=(4, 3.6), layout="constrained")
     ax.fill_between(z, lo - z, hi - z, color="0.85", step="mid", label=f"{prob:.0%} simult. band")
     # close the curves at z = 0 and z = 1, where every ECDF equals the uniform CDF
     zc = np.concatenate([[0.0], z, [1.0]])
