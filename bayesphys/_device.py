@@ -216,9 +216,30 @@ def in_new_thread(fn: Callable[..., Any], *args: Any) -> Any:
     return out[0]
 
 
-# held while torch_threads changes a thread's count and puts back the count new threads start
-# with (set_num_threads sets both): no other block reads that count in between
-_THREAD_COUNT = threading.Lock()
+# held while a thread's count changes and the count new threads start with is put back
+# (set_num_threads sets both): no other block reads or sets that count in between
+_THREAD_COUNT = threading.RLock()
+
+
+def new_thread_count() -> int:
+    """The torch intra-op count that threads not yet using torch start with (process-wide)."""
+    with _THREAD_COUNT:
+        return in_new_thread(torch.get_num_threads)
+
+
+def set_thread_counts(own: int, new: int | None = None) -> None:
+    """Set this OS thread's torch count to ``own`` and the count new threads start with to
+    ``new`` (``None``: the one it was). ``torch.set_num_threads`` sets both; this sets this
+    thread's count first, so it is right even when the short-lived thread that reads or
+    restores the other cannot start."""
+    with _THREAD_COUNT:
+        fresh = new
+        try:
+            if fresh is None:
+                fresh = in_new_thread(torch.get_num_threads)
+        finally:
+            torch.set_num_threads(own)
+        in_new_thread(torch.set_num_threads, fresh)
 
 
 @contextmanager
@@ -241,17 +262,11 @@ def torch_threads(n: int) -> Iterator[None]:
     """
     n = check_int("n", n, minimum=1)
     before = torch.get_num_threads()
-    with _THREAD_COUNT:
-        fresh = in_new_thread(torch.get_num_threads)
-        torch.set_num_threads(n)
-        in_new_thread(torch.set_num_threads, fresh)
+    set_thread_counts(n)
     try:
         yield
     finally:
-        with _THREAD_COUNT:
-            fresh = in_new_thread(torch.get_num_threads)
-            torch.set_num_threads(before)
-            in_new_thread(torch.set_num_threads, fresh)
+        set_thread_counts(before)
 
 
 @contextmanager

@@ -374,24 +374,25 @@ def _callers_state_kept() -> Iterator[None]:
     """Give a caller of ``main([...])`` its python / numpy / torch random streams and torch
     thread count back: ``demo`` and ``run`` seed the global streams and set the thread count
     for the command (right for the console command, whose process ends with it; a notebook
-    calling ``main`` kept them)."""
+    calling ``main`` kept them). The CUDA generators come back too when CUDA was initialised
+    before the call (a command that first initialises CUDA leaves them as it seeded them)."""
     import random
 
     import numpy as np
     import torch
 
-    from ._device import in_new_thread
+    from ._device import new_thread_count, set_thread_counts
 
-    threads, fresh = torch.get_num_threads(), in_new_thread(torch.get_num_threads)
+    threads, fresh = torch.get_num_threads(), new_thread_count()
     py, npy = random.getstate(), np.random.get_state()
     try:
-        with torch.random.fork_rng(devices=[]):
+        cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+        with torch.random.fork_rng(devices=cuda):
             yield
     finally:
         random.setstate(py)
         np.random.set_state(npy)
-        torch.set_num_threads(threads)
-        in_new_thread(torch.set_num_threads, fresh)
+        set_thread_counts(threads, fresh)
 
 
 def _tolerant_stdout() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import matplotlib
 import numpy as np
+import pytest
 import torch
 
 from bayesphys import fit_many
@@ -290,7 +291,8 @@ def test_threads_started_after_a_threaded_run_get_the_callers_count():
     import time
     from concurrent.futures import ThreadPoolExecutor
 
-    from bayesphys.distributed._worker_threads import _in_new_thread, task_state
+    from bayesphys._device import in_new_thread as _in_new_thread
+    from bayesphys.distributed._worker_threads import task_state
 
     before = _with_threads(4)
     try:
@@ -384,6 +386,77 @@ def test_threads_started_during_a_torch_threads_block_keep_their_usual_count():
     t.join(30)
     seen["after"] = in_new_thread(torch.get_num_threads)
     assert seen == {"block": 1, "new": usual, "after": usual}
+
+
+def test_a_fit_many_task_starting_inside_a_torch_threads_switch_keeps_the_usual_count(
+    monkeypatch,
+):
+    """``task_state`` (fit_many in threads) read and put back the count new threads start with
+    outside the lock of ``torch_threads``: a task starting while another thread's block had
+    set 1 (before putting the usual count back) saved that 1 and restored it when it ended,
+    so every later thread started with one thread. Interleaving forced: the block pauses
+    inside its switch until the task has started (up to 1 s, where the task waits for it)."""
+    import threading
+
+    from bayesphys import _device
+    from bayesphys.distributed._worker_threads import task_state
+
+    real = _device.in_new_thread
+    usual = real(torch.get_num_threads)
+    paused, go = threading.Event(), threading.Event()
+    calls = {"n": 0}
+
+    def slow(fn, *args):
+        if threading.current_thread().name == "block":
+            calls["n"] += 1
+            if calls["n"] == 2:  # the block is about to put the usual count back
+                paused.set()
+                go.wait(1.0)
+        return real(fn, *args)
+
+    monkeypatch.setattr(_device, "in_new_thread", slow)
+
+    def block() -> None:
+        with _device.torch_threads(1):
+            pass
+
+    def task() -> None:
+        paused.wait(10)
+        with task_state(2):
+            go.set()
+            tb.join(10)
+
+    tb = threading.Thread(target=block, name="block")
+    tt = threading.Thread(target=task, name="task")
+    tb.start()
+    tt.start()
+    tt.join(30)
+    monkeypatch.setattr(_device, "in_new_thread", real)
+    assert real(torch.get_num_threads) == usual
+
+
+def test_torch_threads_gives_the_callers_count_back_when_the_new_thread_count_fails(
+    monkeypatch,
+):
+    """Leaving the block read the new-thread count (in a short-lived thread) before putting
+    the caller's own count back: a thread that could not start left the caller at ``n``."""
+    from bayesphys import _device
+
+    before = torch.get_num_threads()
+    n = 1 if before != 1 else 2
+
+    def refused(fn, *args):
+        raise RuntimeError("can't start new thread")
+
+    with pytest.raises(RuntimeError, match="can't start"):
+        with _device.torch_threads(n):
+            assert torch.get_num_threads() == n
+            monkeypatch.setattr(_device, "in_new_thread", refused)
+    monkeypatch.undo()
+    try:
+        assert torch.get_num_threads() == before
+    finally:
+        _device.set_thread_counts(before)
 
 
 def test_seeded_exclusive_blocks_in_two_threads_each_draw_their_own_stream():

@@ -172,3 +172,30 @@ def test_main_called_from_python_gives_back_the_callers_seeds_and_threads(tmp_pa
         assert torch.equal(torch.get_rng_state(), states[2])
     finally:
         torch.set_num_threads(outer)
+
+
+def test_main_from_python_forks_the_cuda_generators_when_cuda_is_initialised(monkeypatch):
+    """It forked the CPU generator only: a ``demo --device cuda`` called from Python reseeded
+    the caller's CUDA streams and kept them. Simulated (no GPU here): the generators forked
+    are those of every device once CUDA is initialised, none before."""
+    import contextlib
+
+    import torch
+
+    from bayesphys.cli import _callers_state_kept
+
+    forked = []
+
+    @contextlib.contextmanager
+    def fork_rng(devices=None, **kw):
+        forked.append(list(devices))
+        yield
+
+    monkeypatch.setattr(torch.random, "fork_rng", fork_rng)
+    with _callers_state_kept():
+        pass
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with _callers_state_kept():
+        pass
+    assert forked == [[], [0, 1]]

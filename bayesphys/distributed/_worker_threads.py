@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from .._checks import check_int
-from .._device import in_new_thread as _in_new_thread
+from .._device import _THREAD_COUNT, new_thread_count, set_thread_counts
 
 _THREAD_ENV = (
     "OMP_NUM_THREADS",
@@ -136,19 +136,20 @@ def task_state(threads: int | None) -> Iterator[None]:
     import torch
 
     mine = torch.get_num_threads()  # this OS thread's own count
-    with _TASKS:
+    # _THREAD_COUNT: no torch_threads block reads or restores the new-thread count meanwhile
+    with _TASKS, _THREAD_COUNT:
         if _running == 0:
             cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
             rng = (random.getstate(), np.random.get_state(), torch.random.get_rng_state(), cuda)
-            default = None if threads is None else _in_new_thread(torch.get_num_threads)
+            default = None if threads is None else new_thread_count()
             _found = (limit_threads(threads), rng, default)
         _running += 1
-    if threads is not None:
-        torch.set_num_threads(threads)
+        if threads is not None:
+            torch.set_num_threads(threads)
     try:
         yield
     finally:
-        with _TASKS:
+        with _TASKS, _THREAD_COUNT:
             _running -= 1
             last = _running == 0
             if last:
@@ -161,8 +162,7 @@ def task_state(threads: int | None) -> Iterator[None]:
                     torch.cuda.set_rng_state_all(cuda)
                 _restore_threads(prev)
             if threads is not None:
-                torch.set_num_threads(mine)  # after the pools' restore, which sets this thread's
-            if last and default is not None:
-                # set_num_threads also sets the count threads not yet using torch start with:
-                # the last task's own put back its count (1 for a fresh pool thread) there too
-                _in_new_thread(torch.set_num_threads, default)
+                # after the pools' restore, which sets this thread's; set_num_threads also
+                # sets the count threads not yet using torch start with: the last task puts
+                # back the caller's there (its own count is 1 for a fresh pool thread)
+                set_thread_counts(mine, default if last and default is not None else mine)
