@@ -80,7 +80,7 @@ _SMALLER: dict[str, list[tuple[str, str]]] = {
     _key("docs/odil.md", "from bayesphys.odil import GliomaModel"): [
         (r"brain_phantom\(64, 2\.0\)", "brain_phantom(32, 4.0)"),
         (r"spacing=2\.0", "spacing=4.0"),
-        (r"model\.fit\(\)", "model.fit(steps=2, grid=1, progress=False)"),
+        (r"model\.fit\(\)", "model.fit(steps=2, progress=False)"),
         (r"num_samples=200", "num_samples=10"),
     ],
     _key("docs/probconserv.md", "from bayesphys.probconserv import"): [
@@ -90,7 +90,6 @@ _SMALLER: dict[str, list[tuple[str, str]]] = {
     ],
     _key("docs/scale_out.md", "from bayesphys.distributed import fit_many"): [
         (r"make_cohort\(16", "make_cohort(3"),
-        (r'executor="local"', 'executor="sequential"'),
         (r"steps\": 150", 'steps": 3'),
     ],
 }

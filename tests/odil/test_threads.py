@@ -54,16 +54,24 @@ def test_dense_jacobian_solves_in_threads_match_solves_one_after_another():
 
 
 def test_the_forward_mode_lock_is_reentrant():
+    """A caller holding the lock (a nested fit) does not deadlock: run in a daemon thread, so
+    that a lock that is not reentrant fails the test after 30 s instead of hanging it."""
+    import threading
+
     from bayesphys.odil._forward_mode import FORWARD_MODE_LOCK, jacfwd
 
     x = torch.tensor([1.0, 2.0], dtype=torch.float64)
-    with FORWARD_MODE_LOCK:  # a caller holding it (a nested fit) does not deadlock
-        jac = jacfwd(lambda v: v**2, x)
-    assert torch.equal(jac, torch.diag(2 * x))
+    out = []
 
+    def nested() -> None:
+        with FORWARD_MODE_LOCK:
+            out.append(jacfwd(lambda v: v**2, x))
 
-if __name__ == "__main__":  # pragma: no cover
-    pytest.main([__file__, "-q"])
+    t = threading.Thread(target=nested, daemon=True)
+    t.start()
+    t.join(30)
+    assert out, "jacfwd waited for the lock its own thread held"
+    assert torch.equal(out[0], torch.diag(2 * x))
 
 
 def test_nuts_runs_in_two_threads_match_runs_one_after_another():
@@ -82,3 +90,7 @@ def test_nuts_runs_in_two_threads_match_runs_one_after_another():
     for a, t in zip(alone, together):
         assert isinstance(t, torch.Tensor), t
         assert torch.equal(a, t)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    pytest.main([__file__, "-q"])
