@@ -150,6 +150,7 @@ class PicardKronSolve:
         self.newton_steps, self.krylov_iters = 0, 0
         self.iterations, self.step_norms = 0, []
         self.pre: KronSolve | None = None
+        self.used_shift: float | None = None  # the shift of the last solve / linearise
 
     @staticmethod
     def check_options(options: dict) -> dict:
@@ -193,8 +194,10 @@ class PicardKronSolve:
             u = self._shifted(0.0).solve(f, g)
         else:
             u = u0.clone()
+        # this solve's shift; self.shift stays the setting (a first solve's value was kept and
+        # reused by every later solve and linearise)
         shift = float((3 * u * u).mean()) if self.shift is None else float(self.shift)
-        self.shift = shift
+        self.used_shift = shift
         ks = self._shifted(shift)
         self.pre = ks
         self.iterations, self.step_norms, self.newton_steps, self.krylov_iters = 0, [], 0, 0
@@ -279,8 +282,9 @@ class PicardKronSolve:
         :meth:`solve` uses when started from ``u0=u``).
         """
         check_grid_tensor("u", u, self.shape, device=self.factors[0].L.device)
-        self.shift = float((3 * u * u).mean()) if self.shift is None else float(self.shift)
-        self.pre = self._shifted(self.shift)
+        shift = float((3 * u * u).mean()) if self.shift is None else float(self.shift)
+        self.used_shift = shift
+        self.pre = self._shifted(shift)
         return u
 
     # structured posterior of the linearisation with the mean-shift Jacobian

@@ -412,7 +412,9 @@ def match_oracle_sigma(test: dict[str, Any], target: float, **kw: Any) -> float:
             f"match_oracle_sigma: {fixed} set by the search itself (sigma; the uniform "
             f"N = 199 layout), received them in kw"
         )
-    kw.setdefault("jac", sensitivities(test, n_cases=kw.get("n_cases", 200)))
+    if "jac" not in kw:  # the sensitivities once, with the settings information_oracle uses
+        sens = {k: kw[k] for k in ("n_cases", "fd_step") if k in kw}
+        kw["jac"] = sensitivities(test, **sens)
     lo, hi = math.log(1e-5), math.log(1.0)
     for _ in range(40):
         mid = 0.5 * (lo + hi)

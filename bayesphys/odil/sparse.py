@@ -278,7 +278,9 @@ def _active_columns(jac) -> np.ndarray:
 def _spd_lu(a):
     """SuperLU factors of a sparse symmetric positive (semi)definite ``a`` (CSC): a symmetric
     fill-reducing order and no pivoting (partial pivoting breaks the order: one B0 step filled
-    30M entries instead of 1M). A singular ``a`` raises ``ValueError``."""
+    30M entries instead of 1M). A factorisation that meets an exactly zero pivot raises
+    ``ValueError``; a numerically singular ``a`` (two equal columns of ``J``) is not detected
+    and gives an arbitrary finite solution."""
     from scipy.sparse.linalg import splu
 
     try:
@@ -323,8 +325,10 @@ def sparse_normal_solve(
 
     ``jac`` a SciPy sparse ``[m, n]``, ``r [m]``. Returns ``(delta, g = J^T r, J delta)`` as
     tensors on ``r``'s device and dtype. Unknowns no residual touches (an empty column) are
-    left out and get a zero step, as CG started from zero leaves them; a system singular
-    otherwise raises ``ValueError``.
+    left out and get a zero step, as CG started from zero leaves them. An exactly singular
+    factorisation raises ``ValueError``; a numerically singular system (unknowns the residuals
+    do not determine, e.g. two equal columns, with ``lam = 0``) is not detected and gives an
+    arbitrary finite step: use ``lam > 0`` (Levenberg-Marquardt) where that can happen.
     """
     import scipy.sparse as sp
 

@@ -180,7 +180,8 @@ def hybrid_covariance(
 
     ``err_root`` ``[nt, N, V]`` (or per function ``[*, nt, N, K]``); ``scale`` a float or a
     tensor ``[*, nt]`` (one scale per function and slice). Diagonal or low-rank-plus-diagonal
-    ``cov`` gives a ``LowRankRootAddedDiagLinearOperator``; anything else a dense float64 tensor.
+    ``cov`` gives a ``LowRankRootAddedDiagLinearOperator`` (a ``DiagLinearOperator`` for a
+    diagonal ``cov`` with ``beta = 1``); anything else a dense tensor in ``cov``'s dtype.
     """
     beta = check_real("beta", beta, minimum=0.0, maximum=1.0)
     a = check_real("a", a, minimum=0.0)

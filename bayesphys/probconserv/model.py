@@ -341,9 +341,12 @@ class ProbConserv:
         :math:`\hat\sigma_d^2 \ge \texttt{mass\_floor}\,\kappa v / g^\top K g` (``0``: the
         maximum-likelihood estimate alone; :mod:`~bayesphys.probconserv.mass_check`, "Floor").
 
-        Scalar objectives: :math:`c = \operatorname{mean}_{f,i}\,(u_{f,i} - \mu_{f,i})^2 / \sigma_{f,i}^2` over
-        the Step-1 marginals on the grid (the Gaussian-likelihood optimum of
-        :math:`\Sigma \to c\Sigma`). ``data=None`` draws ``n_functions`` validation
+        Scalar objectives, over the Step-1 marginals on the grid with
+        :math:`z_{f,i} = (u_{f,i} - \mu_{f,i}) / \sigma_{f,i}`: ``"ll"`` gives
+        :math:`c = \operatorname{mean}_{f,i}\, z_{f,i}^2` (the Gaussian-likelihood optimum of
+        :math:`\Sigma \to c\Sigma`); ``"coverage90"`` gives
+        :math:`c = (q_{0.9}(|z|) / 1.645)^2` (the scale whose central 90 % intervals cover 90 %
+        of the validation values). ``data=None`` draws ``n_functions`` validation
         functions from the training distribution (never the test parameters). The scale is
         applied to :math:`\Sigma` before Step 2 (the limit update's mean does not depend on
         it) and is saved with the model.

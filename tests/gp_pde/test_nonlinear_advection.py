@@ -31,7 +31,9 @@ def test_picard_fixed_point_is_stationary(shape):
     m = math.prod(shape)
     C = kron_dense([fc.C for fc in fac])
     Ci = torch.linalg.inv(C)
-    A = DenseSolve(fac, replace(op, cubic=False), "prior").A + ps.shift * torch.eye(m, dtype=F64)
+    A = DenseSolve(fac, replace(op, cubic=False), "prior").A + ps.used_shift * torch.eye(
+        m, dtype=F64
+    )
     eye = torch.eye(m, dtype=F64)
     S = face_values(eye.reshape(m, *shape), shape).mT
     uv = u.reshape(-1)
@@ -107,3 +109,21 @@ def test_warm_start_and_solve_field_on_a_finer_grid():
     assert mf.u.shape == (24, 24) and bool(torch.isfinite(mf.u).all())
     with pytest.raises(ValueError, match="other"):
         mf.warm_start_from(GPPDESolver("poisson1d-low", num_mixtures=4))
+
+
+def test_picard_shift_is_each_solves_own():
+    """The first solve's shift (mean 3U^2 at its start) was written over ``shift`` (the
+    setting) and reused by every later ``linearise`` / ``solve``: ``linearise(u)`` must give
+    the posterior a fresh solver gives at ``u``."""
+    ks, axes, op, _, f, gb = _setup((6,), seed=0, c0=-1.0)
+    op = replace(op, cubic=True)
+    fac = build_factors(ks, axes, op, eigen=True, jitter=1e-4)
+    ps = PicardKronSolve(fac, op, 2.0, 10.0)
+    ps.solve(0.1 * f, 0.1 * gb)
+    u = 3 * torch.ones(6, dtype=F64)
+    ps.linearise(u)
+    assert ps.shift is None and ps.used_shift == pytest.approx(27.0)
+    fresh = PicardKronSolve(fac, op, 2.0, 10.0)
+    fresh.linearise(u)
+    z = torch.randn(4, ps.root_dim, generator=torch.Generator().manual_seed(0), dtype=F64)
+    assert torch.equal(ps.sample_u(z), fresh.sample_u(z))

@@ -103,6 +103,20 @@ def test_information_oracle_clustered_sees_less():
     assert all(0 < x < 1.2 for x in v.values()) and np.isfinite(list(v.values())).all()
 
 
+def test_match_oracle_sigma_passes_fd_step_to_its_sensitivities():
+    """``kw`` reached information_oracle but not the precomputed sensitivities: ``fd_step``
+    was silently ignored (the same sigma for any step)."""
+    from bayesphys.neural_process.evaluate import sensitivities
+
+    test = poisson_test_set(4, seed=0, n_nodes=21)
+    coarse = match_oracle_sigma(test, 0.05, n_cases=4, fd_step=0.5)
+    given = match_oracle_sigma(
+        test, 0.05, n_cases=4, jac=sensitivities(test, n_cases=4, fd_step=0.5)
+    )
+    assert coarse == given
+    assert coarse != match_oracle_sigma(test, 0.05, n_cases=4)
+
+
 def test_sigma_r_learning_rate_multiplier_gets_its_own_group():
     m = tiny_rgnp(sigma_r_lr_mult=0.1)
     groups = m.optimizer.param_groups

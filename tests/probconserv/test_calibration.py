@@ -287,3 +287,23 @@ def test_failed_calibration_keeps_the_previous_one(calibrated, monkeypatch):
     with pytest.raises(RuntimeError, match="conditional scale failed"):
         model.calibrate(val, objective="hybrid", neighbours=(0, 3), local_functions=8)
     assert model.calibration is before and model.var_scale == scale
+
+
+def test_hybrid_covariance_return_types_are_those_documented():
+    """beta = 1 with a diagonal covariance keeps it diagonal; a dense covariance comes back
+    dense in its own dtype (the docstring said float64 whatever the input)."""
+    from linear_operator.operators import DiagLinearOperator
+
+    from bayesphys.probconserv.calibration import hybrid_covariance
+
+    g = torch.Generator().manual_seed(0)
+    d = torch.rand(2, 3, 5, generator=g, dtype=torch.float64) + 0.1
+    err_root = torch.randn(3, 5, 4, generator=g, dtype=torch.float64)
+    out = hybrid_covariance(DiagLinearOperator(d), err_root, beta=1.0, a=2.0, scale=0.5)
+    assert isinstance(out, DiagLinearOperator)
+    assert torch.equal(out.diagonal(), 0.5 * 2.0 * d)
+    dense = torch.eye(5, dtype=torch.float32).expand(2, 3, 5, 5)
+    out = hybrid_covariance(dense, err_root, beta=0.5, a=1.0, scale=1.0)
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.float32
+    e = err_root.float()
+    assert torch.allclose(out, 0.5 * dense + 0.5 * (e @ e.mT))
