@@ -147,7 +147,7 @@ class GICNet(nn.Module):
     ----------
     dim_x, dim_z, dim_w, dim_u: sizes. lower, upper: domain box (latent grid spans it).
     latent: points per dimension of the latent grid (default 20 whatever ``dim_x``; the presets
-    set 20 for the 1-D Poisson problem and 10 per axis for the 2-D Burgers problem).
+        set 20 for the 1-D Poisson problem and 10 per axis for the 2-D Burgers problem).
     channels: ``P``. lift_layers: depth of the lifting MLP (the reference code uses one layer).
     conv_layers, conv_channels: CNN. dense: the two linear layers after Flatten.
     trunk, trunk_layers: MLP on ``w``. head, head_layers: final MLP. rank: low-rank columns.
