@@ -482,3 +482,29 @@ def rebuilding(path: Any, kind: str, entry: str | None = None) -> Iterator[None]
             f"path: {path}: {where}its entries do not rebuild a {kind!r} model "
             f"({type(err).__name__}: {text}); the file is damaged or was not written by save()"
         ) from err
+
+
+def _setting(config: Any, name: str) -> Any:
+    return config[name] if isinstance(config, Mapping) else getattr(config, name)
+
+
+def shape_settings(config: Any, names: Iterable[str]) -> dict[str, Any]:
+    """The values of the settings ``names`` of ``config`` (a dataclass or a mapping) that fix a
+    model's weight shapes, kept at construction for :func:`check_shape_settings`."""
+    return {k: _setting(config, k) for k in names}
+
+
+def check_shape_settings(config: Any, built: Mapping[str, Any], model: str) -> None:
+    """Refuse to save a model whose ``config`` no longer describes its weights: a setting that
+    fixed their shapes (``built``, from :func:`shape_settings`) was assigned after construction,
+    so a load would rebuild other modules and refuse the file (the weights were written into a
+    checkpoint nothing could read)."""
+    changed = {k: v for k, v in built.items() if _setting(config, k) != v}
+    if changed:
+        now = ", ".join(f"{k}={_setting(config, k)!r}" for k in changed)
+        was = ", ".join(f"{k}={v!r}" for k, v in changed.items())
+        raise ValueError(
+            f"save: config {now} was assigned after the {model} was built with {was}, which "
+            "fixed its weights' shapes: a checkpoint with these settings could not be loaded. "
+            "Set them back to save this model, or build a new one with them"
+        )

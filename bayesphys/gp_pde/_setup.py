@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from .._checkpoint import shape_settings
 from .._checks import check_int, check_real, check_seed, did_you_mean
 from .._device import ArrayLike, DeviceLike, DTypeLike, check_finite, model_device, resolve_dtype
 from ..problems.gp_pde import PROBLEMS, PDEProblem, get_problem
@@ -245,6 +246,8 @@ def init_solver(
         solver_options=solver_options,
         seed=seed,
     )
+    # the settings the kernels' parameters come from (save refuses them changed)
+    model._shape_settings = shape_settings(model.config, ("num_mixtures", "kind"))
     model.kernels = initial_kernels(
         axes,
         model.f,

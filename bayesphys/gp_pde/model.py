@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checkpoint import save_checkpoint
+from .._checkpoint import check_shape_settings, save_checkpoint
 from .._device import ArrayLike, DeviceLike, DTypeLike
 from .._model import FitResult, autograd_on
 from ..posterior import GaussianPosterior
@@ -443,7 +443,10 @@ class GPPDESolver:
         return solver_state(self)
 
     def save(self, path: str | Path) -> Path:
-        """Write a checkpoint that :meth:`load` restores exactly."""
+        """Write a checkpoint that :meth:`load` restores exactly. A ``config["num_mixtures"]``
+        or ``config["kind"]`` assigned after construction (the kernels keep the shapes they
+        were built with) is refused before anything is written."""
+        check_shape_settings(self.config, self._shape_settings, "GPPDESolver")
         return save_checkpoint(
             path, kind="gp_pde.GPPDESolver", config=dict(self.config), state=self.state()
         )

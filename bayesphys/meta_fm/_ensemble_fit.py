@@ -163,7 +163,8 @@ def fit_member(
     except BaseException as err:
         done = f"members 0..{j - 1} were fitted" if j else "no member was fitted"
         note = (
-            f"MFMEnsemble.fit: member {j} of {members} failed; {done}, the others are as they were"
+            f"MFMEnsemble.fit: member {j} of {members} failed; {done}, member {j} keeps its last "
+            "completed step, the others are as they were"
         )
         if hasattr(err, "add_note"):  # Python >= 3.11
             err.add_note(note)

@@ -196,9 +196,10 @@ class MFMEnsemble:
         brings them level).
 
         Members are fitted one after another. An error or an interrupt in member ``j`` leaves
-        members ``0..j-1`` fitted and the rest as they were; the exception gets a note naming
-        the member, and :meth:`posterior` / :meth:`predict_members` then warn that the
-        members were trained for different numbers of steps. The next ``fit`` first brings the
+        members ``0..j-1`` fitted, member ``j`` with the weights of its last completed step
+        (as a single model's interrupted fit) and the rest as they were; the exception gets a
+        note naming the member, and :meth:`posterior` / :meth:`predict_members` then warn that
+        the members were trained for different numbers of steps. The next ``fit`` first brings the
         members behind up to the others' steps (their ``steps`` are ``steps`` plus the gap).
 
         ``callback`` and ``callback_every`` are passed on to each member's

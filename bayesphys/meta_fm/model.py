@@ -34,7 +34,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checkpoint import load_checkpoint, rebuilding, save_checkpoint
+from .._checkpoint import (
+    check_shape_settings,
+    load_checkpoint,
+    rebuilding,
+    save_checkpoint,
+    shape_settings,
+)
 from .._checks import check_bool, check_int, check_optional_seed, require, seed_or_draw
 from .._data_parallel import GradientSync, rank_generator_seed
 from .._device import model_device
@@ -64,6 +70,20 @@ from .config import MFMConfig
 from .coupling import FullPlan, full_ot_plans
 
 __all__ = ["MetaFlowMatching"]
+
+#: the settings the modules' weight shapes come from (build_net, cond_dim)
+_SHAPE_SETTINGS = (
+    "method",
+    "width",
+    "layers",
+    "residual",
+    "time_dim",
+    "fourier",
+    "conditioning",
+    "gnn_hidden",
+    "gnn_layers",
+    "node_features",
+)
 
 
 class MetaFlowMatching:
@@ -133,6 +153,8 @@ class MetaFlowMatching:
     def _build(self) -> None:
         cond = cond_dim(self.config, self.num_treatments, len(self.condition_ids))
         self.net = build_net(self.config, self.dim, cond, self.seed, self.device, self.dtype)
+        # the settings the modules' shapes come from (save refuses them changed)
+        self._shape_settings = shape_settings(self.config, _SHAPE_SETTINGS)
         self._cg_index = {sid: k for k, sid in enumerate(self.condition_ids)}
         self.fit_result: FitResult | None = None
 
@@ -413,7 +435,11 @@ class MetaFlowMatching:
         return {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()}
 
     def save(self, path: str | Path) -> Path:
-        """Write config, dimensions, condition ids and all weights/buffers (Fourier ``B`` too)."""
+        """Write config, dimensions, condition ids and all weights/buffers (Fourier ``B`` too).
+        A setting that fixed the modules' shapes (``method``, ``width``, ``layers``,
+        ``residual``, ``time_dim``, ``fourier``, ``conditioning``, ``gnn_hidden``,
+        ``gnn_layers``, ``node_features``) assigned after construction is refused before
+        anything is written (a load could not rebuild the modules)."""
         return save_checkpoint(
             path, kind=self.kind, config=self.checkpoint_config(), state=self.state()
         )
@@ -422,6 +448,7 @@ class MetaFlowMatching:
         """Everything but the weights that :meth:`from_state` needs: settings, dimensions,
         condition ids, seed, dtype, the steps taken and the training batches' stream."""
         check_rebuildable(self.net, self.config.method)
+        check_shape_settings(self.config, self._shape_settings, type(self).__name__)
         return {
             "config": self.config.to_dict(),
             "dim": self.dim,

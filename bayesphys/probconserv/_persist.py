@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .._checkpoint import (
+    check_shape_settings,
     load_checkpoint,
     rebuilding,
     refuse_unknown,
@@ -35,6 +36,7 @@ def save_probconserv(model: ProbConserv, path: str | Path) -> Path:
             f"problem: a {type(model.problem).__name__} cannot be saved (a checkpoint rebuilds "
             f"its problem from one of {[c.__name__ for c in PROBLEM_CLASSES]} and its fields)"
         )
+    check_shape_settings(model.config, model._shape_settings, "ProbConserv")
     state = {
         "net": model.net.state_dict(),
         "steps_done": model.steps_done,

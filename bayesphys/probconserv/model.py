@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._checkpoint import shape_settings
 from .._checks import check_real
 from .._device import as_tensor, model_device, seeded_build
 from .._model import FitResult, autograd_on
@@ -145,6 +146,8 @@ class ProbConserv:
             self._train_rng = None if cfg.seed is None else fork_stream(self.device)
         # split by rank at the next fit, once per stream (new or loaded): not at every fit
         self._split_rng = True
+        # the settings the Step-1 weights' shapes come from (save refuses them changed)
+        self._shape_settings = shape_settings(cfg, ("step1", "hidden", "gp_width"))
         self.steps_done = 0
         self.var_scale = 1.0
         self.calibration: HybridCalibration | None = None
@@ -442,7 +445,9 @@ class ProbConserv:
     def save(self, path: str | Path) -> Path:
         """Checkpoint (config + Step-1 weights); :meth:`load` restores it exactly. The problem
         is saved by its family (one of ``PROBLEM_CLASSES``) and fields; a problem of another
-        class is refused before anything is written (it could not be rebuilt)."""
+        class, or a ``config.step1`` / ``hidden`` / ``gp_width`` assigned after construction
+        (the network keeps the shapes it was built with), is refused before anything is
+        written (it could not be rebuilt)."""
         return save_probconserv(self, path)
 
     @classmethod
