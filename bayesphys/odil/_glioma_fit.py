@@ -23,6 +23,7 @@ from torch import Tensor
 from .._checks import check_int, did_you_mean
 from .._model import FitResult
 from .._stack import user_stacklevel
+from .._time_budget import check_max_seconds
 from .solvers import minimize
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ def fit_reduced(
     grid: int,
     hessian: str,
     progress: bool,
+    max_seconds: float | None = None,
 ) -> FitResult:
     """Run :meth:`~bayesphys.odil.GliomaModel.fit` on ``model`` (its docstring states the
     arguments and the result); sets its Laplace posterior and ``result``."""
@@ -53,6 +55,7 @@ def fit_reduced(
         )
     steps = check_int("steps", steps, minimum=0)
     grid = check_int("grid", grid, minimum=1)
+    max_seconds = check_max_seconds(max_seconds)  # before the start search
     if hessian not in ("exact", "gn"):
         raise ValueError(
             f"hessian: expected 'exact' or 'gn', received {hessian!r}"
@@ -95,6 +98,7 @@ def fit_reduced(
         progress=progress,
         damping=1e-2,
         jacobian=model.jacobian,
+        max_seconds=max_seconds,
     )
     dw, d_max = math.exp(float(x[0])), model.config["d_max"]
     if dw > d_max:

@@ -319,6 +319,7 @@ class GliomaModel(GliomaPosteriorMixin):
         grid: int = 4,
         hessian: str = "exact",
         progress: bool = True,
+        max_seconds: float | None = None,
     ) -> FitResult:
         r"""Multi-start grid over :math:`(D_w,\rho)` then Levenberg-Marquardt; sets the Laplace posterior.
 
@@ -330,9 +331,20 @@ class GliomaModel(GliomaPosteriorMixin):
         a ``grid x grid`` start search (``grid >= 1``; 1 = the prior mean). Returns a
         :class:`FitResult` whose ``extra`` holds the estimates and the Laplace sds. A second
         call starts again from the start search (it does not refine the previous estimate)
-        and replaces the posterior.
+        and replaces the posterior. ``max_seconds`` (``None`` or ``> 0``): a wall-time budget
+        for the LM steps (:func:`~bayesphys.odil.minimize`'s; the start search and the
+        Laplace covariance are not counted): a fit it stops has ``converged=False``, says so in
+        ``message``, and sets the posterior at its last accepted iterate.
         """
-        return fit_reduced(self, data, steps=steps, grid=grid, hessian=hessian, progress=progress)
+        return fit_reduced(
+            self,
+            data,
+            steps=steps,
+            grid=grid,
+            hessian=hessian,
+            progress=progress,
+            max_seconds=max_seconds,
+        )
 
     def laplace_covariance(self, hessian: str = "exact") -> Tensor:
         r"""Laplace covariance ``[2 + K d, 2 + K d]`` (``K = n_foci``) at the fitted
@@ -349,23 +361,32 @@ class GliomaModel(GliomaPosteriorMixin):
         cg_maxiter: int = 400,
         progress: bool = True,
         linear_solver: str = "cg",
+        max_seconds: float | None = None,
     ) -> FitResult:
         r"""Joint ODIL refinement: unknowns :math:`c` on ``nt`` time levels x the crop plus
         :math:`\theta`, residuals = Crank-Nicolson FK residual :math:`/\sigma_{pde}` (the PDE is a
         soft constraint: :math:`\sigma_{pde}` is the model-error scale, in :math:`c` per day)
         + the same data and prior terms, :math:`c(0) = c_0(x_0)` imposed exactly. Started from
-        the reduced fit (call :meth:`fit` first), minimised by Gauss-Newton with matrix-free CG;
+        the reduced fit (call :meth:`fit` first), minimised by Levenberg-Marquardt (damped
+        Gauss-Newton) with matrix-free CG;
         the :math:`\theta` marginal covariance is the inverse Schur complement of the
         Gauss-Newton matrix (:func:`~bayesphys.odil.theta_covariance`, CG solves with the field
         block). ``linear_solver="sparse"`` replaces both CG solves by sparse LU on the Jacobian
         assembled by column colouring (:mod:`~bayesphys.odil.sparse`; a float64 model). Sets
         ``theta``/``theta_cov`` and ``result``; returns the :class:`FitResult` (``extra`` holds
-        the CG iteration counts of the Schur solves). If no step is accepted and the start is
-        not a minimum, the model keeps its previous ``theta`` / ``theta_cov`` / ``result``
-        (a ``RuntimeWarning`` says so; the returned result has ``extra["kept_previous"]``).
+        the CG iteration counts of the Schur solves). If ``steps >= 1`` were taken, none was
+        accepted and the start is not a minimum, the model keeps its previous ``theta`` /
+        ``theta_cov`` / ``result`` (a ``RuntimeWarning`` says so; the returned result has
+        ``extra["kept_previous"]``); ``steps=0`` sets the joint posterior at the start (the
+        reduced fit's estimate and trajectory), as :meth:`fit` with ``steps=0`` does at its
+        start.
         ``progress`` (default True, as in :meth:`fit`): a progress bar of the steps on stderr.
         Inner solves that stop short of their tolerance give one ``RuntimeWarning`` per kind
         (the steps', the covariance's), worded in these arguments (raise ``cg_maxiter``).
+        ``max_seconds`` (``None`` or ``> 0``): a wall-time budget for the Levenberg-Marquardt
+        steps (the forward start and the Schur covariance are not counted): a fit it stops
+        has ``converged=False`` and says so in ``message``; the posterior is that of its last
+        accepted iterate (if none was accepted, the previous one is kept, as above).
         """
         from .glioma_odil import fit_joint_odil
 
@@ -377,6 +398,7 @@ class GliomaModel(GliomaPosteriorMixin):
             cg_maxiter=cg_maxiter,
             progress=progress,
             linear_solver=linear_solver,
+            max_seconds=max_seconds,
         )
 
     def recrop(

@@ -21,6 +21,7 @@ import torch
 from .._checks import check_int, check_real
 from .._model import FitResult
 from .._stack import user_stacklevel
+from .._time_budget import check_max_seconds
 from ..problems.fisher_kolmogorov import fk_forward, fk_residual
 from .laplace import theta_covariance
 from .problem import DiscreteProblem
@@ -44,6 +45,7 @@ def fit_joint_odil(
     cg_maxiter: int = 400,
     progress: bool = True,
     linear_solver: str = "cg",
+    max_seconds: float | None = None,
 ) -> FitResult:
     """Run the joint field-and-parameter fit on ``model`` (see :meth:`GliomaModel.fit_odil`);
     sets ``model.theta`` / ``model.theta_cov`` and returns the :class:`FitResult`.
@@ -51,11 +53,12 @@ def fit_joint_odil(
     ``nt >= 2`` time levels, ``sigma_pde > 0``, ``steps >= 0``, ``cg_maxiter >= 1``;
     ``linear_solver`` ``"cg"`` (matrix-free, as before) or ``"sparse"`` (coloured Jacobian and
     sparse LU for both the Levenberg-Marquardt steps and the Schur complement; a float64
-    model). The fit's result becomes ``model.result``. If no step is accepted and the start is
-    not a minimum (``converged`` False), the model keeps its previous ``theta`` /
-    ``theta_cov`` / ``result`` (a ``RuntimeWarning`` says so; the returned result has
-    ``extra["kept_previous"]``). Short inner CG solves give one ``fit_odil:`` warning per kind
-    at the user's line, worded in :meth:`GliomaModel.fit_odil`'s arguments."""
+    model). The fit's result becomes ``model.result``. If ``steps >= 1`` were taken, none was
+    accepted and the start is not a minimum (``converged`` False), the model keeps its previous
+    ``theta`` / ``theta_cov`` / ``result`` (a ``RuntimeWarning`` says so; the returned result
+    has ``extra["kept_previous"]``); ``steps=0`` sets the posterior at the start. Short inner
+    CG solves give one ``fit_odil:`` warning per kind at the user's line, worded in
+    :meth:`GliomaModel.fit_odil`'s arguments."""
     if linear_solver not in ("cg", "sparse"):
         raise ValueError(f"linear_solver: expected 'cg' or 'sparse', received {linear_solver!r}")
     if linear_solver == "sparse" and model.dtype != torch.float64:
@@ -68,6 +71,7 @@ def fit_joint_odil(
     sigma_pde = check_real("sigma_pde", sigma_pde, minimum=0.0, strict=True)
     steps = check_int("steps", steps, minimum=0)
     cg_maxiter = check_int("cg_maxiter", cg_maxiter, minimum=1)
+    max_seconds = check_max_seconds(max_seconds)  # before the forward start
     model._require_fit()
     cfg = model.config
     t_end = cfg["t_end"]
@@ -133,6 +137,7 @@ def fit_joint_odil(
         tol=1e-8,
         progress=progress,
         warn_inexact=False,
+        max_seconds=max_seconds,
         **solve,
     )
     rels = [r for r in out.extra.get("cg_rel", []) if math.isfinite(r) and r > _STEP_TOL]
@@ -150,9 +155,14 @@ def fit_joint_odil(
         # not one step accepted: the joint optimum was not reached, so the model keeps the
         # posterior it had (a Laplace covariance at the unmoved start would pass for the
         # joint fit's)
+        remedy = (
+            "raise max_seconds"
+            if out.message.startswith("time budget")
+            else "raise steps, or check nt / sigma_pde"
+        )
         warnings.warn(
             f"fit_odil: no Levenberg-Marquardt step was accepted ({out.message}); the model "
-            "keeps its previous posterior (raise steps, or check nt / sigma_pde)",
+            f"keeps its previous posterior ({remedy})",
             RuntimeWarning,
             stacklevel=user_stacklevel(),
         )

@@ -30,6 +30,7 @@ from .._linalg import lstsq_any_rank, pcg
 from .._model import FitResult, autograd_on, optimize
 from .._progress import progress_bar
 from .._stack import user_stacklevel
+from .._time_budget import check_max_seconds
 from ._forward_mode import jacfwd
 from .problem import DiscreteProblem
 from .sparse import ColouredJacobian, NonFiniteJacobian, sparse_normal_solve
@@ -212,6 +213,7 @@ def minimize(
     jacobian: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None,
     stencil_radius: int | None = None,
     warn_inexact: bool = True,
+    max_seconds: float | None = None,
 ) -> tuple[Tensor, FitResult]:
     r"""Minimise :math:`\tfrac12\lVert r(x)\rVert^2` of ``problem`` from ``x0``.
 
@@ -225,6 +227,10 @@ def minimize(
         equations factorised by sparse LU; float64 plain-grid problems) or ``"dense"``.
     warn_inexact: a ``RuntimeWarning`` when inner CG solves stop above ``cg_tol`` (``False``:
         only ``extra["cg_rel"]`` records them, for a caller that reports them itself).
+    max_seconds: ``None`` or a wall-time budget ``> 0``: the fit ends after the first step
+        (accepted or rejected) that finishes past it, with ``converged=False`` and the message
+        ``"time budget (... s) reached after k steps"``; the ``callback``'s time is not
+        counted. The iterate is the last accepted one, as after ``steps`` steps.
     stencil_radius: with ``"sparse"``: the residuals' stencil radius in cells (default 1: each
         residual reads field values at most one cell away along each axis, as every
         first/second-difference stencil of :mod:`~bayesphys.problems.stencil` does; periodic
@@ -268,6 +274,7 @@ def minimize(
     steps = check_int("steps", steps, minimum=0)
     progress = check_bool("progress", progress)  # "no" showed the bar
     warn_inexact = check_bool("warn_inexact", warn_inexact)
+    max_seconds = check_max_seconds(max_seconds)
     lr = check_real("lr", lr, minimum=0.0, strict=True)
     damping = check_real("damping", damping, minimum=0.0)
     cg_tol = check_real("cg_tol", cg_tol, minimum=0.0)
@@ -322,19 +329,30 @@ def minimize(
             loss.backward()
             return loss
 
+        t_start, cb = time.perf_counter(), [0.0]  # the budget's clock; the callback's time
+
         def step():
+            spent = time.perf_counter() - t_start - cb[0]
+            if max_seconds is not None and res_hist and spent >= max_seconds:
+                budget_hit.append(len(res_hist))
+                raise StopIteration
             if method == "adam":
                 loss = closure()
                 opt.step()
             else:
                 loss = opt.step(closure)
             if callback is not None:
+                t_cb = time.perf_counter()
                 callback(len(res_hist), xp.detach())
+                cb[0] += time.perf_counter() - t_cb
             res_hist.append(1)
             return loss
 
         res_hist: list[int] = []
+        budget_hit: list[int] = []
         res = optimize(step, steps=steps, params=[xp], progress=progress, desc=method, tol=tol)
+        if budget_hit:
+            res.message = f"time budget ({max_seconds:.3g} s) reached after {budget_hit[0]} steps"
         return xp.detach(), res
     if method not in ("gn", "lm"):
         raise ValueError(f"method: expected 'gn', 'lm', 'adam' or 'lbfgs', received {method!r}")
@@ -344,6 +362,7 @@ def minimize(
     cg_iters: list[int] = []
     cg_rels: list[float] = []
     t0 = time.perf_counter()
+    cb_seconds = 0.0  # the callback's time, not counted in max_seconds
     res = FitResult()
     bar = progress_bar(total=steps, desc=method, progress=progress, leave=False)
     with torch.no_grad():
@@ -415,7 +434,9 @@ def minimize(
                     break
                 hist.append(loss)
                 if callback is not None:
+                    t_cb = time.perf_counter()
                     callback(k, x)
+                    cb_seconds += time.perf_counter() - t_cb
                 # round-off: the step moves x only in its last bits AND the loss is at
                 # round-off (of its start, or of its last value); either alone also holds
                 # mid-fit (a damped LM step, a small field beside a large parameter; a large
@@ -459,6 +480,10 @@ def minimize(
             bar.update(1)
             if progress:
                 bar.set_postfix(loss=f"{loss:.4g}", lam=f"{lam:.1e}", refresh=False)
+            spent = time.perf_counter() - t0 - cb_seconds
+            if max_seconds is not None and k + 1 < steps and spent >= max_seconds:
+                res.message = f"time budget ({max_seconds:.3g} s) reached after {k + 1} steps"
+                break
         else:
             res.message = f"max steps ({steps})"
             res.converged = tol is None
