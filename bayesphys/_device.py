@@ -262,8 +262,8 @@ def torch_threads(n: int) -> Iterator[None]:
     """
     n = check_int("n", n, minimum=1)
     before = torch.get_num_threads()
-    set_thread_counts(n)
-    try:
+    try:  # entering inside: a failed entry (a thread that cannot start) gives ``before`` back
+        set_thread_counts(n)
         yield
     finally:
         set_thread_counts(before)
@@ -399,6 +399,11 @@ def sobol_engine(dim: int, seed: int) -> torch.quasirandom.SobolEngine:
     which every committed result was computed), without touching the process-wide default
     dtype or taking a lock (the scrambling uses the engine's own seeded generator)."""
     eng = torch.quasirandom.SobolEngine(dim, scramble=True, seed=seed)
+    if not all(hasattr(eng, a) for a in ("_first_point", "quasi", "MAXBIT")):  # pragma: no cover
+        raise RuntimeError(
+            "sobol_engine: this torch's SobolEngine lacks _first_point / quasi / MAXBIT, "
+            "which the float32 first point is recomputed from"
+        )
     eng._first_point = (eng.quasi.to(torch.float32) / 2**eng.MAXBIT).reshape(1, -1)
     return eng
 

@@ -459,6 +459,28 @@ def test_torch_threads_gives_the_callers_count_back_when_the_new_thread_count_fa
         _device.set_thread_counts(before)
 
 
+def test_torch_threads_gives_the_callers_count_back_when_entering_fails(monkeypatch):
+    """Entering set this thread's count and then failed to read the new-thread count (a
+    thread that could not start) outside the block's try/finally: the caller stayed at n."""
+    from bayesphys import _device
+
+    before = torch.get_num_threads()
+    n = 1 if before != 1 else 2
+
+    def refused(fn, *args):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(_device, "in_new_thread", refused)
+    with pytest.raises(RuntimeError, match="can't start"):
+        with _device.torch_threads(n):
+            pass
+    monkeypatch.undo()
+    try:
+        assert torch.get_num_threads() == before
+    finally:
+        _device.set_thread_counts(before)
+
+
 def test_seeded_exclusive_blocks_in_two_threads_each_draw_their_own_stream():
     """Two threads drawing from torch's global stream in ``seeded`` blocks at once interleave
     their draws; ``seeded_exclusive`` runs them one after the other."""

@@ -63,3 +63,25 @@ def test_save_refuses_a_shape_setting_assigned_after_construction(tmp_path, case
     sd_b = loaded.net.state_dict() if hasattr(loaded, "net") else loaded.kernels.state_dict()
     assert sd_a.keys() == sd_b.keys()
     assert all(torch.equal(sd_a[k], sd_b[k]) for k in sd_a)
+
+
+def _fm():
+    from bayesphys.meta_fm import MetaFlowMatching
+    from bayesphys.problems.populations import linear_map
+
+    data = linear_map(n_train=4, n_cal=0, n_test=2, n_points=20, seed=0)
+    return MetaFlowMatching(data, **{**TINY_MFM, "method": "FM"}, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("build", "name", "value"),
+    [(_probconserv, "gp_width", 5), (_fm, "gnn_hidden", 5), (_fm, "gnn_layers", 2)],
+)
+def test_a_setting_the_built_network_does_not_read_may_change(tmp_path, build, name, value):
+    """The ANP has no GP width and FM no embedding: changing those is not refused."""
+    model = build()
+    _edit(model, name, value)
+    model.save(tmp_path / "m.pt")
+    loaded = type(model).load(tmp_path / "m.pt")
+    sd_a, sd_b = model.net.state_dict(), loaded.net.state_dict()
+    assert sd_a.keys() == sd_b.keys() and all(torch.equal(sd_a[k], sd_b[k]) for k in sd_a)

@@ -446,7 +446,7 @@ class GPPDESolver:
         """Write a checkpoint that :meth:`load` restores exactly. A ``config["num_mixtures"]``
         or ``config["kind"]`` assigned after construction (the kernels keep the shapes they
         were built with) is refused before anything is written."""
-        check_shape_settings(self.config, self._shape_settings, "GPPDESolver")
+        check_shape_settings(self.config, getattr(self, "_shape_settings", {}), "GPPDESolver")
         return save_checkpoint(
             path, kind="gp_pde.GPPDESolver", config=dict(self.config), state=self.state()
         )

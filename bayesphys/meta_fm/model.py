@@ -72,18 +72,9 @@ from .coupling import FullPlan, full_ot_plans
 __all__ = ["MetaFlowMatching"]
 
 #: the settings the modules' weight shapes come from (build_net, cond_dim)
-_SHAPE_SETTINGS = (
-    "method",
-    "width",
-    "layers",
-    "residual",
-    "time_dim",
-    "fourier",
-    "conditioning",
-    "gnn_hidden",
-    "gnn_layers",
-    "node_features",
-)
+_SHAPE_SETTINGS = ("method", "width", "layers", "residual", "time_dim", "fourier", "conditioning")
+#: and those of the embedding, which only MFM builds
+_EMBEDDING_SETTINGS = ("gnn_hidden", "gnn_layers", "node_features")
 
 
 class MetaFlowMatching:
@@ -154,7 +145,8 @@ class MetaFlowMatching:
         cond = cond_dim(self.config, self.num_treatments, len(self.condition_ids))
         self.net = build_net(self.config, self.dim, cond, self.seed, self.device, self.dtype)
         # the settings the modules' shapes come from (save refuses them changed)
-        self._shape_settings = shape_settings(self.config, _SHAPE_SETTINGS)
+        names = _SHAPE_SETTINGS + (_EMBEDDING_SETTINGS if self.config.method == "MFM" else ())
+        self._shape_settings = shape_settings(self.config, names)
         self._cg_index = {sid: k for k, sid in enumerate(self.condition_ids)}
         self.fit_result: FitResult | None = None
 
@@ -437,7 +429,7 @@ class MetaFlowMatching:
     def save(self, path: str | Path) -> Path:
         """Write config, dimensions, condition ids and all weights/buffers (Fourier ``B`` too).
         A setting that fixed the modules' shapes (``method``, ``width``, ``layers``,
-        ``residual``, ``time_dim``, ``fourier``, ``conditioning``, ``gnn_hidden``,
+        ``residual``, ``time_dim``, ``fourier``, ``conditioning``; for MFM also ``gnn_hidden``,
         ``gnn_layers``, ``node_features``) assigned after construction is refused before
         anything is written (a load could not rebuild the modules)."""
         return save_checkpoint(
@@ -448,7 +440,8 @@ class MetaFlowMatching:
         """Everything but the weights that :meth:`from_state` needs: settings, dimensions,
         condition ids, seed, dtype, the steps taken and the training batches' stream."""
         check_rebuildable(self.net, self.config.method)
-        check_shape_settings(self.config, self._shape_settings, type(self).__name__)
+        built = getattr(self, "_shape_settings", {})
+        check_shape_settings(self.config, built, type(self).__name__)
         return {
             "config": self.config.to_dict(),
             "dim": self.dim,

@@ -36,7 +36,7 @@ def save_probconserv(model: ProbConserv, path: str | Path) -> Path:
             f"problem: a {type(model.problem).__name__} cannot be saved (a checkpoint rebuilds "
             f"its problem from one of {[c.__name__ for c in PROBLEM_CLASSES]} and its fields)"
         )
-    check_shape_settings(model.config, model._shape_settings, "ProbConserv")
+    check_shape_settings(model.config, getattr(model, "_shape_settings", {}), "ProbConserv")
     state = {
         "net": model.net.state_dict(),
         "steps_done": model.steps_done,

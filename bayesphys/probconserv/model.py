@@ -147,7 +147,8 @@ class ProbConserv:
         # split by rank at the next fit, once per stream (new or loaded): not at every fit
         self._split_rng = True
         # the settings the Step-1 weights' shapes come from (save refuses them changed)
-        self._shape_settings = shape_settings(cfg, ("step1", "hidden", "gp_width"))
+        size = "hidden" if cfg.step1 == "anp" else "gp_width"  # the one the network reads
+        self._shape_settings = shape_settings(cfg, ("step1", size))
         self.steps_done = 0
         self.var_scale = 1.0
         self.calibration: HybridCalibration | None = None
@@ -445,9 +446,9 @@ class ProbConserv:
     def save(self, path: str | Path) -> Path:
         """Checkpoint (config + Step-1 weights); :meth:`load` restores it exactly. The problem
         is saved by its family (one of ``PROBLEM_CLASSES``) and fields; a problem of another
-        class, or a ``config.step1`` / ``hidden`` / ``gp_width`` assigned after construction
-        (the network keeps the shapes it was built with), is refused before anything is
-        written (it could not be rebuilt)."""
+        class, or a ``config.step1`` or network size (``hidden`` for the ANP, ``gp_width``
+        for the GP) assigned after construction (the network keeps the shapes it was built
+        with), is refused before anything is written (it could not be rebuilt)."""
         return save_probconserv(self, path)
 
     @classmethod
