@@ -253,7 +253,8 @@ def minimize(
         step it rejected predicted a decrease within the loss's round-off,
         :math:`\le 8\sqrt m\,\varepsilon L` (or the loss is at round-off of its start), and
         not converged otherwise (a Jacobian inconsistent with the residuals, or steps below the
-        spacing of ``x`` in its dtype, stall while predicting a real decrease).
+        spacing of ``x`` in its dtype, stall while predicting a real decrease; the message says
+        which: an exact root that ``x``'s dtype cannot represent ends this way too).
 
     Returns
     -------
@@ -372,6 +373,7 @@ def minimize(
     # predicted decrease of the first rejected step since the last accepted one (the least
     # damped of a rejection streak): the stall test below
     streak_pred: float | None = None
+    streak_step = math.inf  # the largest |dx| of that step
     eps = torch.finfo(x.dtype).eps
     # the loss of residuals at round-off of their starting size: |r| <= sqrt(m) eps |r0|
     n_res = r0.numel()
@@ -458,6 +460,7 @@ def minimize(
             else:
                 if streak_pred is None:
                     streak_pred = pred
+                    streak_step = float(delta.abs().max())
                 lam = max(lam, 1e-12) * nu
                 nu *= 2
                 if lam > 1e16:
@@ -466,16 +469,24 @@ def minimize(
                     # below the spacing of x, also stall, while promising a real decrease
                     noise = _STEP_ROUNDOFF * math.sqrt(n_res) * eps * loss
                     res.converged = loss <= loss_floor or streak_pred <= noise
-                    res.message = f"stalled at step {k} (damping {lam:.1e}); " + (
-                        "local minimum"
-                        if res.converged
-                        else (
+                    tiny = streak_step <= _STEP_ROUNDOFF * eps * float(x.abs().max())
+                    if res.converged:
+                        why = "local minimum"
+                    elif tiny:  # the Jacobian may be right: x is at its dtype's resolution
+                        why = (
+                            f"NOT a minimum to round-off: the least damped rejected step "
+                            f"(max|dx| {streak_step:.1e}) is below the spacing of x in "
+                            f"{str(x.dtype).replace('torch.', '')}, so no representable step "
+                            f"gives its predicted decrease {streak_pred:.1e} (loss {loss:.3e}): "
+                            "x is as close as this dtype resolves"
+                        )
+                    else:
+                        why = (
                             f"NOT a minimum: the least damped rejected step predicted a decrease "
                             f"{streak_pred:.1e} (loss {loss:.3e}) that the residuals never gave "
-                            "(a Jacobian inconsistent with the residuals? steps below the "
-                            "spacing of x in this dtype?)"
+                            "(a Jacobian inconsistent with the residuals?)"
                         )
-                    )
+                    res.message = f"stalled at step {k} (damping {lam:.1e}); {why}"
                     break
             bar.update(1)
             if progress:

@@ -618,3 +618,18 @@ def test_batched_products_rowwise_on_cpu_equal_the_batched_pass(monkeypatch):
     _, jv, jtw = solvers.jvp_vjp(prob.residual, x)
     assert torch.equal(rows[0], jv(v)) and torch.equal(rows[1], jtw(w))
     assert torch.equal(rows[0][2], jv(v[2])) and torch.equal(rows[1][4], jtw(w[4]))
+
+
+def test_a_stall_at_the_dtype_resolution_says_so():
+    """LM run to its damping limit at a correctly rounded sqrt(2) stalls with a predicted
+    decrease above the loss floor: it is reported not converged (as documented), but the
+    message blamed the Jacobian; it now names the dtype's resolution."""
+    from bayesphys.odil import DiscreteProblem, minimize
+
+    prob = DiscreteProblem({"u": (3,)}, {}, lambda f, p: {"r": f["u"] ** 2 - 2.0})
+    x0 = torch.ones(3, dtype=torch.float64)
+    x, fit = minimize(prob, x0, method="lm", linear_solver="dense", steps=200, tol=None)
+    assert torch.equal(x, torch.full((3,), math.sqrt(2.0), dtype=torch.float64))
+    assert fit.message.startswith("stalled") and not fit.converged
+    assert "below the spacing of x in float64" in fit.message, fit.message
+    assert "Jacobian" not in fit.message
