@@ -30,7 +30,7 @@ from .._linalg import lstsq_any_rank, pcg
 from .._model import FitResult, autograd_on, optimize
 from .._progress import progress_bar
 from .._stack import user_stacklevel
-from .._time_budget import check_max_seconds
+from .._time_budget import TimeBudget
 from ._forward_mode import jacfwd
 from .problem import DiscreteProblem
 from .sparse import ColouredJacobian, NonFiniteJacobian, sparse_normal_solve
@@ -275,7 +275,7 @@ def minimize(
     steps = check_int("steps", steps, minimum=0)
     progress = check_bool("progress", progress)  # "no" showed the bar
     warn_inexact = check_bool("warn_inexact", warn_inexact)
-    max_seconds = check_max_seconds(max_seconds)
+    budget = TimeBudget(max_seconds)  # checks max_seconds (None: never over)
     lr = check_real("lr", lr, minimum=0.0, strict=True)
     damping = check_real("damping", damping, minimum=0.0)
     cg_tol = check_real("cg_tol", cg_tol, minimum=0.0)
@@ -330,12 +330,10 @@ def minimize(
             loss.backward()
             return loss
 
-        t_start, cb = time.perf_counter(), [0.0]  # the budget's clock; the callback's time
+        t_start, cb = time.perf_counter(), [0.0]  # cb: the callback's time, not in the budget
 
         def step():
-            spent = time.perf_counter() - t_start - cb[0]
-            if max_seconds is not None and res_hist and spent >= max_seconds:
-                budget_hit.append(len(res_hist))
+            if res_hist and budget.over(time.perf_counter() - t_start - cb[0]):
                 raise StopIteration
             if method == "adam":
                 loss = closure()
@@ -350,10 +348,9 @@ def minimize(
             return loss
 
         res_hist: list[int] = []
-        budget_hit: list[int] = []
         res = optimize(step, steps=steps, params=[xp], progress=progress, desc=method, tol=tol)
-        if budget_hit:
-            res.message = f"time budget ({max_seconds:.3g} s) reached after {budget_hit[0]} steps"
+        if budget.reached:
+            res.message = budget.message(res.steps)
         return xp.detach(), res
     if method not in ("gn", "lm"):
         raise ValueError(f"method: expected 'gn', 'lm', 'adam' or 'lbfgs', received {method!r}")
@@ -491,9 +488,8 @@ def minimize(
             bar.update(1)
             if progress:
                 bar.set_postfix(loss=f"{loss:.4g}", lam=f"{lam:.1e}", refresh=False)
-            spent = time.perf_counter() - t0 - cb_seconds
-            if max_seconds is not None and k + 1 < steps and spent >= max_seconds:
-                res.message = f"time budget ({max_seconds:.3g} s) reached after {k + 1} steps"
+            if k + 1 < steps and budget.over(time.perf_counter() - t0 - cb_seconds):
+                res.message = budget.message(k + 1)
                 break
         else:
             res.message = f"max steps ({steps})"

@@ -38,13 +38,12 @@ def test_a_spent_budget_ends_the_fit_after_one_step(method):
 
 @pytest.mark.parametrize("method", ["lm", "adam"])
 def test_the_callbacks_time_is_not_counted(method):
-    def slow(k, x):
-        time.sleep(0.05)
+    def slow(k, x):  # 6 x 0.3 s: counted, the callbacks would end the fit after 4 steps
+        time.sleep(0.3)
 
-    t0 = time.perf_counter()
-    _, res = minimize(_prob(), steps=4, method=method, tol=None, callback=slow, max_seconds=0.1)
-    assert time.perf_counter() - t0 >= 0.15  # the callbacks alone were past the budget
-    assert res.steps == 4 and res.message == "max steps (4)"
+    # the steps themselves take milliseconds: a 1 s budget leaves a wide margin on a busy machine
+    _, res = minimize(_prob(), steps=6, method=method, tol=None, callback=slow, max_seconds=1.0)
+    assert res.steps == 6 and res.message == "max steps (6)"
 
 
 @pytest.mark.parametrize("bad", [0, -1.0, math.nan, "1"])
