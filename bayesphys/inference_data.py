@@ -167,7 +167,11 @@ def _dataset(
 
     ds = xr.Dataset(data_vars, coords=ds_coords)
     if sample:
-        ds = ds.assign_coords(chain=np.arange(ds.sizes["chain"]), draw=np.arange(ds.sizes["draw"]))
+        # the index 0.. for chain / draw unless ``coords`` gives them (as ``az.from_dict``: a
+        # given ``draw`` such as the iteration numbers after burn-in was replaced by 0..)
+        ds = ds.assign_coords(
+            {d: np.arange(ds.sizes[d]) for d in ("chain", "draw") if d not in ds_coords}
+        )
     ds.attrs["created_by"] = "bayesphys"
     # ArviZ's provenance attributes (``az.from_dict`` sets them; no time stamp here: the same
     # seed gives the same file)
@@ -209,8 +213,8 @@ def build_inference_data(
     ``az.plot_ppc`` and ``az.loo``): distinct strings (a single string is one name), never
     ``chain``/``draw`` in a sample group; a ``dims`` key that is no variable raises a
     ``ValueError``. ``coords[dim]`` is a 1-D array ``[size of dim]`` shared by
-    every group that has ``dim``; a name that is a dim of no group (e.g. a typo) raises a
-    ``ValueError``. ``extra_groups`` may not reuse a standard group's name. Every group's
+    every group that has ``dim`` (``chain`` and ``draw`` default to ``0..``); a name that is a
+    dim of no group (e.g. a typo) raises a ``ValueError``. ``extra_groups`` may not reuse a standard group's name. Every group's
     ``attrs`` name ``inference_library`` (``"bayesphys"``) and ``inference_library_version``, as
     ArviZ's converters do (no creation time: the same inputs give the same file). Tensors are
     detached and copied to the CPU here, and only here; arrays are copied too, so the result

@@ -318,3 +318,21 @@ def test_every_group_names_the_library_and_its_version():
         assert attrs["inference_library"] == "bayesphys"
         assert attrs["inference_library_version"] == bayesphys.__version__
         assert "created_at" not in attrs  # the same inputs give the same file
+
+
+def test_given_chain_and_draw_coordinates_are_kept(tmp_path):
+    """``coords`` for ``chain`` / ``draw`` (iteration numbers after burn-in) are kept, as
+    ``az.from_dict`` keeps them; they were checked for length and then replaced by 0.."""
+    draws = torch.randn(2, 5, 3, dtype=torch.float64)
+    coords = {"chain": [7, 9], "draw": np.arange(100, 105)}
+    idata = SamplePosterior(draws).to_inference_data(coords=coords)
+    ds = group_dataset(idata, "posterior")
+    np.testing.assert_array_equal(ds["chain"].values, [7, 9])
+    np.testing.assert_array_equal(ds["draw"].values, np.arange(100, 105))
+    ref = az.from_dict(posterior={"u": draws.numpy()}, coords=coords)
+    np.testing.assert_array_equal(ds["draw"].values, ref.posterior["draw"].values)
+    back = group_dataset(load_netcdf(save_netcdf(idata, tmp_path / "c.nc")), "posterior")
+    np.testing.assert_array_equal(back["draw"].values, np.arange(100, 105))
+    # one of them given: the other is still 0..
+    idata = build_inference_data(posterior={"a": np.zeros((2, 4))}, coords={"draw": [5, 6, 7, 8]})
+    np.testing.assert_array_equal(group_dataset(idata, "posterior")["chain"].values, [0, 1])
