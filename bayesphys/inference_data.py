@@ -45,8 +45,24 @@ __all__ = [
 ]
 
 ARVIZ_V1: bool = int(version("arviz").split(".")[0]) >= 1
-SAMPLE_GROUPS = ("posterior", "posterior_predictive", "log_likelihood", "sample_stats", "prior")
-"""Groups whose variables carry leading ``(chain, draw)`` dims."""
+SAMPLE_GROUPS = (
+    "posterior",
+    "posterior_predictive",
+    "predictions",
+    "log_likelihood",
+    "log_prior",
+    "sample_stats",
+    "prior",
+    "prior_predictive",
+    "sample_stats_prior",
+    "warmup_posterior",
+    "warmup_posterior_predictive",
+    "warmup_predictions",
+    "warmup_log_likelihood",
+    "warmup_sample_stats",
+)
+"""Groups whose variables carry leading ``(chain, draw)`` dims: those of the ArviZ schema
+(passed to :func:`build_inference_data` by name or in ``extra_groups``)."""
 
 
 def _np(value: Any, *, copy: bool = True) -> np.ndarray:
@@ -207,8 +223,10 @@ def build_inference_data(
     """Assemble ArviZ groups from tensors or arrays.
 
     Variables in ``posterior``, ``posterior_predictive``, ``log_likelihood`` and
-    ``sample_stats`` are ``[chain, draw, *shape]``; ``observed_data`` and ``constant_data``
-    are ``[*shape]``. ``dims[name]`` names the non-sample dims of ``name`` (the same names in
+    ``sample_stats`` are ``[chain, draw, *shape]``, and so are those of an ``extra_groups``
+    entry that ArviZ draws (``prior``, ``prior_predictive``, ``log_prior``, ...; see
+    ``SAMPLE_GROUPS``); ``observed_data``, ``constant_data`` and other extra groups are
+    ``[*shape]``. ``dims[name]`` names the non-sample dims of ``name`` (the same names in
     ``posterior_predictive``/``log_likelihood`` and ``observed_data`` link them for
     ``az.plot_ppc`` and ``az.loo``): distinct strings (a single string is one name), never
     ``chain``/``draw`` in a sample group; a ``dims`` key that is no variable raises a

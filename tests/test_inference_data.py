@@ -334,3 +334,26 @@ def test_given_chain_and_draw_coordinates_are_kept(tmp_path):
     # one of them given: the other is still 0..
     idata = build_inference_data(posterior={"a": np.zeros((2, 4))}, coords={"draw": [5, 6, 7, 8]})
     np.testing.assert_array_equal(group_dataset(idata, "posterior")["chain"].values, [0, 1])
+
+
+def test_prior_predictive_and_other_arviz_sample_groups_carry_chain_and_draw():
+    """Every ArviZ group that holds draws gets ``(chain, draw)``, as in ``az.from_dict``:
+    ``prior_predictive`` (and ``log_prior``, ``predictions``, ...) given in ``extra_groups``
+    had its chain and draw named ``y_dim_0, y_dim_1``, so ``az.summary`` of it failed and
+    ``dims`` naming its data dims was refused."""
+    rng = np.random.default_rng(0)
+    prior, pp = rng.normal(size=(2, 50)), rng.normal(size=(2, 50, 4))
+    idata = build_inference_data(
+        extra_groups={"prior": {"th": prior}, "prior_predictive": {"y": pp}},
+        observed_data={"y": rng.normal(size=4)},
+        dims={"y": ["obs"]},
+    )
+    assert group_dataset(idata, "prior")["th"].dims == ("chain", "draw")
+    ds = group_dataset(idata, "prior_predictive")
+    assert ds["y"].dims == ("chain", "draw", "obs")
+    np.testing.assert_array_equal(ds["y"].values, pp)
+    np.testing.assert_array_equal(ds["draw"].values, np.arange(50))
+    summary = az.summary(idata, group="prior_predictive", kind="stats")
+    np.testing.assert_allclose(summary["mean"].values, pp.mean(axis=(0, 1)), atol=0.006)
+    with pytest.raises(ValueError, match="chain"):
+        build_inference_data(extra_groups={"log_prior": {"lp": np.zeros(5)}})
