@@ -73,9 +73,13 @@ def _check_level(level: float, name: str = "level") -> float:
 
 
 def _check_levels(levels, name: str = "levels") -> list[float]:
-    """A non-empty sequence of probabilities in ``(0, 1)`` as floats (a single number or a
-    string is refused: pass ``[level]``)."""
-    if isinstance(levels, (str, bytes)) or not isinstance(levels, (Sequence, np.ndarray, Tensor)):
+    """A non-empty sequence of probabilities in ``(0, 1)`` as floats (a single number, a 0-d
+    array or tensor included, or a string is refused: pass ``[level]``)."""
+    if (
+        isinstance(levels, (str, bytes))
+        or not isinstance(levels, (Sequence, np.ndarray, Tensor))
+        or (isinstance(levels, (np.ndarray, Tensor)) and levels.ndim == 0)
+    ):  # a 0-d array or tensor failed in list() with "iteration over a 0-d array"
         raise TypeError(
             f"{name}: expected a sequence of probabilities in (0, 1), received "
             f"{type(levels).__name__} {levels!r}"

@@ -434,6 +434,9 @@ def test_calibration_curve_checks():
     s, y = torch.randn(50, 5, dtype=F64), torch.zeros(5, dtype=F64)
     with pytest.raises(TypeError, match="levels: expected a sequence of probabilities"):
         calibration_curve(s, y, levels=0.9)
+    for single in (np.array(0.9), torch.tensor(0.9)):  # "iteration over a 0-d array"
+        with pytest.raises(TypeError, match="levels: expected a sequence of probabilities"):
+            calibration_curve(s, y, levels=single)
     with pytest.raises(ValueError, match="levels: expected at least one probability"):
         calibration_curve(s, y, levels=[])
     with pytest.raises(TypeError, match=r"levels\[0\]: expected a real number"):
