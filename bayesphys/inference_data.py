@@ -369,7 +369,9 @@ def group_dataset(idata: arviz.InferenceData | xr.DataTree, group: str) -> xr.Da
 def hdi_bounds(
     idata: arviz.InferenceData | xr.DataTree, var_name: str, prob: float = 0.94
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Highest-density interval ``(lower, upper)`` of posterior variable ``var_name``."""
+    """Highest-density interval ``(lower, upper)`` of posterior variable ``var_name``, each
+    ``[*shape]`` (the variable's dims after ``chain, draw``): the narrowest interval holding
+    a fraction ``prob`` in ``(0, 1]`` of its draws (``prob = 1``: their minimum and maximum)."""
     import arviz as az
 
     from ._checks import check_real
@@ -383,6 +385,10 @@ def hdi_bounds(
             f"var_name: {var_name!r} is not a posterior variable; available: "
             f"{sorted(map(str, ds.data_vars))}"
         )
+    if prob == 1.0:
+        # every draw: ArviZ 0.x's hdi refused it ("Too few elements for interval calculation")
+        da = ds[var_name]
+        return da.min(("chain", "draw")).values, da.max(("chain", "draw")).values
     da = ds[[var_name]]
     if ARVIZ_V1:  # pragma: no cover
         res = az.hdi(da, prob=prob, dim=["chain", "draw"])[var_name]

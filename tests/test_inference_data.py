@@ -357,3 +357,17 @@ def test_prior_predictive_and_other_arviz_sample_groups_carry_chain_and_draw():
     np.testing.assert_allclose(summary["mean"].values, pp.mean(axis=(0, 1)), atol=0.006)
     with pytest.raises(ValueError, match="chain"):
         build_inference_data(extra_groups={"log_prior": {"lp": np.zeros(5)}})
+
+
+def test_hdi_of_probability_one_is_the_range_of_the_draws():
+    """``prob = 1`` is in the documented ``(0, 1]``: the narrowest interval holding every
+    draw, their minimum and maximum (ArviZ 0.x's hdi raised "Too few elements")."""
+    draws = torch.randn(2, 50, 3, dtype=torch.float64)
+    idata = SamplePosterior(draws).to_inference_data()
+    lo, hi = hdi_bounds(idata, "u", 1.0)
+    flat = draws.reshape(100, 3).numpy()
+    np.testing.assert_array_equal(lo, flat.min(0))
+    np.testing.assert_array_equal(hi, flat.max(0))
+    scalar = build_inference_data(posterior={"a": draws[..., 0]})
+    lo, hi = hdi_bounds(scalar, "a", 1)
+    assert lo.shape == () and float(lo) == flat[:, 0].min() and float(hi) == flat[:, 0].max()
