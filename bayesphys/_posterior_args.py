@@ -14,15 +14,16 @@ from ._device import make_generator, same_device
 
 
 def _shape_arg(name: str, shape) -> torch.Size:
-    """``shape`` (an int or a sequence of ints, each ``>= 0``) as a :class:`torch.Size`; a
-    ``bool``, a float or a string is refused with an error naming ``name``."""
-    if isinstance(shape, int) and not isinstance(shape, bool):
-        shape = (shape,)
+    """``shape`` (an int, numpy's included, or a sequence of ints, each ``>= 0``) as a
+    :class:`torch.Size`; a ``bool`` (Python's, numpy's or a bool tensor's entry), a float or a
+    string is refused with an error naming ``name``."""
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (int(shape),)  # np.int64(3) was refused, though (np.int64(3),) was not
     if isinstance(shape, (str, bytes, bool)) or isinstance(shape, Tensor) and shape.ndim == 0:
         raise TypeError(f"{name}: expected torch.Size or a tuple of ints, received {shape!r}")
     try:
         items = tuple(shape)
-        if any(isinstance(n, bool) for n in items):
+        if any(_is_bool(n) for n in items):  # torch.tensor([True, False]) gave (1, 0)
             raise TypeError
         size = torch.Size(items)
     except TypeError as err:
@@ -32,6 +33,13 @@ def _shape_arg(name: str, shape) -> torch.Size:
     if any(n < 0 for n in size):
         raise ValueError(f"{name}: expected non-negative sizes, received {tuple(size)}")
     return size
+
+
+def _is_bool(value) -> bool:
+    """Whether ``value`` is a boolean: Python's, numpy's or a 0-d bool tensor."""
+    return isinstance(value, (bool, np.bool_)) or (
+        isinstance(value, Tensor) and value.dtype == torch.bool
+    )
 
 
 def _size(sample_shape) -> torch.Size:
@@ -73,9 +81,13 @@ def _check_level(level: float, name: str = "level") -> float:
 
 
 def _check_levels(levels, name: str = "levels") -> list[float]:
-    """A non-empty sequence of probabilities in ``(0, 1)`` as floats (a single number or a
-    string is refused: pass ``[level]``)."""
-    if isinstance(levels, (str, bytes)) or not isinstance(levels, (Sequence, np.ndarray, Tensor)):
+    """A non-empty sequence of probabilities in ``(0, 1)`` as floats (a single number, a 0-d
+    array or tensor included, or a string is refused: pass ``[level]``)."""
+    if (
+        isinstance(levels, (str, bytes))
+        or not isinstance(levels, (Sequence, np.ndarray, Tensor))
+        or (isinstance(levels, (np.ndarray, Tensor)) and levels.ndim == 0)
+    ):  # a 0-d array or tensor failed in list() with "iteration over a 0-d array"
         raise TypeError(
             f"{name}: expected a sequence of probabilities in (0, 1), received "
             f"{type(levels).__name__} {levels!r}"

@@ -161,8 +161,9 @@ class _PosteriorBase:
         """Export posterior draws to :class:`arviz.InferenceData` (ArviZ 0.x; an
         :class:`xarray.DataTree` of the same groups under ArviZ >= 1).
 
-        The field named ``name`` gets dims ``(chain, draw, *batch_dims, *dims)``. ``dims``
-        names the batch dims followed by the event dims (default ``batch_0..``, ``name_dim_0..``);
+        The field named ``name`` gets dims ``(chain, draw, *batch_dims, *event_dims)``. ``dims``
+        names the batch dims followed by the event dims, or the event dims alone (the batch dims
+        then keep their default names ``batch_0..``; default event names ``name_dim_0..``);
         ``coords`` gives their coordinate values (a name that is no dim of the export raises a
         ``ValueError``). ``params`` adds named parameter draws
         ``[chain, draw, *shape]`` to the posterior group; ``observed`` fills ``observed_data``.

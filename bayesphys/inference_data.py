@@ -45,8 +45,24 @@ __all__ = [
 ]
 
 ARVIZ_V1: bool = int(version("arviz").split(".")[0]) >= 1
-SAMPLE_GROUPS = ("posterior", "posterior_predictive", "log_likelihood", "sample_stats", "prior")
-"""Groups whose variables carry leading ``(chain, draw)`` dims."""
+SAMPLE_GROUPS = (
+    "posterior",
+    "posterior_predictive",
+    "predictions",
+    "log_likelihood",
+    "log_prior",
+    "sample_stats",
+    "prior",
+    "prior_predictive",
+    "sample_stats_prior",
+    "warmup_posterior",
+    "warmup_posterior_predictive",
+    "warmup_predictions",
+    "warmup_log_likelihood",
+    "warmup_sample_stats",
+)
+"""Groups whose variables carry leading ``(chain, draw)`` dims: those of the ArviZ schema
+(passed to :func:`build_inference_data` by name or in ``extra_groups``)."""
 
 
 def _np(value: Any, *, copy: bool = True) -> np.ndarray:
@@ -167,7 +183,11 @@ def _dataset(
 
     ds = xr.Dataset(data_vars, coords=ds_coords)
     if sample:
-        ds = ds.assign_coords(chain=np.arange(ds.sizes["chain"]), draw=np.arange(ds.sizes["draw"]))
+        # the index 0.. for chain / draw unless ``coords`` gives them (as ``az.from_dict``: a
+        # given ``draw`` such as the iteration numbers after burn-in was replaced by 0..)
+        ds = ds.assign_coords(
+            {d: np.arange(ds.sizes[d]) for d in ("chain", "draw") if d not in ds_coords}
+        )
     ds.attrs["created_by"] = "bayesphys"
     # ArviZ's provenance attributes (``az.from_dict`` sets them; no time stamp here: the same
     # seed gives the same file)
@@ -203,14 +223,16 @@ def build_inference_data(
     """Assemble ArviZ groups from tensors or arrays.
 
     Variables in ``posterior``, ``posterior_predictive``, ``log_likelihood`` and
-    ``sample_stats`` are ``[chain, draw, *shape]``; ``observed_data`` and ``constant_data``
-    are ``[*shape]``. ``dims[name]`` names the non-sample dims of ``name`` (the same names in
+    ``sample_stats`` are ``[chain, draw, *shape]``, and so are those of an ``extra_groups``
+    entry that ArviZ draws (``prior``, ``prior_predictive``, ``log_prior``, ...; see
+    ``SAMPLE_GROUPS``); ``observed_data``, ``constant_data`` and other extra groups are
+    ``[*shape]``. ``dims[name]`` names the non-sample dims of ``name`` (the same names in
     ``posterior_predictive``/``log_likelihood`` and ``observed_data`` link them for
     ``az.plot_ppc`` and ``az.loo``): distinct strings (a single string is one name), never
     ``chain``/``draw`` in a sample group; a ``dims`` key that is no variable raises a
     ``ValueError``. ``coords[dim]`` is a 1-D array ``[size of dim]`` shared by
-    every group that has ``dim``; a name that is a dim of no group (e.g. a typo) raises a
-    ``ValueError``. ``extra_groups`` may not reuse a standard group's name. Every group's
+    every group that has ``dim`` (``chain`` and ``draw`` default to ``0..``); a name that is a
+    dim of no group (e.g. a typo) raises a ``ValueError``. ``extra_groups`` may not reuse a standard group's name. Every group's
     ``attrs`` name ``inference_library`` (``"bayesphys"``) and ``inference_library_version``, as
     ArviZ's converters do (no creation time: the same inputs give the same file). Tensors are
     detached and copied to the CPU here, and only here; arrays are copied too, so the result
@@ -347,7 +369,9 @@ def group_dataset(idata: arviz.InferenceData | xr.DataTree, group: str) -> xr.Da
 def hdi_bounds(
     idata: arviz.InferenceData | xr.DataTree, var_name: str, prob: float = 0.94
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Highest-density interval ``(lower, upper)`` of posterior variable ``var_name``."""
+    """Highest-density interval ``(lower, upper)`` of posterior variable ``var_name``, each
+    ``[*shape]`` (the variable's dims after ``chain, draw``): the narrowest interval holding
+    a fraction ``prob`` in ``(0, 1]`` of its draws (``prob = 1``: their minimum and maximum)."""
     import arviz as az
 
     from ._checks import check_real
@@ -361,6 +385,10 @@ def hdi_bounds(
             f"var_name: {var_name!r} is not a posterior variable; available: "
             f"{sorted(map(str, ds.data_vars))}"
         )
+    if prob == 1.0:
+        # every draw: ArviZ 0.x's hdi refused it ("Too few elements for interval calculation")
+        da = ds[var_name]
+        return da.min(("chain", "draw")).values, da.max(("chain", "draw")).values
     da = ds[[var_name]]
     if ARVIZ_V1:  # pragma: no cover
         res = az.hdi(da, prob=prob, dim=["chain", "draw"])[var_name]

@@ -67,6 +67,8 @@ def _samples() -> SamplePosterior:
     [
         (lambda p: p.sample(True), TypeError, "sample_shape: expected torch.Size"),
         (lambda p: p.sample((True, 2)), TypeError, "sample_shape"),
+        (lambda p: p.sample(torch.tensor([True, False])), TypeError, "sample_shape"),
+        (lambda p: p.sample((np.True_, 2)), TypeError, "sample_shape"),
         (lambda p: p.sample((2,), generator=3), TypeError, "generator: expected a torch.Generator"),
         (lambda p: p.quantile("a"), TypeError, "q: expected a probability"),
         (lambda p: p.quantile(None), TypeError, "q: expected a probability"),
@@ -94,6 +96,15 @@ def _samples() -> SamplePosterior:
 def test_posterior_methods_refuse_bad_arguments(make, call, error, match):
     with pytest.raises(error, match=match):
         call(make())
+
+
+@pytest.mark.parametrize("make", [_gauss, _samples])
+def test_a_numpy_int_is_a_sample_shape(make):
+    # np.int64(4) (e.g. from arr.shape arithmetic) was refused, though (np.int64(4),) was not
+    post = make()
+    expected = post.sample((4,), seed=0)
+    for n in (np.int64(4), np.int32(4), (np.int64(4),), np.array([4])):
+        assert torch.equal(post.sample(n, seed=0), expected)
 
 
 def test_levels_given_as_numpy_or_0d_tensor_still_work():
@@ -434,6 +445,9 @@ def test_calibration_curve_checks():
     s, y = torch.randn(50, 5, dtype=F64), torch.zeros(5, dtype=F64)
     with pytest.raises(TypeError, match="levels: expected a sequence of probabilities"):
         calibration_curve(s, y, levels=0.9)
+    for single in (np.array(0.9), torch.tensor(0.9)):  # "iteration over a 0-d array"
+        with pytest.raises(TypeError, match="levels: expected a sequence of probabilities"):
+            calibration_curve(s, y, levels=single)
     with pytest.raises(ValueError, match="levels: expected at least one probability"):
         calibration_curve(s, y, levels=[])
     with pytest.raises(TypeError, match=r"levels\[0\]: expected a real number"):

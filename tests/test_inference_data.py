@@ -318,3 +318,56 @@ def test_every_group_names_the_library_and_its_version():
         assert attrs["inference_library"] == "bayesphys"
         assert attrs["inference_library_version"] == bayesphys.__version__
         assert "created_at" not in attrs  # the same inputs give the same file
+
+
+def test_given_chain_and_draw_coordinates_are_kept(tmp_path):
+    """``coords`` for ``chain`` / ``draw`` (iteration numbers after burn-in) are kept, as
+    ``az.from_dict`` keeps them; they were checked for length and then replaced by 0.."""
+    draws = torch.randn(2, 5, 3, dtype=torch.float64)
+    coords = {"chain": [7, 9], "draw": np.arange(100, 105)}
+    idata = SamplePosterior(draws).to_inference_data(coords=coords)
+    ds = group_dataset(idata, "posterior")
+    np.testing.assert_array_equal(ds["chain"].values, [7, 9])
+    np.testing.assert_array_equal(ds["draw"].values, np.arange(100, 105))
+    back = group_dataset(load_netcdf(save_netcdf(idata, tmp_path / "c.nc")), "posterior")
+    np.testing.assert_array_equal(back["draw"].values, np.arange(100, 105))
+    # one of them given: the other is still 0..
+    idata = build_inference_data(posterior={"a": np.zeros((2, 4))}, coords={"draw": [5, 6, 7, 8]})
+    np.testing.assert_array_equal(group_dataset(idata, "posterior")["chain"].values, [0, 1])
+
+
+def test_prior_predictive_and_other_arviz_sample_groups_carry_chain_and_draw():
+    """Every ArviZ group that holds draws gets ``(chain, draw)``, as in ``az.from_dict``:
+    ``prior_predictive`` (and ``log_prior``, ``predictions``, ...) given in ``extra_groups``
+    had its chain and draw named ``y_dim_0, y_dim_1``, so ``az.summary`` of it failed and
+    ``dims`` naming its data dims was refused."""
+    rng = np.random.default_rng(0)
+    prior, pp = rng.normal(size=(2, 50)), rng.normal(size=(2, 50, 4))
+    idata = build_inference_data(
+        extra_groups={"prior": {"th": prior}, "prior_predictive": {"y": pp}},
+        observed_data={"y": rng.normal(size=4)},
+        dims={"y": ["obs"]},
+    )
+    assert group_dataset(idata, "prior")["th"].dims == ("chain", "draw")
+    ds = group_dataset(idata, "prior_predictive")
+    assert ds["y"].dims == ("chain", "draw", "obs")
+    np.testing.assert_array_equal(ds["y"].values, pp)
+    np.testing.assert_array_equal(ds["draw"].values, np.arange(50))
+    summary = az.summary(idata, group="prior_predictive", kind="stats")
+    np.testing.assert_allclose(summary["mean"].values, pp.mean(axis=(0, 1)), atol=0.006)
+    with pytest.raises(ValueError, match="chain"):
+        build_inference_data(extra_groups={"log_prior": {"lp": np.zeros(5)}})
+
+
+def test_hdi_of_probability_one_is_the_range_of_the_draws():
+    """``prob = 1`` is in the documented ``(0, 1]``: the narrowest interval holding every
+    draw, their minimum and maximum (ArviZ 0.x's hdi raised "Too few elements")."""
+    draws = torch.randn(2, 50, 3, dtype=torch.float64)
+    idata = SamplePosterior(draws).to_inference_data()
+    lo, hi = hdi_bounds(idata, "u", 1.0)
+    flat = draws.reshape(100, 3).numpy()
+    np.testing.assert_array_equal(lo, flat.min(0))
+    np.testing.assert_array_equal(hi, flat.max(0))
+    scalar = build_inference_data(posterior={"a": draws[..., 0]})
+    lo, hi = hdi_bounds(scalar, "a", 1)
+    assert lo.shape == () and float(lo) == flat[:, 0].min() and float(hi) == flat[:, 0].max()

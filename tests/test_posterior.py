@@ -153,6 +153,38 @@ def test_gaussian_quantile_matches_scipy(kind, seed, q):
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-12, atol=1e-12)
 
 
+@settings(max_examples=15, deadline=None)
+@given(
+    chains=st.integers(1, 3),
+    draws=st.integers(2, 30),
+    batch=st.lists(st.integers(1, 3), max_size=2),
+    event=st.lists(st.integers(1, 3), max_size=2),
+    q=st.lists(st.floats(1e-6, 1 - 1e-6), min_size=1, max_size=4),
+    level=st.floats(1e-6, 1 - 1e-6),
+    seed=st.integers(0, 10_000),
+)
+def test_sample_posterior_matches_numpy(chains, draws, batch, event, q, level, seed):
+    """Empirical moments and quantiles over all chains and draws, as numpy computes them:
+    mean, variance with ddof=1, linear-interpolation quantiles ``[*q.shape, *batch, *event]``
+    and the central interval at the quantiles ``(1 -+ level) / 2``."""
+    import numpy as np
+
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(chains, draws, *batch, *event, generator=gen, dtype=D)
+    post = SamplePosterior(x, event_ndim=len(event))
+    assert post.batch_shape == tuple(batch) and post.event_shape == tuple(event)
+    flat = x.reshape(chains * draws, *batch, *event).numpy()
+    np.testing.assert_allclose(post.mean.numpy(), flat.mean(0), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(post.variance.numpy(), flat.var(0, ddof=1), rtol=1e-12, atol=1e-14)
+    got = post.quantile(q)
+    assert got.dtype == D and tuple(got.shape) == (len(q), *batch, *event)
+    np.testing.assert_allclose(got.numpy(), np.quantile(flat, q, axis=0), rtol=1e-12, atol=1e-14)
+    lo, hi = post.interval(level)
+    want = np.quantile(flat, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    np.testing.assert_allclose(lo.numpy(), want[0], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(hi.numpy(), want[1], rtol=1e-12, atol=1e-14)
+
+
 @pytest.mark.parametrize("q", [0.025, 0.5, 0.8413447460685429, 0.975])
 def test_gaussian_quantile_known_values(q):
     # N(1, 4) marginals: the median is the mean and Phi(1) = 0.8413... is one sd (2) above it
