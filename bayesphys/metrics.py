@@ -330,8 +330,11 @@ def conservation_error(field: Tensor, weights: Tensor, target: Tensor) -> Tensor
             f"weights: expected the field's dtype {field.dtype}, received {weights.dtype}"
         )
     gu = field @ weights.mT if weights.ndim == 2 else field @ weights
-    if not isinstance(target, Tensor):
-        target = torch.as_tensor(target, dtype=gu.dtype, device=gu.device)
+    if not isinstance(target, Tensor):  # a number or a list: in gu's dtype when floating (a
+        # float64 error is not computed with a float32-rounded 0.1), else as given (integer
+        # counts with a target 2.5 gave |3 - 2|: the cast truncated it)
+        floating = gu.is_floating_point() or gu.is_complex()
+        target = torch.as_tensor(target, dtype=gu.dtype if floating else None, device=gu.device)
     tshape = target.shape
     # e.g. target [batch] against [batch, m]: the constraints would mix
     check_broadcasts(

@@ -266,3 +266,14 @@ def test_wasserstein_is_translation_invariant_far_from_the_origin(n, d, p, offse
     ref = float(wasserstein(xc - c, yc - c, p=p))
     assert float(wasserstein(xc, yc, p=p)) == pytest.approx(ref, rel=1e-6, abs=1e-12)
     assert float(wasserstein(xc, xc, p=p)) == 0.0
+
+
+def test_conservation_error_keeps_a_fractional_target_of_an_integer_field():
+    """Integer counts [1, 2] with unit weights sum to 3: the error against 2.5 is 0.5 (the
+    target was cast to the field's integer dtype, 2, and the error read 1)."""
+    field = torch.tensor([[1, 2]])
+    weights = torch.tensor([1, 1])
+    assert conservation_error(field, weights, 2.5).tolist() == [0.5]
+    assert conservation_error(field, weights, [2.5]).tolist() == [0.5]
+    assert conservation_error(field, weights, torch.tensor(2.5)).tolist() == [0.5]
+    assert conservation_error(field, weights, 2).tolist() == [1]
