@@ -1,7 +1,8 @@
 r"""Accuracy and calibration metrics shared by every component.
 
 All functions take torch tensors (any device) and return tensors on that device, reducing over
-all dimensions unless ``dim`` is given.
+all dimensions unless ``dim`` is given. A reducing metric refuses (``ValueError``) inputs with
+no element, whose mean would be NaN, and a ``dim`` outside its input.
 
 =========================  ==================================================================
 ``relative_l2``            :math:`\lVert \hat u - u\rVert_2 / \lVert u\rVert_2`
@@ -93,13 +94,11 @@ def _same_shape(a: Tensor, b: Tensor, an: str, bn: str) -> None:
         )
 
 
-def _check_reduce(x: Tensor, dim: int | tuple[int, ...] | None) -> None:
-    """A reduction over ``dim`` of ``x`` needs elements and dims inside ``x`` (torch raised an
-    IndexError, and the mean of nothing is NaN)."""
+def _check_reduce(x: Tensor, dim: int | tuple[int, ...] | None, name: str = "pred/truth") -> None:
+    """A reduction over ``dim`` of ``x`` (the values of ``name``) needs elements and dims
+    inside ``x`` (torch raised an IndexError, and the mean of nothing is NaN)."""
     if x.numel() == 0:
-        raise ValueError(
-            f"pred/truth: expected at least one element, received shape {tuple(x.shape)}"
-        )
+        raise ValueError(f"{name}: expected at least one element, received shape {tuple(x.shape)}")
     if dim is None:
         return
     lo, hi = -max(x.ndim, 1), max(x.ndim - 1, 0)  # torch's range; a 0-d tensor takes -1, 0
@@ -163,6 +162,7 @@ def gaussian_nll(
         )
     if bool((~(var > 0)).any()):  # NaN too
         raise ValueError("var: expected strictly positive variances (no NaN)")
+    _check_reduce(mean, dim, "mean/y")
     nll = 0.5 * (torch.log(2 * math.pi * var) + (y - mean) ** 2 / var)
     return nll.mean() if dim is None else nll.mean(dim)
 
@@ -189,6 +189,7 @@ def crps_gaussian(
     for name, t in (("mean", mean), ("std", std), ("y", y)):
         check_finite(name, t)
     mean, std, y = torch.broadcast_tensors(mean, std, y)
+    _check_reduce(mean, dim, "mean/y")
     if bool((std <= 0).any()):
         raise ValueError("std: expected strictly positive standard deviations")
     z = (y - mean) / std
@@ -215,6 +216,7 @@ def crps_samples(samples: Tensor, y: Tensor, dim: int | tuple[int, ...] | None =
         )
     check_finite("samples", samples)
     check_finite("y", y)
+    _check_reduce(y, dim, "y")
     s = samples.shape[0]
     # the weights 2k - S - 1 and the sums in float64: half precision holds k exactly only to
     # 2048 (bfloat16: 256) and its sum overflowed to -inf past a few thousand draws; in float32
@@ -249,6 +251,7 @@ def interval_coverage(
         _no_nan(name, t)  # a NaN compares false: it would count as outside, silently
     if bool((upper < lower).any()):
         raise ValueError("lower/upper: expected lower <= upper everywhere")
+    _check_reduce(y, dim, "lower/upper/y")
     inside = ((y >= lower) & (y <= upper)).to(torch.float64)
     return inside.mean() if dim is None else inside.mean(dim)
 

@@ -277,3 +277,27 @@ def test_conservation_error_keeps_a_fractional_target_of_an_integer_field():
     assert conservation_error(field, weights, [2.5]).tolist() == [0.5]
     assert conservation_error(field, weights, torch.tensor(2.5)).tolist() == [0.5]
     assert conservation_error(field, weights, 2).tolist() == [1]
+
+
+@pytest.mark.parametrize(
+    "metric",
+    [
+        lambda x, dim=None: gaussian_nll(x, torch.ones_like(x), x, dim=dim),
+        lambda x, dim=None: crps_gaussian(x, torch.ones_like(x), x, dim=dim),
+        lambda x, dim=None: crps_samples(torch.stack([x, x + 1]), x, dim=dim),
+        lambda x, dim=None: interval_coverage(x - 1, x + 1, x, dim=dim),
+        lambda x, dim=None: mse(x, x, dim=dim),
+    ],
+    ids=["gaussian_nll", "crps_gaussian", "crps_samples", "interval_coverage", "mse"],
+)
+def test_reducing_metrics_refuse_empty_inputs_and_dims_outside(metric):
+    """The mean of no element was a silent NaN (mse refused it), and a dim outside the input
+    an IndexError from torch."""
+    x = torch.zeros(2, 3, dtype=torch.float64)
+    assert metric(x, dim=1).shape == (2,)
+    with pytest.raises(ValueError, match="expected at least one element"):
+        metric(torch.zeros(0, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="expected at least one element"):
+        metric(torch.zeros(0, 3, dtype=torch.float64), dim=1)
+    with pytest.raises(ValueError, match="dim: expected an int"):
+        metric(x, dim=2)
