@@ -263,8 +263,8 @@ def calibration_curve(
 ) -> tuple[Tensor, Tensor]:
     r"""Observed coverage of central intervals at nominal ``levels``.
 
-    ``posterior_or_samples`` is a :class:`~bayesphys.Posterior` (its ``interval``) or draws
-    ``[S, *shape]`` (empirical quantiles). Returns ``(nominal, observed)``, each ``[L]``.
+    ``posterior_or_samples`` is a :class:`~bayesphys.Posterior` (its ``interval``) or finite
+    draws ``[S, *shape]`` (empirical quantiles, in float32 at least). Returns ``(nominal, observed)``, each ``[L]``.
     With draws, the interpolated empirical quantiles of ``S`` draws under-cover a calibrated
     posterior by about :math:`2\,\mathrm{level}/(S + 1)` (e.g. 0.82 instead of 0.9 at
     ``S = 19``); use many draws, or
@@ -295,8 +295,11 @@ def calibration_curve(
     obs = []
     if isinstance(posterior_or_samples, Tensor):
         # every level's two quantiles from one sort (one sort per level took 32 s for 1000
-        # draws of 10k points)
+        # draws of 10k points); in float32 at least (torch.quantile has no half kernels), and
+        # non-finite draws named as such (a NaN draw was reported as a NaN "lower" bound)
         draws = posterior_or_samples
+        check_finite("posterior_or_samples", draws)
+        draws = draws.to(torch.promote_types(draws.dtype, torch.float32))
 
         def quantile(q: list[float]) -> Tensor:  # [2 L, *shape]
             return torch.quantile(

@@ -301,3 +301,23 @@ def test_reducing_metrics_refuse_empty_inputs_and_dims_outside(metric):
         metric(torch.zeros(0, 3, dtype=torch.float64), dim=1)
     with pytest.raises(ValueError, match="dim: expected an int"):
         metric(x, dim=2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_calibration_curve_of_half_precision_draws(dtype):
+    """Half-precision draws passed the floating-point check and then failed in torch.quantile
+    ("input tensor must be either float or double dtype"); they give the coverage of the same
+    draws in float32."""
+    gen = torch.Generator().manual_seed(0)
+    draws = torch.randn(64, 200, generator=gen).to(dtype)
+    y = torch.randn(200, generator=gen).to(dtype)
+    _, obs = calibration_curve(draws, y, levels=[0.5, 0.9])
+    _, ref = calibration_curve(draws.float(), y.float(), levels=[0.5, 0.9])
+    assert torch.equal(obs, ref)
+
+
+def test_calibration_curve_names_non_finite_draws():
+    draws = torch.randn(10, 3, dtype=torch.float64)
+    draws[4, 1] = float("nan")
+    with pytest.raises(ValueError, match="posterior_or_samples: expected finite"):
+        calibration_curve(draws, torch.zeros(3, dtype=torch.float64))
