@@ -206,6 +206,9 @@ def crps_samples(samples: Tensor, y: Tensor, dim: int | tuple[int, ...] | None =
     """
     _tensor("samples", samples, floating=True)
     _tensor("y", y)
+    for name, t in (("samples", samples), ("y", y)):
+        if t.is_complex():  # the float64 cast dropped the imaginary part
+            raise TypeError(f"{name}: expected real values, received dtype {t.dtype}")
     if samples.ndim == 0 or tuple(samples.shape[1:]) != tuple(y.shape):
         raise ValueError(
             f"samples: expected shape [S, {', '.join(map(str, y.shape))}], received {tuple(samples.shape)}"
@@ -355,6 +358,11 @@ def conservation_error(field: Tensor, weights: Tensor, target: Tensor) -> Tensor
 
 def _as_cloud(x, name: str) -> Tensor:
     x = torch.as_tensor(x)
+    if x.is_complex():  # the float64 cast dropped the imaginary part
+        raise TypeError(
+            f"{name}: expected a real point cloud, received dtype {x.dtype} (pass "
+            "torch.view_as_real(x).flatten(-2) for the real and imaginary parts as coordinates)"
+        )
     if x.ndim == 1:
         x = x[:, None]
     if x.ndim != 2 or x.shape[0] == 0:

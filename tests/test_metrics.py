@@ -321,3 +321,15 @@ def test_calibration_curve_names_non_finite_draws():
     draws[4, 1] = float("nan")
     with pytest.raises(ValueError, match="posterior_or_samples: expected finite"):
         calibration_curve(draws, torch.zeros(3, dtype=torch.float64))
+
+
+def test_complex_inputs_are_refused_where_the_imaginary_part_would_be_dropped():
+    """crps_samples and wasserstein cast to float64, which kept only the real part: clouds
+    {i, 2i} and {0, 0} were at distance 0."""
+    z = torch.tensor([[1j], [2j]], dtype=torch.complex128)
+    with pytest.raises(TypeError, match="x: expected a real point cloud"):
+        wasserstein(z, torch.zeros(2, 1, dtype=torch.float64))
+    with pytest.raises(TypeError, match="samples: expected real values"):
+        crps_samples(z, torch.zeros(1, dtype=torch.float64))
+    with pytest.raises(TypeError, match="y: expected real values"):
+        crps_samples(torch.zeros(2, 1), torch.ones(1, dtype=torch.complex64))
