@@ -131,12 +131,16 @@ def relative_l2(pred: Tensor, truth: Tensor, dim: int | tuple[int, ...] | None =
 
 
 def mse(pred: Tensor, truth: Tensor, dim: int | tuple[int, ...] | None = None) -> Tensor:
-    """Mean squared error over ``dim`` (all)."""
+    r"""Mean squared error :math:`\overline{\lvert \hat u - u\rvert^2}` over ``dim`` (all); for
+    complex tensors the squared modulus, a real result (the square of a complex error is not
+    its size: errors ``[1j, 0]`` gave ``-0.5``)."""
     _same_shape(pred, truth, "pred", "truth")
     _tensor("pred", pred, floating=True)
     _tensor("truth", truth, floating=True)
     _check_reduce(truth, dim)
-    return (pred - truth).pow(2).mean(dim=dim) if dim is not None else (pred - truth).pow(2).mean()
+    err = pred - truth
+    sq = err.abs().square() if err.is_complex() else err.square()
+    return sq.mean(dim=dim) if dim is not None else sq.mean()
 
 
 def gaussian_nll(

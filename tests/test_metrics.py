@@ -333,3 +333,17 @@ def test_complex_inputs_are_refused_where_the_imaginary_part_would_be_dropped():
         crps_samples(z, torch.zeros(1, dtype=torch.float64))
     with pytest.raises(TypeError, match="y: expected real values"):
         crps_samples(torch.zeros(2, 1), torch.ones(1, dtype=torch.complex64))
+
+
+def test_mse_of_complex_fields_is_the_mean_squared_modulus():
+    """Errors [1j, 0]: the squared modulus averages to 0.5 (the complex square gave -0.5),
+    consistent with relative_l2's norm."""
+    pred = torch.tensor([[1j, 0], [3 + 4j, 1]], dtype=torch.complex128)
+    truth = torch.zeros(2, 2, dtype=torch.complex128)
+    out = mse(pred, truth, dim=1)
+    assert out.dtype == torch.float64
+    assert out.tolist() == [0.5, 13.0]
+    assert float(mse(pred, truth)) == 6.75
+    assert float(mse(pred, truth)) == pytest.approx(
+        float(torch.linalg.vector_norm(pred - truth)) ** 2 / 4, rel=1e-15
+    )
