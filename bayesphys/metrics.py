@@ -1,7 +1,8 @@
 r"""Accuracy and calibration metrics shared by every component.
 
 All functions take torch tensors (any device) and return tensors on that device, reducing over
-all dimensions unless ``dim`` is given.
+all dimensions unless ``dim`` is given. A reducing metric refuses (``ValueError``) inputs with
+no element, whose mean would be NaN, and a ``dim`` outside its input.
 
 =========================  ==================================================================
 ``relative_l2``            :math:`\lVert \hat u - u\rVert_2 / \lVert u\rVert_2`
@@ -93,13 +94,11 @@ def _same_shape(a: Tensor, b: Tensor, an: str, bn: str) -> None:
         )
 
 
-def _check_reduce(x: Tensor, dim: int | tuple[int, ...] | None) -> None:
-    """A reduction over ``dim`` of ``x`` needs elements and dims inside ``x`` (torch raised an
-    IndexError, and the mean of nothing is NaN)."""
+def _check_reduce(x: Tensor, dim: int | tuple[int, ...] | None, name: str = "pred/truth") -> None:
+    """A reduction over ``dim`` of ``x`` (the values of ``name``) needs elements and dims
+    inside ``x`` (torch raised an IndexError, and the mean of nothing is NaN)."""
     if x.numel() == 0:
-        raise ValueError(
-            f"pred/truth: expected at least one element, received shape {tuple(x.shape)}"
-        )
+        raise ValueError(f"{name}: expected at least one element, received shape {tuple(x.shape)}")
     if dim is None:
         return
     lo, hi = -max(x.ndim, 1), max(x.ndim - 1, 0)  # torch's range; a 0-d tensor takes -1, 0
@@ -132,12 +131,16 @@ def relative_l2(pred: Tensor, truth: Tensor, dim: int | tuple[int, ...] | None =
 
 
 def mse(pred: Tensor, truth: Tensor, dim: int | tuple[int, ...] | None = None) -> Tensor:
-    """Mean squared error over ``dim`` (all)."""
+    r"""Mean squared error :math:`\overline{\lvert \hat u - u\rvert^2}` over ``dim`` (all); for
+    complex tensors the squared modulus, a real result (the square of a complex error is not
+    its size: errors ``[1j, 0]`` gave ``-0.5``)."""
     _same_shape(pred, truth, "pred", "truth")
     _tensor("pred", pred, floating=True)
     _tensor("truth", truth, floating=True)
     _check_reduce(truth, dim)
-    return (pred - truth).pow(2).mean(dim=dim) if dim is not None else (pred - truth).pow(2).mean()
+    err = pred - truth
+    sq = err.abs().square() if err.is_complex() else err.square()
+    return sq.mean(dim=dim) if dim is not None else sq.mean()
 
 
 def gaussian_nll(
@@ -163,6 +166,7 @@ def gaussian_nll(
         )
     if bool((~(var > 0)).any()):  # NaN too
         raise ValueError("var: expected strictly positive variances (no NaN)")
+    _check_reduce(mean, dim, "mean/y")
     nll = 0.5 * (torch.log(2 * math.pi * var) + (y - mean) ** 2 / var)
     return nll.mean() if dim is None else nll.mean(dim)
 
@@ -189,6 +193,7 @@ def crps_gaussian(
     for name, t in (("mean", mean), ("std", std), ("y", y)):
         check_finite(name, t)
     mean, std, y = torch.broadcast_tensors(mean, std, y)
+    _check_reduce(mean, dim, "mean/y")
     if bool((std <= 0).any()):
         raise ValueError("std: expected strictly positive standard deviations")
     z = (y - mean) / std
@@ -205,6 +210,9 @@ def crps_samples(samples: Tensor, y: Tensor, dim: int | tuple[int, ...] | None =
     """
     _tensor("samples", samples, floating=True)
     _tensor("y", y)
+    for name, t in (("samples", samples), ("y", y)):
+        if t.is_complex():  # the float64 cast dropped the imaginary part
+            raise TypeError(f"{name}: expected real values, received dtype {t.dtype}")
     if samples.ndim == 0 or tuple(samples.shape[1:]) != tuple(y.shape):
         raise ValueError(
             f"samples: expected shape [S, {', '.join(map(str, y.shape))}], received {tuple(samples.shape)}"
@@ -215,6 +223,7 @@ def crps_samples(samples: Tensor, y: Tensor, dim: int | tuple[int, ...] | None =
         )
     check_finite("samples", samples)
     check_finite("y", y)
+    _check_reduce(y, dim, "y")
     s = samples.shape[0]
     # the weights 2k - S - 1 and the sums in float64: half precision holds k exactly only to
     # 2048 (bfloat16: 256) and its sum overflowed to -inf past a few thousand draws; in float32
@@ -249,6 +258,7 @@ def interval_coverage(
         _no_nan(name, t)  # a NaN compares false: it would count as outside, silently
     if bool((upper < lower).any()):
         raise ValueError("lower/upper: expected lower <= upper everywhere")
+    _check_reduce(y, dim, "lower/upper/y")
     inside = ((y >= lower) & (y <= upper)).to(torch.float64)
     return inside.mean() if dim is None else inside.mean(dim)
 
@@ -260,8 +270,8 @@ def calibration_curve(
 ) -> tuple[Tensor, Tensor]:
     r"""Observed coverage of central intervals at nominal ``levels``.
 
-    ``posterior_or_samples`` is a :class:`~bayesphys.Posterior` (its ``interval``) or draws
-    ``[S, *shape]`` (empirical quantiles). Returns ``(nominal, observed)``, each ``[L]``.
+    ``posterior_or_samples`` is a :class:`~bayesphys.Posterior` (its ``interval``) or finite
+    draws ``[S, *shape]`` (empirical quantiles, in float32 at least). Returns ``(nominal, observed)``, each ``[L]``.
     With draws, the interpolated empirical quantiles of ``S`` draws under-cover a calibrated
     posterior by about :math:`2\,\mathrm{level}/(S + 1)` (e.g. 0.82 instead of 0.9 at
     ``S = 19``); use many draws, or
@@ -292,8 +302,11 @@ def calibration_curve(
     obs = []
     if isinstance(posterior_or_samples, Tensor):
         # every level's two quantiles from one sort (one sort per level took 32 s for 1000
-        # draws of 10k points)
+        # draws of 10k points); in float32 at least (torch.quantile has no half kernels), and
+        # non-finite draws named as such (a NaN draw was reported as a NaN "lower" bound)
         draws = posterior_or_samples
+        check_finite("posterior_or_samples", draws)
+        draws = draws.to(torch.promote_types(draws.dtype, torch.float32))
 
         def quantile(q: list[float]) -> Tensor:  # [2 L, *shape]
             return torch.quantile(
@@ -330,8 +343,11 @@ def conservation_error(field: Tensor, weights: Tensor, target: Tensor) -> Tensor
             f"weights: expected the field's dtype {field.dtype}, received {weights.dtype}"
         )
     gu = field @ weights.mT if weights.ndim == 2 else field @ weights
-    if not isinstance(target, Tensor):
-        target = torch.as_tensor(target, dtype=gu.dtype, device=gu.device)
+    if not isinstance(target, Tensor):  # a number or a list: in gu's dtype when floating (a
+        # float64 error is not computed with a float32-rounded 0.1), else as given (integer
+        # counts with a target 2.5 gave |3 - 2|: the cast truncated it)
+        floating = gu.is_floating_point() or gu.is_complex()
+        target = torch.as_tensor(target, dtype=gu.dtype if floating else None, device=gu.device)
     tshape = target.shape
     # e.g. target [batch] against [batch, m]: the constraints would mix
     check_broadcasts(
@@ -346,6 +362,11 @@ def conservation_error(field: Tensor, weights: Tensor, target: Tensor) -> Tensor
 
 def _as_cloud(x, name: str) -> Tensor:
     x = torch.as_tensor(x)
+    if x.is_complex():  # the float64 cast dropped the imaginary part
+        raise TypeError(
+            f"{name}: expected a real point cloud, received dtype {x.dtype} (pass "
+            "torch.view_as_real(x).flatten(-2) for the real and imaginary parts as coordinates)"
+        )
     if x.ndim == 1:
         x = x[:, None]
     if x.ndim != 2 or x.shape[0] == 0:

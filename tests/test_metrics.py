@@ -266,3 +266,84 @@ def test_wasserstein_is_translation_invariant_far_from_the_origin(n, d, p, offse
     ref = float(wasserstein(xc - c, yc - c, p=p))
     assert float(wasserstein(xc, yc, p=p)) == pytest.approx(ref, rel=1e-6, abs=1e-12)
     assert float(wasserstein(xc, xc, p=p)) == 0.0
+
+
+def test_conservation_error_keeps_a_fractional_target_of_an_integer_field():
+    """Integer counts [1, 2] with unit weights sum to 3: the error against 2.5 is 0.5 (the
+    target was cast to the field's integer dtype, 2, and the error read 1)."""
+    field = torch.tensor([[1, 2]])
+    weights = torch.tensor([1, 1])
+    assert conservation_error(field, weights, 2.5).tolist() == [0.5]
+    assert conservation_error(field, weights, [2.5]).tolist() == [0.5]
+    assert conservation_error(field, weights, torch.tensor(2.5)).tolist() == [0.5]
+    assert conservation_error(field, weights, 2).tolist() == [1]
+
+
+@pytest.mark.parametrize(
+    "metric",
+    [
+        lambda x, dim=None: gaussian_nll(x, torch.ones_like(x), x, dim=dim),
+        lambda x, dim=None: crps_gaussian(x, torch.ones_like(x), x, dim=dim),
+        lambda x, dim=None: crps_samples(torch.stack([x, x + 1]), x, dim=dim),
+        lambda x, dim=None: interval_coverage(x - 1, x + 1, x, dim=dim),
+        lambda x, dim=None: mse(x, x, dim=dim),
+    ],
+    ids=["gaussian_nll", "crps_gaussian", "crps_samples", "interval_coverage", "mse"],
+)
+def test_reducing_metrics_refuse_empty_inputs_and_dims_outside(metric):
+    """The mean of no element was a silent NaN (mse refused it), and a dim outside the input
+    an IndexError from torch."""
+    x = torch.zeros(2, 3, dtype=torch.float64)
+    assert metric(x, dim=1).shape == (2,)
+    with pytest.raises(ValueError, match="expected at least one element"):
+        metric(torch.zeros(0, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="expected at least one element"):
+        metric(torch.zeros(0, 3, dtype=torch.float64), dim=1)
+    with pytest.raises(ValueError, match="dim: expected an int"):
+        metric(x, dim=2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_calibration_curve_of_half_precision_draws(dtype):
+    """Half-precision draws passed the floating-point check and then failed in torch.quantile
+    ("input tensor must be either float or double dtype"); they give the coverage of the same
+    draws in float32."""
+    gen = torch.Generator().manual_seed(0)
+    draws = torch.randn(64, 200, generator=gen).to(dtype)
+    y = torch.randn(200, generator=gen).to(dtype)
+    _, obs = calibration_curve(draws, y, levels=[0.5, 0.9])
+    _, ref = calibration_curve(draws.float(), y.float(), levels=[0.5, 0.9])
+    assert torch.equal(obs, ref)
+
+
+def test_calibration_curve_names_non_finite_draws():
+    draws = torch.randn(10, 3, dtype=torch.float64)
+    draws[4, 1] = float("nan")
+    with pytest.raises(ValueError, match="posterior_or_samples: expected finite"):
+        calibration_curve(draws, torch.zeros(3, dtype=torch.float64))
+
+
+def test_complex_inputs_are_refused_where_the_imaginary_part_would_be_dropped():
+    """crps_samples and wasserstein cast to float64, which kept only the real part: clouds
+    {i, 2i} and {0, 0} were at distance 0."""
+    z = torch.tensor([[1j], [2j]], dtype=torch.complex128)
+    with pytest.raises(TypeError, match="x: expected a real point cloud"):
+        wasserstein(z, torch.zeros(2, 1, dtype=torch.float64))
+    with pytest.raises(TypeError, match="samples: expected real values"):
+        crps_samples(z, torch.zeros(1, dtype=torch.float64))
+    with pytest.raises(TypeError, match="y: expected real values"):
+        crps_samples(torch.zeros(2, 1), torch.ones(1, dtype=torch.complex64))
+
+
+def test_mse_of_complex_fields_is_the_mean_squared_modulus():
+    """Errors [1j, 0]: the squared modulus averages to 0.5 (the complex square gave -0.5),
+    consistent with relative_l2's norm."""
+    pred = torch.tensor([[1j, 0], [3 + 4j, 1]], dtype=torch.complex128)
+    truth = torch.zeros(2, 2, dtype=torch.complex128)
+    out = mse(pred, truth, dim=1)
+    assert out.dtype == torch.float64
+    assert out.tolist() == [0.5, 13.0]
+    assert float(mse(pred, truth)) == 6.75
+    assert float(mse(pred, truth)) == pytest.approx(
+        float(torch.linalg.vector_norm(pred - truth)) ** 2 / 4, rel=1e-15
+    )

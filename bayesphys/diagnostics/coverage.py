@@ -287,6 +287,8 @@ def field_calibration_curve(
             )
         check_finite(f"posteriors[{i}]", p)
         check_finite(f"truths[{i}]", t)
-        rows.append(_pit_coverage(p, t.to(p), levels, gen))
+        # compared in the promoted dtype, as simulate_and_infer does: a cast of the truth to
+        # the draws' dtype truncated a float truth among integer draws (1.5 read as 1)
+        rows.append(_pit_coverage(p, t.to(p.device), levels, gen))
     obs = torch.stack(rows).mean(0)
     return torch.tensor(list(levels), dtype=torch.float64), obs

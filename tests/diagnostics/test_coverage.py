@@ -176,6 +176,18 @@ def test_field_calibration_curve_of_exact_draws_is_nominal_at_small_s():
         field_calibration_curve(draws, [t[:10] for t in truths])
 
 
+def test_field_calibration_curve_compares_a_float_truth_with_integer_draws_unrounded():
+    """Integer draws 0, 1, 2, 3 and a truth 1.5 at every point: two draws below, none tied,
+    so u = (2 + V)/5 lies in [0.4, 0.6) and every point is inside the central 0.2 interval.
+    Casting the truth to the draws' dtype read it as 1 (a tie): coverage about 0.5."""
+    draws = torch.arange(4).reshape(4, 1).expand(4, 500).contiguous()
+    truth = torch.full((500,), 1.5, dtype=torch.float64)
+    _, obs = field_calibration_curve([draws], [truth], (0.2, 0.5))
+    _, obs_float = field_calibration_curve([draws.double()], [truth], (0.2, 0.5))
+    assert obs[0] == 1.0
+    assert torch.equal(obs, obs_float)
+
+
 @pytest.mark.parametrize("scale", [1e-14, 1e8])
 def test_tarp_is_unit_free(overconfident_model, scale):
     """TARP normalises each parameter by its range: rescaling a parameter changes nothing
