@@ -283,7 +283,9 @@ def _sigma(sigma_g, s_prior: Tensor, relative: bool) -> Tensor:
     if bool(torch.isnan(sig).any()) or bool((sig < 0).any()):
         raise ValueError(f"sigma_g: expected non-negative values (or inf), received {sigma_g!r}")
     if relative:
-        sig = sig * s_prior.diagonal(dim1=-2, dim2=-1).clamp_min(0).sqrt()
+        # inf stays inf where the unit is 0 (inf * 0 = NaN): sigma_g = inf means no update
+        unit = s_prior.diagonal(dim1=-2, dim2=-1).clamp_min(0).sqrt()
+        sig = torch.where(torch.isinf(sig), sig, sig * unit)
     return sig.expand(s_prior.shape[:-1])
 
 

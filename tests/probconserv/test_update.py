@@ -356,3 +356,21 @@ def test_the_updated_draws_have_exactly_the_updated_covariance(n, kind, m, sigma
     k = post._base_dim()
     draws = post.rsample(base_samples=torch.eye(k, dtype=F64)) - post.mean  # rows: L e_j
     torch.testing.assert_close(draws.mT @ draws, post.covariance.to_dense(), rtol=1e-9, atol=1e-11)
+
+
+def test_relative_infinite_sigma_returns_the_prior_without_variance_in_the_constraint():
+    """sigma_g = inf means no update, also with ``relative=True`` where the prior has no
+    variance in the constrained direction: inf * sqrt(0) was NaN and the call failed with
+    "not positive definite"."""
+    var = torch.tensor([1.0, 0.0, 0.0], dtype=F64)
+    prior = GaussianPosterior(torch.tensor([0.5, 1.0, 2.0], dtype=F64), DiagLinearOperator(var))
+    G = torch.tensor([[0.0, 1.0, 1.0]], dtype=F64)
+    post = conservation_update(prior, G, 1.0, math.inf, relative=True)
+    torch.testing.assert_close(post.mean, prior.mean, rtol=0, atol=0)
+    torch.testing.assert_close(post.variance, var, rtol=0, atol=0)
+    # one row without prior variance beside one with it, both infinite: the prior again
+    G2 = torch.tensor([[0.0, 1.0, 1.0], [1.0, 1.0, 1.0]], dtype=F64)
+    post = conservation_update(
+        prior, G2, torch.tensor([1.0, 2.0], dtype=F64), math.inf, relative=True
+    )
+    torch.testing.assert_close(post.mean, prior.mean, rtol=0, atol=0)
