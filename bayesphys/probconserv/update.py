@@ -225,15 +225,16 @@ def _prepare(prior: GaussianPosterior, G: Tensor, b: Tensor | float):
         )
     m = G.shape[-2]
     b = as_tensor("b", b, dtype=_F64, device=prior.device)
-    if b.ndim == 0:
-        b = b.expand(m)
     try:
-        b = b.expand(*batch, m) if b.shape[-1:] == (m,) else b.unsqueeze(-1).expand(*batch, m)
-    except RuntimeError as err:
-        raise ValueError(
-            f"b: expected shape {(*batch, m)} (batch x constraints) or broadcastable, "
-            f"received {tuple(b.shape)}"
-        ) from err
+        b = b.expand(*batch, m)  # [*batch, m] or broadcastable to it ([*batch, 1], [m], ...)
+    except RuntimeError:
+        try:  # [*batch] (or broadcastable): one value per batch entry, the same for every row
+            b = b.unsqueeze(-1).expand(*batch, m)
+        except RuntimeError as err:
+            raise ValueError(
+                f"b: expected shape {(*batch, m)} (batch x constraints) or broadcastable, "
+                f"or {tuple(batch)} (one value per batch entry), received {tuple(b.shape)}"
+            ) from err
     mean = prior.mean.to(_F64).reshape(*batch, n)
     check_finite("prior mean", mean)
     return mean, G, b, n, m
@@ -304,7 +305,9 @@ def conservation_update(
     ----------
     prior: Step-1 posterior, ``batch_shape`` e.g. ``(functions, times)``, event ``(nx,)``.
     G: ``[m, N]`` or ``[*batch, m, N]`` constraint rows (e.g. :func:`trapezoid_weights`).
-    b: ``[*batch, m]`` right-hand sides (total mass :math:`b(t)`), broadcastable.
+    b: ``[*batch, m]`` right-hand sides (total mass :math:`b(t)`), or any shape that
+        broadcasts to it (e.g. ``[]``, ``[m]``, ``[*batch, 1]``); a ``b`` that does not but
+        broadcasts to ``batch`` is one value per batch entry, the same for all ``m`` rows.
     sigma_g: constraint noise sd :math:`\sigma_G` (``0`` = exact limit, ``inf`` = prior): a
         number ``>= 0`` or a real tensor whose shape broadcasts to exactly ``[*batch, m]``
         (``batch = prior.batch_shape``, ``m`` rows of ``G``; e.g. ``[]``, ``[m]``,

@@ -374,3 +374,26 @@ def test_relative_infinite_sigma_returns_the_prior_without_variance_in_the_const
         prior, G2, torch.tensor([1.0, 2.0], dtype=F64), math.inf, relative=True
     )
     torch.testing.assert_close(post.mean, prior.mean, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("project", [conservation_update, hard_projection])
+def test_b_broadcasts_like_sigma_g(project):
+    """``b [*batch, 1]`` broadcasts over the ``m`` rows as documented (and as ``sigma_g`` of
+    that shape does); it was refused as not broadcastable when ``m > 1``."""
+    batch, n = 3, 5
+    g = torch.Generator().manual_seed(0)
+    prior = GaussianPosterior(
+        torch.randn(batch, n, dtype=F64, generator=g),
+        DiagLinearOperator(0.5 + torch.rand(batch, n, dtype=F64, generator=g)),
+        event_shape=(n,),
+    )
+    G = torch.rand(2, n, dtype=F64, generator=g)
+    per_entry = torch.tensor([1.0, 2.0, 3.0], dtype=F64)
+    full = per_entry[:, None].expand(batch, 2)
+    want = project(prior, G, full)
+    for b in (per_entry[:, None], per_entry):  # [*batch, 1] and the [*batch] shorthand
+        got = project(prior, G, b)
+        torch.testing.assert_close(got.mean, want.mean, rtol=0, atol=0)
+    torch.testing.assert_close(want.mean @ G.mT, full, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match=r"b: expected shape \(3, 2\)"):
+        project(prior, G, torch.ones(4, 1, dtype=F64))
