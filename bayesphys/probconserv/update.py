@@ -404,7 +404,9 @@ def conservation_update(
         base_root = _CovarianceRoot(cov)
         base_dim = base_root.base_dim
     extra = 0 if limit else m
-    root = _UpdatedRoot(base_root, base_dim, n, G, gain, sig if extra else None)
+    # a sigma_g whose square overflows (> ~1.3e154) has a zero gain column, so capping it
+    # changes no draw; uncapped, sigma_g * xi overflowed near 1e308 and 0 * inf made NaN draws
+    root = _UpdatedRoot(base_root, base_dim, n, G, gain, sig.clamp_max(1e300) if extra else None)
 
     return GaussianPosterior(
         new_mean.reshape(*prior.batch_shape, *prior.event_shape),

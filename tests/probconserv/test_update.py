@@ -397,3 +397,18 @@ def test_b_broadcasts_like_sigma_g(project):
     torch.testing.assert_close(want.mean @ G.mT, full, rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match=r"b: expected shape \(3, 2\)"):
         project(prior, G, torch.ones(4, 1, dtype=F64))
+
+
+def test_a_huge_finite_sigma_g_draws_the_prior():
+    """A finite sigma_g so large that sigma_g * xi overflows gives the prior's draws: the
+    noise term reached 0 * inf and NaN draws."""
+    prior = _random_prior(4, "diag", 0, batch=(3,))
+    G = torch.ones(1, 4, dtype=F64)
+    for s in (1e200, 1e308, 1.7e308):
+        post = conservation_update(prior, G, 1.0, s)
+        z = torch.randn(
+            500, 3, post._base_dim(), dtype=F64, generator=torch.Generator().manual_seed(0)
+        )
+        draws = post.rsample(base_samples=z)
+        want = prior.rsample(base_samples=z[..., :4])
+        torch.testing.assert_close(draws, want, rtol=0, atol=0)
