@@ -412,3 +412,19 @@ def test_a_huge_finite_sigma_g_draws_the_prior():
         draws = post.rsample(base_samples=z)
         want = prior.rsample(base_samples=z[..., :4])
         torch.testing.assert_close(draws, want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("b", [1e-17, 1e-30, 1e-3])
+def test_nonnegative_projection_of_a_mass_below_the_draws_round_off(b):
+    """A mass ``b > 0`` far below the draws' scale: the projection is ``t g_i`` on the largest
+    ``v_i / g_i`` (here a tie of two entries) with ``t = b / sum g_i^2`` there. The bisection
+    cannot resolve ``lam`` that finely and returned ``u = 0``, of mass 0, not ``b``."""
+    from bayesphys.probconserv import project_nonnegative
+
+    v = torch.tensor([0.5, -0.2, 1.0, 0.3], dtype=F64)
+    g = torch.tensor([0.25, 0.5, 0.5, 0.25], dtype=F64)  # v / g = 2, -0.4, 2, 1.2
+    t = b / (0.25**2 + 0.5**2)
+    want = torch.tensor([0.25 * t, 0.0, 0.5 * t, 0.0], dtype=F64)
+    u = project_nonnegative(v.expand(3, 4), g, torch.tensor(b, dtype=F64))
+    torch.testing.assert_close(u, want.expand(3, 4), rtol=1e-12, atol=0)
+    torch.testing.assert_close(u @ g, torch.full((3,), b, dtype=F64), rtol=1e-14, atol=0)
