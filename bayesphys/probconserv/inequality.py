@@ -87,7 +87,14 @@ def project_nonnegative(draws: Tensor, g: Tensor, b: Tensor, iters: int = 100) -
     u = (draws - lam.unsqueeze(-1) * g).clamp_min(0)
     # exact equality: rescale the (positive) support to remove the bisection residual
     m = u @ g
-    return torch.where(m.unsqueeze(-1) > 0, u * (b / m.clamp_min(1e-300)).unsqueeze(-1), u)
+    u = torch.where(m.unsqueeze(-1) > 0, u * (b / m.clamp_min(1e-300)).unsqueeze(-1), u)
+    # a mass b > 0 below the resolution of lam (b ~ 1e-16 |v|) left u = 0: the projection's
+    # limit for such b, t g_i on the largest v_i / g_i with t sum g_i^2 = b there
+    lost = (m == 0) & (b > 0)
+    if bool(lost.any()):
+        top = torch.where(ratio == ratio.amax(-1, keepdim=True), g, 0)
+        u = torch.where(lost.unsqueeze(-1), top * (b / (top @ g)).unsqueeze(-1), u)
+    return u
 
 
 def nonnegative_posterior(

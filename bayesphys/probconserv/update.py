@@ -225,15 +225,16 @@ def _prepare(prior: GaussianPosterior, G: Tensor, b: Tensor | float):
         )
     m = G.shape[-2]
     b = as_tensor("b", b, dtype=_F64, device=prior.device)
-    if b.ndim == 0:
-        b = b.expand(m)
     try:
-        b = b.expand(*batch, m) if b.shape[-1:] == (m,) else b.unsqueeze(-1).expand(*batch, m)
-    except RuntimeError as err:
-        raise ValueError(
-            f"b: expected shape {(*batch, m)} (batch x constraints) or broadcastable, "
-            f"received {tuple(b.shape)}"
-        ) from err
+        b = b.expand(*batch, m)  # [*batch, m] or broadcastable to it ([*batch, 1], [m], ...)
+    except RuntimeError:
+        try:  # [*batch] (or broadcastable): one value per batch entry, the same for every row
+            b = b.unsqueeze(-1).expand(*batch, m)
+        except RuntimeError as err:
+            raise ValueError(
+                f"b: expected shape {(*batch, m)} (batch x constraints) or broadcastable, "
+                f"or {tuple(batch)} (one value per batch entry), received {tuple(b.shape)}"
+            ) from err
     mean = prior.mean.to(_F64).reshape(*batch, n)
     check_finite("prior mean", mean)
     return mean, G, b, n, m
@@ -283,7 +284,9 @@ def _sigma(sigma_g, s_prior: Tensor, relative: bool) -> Tensor:
     if bool(torch.isnan(sig).any()) or bool((sig < 0).any()):
         raise ValueError(f"sigma_g: expected non-negative values (or inf), received {sigma_g!r}")
     if relative:
-        sig = sig * s_prior.diagonal(dim1=-2, dim2=-1).clamp_min(0).sqrt()
+        # inf stays inf where the unit is 0 (inf * 0 = NaN): sigma_g = inf means no update
+        unit = s_prior.diagonal(dim1=-2, dim2=-1).clamp_min(0).sqrt()
+        sig = torch.where(torch.isinf(sig), sig, sig * unit)
     return sig.expand(s_prior.shape[:-1])
 
 
@@ -302,7 +305,9 @@ def conservation_update(
     ----------
     prior: Step-1 posterior, ``batch_shape`` e.g. ``(functions, times)``, event ``(nx,)``.
     G: ``[m, N]`` or ``[*batch, m, N]`` constraint rows (e.g. :func:`trapezoid_weights`).
-    b: ``[*batch, m]`` right-hand sides (total mass :math:`b(t)`), broadcastable.
+    b: ``[*batch, m]`` right-hand sides (total mass :math:`b(t)`), or any shape that
+        broadcasts to it (e.g. ``[]``, ``[m]``, ``[*batch, 1]``); a ``b`` that does not but
+        broadcasts to ``batch`` is one value per batch entry, the same for all ``m`` rows.
     sigma_g: constraint noise sd :math:`\sigma_G` (``0`` = exact limit, ``inf`` = prior): a
         number ``>= 0`` or a real tensor whose shape broadcasts to exactly ``[*batch, m]``
         (``batch = prior.batch_shape``, ``m`` rows of ``G``; e.g. ``[]``, ``[m]``,
@@ -399,7 +404,9 @@ def conservation_update(
         base_root = _CovarianceRoot(cov)
         base_dim = base_root.base_dim
     extra = 0 if limit else m
-    root = _UpdatedRoot(base_root, base_dim, n, G, gain, sig if extra else None)
+    # a sigma_g whose square overflows (> ~1.3e154) has a zero gain column, so capping it
+    # changes no draw; uncapped, sigma_g * xi overflowed near 1e308 and 0 * inf made NaN draws
+    root = _UpdatedRoot(base_root, base_dim, n, G, gain, sig.clamp_max(1e300) if extra else None)
 
     return GaussianPosterior(
         new_mean.reshape(*prior.batch_shape, *prior.event_shape),

@@ -356,3 +356,107 @@ def test_the_updated_draws_have_exactly_the_updated_covariance(n, kind, m, sigma
     k = post._base_dim()
     draws = post.rsample(base_samples=torch.eye(k, dtype=F64)) - post.mean  # rows: L e_j
     torch.testing.assert_close(draws.mT @ draws, post.covariance.to_dense(), rtol=1e-9, atol=1e-11)
+
+
+def test_relative_infinite_sigma_returns_the_prior_without_variance_in_the_constraint():
+    """sigma_g = inf means no update, also with ``relative=True`` where the prior has no
+    variance in the constrained direction: inf * sqrt(0) was NaN and the call failed with
+    "not positive definite"."""
+    var = torch.tensor([1.0, 0.0, 0.0], dtype=F64)
+    prior = GaussianPosterior(torch.tensor([0.5, 1.0, 2.0], dtype=F64), DiagLinearOperator(var))
+    G = torch.tensor([[0.0, 1.0, 1.0]], dtype=F64)
+    post = conservation_update(prior, G, 1.0, math.inf, relative=True)
+    torch.testing.assert_close(post.mean, prior.mean, rtol=0, atol=0)
+    torch.testing.assert_close(post.variance, var, rtol=0, atol=0)
+    # one row without prior variance beside one with it, both infinite: the prior again
+    G2 = torch.tensor([[0.0, 1.0, 1.0], [1.0, 1.0, 1.0]], dtype=F64)
+    post = conservation_update(
+        prior, G2, torch.tensor([1.0, 2.0], dtype=F64), math.inf, relative=True
+    )
+    torch.testing.assert_close(post.mean, prior.mean, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("project", [conservation_update, hard_projection])
+def test_b_broadcasts_like_sigma_g(project):
+    """``b [*batch, 1]`` broadcasts over the ``m`` rows as documented (and as ``sigma_g`` of
+    that shape does); it was refused as not broadcastable when ``m > 1``."""
+    batch, n = 3, 5
+    g = torch.Generator().manual_seed(0)
+    prior = GaussianPosterior(
+        torch.randn(batch, n, dtype=F64, generator=g),
+        DiagLinearOperator(0.5 + torch.rand(batch, n, dtype=F64, generator=g)),
+        event_shape=(n,),
+    )
+    G = torch.rand(2, n, dtype=F64, generator=g)
+    per_entry = torch.tensor([1.0, 2.0, 3.0], dtype=F64)
+    full = per_entry[:, None].expand(batch, 2)
+    want = project(prior, G, full)
+    for b in (per_entry[:, None], per_entry):  # [*batch, 1] and the [*batch] shorthand
+        got = project(prior, G, b)
+        torch.testing.assert_close(got.mean, want.mean, rtol=0, atol=0)
+    torch.testing.assert_close(want.mean @ G.mT, full, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match=r"b: expected shape \(3, 2\)"):
+        project(prior, G, torch.ones(4, 1, dtype=F64))
+
+
+def test_a_huge_finite_sigma_g_draws_the_prior():
+    """A finite sigma_g so large that sigma_g * xi overflows gives the prior's draws: the
+    noise term reached 0 * inf and NaN draws."""
+    prior = _random_prior(4, "diag", 0, batch=(3,))
+    G = torch.ones(1, 4, dtype=F64)
+    for s in (1e200, 1e308, 1.7e308):
+        post = conservation_update(prior, G, 1.0, s)
+        z = torch.randn(
+            500, 3, post._base_dim(), dtype=F64, generator=torch.Generator().manual_seed(0)
+        )
+        draws = post.rsample(base_samples=z)
+        want = prior.rsample(base_samples=z[..., :4])
+        torch.testing.assert_close(draws, want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("b", [1e-17, 1e-30, 1e-3])
+def test_nonnegative_projection_of_a_mass_below_the_draws_round_off(b):
+    """A mass ``b > 0`` far below the draws' scale: the projection is ``t g_i`` on the largest
+    ``v_i / g_i`` (here a tie of two entries) with ``t = b / sum g_i^2`` there. The bisection
+    cannot resolve ``lam`` that finely and returned ``u = 0``, of mass 0, not ``b``."""
+    from bayesphys.probconserv import project_nonnegative
+
+    v = torch.tensor([0.5, -0.2, 1.0, 0.3], dtype=F64)
+    g = torch.tensor([0.25, 0.5, 0.5, 0.25], dtype=F64)  # v / g = 2, -0.4, 2, 1.2
+    t = b / (0.25**2 + 0.5**2)
+    want = torch.tensor([0.25 * t, 0.0, 0.5 * t, 0.0], dtype=F64)
+    u = project_nonnegative(v.expand(3, 4), g, torch.tensor(b, dtype=F64))
+    torch.testing.assert_close(u, want.expand(3, 4), rtol=1e-12, atol=0)
+    torch.testing.assert_close(u @ g, torch.full((3,), b, dtype=F64), rtol=1e-14, atol=0)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    n=st.integers(3, 12),
+    m=st.integers(1, 3),
+    kind=kinds,
+    batched_g=st.booleans(),
+    sigmas=st.lists(st.sampled_from([0.0, 0.01, 0.5, 3.0]), min_size=3, max_size=3),
+    seed=st.integers(0, 10_000),
+)
+def test_update_equals_dense_conditioning(n, m, kind, batched_g, sigmas, seed):
+    """Mean and covariance against the dense float64 formulas, entry by entry of a batch of
+    2, with a per-batch G and per-row sigma_g (exact rows beside noisy ones):
+    S = G Sigma G^T + diag(sigma^2), K = Sigma G^T S^-1, mu - K (G mu - b), Sigma - K G Sigma."""
+    import numpy as np
+
+    prior = _random_prior(n, kind, seed, batch=(2,))
+    g = torch.Generator().manual_seed(seed + 1)
+    G = 0.5 + torch.rand(*((2,) if batched_g else ()), m, n, dtype=F64, generator=g)
+    b = torch.randn(2, m, dtype=F64, generator=g)
+    sig = torch.tensor(sigmas[:m], dtype=F64)
+    post = conservation_update(prior, G, b, sig)
+    cov = prior.covariance.to_dense().numpy()
+    mu, Gs = prior.mean.numpy(), G.expand(2, m, n).numpy()
+    for i in range(2):
+        s = Gs[i] @ cov[i] @ Gs[i].T + np.diag(sig.numpy() ** 2)
+        k = np.linalg.solve(s, Gs[i] @ cov[i]).T
+        mean = mu[i] - k @ (Gs[i] @ mu[i] - b[i].numpy())
+        np.testing.assert_allclose(post.mean[i].numpy(), mean, rtol=0, atol=1e-10)
+        dense = post.covariance.to_dense()[i].numpy()
+        np.testing.assert_allclose(dense, cov[i] - k @ Gs[i] @ cov[i], rtol=0, atol=1e-10)
