@@ -108,8 +108,34 @@ def _solve(v: Tensor, g: Tensor, b: Tensor, nonnegative: bool, iters: int) -> Te
         active = active[~done]
     m = u @ g
     if nonnegative:  # a positive factor keeps both u >= 0 and the order
-        return torch.where(m.unsqueeze(-1) > 0, u * (b / m.clamp_min(1e-300)).unsqueeze(-1), u)
+        u = torch.where(m.unsqueeze(-1) > 0, u * (b / m.clamp_min(1e-300)).unsqueeze(-1), u)
+        lost = (m == 0) & (b > 0)
+        if bool(lost.any()):  # a mass below the resolution of lam (b ~ 1e-16 |v|) left u = 0
+            u[lost] = _tiny_mass_limit(v[lost], g, b[lost])
+        return u
     return u + ((b - m) / total).unsqueeze(-1)  # a constant keeps the order
+
+
+def _tiny_mass_limit(v: Tensor, g: Tensor, b: Tensor) -> Tensor:
+    r"""The projection of the rows of ``v [M, N]`` onto ``{non-increasing, u >= 0, g.u = b}``
+    for a small mass ``b [M] > 0``: :math:`u = b\,\mathbf 1_{1..k}/G_k`.
+
+    As :math:`b \to 0` the projection is :math:`b\,d` with :math:`d` maximising
+    :math:`d^\top v` over the cone's section :math:`g^\top d = 1`, whose extreme rays are the
+    prefixes :math:`\mathbf 1_{1..k}/G_k` (:math:`G_k = \sum_{i\le k} g_i`,
+    :math:`V_k = \sum_{i \le k} v_i`): the top block of :math:`\operatorname{iso}(v - \lambda g)`
+    as :math:`\lambda` rises to :math:`\max_k V_k/G_k`. Among tied prefixes the one whose level
+    grows fastest (largest :math:`G_k / k`), then the longest, as that isotonic fit has it.
+    """
+    gk = g.cumsum(-1).expand_as(v)
+    ratio = v.cumsum(-1) / gk
+    tied = ratio == ratio.amax(-1, keepdim=True)
+    k = torch.arange(1, v.shape[-1] + 1, dtype=v.dtype, device=v.device)
+    rate = torch.where(tied, gk / k, -torch.inf)
+    best = rate == rate.amax(-1, keepdim=True)
+    last = torch.where(best, k, 0).argmax(-1, keepdim=True)  # the longest best prefix
+    inside = torch.arange(v.shape[-1], device=v.device) <= last
+    return torch.where(inside, (b.unsqueeze(-1) / gk.gather(-1, last)), 0.0).to(v.dtype)
 
 
 def project_monotone(
