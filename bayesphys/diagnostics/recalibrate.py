@@ -164,6 +164,8 @@ class Recalibrator:
                 raise ValueError("pits: expected a non-empty set of values in [0, 1]")
             # the maps read them as sorted order statistics (only fit() sorted them)
             pits = pits.double().flatten().sort().values.cpu()
+        if isinstance(scale, bool):  # True was taken as the scale 1.0
+            raise TypeError(f"scale: expected a real number > 0, received {scale!r}")
         if method != "quantile" and (
             scale is None or not (math.isfinite(float(scale)) and float(scale) > 0)
         ):
@@ -235,6 +237,7 @@ class Recalibrator:
         ``"conformal"``; see the module docstring)."""
         if method not in ("zscore", "conformal"):
             raise ValueError(f"method: expected 'zscore' or 'conformal', received {method!r}")
+        level = _check_level(level)  # also for zscore, which does not read it (2.0 passed)
         z = z.double().flatten()
         if z.numel() == 0:
             raise ValueError("z: expected at least one held-out z-score, received none")
@@ -248,7 +251,6 @@ class Recalibrator:
                     f"correctly"
                 )
             return cls(method, scale=float(z.pow(2).mean().sqrt()), n_grid=n_grid)
-        level = _check_level(level)
         n = z.numel()
         k = conformal_rank(n, level)
         if k is None:  # no order statistic has the guarantee: the conformal interval is unbounded

@@ -344,3 +344,16 @@ def test_r_forward_inverts_r_inverse():
     )
     got = tied.r_forward(torch.tensor([0.0, 0.2, 0.5, 1.0], dtype=torch.float64))
     torch.testing.assert_close(got, torch.tensor([1 / 8, 4 / 8, 5 / 8, 1.0], dtype=torch.float64))
+
+
+def test_scale_and_level_arguments_are_checked_where_they_do_not_apply_too():
+    """``scale=True`` was taken as the scale 1.0, and ``from_z(..., level=2.0)`` went through
+    for the zscore map (which does not read the level); both are refused now."""
+    with pytest.raises(TypeError, match="scale"):
+        Recalibrator("zscore", scale=True)
+    z = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
+    with pytest.raises(ValueError, match="level"):
+        Recalibrator.from_z(z, method="zscore", level=2.0)
+    assert Recalibrator.from_z(z, method="zscore", level=0.5).scale == pytest.approx(
+        float(z.pow(2).mean().sqrt())
+    )
