@@ -422,9 +422,12 @@ def wasserstein(
     a = _ot_weights(weights_x, len(xd), "weights_x")
     b = _ot_weights(weights_y, len(yd), "weights_y")
     val = float(ot.emd2(a, b, cost, numItermax=10_000_000))
+    # the wider floating dtype of the two, as mmd (x's alone made W(x, y) and W(y, x) differ
+    # in dtype for a float32 and a float64 cloud)
+    dtype = torch.promote_types(x.dtype, y.dtype)
     return torch.tensor(
         max(val, 0.0) ** (1 / p),
-        dtype=x.dtype if x.is_floating_point() else torch.float64,
+        dtype=dtype if dtype.is_floating_point else torch.float64,
         device=x.device,
     )
 
@@ -440,9 +443,11 @@ def mmd(
     between ``x [n, d]`` and ``y [m, d]``; ``bandwidths`` are the kernel scales :math:`h`, in
     squared units of the data (the defaults suit data of order 1: scale them with the data).
     """
-    if isinstance(bandwidths, (str, bytes)) or not isinstance(
-        bandwidths, (Sequence, Tensor, np.ndarray)
-    ):
+    if (
+        isinstance(bandwidths, (str, bytes))
+        or not isinstance(bandwidths, (Sequence, Tensor, np.ndarray))
+        or (isinstance(bandwidths, (Tensor, np.ndarray)) and bandwidths.ndim == 0)
+    ):  # a 0-d tensor failed in list() with "iteration over a 0-d tensor"
         raise TypeError(
             f"bandwidths: expected a sequence of positive kernel scales, received "
             f"{type(bandwidths).__name__} {bandwidths!r}"

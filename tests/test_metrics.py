@@ -347,3 +347,16 @@ def test_mse_of_complex_fields_is_the_mean_squared_modulus():
     assert float(mse(pred, truth)) == pytest.approx(
         float(torch.linalg.vector_norm(pred - truth)) ** 2 / 4, rel=1e-15
     )
+
+
+def test_wasserstein_dtype_is_symmetric_and_mmd_refuses_a_0d_bandwidth():
+    """W(x, y) took x's dtype alone (float32 one way, float64 the other); a 0-d tensor of
+    bandwidths failed in ``list()`` with torch's "iteration over a 0-d tensor"."""
+    pytest.importorskip("ot")
+    x = torch.randn(5, 2, generator=torch.Generator().manual_seed(0))
+    y = x.double() + 1.0
+    assert wasserstein(x, y).dtype == torch.float64
+    assert wasserstein(y, x).dtype == torch.float64
+    assert wasserstein(x, x).dtype == torch.float32
+    with pytest.raises(TypeError, match="bandwidths"):
+        mmd(x, x, bandwidths=torch.tensor(1.0))
