@@ -319,19 +319,19 @@ def to_inference_data(
     if dims is None:
         dims = [f"batch_{i}" for i in range(nb)] + [f"{name}_dim_{i}" for i in range(ne)]
     dims = list(_dim_names("dims", dims, sample=True))
+    if len(dims) == ne and nb:
+        dims = [f"batch_{i}" for i in range(nb)] + dims
+    if len(dims) != nb + ne:  # before the draws (a large field's took seconds, then this)
+        raise ValueError(
+            f"dims: expected {nb + ne} names (batch {tuple(posterior.batch_shape)} + event "
+            f"{tuple(posterior.event_shape)}), received {dims}"
+        )
     export = getattr(posterior, "_draws_for_export", None)
     if export is not None:  # the package's posteriors (a SamplePosterior keeps its chains)
         draws = export(num_chains, num_samples, seed)
     else:  # any other object with the Posterior protocol: fresh draws
         gen = make_generator(seed, posterior.device)
         draws = posterior.sample(torch.Size([num_chains, num_samples]), generator=gen)
-    if len(dims) == ne and nb:
-        dims = [f"batch_{i}" for i in range(nb)] + dims
-    if len(dims) != nb + ne:
-        raise ValueError(
-            f"dims: expected {nb + ne} names (batch {tuple(posterior.batch_shape)} + event "
-            f"{tuple(posterior.event_shape)}), received {dims}"
-        )
     all_dims = {name: dims}
     post_vars = {name: draws}
     for pname, pdraws in params.items():

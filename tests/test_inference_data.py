@@ -371,3 +371,18 @@ def test_hdi_of_probability_one_is_the_range_of_the_draws():
     scalar = build_inference_data(posterior={"a": draws[..., 0]})
     lo, hi = hdi_bounds(scalar, "a", 1)
     assert lo.shape == () and float(lo) == flat[:, 0].min() and float(hi) == flat[:, 0].max()
+
+
+def test_wrong_dims_are_refused_before_any_draw(monkeypatch):
+    """A ``dims`` list of the wrong length was refused only after the draws were made (for a
+    large field, seconds of sampling before the error)."""
+    post = GaussianPosterior(
+        torch.zeros(3, 4, dtype=torch.float64), torch.eye(12, dtype=torch.float64)
+    )
+
+    def no_draws(*args, **kwargs):
+        raise AssertionError("drew before checking dims")
+
+    monkeypatch.setattr(post, "_draws_for_export", no_draws)
+    with pytest.raises(ValueError, match="dims: expected 2 names"):
+        post.to_inference_data(dims=["a", "b", "c"])
