@@ -11,7 +11,8 @@ Exact linear-Gaussian conditioning gives
 
 * ``sigma_g = 0`` is the paper's ProbConserv limit: :math:`G\tilde\mu = b` and
   :math:`\tilde\Sigma G^\top = 0`, so every posterior draw conserves mass exactly (float64
-  round-off). :math:`G\Sigma G^\top` must be invertible.
+  round-off, amplified by the condition number of :math:`G\Sigma G^\top`; see ``rcond``).
+  :math:`G\Sigma G^\top` must be invertible.
 * finite ``sigma_g``: an absolute tolerance on the mass (physical units), or with
   ``relative=True`` a multiple of :math:`\sqrt{(G\Sigma G^\top)_{jj}}` (scale free: ``1`` halves
   the prior variance of the mass and the defect, ``0.1`` removes 99 % of the defect). ``inf`` returns the prior.
@@ -316,7 +317,11 @@ def conservation_update(
     relative: interpret ``sigma_g`` in units of :math:`\sqrt{(G\Sigma G^\top)_{jj}}`.
     rcond: in the limit, refuse :math:`G\Sigma G^\top` whose smallest/largest eigenvalue ratio
         is below ``rcond`` (singular: the prior is certain about the constrained direction);
-        ``0 <= rcond < 1``.
+        ``0 <= rcond < 1``. An accepted but ill-conditioned one (ratio :math:`r` just above
+        ``rcond``, e.g. two rows that differ by ``1e-6``) has its round-off amplified by up
+        to :math:`1/r`: the draws meet the constraint to ``1e-10`` or worse instead of
+        ``1e-15`` (the mean, refined once, usually to round-off); raise ``rcond`` to refuse
+        such constraints instead.
 
     Returns
     -------
