@@ -10,7 +10,10 @@ layer (Kipf & Welling, as ``GCNConv`` with self-loops and symmetric normalisatio
 
 with ReLU between layers and none after the last. The embedding is the node mean, projected
 onto the unit sphere: :math:`\varphi = \bar h / \lVert \bar h \rVert`. Mean aggregation and
-mean pooling make :math:`\varphi` invariant to the order of the points.
+mean pooling make :math:`\varphi` invariant to the order of the points, up to ties: when
+several points lie exactly at a point's :math:`k`-th neighbour distance (e.g. points on a
+grid), ``topk`` chooses among them by position, so a reordering can change the graph and
+:math:`\varphi`.
 
 The kNN graph is built in plain torch (``cdist`` + ``topk``) and the GCN runs on the dense
 normalised adjacency ``[P, n, n]`` (batched over ``P`` equal-size populations), which is
