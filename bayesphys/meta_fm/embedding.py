@@ -10,7 +10,10 @@ layer (Kipf & Welling, as ``GCNConv`` with self-loops and symmetric normalisatio
 
 with ReLU between layers and none after the last. The embedding is the node mean, projected
 onto the unit sphere: :math:`\varphi = \bar h / \lVert \bar h \rVert`. Mean aggregation and
-mean pooling make :math:`\varphi` invariant to the order of the points.
+mean pooling make :math:`\varphi` invariant to the order of the points, up to ties: when
+several points lie exactly at a point's :math:`k`-th neighbour distance (e.g. points on a
+grid), ``topk`` chooses among them by position, so a reordering can change the graph and
+:math:`\varphi`.
 
 The kNN graph is built in plain torch (``cdist`` + ``topk``) and the GCN runs on the dense
 normalised adjacency ``[P, n, n]`` (batched over ``P`` equal-size populations), which is
@@ -24,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_int
+from .._device import check_finite
 
 __all__ = ["knn_adjacency", "normalized_adjacency", "DenseGCN", "PopulationEmbedding"]
 
@@ -32,12 +36,15 @@ def knn_adjacency(x: Tensor, k: int) -> Tensor:
     """Dense kNN adjacency ``A [*, n, n]`` for points ``x [*, n, d]``.
 
     ``A[..., i, j] = 1`` when ``j`` is one of the ``min(k, n-1)`` nearest neighbours of ``i``
-    (Euclidean, no self-loops); ties are broken by ``topk``.
+    (Euclidean, no self-loops); ties are broken by ``topk``. NaN/Inf points raise
+    ``ValueError`` (their distances are NaN, and ``topk`` then marks a point its own
+    neighbour).
     """
     k = check_int("k", k, minimum=1)
     if not isinstance(x, Tensor) or x.ndim < 2 or not x.is_floating_point():
         got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
         raise ValueError(f"x: expected floating points [*, n, d], received {got}")
+    check_finite("x", x)
     n = x.shape[-2]
     if n < 2:
         raise ValueError(

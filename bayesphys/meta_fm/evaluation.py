@@ -35,7 +35,6 @@ from torch import Tensor
 
 from .._checks import check_int, check_real, check_seed
 from .._stack import user_stacklevel
-from ..diagnostics.recalibrate import conformal_rank
 from ..metrics import mmd, wasserstein
 from ._validate import check_cloud_pair, check_populations
 
@@ -301,9 +300,27 @@ def conformal_radius(scores: Sequence[float], alpha: float = 0.1) -> float:
         raise ValueError("scores: expected at least one calibration score")
     if np.isnan(s).any():
         raise ValueError("scores: expected no NaN calibration scores")
-    # exact rational arithmetic (in floats, alpha = 0.95, n = 19 took the next order statistic)
-    k = conformal_rank(n, float(1 - Fraction(repr(alpha))))
+    k = _conformal_rank(n, alpha)
     return float(s[k - 1]) if k is not None else math.inf
+
+
+def _conformal_rank(n: int, alpha: float) -> int | None:
+    r""":math:`k = \lceil (n+1)(1-\alpha)\rceil`, or ``None`` when :math:`k > n`.
+
+    Exact rational arithmetic on ``alpha``'s shortest decimal form: in floats, ``alpha =
+    0.95``, ``n = 19`` took the next order statistic, and :math:`1 - \alpha` rounds to 1 for
+    ``alpha`` below about ``1e-16`` (a valid level, whose radius is infinite)."""
+    k = math.ceil((n + 1) * (1 - Fraction(repr(alpha))))
+    return k if k <= n else None
+
+
+def _min_calibration_scores(alpha: float) -> int:
+    r"""The fewest calibration scores with a finite radius at ``alpha``: :math:`\lceil (n+1)
+    (1-\alpha)\rceil \le n \iff n \ge (1-\alpha)/\alpha`, so
+    :math:`\lceil (1-\alpha)/\alpha\rceil` (exact, as :func:`_conformal_rank`; in floats
+    ``1 / (1/3)`` is ``3.0`` and read 2 where 3 are needed)."""
+    a = Fraction(repr(alpha))
+    return math.ceil((1 - a) / a)
 
 
 def conformal_coverage(
@@ -311,17 +328,25 @@ def conformal_coverage(
 ) -> tuple[float, float]:
     r"""``(radius, coverage)``: the fraction of test scores inside the calibrated radius.
 
-    With fewer than :math:`\lceil 1/\alpha\rceil - 1` calibration scores the radius is infinite
-    and the coverage 1 says nothing; a ``UserWarning`` says so."""
+    With fewer than :math:`\lceil (1-\alpha)/\alpha\rceil = \lceil 1/\alpha\rceil - 1`
+    calibration scores (``alpha`` read as its shortest decimal, as :func:`conformal_radius`)
+    the radius is infinite and the coverage 1 says nothing; a ``UserWarning`` says so, as it
+    does when the radius is an infinite calibration score."""
     q = conformal_radius(cal_scores, alpha)
+    alpha = _check_alpha(alpha)
     t = np.asarray(test_scores, float)
     if t.size == 0 or np.isnan(t).any():
         raise ValueError("test_scores: expected at least one score and no NaN")
     if math.isinf(q):
+        n, need = np.asarray(cal_scores).size, _min_calibration_scores(alpha)
+        why = (
+            f"{n} calibration scores are too few for a finite radius at alpha={alpha} (needs "
+            f"at least {need})"
+            if n < need
+            else f"the calibration score of rank {_conformal_rank(n, alpha)} of {n} is infinite"
+        )
         warnings.warn(
-            f"conformal_coverage: {np.asarray(cal_scores).size} calibration scores are too few "
-            f"for a finite radius at alpha={alpha} (needs at least "
-            f"{math.ceil(1 / alpha) - 1}); the radius is infinite and the coverage 1 is vacuous",
+            f"conformal_coverage: {why}; the radius is infinite and the coverage 1 is vacuous",
             UserWarning,
             stacklevel=user_stacklevel(),
         )

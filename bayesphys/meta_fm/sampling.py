@@ -95,6 +95,9 @@ def integrate(
         return v
 
     ts = torch.tensor([0.0, 1.0], dtype=x0.dtype, device=x0.device)
+    if x0.numel() == 0:  # no points: torchdiffeq's first step size is 0 ("underflow in dt")
+        _check_velocity(f(ts[0], x0), x0)
+        return x0.clone()
     out = odeint(g, x0, ts, method="dopri5", atol=atol, rtol=rtol)[-1]
     return _check_result(out, f"dopri5 with atol={atol:g}, rtol={rtol:g}")
 

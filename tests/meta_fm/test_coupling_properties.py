@@ -75,3 +75,29 @@ def test_full_ot_plans_are_optimal_couplings(sizes, d, seed):
                 assert float(cost[torch.arange(n), partners].mean()) == pytest.approx(
                     best, rel=1e-9, abs=1e-12
                 )
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 8), d=st.integers(1, 3), seed=st.integers(0, 10_000))
+def test_ot_pairing_of_equal_sizes_draws_pairs_of_the_optimal_assignment(n, d, seed):
+    """For n = m random points (a unique optimum) every pair ot_pairing draws is a pair of
+    scipy's linear_sum_assignment on the squared-Euclidean cost, and the same generator seed
+    draws the same pairs; couple(..., "ot") pairs each population the same way."""
+    from scipy.optimize import linear_sum_assignment
+
+    from bayesphys.meta_fm import couple, ot_pairing
+
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(2, n, d, generator=g, dtype=F64)
+    b = torch.randn(2, n, d, generator=g, dtype=F64) + 0.5
+    p0, p1 = couple(a, b, "ot", torch.Generator().manual_seed(seed))
+    for k in range(2):
+        _, col = linear_sum_assignment(torch.cdist(a[k], b[k]).pow(2).numpy())
+        x0, x1 = ot_pairing(a[k], b[k], torch.Generator().manual_seed(seed))
+        y0, y1 = ot_pairing(a[k], b[k], torch.Generator().manual_seed(seed))
+        assert torch.equal(x0, y0) and torch.equal(x1, y1)
+        assert x0.shape == x1.shape == (n, d)
+        for u, v in ((x0, x1), (p0[k], p1[k])):
+            i = (u[:, None, :] == a[k][None]).all(-1).int().argmax(1)  # row of each drawn source
+            assert torch.equal(u, a[k][i])
+            assert torch.equal(v, b[k][torch.as_tensor(col)[i]])

@@ -83,3 +83,13 @@ def test_knn_adjacency_is_the_brute_force_neighbour_sets_and_permutes_with_the_p
     # the neighbourhood mean (A + I) / (k + 1)
     eye = torch.eye(n, dtype=torch.float64)
     torch.testing.assert_close(normalized_adjacency(a), (a + eye) / (kk + 1), rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_knn_adjacency_refuses_non_finite_points(bad):
+    # a NaN point had NaN distances, and topk made it its own neighbour (A[1, 1] = 1)
+    x = torch.tensor([[0.0, 0.0], [1.0, bad], [2.0, 2.0], [3.0, 3.0]])
+    with pytest.raises(ValueError, match="x: expected finite values"):
+        knn_adjacency(x, 2)
+    with pytest.raises(ValueError, match="x: expected finite values"):
+        PopulationEmbedding(2, hidden=4, layers=1, k=2)(x)

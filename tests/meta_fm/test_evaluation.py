@@ -1,5 +1,8 @@
 import math
+import re
 from fractions import Fraction
+
+import pytest
 
 from bayesphys.meta_fm import conformal_coverage, conformal_radius
 
@@ -18,3 +21,30 @@ def test_conformal_radius_rank_is_exact_despite_float_rounding():
             k = math.ceil((n + 1) * (1 - Fraction(a, 100)))
             want = float(k) if k <= n else math.inf
             assert conformal_radius([float(i) for i in range(1, n + 1)], alpha) == want, (n, alpha)
+
+
+def test_conformal_radius_of_a_tiny_alpha_is_infinite():
+    # 1 - 1e-17 rounds to 1.0 in floats: the rank was refused as a "level" of 1.0
+    assert conformal_radius([1.0, 2.0], 1e-17) == math.inf
+    assert conformal_radius([float(i) for i in range(1, 20)], 1e-300) == math.inf
+
+
+def _needed(message: str) -> int:
+    return int(re.search(r"needs at least (\d+)", message).group(1))
+
+
+@pytest.mark.parametrize("alpha", [1 / k for k in range(3, 40)] + [0.1, 0.05, 0.3, 0.15, 0.49])
+def test_conformal_coverage_warning_names_the_fewest_scores_with_a_finite_radius(alpha):
+    # 1 / (1/3) is 3.0 in floats: the warning asked for 2 scores while 2 gave an infinite radius
+    with pytest.warns(UserWarning, match="too few") as rec:
+        conformal_coverage([0.0], [0.5], alpha)
+    need = _needed(str(rec[0].message))
+    assert need >= 2
+    assert conformal_radius([float(i) for i in range(need - 1)], alpha) == math.inf
+    assert conformal_radius([float(i) for i in range(need)], alpha) == float(need - 1)
+
+
+def test_conformal_coverage_with_an_infinite_score_does_not_call_the_scores_too_few():
+    scores = [float(i) for i in range(1, 9)] + [math.inf, math.inf]  # rank 10 of 10 at 0.1
+    with pytest.warns(UserWarning, match="rank 10 of 10 is infinite"):
+        assert conformal_coverage(scores, [0.5, 50.0], 0.1) == (math.inf, 1.0)

@@ -146,3 +146,15 @@ def test_rk4_is_fourth_order_on_a_time_dependent_flow():
     ]
     order = math.log2(errs[0] / errs[1])
     assert 3.7 < order < 4.3, (errs, order)
+
+
+@pytest.mark.parametrize("method", ["rk4", "dopri5"])
+def test_integrate_of_no_points_returns_no_points(method):
+    # [0, d] is a valid x0: rk4 returned it, dopri5 failed in torchdiffeq ("underflow in dt")
+    if method == "dopri5":
+        pytest.importorskip("torchdiffeq")
+    for x0 in (torch.zeros(0, 2), torch.zeros(3, 0, 2)):
+        out = integrate(lambda t, x: -x, x0, method=method)
+        assert out.shape == x0.shape and out.dtype == x0.dtype
+    with pytest.raises(ValueError, match="velocities of x's shape"):
+        integrate(lambda t, x: x[..., :1], torch.zeros(0, 2), method=method)
