@@ -33,12 +33,16 @@ __all__ = ["knn_adjacency", "normalized_adjacency", "DenseGCN", "PopulationEmbed
 
 
 def knn_adjacency(x: Tensor, k: int) -> Tensor:
-    """Dense kNN adjacency ``A [*, n, n]`` for points ``x [*, n, d]``.
+    r"""Dense kNN adjacency ``A [*, n, n]`` for points ``x [*, n, d]``.
 
     ``A[..., i, j] = 1`` when ``j`` is one of the ``min(k, n-1)`` nearest neighbours of ``i``
     (Euclidean, no self-loops); ties are broken by ``topk``. NaN/Inf points raise
     ``ValueError`` (their distances are NaN, and ``topk`` then marks a point its own
-    neighbour).
+    neighbour). Distances come from ``torch.cdist``, which for more than 25 points expands
+    :math:`\lVert a\rVert^2 + \lVert b\rVert^2 - 2a^\top b`: in float32, points far from the
+    origin against their spread (offset 100x the spread: about 1 row in 20 had another
+    neighbour set than in float64) lose their neighbours to cancellation; pass centred or
+    float64 points (``MetaFlowMatching`` standardises them unless ``normalize=False``).
     """
     k = check_int("k", k, minimum=1)
     if not isinstance(x, Tensor) or x.ndim < 2 or not x.is_floating_point():

@@ -195,7 +195,8 @@ def gaussian_w2(m1: Tensor, s1: Tensor, m2: Tensor, s2: Tensor) -> Tensor:
 
 
 def pooled_prediction(member_preds: Sequence[Tensor], n: int, seed: int = 0) -> Tensor:
-    """Mixture of the members' populations ``[n_m, d]``, subsampled to ``n >= 1`` points."""
+    """Mixture of the members' populations ``[n_m, d]``, subsampled to ``n >= 1`` points
+    (all of them, ``[sum n_m, d]``, when the members hold fewer)."""
     n = check_int("n", n, minimum=1)
     seed = check_seed("seed", seed)
     preds = check_populations("member_preds", member_preds, min_points=1, floating=False)
@@ -217,6 +218,11 @@ def ensemble_spread(
     preds = check_populations("preds", preds, min_points=1, floating=False)
     if len(preds) < 2:
         raise ValueError(f"preds: expected at least 2 ensemble members, received {len(preds)}")
+    if any(p.shape[0] != preds[0].shape[0] for p in preds):  # not images of the same rows
+        raise ValueError(
+            f"preds: expected members of one size (the images of the same source rows), "
+            f"received {[p.shape[0] for p in preds]}"
+        )
     sub = [subsample_points(p.detach().cpu().double(), max_points, seed) for p in preds]
     vals = []
     for i in range(len(sub)):

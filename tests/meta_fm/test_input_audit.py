@@ -588,3 +588,13 @@ def test_small_populations_warn_in_fit_and_posterior():
         big.fit(steps=1, progress=False)
         post = big.posterior(data.subset("test").source, num_draws=3)
     assert float(post.variance.max()) > 0.0
+
+
+def test_ensemble_spread_refuses_members_of_different_sizes():
+    """The members are images of the same source rows; members of 50 and 80 points were
+    compared (with max_points, subsampled at different rows), where sampling_noise_w2 refuses
+    them."""
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(50, 2, generator=gen), torch.randn(80, 2, generator=gen)
+    with pytest.raises(ValueError, match=r"one size .*\[50, 80\]"):
+        ensemble_spread([a, b], max_points=40)
