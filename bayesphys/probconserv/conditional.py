@@ -185,6 +185,10 @@ def local_coverage_scale(
 
     ``absz [M, nt, N]`` calibration :math:`|z|` (scale 1), ``u [M]`` their inferred parameters
     (unit range), ``query [B]`` -> ``[B, nt]``. ``bandwidth = inf``: the pooled scale.
+
+    For a ``level`` :math:`\gamma` other than 0.9, :math:`q(u)` is the weighted
+    :math:`\gamma` quantile of :math:`|z|` and :math:`s(u) = (q(u) / z_{(1+\gamma)/2})^2`, so
+    that the central :math:`\gamma` intervals cover :math:`\gamma` near :math:`u`.
     """
     absz = _check("absz", absz, 3).abs()
     dev = absz.device  # every tensor made below is made there (a CUDA absz met CPU weights)
@@ -223,7 +227,14 @@ def local_coverage_scale(
             hi = torch.where(ok, mid, hi)
             lo = torch.where(ok, lo, mid + 1)
         out[:, j] = pooled[j, lo]
-    return (out / Z90).pow(2).clamp_min(1e-300)
+    # the central level interval is mu +- z_{(1+level)/2} sigma (dividing by z_{0.95} for
+    # every level made the 90 % interval, not the level one, cover level); Z90 itself at 0.9
+    zq = (
+        Z90
+        if level == 0.9
+        else float(torch.special.ndtri(torch.tensor((1 + level) / 2, dtype=_F64)))
+    )
+    return (out / zq).pow(2).clamp_min(1e-300)
 
 
 def binned_coverage_error(

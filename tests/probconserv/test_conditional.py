@@ -41,6 +41,21 @@ def test_infinite_bandwidth_is_the_pooled_scale():
     assert float(inside) == pytest.approx(0.9, abs=1e-3)
 
 
+@pytest.mark.parametrize("level", [0.5, 0.8, 0.9, 0.95])
+def test_scale_makes_the_central_level_interval_cover_level(level):
+    gen = torch.Generator().manual_seed(3)
+    m, n = 40, 25
+    absz = (2.0 * torch.randn(m, 2, n, generator=gen, dtype=F64)).abs()
+    u = torch.rand(m, generator=gen, dtype=F64) * 2 - 1
+    s = local_coverage_scale(absz, u, torch.zeros(1, dtype=F64), math.inf, level=level)
+    zq = float(torch.special.ndtri(torch.tensor((1 + level) / 2, dtype=F64)))
+    half = zq * s[0].sqrt() * (1 + 1e-12)  # the half-width of the central level interval
+    inside = (absz <= half[None, :, None]).double().mean((0, 2))  # [nt]
+    # the smallest pooled |z| reaching level: coverage in [level, level + 1 / (M N))
+    # (level = 0.5 covered 22 %: the scale divided the level quantile by z_0.95)
+    assert bool((inside >= level).all()) and bool((inside < level + 1 / (m * n)).all())
+
+
 def test_uninformative_feature_gives_the_pooled_scale():
     """Features independent of the errors: every local scale is the pooled one (within
     sampling error) and the 2-fold choice does not prefer a narrow kernel."""
