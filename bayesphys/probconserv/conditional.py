@@ -139,7 +139,9 @@ def fit_parameter_map(
 
     ``mean [V, nt, N]`` Step-1 means, ``mass [V, nt]`` their masses :math:`b(t)`, ``theta [V]``
     their true parameters; ridge :math:`\min_w \lVert \Phi w - \theta\rVert^2 + \lambda V
-    \lVert w_{1:}\rVert^2` on standardized features (intercept unpenalized).
+    \lVert w_{1:}\rVert^2` on standardized features (intercept unpenalized). ``ridge = 0``
+    is its limit, the minimum-norm least-squares fit (a dropped constant column, e.g. the
+    zero mass of the periodic diffusion problem, gets the coefficient 0).
     """
     mean = _check("mean", mean, 3)
     mass = _check("mass", mass, 2)
@@ -172,8 +174,11 @@ def fit_parameter_map(
     sd = torch.where(sd > 1e-12 * (1 + mu.abs()), sd, torch.full_like(sd, math.inf))
     pm.feat_mean, pm.feat_std = mu, sd
     f = pm.features(mean, mass)
-    a = f.T @ f + ridge * v * torch.eye(f.shape[1], dtype=_F64, device=f.device)
-    w = torch.linalg.solve(a, f.T @ (theta - theta.mean()))
+    if ridge == 0:  # F^T F is singular with a dropped (all-zero) column: the solve failed
+        w = torch.linalg.pinv(f) @ (theta - theta.mean())
+    else:
+        a = f.T @ f + ridge * v * torch.eye(f.shape[1], dtype=_F64, device=f.device)
+        w = torch.linalg.solve(a, f.T @ (theta - theta.mean()))
     pm.coef = torch.cat([theta.mean()[None], w])
     return pm
 

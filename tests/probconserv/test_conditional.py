@@ -115,6 +115,22 @@ def test_parameter_map_recovers_theta_from_mean_and_mass():
     )
 
 
+def test_parameter_map_without_ridge_is_least_squares():
+    """ridge = 0 with a dropped constant column (the zero mass of the periodic diffusion
+    problem) is the least-squares fit; the solve of the singular F^T F raised LinAlgError."""
+    gen = torch.Generator().manual_seed(5)
+    v, n = 30, 12
+    theta = torch.rand(v, generator=gen, dtype=F64)
+    mean = torch.randn(v, 1, n, generator=gen, dtype=F64)
+    mass = torch.zeros(v, 1, dtype=F64)
+    pm = fit_parameter_map(mean, mass, theta, (0.0, 1.0), rank=2, ridge=0.0)
+    f = pm.features(mean, mass)  # [V, 6]: psi (2), psi^2 (2), mass and mass^2 (dropped)
+    assert bool((f[:, 4:] == 0).all()) and bool((pm.coef[5:] == 0).all())
+    design = torch.cat([torch.ones(v, 1, dtype=F64), f[:, :4]], -1)
+    ref = torch.linalg.lstsq(design, theta[:, None]).solution[:, 0]
+    torch.testing.assert_close(pm.coef[:5], ref, rtol=1e-10, atol=1e-12)
+
+
 def test_bad_inputs_raise():
     theta, z = _hetero(5, 20)
     with pytest.raises(ValueError, match="bandwidth"):
