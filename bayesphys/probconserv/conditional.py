@@ -83,6 +83,18 @@ def _check(name: str, x: Tensor, ndim: int) -> Tensor:
     return x.to(_F64)
 
 
+def _check_lengths(absz: Tensor, **per_function: Tensor) -> None:
+    """Refuse a per-function tensor whose shape is not ``[M]``, ``M = absz.shape[0]`` (a
+    shorter one failed deep inside with an IndexError, a broadcastable one was misread)."""
+    for name, t in per_function.items():
+        if not isinstance(t, Tensor) or tuple(t.shape) != (absz.shape[0],):
+            shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+            raise ValueError(
+                f"{name}: expected shape ({absz.shape[0]},) (one value per calibration "
+                f"function of absz), received {shape}"
+            )
+
+
 @dataclass
 class ParameterMap:
     r"""Ridge map :math:`\hat\theta = \phi(\mu, b)^\top w` (see the module docstring)."""
@@ -254,6 +266,7 @@ def binned_coverage_error(
     lo, hi = check_real("lo", lo), check_real("hi", hi)
     if not hi > lo:
         raise ValueError(f"lo, hi: expected lo < hi, received ({lo}, {hi})")
+    _check_lengths(absz, theta=theta)
     inside = (absz.abs() <= Z90 * scale.sqrt()[..., None]).to(_F64).mean((-1, -2))  # [M]
     edges = torch.linspace(lo, hi, bins + 1, dtype=_F64, device=inside.device)
     idx = torch.bucketize(theta.to(inside.device, _F64).clamp(lo, hi), edges[1:-1])
@@ -275,6 +288,7 @@ def choose_bandwidth(
     if not bandwidths:
         raise ValueError("bandwidths: expected at least one bandwidth, received none")
     bins = check_int("bins", bins, minimum=1)
+    _check_lengths(absz, u=u, theta=theta)
     m = absz.shape[0]
     if m < 4:
         raise ValueError(f"calibration set: expected at least 4 functions, received {m}")

@@ -131,6 +131,19 @@ def test_parameter_map_without_ridge_is_least_squares():
     torch.testing.assert_close(pm.coef[:5], ref, rtol=1e-10, atol=1e-12)
 
 
+def test_per_function_lengths_are_checked():
+    absz = torch.rand(8, 2, 5, dtype=F64)
+    ok, short = torch.rand(8, dtype=F64), torch.rand(5, dtype=F64)
+    with pytest.raises(ValueError, match=r"theta: expected shape \(8,\)"):  # was IndexError
+        binned_coverage_error(absz, torch.ones(8, 2, dtype=F64), short, 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"u: expected shape \(8,\)"):
+        choose_bandwidth(absz, short, ok, 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"theta: expected shape \(8,\)"):
+        choose_bandwidth(absz, ok, short, 0.0, 1.0)
+    h, cv = choose_bandwidth(absz, ok * 2 - 1, ok, 0.0, 1.0)
+    assert h in cv and all(math.isfinite(e) for e in cv.values())
+
+
 def test_bad_inputs_raise():
     theta, z = _hetero(5, 20)
     with pytest.raises(ValueError, match="bandwidth"):
