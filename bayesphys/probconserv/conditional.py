@@ -83,6 +83,18 @@ def _check(name: str, x: Tensor, ndim: int) -> Tensor:
     return x.to(_F64)
 
 
+def _check_lengths(absz: Tensor, **per_function: Tensor) -> None:
+    """Refuse a per-function tensor whose shape is not ``[M]``, ``M = absz.shape[0]`` (a
+    shorter one failed deep inside with an IndexError, a broadcastable one was misread)."""
+    for name, t in per_function.items():
+        if not isinstance(t, Tensor) or tuple(t.shape) != (absz.shape[0],):
+            shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+            raise ValueError(
+                f"{name}: expected shape ({absz.shape[0]},) (one value per calibration "
+                f"function of absz), received {shape}"
+            )
+
+
 @dataclass
 class ParameterMap:
     r"""Ridge map :math:`\hat\theta = \phi(\mu, b)^\top w` (see the module docstring)."""
@@ -139,7 +151,9 @@ def fit_parameter_map(
 
     ``mean [V, nt, N]`` Step-1 means, ``mass [V, nt]`` their masses :math:`b(t)`, ``theta [V]``
     their true parameters; ridge :math:`\min_w \lVert \Phi w - \theta\rVert^2 + \lambda V
-    \lVert w_{1:}\rVert^2` on standardized features (intercept unpenalized).
+    \lVert w_{1:}\rVert^2` on standardized features (intercept unpenalized). ``ridge = 0``
+    is its limit, the minimum-norm least-squares fit (a dropped constant column, e.g. the
+    zero mass of the periodic diffusion problem, gets the coefficient 0).
     """
     mean = _check("mean", mean, 3)
     mass = _check("mass", mass, 2)
@@ -172,8 +186,11 @@ def fit_parameter_map(
     sd = torch.where(sd > 1e-12 * (1 + mu.abs()), sd, torch.full_like(sd, math.inf))
     pm.feat_mean, pm.feat_std = mu, sd
     f = pm.features(mean, mass)
-    a = f.T @ f + ridge * v * torch.eye(f.shape[1], dtype=_F64, device=f.device)
-    w = torch.linalg.solve(a, f.T @ (theta - theta.mean()))
+    if ridge == 0:  # F^T F is singular with a dropped (all-zero) column: the solve failed
+        w = torch.linalg.pinv(f) @ (theta - theta.mean())
+    else:
+        a = f.T @ f + ridge * v * torch.eye(f.shape[1], dtype=_F64, device=f.device)
+        w = torch.linalg.solve(a, f.T @ (theta - theta.mean()))
     pm.coef = torch.cat([theta.mean()[None], w])
     return pm
 
@@ -185,6 +202,10 @@ def local_coverage_scale(
 
     ``absz [M, nt, N]`` calibration :math:`|z|` (scale 1), ``u [M]`` their inferred parameters
     (unit range), ``query [B]`` -> ``[B, nt]``. ``bandwidth = inf``: the pooled scale.
+
+    For a ``level`` :math:`\gamma` other than 0.9, :math:`q(u)` is the weighted
+    :math:`\gamma` quantile of :math:`|z|` and :math:`s(u) = (q(u) / z_{(1+\gamma)/2})^2`, so
+    that the central :math:`\gamma` intervals cover :math:`\gamma` near :math:`u`.
     """
     absz = _check("absz", absz, 3).abs()
     dev = absz.device  # every tensor made below is made there (a CUDA absz met CPU weights)
@@ -223,7 +244,14 @@ def local_coverage_scale(
             hi = torch.where(ok, mid, hi)
             lo = torch.where(ok, lo, mid + 1)
         out[:, j] = pooled[j, lo]
-    return (out / Z90).pow(2).clamp_min(1e-300)
+    # the central level interval is mu +- z_{(1+level)/2} sigma (dividing by z_{0.95} for
+    # every level made the 90 % interval, not the level one, cover level); Z90 itself at 0.9
+    zq = (
+        Z90
+        if level == 0.9
+        else float(torch.special.ndtri(torch.tensor((1 + level) / 2, dtype=_F64)))
+    )
+    return (out / zq).pow(2).clamp_min(1e-300)
 
 
 def binned_coverage_error(
@@ -238,6 +266,7 @@ def binned_coverage_error(
     lo, hi = check_real("lo", lo), check_real("hi", hi)
     if not hi > lo:
         raise ValueError(f"lo, hi: expected lo < hi, received ({lo}, {hi})")
+    _check_lengths(absz, theta=theta)
     inside = (absz.abs() <= Z90 * scale.sqrt()[..., None]).to(_F64).mean((-1, -2))  # [M]
     edges = torch.linspace(lo, hi, bins + 1, dtype=_F64, device=inside.device)
     idx = torch.bucketize(theta.to(inside.device, _F64).clamp(lo, hi), edges[1:-1])
@@ -259,6 +288,7 @@ def choose_bandwidth(
     if not bandwidths:
         raise ValueError("bandwidths: expected at least one bandwidth, received none")
     bins = check_int("bins", bins, minimum=1)
+    _check_lengths(absz, u=u, theta=theta)
     m = absz.shape[0]
     if m < 4:
         raise ValueError(f"calibration set: expected at least 4 functions, received {m}")

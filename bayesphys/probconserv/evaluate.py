@@ -87,7 +87,10 @@ def shock_position(
     code's ``idx / nx * x_max``). A draw that never reaches ``threshold`` has no front on the
     grid: ``missing="last"`` reads ``x[-1]`` (censored at the domain's end), ``"first"``
     ``x[0]`` (what the reference's ``argmin`` returns), ``"nan"`` NaN (count them with
-    ``isnan``)."""
+    ``isnan``).
+
+    The positions come back in the draws' floating dtype (for integer draws: in ``x``'s, or
+    the default floating dtype for an integer ``x``)."""
     draws = as_tensor("draws", draws)
     if draws.ndim < 1:
         raise ValueError(f"draws: expected shape [*, nx], received {tuple(draws.shape)}")
@@ -99,7 +102,12 @@ def shock_position(
             f"x: expected shape ({draws.shape[-1]},) (one point per field value), "
             f"received {tuple(x.shape)}"
         )
-    x = x.to(draws)
+    # positions in the draws' floating dtype; integer draws (an indicator field) keep the
+    # positions' own floating dtype: cast to the draws' integer dtype, x = 0.3 was read as 0
+    dtype = draws.dtype if draws.is_floating_point() else x.dtype
+    if not dtype.is_floating_point:
+        dtype = torch.get_default_dtype()
+    x = x.to(device=draws.device, dtype=dtype)
     below = draws <= threshold
     crossed = below.any(-1)
     idx = below.to(torch.int8).argmax(-1)  # 0 where no value is below

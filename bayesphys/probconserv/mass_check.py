@@ -195,9 +195,11 @@ def gated_discrepancy_variance(
 
 
 def outside_training_range(theta: Tensor, lo: float, hi: float, margin: float) -> Tensor:
-    r"""``[B]`` bool: :math:`\hat\theta` ``[B]`` lies more than ``margin`` outside ``[lo, hi]``."""
+    r"""``[B]`` bool: :math:`\hat\theta` ``[B]`` lies more than ``margin`` outside ``[lo, hi]``.
+
+    A NaN :math:`\hat\theta` is refused (it compared as inside and was never flagged)."""
     margin = check_real("margin", margin, minimum=0.0)
-    theta = theta.to(_F64)
+    theta = as_tensor("theta", theta, dtype=_F64)
     return torch.maximum(lo - theta, theta - hi) > margin
 
 

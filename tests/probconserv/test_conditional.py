@@ -41,6 +41,21 @@ def test_infinite_bandwidth_is_the_pooled_scale():
     assert float(inside) == pytest.approx(0.9, abs=1e-3)
 
 
+@pytest.mark.parametrize("level", [0.5, 0.8, 0.9, 0.95])
+def test_scale_makes_the_central_level_interval_cover_level(level):
+    gen = torch.Generator().manual_seed(3)
+    m, n = 40, 25
+    absz = (2.0 * torch.randn(m, 2, n, generator=gen, dtype=F64)).abs()
+    u = torch.rand(m, generator=gen, dtype=F64) * 2 - 1
+    s = local_coverage_scale(absz, u, torch.zeros(1, dtype=F64), math.inf, level=level)
+    zq = float(torch.special.ndtri(torch.tensor((1 + level) / 2, dtype=F64)))
+    half = zq * s[0].sqrt() * (1 + 1e-12)  # the half-width of the central level interval
+    inside = (absz <= half[None, :, None]).double().mean((0, 2))  # [nt]
+    # the smallest pooled |z| reaching level: coverage in [level, level + 1 / (M N))
+    # (level = 0.5 covered 22 %: the scale divided the level quantile by z_0.95)
+    assert bool((inside >= level).all()) and bool((inside < level + 1 / (m * n)).all())
+
+
 def test_uninformative_feature_gives_the_pooled_scale():
     """Features independent of the errors: every local scale is the pooled one (within
     sampling error) and the 2-fold choice does not prefer a narrow kernel."""
@@ -98,6 +113,35 @@ def test_parameter_map_recovers_theta_from_mean_and_mass():
         to_unit(torch.tensor([0.0, 3.0, 9.0], dtype=F64), 1.0, 5.0),
         torch.tensor([-1.0, 0.0, 1.0], dtype=F64),
     )
+
+
+def test_parameter_map_without_ridge_is_least_squares():
+    """ridge = 0 with a dropped constant column (the zero mass of the periodic diffusion
+    problem) is the least-squares fit; the solve of the singular F^T F raised LinAlgError."""
+    gen = torch.Generator().manual_seed(5)
+    v, n = 30, 12
+    theta = torch.rand(v, generator=gen, dtype=F64)
+    mean = torch.randn(v, 1, n, generator=gen, dtype=F64)
+    mass = torch.zeros(v, 1, dtype=F64)
+    pm = fit_parameter_map(mean, mass, theta, (0.0, 1.0), rank=2, ridge=0.0)
+    f = pm.features(mean, mass)  # [V, 6]: psi (2), psi^2 (2), mass and mass^2 (dropped)
+    assert bool((f[:, 4:] == 0).all()) and bool((pm.coef[5:] == 0).all())
+    design = torch.cat([torch.ones(v, 1, dtype=F64), f[:, :4]], -1)
+    ref = torch.linalg.lstsq(design, theta[:, None]).solution[:, 0]
+    torch.testing.assert_close(pm.coef[:5], ref, rtol=1e-10, atol=1e-12)
+
+
+def test_per_function_lengths_are_checked():
+    absz = torch.rand(8, 2, 5, dtype=F64)
+    ok, short = torch.rand(8, dtype=F64), torch.rand(5, dtype=F64)
+    with pytest.raises(ValueError, match=r"theta: expected shape \(8,\)"):  # was IndexError
+        binned_coverage_error(absz, torch.ones(8, 2, dtype=F64), short, 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"u: expected shape \(8,\)"):
+        choose_bandwidth(absz, short, ok, 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"theta: expected shape \(8,\)"):
+        choose_bandwidth(absz, ok, short, 0.0, 1.0)
+    h, cv = choose_bandwidth(absz, ok * 2 - 1, ok, 0.0, 1.0)
+    assert h in cv and all(math.isfinite(e) for e in cv.values())
 
 
 def test_bad_inputs_raise():

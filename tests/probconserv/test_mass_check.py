@@ -232,6 +232,9 @@ def test_outside_training_range():
     assert got.tolist() == [True, True, False, False, False, False, False, True]
     with pytest.raises(ValueError, match="margin"):
         outside_training_range(theta, 1.0, 3.0, -0.1)
+    assert outside_training_range(theta.tolist(), 1.0, 3.0, 0.1).tolist() == got.tolist()
+    with pytest.raises(ValueError, match="theta"):  # NaN compared as inside: never flagged
+        outside_training_range(torch.tensor([float("nan")], dtype=F64), 1.0, 3.0, 0.1)
 
 
 def test_gate_keeps_functions_inside_the_training_range_unchanged(checked_model, tmp_path):

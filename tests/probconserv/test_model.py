@@ -396,6 +396,19 @@ def test_shock_position_reads_draws_without_a_front_as_asked():
         shock_position(draws, x, missing="end")
 
 
+def test_shock_position_of_integer_draws_keeps_the_positions():
+    from bayesphys.probconserv import shock_position
+
+    x = torch.linspace(0, 1, 5, dtype=torch.float64)
+    draws = torch.tensor([[1, 1, 0, 0, 0], [1, 1, 1, 1, 1]])  # an indicator field, int64
+    got = shock_position(draws, x, missing="nan")
+    assert got.dtype == torch.float64  # was int64: x cast to the draws' dtype
+    assert got[0].item() == 0.5 and bool(torch.isnan(got[1]))  # x = 0.5 was read as 0
+    assert shock_position(draws.float(), x).dtype == torch.float32  # floating draws' dtype
+    idx = shock_position(draws, torch.arange(5))  # integer positions: the default dtype
+    assert idx.tolist() == [2.0, 4.0] and idx.dtype == torch.get_default_dtype()
+
+
 def test_training_batches_are_no_dataset_a_user_can_seed(training_params):
     # the batches' seeds were seed * 1_000_003 + step: a seed-0 model trained on
     # make_dataset(seed=k) for k = 0, 1, ..., so the benchmark's calibration (seed 777) and SoftC

@@ -91,3 +91,13 @@ def test_a_dataset_keeps_no_view_of_the_callers_params():
     data = make_dataset("diffusion", params=params, seed=0)
     params.fill_(3.0)
     assert data.params.tolist() == [1.0, 2.0]
+
+
+@pytest.mark.parametrize(
+    "prob, param", [(Stefan(), 0.6), (PorousMedium(), 3.0), (Diffusion(), 2.0)]
+)
+def test_solution_propagates_a_nan_position(prob, param):
+    x = torch.tensor([float("nan"), 0.01], dtype=F64)  # behind every family's front
+    out = prob.solution(torch.tensor(0.05, dtype=F64), x, param)
+    assert torch.isnan(out[0])  # Stefan gave 0: a NaN position read as ahead of the front
+    assert torch.isfinite(out[1]) and out[1] > 0

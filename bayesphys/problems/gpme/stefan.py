@@ -88,7 +88,8 @@ class Stefan(GPMEProblem):
     smooth: float = field(default=0.02, compare=False)
 
     def solution(self, t: Tensor | float, x: Tensor | float, param: Tensor | float) -> Tensor:
-        r"""Exact solution for threshold ``param`` = :math:`u^*` (class docstring); ``t, x, param`` broadcast."""
+        r"""Exact solution for threshold ``param`` = :math:`u^*` (class docstring); ``t, x, param``
+        broadcast (float64). A NaN ``t`` or ``x`` gives NaN, as for the other families."""
         # the constants depend on the parameter only: solved once per parameter, then
         # broadcast over the grid (they were solved at every grid point)
         alpha, c1 = stefan_constants(_f64(param))
@@ -97,7 +98,9 @@ class Stefan(GPMEProblem):
         inside = (x <= alpha * ts) & (t > 0)
         u = 1 - c1 * torch.erf(x / (2 * ts))
         out = torch.where(inside, u, torch.zeros_like(u))
-        return _nan_at(t, torch.where((x == 0) & (t <= 0), torch.ones_like(u), out))
+        out = torch.where((x == 0) & (t <= 0), torch.ones_like(u), out)
+        # a NaN position fails ``x <= front`` and was read as "ahead of the front": 0
+        return _nan_at(x, _nan_at(t, out))
 
     def mass(self, t: Tensor | float, param: Tensor | float) -> Tensor:
         r"""Exact total mass :math:`b(t)`: :math:`2c_1\sqrt{t/\pi}` while the front is inside (class docstring)."""
