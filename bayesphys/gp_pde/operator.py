@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .._checks import check_real
+from .._checks import check_int, check_real
 from ._errors import NumericalFailure
 from .kernels import SpectralMixture1d
 
@@ -43,12 +43,32 @@ class LinearPDEOperator:
 
     Poisson: ``orders=(2,..)``, ``coefs=(1,..)``; Allen-Cahn adds ``c0=-1`` and ``cubic=True``
     (:math:`\Delta u + u^3 - u`); advection ``orders=(1, 1)``, ``coefs=(beta, 1)``.
+    One order :math:`o_j \in \{0, .., 4\}` (the kernel's closed-form derivatives) and one finite
+    coefficient :math:`c_j` per dimension, ``len(orders) == len(coefs) >= 1``; ``c0`` finite.
     """
 
     orders: tuple[int, ...]
     coefs: tuple[float, ...]
     c0: float = 0.0
     cubic: bool = False
+
+    def __post_init__(self) -> None:
+        orders, coefs = tuple(self.orders), tuple(self.coefs)
+        if not orders or len(orders) != len(coefs):
+            raise ValueError(
+                "orders, coefs: expected one derivative order and one coefficient per dimension "
+                f"(equal lengths >= 1), received {len(orders)} orders and {len(coefs)} "
+                "coefficients"
+            )
+        orders = tuple(check_int("orders", o, minimum=0) for o in orders)
+        if max(orders) > 4:
+            raise ValueError(
+                f"orders: expected derivative orders in 0..4 (the kernel's closed forms), "
+                f"received {orders}"
+            )
+        object.__setattr__(self, "orders", orders)
+        object.__setattr__(self, "coefs", tuple(check_real("coefs", c) for c in coefs))
+        object.__setattr__(self, "c0", check_real("c0", self.c0))
 
     @property
     def dim(self) -> int:

@@ -137,3 +137,25 @@ def test_non_pd_gram_message_does_not_suggest_the_dtype_in_use():
     assert "use float64" not in str(err.value)  # it is float64 already
     with pytest.raises(ValueError, match="or use float64"):
         _chol(bad.float(), 0)
+
+
+def test_operator_orders_and_coefficients_are_checked():
+    # orders and coefs of different lengths were accepted: an extra coefficient was ignored
+    # silently (LinearPDEOperator((2,), (1.0, 5.0)) solved u'' = f), a missing one failed with
+    # an IndexError inside the factor build; an order above 4 failed inside the kernel
+    for orders, coefs in (((2,), (1.0, 5.0)), ((2, 2), (1.0,)), ((), ())):
+        with pytest.raises(ValueError, match=r"^orders, coefs: expected one derivative order"):
+            LinearPDEOperator(orders, coefs)
+    with pytest.raises(ValueError, match=r"^orders: expected derivative orders in 0\.\.4"):
+        LinearPDEOperator((5, 2), (1.0, 1.0))
+    with pytest.raises(ValueError, match=r"^orders: expected an int >= 0"):
+        LinearPDEOperator((-1, 2), (1.0, 1.0))
+    with pytest.raises(TypeError, match=r"^orders: expected an int"):
+        LinearPDEOperator((1.5, 2), (1.0, 1.0))
+    with pytest.raises(ValueError, match=r"^coefs: expected a finite number"):
+        LinearPDEOperator((1, 1), (float("nan"), 1.0))
+    with pytest.raises(ValueError, match=r"^c0: expected a finite number"):
+        LinearPDEOperator((2,), (1.0,), c0=float("inf"))
+    op = LinearPDEOperator([2.0, 1], [1, 0.5], c0=-1)  # integral values, lists: normalised
+    assert op.orders == (2, 1) and type(op.orders[0]) is int and op.coefs == (1.0, 0.5)
+    assert op == LinearPDEOperator((2, 1), (1.0, 0.5), c0=-1.0)
