@@ -42,7 +42,7 @@ from torch import Tensor
 from .._checks import check_int, check_real, check_scalar
 from ._inputs import check_grid_tensor
 from ._kron import face_values, faces, kron_apply, kron_dense, scatter_faces
-from .operator import Factor, LinearPDEOperator, apply_operator
+from .operator import Factor, LinearPDEOperator, apply_operator, check_factor_count
 
 __all__ = ["DenseSolve", "KronSolve", "objective"]
 
@@ -117,6 +117,7 @@ class DenseSolve:
     def __init__(self, factors: list[Factor], op: LinearPDEOperator, weighting: str = "identity"):
         if weighting not in ("identity", "prior"):
             raise ValueError(f"weighting: expected 'identity' or 'prior', received {weighting!r}")
+        check_factor_count(factors, op)
         self.factors, self.op, self.weighting = factors, op, weighting
         self.shape = tuple(fc.x.shape[0] for fc in factors)
         self.m = math.prod(self.shape)
@@ -259,6 +260,7 @@ class KronSolve:
         tau2: Tensor | float,
         gamma: Tensor | float,
     ):
+        check_factor_count(factors, op)
         if len(factors) not in (1, 2):
             raise NotImplementedError("KronSolve: 1-D and 2-D grids only")
         if op.cubic:

@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -7,6 +8,7 @@ from hypothesis import strategies as st
 
 from bayesphys.gp_pde import DenseSolve, KronSolve, LinearPDEOperator, SpectralMixture1d, objective
 from bayesphys.gp_pde._kron import face_values, kron_apply, kron_dense, scatter_faces
+from bayesphys.gp_pde.nonlinear import PicardKronSolve
 from bayesphys.gp_pde.operator import apply_operator, build_factors
 
 F64 = torch.float64
@@ -159,3 +161,23 @@ def test_operator_orders_and_coefficients_are_checked():
     op = LinearPDEOperator([2.0, 1], [1, 0.5], c0=-1)  # integral values, lists: normalised
     assert op.orders == (2, 1) and type(op.orders[0]) is int and op.coefs == (1.0, 0.5)
     assert op == LinearPDEOperator((2, 1), (1.0, 0.5), c0=-1.0)
+
+
+def test_factor_lists_must_match_the_operator_dimension():
+    # a 1-D factor list with a 2-D operator was solved as a 1-D problem (the second term of
+    # the operator dropped without a word); the other way round failed with an IndexError
+    ks, axes, op, fac, f, gb = _setup((5, 4), 0)
+    op1 = LinearPDEOperator((2,), (1.0,))
+    msg = r"^{}: expected {} \(one per dimension of the operator\), received {}"
+    for call, name, want, got in (
+        (lambda: build_factors(ks[:1], axes[:1], op), "kernels", 2, 1),
+        (lambda: build_factors(ks, axes[:1], op), "axes", 2, 1),
+        (lambda: build_factors(ks, axes, op1), "kernels", 1, 2),
+        (lambda: KronSolve(fac[:1], op, 1.0, 1.0), "factors", 2, 1),
+        (lambda: KronSolve(fac, op1, 1.0, 1.0), "factors", 1, 2),
+        (lambda: DenseSolve(fac[:1], op), "factors", 2, 1),
+        (lambda: apply_operator(fac[:1], op, f[0]), "factors", 2, 1),
+        (lambda: PicardKronSolve(fac[:1], replace(op, cubic=True), 1.0, 1.0), "factors", 2, 1),
+    ):
+        with pytest.raises(ValueError, match=msg.format(name, want, got)):
+            call()
