@@ -77,7 +77,7 @@ from ._errors import NumericalFailure
 from ._inputs import check_grid_tensor
 from ._kron import face_values, faces, kron_apply, scatter_faces
 from .operator import Factor, LinearPDEOperator, check_factor_count
-from .solve import KronSolve
+from .solve import KronSolve, check_noise
 
 __all__ = ["GaussNewtonKronSolve"]
 
@@ -377,6 +377,7 @@ class GaussNewtonKronSolve:
         """
         if self.w is None:
             raise ValueError("sample_u: call solve() first")
+        check_noise(z, self.root_dim)
         m = math.prod(self.shape)
         lead = z.shape[:-1]
         z1 = z[..., :m].reshape(*lead, *self.shape)

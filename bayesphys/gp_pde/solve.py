@@ -59,6 +59,13 @@ def _tri_solve_modes(factors: list[Factor], u: Tensor) -> Tensor:
     return u
 
 
+def check_noise(z: Tensor, dim: int) -> None:
+    """``ValueError`` unless ``z`` is a tensor ``[*, dim]`` (the base noise of ``sample_u``)."""
+    if not isinstance(z, Tensor) or z.ndim < 1 or z.shape[-1] != dim:
+        got = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
+        raise ValueError(f"z: expected standard-normal noise of shape [*, {dim}], received {got}")
+
+
 def _qr(Z: Tensor) -> tuple[Tensor, Tensor]:
     """Householder QR ``Z = QR`` ``[m, k]`` with the diagonal of ``R`` made non-negative."""
     Qz, R = torch.linalg.qr(Z)
@@ -236,6 +243,7 @@ class DenseSolve:
     def sample_u(self, z: Tensor) -> Tensor:
         r"""Draws ``[*, M]`` of :math:`\Sigma_U^{1/2} z`: :math:`L\,L_P^{-\top} z`, ``z`` ``[*, M]``."""
         self._require_factor("sample_u")
+        check_noise(z, self.m)
         x = torch.linalg.solve_triangular(self.chol_p.mT, z.reshape(-1, self.m).mT, upper=True).mT
         return (x @ self.L.mT).reshape(*z.shape[:-1], self.m)
 
@@ -411,6 +419,7 @@ class KronSolve:
         Complex basis: ``z`` holds real and imaginary parts (each :math:`\mathcal N(0, 1)`), and
         :math:`\mathrm{Re}(Rw)` has covariance :math:`R P^{-1} R^H` (real) exactly.
         """
+        check_noise(z, self.root_dim)
         m = math.prod(self.shape)
         if self.complex:
             h = z.shape[-1] // 2

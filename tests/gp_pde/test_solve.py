@@ -181,3 +181,25 @@ def test_factor_lists_must_match_the_operator_dimension():
     ):
         with pytest.raises(ValueError, match=msg.format(name, want, got)):
             call()
+
+
+@pytest.mark.parametrize("orders", [(2, 2), (1, 1)])
+def test_sample_u_refuses_noise_of_the_wrong_length(orders):
+    # noise longer than root_dim was accepted and its tail ignored (scatter_faces reads the
+    # first N_b boundary entries only); a shorter one failed inside a reshape
+    ks, axes, _, _, f, gb = _setup((5, 4), 0)
+    op = LinearPDEOperator(orders, (1.0, 1.5))
+    fac = build_factors(ks, axes, op, eigen=True, jitter=1e-4)
+    kso = KronSolve(fac, op, 2.0, 10.0)
+    n = kso.root_dim
+    assert kso.sample_u(torch.zeros(3, n, dtype=F64)).shape == (3, 5, 4)
+    for bad in (torch.zeros(3, n + 3, dtype=F64), torch.zeros(3, n - 1, dtype=F64)):
+        with pytest.raises(
+            ValueError, match=rf"^z: expected standard-normal noise of shape \[\*, {n}\]"
+        ):
+            kso.sample_u(bad)
+    ds = DenseSolve(fac, op, "prior")
+    ds.solve(f, gb, 2.0, 10.0)
+    assert ds.sample_u(torch.zeros(2, 20, dtype=F64)).shape == (2, 20)
+    with pytest.raises(ValueError, match=r"^z: expected standard-normal noise of shape \[\*, 20\]"):
+        ds.sample_u(torch.zeros(4, 10, dtype=F64))
