@@ -120,6 +120,26 @@ def test_faces_adjoint():
     )
 
 
+@settings(max_examples=25, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 5), min_size=1, max_size=3).map(tuple),
+    batch=st.integers(1, 3),
+    seed=st.integers(0, 10_000),
+)
+def test_kron_apply_and_faces_against_dense(shape, batch, seed):
+    # mode products = the dense Kronecker product on vec(U) (C order), with a batch dim; the
+    # boundary scatter is the adjoint of the face gather in 1-D to 3-D, size-1 axes included
+    g = torch.Generator().manual_seed(seed)
+    mats = [torch.randn(n + 1, n, generator=g, dtype=F64) for n in shape]
+    u = torch.randn(batch, *shape, generator=g, dtype=F64)
+    got = kron_apply(mats, u).reshape(batch, -1)
+    torch.testing.assert_close(got, u.reshape(batch, -1) @ kron_dense(mats).mT)
+    e = torch.randn(face_values(u, shape).shape, generator=g, dtype=F64)
+    torch.testing.assert_close(
+        (face_values(u, shape) * e).sum(-1), (u * scatter_faces(e, shape)).flatten(1).sum(-1)
+    )
+
+
 def test_kron_solve_refuses_unsupported_operators():
     _, _, op, fac, _, _ = _setup((5, 5), 0)
     with pytest.raises(NotImplementedError, match=r"^KronSolve: linear operators only"):
