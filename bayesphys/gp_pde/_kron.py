@@ -17,10 +17,11 @@ __all__ = ["mode_apply", "kron_apply", "faces", "face_values", "scatter_faces", 
 
 
 def mode_apply(a: Tensor, u: Tensor, j: int) -> Tensor:
-    r"""Mode-``j`` product :math:`U \times_j A`: ``a`` ``[p, n_j]``, ``u`` ``[..., n_1..n_d]`` -> same with ``p``.
+    r"""Mode-``j`` product :math:`U \times_j A`: ``a`` ``[p, n]`` maps axis ``j`` of ``u`` (size ``n``) to ``p``.
 
-    Leading batch dims of ``u`` beyond the grid are allowed; ``j`` counts from the first grid
-    dim, given as a negative offset internally.
+    ``j`` is an axis of ``u`` itself, counted from its first dim, batch dims included (for
+    ``u`` ``[*batch, n_1..n_d]`` grid dim ``k`` is ``j = len(batch) + k``, as
+    :func:`kron_apply` passes it).
     """
     return torch.movedim(torch.tensordot(a, torch.movedim(u, j, 0), dims=([1], [0])), 0, j)
 

@@ -76,8 +76,8 @@ from .._linalg import pcg
 from ._errors import NumericalFailure
 from ._inputs import check_grid_tensor
 from ._kron import face_values, faces, kron_apply, scatter_faces
-from .operator import Factor, LinearPDEOperator
-from .solve import KronSolve
+from .operator import Factor, LinearPDEOperator, check_factor_count
+from .solve import KronSolve, check_noise
 
 __all__ = ["GaussNewtonKronSolve"]
 
@@ -123,10 +123,7 @@ class GaussNewtonKronSolve:
             raise ValueError(
                 "op: GaussNewtonKronSolve needs even derivative orders (real eigenbasis)"
             )
-        if len(factors) != op.dim:
-            raise ValueError(
-                f"factors: expected {op.dim} (one per dimension), received {len(factors)}"
-            )
+        check_factor_count(factors, op)
         if any(fc.lam is None for fc in factors):
             raise ValueError("factors: build them with eigen=True (operator.with_eigen)")
         tau2 = check_scalar("tau2", tau2, minimum=0.0, strict=True)
@@ -380,6 +377,7 @@ class GaussNewtonKronSolve:
         """
         if self.w is None:
             raise ValueError("sample_u: call solve() first")
+        check_noise(z, self.root_dim)
         m = math.prod(self.shape)
         lead = z.shape[:-1]
         z1 = z[..., :m].reshape(*lead, *self.shape)

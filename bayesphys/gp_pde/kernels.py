@@ -150,7 +150,8 @@ class SpectralMixture1d(nn.Module):
         return self.log_w.exp()
 
     def deriv(self, z: Tensor, n: int = 0) -> Tensor:
-        r""":math:`k^{(n)}(z)` for lags ``z`` ``[*]`` -> ``[*]``, ``n`` in 0..4."""
+        r""":math:`k^{(n)}(z)` for lags ``z`` ``[*]`` -> ``[*]``, ``n`` an int in 0..4."""
+        n = check_int("n", n)
         if n not in range(5):
             raise ValueError(f"n: expected a derivative order in 0..4, received {n}")
         a_all, m_all, w_all = self.log_a.exp(), 2 * math.pi * self.mu, self.weights

@@ -47,7 +47,7 @@ from .._linalg import lstsq_any_rank
 from ._errors import NumericalFailure
 from ._inputs import check_grid_tensor
 from ._kron import faces
-from .operator import Factor, LinearPDEOperator
+from .operator import Factor, LinearPDEOperator, check_factor_count
 from .solve import KronSolve
 
 __all__ = ["PicardKronSolve", "gmres"]
@@ -126,6 +126,7 @@ class PicardKronSolve:
     ):
         if not op.cubic:
             raise ValueError("op: PicardKronSolve is for the cubic (Allen-Cahn) operator")
+        check_factor_count(factors, op)
         o = self.check_options(
             dict(
                 shift=shift,

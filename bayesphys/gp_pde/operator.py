@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .._checks import check_real
+from .._checks import check_int, check_real
 from ._errors import NumericalFailure
 from .kernels import SpectralMixture1d
 
@@ -34,6 +34,7 @@ __all__ = [
     "with_eigen",
     "apply_operator",
     "detach_factors",
+    "check_factor_count",
 ]
 
 
@@ -43,12 +44,32 @@ class LinearPDEOperator:
 
     Poisson: ``orders=(2,..)``, ``coefs=(1,..)``; Allen-Cahn adds ``c0=-1`` and ``cubic=True``
     (:math:`\Delta u + u^3 - u`); advection ``orders=(1, 1)``, ``coefs=(beta, 1)``.
+    One order :math:`o_j \in \{0, .., 4\}` (the kernel's closed-form derivatives) and one finite
+    coefficient :math:`c_j` per dimension, ``len(orders) == len(coefs) >= 1``; ``c0`` finite.
     """
 
     orders: tuple[int, ...]
     coefs: tuple[float, ...]
     c0: float = 0.0
     cubic: bool = False
+
+    def __post_init__(self) -> None:
+        orders, coefs = tuple(self.orders), tuple(self.coefs)
+        if not orders or len(orders) != len(coefs):
+            raise ValueError(
+                "orders, coefs: expected one derivative order and one coefficient per dimension "
+                f"(equal lengths >= 1), received {len(orders)} orders and {len(coefs)} "
+                "coefficients"
+            )
+        orders = tuple(check_int("orders", o, minimum=0) for o in orders)
+        if max(orders) > 4:
+            raise ValueError(
+                f"orders: expected derivative orders in 0..4 (the kernel's closed forms), "
+                f"received {orders}"
+            )
+        object.__setattr__(self, "orders", orders)
+        object.__setattr__(self, "coefs", tuple(check_real("coefs", c) for c in coefs))
+        object.__setattr__(self, "c0", check_real("c0", self.c0))
 
     @property
     def dim(self) -> int:
@@ -99,6 +120,15 @@ def _chol(c: Tensor, j: int) -> Tensor:
     return L
 
 
+def check_factor_count(factors: list, op: LinearPDEOperator, name: str = "factors") -> None:
+    """``ValueError`` unless ``factors`` holds one entry per dimension of ``op`` (a shorter or
+    longer list was truncated to the shorter of the two, dropping terms of the operator)."""
+    if len(factors) != op.dim:
+        raise ValueError(
+            f"{name}: expected {op.dim} (one per dimension of the operator), received {len(factors)}"
+        )
+
+
 def build_factors(
     kernels: list[SpectralMixture1d],
     axes: list[Tensor],
@@ -107,9 +137,12 @@ def build_factors(
     jitter: float = 1e-6,
     eigen: bool = False,
 ) -> list[Factor]:
-    """Per-dimension factors; ``eigen=True`` adds the whitened eigenbasis (even orders only).
-    ``jitter >= 0`` is added to each Gram diagonal."""
+    """Per-dimension factors, one kernel and one axis ``[n_j]`` per dimension of ``op``;
+    ``eigen=True`` adds the whitened eigenbasis (:func:`with_eigen`: real for even orders,
+    complex for odd ones). ``jitter >= 0`` is added to each Gram diagonal."""
     jitter = check_real("jitter", jitter, minimum=0.0)
+    check_factor_count(kernels, op, "kernels")
+    check_factor_count(axes, op, "axes")
     out = []
     for j, (k, x) in enumerate(zip(kernels, axes)):
         n = x.shape[0]
@@ -130,6 +163,7 @@ def with_eigen(factors: list[Factor], op: LinearPDEOperator) -> list[Factor]:
     :math:`B_j = Q_j\Lambda_jQ_j^H` with unitary complex :math:`Q_j` and imaginary
     :math:`\Lambda_j`; then ``Q``, ``R = L Q``, ``Rinv = Q^H L^{-1}`` and ``lam`` are complex.
     """
+    check_factor_count(factors, op)
     out = []
     for fc, o in zip(factors, op.orders):
         L, Cop = fc.L.detach(), fc.Cop.detach()
@@ -150,6 +184,7 @@ def with_eigen(factors: list[Factor], op: LinearPDEOperator) -> list[Factor]:
 
 def apply_operator(factors: list[Factor], op: LinearPDEOperator, u: Tensor) -> Tensor:
     r""":math:`\mathcal A U` on the grid via mode products, ``u`` ``[*batch, n_1..n_d]``."""
+    check_factor_count(factors, op)
     d = len(factors)
     nb = u.ndim - d
     out = op.c0 * u if op.c0 else torch.zeros_like(u)

@@ -42,7 +42,7 @@ from torch import Tensor
 from .._checks import check_int, check_real, check_scalar
 from ._inputs import check_grid_tensor
 from ._kron import face_values, faces, kron_apply, kron_dense, scatter_faces
-from .operator import Factor, LinearPDEOperator, apply_operator
+from .operator import Factor, LinearPDEOperator, apply_operator, check_factor_count
 
 __all__ = ["DenseSolve", "KronSolve", "objective"]
 
@@ -57,6 +57,13 @@ def _tri_solve_modes(factors: list[Factor], u: Tensor) -> Tensor:
         x = torch.linalg.solve_triangular(f.L, x.reshape(-1, shp[-1]).mT, upper=False).mT
         u = torch.movedim(x.reshape(shp), -1, nb + j)
     return u
+
+
+def check_noise(z: Tensor, dim: int) -> None:
+    """``ValueError`` unless ``z`` is a tensor ``[*, dim]`` (the base noise of ``sample_u``)."""
+    if not isinstance(z, Tensor) or z.ndim < 1 or z.shape[-1] != dim:
+        got = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
+        raise ValueError(f"z: expected standard-normal noise of shape [*, {dim}], received {got}")
 
 
 def _qr(Z: Tensor) -> tuple[Tensor, Tensor]:
@@ -117,6 +124,7 @@ class DenseSolve:
     def __init__(self, factors: list[Factor], op: LinearPDEOperator, weighting: str = "identity"):
         if weighting not in ("identity", "prior"):
             raise ValueError(f"weighting: expected 'identity' or 'prior', received {weighting!r}")
+        check_factor_count(factors, op)
         self.factors, self.op, self.weighting = factors, op, weighting
         self.shape = tuple(fc.x.shape[0] for fc in factors)
         self.m = math.prod(self.shape)
@@ -235,6 +243,7 @@ class DenseSolve:
     def sample_u(self, z: Tensor) -> Tensor:
         r"""Draws ``[*, M]`` of :math:`\Sigma_U^{1/2} z`: :math:`L\,L_P^{-\top} z`, ``z`` ``[*, M]``."""
         self._require_factor("sample_u")
+        check_noise(z, self.m)
         x = torch.linalg.solve_triangular(self.chol_p.mT, z.reshape(-1, self.m).mT, upper=True).mT
         return (x @ self.L.mT).reshape(*z.shape[:-1], self.m)
 
@@ -259,6 +268,7 @@ class KronSolve:
         tau2: Tensor | float,
         gamma: Tensor | float,
     ):
+        check_factor_count(factors, op)
         if len(factors) not in (1, 2):
             raise NotImplementedError("KronSolve: 1-D and 2-D grids only")
         if op.cubic:
@@ -409,6 +419,7 @@ class KronSolve:
         Complex basis: ``z`` holds real and imaginary parts (each :math:`\mathcal N(0, 1)`), and
         :math:`\mathrm{Re}(Rw)` has covariance :math:`R P^{-1} R^H` (real) exactly.
         """
+        check_noise(z, self.root_dim)
         m = math.prod(self.shape)
         if self.complex:
             h = z.shape[-1] // 2

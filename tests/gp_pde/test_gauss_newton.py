@@ -271,6 +271,9 @@ def test_gauss_newton_bad_input():
         gn.solve(f, bad)
     with pytest.raises(ValueError, match="sample_u"):
         GaussNewtonKronSolve(fac, op, 1.0, 1.0).sample_u(torch.zeros(3, gn.root_dim, dtype=F64))
+    gn.solve(f, gb)
+    with pytest.raises(ValueError, match=r"^z: expected standard-normal noise of shape"):
+        gn.sample_u(torch.zeros(2, gn.root_dim + 2, dtype=F64))  # the tail was ignored
     with pytest.raises(ValueError, match="precond"):
         GaussNewtonKronSolve(fac, op, 1.0, 1.0, precond="ilu")
     with pytest.raises(ValueError, match="nonlinear_solver"):

@@ -101,6 +101,19 @@ def test_bad_kernel_arguments():
         SpectralMixture1d(3).deriv(torch.zeros(2, dtype=torch.float64), 5)
 
 
+def test_derivative_order_must_be_an_int():
+    # n=True was taken as the first derivative, n=2.0 failed with "list indices must be
+    # integers" from the binomial table
+    k = SpectralMixture1d(3)
+    z = torch.linspace(-1, 1, 5, dtype=torch.float64)
+    with pytest.raises(TypeError, match=r"^n: expected an int"):
+        k.deriv(z, True)
+    with pytest.raises(TypeError, match=r"^n: expected an int"):
+        k.gram(z, n=1.5)
+    assert torch.equal(k.deriv(z, 2.0), k.deriv(z, 2))
+    assert torch.equal(k.gram(z, n=2.0), k.gram(z, n=2))
+
+
 def test_kernel_parameter_shapes_and_values_are_checked():
     """A longer log_w was cut to Q silently (weights had 5 entries, the kernel used 3), a
     shorter log_a failed inside torch, NaN initial values gave a NaN kernel."""

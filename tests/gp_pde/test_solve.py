@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -7,6 +8,7 @@ from hypothesis import strategies as st
 
 from bayesphys.gp_pde import DenseSolve, KronSolve, LinearPDEOperator, SpectralMixture1d, objective
 from bayesphys.gp_pde._kron import face_values, kron_apply, kron_dense, scatter_faces
+from bayesphys.gp_pde.nonlinear import PicardKronSolve
 from bayesphys.gp_pde.operator import apply_operator, build_factors
 
 F64 = torch.float64
@@ -118,6 +120,26 @@ def test_faces_adjoint():
     )
 
 
+@settings(max_examples=25, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 5), min_size=1, max_size=3).map(tuple),
+    batch=st.integers(1, 3),
+    seed=st.integers(0, 10_000),
+)
+def test_kron_apply_and_faces_against_dense(shape, batch, seed):
+    # mode products = the dense Kronecker product on vec(U) (C order), with a batch dim; the
+    # boundary scatter is the adjoint of the face gather in 1-D to 3-D, size-1 axes included
+    g = torch.Generator().manual_seed(seed)
+    mats = [torch.randn(n + 1, n, generator=g, dtype=F64) for n in shape]
+    u = torch.randn(batch, *shape, generator=g, dtype=F64)
+    got = kron_apply(mats, u).reshape(batch, -1)
+    torch.testing.assert_close(got, u.reshape(batch, -1) @ kron_dense(mats).mT)
+    e = torch.randn(face_values(u, shape).shape, generator=g, dtype=F64)
+    torch.testing.assert_close(
+        (face_values(u, shape) * e).sum(-1), (u * scatter_faces(e, shape)).flatten(1).sum(-1)
+    )
+
+
 def test_kron_solve_refuses_unsupported_operators():
     _, _, op, fac, _, _ = _setup((5, 5), 0)
     with pytest.raises(NotImplementedError, match=r"^KronSolve: linear operators only"):
@@ -137,3 +159,67 @@ def test_non_pd_gram_message_does_not_suggest_the_dtype_in_use():
     assert "use float64" not in str(err.value)  # it is float64 already
     with pytest.raises(ValueError, match="or use float64"):
         _chol(bad.float(), 0)
+
+
+def test_operator_orders_and_coefficients_are_checked():
+    # orders and coefs of different lengths were accepted: an extra coefficient was ignored
+    # silently (LinearPDEOperator((2,), (1.0, 5.0)) solved u'' = f), a missing one failed with
+    # an IndexError inside the factor build; an order above 4 failed inside the kernel
+    for orders, coefs in (((2,), (1.0, 5.0)), ((2, 2), (1.0,)), ((), ())):
+        with pytest.raises(ValueError, match=r"^orders, coefs: expected one derivative order"):
+            LinearPDEOperator(orders, coefs)
+    with pytest.raises(ValueError, match=r"^orders: expected derivative orders in 0\.\.4"):
+        LinearPDEOperator((5, 2), (1.0, 1.0))
+    with pytest.raises(ValueError, match=r"^orders: expected an int >= 0"):
+        LinearPDEOperator((-1, 2), (1.0, 1.0))
+    with pytest.raises(TypeError, match=r"^orders: expected an int"):
+        LinearPDEOperator((1.5, 2), (1.0, 1.0))
+    with pytest.raises(ValueError, match=r"^coefs: expected a finite number"):
+        LinearPDEOperator((1, 1), (float("nan"), 1.0))
+    with pytest.raises(ValueError, match=r"^c0: expected a finite number"):
+        LinearPDEOperator((2,), (1.0,), c0=float("inf"))
+    op = LinearPDEOperator([2.0, 1], [1, 0.5], c0=-1)  # integral values, lists: normalised
+    assert op.orders == (2, 1) and type(op.orders[0]) is int and op.coefs == (1.0, 0.5)
+    assert op == LinearPDEOperator((2, 1), (1.0, 0.5), c0=-1.0)
+
+
+def test_factor_lists_must_match_the_operator_dimension():
+    # a 1-D factor list with a 2-D operator was solved as a 1-D problem (the second term of
+    # the operator dropped without a word); the other way round failed with an IndexError
+    ks, axes, op, fac, f, gb = _setup((5, 4), 0)
+    op1 = LinearPDEOperator((2,), (1.0,))
+    msg = r"^{}: expected {} \(one per dimension of the operator\), received {}"
+    for call, name, want, got in (
+        (lambda: build_factors(ks[:1], axes[:1], op), "kernels", 2, 1),
+        (lambda: build_factors(ks, axes[:1], op), "axes", 2, 1),
+        (lambda: build_factors(ks, axes, op1), "kernels", 1, 2),
+        (lambda: KronSolve(fac[:1], op, 1.0, 1.0), "factors", 2, 1),
+        (lambda: KronSolve(fac, op1, 1.0, 1.0), "factors", 1, 2),
+        (lambda: DenseSolve(fac[:1], op), "factors", 2, 1),
+        (lambda: apply_operator(fac[:1], op, f[0]), "factors", 2, 1),
+        (lambda: PicardKronSolve(fac[:1], replace(op, cubic=True), 1.0, 1.0), "factors", 2, 1),
+    ):
+        with pytest.raises(ValueError, match=msg.format(name, want, got)):
+            call()
+
+
+@pytest.mark.parametrize("orders", [(2, 2), (1, 1)])
+def test_sample_u_refuses_noise_of_the_wrong_length(orders):
+    # noise longer than root_dim was accepted and its tail ignored (scatter_faces reads the
+    # first N_b boundary entries only); a shorter one failed inside a reshape
+    ks, axes, _, _, f, gb = _setup((5, 4), 0)
+    op = LinearPDEOperator(orders, (1.0, 1.5))
+    fac = build_factors(ks, axes, op, eigen=True, jitter=1e-4)
+    kso = KronSolve(fac, op, 2.0, 10.0)
+    n = kso.root_dim
+    assert kso.sample_u(torch.zeros(3, n, dtype=F64)).shape == (3, 5, 4)
+    for bad in (torch.zeros(3, n + 3, dtype=F64), torch.zeros(3, n - 1, dtype=F64)):
+        with pytest.raises(
+            ValueError, match=rf"^z: expected standard-normal noise of shape \[\*, {n}\]"
+        ):
+            kso.sample_u(bad)
+    ds = DenseSolve(fac, op, "prior")
+    ds.solve(f, gb, 2.0, 10.0)
+    assert ds.sample_u(torch.zeros(2, 20, dtype=F64)).shape == (2, 20)
+    with pytest.raises(ValueError, match=r"^z: expected standard-normal noise of shape \[\*, 20\]"):
+        ds.sample_u(torch.zeros(4, 10, dtype=F64))
