@@ -455,6 +455,14 @@ def minimize(
                     bar.update(1)
                     break
             else:
+                if tol is not None and loss == 0.0:
+                    # an exact root (only x0 can be one here: an accepted step to loss 0 ends
+                    # the fit above): no step decreases a zero loss, so LM rejected each and
+                    # ran on to max steps, not converged, or to a damping stall
+                    res.converged = True
+                    res.message = f"converged after {k + 1} steps (loss 0)"
+                    bar.update(1)
+                    break
                 if streak_pred is None:
                     streak_pred = pred
                     streak_step = float(delta.abs().max())

@@ -633,3 +633,18 @@ def test_a_stall_at_the_dtype_resolution_says_so():
     assert fit.message.startswith("stalled") and not fit.converged
     assert "below the spacing of x in float64" in fit.message, fit.message
     assert "Jacobian" not in fit.message
+
+
+@pytest.mark.parametrize("solver", ["cg", "dense", "sparse"])
+def test_levenberg_marquardt_from_an_exact_root_reports_convergence(solver):
+    """``tol``: the fit stops, converged, at a zero loss. From an exact root every LM step
+    predicts no decrease and was rejected: with a few steps the fit ended at max steps with
+    converged=False (with more, at a damping stall)."""
+    prob = DiscreteProblem(
+        {"u": (3,)}, {"a": 1.0}, lambda f, p: {"r": f["u"] * p["a"], "q": p["a"] - 1.0}
+    )
+    x, fit = minimize(prob, method="lm", linear_solver=solver, steps=5)
+    assert fit.converged and fit.steps == 1, fit.message
+    assert fit.loss_history == [0.0] and torch.equal(x, prob.initial())
+    _, fit = minimize(prob, method="lm", linear_solver=solver, steps=5, tol=None)
+    assert fit.steps == 5 and fit.message == "max steps (5)"  # tol=None: every step
