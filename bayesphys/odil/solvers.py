@@ -265,8 +265,8 @@ def minimize(
 
     Settings are checked whatever the method: ``steps >= 0`` (0 returns ``x0``), ``lr > 0``,
     ``damping >= 0``, ``cg_tol >= 0``, ``cg_maxiter >= 1``, ``tol`` ``None`` or ``>= 0``;
-    ``problem`` a :class:`DiscreteProblem`, ``x0`` finite of shape ``[n]``, ``callback`` and
-    ``jacobian`` callables, ``jacobian`` only with ``method="gn"``/``"lm"`` and
+    ``problem`` a :class:`DiscreteProblem`, ``x0`` real and finite of shape ``[n]``,
+    ``callback`` and ``jacobian`` callables, ``jacobian`` only with ``method="gn"``/``"lm"`` and
     ``linear_solver="dense"`` (elsewhere it would be ignored). A non-finite loss at ``x0``
     ends a GN/LM fit at once (``converged=False``, ``x0`` returned), as it does Adam/L-BFGS.
     A step whose linear solve fails (e.g. a singular sparse system) raises ``ValueError``
@@ -308,7 +308,8 @@ def minimize(
     if x0 is None:
         x = problem.initial().detach()  # not the caller's autograd graph (Adam/L-BFGS detach too)
     else:
-        x = as_tensor("x0", x0, finite=False)
+        # real=True: a complex start lost its imaginary part with only a ComplexWarning
+        x = as_tensor("x0", x0, finite=False, real=True)
         x = x.detach().clone().to(problem.device, problem.dtype)
     if x.shape != (problem.n,):
         raise ValueError(f"x0: expected shape ({problem.n},), received {tuple(x.shape)}")
