@@ -231,7 +231,7 @@ def minimize(
         (accepted or rejected) that finishes past it, with ``converged=False`` and the message
         ``"time budget (... s) reached after k steps"``; the ``callback``'s time is not
         counted. The iterate is the last accepted one, as after ``steps`` steps.
-    stencil_radius: with ``"sparse"``: the residuals' stencil radius in cells (default 1: each
+    stencil_radius: with ``"sparse"`` (GN/LM only): the residuals' stencil radius in cells (default 1: each
         residual reads field values at most one cell away along each axis, as every
         first/second-difference stencil of :mod:`~bayesphys.problems.stencil` does; periodic
         ones included); a wider stencil is detected (by a check against a product with a random
@@ -289,10 +289,11 @@ def minimize(
     if not isinstance(problem, DiscreteProblem):
         raise TypeError(f"problem: expected a DiscreteProblem, received {type(problem).__name__}")
     colours = None
-    if stencil_radius is not None and linear_solver != "sparse":
+    if stencil_radius is not None and (linear_solver != "sparse" or method in ("adam", "lbfgs")):
+        # Adam and L-BFGS solve no linear system: it was ignored there without a word
         raise ValueError(
-            f"stencil_radius: only used by linear_solver='sparse', received linear_solver="
-            f"{linear_solver!r} (it would be ignored)"
+            f"stencil_radius: only used by method='gn' or 'lm' with linear_solver='sparse', "
+            f"received method={method!r}, linear_solver={linear_solver!r} (it would be ignored)"
         )
     if linear_solver == "sparse" and method in ("gn", "lm"):
         colours = ColouredJacobian(problem, 1 if stencil_radius is None else stencil_radius)

@@ -84,8 +84,11 @@ def test_sparse_gauss_newton_matches_the_dense_solve():
 
 def test_sparse_solver_refusals():
     prob, x0 = _advection_problem(5, 6)
-    with pytest.raises(ValueError, match="stencil_radius: only used by linear_solver='sparse'"):
+    with pytest.raises(ValueError, match="stencil_radius: only used by method='gn' or 'lm' wit"):
         minimize(prob, x0, method="gn", steps=1, stencil_radius=2)
+    for method in ("adam", "lbfgs"):  # no linear solve: it was ignored without a word
+        with pytest.raises(ValueError, match="stencil_radius: only used by method='gn' or 'lm'"):
+            minimize(prob, x0, method=method, steps=1, linear_solver="sparse", stencil_radius=2)
     p32 = DiscreteProblem({"u": (4,)}, {}, lambda f, p: {"r": f["u"]}, dtype=torch.float32)
     with pytest.raises(ValueError, match="float64"):
         minimize(p32, method="gn", steps=1, linear_solver="sparse")
