@@ -155,6 +155,9 @@ def _gn_step(fn, x, lam, linear_solver, cg_tol, cg_maxiter, jacobian=None, colou
     elif linear_solver == "dense":
         if jacobian is not None:
             r, jac = _checked_jacobian(jacobian(x), x.numel())
+            # in x's dtype, as jacfwd's below: a float64 pair for a float32 problem turned the
+            # iterate float64, a float64 J beside a float32 r failed in the matmul
+            r, jac = r.detach().to(x), jac.detach().to(x)
         else:
             # in x's dtype, as the Jacobian is: a float32 problem's residual that closes over
             # float64 data came back float64 (the CG path accepted it, this one crashed)
@@ -237,7 +240,8 @@ def minimize(
         ones included); a wider stencil is detected (by a check against a product with a random
         tangent) and the colouring refined, at the cost of more products.
     jacobian: optional ``x -> (r [m], J [m, n])`` for the dense solver (e.g. a hand-written
-        tangent-linear model); default :func:`torch.func.jacfwd`.
+        tangent-linear model), taken in the problem's dtype and device; default
+        :func:`torch.func.jacfwd`.
     tol: stop when the relative loss decrease of a step is below ``tol``, or the loss is 0.
         GN/LM also stop, converged, at round-off: an accepted step with
         :math:`\max_i|\delta_i| \le 8\,\varepsilon \max_i|x_i|` (:math:`\varepsilon` the

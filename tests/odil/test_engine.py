@@ -510,6 +510,25 @@ def test_dense_gauss_newton_on_a_float32_problem_with_a_scalar_parameter():
     assert torch.allclose(prob.unpack(x)[0]["u"], torch.ones(3))
 
 
+@pytest.mark.parametrize("jac_dtype", [torch.float64, "mixed"])
+def test_a_float64_user_jacobian_of_a_float32_problem_keeps_its_dtype(jac_dtype):
+    """A hand-written Jacobian in float64 for a float32 problem turned the iterate float64;
+    a float64 J beside a float32 r failed with a raw dtype error in the matmul."""
+    y = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    prob = DiscreteProblem(
+        {"u": (3,)}, {}, lambda f, p: {"r": f["u"] ** 2 - y.float()}, dtype=torch.float32
+    )
+
+    def jacobian(x):
+        xd = x.double()
+        r = xd**2 - y if jac_dtype == torch.float64 else x**2 - y.float()
+        return r, torch.diag(2 * xd)
+
+    x, fit = minimize(prob, torch.ones(3), method="lm", linear_solver="dense", jacobian=jacobian)
+    assert x.dtype == torch.float32 and fit.converged, fit.message
+    torch.testing.assert_close(x, y.float().sqrt())
+
+
 def test_a_damping_stall_on_a_wrong_jacobian_is_not_convergence():
     """A Jacobian of the wrong sign promises a decrease that no step gives: LM rejected every
     step until its damping passed 1e16 and reported a "local minimum" at the start,
