@@ -107,7 +107,9 @@ def theta_covariance(
     iteration count (one per parameter, shared: the columns are solved together) and each
     column's true relative residual in ``info`` (a ``RuntimeWarning`` if a residual
     stays above ``cg_tol``, unless ``warn_inexact=False``: a caller that reports it itself). ``cg_tol >= 0``, ``cg_maxiter >= 1``; ``params`` distinct names
-    of unknowns (a single name may be given as a string).
+    of unknowns (a single name may be given as a string); a field's name stands for its
+    fine-grid values, in C order, whether or not the field is held in the multigrid
+    decomposition.
     """
     cg_tol = check_real("cg_tol", cg_tol, minimum=0.0)
     cg_maxiter = check_int("cg_maxiter", cg_maxiter, minimum=1)
@@ -123,12 +125,14 @@ def theta_covariance(
         )
     if isinstance(params, str):
         params = [params]
-    if problem.multigrid and (dense or sparse):
+    names = list(problem.param_names if params is None else params)
+    if problem.multigrid and (dense or sparse or any(k in problem.multigrid for k in names)):
         # the multigrid coefficients are redundant (H singular in their directions): the
         # parameters' marginal does not depend on the field's parameterisation, so the dense
-        # and sparse paths work on the plain grid (dense returned a variance of -0.0)
+        # and sparse paths work on the plain grid (dense returned a variance of -0.0), and so
+        # does CG for a multigrid field's own marginal, which is one of its fine-grid values
+        # (CG indexed its redundant coefficients and refused them as "not determined")
         x, problem = problem.to_plain(x), problem.plain()
-    names = list(problem.param_names if params is None else params)
     t_idx = _index(problem, names)
     try:
         cov, info = _theta_covariance(

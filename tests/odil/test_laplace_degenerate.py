@@ -25,6 +25,13 @@ def test_a_multigrid_problems_dense_covariance_is_the_plain_grids():
     got = theta_covariance(mg, x, dense=True)[0]  # was -0.0
     torch.testing.assert_close(got, ref, rtol=1e-12, atol=0)
     torch.testing.assert_close(theta_covariance(mg, x)[0], ref, rtol=1e-6, atol=0)
+    # a multigrid field's own marginal is over its fine-grid values on every path (CG indexed
+    # the redundant coefficients and refused them as "not determined jointly")
+    ref = theta_covariance(mg.plain(), mg.to_plain(x), ["u"], dense=True)[0]
+    assert ref.shape == (7, 7)
+    for kw in ({}, {"dense": True}, {"sparse": True}):
+        got = theta_covariance(mg, x, ["u"], cg_tol=1e-12, **kw)[0]
+        torch.testing.assert_close(got, ref, rtol=1e-7, atol=1e-9)
 
 
 @pytest.mark.parametrize("kw", [{}, {"dense": True}, {"sparse": True}])
