@@ -132,7 +132,8 @@ class DiscreteProblem:
     ) -> Tensor:
         """Flat unknown vector ``x [n]`` from fine fields (zeros if missing) and parameters
         (initial values if missing); unknown names or a parameter of another shape than its
-        initial value (a plain number for a one-element parameter is fine) raise ``ValueError``."""
+        initial value (a plain number for a one-element parameter is fine) raise ``ValueError``,
+        complex or non-numeric values ``TypeError`` naming the entry."""
         for arg, given, known in (
             ("fields", fields, self.field_shapes),
             ("params", params, self.param_init),
@@ -143,7 +144,10 @@ class DiscreteProblem:
         x = torch.zeros(self.n, dtype=self.dtype, device=self.device)
         for k, s in self.field_shapes.items():
             if fields is not None and k in fields:
-                u = torch.as_tensor(fields[k], dtype=self.dtype, device=self.device)
+                # named checks: a complex field lost its imaginary part with only a warning
+                u = as_tensor(
+                    f"fields[{k!r}]", fields[k], dtype=self.dtype, device=self.device, finite=False
+                )
                 if tuple(u.shape) != s:
                     raise ValueError(
                         f"fields[{k!r}]: expected shape {s}, received {tuple(u.shape)}"
@@ -153,7 +157,9 @@ class DiscreteProblem:
                 )
         for k, v in self.param_init.items():
             val = v if params is None or k not in params else params[k]
-            val = torch.as_tensor(val, dtype=self.dtype, device=self.device)
+            val = as_tensor(
+                f"params[{k!r}]", val, dtype=self.dtype, device=self.device, finite=False
+            )
             if val.shape != v.shape and not (val.dim() == 0 and v.numel() == 1):
                 raise ValueError(
                     f"params[{k!r}]: expected shape {tuple(v.shape)}, received {tuple(val.shape)}"

@@ -332,6 +332,20 @@ def test_pack_refuses_misshaped_params_and_round_trips():
     assert torch.equal(f["u"], u.double()) and torch.equal(p["k"], k.double())
 
 
+def test_pack_refuses_complex_and_non_numeric_values_by_name():
+    """A complex field was cast with only a warning (its imaginary part dropped); a complex
+    or text value failed in torch without naming the entry."""
+    prob = DiscreteProblem({"u": (3,)}, {"a": 0.0}, lambda f, p: {"r": f["u"] - p["a"]})
+    with pytest.raises(TypeError, match=r"^fields\['u'\]: expected real values"):
+        prob.pack({"u": torch.full((3,), 1 + 2j)})
+    with pytest.raises(TypeError, match=r"^params\['a'\]: expected real values"):
+        prob.pack(params={"a": 1 + 2j})
+    with pytest.raises(TypeError, match=r"^fields\['u'\]: expected a tensor or array"):
+        prob.pack({"u": object()})
+    x = prob.pack({"u": [1, 2, 3.5]}, {"a": 2})  # lists and ints as before
+    assert torch.equal(x, torch.tensor([1.0, 2.0, 3.5, 2.0], dtype=torch.float64))
+
+
 def test_pack_takes_a_plain_number_for_a_one_element_parameter():
     prob = DiscreteProblem({"u": (3,)}, {"k": torch.zeros(1)}, lambda f, p: {"a": p["k"] - 2})
     _, p = prob.unpack(prob.pack(params={"k": 2.5}))
