@@ -47,7 +47,7 @@ class DiscreteProblem:
     params: name -> initial value (scalar or tensor), e.g. ``{"D": 0.1}``.
     residuals: ``residuals(fields, params) -> {name: tensor}`` (weighted residuals).
     multigrid: name -> number of levels (an int >= 1) for fields held in the multigrid
-        decomposition (``None`` / 1 = plain grid values).
+        decomposition (``None`` / 1 = plain grid values); fields of 1 to 4 axes.
     device, dtype: where the unknowns live (``None``: the CPU; ``"auto"``: CUDA when
         present) and their dtype (float64 default, or float32; half precision is
         refused: the solvers' linear algebra has none).
@@ -107,6 +107,11 @@ class DiscreteProblem:
             if lv is not None:
                 lv = check_int(f"multigrid[{k!r}]", lv, minimum=1)
             if lv is not None and lv > 1:
+                if len(self.field_shapes[k]) > 4:  # Multigrid's own error named "shape"
+                    raise ValueError(
+                        f"multigrid[{k!r}]: the multigrid decomposition takes fields of 1 to 4 "
+                        f"axes; field {k!r} has shape {self.field_shapes[k]}"
+                    )
                 self.multigrid[k] = Multigrid(self.field_shapes[k], lv)
         self.param_init = {
             k: as_tensor(f"params[{k!r}]", v, dtype=self.dtype, device=self.device).detach().clone()
