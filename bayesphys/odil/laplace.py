@@ -107,7 +107,9 @@ def theta_covariance(
     iteration count (one per parameter, shared: the columns are solved together) and each
     column's true relative residual in ``info`` (a ``RuntimeWarning`` if a residual
     stays above ``cg_tol``, unless ``warn_inexact=False``: a caller that reports it itself). ``cg_tol >= 0``, ``cg_maxiter >= 1``; ``params`` distinct names
-    of unknowns (a single name may be given as a string).
+    of unknowns (a single name may be given as a string); a field's name stands for its
+    fine-grid values, in C order, whether or not the field is held in the multigrid
+    decomposition.
     """
     cg_tol = check_real("cg_tol", cg_tol, minimum=0.0)
     cg_maxiter = check_int("cg_maxiter", cg_maxiter, minimum=1)
@@ -123,12 +125,14 @@ def theta_covariance(
         )
     if isinstance(params, str):
         params = [params]
-    if problem.multigrid and (dense or sparse):
+    names = list(problem.param_names if params is None else params)
+    if problem.multigrid and (dense or sparse or any(k in problem.multigrid for k in names)):
         # the multigrid coefficients are redundant (H singular in their directions): the
         # parameters' marginal does not depend on the field's parameterisation, so the dense
-        # and sparse paths work on the plain grid (dense returned a variance of -0.0)
+        # and sparse paths work on the plain grid (dense returned a variance of -0.0), and so
+        # does CG for a multigrid field's own marginal, which is one of its fine-grid values
+        # (CG indexed its redundant coefficients and refused them as "not determined")
         x, problem = problem.to_plain(x), problem.plain()
-    names = list(problem.param_names if params is None else params)
     t_idx = _index(problem, names)
     try:
         cov, info = _theta_covariance(
@@ -317,6 +321,12 @@ def field_posterior(
     ``jitter`` is a variance in the field's squared units; ``None`` (default): ``1e-12`` times
     the mean sampled variance (an absolute ``1e-12`` floored every sd at ``1e-6``: on a field of
     order ``1e-6`` the reported sds were the size of the field).
+    The dense path raises ``ValueError`` when :math:`H` is singular to working precision: some
+    unknown's Schur complement in its own units, :math:`1 / (H_{ii} (H^{-1})_{ii})`, is at most
+    :math:`n\varepsilon` (:math:`\varepsilon` the dtype's machine epsilon; a rank tolerance, as
+    :func:`theta_covariance` refuses a parameter the field absorbs). The sampled path cannot
+    tell: on a singular :math:`H` its CG draws have the pseudo-inverse's covariance, which
+    leaves out the undetermined directions.
     Settings: ``dense_max >= 0``, ``num_draws >= 1``, ``cg_tol >= 0``, ``cg_maxiter >= 1``,
     ``jitter >= 0`` or ``None``, ``seed`` an int or ``None`` (a seed drawn from torch's global
     stream).
@@ -346,14 +356,24 @@ def field_posterior(
         h = dense_gn_matrix(problem, x)
         if not bool(torch.isfinite(h).all()):
             raise ValueError(_NOT_FINITE)
+        singular = (
+            "x: the Gauss-Newton matrix at x is singular (a combination of unknowns no "
+            "residual determines, e.g. a field's constant mode): its variance is infinite; "
+            "add a prior or boundary residual"
+        )
         try:
-            cov = torch.linalg.inv(h)[sl, sl]
+            inv = torch.linalg.inv(h)
         except torch.linalg.LinAlgError as err:  # a raw "diagonal element 4 is zero"
-            raise ValueError(
-                "x: the Gauss-Newton matrix at x is singular (a combination of unknowns no "
-                "residual determines, e.g. a field's constant mode): its variance is infinite; "
-                "add a prior or boundary residual"
-            ) from err
+            raise ValueError(singular) from err
+        # a numerically singular H meets no exact zero pivot: its "inverse" gave variances of
+        # 1e15 or negative ones, silently. Each unknown's Schur complement in its own units,
+        # 1 / (H_ii (H^-1)_ii) in (0, 1], at round-off size means the rest absorbs it; the
+        # tolerance is the usual rank one, n eps (singular H of up to 4097 unknowns gave at
+        # most 155 eps; well-posed float32 smoothing problems a few hundred eps)
+        schur = 1.0 / (inv.diagonal() * h.diagonal())
+        if not bool((schur > h.shape[0] * torch.finfo(h.dtype).eps).all()):  # NaN included
+            raise ValueError(singular)
+        cov = inv[sl, sl]
         return GaussianPosterior(mean, 0.5 * (cov + cov.T), event_shape=shape)
     # None: a seed drawn from torch's global stream, as everywhere (it was OS entropy)
     gen = torch.Generator(device=x.device).manual_seed(seed_or_draw("seed", seed))

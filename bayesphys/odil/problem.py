@@ -47,7 +47,7 @@ class DiscreteProblem:
     params: name -> initial value (scalar or tensor), e.g. ``{"D": 0.1}``.
     residuals: ``residuals(fields, params) -> {name: tensor}`` (weighted residuals).
     multigrid: name -> number of levels (an int >= 1) for fields held in the multigrid
-        decomposition (``None`` / 1 = plain grid values).
+        decomposition (``None`` / 1 = plain grid values); fields of 1 to 4 axes.
     device, dtype: where the unknowns live (``None``: the CPU; ``"auto"``: CUDA when
         present) and their dtype (float64 default, or float32; half precision is
         refused: the solvers' linear algebra has none).
@@ -107,6 +107,11 @@ class DiscreteProblem:
             if lv is not None:
                 lv = check_int(f"multigrid[{k!r}]", lv, minimum=1)
             if lv is not None and lv > 1:
+                if len(self.field_shapes[k]) > 4:  # Multigrid's own error named "shape"
+                    raise ValueError(
+                        f"multigrid[{k!r}]: the multigrid decomposition takes fields of 1 to 4 "
+                        f"axes; field {k!r} has shape {self.field_shapes[k]}"
+                    )
                 self.multigrid[k] = Multigrid(self.field_shapes[k], lv)
         self.param_init = {
             k: as_tensor(f"params[{k!r}]", v, dtype=self.dtype, device=self.device).detach().clone()
@@ -132,7 +137,8 @@ class DiscreteProblem:
     ) -> Tensor:
         """Flat unknown vector ``x [n]`` from fine fields (zeros if missing) and parameters
         (initial values if missing); unknown names or a parameter of another shape than its
-        initial value (a plain number for a one-element parameter is fine) raise ``ValueError``."""
+        initial value (a plain number for a one-element parameter is fine) raise ``ValueError``,
+        complex or non-numeric values ``TypeError`` naming the entry."""
         for arg, given, known in (
             ("fields", fields, self.field_shapes),
             ("params", params, self.param_init),
@@ -143,7 +149,10 @@ class DiscreteProblem:
         x = torch.zeros(self.n, dtype=self.dtype, device=self.device)
         for k, s in self.field_shapes.items():
             if fields is not None and k in fields:
-                u = torch.as_tensor(fields[k], dtype=self.dtype, device=self.device)
+                # named checks: a complex field lost its imaginary part with only a warning
+                u = as_tensor(
+                    f"fields[{k!r}]", fields[k], dtype=self.dtype, device=self.device, finite=False
+                )
                 if tuple(u.shape) != s:
                     raise ValueError(
                         f"fields[{k!r}]: expected shape {s}, received {tuple(u.shape)}"
@@ -153,7 +162,9 @@ class DiscreteProblem:
                 )
         for k, v in self.param_init.items():
             val = v if params is None or k not in params else params[k]
-            val = torch.as_tensor(val, dtype=self.dtype, device=self.device)
+            val = as_tensor(
+                f"params[{k!r}]", val, dtype=self.dtype, device=self.device, finite=False
+            )
             if val.shape != v.shape and not (val.dim() == 0 and v.numel() == 1):
                 raise ValueError(
                     f"params[{k!r}]: expected shape {tuple(v.shape)}, received {tuple(val.shape)}"

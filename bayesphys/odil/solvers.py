@@ -155,6 +155,9 @@ def _gn_step(fn, x, lam, linear_solver, cg_tol, cg_maxiter, jacobian=None, colou
     elif linear_solver == "dense":
         if jacobian is not None:
             r, jac = _checked_jacobian(jacobian(x), x.numel())
+            # in x's dtype, as jacfwd's below: a float64 pair for a float32 problem turned the
+            # iterate float64, a float64 J beside a float32 r failed in the matmul
+            r, jac = r.detach().to(x), jac.detach().to(x)
         else:
             # in x's dtype, as the Jacobian is: a float32 problem's residual that closes over
             # float64 data came back float64 (the CG path accepted it, this one crashed)
@@ -231,13 +234,14 @@ def minimize(
         (accepted or rejected) that finishes past it, with ``converged=False`` and the message
         ``"time budget (... s) reached after k steps"``; the ``callback``'s time is not
         counted. The iterate is the last accepted one, as after ``steps`` steps.
-    stencil_radius: with ``"sparse"``: the residuals' stencil radius in cells (default 1: each
+    stencil_radius: with ``"sparse"`` (GN/LM only): the residuals' stencil radius in cells (default 1: each
         residual reads field values at most one cell away along each axis, as every
         first/second-difference stencil of :mod:`~bayesphys.problems.stencil` does; periodic
         ones included); a wider stencil is detected (by a check against a product with a random
         tangent) and the colouring refined, at the cost of more products.
     jacobian: optional ``x -> (r [m], J [m, n])`` for the dense solver (e.g. a hand-written
-        tangent-linear model); default :func:`torch.func.jacfwd`.
+        tangent-linear model), taken in the problem's dtype and device; default
+        :func:`torch.func.jacfwd`.
     tol: stop when the relative loss decrease of a step is below ``tol``, or the loss is 0.
         GN/LM also stop, converged, at round-off: an accepted step with
         :math:`\max_i|\delta_i| \le 8\,\varepsilon \max_i|x_i|` (:math:`\varepsilon` the
@@ -265,8 +269,8 @@ def minimize(
 
     Settings are checked whatever the method: ``steps >= 0`` (0 returns ``x0``), ``lr > 0``,
     ``damping >= 0``, ``cg_tol >= 0``, ``cg_maxiter >= 1``, ``tol`` ``None`` or ``>= 0``;
-    ``problem`` a :class:`DiscreteProblem`, ``x0`` finite of shape ``[n]``, ``callback`` and
-    ``jacobian`` callables, ``jacobian`` only with ``method="gn"``/``"lm"`` and
+    ``problem`` a :class:`DiscreteProblem`, ``x0`` real and finite of shape ``[n]``,
+    ``callback`` and ``jacobian`` callables, ``jacobian`` only with ``method="gn"``/``"lm"`` and
     ``linear_solver="dense"`` (elsewhere it would be ignored). A non-finite loss at ``x0``
     ends a GN/LM fit at once (``converged=False``, ``x0`` returned), as it does Adam/L-BFGS.
     A step whose linear solve fails (e.g. a singular sparse system) raises ``ValueError``
@@ -289,10 +293,11 @@ def minimize(
     if not isinstance(problem, DiscreteProblem):
         raise TypeError(f"problem: expected a DiscreteProblem, received {type(problem).__name__}")
     colours = None
-    if stencil_radius is not None and linear_solver != "sparse":
+    if stencil_radius is not None and (linear_solver != "sparse" or method in ("adam", "lbfgs")):
+        # Adam and L-BFGS solve no linear system: it was ignored there without a word
         raise ValueError(
-            f"stencil_radius: only used by linear_solver='sparse', received linear_solver="
-            f"{linear_solver!r} (it would be ignored)"
+            f"stencil_radius: only used by method='gn' or 'lm' with linear_solver='sparse', "
+            f"received method={method!r}, linear_solver={linear_solver!r} (it would be ignored)"
         )
     if linear_solver == "sparse" and method in ("gn", "lm"):
         colours = ColouredJacobian(problem, 1 if stencil_radius is None else stencil_radius)
@@ -308,7 +313,8 @@ def minimize(
     if x0 is None:
         x = problem.initial().detach()  # not the caller's autograd graph (Adam/L-BFGS detach too)
     else:
-        x = as_tensor("x0", x0, finite=False)
+        # real=True: a complex start lost its imaginary part with only a ComplexWarning
+        x = as_tensor("x0", x0, finite=False, real=True)
         x = x.detach().clone().to(problem.device, problem.dtype)
     if x.shape != (problem.n,):
         raise ValueError(f"x0: expected shape ({problem.n},), received {tuple(x.shape)}")
@@ -455,6 +461,14 @@ def minimize(
                     bar.update(1)
                     break
             else:
+                if tol is not None and loss == 0.0:
+                    # an exact root (only x0 can be one here: an accepted step to loss 0 ends
+                    # the fit above): no step decreases a zero loss, so LM rejected each and
+                    # ran on to max steps, not converged, or to a damping stall
+                    res.converged = True
+                    res.message = f"converged after {k + 1} steps (loss 0)"
+                    bar.update(1)
+                    break
                 if streak_pred is None:
                     streak_pred = pred
                     streak_step = float(delta.abs().max())

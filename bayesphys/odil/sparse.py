@@ -303,9 +303,26 @@ def sparse_schur_covariance(
     r"""Laplace marginal covariance ``[p, p]`` of the unknowns ``t_idx`` (``[p]``) from a sparse
     Jacobian: :math:`(H_{\theta\theta} - H_{u\theta}^\top H_{uu}^{-1} H_{u\theta})^{-1}` with
     :math:`H = J^\top J`, the field block factorised (sparse LU, never densified) and solved for
-    the :math:`p` columns of :math:`H_{u\theta}`. Float64, on the CPU."""
-    h = (jac.T @ jac).tocsc()
+    the :math:`p` columns of :math:`H_{u\theta}`. Float64, on the CPU. ``t_idx`` distinct
+    integer indices in ``[0, n)`` (``ValueError`` / ``TypeError`` otherwise: a fractional index
+    was truncated, a negative one counted from the end, a repeated one gave a singular
+    complement)."""
+    n = jac.shape[1]
+    if (
+        not isinstance(t_idx, Tensor)
+        or t_idx.is_floating_point()
+        or t_idx.is_complex()
+        or t_idx.dtype == torch.bool  # a mask would be read as the indices 0 and 1
+    ):
+        got = t_idx.dtype if isinstance(t_idx, Tensor) else type(t_idx).__name__
+        raise TypeError(f"t_idx: expected an integer tensor of column indices, received {got}")
     t = np.asarray(t_idx.cpu(), dtype=np.int64)
+    if t.ndim != 1 or np.any((t < 0) | (t >= n)) or len(np.unique(t)) != len(t):
+        raise ValueError(
+            f"t_idx: expected distinct indices in [0, {n}) of shape [p], received "
+            f"{t.tolist() if t.size <= 10 else f'{t.size} entries'}"
+        )
+    h = (jac.T @ jac).tocsc()
     # field unknowns no residual touches (e.g. masked cells) do not couple to theta: left out
     u = np.setdiff1d(_active_columns(jac), t)
     h_uu = h[u][:, u].tocsc()
@@ -333,6 +350,11 @@ def sparse_normal_solve(
     import scipy.sparse as sp
 
     lam = check_real("lam", lam, minimum=0.0)
+    if not isinstance(r, Tensor) or r.shape != (jac.shape[0],):
+        got = tuple(r.shape) if isinstance(r, Tensor) else type(r).__name__
+        raise ValueError(
+            f"r: expected a tensor of shape ({jac.shape[0]},) (J's rows), received {got}"
+        )
     rr = r.detach().to("cpu", torch.float64).numpy()
     g = jac.T @ rr
     # unknowns no residual touches get no step (as CG from zero leaves them)

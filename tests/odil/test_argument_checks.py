@@ -81,6 +81,11 @@ def test_problem_shape_is_a_sequence_and_multigrid_axes_in_range():
     _raises(ValueError, "axes", Multigrid, (8, 8), 2, axes=(2,))
     _raises(ValueError, "axes", Multigrid, (8, 8), 2, axes=(-1,))
     _raises(TypeError, "axes", Multigrid, (8, 8), 2, axes=(0.5,))
+    # a five-axis field was refused by Multigrid under the name "shape"
+    res = lambda f, p: {"r": f["u"]}  # noqa: E731
+    five = {"u": (2,) * 5}
+    _raises(ValueError, "multigrid['u']", DiscreteProblem, five, {}, res, multigrid={"u": 2})
+    assert DiscreteProblem(five, {}, res, multigrid={"u": 1}).n == 32  # a plain grid: fine
 
 
 @pytest.mark.parametrize(("value", "exc"), BAD_INT)

@@ -332,6 +332,20 @@ def test_pack_refuses_misshaped_params_and_round_trips():
     assert torch.equal(f["u"], u.double()) and torch.equal(p["k"], k.double())
 
 
+def test_pack_refuses_complex_and_non_numeric_values_by_name():
+    """A complex field was cast with only a warning (its imaginary part dropped); a complex
+    or text value failed in torch without naming the entry."""
+    prob = DiscreteProblem({"u": (3,)}, {"a": 0.0}, lambda f, p: {"r": f["u"] - p["a"]})
+    with pytest.raises(TypeError, match=r"^fields\['u'\]: expected real values"):
+        prob.pack({"u": torch.full((3,), 1 + 2j)})
+    with pytest.raises(TypeError, match=r"^params\['a'\]: expected real values"):
+        prob.pack(params={"a": 1 + 2j})
+    with pytest.raises(TypeError, match=r"^fields\['u'\]: expected a tensor or array"):
+        prob.pack({"u": object()})
+    x = prob.pack({"u": [1, 2, 3.5]}, {"a": 2})  # lists and ints as before
+    assert torch.equal(x, torch.tensor([1.0, 2.0, 3.5, 2.0], dtype=torch.float64))
+
+
 def test_pack_takes_a_plain_number_for_a_one_element_parameter():
     prob = DiscreteProblem({"u": (3,)}, {"k": torch.zeros(1)}, lambda f, p: {"a": p["k"] - 2})
     _, p = prob.unpack(prob.pack(params={"k": 2.5}))
@@ -510,6 +524,25 @@ def test_dense_gauss_newton_on_a_float32_problem_with_a_scalar_parameter():
     assert torch.allclose(prob.unpack(x)[0]["u"], torch.ones(3))
 
 
+@pytest.mark.parametrize("jac_dtype", [torch.float64, "mixed"])
+def test_a_float64_user_jacobian_of_a_float32_problem_keeps_its_dtype(jac_dtype):
+    """A hand-written Jacobian in float64 for a float32 problem turned the iterate float64;
+    a float64 J beside a float32 r failed with a raw dtype error in the matmul."""
+    y = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    prob = DiscreteProblem(
+        {"u": (3,)}, {}, lambda f, p: {"r": f["u"] ** 2 - y.float()}, dtype=torch.float32
+    )
+
+    def jacobian(x):
+        xd = x.double()
+        r = xd**2 - y if jac_dtype == torch.float64 else x**2 - y.float()
+        return r, torch.diag(2 * xd)
+
+    x, fit = minimize(prob, torch.ones(3), method="lm", linear_solver="dense", jacobian=jacobian)
+    assert x.dtype == torch.float32 and fit.converged, fit.message
+    torch.testing.assert_close(x, y.float().sqrt())
+
+
 def test_a_damping_stall_on_a_wrong_jacobian_is_not_convergence():
     """A Jacobian of the wrong sign promises a decrease that no step gives: LM rejected every
     step until its damping passed 1e16 and reported a "local minimum" at the start,
@@ -633,3 +666,18 @@ def test_a_stall_at_the_dtype_resolution_says_so():
     assert fit.message.startswith("stalled") and not fit.converged
     assert "below the spacing of x in float64" in fit.message, fit.message
     assert "Jacobian" not in fit.message
+
+
+@pytest.mark.parametrize("solver", ["cg", "dense", "sparse"])
+def test_levenberg_marquardt_from_an_exact_root_reports_convergence(solver):
+    """``tol``: the fit stops, converged, at a zero loss. From an exact root every LM step
+    predicts no decrease and was rejected: with a few steps the fit ended at max steps with
+    converged=False (with more, at a damping stall)."""
+    prob = DiscreteProblem(
+        {"u": (3,)}, {"a": 1.0}, lambda f, p: {"r": f["u"] * p["a"], "q": p["a"] - 1.0}
+    )
+    x, fit = minimize(prob, method="lm", linear_solver=solver, steps=5)
+    assert fit.converged and fit.steps == 1, fit.message
+    assert fit.loss_history == [0.0] and torch.equal(x, prob.initial())
+    _, fit = minimize(prob, method="lm", linear_solver=solver, steps=5, tol=None)
+    assert fit.steps == 5 and fit.message == "max steps (5)"  # tol=None: every step

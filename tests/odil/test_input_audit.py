@@ -96,6 +96,9 @@ def test_minimize_problem_start_and_callables():
         minimize(object(), steps=1)
     with pytest.raises(ValueError, match=r"^x0: expected finite"):
         minimize(_prob(), torch.full((7,), NAN, dtype=F64), steps=3)
+    for method in ("lm", "adam"):  # the imaginary part was dropped with a ComplexWarning
+        with pytest.raises(TypeError, match=r"^x0: expected real values, received complex"):
+            minimize(_prob(), torch.ones(7, dtype=torch.complex128), method=method, steps=1)
     with pytest.raises(TypeError, match=r"^callback: expected a callable"):
         minimize(_prob(), steps=1, callback=3)
     with pytest.raises(TypeError, match=r"^jacobian: expected a callable"):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bayesphys.odil import DiscreteProblem, field_posterior, theta_covariance
+from bayesphys.odil import DiscreteProblem, dense_gn_matrix, field_posterior, theta_covariance
 
 
 def _nonlinear(u, p):
@@ -25,6 +25,13 @@ def test_a_multigrid_problems_dense_covariance_is_the_plain_grids():
     got = theta_covariance(mg, x, dense=True)[0]  # was -0.0
     torch.testing.assert_close(got, ref, rtol=1e-12, atol=0)
     torch.testing.assert_close(theta_covariance(mg, x)[0], ref, rtol=1e-6, atol=0)
+    # a multigrid field's own marginal is over its fine-grid values on every path (CG indexed
+    # the redundant coefficients and refused them as "not determined jointly")
+    ref = theta_covariance(mg.plain(), mg.to_plain(x), ["u"], dense=True)[0]
+    assert ref.shape == (7, 7)
+    for kw in ({}, {"dense": True}, {"sparse": True}):
+        got = theta_covariance(mg, x, ["u"], cg_tol=1e-12, **kw)[0]
+        torch.testing.assert_close(got, ref, rtol=1e-7, atol=1e-9)
 
 
 @pytest.mark.parametrize("kw", [{}, {"dense": True}, {"sparse": True}])
@@ -45,6 +52,28 @@ def test_a_field_mode_no_residual_determines_is_refused_by_field_posterior():
     prob = DiscreteProblem({"u": (4,)}, {"a": 0.5}, res)
     with pytest.raises(ValueError, match="singular"):
         field_posterior(prob, prob.initial(), "u")  # a raw _LinAlgError before
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("scale", [1.0, 0.37, 0.1])
+def test_a_numerically_singular_gauss_newton_matrix_is_refused_by_field_posterior(scale, dtype):
+    # a periodic Laplacian leaves the field's constant mode free; with these weights the LU of
+    # H meets no exact zero pivot (variances of 9e14, or a negative one, came back before)
+    w = 0.5 + torch.rand(5, 4, dtype=dtype, generator=torch.Generator().manual_seed(0))
+
+    def res(f, p):
+        u = f["u"]
+        lap = sum(torch.roll(u, s, a) for s in (1, -1) for a in (0, 1)) - 4 * u
+        return {"pde": (lap - p["a"]) * scale * w, "pa": p["a"] - 0.3}
+
+    prob = DiscreteProblem({"u": (5, 4)}, {"a": 0.5}, res, dtype=dtype)
+    with pytest.raises(ValueError, match="Gauss-Newton matrix at x is singular"):
+        field_posterior(prob, prob.initial(), "u")
+    if dtype == torch.float64:  # the parameter is determined (the constant mode does not
+        # couple to it): still given, as the pseudo-inverse's Schur complement gives it
+        h = dense_gn_matrix(prob, prob.initial())
+        want = torch.linalg.pinv(h, hermitian=True)[-1:, -1:]
+        torch.testing.assert_close(theta_covariance(prob, prob.initial())[0], want)
 
 
 def test_a_nan_jacobian_behind_a_finite_residual_is_named():

@@ -74,3 +74,50 @@ def test_linear_problem_gn_step_and_laplace_covariances_are_exact(n, p, frac, se
             post.covariance.to_dense(), cov[sl_u, sl_u], rtol=1e-7, atol=1e-10 * scale
         )
         torch.testing.assert_close(post.mean, xstar[sl_u], rtol=0, atol=1e-12)
+
+
+def _problem_2d(nx: int, ny: int, p: int, seed: int):
+    """Two fields u, v [nx, ny] and theta [p]: a periodic five-point stencil on u coupled to
+    v and to theta, a pointwise relation between v and u, observations of u, a prior on
+    theta. Linear in (u, v, theta)."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(5, nx, ny, generator=g, dtype=F64)
+    c = torch.randn(nx, ny, p, generator=g, dtype=F64)
+
+    def res(fields, params):
+        u, v, th = fields["u"], fields["v"], params["theta"]
+        lap = sum(torch.roll(u, s, a) for s in (1, -1) for a in (0, 1)) - 4 * u
+        return {
+            "pde": lap + w[0] * u + w[1] * v + c @ th - w[2],
+            "rel": v - w[3] * u,
+            "data": (u - w[4]) / 0.5,
+            "prior": th,
+        }
+
+    shape = (nx, ny)
+    return DiscreteProblem({"u": shape, "v": shape}, {"theta": torch.zeros(p, dtype=F64)}, res)
+
+
+@settings(max_examples=6, deadline=None)
+@given(
+    nx=st.integers(1, 5),
+    ny=st.integers(2, 5),
+    p=st.integers(1, 3),
+    lam=st.floats(1e-3, 1e2),
+    seed=st.integers(0, 10_000),
+)
+def test_one_levenberg_marquardt_step_is_the_damped_normal_equations_solution(nx, ny, p, lam, seed):
+    """On a linear residual every damped step decreases the loss, so the first LM step is
+    accepted and is exactly x0 - (J^T J + lambda I)^{-1} J^T r(x0), on every solver path."""
+    prob = _problem_2d(nx, ny, p, seed)
+    x0 = torch.randn(prob.n, dtype=F64, generator=torch.Generator().manual_seed(seed + 1))
+    r0 = prob.residual(x0)
+    eye = torch.eye(prob.n, dtype=F64)
+    jac = torch.stack([prob.residual(x0 + e) - r0 for e in eye], 1)  # exact: linear
+    want = x0 - torch.linalg.solve(jac.T @ jac + lam * eye, jac.T @ r0)
+    for solver in ("cg", "dense", "sparse"):
+        x, fit = minimize(
+            prob, x0, method="lm", damping=lam, steps=1, linear_solver=solver, cg_tol=1e-14
+        )
+        assert fit.steps == 1 and len(fit.loss_history) == 2, (solver, fit.message)
+        torch.testing.assert_close(x, want, rtol=1e-9, atol=1e-10, msg=solver)

@@ -84,8 +84,11 @@ def test_sparse_gauss_newton_matches_the_dense_solve():
 
 def test_sparse_solver_refusals():
     prob, x0 = _advection_problem(5, 6)
-    with pytest.raises(ValueError, match="stencil_radius: only used by linear_solver='sparse'"):
+    with pytest.raises(ValueError, match="stencil_radius: only used by method='gn' or 'lm' wit"):
         minimize(prob, x0, method="gn", steps=1, stencil_radius=2)
+    for method in ("adam", "lbfgs"):  # no linear solve: it was ignored without a word
+        with pytest.raises(ValueError, match="stencil_radius: only used by method='gn' or 'lm'"):
+            minimize(prob, x0, method=method, steps=1, linear_solver="sparse", stencil_radius=2)
     p32 = DiscreteProblem({"u": (4,)}, {}, lambda f, p: {"r": f["u"]}, dtype=torch.float32)
     with pytest.raises(ValueError, match="float64"):
         minimize(p32, method="gn", steps=1, linear_solver="sparse")
@@ -197,7 +200,7 @@ def test_a_non_local_residual_is_refused_by_name(monkeypatch):
 
 
 def test_sparse_helpers_name_their_bad_arguments():
-    from bayesphys.odil import sparse_normal_solve, theta_covariance
+    from bayesphys.odil import sparse_normal_solve, sparse_schur_covariance, theta_covariance
 
     prob, x = _advection_problem(5, 6)
     with pytest.raises(TypeError, match="problem: expected a DiscreteProblem"):
@@ -210,3 +213,14 @@ def test_sparse_helpers_name_their_bad_arguments():
     jac = ColouredJacobian(prob, 1)(jv, r.numel())
     with pytest.raises(ValueError, match="lam"):
         sparse_normal_solve(jac, r, -1.0)
+    with pytest.raises(ValueError, match=r"^r: expected a tensor of shape"):
+        sparse_normal_solve(jac, r[:-1], 0.1)  # a raw scipy "dimension mismatch" before
+    t = torch.tensor([prob.slices["coeff"].start])
+    assert sparse_schur_covariance(jac, t).shape == (1, 1)
+    for bad in (t - prob.n, t + prob.n, torch.cat([t, t]), t[:, None]):
+        with pytest.raises(ValueError, match=r"^t_idx: expected distinct indices"):
+            sparse_schur_covariance(jac, bad)  # a wrong answer, IndexError or LinAlgError before
+    with pytest.raises(TypeError, match=r"^t_idx: expected an integer tensor"):
+        sparse_schur_covariance(jac, t.double() + 0.7)  # was truncated to t
+    with pytest.raises(TypeError, match=r"^t_idx: expected an integer tensor"):
+        sparse_schur_covariance(jac, torch.arange(prob.n) >= t)  # a mask read as 0 and 1
