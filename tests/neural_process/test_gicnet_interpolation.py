@@ -60,3 +60,30 @@ def test_interpolation_gradients_with_and_without_point_gradients_agree():
         h = interp(xx, feat)
         grads.append(torch.autograd.grad(h.square().sum(), (feat, interp.log_ell)))
     assert all(torch.equal(a, b) for a, b in zip(*grads))
+
+
+@pytest.mark.parametrize(("free", "sums_only"), [("inv", False), ("feat", False), ("both", True)])
+def test_second_derivatives_when_an_input_carries_no_gradient(free, sums_only):
+    # a Hessian in the length scales with fixed features (or the reverse), or of a loss of the
+    # weights' sums alone (which do not depend on the features): the create_graph backward
+    # differentiated both inputs through both outputs, and autograd refused the one outside
+    # the graph
+    nd2, inv, feat = _inputs(torch.float64)
+    if free == "inv":
+        feat = feat.detach()
+    elif free == "feat":
+        inv = inv.detach()
+    wrt = [t for t in (inv, feat) if t.requires_grad]
+    hessians = []
+    for fn in (_KernelAverage.apply, _kernel_average):
+        h, ks = fn(nd2, inv, feat)
+        loss = ks.square().sum() if sums_only else h.square().sum() + ks.sum()
+        g = torch.autograd.grad(loss, wrt, create_graph=True, allow_unused=True)
+        second = sum(t.square().sum() for t in g if t is not None)
+        hessians.append(torch.autograd.grad(second, wrt, allow_unused=True))
+    for fast, ref in zip(*hessians):
+        if ref is None:
+            assert fast is None or not bool(fast.any())
+        else:
+            torch.testing.assert_close(fast, ref, rtol=1e-12, atol=1e-12)
+            assert ref.abs().max() > 0
