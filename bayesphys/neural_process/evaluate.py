@@ -15,6 +15,7 @@ GP at the true :math:`(z, w)`; inverse: GICNet on the reference field, boundary 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ from .._checks import (
     stream_seed,
 )
 from .._device import check_finite
+from .._stack import user_stacklevel
 from ..metrics import crps_gaussian, gaussian_nll
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -403,8 +405,12 @@ def _check_mesh(test: dict) -> dict:
 
 def match_oracle_sigma(test: dict[str, Any], target: float, **kw: Any) -> float:
     """The budget noise ``sigma`` at which :func:`information_oracle`'s uniform ``N = 199`` error
-    equals ``target`` (e.g. the network's own uniform error), by bisection in log ``sigma``.
-    ``target > 0``; ``kw``: the other settings of :func:`information_oracle`."""
+    equals ``target`` (e.g. the network's own uniform error), by bisection in log ``sigma`` over
+    ``[1e-5, 1]``. ``target > 0``; ``kw``: the other settings of :func:`information_oracle`.
+
+    The error grows with ``sigma``; a ``target`` outside the errors at the bracket's ends (above
+    the prior-dominated error at ``sigma = 1``, or below the one at ``1e-5``) has no solution
+    there: the nearer end is returned with a ``RuntimeWarning`` naming the reachable range."""
     target = check_real("target", target, minimum=0.0, strict=True)
     fixed = sorted({"sigma", "n_points", "layouts"} & set(kw))
     if fixed:
@@ -416,8 +422,19 @@ def match_oracle_sigma(test: dict[str, Any], target: float, **kw: Any) -> float:
         sens = {k: kw[k] for k in ("n_cases", "fd_step") if k in kw}
         kw["jac"] = sensitivities(test, **sens)
     lo, hi = math.log(1e-5), math.log(1.0)
+
+    def error(log_sigma: float) -> float:
+        return information_oracle(test, math.exp(log_sigma), (199,), ("uniform",), **kw)[0]["nse_z"]
+
+    ends = error(lo), error(hi)
+    if not ends[0] <= target <= ends[1]:
+        warnings.warn(
+            f"match_oracle_sigma: target {target:.4g} lies outside the errors reachable with "
+            f"sigma in [1e-05, 1] ({ends[0]:.4g} .. {ends[1]:.4g}); returning the nearer end",
+            RuntimeWarning,
+            stacklevel=user_stacklevel(),
+        )
     for _ in range(40):
         mid = 0.5 * (lo + hi)
-        v = information_oracle(test, math.exp(mid), (199,), ("uniform",), **kw)[0]["nse_z"]
-        lo, hi = (mid, hi) if v < target else (lo, mid)
+        lo, hi = (mid, hi) if error(mid) < target else (lo, mid)
     return math.exp(0.5 * (lo + hi))

@@ -4,6 +4,7 @@ derived by hand from the module docstring's definitions (and scipy for the Gauss
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -80,3 +81,32 @@ def test_metrics_accept_float32_and_compute_in_float64():
     assert out["nll"] == pytest.approx(nll, rel=1e-12)
     crps = _gaussian_crps(mu[:, i], np.sqrt(v[:, i]), t[:, i]).mean()
     assert out["crps"] == pytest.approx(crps, rel=1e-12)
+
+
+def test_match_oracle_sigma_hits_a_reachable_target_and_warns_outside_the_bracket():
+    from bayesphys.neural_process.evaluate import (
+        information_oracle,
+        match_oracle_sigma,
+        sensitivities,
+    )
+    from bayesphys.problems.rgnp import poisson_test_set
+
+    test = poisson_test_set(3, seed=0, n_nodes=21)
+    kw = {"n_cases": 3, "jac": sensitivities(test, n_cases=3)}
+
+    def err(sigma):
+        return information_oracle(test, sigma, (199,), ("uniform",), **kw)[0]["nse_z"]
+
+    top = err(1.0)  # the largest error the search can reach (prior-dominated)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sig = match_oracle_sigma(test, 0.05, **kw)
+    assert err(sig) == pytest.approx(0.05, rel=1e-6)
+    # a target above every reachable error: the end of the bracket (sigma = 1), whose error is
+    # not the target; this was returned without a word
+    with pytest.warns(RuntimeWarning, match="outside the errors reachable"):
+        sig = match_oracle_sigma(test, 2 * top, **kw)
+    assert sig == pytest.approx(1.0, rel=1e-9)
+    with pytest.warns(RuntimeWarning, match="outside the errors reachable"):
+        sig = match_oracle_sigma(test, 1e-3 * err(1e-5), **kw)
+    assert sig == pytest.approx(1e-5, rel=1e-9)
