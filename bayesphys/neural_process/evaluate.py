@@ -127,11 +127,33 @@ def _str_list(name: str, value: Any) -> tuple[str, ...]:
     return out
 
 
+def _metric_inputs(
+    mean: torch.Tensor, var: torch.Tensor, truth: torch.Tensor, what: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``mean``, ``var``, ``truth`` as float64 tensors of one shape ``[n >= 1, K >= 1]``
+    (``what``: the name of ``K``), ``var >= 0``: a negative (or NaN) variance was clamped to
+    ``1e-12`` and scored as a near-certain prediction."""
+    for name, t in (("mean", mean), ("var", var), ("truth", truth)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name}: expected a torch.Tensor, received {type(t).__name__}")
+    shapes = [tuple(t.shape) for t in (mean, var, truth)]
+    if mean.ndim != 2 or len(set(shapes)) > 1 or 0 in shapes[0]:
+        raise ValueError(
+            f"mean/var/truth: expected one shape [n, {what}] (n, {what} >= 1), received "
+            f"{', '.join(map(str, shapes))}"
+        )
+    mean, var, truth = mean.double(), var.double(), truth.double()
+    if bool((~(var >= 0)).any()):
+        raise ValueError("var: expected non-negative variances (no NaN)")
+    return mean, var, truth
+
+
 def field_metrics(
     mean: torch.Tensor, var: torch.Tensor, truth: torch.Tensor, interior: torch.Tensor
 ) -> dict[str, float]:
-    """NSE (over all points), coverage, NLL, CRPS (interior points): inputs ``[n, N]``."""
-    mean, var, truth = mean.double(), var.double(), truth.double()
+    """NSE (over all points), coverage, NLL, CRPS (interior points, ``interior`` an index or
+    mask of the ``N`` points): ``mean``, ``var >= 0`` and ``truth`` ``[n, N]``."""
+    mean, var, truth = _metric_inputs(mean, var, truth, "N")
     nse = ((mean - truth) ** 2).sum(-1) / (truth**2).sum(-1).clamp_min(1e-300)
     m, v, y = mean[:, interior], var[:, interior].clamp_min(1e-12), truth[:, interior]
     sd = v.sqrt()
@@ -145,8 +167,9 @@ def field_metrics(
 
 
 def parameter_metrics(mean: torch.Tensor, var: torch.Tensor, truth: torch.Tensor) -> dict:
-    """NSE_z, coverage, NLL and CRPS of marginal parameter posteriors ``[n, dim_z]``."""
-    mean, var, truth = mean.double(), var.double(), truth.double()
+    """NSE_z, coverage, NLL and CRPS of marginal parameter posteriors: ``mean``, ``var >= 0``
+    and ``truth`` ``[n, dim_z]``."""
+    mean, var, truth = _metric_inputs(mean, var, truth, "dim_z")
     nse = ((mean - truth) ** 2).sum(-1) / (truth**2).sum(-1).clamp_min(1e-300)
     sd = var.clamp_min(1e-12).sqrt()
     return {
