@@ -15,6 +15,7 @@ GP at the true :math:`(z, w)`; inverse: GICNet on the reference field, boundary 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ from .._checks import (
     stream_seed,
 )
 from .._device import check_finite
+from .._stack import user_stacklevel
 from ..metrics import crps_gaussian, gaussian_nll
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -125,11 +127,33 @@ def _str_list(name: str, value: Any) -> tuple[str, ...]:
     return out
 
 
+def _metric_inputs(
+    mean: torch.Tensor, var: torch.Tensor, truth: torch.Tensor, what: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``mean``, ``var``, ``truth`` as float64 tensors of one shape ``[n >= 1, K >= 1]``
+    (``what``: the name of ``K``), ``var >= 0``: a negative (or NaN) variance was clamped to
+    ``1e-12`` and scored as a near-certain prediction."""
+    for name, t in (("mean", mean), ("var", var), ("truth", truth)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name}: expected a torch.Tensor, received {type(t).__name__}")
+    shapes = [tuple(t.shape) for t in (mean, var, truth)]
+    if mean.ndim != 2 or len(set(shapes)) > 1 or 0 in shapes[0]:
+        raise ValueError(
+            f"mean/var/truth: expected one shape [n, {what}] (n, {what} >= 1), received "
+            f"{', '.join(map(str, shapes))}"
+        )
+    mean, var, truth = mean.double(), var.double(), truth.double()
+    if bool((~(var >= 0)).any()):
+        raise ValueError("var: expected non-negative variances (no NaN)")
+    return mean, var, truth
+
+
 def field_metrics(
     mean: torch.Tensor, var: torch.Tensor, truth: torch.Tensor, interior: torch.Tensor
 ) -> dict[str, float]:
-    """NSE (over all points), coverage, NLL, CRPS (interior points): inputs ``[n, N]``."""
-    mean, var, truth = mean.double(), var.double(), truth.double()
+    """NSE (over all points), coverage, NLL, CRPS (interior points, ``interior`` an index or
+    mask of the ``N`` points): ``mean``, ``var >= 0`` and ``truth`` ``[n, N]``."""
+    mean, var, truth = _metric_inputs(mean, var, truth, "N")
     nse = ((mean - truth) ** 2).sum(-1) / (truth**2).sum(-1).clamp_min(1e-300)
     m, v, y = mean[:, interior], var[:, interior].clamp_min(1e-12), truth[:, interior]
     sd = v.sqrt()
@@ -143,8 +167,9 @@ def field_metrics(
 
 
 def parameter_metrics(mean: torch.Tensor, var: torch.Tensor, truth: torch.Tensor) -> dict:
-    """NSE_z, coverage, NLL and CRPS of marginal parameter posteriors ``[n, dim_z]``."""
-    mean, var, truth = mean.double(), var.double(), truth.double()
+    """NSE_z, coverage, NLL and CRPS of marginal parameter posteriors: ``mean``, ``var >= 0``
+    and ``truth`` ``[n, dim_z]``."""
+    mean, var, truth = _metric_inputs(mean, var, truth, "dim_z")
     nse = ((mean - truth) ** 2).sum(-1) / (truth**2).sum(-1).clamp_min(1e-300)
     sd = var.clamp_min(1e-12).sqrt()
     return {
@@ -403,8 +428,12 @@ def _check_mesh(test: dict) -> dict:
 
 def match_oracle_sigma(test: dict[str, Any], target: float, **kw: Any) -> float:
     """The budget noise ``sigma`` at which :func:`information_oracle`'s uniform ``N = 199`` error
-    equals ``target`` (e.g. the network's own uniform error), by bisection in log ``sigma``.
-    ``target > 0``; ``kw``: the other settings of :func:`information_oracle`."""
+    equals ``target`` (e.g. the network's own uniform error), by bisection in log ``sigma`` over
+    ``[1e-5, 1]``. ``target > 0``; ``kw``: the other settings of :func:`information_oracle`.
+
+    The error grows with ``sigma``; a ``target`` outside the errors at the bracket's ends (above
+    the prior-dominated error at ``sigma = 1``, or below the one at ``1e-5``) has no solution
+    there: the nearer end is returned with a ``RuntimeWarning`` naming the reachable range."""
     target = check_real("target", target, minimum=0.0, strict=True)
     fixed = sorted({"sigma", "n_points", "layouts"} & set(kw))
     if fixed:
@@ -416,8 +445,19 @@ def match_oracle_sigma(test: dict[str, Any], target: float, **kw: Any) -> float:
         sens = {k: kw[k] for k in ("n_cases", "fd_step") if k in kw}
         kw["jac"] = sensitivities(test, **sens)
     lo, hi = math.log(1e-5), math.log(1.0)
+
+    def error(log_sigma: float) -> float:
+        return information_oracle(test, math.exp(log_sigma), (199,), ("uniform",), **kw)[0]["nse_z"]
+
+    ends = error(lo), error(hi)
+    if not ends[0] <= target <= ends[1]:
+        warnings.warn(
+            f"match_oracle_sigma: target {target:.4g} lies outside the errors reachable with "
+            f"sigma in [1e-05, 1] ({ends[0]:.4g} .. {ends[1]:.4g}); returning the nearer end",
+            RuntimeWarning,
+            stacklevel=user_stacklevel(),
+        )
     for _ in range(40):
         mid = 0.5 * (lo + hi)
-        v = information_oracle(test, math.exp(mid), (199,), ("uniform",), **kw)[0]["nse_z"]
-        lo, hi = (mid, hi) if v < target else (lo, mid)
+        lo, hi = (mid, hi) if error(mid) < target else (lo, mid)
     return math.exp(0.5 * (lo + hi))

@@ -8,7 +8,8 @@ On any point set :math:`X = (x_1..x_N)`:
 
 so the laws on different point sets are marginals of one another: a GP with mean :math:`\mu`
 and kernel :math:`k(x, x') = c(x)^\top c(x') + \sigma^2(x)\,\mathbb 1[x = x']`.
-:math:`\sigma^2 = lo + (hi - lo)\,\mathrm{sigmoid}(r)` with ``hi = 1``.
+:math:`\sigma^2 = lo + (hi - lo)\,\mathrm{sigmoid}(r)` (``var_lo``, ``var_hi``; the
+model's networks use ``hi = 1``).
 The physical field is :math:`u = B + D\tilde u` (exact Dirichlet conditions), again a GP.
 
 A reparameterised draw is :math:`\tilde u = \mu + \sigma\odot\varepsilon + C\eta`,

@@ -76,15 +76,26 @@ class _KernelAverage(torch.autograd.Function):
     def backward(ctx, gh: Tensor | None, gks: Tensor | None):
         nd2, inv, feat, k, num, den = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph: differentiate autograd's graph
+            # only the inputs that need a gradient and the outputs that depend on them
+            # (frozen lengthscales make the weights' sums constant): autograd.grad refuses a
+            # tensor outside the graph; the sums alone do not depend on the features (None)
+            wanted = [t for t, need in zip((inv, feat), ctx.needs_input_grad[1:]) if need]
             with torch.enable_grad():
                 outs = [
                     (o, g)
                     for o, g in zip(_kernel_average(nd2, inv, feat), (gh, gks))
-                    if g is not None
+                    if g is not None and o.requires_grad
                 ]
-                gi, gf = torch.autograd.grad(
-                    [o for o, _ in outs], (inv, feat), [g for _, g in outs], create_graph=True
+                grads = iter(
+                    torch.autograd.grad(
+                        [o for o, _ in outs],
+                        wanted,
+                        [g for _, g in outs],
+                        create_graph=True,
+                        allow_unused=True,
+                    )
                 )
+            gi, gf = (next(grads) if need else None for need in ctx.needs_input_grad[1:])
             return None, gi, gf
         b, p, m, n = k.shape
         if gh is None:

@@ -61,7 +61,7 @@ def check_points(
     """Validate a point set ``[..., N, dim]`` inside ``[lower, upper]`` (closed; open if ``strict``).
 
     Raises ``TypeError`` for a non-tensor, ``ValueError`` for a wrong last dimension, an empty
-    set, NaN/Inf, or points outside the domain (naming how many and the worst one).
+    set, NaN/Inf, or points outside the domain (naming how many and the first of them).
     """
     if not isinstance(x, Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, received {type(x).__name__}")

@@ -4,6 +4,7 @@ derived by hand from the module docstring's definitions (and scipy for the Gauss
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -80,3 +81,59 @@ def test_metrics_accept_float32_and_compute_in_float64():
     assert out["nll"] == pytest.approx(nll, rel=1e-12)
     crps = _gaussian_crps(mu[:, i], np.sqrt(v[:, i]), t[:, i]).mean()
     assert out["crps"] == pytest.approx(crps, rel=1e-12)
+
+
+def test_match_oracle_sigma_hits_a_reachable_target_and_warns_outside_the_bracket():
+    from bayesphys.neural_process.evaluate import (
+        information_oracle,
+        match_oracle_sigma,
+        sensitivities,
+    )
+    from bayesphys.problems.rgnp import poisson_test_set
+
+    test = poisson_test_set(3, seed=0, n_nodes=21)
+    kw = {"n_cases": 3, "jac": sensitivities(test, n_cases=3)}
+
+    def err(sigma):
+        return information_oracle(test, sigma, (199,), ("uniform",), **kw)[0]["nse_z"]
+
+    top = err(1.0)  # the largest error the search can reach (prior-dominated)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sig = match_oracle_sigma(test, 0.05, **kw)
+    assert err(sig) == pytest.approx(0.05, rel=1e-6)
+    # a target above every reachable error: the end of the bracket (sigma = 1), whose error is
+    # not the target; this was returned without a word
+    with pytest.warns(RuntimeWarning, match="outside the errors reachable"):
+        sig = match_oracle_sigma(test, 2 * top, **kw)
+    assert sig == pytest.approx(1.0, rel=1e-9)
+    with pytest.warns(RuntimeWarning, match="outside the errors reachable"):
+        sig = match_oracle_sigma(test, 1e-3 * err(1e-5), **kw)
+    assert sig == pytest.approx(1e-5, rel=1e-9)
+
+
+@pytest.mark.parametrize("fn", ["field", "parameter"])
+def test_metrics_refuse_negative_variances_and_mismatched_shapes(fn):
+    def call(mean, var, truth):
+        if fn == "field":
+            return field_metrics(mean, var, truth, torch.arange(1, 3))
+        return parameter_metrics(mean, var, truth)
+
+    truth = torch.tensor([[1.0, 2.0, 3.0, 4.0], [2.0, 1.0, 0.5, 3.0]], dtype=D)
+    mean, var = truth + 0.1, torch.full_like(truth, 0.04)
+    assert call(mean, var, truth)["coverage2sd_z" if fn == "parameter" else "coverage2sd_u"] == 1
+    # a negative variance (here at the interior point [0, 2]) was clamped to 1e-12 and scored
+    # as a near-certain prediction: the field NLL came out ~1.25e9
+    bad = var.clone()
+    bad[0, 2] = -0.04
+    with pytest.raises(ValueError, match="var: expected non-negative variances"):
+        call(mean, bad, truth)
+    with pytest.raises(ValueError, match="var: expected non-negative variances"):
+        call(mean, torch.full_like(var, float("nan")), truth)
+    # a shared truth [N] (or variance) raised an IndexError ("too many indices") or broadcast
+    with pytest.raises(ValueError, match=r"mean/var/truth: expected one shape \[n, "):
+        call(mean, var, truth[0])
+    with pytest.raises(ValueError, match=r"mean/var/truth: expected one shape \[n, "):
+        call(mean, var[:1], truth)
+    with pytest.raises(TypeError, match="truth: expected a torch.Tensor"):
+        call(mean, var, truth.numpy())

@@ -421,6 +421,14 @@ def test_reference_solvers_check_their_inputs():
     kw = dict(n_nodes=11, n_steps=2)
     with pytest.raises(ValueError, match="z/w: expected the same batch size"):  # broadcast error
         solve_burgers(np.vstack([zb, zb]), np.ones(3), **kw)
+    for solve, z4, opts in (
+        (solve_poisson, np.zeros((4, 5)), {"n_nodes": 11}),
+        (solve_burgers, np.tile(zb, (4, 1)), kw),
+    ):
+        # four values of w in a [2, 2] array were read as one per case
+        with pytest.raises(ValueError, match=r"w: expected shape \[B\] or \[B, 1\]"):
+            solve(z4, np.ones((2, 2)), **opts)
+        assert solve(z4, np.ones((4, 1)), **opts)[-1].shape[0] == 4  # [B, 1] stays accepted
     with pytest.raises(ValueError, match=r"z: expected shape \[2\] or \[B, 2\]"):
         solve_burgers(np.zeros((1, 3)) + 0.05, w1, **kw)  # the third column was ignored
     with pytest.raises(ValueError, match="z: expected a positive viscosity"):

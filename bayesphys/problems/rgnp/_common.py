@@ -49,7 +49,13 @@ def _case_params(z: Any, w: Any, dim_z: int | None = None) -> tuple[np.ndarray, 
     want = "dim_z" if dim_z is None else dim_z
     if z.shape[0] < 1 or z.shape[1] < 1 or (dim_z is not None and z.shape[1] != dim_z):
         raise ValueError(f"z: expected shape [{want}] or [B, {want}] (B >= 1), received {z.shape}")
-    w = _as_array("w", w).reshape(-1)
+    w = _as_array("w", w)
+    if w.ndim > 2 or (w.ndim == 2 and w.shape[1] != 1):
+        # a [2, 2] w was flattened into four cases' values
+        raise ValueError(
+            f"w: expected shape [B] or [B, 1] (one value per case), received {w.shape}"
+        )
+    w = w.reshape(-1)
     if w.shape[0] != z.shape[0]:
         raise ValueError(f"z/w: expected the same batch size, received {z.shape} and {w.shape}")
     return z, w
