@@ -392,7 +392,8 @@ def fk_forward_tangent(
     :math:`D_w`-scaled operator divided by :math:`D_w` for :math:`D_w \ne 0` and directly from
     ``faces`` at :math:`D_w = 0` (which :func:`fk_forward` accepts; dividing gave NaN there).
     Returns ``(c(T) [*grid], dc(T) [p, *grid])`` -- the Jacobian columns in one batched pass.
-    The step is checked as in :func:`fk_forward` (``check_stability`` likewise).
+    The arguments and the step are checked as in :func:`fk_forward` (``dw >= 0`` and ``rho``
+    finite when given as numbers; ``check_stability`` likewise).
     """
     _check_scheme(scheme)
     t_end, steps = _check_time(t_end, steps)
@@ -401,6 +402,11 @@ def fk_forward_tangent(
             f"faces: expected {c0.ndim} face maps (one per axis of c0), received {len(faces)}"
         )
     spacing = _check_grid(c0, faces, tissue, spacing)
+    # as fk_forward: a negative dw anti-diffused (the stability check reads |dw|), NaN went on
+    if not isinstance(dw, (Tensor, np.ndarray)):
+        check_real("dw", dw, minimum=0.0)
+    if not isinstance(rho, (Tensor, np.ndarray)):
+        check_real("rho", rho)
     if dc0.shape[1:] != c0.shape or ddw.numel() != len(dc0) or drho.numel() != len(dc0):
         raise ValueError(
             f"dc0, ddw, drho: expected [p, *grid] and [p], [p] with grid {tuple(c0.shape)}, "

@@ -177,3 +177,20 @@ def test_tissue_faces_are_the_gliodil_face_diffusivities():
     one, zero = torch.ones(2, dtype=F64), torch.zeros(2, dtype=F64)
     assert float(tissue_faces(zero, one, dg_ratio=r)[0][0]) == pytest.approx(1 / r)
     assert float(tissue_faces(one, zero, dg_ratio=r)[0][0]) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("dw", "rho", "match"),
+    [(-0.1, 0.05, "dw: expected a number >= 0"), (0.1, math.nan, "rho: expected a finite")],
+)
+def test_fk_forward_tangent_checks_numbers_as_fk_forward(setup, dw, rho, match):
+    """A negative D_w (anti-diffusion, accepted by the stability check, which reads |D_w|) or
+    a NaN rate ran silently in the tangent solver, while fk_forward refused them."""
+    ph, faces, c0 = setup
+    kw = {"t_end": 10.0, "steps": 20, "spacing": H, "tissue": ph["brain"]}
+    one = torch.ones(1, dtype=F64)
+    dc0 = torch.zeros(1, *c0.shape, dtype=F64)
+    with pytest.raises(ValueError, match=match):
+        fk_forward(c0, faces, dw, rho, **kw)
+    with pytest.raises(ValueError, match=match):
+        fk_forward_tangent(c0, dc0, faces, dw, rho, one, one, **kw)
