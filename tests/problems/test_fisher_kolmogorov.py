@@ -194,3 +194,22 @@ def test_fk_forward_tangent_checks_numbers_as_fk_forward(setup, dw, rho, match):
         fk_forward(c0, faces, dw, rho, **kw)
     with pytest.raises(ValueError, match=match):
         fk_forward_tangent(c0, dc0, faces, dw, rho, one, one, **kw)
+
+
+@pytest.mark.parametrize("name", ["wm", "gm"])
+def test_tissue_faces_refuse_non_finite_maps(name):
+    """One NaN voxel, even in the background (W + G < 0.1), gave NaN faces (NaN * 0) and a
+    NaN state after the first step of fk_forward; synthetic_patient then failed in segment()
+    naming "c", after both solves."""
+    ph = brain_phantom(16, 8.0)
+    bad = dict(ph)
+    bad[name] = ph[name].clone()
+    bad[name][0, 0] = math.nan  # the grid's corner: background
+    assert float(ph["brain"][0, 0]) == 0.0
+    with pytest.raises(ValueError, match=rf"^{name}: expected finite values"):
+        tissue_faces(bad["wm"], bad["gm"])
+    from bayesphys.problems.glioma import synthetic_patient
+
+    with pytest.raises(ValueError, match=rf"^{name}: expected finite values"):
+        synthetic_patient(0, phantom=bad)
+    assert all(bool(torch.isfinite(f).all()) for f in tissue_faces(ph["wm"], ph["gm"]))
