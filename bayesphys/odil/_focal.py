@@ -61,7 +61,8 @@ def kmeans_foci(points: Tensor, k: int, *, iters: int = 25) -> Tensor:
     """``k`` cluster centres ``[k, d]`` of ``points [n, d]`` (Lloyd's algorithm,
     :func:`scipy.cluster.vq.kmeans2`), started deterministically by farthest-point seeding from
     the point nearest the centroid. Used as the starting foci of a ``k``-focal fit (points =
-    tumour-core voxel centres, mm)."""
+    tumour-core voxel centres, mm). ``k`` is at most the number of distinct points (a
+    ``ValueError`` otherwise)."""
     from scipy.cluster.vq import kmeans2
 
     points = as_tensor("points", points)  # finite; arrays used to fail in torch.minimum
@@ -73,7 +74,13 @@ def kmeans_foci(points: Tensor, k: int, *, iters: int = 25) -> Tensor:
         )
     k = check_int("k", k, minimum=1)
     iters = check_int("iters", iters, minimum=1)
-    k = min(k, len(points))
+    # more centres than distinct points returned fewer than k rows (k > n) or coinciding
+    # centres with empty clusters (repeated points)
+    distinct = len(torch.unique(points.detach(), dim=0))
+    if k > distinct:
+        raise ValueError(
+            f"k: expected at most {distinct} centres (the number of distinct points), received {k}"
+        )
     first = int(((points - points.mean(0)) ** 2).sum(1).argmin())
     seeds = [first]
     dist = ((points - points[first]) ** 2).sum(1)

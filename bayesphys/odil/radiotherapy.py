@@ -82,24 +82,30 @@ def model_plan(score: Tensor, brain: Tensor, volume: int) -> Tensor:
     fallback, applied only beyond the predicted support so the ranking inside it is kept.
     Without a positive support, a score that ties across the plan's boundary (e.g. all zero) is
     refused (``ValueError``): the plan would be the top-k's tie order.
+
+    ``score`` ``[*grid]`` finite inside the brain; ``brain`` ``[*grid]`` a boolean or 0/1
+    mask (as in :func:`standard_margin_plan`); ``volume`` an int in ``[0, |brain|]``.
     """
     from scipy import ndimage
 
     _same_grid(score=score, brain=brain)
-    n_brain = int((brain > 0).sum())
+    # as standard_margin_plan: other values (a probability map, a label map) were read as
+    # "brain > 0" and NaN as outside the brain, silently
+    brain = _mask("brain", brain)
+    n_brain = int(brain.sum())
     volume = check_int("volume", volume, minimum=0)
     if volume > n_brain:
         raise ValueError(
             f"volume: expected an int in [0, {n_brain}] (the brain's voxels), received {volume!r}"
         )
     sc = score.detach().to(torch.float64)
-    if not bool(torch.isfinite(sc[brain > 0]).all()):
+    if not bool(torch.isfinite(sc[brain]).all()):
         raise ValueError("score: expected finite values inside the brain")
-    pos = (sc > 0) & (brain > 0)
+    pos = (sc > 0) & brain
     if 0 < volume < n_brain and not bool(pos.any()):
         # no positive support for the distance fallback to grow from: a tie across the plan's
         # boundary (e.g. an all-zero score) would be broken by the top-k's tie order
-        top = torch.sort(sc[brain > 0], descending=True).values
+        top = torch.sort(sc[brain], descending=True).values
         if float(top[volume - 1]) == float(top[volume]):
             raise ValueError(
                 f"score: expected a positive support or scores that rank the plan's voxels; "
@@ -111,7 +117,7 @@ def model_plan(score: Tensor, brain: Tensor, volume: int) -> Tensor:
         d = ndimage.distance_transform_edt(~pos.cpu().numpy())
         dist = torch.as_tensor(d, dtype=torch.float64, device=sc.device)
         key = torch.where(pos, sc, -dist)
-    s = torch.where(brain > 0, key, torch.full_like(key, -math.inf))
+    s = torch.where(brain, key, torch.full_like(key, -math.inf))
     idx = torch.topk(s.reshape(-1), int(volume)).indices
     plan = torch.zeros(s.numel(), dtype=torch.bool, device=s.device)
     plan[idx] = True

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_bool, check_int, check_real, did_you_mean
-from .._device import as_tensor
+from .._device import as_tensor, check_finite
 from .._stack import user_stacklevel
 from .stencil import _check_div_flux, _check_step, _div_flux, face_average, shift
 
@@ -48,10 +48,10 @@ def tissue_faces(
 ) -> list[Tensor]:
     r"""Unit face diffusivities :math:`\overline W + \overline G/r` per axis (multiply by :math:`D_w`).
 
-    ``wm``, ``gm``: tissue probability maps ``[*grid]``. Returns ``d`` tensors ``[*grid]``; entry
-    ``i`` of tensor ``k`` is the face between ``i`` and ``i+1`` along axis ``k`` (0 on the last
-    layer and wherever a neighbour is not tissue). ``dg_ratio > 0`` (0 gave inf/NaN faces),
-    ``threshold`` finite.
+    ``wm``, ``gm``: finite tissue probability maps ``[*grid]``. Returns ``d`` tensors
+    ``[*grid]``; entry ``i`` of tensor ``k`` is the face between ``i`` and ``i+1`` along axis
+    ``k`` (0 on the last layer and wherever a neighbour is not tissue). ``dg_ratio > 0`` (0
+    gave inf/NaN faces), ``threshold`` finite.
     """
     dg_ratio = check_real("dg_ratio", dg_ratio, minimum=0.0, strict=True)
     threshold = check_real("threshold", threshold)
@@ -59,6 +59,10 @@ def tissue_faces(
         raise ValueError(
             f"gm: expected the shape of wm {tuple(wm.shape)}, received {tuple(gm.shape)}"
         )
+    # a NaN voxel, even in the background, gave NaN faces (NaN * 0) and a NaN state after
+    # the first step, reported only later and under another name (segment: "c")
+    check_finite("wm", wm)
+    check_finite("gm", gm)
     tissue = ((wm + gm) >= threshold).to(wm.dtype)
     out = []
     for k in range(wm.ndim):
@@ -392,7 +396,8 @@ def fk_forward_tangent(
     :math:`D_w`-scaled operator divided by :math:`D_w` for :math:`D_w \ne 0` and directly from
     ``faces`` at :math:`D_w = 0` (which :func:`fk_forward` accepts; dividing gave NaN there).
     Returns ``(c(T) [*grid], dc(T) [p, *grid])`` -- the Jacobian columns in one batched pass.
-    The step is checked as in :func:`fk_forward` (``check_stability`` likewise).
+    The arguments and the step are checked as in :func:`fk_forward` (``dw >= 0`` and ``rho``
+    finite when given as numbers; ``check_stability`` likewise).
     """
     _check_scheme(scheme)
     t_end, steps = _check_time(t_end, steps)
@@ -401,6 +406,11 @@ def fk_forward_tangent(
             f"faces: expected {c0.ndim} face maps (one per axis of c0), received {len(faces)}"
         )
     spacing = _check_grid(c0, faces, tissue, spacing)
+    # as fk_forward: a negative dw anti-diffused (the stability check reads |dw|), NaN went on
+    if not isinstance(dw, (Tensor, np.ndarray)):
+        check_real("dw", dw, minimum=0.0)
+    if not isinstance(rho, (Tensor, np.ndarray)):
+        check_real("rho", rho)
     if dc0.shape[1:] != c0.shape or ddw.numel() != len(dc0) or drho.numel() != len(dc0):
         raise ValueError(
             f"dc0, ddw, drho: expected [p, *grid] and [p], [p] with grid {tuple(c0.shape)}, "

@@ -259,16 +259,17 @@ def synthetic_patient(
     dtype: torch.dtype | None = None,
     device: str | torch.device | None = None,
 ) -> dict:
-    """A synthetic patient on the phantom (module docstring); unspecified parameters are drawn.
+    r"""A synthetic patient on the phantom (module docstring); unspecified parameters are drawn.
 
     ``phantom`` may be any tissue-map dict with ``wm, gm, brain, spacing`` (2-D or 3-D, e.g.
     :func:`mni_atlas`); the focus is drawn in white matter (WM > 0.9) within the central 60 %
     of each axis. Returns a dict with ``wm, gm, brain, labels, pet, c_true [*grid],
     c_future [*grid]``, ``truth = {"dw", "rho", "x0", "y0"[, "z0"], "ell", "v"}`` (focus in
-    mm from the grid's lower corner), ``th_up, th_down, t_end, dg_ratio,
-    foci`` (all foci, mm; ``extra_foci`` more foci are drawn in tissue within +-5 % of each
-    axis's extent around the first, as GliODIL's three-focal generator; the initial state is
-    the maximum of the focal Gaussians; ``truth`` keeps the first focus),
+    mm from the grid's lower corner; ``ell`` :math:`=\sqrt{D_w/\rho}` mm, ``v``
+    :math:`= 2\sqrt{D_w\rho}` mm/day), ``foci`` (all foci ``[1 + extra_foci][d]``, mm;
+    ``extra_foci`` more foci are drawn in tissue within +-5 % of each axis's extent around the
+    first, as GliODIL's three-focal generator; the initial state is the maximum of the focal
+    Gaussians; ``truth`` keeps the first focus) and ``th_up, th_down, t_end, dg_ratio,
     spacing``.
 
     ``n`` (default 64) and ``spacing`` (default 2 mm) size the built-in phantom; with

@@ -56,6 +56,20 @@ def test_kmeans_finds_separated_clusters_deterministically():
         kmeans_foci(pts, 0)
 
 
+def test_kmeans_refuses_more_centres_than_distinct_points():
+    """k above the number of points returned fewer than k centres; repeated points gave
+    coinciding centres (empty clusters, one scipy warning per iteration)."""
+    two = torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"k: expected at most 2 centres .* received 3"):
+        kmeans_foci(two, 3)
+    repeated = torch.tensor([[0.0, 0.0]] * 3 + [[1.0, 1.0]], dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"k: expected at most 2 centres .* received 3"):
+        kmeans_foci(repeated, 3)
+    found = kmeans_foci(repeated, 2)
+    assert found.shape == (2, 2)
+    torch.testing.assert_close(found[found[:, 0].argsort()], two, rtol=0, atol=0)
+
+
 def test_multifocal_jacobian_matches_autodiff(phantom):
     p = synthetic_patient(104, phantom=phantom, extra_foci=2)
     m = _model(p, n_foci=3)

@@ -206,6 +206,31 @@ def test_radiotherapy_plans_refuse_bad_input():
         )
 
 
+def test_model_plan_reads_brain_as_a_mask_like_the_margin_plan():
+    """A brain map with values other than 0/1 (a probability map, a label map, NaN) was read
+    as ``brain > 0`` by model_plan while standard_margin_plan refused it; a NaN map was
+    reported as a volume outside [0, 0]."""
+    lab = torch.zeros(10, 10, dtype=torch.long)
+    lab[4:6, 4:6] = 2
+    score = torch.rand(10, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    for bad in (
+        torch.full((10, 10), 0.5),
+        torch.full((10, 10), 2.0),
+        torch.full((10, 10), math.nan),
+    ):
+        with pytest.raises(ValueError, match=r"brain: expected a boolean \(or 0/1\) mask"):
+            standard_margin_plan(lab, bad, 1.0)
+        with pytest.raises(ValueError, match=r"brain: expected a boolean \(or 0/1\) mask"):
+            model_plan(score, bad, 5)
+    brain = torch.zeros(10, 10)
+    brain[1:9, 1:9] = 1.0
+    plan = model_plan(score, brain, 7)  # 0/1 floats and booleans give one plan
+    assert torch.equal(plan, model_plan(score, brain.bool(), 7))
+    inside = score[brain.bool()].sort(descending=True).values
+    assert int(plan.sum()) == 7 and not bool((plan & (brain == 0)).any())
+    assert float(score[plan].min()) == float(inside[6])
+
+
 @pytest.mark.gpu
 def test_glioma_cuda(cuda_device, small_patient):
     p = small_patient

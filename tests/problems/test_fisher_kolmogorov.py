@@ -7,6 +7,8 @@ import warnings
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bayesphys.problems.fisher_kolmogorov import (
     fk_forward,
@@ -17,6 +19,7 @@ from bayesphys.problems.fisher_kolmogorov import (
     tissue_faces,
 )
 from bayesphys.problems.glioma import brain_phantom
+from bayesphys.problems.stencil import div_flux
 
 H = 4.0
 F64 = torch.float64
@@ -177,3 +180,83 @@ def test_tissue_faces_are_the_gliodil_face_diffusivities():
     one, zero = torch.ones(2, dtype=F64), torch.zeros(2, dtype=F64)
     assert float(tissue_faces(zero, one, dg_ratio=r)[0][0]) == pytest.approx(1 / r)
     assert float(tissue_faces(one, zero, dg_ratio=r)[0][0]) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("dw", "rho", "match"),
+    [(-0.1, 0.05, "dw: expected a number >= 0"), (0.1, math.nan, "rho: expected a finite")],
+)
+def test_fk_forward_tangent_checks_numbers_as_fk_forward(setup, dw, rho, match):
+    """A negative D_w (anti-diffusion, accepted by the stability check, which reads |D_w|) or
+    a NaN rate ran silently in the tangent solver, while fk_forward refused them."""
+    ph, faces, c0 = setup
+    kw = {"t_end": 10.0, "steps": 20, "spacing": H, "tissue": ph["brain"]}
+    one = torch.ones(1, dtype=F64)
+    dc0 = torch.zeros(1, *c0.shape, dtype=F64)
+    with pytest.raises(ValueError, match=match):
+        fk_forward(c0, faces, dw, rho, **kw)
+    with pytest.raises(ValueError, match=match):
+        fk_forward_tangent(c0, dc0, faces, dw, rho, one, one, **kw)
+
+
+@pytest.mark.parametrize("name", ["wm", "gm"])
+def test_tissue_faces_refuse_non_finite_maps(name):
+    """One NaN voxel, even in the background (W + G < 0.1), gave NaN faces (NaN * 0) and a
+    NaN state after the first step of fk_forward; synthetic_patient then failed in segment()
+    naming "c", after both solves."""
+    ph = brain_phantom(16, 8.0)
+    bad = dict(ph)
+    bad[name] = ph[name].clone()
+    bad[name][0, 0] = math.nan  # the grid's corner: background
+    assert float(ph["brain"][0, 0]) == 0.0
+    with pytest.raises(ValueError, match=rf"^{name}: expected finite values"):
+        tissue_faces(bad["wm"], bad["gm"])
+    from bayesphys.problems.glioma import synthetic_patient
+
+    with pytest.raises(ValueError, match=rf"^{name}: expected finite values"):
+        synthetic_patient(0, phantom=bad)
+    assert all(bool(torch.isfinite(f).all()) for f in tissue_faces(ph["wm"], ph["gm"]))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    grid=st.lists(st.integers(1, 4), min_size=1, max_size=3),
+    seed=st.integers(0, 2**31 - 1),
+    csf=st.floats(0.0, 0.6),
+)
+def test_tissue_operator_is_the_symmetric_no_flux_finite_volume_matrix(grid, seed, csf):
+    """div_flux on tissue_faces, as a dense matrix over the cells, is the finite-volume matrix
+    assembled face by face: each face between tissue cells i, j (W + G >= 0.1 both) adds
+    D_ij / h^2 to M_ij and M_ji and -D_ij / h^2 to M_ii and M_jj, with the arithmetic face
+    average D_ij = (W_i + W_j) / 2 + (G_i + G_j) / (2 r). Hence symmetric, rows and columns
+    summing to zero (mass conserved), and no coupling to CSF / background cells."""
+    gen = torch.Generator().manual_seed(seed)
+    shape = tuple(grid)
+    wm = torch.rand(shape, generator=gen, dtype=F64)
+    gm = (1 - wm) * torch.rand(shape, generator=gen, dtype=F64)
+    out = torch.rand(shape, generator=gen) < csf
+    wm[out], gm[out] = 0.02, 0.05
+    r, h = 6.0, 1.3
+    n = wm.numel()
+    basis = torch.eye(n, dtype=F64).reshape(n, *shape)  # column j: the unit state e_j
+    m = div_flux(basis, tissue_faces(wm, gm, dg_ratio=r), [h] * len(shape)).reshape(n, n).T
+    want = torch.zeros(n, n, dtype=F64)
+    ids = torch.arange(n).reshape(shape)
+    tissue = (wm + gm) >= 0.1
+    for k in range(len(shape)):
+        lo = [slice(None)] * len(shape)
+        hi = [slice(None)] * len(shape)
+        lo[k], hi[k] = slice(0, shape[k] - 1), slice(1, None)
+        lo, hi = tuple(lo), tuple(hi)
+        d = (0.5 * (wm[lo] + wm[hi]) + 0.5 * (gm[lo] + gm[hi]) / r) / h**2
+        d = d * (tissue[lo] & tissue[hi])
+        for a, b, dab in zip(ids[lo].reshape(-1), ids[hi].reshape(-1), d.reshape(-1)):
+            want[a, b] += dab
+            want[b, a] += dab
+            want[a, a] -= dab
+            want[b, b] -= dab
+    torch.testing.assert_close(m, want, rtol=1e-13, atol=1e-13)
+    assert torch.equal(m, m.T)
+    assert float(m.sum(0).abs().max()) < 1e-12 and float(m.sum(1).abs().max()) < 1e-12
+    off = ~tissue.reshape(-1)
+    assert not bool(m[off].any()) and not bool(m[:, off].any())
