@@ -64,7 +64,11 @@ def gmres(
     r"""Restarted GMRES (modified Gram-Schmidt) for a nonsymmetric ``matvec`` on flat vectors.
 
     Stops when :math:`\|b - Ax\| \le \mathrm{tol}\,\|b\|`. Returns ``(x, iterations, relres)``.
+    ``restart >= 1`` (the Krylov basis size between restarts), ``maxiter >= 0``, ``tol >= 0``.
     """
+    restart = check_int("restart", restart, minimum=1)  # 0 failed with an UnboundLocalError
+    maxiter = check_int("maxiter", maxiter, minimum=0)
+    tol = check_real("tol", tol, minimum=0.0)
     x = torch.zeros_like(b)
     bn = float(b.norm()) or 1.0
     r = b.clone()

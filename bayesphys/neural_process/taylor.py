@@ -35,7 +35,12 @@ STREAM_AXIS = {"x": 0, "xx": 0, "t": 1}
 
 
 def swish_taylor(a: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Apply swish to a value and its derivative streams (dict of equal-shaped tensors)."""
+    """Apply swish to a value and its derivative streams (dict of equal-shaped tensors: ``"v"``
+    the value, ``"xx"`` only beside ``"x"``)."""
+    if "v" not in a or ("xx" in a and "x" not in a):  # a bare KeyError before
+        raise ValueError(
+            f"a: expected the value stream 'v' (and 'x' beside 'xx'), received {sorted(a)}"
+        )
     v = a["v"]
     sg = torch.sigmoid(v)
     d1 = sg * (1 + v * (1 - sg))

@@ -4,6 +4,7 @@ Picard's, and its fast convergence where the cubic term dominates."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -100,3 +101,14 @@ def test_newton_converges_fast_where_the_cubic_term_dominates():
     # the updates of the Newton phase (after the single Picard step) fall superlinearly
     steps = newton.step_norms[1:]
     assert all(b < 0.01 * a for a, b in zip(steps, steps[1:], strict=False))
+
+
+def test_gmres_checks_its_settings():
+    """``restart=0`` failed with an UnboundLocalError; bad counts and tolerances are named."""
+    b = torch.ones(3, dtype=F64)
+    with pytest.raises(ValueError, match="restart"):
+        gmres(lambda v: v, b, restart=0)
+    with pytest.raises(ValueError, match="maxiter"):
+        gmres(lambda v: v, b, maxiter=-1)
+    with pytest.raises(ValueError, match="tol"):
+        gmres(lambda v: v, b, tol=float("nan"))

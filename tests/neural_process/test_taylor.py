@@ -89,3 +89,12 @@ def test_bias_is_added_to_the_value_stream_only():
     for bad in (torch.zeros(3), torch.zeros(3, 2, 4), [0.0] * 4):  # would enlarge / no tensor
         with pytest.raises(ValueError, match="bias: expected a tensor broadcastable"):
             swish_taylor_stacked(a, keys, bad)
+
+
+def test_swish_taylor_names_missing_streams():
+    """A dict without the value stream, or with 'xx' but not 'x', raised a bare KeyError."""
+    t = torch.ones(3)
+    with pytest.raises(ValueError, match="'v'"):
+        swish_taylor({"x": t})
+    with pytest.raises(ValueError, match="'x' beside 'xx'"):
+        swish_taylor({"v": t, "xx": t})
