@@ -144,8 +144,8 @@ class GridMeasure:
         device: torch.device | str = "cpu",
     ) -> tuple[Tensor, Tensor]:
         """Draw ``batch`` grids of ``n`` points: ``(points [batch, n, dim], weights [batch, n])``
-        (``dtype`` floating)."""
-        dtype = resolve_dtype(dtype)
+        (``dtype`` floating; ``None`` the default float32, as the signature says)."""
+        dtype = resolve_dtype(dtype, default=torch.float32)  # None gave float64
         n = check_int("n", n)
         if n < 1:
             raise ValueError(f"n: expected at least one collocation point, received {n}")

@@ -71,3 +71,11 @@ def test_point_validation_errors():
         make_grid("uniform", [0.0, float("nan")], [1.0, 1.0])
     with pytest.raises(ValueError, match="finite bounds"):
         SobolGrid([0.0], [float("inf")])
+
+
+@pytest.mark.parametrize("grid", [UniformGrid([0.0], [1.0]), SobolGrid([0.0], [1.0])])
+def test_dtype_none_is_the_default_float32(grid):
+    """``sample(dtype=None)`` gave float64 points, though the signature's default is float32."""
+    gen = torch.Generator().manual_seed(0)
+    x, w = grid.sample(2, 8, generator=gen, dtype=None)
+    assert x.dtype == w.dtype == torch.float32
