@@ -59,8 +59,10 @@ def standard_margin_plan(
 
     ``labels``, ``brain`` ``[*grid]``: labels integers in {0, 1, 2} (anything else, NaN
     included, is refused), ``brain`` a boolean or 0/1 mask; ``spacing`` the voxel size in mm
-    (> 0)."""
+    (> 0; a number or a one-element tensor)."""
     _same_grid(labels=labels, brain=brain)
+    if isinstance(spacing, Tensor) and spacing.numel() == 1 and not spacing.is_complex():
+        spacing = spacing.item()  # a 0-d tensor, as GliomaModel's own spacing check takes
     spacing = check_real("spacing", spacing, minimum=0.0, strict=True)
     margin_mm = check_real("margin_mm", margin_mm, minimum=0.0)
     labels = label_values(labels)

@@ -276,7 +276,8 @@ def synthetic_patient(
     ``phantom`` the grid is the phantom's and passing them is an error (they were silently
     ignored). Checked before any simulation: ``seed`` an int, thresholds finite with
     ``0 < th_down < th_up < 1``, ``t_end``, ``future_days >= 0``, ``dg_ratio > 0``, ``step_d``
-    ``None`` or ``> 0``, ``phantom`` a dict with ``wm, gm, brain, spacing``.
+    ``None`` or ``> 0``, ``phantom`` a dict with ``wm, gm, brain, spacing`` (tensors or numpy
+    arrays).
 
     ``dtype``, ``device``: of the simulation and the returned maps; default float64 on the CPU,
     or with ``phantom`` those of its ``wm`` map (the faces and the brain mask follow it).
@@ -302,6 +303,10 @@ def synthetic_patient(
     if step_d is not None:  # NaN was ignored by max(), a negative value too
         step_d = check_real("step_d", step_d, minimum=0.0, strict=True)
     g = torch.Generator().manual_seed(int(seed))
+    if phantom is not None:  # numpy maps (e.g. read from a file) failed inside .nonzero()
+        phantom = {
+            k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v for k, v in phantom.items()
+        }
     wm = None if phantom is None else phantom["wm"]
     if dtype is None:
         dtype = wm.dtype if isinstance(wm, Tensor) else torch.float64

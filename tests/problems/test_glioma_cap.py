@@ -14,3 +14,13 @@ def test_synthetic_patient_refuses_a_huge_step_count():
     assert MAX_PATIENT_STEPS >= 100_000
     p = synthetic_patient(0, phantom=ph, dw=0.3)  # the prior range runs as before
     assert p["truth"]["dw"] == 0.3 and float(p["c_true"].max()) > 0
+
+
+def test_a_phantom_of_numpy_maps_gives_the_same_patient():
+    """Numpy tissue maps (e.g. read from a file) failed inside ``.nonzero()``."""
+    import torch
+
+    ph = brain_phantom(24, 4.0)
+    as_numpy = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in ph.items()}
+    a, b = synthetic_patient(0, phantom=ph), synthetic_patient(0, phantom=as_numpy)
+    assert torch.equal(a["c_true"], b["c_true"]) and a["truth"] == b["truth"]
