@@ -96,7 +96,8 @@ class LinearPDEOperator:
 
 @dataclass
 class Factor:
-    """Per-dimension quantities (all ``[n, n]`` except ``lam`` ``[n]``)."""
+    """Per-dimension quantities: the grid ``x [n]``, the eigenvalues ``lam [n]``, the rest
+    ``[n, n]``."""
 
     x: Tensor
     C: Tensor

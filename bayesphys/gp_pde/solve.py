@@ -115,8 +115,10 @@ class DenseSolve:
 
     Forms :math:`M \times M` matrices: use for 1-D grids and for tests. ``solve`` returns the
     minimiser ``U`` ``[n_1..n_d]``; ``cov_u`` is the Laplace/Gaussian posterior covariance of
-    :math:`\mathrm{vec}\,U` (exact for linear operators, linearised at :math:`U^\star` otherwise).
-    ``weighting`` is ``"identity"`` or ``"prior"``; ``tau2`` and ``gamma`` (of :meth:`solve` and
+    :math:`\mathrm{vec}\,U` (exact for linear operators; for the cubic one linearised at the
+    last Gauss-Newton iterate, which is :math:`U^\star` to ``tol`` once the solve converged,
+    so call :meth:`linearise` at the returned ``U`` when ``iters`` ran out, as
+    ``GPPDESolver.posterior`` does). ``weighting`` is ``"identity"`` or ``"prior"``; ``tau2`` and ``gamma`` (of :meth:`solve` and
     :meth:`linearise`) are finite numbers (or 0-d tensors) ``>= 0`` (0: the PDE, resp. the
     boundary, term is dropped).
     """
