@@ -26,6 +26,7 @@ from torch import Tensor
 
 from .._checks import check_bool, check_int, check_real
 from .._device import as_tensor, check_finite
+from .._fit_callback import _Escaped, _Propagating
 from .._linalg import lstsq_any_rank, pcg
 from .._model import FitResult, autograd_on, optimize
 from .._progress import progress_bar
@@ -228,6 +229,10 @@ def minimize(
     linear_solver: ``"cg"`` (matrix-free), ``"sparse"`` (the Jacobian assembled from
         :math:`2C` products by column colouring, :mod:`~bayesphys.odil.sparse`, and the normal
         equations factorised by sparse LU; float64 plain-grid problems) or ``"dense"``.
+    callback: ``callback(k, x)`` after each step (GN/LM: each accepted one) with the step's
+        index and the iterate (a detached view: do not modify it); its time is not counted in
+        ``max_seconds``, and an exception it raises, ``StopIteration`` included, leaves the fit
+        (with every method; Adam / L-BFGS took a ``StopIteration`` for the end of the fit).
     warn_inexact: a ``RuntimeWarning`` when inner CG solves stop above ``cg_tol`` (``False``:
         only ``extra["cg_rel"]`` records them, for a caller that reports them itself).
     max_seconds: ``None`` or a wall-time budget ``> 0``: the fit ends after the first step
@@ -348,13 +353,18 @@ def minimize(
                 loss = opt.step(closure)
             if callback is not None:
                 t_cb = time.perf_counter()
-                callback(len(res_hist), xp.detach())
-                cb[0] += time.perf_counter() - t_cb
+                try:
+                    callback(len(res_hist), xp.detach())
+                except StopIteration as err:  # optimize would read it as step() ending the fit
+                    raise _Escaped(err) from None
+                finally:
+                    cb[0] += time.perf_counter() - t_cb
             res_hist.append(1)
             return loss
 
         res_hist: list[int] = []
-        res = optimize(step, steps=steps, params=[xp], progress=progress, desc=method, tol=tol)
+        with _Propagating():  # the callback's StopIteration leaves the fit, as with GN/LM
+            res = optimize(step, steps=steps, params=[xp], progress=progress, desc=method, tol=tol)
         if budget.reached:
             res.message = budget.message(res.steps)
         return xp.detach(), res

@@ -88,3 +88,23 @@ def test_a_joint_fit_of_zero_steps_sets_the_posterior_at_its_start():
         res = m.fit_odil(nt=4, steps=0, linear_solver="sparse", progress=False)
     assert m.result is res and "kept_previous" not in res.extra
     assert torch.equal(m.theta, theta) and torch.isfinite(m.theta_cov).all()
+
+
+@pytest.mark.parametrize("method", ["lm", "gn", "adam", "lbfgs"])
+def test_a_callbacks_exceptions_propagate_with_every_method(method):
+    """As for the models' fit callbacks, an exception of the callback leaves the fit, a
+    ``StopIteration`` too: Adam and L-BFGS read it as their step function ending the fit and
+    returned a result ("stopped by step()"), where GN/LM raised it."""
+
+    def stop(k, x):
+        if k == 1:
+            raise StopIteration("enough")
+
+    with pytest.raises(StopIteration, match="enough"):
+        minimize(_prob(), steps=4, method=method, tol=None, callback=stop)
+
+    def fail(k, x):
+        raise KeyError("from the callback")
+
+    with pytest.raises(KeyError, match="from the callback"):
+        minimize(_prob(), steps=4, method=method, tol=None, callback=fail)
