@@ -109,7 +109,10 @@ def theta_covariance(
     stays above ``cg_tol``, unless ``warn_inexact=False``: a caller that reports it itself). ``cg_tol >= 0``, ``cg_maxiter >= 1``; ``params`` distinct names
     of unknowns (a single name may be given as a string); a field's name stands for its
     fine-grid values, in C order, whether or not the field is held in the multigrid
-    decomposition.
+    decomposition. A field block that is singular (a field mode no residual fixes, e.g. the
+    constant of a periodic field whose data do not see it) still has a parameter marginal,
+    which float64 gets on every path; in float32 it comes back inaccurate (0.4x to 2x on
+    small grids) or refused as not positive definite: use float64 there.
     """
     cg_tol = check_real("cg_tol", cg_tol, minimum=0.0)
     cg_maxiter = check_int("cg_maxiter", cg_maxiter, minimum=1)
