@@ -35,12 +35,14 @@ def slice_scores(
 ) -> dict[str, Tensor]:
     """Per-function scores ``{name: [*batch]}`` of ``post`` (event ``(nx,)``) against ``truth``
     ``[*batch, nx]`` on the grid ``x [nx]``, with masses ``mass [*batch]`` (or broadcastable to
-    it)."""
+    it). Variances are floored at ``var_floor > 0`` (a point of zero variance, e.g. a pinned
+    boundary value, has no finite LL or CRPS)."""
     if not isinstance(post, GaussianPosterior):
         raise TypeError(f"post: expected a GaussianPosterior, received {type(post).__name__}")
     if len(post.event_shape) != 1:
         raise ValueError(f"post: expected event shape (nx,), received {tuple(post.event_shape)}")
-    var_floor = check_real("var_floor", var_floor, minimum=0.0)
+    # 0 let a zero-variance point through: LL -inf / NaN and a CRPS error naming std
+    var_floor = check_real("var_floor", var_floor, minimum=0.0, strict=True)
     mu = post.mean
     truth = as_tensor("truth", truth).to(mu)
     if truth.shape != mu.shape:

@@ -455,6 +455,8 @@ def test_slice_scores_checks_its_inputs(prior, anp, data):
         slice_scores(prior, truth, x[:5], mass)  # was a matmul size mismatch
     with pytest.raises(ValueError, match="var_floor: expected a finite number"):
         slice_scores(prior, truth, x, mass, var_floor=NAN)
+    with pytest.raises(ValueError, match="var_floor"):  # the CRPS failed naming std
+        slice_scores(prior, truth, x, mass, var_floor=0.0)
 
 
 def test_nonnegative_step_checks_its_inputs(prior, anp, data):
