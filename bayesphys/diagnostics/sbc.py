@@ -55,6 +55,8 @@ def check_truth_draws(truth: Tensor, draws: Tensor) -> None:
     for name, t in (("truth", truth), ("draws", draws)):
         if not isinstance(t, Tensor):
             raise TypeError(f"{name}: expected a torch.Tensor, received {type(t).__name__}")
+        if t.is_complex():  # complex values have no order: a raw torch error followed
+            raise TypeError(f"{name}: expected real values, received dtype {t.dtype}")
     if truth.ndim != 2 or draws.ndim != 3 or draws.shape[0] != truth.shape[0]:
         raise ValueError(
             f"truth/draws: expected [N, K] and [N, L, K], received {tuple(truth.shape)} and "

@@ -315,3 +315,13 @@ def test_a_single_draw_is_refused_before_any_simulation():
     with pytest.raises(ValueError, match="draws"):
         run_sbc(simulate, fam.infer, fam.summaries(), n_sims=5, n_draws=1, progress=False)
     assert calls == []
+
+
+def test_complex_truths_or_draws_are_refused_by_name():
+    """Complex values passed the shared check and failed later with a raw torch error."""
+    truth = torch.zeros(4, 2, dtype=torch.complex128)
+    draws = torch.zeros(4, 9, 2, dtype=torch.complex128)
+    with pytest.raises(TypeError, match="truth: expected real values"):
+        sbc_ranks(truth, draws.real)
+    with pytest.raises(TypeError, match="draws: expected real values"):
+        sbc_ranks(truth.real, draws)
