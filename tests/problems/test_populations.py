@@ -1,11 +1,18 @@
-"""Population generators: held-out letters kept out of training, float64 particle targets."""
+"""Population generators: held-out letters kept out of training, float64 particle targets,
+target redraws (the sampling floor) of empty splits."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from bayesphys.problems.populations import interacting_particles, letters, particle_velocity
+from bayesphys.problems.populations import (
+    interacting_particles,
+    letters,
+    make_population_problem,
+    particle_velocity,
+    redraw_targets,
+)
 
 
 @pytest.mark.parametrize(
@@ -57,3 +64,14 @@ def test_interacting_particles_simulates_in_float64_when_asked():
     assert float((torch.stack(d32.target).double() - x).abs().max()) > 1e-8
     # the sources are the same draws in both (not overwritten by the float64 simulation)
     assert torch.equal(torch.stack(d64.source).float(), torch.stack(d32.source))
+
+
+@pytest.mark.parametrize("name", ["B2", "B3"])
+def test_redraw_targets_of_an_empty_split_is_empty(name):
+    # n_cal=0 is allowed; the floor of that empty split raised an IndexError on B3 (B2 gave [])
+    kw = dict(n_train=2, n_cal=0, n_test=1, n_points=8)
+    if name == "B3":
+        kw["steps"] = 2
+    empty = make_population_problem(name, **kw).subset("cal")
+    assert len(empty) == 0
+    assert redraw_targets(empty, seed=1) == []
