@@ -1,5 +1,5 @@
 """Population generators: held-out letters kept out of training, float64 particle targets,
-target redraws (the sampling floor) of empty splits."""
+target redraws (the sampling floor) of empty splits and of float64 particle data sets."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from bayesphys.problems.populations import (
     particle_velocity,
     redraw_targets,
 )
+from bayesphys.problems.populations.b3_particles import _gmm_draw
 
 
 @pytest.mark.parametrize(
@@ -75,3 +76,25 @@ def test_redraw_targets_of_an_empty_split_is_empty(name):
     empty = make_population_problem(name, **kw).subset("cal")
     assert len(empty) == 0
     assert redraw_targets(empty, seed=1) == []
+
+
+def test_redraw_targets_simulates_float64_particles_in_float64():
+    kw = dict(n_train=2, n_cal=0, n_test=1, n_points=16, steps=10)
+    d64 = interacting_particles(dtype=torch.float64, **kw)
+    r64 = torch.stack(redraw_targets(d64, seed=3))
+    # the same fresh mixture draws as redraw_targets makes (seeded generator, pair by pair)
+    gen = torch.Generator().manual_seed(3)
+    x = torch.stack([_gmm_draw(m, s, 16, gen) for m, s in d64.extra["mixture"]])
+    h = 1.0 / 10
+    for _ in range(10):  # RK4 in float64
+        k1 = particle_velocity(x)
+        k2 = particle_velocity(x + 0.5 * h * k1)
+        k3 = particle_velocity(x + 0.5 * h * k2)
+        k4 = particle_velocity(x + h * k3)
+        x = x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+    # was the float32 simulation cast to float64 (~1e-6 off), unlike the data set's targets
+    torch.testing.assert_close(r64, x, rtol=0, atol=1e-12)
+    # float32 data sets keep the float32 simulation
+    r32 = torch.stack(redraw_targets(interacting_particles(**kw), seed=3))
+    assert r32.dtype == torch.float32
+    assert float((r32.double() - x).abs().max()) > 1e-8
