@@ -1,5 +1,6 @@
 """Population generators: held-out letters kept out of training, float64 particle targets,
-target redraws (the sampling floor) of empty splits and of float64 particle data sets."""
+target redraws (the sampling floor) of empty splits and of float64 particle data sets, shape
+checks of the exact B2 field."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import torch
 from bayesphys.problems.populations import (
     interacting_particles,
     letters,
+    linear_map,
+    linear_map_exact_field,
     make_population_problem,
     particle_velocity,
     redraw_targets,
@@ -98,3 +101,22 @@ def test_redraw_targets_simulates_float64_particles_in_float64():
     r32 = torch.stack(redraw_targets(interacting_particles(**kw), seed=3))
     assert r32.dtype == torch.float32
     assert float((r32.double() - x).abs().max()) > 1e-8
+
+
+def test_linear_map_exact_field_refuses_shapes_that_broadcast():
+    d = linear_map(n_train=1, n_cal=0, n_test=0, n_points=8, dtype=None)
+    x, a, b = d.source[0], d.extra["A"][0], d.extra["b"][0]
+    v = linear_map_exact_field(x, 0.25, a, b)
+    assert v.shape == (8, 2)
+    torch.testing.assert_close(linear_map_exact_field(x, torch.full((8,), 0.25), a, b), v)
+    torch.testing.assert_close(linear_map_exact_field(x, torch.tensor([0.25]), a, b), v)
+    for args, match in [
+        ((x[0], 0.25, a, b), r"^x: expected points \[N, d\], received shape \(2,\)"),  # was [2, 2]
+        ((x, 0.25, a, b[:1]), r"^b: expected \[2\] for x \[N, 2\], received \(1,\)"),  # was [8, 2]
+        ((x, 0.25, d.extra["A"], b), r"^a: expected \[2, 2\]"),
+        ((x, torch.rand(3), a, b), r"^t: expected a scalar or \[8\]"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            linear_map_exact_field(*args)
+    with pytest.raises(TypeError, match="^a: expected a torch.Tensor, received list"):
+        linear_map_exact_field(x, 0.25, a.tolist(), b)
