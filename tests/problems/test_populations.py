@@ -1,6 +1,6 @@
 """Population generators: held-out letters kept out of training, float64 particle targets,
 target redraws (the sampling floor) of empty splits and of float64 particle data sets, shape
-checks of the exact B2 field."""
+checks of the exact B2 field, letters that are not one DejaVu Sans glyph."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 
 from bayesphys.problems.populations import (
     interacting_particles,
+    letter_points,
     letters,
     linear_map,
     linear_map_exact_field,
@@ -120,3 +121,21 @@ def test_linear_map_exact_field_refuses_shapes_that_broadcast():
             linear_map_exact_field(*args)
     with pytest.raises(TypeError, match="^a: expected a torch.Tensor, received list"):
         linear_map_exact_field(x, 0.25, a.tolist(), b)
+
+
+@pytest.mark.parametrize(
+    "char, match",
+    [
+        ("ß", r"'ß' upper-cases to 'SS', 2 glyphs"),  # was the two glyphs "SS"
+        ("ﬀ", r"'ﬀ' upper-cases to 'FF', 2 glyphs"),
+        ("中", r"DejaVu Sans has no glyph for '中'"),  # was the font's empty box
+    ],
+)
+def test_letters_refuse_characters_that_are_not_one_glyph(char, match):
+    with pytest.raises(ValueError, match=f"^letter: {match}"):
+        letter_points(char)
+    with pytest.raises(ValueError, match=f"^train_letters: {match}"):
+        letters(rotations=1, train_letters="A" + char)
+    # lower case, accented and Greek capitals have glyphs of their own
+    assert torch.equal(letter_points("a"), letter_points("A"))
+    assert letter_points("é").shape[1] == letter_points("Ω").shape[1] == 2
