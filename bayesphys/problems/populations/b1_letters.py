@@ -23,12 +23,41 @@ from .pairs import PopulationPairs
 __all__ = ["letters", "letter_points"]
 
 
+def _font_path() -> str:
+    from matplotlib import font_manager
+
+    return font_manager.findfont("DejaVu Sans", fallback_to_default=True)
+
+
+@lru_cache(maxsize=256)
+def _has_glyph(char: str) -> bool:
+    from matplotlib.ft2font import FT2Font
+
+    return FT2Font(_font_path()).get_char_index(ord(char)) != 0
+
+
+def _check_char(name: str, char: str) -> str:
+    """``char`` (one alphabetic character) upper-cased, refused when its capital is not one
+    character (``"ß"`` -> ``"SS"``, two glyphs) or DejaVu Sans has no glyph for it (rendered as
+    the font's empty box)."""
+    up = char.upper()
+    if len(up) != 1:
+        raise ValueError(
+            f"{name}: {char!r} upper-cases to {up!r}, {len(up)} glyphs; expected letters whose "
+            "capital is a single character"
+        )
+    if not _has_glyph(up):
+        raise ValueError(
+            f"{name}: DejaVu Sans has no glyph for {up!r} (it renders as the font's empty box)"
+        )
+    return up
+
+
 @lru_cache(maxsize=64)
 def _glyph(letter: str, size: int) -> np.ndarray:
-    from matplotlib import font_manager
     from PIL import Image, ImageDraw, ImageFont
 
-    path = font_manager.findfont("DejaVu Sans", fallback_to_default=True)
+    path = _font_path()
     font = ImageFont.truetype(path, size)
     img = Image.new("L", (2 * size, 2 * size))
     ImageDraw.Draw(img).text((0, 0), letter, fill=255, font=font)
@@ -53,16 +82,23 @@ def _glyph(letter: str, size: int) -> np.ndarray:
 
 def letter_points(letter: str, size: int = 100) -> Tensor:
     """Point cloud ``[n, 2]`` of a capital ``letter`` (DejaVu Sans, ``size`` pt, scaled to
-    [-3, 3]); ``size`` an int large enough to render the glyph in two dimensions."""
+    [-3, 3]); ``size`` an int large enough to render the glyph in two dimensions.
+
+    ``letter`` is one alphabetic character, upper-cased; a letter whose capital is not one
+    character (``"ß"``) or that DejaVu Sans has no glyph for is refused (``ValueError``).
+    """
     if not (isinstance(letter, str) and len(letter) == 1 and letter.isalpha()):
         raise ValueError(f"letter: expected a single letter, received {letter!r}")
+    up = _check_char("letter", letter)
     size = check_int("size", size, minimum=1)
-    return torch.from_numpy(_glyph(letter.upper(), size).copy())
+    return torch.from_numpy(_glyph(up, size).copy())
 
 
 def _check_letters(name: str, chars: Any) -> str:
     if not (isinstance(chars, str) and chars and all(c.isalpha() for c in chars)):
         raise ValueError(f"{name}: expected a non-empty string of letters, received {chars!r}")
+    for c in chars:
+        _check_char(name, c)
     return chars
 
 
@@ -98,7 +134,8 @@ def letters(
 
     Each split reseeds with ``seed`` as in the reference loader. Populations are ``[n, 2]``
     with ``n`` the glyph's pixel count (803-2834 for DejaVu Sans). ``rotations >= 1``; the
-    letter strings non-empty; noise levels finite and ``>= 0``. ``val_letter`` and
+    letter strings non-empty, of letters :func:`letter_points` renders (one capital character
+    with a DejaVu Sans glyph each); noise levels finite and ``>= 0``. ``val_letter`` and
     ``test_letter`` must not appear in ``train_letters``, nor ``test_letter`` in
     ``val_letter`` (case-insensitive, as glyphs are upper-cased): each split reseeds with
     ``seed``, so a shared letter's pairs would be bit-identical in both splits (a

@@ -93,15 +93,31 @@ def linear_map_exact_field(x: Tensor, t: Tensor, a: Tensor, b: Tensor) -> Tensor
 
     With :math:`M_t = (1-t)I + tA`, :math:`x_t = M_t x_0 + t b` and
     :math:`u = (A - I)x_0 + b`, so :math:`v_t(x) = (A-I)M_t^{-1}(x - tb) + b`.
-    Shapes: ``x [N, d]``, ``t`` scalar or ``[N]``, ``a [d, d]``, ``b [d]`` -> ``[N, d]``.
+    Shapes: ``x [N, d]``, ``t`` scalar or ``[N]``, ``a [d, d]``, ``b [d]`` -> ``[N, d]``; other
+    shapes are refused (``ValueError``; a non-tensor ``x``, ``a`` or ``b``: ``TypeError``).
 
     Where :math:`M_t` is (nearly) singular the straight paths cross at one point and the field
     is unbounded: for :func:`linear_map`'s :math:`A = 0.5 R(\mu)`, :math:`\det M_t` comes near
     0 at :math:`t \approx 2/3` when :math:`\lVert\mu\rVert` is near :math:`\pi` (mod
     :math:`2\pi`), a half turn (48 of 300 default pairs have :math:`\min_t \det M_t < 10^{-2}`).
     """
-    d = x.shape[-1]
-    t = torch.as_tensor(t, dtype=x.dtype, device=x.device).reshape(-1, 1, 1)
+    for name, v in (("x", x), ("a", a), ("b", b)):
+        if not isinstance(v, Tensor):
+            raise TypeError(f"{name}: expected a torch.Tensor, received {type(v).__name__}")
+    if x.ndim != 2:
+        raise ValueError(f"x: expected points [N, d], received shape {tuple(x.shape)}")
+    n, d = x.shape
+    # other shapes broadcast silently: x [d] gave [d, d], b [1] added b[0] to every coordinate
+    if tuple(a.shape) != (d, d):
+        raise ValueError(f"a: expected [{d}, {d}] for x [N, {d}], received {tuple(a.shape)}")
+    if tuple(b.shape) != (d,):
+        raise ValueError(f"b: expected [{d}] for x [N, {d}], received {tuple(b.shape)}")
+    t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+    if t.ndim > 1 or t.numel() not in (1, n):
+        raise ValueError(
+            f"t: expected a scalar or [{n}] (one per point), received {tuple(t.shape)}"
+        )
+    t = t.reshape(-1, 1, 1)
     eye = torch.eye(d, dtype=x.dtype, device=x.device)
     m = (1 - t) * eye + t * a
     rhs = (x - t[:, :, 0] * b)[..., None]

@@ -27,7 +27,9 @@ def redraw_targets(data: PopulationPairs, seed: int = 12345) -> list[Tensor]:
     """Independent draws of each pair's target law (same size), for the sampling floor.
 
     B1: fresh glyph noise at the same rotation; B2: a fresh Gaussian source through the exact
-    map; B3: a fresh mixture draw simulated to T = 1; B4: a fresh treated population.
+    map; B3: a fresh mixture draw simulated to T = 1 (in float64 for float64 targets, as
+    :func:`interacting_particles` does; in float32 otherwise); B4: a fresh treated population.
+    ``[]`` for a data set without pairs (an empty split).
     """
     if not isinstance(data, PopulationPairs):
         raise TypeError(f"data: expected PopulationPairs, received {type(data).__name__}")
@@ -50,11 +52,14 @@ def redraw_targets(data: PopulationPairs, seed: int = 12345) -> list[Tensor]:
             x0 = ex["source_mean"][i] + z @ chol.mT
             out.append((x0 @ ex["A"][i].mT + ex["b"][i]).to(t.dtype))
     elif name.startswith("B3"):
-        n = data.target[0].shape[0]
-        x0 = torch.stack([_gmm_draw(m, s, n, gen) for m, s in ex["mixture"]])
-        prm = ex["params"]
-        x1 = _simulate_particles(x0, prm["steps"], prm["a"], prm["b"], prm["ell"])
-        out = [x.to(t.dtype) for x, t in zip(x1, data.target)]
+        if data.target:  # an empty split (no pairs) has nothing to draw
+            n = data.target[0].shape[0]
+            x0 = torch.stack([_gmm_draw(m, s, n, gen) for m, s in ex["mixture"]])
+            prm = ex["params"]
+            # as interacting_particles: float64 targets simulate in float64, others in float32
+            sim = torch.float64 if data.target[0].dtype == torch.float64 else torch.float32
+            x1 = _simulate_particles(x0, prm["steps"], prm["a"], prm["b"], prm["ell"], sim)
+            out = [x.to(t.dtype) for x, t in zip(x1, data.target)]
     elif name.startswith("B4"):
         prm = ex["params"]
         for i, t in enumerate(data.target):
