@@ -20,6 +20,18 @@ from bayesphys.problems.populations import (
 from bayesphys.problems.populations.b3_particles import _gmm_draw
 
 
+def _rk4(x: torch.Tensor, steps: int) -> torch.Tensor:
+    """The stated particle ODE integrated to t = 1 by RK4 in ``x``'s dtype (reference)."""
+    h = 1.0 / steps
+    for _ in range(steps):
+        k1 = particle_velocity(x)
+        k2 = particle_velocity(x + 0.5 * h * k1)
+        k3 = particle_velocity(x + 0.5 * h * k2)
+        k4 = particle_velocity(x + h * k3)
+        x = x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+    return x
+
+
 @pytest.mark.parametrize(
     "kw, match",
     [
@@ -52,13 +64,7 @@ def test_interacting_particles_simulates_in_float64_when_asked():
     d64 = interacting_particles(dtype=torch.float64, **kw)
     x = torch.stack(d64.source)
     assert x.dtype == torch.float64
-    h = 1.0 / 20
-    for _ in range(20):  # RK4 in float64
-        k1 = particle_velocity(x)
-        k2 = particle_velocity(x + 0.5 * h * k1)
-        k3 = particle_velocity(x + 0.5 * h * k2)
-        k4 = particle_velocity(x + h * k3)
-        x = x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+    x = _rk4(x, 20)
     target = torch.stack(d64.target)
     assert target.dtype == torch.float64
     # was ~1e-6 off (simulated in float32, then cast)
@@ -89,13 +95,7 @@ def test_redraw_targets_simulates_float64_particles_in_float64():
     # the same fresh mixture draws as redraw_targets makes (seeded generator, pair by pair)
     gen = torch.Generator().manual_seed(3)
     x = torch.stack([_gmm_draw(m, s, 16, gen) for m, s in d64.extra["mixture"]])
-    h = 1.0 / 10
-    for _ in range(10):  # RK4 in float64
-        k1 = particle_velocity(x)
-        k2 = particle_velocity(x + 0.5 * h * k1)
-        k3 = particle_velocity(x + 0.5 * h * k2)
-        k4 = particle_velocity(x + h * k3)
-        x = x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+    x = _rk4(x, 10)
     # was the float32 simulation cast to float64 (~1e-6 off), unlike the data set's targets
     torch.testing.assert_close(r64, x, rtol=0, atol=1e-12)
     # float32 data sets keep the float32 simulation
