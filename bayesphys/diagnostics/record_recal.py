@@ -48,6 +48,7 @@ import torch
 
 from .._bench import bench_row
 from .._checks import offset_seed
+from .._posterior_args import _check_level
 from ..posterior import SamplePosterior
 from .recalibrate import Recalibrator, _c_l
 from .result import CalibrationResult, analyse
@@ -386,9 +387,13 @@ def fit_record_recalibration(
     pinned boundary value) gets the identity map of the stage; an error while fitting a
     summary names it. ``truth`` and ``draws`` must be finite and agree in ``N`` and ``K``
     (a NaN draw was dropped from its problem's spread, an infinite truth gave a NaN map).
+    ``level`` (the ``"conformal"`` stage's coverage level) must lie in ``(0, 1)`` whatever the
+    method, as :meth:`Recalibrator.from_z` checks it for ``"zscore"``, which does not read it
+    either (``level=2.0`` was refused for ``"zscore"`` and accepted for ``"affine"``).
     """
     check_truth_draws(record.truth, record.draws)
     _check_recal_method(method)
+    level = _check_level(level)
     if record.n_sims < 2:
         raise ValueError(f"record: expected at least 2 simulations, received {record.n_sims}")
     if record.n_draws < 2:

@@ -301,3 +301,16 @@ def test_calibration_rows_refuses_recal_methods_without_recalibrate(recalibrate)
     assert calls == []
     rows = calibration_rows(simulate, fam.infer, fam.summaries(), **kw)  # the default: as before
     assert len(rows) == 1 and calls == [20]
+
+
+@pytest.mark.parametrize("method", ["affine", "shape", "quantile", "zscore"])
+def test_fit_record_recalibration_checks_level_for_every_method(method):
+    """``level=2.0`` was refused for ``"zscore"`` (by ``Recalibrator.from_z``) and accepted
+    silently for the methods that do not read it."""
+    rec = _record(0.0, 1.0, n=40, draws=9)
+    for bad in (2.0, 0.0, float("nan")):
+        with pytest.raises(ValueError, match="^level: expected"):
+            fit_record_recalibration(rec, method, level=bad)
+    with pytest.raises(TypeError, match="^level: expected"):
+        fit_record_recalibration(rec, method, level="0.9")
+    assert len(fit_record_recalibration(rec, method, level=0.8).stages[0]) == 2
