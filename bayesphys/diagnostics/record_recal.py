@@ -263,9 +263,13 @@ class RecordRecalibration:
         """``record`` with every problem's draws ``[L, K]`` mapped by every stage.
 
         The field calibration curve is dropped (only the summaries are recalibrated).
-        ``record`` is checked as in :func:`fit_record_recalibration` (finite, same ``K``).
+        ``record`` is checked as in :func:`fit_record_recalibration` (finite, same ``K``,
+        ``L >= 2`` draws per problem: the affine and shape maps are in units of each problem's
+        draws' sd, and one draw made every mapped draw NaN).
         """
+        _check_record(record)
         check_truth_draws(record.truth, record.draws)
+        _check_two_draws(record)
         for stage in self.stages:
             record = _apply_stage(record, stage)
         return SimulationRecord(
@@ -303,6 +307,24 @@ class RecordRecalibration:
             else:
                 parts.append(f"{name} scales {[round(r.scale, 3) for r in stage]}")
         return " then ".join(parts)
+
+
+def _check_record(record: Any) -> None:
+    """A :class:`SimulationRecord` (a tuple ``(truth, draws)`` failed with an AttributeError)."""
+    if not isinstance(record, SimulationRecord):
+        raise TypeError(
+            f"record: expected a SimulationRecord (from simulate_and_infer), received "
+            f"{type(record).__name__}"
+        )
+
+
+def _check_two_draws(record: SimulationRecord) -> None:
+    """``L >= 2`` draws per problem in ``record`` (``draws [N, L, K]``)."""
+    if record.n_draws < 2:
+        raise ValueError(
+            f"record: expected L >= 2 draws per problem (their sd is the unit of every "
+            f"recalibration map), received L = {record.n_draws}; draw more posterior samples"
+        )
 
 
 def _is_identity(rec: Recalibrator | AffineMap | ShapeMap) -> bool:
@@ -391,16 +413,13 @@ def fit_record_recalibration(
     method, as :meth:`Recalibrator.from_z` checks it for ``"zscore"``, which does not read it
     either (``level=2.0`` was refused for ``"zscore"`` and accepted for ``"affine"``).
     """
+    _check_record(record)
     check_truth_draws(record.truth, record.draws)
     _check_recal_method(method)
     level = _check_level(level)
     if record.n_sims < 2:
         raise ValueError(f"record: expected at least 2 simulations, received {record.n_sims}")
-    if record.n_draws < 2:
-        raise ValueError(
-            f"record: expected L >= 2 draws per problem (their sd is the unit of every "
-            f"recalibration map), received L = {record.n_draws}; draw more posterior samples"
-        )
+    _check_two_draws(record)
     stages: list[list[Recalibrator | AffineMap | ShapeMap]] = []
     for m in method.split("+"):
         stage = []

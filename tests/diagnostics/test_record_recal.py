@@ -314,3 +314,19 @@ def test_fit_record_recalibration_checks_level_for_every_method(method):
     with pytest.raises(TypeError, match="^level: expected"):
         fit_record_recalibration(rec, method, level="0.9")
     assert len(fit_record_recalibration(rec, method, level=0.8).stages[0]) == 2
+
+
+@pytest.mark.parametrize("method", ["affine", "shape", "zscore"])
+def test_apply_refuses_one_draw_and_a_non_record(method):
+    """A record of one draw per problem was mapped to NaN draws by the affine and shape maps
+    (the sd of one draw), and a tuple failed with an AttributeError."""
+    recal = fit_record_recalibration(_record(0.0, 0.5, n=40, draws=9), method)
+    one = _record(0.0, 0.5, n=40, draws=1, seed=1)
+    with pytest.raises(ValueError, match=r"^record: expected L >= 2 draws .* L = 1"):
+        recal.apply(one)
+    with pytest.raises(TypeError, match="^record: expected a SimulationRecord"):
+        recal.apply((one.truth, one.draws))
+    with pytest.raises(TypeError, match="^record: expected a SimulationRecord"):
+        fit_record_recalibration((one.truth, one.draws), method)
+    two = _record(0.0, 0.5, n=40, draws=2, seed=1)
+    assert bool(torch.isfinite(recal.apply(two).draws).all())
