@@ -48,6 +48,7 @@ import torch
 
 from .._bench import bench_row
 from .._checks import offset_seed
+from .._device import check_finite
 from .._posterior_args import _check_level
 from ..posterior import SamplePosterior
 from .recalibrate import Recalibrator, _c_l
@@ -66,7 +67,12 @@ __all__ = [
 
 
 def _check_draws_truth(draws: torch.Tensor, truth: torch.Tensor) -> None:
-    """``draws [N, L]`` with ``L >= 2`` and ``truth [N]``."""
+    """``draws [N, L]`` with ``L >= 2`` and ``truth [N]``, floating-point tensors and finite
+    (a NaN truth gave the map ``AffineMap(nan, nan)`` and NaN residuals without an error)."""
+    for name, t in (("draws", draws), ("truth", truth)):
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+            got = f"dtype {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
+            raise TypeError(f"{name}: expected a floating-point torch.Tensor, received {got}")
     if draws.ndim != 2 or truth.shape != draws.shape[:1]:
         raise ValueError(
             f"draws/truth: expected [N, L] and [N], received {tuple(draws.shape)} and "
@@ -77,12 +83,14 @@ def _check_draws_truth(draws: torch.Tensor, truth: torch.Tensor) -> None:
             f"draws: expected L >= 2 draws per problem (their sd is the unit of every "
             f"recalibration map), received L = {draws.shape[1]}; draw more posterior samples"
         )
+    check_finite("draws", draws)
+    check_finite("truth", truth)
 
 
 def standardised_residuals(draws: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     r"""Held-out :math:`z_i = (t_i - \bar x_i)/(c_L\,\mathrm{sd}(x_i))` of one summary:
-    ``draws [N, L]`` (``L >= 2``), ``truth [N]`` -> ``[N']`` (problems whose draws have zero
-    spread are left out), with :math:`c_L = \sqrt{(L+1)(L-1)/(L(L-3))}` for ``L > 3`` and
+    ``draws [N, L]`` (``L >= 2``), ``truth [N]`` (floating point, finite) -> ``[N']``
+    (problems whose draws have zero spread are left out), with :math:`c_L = \sqrt{(L+1)(L-1)/(L(L-3))}` for ``L > 3`` and
     :math:`c_L = 1` otherwise.
 
     :math:`\bar x` and :math:`\mathrm{sd}(x)` are estimated from the ``L`` draws, so even an

@@ -330,3 +330,27 @@ def test_apply_refuses_one_draw_and_a_non_record(method):
         fit_record_recalibration((one.truth, one.draws), method)
     two = _record(0.0, 0.5, n=40, draws=2, seed=1)
     assert bool(torch.isfinite(recal.apply(two).draws).all())
+
+
+def test_per_summary_maps_refuse_non_finite_and_non_float_input():
+    """A NaN truth gave ``AffineMap(shift=nan, scale=nan)`` and NaN residuals silently (and
+    scipy's bare "data contains non-finite values" in ``ShapeMap.fit``); integer draws failed
+    inside ``torch.std``."""
+    from bayesphys.diagnostics import ShapeMap
+    from bayesphys.diagnostics.record_recal import standardised_residuals
+
+    g = torch.Generator().manual_seed(0)
+    t = torch.randn(30, generator=g, dtype=torch.float64)
+    d = t[:, None] + torch.randn(30, 9, generator=g, dtype=torch.float64)
+    bad_t, bad_d = t.clone(), d.clone()
+    bad_t[3], bad_d[4, 2] = float("nan"), float("inf")
+    for fit in (standardised_residuals, AffineMap.fit, ShapeMap.fit):
+        with pytest.raises(ValueError, match="^truth: expected finite values"):
+            fit(d, bad_t)
+        with pytest.raises(ValueError, match="^draws: expected finite values"):
+            fit(bad_d, t)
+        with pytest.raises(TypeError, match="^draws: expected a floating-point"):
+            fit(d.round().long(), t)
+        with pytest.raises(TypeError, match="^truth: expected a floating-point"):
+            fit(d, t.tolist())
+    assert bool(torch.isfinite(standardised_residuals(d, t)).all())
