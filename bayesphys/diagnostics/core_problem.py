@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .._checks import check_int, check_scalar, check_seed
 from ..posterior import GaussianPosterior
 from ..problems.linear_gaussian import linear_gaussian_problem, posterior_for
 from .simulate import Summary, probe, total_mass
@@ -27,6 +28,11 @@ class CoreFamily:
     ``simulate(n, seed=) -> (u [n, 101], y [n, 30])``; ``infer(y [30]) -> GaussianPosterior``
     (event ``(101,)``); ``summaries`` probes ``u(0.25)``, ``u(0.5)``, ``u(0.9)``, the mass
     :math:`\\int_0^1 u\\,dx` (trapezoid) and :math:`\\max_x u`.
+
+    ``noise``, ``lengthscale`` and ``inflate`` finite and ``> 0``, ``shift`` finite: a
+    negative ``inflate`` or ``lengthscale`` was used as its absolute value (both enter
+    squared), ``inflate = 0`` gave a posterior of zero spread, and ``noise = 0`` or a negative
+    ``lengthscale`` was refused only by the first ``infer``.
     """
 
     def __init__(
@@ -38,16 +44,22 @@ class CoreFamily:
         inflate: float = 1.0,
         shift: float = 0.0,
     ):
+        noise = check_scalar("noise", noise, minimum=0.0, strict=True)
+        lengthscale = check_scalar("lengthscale", lengthscale, minimum=0.0, strict=True)
+        inflate = check_scalar("inflate", inflate, minimum=0.0, strict=True)
+        shift = check_scalar("shift", shift)
         prob = linear_gaussian_problem(n=n, m=m, noise=noise, seed=0)
         self.x, self.idx = prob["x"], prob["idx"]
         self.noise, self.lengthscale = noise, lengthscale
-        self.inflate, self.shift = float(inflate), float(shift)
+        self.inflate, self.shift = inflate, shift
         k = torch.exp(-0.5 * (self.x[:, None] - self.x[None, :]) ** 2 / lengthscale**2)
         self.prior_chol = torch.linalg.cholesky(k + 1e-8 * torch.eye(n, dtype=k.dtype))
 
     def simulate(self, n: int, *, seed: int) -> tuple[Tensor, Tensor]:
-        """``n`` prior fields ``[n, 101]`` and their sensor data ``[n, 30]``."""
-        gen = torch.Generator().manual_seed(int(seed))
+        """``n`` prior fields ``[n, 101]`` and their sensor data ``[n, 30]``; ``seed`` an int
+        (a float such as 1.7 was truncated to the seed 1)."""
+        n = check_int("n", n, minimum=0)
+        gen = torch.Generator().manual_seed(check_seed("seed", seed))
         z = torch.randn(n, self.x.numel(), generator=gen, dtype=torch.float64)
         u = z @ self.prior_chol.mT
         y = u[:, self.idx] + self.noise * torch.randn(

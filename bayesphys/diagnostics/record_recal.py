@@ -48,6 +48,8 @@ import torch
 
 from .._bench import bench_row
 from .._checks import offset_seed
+from .._device import check_finite
+from .._posterior_args import _check_level
 from ..posterior import SamplePosterior
 from .recalibrate import Recalibrator, _c_l
 from .result import CalibrationResult, analyse
@@ -65,7 +67,12 @@ __all__ = [
 
 
 def _check_draws_truth(draws: torch.Tensor, truth: torch.Tensor) -> None:
-    """``draws [N, L]`` with ``L >= 2`` and ``truth [N]``."""
+    """``draws [N, L]`` with ``L >= 2`` and ``truth [N]``, floating-point tensors and finite
+    (a NaN truth gave the map ``AffineMap(nan, nan)`` and NaN residuals without an error)."""
+    for name, t in (("draws", draws), ("truth", truth)):
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+            got = f"dtype {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
+            raise TypeError(f"{name}: expected a floating-point torch.Tensor, received {got}")
     if draws.ndim != 2 or truth.shape != draws.shape[:1]:
         raise ValueError(
             f"draws/truth: expected [N, L] and [N], received {tuple(draws.shape)} and "
@@ -76,12 +83,14 @@ def _check_draws_truth(draws: torch.Tensor, truth: torch.Tensor) -> None:
             f"draws: expected L >= 2 draws per problem (their sd is the unit of every "
             f"recalibration map), received L = {draws.shape[1]}; draw more posterior samples"
         )
+    check_finite("draws", draws)
+    check_finite("truth", truth)
 
 
 def standardised_residuals(draws: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     r"""Held-out :math:`z_i = (t_i - \bar x_i)/(c_L\,\mathrm{sd}(x_i))` of one summary:
-    ``draws [N, L]`` (``L >= 2``), ``truth [N]`` -> ``[N']`` (problems whose draws have zero
-    spread are left out), with :math:`c_L = \sqrt{(L+1)(L-1)/(L(L-3))}` for ``L > 3`` and
+    ``draws [N, L]`` (``L >= 2``), ``truth [N]`` (floating point, finite) -> ``[N']``
+    (problems whose draws have zero spread are left out), with :math:`c_L = \sqrt{(L+1)(L-1)/(L(L-3))}` for ``L > 3`` and
     :math:`c_L = 1` otherwise.
 
     :math:`\bar x` and :math:`\mathrm{sd}(x)` are estimated from the ``L`` draws, so even an
@@ -262,9 +271,13 @@ class RecordRecalibration:
         """``record`` with every problem's draws ``[L, K]`` mapped by every stage.
 
         The field calibration curve is dropped (only the summaries are recalibrated).
-        ``record`` is checked as in :func:`fit_record_recalibration` (finite, same ``K``).
+        ``record`` is checked as in :func:`fit_record_recalibration` (finite, same ``K``,
+        ``L >= 2`` draws per problem: the affine and shape maps are in units of each problem's
+        draws' sd, and one draw made every mapped draw NaN).
         """
+        _check_record(record)
         check_truth_draws(record.truth, record.draws)
+        _check_two_draws(record)
         for stage in self.stages:
             record = _apply_stage(record, stage)
         return SimulationRecord(
@@ -302,6 +315,24 @@ class RecordRecalibration:
             else:
                 parts.append(f"{name} scales {[round(r.scale, 3) for r in stage]}")
         return " then ".join(parts)
+
+
+def _check_record(record: Any) -> None:
+    """A :class:`SimulationRecord` (a tuple ``(truth, draws)`` failed with an AttributeError)."""
+    if not isinstance(record, SimulationRecord):
+        raise TypeError(
+            f"record: expected a SimulationRecord (from simulate_and_infer), received "
+            f"{type(record).__name__}"
+        )
+
+
+def _check_two_draws(record: SimulationRecord) -> None:
+    """``L >= 2`` draws per problem in ``record`` (``draws [N, L, K]``)."""
+    if record.n_draws < 2:
+        raise ValueError(
+            f"record: expected L >= 2 draws per problem (their sd is the unit of every "
+            f"recalibration map), received L = {record.n_draws}; draw more posterior samples"
+        )
 
 
 def _is_identity(rec: Recalibrator | AffineMap | ShapeMap) -> bool:
@@ -386,16 +417,17 @@ def fit_record_recalibration(
     pinned boundary value) gets the identity map of the stage; an error while fitting a
     summary names it. ``truth`` and ``draws`` must be finite and agree in ``N`` and ``K``
     (a NaN draw was dropped from its problem's spread, an infinite truth gave a NaN map).
+    ``level`` (the ``"conformal"`` stage's coverage level) must lie in ``(0, 1)`` whatever the
+    method, as :meth:`Recalibrator.from_z` checks it for ``"zscore"``, which does not read it
+    either (``level=2.0`` was refused for ``"zscore"`` and accepted for ``"affine"``).
     """
+    _check_record(record)
     check_truth_draws(record.truth, record.draws)
     _check_recal_method(method)
+    level = _check_level(level)
     if record.n_sims < 2:
         raise ValueError(f"record: expected at least 2 simulations, received {record.n_sims}")
-    if record.n_draws < 2:
-        raise ValueError(
-            f"record: expected L >= 2 draws per problem (their sd is the unit of every "
-            f"recalibration map), received L = {record.n_draws}; draw more posterior samples"
-        )
+    _check_two_draws(record)
     stages: list[list[Recalibrator | AffineMap | ShapeMap]] = []
     for m in method.split("+"):
         stage = []

@@ -301,3 +301,56 @@ def test_calibration_rows_refuses_recal_methods_without_recalibrate(recalibrate)
     assert calls == []
     rows = calibration_rows(simulate, fam.infer, fam.summaries(), **kw)  # the default: as before
     assert len(rows) == 1 and calls == [20]
+
+
+@pytest.mark.parametrize("method", ["affine", "shape", "quantile", "zscore"])
+def test_fit_record_recalibration_checks_level_for_every_method(method):
+    """``level=2.0`` was refused for ``"zscore"`` (by ``Recalibrator.from_z``) and accepted
+    silently for the methods that do not read it."""
+    rec = _record(0.0, 1.0, n=40, draws=9)
+    for bad in (2.0, 0.0, float("nan")):
+        with pytest.raises(ValueError, match="^level: expected"):
+            fit_record_recalibration(rec, method, level=bad)
+    with pytest.raises(TypeError, match="^level: expected"):
+        fit_record_recalibration(rec, method, level="0.9")
+    assert len(fit_record_recalibration(rec, method, level=0.8).stages[0]) == 2
+
+
+@pytest.mark.parametrize("method", ["affine", "shape", "zscore"])
+def test_apply_refuses_one_draw_and_a_non_record(method):
+    """A record of one draw per problem was mapped to NaN draws by the affine and shape maps
+    (the sd of one draw), and a tuple failed with an AttributeError."""
+    recal = fit_record_recalibration(_record(0.0, 0.5, n=40, draws=9), method)
+    one = _record(0.0, 0.5, n=40, draws=1, seed=1)
+    with pytest.raises(ValueError, match=r"^record: expected L >= 2 draws .* L = 1"):
+        recal.apply(one)
+    with pytest.raises(TypeError, match="^record: expected a SimulationRecord"):
+        recal.apply((one.truth, one.draws))
+    with pytest.raises(TypeError, match="^record: expected a SimulationRecord"):
+        fit_record_recalibration((one.truth, one.draws), method)
+    two = _record(0.0, 0.5, n=40, draws=2, seed=1)
+    assert bool(torch.isfinite(recal.apply(two).draws).all())
+
+
+def test_per_summary_maps_refuse_non_finite_and_non_float_input():
+    """A NaN truth gave ``AffineMap(shift=nan, scale=nan)`` and NaN residuals silently (and
+    scipy's bare "data contains non-finite values" in ``ShapeMap.fit``); integer draws failed
+    inside ``torch.std``."""
+    from bayesphys.diagnostics import ShapeMap
+    from bayesphys.diagnostics.record_recal import standardised_residuals
+
+    g = torch.Generator().manual_seed(0)
+    t = torch.randn(30, generator=g, dtype=torch.float64)
+    d = t[:, None] + torch.randn(30, 9, generator=g, dtype=torch.float64)
+    bad_t, bad_d = t.clone(), d.clone()
+    bad_t[3], bad_d[4, 2] = float("nan"), float("inf")
+    for fit in (standardised_residuals, AffineMap.fit, ShapeMap.fit):
+        with pytest.raises(ValueError, match="^truth: expected finite values"):
+            fit(d, bad_t)
+        with pytest.raises(ValueError, match="^draws: expected finite values"):
+            fit(bad_d, t)
+        with pytest.raises(TypeError, match="^draws: expected a floating-point"):
+            fit(d.round().long(), t)
+        with pytest.raises(TypeError, match="^truth: expected a floating-point"):
+            fit(d, t.tolist())
+    assert bool(torch.isfinite(standardised_residuals(d, t)).all())
