@@ -266,6 +266,8 @@ class RecordRecalibration:
 
     method: str
     stages: list[list[Recalibrator | AffineMap | ShapeMap]]
+    #: the ``K`` summary names the maps were fitted on, in order (``None``: not recorded)
+    names: list[str] | None = None
 
     def apply(self, record: SimulationRecord) -> SimulationRecord:
         """``record`` with every problem's draws ``[L, K]`` mapped by every stage.
@@ -273,9 +275,17 @@ class RecordRecalibration:
         The field calibration curve is dropped (only the summaries are recalibrated).
         ``record`` is checked as in :func:`fit_record_recalibration` (finite, same ``K``,
         ``L >= 2`` draws per problem: the affine and shape maps are in units of each problem's
-        draws' sd, and one draw made every mapped draw NaN).
+        draws' sd, and one draw made every mapped draw NaN), and its summaries must be the
+        ones the maps were fitted on, in the same order (summaries of the same count in
+        another order had each other's maps applied without a word).
         """
         _check_record(record)
+        named = self.names is not None and len(record.names) == len(self.names)
+        if named and list(record.names) != list(self.names):  # (another K: _apply_stage says)
+            raise ValueError(
+                f"record: summaries {list(record.names)} are not those the maps were fitted "
+                f"on, {list(self.names)} (the same names in the same order)"
+            )
         check_truth_draws(record.truth, record.draws)
         _check_two_draws(record)
         for stage in self.stages:
@@ -428,6 +438,7 @@ def fit_record_recalibration(
     if record.n_sims < 2:
         raise ValueError(f"record: expected at least 2 simulations, received {record.n_sims}")
     _check_two_draws(record)
+    names = list(record.names)
     stages: list[list[Recalibrator | AffineMap | ShapeMap]] = []
     for m in method.split("+"):
         stage = []
@@ -443,7 +454,7 @@ def fit_record_recalibration(
                 raise ValueError(f"summary {name!r} ({m} stage): {err}") from err
         stages.append(stage)
         record = _apply_stage(record, stage)
-    return RecordRecalibration(method, stages)
+    return RecordRecalibration(method, stages, names)
 
 
 def _fit_one(

@@ -354,3 +354,17 @@ def test_per_summary_maps_refuse_non_finite_and_non_float_input():
         with pytest.raises(TypeError, match="^truth: expected a floating-point"):
             fit(d, t.tolist())
     assert bool(torch.isfinite(standardised_residuals(d, t)).all())
+
+
+def test_apply_refuses_summaries_other_than_those_fitted_on():
+    """A record whose summaries are the same count in another order had each other's maps
+    applied without a word; the maps now keep the names they were fitted on."""
+    recal = fit_record_recalibration(_record(0.0, 0.5, n=40, draws=9), "affine")
+    assert recal.names == ["a", "b"]
+    other = _record(0.0, 0.5, n=40, draws=9, seed=1)
+    swapped = SimulationRecord(
+        names=["b", "a"], truth=other.truth.flip(-1), draws=other.draws.flip(-1)
+    )
+    with pytest.raises(ValueError, match=r"summaries \['b', 'a'\] are not those"):
+        recal.apply(swapped)
+    assert recal.apply(other).draws.shape == other.draws.shape
