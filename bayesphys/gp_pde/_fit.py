@@ -192,8 +192,16 @@ def fit_solver(
             if joint:
                 model.u = u_param.detach().clone()
                 model._solved_key = None  # optimised jointly, not eliminated
-            model.history["step"].append(step_offset + k)
-            model.history["rel_l2"].append(model._rel_l2(solve=False))
+            try:
+                err = model._rel_l2(solve=False)
+            except NUMERICAL:
+                # the Gram factor failed here as in the closure (the same hyperparameters):
+                # the step diverged and its hyperparameters are discarded, so it has no test
+                # error to record (the failure raised out of fit instead of a divergence)
+                err = None
+            if err is not None:
+                model.history["step"].append(step_offset + k)
+                model.history["rel_l2"].append(err)
         if torch.isfinite(loss):
             opt.step()
             if sched is not None:

@@ -87,6 +87,18 @@ def test_overflowing_precision_is_reported_as_divergence():
         assert torch.equal(p.detach(), good)
 
 
+def test_failed_gram_factor_with_eval_every_is_reported_as_divergence():
+    """With ``eval_every > 0`` the test error of a step whose Gram factor failed was computed
+    from that factor again: the ``NumericalFailure`` left fit instead of the divergence its
+    docstring promises, and the model kept the failed hyperparameters."""
+    m = GPPDESolver("poisson1d-low", num_mixtures=4, n_col=40, seed=0)
+    res = m.fit(steps=10, lr=30.0, progress=False, eval_every=1)
+    assert res.message.startswith("diverged at step 1") and res.steps == 1
+    assert m.history["step"] == [0]  # the diverged step's hyperparameters are discarded
+    assert len(m.history["rel_l2"]) == 1 and math.isfinite(m.history["rel_l2"][0])
+    assert math.isfinite(res.extra["rel_l2_best"]) and m._fresh()
+
+
 def test_numerical_failures_are_value_errors():
     # callers of the solvers that catch ValueError keep working
     assert issubclass(NumericalFailure, ValueError)
