@@ -7,6 +7,7 @@ rebuild and the state a rebuilt model is given back.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +47,14 @@ _STATE_KEYS = frozenset(
 
 
 def check_save_path(path: Any) -> None:
-    """Refuse a ``path`` that is not a ``str`` or ``Path`` (``TypeError``) or is an existing
-    folder (``IsADirectoryError``, as every model's save)."""
+    """Refuse a ``path`` that is not a ``str`` or ``os.PathLike`` (``TypeError``; any other
+    PathLike was refused, unlike every other model's save) or is an existing folder
+    (``IsADirectoryError``, as every model's save; ``~`` expanded first)."""
+    if isinstance(path, os.PathLike) and not isinstance(path, Path):
+        path = os.fspath(path)
     if not isinstance(path, (str, Path)):
         raise TypeError(f"path: expected a str or Path, received {type(path).__name__}")
-    if Path(path).is_dir():
+    if Path(path).expanduser().is_dir():
         raise IsADirectoryError(f"path: expected a file name, received the folder {path}")
 
 

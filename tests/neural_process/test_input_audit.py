@@ -233,6 +233,23 @@ def test_save_refuses_a_folder(tmp_path):
         tiny().save(tmp_path)
 
 
+def test_save_takes_any_pathlike(tmp_path):
+    """Any ``os.PathLike`` was refused (only str / Path), unlike every other model's save."""
+
+    class Where:
+        def __init__(self, p):
+            self.p = p
+
+        def __fspath__(self):
+            return str(self.p)
+
+    m = tiny()
+    path = m.save(Where(tmp_path / "m.pt"))
+    assert path.exists() and path.name == "m.pt"
+    with pytest.raises(IsADirectoryError, match="path: expected a file name"):
+        m.save(Where(tmp_path))
+
+
 @pytest.mark.parametrize("recorded", [True, False])
 def test_a_cuda_checkpoint_loads_on_the_cpu(tmp_path, recorded):
     # a CUDA generator's state (16 bytes) was fed to the CPU generator on load:
