@@ -58,6 +58,7 @@ from .record_recal import (
     ShapeMap,
     fit_record_recalibration,
     recalibrated_rows,
+    standardised_residuals,
 )
 from .result import CalibrationResult, analyse
 from .sbc import ranks_inference_data, sbc_pit, sbc_ranks, sbc_uniformity
@@ -114,6 +115,7 @@ __all__ = [
     "sbc_uniformity",
     "score_summary",
     "simulate_and_infer",
+    "standardised_residuals",
     "tarp",
     "total_mass",
 ]
