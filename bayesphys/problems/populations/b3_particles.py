@@ -18,7 +18,8 @@ __all__ = ["interacting_particles", "particle_velocity"]
 
 
 def particle_velocity(x: Tensor, a: float = 1.0, b: float = 2.0, ell: float = 0.5) -> Tensor:
-    r"""Interacting-particle velocity for populations ``x [P, n, 2]`` -> ``[P, n, 2]``.
+    r"""Interacting-particle velocity for populations ``x [P, n, d]`` -> ``[P, n, d]`` (B3 uses
+    ``d = 2``).
 
     :math:`\dot x_j = -a(x_j - \bar x) - \frac{b}{n}\sum_k \nabla_{x_j}
     \exp(-\lVert x_j - x_k\rVert^2 / 2\ell^2)`: attraction to the population mean plus kernel
