@@ -36,7 +36,7 @@ def integrate(
 ) -> Tensor:
     """Integrate ``dx/dt = f(t, x)`` from ``t=0`` to ``1`` starting at ``x0 [..., d]`` -> ``[..., d]``.
 
-    ``f(t, x)`` must return velocities of ``x``'s shape. ``x0``: a finite floating tensor.
+    ``f(t, x)`` must return velocities of ``x``'s shape and dtype. ``x0``: a finite floating tensor.
     ``"rk4"`` takes ``steps >= 1`` (default 10); ``"dopri5"`` takes ``atol``, ``rtol`` finite
     and ``> 0`` (default ``1e-5``). A setting the chosen method does not read is refused
     (``steps`` for dopri5, ``atol``/``rtol`` for rk4) rather than ignored. A result holding
@@ -115,10 +115,15 @@ def _check_result(x: Tensor, how: str) -> Tensor:
 
 
 def _check_velocity(v: object, x: Tensor) -> None:
-    """The first evaluation of ``f``: velocities of ``x``'s shape (not a broadcastable one)."""
+    """The first evaluation of ``f``: velocities of ``x``'s shape (not a broadcastable one) and
+    dtype (a float64 field moved float32 points into a float64 result without a word)."""
     if not isinstance(v, Tensor) or v.shape != x.shape:
         got = tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
         raise ValueError(
             f"f: expected f(t, x) to return velocities of x's shape {tuple(x.shape)}, "
             f"received {got}"
+        )
+    if v.dtype != x.dtype:
+        raise TypeError(
+            f"f: expected f(t, x) to return velocities in x's dtype {x.dtype}, received {v.dtype}"
         )

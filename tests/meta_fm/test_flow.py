@@ -158,3 +158,13 @@ def test_integrate_of_no_points_returns_no_points(method):
         assert out.shape == x0.shape and out.dtype == x0.dtype
     with pytest.raises(ValueError, match="velocities of x's shape"):
         integrate(lambda t, x: x[..., :1], torch.zeros(0, 2), method=method)
+
+
+@pytest.mark.parametrize("method", ["rk4", "dopri5"])
+def test_integrate_refuses_velocities_of_another_dtype(method):
+    """A float64 field moved float32 points into a float64 result (rk4) without a word."""
+    if method == "dopri5":
+        pytest.importorskip("torchdiffeq")
+    x0 = torch.ones(5, 2)
+    with pytest.raises(TypeError, match="velocities in x's dtype torch.float32"):
+        integrate(lambda t, x: -x.double(), x0, method=method)
