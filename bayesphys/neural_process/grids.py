@@ -283,7 +283,10 @@ class AdaptiveGrid(GridMeasure):
                 f"state['score']: expected {self.bins**self.dim} bin scores (bins={self.bins}, "
                 f"dim={self.dim}), received {got}"
             )
-        self.score = score.clone()
+        if score.is_complex() or not bool((torch.isfinite(score) & (score > 0)).all()):
+            # the proposal is proportional to sqrt(score): a NaN or negative one broke sampling
+            raise ValueError("state['score']: expected finite positive bin scores")
+        self.score = score.to(torch.float64).clone()
         self.initialised = bool(state["initialised"])
 
 

@@ -194,6 +194,10 @@ def test_adaptive_grid_update_and_state_checks():
         g.update(x, torch.zeros(5))
     with pytest.raises(ValueError, match=r"state\['score'\]: expected 4 bin scores"):
         g.load_state_dict({"score": torch.ones(3), "initialised": True})
+    for bad in (torch.tensor([1.0, NAN, 1.0, 1.0]), torch.tensor([1.0, -1.0, 1.0, 1.0])):
+        with pytest.raises(ValueError, match="finite positive bin scores"):  # were taken
+            g.load_state_dict({"score": bad, "initialised": True})
+    assert torch.equal(g.score, before)  # a refused state leaves the grid as it was
 
 
 def test_keyboard_interrupt_leaves_a_usable_model():
