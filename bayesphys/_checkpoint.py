@@ -92,6 +92,7 @@ def save_checkpoint(path: str | Path, *, kind: str, config: dict[str, Any], stat
         raise TypeError(f"config: expected a dict of settings, received {type(config).__name__}")
     if path.is_dir():
         raise IsADirectoryError(f"path: expected a file path, received the folder {path}")
+    made = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "kind": kind,
@@ -100,7 +101,15 @@ def save_checkpoint(path: str | Path, *, kind: str, config: dict[str, Any], stat
         "version": __version__,
         "format": CHECKPOINT_FORMAT,
     }
-    return atomic_write(path, lambda tmp: _write_checked(payload, tmp))
+    try:
+        return atomic_write(path, lambda tmp: _write_checked(payload, tmp))
+    except BaseException:
+        for folder in made:  # a refused save left the folders it made for the file, empty
+            try:
+                folder.rmdir()  # deepest first; a folder something else wrote into stays
+            except OSError:
+                break
+        raise
 
 
 def _write_checked(payload: dict[str, Any], tmp: Path) -> None:

@@ -304,3 +304,16 @@ def test_rebuilding_names_the_file_and_passes_other_errors(tmp_path):
     gp = GPPDESolver("poisson1d-low", num_mixtures=2, n_col=12, seed=0)
     with pytest.raises(ValueError, match=r"^device: "):
         GPPDESolver.load(gp.save(path), device="tpu")
+
+
+def test_a_refused_save_removes_the_folders_it_made(tmp_path):
+    """A save refused after the folders for the file were made (a value the loader could
+    not read back) left them behind, empty; a folder that existed before stays."""
+    from pathlib import Path
+
+    (tmp_path / "kept").mkdir()
+    target = tmp_path / "kept" / "new" / "deeper" / "m.pt"
+    with pytest.raises(TypeError):
+        save_checkpoint(target, kind="test", config={}, state={"where": Path("x")})
+    assert (tmp_path / "kept").is_dir() and not (tmp_path / "kept" / "new").exists()
+    assert save_checkpoint(target, kind="test", config={}, state={"a": 1}).exists()
