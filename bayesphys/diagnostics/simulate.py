@@ -231,8 +231,12 @@ def posterior_draws(
             raise ValueError(
                 f"n_draws: expected at most {post.shape[0]} (the draws given), received {n_draws}"
             )
-        idx = torch.linspace(0, post.shape[0] - 1, n_draws, device=post.device).round().long()
-        return post[idx]
+        # float32 (the default) above 2**24 stored draws rounds indices past the end (an
+        # IndexError) or onto each other (repeated draws); float64 there only, so that the
+        # indices of every smaller set, and the figures made from them, stay as they were
+        wide = torch.float64 if post.shape[0] > 2**24 else None
+        idx = torch.linspace(0, post.shape[0] - 1, n_draws, dtype=wide, device=post.device)
+        return post[idx.round().long()]
     if not is_posterior(post):
         raise TypeError(
             f"post: expected a Posterior or an array of draws, received "

@@ -62,3 +62,12 @@ def test_loop_accepts_raw_draws(exact_model):
         simulate_and_infer(exact_model.simulate, lambda y: torch.zeros(5, 3), n_sims=3, n_draws=4)
     with pytest.raises(ValueError, match="n_sims"):
         simulate_and_infer(exact_model.simulate, infer, n_sims=1, n_draws=3)
+
+
+def test_thinning_more_than_2_24_stored_draws_keeps_every_draw_once():
+    """Indices from a float32 linspace: with 2**24 + 4 stored draws, all of them asked for,
+    the last index rounded past the end (IndexError); at 2**24 + 2 one draw was repeated."""
+    n = 2**24 + 4
+    stored = torch.arange(n, dtype=torch.int32)
+    out = posterior_draws(stored, n)
+    assert out.shape == (n,) and bool((out[1:] > out[:-1]).all()) and int(out[-1]) == n - 1
