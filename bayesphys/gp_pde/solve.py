@@ -441,6 +441,18 @@ class KronSolve:
         the factors are combined with :math:`R_j` here. Cost :math:`O(p_1 p_2 n N_b)` in 2-D,
         in chunks of ``chunk`` rows; returns ``[p_1..p_d]`` (real).
         """
+        # one [p_j, n_j] matrix per dimension (zip cut a short list; a wrong width failed in
+        # a matmul naming nothing)
+        if not isinstance(T, (list, tuple)) or len(T) != len(self.shape):
+            got = len(T) if isinstance(T, (list, tuple)) else type(T).__name__
+            raise ValueError(
+                f"T: expected {len(self.shape)} matrices (one per dimension), received {got}"
+            )
+        for j, (t, n) in enumerate(zip(T, self.shape)):
+            if not isinstance(t, Tensor) or t.ndim != 2 or t.shape[1] != n:
+                got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+                raise ValueError(f"T[{j}]: expected a matrix [p_{j}, {n}], received {got}")
+        chunk = check_int("chunk", chunk, minimum=1)
         TR = [self._c(t) @ r for t, r in zip(T, self.R)]
         sq = [(tr * tr.conj()).real for tr in TR]
         dl = self.delta

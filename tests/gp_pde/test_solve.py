@@ -223,3 +223,17 @@ def test_sample_u_refuses_noise_of_the_wrong_length(orders):
     assert ds.sample_u(torch.zeros(2, 20, dtype=F64)).shape == (2, 20)
     with pytest.raises(ValueError, match=r"^z: expected standard-normal noise of shape \[\*, 20\]"):
         ds.sample_u(torch.zeros(4, 10, dtype=F64))
+
+
+def test_test_variance_checks_its_maps():
+    """One map per dimension of the right width: a short list was cut by zip (a 2-D solve
+    gave 1-D variances) and a wrong width failed in a matmul naming nothing."""
+    _, _, op, fac, f, gb = _setup((5, 4), 0)
+    ks = KronSolve(fac, op, 1.0, 10.0)
+    ks.solve(f, gb)
+    with pytest.raises(ValueError, match="T: expected 2 matrices"):
+        ks.test_variance([torch.randn(3, 5, dtype=F64)])
+    with pytest.raises(ValueError, match=r"T\[1\]: expected a matrix \[p_1, 4\]"):
+        ks.test_variance([torch.randn(3, 5, dtype=F64), torch.randn(3, 5, dtype=F64)])
+    with pytest.raises(ValueError, match="chunk"):
+        ks.test_variance([torch.randn(3, 5, dtype=F64), torch.randn(3, 4, dtype=F64)], chunk=0)
