@@ -34,6 +34,8 @@ from pathlib import Path
 import torch
 
 from bayesphys._bench import write_results
+from bayesphys._cli_args import device_arg
+from bayesphys._device import resolve_device
 
 # the helper modules beside this script (one per benchmark problem); names that other scripts
 # reach on this one stay bound here (coarsened_model, _fit_case)
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(prog="bayesphys bench odil")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=None)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda or auto")
     ap.add_argument(
         "--only",
         default="B0,B1,B2,B3,B5,B6",
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> Path:
         if args.out is not None
         else (tempfile.mkdtemp(prefix="odil-bench-") if args.quick else None)
     )
-    dev = torch.device(args.device)
+    dev = resolve_device(args.device)  # 'auto' is no torch device name
     todo = [s.strip() for s in args.only.split(",")]
     rows: list[dict] = []
     for key, fn in (

@@ -289,8 +289,8 @@ def main(argv: list[str] | None = None) -> Path:
     )
     ap.add_argument("--no-ddp", action="store_true")
     args = ap.parse_args(argv)
-    if args.device != "cpu":
-        raise ValueError(f"--device: this benchmark runs on cpu, received {args.device!r}")
+    if args.device != "cpu":  # a usage error (exit 2), not a traceback
+        ap.error(f"--device: this benchmark runs on cpu, received {args.device!r}")
     executors = [e.strip() for e in args.executors.split(",") if e.strip()]
     unknown = [e for e in executors if e not in EXECUTORS]
     if unknown or not executors or len(set(executors)) < len(executors):

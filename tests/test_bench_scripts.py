@@ -11,6 +11,7 @@ import pytest
 
 import bayesphys._bench as bench
 from bayesphys._bench import repo_root, script_module
+from bayesphys._device import resolve_device
 
 BENCH = repo_root() / "benchmarks"
 
@@ -41,6 +42,8 @@ REFUSALS = [  # (script, function that would start a benchmark, argv, option nam
     ("odil_joint.py", "run", ["--nt", "1"], "--nt"),
     ("meta_fm.py", "run_task", ["--problems", "B2,B2"], "--problems"),
     ("scale_out.py", "_probe_rows", ["--executors", "sequential,spark"], "--executors"),
+    ("scale_out.py", "_probe_rows", ["--device", "cuda"], "--device"),
+    ("odil.py", "bench_b0", ["--device", "tpu", "--only", "B0"], "--device"),
     ("odil_resolution.py", "fit_patient", ["--resolutions", "0,2"], "--resolutions"),
     ("odil_resolution.py", "fit_patient", ["--model-errors", "-1"], "--model-errors"),
     ("odil_resolution.py", "fit_patient", ["--sigma-pde", "0"], "--sigma-pde"),
@@ -98,6 +101,17 @@ def test_scale_out_records_the_options_that_change_its_rows(tmp_path, monkeypatc
     assert payload["command"] == "bayesphys bench scale_out --quick --executors sequential --no-ddp"
     # sequential alone is only the baseline: no cohort rows, and the run says so
     assert "No cohort rows" in payload["note"] and "No cohort rows" in capsys.readouterr().out
+
+
+def test_odil_takes_the_device_auto_that_bayesphys_bench_accepts(tmp_path, monkeypatch):
+    # `bayesphys bench odil --device auto` passed the command's check and then failed in
+    # torch.device("auto") with a RuntimeError
+    mod = script_module(str(BENCH / "odil.py"))
+    seen = []
+    monkeypatch.setattr(mod, "bench_b0", lambda quick, dev: seen.append(dev) or [])
+    path = mod.main(["--quick", "--only", "B0", "--device", "auto", "--out", str(tmp_path)])
+    assert seen == [resolve_device("auto")]
+    assert json.loads(path.read_text())["device"] == str(resolve_device("auto"))
 
 
 def test_scale_out_names_the_problems_that_failed(monkeypatch):
