@@ -144,7 +144,7 @@ def write_results(
     if extra:
         payload.update(extra)
     path = out_dir / f"{component}.json"
-    atomic_write_text(path, json.dumps(payload, indent=1, default=float) + "\n")
+    atomic_write_text(path, json.dumps(payload, indent=1, default=_json_value) + "\n")
     if update_docs is None:
         update_docs = out is None
     if update_docs:
@@ -152,7 +152,22 @@ def write_results(
     return path
 
 
+def _json_value(v: Any) -> Any:
+    """A numpy or torch value (a setting's ``np.int64(3)``, a 0-d tensor) as the Python
+    number or list it holds, for ``json.dumps``: an integer stays an integer (``float`` made
+    it ``3.0``); anything else with ``__float__`` becomes a float."""
+    item = getattr(v, "item", None)
+    if callable(item) and getattr(v, "ndim", None) == 0:
+        return item()
+    tolist = getattr(v, "tolist", None)
+    if callable(tolist):
+        return tolist()
+    return float(v)
+
+
 def _fmt(v: Any) -> str:
+    if isinstance(v, np.generic):  # an anchor figure given as np.float32: formatted as a float
+        v = v.item()
     if v is None:
         return "–"
     if isinstance(v, bool):
@@ -186,7 +201,8 @@ def render_table(payload: Mapping[str, Any]) -> str:
     for r in rows:
         anc = r.get("anchor") or {}
         am = (anc.get("metrics") or {}) if anc else {}
-        cells = [r["problem"], json.dumps(r.get("setting") or {})[1:-1] or "–", r["method"]]
+        setting = json.dumps(r.get("setting") or {}, default=_json_value)[1:-1]
+        cells = [r["problem"], setting or "–", r["method"]]
         for k in keys:
             ours = _fmt(r["metrics"].get(k))
             cells.append(f"{ours} ({_fmt(am[k])})" if k in am else ours)
