@@ -35,6 +35,7 @@ from bayesphys._bench import (
     write_results,
 )
 from bayesphys._device import resolve_device
+from bayesphys._files import out_folder_arg
 from bayesphys.distributed import resolve_runner
 from bayesphys.examples import _args
 from bayesphys.meta_fm import (
@@ -229,7 +230,9 @@ def main(argv: list[str] | None = None) -> Path:
         prog="bayesphys bench meta_fm", description=__doc__.splitlines()[0]
     )
     ap.add_argument("--quick", action="store_true", help="CPU-sized run (< 10 min on 2 cores)")
-    ap.add_argument("--out", default=None, help="output dir (quick default: a temp dir)")
+    ap.add_argument(
+        "--out", type=out_folder_arg, default=None, help="output dir (quick default: a temp dir)"
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seeds", type=positive_int, default=None)
     ap.add_argument(

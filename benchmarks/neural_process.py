@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from bayesphys._bench import bench_row, positive_int, recorded_command, write_results
+from bayesphys._files import out_folder_arg
 from bayesphys.examples import _args
 from bayesphys.neural_process import (
     RandomGridNP,
@@ -259,7 +260,9 @@ def main(argv: list[str] | None = None) -> Path:
         prog="bayesphys bench neural_process", description=__doc__.splitlines()[0]
     )
     ap.add_argument("--quick", action="store_true", help="a few steps, small test sets")
-    ap.add_argument("--out", default=None, help="output folder (quick default: a temp dir)")
+    ap.add_argument(
+        "--out", type=out_folder_arg, default=None, help="output folder (quick default: a temp dir)"
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--steps", type=positive_int, default=None, help="R0 steps on P1/P2")
     ap.add_argument("--burgers-seconds", type=_args.float_in(0.0), default=None)

@@ -36,6 +36,7 @@ import torch
 from bayesphys._bench import write_results
 from bayesphys._cli_args import device_arg
 from bayesphys._device import resolve_device
+from bayesphys._files import out_folder_arg
 
 # the helper modules beside this script (one per benchmark problem); names that other scripts
 # reach on this one stay bound here (coarsened_model, _fit_case)
@@ -68,7 +69,7 @@ def _group(row: dict) -> str:
 def main(argv: list[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(prog="bayesphys bench odil")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", default=None)
+    ap.add_argument("--out", type=out_folder_arg, default=None)
     ap.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda or auto")
     ap.add_argument(
         "--only",

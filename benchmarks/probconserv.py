@@ -35,6 +35,7 @@ import torch
 
 from bayesphys._bench import positive_int, recorded_command, repo_root, write_results
 from bayesphys._device import resolve_device
+from bayesphys._files import out_folder_arg
 from bayesphys.examples import _args
 from bayesphys.problems.gpme import get_problem, make_dataset
 
@@ -210,7 +211,9 @@ def main(argv: list[str] | None = None) -> Path:
         prog="bayesphys bench probconserv", description=__doc__.splitlines()[0]
     )
     ap.add_argument("--quick", action="store_true", help="short training, 20 test functions")
-    ap.add_argument("--out", default=None, help="output folder (quick default: a temp dir)")
+    ap.add_argument(
+        "--out", type=out_folder_arg, default=None, help="output folder (quick default: a temp dir)"
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=_args.seed, default=0)
     ap.add_argument(

@@ -103,6 +103,35 @@ def test_scale_out_records_the_options_that_change_its_rows(tmp_path, monkeypatc
     assert "No cohort rows" in payload["note"] and "No cohort rows" in capsys.readouterr().out
 
 
+OUT_STARTS = [  # (script, the functions that would start its benchmark)
+    ("gp_pde.py", ["run_one"]),
+    ("meta_fm.py", ["run_task"]),
+    ("neural_process.py", ["poisson_test_set"]),
+    ("odil.py", ["bench_b0", "bench_b1_b4", "bench_b2_b4", "bench_b3", "bench_b5", "bench_b6"]),
+    ("probconserv.py", ["run_problems"]),
+    ("scale_out.py", ["_probe_rows"]),
+]
+
+
+@pytest.mark.parametrize("script, starts", OUT_STARTS, ids=[s for s, _ in OUT_STARTS])
+@pytest.mark.parametrize("bad", ["file", ""])
+def test_a_bad_out_is_refused_before_anything_runs(
+    tmp_path, capsys, monkeypatch, script, starts, bad
+):
+    # run as scripts, the benchmarks took any --out: a file in the way failed after the whole
+    # run (FileExistsError), and --out "" wrote the results into the working folder
+    mod = script_module(str(BENCH / script))
+    for name in starts:
+        monkeypatch.setattr(mod, name, _boom)
+    monkeypatch.chdir(tmp_path)
+    out = ""
+    if bad == "file":
+        out = str(tmp_path / "results.json")
+        (tmp_path / "results.json").write_text("{}")
+    _refused(capsys, mod.main, ["--quick", "--out", out], "argument --out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["results.json"] if out else [])
+
+
 def test_odil_takes_the_device_auto_that_bayesphys_bench_accepts(tmp_path, monkeypatch):
     # `bayesphys bench odil --device auto` passed the command's check and then failed in
     # torch.device("auto") with a RuntimeError
