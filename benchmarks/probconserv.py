@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 
 from bayesphys._bench import positive_int, recorded_command, repo_root, write_results
+from bayesphys._cli_args import device_arg
 from bayesphys._device import resolve_device
 from bayesphys._files import out_folder_arg
 from bayesphys.examples import _args
@@ -214,7 +215,7 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument(
         "--out", type=out_folder_arg, default=None, help="output folder (quick default: a temp dir)"
     )
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda or auto")
     ap.add_argument("--seed", type=_args.seed, default=0)
     ap.add_argument(
         "--jobs",
@@ -272,6 +273,7 @@ def main(argv: list[str] | None = None) -> Path:
         help="only rewrite the target notes (and the docs table) of the existing results file",
     )
     args = ap.parse_args(argv)
+    args.device = str(resolve_device(args.device))  # the results record cpu or cuda, not auto
     unknown = sorted(set(args.problems.split(",")) - {"diffusion", "pme", "stefan"})
     if unknown:
         ap.error(f"--problems: unknown {unknown}; expected some of diffusion, pme, stefan")

@@ -143,6 +143,25 @@ def test_odil_takes_the_device_auto_that_bayesphys_bench_accepts(tmp_path, monke
     assert json.loads(path.read_text())["device"] == str(resolve_device("auto"))
 
 
+def test_neural_process_and_probconserv_record_the_device_auto_resolves_to(tmp_path, monkeypatch):
+    # --device auto was written into the results file (and the docs table) as "auto"
+    seen = []
+    np_mod = script_module(str(BENCH / "neural_process.py"))
+    monkeypatch.setattr(np_mod, "poisson_test_set", lambda *a, **k: {})
+    monkeypatch.setattr(np_mod, "speed_rows", lambda dev, **k: seen.append(dev) or [])
+    path = np_mod.main(["--only", "SPEED", "--device", "auto", "--out", str(tmp_path / "np")])
+    assert json.loads(path.read_text())["device"] == str(resolve_device("auto"))
+    pc_mod = script_module(str(BENCH / "probconserv.py"))
+    monkeypatch.setattr(
+        pc_mod,
+        "run_problems",
+        lambda problems, jobs, **kw: seen.append(kw["device"]) or ([], {}, {}),
+    )
+    path = pc_mod.main(["--problems", "pme", "--device", "auto", "--out", str(tmp_path / "pc")])
+    assert json.loads(path.read_text())["device"] == str(resolve_device("auto"))
+    assert seen == [str(resolve_device("auto"))] * 2
+
+
 def test_scale_out_names_the_problems_that_failed(monkeypatch):
     import bayesphys.examples.cohort as cohort
 
