@@ -34,6 +34,7 @@ from bayesphys._bench import (
     recorded_command,
     write_results,
 )
+from bayesphys._cli_args import device_arg
 from bayesphys._device import resolve_device
 from bayesphys._files import out_folder_arg
 from bayesphys.distributed import resolve_runner
@@ -233,7 +234,7 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument(
         "--out", type=out_folder_arg, default=None, help="output dir (quick default: a temp dir)"
     )
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda or auto")
     ap.add_argument("--seeds", type=positive_int, default=None)
     ap.add_argument(
         "--steps",

@@ -43,6 +43,8 @@ REFUSALS = [  # (script, function that would start a benchmark, argv, option nam
     ("meta_fm.py", "run_task", ["--problems", "B2,B2"], "--problems"),
     ("scale_out.py", "_probe_rows", ["--executors", "sequential,spark"], "--executors"),
     ("scale_out.py", "_probe_rows", ["--device", "cuda"], "--device"),
+    ("gp_pde.py", "run_one", ["--device", "tpu"], "--device"),
+    ("meta_fm.py", "run_task", ["--device", "tpu"], "--device"),
     ("odil.py", "bench_b0", ["--device", "tpu", "--only", "B0"], "--device"),
     ("odil_resolution.py", "fit_patient", ["--resolutions", "0,2"], "--resolutions"),
     ("odil_resolution.py", "fit_patient", ["--model-errors", "-1"], "--model-errors"),
