@@ -296,6 +296,13 @@ def main(argv: list[str] | None = None) -> Path:
     # --problems stefan --merge refresh), in a worker or beside the others
     args.threads = args.threads or 1
     torch.set_num_threads(args.threads)
+    if (args.reference or args.retarget) and args.quick and args.out is None:
+        # they rewrite an existing results file: without --out that is the committed one
+        opt = "--reference" if args.reference else "--retarget"
+        ap.error(
+            f"{opt}: rewrites the results file in --out (default: the committed one); "
+            "with --quick give --out"
+        )
     if args.reference:
         return _add_reference(args)
     if args.retarget:

@@ -164,6 +164,18 @@ def test_neural_process_and_probconserv_record_the_device_auto_resolves_to(tmp_p
     assert seen == [str(resolve_device("auto"))] * 2
 
 
+@pytest.mark.parametrize("mode", [["--retarget"], ["--reference", "models", "data"]])
+def test_probconserv_quick_rewrite_modes_never_touch_the_committed_results(
+    capsys, monkeypatch, mode
+):
+    # --retarget / --reference with --quick and no --out rewrote benchmarks/results and the
+    # docs table, while a --quick run's results go to a temporary folder unless --out is given
+    mod = script_module(str(BENCH / "probconserv.py"))
+    monkeypatch.setattr(mod, "_rewrite", _boom)
+    monkeypatch.setattr(mod, "_add_reference", _boom)
+    _refused(capsys, mod.main, [*mode, "--quick"], mode[0])
+
+
 def test_scale_out_names_the_problems_that_failed(monkeypatch):
     import bayesphys.examples.cohort as cohort
 
