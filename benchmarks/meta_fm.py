@@ -306,8 +306,9 @@ def main(argv: list[str] | None = None) -> Path:
     seed_w2: dict[str, dict[str, list]] = {}
     path = None
     kept, prev_extra = [], {}
-    old = Path(__file__).resolve().parent / "results" / f"{COMPONENT}.json"
-    if args.merge and out is None and old.exists():
+    # the results file this run replaces: --out's (a quick run's fresh temp folder has none)
+    old = (Path(out) if out else Path(__file__).resolve().parent / "results") / f"{COMPONENT}.json"
+    if args.merge and old.exists():
         kept, prev_extra = merged_state(json.loads(old.read_text(encoding="utf-8")), problems, cmd)
     tasks = longest_first([(pid, s, steps_of(pid)) for pid in problems for s in range(seeds)])
     kw = dict(quick=args.quick, device=str(device), max_points=max_points, fourier=args.fourier)

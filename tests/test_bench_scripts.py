@@ -176,6 +176,21 @@ def test_probconserv_quick_rewrite_modes_never_touch_the_committed_results(
     _refused(capsys, mod.main, [*mode, "--quick"], mode[0])
 
 
+def test_meta_fm_merge_keeps_the_other_problems_of_the_results_file_in_out(tmp_path, monkeypatch):
+    # with --out, --merge was ignored: the file in --out lost the rows of the problems not rerun
+    mod = script_module(str(BENCH / "meta_fm.py"))
+    per_seed = {"_seconds": 1.0, "_setting": {"n": 2}, **{m: {"w2": 0.5} for m in mod.METHODS}}
+    monkeypatch.setattr(mod, "run_task", lambda task, **kw: per_seed)
+    monkeypatch.setattr(mod, "summarise", lambda rows: {m: {"w2": 0.5} for m in mod.METHODS})
+    monkeypatch.setattr(mod, "targets", lambda pid, summ: {})
+    prev = bench.bench_row("B2", "MFM", {"w2": 0.1})
+    (tmp_path / "meta_fm.json").write_text(json.dumps({"command": "earlier", "rows": [prev]}))
+    argv = ["--problems", "B1", "--seeds", "1", "--merge", "--out", str(tmp_path)]
+    payload = json.loads(mod.main(argv).read_text())
+    assert prev in payload["rows"] and {r["problem"] for r in payload["rows"]} == {"B1", "B2"}
+    assert payload["runs"][0] == "earlier"
+
+
 def test_scale_out_names_the_problems_that_failed(monkeypatch):
     import bayesphys.examples.cohort as cohort
 
