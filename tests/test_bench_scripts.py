@@ -191,6 +191,20 @@ def test_meta_fm_merge_keeps_the_other_problems_of_the_results_file_in_out(tmp_p
     assert payload["runs"][0] == "earlier"
 
 
+def test_odil_partial_full_run_is_merged_into_the_results_file_in_out(tmp_path, monkeypatch):
+    # with --out, a partial full run (--only B0) replaced the file in --out with its own rows
+    mod = script_module(str(BENCH / "odil.py"))
+    new = bench.bench_row("B0", "ODIL-GN", {"diff": 0.01})
+    monkeypatch.setattr(mod, "bench_b0", lambda quick, dev: [new])
+    prev = bench.bench_row("B3", "ODIL", {"rel_l2": 0.1})
+    old_b0 = bench.bench_row("B0", "ODIL-GN", {"diff": 0.02})
+    payload = {"command": "bayesphys bench odil", "rows": [old_b0, prev]}
+    (tmp_path / "odil.json").write_text(json.dumps(payload))
+    merged = json.loads(mod.main(["--only", "B0", "--out", str(tmp_path)]).read_text())
+    assert merged["rows"] == [new, prev]
+    assert merged["command"] == "runs: bayesphys bench odil; bayesphys bench odil --only B0"
+
+
 def test_scale_out_names_the_problems_that_failed(monkeypatch):
     import bayesphys.examples.cohort as cohort
 
