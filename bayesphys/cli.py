@@ -4,7 +4,8 @@ Components plug in without touching this file:
 
 * ``bayesphys/<component>/_demo.py`` defines ``demo(out_dir, *, device, seed) -> list[dict]``;
 * ``bayesphys/examples/<name>.py`` defines ``DESCRIPTION`` and ``main(argv) -> dict``;
-* ``benchmarks/<component>.py`` (source checkout) defines ``main(argv) -> Path``;
+* ``benchmarks/<component>.py`` (source checkout) defines ``main(argv) -> Path | None`` (the
+  results file; ``None`` for a mode that only prints);
 * ``bayesphys/<component>/_calibration.py`` defines ``calibrate_rows(quick, seed)``.
 """
 
@@ -220,7 +221,8 @@ def cmd_bench(args, rest: list[str]) -> int:
     if args.device:
         argv += ["--device", args.device]
     res = mod.main(argv)
-    print(f"results: {res}")  # once: the scripts print it only when run as scripts
+    if res is not None:  # a mode that only prints (odil --b4-ties) writes no results file
+        print(f"results: {res}")  # once: the scripts print it only when run as scripts
     return 0
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -66,7 +65,7 @@ def _group(row: dict) -> str:
     return row["problem"]
 
 
-def main(argv: list[str] | None = None) -> Path:
+def main(argv: list[str] | None = None) -> Path | None:
     ap = argparse.ArgumentParser(prog="bayesphys bench odil")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", type=out_folder_arg, default=None)
@@ -92,7 +91,7 @@ def main(argv: list[str] | None = None) -> Path:
     torch.set_num_threads(min(2, torch.get_num_threads()))
     if args.b4_ties:
         print(json.dumps(b4_tie_fraction(args.b4_ties)))
-        return Path(os.devnull)
+        return None  # printed only: no results file
     out = (
         args.out
         if args.out is not None
