@@ -335,6 +335,15 @@ def positive_int(text: str) -> int:
     return value
 
 
+def _results_file_arg(text: str) -> str:
+    """An argparse ``type`` for ``--table``: an existing file (a missing one ended in a
+    FileNotFoundError traceback); a leading ``~`` is expanded."""
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no results file {text!r}")
+    return str(path)
+
+
 def ablation_parser(doc: str | None, *, jobs: bool = True) -> argparse.ArgumentParser:
     """The argument parser an ablation script starts from: its description is the first line
     of ``doc`` (the script's docstring); ``--out DIR`` (results folder, default
@@ -354,7 +363,12 @@ def ablation_parser(doc: str | None, *, jobs: bool = True) -> argparse.ArgumentP
         default=None,
         help="results folder (default: benchmarks/results)",
     )
-    ap.add_argument("--table", metavar="RESULTS_JSON", help="only print a results file's table")
+    ap.add_argument(
+        "--table",
+        type=_results_file_arg,
+        metavar="RESULTS_JSON",
+        help="only print a results file's table",
+    )
     return ap
 
 

@@ -9,9 +9,10 @@ import math
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 
-from bayesphys._bench import bench_row, render_table, write_results
+from bayesphys._bench import ablation_parser, bench_row, render_table, write_results
 
 TOP_LEVEL = {"component", "command", "quick", "date", "torch", "device", "threads", "rows"}
 ROW_KEYS = {"problem", "setting", "method", "metrics", "anchor"}
@@ -97,3 +98,14 @@ def test_table_cells_of_edge_values():
     assert lines[5] == "| q | – | m | -inf (1.50e-06) | – | – | – | 1.23e+05 | – (2) | T1 |"
     # nested settings stay one cell; a "|" in a setting cannot split the row
     assert lines[6] == '| r | "grid": {"n": [2, 3]}, "s": "a/b" | m | 0 | – | – | – | – | – | – |'
+
+
+def test_ablation_table_option_refuses_a_missing_file(tmp_path, capsys):
+    # `python benchmarks/<ablation>.py --table typo.json` ended in a FileNotFoundError traceback
+    ap = ablation_parser("An ablation.")
+    with pytest.raises(SystemExit) as err:
+        ap.parse_args(["--table", str(tmp_path / "typo.json")])
+    assert err.value.code == 2
+    assert "argument --table: no results file" in capsys.readouterr().err
+    (tmp_path / "r.json").write_text('{"rows": []}')
+    assert ap.parse_args(["--table", str(tmp_path / "r.json")]).table == str(tmp_path / "r.json")

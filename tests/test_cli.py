@@ -179,7 +179,11 @@ def test_rows_table_unions_keys_and_marks_missing_cells():
     assert rows_table([]) == "(no rows)"
 
 
-def test_ablation_parser_gives_the_shared_options_and_refuses_bad_jobs(capsys):
+def test_ablation_parser_gives_the_shared_options_and_refuses_bad_jobs(
+    capsys, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "r.json").write_text('{"rows": []}')  # --table takes an existing file
     ap = ablation_parser("Ablation: a toy.\n\nMore text.")
     assert ap.description == "Ablation: a toy."
     args = ap.parse_args(["--jobs", "2", "--out", "d", "--table", "r.json"])
