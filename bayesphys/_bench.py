@@ -120,7 +120,10 @@ def write_results(
     extra: Mapping[str, Any] | None = None,
     update_docs: bool | None = None,
 ) -> Path:
-    """Write ``<out>/<component>.json``; full runs also refresh ``docs/benchmarks.md``.
+    """Write ``<out>/<component>.json`` (``out`` default: the checkout's
+    ``benchmarks/results``) and return its path. ``update_docs`` (default: ``out is None``)
+    also regenerates the component's table in ``docs/benchmarks.md``: a run given ``out``
+    leaves the docs alone. Numpy and torch values are written as the numbers they hold.
 
     A quick run is never committed: it needs an explicit ``out`` (``ValueError`` otherwise)."""
     if quick and out is None:

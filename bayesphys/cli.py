@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for the results (default: the checkout's benchmarks/results and docs table; "
         "with --quick a temporary folder)",
     )
-    b.add_argument("--device", type=_device_arg, default=None)
+    b.add_argument("--device", type=_device_arg, default=None, help="cpu, cuda or auto")
     c = sub.add_parser("calibrate", help="calibration suite (SBC, coverage, TARP) on a component")
     c.add_argument("component", choices=COMPONENTS + ("core",))
     c.add_argument(
