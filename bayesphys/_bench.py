@@ -120,7 +120,10 @@ def write_results(
     extra: Mapping[str, Any] | None = None,
     update_docs: bool | None = None,
 ) -> Path:
-    """Write ``<out>/<component>.json``; full runs also refresh ``docs/benchmarks.md``.
+    """Write ``<out>/<component>.json`` (``out`` default: the checkout's
+    ``benchmarks/results``) and return its path. ``update_docs`` (default: ``out is None``)
+    also regenerates the component's table in ``docs/benchmarks.md``: a run given ``out``
+    leaves the docs alone. Numpy and torch values are written as the numbers they hold.
 
     A quick run is never committed: it needs an explicit ``out`` (``ValueError`` otherwise)."""
     if quick and out is None:
@@ -144,7 +147,7 @@ def write_results(
     if extra:
         payload.update(extra)
     path = out_dir / f"{component}.json"
-    atomic_write_text(path, json.dumps(payload, indent=1, default=float) + "\n")
+    atomic_write_text(path, json.dumps(payload, indent=1, default=_json_value) + "\n")
     if update_docs is None:
         update_docs = out is None
     if update_docs:
@@ -152,7 +155,22 @@ def write_results(
     return path
 
 
+def _json_value(v: Any) -> Any:
+    """A numpy or torch value (a setting's ``np.int64(3)``, a 0-d tensor) as the Python
+    number or list it holds, for ``json.dumps``: an integer stays an integer (``float`` made
+    it ``3.0``); anything else with ``__float__`` becomes a float."""
+    item = getattr(v, "item", None)
+    if callable(item) and getattr(v, "ndim", None) == 0:
+        return item()
+    tolist = getattr(v, "tolist", None)
+    if callable(tolist):
+        return tolist()
+    return float(v)
+
+
 def _fmt(v: Any) -> str:
+    if isinstance(v, np.generic):  # an anchor figure given as np.float32: formatted as a float
+        v = v.item()
     if v is None:
         return "–"
     if isinstance(v, bool):
@@ -186,7 +204,8 @@ def render_table(payload: Mapping[str, Any]) -> str:
     for r in rows:
         anc = r.get("anchor") or {}
         am = (anc.get("metrics") or {}) if anc else {}
-        cells = [r["problem"], json.dumps(r.get("setting") or {})[1:-1] or "–", r["method"]]
+        setting = json.dumps(r.get("setting") or {}, default=_json_value)[1:-1]
+        cells = [r["problem"], setting or "–", r["method"]]
         for k in keys:
             ours = _fmt(r["metrics"].get(k))
             cells.append(f"{ours} ({_fmt(am[k])})" if k in am else ours)
@@ -319,6 +338,15 @@ def positive_int(text: str) -> int:
     return value
 
 
+def _results_file_arg(text: str) -> str:
+    """An argparse ``type`` for ``--table``: an existing file (a missing one ended in a
+    FileNotFoundError traceback); a leading ``~`` is expanded."""
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no results file {text!r}")
+    return str(path)
+
+
 def ablation_parser(doc: str | None, *, jobs: bool = True) -> argparse.ArgumentParser:
     """The argument parser an ablation script starts from: its description is the first line
     of ``doc`` (the script's docstring); ``--out DIR`` (results folder, default
@@ -338,7 +366,12 @@ def ablation_parser(doc: str | None, *, jobs: bool = True) -> argparse.ArgumentP
         default=None,
         help="results folder (default: benchmarks/results)",
     )
-    ap.add_argument("--table", metavar="RESULTS_JSON", help="only print a results file's table")
+    ap.add_argument(
+        "--table",
+        type=_results_file_arg,
+        metavar="RESULTS_JSON",
+        help="only print a results file's table",
+    )
     return ap
 
 

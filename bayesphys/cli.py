@@ -4,7 +4,8 @@ Components plug in without touching this file:
 
 * ``bayesphys/<component>/_demo.py`` defines ``demo(out_dir, *, device, seed) -> list[dict]``;
 * ``bayesphys/examples/<name>.py`` defines ``DESCRIPTION`` and ``main(argv) -> dict``;
-* ``benchmarks/<component>.py`` (source checkout) defines ``main(argv) -> Path``;
+* ``benchmarks/<component>.py`` (source checkout) defines ``main(argv) -> Path | None`` (the
+  results file; ``None`` for a mode that only prints);
 * ``bayesphys/<component>/_calibration.py`` defines ``calibrate_rows(quick, seed)``.
 """
 
@@ -220,7 +221,8 @@ def cmd_bench(args, rest: list[str]) -> int:
     if args.device:
         argv += ["--device", args.device]
     res = mod.main(argv)
-    print(f"results: {res}")  # once: the scripts print it only when run as scripts
+    if res is not None:  # a mode that only prints (odil --b4-ties) writes no results file
+        print(f"results: {res}")  # once: the scripts print it only when run as scripts
     return 0
 
 
@@ -299,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for the results (default: the checkout's benchmarks/results and docs table; "
         "with --quick a temporary folder)",
     )
-    b.add_argument("--device", type=_device_arg, default=None)
+    b.add_argument("--device", type=_device_arg, default=None, help="cpu, cuda or auto")
     c = sub.add_parser("calibrate", help="calibration suite (SBC, coverage, TARP) on a component")
     c.add_argument("component", choices=COMPONENTS + ("core",))
     c.add_argument(

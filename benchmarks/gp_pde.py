@@ -26,8 +26,9 @@ import tempfile
 import torch
 
 from bayesphys._bench import bench_row, positive_int, recorded_command, write_results
+from bayesphys._cli_args import device_arg
 from bayesphys._device import resolve_device
-from bayesphys._files import closing_figures, save_figure
+from bayesphys._files import closing_figures, out_folder_arg, save_figure
 from bayesphys.gp_pde import GPPDESolver
 
 # the helper modules beside this script; _reset_peak and _peak_mb stay bound here (the tests)
@@ -145,8 +146,10 @@ def scaling_plot(rows: list[dict], path: pathlib.Path) -> pathlib.Path:
 def main(argv: list[str] | None = None) -> pathlib.Path | None:
     ap = argparse.ArgumentParser(prog="bayesphys bench gp_pde", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="tiny grids, a few steps (not committed)")
-    ap.add_argument("--out", default=None, help="output folder (quick default: a temp dir)")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument(
+        "--out", type=out_folder_arg, default=None, help="output folder (quick default: a temp dir)"
+    )
+    ap.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda or auto")
     ap.add_argument("--only", default=None, help="comma-separated problem ids")
     ap.add_argument(
         "--methods",

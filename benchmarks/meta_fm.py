@@ -34,7 +34,9 @@ from bayesphys._bench import (
     recorded_command,
     write_results,
 )
+from bayesphys._cli_args import device_arg
 from bayesphys._device import resolve_device
+from bayesphys._files import out_folder_arg
 from bayesphys.distributed import resolve_runner
 from bayesphys.examples import _args
 from bayesphys.meta_fm import (
@@ -229,8 +231,10 @@ def main(argv: list[str] | None = None) -> Path:
         prog="bayesphys bench meta_fm", description=__doc__.splitlines()[0]
     )
     ap.add_argument("--quick", action="store_true", help="CPU-sized run (< 10 min on 2 cores)")
-    ap.add_argument("--out", default=None, help="output dir (quick default: a temp dir)")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument(
+        "--out", type=out_folder_arg, default=None, help="output dir (quick default: a temp dir)"
+    )
+    ap.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda or auto")
     ap.add_argument("--seeds", type=positive_int, default=None)
     ap.add_argument(
         "--steps",
@@ -302,8 +306,9 @@ def main(argv: list[str] | None = None) -> Path:
     seed_w2: dict[str, dict[str, list]] = {}
     path = None
     kept, prev_extra = [], {}
-    old = Path(__file__).resolve().parent / "results" / f"{COMPONENT}.json"
-    if args.merge and out is None and old.exists():
+    # the results file this run replaces: --out's (a quick run's fresh temp folder has none)
+    old = (Path(out) if out else Path(__file__).resolve().parent / "results") / f"{COMPONENT}.json"
+    if args.merge and old.exists():
         kept, prev_extra = merged_state(json.loads(old.read_text(encoding="utf-8")), problems, cmd)
     tasks = longest_first([(pid, s, steps_of(pid)) for pid in problems for s in range(seeds)])
     kw = dict(quick=args.quick, device=str(device), max_points=max_points, fourier=args.fourier)

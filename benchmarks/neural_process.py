@@ -27,6 +27,9 @@ import numpy as np
 import torch
 
 from bayesphys._bench import bench_row, positive_int, recorded_command, write_results
+from bayesphys._cli_args import device_arg
+from bayesphys._device import resolve_device
+from bayesphys._files import out_folder_arg
 from bayesphys.examples import _args
 from bayesphys.neural_process import (
     RandomGridNP,
@@ -259,8 +262,10 @@ def main(argv: list[str] | None = None) -> Path:
         prog="bayesphys bench neural_process", description=__doc__.splitlines()[0]
     )
     ap.add_argument("--quick", action="store_true", help="a few steps, small test sets")
-    ap.add_argument("--out", default=None, help="output folder (quick default: a temp dir)")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument(
+        "--out", type=out_folder_arg, default=None, help="output folder (quick default: a temp dir)"
+    )
+    ap.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda or auto")
     ap.add_argument("--steps", type=positive_int, default=None, help="R0 steps on P1/P2")
     ap.add_argument("--burgers-seconds", type=_args.float_in(0.0), default=None)
     ap.add_argument("--n-test", type=positive_int, default=None)
@@ -292,7 +297,7 @@ def main(argv: list[str] | None = None) -> Path:
     if needs_p1 and "P1" in skip:  # they score P1's trained models: without P1, no row at all
         opt = "--only" if args.only else "--skip"
         ap.error(f"{opt}: {', '.join(needs_p1)} reuse the P1 row's trained models; keep P1")
-    dev = args.device
+    dev = str(resolve_device(args.device))  # the results record cpu or cuda, not auto
     out = args.out or (tempfile.mkdtemp(prefix="bench_np_") if q else None)
     t_all = time.perf_counter()
     print(

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -34,6 +33,9 @@ from pathlib import Path
 import torch
 
 from bayesphys._bench import write_results
+from bayesphys._cli_args import device_arg
+from bayesphys._device import resolve_device
+from bayesphys._files import out_folder_arg
 
 # the helper modules beside this script (one per benchmark problem); names that other scripts
 # reach on this one stay bound here (coarsened_model, _fit_case)
@@ -63,11 +65,11 @@ def _group(row: dict) -> str:
     return row["problem"]
 
 
-def main(argv: list[str] | None = None) -> Path:
+def main(argv: list[str] | None = None) -> Path | None:
     ap = argparse.ArgumentParser(prog="bayesphys bench odil")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", default=None)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", type=out_folder_arg, default=None)
+    ap.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda or auto")
     ap.add_argument(
         "--only",
         default="B0,B1,B2,B3,B5,B6",
@@ -89,13 +91,13 @@ def main(argv: list[str] | None = None) -> Path:
     torch.set_num_threads(min(2, torch.get_num_threads()))
     if args.b4_ties:
         print(json.dumps(b4_tie_fraction(args.b4_ties)))
-        return Path(os.devnull)
+        return None  # printed only: no results file
     out = (
         args.out
         if args.out is not None
         else (tempfile.mkdtemp(prefix="odil-bench-") if args.quick else None)
     )
-    dev = torch.device(args.device)
+    dev = resolve_device(args.device)  # 'auto' is no torch device name
     todo = [s.strip() for s in args.only.split(",")]
     rows: list[dict] = []
     for key, fn in (
@@ -113,8 +115,10 @@ def main(argv: list[str] | None = None) -> Path:
     cmd = "bayesphys bench odil" + (" --quick" if args.quick else "")
     if args.only != ap.get_default("only"):
         cmd += f" --only {args.only}"
-    old = Path(__file__).resolve().parent / "results" / "odil.json"
-    if out is None and set(todo) != {"B0", "B1", "B2", "B3", "B5", "B6"} and old.exists():
+    # a partial full run completes the results file it replaces (--out's, or the committed one)
+    old = (Path(out) if out else Path(__file__).resolve().parent / "results") / "odil.json"
+    partial = set(todo) != {"B0", "B1", "B2", "B3", "B5", "B6"}
+    if not args.quick and partial and old.exists():
         prev = json.loads(old.read_text(encoding="utf-8"))
         kept = [r for r in prev["rows"] if _group(r) not in todo]
         rows = kept + rows

@@ -34,7 +34,9 @@ from pathlib import Path
 import torch
 
 from bayesphys._bench import positive_int, recorded_command, repo_root, write_results
+from bayesphys._cli_args import device_arg
 from bayesphys._device import resolve_device
+from bayesphys._files import out_folder_arg
 from bayesphys.examples import _args
 from bayesphys.problems.gpme import get_problem, make_dataset
 
@@ -210,8 +212,10 @@ def main(argv: list[str] | None = None) -> Path:
         prog="bayesphys bench probconserv", description=__doc__.splitlines()[0]
     )
     ap.add_argument("--quick", action="store_true", help="short training, 20 test functions")
-    ap.add_argument("--out", default=None, help="output folder (quick default: a temp dir)")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument(
+        "--out", type=out_folder_arg, default=None, help="output folder (quick default: a temp dir)"
+    )
+    ap.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda or auto")
     ap.add_argument("--seed", type=_args.seed, default=0)
     ap.add_argument(
         "--jobs",
@@ -269,6 +273,7 @@ def main(argv: list[str] | None = None) -> Path:
         help="only rewrite the target notes (and the docs table) of the existing results file",
     )
     args = ap.parse_args(argv)
+    args.device = str(resolve_device(args.device))  # the results record cpu or cuda, not auto
     unknown = sorted(set(args.problems.split(",")) - {"diffusion", "pme", "stefan"})
     if unknown:
         ap.error(f"--problems: unknown {unknown}; expected some of diffusion, pme, stefan")
@@ -291,6 +296,13 @@ def main(argv: list[str] | None = None) -> Path:
     # --problems stefan --merge refresh), in a worker or beside the others
     args.threads = args.threads or 1
     torch.set_num_threads(args.threads)
+    if (args.reference or args.retarget) and args.quick and args.out is None:
+        # they rewrite an existing results file: without --out that is the committed one
+        opt = "--reference" if args.reference else "--retarget"
+        ap.error(
+            f"{opt}: rewrites the results file in --out (default: the committed one); "
+            "with --quick give --out"
+        )
     if args.reference:
         return _add_reference(args)
     if args.retarget:

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from bayesphys._bench import bench_row, write_results
+from bayesphys._files import out_folder_arg
 
 WORKERS = 2
 EXECUTORS = ("sequential", "local", "ray", "dask")  # the names _warm_executor knows
@@ -277,7 +278,7 @@ def main(argv: list[str] | None = None) -> Path:
         action="store_true",
         help="N = 4 only, smaller problems, cold executors, 1 DDP epoch",
     )
-    ap.add_argument("--out", default=None)
+    ap.add_argument("--out", type=out_folder_arg, default=None)
     ap.add_argument(
         "--device", default="cpu", help="cpu only (this benchmark measures CPU workers)"
     )
@@ -289,8 +290,8 @@ def main(argv: list[str] | None = None) -> Path:
     )
     ap.add_argument("--no-ddp", action="store_true")
     args = ap.parse_args(argv)
-    if args.device != "cpu":
-        raise ValueError(f"--device: this benchmark runs on cpu, received {args.device!r}")
+    if args.device != "cpu":  # a usage error (exit 2), not a traceback
+        ap.error(f"--device: this benchmark runs on cpu, received {args.device!r}")
     executors = [e.strip() for e in args.executors.split(",") if e.strip()]
     unknown = [e for e in executors if e not in EXECUTORS]
     if unknown or not executors or len(set(executors)) < len(executors):

@@ -11,6 +11,7 @@ import pytest
 
 import bayesphys._bench as bench
 from bayesphys._bench import repo_root, script_module
+from bayesphys._device import resolve_device
 
 BENCH = repo_root() / "benchmarks"
 
@@ -41,6 +42,10 @@ REFUSALS = [  # (script, function that would start a benchmark, argv, option nam
     ("odil_joint.py", "run", ["--nt", "1"], "--nt"),
     ("meta_fm.py", "run_task", ["--problems", "B2,B2"], "--problems"),
     ("scale_out.py", "_probe_rows", ["--executors", "sequential,spark"], "--executors"),
+    ("scale_out.py", "_probe_rows", ["--device", "cuda"], "--device"),
+    ("gp_pde.py", "run_one", ["--device", "tpu"], "--device"),
+    ("meta_fm.py", "run_task", ["--device", "tpu"], "--device"),
+    ("odil.py", "bench_b0", ["--device", "tpu", "--only", "B0"], "--device"),
     ("odil_resolution.py", "fit_patient", ["--resolutions", "0,2"], "--resolutions"),
     ("odil_resolution.py", "fit_patient", ["--model-errors", "-1"], "--model-errors"),
     ("odil_resolution.py", "fit_patient", ["--sigma-pde", "0"], "--sigma-pde"),
@@ -98,6 +103,106 @@ def test_scale_out_records_the_options_that_change_its_rows(tmp_path, monkeypatc
     assert payload["command"] == "bayesphys bench scale_out --quick --executors sequential --no-ddp"
     # sequential alone is only the baseline: no cohort rows, and the run says so
     assert "No cohort rows" in payload["note"] and "No cohort rows" in capsys.readouterr().out
+
+
+OUT_STARTS = [  # (script, the functions that would start its benchmark)
+    ("gp_pde.py", ["run_one"]),
+    ("meta_fm.py", ["run_task"]),
+    ("neural_process.py", ["poisson_test_set"]),
+    ("odil.py", ["bench_b0", "bench_b1_b4", "bench_b2_b4", "bench_b3", "bench_b5", "bench_b6"]),
+    ("probconserv.py", ["run_problems"]),
+    ("scale_out.py", ["_probe_rows"]),
+]
+
+
+@pytest.mark.parametrize("script, starts", OUT_STARTS, ids=[s for s, _ in OUT_STARTS])
+@pytest.mark.parametrize("bad", ["file", ""])
+def test_a_bad_out_is_refused_before_anything_runs(
+    tmp_path, capsys, monkeypatch, script, starts, bad
+):
+    # run as scripts, the benchmarks took any --out: a file in the way failed after the whole
+    # run (FileExistsError), and --out "" wrote the results into the working folder
+    mod = script_module(str(BENCH / script))
+    for name in starts:
+        monkeypatch.setattr(mod, name, _boom)
+    monkeypatch.chdir(tmp_path)
+    out = ""
+    if bad == "file":
+        out = str(tmp_path / "results.json")
+        (tmp_path / "results.json").write_text("{}")
+    _refused(capsys, mod.main, ["--quick", "--out", out], "argument --out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["results.json"] if out else [])
+
+
+def test_odil_takes_the_device_auto_that_bayesphys_bench_accepts(tmp_path, monkeypatch):
+    # `bayesphys bench odil --device auto` passed the command's check and then failed in
+    # torch.device("auto") with a RuntimeError
+    mod = script_module(str(BENCH / "odil.py"))
+    seen = []
+    monkeypatch.setattr(mod, "bench_b0", lambda quick, dev: seen.append(dev) or [])
+    path = mod.main(["--quick", "--only", "B0", "--device", "auto", "--out", str(tmp_path)])
+    assert seen == [resolve_device("auto")]
+    assert json.loads(path.read_text())["device"] == str(resolve_device("auto"))
+
+
+def test_neural_process_and_probconserv_record_the_device_auto_resolves_to(tmp_path, monkeypatch):
+    # --device auto was written into the results file (and the docs table) as "auto"
+    seen = []
+    np_mod = script_module(str(BENCH / "neural_process.py"))
+    monkeypatch.setattr(np_mod, "poisson_test_set", lambda *a, **k: {})
+    monkeypatch.setattr(np_mod, "speed_rows", lambda dev, **k: seen.append(dev) or [])
+    path = np_mod.main(["--only", "SPEED", "--device", "auto", "--out", str(tmp_path / "np")])
+    assert json.loads(path.read_text())["device"] == str(resolve_device("auto"))
+    pc_mod = script_module(str(BENCH / "probconserv.py"))
+    monkeypatch.setattr(
+        pc_mod,
+        "run_problems",
+        lambda problems, jobs, **kw: seen.append(kw["device"]) or ([], {}, {}),
+    )
+    path = pc_mod.main(["--problems", "pme", "--device", "auto", "--out", str(tmp_path / "pc")])
+    assert json.loads(path.read_text())["device"] == str(resolve_device("auto"))
+    assert seen == [str(resolve_device("auto"))] * 2
+
+
+@pytest.mark.parametrize("mode", [["--retarget"], ["--reference", "models", "data"]])
+def test_probconserv_quick_rewrite_modes_never_touch_the_committed_results(
+    capsys, monkeypatch, mode
+):
+    # --retarget / --reference with --quick and no --out rewrote benchmarks/results and the
+    # docs table, while a --quick run's results go to a temporary folder unless --out is given
+    mod = script_module(str(BENCH / "probconserv.py"))
+    monkeypatch.setattr(mod, "_rewrite", _boom)
+    monkeypatch.setattr(mod, "_add_reference", _boom)
+    _refused(capsys, mod.main, [*mode, "--quick"], mode[0])
+
+
+def test_meta_fm_merge_keeps_the_other_problems_of_the_results_file_in_out(tmp_path, monkeypatch):
+    # with --out, --merge was ignored: the file in --out lost the rows of the problems not rerun
+    mod = script_module(str(BENCH / "meta_fm.py"))
+    per_seed = {"_seconds": 1.0, "_setting": {"n": 2}, **{m: {"w2": 0.5} for m in mod.METHODS}}
+    monkeypatch.setattr(mod, "run_task", lambda task, **kw: per_seed)
+    monkeypatch.setattr(mod, "summarise", lambda rows: {m: {"w2": 0.5} for m in mod.METHODS})
+    monkeypatch.setattr(mod, "targets", lambda pid, summ: {})
+    prev = bench.bench_row("B2", "MFM", {"w2": 0.1})
+    (tmp_path / "meta_fm.json").write_text(json.dumps({"command": "earlier", "rows": [prev]}))
+    argv = ["--problems", "B1", "--seeds", "1", "--merge", "--out", str(tmp_path)]
+    payload = json.loads(mod.main(argv).read_text())
+    assert prev in payload["rows"] and {r["problem"] for r in payload["rows"]} == {"B1", "B2"}
+    assert payload["runs"][0] == "earlier"
+
+
+def test_odil_partial_full_run_is_merged_into_the_results_file_in_out(tmp_path, monkeypatch):
+    # with --out, a partial full run (--only B0) replaced the file in --out with its own rows
+    mod = script_module(str(BENCH / "odil.py"))
+    new = bench.bench_row("B0", "ODIL-GN", {"diff": 0.01})
+    monkeypatch.setattr(mod, "bench_b0", lambda quick, dev: [new])
+    prev = bench.bench_row("B3", "ODIL", {"rel_l2": 0.1})
+    old_b0 = bench.bench_row("B0", "ODIL-GN", {"diff": 0.02})
+    payload = {"command": "bayesphys bench odil", "rows": [old_b0, prev]}
+    (tmp_path / "odil.json").write_text(json.dumps(payload))
+    merged = json.loads(mod.main(["--only", "B0", "--out", str(tmp_path)]).read_text())
+    assert merged["rows"] == [new, prev]
+    assert merged["command"] == "runs: bayesphys bench odil; bayesphys bench odil --only B0"
 
 
 def test_scale_out_names_the_problems_that_failed(monkeypatch):

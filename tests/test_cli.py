@@ -179,7 +179,11 @@ def test_rows_table_unions_keys_and_marks_missing_cells():
     assert rows_table([]) == "(no rows)"
 
 
-def test_ablation_parser_gives_the_shared_options_and_refuses_bad_jobs(capsys):
+def test_ablation_parser_gives_the_shared_options_and_refuses_bad_jobs(
+    capsys, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "r.json").write_text('{"rows": []}')  # --table takes an existing file
     ap = ablation_parser("Ablation: a toy.\n\nMore text.")
     assert ap.description == "Ablation: a toy."
     args = ap.parse_args(["--jobs", "2", "--out", "d", "--table", "r.json"])
@@ -471,3 +475,23 @@ def test_a_full_calibrate_checks_its_ranks_folder_before_the_work(tmp_path, monk
     folder.mkdir(parents=True)
     monkeypatch.setattr(os, "access", lambda path, mode: False)  # a read-only folder
     assert "cannot be written" in suite.default_out_problem()
+
+
+def test_bench_prints_no_results_line_for_a_mode_that_writes_no_file(tmp_path, capsys, monkeypatch):
+    # `bayesphys bench odil --b4-ties N` only prints; the command added "results: /dev/null"
+    # (and "results: None" for a script returning None)
+    import argparse
+
+    script = tmp_path / "toy.py"
+    script.write_text("def main(argv):\n    print('tie fraction 0.5')\n")
+    args = argparse.Namespace(
+        component="toy", bench_path=script, quick=False, out=None, device=None
+    )
+    assert cli.cmd_bench(args, []) == 0
+    assert capsys.readouterr().out == "tie fraction 0.5\n"
+    from bayesphys._bench import repo_root, script_module
+
+    odil = script_module(str(repo_root() / "benchmarks" / "odil.py"))
+    monkeypatch.setattr(odil, "b4_tie_fraction", lambda n: {"cases": n})
+    assert odil.main(["--b4-ties", "2"]) is None
+    assert capsys.readouterr().out == '{"cases": 2}\n'

@@ -1,0 +1,111 @@
+"""The benchmark results files and their docs tables (``bayesphys/_bench.py``) against the
+results format of the architecture notes: top-level keys, rows of ``problem``, ``setting``,
+``method``, ``metrics`` (lower-case keys) and ``anchor`` (``None`` or ``{source, metrics}``)."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from bayesphys._bench import ablation_parser, bench_row, render_table, write_results
+
+TOP_LEVEL = {"component", "command", "quick", "date", "torch", "device", "threads", "rows"}
+ROW_KEYS = {"problem", "setting", "method", "metrics", "anchor"}
+
+
+def format_problems(payload: dict[str, Any]) -> list[str]:
+    """What in a results payload breaks the results format (empty: none)."""
+    bad = [f"missing top-level key {k!r}" for k in sorted(TOP_LEVEL - set(payload))]
+    if not isinstance(payload.get("quick"), bool):
+        bad.append("quick: not a bool")
+    for i, row in enumerate(payload.get("rows", [])):
+        bad += [f"row {i}: missing {k!r}" for k in sorted(ROW_KEYS - set(row))]
+        if not isinstance(row.get("setting"), dict):
+            bad.append(f"row {i}: setting is not an object")
+        for k, v in (row.get("metrics") or {}).items():
+            if k != k.lower():
+                bad.append(f"row {i}: metric key {k!r} is not lower-case")
+            if v is not None and not isinstance(v, (int, float)):
+                bad.append(f"row {i}: metric {k!r} is not a number")
+        anchor = row.get("anchor")
+        if anchor is not None and not (
+            isinstance(anchor, dict) and {"source", "metrics"} <= set(anchor)
+        ):
+            bad.append(f"row {i}: anchor is neither null nor {{source, metrics}}")
+    return bad
+
+
+def test_written_results_follow_the_format(tmp_path):
+    rows = [
+        bench_row("p", "ours", {"mse": 1e-4, "ll": None}, setting={"k": 5}),
+        bench_row(
+            "p",
+            "theirs",
+            {"mse": 2e-4},
+            anchor={"source": "paper, Table 1", "metrics": {"mse": 1.5e-4}},
+            note="target missed",
+        ),
+    ]
+    path = write_results("toy", rows, quick=True, command="bayesphys bench toy", out=tmp_path)
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    assert format_problems(payload) == []
+    assert payload["rows"][0]["anchor"] is None  # no anchor figure: null, not {} or absent
+    assert [r["method"] for r in payload["rows"]] == ["ours", "theirs"]  # a miss is kept
+    assert format_problems({**payload, "rows": [{"problem": "p", "metrics": {"MSE": 1}}]})
+
+
+def test_numpy_and_torch_settings_are_written_as_numbers_and_rendered(tmp_path):
+    # a setting holding np.int64(3) was written as 3.0 (json's default=float), and the docs
+    # table (render_table) raised TypeError on it after the results file was written
+    setting = {"n": np.int64(3), "t": np.float32(0.5), "steps": torch.tensor(7), "on": np.bool_(1)}
+    row = bench_row("p", "m", {"mse": 1e-4}, setting=setting)
+    path = write_results("toy", [row], quick=True, command="c", out=tmp_path)
+    written = json.loads(path.read_text(encoding="utf-8"))["rows"][0]["setting"]
+    assert written == {"n": 3, "t": 0.5, "steps": 7, "on": True}
+    assert isinstance(written["n"], int) and isinstance(written["steps"], int)
+    payload = {
+        "command": "c",
+        "date": "d",
+        "torch": "t",
+        "device": "cpu",
+        "threads": 1,
+        "quick": True,
+        "rows": [row],
+    }
+    assert '| p | "n": 3, "t": 0.5, "steps": 7, "on": true | m |' in render_table(payload)
+
+
+def test_table_cells_of_edge_values():
+    anchor = {"source": "T1", "metrics": {"mse": np.float32(1.5e-6), "nll": 2}}
+    rows = [
+        bench_row("p", "m", {"mse": math.nan, "ll": math.inf, "ce": None, "seconds": 1e-12}),
+        bench_row("q", "m", {"mse": -math.inf, "steps": 123456.0}, anchor=anchor),
+        bench_row("r", "m", {"mse": 0.0}, setting={"grid": {"n": [2, 3]}, "s": "a|b"}),
+    ]
+    payload = {"command": "c", "date": "d", "torch": "t", "device": "cpu", "threads": 1}
+    lines = render_table({**payload, "quick": True, "rows": rows}).splitlines()
+    assert (
+        lines[2]
+        == "| problem | setting | method | mse | ll | ce | seconds | steps | nll | anchor |"
+    )
+    assert lines[4] == "| p | – | m | nan | inf | – | 1.00e-12 | – | – | – |"
+    # an anchor figure given as np.float32 is formatted as a number ("1.5e-06" before)
+    assert lines[5] == "| q | – | m | -inf (1.50e-06) | – | – | – | 1.23e+05 | – (2) | T1 |"
+    # nested settings stay one cell; a "|" in a setting cannot split the row
+    assert lines[6] == '| r | "grid": {"n": [2, 3]}, "s": "a/b" | m | 0 | – | – | – | – | – | – |'
+
+
+def test_ablation_table_option_refuses_a_missing_file(tmp_path, capsys):
+    # `python benchmarks/<ablation>.py --table typo.json` ended in a FileNotFoundError traceback
+    ap = ablation_parser("An ablation.")
+    with pytest.raises(SystemExit) as err:
+        ap.parse_args(["--table", str(tmp_path / "typo.json")])
+    assert err.value.code == 2
+    assert "argument --table: no results file" in capsys.readouterr().err
+    (tmp_path / "r.json").write_text('{"rows": []}')
+    assert ap.parse_args(["--table", str(tmp_path / "r.json")]).table == str(tmp_path / "r.json")
