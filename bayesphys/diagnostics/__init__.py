@@ -50,7 +50,7 @@ from .coverage import (
     tarp,
 )
 from .pit_ecdf import ecdf_band, pit_ecdf, plot_pit_ecdf
-from .recalibrate import Recalibrator, conformal_rank, fit_recalibration
+from .recalibrate import Recalibrator, conformal_min_scores, conformal_rank, fit_recalibration
 from .recalibrated import RecalibratedPosterior
 from .record_recal import (
     AffineMap,
@@ -83,6 +83,7 @@ __all__ = [
     "DEFAULT_LEVELS",
     "RecalibratedPosterior",
     "Recalibrator",
+    "conformal_min_scores",
     "conformal_rank",
     "RecordRecalibration",
     "ShapeMap",

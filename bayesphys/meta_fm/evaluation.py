@@ -35,6 +35,7 @@ from torch import Tensor
 
 from .._checks import check_int, check_real, check_seed
 from .._stack import user_stacklevel
+from ..diagnostics.recalibrate import conformal_min_scores, conformal_rank
 from ..metrics import mmd, wasserstein
 from ._validate import check_cloud_pair, check_populations
 
@@ -311,22 +312,11 @@ def conformal_radius(scores: Sequence[float], alpha: float = 0.1) -> float:
 
 
 def _conformal_rank(n: int, alpha: float) -> int | None:
-    r""":math:`k = \lceil (n+1)(1-\alpha)\rceil`, or ``None`` when :math:`k > n`.
-
-    Exact rational arithmetic on ``alpha``'s shortest decimal form: in floats, ``alpha =
-    0.95``, ``n = 19`` took the next order statistic, and :math:`1 - \alpha` rounds to 1 for
-    ``alpha`` below about ``1e-16`` (a valid level, whose radius is infinite)."""
-    k = math.ceil((n + 1) * (1 - Fraction(repr(alpha))))
-    return k if k <= n else None
-
-
-def _min_calibration_scores(alpha: float) -> int:
-    r"""The fewest calibration scores with a finite radius at ``alpha``: :math:`\lceil (n+1)
-    (1-\alpha)\rceil \le n \iff n \ge (1-\alpha)/\alpha`, so
-    :math:`\lceil (1-\alpha)/\alpha\rceil` (exact, as :func:`_conformal_rank`; in floats
-    ``1 / (1/3)`` is ``3.0`` and read 2 where 3 are needed)."""
-    a = Fraction(repr(alpha))
-    return math.ceil((1 - a) / a)
+    r""":math:`k = \lceil (n+1)(1-\alpha)\rceil`, or ``None`` when :math:`k > n`: the core's
+    :func:`~bayesphys.diagnostics.conformal_rank` at the exact level :math:`1 - \alpha` (in
+    floats it rounds to 1 for ``alpha`` below about ``1e-16``, a valid level whose radius is
+    infinite)."""
+    return conformal_rank(n, 1 - Fraction(repr(alpha)))
 
 
 def conformal_coverage(
@@ -344,7 +334,7 @@ def conformal_coverage(
     if t.size == 0 or np.isnan(t).any():
         raise ValueError("test_scores: expected at least one score and no NaN")
     if math.isinf(q):
-        n, need = np.asarray(cal_scores).size, _min_calibration_scores(alpha)
+        n, need = np.asarray(cal_scores).size, conformal_min_scores(1 - Fraction(repr(alpha)))
         why = (
             f"{n} calibration scores are too few for a finite radius at alpha={alpha} (needs "
             f"at least {need})"

@@ -357,3 +357,18 @@ def test_scale_and_level_arguments_are_checked_where_they_do_not_apply_too():
     assert Recalibrator.from_z(z, method="zscore", level=0.5).scale == pytest.approx(
         float(z.pow(2).mean().sqrt())
     )
+
+
+def test_conformal_min_scores_is_the_fewest_n_with_a_finite_rank():
+    """Brute force over n for float and exact levels; an exact level 1 - 1e-17 (1.0 as a
+    float) has no finite rank for any small n; a level outside (0, 1) is refused."""
+    from fractions import Fraction
+
+    from bayesphys.diagnostics import conformal_min_scores, conformal_rank
+
+    for level in (0.5, 0.55, 0.8, 0.9, 0.95, 1 - Fraction(1, 3), 1 - Fraction(1, 6)):
+        need = next(n for n in range(1, 200) if conformal_rank(n, level) is not None)
+        assert conformal_min_scores(level) == need
+    assert conformal_rank(10**6, 1 - Fraction("1e-17")) is None
+    with pytest.raises(ValueError, match="level"):
+        conformal_rank(5, Fraction(1))
