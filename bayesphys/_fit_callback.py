@@ -27,7 +27,7 @@ from typing import Any
 
 from ._checks import check_callback, check_int
 
-__all__ = ["FitCallback", "check_fit_callback"]
+__all__ = ["FitCallback", "call_propagating", "check_fit_callback", "propagating"]
 
 
 def check_fit_callback(model: Any, callback: Any, callback_every: Any) -> int:
@@ -46,6 +46,22 @@ class _Escaped(Exception):
     def __init__(self, error: StopIteration) -> None:
         super().__init__(repr(error))
         self.error = error
+
+
+def call_propagating(callback: Callable[..., Any], *args: Any) -> Any:
+    """``callback(*args)``, a ``StopIteration`` it raises carried past :func:`optimize` (which
+    would read it as the step function ending the fit) to the enclosing :func:`propagating`."""
+    try:
+        return callback(*args)
+    except StopIteration as err:
+        raise _Escaped(err) from None
+
+
+def propagating() -> _Propagating:
+    """The context around a fit's :func:`optimize` call that re-raises a ``StopIteration``
+    carried by :func:`call_propagating` as it was raised (a class, not a generator: one would
+    turn it into a ``RuntimeError``)."""
+    return _Propagating()
 
 
 class FitCallback:
@@ -80,10 +96,7 @@ class FitCallback:
     def __call__(self) -> None:
         t0, c0 = time.perf_counter(), time.process_time()
         try:
-            self.callback(self.model, self._step())  # type: ignore[misc]
-        except StopIteration as err:
-            self.raised = True
-            raise _Escaped(err) from None
+            call_propagating(self.callback, self.model, self._step())  # type: ignore[arg-type]
         except BaseException:
             self.raised = True
             raise
@@ -92,9 +105,8 @@ class FitCallback:
             self.cpu_seconds += time.process_time() - c0
 
     def propagating(self) -> _Propagating:
-        """A context that re-raises a ``StopIteration`` of the callback carried past
-        :func:`optimize` (a class, not a generator: one would turn it into a ``RuntimeError``)."""
-        return _Propagating()
+        """:func:`propagating`: run the fit's :func:`optimize` call inside it."""
+        return propagating()
 
 
 class _Propagating:

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from .._checks import check_bool, check_int, check_real
 from .._device import as_tensor, check_finite
-from .._fit_callback import _Escaped, _Propagating
+from .._fit_callback import call_propagating, propagating
 from .._linalg import lstsq_any_rank, pcg
 from .._model import FitResult, autograd_on, optimize
 from .._progress import progress_bar
@@ -353,17 +353,15 @@ def minimize(
                 loss = opt.step(closure)
             if callback is not None:
                 t_cb = time.perf_counter()
-                try:
-                    callback(len(res_hist), xp.detach())
-                except StopIteration as err:  # optimize would read it as step() ending the fit
-                    raise _Escaped(err) from None
+                try:  # a StopIteration it raises leaves the fit (optimize would end it)
+                    call_propagating(callback, len(res_hist), xp.detach())
                 finally:
                     cb[0] += time.perf_counter() - t_cb
             res_hist.append(1)
             return loss
 
         res_hist: list[int] = []
-        with _Propagating():  # the callback's StopIteration leaves the fit, as with GN/LM
+        with propagating():  # the callback's StopIteration leaves the fit, as with GN/LM
             res = optimize(step, steps=steps, params=[xp], progress=progress, desc=method, tol=tol)
         if budget.reached:
             res.message = budget.message(res.steps)
