@@ -7,14 +7,13 @@ rebuild and the state a rebuilt model is given back.
 from __future__ import annotations
 
 import dataclasses
-import os
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from .._checkpoint import refuse_unknown, require_entries
 from .._checks import check_int, check_real
+from .._files import user_path
 from .config import PROBLEMS, RGNPConfig, get_problem
 
 __all__ = [
@@ -47,14 +46,10 @@ _STATE_KEYS = frozenset(
 
 
 def check_save_path(path: Any) -> None:
-    """Refuse a ``path`` that is not a ``str`` or ``os.PathLike`` (``TypeError``; any other
-    PathLike was refused, unlike every other model's save) or is an existing folder
-    (``IsADirectoryError``, as every model's save; ``~`` expanded first)."""
-    if isinstance(path, os.PathLike) and not isinstance(path, Path):
-        path = os.fspath(path)
-    if not isinstance(path, (str, Path)):
-        raise TypeError(f"path: expected a str or Path, received {type(path).__name__}")
-    if Path(path).expanduser().is_dir():
+    """Refuse a ``path`` that is not a ``str`` or ``os.PathLike`` (``TypeError``, by the core's
+    :func:`~bayesphys._files.user_path`) or is an existing folder (``IsADirectoryError``, as
+    every model's save; ``~`` expanded first)."""
+    if user_path(path).is_dir():
         raise IsADirectoryError(f"path: expected a file name, received the folder {path}")
 
 
