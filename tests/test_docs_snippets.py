@@ -132,7 +132,9 @@ def test_an_included_file_exists(key):
 
 @pytest.mark.parametrize("key", _RUN)
 def test_the_block_runs(key, tmp_path):
-    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1"}
+    # the checkout first, then the caller's path (where the dependencies may live)
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": path, "TQDM_DISABLE": "1"}
     proc = subprocess.run(
         [sys.executable, "-c", _source(key)],
         cwd=tmp_path,

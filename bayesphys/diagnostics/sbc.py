@@ -129,13 +129,15 @@ def randomised_pit(less: Tensor, ties: Tensor, u: Tensor, n: int) -> Tensor:
 def sbc_pit(ranks: Tensor, n_draws: int, *, seed: int = 0) -> Tensor:
     """Randomised PIT values :math:`u = (r + V)/(L+1)`, :math:`V \\sim U(0, 1)` seeded by
     ``seed``, of the same shape as ``ranks``: ``[N, K] -> [N, K]``, ``[N] -> [N]`` (ranks of
-    one summary). Exactly U(0,1) if calibrated."""
+    one summary). Exactly U(0,1) if calibrated. Computed on the CPU and returned on
+    ``ranks.device``: the same seed gives the same values, to the bit, on every device (CUDA's
+    division by a scalar multiplies by its reciprocal, one rounding off the CPU's)."""
     n_draws = check_int("n_draws", n_draws, minimum=1)
     seed = check_seed("seed", seed)
     check_ranks(ranks, n_draws)
     gen = torch.Generator().manual_seed(offset_seed(seed, 1))
-    v = torch.rand(ranks.shape, generator=gen, dtype=torch.float64).to(ranks.device)
-    return (ranks.double() + v) / (n_draws + 1)
+    v = torch.rand(ranks.shape, generator=gen, dtype=torch.float64)
+    return ((ranks.cpu().double() + v) / (n_draws + 1)).to(ranks.device)
 
 
 def _n_bins(n_sims: int, n_draws: int, n_bins: int | None) -> int:

@@ -157,6 +157,10 @@ def test_sbc_on_device(device):
             theta, y = super().simulate(n, seed=seed)
             return theta.to(device), y.to(device)
 
+        def infer(self, y):
+            post = super().infer(y.cpu())
+            return post.to(y.device)
+
     m = OnDevice()
     res = run_sbc(m.simulate, m.infer, n_sims=200, n_draws=29, seed=0)
     assert res.ranks.device.type == "cpu"

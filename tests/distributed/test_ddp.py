@@ -94,8 +94,16 @@ def test_two_process_gloo_step_equals_single_process_global_batch(tmp_path):
     assert not torch.equal(r0["first_batch"], r1["first_batch"])
 
     # train_ddp with 2 x (batch 4) == one process with batch 8 (same global batches)
-    single = ddp.train_ddp(
-        _model, _loss, (x, y), epochs=3, batch_size=GLOBAL_BATCH, lr=1e-2, seed=3, progress=False
+    single = ddp.train_ddp(  # on the CPU, as the gloo ranks (alone it takes the GPU if any)
+        _model,
+        _loss,
+        (x, y),
+        epochs=3,
+        batch_size=GLOBAL_BATCH,
+        lr=1e-2,
+        seed=3,
+        progress=False,
+        device="cpu",
     )
     assert single.extra["world_size"] == 1
     for p_single, p0, p1 in zip(single.extra["model"].parameters(), r0["params"], r1["params"]):
