@@ -242,7 +242,10 @@ def missing_members(value: Any) -> str:
 
 
 def is_posterior(value: Any) -> bool:
-    """``isinstance(value, Posterior)``, the package's own classes first: the runtime protocol
-    check reads every property of the value (a posterior's variance, three times per
-    simulation in an SBC loop)."""
-    return isinstance(value, _PosteriorBase) or isinstance(value, Posterior)
+    """Whether ``value`` has every member of :class:`Posterior`, the package's own classes
+    first. Members are looked up statically, and a proxy that delegates through
+    ``__getattr__`` is asked for them, so the answer is the same on every Python: Python
+    3.12's ``isinstance(value, Posterior)`` no longer sees the members such a proxy provides
+    (3.11's accepted it), and 3.11's reads every property of the value (a posterior's variance,
+    three times per simulation in an SBC loop)."""
+    return isinstance(value, _PosteriorBase) or all(_has_member(value, m) for m in _MEMBERS)

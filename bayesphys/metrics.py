@@ -278,7 +278,7 @@ def calibration_curve(
     :func:`bayesphys.diagnostics.coverage.central_coverage`, which accounts for ``S``.
     """
     from ._posterior_args import _check_levels
-    from .posterior import Posterior
+    from ._posterior_base import is_posterior
 
     nominal = torch.as_tensor(_check_levels(levels), dtype=torch.float64)
     _tensor("y", y)
@@ -290,7 +290,7 @@ def calibration_curve(
                 f"{tuple(posterior_or_samples.shape)}"
             )
         want = tuple(posterior_or_samples.shape[1:])
-    elif isinstance(posterior_or_samples, Posterior):
+    elif is_posterior(posterior_or_samples):
         want = (*posterior_or_samples.batch_shape, *posterior_or_samples.event_shape)
     else:
         raise TypeError(

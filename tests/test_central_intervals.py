@@ -60,6 +60,40 @@ def test_is_posterior():
     assert not is_posterior(torch.zeros(3)) and not is_posterior(object())
 
 
+def test_is_posterior_reads_no_property_and_asks_a_proxy():
+    """One answer on every Python: members are found without running properties (3.11's
+    isinstance ran them, so a failing ``variance`` escaped as its own error), and a proxy
+    that delegates through ``__getattr__`` is asked (3.12's isinstance no longer sees its
+    members, so RecalibratedPosterior refused a wrapped posterior there)."""
+    base = _posteriors()["gaussian"]
+
+    class Costly:  # a user's posterior class (not one of the package's)
+        event_shape, batch_shape, device, dtype = base.event_shape, base.batch_shape, "cpu", None
+        mean = base.mean
+        sample = rsample = quantile = interval = log_prob = to = to_inference_data = print
+
+        @property
+        def variance(self):
+            raise RuntimeError("computed")
+
+    assert is_posterior(Costly())
+
+    class Proxy:
+        def __getattr__(self, name):
+            return getattr(base, name)
+
+    class HalfProxy:
+        def __getattr__(self, name):
+            if name in ("sample", "rsample"):
+                raise AttributeError(name)
+            return getattr(base, name)
+
+    assert is_posterior(Proxy()) and not is_posterior(HalfProxy())
+    assert RecalibratedPosterior(Proxy(), Recalibrator("zscore", scale=2.0)).mean.shape == (
+        base.mean.shape
+    )
+
+
 def test_a_delegating_wrapper_takes_the_loop():
     base = _posteriors()["gaussian"]
 

@@ -45,6 +45,7 @@ from torch import Tensor
 from .._checks import check_int, check_seed, offset_seed
 from .._device import check_finite
 from .._posterior_args import _check_level, _check_levels
+from .._posterior_base import is_posterior
 from ..metrics import calibration_curve, crps_samples, gaussian_nll
 from ..posterior import Posterior, SamplePosterior
 from .sbc import check_truth_draws, randomised_pit, sbc_pit, sbc_ranks
@@ -255,7 +256,7 @@ def field_calibration_curve(
     nominal in expectation for exchangeable draws at any ``S``, where their interpolated
     empirical quantiles under-cover by about :math:`2\alpha/(S+1)` (0.82 for 0.9 at ``S = 19``).
     """
-    if isinstance(posteriors, Posterior) or not isinstance(posteriors, (Sequence, Tensor)):
+    if is_posterior(posteriors) or not isinstance(posteriors, (Sequence, Tensor)):
         raise TypeError(
             "posteriors: expected a sequence of Posterior or draws [S, *event] (one per problem), "
             f"received {type(posteriors).__name__}"

@@ -23,7 +23,7 @@ from .._posterior_args import (
     _sampling_generator,
     _size,
 )
-from .._posterior_base import _PosteriorBase
+from .._posterior_base import _PosteriorBase, is_posterior
 from ..posterior import Posterior
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -54,7 +54,7 @@ class RecalibratedPosterior:
     """
 
     def __init__(self, base: Posterior, recalibrator: Recalibrator):
-        if not isinstance(base, Posterior):
+        if not is_posterior(base):
             raise TypeError(f"base: expected a Posterior, received {type(base).__name__}")
         self.base = base
         self.recalibrator = recalibrator

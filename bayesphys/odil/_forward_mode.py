@@ -8,6 +8,10 @@ wrong numbers). Every forward-mode call in :mod:`bayesphys.odil` runs under one 
 lock, so fits in a thread pool (``fit_many(executor=ThreadPoolExecutor(...))``) give the
 values of fits run one after the other. A user's own forward-mode code in other threads is
 not covered.
+
+Both run with inference mode off (inside a caller's ``torch.inference_mode()`` block torch
+2.11's ``jacfwd`` failed: "Batching rule not implemented for aten::_make_dual"); an inference
+tensor ``x`` is cloned into a normal one first.
 """
 
 from __future__ import annotations
@@ -24,14 +28,21 @@ __all__ = ["FORWARD_MODE_LOCK", "jacfwd", "batched_jvp"]
 FORWARD_MODE_LOCK = threading.RLock()
 
 
+def _normal(x: Tensor) -> Tensor:
+    """``x``, or a normal copy of it if it is an inference tensor (call with inference mode
+    off)."""
+    return x.clone() if x.is_inference() else x
+
+
 def jacfwd(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     """:func:`torch.func.jacfwd` of ``fn`` at ``x`` (``[*out, *x]``), under the lock."""
-    with FORWARD_MODE_LOCK:
-        return torch.func.jacfwd(fn)(x)
+    with FORWARD_MODE_LOCK, torch.inference_mode(False):
+        return torch.func.jacfwd(fn)(_normal(x))
 
 
 def batched_jvp(fn: Callable[[Tensor], Tensor], x: Tensor, tangents: Tensor) -> Tensor:
     """Jacobian-vector products of ``fn`` at ``x`` for each row of ``tangents [p, *x]``, one
     vmapped forward-mode pass; returns ``[*out, p]`` (the tangent index last), under the lock."""
-    with FORWARD_MODE_LOCK:
+    with FORWARD_MODE_LOCK, torch.inference_mode(False):
+        x, tangents = _normal(x), _normal(tangents)
         return torch.func.vmap(lambda t: torch.func.jvp(fn, (x,), (t,))[1], out_dims=-1)(tangents)
