@@ -59,6 +59,27 @@ def test_forward_unknown_stream_names_the_valid_ones():
         net1.heads(x[..., :1], z, w, ("t",))
 
 
+def test_forward_refuses_points_and_parameters_of_the_wrong_width():
+    """A one-coordinate ``x`` of the 2-D (x, t) network broadcast to (x, x), and z/w of the
+    wrong widths (with the right total) were split at the wrong column: both silently."""
+    net = ForwardNet(2, 2, 1, hidden=8, depth=2, n_freq=3).double()
+    x = torch.rand(2, 4, 2, dtype=torch.float64)
+    z, w = torch.randn(2, 2, dtype=torch.float64), torch.randn(2, 1, dtype=torch.float64)
+    for call in (
+        lambda: net.heads(x[..., :1], z, w),
+        lambda: net.distribution(x[..., :1], z, w),
+        lambda: net.sample_with_derivatives(x[..., :1], z, w, ("x", "xx", "t")),
+        lambda: net.heads(x, torch.cat([z, w], -1), w[:, :0]),
+        lambda: net.heads(x[0], z, w),
+        lambda: net.heads(x, z[:1], w),
+    ):
+        with pytest.raises(ValueError, match=r"^x/z/w: expected shapes \[B, N, 2\], \[B, 2\]"):
+            call()
+    # one row of (z, w) is still shared by the B sets
+    shared = net.heads(x, z[:1], w[:1])["mu"]["v"]
+    assert torch.equal(shared, net.heads(x, z[:1].expand(2, -1), w[:1].expand(2, -1))["mu"]["v"])
+
+
 def test_forward_gaussian_is_consistent_across_point_sets():
     m = tiny(dtype=torch.float64)
     z, w = (
