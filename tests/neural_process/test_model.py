@@ -152,6 +152,30 @@ def test_data_likelihood_matches_dense_gaussian():
     assert torch.allclose(ll, ref, atol=1e-8)
 
 
+def test_physics_elbo_takes_a_number_for_sigma_r_and_names_bad_ones():
+    """A plain number (what RGNPConfig.sigma_r holds) was torch's zeros_like TypeError; a
+    wrongly shaped tensor was a distributions broadcasting error."""
+    from bayesphys.neural_process import physics_elbo
+
+    p = PoissonProblem()
+    torch.manual_seed(0)
+    fwd = ForwardNet(1, 5, 1, hidden=8, depth=2, n_freq=3).double()
+    inv = GICNet(1, 5, 1, p.lower, p.upper, latent=10, conv_layers=2).double()
+    x = torch.rand(2, 4, 1, dtype=torch.float64) * 1.8 - 0.9
+    z, w = torch.rand(2, 5, dtype=torch.float64), torch.rand(2, 1, dtype=torch.float64) + 1
+    wts = torch.ones(2, 4, dtype=torch.float64)
+
+    def elbo(s):
+        return physics_elbo(p, fwd, inv, x, wts, z, w, s, torch.Generator().manual_seed(1))[0]
+
+    assert torch.equal(elbo(0.3), elbo(torch.tensor(0.3, dtype=torch.float64)))
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="^sigma_r: expected"):
+            elbo(bad)
+    with pytest.raises(ValueError, match=r"^sigma_r: expected .* received shape \(2,\)"):
+        elbo(torch.tensor([0.1, 0.2], dtype=torch.float64))
+
+
 def test_fit_seeds_save_load_roundtrip(tmp_path):
     a, b = tiny(), tiny()
     ra, rb = a.fit(steps=3, progress=False), b.fit(steps=3, progress=False)
