@@ -109,14 +109,13 @@ def inverse_inputs(
     (:math:`D = 0`) are refused."""
     p = problem
     xt = as_tensor("x", x, dtype=dtype, device=device)
+    given = tuple(xt.shape)  # named in the error as passed, not as reshaped
     if xt.ndim == 1 and p.dim_x == 1:
         xt = xt.unsqueeze(-1)
     if xt.ndim == 2:
         xt = xt.unsqueeze(0)
-    if xt.ndim != 3:
-        raise ValueError(
-            f"x: expected shape [N, {p.dim_x}] or [B, N, {p.dim_x}], received {tuple(xt.shape)}"
-        )
+    if xt.ndim != 3 or xt.shape[-1] != p.dim_x:
+        raise ValueError(f"x: expected shape [N, {p.dim_x}] or [B, N, {p.dim_x}], received {given}")
     check_points("x", xt, p.lower, p.upper)
     ut = as_tensor("u", u, dtype=dtype, device=device)
     if ut.ndim == 1:

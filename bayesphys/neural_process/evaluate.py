@@ -8,7 +8,7 @@ true values inside :math:`\bar u \pm 2\sigma` (bounds included); ``coverage2sd``
 divides by all ``N`` nodes and counts the two zero-width boundary nodes as misses: it equals
 our ``coverage2sd_u`` times ``(N - 2) / N``);
 ``nll`` and ``crps`` are the mean Gaussian negative log likelihood and CRPS of the marginals;
-``*_sd`` are sample sds (``n - 1``). Forward: the model's
+``*_sd`` are sample sds (``n - 1``; NaN for a single case). Forward: the model's
 GP at the true :math:`(z, w)`; inverse: GICNet on the reference field, boundary nodes dropped.
 """
 
@@ -148,6 +148,12 @@ def _metric_inputs(
     return mean, var, truth
 
 
+def _sample_sd(v: torch.Tensor) -> float:
+    """Sample sd (``n - 1``) of ``v [n]``; NaN for ``n = 1`` without torch's degrees-of-freedom
+    warning (a one-case test set is valid, its spread undefined)."""
+    return float(v.std()) if v.numel() > 1 else math.nan
+
+
 def field_metrics(
     mean: torch.Tensor, var: torch.Tensor, truth: torch.Tensor, interior: torch.Tensor
 ) -> dict[str, float]:
@@ -159,7 +165,7 @@ def field_metrics(
     sd = v.sqrt()
     return {
         "nse_u": float(nse.mean()),
-        "nse_u_sd": float(nse.std()),
+        "nse_u_sd": _sample_sd(nse),
         "coverage2sd_u": float(((y - m).abs() <= 2 * sd).double().mean()),
         "nll": float(gaussian_nll(m, v, y)),
         "crps": float(crps_gaussian(m, sd, y)),
@@ -174,7 +180,7 @@ def parameter_metrics(mean: torch.Tensor, var: torch.Tensor, truth: torch.Tensor
     sd = var.clamp_min(1e-12).sqrt()
     return {
         "nse_z": float(nse.mean()),
-        "nse_z_sd": float(nse.std()),
+        "nse_z_sd": _sample_sd(nse),
         "coverage2sd_z": float(((truth - mean).abs() <= 2 * sd).double().mean()),
         "nll_z": float(gaussian_nll(mean, sd**2, truth)),
         "crps_z": float(crps_gaussian(mean, sd, truth)),

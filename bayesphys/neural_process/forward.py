@@ -101,6 +101,7 @@ class ForwardNet(nn.Module):
         train_freq = check_bool("train_freq", train_freq)
         self.features = FourierFeatures(dim_x, n_freq, f_min, f_max, train_freq)
         self.rank = rank
+        self.dim_x, self.dim_z, self.dim_w = dim_x, dim_z, dim_w
         self.var_lo, self.var_hi = var_lo, var_hi
         self.mlp = TaylorMLP(self.features.out_features, dim_z + dim_w, hidden, depth, 2 + rank)
 
@@ -112,8 +113,11 @@ class ForwardNet(nn.Module):
         ``("v", *streams)`` (``"v"``: the value). ``streams``: a tuple of names from ``"x"``
         (:math:`\partial_{x_0}`), ``"xx"`` (:math:`\partial^2_{x_0}`, needs ``"x"``) and
         ``"t"`` (:math:`\partial_{x_1}`, needs ``dim_x >= 2``); anything else is a
-        ``ValueError``.
+        ``ValueError``. ``z`` and ``w`` may also hold one row shared by the ``B`` sets; other
+        shapes are a ``ValueError`` (a one-coordinate ``x`` of a 2-D network broadcast to
+        :math:`(x, x)`, and ``z``/``w`` of the wrong widths were split at the wrong column).
         """
+        self._check_inputs(x, z, w)
         streams = _check_streams(streams, self.features.dim)
         o = self.mlp(self.features(x, streams), torch.cat([z, w], -1))
         mu = {k: v[..., 0] for k, v in o.items()}
@@ -137,6 +141,21 @@ class ForwardNet(nn.Module):
             var_xx = d2 * rx**2 + d1 * rxx
             sds["xx"] = var_xx / (2 * sd) - var_x**2 / (4 * sd**3)
         return {"mu": mu, "sd": sds, "C": C}
+
+    def _check_inputs(self, x: Tensor, z: Tensor, w: Tensor) -> None:
+        """``x [B, N, dim_x]``, ``z [B, dim_z]``, ``w [B, dim_w]`` (``z``, ``w``: or one row)."""
+        bad = [n for n, t in (("x", x), ("z", z), ("w", w)) if not isinstance(t, Tensor)]
+        if bad:
+            raise TypeError(f"{'/'.join(bad)}: expected torch.Tensor")
+        ok = x.ndim == 3 and x.shape[-1] == self.dim_x and z.ndim == w.ndim == 2
+        ok = ok and z.shape[-1] == self.dim_z and w.shape[-1] == self.dim_w
+        ok = ok and z.shape[0] == w.shape[0] and z.shape[0] in (1, x.shape[0])
+        if not ok:
+            raise ValueError(
+                f"x/z/w: expected shapes [B, N, {self.dim_x}], [B, {self.dim_z}], "
+                f"[B, {self.dim_w}] (z, w: or one row each), received {tuple(x.shape)}, "
+                f"{tuple(z.shape)}, {tuple(w.shape)}"
+            )
 
     def distribution(self, x: Tensor, z: Tensor, w: Tensor) -> LowRankMultivariateNormal:
         r""":math:`q(\tilde u(X))` as ``LowRankMultivariateNormal`` (batch ``[B]``, event ``[N]``)."""

@@ -79,6 +79,20 @@ from .objective import data_log_likelihood, field_marginal, physics_elbo
 __all__ = ["RGNPConfig", "RandomGridNP", "SIZES", "preset", "get_problem"]
 
 
+def _cpu_copy(obj: Any) -> Any:
+    """``obj`` (nested dicts, lists, tuples) with every tensor replaced by a detached CPU copy."""
+    if isinstance(obj, Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):  # a state_dict's OrderedDict keeps its type and ``_metadata``
+        out = type(obj)((k, _cpu_copy(v)) for k, v in obj.items())
+        if hasattr(obj, "_metadata"):
+            out._metadata = obj._metadata
+        return out
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu_copy(v) for v in obj)
+    return obj
+
+
 class RandomGridNP:
     r"""Random Grid Neural Process with a GICNet inverse model.
 
@@ -401,10 +415,12 @@ class RandomGridNP:
 
     def state(self) -> dict[str, Any]:
         """Weights, optimiser state, step count, batch stream, GICNet grid and variance scales
-        (CPU tensors): what :meth:`load` restores."""
+        (CPU tensors): what :meth:`load` restores. A snapshot: its tensors are copies, which
+        later training leaves as they were (``state_dict`` shares the live weights and Adam's
+        moments, so a kept ``state()`` followed every further step)."""
         st = {
-            "modules": self._modules().state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "modules": _cpu_copy(self._modules().state_dict()),
+            "optimizer": _cpu_copy(self.optimizer.state_dict()),
             "step_count": self.step_count,
             "generator": self.generator.get_state(),
             "generator_device": self.generator.device.type,

@@ -51,6 +51,26 @@ def _check_batch(problem, x: Tensor, z: Tensor, w: Tensor, **extra: Tensor) -> N
         raise ValueError(f"{'/'.join(names)}: expected shapes {', '.join(want)}, received {got}")
 
 
+def _check_sigma_r(sigma_r: Tensor | float, x: Tensor) -> Tensor:
+    """``sigma_r`` as a tensor: a number is checked (``> 0``) and converted to ``x``'s dtype and
+    device; a tensor's shape must broadcast to ``[B, N]`` (its values are not read: no device
+    synchronisation per training step)."""
+    if not isinstance(sigma_r, Tensor):
+        s = check_real("sigma_r", as_scalar(sigma_r), minimum=0.0, strict=True)
+        return torch.tensor(s, dtype=x.dtype, device=x.device)
+    want = tuple(x.shape[:2])
+    try:
+        fits = torch.broadcast_shapes(sigma_r.shape, want) == want
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"sigma_r: expected a number or a tensor of shape () or broadcasting to [B, N] = "
+            f"{list(want)}, received shape {tuple(sigma_r.shape)}"
+        )
+    return sigma_r
+
+
 def physics_elbo(
     problem: PoissonProblem | BurgersProblem,
     forward: ForwardNet,
@@ -59,14 +79,17 @@ def physics_elbo(
     weights: Tensor,
     z: Tensor,
     w: Tensor,
-    sigma_r: Tensor,
+    sigma_r: Tensor | float,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Per-instance ELBO ``[B]`` and its parts (``loglik``, ``log_p_beta``, ``log_q``, ``res_sq``).
 
-    ``x`` ``[B, N, dim_x]``, ``weights`` ``[B, N]``, ``z`` ``[B, dim_z]``, ``w`` ``[B, dim_w]``.
+    ``x`` ``[B, N, dim_x]``, ``weights`` ``[B, N]``, ``z`` ``[B, dim_z]``, ``w`` ``[B, dim_w]``;
+    ``sigma_r``: the residual scale, a number ``> 0`` or a tensor (e.g. a learned one, with
+    its gradient) of shape ``()`` or one broadcasting to ``[B, N]``.
     """
     _check_batch(problem, x, z, w, weights=weights)
+    sigma_r = _check_sigma_r(sigma_r, x)
     derivs, q = forward.sample_with_derivatives(x, z, w, problem.derivatives, generator)
     r = problem.residual(x, derivs, z, w)
     loglik = (Normal(torch.zeros_like(sigma_r), sigma_r).log_prob(r) * weights).sum(-1)

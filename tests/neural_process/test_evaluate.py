@@ -66,6 +66,21 @@ def test_parameter_metrics_match_hand_values():
     assert out["crps_z"] == pytest.approx(_gaussian_crps(m, sd, y).mean(), rel=1e-12)
 
 
+def test_one_case_gives_a_nan_spread_without_a_degrees_of_freedom_warning():
+    """A one-case test set is accepted; its NSE spread is undefined (NaN), and torch's
+    ``std(): degrees of freedom is <= 0`` warning reached the user twice per evaluation."""
+    import warnings
+
+    truth = torch.tensor([[3.0, 4.0]], dtype=D)
+    mean, var = truth + 0.5, torch.ones(1, 2, dtype=D)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        f = field_metrics(mean, var, truth, torch.tensor([0, 1]))
+        p = parameter_metrics(mean, var, truth)
+    assert math.isnan(f["nse_u_sd"]) and math.isnan(p["nse_z_sd"])
+    assert f["nse_u"] == pytest.approx(0.5 / 25, rel=1e-12) and p["nse_z"] == f["nse_u"]
+
+
 def test_metrics_accept_float32_and_compute_in_float64():
     gen = torch.Generator().manual_seed(0)
     truth = torch.randn(3, 5, generator=gen)

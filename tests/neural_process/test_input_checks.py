@@ -35,3 +35,14 @@ def test_batch_parameter_errors_name_the_shape_as_given():
         m.posterior(
             torch.linspace(-0.9, 0.9, 5), z=torch.ones(dz + 1), w=torch.ones(m.problem.dim_w)
         )
+
+
+def test_inverse_point_errors_name_the_shape_as_given():
+    """x [3, 4] of a 1-D problem (four coordinates per point) was reported as reshaped,
+    '(1, 3, 4)', by the domain check."""
+    m = tiny()
+    with pytest.raises(
+        ValueError,
+        match=r"^x: expected shape \[N, 1\] or \[B, N, 1\], received \(3, 4\)$",
+    ):
+        m.parameter_posterior(torch.full((3, 4), 0.5), torch.zeros(3, 4), torch.ones(1))

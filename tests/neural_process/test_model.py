@@ -59,6 +59,27 @@ def test_forward_unknown_stream_names_the_valid_ones():
         net1.heads(x[..., :1], z, w, ("t",))
 
 
+def test_forward_refuses_points_and_parameters_of_the_wrong_width():
+    """A one-coordinate ``x`` of the 2-D (x, t) network broadcast to (x, x), and z/w of the
+    wrong widths (with the right total) were split at the wrong column: both silently."""
+    net = ForwardNet(2, 2, 1, hidden=8, depth=2, n_freq=3).double()
+    x = torch.rand(2, 4, 2, dtype=torch.float64)
+    z, w = torch.randn(2, 2, dtype=torch.float64), torch.randn(2, 1, dtype=torch.float64)
+    for call in (
+        lambda: net.heads(x[..., :1], z, w),
+        lambda: net.distribution(x[..., :1], z, w),
+        lambda: net.sample_with_derivatives(x[..., :1], z, w, ("x", "xx", "t")),
+        lambda: net.heads(x, torch.cat([z, w], -1), w[:, :0]),
+        lambda: net.heads(x[0], z, w),
+        lambda: net.heads(x, z[:1], w),
+    ):
+        with pytest.raises(ValueError, match=r"^x/z/w: expected shapes \[B, N, 2\], \[B, 2\]"):
+            call()
+    # one row of (z, w) is still shared by the B sets
+    shared = net.heads(x, z[:1], w[:1])["mu"]["v"]
+    assert torch.equal(shared, net.heads(x, z[:1].expand(2, -1), w[:1].expand(2, -1))["mu"]["v"])
+
+
 def test_forward_gaussian_is_consistent_across_point_sets():
     m = tiny(dtype=torch.float64)
     z, w = (
@@ -129,6 +150,30 @@ def test_data_likelihood_matches_dense_gaussian():
     )
     ref = torch.distributions.MultivariateNormal(d * h["mu"]["v"], cov).log_prob(y)
     assert torch.allclose(ll, ref, atol=1e-8)
+
+
+def test_physics_elbo_takes_a_number_for_sigma_r_and_names_bad_ones():
+    """A plain number (what RGNPConfig.sigma_r holds) was torch's zeros_like TypeError; a
+    wrongly shaped tensor was a distributions broadcasting error."""
+    from bayesphys.neural_process import physics_elbo
+
+    p = PoissonProblem()
+    torch.manual_seed(0)
+    fwd = ForwardNet(1, 5, 1, hidden=8, depth=2, n_freq=3).double()
+    inv = GICNet(1, 5, 1, p.lower, p.upper, latent=10, conv_layers=2).double()
+    x = torch.rand(2, 4, 1, dtype=torch.float64) * 1.8 - 0.9
+    z, w = torch.rand(2, 5, dtype=torch.float64), torch.rand(2, 1, dtype=torch.float64) + 1
+    wts = torch.ones(2, 4, dtype=torch.float64)
+
+    def elbo(s):
+        return physics_elbo(p, fwd, inv, x, wts, z, w, s, torch.Generator().manual_seed(1))[0]
+
+    assert torch.equal(elbo(0.3), elbo(torch.tensor(0.3, dtype=torch.float64)))
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="^sigma_r: expected"):
+            elbo(bad)
+    with pytest.raises(ValueError, match=r"^sigma_r: expected .* received shape \(2,\)"):
+        elbo(torch.tensor([0.1, 0.2], dtype=torch.float64))
 
 
 def test_fit_seeds_save_load_roundtrip(tmp_path):
