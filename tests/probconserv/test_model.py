@@ -679,6 +679,23 @@ def test_meta_gp_predicts_the_exact_gp_conditional():
     assert float((cov - torch.diag_embed(cov.diagonal(dim1=-2, dim2=-1))).abs().max()) > 1e-3
 
 
+def test_anp_predict_checks_the_number_of_draws():
+    """``n_samples = 0`` returned empty draws (whose moments are NaN) and a negative one failed
+    inside torch.randn; both are refused by name."""
+    from bayesphys.probconserv import AttentiveNP
+
+    torch.manual_seed(0)
+    net = AttentiveNP((0.0, 0.0), (1.0, 1.0), hidden=8, heads=2)
+    xc, yc, xt = torch.rand(1, 3, 2), torch.rand(1, 3), torch.rand(1, 4, 2)
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="n_samples: expected an int >= 1"):
+            net.predict(xc, yc, xt, bad)
+    with pytest.raises(TypeError, match="n_samples: expected an int"):
+        net.predict(xc, yc, xt, 2.5)
+    mu, sig = net.predict(xc, yc, xt, 1)
+    assert mu.shape == sig.shape == (1, 1, 4)
+
+
 @pytest.mark.parametrize("hidden, heads", [(64, 4), (24, 3)])
 def test_anp_attention_is_scaled_dot_product_attention(hidden, heads):
     """softmax(Q K^T / sqrt d) V per head, then the output projection; with sqrt d a power of
