@@ -225,6 +225,18 @@ def check_calibrate_settings(
             f"seed={seed!r}"
         )
 
+    if (
+        data is not None
+        and objective == "hybrid"
+        and not local_functions
+        and range_margin != default["range_margin"]
+    ):
+        raise ValueError(
+            "range_margin: only widens the functions calibrate draws (the validation functions "
+            "when data is None, and the local_functions); with data and no local functions it "
+            f"has no effect, received range_margin={range_margin!r}"
+        )
+
     # settings of one mode only, changed from their defaults where that mode is off
     def changed(*pairs: tuple[str, Any]) -> list[tuple[str, Any]]:
         return [(n, v) for n, v in pairs if v != default[n]]

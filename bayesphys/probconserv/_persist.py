@@ -19,7 +19,7 @@ from .._checkpoint import (
 from .._checks import check_int, check_real
 from .._device import model_device, resolve_dtype, streams_kept
 from ..problems.gpme import PROBLEM_CLASSES
-from ._config import ANP_ONLY, GP_ONLY, ProbConservConfig
+from ._config import ANP_ONLY, GP_ONLY, ProbConservConfig, checked_config
 from ._inputs import saved_problem
 from .calibration import HybridCalibration
 
@@ -37,6 +37,7 @@ def save_probconserv(model: ProbConserv, path: str | Path) -> Path:
             f"its problem from one of {[c.__name__ for c in PROBLEM_CLASSES]} and its fields)"
         )
     check_shape_settings(model.config, getattr(model, "_shape_settings", {}), "ProbConserv")
+    check_loadable_config(model)
     state = {
         "net": model.net.state_dict(),
         "steps_done": model.steps_done,
@@ -52,6 +53,25 @@ def save_probconserv(model: ProbConserv, path: str | Path) -> Path:
         "problem_class": type(model.problem).__name__,
     }
     return save_checkpoint(path, kind=model.kind, config=asdict(model.config), state=state)
+
+
+def check_loadable_config(model: ProbConserv) -> None:
+    """Refuse a ``model.config`` that :func:`load_probconserv` would refuse (a setting assigned
+    after construction, e.g. ``config.covariance = "diagonal"``), before anything is written:
+    the settings go through the constructor's checks as a load passes them."""
+    cfg: dict[str, Any] = asdict(model.config)
+    cfg.pop("problem")
+    anp = cfg.get("step1") == "anp"
+    for name in GP_ONLY if anp else ANP_ONLY:  # a load drops the other model's settings
+        cfg[name] = None
+    if not anp:  # and a GP's SoftC points, reading the default
+        cfg["softc_points"] = 32
+    try:
+        checked_config(model.problem, dtype=None, **cfg)
+    except (TypeError, ValueError) as err:
+        raise type(err)(
+            f"save: config {err}; a checkpoint with these settings could not be loaded"
+        ) from None
 
 
 #: the state entries :func:`save_probconserv` writes

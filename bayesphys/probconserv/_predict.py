@@ -19,7 +19,7 @@ from linear_operator.operators import (
 )
 from torch import Tensor
 
-from .._checks import check_bool, check_optional_seed
+from .._checks import check_bool, check_optional_seed, did_you_mean
 from .._device import as_tensor
 from .._model import warn_untrained
 from ..posterior import GaussianPosterior
@@ -67,6 +67,12 @@ def step1_posterior(
     xt = grid.to(**cast).expand(b, -1, -1)
     model.net.eval()
     if model.config.step1 == "anp":
+        if model.config.covariance not in ("diag", "lowrank"):  # assigned after construction
+            cov_name = model.config.covariance
+            raise ValueError(
+                f"config.covariance: expected 'diag' or 'lowrank', received {cov_name!r}"
+                f"{did_you_mean(cov_name, ('diag', 'lowrank'))}"
+            )
         g = torch.Generator(device=model.device).manual_seed(seed) if seed is not None else None
         mu, sig = model.net.predict(xc, yc, xt, model.config.n_samples, generator=g)
         mu = mu.to(_F64).reshape(-1, b, nt, nx)

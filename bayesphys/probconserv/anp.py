@@ -205,7 +205,8 @@ class AttentiveNP(nn.Module):
         n_samples: int = 32,
         generator: torch.Generator | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Latent draws: means ``[S, B, Nt]`` and sds ``[S, B, Nt]``."""
+        """Latent draws: means ``[S, B, Nt]`` and sds ``[S, B, Nt]`` (``S = n_samples >= 1``)."""
+        n_samples = check_int("n_samples", n_samples, minimum=1)
         mz, sz = self.latent(xc, yc)
         eps = torch.randn(
             (n_samples, *mz.shape), dtype=mz.dtype, device=mz.device, generator=generator

@@ -59,12 +59,13 @@ def _weights_and_masses(
 
 
 def project_nonnegative(draws: Tensor, g: Tensor, b: Tensor, iters: int = 100) -> Tensor:
-    """Project draws ``[*, N]`` onto ``{u >= 0, g.u = b}``; ``g [N] > 0``, ``b`` broadcast to ``[*]``."""
+    """Project draws ``[*, N]`` (``N >= 1``) onto ``{u >= 0, g.u = b}``; ``g [N] > 0``, ``b``
+    broadcast to ``[*]``."""
     draws = as_tensor("draws", draws)
-    if not draws.is_floating_point() or draws.ndim < 1:
+    if not draws.is_floating_point() or draws.ndim < 1 or draws.shape[-1] < 1:
         raise ValueError(
-            f"draws: expected a floating tensor [*, N], received {draws.dtype} of shape "
-            f"{tuple(draws.shape)}"
+            f"draws: expected a floating tensor [*, N] with N >= 1, received {draws.dtype} of "
+            f"shape {tuple(draws.shape)}"
         )
     iters = check_int("iters", iters, minimum=1)
     g, b = _weights_and_masses(draws, g, b, draws.dtype, draws.device, nonnegative=True)

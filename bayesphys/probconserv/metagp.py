@@ -1,16 +1,19 @@
 r"""Meta-learned Gaussian process for Step 1 (gpytorch), with full predictive covariance.
 
 One GP prior is shared by every function of a problem family; its hyperparameters, including
-a deep-kernel feature map :math:`\phi_\theta : (t, x) \mapsto \mathbb R^d`, are learned across
-many training functions by maximising the summed exact marginal likelihood
+a deep-kernel feature map :math:`\phi_\theta(a) = [z(a),\ h_\theta(z(a))] \in \mathbb R^{d + 2}`
+(:math:`z(a) = (a - lo) / (hi - lo) \in [0, 1]^2` the normalised input :math:`a = (t, x)`,
+:math:`h_\theta` a tanh MLP of ``width`` to :math:`\mathbb R^d`, ``d = feat_dim``), are learned
+across many training functions by maximising the summed exact marginal likelihood
 
 .. math::  \max_\theta \sum_{f} \log \mathcal N\big(y_f \mid m_\theta \mathbf 1,
     K_\theta(X_f, X_f) + \sigma_n^2 I\big),
 
 with :math:`k_\theta(a, b) = s^2\,k_{\mathrm{Mat\acute ern}\,5/2}(\phi_\theta(a), \phi_\theta(b))
-+ s_0^2\,k_{\mathrm{RBF}}(a, b)` (the raw-input RBF term keeps a smooth fallback). At test time
-the GP is conditioned on one function's contexts and returns the latent predictive
-:math:`\mathcal N(\mu_*, \Sigma_*)` with a **dense** :math:`\Sigma_*` ``[B, N, N]``
++ s_0^2\,k_{\mathrm{RBF}}(z(a), z(b))`, both with one length scale per dimension (the RBF term
+on the normalised inputs keeps a smooth fallback) and :math:`\sigma_n^2 \ge` ``noise_floor``.
+At test time the GP is conditioned on one function's contexts and returns the latent
+predictive :math:`\mathcal N(\mu_*, \Sigma_*)` with a **dense** :math:`\Sigma_*` ``[B, N, N]``
 (float64), so the Step-2 correction is spread along the learned correlations.
 """
 

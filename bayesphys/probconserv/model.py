@@ -359,8 +359,8 @@ class ProbConserv:
         its default: ``neighbours``, ``selection`` and ``range_margin`` without
         ``objective="hybrid"``; ``mass_length``, ``mass_gate`` and ``mass_floor`` without the
         mass check (``mass_floor`` also with ``mass_gate=None``); ``local_seed`` without
-        ``local_functions``; with ``data``, an ``n_functions`` other than ``len(data)`` and a
-        ``seed`` when no local functions are drawn.
+        ``local_functions``; with ``data``, an ``n_functions`` other than ``len(data)``, and a
+        ``seed`` or (hybrid) a ``range_margin`` when no local functions are drawn.
         """
         s = check_calibrate_settings(
             self.problem,

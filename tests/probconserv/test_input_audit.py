@@ -308,6 +308,10 @@ def test_calibrate_refuses_settings_that_data_makes_unused(anp):
         anp.calibrate(val, n_functions=8)
     with pytest.raises(ValueError, match="seed: only used to draw validation functions"):
         anp.calibrate(val, seed=3)
+    # with data and no local functions calibrate draws no functions for the margin to widen
+    # (it was accepted and had no effect)
+    with pytest.raises(ValueError, match="range_margin: only widens the functions calibrate"):
+        anp.calibrate(val, objective="hybrid", range_margin=0.2)
     with pytest.raises(ValueError, match="mass_gate: expected a finite number"):
         anp.calibrate(val, objective="hybrid", local_functions=4, mass_gate=math.inf)
     with pytest.raises(ValueError, match="mass_floor: only with a gate"):

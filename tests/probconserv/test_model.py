@@ -277,6 +277,36 @@ def test_sigma_g_inf_returns_the_calibrated_step1_posterior():
     torch.testing.assert_close(inf.variance, none.variance)
 
 
+def test_a_setting_assigned_after_construction_is_checked_before_use(anp_model, tmp_path):
+    """An unknown ``config.covariance`` assigned to a built model was read as "lowrank" by
+    every prediction (a silent other covariance), and ``save`` wrote a checkpoint that
+    ``load`` then refused: both now refuse it by name (nothing is written)."""
+    model, _ = anp_model
+    test = make_dataset("stefan", params=[0.6], seed=1)
+    before = model.config.covariance
+    try:
+        model.config.covariance = "diagonal"
+        with pytest.raises(ValueError, match="config.covariance: expected 'diag' or 'lowrank'"):
+            model.posterior(test)
+        with pytest.raises(ValueError, match="config.covariance: .*did you mean 'diag'"):
+            model.step1(test)
+        with pytest.raises(ValueError, match="save: config covariance: expected 'diag'"):
+            model.save(tmp_path / "bad.pt")
+        assert not (tmp_path / "bad.pt").exists()
+        model.config.covariance = "lowrank"
+        model.config.n_samples = 1  # the constructor and load need >= 2
+        with pytest.raises(ValueError, match="save: config n_samples: expected an int >= 2"):
+            model.save(tmp_path / "bad.pt")
+        model.config.n_samples = 8
+        # a valid assignment is saved and restored
+        model.config.covariance = "diag"
+        back = ProbConserv.load(model.save(tmp_path / "diag.pt"))
+        assert back.config == model.config
+        assert torch.equal(back.posterior(test).variance, model.posterior(test).variance)
+    finally:
+        model.config.covariance, model.config.n_samples = before, 8
+
+
 def test_save_load_keeps_a_customised_problem(tmp_path):
     """A model built on a customised problem (train range, table time) is restored with it."""
     from bayesphys.problems.gpme import PorousMedium
@@ -647,6 +677,23 @@ def test_meta_gp_predicts_the_exact_gp_conditional():
     torch.testing.assert_close(cov, want_cov, rtol=1e-7, atol=1e-9)
     # a full covariance: the off-diagonal correlations are those of the kernel, not zero
     assert float((cov - torch.diag_embed(cov.diagonal(dim1=-2, dim2=-1))).abs().max()) > 1e-3
+
+
+def test_anp_predict_checks_the_number_of_draws():
+    """``n_samples = 0`` returned empty draws (whose moments are NaN) and a negative one failed
+    inside torch.randn; both are refused by name."""
+    from bayesphys.probconserv import AttentiveNP
+
+    torch.manual_seed(0)
+    net = AttentiveNP((0.0, 0.0), (1.0, 1.0), hidden=8, heads=2)
+    xc, yc, xt = torch.rand(1, 3, 2), torch.rand(1, 3), torch.rand(1, 4, 2)
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="n_samples: expected an int >= 1"):
+            net.predict(xc, yc, xt, bad)
+    with pytest.raises(TypeError, match="n_samples: expected an int"):
+        net.predict(xc, yc, xt, 2.5)
+    mu, sig = net.predict(xc, yc, xt, 1)
+    assert mu.shape == sig.shape == (1, 1, 4)
 
 
 @pytest.mark.parametrize("hidden, heads", [(64, 4), (24, 3)])
