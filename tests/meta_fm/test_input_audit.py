@@ -598,3 +598,15 @@ def test_ensemble_spread_refuses_members_of_different_sizes():
     a, b = torch.randn(50, 2, generator=gen), torch.randn(80, 2, generator=gen)
     with pytest.raises(ValueError, match=r"one size .*\[50, 80\]"):
         ensemble_spread([a, b], max_points=40)
+
+
+def test_field_refuses_integer_points_and_non_tensor_times():
+    v = VectorField(2, 3, width=8, layers=2, time_dim=4, fourier=4)
+    xi, c = torch.tensor([[1, -2], [0, 3]]), torch.randn(3)
+    # the time was cast to the points' dtype: t = 0.3 read as 0, silently
+    with pytest.raises(TypeError, match="^x: expected floating points, received torch.int64"):
+        v(0.3, xi, c)
+    out = v(0.3, xi.float(), c)
+    assert not torch.equal(out, v(0.0, xi.float(), c))  # the time matters
+    with pytest.raises(TypeError, match="^t: expected a torch.Tensor"):
+        time_embedding(0.5, 4)  # was AttributeError: 'float' object has no attribute 'dtype'
