@@ -240,8 +240,9 @@ class MetaFlowMatching:
         evaluation mode (ready to :meth:`predict` or :meth:`save`; training mode is set again
         after it), and ``step`` is the model's total number of optimiser steps,
         ``model.steps_done`` at that moment (a second call counts on from the first). Under
-        ``schedule="alternating"`` odd steps update the GNN and even ones the field, so a
-        step is one of these half-updates. Its time is excluded from the result's ``seconds``
+        ``schedule="alternating"`` the 1st, 3rd, ... steps of each call update the field and
+        its 2nd, 4th, ... the GNN (so after a call of an odd number of steps, the next call's
+        first field step has an even ``step``), and a step is one of these half-updates. Its time is excluded from the result's ``seconds``
         and from ``max_seconds``. An exception it raises (``KeyboardInterrupt`` and
         ``StopIteration`` included) propagates as one raised inside a step, leaving the
         weights of that last completed step.
