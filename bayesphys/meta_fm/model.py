@@ -150,6 +150,13 @@ class MetaFlowMatching:
         self._cg_index = {sid: k for k, sid in enumerate(self.condition_ids)}
         self.fit_result: FitResult | None = None
 
+    def _sync_embedding(self) -> None:
+        """Give the MFM embedding the config's current ``knn_k``, a setting read at each use
+        like ``points`` (assigned after construction it was ignored, while a checkpoint
+        rebuilt the embedding with it: the loaded model predicted otherwise)."""
+        if self.config.method == "MFM":
+            self.net["embed"].k = self.config.knn_k
+
     @property
     def coupling(self) -> str:
         c = self.config.coupling
@@ -276,6 +283,7 @@ class MetaFlowMatching:
             self._train_gen = batch_stream(self.seed if seed is None else seed)
             self._split_gen = True
         gen = self._train_gen
+        self._sync_embedding()
         plans = full_ot_plans(data.source, data.target) if self.coupling == "ot_full" else None
         self.net.train()
         # data-parallel under torchrun: identical replicas, per-rank batches, mean gradients
@@ -340,6 +348,7 @@ class MetaFlowMatching:
         n = self.config.points if points is None else check_int("points", points, minimum=2)
         pops = check_populations("sources", sources, self.dim)
         feats = check_features("features", features, pops, self.config.node_features or 0)
+        self._sync_embedding()
         embed, device, dtype = self.net["embed"], self.device, self.dtype
         return embed_populations(
             embed, pops, feats, n, seed, self._norm, device=device, dtype=dtype
