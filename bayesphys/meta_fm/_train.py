@@ -193,8 +193,9 @@ class FlowSteps:
     ``batch()`` draws a minibatch (:data:`Batch`), ``condition(x0, emb, ids, treatment, P[,
     f0])`` builds its condition rows and ``loss(x0, x1, cond, ctr)`` scores it. Without a GNN
     optimiser every step updates all weights together. With one (the reference's alternating
-    schedule), odd steps update the GCN through the fixed field and cache each population's
-    embedding, even steps the field with the cached, detached embeddings. ``lr_schedule=
+    schedule), the steps of odd index ``k`` (counted from 0 in this fit) update the GCN through
+    the fixed field and cache each population's embedding, those of even ``k`` (the first
+    among them) the field with the cached, detached embeddings. ``lr_schedule=
     "cosine"`` sets each learning rate to :math:`\tfrac12(1 + \cos(\pi k / K))` of its base
     rate at step ``k`` of ``n_steps = K``.
     """

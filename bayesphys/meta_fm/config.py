@@ -24,8 +24,8 @@ class MFMConfig:
         populations, computed once per fit) or ``"auto"`` (index when the data are paired,
         else minibatch OT).
     schedule: ``"joint"`` (one optimiser over field and GCN) or ``"alternating"`` (the
-        reference: odd steps update the field with cached detached embeddings, even steps the
-        GCN through the fixed field).
+        reference: the 1st, 3rd, ... steps of each ``fit`` call update the field with cached
+        detached embeddings, its 2nd, 4th, ... the GCN through the fixed field).
     points / pops_per_step: points subsampled per population, populations per step. In
         training a population smaller than ``points`` is resampled with replacement (a
         ``UserWarning`` says so); prediction embeds populations of at most ``points`` whole.

@@ -59,8 +59,8 @@ def _member_seed(seed: int, member: int, num_draws: int, draw: int) -> int:
 
 
 def _check_models(models: Any) -> list[MetaFlowMatching]:
-    """At least 2 models that can be asked the same questions (dimension, treatments,
-    point features)."""
+    """At least 2 distinct models that can be asked the same questions (dimension,
+    treatments, point features)."""
     if not isinstance(models, (list, tuple)):
         raise TypeError(
             f"models: expected a list of MetaFlowMatching models, received {type(models).__name__}"
@@ -72,6 +72,14 @@ def _check_models(models: Any) -> list[MetaFlowMatching]:
             )
     if len(models) < 2:
         raise ValueError(f"models: expected at least 2 members, received {len(models)}")
+    for i, m in enumerate(models):
+        first = next(k for k, other in enumerate(models) if other is m)
+        if first != i:  # one model twice: fitted once, and no spread over weights
+            raise ValueError(
+                f"models[{i}]: the same model as models[{first}]; an ensemble's members are "
+                "distinct models (it would be fitted once and add no spread over weights): build "
+                "each member, or copy one with copy.deepcopy"
+            )
     m0 = models[0]
     for i, m in enumerate(models[1:], 1):
         for what, a, b in (
@@ -92,10 +100,11 @@ class MFMEnsemble:
     streams), built from ``data``, ``config``, ``device`` (``None``: the
     CPU; ``"auto"``: CUDA when present), ``dtype`` and keyword settings as a single model is.
 
-    ``models``: instead, at least 2 models already built (and possibly fitted), of one
-    dimension, number of treatments and number of point features; building arguments
-    (``data``, ``config``, ``device``, ``dtype``, settings) are then refused, since they would
-    be ignored, and ``members``, if given, must equal ``len(models)``.
+    ``models``: instead, at least 2 distinct models already built (and possibly fitted; one
+    model listed twice is refused), of one dimension, number of treatments and number of
+    point features; building arguments (``data``, ``config``, ``device``, ``dtype``,
+    settings) are then refused, since they would be ignored, and ``members``, if given, must
+    equal ``len(models)``.
     """
 
     kind = "meta_fm.MFMEnsemble"

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real, check_seed
+from .._checks import check_int, check_real, check_seed, offset_seed
 from .._stack import user_stacklevel
 from ..diagnostics.recalibrate import conformal_min_scores, conformal_rank
 from ..metrics import mmd, wasserstein
@@ -102,7 +102,7 @@ def population_metrics(
     seed = check_seed("seed", seed)
     pred, true = check_cloud_pair("pred", pred, "true", true)
     p = subsample_points(pred.detach().cpu(), max_points, seed)
-    q = subsample_points(true.detach().cpu(), max_points, seed + 1)
+    q = subsample_points(true.detach().cpu(), max_points, offset_seed(seed, 1))
     return {
         "w1": float(wasserstein(p.double(), q.double(), p=1)),
         "w2": float(wasserstein(p.double(), q.double(), p=2)),
@@ -278,8 +278,8 @@ def sampling_noise_w2(
         halves = [perm[: m // 2], perm[m // 2 : 2 * (m // 2)]]
         a, b = (torch.cat([p[h] for p in pts]) for h in halves)  # [M m/2, d]
         k = min(n, a.shape[0], b.shape[0], max_points or a.shape[0])
-        a = subsample_points(a, k, seed + 2 * r + 1)
-        b = subsample_points(b, k, seed + 2 * r + 2)
+        a = subsample_points(a, k, offset_seed(seed, 2 * r + 1))
+        b = subsample_points(b, k, offset_seed(seed, 2 * r + 2))
         vals.append(float(wasserstein(a, b, p=2)))
     return float(np.mean(vals))
 

@@ -44,8 +44,10 @@ __all__ = ["time_embedding", "FourierFeatures", "VectorField"]
 
 
 def time_embedding(t: Tensor, dim: int, max_positions: float = 10000.0) -> Tensor:
-    """Sinusoidal embedding ``[..., dim]`` of times ``t [...]`` (``dim`` even, ``>= 2``;
-    ``max_positions > 0``)."""
+    """Sinusoidal embedding ``[..., dim]`` of times ``t [...]`` (a tensor; ``dim`` even,
+    ``>= 2``; ``max_positions > 0``)."""
+    if not isinstance(t, Tensor):
+        raise TypeError(f"t: expected a torch.Tensor of times, received {type(t).__name__}")
     dim = _check_time_dim("dim", dim)
     max_positions = check_real("max_positions", max_positions, minimum=0.0, strict=True)
     half = dim // 2
@@ -144,11 +146,14 @@ class VectorField(nn.Module):
                 nn.init.zeros_(head.bias)
 
     def forward(self, t: Tensor, x: Tensor, cond: Tensor | None = None) -> Tensor:
-        """Velocities ``[..., d]`` at times ``t`` (a scalar or ``[...]``) and points ``x [..., d]``
-        under ``cond``: one ``[c]`` for every point, or ``[..., c]`` with ``x``'s number of
+        """Velocities ``[..., d]`` at times ``t`` (a scalar or ``[...]``) and floating points
+        ``x [..., d]`` (an integer ``x`` is a ``TypeError``) under ``cond``: one ``[c]`` for every point, or ``[..., c]`` with ``x``'s number of
         dimensions, each of ``x``'s size or 1 (module docstring)."""
         if x.ndim < 1 or x.shape[-1] != self.dim:
             raise ValueError(f"x: expected points [..., {self.dim}], received {tuple(x.shape)}")
+        if not x.is_floating_point():
+            # the time is cast to x's dtype: integer points read t = 0.3 as 0, silently
+            raise TypeError(f"x: expected floating points, received {x.dtype}")
         lead = x.shape[:-1]
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
         if t.ndim and t.shape != lead:

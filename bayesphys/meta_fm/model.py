@@ -150,6 +150,13 @@ class MetaFlowMatching:
         self._cg_index = {sid: k for k, sid in enumerate(self.condition_ids)}
         self.fit_result: FitResult | None = None
 
+    def _sync_embedding(self) -> None:
+        """Give the MFM embedding the config's current ``knn_k``, a setting read at each use
+        like ``points`` (assigned after construction it was ignored, while a checkpoint
+        rebuilt the embedding with it: the loaded model predicted otherwise)."""
+        if self.config.method == "MFM":
+            self.net["embed"].k = self.config.knn_k
+
     @property
     def coupling(self) -> str:
         c = self.config.coupling
@@ -240,8 +247,9 @@ class MetaFlowMatching:
         evaluation mode (ready to :meth:`predict` or :meth:`save`; training mode is set again
         after it), and ``step`` is the model's total number of optimiser steps,
         ``model.steps_done`` at that moment (a second call counts on from the first). Under
-        ``schedule="alternating"`` odd steps update the GNN and even ones the field, so a
-        step is one of these half-updates. Its time is excluded from the result's ``seconds``
+        ``schedule="alternating"`` the 1st, 3rd, ... steps of each call update the field and
+        its 2nd, 4th, ... the GNN (so after a call of an odd number of steps, the next call's
+        first field step has an even ``step``), and a step is one of these half-updates. Its time is excluded from the result's ``seconds``
         and from ``max_seconds``. An exception it raises (``KeyboardInterrupt`` and
         ``StopIteration`` included) propagates as one raised inside a step, leaving the
         weights of that last completed step.
@@ -275,6 +283,7 @@ class MetaFlowMatching:
             self._train_gen = batch_stream(self.seed if seed is None else seed)
             self._split_gen = True
         gen = self._train_gen
+        self._sync_embedding()
         plans = full_ot_plans(data.source, data.target) if self.coupling == "ot_full" else None
         self.net.train()
         # data-parallel under torchrun: identical replicas, per-rank batches, mean gradients
@@ -339,6 +348,7 @@ class MetaFlowMatching:
         n = self.config.points if points is None else check_int("points", points, minimum=2)
         pops = check_populations("sources", sources, self.dim)
         feats = check_features("features", features, pops, self.config.node_features or 0)
+        self._sync_embedding()
         embed, device, dtype = self.net["embed"], self.device, self.dtype
         return embed_populations(
             embed, pops, feats, n, seed, self._norm, device=device, dtype=dtype

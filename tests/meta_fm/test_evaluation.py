@@ -3,8 +3,14 @@ import re
 from fractions import Fraction
 
 import pytest
+import torch
 
-from bayesphys.meta_fm import conformal_coverage, conformal_radius
+from bayesphys.meta_fm import (
+    conformal_coverage,
+    conformal_radius,
+    population_metrics,
+    sampling_noise_w2,
+)
 
 
 def test_conformal_radius_rank_is_exact_despite_float_rounding():
@@ -48,3 +54,18 @@ def test_conformal_coverage_with_an_infinite_score_does_not_call_the_scores_too_
     scores = [float(i) for i in range(1, 9)] + [math.inf, math.inf]  # rank 10 of 10 at 0.1
     with pytest.warns(UserWarning, match="rank 10 of 10 is infinite"):
         assert conformal_coverage(scores, [0.5, 50.0], 0.1) == (math.inf, 1.0)
+
+
+def test_metrics_take_the_largest_seed_and_derive_their_streams_modulo_2_64():
+    # seed + 1 (and seed + 2r + 2) overflowed torch's seed range: a valid seed 2**64 - 1 was
+    # refused with "seed: ... received 18446744073709551616", a seed the caller never passed
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(12, 2, generator=gen), torch.randn(12, 2, generator=gen)
+    top = 2**64 - 1
+    met = population_metrics(x, y, max_points=5, seed=top)
+    # the target's subsample comes from seed + 1 wrapped: 0
+    q = y[torch.randperm(12, generator=torch.Generator().manual_seed(0))[:5]]
+    p = x[torch.randperm(12, generator=torch.Generator().manual_seed(top))[:5]]
+    assert met == population_metrics(p, q)
+    noise = sampling_noise_w2([x, y], 4, seed=top, splits=2)
+    assert math.isfinite(noise) and noise > 0

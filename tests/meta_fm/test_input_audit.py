@@ -217,6 +217,7 @@ def test_predict_refuses_non_integer_treatments():
 def test_ensemble_models_argument():
     d = _pairs()
     m2, m3 = MetaFlowMatching(d, **TINY_MFM), MetaFlowMatching(dim=3, **TINY_MFM)
+    twin = MetaFlowMatching(d, seed=1, **TINY_MFM)
     with pytest.raises(ValueError, match="^models: expected at least 2"):
         MFMEnsemble(models=[])  # was IndexError at posterior
     with pytest.raises(ValueError, match="^models: expected at least 2"):
@@ -228,15 +229,15 @@ def test_ensemble_models_argument():
     with pytest.raises(ValueError, match=r"^models\[1\]: expected dim 2"):
         MFMEnsemble(models=[m2, m3])
     with pytest.raises(ValueError, match="^models: the members are already built; data"):
-        MFMEnsemble(d, models=[m2, m2])  # data and settings were ignored
+        MFMEnsemble(d, models=[m2, twin])  # data and settings were ignored
     with pytest.raises(ValueError, match="^models: .*width"):
-        MFMEnsemble(models=[m2, m2], width=16)
+        MFMEnsemble(models=[m2, twin], width=16)
     with pytest.raises(ValueError, match="^members: 2 models are given"):
-        MFMEnsemble(models=[m2, m2], members=5)
-    assert MFMEnsemble(models=(m2, m2), members=2).members == 2
+        MFMEnsemble(models=[m2, twin], members=5)
+    assert MFMEnsemble(models=(m2, twin), members=2).members == 2
     assert MFMEnsemble(d, **TINY_MFM).members == 3  # the default is unchanged
     with pytest.raises(TypeError, match="^progress: "):
-        MFMEnsemble(models=[m2, m2]).fit(steps=0, progress=None)
+        MFMEnsemble(models=[m2, twin]).fit(steps=0, progress=None)
 
 
 def test_ensemble_uncertainty_checks_both_splits_before_predicting():
@@ -598,3 +599,28 @@ def test_ensemble_spread_refuses_members_of_different_sizes():
     a, b = torch.randn(50, 2, generator=gen), torch.randn(80, 2, generator=gen)
     with pytest.raises(ValueError, match=r"one size .*\[50, 80\]"):
         ensemble_spread([a, b], max_points=40)
+
+
+def test_field_refuses_integer_points_and_non_tensor_times():
+    v = VectorField(2, 3, width=8, layers=2, time_dim=4, fourier=4)
+    xi, c = torch.tensor([[1, -2], [0, 3]]), torch.randn(3)
+    # the time was cast to the points' dtype: t = 0.3 read as 0, silently
+    with pytest.raises(TypeError, match="^x: expected floating points, received torch.int64"):
+        v(0.3, xi, c)
+    out = v(0.3, xi.float(), c)
+    assert not torch.equal(out, v(0.0, xi.float(), c))  # the time matters
+    with pytest.raises(TypeError, match="^t: expected a torch.Tensor"):
+        time_embedding(0.5, 4)  # was AttributeError: 'float' object has no attribute 'dtype'
+
+
+def test_ensemble_refuses_one_model_listed_twice():
+    # [m] * 3 was accepted: its members had no spread over weights (only their embedding
+    # subsamples differed), and fit() trained the one model once, returning steps=0 and an
+    # empty loss_history (the copies after the first had no steps left to take)
+    d = _pairs()
+    m, other = MetaFlowMatching(d, **TINY_MFM), MetaFlowMatching(d, seed=1, **TINY_MFM)
+    with pytest.raises(ValueError, match=r"^models\[1\]: the same model as models\[0\]"):
+        MFMEnsemble(models=[m, m])
+    with pytest.raises(ValueError, match=r"^models\[2\]: the same model as models\[0\]"):
+        MFMEnsemble(models=[m, other, m])
+    assert MFMEnsemble(models=[m, other]).members == 2

@@ -313,3 +313,39 @@ def test_alternating_schedule_updates_field_and_gcn_on_alternate_steps():
     joint = MetaFlowMatching(d, seed=0, schedule="joint", **kw)
     joint.fit(steps=1, progress=False)
     assert not _same(_weights(joint, "field"), f0) and not _same(_weights(joint, "embed"), e0)
+
+
+def test_alternating_schedule_starts_each_fit_call_with_a_field_step():
+    """The callback's ``step`` counts on across calls, the alternation restarts in each call:
+    after fit(3), the next call's first step (``step`` 4) updates the field, its second the
+    GCN."""
+    d = linear_map(n_train=6, n_cal=0, n_test=0, n_points=40, seed=0)
+    m = MetaFlowMatching(d, seed=0, schedule="alternating", **SMALL)
+    m.fit(steps=3, progress=False)
+    seen = {3: (_weights(m, "field"), _weights(m, "embed"))}
+
+    def record(model, step):
+        seen[step] = (_weights(model, "field"), _weights(model, "embed"))
+
+    m.fit(steps=2, progress=False, callback=record, callback_every=1)
+    (f3, e3), (f4, e4), (f5, e5) = seen[3], seen[4], seen[5]
+    assert not _same(f4, f3) and _same(e4, e3)  # step 4: the field
+    assert _same(f5, f4) and not _same(e5, e4)  # step 5: the GCN
+
+
+def test_knn_k_assigned_after_construction_is_used_and_survives_save_load(tmp_path):
+    """``config.knn_k`` assigned after construction was ignored by the embedding (it kept
+    the k it was built with) but written to the checkpoint, whose model then embedded with
+    the new k: the loaded model predicted otherwise than the saved one."""
+    d = linear_map(n_train=4, n_cal=0, n_test=2, n_points=40, seed=0)
+    m = MetaFlowMatching(d, seed=0, **dict(SMALL, knn_k=3, points=32))
+    m.fit(steps=2, progress=False)
+    src = d.subset("test").source
+    before = m.predict(src)
+    m.config.knn_k = 12
+    after = m.predict(src)
+    assert not torch.equal(after[0], before[0])  # the new k is read
+    m.save(tmp_path / "m.pt")
+    loaded = MetaFlowMatching.load(tmp_path / "m.pt")
+    for a, b in zip(loaded.predict(src), after):
+        assert torch.equal(a, b)
