@@ -367,7 +367,8 @@ class GliomaModel(GliomaPosteriorMixin):
         :math:`\theta`, residuals = Crank-Nicolson FK residual :math:`/\sigma_{pde}` (the PDE is a
         soft constraint: :math:`\sigma_{pde}` is the model-error scale, in :math:`c` per day)
         + the same data and prior terms, :math:`c(0) = c_0(x_0)` imposed exactly. Started from
-        the reduced fit (call :meth:`fit` first), minimised by Levenberg-Marquardt (damped
+        the reduced fit (call :meth:`fit` first; its fitted mode, with any :meth:`recalibrate`
+        map undone, :meth:`fitted_theta`), minimised by Levenberg-Marquardt (damped
         Gauss-Newton) with matrix-free CG;
         the :math:`\theta` marginal covariance is the inverse Schur complement of the
         Gauss-Newton matrix (:func:`~bayesphys.odil.theta_covariance`, CG solves with the field

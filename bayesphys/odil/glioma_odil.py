@@ -48,7 +48,8 @@ def fit_joint_odil(
     max_seconds: float | None = None,
 ) -> FitResult:
     """Run the joint field-and-parameter fit on ``model`` (see :meth:`GliomaModel.fit_odil`);
-    sets ``model.theta`` / ``model.theta_cov`` and returns the :class:`FitResult`.
+    sets ``model.theta`` / ``model.theta_cov`` and returns the :class:`FitResult`. It starts
+    at the fitted mode (:meth:`GliomaModel.fitted_theta`: any recalibration map undone).
 
     ``nt >= 2`` time levels, ``sigma_pde > 0``, ``steps >= 0``, ``cg_maxiter >= 1``;
     ``linear_solver`` ``"cg"`` (matrix-free, as before) or ``"sparse"`` (coloured Jacobian and
@@ -78,12 +79,15 @@ def fit_joint_odil(
     dt = t_end / (nt - 1)
     sub = max(1, model.steps // (nt - 1))
     fwd_steps = sub * (nt - 1)
-    c0 = model.initial_state(model.theta)
+    # the fitted mode, not a recalibrated one: recalibrate() shifts model.theta off the
+    # optimum, and a steps=0 fit set the joint posterior (recalibration cleared) there
+    theta_fit = model.fitted_theta()[0]
+    c0 = model.initial_state(theta_fit)
     _, traj = fk_forward(
         c0,
         model.faces,
-        torch.exp(model.theta[0]),
-        torch.exp(model.theta[1]),
+        torch.exp(theta_fit[0]),
+        torch.exp(theta_fit[1]),
         t_end=t_end,
         steps=fwd_steps,
         spacing=cfg["spacing"],
@@ -115,12 +119,12 @@ def fit_joint_odil(
 
     prob = DiscreteProblem(
         {"c": (nt - 1, *model.shape)},
-        {"theta": model.theta},
+        {"theta": theta_fit},
         res,
         device=model.device,
         dtype=model.dtype,
     )
-    x0 = prob.pack({"c": traj[1:].detach()}, {"theta": model.theta})
+    x0 = prob.pack({"c": traj[1:].detach()}, {"theta": theta_fit})
     if linear_solver == "cg":
         solve = {"linear_solver": "cg", "cg_tol": _STEP_TOL, "cg_maxiter": cg_maxiter}
     else:

@@ -6,6 +6,7 @@ ArviZ export (Balcerak et al., GliODIL, arXiv 2312.05063; the posterior is ours)
 from __future__ import annotations
 
 import math
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -14,8 +15,10 @@ from torch import Tensor
 
 from .._checks import check_bool, check_int, check_real, seed_or_draw, stream_seed
 from .._device import as_tensor
+from .._stack import user_stacklevel
 from ..inference_data import build_inference_data
 from ..posterior import GaussianPosterior, SamplePosterior
+from ..problems.fisher_kolmogorov import max_step, stable_steps
 
 if TYPE_CHECKING:  # pragma: no cover
     import arviz
@@ -151,6 +154,7 @@ class GliomaPosteriorMixin:
         if t_end is not None:
             t_end = check_real("t_end", t_end, minimum=0.0)
         draws = self.theta_draws(num_samples, 1, seed)[0]
+        self._warn_unstable_draws(draws, t_end, "posterior")
         with torch.no_grad():
             fields = self.full(torch.stack([self.forward(t, t_end) for t in draws]))
         return SamplePosterior(fields[None], event_ndim=self.ndim)
@@ -204,6 +208,7 @@ class GliomaPosteriorMixin:
             }
         )
         if field or predictive:
+            self._warn_unstable_draws(th.reshape(-1, th.shape[-1]), None, "to_inference_data")
             with torch.no_grad():
                 c = self.full(
                     torch.stack([torch.stack([self.forward(t) for t in ch]) for ch in th])
@@ -232,6 +237,37 @@ class GliomaPosteriorMixin:
             coords=coords,
             dims=dims,
         )
+
+    def _warn_unstable_draws(self, draws: Tensor, t_end: float | None, where: str) -> None:
+        r"""Warn when draws ``[n, 2 + K d]`` have :math:`(D_w, \rho)` for which the forward
+        solver's time step (sized for ``d_max`` by :func:`stable_steps`) is above the scheme's
+        stability bound (:func:`max_step`): their maps oscillate or blow up (values far
+        outside [0, 1]) instead of solving the model, and were returned without a word."""
+        cfg = self.config
+        t = cfg["t_end"] if t_end is None else t_end
+        steps = (
+            self.steps
+            if t_end is None
+            else stable_steps(t, cfg["d_max"], cfg["spacing"], self.ndim)
+        )
+        dt = t / steps
+        scheme = cfg.get("time_scheme", "euler")
+        rates = draws[:, :2].detach().exp().cpu().tolist()
+        bad = [
+            dw
+            for dw, rho in rates
+            if dt > max_step(self.faces, dw, rho, cfg["spacing"], scheme) * (1 + 1e-12)
+        ]
+        if bad:
+            warnings.warn(
+                f"{where}: {len(bad)} of {len(rates)} posterior draws have D_w (up to "
+                f"{max(bad):.3g}) beyond the stability bound of the forward solver's time "
+                f"step, sized for d_max={cfg['d_max']:g}: their tumour-cell maps oscillate or "
+                "blow up instead of solving the model; rebuild the model with a larger d_max "
+                "(e.g. GliomaModel.from_patient(..., d_max=...)) and fit again",
+                RuntimeWarning,
+                stacklevel=user_stacklevel(),
+            )
 
     def replicate_observations(self, c: Any, *, seed: int | None = 0) -> dict[str, Tensor]:
         r"""Replicated observations of tumour-cell maps ``c [..., *grid]`` (whole grid, e.g.

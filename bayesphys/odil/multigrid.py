@@ -57,7 +57,9 @@ class Multigrid:
         self.size = sum(self.sizes)
 
     def to_fine(self, coeffs: Tensor) -> Tensor:
-        """Coefficients ``[M]`` -> fine field ``[*shape]`` (linear interpolation, align corners)."""
+        """Coefficients ``[M]`` (a floating-point tensor) -> fine field ``[*shape]`` (linear
+        interpolation, align corners)."""
+        _check_float("coeffs", coeffs)
         if coeffs.shape != (self.size,):
             raise ValueError(
                 f"coeffs: expected shape ({self.size},), received {tuple(coeffs.shape)}"
@@ -79,11 +81,22 @@ class Multigrid:
         return out
 
     def from_fine(self, u: Tensor) -> Tensor:
-        """A coefficient vector whose :meth:`to_fine` is ``u`` (``u`` on level 0)."""
+        """A coefficient vector whose :meth:`to_fine` is ``u`` (``u`` on level 0; a
+        floating-point tensor)."""
+        _check_float("u", u)
         if tuple(u.shape) != self.shape:
             raise ValueError(f"u: expected the fine shape {self.shape}, received {tuple(u.shape)}")
         z = torch.zeros(self.size - self.sizes[0], dtype=u.dtype, device=u.device)
         return torch.cat([u.reshape(-1), z])
+
+
+def _check_float(name: str, t: Tensor) -> None:
+    """Refuse anything but a real floating-point tensor (an array failed with "no attribute
+    'dim'", an integer tensor in torch's interpolation kernel, both without the name)."""
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, received {type(t).__name__}")
+    if not t.is_floating_point():
+        raise TypeError(f"{name}: expected a floating-point tensor, received {t.dtype}")
 
 
 def _interp_matrix(n_out: int, n_in: int, dtype: torch.dtype, device: torch.device) -> Tensor:

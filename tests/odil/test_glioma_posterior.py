@@ -4,6 +4,7 @@ reference sampler run for real."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import matplotlib
 import numpy as np
@@ -11,7 +12,8 @@ import pytest
 import torch
 
 from bayesphys.inference_data import group_names
-from bayesphys.odil import nuts_reference
+from bayesphys.odil import GliomaModel, nuts_reference
+from bayesphys.problems.glioma import brain_phantom, synthetic_patient
 from tests.arviz_compat import plot_ppc
 
 
@@ -119,3 +121,23 @@ def test_nuts_reference_restores_the_callers_streams_and_repeats_its_draws(tiny_
     assert random.getstate() == states[2]
     b, _ = nuts_reference(tiny_pet_model, **kw)
     assert torch.equal(a, b)
+
+
+def test_field_draws_beyond_the_stable_time_step_are_flagged():
+    """Draws whose D_w exceeds what the d_max-sized time step is stable for gave blown-up
+    maps (values far outside [0, 1]) from posterior() and to_inference_data() silently."""
+    m = GliomaModel.from_patient(synthetic_patient(0, phantom=brain_phantom(16, 8.0)))
+    m.theta = m._theta0()
+    m.theta_cov = 1e-6 * torch.eye(len(m.theta), dtype=m.dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a stable posterior: no warning
+        m.posterior(num_samples=2)
+    m.theta[0] = math.log(4.0 * m.config["d_max"])
+    with pytest.warns(RuntimeWarning, match=r"posterior: 3 of 3 posterior draws have D_w"):
+        post = m.posterior(num_samples=3)
+    assert float(post.draws.abs().max()) > 1.0  # the maps the warning is about
+    with pytest.warns(RuntimeWarning, match=r"to_inference_data: 4 of 4 posterior draws"):
+        m.to_inference_data(num_samples=2, predictive=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the initial state needs no time step
+        m.posterior(num_samples=2, t_end=0.0)
