@@ -907,3 +907,22 @@ def test_tuple_ids_are_labels_of_the_problem_dimension():
     ref = _reference(probs, _toy.build, 7)
     for pid in ref:
         np.testing.assert_array_equal(u.sel(problem=[pid]).values[:, :, 0], ref[pid])
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"name": 5}, "name: expected a non-empty string"),
+        ({"name": ""}, "name: expected a non-empty string"),
+        ({"retry_failed": "no"}, "retry_failed: expected True or False"),
+    ],
+)
+def test_name_and_retry_failed_are_checked_before_any_fit(kw, match):
+    """A bad ``name`` failed every problem in its export, after all the fitting; a truthy
+    string such as ``retry_failed="no"`` retried the failed problems."""
+
+    def build_not_called(problem, seed=None):
+        raise AssertionError("a problem was built before the arguments were checked")
+
+    with pytest.raises(TypeError, match=match):
+        _run("sequential", _toy.problems(1), builder=build_not_called, **kw)
