@@ -595,3 +595,17 @@ def test_distributed_loader_names_a_bad_argument(kw, err, match):
     args = {"ctx": ddp.DistContext(), **kw}
     with pytest.raises(err, match=match):
         ddp.distributed_loader(torch.zeros(4, 1), 2, **args)
+
+
+def test_train_ddp_with_nothing_left_to_train_says_so(tmp_path):
+    """A resumed run asked for fewer epochs than its checkpoint holds trains nothing, as
+    documented; its message read "trained epochs 3..1"."""
+    ckpt = tmp_path / "run.pt"
+    kw = dict(batch_size=8, checkpoint=ckpt, **_CPU)
+    first = ddp.train_ddp(_model, _loss, _data(), epochs=3, **kw)
+    again = ddp.train_ddp(_model, _loss, _data(), epochs=2, **kw)
+    assert again.loss_history == [] and again.steps == first.steps
+    assert again.message == "trained no epoch (the checkpoint holds epochs 0..2; epochs=2)"
+    fresh = ddp.train_ddp(_model, _loss, _data(), epochs=0, batch_size=8, **_CPU)
+    assert fresh.message == "trained no epoch (epochs=0)" and fresh.steps == 0
+    assert first.message == "trained epochs 0..2"
