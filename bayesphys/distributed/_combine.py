@@ -164,7 +164,8 @@ def _combine(per_problem: dict[Any, dict[str, Any]], problem_dim: str):
             f"fit_many: cannot stack the problems' results along {problem_dim!r}: {why}{hint}"
         )
     ids = list(per_problem)
-    index = pd.Index(ids, name=problem_dim)
+    # tuple ids stay labels (pandas made them a MultiIndex, refused with a name: the fits lost)
+    index = pd.Index(ids, name=problem_dim, tupleize_cols=False)
     groups = {}
     for g in per_problem[ids[0]]:
         dsets = [per_problem[i][g] for i in ids]
@@ -203,7 +204,7 @@ def _table(records: list[dict[str, Any]], problem_dim: str):
     import pandas as pd
 
     rows = [{c: r.get(c) for c in _COLUMNS} for r in records]
-    index = pd.Index([r["id"] for r in records], name=problem_dim)
+    index = pd.Index([r["id"] for r in records], name=problem_dim, tupleize_cols=False)
     table = pd.DataFrame(rows, index=index, columns=_COLUMNS)
     # Python ints (or None): a float column would round base seeds above 2**53
     table["base_seed"] = pd.Series([r.get("base_seed") for r in records], index=index, dtype=object)

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
-from .._checks import check_int
+from .._checks import check_bool, check_int, check_seed
 from ._process_group import DistContext
 
 __all__ = ["distributed_loader"]
@@ -54,16 +54,29 @@ def distributed_loader(
     """A loader whose sampler deals ``perm[rank::world_size]`` to this rank.
 
     ``batch_size`` is per rank (global batch ``world_size * batch_size``). Call
-    ``loader.sampler.set_epoch(epoch)`` each epoch for a fresh, rank-consistent shuffle.
+    ``loader.sampler.set_epoch(epoch)`` each epoch for a fresh, rank-consistent shuffle: the
+    permutation of epoch ``e`` is ``torch.randperm`` of a generator seeded with ``seed + e``.
+    ``seed`` is any int in ``[-2**63, 2**64 - 1]`` (torch's seed range).
     """
+    if not isinstance(ctx, DistContext):
+        raise TypeError(
+            f"ctx: expected a DistContext (from init_distributed), received {type(ctx).__name__}"
+        )
     batch_size = check_int("batch_size", batch_size, minimum=1)
+    seed = check_seed("seed", seed)
+    shuffle = check_bool("shuffle", shuffle)
+    drop_last = check_bool("drop_last", drop_last)
+    num_workers = check_int("num_workers", num_workers, minimum=0)
     ds = _as_dataset(data)
     sampler = DistributedSampler(
         ds,
         num_replicas=ctx.world_size,
         rank=ctx.rank,
         shuffle=shuffle,
-        seed=seed,
+        # the same generator state as ``seed`` (torch reads seeds modulo 2**64), held as a
+        # signed 64-bit value: the sampler seeds ``seed + epoch``, and a seed near 2**64 - 1
+        # overflowed there from the first epoch past the range on
+        seed=seed - 2**64 if seed >= 2**63 else seed,
         drop_last=drop_last,
     )
     return DataLoader(

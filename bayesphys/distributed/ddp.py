@@ -274,10 +274,13 @@ def train_ddp(
                 range(start_epoch, epochs),
                 desc="train_ddp",
                 total=epochs,
-                initial=start_epoch,
+                initial=min(start_epoch, epochs),  # a shorter resumed run: not 3/2
                 progress=progress and ctx.is_main,
             )
             msg = f"trained epochs {start_epoch}..{epochs - 1}"
+            if start_epoch >= epochs:  # "trained epochs 3..1": a resumed run had nothing to do
+                done = f"the checkpoint holds epochs 0..{start_epoch - 1}; " if start_epoch else ""
+                msg = f"trained no epoch ({done}epochs={epochs})"
             for epoch in bar:
                 # the state this epoch starts from: a diverged epoch is rolled back to it
                 good = (  # on the CPU: no second copy of the weights and moments on the GPU

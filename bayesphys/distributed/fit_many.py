@@ -231,6 +231,7 @@ def fit_many(
     from .executors import Runner, _check_executor, resolve_runner
 
     progress = check_bool("progress", progress)
+    retry_failed = check_bool("retry_failed", retry_failed)  # "no" is truthy: it retried
     items = _normalise(problems, files=out is not None)
     if not callable(build):
         raise TypeError(f"build: expected a callable, received {type(build).__name__}")
@@ -262,6 +263,9 @@ def fit_many(
     num_samples = check_int("num_samples", 200 if num_samples is None else num_samples, minimum=1)
     num_chains = check_int("num_chains", 1 if num_chains is None else num_chains, minimum=1)
     name = "u" if name is None else name
+    if not isinstance(name, str) or not name:
+        # refused by every problem's export otherwise, after all the fitting
+        raise TypeError(f"name: expected a non-empty string, received {name!r}")
     if threads_per_worker is not None:
         threads_per_worker = check_int("threads_per_worker", threads_per_worker, minimum=1)
     if max_workers is not None:

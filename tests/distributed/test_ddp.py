@@ -550,3 +550,62 @@ def test_train_ddp_takes_a_loss_of_shape_one():
 
     res = ddp.train_ddp(_model, loss_1, _data(), epochs=2, batch_size=8, lr=1e-2, progress=False)
     assert len(res.loss_history) == 2 and all(math.isfinite(v) for v in res.loss_history)
+
+
+def _shuffled(loader, epoch: int) -> list[int]:
+    loader.sampler.set_epoch(epoch)
+    return [i for (batch,) in loader for i in batch.tolist()]
+
+
+def test_distributed_loader_takes_every_seed_in_range_for_every_epoch(monkeypatch):
+    """The sampler seeds ``seed + epoch``: a seed near ``2**64 - 1`` (accepted by ``train_ddp``)
+    overflowed from the second epoch on, mid-training, with a bare "Overflow when unpacking
+    long long". Every seed in torch's range runs each epoch with the shuffle of its own
+    generator state (``seed`` and ``seed - 2**64`` seed torch alike)."""
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    idx = torch.arange(10)
+    ctx = ddp.DistContext()
+    for seed in (2**64 - 1, 2**63, 5):
+        loader = ddp.distributed_loader(idx, 5, ctx, seed=seed, drop_last=False)
+        for epoch in (0, 1, 2):
+            gen = torch.Generator().manual_seed((seed + epoch) % 2**64)
+            assert _shuffled(loader, epoch) == torch.randperm(10, generator=gen).tolist()
+    res = ddp.train_ddp(_model, _loss, _data(16), epochs=2, batch_size=8, seed=2**64 - 1, **_CPU)
+    assert len(res.loss_history) == 2
+
+
+_CPU = {"lr": 1e-2, "progress": False, "device": "cpu"}
+
+
+@pytest.mark.parametrize(
+    "kw, err, match",
+    [
+        ({"seed": 0.5}, TypeError, "seed: expected an int"),
+        ({"seed": 2**64}, ValueError, "seed: expected an int in"),
+        ({"shuffle": "no"}, TypeError, "shuffle: expected True or False"),
+        ({"drop_last": None}, TypeError, "drop_last: expected True or False"),
+        ({"num_workers": -1}, ValueError, "num_workers: expected an int >= 0"),
+        ({"ctx": None}, TypeError, "ctx: expected a DistContext"),
+    ],
+)
+def test_distributed_loader_names_a_bad_argument(kw, err, match):
+    """A float seed failed only when the loader was iterated (torch's "manual_seed expected a
+    long"), ``shuffle="no"`` shuffled, and a missing context was an ``AttributeError``."""
+    args = {"ctx": ddp.DistContext(), **kw}
+    with pytest.raises(err, match=match):
+        ddp.distributed_loader(torch.zeros(4, 1), 2, **args)
+
+
+def test_train_ddp_with_nothing_left_to_train_says_so(tmp_path):
+    """A resumed run asked for fewer epochs than its checkpoint holds trains nothing, as
+    documented; its message read "trained epochs 3..1"."""
+    ckpt = tmp_path / "run.pt"
+    kw = dict(batch_size=8, checkpoint=ckpt, **_CPU)
+    first = ddp.train_ddp(_model, _loss, _data(), epochs=3, **kw)
+    again = ddp.train_ddp(_model, _loss, _data(), epochs=2, **kw)
+    assert again.loss_history == [] and again.steps == first.steps
+    assert again.message == "trained no epoch (the checkpoint holds epochs 0..2; epochs=2)"
+    fresh = ddp.train_ddp(_model, _loss, _data(), epochs=0, batch_size=8, **_CPU)
+    assert fresh.message == "trained no epoch (epochs=0)" and fresh.steps == 0
+    assert first.message == "trained epochs 0..2"

@@ -890,3 +890,39 @@ def test_draw_settings_with_an_export_are_refused(setting):
             export=_export_bad_attr,
             **setting,
         )
+
+
+def test_tuple_ids_are_labels_of_the_problem_dimension():
+    """Tuple ids (``(patient, visit)``) made pandas build a MultiIndex for the table, which
+    refused the dimension name after every fit had run: the fits were lost with a pandas
+    ``ValueError``. They are plain labels of the table and of ``problem_dim``."""
+    base = _toy.problems(3, fail=(2,))
+    probs = {(k, "visit"): p for k, p in enumerate(base.values())}
+    res = _run("sequential", probs)
+    assert list(res.table.index) == list(probs)
+    assert res.failed == [(2, "visit")] and res.ok == [(0, "visit"), (1, "visit")]
+    u = group_dataset(res.idata, "posterior")["u"]
+    assert u.dims == ("chain", "draw", "problem", "u_dim_0")
+    assert list(u["problem"].values) == [(0, "visit"), (1, "visit")]
+    ref = _reference(probs, _toy.build, 7)
+    for pid in ref:
+        np.testing.assert_array_equal(u.sel(problem=[pid]).values[:, :, 0], ref[pid])
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"name": 5}, "name: expected a non-empty string"),
+        ({"name": ""}, "name: expected a non-empty string"),
+        ({"retry_failed": "no"}, "retry_failed: expected True or False"),
+    ],
+)
+def test_name_and_retry_failed_are_checked_before_any_fit(kw, match):
+    """A bad ``name`` failed every problem in its export, after all the fitting; a truthy
+    string such as ``retry_failed="no"`` retried the failed problems."""
+
+    def build_not_called(problem, seed=None):
+        raise AssertionError("a problem was built before the arguments were checked")
+
+    with pytest.raises(TypeError, match=match):
+        _run("sequential", _toy.problems(1), builder=build_not_called, **kw)
