@@ -141,3 +141,25 @@ def test_field_draws_beyond_the_stable_time_step_are_flagged():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the initial state needs no time step
         m.posterior(num_samples=2, t_end=0.0)
+
+
+@pytest.mark.parametrize("scheme", ["euler", "strang"])
+def test_unstable_draw_count_equals_max_step_per_draw(scheme):
+    """The per-draw bounds come from one pass over the faces; each draw's decision equals
+    max_step's at that draw (D_w spread across the bound, both time schemes)."""
+    from bayesphys.problems.fisher_kolmogorov import max_step
+
+    m = GliomaModel.from_patient(
+        synthetic_patient(0, phantom=brain_phantom(16, 8.0)), time_scheme=scheme
+    )
+    dt = m.config["t_end"] / m.steps
+    dws = torch.linspace(0.5, 4.0, 15, dtype=m.dtype) * m.config["d_max"]
+    draws = torch.zeros(15, len(m._theta0()), dtype=m.dtype)
+    draws[:, 0], draws[:, 1] = dws.log(), math.log(0.01)
+    want = sum(
+        dt > max_step(m.faces, float(dw), 0.01, m.config["spacing"], scheme) * (1 + 1e-12)
+        for dw in dws
+    )
+    assert 0 < want < 15
+    with pytest.warns(RuntimeWarning, match=rf"^x: {want} of 15 posterior draws"):
+        m._warn_unstable_draws(draws, None, "x")
