@@ -378,7 +378,10 @@ class MetaFlowMatching:
         ``source_features``; ignored by FM and CGFM and by an MFM trained without them,
         ``node_features=0``, so one pipeline may pass ``data.source_features`` to every model). ``solver``: ``"rk4"`` or ``"dopri5"``
         (default the config's); ``steps``: rk4 steps (default ``solver_steps``; refused for
-        dopri5, which adapts its steps to the config's ``atol``/``rtol``). ``treatment``:
+        dopri5, which adapts its steps to the config's ``atol``/``rtol``; populations of one
+        size are integrated as one batch, whose error norm sets the steps, so a population's
+        dopri5 prediction moves within that tolerance with the other populations of the call,
+        where rk4's does not). ``treatment``:
         integer indices, one per population (refused for a model without treatments).
         """
         seed = seed_or_draw("seed", seed)

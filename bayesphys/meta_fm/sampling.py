@@ -3,7 +3,8 @@ r"""ODE samplers for the learned flow :math:`\dot x = v(t, x)`, :math:`t: 0 \to 
 * ``"rk4"``: classical fixed-step Runge-Kutta; deterministic and cheap, enough for the nearly
   straight flows of CFM (10 steps match 50 to four decimals on letters, anchor 4.4).
 * ``"dopri5"``: adaptive Dormand-Prince via ``torchdiffeq.odeint`` (``atol``, ``rtol``), the
-  reference's solver.
+  reference's solver. Its steps follow the error norm of everything integrated together, so
+  the points of one batch move (within the tolerance) with the rest of the batch.
 
 ``f(t, x)`` maps a scalar time tensor and points ``[..., d]`` (e.g. ``[N, d]``, or ``[G, n, d]``
 for ``G`` populations of ``n`` points) to velocities of the same shape.
