@@ -187,8 +187,11 @@ def max_step(
     benchmarks' settings (:math:`\Delta t\rho \le 0.31`). ``"strang"`` uses the exact flow
     :func:`logistic_step` and keeps :math:`1/a`. ``faces``: the face maps ``[*grid]`` per axis
     (as :func:`tissue_faces`); ``dw``, ``rho``: numbers or tensors (their largest magnitude is
-    used).
+    used); ``spacing > 0``; ``scheme`` one of :data:`SCHEMES` (anything else, e.g.
+    ``"Euler"``, was given the larger ``"strang"`` bound).
     """
+    _check_scheme(scheme)
+    _check_step("spacing", spacing)
     dw_max, rho_max = _as_float(dw), _as_float(rho)
     diag = None
     for k, f in enumerate(faces):

@@ -47,6 +47,17 @@ def test_max_step_is_the_explicit_limit():
     assert max_step(faces, 0.0, 0.0, 2.0, "euler") == math.inf
 
 
+def test_max_step_refuses_an_unknown_scheme_and_a_bad_spacing():
+    # "Euler" (or any other name) got the strang bound, 5.5x the euler one here; a zero
+    # spacing failed with a ZeroDivisionError, a negative one was squared away
+    faces = [torch.ones(6, 7, dtype=F64), torch.ones(6, 7, dtype=F64)]
+    with pytest.raises(ValueError, match="scheme"):
+        max_step(faces, 0.5, 10.0, 2.0, "Euler")
+    for h in (0.0, -2.0, math.nan):
+        with pytest.raises(ValueError, match="spacing"):
+            max_step(faces, 0.5, 10.0, h, "strang")
+
+
 def test_euler_step_at_the_diffusion_bound_with_growth_is_refused():
     """At dt = h^2 / (D max face sum) the Euler step's grid-scale mode near c = 1 grew by
     (1 + dt rho) per step, to NaN, while the old bound (the smaller of the diffusion and
