@@ -239,7 +239,12 @@ def _check_stable(
 
 def logistic_step(c: Tensor, rho: Tensor | float, tau: float) -> Tensor:
     r"""Exact flow of :math:`\dot c = \rho c(1-c)` over :math:`\tau`:
-    :math:`c\,e^{\rho\tau} / (1 + c(e^{\rho\tau} - 1))` (elementwise, any shape; differentiable)."""
+    :math:`c\,e^{\rho\tau} / (1 + c(e^{\rho\tau} - 1))` (elementwise, any shape; differentiable).
+
+    An integer ``c`` is computed in the default floating dtype (``rho`` was cast to its integer
+    dtype: 0.5 became 0 and the state did not move)."""
+    if not (c.is_floating_point() or c.is_complex()):
+        c = c.to(torch.get_default_dtype())
     e = torch.exp(torch.as_tensor(rho, dtype=c.dtype, device=c.device) * tau)
     return c * e / (1 + c * (e - 1))
 
