@@ -100,6 +100,9 @@ def parse_grid(x, *, dtype: torch.dtype, device: torch.device) -> list[Tensor]:
                 f"x: expected grid axes or points [M, d], received shape {tuple(pts.shape)}"
             )
         pts = pts.reshape(-1, pts.shape[-1])
+        # before torch.unique: each NaN counts as a distinct coordinate there, and a NaN point
+        # was refused as "not a tensor-product grid"
+        check_finite("x", pts)
         axes = [torch.unique(pts[:, j]) for j in range(pts.shape[1])]
         if math.prod(a.numel() for a in axes) != pts.shape[0]:
             raise ValueError(

@@ -187,8 +187,11 @@ def max_step(
     benchmarks' settings (:math:`\Delta t\rho \le 0.31`). ``"strang"`` uses the exact flow
     :func:`logistic_step` and keeps :math:`1/a`. ``faces``: the face maps ``[*grid]`` per axis
     (as :func:`tissue_faces`); ``dw``, ``rho``: numbers or tensors (their largest magnitude is
-    used).
+    used); ``spacing > 0``; ``scheme`` one of :data:`SCHEMES` (anything else, e.g.
+    ``"Euler"``, was given the larger ``"strang"`` bound).
     """
+    _check_scheme(scheme)
+    _check_step("spacing", spacing)
     dw_max, rho_max = _as_float(dw), _as_float(rho)
     diag = None
     for k, f in enumerate(faces):
@@ -236,7 +239,12 @@ def _check_stable(
 
 def logistic_step(c: Tensor, rho: Tensor | float, tau: float) -> Tensor:
     r"""Exact flow of :math:`\dot c = \rho c(1-c)` over :math:`\tau`:
-    :math:`c\,e^{\rho\tau} / (1 + c(e^{\rho\tau} - 1))` (elementwise, any shape; differentiable)."""
+    :math:`c\,e^{\rho\tau} / (1 + c(e^{\rho\tau} - 1))` (elementwise, any shape; differentiable).
+
+    An integer ``c`` is computed in the default floating dtype (``rho`` was cast to its integer
+    dtype: 0.5 became 0 and the state did not move)."""
+    if not (c.is_floating_point() or c.is_complex()):
+        c = c.to(torch.get_default_dtype())
     e = torch.exp(torch.as_tensor(rho, dtype=c.dtype, device=c.device) * tau)
     return c * e / (1 + c * (e - 1))
 

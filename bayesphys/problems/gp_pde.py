@@ -103,13 +103,33 @@ class PDEProblem:
         dtype = resolve_dtype(dtype)
         return [torch.linspace(lo, hi, n, dtype=dtype, device=device) for lo, hi in self.domain]
 
+    def _check_axes(self, axes: list[Tensor]) -> None:
+        """One 1-D axis per dimension (another count failed inside ``exact`` with "missing 1
+        required positional argument", or with a shape error for a 2-D tensor)."""
+        if isinstance(axes, Tensor) or len(axes) != self.dim:
+            got = (
+                f"a tensor of shape {tuple(axes.shape)}" if isinstance(axes, Tensor) else len(axes)
+            )
+            raise ValueError(
+                f"axes: expected a list of {self.dim} 1-D axes (one per dimension of "
+                f"{self.name!r}), received {got}"
+            )
+        for j, a in enumerate(axes):
+            if not isinstance(a, Tensor) or a.ndim != 1:
+                got = tuple(a.shape) if isinstance(a, Tensor) else type(a).__name__
+                raise ValueError(f"axes[{j}]: expected a 1-D tensor, received {got}")
+
     def solution(self, axes: list[Tensor]) -> Tensor:
-        """Exact :math:`u` on the tensor grid of ``axes``, ``[n_1, ..., n_d]``."""
+        """Exact :math:`u` on the tensor grid of ``axes`` (``d`` 1-D tensors ``[n_j]``),
+        ``[n_1, ..., n_d]``."""
+        self._check_axes(axes)
         pts = tensor_grid(axes)
         return self.exact(*pts.unbind(-1))
 
     def source(self, axes: list[Tensor]) -> Tensor:
-        r"""Source :math:`f` on the tensor grid, ``[n_1, ..., n_d]``, by autograd of ``exact``."""
+        r"""Source :math:`f` on the tensor grid of ``axes`` (``d`` 1-D tensors ``[n_j]``),
+        ``[n_1, ..., n_d]``, by autograd of ``exact``."""
+        self._check_axes(axes)
         pts = tensor_grid([a.detach() for a in axes])
         with autograd_on():  # also inside torch.no_grad() / inference_mode()
             cs = [c.clone().requires_grad_(True) for c in pts.unbind(-1)]

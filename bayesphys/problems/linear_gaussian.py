@@ -111,7 +111,13 @@ def posterior_for(
     """Exact posterior over the grid ``x [n]`` given data ``y [m]`` at ``x[idx]``.
 
     ``noise``, ``lengthscale`` and ``outputscale`` finite and ``> 0`` (a NaN noise ended in a
-    Cholesky error)."""
+    Cholesky error); ``x`` 1-D, ``idx`` and ``y`` of one shape ``[m]`` (a ``y`` of another
+    length failed in a matrix product)."""
+    if x.ndim != 1 or idx.ndim != 1 or tuple(y.shape) != tuple(idx.shape):
+        raise ValueError(
+            f"x, idx, y: expected a grid x [n] and sensor indices idx [m] with data y [m], "
+            f"received shapes {tuple(x.shape)}, {tuple(idx.shape)}, {tuple(y.shape)}"
+        )
     noise = check_scalar("noise", noise, minimum=0.0, strict=True)
     lengthscale = check_scalar("lengthscale", lengthscale, minimum=0.0, strict=True)
     outputscale = check_scalar("outputscale", outputscale, minimum=0.0, strict=True)
@@ -219,11 +225,18 @@ class ConjugateGaussianField:
 
         ``data`` must be ``None`` (the data are given at construction; anything else was
         silently ignored); ``lr`` finite and ``> 0``. A second call continues from the current
-        values with a fresh optimiser."""
+        values with a fresh optimiser. A field without sensors (``idx`` empty) has no
+        likelihood to maximise: ``ValueError`` (it failed inside torch); its :meth:`posterior`
+        is the prior."""
         if data is not None:
             raise ValueError(
                 "data: expected None; ConjugateGaussianField takes its data (x, idx, y) at "
                 f"construction, received {type(data).__name__}"
+            )
+        if len(self.idx) == 0:
+            raise ValueError(
+                "idx: fit needs at least one sensor (type-II maximum likelihood of the data); "
+                "this field has none, and its posterior() is the prior"
             )
         lr = check_real("lr", lr, minimum=0.0, strict=True)
         params = [

@@ -42,3 +42,14 @@ def test_shuffled_points_of_a_full_grid_give_its_axes():
 def test_bad_grids_are_refused_by_name(x, err, match):
     with pytest.raises(err, match=match):
         _parse(x)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_non_finite_point_is_refused_as_non_finite(bad):
+    # each NaN was a distinct coordinate of torch.unique, so the grid was refused as "not a
+    # tensor-product grid" (6 distinct coordinates), which sent the user looking for a
+    # missing point
+    pts = GRID.clone()
+    pts[3, 0] = bad
+    with pytest.raises(ValueError, match=r"^x: expected finite values"):
+        _parse(pts)

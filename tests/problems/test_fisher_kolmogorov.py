@@ -47,6 +47,17 @@ def test_max_step_is_the_explicit_limit():
     assert max_step(faces, 0.0, 0.0, 2.0, "euler") == math.inf
 
 
+def test_max_step_refuses_an_unknown_scheme_and_a_bad_spacing():
+    # "Euler" (or any other name) got the strang bound, 5.5x the euler one here; a zero
+    # spacing failed with a ZeroDivisionError, a negative one was squared away
+    faces = [torch.ones(6, 7, dtype=F64), torch.ones(6, 7, dtype=F64)]
+    with pytest.raises(ValueError, match="scheme"):
+        max_step(faces, 0.5, 10.0, 2.0, "Euler")
+    for h in (0.0, -2.0, math.nan):
+        with pytest.raises(ValueError, match="spacing"):
+            max_step(faces, 0.5, 10.0, h, "strang")
+
+
 def test_euler_step_at_the_diffusion_bound_with_growth_is_refused():
     """At dt = h^2 / (D max face sum) the Euler step's grid-scale mode near c = 1 grew by
     (1 + dt rho) per step, to NaN, while the old bound (the smaller of the diffusion and
@@ -260,3 +271,24 @@ def test_tissue_operator_is_the_symmetric_no_flux_finite_volume_matrix(grid, see
     assert float(m.sum(0).abs().max()) < 1e-12 and float(m.sum(1).abs().max()) < 1e-12
     off = ~tissue.reshape(-1)
     assert not bool(m[off].any()) and not bool(m[:, off].any())
+
+
+def test_logistic_step_is_the_exact_flow_also_for_integer_states():
+    # the exact flow of dc/dt = rho c (1 - c) against an ODE solver, for growth and decay,
+    # states inside and outside [0, 1]; an integer state cast rho to int (0.5 -> 0: no move)
+    from scipy.integrate import solve_ivp
+
+    from bayesphys.problems.fisher_kolmogorov import logistic_step
+
+    for rho in (0.5, -0.7, 3.0):
+        for c0 in (0.0, 0.01, 0.3, 1.0, 2.0, -0.05):
+            ref = solve_ivp(
+                lambda t, c, r=rho: r * c * (1 - c), (0, 0.8), [c0], rtol=1e-12, atol=1e-14
+            )
+            got = logistic_step(torch.tensor(c0, dtype=F64), rho, 0.8)
+            assert float(got) == pytest.approx(ref.y[0, -1], rel=1e-8, abs=1e-10)
+    got = logistic_step(torch.tensor([0, 1, 2]), 0.5, 1.0)
+    assert got.is_floating_point()
+    want = logistic_step(torch.tensor([0.0, 1.0, 2.0]), 0.5, 1.0)
+    torch.testing.assert_close(got, want)
+    assert float(got[2]) == pytest.approx(2 * math.e**0.5 / (1 + 2 * (math.e**0.5 - 1)))

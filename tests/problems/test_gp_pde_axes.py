@@ -25,3 +25,22 @@ def test_axes_accepts_integral_values():
     p = get_problem("poisson1d-low")
     assert [a.shape[0] for a in p.axes(7.0)] == [7]
     assert p.axes(None)[0].shape[0] == p.n_col
+
+
+@pytest.mark.parametrize("method", ["solution", "source"])
+def test_solution_and_source_refuse_a_wrong_axis_count(method):
+    # one axis for a 2-D problem failed inside the exact solution ("missing 1 required
+    # positional argument: 'y'"); a bare 1-D tensor was split into 0-d "axes"
+    import torch
+
+    p2, p1 = get_problem("poisson2d-low"), get_problem("poisson1d-low")
+    x = p2.axes(5)[0]
+    with pytest.raises(ValueError, match=r"^axes: expected a list of 2 1-D axes"):
+        getattr(p2, method)([x])
+    with pytest.raises(ValueError, match=r"^axes: expected a list of 1 1-D axes"):
+        getattr(p1, method)(x)
+    with pytest.raises(ValueError, match=r"^axes\[0\]: expected a 1-D tensor"):
+        getattr(p1, method)([x[:, None]])
+    assert getattr(p2, method)([x, x[:3]]).shape == (5, 3)
+    assert getattr(p1, method)((x,)).shape == (5,)
+    assert torch.isfinite(getattr(p1, method)([x])).all()

@@ -100,3 +100,28 @@ def test_later_edits_of_the_callers_arrays_do_not_reach_the_model():
     for key in ("x", "idx", "y"):  # buffers refilled for the next problem
         p[key].zero_()
     torch.testing.assert_close(m.posterior().mean, before, rtol=0, atol=0)
+
+
+def test_posterior_for_refuses_data_of_another_length():
+    # a y one shorter than idx failed with "mat1 and mat2 shapes cannot be multiplied"
+    from bayesphys.problems.linear_gaussian import posterior_for
+
+    p = linear_gaussian_problem()
+    with pytest.raises(
+        ValueError, match=r"^x, idx, y: expected .* received shapes \(101,\), \(30,\), \(29,\)"
+    ):
+        posterior_for(p["x"], p["idx"], p["y"][:-1], 0.1)
+    post = posterior_for(p["x"], p["idx"], p["y"], 0.1)
+    assert post.mean.shape == (101,)
+
+
+def test_fit_without_sensors_is_refused_by_name_and_the_posterior_is_the_prior():
+    # an empty idx was accepted, then fit failed inside torch ("cannot reshape tensor of 0
+    # elements into shape [-1, 0, 0]")
+    p = linear_gaussian_problem()
+    m = ConjugateGaussianField(p["x"], torch.zeros(0, dtype=torch.long), torch.zeros(0))
+    with pytest.raises(ValueError, match=r"^idx: fit needs at least one sensor"):
+        m.fit(steps=2, progress=False)
+    post = m.posterior()
+    torch.testing.assert_close(post.mean, torch.zeros(101, dtype=torch.float64))
+    torch.testing.assert_close(post.variance, torch.full((101,), 1.0 + 1e-9, dtype=torch.float64))
