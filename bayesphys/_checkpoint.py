@@ -517,3 +517,21 @@ def check_shape_settings(config: Any, built: Mapping[str, Any], model: str) -> N
             "fixed its weights' shapes: a checkpoint with these settings could not be loaded. "
             "Set them back to save this model, or build a new one with them"
         )
+
+
+def check_built_settings(config: Any, built: Mapping[str, Any], model: str, where: str) -> None:
+    """Refuse to use (``where``: ``"fit"``, ``"posterior"``, ``"save"``, ...) a model whose
+    ``config`` no longer describes it: a setting read only at construction (``built``, from
+    :func:`shape_settings`: e.g. a grid, an operator or a time step derived from it) was
+    assigned afterwards. The live model would go on with the old value while a checkpoint
+    would load with the new one: two models under one name, silently."""
+    changed = {k: v for k, v in built.items() if _setting(config, k) != v}
+    if changed:
+        now = ", ".join(f"{k}={_setting(config, k)!r}" for k in changed)
+        was = ", ".join(f"{k}={v!r}" for k, v in changed.items())
+        raise ValueError(
+            f"{where}: config {now} was assigned after the {model} was built with {was}, "
+            "which it read at construction only: this model still uses the old value, while "
+            "a checkpoint would load with the new one. Set it back, or build a new model "
+            "with it"
+        )

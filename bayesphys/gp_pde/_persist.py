@@ -7,9 +7,16 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .._checkpoint import load_checkpoint, rebuilding, refuse_unknown, require_entries
+from .._checkpoint import (
+    load_checkpoint,
+    rebuilding,
+    refuse_unknown,
+    require_entries,
+    shape_settings,
+)
 from .._device import model_device
 from ..problems.gp_pde import get_problem
+from ._setup import BUILT_SETTINGS
 
 if TYPE_CHECKING:
     from .model import GPPDESolver
@@ -96,6 +103,7 @@ def _rebuild(cls: type[GPPDESolver], ck: dict[str, Any], path: Any, device) -> G
     dev = model.device
     model.problem = None if c["problem"] is None else get_problem(c["problem"])
     model.config = dict(c)
+    model._built = shape_settings(model.config, BUILT_SETTINGS)  # the problem id of the file
     model.g = s["g"].to(dev)
     model.kernels.load_state_dict(s["kernels"])
     with torch.no_grad():

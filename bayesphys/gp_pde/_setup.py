@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from .._checkpoint import shape_settings
+from .._checkpoint import check_built_settings, shape_settings
 from .._checks import check_int, check_real, check_seed, did_you_mean
 from .._device import ArrayLike, DeviceLike, DTypeLike, check_finite, model_device, resolve_dtype
 from ..problems.gp_pde import PROBLEMS, PDEProblem, get_problem
@@ -248,6 +248,8 @@ def init_solver(
     )
     # the settings the kernels' parameters come from (save refuses them changed)
     model._shape_settings = shape_settings(model.config, ("num_mixtures", "kind"))
+    # the settings the operator (and the exact solution) come from: read at construction only
+    model._built = shape_settings(model.config, BUILT_SETTINGS)
     model.kernels = initial_kernels(
         axes,
         model.f,
@@ -271,6 +273,50 @@ def init_solver(
     # hyperparameters at which ``u`` is the eliminated field (see ``_set_field``)
     model._solved_key = None
     model.history = {"step": [], "rel_l2": []}
+
+
+#: the settings a solver reads at construction only: its PDE operator is built from the
+#: equation and beta, and its problem (the exact solution) attached from the id
+BUILT_SETTINGS = ("problem", "equation", "beta")
+
+
+def check_built(model, where: str, names: tuple[str, ...] = ("equation", "beta")) -> None:
+    """Refuse (``ValueError`` naming ``where`` and the setting) a ``model.config`` whose
+    ``names`` (of :data:`BUILT_SETTINGS`) were assigned after construction: the model kept the
+    operator of the old equation while a checkpoint rebuilt it from the new one, so the loaded
+    model's posterior differed from the one that saved it."""
+    built = getattr(model, "_built", {})
+    check_built_settings(
+        model.config, {k: built[k] for k in names if k in built}, "GPPDESolver", where
+    )
+
+
+def check_loadable_config(model) -> None:
+    """Refuse (naming the setting) a ``model.config`` the constructor, and so a load, would
+    refuse (e.g. ``config["nonlinear_solver"] = "newton"``): the checkpoint would be written
+    and never load."""
+    c = model.config
+    try:
+        checked_args(
+            problem=None,
+            x=None,
+            n_col=None,
+            num_mixtures=c["num_mixtures"],
+            beta=c["beta"],
+            weighting=c["weighting"],
+            zero_component=c.get("zero_component"),
+            lam_b=c["lam_b"],
+            jitter=c["jitter"],
+            freq_scale=c["freq_scale"],
+            nugget=c.get("nugget"),
+            method=c["method"],
+            nonlinear_solver=c.get("nonlinear_solver", "picard"),
+            solver_options=c.get("solver_options"),
+        )
+    except (TypeError, ValueError) as err:
+        raise type(err)(
+            f"save: config {err}; a checkpoint with these settings could not be loaded"
+        ) from None
 
 
 def initial_kernels(

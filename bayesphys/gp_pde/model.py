@@ -37,7 +37,14 @@ from ._fit import fit_solver, objective_value, settle, steps_done
 from ._inputs import check_test_axes
 from ._kron import kron_apply
 from ._persist import load_solver, solver_state
-from ._setup import METHODS, NONLINEAR_SOLVERS, init_solver
+from ._setup import (
+    BUILT_SETTINGS,
+    METHODS,
+    NONLINEAR_SOLVERS,
+    check_built,
+    check_loadable_config,
+    init_solver,
+)
 from .operator import build_factors, detach_factors
 from .posterior import test_grid_posterior
 
@@ -204,6 +211,7 @@ class GPPDESolver:
         axis ``j``, ``p_j`` = the problem's ``n_test`` (300 for every registered problem; 300
         also for a custom ``x=`` problem). The mean of :meth:`posterior`, so a stale field
         (after :meth:`warm_start_from`, or before any fit) is solved first, once, as there."""
+        check_built(self, "predict")
         return self._mean(test_axes, solve=True)
 
     def _mean(self, test_axes, *, solve: bool) -> Tensor:
@@ -228,6 +236,7 @@ class GPPDESolver:
 
     def rel_l2(self, test_axes: list[Tensor] | Tensor | None = None) -> float:
         """Relative L2 error of the mean against the problem's exact solution on the test grid."""
+        check_built(self, "rel_l2")
         return self._rel_l2(test_axes, solve=True)
 
     def _rel_l2(self, test_axes=None, *, solve: bool) -> float:
@@ -314,6 +323,7 @@ class GPPDESolver:
         ``callback_every >= 1`` (an int), ``callback`` ``None`` or callable as
         ``callback(model, step)``.
         """
+        check_built(self, "fit")
         return fit_solver(
             self,
             data,
@@ -367,6 +377,7 @@ class GPPDESolver:
         changed since the last solve (or after :meth:`warm_start_from`) is :math:`U` solved and
         stored first, once.
         """
+        check_built(self, "posterior")
         ta = self._test_axes(x, "x")
         with torch.no_grad():
             fac = detach_factors(self._factors())
@@ -390,6 +401,7 @@ class GPPDESolver:
         For Allen-Cahn on the structured path ``newton=True`` finishes a stalled Picard iteration
         by Newton-GMRES (:class:`~.nonlinear.PicardKronSolve`). Returns solver statistics.
         """
+        check_built(self, "solve_field")
         return resolve_field(self, newton=newton)
 
     def warm_start_from(self, other: GPPDESolver) -> GPPDESolver:
@@ -445,8 +457,13 @@ class GPPDESolver:
     def save(self, path: str | Path) -> Path:
         """Write a checkpoint that :meth:`load` restores exactly. A ``config["num_mixtures"]``
         or ``config["kind"]`` assigned after construction (the kernels keep the shapes they
-        were built with) is refused before anything is written."""
+        were built with), a ``config["problem"]``, ``["equation"]`` or ``["beta"]`` assigned
+        after it (read at construction only: :meth:`fit`, :meth:`predict`, :meth:`posterior`
+        refuse them too) and a value the constructor would refuse are refused before anything
+        is written."""
         check_shape_settings(self.config, getattr(self, "_shape_settings", {}), "GPPDESolver")
+        check_built(self, "save", BUILT_SETTINGS)
+        check_loadable_config(self)
         return save_checkpoint(
             path, kind="gp_pde.GPPDESolver", config=dict(self.config), state=self.state()
         )

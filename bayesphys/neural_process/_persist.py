@@ -21,6 +21,7 @@ __all__ = [
     "check_save_path",
     "checkpoint_settings",
     "read_checkpoint",
+    "saved_calibration_step",
     "saved_problem",
     "restore_state",
     "generator_device",
@@ -41,6 +42,7 @@ _STATE_KEYS = frozenset(
         "generator_device",
         "variance_scale",
         "grid",
+        "calibrated_at",
     }
 )
 
@@ -139,6 +141,23 @@ def restore_state(
         k: check_real(f"variance_scale[{k!r}]", v, minimum=0, strict=True)
         for k, v in scales.items()
     }
+
+
+def saved_calibration_step(
+    state: dict[str, Any], step_count: int, scales: dict[str, float]
+) -> dict[str, int]:
+    """The ``step_count`` at which each saved variance scale in force was fitted: the saved
+    one where it was made for earlier weights (only those are written), else the saved
+    model's own (also in older files)."""
+    at = {k: step_count for k, v in scales.items() if v != 1.0}
+    stale = state.get("calibrated_at", {})
+    if not isinstance(stale, dict) or set(stale) - {"field", "parameters"}:
+        raise ValueError(
+            f"state['calibrated_at']: expected a dict with keys among 'field', 'parameters', "
+            f"received {stale!r}"
+        )
+    at.update({k: check_int(f"calibrated_at[{k!r}]", v, minimum=0) for k, v in stale.items()})
+    return at
 
 
 def generator_device(state: dict[str, Any]) -> str:

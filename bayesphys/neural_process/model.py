@@ -33,6 +33,7 @@ in private modules: its configuration (``_settings``), networks (``_net``), inpu
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ from .._checks import (
 from .._data_parallel import GradientSync, rank_generator_seed
 from .._device import ArrayLike, DeviceLike, DTypeLike, model_device, streams_kept
 from .._model import DivergenceGuard, FitResult, autograd_on, warn_untrained
+from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
 from ..posterior import GaussianPosterior
 from ..problems.rgnp import sample_prior
@@ -68,6 +70,7 @@ from ._persist import (
     checkpoint_settings,
     read_checkpoint,
     restore_state,
+    saved_calibration_step,
     saved_problem,
 )
 from ._settings import built_fields, check_unchanged, model_config, net_dtype
@@ -164,6 +167,8 @@ class RandomGridNP:
         self.step_count = 0
         #: variance multipliers set by :meth:`calibrate` (1.0 = as trained)
         self.variance_scale: dict[str, float] = {"field": 1.0, "parameters": 1.0}
+        #: ``step_count`` at which :meth:`calibrate` fitted each of them (absent: never)
+        self._calibrated_at: dict[str, int] = {}
         # fields read only here (networks, grid, optimiser): later assignments are refused
         self._built = built_fields(cfg)
 
@@ -360,6 +365,7 @@ class RandomGridNP:
         of one) is shared by the other's ``B`` rows, as in :meth:`parameter_posterior`.
         """
         warn_untrained("RandomGridNP.posterior", self.step_count)
+        self._warn_stale_calibration("RandomGridNP.posterior", "field")
         noise = check_real("noise", noise, minimum=0.0)
         p = self.problem
         xs = self.default_points() if x is None else as_points("x", x, p, self.dtype, self.device)
@@ -386,6 +392,7 @@ class RandomGridNP:
         ``[B, dim_z]`` with a low-rank-plus-diagonal covariance ``[B, dim_z, dim_z]``.
         """
         warn_untrained("RandomGridNP.parameter_posterior", self.step_count)
+        self._warn_stale_calibration("RandomGridNP.parameter_posterior", "parameters")
         p = self.problem
         transformed = check_bool("transformed", transformed)
         xt, ut, wt = inverse_inputs(x, u, w, transformed, p, self.dtype, self.device)
@@ -403,8 +410,33 @@ class RandomGridNP:
     ) -> dict[str, float]:
         r"""Fit the variance multipliers on validation instances with reference solutions
         (``x [N, dim_x]``, ``u [V, N]``, ``z [V, dim_z]``, ``w [V, dim_w]``); see
-        :func:`~bayesphys.neural_process.calibrate.calibrate_variance`. Means are unchanged."""
-        return calibrate_variance(self, x, u, z, w, **kwargs)
+        :func:`~bayesphys.neural_process.calibrate.calibrate_variance`. Means are unchanged.
+
+        The multipliers are fitted to the current weights: a later :meth:`fit` keeps them
+        (they are saved with the model), and :meth:`posterior` / :meth:`parameter_posterior`
+        then warn (``UserWarning``) that they were made for other weights until
+        ``calibrate`` is called again."""
+        out = calibrate_variance(self, x, u, z, w, **kwargs)
+        fitted = ("field", "parameters") if kwargs.get("parameters", True) else ("field",)
+        self._calibrated_at.update(dict.fromkeys(fitted, self.step_count))
+        return out
+
+    def _warn_stale_calibration(self, where: str, output: str) -> None:
+        """A ``UserWarning`` at the user's line when the variance multiplier of ``output`` in
+        force was fitted by :meth:`calibrate` at another ``step_count`` (a fit since, or a
+        load and a fit): it scales variances of weights it was not fitted to."""
+        at = self._calibrated_at.get(output)
+        if at is None or at == self.step_count or self.variance_scale[output] == 1.0:
+            return
+        warnings.warn(
+            f"{where}: the variance scale in force (variance_scale[{output!r}] = "
+            f"{self.variance_scale[output]:.4g}) was fitted by calibrate() at step {at}, and the "
+            f"model has trained to step {self.step_count} since: it was made for other weights. "
+            "Call calibrate(x, u, z, w) again on validation instances (or set "
+            f"variance_scale[{output!r}] = 1.0 to drop it)",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
 
     # ------------------------------------------------------------------ I/O
     def __repr__(self) -> str:
@@ -426,6 +458,11 @@ class RandomGridNP:
             "generator_device": self.generator.device.type,
             "variance_scale": dict(self.variance_scale),
         }
+        stale = {k: v for k, v in self._calibrated_at.items() if v != self.step_count}
+        if stale:
+            # scales made for earlier weights: a load keeps warning about them (written only
+            # then, so the files of calibrated or uncalibrated models are as before)
+            st["calibrated_at"] = stale
         if hasattr(self.grid, "state_dict"):
             st["grid"] = self.grid.state_dict()
         return st
@@ -462,6 +499,7 @@ class RandomGridNP:
                 st, scales, m._modules(), m.optimizer, m.generator, m.grid
             )
             m.variance_scale.update(saved_scales)
+            m._calibrated_at = saved_calibration_step(st, m.step_count, m.variance_scale)
         m._modules().eval()
         return m
 

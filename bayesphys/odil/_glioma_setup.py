@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from .._checkpoint import check_built_settings, shape_settings
 from .._checks import did_you_mean
 from .._device import as_tensor, model_device, own_memory, resolve_dtype, single_or_double
 from ..problems.fisher_kolmogorov import SCHEMES, stable_steps, tissue_faces
@@ -21,7 +22,12 @@ from .glioma_inputs import CONFIG_KEYS, checked_labels, checked_settings, lesion
 if TYPE_CHECKING:
     from .glioma import GliomaModel
 
-__all__ = ["init_glioma", "recropped"]
+__all__ = ["BUILT_SETTINGS", "check_built", "init_glioma", "recropped"]
+
+#: the settings a model reads only at construction: its crop, the tissue faces, the number of
+#: time steps and the number of foci are derived from them (the rest of ``config`` is read at
+#: every use and may be assigned between fits)
+BUILT_SETTINGS = ("spacing", "t_end", "dg_ratio", "d_max", "crop_margin_mm", "crop_scale", "n_foci")
 
 
 def init_glioma(
@@ -131,6 +137,7 @@ def init_glioma(
         "crop_scale": crop_scale,
         "n_foci": n_foci,
     }
+    model._built = shape_settings(model.config, BUILT_SETTINGS)
     model.n_foci = n_foci
     model.ndim = len(shape)
     model.full_shape = shape
@@ -181,11 +188,21 @@ def init_glioma(
     model.result = None
 
 
+def check_built(model: GliomaModel, where: str) -> None:
+    """Refuse (``ValueError`` naming ``where`` and the setting) a ``model.config`` whose
+    settings read at construction (:data:`BUILT_SETTINGS`) were assigned afterwards: the model
+    kept the crop, faces and time steps of the old values, while :meth:`~GliomaModel.load` (or
+    :meth:`~GliomaModel.recrop`) rebuilt them from the new ones, so a saved model predicted
+    otherwise than the one that saved it."""
+    check_built_settings(model.config, getattr(model, "_built", {}), "GliomaModel", where)
+
+
 def recropped(
     model: GliomaModel, *, crop_margin_mm: float | None, crop_scale: float | None
 ) -> GliomaModel:
     """A new model of the class of ``model`` with its data, configuration and fitted posterior
     on another solver domain (:meth:`~bayesphys.odil.GliomaModel.recrop`)."""
+    check_built(model, "recrop")
     st = {k: getattr(model, k) for k in ("wm", "gm", "labels", "pet")}
     st["focus_init"] = model.focus_init.reshape(model.n_foci, model.ndim)
     cfg = model.config

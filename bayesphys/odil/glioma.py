@@ -54,7 +54,7 @@ from ..problems.fisher_kolmogorov import fk_forward, stable_steps
 from ._focal import multifocal_initial_condition
 from ._glioma_fit import fit_reduced, hessian_covariance
 from ._glioma_likelihood import data_residuals, tangent_jacobian
-from ._glioma_setup import init_glioma, recropped
+from ._glioma_setup import check_built, init_glioma, recropped
 from .glioma_io import glioma_from_patient, load_glioma, save_glioma
 from .glioma_posterior import GliomaPosteriorMixin
 from .problem import DiscreteProblem
@@ -204,6 +204,7 @@ class GliomaModel(GliomaPosteriorMixin):
         r"""Tumour-cell map :math:`c(T)` on the crop ``[*crop]`` for :math:`\theta` ``[2 + K d]`` (``K`` foci)
         (differentiable); :meth:`full` embeds it in the whole grid. ``t_end`` (days, >= 0;
         0 = the initial state) defaults to the scan time."""
+        check_built(self, "forward")
         cfg = self.config
         theta = self._theta(theta)
         if t_end is not None:
@@ -248,6 +249,7 @@ class GliomaModel(GliomaPosteriorMixin):
     def jacobian(self, theta: Tensor) -> tuple[Tensor, Tensor]:
         r"""Residual vector ``r [m]`` and its Jacobian ``[m, 2 + K d]`` by the tangent-linear FK model
         (one batched forward pass instead of ``2 + K d`` forward-mode AD passes)."""
+        check_built(self, "jacobian")
         return tangent_jacobian(self, theta)
 
     def _noise(self) -> tuple[float, float, float]:
@@ -258,7 +260,10 @@ class GliomaModel(GliomaPosteriorMixin):
         sig_m = cfg.get("model_error", 0.0) * cfg["spacing"]
         seg = math.hypot(cfg["seg_sigma"], sig_m)
         pet = math.hypot(cfg["pet_sigma"], cfg["pet_scale"] * sig_m)
-        return seg, pet, (cfg["noise_corr_mm"] / cfg["spacing"]) ** self.ndim
+        # at least one voxel, as at construction (a length assigned below the voxel size
+        # counted each voxel as a fraction of an observation, a load as a whole one)
+        corr = max(cfg["noise_corr_mm"], cfg["spacing"])
+        return seg, pet, (corr / cfg["spacing"]) ** self.ndim
 
     def _data_residuals(self, c: Tensor) -> dict[str, Tensor]:
         """Data residuals at the crop field ``c [*crop]``: ``seg1``, ``seg2`` (brain voxels) and
@@ -335,7 +340,14 @@ class GliomaModel(GliomaPosteriorMixin):
         for the LM steps (:func:`~bayesphys.odil.minimize`'s; the start search and the
         Laplace covariance are not counted): a fit it stops has ``converged=False``, says so in
         ``message``, and sets the posterior at its last accepted iterate.
+
+        ``config`` is read at every use, except the settings the crop, tissue faces, time
+        steps and foci are built from (``spacing``, ``t_end``, ``dg_ratio``, ``d_max``,
+        ``crop_margin_mm``, ``crop_scale``, ``n_foci``): one of them assigned after
+        construction is refused by name here, by :meth:`posterior`, :meth:`forward`,
+        :meth:`fit_odil`, :meth:`recrop` and :meth:`save` (build a new model with it).
         """
+        check_built(self, "fit")
         return fit_reduced(
             self,
             data,
@@ -391,6 +403,7 @@ class GliomaModel(GliomaPosteriorMixin):
         """
         from .glioma_odil import fit_joint_odil
 
+        check_built(self, "fit_odil")
         return fit_joint_odil(
             self,
             nt=nt,
@@ -419,7 +432,10 @@ class GliomaModel(GliomaPosteriorMixin):
         )
 
     def save(self, path: str | Path) -> Path:
-        """Write a checkpoint that :meth:`load` restores exactly."""
+        """Write a checkpoint that :meth:`load` restores exactly. A setting the model read at
+        construction assigned afterwards (see :meth:`fit`) is refused before anything is
+        written."""
+        check_built(self, "save")
         return save_glioma(self, path)
 
     @classmethod

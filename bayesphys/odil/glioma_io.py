@@ -16,14 +16,18 @@ from .._checkpoint import (
 )
 from .._checks import check_keys
 from .._device import model_device, resolve_dtype
-from .glioma_inputs import CONFIG_KEYS
+from ..problems.fisher_kolmogorov import SCHEMES
+from .glioma_inputs import CONFIG_KEYS, checked_settings
 
 if TYPE_CHECKING:
     from .glioma import GliomaModel
 
 
 def save_glioma(model: GliomaModel, path: str | Path) -> Path:
-    """Write ``model`` (maps, labels, focus guess, fitted posterior, recalibration) to ``path``."""
+    """Write ``model`` (maps, labels, focus guess, fitted posterior, recalibration) to ``path``;
+    a ``config`` value :func:`load_glioma` would refuse (assigned after construction, e.g.
+    ``th_up`` below ``th_down``) is refused first, by name."""
+    check_loadable_config(model)
     state = {
         "wm": model.wm.cpu(),
         "gm": model.gm.cpu(),
@@ -38,6 +42,28 @@ def save_glioma(model: GliomaModel, path: str | Path) -> Path:
         "dtype": str(model.dtype),
     }
     return save_checkpoint(path, kind=model.kind, config=model.config, state=state)
+
+
+def check_loadable_config(model: GliomaModel) -> None:
+    """Refuse a ``model.config`` that the constructor, and so :func:`load_glioma`, would
+    refuse: the checkpoint would be written and never load."""
+    cfg = model.config
+    try:
+        checked_settings(
+            ndim=model.ndim,
+            **{k: cfg[k] for k in CONFIG_KEYS if k != "time_scheme"},
+            crop_margin_mm=cfg["crop_margin_mm"],
+            crop_scale=cfg.get("crop_scale"),
+            seed=cfg["seed"],
+        )
+        if cfg["time_scheme"] not in SCHEMES:
+            raise ValueError(
+                f"time_scheme: expected one of {SCHEMES}, received {cfg['time_scheme']!r}"
+            )
+    except (TypeError, ValueError) as err:
+        raise type(err)(
+            f"save: config {err}; a checkpoint with these settings could not be loaded"
+        ) from None
 
 
 def glioma_from_patient(

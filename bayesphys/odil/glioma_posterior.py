@@ -19,6 +19,7 @@ from .._stack import user_stacklevel
 from ..inference_data import build_inference_data
 from ..posterior import GaussianPosterior, SamplePosterior
 from ..problems.fisher_kolmogorov import max_step, stable_steps
+from ._glioma_setup import check_built
 
 if TYPE_CHECKING:  # pragma: no cover
     import arviz
@@ -150,6 +151,7 @@ class GliomaPosteriorMixin:
                 "x: expected None; the posterior is on the model's own grid, received "
                 f"{type(x).__name__}"
             )
+        check_built(self, "posterior")  # before the draws: no solve with stale time steps
         num_samples = check_int("num_samples", num_samples, minimum=2)
         if t_end is not None:
             t_end = check_real("t_end", t_end, minimum=0.0)

@@ -96,6 +96,24 @@ def calibrated_step1(
     return GaussianPosterior(mean, cov, event_shape=(nx,), validate=False)
 
 
+def warn_stale_calibration(model: ProbConserv, where: str) -> None:
+    """A ``UserWarning`` at the user's line when the calibration in force (``var_scale`` or
+    the hybrid ``calibration``) was fitted by ``calibrate`` at another ``steps_done`` (a fit
+    since, or a load and a fit): it scales the covariances of weights it was not fitted to."""
+    at = model._calibrated_at
+    if at is None or at == model.steps_done:
+        return
+    if model.calibration is None and model.var_scale == 1.0:
+        return
+    warnings.warn(
+        f"{where}: the Step-1 calibration in force was fitted by calibrate() at step {at}, and "
+        f"the model has trained to step {model.steps_done} since: it was made for other "
+        "weights. Call calibrate(...) again with the same settings to recalibrate",
+        UserWarning,
+        stacklevel=user_stacklevel(),
+    )
+
+
 def _grid_text(t: Tensor, x: Tensor) -> str:
     """``t=[...], x: N points in [a, b]`` for a warning."""
     tv = [round(float(v), 6) for v in t.reshape(-1)[:6]]
@@ -160,6 +178,7 @@ def mass_discrepancy_variance(
     tt, xx = model._grid(t, None)
     if not cal.matches(tt, xx):
         raise ValueError("t: expected the calibration times (the check is fitted there)")
+    warn_stale_calibration(model, "mass_discrepancy")
     b = (
         model.mass(context, tt)
         if mass is None
@@ -283,6 +302,7 @@ def run_calibrate(
         except BaseException:
             model.calibration, model.var_scale = before
             raise
+        model._calibrated_at = model.steps_done
         return model.calibration.beta
     model.calibration = None
     z2 = (truth.to(prior.mean) - prior.mean).pow(2) / prior.variance.clamp_min(1e-12)
@@ -291,4 +311,5 @@ def run_calibrate(
     else:
         q = torch.quantile(z2.sqrt().flatten(), 0.9)
         model.var_scale = float((q / 1.6448536269514722) ** 2)
+    model._calibrated_at = model.steps_done
     return model.var_scale

@@ -52,6 +52,10 @@ def save_probconserv(model: ProbConserv, path: str | Path) -> Path:
         # its family (a renamed problem is rebuilt from it, not from the name)
         "problem_class": type(model.problem).__name__,
     }
+    if model._calibrated_at not in (None, model.steps_done):
+        # a calibration made for earlier weights: a load keeps warning about it (written only
+        # then, so the files of calibrated or uncalibrated models are as before)
+        state["calibrated_at"] = model._calibrated_at
     return save_checkpoint(path, kind=model.kind, config=asdict(model.config), state=state)
 
 
@@ -86,6 +90,7 @@ _STATE_KEYS = frozenset(
         "calibration",
         "problem",
         "problem_class",
+        "calibrated_at",
     }
 )
 
@@ -129,4 +134,9 @@ def load_probconserv(
         model.var_scale = check_real("var_scale", st.get("var_scale", 1.0), minimum=0, strict=True)
         cal = st.get("calibration")
         model.calibration = None if cal is None else HybridCalibration.from_state(cal)
+        # the step the calibration was fitted at: the saved model's own unless it was written
+        # (a calibration made for earlier weights)
+        calibrated = model.calibration is not None or model.var_scale != 1.0
+        at = st.get("calibrated_at", model.steps_done if calibrated else None)
+        model._calibrated_at = None if at is None else check_int("calibrated_at", at, minimum=0)
     return model

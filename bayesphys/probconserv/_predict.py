@@ -24,7 +24,7 @@ from .._device import as_tensor
 from .._model import warn_untrained
 from ..posterior import GaussianPosterior
 from ._inputs import check_mass, check_sigma_g_value
-from ._model_calibration import calibrated_step1
+from ._model_calibration import calibrated_step1, warn_stale_calibration
 from .update import check_sigma_g, check_sigma_g_shape, conserve_slices, trapezoid_weights
 
 if TYPE_CHECKING:
@@ -55,6 +55,8 @@ def step1_posterior(
     model._check_context(context)
     seed = check_optional_seed("seed", seed)
     tt, xx = model._grid(t, x)
+    if stage != "raw":  # the calibrated posteriors (calibrate's own draws are raw)
+        warn_stale_calibration(model, caller)
     if not use_mass:
         mass = None
     elif mass is None and stage != "raw" and model.calibration is not None:

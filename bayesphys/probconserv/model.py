@@ -152,6 +152,8 @@ class ProbConserv:
         self.steps_done = 0
         self.var_scale = 1.0
         self.calibration: HybridCalibration | None = None
+        #: ``steps_done`` at which :meth:`calibrate` fitted ``var_scale`` / ``calibration``
+        self._calibrated_at: int | None = None
 
     # -- training ---------------------------------------------------------------------------
     def set_softc_weight(self, weight: float) -> None:
@@ -361,6 +363,11 @@ class ProbConserv:
         mass check (``mass_floor`` also with ``mass_gate=None``); ``local_seed`` without
         ``local_functions``; with ``data``, an ``n_functions`` other than ``len(data)``, and a
         ``seed`` or (hybrid) a ``range_margin`` when no local functions are drawn.
+
+        The calibration is fitted to the current Step-1 weights: a later :meth:`fit` keeps it
+        (it is saved with the model), and the calibrated posteriors (:meth:`step1`,
+        :meth:`posterior`, :meth:`mass_discrepancy`) then warn (``UserWarning``) that it was
+        made for other weights until ``calibrate`` is called again.
         """
         s = check_calibrate_settings(
             self.problem,

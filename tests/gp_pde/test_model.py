@@ -442,3 +442,51 @@ def test_a_fit_after_an_interrupted_one_numbers_its_steps_after_the_last_recorde
     monkeypatch.undo()
     m.fit(steps=2, eval_every=1, progress=False)
     assert m.history["step"] == [0, 1, 2, 3, 4]
+
+
+def _tiny_solver(**kw) -> GPPDESolver:
+    x = torch.linspace(0, 1, 12, dtype=F64)
+    return GPPDESolver(
+        None, x=x, source=lambda x: torch.sin(3 * x), boundary=lambda x: 0 * x, num_mixtures=2, **kw
+    )
+
+
+@pytest.mark.parametrize("key, value", [("equation", "allencahn"), ("beta", 3.0)])
+def test_an_equation_assigned_after_construction_is_refused(tmp_path, key, value):
+    # the operator is built from the equation at construction: the live model kept the old
+    # one while a checkpoint rebuilt it from the new (the loaded posterior's variance differed)
+    m = _tiny_solver()
+    m.fit(steps=2, progress=False)
+    m.config[key] = value
+    for call in (
+        lambda: m.posterior(),
+        lambda: m.predict(),
+        lambda: m.fit(steps=1, progress=False),
+        lambda: m.solve_field(),
+        lambda: m.save(tmp_path / "m.pt"),
+    ):
+        with pytest.raises(ValueError, match=rf"config {key}=.*assigned after"):
+            call()
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_save_refuses_a_problem_id_or_a_config_a_load_would_refuse(tmp_path):
+    m = _tiny_solver()
+    m.config["problem"] = "poisson1d-low"  # a load attached that problem's exact solution
+    with pytest.raises(ValueError, match="config problem='poisson1d-low' was assigned after"):
+        m.save(tmp_path / "m.pt")
+    m.config["problem"] = None
+    m.config["nonlinear_solver"] = "newton"  # ignored live (Picard), refused by a load
+    with pytest.raises(ValueError, match="save: config nonlinear_solver.*could not be loaded"):
+        m.save(tmp_path / "m.pt")
+    m.config["nonlinear_solver"] = "picard"
+    m.config["lam_b"] = 50.0  # read at every use: saved, and the load predicts the same
+    back = GPPDESolver.load(m.save(tmp_path / "m.pt"))
+    assert torch.equal(back.posterior().variance, m.posterior().variance)
+
+
+def test_a_loaded_registered_problem_is_not_taken_for_an_assigned_one(tmp_path):
+    m = GPPDESolver("poisson1d-low", num_mixtures=2, n_col=12)
+    back = GPPDESolver.load(m.save(tmp_path / "m.pt"))
+    back.save(tmp_path / "again.pt")  # the file's problem id is the one it was built with
+    assert back.config["problem"] == "poisson1d-low"

@@ -555,3 +555,71 @@ def test_estimates_report_the_identifiable_combinations_with_delta_method_sds(sm
     np.testing.assert_allclose(log_v, math.log(2) + 0.5 * (log_d + log_r), rtol=1e-10, atol=1e-12)
     assert log_ell.std() == pytest.approx(est["sd_log_ell"], rel=0.08)
     assert log_v.std() == pytest.approx(est["sd_log_v"], rel=0.08)
+
+
+@pytest.fixture(scope="module")
+def tiny_patient():
+    return synthetic_patient(0, phantom=brain_phantom(16, 8.0))
+
+
+def _stand_in_posterior(m: GliomaModel) -> GliomaModel:
+    m.theta = m._theta0()
+    m.theta_cov = 1e-4 * torch.eye(len(m.theta), dtype=m.dtype)
+    return m
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("d_max", 3.0),
+        ("dg_ratio", 3.0),
+        ("t_end", 150.0),
+        ("spacing", 6.0),
+        ("crop_margin_mm", 8.0),
+        ("crop_scale", 1.5),
+        ("n_foci", 2),
+    ],
+)
+def test_a_setting_read_at_construction_assigned_later_is_refused(
+    tiny_patient, tmp_path, key, value
+):
+    # the model kept the time steps, faces and crop of the old value while a load rebuilt them
+    # from the new one: the saved model's posterior draws differed from the live model's
+    m = _stand_in_posterior(GliomaModel.from_patient(tiny_patient))
+    m.config[key] = value
+    for call in (
+        lambda: m.posterior(num_samples=2),
+        lambda: m.forward(m.theta),
+        lambda: m.fit(steps=0, grid=1, progress=False),
+        lambda: m.recrop(),
+        lambda: m.save(tmp_path / "m.pt"),
+    ):
+        with pytest.raises(ValueError, match=rf"config {key}=.*assigned after"):
+            call()
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_settings_read_at_every_use_round_trip_when_assigned_later(tiny_patient, tmp_path):
+    m = _stand_in_posterior(GliomaModel.from_patient(tiny_patient))
+    m.config["seg_sigma"] = 0.1
+    m.config["noise_corr_mm"] = 1.0  # below the voxel size: one voxel, as at construction
+    m.save(tmp_path / "m.pt")
+    back = GliomaModel.load(tmp_path / "m.pt")
+    assert float(back.loss(back.theta)) == float(m.loss(m.theta))
+    assert torch.equal(back.posterior(num_samples=2).draws, m.posterior(num_samples=2).draws)
+
+
+@pytest.mark.parametrize(
+    "key, value, match",
+    [
+        ("th_up", 0.1, "th_up"),
+        ("time_scheme", "rk", "time_scheme"),
+        ("seg_sigma", -1.0, "seg_sigma"),
+    ],
+)
+def test_save_refuses_a_config_a_load_would_refuse(tiny_patient, tmp_path, key, value, match):
+    m = GliomaModel.from_patient(tiny_patient)
+    m.config[key] = value
+    with pytest.raises(ValueError, match=rf"save: config .*{match}.*could not be loaded"):
+        m.save(tmp_path / "m.pt")
+    assert not (tmp_path / "m.pt").exists()

@@ -13,16 +13,23 @@ import torch
 from bayesphys.odil import GliomaModel
 
 
+def _set_d_max(m: GliomaModel, value: float) -> None:
+    """Lower the ``d_max`` the fit compares its estimate with while the time steps stay sized
+    for the build's: a state a user cannot make (``config["d_max"]`` assigned after
+    construction is refused), made here to reach the warning in a stable, cheap fit."""
+    m.config["d_max"] = m._built["d_max"] = value
+
+
 @pytest.fixture(scope="module")
 def fitted(patient):
     """A model fitted with d_max below the estimate (the time steps are sized for the
     construction's d_max, so the fit itself runs stably)."""
     m = GliomaModel.from_patient(patient, seed=0, n_foci=1)
-    m.config["d_max"] = 1e-4
+    _set_d_max(m, 1e-4)
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
         res = m.fit(steps=2, grid=1, progress=False)
-    m.config["d_max"] = 1.0
+    _set_d_max(m, 1.0)
     return m, res, rec
 
 
@@ -83,7 +90,7 @@ def test_d_max_warning_points_at_the_user_line_through_foci_selection(patient):
 
     def make(k):
         m = GliomaModel.from_patient(patient, seed=0, n_foci=k)
-        m.config["d_max"] = 1e-4  # below the estimate; the steps stay sized for the build's
+        _set_d_max(m, 1e-4)  # below the estimate; the steps stay sized for the build's
         return m
 
     with warnings.catch_warnings(record=True) as rec:
