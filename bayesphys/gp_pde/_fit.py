@@ -188,7 +188,11 @@ def fit_solver(
             # re-solved on restore: a nonlinear solve depends on its warm start)
             _refresh(best["values"])
             best.update(loss=float(loss.detach()), step=k, field=None if joint else model.u.clone())
-        if eval_every and model.problem is not None and k % eval_every == 0:
+        # a step whose loss is not finite diverged: its hyperparameters are discarded (and an
+        # eliminated field was not solved at them), so it has no test error to record; a
+        # checkpoint recorded there also counted the diverged step as done (steps_done)
+        finite = bool(torch.isfinite(loss))
+        if eval_every and model.problem is not None and k % eval_every == 0 and finite:
             if joint:
                 model.u = u_param.detach().clone()
                 model._solved_key = None  # optimised jointly, not eliminated
@@ -202,7 +206,7 @@ def fit_solver(
             if err is not None:
                 model.history["step"].append(step_offset + k)
                 model.history["rel_l2"].append(err)
-        if torch.isfinite(loss):
+        if finite:
             opt.step()
             if sched is not None:
                 sched.step()

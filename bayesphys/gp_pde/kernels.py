@@ -191,7 +191,8 @@ class SpectralMixture1d(nn.Module):
         On a uniform grid with ``x2 = None`` the matrix is Toeplitz: only the ``2N - 1`` distinct
         lags are evaluated (cost :math:`O(NQ)` kernel terms instead of :math:`O(N^2 Q)`).
         ``x1`` ``[N1]``, ``x2`` ``[N2]``: 1-D tensors (a column ``[N, 1]`` is refused: its
-        broadcast gave a ``[N1, N2, 1]`` result).
+        broadcast gave a ``[N1, N2, 1]`` result); integer points are taken in the kernel's
+        dtype (the uniform-grid test failed on them with a bare dtype error).
         """
         for name, x in (("x1", x1), ("x2", x2)):
             if x is not None and (not isinstance(x, Tensor) or x.ndim != 1):
@@ -200,6 +201,10 @@ class SpectralMixture1d(nn.Module):
                     f"{name}: expected a 1-D tensor of points [N] (this kernel is 1-D; the "
                     f"solver's product kernel takes one per axis), received {got}"
                 )
+        if not x1.is_floating_point():
+            x1 = x1.to(self.mu.dtype)
+        if x2 is not None and not x2.is_floating_point():
+            x2 = x2.to(self.mu.dtype)
         if x2 is None:
             nx = x1.shape[0]
             h = (x1[-1] - x1[0]) / max(nx - 1, 1)

@@ -210,7 +210,8 @@ class GPPDESolver:
         problem). Default: the test grid, ``p_j`` evenly spaced points spanning the collocation
         axis ``j``, ``p_j`` = the problem's ``n_test`` (300 for every registered problem; 300
         also for a custom ``x=`` problem). The mean of :meth:`posterior`, so a stale field
-        (after :meth:`warm_start_from`, or before any fit) is solved first, once, as there."""
+        (after :meth:`warm_start_from`, or before any fit) is solved first, once, as there;
+        for ``method="ref"`` it is the stored :math:`U` as it is (zero before a fit)."""
         check_built(self, "predict")
         return self._mean(test_axes, solve=True)
 
@@ -290,7 +291,9 @@ class GPPDESolver:
         iterate), hyperparameters and field as they were evaluated (the field is not re-solved:
         a nonlinear solve depends on its warm start), not necessarily the last: late Adam steps
         can leave a basin of far lower objective (training data only, no test error involved). ``result.extra`` then holds ``best_step`` (the step whose starting point was
-        kept; ``steps`` = the last iterate), ``best_objective`` and ``final_objective`` (absent
+        kept, counted from 0 in this call; ``steps`` = the last iterate; ``history["step"]``
+        numbers it ``best_step`` plus the :attr:`steps_done` before the call),
+        ``best_objective`` and ``final_objective`` (absent
         when no step returned a finite objective, e.g. ``steps=0``). For 2-D Allen-Cahn
         :math:`\mathcal J` is evaluated at an inexact minimiser over :math:`U` (a Picard
         fixed-point iterate, or capped Gauss-Newton / CG steps). ``False``: the last iterate.
@@ -408,8 +411,12 @@ class GPPDESolver:
         r"""Copy the kernel hyperparameters and :math:`\tau_{1,2}` of ``other`` (any grid size).
 
         The kernels are functions of the continuous coordinates, so hyperparameters fitted on a
-        coarse grid are a valid start on a fine one (coarse-to-fine continuation); the field is
-        re-solved on this grid at the next :meth:`fit`/:meth:`posterior` call. Returns ``self``.
+        coarse grid are a valid start on a fine one (coarse-to-fine continuation). The field is
+        reset to zero: ``method="gp-hm"`` re-solves it on this grid at the next
+        :meth:`fit`/:meth:`posterior` call; ``method="ref"`` starts it from zero (the paper's
+        initialisation) and optimises it at the next :meth:`fit` (until then the posterior mean
+        is zero). :math:`\tau_{1,2}` are copied only when this model learns them
+        (``nugget=None``); a fixed ``nugget`` keeps its own. Returns ``self``.
         """
         if not isinstance(other, GPPDESolver):
             raise TypeError(f"other: expected a GPPDESolver, received {type(other).__name__}")

@@ -87,10 +87,18 @@ def objective(
 ) -> Tensor:
     r"""The negative log joint :math:`\mathcal J(U, \theta, \tau)` (constants dropped).
 
-    ``u``, ``f``: grid tensors ``[n_1..n_d]``; ``g``: boundary values ``[N_b]``.
+    ``u``, ``f``: grid tensors ``[n_1..n_d]`` (``f`` also flat ``[M]``, as the solvers take
+    it); ``g``: boundary values ``[N_b]`` in face order; the shapes are checked (``ValueError``
+    naming the argument: a ``g`` of one value or an ``f`` of one grid line was broadcast).
     Cost :math:`O(\sum_j n_j^3 + M\sum_j n_j)`; differentiable in the factors and the taus.
     """
-    shape = tuple(u.shape)
+    check_factor_count(factors, op)
+    shape = tuple(fc.x.shape[0] for fc in factors)
+    dev = factors[0].L.device
+    check_grid_tensor("u", u, shape, device=dev, finite=False)
+    f = check_grid_tensor("f", f, shape, device=dev, finite=False, flat_ok=True).reshape(shape)
+    n_b = sum(2 * math.prod(shape) // n for n in shape)
+    check_grid_tensor("g", g, (n_b,), device=dev, finite=False, what="boundary-value tensor")
     m = u.numel()
     v = _tri_solve_modes(factors, u)
     logdet = sum((m // fc.L.shape[0]) * 2 * fc.L.diagonal().log().sum() for fc in factors)

@@ -125,3 +125,36 @@ def test_underflowed_precision_is_a_numerical_failure():
         s.log_tau_pde.fill_(-800.0)
     with pytest.raises(NumericalFailure, match="tau: expected finite positive precisions"):
         s._solver(s._factors())
+
+
+@pytest.mark.parametrize(("weighting", "cls"), SOLVERS)
+def test_a_step_whose_solve_failed_records_no_test_error(monkeypatch, weighting, cls):
+    """With ``eval_every > 0`` a step whose solve failed (its Gram factor did not) recorded a
+    test error of the discarded hyperparameters with the previous step's field, and that
+    checkpoint counted the diverged step as done: the next fit numbered its steps one late."""
+    m = _model(weighting)
+    solve, calls = cls.solve, []
+
+    def fail_once(self, *args, **kwargs):  # the 4th solve fails numerically
+        calls.append(None)
+        if len(calls) == 4:
+            raise NumericalFailure("diverged")
+        return solve(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "solve", fail_once)
+    res = m.fit(steps=6, lr=0.5, progress=False, eval_every=1)
+    assert res.message.startswith("diverged at step 3") and res.steps == 3
+    assert m.history["step"] == [0, 1, 2]
+    assert m.steps_done == 3
+    # the recorded errors are those of the evaluated states: the last is the restored one's
+    assert m.history["rel_l2"][-1] == pytest.approx(m.rel_l2(), rel=1e-9)
+
+
+def test_an_initially_failing_solve_records_no_test_error():
+    m = _model("prior")
+    with torch.no_grad():
+        m.log_tau_pde.fill_(1e4)  # exp overflows: tau2 = inf, the first solve fails
+    res = m.fit(steps=3, progress=False, eval_every=1)
+    assert res.message.startswith("diverged at step 0")
+    assert m.history["step"] == [] and m.history["rel_l2"] == []
+    assert m.steps_done == 0 and "rel_l2_best" not in res.extra

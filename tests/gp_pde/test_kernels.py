@@ -83,6 +83,17 @@ def test_toeplitz_gram_equals_direct():
         torch.testing.assert_close(k.gram(x, n=n), k.deriv(x[:, None] - x[None, :], n))
 
 
+@pytest.mark.parametrize("kind", ["gm", "stm"])
+def test_gram_of_integer_points_equals_that_of_the_same_floats(kind):
+    # an integer grid failed in the uniform-grid test with "Long did not match Float"
+    k = SpectralMixture1d(3, kind=kind, freq_scale=0.4)
+    for x in (torch.arange(6), torch.tensor([0, 1, 3, 7])):
+        xf = x.to(torch.float64)
+        for n in (0, 2):
+            torch.testing.assert_close(k.gram(x, n=n), k.gram(xf, n=n))
+            torch.testing.assert_close(k.gram(x, x, n), k.gram(xf, xf, n))
+
+
 def test_gram_is_psd_and_weights_are_log_domain():
     k = SpectralMixture1d(6, kind="gm", freq_scale=3.0)
     x = torch.linspace(0, 2, 40, dtype=torch.float64)

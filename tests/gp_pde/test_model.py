@@ -490,3 +490,81 @@ def test_a_loaded_registered_problem_is_not_taken_for_an_assigned_one(tmp_path):
     back = GPPDESolver.load(m.save(tmp_path / "m.pt"))
     back.save(tmp_path / "again.pt")  # the file's problem id is the one it was built with
     assert back.config["problem"] == "poisson1d-low"
+
+
+def test_warm_start_copies_what_its_docstring_says():
+    torch.set_num_threads(1)
+    a = GPPDESolver("poisson1d-low", n_col=12, num_mixtures=2, method="ref", seed=0)
+    a.fit(steps=5, progress=False)
+    b = GPPDESolver("poisson1d-low", n_col=16, num_mixtures=2, method="ref").warm_start_from(a)
+    for p, q in zip(a._params(), b._params()):
+        assert torch.equal(p.detach(), q.detach())
+    # the paper's method optimises U: it restarts at zero, not re-solved by the posterior
+    assert float(b.posterior().mean.abs().max()) == 0.0
+    c = GPPDESolver("poisson1d-low", n_col=16, num_mixtures=2, method="ref", nugget=1e-3)
+    c.warm_start_from(a)
+    assert float(c.log_tau_b) == float(c.log_tau_pde) == pytest.approx(-math.log(1e-3))
+    for p, q in zip(a.kernels.parameters(), c.kernels.parameters()):
+        assert torch.equal(p.detach(), q.detach())
+
+
+def test_best_step_is_counted_in_the_call_and_the_history_after_the_earlier_steps():
+    torch.set_num_threads(1)
+    m = GPPDESolver("poisson1d-low", n_col=12, num_mixtures=2, method="ref", seed=0)
+    m.fit(steps=3, progress=False)
+    res = m.fit(steps=30, lr=0.1, progress=False, keep_best=True, eval_every=1)
+    best = res.extra["best_step"]
+    assert best < 30  # Adam at this rate leaves the lowest-objective iterate
+    assert res.extra["best_objective"] == min(res.loss_history)
+    assert res.loss_history[best] == res.extra["best_objective"]
+    recorded = dict(zip(m.history["step"], m.history["rel_l2"]))
+    assert recorded[3 + best] == res.extra["rel_l2"]
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(problem="poisson1d-low", n_col=16, weighting="identity"),
+        dict(problem="poisson2d-low", n_col=7),  # prior metric: the Kronecker solve
+        dict(problem="advection-low", n_col=6),  # complex eigenbasis
+    ],
+)
+def test_posterior_matches_a_dense_gp_conditioned_on_the_collocation_equations(kw):
+    """Mean and variance on a test grid against the dense Gaussian posterior of
+    ``U ~ N(0, C)`` given ``g ~ N(S U, (lam_b tau_1)^-1 I)`` and ``0 ~ N(A U - f, tau_2^-1 W)``,
+    then ``u(X*) | U = W U + N(0, K** - K*X C^-1 KX*)``."""
+    from bayesphys.gp_pde._kron import face_values, kron_dense
+
+    torch.set_num_threads(1)
+    kw = dict(kw)
+    m = GPPDESolver(kw.pop("problem"), num_mixtures=2, seed=0, **kw)
+    m.fit(steps=3, progress=False)
+    ta = [torch.linspace(0.05, 0.95, 5, dtype=F64) for _ in m.shape]
+    post = m.posterior(ta)
+    with torch.no_grad():
+        fac = m._factors()
+        eye = [torch.eye(n, dtype=F64) for n in m.shape]
+        C = kron_dense([fc.C for fc in fac])
+        M = C.shape[0]
+        A = m.op.c0 * torch.eye(M, dtype=F64)
+        for j, fc in enumerate(fac):
+            A = A + m.op.coefs[j] * kron_dense([fc.D if i == j else e for i, e in enumerate(eye)])
+        S = face_values(torch.eye(M, dtype=F64).reshape(M, *m.shape), m.shape).mT
+        tau2 = float(m.log_tau_pde.exp())
+        gam = m.config["lam_b"] * float(m.log_tau_b.exp())
+        Wm = C if m.config["weighting"] == "prior" else torch.eye(M, dtype=F64)
+        Ci = torch.linalg.inv(C)
+        P = Ci + gam * S.T @ S + tau2 * A.T @ torch.linalg.solve(Wm, A)
+        Sig = torch.linalg.inv(P)
+        mu = Sig @ (gam * S.T @ m.g + tau2 * A.T @ torch.linalg.solve(Wm, m.f.reshape(-1)))
+        kxs = [k.gram(xt, fc.x) for k, fc, xt in zip(m.kernels, fac, ta)]
+        Kxs = kron_dense(kxs)
+        Kss = kron_dense([k.gram(xt, xt) for k, xt in zip(m.kernels, ta)])
+        W = Kxs @ Ci
+        var = (W @ Sig @ W.T + Kss - Kxs @ Ci @ Kxs.T).diagonal()
+    torch.testing.assert_close(m.u.reshape(-1), mu, rtol=0, atol=1e-6 * float(mu.abs().max()))
+    mean = post.mean.reshape(-1)
+    torch.testing.assert_close(mean, W @ mu, rtol=0, atol=1e-6 * float(mean.abs().max()))
+    torch.testing.assert_close(
+        post.variance.reshape(-1), var, rtol=1e-5, atol=1e-6 * float(var.max())
+    )

@@ -237,3 +237,24 @@ def test_test_variance_checks_its_maps():
         ks.test_variance([torch.randn(3, 5, dtype=F64), torch.randn(3, 5, dtype=F64)])
     with pytest.raises(ValueError, match="chunk"):
         ks.test_variance([torch.randn(3, 5, dtype=F64), torch.randn(3, 4, dtype=F64)], chunk=0)
+
+
+def test_objective_checks_the_shapes_it_used_to_broadcast():
+    shape = (5, 6)
+    _, _, op, fac, f, gb = _setup(shape, 0)
+    u = torch.randn(shape, dtype=F64)
+    zero = torch.zeros((), dtype=F64)
+    want = objective(fac, op, u, f, gb, zero, zero, 200.0)
+    # a flat source, as the solvers take it
+    assert objective(fac, op, u, f.reshape(-1), gb, zero, zero, 200.0) == want
+    bad = [
+        ("g", dict(g=gb[:1])),  # one value was broadcast over every face
+        ("f", dict(f=f[0])),  # one grid line was broadcast over the grid
+        ("g", dict(g=gb[:-1])),
+        ("u", dict(u=u.reshape(-1))),
+        ("u", dict(u=u[:4])),
+    ]
+    for name, kw in bad:
+        args = dict(u=u, f=f, g=gb) | kw
+        with pytest.raises(ValueError, match=f"^{name}: expected"):
+            objective(fac, op, args["u"], args["f"], args["g"], zero, zero, 200.0)
