@@ -66,7 +66,7 @@ def fit_reduced(
     t0 = time.perf_counter()
     # the fit draws no random numbers, so it leaves the global random state alone (it
     # used to reseed torch's generator with the model's seed as a side effect)
-    pr = model.config["prior"]
+    pr = model._prior()
     th = model._theta0()
     best, best_loss = th, math.inf
     with torch.no_grad():

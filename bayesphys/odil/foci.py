@@ -57,7 +57,7 @@ def log_evidence(model: GliomaModel) -> float:
     with torch.no_grad():
         loss = float(model.loss(theta))
     logdet_cov = float(torch.linalg.slogdet(cov)[1])
-    pr = model.config["prior"]
+    pr = model._prior()
     log_sd = math.log(pr["log_dw"][1]) + math.log(pr["log_rho"][1])
     log_sd += model.n_foci * model.ndim * math.log(pr["focus_sd"])
     return -loss + 0.5 * logdet_cov - log_sd + math.lgamma(model.n_foci + 1)

@@ -55,6 +55,7 @@ from ._focal import multifocal_initial_condition
 from ._glioma_fit import fit_reduced, hessian_covariance
 from ._glioma_likelihood import data_residuals, tangent_jacobian
 from ._glioma_setup import check_built, init_glioma, recropped
+from .glioma_inputs import checked_prior
 from .glioma_io import glioma_from_patient, load_glioma, save_glioma
 from .glioma_posterior import GliomaPosteriorMixin
 from .problem import DiscreteProblem
@@ -90,7 +91,9 @@ class GliomaModel(GliomaPosteriorMixin):
         Same cost and stability limit; at 4 mm and 32 steps Strang's error in :math:`c(T)` is
         about 20x smaller.
     prior: ``{"log_dw": (mean, sd), "log_rho": (mean, sd), "focus_sd": mm}`` (focus prior is
-        centred on the lesion centroid).
+        centred on the lesion centroid); missing keys take the defaults
+        (:data:`~bayesphys.odil.glioma_inputs.DEFAULT_PRIOR`), also in a dict assigned to
+        ``config["prior"]`` later.
     focus_init: optional focus guess (mm) ``[d]``, or ``[n_foci, d]``; each must lie in the brain.
         Default: the core centroid (one focus) or k-means centres of the core voxels.
     n_foci: number of focal seeds :math:`K` (GliODIL's multi-focal tumours); the prior of each
@@ -270,8 +273,17 @@ class GliomaModel(GliomaPosteriorMixin):
         ``pet`` (lesion voxels, with a PET map)."""
         return data_residuals(self, c)
 
+    def _prior(self) -> dict:
+        """``config["prior"]`` checked, with the defaults for missing keys, as the constructor
+        and :meth:`load` read it (an assigned ``{"focus_sd": 5.0}`` failed with a bare
+        ``KeyError: 'log_dw'`` in the fit, while its checkpoint loaded with the defaults)."""
+        try:
+            return checked_prior(self.config["prior"])
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"config {err}") from None
+
     def _prior_residuals(self, theta: Tensor) -> Tensor:
-        pr = self.config["prior"]
+        pr = self._prior()
         return torch.cat(
             [
                 ((theta[0] - pr["log_dw"][0]) / pr["log_dw"][1]).reshape(1),
@@ -301,7 +313,7 @@ class GliomaModel(GliomaPosteriorMixin):
         return torch.cat(
             [
                 torch.tensor(
-                    [self.config["prior"]["log_dw"][0], self.config["prior"]["log_rho"][0]],
+                    [self._prior()["log_dw"][0], self._prior()["log_rho"][0]],
                     dtype=self.dtype,
                     device=self.device,
                 ),
