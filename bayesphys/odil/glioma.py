@@ -348,7 +348,8 @@ class GliomaModel(GliomaPosteriorMixin):
         a ``grid x grid`` start search (``grid >= 1``; 1 = the prior mean). Returns a
         :class:`FitResult` whose ``extra`` holds the estimates and the Laplace sds. A second
         call starts again from the start search (it does not refine the previous estimate)
-        and replaces the posterior. ``max_seconds`` (``None`` or ``> 0``): a wall-time budget
+        and replaces the posterior; a :meth:`recalibrate` map of the previous one is dropped
+        (a ``UserWarning`` says so: recalibrate again). ``max_seconds`` (``None`` or ``> 0``): a wall-time budget
         for the LM steps (:func:`~bayesphys.odil.minimize`'s; the start search and the
         Laplace covariance are not counted): a fit it stops has ``converged=False``, says so in
         ``message``, and sets the posterior at its last accepted iterate.
@@ -404,7 +405,8 @@ class GliomaModel(GliomaPosteriorMixin):
         ``theta_cov`` / ``result`` (a ``RuntimeWarning`` says so; the returned result has
         ``extra["kept_previous"]``); ``steps=0`` sets the joint posterior at the start (the
         reduced fit's estimate and trajectory), as :meth:`fit` with ``steps=0`` does at its
-        start.
+        start. A posterior it sets drops a :meth:`recalibrate` map (a ``UserWarning`` says
+        so: recalibrate again); a kept one keeps it.
         ``progress`` (default True, as in :meth:`fit`): a progress bar of the steps on stderr.
         Inner solves that stop short of their tolerance give one ``RuntimeWarning`` per kind
         (the steps', the covariance's), worded in these arguments (raise ``cg_maxiter``).

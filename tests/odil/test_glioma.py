@@ -649,3 +649,27 @@ def test_an_assigned_partial_prior_takes_the_defaults_as_at_construction(tmp_pat
     m.config["prior"] = {"focus_mm": 5.0}
     with pytest.raises(ValueError, match=r"config prior.*focus_mm"):
         m.fit(steps=0, grid=1, progress=False)
+
+
+def test_a_fit_that_drops_a_recalibration_map_says_so(tmp_path):
+    """fit() after recalibrate() (or after a load of a recalibrated model) dropped the map
+    without a word: the posterior silently went back to the uncalibrated one."""
+    import warnings
+
+    p = synthetic_patient(0, phantom=brain_phantom(16, 8.0))
+    m = GliomaModel.from_patient(p)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # a fit with no map in force: silent
+        m.fit(steps=0, grid=1, progress=False)
+        m.recalibrate(0.0, 1.0)
+        m.recalibrate(0.5, 2.0)  # a new map replaces the old: nothing dropped
+    fitted = m.fitted_theta()[0]
+    with pytest.warns(UserWarning, match=r"^fit: the recalibrate\(\) map in force .* recalibrate"):
+        m.fit(steps=0, grid=1, progress=False)
+    assert m.recalibration is None
+    torch.testing.assert_close(m.theta, fitted, rtol=0, atol=0)
+    m.recalibrate(0.5, 2.0)
+    back = GliomaModel.load(m.save(tmp_path / "recal.pt"))
+    with pytest.warns(UserWarning, match="fit: the recalibrate"):
+        back.fit(steps=0, grid=1, progress=False)
+    assert back.recalibration is None
