@@ -644,3 +644,14 @@ def test_complex_labels_and_scores_are_refused_by_name(patient):
     three[0, 0] = 3.0
     with pytest.raises(ValueError, match=r"received also \[3\]$"):
         standard_margin_plan(three, brain, 4.0)
+
+
+def test_from_patient_use_pet_is_a_bool(patient):
+    """use_pet="no" (truthy) built a model on the patient's PET map."""
+    p = dict(patient)
+    if p.get("pet") is None:
+        p["pet"] = 0.5 * p["labels"].to(F64)
+    with pytest.raises(TypeError, match=r"^use_pet: expected True or False, received str"):
+        GliomaModel.from_patient(p, use_pet="no")
+    assert GliomaModel.from_patient(p, use_pet=np.bool_(False)).pet is None
+    assert GliomaModel.from_patient(p, use_pet=True).pet is not None
