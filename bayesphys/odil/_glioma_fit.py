@@ -29,7 +29,7 @@ from .solvers import minimize
 if TYPE_CHECKING:
     from .glioma import GliomaModel
 
-__all__ = ["fit_reduced", "hessian_covariance"]
+__all__ = ["drop_recalibration", "fit_reduced", "hessian_covariance"]
 
 #: the largest crop voxels x time steps x parameters whose exact Hessian is formed in one
 #: vectorised pass (a 64 x 64 phantom case: ~1e6; a 3-D atlas case at 2 mm: ~8e7, looped)
@@ -66,7 +66,7 @@ def fit_reduced(
     t0 = time.perf_counter()
     # the fit draws no random numbers, so it leaves the global random state alone (it
     # used to reseed torch's generator with the model's seed as a side effect)
-    pr = model.config["prior"]
+    pr = model._prior()
     th = model._theta0()
     best, best_loss = th, math.inf
     with torch.no_grad():
@@ -122,12 +122,30 @@ def fit_reduced(
         model.theta = last_theta
         raise
     model.theta_cov = cov
-    model.recalibration = None
+    drop_recalibration(model, "fit")
     res.seconds = time.perf_counter() - t0
     res.extra.update(model.estimates())
     res.extra["grid_start_loss"] = best_loss
     model.result = res
     return res
+
+
+def drop_recalibration(model: GliomaModel, where: str) -> None:
+    """Clear the :meth:`~bayesphys.odil.GliomaModel.recalibrate` map of ``model`` once a fit
+    has set a new posterior, with a ``UserWarning`` at the user's line when there was one:
+    the map was applied to the previous fit's posterior, and the new one is uncalibrated
+    until ``recalibrate`` is called again (it was dropped without a word). A fit that keeps
+    the previous posterior keeps its map and does not come here."""
+    if model.recalibration is None:
+        return
+    model.recalibration = None
+    warnings.warn(
+        f"{where}: the recalibrate() map in force was applied to the previous fit's posterior "
+        "and is dropped: the model now holds this fit's uncalibrated Laplace posterior. Call "
+        "recalibrate(shift, scale) again to apply the map to it",
+        UserWarning,
+        stacklevel=user_stacklevel(),
+    )
 
 
 def hessian_covariance(model: GliomaModel, hessian: str) -> Tensor:

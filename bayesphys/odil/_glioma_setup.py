@@ -219,8 +219,14 @@ def recropped(
         dtype=model.dtype,
         seed=cfg["seed"],
     )
-    other.theta, other.theta_cov = model.theta, model.theta_cov
-    other.recalibration = model.recalibration
+    # copies: an in-place edit of one model's posterior changed the other's (the tensors were
+    # shared), against "returns a new model"
+    other.theta, other.theta_cov = (
+        None if v is None else v.clone() for v in (model.theta, model.theta_cov)
+    )
+    other.recalibration = (
+        None if model.recalibration is None else tuple(v.clone() for v in model.recalibration)
+    )
     return other
 
 

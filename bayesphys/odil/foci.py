@@ -23,6 +23,7 @@ Reference: M. Balcerak et al., GliODIL, arXiv 2312.05063 (multi-focal synthetic 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,7 @@ import torch
 
 from .._checks import check_int_sequence
 from .._device import as_tensor
+from .._stack import user_stacklevel
 
 # the initial state and the starting guess sit below the model, which builds on them
 from ._focal import FOCAL_WIDTH_MM as FOCAL_WIDTH_MM  # the focal width, re-exported by name
@@ -55,7 +57,7 @@ def log_evidence(model: GliomaModel) -> float:
     with torch.no_grad():
         loss = float(model.loss(theta))
     logdet_cov = float(torch.linalg.slogdet(cov)[1])
-    pr = model.config["prior"]
+    pr = model._prior()
     log_sd = math.log(pr["log_dw"][1]) + math.log(pr["log_rho"][1])
     log_sd += model.n_foci * model.ndim * math.log(pr["focus_sd"])
     return -loss + 0.5 * logdet_cov - log_sd + math.lgamma(model.n_foci + 1)
@@ -77,6 +79,10 @@ def select_n_foci(
     ``lambda k: GliomaModel.from_patient(p, n_foci=k)``); ``fit_kwargs`` go to ``fit``. Returns
     ``(best fitted model, {K: log evidence})``. ``make_model`` must return a model with
     ``n_foci == K`` (one that ignored ``K`` compared evidences of the wrong models).
+    A ``K`` whose evidence is not a finite number (NaN from a fit that broke down) is left
+    out of the choice with a ``RuntimeWarning`` naming it (it is still in the scores; a NaN
+    first candidate used to be kept as the best, since no comparison with NaN is true); if
+    no candidate has a finite evidence, a ``RuntimeError``.
     """
     if not callable(make_model):
         raise TypeError(
@@ -94,8 +100,21 @@ def select_n_foci(
             )
         m.fit(**fit_kwargs)
         scores[k] = log_evidence(m)
+        if not math.isfinite(scores[k]):
+            warnings.warn(
+                f"select_n_foci: the log evidence of n_foci={k} is {scores[k]} (its fit broke "
+                "down: see its result.message); that candidate is left out of the choice",
+                RuntimeWarning,
+                stacklevel=user_stacklevel(),
+            )
+            continue
         if best is None or scores[k] > scores[best.n_foci]:
             best = m
+    if best is None:
+        raise RuntimeError(
+            f"select_n_foci: no candidate has a finite log evidence ({scores}); check the "
+            "fits (result.message of make_model(K).fit(...))"
+        )
     return best, scores
 
 

@@ -55,6 +55,7 @@ from ._focal import multifocal_initial_condition
 from ._glioma_fit import fit_reduced, hessian_covariance
 from ._glioma_likelihood import data_residuals, tangent_jacobian
 from ._glioma_setup import check_built, init_glioma, recropped
+from .glioma_inputs import checked_prior
 from .glioma_io import glioma_from_patient, load_glioma, save_glioma
 from .glioma_posterior import GliomaPosteriorMixin
 from .problem import DiscreteProblem
@@ -90,7 +91,9 @@ class GliomaModel(GliomaPosteriorMixin):
         Same cost and stability limit; at 4 mm and 32 steps Strang's error in :math:`c(T)` is
         about 20x smaller.
     prior: ``{"log_dw": (mean, sd), "log_rho": (mean, sd), "focus_sd": mm}`` (focus prior is
-        centred on the lesion centroid).
+        centred on the lesion centroid); missing keys take the defaults
+        (:data:`~bayesphys.odil.glioma_inputs.DEFAULT_PRIOR`), also in a dict assigned to
+        ``config["prior"]`` later.
     focus_init: optional focus guess (mm) ``[d]``, or ``[n_foci, d]``; each must lie in the brain.
         Default: the core centroid (one focus) or k-means centres of the core voxels.
     n_foci: number of focal seeds :math:`K` (GliODIL's multi-focal tumours); the prior of each
@@ -270,8 +273,17 @@ class GliomaModel(GliomaPosteriorMixin):
         ``pet`` (lesion voxels, with a PET map)."""
         return data_residuals(self, c)
 
+    def _prior(self) -> dict:
+        """``config["prior"]`` checked, with the defaults for missing keys, as the constructor
+        and :meth:`load` read it (an assigned ``{"focus_sd": 5.0}`` failed with a bare
+        ``KeyError: 'log_dw'`` in the fit, while its checkpoint loaded with the defaults)."""
+        try:
+            return checked_prior(self.config["prior"])
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"config {err}") from None
+
     def _prior_residuals(self, theta: Tensor) -> Tensor:
-        pr = self.config["prior"]
+        pr = self._prior()
         return torch.cat(
             [
                 ((theta[0] - pr["log_dw"][0]) / pr["log_dw"][1]).reshape(1),
@@ -301,7 +313,7 @@ class GliomaModel(GliomaPosteriorMixin):
         return torch.cat(
             [
                 torch.tensor(
-                    [self.config["prior"]["log_dw"][0], self.config["prior"]["log_rho"][0]],
+                    [self._prior()["log_dw"][0], self._prior()["log_rho"][0]],
                     dtype=self.dtype,
                     device=self.device,
                 ),
@@ -336,7 +348,8 @@ class GliomaModel(GliomaPosteriorMixin):
         a ``grid x grid`` start search (``grid >= 1``; 1 = the prior mean). Returns a
         :class:`FitResult` whose ``extra`` holds the estimates and the Laplace sds. A second
         call starts again from the start search (it does not refine the previous estimate)
-        and replaces the posterior. ``max_seconds`` (``None`` or ``> 0``): a wall-time budget
+        and replaces the posterior; a :meth:`recalibrate` map of the previous one is dropped
+        (a ``UserWarning`` says so: recalibrate again). ``max_seconds`` (``None`` or ``> 0``): a wall-time budget
         for the LM steps (:func:`~bayesphys.odil.minimize`'s; the start search and the
         Laplace covariance are not counted): a fit it stops has ``converged=False``, says so in
         ``message``, and sets the posterior at its last accepted iterate.
@@ -392,7 +405,8 @@ class GliomaModel(GliomaPosteriorMixin):
         ``theta_cov`` / ``result`` (a ``RuntimeWarning`` says so; the returned result has
         ``extra["kept_previous"]``); ``steps=0`` sets the joint posterior at the start (the
         reduced fit's estimate and trajectory), as :meth:`fit` with ``steps=0`` does at its
-        start.
+        start. A posterior it sets drops a :meth:`recalibrate` map (a ``UserWarning`` says
+        so: recalibrate again); a kept one keeps it.
         ``progress`` (default True, as in :meth:`fit`): a progress bar of the steps on stderr.
         Inner solves that stop short of their tolerance give one ``RuntimeWarning`` per kind
         (the steps', the covariance's), worded in these arguments (raise ``cg_maxiter``).

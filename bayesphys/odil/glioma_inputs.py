@@ -48,15 +48,19 @@ def checked_labels(labels: Any, shape: Sequence[int], device: torch.device) -> T
 
 def label_values(lab: Tensor) -> Tensor:
     """``lab`` as ``long`` after checking it holds finite integers in {0, 1, 2} (a clear
-    ``ValueError`` naming ``labels`` otherwise)."""
+    ``ValueError`` naming ``labels`` otherwise; complex labels: a ``TypeError``, their
+    imaginary part was dropped with only torch's warning)."""
+    if lab.is_complex():
+        raise TypeError(f"labels: expected real values, received complex ({lab.dtype})")
     check_finite("labels", lab)
     if lab.is_floating_point() and not bool((lab == lab.round()).all()):
         raise ValueError("labels: expected integer labels 0/1/2, received non-integer values")
-    lab = lab.long()
-    bad = sorted(set(torch.unique(lab).tolist()) - {0, 1, 2})
+    # the values themselves, before the cast (a float 2**63 was named as -9223372036854775808)
+    bad = sorted(v for v in set(torch.unique(lab).tolist()) if v not in (0, 1, 2))
     if bad:
+        bad = [int(v) if isinstance(v, float) and abs(v) < 2**53 else v for v in bad]
         raise ValueError(f"labels: expected values in {{0, 1, 2}}, received also {bad}")
-    return lab
+    return lab.long()
 
 
 def lesion_crop(

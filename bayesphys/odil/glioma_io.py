@@ -14,7 +14,7 @@ from .._checkpoint import (
     require_entries,
     save_checkpoint,
 )
-from .._checks import check_keys
+from .._checks import check_bool, check_keys
 from .._device import model_device, resolve_dtype
 from ..problems.fisher_kolmogorov import SCHEMES
 from .glioma_inputs import CONFIG_KEYS, checked_settings
@@ -74,7 +74,8 @@ def glioma_from_patient(
     patient's ``t_end`` and ``dg_ratio`` when it has them and, with ``use_pet``, ``pet``);
     ``kwargs`` go to the constructor (``device``, ``seed``, ...) and override the
     patient's settings."""
-    need = ("wm", "gm", "labels", "spacing", "th_up", "th_down") + ("pet",) * bool(use_pet)
+    use_pet = check_bool("use_pet", use_pet)  # a truthy "no" used the PET map
+    need = ("wm", "gm", "labels", "spacing", "th_up", "th_down") + ("pet",) * use_pet
     check_keys("patient", patient, need, None, hint="a synthetic_patient dict")
     if use_pet and patient["pet"] is None:
         raise ValueError(

@@ -23,6 +23,7 @@ from .._model import FitResult
 from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
 from ..problems.fisher_kolmogorov import fk_forward, fk_residual
+from ._glioma_fit import drop_recalibration
 from .laplace import theta_covariance
 from .problem import DiscreteProblem
 from .solvers import minimize
@@ -195,7 +196,7 @@ def fit_joint_odil(
             stacklevel=user_stacklevel(),
         )
     model.theta, model.theta_cov = theta, cov
-    model.recalibration = None
+    drop_recalibration(model, "fit_odil")
     out.seconds = time.perf_counter() - t0
     out.extra.update({"schur_cg_iters": info["cg_iters"], "n_unknowns": prob.n})
     out.extra.update(model.estimates())

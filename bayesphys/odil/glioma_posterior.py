@@ -88,7 +88,8 @@ class GliomaPosteriorMixin:
         are scalars or ``[2 + K d]``. Correlations are kept. The map always acts on the fitted
         Laplace posterior: a second call replaces the first map instead of compounding it
         (``recalibrate(0, 1)`` restores the fit); the map in force is ``recalibration``. Call
-        after :meth:`fit` (a new fit discards the map)."""
+        after :meth:`fit`: a new fit (:meth:`fit`, or :meth:`fit_odil` that sets a posterior)
+        discards the map, with a ``UserWarning`` saying to call ``recalibrate`` again."""
         b, s = self._recalibration_map(shift, scale)
         theta, cov = self.fitted_theta()  # the map acts on the fitted posterior
         self.theta = theta - b * cov.diagonal().sqrt()

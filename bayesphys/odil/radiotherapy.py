@@ -85,7 +85,7 @@ def model_plan(score: Tensor, brain: Tensor, volume: int) -> Tensor:
     Without a positive support, a score that ties across the plan's boundary (e.g. all zero) is
     refused (``ValueError``): the plan would be the top-k's tie order.
 
-    ``score`` ``[*grid]`` finite inside the brain; ``brain`` ``[*grid]`` a boolean or 0/1
+    ``score`` ``[*grid]`` real, finite inside the brain; ``brain`` ``[*grid]`` a boolean or 0/1
     mask (as in :func:`standard_margin_plan`); ``volume`` an int in ``[0, |brain|]``.
     """
     from scipy import ndimage
@@ -100,6 +100,8 @@ def model_plan(score: Tensor, brain: Tensor, volume: int) -> Tensor:
         raise ValueError(
             f"volume: expected an int in [0, {n_brain}] (the brain's voxels), received {volume!r}"
         )
+    if score.is_complex():  # the cast below dropped the imaginary part with only a warning
+        raise TypeError(f"score: expected real values, received complex ({score.dtype})")
     sc = score.detach().to(torch.float64)
     if not bool(torch.isfinite(sc[brain]).all()):
         raise ValueError("score: expected finite values inside the brain")

@@ -109,15 +109,37 @@ def initial_condition(
     return amplitude * torch.exp(-r2 / (2 * width**2))
 
 
-def stable_steps(t_end: float, d_max: float, spacing: float, ndim: int, safety: float = 0.8) -> int:
-    """Number of explicit Euler steps with :math:`\\Delta t \\le` safety :math:`\\cdot h^2/(2 d D_{max})`
-    (``t_end >= 0``, ``d_max``, ``spacing``, ``safety > 0``, ``ndim >= 1``)."""
+def stable_steps(
+    t_end: float,
+    d_max: float,
+    spacing: float,
+    ndim: int,
+    safety: float = 0.8,
+    *,
+    rho: float = 0.0,
+) -> int:
+    r"""Number of explicit steps with :math:`\Delta t \le` safety :math:`\cdot h^2/(2 d D_{max})`
+    (``t_end >= 0``, ``d_max``, ``spacing``, ``safety > 0``, ``ndim >= 1``; ``rho = 0``).
+
+    That is the diffusion bound of :func:`max_step` for faces :math:`\le 1` (both schemes);
+    it ignores the reaction, which ``"strang"`` integrates exactly. ``rho`` (default 0: the
+    diffusion bound alone, the counts of every earlier call) sizes the steps for
+    ``scheme="euler"``'s reaction too: :math:`\Delta t \le` safety :math:`/(A + |\rho|)`,
+    :math:`A = 2 d D_{max}/h^2`, within :func:`max_step`'s Euler bound
+    :math:`2/(2A + |\rho|)` and small enough for an Euler step to keep :math:`c` in
+    :math:`[0, 1]` (:math:`\Delta t(A + \rho) \le 1`). With :math:`D_{max} = 0.001`,
+    :math:`\rho = 10`, :math:`h = 1`, :math:`T = 1`, ``d = 1`` the diffusion bound alone gives 1
+    step, which :func:`fk_forward` refuses (it needs 6), and ``rho=10`` gives 13.
+    """
     t_end = check_real("t_end", t_end, minimum=0.0)
     d_max = check_real("d_max", d_max, minimum=0.0, strict=True)
     spacing = check_real("spacing", spacing, minimum=0.0, strict=True)
     ndim = check_int("ndim", ndim, minimum=1)
     safety = check_real("safety", safety, minimum=0.0, strict=True)
+    rho = abs(check_real("rho", rho))
     dt_max = safety * spacing**2 / (2 * ndim * max(d_max, 1e-12))
+    if rho > 0:  # the Euler reaction's share (rho = 0: the expression above, unchanged)
+        dt_max = safety / (2 * ndim * max(d_max, 1e-12) / spacing**2 + rho)
     return max(1, math.ceil(t_end / dt_max))
 
 
@@ -225,11 +247,18 @@ def _check_stable(
     if dt <= limit * (1 + 1e-12):
         return
     need = math.ceil(t_end / limit)  # the fewest steps the check accepts
+    # stable_steps sizes for diffusion only unless given the Euler scheme's reaction rate (its
+    # diffusion-only count was too small where rho dominates, e.g. dw=0.001, rho=10, h=1)
+    hint = (
+        f"stable_steps(t_end, d_max, spacing, ndim, rho={_as_float(rho):g})"
+        if scheme == "euler" and _as_float(rho) > 0
+        else "stable_steps"
+    )
     msg = (
         f"steps: {steps} steps over t_end={t_end:g} give dt={dt:.4g}, above the {scheme} "
         f"scheme's stability bound {limit:.4g} for dw={_as_float(dw):g}, "
         f"rho={_as_float(rho):g}, spacing={spacing:g} (the state may oscillate or blow up); use "
-        f"steps >= {need} (e.g. stable_steps)"
+        f"steps >= {need} (e.g. {hint})"
     )
     if isinstance(dw, (Tensor, np.ndarray)) or isinstance(rho, (Tensor, np.ndarray)):
         warnings.warn(msg, RuntimeWarning, stacklevel=user_stacklevel())

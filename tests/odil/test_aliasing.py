@@ -54,3 +54,20 @@ def test_later_edits_of_the_callers_maps_do_not_reach_the_model(patient):
     for k, v in before.items():
         assert torch.equal(getattr(m, k), v), k
     assert torch.equal(m2.focus_init, m.centroid)
+
+
+def test_a_recropped_model_has_a_posterior_of_its_own(patient):
+    """recrop() returned a new model that shared the fitted theta / theta_cov tensors with the
+    original: an in-place edit of one model's posterior changed the other's."""
+    m = _stand_in(patient)
+    m.recalibrate(0.1, 2.0)
+    theta, cov, (b, s) = m.theta.clone(), m.theta_cov.clone(), m.recalibration
+    other = m.recrop(crop_margin_mm=40.0)
+    torch.testing.assert_close(other.theta, theta, rtol=0, atol=0)
+    other.theta.add_(1.0)
+    other.theta_cov.mul_(3.0)
+    other.recalibration[1].mul_(5.0)
+    assert torch.equal(m.theta, theta) and torch.equal(m.theta_cov, cov)
+    assert torch.equal(m.recalibration[1], torch.full_like(s, 2.0)) and torch.equal(
+        m.recalibration[0], b
+    )

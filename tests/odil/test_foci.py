@@ -114,7 +114,7 @@ def test_multifocal_save_load_and_inference_data(phantom, tmp_path):
     torch.testing.assert_close(back.theta, m.theta, rtol=0, atol=0)
     torch.testing.assert_close(back.forward(back.theta), m.forward(m.theta), rtol=0, atol=0)
     wide = m.recrop(crop_margin_mm=8.0)
-    assert wide.n_foci == 2 and wide.theta is m.theta
+    assert wide.n_foci == 2 and torch.equal(wide.theta, m.theta)  # a copy of its own
     idata = m.to_inference_data(num_samples=5, field=False)
     assert idata.posterior["x0"].dims == ("chain", "draw", "focus")
     assert idata.posterior["x0"].shape == (2, 5, 2)
@@ -211,3 +211,24 @@ def test_nuts_starts_at_the_fitted_mode_after_a_recalibration(phantom, monkeypat
         nuts_reference(m, num_samples=1, warmup_steps=0)
     torch.testing.assert_close(seen["theta"], fitted, rtol=1e-12, atol=1e-12)
     assert not torch.allclose(m.theta, fitted)  # the map is still in force
+
+
+def test_select_n_foci_leaves_out_a_nan_evidence(phantom, monkeypatch):
+    """A NaN evidence of the first candidate kept it as the best (no comparison with NaN is
+    true), whatever the other candidates scored."""
+    import bayesphys.odil.foci as foci_mod
+
+    p = synthetic_patient(101, phantom=phantom)
+    fake = {1: float("nan"), 2: -10.0, 3: -20.0}
+    monkeypatch.setattr(GliomaModel, "fit", lambda self, **kw: None)
+    monkeypatch.setattr(foci_mod, "log_evidence", lambda m: fake[m.n_foci])
+    with pytest.warns(RuntimeWarning, match=r"select_n_foci: the log evidence of n_foci=1 is nan"):
+        best, scores = select_n_foci(lambda k: _model(p, n_foci=k), (1, 2, 3))
+    assert best.n_foci == 2
+    assert math.isnan(scores[1]) and scores[2] == -10.0 and scores[3] == -20.0
+    fake.update({2: float("nan"), 3: float("nan")})
+    with (
+        pytest.warns(RuntimeWarning, match="n_foci="),
+        pytest.raises(RuntimeError, match="no candidate has a finite log evidence"),
+    ):
+        select_n_foci(lambda k: _model(p, n_foci=k), (1, 2, 3))

@@ -623,3 +623,53 @@ def test_save_refuses_a_config_a_load_would_refuse(tiny_patient, tmp_path, key, 
     with pytest.raises(ValueError, match=rf"save: config .*{match}.*could not be loaded"):
         m.save(tmp_path / "m.pt")
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_an_assigned_partial_prior_takes_the_defaults_as_at_construction(tmp_path):
+    """config['prior'] = {'focus_sd': 5.0} failed in the fit with a bare KeyError: 'log_dw',
+    while the constructor (and so a load of the saved model) filled in the defaults."""
+    p = synthetic_patient(0, phantom=brain_phantom(16, 8.0))
+    built = GliomaModel.from_patient(p, prior={"focus_sd": 5.0})
+    m = GliomaModel.from_patient(p)
+    m.config["prior"] = {"focus_sd": 5.0}
+    th = built._theta0().clone()
+    th[2:] += 3.0
+    assert float(m.loss(th)) == float(built.loss(th))
+    torch.testing.assert_close(m._theta0(), built._theta0(), rtol=0, atol=0)
+    res = m.fit(steps=0, grid=2, progress=False)
+    assert (
+        res.extra["grid_start_loss"]
+        == built.fit(steps=0, grid=2, progress=False).extra["grid_start_loss"]
+    )
+    back = GliomaModel.load(m.save(tmp_path / "partial_prior.pt"))
+    assert float(back.loss(th)) == float(m.loss(th))
+    m.config["prior"] = {"log_rho": (0.0, -1.0)}  # refused by name, as the constructor does
+    with pytest.raises(ValueError, match=r"config prior\['log_rho'\] sd"):
+        m.loss(th)
+    m.config["prior"] = {"focus_mm": 5.0}
+    with pytest.raises(ValueError, match=r"config prior.*focus_mm"):
+        m.fit(steps=0, grid=1, progress=False)
+
+
+def test_a_fit_that_drops_a_recalibration_map_says_so(tmp_path):
+    """fit() after recalibrate() (or after a load of a recalibrated model) dropped the map
+    without a word: the posterior silently went back to the uncalibrated one."""
+    import warnings
+
+    p = synthetic_patient(0, phantom=brain_phantom(16, 8.0))
+    m = GliomaModel.from_patient(p)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # a fit with no map in force: silent
+        m.fit(steps=0, grid=1, progress=False)
+        m.recalibrate(0.0, 1.0)
+        m.recalibrate(0.5, 2.0)  # a new map replaces the old: nothing dropped
+    fitted = m.fitted_theta()[0]
+    with pytest.warns(UserWarning, match=r"^fit: the recalibrate\(\) map in force .* recalibrate"):
+        m.fit(steps=0, grid=1, progress=False)
+    assert m.recalibration is None
+    torch.testing.assert_close(m.theta, fitted, rtol=0, atol=0)
+    m.recalibrate(0.5, 2.0)
+    back = GliomaModel.load(m.save(tmp_path / "recal.pt"))
+    with pytest.warns(UserWarning, match="fit: the recalibrate"):
+        back.fit(steps=0, grid=1, progress=False)
+    assert back.recalibration is None

@@ -617,3 +617,41 @@ def test_theta_covariance_refuses_nan_gauss_newton_matrix():
     for dense_max in (4096, 0):
         with pytest.raises(ValueError, match="x: the residuals at x are not finite"):
             field_posterior(prob, x, "u", dense_max=dense_max)
+
+
+def test_complex_labels_and_scores_are_refused_by_name(patient):
+    """Complex labels built a model (and a margin plan) from their real part, and a complex
+    score ranked a plan by its real part, with only torch's casting warning; a float label
+    of 2**63 was named as -9223372036854775808 (the value after the cast to int64)."""
+    from bayesphys.odil import model_plan, standard_margin_plan
+
+    lab = patient["labels"]
+    brain = (patient["wm"] + patient["gm"]) >= 0.1
+    bad = lab.to(torch.complex128) + 0.5j
+    with pytest.raises(TypeError, match=r"^labels: expected real values, received complex"):
+        GliomaModel(patient["wm"], patient["gm"], bad, spacing=4.0)
+    with pytest.raises(TypeError, match=r"^labels: expected real values, received complex"):
+        standard_margin_plan(bad, brain, 4.0)
+    score = torch.rand(brain.shape, dtype=F64, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(TypeError, match=r"^score: expected real values, received complex"):
+        model_plan(score.to(torch.complex128), brain, 10)
+    assert int(model_plan(score, brain, 10).sum()) == 10
+    huge = lab.double()
+    huge[0, 0] = 2.0**63
+    with pytest.raises(ValueError, match=r"received also \[9\.22\d*e\+18\]$"):
+        standard_margin_plan(huge, brain, 4.0)
+    three = lab.double()
+    three[0, 0] = 3.0
+    with pytest.raises(ValueError, match=r"received also \[3\]$"):
+        standard_margin_plan(three, brain, 4.0)
+
+
+def test_from_patient_use_pet_is_a_bool(patient):
+    """use_pet="no" (truthy) built a model on the patient's PET map."""
+    p = dict(patient)
+    if p.get("pet") is None:
+        p["pet"] = 0.5 * p["labels"].to(F64)
+    with pytest.raises(TypeError, match=r"^use_pet: expected True or False, received str"):
+        GliomaModel.from_patient(p, use_pet="no")
+    assert GliomaModel.from_patient(p, use_pet=np.bool_(False)).pet is None
+    assert GliomaModel.from_patient(p, use_pet=True).pet is not None

@@ -292,3 +292,27 @@ def test_logistic_step_is_the_exact_flow_also_for_integer_states():
     want = logistic_step(torch.tensor([0.0, 1.0, 2.0]), 0.5, 1.0)
     torch.testing.assert_close(got, want)
     assert float(got[2]) == pytest.approx(2 * math.e**0.5 / (1 + 2 * (math.e**0.5 - 1)))
+
+
+def test_stable_steps_sizes_for_the_euler_reaction_when_given_rho():
+    """fk_forward's refusal pointed to stable_steps, which sizes for diffusion only: with
+    dw=0.001, rho=10, h=1 it gave 1 step where the Euler scheme needs 6. ``rho`` sizes for the
+    reaction too; without it the counts are those of every earlier call."""
+    faces = tissue_faces(torch.ones(8, dtype=F64), torch.zeros(8, dtype=F64))
+    c0 = torch.linspace(0.05, 0.95, 8, dtype=F64)
+    kw = {"t_end": 1.0, "spacing": 1.0, "scheme": "euler"}
+    assert stable_steps(1.0, 0.001, 1.0, 1) == 1  # diffusion only, as before
+    need = math.ceil(1.0 / max_step(faces, 0.001, 10.0, 1.0, "euler"))
+    assert need == 6
+    with pytest.raises(ValueError, match=r"use steps >= 6 \(e\.g\. stable_steps\(.*rho=10\)"):
+        fk_forward(c0, faces, 0.001, 10.0, steps=stable_steps(1.0, 0.001, 1.0, 1), **kw)
+    n = stable_steps(1.0, 0.001, 1.0, 1, rho=10.0)
+    assert n >= need
+    c = fk_forward(c0, faces, 0.001, 10.0, steps=n, **kw)  # accepted, and stays in [0, 1]
+    assert 0 <= float(c.min()) and float(c.max()) <= 1
+    for t, d, h, nd in [(100.0, 1.0, 1.0, 3), (365.0, 0.22, 4.0, 2), (30.0, 5.0, 2.0, 1)]:
+        assert stable_steps(t, d, h, nd, rho=0.0) == stable_steps(t, d, h, nd)
+        assert stable_steps(t, d, h, nd, rho=-0.5) == stable_steps(t, d, h, nd, rho=0.5)
+        assert stable_steps(t, d, h, nd, rho=0.5) >= stable_steps(t, d, h, nd)
+    with pytest.raises(ValueError, match="rho"):
+        stable_steps(1.0, 0.001, 1.0, 1, rho=float("nan"))
