@@ -31,6 +31,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["w2_inference_data"]
 
+#: the dims of the exported populations ``[chain, draw, P, n, d]``
+_DIMS = ("chain", "draw", "population_id", "cell", "feature")
+_RESERVED = ("w2", *_DIMS)
+
 
 def _replicates(draws: Tensor, m: int, seed: int) -> Tensor:
     """Draws ``[chain, draw, P, n, d]`` subsampled to ``[chain, draw, P, m, d]`` (``m <= n``):
@@ -91,7 +95,7 @@ def w2_inference_data(
     ``post``: a :class:`~bayesphys.SamplePosterior` of draws ``[chain, draw, P, n, d]`` (as
     :meth:`MFMEnsemble.posterior` and :meth:`MetaFlowMatching.posterior` return; chain =
     ensemble member, draw = embedding subsample). ``posterior`` holds ``name`` (dims
-    ``population_id, cell, feature``) and, when ``truth`` (``P`` populations ``[m_i, d]``) is
+    ``population_id, cell, feature``; any name but ``w2`` and the dims' names) and, when ``truth`` (``P`` populations ``[m_i, d]``) is
     given, ``w2 [chain, draw, population_id]`` -- the distance of each draw to the true
     population.
 
@@ -113,16 +117,18 @@ def w2_inference_data(
             f"post: expected draws [chain, draw, P, n, d], received shape {tuple(post.draws.shape)}"
         )
     max_points = _check_max_points("max_points", max_points)
-    if not isinstance(name, str) or not name or name == "w2":
+    if not isinstance(name, str) or not name or name in _RESERVED:
+        # refused here, not by the export after every W2 was computed (a name equal to a dim
+        # of the export cannot be a variable of it)
         raise ValueError(
-            f"name: expected a non-empty variable name other than 'w2' (the distances), "
-            f"received {name!r}"
+            f"name: expected a non-empty variable name other than 'w2' (the distances) and "
+            f"the dims {list(_DIMS)}, received {name!r}"
         )
     seed = check_seed("seed", seed, minimum=0)
     draws = post.draws
     c, k, p = draws.shape[:3]
     vars_ = {name: draws}
-    dims = {name: ["population_id", "cell", "feature"]}
+    dims = {name: list(_DIMS[2:])}
     obs = ppc = None
     if truth is not None:
         tr = check_populations("truth", truth, draws.shape[-1])

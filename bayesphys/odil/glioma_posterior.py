@@ -184,6 +184,7 @@ class GliomaPosteriorMixin:
         :math:`c`, drawn from the fit's observation model by :meth:`replicate_observations`
         (seeded by ``seed``), with the dims of ``observed_data`` so ``az.plot_ppc`` works.
         It reuses the maps of ``field``; with ``field=False`` it costs the same forward solves."""
+        field = check_bool("field", field)
         predictive = field if predictive is None else check_bool("predictive", predictive)
         seed = seed_or_draw("seed", seed)  # once: the draws and replicates share it
         th = self.theta_draws(num_samples, 2, seed)

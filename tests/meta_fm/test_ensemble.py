@@ -20,6 +20,20 @@ def test_w2_inference_data_refuses_a_name_that_collides_with_w2():
     assert set(idata.posterior.data_vars) == {"cells", "w2"}
 
 
+@pytest.mark.parametrize("name", ["population_id", "cell", "feature", "chain", "draw"])
+def test_w2_inference_data_refuses_a_name_that_is_a_dim_before_the_distances(name, monkeypatch):
+    import bayesphys.meta_fm.idata as idata_mod
+
+    def no_w2(*args, **kwargs):
+        raise AssertionError("the W2 distances were computed before the name was checked")
+
+    monkeypatch.setattr(idata_mod, "population_metrics", no_w2)
+    g = torch.Generator().manual_seed(0)
+    post = SamplePosterior(torch.randn(2, 2, 3, 10, 2, generator=g))
+    with pytest.raises(ValueError, match="^name: "):
+        w2_inference_data(post, torch.randn(3, 10, 2, generator=g), name=name)
+
+
 def _post_and_truth(m: int):
     g = torch.Generator().manual_seed(0)
     post = SamplePosterior(torch.randn(2, 3, 4, 10, 2, generator=g))  # [member, draw, P, n, d]

@@ -266,6 +266,16 @@ def test_fit_and_posterior_counts(model, value, exc):
         _raises(exc, "warmup_steps", nuts_reference, model, warmup_steps=value)
 
 
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("field", "no"), ("field", 0), ("field", None), ("predictive", "no"), ("predictive", 0)],
+)
+def test_inference_data_flags_are_booleans(model, flag, value):
+    # field="no" is truthy: it exported the maps and their log likelihood
+    # (predictive=None is its documented default: it follows field)
+    _raises(TypeError, flag, model.to_inference_data, num_samples=1, **{flag: value})
+
+
 def test_fit_and_posterior_other_settings(model):
     _raises(ValueError, "nt", model.fit_odil, nt=1)  # used to divide by zero
     _raises(ValueError, "linear_solver", model.fit_odil, linear_solver="lu")
