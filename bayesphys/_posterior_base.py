@@ -166,7 +166,10 @@ class _PosteriorBase:
         then keep their default names ``batch_0..``; default event names ``name_dim_0..``);
         ``coords`` gives their coordinate values (a name that is no dim of the export raises a
         ``ValueError``). ``params`` adds named parameter draws
-        ``[chain, draw, *shape]`` to the posterior group; ``observed`` fills ``observed_data``.
+        ``[chain, draw, *shape]`` to the posterior group; ``observed`` fills ``observed_data``:
+        an array of the field's shape ``[*batch, *event]`` sits on the field's dims (and
+        coordinates), one of its event shape on the event dims, so ``posterior.u -
+        observed_data.y`` lines up point by point; other shapes get dims of their own.
         ``seed`` (an int) makes the draws reproducible. A :class:`SamplePosterior` exports its
         stored chains as they are (``num_samples``, ``num_chains`` and ``seed`` do not apply).
         """

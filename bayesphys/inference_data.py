@@ -333,6 +333,15 @@ def to_inference_data(
         gen = make_generator(seed, posterior.device)
         draws = posterior.sample(torch.Size([num_chains, num_samples]), generator=gen)
     all_dims = {name: dims}
+    # an observed field on the field's grid shares its dims (dims of its own made
+    # posterior.u - observed_data.y an outer product of the two grids)
+    shape = (*posterior.batch_shape, *posterior.event_shape)
+    for oname, value in observed.items():
+        oshape = tuple(getattr(value, "shape", np.shape(value)))
+        if oname != name and oshape == shape:
+            all_dims[oname] = dims
+        elif oname != name and nb and oshape == tuple(posterior.event_shape):
+            all_dims[oname] = dims[nb:]
     post_vars = {name: draws}
     for pname, pdraws in params.items():
         arr = _np(pdraws, copy=False)  # a look at its shape: build_inference_data copies it

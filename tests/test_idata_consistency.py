@@ -37,33 +37,36 @@ def _aligned(idata, field: str, observed: str, dims: tuple[str, ...]) -> None:
     assert (u - obs).dims == ("chain", "draw", *dims)
 
 
-def test_gp_pde_demo_export_puts_the_exact_solution_on_the_field_grid(tmp_path):
-    from bayesphys.gp_pde._demo import _export
-
+def test_an_observed_field_of_the_fields_shape_shares_its_dims(tmp_path):
+    """As the gp_pde demo exports: ``observed={"u_exact": exact}`` got a dim of its own
+    (``u_exact_dim_0``), so ``posterior.u - observed_data.u_exact`` was an outer product."""
     post, x = _gaussian(None, 7)
     exact = torch.sin(3 * x)
-    idata = _export(post, x, exact, num_samples=5, seed=3)
+    idata = post.to_inference_data(
+        dims=["x"], coords={"x": x.numpy()}, observed={"u_exact": exact}, num_samples=5, seed=3
+    )
     _aligned(idata, "u", "u_exact", ("x",))
-    u = group_dataset(idata, "posterior")["u"]
-    np.testing.assert_array_equal(u["x"].values, x.numpy())
-    # the draws of the posterior's own export with the same seed
-    ref = group_dataset(post.to_inference_data(num_samples=5, seed=3), "posterior")["u"]
-    np.testing.assert_array_equal(u.values, ref.values)
+    np.testing.assert_array_equal(group_dataset(idata, "posterior")["x"].values, x.numpy())
     back = load_netcdf(save_netcdf(idata, tmp_path / "gp_pde.nc"))
     for g in ("posterior", "observed_data"):
         assert group_dataset(back, g).identical(group_dataset(idata, g))
 
 
-def test_neural_process_demo_export_puts_the_reference_on_the_case_and_x_dims():
-    from bayesphys.neural_process._demo import _export
-
+def test_observed_fields_of_a_batched_posterior_take_the_batch_and_event_dims():
+    """As the neural_process demo exports (cases x points), and one of the event shape alone
+    on the event dims; any other shape keeps dims of its own."""
     post, x = _gaussian(3, 6)
     reference = np.sin(3 * x.numpy())[None] * np.arange(1, 4)[:, None]
     z = torch.randn(1, 4, 5, generator=torch.Generator().manual_seed(0))
-    idata = _export(post, x.numpy(), reference, z, num_samples=4, seed=1)
+    idata = post.to_inference_data(
+        dims=["case", "x"],
+        coords={"case": [0, 1, 2], "x": x.numpy()},
+        num_samples=4,
+        seed=1,
+        params={"z": z},
+        observed={"u_reference": torch.as_tensor(reference), "u_one": reference[0], "y": [1.0]},
+    )
     _aligned(idata, "u", "u_reference", ("case", "x"))
-    ds = group_dataset(idata, "posterior")
-    np.testing.assert_array_equal(ds["case"].values, [0, 1, 2])
-    np.testing.assert_array_equal(ds["z"].values, z.numpy())
-    ref = post.to_inference_data(dims=["case", "x"], num_samples=4, seed=1)
-    np.testing.assert_array_equal(ds["u"].values, group_dataset(ref, "posterior")["u"].values)
+    obs = group_dataset(idata, "observed_data")
+    assert obs["u_one"].dims == ("x",) and obs["y"].dims == ("y_dim_0",)
+    np.testing.assert_array_equal(group_dataset(idata, "posterior")["z"].values, z.numpy())

@@ -3,27 +3,8 @@
 from __future__ import annotations
 
 import pathlib
-from typing import Any
 
 import torch
-
-
-def _export(post: Any, x: torch.Tensor, exact: torch.Tensor, *, num_samples: int, seed: int):
-    """The demo's InferenceData: ``posterior.u [1, num_samples, x]`` (the draws of
-    ``post.to_inference_data(seed=seed)``) and ``observed_data.u_exact [x]`` on the same ``x``
-    dim and coordinate, so ``u - u_exact`` lines up point by point (``observed=`` of
-    ``to_inference_data`` gave ``u_exact`` a dim of its own: the difference broadcast to
-    ``[chain, draw, x, u_exact_dim_0]``)."""
-    from .._device import make_generator
-    from ..inference_data import build_inference_data
-
-    draws = post.sample(torch.Size([1, num_samples]), generator=make_generator(seed, post.device))
-    return build_inference_data(
-        posterior={"u": draws},
-        observed_data={"u_exact": exact},
-        coords={"x": x},
-        dims={"u": ["x"], "u_exact": ["x"]},
-    )
 
 
 def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[dict]:
@@ -48,7 +29,13 @@ def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[
     lo, hi = post.interval(0.95)
     cover = float(((lo <= exact) & (exact <= hi)).double().mean())
     err = model.rel_l2()
-    idata = _export(post, x, exact, num_samples=200, seed=seed)
+    idata = post.to_inference_data(
+        dims=["x"],
+        coords={"x": x.cpu().numpy()},
+        observed={"u_exact": exact.cpu()},
+        num_samples=200,
+        seed=seed,
+    )
     save_netcdf(idata, out_dir / "gp_pde.nc")
     # sin(100x) has 100 periods on [0, 2 pi]: the test grid (3 points a period) aliases it in a
     # plot, so the field is drawn over its first 8 periods from the posterior on a fine grid

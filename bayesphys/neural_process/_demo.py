@@ -8,31 +8,10 @@ reference cases; writes ``neural_process.nc`` and ``neural_process.png``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 
 __all__ = ["demo"]
-
-
-def _export(post: Any, x: Any, u_reference: Any, z: torch.Tensor, *, num_samples: int, seed: int):
-    """The demo's InferenceData: ``posterior.u [1, num_samples, case, x]`` (the draws of
-    ``post.to_inference_data(seed=seed)``), the parameter draws ``z [1, num_samples, 5]`` and
-    ``observed_data.u_reference [case, x]`` on the same ``case, x`` dims and coordinates, so
-    ``u - u_reference`` lines up case by case and point by point (``observed=`` of
-    ``to_inference_data`` gave ``u_reference`` dims of its own: the difference broadcast to
-    ``[chain, draw, case, x, u_reference_dim_0, u_reference_dim_1]``)."""
-    from .._device import make_generator
-    from ..inference_data import build_inference_data
-
-    draws = post.sample(torch.Size([1, num_samples]), generator=make_generator(seed, post.device))
-    return build_inference_data(
-        posterior={"u": draws, "z": z},
-        observed_data={"u_reference": torch.as_tensor(u_reference)},
-        coords={"case": np.arange(draws.shape[2]), "x": x},
-        dims={"u": ["case", "x"], "u_reference": ["case", "x"]},
-    )
 
 
 def demo(out_dir: Path, *, device: torch.device, seed: int = 0) -> list[dict]:
@@ -58,7 +37,14 @@ def demo(out_dir: Path, *, device: torch.device, seed: int = 0) -> list[dict]:
     zdraws = zpost.sample(
         (1, 500), generator=torch.Generator(device=model.device).manual_seed(seed)
     )
-    idata = _export(post, test["x"], test["u"][:3], zdraws[:, :, 0], num_samples=500, seed=seed)
+    idata = post.to_inference_data(
+        dims=["case", "x"],
+        coords={"case": [0, 1, 2], "x": test["x"]},
+        num_samples=500,
+        seed=seed,
+        params={"z": zdraws[:, :, 0]},
+        observed={"u_reference": torch.as_tensor(test["u"][:3])},
+    )
     save_netcdf(idata, out_dir / "neural_process.nc")
 
     lo, hi = post.mean - 2 * post.stddev, post.mean + 2 * post.stddev
