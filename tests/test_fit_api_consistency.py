@@ -56,3 +56,11 @@ def test_every_training_fit_stops_after_the_first_step_past_its_budget(kind, mon
     res = m.fit(steps=10, max_seconds=BUDGET, progress=False)
     assert res.steps == 1 and len(res.loss_history) == 1 and m.steps_done == 1
     assert res.converged is False and "reached after 1 steps" in res.message
+
+
+def test_the_data_at_construction_fits_name_what_they_expected_and_received():
+    # GPPDESolver said only "data: the source and boundary data are given at construction"
+    m = GPPDESolver("poisson1d-low", num_mixtures=2, n_col=12, seed=0)
+    with pytest.raises(ValueError, match=r"data: expected None; .* received dict"):
+        m.fit({"f": 1.0}, steps=1, progress=False)
+    assert m.steps_done == 0
