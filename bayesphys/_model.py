@@ -79,7 +79,12 @@ class FitResult:
 
     Attributes
     ----------
-    loss_history: loss per step (floats).
+    loss_history: the losses (floats) of the fit's iterates: in :func:`optimize`'s fits the
+        loss each step returned (that of the values before its update), ``steps`` of them; the
+        Levenberg-Marquardt / Gauss-Newton fits of :func:`bayesphys.odil.minimize` (and
+        ``GliomaModel.fit`` / ``fit_odil``) record the start's loss and that of each accepted
+        step, so there it has one entry more than the accepted steps. ``final_loss`` is the
+        last entry (NaN when there is none).
     seconds: wall time of the fit.
     converged: whether the stopping criterion was met (``False`` after divergence). With a
         tolerance it is the tolerance's test, and a fit that ran out of steps has ``False``;

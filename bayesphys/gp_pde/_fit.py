@@ -52,7 +52,10 @@ def fit_solver(
     """Run :meth:`~.model.GPPDESolver.fit` on ``model`` (its docstring states the arguments,
     their checks and the result); updates the model's hyperparameters, field and history."""
     if data is not None:
-        raise ValueError("data: the source and boundary data are given at construction")
+        raise ValueError(
+            "data: expected None; GPPDESolver takes its source and boundary data at "
+            f"construction, received {type(data).__name__}"
+        )
     steps = check_int("steps", steps, minimum=0)
     if lr is not None:
         lr = check_real("lr", lr, minimum=0.0, strict=True)

@@ -99,17 +99,23 @@ def run_chunks(
     max_seconds: float | None,
 ) -> FitResult:
     """Take ``steps`` calls of ``step`` in chunks (of ``callback_every`` steps with a
-    ``callback``, else up to 50; a divisor of 5 under a time budget) under one progress bar,
-    ``guard`` restoring the last good state on a non-finite loss. Between chunks ``callback()``
-    runs every ``callback_every`` steps (its time excluded from ``seconds``), and the ranks
-    stop together once ``max_seconds`` of training time are spent."""
+    ``callback``, else up to 50) under one progress bar, ``guard`` restoring the last good
+    state on a non-finite loss. Between chunks ``callback()`` runs every ``callback_every``
+    steps (its time excluded from ``seconds``), and the fit stops once ``max_seconds`` of
+    training time are spent: under a time budget a lone process takes one-step chunks (it
+    stops after the first step that ends past the budget, as the other models' fits), and the
+    ranks of a process group chunks of a divisor of 5 steps, voting at each chunk's end so
+    that they stop together. The chunks do not change the steps (one guard for the fit)."""
     hist: list[float] = []
     spent, cb_time, done = 0.0, 0.0, 0
     budget = TimeBudget(max_seconds, sync, every=1)  # asked at chunk ends, on every rank
     msg, conv = f"max steps ({steps})", True
     chunk = callback_every if callback is not None else max(1, min(steps, 50))
     if max_seconds is not None:
-        chunk = math.gcd(chunk, 5)
+        # a lone process asks its clock after every step (chunks of 5 ran up to 4 steps past
+        # the budget: a 1e-9 s budget took 5 steps, the other fits none); ranks vote every
+        # few steps, as TimeBudget's voting does
+        chunk = math.gcd(chunk, 5) if sync.active else 1
     # one bar for the whole fit (the chunks below run without their own)
     bar = progress_bar(total=steps, desc=desc, progress=progress, leave=False)
     try:

@@ -1,0 +1,66 @@
+"""The fit API that docs/concepts.md ("Models") promises for every component, checked on tiny
+models of each side by side: a time budget stops a fit the same way everywhere, and bad
+``data`` is refused naming what was expected and what was received."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+import bayesphys.gp_pde._fit as gp_fit
+from bayesphys.gp_pde import GPPDESolver
+from bayesphys.meta_fm import MetaFlowMatching
+from bayesphys.probconserv import ProbConserv
+from bayesphys.problems.populations import linear_map
+from tests.tiny_models import TINY_MFM, tiny_rgnp
+
+#: how long each slowed step sleeps, and a budget well below it
+STEP_SECONDS, BUDGET = 0.04, 0.01
+
+
+def _slowed(fn):
+    def slow(*args, **kw):
+        time.sleep(STEP_SECONDS)
+        return fn(*args, **kw)
+
+    return slow
+
+
+def _slow_model(kind: str, monkeypatch):
+    """A tiny model of ``kind`` whose every training step sleeps ``STEP_SECONDS``."""
+    if kind == "gp_pde":
+        monkeypatch.setattr(gp_fit, "objective", _slowed(gp_fit.objective))
+        return GPPDESolver("poisson1d-low", num_mixtures=2, n_col=12, seed=0)
+    if kind == "probconserv":
+        m = ProbConserv("diffusion", step1="anp", hidden=8, n_samples=4, seed=0)
+        m.net.loss = _slowed(m.net.loss)
+        return m
+    if kind == "rgnp":
+        m = tiny_rgnp()
+        m.loss = _slowed(m.loss)
+        return m
+    data = linear_map(dim=2, n_train=4, n_cal=0, n_test=0, n_points=40, seed=0)
+    m = MetaFlowMatching(data, **TINY_MFM, seed=0)
+    m._loss = _slowed(m._loss)
+    return m
+
+
+@pytest.mark.parametrize("kind", ["gp_pde", "probconserv", "rgnp", "meta_fm"])
+def test_every_training_fit_stops_after_the_first_step_past_its_budget(kind, monkeypatch):
+    # RandomGridNP took its steps in chunks of 5 under a budget: a budget spent by its first
+    # step still ran 5 steps (the other fits stopped after one)
+    torch.set_num_threads(1)
+    m = _slow_model(kind, monkeypatch)
+    res = m.fit(steps=10, max_seconds=BUDGET, progress=False)
+    assert res.steps == 1 and len(res.loss_history) == 1 and m.steps_done == 1
+    assert res.converged is False and "reached after 1 steps" in res.message
+
+
+def test_the_data_at_construction_fits_name_what_they_expected_and_received():
+    # GPPDESolver said only "data: the source and boundary data are given at construction"
+    m = GPPDESolver("poisson1d-low", num_mixtures=2, n_col=12, seed=0)
+    with pytest.raises(ValueError, match=r"data: expected None; .* received dict"):
+        m.fit({"f": 1.0}, steps=1, progress=False)
+    assert m.steps_done == 0
