@@ -12,7 +12,8 @@ import torch
 
 from bayesphys._demo_core import demo
 from bayesphys.examples import available, load
-from bayesphys.examples.stefan_front import _front_bins
+from bayesphys.examples.stefan_front import _front_bins, _u_star_from_front
+from bayesphys.problems.gpme import stefan_front
 
 
 @pytest.mark.parametrize("name", sorted(available()))
@@ -62,6 +63,17 @@ def test_stefan_front_bins_hold_every_draw_at_a_bin_centre():
     grid = values[:4]  # each grid point sits mid-bin, not on an edge
     k = np.searchsorted(edges, grid) - 1
     assert np.allclose(grid - edges[k], dx / 2)
+
+
+@pytest.mark.parametrize("u_star", [0.05, 0.1, 0.15, 0.6, 0.97, 0.99])
+def test_stefan_front_u_star_inverts_the_front_on_all_of_0_1(u_star):
+    # --u-star takes (0, 1): a front outside the old table's [0.2, 0.95] came back clamped
+    # to an end (a --u-star 0.1 run reported its u* draws piled at 0.2)
+    t = 0.05
+    front = float(stefan_front(t, u_star))
+    back = _u_star_from_front(np.array([front, front]), t)
+    assert back.shape == (2,)
+    assert np.allclose(back, u_star, rtol=0, atol=1e-9)
 
 
 def test_cohort_model_log_marginal_likelihood_is_a_float_as_annotated():
