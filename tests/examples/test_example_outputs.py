@@ -87,3 +87,27 @@ def test_cohort_model_log_marginal_likelihood_is_a_float_as_annotated():
     lml = model.log_marginal_likelihood()
     assert type(lml) is float and math.isfinite(lml)
     json.dumps({"lml": lml})  # was a 0-d tensor: not JSON serialisable
+
+
+def test_poisson_coefficient_bars_of_collapsed_importance_draws_are_drawable():
+    import matplotlib.pyplot as plt
+
+    from bayesphys.examples.poisson_coefficient import _mean_and_interval_bars
+
+    # importance weights collapsed onto one proposal: 200 copies of one z, whose mean is
+    # a rounding step off the value (0.9401060036131061 is such a value)
+    values = torch.tensor([0.9401060036131061, -0.08123411374509826, 0.5], dtype=torch.float64)
+    draws = values.expand(200, -1).clone()
+    mean, bars = _mean_and_interval_bars(draws)
+    assert bars.shape == (2, 3) and (bars >= 0).all()
+    assert np.allclose(mean, values.numpy()) and np.allclose(bars, 0.0, atol=1e-12)
+    fig, ax = plt.subplots()
+    try:
+        ax.errorbar(np.arange(3), mean, yerr=bars, fmt="o")  # refused a negative length
+    finally:
+        plt.close(fig)
+    # ordinary draws: the distances from the mean to the 2.5 % and 97.5 % quantiles
+    spread = torch.randn(400, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    mean, bars = _mean_and_interval_bars(spread)
+    lo, hi = np.quantile(spread.numpy(), [0.025, 0.975], 0)
+    assert np.allclose(bars, [mean - lo, hi - mean])
