@@ -16,7 +16,7 @@ def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[
     import matplotlib.pyplot as plt
 
     from .._files import closing_figures, save_figure
-    from ..inference_data import save_netcdf
+    from ..inference_data import build_inference_data, save_netcdf
     from .model import GPPDESolver
 
     out_dir = pathlib.Path(out_dir)
@@ -29,12 +29,13 @@ def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[
     lo, hi = post.interval(0.95)
     cover = float(((lo <= exact) & (exact <= hi)).double().mean())
     err = model.rel_l2()
-    idata = post.to_inference_data(
-        dims=["x"],
+    # the exact solution on the posterior's own dim x (to_inference_data's observed= gave it
+    # a dim of its own, u_exact_dim_0: u - u_exact broadcast to a [300, 300] array)
+    idata = build_inference_data(
+        posterior={"u": post._draws_for_export(1, 200, seed)},
+        observed_data={"u_exact": exact},
         coords={"x": x.cpu().numpy()},
-        observed={"u_exact": exact.cpu()},
-        num_samples=200,
-        seed=seed,
+        dims={"u": ["x"], "u_exact": ["x"]},
     )
     save_netcdf(idata, out_dir / "gp_pde.nc")
     # sin(100x) has 100 periods on [0, 2 pi]: the test grid (3 points a period) aliases it in a

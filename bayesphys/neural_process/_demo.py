@@ -19,7 +19,7 @@ def demo(out_dir: Path, *, device: torch.device, seed: int = 0) -> list[dict]:
     import matplotlib.pyplot as plt
 
     from .._files import closing_figures, save_figure
-    from ..inference_data import save_netcdf
+    from ..inference_data import build_inference_data, save_netcdf
     from ..problems.rgnp import poisson_test_set
     from .evaluate import evaluate_poisson
     from .model import RandomGridNP
@@ -37,13 +37,13 @@ def demo(out_dir: Path, *, device: torch.device, seed: int = 0) -> list[dict]:
     zdraws = zpost.sample(
         (1, 500), generator=torch.Generator(device=model.device).manual_seed(seed)
     )
-    idata = post.to_inference_data(
-        dims=["case", "x"],
+    # the reference fields on the posterior's own dims (case, x): to_inference_data's
+    # observed= gave them dims of their own (u - u_reference broadcast to 4 dims)
+    idata = build_inference_data(
+        posterior={"u": post._draws_for_export(1, 500, seed), "z": zdraws[:, :, 0]},
+        observed_data={"u_reference": torch.as_tensor(test["u"][:3])},
         coords={"case": [0, 1, 2], "x": test["x"]},
-        num_samples=500,
-        seed=seed,
-        params={"z": zdraws[:, :, 0]},
-        observed={"u_reference": torch.as_tensor(test["u"][:3])},
+        dims={"u": ["case", "x"], "u_reference": ["case", "x"]},
     )
     save_netcdf(idata, out_dir / "neural_process.nc")
 
