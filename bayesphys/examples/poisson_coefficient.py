@@ -44,6 +44,17 @@ def _kappa(x: torch.Tensor, u: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.softplus(u * c) + 0.1
 
 
+def _mean_and_interval_bars(draws: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """The mean ``[P]`` of ``draws`` ``[S, P]`` and the error-bar lengths ``[2, P]`` from it to
+    the central 95 % interval's ends, never negative: when the importance weights collapse
+    onto one proposal every draw is the same value, whose mean can differ from it by a
+    rounding step (and a skewed set of draws can have its mean outside the interval); a
+    negative length made matplotlib refuse the figure after all the work was done."""
+    mean = draws.mean(0).numpy()
+    lo, hi = np.quantile(draws.numpy(), [0.025, 0.975], 0)
+    return mean, np.clip(np.stack([mean - lo, hi - mean]), 0.0, None)
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(prog="bayesphys run poisson-coefficient", description=DESCRIPTION)
     ap.add_argument("--smoke", action="store_true", help="tiny model, a few steps (< 30 s)")
@@ -193,10 +204,8 @@ def _run(args: argparse.Namespace) -> dict:
         ax[1].plot(xm_np, k_true, "k--", label="truth")
         ax[1].set(xlabel="x", ylabel="kappa", title="coefficient kappa(u, x)")
         ax[1].legend(fontsize=7)
-        zm, zlo, zhi = (z_draws.mean(0).numpy(), *np.quantile(z_draws.numpy(), [0.025, 0.975], 0))
-        ax[2].errorbar(
-            np.arange(5), zm, yerr=[zm - zlo, zhi - zm], fmt="o", label="IS posterior 95%"
-        )
+        zm, zerr = _mean_and_interval_bars(z_draws)
+        ax[2].errorbar(np.arange(5), zm, yerr=zerr, fmt="o", label="IS posterior 95%")
         ax[2].errorbar(
             np.arange(5) + 0.15,
             mu.numpy(),

@@ -41,12 +41,22 @@ DESCRIPTION = (
 
 
 def _u_star_from_front(front: np.ndarray, t: float) -> np.ndarray:
+    r""":math:`u^*` with :math:`\alpha(u^*)\sqrt t` = ``front`` (each value), on all of (0, 1).
+
+    :math:`\alpha` falls from :math:`\infty` to 0 as :math:`u^*` rises from 0 to 1, so every
+    front :math:`x^* > 0` has one :math:`u^*`; it is found by bisection to ~1e-15 (an
+    interpolation table on [0.2, 0.95] clamped every front outside its range to an end, so a
+    ``--u-star 0.1`` run reported its draws piled at 0.2)."""
     from bayesphys.problems.gpme import stefan_constants
 
-    grid = torch.linspace(0.2, 0.95, 751, dtype=torch.float64)
-    alpha, _ = stefan_constants(grid)
-    xf = (alpha * t**0.5).numpy()[::-1]  # increasing in x
-    return np.interp(front, xf, grid.numpy()[::-1])
+    xs = torch.as_tensor(np.asarray(front, dtype=np.float64))
+    lo, hi = torch.zeros_like(xs), torch.ones_like(xs)
+    for _ in range(50):  # 2**-50: mid stays strictly inside (0, 1) in float64
+        mid = 0.5 * (lo + hi)
+        alpha, _ = stefan_constants(mid)
+        beyond = alpha * t**0.5 > xs  # mid's front lies past x*: u* is larger than mid
+        lo, hi = torch.where(beyond, mid, lo), torch.where(beyond, hi, mid)
+    return (0.5 * (lo + hi)).numpy()
 
 
 def _front_bins(values: np.ndarray, dx: float) -> np.ndarray:

@@ -110,7 +110,10 @@ def main(argv: list[str] | None = None) -> dict:
             if ARVIZ_V1:
                 az.plot_ppc_dist(idata, num_samples=50, backend="matplotlib")
             else:
-                az.plot_ppc(idata, num_pp_samples=50, random_seed=args.seed)
+                # numpy's seeds are [0, 2**32): --seed takes |seed| < 2**43 (a negative or
+                # larger seed raised numpy's ValueError after the fit), so wrapped as
+                # seed_everything wraps it
+                az.plot_ppc(idata, num_pp_samples=50, random_seed=args.seed % 2**32)
         finally:
             np.random.set_state(np_state)
         save_figure(plt.gcf(), out / "tutorial_ppc.png", dpi=100)

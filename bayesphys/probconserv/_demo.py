@@ -41,8 +41,10 @@ def band_pair(
 def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[dict]:
     """Meta-GP Step 1 (short training) + ProbConserv update on 8 Stefan functions (u* = 0.6).
 
-    Writes ``probconserv.nc`` (posterior field draws before/after, front draws) and
-    ``probconserv.png`` (90 % bands before/after); returns table rows.
+    Writes ``probconserv.nc`` (posterior: the updated field's draws ``u [chain, draw,
+    function, x]`` and the front position of each, ``front [chain, draw, function]``;
+    observed_data: the exact field ``u_true [function, x]``) and ``probconserv.png`` (90 %
+    bands before/after the update); returns table rows.
     """
 
     import matplotlib.pyplot as plt

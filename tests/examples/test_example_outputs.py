@@ -12,7 +12,8 @@ import torch
 
 from bayesphys._demo_core import demo
 from bayesphys.examples import available, load
-from bayesphys.examples.stefan_front import _front_bins
+from bayesphys.examples.stefan_front import _front_bins, _u_star_from_front
+from bayesphys.problems.gpme import stefan_front
 
 
 @pytest.mark.parametrize("name", sorted(available()))
@@ -64,6 +65,17 @@ def test_stefan_front_bins_hold_every_draw_at_a_bin_centre():
     assert np.allclose(grid - edges[k], dx / 2)
 
 
+@pytest.mark.parametrize("u_star", [0.05, 0.1, 0.15, 0.6, 0.97, 0.99])
+def test_stefan_front_u_star_inverts_the_front_on_all_of_0_1(u_star):
+    # --u-star takes (0, 1): a front outside the old table's [0.2, 0.95] came back clamped
+    # to an end (a --u-star 0.1 run reported its u* draws piled at 0.2)
+    t = 0.05
+    front = float(stefan_front(t, u_star))
+    back = _u_star_from_front(np.array([front, front]), t)
+    assert back.shape == (2,)
+    assert np.allclose(back, u_star, rtol=0, atol=1e-9)
+
+
 def test_cohort_model_log_marginal_likelihood_is_a_float_as_annotated():
     import json
 
@@ -75,3 +87,27 @@ def test_cohort_model_log_marginal_likelihood_is_a_float_as_annotated():
     lml = model.log_marginal_likelihood()
     assert type(lml) is float and math.isfinite(lml)
     json.dumps({"lml": lml})  # was a 0-d tensor: not JSON serialisable
+
+
+def test_poisson_coefficient_bars_of_collapsed_importance_draws_are_drawable():
+    import matplotlib.pyplot as plt
+
+    from bayesphys.examples.poisson_coefficient import _mean_and_interval_bars
+
+    # importance weights collapsed onto one proposal: 200 copies of one z, whose mean is
+    # a rounding step off the value (0.9401060036131061 is such a value)
+    values = torch.tensor([0.9401060036131061, -0.08123411374509826, 0.5], dtype=torch.float64)
+    draws = values.expand(200, -1).clone()
+    mean, bars = _mean_and_interval_bars(draws)
+    assert bars.shape == (2, 3) and (bars >= 0).all()
+    assert np.allclose(mean, values.numpy()) and np.allclose(bars, 0.0, atol=1e-12)
+    fig, ax = plt.subplots()
+    try:
+        ax.errorbar(np.arange(3), mean, yerr=bars, fmt="o")  # refused a negative length
+    finally:
+        plt.close(fig)
+    # ordinary draws: the distances from the mean to the 2.5 % and 97.5 % quantiles
+    spread = torch.randn(400, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    mean, bars = _mean_and_interval_bars(spread)
+    lo, hi = np.quantile(spread.numpy(), [0.025, 0.975], 0)
+    assert np.allclose(bars, [mean - lo, hi - mean])

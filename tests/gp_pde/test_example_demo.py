@@ -48,3 +48,21 @@ def test_demo_hook(tmp_path, monkeypatch):
     keys = [t.get_text() for t in figures[0].axes[0].get_legend().get_texts()]
     assert any(k.startswith("95% band") and "narrower than the line" in k for k in keys)
     assert figures[0].axes[1].get_ylabel() == "|error|, 95% half-width"
+
+
+def test_demo_exact_solution_shares_the_posteriors_dim(tmp_path, monkeypatch):
+    # observed_data.u_exact had a dim of its own (u_exact_dim_0): u - u_exact broadcast to
+    # [x, u_exact_dim_0] instead of the pointwise error
+    from bayesphys.gp_pde import GPPDESolver
+    from bayesphys.gp_pde._demo import demo
+
+    fit = GPPDESolver.fit
+    monkeypatch.setattr(GPPDESolver, "fit", lambda self, **kw: fit(self, **{**kw, "steps": 2}))
+    demo(tmp_path, device=torch.device("cpu"), seed=0)
+    idata = load_netcdf(tmp_path / "gp_pde.nc")
+    u = group_dataset(idata, "posterior")["u"]
+    exact = group_dataset(idata, "observed_data")["u_exact"]
+    assert exact.dims == ("x",) and u.dims == ("chain", "draw", "x")
+    np.testing.assert_array_equal(exact["x"].values, u["x"].values)
+    np.testing.assert_allclose(exact.values, np.sin(100 * u["x"].values), atol=1e-12)
+    assert (u.mean(("chain", "draw")) - exact).dims == ("x",)

@@ -355,6 +355,31 @@ def test_demo_hook(tmp_path, monkeypatch):
     ]
 
 
+def test_demo_reference_fields_share_the_posteriors_dims(tmp_path, monkeypatch):
+    # observed_data.u_reference had dims of its own (u_reference_dim_0, _1): u - u_reference
+    # broadcast to four dims instead of the pointwise error per case
+    import bayesphys.neural_process.evaluate as np_evaluate
+    import bayesphys.neural_process.model as np_model
+    from bayesphys.inference_data import group_dataset, load_netcdf
+    from bayesphys.neural_process._demo import demo
+    from bayesphys.problems.rgnp import poisson_test_set
+
+    fit = np_model.RandomGridNP.fit
+    monkeypatch.setattr(
+        np_model.RandomGridNP, "fit", lambda self, *a, **kw: fit(self, **{**kw, "steps": 1})
+    )
+    metrics = {"nse_u": 1.0, "coverage2sd_u": 1.0, "nse_z": 1.0}  # not what is tested here
+    monkeypatch.setattr(np_evaluate, "evaluate_poisson", lambda model, test: metrics)
+    demo(tmp_path, device=torch.device("cpu"), seed=0)
+    idata = load_netcdf(tmp_path / "neural_process.nc")
+    u = group_dataset(idata, "posterior")["u"]
+    ref = group_dataset(idata, "observed_data")["u_reference"]
+    assert ref.dims == ("case", "x") and u.dims == ("chain", "draw", "case", "x")
+    np.testing.assert_array_equal(ref["x"].values, u["x"].values)
+    np.testing.assert_allclose(ref.values, poisson_test_set(100, seed=0)["u"][:3])
+    assert (u.mean(("chain", "draw")) - ref).dims == ("case", "x")
+
+
 def test_calibration_simulator_shapes():
     from bayesphys.neural_process._calibration import simulate
 
