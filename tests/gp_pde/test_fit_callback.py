@@ -128,12 +128,16 @@ def test_the_callbacks_time_is_not_the_fits():
 
 @pytest.mark.parametrize("clock", ["wall", "cpu"])
 def test_max_seconds_counts_training_time_only(clock):
-    # sized by a step's time here (a loaded machine took a whole 0.2 s budget in one step,
-    # so the fit ended before the callback could show that its time does not count)
+    # sized by a step's time here, on its own clock (a loaded machine took a whole 0.2 s
+    # budget in one step, so the fit ended before the callback could show that its time does
+    # not count); one thread: OpenMP threads spinning on a loaded machine inflated the CPU
+    # time of a step several times over
+    torch.set_num_threads(1)
+    clock_fn = time.process_time if clock == "cpu" else time.perf_counter
     probe = _tiny()
-    t0 = time.perf_counter()
+    t0 = clock_fn()
     probe.fit(steps=2, keep_best=False, progress=False)
-    budget = max(0.2, 4 * (time.perf_counter() - t0) / 2)
+    budget = max(0.2, 4 * (clock_fn() - t0) / 2)
     pause, spin = 2.5 * budget, 1.5 * budget
     m, seen = _tiny(), []
 
