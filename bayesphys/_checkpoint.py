@@ -508,15 +508,13 @@ def check_shape_settings(config: Any, built: Mapping[str, Any], model: str) -> N
     fixed their shapes (``built``, from :func:`shape_settings`) was assigned after construction,
     so a load would rebuild other modules and refuse the file (the weights were written into a
     checkpoint nothing could read)."""
-    changed = {k: v for k, v in built.items() if _setting(config, k) != v}
-    if changed:
-        now = ", ".join(f"{k}={_setting(config, k)!r}" for k in changed)
-        was = ", ".join(f"{k}={v!r}" for k, v in changed.items())
-        raise ValueError(
-            f"save: config {now} was assigned after the {model} was built with {was}, which "
-            "fixed its weights' shapes: a checkpoint with these settings could not be loaded. "
-            "Set them back to save this model, or build a new one with them"
-        )
+    _refuse_changed(
+        config,
+        built,
+        f"save: config {{now}} was assigned after the {model} was built with {{was}}, which "
+        "fixed its weights' shapes: a checkpoint with these settings could not be loaded. "
+        "Set them back to save this model, or build a new one with them",
+    )
 
 
 def check_built_settings(config: Any, built: Mapping[str, Any], model: str, where: str) -> None:
@@ -525,13 +523,20 @@ def check_built_settings(config: Any, built: Mapping[str, Any], model: str, wher
     :func:`shape_settings`: e.g. a grid, an operator or a time step derived from it) was
     assigned afterwards. The live model would go on with the old value while a checkpoint
     would load with the new one: two models under one name, silently."""
+    _refuse_changed(
+        config,
+        built,
+        f"{where}: config {{now}} was assigned after the {model} was built with {{was}}, "
+        "which it read at construction only: this model still uses the old value, while "
+        "a checkpoint would load with the new one. Set it back, or build a new model with it",
+    )
+
+
+def _refuse_changed(config: Any, built: Mapping[str, Any], message: str) -> None:
+    """``ValueError(message)`` (its ``{now}`` / ``{was}`` filled with the changed settings'
+    current and built values) when a setting of ``built`` differs in ``config``."""
     changed = {k: v for k, v in built.items() if _setting(config, k) != v}
     if changed:
         now = ", ".join(f"{k}={_setting(config, k)!r}" for k in changed)
         was = ", ".join(f"{k}={v!r}" for k, v in changed.items())
-        raise ValueError(
-            f"{where}: config {now} was assigned after the {model} was built with {was}, "
-            "which it read at construction only: this model still uses the old value, while "
-            "a checkpoint would load with the new one. Set it back, or build a new model "
-            "with it"
-        )
+        raise ValueError(message.format(now=now, was=was))

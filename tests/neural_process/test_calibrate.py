@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from bayesphys.neural_process import RandomGridNP, evaluate_poisson, interval_scale
 from bayesphys.problems.rgnp import poisson_test_set
+from tests.calibration_checks import stale_calibration_messages
 from tests.tiny_models import tiny_rgnp
 
 
@@ -120,15 +121,6 @@ def test_calibration_simulations_take_any_seed_apart_from_the_training_set(seed)
     )
 
 
-def _stale_calibration_messages(call) -> list[str]:
-    import warnings
-
-    with warnings.catch_warnings(record=True) as rec:
-        warnings.simplefilter("always")
-        call()
-    return [str(r.message) for r in rec if "made for other weights" in str(r.message)]
-
-
 def test_a_calibration_of_earlier_weights_warns_after_a_refit_and_a_load(tmp_path):
     # calibrate() then fit() again: the variance scales of the old weights were applied to
     # the new ones without a word (after a save and load too)
@@ -141,25 +133,25 @@ def test_a_calibration_of_earlier_weights_warns_after_a_refit_and_a_load(tmp_pat
     u = m.posterior(x, z=z, w=w).mean + 0.1
     m.calibrate(x, u, z, w, parameters=False)
     fresh = m.posterior(x, z=z, w=w)
-    assert not _stale_calibration_messages(lambda: m.posterior(x, z=z, w=w))
+    assert not stale_calibration_messages(lambda: m.posterior(x, z=z, w=w))
     # the parameter scale was not fitted: no warning for it, before or after a fit
     xi = x[1:-1, None]
-    assert not _stale_calibration_messages(lambda: m.parameter_posterior(xi, u[:, 1:-1], w))
+    assert not stale_calibration_messages(lambda: m.parameter_posterior(xi, u[:, 1:-1], w))
     m.fit(steps=1, progress=False)
-    got = _stale_calibration_messages(lambda: m.posterior(x, z=z, w=w))
+    got = stale_calibration_messages(lambda: m.posterior(x, z=z, w=w))
     assert len(got) == 1 and "at step 2" in got[0] and "calibrate(x, u, z, w) again" in got[0]
-    assert not _stale_calibration_messages(lambda: m.parameter_posterior(xi, u[:, 1:-1], w))
+    assert not stale_calibration_messages(lambda: m.parameter_posterior(xi, u[:, 1:-1], w))
     back = RandomGridNP.load(m.save(tmp_path / "m.pt"))
-    assert _stale_calibration_messages(lambda: back.posterior(x, z=z, w=w))
+    assert stale_calibration_messages(lambda: back.posterior(x, z=z, w=w))
     m.calibrate(x, u, z, w, parameters=False)  # recalibrated: quiet again
-    assert not _stale_calibration_messages(lambda: m.posterior(x, z=z, w=w))
+    assert not stale_calibration_messages(lambda: m.posterior(x, z=z, w=w))
     # a model saved right after calibrate: its file is as before, and a fit after the load warns
     m2 = tiny_rgnp()
     m2.fit(steps=2, progress=False)
     m2.calibrate(x, u, z, w, parameters=False)
     assert "calibrated_at" not in m2.state()
     loaded = RandomGridNP.load(m2.save(tmp_path / "m2.pt"))
-    assert not _stale_calibration_messages(lambda: loaded.posterior(x, z=z, w=w))
+    assert not stale_calibration_messages(lambda: loaded.posterior(x, z=z, w=w))
     loaded.fit(steps=1, progress=False)
-    assert _stale_calibration_messages(lambda: loaded.posterior(x, z=z, w=w))
+    assert stale_calibration_messages(lambda: loaded.posterior(x, z=z, w=w))
     assert torch.isfinite(fresh.variance).all()

@@ -17,6 +17,7 @@ from bayesphys.probconserv import (
     trapezoid_weights,
 )
 from bayesphys.problems.gpme import make_dataset
+from tests.calibration_checks import stale_calibration_messages
 
 F64 = torch.float64
 
@@ -722,15 +723,6 @@ def test_anp_attention_is_scaled_dot_product_attention(hidden, heads):
     torch.testing.assert_close(got, att.o(sdpa.transpose(1, 2).reshape(2, 5, hidden)))
 
 
-def _stale_calibration_messages(call) -> list[str]:
-    import warnings
-
-    with warnings.catch_warnings(record=True) as rec:
-        warnings.simplefilter("always")
-        call()
-    return [str(r.message) for r in rec if "made for other weights" in str(r.message)]
-
-
 def test_a_calibration_of_earlier_weights_warns_after_a_refit_and_a_load(tmp_path):
     # calibrate() then fit() again: the variance calibration of the old Step-1 weights was
     # applied to the new ones without a word (after a save and load too)
@@ -738,18 +730,18 @@ def test_a_calibration_of_earlier_weights_warns_after_a_refit_and_a_load(tmp_pat
     m.fit(steps=2, progress=False)
     test = make_dataset("pme", 2, seed=1)
     m.calibrate(n_functions=4, objective="ll")
-    assert not _stale_calibration_messages(lambda: m.posterior(test))
+    assert not stale_calibration_messages(lambda: m.posterior(test))
     m.fit(steps=1, progress=False)
     for call in (lambda: m.posterior(test), lambda: m.step1(test)):
-        got = _stale_calibration_messages(call)
+        got = stale_calibration_messages(call)
         assert len(got) == 1 and "at step 2" in got[0] and "step 3" in got[0]
         assert "calibrate(...) again" in got[0]
     back = ProbConserv.load(m.save(tmp_path / "m.pt"))
-    assert _stale_calibration_messages(lambda: back.posterior(test))
+    assert stale_calibration_messages(lambda: back.posterior(test))
     back.calibrate(n_functions=4, objective="ll")  # recalibrated: quiet again
-    assert not _stale_calibration_messages(lambda: back.posterior(test))
+    assert not stale_calibration_messages(lambda: back.posterior(test))
     # saved right after calibrate: loaded quiet, and a fit after the load warns
     loaded = ProbConserv.load(back.save(tmp_path / "again.pt"))
-    assert not _stale_calibration_messages(lambda: loaded.posterior(test))
+    assert not stale_calibration_messages(lambda: loaded.posterior(test))
     loaded.fit(steps=1, progress=False)
-    assert _stale_calibration_messages(lambda: loaded.posterior(test))
+    assert stale_calibration_messages(lambda: loaded.posterior(test))
