@@ -330,9 +330,15 @@ class GaussianPosterior(_PosteriorBase):
             return self.rsample(sample_shape, generator=generator)
 
     def quantile(self, q: float | Sequence[float] | Tensor) -> Tensor:
-        """Marginal quantiles ``[*q.shape, *batch, *event]``: :math:`\\mu + \\sigma\\Phi^{-1}(q)`."""
-        qt = _q_tensor(q, self._mean)
-        z = torch.special.ndtri(qt)
+        """Marginal quantiles ``[*q.shape, *batch, *event]``: :math:`\\mu + \\sigma\\Phi^{-1}(q)`,
+        in the posterior's dtype. :math:`\\Phi^{-1}(q)` is evaluated in float64 and then cast,
+        so a float32 posterior's quantiles at ``q`` and ``1 - q`` stay symmetric about the mean
+        (``q`` rounded to float32 first moved the upper tail: the upper end of
+        ``interval(0.999999)`` lay 0.2% further from the mean than the lower one)."""
+        qt = _q_tensor(q, self._mean)  # checks q, also in the posterior's dtype
+        # on the CPU: not every accelerator has float64
+        q64 = torch.as_tensor(q, dtype=torch.float64, device="cpu")
+        z = torch.special.ndtri(q64).to(dtype=qt.dtype, device=qt.device)
         z = z.reshape(*qt.shape, *([1] * self._mean.ndim))
         return self._mean + self.stddev * z
 

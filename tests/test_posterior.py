@@ -508,3 +508,21 @@ def test_interval_level_too_close_to_one_for_the_dtype_names_level():
     lo, hi = GaussianPosterior(torch.zeros(3, dtype=D), torch.eye(3, dtype=D)).interval(0.99999999)
     assert bool(torch.isfinite(hi).all()) and bool((hi > 5).all())
     assert bool(torch.isfinite(post.interval(0.999)[1]).all())
+
+
+def test_float32_interval_is_symmetric_at_extreme_levels():
+    # the upper probability (1 + level) / 2 was rounded to float32 before the inverse normal
+    # CDF: the upper end of interval(0.999999) lay 0.2% further out than the lower one
+    post = GaussianPosterior(
+        torch.tensor([1.0, -2.0]), DiagLinearOperator(torch.tensor([4.0, 0.25]))
+    )
+    for level in (0.95, 0.999, 0.9999, 0.99999, 0.999999):
+        lo, hi = post.interval(level)
+        assert lo.dtype == hi.dtype == torch.float32
+        z = float(torch.special.ndtri(torch.tensor((1 + level) / 2, dtype=torch.float64)))
+        want = torch.tensor([2.0, 0.5]) * z
+        torch.testing.assert_close(hi - post.mean, want, rtol=1e-6, atol=0)
+        torch.testing.assert_close(post.mean - lo, want, rtol=1e-6, atol=0)
+    q = post.quantile(torch.tensor([1e-3, 1 - 1e-3], dtype=torch.float64))
+    assert q.dtype == torch.float32
+    torch.testing.assert_close(q[1] - post.mean, post.mean - q[0], rtol=1e-6, atol=0)

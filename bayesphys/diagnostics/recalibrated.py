@@ -175,7 +175,8 @@ class RecalibratedPosterior:
         qt = _q_tensor(q, self.base.mean)
         if self._scaled:
             mu = self.base.mean
-            return mu + self.recalibrator.scale * (self.base.quantile(qt) - mu)
+            # q, not qt: the base evaluates it in float64 (qt is rounded to its dtype)
+            return mu + self.recalibrator.scale * (self.base.quantile(q) - mu)
         m = math.prod(self.batch_shape) * math.prod(self.event_shape)
         vals = self._recal_quantile_flat(qt.reshape(1, -1).expand(m, -1).contiguous())
         return vals.mT.reshape(*qt.shape, *self.batch_shape, *self.event_shape)

@@ -81,6 +81,14 @@ def linear_gaussian_problem(
     return {k: v.to(device) for k, v in dict(x=x, u=u, idx=idx, y=y).items()}
 
 
+def _work_dtype(x: torch.Tensor) -> torch.dtype:
+    r"""The dtype of the exact linear algebra: float64 (where the device has it). The posterior
+    covariance :math:`K - K H^\top (\dots)^{-1} H K` cancels entries of size :math:`s^2` down to
+    variances far smaller: in float32 its rounding (~:math:`10^{-6} s^2`, more for long
+    lengthscales) left it indefinite beyond any jitter on the scale of those variances."""
+    return x.dtype if x.device.type == "mps" else torch.float64
+
+
 def _kernel(x: torch.Tensor, lengthscale, outputscale) -> torch.Tensor:
     return outputscale * torch.exp(-0.5 * (x[:, None] - x[None, :]) ** 2 / lengthscale**2)
 
@@ -93,11 +101,18 @@ def log_marginal_likelihood(
     lengthscale: float | torch.Tensor,
     outputscale: float | torch.Tensor = 1.0,
 ) -> torch.Tensor:
-    r""":math:`\log \mathcal N(y \mid 0, H K H^\top + \sigma^2 I)` (differentiable)."""
+    r""":math:`\log \mathcal N(y \mid 0, H K H^\top + \sigma^2 I)` (differentiable), in
+    ``x``'s dtype; evaluated in float64 (see :func:`posterior_for`)."""
+    out, work = x.dtype, _work_dtype(x)
+    x, y = x.to(work), y.to(work)
+    if isinstance(lengthscale, torch.Tensor):
+        lengthscale = lengthscale.to(work)
+    if isinstance(outputscale, torch.Tensor):
+        outputscale = outputscale.to(work)
     koo = _kernel(x[idx], lengthscale, outputscale)
     koo = koo + noise**2 * torch.eye(len(idx), dtype=x.dtype, device=x.device)
     mvn = torch.distributions.MultivariateNormal(torch.zeros_like(y), covariance_matrix=koo)
-    return mvn.log_prob(y)
+    return mvn.log_prob(y).to(out)
 
 
 def posterior_for(
@@ -112,7 +127,9 @@ def posterior_for(
 
     ``noise``, ``lengthscale`` and ``outputscale`` finite and ``> 0`` (a NaN noise ended in a
     Cholesky error); ``x`` 1-D, ``idx`` and ``y`` of one shape ``[m]`` (a ``y`` of another
-    length failed in a matrix product)."""
+    length failed in a matrix product). The posterior has ``x``'s dtype; it is computed in
+    float64 and then cast, so a float32 one is the float64 one rounded (computed in float32,
+    with noise ``1e-3`` its covariance was indefinite and the posterior was refused)."""
     if x.ndim != 1 or idx.ndim != 1 or tuple(y.shape) != tuple(idx.shape):
         raise ValueError(
             f"x, idx, y: expected a grid x [n] and sensor indices idx [m] with data y [m], "
@@ -121,6 +138,8 @@ def posterior_for(
     noise = check_scalar("noise", noise, minimum=0.0, strict=True)
     lengthscale = check_scalar("lengthscale", lengthscale, minimum=0.0, strict=True)
     outputscale = check_scalar("outputscale", outputscale, minimum=0.0, strict=True)
+    out, work = x.dtype, _work_dtype(x)
+    x, y = x.to(work), y.to(work)
     k = _kernel(x, lengthscale, outputscale)
     kxo = k[:, idx]
     koo = k[idx][:, idx] + noise**2 * torch.eye(len(idx), dtype=x.dtype, device=x.device)
@@ -131,7 +150,7 @@ def posterior_for(
     cov = 0.5 * (cov + cov.mT) + 1e-9 * outputscale * torch.eye(
         len(x), dtype=x.dtype, device=x.device
     )
-    return GaussianPosterior(mean, cov)
+    return GaussianPosterior(mean.to(out), cov.to(out))
 
 
 class ConjugateGaussianField:
@@ -152,7 +171,9 @@ class ConjugateGaussianField:
     device : str, torch.device or None
         Where the model lives (``None``: the CPU; ``"auto"``: CUDA when present).
     dtype : torch.dtype or str
-        ``float32`` or ``float64`` (default float64).
+        ``float32`` or ``float64`` (default float64): the dtype of the data, the parameters and
+        the posterior. The exact linear algebra (likelihood, posterior) runs in float64 either
+        way, so a float32 posterior is the float64 one rounded.
     seed : int or None
         Kept with the model and its checkpoint (the posterior is exact; nothing is drawn).
 

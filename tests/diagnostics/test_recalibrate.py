@@ -372,3 +372,13 @@ def test_conformal_min_scores_is_the_fewest_n_with_a_finite_rank():
     assert conformal_rank(10**6, 1 - Fraction("1e-17")) is None
     with pytest.raises(ValueError, match="level"):
         conformal_rank(5, Fraction(1))
+
+
+def test_scaled_float32_interval_is_symmetric_at_extreme_levels():
+    # the scaled quantiles passed the base q already rounded to float32: the upper end of
+    # interval(0.999999) lay 0.2% further from the mean than the lower one
+    base = GaussianPosterior(torch.tensor([1.0, -2.0]), torch.diag(torch.tensor([4.0, 0.25])))
+    post = Recalibrator("zscore", scale=1.5).wrap(base)
+    lo, hi = post.interval(0.999999)
+    assert lo.dtype == torch.float32
+    torch.testing.assert_close(hi - post.mean, post.mean - lo, rtol=1e-6, atol=0)

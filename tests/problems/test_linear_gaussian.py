@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import warnings
+
 import pytest
 import torch
 
@@ -125,3 +128,34 @@ def test_fit_without_sensors_is_refused_by_name_and_the_posterior_is_the_prior()
     post = m.posterior()
     torch.testing.assert_close(post.mean, torch.zeros(101, dtype=torch.float64))
     torch.testing.assert_close(post.variance, torch.full((101,), 1.0 + 1e-9, dtype=torch.float64))
+
+
+def test_float32_field_with_small_noise_matches_float64(tmp_path):
+    # computed in float32, the posterior covariance K - K H^T (H K H^T + s^2 I)^{-1} H K was
+    # indefinite (smallest eigenvalue -5.6e-7) and posterior() refused it; with noise 1e-4
+    # fit() failed inside torch.distributions
+    p = linear_gaussian_problem(seed=0, noise=1e-3)
+    m32 = ConjugateGaussianField(p["x"], p["idx"], p["y"], noise=1e-3, dtype=torch.float32)
+    m64 = ConjugateGaussianField(p["x"], p["idx"], p["y"], noise=1e-3)
+    post32, post64 = m32.posterior(), m64.posterior()
+    assert post32.dtype == post32.mean.dtype == post32.variance.dtype == torch.float32
+    torch.testing.assert_close(post32.mean, post64.mean.float(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(post32.variance, post64.variance.float(), rtol=1e-4, atol=1e-9)
+    lo, hi = post32.interval(0.99)
+    assert lo.dtype == torch.float32
+    torch.testing.assert_close(hi - post32.mean, post32.mean - lo, rtol=1e-5, atol=1e-7)
+    draws = post32.sample((4,), seed=0)
+    assert draws.dtype == torch.float32 and bool(torch.isfinite(draws).all())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # float32 may need a jitter
+        assert bool(torch.isfinite(post32.log_prob(draws)).all())
+    m32.save(tmp_path / "f.pt")
+    back = ConjugateGaussianField.load(tmp_path / "f.pt")
+    assert back.x.dtype == back.log_lengthscale.dtype == torch.float32
+    torch.testing.assert_close(back.posterior().mean, post32.mean, rtol=0, atol=0)
+    q = linear_gaussian_problem(seed=0, noise=1e-4)
+    m = ConjugateGaussianField(q["x"], q["idx"], q["y"], noise=1e-4, dtype=torch.float32)
+    res = m.fit(steps=3, progress=False)
+    assert math.isfinite(res.loss_history[-1])
+    assert m.log_lengthscale.dtype == torch.float32
+    assert m.posterior().dtype == torch.float32
