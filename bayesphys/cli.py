@@ -109,7 +109,8 @@ def cmd_demo(args) -> int:
     rows += core_demo(out, device=device, seed=args.seed)
     _demo_status(f"core done in {time.perf_counter() - t0:.1f} s")
     # --only with no names: the shared-core demo alone (it used to run every component)
-    wanted = list(COMPONENTS) if args.only is None else args.only
+    # a component named twice (--only gp_pde gp_pde) runs once, in the order first named
+    wanted = list(COMPONENTS) if args.only is None else list(dict.fromkeys(args.only))
     failed = []
     for comp in wanted:
         mod = _component_module(comp, "_demo")
@@ -274,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--only",
         nargs="*",
         choices=COMPONENTS,
-        help="only these components (none named: the shared-core demo alone)",
+        help="only these components, each run once in the order named (none named: the "
+        "shared-core demo alone)",
     )
     r = sub.add_parser("run", help="run one example / inverse problem")
     r.add_argument(
