@@ -15,6 +15,7 @@ import argparse
 import errno
 import importlib
 import importlib.util
+import numbers
 import os
 import select
 import sys
@@ -65,6 +66,20 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.3e}" if (v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e4)) else f"{v:.4f}"
     return "" if v is None else str(v)
+
+
+def _fmt_result(v) -> str:
+    """A value of an example's result as ``bayesphys run`` prints it: real numbers (numpy's
+    too) as :func:`_fmt` writes floats, also inside tuples and lists (``D_ci95: (0.9731,
+    1.0342)``; they printed with every digit of their repr before); anything else as ``str``."""
+    if isinstance(v, (tuple, list)):
+        inner = ", ".join(repr(x) if isinstance(x, str) else _fmt_result(x) for x in v)
+        if isinstance(v, list):
+            return f"[{inner}]"
+        return f"({inner},)" if len(v) == 1 else f"({inner})"
+    if isinstance(v, numbers.Real) and not isinstance(v, (numbers.Integral, bool)):
+        return _fmt(float(v))
+    return str(v)
 
 
 def cmd_list(args) -> int:
@@ -187,7 +202,7 @@ def cmd_run(args, rest: list[str]) -> int:
         for k, v in result.items():
             if isinstance(v, dict):  # tables (e.g. an ArviZ summary) are printed by the
                 continue  # example itself, or written to its output files
-            print(f"{k}: {_fmt(v) if isinstance(v, float) else v}")
+            print(f"{k}: {_fmt_result(v)}")
         if result.get("failed"):  # e.g. the cohort's problems that raised (as demo does)
             return 1
     return 0
