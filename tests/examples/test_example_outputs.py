@@ -111,3 +111,18 @@ def test_poisson_coefficient_bars_of_collapsed_importance_draws_are_drawable():
     mean, bars = _mean_and_interval_bars(spread)
     lo, hi = np.quantile(spread.numpy(), [0.025, 0.975], 0)
     assert np.allclose(bars, [mean - lo, hi - mean])
+
+
+def test_glioma_truth_line_lists_every_focus_of_a_multifocal_tumour(tmp_path, capsys):
+    """With --foci 2 the summary listed x0[0], x0[1], ... but 'truth:' the first focus alone."""
+    from bayesphys.examples import glioma
+
+    res = glioma.main(["--smoke", "--foci", "2", "--out", str(tmp_path)])
+    foci = res["true_foci"]
+    assert len(foci) == 2 and foci[0] == [res["truth"]["x0"], res["truth"]["y0"]]
+    truth = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("truth:"))
+    for i, name in enumerate(("x0", "y0")):
+        assert f"{name}=[{foci[0][i]:.4g}, {foci[1][i]:.4g}]" in truth
+    # one focus: the plain value, as before
+    one = glioma._truth_line({"dw": 0.2, "x0": 60.2249, "y0": 84.29}, [[60.2249, 84.29]])
+    assert one == "dw=0.2, x0=60.22, y0=84.29"
