@@ -15,6 +15,7 @@ import argparse
 import errno
 import importlib
 import importlib.util
+import numbers
 import os
 import select
 import sys
@@ -67,6 +68,20 @@ def _fmt(v) -> str:
     return "" if v is None else str(v)
 
 
+def _fmt_result(v) -> str:
+    """A value of an example's result as ``bayesphys run`` prints it: real numbers (numpy's
+    too) as :func:`_fmt` writes floats, also inside tuples and lists (``D_ci95: (0.9731,
+    1.0342)``; they printed with every digit of their repr before); anything else as ``str``."""
+    if isinstance(v, (tuple, list)):
+        inner = ", ".join(repr(x) if isinstance(x, str) else _fmt_result(x) for x in v)
+        if isinstance(v, list):
+            return f"[{inner}]"
+        return f"({inner},)" if len(v) == 1 else f"({inner})"
+    if isinstance(v, numbers.Real) and not isinstance(v, (numbers.Integral, bool)):
+        return _fmt(float(v))
+    return str(v)
+
+
 def cmd_list(args) -> int:
     from .examples import available
 
@@ -109,7 +124,8 @@ def cmd_demo(args) -> int:
     rows += core_demo(out, device=device, seed=args.seed)
     _demo_status(f"core done in {time.perf_counter() - t0:.1f} s")
     # --only with no names: the shared-core demo alone (it used to run every component)
-    wanted = list(COMPONENTS) if args.only is None else args.only
+    # a component named twice (--only gp_pde gp_pde) runs once, in the order first named
+    wanted = list(COMPONENTS) if args.only is None else list(dict.fromkeys(args.only))
     failed = []
     for comp in wanted:
         mod = _component_module(comp, "_demo")
@@ -186,7 +202,7 @@ def cmd_run(args, rest: list[str]) -> int:
         for k, v in result.items():
             if isinstance(v, dict):  # tables (e.g. an ArviZ summary) are printed by the
                 continue  # example itself, or written to its output files
-            print(f"{k}: {_fmt(v) if isinstance(v, float) else v}")
+            print(f"{k}: {_fmt_result(v)}")
         if result.get("failed"):  # e.g. the cohort's problems that raised (as demo does)
             return 1
     return 0
@@ -274,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--only",
         nargs="*",
         choices=COMPONENTS,
-        help="only these components (none named: the shared-core demo alone)",
+        help="only these components, each run once in the order named (none named: the "
+        "shared-core demo alone)",
     )
     r = sub.add_parser("run", help="run one example / inverse problem")
     r.add_argument(

@@ -495,3 +495,34 @@ def test_bench_prints_no_results_line_for_a_mode_that_writes_no_file(tmp_path, c
     monkeypatch.setattr(odil, "b4_tie_fraction", lambda n: {"cases": n})
     assert odil.main(["--b4-ties", "2"]) is None
     assert capsys.readouterr().out == '{"cases": 2}\n'
+
+
+def test_run_formats_numbers_inside_tuples_as_the_other_values(monkeypatch, capsys):
+    """D_ci95 printed as (0.9731234567890123, 1.0342109876543211) beside D_mean: 1.0012."""
+    import numpy as np
+
+    from bayesphys.examples import gp_pde_inverse
+
+    result = {
+        "D_mean": 1.00123456789,
+        "D_ci95": (0.9731234567890123, 1.0342109876543211),
+        "tiny": [1.23456789e-7, np.float32(0.5)],
+        "one": (2.0,),
+        "D_covered": True,
+        "steps": 40,
+        "failed": [],
+        "png": "a.png",
+    }
+    monkeypatch.setattr(gp_pde_inverse, "main", lambda argv: result)
+    assert cli.main(["run", "gp-pde-inverse"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "D_mean: 1.0012",
+        "D_ci95: (0.9731, 1.0342)",
+        "tiny: [1.235e-07, 0.5000]",
+        "one: (2.0000,)",
+        "D_covered: True",
+        "steps: 40",
+        "failed: []",
+        "png: a.png",
+    ]

@@ -49,3 +49,23 @@ def test_demo_reports_progress_and_failure_traceback_on_stderr(tmp_path, monkeyp
     assert "RuntimeError: component broke" in cap.out
     assert "wrote what finished" in cap.out
     assert "demo:" not in cap.out
+
+
+def test_demo_runs_a_component_named_twice_once(tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def demo_of(name):
+        def demo(out, device=None, seed=0):
+            calls.append(name)
+            return [{"component": name, "problem": "p", "metric": "m", "value": 1.0}]
+
+        return types.SimpleNamespace(demo=demo)
+
+    mods = {"gp_pde": demo_of("gp_pde"), "odil": demo_of("odil")}
+    monkeypatch.setattr(cli, "_component_module", lambda comp, hook: mods.get(comp))
+    monkeypatch.setattr(_demo_core, "demo", lambda out, device=None, seed=0: [])
+    argv = ["demo", "--out", str(tmp_path), "--only", "odil", "gp_pde", "odil", "gp_pde"]
+    assert cli.main(argv) == 0
+    assert calls == ["odil", "gp_pde"]  # each once, in the order first named
+    out = capsys.readouterr().out
+    assert sum(line.startswith("odil ") and " seconds " in line for line in out.splitlines()) == 1

@@ -22,6 +22,21 @@ DESCRIPTION = (
 )
 
 
+def _truth_line(truth: dict[str, float], foci: list[list[float]]) -> str:
+    """The true parameters as ``k=v`` pairs; with more than one focus each coordinate lists
+    every true focus (``x0=[60.22, 56.31]``; ``truth`` holds the first focus alone, so a
+    multi-focal tumour printed one focus beside a summary of several). The true foci are in
+    the simulation's order, which need not be the model's ``x0[k]`` order."""
+    coords = ("x0", "y0", "z0")
+
+    def value(k: str, v: float) -> str:
+        if k in coords and len(foci) > 1:
+            return "[" + ", ".join(f"{f[coords.index(k)]:.4g}" for f in foci) + "]"
+        return f"{v:.4g}"
+
+    return ", ".join(f"{k}={value(k, v)}" for k, v in truth.items())
+
+
 def main(argv: list[str] | None = None) -> dict:
     import arviz as az
 
@@ -63,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
     summ = az.summary(r["idata"], var_names=["D_w", "rho", "x0", "y0", "ell", "v"], kind="stats")
     print(summ.to_string())
     tr = r["truth"]
-    print("truth:", ", ".join(f"{k}={v:.4g}" for k, v in tr.items()))
+    print("truth:", _truth_line(tr, r["foci"]))
     print(
         f"rel. error ell {r['rel_err_l']:.3f}, v {r['rel_err_v']:.3f}, focus {r['focus_err_mm']:.2f} mm; "
         f"recurrence coverage: posterior plan {r['rt_coverage_model']:.3f} vs 15 mm margin "
@@ -86,7 +101,11 @@ def main(argv: list[str] | None = None) -> dict:
         "png",
         "netcdf",
     )
-    return {k: r[k] for k in keys} | {"estimates": r["estimates"], "truth": tr}
+    return {k: r[k] for k in keys} | {
+        "estimates": r["estimates"],
+        "truth": tr,
+        "true_foci": r["foci"],
+    }
 
 
 if __name__ == "__main__":  # pragma: no cover

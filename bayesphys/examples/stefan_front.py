@@ -17,10 +17,18 @@ Gaussian noise of sd ``--noise`` (the noise the data were made with), so a repli
 :math:`u` a draw of the updated field on the 201-point grid merged with the sensor positions,
 at each sensor time (each slice conditioned on its own :math:`b(t)`, same ``--mass-tol``), and
 the pointwise log-likelihood is :math:`\log N(y_s;\,u(t_s, x_s), \sigma^2)`.
-Outputs: ``stefan_front.nc`` (InferenceData: field ``u`` before/after, ``front``, ``u_star``;
+Outputs: ``stefan_front.nc`` (InferenceData: ``posterior`` the updated field ``u``,
+``front``, ``u_star``; ``prior`` the Step-1 field ``u`` and ``front`` before the update;
 ``observed_data``/``posterior_predictive``/``log_likelihood`` ``y_sensors [sensor]``, the
 last left out when ``--noise 0``) and ``stefan_front.png`` (90 % bands before and after the
 update, front histograms).
+
+The ``prior`` group is the prior of the conservation update (ProbConserv's Step 2 is a
+Bayesian update of the Step-1 Gaussian with the constraint as its likelihood): draws of the
+Step-1 posterior, conditioned on the sensors but not on the mass, not draws from a data-free
+prior; ArviZ's prior-posterior comparisons (``az.plot_dist_comparison`` in ArviZ 0.x) show
+the front before and after the update. The group's ``description`` attribute says so in the
+file.
 """
 
 from __future__ import annotations
@@ -37,6 +45,11 @@ from . import _args
 
 DESCRIPTION = (
     "ProbConserv: Stefan front position and u* from sparse noisy sensors (ArviZ + bands plot)"
+)
+STEP1_GROUP_NOTE = (
+    "Step-1 posterior (before the conservation update): draws of the field u and its front "
+    "conditioned on the sensors but not on the mass; the prior of ProbConserv's Step-2 "
+    "update, not draws from a data-free prior"
 )
 
 
@@ -204,6 +217,8 @@ def main(argv: list[str] | None = None) -> dict:
             "u_true": ["x"],
         },
     )
+    # what "prior" holds, in the file itself (readers take a prior group for data-free draws)
+    idata.prior.attrs["description"] = STEP1_GROUP_NOTE
     nc = save_netcdf(idata, out / "stefan_front.nc")
 
     import matplotlib.pyplot as plt

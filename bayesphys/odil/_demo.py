@@ -191,7 +191,8 @@ def glioma_case(
         "netcdf": str(nc),
         "png": str(png),
         "estimates": est,
-        "truth": tr,
+        "truth": tr,  # its focus is the first of "foci"
+        "foci": p["foci"],  # every true focus [K][d], mm
         "seconds": seconds,
         "rel_err_l": abs(est["ell"] / tr["ell"] - 1),
         "rel_err_v": abs(est["v"] / tr["v"] - 1),

@@ -20,7 +20,12 @@ SPECIFIC = {
         ("--noise", "-1"),
         ("--noise", "nan"),
     ],
-    "poisson-coefficient": [("--steps", "0"), ("--steps", "-5"), ("--sensors", "0")],
+    "poisson-coefficient": [
+        ("--steps", "0"),
+        ("--steps", "-5"),
+        ("--sensors", "0"),
+        ("--proposals", "0"),
+    ],
     "population-response": [("--steps", "0"), ("--steps", "-1")],
     "stefan-front": [
         ("--u-star", "2"),

@@ -4,6 +4,7 @@ figure whose save fails leaves the previous file at its path whole."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import matplotlib.figure
 import numpy as np
@@ -111,3 +112,39 @@ def test_poisson_coefficient_bars_of_collapsed_importance_draws_are_drawable():
     mean, bars = _mean_and_interval_bars(spread)
     lo, hi = np.quantile(spread.numpy(), [0.025, 0.975], 0)
     assert np.allclose(bars, [mean - lo, hi - mean])
+
+
+def test_glioma_truth_line_lists_every_focus_of_a_multifocal_tumour(tmp_path, capsys):
+    """With --foci 2 the summary listed x0[0], x0[1], ... but 'truth:' the first focus alone."""
+    from bayesphys.examples import glioma
+
+    res = glioma.main(["--smoke", "--foci", "2", "--out", str(tmp_path)])
+    foci = res["true_foci"]
+    assert len(foci) == 2 and foci[0] == [res["truth"]["x0"], res["truth"]["y0"]]
+    truth = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("truth:"))
+    for i, name in enumerate(("x0", "y0")):
+        assert f"{name}=[{foci[0][i]:.4g}, {foci[1][i]:.4g}]" in truth
+    # one focus: the plain value, as before
+    one = glioma._truth_line({"dw": 0.2, "x0": 60.2249, "y0": 84.29}, [[60.2249, 84.29]])
+    assert one == "dw=0.2, x0=60.22, y0=84.29"
+
+
+def test_poisson_coefficient_warns_when_importance_sampling_collapses(tmp_path):
+    """An ESS of ~2 made the z posterior a near point mass, reported only as importance_ess."""
+    from bayesphys.examples import poisson_coefficient as pc
+
+    argv = ["--smoke", "--steps", "1", "--proposals", "60", "--out", str(tmp_path)]
+    with pytest.warns(RuntimeWarning, match=r"importance sampling collapsed.*--proposals"):
+        res = pc.main(argv)
+    assert res["importance_ess"] < pc.ESS_WARN
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pc._warn_if_collapsed(pc.ESS_WARN, 400)  # at the threshold: no warning
+
+
+def test_poisson_coefficient_names_proposals_all_outside_the_prior(tmp_path):
+    """With every proposal outside [-1, 1]^5 the weights were all 0 and torch.multinomial
+    raised 'invalid multinomial distribution'."""
+    argv = ["--smoke", "--steps", "1", "--proposals", "1", "--out", str(tmp_path)]
+    with pytest.raises(RuntimeError, match=r"none of the 1 proposals lies in the prior"):
+        load("poisson-coefficient").main(argv)

@@ -61,3 +61,20 @@ def test_sensor_replicates_read_the_updated_field_at_the_sensors_plus_noise(sens
     # noiseless sensors: the replicate is the field itself and there is no density
     y0, ll0 = _sensor_predictive(model, sensors, seed=0, **{**kw, "noise": 0.0})
     assert ll0 is None and torch.allclose(y0, f.expand(4000, -1), atol=1e-8)
+
+
+def test_the_prior_group_holds_the_step1_draws_and_says_so(tmp_path):
+    """The Step-1 draws (conditioned on the sensors) sat in an ArviZ 'prior' group with
+    nothing in the file to tell them from data-free prior draws."""
+    from bayesphys.examples.stefan_front import main
+    from bayesphys.inference_data import load_netcdf
+
+    res = main(["--smoke", "--out", str(tmp_path)])
+    idata = load_netcdf(res["netcdf"])
+    note = idata.prior.attrs["description"]
+    assert "Step-1 posterior" in note and "not draws from a data-free prior" in note
+    assert "description" not in idata.posterior.attrs
+    # the group's fronts are the 'before' (Step-1) fronts of the result, not the updated ones
+    before = idata.prior["front"].values.reshape(-1)
+    assert float(before.mean()) == pytest.approx(res["front_before"][0], rel=1e-12)
+    assert float(before.std(ddof=1)) == pytest.approx(res["front_before"][1], rel=1e-6)
