@@ -34,6 +34,7 @@ from .._checks import offset_seed
 from .._device import torch_threads
 from .._files import atomic_write_text, closing_figures, save_figure
 from .._plotting import NOISE_FREE_BAND, plot_observations
+from .._stack import user_stacklevel
 from . import _args
 
 DESCRIPTION = "Nonlinear Poisson coefficient field from noisy off-grid sensors (RGNP + GICNet)"
@@ -55,7 +56,7 @@ def _warn_if_collapsed(ess: float, n_prop: int) -> None:
             "uncertainty; the amortised GICNet proposal is far from the posterior: train "
             "longer (--steps) or draw more proposals (--proposals)",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=user_stacklevel(),
         )
 
 
