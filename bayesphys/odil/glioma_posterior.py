@@ -18,7 +18,7 @@ from .._device import as_tensor
 from .._stack import user_stacklevel
 from ..inference_data import build_inference_data
 from ..posterior import GaussianPosterior, SamplePosterior
-from ..problems.fisher_kolmogorov import max_step, stable_steps
+from ..problems.fisher_kolmogorov import max_steps, stable_steps
 from ._glioma_setup import check_built
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -256,15 +256,8 @@ class GliomaPosteriorMixin:
         )
         dt = t / steps
         scheme = cfg.get("time_scheme", "euler")
-        # max_step's diffusion rate is linear in D_w: one pass over the faces (at D_w = 1)
-        # gives every draw's bound (one pass per draw was O(grid) each)
-        inv_a = max_step(self.faces, 1.0, 0.0, cfg["spacing"], "strang")
         rates = draws[:, :2].detach().exp().cpu().double()
-        a = rates[:, 0] / inv_a  # inf bound (no diffusion): a = 0
-        rho = rates[:, 1]
-        total = 2.0 * a + rho if scheme == "euler" else a
-        num = 2.0 if scheme == "euler" else 1.0
-        limit = torch.where(total > 0, num / total, torch.full_like(total, math.inf))
+        limit = max_steps(self.faces, rates[:, 0], rates[:, 1], cfg["spacing"], scheme)
         bad = rates[:, 0][dt > limit * (1 + 1e-12)].tolist()
         n = rates.shape[0]
         if bad:

@@ -37,6 +37,7 @@ __all__ = [
     "fk_residual",
     "stable_steps",
     "max_step",
+    "max_steps",
     "fk_forward_tangent",
     "logistic_step",
     "SCHEMES",
@@ -212,21 +213,36 @@ def max_step(
     used); ``spacing > 0``; ``scheme`` one of :data:`SCHEMES` (anything else, e.g.
     ``"Euler"``, was given the larger ``"strang"`` bound).
     """
+    bound = max_steps(
+        faces,
+        torch.tensor(_as_float(dw), dtype=torch.float64),
+        torch.tensor(_as_float(rho), dtype=torch.float64),
+        spacing,
+        scheme,
+    )
+    return float(bound)
+
+
+def max_steps(
+    faces: Sequence[Tensor], dw: Tensor, rho: Tensor, spacing: float, scheme: str
+) -> Tensor:
+    r""":func:`max_step`'s bound for each pair of ``dw [n]`` and ``rho [n]`` (broadcast;
+    float64 on the CPU, ``inf`` where there is no bound), from one pass over the faces: the
+    diffusion rate is linear in :math:`D_w` (e.g. every posterior draw of a fit at once)."""
     _check_scheme(scheme)
     _check_step("spacing", spacing)
-    dw_max, rho_max = _as_float(dw), _as_float(rho)
     diag = None
     for k, f in enumerate(faces):
         fp = f.detach().abs().clone()
         fp.narrow(k, fp.shape[k] - 1, 1).zero_()  # div_flux never uses the last layer's face
         term = fp + shift(fp, k, -1, "zero")
         diag = term if diag is None else diag + term
-    rate = dw_max * (float(diag.max()) if diag is not None and diag.numel() else 0.0)
-    rate = rate / spacing**2
-    if scheme == "euler":
-        total = 2.0 * rate + rho_max
-        return 2.0 / total if total > 0 else math.inf
-    return 1.0 / rate if rate > 0 else math.inf
+    face_sum = float(diag.max()) if diag is not None and diag.numel() else 0.0
+    dw = torch.as_tensor(dw).detach().to("cpu", torch.float64).abs()
+    rho = torch.as_tensor(rho).detach().to("cpu", torch.float64).abs()
+    rate = dw * face_sum / spacing**2
+    total, num = (2.0 * rate + rho, 2.0) if scheme == "euler" else (rate + 0 * rho, 1.0)
+    return torch.where(total > 0, num / total.clamp_min(1e-300), math.inf)
 
 
 def _check_stable(
