@@ -13,6 +13,7 @@ Loaders rebuild inside :func:`rebuilding`, which names the file in any error of 
 from __future__ import annotations
 
 import collections
+import copy
 import io
 import re
 import threading
@@ -540,3 +541,19 @@ def _refuse_changed(config: Any, built: Mapping[str, Any], message: str) -> None
         now = ", ".join(f"{k}={_setting(config, k)!r}" for k in changed)
         was = ", ".join(f"{k}={v!r}" for k, v in changed.items())
         raise ValueError(message.format(now=now, was=was))
+
+
+def cpu_copy(value: Any) -> Any:
+    """A snapshot of a (nested) state dict: every tensor detached and copied to the CPU, dicts
+    keeping their type and a ``state_dict``'s ``_metadata``, lists and tuples their type, other
+    values deep-copied (later training leaves the snapshot as it was)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        out = type(value)((k, cpu_copy(v)) for k, v in value.items())
+        if hasattr(value, "_metadata"):
+            out._metadata = copy.deepcopy(value._metadata)
+        return out
+    if isinstance(value, (list, tuple)):
+        return type(value)(cpu_copy(v) for v in value)
+    return copy.deepcopy(value)

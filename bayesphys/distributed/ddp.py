@@ -26,7 +26,6 @@ loops written with them keep no global state and do I/O on rank 0 only.
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import time
@@ -38,7 +37,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import Dataset, IterableDataset
 
-from .._checkpoint import check_checkpointable, load_checkpoint
+from .._checkpoint import check_checkpointable, cpu_copy, load_checkpoint
 from .._checks import check_bool, check_int, check_real, check_seed, stream_seed
 from .._model import FitResult, autograd_on
 from .._progress import progress_bar
@@ -139,17 +138,6 @@ def _seed_torch(seed: int, cuda: list[int]) -> None:
     for idx in cuda:
         with torch.cuda.device(idx):
             torch.cuda.manual_seed(seed)
-
-
-def _cpu_copy(value: Any) -> Any:
-    """A copy of a (nested) state dict with every tensor on the CPU."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().to("cpu", copy=True)
-    if isinstance(value, dict):
-        return {k: _cpu_copy(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_cpu_copy(v) for v in value)
-    return copy.deepcopy(value)
 
 
 @autograd_on()
@@ -284,8 +272,8 @@ def train_ddp(
             for epoch in bar:
                 # the state this epoch starts from: a diverged epoch is rolled back to it
                 good = (  # on the CPU: no second copy of the weights and moments on the GPU
-                    _cpu_copy(unwrap(model).state_dict()),
-                    _cpu_copy(optimizer.state_dict()),
+                    cpu_copy(unwrap(model).state_dict()),
+                    cpu_copy(optimizer.state_dict()),
                     step,
                 )
                 loader.sampler.set_epoch(epoch)

@@ -46,7 +46,7 @@ from linear_operator.operators import (
 )
 from torch import Tensor
 
-from .._checkpoint import load_checkpoint, rebuilding, save_checkpoint
+from .._checkpoint import cpu_copy, load_checkpoint, rebuilding, save_checkpoint
 from .._checks import (
     check_bool,
     check_callback,
@@ -80,20 +80,6 @@ from .config import SIZES, RGNPConfig, get_problem, preset
 from .objective import data_log_likelihood, field_marginal, physics_elbo
 
 __all__ = ["RGNPConfig", "RandomGridNP", "SIZES", "preset", "get_problem"]
-
-
-def _cpu_copy(obj: Any) -> Any:
-    """``obj`` (nested dicts, lists, tuples) with every tensor replaced by a detached CPU copy."""
-    if isinstance(obj, Tensor):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, dict):  # a state_dict's OrderedDict keeps its type and ``_metadata``
-        out = type(obj)((k, _cpu_copy(v)) for k, v in obj.items())
-        if hasattr(obj, "_metadata"):
-            out._metadata = obj._metadata
-        return out
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_cpu_copy(v) for v in obj)
-    return obj
 
 
 class RandomGridNP:
@@ -451,8 +437,8 @@ class RandomGridNP:
         later training leaves as they were (``state_dict`` shares the live weights and Adam's
         moments, so a kept ``state()`` followed every further step)."""
         st = {
-            "modules": _cpu_copy(self._modules().state_dict()),
-            "optimizer": _cpu_copy(self.optimizer.state_dict()),
+            "modules": cpu_copy(self._modules().state_dict()),
+            "optimizer": cpu_copy(self.optimizer.state_dict()),
             "step_count": self.step_count,
             "generator": self.generator.get_state(),
             "generator_device": self.generator.device.type,

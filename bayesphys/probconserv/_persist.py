@@ -69,7 +69,7 @@ def check_loadable_config(model: ProbConserv) -> None:
     for name in GP_ONLY if anp else ANP_ONLY:  # a load drops the other model's settings
         cfg[name] = None
     if not anp:  # and a GP's SoftC points, reading the default
-        cfg["softc_points"] = 32
+        cfg["softc_points"] = ProbConservConfig.__dataclass_fields__["softc_points"].default
     try:
         checked_config(model.problem, dtype=None, **cfg)
     except (TypeError, ValueError) as err:
