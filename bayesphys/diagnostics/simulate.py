@@ -390,7 +390,15 @@ def simulate_and_infer(
             post = as_draws_or_posterior(infer(data[i]), f"problem {i}")
             g = None if isinstance(post, Tensor) else gen_for(post.device)
             d = posterior_draws(post, n_draws, generator=g)
-            t_i = theta[i].to(d)
+            # the truth in the draws' floating dtype; among integer or bool draws in the
+            # promoted dtype, as field_calibration_curve does (a cast to the draws' dtype
+            # truncated a float truth: 3.88 among integer draws was recorded as 3)
+            t_i = theta[i].to(
+                device=d.device,
+                dtype=d.dtype
+                if d.is_floating_point()
+                else torch.promote_types(theta.dtype, d.dtype),
+            )
             if tuple(d.shape[1:]) != tuple(t_i.shape):
                 raise ValueError(
                     f"infer: expected posterior draws of the simulated object's shape "

@@ -71,3 +71,31 @@ def test_thinning_more_than_2_24_stored_draws_keeps_every_draw_once():
     stored = torch.arange(n, dtype=torch.int32)
     out = posterior_draws(stored, n)
     assert out.shape == (n,) and bool((out[1:] > out[:-1]).all()) and int(out[-1]) == n - 1
+
+
+def test_a_float_truth_among_integer_draws_is_recorded_unrounded():
+    """The truth was cast to the draws' dtype: a float truth among integer draws (a discrete
+    posterior's ``Categorical.sample``) was truncated, 3.88 recorded as 3, and its ranks and
+    field coverage read off the truncated value."""
+    theta = torch.tensor([[3.88], [0.25], [1.5]], dtype=torch.float64)
+
+    def simulate(n, *, seed):
+        return theta[:n], theta[:n]
+
+    def infer(y):
+        return torch.arange(4).repeat(5)[:, None]  # integer draws 0..3, five of each
+
+    rec = simulate_and_infer(simulate, infer, n_sims=3, n_draws=20, progress=False)
+    torch.testing.assert_close(rec.truth, theta)
+    # the truth 1.5 has 10 draws (0s and 1s) below it and none tied: central 50 % interval
+    # of the PIT u = (10 + V)/21 in [0.476, 0.524) is inside at every level
+    assert rec.field_coverage[2].tolist() == [1.0] * len(rec.levels)
+    # a float truth among float32 draws is still compared in float32, as before
+    rec32 = simulate_and_infer(
+        simulate,
+        lambda y: torch.linspace(0, 4, 20)[:, None],
+        n_sims=3,
+        n_draws=20,
+        progress=False,
+    )
+    torch.testing.assert_close(rec32.truth, theta.float().double())
