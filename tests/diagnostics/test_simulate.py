@@ -99,3 +99,26 @@ def test_a_float_truth_among_integer_draws_is_recorded_unrounded():
         progress=False,
     )
     torch.testing.assert_close(rec32.truth, theta.float().double())
+
+
+def test_a_nan_in_drawn_fields_is_refused_by_the_field_calibration_curve():
+    """A NaN at an element that no summary reads passed the summaries' finiteness check, and
+    the field calibration curve compared it as a draw above the truth: field coverage was
+    lowered without an error."""
+
+    def simulate(n, *, seed):
+        theta = torch.randn(n, 4, generator=torch.Generator().manual_seed(seed))
+        return theta.double(), theta.double()
+
+    def infer(y):
+        d = torch.randn(30, 4, dtype=torch.float64)
+        d[:, 3] = float("nan")  # the element no summary reads
+        return d
+
+    with pytest.raises(ValueError, match=r"infer: posterior draws \(problem 0.*NaN"):
+        simulate_and_infer(simulate, infer, {"a": probe(0)}, n_sims=4, n_draws=9, progress=False)
+    # without the field curve, only the summaries are read (and they are finite)
+    rec = simulate_and_infer(
+        simulate, infer, {"a": probe(0)}, n_sims=4, n_draws=9, field_levels=None, progress=False
+    )
+    assert rec.field_coverage is None and bool(rec.draws.isfinite().all())
