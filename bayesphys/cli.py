@@ -335,7 +335,13 @@ def build_parser() -> argparse.ArgumentParser:
         "and the SBC ranks under bayesphys-out/calibration; outside a source checkout, all "
         "of it under bayesphys-out/calibration)",
     )
-    c.add_argument("--seed", type=_seed_arg, default=0, help="base seed of the simulations")
+    c.add_argument(
+        "--seed",
+        type=_seed_arg,
+        default=0,
+        help="base seed of the simulations and, for a component that trains a model in its "
+        "hook (neural_process, probconserv, meta_fm), of that training (default 0)",
+    )
     # each subcommand's parser: an unknown option is reported against its own usage
     p.subcommand_parsers = {"list": lst, "demo": d, "run": r, "bench": b, "calibrate": c}
     return p

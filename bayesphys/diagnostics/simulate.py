@@ -320,7 +320,9 @@ def simulate_and_infer(
     n_sims, n_draws:
         ``N`` problems, ``L`` posterior draws each (ranks take ``L + 1`` values).
     field_levels:
-        nominal levels for the field calibration curve; ``None`` skips it.
+        nominal levels for the field calibration curve; ``None`` skips it. The curve reads
+        every element of the drawn fields, so with ``field_levels`` the draws must be finite
+        everywhere, not only where the summaries read them (``ValueError`` naming the problem).
     progress:
         a progress bar over the ``N`` inferences on stderr (``False``: none).
 
@@ -390,7 +392,15 @@ def simulate_and_infer(
             post = as_draws_or_posterior(infer(data[i]), f"problem {i}")
             g = None if isinstance(post, Tensor) else gen_for(post.device)
             d = posterior_draws(post, n_draws, generator=g)
-            t_i = theta[i].to(d)
+            # the truth in the draws' floating dtype; among integer or bool draws in the
+            # promoted dtype, as field_calibration_curve does (a cast to the draws' dtype
+            # truncated a float truth: 3.88 among integer draws was recorded as 3)
+            t_i = theta[i].to(
+                device=d.device,
+                dtype=d.dtype
+                if d.is_floating_point()
+                else torch.promote_types(theta.dtype, d.dtype),
+            )
             if tuple(d.shape[1:]) != tuple(t_i.shape):
                 raise ValueError(
                     f"infer: expected posterior draws of the simulated object's shape "
@@ -409,6 +419,14 @@ def simulate_and_infer(
             check_finite(f"simulate: summaries of theta (problem {i})", truths[-1])
             check_finite(f"infer: summaries of the posterior draws (problem {i})", draws_all[-1])
             if field_levels is not None:
+                # the field calibration curve reads every element of the drawn fields, also
+                # those no summary reads: a NaN there compared as a draw above the truth and
+                # lowered field_coverage without a word
+                check_finite(
+                    f"infer: posterior draws (problem {i}; field_levels reads every element, "
+                    f"pass field_levels=None to skip the field calibration curve)",
+                    d,
+                )
                 fcov.append(_field_coverage(post, d, t_i, field_levels, field_gen))
     finally:
         bar.close()

@@ -71,3 +71,54 @@ def test_thinning_more_than_2_24_stored_draws_keeps_every_draw_once():
     stored = torch.arange(n, dtype=torch.int32)
     out = posterior_draws(stored, n)
     assert out.shape == (n,) and bool((out[1:] > out[:-1]).all()) and int(out[-1]) == n - 1
+
+
+def test_a_float_truth_among_integer_draws_is_recorded_unrounded():
+    """The truth was cast to the draws' dtype: a float truth among integer draws (a discrete
+    posterior's ``Categorical.sample``) was truncated, 3.88 recorded as 3, and its ranks and
+    field coverage read off the truncated value."""
+    theta = torch.tensor([[3.88], [0.25], [1.5]], dtype=torch.float64)
+
+    def simulate(n, *, seed):
+        return theta[:n], theta[:n]
+
+    def infer(y):
+        return torch.arange(4).repeat(5)[:, None]  # integer draws 0..3, five of each
+
+    rec = simulate_and_infer(simulate, infer, n_sims=3, n_draws=20, progress=False)
+    torch.testing.assert_close(rec.truth, theta)
+    # the truth 1.5 has 10 draws (0s and 1s) below it and none tied: central 50 % interval
+    # of the PIT u = (10 + V)/21 in [0.476, 0.524) is inside at every level
+    assert rec.field_coverage[2].tolist() == [1.0] * len(rec.levels)
+    # a float truth among float32 draws is still compared in float32, as before
+    rec32 = simulate_and_infer(
+        simulate,
+        lambda y: torch.linspace(0, 4, 20)[:, None],
+        n_sims=3,
+        n_draws=20,
+        progress=False,
+    )
+    torch.testing.assert_close(rec32.truth, theta.float().double())
+
+
+def test_a_nan_in_drawn_fields_is_refused_by_the_field_calibration_curve():
+    """A NaN at an element that no summary reads passed the summaries' finiteness check, and
+    the field calibration curve compared it as a draw above the truth: field coverage was
+    lowered without an error."""
+
+    def simulate(n, *, seed):
+        theta = torch.randn(n, 4, generator=torch.Generator().manual_seed(seed))
+        return theta.double(), theta.double()
+
+    def infer(y):
+        d = torch.randn(30, 4, dtype=torch.float64)
+        d[:, 3] = float("nan")  # the element no summary reads
+        return d
+
+    with pytest.raises(ValueError, match=r"infer: posterior draws \(problem 0.*NaN"):
+        simulate_and_infer(simulate, infer, {"a": probe(0)}, n_sims=4, n_draws=9, progress=False)
+    # without the field curve, only the summaries are read (and they are finite)
+    rec = simulate_and_infer(
+        simulate, infer, {"a": probe(0)}, n_sims=4, n_draws=9, field_levels=None, progress=False
+    )
+    assert rec.field_coverage is None and bool(rec.draws.isfinite().all())
