@@ -1,8 +1,9 @@
 r"""The initial state of several tumour foci and a starting guess for them (Balcerak et al.,
 GliODIL, arXiv 2312.05063: multi-focal synthetic patients).
 
-As in GliODIL's three-focal synthetic generator the initial state is the pointwise maximum of
-the focal Gaussians,
+The initial state is the pointwise maximum of the focal Gaussians (GliODIL's three-focal
+synthetic generator adds its clipped focal Gaussians instead, so overlapping foci exceed each
+one's peak there; the maximum keeps :math:`c_0 \le a` and one focus's shape),
 
 .. math:: c_0(x) = \max_{k=1..K} a\,\exp\!\bigl(-|x - x_k|^2 / 2w^2\bigr),
 

@@ -1,7 +1,8 @@
 r"""Several tumour foci: the initial state, a starting guess, and the choice of their number.
 
-A multi-focal glioma starts from :math:`K` focal seeds; as in GliODIL's three-focal synthetic
-generator the initial state is the pointwise maximum of the focal Gaussians,
+A multi-focal glioma starts from :math:`K` focal seeds (as GliODIL's three-focal synthetic
+patients); the initial state is the pointwise maximum of the focal Gaussians (GliODIL's
+generator adds them instead),
 
 .. math:: c_0(x) = \max_{k=1..K} a\,\exp\!\bigl(-|x - x_k|^2 / 2w^2\bigr),
 

@@ -268,8 +268,9 @@ def synthetic_patient(
     mm from the grid's lower corner; ``ell`` :math:`=\sqrt{D_w/\rho}` mm, ``v``
     :math:`= 2\sqrt{D_w\rho}` mm/day), ``foci`` (all foci ``[1 + extra_foci][d]``, mm;
     ``extra_foci`` more foci are drawn in tissue within +-5 % of each axis's extent around the
-    first, as GliODIL's three-focal generator; the initial state is the maximum of the focal
-    Gaussians; ``truth`` keeps the first focus) and ``th_up, th_down, t_end, dg_ratio,
+    first (GliODIL's three-focal generator draws its third focus within +-5 % of the second);
+    the initial state is the maximum of the focal Gaussians (GliODIL's generator adds them);
+    ``truth`` keeps the first focus) and ``th_up, th_down, t_end, dg_ratio,
     spacing``.
 
     ``n`` (default 64) and ``spacing`` (default 2 mm) size the built-in phantom; with
