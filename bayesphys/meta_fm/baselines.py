@@ -5,8 +5,10 @@ r"""Trivial baselines (anchor 1.7 / 6.4 / 8): *identity*, *floor*, *shift* and *
   value any sample-based metric can reach at this population size. It needs an independent
   redraw of the target, which :func:`bayesphys.problems.populations.redraw_targets` provides.
 * shift: centre the source and add the mean of the training targets,
-  :math:`\hat x_j = x_j - \bar x + \bar y_{\text{train}}` (the reference's ``TrellisDummy``);
-  optionally the mean of the training targets of the pair's own treatment.
+  :math:`\hat x_j = x_j - \bar x + \bar y_{\text{train}}` (the reference's ``TrellisDummy``;
+  it averages the per-population target means, we pool the points, which is the same for
+  populations of one size, as B4's); optionally the mean of the training targets of the
+  pair's own treatment.
 * ideal shift (an oracle): centre the source and add the observed target's own mean,
   :math:`\hat x_j = x_j - \bar x + \bar y`. Since
   :math:`W_2^2(p, q) = \lVert \bar p - \bar q\rVert^2 + W_2^2(p - \bar p, q - \bar q)`, no
