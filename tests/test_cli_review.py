@@ -176,7 +176,7 @@ def test_main_called_from_python_gives_back_the_callers_seeds_and_threads(tmp_pa
 
 def test_main_from_python_forks_the_cuda_generators_when_cuda_is_initialised(monkeypatch):
     """It forked the CPU generator only: a ``demo --device cuda`` called from Python reseeded
-    the caller's CUDA streams and kept them. Simulated (no GPU here): the generators forked
+    the caller's CUDA streams and kept them. Simulated (with or without a GPU): the generators forked
     are those of every device once CUDA is initialised, none before."""
     import contextlib
 
@@ -192,6 +192,7 @@ def test_main_from_python_forks_the_cuda_generators_when_cuda_is_initialised(mon
         yield
 
     monkeypatch.setattr(torch.random, "fork_rng", fork_rng)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)  # as before any CUDA call
     with _callers_state_kept():
         pass
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
