@@ -7,9 +7,10 @@ A row is ``{"problem", "setting", "method", "metrics", "anchor"}``; ``anchor`` i
 or ``{"source", "metrics"}``; missed targets are kept, never dropped.
 
 Results files are strict JSON (:func:`results_json`): a non-finite number (a diverged NLL's
-``inf``, the ``nan`` sd of one seed) is written as ``null``, which the tables show as "–", as
-they show a metric that was not measured; Python's ``NaN`` / ``Infinity`` tokens, which strict
-JSON parsers refuse, are never written.
+``inf``, the ``nan`` sd of one seed) is written as the string ``"nan"``, ``"inf"`` or
+``"-inf"`` (``float()`` reads it back), which the tables show as before, unlike ``null``, which
+they show as "–" for a metric that was not measured; Python's ``NaN`` / ``Infinity`` tokens,
+which strict JSON parsers refuse, are never written.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ def write_results(
     ``benchmarks/results``) and return its path. ``update_docs`` (default: ``out is None``)
     also regenerates the component's table in ``docs/benchmarks.md``: a run given ``out``
     leaves the docs alone. Numpy and torch values are written as the numbers they hold, a
-    non-finite number as ``null`` (:func:`results_json`); the docs table is rendered from what
+    non-finite number as the string ``"nan"``, ``"inf"`` or ``"-inf"`` (:func:`results_json`); the docs table is rendered from what
     the file holds, so rendering the file again gives the same table.
 
     A quick run is never committed: it needs an explicit ``out`` (``ValueError`` otherwise)."""
@@ -168,7 +169,8 @@ def write_results(
 
 def _strict(v: Any, where: str, nonfinite: list[str]) -> Any:
     """``v`` with numpy and torch values as the Python numbers or lists they hold and every
-    non-finite float as ``None`` (its location ``where`` appended to ``nonfinite``)."""
+    non-finite float as the string ``"nan"``, ``"inf"`` or ``"-inf"`` (its location ``where``
+    appended to ``nonfinite``)."""
     if isinstance(v, Mapping):
         return {k: _strict(x, f"{where}.{k}" if where else str(k), nonfinite) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
@@ -182,7 +184,7 @@ def _strict(v: Any, where: str, nonfinite: list[str]) -> Any:
         if math.isfinite(f):
             return f
         nonfinite.append(f"{where} = {f}")
-        return None
+        return str(f)  # "nan", "inf", "-inf": shown as such, not as a metric never measured
     return v  # anything else: json.dumps' own TypeError
 
 
@@ -190,8 +192,10 @@ def results_json(payload: Mapping[str, Any]) -> str:
     """``payload`` as the strict JSON text of a results file (indent 1, final newline).
 
     Numpy and torch values become the numbers or lists they hold; a non-finite number (NaN,
-    ``±inf``) becomes ``null`` with a ``RuntimeWarning`` naming where it was, since Python's
-    ``NaN`` / ``Infinity`` tokens are not JSON and strict parsers refuse the whole file."""
+    ``±inf``) becomes the string ``"nan"``, ``"inf"`` or ``"-inf"`` (``float()`` reads it
+    back; a table shows it as it showed the number, not as "–", which means not measured) with
+    a ``RuntimeWarning`` naming where it was, since Python's ``NaN`` / ``Infinity`` tokens are
+    not JSON and strict parsers refuse the whole file."""
     nonfinite: list[str] = []
     clean = _strict(payload, "", nonfinite)
     if nonfinite:
@@ -199,7 +203,7 @@ def results_json(payload: Mapping[str, Any]) -> str:
             f" and {len(nonfinite) - 5} more" if len(nonfinite) > 5 else ""
         )
         warnings.warn(
-            f"results: {len(nonfinite)} non-finite value(s) written as null: {shown}",
+            f"results: {len(nonfinite)} non-finite value(s) written as strings: {shown}",
             RuntimeWarning,
             stacklevel=user_stacklevel(),
         )
@@ -331,8 +335,8 @@ def write_rows(
     (``out`` default: ``benchmarks/results`` beside ``script``), print the rows' table and
     return the path. ``command`` is ``python benchmarks/<script> <argv>`` (``argv`` default:
     this process's ``sys.argv[1:]``); ``started`` (a ``time.perf_counter()`` reading) adds
-    ``"seconds"``, the wall time since then. A non-finite number is written as ``null``
-    (:func:`results_json`)."""
+    ``"seconds"``, the wall time since then. A non-finite number is written as the string
+    ``"nan"``, ``"inf"`` or ``"-inf"`` (:func:`results_json`)."""
     rows = list(rows)
     if started is not None:
         extra = {**(extra or {}), "seconds": time.perf_counter() - started}

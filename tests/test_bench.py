@@ -16,6 +16,8 @@ from bayesphys._bench import ablation_parser, bench_row, render_table, write_res
 
 TOP_LEVEL = {"component", "command", "quick", "date", "torch", "device", "threads", "rows"}
 ROW_KEYS = {"problem", "setting", "method", "metrics", "anchor"}
+#: how a results file writes a non-finite figure (strict JSON has no NaN / Infinity)
+NONFINITE = ("nan", "inf", "-inf")
 
 
 def format_problems(payload: dict[str, Any]) -> list[str]:
@@ -30,7 +32,7 @@ def format_problems(payload: dict[str, Any]) -> list[str]:
         for k, v in (row.get("metrics") or {}).items():
             if k != k.lower():
                 bad.append(f"row {i}: metric key {k!r} is not lower-case")
-            if v is not None and not isinstance(v, (int, float)):
+            if v is not None and not isinstance(v, (int, float)) and v not in NONFINITE:
                 bad.append(f"row {i}: metric {k!r} is not a number")
         anchor = row.get("anchor")
         if anchor is not None and not (
@@ -137,18 +139,19 @@ def test_non_finite_figures_are_written_as_strict_json(tmp_path, monkeypatch):
             anchor={"source": "T1", "metrics": {"mse": math.nan, "ll": 2.0}},
         ),
     ]
-    with pytest.warns(RuntimeWarning, match=r"7 non-finite value\(s\) written as null") as rec:
+    with pytest.warns(RuntimeWarning, match=r"7 non-finite value\(s\) written as strings") as rec:
         path = write_results("toy", rows, quick=True, command="c", out=tmp_path, update_docs=True)
     assert "rows[0].metrics.nll = inf" in str(rec[0].message)
     assert rec[0].filename == __file__  # points at the caller, not the package
     payload = _strict_loads(path.read_text(encoding="utf-8"))
     assert format_problems(payload) == []
-    assert payload["rows"][0]["metrics"] == {"nll": None, "ll": None, "mse": None, "ce": 0.5}
-    assert payload["rows"][1]["setting"] == {"tau": None, "grid": [1.0, None], "t": 0.5}
-    assert payload["rows"][1]["anchor"]["metrics"] == {"mse": None, "ll": 2.0}
+    assert payload["rows"][0]["metrics"] == {"nll": "inf", "ll": "-inf", "mse": "nan", "ce": 0.5}
+    assert payload["rows"][1]["setting"] == {"tau": "inf", "grid": [1.0, "nan"], "t": 0.5}
+    assert payload["rows"][1]["anchor"]["metrics"] == {"mse": "nan", "ll": 2.0}
     # the docs table is the file's: rendering the file again gives the same table
     assert len(rendered) == 1 and render_table(rendered[0]) == render_table(payload)
-    assert "| p | – | m | – | – | – | 0.5 | – |" in render_table(payload)
+    # shown as the numbers were, not as "–" (a metric never measured)
+    assert "| p | – | m | inf | -inf | nan | 0.5 | – |" in render_table(payload)
 
 
 def test_ablation_rows_with_a_one_seed_sd_are_strict_json(tmp_path, capsys):
@@ -159,7 +162,7 @@ def test_ablation_rows_with_a_one_seed_sd_are_strict_json(tmp_path, capsys):
     with pytest.warns(RuntimeWarning, match=r"rows\[2\]\.w2 = nan"):
         path = bench.write_rows("abl", rows, script="demo.py", argv=[], out=tmp_path)
     written = _strict_loads(path.read_text(encoding="utf-8"))["rows"]
-    assert written[2] == {"split": "a", "seed": "sd", "w2": None}
+    assert written[2] == {"split": "a", "seed": "sd", "w2": "nan"}
     printed = capsys.readouterr().out
     assert bench.print_rows_table(path) == path
     assert capsys.readouterr().out.strip() in printed  # the table printed is the file's
