@@ -5,6 +5,12 @@
 component's table in ``docs/benchmarks.md`` between ``<!-- bench:<component> -->`` markers.
 A row is ``{"problem", "setting", "method", "metrics", "anchor"}``; ``anchor`` is ``None``
 or ``{"source", "metrics"}``; missed targets are kept, never dropped.
+
+Results files are strict JSON (:func:`results_json`): a non-finite number (a diverged NLL's
+``inf``, the ``nan`` sd of one seed) is written as the string ``"nan"``, ``"inf"`` or
+``"-inf"`` (``float()`` reads it back), which the tables show as before, unlike ``null``, which
+they show as "–" for a metric that was not measured; Python's ``NaN`` / ``Infinity`` tokens,
+which strict JSON parsers refuse, are never written.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import re
 import shlex
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,10 +36,12 @@ import torch
 
 from ._checks import check_int
 from ._files import atomic_write_text, out_folder_arg
+from ._stack import user_stacklevel
 
 __all__ = [
     "repo_root",
     "write_results",
+    "results_json",
     "render_table",
     "update_benchmarks_md",
     "bench_row",
@@ -123,7 +132,9 @@ def write_results(
     """Write ``<out>/<component>.json`` (``out`` default: the checkout's
     ``benchmarks/results``) and return its path. ``update_docs`` (default: ``out is None``)
     also regenerates the component's table in ``docs/benchmarks.md``: a run given ``out``
-    leaves the docs alone. Numpy and torch values are written as the numbers they hold.
+    leaves the docs alone. Numpy and torch values are written as the numbers they hold, a
+    non-finite number as the string ``"nan"``, ``"inf"`` or ``"-inf"`` (:func:`results_json`); the docs table is rendered from what
+    the file holds, so rendering the file again gives the same table.
 
     A quick run is never committed: it needs an explicit ``out`` (``ValueError`` otherwise)."""
     if quick and out is None:
@@ -147,12 +158,56 @@ def write_results(
     if extra:
         payload.update(extra)
     path = out_dir / f"{component}.json"
-    atomic_write_text(path, json.dumps(payload, indent=1, default=_json_value) + "\n")
+    text = results_json(payload)
+    atomic_write_text(path, text)
     if update_docs is None:
         update_docs = out is None
     if update_docs:
-        update_benchmarks_md(component, payload)
+        update_benchmarks_md(component, json.loads(text))
     return path
+
+
+def _strict(v: Any, where: str, nonfinite: list[str]) -> Any:
+    """``v`` with numpy and torch values as the Python numbers or lists they hold and every
+    non-finite float as the string ``"nan"``, ``"inf"`` or ``"-inf"`` (its location ``where``
+    appended to ``nonfinite``)."""
+    if isinstance(v, Mapping):
+        return {k: _strict(x, f"{where}.{k}" if where else str(k), nonfinite) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_strict(x, f"{where}[{i}]", nonfinite) for i, x in enumerate(v)]
+    if v is None or isinstance(v, (str, bool, int)):
+        return v
+    if not isinstance(v, float) and (hasattr(v, "item") or hasattr(v, "tolist")):
+        return _strict(_json_value(v), where, nonfinite)  # np.float32(nan), a 0-d tensor
+    if isinstance(v, float) or hasattr(v, "__float__"):
+        f = float(v)  # np.float64 (a float subclass) as a plain float
+        if math.isfinite(f):
+            return f
+        nonfinite.append(f"{where} = {f}")
+        return str(f)  # "nan", "inf", "-inf": shown as such, not as a metric never measured
+    return v  # anything else: json.dumps' own TypeError
+
+
+def results_json(payload: Mapping[str, Any]) -> str:
+    """``payload`` as the strict JSON text of a results file (indent 1, final newline).
+
+    Numpy and torch values become the numbers or lists they hold; a non-finite number (NaN,
+    ``±inf``) becomes the string ``"nan"``, ``"inf"`` or ``"-inf"`` (``float()`` reads it
+    back; a table shows it as it showed the number, not as "–", which means not measured) with
+    a ``RuntimeWarning`` naming where it was, since Python's ``NaN`` / ``Infinity`` tokens are
+    not JSON and strict parsers refuse the whole file."""
+    nonfinite: list[str] = []
+    clean = _strict(payload, "", nonfinite)
+    if nonfinite:
+        shown = ", ".join(nonfinite[:5]) + (
+            f" and {len(nonfinite) - 5} more" if len(nonfinite) > 5 else ""
+        )
+        warnings.warn(
+            f"results: {len(nonfinite)} non-finite value(s) written as strings: {shown}",
+            RuntimeWarning,
+            stacklevel=user_stacklevel(),
+        )
+    return json.dumps(clean, indent=1, default=_json_value, allow_nan=False) + "\n"
 
 
 def _json_value(v: Any) -> Any:
@@ -280,7 +335,8 @@ def write_rows(
     (``out`` default: ``benchmarks/results`` beside ``script``), print the rows' table and
     return the path. ``command`` is ``python benchmarks/<script> <argv>`` (``argv`` default:
     this process's ``sys.argv[1:]``); ``started`` (a ``time.perf_counter()`` reading) adds
-    ``"seconds"``, the wall time since then."""
+    ``"seconds"``, the wall time since then. A non-finite number is written as the string
+    ``"nan"``, ``"inf"`` or ``"-inf"`` (:func:`results_json`)."""
     rows = list(rows)
     if started is not None:
         extra = {**(extra or {}), "seconds": time.perf_counter() - started}
@@ -288,8 +344,9 @@ def write_rows(
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.json"
     payload = {"command": recorded_command(script, argv), **(extra or {}), "rows": rows}
-    atomic_write_text(path, json.dumps(payload, indent=1) + "\n")
-    print(rows_table(rows))
+    text = results_json(payload)
+    atomic_write_text(path, text)
+    print(rows_table(json.loads(text)["rows"]))  # as --table prints the file
     print(f"wrote {path}")
     return path
 

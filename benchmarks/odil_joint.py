@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from bayesphys._bench import positive_int, recorded_command
+from bayesphys._bench import positive_int, recorded_command, results_json
 
 SOLVERS = ("sparse", "cg")
 
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         cmd = recorded_command(__file__, argv)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         payload = {"command": cmd.strip(), "threads": args.threads, "rows": rows}
-        Path(args.out).write_text(json.dumps(payload, indent=1), encoding="utf-8")
+        Path(args.out).write_text(results_json(payload), encoding="utf-8")
     return rows
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bayesphys._bench import positive_int, recorded_command
+from bayesphys._bench import positive_int, recorded_command, results_json
 from bayesphys.odil import GliomaModel
 from bayesphys.problems.glioma import brain_phantom, synthetic_patient, truth_theta
 
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         cmd = recorded_command(__file__, argv)
         Path(args.out).write_text(
-            json.dumps({"command": cmd.strip(), "rows": rows}, indent=1), encoding="utf-8"
+            results_json({"command": cmd.strip(), "rows": rows}), encoding="utf-8"
         )
     return rows
 

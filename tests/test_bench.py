@@ -16,6 +16,8 @@ from bayesphys._bench import ablation_parser, bench_row, render_table, write_res
 
 TOP_LEVEL = {"component", "command", "quick", "date", "torch", "device", "threads", "rows"}
 ROW_KEYS = {"problem", "setting", "method", "metrics", "anchor"}
+#: how a results file writes a non-finite figure (strict JSON has no NaN / Infinity)
+NONFINITE = ("nan", "inf", "-inf")
 
 
 def format_problems(payload: dict[str, Any]) -> list[str]:
@@ -30,7 +32,7 @@ def format_problems(payload: dict[str, Any]) -> list[str]:
         for k, v in (row.get("metrics") or {}).items():
             if k != k.lower():
                 bad.append(f"row {i}: metric key {k!r} is not lower-case")
-            if v is not None and not isinstance(v, (int, float)):
+            if v is not None and not isinstance(v, (int, float)) and v not in NONFINITE:
                 bad.append(f"row {i}: metric {k!r} is not a number")
         anchor = row.get("anchor")
         if anchor is not None and not (
@@ -109,3 +111,92 @@ def test_ablation_table_option_refuses_a_missing_file(tmp_path, capsys):
     assert "argument --table: no results file" in capsys.readouterr().err
     (tmp_path / "r.json").write_text('{"rows": []}')
     assert ap.parse_args(["--table", str(tmp_path / "r.json")]).table == str(tmp_path / "r.json")
+
+
+def _strict_loads(text: str) -> Any:
+    """``json.loads`` as a strict JSON parser reads: ``NaN`` / ``Infinity`` are refused."""
+
+    def refuse(token: str) -> Any:
+        raise ValueError(f"not JSON: {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_non_finite_figures_are_written_as_strict_json(tmp_path, monkeypatch):
+    # a diverged NLL (inf) or a one-seed sd (nan) was written as bare Infinity / NaN, which
+    # strict JSON parsers refuse (the whole results file became unreadable to them)
+    import bayesphys._bench as bench
+
+    rendered = []
+    monkeypatch.setattr(bench, "update_benchmarks_md", lambda c, p: rendered.append(p))
+    rows = [
+        bench_row("p", "m", {"nll": math.inf, "ll": -math.inf, "mse": math.nan, "ce": 0.5}),
+        bench_row(
+            "q",
+            "m",
+            {"mse": np.float32(np.nan)},
+            setting={"tau": np.float32(np.inf), "grid": [1.0, math.nan], "t": torch.tensor(0.5)},
+            anchor={"source": "T1", "metrics": {"mse": math.nan, "ll": 2.0}},
+        ),
+    ]
+    with pytest.warns(RuntimeWarning, match=r"7 non-finite value\(s\) written as strings") as rec:
+        path = write_results("toy", rows, quick=True, command="c", out=tmp_path, update_docs=True)
+    assert "rows[0].metrics.nll = inf" in str(rec[0].message)
+    assert rec[0].filename == __file__  # points at the caller, not the package
+    payload = _strict_loads(path.read_text(encoding="utf-8"))
+    assert format_problems(payload) == []
+    assert payload["rows"][0]["metrics"] == {"nll": "inf", "ll": "-inf", "mse": "nan", "ce": 0.5}
+    assert payload["rows"][1]["setting"] == {"tau": "inf", "grid": [1.0, "nan"], "t": 0.5}
+    assert payload["rows"][1]["anchor"]["metrics"] == {"mse": "nan", "ll": 2.0}
+    # the docs table is the file's: rendering the file again gives the same table
+    assert len(rendered) == 1 and render_table(rendered[0]) == render_table(payload)
+    # shown as the numbers were, not as "–" (a metric never measured)
+    assert "| p | – | m | inf | -inf | nan | 0.5 | – |" in render_table(payload)
+
+
+def test_ablation_rows_with_a_one_seed_sd_are_strict_json(tmp_path, capsys):
+    import bayesphys._bench as bench
+
+    rows = [{"split": "a", "seed": 0, "w2": 0.25}]
+    rows += bench.seed_summary_rows(rows, ("split",), ("w2",))  # sd of one seed: nan
+    with pytest.warns(RuntimeWarning, match=r"rows\[2\]\.w2 = nan"):
+        path = bench.write_rows("abl", rows, script="demo.py", argv=[], out=tmp_path)
+    written = _strict_loads(path.read_text(encoding="utf-8"))["rows"]
+    assert written[2] == {"split": "a", "seed": "sd", "w2": "nan"}
+    printed = capsys.readouterr().out
+    assert bench.print_rows_table(path) == path
+    assert capsys.readouterr().out.strip() in printed  # the table printed is the file's
+
+
+def test_finite_payloads_are_written_unchanged():
+    # strict writing changes nothing in a file without non-finite values: the committed
+    # results files, read and written again, give the same objects
+    import bayesphys._bench as bench
+
+    results = bench.repo_root() / "benchmarks" / "results"
+    for path in sorted(results.glob("*.json")):
+        payload = _strict_loads(path.read_text(encoding="utf-8"))
+        assert json.loads(bench.results_json(payload)) == payload, path.name
+
+
+def test_committed_results_render_to_the_docs_tables():
+    # every table between <!-- bench:X --> markers of docs/benchmarks.md is the rendering of
+    # the committed benchmarks/results/X.json (a results file changed without its table, or
+    # a table edited by hand, fails here; the gp_pde and odil pages' copies had fallen behind)
+    import re
+
+    from bayesphys._bench import repo_root
+
+    root = repo_root()
+    text = (root / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"<!-- bench:(\w+) -->\n(.*?)\n<!-- /bench:\1 -->", text, re.S)
+    assert len(blocks) >= 7
+    for component, table in blocks:
+        path = root / "benchmarks" / "results" / f"{component}.json"
+        payload = _strict_loads(path.read_text(encoding="utf-8"))
+        assert render_table(payload) == table, component
+    # the component pages that show the same table carry it verbatim
+    for component in ("gp_pde", "neural_process", "odil", "probconserv"):
+        path = root / "benchmarks" / "results" / f"{component}.json"
+        page = (root / "docs" / f"{component}.md").read_text(encoding="utf-8")
+        assert render_table(_strict_loads(path.read_text(encoding="utf-8"))) in page, component
