@@ -77,12 +77,15 @@ def warn_unequal_spreads(sd: Tensor) -> None:
 
 def normalization(data: PopulationPairs) -> tuple[Tensor, Tensor]:
     """The frame of the training points of ``data`` (sources and targets together), in float64:
-    their mean ``[d]`` and one scale ``[]``, the mean over dimensions of their sds (at least
-    ``1e-8``); warns as :func:`warn_unequal_spreads`."""
+    their mean ``[d]`` and one scale ``[]``, the mean over dimensions of their sds (1 when every
+    point is the same); warns as :func:`warn_unequal_spreads`. The frame scales with the data
+    whatever their units (a floor of 1e-8 on the scale squashed points spread by 1e-11 to 1e-3
+    in the model's frame, and predictions were 100 spreads off)."""
     allx = torch.cat([*data.source, *data.target]).to(torch.float64)
     mean = allx.mean(0)
     warn_unequal_spreads(allx.std(0))
-    return mean, (allx - mean).std(0).mean().clamp_min(1e-8)
+    scale = (allx - mean).std(0).mean()
+    return mean, torch.where(scale > 0, scale, torch.ones_like(scale))
 
 
 def batch_stream(seed: int | None) -> torch.Generator:
