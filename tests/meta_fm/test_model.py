@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -377,3 +378,35 @@ def test_predictions_scale_with_the_data_whatever_their_units(scale):
         preds.append([p / s for p in m.predict(d.subset("test").source)])
     for a, b in zip(*preds):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+
+
+def test_points_far_from_the_origin_for_the_dtype_are_warned_about():
+    # float32 points centred at 1e6 with sd ~4 were predicted on a lattice of 0.06, silently
+    g = torch.Generator().manual_seed(0)
+    src = [1e6 + 4 * torch.randn(40, 2, generator=g) for _ in range(4)]
+    far = PopulationPairs(
+        name="far",
+        source=src,
+        target=[x + 1.0 for x in src],
+        source_id=torch.arange(4),
+        splits={"train": [0, 1, 2, 3]},
+        paired=True,
+    )
+    with pytest.warns(UserWarning, match=r"centred 1e\+06 from the origin.*dtype=torch.float64"):
+        MetaFlowMatching(far, seed=0, **SMALL).fit(steps=1, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        MetaFlowMatching(far, seed=0, dtype=torch.float64, **SMALL).fit(steps=1, progress=False)
+        near = [x - 1e6 for x in src]
+        MetaFlowMatching(
+            PopulationPairs(
+                name="near",
+                source=near,
+                target=[x + 1.0 for x in near],
+                source_id=torch.arange(4),
+                splits={"train": [0, 1, 2, 3]},
+                paired=True,
+            ),
+            seed=0,
+            **SMALL,
+        ).fit(steps=1, progress=False)
