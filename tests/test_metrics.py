@@ -35,6 +35,27 @@ def test_relative_l2_and_mse():
         relative_l2(t, torch.ones(3))
 
 
+@pytest.mark.parametrize("scale", [1e-30, 1e-25, 1.0, 1e20, 1e30])
+def test_relative_l2_is_scale_invariant_across_float32s_range(scale):
+    # float32 norms square their entries: fields of size 1e-25 read a 100 % error as 0 (both
+    # norms underflowed) and of size 1e20 as NaN (both overflowed)
+    g = torch.Generator().manual_seed(0)
+    truth = torch.randn(3, 50, generator=g)
+    pred = truth + 0.3 * torch.randn(3, 50, generator=g)
+    ref = np.linalg.norm((pred - truth).double().numpy()) / np.linalg.norm(truth.double().numpy())
+    got = relative_l2(pred * scale, truth * scale)
+    assert got.dtype == torch.float32
+    assert float(got) == pytest.approx(ref, rel=1e-5)
+    per_row = relative_l2(pred * scale, truth * scale, dim=1)
+    ref_rows = np.linalg.norm((pred - truth).double().numpy(), axis=1) / np.linalg.norm(
+        truth.double().numpy(), axis=1
+    )
+    np.testing.assert_allclose(per_row.numpy(), ref_rows, rtol=1e-5)
+    zero = torch.zeros_like(truth)
+    assert float(relative_l2(truth * scale, zero)) == math.inf
+    assert float(relative_l2(zero, zero)) == 0.0
+
+
 def test_gaussian_nll_matches_scipy():
     m, v, y = torch.tensor([0.0, 1.0]), torch.tensor([1.0, 4.0]), torch.tensor([0.5, -1.0])
     ref = -scipy.stats.norm(m.numpy(), np.sqrt(v.numpy())).logpdf(y.numpy()).mean()

@@ -33,6 +33,8 @@ from .coupling import FullPlan, cfm_loss, couple, interpolate, sample_plan_partn
 __all__ = [
     "SPREAD_RATIO_WARN",
     "warn_unequal_spreads",
+    "OFFSET_ROUNDING_WARN",
+    "warn_far_from_origin",
     "normalization",
     "batch_stream",
     "subsample",
@@ -75,14 +77,42 @@ def warn_unequal_spreads(sd: Tensor) -> None:
         )
 
 
+#: rounding of the points' coordinates in the model's dtype, as a fraction of their spread,
+#: above which fit warns
+OFFSET_ROUNDING_WARN = 1e-3
+
+
+def warn_far_from_origin(mean: Tensor, scale: Tensor, dtype: torch.dtype) -> None:
+    """Warn when the training points' centre ``mean [d]`` lies so far from the origin, for their
+    spread ``scale``, that coordinates in ``dtype`` (the model's) are rounded by more than
+    :data:`OFFSET_ROUNDING_WARN` of the spread: points are taken and predictions returned in
+    that dtype (float32 points centred at 1e6 with sd 4 were predicted on a lattice of 0.06)."""
+    far = float(mean.abs().max())
+    quantum = far * torch.finfo(dtype).eps
+    if quantum > OFFSET_ROUNDING_WARN * float(scale):
+        warnings.warn(
+            f"MetaFlowMatching: the points are centred {far:.3g} from the origin with a spread "
+            f"of {float(scale):.3g}; in the model's dtype ({str(dtype).removeprefix('torch.')}) "
+            f"coordinates there are rounded to about {quantum:.2g}, "
+            f"{quantum / float(scale):.1e} of the spread, and so are the predictions: subtract "
+            "a centre from the points before fitting (and add it back to the predictions), or "
+            "build the model with dtype=torch.float64",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
+
+
 def normalization(data: PopulationPairs) -> tuple[Tensor, Tensor]:
     """The frame of the training points of ``data`` (sources and targets together), in float64:
-    their mean ``[d]`` and one scale ``[]``, the mean over dimensions of their sds (at least
-    ``1e-8``); warns as :func:`warn_unequal_spreads`."""
+    their mean ``[d]`` and one scale ``[]``, the mean over dimensions of their sds (1 when every
+    point is the same); warns as :func:`warn_unequal_spreads`. The frame scales with the data
+    whatever their units (a floor of 1e-8 on the scale squashed points spread by 1e-11 to 1e-3
+    in the model's frame, and predictions were 100 spreads off)."""
     allx = torch.cat([*data.source, *data.target]).to(torch.float64)
     mean = allx.mean(0)
     warn_unequal_spreads(allx.std(0))
-    return mean, (allx - mean).std(0).mean().clamp_min(1e-8)
+    scale = (allx - mean).std(0).mean()
+    return mean, torch.where(scale > 0, scale, torch.ones_like(scale))
 
 
 def batch_stream(seed: int | None) -> torch.Generator:

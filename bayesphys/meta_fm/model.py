@@ -64,7 +64,14 @@ from ._predict import (
     push_populations,
 )
 from ._settings import check_training_data, model_config, model_settings, training_pairs
-from ._train import FlowSteps, batch_loss, batch_stream, draw_batch, normalization
+from ._train import (
+    FlowSteps,
+    batch_loss,
+    batch_stream,
+    draw_batch,
+    normalization,
+    warn_far_from_origin,
+)
 from ._validate import check_features, check_populations, check_source_ids
 from .config import MFMConfig
 from .coupling import FullPlan, full_ot_plans
@@ -277,6 +284,7 @@ class MetaFlowMatching:
             # the frame the weights learn in: estimated before the first step only (a later fit,
             # e.g. fine-tuning on other pairs, keeps it)
             mean, scale = normalization(data)
+            warn_far_from_origin(mean, scale, self.dtype)  # as normalization's: every member
             self.net.shift.copy_(mean.to(self.dtype))
             self.net.scale.copy_(scale.to(self.dtype))
         if seed is not None or self._train_gen is None:

@@ -426,22 +426,42 @@ def conservation_update(
 def hard_projection(prior: GaussianPosterior, G: Tensor, b: Tensor | float) -> GaussianPosterior:
     r"""HardC baseline: :math:`\tilde\mu = \mu - G^\top(GG^\top)^{-1}(G\mu - b)`, :math:`\tilde\Sigma = \Sigma`.
 
-    The mean conserves mass; the variance (and so the draws) are not updated.
+    The mean conserves mass; the variance (and so the draws) are not updated. Several rows
+    are projected through a QR factorisation :math:`G^\top = QR`
+    (:math:`G^\top(GG^\top)^{-1} r = Q R^{-\top} r`): the constraint is then met to round-off
+    however close to parallel the rows are (solving with :math:`GG^\top`, whose condition
+    number is the square of :math:`G`'s, left a mass defect of 2e-7 for two rows 1e-8 apart).
+    Rows that are linearly dependent to working precision are refused (``ValueError``).
     """
     mean, G, b, n, m = _prepare(prior, G, b)
-    ggt = G @ G.mT
+    singular = ValueError(
+        f"G: expected linearly independent constraint rows (G G^T is singular), received "
+        f"G of shape {tuple(G.shape)}"
+    )
+    if m == 1:  # one row: G G^T is a positive number (or 0)
+        ggt = G @ G.mT
+
+        def step(resid: Tensor) -> Tensor:
+            return G.mT @ torch.linalg.solve(ggt, resid)
+
+    else:
+        q, r = torch.linalg.qr(G.mT)  # [*, N, m], [*, m, m]
+        d = r.diagonal(dim1=-2, dim2=-1).abs()
+        tol = torch.finfo(_F64).eps * max(n, m)
+        if bool((d.amin(-1) <= tol * d.amax(-1)).any()):
+            raise singular
+
+        def step(resid: Tensor) -> Tensor:
+            return q @ torch.linalg.solve_triangular(r.mT, resid, upper=False)
 
     def project(v: Tensor) -> Tensor:
         resid = G @ v.unsqueeze(-1) - b.unsqueeze(-1)  # [*batch, m, 1]
-        return v - (G.mT @ torch.linalg.solve(ggt, resid)).squeeze(-1)
+        return v - step(resid).squeeze(-1)
 
     try:
         new_mean = project(project(mean))  # second pass: iterative refinement
     except torch.linalg.LinAlgError as err:
-        raise ValueError(
-            f"G: expected linearly independent constraint rows (G G^T is singular), received "
-            f"G of shape {tuple(G.shape)}"
-        ) from err
+        raise singular from err
     return GaussianPosterior(
         new_mean.reshape(*prior.batch_shape, *prior.event_shape),
         _cov64(prior.covariance),

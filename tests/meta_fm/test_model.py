@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from bayesphys.meta_fm import (
     spearman,
     w2_inference_data,
 )
-from bayesphys.problems.populations import linear_map, patient_screen
+from bayesphys.problems.populations import PopulationPairs, linear_map, patient_screen
 from tests.tiny_models import SMALL_MFM as SMALL
 
 
@@ -349,3 +350,63 @@ def test_knn_k_assigned_after_construction_is_used_and_survives_save_load(tmp_pa
     loaded = MetaFlowMatching.load(tmp_path / "m.pt")
     for a, b in zip(loaded.predict(src), after):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("scale", [1e-11, 1e8])
+def test_predictions_scale_with_the_data_whatever_their_units(scale):
+    # the frame's scale had a floor of 1e-8: points spread by 1e-11 were squashed in the
+    # model's frame and the predictions were about 100 spreads off
+    def pairs(s):
+        g = torch.Generator().manual_seed(0)
+        mus = 4.0 * torch.randn(8, 2, generator=g)
+        src = [mu + 0.3 * torch.randn(48, 2, generator=g) for mu in mus]
+        tgt = [mu + 0.5 * (x - mu) for mu, x in zip(mus, src)]
+        return PopulationPairs(
+            name="contractions",
+            source=[x * s for x in src],
+            target=[x * s for x in tgt],
+            source_id=torch.arange(8),
+            splits={"train": list(range(6)), "test": [6, 7]},
+            paired=True,
+        )
+
+    preds = []
+    for s in (1.0, scale):
+        d = pairs(s)
+        m = MetaFlowMatching(d, seed=0, **SMALL)
+        m.fit(steps=3, progress=False)
+        preds.append([p / s for p in m.predict(d.subset("test").source)])
+    for a, b in zip(*preds):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+
+
+def test_points_far_from_the_origin_for_the_dtype_are_warned_about():
+    # float32 points centred at 1e6 with sd ~4 were predicted on a lattice of 0.06, silently
+    g = torch.Generator().manual_seed(0)
+    src = [1e6 + 4 * torch.randn(40, 2, generator=g) for _ in range(4)]
+    far = PopulationPairs(
+        name="far",
+        source=src,
+        target=[x + 1.0 for x in src],
+        source_id=torch.arange(4),
+        splits={"train": [0, 1, 2, 3]},
+        paired=True,
+    )
+    with pytest.warns(UserWarning, match=r"centred 1e\+06 from the origin.*dtype=torch.float64"):
+        MetaFlowMatching(far, seed=0, **SMALL).fit(steps=1, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        MetaFlowMatching(far, seed=0, dtype=torch.float64, **SMALL).fit(steps=1, progress=False)
+        near = [x - 1e6 for x in src]
+        MetaFlowMatching(
+            PopulationPairs(
+                name="near",
+                source=near,
+                target=[x + 1.0 for x in near],
+                source_id=torch.arange(4),
+                splits={"train": [0, 1, 2, 3]},
+                paired=True,
+            ),
+            seed=0,
+            **SMALL,
+        ).fit(steps=1, progress=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -51,6 +52,30 @@ def test_hardc_closed_form():
     post = hard_projection(_closed_form_prior(), torch.ones(3), 3.0)
     torch.testing.assert_close(post.mean, torch.tensor([0.0, 1.0, 2.0], dtype=F64))
     torch.testing.assert_close(post.variance, torch.tensor([1.0, 2.0, 3.0], dtype=F64))
+
+
+@pytest.mark.parametrize("gap", [1e-4, 1e-8, 1e-12])
+def test_hardc_meets_nearly_parallel_constraints_to_round_off(gap):
+    # solving with G G^T (condition number squared) left a mass defect of 2e-7 at gap 1e-8
+    g = torch.Generator().manual_seed(0)
+    mu = torch.randn(2, 20, dtype=F64, generator=g)
+    prior = GaussianPosterior(
+        mu, DiagLinearOperator(torch.ones(2, 20, dtype=F64)), event_shape=(20,)
+    )
+    rows = torch.randn(2, 20, dtype=F64, generator=g)
+    G = torch.stack([rows[0], rows[0] + gap * rows[1]])
+    b = torch.tensor([[1.0, 1.0 + 0.3 * gap], [-2.0, -2.0 + 0.5 * gap]], dtype=F64)
+    post = hard_projection(prior, G, b)
+    defect = (post.mean @ G.mT - b).abs().max()
+    assert float(defect) < 1e-13
+    # the Euclidean projection: the minimum-norm correction, as a dense least-squares solve
+    # (both within the problem's own sensitivity, round-off times the condition number 1/gap)
+    for k in range(2):
+        step = np.linalg.lstsq(G.numpy(), (G @ mu[k] - b[k]).numpy(), rcond=None)[0]
+        want = mu[k].numpy() - step
+        np.testing.assert_allclose(post.mean[k].numpy(), want, rtol=0, atol=1e-14 / gap)
+    with pytest.raises(ValueError, match="linearly independent constraint rows"):
+        hard_projection(prior, torch.stack([rows[0], rows[0] * (1 + 1e-17)]), b)
 
 
 def _random_prior(n, kind, seed, batch=()):
