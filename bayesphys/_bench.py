@@ -42,6 +42,7 @@ __all__ = [
     "repo_root",
     "write_results",
     "results_json",
+    "metric_values",
     "render_table",
     "update_benchmarks_md",
     "bench_row",
@@ -208,6 +209,17 @@ def results_json(payload: Mapping[str, Any]) -> str:
             stacklevel=user_stacklevel(),
         )
     return json.dumps(clean, indent=1, default=_json_value, allow_nan=False) + "\n"
+
+
+def metric_values(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """A row's ``metrics`` as read from a results file, with the strings ``"nan"``, ``"inf"``
+    and ``"-inf"`` (how :func:`results_json` writes a non-finite figure) as the floats they
+    stand for, so that code judging targets on a read file compares numbers (a string raised
+    ``TypeError`` there); every other value unchanged."""
+    return {
+        k: float(v) if isinstance(v, str) and v in ("nan", "inf", "-inf") else v
+        for k, v in metrics.items()
+    }
 
 
 def _json_value(v: Any) -> Any:

@@ -193,3 +193,22 @@ def test_train_margin_with_loaded_models_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         _bench().main(["--load-models", str(tmp_path), "--anp-train-margin", "0.05"])
     assert "--anp-train-margin: loaded models keep" in capsys.readouterr().err
+
+
+def test_targets_are_judged_on_read_files_with_non_finite_figures():
+    # a results file writes a non-finite figure as "nan" / "inf" (strict JSON): judging the
+    # targets on such a file read back raised TypeError (a string compared with a number)
+    notes = _bench().target_notes
+    rows = [
+        _row("diffusion", "ProbConserv-ANP", {"k": 5, "t": 0.5}),
+        _row("pme", "ANP", {"m": 6, "t": 0.5}),
+        _row("pme", "ProbConserv-ANP", {"m": 6, "t": 0.5}, mse=5e-4),
+    ]
+    # as json.loads returns them from a file
+    rows[0]["metrics"].update(ll="-inf", coverage90="nan")
+    rows[1]["metrics"]["mse"] = "inf"
+    got = [r.get("note", "") for r in notes(rows)]
+    assert "coverage90 nan in [0.85, 0.95]: MISSED" in got[0]
+    assert "mse < 1.55e-4 with ll >= 2.74: MISSED" in got[0]
+    assert "mse no worse than ANP (inf): met" in got[2]
+    assert rows[0]["metrics"]["ll"] == "-inf"  # the rows themselves keep what the file holds
