@@ -54,8 +54,9 @@ def test_every_training_fit_stops_after_the_first_step_past_its_budget(kind, mon
     torch.set_num_threads(1)
     m = _slow_model(kind, monkeypatch)
     res = m.fit(steps=10, max_seconds=BUDGET, progress=False)
-    assert res.steps == 1 and len(res.loss_history) == 1 and m.steps_done == 1
-    assert res.converged is False and "reached after 1 steps" in res.message
+    got = (res.steps, len(res.loss_history), m.steps_done, res.converged, res.message)
+    assert res.steps == 1 and len(res.loss_history) == 1 and m.steps_done == 1, got
+    assert res.converged is False and "reached after 1 steps" in res.message, got
 
 
 def test_the_data_at_construction_fits_name_what_they_expected_and_received():
