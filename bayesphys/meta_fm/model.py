@@ -275,7 +275,10 @@ class MetaFlowMatching:
             require("torchdiffeq", "torchdiffeq", "config.solver='dopri5' (or use 'rk4')")
         data = self.data if data is None else data
         if data is None:
-            raise ValueError("data: no training data given here or at construction")
+            raise ValueError(
+                "data: no training data given here or at construction (a loaded model keeps "
+                "none: pass them, fit(data, ...))"
+            )
         cfg = self.config
         # an MFMEnsemble gives the points warnings once for all its members (_points_warned)
         warn = not getattr(self, "_points_warned", False)

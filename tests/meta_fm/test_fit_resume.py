@@ -26,6 +26,19 @@ def _fitted(data, **kw):
     return m
 
 
+def test_a_loaded_model_asks_for_its_training_data(data, tmp_path):
+    """A checkpoint keeps no training data: the refusal named only "here or at construction",
+    which a loaded model's user never did; it now says what to pass."""
+    m = MetaFlowMatching.load(_fitted(data).save(tmp_path / "m.pt"))
+    with pytest.raises(ValueError, match=r"a loaded model keeps none: pass them, fit\(data"):
+        m.fit(steps=1, progress=False)
+    ens = MFMEnsemble(data, members=2, **TINY_MFM, seed=0)
+    ens = MFMEnsemble.load(ens.save(tmp_path / "e.pt"))
+    with pytest.raises(ValueError, match="a loaded model keeps none"):
+        ens.fit(steps=1, progress=False)
+    assert m.steps_done == 3 and all(x.steps_done == 0 for x in ens.models)
+
+
 def test_a_populations_prediction_does_not_depend_on_the_others_in_the_call(data):
     """One subsample stream ran through the call's populations: B's embedding changed when A
     came first (the populations have 20 points, the embedding subsamples 16)."""
