@@ -80,3 +80,34 @@ def _tqdm_defaults(monkeypatch):
     TQDM_MININTERVAL (read by every bar) would change what the progress tests see."""
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
     monkeypatch.delenv("TQDM_MININTERVAL", raising=False)
+
+
+def _torch_globals() -> dict:
+    """torch's process-wide modes that a test could leave changed for the tests after it."""
+    return {
+        "grad mode": torch.is_grad_enabled(),
+        "inference mode": torch.is_inference_mode_enabled(),
+        "default dtype": torch.get_default_dtype(),
+        "default device": torch.get_default_device(),
+        "deterministic algorithms": torch.are_deterministic_algorithms_enabled(),
+        "anomaly detection": torch.is_anomaly_enabled(),
+        "float32 matmul precision": torch.get_float32_matmul_precision(),
+    }
+
+
+@pytest.fixture(autouse=True)
+def _torch_globals_kept():
+    """A test must leave torch's global modes as it found them: a leaked ``no_grad`` or default
+    dtype made whichever test ran next in the same process fail (order-dependent under xdist)."""
+    before = _torch_globals()
+    yield
+    after = _torch_globals()
+    if after != before:
+        changed = {k: (before[k], after[k]) for k in before if before[k] != after[k]}
+        torch.set_grad_enabled(before["grad mode"])
+        torch.set_default_dtype(before["default dtype"])
+        torch.set_default_device(before["default device"])
+        torch.use_deterministic_algorithms(before["deterministic algorithms"])
+        torch.autograd.set_detect_anomaly(before["anomaly detection"])
+        torch.set_float32_matmul_precision(before["float32 matmul precision"])
+        pytest.fail(f"the test left torch's global state changed (before, after): {changed}")
