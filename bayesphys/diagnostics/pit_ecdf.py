@@ -113,8 +113,14 @@ def plot_pit_ecdf(
     open as pyplot's figures do: in a loop, close each with ``plt.close(ax.figure)``. The new
     figure is opened under the lock the package's own figure-drawing blocks (demos, examples)
     hold, so such a block ending in another thread does not close it."""
+    import matplotlib.axes
     import matplotlib.pyplot as plt
 
+    if ax is not None and not isinstance(ax, matplotlib.axes.Axes):
+        # a Figure or the array of plt.subplots(1, 2) failed in fill_between, after the band
+        raise TypeError(
+            f"ax: expected a matplotlib Axes (None: a new figure), received {type(ax).__name__}"
+        )
     n_draws = check_int("n_draws", n_draws, minimum=1)
     ranks = check_ranks(ranks, n_draws)
     n, k = ranks.shape

@@ -109,3 +109,25 @@ def test_the_bar_chart_marks_missing_values_and_spans_0_to_1():
     assert [t.get_text() for t in ax.texts] == ["n/a"]
     tick = ax.get_xticklabels()[0]
     assert tick.get_rotation() == 30 and tick.get_ha() == "right"
+
+
+def test_the_pit_ecdf_plot_refuses_what_is_no_axes_and_draws_on_the_one_given():
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    from bayesphys.diagnostics import plot_pit_ecdf
+
+    res = _result()
+    fig = Figure()
+    for bad in (fig, fig.subplots(1, 2), "ax"):
+        # a Figure or plt.subplots' array of axes failed deep in matplotlib, after the band
+        with pytest.raises(TypeError, match="ax: expected a matplotlib Axes"):
+            plot_pit_ecdf(res.ranks, res.record.n_draws, ax=bad)
+        with pytest.raises(TypeError, match="ax: expected a matplotlib Axes"):
+            res.plot(ax=bad)
+    before = plt.get_fignums()
+    ax = Figure().subplots()
+    assert plot_pit_ecdf(res.ranks, res.record.n_draws, ax=ax) is ax
+    assert res.plot(ax=ax) is ax
+    assert ax.get_xlabel() == "fractional rank z" and ax.get_legend() is not None
+    assert plt.get_fignums() == before  # no pyplot figure opened beside the given axes
