@@ -18,7 +18,7 @@ from scipy import stats
 from torch import Tensor
 
 from .._checks import check_int
-from .._plotting import TITLE_PT, legend_below, line_colour
+from .._plotting import TITLE_PT, legend_below, line_style
 from .._posterior_args import _check_level
 from .sbc import _check_names, check_ranks
 
@@ -137,7 +137,7 @@ def plot_pit_ecdf(
     zc = np.concatenate([[0.0], z, [1.0]])
     for j in range(k):
         fc = np.concatenate([[0.0], f[:, j], [1.0]])
-        ax.plot(zc, fc - zc, lw=1, color=line_colour(j), label=names[j])
+        ax.plot(zc, fc - zc, lw=1, label=names[j], **line_style(j))
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xlabel("fractional rank z")
     ax.set_ylabel("ECDF(z) - z")
