@@ -12,6 +12,7 @@ __all__ = [
     "MARKERS",
     "NOISE_FREE_BAND",
     "line_colour",
+    "line_style",
     "method_style",
     "plot_observations",
     "LEGEND_PT",
@@ -48,9 +49,22 @@ LINE_COLOURS = tuple(
 MARKERS = "osD^vx<>"
 
 
+# the dash pattern of each further round of the colours
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
 def line_colour(j: int) -> str:
     """The ``j``-th line colour (cycling)."""
     return LINE_COLOURS[j % len(LINE_COLOURS)]
+
+
+def line_style(j: int) -> dict:
+    """Colour and dash pattern of the ``j``-th line: the colours in order, solid, then again
+    dashed, dotted, dash-dotted, so that lines ``j`` and ``j + 8`` (one colour) stay apart."""
+    return {
+        "color": line_colour(j),
+        "ls": LINE_STYLES[(j // len(LINE_COLOURS)) % len(LINE_STYLES)],
+    }
 
 
 def method_style(j: int, n: int) -> dict:
@@ -60,7 +74,8 @@ def method_style(j: int, n: int) -> dict:
     back = (n - 1 - j) / (n - 1) if n > 1 else 0.5  # 1 for the first method, 0 for the last
     return {
         "color": line_colour(j),
-        "marker": MARKERS[j % len(MARKERS)],
+        # shifted by one each round of the colours: method j + 8 has j's colour, not its marker
+        "marker": MARKERS[(j + j // len(LINE_COLOURS)) % len(MARKERS)],
         "mfc": "none",
         "lw": 1.0 + 1.6 * back,
         "ms": 4.0 + 3.0 * back,

@@ -18,7 +18,7 @@ from scipy import stats
 from torch import Tensor
 
 from .._checks import check_int
-from .._plotting import TITLE_PT, legend_below, line_colour
+from .._plotting import TITLE_PT, legend_below, line_style
 from .._posterior_args import _check_level
 from .sbc import _check_names, check_ranks
 
@@ -113,8 +113,14 @@ def plot_pit_ecdf(
     open as pyplot's figures do: in a loop, close each with ``plt.close(ax.figure)``. The new
     figure is opened under the lock the package's own figure-drawing blocks (demos, examples)
     hold, so such a block ending in another thread does not close it."""
+    import matplotlib.axes
     import matplotlib.pyplot as plt
 
+    if ax is not None and not isinstance(ax, matplotlib.axes.Axes):
+        # a Figure or the array of plt.subplots(1, 2) failed in fill_between, after the band
+        raise TypeError(
+            f"ax: expected a matplotlib Axes (None: a new figure), received {type(ax).__name__}"
+        )
     n_draws = check_int("n_draws", n_draws, minimum=1)
     ranks = check_ranks(ranks, n_draws)
     n, k = ranks.shape
@@ -131,7 +137,7 @@ def plot_pit_ecdf(
     zc = np.concatenate([[0.0], z, [1.0]])
     for j in range(k):
         fc = np.concatenate([[0.0], f[:, j], [1.0]])
-        ax.plot(zc, fc - zc, lw=1, color=line_colour(j), label=names[j])
+        ax.plot(zc, fc - zc, lw=1, label=names[j], **line_style(j))
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xlabel("fractional rank z")
     ax.set_ylabel("ECDF(z) - z")

@@ -121,7 +121,7 @@ def component_figure(
             rotation_mode="anchor",
         )
         ax.set_ylim(0, 1)
-        ax.set_ylabel("coverage90")
+        ax.set_ylabel("coverage of the 90 % interval (coverage90)")
         ax.legend(fontsize=LEGEND_PT)
     for ax in flat[n_panels:]:
         ax.axis("off")

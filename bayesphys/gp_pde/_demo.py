@@ -56,6 +56,8 @@ def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[
         ax[0].legend(fontsize=7, loc="upper center", ncol=2)  # above the curve
         ax[1].semilogy(xs, (post.mean - exact).abs().cpu() + 1e-16, "C1", lw=0.8, label="|error|")
         ax[1].semilogy(xs, 1.96 * post.stddev.cpu(), "C0", lw=0.8, label="95% half-width")
+        # where the upper panel's zoom lies on the whole test grid
+        ax[1].axvspan(0.0, 0.5, color="0.9", lw=0, zorder=0, label="shown above")
         ax[1].set(xlabel="x (test grid)", ylabel="|error|, 95% half-width")
         ax[1].legend(fontsize=7)
         # no time in the title: the same seed gives the same file

@@ -129,28 +129,31 @@ def glioma_case(
     mine = model_plan(score, plan_mask, int(std.sum()))
     cov_std, cov_model = recurrence_coverage(std, rec), recurrence_coverage(mine, rec)
     with closing_figures():
-        fig, ax = plt.subplots(2, 4, figsize=(13, 6.5))
+        # constrained layout: tight_layout left wide empty bands between the rows of
+        # equal-aspect maps
+        fig, ax = plt.subplots(2, 4, figsize=(13, 6.0), layout="constrained")
         sx, sy = (k * h for k in labels.shape)
         ext = [0, sx, sy, 0]
         # the c(T) maps to compare (truth, median, quantiles) on one colour scale
         c_scale = {"vmin": 0.0, "vmax": 1.0}
+        c_name = "tumour-cell density c"
         panels = [
-            (labels, "segmentation", None),
-            (p["c_true"].cpu(), "true c(T)", c_scale),
-            (q50, "posterior median c(T)", c_scale),
-            (q95 - q05, "90% band width", {}),
-            (q05, "5% quantile c(T)", c_scale),
-            (q95, "95% quantile c(T)", c_scale),
-            (std, f"15 mm margin ({cov_std:.0%} of recurrence)", None),
-            (mine, f"posterior plan ({cov_model:.0%})", None),
+            (labels, "segmentation", None, None),
+            (p["c_true"].cpu(), "true c(T)", c_scale, c_name),
+            (q50, "posterior median c(T)", c_scale, c_name),
+            (q95 - q05, "90% band width", {}, "q95 - q05 of c(T)"),
+            (q05, "5% quantile c(T)", c_scale, c_name),
+            (q95, "95% quantile c(T)", c_scale, c_name),
+            (std, f"15 mm margin ({cov_std:.0%} of recurrence)", None, None),
+            (mine, f"posterior plan ({cov_model:.0%})", None, None),
         ]
-        for i, (a, (img, title, scale)) in enumerate(zip(ax.flat, panels)):
+        for i, (a, (img, title, scale, bar_label)) in enumerate(zip(ax.flat, panels)):
             if i == 0:
                 _categorical(fig, a, img, SEG_COLOURS, SEG_CLASSES, ext)
             elif i >= 6:  # the radiotherapy plans against the recurrence
                 _rt_panel(fig, a, img, rec, ext, labels == 2)
             else:
-                fig.colorbar(
+                bar = fig.colorbar(
                     a.imshow(
                         torch.as_tensor(img).T.detach().cpu().numpy(),
                         origin="upper",
@@ -161,6 +164,8 @@ def glioma_case(
                     ax=a,
                     fraction=0.046,
                 )
+                bar.set_label(bar_label, fontsize=7)
+                bar.ax.tick_params(labelsize=7)  # as the class names of the other keys
             a.contour(
                 brain.T.numpy(),
                 levels=[0.5],
@@ -177,10 +182,12 @@ def glioma_case(
             a.set_yticks([])
         fig.suptitle(
             f"D_w {est['dw']:.3f} (true {tr['dw']:.3f}) mm²/d, rho {est['rho']:.3f} ({tr['rho']:.3f}) /d, "
-            f"ell {est['ell']:.2f} ({tr['ell']:.2f}) mm, v {est['v']:.3f} ({tr['v']:.3f}) mm/d",
+            f"ell {est['ell']:.2f} ({tr['ell']:.2f}) mm, v {est['v']:.3f} ({tr['v']:.3f}) mm/d\n"
+            # the maps carry no axes ticks: their scale stated once
+            f"maps: {labels.shape[0]} x {labels.shape[1]} voxels of {h:g} mm "
+            f"({sx:g} x {sy:g} mm); outlines: brain (white), white matter (grey)",
             fontsize=9,
         )
-        fig.tight_layout()
         png = out_dir / f"{name}.png"
         save_figure(fig, png, dpi=110)
     lv = math.log(est["v"] / tr["v"]) / max(est["sd_log_v"], 1e-12)

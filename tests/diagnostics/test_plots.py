@@ -109,3 +109,49 @@ def test_the_bar_chart_marks_missing_values_and_spans_0_to_1():
     assert [t.get_text() for t in ax.texts] == ["n/a"]
     tick = ax.get_xticklabels()[0]
     assert tick.get_rotation() == 30 and tick.get_ha() == "right"
+
+
+def test_the_pit_ecdf_plot_refuses_what_is_no_axes_and_draws_on_the_one_given():
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    from bayesphys.diagnostics import plot_pit_ecdf
+
+    res = _result()
+    fig = Figure()
+    for bad in (fig, fig.subplots(1, 2), "ax"):
+        # a Figure or plt.subplots' array of axes failed deep in matplotlib, after the band
+        with pytest.raises(TypeError, match="ax: expected a matplotlib Axes"):
+            plot_pit_ecdf(res.ranks, res.record.n_draws, ax=bad)
+        with pytest.raises(TypeError, match="ax: expected a matplotlib Axes"):
+            res.plot(ax=bad)
+    before = plt.get_fignums()
+    ax = Figure().subplots()
+    assert plot_pit_ecdf(res.ranks, res.record.n_draws, ax=ax) is ax
+    assert res.plot(ax=ax) is ax
+    assert ax.get_xlabel() == "fractional rank z" and ax.get_legend() is not None
+    assert plt.get_fignums() == before  # no pyplot figure opened beside the given axes
+
+
+def test_summaries_past_the_eighth_keep_their_own_line_style():
+    # the eight colours cycled: summaries 0 and 8 were two solid lines of one colour
+    from matplotlib.colors import to_hex
+    from matplotlib.figure import Figure
+
+    from bayesphys.diagnostics import plot_pit_ecdf
+
+    k = 17
+    ranks = torch.randint(0, 21, (30, k), generator=torch.Generator().manual_seed(0))
+    ax = plot_pit_ecdf(ranks, 20, [f"s{j}" for j in range(k)], ax=Figure().subplots())
+    lines = [ln for ln in ax.get_lines() if ln.get_label().startswith("s")]
+    assert len(lines) == k
+    styles = {(to_hex(ln.get_color()), ln.get_linestyle()) for ln in lines}
+    assert len(styles) == k
+
+
+def test_methods_past_the_eighth_keep_their_own_colour_and_marker_pair():
+    from bayesphys._plotting import method_style
+
+    n = 20
+    pairs = {(s["color"], s["marker"]) for s in (method_style(j, n) for j in range(n))}
+    assert len(pairs) == n
