@@ -195,8 +195,9 @@ class ShapeMap:
     posteriors, of posteriors of twice or half the width and of posteriors biased by one sd
     (simulations). For large ``L`` the null tends to the Gaussian, the previous rule. When the
     null is kept the map is the Gaussian one (``family="norm"``), :math:`b + s\,w` with
-    :math:`b, s` the Gaussian maximum-likelihood mean and sd of :math:`z`, as the ``"affine"``
-    map.
+    :math:`b, s` the Gaussian maximum-likelihood mean and sd of :math:`z` (the sd with
+    divisor :math:`N'`, where the ``"affine"`` map's :math:`s_k` is the sample sd with divisor
+    :math:`N' - 1`: the two scales differ by the factor :math:`\sqrt{(N'-1)/N'}`).
 
     Whatever the family, the fitted location is then replaced by the ``"affine"`` shift,
     :math:`b = \sum_i (s_k(\theta_i) - \bar x_i)/\sum_i \mathrm{sd}(x_i)` (the held-out bias in
