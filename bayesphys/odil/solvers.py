@@ -4,7 +4,9 @@ r"""Optimisers for the discrete loss :math:`L(x) = \tfrac12\lVert r(x)\rVert^2`.
 * ``"lbfgs"`` -- :class:`torch.optim.LBFGS` with a strong-Wolfe line search;
 * ``"gn"`` -- Gauss-Newton: :math:`J^\top J\,\delta = -J^\top r`, full step;
 * ``"lm"`` -- Levenberg-Marquardt: :math:`(J^\top J + \lambda I)\delta = -J^\top r` with the gain-ratio
-  update of :math:`\lambda` (Nielsen 1999), rejected steps retried with larger damping.
+  update of :math:`\lambda` (Nielsen 1999), rejected steps retried with larger damping (from the
+  residuals and Jacobian already computed at the unmoved iterate: a retry costs one linear
+  solve, no new Jacobian).
 
 The (damped) normal equations are solved either matrix-free with conjugate gradients
 (``linear_solver="cg"``), where :math:`J v` is a forward-mode product (:func:`torch.func.jvp`) and
@@ -145,15 +147,17 @@ def _checked_jacobian(out: object, n: int) -> tuple[Tensor, Tensor]:
     return r, jac
 
 
-def _gn_step(fn, x, lam, linear_solver, cg_tol, cg_maxiter, jacobian=None, colours=None):
-    # colours: a ColouredJacobian (linear_solver="sparse")
-    r"""One solve of :math:`(J^\top J + \lambda I)\delta = -J^\top r`; returns (delta, r, pred, info)."""
+def _linearise(fn, x, linear_solver, jacobian=None, colours=None) -> dict:
+    r"""The residuals and Jacobian of ``fn`` at ``x``: everything a damped step at ``x`` needs that
+    does not depend on :math:`\lambda` (``"dense"``: ``r``, ``J``, :math:`g = J^\top r` and
+    :math:`J^\top J`; ``"sparse"``: ``r`` and the assembled sparse ``J``; ``"cg"``: ``r``,
+    :math:`g` and the product closures, which hold :math:`r`'s graph). An LM step rejected at
+    ``x`` is retried from the same linearisation with a larger :math:`\lambda`.
+    ``colours``: a :class:`ColouredJacobian` (``linear_solver="sparse"``)."""
     if linear_solver == "sparse":
         r, jv, _ = jvp_vjp(fn, x)
-        jac = colours(jv, r.numel())
-        delta, g, jd = sparse_normal_solve(jac, r, lam)
-        info = {"cg_iters": 0, "jacobian_nnz": int(jac.nnz)}
-    elif linear_solver == "dense":
+        return {"r": r, "jac": colours(jv, r.numel())}
+    if linear_solver == "dense":
         if jacobian is not None:
             r, jac = _checked_jacobian(jacobian(x), x.numel())
             # in x's dtype, as jacfwd's below: a float64 pair for a float32 problem turned the
@@ -164,8 +168,25 @@ def _gn_step(fn, x, lam, linear_solver, cg_tol, cg_maxiter, jacobian=None, colou
             # float64 data came back float64 (the CG path accepted it, this one crashed)
             r = fn(x).detach().to(x.dtype)
             jac = dense_jacobian(fn, x)
-        g = jac.T @ r
-        h = jac.T @ jac
+        return {"r": r, "jac": jac, "g": jac.T @ r, "h": jac.T @ jac}
+    if linear_solver == "cg":
+        r, jv, jtw = jvp_vjp(fn, x)
+        return {"r": r, "jv": jv, "jtw": jtw, "g": jtw(r)}
+    raise ValueError(
+        f"linear_solver: expected 'cg', 'sparse' or 'dense', received {linear_solver!r}"
+    )
+
+
+def _damped_step(lin: dict, x, lam, linear_solver, cg_tol, cg_maxiter):
+    r"""One solve of :math:`(J^\top J + \lambda I)\delta = -J^\top r` from the linearisation
+    ``lin`` at ``x`` (:func:`_linearise`); returns (delta, r, pred, info)."""
+    r = lin["r"]
+    if linear_solver == "sparse":
+        jac = lin["jac"]
+        delta, g, jd = sparse_normal_solve(jac, r, lam)
+        info = {"cg_iters": 0, "jacobian_nnz": int(jac.nnz)}
+    elif linear_solver == "dense":
+        jac, g, h = lin["jac"], lin["g"], lin["h"]
         a = h + lam * torch.eye(h.shape[0], dtype=h.dtype, device=h.device)
         if not bool(torch.isfinite(a).all()):  # lstsq fails with an internal assert on inf/NaN
             return torch.full_like(x, math.nan), r, math.nan, {"cg_iters": 0}
@@ -176,9 +197,8 @@ def _gn_step(fn, x, lam, linear_solver, cg_tol, cg_maxiter, jacobian=None, colou
             delta = -lstsq_any_rank(a, g[:, None])[:, 0]  # rank-deficient a, any device
         jd = jac @ delta
         info = {"cg_iters": 0}
-    elif linear_solver == "cg":
-        r, jv, jtw = jvp_vjp(fn, x)
-        g = jtw(r)
+    else:  # "cg"
+        jv, jtw, g = lin["jv"], lin["jtw"], lin["g"]
 
         def mv(v):
             return jtw(jv(v)) + lam * v
@@ -186,12 +206,14 @@ def _gn_step(fn, x, lam, linear_solver, cg_tol, cg_maxiter, jacobian=None, colou
         delta, its, rel = cg(mv, -g, tol=cg_tol, maxiter=cg_maxiter)
         jd = jv(delta)
         info = {"cg_iters": its, "cg_rel": rel}
-    else:
-        raise ValueError(
-            f"linear_solver: expected 'cg', 'sparse' or 'dense', received {linear_solver!r}"
-        )
     pred = -(g @ delta) - 0.5 * (jd @ jd)  # predicted decrease of 0.5||r||^2
     return delta, r, float(pred), info
+
+
+#: an LM step rejected at ``x`` is retried from the residuals and Jacobian already computed
+#: there (``x`` did not move); ``False`` recomputes them for every step (the same iterates,
+#: bit for bit, at the cost of one more Jacobian per rejected step)
+_REUSE_LINEARISATION = True
 
 
 # round-off in machine epsilons: a GN/LM step of at most this many eps of the iterate's largest
@@ -399,12 +421,16 @@ def minimize(
         res.seconds = time.perf_counter() - t0
         res.extra = {"cg_iters": cg_iters, "damping": lam}
         return x, res
+    # the residuals and Jacobian at x (_linearise), kept while LM rejects steps: x does not
+    # move, so a retry with a larger damping needs only a new linear solve
+    lin: dict | None = None
     try:
         for k in range(steps):
             try:
-                delta, r, pred, info = _gn_step(
-                    fn, x, lam, linear_solver, cg_tol, cg_maxiter, jacobian, colours
-                )
+                if lin is None or not _REUSE_LINEARISATION:
+                    lin = None  # the last point's graph and Jacobian go before the new ones
+                    lin = _linearise(fn, x, linear_solver, jacobian, colours)
+                delta, r, pred, info = _damped_step(lin, x, lam, linear_solver, cg_tol, cg_maxiter)
             except NonFiniteJacobian:  # as a non-finite dense / CG step below
                 res.message = (
                     f"non-finite Jacobian or step at step {k} (a residual with an infinite "
@@ -439,6 +465,7 @@ def minimize(
                 streak_pred = None
                 rel = (loss - new_loss) / max(abs(loss), 1e-300)
                 x, loss = x_new, new_loss
+                lin = None  # x moved: linearise again at the next step
                 if method == "lm":
                     lam *= max(1 / 3, 1 - (2 * gain - 1) ** 3)
                     nu = 2.0

@@ -1,7 +1,11 @@
 """GICNet's kernel interpolation: the hand-written backward (used when the points carry no
-gradient) gives autograd's gradients bit for bit, and second derivatives through it are exact."""
+gradient) gives autograd's gradients bit for bit, and second derivatives through it are exact;
+a domain box far from the (absolute) lengthscales is warned about."""
 
 from __future__ import annotations
+
+import warnings
+from functools import partial
 
 import numpy as np
 import pytest
@@ -9,7 +13,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bayesphys.neural_process import SIZES, GICNet, RandomGridNP, get_problem, preset
+from bayesphys.neural_process.config import METHODS, PROBLEMS
 from bayesphys.neural_process.gicnet import KernelInterpolation, _kernel_average, _KernelAverage
+from tests.tiny_models import TINY_GIC
 
 
 def _inputs(dtype=torch.float32, seed=0):
@@ -118,3 +125,81 @@ def test_interpolation_equals_the_dense_nadaraya_watson_formula(dim, n, channels
     np.testing.assert_allclose(h.numpy(), num / (k.sum(-1) + 1e-6), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(rho.numpy(), k.mean(-1), rtol=1e-9, atol=1e-300)
     assert h.shape == rho.shape == (3, channels, grid.shape[0])
+
+
+def _box_warnings(build) -> list[str]:
+    """The texts of the domain-box warnings GICNet raises while ``build()`` runs."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        build()
+    return [str(w.message) for w in caught if "domain box" in str(w.message)]
+
+
+@pytest.mark.parametrize("problem", sorted(PROBLEMS))
+@pytest.mark.parametrize("method", METHODS)
+def test_no_registered_problem_warns_about_its_domain_box(problem, method):
+    """The registered problems' boxes ([-1, 1] and [0, 1]^2) suit the lengthscales of every
+    preset and size: no warning, neither from RandomGridNP nor from GICNet built directly."""
+    p = get_problem(problem)
+    assert not _box_warnings(lambda: RandomGridNP(problem, method, size="smoke", seed=0))
+    for size in SIZES:
+        gic = preset(problem, method, size).gic
+        assert not _box_warnings(
+            partial(GICNet, p.dim_x, p.dim_z, p.dim_w, p.lower, p.upper, **gic)
+        )
+
+
+@pytest.mark.parametrize(
+    ("upper", "ell", "axis", "phrase"),
+    [
+        ([1e3], {}, 0, "longer than 50 x ell_max=1"),
+        ([1e-3], {}, 0, "shorter than 10 x ell_min=0.001"),
+        ([0.3], {"ell_min": 0.05}, 0, "shorter than 10 x ell_min=0.05"),
+        ([1.0, 200.0], {}, 1, "longer than 50 x ell_max=1"),
+    ],
+)
+def test_gicnet_warns_on_a_box_far_from_its_lengthscales(upper, ell, axis, phrase):
+    """The lengthscales are absolute: a box of length 1e3 or 1e-3 started every channel at the
+    wrong scale without a word. Now a UserWarning names the axis, its length and the cause, at
+    the caller's line."""
+    dim = len(upper)
+    with pytest.warns(UserWarning, match="domain box") as rec:
+        GICNet(dim, 2, 1, [0.0] * dim, upper, **dict(TINY_GIC, **ell))
+    (w,) = [w for w in rec if "domain box" in str(w.message)]
+    assert f"axis {axis} of the domain box spans {upper[axis]:.3g} units" in str(w.message)
+    assert phrase in str(w.message)
+    assert w.filename == __file__
+    # the remedy the warning names: lengthscales in the box's units, or x rescaled
+    length = upper[axis]
+    scaled = {"ell_max": length / 2, "ell_min": length / 40}
+    if dim == 1:
+        assert not _box_warnings(lambda: GICNet(1, 2, 1, [0.0], upper, **dict(TINY_GIC, **scaled)))
+    assert not _box_warnings(lambda: GICNet(dim, 2, 1, [0.0] * dim, [1.0] * dim, **TINY_GIC))
+
+
+@pytest.mark.parametrize("length", [1e3, 1e-3])
+def test_the_warned_boxes_do_defeat_the_kernel_interpolation(length):
+    """What the warning says, checked: with the default lengthscales, on [0, 1e3] most latent
+    nodes see no point in any channel, and on [0, 1e-3] no channel resolves a field varying
+    along the box; the lengthscales scaled with the box (ell_max = L/2, ell_min = L/40)
+    interpolate it as on [0, 1]."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 30, 1, generator=gen, dtype=torch.float64)
+
+    def interpolation_error(length, ell_max, ell_min):
+        grid = torch.linspace(0.0, length, 20, dtype=torch.float64)[:, None]
+        kip = KernelInterpolation(grid, 20, ell_max, ell_min).double()
+        feat = torch.sin(2 * torch.pi * x).expand(-1, -1, 20)
+        with torch.no_grad():
+            h, rho = kip(x * length, feat, density=True)
+        truth = torch.sin(2 * torch.pi * grid[:, 0] / length)
+        err = (h - truth).pow(2).mean((0, 2)).sqrt().min()  # the best channel's rms error
+        blind = ((rho * x.shape[1]).amax(1) < 1e-3).double().mean()  # nodes seeing no point
+        return float(err), float(blind)
+
+    err_unit, _ = interpolation_error(1.0, 1.0, 1e-3)
+    err, blind = interpolation_error(length, 1.0, 1e-3)
+    err_scaled, _ = interpolation_error(length, length / 2, length / 40)
+    assert err > 3 * err_unit and err_scaled < 1.5 * err_unit, (err, err_unit, err_scaled)
+    if length > 1:
+        assert blind > 0.5

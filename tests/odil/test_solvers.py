@@ -1,0 +1,183 @@
+"""Levenberg-Marquardt steps rejected at an unmoved iterate reuse its residuals and Jacobian."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor
+
+import bayesphys.odil._glioma_fit as glioma_fit
+from bayesphys.odil import DiscreteProblem, GliomaModel, minimize, solvers
+from bayesphys.problems.glioma import brain_phantom, synthetic_patient
+
+
+def _rosenbrock() -> tuple[DiscreteProblem, Tensor]:
+    """Rosenbrock's residuals from the usual start (-1.2, 1): with a small initial damping the
+    first LM steps overshoot the curved valley and are rejected."""
+
+    def res(f, p):
+        u = f["u"]
+        return {"valley": 10 * (u[1] - u[0] ** 2), "end": 1 - u[0]}
+
+    return DiscreteProblem({"u": (2,)}, {}, res), torch.tensor([-1.2, 1.0], dtype=torch.float64)
+
+
+def _rosenbrock_jacobian(x):
+    r = torch.stack([10 * (x[1] - x[0] ** 2), 1 - x[0]])
+    jac = torch.tensor([[-20 * float(x[0]), 10.0], [-1.0, 0.0]], dtype=x.dtype)
+    return r, jac
+
+
+def _exp_decay() -> tuple[DiscreteProblem, Tensor]:
+    """An exponential-decay fit from a badly scaled start (amplitude 100, rate -3)."""
+    t = torch.linspace(0.0, 4.0, 30, dtype=torch.float64)
+    y = 2.5 * torch.exp(-1.3 * t) + 0.01 * torch.sin(7 * t)
+
+    def res(f, p):
+        return {"data": p["a"] * torch.exp(-p["b"] * t) - y}
+
+    prob = DiscreteProblem({}, {"a": 1.0, "b": 1.0}, res)
+    return prob, torch.tensor([100.0, -3.0], dtype=torch.float64)
+
+
+def _bratu(n: int = 40) -> tuple[DiscreteProblem, Tensor]:
+    """A 1-D Bratu problem u'' + lam e^u = 0 with one observation of u, on a grid (so the
+    sparse coloured Jacobian applies), from a start far off (u = 5, lam = 30)."""
+    h = 1.0 / (n + 1)
+
+    def res(f, p):
+        u = torch.nn.functional.pad(f["u"], (1, 1))
+        pde = (u[2:] - 2 * u[1:-1] + u[:-2]) / h**2 + p["lam"] * torch.exp(u[1:-1])
+        return {"pde": pde, "obs": ((f["u"][n // 2] - 0.4) / 0.01).reshape(1)}
+
+    prob = DiscreteProblem({"u": (n,)}, {"lam": 1.0}, res)
+    x0 = torch.cat([torch.full((n,), 5.0, dtype=torch.float64), torch.tensor([30.0]).double()])
+    return prob, x0
+
+
+# (problem, minimize settings): every case rejects steps (checked in the tests)
+_CASES = {
+    "rosenbrock-dense": (_rosenbrock, {"linear_solver": "dense", "damping": 1e-8}),
+    "rosenbrock-jacobian": (
+        _rosenbrock,
+        {"linear_solver": "dense", "damping": 1e-8, "jacobian": _rosenbrock_jacobian},
+    ),
+    "rosenbrock-cg": (_rosenbrock, {"linear_solver": "cg", "damping": 1e-8}),
+    "exp-decay-dense": (_exp_decay, {"linear_solver": "dense", "damping": 1e-6}),
+    "exp-decay-cg": (_exp_decay, {"linear_solver": "cg", "damping": 1e-6}),
+    "bratu-sparse": (_bratu, {"linear_solver": "sparse", "damping": 1e-9, "steps": 60}),
+    "bratu-cg": (_bratu, {"linear_solver": "cg", "damping": 1e-9, "steps": 60}),
+}
+
+
+def _counted_run(monkeypatch, case: str):
+    """Run a case; returns (x, fit, accepted iterates, Jacobian evaluations, the accepted
+    steps' indices)."""
+    build, settings = _CASES[case]
+    prob, x0 = build()
+    settings = {"steps": 200, "tol": 1e-14, **settings}
+    count = [0]
+
+    def counting(f):
+        def wrapped(*args, **kwargs):
+            count[0] += 1
+            return f(*args, **kwargs)
+
+        return wrapped
+
+    # every linearisation goes through exactly one of these
+    monkeypatch.setattr(solvers, "dense_jacobian", counting(solvers.dense_jacobian))
+    monkeypatch.setattr(solvers, "jvp_vjp", counting(solvers.jvp_vjp))
+    if "jacobian" in settings:
+        settings["jacobian"] = counting(settings["jacobian"])
+    iterates: list[Tensor] = []
+    steps_taken: list[int] = []  # the index of each accepted step
+
+    def callback(k, x):
+        iterates.append(x.clone())
+        steps_taken.append(k)
+
+    x, fit = minimize(prob, x0, method="lm", callback=callback, **settings)
+    return x, fit, iterates, count[0], steps_taken
+
+
+@pytest.mark.parametrize("case", list(_CASES))
+def test_a_rejected_lm_step_does_not_recompute_the_jacobian(monkeypatch, case):
+    """A rejected LM step leaves x where it was, so the retry with a larger damping needs
+    only a new linear solve: the residuals and Jacobian were computed again for every
+    rejected step (one Jacobian per step). Now one per point visited: the start and each
+    accepted iterate the fit went on from."""
+    x, fit, iterates, n_jac, steps_taken = _counted_run(monkeypatch, case)
+    accepted = len(iterates)
+    assert len(fit.loss_history) == accepted + 1
+    assert fit.steps > accepted, f"the case rejects no step: {fit.message}"
+    # the last accepted iterate is linearised only when a step followed it (a rejected one)
+    last_accepted = fit.steps - 1 == steps_taken[-1] if steps_taken else False
+    assert n_jac == accepted + (0 if last_accepted else 1), (n_jac, fit.steps, accepted)
+    assert n_jac < fit.steps
+
+
+@pytest.mark.parametrize("case", list(_CASES))
+def test_reusing_the_jacobian_keeps_the_iterates_bit_for_bit(monkeypatch, case):
+    """Against the algorithm that linearises afresh at every step (reuse disabled): the same
+    iterates, losses, damping, CG iterations, step count and message, bit for bit."""
+    x, fit, iterates, n_jac, _ = _counted_run(monkeypatch, case)
+    monkeypatch.setattr(solvers, "_REUSE_LINEARISATION", False)
+    x_ref, ref, iterates_ref, n_jac_ref, _ = _counted_run(monkeypatch, case)
+    assert n_jac_ref == ref.steps > n_jac  # the reference did linearise at every step
+    assert torch.equal(x, x_ref)
+    assert len(iterates) == len(iterates_ref)
+    assert all(torch.equal(a, b) for a, b in zip(iterates, iterates_ref))
+    assert fit.loss_history == ref.loss_history
+    assert (fit.steps, fit.converged, fit.message) == (ref.steps, ref.converged, ref.message)
+    assert fit.extra["cg_iters"] == ref.extra["cg_iters"]
+    assert fit.extra["damping"] == ref.extra["damping"]
+    assert fit.extra.get("cg_rel") == ref.extra.get("cg_rel")
+
+
+def test_a_glioma_fit_with_rejected_steps_is_unchanged_by_the_reuse(monkeypatch):
+    """The reduced-space glioma fit (dense tangent-linear Jacobian) from a badly placed start
+    (log rho + 1.5) with a small initial damping rejects steps: it now calls the model's
+    Jacobian once per point visited instead of once per step, with the same iterates, final
+    theta and Laplace covariance, bit for bit."""
+    patient = synthetic_patient(0, phantom=brain_phantom(16, 8.0))
+    inner = glioma_fit.minimize
+    runs: list[dict] = []
+
+    def badly_started(prob, x0, **kw):
+        x0 = x0.clone()
+        x0[1] += 1.5
+        iterates: list[torch.Tensor] = []
+        kw.update(damping=1e-6, callback=lambda k, x: iterates.append(x.clone()))
+        x, res = inner(prob, x0, **kw)
+        runs.append({"iterates": iterates, "calls": calls[0]})
+        return x, res
+
+    monkeypatch.setattr(glioma_fit, "minimize", badly_started)
+
+    def fit():
+        model = GliomaModel.from_patient(patient)
+        jacobian = model.jacobian
+
+        def counted(theta):
+            calls[0] += 1
+            return jacobian(theta)
+
+        model.jacobian = counted
+        res = model.fit(progress=False, grid=1)
+        return model, res
+
+    calls = [0]
+    model, res = fit()
+    monkeypatch.setattr(solvers, "_REUSE_LINEARISATION", False)
+    calls = [0]
+    model_ref, res_ref = fit()
+    new, old = runs
+    accepted = len(new["iterates"])
+    assert res.steps > accepted, f"no step rejected: {res.message}"
+    assert old["calls"] == res_ref.steps and new["calls"] <= accepted + 1 < old["calls"]
+    assert len(new["iterates"]) == len(old["iterates"])
+    assert all(torch.equal(a, b) for a, b in zip(new["iterates"], old["iterates"]))
+    assert res.loss_history == res_ref.loss_history and res.message == res_ref.message
+    assert torch.equal(model.theta, model_ref.theta)
+    assert torch.equal(model.theta_cov, model_ref.theta_cov)
