@@ -520,3 +520,27 @@ def test_gp_pde_cut_short_keeps_the_results_and_names_the_partial_rows(
     assert partial["partial"] is True and len(partial["rows"]) == 1
     err = capsys.readouterr().err
     assert f"after 1 row(s); they are in {tmp_path / 'gp_pde.partial.json'}" in err
+
+
+@pytest.mark.parametrize("stop", [RuntimeError("late failure"), KeyboardInterrupt()])
+def test_odil_cut_short_keeps_the_finished_benchmarks(tmp_path, monkeypatch, capsys, stop):
+    """B3 failing (or Ctrl-C) after B0 and B1 had run lost their rows (written only at the
+    end); they go to odil.partial.json (marked partial), named on stderr, and the results file
+    stays as it was."""
+    mod = script_module(str(BENCH / "odil.py"))
+    row = bench.bench_row
+    monkeypatch.setattr(mod, "bench_b0", lambda quick, dev: [row("B0", "m", {"x": 1.0})])
+    monkeypatch.setattr(mod, "bench_b1_b4", lambda quick, dev: [row("B1", "m", {"x": 2.0})])
+
+    def b3(quick, dev):
+        raise stop
+
+    monkeypatch.setattr(mod, "bench_b3", b3)
+    (tmp_path / "odil.json").write_text('{"rows": []}')
+    with pytest.raises(type(stop)):
+        mod.main(["--quick", "--only", "B0,B1,B3", "--out", str(tmp_path)])
+    assert (tmp_path / "odil.json").read_text() == '{"rows": []}'
+    partial = json.loads((tmp_path / "odil.partial.json").read_text())
+    assert partial["partial"] is True and partial["finished"] == ["B0", "B1"]
+    assert [r["problem"] for r in partial["rows"]] == ["B0", "B1"]
+    assert f"of B0, B1 are in {tmp_path / 'odil.partial.json'}" in capsys.readouterr().err
