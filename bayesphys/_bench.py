@@ -119,6 +119,30 @@ def bench_row(
     return row
 
 
+def _write_or_keep_aside(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` (its folder created); when that fails (``OSError``: a
+    read-only folder or file, a full disk, a folder removed and not creatable) the text is
+    written to a new temporary file instead and the error raised again naming it, so that
+    the rows of a run that took minutes or hours are not lost with the write."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, text)
+    except OSError as err:
+        import tempfile
+
+        try:
+            fd, aside = tempfile.mkstemp(prefix=f"{path.stem}-unsaved-", suffix=path.suffix)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as err2:
+            kept = f"could not keep them elsewhere either ({type(err2).__name__}: {err2})"
+        else:
+            kept = f"the results are kept in {aside}; copy it to {path} once that can be written"
+        msg = f"{path} could not be written ({type(err).__name__}: {err}); {kept}"
+        # OSError(errno, ...) is the matching subclass (PermissionError for EACCES ...)
+        raise (OSError(err.errno, msg) if err.errno is not None else OSError(msg)) from err
+
+
 def write_results(
     component: str,
     rows: Iterable[Mapping[str, Any]],
@@ -135,7 +159,9 @@ def write_results(
     also regenerates the component's table in ``docs/benchmarks.md``: a run given ``out``
     leaves the docs alone. Numpy and torch values are written as the numbers they hold, a
     non-finite number as the string ``"nan"``, ``"inf"`` or ``"-inf"`` (:func:`results_json`); the docs table is rendered from what
-    the file holds, so rendering the file again gives the same table.
+    the file holds, so rendering the file again gives the same table. A write that fails
+    (``OSError``: a read-only or full disk, a file where the folder should be) raises an
+    ``OSError`` naming a temporary file that holds the results instead.
 
     A quick run is never committed: it needs an explicit ``out`` (``ValueError`` otherwise)."""
     if quick and out is None:
@@ -143,7 +169,6 @@ def write_results(
             f"out: a quick run of {component!r} is not committed; pass an output folder"
         )
     out_dir = Path(out).expanduser() if out is not None else repo_root() / "benchmarks" / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
     payload = {
         "component": component,
         "command": command,
@@ -160,7 +185,7 @@ def write_results(
         payload.update(extra)
     path = out_dir / f"{component}.json"
     text = results_json(payload)
-    atomic_write_text(path, text)
+    _write_or_keep_aside(path, text)  # a failed write keeps the rows in a file it names
     if update_docs is None:
         update_docs = out is None
     if update_docs:
@@ -348,16 +373,16 @@ def write_rows(
     return the path. ``command`` is ``python benchmarks/<script> <argv>`` (``argv`` default:
     this process's ``sys.argv[1:]``); ``started`` (a ``time.perf_counter()`` reading) adds
     ``"seconds"``, the wall time since then. A non-finite number is written as the string
-    ``"nan"``, ``"inf"`` or ``"-inf"`` (:func:`results_json`)."""
+    ``"nan"``, ``"inf"`` or ``"-inf"`` (:func:`results_json`); a failed write is reported as
+    :func:`write_results` reports it (the rows kept in a temporary file it names)."""
     rows = list(rows)
     if started is not None:
         extra = {**(extra or {}), "seconds": time.perf_counter() - started}
     out_dir = Path(out).expanduser() if out else Path(script).resolve().parent / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.json"
     payload = {"command": recorded_command(script, argv), **(extra or {}), "rows": rows}
     text = results_json(payload)
-    atomic_write_text(path, text)
+    _write_or_keep_aside(path, text)  # a failed write keeps the rows in a file it names
     print(rows_table(json.loads(text)["rows"]))  # as --table prints the file
     print(f"wrote {path}")
     return path

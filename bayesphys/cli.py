@@ -21,6 +21,7 @@ import select
 import sys
 import time
 import traceback
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -119,69 +120,92 @@ def cmd_demo(args) -> int:
     torch.set_num_threads(max(1, min(torch.get_num_threads(), args.threads or 64)))
     rows: list[dict] = []
     t0 = time.perf_counter()
-    # each component takes up to minutes: say on stderr what runs (stdout keeps the table)
-    _demo_status("core ...")
-    rows += core_demo(out, device=device, seed=args.seed)
-    _demo_status(f"core done in {time.perf_counter() - t0:.1f} s")
     # --only with no names: the shared-core demo alone (it used to run every component)
     # a component named twice (--only gp_pde gp_pde) runs once, in the order first named
     wanted = list(COMPONENTS) if args.only is None else list(dict.fromkeys(args.only))
     failed = []
-    for comp in wanted:
-        mod = _component_module(comp, "_demo")
-        if mod is None:
-            _demo_status(f"{comp} skipped (not landed yet)")
-            rows.append(
-                {
-                    "component": comp,
-                    "problem": "-",
-                    "metric": "status",
-                    "value": "not landed yet",
-                    "target": None,
-                }
-            )
-            continue
-        t = time.perf_counter()
-        _demo_status(f"{comp} ...")
-        try:
-            rows += mod.demo(out, device=device, seed=args.seed)
-        except Exception as err:  # keep the other components' results
-            failed.append(comp)
-            # the table cuts the error short: its whole traceback goes to stderr here
-            _demo_status(
-                f"{comp} FAILED after {time.perf_counter() - t:.1f} s (the other components go on):"
-            )
-            traceback.print_exc(file=sys.stderr)
-            sys.stderr.flush()
-            rows.append(
-                {
-                    "component": comp,
-                    "problem": "-",
-                    "metric": "error",
-                    "value": f"{type(err).__name__}: {err}"[:120],
-                    "target": None,
-                }
-            )
-        else:
-            rows.append(
-                {
-                    "component": comp,
-                    "problem": "-",
-                    "metric": "seconds",
-                    "value": time.perf_counter() - t,
-                    "target": None,
-                }
-            )
-            _demo_status(f"{comp} done in {time.perf_counter() - t:.1f} s")
+    current = "core"
+    try:
+        # the core is one component among the others: its failure (it ended the command with
+        # a traceback, no component run) is reported and the others go on
+        for comp in ["core", *wanted]:
+            current = comp
+            if comp == "core":
+                mod = types.SimpleNamespace(demo=core_demo)
+            else:
+                mod = _component_module(comp, "_demo")
+            if mod is None:
+                _demo_status(f"{comp} skipped (not landed yet)")
+                rows.append(
+                    {
+                        "component": comp,
+                        "problem": "-",
+                        "metric": "status",
+                        "value": "not landed yet",
+                        "target": None,
+                    }
+                )
+                continue
+            if not _demo_component(comp, mod, out, device, args.seed, rows):
+                failed.append(comp)
+    except KeyboardInterrupt:
+        # Ctrl-C between or inside components: the table of those that finished is printed
+        # (it was lost with the traceback; their files are in out), then the interrupt goes on
+        _demo_status(f"interrupted during {current}")
+        _demo_table(rows, out, t0, f"interrupted during {current}: wrote what finished")
+        raise
+    done = "wrote InferenceData (.nc) and plots (.png)" if not failed else "wrote what finished"
+    _demo_table(rows, out, t0, done)
+    return 1 if failed else 0
+
+
+def _demo_table(rows: list[dict], out: Path, t0: float, done: str) -> None:
+    """The demo's table, the note on its targets and where its files are."""
     _print_table(rows)
     print(
         "\n'target' is the issue's target or a reference figure for the full-scale problem; "
         "the demo runs each component at small settings (one to two minutes in all on two CPU cores) and is not judged against "
         "it (docs/benchmarks.md has the measured figures and which targets are met)."
     )
-    done = "wrote InferenceData (.nc) and plots (.png)" if not failed else "wrote what finished"
     print(f"{done} to {out.resolve()} in {time.perf_counter() - t0:.1f} s")
-    return 1 if failed else 0
+
+
+def _demo_component(comp: str, mod, out: Path, device, seed: int, rows: list[dict]) -> bool:
+    """Run ``mod.demo`` of ``comp``, appending its rows and its seconds (or its error) to
+    ``rows``; whether it succeeded (its traceback goes to stderr when not)."""
+    t = time.perf_counter()
+    _demo_status(f"{comp} ...")
+    try:
+        rows += mod.demo(out, device=device, seed=seed)
+    except Exception as err:  # keep the other components' results
+        # the table cuts the error short: its whole traceback goes to stderr here
+        _demo_status(
+            f"{comp} FAILED after {time.perf_counter() - t:.1f} s (the other components go on):"
+        )
+        traceback.print_exc(file=sys.stderr)
+        sys.stderr.flush()
+        rows.append(
+            {
+                "component": comp,
+                "problem": "-",
+                "metric": "error",
+                "value": f"{type(err).__name__}: {err}"[:120],
+                "target": None,
+            }
+        )
+        return False
+    if comp != "core":  # the core's own rows are its figures (its time is on stderr)
+        rows.append(
+            {
+                "component": comp,
+                "problem": "-",
+                "metric": "seconds",
+                "value": time.perf_counter() - t,
+                "target": None,
+            }
+        )
+    _demo_status(f"{comp} done in {time.perf_counter() - t:.1f} s")
+    return True
 
 
 def cmd_run(args, rest: list[str]) -> int:

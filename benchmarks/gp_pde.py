@@ -12,7 +12,9 @@ code does -- labelled as such), ``coverage95`` (posterior 95% interval coverage 
 the exact solution on the 300-point test grid in 1-D, on a uniform 40 x 40 grid over the
 same box in 2-D, not the 300^2 error grid), ``seconds``, ``steps``, ``peak_mem_mb`` (the row's peak resident size; Linux resets the
 process's peak before each row, elsewhere it is the process's running maximum -- and so were
-the rows committed before 2026-12-01).
+the rows committed before 2026-12-01). The rows finished so far are written after each one to
+``gp_pde.partial.json`` (``"partial": true``; in ``--out``, else the temporary folder), which
+a run cut short leaves, naming it, and a completed run removes.
 """
 
 from __future__ import annotations
@@ -233,44 +235,62 @@ def main(argv: list[str] | None = None) -> pathlib.Path | None:
         out = tempfile.mkdtemp(prefix="bench_gp_pde_")
     # the arguments as given (--only, --methods, --budget-scale, --threads change the rows)
     cmd = recorded_command(__file__, argv)
-    for problem, (mkw, fkw, budget) in table.items():
-        for method in args.methods.split(","):
-            if method == "GP-HM-ref-settings":
-                dim = "2" if ("2d" in problem or problem == "advection") else "1"
-                rkw = {k: v for k, v in mkw.items() if k == "n_col"}
-                rb = min(budget, REF_BUDGET[dim]) if not args.quick else budget
-                rows.append(
-                    run_one(
-                        problem, method, rkw, dict(steps=10**6 if not args.quick else 5), rb, device
+    partial_dir = pathlib.Path(out) if out else pathlib.Path(tempfile.gettempdir())
+    partial = partial_dir / "gp_pde.partial.json"
+    try:
+        for problem, (mkw, fkw, budget) in table.items():
+            for method in args.methods.split(","):
+                if method == "GP-HM-ref-settings":
+                    dim = "2" if ("2d" in problem or problem == "advection") else "1"
+                    rkw = {k: v for k, v in mkw.items() if k == "n_col"}
+                    rb = min(budget, REF_BUDGET[dim]) if not args.quick else budget
+                    rows.append(
+                        run_one(
+                            problem,
+                            method,
+                            rkw,
+                            dict(steps=10**6 if not args.quick else 5),
+                            rb,
+                            device,
+                        )
                     )
-                )
-            elif method == "GP-HM-extra":
-                if problem in EXTRA:
-                    lab, ekw, efk, eb = EXTRA[problem]
-                    eb *= args.budget_scale
+                elif method == "GP-HM-extra":
+                    if problem in EXTRA:
+                        lab, ekw, efk, eb = EXTRA[problem]
+                        eb *= args.budget_scale
+                        if args.last_iterate:
+                            efk = {**efk, "keep_best": False}
+                        rows.append(run_one(problem, "GP-HM", ekw, efk, eb, device, label=lab))
+                        if args.budget_scale != 1.0:
+                            rows[-1]["setting"]["budget_cpu_s"] = eb
+                else:
                     if args.last_iterate:
-                        efk = {**efk, "keep_best": False}
-                    rows.append(run_one(problem, "GP-HM", ekw, efk, eb, device, label=lab))
+                        fkw = {**fkw, "keep_best": False}
+                    gb = budget * args.budget_scale  # the problem's budget stays the ref rows'
+                    rows.append(run_one(problem, method, mkw, fkw, gb, device))
                     if args.budget_scale != 1.0:
-                        rows[-1]["setting"]["budget_cpu_s"] = eb
-            else:
-                if args.last_iterate:
-                    fkw = {**fkw, "keep_best": False}
-                gb = budget * args.budget_scale  # the problem's budget stays the ref rows'
-                rows.append(run_one(problem, method, mkw, fkw, gb, device))
-                if args.budget_scale != 1.0:
-                    rows[-1]["setting"]["budget_cpu_s"] = gb
-            # partial results after every row (a long run may be cut short)
-            write_results(
-                "gp_pde",
-                rows,
-                quick=args.quick,
-                command=cmd,
-                out=out or tempfile.gettempdir(),
-                device=str(device),
-                extra={"note": ANCHOR_NOTE},
-                update_docs=False,
-            )
+                        rows[-1]["setting"]["budget_cpu_s"] = gb
+                # partial results after every row (a long run may be cut short), in a file of
+                # their own: written as gp_pde.json into --out they replaced the results there
+                # before --merge read them, and a run cut short left them as if complete
+                write_results(
+                    "gp_pde.partial",
+                    rows,
+                    quick=args.quick,
+                    command=cmd,
+                    out=partial_dir,
+                    device=str(device),
+                    extra={"partial": True, "note": ANCHOR_NOTE},
+                    update_docs=False,
+                )
+    except BaseException as err:  # Ctrl-C too: say where the finished rows are
+        print(
+            f"gp_pde: stopped by {type(err).__name__} after {len(rows)} row(s)"
+            + (f"; they are in {partial} (marked partial)" if rows else ""),
+            file=sys.stderr,
+            flush=True,
+        )
+        raise
     if args.merge:
         import datetime
         import json
@@ -305,6 +325,7 @@ def main(argv: list[str] | None = None) -> pathlib.Path | None:
         device=str(device),
         extra={"note": ANCHOR_NOTE},
     )
+    partial.unlink(missing_ok=True)  # the rows are in the results file now
     return path
 
 

@@ -19,6 +19,9 @@
 * B6 -- discretisation robustness: one 1 mm patient fitted at 1, 2, 4 mm.
 B2, B5 and the atlas B4 need ``nilearn`` (the MNI templates ship in its wheel; nothing is
 downloaded). A full run with ``--only`` merges its rows into the existing results file.
+A run that stops (a benchmark failing, Ctrl-C) writes the rows of the benchmarks that finished
+to ``odil.partial.json`` (``"partial": true``; in ``--out``, else the temporary folder), names
+it on stderr and leaves the results file as it was.
 """
 
 from __future__ import annotations
@@ -65,6 +68,33 @@ def _group(row: dict) -> str:
     return row["problem"]
 
 
+def _keep_partial(rows, finished, err, args, out, dev) -> None:
+    """The rows of the benchmarks in ``finished`` written to ``odil.partial.json``
+    (``"partial": true``; in ``out``, else the temporary folder; the results file is left as
+    it was), and where, on stderr."""
+    cmd = "bayesphys bench odil" + (" --quick" if args.quick else "") + f" --only {args.only}"
+    try:
+        path = write_results(
+            "odil.partial",
+            rows,
+            quick=args.quick,
+            command=cmd,
+            out=out or tempfile.gettempdir(),
+            device=str(dev),
+            extra={"partial": True, "finished": finished},
+            update_docs=False,
+        )
+    except Exception as write_err:  # noqa: BLE001 - the run's own error is the one raised
+        where = f"could not be written ({write_err})"
+    else:
+        where = f"are in {path} (marked partial)"
+    print(
+        f"odil: stopped by {type(err).__name__}; the rows of {', '.join(finished)} {where}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def main(argv: list[str] | None = None) -> Path | None:
     ap = argparse.ArgumentParser(prog="bayesphys bench odil")
     ap.add_argument("--quick", action="store_true")
@@ -100,18 +130,27 @@ def main(argv: list[str] | None = None) -> Path | None:
     dev = resolve_device(args.device)  # 'auto' is no torch device name
     todo = [s.strip() for s in args.only.split(",")]
     rows: list[dict] = []
-    for key, fn in (
-        ("B0", bench_b0),
-        ("B1", bench_b1_b4),
-        ("B2", bench_b2_b4),
-        ("B3", bench_b3),
-        ("B5", bench_b5),
-        ("B6", bench_b6),
-    ):
-        if key in todo:
-            t0 = time.perf_counter()
-            rows += fn(args.quick, dev)
-            print(f"{key} done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    finished: list[str] = []
+    try:
+        for key, fn in (
+            ("B0", bench_b0),
+            ("B1", bench_b1_b4),
+            ("B2", bench_b2_b4),
+            ("B3", bench_b3),
+            ("B5", bench_b5),
+            ("B6", bench_b6),
+        ):
+            if key in todo:
+                t0 = time.perf_counter()
+                rows += fn(args.quick, dev)
+                finished.append(key)
+                print(
+                    f"{key} done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True
+                )
+    except BaseException as err:  # a late benchmark failing, Ctrl-C: keep the finished ones
+        if rows:
+            _keep_partial(rows, finished, err, args, out, dev)
+        raise
     cmd = "bayesphys bench odil" + (" --quick" if args.quick else "")
     if args.only != ap.get_default("only"):
         cmd += f" --only {args.only}"

@@ -14,7 +14,10 @@ bayesphys.probconserv.conditional, and the mass-residual discrepancy,
 bayesphys.probconserv.mass_check) / ProbConserv-ANP-model (the ANP's own low-rank Sigma, one
 scalar scale) / ProbConserv-ANP-diag (the reference's diagonal Sigma) and GP / HardC-GP /
 ProbConserv-GP / ProbConserv-GP-model. ``--load-models`` / ``--merge`` / ``--problems`` rerun
-parts without retraining or losing the other rows.
+parts without retraining or losing the other rows. A problem that fails does not stop the
+others; when a run stops (a failed problem, Ctrl-C) the rows of the finished problems go to
+``probconserv.partial.json`` (``"partial": true``; in ``--out``, else the temporary folder)
+and the results file is left as it was.
 Anchor figures: Hansen et al. 2023 Table 1 (diffusion) and the reference-checkpoint
 measurements of the anchor file (PME, Stefan, shock).
 """
@@ -192,19 +195,66 @@ def run_problems(problems: tuple[str, ...], jobs: int, **kwargs) -> tuple[list[d
         fn = functools.partial(run_problem, **kwargs)
         runner = resolve_runner("sequential", threads_per_worker=None)
     done: dict[str, dict] = {}
-    with runner:  # released on any exit (an error, Ctrl-C)
-        for i, ok, value in runner.run(fn, order):
-            if not ok:
-                raise RuntimeError(f"problem {order[i]!r} failed") from value
-            done[order[i]] = value
-            print(
-                f"[{order[i]}] done in {value['seconds']:.0f} s ({len(done)} of {len(order)})",
-                file=sys.stderr,
-            )
+    failed: dict[str, BaseException] = {}
+    try:
+        with runner:  # released on any exit (an error, Ctrl-C)
+            for i, ok, value in runner.run(fn, order):
+                if not ok:  # the others go on: their hours of training are not thrown away
+                    failed[order[i]] = value
+                    print(f"[{order[i]}] FAILED: {type(value).__name__}: {value}", file=sys.stderr)
+                    continue
+                done[order[i]] = value
+                print(
+                    f"[{order[i]}] done in {value['seconds']:.0f} s ({len(done)} of {len(order)})",
+                    file=sys.stderr,
+                )
+        if failed:
+            names = ", ".join(repr(p) for p in failed)
+            raise RuntimeError(
+                f"problem {names} failed" if len(failed) == 1 else f"problems {names} failed"
+            ) from next(iter(failed.values()))
+    except BaseException as err:  # a failed problem, Ctrl-C: the finished problems go with it
+        err.finished = _collected([p for p in problems if p in done], done)
+        raise
+    return _collected(problems, done)
+
+
+def _collected(problems, done: dict[str, dict]) -> tuple[list[dict], dict, dict]:
+    """Rows, training records and seconds of ``problems`` (finished, in ``done``), in order."""
     rows = [r for p in problems for r in done[p]["rows"]]
     train_info = {k: v for p in problems for k, v in done[p]["training"].items()}
     seconds = {p: {k: done[p][k] for k in ("seconds", "cpu_seconds")} for p in problems}
     return rows, train_info, seconds
+
+
+def _keep_finished(err: BaseException, out: str | None, args, argv) -> None:
+    """The rows of the problems that finished before ``err`` stopped the run (a problem
+    failed, Ctrl-C) written to ``probconserv.partial.json`` (``"partial": true``; in ``out``,
+    else the temporary folder; the results file is left as it was), and where, on stderr."""
+    rows, train_info, seconds = getattr(err, "finished", ([], {}, {}))
+    if not rows:
+        return
+    try:
+        path = write_results(
+            "probconserv.partial",
+            rows,
+            quick=args.quick,
+            command=recorded_command(__file__, argv),
+            out=out or tempfile.gettempdir(),
+            device=args.device,
+            extra={"partial": True, "training": train_info, "problem_seconds": seconds},
+            update_docs=False,
+        )
+    except Exception as write_err:  # noqa: BLE001 - the run's own error is the one raised
+        where = f"could not be written ({write_err})"
+    else:
+        where = f"are in {path} (marked partial)"
+    print(
+        f"probconserv: stopped by {type(err).__name__}; the rows of the finished problems "
+        f"{', '.join(seconds)} {where}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -313,21 +363,25 @@ def main(argv: list[str] | None = None) -> Path:
     prev = _previous(out)
     problems = tuple(args.problems.split(","))
     t0, cpu0 = time.perf_counter(), time.process_time()
-    rows, train_info, problem_seconds = run_problems(
-        problems,
-        min(args.jobs, len(problems)),
-        quick=args.quick,
-        device=args.device,
-        seed=args.seed,
-        scale=args.scale,
-        save_models=args.save_models,
-        load_models=args.load_models,
-        prev_training=prev.get("training", {}),
-        retrain_softc=args.retrain_softc,
-        anp_train_margin=ANP_TRAIN_MARGIN
-        if args.anp_train_margin is None
-        else args.anp_train_margin,
-    )
+    try:
+        rows, train_info, problem_seconds = run_problems(
+            problems,
+            min(args.jobs, len(problems)),
+            quick=args.quick,
+            device=args.device,
+            seed=args.seed,
+            scale=args.scale,
+            save_models=args.save_models,
+            load_models=args.load_models,
+            prev_training=prev.get("training", {}),
+            retrain_softc=args.retrain_softc,
+            anp_train_margin=ANP_TRAIN_MARGIN
+            if args.anp_train_margin is None
+            else args.anp_train_margin,
+        )
+    except BaseException as err:
+        _keep_finished(err, out, args, argv)
+        raise
     total, total_cpu = time.perf_counter() - t0, time.process_time() - cpu0
     jobs = min(args.jobs, len(problems))
     if jobs > 1:  # the workers' CPU time (this process only waited)

@@ -200,3 +200,29 @@ def test_committed_results_render_to_the_docs_tables():
         path = root / "benchmarks" / "results" / f"{component}.json"
         page = (root / "docs" / f"{component}.md").read_text(encoding="utf-8")
         assert render_table(_strict_loads(path.read_text(encoding="utf-8"))) in page, component
+
+
+@pytest.mark.parametrize("writer", ["write_results", "write_rows"])
+def test_a_failed_write_keeps_the_rows_in_a_file_it_names(tmp_path, monkeypatch, writer):
+    """A results folder that cannot be written at the end of a run (here a file in its place;
+    a read-only folder, a full disk) raised a bare OSError and every row was lost; they are
+    kept in a temporary file, named in the error (an OSError still)."""
+    import tempfile
+
+    from bayesphys._bench import write_rows
+
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(aside))
+    (tmp_path / "blocked").write_text("a file where the folder should be")
+    out = tmp_path / "blocked" / "results"
+    rows = [bench_row("p", "ours", {"mse": 1e-4})]
+    with pytest.raises(OSError, match=r"could not be written .*kept in") as info:
+        if writer == "write_results":
+            write_results("toy", rows, quick=True, command="c", out=out)
+        else:
+            write_rows("toy", rows, script="benchmarks/toy.py", argv=[], out=out)
+    (kept,) = aside.glob("toy-unsaved-*.json")
+    assert str(kept) in str(info.value) and str(out / "toy.json") in str(info.value)
+    assert json.loads(kept.read_text(encoding="utf-8"))["rows"][0]["metrics"] == {"mse": 1e-4}
+    assert isinstance(info.value, NotADirectoryError | FileExistsError)  # as the cause raised

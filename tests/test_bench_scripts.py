@@ -472,3 +472,75 @@ def test_only_a_bayesphys_checkout_is_taken_for_benchmarks(tmp_path, monkeypatch
         bench.repo_root()
     monkeypatch.chdir(planted)
     assert bench.repo_root() == planted
+
+
+def _fake_gp_pde_rows(monkeypatch, fail_at=None):
+    """gp_pde.py with run_one replaced by an instant row (the ``fail_at``-th call raises)."""
+    mod = script_module(str(BENCH / "gp_pde.py"))
+    calls = []
+
+    def run_one(problem, method, mkw, fkw, budget, device, label=None):
+        calls.append(problem)
+        if len(calls) == fail_at:
+            raise RuntimeError("late failure")
+        return bench.bench_row(problem, label or method, {"rel_l2": 0.1 * len(calls)})
+
+    monkeypatch.setattr(mod, "run_one", run_one)
+    return mod
+
+
+def test_gp_pde_merge_into_out_keeps_the_rows_not_rerun(tmp_path, monkeypatch):
+    """With --out, the rows written after each row replaced <out>/gp_pde.json before --merge
+    read it: the rows not rerun were lost. They are kept now, and the partial file is gone
+    once the run completes."""
+    mod = _fake_gp_pde_rows(monkeypatch)
+    base = ["--quick", "--methods", "GP-HM", "--out", str(tmp_path)]
+    first = json.loads(mod.main(base).read_text())["rows"]
+    assert len(first) == len(mod.QUICK) >= 2
+    only = next(iter(mod.QUICK))
+    rows = json.loads(mod.main([*base, "--only", only, "--merge"]).read_text())["rows"]
+    assert sorted(r["problem"] for r in rows) == sorted(r["problem"] for r in first)
+    assert not (tmp_path / "gp_pde.partial.json").exists()
+
+
+def test_gp_pde_cut_short_keeps_the_results_and_names_the_partial_rows(
+    tmp_path, monkeypatch, capsys
+):
+    """A run into --out that failed after some rows left them as <out>/gp_pde.json, over the
+    results there and unmarked; they go to gp_pde.partial.json (marked partial), the results
+    file stays as it was, and the error output names where the finished rows are."""
+    mod = _fake_gp_pde_rows(monkeypatch)
+    base = ["--quick", "--methods", "GP-HM", "--out", str(tmp_path)]
+    before = mod.main(base).read_text()
+    mod = _fake_gp_pde_rows(monkeypatch, fail_at=2)
+    with pytest.raises(RuntimeError, match="late failure"):
+        mod.main(base)
+    assert (tmp_path / "gp_pde.json").read_text() == before
+    partial = json.loads((tmp_path / "gp_pde.partial.json").read_text())
+    assert partial["partial"] is True and len(partial["rows"]) == 1
+    err = capsys.readouterr().err
+    assert f"after 1 row(s); they are in {tmp_path / 'gp_pde.partial.json'}" in err
+
+
+@pytest.mark.parametrize("stop", [RuntimeError("late failure"), KeyboardInterrupt()])
+def test_odil_cut_short_keeps_the_finished_benchmarks(tmp_path, monkeypatch, capsys, stop):
+    """B3 failing (or Ctrl-C) after B0 and B1 had run lost their rows (written only at the
+    end); they go to odil.partial.json (marked partial), named on stderr, and the results file
+    stays as it was."""
+    mod = script_module(str(BENCH / "odil.py"))
+    row = bench.bench_row
+    monkeypatch.setattr(mod, "bench_b0", lambda quick, dev: [row("B0", "m", {"x": 1.0})])
+    monkeypatch.setattr(mod, "bench_b1_b4", lambda quick, dev: [row("B1", "m", {"x": 2.0})])
+
+    def b3(quick, dev):
+        raise stop
+
+    monkeypatch.setattr(mod, "bench_b3", b3)
+    (tmp_path / "odil.json").write_text('{"rows": []}')
+    with pytest.raises(type(stop)):
+        mod.main(["--quick", "--only", "B0,B1,B3", "--out", str(tmp_path)])
+    assert (tmp_path / "odil.json").read_text() == '{"rows": []}'
+    partial = json.loads((tmp_path / "odil.partial.json").read_text())
+    assert partial["partial"] is True and partial["finished"] == ["B0", "B1"]
+    assert [r["problem"] for r in partial["rows"]] == ["B0", "B1"]
+    assert f"of B0, B1 are in {tmp_path / 'odil.partial.json'}" in capsys.readouterr().err

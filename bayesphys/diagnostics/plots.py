@@ -46,6 +46,13 @@ def component_figure(
     bad = [type(r).__name__ for r in results if not isinstance(r, CalibrationResult)]
     if bad:
         raise TypeError(f"results: expected CalibrationResult objects, received {bad}")
+    if not results:  # the rows are drawn (their labels): checked before any drawing
+        for i, r in enumerate(rows):
+            if not isinstance(r, dict) or "problem" not in r or "method" not in r:
+                got = sorted(r) if isinstance(r, dict) else type(r).__name__
+                raise ValueError(
+                    f"rows: expected dicts with 'problem' and 'method', row {i} is {got}"
+                )
     # a Figure of its own, outside pyplot: the caller's backend stays as it is and no figure
     # is left registered with pyplot, even when saving fails
     from matplotlib.figure import Figure

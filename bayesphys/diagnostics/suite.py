@@ -15,8 +15,11 @@ each row ``{"problem": str, "method": str, "metrics": {...}, "setting"?: dict, "
 other lower-case keys). A component without the hook gets one row whose note says so; nothing
 is invented for it. A hook that fails (import or call) raises :class:`CalibrationFailed` after
 the file is written: the component's previous rows and figure are kept when the file has some,
-else a row records the failure. The command recorded for each component names ``--seed``
-when it is not 0 (rows carry it in ``setting["seed"]``).
+else a row records the failure. A failure after the hook's work (a returned row that is not
+valid, the figure or the netCDF ranks that cannot be drawn or written) loses none of it: the
+valid rows are written, each invalid row replaced by a failure row naming it, and
+:class:`CalibrationFailed` names what failed and the file. The command recorded for each
+component names ``--seed`` when it is not 0 (rows carry it in ``setting["seed"]``).
 
 Outputs: ``<out>/calibration.json`` through :func:`bayesphys._bench.write_results` (rows of
 other components already in that file are kept; this component's rows are replaced),
@@ -120,8 +123,9 @@ def _missing_row(component: str, why: str) -> dict:
 
 
 class CalibrationFailed(RuntimeError):
-    """A component's calibration hook could not be imported or raised; raised by
-    :func:`run_calibration` after the results file is written (rows kept as described there)."""
+    """A component's calibration hook could not be imported or raised, or a step after it
+    failed (an invalid row, the figure, the netCDF ranks); raised by :func:`run_calibration`
+    after the results file is written (rows kept as described there)."""
 
 
 _FAILED = "failed: "
@@ -321,26 +325,47 @@ def run_calibration(
             raise ValueError(problem)
     raw = _component_rows(component, quick, seed)
     rows, results = [], []
-    for r in raw:
-        clean, res = _clean(r, component, quick, seed)
+    for i, r in enumerate(raw):
+        try:
+            clean, res = _clean(r, component, quick, seed)
+        except Exception as err:  # noqa: BLE001 - one bad row must not lose the others
+            # it raised after the hook's work and nothing was written
+            rows.append(_failed_row(component, f"calibrate_rows row {i}: {err}"))
+            continue
         rows.append(clean)
         if res is not None:
             results.append(res)
+    late = []  # what failed after the hook's work: the rows are written all the same
     from .plots import plot_component
 
     fig = None
     if results or any(r["metrics"] for r in rows):  # nothing to draw for a missing hook
-        fig = plot_component(component, rows, results, fig_dir / f"calibration_{component}.png")
+        target = fig_dir / f"calibration_{component}.png"
+        try:
+            fig = plot_component(component, rows, results, target)
+        except Exception as err:  # noqa: BLE001 - the rows are written, the error named
+            traceback.print_exc()
+            late.append(f"figure {target} not drawn: {type(err).__name__}: {err}")
     if results:
-        idata = None
-        for j, res in enumerate(results):
-            group = "prior_sbc" if j == 0 else f"prior_sbc_{j}"
-            idata = res.to_inference_data(group=group, idata=idata)
-        from ..inference_data import save_netcdf
+        target = nc_dir / f"calibration_{component}.nc"
+        try:
+            idata = None
+            for j, res in enumerate(results):
+                group = "prior_sbc" if j == 0 else f"prior_sbc_{j}"
+                idata = res.to_inference_data(group=group, idata=idata)
+            from ..inference_data import save_netcdf
 
-        save_netcdf(idata, nc_dir / f"calibration_{component}.nc")
+            save_netcdf(idata, target)
+        except Exception as err:  # noqa: BLE001 - the rows are written, the error named
+            traceback.print_exc()
+            late.append(f"SBC ranks {target} not written: {type(err).__name__}: {err}")
     failed = [r["note"][len(_FAILED) :] for r in rows if _is_failed(r)]
-    merged, figures = _merge(out_dir / "calibration.json", component, rows, keep_own=bool(failed))
+    # the previous rows are kept only when this run has none of its own (its figure, drawn
+    # from the new rows, would not match them)
+    none_new = all(_is_failed(r) for r in rows)
+    merged, figures = _merge(
+        out_dir / "calibration.json", component, rows, keep_own=bool(failed) and none_new
+    )
     if fig is not None:
         figures[component] = _shown_path(fig)
     command = "; ".join(sorted({_command(r) for r in merged}))
@@ -355,15 +380,21 @@ def run_calibration(
     )
     if verbose:
         _print_table(component, rows, time.perf_counter() - t0, fig, path)
-    if failed:
-        kept = any(
+    if failed or late:
+        what = "; ".join(failed + late)
+        if not none_new:
+            good = sum(not _is_failed(r) for r in rows)
+            where = f"{good} row(s) of {component} written" + (
+                ", the failed rows recorded" if failed else ""
+            )
+        elif any(
             (r.get("setting") or {}).get("component") == component and not _is_failed(r)
             for r in merged
-        )
-        raise CalibrationFailed(
-            f"{component}: {failed[0]}; {path}: "
-            + (f"the previous rows of {component} are kept" if kept else "the failure is recorded")
-        )
+        ):
+            where = f"the previous rows of {component} are kept"
+        else:
+            where = "the failure is recorded"
+        raise CalibrationFailed(f"{component}: {what}; {path}: {where}")
     return path
 
 

@@ -155,3 +155,15 @@ def test_methods_past_the_eighth_keep_their_own_colour_and_marker_pair():
     n = 20
     pairs = {(s["color"], s["marker"]) for s in (method_style(j, n) for j in range(n))}
     assert len(pairs) == n
+
+
+@pytest.mark.parametrize("row", [{"method": "m", "metrics": {}}, {"problem": "p"}, ("p", "m")])
+def test_a_row_without_problem_or_method_is_named(tmp_path, row):
+    """A bare row (no results) without 'problem' or 'method' failed in the drawing with a
+    bare KeyError; it is refused by name before anything is drawn or written."""
+    good = {"problem": "p", "method": "m", "metrics": {"coverage90": 0.9}}
+    with pytest.raises(ValueError, match="rows: expected dicts with 'problem' and 'method', row 1"):
+        component_figure("x", [good, row], [])
+    with pytest.raises(ValueError, match="row 1"):
+        plot_component("x", [good, row], [], tmp_path / "c.png")
+    assert not (tmp_path / "c.png").exists()

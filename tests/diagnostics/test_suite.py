@@ -150,3 +150,79 @@ def test_library_call_prints_nothing_unless_verbose(tmp_path, monkeypatch, capsy
     assert "bayesphys calibrate odil" in out and "normal-normal" in out
     with pytest.raises(TypeError, match="verbose"):
         suite.run_calibration("odil", quick=True, out=tmp_path, verbose="yes")
+
+
+def _hook_with_extra_rows(model, *extra):
+    """A hook whose good rows are followed by ``extra`` rows (a late step gone wrong)."""
+    good = _fake_hook(model)
+
+    def calibrate_rows(quick: bool, seed: int) -> list[dict]:
+        return good.calibrate_rows(quick, seed) + list(extra)
+
+    return types.SimpleNamespace(calibrate_rows=calibrate_rows)
+
+
+@pytest.mark.parametrize(
+    "bad, said",
+    [
+        ({"method": "m", "metrics": {}}, "row 1: calibrate_rows: row missing 'problem'"),
+        ({"problem": "p", "method": "m", "metrics": {"crps": "n/a"}}, "row 1: could not convert"),
+        ({"problem": "p", "method": "m", "metrics": {"CRPS": 1.0}}, "row 1: metrics: keys"),
+    ],
+)
+def test_an_invalid_hook_row_keeps_the_valid_ones(tmp_path, monkeypatch, exact_model, bad, said):
+    """A hook row missing a key (or with a metric that is not a number) raised a plain error
+    after the hook's work, and nothing was written: the valid rows, their figure and ranks are
+    now written, the bad row is recorded as failed, and CalibrationFailed names it and the
+    file."""
+    monkeypatch.setattr(suite, "load_hook", lambda comp: _hook_with_extra_rows(exact_model, bad))
+    with pytest.raises(suite.CalibrationFailed, match="1 row\\(s\\) of odil written") as info:
+        suite.run_calibration("odil", quick=True, out=tmp_path, seed=0)
+    assert said in str(info.value) and str(tmp_path / "calibration.json") in str(info.value)
+    rows = json.loads((tmp_path / "calibration.json").read_text())["rows"]
+    assert [r["method"] for r in rows] == ["exact", "-"]
+    assert isinstance(rows[0]["metrics"]["coverage90"], float)
+    assert rows[1]["note"].startswith("failed: calibrate_rows row 1")
+    assert (tmp_path / "calibration_odil.png").exists()
+    assert (tmp_path / "calibration_odil.nc").exists()
+
+
+def test_a_partly_failed_rerun_replaces_the_old_rows(tmp_path, monkeypatch, exact_model):
+    """With previous rows on file, a rerun whose hook returns good rows and one bad row writes
+    the new good rows (its figure, drawn from them, replaced the old one; the old rows were
+    kept beside it)."""
+    monkeypatch.setattr(suite, "load_hook", lambda comp: _fake_hook(exact_model))
+    path = suite.run_calibration("odil", quick=True, out=tmp_path, seed=0)
+    monkeypatch.setattr(
+        suite, "load_hook", lambda comp: _hook_with_extra_rows(exact_model, {"problem": "p"})
+    )
+    with pytest.raises(suite.CalibrationFailed, match="row missing 'method'"):
+        suite.run_calibration("odil", quick=True, out=tmp_path, seed=3)
+    rows = json.loads(path.read_text())["rows"]
+    assert [r["setting"].get("seed") for r in rows] == [3, None]
+    assert rows[1]["method"] == "-" and "row 1" in rows[1]["note"]
+
+
+@pytest.mark.parametrize("step", ["figure", "ranks"])
+def test_a_failing_figure_or_netcdf_keeps_the_rows(tmp_path, monkeypatch, exact_model, step):
+    """The figure or the netCDF ranks failing after the hook's work (a plotting error, a full
+    disk) lost every row; they are now written and CalibrationFailed names what failed."""
+    import bayesphys.diagnostics.plots as plots
+    import bayesphys.inference_data as inference_data
+
+    def boom(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    if step == "figure":
+        monkeypatch.setattr(plots, "plot_component", boom)
+    else:
+        monkeypatch.setattr(inference_data, "save_netcdf", boom)
+    monkeypatch.setattr(suite, "load_hook", lambda comp: _fake_hook(exact_model))
+    what = "figure .*calibration_odil.png" if step == "figure" else "SBC ranks .*calibration_odil"
+    with pytest.raises(suite.CalibrationFailed, match=f"odil: {what}.* not .*No space left"):
+        suite.run_calibration("odil", quick=True, out=tmp_path, seed=0)
+    data = json.loads((tmp_path / "calibration.json").read_text())
+    (row,) = data["rows"]
+    assert row["method"] == "exact" and isinstance(row["metrics"]["crps"], float)
+    # no figure is recorded for rows it was not drawn from
+    assert ("odil" in data["figures"]) == (step == "ranks")

@@ -71,3 +71,48 @@ def test_default_thread_count_does_not_depend_on_the_problems(
     finally:
         bench.torch.set_num_threads(n)
     assert seen == {"jobs": jobs, "threads": threads}
+
+
+def test_a_failed_problem_keeps_the_finished_ones(bench, monkeypatch, tmp_path, capsys):
+    """One problem failing raised at once and the problems that had finished (hours of
+    training in a full run) were lost, the others never run; the others now run, and their
+    rows go to probconserv.partial.json (marked partial) while the results file stays as it
+    was and the error names the failed problem."""
+    import json
+
+    def fake_run(quick, problems, **kw):
+        (p,) = problems
+        if p == "pme":
+            raise ValueError("late failure")
+        return [{"problem": p, "metrics": {"mse": 1.0}}], {f"{p}/ANP": {"seconds": 1.0}}
+
+    monkeypatch.setattr(bench, "run", fake_run)
+    (tmp_path / "probconserv.json").write_text('{"rows": []}')
+    argv = ["--quick", "--jobs", "1", "--problems", "stefan,pme,diffusion", "--out", str(tmp_path)]
+    with pytest.raises(RuntimeError, match="problem 'pme' failed") as info:
+        bench.main(argv)
+    assert "ValueError: late failure" in str(info.value.__cause__)
+    assert (tmp_path / "probconserv.json").read_text() == '{"rows": []}'
+    partial = json.loads((tmp_path / "probconserv.partial.json").read_text())
+    assert partial["partial"] is True
+    assert sorted(r["problem"] for r in partial["rows"]) == ["diffusion", "stefan"]
+    err = capsys.readouterr().err
+    assert "[pme] FAILED: " in err and "late failure" in err
+    assert f"are in {tmp_path / 'probconserv.partial.json'}" in err
+
+
+def test_ctrl_c_keeps_the_finished_problems(bench, monkeypatch, tmp_path):
+    import json
+
+    def fake_run(quick, problems, **kw):
+        (p,) = problems
+        if p == "pme":
+            raise KeyboardInterrupt
+        return [{"problem": p, "metrics": {}}], {}
+
+    monkeypatch.setattr(bench, "run", fake_run)
+    argv = ["--quick", "--jobs", "1", "--problems", "stefan,pme", "--out", str(tmp_path)]
+    with pytest.raises(KeyboardInterrupt):
+        bench.main(argv)
+    rows = json.loads((tmp_path / "probconserv.partial.json").read_text())["rows"]
+    assert [r["problem"] for r in rows] == ["stefan"]
