@@ -17,9 +17,10 @@ The rows of each part are written, once the part has finished, to
 ``neural_process.partial.json`` (``"partial": true``, the parts in ``"finished"``; in
 ``--out``, else the temporary folder): a run that stops (a part failing, Ctrl-C, a killed
 process) leaves it, named on stderr, and the results file as it was; a completed run removes
-it. To finish such a run, copy it as ``neural_process.json`` into a folder DIR and rerun the
-parts not finished with ``--only ... --merge --out DIR`` (C1 and P3 need P1 in the same run);
-with the run's other options, DIR then holds the whole table.
+it. To finish such a run, copy it as ``neural_process.json`` into a folder DIR of its own (the
+copy replaces a results file there) and rerun the parts not finished with the run's other
+options and ``--only ... --merge --out DIR`` (C1 and P3 need P1 in the same run): DIR then
+holds the whole table.
 """
 
 from __future__ import annotations

@@ -605,3 +605,44 @@ def test_neural_process_cut_short_keeps_the_finished_parts(tmp_path, monkeypatch
     assert "partial" not in whole and "re-run by" in whole["command"]
     mod.main(["--quick", "--out", str(tmp_path), "--only", "P2"])
     assert not partial.exists()
+
+
+def test_gp_pde_partial_rows_finish_with_only_and_merge(tmp_path, monkeypatch):
+    """The docstring's recipe: the partial file copied as gp_pde.json into a folder, and the
+    problems not finished rerun there with --only --merge, give the whole table."""
+    mod = _fake_gp_pde_rows(monkeypatch, fail_at=2)
+    base = ["--quick", "--methods", "GP-HM"]
+    with pytest.raises(RuntimeError, match="late failure"):
+        mod.main([*base, "--out", str(tmp_path)])
+    rest = tmp_path / "rest"
+    rest.mkdir()
+    shutil.copy(tmp_path / "gp_pde.partial.json", rest / "gp_pde.json")
+    problems = list(mod.QUICK)
+    mod = _fake_gp_pde_rows(monkeypatch)
+    argv = [*base, "--out", str(rest), "--only", ",".join(problems[1:]), "--merge"]
+    payload = json.loads(mod.main(argv).read_text())
+    assert sorted(r["problem"] for r in payload["rows"]) == sorted(problems)
+    assert "partial" not in payload
+
+
+def test_odil_partial_rows_finish_with_only(tmp_path, monkeypatch):
+    """The docstring's recipe: the partial file copied as odil.json into a folder, and the
+    benchmarks not finished rerun there with --only (a full run), give the whole table."""
+    mod = script_module(str(BENCH / "odil.py"))
+    row = bench.bench_row
+    monkeypatch.setattr(mod, "bench_b0", lambda quick, dev: [row("B0", "m", {"x": 1.0})])
+    monkeypatch.setattr(mod, "bench_b1_b4", lambda quick, dev: [row("B1", "m", {"x": 2.0})])
+
+    def b3(quick, dev):
+        raise RuntimeError("late failure")
+
+    monkeypatch.setattr(mod, "bench_b3", b3)
+    with pytest.raises(RuntimeError, match="late failure"):
+        mod.main(["--only", "B0,B1,B3", "--out", str(tmp_path)])
+    rest = tmp_path / "rest"
+    rest.mkdir()
+    shutil.copy(tmp_path / "odil.partial.json", rest / "odil.json")
+    monkeypatch.setattr(mod, "bench_b3", lambda quick, dev: [row("B3", "m", {"x": 3.0})])
+    payload = json.loads(mod.main(["--only", "B3", "--out", str(rest)]).read_text())
+    assert [r["problem"] for r in payload["rows"]] == ["B0", "B1", "B3"]
+    assert "partial" not in payload and payload["command"].startswith("runs: ")
