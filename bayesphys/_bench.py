@@ -581,7 +581,15 @@ def run_script_tasks(
     ``jobs > 1`` runs them on that many worker processes with one thread each
     (:func:`bayesphys.distributed.resolve_runner` ``"local"``, through :func:`call_script`);
     ``jobs == 1`` runs them here, one thread. Each result is printed as one JSON line when it
-    arrives. A failed task raises ``RuntimeError`` naming it (the pool is released).
+    arrives. A failed task does not stop the others (it is reported on stderr when it fails);
+    once all have run, a ``RuntimeError`` names the failed tasks (the first one's error
+    chained). When tasks failed, or the run stopped (Ctrl-C), the finished tasks' results are
+    kept: on the exception as ``results`` (task order, ``None`` for a task that failed or did
+    not finish), and in ``<script>.partial.json`` in the temporary folder (``"partial": true``,
+    ``"failed"`` and ``"finished"`` the tasks' ``repr``; ``"rows"`` the results, a result
+    that is a list of rows extending them; an ablation script's ``--table`` prints them), which
+    the error names; the pool is released. A rerun of the failed tasks alone (a script's
+    ``--seeds`` ...) writes its own results file: the two are not merged.
     """
     import functools
 
@@ -594,10 +602,66 @@ def run_script_tasks(
     else:
         runner = resolve_runner("sequential", threads_per_worker=1)
     out: list[Any] = [None] * len(tasks)
-    with runner:
-        for i, ok, value in runner.run(fn, tasks):
-            if not ok:
-                raise RuntimeError(f"task {tasks[i]!r} failed") from value
-            out[i] = value
-            print(json.dumps(value), flush=True)
+    done: list[int] = []
+    failed: dict[int, BaseException] = {}
+    try:
+        with runner:  # released on any exit (an error, Ctrl-C)
+            for i, ok, value in runner.run(fn, tasks):
+                if not ok:  # the other tasks go on: their results are not thrown away
+                    failed[i] = value
+                    why = value.__cause__ if value.__cause__ is not None else value
+                    print(
+                        f"task {tasks[i]!r} FAILED: {type(why).__name__}: {why}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    continue
+                out[i] = value
+                done.append(i)
+                print(json.dumps(value), flush=True)
+    except BaseException as err:  # Ctrl-C, the pool failing: the finished results are kept
+        err.results = out
+        where = _keep_task_results(path, tasks, sorted(done), sorted(failed), out)
+        if where:
+            print(f"{Path(path).name}: stopped by {type(err).__name__}; {where}", file=sys.stderr)
+        raise
+    if failed:
+        names = ", ".join(repr(tasks[i]) for i in sorted(failed))
+        where = _keep_task_results(path, tasks, sorted(done), sorted(failed), out)
+        err = RuntimeError(
+            (f"task {names} failed" if len(failed) == 1 else f"tasks {names} failed")
+            + (f"; {where}" if where else "")
+        )
+        err.results = out
+        raise err from failed[min(failed)]
     return out
+
+
+def _keep_task_results(
+    path: str, tasks: list[Any], done: list[int], failed: list[int], out: list[Any]
+) -> str:
+    """The results of the finished tasks ``done`` written to ``<script>.partial.json`` in the
+    temporary folder (for :func:`run_script_tasks`); where they are ("" when none finished)."""
+    import tempfile
+
+    if not done:
+        return ""
+    rows: list[Any] = []
+    for i in done:
+        if isinstance(out[i], list):  # a task's list of rows
+            rows.extend(out[i])
+        else:
+            rows.append(out[i])
+    payload = {
+        "command": recorded_command(path),
+        "partial": True,
+        "failed": [repr(tasks[i]) for i in failed],
+        "finished": [repr(tasks[i]) for i in done],
+        "rows": rows,
+    }
+    target = Path(tempfile.gettempdir()) / f"{Path(path).stem}.partial.json"
+    try:
+        _write_or_keep_aside(target, results_json(payload))
+    except Exception as err:  # noqa: BLE001 - the run's own error is the one raised
+        return f"the results of the {len(done)} finished task(s) could not be written ({err})"
+    return f"the results of the {len(done)} finished task(s) are in {target} (marked partial)"

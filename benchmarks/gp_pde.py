@@ -14,7 +14,10 @@ same box in 2-D, not the 300^2 error grid), ``seconds``, ``steps``, ``peak_mem_m
 process's peak before each row, elsewhere it is the process's running maximum -- and so were
 the rows committed before 2026-12-01). The rows finished so far are written after each one to
 ``gp_pde.partial.json`` (``"partial": true``; in ``--out``, else the temporary folder), which
-a run cut short leaves, naming it, and a completed run removes.
+a run cut short leaves, naming it, and a completed run removes. To finish such a run, copy it
+as ``gp_pde.json`` into a folder DIR of its own (the copy replaces a results file there) and
+rerun the problems not finished with the run's other options and ``--only ... --merge --out
+DIR``: DIR then holds the whole table.
 """
 
 from __future__ import annotations

@@ -12,6 +12,15 @@ side by side). RGNP trains for the same wall time as R0 on each problem.
 ``--only`` runs the listed rows (``P1-10``: R0's matched 10-step row); ``--merge`` keeps the rows
 of the existing results file that were not re-run (rows are replaced per problem id, the
 10-step row and the ``SPEED`` rows separately) and records both commands.
+
+The rows of each part are written, once the part has finished, to
+``neural_process.partial.json`` (``"partial": true``, the parts in ``"finished"``; in
+``--out``, else the temporary folder): a run that stops (a part failing, Ctrl-C, a killed
+process) leaves it, named on stderr, and the results file as it was; a completed run removes
+it. To finish such a run, copy it as ``neural_process.json`` into a folder DIR of its own (the
+copy replaces a results file there) and rerun the parts not finished with the run's other
+options and ``--only ... --merge --out DIR`` (C1 and P3 need P1 in the same run): DIR then
+holds the whole table.
 """
 
 from __future__ import annotations
@@ -257,60 +266,31 @@ def _train(
     return model, res
 
 
-def main(argv: list[str] | None = None) -> Path:
-    ap = argparse.ArgumentParser(
-        prog="bayesphys bench neural_process", description=__doc__.splitlines()[0]
-    )
-    ap.add_argument("--quick", action="store_true", help="a few steps, small test sets")
-    ap.add_argument(
-        "--out", type=out_folder_arg, default=None, help="output folder (quick default: a temp dir)"
-    )
-    ap.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda or auto")
-    ap.add_argument("--steps", type=positive_int, default=None, help="R0 steps on P1/P2")
-    ap.add_argument("--burgers-seconds", type=_args.float_in(0.0), default=None)
-    ap.add_argument("--n-test", type=positive_int, default=None)
-    ap.add_argument("--threads", type=positive_int, default=1)
-    ap.add_argument("--skip", default="", help="comma list of P1,P2,P3,B1,C1,P1-10,SPEED to skip")
-    ap.add_argument("--only", default="", help="comma list of rows to run (the rest skipped)")
-    ap.add_argument("--merge", action="store_true", help="keep existing rows not re-run")
-    ap.add_argument("--seeds", default="0", help="comma list of seeds for P1, C1 and P3")
-    args = ap.parse_args(argv)
+def _keep_partial(rows, done, path: Path, *, quick, command, device) -> str:
+    """The rows of the finished parts ``done`` written to ``path``
+    (``neural_process.partial.json``, ``"partial": true``; the results file is left as it
+    was); where they are, for the message of a run that stops."""
     try:
-        seeds = [_args.seed(v) for v in args.seeds.split(",") if v.strip()]
-    except argparse.ArgumentTypeError as err:
-        ap.error(f"--seeds: {err}")
-    if not seeds:
-        ap.error(f"--seeds: expected at least one seed, received {args.seeds!r}")
-    for opt in ("only", "skip"):
-        bad = [v for v in getattr(args, opt).split(",") if v and v not in ALL_ROWS]
-        if bad:
-            ap.error(f"--{opt}: unknown rows {bad}; expected some of {list(ALL_ROWS)}")
-    torch.set_num_threads(args.threads)
-    q = args.quick
-    steps = args.steps if args.steps is not None else (10 if q else 500)
-    n_test = args.n_test if args.n_test is not None else (100 if q else 1000)
-    b_sec = args.burgers_seconds if args.burgers_seconds is not None else (10.0 if q else 300.0)
-    skip = set(filter(None, args.skip.split(",")))
-    if args.only:
-        skip |= set(ALL_ROWS) - set(args.only.split(","))
-    needs_p1 = sorted({"C1", "P3"} - skip)
-    if needs_p1 and "P1" in skip:  # they score P1's trained models: without P1, no row at all
-        opt = "--only" if args.only else "--skip"
-        ap.error(f"{opt}: {', '.join(needs_p1)} reuse the P1 row's trained models; keep P1")
-    dev = str(resolve_device(args.device))  # the results record cpu or cuda, not auto
-    out = args.out or (tempfile.mkdtemp(prefix="bench_np_") if q else None)
-    t_all = time.perf_counter()
-    print(
-        f"neural_process benchmark: quick={q} R0 steps={steps} n_test={n_test}",
-        file=sys.stderr,
-        flush=True,
-    )
-    test = poisson_test_set(n_test, seed=0)
-    sub = {k: (v[:200] if k != "x" else v) for k, v in test.items()}
-    rows = []
-    # validation instances for RGNP's post-hoc variance calibration (never the test seed)
-    val = poisson_test_set(50 if q else 200, seed=VAL_SEED)
+        written = write_results(
+            "neural_process.partial",
+            rows,
+            quick=quick,
+            command=command,
+            out=path.parent,
+            device=device,
+            extra={"partial": True, "finished": list(done)},
+            update_docs=False,
+        )
+    except Exception as err:  # noqa: BLE001 - a failed write must not stop the run
+        return f"could not be written ({err})"
+    return f"are in {written} (marked partial)"
 
+
+def _run_parts(
+    rows, finished, *, skip, seeds, steps, n_test, b_sec, q, test, sub, val, dev
+) -> None:
+    """The parts not in ``skip``, in order (P1-10; P1 with C1; P3; P2; B1; SPEED): their rows
+    appended to ``rows``, and ``finished(part, ...)`` called once a part's rows are all in."""
     # matched-steps check against the reference TF run (10 steps, untrained pipeline)
     if "P1-10" not in skip:
         m10, r10 = _train("poisson", "R0", steps=10, device=dev)
@@ -324,6 +304,7 @@ def main(argv: list[str] | None = None) -> Path:
                 note="matched 10 steps: both are essentially untrained",
             )
         )
+        finished("P1-10")
     p1 = {}
     if "P1" not in skip:
         per: list[dict] = []
@@ -366,6 +347,7 @@ def main(argv: list[str] | None = None) -> Path:
                 )
             )
         print(json.dumps(rows[-3:], indent=0, default=float)[:3000], flush=True)
+        finished("P1", *(["C1"] if "C1" not in skip else []))
     if "P3" not in skip and p1:
         spreads: dict[str, dict[str, float]] = {}
         for meth, models in p1.items():
@@ -417,6 +399,7 @@ def main(argv: list[str] | None = None) -> Path:
                     "(200 cases; information_oracle)",
                 )
             )
+        finished("P3")
     if "P2" not in skip:
         data = poisson_sensor_data(n_test, seed=1)
         m_r0, r_r0 = _train("poisson", "R0", steps=steps, device=dev, data=data)
@@ -436,6 +419,7 @@ def main(argv: list[str] | None = None) -> Path:
                 )
             )
         print(json.dumps(rows[-2:], indent=0, default=float)[:2000], flush=True)
+        finished("P2")
     if "B1" not in skip:
         btest = burgers_test_set(20 if q else 100, seed=0)
         m_r0, r_r0 = _train("burgers", "R0", steps=10**7, seconds=b_sec, device=dev)
@@ -469,9 +453,100 @@ def main(argv: list[str] | None = None) -> Path:
                 )
             )
         print(json.dumps(rows[-2:], indent=0, default=float)[:2000], flush=True)
+        finished("B1")
     if "SPEED" not in skip:
         rows += speed_rows(dev, chunk=5 if q else 60, repeats=2 if q else 5, warmup=2 if q else 10)
+        finished("SPEED")
+
+
+def main(argv: list[str] | None = None) -> Path:
+    ap = argparse.ArgumentParser(
+        prog="bayesphys bench neural_process", description=__doc__.splitlines()[0]
+    )
+    ap.add_argument("--quick", action="store_true", help="a few steps, small test sets")
+    ap.add_argument(
+        "--out", type=out_folder_arg, default=None, help="output folder (quick default: a temp dir)"
+    )
+    ap.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda or auto")
+    ap.add_argument("--steps", type=positive_int, default=None, help="R0 steps on P1/P2")
+    ap.add_argument("--burgers-seconds", type=_args.float_in(0.0), default=None)
+    ap.add_argument("--n-test", type=positive_int, default=None)
+    ap.add_argument("--threads", type=positive_int, default=1)
+    ap.add_argument("--skip", default="", help="comma list of P1,P2,P3,B1,C1,P1-10,SPEED to skip")
+    ap.add_argument("--only", default="", help="comma list of rows to run (the rest skipped)")
+    ap.add_argument("--merge", action="store_true", help="keep existing rows not re-run")
+    ap.add_argument("--seeds", default="0", help="comma list of seeds for P1, C1 and P3")
+    args = ap.parse_args(argv)
+    try:
+        seeds = [_args.seed(v) for v in args.seeds.split(",") if v.strip()]
+    except argparse.ArgumentTypeError as err:
+        ap.error(f"--seeds: {err}")
+    if not seeds:
+        ap.error(f"--seeds: expected at least one seed, received {args.seeds!r}")
+    for opt in ("only", "skip"):
+        bad = [v for v in getattr(args, opt).split(",") if v and v not in ALL_ROWS]
+        if bad:
+            ap.error(f"--{opt}: unknown rows {bad}; expected some of {list(ALL_ROWS)}")
+    torch.set_num_threads(args.threads)
+    q = args.quick
+    steps = args.steps if args.steps is not None else (10 if q else 500)
+    n_test = args.n_test if args.n_test is not None else (100 if q else 1000)
+    b_sec = args.burgers_seconds if args.burgers_seconds is not None else (10.0 if q else 300.0)
+    skip = set(filter(None, args.skip.split(",")))
+    if args.only:
+        skip |= set(ALL_ROWS) - set(args.only.split(","))
+    needs_p1 = sorted({"C1", "P3"} - skip)
+    if needs_p1 and "P1" in skip:  # they score P1's trained models: without P1, no row at all
+        opt = "--only" if args.only else "--skip"
+        ap.error(f"{opt}: {', '.join(needs_p1)} reuse the P1 row's trained models; keep P1")
+    dev = str(resolve_device(args.device))  # the results record cpu or cuda, not auto
+    out = args.out or (tempfile.mkdtemp(prefix="bench_np_") if q else None)
+    t_all = time.perf_counter()
+    print(
+        f"neural_process benchmark: quick={q} R0 steps={steps} n_test={n_test}",
+        file=sys.stderr,
+        flush=True,
+    )
+    test = poisson_test_set(n_test, seed=0)
+    sub = {k: (v[:200] if k != "x" else v) for k, v in test.items()}
+    # validation instances for RGNP's post-hoc variance calibration (never the test seed)
+    val = poisson_test_set(50 if q else 200, seed=VAL_SEED)
+
+    rows: list[dict] = []
+    done: list[str] = []  # the parts whose rows are all in ``rows``
     cmd = recorded_command(__file__, argv)
+    partial = Path(out or tempfile.gettempdir()) / "neural_process.partial.json"
+    where = ""  # where the finished parts' rows are
+
+    def finished(*parts: str) -> None:  # after each part: its rows kept on disk at once
+        nonlocal where
+        done.extend(parts)
+        where = _keep_partial(rows, done, partial, quick=q, command=cmd, device=dev)
+
+    try:
+        _run_parts(
+            rows,
+            finished,
+            skip=skip,
+            seeds=seeds,
+            steps=steps,
+            n_test=n_test,
+            b_sec=b_sec,
+            q=q,
+            test=test,
+            sub=sub,
+            val=val,
+            dev=dev,
+        )
+    except BaseException as err:  # a late part failing, Ctrl-C: the finished parts are kept
+        if done:
+            print(
+                f"neural_process: stopped by {type(err).__name__}; the rows of "
+                f"{', '.join(done)} {where}",
+                file=sys.stderr,
+                flush=True,
+            )
+        raise
     if args.merge:
         rows, cmd = merge_rows(rows, cmd, Path(out) if out else None)
     path = write_results(
@@ -483,6 +558,8 @@ def main(argv: list[str] | None = None) -> Path:
         device=str(dev),
         extra={"total_seconds": time.perf_counter() - t_all},
     )
+    if done:  # the rows are in the results file now
+        partial.unlink(missing_ok=True)
     return path
 
 

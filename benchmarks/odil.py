@@ -21,7 +21,10 @@ B2, B5 and the atlas B4 need ``nilearn`` (the MNI templates ship in its wheel; n
 downloaded). A full run with ``--only`` merges its rows into the existing results file.
 A run that stops (a benchmark failing, Ctrl-C) writes the rows of the benchmarks that finished
 to ``odil.partial.json`` (``"partial": true``; in ``--out``, else the temporary folder), names
-it on stderr and leaves the results file as it was.
+it on stderr and leaves the results file as it was. To finish such a (full, not ``--quick``)
+run, copy it as ``odil.json`` into a folder DIR of its own (the copy replaces a results file
+there) and rerun the benchmarks not finished with ``--only ... --out DIR``, which merges them
+into it.
 """
 
 from __future__ import annotations

@@ -17,7 +17,9 @@ ProbConserv-GP / ProbConserv-GP-model. ``--load-models`` / ``--merge`` / ``--pro
 parts without retraining or losing the other rows. A problem that fails does not stop the
 others; when a run stops (a failed problem, Ctrl-C) the rows of the finished problems go to
 ``probconserv.partial.json`` (``"partial": true``; in ``--out``, else the temporary folder)
-and the results file is left as it was.
+and the results file is left as it was. To finish such a run, copy it as ``probconserv.json``
+into a folder DIR of its own (the copy replaces a results file there) and rerun the problems
+not finished with the run's other options and ``--problems ... --merge --out DIR``.
 Anchor figures: Hansen et al. 2023 Table 1 (diffusion) and the reference-checkpoint
 measurements of the anchor file (PME, Stefan, shock).
 """

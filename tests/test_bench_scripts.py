@@ -544,3 +544,105 @@ def test_odil_cut_short_keeps_the_finished_benchmarks(tmp_path, monkeypatch, cap
     assert partial["partial"] is True and partial["finished"] == ["B0", "B1"]
     assert [r["problem"] for r in partial["rows"]] == ["B0", "B1"]
     assert f"of B0, B1 are in {tmp_path / 'odil.partial.json'}" in capsys.readouterr().err
+
+
+def _fake_neural_process(monkeypatch, stop):
+    """neural_process.py with training and scoring replaced by instant stand-ins; the SPEED
+    part raises ``stop`` on its first call and gives one row after that."""
+    import numpy as np
+
+    mod = script_module(str(BENCH / "neural_process.py"))
+
+    class Model:
+        def calibrate(self, *args, **kwargs):
+            return {"field": 1.0}
+
+    class Fit:
+        steps, seconds = 3, 0.5
+
+    def data(n, seed=0):
+        return {k: np.zeros((2, 2)) for k in ("x", "u", "z", "w")}
+
+    calls = []
+
+    def speed_rows(dev, **kwargs):
+        calls.append(dev)
+        if len(calls) == 1:
+            raise stop
+        return [bench.bench_row("C1", "RGNP", {"sec_per_step": 0.1}, setting={"threads": 1})]
+
+    monkeypatch.setattr(mod, "poisson_test_set", data)
+    monkeypatch.setattr(mod, "poisson_sensor_data", data)
+    monkeypatch.setattr(mod, "_train", lambda *a, **k: (Model(), Fit()))
+    monkeypatch.setattr(mod, "evaluate_poisson", lambda m, t: {"nse_u": 0.1, "nse_z": 0.2})
+    monkeypatch.setattr(mod, "speed_rows", speed_rows)
+    return mod
+
+
+@pytest.mark.parametrize("stop", [RuntimeError("late failure"), KeyboardInterrupt()])
+def test_neural_process_cut_short_keeps_the_finished_parts(tmp_path, monkeypatch, capsys, stop):
+    """SPEED failing (or Ctrl-C) after P1-10 and P2 had run lost their rows (written only at
+    the end, only snippets printed); they are in neural_process.partial.json (marked partial),
+    named on stderr, the results file stays as it was, a rerun of the rest merged onto it
+    (the docstring's recipe) gives the whole table, and a completed run removes it."""
+    mod = _fake_neural_process(monkeypatch, stop)
+    (tmp_path / "neural_process.json").write_text('{"rows": []}')
+    with pytest.raises(type(stop)):
+        mod.main(["--quick", "--out", str(tmp_path), "--only", "P1-10,P2,SPEED"])
+    assert (tmp_path / "neural_process.json").read_text() == '{"rows": []}'
+    partial = tmp_path / "neural_process.partial.json"
+    payload = json.loads(partial.read_text())
+    assert payload["partial"] is True and payload["finished"] == ["P1-10", "P2"]
+    assert [r["problem"] for r in payload["rows"]] == ["P1", "P2", "P2"]
+    assert payload["rows"][0]["setting"] == {"steps": 10}  # the matched 10-step row
+    assert f"of P1-10, P2 are in {partial} (marked partial)" in capsys.readouterr().err
+    rest = tmp_path / "rest"
+    rest.mkdir()
+    shutil.copy(partial, rest / "neural_process.json")
+    path = mod.main(["--quick", "--out", str(rest), "--only", "SPEED", "--merge"])
+    whole = json.loads(path.read_text())
+    assert [r["problem"] for r in whole["rows"]] == ["P1", "P2", "P2", "C1"]
+    assert "partial" not in whole and "re-run by" in whole["command"]
+    mod.main(["--quick", "--out", str(tmp_path), "--only", "P2"])
+    assert not partial.exists()
+
+
+def test_gp_pde_partial_rows_finish_with_only_and_merge(tmp_path, monkeypatch):
+    """The docstring's recipe: the partial file copied as gp_pde.json into a folder, and the
+    problems not finished rerun there with --only --merge, give the whole table."""
+    mod = _fake_gp_pde_rows(monkeypatch, fail_at=2)
+    base = ["--quick", "--methods", "GP-HM"]
+    with pytest.raises(RuntimeError, match="late failure"):
+        mod.main([*base, "--out", str(tmp_path)])
+    rest = tmp_path / "rest"
+    rest.mkdir()
+    shutil.copy(tmp_path / "gp_pde.partial.json", rest / "gp_pde.json")
+    problems = list(mod.QUICK)
+    mod = _fake_gp_pde_rows(monkeypatch)
+    argv = [*base, "--out", str(rest), "--only", ",".join(problems[1:]), "--merge"]
+    payload = json.loads(mod.main(argv).read_text())
+    assert sorted(r["problem"] for r in payload["rows"]) == sorted(problems)
+    assert "partial" not in payload
+
+
+def test_odil_partial_rows_finish_with_only(tmp_path, monkeypatch):
+    """The docstring's recipe: the partial file copied as odil.json into a folder, and the
+    benchmarks not finished rerun there with --only (a full run), give the whole table."""
+    mod = script_module(str(BENCH / "odil.py"))
+    row = bench.bench_row
+    monkeypatch.setattr(mod, "bench_b0", lambda quick, dev: [row("B0", "m", {"x": 1.0})])
+    monkeypatch.setattr(mod, "bench_b1_b4", lambda quick, dev: [row("B1", "m", {"x": 2.0})])
+
+    def b3(quick, dev):
+        raise RuntimeError("late failure")
+
+    monkeypatch.setattr(mod, "bench_b3", b3)
+    with pytest.raises(RuntimeError, match="late failure"):
+        mod.main(["--only", "B0,B1,B3", "--out", str(tmp_path)])
+    rest = tmp_path / "rest"
+    rest.mkdir()
+    shutil.copy(tmp_path / "odil.partial.json", rest / "odil.json")
+    monkeypatch.setattr(mod, "bench_b3", lambda quick, dev: [row("B3", "m", {"x": 3.0})])
+    payload = json.loads(mod.main(["--only", "B3", "--out", str(rest)]).read_text())
+    assert [r["problem"] for r in payload["rows"]] == ["B0", "B1", "B3"]
+    assert "partial" not in payload and payload["command"].startswith("runs: ")

@@ -119,7 +119,10 @@ def test_call_script_reaches_a_script_function_in_worker_processes(tmp_path):
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
-def test_run_script_tasks_keeps_task_order_and_names_a_failed_task(tmp_path, jobs):
+def test_run_script_tasks_keeps_task_order_and_names_a_failed_task(tmp_path, monkeypatch, jobs):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the finished results go
     script = tmp_path / "toy_tasks.py"
     script.write_text(
         "def task(x, scale=1):\n"
@@ -130,6 +133,58 @@ def test_run_script_tasks_keeps_task_order_and_names_a_failed_task(tmp_path, job
     assert run_script_tasks(str(script), "task", [3, 1, 2], jobs, scale=10) == [30, 10, 20]
     with pytest.raises(RuntimeError, match=r"task -1 failed"):
         run_script_tasks(str(script), "task", [1, -1], jobs)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_run_script_tasks_runs_the_other_tasks_and_keeps_their_results(
+    tmp_path, monkeypatch, capsys, jobs
+):
+    """The first failed task raised at once: the tasks after it never ran and the results of
+    those that had finished (hours of fits in an ablation) were lost with the exception. The
+    other tasks now run, and their results are on the error (``results``) and in a partial
+    file that the error names."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    script = tmp_path / "toy_rows.py"
+    script.write_text(
+        "def task(x):\n"
+        "    if x < 0:\n"
+        "        raise ValueError('negative')\n"
+        "    return {'x': x} if x % 2 else [{'x': x}, {'x': x + 100}]\n"
+    )
+    partial = tmp_path / "toy_rows.partial.json"
+    with pytest.raises(RuntimeError, match=r"tasks -1, -3 failed; the results of the 2 ") as info:
+        run_script_tasks(str(script), "task", [-1, 3, -3, 4], jobs)
+    assert f"are in {partial} (marked partial)" in str(info.value)
+    assert "ValueError: negative" in str(info.value.__cause__)
+    assert info.value.results == [None, {"x": 3}, None, [{"x": 4}, {"x": 104}]]
+    payload = json.loads(partial.read_text())
+    assert payload["partial"] is True
+    assert payload["failed"] == ["-1", "-3"] and payload["finished"] == ["3", "4"]
+    assert payload["rows"] == [{"x": 3}, {"x": 4}, {"x": 104}]
+    captured = capsys.readouterr()
+    assert captured.err.count("FAILED: ValueError: negative") == 2
+    assert '{"x": 3}' in captured.out  # each result printed when it arrived
+
+
+def test_run_script_tasks_keeps_the_finished_results_on_ctrl_c(tmp_path, monkeypatch, capsys):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    script = tmp_path / "toy_stop.py"
+    script.write_text(
+        "def task(x):\n    if x == 0:\n        raise KeyboardInterrupt\n    return {'x': x}\n"
+    )
+    with pytest.raises(KeyboardInterrupt) as info:
+        run_script_tasks(str(script), "task", [1, 0, 2], 1)
+    assert info.value.results == [{"x": 1}, None, None]
+    partial = tmp_path / "toy_stop.partial.json"
+    assert json.loads(partial.read_text())["rows"] == [{"x": 1}]
+    assert (
+        f"stopped by KeyboardInterrupt; the results of the 1 finished task(s) are in {partial}"
+        in (capsys.readouterr().err)
+    )
 
 
 def test_run_script_tasks_refuses_bad_jobs(tmp_path):

@@ -116,3 +116,33 @@ def test_ctrl_c_keeps_the_finished_problems(bench, monkeypatch, tmp_path):
         bench.main(argv)
     rows = json.loads((tmp_path / "probconserv.partial.json").read_text())["rows"]
     assert [r["problem"] for r in rows] == ["stefan"]
+
+
+def test_partial_rows_finish_with_problems_and_merge(bench, monkeypatch, tmp_path):
+    """The docstring's recipe: the partial file copied as probconserv.json into a folder, and
+    the problems not finished rerun there with --problems --merge, give the whole table."""
+    import json
+    import shutil
+
+    failing = {"pme"}
+
+    def fake_run(quick, problems, **kw):
+        (p,) = problems
+        if p in failing:
+            raise ValueError("late failure")
+        row = {"problem": p, "setting": {}, "method": "ANP", "metrics": {"mse": 1.0}}
+        return [row], {f"{p}/ANP": {"seconds": 1.0}}
+
+    monkeypatch.setattr(bench, "run", fake_run)
+    argv = ["--quick", "--jobs", "1", "--problems", "stefan,pme,diffusion", "--out", str(tmp_path)]
+    with pytest.raises(RuntimeError, match="problem 'pme' failed"):
+        bench.main(argv)
+    rest = tmp_path / "rest"
+    rest.mkdir()
+    shutil.copy(tmp_path / "probconserv.partial.json", rest / "probconserv.json")
+    failing.clear()
+    argv = ["--quick", "--jobs", "1", "--problems", "pme", "--merge", "--out", str(rest)]
+    payload = json.loads(bench.main(argv).read_text())
+    assert sorted(r["problem"] for r in payload["rows"]) == ["diffusion", "pme", "stefan"]
+    assert sorted(payload["training"]) == ["diffusion/ANP", "pme/ANP", "stefan/ANP"]
+    assert "partial" not in payload
