@@ -414,8 +414,9 @@ def save_netcdf(
 ) -> Path:
     """Write ``idata`` to netCDF (h5netcdf engine); returns the path.
 
-    ``attrs`` (names to strings, ints or floats, e.g. ``{"seed": 3}``) are written as the
-    file's top-level attributes beside those ``idata`` has (``load_netcdf(path).attrs``), so
+    ``attrs`` (names to strings, ints or floats, e.g. ``{"seed": 3}``; an int outside int64,
+    such as a seed past ``2**63 - 1``, as its decimal string) are written as the file's
+    top-level attributes beside those ``idata`` has (``load_netcdf(path).attrs``), so
     a file says how it was made; ``idata`` itself is left as it was. The file is written
     beside ``path`` first and renamed into place once complete, so a write that fails part-way
     leaves any previous file at ``path`` as it was (a symlink is written through; an existing
@@ -454,11 +455,9 @@ def _file_attrs(attrs: Any) -> dict[str, str | int | float]:
             )
         value = value.item() if isinstance(value, np.generic) else value
         if isinstance(value, int) and not -(2**63) <= value < 2**63:
-            # netCDF's widest integer: a seed past it (torch takes up to 2**64 - 1) as a string
-            raise ValueError(
-                f"attrs[{key!r}]: expected an int in [-2**63, 2**63), received {value}; "
-                "pass it as a string"
-            )
+            # past netCDF's widest integer (a seed up to 2**64 - 1 is valid): its decimal
+            # string, so that a run with such a seed is not lost at its final write
+            value = str(value)
         out[key] = value
     return out
 
