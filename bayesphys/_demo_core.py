@@ -53,7 +53,7 @@ def demo(out_dir: Path, *, device: torch.device, seed: int = 0) -> list[dict]:
         dims={"u": ["x"], "y": ["sensor"]},
     )
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_netcdf(idata, out_dir / "core.nc")
+    save_netcdf(idata, out_dir / "core.nc", attrs={"seed": seed})
     lo, hi = post.interval(0.95)
     with closing_figures():
         fig, ax = plt.subplots(figsize=(6, 3))

@@ -406,12 +406,21 @@ def hdi_bounds(
     return res.sel(hdi="lower").values, res.sel(hdi="higher").values
 
 
-def save_netcdf(idata: arviz.InferenceData | xr.DataTree, path: str | Path) -> Path:
+def save_netcdf(
+    idata: arviz.InferenceData | xr.DataTree,
+    path: str | Path,
+    *,
+    attrs: Mapping[str, str | int | float] | None = None,
+) -> Path:
     """Write ``idata`` to netCDF (h5netcdf engine); returns the path.
 
-    The file is written beside ``path`` first and renamed into place once complete, so a
-    write that fails part-way leaves any previous file at ``path`` as it was (a symlink is
-    written through; an existing file keeps its permissions)."""
+    ``attrs`` (names to strings, ints or floats, e.g. ``{"seed": 3}``; an int outside int64,
+    such as a seed past ``2**63 - 1``, as its decimal string) are written as the file's
+    top-level attributes beside those ``idata`` has (``load_netcdf(path).attrs``), so
+    a file says how it was made; ``idata`` itself is left as it was. The file is written
+    beside ``path`` first and renamed into place once complete, so a write that fails part-way
+    leaves any previous file at ``path`` as it was (a symlink is written through; an existing
+    file keeps its permissions)."""
     from ._files import atomic_write, user_path
 
     if not hasattr(idata, "to_netcdf"):
@@ -419,11 +428,52 @@ def save_netcdf(idata: arviz.InferenceData | xr.DataTree, path: str | Path) -> P
             f"idata: expected InferenceData (or a DataTree on ArviZ >= 1), received "
             f"{type(idata).__name__}"
         )
+    if attrs is not None:
+        idata = _with_attrs(idata, _file_attrs(attrs))
     path = user_path(path)  # "~" expanded; a folder name or a file in the way refused
     if path.is_dir():
         raise IsADirectoryError(f"path: expected a file path, received the folder {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(path, lambda tmp: _write_netcdf(idata, tmp))
+
+
+def _file_attrs(attrs: Any) -> dict[str, str | int | float]:
+    """``attrs`` checked for :func:`save_netcdf`: a mapping of non-empty names to values that
+    netCDF stores as attributes (a string, an int, a finite or infinite float)."""
+    if not isinstance(attrs, Mapping):
+        raise TypeError(f"attrs: expected a mapping of names to values, received {attrs!r}")
+    out: dict[str, str | int | float] = {}
+    for key, value in attrs.items():
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"attrs: expected non-empty string names, received {key!r}")
+        if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (str, int, float, np.integer, np.floating)
+        ):
+            raise TypeError(
+                f"attrs[{key!r}]: expected a string, an int or a float, received "
+                f"{type(value).__name__} {value!r}"
+            )
+        value = value.item() if isinstance(value, np.generic) else value
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:
+            # past netCDF's widest integer (a seed up to 2**64 - 1 is valid): its decimal
+            # string, so that a run with such a seed is not lost at its final write
+            value = str(value)
+        out[key] = value
+    return out
+
+
+def _with_attrs(idata, attrs: dict[str, str | int | float]):
+    """A shallow copy of ``idata`` (the same group datasets) with ``attrs`` added to its own
+    top-level attributes; ``idata`` is left as it was."""
+    merged = {**dict(idata.attrs or {}), **attrs}
+    if ARVIZ_V1:  # pragma: no cover - exercised on Python >= 3.12 only
+        tree = idata.copy(deep=False)
+        tree.attrs = merged
+        return tree
+    import arviz as az
+
+    groups = {g: getattr(idata, g) for g in idata.groups()}
+    return az.InferenceData(attrs=merged, **groups)
 
 
 def _write_netcdf(idata, path: Path) -> None:

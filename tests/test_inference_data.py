@@ -201,6 +201,41 @@ def test_a_failed_save_leaves_the_previous_file_whole(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["run.nc"]  # no temporary file left
 
 
+def test_save_netcdf_writes_the_given_attrs_and_leaves_the_export_alone(tmp_path):
+    idata = _small()
+    path = save_netcdf(idata, tmp_path / "run.nc", attrs={"seed": 7, "note": "x", "s": 0.5})
+    back = load_netcdf(path)
+    assert {k: back.attrs[k] for k in ("seed", "note", "s")} == {"seed": 7, "note": "x", "s": 0.5}
+    assert "seed" not in (idata.attrs or {})  # the caller's export is not changed
+    np.testing.assert_array_equal(back.posterior["D"].values, idata.posterior["D"].values)
+    # written back: the file's attributes are kept, given ones replace them by name
+    save_netcdf(back, path, attrs={"seed": 8})
+    again = load_netcdf(path)
+    assert (again.attrs["seed"], again.attrs["note"]) == (8, "x")
+
+
+@pytest.mark.parametrize(
+    "attrs, error, match",
+    [
+        ([("seed", 1)], TypeError, "attrs: expected a mapping"),
+        ({1: 2}, TypeError, "non-empty string names"),
+        ({"seed": True}, TypeError, r"attrs\['seed'\]: expected a string, an int or a float"),
+        ({"seed": None}, TypeError, r"attrs\['seed'\]"),
+    ],
+)
+def test_save_netcdf_refuses_attrs_netcdf_cannot_hold_by_name(tmp_path, attrs, error, match):
+    with pytest.raises(error, match=match):
+        save_netcdf(_small(), tmp_path / "run.nc", attrs=attrs)
+    assert not (tmp_path / "run.nc").exists()
+
+
+def test_save_netcdf_writes_an_int_past_int64_as_its_string(tmp_path):
+    # a seed up to 2**64 - 1 is valid: the examples' final write refused it after the run
+    path = save_netcdf(_small(), tmp_path / "run.nc", attrs={"seed": 2**64 - 1, "low": -(2**63)})
+    back = load_netcdf(path)
+    assert back.attrs["seed"] == str(2**64 - 1) and back.attrs["low"] == -(2**63)
+
+
 def test_a_loaded_file_can_be_written_back_to_its_own_path(tmp_path):
     path = save_netcdf(_small(), tmp_path / "run.nc")
     back = load_netcdf(path)

@@ -133,3 +133,129 @@ def test_annotations_of_the_entry_points_resolve():
 
     for fn in (RandomGridNP.posterior, GPPDESolver.__init__, ConjugateGaussianField.__init__):
         assert typing.get_type_hints(fn)
+
+
+# --- the command line: a run's outputs name its seed, and the same seed repeats them ----------
+
+_TIMINGS = ("second", "wall", "speed", "per_second", "worker", "record_token", "settings")
+
+
+def _outputs(folder):
+    """Every ``.nc`` file's arrays and top-level attributes and every JSON file's values
+    under ``folder``, keyed by relative path; timings, worker names and paths left out."""
+    import json
+    from pathlib import Path
+
+    from bayesphys.inference_data import group_dataset, group_names, load_netcdf
+
+    def plain(obj, key=""):
+        if isinstance(obj, dict):
+            return {k: plain(v, k) for k, v in obj.items() if not any(t in k for t in _TIMINGS)}
+        if isinstance(obj, list):
+            return [plain(v) for v in obj]
+        return "<path>" if isinstance(obj, str) and str(folder) in obj else obj
+
+    out = {}
+    for path in sorted(Path(folder).rglob("*")):
+        rel = str(path.relative_to(folder))
+        if path.suffix == ".nc":
+            idata = load_netcdf(path)
+            arrays = {
+                f"{g}/{v}": group_dataset(idata, g)[v].values
+                for g in group_names(idata)
+                for v in group_dataset(idata, g).variables
+            }
+            out[rel] = (dict(idata.attrs), arrays)
+        elif path.suffix == ".json":
+            out[rel] = plain(json.loads(path.read_text()))
+    return out
+
+
+def _equal(x, y) -> bool:
+    if y is None or x.shape != y.shape or x.dtype != y.dtype:
+        return False
+    return bool(np.array_equal(x, y, equal_nan=x.dtype.kind in "fc"))
+
+
+def _differences(a, b) -> list[str]:
+    """The entries of two :func:`_outputs` that differ (arrays bit for bit)."""
+    diffs = [] if a.keys() == b.keys() else [f"files {sorted(a.keys() ^ b.keys())}"]
+    for rel in a.keys() & b.keys():
+        if rel.endswith(".nc"):
+            (attrs_a, arr_a), (attrs_b, arr_b) = a[rel], b[rel]
+            if attrs_a != attrs_b or arr_a.keys() != arr_b.keys():
+                diffs.append(rel)
+            diffs += [f"{rel}:{k}" for k in arr_a if not _equal(arr_a[k], arr_b.get(k))]
+        elif a[rel] != b[rel]:
+            diffs.append(rel)
+    return diffs
+
+
+def test_the_core_demo_and_an_example_record_the_seed_they_ran_with(tmp_path, capsys):
+    from bayesphys import cli
+    from bayesphys.inference_data import load_netcdf
+
+    assert cli.main(["demo", "--only", "--seed", "5", "--out", str(tmp_path / "demo")]) == 0
+    assert load_netcdf(tmp_path / "demo" / "core.nc").attrs["seed"] == 5
+    argv = ["run", "gp-pde-inverse", "--smoke", "--seed", "-3", "--out", str(tmp_path / "a")]
+    capsys.readouterr()
+    assert cli.main(argv) == 0
+    assert "seed: -3" in capsys.readouterr().out.splitlines()  # the printed summary
+    assert load_netcdf(tmp_path / "a" / "gp_pde_inverse.nc").attrs["seed"] == -3
+    # and the recorded seed redoes the run: the same arrays
+    argv[-1] = str(tmp_path / "b")
+    assert cli.main(argv) == 0
+    assert not _differences(_outputs(tmp_path / "a"), _outputs(tmp_path / "b"))
+
+
+def _run_example(name: str, seed: int, out, cwd) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    argv = ["run", name, "--smoke", "--seed", str(seed), "--out", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-m", "bayesphys", *argv],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+        cwd=cwd,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def _examples():
+    from bayesphys.examples import available
+
+    return sorted(available())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _examples())
+def test_every_example_records_its_seed_and_repeats_it_in_a_fresh_process(name, tmp_path):
+    """``bayesphys run NAME --smoke --seed S`` in two fresh processes, from two working
+    folders, into a new ``--out`` and into one that existed: the same arrays and values (all
+    but timings); another seed other draws; every netCDF file and JSON summary names S."""
+    cwd1, cwd2 = tmp_path / "cwd1", tmp_path / "cwd2" / "deeper"
+    for d in (cwd1, cwd2, tmp_path / "b"):
+        d.mkdir(parents=True)
+    _run_example(name, 3, tmp_path / "a", cwd1)
+    _run_example(name, 3, tmp_path / "b", cwd2)
+    _run_example(name, 4, tmp_path / "c", cwd1)
+    a, b, c = (_outputs(tmp_path / k) for k in "abc")
+    assert a and not _differences(a, b), _differences(a, b)
+    assert _differences(a, c)  # another seed: other numbers
+    ncs = [rel for rel in a if rel.endswith(".nc") and not rel.startswith("fits")]
+    for rel in ncs:
+        assert a[rel][0]["seed"] == 3 and c[rel][0]["seed"] == 4, rel
+    summaries = [rel for rel in a if rel.endswith(".json") and "/" not in rel]
+    assert ncs or summaries
+    for rel in summaries:
+        if rel.startswith("run_"):  # the ddp example's settings record names it too
+            continue
+        assert a[rel]["seed"] == 3 and c[rel]["seed"] == 4, rel

@@ -355,7 +355,7 @@ def run_calibration(
                 idata = res.to_inference_data(group=group, idata=idata)
             from ..inference_data import save_netcdf
 
-            save_netcdf(idata, target)
+            save_netcdf(idata, target, attrs={"seed": seed})
         except Exception as err:  # noqa: BLE001 - the rows are written, the error named
             traceback.print_exc()
             late.append(f"SBC ranks {target} not written: {type(err).__name__}: {err}")

@@ -314,6 +314,7 @@ def main(argv: list[str] | None = None) -> dict:
     from ..inference_data import save_netcdf
 
     summary: dict[str, Any] = {
+        "seed": args.seed,  # with the command's other options, what redoes the run
         "executor": res.executor,
         "workers": res.workers,
         "patients": n_patients,
@@ -322,7 +323,7 @@ def main(argv: list[str] | None = None) -> dict:
         "fit_seconds_sum": float(res.table["seconds"].fillna(0).sum()),
     }
     if res.idata is not None:
-        save_netcdf(res.idata, out / "cohort.nc")
+        save_netcdf(res.idata, out / "cohort.nc", attrs={"seed": args.seed})
         summary.update(spec.summarise(res.idata, problems))
     else:  # no patient finished: an earlier run's cohort.nc must not sit beside this summary
         (out / "cohort.nc").unlink(missing_ok=True)

@@ -110,6 +110,7 @@ def _train(cfg: dict[str, Any]) -> dict[str, Any] | None:
     with torch.no_grad():
         pred = model(xt.to(ctx.device)).cpu()
     summary = {
+        "seed": cfg["seed"],
         "world_size": res.extra["world_size"],
         "backend": ctx.backend or "none",
         "device": str(ctx.device),
@@ -167,6 +168,7 @@ def _train_rgnp(cfg: dict[str, Any]) -> dict[str, Any] | None:
     model.save(ckpt)
     metrics = evaluate_poisson(model, poisson_test_set(50 if cfg["smoke"] else 200, seed=1))
     summary = {
+        "seed": cfg["seed"],
         "model": "rgnp",
         "world_size": ctx.world_size,
         "backend": ctx.backend or "none",

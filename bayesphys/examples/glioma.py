@@ -101,7 +101,9 @@ def main(argv: list[str] | None = None) -> dict:
         "png",
         "netcdf",
     )
-    return {k: r[k] for k in keys} | {
+    return {
+        "seed": args.seed,
+        **{k: r[k] for k in keys},
         "estimates": r["estimates"],
         "truth": tr,
         "true_foci": r["foci"],

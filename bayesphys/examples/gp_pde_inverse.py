@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> dict:
         coords={"x": x.numpy(), "obs": np.arange(args.n_obs)},
         dims={"u": ["x"], "y": ["obs"], "x_obs": ["obs"]},
     )
-    nc = save_netcdf(idata, out / "gp_pde_inverse.nc")
+    nc = save_netcdf(idata, out / "gp_pde_inverse.nc", attrs={"seed": args.seed})
     with closing_figures():
         fig, ax = plt.subplots(1, 3, figsize=(14, 3.6))
         xs, xo = x.numpy(), x[idx.cpu()].numpy()
@@ -196,6 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
         png = out / "gp_pde_inverse.png"
         save_figure(fig, png, dpi=100)
     summary = {
+        "seed": args.seed,
         "D_true": D_TRUE,
         "D_mean": float(d_draws.mean()),
         "D_ci95": (d_lo, d_hi),

@@ -212,7 +212,7 @@ def _run(args: argparse.Namespace) -> dict:
             "z_amortised_sd": ["param"],
         },
     )
-    save_netcdf(idata, out / "poisson_coefficient.nc")
+    save_netcdf(idata, out / "poisson_coefficient.nc", attrs={"seed": args.seed})
     # ArviZ 1 (Python >= 3.12): hdi_prob became ci_prob, whose default kind is equal-tailed
     prob = {"ci_prob": 0.94, "ci_kind": "hdi"} if ARVIZ_V1 else {"hdi_prob": 0.94}
     summary = az.summary(idata, var_names=["z"], kind="stats", **prob)
@@ -262,6 +262,7 @@ def _run(args: argparse.Namespace) -> dict:
 
     inner = slice(20, 181)  # kappa is weakly identified where u ~ 0 (near the boundary)
     res = {
+        "seed": args.seed,
         "steps": fit.steps,
         "fit_seconds": fit.seconds,
         "kappa_rel_l2": float(np.linalg.norm(k_mean - k_true) / np.linalg.norm(k_true)),

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
     unc = ens.uncertainty(cal, test, max_points=None)
     post = ens.posterior(test.source, num_draws=1, seed=args.seed)
     idata = w2_inference_data(post, test.target, max_points=None)
-    save_netcdf(idata, out / "population_response.nc")
+    save_netcdf(idata, out / "population_response.nc", attrs={"seed": args.seed})
     summary = az.summary(group_dataset(idata, "posterior")[["w2"]], kind="stats")
     print(summary.to_string())
 
@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
         plot_populations(fig, test.source, members_pred, test.target, titles, "true T=1")
         save_figure(fig, out / "population_response.png", dpi=90)
     result = {
+        "seed": args.seed,
         "w2_test_mean": float(np.mean(unc["test_error"])),
         "w2_identity_mean": float(np.mean(ident)),
         "spearman_spread_error": unc["spearman"],

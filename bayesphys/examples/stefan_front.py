@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     # what "prior" holds, in the file itself (readers take a prior group for data-free draws)
     idata.prior.attrs["description"] = STEP1_GROUP_NOTE
-    nc = save_netcdf(idata, out / "stefan_front.nc")
+    nc = save_netcdf(idata, out / "stefan_front.nc", attrs={"seed": args.seed})
 
     import matplotlib.pyplot as plt
 
@@ -246,6 +246,7 @@ def main(argv: list[str] | None = None) -> dict:
     sc0 = slice_scores(before, truth, x, b)
     sc1 = slice_scores(after, truth, x, b)
     res = {
+        "seed": args.seed,
         "true_front": true_front,
         "front_level": args.front_level,
         "front_before": (float(fronts["before"].mean()), float(fronts["before"].std())),

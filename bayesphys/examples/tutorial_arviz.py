@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
         coords={"x": prob["x"], "sensor": prob["x"][prob["idx"]]},
         dims={"u": ["x"], "y": ["sensor"]},
     )
-    save_netcdf(idata, out / "tutorial.nc")
+    save_netcdf(idata, out / "tutorial.nc", attrs={"seed": args.seed})
     print(az.summary(idata, var_names=["u_max"]).to_string())
     # PSIS-LOO: with a handful of sensors each observation pins the field near it, so
     # leaving one out moves the posterior far and the Pareto k of some points exceeds ArviZ's
@@ -160,6 +160,7 @@ def main(argv: list[str] | None = None) -> dict:
         fig.tight_layout()
         save_figure(fig, out / "tutorial_calibration.png", dpi=100)
     return {
+        "seed": args.seed,
         "fit_steps": fit.steps,
         "lengthscale": model.lengthscale,
         "rel_l2": float(relative_l2(post.mean, prob["u"])),

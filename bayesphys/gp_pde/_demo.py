@@ -36,7 +36,7 @@ def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[
         num_samples=200,
         seed=seed,
     )
-    save_netcdf(idata, out_dir / "gp_pde.nc")
+    save_netcdf(idata, out_dir / "gp_pde.nc", attrs={"seed": seed})
     # sin(100x) has 100 periods on [0, 2 pi]: the test grid (3 points a period) aliases it in a
     # plot, so the field is drawn over its first 8 periods from the posterior on a fine grid
     # (50 points a period; the whole domain at that resolution takes minutes)

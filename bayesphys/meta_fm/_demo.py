@@ -82,7 +82,7 @@ def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[
     test = data.subset("test")
     post = ens.posterior(test.source, num_draws=2, seed=seed)
     idata = w2_inference_data(post, test.target, max_points=None)
-    save_netcdf(idata, out_dir / "meta_fm.nc")
+    save_netcdf(idata, out_dir / "meta_fm.nc", attrs={"seed": seed})
     members = ens.predict_members(test.source)
     w2_each = [population_metrics(members[0][i], t)["w2"] for i, t in enumerate(test.target)]
     w2 = np.mean(w2_each)

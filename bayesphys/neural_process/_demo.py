@@ -45,7 +45,7 @@ def demo(out_dir: Path, *, device: torch.device, seed: int = 0) -> list[dict]:
         params={"z": zdraws[:, :, 0]},
         observed={"u_reference": torch.as_tensor(test["u"][:3])},
     )
-    save_netcdf(idata, out_dir / "neural_process.nc")
+    save_netcdf(idata, out_dir / "neural_process.nc", attrs={"seed": seed})
 
     lo, hi = post.mean - 2 * post.stddev, post.mean + 2 * post.stddev
     with closing_figures():

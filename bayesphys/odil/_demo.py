@@ -114,7 +114,7 @@ def glioma_case(
     seconds = time.perf_counter() - t0
     idata = model.to_inference_data(num_samples=max(num_samples // 2, 10), seed=seed)
     out_dir.mkdir(parents=True, exist_ok=True)
-    nc = save_netcdf(idata, out_dir / f"{name}.nc")
+    nc = save_netcdf(idata, out_dir / f"{name}.nc", attrs={"seed": seed})
     est, tr = model.estimates(), p["truth"]
     # radiotherapy: recurrence = future tumour >= th_down outside the visible core
     brain = p["brain"].cpu()

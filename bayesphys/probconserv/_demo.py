@@ -77,7 +77,7 @@ def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[
         coords={"x": x.numpy()},
         dims={"u": ["function", "x"], "front": ["function"], "u_true": ["function", "x"]},
     )
-    save_netcdf(idata, out_dir / "probconserv.nc")
+    save_netcdf(idata, out_dir / "probconserv.nc", attrs={"seed": seed})
     with closing_figures():
         fig, ax = plt.subplots(figsize=(6, 3.5))
         band_pair(ax, x.numpy(), before, after, (STEP1_NAME, "ProbConserv-GP"), lambda t: t[0, 0])

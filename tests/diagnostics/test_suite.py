@@ -67,7 +67,9 @@ def test_the_recorded_command_names_the_seed(tmp_path, monkeypatch, exact_model)
     data = json.loads(path.read_text())
     assert data["command"] == "bayesphys calibrate odil --quick --seed 7"
     assert data["rows"][0]["setting"]["seed"] == 7
+    assert load_netcdf(tmp_path / "calibration_odil.nc").attrs["seed"] == 7  # the ranks' too
     suite.run_calibration("gp_pde", quick=True, out=tmp_path, seed=0)
+    assert load_netcdf(tmp_path / "calibration_gp_pde.nc").attrs["seed"] == 0
     data = json.loads(path.read_text())
     assert data["command"] == (
         "bayesphys calibrate gp_pde --quick; bayesphys calibrate odil --quick --seed 7"
