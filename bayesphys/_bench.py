@@ -25,6 +25,7 @@ import platform
 import re
 import shlex
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -43,6 +44,7 @@ __all__ = [
     "write_results",
     "results_json",
     "metric_values",
+    "write_partial",
     "render_table",
     "update_benchmarks_md",
     "bench_row",
@@ -234,6 +236,37 @@ def results_json(payload: Mapping[str, Any]) -> str:
             stacklevel=user_stacklevel(),
         )
     return json.dumps(clean, indent=1, default=_json_value, allow_nan=False) + "\n"
+
+
+def write_partial(
+    component: str,
+    rows: list[dict],
+    *,
+    quick: bool,
+    command: str,
+    out: str | Path | None,
+    device: str,
+    extra: Mapping[str, Any] | None = None,
+) -> str:
+    """The rows a stopped run finished, written to ``<out>/<component>.partial.json`` (``out``
+    ``None``: the temporary folder; ``"partial": true`` and ``extra`` in the header; the results
+    file and the docs are left as they were). Returns where they are, for the run's stop
+    message: ``"are in PATH (marked partial)"``, or ``"could not be written (ERROR)"`` (the
+    write's own error is named, never raised: the run's error is the one raised)."""
+    try:
+        path = write_results(
+            f"{component}.partial",
+            rows,
+            quick=quick,
+            command=command,
+            out=out or tempfile.gettempdir(),
+            device=device,
+            extra={"partial": True, **(extra or {})},
+            update_docs=False,
+        )
+    except Exception as write_err:  # noqa: BLE001 - the run's own error is the one raised
+        return f"could not be written ({write_err})"
+    return f"are in {path} (marked partial)"
 
 
 def metric_values(metrics: Mapping[str, Any]) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from bayesphys._bench import write_results
+from bayesphys._bench import write_partial, write_results
 from bayesphys._cli_args import device_arg
 from bayesphys._device import resolve_device
 from bayesphys._files import out_folder_arg
@@ -76,21 +76,15 @@ def _keep_partial(rows, finished, err, args, out, dev) -> None:
     (``"partial": true``; in ``out``, else the temporary folder; the results file is left as
     it was), and where, on stderr."""
     cmd = "bayesphys bench odil" + (" --quick" if args.quick else "") + f" --only {args.only}"
-    try:
-        path = write_results(
-            "odil.partial",
-            rows,
-            quick=args.quick,
-            command=cmd,
-            out=out or tempfile.gettempdir(),
-            device=str(dev),
-            extra={"partial": True, "finished": finished},
-            update_docs=False,
-        )
-    except Exception as write_err:  # noqa: BLE001 - the run's own error is the one raised
-        where = f"could not be written ({write_err})"
-    else:
-        where = f"are in {path} (marked partial)"
+    where = write_partial(
+        "odil",
+        rows,
+        quick=args.quick,
+        command=cmd,
+        out=out,
+        device=str(dev),
+        extra={"finished": finished},
+    )
     print(
         f"odil: stopped by {type(err).__name__}; the rows of {', '.join(finished)} {where}",
         file=sys.stderr,

@@ -38,7 +38,13 @@ from pathlib import Path
 
 import torch
 
-from bayesphys._bench import positive_int, recorded_command, repo_root, write_results
+from bayesphys._bench import (
+    positive_int,
+    recorded_command,
+    repo_root,
+    write_partial,
+    write_results,
+)
 from bayesphys._cli_args import device_arg
 from bayesphys._device import resolve_device
 from bayesphys._files import out_folder_arg
@@ -236,21 +242,15 @@ def _keep_finished(err: BaseException, out: str | None, args, argv) -> None:
     rows, train_info, seconds = getattr(err, "finished", ([], {}, {}))
     if not rows:
         return
-    try:
-        path = write_results(
-            "probconserv.partial",
-            rows,
-            quick=args.quick,
-            command=recorded_command(__file__, argv),
-            out=out or tempfile.gettempdir(),
-            device=args.device,
-            extra={"partial": True, "training": train_info, "problem_seconds": seconds},
-            update_docs=False,
-        )
-    except Exception as write_err:  # noqa: BLE001 - the run's own error is the one raised
-        where = f"could not be written ({write_err})"
-    else:
-        where = f"are in {path} (marked partial)"
+    where = write_partial(
+        "probconserv",
+        rows,
+        quick=args.quick,
+        command=recorded_command(__file__, argv),
+        out=out,
+        device=args.device,
+        extra={"training": train_info, "problem_seconds": seconds},
+    )
     print(
         f"probconserv: stopped by {type(err).__name__}; the rows of the finished problems "
         f"{', '.join(seconds)} {where}",
