@@ -249,3 +249,58 @@ def test_kronecker_solve_after_one_without_autograd_keeps_the_gradient():
     # v^T (e^t A (x) B)^{-1} v = e^{-t} v^T (A (x) B)^{-1} v: its t-derivative is minus itself
     torch.testing.assert_close(g_fresh, -quad(False).detach())
     torch.testing.assert_close(g_warm, g_fresh)
+
+
+def test_psd_cholesky_factors_the_symmetric_part():
+    """An input that is symmetric only to round-off is factorised as 0.5 (a + a^T): Cholesky
+    reads one triangle, which alone would drop the other triangle's half of the error."""
+    a = _spd(6, 4, 10.0)
+    a[0, 3] += 1e-3  # one upper entry off
+    l = psd_cholesky(a)
+    torch.testing.assert_close(l @ l.mT, 0.5 * (a + a.mT), rtol=0, atol=1e-13)
+
+
+def test_psd_cholesky_jitter_is_relative_to_the_mean_diagonal():
+    """A singular PSD matrix gets jitter 1e-10 (float64) times its mean |diagonal| on the first
+    try, as documented (not a multiple of the trace)."""
+    from bayesphys._linalg import _psd_cholesky_jitter
+
+    v = torch.arange(1.0, 9.0, dtype=F64)
+    a = torch.outer(v, v)  # rank 1, mean diagonal 25.5
+    l, jitter = _psd_cholesky_jitter(a)
+    assert jitter == pytest.approx(1e-10 * float(a.diagonal().mean()), rel=1e-12)
+    torch.testing.assert_close(l @ l.mT, a + jitter * torch.eye(8, dtype=F64))
+
+
+def test_pcg_stops_at_zero_curvature_without_nan():
+    """p^T H p = 0 (a zero operator) is a breakdown: the last iterate (x0 = 0) is kept, not a
+    division by zero."""
+    b = torch.ones(4, dtype=F64)
+    x, it, rel = pcg(lambda v: 0.0 * v, b, maxiter=10)
+    assert it == 0 and rel == 1.0 and torch.equal(x, torch.zeros(4, dtype=F64))
+
+
+@pytest.mark.parametrize("tol", [1e-2, 1e-5])
+def test_pcg_stops_at_the_first_iterate_within_tol(tol):
+    """The stopping rule is exact: the returned iterate meets ||b - Hx|| <= tol ||b||, and the
+    one before it (a run capped one iteration earlier) does not."""
+    a = _spd(30, 7, 1e3)
+    b = torch.randn(30, generator=torch.Generator().manual_seed(1), dtype=F64)
+    x, it, rel = pcg(lambda v: a @ v, b, tol=tol, maxiter=300)
+    assert rel <= tol and it >= 2
+    assert float((b - a @ x).norm() / b.norm()) <= 2 * tol  # recursive vs true residual
+    _, it1, rel1 = pcg(lambda v: a @ v, b, tol=tol, maxiter=it - 1)
+    assert it1 == it - 1 and rel1 > tol
+
+
+def test_lstsq_any_rank_keeps_small_but_resolvable_singular_values():
+    """Only singular values below eps * max(m, k) of the largest count as zero: a full-rank
+    matrix of condition number 1e6 is solved exactly, not truncated."""
+    g = torch.Generator().manual_seed(0)
+    q1, _ = torch.linalg.qr(torch.randn(5, 5, generator=g, dtype=F64))
+    q2, _ = torch.linalg.qr(torch.randn(5, 5, generator=g, dtype=F64))
+    a = q1 @ torch.diag(torch.tensor([1.0, 0.5, 1e-2, 1e-4, 1e-6], dtype=F64)) @ q2.T
+    b = torch.randn(5, 2, generator=g, dtype=F64)
+    want = torch.linalg.solve(a, b)
+    for got in (lstsq_any_rank(a, b), _lstsq_qr_gelsd(a, b)):
+        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-7)

@@ -381,3 +381,53 @@ def test_wasserstein_dtype_is_symmetric_and_mmd_refuses_a_0d_bandwidth():
     assert wasserstein(x, x).dtype == torch.float32
     with pytest.raises(TypeError, match="bandwidths"):
         mmd(x, x, bandwidths=torch.tensor(1.0))
+
+
+def test_crps_gaussian_over_a_dim_is_the_mean_of_the_pointwise_scores():
+    """``dim`` reduces by the mean over that dim, like the full reduction (a sum would scale
+    the score with the number of points)."""
+    g = torch.Generator().manual_seed(0)
+    mu, y = (
+        torch.randn(4, 6, generator=g, dtype=torch.float64),
+        torch.zeros(4, 6, dtype=torch.float64),
+    )
+    sd = 0.5 + torch.rand(4, 6, generator=g, dtype=torch.float64)
+    per = torch.stack(
+        [crps_gaussian(mu[i, j], sd[i, j], y[i, j]) for i in range(4) for j in range(6)]
+    ).reshape(4, 6)
+    torch.testing.assert_close(crps_gaussian(mu, sd, y, dim=1), per.mean(1))
+    torch.testing.assert_close(crps_gaussian(mu, sd, y, dim=0), per.mean(0))
+
+
+def test_interval_coverage_counts_both_ends_as_inside():
+    """The interval is closed: y equal to its lower or its upper end is inside."""
+    lo = torch.tensor([0.0, 0.0, 0.0, 0.0])
+    hi = torch.tensor([1.0, 1.0, 1.0, 1.0])
+    y = torch.tensor([0.0, 1.0, 0.5, 1.5])
+    assert float(interval_coverage(lo, hi, y)) == 0.75
+
+
+def test_conservation_error_is_the_absolute_defect():
+    """|G u - b|: a deficit and an excess of mass give the same positive error."""
+    u = torch.tensor([[1.0, 1.0], [2.0, 2.0]], dtype=torch.float64)
+    w = torch.tensor([0.5, 0.5], dtype=torch.float64)
+    out = conservation_error(u, w, torch.tensor([1.5, 1.5], dtype=torch.float64))
+    assert out.tolist() == [0.5, 0.5]
+
+
+def test_relative_l2_of_float32_values_near_the_largest_float():
+    """Norms of values near float32's maximum: the squares overflow, and the values are
+    divided by their largest magnitude (a sum of magnitudes would itself overflow)."""
+    truth = torch.full((3,), 3e38, dtype=torch.float32)
+    assert float(relative_l2(0.5 * truth, truth)) == pytest.approx(0.5, rel=1e-6)
+
+
+def test_mmd_self_terms_are_exact_for_float32_clouds():
+    """With a bandwidth far below every squared distance between distinct points, only the
+    self-pairs (distance exactly 0) count: MMD^2 = 1/n + 1/m. Squared distances as
+    |a|^2 + |b|^2 - 2 a.b leave ~1e-7 of round-off on the self-pairs in float32, enough to
+    zero their kernels; the direct differences give exactly 0."""
+    g = torch.Generator().manual_seed(0)
+    x = 3 * torch.rand(40, 2, generator=g)
+    y = 3 * torch.rand(30, 2, generator=g)
+    assert float(mmd(x, y, bandwidths=[1e-9])) == pytest.approx(1 / 40 + 1 / 30, rel=1e-5)

@@ -526,3 +526,26 @@ def test_float32_interval_is_symmetric_at_extreme_levels():
     q = post.quantile(torch.tensor([1e-3, 1 - 1e-3], dtype=torch.float64))
     assert q.dtype == torch.float32
     torch.testing.assert_close(q[1] - post.mean, post.mean - q[0], rtol=1e-6, atol=0)
+
+
+def test_variance_clamps_round_off_negatives_to_zero():
+    """A covariance built without validation may carry negative round-off on its diagonal (an
+    exact-limit conservation update does): the variance is clamped at 0, not reflected."""
+    cov = DiagLinearOperator(torch.tensor([2.0, -1e-15, -0.25], dtype=torch.float64))
+    post = GaussianPosterior(torch.zeros(3, dtype=torch.float64), cov, validate=False)
+    assert post.variance.tolist() == [2.0, 0.0, 0.0]
+    assert post.stddev.tolist() == [math.sqrt(2.0), 0.0, 0.0]
+
+
+def test_symmetry_tolerance_is_one_in_a_million_for_float64():
+    """float64: relative asymmetry above 1e-6 is refused (1e-5 is no rounding); float32:
+    the tolerance is 1000 eps (about 1.2e-4), so 1e-5 is accepted."""
+    base = torch.tensor([[2.0, 0.5], [0.5, 1.0]], dtype=torch.float64)
+    off = base.clone()
+    off[0, 1] += 2e-5  # max |C - C^T| / max |C| = 1e-5
+    with pytest.raises(ValueError, match="symmetric"):
+        GaussianPosterior(torch.zeros(2, dtype=torch.float64), off)
+    near = base.clone()
+    near[0, 1] += 1e-6  # 5e-7 relative: accepted
+    GaussianPosterior(torch.zeros(2, dtype=torch.float64), near)
+    GaussianPosterior(torch.zeros(2), off.float())

@@ -220,3 +220,93 @@ def test_integer_and_bool_summaries_are_scored_as_their_float_values(dtype):
     assert torch.equal(got["f"], want["f"]) and got["pvalue"] == want["pvalue"]
     assert torch.equal(hdi_pit(truth, draws, seed=3), hdi_pit(t64, d64, seed=3))
     assert score_summary(truth, draws) == score_summary(t64, d64)
+
+
+def test_central_coverage_of_exchangeable_truths_is_nominal():
+    """A truth drawn like its draws is inside the central ``level`` interval with probability
+    ``level`` (|u - 1/2| <= level / 2 for the randomised PIT u), within Monte-Carlo error."""
+    from bayesphys.diagnostics import central_coverage
+
+    g = torch.Generator().manual_seed(4)
+    draws = torch.randn(4000, 10, 1, generator=g, dtype=torch.float64)
+    truth = torch.randn(4000, 1, generator=g, dtype=torch.float64)
+    for level in (0.2, 0.5, 0.8):
+        cov = float(central_coverage(truth, draws, level).double().mean())
+        assert abs(cov - level) < 4 * _sd(level, 4000), level
+
+
+def _brute_force_hdi_depth(pool):
+    """Depth of each pooled value (numpy, one problem and summary): the first run size m whose
+    first shortest run of m sorted values contains it, ends included; n if none."""
+    import numpy as np
+
+    n = len(pool)
+    s = np.sort(pool)
+    depth = np.full(n, n)
+    for m in range(2, n):
+        j = int(np.argmin(s[m - 1 :] - s[: n - m + 1]))
+        for i in range(n):
+            if depth[i] == n and s[j] <= pool[i] <= s[j + m - 1]:
+                depth[i] = m
+    return depth
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_hdi_pit_against_a_brute_force_depth(discrete):
+    """The randomised HDI rank u: floor(u (L + 1)) lies in [less, less + ties] of the truth's
+    depth among the draws' depths, the depths found by brute force (every run size for
+    L <= 101, ends inclusive: tied values share a depth)."""
+    from bayesphys.diagnostics import hdi_pit
+
+    g = torch.Generator().manual_seed(1)
+    truth = torch.randn(30, 2, generator=g, dtype=torch.float64)
+    draws = torch.randn(30, 12, 2, generator=g, dtype=torch.float64)
+    if discrete:  # ties among values and among run widths
+        truth, draws = (2 * truth).round(), (2 * draws).round()
+    u = hdi_pit(truth, draws, seed=3)
+    for i in range(30):
+        for k in range(2):
+            pool = torch.cat([truth[i : i + 1, k], draws[i, :, k]]).numpy()
+            d = _brute_force_hdi_depth(pool)
+            less, ties = int((d[1:] < d[0]).sum()), int((d[1:] == d[0]).sum())
+            x = float(u[i, k]) * 13
+            assert less <= x < less + ties + 1, (i, k)
+
+
+def test_tarp_is_translation_free_and_its_atc_is_the_trapezoid_of_its_ecp():
+    """TARP min-max normalises each parameter over truths and draws, so shifting a parameter
+    changes nothing; ATC is the trapezoid rule of ECP(a) - a on [1/2, 1] over 1/2 and the grid
+    points above it, ECP(a) = mean(f < a)."""
+    import numpy as np
+
+    g = torch.Generator().manual_seed(2)
+    truth = torch.randn(200, 2, generator=g, dtype=torch.float64)
+    draws = 0.6 * torch.randn(200, 30, 2, generator=g, dtype=torch.float64)
+    base = tarp(truth, draws, seed=1)
+    shift = torch.tensor([5.0, -3.0], dtype=torch.float64)
+    moved = tarp(truth + shift, draws + shift, seed=1)
+    torch.testing.assert_close(moved["f"], base["f"], rtol=0, atol=1e-12)
+    f = base["f"].numpy()
+    alpha = base["alpha"].numpy()
+    a = np.concatenate([[0.5], alpha[alpha > 0.5]])
+    y = (f[None, :] < a[:, None]).mean(1) - a
+    trapezoid = float((0.5 * (y[1:] + y[:-1]) * np.diff(a)).sum())
+    assert base["atc"] == pytest.approx(trapezoid, abs=1e-12)
+
+
+def test_score_summary_against_brute_force_crps_and_gaussian_nll():
+    """CRPS = mean over (i, k) of E|X - y| - E|X - X'| / 2 over the L draws (all pairs), NLL
+    that of N(sample mean, unbiased sample variance), against numpy and scipy."""
+    import numpy as np
+    from scipy import stats
+
+    g = torch.Generator().manual_seed(6)
+    truth = torch.randn(7, 3, generator=g, dtype=torch.float64)
+    draws = 1.5 + 0.7 * torch.randn(7, 9, 3, generator=g, dtype=torch.float64)
+    out = score_summary(truth, draws)
+    t, d = truth.numpy(), draws.numpy()
+    e1 = np.abs(d - t[:, None, :]).mean(1)
+    e2 = np.abs(d[:, :, None, :] - d[:, None, :, :]).mean((1, 2))
+    assert out["crps"] == pytest.approx(float((e1 - e2 / 2).mean()), rel=1e-12)
+    nll = -stats.norm.logpdf(t, d.mean(1), d.std(1, ddof=1))
+    assert out["nll"] == pytest.approx(float(nll.mean()), rel=1e-12)

@@ -329,3 +329,32 @@ def test_complex_truths_or_draws_are_refused_by_name():
         sbc_ranks(truth, draws.real)
     with pytest.raises(TypeError, match="draws: expected real values"):
         sbc_ranks(truth.real, draws)
+
+
+def test_sbc_pit_spreads_each_rank_uniformly_over_its_bin():
+    """u = (r + V)/(L+1) with V ~ U(0, 1): the offset V = u (L+1) - r inside each rank's bin is
+    itself uniform (a fixed offset, e.g. the bin's midpoint, is no randomised PIT: its values
+    sit on L + 1 points and a KS test against U(0, 1) rejects it)."""
+    from scipy import stats
+
+    r = torch.randint(0, 4, (2000,), generator=torch.Generator().manual_seed(5))
+    v = (sbc_pit(r, 3, seed=2) * 4 - r).numpy()
+    assert v.min() >= 0.0 and v.max() < 1.0
+    assert stats.kstest(v, "uniform").pvalue > 1e-3
+    assert v.min() < 0.01 and v.max() > 0.99
+
+
+@pytest.mark.parametrize(("n_sims", "want"), [(12, 2), (50, 10), (99, 19), (400, 20)])
+def test_default_chi2_bins_are_min_20_and_n_over_5(n_sims, want):
+    """B = min(20, N // 5) (at least 2, at most L + 1): about five expected ranks per bin."""
+    ranks = torch.randint(0, 100, (n_sims, 1), generator=torch.Generator().manual_seed(0))
+    assert sbc_uniformity(ranks, 99)["n_bins"] == want
+
+
+def test_a_rank_above_l_is_refused():
+    """Ranks lie in 0..L: L + 1 is out of range (it would land in a bin past the last)."""
+    with pytest.raises(ValueError, match=r"ranks: expected values in 0\.\.5"):
+        sbc_uniformity(torch.tensor([[0], [6], [2]]), n_draws=5)
+    with pytest.raises(ValueError, match=r"ranks: expected values in 0\.\.5"):
+        sbc_pit(torch.tensor([0, 6]), 5)
+    sbc_uniformity(torch.tensor([[0], [5], [2]]), n_draws=5)  # L itself is a rank

@@ -69,3 +69,51 @@ def test_metrics_take_the_largest_seed_and_derive_their_streams_modulo_2_64():
     assert met == population_metrics(p, q)
     noise = sampling_noise_w2([x, y], 4, seed=top, splits=2)
     assert math.isfinite(noise) and noise > 0
+
+
+def test_mmd_anchor_is_the_rbf_mmd_averaged_over_the_gammas():
+    """mmd_anchor = mean over gamma in MMD_GAMMAS of the biased MMD^2 with the kernel
+    exp(-gamma |a - b|^2) (bandwidth h = 1 / gamma), against numpy."""
+    import numpy as np
+
+    from bayesphys.meta_fm.evaluation import MMD_GAMMAS, mmd_anchor
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(25, 3, generator=g, dtype=torch.float64)
+    y = 0.5 + 1.3 * torch.randn(20, 3, generator=g, dtype=torch.float64)
+
+    def kmean(a, b, gamma):
+        d2 = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+        return np.exp(-gamma * d2).mean()
+
+    a, b = x.numpy(), y.numpy()
+    want = np.mean([kmean(a, a, gm) + kmean(b, b, gm) - 2 * kmean(a, b, gm) for gm in MMD_GAMMAS])
+    assert mmd_anchor(x, y) == pytest.approx(float(want), rel=1e-10)
+
+
+def test_correlation_of_correlations_uses_the_strictly_upper_entries():
+    """r = Pearson correlation of the d(d-1)/2 strictly upper-triangular feature correlations
+    of the two populations (the unit diagonal is no information), against numpy."""
+    import numpy as np
+
+    from bayesphys.meta_fm.evaluation import correlation_of_correlations
+
+    g = torch.Generator().manual_seed(1)
+    mix = torch.randn(5, 5, generator=g, dtype=torch.float64)
+    p = torch.randn(60, 5, generator=g, dtype=torch.float64) @ mix
+    q = torch.randn(80, 5, generator=g, dtype=torch.float64) @ (
+        mix + 0.5 * torch.randn(5, 5, generator=g, dtype=torch.float64)
+    )
+    iu = np.triu_indices(5, k=1)
+    cp, cq = np.corrcoef(p.numpy().T)[iu], np.corrcoef(q.numpy().T)[iu]
+    want = np.corrcoef(cp, cq)[0, 1]
+    assert correlation_of_correlations(p, q) == pytest.approx(float(want), rel=1e-10)
+
+
+def test_conformal_coverage_counts_a_test_score_equal_to_the_radius_as_covered():
+    """The conformal set is {s <= radius}: a test score equal to the radius is inside."""
+    from bayesphys.meta_fm.evaluation import conformal_coverage
+
+    cal = [float(v) for v in range(1, 20)]  # 19 scores, alpha 0.1: rank 18, radius 18
+    q, cov = conformal_coverage(cal, [18.0, 18.5, 1.0, 30.0], alpha=0.1)
+    assert q == 18.0 and cov == 0.5

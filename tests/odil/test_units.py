@@ -62,3 +62,55 @@ def test_glioma_voxel_size_per_axis_or_anisotropic():
             GliomaModel.from_patient(p, spacing=bad)
     with pytest.raises(TypeError, match=r"^spacing: expected a voxel size in mm or one per axis"):
         GliomaModel.from_patient(p, spacing=("a", "b"))
+
+
+def test_the_default_jitter_is_1e_12_of_the_mean_sampled_variance():
+    """jitter=None adds 1e-12 times the mean sampled variance to every variance (documented;
+    an explicit jitter is absolute, see above)."""
+    prob = _problem(1e-3)
+    x, _ = minimize(prob, method="gn", steps=1, linear_solver="cg", cg_tol=1e-13)
+    kw = dict(dense_max=0, num_draws=8, cg_tol=1e-12, seed=0)
+    base = field_posterior(prob, x, "u", jitter=0.0, **kw).variance
+    got = field_posterior(prob, x, "u", **kw).variance
+    want = torch.full_like(base, 1e-12 * float(base.mean()))
+    torch.testing.assert_close(got - base, want, rtol=1e-3, atol=0)
+
+
+def _scaled_linear_problem(c: float):
+    """u [6], theta [2]: a two-point stencil with parameter couplings, observations of three
+    cells and a prior on theta, every residual multiplied by ``c`` (H scales by c^2, the
+    covariances by 1/c^2)."""
+    from bayesphys.odil import DiscreteProblem
+
+    g = torch.Generator().manual_seed(0)
+    a = 1.0 + torch.rand(6, generator=g, dtype=F64)
+    b = torch.randn(5, generator=g, dtype=F64)
+    cc = torch.randn(6, 2, generator=g, dtype=F64)
+    f = torch.randn(6, generator=g, dtype=F64)
+    y = torch.randn(3, generator=g, dtype=F64)
+
+    def res(fields, params):
+        u, th = fields["u"], params["theta"]
+        pde = a * u + torch.cat([b * u[1:], u.new_zeros(1)]) + cc @ th - f
+        return {"pde": c * pde, "data": c * (u[::2] - y), "prior": c * th}
+
+    return DiscreteProblem({"u": (6,)}, {"theta": torch.zeros(2, dtype=F64)}, res)
+
+
+@pytest.mark.parametrize("c", [1e-10, 1e10])
+def test_dense_laplace_covariances_are_unit_free(c):
+    """The singularity checks read H in its own units (a Schur complement relative to H_ii):
+    a well-posed problem whose residuals are all scaled by c (H by c^2, tiny or huge) is
+    accepted on every path and its covariances scale by exactly 1/c^2."""
+    from bayesphys.odil import theta_covariance
+
+    ref = _scaled_linear_problem(1.0)
+    big = _scaled_linear_problem(c)
+    x, _ = minimize(ref, method="gn", steps=1, linear_solver="dense")
+    want_u = field_posterior(ref, x, "u").covariance.to_dense()
+    got_u = field_posterior(big, x, "u").covariance.to_dense() * c**2
+    torch.testing.assert_close(got_u, want_u, rtol=1e-8, atol=0)
+    for kw in ({}, {"dense": True}):
+        want_t, _ = theta_covariance(ref, x, cg_tol=1e-13, **kw)
+        got_t, _ = theta_covariance(big, x, cg_tol=1e-13, **kw)
+        torch.testing.assert_close(got_t * c**2, want_t, rtol=1e-7, atol=0)

@@ -485,3 +485,51 @@ def test_update_equals_dense_conditioning(n, m, kind, batched_g, sigmas, seed):
         np.testing.assert_allclose(post.mean[i].numpy(), mean, rtol=0, atol=1e-10)
         dense = post.covariance.to_dense()[i].numpy()
         np.testing.assert_allclose(dense, cov[i] - k @ Gs[i] @ cov[i], rtol=0, atol=1e-10)
+
+
+def test_a_repeated_grid_point_is_refused():
+    """The composite trapezoid rule needs a strictly increasing grid: a repeated point (a zero
+    spacing) is no grid, and its weights would count that point's cell twice or not at all."""
+    with pytest.raises(ValueError, match="strictly increasing"):
+        trapezoid_weights(torch.tensor([0.0, 0.5, 0.5, 1.0], dtype=F64))
+    with pytest.raises(ValueError, match="strictly increasing"):
+        trapezoid_weights(torch.tensor([0.0, 0.0, 1.0], dtype=F64), "rhs")
+
+
+@pytest.mark.parametrize("gap", [1e-3, 1e-5])
+def test_the_limit_mean_meets_ill_conditioned_constraints_to_round_off(gap):
+    """Two rows ``gap`` apart make G Sigma G^T ill conditioned (ratio ~gap^2); one Kalman step
+    leaves a defect of round-off times the condition number (3e-10 at gap 1e-3, 2e-8 at 1e-5
+    for a mean of size 100); the refined mean meets G mu~ = b to round-off."""
+    for seed in range(3):
+        g = torch.Generator().manual_seed(seed)
+        mu = 100 * torch.randn(30, dtype=F64, generator=g)
+        var = 0.1 + torch.rand(30, dtype=F64, generator=g)
+        prior = GaussianPosterior(mu, DiagLinearOperator(var))
+        rows = torch.randn(2, 30, dtype=F64, generator=g)
+        G = torch.stack([rows[0], rows[0] + gap * rows[1]])
+        b = torch.tensor([1.0, 1.0 + 0.3 * gap], dtype=F64)
+        post = conservation_update(prior, G, b, rcond=0.0)
+        assert float((G @ post.mean - b).abs().max()) < 2e-12
+
+
+def test_an_exact_row_with_a_parallel_noisy_row_is_the_exact_condition_alone():
+    """Mixed sigma_g: only the exact rows' block of G Sigma G^T must be non-singular. A noisy
+    row parallel to an exact one makes the whole matrix singular, yet the update is well
+    defined: once G_0 u = b_0 holds exactly, a noisy reading of the same mass tells nothing
+    more, so the result is conditioning on the exact row alone (dense formula)."""
+    g = torch.Generator().manual_seed(3)
+    n = 6
+    a = torch.randn(n, n, dtype=F64, generator=g)
+    cov = a @ a.T + 0.5 * torch.eye(n, dtype=F64)
+    mu = torch.randn(n, dtype=F64, generator=g)
+    row = 0.5 + torch.rand(n, dtype=F64, generator=g)
+    G = torch.stack([row, row])
+    b = torch.tensor([1.0, 1.7], dtype=F64)
+    post = conservation_update(
+        GaussianPosterior(mu, cov), G, b, torch.tensor([0.0, 0.5], dtype=F64)
+    )
+    k = cov @ row / (row @ cov @ row)  # gain of the exact row alone
+    torch.testing.assert_close(post.mean, mu - k * (row @ mu - 1.0), rtol=0, atol=1e-12)
+    want = cov - torch.outer(k, row @ cov)
+    torch.testing.assert_close(post.covariance.to_dense(), want, rtol=0, atol=1e-12)
