@@ -181,18 +181,27 @@ def run_task(
 
 def _by_problem(events, tasks: list[tuple[str, int, int]], problems: list[str], seeds: int):
     """``(problem, per-seed results)`` for each problem as soon as all its seeds are in (in
-    completion order, whatever order the tasks were submitted in); a failed task raises (the
-    problems already yielded have been written)."""
+    completion order, whatever order the tasks were submitted in). A failed task drops its
+    problem and the others go on (a failure raised at once and lost the other problems'
+    results still in flight); once every other problem is yielded (and written), a
+    ``RuntimeError`` names the failed tasks, the first one's error as its cause."""
     done: dict[tuple[str, int], dict] = {}
     pending = list(problems)
+    failed: list[tuple[tuple[str, int], BaseException]] = []
     while pending:
         i, ok, value = next(events)
         if not ok:
-            raise RuntimeError(f"task {tasks[i][:2]} failed") from value
+            failed.append((tasks[i][:2], value))
+            if tasks[i][0] in pending:  # its other seeds cannot make a row
+                pending.remove(tasks[i][0])
+            continue
         done[tasks[i][:2]] = value
         for pid in [p for p in pending if all((p, s) in done for s in range(seeds))]:
             pending.remove(pid)
             yield pid, [done[(pid, s)] for s in range(seeds)]
+    if failed:
+        names = "; ".join(f"task {key} failed" for key, _ in failed)
+        raise RuntimeError(f"{names} (the problems that finished were written)") from failed[0][1]
 
 
 def longest_first(tasks: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:

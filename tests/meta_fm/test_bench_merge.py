@@ -82,6 +82,29 @@ def test_problems_are_yielded_as_their_seeds_complete_and_a_failure_raises():
         raise AssertionError("a failed task must raise")
 
 
+def test_a_failed_task_drops_its_problem_and_the_others_are_still_yielded():
+    # the first failed task raised at once: B2's seeds, finishing after it, were lost
+    tasks = [("B1", 0, 1), ("B1", 1, 1), ("B2", 0, 1), ("B2", 1, 1), ("B3", 0, 1), ("B3", 1, 1)]
+    events = iter(
+        [
+            (0, False, ValueError("x")),
+            (2, True, "b20"),
+            (1, True, "b11"),
+            (4, False, KeyError("y")),
+            (3, True, "b21"),
+        ]
+    )
+    gen = call_script(SCRIPT, "_by_problem", events, tasks, ["B1", "B2", "B3"], 2)
+    assert next(gen) == ("B2", ["b20", "b21"])
+    try:
+        next(gen)
+    except RuntimeError as err:
+        assert "task ('B1', 0) failed; task ('B3', 0) failed" in str(err)
+        assert isinstance(err.__cause__, ValueError)
+    else:
+        raise AssertionError("the failed tasks must raise once the others are yielded")
+
+
 def test_b4_replica_is_b4s_populations_under_the_replica_split_with_b4s_settings():
     mod = script_module(SCRIPT)
     for name in (
