@@ -35,7 +35,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bayesphys._bench import bench_row, positive_int, recorded_command, write_results
+from bayesphys._bench import (
+    bench_row,
+    positive_int,
+    recorded_command,
+    write_partial,
+    write_results,
+)
 from bayesphys._cli_args import device_arg
 from bayesphys._device import resolve_device
 from bayesphys._files import out_folder_arg
@@ -264,26 +270,6 @@ def _train(
         f"final loss {res.final_loss:.4g}"
     )
     return model, res
-
-
-def _keep_partial(rows, done, path: Path, *, quick, command, device) -> str:
-    """The rows of the finished parts ``done`` written to ``path``
-    (``neural_process.partial.json``, ``"partial": true``; the results file is left as it
-    was); where they are, for the message of a run that stops."""
-    try:
-        written = write_results(
-            "neural_process.partial",
-            rows,
-            quick=quick,
-            command=command,
-            out=path.parent,
-            device=device,
-            extra={"partial": True, "finished": list(done)},
-            update_docs=False,
-        )
-    except Exception as err:  # noqa: BLE001 - a failed write must not stop the run
-        return f"could not be written ({err})"
-    return f"are in {written} (marked partial)"
 
 
 def _run_parts(
@@ -521,7 +507,15 @@ def main(argv: list[str] | None = None) -> Path:
     def finished(*parts: str) -> None:  # after each part: its rows kept on disk at once
         nonlocal where
         done.extend(parts)
-        where = _keep_partial(rows, done, partial, quick=q, command=cmd, device=dev)
+        where = write_partial(
+            "neural_process",
+            rows,
+            quick=q,
+            command=cmd,
+            out=partial.parent,
+            device=dev,
+            extra={"finished": list(done)},
+        )
 
     try:
         _run_parts(
