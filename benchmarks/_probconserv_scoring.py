@@ -54,6 +54,7 @@ VARIANTS = [
     ("ProbConserv-ANP", "ANP", "probconserv"),
     ("ProbConserv-ANP-model", "ANP-model", "probconserv"),
     ("ProbConserv-ANP-diag", "ANP-diag", "probconserv"),
+    ("ProbConserv-ANP-mixture", "ANP-mixture", "probconserv"),
     ("GP", "GP", "none"),
     ("HardC-GP", "GP", "hardc"),
     ("ProbConserv-GP", "GP", "probconserv"),
@@ -207,10 +208,11 @@ def reference_rows(
             if f.exists():
                 models[key] = (ProbConserv.load(f), float("nan"))
         if "ANP" in models:
-            anpd = copy.deepcopy(models["ANP"][0])
-            anpd.config.covariance = "diag"
-            anpd.calibrate(seed=777 + seed, n_functions=200, objective="ll")
-            models["ANP-diag"] = (anpd, float("nan"))
+            for cov in ("diag", "mixture"):
+                anpd = copy.deepcopy(models["ANP"][0])
+                anpd.config.covariance = cov
+                anpd.calibrate(seed=777 + seed, n_functions=200, objective="ll")
+                models[f"ANP-{cov}"] = (anpd, float("nan"))
         tests = load_reference_set(prob, path)
         rows += evaluate(prob, models, tests, 500, seed, log, {"test_set": "reference"})
     for r in rows:

@@ -12,7 +12,9 @@ ANP / SoftC-ANP / HardC-ANP / ProbConserv-ANP (hybrid validation-fitted Sigma,
 bayesphys.probconserv.calibration, with a parameter-conditional variance scale,
 bayesphys.probconserv.conditional, and the mass-residual discrepancy,
 bayesphys.probconserv.mass_check) / ProbConserv-ANP-model (the ANP's own low-rank Sigma, one
-scalar scale) / ProbConserv-ANP-diag (the reference's diagonal Sigma) and GP / HardC-GP /
+scalar scale) / ProbConserv-ANP-diag (the reference's diagonal Sigma, updated once after moment
+matching) / ProbConserv-ANP-mixture (the reference's update: each latent draw's diagonal
+Gaussian updated, then the mixture moment-matched) and GP / HardC-GP /
 ProbConserv-GP / ProbConserv-GP-model. ``--load-models`` / ``--merge`` / ``--problems`` rerun
 parts without retraining or losing the other rows. A problem that fails does not stop the
 others; when a run stops (a failed problem, Ctrl-C) the rows of the finished problems go to
@@ -141,11 +143,13 @@ def run(
                 + (f" local bandwidth {cal.local.bandwidth}" if cal.local is not None else "")
             )
             models[key] = (model, info["seconds"] + info["calibration"]["seconds"])
-        # without the hybrid: the model's own Sigma with one scalar variance scale, and the
-        # reference's diagonal Sigma (same scalar calibration)
+        # without the hybrid: the model's own Sigma with one scalar variance scale, the
+        # reference's diagonal Sigma (same scalar calibration), and the reference's Step 2 on
+        # each latent draw (the same Step 1 as ANP-diag)
         for key, base, cov in (
             ("ANP-model", "ANP", "lowrank"),
             ("ANP-diag", "ANP", "diag"),
+            ("ANP-mixture", "ANP", "mixture"),
             ("GP-model", "GP", None),
         ):
             m = copy.deepcopy(trained[base][0])

@@ -30,6 +30,7 @@ from .mass_check import (
     mass_residual,
 )
 from .metagp import MetaGP
+from .mixture_update import conserve_latent_mixture
 from .model import ProbConserv, ProbConservConfig
 from .monotone import monotone_posterior, project_monotone
 from .update import (
@@ -69,6 +70,7 @@ __all__ = [
     "slice_scores",
     "conservation_update",
     "conserve_slices",
+    "conserve_latent_mixture",
     "cov_times_gt",
     "hard_projection",
     "trapezoid_weights",

@@ -19,6 +19,9 @@ _F64 = torch.float64
 # settings of one Step-1 model only (the other ignores them)
 ANP_ONLY = {"hidden": 64, "n_samples": 32, "covariance": "lowrank"}
 GP_ONLY = {"gp_width": 32}
+# the ANP's covariances: moment-matched diagonal, low-rank from the latent draws, or the
+# latent mixture updated per draw (the reference code's Step 2, mixture_update.py)
+ANP_COVARIANCES = ("diag", "lowrank", "mixture")
 
 
 @dataclass
@@ -92,10 +95,10 @@ def checked_config(
     if step1 == "gp" and dtype not in (None, _F64):
         # its predictive covariance must be PSD to float64 accuracy for the update
         raise ValueError(f"dtype: step1='gp' runs in torch.float64, received {dtype}")
-    if covariance not in ("diag", "lowrank"):
+    if covariance not in ANP_COVARIANCES:
         raise ValueError(
-            f"covariance: expected 'diag' or 'lowrank', received {covariance!r}"
-            f"{did_you_mean(covariance, ('diag', 'lowrank'))}"
+            f"covariance: expected 'diag', 'lowrank' or 'mixture', received {covariance!r}"
+            f"{did_you_mean(covariance, ANP_COVARIANCES)}"
         )
     softc_weight = check_real("softc_weight", softc_weight, minimum=0.0)
     if softc_weight > 0 and step1 != "anp":

@@ -23,8 +23,10 @@ from .._checks import check_bool, check_optional_seed, did_you_mean
 from .._device import as_tensor
 from .._model import warn_untrained
 from ..posterior import GaussianPosterior
+from ._config import ANP_COVARIANCES
 from ._inputs import check_mass, check_sigma_g_value
 from ._model_calibration import calibrated_step1, warn_stale_calibration
+from .mixture_update import conserve_latent_mixture
 from .update import check_sigma_g, check_sigma_g_shape, conserve_slices, trapezoid_weights
 
 if TYPE_CHECKING:
@@ -69,19 +71,11 @@ def step1_posterior(
     xt = grid.to(**cast).expand(b, -1, -1)
     model.net.eval()
     if model.config.step1 == "anp":
-        if model.config.covariance not in ("diag", "lowrank"):  # assigned after construction
-            cov_name = model.config.covariance
-            raise ValueError(
-                f"config.covariance: expected 'diag' or 'lowrank', received {cov_name!r}"
-                f"{did_you_mean(cov_name, ('diag', 'lowrank'))}"
-            )
-        g = torch.Generator(device=model.device).manual_seed(seed) if seed is not None else None
-        mu, sig = model.net.predict(xc, yc, xt, model.config.n_samples, generator=g)
-        mu = mu.to(_F64).reshape(-1, b, nt, nx)
-        var = sig.to(_F64).pow(2).mean(0).reshape(b, nt, nx)
+        mu, var = latent_draws(model, context, tt, xx, seed)
+        var = var.mean(0)
         mean = mu.mean(0)
         c = 1.0 if stage == "raw" else model.var_scale
-        if model.config.covariance == "diag":
+        if model.config.covariance in ("diag", "mixture"):  # mixture: Step 2 per draw
             cov = DiagLinearOperator(c * (var + mu.var(0, unbiased=False)))
         else:
             s = mu.shape[0]
@@ -102,6 +96,29 @@ def step1_posterior(
     c = 1.0 if stage == "raw" else model.var_scale
     cov = c * cov + 1e-10 * torch.eye(nx, dtype=_F64, device=cov.device)
     return calibrated_step1(model, mean, cov, tt, xx, stage, mass, use_mass=use_mass, caller=caller)
+
+
+def latent_draws(
+    model: ProbConserv, context: GPMEData, tt: Tensor, xx: Tensor, seed: int | None
+) -> tuple[Tensor, Tensor]:
+    """The ANP's latent draws on the grid ``tt [nt] x xx [nx]``: means and variances
+    ``[S, B, nt, nx]`` (float64, uncalibrated; ``S = config.n_samples``)."""
+    if model.config.covariance not in ANP_COVARIANCES:  # assigned after construction
+        cov_name = model.config.covariance
+        raise ValueError(
+            f"config.covariance: expected 'diag', 'lowrank' or 'mixture', received {cov_name!r}"
+            f"{did_you_mean(cov_name, ANP_COVARIANCES)}"
+        )
+    b, nt, nx = len(context), tt.numel(), xx.numel()
+    cast = {"device": model.device, "dtype": model.dtype}
+    xc = as_tensor("context.x_context", context.x_context).to(**cast)
+    yc = as_tensor("context.y_context", context.y_context).to(**cast)
+    grid = torch.stack(torch.broadcast_tensors(tt[:, None], xx[None, :]), -1).reshape(-1, 2)
+    xt = grid.to(**cast).expand(b, -1, -1)
+    model.net.eval()
+    g = torch.Generator(device=model.device).manual_seed(seed) if seed is not None else None
+    mu, sig = model.net.predict(xc, yc, xt, model.config.n_samples, generator=g)
+    return mu.to(_F64).reshape(-1, b, nt, nx), sig.to(_F64).pow(2).reshape(-1, b, nt, nx)
 
 
 def grid_mass(model: ProbConserv, context: GPMEData, tt: Tensor, xx: Tensor) -> Tensor:
@@ -171,6 +188,8 @@ def updated_posterior(
     # the unconstrained baselines never see b: the constrained update is the only user of
     # the conservation law (HardC projects onto it, keeping the baseline's variance)
     baseline = method != "probconserv"
+    if not baseline and not no_update and model.config.covariance == "mixture":
+        return mixture_posterior(model, context, tt, xx, b, sg, rel, seed)
     prior = model._step1(
         context,
         t,
@@ -186,3 +205,34 @@ def updated_posterior(
     if method == "hardc":  # the projection has no constraint noise
         return conserve_slices(prior, xx.to(model.device), b, method=method)
     return conserve_slices(prior, xx.to(model.device), b, sg, relative=rel, method=method)
+
+
+def mixture_posterior(
+    model: ProbConserv,
+    context: GPMEData,
+    tt: Tensor,
+    xx: Tensor,
+    b: Tensor,
+    sigma_g: float | Tensor,
+    relative: bool,
+    seed: int | None,
+) -> GaussianPosterior:
+    """``covariance="mixture"``: every latent draw's ``N(mu_s, c diag sigma_s^2)`` updated on
+    its own and the updated mixture moment-matched
+    (:func:`~bayesphys.probconserv.mixture_update.conserve_latent_mixture`, spread scaled by
+    the variance scale ``c`` too); ``b [B, nt]``. The hybrid calibration, fitted to a
+    moment-matched covariance, has no per-draw form and is refused."""
+    if model.calibration is not None:
+        raise ValueError(
+            "config.covariance='mixture': the hybrid calibration (calibrate(objective="
+            "'hybrid')) has no per-draw form; calibrate with objective='ll' or 'coverage90' "
+            "(one variance scale), or use covariance='diag' / 'lowrank'"
+        )
+    model._check_context(context)
+    seed = check_optional_seed("seed", seed)
+    warn_stale_calibration(model, "posterior")
+    mu, var = latent_draws(model, context, tt, xx, seed)
+    c = model.var_scale
+    return conserve_latent_mixture(
+        mu, c * var, xx.to(mu.device), b, sigma_g, relative=relative, spread_scale=c
+    )

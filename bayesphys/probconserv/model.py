@@ -9,7 +9,9 @@ r"""The ProbConserv model: a Step-1 probabilistic model plus the Step-2 conserva
     post = model.posterior(test)                       # conditioned on int u dx = b(t)
 
 ``step1="anp"``: :class:`~bayesphys.probconserv.anp.AttentiveNP` (covariance ``"diag"`` as in
-the paper, or ``"lowrank"`` from the latent draws); ``step1="gp"``:
+the paper, ``"lowrank"`` from the latent draws, or ``"mixture"``: Step 2 applied to each latent
+draw and the updated mixture moment-matched, as the reference code does,
+:mod:`~bayesphys.probconserv.mixture_update`); ``step1="gp"``:
 :class:`~bayesphys.probconserv.metagp.MetaGP` with a dense covariance. ``softc_weight > 0``
 trains the ANP with the SoftC penalty :math:`\lambda\,\overline{r^2}`,
 :math:`r = u_t - \partial_x(k(u)u_x)` (PDE residual by autograd at the targets).
@@ -72,7 +74,8 @@ class ProbConserv:
     (the default) is the CPU, ``"auto"`` CUDA when present.
 
     ``hidden`` (default 64), ``n_samples`` (latent draws, default 32) and ``covariance``
-    (default ``"lowrank"``) are settings of the ANP (``step1="anp"``), ``gp_width`` (default
+    (default ``"lowrank"``; ``"diag"``; ``"mixture"``, whose Step 1 is ``"diag"``'s and whose
+    ProbConserv update is per latent draw, with a scalar calibration only) are settings of the ANP (``step1="anp"``), ``gp_width`` (default
     32) of the meta-GP (``step1="gp"``); giving one to the other model is refused, as it would
     have no effect (so are a ``softc_weight > 0`` and a ``softc_points`` other than 32, the
     ANP's SoftC penalty, with ``step1="gp"``). ``dtype`` may be a name (``"float32"``); ``sigma_g`` is a number ``>= 0``
@@ -426,7 +429,11 @@ class ProbConserv:
         :math:`G u = b`, variance untouched) use a calibration that never sees :math:`b`: the
         pooled validation scale instead of the parameter-conditional one (whose parameter
         estimate reads :math:`b`), and no mass-residual check; only the ProbConserv update uses
-        the conservation law.
+        the conservation law. With ``covariance="mixture"`` the ProbConserv update conditions
+        each latent draw's Gaussian and returns the updated mixture's moments, a dense
+        covariance per slice ``[B, nt, nx, nx]``
+        (:func:`~bayesphys.probconserv.conserve_latent_mixture`; the hybrid calibration is
+        refused there, ``ValueError``).
         """
         return updated_posterior(
             self,

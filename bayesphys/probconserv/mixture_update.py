@@ -1,0 +1,158 @@
+r"""Step 2 on a latent mixture, as the reference code of ProbConserv applies it.
+
+Hansen, Maddix, Alizadeh, Gupta, Mahoney, *Learning Physical Models that Can Respect
+Conservation Laws*, ICML 2023: the reference implementation (``PhysNP.sample``) updates each
+latent draw of its attentive neural process separately. A latent-variable Step-1 model gives,
+for draws :math:`s = 1..S`, independent Gaussians :math:`u \mid z_s \sim
+\mathcal N(\mu_s, \operatorname{diag} v_s)` on a time slice. With one constraint row
+:math:`g` (trapezoid weights, :math:`g^\top u = b + \varepsilon`,
+:math:`\varepsilon \sim \mathcal N(0, \sigma_G^2)`) each draw is conditioned on its own:
+
+.. math::
+    c_s = g^\top \operatorname{diag}(v_s)\, g + \sigma_G^2, \qquad w_s = v_s \odot g,\\
+    \tilde\mu_s = \mu_s - w_s\,(g^\top\mu_s - b)/c_s, \qquad
+    \tilde\Sigma_s = \operatorname{diag}(v_s) - w_s w_s^\top / c_s,
+
+so each draw's mass defect is spread in proportion to **its own** decoder variance (the
+moment-matched update of :func:`~bayesphys.probconserv.conserve_slices` weights it by
+:math:`\bar v + \operatorname{Var}_s\mu_s`, which also counts the spread of the latent means).
+The updated mixture is then moment-matched:
+
+.. math::
+    \tilde\mu = \tfrac1S\textstyle\sum_s \tilde\mu_s, \qquad
+    \tilde\Sigma = \tfrac1S\sum_s \tilde\Sigma_s
+    + \frac{a}{S}\sum_s (\tilde\mu_s - \tilde\mu)(\tilde\mu_s - \tilde\mu)^\top ,
+
+with ``spread_scale`` :math:`a` (1: the mixture's own moments; a variance calibration that
+scales the Step-1 covariance by :math:`c` passes :math:`v_s \to c\,v_s` and :math:`a = c`, so
+that the Step-1 moment match :math:`c(\bar v + \operatorname{Var}_s\mu_s)` is the one the
+moment-matched update starts from). In the limit :math:`\sigma_G = 0` every
+:math:`\tilde\mu_s` meets :math:`g^\top\tilde\mu_s = b`, so :math:`g^\top\tilde\mu = b` and
+:math:`\tilde\Sigma g = 0`: every draw of the returned posterior conserves mass (its sampling
+root is projected onto :math:`g^\perp`, so to round-off).
+
+Differences from the reference: it scales the latent spread with :math:`1/(S-1)` and samples
+its shock positions from :math:`\mathcal N(\tilde\mu, \frac1S\sum_s\tilde\Sigma_s)`, without
+the spread term; here the posterior is the full moment match (``1/S``), its marginals and its
+draws alike.
+
+Shapes: ``means, variances [S, *batch, nx]`` (``batch`` e.g. ``(B, nt)``), ``x [nx]``,
+``mass [*batch]``. The covariance is dense per slice, ``[*batch, nx, nx]``
+(memory :math:`O(\text{batch}\cdot n_x^2)`); everything runs in float64.
+"""
+
+from __future__ import annotations
+
+import torch
+from linear_operator import to_linear_operator
+from linear_operator.operators import DiagLinearOperator
+from torch import Tensor
+
+from .._checks import check_real
+from .._device import as_tensor, check_finite
+from ..posterior import GaussianPosterior
+from .update import check_slice_mass, conserve_slices, trapezoid_weights
+
+__all__ = ["conserve_latent_mixture"]
+
+_F64 = torch.float64
+
+
+class _DenseRoot:
+    """``z [..., *batch, nx] -> L z`` for a dense root ``L [*batch, nx, nx]`` (a class, so that
+    the posterior pickles and moves between devices)."""
+
+    def __init__(self, root: Tensor) -> None:
+        self.root = root
+
+    def __call__(self, z: Tensor) -> Tensor:
+        return (self.root @ z.unsqueeze(-1)).squeeze(-1)
+
+    def to(self, device: torch.device) -> _DenseRoot:
+        """A copy with the root on ``device`` (for :meth:`GaussianPosterior.to`)."""
+        return _DenseRoot(self.root.to(device))
+
+
+def conserve_latent_mixture(
+    means: Tensor,
+    variances: Tensor,
+    x: Tensor,
+    mass: Tensor,
+    sigma_g: float | Tensor = 0.0,
+    *,
+    relative: bool = False,
+    spread_scale: float = 1.0,
+) -> GaussianPosterior:
+    r"""Update every latent draw's diagonal Gaussian on :math:`\int u\,dx = b` and moment-match.
+
+    Parameters
+    ----------
+    means, variances: ``[S, *batch, nx]``, the draws' means :math:`\mu_s` and variances
+        :math:`v_s > 0` (``S >= 1``; ``batch`` e.g. ``(B, nt)``).
+    x: ``[nx]`` the grid (possibly non-uniform; trapezoid weights :math:`g`).
+    mass: ``[*batch]`` the right-hand sides :math:`b` (one per slice).
+    sigma_g: constraint noise sd (``0``: the ProbConserv limit; ``inf``: no update), as for
+        :func:`~bayesphys.probconserv.conservation_update`; with ``relative=True`` in units of
+        each draw's own :math:`\sqrt{g^\top \operatorname{diag}(v_s) g}`.
+    spread_scale: :math:`a \ge 0`, the factor on the spread of the updated means.
+
+    Returns
+    -------
+    GaussianPosterior (float64): mean ``[*batch, nx]``, dense covariance ``[*batch, nx, nx]``
+    (module docstring), batch ``batch``, event ``(nx,)``; draws through an eigen-root that, in
+    the limit, is projected onto :math:`g^\perp` (draws conserve mass to round-off).
+    """
+    means = as_tensor("means", means, dtype=_F64)
+    variances = as_tensor("variances", variances, dtype=_F64).to(means.device)
+    if means.ndim < 2:
+        raise ValueError(
+            f"means: expected shape [S, *batch, nx] (S latent draws), received {tuple(means.shape)}"
+        )
+    if variances.shape != means.shape:
+        raise ValueError(
+            f"variances: expected the shape of means {tuple(means.shape)}, received "
+            f"{tuple(variances.shape)}"
+        )
+    check_finite("means", means)
+    check_finite("variances", variances)
+    if bool((variances <= 0).any()):
+        raise ValueError(
+            f"variances: expected positive values, received a minimum of {float(variances.min())}"
+        )
+    spread_scale = check_real("spread_scale", spread_scale, minimum=0.0)
+    s, batch, nx = means.shape[0], means.shape[1:-1], means.shape[-1]
+    g = trapezoid_weights(x).to(means.device)
+    if g.ndim != 1 or g.numel() != nx:
+        raise ValueError(
+            f"x: expected {nx} grid points (the draws' last dimension), received shape "
+            f"{tuple(torch.as_tensor(x).shape)}"
+        )
+    mass = check_slice_mass(mass, batch, _F64, means.device)
+    new_means = torch.empty_like(means)
+    within = torch.zeros(*batch, nx, nx, dtype=_F64, device=means.device)
+    for k in range(s):  # the reference's loop over latent draws: one diagonal update each
+        prior = GaussianPosterior(
+            means[k], DiagLinearOperator(variances[k]), event_shape=(nx,), validate=False
+        )
+        post = conserve_slices(prior, x, mass, sigma_g, relative=relative)
+        new_means[k] = post.mean
+        within += post.covariance.to_dense()
+    within /= s
+    mean = new_means.mean(0)
+    dev = new_means - mean  # [S, *batch, nx]
+    spread = torch.einsum("s...i,s...j->...ij", dev, dev) / s
+    cov = within + spread_scale * spread
+    cov = 0.5 * (cov + cov.mT)
+    evals, evecs = torch.linalg.eigh(cov)
+    root = evecs * evals.clamp_min(0).sqrt().unsqueeze(-2)  # [*batch, nx, nx]
+    if bool((torch.as_tensor(sigma_g) == 0).all()):
+        # the limit: g^T root is round-off; make it 0, so that every draw conserves the mass
+        root = root - g[:, None] * (g @ root).unsqueeze(-2) / (g @ g)
+    return GaussianPosterior(
+        mean,
+        to_linear_operator(cov),
+        event_shape=(nx,),
+        validate=False,
+        root=_DenseRoot(root),
+        root_dim=nx,
+    )

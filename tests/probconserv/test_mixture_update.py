@@ -1,0 +1,222 @@
+"""Step 2 per latent draw (the reference code's update) and ``covariance="mixture"``."""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from linear_operator.operators import DiagLinearOperator
+
+from bayesphys import GaussianPosterior
+from bayesphys.probconserv import (
+    ProbConserv,
+    conserve_latent_mixture,
+    conserve_slices,
+    trapezoid_weights,
+)
+from bayesphys.problems.gpme import make_dataset
+
+F64 = torch.float64
+
+
+def _draws(s, batch, nx, seed):
+    g = torch.Generator().manual_seed(seed)
+    mu = torch.randn(s, *batch, nx, generator=g, dtype=F64)
+    var = 0.05 + torch.rand(s, *batch, nx, generator=g, dtype=F64)
+    x = torch.sort(torch.rand(nx, generator=g, dtype=F64)).values * 2.0
+    mass = torch.randn(tuple(batch), generator=g, dtype=F64)
+    return mu, var, x, mass
+
+
+def _brute_force(mu, var, x, mass, sigma_g, spread_scale):
+    """Dense numpy conditioning of every draw, then the mixture's first two moments."""
+    g = trapezoid_weights(x).numpy()
+    means, covs = [], []
+    for m, v in zip(mu.numpy(), var.numpy()):
+        cov = np.diag(v)
+        k = cov @ g / (g @ cov @ g + sigma_g**2)
+        means.append(m - k * (g @ m - mass))
+        covs.append(cov - np.outer(k, g @ cov))
+    means = np.array(means)
+    mean = means.mean(0)
+    dev = means - mean
+    return mean, np.mean(covs, 0) + spread_scale * dev.T @ dev / len(means)
+
+
+@pytest.mark.parametrize("sigma_g", [0.0, 0.3])
+@pytest.mark.parametrize("spread_scale", [1.0, 2.5])
+def test_moments_equal_dense_conditioning_of_every_draw(sigma_g, spread_scale):
+    mu, var, x, mass = _draws(5, (), 9, seed=3)
+    post = conserve_latent_mixture(mu, var, x, mass, sigma_g, spread_scale=spread_scale)
+    mean, cov = _brute_force(mu, var, x, float(mass), sigma_g, spread_scale)
+    np.testing.assert_allclose(post.mean.numpy(), mean, atol=1e-12)
+    np.testing.assert_allclose(post.covariance.to_dense().numpy(), cov, atol=1e-12)
+
+
+def test_one_draw_is_the_diagonal_update():
+    mu, var, x, mass = _draws(1, (3, 2), 7, seed=1)
+    post = conserve_latent_mixture(mu, var, x, mass)
+    prior = GaussianPosterior(mu[0], DiagLinearOperator(var[0]), event_shape=(7,))
+    ref = conserve_slices(prior, x, mass)
+    torch.testing.assert_close(post.mean, ref.mean, atol=1e-13, rtol=0)
+    torch.testing.assert_close(
+        post.covariance.to_dense(), ref.covariance.to_dense(), atol=1e-13, rtol=0
+    )
+
+
+def test_the_update_differs_from_the_moment_matched_one_when_the_means_spread():
+    """Per-draw weights (each draw's own variance) vs the moment-matched diagonal, which
+    also counts the latent means' spread: different corrections, both conserving."""
+    mu, var, x, mass = _draws(4, (), 11, seed=5)
+    mu[:, 5:] *= 10.0  # the latent means disagree on half of the slice
+    mix = conserve_latent_mixture(mu, var, x, mass)
+    mm = GaussianPosterior(
+        mu.mean(0), DiagLinearOperator(var.mean(0) + mu.var(0, unbiased=False)), event_shape=(11,)
+    )
+    one = conserve_slices(mm, x, mass)
+    g = trapezoid_weights(x)
+    assert float((mix.mean @ g - mass).abs()) < 1e-12
+    assert float((one.mean @ g - mass).abs()) < 1e-12
+    assert float((mix.mean - one.mean).abs().max()) > 1e-3
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    s=st.integers(1, 6),
+    nx=st.integers(2, 30),
+    seed=st.integers(0, 10_000),
+    scale=st.sampled_from([1e-3, 1.0, 1e3]),
+)
+def test_limit_conserves_mean_covariance_and_every_draw(s, nx, seed, scale):
+    mu, var, x, mass = _draws(s, (2,), nx, seed)
+    post = conserve_latent_mixture(scale * mu, scale**2 * var, x, scale * mass)
+    g = trapezoid_weights(x)
+    tol = 1e-12 * scale * (1 + float(mu.abs().max()))
+    assert float((post.mean @ g - scale * mass).abs().max()) <= tol
+    cov = post.covariance.to_dense()
+    assert float((cov @ g).abs().max()) <= 1e-12 * scale**2 * (1 + float(cov.abs().max()))
+    draws = post.sample((50,), generator=torch.Generator().manual_seed(seed))
+    assert float((draws @ g - scale * mass).abs().max()) <= 10 * tol
+
+
+def test_draws_have_the_stated_covariance():
+    mu, var, x, mass = _draws(3, (), 6, seed=2)
+    post = conserve_latent_mixture(mu, var, x, mass, spread_scale=1.7)
+    d = post.sample((40_000,), generator=torch.Generator().manual_seed(0))
+    emp = torch.cov(d.T)
+    cov = post.covariance.to_dense()
+    assert float((emp - cov).abs().max()) < 0.03 * float(cov.abs().max())
+    torch.testing.assert_close(d.mean(0), post.mean, atol=0.02, rtol=0)
+
+
+def test_sigma_g_infinite_is_the_mixture_of_the_priors_and_large_sigma_g_tends_to_it():
+    mu, var, x, mass = _draws(4, (), 8, seed=4)
+    dev = mu - mu.mean(0)
+    prior_cov = torch.diag(var.mean(0)) + dev.T @ dev / 4
+    inf = conserve_latent_mixture(mu, var, x, mass, math.inf)
+    torch.testing.assert_close(inf.mean, mu.mean(0), atol=1e-14, rtol=0)
+    torch.testing.assert_close(inf.covariance.to_dense(), prior_cov, atol=1e-13, rtol=0)
+    far = conserve_latent_mixture(mu, var, x, mass, 1e6)
+    torch.testing.assert_close(far.mean, mu.mean(0), atol=1e-9, rtol=0)
+    torch.testing.assert_close(far.covariance.to_dense(), prior_cov, atol=1e-9, rtol=0)
+
+
+def test_posterior_pickles_and_moves():
+    mu, var, x, mass = _draws(2, (), 5, seed=0)
+    post = conserve_latent_mixture(mu, var, x, mass)
+    back = pickle.loads(pickle.dumps(post))
+    gen = torch.Generator().manual_seed(1)
+    a = post.sample((3,), generator=gen)
+    b = back.to("cpu").sample((3,), generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_bad_input_is_refused_with_the_argument_named():
+    mu, var, x, mass = _draws(2, (3,), 5, seed=0)
+    with pytest.raises(ValueError, match="variances: expected the shape of means"):
+        conserve_latent_mixture(mu, var[:, :2], x, mass)
+    with pytest.raises(ValueError, match="means: expected shape \\[S, \\*batch, nx\\]"):
+        conserve_latent_mixture(mu[0, 0], var[0, 0], x, mass)
+    with pytest.raises(ValueError, match="variances: expected positive"):
+        conserve_latent_mixture(mu, torch.zeros_like(var), x, mass)
+    bad = mu.clone()
+    bad[0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="means"):
+        conserve_latent_mixture(bad, var, x, mass)
+    with pytest.raises(ValueError, match="x: expected 5 grid points"):
+        conserve_latent_mixture(mu, var, x[:4], mass)
+    with pytest.raises(ValueError, match="spread_scale"):
+        conserve_latent_mixture(mu, var, x, mass, spread_scale=-1.0)
+    with pytest.raises(ValueError, match="sigma_g"):
+        conserve_latent_mixture(mu, var, x, mass, -1.0)
+
+
+@pytest.fixture(scope="module")
+def mixture_model():
+    torch.set_num_threads(1)
+    m = ProbConserv("stefan", step1="anp", hidden=16, n_samples=6, seed=0, covariance="mixture")
+    m.fit(steps=5, progress=False)
+    m.calibrate(n_functions=12, objective="ll")
+    return m
+
+
+def test_model_mixture_updates_each_latent_draw(mixture_model):
+    m = mixture_model
+    test = make_dataset("stefan", params=[0.6] * 3, seed=1)
+    post = m.posterior(test, seed=4)
+    # by hand: the same latent draws, each updated with the calibrated variance
+    gen = torch.Generator().manual_seed(4)
+    tt, xx = m._grid(None, None)
+    grid = torch.stack(torch.broadcast_tensors(tt[:, None], xx[None, :]), -1).reshape(-1, 2)
+    mu, sig = m.net.predict(
+        test.x_context.to(m.dtype),
+        test.y_context.to(m.dtype),
+        grid.to(m.dtype).expand(3, -1, -1),
+        6,
+        generator=gen,
+    )
+    mu, var = mu.double().reshape(6, 3, 1, -1), sig.double().pow(2).reshape(6, 3, 1, -1)
+    c = m.var_scale
+    ref = conserve_latent_mixture(mu, c * var, xx, m.mass(test), spread_scale=c)
+    torch.testing.assert_close(post.mean, ref.mean, atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        post.covariance.to_dense(), ref.covariance.to_dense(), atol=1e-12, rtol=0
+    )
+    g = trapezoid_weights(xx)
+    draws = post.sample((20,), generator=torch.Generator().manual_seed(0))
+    assert float((draws @ g - m.mass(test)).abs().max()) < 1e-12
+    # Step 1 and the baselines are the moment-matched diagonal model's
+    diag = ProbConserv("stefan", step1="anp", hidden=16, n_samples=6, seed=0, covariance="diag")
+    diag.net.load_state_dict(m.net.state_dict())
+    diag.var_scale, diag.steps_done = m.var_scale, m.steps_done
+    for method in ("none", "hardc"):
+        a, b = m.posterior(test, method=method), diag.posterior(test, method=method)
+        torch.testing.assert_close(a.mean, b.mean, atol=0, rtol=0)
+        torch.testing.assert_close(a.variance, b.variance, atol=0, rtol=0)
+    # the same seed repeats, another one draws other latent samples
+    torch.testing.assert_close(m.posterior(test, seed=4).mean, post.mean, atol=0, rtol=0)
+    assert not torch.equal(m.posterior(test, seed=5).mean, post.mean)
+
+
+def test_model_mixture_refuses_the_hybrid_calibration_and_round_trips(mixture_model, tmp_path):
+    m = mixture_model
+    m.save(tmp_path / "m.pt")
+    back = ProbConserv.load(tmp_path / "m.pt")
+    assert back.config.covariance == "mixture"
+    test = make_dataset("stefan", params=[0.6] * 2, seed=2)
+    torch.testing.assert_close(
+        back.posterior(test).covariance.to_dense(),
+        m.posterior(test).covariance.to_dense(),
+        atol=0,
+        rtol=0,
+    )
+    back.calibrate(n_functions=12, objective="hybrid")
+    with pytest.raises(ValueError, match="hybrid calibration .* has no per-draw form"):
+        back.posterior(test)
+    with pytest.raises(ValueError, match="'diag', 'lowrank' or 'mixture'"):
+        ProbConserv("stefan", covariance="mixed")
