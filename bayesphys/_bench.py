@@ -45,6 +45,8 @@ __all__ = [
     "results_json",
     "metric_values",
     "write_partial",
+    "partial_path",
+    "remove_partial",
     "render_table",
     "update_benchmarks_md",
     "bench_row",
@@ -267,6 +269,21 @@ def write_partial(
     except Exception as write_err:  # noqa: BLE001 - the run's own error is the one raised
         return f"could not be written ({write_err})"
     return f"are in {path} (marked partial)"
+
+
+def partial_path(component: str, out: str | Path | None) -> Path:
+    """Where :func:`write_partial` keeps ``component``'s rows: ``<out>/<component>.partial.json``
+    (``out`` ``None`` or empty: the temporary folder)."""
+    folder = Path(out).expanduser() if out else Path(tempfile.gettempdir())
+    return folder / f"{component}.partial.json"
+
+
+def remove_partial(component: str, out: str | Path | None) -> None:
+    """Remove ``component``'s partial file (:func:`partial_path`) once a run has written its
+    results file: a partial file left by an earlier stopped run (or by this one) is not kept
+    beside a completed run as if it belonged to it. No file there is no error; a removal that
+    fails raises its ``OSError``."""
+    partial_path(component, out).unlink(missing_ok=True)
 
 
 def metric_values(metrics: Mapping[str, Any]) -> dict[str, Any]:

@@ -226,3 +226,23 @@ def test_a_failed_write_keeps_the_rows_in_a_file_it_names(tmp_path, monkeypatch,
     assert str(kept) in str(info.value) and str(out / "toy.json") in str(info.value)
     assert json.loads(kept.read_text(encoding="utf-8"))["rows"][0]["metrics"] == {"mse": 1e-4}
     assert isinstance(info.value, NotADirectoryError | FileExistsError)  # as the cause raised
+
+
+@pytest.mark.parametrize("where", ["out", None, ""])
+def test_partial_path_is_where_write_partial_writes_and_remove_partial_removes_it(
+    tmp_path, monkeypatch, where
+):
+    import tempfile
+
+    from bayesphys._bench import partial_path, remove_partial, write_partial
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "temp"))
+    (tmp_path / "temp").mkdir()
+    out = str(tmp_path / "out") if where == "out" else where
+    said = write_partial("toy", [], quick=True, command="c", out=out, device="cpu")
+    path = partial_path("toy", out)
+    assert said == f"are in {path} (marked partial)" and path.exists()
+    assert path.parent == (tmp_path / "out" if where == "out" else tmp_path / "temp")
+    remove_partial("toy", out)
+    assert not path.exists()
+    remove_partial("toy", out)  # no file: nothing to do
