@@ -43,8 +43,11 @@ __all__ = [
     "repo_root",
     "write_results",
     "results_json",
+    "write_results_json",
     "metric_values",
     "write_partial",
+    "partial_path",
+    "remove_partial",
     "render_table",
     "update_benchmarks_md",
     "bench_row",
@@ -186,12 +189,13 @@ def write_results(
     if extra:
         payload.update(extra)
     path = out_dir / f"{component}.json"
-    text = results_json(payload)
+    text, nonfinite = _results_text(payload)
     _write_or_keep_aside(path, text)  # a failed write keeps the rows in a file it names
     if update_docs is None:
         update_docs = out is None
     if update_docs:
         update_benchmarks_md(component, json.loads(text))
+    _warn_nonfinite(nonfinite)  # once written: raised as an error, it loses nothing
     return path
 
 
@@ -216,16 +220,17 @@ def _strict(v: Any, where: str, nonfinite: list[str]) -> Any:
     return v  # anything else: json.dumps' own TypeError
 
 
-def results_json(payload: Mapping[str, Any]) -> str:
-    """``payload`` as the strict JSON text of a results file (indent 1, final newline).
-
-    Numpy and torch values become the numbers or lists they hold; a non-finite number (NaN,
-    ``±inf``) becomes the string ``"nan"``, ``"inf"`` or ``"-inf"`` (``float()`` reads it
-    back; a table shows it as it showed the number, not as "–", which means not measured) with
-    a ``RuntimeWarning`` naming where it was, since Python's ``NaN`` / ``Infinity`` tokens are
-    not JSON and strict parsers refuse the whole file."""
+def _results_text(payload: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """``payload`` as :func:`results_json` writes it, and where its non-finite numbers were
+    (for the warning a writer gives once the text is on disk)."""
     nonfinite: list[str] = []
     clean = _strict(payload, "", nonfinite)
+    text = json.dumps(clean, indent=1, default=_json_value, allow_nan=False) + "\n"
+    return text, nonfinite
+
+
+def _warn_nonfinite(nonfinite: list[str]) -> None:
+    """The ``RuntimeWarning`` naming the non-finite numbers written as strings (none: none)."""
     if nonfinite:
         shown = ", ".join(nonfinite[:5]) + (
             f" and {len(nonfinite) - 5} more" if len(nonfinite) > 5 else ""
@@ -235,7 +240,34 @@ def results_json(payload: Mapping[str, Any]) -> str:
             RuntimeWarning,
             stacklevel=user_stacklevel(),
         )
-    return json.dumps(clean, indent=1, default=_json_value, allow_nan=False) + "\n"
+
+
+def results_json(payload: Mapping[str, Any]) -> str:
+    """``payload`` as the strict JSON text of a results file (indent 1, final newline).
+
+    Numpy and torch values become the numbers or lists they hold; a non-finite number (NaN,
+    ``±inf``) becomes the string ``"nan"``, ``"inf"`` or ``"-inf"`` (``float()`` reads it
+    back; a table shows it as it showed the number, not as "–", which means not measured) with
+    a ``RuntimeWarning`` naming where it was, since Python's ``NaN`` / ``Infinity`` tokens are
+    not JSON and strict parsers refuse the whole file. The warning comes before the text is
+    returned: to write a file, use :func:`write_results_json` (or :func:`write_results`,
+    :func:`write_rows`), which warn only once the file is written, so that a run with warnings
+    as errors (``python -W error``) still leaves it on disk."""
+    text, nonfinite = _results_text(payload)
+    _warn_nonfinite(nonfinite)
+    return text
+
+
+def write_results_json(path: str | Path, payload: Mapping[str, Any]) -> Path:
+    """Write ``payload`` to ``path`` as :func:`results_json` text (its folder created; a failed
+    write keeps the text in a temporary file the ``OSError`` names) and return the path. The
+    ``RuntimeWarning`` about non-finite numbers comes after the write: raised as an error
+    (``python -W error``), it leaves the file written."""
+    path = Path(path).expanduser()
+    text, nonfinite = _results_text(payload)
+    _write_or_keep_aside(path, text)
+    _warn_nonfinite(nonfinite)
+    return path
 
 
 def write_partial(
@@ -264,9 +296,26 @@ def write_partial(
             extra={"partial": True, **(extra or {})},
             update_docs=False,
         )
+    except Warning as warned:  # warnings as errors: raised once the file was written
+        return f"are in {partial_path(component, out)} (marked partial; {warned})"
     except Exception as write_err:  # noqa: BLE001 - the run's own error is the one raised
         return f"could not be written ({write_err})"
     return f"are in {path} (marked partial)"
+
+
+def partial_path(component: str, out: str | Path | None) -> Path:
+    """Where :func:`write_partial` keeps ``component``'s rows: ``<out>/<component>.partial.json``
+    (``out`` ``None`` or empty: the temporary folder)."""
+    folder = Path(out).expanduser() if out else Path(tempfile.gettempdir())
+    return folder / f"{component}.partial.json"
+
+
+def remove_partial(component: str, out: str | Path | None) -> None:
+    """Remove ``component``'s partial file (:func:`partial_path`) once a run has written its
+    results file: a partial file left by an earlier stopped run (or by this one) is not kept
+    beside a completed run as if it belonged to it. No file there is no error; a removal that
+    fails raises its ``OSError``."""
+    partial_path(component, out).unlink(missing_ok=True)
 
 
 def metric_values(metrics: Mapping[str, Any]) -> dict[str, Any]:
@@ -414,10 +463,11 @@ def write_rows(
     out_dir = Path(out).expanduser() if out else Path(script).resolve().parent / "results"
     path = out_dir / f"{name}.json"
     payload = {"command": recorded_command(script, argv), **(extra or {}), "rows": rows}
-    text = results_json(payload)
+    text, nonfinite = _results_text(payload)
     _write_or_keep_aside(path, text)  # a failed write keeps the rows in a file it names
     print(rows_table(json.loads(text)["rows"]))  # as --table prints the file
     print(f"wrote {path}")
+    _warn_nonfinite(nonfinite)  # once written: raised as an error, it loses nothing
     return path
 
 
@@ -693,8 +743,14 @@ def _keep_task_results(
         "rows": rows,
     }
     target = Path(tempfile.gettempdir()) / f"{Path(path).stem}.partial.json"
+    text, nonfinite = _results_text(payload)
     try:
-        _write_or_keep_aside(target, results_json(payload))
+        _write_or_keep_aside(target, text)
     except Exception as err:  # noqa: BLE001 - the run's own error is the one raised
         return f"the results of the {len(done)} finished task(s) could not be written ({err})"
-    return f"the results of the {len(done)} finished task(s) are in {target} (marked partial)"
+    where = f"the results of the {len(done)} finished task(s) are in {target} (marked partial)"
+    try:
+        _warn_nonfinite(nonfinite)
+    except Warning as warned:  # warnings as errors: the run's own error is the one raised
+        where += f" ({warned})"
+    return where

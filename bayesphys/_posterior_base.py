@@ -101,8 +101,8 @@ class Posterior(Protocol):
         dims: list[str] | tuple[str, ...] | None = None,
         coords: dict[str, Any] | None = None,
         observed: dict[str, Any] | None = None,
-        num_samples: int = 1000,
-        num_chains: int = 1,
+        num_samples: int | None = None,
+        num_chains: int | None = None,
         name: str = "u",
         seed: int | None = None,
         params: dict[str, Any] | None = None,
@@ -152,8 +152,8 @@ class _PosteriorBase:
         dims: list[str] | tuple[str, ...] | None = None,
         coords: dict[str, Any] | None = None,
         observed: dict[str, Any] | None = None,
-        num_samples: int = 1000,
-        num_chains: int = 1,
+        num_samples: int | None = None,
+        num_chains: int | None = None,
         name: str = "u",
         seed: int | None = None,
         params: dict[str, Any] | None = None,
@@ -170,8 +170,14 @@ class _PosteriorBase:
         an array of the field's shape ``[*batch, *event]`` sits on the field's dims (and
         coordinates), one of its event shape on the event dims, so ``posterior.u -
         observed_data.y`` lines up point by point; other shapes get dims of their own.
-        ``seed`` (an int) makes the draws reproducible. A :class:`SamplePosterior` exports its
-        stored chains as they are (``num_samples``, ``num_chains`` and ``seed`` do not apply).
+        ``num_samples`` draws (default 1000) in each of ``num_chains`` chains (default 1);
+        ``seed`` (an int) makes the draws reproducible. A :class:`SamplePosterior` given
+        neither ``num_samples`` nor ``num_chains`` exports its stored chains as they are (so
+        ESS and R-hat describe the sampler; there is nothing to draw, so ``seed`` changes
+        nothing); given either, it exports ``num_chains x num_samples`` of its stored draws
+        picked without replacement (``seed`` seeds the pick; ``num_chains`` default 1,
+        ``num_samples`` default all the stored draws shared among the chains), a
+        ``ValueError`` naming ``num_samples`` when more are asked than it stores.
         """
         from .inference_data import to_inference_data
 
@@ -187,9 +193,15 @@ class _PosteriorBase:
             params=params,
         )
 
-    def _draws_for_export(self, num_chains: int, num_samples: int, seed: int | None) -> Tensor:
+    def _draws_for_export(
+        self, num_chains: int | None, num_samples: int | None, seed: int | None
+    ) -> Tensor:
         gen = make_generator(seed, self.device)
-        return self.sample(torch.Size([num_chains, num_samples]), generator=gen)
+        shape = [
+            1 if num_chains is None else num_chains,
+            1000 if num_samples is None else num_samples,
+        ]
+        return self.sample(torch.Size(shape), generator=gen)
 
 
 def central_intervals(post: Any, levels: Sequence[float]) -> list[tuple[Tensor, Tensor]]:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_bool, check_int
-from ._device import check_finite, model_device
+from ._device import check_finite, make_generator, model_device
 from ._posterior_args import (
     _q_tensor,
     _sampling_generator,
@@ -144,9 +144,34 @@ class SamplePosterior(_PosteriorBase):
             self.draws.to(model_device(device)), event_ndim=len(self.event_shape)
         )
 
-    def _draws_for_export(self, num_chains: int, num_samples: int, seed: int | None) -> Tensor:
-        # export the stored chains as they are (ESS and R-hat stay meaningful)
-        return self.draws
+    def _draws_for_export(
+        self, num_chains: int | None, num_samples: int | None, seed: int | None
+    ) -> Tensor:
+        """The stored chains as they are (neither count given: ESS and R-hat stay the
+        sampler's), else ``[num_chains, num_samples, *batch, *event]`` of the stored draws
+        picked without replacement, ``seed`` seeding the pick (``num_chains`` default 1;
+        ``num_samples`` default the stored draws shared evenly among the chains)."""
+        if num_chains is None and num_samples is None:
+            return self.draws
+        stored = self.num_chains * self.num_draws
+        chains = 1 if num_chains is None else num_chains
+        per_chain = stored // chains if num_samples is None else num_samples
+        if per_chain < 1:
+            raise ValueError(
+                f"num_chains: {chains} chains of the {stored} stored draws leave none per "
+                f"chain; pass num_chains <= {stored}"
+            )
+        if chains * per_chain > stored:
+            raise ValueError(
+                f"num_samples: {per_chain} draws in each of {chains} chain(s) need "
+                f"{chains * per_chain} distinct draws, but this SamplePosterior stores "
+                f"{stored} ({self.num_chains} chain(s) x {self.num_draws}); pass num_samples "
+                f"<= {stored // chains} (or leave num_samples and num_chains unset to export "
+                "the stored chains as they are)"
+            )
+        gen = make_generator(seed, self.device)
+        pick = torch.randperm(stored, generator=gen, device=self.device)[: chains * per_chain]
+        return self._flat()[pick].reshape(chains, per_chain, *self.draws.shape[2:])
 
     def __repr__(self) -> str:
         return (

@@ -290,21 +290,25 @@ def to_inference_data(
     dims: Sequence[str] | str | None = None,
     coords: Mapping[str, Any] | None = None,
     observed: Mapping[str, Any] | None = None,
-    num_samples: int = 1000,
-    num_chains: int = 1,
+    num_samples: int | None = None,
+    num_chains: int | None = None,
     name: str = "u",
     seed: int | None = None,
     params: Mapping[str, Any] | None = None,
 ) -> arviz.InferenceData | xr.DataTree:
     """Export a :class:`~bayesphys.Posterior` (see ``Posterior.to_inference_data``): any object
-    with the protocol's members, the package's own classes or a user's."""
+    with the protocol's members, the package's own classes or a user's. ``num_samples`` draws
+    in each of ``num_chains`` chains (default 1000 and 1; a
+    :class:`~bayesphys.SamplePosterior` given neither exports its stored chains as they are)."""
     import torch
 
     from ._checks import check_int, check_seed
     from ._device import make_generator
 
-    num_samples = check_int("num_samples", num_samples, minimum=1)
-    num_chains = check_int("num_chains", num_chains, minimum=1)
+    if num_samples is not None:
+        num_samples = check_int("num_samples", num_samples, minimum=1)
+    if num_chains is not None:
+        num_chains = check_int("num_chains", num_chains, minimum=1)
     if not isinstance(name, str) or not name:
         raise TypeError(f"name: expected a non-empty string, received {name!r}")
     if seed is not None:
@@ -327,11 +331,15 @@ def to_inference_data(
             f"{tuple(posterior.event_shape)}), received {dims}"
         )
     export = getattr(posterior, "_draws_for_export", None)
-    if export is not None:  # the package's posteriors (a SamplePosterior keeps its chains)
+    if export is not None:  # the package's posteriors (a SamplePosterior may keep its chains)
         draws = export(num_chains, num_samples, seed)
     else:  # any other object with the Posterior protocol: fresh draws
         gen = make_generator(seed, posterior.device)
-        draws = posterior.sample(torch.Size([num_chains, num_samples]), generator=gen)
+        shape = [
+            1 if num_chains is None else num_chains,
+            1000 if num_samples is None else num_samples,
+        ]
+        draws = posterior.sample(torch.Size(shape), generator=gen)
     all_dims = {name: dims}
     # an observed field on the field's grid shares its dims (dims of its own made
     # posterior.u - observed_data.y an outer product of the two grids)

@@ -30,7 +30,14 @@ import tempfile
 
 import torch
 
-from bayesphys._bench import bench_row, positive_int, recorded_command, write_results
+from bayesphys._bench import (
+    bench_row,
+    partial_path,
+    positive_int,
+    recorded_command,
+    remove_partial,
+    write_results,
+)
 from bayesphys._cli_args import device_arg
 from bayesphys._device import resolve_device
 from bayesphys._files import closing_figures, out_folder_arg, save_figure
@@ -238,8 +245,8 @@ def main(argv: list[str] | None = None) -> pathlib.Path | None:
         out = tempfile.mkdtemp(prefix="bench_gp_pde_")
     # the arguments as given (--only, --methods, --budget-scale, --threads change the rows)
     cmd = recorded_command(__file__, argv)
-    partial_dir = pathlib.Path(out) if out else pathlib.Path(tempfile.gettempdir())
-    partial = partial_dir / "gp_pde.partial.json"
+    partial = partial_path("gp_pde", out)
+    partial_dir = partial.parent
     try:
         for problem, (mkw, fkw, budget) in table.items():
             for method in args.methods.split(","):
@@ -328,7 +335,7 @@ def main(argv: list[str] | None = None) -> pathlib.Path | None:
         device=str(device),
         extra={"note": ANCHOR_NOTE},
     )
-    partial.unlink(missing_ok=True)  # the rows are in the results file now
+    remove_partial("gp_pde", out)  # the rows are in the results file now
     return path
 
 

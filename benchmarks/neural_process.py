@@ -37,8 +37,10 @@ import torch
 
 from bayesphys._bench import (
     bench_row,
+    partial_path,
     positive_int,
     recorded_command,
+    remove_partial,
     write_partial,
     write_results,
 )
@@ -501,7 +503,7 @@ def main(argv: list[str] | None = None) -> Path:
     rows: list[dict] = []
     done: list[str] = []  # the parts whose rows are all in ``rows``
     cmd = recorded_command(__file__, argv)
-    partial = Path(out or tempfile.gettempdir()) / "neural_process.partial.json"
+    partial = partial_path("neural_process", out)
     where = ""  # where the finished parts' rows are
 
     def finished(*parts: str) -> None:  # after each part: its rows kept on disk at once
@@ -553,7 +555,7 @@ def main(argv: list[str] | None = None) -> Path:
         extra={"total_seconds": time.perf_counter() - t_all},
     )
     if done:  # the rows are in the results file now
-        partial.unlink(missing_ok=True)
+        remove_partial("neural_process", out)
     return path
 
 

@@ -21,10 +21,10 @@ B2, B5 and the atlas B4 need ``nilearn`` (the MNI templates ship in its wheel; n
 downloaded). A full run with ``--only`` merges its rows into the existing results file.
 A run that stops (a benchmark failing, Ctrl-C) writes the rows of the benchmarks that finished
 to ``odil.partial.json`` (``"partial": true``; in ``--out``, else the temporary folder), names
-it on stderr and leaves the results file as it was. To finish such a (full, not ``--quick``)
-run, copy it as ``odil.json`` into a folder DIR of its own (the copy replaces a results file
-there) and rerun the benchmarks not finished with ``--only ... --out DIR``, which merges them
-into it.
+it on stderr and leaves the results file as it was; a later completed run into the same
+folder removes it. To finish such a (full, not ``--quick``) run, copy it as ``odil.json`` into
+a folder DIR of its own (the copy replaces a results file there) and rerun the benchmarks not
+finished with ``--only ... --out DIR``, which merges them into it.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from bayesphys._bench import write_partial, write_results
+from bayesphys._bench import remove_partial, write_partial, write_results
 from bayesphys._cli_args import device_arg
 from bayesphys._device import resolve_device
 from bayesphys._files import out_folder_arg
@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> Path | None:
         rows.sort(key=lambda r: r["problem"])
         cmd = _merged_command(prev["command"], cmd)
     path = write_results("odil", rows, quick=args.quick, command=cmd, out=out, device=str(dev))
+    remove_partial("odil", out)  # an earlier stopped run's file is not left beside this one
     return path
 
 

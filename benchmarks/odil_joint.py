@@ -14,11 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import torch
 
-from bayesphys._bench import positive_int, recorded_command, results_json
+from bayesphys._bench import positive_int, recorded_command, write_results_json
 
 SOLVERS = ("sparse", "cg")
 
@@ -70,9 +69,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(json.dumps(row), flush=True)
     if args.out:
         cmd = recorded_command(__file__, argv)
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         payload = {"command": cmd.strip(), "threads": args.threads, "rows": rows}
-        Path(args.out).write_text(results_json(payload), encoding="utf-8")
+        write_results_json(args.out, payload)
     return rows
 
 

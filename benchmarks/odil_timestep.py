@@ -21,12 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from bayesphys._bench import positive_int, recorded_command, results_json
+from bayesphys._bench import positive_int, recorded_command, write_results_json
 from bayesphys.odil import GliomaModel
 from bayesphys.problems.glioma import brain_phantom, synthetic_patient, truth_theta
 
@@ -98,11 +97,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(json.dumps(row), flush=True)
         rows.append(row)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         cmd = recorded_command(__file__, argv)
-        Path(args.out).write_text(
-            results_json({"command": cmd.strip(), "rows": rows}), encoding="utf-8"
-        )
+        write_results_json(args.out, {"command": cmd.strip(), "rows": rows})
     return rows
 
 

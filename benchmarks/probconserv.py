@@ -19,9 +19,10 @@ ProbConserv-GP / ProbConserv-GP-model. ``--load-models`` / ``--merge`` / ``--pro
 parts without retraining or losing the other rows. A problem that fails does not stop the
 others; when a run stops (a failed problem, Ctrl-C) the rows of the finished problems go to
 ``probconserv.partial.json`` (``"partial": true``; in ``--out``, else the temporary folder)
-and the results file is left as it was. To finish such a run, copy it as ``probconserv.json``
-into a folder DIR of its own (the copy replaces a results file there) and rerun the problems
-not finished with the run's other options and ``--problems ... --merge --out DIR``.
+and the results file is left as it was; a later completed run into the same folder removes
+it. To finish such a run, copy it as ``probconserv.json`` into a folder DIR of its own (the
+copy replaces a results file there) and rerun the problems not finished with the run's other
+options and ``--problems ... --merge --out DIR``.
 Anchor figures: Hansen et al. 2023 Table 1 (diffusion) and the reference-checkpoint
 measurements of the anchor file (PME, Stefan, shock).
 """
@@ -43,6 +44,7 @@ import torch
 from bayesphys._bench import (
     positive_int,
     recorded_command,
+    remove_partial,
     repo_root,
     write_partial,
     write_results,
@@ -452,6 +454,7 @@ def main(argv: list[str] | None = None) -> Path:
         device=args.device,
         extra=extra,
     )
+    remove_partial("probconserv", out)  # an earlier stopped run's file is not left beside this one
     print(f"wrote {path} in {total:.0f}s", file=sys.stderr)
     return path
 

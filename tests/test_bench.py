@@ -226,3 +226,62 @@ def test_a_failed_write_keeps_the_rows_in_a_file_it_names(tmp_path, monkeypatch,
     assert str(kept) in str(info.value) and str(out / "toy.json") in str(info.value)
     assert json.loads(kept.read_text(encoding="utf-8"))["rows"][0]["metrics"] == {"mse": 1e-4}
     assert isinstance(info.value, NotADirectoryError | FileExistsError)  # as the cause raised
+
+
+@pytest.mark.parametrize("where", ["out", None, ""])
+def test_partial_path_is_where_write_partial_writes_and_remove_partial_removes_it(
+    tmp_path, monkeypatch, where
+):
+    import tempfile
+
+    from bayesphys._bench import partial_path, remove_partial, write_partial
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "temp"))
+    (tmp_path / "temp").mkdir()
+    out = str(tmp_path / "out") if where == "out" else where
+    said = write_partial("toy", [], quick=True, command="c", out=out, device="cpu")
+    path = partial_path("toy", out)
+    assert said == f"are in {path} (marked partial)" and path.exists()
+    assert path.parent == (tmp_path / "out" if where == "out" else tmp_path / "temp")
+    remove_partial("toy", out)
+    assert not path.exists()
+    remove_partial("toy", out)  # no file: nothing to do
+
+
+@pytest.mark.parametrize("writer", ["write_results", "write_rows", "write_results_json"])
+def test_warnings_as_errors_still_leave_the_results_written(tmp_path, monkeypatch, writer):
+    """Under ``python -W error`` the warning about non-finite figures was raised before the
+    file was written, so the run's results were lost; it now comes once the file is on disk
+    (and is still raised, as asked)."""
+    import warnings
+
+    import bayesphys._bench as bench
+
+    rows = [bench_row("p", "m", {"nll": math.inf, "mse": 0.5})]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(RuntimeWarning, match=r"1 non-finite value\(s\)"):
+            if writer == "write_results":
+                write_results("toy", rows, quick=True, command="c", out=tmp_path)
+            elif writer == "write_rows":
+                bench.write_rows("toy", rows, script="demo.py", argv=[], out=tmp_path)
+            else:
+                bench.write_results_json(tmp_path / "toy.json", {"rows": rows})
+    payload = _strict_loads((tmp_path / "toy.json").read_text(encoding="utf-8"))
+    assert payload["rows"][0]["metrics"] == {"nll": "inf", "mse": 0.5}
+
+
+def test_warnings_as_errors_in_a_partial_write_name_the_written_file(tmp_path):
+    """A stopped run's rows with a non-finite figure, under warnings as errors: the partial
+    file is written and named (the warning is the note, the run's own error the one raised)."""
+    import warnings
+
+    from bayesphys._bench import write_partial
+
+    rows = [bench_row("p", "m", {"nll": math.nan})]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        said = write_partial("toy", rows, quick=True, command="c", out=tmp_path, device="cpu")
+    path = tmp_path / "toy.partial.json"
+    assert said.startswith(f"are in {path} (marked partial; results: 1 non-finite")
+    assert _strict_loads(path.read_text(encoding="utf-8"))["rows"][0]["metrics"] == {"nll": "nan"}

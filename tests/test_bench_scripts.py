@@ -546,6 +546,41 @@ def test_odil_cut_short_keeps_the_finished_benchmarks(tmp_path, monkeypatch, cap
     assert f"of B0, B1 are in {tmp_path / 'odil.partial.json'}" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("to_out", [True, False])
+def test_odil_completed_run_removes_a_stale_partial_file(tmp_path, monkeypatch, to_out):
+    """A stopped run's odil.partial.json (in --out, else the temporary folder) stayed beside
+    a later completed run as if it were that run's, unlike gp_pde's and neural_process's; a
+    completed run now removes it."""
+    import tempfile
+
+    mod = script_module(str(BENCH / "odil.py"))
+    row = bench.bench_row
+    monkeypatch.setattr(mod, "bench_b0", lambda quick, dev: [row("B0", "m", {"x": 1.0})])
+    monkeypatch.setattr(mod, "bench_b1_b4", lambda quick, dev: [row("B1", "m", {"x": 2.0})])
+
+    def b3(quick, dev):
+        raise RuntimeError("late failure")
+
+    monkeypatch.setattr(mod, "bench_b3", b3)
+    out = tmp_path / "out"
+    temp = tmp_path / "temp"
+    out.mkdir()
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    where = ["--out", str(out)] if to_out else []
+    written = []
+    if not to_out:  # a full run without --out writes the committed file: kept aside here
+        monkeypatch.setattr(mod, "write_results", lambda *a, **k: written.append(k) or out)
+    with pytest.raises(RuntimeError, match="late failure"):
+        mod.main(["--only", "B0,B1,B3", *where])
+    partial = (out if to_out else temp) / "odil.partial.json"
+    assert json.loads(partial.read_text())["finished"] == ["B0", "B1"]
+    monkeypatch.setattr(mod, "bench_b3", lambda quick, dev: [row("B3", "m", {"x": 3.0})])
+    mod.main(["--only", "B3", *where])
+    assert not partial.exists()
+    assert to_out or [k["out"] for k in written] == [None]
+
+
 def _fake_neural_process(monkeypatch, stop):
     """neural_process.py with training and scoring replaced by instant stand-ins; the SPEED
     part raises ``stop`` on its first call and gives one row after that."""

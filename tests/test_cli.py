@@ -168,6 +168,30 @@ def test_run_script_tasks_runs_the_other_tasks_and_keeps_their_results(
     assert '{"x": 3}' in captured.out  # each result printed when it arrived
 
 
+def test_run_script_tasks_under_warnings_as_errors_keeps_a_non_finite_result(tmp_path, monkeypatch):
+    """A finished task's NaN, under warnings as errors: the partial file was not written (the
+    warning came first) and the error said it could not be; it is written and named, and the
+    run's own error is the one raised."""
+    import tempfile
+    import warnings
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    script = tmp_path / "toy_nan.py"
+    script.write_text(
+        "def task(x):\n"
+        "    if x < 0:\n"
+        "        raise ValueError('negative')\n"
+        "    return {'x': float('nan')}\n"
+    )
+    partial = tmp_path / "toy_nan.partial.json"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(RuntimeError, match=r"task -1 failed") as info:
+            run_script_tasks(str(script), "task", [1, -1], 1)
+    assert f"are in {partial} (marked partial" in str(info.value)
+    assert json.loads(partial.read_text())["rows"] == [{"x": "nan"}]
+
+
 def test_run_script_tasks_keeps_the_finished_results_on_ctrl_c(tmp_path, monkeypatch, capsys):
     import tempfile
 

@@ -421,3 +421,46 @@ def test_wrong_dims_are_refused_before_any_draw(monkeypatch):
     monkeypatch.setattr(post, "_draws_for_export", no_draws)
     with pytest.raises(ValueError, match="dims: expected 2 names"):
         post.to_inference_data(dims=["a", "b", "c"])
+
+
+def _stored_rows(draws: torch.Tensor) -> list[tuple[float, ...]]:
+    return [tuple(r) for r in draws.reshape(-1, draws.shape[-1]).tolist()]
+
+
+def test_sample_posterior_export_honours_num_samples_num_chains_and_seed():
+    """``num_samples``, ``num_chains`` and ``seed`` were ignored by a SamplePosterior (its
+    stored chains always came out, whatever was asked); given, they pick that many stored
+    draws without replacement, seeded, in that many chains. Given neither, the stored
+    chains come out as they are."""
+    draws = torch.randn(2, 6, 3, dtype=torch.float64)
+    post = SamplePosterior(draws)
+    stored = _stored_rows(draws)
+
+    def exported(**kw):
+        return group_dataset(post.to_inference_data(**kw), "posterior")["u"].values
+
+    np.testing.assert_array_equal(exported(), draws.numpy())  # the stored chains
+    np.testing.assert_array_equal(exported(seed=4), draws.numpy())  # nothing to draw
+    picked = exported(num_samples=4, seed=1)
+    assert picked.shape == (1, 4, 3)
+    rows = [tuple(r) for r in picked.reshape(-1, 3).tolist()]
+    assert len(set(rows)) == 4 and set(rows) <= set(stored)  # stored draws, none twice
+    np.testing.assert_array_equal(exported(num_samples=4, seed=1), picked)  # seeded
+    assert not np.array_equal(exported(num_samples=4, seed=2), picked)
+    split = exported(num_chains=3, seed=0)  # all 12 stored draws in 3 chains of 4
+    assert split.shape == (3, 4, 3)
+    assert sorted(tuple(r) for r in split.reshape(-1, 3).tolist()) == sorted(stored)
+    assert exported(num_chains=2, num_samples=5, seed=0).shape == (2, 5, 3)
+    assert exported(num_chains=5, seed=0).shape == (5, 2, 3)  # 12 // 5 each, 2 left out
+
+
+def test_sample_posterior_export_refuses_more_draws_than_stored():
+    post = SamplePosterior(torch.randn(2, 6, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"num_samples: 7 draws .* stores 12 .* <= 6"):
+        post.to_inference_data(num_samples=7, num_chains=2)
+    with pytest.raises(ValueError, match=r"num_samples: 13 draws .* stores 12"):
+        post.to_inference_data(num_samples=13)
+    with pytest.raises(ValueError, match=r"num_chains: 13 chains of the 12 stored draws"):
+        post.to_inference_data(num_chains=13)
+    with pytest.raises(ValueError, match="num_samples"):
+        post.to_inference_data(num_samples=0)

@@ -30,7 +30,9 @@ __all__ = ["plot_component", "component_figure"]
 def plot_component(
     component: str, rows: Sequence[dict], results: Sequence[CalibrationResult], path: str | Path
 ) -> Path:
-    """Draw the calibration figure of ``component`` to ``path`` (PNG); returns the path."""
+    """Draw the calibration figure of ``component`` to ``path`` (PNG); returns the path. No
+    rows and no results is a ``ValueError`` (:func:`component_figure`), before anything is
+    written."""
     fig = component_figure(component, rows, results)
     path = Path(path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,10 +44,16 @@ def component_figure(
     component: str, rows: Sequence[dict], results: Sequence[CalibrationResult]
 ) -> matplotlib.figure.Figure:
     """The calibration figure of ``component`` (a :class:`~matplotlib.figure.Figure` outside
-    pyplot), as :func:`plot_component` saves it."""
+    pyplot), as :func:`plot_component` saves it. With no ``results`` the ``rows`` are drawn
+    as a bar chart; no rows either is a ``ValueError`` (there is nothing to draw)."""
     bad = [type(r).__name__ for r in results if not isinstance(r, CalibrationResult)]
     if bad:
         raise TypeError(f"results: expected CalibrationResult objects, received {bad}")
+    if not results and not rows:  # an empty chart under the component's title said nothing
+        raise ValueError(
+            f"rows: expected at least one row (or a CalibrationResult in results) to draw "
+            f"the figure of {component!r}, received no rows and no results"
+        )
     if not results:  # the rows are drawn (their labels): checked before any drawing
         for i, r in enumerate(rows):
             if not isinstance(r, dict) or "problem" not in r or "method" not in r:

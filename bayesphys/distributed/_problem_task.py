@@ -54,6 +54,9 @@ class ProblemTask:
     num_samples: int = 200
     num_chains: int = 1
     name: str = "u"
+    #: neither count given to ``fit_many``: a posterior of stored draws (``SamplePosterior``)
+    #: exports its chains as they are, any other draws ``num_chains x num_samples``
+    keep_stored_chains: bool = True
 
 
 def _accepts(fn: Callable[..., Any], kw: str) -> bool:
@@ -128,12 +131,12 @@ def _run_task(task: ProblemTask, rec: dict[str, Any]) -> None:
         if task.export is not None:
             idata = task.export(model, post, draw_seed)
         else:
-            idata = post.to_inference_data(
-                num_samples=task.num_samples,
-                num_chains=task.num_chains,
-                seed=draw_seed,
-                name=task.name,
-            )
+            from .._sample_posterior import SamplePosterior
+
+            counts = dict(num_samples=task.num_samples, num_chains=task.num_chains)
+            if task.keep_stored_chains and isinstance(post, SamplePosterior):
+                counts = dict(num_samples=None, num_chains=None)  # its stored chains
+            idata = post.to_inference_data(**counts, seed=draw_seed, name=task.name)
         rec.update(_summary(fit))
         rec["groups"] = {g: ds.load() for g, ds in _groups(idata).items()}
         rec["status"] = "ok"

@@ -202,8 +202,10 @@ def fit_many(
     threads_per_worker: torch/OpenMP/BLAS threads in each task (``None``: leave as is).
     max_workers: size of pools/clusters started here (default: all cores).
     num_samples, num_chains, name: passed to ``Posterior.to_inference_data`` (default 200,
-        1, ``"u"``); with ``export`` they do not apply (``export`` makes the draws) and
-        giving one is refused (``ValueError``).
+        1, ``"u"``; a :class:`~bayesphys.SamplePosterior` given neither count exports its
+        stored chains as they are, given either it exports that many of its stored draws);
+        with ``export`` they do not apply (``export`` makes the draws) and giving one is
+        refused (``ValueError``).
     export: optional ``export(model, posterior, seed) -> InferenceData`` (``seed``: the draws'
         seed above) replacing the default
         export, e.g. to add named parameter draws (``D``, ``rho``) or ``observed_data``.
@@ -260,6 +262,7 @@ def fit_many(
                 f"seed) makes the draws and names them); set them in export, received "
                 + ", ".join(f"{k}={v!r}" for k, v in given.items())
             )
+    counts_given = num_samples is not None or num_chains is not None
     num_samples = check_int("num_samples", 200 if num_samples is None else num_samples, minimum=1)
     num_chains = check_int("num_chains", 1 if num_chains is None else num_chains, minimum=1)
     name = "u" if name is None else name
@@ -293,6 +296,9 @@ def fit_many(
         name=name,
         export=export,
     )
+    if counts_given:  # a SamplePosterior's stored draws are then picked (a default run's
+        # fingerprint stays as it was)
+        shaping["keep_stored_chains"] = False
     records: dict[Any, dict[str, Any]] = {}
     todo: list[ProblemTask] = []
     keys: dict[Any, str] = {}

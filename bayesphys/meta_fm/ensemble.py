@@ -86,6 +86,8 @@ def _check_models(models: Any) -> list[MetaFlowMatching]:
             ("dim", m0.dim, m.dim),
             ("num_treatments", m0.num_treatments, m.num_treatments),
             ("node_features", m0.config.node_features, m.config.node_features),
+            # the ensemble's dtype is its members' (stacked draws were promoted silently)
+            ("dtype", m0.dtype, m.dtype),
         ):
             if a != b:
                 raise ValueError(f"models[{i}]: expected {what} {a} (as models[0]), received {b}")
@@ -101,8 +103,8 @@ class MFMEnsemble:
     CPU; ``"auto"``: CUDA when present), ``dtype`` and keyword settings as a single model is.
 
     ``models``: instead, at least 2 distinct models already built (and possibly fitted; one
-    model listed twice is refused), of one dimension, number of treatments and number of
-    point features; building arguments (``data``, ``config``, ``device``, ``dtype``,
+    model listed twice is refused), of one dimension, number of treatments, number of
+    point features and dtype; building arguments (``data``, ``config``, ``device``, ``dtype``,
     settings) are then refused, since they would be ignored, and ``members``, if given, must
     equal ``len(models)``.
     """

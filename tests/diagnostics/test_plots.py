@@ -167,3 +167,14 @@ def test_a_row_without_problem_or_method_is_named(tmp_path, row):
     with pytest.raises(ValueError, match="row 1"):
         plot_component("x", [good, row], [], tmp_path / "c.png")
     assert not (tmp_path / "c.png").exists()
+
+
+@pytest.mark.parametrize("rows", [[], ()])
+def test_no_rows_and_no_results_is_refused_by_name(tmp_path, rows):
+    """No rows and no results drew an empty chart under the component's title (and saved it);
+    it is refused, naming the argument, before anything is drawn or written."""
+    with pytest.raises(ValueError, match=r"rows: expected at least one row .*'x'.*no results"):
+        component_figure("x", rows, [])
+    with pytest.raises(ValueError, match="rows: expected at least one row"):
+        plot_component("x", rows, [], tmp_path / "c.png")
+    assert not (tmp_path / "c.png").exists()

@@ -64,3 +64,17 @@ def build_sleeping(problem: dict, seed: int | None = None) -> LinearGaussianMode
 
     time.sleep(problem.get("sleep", 0.0))
     return build(problem, seed=seed)
+
+
+class StoredDrawsModel(LinearGaussianModel):
+    """Its posterior is a SamplePosterior of 5 stored draws in 2 chains (an ensemble's)."""
+
+    def posterior(self):
+        from bayesphys import SamplePosterior
+
+        gen = torch.Generator().manual_seed(0)
+        return SamplePosterior(super().posterior().sample((2, 5), generator=gen))
+
+
+def build_stored(problem: dict, seed: int | None = None) -> StoredDrawsModel:
+    return StoredDrawsModel(problem, seed=seed)

@@ -926,3 +926,23 @@ def test_name_and_retry_failed_are_checked_before_any_fit(kw, match):
 
     with pytest.raises(TypeError, match=match):
         _run("sequential", _toy.problems(1), builder=build_not_called, **kw)
+
+
+def test_a_sample_posterior_keeps_its_chains_unless_counts_are_given(tmp_path):
+    """A posterior of stored draws (SamplePosterior) exports its chains as they are when
+    neither num_samples nor num_chains is given (a default of 200 draws would refuse 10
+    stored ones); given, they pick that many of the stored draws, and the records in ``out``
+    made with the stored chains are not resumed as if they were those."""
+    probs = _toy.problems(2)
+    kw = dict(executor="sequential", seed=7, progress=False, fit_kwargs={"steps": 2})
+    res = fit_many(probs, _toy.build_stored, out=tmp_path, **kw)
+    u = group_dataset(res.idata, "posterior")["u"]
+    assert u.shape == (2, 5, 2, 41) and res.table["status"].eq("ok").all()
+    picked = fit_many(probs, _toy.build_stored, out=tmp_path, num_samples=4, **kw)
+    assert not picked.table["resumed"].any()
+    assert group_dataset(picked.idata, "posterior")["u"].shape == (1, 4, 2, 41)
+    again = fit_many(probs, _toy.build_stored, out=tmp_path, **kw)
+    assert not again.table["resumed"].any()  # the picked records are not the stored chains
+    too_many = fit_many(probs, _toy.build_stored, num_samples=11, **kw)
+    assert too_many.table["status"].eq("error").all()
+    assert too_many.table["error"].str.contains("num_samples: 11 draws").all()

@@ -624,3 +624,51 @@ def test_ensemble_refuses_one_model_listed_twice():
     with pytest.raises(ValueError, match=r"^models\[2\]: the same model as models\[0\]"):
         MFMEnsemble(models=[m, other, m])
     assert MFMEnsemble(models=[m, other]).members == 2
+
+
+# ----------------------------------------------------------------------------- dtypes
+def test_the_networks_name_an_input_in_another_dtype():
+    """Points or conditions in another dtype than a network's weights (float64 into a
+    float32 field or embedding) failed deep inside a matrix product with torch's own error;
+    they are refused naming the argument and both dtypes. The model itself converts its
+    populations to its dtype (as before)."""
+    from bayesphys.meta_fm import FourierFeatures, PopulationEmbedding
+
+    d64 = torch.float64
+    field = VectorField(2, 3, width=8, layers=2, time_dim=4, fourier=4)
+    x, cond = torch.randn(5, 2), torch.randn(5, 3)
+    assert field(0.5, x, cond).dtype == torch.float32
+    want = r"expected the vector field's dtype torch.float32, received torch.float64"
+    with pytest.raises(TypeError, match=rf"x: {want} \(convert it with x.to\(torch.float32\)"):
+        field(0.5, x.to(d64), cond)
+    with pytest.raises(TypeError, match=rf"cond: {want}"):
+        field(0.5, x, cond.to(d64))
+    with pytest.raises(TypeError, match=rf"x: {want}"):  # through the ODE solver too
+        integrate(lambda t, y: field(t, y, cond), x.to(d64), steps=2)
+    assert field.to(d64)(0.5, x.to(d64), cond.to(d64)).dtype == d64  # or the field converted
+    with pytest.raises(TypeError, match=r"x: expected the Fourier feature map's dtype"):
+        FourierFeatures(2, 4, 1.0)(x.to(d64))
+    emb = PopulationEmbedding(2, hidden=8, layers=2, k=3)
+    with pytest.raises(TypeError, match=r"x: expected the embedding's dtype torch.float32"):
+        emb(torch.randn(2, 6, 2, dtype=d64))
+    gcn = DenseGCN(2, 4, 1)
+    a_hat = torch.eye(6)
+    with pytest.raises(TypeError, match=r"h: expected the GCN's dtype torch.float32"):
+        gcn(torch.randn(6, 2, dtype=d64), a_hat)
+    with pytest.raises(TypeError, match=r"a_hat: expected the GCN's dtype torch.float32"):
+        gcn(torch.randn(6, 2), a_hat.to(d64))
+
+
+def test_an_ensemble_of_members_of_two_dtypes_is_refused():
+    """Members of float32 and float64 formed an ensemble whose dtype said float32 while its
+    draws were promoted to float64; they are refused, naming the member and both dtypes."""
+    data = _pairs()
+    m32 = MetaFlowMatching(data, **TINY_MFM, seed=0)
+    m64 = MetaFlowMatching(data, **TINY_MFM, seed=1, dtype=torch.float64)
+    with pytest.raises(
+        ValueError, match=r"models\[1\]: expected dtype torch.float32 \(as models\[0\]\), received"
+    ):
+        MFMEnsemble(models=[m32, m64])
+    # the model's own entry points convert populations of any floating dtype to its own
+    src = [s.to(torch.float64) for s in data.subset("test").source]
+    assert all(p.dtype == torch.float32 for p in m32.predict(src))

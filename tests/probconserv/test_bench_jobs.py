@@ -146,3 +146,27 @@ def test_partial_rows_finish_with_problems_and_merge(bench, monkeypatch, tmp_pat
     assert sorted(r["problem"] for r in payload["rows"]) == ["diffusion", "pme", "stefan"]
     assert sorted(payload["training"]) == ["diffusion/ANP", "pme/ANP", "stefan/ANP"]
     assert "partial" not in payload
+
+
+def test_a_completed_run_removes_a_stale_partial_file(bench, monkeypatch, tmp_path):
+    """A stopped run's probconserv.partial.json stayed beside a later completed run as if it
+    were that run's (gp_pde's and neural_process's completed runs remove theirs); a completed
+    run now removes it."""
+    failing = {"pme"}
+
+    def fake_run(quick, problems, **kw):
+        (p,) = problems
+        if p in failing:
+            raise ValueError("late failure")
+        row = {"problem": p, "setting": {}, "method": "ANP", "metrics": {"mse": 1.0}}
+        return [row], {f"{p}/ANP": {"seconds": 1.0}}
+
+    monkeypatch.setattr(bench, "run", fake_run)
+    argv = ["--quick", "--jobs", "1", "--problems", "stefan,pme", "--out", str(tmp_path)]
+    with pytest.raises(RuntimeError, match="problem 'pme' failed"):
+        bench.main(argv)
+    partial = tmp_path / "probconserv.partial.json"
+    assert partial.exists()
+    failing.clear()
+    bench.main(argv)
+    assert not partial.exists()
