@@ -1,0 +1,54 @@
+"""Test-grid posterior of the dense solve: its variances without the whole test-to-grid map."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+import bayesphys.gp_pde.posterior as gp_posterior
+from bayesphys.gp_pde import GPPDESolver
+from bayesphys.gp_pde._kron import kron_dense
+
+F64 = torch.float64
+
+
+def _reference(W: list[torch.Tensor], cov: torch.Tensor) -> torch.Tensor:
+    wd = kron_dense(W)
+    return ((wd @ cov) * wd).sum(-1)
+
+
+@pytest.mark.parametrize("sizes", [[(7, 3)], [(5, 4), (6, 3)], [(3, 2), (4, 3), (5, 2)]])
+def test_dense_test_variance_in_blocks_is_the_diagonal(sizes, monkeypatch):
+    gen = torch.Generator().manual_seed(0)
+    W = [torch.randn(p, n, generator=gen, dtype=F64) for p, n in sizes]
+    m = kron_dense(W).shape[1]
+    a = torch.randn(m, m, generator=gen, dtype=F64)
+    cov = a @ a.mT
+    want = _reference(W, cov)
+    # whole: the same operations as the reference, so the same numbers
+    assert torch.equal(gp_posterior.dense_test_variance(W, cov), want)
+    # two rows at a time, and blocks that do not divide the rows
+    for rows in (1, 2, 5):
+        monkeypatch.setattr(gp_posterior, "_BLOCK_BYTES", rows * m * 8)
+        torch.testing.assert_close(
+            gp_posterior.dense_test_variance(W, cov), want, rtol=1e-13, atol=0
+        )
+
+
+def test_dense_posterior_never_forms_the_whole_test_to_grid_map(monkeypatch):
+    # method="ref" in 2-D solves densely; its variances formed the [P, M] map W three times
+    # over (W, W Sigma_U, their product): 2.2 GB for the default 300 x 300 test grid of the
+    # 32 x 32 test problem, about 12 GB on 77 x 77 collocation points
+    torch.set_num_threads(1)
+    model = GPPDESolver("poisson2d-low", method="ref", num_mixtures=2, n_col=16, seed=0)
+    axes = [torch.linspace(0, 1, 60, dtype=F64)] * 2
+    whole = model.posterior(axes).variance
+    full = 60 * 60 * 16 * 16 * 8  # bytes of the [P, M] map
+    monkeypatch.setattr(gp_posterior, "_BLOCK_BYTES", full // 8, raising=False)
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        blocked = model.posterior(axes).variance
+    largest = max(e.cpu_memory_usage for e in prof.events())
+    assert largest < full // 2, f"an allocation of {largest} bytes (the whole map: {full})"
+    torch.testing.assert_close(blocked, whole, rtol=1e-12, atol=1e-300)
+    assert bool((blocked > 0).all())
