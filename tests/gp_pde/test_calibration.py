@@ -80,3 +80,11 @@ def test_calibrate_rows_quick_well_formed():
     # the well-specified posterior covers near nominal; the jitter-only one under-covers
     good, bad = (float(r["metrics"]["coverage90"]) for r in rows[:2])
     assert 0.8 <= good <= 0.97 and bad < good
+    # the quick run's held-out z are Gaussian-shaped (the jitter-only posterior is Gaussian,
+    # too narrow): the shape map must not be far worse than the affine one. The generalised
+    # normal ran to its uniform limit for two of the four summaries, and the shape row's SBC
+    # p was 1e-12 against the affine row's 0.027.
+    if len(rows) == 4:
+        p_affine, p_shape = (float(r["metrics"]["sbc_pvalue"]) for r in rows[2:])
+        assert math.log10(p_shape) > math.log10(p_affine) - 3, (p_affine, p_shape)
+        assert "gennorm', 1000" not in rows[3]["note"]
