@@ -4,7 +4,9 @@
 The problems run on ``--jobs`` worker processes with one thread each (default 2; the quick
 run took 315 s on 2 cores on 2026-12-02); ``--jobs 1`` runs them here with ``--threads``
 threads (default 1). A problem's rows do not depend on where it runs: ``--jobs 2`` reproduces
-``--jobs 1`` (one thread) bit for bit, and ``--problems stefan`` the full run's Stefan rows.
+``--jobs 1`` (one thread) bit for bit, and ``--problems stefan`` the full run's Stefan rows, on
+the same machine (on another CPU the ANP's float32 training takes other bits: the GP rows
+repeat, the ANP rows do not; rescoring saved models with ``--load-models`` repeats every row).
 Trains, per problem, an ANP (Step 1), a SoftC-ANP (the ANP fine-tuned with the PDE-residual
 penalty) and a meta-learned GP on freshly generated training functions, then scores on seeded
 test sets (50 functions per test parameter; 201 points at the table time):
