@@ -37,11 +37,17 @@ the spread term; here the posterior is the full moment match (``1/S``), its marg
 draws alike.
 
 Shapes: ``means, variances [S, *batch, nx]`` (``batch`` e.g. ``(B, nt)``), ``x [nx]``,
-``mass [*batch]``. The covariance is dense per slice, ``[*batch, nx, nx]``
-(memory :math:`O(\text{batch}\cdot n_x^2)`); everything runs in float64.
+``mass [*batch]``. The covariance is dense per slice, ``[*batch, nx, nx]``; everything runs
+in float64. Memory: the posterior holds two dense ``[*batch, nx, nx]`` tensors (the covariance
+and its sampling root), 1.6 GB each for ``B = 50`` functions, ``nt = 100`` slices and
+``nx = 201``; the update works on 64 MB of slices at a time, so its peak there is about 4 GB
+(the whole batch at once would take about ten such tensors, 17 GB). Query fewer slices at a
+time to go below that.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from linear_operator import to_linear_operator
@@ -51,11 +57,21 @@ from torch import Tensor
 from .._checks import check_real
 from .._device import as_tensor, check_finite
 from ..posterior import GaussianPosterior
-from .update import check_slice_mass, conserve_slices, trapezoid_weights
+from .update import (
+    check_sigma_g,
+    check_sigma_g_shape,
+    check_slice_mass,
+    conserve_slices,
+    trapezoid_weights,
+)
 
 __all__ = ["conserve_latent_mixture"]
 
 _F64 = torch.float64
+
+#: largest dense ``[chunk, nx, nx]`` block of slices (bytes) updated at once; the work space
+#: is about ten such blocks, beside the two dense outputs
+_CHUNK_BYTES = 2**26
 
 
 class _DenseRoot:
@@ -120,7 +136,7 @@ def conserve_latent_mixture(
             f"variances: expected positive values, received a minimum of {float(variances.min())}"
         )
     spread_scale = check_real("spread_scale", spread_scale, minimum=0.0)
-    s, batch, nx = means.shape[0], means.shape[1:-1], means.shape[-1]
+    batch, nx = means.shape[1:-1], means.shape[-1]
     g = trapezoid_weights(x).to(means.device)
     if g.ndim != 1 or g.numel() != nx:
         raise ValueError(
@@ -128,6 +144,66 @@ def conserve_latent_mixture(
             f"{tuple(torch.as_tensor(x).shape)}"
         )
     mass = check_slice_mass(mass, batch, _F64, means.device)
+    limit = bool((torch.as_tensor(sigma_g) == 0).all())
+    n = math.prod(batch)
+    chunk = max(1, _CHUNK_BYTES // (nx * nx * means.element_size()))
+    if n <= chunk:
+        mean, cov, root = _mixture_moments(
+            means, variances, x, g, mass, sigma_g, relative, spread_scale, limit
+        )
+    else:  # slices a chunk at a time into the two dense outputs (the work space of one chunk)
+        check_sigma_g(sigma_g)
+        sg = sigma_g
+        if isinstance(sigma_g, Tensor):  # [*batch, 1] (or broadcastable): one per slice
+            check_sigma_g_shape(sigma_g, (*batch, 1))
+            sg = sigma_g.to(means.device, _F64).broadcast_to(*batch, 1).reshape(n, 1)
+            inf = torch.isinf(sg)
+            if bool(inf.any()) and not bool(inf.all()):
+                raise ValueError("sigma_g: mixing infinite and finite values is not supported")
+        flat_means, flat_vars = means.reshape(-1, n, nx), variances.reshape(-1, n, nx)
+        flat_mass = mass.broadcast_to(batch).reshape(n)
+        mean = torch.empty(n, nx, dtype=_F64, device=means.device)
+        cov = torch.empty(n, nx, nx, dtype=_F64, device=means.device)
+        root = torch.empty_like(cov)
+        for start in range(0, n, chunk):
+            sl = slice(start, min(start + chunk, n))
+            mean[sl], cov[sl], root[sl] = _mixture_moments(
+                flat_means[:, sl],
+                flat_vars[:, sl],
+                x,
+                g,
+                flat_mass[sl],
+                sg[sl] if isinstance(sg, Tensor) else sg,
+                relative,
+                spread_scale,
+                limit,
+            )
+        mean = mean.reshape(*batch, nx)
+        cov, root = cov.reshape(*batch, nx, nx), root.reshape(*batch, nx, nx)
+    return GaussianPosterior(
+        mean,
+        to_linear_operator(cov),
+        event_shape=(nx,),
+        validate=False,
+        root=_DenseRoot(root),
+        root_dim=nx,
+    )
+
+
+def _mixture_moments(
+    means: Tensor,
+    variances: Tensor,
+    x: Tensor,
+    g: Tensor,
+    mass: Tensor,
+    sigma_g: float | Tensor,
+    relative: bool,
+    spread_scale: float,
+    limit: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Mean ``[*batch, nx]``, covariance and sampling root ``[*batch, nx, nx]`` of the updated
+    mixture of ``means, variances [S, *batch, nx]`` (checked; ``limit``: ``sigma_g == 0``)."""
+    s, batch, nx = means.shape[0], means.shape[1:-1], means.shape[-1]
     new_means = torch.empty_like(means)
     within = torch.zeros(*batch, nx, nx, dtype=_F64, device=means.device)
     for k in range(s):  # the reference's loop over latent draws: one diagonal update each
@@ -145,14 +221,7 @@ def conserve_latent_mixture(
     cov = 0.5 * (cov + cov.mT)
     evals, evecs = torch.linalg.eigh(cov)
     root = evecs * evals.clamp_min(0).sqrt().unsqueeze(-2)  # [*batch, nx, nx]
-    if bool((torch.as_tensor(sigma_g) == 0).all()):
+    if limit:
         # the limit: g^T root is round-off; make it 0, so that every draw conserves the mass
         root = root - g[:, None] * (g @ root).unsqueeze(-2) / (g @ g)
-    return GaussianPosterior(
-        mean,
-        to_linear_operator(cov),
-        event_shape=(nx,),
-        validate=False,
-        root=_DenseRoot(root),
-        root_dim=nx,
-    )
+    return mean, cov, root

@@ -431,7 +431,8 @@ class ProbConserv:
         estimate reads :math:`b`), and no mass-residual check; only the ProbConserv update uses
         the conservation law. With ``covariance="mixture"`` the ProbConserv update conditions
         each latent draw's Gaussian and returns the updated mixture's moments, a dense
-        covariance per slice ``[B, nt, nx, nx]``
+        covariance per slice ``[B, nt, nx, nx]`` and its root of the same size (3.2 GB for
+        ``B = 50``, ``nt = 100``, ``nx = 201``: query fewer slices at a time)
         (:func:`~bayesphys.probconserv.conserve_latent_mixture`; the hybrid calibration is
         refused there, ``ValueError``).
         """

@@ -220,3 +220,38 @@ def test_model_mixture_refuses_the_hybrid_calibration_and_round_trips(mixture_mo
         back.posterior(test)
     with pytest.raises(ValueError, match="'diag', 'lowrank' or 'mixture'"):
         ProbConserv("stefan", covariance="mixed")
+
+
+@pytest.mark.parametrize("sigma_g", ["zero", "per_slice", "relative"])
+def test_many_slices_are_updated_a_chunk_at_a_time_with_the_same_result(monkeypatch, sigma_g):
+    """Above the chunk size the slices are updated a few at a time (the whole batch's dense
+    work space is about ten [B, nt, nx, nx] tensors: 17 GB for B = 50, nt = 100, nx = 201):
+    the same moments as dense conditioning of every draw, slice by slice."""
+    import bayesphys.probconserv.mixture_update as mu_mod
+
+    mu, var, x, mass = _draws(4, (2, 3), 6, seed=7)
+    sg = {"zero": 0.0, "per_slice": 0.05 + torch.rand(2, 3, 1, dtype=F64), "relative": 0.4}[sigma_g]
+    rel = sigma_g == "relative"
+    whole = conserve_latent_mixture(mu, var, x, mass, sg, relative=rel, spread_scale=1.3)
+    monkeypatch.setattr(mu_mod, "_CHUNK_BYTES", 2 * 6 * 6 * 8)  # two slices per chunk
+    post = conserve_latent_mixture(mu, var, x, mass, sg, relative=rel, spread_scale=1.3)
+    assert post.batch_shape == (2, 3) and post.covariance.shape == (2, 3, 6, 6)
+    for i in range(2):
+        for j in range(3):
+            s = sg[i, j].item() if isinstance(sg, torch.Tensor) else sg
+            if rel:  # relative to each draw's own sqrt(g^T diag(v_s) g)
+                continue
+            mean, cov = _brute_force(mu[:, i, j], var[:, i, j], x, float(mass[i, j]), s, 1.3)
+            np.testing.assert_allclose(post.mean[i, j].numpy(), mean, atol=1e-12)
+            np.testing.assert_allclose(post.covariance.to_dense()[i, j].numpy(), cov, atol=1e-12)
+    torch.testing.assert_close(post.mean, whole.mean, atol=1e-13, rtol=0)
+    torch.testing.assert_close(
+        post.covariance.to_dense(), whole.covariance.to_dense(), atol=1e-13, rtol=0
+    )
+    draws = post.sample((50,), generator=torch.Generator().manual_seed(0))
+    if sigma_g == "zero":
+        assert float((draws @ trapezoid_weights(x) - mass).abs().max()) < 1e-12
+    bad = torch.full((2, 3, 1), math.inf, dtype=F64)
+    bad[0, 0] = 0.1  # in another chunk than the infinite ones: still refused
+    with pytest.raises(ValueError, match="mixing infinite and finite"):
+        conserve_latent_mixture(mu, var, x, mass, bad)
