@@ -63,12 +63,7 @@ def step1_posterior(
         mass = None
     elif mass is None and stage != "raw" and model.calibration is not None:
         mass = model.mass(context, tt)
-    b, nt, nx = len(context), tt.numel(), xx.numel()
-    cast = {"device": model.device, "dtype": model.dtype}
-    xc = as_tensor("context.x_context", context.x_context).to(**cast)
-    yc = as_tensor("context.y_context", context.y_context).to(**cast)
-    grid = torch.stack(torch.broadcast_tensors(tt[:, None], xx[None, :]), -1).reshape(-1, 2)
-    xt = grid.to(**cast).expand(b, -1, -1)
+    nt, nx = tt.numel(), xx.numel()
     model.net.eval()
     if model.config.step1 == "anp":
         mu, var = latent_draws(model, context, tt, xx, seed)
@@ -86,6 +81,7 @@ def step1_posterior(
         return calibrated_step1(
             model, mean, cov, tt, xx, stage, mass, use_mass=use_mass, caller=caller
         )
+    xc, yc, xt = _net_inputs(model, context, tt, xx)
     means, covs = [], []
     for j in range(nt):
         m, c = model.net.predict(xc.to(_F64), yc.to(_F64), xt[:, j * nx : (j + 1) * nx].to(_F64))
@@ -96,6 +92,18 @@ def step1_posterior(
     c = 1.0 if stage == "raw" else model.var_scale
     cov = c * cov + 1e-10 * torch.eye(nx, dtype=_F64, device=cov.device)
     return calibrated_step1(model, mean, cov, tt, xx, stage, mass, use_mass=use_mass, caller=caller)
+
+
+def _net_inputs(
+    model: ProbConserv, context: GPMEData, tt: Tensor, xx: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Step 1's inputs in the model's dtype and device: contexts ``x_c [B, Nc, 2]``,
+    ``y_c [B, Nc]`` and the grid ``tt [nt] x xx [nx]`` as targets ``[B, nt nx, 2]``."""
+    cast = {"device": model.device, "dtype": model.dtype}
+    xc = as_tensor("context.x_context", context.x_context).to(**cast)
+    yc = as_tensor("context.y_context", context.y_context).to(**cast)
+    grid = torch.stack(torch.broadcast_tensors(tt[:, None], xx[None, :]), -1).reshape(-1, 2)
+    return xc, yc, grid.to(**cast).expand(len(context), -1, -1)
 
 
 def latent_draws(
@@ -110,11 +118,7 @@ def latent_draws(
             f"{did_you_mean(cov_name, ANP_COVARIANCES)}"
         )
     b, nt, nx = len(context), tt.numel(), xx.numel()
-    cast = {"device": model.device, "dtype": model.dtype}
-    xc = as_tensor("context.x_context", context.x_context).to(**cast)
-    yc = as_tensor("context.y_context", context.y_context).to(**cast)
-    grid = torch.stack(torch.broadcast_tensors(tt[:, None], xx[None, :]), -1).reshape(-1, 2)
-    xt = grid.to(**cast).expand(b, -1, -1)
+    xc, yc, xt = _net_inputs(model, context, tt, xx)
     model.net.eval()
     g = torch.Generator(device=model.device).manual_seed(seed) if seed is not None else None
     mu, sig = model.net.predict(xc, yc, xt, model.config.n_samples, generator=g)
