@@ -28,11 +28,13 @@ refine=2)``, as B6 builds its own, seed 7); ``--offsets`` takes ``sx,sy;...`` (e
 ``0..f-1`` for the coarsest resolution ``f``; default all 16 at 4 mm).
 
     python benchmarks/odil_b6_offsets.py                  # 16 offsets, 1 and 4 mm: 2.2 min
-    python benchmarks/odil_b6_offsets.py --observe-coarse --name odil_b6_offsets_observe
+    python benchmarks/odil_b6_offsets.py --resolutions 1,2,4 --name odil_b6_offsets_124  # 5 min
+    python benchmarks/odil_b6_offsets.py --observe-coarse --name odil_b6_offsets_observe  # 4.4 min
     python benchmarks/odil_b6_offsets.py --seeds 101,102,103,104,105,106 \
-        --offsets "0,0;1,2;2,1;3,3" --name odil_b6_offsets_seeds
+        --offsets "0,0;1,2;2,1;3,3" --name odil_b6_offsets_seeds  # 6.4 min
 
-(times on one thread). Writes ``benchmarks/results/odil_b6_offsets.json`` (``--name`` to
+(times on one thread; the 1 mm fit, most of each offset's time, comes out the same at every
+offset: a whole-voxel shift moves the 1 mm problem, not its solution). Writes ``benchmarks/results/odil_b6_offsets.json`` (``--name`` to
 change it); ``--smoke`` fits two offsets at 2 and 4 mm into a temporary folder;
 ``--table RESULTS_JSON`` prints a results file's table.
 """
