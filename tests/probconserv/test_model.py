@@ -287,7 +287,9 @@ def test_a_setting_assigned_after_construction_is_checked_before_use(anp_model, 
     before = model.config.covariance
     try:
         model.config.covariance = "diagonal"
-        with pytest.raises(ValueError, match="config.covariance: expected 'diag', 'lowrank' or 'mixture'"):
+        with pytest.raises(
+            ValueError, match="config.covariance: expected 'diag', 'lowrank' or 'mixture'"
+        ):
             model.posterior(test)
         with pytest.raises(ValueError, match="config.covariance: .*did you mean 'diag'"):
             model.step1(test)
