@@ -546,13 +546,8 @@ def test_odil_cut_short_keeps_the_finished_benchmarks(tmp_path, monkeypatch, cap
     assert f"of B0, B1 are in {tmp_path / 'odil.partial.json'}" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("to_out", [True, False])
-def test_odil_completed_run_removes_a_stale_partial_file(tmp_path, monkeypatch, to_out):
-    """A stopped run's odil.partial.json (in --out, else the temporary folder) stayed beside
-    a later completed run as if it were that run's, unlike gp_pde's and neural_process's; a
-    completed run now removes it."""
-    import tempfile
-
+def _odil_with_failing_b3(monkeypatch):
+    """benchmarks/odil.py with B0 and B1 replaced by one-row stand-ins and B3 failing late."""
     mod = script_module(str(BENCH / "odil.py"))
     row = bench.bench_row
     monkeypatch.setattr(mod, "bench_b0", lambda quick, dev: [row("B0", "m", {"x": 1.0})])
@@ -562,6 +557,17 @@ def test_odil_completed_run_removes_a_stale_partial_file(tmp_path, monkeypatch, 
         raise RuntimeError("late failure")
 
     monkeypatch.setattr(mod, "bench_b3", b3)
+    return mod
+
+
+@pytest.mark.parametrize("to_out", [True, False])
+def test_odil_completed_run_removes_a_stale_partial_file(tmp_path, monkeypatch, to_out):
+    """A stopped run's odil.partial.json (in --out, else the temporary folder) stayed beside
+    a later completed run as if it were that run's, unlike gp_pde's and neural_process's; a
+    completed run now removes it."""
+    import tempfile
+
+    mod = _odil_with_failing_b3(monkeypatch)
     out = tmp_path / "out"
     temp = tmp_path / "temp"
     out.mkdir()
@@ -575,7 +581,9 @@ def test_odil_completed_run_removes_a_stale_partial_file(tmp_path, monkeypatch, 
         mod.main(["--only", "B0,B1,B3", *where])
     partial = (out if to_out else temp) / "odil.partial.json"
     assert json.loads(partial.read_text())["finished"] == ["B0", "B1"]
-    monkeypatch.setattr(mod, "bench_b3", lambda quick, dev: [row("B3", "m", {"x": 3.0})])
+    monkeypatch.setattr(
+        mod, "bench_b3", lambda quick, dev: [bench.bench_row("B3", "m", {"x": 3.0})]
+    )
     mod.main(["--only", "B3", *where])
     assert not partial.exists()
     assert to_out or [k["out"] for k in written] == [None]
@@ -663,21 +671,15 @@ def test_gp_pde_partial_rows_finish_with_only_and_merge(tmp_path, monkeypatch):
 def test_odil_partial_rows_finish_with_only(tmp_path, monkeypatch):
     """The docstring's recipe: the partial file copied as odil.json into a folder, and the
     benchmarks not finished rerun there with --only (a full run), give the whole table."""
-    mod = script_module(str(BENCH / "odil.py"))
-    row = bench.bench_row
-    monkeypatch.setattr(mod, "bench_b0", lambda quick, dev: [row("B0", "m", {"x": 1.0})])
-    monkeypatch.setattr(mod, "bench_b1_b4", lambda quick, dev: [row("B1", "m", {"x": 2.0})])
-
-    def b3(quick, dev):
-        raise RuntimeError("late failure")
-
-    monkeypatch.setattr(mod, "bench_b3", b3)
+    mod = _odil_with_failing_b3(monkeypatch)
     with pytest.raises(RuntimeError, match="late failure"):
         mod.main(["--only", "B0,B1,B3", "--out", str(tmp_path)])
     rest = tmp_path / "rest"
     rest.mkdir()
     shutil.copy(tmp_path / "odil.partial.json", rest / "odil.json")
-    monkeypatch.setattr(mod, "bench_b3", lambda quick, dev: [row("B3", "m", {"x": 3.0})])
+    monkeypatch.setattr(
+        mod, "bench_b3", lambda quick, dev: [bench.bench_row("B3", "m", {"x": 3.0})]
+    )
     payload = json.loads(mod.main(["--only", "B3", "--out", str(rest)]).read_text())
     assert [r["problem"] for r in payload["rows"]] == ["B0", "B1", "B3"]
     assert "partial" not in payload and payload["command"].startswith("runs: ")

@@ -12,6 +12,20 @@ def bench():
     return script_module(str(repo_root() / "benchmarks" / "probconserv.py"))
 
 
+def _failing_run(failing: set[str]):
+    """A stand-in for the benchmark's ``run``: one row per problem, raising for the problems
+    in ``failing`` (a set the test may empty later)."""
+
+    def fake_run(quick, problems, **kw):
+        (p,) = problems
+        if p in failing:
+            raise ValueError("late failure")
+        row = {"problem": p, "setting": {}, "method": "ANP", "metrics": {"mse": 1.0}}
+        return [row], {f"{p}/ANP": {"seconds": 1.0}}
+
+    return fake_run
+
+
 def test_problems_run_longest_first_and_come_back_in_order(bench, monkeypatch):
     calls = []
 
@@ -126,14 +140,7 @@ def test_partial_rows_finish_with_problems_and_merge(bench, monkeypatch, tmp_pat
 
     failing = {"pme"}
 
-    def fake_run(quick, problems, **kw):
-        (p,) = problems
-        if p in failing:
-            raise ValueError("late failure")
-        row = {"problem": p, "setting": {}, "method": "ANP", "metrics": {"mse": 1.0}}
-        return [row], {f"{p}/ANP": {"seconds": 1.0}}
-
-    monkeypatch.setattr(bench, "run", fake_run)
+    monkeypatch.setattr(bench, "run", _failing_run(failing))
     argv = ["--quick", "--jobs", "1", "--problems", "stefan,pme,diffusion", "--out", str(tmp_path)]
     with pytest.raises(RuntimeError, match="problem 'pme' failed"):
         bench.main(argv)
@@ -154,14 +161,7 @@ def test_a_completed_run_removes_a_stale_partial_file(bench, monkeypatch, tmp_pa
     run now removes it."""
     failing = {"pme"}
 
-    def fake_run(quick, problems, **kw):
-        (p,) = problems
-        if p in failing:
-            raise ValueError("late failure")
-        row = {"problem": p, "setting": {}, "method": "ANP", "metrics": {"mse": 1.0}}
-        return [row], {f"{p}/ANP": {"seconds": 1.0}}
-
-    monkeypatch.setattr(bench, "run", fake_run)
+    monkeypatch.setattr(bench, "run", _failing_run(failing))
     argv = ["--quick", "--jobs", "1", "--problems", "stefan,pme", "--out", str(tmp_path)]
     with pytest.raises(RuntimeError, match="problem 'pme' failed"):
         bench.main(argv)
