@@ -436,8 +436,15 @@ def recorded_command(script: str | Path, argv: Iterable[str] | None = None) -> s
     or one with spaces reruns as given; prefixed with ``OMP_NUM_THREADS=N`` when the shell set
     it (scripts take their thread count from it, and float32 training depends on it)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    env = f"OMP_NUM_THREADS={shlex.quote(_USER_OMP_THREADS)} " if _USER_OMP_THREADS else ""
+    env = thread_env_prefix()
     return (f"{env}python benchmarks/{Path(script).name} " + shlex.join(argv)).strip()
+
+
+def thread_env_prefix() -> str:
+    """``"OMP_NUM_THREADS=N "`` when the shell set it for this process (a recorded command
+    reruns with it: scripts take their thread count from it, and float32 training depends on
+    it), else ``""``."""
+    return f"OMP_NUM_THREADS={shlex.quote(_USER_OMP_THREADS)} " if _USER_OMP_THREADS else ""
 
 
 def write_rows(

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from bayesphys._bench import remove_partial, write_partial, write_results
+from bayesphys._bench import remove_partial, thread_env_prefix, write_partial, write_results
 from bayesphys._cli_args import device_arg
 from bayesphys._device import resolve_device
 from bayesphys._files import out_folder_arg
@@ -75,7 +75,8 @@ def _keep_partial(rows, finished, err, args, out, dev) -> None:
     """The rows of the benchmarks in ``finished`` written to ``odil.partial.json``
     (``"partial": true``; in ``out``, else the temporary folder; the results file is left as
     it was), and where, on stderr."""
-    cmd = "bayesphys bench odil" + (" --quick" if args.quick else "") + f" --only {args.only}"
+    cmd = thread_env_prefix() + "bayesphys bench odil"
+    cmd += (" --quick" if args.quick else "") + f" --only {args.only}"
     where = write_partial(
         "odil",
         rows,
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> Path | None:
         if rows:
             _keep_partial(rows, finished, err, args, out, dev)
         raise
-    cmd = "bayesphys bench odil" + (" --quick" if args.quick else "")
+    cmd = thread_env_prefix() + "bayesphys bench odil" + (" --quick" if args.quick else "")
     if args.only != ap.get_default("only"):
         cmd += f" --only {args.only}"
     # a partial full run completes the results file it replaces (--out's, or the committed one)

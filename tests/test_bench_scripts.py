@@ -441,6 +441,20 @@ def test_recorded_command_names_the_shells_thread_count(monkeypatch):
     )
 
 
+def test_odil_records_the_shells_thread_count(tmp_path, monkeypatch):
+    """The odil benchmark wrote its own command string without the shell's OMP_NUM_THREADS
+    (a rerun as recorded could run another thread count); it now names it, as the other
+    scripts' recorded_command does, in the results file and in a stopped run's partial file."""
+    mod = _odil_with_failing_b3(monkeypatch)
+    monkeypatch.setattr(bench, "_USER_OMP_THREADS", "1")
+    payload = json.loads(mod.main(["--only", "B0", "--out", str(tmp_path)]).read_text())
+    assert payload["command"] == "OMP_NUM_THREADS=1 bayesphys bench odil --only B0"
+    with pytest.raises(RuntimeError, match="late failure"):
+        mod.main(["--only", "B0,B3", "--out", str(tmp_path)])
+    partial = json.loads((tmp_path / "odil.partial.json").read_text())
+    assert partial["command"].startswith("OMP_NUM_THREADS=1 bayesphys bench odil")
+
+
 def test_only_a_bayesphys_checkout_is_taken_for_benchmarks(tmp_path, monkeypatch):
     """A folder with a benchmarks/ script (the current directory, or one installed into
     site-packages by another package) was run by `bayesphys bench`, even with --help."""
