@@ -41,6 +41,7 @@ from ._stack import user_stacklevel
 
 __all__ = [
     "psd_cholesky",
+    "psd_eigen_root",
     "StructuredRoot",
     "structured_root",
     "structured_parts",
@@ -48,6 +49,15 @@ __all__ = [
     "diagonal",
     "pcg",
 ]
+
+
+def psd_eigen_root(a: Tensor) -> Tensor:
+    r"""A root :math:`L = V\,\Lambda_+^{1/2}` ``[*, n, n]`` of a symmetric positive
+    semi-definite ``a [*, n, n]`` (:math:`LL^\top = a` up to round-off; eigenvalues below 0,
+    round-off of a singular matrix, are set to 0): no jitter, so a singular direction of ``a``
+    stays exactly singular in :math:`L`. ``a`` is symmetrised first."""
+    e, v = torch.linalg.eigh(0.5 * (a + a.mT))
+    return v * e.clamp_min(0).sqrt().unsqueeze(-2)
 
 
 def psd_cholesky(a: Tensor, name: str = "covariance", max_tries: int = 6) -> Tensor:

@@ -304,3 +304,17 @@ def test_lstsq_any_rank_keeps_small_but_resolvable_singular_values():
     want = torch.linalg.solve(a, b)
     for got in (lstsq_any_rank(a, b), _lstsq_qr_gelsd(a, b)):
         torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-7)
+
+
+def test_psd_eigen_root_of_a_singular_matrix_keeps_its_null_direction():
+    """The eigen root reproduces a positive semi-definite matrix, batched, and a vector in
+    its null space stays exactly there (no jitter), unlike a jittered Cholesky."""
+    from bayesphys._linalg import psd_eigen_root
+
+    g = torch.Generator().manual_seed(0)
+    b = torch.randn(3, 5, 4, generator=g, dtype=torch.float64)
+    a = b @ b.mT  # [3, 5, 5], rank 4
+    root = psd_eigen_root(a)
+    torch.testing.assert_close(root @ root.mT, a, atol=1e-12, rtol=0)
+    null = torch.linalg.svd(b.mT).Vh[:, -1]  # [3, 5]: b^T n = 0
+    assert float((null.unsqueeze(-2) @ root).abs().max()) < 1e-7

@@ -23,6 +23,7 @@ import torch
 from linear_operator.operators import DiagLinearOperator
 from torch import Tensor
 
+from .._linalg import psd_eigen_root
 from ..posterior import GaussianPosterior
 from ._kron import kron_apply, kron_dense
 from .kernels import SpectralMixture1d
@@ -68,11 +69,6 @@ def dense_test_variance(W: list[Tensor], cov_u: Tensor) -> Tensor:
     return torch.cat(out)
 
 
-def _psd_root(a: Tensor) -> Tensor:
-    e, v = torch.linalg.eigh(0.5 * (a + a.mT))
-    return v * e.clamp_min(0).sqrt()
-
-
 def test_grid_posterior(
     kernels: list[SpectralMixture1d],
     factors: list[Factor],
@@ -98,7 +94,7 @@ def test_grid_posterior(
         pair = (kss, wcw)
         var_prior = [pair] if var_prior is None else var_prior + [pair]
         joint = torch.cat([torch.cat([k.gram(xt, xt, 0), kxs], 1), torch.cat([kxs.mT, fc.C], 1)], 0)
-        roots.append(_psd_root(joint))
+        roots.append(psd_eigen_root(joint))
         sizes.append((xt.numel(), fc.x.numel()))
     kss_full = kron_vec([p[0] for p in var_prior])
     wcw_full = kron_vec([p[1] for p in var_prior])

@@ -56,6 +56,7 @@ from torch import Tensor
 
 from .._checks import check_real
 from .._device import as_tensor, check_finite
+from .._linalg import psd_eigen_root
 from ..posterior import GaussianPosterior
 from .update import (
     check_sigma_g,
@@ -219,8 +220,7 @@ def _mixture_moments(
     spread = torch.einsum("s...i,s...j->...ij", dev, dev) / s
     cov = within + spread_scale * spread
     cov = 0.5 * (cov + cov.mT)
-    evals, evecs = torch.linalg.eigh(cov)
-    root = evecs * evals.clamp_min(0).sqrt().unsqueeze(-2)  # [*batch, nx, nx]
+    root = psd_eigen_root(cov)  # [*batch, nx, nx]
     if limit:
         # the limit: g^T root is round-off; make it 0, so that every draw conserves the mass
         root = root - g[:, None] * (g @ root).unsqueeze(-2) / (g @ g)
