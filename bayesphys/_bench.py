@@ -732,7 +732,6 @@ def _keep_task_results(
 ) -> str:
     """The results of the finished tasks ``done`` written to ``<script>.partial.json`` in the
     temporary folder (for :func:`run_script_tasks`); where they are ("" when none finished)."""
-    import tempfile
 
     if not done:
         return ""
@@ -749,7 +748,7 @@ def _keep_task_results(
         "finished": [repr(tasks[i]) for i in done],
         "rows": rows,
     }
-    target = Path(tempfile.gettempdir()) / f"{Path(path).stem}.partial.json"
+    target = partial_path(Path(path).stem, None)
     text, nonfinite = _results_text(payload)
     try:
         _write_or_keep_aside(target, text)

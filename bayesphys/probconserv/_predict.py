@@ -232,8 +232,7 @@ def mixture_posterior(
             "'hybrid')) has no per-draw form; calibrate with objective='ll' or 'coverage90' "
             "(one variance scale), or use covariance='diag' / 'lowrank'"
         )
-    model._check_context(context)
-    seed = check_optional_seed("seed", seed)
+    seed = check_optional_seed("seed", seed)  # the context was checked by the caller
     warn_stale_calibration(model, "posterior")
     mu, var = latent_draws(model, context, tt, xx, seed)
     c = model.var_scale
