@@ -45,9 +45,10 @@ def test_step2_variants_score_the_same_model_and_the_stefan_shock(saved_tiny_anp
     assert sum(line.startswith("| diffusion |") for line in out.splitlines()) == 2
 
 
-def test_step2_needs_saved_models(tmp_path):
+def test_step2_needs_saved_models(tmp_path, capsys):
     script = script_module(str(repo_root() / "benchmarks" / "probconserv_step2.py"))
     with pytest.raises(SystemExit) as exc:
         script.main(["--smoke"])
-    assert exc.value.code == 2
+    # any argparse error exits 2: the message names the missing option
+    assert exc.value.code == 2 and "--models: required" in capsys.readouterr().err
     torch.set_num_threads(1)
