@@ -69,6 +69,18 @@ def warn_untrained(where: str, steps_done: int) -> None:
         )
 
 
+def release_grads(params: Iterable[torch.Tensor] | torch.nn.Module) -> None:
+    """Drop the ``.grad`` of every tensor of ``params`` (tensors, or a module's parameters):
+    ``p.grad = None``. Called by each component's ``fit`` once its last step is taken (also
+    after an error or an interrupt), so a fitted model does not hold one gradient per weight
+    that nothing reads: every fit step clears the gradients it uses (``zero_grad``, set to
+    ``None``) before its ``backward()``, and the optimisers keep no reference to them, so no
+    number of a later step, fit or posterior changes."""
+    ts = params.parameters() if isinstance(params, torch.nn.Module) else params
+    for t in ts:
+        t.grad = None
+
+
 class DivergenceError(RuntimeError):
     """Raised (optionally) when a fit produces a non-finite loss."""
 

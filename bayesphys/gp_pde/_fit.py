@@ -20,7 +20,7 @@ from torch import Tensor
 
 from .._checks import check_bool, check_int, check_real
 from .._fit_callback import FitCallback, check_fit_callback
-from .._model import FitResult, _refresh, _restore, _snapshot, optimize
+from .._model import FitResult, _refresh, _restore, _snapshot, optimize, release_grads
 from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
 from ._errors import NUMERICAL
@@ -229,6 +229,8 @@ def fit_solver(
         if joint:
             model._settle(joint, u_param)
         raise
+    finally:
+        release_grads(params)  # the last step's gradients: read by no later step
     done.append(res.steps)
     # final state consistent with the final hyperparameters
     failed = model._settle(joint, u_param)

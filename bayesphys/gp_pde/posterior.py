@@ -82,7 +82,8 @@ def test_grid_posterior(
 
     ``solver`` is a :class:`~bayesphys.gp_pde.solve.KronSolve` or
     :class:`~bayesphys.gp_pde.solve.DenseSolve` after its ``solve`` (it supplies
-    :math:`\Sigma_U` draws and variances).
+    :math:`\Sigma_U` draws and variances; of a ``DenseSolve`` the posterior keeps only its
+    :meth:`~bayesphys.gp_pde.solve.DenseSolve.sampler`).
     """
     W, var_prior, roots, sizes = [], None, [], []
     for k, fc, xt in zip(kernels, factors, test_axes):
@@ -109,11 +110,13 @@ def test_grid_posterior(
         var = (var_u + (kss_full - wcw_full).reshape(shape_t)).clamp_min(0)
     du = solver.root_dim if hasattr(solver, "root_dim") else math.prod(shape_x)
     dj = math.prod(r.shape[1] for r in roots)
+    # a dense solver's draws need only its two factors, not its [M, M] operator matrix
+    sampler = solver.sampler() if hasattr(solver, "sampler") else solver
 
     return GaussianPosterior(
         mean.detach(),
         DiagLinearOperator(var.reshape(-1)),
-        root=_GridRoot(solver, W, roots, sizes, shape_x, du),
+        root=_GridRoot(sampler, W, roots, sizes, shape_x, du),
         root_dim=du + dj,
     )
 

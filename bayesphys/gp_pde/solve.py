@@ -247,15 +247,55 @@ class DenseSolve:
     def cov_u(self) -> Tensor:
         r""":math:`\Sigma_U = L P^{-1} L^\top` ``[M, M]`` (call after :meth:`solve`)."""
         self._require_factor("cov_u")
-        X = torch.linalg.solve_triangular(self.chol_p, self.L.mT, upper=False)
-        return X.mT @ X
+        return _dense_cov_u(self.L, self.chol_p)
 
     def sample_u(self, z: Tensor) -> Tensor:
         r"""Draws ``[*, M]`` of :math:`\Sigma_U^{1/2} z`: :math:`L\,L_P^{-\top} z`, ``z`` ``[*, M]``."""
         self._require_factor("sample_u")
-        check_noise(z, self.m)
-        x = torch.linalg.solve_triangular(self.chol_p.mT, z.reshape(-1, self.m).mT, upper=True).mT
-        return (x @ self.L.mT).reshape(*z.shape[:-1], self.m)
+        return _dense_sample_u(self.L, self.chol_p, z)
+
+    def sampler(self) -> DenseSampler:
+        r"""What :meth:`sample_u` and :meth:`cov_u` read, and nothing else (call after
+        :meth:`solve` or :meth:`linearise`): the two ``[M, M]`` factors :math:`L` and
+        :math:`L_P`, shared, not copied. A posterior keeps this instead of the solver, which
+        also holds the operator matrix :math:`\mathcal A` ``[M, M]`` (288 MB in float64 at
+        ``M = 6000``) and the boundary selector ``[N_b, M]``, needed only to solve."""
+        self._require_factor("sampler")
+        return DenseSampler(self.L, self.chol_p)
+
+
+def _dense_cov_u(L: Tensor, chol_p: Tensor) -> Tensor:
+    r""":math:`\Sigma_U = L P^{-1} L^\top` ``[M, M]`` from ``L`` and the precision's Cholesky
+    factor ``chol_p`` (both ``[M, M]``)."""
+    X = torch.linalg.solve_triangular(chol_p, L.mT, upper=False)
+    return X.mT @ X
+
+
+def _dense_sample_u(L: Tensor, chol_p: Tensor, z: Tensor) -> Tensor:
+    r"""Draws ``[*, M]`` of :math:`\Sigma_U^{1/2} z = L\,L_P^{-\top} z` from noise ``z`` ``[*, M]``."""
+    m = L.shape[0]
+    check_noise(z, m)
+    x = torch.linalg.solve_triangular(chol_p.mT, z.reshape(-1, m).mT, upper=True).mT
+    return (x @ L.mT).reshape(*z.shape[:-1], m)
+
+
+class DenseSampler:
+    r"""The posterior of :math:`\mathrm{vec}\,U` of a solved :class:`DenseSolve`
+    (:meth:`DenseSolve.sampler`), for sampling only: ``L`` ``[M, M]`` (:math:`\otimes L_j`) and
+    ``chol_p`` ``[M, M]`` (the Cholesky factor of the precision :math:`P`). :meth:`sample_u`
+    and :meth:`cov_u` are :class:`DenseSolve`'s, bit for bit."""
+
+    def __init__(self, L: Tensor, chol_p: Tensor) -> None:
+        self.L, self.chol_p = L, chol_p
+        self.m = L.shape[0]
+
+    def cov_u(self) -> Tensor:
+        r""":math:`\Sigma_U = L P^{-1} L^\top` ``[M, M]``."""
+        return _dense_cov_u(self.L, self.chol_p)
+
+    def sample_u(self, z: Tensor) -> Tensor:
+        r"""Draws ``[*, M]`` of :math:`\Sigma_U^{1/2} z`: :math:`L\,L_P^{-\top} z`, ``z`` ``[*, M]``."""
+        return _dense_sample_u(self.L, self.chol_p, z)
 
 
 class KronSolve:

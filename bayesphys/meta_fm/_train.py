@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from .._checks import offset_seed, seed_or_draw
 from .._data_parallel import GradientSync
 from .._fit_callback import FitCallback
-from .._model import FitResult, optimize
+from .._model import FitResult, optimize, release_grads
 from .._stack import user_stacklevel
 from .._time_budget import TimeBudget
 from ..problems.populations import PopulationPairs
@@ -340,6 +340,7 @@ class FlowSteps:
                 res = optimize(step, steps=steps, params=self.net, progress=progress, desc=desc)
         finally:  # also after an interrupt (Ctrl-C): the model is left ready to predict
             self.net.eval()
+            release_grads(self.net)  # the last step's gradients: read by no later step
         res.seconds -= user.seconds  # the callback's time is not the fit's
         if budget.reached:
             res.message, res.converged = budget.message(res.steps), False

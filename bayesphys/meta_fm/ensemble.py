@@ -30,7 +30,7 @@ from torch import Tensor
 
 from .._checkpoint import load_checkpoint, rebuilding, save_checkpoint
 from .._checks import check_bool, check_int, check_optional_seed, offset_seed, seed_or_draw
-from .._device import model_device
+from .._device import model_device, same_device
 from .._fit_callback import check_fit_callback
 from .._model import FitResult, autograd_on, warn_untrained
 from .._stack import user_stacklevel
@@ -60,7 +60,7 @@ def _member_seed(seed: int, member: int, num_draws: int, draw: int) -> int:
 
 def _check_models(models: Any) -> list[MetaFlowMatching]:
     """At least 2 distinct models that can be asked the same questions (dimension,
-    treatments, point features)."""
+    treatments, point features, dtype), on one device."""
     if not isinstance(models, (list, tuple)):
         raise TypeError(
             f"models: expected a list of MetaFlowMatching models, received {type(models).__name__}"
@@ -91,6 +91,14 @@ def _check_models(models: Any) -> list[MetaFlowMatching]:
         ):
             if a != b:
                 raise ValueError(f"models[{i}]: expected {what} {a} (as models[0]), received {b}")
+        # the ensemble's device is its members' (a member elsewhere failed mid-fit, after the
+        # members before it had trained, with torch's error on mixed devices)
+        if not same_device(m0.device, m.device):
+            raise ValueError(
+                f"models[{i}]: expected device {m0.device} (as models[0]), received "
+                f"{m.device}; an ensemble's members live on one device (load or build them "
+                "there)"
+            )
     return list(models)
 
 
@@ -104,9 +112,9 @@ class MFMEnsemble:
 
     ``models``: instead, at least 2 distinct models already built (and possibly fitted; one
     model listed twice is refused), of one dimension, number of treatments, number of
-    point features and dtype; building arguments (``data``, ``config``, ``device``, ``dtype``,
-    settings) are then refused, since they would be ignored, and ``members``, if given, must
-    equal ``len(models)``.
+    point features and dtype, on one device; building arguments (``data``, ``config``,
+    ``device``, ``dtype``, settings) are then refused, since they would be ignored, and
+    ``members``, if given, must equal ``len(models)``.
     """
 
     kind = "meta_fm.MFMEnsemble"

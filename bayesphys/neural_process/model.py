@@ -57,7 +57,7 @@ from .._checks import (
 )
 from .._data_parallel import GradientSync, rank_generator_seed
 from .._device import ArrayLike, DeviceLike, DTypeLike, model_device, streams_kept
-from .._model import DivergenceGuard, FitResult, autograd_on, warn_untrained
+from .._model import DivergenceGuard, FitResult, autograd_on, release_grads, warn_untrained
 from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
 from ..posterior import GaussianPosterior
@@ -326,6 +326,7 @@ class RandomGridNP:
             )
         finally:
             mods.eval()  # an interrupted fit too
+            release_grads(mods)  # the last step's gradients: read by no later step
         res.extra["sigma_r"] = float(self.log_sigma_r.detach().exp())
         return res
 

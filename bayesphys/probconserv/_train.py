@@ -19,7 +19,7 @@ from torch import Tensor
 from .._checks import check_bool, check_int, check_real, stream_seed
 from .._data_parallel import GradientSync, rank_generator_seed
 from .._fit_callback import FitCallback, check_fit_callback
-from .._model import FitResult, optimize
+from .._model import FitResult, optimize, release_grads
 from .._time_budget import TimeBudget, check_max_seconds
 from ..problems.gpme import GPMEData, make_dataset
 from ._inputs import check_data
@@ -166,6 +166,8 @@ def train_step1(
         model.steps_done = start + counter["k"]
         model.net.eval()
         raise
+    finally:
+        release_grads(model.net)  # the last step's gradients: read by no later step
     model.net.eval()  # as after an interrupt: left ready to predict
     model.steps_done = start + res.steps
     res.seconds -= user.seconds  # the callback's time is not the fit's

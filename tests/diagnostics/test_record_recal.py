@@ -114,6 +114,38 @@ def test_shape_map_picks_the_tail_family():
     assert float(out.max()) < 0.9 * float(light.std() * draws[0].max())
 
 
+def test_shape_map_reports_a_student_t_whose_df_reached_the_bound():
+    """A flat z with L = 5 draws (null t_4): the generalised normal runs past beta = 8 and is
+    refused, and the Student-t's df runs to the clip, a Gaussian map that was reported as a
+    plain "t". The family (and so the map) stays the t at the clip; the label says so."""
+    from scipy import stats
+
+    from bayesphys.diagnostics import ShapeMap
+    from bayesphys.diagnostics.record_recal import T_MAX_DF
+
+    g = torch.Generator().manual_seed(0)
+    centre = torch.randn(200, generator=g, dtype=torch.float64)
+    pattern = torch.tensor([-1.5, -0.5, 0.0, 0.5, 1.5], dtype=torch.float64)
+    draws = centre[:, None] + pattern  # every problem's draws: mean centre, one sd
+    truth = centre + 4 * torch.rand(200, generator=g, dtype=torch.float64) - 2
+    m = ShapeMap.fit(draws, truth)
+    assert (m.family, m.shape) == ("t", T_MAX_DF)
+    assert m.label == "t (df at bound)"
+    x = draws[0]
+    sd = x.std()
+    u = torch.special.ndtr((x - x.mean()) / sd).numpy()
+    expected = x.mean() + sd * torch.as_tensor(stats.t.ppf(u, T_MAX_DF, m.shift, m.scale))
+    torch.testing.assert_close(m.map(x), expected, rtol=0, atol=1e-12)  # still the t's map
+    rec = SimulationRecord(names=["flat"], truth=truth[:, None], draws=draws[:, :, None])
+    note = fit_record_recalibration(rec, "shape").describe()
+    assert "('t (df at bound)', 1000.0," in note, note
+    heavy = centre + torch.randn(200, generator=g, dtype=torch.float64) / torch.rand(
+        200, generator=g, dtype=torch.float64
+    )
+    t_fit = ShapeMap.fit(draws, heavy)
+    assert t_fit.family == "t" and t_fit.shape < T_MAX_DF and t_fit.label == "t"
+
+
 def _exact_record(n: int, n_draws: int, g: torch.Generator, k: int = 1) -> SimulationRecord:
     """An exactly calibrated Gaussian posterior: truth t = m + N(0, 1), draws N(m, 1)."""
     m = 3 * torch.randn(n, 1, k, generator=g, dtype=torch.float64)

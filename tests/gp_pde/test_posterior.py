@@ -52,3 +52,34 @@ def test_dense_posterior_never_forms_the_whole_test_to_grid_map(monkeypatch):
     assert largest < full // 2, f"an allocation of {largest} bytes (the whole map: {full})"
     torch.testing.assert_close(blocked, whole, rtol=1e-12, atol=1e-300)
     assert bool((blocked > 0).all())
+
+
+@pytest.mark.parametrize(
+    ("problem", "kw"),
+    [("poisson1d-low", {"n_col": 20}), ("poisson2d-low", {"method": "ref", "n_col": 8})],
+)
+def test_dense_posterior_keeps_only_what_its_draws_need(monkeypatch, problem, kw):
+    """The posterior of a dense solve kept the whole solver, with its [M, M] operator matrix
+    (288 MB at the dense solve's 6000 points) that no draw reads; it keeps the two factors
+    its draws use, and its mean, variances and draws are bit for bit those of the solver."""
+    from bayesphys.gp_pde.solve import DenseSolve
+
+    torch.set_num_threads(1)
+    model = GPPDESolver(problem, num_mixtures=2, seed=0, **kw)
+    model.fit(steps=2, progress=False)
+    post = model.posterior()
+    kept = post._custom_root.solver
+    assert not isinstance(kept, DenseSolve) and not hasattr(kept, "A")
+    m = kept.m
+    big = [v for v in vars(kept).values() if isinstance(v, torch.Tensor) and v.numel() >= m * m]
+    assert len(big) == 2  # L and the precision's Cholesky factor
+    z = torch.randn(3, post._custom_root_dim, dtype=F64, generator=torch.Generator().manual_seed(0))
+    with monkeypatch.context() as mp:  # the whole solver as the sampler, as it was
+        mp.delattr(DenseSolve, "sampler")
+        whole = model.posterior()
+    assert isinstance(whole._custom_root.solver, DenseSolve)
+    assert torch.equal(post.mean, whole.mean) and torch.equal(post.variance, whole.variance)
+    assert torch.equal(post.rsample(base_samples=z), whole.rsample(base_samples=z))
+    assert torch.equal(kept.cov_u(), whole._custom_root.solver.cov_u())
+    g1, g2 = (torch.Generator().manual_seed(1) for _ in range(2))
+    assert torch.equal(post.sample((4,), generator=g1), whole.sample((4,), generator=g2))

@@ -240,6 +240,20 @@ def test_ensemble_models_argument():
         MFMEnsemble(models=[m2, twin]).fit(steps=0, progress=None)
 
 
+def test_ensemble_models_refuses_members_on_different_devices():
+    """A member on another device was accepted; fit then trained the members before it and
+    failed with torch's raw error on that member."""
+    d = _pairs()
+    m0, m1 = MetaFlowMatching(d, **TINY_MFM), MetaFlowMatching(d, seed=1, **TINY_MFM)
+    m1.net.to(torch.device("meta"))  # no values: a device the CPU can stand in for
+    m1.device = torch.device("meta")
+    with pytest.raises(ValueError, match=r"^models\[1\]: expected device cpu .*received meta"):
+        MFMEnsemble(models=[m0, m1])
+    other = MetaFlowMatching(d, seed=2, **TINY_MFM)
+    other.device = torch.device("cpu:0")  # the CPU under another name is one device
+    assert MFMEnsemble(models=[m0, other]).device == torch.device("cpu")
+
+
 def test_ensemble_uncertainty_checks_both_splits_before_predicting():
     d = _pairs()
     ens = MFMEnsemble(d, members=2, **TINY_MFM)

@@ -474,3 +474,18 @@ def test_demo_parameter_draws_follow_the_seed(tmp_path, monkeypatch):
         idata = load_netcdf(tmp_path / str(seed) / "neural_process.nc")
         z.append(group_dataset(idata, "posterior")["z"].values)
     assert not np.array_equal(z[0], z[1])
+
+
+def test_fit_leaves_no_gradients_on_the_weights():
+    """The last step's gradients were kept on every weight after fit (memory nothing reads:
+    each step clears them first); a fit ended by an error releases them too."""
+    m = tiny()
+    assert m.fit(steps=3, progress=False).steps == 3
+    assert all(p.grad is None for p in m._modules().parameters())
+
+    def stop(model, step):
+        raise RuntimeError("stop here")
+
+    with pytest.raises(RuntimeError, match="stop here"):
+        m.fit(steps=3, progress=False, callback=stop, callback_every=1)
+    assert all(p.grad is None for p in m._modules().parameters())

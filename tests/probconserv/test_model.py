@@ -747,3 +747,22 @@ def test_a_calibration_of_earlier_weights_warns_after_a_refit_and_a_load(tmp_pat
     assert not stale_calibration_messages(lambda: loaded.posterior(test))
     loaded.fit(steps=1, progress=False)
     assert stale_calibration_messages(lambda: loaded.posterior(test))
+
+
+@pytest.mark.parametrize("step1", ["anp", "gp"])
+def test_fit_leaves_no_gradients_on_the_weights(step1):
+    """The last step's gradients were kept on every weight after fit (memory nothing reads:
+    each step clears them first); a fit ended by an error releases them too."""
+    if step1 == "gp":
+        m = ProbConserv("diffusion", step1="gp", gp_width=8, batch_size=4, seed=0)
+    else:
+        m = ProbConserv("diffusion", hidden=8, n_samples=4, batch_size=8, seed=0)
+    assert m.fit(steps=3, progress=False).steps == 3
+    assert all(p.grad is None for p in m.net.parameters())
+
+    def stop(model, step):
+        raise RuntimeError("stop here")
+
+    with pytest.raises(RuntimeError, match="stop here"):
+        m.fit(steps=3, progress=False, callback=stop, callback_every=1)
+    assert all(p.grad is None for p in m.net.parameters())
