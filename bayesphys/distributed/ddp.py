@@ -39,7 +39,7 @@ from torch.utils.data import Dataset, IterableDataset
 
 from .._checkpoint import check_checkpointable, cpu_copy, load_checkpoint
 from .._checks import check_bool, check_int, check_real, check_seed, stream_seed
-from .._model import FitResult, autograd_on
+from .._model import FitResult, autograd_on, release_grads
 from .._progress import progress_bar
 from ._ddp_checkpoint import (
     CHECKPOINT_KIND,
@@ -226,6 +226,7 @@ def train_ddp(
     cuda = []
     if ctx.device.type == "cuda":
         cuda = [ctx.device.index if ctx.device.index is not None else torch.cuda.current_device()]
+    model = None
     try:
         # the seeds below are this loop's own: the caller's global streams come back after it
         with torch.random.fork_rng(devices=cuda):
@@ -332,4 +333,6 @@ def train_ddp(
                 },
             )
     finally:
+        if model is not None:  # the last step's gradients: read by nothing after the run
+            release_grads(model)
         cleanup_distributed(ctx)

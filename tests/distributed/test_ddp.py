@@ -609,3 +609,10 @@ def test_train_ddp_with_nothing_left_to_train_says_so(tmp_path):
     fresh = ddp.train_ddp(_model, _loss, _data(), epochs=0, batch_size=8, **_CPU)
     assert fresh.message == "trained no epoch (epochs=0)" and fresh.steps == 0
     assert first.message == "trained epochs 0..2"
+
+
+def test_train_ddp_leaves_no_gradients_on_the_trained_model():
+    """The returned model holds no ``.grad`` (one per weight, read by nothing after the run)."""
+    res = ddp.train_ddp(_model, _loss, _data(), epochs=2, batch_size=8, seed=5, progress=False)
+    params = list(res.extra["model"].parameters())
+    assert params and all(p.grad is None for p in params)
