@@ -44,11 +44,12 @@ against the uniform's, the standard deviation of the sample excess kurtosis of `
 it (simulated, 4000 samples each), and the Fisher information of its location in units of
 its sd at ``beta = 2`` and ``8``.
 
-    python benchmarks/calibration_shape_bound.py            # 1000 fits per size: ~12 min
+    python benchmarks/calibration_shape_bound.py   # 1000 fits per size: 14 min
 
-(one thread). Writes ``benchmarks/results/calibration_shape_bound.json`` (``--name``,
-``--out`` to change it); ``--smoke`` runs 4 fits per size into a temporary folder;
-``--table RESULTS_JSON`` prints a results file's table.
+(one thread, on a 2-core machine shared with other work). Writes
+``benchmarks/results/calibration_shape_bound.json`` (``--name``, ``--out`` to change it);
+``--smoke`` runs 4 fits per size into a temporary folder; ``--table RESULTS_JSON`` prints a
+results file's table.
 """
 
 from __future__ import annotations

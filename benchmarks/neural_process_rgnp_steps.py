@@ -6,10 +6,11 @@ steps with no time budget, with the benchmark's own training (``_train``: seed 0
 sensor data of seed 1), evaluation (``evaluate_poisson`` on the test cases of seed 0) and
 variance calibration (the validation cases of seed 11, field only), and writes the row beside
 the committed P2 RGNP row of ``benchmarks/results/neural_process.json``: for each of its
-figures but its step count and timings (``steps_per_second``, ``seconds``), whether the rerun gives it to
-the last bit and the relative difference (docs/neural_process.md, "Reruns").
+figures but its step count and timings (``steps_per_second``, ``seconds``), whether the rerun
+gives it to the last bit and the relative difference (docs/neural_process.md, "Reproducing
+the table on another machine").
 
-    OMP_NUM_THREADS=1 python benchmarks/neural_process_rgnp_steps.py   # 3095 steps: ~3 min
+    OMP_NUM_THREADS=1 python benchmarks/neural_process_rgnp_steps.py   # 3095 steps: 3-8 min
 
 Writes ``benchmarks/results/neural_process_rgnp_steps.json`` (``--name``, ``--out`` to
 change it); ``--smoke`` trains 3 steps on 20 test and 20 validation cases into a temporary
@@ -64,8 +65,8 @@ def p2_rgnp(steps: int, n_test: int, n_val: int) -> dict:
 
 
 def compare(got: dict, ref: dict) -> list[dict]:
-    """Per figure of ``ref`` (step count and timings left out): the rerun, the committed value, exact
-    equality and the relative difference."""
+    """Per figure of ``ref`` (step count and timings left out): the rerun, the committed
+    value, exact equality and the relative difference."""
     rows = []
     for k, want in ref.items():
         if k in SKIP:
