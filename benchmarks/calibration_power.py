@@ -32,17 +32,28 @@ docs/calibration.md)::
 A second table (``--recal-reps``, 0 skips it) fits the record recalibration maps
 (``zscore``, ``affine``, ``shape``) on ``n_fit`` held-out problems of the *exact* posterior and
 applies them to ``N`` further ones, as ``calibration_rows(..., recalibrate=n_fit)`` does for a
-rejected row: how much a map fitted on finitely many problems degrades a calibrated posterior.
+rejected row: how much a map fitted on finitely many problems degrades a calibrated posterior
+(docs/calibration.md, "Recalibrating a calibrated posterior")::
+
+    python benchmarks/calibration_power.py --reps 0 --recal-reps 50 --name calibration_power_recal
+
+Besides the printed tables, every run writes their rows to
+``benchmarks/results/calibration_power.json`` (``--name`` and ``--out`` to change it; each row's
+``table`` says which table it belongs to: ``power``, ``crossfit`` or ``recal``), with the
+command, date, seed, repetitions and wall time; ``--table RESULTS_JSON`` prints a results
+file's rows.
 """
 
 from __future__ import annotations
 
-import argparse
+import datetime
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from bayesphys._bench import ablation_parser, print_rows_table, recorded_command, write_results_json
 from bayesphys.diagnostics import (
     SimulationRecord,
     analyse,
@@ -146,8 +157,13 @@ def recal_rates(n: int, n_draws: int, n_fit: int, reps: int, seed: int) -> dict[
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def _key(name: str) -> str:
+    """A table column as a results-file key (``"not calibrated"`` -> ``"not_calibrated"``)."""
+    return name.replace(" ", "_")
+
+
+def main(argv: list[str] | None = None) -> Path:
+    ap = ablation_parser(__doc__, jobs=False)
     ap.add_argument("--reps", type=int, default=300, help="0 skips the first table")
     ap.add_argument("--recal-reps", type=int, default=100, help="0 skips the second table")
     ap.add_argument("--seed", type=int, default=0)
@@ -157,12 +173,24 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="only the cross-fitted joint test beside the pooled rank, K >= 2 cases",
     )
+    ap.add_argument(
+        "--name", default="calibration_power", help="results file name (default calibration_power)"
+    )
     args = ap.parse_args(argv)
+    if args.table:
+        return print_rows_table(args.table)
     if args.reps < 0:
         ap.error("--reps: expected >= 0")
     if args.recal_reps < 0:
         ap.error("--recal-reps: expected >= 0")
+    if not args.name or "/" in args.name or args.name.endswith(".json"):
+        ap.error(f"--name: expected a file name without folder or .json, received {args.name!r}")
+    if args.crossfit and not args.reps:
+        ap.error("--crossfit: expected --reps >= 1 (the table has no other part)")
+    if not (args.reps or args.recal_reps):
+        ap.error("--reps, --recal-reps: both 0, nothing to run")
     t0 = time.perf_counter()
+    rows: list[dict] = []
     if args.crossfit:
         keys = ("crossfit", "crossfit ks", "joint", "joint ks")
         print(f"| N | L | posterior | {' | '.join(keys)} |")
@@ -173,36 +201,63 @@ def main(argv: list[str] | None = None) -> None:
                     r = crossfit_rates(case, n, n_draws, args.reps, args.seed)
                     cells = " | ".join(f"{r[k]:.2f}" for k in keys)
                     print(f"| {n} | {n_draws} | {case} | {cells} |", flush=True)
+                    rows.append(
+                        {"table": "crossfit", "n": n, "n_draws": n_draws, "posterior": case}
+                        | {"reps": args.reps, **{_key(k): r[k] for k in keys}}
+                    )
         print(f"\n{args.reps} repetitions per row; seed {args.seed}")
-        print(f"{time.perf_counter() - t0:.0f} s in all")
-        print(f"versions: torch {torch.__version__}, numpy {np.__version__}")
-        return
-    keys = ("chi2", "ks", "tarp", "band", "not calibrated", "coverage90", "joint", "joint ks")
-    if args.reps:
-        print(f"| N | L | posterior | {' | '.join(keys)} |")
-        print("|---" * (3 + len(keys)) + "|")
-        for n, n_draws in SIZES:
-            for case in CASES:
-                if args.joint_only and CASES[case][0] < 2:
-                    continue
-                r = rates(case, n, n_draws, args.reps, args.seed)
-                cells = " | ".join(
-                    "-" if k not in r else f"{r[k]:.3f}" if k == "coverage90" else f"{r[k]:.2f}"
-                    for k in keys
-                )
-                print(f"| {n} | {n_draws} | {case} | {cells} |", flush=True)
-        print(f"\n{args.reps} repetitions per row; seed {args.seed}\n")
-    if args.recal_reps:
-        print("| N | L | n_fit | map | SBC rejects (1 %) | coverage90 mean | coverage90 sd |")
-        print("|---" * 7 + "|")
-        for n, n_draws, n_fit in RECAL_SIZES:
-            for m, (rej, cov, sd) in recal_rates(
-                n, n_draws, n_fit, args.recal_reps, args.seed
-            ).items():
-                print(f"| {n} | {n_draws} | {n_fit} | {m} | {rej:.2f} | {cov:.3f} | {sd:.3f} |")
-        print(f"\n{args.recal_reps} repetitions per row")
-    print(f"{time.perf_counter() - t0:.0f} s in all")
+    else:
+        keys = ("chi2", "ks", "tarp", "band", "not calibrated", "coverage90", "joint", "joint ks")
+        if args.reps:
+            print(f"| N | L | posterior | {' | '.join(keys)} |")
+            print("|---" * (3 + len(keys)) + "|")
+            for n, n_draws in SIZES:
+                for case in CASES:
+                    if args.joint_only and CASES[case][0] < 2:
+                        continue
+                    r = rates(case, n, n_draws, args.reps, args.seed)
+                    cells = " | ".join(
+                        "-" if k not in r else f"{r[k]:.3f}" if k == "coverage90" else f"{r[k]:.2f}"
+                        for k in keys
+                    )
+                    print(f"| {n} | {n_draws} | {case} | {cells} |", flush=True)
+                    rows.append(
+                        {"table": "power", "n": n, "n_draws": n_draws, "posterior": case}
+                        | {"reps": args.reps, **{_key(k): r.get(k) for k in keys}}
+                    )
+            print(f"\n{args.reps} repetitions per row; seed {args.seed}\n")
+        if args.recal_reps:
+            print("| N | L | n_fit | map | SBC rejects (1 %) | coverage90 mean | coverage90 sd |")
+            print("|---" * 7 + "|")
+            for n, n_draws, n_fit in RECAL_SIZES:
+                for m, (rej, cov, sd) in recal_rates(
+                    n, n_draws, n_fit, args.recal_reps, args.seed
+                ).items():
+                    print(f"| {n} | {n_draws} | {n_fit} | {m} | {rej:.2f} | {cov:.3f} | {sd:.3f} |")
+                    rows.append(
+                        {"table": "recal", "n": n, "n_draws": n_draws, "n_fit": n_fit, "map": m}
+                        | {"reps": args.recal_reps, "sbc_rejects": rej}
+                        | {"coverage90_mean": cov, "coverage90_sd": sd}
+                    )
+            print(f"\n{args.recal_reps} repetitions per row")
+    seconds = time.perf_counter() - t0
+    print(f"{seconds:.0f} s in all")
     print(f"versions: torch {torch.__version__}, numpy {np.__version__}")
+    out_dir = Path(args.out) if args.out else Path(__file__).resolve().parent / "results"
+    payload = {
+        "command": recorded_command(__file__, argv),
+        "date": datetime.date.today().isoformat(),
+        "seed": args.seed,
+        "reps": args.reps,
+        "recal_reps": 0 if args.crossfit else args.recal_reps,
+        "threads": torch.get_num_threads(),
+        "versions": {"torch": torch.__version__.split("+")[0], "numpy": np.__version__},
+        "seconds": seconds,
+        "rows": rows,
+    }
+    path = write_results_json(out_dir / f"{args.name}.json", payload)
+    print(f"wrote {path}")
+    return path
 
 
 if __name__ == "__main__":

@@ -215,32 +215,38 @@ class ShapeMap:
     the likelihood gains more from them than Wilks' chi-square(1) allows for, so the 1 % margin
     does not hold there. A Gaussian sample of a few dozen ``z`` is often flat enough for the
     unbounded fit to run to that limit (scipy's :math:`\beta` above :math:`10^6`; it was
-    clipped at 1000): for exact posteriors (simulations of 400-1000 fits each) the unbounded
-    family kept a non-Gaussian law for 19 % of fits at ``N' = 20``, ``L = 11``, 10 % at
-    ``N' = 30``, 4 % at ``N' = 50`` (``L = 49``; 1.2 % at ``N' = 100``), almost all of them
-    at the limit; with the bound, 0.5-1.4 % at every size (0.5-1.6 % for any bound in
-    ``[4, 16]``). And the map of such a fit is a uniform whose hard edges are the held-out
+    clipped at 1000): for exact posteriors (1000 simulated fits per size, at the components'
+    ``N'`` and ``L``) the unbounded family kept a non-Gaussian law for 17 % of fits at
+    ``N' = 20``, ``L = 11``, 11 % at ``N' = 30``, 3 % at ``N' = 50`` (``L = 49``; 1.4 % at
+    ``N' = 100``, ``L = 99``), at 20 and 30 almost all of them at the limit (two thirds at
+    50); with the bound, 0.3-1.8 % at every size from ``N' = 20`` to ``200`` (0.2-1.8 % for
+    any bound in ``[4, 16]``; the 1.8 % at ``N' = 75``, ``L = 29``, where the unbounded rule
+    gave 2.0 %). And the map of such a fit is a uniform whose hard edges are the held-out
     sample's extremes: every test problem whose ``z`` falls beyond them ranks its truth below
     or above all its draws (on ``bayesphys calibrate gp_pde --quick``: two of four summaries,
-    SBC p 1e-12 against 0.027 for the affine map). Keeping the fit at the bound instead
+    SBC p 1.5e-12 against 0.027 for the affine map). Keeping the fit at the bound instead
     (:math:`\beta = 8`, an almost flat law with the same edges) keeps both faults: it still
-    beat the null for 3.4 % / 2.8 % / 2.8 % of the exact posteriors at ``N' = 20 / 30 / 50``
+    beat the null for 3.5 % / 3.0 % / 2.3 % of the exact posteriors at ``N' = 20 / 30 / 50``
     and for both gp_pde summaries. Why 8: beyond it the family is within sampling error of
-    its limit at these sizes (excess kurtosis -1.08 against the uniform's -1.2), so a larger
-    :math:`\beta` says only that the sample is as flat as a uniform's; below it the power
-    against a light tail is kept (a generalised-normal :math:`z` with :math:`\beta = 4` at
-    ``N' = 100``: found in 39 % of fits, 45 % unbounded; a bound of 4 or 5 found it in 3 % /
-    20 %). The cost: a ``z`` that is truly uniform mostly gets the Gaussian (or a Student-t)
-    map (a uniform ``z`` of 100 problems got a generalised normal in 99 % of fits unbounded,
-    in 16 % with the bound, at :math:`\beta \le 8`).
+    its limit at these sizes (excess kurtosis -1.08 against the uniform's -1.2; the sample
+    excess kurtosis of 50 or 100 draws has sd 0.21 or 0.14), so a larger :math:`\beta` says
+    only that the sample is as flat as a uniform's; below it the power against a light tail
+    is kept (a generalised-normal :math:`z` with :math:`\beta = 4` at ``N' = 100``: found in
+    49 % of fits, 57 % unbounded; a bound of 4 or 5 found it in 3 % / 23 %). The cost: a
+    ``z`` that is truly uniform mostly gets the Gaussian (or a Student-t) map (a uniform
+    ``z`` of 100 problems got a generalised normal in every fit unbounded, in 0.6 % with the
+    bound, at :math:`\beta \le 8`). These rates are
+    ``benchmarks/results/calibration_shape_bound.json``, from
+    ``python benchmarks/calibration_shape_bound.py``; the gp_pde figures are
+    ``benchmarks/results/calibration_gp_pde_quick_2026-12-04.json`` and
+    ``calibration_gp_pde_quick_before_b1d6a73.json``.
 
     The Student-t's degrees of freedom are stored, and mapped with, clipped at
     :data:`T_MAX_DF` (1000; the likelihood compared is the unclipped fit's). A fit there
     (scipy's :math:`\nu` runs to :math:`10^{11}` and beyond on a ``z`` lighter-tailed than the
     :math:`t_{L-1}` null, e.g. a flat ``z`` with few draws, whose generalised-normal fit is
-    refused beyond :math:`\beta = 8`) is a Gaussian map for every practical purpose (its
-    quantiles are within 0.3 % of the normal's at the same scale from the 0.1 % to the
-    99.9 % level, 1.3 % at the map's clip of :math:`10^{-12}`), though
+    refused beyond :math:`\beta = 8`) is a Gaussian map for every practical purpose (the
+    quantiles of :math:`t_{1000}` differ from the normal's by :math:`O(1/\nu)`), though
     its ``family`` stays ``"t"``, the law it maps through: :meth:`label` and
     :meth:`RecordRecalibration.describe` report it as ``"t (df at bound)"``.
 
@@ -251,11 +257,8 @@ class ShapeMap:
     :math:`\beta < 1`), and Wilks' chi-square
     reference for the 1 % margin does not hold. Such a fit is kept only when it also beats
     the Student-t (smooth at its centre), i.e. for a ``z`` both sharply peaked and heavy-tailed
-    (with 100 held-out problems of 20 draws it was kept for 18 of 20 generalised-normal ``z``
-    of :math:`\beta = 0.4` and for 1 of 20 Cauchy ``z``, whose fitted :math:`\beta` was below
-    1/2 in 18 of them but the t won the other 19; Gaussian or :math:`t_{L-1}` ``z`` fitted
-    :math:`\beta` from 1.3 to 3.4 and kept the null); its map then has that law's very
-    heavy-tailed quantiles, as fitted. No bound is set there.
+    (a Cauchy-like ``z`` may fit :math:`\beta < 1/2` but is usually won by the t); its map
+    then has that law's very heavy-tailed quantiles, as fitted. No bound is set there.
 
     When the null is kept the map is the Gaussian one (``family="norm"``), :math:`b + s\,w` with
     :math:`b, s` the Gaussian maximum-likelihood mean and sd of :math:`z` (the sd with

@@ -3,6 +3,8 @@ singular pools), power against ignored correlation, affine invariance, input che
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -127,12 +129,14 @@ def test_bad_input_is_refused():
     assert sbc_joint_ranks(t, d).shape == (10,)
 
 
-def test_the_benchmark_option_prints_the_crossfit_table(capsys):
+def test_the_benchmark_option_prints_the_crossfit_table(capsys, tmp_path):
     script = script_module(str(repo_root() / "benchmarks" / "calibration_power.py"))
-    script.main(["--crossfit", "--reps", "1"])
+    path = script.main(["--crossfit", "--reps", "1", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert "| N | L | posterior | crossfit | crossfit ks | joint | joint ks |" in out
     assert out.count("K=2 |") == 8 and "| 50 | 49 | exact |" not in out
+    rows = json.loads(path.read_text())["rows"]  # and the rows are written, table "crossfit"
+    assert [r["table"] for r in rows] == ["crossfit"] * 8
 
 
 def test_analyse_adds_the_crossfit_pvalues_for_several_summaries_and_enough_problems():
