@@ -140,7 +140,8 @@ class GaussianPosterior(_PosteriorBase):
                     f"covariance: expected a real tensor, received dtype {covariance.dtype}"
                 )
             covariance = covariance.to(dtype=mean.dtype, device=mean.device)
-            if covariance.ndim == mean.ndim and covariance.shape == mean.shape:
+            # a 1 x 1 field's covariance [1, 1] has the mean's shape and is right
+            if covariance.shape == mean.shape and covariance.shape != (*self.batch_shape, n, n):
                 raise ValueError(
                     "covariance: received a tensor with the mean's shape; pass "
                     "DiagLinearOperator(variance.flatten(...)) for a diagonal covariance"
