@@ -65,8 +65,10 @@ class GaussianPosterior(_PosteriorBase):
     covariance:
         :math:`\Sigma`, a ``linear_operator`` or tensor ``[*batch, N, N]`` with
         ``N = prod(event_shape)``, flattened in C order. Use ``DiagLinearOperator``,
-        ``LowRankRootAddedDiagLinearOperator`` or ``KroneckerProductLinearOperator`` to keep
-        structure; sampling, marginals and ``log_prob`` then never form an ``N x N`` matrix.
+        ``LowRankRootAddedDiagLinearOperator`` or ``KroneckerProductLinearOperator`` (plus a
+        constant diagonal) to keep structure; sampling, marginals and ``log_prob`` then never
+        form an ``N x N`` matrix. Draws and ``log_prob`` of a batched Kronecker product, as of
+        any other operator, use a dense Cholesky factor ``[*batch, N, N]``.
     event_shape:
         shape of one draw; defaults to ``mean.shape`` (no batch).
     validate:
@@ -140,7 +142,8 @@ class GaussianPosterior(_PosteriorBase):
                     f"covariance: expected a real tensor, received dtype {covariance.dtype}"
                 )
             covariance = covariance.to(dtype=mean.dtype, device=mean.device)
-            if covariance.ndim == mean.ndim and covariance.shape == mean.shape:
+            # a 1 x 1 field's covariance [1, 1] has the mean's shape and is right
+            if covariance.shape == mean.shape and covariance.shape != (*self.batch_shape, n, n):
                 raise ValueError(
                     "covariance: received a tensor with the mean's shape; pass "
                     "DiagLinearOperator(variance.flatten(...)) for a diagonal covariance"

@@ -169,7 +169,8 @@ class _PosteriorBase:
         ``[chain, draw, *shape]`` to the posterior group; ``observed`` fills ``observed_data``:
         an array of the field's shape ``[*batch, *event]`` sits on the field's dims (and
         coordinates), one of its event shape on the event dims, so ``posterior.u -
-        observed_data.y`` lines up point by point; other shapes get dims of their own.
+        observed_data.y`` lines up point by point; other shapes get dims of their own
+        (``<oname>_dim_0..``; ``<name>_obs_dim_0..`` for an array named like the field).
         ``num_samples`` draws (default 1000) in each of ``num_chains`` chains (default 1);
         ``seed`` (an int) makes the draws reproducible. A :class:`SamplePosterior` given
         neither ``num_samples`` nor ``num_chains`` exports its stored chains as they are (so

@@ -257,12 +257,28 @@ def build_inference_data(
                 f"extra_groups: {gname!r} is a standard group; pass it as {gname}=, not in "
                 "extra_groups"
             )
-    groups: dict[str, xr.Dataset] = {}
+    inputs = {}
     for gname, gvars in (*standard, *extra.items()):
         where = gname if gname in dict(standard) else f"extra_groups[{gname!r}]"
-        gvars = _mapping(where, gvars)
+        inputs[gname] = _mapping(where, gvars)
+    return _build_groups(inputs, coords, dims)
+
+
+def _build_groups(
+    inputs: Mapping[str, Mapping[str, Any]],
+    coords: Mapping[str, Any],
+    dims: Mapping[str, Any],
+    group_dims: Mapping[str, Mapping[str, Any]] | None = None,
+) -> arviz.InferenceData | xr.DataTree:
+    """:func:`build_inference_data` from checked ``{group: {name: values}}``; ``group_dims``
+    gives a group dims of its own for some of its variables, in place of ``dims`` (a variable
+    of one name may lie on other dims in another group)."""
+    group_dims = group_dims or {}
+    groups: dict[str, xr.Dataset] = {}
+    for gname, gvars in inputs.items():
         if gvars:
-            groups[gname] = _dataset(gname, gvars, coords, dims)
+            gdims = {**dims, **group_dims.get(gname, {})}
+            groups[gname] = _dataset(gname, gvars, coords, gdims)
     if not groups:
         raise ValueError("build_inference_data: received no variables in any group")
     variables = {str(v) for ds in groups.values() for v in ds.data_vars}
@@ -340,16 +356,20 @@ def to_inference_data(
             1000 if num_samples is None else num_samples,
         ]
         draws = posterior.sample(torch.Size(shape), generator=gen)
-    all_dims = {name: dims}
     # an observed field on the field's grid shares its dims (dims of its own made
-    # posterior.u - observed_data.y an outer product of the two grids)
+    # posterior.u - observed_data.y an outer product of the two grids); one named like the
+    # field gets dims for its own shape in its group (the field's dims, given to it whatever
+    # its shape, refused every other shape with an error about dims never passed)
+    obs_dims: dict[str, list[str]] = {}
     shape = (*posterior.batch_shape, *posterior.event_shape)
     for oname, value in observed.items():
         oshape = tuple(getattr(value, "shape", np.shape(value)))
-        if oname != name and oshape == shape:
-            all_dims[oname] = dims
-        elif oname != name and nb and oshape == tuple(posterior.event_shape):
-            all_dims[oname] = dims[nb:]
+        if oshape == shape:
+            obs_dims[oname] = dims
+        elif nb and oshape == tuple(posterior.event_shape):
+            obs_dims[oname] = dims[nb:]
+        elif oname == name:
+            obs_dims[oname] = [f"{name}_obs_dim_{i}" for i in range(len(oshape))]
     post_vars = {name: draws}
     for pname, pdraws in params.items():
         arr = _np(pdraws, copy=False)  # a look at its shape: build_inference_data copies it
@@ -359,8 +379,11 @@ def to_inference_data(
                 f"received {arr.shape}"
             )
         post_vars[pname] = arr
-    return build_inference_data(
-        posterior=post_vars, observed_data=observed or None, coords=coords, dims=all_dims
+    return _build_groups(
+        {"posterior": post_vars, "observed_data": observed},
+        _mapping("coords", coords),
+        {name: dims},
+        {"observed_data": obs_dims},
     )
 
 

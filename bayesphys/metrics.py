@@ -112,6 +112,11 @@ def _check_reduce(x: Tensor, dim: int | tuple[int, ...] | None, name: str = "pre
             f"dim: expected an int or a tuple of ints in [{lo}, {hi}] for shape "
             f"{tuple(x.shape)}, received {dim!r}"
         )
+    named = [operator.index(d) % max(x.ndim, 1) for d in dims]
+    if len(set(named)) != len(named):  # (0, 0) or (0, -2): torch's RuntimeError
+        raise ValueError(
+            f"dim: expected distinct dimensions for shape {tuple(x.shape)}, received {dim!r}"
+        )
 
 
 def _scaled_norm(x: Tensor, dim: int | tuple[int, ...] | None) -> tuple[Tensor, Tensor]:

@@ -12,7 +12,7 @@ Two implementations cover every component:
 
 * :class:`GaussianPosterior` — :math:`u \sim \mathcal N(\mu, \Sigma)` with :math:`\Sigma` held
   as a ``linear_operator`` (dense, diagonal, low-rank-plus-diagonal, Kronecker), never
-  densified to sample or to take marginals.
+  densified to take marginals, nor to sample (except a Kronecker product with batch dims).
 * :class:`SamplePosterior` — draws ``[chain, draw, *batch, *event]`` (MCMC, ensembles,
   generative models) with empirical moments and quantiles.
 

@@ -464,3 +464,21 @@ def test_sample_posterior_export_refuses_more_draws_than_stored():
         post.to_inference_data(num_chains=13)
     with pytest.raises(ValueError, match="num_samples"):
         post.to_inference_data(num_samples=0)
+
+
+def test_observed_named_like_the_field_gets_dims_for_its_shape():
+    # observed data named like the exported field were given the field's dims whatever their
+    # shape: an array on the event grid, or at a few sensors, was refused with an error
+    # about dims never passed
+    draws = torch.randn(2, 10, 3, 4, dtype=torch.float64)
+    post = SamplePosterior(draws, event_ndim=1)
+    on_grid = post.to_inference_data(dims=["x"], observed={"u": torch.ones(4)})
+    obs = group_dataset(on_grid, "observed_data")["u"]
+    assert obs.dims == ("x",)
+    assert group_dataset(on_grid, "posterior")["u"].dims == ("chain", "draw", "batch_0", "x")
+    sensors = post.to_inference_data(dims=["x"], observed={"u": np.arange(5.0)})
+    obs = group_dataset(sensors, "observed_data")["u"]
+    assert obs.dims == ("u_obs_dim_0",)
+    np.testing.assert_array_equal(obs.values, np.arange(5.0))
+    full = post.to_inference_data(dims=["x"], observed={"u": torch.zeros(3, 4)})
+    assert group_dataset(full, "observed_data")["u"].dims == ("batch_0", "x")

@@ -322,6 +322,11 @@ def test_reducing_metrics_refuse_empty_inputs_and_dims_outside(metric):
         metric(torch.zeros(0, 3, dtype=torch.float64), dim=1)
     with pytest.raises(ValueError, match="dim: expected an int"):
         metric(x, dim=2)
+    # one dim named twice was torch's RuntimeError, not the argument's ValueError
+    with pytest.raises(ValueError, match="dim: expected distinct dimensions"):
+        metric(x, dim=(0, -2))
+    with pytest.raises(ValueError, match="dim: expected distinct dimensions"):
+        metric(x, dim=[1, 1])
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

@@ -549,3 +549,17 @@ def test_symmetry_tolerance_is_one_in_a_million_for_float64():
     near[0, 1] += 1e-6  # 5e-7 relative: accepted
     GaussianPosterior(torch.zeros(2, dtype=torch.float64), near)
     GaussianPosterior(torch.zeros(2), off.float())
+
+
+def test_one_cell_field_covariance_of_the_means_shape_is_accepted():
+    # a 1 x 1 field's covariance [1, 1] has the mean's shape: it was refused as a variance
+    # passed in place of a covariance
+    post = GaussianPosterior(torch.full((1, 1), 0.5, dtype=D), torch.full((1, 1), 4.0, dtype=D))
+    assert post.event_shape == (1, 1) and post.variance.item() == 4.0
+    ref = torch.distributions.Normal(0.5, 2.0).log_prob(torch.tensor(1.5, dtype=D))
+    torch.testing.assert_close(post.log_prob(torch.full((1, 1), 1.5, dtype=D)), ref)
+    # variances of the mean's shape are still refused with the hint
+    with pytest.raises(ValueError, match="DiagLinearOperator"):
+        GaussianPosterior(torch.zeros(2, 2, dtype=D), torch.ones(2, 2, dtype=D))
+    with pytest.raises(ValueError, match="DiagLinearOperator"):
+        GaussianPosterior(torch.zeros(1, dtype=D), torch.ones(1, dtype=D))
