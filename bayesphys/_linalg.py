@@ -66,6 +66,11 @@ def psd_cholesky(a: Tensor, name: str = "covariance", max_tries: int = 6) -> Ten
     Jitter starts at ``1e-10`` (float64) or ``1e-6`` (float32) times the mean diagonal (at
     least the dtype's smallest normal number, so a zero matrix gets a usable jitter) and grows
     tenfold per try. Raises ``ValueError`` naming ``name`` if ``a`` is not PSD.
+
+    The factor is that of ``a + jitter * I``: draws through it have each variance raised by
+    the jitter, a raise that is relative to the mean diagonal, not to each entry (a
+    coordinate whose variance is 1e-12 of the mean's gets its variance raised by at least 100x
+    its own in float64, more when the first jitter is not enough).
     """
     return _psd_cholesky_jitter(a, name, max_tries)[0]
 
@@ -202,9 +207,11 @@ def _warn_jittered(root: StructuredRoot, name: str, jitter: float) -> None:
         return
     warnings.warn(
         f"{name}: singular to working precision (its Cholesky factor needed jitter "
-        f"{jitter:.1e} on the diagonal); log densities and solves are those of the jittered "
-        "matrix and depend on the jitter, draws are unaffected. Add a nugget (a small "
-        "multiple of the identity) to it for a density of your own choosing",
+        f"{jitter:.1e} on the diagonal); log densities, solves and draws are those of the "
+        "jittered matrix: each variance is raised by the jitter, which is relative to the mean "
+        "variance, so a coordinate of much smaller variance than the mean can be widened "
+        "noticeably. Add a nugget (a small multiple of the identity, or scaled per coordinate) "
+        "to it for a density of your own choosing",
         RuntimeWarning,
         stacklevel=user_stacklevel(),
     )

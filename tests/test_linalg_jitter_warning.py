@@ -67,3 +67,19 @@ def test_recalibrated_log_prob_warns_at_user_line():
     post = RecalibratedPosterior(base, Recalibrator("zscore", scale=2.0))
     got = _jitter_warnings(lambda: post.log_prob(torch.zeros(50, dtype=F64)))
     assert len(got) == 1 and got[0].filename == __file__
+
+
+def test_the_warning_says_draws_share_the_jittered_covariance():
+    """Draws come from the jittered factor too: a coordinate of tiny variance beside large ones
+    is widened (the message said draws were unaffected)."""
+    b = torch.tensor([[1e3, 0.0], [0.0, 1e3], [1e3, 1e3]], dtype=F64)
+    cov = torch.zeros(4, 4, dtype=F64)
+    cov[:3, :3] = b @ b.mT  # rank 2 of 3: singular
+    cov[3, 3] = 1e-6
+    p = GaussianPosterior(torch.zeros(4, dtype=F64), cov)
+    got = _jitter_warnings(lambda: p.log_prob(torch.zeros(4, dtype=F64)))
+    assert len(got) == 1
+    msg = str(got[0].message)
+    assert "unaffected" not in msg and "draws are those of the jittered matrix" in msg
+    draws = p.sample((20000,), seed=0)
+    assert float(draws[:, 3].var()) > 10 * 1e-6  # widened, as the message says
