@@ -36,7 +36,7 @@ import torch
 from scipy.spatial.distance import cdist
 from torch import Tensor
 
-from ._checks import check_broadcasts, check_real, require
+from ._checks import check_bool, check_broadcasts, check_real, require
 from ._device import check_finite
 from ._posterior_args import _central_quantiles
 
@@ -229,12 +229,26 @@ def crps_gaussian(
     return crps.mean() if dim is None else crps.mean(dim)
 
 
-def crps_samples(samples: Tensor, y: Tensor, dim: int | tuple[int, ...] | None = None) -> Tensor:
+def crps_samples(
+    samples: Tensor,
+    y: Tensor,
+    dim: int | tuple[int, ...] | None = None,
+    *,
+    fair: bool = False,
+) -> Tensor:
     r"""Sample CRPS: draws ``[S, *shape]``, truth ``[*shape]``; mean over points (or ``dim``).
 
     Uses :math:`E|X-y| - \frac{1}{2S^2}\sum_{ij}|x_i-x_j|`, the latter from sorted draws:
-    :math:`\sum_{ij}|x_i - x_j| = 2\sum_k (2k - S - 1) x_{(k)}`.
+    :math:`\sum_{ij}|x_i - x_j| = 2\sum_k (2k - S - 1) x_{(k)}`: the CRPS of the draws'
+    empirical law, which exceeds the CRPS of the law they are drawn from by
+    :math:`E|X - X'| / (2S)` on average (+10 % for a standard normal at ``S = 10``).
+
+    ``fair=True``: the "fair" (unbiased) estimator, :math:`\frac{1}{2S(S-1)}` in place of
+    :math:`\frac{1}{2S^2}` (Ferro 2014; needs ``S >= 2``), whose mean over draws is the CRPS of
+    the law drawn from: use it to compare ensembles of different sizes. The default keeps
+    the empirical law's CRPS (the benchmarks' figures).
     """
+    fair = check_bool("fair", fair)
     _tensor("samples", samples, floating=True)
     _tensor("y", y)
     for name, t in (("samples", samples), ("y", y)):
@@ -247,6 +261,10 @@ def crps_samples(samples: Tensor, y: Tensor, dim: int | tuple[int, ...] | None =
     if samples.shape[0] == 0:
         raise ValueError(
             f"samples: expected at least one draw, received shape {tuple(samples.shape)}"
+        )
+    if fair and samples.shape[0] < 2:
+        raise ValueError(
+            f"samples: the fair CRPS needs at least 2 draws, received shape {tuple(samples.shape)}"
         )
     check_finite("samples", samples)
     check_finite("y", y)
@@ -270,7 +288,7 @@ def crps_samples(samples: Tensor, y: Tensor, dim: int | tuple[int, ...] | None =
     xs, _ = x.sort(0)
     k = torch.arange(1, s + 1, dtype=work, device=samples.device)
     k = k.reshape(-1, *([1] * y.ndim))
-    term2 = (2 * k - s - 1).mul(xs).sum(0) * 2 / (2 * s * s)
+    term2 = (2 * k - s - 1).mul(xs).sum(0) * 2 / (2 * s * (s - 1 if fair else s))
     crps = (term1 - term2).to(out_dtype)
     return crps.mean() if dim is None else crps.mean(dim)
 

@@ -436,3 +436,32 @@ def test_mmd_self_terms_are_exact_for_float32_clouds():
     x = 3 * torch.rand(40, 2, generator=g)
     y = 3 * torch.rand(30, 2, generator=g)
     assert float(mmd(x, y, bandwidths=[1e-9])) == pytest.approx(1 / 40 + 1 / 30, rel=1e-5)
+
+
+def test_fair_crps_samples_matches_brute_force_and_is_unbiased():
+    """``fair=True``: E|X-y| - sum_ij |x_i-x_j| / (2 S (S-1)), brute force; its mean over many
+    small ensembles is the Gaussian closed form, which the default (empirical-law) CRPS exceeds
+    by E|X-X'| / (2S)."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(7, 5, generator=g, dtype=torch.float64)
+    y = torch.randn(5, generator=g, dtype=torch.float64)
+    pair = (x[:, None] - x[None]).abs().sum((0, 1))
+    brute = (x - y).abs().mean(0) - pair / (2 * 7 * 6)
+    torch.testing.assert_close(crps_samples(x, y, fair=True), brute.mean())
+    torch.testing.assert_close(crps_samples(x, y), ((x - y).abs().mean(0) - pair / 98).mean())
+    s, reps = 10, 40000
+    draws = torch.randn(s, reps, generator=g, dtype=torch.float64)
+    y0 = torch.zeros(reps, dtype=torch.float64)
+    exact = float(crps_gaussian(y0, torch.ones(reps, dtype=torch.float64), y0).mean())
+    fair = float(crps_samples(draws, y0, fair=True))
+    plain = float(crps_samples(draws, y0))
+    assert abs(fair - exact) < 0.005
+    assert abs(plain - exact - (2 / math.sqrt(math.pi)) / (2 * s)) < 0.005
+
+
+def test_fair_crps_samples_refuses_one_draw_and_a_bad_flag():
+    y = torch.zeros(3)
+    with pytest.raises(ValueError, match="fair CRPS needs at least 2 draws"):
+        crps_samples(torch.zeros(1, 3), y, fair=True)
+    with pytest.raises(TypeError, match="fair"):
+        crps_samples(torch.zeros(2, 3), y, fair="yes")
