@@ -226,6 +226,11 @@ def crps_gaussian(
     z = (y - mean) / std
     n = torch.distributions.Normal(torch.zeros_like(z), torch.ones_like(z))
     crps = std * (z * (2 * n.cdf(z) - 1) + 2 * n.log_prob(z).exp() - 1 / math.sqrt(math.pi))
+    # z overflows for a std tiny against the error (float32 std 1e-39, error 1): the form
+    # above gave inf; there the score is |y - mean| - std / sqrt(pi) to the dtype's precision
+    far = ~torch.isfinite(z)
+    if bool(far.any()):
+        crps = torch.where(far, (y - mean).abs() - std / math.sqrt(math.pi), crps)
     return crps.mean() if dim is None else crps.mean(dim)
 
 

@@ -465,3 +465,15 @@ def test_fair_crps_samples_refuses_one_draw_and_a_bad_flag():
         crps_samples(torch.zeros(1, 3), y, fair=True)
     with pytest.raises(TypeError, match="fair"):
         crps_samples(torch.zeros(2, 3), y, fair="yes")
+
+
+def test_crps_gaussian_of_a_tiny_std_is_the_absolute_error():
+    """(y - mean) / std overflowing (float32 std 1e-39 against an error of 1) gave inf; the
+    score is |y - mean| to the dtype's precision."""
+    f32 = torch.float32
+    got = crps_gaussian(
+        torch.zeros(2, dtype=f32),
+        torch.full((2,), 1e-39, dtype=f32),
+        torch.tensor([1.0, -2.0], dtype=f32),
+    )
+    torch.testing.assert_close(got, torch.tensor(1.5, dtype=f32))
