@@ -7,7 +7,7 @@ posterior has correlation 0.76, and draws with the exact marginals but independe
 coordinates: the marginals are calibrated, only the joint is wrong. Each case is run ``--reps``
 times at the sizes of ``bayesphys calibrate`` (N problems, L draws) and each check's rejection
 rate is printed as a markdown table (the numbers in docs/calibration.md, "Power at the default
-sizes")::
+sizes"; the run writes ``benchmarks/results/calibration_power.json``)::
 
     python benchmarks/calibration_power.py --reps 300
 
@@ -20,14 +20,14 @@ summary vector, ``diagnostics.sbc_joint_ranks``; computed by ``analyse`` for ``K
 ``-`` in the ``K = 1`` rows). ``--joint-only`` runs only the ``K >= 2`` cases (their table in
 docs/calibration.md)::
 
-    python benchmarks/calibration_power.py --reps 100 --recal-reps 0 --joint-only
+    python benchmarks/calibration_power.py --reps 300 --recal-reps 0 --joint-only --name calibration_power_joint
 
 ``--crossfit`` prints instead the rejection rates (``p < 0.01``) of the cross-fitted joint test
 (``diagnostics.sbc_joint_crossfit``, chi-square and KS) beside the pooled Mahalanobis rank's
 (``sbc_joint_ranks`` with ``sbc_uniformity``) on the same records of the ``K >= 2`` cases
 (docs/calibration.md, "Joint rank")::
 
-    python benchmarks/calibration_power.py --crossfit --reps 100
+    python benchmarks/calibration_power.py --crossfit --reps 300 --name calibration_power_crossfit
 
 A second table (``--recal-reps``, 0 skips it) fits the record recalibration maps
 (``zscore``, ``affine``, ``shape``) on ``n_fit`` held-out problems of the *exact* posterior and
