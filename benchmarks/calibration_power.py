@@ -7,7 +7,7 @@ posterior has correlation 0.76, and draws with the exact marginals but independe
 coordinates: the marginals are calibrated, only the joint is wrong. Each case is run ``--reps``
 times at the sizes of ``bayesphys calibrate`` (N problems, L draws) and each check's rejection
 rate is printed as a markdown table (the numbers in docs/calibration.md, "Power at the default
-sizes")::
+sizes"; the run writes ``benchmarks/results/calibration_power.json``)::
 
     python benchmarks/calibration_power.py --reps 300
 
@@ -20,14 +20,14 @@ summary vector, ``diagnostics.sbc_joint_ranks``; computed by ``analyse`` for ``K
 ``-`` in the ``K = 1`` rows). ``--joint-only`` runs only the ``K >= 2`` cases (their table in
 docs/calibration.md)::
 
-    python benchmarks/calibration_power.py --reps 100 --recal-reps 0 --joint-only
+    python benchmarks/calibration_power.py --reps 300 --recal-reps 0 --joint-only --name calibration_power_joint
 
 ``--crossfit`` prints instead the rejection rates (``p < 0.01``) of the cross-fitted joint test
 (``diagnostics.sbc_joint_crossfit``, chi-square and KS) beside the pooled Mahalanobis rank's
 (``sbc_joint_ranks`` with ``sbc_uniformity``) on the same records of the ``K >= 2`` cases
 (docs/calibration.md, "Joint rank")::
 
-    python benchmarks/calibration_power.py --crossfit --reps 100
+    python benchmarks/calibration_power.py --crossfit --reps 300 --name calibration_power_crossfit
 
 A second table (``--recal-reps``, 0 skips it) fits the record recalibration maps
 (``zscore``, ``affine``, ``shape``) on ``n_fit`` held-out problems of the *exact* posterior and
@@ -37,9 +37,28 @@ rejected row: how much a map fitted on finitely many problems degrades a calibra
 
     python benchmarks/calibration_power.py --reps 0 --recal-reps 50 --name calibration_power_recal
 
+Each ``recal`` row also gives the fitted maps' ``scale_mean``, ``scale_sd``, ``shift_mean`` and
+``shift_sd`` over the repetitions (the maps' own estimation error; the z-score map has no
+shift)::
+
+    python benchmarks/calibration_power.py --reps 0 --recal-reps 100 --name calibration_power_recal_maps
+
+``--size N L`` runs only that size and ``--case NAME`` (repeatable) only those posteriors, in the
+first table, ``--crossfit`` or ``--draws-gaussian``; e.g. the cross-fitted test's level over 600
+runs of the exact ``K = 2`` posterior at ``N = 100``, ``L = 99``::
+
+    python benchmarks/calibration_power.py --crossfit --reps 600 --size 100 99 --case "exact K=2" --name calibration_power_crossfit_null
+
+``--draws-gaussian`` prints instead the rejection rates of the rank of the truth's Mahalanobis
+distance under a Gaussian fitted to the draws alone (not exact: docs/calibration.md, "Limits")
+beside the pooled rank's, on the same records::
+
+    python benchmarks/calibration_power.py --draws-gaussian --reps 200 --size 200 9 --case "exact K=2" --name calibration_power_draws_gaussian
+
 Besides the printed tables, every run writes their rows to
 ``benchmarks/results/calibration_power.json`` (``--name`` and ``--out`` to change it; each row's
-``table`` says which table it belongs to: ``power``, ``crossfit`` or ``recal``), with the
+``table`` says which table it belongs to: ``power``, ``crossfit``, ``draws_gaussian`` or
+``recal``), with the
 command, date, seed, repetitions and wall time; ``--table RESULTS_JSON`` prints a results
 file's rows.
 """
@@ -53,7 +72,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bayesphys._bench import ablation_parser, print_rows_table, recorded_command, write_results_json
+from bayesphys._bench import (
+    ablation_parser,
+    positive_int,
+    print_rows_table,
+    recorded_command,
+    write_results_json,
+)
 from bayesphys.diagnostics import (
     SimulationRecord,
     analyse,
@@ -140,21 +165,58 @@ RECAL_SIZES = ((100, 49, 50), (500, 99, 100))  # (N, L, n_fit): core --quick and
 
 
 def recal_rates(n: int, n_draws: int, n_fit: int, reps: int, seed: int) -> dict[str, tuple]:
-    """``{map: (SBC chi-square rejection rate at 1 %, mean coverage90, its sd)}`` over ``reps``
-    repetitions of an exact posterior recalibrated by a map fitted on ``n_fit`` others."""
+    """``{map: (SBC chi-square rejection rate at 1 %, mean coverage90, its sd, fitted maps)}``
+    over ``reps`` repetitions of an exact posterior recalibrated by a map fitted on ``n_fit``
+    others; ``fitted maps`` is ``(scale mean, scale sd, shift mean, shift sd)`` of the ``reps``
+    fitted maps (``None`` for ``"none"``; the z-score map has no shift, 0)."""
     g = torch.Generator().manual_seed(seed)
     got: dict[str, list] = {m: [] for m in ("none", "zscore", "affine", "shape")}
+    maps: dict[str, list] = {m: [] for m in got}
     for r in range(reps):
         test, fit = record("exact", n, n_draws, g), record("exact", n_fit, n_draws, g)
         for m in got:
-            rec = test if m == "none" else fit_record_recalibration(fit, m).apply(test)
+            if m == "none":
+                rec = test
+            else:
+                fitted = fit_record_recalibration(fit, m)
+                one = fitted.stages[0][0]  # K = 1: the one summary's map
+                maps[m].append((float(one.scale), float(getattr(one, "shift", 0.0))))
+                rec = fitted.apply(test)
             met = analyse(rec, seed=seed + r).metrics()
             got[m].append((met["sbc_pvalue"] < 0.01, met["coverage90"]))
     out = {}
     for m, v in got.items():
         a = np.asarray(v, dtype=float)
-        out[m] = (a[:, 0].mean(), a[:, 1].mean(), a[:, 1].std())
+        b = np.asarray(maps[m], dtype=float)
+        fitted = (b[:, 0].mean(), b[:, 0].std(), b[:, 1].mean(), b[:, 1].std()) if len(b) else None
+        out[m] = (a[:, 0].mean(), a[:, 1].mean(), a[:, 1].std(), fitted)
     return out
+
+
+def draws_gaussian_rates(case: str, n: int, n_draws: int, reps: int, seed: int) -> dict:
+    """Rejection rates at 1 % (chi-square, KS of ``sbc_uniformity``) of the rank of the truth's
+    Mahalanobis distance under a Gaussian fitted to the ``L`` draws alone (``draws``,
+    ``draws ks``): ``d(x) = (x - m)^T S^-1 (x - m)`` with ``m, S`` the draws' mean and
+    covariance, the truth ranked among the draws by ``d`` (continuous: no ties). Not exact: a
+    draw is part of the fit that measures it, the truth is not. Beside it the pooled rank of
+    ``sbc_joint_ranks`` (``joint``, ``joint ks``), exact, on the same records."""
+    g = torch.Generator().manual_seed(seed)
+    out = {"draws": 0, "draws ks": 0, "joint": 0, "joint ks": 0}
+    for r in range(reps):
+        rec = record(case, n, n_draws, g)
+        m = rec.draws.mean(1, keepdim=True)  # [N, 1, K]
+        c = rec.draws - m
+        prec = torch.linalg.inv(c.transpose(1, 2) @ c / (n_draws - 1))  # [N, K, K]
+        d_draws = torch.einsum("nlk,nkj,nlj->nl", c, prec, c)
+        t = rec.truth[:, None, :] - m
+        d_truth = torch.einsum("nlk,nkj,nlj->nl", t, prec, t)  # [N, 1]
+        u = sbc_uniformity((d_draws < d_truth).sum(1), n_draws, seed=seed + r)
+        out["draws"] += u["pvalue"] < 0.01
+        out["draws ks"] += u["pvalue_ks"] < 0.01
+        u = sbc_uniformity(sbc_joint_ranks(rec.truth, rec.draws, seed=seed + r), n_draws)
+        out["joint"] += u["pvalue"] < 0.01
+        out["joint ks"] += u["pvalue_ks"] < 0.01
+    return {key: v / reps for key, v in out.items()}
 
 
 def _key(name: str) -> str:
@@ -174,6 +236,25 @@ def main(argv: list[str] | None = None) -> Path:
         help="only the cross-fitted joint test beside the pooled rank, K >= 2 cases",
     )
     ap.add_argument(
+        "--draws-gaussian",
+        action="store_true",
+        help="only the rank under a Gaussian fitted to the draws alone beside the pooled rank",
+    )
+    ap.add_argument(
+        "--size",
+        nargs=2,
+        type=positive_int,
+        metavar=("N", "L"),
+        help="only this size (N problems, L draws) in the first table, --crossfit or "
+        "--draws-gaussian (default: the four of bayesphys calibrate)",
+    )
+    ap.add_argument(
+        "--case",
+        action="append",
+        choices=list(CASES),
+        help="only this posterior (repeat for several; default: all)",
+    )
+    ap.add_argument(
         "--name", default="calibration_power", help="results file name (default calibration_power)"
     )
     args = ap.parse_args(argv)
@@ -185,34 +266,50 @@ def main(argv: list[str] | None = None) -> Path:
         ap.error("--recal-reps: expected >= 0")
     if not args.name or "/" in args.name or args.name.endswith(".json"):
         ap.error(f"--name: expected a file name without folder or .json, received {args.name!r}")
-    if args.crossfit and not args.reps:
-        ap.error("--crossfit: expected --reps >= 1 (the table has no other part)")
+    joint_table = "crossfit" if args.crossfit else "draws_gaussian" if args.draws_gaussian else None
+    if args.crossfit and args.draws_gaussian:
+        ap.error("--crossfit, --draws-gaussian: expected one of them, received both")
+    if joint_table and not args.reps:
+        ap.error(
+            f"--{joint_table.replace('_', '-')}: expected --reps >= 1 (the table has no other part)"
+        )
     if not (args.reps or args.recal_reps):
         ap.error("--reps, --recal-reps: both 0, nothing to run")
+    sizes = [tuple(args.size)] if args.size else SIZES
+    cases = [c for c in CASES if args.case is None or c in args.case]
+    if joint_table:
+        cases = [c for c in cases if CASES[c][0] >= 2]
+        if not cases:
+            ap.error(
+                f"--case: --{joint_table.replace('_', '-')} needs a K >= 2 posterior, received {args.case}"
+            )
     t0 = time.perf_counter()
     rows: list[dict] = []
-    if args.crossfit:
-        keys = ("crossfit", "crossfit ks", "joint", "joint ks")
+    if joint_table:
+        fn = crossfit_rates if args.crossfit else draws_gaussian_rates
+        keys = ("crossfit", "crossfit ks") if args.crossfit else ("draws", "draws ks")
+        keys += ("joint", "joint ks")
         print(f"| N | L | posterior | {' | '.join(keys)} |")
         print("|---" * (3 + len(keys)) + "|")
-        for n, n_draws in SIZES:
-            for case in CASES:
-                if CASES[case][0] >= 2:
-                    r = crossfit_rates(case, n, n_draws, args.reps, args.seed)
-                    cells = " | ".join(f"{r[k]:.2f}" for k in keys)
-                    print(f"| {n} | {n_draws} | {case} | {cells} |", flush=True)
-                    rows.append(
-                        {"table": "crossfit", "n": n, "n_draws": n_draws, "posterior": case}
-                        | {"reps": args.reps, **{_key(k): r[k] for k in keys}}
-                    )
+        for n, n_draws in sizes:
+            for case in cases:
+                r = fn(case, n, n_draws, args.reps, args.seed)
+                cells = " | ".join(
+                    f"{r[k]:.3f}" if args.reps > 100 else f"{r[k]:.2f}" for k in keys
+                )
+                print(f"| {n} | {n_draws} | {case} | {cells} |", flush=True)
+                rows.append(
+                    {"table": joint_table, "n": n, "n_draws": n_draws, "posterior": case}
+                    | {"reps": args.reps, **{_key(k): r[k] for k in keys}}
+                )
         print(f"\n{args.reps} repetitions per row; seed {args.seed}")
     else:
         keys = ("chi2", "ks", "tarp", "band", "not calibrated", "coverage90", "joint", "joint ks")
         if args.reps:
             print(f"| N | L | posterior | {' | '.join(keys)} |")
             print("|---" * (3 + len(keys)) + "|")
-            for n, n_draws in SIZES:
-                for case in CASES:
+            for n, n_draws in sizes:
+                for case in cases:
                     if args.joint_only and CASES[case][0] < 2:
                         continue
                     r = rates(case, n, n_draws, args.reps, args.seed)
@@ -230,7 +327,7 @@ def main(argv: list[str] | None = None) -> Path:
             print("| N | L | n_fit | map | SBC rejects (1 %) | coverage90 mean | coverage90 sd |")
             print("|---" * 7 + "|")
             for n, n_draws, n_fit in RECAL_SIZES:
-                for m, (rej, cov, sd) in recal_rates(
+                for m, (rej, cov, sd, fitted) in recal_rates(
                     n, n_draws, n_fit, args.recal_reps, args.seed
                 ).items():
                     print(f"| {n} | {n_draws} | {n_fit} | {m} | {rej:.2f} | {cov:.3f} | {sd:.3f} |")
@@ -238,6 +335,12 @@ def main(argv: list[str] | None = None) -> Path:
                         {"table": "recal", "n": n, "n_draws": n_draws, "n_fit": n_fit, "map": m}
                         | {"reps": args.recal_reps, "sbc_rejects": rej}
                         | {"coverage90_mean": cov, "coverage90_sd": sd}
+                        | dict(
+                            zip(
+                                ("scale_mean", "scale_sd", "shift_mean", "shift_sd"),
+                                fitted or [None] * 4,
+                            )
+                        )
                     )
             print(f"\n{args.recal_reps} repetitions per row")
     seconds = time.perf_counter() - t0
@@ -249,7 +352,7 @@ def main(argv: list[str] | None = None) -> Path:
         "date": datetime.date.today().isoformat(),
         "seed": args.seed,
         "reps": args.reps,
-        "recal_reps": 0 if args.crossfit else args.recal_reps,
+        "recal_reps": 0 if joint_table else args.recal_reps,
         "threads": torch.get_num_threads(),
         "versions": {"torch": torch.__version__.split("+")[0], "numpy": np.__version__},
         "seconds": seconds,

@@ -50,6 +50,25 @@ its sd at ``beta = 2`` and ``8``.
 ``benchmarks/results/calibration_shape_bound.json`` (``--name``, ``--out`` to change it);
 ``--smoke`` runs 4 fits per size into a temporary folder; ``--table RESULTS_JSON`` prints a
 results file's table.
+
+Two smaller cases, each into its own file (``calibration_shape_<case>.json``):
+
+* ``--case null`` (400 fits per row): the shape test's null at ``L = 9`` draws and
+  ``n_fit = 200`` and ``1000`` held-out problems, on Gaussian posteriors that are exact, twice
+  or half as wide as the truth's law, or biased by one sd (``m ~ N(0, 9)``, truth
+  ``m + N(0, 1)``), under the package's rule (``bound 8``), the ``t_{L-1}`` null without the
+  bound (``unbounded``) and the rule before the ``t_{L-1}`` null (``gaussian null``: the
+  Gaussian maximum-likelihood fit of ``z`` as the null, no bound) (the ``ShapeMap``
+  docstring)::
+
+      python benchmarks/calibration_shape_bound.py --case null
+
+* ``--case recal`` (50 fits per size): every rule on the ``shape`` maps of
+  ``calibration_power.py --reps 0 --recal-reps 50``'s table (docs/calibration.md,
+  "Recalibrating a calibrated posterior"): the same seeded fit records, each row listing the
+  kept generalised normals' ``beta`` beyond 8 (``gennorm_betas_beyond_8``)::
+
+      python benchmarks/calibration_shape_bound.py --case recal
 """
 
 from __future__ import annotations
@@ -78,6 +97,16 @@ BOUNDS = (4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 16.0)
 #: the light-tail and uniform cases: held-out problems, draws per problem, beta of the light tail
 POWER_SIZE, LIGHT_BETA = (100, 99), 4.0
 RULES = ("unbounded", *(f"bound {b:g}" for b in BOUNDS), f"kept at bound {GENNORM_MAX_SHAPE:g}")
+#: ``--case null``: the shape test's null at few draws, ``L``, held-out problems, fits per size
+GAUSSIAN_NULL = "gaussian null"
+NULL_RULES = (GAUSSIAN_NULL, "unbounded", f"bound {GENNORM_MAX_SHAPE:g}")
+NULL_DRAWS, NULL_SIZES, NULL_REPS = 9, (200, 1000), 400
+#: name: (sd of the draws, their bias) against a truth of sd 1 about the same centre
+NULL_POSTERIORS = {"exact": (1.0, 0.0), "wide x2": (2.0, 0.0), "narrow x0.5": (0.5, 0.0)}
+NULL_POSTERIORS["bias 1 sd"] = (1.0, 1.0)
+#: ``--case recal``: the fits of the table "Recalibrating a calibrated posterior"
+RECAL_REPS = 50
+CASES = ("bound", "null", "recal")
 
 
 @contextmanager
@@ -117,9 +146,13 @@ def package_fit(draws: torch.Tensor, truth: torch.Tensor) -> tuple[ShapeMap, np.
 def replay(z: np.ndarray, fits: dict, rule: str) -> tuple[str, float]:
     """The family ``ShapeMap.fit`` keeps for ``z`` under ``rule`` (one of :data:`RULES`) and
     the kept law's shape (0 for the null; scipy's own, unclipped)."""
-    null = fits["null"]
-    best = (float(stats.t.logpdf(z, *null).sum()) + _LR_MARGIN, "norm", 0.0)
-    bound = math.inf if rule == "unbounded" else float(rule.rsplit(" ", 1)[1])
+    if rule == GAUSSIAN_NULL:  # the rule before the t_{L-1} null: a Gaussian null, no bound
+        ll_null = float(stats.norm.logpdf(z, *stats.norm.fit(z)).sum())
+    else:
+        ll_null = float(stats.t.logpdf(z, *fits["null"]).sum())
+    best = (ll_null + _LR_MARGIN, "norm", 0.0)
+    unbounded = rule in ("unbounded", GAUSSIAN_NULL)
+    bound = math.inf if unbounded else float(rule.rsplit(" ", 1)[1])
     for name in ("t", "gennorm"):
         shape, loc, scale = fits[name]
         if name == "gennorm" and shape > bound:
@@ -168,18 +201,58 @@ def law_record(
     return d, 2 * sign * mag
 
 
-def rate_rows(case: str, n: int, n_draws: int, reps: int, seed: int, make) -> list[dict]:
-    """One row per rule over ``reps`` seeded records of ``make(g) -> (draws, truth)``."""
+def null_record(
+    n: int, n_draws: int, posterior: str, g: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A Gaussian posterior off in width or bias only (``NULL_POSTERIORS``): truth ``[n]``
+    ``m + N(0, 1)``, ``m ~ N(0, 9)``, draws ``[n, L]`` ``N(m + bias, sd^2)``."""
+    sd, bias = NULL_POSTERIORS[posterior]
+    m = 3 * torch.randn(n, 1, generator=g, dtype=torch.float64)
+    truth = m[:, 0] + torch.randn(n, generator=g, dtype=torch.float64)
+    return m + bias + sd * torch.randn(n, n_draws, generator=g, dtype=torch.float64), truth
+
+
+def recal_table_fits():
+    """``(n_fit, L, make)`` per size of ``calibration_power.py``'s table "Recalibrating a
+    calibrated posterior": ``make(g)`` draws that table's test record and then its fit record
+    from ``g`` (as its ``recal_rates`` does, seed ``seed``) and returns the fit record's one
+    summary, ``(draws [n_fit, L], truth [n_fit])``, on which its ``shape`` map is fitted."""
+    from bayesphys._bench import repo_root, script_module
+
+    power = script_module(str(repo_root() / "benchmarks" / "calibration_power.py"))
+    for n, n_draws, n_fit in power.RECAL_SIZES:
+
+        def make(g, n=n, n_draws=n_draws, n_fit=n_fit):
+            power.record("exact", n, n_draws, g)  # the test record, not fitted on
+            fit = power.record("exact", n_fit, n_draws, g)
+            return fit.draws[:, :, 0], fit.truth[:, 0]
+
+        yield n_fit, n_draws, make
+
+
+def rate_rows(
+    case: str,
+    n: int,
+    n_draws: int,
+    reps: int,
+    seed: int,
+    make,
+    rules: tuple[str, ...] = RULES,
+    betas: bool = False,
+) -> list[dict]:
+    """One row per rule over ``reps`` seeded records of ``make(g) -> (draws, truth)``; with
+    ``betas``, each row also lists the kept generalised normals' ``beta`` beyond 8 (scipy's,
+    unclipped), in fit order (``gennorm_betas_beyond_8``)."""
     g = torch.Generator().manual_seed(seed)
-    kept = {rule: [] for rule in RULES}
+    kept = {rule: [] for rule in rules}
     for _ in range(reps):
         draws, truth = make(g)
         m, z, fits = package_fit(draws, truth)
         check_replay(m, z, fits)
-        for rule in RULES:
+        for rule in rules:
             kept[rule].append(replay(z, fits, rule))
     rows = []
-    for rule in RULES:
+    for rule in rules:
         fam = [f for f, _ in kept[rule]]
         beta = np.array([s if f == "gennorm" else 0.0 for f, s in kept[rule]])
         p = sum(f != "norm" for f in fam) / reps
@@ -198,6 +271,8 @@ def rate_rows(case: str, n: int, n_draws: int, reps: int, seed: int, make) -> li
                 "gennorm_at_1000": float((beta >= 1000).mean()),
             }
         )
+        if betas:
+            rows[-1]["gennorm_betas_beyond_8"] = [float(b) for b in beta if b > 8]
     return rows
 
 
@@ -262,23 +337,101 @@ def analytic(seed: int, reps: int = 4000) -> dict:
 def main(argv: list[str] | None = None) -> Path:
     ap = ablation_parser(__doc__, jobs=False)
     ap.add_argument(
-        "--reps", type=positive_int, default=1000, help="fits per case and size (default 1000)"
+        "--case",
+        choices=CASES,
+        default="bound",
+        help="bound (default): the bound's rates; null: the shape test's null at L = 9; "
+        "recal: the shape maps of calibration_power.py's recalibration table",
+    )
+    ap.add_argument(
+        "--reps",
+        type=positive_int,
+        default=None,
+        help=f"fits per case and size (default 1000; --case null {NULL_REPS}, "
+        f"--case recal {RECAL_REPS})",
     )
     ap.add_argument("--seed", type=int, default=0, help="base seed (>= 0, default 0)")
-    ap.add_argument("--name", default="calibration_shape_bound", help="results file name")
+    ap.add_argument(
+        "--name",
+        default=None,
+        help="results file name (default calibration_shape_bound, calibration_shape_null or "
+        "calibration_shape_recal)",
+    )
     ap.add_argument("--smoke", action="store_true", help="4 fits per size, into a temporary folder")
     args = ap.parse_args(argv)
     if args.table:
         return print_rows_table(args.table)
     if args.seed < 0:
         ap.error(f"--seed: expected an int >= 0, received {args.seed}")
+    if args.name is None:
+        args.name = f"calibration_shape_{args.case}"
     if not args.name or "/" in args.name or args.name.endswith(".json"):
         ap.error(f"--name: expected a file name without folder or .json, received {args.name!r}")
+    if args.reps is None:
+        args.reps = {"bound": 1000, "null": NULL_REPS, "recal": RECAL_REPS}[args.case]
     if args.smoke:
         args.reps = 4
         args.out = args.out or tempfile.mkdtemp(prefix="bench_smoke_")
     torch.set_num_threads(1)
     started = time.perf_counter()
+    rows: list[dict] = []
+    extra: dict = {"case": args.case} if args.case != "bound" else {}
+    if args.case == "bound":
+        rows += bound_rows(args.reps, args.seed)
+        extra["analytic"] = analytic(args.seed)
+    elif args.case == "null":
+        for i, n in enumerate(NULL_SIZES):
+            for j, post in enumerate(NULL_POSTERIORS):
+                rows += rate_rows(
+                    post,
+                    n,
+                    NULL_DRAWS,
+                    args.reps,
+                    offset_seed(args.seed, 200 + 10 * i + j),
+                    lambda g, n=n, post=post: null_record(n, NULL_DRAWS, post, g),
+                    NULL_RULES,
+                )
+                got = {r["rule"]: r["non_gaussian"] for r in rows[-len(NULL_RULES) :]}
+                print(
+                    f"{post} n_fit={n} L={NULL_DRAWS}: non-Gaussian "
+                    + ", ".join(f"{k} {v:.3f}" for k, v in got.items()),
+                    flush=True,
+                )
+    else:
+        for n_fit, n_draws, make in recal_table_fits():
+            rows += rate_rows(
+                "recal table", n_fit, n_draws, args.reps, args.seed, make, RULES, betas=True
+            )
+            unb = rows[-len(RULES)]
+            print(
+                f"recal table n_fit={n_fit} L={n_draws}: unbounded kept generalised normals "
+                f"beyond 8 with beta {unb['gennorm_betas_beyond_8']}",
+                flush=True,
+            )
+    extra = {
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "threads": torch.get_num_threads(),
+        "smoke": args.smoke,
+        "seed": args.seed,
+        "reps": args.reps,
+        "gennorm_max_shape": GENNORM_MAX_SHAPE,
+        "lr_margin": _LR_MARGIN,
+        **extra,
+        "versions": {
+            "torch": torch.__version__.split("+")[0],
+            "numpy": np.__version__,
+            "scipy": __import__("scipy").__version__,
+        },
+    }
+    return write_rows(
+        args.name, rows, script=__file__, argv=argv, out=args.out, extra=extra, started=started
+    )
+
+
+def bound_rows(reps: int, seed: int) -> list[dict]:
+    """The rows of ``--case bound`` (the default): every rule on exact posteriors at each
+    size, on the light-tail and uniform ``z`` and on gp_pde's quick held-out record."""
     rows: list[dict] = []
     for i, (n, n_draws) in enumerate(SIZES):
         t0 = time.perf_counter()
@@ -286,8 +439,8 @@ def main(argv: list[str] | None = None) -> Path:
             "exact",
             n,
             n_draws,
-            args.reps,
-            offset_seed(args.seed, i),
+            reps,
+            offset_seed(seed, i),
             lambda g, n=n, n_draws=n_draws: exact_record(n, n_draws, g),
         )
         got = {r["rule"]: r["non_gaussian"] for r in rows[-len(RULES) :]}
@@ -304,32 +457,13 @@ def main(argv: list[str] | None = None) -> Path:
             case,
             n,
             n_draws,
-            args.reps,
-            offset_seed(args.seed, 100 + j),
+            reps,
+            offset_seed(seed, 100 + j),
             lambda g, law=law: law_record(n, n_draws, law, g),
         )
         got = {r["rule"]: r["gennorm"] for r in rows[-len(RULES) :]}
         print(f"{case}: generalised normal kept, bound 8 {got['bound 8']:.3f}", flush=True)
-    rows += gp_pde_rows(args.seed)
-    extra = {
-        "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "threads": torch.get_num_threads(),
-        "smoke": args.smoke,
-        "seed": args.seed,
-        "reps": args.reps,
-        "gennorm_max_shape": GENNORM_MAX_SHAPE,
-        "lr_margin": _LR_MARGIN,
-        "analytic": analytic(args.seed),
-        "versions": {
-            "torch": torch.__version__.split("+")[0],
-            "numpy": np.__version__,
-            "scipy": __import__("scipy").__version__,
-        },
-    }
-    return write_rows(
-        args.name, rows, script=__file__, argv=argv, out=args.out, extra=extra, started=started
-    )
+    return rows + gp_pde_rows(seed)
 
 
 if __name__ == "__main__":

@@ -200,10 +200,13 @@ class ShapeMap:
     alternative nests (one extra parameter, its degrees of freedom; Wilks' chi-square(1)
     margin); the generalised normal does not nest it and must clear the same margin. A Gaussian
     null reads the :math:`t_{L-1}` tails of an exact posterior's :math:`z` as a shape error: with
-    ``L = 9`` draws and ``N = 200`` problems it kept a non-Gaussian family for about 40 % of
-    exact posteriors (99 % at ``N = 1000``), the :math:`t_{L-1}` null for 0.5-2.5 % of exact
+    ``L = 9`` draws and ``N' = 200`` held-out problems it kept a non-Gaussian family for 40 % of
+    exact posteriors (98 % at ``N' = 1000``), the :math:`t_{L-1}` null for 1.3-2.2 % of exact
     posteriors, of posteriors of twice or half the width and of posteriors biased by one sd
-    (simulations). For large ``L`` the null tends to the Gaussian, the previous rule.
+    (the Gaussian null 36-45 % and 97-99 % of those; 400 simulated fits each,
+    ``benchmarks/results/calibration_shape_null.json``, from
+    ``python benchmarks/calibration_shape_bound.py --case null``). For large ``L`` the null
+    tends to the Gaussian, the previous rule.
 
     The generalised normal is kept only for :math:`\beta \le 8` (``GENNORM_MAX_SHAPE``); a fit
     with a larger :math:`\beta` is refused, and the choice is between the Student-t and the

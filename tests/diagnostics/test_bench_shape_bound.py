@@ -87,3 +87,51 @@ def test_bad_options_are_refused_before_anything_runs(tmp_path, capsys, monkeypa
         mod.main([*argv, "--out", str(tmp_path)])
     assert err.value.code == 2 and f"{option}: " in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_null_case_rows_and_the_gaussian_null_rule(tmp_path):
+    mod = _script()
+    path = mod.main(["--case", "null", "--smoke", "--out", str(tmp_path)])
+    payload = json.loads(path.read_text())
+    assert path == tmp_path / "calibration_shape_null.json" and payload["case"] == "null"
+    assert [(r["case"], r["n_fit"], r["rule"]) for r in payload["rows"]] == [
+        (p, n, rule) for n in mod.NULL_SIZES for p in mod.NULL_POSTERIORS for rule in mod.NULL_RULES
+    ]
+    assert all(r["n_draws"] == 9 and r["fits"] == 4 for r in payload["rows"])
+    # the Gaussian null is the Gaussian maximum-likelihood fit: the rule keeps a family
+    # exactly when its likelihood beats that fit's by the margin
+    draws, truth = mod.null_record(1000, 9, "exact", torch.Generator().manual_seed(1))
+    m, z, fits = mod.package_fit(draws, truth)
+    ll_norm = stats.norm.logpdf(z, z.mean(), z.std()).sum()
+    ll_t = stats.t.logpdf(z, *fits["t"]).sum()
+    family, _ = mod.replay(z, fits, mod.GAUSSIAN_NULL)
+    assert (family != "norm") == (
+        max(ll_t, stats.gennorm.logpdf(z, *fits["gennorm"]).sum()) > ll_norm + mod._LR_MARGIN
+    )
+
+
+def test_recal_case_fits_the_shape_maps_of_the_recalibration_table(tmp_path):
+    """The fit records are calibration_power.py's: the package's rule replayed on them gives
+    the family of ``fit_record_recalibration(fit, "shape")`` in that script's loop."""
+    from bayesphys.diagnostics import fit_record_recalibration
+
+    mod = _script()
+    power = script_module(str(repo_root() / "benchmarks" / "calibration_power.py"))
+    path = mod.main(["--case", "recal", "--smoke", "--out", str(tmp_path)])
+    rows = json.loads(path.read_text())["rows"]
+    assert [(r["n_fit"], r["rule"]) for r in rows] == [
+        (f, rule) for _, _, f in power.RECAL_SIZES for rule in mod.RULES
+    ]
+    for r in rows:
+        assert all(b > 8 for b in r["gennorm_betas_beyond_8"])
+        assert len(r["gennorm_betas_beyond_8"]) == round(r["gennorm_beyond_8"] * r["fits"])
+    (n_fit, n_draws, make), *_ = mod.recal_table_fits()
+    g, g_power = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    for _ in range(2):
+        draws, truth = make(g)
+        power.record("exact", 100, n_draws, g_power)
+        fit = power.record("exact", n_fit, n_draws, g_power)
+        assert torch.equal(draws, fit.draws[:, :, 0]) and torch.equal(truth, fit.truth[:, 0])
+        shape = fit_record_recalibration(fit, "shape").stages[0][0]
+        m, z, fits = mod.package_fit(draws, truth)
+        assert mod.replay(z, fits, "bound 8")[0] == shape.family == m.family
