@@ -118,6 +118,42 @@ def test_posterior_for_refuses_data_of_another_length():
     assert post.mean.shape == (101,)
 
 
+def test_posterior_for_checks_its_inputs_as_the_model_does():
+    # the README's tour function: sensor indices out of range or fractional failed with
+    # torch's IndexError, a NaN in y was reported as "mean", and numpy arrays or lists failed
+    # with "'str' object has no attribute 'type'"
+    from bayesphys.problems.linear_gaussian import posterior_for
+
+    p = linear_gaussian_problem()
+    ref = posterior_for(p["x"], p["idx"], p["y"], 0.1)
+    with pytest.raises(ValueError, match=r"^idx: expected indices in \[0, 101\), received"):
+        posterior_for(p["x"], p["idx"] + 100, p["y"], 0.1)
+    with pytest.raises(ValueError, match=r"^idx: expected whole-number sensor indices"):
+        posterior_for(p["x"], p["idx"] + 0.5, p["y"], 0.1)
+    with pytest.raises(ValueError, match=r"^idx: expected whole-number sensor indices"):
+        posterior_for(p["x"], p["idx"] > 50, p["y"], 0.1)
+    with pytest.raises(ValueError, match=r"^y: expected finite values"):
+        posterior_for(p["x"], p["idx"], p["y"] * math.nan, 0.1)
+    with pytest.raises(ValueError, match=r"^x: expected finite values"):
+        posterior_for(p["x"] * math.inf, p["idx"], p["y"], 0.1)
+    # numpy arrays and lists give the tensors' posterior; whole-number float indices too
+    for args in [
+        (p["x"].numpy(), p["idx"].numpy(), p["y"].numpy()),
+        (p["x"].tolist(), p["idx"].tolist(), p["y"].tolist()),
+        (p["x"], p["idx"].double(), p["y"]),
+    ]:
+        post = posterior_for(*args, 0.1)
+        assert post.dtype == torch.float64
+        torch.testing.assert_close(post.mean, ref.mean, rtol=0, atol=0)
+        torch.testing.assert_close(post.variance, ref.variance, rtol=0, atol=0)
+    # an integer grid gives a float64 posterior (it was refused as an integer mean)
+    grid = torch.arange(5)
+    post = posterior_for(grid, [1, 3], [0.5, -0.5], 0.1, lengthscale=1.0)
+    torch.testing.assert_close(
+        post.mean, posterior_for(grid.double(), [1, 3], [0.5, -0.5], 0.1, lengthscale=1.0).mean
+    )
+
+
 def test_fit_without_sensors_is_refused_by_name_and_the_posterior_is_the_prior():
     # an empty idx was accepted, then fit failed inside torch ("cannot reshape tensor of 0
     # elements into shape [-1, 0, 0]")
