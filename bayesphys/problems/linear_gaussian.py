@@ -59,14 +59,18 @@ __all__ = [
 
 
 def linear_gaussian_problem(
-    n: int = 101, m: int = 30, noise: float = 0.1, seed: int = 0, device: torch.device | str = "cpu"
+    n: int = 101, m: int = 30, noise: float = 0.1, seed: int = 0, device: DeviceLike = "cpu"
 ) -> dict[str, torch.Tensor]:
     r"""Grid ``x [n]``, truth ``u [n]``, sorted sensor indices ``idx [m]`` and data ``y [m]``.
 
     ``n >= 1`` and ``1 <= m <= n`` (ints), ``noise`` :math:`\sigma \ge 0` finite (0: exact
     data), ``seed`` an int seed; otherwise a ``TypeError`` / ``ValueError`` naming the argument
-    (NaN noise gave NaN data, a negative one was accepted).
+    (NaN noise gave NaN data, a negative one was accepted). ``device`` as a model's (``None``:
+    the CPU, ``"auto"``: CUDA when present; an unknown or absent device is a ``ValueError``,
+    where torch's ``RuntimeError`` or ``AssertionError`` came before); the data are drawn on
+    the CPU, so they are the same numbers on every device.
     """
+    device = model_device(device)
     n = check_int("n", n, minimum=1)
     m = check_int("m", m, minimum=1)
     if m > n:

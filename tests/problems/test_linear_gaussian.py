@@ -154,6 +154,28 @@ def test_posterior_for_checks_its_inputs_as_the_model_does():
     )
 
 
+@pytest.mark.parametrize(
+    "device, message",
+    [
+        ("tpu", r"^device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', received 'tpu'"),
+        ("cuda:7", r"^device: cuda:7 was requested but CUDA is not available here"),
+    ],
+)
+def test_linear_gaussian_problem_refuses_an_unknown_device_by_name(device, message):
+    # the README tour's problem raised torch's RuntimeError ("Expected one of cpu, cuda, ...")
+    # for "tpu" and an AssertionError ("Torch not compiled with CUDA enabled") for "cuda:7"
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("CUDA present: cuda:7 may exist")
+    with pytest.raises(ValueError, match=message):
+        linear_gaussian_problem(device=device)
+    # None and "auto" are accepted as for a model; the CPU data are the same numbers
+    ref = linear_gaussian_problem()
+    for dev in (None, "cpu:0"):
+        got = linear_gaussian_problem(device=dev)
+        assert all(torch.equal(got[k], ref[k]) for k in ref)
+    assert linear_gaussian_problem(device="auto")["x"].device.type in ("cpu", "cuda")
+
+
 def test_fit_without_sensors_is_refused_by_name_and_the_posterior_is_the_prior():
     # an empty idx was accepted, then fit failed inside torch ("cannot reshape tensor of 0
     # elements into shape [-1, 0, 0]")
