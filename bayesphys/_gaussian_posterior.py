@@ -349,10 +349,19 @@ class GaussianPosterior(_PosteriorBase):
         r"""Gaussian log density of ``value`` ``[*, *batch, *event]`` -> ``[*, *batch]``, in the
         posterior's dtype (a floating ``value`` of another dtype is cast to it):
         :math:`-\tfrac12[(x-\mu)^\top\Sigma^{-1}(x-\mu) + \log|\Sigma| + N\log 2\pi]`,
-        differentiable in ``value``, the mean and the covariance."""
+        differentiable in ``value``, the mean and the covariance. ``NotImplementedError`` for a
+        posterior given a custom ``root`` (its covariance need not be that of its draws)."""
         if self._custom_root is not None:
+            # the covariance operator of such a posterior need not be that of its draws (the
+            # GP PDE solver's grid posterior holds only the marginal variances beside its
+            # sampler), so no joint density is computed from it
             raise NotImplementedError(
-                "GaussianPosterior.log_prob: not available with a custom root"
+                "GaussianPosterior.log_prob: not available for a posterior that draws through a "
+                "custom sampler (root=; the GP PDE solver's posterior and ProbConserv's updated "
+                "ones do): its covariance operator need not be the joint covariance of its "
+                "draws. Score the marginals instead: "
+                "bayesphys.metrics.gaussian_nll(post.mean, post.variance, y) "
+                "or crps_gaussian"
             )
         if not isinstance(value, Tensor):
             raise TypeError(f"value: expected a torch.Tensor, received {type(value).__name__}")

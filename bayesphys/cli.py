@@ -304,12 +304,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     lst = sub.add_parser("list", help="list examples and components")
     d = sub.add_parser("demo", help="run every component on a small embedded problem")
-    d.add_argument("--out", type=_out_arg, default="bayesphys-out")
+    d.add_argument(
+        "--out", type=_out_arg, default="bayesphys-out", help="output folder (default %(default)s)"
+    )
     d.add_argument(
         "--device", type=_device_arg, default="cpu", help="cpu, cuda or auto (default cpu)"
     )
-    d.add_argument("--seed", type=_seed_arg, default=0)
-    d.add_argument("--threads", type=positive_int, default=None)
+    d.add_argument(
+        "--seed", type=_seed_arg, default=0, help="seed of every component's run (default 0)"
+    )
+    d.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="torch threads, at most the current number (default: the current number)",
+    )
     d.add_argument(
         "--only",
         nargs="*",
@@ -324,10 +333,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="the example's name (`bayesphys list` lists them; `bayesphys run NAME --help` its "
         "own options)",
     )
-    r.add_argument("--smoke", action="store_true")
-    r.add_argument("--device", type=_device_arg, default=None)
-    r.add_argument("--out", type=_out_arg, default=None)
-    r.add_argument("--seed", type=_seed_arg, default=None)
+    r.add_argument(
+        "--smoke", action="store_true", help="a quick run at small settings (seconds to a minute)"
+    )
+    r.add_argument(
+        "--device",
+        type=_device_arg,
+        default=None,
+        help="cpu, cuda or auto (default cpu)",
+    )
+    r.add_argument(
+        "--out",
+        type=_out_arg,
+        default=None,
+        help="output folder (default: bayesphys-out/EXAMPLE, dashes as underscores)",
+    )
+    r.add_argument(
+        "--seed", type=_seed_arg, default=None, help="seed of the run (default: the example's, 0)"
+    )
     b = sub.add_parser("bench", help="run a component's paper-table benchmark")
     b.add_argument("component", choices=COMPONENTS + ("scale_out",))
     b.add_argument(

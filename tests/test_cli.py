@@ -605,3 +605,15 @@ def test_run_formats_numbers_inside_tuples_as_the_other_values(monkeypatch, caps
         "failed: []",
         "png: a.png",
     ]
+
+
+def test_every_option_of_every_subcommand_says_what_it_does():
+    # `bayesphys demo --help` listed --out, --seed and --threads, and `bayesphys run --help`
+    # --smoke, --device, --out and --seed, with no word on what they do or their default
+    parser = cli.build_parser()
+    for name, sub in parser.subcommand_parsers.items():
+        for action in sub._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"bayesphys {name} {action.option_strings[0]}: no help text"
+    text = parser.subcommand_parsers["run"].format_help()
+    assert "bayesphys-out/EXAMPLE" in text

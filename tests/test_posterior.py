@@ -317,6 +317,27 @@ def test_custom_root():
         post.log_prob(torch.zeros(3, dtype=D))
 
 
+def test_custom_root_log_prob_refusal_says_why_and_what_to_use():
+    # the GP PDE solver's and ProbConserv's posteriors draw through a custom root: a user
+    # calling log_prob on them got "not available with a custom root", naming a constructor
+    # argument they never passed
+    v = torch.tensor([1.0, 2.0, 3.0], dtype=D)
+    post = GaussianPosterior(
+        torch.zeros(3, dtype=D), torch.diag(v * v), root=lambda z: z * v, root_dim=3
+    )
+    with pytest.raises(NotImplementedError) as info:
+        post.log_prob(torch.zeros(3, dtype=D))
+    msg = str(info.value)
+    assert "custom sampler" in msg and "GP PDE solver" in msg
+    assert "gaussian_nll(post.mean, post.variance, y)" in msg
+    # the call it suggests runs on such a posterior
+    from bayesphys.metrics import gaussian_nll
+
+    y = torch.tensor([0.5, -1.0, 2.0], dtype=D)
+    expected = 0.5 * (math.log(2 * math.pi) + torch.log(v * v) + y * y / (v * v)).mean()
+    torch.testing.assert_close(gaussian_nll(post.mean, post.variance, y), expected)
+
+
 def test_sample_posterior_moments_and_errors():
     draws = torch.randn(4, 500, 3, 2, dtype=D)
     post = SamplePosterior(draws, event_ndim=1)

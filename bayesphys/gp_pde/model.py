@@ -366,7 +366,9 @@ class GPPDESolver:
 
         Exact GP conditioning on the boundary and collocation likelihoods for linear PDEs;
         linearised at :math:`U^\star` (Gauss-Newton/Laplace) for Allen-Cahn. Event shape
-        ``[p_1..p_d]``; variances exact, draws pathwise; no dense matrix over the full grid.
+        ``[p_1..p_d]``; variances exact, draws pathwise; no dense matrix over the full grid:
+        the posterior's ``covariance`` is the diagonal of those variances (the draws, from its
+        custom root, are correlated), so its ``log_prob`` raises ``NotImplementedError``.
         Exception: 2-D Allen-Cahn, where the variances use the constant-shift Jacobian
         :math:`\mathcal A + \bar d` (with ``nonlinear_solver="gauss-newton"`` the draws use the
         exact Jacobian, by PCG; with ``"picard"`` both use the shift).

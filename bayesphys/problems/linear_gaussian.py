@@ -59,14 +59,18 @@ __all__ = [
 
 
 def linear_gaussian_problem(
-    n: int = 101, m: int = 30, noise: float = 0.1, seed: int = 0, device: torch.device | str = "cpu"
+    n: int = 101, m: int = 30, noise: float = 0.1, seed: int = 0, device: DeviceLike = "cpu"
 ) -> dict[str, torch.Tensor]:
     r"""Grid ``x [n]``, truth ``u [n]``, sorted sensor indices ``idx [m]`` and data ``y [m]``.
 
     ``n >= 1`` and ``1 <= m <= n`` (ints), ``noise`` :math:`\sigma \ge 0` finite (0: exact
     data), ``seed`` an int seed; otherwise a ``TypeError`` / ``ValueError`` naming the argument
-    (NaN noise gave NaN data, a negative one was accepted).
+    (NaN noise gave NaN data, a negative one was accepted). ``device`` as a model's (``None``:
+    the CPU, ``"auto"``: CUDA when present; an unknown or absent device is a ``ValueError``,
+    where torch's ``RuntimeError`` or ``AssertionError`` came before); the data are drawn on
+    the CPU, so they are the same numbers on every device.
     """
+    device = model_device(device)
     n = check_int("n", n, minimum=1)
     m = check_int("m", m, minimum=1)
     if m > n:
@@ -116,9 +120,9 @@ def log_marginal_likelihood(
 
 
 def posterior_for(
-    x: torch.Tensor,
-    idx: torch.Tensor,
-    y: torch.Tensor,
+    x: ArrayLike,
+    idx: ArrayLike,
+    y: ArrayLike,
     noise: float,
     lengthscale: float = 0.08,
     outputscale: float = 1.0,
@@ -127,13 +131,29 @@ def posterior_for(
 
     ``noise``, ``lengthscale`` and ``outputscale`` finite and ``> 0`` (a NaN noise ended in a
     Cholesky error); ``x`` 1-D, ``idx`` and ``y`` of one shape ``[m]`` (a ``y`` of another
-    length failed in a matrix product). The posterior has ``x``'s dtype; it is computed in
-    float64 and then cast, so a float32 one is the float64 one rounded (computed in float32,
-    with noise ``1e-3`` its covariance was indefinite and the posterior was refused)."""
+    length failed in a matrix product). The posterior has ``x``'s dtype (float64 for an
+    integer grid); it is computed in float64 and then cast, so a float32 one is the float64
+    one rounded (computed in float32, with noise ``1e-3`` its covariance was indefinite and
+    the posterior was refused). Tensors, numpy arrays and lists are taken; ``x`` and ``y``
+    finite, ``idx`` whole numbers in ``[0, n)`` (as :class:`ConjugateGaussianField` checks
+    them: out-of-range or fractional indices, numpy arrays and lists failed inside torch)."""
+    x = as_tensor("x", x)
+    idx_in, idx = idx, as_tensor("idx", idx, device=x.device)
+    y = as_tensor("y", y, device=x.device)
     if x.ndim != 1 or idx.ndim != 1 or tuple(y.shape) != tuple(idx.shape):
         raise ValueError(
             f"x, idx, y: expected a grid x [n] and sensor indices idx [m] with data y [m], "
             f"received shapes {tuple(x.shape)}, {tuple(idx.shape)}, {tuple(y.shape)}"
+        )
+    if not x.is_floating_point():
+        x = x.to(torch.float64)
+    if idx.dtype == torch.bool or not bool((idx == idx.round()).all()):
+        raise ValueError(f"idx: expected whole-number sensor indices, received {idx_in!r:.200}")
+    idx = idx.long()
+    if len(idx) and (int(idx.min()) < 0 or int(idx.max()) >= len(x)):
+        raise ValueError(
+            f"idx: expected indices in [0, {len(x)}), received values in "
+            f"[{int(idx.min())}, {int(idx.max())}]"
         )
     noise = check_scalar("noise", noise, minimum=0.0, strict=True)
     lengthscale = check_scalar("lengthscale", lengthscale, minimum=0.0, strict=True)

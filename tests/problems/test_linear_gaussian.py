@@ -118,6 +118,64 @@ def test_posterior_for_refuses_data_of_another_length():
     assert post.mean.shape == (101,)
 
 
+def test_posterior_for_checks_its_inputs_as_the_model_does():
+    # the README's tour function: sensor indices out of range or fractional failed with
+    # torch's IndexError, a NaN in y was reported as "mean", and numpy arrays or lists failed
+    # with "'str' object has no attribute 'type'"
+    from bayesphys.problems.linear_gaussian import posterior_for
+
+    p = linear_gaussian_problem()
+    ref = posterior_for(p["x"], p["idx"], p["y"], 0.1)
+    with pytest.raises(ValueError, match=r"^idx: expected indices in \[0, 101\), received"):
+        posterior_for(p["x"], p["idx"] + 100, p["y"], 0.1)
+    with pytest.raises(ValueError, match=r"^idx: expected whole-number sensor indices"):
+        posterior_for(p["x"], p["idx"] + 0.5, p["y"], 0.1)
+    with pytest.raises(ValueError, match=r"^idx: expected whole-number sensor indices"):
+        posterior_for(p["x"], p["idx"] > 50, p["y"], 0.1)
+    with pytest.raises(ValueError, match=r"^y: expected finite values"):
+        posterior_for(p["x"], p["idx"], p["y"] * math.nan, 0.1)
+    with pytest.raises(ValueError, match=r"^x: expected finite values"):
+        posterior_for(p["x"] * math.inf, p["idx"], p["y"], 0.1)
+    # numpy arrays and lists give the tensors' posterior; whole-number float indices too
+    for args in [
+        (p["x"].numpy(), p["idx"].numpy(), p["y"].numpy()),
+        (p["x"].tolist(), p["idx"].tolist(), p["y"].tolist()),
+        (p["x"], p["idx"].double(), p["y"]),
+    ]:
+        post = posterior_for(*args, 0.1)
+        assert post.dtype == torch.float64
+        torch.testing.assert_close(post.mean, ref.mean, rtol=0, atol=0)
+        torch.testing.assert_close(post.variance, ref.variance, rtol=0, atol=0)
+    # an integer grid gives a float64 posterior (it was refused as an integer mean)
+    grid = torch.arange(5)
+    post = posterior_for(grid, [1, 3], [0.5, -0.5], 0.1, lengthscale=1.0)
+    torch.testing.assert_close(
+        post.mean, posterior_for(grid.double(), [1, 3], [0.5, -0.5], 0.1, lengthscale=1.0).mean
+    )
+
+
+@pytest.mark.parametrize(
+    "device, message",
+    [
+        ("tpu", r"^device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', received 'tpu'"),
+        ("cuda:7", r"^device: cuda:7 was requested but CUDA is not available here"),
+    ],
+)
+def test_linear_gaussian_problem_refuses_an_unknown_device_by_name(device, message):
+    # the README tour's problem raised torch's RuntimeError ("Expected one of cpu, cuda, ...")
+    # for "tpu" and an AssertionError ("Torch not compiled with CUDA enabled") for "cuda:7"
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("CUDA present: cuda:7 may exist")
+    with pytest.raises(ValueError, match=message):
+        linear_gaussian_problem(device=device)
+    # None and "auto" are accepted as for a model; the CPU data are the same numbers
+    ref = linear_gaussian_problem()
+    for dev in (None, "cpu:0"):
+        got = linear_gaussian_problem(device=dev)
+        assert all(torch.equal(got[k], ref[k]) for k in ref)
+    assert linear_gaussian_problem(device="auto")["x"].device.type in ("cpu", "cuda")
+
+
 def test_fit_without_sensors_is_refused_by_name_and_the_posterior_is_the_prior():
     # an empty idx was accepted, then fit failed inside torch ("cannot reshape tensor of 0
     # elements into shape [-1, 0, 0]")
