@@ -36,7 +36,7 @@ seed's 4 folds, and over all 8 cases, is below FM's and CGFM's (for ``(a)``: FM-
 CGFM-6's) on both seeds, and (ii) on the replica check its W2 is not above MFM's by more than
 ``REPLICA_SD`` (the seed sd of the committed B4-replica MFM row).
 
-    OMP_NUM_THREADS=1 nohup python benchmarks/meta_fm_b4_patients.py > b4.log 2>&1 &   # ~1 h
+    OMP_NUM_THREADS=1 nohup python benchmarks/meta_fm_b4_patients.py > b4.log 2>&1 &   # 47 min
     python benchmarks/meta_fm_b4_patients.py --quick      # tiny sizes, a temp folder (tests)
 
 Writes ``<out>/meta_fm_b4_patients.json`` (one row per fit, then per-seed and overall means)
