@@ -122,9 +122,11 @@ def conserve_latent_mixture(
     """
     means = as_tensor("means", means, dtype=_F64)
     variances = as_tensor("variances", variances, dtype=_F64).to(means.device)
-    if means.ndim < 2:
+    if means.ndim < 2 or means.shape[0] < 1:
+        # S = 0 failed in the eigen-decomposition of a NaN covariance (the mean of no draws)
         raise ValueError(
-            f"means: expected shape [S, *batch, nx] (S latent draws), received {tuple(means.shape)}"
+            f"means: expected shape [S, *batch, nx] (S >= 1 latent draws), received "
+            f"{tuple(means.shape)}"
         )
     if variances.shape != means.shape:
         raise ValueError(

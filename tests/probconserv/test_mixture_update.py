@@ -142,6 +142,8 @@ def test_bad_input_is_refused_with_the_argument_named():
         conserve_latent_mixture(mu, var[:, :2], x, mass)
     with pytest.raises(ValueError, match="means: expected shape \\[S, \\*batch, nx\\]"):
         conserve_latent_mixture(mu[0, 0], var[0, 0], x, mass)
+    with pytest.raises(ValueError, match="S >= 1 latent draws"):  # was a LinAlgError
+        conserve_latent_mixture(mu[:0], var[:0], x, mass)
     with pytest.raises(ValueError, match="variances: expected positive"):
         conserve_latent_mixture(mu, torch.zeros_like(var), x, mass)
     bad = mu.clone()
