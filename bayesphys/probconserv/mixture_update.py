@@ -48,6 +48,7 @@ time to go below that.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from linear_operator import to_linear_operator
@@ -157,9 +158,12 @@ def conserve_latent_mixture(
     else:  # slices a chunk at a time into the two dense outputs (the work space of one chunk)
         check_sigma_g(sigma_g)
         sg = sigma_g
-        if isinstance(sigma_g, Tensor):  # [*batch, 1] (or broadcastable): one per slice
-            check_sigma_g_shape(sigma_g, (*batch, 1))
-            sg = sigma_g.to(means.device, _F64).broadcast_to(*batch, 1).reshape(n, 1)
+        # [*batch, 1] (or broadcastable): one per slice, as a tensor, array or list (an array
+        # or list went whole to every chunk, refused as not matching the chunk's slices)
+        if not isinstance(sigma_g, numbers.Real):
+            sg = as_tensor("sigma_g", sigma_g, dtype=_F64, device=means.device, finite=False)
+            check_sigma_g_shape(sg, (*batch, 1))
+            sg = sg.broadcast_to(*batch, 1).reshape(n, 1)
             inf = torch.isinf(sg)
             if bool(inf.any()) and not bool(inf.all()):
                 raise ValueError("sigma_g: mixing infinite and finite values is not supported")

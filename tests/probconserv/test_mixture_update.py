@@ -281,3 +281,22 @@ def test_slices_in_the_limit_of_a_per_slice_sigma_g_have_conserving_draws(monkey
     torch.testing.assert_close(
         post.covariance.to_dense()[exact], ref.covariance.to_dense()[exact], atol=1e-13, rtol=0
     )
+
+
+def test_a_per_slice_sigma_g_array_is_taken_chunked_as_unchunked(monkeypatch):
+    """A per-slice sigma_g given as an array or a list ([B, nt, 1]) went whole to every chunk
+    of slices and was refused as not broadcasting to the chunk; unchunked it was taken."""
+    import bayesphys.probconserv.mixture_update as mu_mod
+
+    mu, var, x, mass = _draws(3, (2, 3), 6, seed=2)
+    sg = np.random.default_rng(0).uniform(0.1, 0.5, (2, 3, 1))
+    whole = conserve_latent_mixture(mu, var, x, mass, torch.tensor(sg))
+    monkeypatch.setattr(mu_mod, "_CHUNK_BYTES", 2 * 6 * 6 * 8)  # two slices per chunk
+    chunked = conserve_latent_mixture(mu, var, x, mass, torch.tensor(sg))
+    for arg in (sg, sg.tolist()):
+        post = conserve_latent_mixture(mu, var, x, mass, arg)
+        torch.testing.assert_close(post.mean, chunked.mean, atol=0, rtol=0)
+        torch.testing.assert_close(post.mean, whole.mean, atol=1e-13, rtol=0)
+        torch.testing.assert_close(
+            post.covariance.to_dense(), whole.covariance.to_dense(), atol=1e-13, rtol=0
+        )
