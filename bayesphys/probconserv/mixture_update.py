@@ -48,6 +48,7 @@ time to go below that.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from linear_operator import to_linear_operator
@@ -116,14 +117,17 @@ def conserve_latent_mixture(
     Returns
     -------
     GaussianPosterior (float64): mean ``[*batch, nx]``, dense covariance ``[*batch, nx, nx]``
-    (module docstring), batch ``batch``, event ``(nx,)``; draws through an eigen-root that, in
-    the limit, is projected onto :math:`g^\perp` (draws conserve mass to round-off).
+    (module docstring), batch ``batch``, event ``(nx,)``; draws through an eigen-root that, on
+    every slice in the limit (``sigma_g = 0`` there), is projected onto :math:`g^\perp` (draws
+    conserve mass to round-off).
     """
     means = as_tensor("means", means, dtype=_F64)
     variances = as_tensor("variances", variances, dtype=_F64).to(means.device)
-    if means.ndim < 2:
+    if means.ndim < 2 or means.shape[0] < 1:
+        # S = 0 failed in the eigen-decomposition of a NaN covariance (the mean of no draws)
         raise ValueError(
-            f"means: expected shape [S, *batch, nx] (S latent draws), received {tuple(means.shape)}"
+            f"means: expected shape [S, *batch, nx] (S >= 1 latent draws), received "
+            f"{tuple(means.shape)}"
         )
     if variances.shape != means.shape:
         raise ValueError(
@@ -145,19 +149,21 @@ def conserve_latent_mixture(
             f"{tuple(torch.as_tensor(x).shape)}"
         )
     mass = check_slice_mass(mass, batch, _F64, means.device)
-    limit = bool((torch.as_tensor(sigma_g) == 0).all())
     n = math.prod(batch)
     chunk = max(1, _CHUNK_BYTES // (nx * nx * means.element_size()))
     if n <= chunk:
         mean, cov, root = _mixture_moments(
-            means, variances, x, g, mass, sigma_g, relative, spread_scale, limit
+            means, variances, x, g, mass, sigma_g, relative, spread_scale
         )
     else:  # slices a chunk at a time into the two dense outputs (the work space of one chunk)
         check_sigma_g(sigma_g)
         sg = sigma_g
-        if isinstance(sigma_g, Tensor):  # [*batch, 1] (or broadcastable): one per slice
-            check_sigma_g_shape(sigma_g, (*batch, 1))
-            sg = sigma_g.to(means.device, _F64).broadcast_to(*batch, 1).reshape(n, 1)
+        # [*batch, 1] (or broadcastable): one per slice, as a tensor, array or list (an array
+        # or list went whole to every chunk, refused as not matching the chunk's slices)
+        if not isinstance(sigma_g, numbers.Real):
+            sg = as_tensor("sigma_g", sigma_g, dtype=_F64, device=means.device, finite=False)
+            check_sigma_g_shape(sg, (*batch, 1))
+            sg = sg.broadcast_to(*batch, 1).reshape(n, 1)
             inf = torch.isinf(sg)
             if bool(inf.any()) and not bool(inf.all()):
                 raise ValueError("sigma_g: mixing infinite and finite values is not supported")
@@ -177,7 +183,6 @@ def conserve_latent_mixture(
                 sg[sl] if isinstance(sg, Tensor) else sg,
                 relative,
                 spread_scale,
-                limit,
             )
         mean = mean.reshape(*batch, nx)
         cov, root = cov.reshape(*batch, nx, nx), root.reshape(*batch, nx, nx)
@@ -200,10 +205,10 @@ def _mixture_moments(
     sigma_g: float | Tensor,
     relative: bool,
     spread_scale: float,
-    limit: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Mean ``[*batch, nx]``, covariance and sampling root ``[*batch, nx, nx]`` of the updated
-    mixture of ``means, variances [S, *batch, nx]`` (checked; ``limit``: ``sigma_g == 0``)."""
+    mixture of ``means, variances [S, *batch, nx]`` (checked; ``sigma_g`` a number or values
+    broadcastable to ``[*batch, 1]``)."""
     s, batch, nx = means.shape[0], means.shape[1:-1], means.shape[-1]
     new_means = torch.empty_like(means)
     within = torch.zeros(*batch, nx, nx, dtype=_F64, device=means.device)
@@ -221,7 +226,13 @@ def _mixture_moments(
     cov = within + spread_scale * spread
     cov = 0.5 * (cov + cov.mT)
     root = psd_eigen_root(cov)  # [*batch, nx, nx]
-    if limit:
-        # the limit: g^T root is round-off; make it 0, so that every draw conserves the mass
-        root = root - g[:, None] * (g @ root).unsqueeze(-2) / (g @ g)
+    # the slices in the limit (sigma_g = 0, all of them or some of a per-slice sigma_g): there
+    # g^T root is round-off (1e-8 of the root's scale); make it 0, so that every draw conserves
+    exact = torch.as_tensor(sigma_g, device=means.device) == 0  # checked by conserve_slices
+    if bool(exact.any()):
+        proj = root - g[:, None] * (g @ root).unsqueeze(-2) / (g @ g)
+        if bool(exact.all()):
+            root = proj
+        else:  # [*batch, 1, 1]: project only the slices in the limit
+            root = torch.where(exact.broadcast_to(*batch, 1).unsqueeze(-1), proj, root)
     return mean, cov, root

@@ -316,12 +316,15 @@ def conservation_update(
         values (those rows exact); ``inf`` must be everywhere or nowhere.
     relative: interpret ``sigma_g`` in units of :math:`\sqrt{(G\Sigma G^\top)_{jj}}`.
     rcond: in the limit, refuse :math:`G\Sigma G^\top` whose smallest/largest eigenvalue ratio
-        is below ``rcond`` (singular: the prior is certain about the constrained direction);
-        ``0 <= rcond < 1``. An accepted but ill-conditioned one (ratio :math:`r` just above
-        ``rcond``, e.g. two rows that differ by ``1e-6``) has its round-off amplified by up
-        to :math:`1/r`: the draws meet the constraint to ``1e-10`` or worse instead of
-        ``1e-15`` (the mean, refined once, usually to round-off); raise ``rcond`` to refuse
-        such constraints instead.
+        is below ``rcond``, or with a row whose variance :math:`g_j^\top\Sigma g_j` is below
+        ``rcond`` times :math:`\sum_i G_{ji}^2\Sigma_{ii}` (its value without correlations;
+        below that it is round-off, e.g. a prior already conditioned on the same row)
+        (singular: the prior is certain about the constrained direction); ``0 <= rcond < 1``.
+        An accepted but ill-conditioned one (ratio :math:`r` just above ``rcond``, e.g. two
+        rows that differ by ``1e-6``) has its round-off amplified by up to :math:`1/r`: the
+        draws meet the constraint to ``1e-10`` or worse instead of ``1e-15`` (the mean,
+        refined once, usually to round-off); raise ``rcond`` to refuse such constraints
+        instead.
 
     Returns
     -------
@@ -362,16 +365,26 @@ def conservation_update(
     # conditioned on its own (the noisy rows' sigma_g^2 would inflate a whole-matrix ratio)
     zero = sig == 0
     if bool(zero.any()):
-        full = zero.all(-1)
-        evs = [torch.linalg.eigvalsh(s_prior[full])] if bool(full.any()) else []
         flat_s, flat_z = s_prior.reshape(-1, m, m), zero.reshape(-1, m)
-        for k in (zero.any(-1) & ~full).reshape(-1).nonzero().flatten().tolist():
+        full = flat_z.all(-1)
+        # per batch entry (those without exact rows: never singular)
+        lo = torch.full(full.shape, math.inf, dtype=_F64, device=s_prior.device)
+        hi = torch.ones_like(lo)
+        if bool(full.any()):
+            ev = torch.linalg.eigvalsh(flat_s[full])
+            lo[full], hi[full] = ev[:, 0], ev[:, -1]
+        for k in (flat_z.any(-1) & ~full).nonzero().flatten().tolist():
             rows = flat_z[k]
-            evs.append(torch.linalg.eigvalsh(flat_s[k][rows][:, rows])[None, [0, -1]])
-        lo = torch.cat([e[..., 0].reshape(-1) for e in evs])
-        hi = torch.cat([e[..., -1].reshape(-1) for e in evs])
+            ev = torch.linalg.eigvalsh(flat_s[k][rows][:, rows])
+            lo[k], hi[k] = ev[0], ev[-1]
         bad = (lo <= rcond * hi.clamp_min(1e-300)) | (hi <= 0)
-        ev = torch.stack([lo, hi], -1)
+        # an exact row's variance g_j^T Sigma g_j against sum_i G_ji^2 Sigma_ii, what it would
+        # be without correlations: below rcond of that it is round-off (one row, where the
+        # eigenvalue ratio is 1, was refused only when the round-off happened to be <= 0)
+        scale = ((G * G) @ cov.diagonal().clamp_min(0).unsqueeze(-1)).squeeze(-1)
+        var = s_prior.diagonal(dim1=-2, dim2=-1)
+        row_bad = zero & (var <= rcond * scale.expand_as(var))
+        bad = bad | row_bad.reshape(-1, m).any(-1)
         if bool(bad.any()):
             zero_rel = relative and bool(
                 (torch.as_tensor(sigma_g, dtype=_F64, device=sig.device) != 0).all()
@@ -385,7 +398,7 @@ def conservation_update(
             raise ValueError(
                 "G Sigma G^T: singular in the limit sigma_g = 0 (the prior has no variance in the "
                 f"constrained direction for {int(bad.sum())} batch entries; smallest eigenvalue "
-                f"{float(ev[..., 0].min()):.3e}); {why}"
+                f"{float(lo[bad].min()):.3e}); {why}"
             )
     chol, info = torch.linalg.cholesky_ex(s)
     if bool(info.any()):

@@ -142,6 +142,8 @@ def test_bad_input_is_refused_with_the_argument_named():
         conserve_latent_mixture(mu, var[:, :2], x, mass)
     with pytest.raises(ValueError, match="means: expected shape \\[S, \\*batch, nx\\]"):
         conserve_latent_mixture(mu[0, 0], var[0, 0], x, mass)
+    with pytest.raises(ValueError, match="S >= 1 latent draws"):  # was a LinAlgError
+        conserve_latent_mixture(mu[:0], var[:0], x, mass)
     with pytest.raises(ValueError, match="variances: expected positive"):
         conserve_latent_mixture(mu, torch.zeros_like(var), x, mass)
     bad = mu.clone()
@@ -255,3 +257,46 @@ def test_many_slices_are_updated_a_chunk_at_a_time_with_the_same_result(monkeypa
     bad[0, 0] = 0.1  # in another chunk than the infinite ones: still refused
     with pytest.raises(ValueError, match="mixing infinite and finite"):
         conserve_latent_mixture(mu, var, x, mass, bad)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_slices_in_the_limit_of_a_per_slice_sigma_g_have_conserving_draws(monkeypatch, chunked):
+    """A per-slice sigma_g with zeros and positive values: the zero slices are in the limit,
+    so their draws conserve to round-off (as with sigma_g = 0 everywhere), the others not."""
+    import bayesphys.probconserv.mixture_update as mu_mod
+
+    mu, var, x, mass = _draws(5, (2, 3), 9, seed=11)
+    sg = torch.zeros(2, 3, 1, dtype=F64)
+    sg[0, 1] = 0.3
+    if chunked:
+        monkeypatch.setattr(mu_mod, "_CHUNK_BYTES", 2 * 9 * 9 * 8)  # two slices per chunk
+    post = conserve_latent_mixture(mu, var, x, mass, sg)
+    draws = post.sample((200,), generator=torch.Generator().manual_seed(0))
+    defect = draws @ trapezoid_weights(x) - mass  # [200, 2, 3]
+    exact = sg[..., 0] == 0
+    assert float(defect[:, exact].abs().max()) < 1e-13
+    assert float(defect[:, ~exact].abs().max()) > 1e-3
+    # on those slices, the covariance of the update with sigma_g = 0 everywhere
+    ref = conserve_latent_mixture(mu, var, x, mass)
+    torch.testing.assert_close(
+        post.covariance.to_dense()[exact], ref.covariance.to_dense()[exact], atol=1e-13, rtol=0
+    )
+
+
+def test_a_per_slice_sigma_g_array_is_taken_chunked_as_unchunked(monkeypatch):
+    """A per-slice sigma_g given as an array or a list ([B, nt, 1]) went whole to every chunk
+    of slices and was refused as not broadcasting to the chunk; unchunked it was taken."""
+    import bayesphys.probconserv.mixture_update as mu_mod
+
+    mu, var, x, mass = _draws(3, (2, 3), 6, seed=2)
+    sg = np.random.default_rng(0).uniform(0.1, 0.5, (2, 3, 1))
+    whole = conserve_latent_mixture(mu, var, x, mass, torch.tensor(sg))
+    monkeypatch.setattr(mu_mod, "_CHUNK_BYTES", 2 * 6 * 6 * 8)  # two slices per chunk
+    chunked = conserve_latent_mixture(mu, var, x, mass, torch.tensor(sg))
+    for arg in (sg, sg.tolist()):
+        post = conserve_latent_mixture(mu, var, x, mass, arg)
+        torch.testing.assert_close(post.mean, chunked.mean, atol=0, rtol=0)
+        torch.testing.assert_close(post.mean, whole.mean, atol=1e-13, rtol=0)
+        torch.testing.assert_close(
+            post.covariance.to_dense(), whole.covariance.to_dense(), atol=1e-13, rtol=0
+        )

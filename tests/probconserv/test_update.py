@@ -533,3 +533,30 @@ def test_an_exact_row_with_a_parallel_noisy_row_is_the_exact_condition_alone():
     torch.testing.assert_close(post.mean, mu - k * (row @ mu - 1.0), rtol=0, atol=1e-12)
     want = cov - torch.outer(k, row @ cov)
     torch.testing.assert_close(post.covariance.to_dense(), want, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("n", [5, 51, 201])
+def test_a_prior_already_conditioned_on_the_row_is_refused_whatever_its_round_off(n):
+    """One exact row on a prior with no variance in its direction: g^T Sigma g is round-off,
+    and one row was refused only when that round-off was <= 0 (n = 5, 51 here); when it was
+    positive (n = 201) the update went through with a gain of round-off over round-off and a
+    mass defect spread by it. It is refused in every case, against the row's variance
+    without correlations; a well-conditioned dense prior is still updated."""
+    from linear_operator import to_linear_operator
+
+    from bayesphys.posterior import GaussianPosterior
+    from bayesphys.probconserv import conservation_update, trapezoid_weights
+
+    g = trapezoid_weights(torch.linspace(0, 1, n, dtype=F64))
+    a = torch.randn(n, n, dtype=F64, generator=torch.Generator().manual_seed(0))
+    prior = GaussianPosterior(torch.zeros(n, dtype=F64), to_linear_operator(a @ a.T / n))
+    once = conservation_update(prior, g, 1.0)
+    assert abs(float(once.mean @ g) - 1.0) < 1e-12
+    cov = once.covariance.to_dense()
+    again = GaussianPosterior(once.mean, 0.5 * (cov + cov.T), validate=False)
+    for b in (1.0, 2.0):
+        with pytest.raises(ValueError, match="singular in the limit"):
+            conservation_update(again, g, b)
+    # a finite sigma_g is still a valid (uninformative) update
+    post = conservation_update(again, g, 2.0, 0.1)
+    assert float(post.mean @ g) == pytest.approx(1.0, abs=1e-10)
