@@ -431,6 +431,10 @@ class GliomaModel(GliomaPosteriorMixin):
         reduced fit's estimate and trajectory), as :meth:`fit` with ``steps=0`` does at its
         start. A posterior it sets drops a :meth:`recalibrate` map (a ``UserWarning`` says
         so: recalibrate again); a kept one keeps it.
+        A :math:`\theta` covariance that cannot be formed (the Schur complement singular to
+        working precision, e.g. in float32 with a small ``sigma_pde``, or with its CG solves
+        cut short by ``cg_maxiter``) is a ``ValueError`` saying so, and the model keeps its
+        previous posterior.
         ``progress`` (default True, as in :meth:`fit`): a progress bar of the steps on stderr.
         Inner solves that stop short of their tolerance give one ``RuntimeWarning`` per kind
         (the steps', the covariance's), worded in these arguments (raise ``cg_maxiter``).
