@@ -32,19 +32,18 @@ __all__ = ["data_residuals", "tangent_jacobian"]
 def data_residuals(model: GliomaModel, c: Tensor) -> dict[str, Tensor]:
     """The data residuals of ``model`` at the crop field ``c [*crop]``: ``seg1``, ``seg2``
     (probit, brain voxels) and ``pet`` (lesion voxels, with a PET map)."""
-    cfg = model.config
-    seg_sd, pet_sd, kappa = model._noise()
+    seg_sd, pet_sd, kappa = model._noise()  # config's settings checked at use
     scale = 1.0 / math.sqrt(kappa)
     m = model._brain > 0
     out = {}
-    for k, th in ((1, cfg["th_down"]), (2, cfg["th_up"])):
+    for k, th in zip((1, 2), model._thresholds()):
         sgn = (model._labels[m] >= k).to(model.dtype) * 2 - 1
         z = sgn * (c[m] - th) / seg_sd
         f = -2 * torch.special.log_ndtr(z)
         out[f"seg{k}"] = scale * (torch.sqrt(f + 1e-12) - 1e-6)
     if model._pet is not None:
         lm = model._labels > 0
-        out["pet"] = scale * (cfg["pet_scale"] * c[lm] - model._pet[lm]) / pet_sd
+        out["pet"] = scale * (model._setting("pet_scale") * c[lm] - model._pet[lm]) / pet_sd
     return out
 
 

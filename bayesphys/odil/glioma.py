@@ -51,6 +51,7 @@ from .._checks import check_real
 from .._device import as_tensor
 from .._model import FitResult, autograd_on
 from ..problems.fisher_kolmogorov import fk_forward, stable_steps
+from ..problems.glioma import check_thresholds
 from ._focal import multifocal_initial_condition
 from ._glioma_fit import fit_reduced, hessian_covariance
 from ._glioma_likelihood import data_residuals, tangent_jacobian
@@ -113,7 +114,10 @@ class GliomaModel(GliomaPosteriorMixin):
     ``> 0``; ``n_foci`` an int ``>= 1``; ``crop_margin_mm`` ``None`` or ``>= 0``;
     ``crop_scale`` ``None`` or ``>= 1``; ``seed`` ``None`` or an int; prior sds ``> 0``;
     ``dtype`` float32 or float64 (half precision is refused: the fit's linear algebra has none);
-    ``wm``, ``gm`` finite probabilities in [0, 1]. A ``theta`` passed to :meth:`forward`,
+    ``wm``, ``gm`` finite probabilities in [0, 1]. The settings read from ``config`` at every
+    use (the thresholds, ``seg_sigma``, ``pet_sigma``, ``pet_scale``, ``noise_corr_mm``,
+    ``model_error``) are checked there the same way, a value assigned later included
+    (``ValueError`` naming ``config['...']``). A ``theta`` passed to :meth:`forward`,
     :meth:`residuals`, :meth:`loss`, :meth:`jacobian`, :meth:`foci` or
     :meth:`initial_state` must have ``2 + n_foci * d`` entries.
     """
@@ -255,18 +259,38 @@ class GliomaModel(GliomaPosteriorMixin):
         check_built(self, "jacobian")
         return tangent_jacobian(self, theta)
 
+    def _setting(self, key: str, *, strict: bool = True) -> float:
+        """``config[key]`` checked at use as the constructor checks it: finite and ``> 0``
+        (``strict``) or ``>= 0``. ``config`` is read at every use, and a value assigned after
+        construction went in unchecked: a negative ``seg_sigma`` or ``model_error`` counted
+        as positive (``hypot``), a zero ``seg_sigma`` gave an infinite loss, NaN a NaN one."""
+        default = {"model_error": 0.0}.get(key)  # checkpoints made before the key
+        value = self.config.get(key, default) if default is not None else self.config[key]
+        return check_real(f"config[{key!r}]", value, minimum=0.0, strict=strict)
+
+    def _thresholds(self) -> tuple[float, float]:
+        """``(th_down, th_up)`` of ``config``, checked at use as at construction (``0 <
+        th_down < th_up < 1``): thresholds assigned out of order were fitted silently."""
+        try:
+            th_up, th_down = check_thresholds(self.config["th_up"], self.config["th_down"])
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"config {err}") from None
+        return th_down, th_up
+
     def _noise(self) -> tuple[float, float, float]:
         r"""``(seg sd, PET sd, kappa)``: the data sds with the model error
         :math:`\sigma_m = \alpha h` added in quadrature, and the number of voxels
-        :math:`\kappa = (\lambda/h)^d` counted as one observation."""
-        cfg = self.config
-        sig_m = cfg.get("model_error", 0.0) * cfg["spacing"]
-        seg = math.hypot(cfg["seg_sigma"], sig_m)
-        pet = math.hypot(cfg["pet_sigma"], cfg["pet_scale"] * sig_m)
+        :math:`\kappa = (\lambda/h)^d` counted as one observation. The settings are checked
+        (:meth:`_setting`): ``seg_sigma``, ``pet_sigma``, ``pet_scale``, ``noise_corr_mm``
+        ``> 0``, ``model_error >= 0``, all finite."""
+        h = self.config["spacing"]
+        sig_m = self._setting("model_error", strict=False) * h
+        seg = math.hypot(self._setting("seg_sigma"), sig_m)
+        pet = math.hypot(self._setting("pet_sigma"), self._setting("pet_scale") * sig_m)
         # at least one voxel, as at construction (a length assigned below the voxel size
         # counted each voxel as a fraction of an observation, a load as a whole one)
-        corr = max(cfg["noise_corr_mm"], cfg["spacing"])
-        return seg, pet, (corr / cfg["spacing"]) ** self.ndim
+        corr = max(self._setting("noise_corr_mm"), h)
+        return seg, pet, (corr / h) ** self.ndim
 
     def _data_residuals(self, c: Tensor) -> dict[str, Tensor]:
         """Data residuals at the crop field ``c [*crop]``: ``seg1``, ``seg2`` (brain voxels) and
@@ -407,6 +431,10 @@ class GliomaModel(GliomaPosteriorMixin):
         reduced fit's estimate and trajectory), as :meth:`fit` with ``steps=0`` does at its
         start. A posterior it sets drops a :meth:`recalibrate` map (a ``UserWarning`` says
         so: recalibrate again); a kept one keeps it.
+        A :math:`\theta` covariance that cannot be formed (the Schur complement singular to
+        working precision, e.g. in float32 with a small ``sigma_pde``, or with its CG solves
+        cut short by ``cg_maxiter``) is a ``ValueError`` saying so, and the model keeps its
+        previous posterior.
         ``progress`` (default True, as in :meth:`fit`): a progress bar of the steps on stderr.
         Inner solves that stop short of their tolerance give one ``RuntimeWarning`` per kind
         (the steps', the covariance's), worded in these arguments (raise ``cg_maxiter``).

@@ -185,6 +185,8 @@ def voxel_size(spacing: Any, ndim: int | None = None) -> float:
                 f"spacing: expected one voxel size, or one per axis of the {ndim}-D scan, "
                 f"received {len(sizes)} size{'s' * (len(sizes) != 1)} {sizes}"
             )
+        for k, v in enumerate(sizes):  # NaN != NaN: [nan, nan] was called anisotropic
+            check_real(f"spacing[{k}]", v, minimum=0.0, strict=True)
         if len(set(sizes)) != 1:
             raise ValueError(
                 f"spacing: expected isotropic voxels (the model's stencil needs them), "

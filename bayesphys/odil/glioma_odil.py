@@ -175,15 +175,28 @@ def fit_joint_odil(
         out.extra.update({"schur_cg_iters": [], "n_unknowns": prob.n, "kept_previous": True})
         return out
     theta = prob.unpack(x)[1]["theta"].detach()
-    cov, info = theta_covariance(
-        prob,
-        x,
-        ["theta"],
-        cg_tol=1e-8,
-        cg_maxiter=4 * cg_maxiter,
-        sparse=linear_solver == "sparse",
-        warn_inexact=False,
-    )
+    try:
+        cov, info = theta_covariance(
+            prob,
+            x,
+            ["theta"],
+            cg_tol=1e-8,
+            cg_maxiter=4 * cg_maxiter,
+            sparse=linear_solver == "sparse",
+            warn_inexact=False,
+        )
+    except ValueError as err:
+        # theta_covariance's refusal names its own argument 'params', which fit_odil does not
+        # have (a float32 model with the default sigma_pde met it on a 16 x 16 phantom)
+        hint = f"raise cg_maxiter (given {cg_maxiter}), " if linear_solver == "cg" else ""
+        hint += "check nt / sigma_pde"
+        if model.dtype == torch.float32:  # round-off: the covariance needs float64 there
+            hint += ", or build the model with dtype=torch.float64"
+        raise ValueError(
+            f"fit_odil: the theta covariance of the joint fit (the Schur complement of its "
+            f"Gauss-Newton matrix) could not be formed, so the model keeps its previous "
+            f"posterior; {hint} ({err})"
+        ) from err
     resids = info.get("cg_residuals", [])
     if not all(r <= 1e-8 for r in resids):  # NaN residuals included
         worst = max(resids, default=float("nan"))

@@ -305,19 +305,19 @@ class GliomaPosteriorMixin:
         gen = torch.Generator(device=self.device)
         # a stream of its own: the same seed in theta_draws / posterior draws other normals
         gen.manual_seed(stream_seed(seed, "glioma-replicates"))
-        cfg = self.config
         seg_sd, pet_sd, _ = self._noise()
         cc = c[(..., *self.crop)]
         latent = cc + seg_sd * torch.randn(
             cc.shape, generator=gen, dtype=cc.dtype, device=cc.device
         )
-        lab = (latent >= cfg["th_down"]).long() + (latent >= cfg["th_up"]).long()
+        th_down, th_up = self._thresholds()
+        lab = (latent >= th_down).long() + (latent >= th_up).long()
         labels = self.labels.expand(c.shape).clone()
         labels[(..., *self.crop)] = torch.where(self._brain > 0, lab, self._labels)
         out = {"labels": labels}
         if self._pet is not None:
             noise = torch.randn(cc.shape, generator=gen, dtype=cc.dtype, device=cc.device)
-            pet_rep = cfg["pet_scale"] * cc + pet_sd * noise
+            pet_rep = self._setting("pet_scale") * cc + pet_sd * noise
             pet = self.pet.expand(c.shape).clone()
             pet[(..., *self.crop)] = torch.where(self._labels > 0, pet_rep, self._pet)
             out["pet"] = pet
@@ -326,11 +326,10 @@ class GliomaPosteriorMixin:
     def _pointwise_log_likelihood(self, c: Tensor) -> Tensor:
         """Threshold log likelihood per voxel ``[..., *grid]`` of maps ``c [..., *grid]``
         (whole grid): the negative data term of the loss (``_data_residuals``) voxel by voxel."""
-        cfg = self.config
         seg_sd, _, kappa = self._noise()
         cc = c[(..., *self.crop)]
         ll = torch.zeros_like(cc)
-        for k, th in ((1, cfg["th_down"]), (2, cfg["th_up"])):
+        for k, th in zip((1, 2), self._thresholds()):
             sgn = (self._labels >= k).to(cc.dtype) * 2 - 1
             ll = ll + torch.special.log_ndtr(sgn * (cc - th) / seg_sd)
         return self.full(ll * (self._brain > 0).to(cc.dtype) / kappa)
@@ -339,9 +338,8 @@ class GliomaPosteriorMixin:
         r"""PET log likelihood per voxel ``[..., *grid]``:
         :math:`\log\mathcal N(\mathrm{pet}_i;\ s_{pet} c_i, \sigma_{pet}^2)/\kappa` on lesion
         voxels (the PET residual of the loss, with its normalising constant), 0 elsewhere."""
-        cfg = self.config
         _, pet_sd, kappa = self._noise()
         cc = c[(..., *self.crop)]
-        z = (cfg["pet_scale"] * cc - self._pet) / pet_sd
+        z = (self._setting("pet_scale") * cc - self._pet) / pet_sd
         ll = -0.5 * z * z - math.log(pet_sd * math.sqrt(2 * math.pi))
         return self.full(ll * (self._labels > 0).to(cc.dtype) / kappa)

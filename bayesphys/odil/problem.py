@@ -62,7 +62,8 @@ class DiscreteProblem:
     Checked at construction (``TypeError`` / ``ValueError`` naming the argument): ``fields``,
     ``params`` and ``multigrid`` are dicts, a field and a parameter never share a name,
     parameter values are finite reals, and ``residuals`` can be called with two positional
-    arguments. Each residual term must be a tensor (checked when it is evaluated).
+    arguments, and there is at least one unknown. Each residual term must be a tensor
+    (checked when it is evaluated).
     """
 
     def __init__(
@@ -128,6 +129,12 @@ class DiscreteProblem:
             self.slices[k] = slice(off, off + v.numel())
             off += v.numel()
         self.n = off
+        if self.n == 0:  # every solver failed inside torch (no graph, max() of nothing)
+            raise ValueError(
+                "fields, params: expected at least one unknown (a field cell or a parameter "
+                f"entry), received fields {dict(self.field_shapes)} and parameters of sizes "
+                f"{ {k: v.numel() for k, v in self.param_init.items()} }"
+            )
         self.field_names = list(self.field_shapes)
         self.param_names = list(self.param_init)
 

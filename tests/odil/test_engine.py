@@ -291,6 +291,20 @@ def test_problem_bad_input():
         minimize(prob, method="sgd")
 
 
+@pytest.mark.parametrize(
+    "params", [{}, {"a": torch.zeros(0, dtype=torch.float64)}], ids=["none", "empty"]
+)
+def test_a_problem_without_unknowns_is_refused_by_name(params):
+    """A problem with no unknowns was built, and every solver then failed inside torch
+    ("element 0 of tensors does not require grad", "max(): Expected reduction dim")."""
+    with pytest.raises(ValueError, match="fields, params: expected at least one unknown"):
+        DiscreteProblem({}, params, lambda f, p: {"r": torch.ones(3, dtype=torch.float64)})
+    # one unknown is enough
+    prob = DiscreteProblem({}, {"a": 1.0}, lambda f, p: {"r": p["a"] - 2.0})
+    x, fit = minimize(prob, method="gn", linear_solver="dense")
+    assert fit.converged and float(x[0]) == 2.0
+
+
 @pytest.mark.gpu
 def test_engine_cuda(cuda_device):
     prob, f, h = _poisson_problem(32, device=cuda_device)

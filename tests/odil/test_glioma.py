@@ -625,6 +625,49 @@ def test_save_refuses_a_config_a_load_would_refuse(tiny_patient, tmp_path, key, 
     assert not (tmp_path / "m.pt").exists()
 
 
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("seg_sigma", 0.0),
+        ("seg_sigma", -0.05),
+        ("seg_sigma", math.nan),
+        ("model_error", -0.1),
+        ("model_error", math.nan),
+        ("pet_sigma", 0.0),
+        ("pet_scale", -0.75),
+        ("noise_corr_mm", -4.0),
+        ("th_up", 0.1),
+        ("th_down", 0.9),
+    ],
+)
+def test_settings_read_at_use_are_checked_as_at_construction(tiny_patient, key, value):
+    """config is read at every use, but a value assigned after construction went in
+    unchecked: a negative seg_sigma or model_error counted as positive (hypot), a zero
+    seg_sigma gave an infinite loss and a fit that 'diverged at step 0', NaN a NaN loss,
+    thresholds out of order were fitted and replicated silently."""
+    m = _stand_in_posterior(GliomaModel.from_patient(tiny_patient, use_pet=True))
+    m.config[key] = value
+    c = m.full(m.forward(m.theta))[None]
+    for call in (
+        lambda: m.loss(m.theta),
+        lambda: m.jacobian(m.theta),
+        lambda: m.fit(steps=1, grid=1, progress=False),
+        lambda: m.replicate_observations(c),
+        lambda: m._pointwise_log_likelihood(c),
+    ):
+        with pytest.raises(ValueError, match=rf"config.*{key}"):
+            call()
+
+
+def test_settings_read_at_use_still_take_a_valid_new_value(tiny_patient):
+    m = _stand_in_posterior(GliomaModel.from_patient(tiny_patient))
+    before = float(m.loss(m.theta))
+    m.config["seg_sigma"] = 0.1
+    m.config["th_down"] = 0.3
+    built = GliomaModel.from_patient(tiny_patient, seg_sigma=0.1, th_down=0.3)
+    assert float(m.loss(m.theta)) == float(built.loss(m.theta)) != before
+
+
 def test_an_assigned_partial_prior_takes_the_defaults_as_at_construction(tmp_path):
     """config['prior'] = {'focus_sd': 5.0} failed in the fit with a bare KeyError: 'log_dw',
     while the constructor (and so a load of the saved model) filled in the defaults."""

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -62,6 +64,10 @@ def test_glioma_voxel_size_per_axis_or_anisotropic():
             GliomaModel.from_patient(p, spacing=bad)
     with pytest.raises(TypeError, match=r"^spacing: expected a voxel size in mm or one per axis"):
         GliomaModel.from_patient(p, spacing=("a", "b"))
+    # a NaN, infinite or non-positive size is named as such, not called anisotropic
+    for bad, k in (((math.nan, math.nan), 0), ((4.0, math.inf), 1), ((-4.0, -4.0), 0)):
+        with pytest.raises(ValueError, match=rf"^spacing\[{k}\]: expected a"):
+            GliomaModel.from_patient(p, spacing=bad)
 
 
 def test_the_default_jitter_is_1e_12_of_the_mean_sampled_variance():
