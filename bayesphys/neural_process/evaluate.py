@@ -154,12 +154,39 @@ def _sample_sd(v: torch.Tensor) -> float:
     return float(v.std()) if v.numel() > 1 else math.nan
 
 
+def _check_interior(interior: Any, n: int) -> torch.Tensor:
+    """``interior`` as a tensor selecting at least one of ``n`` points: a bool mask ``[n]`` or
+    integer indices in ``[-n, n)`` (a mask of another length was an ``IndexError`` from
+    torch, an empty selection an error naming ``mean/y``)."""
+    if not isinstance(interior, torch.Tensor):
+        interior = torch.as_tensor(np.asarray(interior))
+    if interior.dtype == torch.bool:
+        ok = tuple(interior.shape) == (n,) and bool(interior.any())
+    else:
+        ok = (
+            not interior.is_floating_point()
+            and not interior.is_complex()
+            and interior.ndim == 1
+            and interior.numel() > 0
+            and bool(((interior >= -n) & (interior < n)).all())
+        )
+    if not ok:
+        raise ValueError(
+            f"interior: expected a bool mask of shape [{n}] or integer indices in "
+            f"[-{n}, {n}) selecting at least one point, received {interior.dtype} of shape "
+            f"{tuple(interior.shape)}"
+        )
+    return interior
+
+
 def field_metrics(
     mean: torch.Tensor, var: torch.Tensor, truth: torch.Tensor, interior: torch.Tensor
 ) -> dict[str, float]:
     """NSE (over all points), coverage, NLL, CRPS (interior points, ``interior`` an index or
-    mask of the ``N`` points): ``mean``, ``var >= 0`` and ``truth`` ``[n, N]``."""
+    mask of the ``N`` points, selecting at least one): ``mean``, ``var >= 0`` and ``truth``
+    ``[n, N]``."""
     mean, var, truth = _metric_inputs(mean, var, truth, "N")
+    interior = _check_interior(interior, mean.shape[1])
     nse = ((mean - truth) ** 2).sum(-1) / (truth**2).sum(-1).clamp_min(1e-300)
     m, v, y = mean[:, interior], var[:, interior].clamp_min(1e-12), truth[:, interior]
     sd = v.sqrt()

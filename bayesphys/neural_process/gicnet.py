@@ -194,7 +194,12 @@ class KernelInterpolation(nn.Module):
         ``density=True`` also returns the per-channel point density
         :math:`\rho_j(g) = \frac1N\sum_i k_j(g, x_i)` ``[B, P, M]`` (a mean, not a sum, so it
         does not grow with ``N``): where it is small the interpolated value is an extrapolation.
+        ``N >= 1``: an empty set has no kernel average (``ValueError``).
         """
+        if x.ndim != 3 or x.shape[1] == 0:
+            raise ValueError(
+                f"x: expected shape [B, N >= 1, {self.grid.shape[-1]}], received {tuple(x.shape)}"
+            )
         d2 = torch.cdist(self.grid.to(x.dtype).expand(x.shape[0], -1, -1), x).pow(2)  # [B, M, N]
         inv = 0.5 / self.log_ell.exp().pow(2).to(x.dtype)  # [P]
         if x.requires_grad:  # gradients in x: autograd's graph
@@ -308,10 +313,17 @@ class GICNet(nn.Module):
         self.out = nn.Linear(head, dim_z * (2 + self.rank))
 
     def forward(self, x: Tensor, v: Tensor, w: Tensor) -> LowRankMultivariateNormal:
-        """``x`` ``[B, N, dim_x]``, ``v`` ``[B, N]`` or ``[B, N, dim_u]``, ``w`` ``[B, dim_w]``."""
+        """``x`` ``[B, N, dim_x]``, ``v`` ``[B, N]`` or ``[B, N, dim_u]``, ``w`` ``[B, dim_w]``,
+        with ``B >= 1`` sets of ``N >= 1`` points (an empty set has no kernel average: every
+        channel would read 0 / (0 + 1e-6), and the density channels 0 / 0)."""
         if v.ndim == 2:
             v = v.unsqueeze(-1)
-        bsz = x.shape[0]
+        if x.ndim == 3 and 0 in x.shape[:2]:
+            raise ValueError(
+                f"x: expected B >= 1 sets of N >= 1 points, received shape {tuple(x.shape)} "
+                "(an empty context set has nothing to interpolate)"
+            )
+        bsz = x.shape[0] if x.ndim else 0
         dim_u, dim_w = self.lift[0].in_features, self.trunk[0].in_features
         if (
             x.ndim != 3

@@ -152,3 +152,27 @@ def test_metrics_refuse_negative_variances_and_mismatched_shapes(fn):
         call(mean, var[:1], truth)
     with pytest.raises(TypeError, match="truth: expected a torch.Tensor"):
         call(mean, var, truth.numpy())
+
+
+@pytest.mark.parametrize(
+    "interior",
+    [
+        torch.zeros(4, dtype=torch.bool),  # selects nothing
+        torch.tensor([], dtype=torch.long),  # selects nothing
+        torch.ones(3, dtype=torch.bool),  # a mask of another length
+        torch.tensor([0, 4]),  # an index past the N = 4 points
+        torch.tensor([0.0, 1.0]),  # float indices
+    ],
+    ids=["empty-mask", "no-index", "short-mask", "index-out", "float"],
+)
+def test_field_metrics_refuse_an_interior_that_selects_nothing_valid(interior):
+    g = torch.Generator().manual_seed(0)
+    mean, truth = torch.randn(3, 4, generator=g), torch.randn(3, 4, generator=g)
+    var = torch.rand(3, 4, generator=g) + 0.1
+    with pytest.raises(ValueError, match=r"interior: expected a bool mask of shape \[4\]"):
+        field_metrics(mean, var, truth, interior)
+    # a valid mask and the same points as indices agree
+    mask = torch.tensor([False, True, True, False])
+    assert field_metrics(mean, var, truth, mask) == field_metrics(
+        mean, var, truth, torch.tensor([1, 2])
+    )

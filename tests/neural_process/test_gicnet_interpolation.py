@@ -203,3 +203,21 @@ def test_the_warned_boxes_do_defeat_the_kernel_interpolation(length):
     assert err > 3 * err_unit and err_scaled < 1.5 * err_unit, (err, err_unit, err_scaled)
     if length > 1:
         assert blind > 0.5
+
+
+@pytest.mark.parametrize("density", [False, True], ids=["plain", "density"])
+@pytest.mark.parametrize("shape", [(2, 0), (0, 3)], ids=["no-points", "no-sets"])
+def test_an_empty_context_set_is_refused_by_name(density, shape):
+    # no points: every kernel average is 0 / (0 + 1e-6), so the plain network answered from
+    # nothing, and the density channels read 0 / 0 (NaN, a Cholesky failure); no sets: a
+    # reshape error inside torch
+    net = GICNet(1, 2, 1, [-1.0], [1.0], density=density, **TINY_GIC)
+    b, n = shape
+    with pytest.raises(ValueError, match=r"x: expected B >= 1 sets of N >= 1 points"):
+        net(torch.zeros(b, n, 1), torch.zeros(b, n), torch.zeros(b, 1))
+    kip = KernelInterpolation(torch.linspace(-1, 1, 5).unsqueeze(-1), 3)
+    with pytest.raises(ValueError, match=r"x: expected shape \[B, N >= 1, 1\]"):
+        kip(torch.zeros(2, 0, 1), torch.zeros(2, 0, 3), density=density)
+    # one point is enough: a finite distribution
+    d = net(torch.zeros(1, 1, 1), torch.ones(1, 1), torch.zeros(1, 1))
+    assert torch.isfinite(d.mean).all() and torch.isfinite(d.variance).all()
