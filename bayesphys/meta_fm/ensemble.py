@@ -285,7 +285,7 @@ class MFMEnsemble:
         warn_untrained("MFMEnsemble.posterior", max(m.steps_done for m in self.models))
         num_draws = check_int("num_draws", num_draws, minimum=1)
         seed = seed_or_draw("seed", seed)
-        pops = check_populations("x", x, self.models[0].dim)
+        pops = check_populations("x", x, self.models[0].dim, self.models[0]._min_points)
         self._warn_uneven()
         if len({q.shape[0] for q in pops}) != 1:
             raise ValueError(

@@ -182,6 +182,12 @@ class MetaFlowMatching:
     def _norm(self, x: Tensor) -> Tensor:
         return (x.to(device=self.device, dtype=self.dtype) - self.net.shift) / self.net.scale
 
+    @property
+    def _min_points(self) -> int:
+        """Fewest points a population to predict may hold: 2 for MFM (the kNN graph of its
+        embedding needs a neighbour), 1 for FM and CGFM (their flow moves each point alone)."""
+        return 2 if self.config.method == "MFM" else 1
+
     def _cgfm_cond(self, source_ids: Sequence[int] | None, p: int) -> Tensor:
         index = self._cg_index
         return population_onehots(source_ids, p, index, device=self.device, dtype=self.dtype)
@@ -378,7 +384,9 @@ class MetaFlowMatching:
         steps: int | None = None,
         chunk: int = 65536,
     ) -> list[Tensor]:
-        """Push each source population ``[n_i, d]`` through the flow -> list of ``[n_i, d]``.
+        """Push each source population ``[n_i, d]`` through the flow -> list of ``[n_i, d]``
+        (``n_i >= 2`` for MFM, whose embedding builds a kNN graph; ``n_i >= 1`` for FM and
+        CGFM, whose flow moves each point on its own).
 
         Populations of equal size are integrated together as one batch ``[G, n, d]``, each
         reading its own condition row, at most ``chunk`` points at a time (a larger
@@ -398,7 +406,7 @@ class MetaFlowMatching:
         seed = seed_or_draw("seed", seed)
         method, steps = check_solver(solver, steps, self.config.solver)
         chunk = check_int("chunk", chunk, minimum=1)
-        pops = check_populations("sources", sources, self.dim)
+        pops = check_populations("sources", sources, self.dim, self._min_points)
         p = len(pops)
         source_ids = check_source_ids(source_ids, p, self.config.method)
         emb = None
@@ -433,7 +441,7 @@ class MetaFlowMatching:
         warn_untrained(f"{type(self).__name__}.posterior", self.steps_done)
         num_draws = check_int("num_draws", num_draws, minimum=2)
         seed = seed_or_draw("seed", seed)
-        pops = check_populations("x", x, self.dim)
+        pops = check_populations("x", x, self.dim, self._min_points)
         check_draw_populations(pops, self.config.method, self.config.points)
         # no subsample to vary (FM / CGFM, or populations embedded whole): every draw is
         # the same prediction, integrated once instead of num_draws times

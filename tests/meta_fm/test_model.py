@@ -429,3 +429,42 @@ def test_fit_leaves_no_gradients_on_the_weights(schedule):
     with pytest.raises(RuntimeError, match="stop here"):
         m.fit(steps=3, progress=False, callback=stop, callback_every=1)
     assert all(p.grad is None for p in m.net.parameters())
+
+
+@pytest.mark.parametrize("method", ["FM", "CGFM"])
+def test_fm_and_cgfm_predict_single_point_populations(method):
+    """FM and CGFM move each point on its own (no population embedding), yet a one-point
+    population was refused as one that 'cannot be embedded'; it is now pushed through the same
+    flow as the point inside a larger population. MFM still needs two points (kNN graph)."""
+    d = linear_map(n_train=6, n_cal=0, n_test=2, n_points=40, seed=0)
+    small = {k: v for k, v in SMALL.items() if k not in ("gnn_hidden", "gnn_layers", "knn_k")}
+    m = MetaFlowMatching(d, method=method, seed=0, **small)
+    m.fit(steps=2, progress=False)
+    src = d.subset("test").source[0]
+    whole = m.predict([src])[0]
+    alone = m.predict([src[3:4]])[0]
+    assert alone.shape == (1, 2)
+    torch.testing.assert_close(alone, whole[3:4], rtol=1e-5, atol=1e-5)
+    post = m.posterior([src[:1], src[1:2]], num_draws=2)
+    assert post.draws.shape == (1, 2, 2, 1, 2)
+    torch.testing.assert_close(post.draws[0, 0, 1], whole[1:2], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"at least 1 point"):
+        m.predict([src[:0]])
+    mfm = MetaFlowMatching(d, seed=0, **SMALL)
+    with pytest.raises(ValueError, match="cannot be embedded"):
+        mfm.predict([src[:1]])
+
+
+def test_fm_ensemble_posterior_of_single_point_populations():
+    """An FM ensemble's posterior takes one-point populations, as its members' predict does."""
+    d = linear_map(n_train=6, n_cal=0, n_test=2, n_points=40, seed=0)
+    small = {k: v for k, v in SMALL.items() if k not in ("gnn_hidden", "gnn_layers", "knn_k")}
+    ens = MFMEnsemble(d, members=2, method="FM", seed=0, **small)
+    ens.fit(steps=2, progress=False)
+    src = d.subset("test").source[0]
+    post = ens.posterior([src[:1]])
+    assert post.draws.shape == (2, 1, 1, 1, 2)
+    for j, m in enumerate(ens.models):
+        torch.testing.assert_close(
+            post.draws[j, 0, 0], m.predict([src])[0][:1], rtol=1e-5, atol=1e-5
+        )
