@@ -308,7 +308,7 @@ class KronSolve:
     round-off; its real part is returned). Never forms an :math:`M \times M` matrix: cost
     :math:`O(n^3)` per dimension plus an :math:`N_b \times N_b` Cholesky
     (:math:`N_b = 2\sum_{j} \prod_{k\ne j} n_k`). ``tau2``, ``gamma``: finite numbers (or 0-d
-    tensors) ``>= 0``.
+    tensors) ``>= 0`` (``gamma = 0`` drops the boundary term, as in :class:`DenseSolve`).
     """
 
     def __init__(
@@ -350,7 +350,15 @@ class KronSolve:
         self.R = [fc.R.to(self.cdtype) for fc in factors]
         self.Rt = [r.mH for r in self.R]
         self.Rinv = [fc.Rinv.to(self.cdtype) for fc in factors]
-        self.cap_chol = torch.linalg.cholesky(self._capacitance())
+        self.cap_chol = self._cap_factor()
+
+    def _cap_factor(self) -> Tensor | None:
+        r"""Cholesky factor of the capacitance :math:`K`, or ``None`` when :math:`\gamma = 0`:
+        the boundary term is then absent and the precision is the diagonal alone (``K``'s
+        :math:`I/\gamma` is infinite; its factor gave NaN solves in complex arithmetic)."""
+        if not bool(self.gamma > 0):
+            return None
+        return torch.linalg.cholesky(self._capacitance())
 
     def _c(self, x: Tensor) -> Tensor:
         return x.to(self.cdtype)
@@ -366,7 +374,7 @@ class KronSolve:
             raise ValueError(f"dprec: expected a positive tensor of shape {self.shape}")
         self.dprec = dprec
         self.delta = 1 / dprec
-        self.cap_chol = torch.linalg.cholesky(self._capacitance())
+        self.cap_chol = self._cap_factor()
         return self
 
     # B w = boundary values of R w; B^H e = R^H scatter(e)
@@ -417,6 +425,8 @@ class KronSolve:
         Returns ``w [*, n_1..n_d]`` in the solver's dtype: complex (``complex128`` for float64
         factors) when an odd derivative order makes the eigenbasis complex (advection)."""
         w0 = self.delta * self._c(rhs)
+        if self.cap_chol is None:  # gamma = 0: no boundary term
+            return w0
         e = self.B(w0)
         y = torch.cholesky_solve(e.unsqueeze(-1), self.cap_chol).squeeze(-1)
         return w0 - self.delta * kron_apply(self.Rt, scatter_faces(y, self.shape))
@@ -507,10 +517,14 @@ class KronSolve:
         cdl = self._c(dl)
         if len(self.shape) == 1:
             base = sq[0] @ dl
+            if self.cap_chol is None:  # gamma = 0: no boundary term
+                return base
             G = (TR[0] * cdl) @ torch.stack([r for _, r in self._face_rows()]).mH  # [p, 2]
             corr = (G * torch.cholesky_solve(G.mH, self.cap_chol).mT).sum(-1).real
             return base - corr
         base = sq[0] @ dl @ sq[1].mT
+        if self.cap_chol is None:  # gamma = 0: no boundary term
+            return base
         R1, R2 = self.R
         T1, T2 = TR
         out = torch.empty_like(base)
