@@ -43,7 +43,9 @@ boundary rank there. Inexact Newton: CG stops at the relative residual
 :math:`\eta_k = \min(\eta_{\max}, \sqrt{\|\nabla\mathcal J_k\|/\|\nabla\mathcal J_0\|})` (floored at
 ``cg_tol_min``) or after ``cg_maxiter`` iterations (any truncated CG iterate is a descent
 direction). Globalisation: backtracking (Armijo) line search on :math:`\mathcal J`, so the
-objective decreases monotonically (up to round-off). Stops when the relative step
+objective decreases monotonically (up to round-off); a search that finds no acceptable step in
+``max_backtrack`` halvings stops the iteration unconverged (``converged`` false), except in the
+round-off regime below. Stops when the relative step
 :math:`\|\delta U\|/\|U\| \le` ``tol`` or :math:`\|\nabla\mathcal J\| \le` ``gtol``
 :math:`\|\nabla\mathcal J_0\|`. **Round-off regime:** when the predicted decrease
 :math:`-\nabla\mathcal J^\top\delta \le 100\,\epsilon_{\rm mach}|\mathcal J|`, the Armijo test
@@ -335,8 +337,11 @@ class GaussNewtonKronSolve:
                     accepted = True
                     break
                 alpha *= 0.5
-            if not accepted:  # no decrease at round-off level: stationary to working precision
-                self.converged = True
+            if not accepted:
+                # in the round-off regime no decrease is possible: stationary to working
+                # precision; otherwise the search failed (e.g. too few backtracks, or non-finite
+                # trial objectives) and the iterate is not a minimum (it was reported converged)
+                self.converged = flat
                 break
             du = float((u_new - u).norm()) / max(float(u_new.norm()), 1e-300)
             w, u, rho, e, J = w_new, u_new, rho_new, e_new, J_new

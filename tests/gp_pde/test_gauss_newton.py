@@ -278,3 +278,23 @@ def test_gauss_newton_bad_input():
         GaussNewtonKronSolve(fac, op, 1.0, 1.0, precond="ilu")
     with pytest.raises(ValueError, match="nonlinear_solver"):
         GPPDESolver("allencahn2d-low", nonlinear_solver="newton")
+
+
+@pytest.mark.parametrize("start, cg_maxiter", [(10.0, 2), (30.0, 5)])
+def test_gauss_newton_failed_line_search_is_not_converged(start, cg_maxiter):
+    # one backtrack and a crude CG direction from a far start: the full step raises the
+    # objective, the search gives up with the gradient far from zero, and the solve was
+    # reported converged (the branch meant for the round-off floor took every failure)
+    fac, op, f, gb = _cubic_setup((9,), seed=3, scale=1.0)
+    gn = GaussNewtonKronSolve(
+        fac, op, 7.0, 50.0, max_backtrack=1, cg_maxiter=cg_maxiter, precond="shift"
+    )
+    u0 = torch.full((9,), start, dtype=F64)
+    gn.solve(f, gb, u0=u0)
+    assert len(gn.step_norms) < gn.iterations  # the last step was rejected
+    assert gn.grad_norms[-1] > 1e-3 * gn.grad_norms[0]  # far from stationary
+    assert not gn.converged
+    # the default search (30 halvings) from the same start does converge, to a stationary point
+    ok = GaussNewtonKronSolve(fac, op, 7.0, 50.0, cg_maxiter=cg_maxiter, max_iter=200)
+    ok.solve(f, gb, u0=u0)
+    assert ok.converged and ok.grad_norms[-1] < 1e-8 * ok.grad_norms[0]
