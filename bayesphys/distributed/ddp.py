@@ -140,6 +140,14 @@ def _seed_torch(seed: int, cuda: list[int]) -> None:
             torch.cuda.manual_seed(seed)
 
 
+def _weights_finite(params: list[torch.Tensor]) -> torch.Tensor | None:
+    """A 0-d bool tensor on the parameters' device: every entry of ``params`` finite
+    (``None`` without parameters)."""
+    if not params:
+        return None
+    return torch.stack([torch.isfinite(p.detach()).all() for p in params]).all()
+
+
 @autograd_on()
 def train_ddp(
     model_fn: Callable[[], torch.nn.Module],
@@ -182,8 +190,9 @@ def train_ddp(
     rounding). The contents of ``data`` are not compared, only its length. Checkpoints written
     before the settings were recorded are checked for ``world_size`` and ``config`` only.
 
-    An epoch whose mean loss is not finite is rolled back (model and optimizer as it started)
-    and ends the loop, ``converged=False``. The caller's global random streams are restored
+    An epoch whose mean loss is not finite, or after which a weight is not finite (a NaN or
+    infinite gradient in its last step), is rolled back (model and optimizer as it started),
+    is not written to ``checkpoint`` and ends the loop, ``converged=False``. The caller's global random streams are restored
     afterwards (the loop seeds its own).
 
     Returns a :class:`~bayesphys.FitResult`: ``loss_history`` holds the epoch mean loss averaged
@@ -292,16 +301,23 @@ def train_ddp(
                     count += 1
                     step += 1
                     samples += batch_size * ctx.world_size
-                mean = all_reduce_mean(total / max(count, 1), ctx)
+                # a step taken on a finite loss can still leave non-finite weights (a NaN or
+                # infinite gradient in the epoch's last batch): such an epoch diverged too; its
+                # mean is made NaN on the device (no extra wait), so all ranks agree
+                finite = _weights_finite(params)
+                local = total / max(count, 1)
+                if finite is not None:
+                    local = torch.where(finite, local, torch.full_like(local, math.nan))
+                mean = all_reduce_mean(local, ctx)
                 if not math.isfinite(mean):
                     # every rank sees the same mean: all roll back together (no NaN weights)
                     unwrap(model).load_state_dict(good[0])
                     optimizer.load_state_dict(good[1])
                     step = good[2]
-                    msg = (
-                        f"diverged at epoch {epoch} (loss {mean}); restored the state it started "
-                        "from"
-                    )
+                    why = f"loss {mean}"
+                    if finite is not None and not bool(finite):
+                        why = "non-finite weights after its steps"
+                    msg = f"diverged at epoch {epoch} ({why}); restored the state it started from"
                     break
                 hist.append(mean)
                 bar.set_postfix(loss=f"{mean:.4g}", refresh=False)

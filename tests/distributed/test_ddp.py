@@ -524,6 +524,42 @@ def test_train_ddp_leaves_the_callers_stream_and_rolls_back_a_diverged_epoch():
     assert ok.converged
 
 
+def test_train_ddp_rolls_back_an_epoch_whose_last_step_left_nan_weights(tmp_path):
+    """A finite loss whose gradient is NaN (here in the last batch of epoch 1) leaves NaN
+    weights with a finite epoch mean: the epoch diverged all the same. It was kept (the NaN
+    weights returned, written to the checkpoint and, as the last epoch, called converged)."""
+    data = _data()
+    calls = {"n": 0}
+
+    def nan_gradient_in_step_eight(model, batch):
+        calls["n"] += 1
+        loss = _loss(model, batch)
+        if calls["n"] == 8:  # sqrt'(0) = inf, times 0: a NaN gradient, a finite loss
+            loss = loss + torch.sqrt(0.0 * sum(p.sum() for p in model.parameters()))
+        return loss
+
+    ckpt = tmp_path / "run.pt"
+    res = ddp.train_ddp(
+        _model,
+        nan_gradient_in_step_eight,
+        data,
+        epochs=2,
+        batch_size=8,
+        seed=5,
+        progress=False,
+        checkpoint=ckpt,
+    )
+    assert not res.converged and res.message.startswith("diverged at epoch 1")
+    assert "non-finite weights" in res.message
+    assert res.steps == 4 and len(res.loss_history) == 1
+    one = ddp.train_ddp(_model, _loss, data, epochs=1, batch_size=8, seed=5, progress=False)
+    for a, b in zip(res.extra["model"].parameters(), one.extra["model"].parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)  # epoch 0's weights, finite
+    saved = ddp.load_training_checkpoint(ckpt, model=_model())
+    assert saved["epoch"] == 0  # the diverged epoch was not written
+    assert all(torch.isfinite(v).all() for v in saved["model"].values())
+
+
 def test_train_ddp_sums_the_epoch_loss_on_the_device(monkeypatch):
     """The epoch's loss is summed as a tensor and read once (a ``float`` per batch made a CUDA
     run wait for the GPU every step); the reported mean is the batches' mean all the same."""
