@@ -349,8 +349,9 @@ def load_checkpoint(
     zip format whose CRC-32 fails; truncated; another format; a class that no longer imports;
     a ``PermissionError`` is raised as it is; one holding objects other than tensors and
     plain values: only those are unpickled, as unpickling an object runs its code), when it is a
-    checkpoint of another ``kind`` or when it
-    lacks ``kind``/``config``/``state``. ``map_location`` given as a device string or
+    checkpoint of another ``kind``, when it
+    lacks ``kind``/``config``/``state``, or when its ``format`` is not an integer from 1 up
+    to :data:`CHECKPOINT_FORMAT` (a newer one: upgrade; any other: a damaged file). ``map_location`` given as a device string or
     :class:`torch.device` is checked first (an unknown device, or CUDA where none is
     available, is refused by name)."""
     import pickle
@@ -421,7 +422,15 @@ def load_checkpoint(
             f"{list(_CHECKPOINT_KEYS)} written by save_checkpoint)"
         )
     fmt = ckpt.get("format", 1)
-    if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt > CHECKPOINT_FORMAT:
+    if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt < 1:
+        # no release writes such a format (formats count from 1): a damaged or hand-made
+        # file, not a newer one (it was loaded as format 1, or refused with "upgrade")
+        raise ValueError(
+            f"path: {path} records the checkpoint format {fmt!r}, which no bayesphys release "
+            "writes (formats are integers from 1); the file is damaged or was not written by "
+            "save_checkpoint"
+        )
+    if fmt > CHECKPOINT_FORMAT:
         raise ValueError(
             f"path: {path} was written by bayesphys {ckpt.get('version', '?')} in checkpoint "
             f"format {fmt!r}; this release ({__version__}) reads formats up to "

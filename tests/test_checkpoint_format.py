@@ -318,3 +318,14 @@ def test_a_refused_save_removes_the_folders_it_made(tmp_path):
         save_checkpoint(target, kind="test", config={}, state={"where": Path("x")})
     assert (tmp_path / "kept").is_dir() and not (tmp_path / "kept" / "new").exists()
     assert save_checkpoint(target, kind="test", config={}, state={"a": 1}).exists()
+
+
+@pytest.mark.parametrize("fmt", [0, -1, 1.0, "1", None, True])
+def test_a_format_no_release_writes_is_refused_as_damaged(tmp_path, fmt):
+    # formats count from 1: a file claiming format 0 loaded as if it were format 1, and a
+    # non-integer one was refused with advice to upgrade, which no release would help with
+    path = save_checkpoint(tmp_path / "c.pt", kind="toy", config={}, state={})
+    _rewrite(path, lambda c: c.update(format=fmt))
+    with pytest.raises(ValueError, match=r"format .*which no bayesphys release writes") as err:
+        load_checkpoint(path, kind="toy")
+    assert "upgrade" not in str(err.value) and str(path) in str(err.value)
