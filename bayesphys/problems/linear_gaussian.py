@@ -97,16 +97,52 @@ def _kernel(x: torch.Tensor, lengthscale, outputscale) -> torch.Tensor:
     return outputscale * torch.exp(-0.5 * (x[:, None] - x[None, :]) ** 2 / lengthscale**2)
 
 
+def _grid_data(
+    x: ArrayLike, idx: ArrayLike, y: ArrayLike
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(x [n] floating, idx [m] long, y [m])`` checked: ``x`` 1-D, ``idx`` and ``y`` of one
+    shape ``[m]``, ``x`` and ``y`` finite, ``idx`` whole numbers in ``[0, n)`` (tensors, numpy
+    arrays and lists; an integer grid becomes float64)."""
+    x = as_tensor("x", x)
+    idx_in, idx = idx, as_tensor("idx", idx, device=x.device)
+    y = as_tensor("y", y, device=x.device)
+    if x.ndim != 1 or idx.ndim != 1 or tuple(y.shape) != tuple(idx.shape):
+        raise ValueError(
+            f"x, idx, y: expected a grid x [n] and sensor indices idx [m] with data y [m], "
+            f"received shapes {tuple(x.shape)}, {tuple(idx.shape)}, {tuple(y.shape)}"
+        )
+    if not x.is_floating_point():
+        x = x.to(torch.float64)
+    if idx.dtype == torch.bool or not bool((idx == idx.round()).all()):
+        raise ValueError(f"idx: expected whole-number sensor indices, received {idx_in!r:.200}")
+    idx = idx.long()
+    if len(idx) and (int(idx.min()) < 0 or int(idx.max()) >= len(x)):
+        raise ValueError(
+            f"idx: expected indices in [0, {len(x)}), received values in "
+            f"[{int(idx.min())}, {int(idx.max())}]"
+        )
+    return x, idx, y
+
+
 def log_marginal_likelihood(
-    x: torch.Tensor,
-    idx: torch.Tensor,
-    y: torch.Tensor,
-    noise: float,
+    x: ArrayLike,
+    idx: ArrayLike,
+    y: ArrayLike,
+    noise: float | torch.Tensor,
     lengthscale: float | torch.Tensor,
     outputscale: float | torch.Tensor = 1.0,
 ) -> torch.Tensor:
     r""":math:`\log \mathcal N(y \mid 0, H K H^\top + \sigma^2 I)` (differentiable), in
-    ``x``'s dtype; evaluated in float64 (see :func:`posterior_for`)."""
+    ``x``'s dtype; evaluated in float64 (see :func:`posterior_for`). ``x``, ``idx``, ``y`` as
+    in :func:`posterior_for`; ``noise`` a finite number ``> 0`` (or a tensor of finite values
+    ``> 0``, kept differentiable): a NaN noise, or indices outside the grid, failed inside
+    torch."""
+    x, idx, y = _grid_data(x, idx, y)
+    if isinstance(noise, torch.Tensor):
+        if noise.numel() != 1 or not bool(torch.isfinite(noise).all() & (noise > 0).all()):
+            raise ValueError(f"noise: expected one finite value > 0, received {noise!r:.200}")
+    else:
+        noise = check_scalar("noise", noise, minimum=0.0, strict=True)
     out, work = x.dtype, _work_dtype(x)
     x, y = x.to(work), y.to(work)
     if isinstance(lengthscale, torch.Tensor):
@@ -137,24 +173,7 @@ def posterior_for(
     the posterior was refused). Tensors, numpy arrays and lists are taken; ``x`` and ``y``
     finite, ``idx`` whole numbers in ``[0, n)`` (as :class:`ConjugateGaussianField` checks
     them: out-of-range or fractional indices, numpy arrays and lists failed inside torch)."""
-    x = as_tensor("x", x)
-    idx_in, idx = idx, as_tensor("idx", idx, device=x.device)
-    y = as_tensor("y", y, device=x.device)
-    if x.ndim != 1 or idx.ndim != 1 or tuple(y.shape) != tuple(idx.shape):
-        raise ValueError(
-            f"x, idx, y: expected a grid x [n] and sensor indices idx [m] with data y [m], "
-            f"received shapes {tuple(x.shape)}, {tuple(idx.shape)}, {tuple(y.shape)}"
-        )
-    if not x.is_floating_point():
-        x = x.to(torch.float64)
-    if idx.dtype == torch.bool or not bool((idx == idx.round()).all()):
-        raise ValueError(f"idx: expected whole-number sensor indices, received {idx_in!r:.200}")
-    idx = idx.long()
-    if len(idx) and (int(idx.min()) < 0 or int(idx.max()) >= len(x)):
-        raise ValueError(
-            f"idx: expected indices in [0, {len(x)}), received values in "
-            f"[{int(idx.min())}, {int(idx.max())}]"
-        )
+    x, idx, y = _grid_data(x, idx, y)
     noise = check_scalar("noise", noise, minimum=0.0, strict=True)
     lengthscale = check_scalar("lengthscale", lengthscale, minimum=0.0, strict=True)
     outputscale = check_scalar("outputscale", outputscale, minimum=0.0, strict=True)

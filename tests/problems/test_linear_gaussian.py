@@ -217,3 +217,25 @@ def test_float32_field_with_small_noise_matches_float64(tmp_path):
     assert math.isfinite(res.loss_history[-1])
     assert m.log_lengthscale.dtype == torch.float32
     assert m.posterior().dtype == torch.float32
+
+
+def test_log_marginal_likelihood_checks_noise_and_indices_by_name():
+    """A NaN noise or an index outside the grid failed inside torch; values unchanged."""
+    from bayesphys.problems.linear_gaussian import log_marginal_likelihood
+
+    d = linear_gaussian_problem(n=21, m=5, seed=1)
+    x, idx, y = d["x"], d["idx"], d["y"]
+    ref = log_marginal_likelihood(x, idx, y, 0.1, 0.08)
+    assert torch.isfinite(ref)
+    for bad in (float("nan"), 0.0, -0.1, torch.tensor(float("nan"))):
+        with pytest.raises(ValueError, match="noise"):
+            log_marginal_likelihood(x, idx, y, bad, 0.08)
+    with pytest.raises(ValueError, match=r"idx: expected indices in \[0, 21\)"):
+        log_marginal_likelihood(x, idx + 30, y, 0.1, 0.08)
+    # a differentiable lengthscale and noise keep their gradients
+    ell = torch.tensor(0.08, dtype=x.dtype, requires_grad=True)
+    sig = torch.tensor(0.1, dtype=x.dtype, requires_grad=True)
+    val = log_marginal_likelihood(x, idx, y, sig, ell)
+    val.backward()
+    assert ell.grad is not None and sig.grad is not None
+    torch.testing.assert_close(val.detach(), ref, rtol=0, atol=0)
