@@ -190,7 +190,7 @@ def max_step(
     faces: Sequence[Tensor], dw: Tensor | float, rho: Tensor | float, spacing: float, scheme: str
 ) -> float:
     r"""A step size :math:`\Delta t` up to which :func:`fk_forward`'s ``scheme`` is stable
-    (``inf``: no bound).
+    (``inf``: no bound; NaN for a NaN ``dw`` or ``rho``).
 
     Diffusion (both schemes: an explicit Euler step
     :math:`c \leftarrow c + \Delta t\,\nabla\cdot(D\nabla c)`, rate
@@ -227,8 +227,9 @@ def max_steps(
     faces: Sequence[Tensor], dw: Tensor, rho: Tensor, spacing: float, scheme: str
 ) -> Tensor:
     r""":func:`max_step`'s bound for each pair of ``dw [n]`` and ``rho [n]`` (broadcast;
-    float64 on the CPU, ``inf`` where there is no bound), from one pass over the faces: the
-    diffusion rate is linear in :math:`D_w` (e.g. every posterior draw of a fit at once)."""
+    float64 on the CPU, ``inf`` where there is no bound, NaN for a NaN ``dw`` or ``rho``), from
+    one pass over the faces: the diffusion rate is linear in :math:`D_w` (e.g. every posterior
+    draw of a fit at once)."""
     _check_scheme(scheme)
     _check_step("spacing", spacing)
     diag = None
@@ -242,7 +243,9 @@ def max_steps(
     rho = torch.as_tensor(rho).detach().to("cpu", torch.float64).abs()
     rate = dw * face_sum / spacing**2
     total, num = (2.0 * rate + rho, 2.0) if scheme == "euler" else (rate + 0 * rho, 1.0)
-    return torch.where(total > 0, num / total.clamp_min(1e-300), math.inf)
+    bound = torch.where(total > 0, num / total.clamp_min(1e-300), math.inf)
+    # a NaN rate has no bound: NaN, not inf (NaN > 0 is false, which read as "no bound")
+    return torch.where(torch.isnan(total), math.nan, bound)
 
 
 def _check_stable(
@@ -259,6 +262,16 @@ def _check_stable(
     e.g. a fit or a sampler visiting an unstable :math:`D_w`, whose blown-up state its
     likelihood rejects) a step ``t_end / steps`` above :func:`max_step`."""
     limit = max_step(faces, dw, rho, spacing, scheme)
+    tensors = isinstance(dw, (Tensor, np.ndarray)) or isinstance(rho, (Tensor, np.ndarray))
+    if math.isnan(limit):  # a NaN tensor dw / rho passed as stable and gave a NaN state
+        msg = (
+            f"dw, rho: expected finite rates, received dw={_as_float(dw):g}, "
+            f"rho={_as_float(rho):g} (the state would be NaN)"
+        )
+        if tensors:
+            warnings.warn(msg, RuntimeWarning, stacklevel=user_stacklevel())
+            return
+        raise ValueError(msg)
     dt = t_end / steps
     if dt <= limit * (1 + 1e-12):
         return
@@ -276,7 +289,7 @@ def _check_stable(
         f"rho={_as_float(rho):g}, spacing={spacing:g} (the state may oscillate or blow up); use "
         f"steps >= {need} (e.g. {hint})"
     )
-    if isinstance(dw, (Tensor, np.ndarray)) or isinstance(rho, (Tensor, np.ndarray)):
+    if tensors:
         warnings.warn(msg, RuntimeWarning, stacklevel=user_stacklevel())
     else:
         raise ValueError(msg)

@@ -316,3 +316,21 @@ def test_stable_steps_sizes_for_the_euler_reaction_when_given_rho():
         assert stable_steps(t, d, h, nd, rho=0.5) >= stable_steps(t, d, h, nd)
     with pytest.raises(ValueError, match="rho"):
         stable_steps(1.0, 0.001, 1.0, 1, rho=float("nan"))
+
+
+def test_a_nan_rate_has_no_stability_bound_and_is_flagged(setup):
+    """max_steps read a NaN dw or rho as "no bound" (inf), so a NaN tensor rate passed the
+    stability check silently and the state came out NaN."""
+    from bayesphys.problems.fisher_kolmogorov import max_steps
+
+    _, faces, c0 = setup
+    nan = torch.tensor([float("nan"), 0.1], dtype=F64)
+    bound = max_steps(faces, nan, torch.tensor([0.05, 0.05], dtype=F64), H, "euler")
+    assert math.isnan(float(bound[0])) and math.isfinite(float(bound[1]))
+    assert math.isinf(
+        float(max_steps(faces, torch.zeros(1, dtype=F64), torch.zeros(1), H, "strang")[0])
+    )
+    with pytest.warns(RuntimeWarning, match=r"^dw, rho: expected finite rates"):
+        fk_forward(
+            c0, faces, torch.tensor(float("nan"), dtype=F64), 0.05, t_end=1.0, steps=4, spacing=H
+        )
