@@ -56,8 +56,8 @@ def _check_executor(executor: Any) -> None:
     if isinstance(executor, str):
         if executor not in (*EXECUTOR_NAMES, "serial"):
             raise ValueError(
-                f"executor: expected one of {EXECUTOR_NAMES}, an executor object or None, "
-                f"received {executor!r}"
+                f"executor: expected one of {EXECUTOR_NAMES} ('serial' is an alias of "
+                f"'sequential'), an executor object or None, received {executor!r}"
             )
         return
     if isinstance(executor, type):  # its submit / map are unbound functions

@@ -246,7 +246,9 @@ class GliomaPosteriorMixin:
         r"""Warn when draws ``[n, 2 + K d]`` have :math:`(D_w, \rho)` for which the forward
         solver's time step (sized for ``d_max`` by :func:`stable_steps`) is above the scheme's
         stability bound (:func:`max_step`): their maps oscillate or blow up (values far
-        outside [0, 1]) instead of solving the model, and were returned without a word."""
+        outside [0, 1]) instead of solving the model, and were returned without a word. Draws
+        with a NaN rate (NaN bound) are counted and warned about on their own: their maps are
+        NaN, which the comparison with the bound let through as stable."""
         cfg = self.config
         t = cfg["t_end"] if t_end is None else t_end
         steps = (
@@ -260,6 +262,15 @@ class GliomaPosteriorMixin:
         limit = max_steps(self.faces, rates[:, 0], rates[:, 1], cfg["spacing"], scheme)
         bad = rates[:, 0][dt > limit * (1 + 1e-12)].tolist()
         n = rates.shape[0]
+        n_nan = int(torch.isnan(limit).sum())
+        if n_nan:
+            warnings.warn(
+                f"{where}: {n_nan} of {n} posterior draws have a NaN D_w or rho: their "
+                "tumour-cell maps are NaN; the fit's posterior has NaN parameters (check the "
+                "fit's loss and its inputs, and fit again)",
+                RuntimeWarning,
+                stacklevel=user_stacklevel(),
+            )
         if bad:
             warnings.warn(
                 f"{where}: {len(bad)} of {n} posterior draws have D_w (up to "

@@ -135,8 +135,13 @@ def grid_mass(model: ProbConserv, context: GPMEData, tt: Tensor, xx: Tensor) -> 
     if abs(x0 - lo) <= tol and abs(x1 - hi) <= tol:
         return model.mass(context, tt)
     model.mass(context, tt)  # the same checks of the parameters
-    window = replace(model.problem, x_range=(x0, x1))
-    return window.mass(tt[None, :], context.params[:, None].to(_F64)).to(model.device)
+    params = context.params[:, None].to(_F64)
+    if x0 == x1:  # an empty window (the problem refuses it as a domain) holds no mass
+        return torch.zeros(params.shape[0], tt.numel(), dtype=_F64, device=model.device)
+    # a grid running backwards integrates from x[0] down to x[-1]: minus the window's mass
+    window = replace(model.problem, x_range=(min(x0, x1), max(x0, x1)))
+    mass = window.mass(tt[None, :], params)
+    return (mass if x0 < x1 else -mass).to(model.device)
 
 
 def updated_posterior(

@@ -153,3 +153,14 @@ def test_other_runners_name_the_failed_task_too(executor):
     assert str(err).startswith("task 1 failed: KeyError") and isinstance(err.__cause__, KeyError)
     back = pickle.loads(pickle.dumps(err))
     assert (str(back), back.index, back.key) == (str(err), 1, None)
+
+
+def test_an_unknown_executor_name_lists_the_serial_alias():
+    """'serial' is accepted as 'sequential' but the error for an unknown name did not say so."""
+    from bayesphys.distributed.executors import _check_executor
+
+    with pytest.raises(ValueError, match=r"executor: expected one of .*'serial'"):
+        _check_executor("serail")
+    _check_executor("serial")
+    with resolve_runner("serial") as runner:
+        assert type(runner).__name__ == "SequentialRunner"

@@ -190,3 +190,17 @@ def test_az_loo_of_the_varying_voxels_is_finite():
     elpd = getattr(res, "elpd_loo", None)
     elpd = res["elpd"] if elpd is None else elpd
     assert math.isfinite(float(elpd))
+
+
+def test_nan_draws_are_warned_about_not_counted_stable():
+    """A NaN D_w or rho has a NaN stability bound; ``dt > NaN`` is False, so NaN draws passed
+    the check as stable and their NaN maps were returned without a word."""
+    m = GliomaModel.from_patient(synthetic_patient(0, phantom=brain_phantom(16, 8.0)))
+    draws = torch.zeros(3, len(m._theta0()), dtype=m.dtype)
+    draws[:, 0], draws[:, 1] = math.log(0.5 * m.config["d_max"]), math.log(0.01)
+    draws[1, 0] = float("nan")
+    with pytest.warns(RuntimeWarning, match=r"^x: 1 of 3 posterior draws have a NaN"):
+        m._warn_unstable_draws(draws, None, "x")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # finite, stable draws: no warning
+        m._warn_unstable_draws(draws[[0, 2]], None, "x")

@@ -560,3 +560,25 @@ def test_a_prior_already_conditioned_on_the_row_is_refused_whatever_its_round_of
     # a finite sigma_g is still a valid (uninformative) update
     post = conservation_update(again, g, 2.0, 0.1)
     assert float(post.mean @ g) == pytest.approx(1.0, abs=1e-10)
+
+
+def test_grid_mass_of_a_backward_or_single_point_window():
+    """A window running backwards (``x[0] > x[-1]``) integrates downwards, minus the forward
+    window's mass; a window of zero width holds none (the problem refuses either as its
+    domain, so they are not built as one)."""
+    from types import SimpleNamespace
+
+    from bayesphys.probconserv._predict import grid_mass
+    from bayesphys.problems.gpme import Diffusion
+
+    f64 = torch.float64
+    model = SimpleNamespace(problem=Diffusion(), device="cpu", mass=lambda c, t: None)
+    ctx = SimpleNamespace(params=torch.tensor([1.0, 3.0], dtype=f64))
+    tt = torch.tensor([0.1, 0.5], dtype=f64)
+    fwd = grid_mass(model, ctx, tt, torch.tensor([0.5, 1.0, 2.0], dtype=f64))
+    want = Diffusion(x_range=(0.5, 2.0)).mass(tt[None, :], ctx.params[:, None])
+    torch.testing.assert_close(fwd, want, rtol=1e-12, atol=0)
+    back = grid_mass(model, ctx, tt, torch.tensor([2.0, 1.0, 0.5], dtype=f64))
+    torch.testing.assert_close(back, -want, rtol=1e-12, atol=0)
+    flat = grid_mass(model, ctx, tt, torch.tensor([1.0, 1.0], dtype=f64))
+    assert torch.equal(flat, torch.zeros(2, 2, dtype=f64))

@@ -101,3 +101,20 @@ def test_solution_propagates_a_nan_position(prob, param):
     out = prob.solution(torch.tensor(0.05, dtype=F64), x, param)
     assert torch.isnan(out[0])  # Stefan gave 0: a NaN position read as ahead of the front
     assert torch.isfinite(out[1]) and out[1] > 0
+
+
+@pytest.mark.parametrize("family", [Diffusion, PorousMedium, Stefan])
+@pytest.mark.parametrize("field", ["x_range", "t_range"])
+@pytest.mark.parametrize("value", [(1.0, 0.0), (0.5, 0.5), (0.0, float("nan"))])
+def test_a_reversed_or_empty_domain_is_refused_by_name(family, field, value):
+    """A reversed or empty ``x_range`` / ``t_range`` was accepted: reversed grids, negative
+    masses and sign-flipped fluxes followed without a word."""
+    with pytest.raises(ValueError, match=rf"^{field}"):
+        family(**{field: value})
+
+
+@pytest.mark.parametrize("params", [[True], [1.0, True], torch.tensor([True]), (False,), True])
+def test_bool_params_are_refused_as_a_type_error(params):
+    """``params=[True]`` was read as 1.0 (then reported out of range, or accepted)."""
+    with pytest.raises(TypeError, match=r"^params: .*bool"):
+        make_dataset("diffusion", params=params, seed=0)

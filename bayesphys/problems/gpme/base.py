@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..._checks import check_int, check_real
+from ..._checks import check_int, check_range, check_real
 from ._common import _F64, _f64, _real
 
 __all__ = ["GPMEProblem"]
@@ -39,6 +39,12 @@ class GPMEProblem:
     param_domain: tuple[float, float] = (-math.inf, math.inf)
     test_params: tuple[float, ...] = ()
     table_time: float = 0.5
+
+    def __post_init__(self) -> None:
+        # a reversed or empty domain was accepted and gave reversed grids, negative masses
+        # and sign-flipped fluxes without a word
+        check_range("x_range", self.x_range)
+        check_range("t_range", self.t_range)
 
     def widened_range(self, margin: float) -> tuple[float, float]:
         """``train_range`` widened by ``margin`` times its length at each end (``margin`` >= 0;

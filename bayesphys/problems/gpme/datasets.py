@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -90,6 +91,17 @@ def _sorted_uniform(b: int, n: int, lo: float, hi: float, g) -> Tensor:
     return (lo + (hi - lo) * torch.rand(b, n, dtype=_F64, generator=g)).sort(-1).values
 
 
+def _has_bool(value: object) -> bool:
+    """Whether ``value`` is a bool, a bool array/tensor or a sequence holding one."""
+    if isinstance(value, (bool, np.bool_)):
+        return True
+    if isinstance(value, (Tensor, np.ndarray)):
+        return value.dtype in (torch.bool, np.bool_)
+    if isinstance(value, (list, tuple)):
+        return any(_has_bool(v) for v in value)
+    return False
+
+
 def make_dataset(
     problem: str | GPMEProblem,
     n_functions: int | None = None,
@@ -140,6 +152,11 @@ def make_dataset(
             raise ValueError(
                 f"n_functions: give either params (one function each) or n_functions, not "
                 f"both; received n_functions={n_functions!r}"
+            )
+        if _has_bool(params):
+            raise TypeError(
+                "params: expected real parameter values, received bool values (True/False "
+                "would be taken as 1.0/0.0)"
             )
         p = as_tensor("params", params, dtype=_F64)
         if p.ndim > 1:
