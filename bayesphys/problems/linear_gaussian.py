@@ -104,7 +104,7 @@ def _grid_data(
     shape ``[m]``, ``x`` and ``y`` finite, ``idx`` whole numbers in ``[0, n)`` (tensors, numpy
     arrays and lists; an integer grid becomes float64)."""
     x = as_tensor("x", x)
-    idx_in, idx = idx, as_tensor("idx", idx, device=x.device)
+    idx = as_tensor("idx", idx, device=x.device)
     y = as_tensor("y", y, device=x.device)
     if x.ndim != 1 or idx.ndim != 1 or tuple(y.shape) != tuple(idx.shape):
         raise ValueError(
@@ -113,15 +113,25 @@ def _grid_data(
         )
     if not x.is_floating_point():
         x = x.to(torch.float64)
-    if idx.dtype == torch.bool or not bool((idx == idx.round()).all()):
-        raise ValueError(f"idx: expected whole-number sensor indices, received {idx_in!r:.200}")
-    idx = idx.long()
-    if len(idx) and (int(idx.min()) < 0 or int(idx.max()) >= len(x)):
+    return x, _sensor_indices(idx, len(x)), y
+
+
+def _sensor_indices(idx: torch.Tensor, n: int) -> torch.Tensor:
+    """``idx [m]`` as long indices, checked: whole numbers (``.long()`` truncated 1.7 to
+    sensor 1; bools refused) in ``[0, n)`` (torch's ``IndexError`` before)."""
+    if idx.dtype == torch.bool or (
+        idx.is_floating_point() and not bool((idx == idx.round()).all())
+    ):
         raise ValueError(
-            f"idx: expected indices in [0, {len(x)}), received values in "
+            f"idx: expected whole-number sensor indices, received {idx.tolist()!r:.200}"
+        )
+    idx = idx.long()
+    if len(idx) and (int(idx.min()) < 0 or int(idx.max()) >= n):
+        raise ValueError(
+            f"idx: expected indices in [0, {n}), received values in "
             f"[{int(idx.min())}, {int(idx.max())}]"
         )
-    return x, idx, y
+    return idx
 
 
 def log_marginal_likelihood(
@@ -243,23 +253,13 @@ class ConjugateGaussianField:
         # memory of its own (as every model's data): a view of the caller's arrays saw their
         # later edits, which moved the posterior away from the fitted hyperparameters
         self.x = own_memory(as_tensor("x", x, dtype=dtype, device=dev, ndim=1), x)
-        idx_in, idx = idx, as_tensor("idx", idx, device=dev, ndim=1)
-        if idx.dtype == torch.bool or (
-            idx.is_floating_point() and not bool((idx == idx.round()).all())
-        ):
-            # .long() truncated 1.7 to sensor 1
-            raise ValueError(
-                f"idx: expected whole-number sensor indices, received {idx.tolist()!r:.200}"
-            )
-        self.idx = own_memory(idx.long(), idx_in)
+        idx_in = idx
+        idx = _sensor_indices(as_tensor("idx", idx, device=dev, ndim=1), len(self.x))
+        self.idx = own_memory(idx, idx_in)
         self.y = own_memory(as_tensor("y", y, dtype=dtype, device=dev, ndim=1), y)
         if self.idx.shape != self.y.shape:
             raise ValueError(
                 f"y: expected shape {tuple(self.idx.shape)} (one per sensor), received {tuple(self.y.shape)}"
-            )
-        if len(self.idx) and (int(self.idx.min()) < 0 or int(self.idx.max()) >= len(self.x)):
-            raise ValueError(
-                f"idx: expected indices in [0, {len(self.x)}), received out-of-range values"
             )
         self.noise = check_scalar("noise", noise, minimum=0.0, strict=True)
         lengthscale = check_scalar("lengthscale", lengthscale, minimum=0.0, strict=True)
