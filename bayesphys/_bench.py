@@ -58,6 +58,7 @@ __all__ = [
     "print_rows_table",
     "ablation_parser",
     "positive_int",
+    "results_name_arg",
     "script_module",
 ]
 
@@ -520,6 +521,17 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive int, received {text!r}")
     return value
+
+
+def results_name_arg(text: str) -> str:
+    """An argparse ``type`` for ``--name``: a results file's name without folder or ``.json``
+    (``<out>/<name>.json`` is written; a ``/`` wrote outside ``--out``, a ``.json`` doubled the
+    suffix), else a clear error naming the value."""
+    if not text or "/" in text or "\\" in text or text.endswith(".json"):
+        raise argparse.ArgumentTypeError(
+            f"expected a file name without folder or .json, received {text!r}"
+        )
+    return text
 
 
 def _results_file_arg(text: str) -> str:

@@ -77,6 +77,7 @@ from bayesphys._bench import (
     positive_int,
     print_rows_table,
     recorded_command,
+    results_name_arg,
     write_results_json,
 )
 from bayesphys.diagnostics import (
@@ -255,7 +256,10 @@ def main(argv: list[str] | None = None) -> Path:
         help="only this posterior (repeat for several; default: all)",
     )
     ap.add_argument(
-        "--name", default="calibration_power", help="results file name (default calibration_power)"
+        "--name",
+        type=results_name_arg,
+        default="calibration_power",
+        help="results file name (default calibration_power)",
     )
     args = ap.parse_args(argv)
     if args.table:
@@ -264,8 +268,6 @@ def main(argv: list[str] | None = None) -> Path:
         ap.error("--reps: expected >= 0")
     if args.recal_reps < 0:
         ap.error("--recal-reps: expected >= 0")
-    if not args.name or "/" in args.name or args.name.endswith(".json"):
-        ap.error(f"--name: expected a file name without folder or .json, received {args.name!r}")
     joint_table = "crossfit" if args.crossfit else "draws_gaussian" if args.draws_gaussian else None
     if args.crossfit and args.draws_gaussian:
         ap.error("--crossfit, --draws-gaussian: expected one of them, received both")

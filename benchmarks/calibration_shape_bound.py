@@ -86,7 +86,13 @@ import numpy as np
 import torch
 from scipy import special, stats
 
-from bayesphys._bench import ablation_parser, positive_int, print_rows_table, write_rows
+from bayesphys._bench import (
+    ablation_parser,
+    positive_int,
+    print_rows_table,
+    results_name_arg,
+    write_rows,
+)
 from bayesphys._checks import offset_seed
 from bayesphys.diagnostics import ShapeMap, simulate_and_infer, standardised_residuals
 from bayesphys.diagnostics.record_recal import _LR_MARGIN, GENNORM_MAX_SHAPE
@@ -353,6 +359,7 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--seed", type=int, default=0, help="base seed (>= 0, default 0)")
     ap.add_argument(
         "--name",
+        type=results_name_arg,
         default=None,
         help="results file name (default calibration_shape_bound, calibration_shape_null or "
         "calibration_shape_recal)",
@@ -365,8 +372,6 @@ def main(argv: list[str] | None = None) -> Path:
         ap.error(f"--seed: expected an int >= 0, received {args.seed}")
     if args.name is None:
         args.name = f"calibration_shape_{args.case}"
-    if not args.name or "/" in args.name or args.name.endswith(".json"):
-        ap.error(f"--name: expected a file name without folder or .json, received {args.name!r}")
     if args.reps is None:
         args.reps = {"bound": 1000, "null": NULL_REPS, "recal": RECAL_REPS}[args.case]
     if args.smoke:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bayesphys._bench import ablation_parser, print_rows_table, write_rows
+from bayesphys._bench import ablation_parser, print_rows_table, results_name_arg, write_rows
 from bayesphys.meta_fm import MetaFlowMatching, MFMEnsemble
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument(
         "--splits", default="0,1,5,20", help="comma list of noise splits (0: epistemic spread)"
     )
-    ap.add_argument("--name", default="meta_fm_spread_ablation", help="results file name")
+    ap.add_argument(
+        "--name", type=results_name_arg, default="meta_fm_spread_ablation", help="results file name"
+    )
     args = ap.parse_args(argv)
     if args.table:
         return print_rows_table(args.table)

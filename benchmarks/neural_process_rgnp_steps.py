@@ -33,6 +33,7 @@ from bayesphys._bench import (
     ablation_parser,
     positive_int,
     print_rows_table,
+    results_name_arg,
     script_module,
     write_rows,
 )
@@ -93,15 +94,18 @@ def main(argv: list[str] | None = None) -> Path:
         "--steps", type=positive_int, default=3095, help="RGNP training steps (default 3095)"
     )
     ap.add_argument("--threads", type=positive_int, default=1, help="torch threads (default 1)")
-    ap.add_argument("--name", default="neural_process_rgnp_steps", help="results file name")
+    ap.add_argument(
+        "--name",
+        type=results_name_arg,
+        default="neural_process_rgnp_steps",
+        help="results file name",
+    )
     ap.add_argument(
         "--smoke", action="store_true", help="3 steps, 20 test cases, into a temporary folder"
     )
     args = ap.parse_args(argv)
     if args.table:
         return print_rows_table(args.table)
-    if not args.name or "/" in args.name or args.name.endswith(".json"):
-        ap.error(f"--name: expected a file name without folder or .json, received {args.name!r}")
     n_test, n_val = (20, 20) if args.smoke else (1000, 200)  # the benchmark's full sizes
     if args.smoke:
         args.steps = 3

@@ -50,7 +50,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bayesphys._bench import ablation_parser, print_rows_table, script_module, write_rows
+from bayesphys._bench import (
+    ablation_parser,
+    print_rows_table,
+    results_name_arg,
+    script_module,
+    write_rows,
+)
 from bayesphys.odil import GliomaModel
 from bayesphys.odil._glioma_likelihood import data_residuals
 from bayesphys.problems.glioma import brain_phantom, synthetic_patient, truth_theta
@@ -251,7 +257,9 @@ def main(argv: list[str] | None = None) -> Path:
         action="store_true",
         help="solve the coarse fits at 1 mm, observe them at their resolution",
     )
-    ap.add_argument("--name", default="odil_b6_offsets", help="results file name")
+    ap.add_argument(
+        "--name", type=results_name_arg, default="odil_b6_offsets", help="results file name"
+    )
     ap.add_argument(
         "--smoke", action="store_true", help="two offsets at 2 and 4 mm, into a temporary folder"
     )

@@ -44,6 +44,7 @@ from bayesphys._bench import (
     ablation_parser,
     positive_int,
     print_rows_table,
+    results_name_arg,
     script_module,
     write_rows,
 )
@@ -107,7 +108,10 @@ def main(argv: list[str] | None = None) -> Path:
         "--sigma-pde", type=_floats, default=[], help="joint ODIL runs: sigma_pde values (> 0)"
     )
     ap.add_argument(
-        "--name", default="odil_resolution", help="results file name (default odil_resolution)"
+        "--name",
+        type=results_name_arg,
+        default="odil_resolution",
+        help="results file name (default odil_resolution)",
     )
     args = ap.parse_args(argv)
     if args.table:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -285,3 +286,21 @@ def test_warnings_as_errors_in_a_partial_write_name_the_written_file(tmp_path):
     path = tmp_path / "toy.partial.json"
     assert said.startswith(f"are in {path} (marked partial; results: 1 non-finite")
     assert _strict_loads(path.read_text(encoding="utf-8"))["rows"][0]["metrics"] == {"nll": "nan"}
+
+
+@pytest.mark.parametrize(
+    "script", ["odil_b6_offsets", "odil_resolution", "meta_fm_spread_ablation"]
+)
+@pytest.mark.parametrize("bad", ["a/b", "x.json", "", "a\\b"])
+def test_ablation_scripts_refuse_a_results_name_with_a_folder_or_suffix(script, bad, capsys):
+    """``--name`` is a file name (``<out>/<name>.json``): these scripts took ``a/b`` and wrote
+    outside ``--out``, or ``x.json`` and wrote ``x.json.json``; now argparse refuses it before
+    any work (the same check as the calibration and neural-process scripts)."""
+    from bayesphys._bench import script_module
+
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    mod = script_module(str(root / f"{script}.py"))
+    with pytest.raises(SystemExit) as err:
+        mod.main(["--name", bad])
+    assert err.value.code == 2
+    assert "--name: expected a file name without folder or .json" in capsys.readouterr().err
