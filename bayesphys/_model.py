@@ -75,9 +75,12 @@ def release_grads(params: Iterable[torch.Tensor] | torch.nn.Module) -> None:
     after an error or an interrupt), so a fitted model does not hold one gradient per weight
     that nothing reads: every fit step clears the gradients it uses (``zero_grad``, set to
     ``None``) before its ``backward()``, and the optimisers keep no reference to them, so no
-    number of a later step, fit or posterior changes."""
-    ts = params.parameters() if isinstance(params, torch.nn.Module) else params
-    for t in ts:
+    number of a later step, fit or posterior changes. A module: ``zero_grad(set_to_none=True)``
+    (torch's own); loose tensors (the GP PDE solver's hyperparameters) one by one."""
+    if isinstance(params, torch.nn.Module):
+        params.zero_grad(set_to_none=True)
+        return
+    for t in params:
         t.grad = None
 
 
