@@ -207,7 +207,8 @@ def train_ddp(
     one. Works in a single process without torchrun.
 
     Resuming needs the settings the checkpoint was written with: the number of ranks
-    (``world_size``), ``batch_size`` (per rank), ``len(data)``, ``seed``, ``config`` (compared
+    (``world_size``), ``batch_size`` (per rank), ``len(data)``, ``seed`` (compared modulo
+    ``2**64``, as torch reads it: ``-1`` and ``2**64 - 1`` are one run), ``config`` (compared
     key by key, so leave out of it what may change between resumes, such as the number of
     epochs) and the optimizer (its class and the hyperparameters of its parameter groups, e.g.
     ``lr``; a resumed optimizer would otherwise keep the saved ones without a word). Any

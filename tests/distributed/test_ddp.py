@@ -359,6 +359,31 @@ def test_train_ddp_refuses_to_resume_with_other_settings(monkeypatch, tmp_path, 
     assert more.extra["start_epoch"] == 2
 
 
+def test_train_ddp_resumes_a_seed_by_its_generator_state(monkeypatch, tmp_path):
+    """Torch reads a seed modulo 2**64, and so does every stream train_ddp derives from it:
+    seeds -1 and 2**64 - 1 train alike, yet a checkpoint of one refused to resume with the
+    other ("seed: saved -1, now 18446744073709551615"). Seeds of other states still differ."""
+    _single_process(monkeypatch)
+    kw = {**RESUME_KW, "seed": -1}
+    whole = ddp.train_ddp(_model, _loss, _data(), epochs=2, **kw)
+    other = ddp.train_ddp(_model, _loss, _data(), epochs=2, **{**kw, "seed": 2**64 - 1})
+    assert other.loss_history == whole.loss_history  # one run under two names
+    ckpt = tmp_path / "run.pt"
+    ddp.train_ddp(_model, _loss, _data(), epochs=1, checkpoint=ckpt, **kw)
+    res = ddp.train_ddp(
+        _model, _loss, _data(), epochs=2, checkpoint=ckpt, **{**kw, "seed": 2**64 - 1}
+    )
+    assert res.extra["start_epoch"] == 1 and res.loss_history == whole.loss_history[1:]
+    for a, b in zip(res.extra["model"].parameters(), whole.extra["model"].parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(
+        ValueError, match=r"seed: saved 18446744073709551615, now 18446744073709551614"
+    ):
+        ddp.train_ddp(
+            _model, _loss, _data(), epochs=3, checkpoint=ckpt, **{**kw, "seed": 2**64 - 2}
+        )
+
+
 def test_train_ddp_refuses_a_checkpoint_of_another_world_size_before_the_rendezvous(
     monkeypatch, tmp_path
 ):
