@@ -204,7 +204,10 @@ def train_ddp(
     share no epoch's stream, as ``seed + epoch`` made them; so runs from versions before
     this change are not reproduced draw for draw) and the sampler with ``epoch``, so a run resumed from
     ``checkpoint`` (written by rank 0 after every epoch) continues exactly as an uninterrupted
-    one. Works in a single process without torchrun.
+    one. The sampler's shuffle is not hashed: epoch ``e`` shuffles with the generator seeded
+    ``seed + e`` (:func:`distributed_loader`), so runs of neighbouring seeds do share
+    shuffles, shifted by one epoch (seed ``s``'s epoch ``e + 1`` is seed ``s + 1``'s epoch
+    ``e``); their other draws differ. Works in a single process without torchrun.
 
     Resuming needs the settings the checkpoint was written with: the number of ranks
     (``world_size``), ``batch_size`` (per rank), ``len(data)``, ``seed`` (compared modulo
