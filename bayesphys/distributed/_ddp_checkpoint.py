@@ -144,6 +144,10 @@ def _same(a: Any, b: Any) -> bool:
         return type(a) is type(b) and repr(a) == repr(b)
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def _short(value: Any, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -160,7 +164,12 @@ def _resume_differences(
     diffs = []
     names = {"samples": "len(data)", "batch_size": "batch_size (per rank)"}
     for key in ("world_size", "batch_size", "samples", "seed"):
-        if key in saved and key in now and not _same(saved[key], now[key]):
+        a, b = saved.get(key), now.get(key)
+        if key == "seed" and _is_int(a) and _is_int(b):
+            # torch reads a seed modulo 2**64, and so does every stream train_ddp derives
+            # from it: -1 and 2**64 - 1 run alike, so they continue each other's run
+            a, b = int(a) % 2**64, int(b) % 2**64
+        if key in saved and key in now and not _same(a, b):
             diffs.append(f"{names.get(key, key)}: saved {saved[key]!r}, now {now[key]!r}")
     if config is not None:
         old = dict(saved_config) if isinstance(saved_config, Mapping) else {}

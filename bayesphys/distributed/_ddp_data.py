@@ -55,8 +55,10 @@ def distributed_loader(
 
     ``batch_size`` is per rank (global batch ``world_size * batch_size``). Call
     ``loader.sampler.set_epoch(epoch)`` each epoch for a fresh, rank-consistent shuffle: the
-    permutation of epoch ``e`` is ``torch.randperm`` of a generator seeded with ``seed + e``.
-    ``seed`` is any int in ``[-2**63, 2**64 - 1]`` (torch's seed range).
+    permutation of epoch ``e`` is ``torch.randperm`` of a generator seeded with ``seed + e``
+    (torch's ``DistributedSampler``), so loaders of neighbouring seeds deal the same shuffles
+    one epoch apart: ``(seed + 1, e)`` shuffles as ``(seed, e + 1)``. Derive the seeds of runs
+    meant to be independent by :func:`bayesphys.stream_seed` when that matters. ``seed`` is any int in ``[-2**63, 2**64 - 1]`` (torch's seed range).
     """
     if not isinstance(ctx, DistContext):
         raise TypeError(

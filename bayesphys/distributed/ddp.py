@@ -148,6 +148,35 @@ def _weights_finite(params: list[torch.Tensor]) -> torch.Tensor | None:
     return torch.stack([torch.isfinite(p.detach()).all() for p in params]).all()
 
 
+def _state_tensors(value: Any):
+    """The floating-point and complex tensors in an optimizer's per-parameter state (dicts,
+    lists and tuples walked)."""
+    if isinstance(value, torch.Tensor):
+        if value.is_floating_point() or value.is_complex():
+            yield value
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from _state_tensors(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _state_tensors(v)
+
+
+def _state_finite(optimizer: torch.optim.Optimizer, device: torch.device) -> torch.Tensor | None:
+    """A 0-d bool tensor on ``device``: every floating-point tensor of the optimizer's state
+    (e.g. Adam's moments) finite (``None`` for an empty state). Tensors on ``device`` are
+    tested there without a wait for it; others (a step count on the CPU) are read at once."""
+    here, elsewhere = [], True
+    for t in _state_tensors(list(optimizer.state.values())):
+        if t.device == device:
+            here.append(torch.isfinite(t.detach()).all())
+        elif not bool(torch.isfinite(t.detach()).all()):
+            elsewhere = False
+    if not here:
+        return None if elsewhere else torch.zeros((), dtype=torch.bool, device=device)
+    return torch.stack(here).all() & elsewhere
+
+
 @autograd_on()
 def train_ddp(
     model_fn: Callable[[], torch.nn.Module],
@@ -175,10 +204,14 @@ def train_ddp(
     share no epoch's stream, as ``seed + epoch`` made them; so runs from versions before
     this change are not reproduced draw for draw) and the sampler with ``epoch``, so a run resumed from
     ``checkpoint`` (written by rank 0 after every epoch) continues exactly as an uninterrupted
-    one. Works in a single process without torchrun.
+    one. The sampler's shuffle is not hashed: epoch ``e`` shuffles with the generator seeded
+    ``seed + e`` (:func:`distributed_loader`), so runs of neighbouring seeds do share
+    shuffles, shifted by one epoch (seed ``s``'s epoch ``e + 1`` is seed ``s + 1``'s epoch
+    ``e``); their other draws differ. Works in a single process without torchrun.
 
     Resuming needs the settings the checkpoint was written with: the number of ranks
-    (``world_size``), ``batch_size`` (per rank), ``len(data)``, ``seed``, ``config`` (compared
+    (``world_size``), ``batch_size`` (per rank), ``len(data)``, ``seed`` (compared modulo
+    ``2**64``, as torch reads it: ``-1`` and ``2**64 - 1`` are one run), ``config`` (compared
     key by key, so leave out of it what may change between resumes, such as the number of
     epochs) and the optimizer (its class and the hyperparameters of its parameter groups, e.g.
     ``lr``; a resumed optimizer would otherwise keep the saved ones without a word). Any
@@ -191,8 +224,11 @@ def train_ddp(
     before the settings were recorded are checked for ``world_size`` and ``config`` only.
 
     An epoch whose mean loss is not finite, or after which a weight is not finite (a NaN or
-    infinite gradient in its last step), is rolled back (model and optimizer as it started),
-    is not written to ``checkpoint`` and ends the loop, ``converged=False``. The caller's global random streams are restored
+    infinite gradient in its last step) or a floating-point tensor of the optimizer's state is
+    not (e.g. Adam's squared-gradient average overflowed by a huge but finite gradient: the
+    weights stay finite, but those it touched never move again), is rolled back (model and
+    optimizer as it started), is not written to ``checkpoint`` and ends the loop,
+    ``converged=False``. The caller's global random streams are restored
     afterwards (the loop seeds its own).
 
     Returns a :class:`~bayesphys.FitResult`: ``loss_history`` holds the epoch mean loss averaged
@@ -302,9 +338,16 @@ def train_ddp(
                     step += 1
                     samples += batch_size * ctx.world_size
                 # a step taken on a finite loss can still leave non-finite weights (a NaN or
-                # infinite gradient in the epoch's last batch): such an epoch diverged too; its
-                # mean is made NaN on the device (no extra wait), so all ranks agree
-                finite = _weights_finite(params)
+                # infinite gradient in the epoch's last batch), or a non-finite optimizer state
+                # with finite weights (a huge finite gradient overflowing Adam's squared
+                # average: the weights it touched are frozen from then on, never NaN): such an
+                # epoch diverged too; its mean is made NaN on the device (no extra wait and no
+                # extra collective), so all ranks agree
+                weights_ok = _weights_finite(params)
+                state_ok = _state_finite(optimizer, params[0].device) if params else None
+                finite = weights_ok
+                if state_ok is not None:
+                    finite = state_ok if finite is None else finite & state_ok
                 local = total / max(count, 1)
                 if finite is not None:
                     local = torch.where(finite, local, torch.full_like(local, math.nan))
@@ -315,8 +358,10 @@ def train_ddp(
                     optimizer.load_state_dict(good[1])
                     step = good[2]
                     why = f"loss {mean}"
-                    if finite is not None and not bool(finite):
+                    if weights_ok is not None and not bool(weights_ok):
                         why = "non-finite weights after its steps"
+                    elif state_ok is not None and not bool(state_ok):
+                        why = "non-finite optimizer state after its steps, with finite weights"
                     msg = f"diverged at epoch {epoch} ({why}); restored the state it started from"
                     break
                 hist.append(mean)

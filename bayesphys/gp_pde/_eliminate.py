@@ -93,7 +93,7 @@ def resolve_field(model: GPPDESolver, *, newton: bool) -> dict[str, Any]:
             solver.newton = newton
         model._set_field(run())
     stats = {"solver": type(solver).__name__}
-    for k in ("iterations", "newton_steps", "krylov_iters", "cg_iters", "converged"):
+    for k in ("iterations", "newton_steps", "krylov_iters", "cg_iters", "converged", "stop_reason"):
         if hasattr(solver, k):
             stats[k] = getattr(solver, k)
     if getattr(solver, "step_norms", None):

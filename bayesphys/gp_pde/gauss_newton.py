@@ -47,7 +47,15 @@ objective decreases monotonically (up to round-off); a search that finds no acce
 ``max_backtrack`` halvings stops the iteration unconverged (``converged`` false), except in the
 round-off regime below. Stops when the relative step
 :math:`\|\delta U\|/\|U\| \le` ``tol`` or :math:`\|\nabla\mathcal J\| \le` ``gtol``
-:math:`\|\nabla\mathcal J_0\|`. **Round-off regime:** when the predicted decrease
+:math:`\|\nabla\mathcal J_0\|`. **What "converged" means:** one of these tests was met (or the
+round-off floor below); both are relative, not absolute: the gradient test compares with the
+gradient at the *start of this solve* (:math:`\nabla\mathcal J_0`, which depends on ``u0``),
+so from a poor start the gradient can have fallen by ``gtol`` while :math:`\mathcal J` and
+:math:`\|\nabla\mathcal J\|` are still large in absolute terms, and the step test is met by
+any step that moves :math:`U` by less than ``tol`` relatively (a heavily damped line-search step
+too). ``converged`` is not a certificate of a small objective or an absolute tolerance on the
+gradient: read ``objective`` and ``grad_norms`` for those, and ``stop_reason`` for the test that
+ended the solve. **Round-off regime:** when the predicted decrease
 :math:`-\nabla\mathcal J^\top\delta \le 100\,\epsilon_{\rm mach}|\mathcal J|`, the Armijo test
 can only compare round-off (it used to reject full steps 1e3x closer to the optimum and stop on
 a tiny backtracked step); since a CG direction has
@@ -96,7 +104,11 @@ class GaussNewtonKronSolve:
     with ``f`` ``[n_1..n_d]`` and ``g`` ``[N_b]`` returns ``U`` ``[n_1..n_d]`` and records
     ``iterations`` (Gauss-Newton steps), ``cg_iters`` (total CG iterations), ``objective``
     (:math:`\mathcal J` per iterate, non-increasing up to round-off), ``step_norms`` (relative steps),
-    ``grad_norms`` and ``converged``.
+    ``grad_norms``, ``converged`` and ``stop_reason`` (which test ended the solve, with the
+    numbers it compared). ``converged`` is true when a stopping test was met: the relative step
+    :math:`\le` ``tol``, the gradient norm :math:`\le` ``gtol`` times the *first gradient norm of
+    this solve* (relative to the start, not an absolute tolerance: see the module docstring), or
+    the round-off floor; false after ``max_iter`` steps or a failed line search.
     """
 
     def __init__(
@@ -189,6 +201,7 @@ class GaussNewtonKronSolve:
 
     def _reset_stats(self) -> None:
         self.iterations, self.cg_iters, self.converged = 0, 0, False
+        self.stop_reason = "not solved"
         self.objective, self.step_norms, self.grad_norms, self.cg_history = [], [], [], []
 
     # ------------------------------------------------------------------ pieces
@@ -299,9 +312,18 @@ class GaussNewtonKronSolve:
                 raise NumericalFailure("GaussNewtonKronSolve: non-finite gradient")
             if gn <= self.gtol * max(g0, 1e-300):
                 self.converged = True
+                self.stop_reason = (
+                    f"converged: gradient norm {gn:.2e} <= gtol={self.gtol:.2e} x the first "
+                    f"gradient norm of this solve ({g0:.2e}; a relative test, not an absolute "
+                    f"one); objective {J:.6e}"
+                )
                 break
             if flat and gn >= self.grad_norms[-2]:  # the gradient is at its round-off floor
                 self.converged = True
+                self.stop_reason = (
+                    f"converged: gradient norm {gn:.2e} at its round-off floor (no longer "
+                    f"decreasing); objective {J:.6e}"
+                )
                 break
             pre = self._cg_preconditioner(d)
             eta = max(self.cg_tol_min, min(self.cg_tol, math.sqrt(gn / max(g0, 1e-300))))
@@ -342,6 +364,14 @@ class GaussNewtonKronSolve:
                 # precision; otherwise the search failed (e.g. too few backtracks, or non-finite
                 # trial objectives) and the iterate is not a minimum (it was reported converged)
                 self.converged = flat
+                self.stop_reason = (
+                    f"converged: no decrease possible at round-off (stationary to working "
+                    f"precision); gradient norm {gn:.2e}, objective {J:.6e}"
+                    if flat
+                    else f"not converged: the line search found no acceptable step in "
+                    f"max_backtrack={self.max_backtrack} halvings; gradient norm {gn:.2e}, "
+                    f"objective {J:.6e}"
+                )
                 break
             du = float((u_new - u).norm()) / max(float(u_new.norm()), 1e-300)
             w, u, rho, e, J = w_new, u_new, rho_new, e_new, J_new
@@ -349,7 +379,18 @@ class GaussNewtonKronSolve:
             self.step_norms.append(du)
             if du <= self.tol:
                 self.converged = True
+                self.stop_reason = (
+                    f"converged: relative step {du:.2e} <= tol={self.tol:.2e} (step length "
+                    f"{alpha:g} of the Gauss-Newton step); gradient norm before it {gn:.2e} "
+                    f"(first of this solve {g0:.2e}), objective {J:.6e}"
+                )
                 break
+        else:
+            self.stop_reason = (
+                f"not converged: max_iter={self.max_iter} steps reached; gradient norm "
+                f"{self.grad_norms[-1]:.2e} before the last step (first of this solve "
+                f"{g0:.2e}), objective {J:.6e}"
+            )
         self.linearise(u, w)
         return u
 

@@ -404,7 +404,12 @@ class GPPDESolver:
         r"""Re-solve :math:`U` at the current hyperparameters (no optimisation step).
 
         For Allen-Cahn on the structured path ``newton=True`` finishes a stalled Picard iteration
-        by Newton-GMRES (:class:`~.nonlinear.PicardKronSolve`). Returns solver statistics.
+        by Newton-GMRES (:class:`~.nonlinear.PicardKronSolve`). Returns solver statistics:
+        ``solver`` (its class name) and what the solver records of ``iterations``,
+        ``newton_steps``, ``krylov_iters``, ``cg_iters``, ``last_update`` (the last relative
+        update) and, for the 2-D Allen-Cahn solvers, ``converged`` and ``stop_reason`` (the
+        stopping test that ended the solve; ``converged`` means that the solver's own relative
+        test was met, not that the objective is small: see the solvers' docstrings).
         """
         check_built(self, "solve_field")
         return resolve_field(self, newton=newton)

@@ -110,7 +110,13 @@ class PicardKronSolve:
     ``factors`` from :func:`~.operator.with_eigen` (1-D or 2-D, even orders); ``op.cubic`` must
     be true; ``tau2``, ``gamma``: finite numbers ``>= 0``. ``solve(f, g, u0=...)`` with ``f``
     ``[n_1..n_d]`` and ``g`` ``[N_b]`` (finite) returns ``U`` ``[n_1..n_d]`` and records
-    ``iterations`` and ``step_norms`` (relative update sizes).
+    ``iterations``, ``step_norms`` (relative update sizes), ``converged`` and ``stop_reason``
+    (as :class:`~.gauss_newton.GaussNewtonKronSolve`): ``converged`` is true only when the
+    iteration met its own stopping rule (a relative update :math:`\le` ``tol``, or with
+    ``newton=True`` the Newton phase at the round-off floor of the solve: updates below
+    ``accept`` that no longer shrink); a solve that ran out of ``max_iter``, or whose updates
+    began to grow, returns the iterate with the smallest update with ``converged`` false, and
+    ``stop_reason`` says which and how large that update was.
     """
 
     def __init__(
@@ -154,6 +160,7 @@ class PicardKronSolve:
         self.newton, self.max_newton, self.accept = o["newton"], o["max_newton"], o["accept"]
         self.newton_steps, self.krylov_iters = 0, 0
         self.iterations, self.step_norms = 0, []
+        self.converged, self.stop_reason = False, "not solved"
         self.pre: KronSolve | None = None
         self.used_shift: float | None = None  # the shift of the last solve / linearise
 
@@ -185,8 +192,9 @@ class PicardKronSolve:
     def solve(self, f: Tensor, g: Tensor, *, u0: Tensor | None = None) -> Tensor:
         """Anderson-accelerated Picard iterations from ``u0`` (default: the solve without ``U^3``).
 
-        Without convergence in ``max_iter`` the iterate with the smallest update is returned (the
-        hyperparameter fit keeps going and the iteration converges as the kernel improves);
+        Without convergence in ``max_iter`` the iterate with the smallest update is returned
+        (``converged`` false; the hyperparameter fit keeps going and the iteration converges as
+        the kernel improves);
         with ``newton=True`` a stalled iteration is finished by Newton-GMRES on the fixed-point
         equation instead (exact but slow on 400x400 grids: hundreds of Krylov solves)."""
         dev = self.factors[0].L.device
@@ -206,6 +214,7 @@ class PicardKronSolve:
         ks = self._shifted(shift)
         self.pre = ks
         self.iterations, self.step_norms, self.newton_steps, self.krylov_iters = 0, [], 0, 0
+        self.converged, self.stop_reason = False, "not solved"
 
         def phi(v: Tensor) -> Tensor:
             return ks.solve(f - v**3 + shift * v, g)
@@ -213,6 +222,7 @@ class PicardKronSolve:
         xs: list[Tensor] = []
         fs: list[Tensor] = []
         best, best_step = u, math.inf
+        why = f"max_iter={self.max_iter} reached"
         for _ in range(self.max_iter):
             res = phi(u) - u
             step = float(res.norm()) / max(float(u.norm()), 1e-300)
@@ -220,11 +230,18 @@ class PicardKronSolve:
             self.step_norms.append(step)
             if not math.isfinite(step) or step > 1e3 * best_step:
                 if not math.isfinite(best_step):
+                    self.stop_reason = "diverged: non-finite update"
                     raise NumericalFailure("PicardKronSolve: the fixed-point iteration diverged")
+                why = f"the update grew to {step:.2e} after {self.iterations} iterations"
                 break  # growing: keep the best iterate (or finish by Newton)
             if step < best_step:
                 best, best_step = u, step
             if step <= self.tol:
+                self.converged = True
+                self.stop_reason = (
+                    f"converged: relative update {step:.2e} <= tol={self.tol:.2e} after "
+                    f"{self.iterations} iterations"
+                )
                 return u + res
             xs.append(u.reshape(-1))
             fs.append(res.reshape(-1))
@@ -239,9 +256,15 @@ class PicardKronSolve:
             else:
                 u = u + res
             if self.newton and len(self.step_norms) >= 8 and step > 0.5 * self.step_norms[-8]:
+                why = f"stalled at a relative update {step:.2e}"
                 break  # stalled: switch to Newton
         if not self.newton:
-            return best  # the iterate with the smallest update (see `step_norms`)
+            # the iterate with the smallest update (see `step_norms`)
+            self.stop_reason = (
+                f"not converged: {why} without a relative update <= tol={self.tol:.2e}; "
+                f"returned the iterate with the smallest update ({best_step:.2e})"
+            )
+            return best
         return self._newton(phi, ks, best, shift, torch.zeros_like(g))
 
     def _newton(self, phi, ks: KronSolve, u: Tensor, shift: float, zero_g: Tensor) -> Tensor:
@@ -253,17 +276,29 @@ class PicardKronSolve:
             self.step_norms.append(step)
             self.iterations += 1
             if not math.isfinite(step):
+                self.stop_reason = "diverged: non-finite update in the Newton phase"
                 raise NumericalFailure("PicardKronSolve: the fixed-point iteration diverged")
-            if step <= self.tol or (
+            floor = (
                 self.newton_steps >= 2 and step > 0.3 * self.step_norms[-2] and step < self.accept
-            ):
-                return u + F  # converged, or at the round-off floor of the solve
+            )
+            if step <= self.tol or floor:
+                # converged, or at the round-off floor of the solve
+                self.converged = True
+                rule = (
+                    f"relative update {step:.2e} <= tol={self.tol:.2e}"
+                    if step <= self.tol
+                    else f"relative update {step:.2e} < accept={self.accept:.2e} at the "
+                    "round-off floor (no longer shrinking)"
+                )
+                self.stop_reason = f"converged: {rule} after {self.newton_steps} Newton steps"
+                return u + F
             jv = self._newton_matvec(ks, u, shift, zero_g)
             # inexact Newton: Krylov tolerance tied to the current update size
             delta, it, _ = gmres(jv, F.reshape(-1), tol=min(1e-2, max(10 * step, 1e-9)))
             self.krylov_iters += it
             self.newton_steps += 1
             u = u + delta.reshape(self.shape)
+        self.stop_reason = f"not converged: max_newton={self.max_newton} Newton steps reached"
         raise NumericalFailure(
             f"PicardKronSolve: Newton-GMRES did not converge (last relative update {step:.2e})"
         )

@@ -359,6 +359,31 @@ def test_train_ddp_refuses_to_resume_with_other_settings(monkeypatch, tmp_path, 
     assert more.extra["start_epoch"] == 2
 
 
+def test_train_ddp_resumes_a_seed_by_its_generator_state(monkeypatch, tmp_path):
+    """Torch reads a seed modulo 2**64, and so does every stream train_ddp derives from it:
+    seeds -1 and 2**64 - 1 train alike, yet a checkpoint of one refused to resume with the
+    other ("seed: saved -1, now 18446744073709551615"). Seeds of other states still differ."""
+    _single_process(monkeypatch)
+    kw = {**RESUME_KW, "seed": -1}
+    whole = ddp.train_ddp(_model, _loss, _data(), epochs=2, **kw)
+    other = ddp.train_ddp(_model, _loss, _data(), epochs=2, **{**kw, "seed": 2**64 - 1})
+    assert other.loss_history == whole.loss_history  # one run under two names
+    ckpt = tmp_path / "run.pt"
+    ddp.train_ddp(_model, _loss, _data(), epochs=1, checkpoint=ckpt, **kw)
+    res = ddp.train_ddp(
+        _model, _loss, _data(), epochs=2, checkpoint=ckpt, **{**kw, "seed": 2**64 - 1}
+    )
+    assert res.extra["start_epoch"] == 1 and res.loss_history == whole.loss_history[1:]
+    for a, b in zip(res.extra["model"].parameters(), whole.extra["model"].parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(
+        ValueError, match=r"seed: saved 18446744073709551615, now 18446744073709551614"
+    ):
+        ddp.train_ddp(
+            _model, _loss, _data(), epochs=3, checkpoint=ckpt, **{**kw, "seed": 2**64 - 2}
+        )
+
+
 def test_train_ddp_refuses_a_checkpoint_of_another_world_size_before_the_rendezvous(
     monkeypatch, tmp_path
 ):
@@ -558,6 +583,37 @@ def test_train_ddp_rolls_back_an_epoch_whose_last_step_left_nan_weights(tmp_path
     saved = ddp.load_training_checkpoint(ckpt, model=_model())
     assert saved["epoch"] == 0  # the diverged epoch was not written
     assert all(torch.isfinite(v).all() for v in saved["model"].values())
+
+
+def test_train_ddp_rolls_back_an_epoch_that_left_a_non_finite_optimizer_state(tmp_path):
+    """A huge but finite gradient (1e200 in float64, with a finite loss) overflows Adam's
+    squared-gradient average to inf while the weights stay finite: every later update is
+    m / inf = 0, so the weights froze for good (the loss repeated itself epoch after epoch) and
+    the run was called converged, with the inf moments written to the checkpoint."""
+    data = _data()
+    calls = {"n": 0}
+
+    def huge_gradient_in_step_eight(model, batch):
+        calls["n"] += 1
+        loss = _loss(model, batch)
+        if calls["n"] == 8:  # the last batch of epoch 1: value unchanged, gradient 1e200
+            x = 1e200 * sum(p.sum() for p in model.parameters())
+            loss = loss + (x - x.detach())
+        return loss
+
+    ckpt = tmp_path / "run.pt"
+    kw = dict(batch_size=8, seed=5, progress=False)
+    res = ddp.train_ddp(_model, huge_gradient_in_step_eight, data, epochs=3, checkpoint=ckpt, **kw)
+    assert not res.converged and res.message.startswith("diverged at epoch 1")
+    assert "non-finite optimizer state" in res.message
+    assert res.steps == 4 and len(res.loss_history) == 1
+    one = ddp.train_ddp(_model, _loss, data, epochs=1, **kw)
+    for a, b in zip(res.extra["model"].parameters(), one.extra["model"].parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)  # epoch 0's weights
+    saved = ddp.load_training_checkpoint(ckpt, model=_model())
+    assert saved["epoch"] == 0  # the diverged epoch was not written
+    moments = [t for st in saved["optimizer"]["state"].values() for t in st.values()]
+    assert moments and all(torch.isfinite(t).all() for t in moments)
 
 
 def test_train_ddp_sums_the_epoch_loss_on_the_device(monkeypatch):

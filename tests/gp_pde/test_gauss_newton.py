@@ -298,3 +298,30 @@ def test_gauss_newton_failed_line_search_is_not_converged(start, cg_maxiter):
     ok = GaussNewtonKronSolve(fac, op, 7.0, 50.0, cg_maxiter=cg_maxiter, max_iter=200)
     ok.solve(f, gb, u0=u0)
     assert ok.converged and ok.grad_norms[-1] < 1e-8 * ok.grad_norms[0]
+
+
+def test_gauss_newton_stop_reason_names_the_test_that_ended_the_solve():
+    """``converged`` is met by relative tests (``gtol`` against the first gradient of the
+    solve): ``stop_reason`` says which test and the numbers, so a solve from a poor start
+    that stopped on the relative gradient test is not read as an absolute one."""
+    fac, op, f, gb = _cubic_setup((9,), seed=3, scale=1.0)
+    u0 = torch.full((9,), 30.0, dtype=F64)
+    # gtol=0.5: met after a few steps with the objective still far from its minimum
+    rel = GaussNewtonKronSolve(fac, op, 7.0, 50.0, gtol=0.5, tol=0.0)
+    rel.solve(f, gb, u0=u0)
+    ok = GaussNewtonKronSolve(fac, op, 7.0, 50.0, max_iter=200)
+    ok.solve(f, gb, u0=u0)
+    assert rel.converged and ok.converged
+    assert rel.objective[-1] > 10 * ok.objective[-1]  # "converged", objective still large
+    assert "first gradient norm of this solve" in rel.stop_reason
+    assert "not an absolute" in rel.stop_reason
+    assert f"{rel.grad_norms[-1]:.2e}" in rel.stop_reason
+    assert ok.stop_reason.startswith("converged")
+    # out of iterations: not converged, and the reason says so
+    cut = GaussNewtonKronSolve(fac, op, 7.0, 50.0, max_iter=1)
+    cut.solve(f, gb, u0=u0)
+    assert not cut.converged and "max_iter=1 steps reached" in cut.stop_reason
+    # a failed line search (see the test above): not converged, the search named
+    bad = GaussNewtonKronSolve(fac, op, 7.0, 50.0, max_backtrack=1, cg_maxiter=2, precond="shift")
+    bad.solve(f, gb, u0=torch.full((9,), 10.0, dtype=F64))
+    assert not bad.converged and "line search" in bad.stop_reason

@@ -112,3 +112,30 @@ def test_gmres_checks_its_settings():
         gmres(lambda v: v, b, maxiter=-1)
     with pytest.raises(ValueError, match="tol"):
         gmres(lambda v: v, b, tol=float("nan"))
+
+
+def test_picard_reports_whether_it_met_its_stopping_rule():
+    """Picard had no ``converged`` flag (Gauss-Newton has one): a solve that ran out of
+    ``max_iter`` and returned its best iterate could not be told from one that met ``tol``."""
+    op, fac, f, gb = _cubic()
+    done = PicardKronSolve(fac, op, 2.0, 30.0, max_iter=200, tol=1e-13)
+    assert done.converged is False and done.stop_reason == "not solved"
+    u_star = done.solve(f, gb)
+    assert done.converged is True and done.step_norms[-1] <= 1e-13
+    assert done.stop_reason.startswith("converged: relative update")
+    # the same iteration cut short: the best iterate so far, not converged, and it says so
+    short = PicardKronSolve(fac, op, 2.0, 30.0, max_iter=1, tol=1e-13)
+    u = short.solve(f, gb)
+    assert short.iterations == 1 and min(short.step_norms) > 1e-13
+    assert short.converged is False
+    assert "max_iter=1 reached" in short.stop_reason
+    assert short.stop_reason.startswith("not converged")
+    assert float((u - u_star).norm()) > 0
+    # a later converged solve by the same solver clears the flag it left
+    short.max_iter = 200
+    short.solve(f, gb)
+    assert short.converged is True
+    # Newton's finish meets its own rule: converged, and the reason names the Newton phase
+    newton = PicardKronSolve(fac, op, 2.0, 30.0, max_iter=1, tol=1e-13, newton=True)
+    newton.solve(f, gb)
+    assert newton.converged is True and "Newton steps" in newton.stop_reason

@@ -106,6 +106,9 @@ def test_warm_start_and_solve_field_on_a_finer_grid():
     assert float(mf.log_tau_pde.detach()) == float(mc.log_tau_pde.detach())
     stats = mf.solve_field()
     assert stats["solver"] == "PicardKronSolve" and stats["iterations"] >= 1
+    # the solve's own verdict travels with the statistics (Picard had none)
+    assert isinstance(stats["converged"], bool)
+    assert stats["stop_reason"].startswith("converged" if stats["converged"] else "not converged")
     assert mf.u.shape == (24, 24) and bool(torch.isfinite(mf.u).all())
     with pytest.raises(ValueError, match="other"):
         mf.warm_start_from(GPPDESolver("poisson1d-low", num_mixtures=4))
