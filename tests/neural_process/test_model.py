@@ -225,6 +225,28 @@ def test_parameter_posterior_and_inference_data():
     assert pb.mean.shape == (3, 5)
 
 
+def test_parameter_posterior_exports_z_by_default():
+    """The posterior over z exported as ``u`` (the field's name) unless ``name="z"`` was
+    passed; the field posterior keeps ``u``, an explicit ``name`` still wins, and a moved copy
+    keeps the default."""
+    m = tiny()
+    xi = torch.linspace(-0.9, 0.9, 21)
+    post = m.parameter_posterior(xi, torch.sin(xi), torch.ones(1))
+    assert isinstance(post, GaussianPosterior)
+    idata = post.to_inference_data(num_samples=7, seed=0)
+    assert list(idata.posterior.data_vars) == ["z"]
+    assert idata.posterior["z"].dims == ("chain", "draw", "batch_0", "z_dim_0")
+    assert idata.posterior["z"].shape == (1, 7, 1, m.problem.dim_z)
+    named = post.to_inference_data(num_samples=7, seed=0, name="theta")
+    assert list(named.posterior.data_vars) == ["theta"]
+    # the same draws under either name
+    np.testing.assert_array_equal(named.posterior["theta"].values, idata.posterior["z"].values)
+    moved = post.to("cpu").to_inference_data(num_samples=3)
+    assert list(moved.posterior.data_vars) == ["z"]
+    field = m.posterior(None, z=torch.zeros(5), w=torch.ones(1))
+    assert list(field.to_inference_data(num_samples=3).posterior.data_vars) == ["u"]
+
+
 def test_bad_inputs_raise_clear_errors():
     m = tiny()
     w = torch.ones(1)
