@@ -511,3 +511,44 @@ def test_fit_leaves_no_gradients_on_the_weights():
     with pytest.raises(RuntimeError, match="stop here"):
         m.fit(steps=3, progress=False, callback=stop, callback_every=1)
     assert all(p.grad is None for p in m._modules().parameters())
+
+
+@pytest.mark.parametrize("net_dtype", [torch.float32, torch.float64])
+def test_networks_name_an_input_of_another_dtype(net_dtype):
+    """A float64 input to a float32 GICNet or ForwardNet (or the reverse) was torch's
+    "mat1 and mat2 must have the same dtype" from inside a matrix product, naming no argument;
+    the error now names the argument and both dtypes."""
+    other = torch.float64 if net_dtype == torch.float32 else torch.float32
+    gic = GICNet(
+        1,
+        3,
+        1,
+        [-1.0],
+        [1.0],
+        latent=8,
+        channels=4,
+        conv_layers=2,
+        conv_channels=4,
+        dense=(8, 8),
+        trunk=8,
+        trunk_layers=1,
+        head=8,
+        head_layers=1,
+    ).to(net_dtype)
+    x, v, w = torch.rand(2, 5, 1) * 2 - 1, torch.randn(2, 5), torch.randn(2, 1)
+    good = {"x": x.to(net_dtype), "v": v.to(net_dtype), "w": w.to(net_dtype)}
+    assert gic(**good).mean.dtype == net_dtype  # the network's own dtype is accepted
+    for name in ("x", "v", "w"):
+        bad = dict(good, **{name: good[name].to(other)})
+        with pytest.raises(TypeError, match=f"^{name}: expected the GICNet's dtype") as err:
+            gic(**bad)
+        assert str(net_dtype) in str(err.value) and str(other) in str(err.value)
+    with pytest.raises(TypeError, match="^v: expected a torch.Tensor, received list"):
+        gic(good["x"], [[0.0] * 5] * 2, good["w"])
+    fwd = ForwardNet(1, 3, 1, hidden=8, depth=2, n_freq=3).to(net_dtype)
+    z = torch.randn(2, 3, dtype=net_dtype)
+    assert fwd.distribution(good["x"], z, good["w"]).mean.dtype == net_dtype
+    with pytest.raises(TypeError, match=f"^z: expected the ForwardNet's dtype {net_dtype}"):
+        fwd.distribution(good["x"], z.to(other), good["w"])
+    with pytest.raises(TypeError, match="^feat: expected x's dtype"):
+        gic.kip(good["x"], torch.randn(2, 5, 4, dtype=other))
