@@ -146,11 +146,13 @@ def inverse_inputs(
     return xt, ut, wt
 
 
-def check_net_inputs(owner: str, dtype: torch.dtype, **tensors: Any) -> None:
+def check_net_inputs(owner: str, weight: Tensor, **tensors: Any) -> None:
     """The tensors a network is called with (``name=value``): ``TypeError`` naming the first
-    that is not a tensor, or not in ``dtype`` (the weights' of the network ``owner``), with
-    both dtypes; torch's own error came from inside a matrix product without naming the
-    argument. Not checked under autocast, where torch casts inputs and weights itself."""
+    that is not a tensor or not in the dtype of ``weight`` (a weight of the network ``owner``),
+    with both dtypes, and ``ValueError`` naming the first on another device; torch's own
+    errors came from inside a matrix product without naming the argument. The dtype is not
+    checked under autocast, where torch casts inputs and weights itself."""
+    dtype, device = weight.dtype, weight.device
     for name, t in tensors.items():
         if not isinstance(t, Tensor):
             raise TypeError(f"{name}: expected a torch.Tensor, received {type(t).__name__}")
@@ -158,4 +160,10 @@ def check_net_inputs(owner: str, dtype: torch.dtype, **tensors: Any) -> None:
             raise TypeError(
                 f"{name}: expected the {owner}'s dtype {dtype}, received {t.dtype} (convert it "
                 f"with {name}.to({dtype}), or the {owner} with .to({t.dtype}))"
+            )
+        if t.device != device:
+            raise ValueError(
+                f"{name}: expected a tensor on the {owner}'s device {device}, received one on "
+                f"{t.device} (move it with {name}.to('{device}'), or the {owner} with "
+                f".to('{t.device}'))"
             )

@@ -145,8 +145,9 @@ class ForwardNet(nn.Module):
 
     def _check_inputs(self, x: Tensor, z: Tensor, w: Tensor) -> None:
         """``x [B, N, dim_x]``, ``z [B, dim_z]``, ``w [B, dim_w]`` (``z``, ``w``: or one row),
-        tensors in the network's dtype (``TypeError`` otherwise, naming the argument)."""
-        check_net_inputs("ForwardNet", self.mlp.out.weight.dtype, x=x, z=z, w=w)
+        tensors in the network's dtype and on its device (``TypeError`` / ``ValueError``
+        otherwise, naming the argument)."""
+        check_net_inputs("ForwardNet", self.mlp.out.weight, x=x, z=z, w=w)
         ok = x.ndim == 3 and x.shape[-1] == self.dim_x and z.ndim == w.ndim == 2
         ok = ok and z.shape[-1] == self.dim_z and w.shape[-1] == self.dim_w
         ok = ok and z.shape[0] == w.shape[0] and z.shape[0] in (1, x.shape[0])

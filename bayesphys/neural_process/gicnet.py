@@ -323,8 +323,9 @@ class GICNet(nn.Module):
         """``x`` ``[B, N, dim_x]``, ``v`` ``[B, N]`` or ``[B, N, dim_u]``, ``w`` ``[B, dim_w]``,
         with ``B >= 1`` sets of ``N >= 1`` points (an empty set has no kernel average: every
         channel would read 0 / (0 + 1e-6), and the density channels 0 / 0), each a tensor in
-        the network's dtype (another is a ``TypeError`` naming it and both dtypes)."""
-        check_net_inputs("GICNet", self.out.weight.dtype, x=x, v=v, w=w)
+        the network's dtype and on its device (another is a ``TypeError`` / ``ValueError``
+        naming the argument and both)."""
+        check_net_inputs("GICNet", self.out.weight, x=x, v=v, w=w)
         if v.ndim == 2:
             v = v.unsqueeze(-1)
         if x.ndim == 3 and 0 in x.shape[:2]:

@@ -552,3 +552,31 @@ def test_networks_name_an_input_of_another_dtype(net_dtype):
         fwd.distribution(good["x"], z.to(other), good["w"])
     with pytest.raises(TypeError, match="^feat: expected x's dtype"):
         gic.kip(good["x"], torch.randn(2, 5, 4, dtype=other))
+
+
+def test_networks_name_an_input_on_another_device():
+    """An input on another device than the network's failed inside a matrix product without
+    naming the argument; it is now a ValueError naming it and both devices (a "meta" tensor
+    stands in for another device on a CPU-only machine)."""
+    gic = GICNet(
+        1,
+        3,
+        1,
+        [-1.0],
+        [1.0],
+        latent=8,
+        channels=4,
+        conv_layers=2,
+        conv_channels=4,
+        dense=(8, 8),
+        trunk=8,
+        trunk_layers=1,
+        head=8,
+        head_layers=1,
+    )
+    x, v, w = torch.rand(2, 5, 1) * 2 - 1, torch.randn(2, 5), torch.randn(2, 1)
+    with pytest.raises(ValueError, match=r"^w: expected a tensor on the GICNet's device cpu, "):
+        gic(x, v, w.to("meta"))
+    fwd = ForwardNet(1, 3, 1, hidden=8, depth=2, n_freq=3)
+    with pytest.raises(ValueError, match=r"^x: .*ForwardNet's device cpu, received one on meta"):
+        fwd.distribution(x.to("meta"), torch.randn(2, 3), w)
