@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torch.distributions import LowRankMultivariateNormal
 
 from .._checks import check_bool, check_int, check_real, did_you_mean
+from ._inputs import check_net_inputs
 from .taylor import STREAM_AXIS, FourierFeatures, TaylorMLP
 
 __all__ = ["ForwardNet"]
@@ -143,10 +144,10 @@ class ForwardNet(nn.Module):
         return {"mu": mu, "sd": sds, "C": C}
 
     def _check_inputs(self, x: Tensor, z: Tensor, w: Tensor) -> None:
-        """``x [B, N, dim_x]``, ``z [B, dim_z]``, ``w [B, dim_w]`` (``z``, ``w``: or one row)."""
-        bad = [n for n, t in (("x", x), ("z", z), ("w", w)) if not isinstance(t, Tensor)]
-        if bad:
-            raise TypeError(f"{'/'.join(bad)}: expected torch.Tensor")
+        """``x [B, N, dim_x]``, ``z [B, dim_z]``, ``w [B, dim_w]`` (``z``, ``w``: or one row),
+        tensors in the network's dtype and on its device (``TypeError`` / ``ValueError``
+        otherwise, naming the argument)."""
+        check_net_inputs("ForwardNet", self.mlp.out.weight, x=x, z=z, w=w)
         ok = x.ndim == 3 and x.shape[-1] == self.dim_x and z.ndim == w.ndim == 2
         ok = ok and z.shape[-1] == self.dim_z and w.shape[-1] == self.dim_w
         ok = ok and z.shape[0] == w.shape[0] and z.shape[0] in (1, x.shape[0])

@@ -47,6 +47,7 @@ from torch.distributions import LowRankMultivariateNormal
 
 from .._checks import check_bool, check_int, check_real
 from .._stack import user_stacklevel
+from ._inputs import check_net_inputs
 from .grids import check_box
 
 __all__ = ["GICNet", "KernelInterpolation"]
@@ -194,8 +195,14 @@ class KernelInterpolation(nn.Module):
         ``density=True`` also returns the per-channel point density
         :math:`\rho_j(g) = \frac1N\sum_i k_j(g, x_i)` ``[B, P, M]`` (a mean, not a sum, so it
         does not grow with ``N``): where it is small the interpolated value is an extrapolation.
-        ``N >= 1``: an empty set has no kernel average (``ValueError``).
+        ``N >= 1``: an empty set has no kernel average (``ValueError``). The interpolation runs
+        in ``x``'s dtype: ``feat`` in another is a ``TypeError``.
         """
+        bad = [n for n, t in (("x", x), ("feat", feat)) if not isinstance(t, Tensor)]
+        if bad:
+            raise TypeError(f"{'/'.join(bad)}: expected torch.Tensor")
+        if feat.dtype != x.dtype:
+            raise TypeError(f"feat: expected x's dtype {x.dtype}, received {feat.dtype}")
         if x.ndim != 3 or x.shape[1] == 0:
             raise ValueError(
                 f"x: expected shape [B, N >= 1, {self.grid.shape[-1]}], received {tuple(x.shape)}"
@@ -315,7 +322,10 @@ class GICNet(nn.Module):
     def forward(self, x: Tensor, v: Tensor, w: Tensor) -> LowRankMultivariateNormal:
         """``x`` ``[B, N, dim_x]``, ``v`` ``[B, N]`` or ``[B, N, dim_u]``, ``w`` ``[B, dim_w]``,
         with ``B >= 1`` sets of ``N >= 1`` points (an empty set has no kernel average: every
-        channel would read 0 / (0 + 1e-6), and the density channels 0 / 0)."""
+        channel would read 0 / (0 + 1e-6), and the density channels 0 / 0), each a tensor in
+        the network's dtype and on its device (another is a ``TypeError`` / ``ValueError``
+        naming the argument and both)."""
+        check_net_inputs("GICNet", self.out.weight, x=x, v=v, w=w)
         if v.ndim == 2:
             v = v.unsqueeze(-1)
         if x.ndim == 3 and 0 in x.shape[:2]:

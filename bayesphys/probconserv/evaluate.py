@@ -80,6 +80,25 @@ def _check_missing(missing) -> str:
     return missing
 
 
+def _check_positions(x, nx: int) -> Tensor:
+    """The positions ``x [nx]`` of :func:`shock_position` as a tensor: one per field value,
+    never decreasing (``ValueError`` naming the first decrease)."""
+    x = as_tensor("x", x)
+    if x.ndim != 1 or x.numel() != nx:
+        raise ValueError(
+            f"x: expected shape ({nx},) (one point per field value), received {tuple(x.shape)}"
+        )
+    down = (x.diff() < 0).nonzero()
+    if down.numel():
+        i = int(down[0, 0])
+        raise ValueError(
+            f"x: expected non-decreasing positions (the front is the first crossing along x), "
+            f"received x[{i}] = {float(x[i]):.6g} then x[{i + 1}] = {float(x[i + 1]):.6g}; "
+            "sort x and the field values together"
+        )
+    return x
+
+
 def shock_position(
     draws: Tensor, x: Tensor, threshold: float = 0.0, *, missing: str = "last"
 ) -> Tensor:
@@ -89,7 +108,9 @@ def shock_position(
     code's ``idx / nx * x_max``). A draw that never reaches ``threshold`` has no front on the
     grid: ``missing="last"`` reads ``x[-1]`` (censored at the domain's end), ``"first"``
     ``x[0]`` (what the reference's ``argmin`` returns), ``"nan"`` NaN (count them with
-    ``isnan``).
+    ``isnan``). ``x`` must not decrease (repeated values are fine): the first crossing in
+    array order is the front only along increasing ``x`` (on a reversed grid it read the far
+    end of the domain); a decreasing ``x`` is a ``ValueError``.
 
     The positions come back in the draws' floating dtype (for integer draws: in ``x``'s, or
     the default floating dtype for an integer ``x``)."""
@@ -98,12 +119,7 @@ def shock_position(
         raise ValueError(f"draws: expected shape [*, nx], received {tuple(draws.shape)}")
     threshold = check_real("threshold", threshold)
     missing = _check_missing(missing)
-    x = as_tensor("x", x)
-    if x.ndim != 1 or x.numel() != draws.shape[-1]:
-        raise ValueError(
-            f"x: expected shape ({draws.shape[-1]},) (one point per field value), "
-            f"received {tuple(x.shape)}"
-        )
+    x = _check_positions(x, draws.shape[-1])
     # positions in the draws' floating dtype; integer draws (an indicator field) keep the
     # positions' own floating dtype: cast to the draws' integer dtype, x = 0.3 was read as 0
     dtype = draws.dtype if draws.is_floating_point() else x.dtype
@@ -139,12 +155,7 @@ def shock_posterior(
     n_samples = check_int("n_samples", n_samples, minimum=1)
     threshold = check_real("threshold", threshold)
     missing = _check_missing(missing)
-    x = as_tensor("x", x)
-    if x.ndim != 1 or x.numel() != post.event_shape[0]:
-        raise ValueError(
-            f"x: expected shape ({post.event_shape[0]},) (one point per field value), "
-            f"received {tuple(x.shape)}"
-        )
+    x = _check_positions(x, post.event_shape[0])  # before the draws
     gen = None
     if seed is not None:
         seed = check_seed("seed", seed)

@@ -420,7 +420,10 @@ class ProbConserv:
 
         The constraint is :math:`\int_{x_0}^{x_{n-1}} u\,dx = b(t)` over the grid ``x``
         (default 201 points spanning the domain): on a grid spanning only part of the domain
-        the analytic :math:`b(t)` is the mass of that window, not the domain's total.
+        the analytic :math:`b(t)` is the mass of that window, not the domain's total. The
+        constrained methods need a strictly increasing ``x`` (the trapezoid rule integrates
+        along it; another is a ``ValueError`` naming the first pair out of order);
+        ``method="none"``, like :meth:`step1`, predicts at the points in any order.
 
         ``mass [B, nt]`` overrides the analytic :math:`b(t)` (e.g. flux-integrated boundary
         data); ``sigma_g``/``relative`` override the configured constraint noise (with

@@ -78,8 +78,15 @@ def trapezoid_weights(x: Tensor, rule: str = "trapezoid") -> Tensor:
             f"x: expected a grid with at least 2 points, received shape {tuple(x.shape)}"
         )
     dx = x.diff(dim=-1)
-    if bool((dx <= 0).any()):
-        raise ValueError("x: expected a strictly increasing grid")
+    bad = dx <= 0
+    if bool(bad.any()):
+        *row, i = (int(k) for k in bad.nonzero()[0])
+        at = "".join(f"{k}, " for k in row)
+        raise ValueError(
+            f"x: expected a strictly increasing grid, received x[{at}{i}] = "
+            f"{float(x[(*row, i)]):.6g} then x[{at}{i + 1}] = {float(x[(*row, i + 1)]):.6g} "
+            "(sort the points and drop repeated ones)"
+        )
     zero = torch.zeros_like(x[..., :1])
     if rule == "trapezoid":
         return 0.5 * (torch.cat([dx, zero], -1) + torch.cat([zero, dx], -1))

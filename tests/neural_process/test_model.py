@@ -225,6 +225,28 @@ def test_parameter_posterior_and_inference_data():
     assert pb.mean.shape == (3, 5)
 
 
+def test_parameter_posterior_exports_z_by_default():
+    """The posterior over z exported as ``u`` (the field's name) unless ``name="z"`` was
+    passed; the field posterior keeps ``u``, an explicit ``name`` still wins, and a moved copy
+    keeps the default."""
+    m = tiny()
+    xi = torch.linspace(-0.9, 0.9, 21)
+    post = m.parameter_posterior(xi, torch.sin(xi), torch.ones(1))
+    assert isinstance(post, GaussianPosterior)
+    idata = post.to_inference_data(num_samples=7, seed=0)
+    assert list(idata.posterior.data_vars) == ["z"]
+    assert idata.posterior["z"].dims == ("chain", "draw", "batch_0", "z_dim_0")
+    assert idata.posterior["z"].shape == (1, 7, 1, m.problem.dim_z)
+    named = post.to_inference_data(num_samples=7, seed=0, name="theta")
+    assert list(named.posterior.data_vars) == ["theta"]
+    # the same draws under either name
+    np.testing.assert_array_equal(named.posterior["theta"].values, idata.posterior["z"].values)
+    moved = post.to("cpu").to_inference_data(num_samples=3)
+    assert list(moved.posterior.data_vars) == ["z"]
+    field = m.posterior(None, z=torch.zeros(5), w=torch.ones(1))
+    assert list(field.to_inference_data(num_samples=3).posterior.data_vars) == ["u"]
+
+
 def test_bad_inputs_raise_clear_errors():
     m = tiny()
     w = torch.ones(1)
@@ -489,3 +511,72 @@ def test_fit_leaves_no_gradients_on_the_weights():
     with pytest.raises(RuntimeError, match="stop here"):
         m.fit(steps=3, progress=False, callback=stop, callback_every=1)
     assert all(p.grad is None for p in m._modules().parameters())
+
+
+@pytest.mark.parametrize("net_dtype", [torch.float32, torch.float64])
+def test_networks_name_an_input_of_another_dtype(net_dtype):
+    """A float64 input to a float32 GICNet or ForwardNet (or the reverse) was torch's
+    "mat1 and mat2 must have the same dtype" from inside a matrix product, naming no argument;
+    the error now names the argument and both dtypes."""
+    other = torch.float64 if net_dtype == torch.float32 else torch.float32
+    gic = GICNet(
+        1,
+        3,
+        1,
+        [-1.0],
+        [1.0],
+        latent=8,
+        channels=4,
+        conv_layers=2,
+        conv_channels=4,
+        dense=(8, 8),
+        trunk=8,
+        trunk_layers=1,
+        head=8,
+        head_layers=1,
+    ).to(net_dtype)
+    x, v, w = torch.rand(2, 5, 1) * 2 - 1, torch.randn(2, 5), torch.randn(2, 1)
+    good = {"x": x.to(net_dtype), "v": v.to(net_dtype), "w": w.to(net_dtype)}
+    assert gic(**good).mean.dtype == net_dtype  # the network's own dtype is accepted
+    for name in ("x", "v", "w"):
+        bad = dict(good, **{name: good[name].to(other)})
+        with pytest.raises(TypeError, match=f"^{name}: expected the GICNet's dtype") as err:
+            gic(**bad)
+        assert str(net_dtype) in str(err.value) and str(other) in str(err.value)
+    with pytest.raises(TypeError, match="^v: expected a torch.Tensor, received list"):
+        gic(good["x"], [[0.0] * 5] * 2, good["w"])
+    fwd = ForwardNet(1, 3, 1, hidden=8, depth=2, n_freq=3).to(net_dtype)
+    z = torch.randn(2, 3, dtype=net_dtype)
+    assert fwd.distribution(good["x"], z, good["w"]).mean.dtype == net_dtype
+    with pytest.raises(TypeError, match=f"^z: expected the ForwardNet's dtype {net_dtype}"):
+        fwd.distribution(good["x"], z.to(other), good["w"])
+    with pytest.raises(TypeError, match="^feat: expected x's dtype"):
+        gic.kip(good["x"], torch.randn(2, 5, 4, dtype=other))
+
+
+def test_networks_name_an_input_on_another_device():
+    """An input on another device than the network's failed inside a matrix product without
+    naming the argument; it is now a ValueError naming it and both devices (a "meta" tensor
+    stands in for another device on a CPU-only machine)."""
+    gic = GICNet(
+        1,
+        3,
+        1,
+        [-1.0],
+        [1.0],
+        latent=8,
+        channels=4,
+        conv_layers=2,
+        conv_channels=4,
+        dense=(8, 8),
+        trunk=8,
+        trunk_layers=1,
+        head=8,
+        head_layers=1,
+    )
+    x, v, w = torch.rand(2, 5, 1) * 2 - 1, torch.randn(2, 5), torch.randn(2, 1)
+    with pytest.raises(ValueError, match=r"^w: expected a tensor on the GICNet's device cpu, "):
+        gic(x, v, w.to("meta"))
+    fwd = ForwardNet(1, 3, 1, hidden=8, depth=2, n_freq=3)
+    with pytest.raises(ValueError, match=r"^x: .*ForwardNet's device cpu, received one on meta"):
+        fwd.distribution(x.to("meta"), torch.randn(2, 3), w)

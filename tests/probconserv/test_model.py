@@ -429,6 +429,28 @@ def test_shock_position_reads_draws_without_a_front_as_asked():
         shock_position(draws, x, missing="end")
 
 
+def test_shock_position_refuses_a_decreasing_grid():
+    """The front is the first crossing along x: on a reversed grid (one step1 and
+    posterior(method="none") accept) the first crossing in array order read the far end of
+    the domain (x = 1 for a front at 0.5); a decreasing x is now refused, before any draw,
+    and repeated positions are still read."""
+    from bayesphys.probconserv import shock_position, shock_posterior
+
+    x = torch.linspace(0, 1, 5, dtype=torch.float64)
+    draws = torch.tensor([[1.0, 0.5, -0.1, -1.0, -2.0]], dtype=x.dtype)
+    assert shock_position(draws, x).tolist() == [0.5]
+    with pytest.raises(ValueError, match=r"^x: expected non-decreasing positions") as err:
+        shock_position(draws.flip(-1), x.flip(0))
+    assert "x[0] = 1 then x[1] = 0.75" in str(err.value)
+    with pytest.raises(ValueError, match=r"x\[2\] = 0.5 then x\[3\] = 0.25"):
+        shock_position(draws, x[[0, 1, 2, 1, 4]])
+    flat = torch.tensor([0.0, 0.5, 0.5, 1.0], dtype=x.dtype)  # a repeated position
+    assert shock_position(torch.tensor([1.0, 1.0, -1.0, -1.0]), flat).tolist() == 0.5
+    post = GaussianPosterior(draws, 1e-6 * torch.eye(5, dtype=x.dtype)[None], event_shape=(5,))
+    with pytest.raises(ValueError, match="^x: expected non-decreasing"):
+        shock_posterior(post, x.flip(0), 3)
+
+
 def test_shock_position_of_integer_draws_keeps_the_positions():
     from bayesphys.probconserv import shock_position
 

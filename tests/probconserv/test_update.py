@@ -496,6 +496,16 @@ def test_a_repeated_grid_point_is_refused():
         trapezoid_weights(torch.tensor([0.0, 0.0, 1.0], dtype=F64), "rhs")
 
 
+def test_a_grid_out_of_order_is_named_where_it_fails():
+    """The refusal said only "expected a strictly increasing grid": it now names the first
+    pair out of order (with its batch row for a batch of grids)."""
+    with pytest.raises(ValueError, match=r"received x\[1\] = 0.5 then x\[2\] = 0.25"):
+        trapezoid_weights(torch.tensor([0.0, 0.5, 0.25, 1.0], dtype=F64))
+    grids = torch.tensor([[0.0, 0.5, 1.0], [0.0, 1.0, 1.0]], dtype=F64)
+    with pytest.raises(ValueError, match=r"received x\[1, 1\] = 1 then x\[1, 2\] = 1"):
+        trapezoid_weights(grids)
+
+
 @pytest.mark.parametrize("gap", [1e-3, 1e-5])
 def test_the_limit_mean_meets_ill_conditioned_constraints_to_round_off(gap):
     """Two rows ``gap`` apart make G Sigma G^T ill conditioned (ratio ~gap^2); one Kalman step
