@@ -20,6 +20,7 @@ from ._posterior_args import (
     _sampling_generator,
     _shape_arg,
     _size,
+    check_export_name,
 )
 from ._posterior_base import _PosteriorBase
 
@@ -81,6 +82,9 @@ class GaussianPosterior(_PosteriorBase):
         ``to(device)`` method returning a copy on that device.
     root_dim:
         dimension ``M`` of the base noise of a custom ``root``.
+    export_name:
+        the variable name of the draws in :meth:`to_inference_data` when its ``name`` is not
+        given (default ``"u"``, a field; e.g. ``"z"`` for a posterior over parameters).
 
     Notes
     -----
@@ -96,7 +100,9 @@ class GaussianPosterior(_PosteriorBase):
         validate: bool = True,
         root: Callable[[Tensor], Tensor] | None = None,
         root_dim: int | None = None,
+        export_name: str = "u",
     ) -> None:
+        self.export_name = check_export_name(export_name)
         if not isinstance(mean, Tensor):
             raise TypeError(f"mean: expected a torch.Tensor, received {type(mean).__name__}")
         if not mean.is_floating_point():
@@ -411,6 +417,7 @@ class GaussianPosterior(_PosteriorBase):
             validate=False,
             root=root,
             root_dim=self._custom_root_dim,
+            export_name=self.export_name,
         )
 
     def __getstate__(self) -> dict[str, Any]:

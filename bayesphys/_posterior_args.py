@@ -139,3 +139,10 @@ def _check_generator(generator, device: torch.device) -> None:
             f"generator: expected a generator on the posterior's device ({device}), "
             f"received one on {generator.device}"
         )
+
+
+def check_export_name(name: str) -> str:
+    """``export_name`` of a posterior: a non-empty string (``TypeError`` naming it)."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"export_name: expected a non-empty string, received {name!r}")
+    return name

@@ -103,7 +103,7 @@ class Posterior(Protocol):
         observed: dict[str, Any] | None = None,
         num_samples: int | None = None,
         num_chains: int | None = None,
-        name: str = "u",
+        name: str | None = None,
         seed: int | None = None,
         params: dict[str, Any] | None = None,
     ) -> arviz.InferenceData | xr.DataTree:
@@ -117,6 +117,9 @@ class _PosteriorBase:
 
     event_shape: torch.Size
     batch_shape: torch.Size
+    #: the variable name :meth:`to_inference_data` gives the draws when ``name`` is not given
+    #: (``"u"``, a field; a posterior over parameters may carry another, e.g. ``"z"``)
+    export_name: str = "u"
 
     @property
     def stddev(self) -> Tensor:
@@ -154,14 +157,15 @@ class _PosteriorBase:
         observed: dict[str, Any] | None = None,
         num_samples: int | None = None,
         num_chains: int | None = None,
-        name: str = "u",
+        name: str | None = None,
         seed: int | None = None,
         params: dict[str, Any] | None = None,
     ) -> arviz.InferenceData | xr.DataTree:
         """Export posterior draws to :class:`arviz.InferenceData` (ArviZ 0.x; an
         :class:`xarray.DataTree` of the same groups under ArviZ >= 1).
 
-        The field named ``name`` gets dims ``(chain, draw, *batch_dims, *event_dims)``. ``dims``
+        The field named ``name`` (default the posterior's ``export_name``, ``"u"`` unless it
+        was built with another) gets dims ``(chain, draw, *batch_dims, *event_dims)``. ``dims``
         names the batch dims followed by the event dims, or the event dims alone (the batch dims
         then keep their default names ``batch_0..``; default event names ``name_dim_0..``);
         ``coords`` gives their coordinate values (a name that is no dim of the export raises a

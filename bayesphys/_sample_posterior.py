@@ -14,6 +14,7 @@ from ._posterior_args import (
     _q_tensor,
     _sampling_generator,
     _size,
+    check_export_name,
 )
 from ._posterior_base import _PosteriorBase
 
@@ -31,9 +32,20 @@ class SamplePosterior(_PosteriorBase):
     event_ndim:
         how many trailing dims form the event (the rest after ``chain, draw`` are batch);
         default: all of them.
+    export_name:
+        the variable name of the draws in :meth:`to_inference_data` when its ``name`` is not
+        given (default ``"u"``).
     """
 
-    def __init__(self, draws: Tensor, *, event_ndim: int | None = None, chains: bool = True):
+    def __init__(
+        self,
+        draws: Tensor,
+        *,
+        event_ndim: int | None = None,
+        chains: bool = True,
+        export_name: str = "u",
+    ):
+        self.export_name = check_export_name(export_name)
         if not isinstance(draws, Tensor):
             raise TypeError(f"draws: expected a torch.Tensor, received {type(draws).__name__}")
         if not draws.is_floating_point():
@@ -141,7 +153,9 @@ class SamplePosterior(_PosteriorBase):
         present). As ``Tensor.to``, on the posterior's own device the new object shares the
         stored ``draws`` (no second copy of them): an in-place edit of one reaches the other."""
         return SamplePosterior(
-            self.draws.to(model_device(device)), event_ndim=len(self.event_shape)
+            self.draws.to(model_device(device)),
+            event_ndim=len(self.event_shape),
+            export_name=self.export_name,
         )
 
     def _draws_for_export(

@@ -308,12 +308,13 @@ def to_inference_data(
     observed: Mapping[str, Any] | None = None,
     num_samples: int | None = None,
     num_chains: int | None = None,
-    name: str = "u",
+    name: str | None = None,
     seed: int | None = None,
     params: Mapping[str, Any] | None = None,
 ) -> arviz.InferenceData | xr.DataTree:
     """Export a :class:`~bayesphys.Posterior` (see ``Posterior.to_inference_data``): any object
-    with the protocol's members, the package's own classes or a user's. ``num_samples`` draws
+    with the protocol's members, the package's own classes or a user's. ``name`` defaults to
+    the posterior's ``export_name`` (``"u"`` for an object without one). ``num_samples`` draws
     in each of ``num_chains`` chains (default 1000 and 1; a
     :class:`~bayesphys.SamplePosterior` given neither exports its stored chains as they are)."""
     import torch
@@ -325,6 +326,8 @@ def to_inference_data(
         num_samples = check_int("num_samples", num_samples, minimum=1)
     if num_chains is not None:
         num_chains = check_int("num_chains", num_chains, minimum=1)
+    if name is None:
+        name = getattr(posterior, "export_name", "u")
     if not isinstance(name, str) or not name:
         raise TypeError(f"name: expected a non-empty string, received {name!r}")
     if seed is not None:

@@ -115,6 +115,42 @@ def test_export_bad_input():
         load_netcdf("/nonexistent/file.nc")
 
 
+def test_export_name_is_the_default_variable_name_of_every_export_path():
+    """A posterior built with ``export_name`` exports under that name by method, by the free
+    function, after ``to`` and after pickling; ``name=`` still wins; a bad name is refused."""
+    import pickle
+
+    from bayesphys.inference_data import to_inference_data
+
+    gauss = GaussianPosterior(
+        torch.zeros(2, dtype=torch.float64), torch.eye(2, dtype=torch.float64), export_name="z"
+    )
+    draws = SamplePosterior(torch.randn(1, 5, 2, dtype=torch.float64), export_name="theta")
+    for post, want in ((gauss, "z"), (draws, "theta")):
+        for export in (
+            post.to_inference_data,
+            lambda **kw: to_inference_data(post, **kw),  # noqa: B023
+            post.to("cpu").to_inference_data,
+            pickle.loads(pickle.dumps(post)).to_inference_data,
+        ):
+            assert list(group_dataset(export(num_samples=4, seed=0), "posterior").data_vars) == [
+                want
+            ]
+        named = post.to_inference_data(num_samples=4, seed=0, name="v")
+        assert list(group_dataset(named, "posterior").data_vars) == ["v"]
+    plain = GaussianPosterior(
+        torch.zeros(2, dtype=torch.float64), torch.eye(2, dtype=torch.float64)
+    )
+    assert list(group_dataset(plain.to_inference_data(num_samples=2), "posterior").data_vars) == [
+        "u"
+    ]
+    for bad in ("", 3):
+        with pytest.raises(TypeError, match="export_name: expected a non-empty string"):
+            GaussianPosterior(torch.zeros(2), torch.eye(2), export_name=bad)
+        with pytest.raises(TypeError, match="export_name: expected a non-empty string"):
+            SamplePosterior(torch.randn(1, 5, 2), export_name=bad)
+
+
 def test_unknown_coordinate_names_are_refused_on_every_export_path():
     # a misspelt coordinate ("xx" for dim "x") was dropped by every group without a word
     post = GaussianPosterior(torch.zeros(3, dtype=torch.float64), torch.eye(3, dtype=torch.float64))

@@ -27,8 +27,7 @@ derivatives; :meth:`RandomGridNP.calibrate` rescales the variances post hoc.
 
 :class:`RandomGridNP` holds the model's state and its public methods; the pieces they run live
 in private modules: its configuration (``_settings``), networks (``_net``), input checks
-(``_inputs``), training (``_train``), checkpoint format (``_persist``) and the parameter
-posterior's class (``_posterior``).
+(``_inputs``), training (``_train``) and checkpoint format (``_persist``).
 """
 
 from __future__ import annotations
@@ -74,7 +73,6 @@ from ._persist import (
     saved_calibration_step,
     saved_problem,
 )
-from ._posterior import ParameterPosterior
 from ._settings import built_fields, check_unchanged, model_config, net_dtype
 from ._train import layout_term, learning_rate, qmc_prior, run_chunks
 from .calibrate import calibrate_variance
@@ -372,14 +370,14 @@ class RandomGridNP:
     @torch.no_grad()
     def parameter_posterior(
         self, x: ArrayLike, u: ArrayLike, w: ArrayLike, *, transformed: bool = False
-    ) -> ParameterPosterior:
+    ) -> GaussianPosterior:
         r"""Amortised :math:`p_\beta(z \mid u(X), w)` from field values at any point set.
 
         ``x`` ``[N, dim_x]`` or ``[B, N, dim_x]`` (points where :math:`D \ne 0`), ``u``
         ``[N]``/``[B, N]`` physical field values (``transformed=True``: already
         :math:`\tilde u = (u - B)/D`), ``w`` ``[dim_w]``/``[B, dim_w]``. Returns mean
         ``[B, dim_z]`` with a low-rank-plus-diagonal covariance ``[B, dim_z, dim_z]``, a
-        :class:`~bayesphys.GaussianPosterior` (its subclass ``ParameterPosterior``) whose
+        :class:`~bayesphys.GaussianPosterior` with ``export_name="z"``: its
         ``to_inference_data`` names the variable ``z`` (the field's :meth:`posterior` exports
         ``u``).
         """
@@ -395,7 +393,9 @@ class RandomGridNP:
             LowRankRootLinearOperator(q.cov_factor * math.sqrt(s)),
             DiagLinearOperator(q.cov_diag * s),
         )
-        return ParameterPosterior(q.loc, cov, event_shape=(p.dim_z,), validate=False)
+        return GaussianPosterior(
+            q.loc, cov, event_shape=(p.dim_z,), validate=False, export_name="z"
+        )
 
     def calibrate(
         self, x: ArrayLike, u: ArrayLike, z: ArrayLike, w: ArrayLike, **kwargs: Any

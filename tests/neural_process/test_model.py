@@ -1,6 +1,7 @@
 """Forward GP, GICNet, objective and the RandomGridNP model API."""
 
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import torch
 from linear_operator.operators import LowRankRootAddedDiagLinearOperator
 
 from bayesphys import GaussianPosterior
+from bayesphys.inference_data import to_inference_data
 from bayesphys.neural_process import (
     ForwardNet,
     GICNet,
@@ -243,6 +245,11 @@ def test_parameter_posterior_exports_z_by_default():
     np.testing.assert_array_equal(named.posterior["theta"].values, idata.posterior["z"].values)
     moved = post.to("cpu").to_inference_data(num_samples=3)
     assert list(moved.posterior.data_vars) == ["z"]
+    # the free function reads the posterior's name too, and so does a pickled copy
+    free = to_inference_data(post, num_samples=3)
+    assert list(free.posterior.data_vars) == ["z"]
+    again = pickle.loads(pickle.dumps(post)).to_inference_data(num_samples=3)
+    assert list(again.posterior.data_vars) == ["z"]
     field = m.posterior(None, z=torch.zeros(5), w=torch.ones(1))
     assert list(field.to_inference_data(num_samples=3).posterior.data_vars) == ["u"]
 
