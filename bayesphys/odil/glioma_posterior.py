@@ -63,9 +63,10 @@ class GliomaPosteriorMixin:
         r"""Laplace posterior :math:`\mathcal N(\theta^*, H^{-1})`, event ``[2 + K d]`` (``K`` foci;
         ``H`` the exact Hessian of the loss, or :math:`J^\top J` with ``hessian="gn"``, and any
         recalibration applied). Its mean and covariance are copies: an edit of them leaves the
-        model's ``theta`` / ``theta_cov`` alone."""
+        model's ``theta`` / ``theta_cov`` alone. It exports to ArviZ as ``theta``
+        (``export_name``; :meth:`to_inference_data` of the model names each parameter)."""
         self._require_fit()
-        return GaussianPosterior(self.theta.clone(), self.theta_cov.clone())
+        return GaussianPosterior(self.theta.clone(), self.theta_cov.clone(), export_name="theta")
 
     def fitted_theta(self) -> tuple[Tensor, Tensor]:
         r"""The fitted Laplace posterior ``(theta [2 + K d], cov [2 + K d, 2 + K d])``, with any

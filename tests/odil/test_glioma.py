@@ -119,6 +119,8 @@ def test_fit_recovers_parameters_and_posterior(small_patient, tmp_path):
     # Laplace Gaussian over theta and pushed-forward field draws
     tp = model.theta_posterior()
     assert tp.event_shape == (4,)
+    # a posterior over the parameters, not a field: exported as theta, not u
+    assert list(tp.to_inference_data(num_samples=3, seed=0).posterior.data_vars) == ["theta"]
     post = model.posterior(num_samples=8)
     assert post.mean.shape == (32, 32)
     lo, hi = post.interval(0.9)
