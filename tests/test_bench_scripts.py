@@ -781,3 +781,24 @@ def test_ablation_scripts_record_the_argv_they_parsed(tmp_path, monkeypatch):
     argv = ["--models", str(tmp_path), "--problems", "pme", "--out", str(tmp_path)]
     payload = json.loads(edge.main(argv).read_text())
     assert payload["command"] == "python benchmarks/probconserv_edge.py " + " ".join(argv)
+
+
+def test_odil_joint_and_timestep_files_record_what_sets_the_thread_counts(tmp_path, monkeypatch):
+    """Their JSON files recorded at most --threads; they now carry "threading" (torch's
+    thread count and the thread-count variables set), as the other results files do."""
+    import torch
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    joint = script_module(str(BENCH / "odil_joint.py"))
+    monkeypatch.setattr(joint, "run", lambda solver, nt, seed: {"solver": solver})
+    joint.main(["--solvers", "sparse", "--threads", "1", "--out", str(tmp_path / "j.json")])
+    payload = json.loads((tmp_path / "j.json").read_text())
+    assert payload["threads"] == 1
+    assert payload["threading"]["torch_num_threads"] == torch.get_num_threads() == 1
+    assert payload["threading"]["OMP_NUM_THREADS"] == "1"
+    step = script_module(str(BENCH / "odil_timestep.py"))
+    monkeypatch.setattr(step, "run_config", lambda *a: {"config": list(a)})
+    step.main(["--configs", "1:0.1:cn:fine:0", "--cases", "1", "--out", str(tmp_path / "t.json")])
+    payload = json.loads((tmp_path / "t.json").read_text())
+    assert payload["threading"]["OMP_NUM_THREADS"] == "1"
+    assert payload["rows"] == [{"config": [1, 0.1, 1, "cn", "fine", 0.0]}]
