@@ -169,7 +169,13 @@ def write_results(
     (``OSError``: a read-only or full disk, a file where the folder should be) raises an
     ``OSError`` naming a temporary file that holds the results instead.
 
-    A quick run is never committed: it needs an explicit ``out`` (``ValueError`` otherwise)."""
+    The header also records ``"threading"`` (:func:`threading_info`: torch's thread count and
+    the thread-count variables set), unless ``extra`` gives its own.
+
+    A quick run is never committed: it needs an explicit ``out`` (``ValueError`` otherwise).
+    An empty ``out`` (``""``: the current folder) is refused with a ``ValueError``, as the
+    ``--out`` options refuse it; ``None`` is the default folder."""
+    _check_out(out)
     if quick and out is None:
         raise ValueError(
             f"out: a quick run of {component!r} is not committed; pass an output folder"
@@ -184,6 +190,7 @@ def write_results(
         "python": platform.python_version(),
         "device": device,
         "threads": torch.get_num_threads(),
+        "threading": threading_info(),
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
         "rows": list(rows),
     }
@@ -198,6 +205,15 @@ def write_results(
         update_benchmarks_md(component, json.loads(text))
     _warn_nonfinite(nonfinite)  # once written: raised as an error, it loses nothing
     return path
+
+
+def _check_out(out: str | Path | None) -> None:
+    """Refuse an empty (or blank) ``out`` string: ``Path("")`` is the current folder, not the
+    default one (``None``), and the ``--out`` options refuse it at parse time."""
+    if isinstance(out, str) and not out.strip():
+        raise ValueError(
+            f"out: expected a folder path or None (the default folder), received {out!r}"
+        )
 
 
 def _strict(v: Any, where: str, nonfinite: list[str]) -> Any:
@@ -429,23 +445,60 @@ def rows_table(rows: Iterable[Mapping[str, Any]], digits: int = 3) -> str:
 
 # OMP_NUM_THREADS as the user's shell set it (read before a script's own setdefault)
 _USER_OMP_THREADS = os.environ.get("OMP_NUM_THREADS")
+#: the other thread-count variables of the BLAS libraries torch and numpy may use
+_OTHER_THREAD_VARS = ("MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+# ... as the user's shell set them (only those set)
+_USER_OTHER_THREADS = {k: os.environ[k] for k in _OTHER_THREAD_VARS if os.environ.get(k)}
 
 
-def recorded_command(script: str | Path, argv: Iterable[str] | None = None) -> str:
+def recorded_command(
+    script: str | Path, argv: Iterable[str] | None = None, *, device: str | None = None
+) -> str:
     """``python benchmarks/<script> <argv>`` as a results file records it: ``argv`` (default:
-    this process's ``sys.argv[1:]``) shell-quoted, so an empty argument (``--model-errors ""``)
-    or one with spaces reruns as given; prefixed with ``OMP_NUM_THREADS=N`` when the shell set
-    it (scripts take their thread count from it, and float32 training depends on it)."""
-    argv = sys.argv[1:] if argv is None else list(argv)
+    this process's ``sys.argv[1:]``; a script's ``main(argv)`` passes the ``argv`` it parsed,
+    not its caller's) shell-quoted, so an empty argument (``--model-errors ""``) or one with
+    spaces reruns as given; prefixed with the thread-count variables the shell set
+    (:func:`thread_env_prefix`: scripts take their thread count from them, and float32
+    training depends on it). ``device``: the device the run resolved ``--device auto`` to
+    (``"cpu"``, ``"cuda"``), recorded in its place, so that the command reruns on that device
+    on another machine too."""
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    if device is not None:
+        argv = _pinned_device(argv, str(device))
     env = thread_env_prefix()
     return (f"{env}python benchmarks/{Path(script).name} " + shlex.join(argv)).strip()
 
 
+def _pinned_device(argv: list[str], device: str) -> list[str]:
+    """``argv`` with ``--device auto`` (or ``--device=auto``) as ``--device <device>``."""
+    out = list(argv)
+    for i, a in enumerate(out):
+        if a == "--device=auto":
+            out[i] = f"--device={device}"
+        elif a == "auto" and i > 0 and out[i - 1] == "--device":
+            out[i] = device
+    return out
+
+
 def thread_env_prefix() -> str:
-    """``"OMP_NUM_THREADS=N "`` when the shell set it for this process (a recorded command
-    reruns with it: scripts take their thread count from it, and float32 training depends on
-    it), else ``""``."""
-    return f"OMP_NUM_THREADS={shlex.quote(_USER_OMP_THREADS)} " if _USER_OMP_THREADS else ""
+    """``"OMP_NUM_THREADS=N "`` (then ``MKL_NUM_THREADS=N``, ``OPENBLAS_NUM_THREADS=N``) for
+    each of these the shell set for this process (a recorded command reruns with them:
+    scripts take their thread count from them, and float32 training depends on it), else
+    ``""``."""
+    user = {"OMP_NUM_THREADS": _USER_OMP_THREADS, **_USER_OTHER_THREADS}
+    return "".join(f"{k}={shlex.quote(v)} " for k, v in user.items() if v)
+
+
+def threading_info() -> dict[str, Any]:
+    """What sets this process's thread counts, for a results file's ``"threading"``:
+    ``torch_num_threads`` (:func:`torch.get_num_threads`, now) and each of
+    ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` and ``OPENBLAS_NUM_THREADS`` that is set in the
+    environment now (the value worker processes inherit; a variable not set is left out)."""
+    info: dict[str, Any] = {"torch_num_threads": torch.get_num_threads()}
+    for k in ("OMP_NUM_THREADS", *_OTHER_THREAD_VARS):
+        if os.environ.get(k):
+            info[k] = os.environ[k]
+    return info
 
 
 def write_rows(
@@ -458,19 +511,28 @@ def write_rows(
     extra: Mapping[str, Any] | None = None,
     started: float | None = None,
 ) -> Path:
-    """Write ``<out>/<name>.json`` = ``{"command", **extra, "rows"}`` for an ablation script
-    (``out`` default: ``benchmarks/results`` beside ``script``), print the rows' table and
-    return the path. ``command`` is ``python benchmarks/<script> <argv>`` (``argv`` default:
-    this process's ``sys.argv[1:]``); ``started`` (a ``time.perf_counter()`` reading) adds
+    """Write ``<out>/<name>.json`` = ``{"command", "threading", **extra, "rows"}`` for an
+    ablation script (``out`` default, ``None``: ``benchmarks/results`` beside ``script``; an
+    empty string is refused with a ``ValueError``, as the ``--out`` option refuses it), print
+    the rows' table and return the path. ``command`` is ``python benchmarks/<script> <argv>``
+    (:func:`recorded_command`; ``argv`` default: this process's ``sys.argv[1:]``, so a
+    script's ``main(argv)`` passes its own ``argv``); ``threading`` is
+    :func:`threading_info`; ``started`` (a ``time.perf_counter()`` reading) adds
     ``"seconds"``, the wall time since then. A non-finite number is written as the string
     ``"nan"``, ``"inf"`` or ``"-inf"`` (:func:`results_json`); a failed write is reported as
     :func:`write_results` reports it (the rows kept in a temporary file it names)."""
+    _check_out(out)
     rows = list(rows)
     if started is not None:
         extra = {**(extra or {}), "seconds": time.perf_counter() - started}
     out_dir = Path(out).expanduser() if out else Path(script).resolve().parent / "results"
     path = out_dir / f"{name}.json"
-    payload = {"command": recorded_command(script, argv), **(extra or {}), "rows": rows}
+    payload = {
+        "command": recorded_command(script, argv),
+        "threading": threading_info(),
+        **(extra or {}),
+        "rows": rows,
+    }
     text, nonfinite = _results_text(payload)
     _write_or_keep_aside(path, text)  # a failed write keeps the rows in a file it names
     print(rows_table(json.loads(text)["rows"]))  # as --table prints the file
@@ -609,7 +671,7 @@ def smoke_ablation_main(
         args.out = tempfile.mkdtemp(prefix="bench_smoke_")
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    per_task = run_script_tasks(script, "run_task", tasks, args.jobs, smoke=args.smoke)
+    per_task = run_script_tasks(script, "run_task", tasks, args.jobs, argv=argv, smoke=args.smoke)
     rows = [r for task_rows in per_task for r in task_rows]
     rows += summarise(rows)
     info = {"smoke": args.smoke, **extra(args.smoke)}
@@ -676,7 +738,13 @@ def call_script(path: str, func: str, *args: Any, **kwargs: Any) -> Any:
 
 
 def run_script_tasks(
-    path: str, func: str, tasks: list[Any], jobs: int = 1, **kwargs: Any
+    path: str,
+    func: str,
+    tasks: list[Any],
+    jobs: int = 1,
+    *,
+    argv: Iterable[str] | None = None,
+    **kwargs: Any,
 ) -> list[Any]:
     """``[func(task, **kwargs) for task in tasks]`` of the script at ``path``, in task order.
 
@@ -690,7 +758,9 @@ def run_script_tasks(
     not finish), and in ``<script>.partial.json`` in the temporary folder (``"partial": true``,
     ``"failed"`` and ``"finished"`` the tasks' ``repr``; ``"rows"`` the results, a result
     that is a list of rows extending them; an ablation script's ``--table`` prints them), which
-    the error names; the pool is released. A rerun of the failed tasks alone (a script's
+    the error names; the pool is released. Its ``"command"`` is :func:`recorded_command` of
+    ``argv``, the arguments the script parsed (default: this process's ``sys.argv[1:]``; a
+    script's ``main(argv)`` passes its own); ``argv`` is not passed to ``func``. A rerun of the failed tasks alone (a script's
     ``--seeds`` ...) writes its own results file: the two are not merged.
     """
     import functools
@@ -723,13 +793,13 @@ def run_script_tasks(
                 print(json.dumps(value), flush=True)
     except BaseException as err:  # Ctrl-C, the pool failing: the finished results are kept
         err.results = out
-        where = _keep_task_results(path, tasks, sorted(done), sorted(failed), out)
+        where = _keep_task_results(path, tasks, sorted(done), sorted(failed), out, argv)
         if where:
             print(f"{Path(path).name}: stopped by {type(err).__name__}; {where}", file=sys.stderr)
         raise
     if failed:
         names = ", ".join(repr(tasks[i]) for i in sorted(failed))
-        where = _keep_task_results(path, tasks, sorted(done), sorted(failed), out)
+        where = _keep_task_results(path, tasks, sorted(done), sorted(failed), out, argv)
         err = RuntimeError(
             (f"task {names} failed" if len(failed) == 1 else f"tasks {names} failed")
             + (f"; {where}" if where else "")
@@ -740,10 +810,16 @@ def run_script_tasks(
 
 
 def _keep_task_results(
-    path: str, tasks: list[Any], done: list[int], failed: list[int], out: list[Any]
+    path: str,
+    tasks: list[Any],
+    done: list[int],
+    failed: list[int],
+    out: list[Any],
+    argv: Iterable[str] | None = None,
 ) -> str:
     """The results of the finished tasks ``done`` written to ``<script>.partial.json`` in the
-    temporary folder (for :func:`run_script_tasks`); where they are ("" when none finished)."""
+    temporary folder (for :func:`run_script_tasks`; the command of ``argv``, the arguments the
+    script parsed); where they are ("" when none finished)."""
 
     if not done:
         return ""
@@ -754,7 +830,8 @@ def _keep_task_results(
         else:
             rows.append(out[i])
     payload = {
-        "command": recorded_command(path),
+        "command": recorded_command(path, argv),
+        "threading": threading_info(),
         "partial": True,
         "failed": [repr(tasks[i]) for i in failed],
         "finished": [repr(tasks[i]) for i in done],

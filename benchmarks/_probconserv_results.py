@@ -36,6 +36,8 @@ def _rewrite(args, new_rows, extra_update: dict) -> Path:
     out = Path(args.out) if args.out else repo_root() / "benchmarks" / "results"
     payload = json.loads((out / "probconserv.json").read_text(encoding="utf-8"))
     extra = {k: v for k, v in payload.items() if k not in _BASE_KEYS}
+    # a file written before "threading" was recorded: not known (null), not this process's
+    extra.setdefault("threading", None)
     extra.update(extra_update)
     return write_results(
         "probconserv",

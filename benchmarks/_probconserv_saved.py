@@ -95,7 +95,7 @@ def rescore(
         for row in rows_for(args, cfg, get_problem(pname)):
             rows.append(row)
             print(row, flush=True)
-    path = write_rows(name, rows, script=script, out=args.out, started=started)
+    path = write_rows(name, rows, script=script, argv=argv, out=args.out, started=started)
     print(summary(rows))
     return path
 

@@ -78,6 +78,7 @@ from bayesphys._bench import (
     print_rows_table,
     recorded_command,
     results_name_arg,
+    threading_info,
     write_results_json,
 )
 from bayesphys.diagnostics import (
@@ -356,6 +357,7 @@ def main(argv: list[str] | None = None) -> Path:
         "reps": args.reps,
         "recal_reps": 0 if joint_table else args.recal_reps,
         "threads": torch.get_num_threads(),
+        "threading": threading_info(),
         "versions": {"torch": torch.__version__.split("+")[0], "numpy": np.__version__},
         "seconds": seconds,
         "rows": rows,

@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> pathlib.Path | None:
     if args.quick and out is None:
         out = tempfile.mkdtemp(prefix="bench_gp_pde_")
     # the arguments as given (--only, --methods, --budget-scale, --threads change the rows)
-    cmd = recorded_command(__file__, argv)
+    cmd = recorded_command(__file__, argv, device=str(device))
     partial = partial_path("gp_pde", out)
     partial_dir = partial.parent
     try:
@@ -313,10 +313,7 @@ def main(argv: list[str] | None = None) -> pathlib.Path | None:
             prev = json.loads(res_path.read_text(encoding="utf-8"))
             old = [r for r in prev["rows"] if (r["problem"], r["method"]) not in done]
             when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-            cmd = (
-                prev.get("command", cmd)
-                + f"; {sorted(done)} re-run {when} with `{recorded_command(__file__, argv)}`"
-            )
+            cmd = prev.get("command", cmd) + f"; {sorted(done)} re-run {when} with `{cmd}`"
             order = list(OURS) + ["scaling-poisson2d"]
             rows = sorted(
                 old + rows,

@@ -303,7 +303,7 @@ def main(argv: list[str] | None = None) -> Path:
     def log(msg: str) -> None:
         print(msg, flush=True)
 
-    cmd = recorded_command(__file__, argv)
+    cmd = recorded_command(__file__, argv, device=str(device))
     problems = args.problems.split(",")
     if len(set(problems)) != len(problems):
         ap.error(f"--problems: each problem once, received {args.problems!r}")

@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> Path:
     tasks += [("patient", s, k, NOISE) for s, k in cases]
     t0 = time.perf_counter()
     kw = {"steps": steps, "quick": args.quick}
-    rows = run_script_tasks(__file__, "run_task", tasks, args.jobs, **kw)
+    rows = run_script_tasks(__file__, "run_task", tasks, args.jobs, argv=argv, **kw)
     summary = summary_rows(rows, seeds)
     passed = beats(summary, seeds)
     # part (ii) only for the candidates that passed (i), beside MFM (--quick: every one, to
@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> Path:
     replica = [c for c, r in passed.items() if r["beats_baselines"] or args.quick]
     if replica and not args.no_replica:
         rep_tasks = [("replica", REPLICA_SEED, REPLICA_FOLD, m) for m in ("MFM", *replica)]
-        rows += run_script_tasks(__file__, "run_task", rep_tasks, args.jobs, **kw)
+        rows += run_script_tasks(__file__, "run_task", rep_tasks, args.jobs, argv=argv, **kw)
     info = {
         "quick": args.quick,
         "steps": steps,

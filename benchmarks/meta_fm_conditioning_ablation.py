@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> Path:
     b1_split = "val" if args.selection else "test"
     t0 = time.perf_counter()
     rows = run_script_tasks(
-        __file__, "fit_one", tasks, args.jobs, steps=args.steps, b1_split=b1_split
+        __file__, "fit_one", tasks, args.jobs, argv=argv, steps=args.steps, b1_split=b1_split
     )
     if args.seeds > 1:  # mean over seeds
         for p in problems:

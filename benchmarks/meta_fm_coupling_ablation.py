@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> Path:
     pid = args.problem
     tasks = [(pid, s, m, c) for s in seeds for m in METHODS[pid] for c in COUPLINGS[pid]]
     t0 = time.perf_counter()
-    rows = run_script_tasks(__file__, "fit_one", tasks, args.jobs)
+    rows = run_script_tasks(__file__, "fit_one", tasks, args.jobs, argv=argv)
     name = "meta_fm_coupling_ablation" + ("" if pid == "B4" else f"_{pid}")
     return write_rows(name, rows, script=__file__, argv=argv, out=args.out, started=t0)
 

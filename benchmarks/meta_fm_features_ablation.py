@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> Path:
         return print_rows_table(args.table)
     tasks = [(s, meth, nf) for s in range(args.seeds) for meth, nf in CONFIGS]
     t0 = time.perf_counter()
-    rows = run_script_tasks(__file__, "fit_one", tasks, args.jobs, steps=args.steps)
+    rows = run_script_tasks(__file__, "fit_one", tasks, args.jobs, argv=argv, steps=args.steps)
     for meth, nf in CONFIGS:  # mean over folds
         sel = [r for r in rows if r["method"] == meth and r["cell_type_features"] == (nf > 0)]
         rows.append(

@@ -502,7 +502,7 @@ def main(argv: list[str] | None = None) -> Path:
 
     rows: list[dict] = []
     done: list[str] = []  # the parts whose rows are all in ``rows``
-    cmd = recorded_command(__file__, argv)
+    cmd = recorded_command(__file__, argv, device=dev)
     partial = partial_path("neural_process", out)
     where = ""  # where the finished parts' rows are
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import tempfile
 import time
@@ -71,12 +72,28 @@ def _group(row: dict) -> str:
     return row["problem"]
 
 
+#: the benchmarks a run without --only runs
+_ALL = "B0,B1,B2,B3,B5,B6"
+
+
+def _command(args, dev, *, always_only: bool = False) -> str:
+    """The command that reruns this run: the thread-count variables the shell set,
+    ``--quick``, ``--device`` (the device the run used, ``auto`` resolved, when it is not the
+    default ``cpu``: a rerun elsewhere uses the same one) and ``--only`` (when not all ran, or
+    ``always_only``); ``--out`` is left out (it does not change the rows)."""
+    cmd = thread_env_prefix() + "bayesphys bench odil" + (" --quick" if args.quick else "")
+    if str(dev) != "cpu":
+        cmd += f" --device {shlex.quote(str(dev))}"
+    if always_only or args.only != _ALL:
+        cmd += f" --only {shlex.quote(args.only)}"
+    return cmd
+
+
 def _keep_partial(rows, finished, err, args, out, dev) -> None:
     """The rows of the benchmarks in ``finished`` written to ``odil.partial.json``
     (``"partial": true``; in ``out``, else the temporary folder; the results file is left as
     it was), and where, on stderr."""
-    cmd = thread_env_prefix() + "bayesphys bench odil"
-    cmd += (" --quick" if args.quick else "") + f" --only {args.only}"
+    cmd = _command(args, dev, always_only=True)
     where = write_partial(
         "odil",
         rows,
@@ -100,9 +117,12 @@ def main(argv: list[str] | None = None) -> Path | None:
     ap.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda or auto")
     ap.add_argument(
         "--only",
-        default="B0,B1,B2,B3,B5,B6",
+        default=_ALL,
         help="comma-separated subset of B0,B1,B2,B3,B5,B6 (B4 runs with B1 on the phantom and "
-        "with B2 on the atlas); a partial full run is merged into the existing results file",
+        "with B2 on the atlas); a partial full run is merged into the existing results file "
+        "(odil.json in --out, else the committed one); a stopped run's odil.partial.json is "
+        "not read: copy it as odil.json into a folder of its own and give that as --out "
+        "(benchmarks/odil.py's docstring)",
     )
     ap.add_argument(
         "--b4-ties",
@@ -149,9 +169,7 @@ def main(argv: list[str] | None = None) -> Path | None:
         if rows:
             _keep_partial(rows, finished, err, args, out, dev)
         raise
-    cmd = thread_env_prefix() + "bayesphys bench odil" + (" --quick" if args.quick else "")
-    if args.only != ap.get_default("only"):
-        cmd += f" --only {args.only}"
+    cmd = _command(args, dev)
     # a partial full run completes the results file it replaces (--out's, or the committed one)
     old = (Path(out) if out else Path(__file__).resolve().parent / "results") / "odil.json"
     partial = set(todo) != {"B0", "B1", "B2", "B3", "B5", "B6"}

@@ -76,7 +76,13 @@ def main(argv: list[str] | None = None) -> Path:
     counts = summary(rows)
     print(counts)
     return write_rows(
-        "odil_b1_cases", rows, script=__file__, out=args.out, started=started, extra=counts
+        "odil_b1_cases",
+        rows,
+        script=__file__,
+        argv=argv,
+        out=args.out,
+        started=started,
+        extra=counts,
     )
 
 

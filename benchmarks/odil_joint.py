@@ -17,7 +17,12 @@ import time
 
 import torch
 
-from bayesphys._bench import positive_int, recorded_command, write_results_json
+from bayesphys._bench import (
+    positive_int,
+    recorded_command,
+    threading_info,
+    write_results_json,
+)
 
 SOLVERS = ("sparse", "cg")
 
@@ -69,7 +74,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(json.dumps(row), flush=True)
     if args.out:
         cmd = recorded_command(__file__, argv)
-        payload = {"command": cmd.strip(), "threads": args.threads, "rows": rows}
+        payload = {
+            "command": cmd.strip(),
+            "threads": args.threads,
+            "threading": threading_info(),
+            "rows": rows,
+        }
         write_results_json(args.out, payload)
     return rows
 

@@ -91,7 +91,13 @@ def main(argv: list[str] | None = None) -> Path:
     }
     print(extra)
     return write_rows(
-        "odil_nuts_means", rows, script=__file__, out=args.out, started=started, extra=extra
+        "odil_nuts_means",
+        rows,
+        script=__file__,
+        argv=argv,
+        out=args.out,
+        started=started,
+        extra=extra,
     )
 
 

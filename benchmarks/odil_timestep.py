@@ -25,7 +25,12 @@ import time
 import numpy as np
 import torch
 
-from bayesphys._bench import positive_int, recorded_command, write_results_json
+from bayesphys._bench import (
+    positive_int,
+    recorded_command,
+    threading_info,
+    write_results_json,
+)
 from bayesphys.odil import GliomaModel
 from bayesphys.problems.glioma import brain_phantom, synthetic_patient, truth_theta
 
@@ -98,7 +103,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         rows.append(row)
     if args.out:
         cmd = recorded_command(__file__, argv)
-        write_results_json(args.out, {"command": cmd.strip(), "rows": rows})
+        payload = {"command": cmd.strip(), "threading": threading_info(), "rows": rows}
+        write_results_json(args.out, payload)
     return rows
 
 

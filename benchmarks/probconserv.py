@@ -254,7 +254,7 @@ def _keep_finished(err: BaseException, out: str | None, args, argv) -> None:
         "probconserv",
         rows,
         quick=args.quick,
-        command=recorded_command(__file__, argv),
+        command=recorded_command(__file__, argv, device=args.device),
         out=out,
         device=args.device,
         extra={"training": train_info, "problem_seconds": seconds},
@@ -325,7 +325,10 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument(
         "--merge",
         action="store_true",
-        help="keep the rows of the problems not in --problems from the existing results file",
+        help="keep the rows of the problems not in --problems from the existing results file "
+        "(probconserv.json in --out, else the committed one); a stopped run's "
+        "probconserv.partial.json is not read: copy it as probconserv.json into a folder of "
+        "its own and give that as --out (benchmarks/probconserv.py's docstring)",
     )
     ap.add_argument(
         "--retarget",
@@ -398,7 +401,7 @@ def main(argv: list[str] | None = None) -> Path:
         total_cpu = sum(s["cpu_seconds"] for s in problem_seconds.values())
     # the arguments as given (thread count, model folders): a --threads 2 and a --threads 1
     # run train the float32 ANP differently
-    cmd = recorded_command(__file__, argv)
+    cmd = recorded_command(__file__, argv, device=args.device)
     if args.merge and prev:
         keep = [r for r in prev["rows"] if r["problem"].split("-")[0] not in problems]
         rows = keep + rows

@@ -67,11 +67,13 @@ def _few_threads():
 
 @pytest.fixture(autouse=True)
 def _no_shell_thread_count(monkeypatch):
-    """Recorded benchmark commands as if the shell set no OMP_NUM_THREADS (they name it when
-    it does; a test that needs it sets ``bayesphys._bench._USER_OMP_THREADS``)."""
+    """Recorded benchmark commands as if the shell set no OMP_NUM_THREADS, MKL_NUM_THREADS or
+    OPENBLAS_NUM_THREADS (they name them when it does; a test that needs them sets
+    ``bayesphys._bench._USER_OMP_THREADS`` / ``_USER_OTHER_THREADS``)."""
     import bayesphys._bench
 
     monkeypatch.setattr(bayesphys._bench, "_USER_OMP_THREADS", None)
+    monkeypatch.setattr(bayesphys._bench, "_USER_OTHER_THREADS", {})
 
 
 @pytest.fixture(autouse=True)

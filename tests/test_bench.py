@@ -304,3 +304,76 @@ def test_ablation_scripts_refuse_a_results_name_with_a_folder_or_suffix(script, 
         mod.main(["--name", bad])
     assert err.value.code == 2
     assert "--name: expected a file name without folder or .json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("writer", ["write_results", "write_rows"])
+@pytest.mark.parametrize("out", ["", "  "])
+def test_an_empty_out_is_refused_not_taken_for_the_current_folder(
+    tmp_path, monkeypatch, writer, out
+):
+    """``write_results(out="")`` wrote ``toy.json`` into the current folder (``Path("")``)
+    and ``write_rows(out="")`` into the committed results folder beside the script, while the
+    ``--out`` options refuse an empty folder; both now refuse it, writing nothing."""
+    from bayesphys._bench import write_rows
+
+    monkeypatch.chdir(tmp_path)
+    rows = [bench_row("p", "m", {"mse": 1e-4})]
+    with pytest.raises(ValueError, match=r"out: expected a folder path or None"):
+        if writer == "write_results":
+            write_results("toy", rows, quick=True, command="c", out=out)
+        else:
+            write_rows("toy", rows, script="demo.py", argv=[], out=out)
+    assert list(tmp_path.rglob("*")) == []
+
+
+def test_results_files_record_what_sets_the_thread_counts(tmp_path, monkeypatch):
+    """Only OMP_NUM_THREADS was recorded (in the command): torch's own thread count and the
+    BLAS variables MKL_NUM_THREADS / OPENBLAS_NUM_THREADS were not. The header now has
+    ``"threading"`` (torch's count and each of the three set), the command names the ones the
+    shell set, and ``"threads"`` keeps its meaning (the docs tables render as before)."""
+    import bayesphys._bench as bench
+
+    monkeypatch.setenv("MKL_NUM_THREADS", "3")
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)  # restored by the autouse fixture of conftest
+    want = {"torch_num_threads": 1, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "3"}
+    rows = [bench_row("p", "m", {"mse": 1e-4})]
+    path = write_results("toy", rows, quick=True, command="c", out=tmp_path)
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    assert payload["threading"] == want and payload["threads"] == 1
+    assert format_problems(payload) == [] and "· 1 threads ·" in render_table(payload)
+    path = bench.write_rows("abl", [{"a": 1}], script="demo.py", argv=["--x"], out=tmp_path)
+    assert json.loads(path.read_text(encoding="utf-8"))["threading"] == want
+    monkeypatch.setattr(bench, "_USER_OMP_THREADS", "1")
+    monkeypatch.setattr(bench, "_USER_OTHER_THREADS", {"MKL_NUM_THREADS": "3"})
+    assert bench.recorded_command("demo.py", ["--x"]) == (
+        "OMP_NUM_THREADS=1 MKL_NUM_THREADS=3 python benchmarks/demo.py --x"
+    )
+
+
+def test_a_stopped_task_runs_partial_file_records_the_argv_the_script_parsed(tmp_path, monkeypatch):
+    """The partial file of :func:`run_script_tasks` recorded this process's ``sys.argv`` (a
+    test runner's, when a script's ``main(argv)`` was called from Python); it records the
+    ``argv`` the script passes, which is not handed to the tasks."""
+    import sys
+    import tempfile
+
+    from bayesphys._bench import run_script_tasks
+
+    script = tmp_path / "toy_ablation.py"
+    script.write_text(
+        "def run_task(task):\n"
+        "    if task == 2:\n"
+        "        raise ValueError('task 2 fails')\n"
+        "    return {'task': task}\n"
+    )
+    (tmp_path / "temp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "temp"))
+    monkeypatch.setattr(sys, "argv", ["runner", "-q", "tests/x.py"])
+    with pytest.raises(RuntimeError, match="task 2 failed") as info:
+        run_script_tasks(str(script), "run_task", [1, 2], 1, argv=["--seeds", "2"])
+    assert info.value.results == [{"task": 1}, None]
+    partial = json.loads((tmp_path / "temp" / "toy_ablation.partial.json").read_text())
+    assert partial["command"] == "python benchmarks/toy_ablation.py --seeds 2"
+    assert partial["finished"] == ["1"] and partial["failed"] == ["2"]

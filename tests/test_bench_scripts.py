@@ -697,3 +697,108 @@ def test_odil_partial_rows_finish_with_only(tmp_path, monkeypatch):
     payload = json.loads(mod.main(["--only", "B3", "--out", str(rest)]).read_text())
     assert [r["problem"] for r in payload["rows"]] == ["B0", "B1", "B3"]
     assert "partial" not in payload and payload["command"].startswith("runs: ")
+
+
+def test_recorded_command_names_the_device_auto_resolved_to():
+    """``--device auto`` reran on whatever the next machine had; the command records the
+    device the run resolved it to (other device options and arguments as given)."""
+    cmd = bench.recorded_command
+    assert cmd("d.py", ["--device", "auto", "--x", "auto"], device="cuda") == (
+        "python benchmarks/d.py --device cuda --x auto"
+    )
+    assert cmd("d.py", ["--device=auto"], device="cpu") == "python benchmarks/d.py --device=cpu"
+    assert cmd("d.py", ["--device", "cpu"], device="cpu") == "python benchmarks/d.py --device cpu"
+    assert cmd("d.py", ["--device", "auto"]) == "python benchmarks/d.py --device auto"
+
+
+def _fake_cuda(mod, monkeypatch):
+    """``mod`` (a benchmark script) resolving every --device to cuda (no GPU is used: the
+    functions that would run on it are replaced by the test)."""
+    import torch
+
+    monkeypatch.setattr(mod, "resolve_device", lambda device: torch.device("cuda"))
+
+
+def test_odil_records_the_device_it_ran_on(tmp_path, monkeypatch):
+    """The odil benchmark's recorded command dropped --device (it was only in the "device"
+    field): rerun as recorded on another machine, it ran on the CPU. The command now names
+    the device when it is not the default cpu, in the results and in a partial file."""
+    mod = _odil_with_failing_b3(monkeypatch)
+    _fake_cuda(mod, monkeypatch)
+    argv = ["--only", "B0", "--device", "auto", "--out", str(tmp_path)]
+    payload = json.loads(mod.main(argv).read_text())
+    assert payload["command"] == "bayesphys bench odil --device cuda --only B0"
+    assert payload["device"] == "cuda"
+    with pytest.raises(RuntimeError, match="late failure"):
+        mod.main(["--quick", "--only", "B0,B3", "--device", "auto", "--out", str(tmp_path)])
+    partial = json.loads((tmp_path / "odil.partial.json").read_text())
+    assert partial["command"] == "bayesphys bench odil --quick --device cuda --only B0,B3"
+
+
+def test_neural_process_and_probconserv_record_the_device_in_their_command(tmp_path, monkeypatch):
+    """They recorded ``--device auto`` as given, which reruns elsewhere on another device;
+    the command now names the device the run used (as the "device" field does)."""
+    np_mod = script_module(str(BENCH / "neural_process.py"))
+    _fake_cuda(np_mod, monkeypatch)
+    monkeypatch.setattr(np_mod, "poisson_test_set", lambda *a, **k: {})
+    monkeypatch.setattr(np_mod, "speed_rows", lambda dev, **k: [])
+    path = np_mod.main(["--only", "SPEED", "--device", "auto", "--out", str(tmp_path / "np")])
+    payload = json.loads(path.read_text())
+    assert payload["device"] == "cuda" and "--device cuda" in payload["command"]
+    pc_mod = script_module(str(BENCH / "probconserv.py"))
+    _fake_cuda(pc_mod, monkeypatch)
+    monkeypatch.setattr(pc_mod, "run_problems", lambda problems, jobs, **kw: ([], {}, {}))
+    path = pc_mod.main(["--problems", "pme", "--device", "auto", "--out", str(tmp_path / "pc")])
+    payload = json.loads(path.read_text())
+    assert payload["device"] == "cuda" and "--device cuda" in payload["command"]
+    assert "auto" not in payload["command"]
+
+
+def test_ablation_scripts_record_the_argv_they_parsed(tmp_path, monkeypatch):
+    """odil_b1_cases, odil_nuts_means and the ProbConserv rescoring scripts recorded this
+    process's ``sys.argv`` (a test runner's, when ``main(argv)`` was called from Python)
+    instead of the ``argv`` they parsed."""
+    import sys
+
+    monkeypatch.setattr(sys, "argv", ["runner", "-q", "tests/x.py"])
+    b1 = script_module(str(BENCH / "odil_b1_cases.py"))
+    monkeypatch.setattr(b1, "brain_phantom", lambda n, h: None)
+    z = {"rel_err_l": 0.0, "rel_err_v": 0.0, "loss_fit": 0.0, "loss_truth": 0.0}
+    monkeypatch.setattr(b1, "case_row", lambda seed, ph: {**z, "z_log_ell": 0, "z_log_v": 0})
+    argv = ["--cases", "1", "--grid", "8", "--out", str(tmp_path)]
+    payload = json.loads(b1.main(argv).read_text())
+    assert payload["command"] == "python benchmarks/odil_b1_cases.py " + " ".join(argv)
+    nuts = script_module(str(BENCH / "odil_nuts_means.py"))
+    monkeypatch.setattr(nuts, "brain_phantom", lambda n, h: None)
+    row = {"mean_diff_sd": 0.1, "sd_ratio": 1.0}
+    monkeypatch.setattr(nuts, "case_rows", lambda s, ph, n, w: [row] * len(nuts.PARAMS))
+    argv = ["--cases", "1", "--draws", "2", "--warmup", "1", "--out", str(tmp_path)]
+    payload = json.loads(nuts.main(argv).read_text())
+    assert payload["command"] == "python benchmarks/odil_nuts_means.py " + " ".join(argv)
+    edge = script_module(str(BENCH / "probconserv_edge.py"))
+    monkeypatch.setattr(edge, "rows_for", lambda args, cfg, prob: [{"a": 1}])
+    monkeypatch.setattr(edge, "summary", lambda rows: "(summary)")
+    argv = ["--models", str(tmp_path), "--problems", "pme", "--out", str(tmp_path)]
+    payload = json.loads(edge.main(argv).read_text())
+    assert payload["command"] == "python benchmarks/probconserv_edge.py " + " ".join(argv)
+
+
+def test_odil_joint_and_timestep_files_record_what_sets_the_thread_counts(tmp_path, monkeypatch):
+    """Their JSON files recorded at most --threads; they now carry "threading" (torch's
+    thread count and the thread-count variables set), as the other results files do."""
+    import torch
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    joint = script_module(str(BENCH / "odil_joint.py"))
+    monkeypatch.setattr(joint, "run", lambda solver, nt, seed: {"solver": solver})
+    joint.main(["--solvers", "sparse", "--threads", "1", "--out", str(tmp_path / "j.json")])
+    payload = json.loads((tmp_path / "j.json").read_text())
+    assert payload["threads"] == 1
+    assert payload["threading"]["torch_num_threads"] == torch.get_num_threads() == 1
+    assert payload["threading"]["OMP_NUM_THREADS"] == "1"
+    step = script_module(str(BENCH / "odil_timestep.py"))
+    monkeypatch.setattr(step, "run_config", lambda *a: {"config": list(a)})
+    step.main(["--configs", "1:0.1:cn:fine:0", "--cases", "1", "--out", str(tmp_path / "t.json")])
+    payload = json.loads((tmp_path / "t.json").read_text())
+    assert payload["threading"]["OMP_NUM_THREADS"] == "1"
+    assert payload["rows"] == [{"config": [1, 0.1, 1, "cn", "fine", 0.0]}]

@@ -230,6 +230,7 @@ def test_write_rows_records_command_extra_and_rows(tmp_path, capsys):
     )
     payload = json.loads(path.read_text())
     assert path == tmp_path / "toy_ablation.json"
+    assert payload.pop("threading")["torch_num_threads"] >= 1  # what set the thread counts
     assert payload == {"command": "python benchmarks/toy.py --x 1", "seconds": 3.0, "rows": rows}
     printed = capsys.readouterr().out
     assert "| 2 | – |" in printed and f"wrote {path}" in printed

@@ -23,6 +23,8 @@ def test_recal_table_rows_are_written_with_the_command(tmp_path, capsys):
     assert payload["command"].endswith("python benchmarks/calibration_power.py " + " ".join(argv))
     assert (payload["reps"], payload["recal_reps"], payload["seed"]) == (0, 1, 0)
     assert payload["date"] and payload["seconds"] > 0
+    # what set the thread counts (torch's own; the BLAS variables when set)
+    assert payload["threading"]["torch_num_threads"] == payload["threads"]
     rows = payload["rows"]
     assert [(r["n"], r["n_draws"], r["n_fit"], r["map"]) for r in rows] == [
         (n, k, f, m)

@@ -65,6 +65,7 @@ def test_retarget_rewrites_only_the_notes(tmp_path):
     )
     first = json.loads((tmp_path / "probconserv.json").read_text())
     first.update(threads=7, date="2000-01-01", machine="the run's machine")
+    first["threading"] = {"torch_num_threads": 7}
     (tmp_path / "probconserv.json").write_text(json.dumps(first))
     path = _bench().main(["--retarget", "--out", str(tmp_path)])
     payload = json.loads(path.read_text())
@@ -72,6 +73,12 @@ def test_retarget_rewrites_only_the_notes(tmp_path):
     # the description of the run that produced the rows is kept, not today's settings
     assert (payload["threads"], payload["date"]) == (7, "2000-01-01")
     assert payload["machine"] == "the run's machine"
+    assert payload["threading"] == {"torch_num_threads": 7}
+    # a file from before "threading" was recorded: unknown, not the rewriting process's
+    del first["threading"]
+    (tmp_path / "probconserv.json").write_text(json.dumps(first))
+    path = _bench().main(["--retarget", "--out", str(tmp_path)])
+    assert json.loads(path.read_text())["threading"] is None
     assert "mass_check" in payload["notes"]  # the method notes are refreshed
     (row,) = payload["rows"]
     assert row["metrics"] == rows[0]["metrics"]
