@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import gc
 import os
 import secrets
 import socket
@@ -275,11 +276,18 @@ def cleanup_distributed(ctx: DistContext | None = None, *, timeout_s: float = 60
     returns. Without that order rank 0 can exit first and take the store with it while another
     rank is still tearing down, which aborts that rank (``terminate called without an active
     exception``).
+
+    Unreachable objects that still hold the group (a ``DistributedDataParallel`` wrapper's
+    reducer caught in a reference cycle, e.g. through a frame kept by an import-time traceback)
+    are collected first (``gc.collect()``), so the group is freed here, while every rank is
+    still up, and not at some later collection or at interpreter exit, where a gloo group torn
+    down after its peers have gone can abort the process.
     """
     if ctx is not None and not ctx.initialized_here:
         return
     if not (dist.is_available() and dist.is_initialized()):
         return
+    gc.collect()  # a reducer in a cycle would keep the group past destroy_process_group
     rank, ws = dist.get_rank(), dist.get_world_size()
     store = None
     if ws > 1:

@@ -271,7 +271,7 @@ def train_ddp(
     cuda = []
     if ctx.device.type == "cuda":
         cuda = [ctx.device.index if ctx.device.index is not None else torch.cuda.current_device()]
-    model = None
+    model = net = None
     try:
         # the seeds below are this loop's own: the caller's global streams come back after it
         with torch.random.fork_rng(devices=cuda):
@@ -396,4 +396,10 @@ def train_ddp(
     finally:
         if model is not None:  # the last step's gradients: read by nothing after the run
             release_grads(model)
+        # the DDP wrapper (its reducer holds the process group) goes now: this frame can
+        # outlive the call (a traceback kept by torch's lazy imports during the first
+        # optimizer's construction refers to it), and a wrapper alive after the caller's
+        # cleanup_distributed tears the gloo group down at exit, after its peers are gone,
+        # which aborts the process ("terminate called without an active exception")
+        net = None  # noqa: F841
         cleanup_distributed(ctx)

@@ -130,6 +130,50 @@ def test_two_process_gloo_step_equals_single_process_global_batch(tmp_path):
     assert "batch_size (per rank): saved 4, now 8" in str(err.value)
 
 
+def _release_worker(rank: int, world: int, port: int, out: str) -> None:
+    """One rank: with the cyclic collector off, count the DDP wrappers alive after train_ddp
+    returns, then leave the group with a wrapper caught in a reference cycle."""
+    import gc
+    import json
+    import weakref
+
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    ddp.set_local_rank_env(rank, world, port)
+    torch.set_num_threads(1)
+    ddp.init_distributed(backend="gloo", device="cpu")
+    gc.disable()
+    try:
+        res = ddp.train_ddp(
+            _model, _loss, _data(), epochs=1, batch_size=4, lr=1e-2, seed=0, progress=False
+        )
+        alive = sum(isinstance(o, DDP) and o.module is res.extra["model"] for o in gc.get_objects())
+        net = DDP(_model())
+        net.__dict__["_cycle"] = net  # only the cyclic collector frees it
+        ref = weakref.ref(net)
+        del net
+        ddp.cleanup_distributed()
+        collected = ref() is None
+    finally:
+        gc.enable()
+    with open(os.path.join(out, f"release{rank}.json"), "w") as f:
+        json.dump({"alive": alive, "collected": collected}, f)
+
+
+def test_the_process_group_is_not_held_past_cleanup(tmp_path):
+    """A DDP wrapper (its reducer holds the gloo group) alive after cleanup_distributed frees
+    the group at some later collection or at exit, after the other ranks are gone, which
+    aborted a rank now and then ("terminate called without an active exception"). train_ddp
+    leaves no wrapper behind (its frame was kept alive by a traceback of torch's lazy imports,
+    wrapper included), and cleanup_distributed collects wrappers caught in cycles first."""
+    import json
+
+    mp.spawn(_release_worker, args=(2, ddp.free_port(), str(tmp_path)), nprocs=2, join=True)
+    for rank in (0, 1):
+        got = json.loads((tmp_path / f"release{rank}.json").read_text())
+        assert got == {"alive": 0, "collected": True}, (rank, got)
+
+
 def test_train_ddp_resumes_from_checkpoint_exactly(tmp_path):
     data = _data()
     kw = dict(batch_size=8, lr=1e-2, seed=5, progress=False)
