@@ -27,8 +27,9 @@ class MFMConfig:
         reference: the 1st, 3rd, ... steps of each ``fit`` call update the field with cached
         detached embeddings, its 2nd, 4th, ... the GCN through the fixed field).
     points / pops_per_step: points subsampled per population, populations per step. In
-        training a population smaller than ``points`` is resampled with replacement (a
-        ``UserWarning`` says so); prediction embeds populations of at most ``points`` whole.
+        training a population smaller than ``points`` is resampled with replacement for the
+        flow-matching pairs (a ``UserWarning`` says so), while the MFM embedding reads it
+        whole; prediction too embeds populations of at most ``points`` whole.
     lr_schedule: ``"constant"`` (the reference) or ``"cosine"`` (each learning rate decays as
         :math:`\tfrac12(1 + \cos(\pi k / K))` over the ``K`` steps of one :meth:`fit` call).
     conditioning: how the field reads its condition: ``"concat"`` (input concatenation, the
