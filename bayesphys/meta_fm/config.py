@@ -56,6 +56,15 @@ class MFMConfig:
     something: ``node_features > 0`` and ``schedule="alternating"``. Assigning a
     field afterwards (``cfg.lr = -1``) is checked the same way, and a refused value leaves the
     config unchanged.
+
+    A model's ``config`` is its own copy. A setting its modules were built from (their shapes:
+    ``method``, ``width``, ``layers``, ``residual``, ``time_dim``, ``fourier``,
+    ``conditioning``, for MFM ``gnn_hidden``, ``gnn_layers``, ``node_features``; and
+    ``fourier_sigma``, the sd of the Fourier matrix drawn then) assigned to it after
+    construction is refused by the model's ``fit``, ``embed``, ``predict``, ``posterior`` and
+    ``save`` (a ``ValueError`` naming it; set it back, or build a new model). The others are
+    read at each use, except ``normalize``, read by the first ``fit`` only (the frame it
+    estimates is kept by later fits).
     """
 
     method: str = "MFM"
