@@ -216,17 +216,19 @@ def points_warnings(
     data: PopulationPairs, points: int, method: str, coupling: str, who: str, fix: str
 ) -> list[str]:
     """The texts of the ``config.points`` warnings for training ``data`` (already split):
-    populations smaller than ``points`` are resampled with replacement in training. ``who``
-    prefixes each text (``"fit"``, ``"MFMEnsemble.fit"``); ``fix`` names the setting to change."""
+    populations smaller than ``points`` are resampled with replacement for the flow-matching
+    pairs in training (the MFM embedding reads a source population of fewer than ``points``
+    points whole, as prediction does). ``who`` prefixes each text (``"fit"``,
+    ``"MFMEnsemble.fit"``); ``fix`` names the setting to change."""
     out = []
     small = min(q.shape[0] for q in data.source)
     if method == "MFM" and small < points:
         out.append(
             f"{who}: a training source population has {small} points, fewer than "
             f"config.points={points}: training resamples such populations with replacement "
-            "(repeated points in the embedding's kNN graph), while prediction embeds them "
-            f"whole; {fix} at most {small} (the smallest population size) to train on what it "
-            "reads"
+            "for the flow-matching pairs (repeated source points in each batch; the embedding "
+            f"reads them whole, as prediction does); {fix} at most {small} (the smallest "
+            "population size) to avoid it"
         )
     small_t = min(q.shape[0] for q in data.target)
     if coupling not in ("index", "ot_full") and small_t < points:

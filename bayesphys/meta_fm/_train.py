@@ -6,7 +6,9 @@ one scale for every dimension, warning when the dimensions' spreads differ widel
 optimiser steps (:func:`optimizers`; :class:`FlowSteps`, the reference's alternation of GNN and
 field updates or one joint update) on minibatches of ``pops_per_step`` populations with
 ``points`` points each (:func:`draw_batch`), each scored by the conditional flow-matching loss
-of :mod:`~bayesphys.meta_fm.coupling` (:func:`batch_loss`).
+of :mod:`~bayesphys.meta_fm.coupling` (:func:`batch_loss`). The MFM embedding reads each
+population as prediction does (:func:`embed_batch`): through its ``points`` subsample, or
+whole when it has fewer points.
 """
 
 from __future__ import annotations
@@ -39,14 +41,21 @@ __all__ = [
     "batch_stream",
     "subsample",
     "draw_batch",
+    "embed_batch",
     "batch_loss",
     "optimizers",
     "FlowSteps",
 ]
 
+#: per population of a batch, ``None`` (the embedding reads its subsample) or its whole source
+#: population ``[m, d]`` (normalised) with its features ``[m, f]`` (or ``None``)
+Whole = list[tuple[Tensor, Tensor | None] | None]
+
 #: a training minibatch: sources and targets ``[P, n, d]`` (normalised), the treatments, the
-#: population ids, the source features ``[P, n, f]`` and the source centres ``[P, 1, d]``
-Batch = tuple[Tensor, Tensor, Any, list[int], Tensor | None, Tensor | None]
+#: population ids, the source features ``[P, n, f]``, the source centres ``[P, 1, d]`` and what
+#: the embedding reads in place of the subsample (:data:`Whole`; ``None`` when it reads the
+#: subsample of every population)
+Batch = tuple[Tensor, Tensor, Any, list[int], Tensor | None, Tensor | None, Whole | None]
 
 
 #: ratio of the largest to the smallest per-dimension sd above which fit warns
@@ -143,13 +152,23 @@ def draw_batch(
     ``config.points`` points each, from ``gen``: a source point's partner is the point of the
     same index (``coupling="index"``), a draw from its row of the whole-population plan
     (``plans``, ``"ot_full"``) or an independent subsample of the target (minibatch OT pairs
-    them later). Points are mapped by ``norm`` into the model's frame."""
+    them later). Points are mapped by ``norm`` into the model's frame.
+
+    A source population of fewer than ``points`` points is resampled with replacement for the
+    flow-matching pairs, but (MFM) the embedding reads it whole, without the repeated points
+    (the batch's :data:`Whole` entry), as prediction embeds it: a 30-point population and a
+    64-point resample of it were embedded about as far apart (0.18 on the unit sphere, an
+    untrained GCN) as two 30-point draws of the same law (0.22).
+    The draws from ``gen`` do not depend on this."""
     cfg = config
     idx = torch.randint(len(data), (cfg.pops_per_step,), generator=gen).tolist()
     x0s, x1s, f0s, ctrs = [], [], [], []
     feats = data.source_features if cfg.node_features else None
+    whole: Whole = []
     for i in idx:
         s, t = data.source[i], data.target[i]
+        small = cfg.method == "MFM" and s.shape[0] < cfg.points
+        whole.append((s, None if feats is None else feats[i]) if small else None)
         r0 = subsample(s, cfg.points, gen)
         if plans is not None:  # ot_full: each point's partner from the whole-population plan
             r1 = sample_plan_partners(plans[i], r0, gen)
@@ -167,7 +186,29 @@ def draw_batch(
     tr = None if data.treatment is None else data.treatment[idx]
     sids = [int(data.source_id[i]) for i in idx]
     ctr = norm(torch.stack(ctrs))[:, None, :] if ctrs else None
-    return x0, x1, tr, sids, f0, ctr
+    if not any(w is not None for w in whole):
+        return x0, x1, tr, sids, f0, ctr, None
+    whole = [
+        None if w is None else (norm(w[0]), None if w[1] is None else w[1].to(x0)) for w in whole
+    ]
+    return x0, x1, tr, sids, f0, ctr, whole
+
+
+def embed_batch(embed: nn.Module, x0: Tensor, f0: Tensor | None, whole: Whole | None) -> Tensor:
+    """Embeddings ``[P, h]`` of a batch's populations: of their subsamples ``x0 [P, n, d]``
+    (features ``f0 [P, n, f]``) in one call, except a population with a :data:`Whole` entry,
+    embedded through its whole source population ``[m, d]`` as prediction embeds it."""
+    if whole is None:
+        return embed(x0, f0)
+    out: list[Tensor | None] = [None] * len(whole)
+    sub = [i for i, w in enumerate(whole) if w is None]
+    if sub:
+        for i, e in zip(sub, embed(x0[sub], None if f0 is None else f0[sub])):
+            out[i] = e
+    for i, w in enumerate(whole):
+        if w is not None:
+            out[i] = embed(*w)
+    return torch.stack(out)
 
 
 def batch_loss(
@@ -220,8 +261,9 @@ class FlowSteps:
     one and returns its loss (that of the weights before the update; under ``torchrun``, with
     gradients averaged by ``sync``, the mean over ranks); :meth:`run` takes them all.
 
-    ``batch()`` draws a minibatch (:data:`Batch`), ``condition(x0, emb, ids, treatment, P[,
-    f0])`` builds its condition rows and ``loss(x0, x1, cond, ctr)`` scores it. Without a GNN
+    ``batch()`` draws a minibatch (:data:`Batch`), ``condition(x0, emb, ids, treatment, P)``
+    builds its condition rows from the embeddings ``emb`` (:func:`embed_batch`; ``None`` for
+    FM and CGFM) and ``loss(x0, x1, cond, ctr)`` scores it. Without a GNN
     optimiser every step updates all weights together. With one (the reference's alternating
     schedule), the steps of odd index ``k`` (counted from 0 in this fit) update the GCN through
     the fixed field and cache each population's embedding, those of even ``k`` (the first
@@ -266,11 +308,11 @@ class FlowSteps:
     def __call__(self) -> Tensor:
         k = self.count
         self.count += 1
-        x0, x1, tr, sids, f0, ctr = self.batch()
+        x0, x1, tr, sids, f0, ctr, whole = self.batch()
         self._set_lr(k)
         net, gnn_opt, sync, cache = self.net, self.gnn_opt, self.sync, self.cache
         if gnn_opt is not None and k % 2 == 1:  # GNN step through the fixed field
-            emb = net["embed"](x0, f0)
+            emb = embed_batch(net["embed"], x0, f0, whole)
             for sid, e in zip(sids, emb):
                 cache[sid] = e.detach()
             cond = self.condition(x0, emb, sids, tr, len(sids))
@@ -285,11 +327,15 @@ class FlowSteps:
             with torch.no_grad():
                 miss = [i for i, s in enumerate(sids) if s not in cache]
                 if miss:
-                    new = net["embed"](x0[miss], None if f0 is None else f0[miss])
+                    f0m = None if f0 is None else f0[miss]
+                    wm = None if whole is None else [whole[i] for i in miss]
+                    new = embed_batch(net["embed"], x0[miss], f0m, wm)
                     for i, e in zip(miss, new):
                         cache[sids[i]] = e
             emb = torch.stack([cache[s] for s in sids])
-        cond = self.condition(x0, emb, sids, tr, len(sids), f0)
+        elif self.config.method == "MFM":  # joint: the embedding trains with the field
+            emb = embed_batch(net["embed"], x0, f0, whole)
+        cond = self.condition(x0, emb, sids, tr, len(sids))
         loss = self.loss(x0, x1, cond, ctr)
         self.field_opt.zero_grad()
         if gnn_opt is not None:

@@ -27,8 +27,9 @@ class MFMConfig:
         reference: the 1st, 3rd, ... steps of each ``fit`` call update the field with cached
         detached embeddings, its 2nd, 4th, ... the GCN through the fixed field).
     points / pops_per_step: points subsampled per population, populations per step. In
-        training a population smaller than ``points`` is resampled with replacement (a
-        ``UserWarning`` says so); prediction embeds populations of at most ``points`` whole.
+        training a population smaller than ``points`` is resampled with replacement for the
+        flow-matching pairs (a ``UserWarning`` says so), while the MFM embedding reads it
+        whole; prediction too embeds populations of at most ``points`` whole.
     lr_schedule: ``"constant"`` (the reference) or ``"cosine"`` (each learning rate decays as
         :math:`\tfrac12(1 + \cos(\pi k / K))` over the ``K`` steps of one :meth:`fit` call).
     conditioning: how the field reads its condition: ``"concat"`` (input concatenation, the
@@ -55,6 +56,15 @@ class MFMConfig:
     something: ``node_features > 0`` and ``schedule="alternating"``. Assigning a
     field afterwards (``cfg.lr = -1``) is checked the same way, and a refused value leaves the
     config unchanged.
+
+    A model's ``config`` is its own copy. A setting its modules were built from (their shapes:
+    ``method``, ``width``, ``layers``, ``residual``, ``time_dim``, ``fourier``,
+    ``conditioning``, for MFM ``gnn_hidden``, ``gnn_layers``, ``node_features``; and
+    ``fourier_sigma``, the sd of the Fourier matrix drawn then) assigned to it after
+    construction is refused by the model's ``fit``, ``embed``, ``predict``, ``posterior`` and
+    ``save`` (a ``ValueError`` naming it; set it back, or build a new model). The others are
+    read at each use, except ``normalize``, read by the first ``fit`` only (the frame it
+    estimates is kept by later fits).
     """
 
     method: str = "MFM"

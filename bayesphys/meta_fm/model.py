@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from .._checkpoint import (
+    check_built_settings,
     check_shape_settings,
     load_checkpoint,
     rebuilding,
@@ -82,6 +83,8 @@ __all__ = ["MetaFlowMatching"]
 _SHAPE_SETTINGS = ("method", "width", "layers", "residual", "time_dim", "fourier", "conditioning")
 #: and those of the embedding, which only MFM builds
 _EMBEDDING_SETTINGS = ("gnn_hidden", "gnn_layers", "node_features")
+#: and a setting read at construction only that fixes no shape: the Fourier matrix's sd
+_BUILD_ONLY_SETTINGS = ("fourier_sigma",)
 
 
 class MetaFlowMatching:
@@ -154,8 +157,19 @@ class MetaFlowMatching:
         # the settings the modules' shapes come from (save refuses them changed)
         names = _SHAPE_SETTINGS + (_EMBEDDING_SETTINGS if self.config.method == "MFM" else ())
         self._shape_settings = shape_settings(self.config, names)
+        # everything the modules were built from (fit, embed, predict and save refuse changes)
+        self._built_settings = shape_settings(self.config, names + _BUILD_ONLY_SETTINGS)
         self._cg_index = {sid: k for k, sid in enumerate(self.condition_ids)}
         self.fit_result: FitResult | None = None
+
+    def _check_built(self, where: str) -> None:
+        """Refuse (``ValueError`` naming ``where`` and the setting) a config setting the
+        modules were built from (their shapes, ``fourier_sigma``) assigned after
+        construction: the model went on with the modules of the old value, silently (an
+        assigned ``fourier_sigma`` never changed the Fourier matrix; an assigned ``method``
+        failed later on the condition's width)."""
+        built = getattr(self, "_built_settings", {})
+        check_built_settings(self.config, built, type(self).__name__, where)
 
     def _sync_embedding(self) -> None:
         """Give the MFM embedding the config's current ``knn_k``, a setting read at each use
@@ -269,8 +283,10 @@ class MetaFlowMatching:
 
         Checked before the first step: ``steps >= 0`` and ``callback_every >= 1`` (ints),
         ``progress`` a bool, ``seed`` ``None`` or a seed, ``max_seconds`` ``None`` or ``> 0``,
-        ``callback`` ``None`` or callable as ``callback(model, step)``.
+        ``callback`` ``None`` or callable as ``callback(model, step)``, and that no setting
+        the modules were built from was assigned since (see :class:`MFMConfig`).
         """
+        self._check_built("fit")
         steps = check_int("steps", steps, minimum=0)
         progress = check_bool("progress", progress)
         seed = check_optional_seed("seed", seed)
@@ -356,6 +372,7 @@ class MetaFlowMatching:
         ``features``: per-point features ``[n_i, node_features]`` of each population, required
         when the model was trained with them.
         """
+        self._check_built("embed")
         if self.config.method != "MFM":
             raise ValueError(
                 f"embed: only MFM models have a population embedding (this is {self.config.method})"
@@ -403,6 +420,7 @@ class MetaFlowMatching:
         where rk4's does not). ``treatment``:
         integer indices, one per population (refused for a model without treatments).
         """
+        self._check_built("predict")
         seed = seed_or_draw("seed", seed)
         method, steps = check_solver(solver, steps, self.config.solver)
         chunk = check_int("chunk", chunk, minimum=1)
@@ -438,6 +456,7 @@ class MetaFlowMatching:
         All populations must have the same size ``n``. ``seed``: the base seed of the draws'
         subsamples (``None``: drawn from torch's global stream, advancing it).
         """
+        self._check_built("posterior")
         warn_untrained(f"{type(self).__name__}.posterior", self.steps_done)
         num_draws = check_int("num_draws", num_draws, minimum=2)
         seed = seed_or_draw("seed", seed)
@@ -463,7 +482,8 @@ class MetaFlowMatching:
         A setting that fixed the modules' shapes (``method``, ``width``, ``layers``,
         ``residual``, ``time_dim``, ``fourier``, ``conditioning``; for MFM also ``gnn_hidden``,
         ``gnn_layers``, ``node_features``) assigned after construction is refused before
-        anything is written (a load could not rebuild the modules)."""
+        anything is written (a load could not rebuild the modules), and so is an assigned
+        ``fourier_sigma`` (the saved ``B`` was drawn with the old one)."""
         return save_checkpoint(
             path, kind=self.kind, config=self.checkpoint_config(), state=self.state()
         )
@@ -471,9 +491,10 @@ class MetaFlowMatching:
     def checkpoint_config(self) -> dict[str, Any]:
         """Everything but the weights that :meth:`from_state` needs: settings, dimensions,
         condition ids, seed, dtype, the steps taken and the training batches' stream."""
-        check_rebuildable(self.net, self.config.method)
         built = getattr(self, "_shape_settings", {})
         check_shape_settings(self.config, built, type(self).__name__)
+        self._check_built("save")  # fourier_sigma: the saved B was drawn with the old one
+        check_rebuildable(self.net, self.config.method)
         return {
             "config": self.config.to_dict(),
             "dim": self.dim,

@@ -352,6 +352,37 @@ def test_knn_k_assigned_after_construction_is_used_and_survives_save_load(tmp_pa
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize(
+    ("name", "value"), [("fourier_sigma", 1.0), ("method", "FM"), ("width", 16)]
+)
+def test_setting_read_at_construction_assigned_later_is_refused_at_use(tmp_path, name, value):
+    """``config.fourier_sigma`` assigned after construction changed nothing (the Fourier
+    matrix was drawn with the old sd) and was saved as if it had; an assigned ``method``
+    failed later on the condition's width and ``width`` was read by ``save`` only."""
+    d = linear_map(n_train=4, n_cal=0, n_test=2, n_points=40, seed=0)
+    m = MetaFlowMatching(d, seed=0, **SMALL)
+    m.fit(steps=1, progress=False)
+    src = d.subset("test").source
+    before = m.predict(src)
+    old = getattr(m.config, name)
+    setattr(m.config, name, value)
+    calls = {
+        "fit": lambda: m.fit(steps=1, progress=False),
+        "embed": lambda: m.embed(src),
+        "predict": lambda: m.predict(src),
+        "posterior": lambda: m.posterior(src, num_draws=2),
+    }
+    for where, call in calls.items():
+        with pytest.raises(ValueError, match=rf"^{where}: config {name}={value!r} was assigned"):
+            call()
+    with pytest.raises(ValueError, match=rf"^save: config {name}={value!r}"):
+        m.save(tmp_path / "m.pt")
+    assert not (tmp_path / "m.pt").exists() and m.steps_done == 1
+    setattr(m.config, name, old)  # set back: the model is usable and unchanged
+    assert all(torch.equal(a, b) for a, b in zip(m.predict(src), before))
+    m.save(tmp_path / "m.pt")
+
+
 @pytest.mark.parametrize("scale", [1e-11, 1e8])
 def test_predictions_scale_with_the_data_whatever_their_units(scale):
     # the frame's scale had a floor of 1e-8: points spread by 1e-11 were squashed in the

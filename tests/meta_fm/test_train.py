@@ -1,0 +1,101 @@
+"""Training minibatches of MetaFlowMatching: what the population embedding reads."""
+
+import dataclasses
+import warnings
+
+import pytest
+import torch
+
+from bayesphys.meta_fm import MetaFlowMatching
+from bayesphys.problems.populations import linear_map, patient_screen
+from tests.tiny_models import SMALL_MFM
+
+
+def _mixed_sizes(big: int = 40, small: int = 12):
+    """linear_map pairs whose odd populations keep only their first ``small`` points."""
+    d = linear_map(n_train=6, n_cal=0, n_test=2, n_points=big, seed=0)
+    cut = lambda pops: [p[:small] if i % 2 else p for i, p in enumerate(pops)]  # noqa: E731
+    return dataclasses.replace(d, source=cut(d.source), target=cut(d.target))
+
+
+def _embedded_inputs(model: MetaFlowMatching) -> list[torch.Tensor]:
+    """Every points tensor the model's embedding reads from now on (a forward hook)."""
+    seen: list[torch.Tensor] = []
+    model.net["embed"].register_forward_hook(lambda mod, args, out: seen.append(args[0].detach()))
+    return seen
+
+
+@pytest.mark.parametrize("schedule", ["joint", "alternating"])
+def test_small_population_is_embedded_whole_in_training_as_in_prediction(schedule):
+    # a population of fewer than `points` points was embedded through its resample with
+    # replacement (repeated points at distance 0 in the kNN graph), while prediction embeds it
+    # whole: the field was trained on embeddings it is never asked about
+    data = _mixed_sizes()
+    m = MetaFlowMatching(data, seed=0, schedule=schedule, **{**SMALL_MFM, "points": 32})
+    seen = _embedded_inputs(m)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the points warning
+        m.fit(steps=6, progress=False)
+    train = data.subset("train")
+    whole = [m._norm(s) for s in train.source if s.shape[0] < 32]
+    subsampled = [x for x in seen if x.ndim == 3]
+    read_whole = [x for x in seen if x.ndim == 2]
+    assert read_whole, [tuple(x.shape) for x in seen]
+    for x in read_whole:  # the normalised whole population, as predict's embed reads it
+        assert any(torch.equal(x, w) for w in whole)
+    for x in subsampled:  # the 40-point populations: their subsamples, no repeated point
+        assert x.shape[1:] == (32, 2)
+        for pop in x:
+            assert torch.unique(pop, dim=0).shape[0] == 32
+    # the embedding the field trains on for such a population is predict's
+    small = next(s for s in train.source if s.shape[0] < 32)
+    direct = m.net["embed"](m._norm(small))
+    assert torch.equal(m.embed([small])[0], direct)
+
+
+def test_small_population_features_are_read_whole():
+    # the point features of a population embedded whole are its own, row for row
+    d = patient_screen(n_cells=12, n_treatments=2, fold=0, seed=0)
+    m = MetaFlowMatching(d, seed=0, **{**SMALL_MFM, "points": 16})
+    feats: list[torch.Tensor | None] = []
+    m.net["embed"].register_forward_hook(lambda mod, args, out: feats.append(args[1]))
+    seen = _embedded_inputs(m)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        m.fit(steps=2, progress=False)
+    train = d.subset("train")
+    assert seen and all(x.shape == (12, d.dim) for x in seen)
+    for x, f in zip(seen, feats):
+        i = next(k for k, s in enumerate(train.source) if torch.equal(m._norm(s), x))
+        assert torch.equal(f, train.source_features[i].to(f))
+
+
+def test_populations_of_at_least_points_embed_their_subsample_in_one_call():
+    # no population smaller than `points` (one of exactly `points`): the embedding reads the
+    # batch's subsamples [P, points, d] in one call, as before small populations were read whole
+    d = linear_map(n_train=6, n_cal=0, n_test=2, n_points=32, seed=0)
+    m = MetaFlowMatching(d, seed=0, **{**SMALL_MFM, "points": 32})
+    seen = _embedded_inputs(m)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.fit(steps=3, progress=False)
+    assert len(seen) == 3 and all(x.shape == (2, 32, 2) for x in seen)
+    batch = m._batch(d.subset("train"), torch.Generator().manual_seed(0))
+    assert len(batch) == 7 and batch[-1] is None
+
+
+def test_reading_small_populations_whole_leaves_the_batch_stream_alone():
+    # the flow-matching points of a batch (and so every later draw) are those of the old
+    # resampling: only what the embedding reads changed
+    data = _mixed_sizes()
+    kw = {**SMALL_MFM, "points": 32, "pops_per_step": 4}
+    m = MetaFlowMatching(data, seed=0, **kw)
+    fm = MetaFlowMatching(data, seed=0, method="FM", **kw)
+    train = data.subset("train")
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    for _ in range(3):
+        x0, x1, *_, whole = m._batch(train, g1)
+        y0, y1, *_, none = fm._batch(train, g2)  # FM has no embedding: no whole entries
+        assert none is None and torch.equal(x0, y0) and torch.equal(x1, y1)
+        assert whole is not None and any(w is not None for w in whole)
+    assert torch.equal(g1.get_state(), g2.get_state())
