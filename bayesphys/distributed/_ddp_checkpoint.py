@@ -22,9 +22,20 @@ from .._checkpoint import load_checkpoint, save_checkpoint
 from .._stack import user_stacklevel
 from ._process_group import DistContext, unwrap
 
-__all__ = ["CHECKPOINT_KIND", "save_training_checkpoint", "load_training_checkpoint"]
+__all__ = [
+    "CHECKPOINT_KIND",
+    "SHUFFLE",
+    "save_training_checkpoint",
+    "load_training_checkpoint",
+]
 
 CHECKPOINT_KIND = "ddp_training"
+
+#: how train_ddp seeds its sampler, recorded in a checkpoint's settings: the sampler's base
+#: seed is ``stream_seed(seed, "train_ddp/shuffle")``; checkpoints whose settings name no
+#: shuffle were written when it was ``seed`` itself (:data:`_OLD_SHUFFLE`)
+SHUFFLE = "stream_seed(seed, 'train_ddp/shuffle') + epoch"
+_OLD_SHUFFLE = "seed + epoch"
 
 
 def save_training_checkpoint(
@@ -171,6 +182,13 @@ def _resume_differences(
             a, b = int(a) % 2**64, int(b) % 2**64
         if key in saved and key in now and not _same(a, b):
             diffs.append(f"{names.get(key, key)}: saved {saved[key]!r}, now {now[key]!r}")
+    if "shuffle" in now and "seed" in saved:  # settings recorded: a shuffle of its own or the old
+        a = saved.get("shuffle", _OLD_SHUFFLE)
+        if a != now["shuffle"]:
+            diffs.append(
+                f"sampler shuffle of epoch e: saved {a!r}, now {now['shuffle']!r} (a checkpoint "
+                "of an earlier version: its later epochs would be dealt other batches)"
+            )
     if config is not None:
         old = dict(saved_config) if isinstance(saved_config, Mapping) else {}
         for key in list(dict.fromkeys([*old, *config])):

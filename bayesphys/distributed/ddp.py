@@ -43,6 +43,7 @@ from .._model import FitResult, autograd_on, release_grads
 from .._progress import progress_bar
 from ._ddp_checkpoint import (
     CHECKPOINT_KIND,
+    SHUFFLE,
     _check_resume,
     _optimizer_settings,
     load_training_checkpoint,
@@ -204,10 +205,12 @@ def train_ddp(
     share no epoch's stream, as ``seed + epoch`` made them; so runs from versions before
     this change are not reproduced draw for draw) and the sampler with ``epoch``, so a run resumed from
     ``checkpoint`` (written by rank 0 after every epoch) continues exactly as an uninterrupted
-    one. The sampler's shuffle is not hashed: epoch ``e`` shuffles with the generator seeded
-    ``seed + e`` (:func:`distributed_loader`), so runs of neighbouring seeds do share
-    shuffles, shifted by one epoch (seed ``s``'s epoch ``e + 1`` is seed ``s + 1``'s epoch
-    ``e``); their other draws differ. Works in a single process without torchrun.
+    one. The sampler (:func:`distributed_loader`, which shuffles epoch ``e`` with the
+    generator seeded ``base + e``) gets ``base = stream_seed(seed, "train_ddp/shuffle")``, a
+    hash: with ``base = seed`` (before this change) runs of neighbouring seeds dealt the same
+    shuffles one epoch apart (seed ``s``'s epoch ``e + 1`` was seed ``s + 1``'s epoch ``e``),
+    so an ensemble trained over consecutive seeds saw its batches repeat across members.
+    Works in a single process without torchrun.
 
     Resuming needs the settings the checkpoint was written with: the number of ranks
     (``world_size``), ``batch_size`` (per rank), ``len(data)``, ``seed`` (compared modulo
@@ -221,7 +224,9 @@ def train_ddp(
     longer run continues, a shorter one trains nothing), as may ``device`` and ``backend``
     (the same batches and steps, computed on other hardware, so equal up to floating-point
     rounding). The contents of ``data`` are not compared, only its length. Checkpoints written
-    before the settings were recorded are checked for ``world_size`` and ``config`` only.
+    before the settings were recorded are checked for ``world_size`` and ``config`` only; one
+    written before the shuffle was hashed (its settings name no ``shuffle``) is refused, as its
+    later epochs would shuffle otherwise than the saved run's.
 
     An epoch whose mean loss is not finite, or after which a weight is not finite (a NaN or
     infinite gradient in its last step) or a floating-point tensor of the optimizer's state is
@@ -260,6 +265,7 @@ def train_ddp(
         "batch_size": batch_size,
         "samples": len(ds),
         "seed": seed,
+        "shuffle": SHUFFLE,
     }
     ckpt_path = Path(checkpoint).expanduser() if checkpoint is not None else None
     saved = None
@@ -294,7 +300,9 @@ def train_ddp(
             if ctx.distributed:
                 ids = [ctx.device.index] if ctx.device.type == "cuda" else None
                 net = DDP(model, device_ids=ids)
-            loader = distributed_loader(ds, batch_size, ctx, shuffle=True, seed=seed)
+            loader = distributed_loader(
+                ds, batch_size, ctx, shuffle=True, seed=stream_seed(seed, "train_ddp/shuffle")
+            )
             if len(loader) == 0 and start_epoch < epochs:  # checked above; a guard for odd datasets
                 raise ValueError(
                     f"batch_size: {batch_size} per rank exceeds the {len(loader.sampler)} samples "

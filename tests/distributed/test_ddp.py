@@ -10,6 +10,7 @@ import torch
 import torch.multiprocessing as mp
 
 from bayesphys.distributed import _ddp_checkpoint, ddp
+from bayesphys.distributed._ddp_checkpoint import SHUFFLE, _check_resume
 
 GLOBAL_BATCH = 8
 
@@ -712,6 +713,43 @@ def test_distributed_loader_takes_every_seed_in_range_for_every_epoch(monkeypatc
 
 
 _CPU = {"lr": 1e-2, "progress": False, "device": "cpu"}
+
+
+def _dealt(seed: int, epochs: int) -> list[list[int]]:
+    """The sample indices train_ddp deals in each epoch of a one-process run seeded ``seed``."""
+    seen: list[int] = []
+
+    def loss(model, batch):
+        idx, y = batch
+        seen.extend(int(i) for i in idx)
+        return ((model(idx.to(y.dtype)[:, None] / 16) - y) ** 2).mean()
+
+    idx = torch.arange(16)
+    y = torch.zeros(16, 1, dtype=torch.float64)
+    model = lambda: torch.nn.Linear(1, 1).double()  # noqa: E731
+    ddp.train_ddp(model, loss, (idx, y), epochs=epochs, batch_size=4, seed=seed, **_CPU)
+    return [seen[16 * e : 16 * (e + 1)] for e in range(epochs)]
+
+
+def test_train_ddp_runs_of_neighbouring_seeds_do_not_share_shuffles(monkeypatch):
+    """The sampler shuffled epoch e with seed + e, so seed 0's epoch 1 dealt the batches of
+    seed 1's epoch 0 (and so on): an ensemble over consecutive seeds repeated its batches
+    across members. Its base seed is now a hash of the seed."""
+    _single_process(monkeypatch)
+    a, b = _dealt(0, 3), _dealt(1, 3)
+    assert sorted(a[1]) == list(range(16))  # every sample once per epoch
+    assert a[1] != b[0] and a[2] != b[1]
+    assert _dealt(0, 3) == a  # and a seed still reproduces its shuffles
+
+
+def test_a_checkpoint_of_the_old_shuffle_is_refused(tmp_path):
+    """A checkpoint whose settings name no shuffle was written when the sampler was seeded
+    with the seed itself: resuming it would deal its later epochs other batches."""
+    now = {"world_size": 1, "batch_size": 8, "samples": 32, "seed": 5, "shuffle": SHUFFLE}
+    old = {k: v for k, v in now.items() if k != "shuffle"}
+    with pytest.raises(ValueError, match="sampler shuffle of epoch e: saved 'seed \\+ epoch'"):
+        _check_resume(tmp_path / "c.pt", {"state": {"settings": old}}, now)
+    _check_resume(tmp_path / "c.pt", {"state": {"settings": dict(now)}}, now)  # the same: fine
 
 
 @pytest.mark.parametrize(
