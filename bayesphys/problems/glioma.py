@@ -107,9 +107,42 @@ def brain_phantom(
     return {"wm": wm, "gm": gm, "csf": csf, "brain": tissue, "spacing": float(spacing)}
 
 
+def _compact(a: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """``a`` (float64) as ``(codes, table)`` with ``table[codes]`` equal to ``a`` bit for bit:
+    ``uint8`` codes of ``a / max(a)`` on 255 levels and the float64 value of each code, when
+    every voxel's value is its code's (nilearn's tissue maps are 8-bit maps scaled to [0, 1],
+    its brain mask is 0 / 1); else ``(a as float32, None)`` when that is exact; else
+    ``(a, None)``. The check is on the bits, so any other map is kept as it is."""
+    top = float(a.max()) if a.size else math.nan
+    if math.isfinite(top) and top > 0.0 and float(a.min()) >= 0.0:
+        work = np.multiply(a, 255.0 / top)  # one float64 scratch volume, reused below
+        codes = np.rint(work, out=work).astype(np.uint8)
+        # flat views in memory order (nibabel's maps are Fortran-ordered: no copies)
+        flat_a, flat_c, flat_w = (v.ravel(order="K") for v in (a, codes, work))
+        table = np.zeros(256, dtype=np.float64)
+        table[flat_c] = flat_a
+        np.take(table, flat_c, out=flat_w, mode="clip")  # "raise" buffers `out`: slow
+        if np.array_equal(flat_w.view(np.uint64), flat_a.view(np.uint64)):
+            return codes, table
+    single = a.astype(np.float32)
+    if np.array_equal(single.astype(np.float64).view(np.uint64), a.view(np.uint64)):
+        return single, None
+    return a, None
+
+
+def _expand(packed: tuple[np.ndarray, np.ndarray | None]) -> np.ndarray:
+    """The float64 map of a :func:`_compact` pair, bit for bit."""
+    codes, table = packed
+    return codes.astype(np.float64, copy=False) if table is None else table[codes]
+
+
 @functools.lru_cache(maxsize=1)
-def _mni_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Raw 1 mm MNI152 2009a maps ``(wm, gm, mask, affine)`` from the nilearn package files."""
+def _mni_arrays() -> tuple[tuple[np.ndarray, np.ndarray | None], ...]:
+    """Raw 1 mm MNI152 2009a maps ``(wm, gm, mask)`` from the nilearn package files, each as
+    a :func:`_compact` pair, and the affine ``(affine [4, 4], None)``: one byte per voxel and
+    map, 26 MB for the three 197 x 233 x 189 maps of nilearn 0.14 where float64 took 208 MB
+    in every process that read them (``tests/odil/test_atlas.py`` measures it);
+    :func:`_mni_maps` returns the float64 maps, bit for bit those of ``get_fdata()``."""
     try:
         from nilearn import datasets
     except ImportError as err:  # pragma: no cover - depends on the environment
@@ -121,11 +154,16 @@ def _mni_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     gm = datasets.load_mni152_gm_template(resolution=1)
     mask = datasets.load_mni152_brain_mask(resolution=1)
     return (
-        np.asarray(wm.get_fdata(), dtype=np.float64),
-        np.asarray(gm.get_fdata(), dtype=np.float64),
-        np.asarray(mask.get_fdata(), dtype=np.float64),
-        np.asarray(wm.affine, dtype=np.float64),
+        _compact(np.asarray(wm.get_fdata(), dtype=np.float64)),
+        _compact(np.asarray(gm.get_fdata(), dtype=np.float64)),
+        _compact(np.asarray(mask.get_fdata(), dtype=np.float64)),
+        (np.asarray(wm.affine, dtype=np.float64), None),
     )
+
+
+def _mni_maps() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The 1 mm maps ``(wm, gm, mask, affine)`` in float64 (from the compact cache)."""
+    return tuple(_expand(p) for p in _mni_arrays())
 
 
 def mni_atlas(
@@ -159,7 +197,7 @@ def mni_atlas(
     margin_mm = check_real("margin_mm", margin_mm, minimum=0.0)
     if axial_mm is not None:
         axial_mm = check_real("axial_mm", axial_mm)
-    wm, gm, mask, aff = _mni_arrays()
+    wm, gm, mask, aff = _mni_maps()
     csf = np.clip(mask - wm - gm, 0.0, 1.0)
     vol = torch.as_tensor(np.stack([wm, gm, csf, mask]), dtype=torch.float64)[None]
     r = float(resolution_mm)
