@@ -286,6 +286,14 @@ def minimize(
         not converged otherwise (a Jacobian inconsistent with the residuals, or steps below the
         spacing of ``x`` in its dtype, stall while predicting a real decrease; the message says
         which: an exact root that ``x``'s dtype cannot represent ends this way too).
+        GN/LM steps that run out are converged ("stalled at round-off") when the last accepted
+        step changed the loss by at most :math:`8\,\varepsilon L` and the least damped step
+        since then (that one, or the first one rejected after it) predicted a decrease
+        :math:`\le 8\sqrt m\,\varepsilon L`: a float32 fit at its optimum accepts and
+        rejects round-off steps, and its damping may not reach :math:`10^{16}` before the steps
+        end. The iterate and the number of steps are those of any other ending; with ``tol``
+        above :math:`8\,\varepsilon` such a step has already met the relative-decrease test,
+        so a float64 fit with the default ``tol`` never ends this way.
 
     Returns
     -------
@@ -407,6 +415,10 @@ def minimize(
     # damped of a rejection streak): the stall test below
     streak_pred: float | None = None
     streak_step = math.inf  # the largest |dx| of that step
+    # the relative loss change and predicted decrease of the last accepted step: the
+    # round-off stall test when the steps run out
+    last_rel: float | None = None
+    last_pred = math.inf
     eps = torch.finfo(x.dtype).eps
     # the loss of residuals at round-off of their starting size: |r| <= sqrt(m) eps |r0|
     n_res = r0.numel()
@@ -464,6 +476,7 @@ def minimize(
             if method == "gn" or gain > 0:
                 streak_pred = None
                 rel = (loss - new_loss) / max(abs(loss), 1e-300)
+                last_rel, last_pred = rel, pred
                 x, loss = x_new, new_loss
                 lin = None  # x moved: linearise again at the next step
                 if method == "lm":
@@ -543,6 +556,22 @@ def minimize(
         else:
             res.message = f"max steps ({steps})"
             res.converged = tol is None
+            if tol is not None and last_rel is not None:
+                # a float32 fit at its optimum accepts steps whose loss change is round-off
+                # (above a tol like 1e-9) and rejects others until the damping passes 1e16:
+                # the steps can run out in between, and it ended "max steps", not converged.
+                # A float64 fit never comes here with tol > 8 eps: such a step met rel < tol.
+                least = last_pred if streak_pred is None else streak_pred
+                noise = _STEP_ROUNDOFF * math.sqrt(n_res) * eps * loss
+                if abs(last_rel) <= _STEP_ROUNDOFF * eps and least <= noise:
+                    res.converged = True
+                    res.message = (
+                        f"converged after {steps} steps (stalled at round-off: the last "
+                        f"accepted step changed the loss by {abs(last_rel):.1e} of it <= "
+                        f"{_STEP_ROUNDOFF} eps of {str(x.dtype).replace('torch.', '')}, and "
+                        f"the least damped step since predicted a decrease {least:.1e} <= "
+                        f"{_STEP_ROUNDOFF} sqrt(m) eps L = {noise:.1e}; the steps ran out)"
+                    )
     finally:
         bar.close()
     res.loss_history = hist

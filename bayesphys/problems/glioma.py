@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_keys, check_real, check_seed
-from .._device import check_finite, resolve_dtype
+from .._device import check_finite, model_device, resolve_dtype
 from .fisher_kolmogorov import fk_forward, initial_condition, stable_steps, tissue_faces
 
 __all__ = [
@@ -79,11 +79,15 @@ def brain_phantom(
 
     Returns ``{"wm", "gm", "csf", "brain", "spacing"}``; maps are ``[n, n]`` in [0, 1],
     ``brain`` = (wm + gm >= 0.1) as float. Geometry scales with the field of view
-    ``n * spacing`` (default 128 mm). ``dtype``: a floating dtype (or its name).
+    ``n * spacing`` (default 128 mm). ``dtype``: a floating dtype (or its name); ``device``:
+    ``"cpu"``, ``"cuda[:N]"``, ``"auto"`` or a :class:`torch.device`.
     """
     n = check_int("n", n, minimum=16)
     spacing = check_real("spacing", spacing, minimum=0.0, strict=True)
     dtype = resolve_dtype(dtype)  # an integer dtype gave integer "probability" maps
+    # "gpu" failed inside torch.arange with torch's list of device types, "cuda" without
+    # CUDA with an AssertionError
+    device = model_device(device)
     fov = n * spacing
     ax = (torch.arange(n, dtype=dtype, device=device) + 0.5) * spacing - fov / 2
     x, y = torch.meshgrid(ax, ax, indexing="ij")
@@ -107,9 +111,42 @@ def brain_phantom(
     return {"wm": wm, "gm": gm, "csf": csf, "brain": tissue, "spacing": float(spacing)}
 
 
+def _compact(a: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """``a`` (float64) as ``(codes, table)`` with ``table[codes]`` equal to ``a`` bit for bit:
+    ``uint8`` codes of ``a / max(a)`` on 255 levels and the float64 value of each code, when
+    every voxel's value is its code's (nilearn's tissue maps are 8-bit maps scaled to [0, 1],
+    its brain mask is 0 / 1); else ``(a as float32, None)`` when that is exact; else
+    ``(a, None)``. The check is on the bits, so any other map is kept as it is."""
+    top = float(a.max()) if a.size else math.nan
+    if math.isfinite(top) and top > 0.0 and float(a.min()) >= 0.0:
+        work = np.multiply(a, 255.0 / top)  # one float64 scratch volume, reused below
+        codes = np.rint(work, out=work).astype(np.uint8)
+        # flat views in memory order (nibabel's maps are Fortran-ordered: no copies)
+        flat_a, flat_c, flat_w = (v.ravel(order="K") for v in (a, codes, work))
+        table = np.zeros(256, dtype=np.float64)
+        table[flat_c] = flat_a
+        np.take(table, flat_c, out=flat_w, mode="clip")  # "raise" buffers `out`: slow
+        if np.array_equal(flat_w.view(np.uint64), flat_a.view(np.uint64)):
+            return codes, table
+    single = a.astype(np.float32)
+    if np.array_equal(single.astype(np.float64).view(np.uint64), a.view(np.uint64)):
+        return single, None
+    return a, None
+
+
+def _expand(packed: tuple[np.ndarray, np.ndarray | None]) -> np.ndarray:
+    """The float64 map of a :func:`_compact` pair, bit for bit."""
+    codes, table = packed
+    return codes.astype(np.float64, copy=False) if table is None else table[codes]
+
+
 @functools.lru_cache(maxsize=1)
-def _mni_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Raw 1 mm MNI152 2009a maps ``(wm, gm, mask, affine)`` from the nilearn package files."""
+def _mni_arrays() -> tuple[tuple[np.ndarray, np.ndarray | None], ...]:
+    """Raw 1 mm MNI152 2009a maps ``(wm, gm, mask)`` from the nilearn package files, each as
+    a :func:`_compact` pair, and the affine ``(affine [4, 4], None)``: one byte per voxel and
+    map, 26 MB for the three 197 x 233 x 189 maps of nilearn 0.14 where float64 took 208 MB
+    in every process that read them (``tests/odil/test_atlas.py`` measures it);
+    :func:`_mni_maps` returns the float64 maps, bit for bit those of ``get_fdata()``."""
     try:
         from nilearn import datasets
     except ImportError as err:  # pragma: no cover - depends on the environment
@@ -121,11 +158,16 @@ def _mni_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     gm = datasets.load_mni152_gm_template(resolution=1)
     mask = datasets.load_mni152_brain_mask(resolution=1)
     return (
-        np.asarray(wm.get_fdata(), dtype=np.float64),
-        np.asarray(gm.get_fdata(), dtype=np.float64),
-        np.asarray(mask.get_fdata(), dtype=np.float64),
-        np.asarray(wm.affine, dtype=np.float64),
+        _compact(np.asarray(wm.get_fdata(), dtype=np.float64)),
+        _compact(np.asarray(gm.get_fdata(), dtype=np.float64)),
+        _compact(np.asarray(mask.get_fdata(), dtype=np.float64)),
+        (np.asarray(wm.affine, dtype=np.float64), None),
     )
+
+
+def _mni_maps() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The 1 mm maps ``(wm, gm, mask, affine)`` in float64 (from the compact cache)."""
+    return tuple(_expand(p) for p in _mni_arrays())
 
 
 def mni_atlas(
@@ -151,7 +193,8 @@ def mni_atlas(
     (tissue and CSF, holes filled; the radiotherapy planning domain), ``spacing`` in mm,
     ``origin_mm`` = MNI coordinates of the lower corner of voxel 0.
     Raises ``ImportError`` naming the package if nilearn is missing. ``resolution_mm`` in
-    [0.5, 8], ``margin_mm >= 0``, ``axial_mm`` finite (checked before the maps are read).
+    [0.5, 8], ``margin_mm >= 0``, ``axial_mm`` finite, ``dtype`` a floating dtype (or its
+    name), ``device`` as :func:`brain_phantom`'s (checked before the maps are read).
     """
     # True was read as 1 mm; a negative margin cropped into the brain; a NaN margin or slice
     # failed in int() without a name
@@ -159,7 +202,11 @@ def mni_atlas(
     margin_mm = check_real("margin_mm", margin_mm, minimum=0.0)
     if axial_mm is not None:
         axial_mm = check_real("axial_mm", axial_mm)
-    wm, gm, mask, aff = _mni_arrays()
+    # an integer dtype truncated the probability maps to 0 / 1 without a word; a device
+    # string torch does not know failed with torch's own message, after the maps were read
+    dtype = resolve_dtype(dtype)
+    device = model_device(device)
+    wm, gm, mask, aff = _mni_maps()
     csf = np.clip(mask - wm - gm, 0.0, 1.0)
     vol = torch.as_tensor(np.stack([wm, gm, csf, mask]), dtype=torch.float64)[None]
     r = float(resolution_mm)
@@ -281,7 +328,9 @@ def synthetic_patient(
     arrays).
 
     ``dtype``, ``device``: of the simulation and the returned maps; default float64 on the CPU,
-    or with ``phantom`` those of its ``wm`` map (the faces and the brain mask follow it).
+    or with ``phantom`` those of its ``wm`` map (the faces and the brain mask follow it);
+    ``device`` as :func:`brain_phantom`'s. ``phantom``'s ``gm`` and ``brain`` have the shape of
+    its ``wm``.
 
     The two solves take ``refine * stable_steps(T, max(dw, step_d), spacing, d)`` explicit
     steps each (``T`` = ``t_end``, ``future_days``); more than :data:`MAX_PATIENT_STEPS` in all
@@ -309,11 +358,24 @@ def synthetic_patient(
             k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v for k, v in phantom.items()
         }
     wm = None if phantom is None else phantom["wm"]
+    if phantom is not None:
+        # a brain mask of another shape was named "tissue" by the solver, after the focus
+        # was drawn; a gm map of another shape "gm"
+        for k in ("gm", "brain"):
+            got, want = getattr(phantom[k], "shape", None), getattr(wm, "shape", None)
+            if got is not None and want is not None and tuple(got) != tuple(want):
+                raise ValueError(
+                    f"phantom['{k}']: expected the shape of phantom['wm'] {tuple(want)}, "
+                    f"received {tuple(got)}"
+                )
     if dtype is None:
         dtype = wm.dtype if isinstance(wm, Tensor) else torch.float64
     dtype = resolve_dtype(dtype)  # an integer dtype gave integer maps
     if device is None:
         device = wm.device if isinstance(wm, Tensor) else "cpu"
+    # "gpu" failed with torch's list of device types, "cuda" without CUDA with an
+    # AssertionError (from the phantom, or from the phantom's maps moved there)
+    device = model_device(device)
     if phantom is None:
         n, spacing = 64 if n is None else n, 2.0 if spacing is None else spacing
         ph = brain_phantom(n, spacing, dtype=dtype, device=device)

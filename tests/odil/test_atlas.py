@@ -129,3 +129,83 @@ def test_no_committed_file_is_over_a_few_megabytes():
     big = {str(f.relative_to(root)): f.stat().st_size for f in files if f.is_file()}
     big = {name: size for name, size in big.items() if size > 4 * 2**20}
     assert not big, big
+
+
+def _fdata_maps():
+    """The 1 mm maps as nilearn's ``get_fdata()`` gives them (float64), read afresh."""
+    from nilearn import datasets
+
+    imgs = [
+        datasets.load_mni152_wm_template(resolution=1),
+        datasets.load_mni152_gm_template(resolution=1),
+        datasets.load_mni152_brain_mask(resolution=1),
+    ]
+    return (*(img.get_fdata() for img in imgs), imgs[0].affine)
+
+
+def test_mni_cache_is_one_byte_a_voxel_and_gives_the_float64_maps_bit_for_bit():
+    """The cached 1 mm maps were three float64 volumes (208 MB in every process that read
+    them); they are 8-bit maps, kept as uint8 codes and a 256-entry table of values."""
+    pytest.importorskip("nilearn")
+    import numpy as np
+
+    gp._mni_arrays.cache_clear()
+    ref = _fdata_maps()
+    maps = gp._mni_maps()
+    for a, b in zip(maps, ref):  # the same bits as get_fdata()
+        assert a.dtype == np.float64 and a.shape == b.shape
+        assert np.array_equal(a.view(np.uint64), np.ascontiguousarray(b).view(np.uint64))
+    cached = gp._mni_arrays()[:3]
+    nvox = ref[0].size
+    assert all(codes.dtype == np.uint8 and table.shape == (256,) for codes, table in cached)
+    nbytes = sum(codes.nbytes + table.nbytes for codes, table in cached)
+    assert nbytes == 3 * nvox + 3 * 256 * 8
+    if ref[0].shape == (197, 233, 189):  # the docstring's figures (nilearn 0.14)
+        assert round(nbytes / 1e6) == 26 and round(3 * 8 * nvox / 1e6) == 208
+
+
+def test_mni_atlas_from_the_compact_cache_equals_the_float64_path(monkeypatch):
+    pytest.importorskip("nilearn")
+    cases = [(2.0, None), (3.0, None), (1.5, None), (1.0, 8.0), (2.5, 20.0)]
+    new = [gp.mni_atlas(r, axial_mm=z) for r, z in cases]
+    ref_maps = _fdata_maps()
+    monkeypatch.setattr(gp, "_mni_maps", lambda: ref_maps)
+    for (r, z), a in zip(cases, new):
+        b = gp.mni_atlas(r, axial_mm=z)
+        assert a.keys() == b.keys()
+        for k in ("wm", "gm", "csf", "brain", "mask"):
+            assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), (r, z, k)
+        assert a["spacing"] == b["spacing"] and a["origin_mm"] == b["origin_mm"], (r, z)
+
+
+def test_compact_store_gives_back_any_map_bit_for_bit():
+    """The compact store falls back to float32 or float64 whenever 8-bit codes would not
+    give the map back exactly (signed zeros and NaN included)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    eight = (rng.integers(0, 256, (5, 6, 7)).astype(np.float32) / np.float32(255)).astype(float)
+    single = rng.random((5, 6, 7)).astype(np.float32).astype(np.float64)
+    double = rng.random((5, 6, 7))
+    signed = eight.copy()
+    signed[0, 0, 0] = -0.0
+    nan = eight.copy()
+    nan[1, 2, 3] = np.nan
+    cases = {
+        "8-bit": (eight, np.uint8),
+        "8-bit, Fortran order": (np.asfortranarray(eight), np.uint8),
+        "0 / 1": ((eight > 0.5).astype(float), np.uint8),
+        "float32": (single, np.float32),
+        "float64": (double, np.float64),
+        "-0.0": (signed, np.float32),
+        "NaN": (nan, np.float32),
+        "zeros": (np.zeros((3, 4)), np.float32),
+        "negative": (eight - 0.5, np.float64),
+        "empty": (np.zeros((0, 3)), np.float32),
+    }
+    for name, (a, dtype) in cases.items():
+        packed = gp._compact(a)
+        back = gp._expand(packed)
+        assert packed[0].dtype == dtype, name
+        assert back.dtype == np.float64 and back.shape == a.shape, name
+        assert np.array_equal(back.view(np.uint64), a.view(np.uint64)), name

@@ -181,3 +181,58 @@ def test_a_glioma_fit_with_rejected_steps_is_unchanged_by_the_reuse(monkeypatch)
     assert res.loss_history == res_ref.loss_history and res.message == res_ref.message
     assert torch.equal(model.theta, model_ref.theta)
     assert torch.equal(model.theta_cov, model_ref.theta_cov)
+
+
+def _two_exponentials(dtype: torch.dtype) -> tuple[DiscreteProblem, Tensor]:
+    """A noisy two-exponential fit (200 points, 4 parameters): its optimum's loss is O(1),
+    so in float32 the last LM steps change it by round-off only."""
+    g = torch.Generator().manual_seed(0)
+    t = torch.linspace(0, 4, 200, dtype=torch.float64)
+    y = 2.0 * torch.exp(-1.3 * t) + 0.5 * torch.exp(-0.4 * t)
+    y = (y + 0.05 * torch.randn(200, generator=g, dtype=torch.float64)).to(dtype)
+    t = t.to(dtype)
+
+    def res(f, p):
+        a = f["a"]
+        return {"r": a[0] * torch.exp(-a[1] * t) + a[2] * torch.exp(-a[3] * t) - y}
+
+    x0 = torch.tensor([1.0, 2.0, 1.0, 0.2], dtype=dtype)
+    return DiscreteProblem({"a": (4,)}, {}, res, dtype=dtype), x0
+
+
+@pytest.mark.parametrize("linear_solver", ["dense", "cg"])
+def test_float32_lm_whose_steps_run_out_at_round_off_is_converged(linear_solver):
+    """A float32 LM fit at its optimum accepts round-off decreases (above tol=1e-9) and then
+    raises its damping towards the stall: steps that ran out in between ended "max steps",
+    not converged, at the same iterate the stall reports as a local minimum."""
+    prob, x0 = _two_exponentials(torch.float32)
+    kw = {"method": "lm", "linear_solver": linear_solver, "tol": 1e-9}
+    accepted: list[int] = []  # the indices of the accepted steps
+    x_full, full = minimize(prob, x0, steps=200, callback=lambda k, x: accepted.append(k), **kw)
+    assert full.converged and full.message.startswith("stalled"), full.message
+    h = full.loss_history
+    eps = torch.finfo(torch.float32).eps
+    assert abs(h[-2] - h[-1]) <= 8 * eps * h[-2]  # the last accepted step: round-off
+    assert full.steps >= accepted[-1] + 4  # a rejection streak after it
+    # run out of steps at that step or inside the streak: the same iterate, now converged
+    for steps in (accepted[-1] + 1, accepted[-1] + 3, full.steps - 1):
+        x, fit = minimize(prob, x0, steps=steps, **kw)
+        assert fit.steps == steps and fit.loss_history == h, fit.message
+        assert torch.equal(x, x_full)
+        assert fit.converged and "stalled at round-off" in fit.message, fit.message
+    # and one accepted step before the round-off one still moves the loss: not converged
+    x, fit = minimize(prob, x0, steps=3, **kw)
+    assert not fit.converged and fit.message == "max steps (3)", fit.message
+
+
+@pytest.mark.parametrize("linear_solver", ["dense", "cg"])
+def test_float64_lm_fit_keeps_its_steps_and_ending(linear_solver):
+    """The round-off ending of steps that run out cannot meet a float64 fit with tol above
+    8 eps: its round-off step stops it first, by the relative-decrease test."""
+    prob, x0 = _two_exponentials(torch.float64)
+    kw = {"method": "lm", "linear_solver": linear_solver, "tol": 1e-9}
+    x, full = minimize(prob, x0, steps=200, **kw)
+    assert full.converged and full.message == f"converged after {full.steps} steps"
+    for steps in range(1, full.steps):
+        _, fit = minimize(prob, x0, steps=steps, **kw)
+        assert not fit.converged and fit.message == f"max steps ({steps})", fit.message
