@@ -69,11 +69,10 @@ def _few_threads():
 def _no_shell_thread_count(monkeypatch):
     """Recorded benchmark commands as if the shell set no OMP_NUM_THREADS, MKL_NUM_THREADS or
     OPENBLAS_NUM_THREADS (they name them when it does; a test that needs them sets
-    ``bayesphys._bench._USER_OMP_THREADS`` / ``_USER_OTHER_THREADS``)."""
-    import bayesphys._bench
-
-    monkeypatch.setattr(bayesphys._bench, "_USER_OMP_THREADS", None)
-    monkeypatch.setattr(bayesphys._bench, "_USER_OTHER_THREADS", {})
+    ``bayesphys._bench.commands._USER_OMP_THREADS`` / ``_USER_OTHER_THREADS``, where
+    :func:`~bayesphys._bench.commands.thread_env_prefix` reads them)."""
+    monkeypatch.setattr("bayesphys._bench.commands._USER_OMP_THREADS", None)
+    monkeypatch.setattr("bayesphys._bench.commands._USER_OTHER_THREADS", {})
 
 
 @pytest.fixture(autouse=True)

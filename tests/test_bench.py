@@ -1,4 +1,4 @@
-"""The benchmark results files and their docs tables (``bayesphys/_bench.py``) against the
+"""The benchmark results files and their docs tables (``bayesphys/_bench/``) against the
 results format of the architecture notes: top-level keys, rows of ``problem``, ``setting``,
 ``method``, ``metrics`` (lower-case keys) and ``anchor`` (``None`` or ``{source, metrics}``)."""
 
@@ -129,7 +129,8 @@ def test_non_finite_figures_are_written_as_strict_json(tmp_path, monkeypatch):
     import bayesphys._bench as bench
 
     rendered = []
-    monkeypatch.setattr(bench, "update_benchmarks_md", lambda c, p: rendered.append(p))
+    # write_results reads it from its own module
+    monkeypatch.setattr(bench.results, "update_benchmarks_md", lambda c, p: rendered.append(p))
     rows = [
         bench_row("p", "m", {"nll": math.inf, "ll": -math.inf, "mse": math.nan, "ce": 0.5}),
         bench_row(
@@ -345,8 +346,8 @@ def test_results_files_record_what_sets_the_thread_counts(tmp_path, monkeypatch)
     assert format_problems(payload) == [] and "· 1 threads ·" in render_table(payload)
     path = bench.write_rows("abl", [{"a": 1}], script="demo.py", argv=["--x"], out=tmp_path)
     assert json.loads(path.read_text(encoding="utf-8"))["threading"] == want
-    monkeypatch.setattr(bench, "_USER_OMP_THREADS", "1")
-    monkeypatch.setattr(bench, "_USER_OTHER_THREADS", {"MKL_NUM_THREADS": "3"})
+    monkeypatch.setattr(bench.commands, "_USER_OMP_THREADS", "1")
+    monkeypatch.setattr(bench.commands, "_USER_OTHER_THREADS", {"MKL_NUM_THREADS": "3"})
     assert bench.recorded_command("demo.py", ["--x"]) == (
         "OMP_NUM_THREADS=1 MKL_NUM_THREADS=3 python benchmarks/demo.py --x"
     )

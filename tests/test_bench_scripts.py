@@ -73,7 +73,7 @@ def test_gp_pde_quick_scaling_rows_are_not_committed(tmp_path, monkeypatch):
         shutil.copy(helper, tmp_path / "benchmarks" / helper.name)
     committed = tmp_path / "benchmarks" / "results" / "gp_pde.json"
     committed.write_text(json.dumps({"command": "full", "quick": False, "rows": []}))
-    monkeypatch.setattr(bench, "repo_root", lambda: tmp_path)
+    monkeypatch.setattr(bench.results, "repo_root", lambda: tmp_path)  # write_results' default
     mod = script_module(str(tmp_path / "benchmarks" / "gp_pde.py"))
     rows = [{"problem": "scaling-poisson2d", "method": "kron", "setting": {}, "metrics": {}}]
     monkeypatch.setattr(mod, "scaling_rows", lambda sizes, n, device: rows)
@@ -346,7 +346,7 @@ def test_odil_b6_rows_name_each_variant(monkeypatch):
 
 
 def test_recorded_command_quotes_empty_and_spaced_arguments(tmp_path, monkeypatch):
-    monkeypatch.setattr(bench, "_USER_OMP_THREADS", None)  # whatever the test shell set
+    monkeypatch.setattr(bench.commands, "_USER_OMP_THREADS", None)  # whatever the test shell set
     path = bench.write_rows(
         "x", [{"a": 1}], script="demo.py", argv=["--m", "", "--n", "a b"], out=tmp_path
     )
@@ -431,11 +431,11 @@ def test_seed_summary_rows_mean_sd_per_group_in_first_appearance_order():
 def test_recorded_command_names_the_shells_thread_count(monkeypatch):
     """The thread count the shell set is part of the command (float32 training depends on it;
     a B4 rerun as recorded ran two threads where the committed rows ran one)."""
-    monkeypatch.setattr(bench, "_USER_OMP_THREADS", "1")
+    monkeypatch.setattr(bench.commands, "_USER_OMP_THREADS", "1")
     assert bench.recorded_command("demo.py", ["--jobs", "1"]) == (
         "OMP_NUM_THREADS=1 python benchmarks/demo.py --jobs 1"
     )
-    monkeypatch.setattr(bench, "_USER_OMP_THREADS", None)
+    monkeypatch.setattr(bench.commands, "_USER_OMP_THREADS", None)
     assert (
         bench.recorded_command("demo.py", ["--jobs", "1"]) == "python benchmarks/demo.py --jobs 1"
     )
@@ -446,7 +446,7 @@ def test_odil_records_the_shells_thread_count(tmp_path, monkeypatch):
     (a rerun as recorded could run another thread count); it now names it, as the other
     scripts' recorded_command does, in the results file and in a stopped run's partial file."""
     mod = _odil_with_failing_b3(monkeypatch)
-    monkeypatch.setattr(bench, "_USER_OMP_THREADS", "1")
+    monkeypatch.setattr(bench.commands, "_USER_OMP_THREADS", "1")
     payload = json.loads(mod.main(["--only", "B0", "--out", str(tmp_path)]).read_text())
     assert payload["command"] == "OMP_NUM_THREADS=1 bayesphys bench odil --only B0"
     with pytest.raises(RuntimeError, match="late failure"):
@@ -479,7 +479,7 @@ def test_only_a_bayesphys_checkout_is_taken_for_benchmarks(tmp_path, monkeypatch
     # an installed package (no checkout beside it) in a folder that is not one: refused
     pkg = tmp_path / "site" / "bayesphys"
     pkg.mkdir(parents=True)
-    monkeypatch.setattr(bench, "__file__", str(pkg / "_bench.py"))
+    monkeypatch.setattr(bench.paths, "__file__", str(pkg / "_bench" / "paths.py"))
     (tmp_path / "site" / "benchmarks").mkdir()
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="no bayesphys source checkout"):

@@ -341,7 +341,7 @@ def test_markdown_refresh_never_deletes_neighbouring_sections(tmp_path):
 def test_quick_results_are_never_written_to_the_committed_folder(tmp_path, monkeypatch):
     import bayesphys._bench as bench
 
-    monkeypatch.setattr(bench, "repo_root", lambda: tmp_path)
+    monkeypatch.setattr(bench.results, "repo_root", lambda: tmp_path)  # write_results' default
     with pytest.raises(ValueError, match="quick"):
         write_results("toy", [], quick=True, command="c")
     assert not (tmp_path / "benchmarks").exists() and not (tmp_path / "docs").exists()
@@ -388,6 +388,7 @@ def test_bad_out_seed_and_missing_bench_script_are_usage_errors(tmp_path, monkey
     def no_checkout():
         raise FileNotFoundError("benchmarks/: not found next to the package")
 
+    # the CLI imports repo_root from the package when it runs: the package attribute is read
     monkeypatch.setattr("bayesphys._bench.repo_root", no_checkout)
     with pytest.raises(SystemExit) as info:
         cli.main(["bench", "odil"])

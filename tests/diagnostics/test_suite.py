@@ -131,7 +131,7 @@ def test_full_run_writes_the_figure_the_docs_show(monkeypatch, exact_model, tmp_
     (root / "benchmarks" / "results").mkdir(parents=True)
     (root / "docs").mkdir()
     (root / "docs" / "benchmarks.md").write_text("# Benchmarks\n")
-    monkeypatch.setattr(bench, "repo_root", lambda: root)
+    monkeypatch.setattr(bench.results, "repo_root", lambda: root)  # write_results' default
     monkeypatch.setattr(suite, "repo_root", lambda: root)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(suite, "load_hook", lambda comp: _fake_hook(exact_model))

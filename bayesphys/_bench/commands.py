@@ -1,0 +1,75 @@
+"""The command a results file records, and the thread settings recorded beside it.
+
+:func:`recorded_command` is ``python benchmarks/<script> <argv>`` prefixed with the
+thread-count variables the user's shell set (:func:`thread_env_prefix`, from
+``_USER_OMP_THREADS`` and ``_USER_OTHER_THREADS``, read once when this module is imported,
+before a script's own ``setdefault``); :func:`threading_info` is a results file's
+``"threading"`` entry (torch's thread count and the variables set now)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# OMP_NUM_THREADS as the user's shell set it (read before a script's own setdefault)
+_USER_OMP_THREADS = os.environ.get("OMP_NUM_THREADS")
+#: the other thread-count variables of the BLAS libraries torch and numpy may use
+_OTHER_THREAD_VARS = ("MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+# ... as the user's shell set them (only those set)
+_USER_OTHER_THREADS = {k: os.environ[k] for k in _OTHER_THREAD_VARS if os.environ.get(k)}
+
+
+def recorded_command(
+    script: str | Path, argv: Iterable[str] | None = None, *, device: str | None = None
+) -> str:
+    """``python benchmarks/<script> <argv>`` as a results file records it: ``argv`` (default:
+    this process's ``sys.argv[1:]``; a script's ``main(argv)`` passes the ``argv`` it parsed,
+    not its caller's) shell-quoted, so an empty argument (``--model-errors ""``) or one with
+    spaces reruns as given; prefixed with the thread-count variables the shell set
+    (:func:`thread_env_prefix`: scripts take their thread count from them, and float32
+    training depends on it). ``device``: the device the run resolved ``--device auto`` to
+    (``"cpu"``, ``"cuda"``), recorded in its place, so that the command reruns on that device
+    on another machine too."""
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    if device is not None:
+        argv = _pinned_device(argv, str(device))
+    env = thread_env_prefix()
+    return (f"{env}python benchmarks/{Path(script).name} " + shlex.join(argv)).strip()
+
+
+def _pinned_device(argv: list[str], device: str) -> list[str]:
+    """``argv`` with ``--device auto`` (or ``--device=auto``) as ``--device <device>``."""
+    out = list(argv)
+    for i, a in enumerate(out):
+        if a == "--device=auto":
+            out[i] = f"--device={device}"
+        elif a == "auto" and i > 0 and out[i - 1] == "--device":
+            out[i] = device
+    return out
+
+
+def thread_env_prefix() -> str:
+    """``"OMP_NUM_THREADS=N "`` (then ``MKL_NUM_THREADS=N``, ``OPENBLAS_NUM_THREADS=N``) for
+    each of these the shell set for this process (a recorded command reruns with them:
+    scripts take their thread count from them, and float32 training depends on it), else
+    ``""``."""
+    user = {"OMP_NUM_THREADS": _USER_OMP_THREADS, **_USER_OTHER_THREADS}
+    return "".join(f"{k}={shlex.quote(v)} " for k, v in user.items() if v)
+
+
+def threading_info() -> dict[str, Any]:
+    """What sets this process's thread counts, for a results file's ``"threading"``:
+    ``torch_num_threads`` (:func:`torch.get_num_threads`, now) and each of
+    ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` and ``OPENBLAS_NUM_THREADS`` that is set in the
+    environment now (the value worker processes inherit; a variable not set is left out)."""
+    info: dict[str, Any] = {"torch_num_threads": torch.get_num_threads()}
+    for k in ("OMP_NUM_THREADS", *_OTHER_THREAD_VARS):
+        if os.environ.get(k):
+            info[k] = os.environ[k]
+    return info
