@@ -1,7 +1,8 @@
 r"""Accuracy and calibration metrics shared by every component.
 
 All functions take torch tensors (any device) and return tensors on that device, reducing over
-all dimensions unless ``dim`` is given. A reducing metric refuses (``ValueError``) inputs with
+all dimensions unless ``dim`` is given; a second tensor on another device than the first
+(``truth`` beside ``pred``, ``y`` beside ``mean`` or the draws) is moved to the first's. A reducing metric refuses (``ValueError``) inputs with
 no element, whose mean would be NaN, and a ``dim`` outside its input.
 
 =========================  ==================================================================
@@ -143,6 +144,7 @@ def relative_l2(pred: Tensor, truth: Tensor, dim: int | tuple[int, ...] | None =
     _tensor("pred", pred, floating=True)
     _tensor("truth", truth, floating=True)
     _check_reduce(truth, dim)
+    truth = _on_like(truth, pred)  # on pred's device, as every metric's second tensor
     err = pred - truth
     num = torch.linalg.vector_norm(err, dim=dim)
     den = torch.linalg.vector_norm(truth, dim=dim)
@@ -165,7 +167,7 @@ def mse(pred: Tensor, truth: Tensor, dim: int | tuple[int, ...] | None = None) -
     _tensor("pred", pred, floating=True)
     _tensor("truth", truth, floating=True)
     _check_reduce(truth, dim)
-    err = pred - truth
+    err = pred - _on_like(truth, pred)
     sq = err.abs().square() if err.is_complex() else err.square()
     return sq.mean(dim=dim) if dim is not None else sq.mean()
 
@@ -181,7 +183,7 @@ def gaussian_nll(
     _same_shape(mean, y, "mean", "y")
     check_finite("mean", mean)
     check_finite("y", y)
-    var = _on_like(var, mean)
+    var, y = _on_like(var, mean), _on_like(y, mean)
     try:
         fits = torch.broadcast_shapes(var.shape, mean.shape) == mean.shape
     except RuntimeError:
@@ -274,6 +276,7 @@ def crps_samples(
     check_finite("samples", samples)
     check_finite("y", y)
     _check_reduce(y, dim, "y")
+    y = _on_like(y, samples)
     s = samples.shape[0]
     # the weights 2k - S - 1 and the sums in float64: half precision holds k exactly only to
     # 2048 (bfloat16: 256) and its sum overflowed to -inf past a few thousand draws; in float32
@@ -304,6 +307,7 @@ def interval_coverage(
     """Fraction of ``y`` with ``lower <= y <= upper`` (mean over ``dim`` or all)."""
     _same_shape(lower, y, "lower", "y")
     _same_shape(upper, y, "upper", "y")
+    upper, y = _on_like(upper, lower), _on_like(y, lower)
     for name, t in (("lower", lower), ("upper", upper), ("y", y)):
         _no_nan(name, t)  # a NaN compares false: it would count as outside, silently
     if bool((upper < lower).any()):
@@ -392,12 +396,14 @@ def conservation_error(field: Tensor, weights: Tensor, target: Tensor) -> Tensor
         raise TypeError(
             f"weights: expected the field's dtype {field.dtype}, received {weights.dtype}"
         )
+    weights = _on_like(weights, field)
     gu = field @ weights.mT if weights.ndim == 2 else field @ weights
     if not isinstance(target, Tensor):  # a number or a list: in gu's dtype when floating (a
         # float64 error is not computed with a float32-rounded 0.1), else as given (integer
         # counts with a target 2.5 gave |3 - 2|: the cast truncated it)
         floating = gu.is_floating_point() or gu.is_complex()
         target = torch.as_tensor(target, dtype=gu.dtype if floating else None, device=gu.device)
+    target = target.to(gu.device)
     tshape = target.shape
     # e.g. target [batch] against [batch, m]: the constraints would mix
     check_broadcasts(

@@ -477,3 +477,35 @@ def test_crps_gaussian_of_a_tiny_std_is_the_absolute_error():
         torch.tensor([1.0, -2.0], dtype=f32),
     )
     torch.testing.assert_close(got, torch.tensor(1.5, dtype=f32))
+
+
+def test_second_tensors_on_another_device_are_moved_to_the_first():
+    """The module computes on the first tensor's device and already moved var, std and y of
+    gaussian_nll / crps_gaussian there; mse's truth and conservation_error's weights and
+    target on another device failed with torch's "not on the expected device" instead. (The
+    meta device stands in for a second device: these two metrics run on it.)"""
+    pred = torch.zeros(3, 5, device="meta")
+    out = mse(pred, torch.randn(3, 5), dim=-1)
+    assert out.device.type == "meta" and out.shape == (3,)
+    err = conservation_error(pred, torch.ones(5), torch.zeros(3))
+    assert err.device.type == "meta" and err.shape == (3,)
+
+
+@pytest.mark.gpu
+def test_every_metric_takes_a_second_tensor_on_another_device():
+    a, b = torch.rand(4, 6, dtype=torch.float64) + 0.5, torch.rand(4, 6, dtype=torch.float64)
+    dev = torch.device("cuda")
+    pairs = [
+        (relative_l2, (a.to(dev), b)),
+        (mse, (a.to(dev), b)),
+        (gaussian_nll, (a.to(dev), a, b)),
+        (crps_gaussian, (a.to(dev), a, b)),
+        (crps_samples, (a.to(dev), b[0])),
+        (interval_coverage, (b.to(dev) - 1, b + 1, a)),
+        (conservation_error, (a.to(dev), torch.ones(6, dtype=torch.float64), b[:, 0])),
+    ]
+    for fn, args in pairs:
+        on_cpu = fn(*(t.cpu() for t in args))
+        moved = fn(*args)
+        assert moved.device.type == "cuda"
+        torch.testing.assert_close(moved.cpu(), on_cpu)

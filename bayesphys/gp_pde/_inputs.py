@@ -65,12 +65,21 @@ def check_grid_tensor(
     return value
 
 
-def parse_grid(x, *, dtype: torch.dtype, device: torch.device) -> list[Tensor]:
+def parse_grid(
+    x, *, dtype: torch.dtype, device: torch.device, grid_tensors: str = ""
+) -> list[Tensor]:
     r"""Axes ``[n_j]`` of a tensor-product grid.
 
     ``x`` is a list of 1-D axes, a single 1-D axis (a 1-D grid), or points ``[n_1, ..., n_d, d]``
-    / ``[M, d]`` that must form a full tensor product of sorted, distinct coordinates; anything
-    else raises ``ValueError`` (``TypeError`` for values that are not numbers).
+    / ``[M, d]`` that must form a full tensor product of distinct coordinates, in any order;
+    anything else raises ``ValueError`` (``TypeError`` for values that are not numbers).
+
+    ``grid_tensors``: the arguments given as tensors ``[n_1..n_d]``, which are read on the grid
+    of the sorted axes (``""``: none). With any, points must come in that grid's row-major
+    order (``tensor_grid(axes)``, increasing coordinates): a tensor of values listed in the
+    points' own order (reversed, shuffled, or an ``indexing="xy"`` mesh) was read at other
+    points without a word; another order is a ``ValueError`` naming the first point out of
+    place.
     """
 
     def _tensor(v, what: str) -> Tensor:
@@ -122,6 +131,18 @@ def parse_grid(x, *, dtype: torch.dtype, device: torch.device) -> list[Tensor]:
             raise ValueError(
                 "x: expected a tensor-product grid; some grid points are missing or repeated"
             )
+        if grid_tensors:
+            want = tensor_grid(axes).reshape(-1, len(axes))
+            off = (pts != want).any(-1).nonzero()
+            if off.numel():
+                i = int(off[0, 0])
+                raise ValueError(
+                    f"x: expected the grid points in row-major order of increasing coordinates "
+                    f"(the order {grid_tensors} [{', '.join(str(a.numel()) for a in axes)}] "
+                    f"is read in), received x[{i}] = {pts[i].tolist()} where "
+                    f"{want[i].tolist()} belongs; sort the points (with the values), give x as "
+                    "axes, or give the values as callables"
+                )
     if not 1 <= len(axes) <= 3:
         raise ValueError(f"x: expected a 1-, 2- or 3-D grid, received {len(axes)} axes")
     for j, a in enumerate(axes):

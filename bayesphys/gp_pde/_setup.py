@@ -214,7 +214,9 @@ def init_solver(
             raise ValueError("problem: give a problem, or all of x, source and boundary")
         equation = "poisson" if equation is None else equation
         beta = 1.0 if beta is None else beta
-        axes = parse_grid(x, dtype=model.dtype, device=model.device)
+        # a tensor source or boundary is read on the sorted grid: points must be in its order
+        tensors = [n for n, v in (("source", source), ("boundary", boundary)) if not callable(v)]
+        axes = parse_grid(x, dtype=model.dtype, device=model.device, grid_tensors="/".join(tensors))
     model.axes = axes
     model.shape = tuple(a.numel() for a in axes)
     model.f = eval_on_grid("source", source, axes)

@@ -419,11 +419,12 @@ class GaussNewtonKronSolve:
 
         ``z`` ``[*, root_dim]`` standard normal -> ``[*, n_1..n_d]``; perturb-and-solve
         :math:`w = H^{-1}(z_1 + \sqrt{\tau_2}G^\top z_2 + \sqrt\gamma B^\top z_3)` by PCG (one solve
-        per draw, to relative residual ``tol``). Call after :meth:`solve`.
+        per draw, to relative residual ``tol``; ``z`` in the factors' dtype and on their device,
+        as ``f`` and ``g``). Call after :meth:`solve`.
         """
         if self.w is None:
             raise ValueError("sample_u: call solve() first")
-        check_noise(z, self.root_dim)
+        check_noise(z, self.root_dim, self.factors[0].L, same_dtype=True)
         m = math.prod(self.shape)
         lead = z.shape[:-1]
         z1 = z[..., :m].reshape(*lead, *self.shape)

@@ -192,7 +192,9 @@ class SpectralMixture1d(nn.Module):
         lags are evaluated (cost :math:`O(NQ)` kernel terms instead of :math:`O(N^2 Q)`).
         ``x1`` ``[N1]``, ``x2`` ``[N2]``: 1-D tensors (a column ``[N, 1]`` is refused: its
         broadcast gave a ``[N1, N2, 1]`` result); integer points are taken in the kernel's
-        dtype (the uniform-grid test failed on them with a bare dtype error).
+        dtype (the uniform-grid test failed on them with a bare dtype error). Points on
+        another device than the kernel's parameters are refused by name (torch's error came
+        from inside the mixture sum).
         """
         for name, x in (("x1", x1), ("x2", x2)):
             if x is not None and (not isinstance(x, Tensor) or x.ndim != 1):
@@ -200,6 +202,12 @@ class SpectralMixture1d(nn.Module):
                 raise ValueError(
                     f"{name}: expected a 1-D tensor of points [N] (this kernel is 1-D; the "
                     f"solver's product kernel takes one per axis), received {got}"
+                )
+            if x is not None and x.device != self.mu.device:
+                raise ValueError(
+                    f"{name}: expected points on the kernel's device {self.mu.device}, received "
+                    f"them on {x.device} (move them with {name}.to('{self.mu.device}'), or the "
+                    f"kernel with .to('{x.device}'))"
                 )
         if not x1.is_floating_point():
             x1 = x1.to(self.mu.dtype)

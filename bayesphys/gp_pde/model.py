@@ -60,7 +60,9 @@ class GPPDESolver:
         (``n_col`` points per dimension unless ``n_col`` is given), source, boundary data, the
         equation and the exact solution used for error tracking.
     x: instead of ``problem`` (not with it): grid axes ``[n_j]`` (a single 1-D axis for a 1-D
-        grid) or tensor-product points ``[M, d]``.
+        grid; strictly increasing) or tensor-product points ``[M, d]`` (in any order with
+        callable ``source`` and ``boundary``; with either a tensor, in the row-major order of
+        the grid of increasing axes, in which the tensor is read: another is refused).
     source: :math:`f` as a callable ``f(x1, ..., xd)`` of the ``d`` coordinate tensors
         ``[n_1..n_d]`` or a tensor ``[n_1..n_d]`` (real, finite).
     boundary: :math:`u` on the boundary, as a callable or a grid tensor (only faces are read,

@@ -59,11 +59,20 @@ def _tri_solve_modes(factors: list[Factor], u: Tensor) -> Tensor:
     return u
 
 
-def check_noise(z: Tensor, dim: int) -> None:
-    """``ValueError`` unless ``z`` is a tensor ``[*, dim]`` (the base noise of ``sample_u``)."""
+def check_noise(z: Tensor, dim: int, ref: Tensor, *, same_dtype: bool = False) -> None:
+    """``ValueError`` unless ``z`` is a tensor ``[*, dim]`` (the base noise of ``sample_u``) on
+    the device of the factor ``ref``; with ``same_dtype``, ``TypeError`` unless it is in
+    ``ref``'s dtype (a solver that does not promote). Torch's own errors came from inside a
+    triangular solve or a matrix product without naming ``z``."""
     if not isinstance(z, Tensor) or z.ndim < 1 or z.shape[-1] != dim:
         got = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
         raise ValueError(f"z: expected standard-normal noise of shape [*, {dim}], received {got}")
+    if z.device != ref.device:
+        raise ValueError(
+            f"z: expected noise on the factors' device {ref.device}, received one on {z.device}"
+        )
+    if same_dtype and z.dtype != ref.dtype:
+        raise TypeError(f"z: expected dtype {ref.dtype} (the factors'), received {z.dtype}")
 
 
 def _qr(Z: Tensor) -> tuple[Tensor, Tensor]:
@@ -88,14 +97,15 @@ def objective(
     r"""The negative log joint :math:`\mathcal J(U, \theta, \tau)` (constants dropped).
 
     ``u``, ``f``: grid tensors ``[n_1..n_d]`` (``f`` also flat ``[M]``, as the solvers take
-    it); ``g``: boundary values ``[N_b]`` in face order; the shapes are checked (``ValueError``
+    it; ``u`` in the factors' dtype); ``g``: boundary values ``[N_b]`` in face order; the shapes are checked (``ValueError``
     naming the argument: a ``g`` of one value or an ``f`` of one grid line was broadcast).
     Cost :math:`O(\sum_j n_j^3 + M\sum_j n_j)`; differentiable in the factors and the taus.
     """
     check_factor_count(factors, op)
     shape = tuple(fc.x.shape[0] for fc in factors)
     dev = factors[0].L.device
-    check_grid_tensor("u", u, shape, device=dev, finite=False)
+    # u in the factors' dtype: a triangular solve against them failed with torch's error
+    check_grid_tensor("u", u, shape, dtype=factors[0].L.dtype, device=dev, finite=False)
     f = check_grid_tensor("f", f, shape, device=dev, finite=False, flat_ok=True).reshape(shape)
     n_b = sum(2 * math.prod(shape) // n for n in shape)
     check_grid_tensor("g", g, (n_b,), device=dev, finite=False, what="boundary-value tensor")
@@ -274,7 +284,7 @@ def _dense_cov_u(L: Tensor, chol_p: Tensor) -> Tensor:
 def _dense_sample_u(L: Tensor, chol_p: Tensor, z: Tensor) -> Tensor:
     r"""Draws ``[*, M]`` of :math:`\Sigma_U^{1/2} z = L\,L_P^{-\top} z` from noise ``z`` ``[*, M]``."""
     m = L.shape[0]
-    check_noise(z, m)
+    check_noise(z, m, L)
     x = torch.linalg.solve_triangular(chol_p.mT, z.reshape(-1, m).mT, upper=True).mT
     return (x @ L.mT).reshape(*z.shape[:-1], m)
 
@@ -479,7 +489,7 @@ class KronSolve:
         Complex basis: ``z`` holds real and imaginary parts (each :math:`\mathcal N(0, 1)`), and
         :math:`\mathrm{Re}(Rw)` has covariance :math:`R P^{-1} R^H` (real) exactly.
         """
-        check_noise(z, self.root_dim)
+        check_noise(z, self.root_dim, self.factors[0].L)
         m = math.prod(self.shape)
         if self.complex:
             h = z.shape[-1] // 2

@@ -70,7 +70,8 @@ _NODE_MIN = {"N": 3, "nx": 3, "nt": 2}
 
 def _check_test(test: Any, problem: str, keys: tuple[str, ...] | None = None) -> dict:
     """The arrays ``keys`` of a test set of ``problem`` (``"poisson"``/``"burgers"``) as finite
-    float64 arrays with consistent shapes (``TypeError``/``ValueError`` naming the entry)."""
+    float64 arrays with consistent shapes and strictly increasing ``x`` and ``t`` nodes
+    (``TypeError``/``ValueError`` naming the entry)."""
     shapes = _TEST_SHAPES[problem]
     keys = tuple(shapes) if keys is None else keys
     maker = _TEST_MAKERS[problem]
@@ -106,6 +107,20 @@ def _check_test(test: Any, problem: str, keys: tuple[str, ...] | None = None) ->
         raise ValueError(f"test: expected shapes {exp} ({', '.join(rules)}), received {got}")
     for k, a in out.items():
         check_finite(f"test['{k}']", a)
+    for k in ("x", "t"):
+        # the mesh in increasing order: its first and last nodes are read as the boundary
+        # (dropped from the interior metrics and the inverse inputs), t[0] as t = 0, and
+        # invariance_study interpolates along it (np.interp on a decreasing x gave other values
+        # without a word)
+        a = out.get(k)
+        down = np.flatnonzero(np.diff(a) <= 0) if a is not None else ()
+        if len(down):
+            i = int(down[0])
+            raise ValueError(
+                f"test['{k}']: expected strictly increasing nodes (the mesh of "
+                f"{_TEST_MAKERS[problem]}), received {k}[{i}] = {a[i]:.6g} then "
+                f"{k}[{i + 1}] = {a[i + 1]:.6g}; sort the nodes and the values together"
+            )
     return out
 
 

@@ -54,7 +54,8 @@ def cg(
     columns solved together); :func:`bayesphys._linalg.pcg`. Stops when
     :math:`\lVert b - Ax\rVert \le \mathrm{tol}\,\lVert b\rVert` (per column).
     Returns ``(x, iterations, relative residual)``. ``tol >= 0``, ``maxiter >= 1``; ``matvec``
-    (and ``precond``, if given) callables, ``b`` a tensor and ``x0`` of ``b``'s shape.
+    (and ``precond``, if given) callables, ``b`` a tensor and ``x0`` of ``b``'s shape (taken
+    in ``b``'s dtype and on its device, as :func:`minimize` takes its ``x0`` in the problem's).
     """
     tol = check_real("tol", tol, minimum=0.0)
     maxiter = check_int("maxiter", maxiter, minimum=1)
@@ -66,6 +67,8 @@ def cg(
     if x0 is not None and (not isinstance(x0, Tensor) or x0.shape != b.shape):
         got = tuple(x0.shape) if isinstance(x0, Tensor) else type(x0).__name__
         raise ValueError(f"x0: expected a tensor of b's shape {tuple(b.shape)}, received {got}")
+    if x0 is not None:  # another dtype or device failed inside the first matrix product
+        x0 = x0.to(dtype=b.dtype, device=b.device)
     return pcg(matvec, b, precond=precond, x0=x0, tol=tol, maxiter=maxiter, columns=b.ndim == 2)
 
 

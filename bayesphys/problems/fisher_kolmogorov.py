@@ -28,7 +28,14 @@ from torch import Tensor
 from .._checks import check_bool, check_int, check_real, did_you_mean
 from .._device import as_tensor, check_finite
 from .._stack import user_stacklevel
-from .stencil import _check_div_flux, _check_step, _div_flux, face_average, shift
+from .stencil import (
+    _check_div_flux,
+    _check_on_device,
+    _check_step,
+    _div_flux,
+    face_average,
+    shift,
+)
 
 __all__ = [
     "tissue_faces",
@@ -161,7 +168,8 @@ def _check_time(t_end: float, steps: int) -> tuple[float, int]:
 
 def _check_grid(c0: Tensor, faces: Sequence[Tensor], tissue: Tensor | None, spacing) -> float:
     """One face map per axis of ``c0``'s grid and a tissue mask of that grid; ``spacing > 0``
-    (too few faces failed with an IndexError, a mask of another shape broadcast silently)."""
+    (too few faces failed with an IndexError, a mask of another shape broadcast silently),
+    both on ``c0``'s device (torch's error named neither)."""
     _check_step("spacing", spacing)
     grid = tuple(c0.shape[-len(faces) :]) if faces else ()
     if len(faces) == 0 or any(tuple(f.shape) != grid for f in faces):
@@ -173,6 +181,11 @@ def _check_grid(c0: Tensor, faces: Sequence[Tensor], tissue: Tensor | None, spac
     if tissue is not None and tuple(tissue.shape) != grid:
         raise ValueError(
             f"tissue: expected the grid's shape {grid}, received {tuple(tissue.shape)}"
+        )
+    _check_on_device("faces", faces, c0.device, "c0")
+    if isinstance(tissue, Tensor) and tissue.device != c0.device:
+        raise ValueError(
+            f"tissue: expected a tensor on c0's device {c0.device}, received one on {tissue.device}"
         )
     return spacing
 
@@ -409,7 +422,7 @@ def fk_residual(
         )
     hs = [spacing] * (c.ndim - 1)
     scaled = [f * dw for f in faces]
-    hs = _check_div_flux(c, scaled, hs)  # once, not in each call of rhs
+    hs = _check_div_flux(c, scaled, hs, "c")  # once, not in each call of rhs
 
     def rhs(u):
         return _div_flux(u, scaled, hs) + rho * u * (1 - u)

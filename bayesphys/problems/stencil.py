@@ -146,13 +146,17 @@ def div_flux(u: Tensor, faces: Sequence[Tensor], spacing: Sequence[float]) -> Te
     ``faces[k]`` (shape of the spatial grid) holds :math:`D_{i+1/2}` along spatial axis ``k``
     (see :func:`face_average`); ``u`` is ``[..., *grid]``. The sum over cells of the result is
     exactly zero (telescoping fluxes), i.e. mass is conserved by the discrete operator.
-    One face tensor per step in ``spacing``, each of the grid's shape ``u.shape[-nd:]``.
+    One face tensor per step in ``spacing``, each of the grid's shape ``u.shape[-nd:]`` and on
+    ``u``'s device.
     """
     return _div_flux(u, faces, _check_div_flux(u, faces, spacing))
 
 
-def _check_div_flux(u: Tensor, faces: Sequence[Tensor], spacing: Sequence[float]) -> list:
-    """:func:`div_flux`'s argument checks; returns ``spacing`` as a list (one step per axis)."""
+def _check_div_flux(
+    u: Tensor, faces: Sequence[Tensor], spacing: Sequence[float], u_name: str = "u"
+) -> list:
+    """:func:`div_flux`'s argument checks; returns ``spacing`` as a list (one step per axis).
+    ``u_name``: the caller's name of ``u``, named in the device refusal."""
     spacing = _check_spacing(spacing)
     nd = len(spacing)
     grid = tuple(u.shape[u.ndim - nd :]) if nd <= u.ndim else None
@@ -163,7 +167,19 @@ def _check_div_flux(u: Tensor, faces: Sequence[Tensor], spacing: Sequence[float]
         raise ValueError(
             f"faces: expected {nd} face tensors of the grid's shape {grid}, received {got}"
         )
+    _check_on_device("faces", faces, u.device, u_name)
     return spacing
+
+
+def _check_on_device(name: str, tensors: Sequence[Tensor], device: torch.device, of: str) -> None:
+    """``ValueError`` naming ``name[k]``, the first of ``tensors`` not on ``device`` (that of
+    the argument ``of``): torch's own error came from inside a flux product without a name."""
+    for k, f in enumerate(tensors):
+        if isinstance(f, Tensor) and f.device != device:
+            raise ValueError(
+                f"{name}[{k}]: expected a tensor on {of}'s device {device}, received one on "
+                f"{f.device}"
+            )
 
 
 def _div_flux(u: Tensor, faces: Sequence[Tensor], spacing: list) -> Tensor:

@@ -325,3 +325,18 @@ def test_gauss_newton_stop_reason_names_the_test_that_ended_the_solve():
     bad = GaussNewtonKronSolve(fac, op, 7.0, 50.0, max_backtrack=1, cg_maxiter=2, precond="shift")
     bad.solve(f, gb, u0=torch.full((9,), 10.0, dtype=F64))
     assert not bad.converged and "line search" in bad.stop_reason
+
+
+def test_sample_u_names_noise_of_another_dtype_or_device():
+    """Gauss-Newton refuses f, g and u0 of another dtype by name; float32 noise reached its
+    Kronecker products and failed with torch's 'both inputs should have same dtype'. Noise of
+    another dtype or device is now named as those are."""
+    fac, op, f, gb = _cubic_setup((8, 7), seed=3)
+    gn = GaussNewtonKronSolve(fac, op, 5.0, 40.0, tol=1e-10, cg_maxiter=300)
+    gn.solve(f, gb)
+    z = torch.randn(2, gn.root_dim, generator=torch.Generator().manual_seed(1), dtype=F64)
+    with pytest.raises(TypeError, match=r"^z: expected dtype torch.float64 \(the factors'\)"):
+        gn.sample_u(z.float())
+    with pytest.raises(ValueError, match=r"^z: expected noise on the factors' device cpu"):
+        gn.sample_u(z.to("meta"))
+    assert gn.sample_u(z).shape == (2, 8, 7)

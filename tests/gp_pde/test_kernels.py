@@ -170,3 +170,15 @@ def test_values_without_autograd_equal_the_differentiable_path_bit_for_bit(kind,
         assert torch.equal(
             k.gram(z[:20], z[5:30]).detach(), torch.no_grad()(k.gram)(z[:20], z[5:30])
         )
+
+
+def test_gram_names_points_on_another_device():
+    """Points on another device than the kernel failed inside the mixture sum with torch's
+    error (on the meta device: 'Tensor.item() cannot be called'); they are named now."""
+    k = SpectralMixture1d(2, kind="gm")
+    x = torch.linspace(0, 1, 6, dtype=k.mu.dtype)
+    with pytest.raises(ValueError, match=r"^x1: expected points on the kernel's device cpu"):
+        k.gram(x.to("meta"))
+    with pytest.raises(ValueError, match=r"^x2: expected points on the kernel's device cpu"):
+        k.gram(x, x.to("meta"))
+    assert k.gram(x).shape == (6, 6)

@@ -53,3 +53,31 @@ def test_a_non_finite_point_is_refused_as_non_finite(bad):
     pts[3, 0] = bad
     with pytest.raises(ValueError, match=r"^x: expected finite values"):
         _parse(pts)
+
+
+def test_points_out_of_grid_order_are_refused_where_tensors_are_read_on_the_grid():
+    """A source or boundary tensor ``[n_1..n_d]`` is read on the grid of the sorted axes: with
+    points reversed, shuffled or meshed with ``indexing="xy"`` the values, listed in the
+    points' order, were read at other points (a reversed 1-D grid solved the mirrored problem)
+    without a word. Such points are now refused by name when a tensor is read on the grid, and
+    still accepted with callables only."""
+    from bayesphys.gp_pde import GPPDESolver
+
+    x = torch.linspace(0, 1, 8, dtype=F64)
+    rev = x.flip(0)[:, None]  # a reversed 1-D grid of points
+    with pytest.raises(ValueError, match=r"received x\[0\] = \[1.0\] where \[0.0\] belongs"):
+        GPPDESolver(x=rev, source=-6 * rev[:, 0], boundary=rev[:, 0] ** 3, num_mixtures=2)
+    with pytest.raises(ValueError, match=r"the order boundary \[8\] is read in"):
+        GPPDESolver(x=rev, source=lambda t: -6 * t, boundary=rev[:, 0] ** 3, num_mixtures=2)
+    m = GPPDESolver(x=rev, source=lambda t: -6 * t, boundary=lambda t: t**3, num_mixtures=2)
+    torch.testing.assert_close(m.axes[0], x)
+    torch.testing.assert_close(m.f, -6 * x)
+    fwd = GPPDESolver(x=x[:, None], source=-6 * x, boundary=x**3, num_mixtures=2)
+    torch.testing.assert_close(fwd.f, -6 * x)
+
+    xy = torch.stack(torch.meshgrid(A, 2 * A, indexing="xy"), -1).reshape(-1, 2)
+    with pytest.raises(ValueError, match=r"^x: expected the grid points in row-major order") as e:
+        parse_grid(xy, dtype=F64, device=CPU, grid_tensors="source")
+    assert "(the order source [5, 5] is read in), received x[1] = [0.25, 0.0]" in str(e.value)
+    ordered = parse_grid(GRID, dtype=F64, device=CPU, grid_tensors="source")
+    torch.testing.assert_close(ordered[1], 2 * A)

@@ -349,3 +349,24 @@ def test_kron_solve_without_boundary_term_matches_dense(orders):
         torch.testing.assert_close(
             kr.test_variance(T).reshape(-1), torch.diagonal(Td @ ref @ Td.mT), rtol=1e-8, atol=1e-14
         )
+
+
+def test_noise_and_fields_of_another_device_or_dtype_are_named():
+    """``sample_u``'s noise on another device failed inside a triangular solve or a matrix
+    product with torch's error, and so did ``objective`` with a float32 ``u`` (\"both inputs
+    should have same dtype\"): each now names the argument. Float32 noise is still promoted
+    by the solvers that did so."""
+    ks, axes, op, fac, f, gb = _setup((8, 7), seed=2)
+    kron = KronSolve(fac, op, 5.0, 40.0)
+    kron.solve(f, gb)
+    dense = DenseSolve(fac, op, "prior")
+    dense.solve(f, gb, 5.0, 40.0)
+    for solver, dim in ((kron, kron.root_dim), (dense, dense.m)):
+        with pytest.raises(ValueError, match=r"^z: expected noise on the factors' device cpu"):
+            solver.sample_u(torch.zeros(2, dim, device="meta"))
+        z = torch.randn(2, dim, generator=torch.Generator().manual_seed(0))
+        torch.testing.assert_close(solver.sample_u(z.float()), solver.sample_u(z.float().double()))
+    one = torch.tensor(0.0, dtype=F64)
+    with pytest.raises(TypeError, match=r"^u: expected dtype torch.float64 \(the factors'\)"):
+        objective(fac, op, f.float(), f, gb, one, one, 1.0, "prior")
+    assert torch.isfinite(objective(fac, op, f, f.float(), gb, one, one, 1.0, "prior"))

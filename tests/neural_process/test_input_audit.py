@@ -536,3 +536,23 @@ def test_steps_done_is_the_step_count_under_the_other_models_name():
     assert seen == [1, 2, 3] and m.steps_done == m.step_count == 3
     with pytest.raises(AttributeError):
         m.steps_done = 5  # read-only: step_count is the counter
+
+
+def test_evaluation_meshes_out_of_order_are_refused():
+    """The test sets' meshes are read in order: the first and last x nodes as the boundary,
+    t[0] as t = 0, and invariance_study interpolated the reference along x with np.interp,
+    which on a reversed mesh (values reversed with it) returned other values without a word.
+    A mesh that does not strictly increase is now refused, naming the first pair."""
+    m = tiny()
+    ts = poisson_test_set(3, seed=0, n_nodes=21)
+    rev = dict(ts, x=ts["x"][::-1].copy(), u=ts["u"][:, ::-1].copy())
+    with pytest.raises(ValueError, match=r"^test\['x'\]: expected strictly increasing nodes") as e:
+        invariance_study(m, rev, n_points=(5,), layouts=("uniform",))
+    assert "received x[0] = 1 then x[1] = 0.9" in str(e.value)
+    with pytest.raises(ValueError, match=r"^test\['x'\]: expected strictly increasing"):
+        evaluate_poisson(m, rev)
+    bs = burgers_test_set(2, seed=0, n_nodes=21, n_steps=10)
+    with pytest.raises(ValueError, match=r"^test\['t'\]: expected strictly increasing nodes"):
+        burgers_inverse_inputs(dict(bs, t=bs["t"][::-1].copy(), u=bs["u"][:, ::-1].copy()))
+    with pytest.warns(UserWarning, match="not been trained"):  # the mesh in order is read
+        assert len(invariance_study(m, ts, n_points=(5,), layouts=("uniform",))) == 1

@@ -236,3 +236,16 @@ def test_float64_lm_fit_keeps_its_steps_and_ending(linear_solver):
     for steps in range(1, full.steps):
         _, fit = minimize(prob, x0, steps=steps, **kw)
         assert not fit.converged and fit.message == f"max steps ({steps})", fit.message
+
+
+def test_cg_takes_a_start_in_the_dtype_and_device_of_b():
+    """A float32 x0 beside a float64 b failed in the first matrix product with torch's
+    'addmv input tensors must have the same dtype' (another device likewise); x0 is now
+    taken in b's dtype and on its device, as minimize takes its x0 in the problem's."""
+    from bayesphys.odil import cg
+
+    a = torch.tensor([[4.0, 1.0], [1.0, 3.0]], dtype=torch.float64)
+    b = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    x, _, rel = cg(lambda v: a @ v, b, x0=torch.zeros(2, dtype=torch.float32), tol=1e-14)
+    assert x.dtype == torch.float64 and rel <= 1e-14
+    torch.testing.assert_close(x, torch.linalg.solve(a, b))

@@ -334,3 +334,23 @@ def test_a_nan_rate_has_no_stability_bound_and_is_flagged(setup):
         fk_forward(
             c0, faces, torch.tensor(float("nan"), dtype=F64), 0.05, t_end=1.0, steps=4, spacing=H
         )
+
+
+def test_face_maps_and_masks_on_another_device_are_named(setup):
+    """Faces or a tissue mask on another device than the state failed inside the first flux
+    product with torch's "not on the expected device" (fk_forward, fk_residual, div_flux);
+    each is now a ValueError naming the argument and both devices."""
+    from bayesphys.problems.fisher_kolmogorov import fk_residual
+
+    ph, faces, c0 = setup
+    kw = dict(t_end=1.0, steps=4, spacing=H, check_stability=False)
+    with pytest.raises(ValueError, match=r"^faces\[0\]: expected a tensor on c0's device meta"):
+        fk_forward(c0.to("meta"), faces, 0.1, 0.5, **kw)
+    with pytest.raises(ValueError, match=r"^tissue: expected a tensor on c0's device cpu"):
+        fk_forward(c0, faces, 0.1, 0.5, tissue=ph["brain"].to("meta"), **kw)
+    with pytest.raises(ValueError, match=r"^faces\[1\]: expected a tensor on u's device cpu"):
+        div_flux(c0, [faces[0], faces[1].to("meta")], [H, H])
+    levels = torch.stack([c0, c0]).to("meta")
+    with pytest.raises(ValueError, match=r"^faces\[0\]: expected a tensor on c's device meta"):
+        fk_residual(levels, faces, torch.tensor(0.1), torch.tensor(0.5), dt=0.1, spacing=H)
+    assert fk_forward(c0, faces, 0.1, 0.5, **kw).shape == c0.shape
