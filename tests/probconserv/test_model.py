@@ -788,3 +788,30 @@ def test_fit_leaves_no_gradients_on_the_weights(step1):
     with pytest.raises(RuntimeError, match="stop here"):
         m.fit(steps=3, progress=False, callback=stop, callback_every=1)
     assert all(p.grad is None for p in m.net.parameters())
+
+
+@pytest.mark.parametrize("step1", ["anp", "gp"])
+def test_a_nan_gradient_of_a_finite_loss_is_a_divergence(step1):
+    """A NaN gradient (e.g. sqrt at 0) at the third step of a finite loss: clipping spread it
+    to every gradient, Adam to every weight, and the next step raised torch's "Expected
+    parameter loc ... to satisfy the constraint Real()" (the GP: a NaN Cholesky) out of fit,
+    leaving a model whose every later fit raised too. Now the fit stops there, reports the
+    divergence and keeps finite weights; a next fit trains."""
+    if step1 == "gp":
+        m = ProbConserv("diffusion", step1="gp", gp_width=8, batch_size=4, seed=0)
+    else:
+        m = ProbConserv("diffusion", hidden=8, n_samples=4, batch_size=8, seed=0)
+    p = next(m.net.parameters())
+    calls = []
+
+    def hook(g):
+        calls.append(1)
+        return g * math.nan if len(calls) == 3 else g
+
+    h = p.register_hook(hook)
+    res = m.fit(steps=6, progress=False)
+    h.remove()
+    assert not res.converged and res.steps == 2, res.message
+    assert res.message.startswith("diverged at step 2") and "optimizer state" in res.message
+    assert all(bool(torch.isfinite(q).all()) for q in m.net.parameters())
+    assert m.fit(steps=2, progress=False).converged
