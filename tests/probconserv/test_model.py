@@ -815,3 +815,58 @@ def test_a_nan_gradient_of_a_finite_loss_is_a_divergence(step1):
     assert res.message.startswith("diverged at step 2") and "optimizer state" in res.message
     assert all(bool(torch.isfinite(q).all()) for q in m.net.parameters())
     assert m.fit(steps=2, progress=False).converged
+
+
+@pytest.mark.parametrize(
+    ("step1", "name", "value"),
+    [
+        ("anp", "problem", "stefan"),
+        ("anp", "step1", "gp"),
+        ("anp", "hidden", 16),
+        ("gp", "step1", "anp"),
+        ("gp", "gp_width", 16),
+    ],
+)
+def test_a_setting_read_at_construction_assigned_afterwards_is_refused_at_use(
+    tmp_path, step1, name, value
+):
+    """config.problem assigned to a built model was ignored by fit and the posteriors (they
+    read model.problem) and saved as if it applied; a network size was ignored by fit and
+    the posteriors (refused only at save), config.step1 failed inside torch ("AttentiveNP.loss()
+    missing 2 required positional arguments"). All are refused by name at every use."""
+    if step1 == "gp":
+        m = ProbConserv("diffusion", step1="gp", gp_width=8, batch_size=4, seed=0)
+    else:
+        m = ProbConserv("diffusion", hidden=8, n_samples=4, batch_size=8, seed=0)
+    m.fit(steps=1, progress=False)
+    test = make_dataset("diffusion", params=[2.0], seed=1)
+    before = getattr(m.config, name)
+    setattr(m.config, name, value)
+    uses = {
+        "fit": lambda: m.fit(steps=1, progress=False),
+        "posterior": lambda: m.posterior(test),
+        "step1": lambda: m.step1(test),
+        "calibrate": lambda: m.calibrate(n_functions=4),
+        "save": lambda: m.save(tmp_path / "m.pt"),
+    }
+    for where, use in uses.items():
+        with pytest.raises(ValueError, match=f"{where}: config {name}={value!r} was assigned"):
+            use()
+    assert not (tmp_path / "m.pt").exists() and m.steps_done == 1
+    setattr(m.config, name, before)  # set back: usable again
+    back = ProbConserv.load(m.save(tmp_path / "m.pt"))
+    assert torch.equal(back.posterior(test).mean, m.posterior(test).mean)
+
+
+def test_a_meta_gp_ignores_an_assigned_anp_covariance():
+    """covariance is the ANP's (the GP's constructor refuses it, and changing it on a GP
+    model is allowed, as it has no effect); "mixture" assigned to a GP model sent its
+    posterior into the ANP's latent draws: TypeError "MetaGP.predict() got an unexpected
+    keyword argument 'generator'"."""
+    m = ProbConserv("diffusion", step1="gp", gp_width=8, batch_size=4, seed=0)
+    m.fit(steps=1, progress=False)
+    test = make_dataset("diffusion", params=[2.0], seed=1)
+    ref = m.posterior(test)
+    m.config.covariance = "mixture"
+    got = m.posterior(test)
+    assert torch.equal(got.mean, ref.mean) and torch.equal(got.variance, ref.variance)
