@@ -214,6 +214,66 @@ def _restore(params, snap) -> None:
             p.copy_(s)
 
 
+def _as_optimizers(optimizer) -> list[torch.optim.Optimizer]:
+    """``None``: none; an optimiser: one; an iterable: its optimisers (``TypeError`` else)."""
+    if optimizer is None:
+        return []
+    opts = [optimizer] if isinstance(optimizer, torch.optim.Optimizer) else optimizer
+    if isinstance(opts, (str, bytes)) or not isinstance(opts, Iterable):
+        raise TypeError(
+            f"optimizer: expected a torch.optim.Optimizer or an iterable of them, received "
+            f"{type(optimizer).__name__}"
+        )
+    opts = list(opts)
+    bad = [type(o).__name__ for o in opts if not isinstance(o, torch.optim.Optimizer)]
+    if bad:
+        raise TypeError(f"optimizer: expected torch.optim.Optimizer objects, received {bad}")
+    return opts
+
+
+def _state_tensors(opts: list[torch.optim.Optimizer]) -> list[torch.Tensor]:
+    """The floating-point tensors of the optimisers' per-parameter state (Adam's moments)."""
+    return [
+        v.detach()
+        for opt in opts
+        for st in opt.state.values()
+        if isinstance(st, dict)
+        for v in st.values()
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel()
+    ]
+
+
+def _loss_and_state(loss: Any, states: list[torch.Tensor], where: str) -> tuple[float, bool]:
+    """The float value of the scalar ``loss`` and whether every tensor of ``states`` is finite,
+    read back together: one read per device (a host sync on an accelerator), the loss's with
+    the state on its device; the state on the CPU (Adam's step counters beside CUDA moments)
+    is read apart, which waits for nothing."""
+    if not states:
+        return _loss_value(loss, where), True
+    fold = isinstance(loss, torch.Tensor) and loss.numel() == 1 and loss.is_floating_point()
+    # a number (or a tensor of another dtype): read on its own (a wrong shape raises here)
+    val = None if fold else _loss_value(loss, where)
+    groups: dict[torch.device, list[torch.Tensor]] = {}
+    for t in states:
+        groups.setdefault(t.device, []).append(t)
+    if fold:
+        groups.setdefault(loss.device, [])
+    ok = True
+    for dev, ts in groups.items():
+        # float64 holds every float32/half value exactly (float(loss) unchanged); MPS has none
+        wide = torch.float32 if dev.type == "mps" else torch.float64
+        # max |x| of each tensor in one fused call (inf and NaN propagate)
+        parts = [n.to(dtype=wide) for n in torch._foreach_norm(ts, math.inf)] if ts else []
+        here = fold and dev == loss.device
+        if here:
+            parts.insert(0, loss.detach().reshape(()).to(dtype=wide))
+        vals = torch.stack(parts).tolist()
+        if here:
+            val, vals = vals[0], vals[1:]
+        ok = ok and all(math.isfinite(v) for v in vals)
+    return val, ok
+
+
 class DivergenceGuard:
     r"""The last verified values of a fit's tensors, checked by the step before each update.
 
@@ -228,9 +288,12 @@ class DivergenceGuard:
 
     ``optimize(step, ..., guard=guard)`` then stops on the non-finite loss and reports it. Two
     things follow. A non-finite loss never reaches ``backward()``/``optimizer.step()``, so the
-    optimiser's state (e.g. Adam's moments) only ever sees finite losses and is not snapshotted:
-    after a restore it holds the moments of the last finite update, finite, and training can go
-    on from there. And the snapshot lives in the guard, not in one :func:`optimize` call, so a fit
+    optimiser's state (e.g. Adam's moments) only ever sees finite losses and is not snapshotted.
+    A finite loss can still have non-finite gradients (``sqrt`` at 0), or gradients whose
+    squares overflow Adam's second moment: call :meth:`admit_gradients` after ``backward()``
+    (and any clipping) to refuse those updates too. Then after a restore the optimiser holds
+    the moments of the last finite update, finite, and training can go on from there (without
+    it, :func:`optimize`'s ``optimizer=`` catches the damage after the update instead). And the snapshot lives in the guard, not in one :func:`optimize` call, so a fit
     run as several calls (chunks between callbacks) keeps one verified state throughout; the
     guard also counts the admitted steps (:attr:`steps`), which numbers the steps of
     :func:`optimize`'s messages across the calls.
@@ -313,13 +376,20 @@ class DivergenceGuard:
         vals = torch.stack([n.to(device=dev, dtype=wide) for n in tops]).tolist()
         if all(math.isfinite(t) and t * t <= torch.finfo(g.dtype).max for t, g in zip(vals, gs)):
             return True
-        self.reason = "gradients overflow: their squares are not finite in the parameters' dtype"
+        self.reject("gradients overflow: their squares are not finite in the parameters' dtype")
+        return False
+
+    def reject(self, reason: str) -> None:
+        """Take back the values the last :meth:`admit` verified (once; the step count with
+        them) and restore the state verified before them; :attr:`reason` becomes ``reason``.
+        For a step whose update turned out bad after its finite loss (:meth:`admit_gradients`,
+        or :func:`optimize` finding its ``optimizer``'s state non-finite)."""
+        self.reason = reason
         if self._admitted:  # the values admit() just verified are not verified after all
             self._snap, self._prev = self._prev, self._snap
             self.steps -= 1
             self._admitted = False
         self.restore()
-        return False
 
     def restore(self) -> None:
         """Copy the last verified values back into the live tensors."""
@@ -338,6 +408,7 @@ def optimize(
     snapshot_every: int = 1,
     raise_on_divergence: bool = False,
     guard: DivergenceGuard | None = None,
+    optimizer: torch.optim.Optimizer | Iterable[torch.optim.Optimizer] | None = None,
 ) -> FitResult:
     """Run ``step()`` up to ``steps`` times with progress, divergence guard and early stop.
 
@@ -355,6 +426,15 @@ def optimize(
         the verified state across several ``optimize`` calls; the message of a divergence
         numbers the step from ``guard.steps`` (the steps admitted before this call).
         ``snapshot_every`` does not apply (the guard refreshes on every finite loss).
+    optimizer: the optimiser(s) that ``step()`` updates with (one, or an iterable of them):
+        after each step their state is checked too, in the same read-back from the device as
+        the loss. A step whose loss is finite but whose gradients were not, or squared past
+        the dtype's range (a huge gradient, ~1e20 in float32 or ~1e155 in float64), leaves
+        non-finite values in it (Adam's moments): NaN weights at the next step, or an infinite
+        second moment that makes every later update of those weights zero, a fit "converged"
+        with frozen weights. That step counts as a divergence: its loss is not recorded, the
+        last good state before it is restored, the optimisers' state is cleared (they start
+        afresh if stepped again) and the message says so. Nothing changes while it is finite.
     tol: stop when the relative loss change stays below ``tol`` for ``patience`` steps
         (``patience`` other than 1 only with ``tol``).
     raise_on_divergence: raise :class:`DivergenceError` (after the restore) instead of returning.
@@ -380,6 +460,7 @@ def optimize(
         if params is not None:
             raise ValueError("params/guard: pass one of them (the guard holds its own tensors)")
         snapshot_every = 0
+    opts = _as_optimizers(optimizer)
     offset = guard.steps if guard is not None else 0  # steps of the fit before this call
     params = _as_params(params)
     hist: list[float] = []
@@ -404,13 +485,27 @@ def optimize(
                 raise ValueError(
                     "guard: step() must call guard.admit(loss) before its update; it did not"
                 )
-            val = _loss_value(loss, "step")
-            if not math.isfinite(val):
+            # the loss and the optimisers' state in one read-back
+            val, state_ok = _loss_and_state(loss, _state_tensors(opts), "step")
+            if not math.isfinite(val) or not state_ok:
+                if math.isfinite(val):  # a finite loss, a poisoned update
+                    why = (
+                        f"loss {val:.6g}, but the optimizer state is not finite after its "
+                        "update: non-finite gradients, or gradients whose squares overflow"
+                    )
+                    if guard is not None:  # these values are not kept (admit_gradients' rule)
+                        guard.reject(why)
+                elif guard is not None:
+                    why = guard.reason or f"loss {val}"
+                else:
+                    why = f"loss {val}"
                 if guard is not None:
                     guard.restore()  # admit() already did, unless step() returned another loss
                 else:
                     _restore(params, good)
-                why = guard.reason if guard is not None and guard.reason else f"loss {val}"
+                if not state_ok:  # non-finite moments: every later update would use them
+                    for opt in opts:
+                        opt.state.clear()
                 res.message = f"diverged at step {offset + k} ({why}); restored the last good state"
                 if raise_on_divergence:
                     raise DivergenceError(res.message)

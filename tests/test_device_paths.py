@@ -332,6 +332,36 @@ def test_admit_gradients_syncs_once_on_cuda(cuda_device):
     assert len(six) == len(one) == 1, f"one tensor: {one}\nsix tensors: {six}"
 
 
+@pytest.mark.gpu
+def test_optimize_checks_the_optimizer_state_in_one_read_back_on_cuda(cuda_device):
+    """``optimize(..., optimizer=)`` reads the loss and the max of each of Adam's moments back
+    in one device-to-host copy (Adam's step counters live on the CPU and wait for nothing):
+    eight parameters wait on the device as often as two do."""
+    from bayesphys._model import optimize
+
+    def syncs(n: int) -> list[str]:
+        ws = [torch.nn.Parameter(torch.ones(5, device=cuda_device)) for _ in range(n)]
+        opt = torch.optim.Adam(ws, lr=0.1)
+
+        def step():
+            opt.zero_grad()
+            loss = sum((w**2).sum() for w in ws)
+            loss.backward()
+            opt.step()
+            return loss
+
+        step()  # Adam's state created outside the count
+        ok = []
+        caught = _sync_warnings(
+            lambda: ok.append(optimize(step, steps=3, params=ws, optimizer=opt, progress=False))
+        )
+        assert ok[0].steps == 3
+        return caught
+
+    two, eight = syncs(2), syncs(8)
+    assert 3 <= len(two) == len(eight), f"two: {two}\neight: {eight}"
+
+
 # -- lstsq on every device --------------------------------------------------------------------
 def test_lstsq_any_rank_full_rank_matches_torch_default():
     g = torch.Generator().manual_seed(5)

@@ -264,6 +264,123 @@ def test_guard_gradient_check_is_exact_and_takes_values_back_only_once():
     assert not guard.admit_gradients([x]) and guard.steps == 1 and bool((x == 1.0).all())
 
 
+# ------------------------------------ an update that leaves the optimiser's state non-finite
+def _adam_fit(dtype, bad_at=None, kind="huge"):
+    """Adam on sum((w - 1)^2) for a 3-vector; at step ``bad_at`` the loss gains a term whose
+    value is 0 but whose gradient is huge (``1e200 * (w - w.detach())``: its square overflows
+    float64) or NaN (``sqrt(w - w)``, the derivative of sqrt at 0)."""
+    w = torch.nn.Parameter(torch.tensor([3.0, -2.0, 0.5], dtype=dtype))
+    opt = torch.optim.Adam([w], lr=0.1)
+    seen = []
+
+    def step():
+        k = len(seen)
+        seen.append(w.detach().clone())
+        opt.zero_grad()
+        loss = ((w - 1) ** 2).sum()
+        if k == bad_at:
+            extra = 1e200 * (w - w.detach()) if kind == "huge" else torch.sqrt(w - w)
+            loss = loss + extra.sum()
+        loss.backward()
+        opt.step()
+        return loss
+
+    return w, opt, step, seen
+
+
+@pytest.mark.parametrize("kind", ["huge", "nan"])
+def test_optimize_stops_when_an_update_leaves_the_optimizer_state_nonfinite(kind):
+    # a finite loss whose gradient squares past float64 made Adam's second moment inf: every
+    # later update of w was m / inf = 0, and the fit ran on "converged" with frozen weights; a
+    # NaN gradient (sqrt at 0) made the moments and then the weights NaN
+    w, opt, step, seen = _adam_fit(torch.float64, bad_at=3, kind=kind)
+    res = optimize(step, steps=10, params=[w], optimizer=opt, progress=False)
+    assert not res.converged and res.steps == 3 and len(res.loss_history) == 3
+    assert res.message.startswith("diverged at step 3 (loss ")
+    assert "optimizer state is not finite" in res.message
+    # the values before the bad step's: the last good state, as after a non-finite loss
+    assert torch.equal(w.detach(), seen[2])
+    assert len(opt.state) == 0  # the non-finite moments are gone: a later step starts afresh
+    res2 = optimize(step, steps=5, params=[w], optimizer=opt, progress=False)
+    assert res2.steps == 5 and all(bool(torch.isfinite(v).all()) for v in opt.state[w].values())
+    assert not torch.equal(w.detach(), seen[2])  # it trains again
+
+
+def test_optimize_without_the_optimizer_leaves_the_frozen_fit_converged():
+    # what the check above catches: the loss stays finite, the weights stop moving
+    w, opt, step, seen = _adam_fit(torch.float64, bad_at=3)
+    res = optimize(step, steps=8, params=[w], progress=False)
+    assert res.converged and res.steps == 8
+    assert torch.equal(seen[4], seen[7]) and torch.isinf(opt.state[w]["exp_avg_sq"]).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_optimize_with_a_finite_optimizer_state_changes_nothing(dtype):
+    w1, opt1, step1, _ = _adam_fit(dtype)
+    w2, opt2, step2, _ = _adam_fit(dtype)
+    r1 = optimize(step1, steps=20, params=[w1], progress=False, tol=1e-12)
+    r2 = optimize(step2, steps=20, params=[w2], optimizer=[opt2], progress=False, tol=1e-12)
+    assert r1.loss_history == r2.loss_history and r1.message == r2.message
+    assert torch.equal(w1.detach(), w2.detach())
+    assert all(torch.equal(opt1.state[w1][k], opt2.state[w2][k]) for k in opt1.state[w1])
+
+
+def test_optimize_reads_the_loss_and_the_optimizer_state_back_once_per_step(monkeypatch):
+    """On a GPU each read-back waits for the device: the state's check shares the loss's."""
+    reads = []
+    real_float, real_item, real_tolist = (
+        torch.Tensor.__float__,
+        torch.Tensor.item,
+        torch.Tensor.tolist,
+    )
+    monkeypatch.setattr(torch.Tensor, "__float__", lambda t: reads.append(1) or real_float(t))
+    monkeypatch.setattr(torch.Tensor, "item", lambda t: reads.append(1) or real_item(t))
+    monkeypatch.setattr(torch.Tensor, "tolist", lambda t: reads.append(1) or real_tolist(t))
+    counts = []
+    for check in (False, True):
+        w, opt, step, _ = _adam_fit(torch.float32)
+        opt.add_param_group({"params": [torch.nn.Parameter(torch.ones(4))]})
+        reads.clear()
+        res = optimize(step, steps=6, params=[w], optimizer=opt if check else None, progress=False)
+        assert res.steps == 6
+        counts.append(len(reads))
+    # the loss's read once a step (and Adam's reads of its CPU step counter): no more with
+    # the check
+    assert counts[1] == counts[0] <= 12
+
+
+def test_guard_takes_back_the_values_whose_update_poisoned_the_optimizer():
+    # under a guard (no admit_gradients), the values admit() verified at the bad step are not
+    # kept, as admit_gradients would have refused them: the state verified before them is back
+    w, opt, _, seen = _adam_fit(torch.float64)
+    guard = DivergenceGuard([w])
+
+    def step():
+        seen.append(w.detach().clone())
+        opt.zero_grad()
+        loss = ((w - 1) ** 2).sum()
+        if not guard.admit(loss):
+            return loss
+        if len(seen) == 4:
+            loss = loss + (1e200 * (w - w.detach())).sum()
+        loss.backward()
+        opt.step()
+        return loss
+
+    res = optimize(step, steps=10, guard=guard, optimizer=opt, progress=False)
+    assert res.steps == 3 and "diverged at step 3 (loss " in res.message
+    assert guard.steps == 3 and "optimizer state" in guard.reason
+    assert torch.equal(w.detach(), seen[2]) and len(opt.state) == 0
+
+
+def test_optimize_optimizer_argument_is_checked():
+    x = torch.nn.Parameter(torch.tensor(0.0))
+    with pytest.raises(TypeError, match="optimizer"):
+        optimize(lambda: 0.0, steps=1, params=[x], optimizer=[x], progress=False)
+    with pytest.raises(TypeError, match="optimizer"):
+        optimize(lambda: 0.0, steps=1, params=[x], optimizer="adam", progress=False)
+
+
 # --------------------------------------------------- damaged checkpoints (review, 2026-12-02)
 def _saved(tmp_path):
     return save_checkpoint(

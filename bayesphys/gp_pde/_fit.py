@@ -219,7 +219,7 @@ def fit_solver(
 
     try:
         with user.propagating():
-            res = _run(step, steps, params, progress)
+            res = _run(step, steps, params, progress, opt)
     except BaseException:
         # a bug or an interrupt inside a step: the hyperparameters are those of the last
         # completed step; a joint fit keeps its field too, an eliminated one is re-solved
@@ -319,10 +319,13 @@ def objective_value(model: GPPDESolver, u: Tensor) -> float:
     return float(val) if torch.isfinite(val) else math.inf
 
 
-def _run(step, steps, params, progress) -> FitResult:
+def _run(step, steps, params, progress, opt) -> FitResult:
     """:func:`optimize` with a time limit signalled by ``StopIteration`` from ``step``
-    (an early stop, not a divergence: the current hyperparameters are kept)."""
-    res = optimize(step, steps=steps, params=params, progress=progress, desc="gp_pde")
+    (an early stop, not a divergence: the current hyperparameters are kept); ``opt``'s state
+    checked after each step (a finite objective whose gradients overflow poisons Adam)."""
+    res = optimize(
+        step, steps=steps, params=params, optimizer=opt, progress=progress, desc="gp_pde"
+    )
     if res.message.startswith("stopped by step()"):
         res.message = f"time limit reached after {res.steps} steps"
     return res

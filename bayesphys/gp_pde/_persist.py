@@ -103,7 +103,8 @@ def _rebuild(cls: type[GPPDESolver], ck: dict[str, Any], path: Any, device) -> G
     dev = model.device
     model.problem = None if c["problem"] is None else get_problem(c["problem"])
     model.config = dict(c)
-    model._built = shape_settings(model.config, BUILT_SETTINGS)  # the problem id of the file
+    # the problem id of the file (an older file may lack a later setting: read as its default)
+    model._built = shape_settings(model.config, [k for k in BUILT_SETTINGS if k in model.config])
     model.g = s["g"].to(dev)
     model.kernels.load_state_dict(s["kernels"])
     with torch.no_grad():

@@ -278,19 +278,21 @@ def init_solver(
 
 
 #: the settings a solver reads at construction only: its PDE operator is built from the
-#: equation and beta, and its problem (the exact solution) attached from the id
-BUILT_SETTINGS = ("problem", "equation", "beta")
+#: equation and beta, its problem (the exact solution) attached from the id, and its
+#: precisions set (and learned or not) from the nugget
+BUILT_SETTINGS = ("problem", "equation", "beta", "nugget")
 
 
-def check_built(model, where: str, names: tuple[str, ...] = ("equation", "beta")) -> None:
+def check_built(model, where: str) -> None:
     """Refuse (``ValueError`` naming ``where`` and the setting) a ``model.config`` whose
-    ``names`` (of :data:`BUILT_SETTINGS`) were assigned after construction: the model kept the
-    operator of the old equation while a checkpoint rebuilt it from the new one, so the loaded
-    model's posterior differed from the one that saved it."""
-    built = getattr(model, "_built", {})
-    check_built_settings(
-        model.config, {k: built[k] for k in names if k in built}, "GPPDESolver", where
-    )
+    settings read at construction (:data:`BUILT_SETTINGS`, and ``num_mixtures`` / ``kind``,
+    which fixed the kernels' parameters) were assigned afterwards: the model kept the operator
+    of the old equation while a checkpoint rebuilt it from the new one (the loaded model's
+    posterior differed from the one that saved it); fit, predict and the posterior went on
+    with the built kernels and problem; a nugget set afterwards neither fixed nor freed the
+    precisions (a load rebuilt them with it: learned by one model, fixed in the other)."""
+    built = {**getattr(model, "_built", {}), **getattr(model, "_shape_settings", {})}
+    check_built_settings(model.config, built, "GPPDESolver", where)
 
 
 def check_loadable_config(model) -> None:

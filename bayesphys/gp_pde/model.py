@@ -38,7 +38,6 @@ from ._inputs import check_test_axes
 from ._kron import kron_apply
 from ._persist import load_solver, solver_state
 from ._setup import (
-    BUILT_SETTINGS,
     METHODS,
     NONLINEAR_SOLVERS,
     check_built,
@@ -473,12 +472,12 @@ class GPPDESolver:
     def save(self, path: str | Path) -> Path:
         """Write a checkpoint that :meth:`load` restores exactly. A ``config["num_mixtures"]``
         or ``config["kind"]`` assigned after construction (the kernels keep the shapes they
-        were built with), a ``config["problem"]``, ``["equation"]`` or ``["beta"]`` assigned
-        after it (read at construction only: :meth:`fit`, :meth:`predict`, :meth:`posterior`
-        refuse them too) and a value the constructor would refuse are refused before anything
-        is written."""
+        were built with), a ``config["problem"]``, ``["equation"]``, ``["beta"]`` or
+        ``["nugget"]`` assigned after it (read at construction only: :meth:`fit`,
+        :meth:`predict`, :meth:`posterior` refuse them, and ``num_mixtures`` / ``kind``, too)
+        and a value the constructor would refuse are refused before anything is written."""
         check_shape_settings(self.config, getattr(self, "_shape_settings", {}), "GPPDESolver")
-        check_built(self, "save", BUILT_SETTINGS)
+        check_built(self, "save")
         check_loadable_config(self)
         return save_checkpoint(
             path, kind="gp_pde.GPPDESolver", config=dict(self.config), state=self.state()

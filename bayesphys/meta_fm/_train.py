@@ -383,7 +383,15 @@ class FlowSteps:
         t0 = time.perf_counter()
         try:
             with user.propagating():
-                res = optimize(step, steps=steps, params=self.net, progress=progress, desc=desc)
+                # the optimisers too: a finite loss with non-finite gradients poisons Adam
+                res = optimize(
+                    step,
+                    steps=steps,
+                    params=self.net,
+                    optimizer=self.opts,
+                    progress=progress,
+                    desc=desc,
+                )
         finally:  # also after an interrupt (Ctrl-C): the model is left ready to predict
             self.net.eval()
             release_grads(self.net)  # the last step's gradients: read by no later step

@@ -324,6 +324,7 @@ class MetaFlowMatching:
         if self._split_gen:  # a new or restored stream: split it by rank once
             rank_generator_seed(gen)
             self._split_gen = False
+        start = self.steps_done
         training = FlowSteps(
             self.net,
             cfg,
@@ -341,10 +342,12 @@ class MetaFlowMatching:
             counted=self._count_step,
             callback=FitCallback(self, callback, callback_every, lambda: self.steps_done),
         )
-        if res.message.startswith("diverged") and res.steps:
-            # optimize restored the weights before the last finite step's update (the loss a
-            # step returns is that of the weights before its update): not one of those counted
-            self.steps_done -= 1
+        if res.message.startswith("diverged"):
+            # optimize restored the weights before the last recorded step's update (the loss a
+            # step returns is that of the weights before its update): not one of those counted.
+            # A step whose finite loss came with a non-finite update was counted but is not
+            # recorded (res.steps): count from the record
+            self.steps_done = start + max(res.steps - 1, 0)
         self.net.eval()
         self.fit_result = res
         return res

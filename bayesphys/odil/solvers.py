@@ -395,7 +395,15 @@ def minimize(
 
         res_hist: list[int] = []
         with propagating():  # the callback's StopIteration leaves the fit, as with GN/LM
-            res = optimize(step, steps=steps, params=[xp], progress=progress, desc=method, tol=tol)
+            res = optimize(
+                step,
+                steps=steps,
+                params=[xp],
+                optimizer=opt,  # a finite loss with non-finite gradients poisons its state
+                progress=progress,
+                desc=method,
+                tol=tol,
+            )
         if budget.reached:
             res.message = budget.message(res.steps)
         return xp.detach(), res

@@ -197,7 +197,10 @@ def updated_posterior(
     # the unconstrained baselines never see b: the constrained update is the only user of
     # the conservation law (HardC projects onto it, keeping the baseline's variance)
     baseline = method != "probconserv"
-    if not baseline and not no_update and model.config.covariance == "mixture":
+    # the ANP's setting: a meta-GP has no latent draws (its constructor refuses covariance,
+    # and one assigned afterwards sent its posterior into the ANP's draws, a TypeError)
+    mixture = model.config.step1 == "anp" and model.config.covariance == "mixture"
+    if not baseline and not no_update and mixture:
         return mixture_posterior(model, context, tt, xx, b, sg, rel, seed)
     prior = model._step1(
         context,

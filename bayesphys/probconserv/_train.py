@@ -157,6 +157,7 @@ def train_step1(
                 budgeted,
                 steps=steps,
                 params=model.net,
+                optimizer=opt,  # a finite loss with non-finite gradients poisons Adam
                 progress=progress,
                 desc=f"ProbConserv {cfg.step1} ({cfg.problem})",
             )

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checkpoint import shape_settings
+from .._checkpoint import check_built_settings, shape_settings
 from .._checks import check_real
 from .._device import as_tensor, model_device, seeded_build
 from .._model import FitResult, autograd_on
@@ -152,11 +152,23 @@ class ProbConserv:
         # the settings the Step-1 weights' shapes come from (save refuses them changed)
         size = "hidden" if cfg.step1 == "anp" else "gp_width"  # the one the network reads
         self._shape_settings = shape_settings(cfg, ("step1", size))
+        # the settings read at construction only, refused at use once changed: the network's
+        # and the problem's (by its name: fit and the posteriors read self.problem)
+        self._built = shape_settings(cfg, ("problem", "step1", size))
         self.steps_done = 0
         self.var_scale = 1.0
         self.calibration: HybridCalibration | None = None
         #: ``steps_done`` at which :meth:`calibrate` fitted ``var_scale`` / ``calibration``
         self._calibrated_at: int | None = None
+
+    def _check_built(self, where: str) -> None:
+        """Refuse (``ValueError`` naming ``where`` and the setting) a ``config`` whose
+        settings read at construction (the problem's name, ``step1`` and the network's size)
+        were assigned afterwards: fit and the posteriors went on with the built network and
+        problem (or failed inside torch, for ``step1``), and a checkpoint recorded a
+        ``config.problem`` that never applied. The other Step-1 model's settings may change
+        (this network reads none of them)."""
+        check_built_settings(self.config, getattr(self, "_built", {}), "ProbConserv", where)
 
     # -- training ---------------------------------------------------------------------------
     def set_softc_weight(self, weight: float) -> None:
@@ -207,6 +219,7 @@ class ProbConserv:
         ``None`` or callable as ``callback(model, step)``, ``data`` ``None`` or a
         :class:`~bayesphys.problems.gpme.GPMEData` of this problem with targets.
         """
+        self._check_built("fit")
         return train_step1(
             self,
             data,
@@ -246,6 +259,7 @@ class ProbConserv:
         fitted (that one, and the mass check, read :math:`b`; ``posterior(sigma_g=inf)`` is the
         Step-1 posterior with them, the prior the ProbConserv update starts from).
         """
+        self._check_built("step1")
         return self._step1(context, t, x, seed=seed, stage="prior", use_mass=False, caller="step1")
 
     def _step1(
@@ -290,6 +304,7 @@ class ProbConserv:
         it (e.g. a parameter outside the training range). Needs ``calibrate(objective="hybrid",
         local_functions=M)`` with the check on; ``mass [B, nt]`` overrides the analytic one;
         ``seed`` is the ANP's latent-draw seed, as in :meth:`posterior`."""
+        self._check_built("mass_discrepancy")
         return mass_discrepancy_variance(self, context, t, mass=mass, seed=seed)
 
     def calibrate(
@@ -372,6 +387,7 @@ class ProbConserv:
         :meth:`posterior`, :meth:`mass_discrepancy`) then warn (``UserWarning``) that it was
         made for other weights until ``calibrate`` is called again.
         """
+        self._check_built("calibrate")
         s = check_calibrate_settings(
             self.problem,
             _calibrate_defaults(),
@@ -439,6 +455,7 @@ class ProbConserv:
         (:func:`~bayesphys.probconserv.conserve_latent_mixture`; the hybrid calibration is
         refused there, ``ValueError``).
         """
+        self._check_built("posterior")
         return updated_posterior(
             self,
             context,
@@ -467,6 +484,7 @@ class ProbConserv:
         class, or a ``config.step1`` or network size (``hidden`` for the ANP, ``gp_width``
         for the GP) assigned after construction (the network keeps the shapes it was built
         with), is refused before anything is written (it could not be rebuilt)."""
+        self._check_built("save")
         return save_probconserv(self, path)
 
     @classmethod

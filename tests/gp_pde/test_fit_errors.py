@@ -158,3 +158,27 @@ def test_an_initially_failing_solve_records_no_test_error():
     assert res.message.startswith("diverged at step 0")
     assert m.history["step"] == [] and m.history["rel_l2"] == []
     assert m.steps_done == 0 and "rel_l2_best" not in res.extra
+
+
+def test_an_objective_whose_gradient_squares_overflow_is_a_divergence():
+    """A hyperparameter gradient of 1e200 times its own at the third step (the objective
+    finite): Adam's second moment became inf and that hyperparameter never moved again,
+    the fit "converged" at max steps. Now the step is a divergence and the kept iterate is
+    one evaluated before it."""
+    m = GPPDESolver("poisson1d-low", seed=0, num_mixtures=2)
+    p = m._params()[0]
+    calls = []
+
+    def hook(g):
+        calls.append(1)
+        return g * 1e200 if len(calls) == 3 else g
+
+    h = p.register_hook(hook)
+    res = m.fit(steps=6, lr=0.05, progress=False)
+    h.remove()
+    assert not res.converged and res.steps == 2, res.message
+    assert res.message.startswith("diverged at step 2") and "optimizer state" in res.message
+    assert res.extra["best_step"] <= 2 and m.history["fit_steps"] == [2]
+    before = p.detach().clone()
+    assert m.fit(steps=3, lr=0.05, progress=False).steps == 3
+    assert not torch.equal(p.detach(), before)  # it trains on

@@ -470,6 +470,41 @@ def test_an_equation_assigned_after_construction_is_refused(tmp_path, key, value
     assert not (tmp_path / "m.pt").exists()
 
 
+@pytest.mark.parametrize(
+    "key, value, kw",
+    [
+        ("problem", "poisson1d-low", {}),
+        ("num_mixtures", 3, {}),
+        ("kind", "gm", {}),
+        ("nugget", 1e-4, {}),
+        ("nugget", None, {"nugget": 1e-6}),
+    ],
+)
+def test_a_setting_read_at_construction_is_refused_at_every_use(tmp_path, key, value, kw):
+    """These were refused at save only: fit, predict and the posterior went on with the
+    kernels, problem and precisions built from the old value, silently. A nugget assigned to
+    a model that learns its precisions neither fixed them (they kept their learned values)
+    nor, the other way round, freed them (fixed precisions stayed fixed), while a checkpoint
+    recorded it as if it applied."""
+    m = _tiny_solver(**kw)
+    m.fit(steps=2, progress=False)
+    before = m.config[key]
+    m.config[key] = value
+    for where, call in (
+        ("posterior", lambda: m.posterior()),
+        ("predict", lambda: m.predict()),
+        ("fit", lambda: m.fit(steps=1, progress=False)),
+        ("solve_field", lambda: m.solve_field()),
+        ("save", lambda: m.save(tmp_path / "m.pt")),
+    ):
+        with pytest.raises(ValueError, match=rf"{where}: config {key}=.*assigned after"):
+            call()
+    assert not (tmp_path / "m.pt").exists() and m.history["fit_steps"] == [2]
+    m.config[key] = before  # set back: usable, and saved
+    back = GPPDESolver.load(m.save(tmp_path / "m.pt"))
+    assert torch.equal(back.posterior().variance, m.posterior().variance)
+
+
 def test_save_refuses_a_problem_id_or_a_config_a_load_would_refuse(tmp_path):
     m = _tiny_solver()
     m.config["problem"] = "poisson1d-low"  # a load attached that problem's exact solution

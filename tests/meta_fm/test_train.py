@@ -1,6 +1,7 @@
 """Training minibatches of MetaFlowMatching: what the population embedding reads."""
 
 import dataclasses
+import math
 import warnings
 
 import pytest
@@ -8,7 +9,7 @@ import torch
 
 from bayesphys.meta_fm import MetaFlowMatching
 from bayesphys.problems.populations import linear_map, patient_screen
-from tests.tiny_models import SMALL_MFM
+from tests.tiny_models import SMALL_MFM, TINY_MFM
 
 
 def _mixed_sizes(big: int = 40, small: int = 12):
@@ -99,3 +100,38 @@ def test_reading_small_populations_whole_leaves_the_batch_stream_alone():
         assert none is None and torch.equal(x0, y0) and torch.equal(x1, y1)
         assert whole is not None and any(w is not None for w in whole)
     assert torch.equal(g1.get_state(), g2.get_state())
+
+
+@pytest.mark.parametrize("kind", ["huge", "nan"])
+def test_a_finite_loss_with_a_poisoned_update_is_a_divergence(kind):
+    """A float64 gradient of 1e200 (at the fourth step) made Adam's second moment inf: the
+    weights it reached were never updated again (m / inf = 0) while the fit ran on and
+    reported "max steps", converged. Now the step is a divergence: the weights before it are
+    restored and steps_done counts the steps whose update was kept."""
+    data = linear_map(n_train=4, n_cal=0, n_test=2, n_points=20, seed=0)
+    m = MetaFlowMatching(data, **TINY_MFM, seed=0, dtype=torch.float64)
+    p = next(m.net.parameters())
+    calls = []
+
+    def hook(g):
+        calls.append(1)
+        if len(calls) != 4:
+            return g
+        return g * 1e200 if kind == "huge" else g * math.nan
+
+    seen = []
+    h = p.register_hook(hook)
+    res = m.fit(
+        steps=8,
+        progress=False,
+        callback=lambda model, step: seen.append(p.detach().clone()),
+        callback_every=1,
+    )
+    h.remove()
+    assert not res.converged and res.steps == 3, res.message
+    assert res.message.startswith("diverged at step 3") and "optimizer state" in res.message
+    # the weights after the second update (those the third step started from): the last
+    # good state, as after a non-finite loss at the fourth step
+    assert torch.equal(p.detach(), seen[1]) and m.steps_done == 2
+    assert all(bool(torch.isfinite(q).all()) for q in m.net.parameters())
+    assert m.fit(steps=3, progress=False).converged  # and it trains on

@@ -249,3 +249,20 @@ def test_cg_takes_a_start_in_the_dtype_and_device_of_b():
     x, _, rel = cg(lambda v: a @ v, b, x0=torch.zeros(2, dtype=torch.float32), tol=1e-14)
     assert x.dtype == torch.float64 and rel <= 1e-14
     torch.testing.assert_close(x, torch.linalg.solve(a, b))
+
+
+def test_a_finite_loss_whose_gradient_squares_overflow_is_a_divergence():
+    """A residual of value 1 whose derivative is 1e200: the loss (1/2) is finite, the gradient's
+    square is not. Adam's second moment became inf, every update m / inf = 0: the iterate never
+    moved and the fit ended "converged" at the start; now it is reported as a divergence."""
+
+    def res(f, p):
+        u = f["u"]
+        return {"fit": u - 3.0, "cliff": 1.0 + 1e200 * (u[:1] - u[:1].detach())}
+
+    prob = DiscreteProblem({"u": (2,)}, {}, res)
+    x0 = torch.zeros(2, dtype=torch.float64)
+    x, fit = minimize(prob, x0, method="adam", steps=20, lr=0.1, tol=1e-12)
+    assert not fit.converged and fit.message.startswith("diverged at step 0"), fit.message
+    assert "optimizer state is not finite" in fit.message
+    assert torch.equal(x, x0) and fit.steps == 0

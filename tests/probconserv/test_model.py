@@ -788,3 +788,85 @@ def test_fit_leaves_no_gradients_on_the_weights(step1):
     with pytest.raises(RuntimeError, match="stop here"):
         m.fit(steps=3, progress=False, callback=stop, callback_every=1)
     assert all(p.grad is None for p in m.net.parameters())
+
+
+@pytest.mark.parametrize("step1", ["anp", "gp"])
+def test_a_nan_gradient_of_a_finite_loss_is_a_divergence(step1):
+    """A NaN gradient (e.g. sqrt at 0) at the third step of a finite loss: clipping spread it
+    to every gradient, Adam to every weight, and the next step raised torch's "Expected
+    parameter loc ... to satisfy the constraint Real()" (the GP: a NaN Cholesky) out of fit,
+    leaving a model whose every later fit raised too. Now the fit stops there, reports the
+    divergence and keeps finite weights; a next fit trains."""
+    if step1 == "gp":
+        m = ProbConserv("diffusion", step1="gp", gp_width=8, batch_size=4, seed=0)
+    else:
+        m = ProbConserv("diffusion", hidden=8, n_samples=4, batch_size=8, seed=0)
+    p = next(m.net.parameters())
+    calls = []
+
+    def hook(g):
+        calls.append(1)
+        return g * math.nan if len(calls) == 3 else g
+
+    h = p.register_hook(hook)
+    res = m.fit(steps=6, progress=False)
+    h.remove()
+    assert not res.converged and res.steps == 2, res.message
+    assert res.message.startswith("diverged at step 2") and "optimizer state" in res.message
+    assert all(bool(torch.isfinite(q).all()) for q in m.net.parameters())
+    assert m.fit(steps=2, progress=False).converged
+
+
+@pytest.mark.parametrize(
+    ("step1", "name", "value"),
+    [
+        ("anp", "problem", "stefan"),
+        ("anp", "step1", "gp"),
+        ("anp", "hidden", 16),
+        ("gp", "step1", "anp"),
+        ("gp", "gp_width", 16),
+    ],
+)
+def test_a_setting_read_at_construction_assigned_afterwards_is_refused_at_use(
+    tmp_path, step1, name, value
+):
+    """config.problem assigned to a built model was ignored by fit and the posteriors (they
+    read model.problem) and saved as if it applied; a network size was ignored by fit and
+    the posteriors (refused only at save), config.step1 failed inside torch ("AttentiveNP.loss()
+    missing 2 required positional arguments"). All are refused by name at every use."""
+    if step1 == "gp":
+        m = ProbConserv("diffusion", step1="gp", gp_width=8, batch_size=4, seed=0)
+    else:
+        m = ProbConserv("diffusion", hidden=8, n_samples=4, batch_size=8, seed=0)
+    m.fit(steps=1, progress=False)
+    test = make_dataset("diffusion", params=[2.0], seed=1)
+    before = getattr(m.config, name)
+    setattr(m.config, name, value)
+    uses = {
+        "fit": lambda: m.fit(steps=1, progress=False),
+        "posterior": lambda: m.posterior(test),
+        "step1": lambda: m.step1(test),
+        "calibrate": lambda: m.calibrate(n_functions=4),
+        "save": lambda: m.save(tmp_path / "m.pt"),
+    }
+    for where, use in uses.items():
+        with pytest.raises(ValueError, match=f"{where}: config {name}={value!r} was assigned"):
+            use()
+    assert not (tmp_path / "m.pt").exists() and m.steps_done == 1
+    setattr(m.config, name, before)  # set back: usable again
+    back = ProbConserv.load(m.save(tmp_path / "m.pt"))
+    assert torch.equal(back.posterior(test).mean, m.posterior(test).mean)
+
+
+def test_a_meta_gp_ignores_an_assigned_anp_covariance():
+    """covariance is the ANP's (the GP's constructor refuses it, and changing it on a GP
+    model is allowed, as it has no effect); "mixture" assigned to a GP model sent its
+    posterior into the ANP's latent draws: TypeError "MetaGP.predict() got an unexpected
+    keyword argument 'generator'"."""
+    m = ProbConserv("diffusion", step1="gp", gp_width=8, batch_size=4, seed=0)
+    m.fit(steps=1, progress=False)
+    test = make_dataset("diffusion", params=[2.0], seed=1)
+    ref = m.posterior(test)
+    m.config.covariance = "mixture"
+    got = m.posterior(test)
+    assert torch.equal(got.mean, ref.mean) and torch.equal(got.variance, ref.variance)
