@@ -39,7 +39,7 @@ from torch.utils.data import Dataset, IterableDataset
 
 from .._checkpoint import check_checkpointable, cpu_copy, load_checkpoint
 from .._checks import check_bool, check_int, check_real, check_seed, stream_seed
-from .._model import FitResult, autograd_on, release_grads
+from .._model import FitResult, autograd_on, optimizer_state_tensors, release_grads
 from .._progress import progress_bar
 from ._ddp_checkpoint import (
     CHECKPOINT_KIND,
@@ -149,29 +149,16 @@ def _weights_finite(params: list[torch.Tensor]) -> torch.Tensor | None:
     return torch.stack([torch.isfinite(p.detach()).all() for p in params]).all()
 
 
-def _state_tensors(value: Any):
-    """The floating-point and complex tensors in an optimizer's per-parameter state (dicts,
-    lists and tuples walked)."""
-    if isinstance(value, torch.Tensor):
-        if value.is_floating_point() or value.is_complex():
-            yield value
-    elif isinstance(value, Mapping):
-        for v in value.values():
-            yield from _state_tensors(v)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _state_tensors(v)
-
-
 def _state_finite(optimizer: torch.optim.Optimizer, device: torch.device) -> torch.Tensor | None:
-    """A 0-d bool tensor on ``device``: every floating-point tensor of the optimizer's state
-    (e.g. Adam's moments) finite (``None`` for an empty state). Tensors on ``device`` are
+    """A 0-d bool tensor on ``device``: every floating-point or complex tensor of the
+    optimizer's state (:func:`~bayesphys._model.optimizer_state_tensors`, e.g. Adam's moments)
+    finite (``None`` for an empty state). Tensors on ``device`` are
     tested there without a wait for it; others (a step count on the CPU) are read at once."""
     here, elsewhere = [], True
-    for t in _state_tensors(list(optimizer.state.values())):
+    for t in optimizer_state_tensors([optimizer]):
         if t.device == device:
-            here.append(torch.isfinite(t.detach()).all())
-        elif not bool(torch.isfinite(t.detach()).all()):
+            here.append(torch.isfinite(t).all())
+        elif not bool(torch.isfinite(t).all()):
             elsewhere = False
     if not here:
         return None if elsewhere else torch.zeros((), dtype=torch.bool, device=device)
