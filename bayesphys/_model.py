@@ -259,6 +259,16 @@ def _state_tensors(opts: list[torch.optim.Optimizer]) -> list[torch.Tensor]:
     return [t for t in optimizer_state_tensors(opts) if t.numel()]
 
 
+def optimizer_state_finite(
+    optimizer: torch.optim.Optimizer | Iterable[torch.optim.Optimizer] | None,
+) -> bool:
+    """Whether every tensor of the optimiser(s)' state (:func:`optimizer_state_tensors`) is
+    finite, read back once per device: the test :func:`optimize`'s ``optimizer=`` makes after
+    each step, for a step that runs a user's callback after its update (a step that left the
+    state non-finite ends the fit as a divergence, so no callback runs after it)."""
+    return _loss_and_state(0.0, _state_tensors(_as_optimizers(optimizer)), "loss")[1]
+
+
 def _loss_and_state(loss: Any, states: list[torch.Tensor], where: str) -> tuple[float, bool]:
     """The float value of the scalar ``loss`` and whether every tensor of ``states`` is finite,
     read back together: one read per device (a host sync on an accelerator), the loss's with

@@ -205,7 +205,8 @@ class ProbConserv:
 
         ``callback(model, step)`` runs after the update of every ``callback_every``-th step
         of this call (its steps ``c, 2c, ...`` up to ``steps``, ``c = callback_every``; not
-        after a step whose loss is non-finite, which ends the fit), on every rank under
+        after a step whose loss is non-finite, or whose update left Adam's state non-finite,
+        which ends the fit as a divergence), on every rank under
         ``torchrun``. ``model`` is this model holding the weights of that update, in
         evaluation mode (ready to predict or :meth:`save`; the next step sets training mode
         again), and ``step`` is the model's total number of steps, ``model.steps_done`` at
