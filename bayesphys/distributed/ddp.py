@@ -44,6 +44,7 @@ from .._progress import progress_bar
 from ._ddp_checkpoint import (
     CHECKPOINT_KIND,
     SHUFFLE,
+    SHUFFLE_TAG,
     _check_resume,
     _optimizer_settings,
     load_training_checkpoint,
@@ -189,15 +190,15 @@ def train_ddp(
     wraps it in DDP when ``world_size > 1``, and sees ``batch_size`` samples per step (global
     batch ``world_size * batch_size``). Each epoch reseeds torch with
     ``stream_seed(seed, "train_ddp/epoch", epoch, rank)`` (a hash: runs of neighbouring seeds
-    share no epoch's stream, as ``seed + epoch`` made them; so runs from versions before
-    this change are not reproduced draw for draw) and the sampler with ``epoch``, so a run resumed from
-    ``checkpoint`` (written by rank 0 after every epoch) continues exactly as an uninterrupted
-    one. The sampler (:func:`distributed_loader`, which shuffles epoch ``e`` with the
-    generator seeded ``base + e``) gets ``base = stream_seed(seed, "train_ddp/shuffle")``, a
-    hash: with ``base = seed`` (before this change) runs of neighbouring seeds dealt the same
-    shuffles one epoch apart (seed ``s``'s epoch ``e + 1`` was seed ``s + 1``'s epoch ``e``),
-    so an ensemble trained over consecutive seeds saw its batches repeat across members.
-    Works in a single process without torchrun.
+    share no epoch's stream, as ``seed + epoch`` would make them) and the sampler with
+    ``epoch``, so a run resumed from ``checkpoint`` (written by rank 0 after every epoch)
+    continues exactly as an uninterrupted one. The sampler (:func:`distributed_loader`, which
+    shuffles epoch ``e`` with the generator seeded ``base + e``) gets
+    ``base = stream_seed(seed, "train_ddp/shuffle")``, a hash too: with ``base = seed`` runs
+    of neighbouring seeds would deal the same shuffles one epoch apart (seed ``s``'s epoch
+    ``e + 1`` would be seed ``s + 1``'s epoch ``e``), and an ensemble trained over
+    consecutive seeds would see its batches repeat across members. Works in a single process
+    without torchrun.
 
     Resuming needs the settings the checkpoint was written with: the number of ranks
     (``world_size``), ``batch_size`` (per rank), ``len(data)``, ``seed`` (compared modulo
@@ -288,7 +289,7 @@ def train_ddp(
                 ids = [ctx.device.index] if ctx.device.type == "cuda" else None
                 net = DDP(model, device_ids=ids)
             loader = distributed_loader(
-                ds, batch_size, ctx, shuffle=True, seed=stream_seed(seed, "train_ddp/shuffle")
+                ds, batch_size, ctx, shuffle=True, seed=stream_seed(seed, SHUFFLE_TAG)
             )
             if len(loader) == 0 and start_epoch < epochs:  # checked above; a guard for odd datasets
                 raise ValueError(
