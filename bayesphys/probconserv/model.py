@@ -484,7 +484,9 @@ class ProbConserv:
         is saved by its family (one of ``PROBLEM_CLASSES``) and fields; a problem of another
         class, or a ``config.step1`` or network size (``hidden`` for the ANP, ``gp_width``
         for the GP) assigned after construction (the network keeps the shapes it was built
-        with), is refused before anything is written (it could not be rebuilt)."""
+        with), is refused before anything is written (it could not be rebuilt), and so is a
+        ``config.problem`` assigned after it (the model's problem is the one it was built
+        with)."""
         self._check_built("save")
         return save_probconserv(self, path)
 
