@@ -140,7 +140,8 @@ def check_on_device(
     move one or the other). The one check for an input a module computes with beside its own
     tensors (weights, factors, another argument): torch's own error came from inside a
     product, naming neither the argument nor the devices."""
-    if isinstance(value, torch.Tensor) and value.device != device:
+    # same_device: a device named "cuda" (no index) is the current one, where tensors are
+    if isinstance(value, torch.Tensor) and not same_device(value.device, device):
         got = value.device
         raise ValueError(
             f"{name}: expected {what} on {whose} device {device}, received one on {got}"

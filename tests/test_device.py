@@ -154,3 +154,15 @@ def test_check_on_device_names_the_argument_both_devices_and_the_hint():
     assert str(err.value) == (
         "x1: expected points on the kernel's device cpu, received one on meta (.to('cpu'))"
     )
+
+
+def test_check_on_device_reads_an_unindexed_device_as_the_current_one():
+    """A module whose device is named without an index ("cpu", or "cuda" for the current GPU)
+    holds tensors whose device carries one ("cpu" stays "cpu"; "cuda" reads "cuda:0"): the
+    check compares devices as torch places tensors, not their names."""
+    from bayesphys._device import check_on_device
+
+    check_on_device("x", torch.zeros(1), torch.device("cpu:0"), "the model's")
+    check_on_device("x", torch.zeros(1, device="cpu"), torch.device("cpu"), "the model's")
+    with pytest.raises(ValueError, match="x: expected a tensor on the model's device cpu"):
+        check_on_device("x", torch.zeros(1, device="meta"), torch.device("cpu"), "the model's")
