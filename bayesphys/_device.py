@@ -125,6 +125,30 @@ def same_device(a: str | torch.device, b: str | torch.device) -> bool:
     return True  # e.g. cpu and cpu:0
 
 
+def check_on_device(
+    name: str,
+    value: Any,
+    device: torch.device,
+    whose: str,
+    *,
+    what: str = "a tensor",
+    hint: str = "",
+) -> None:
+    """``ValueError`` naming ``name`` when ``value`` (a tensor; anything else passes) is not on
+    ``device``: ``"{name}: expected {what} on {whose} device {device}, received one on
+    {got}"``, followed by ``hint`` with its ``{device}`` and ``{got}`` filled in (e.g. how to
+    move one or the other). The one check for an input a module computes with beside its own
+    tensors (weights, factors, another argument): torch's own error came from inside a
+    product, naming neither the argument nor the devices."""
+    # same_device: a device named "cuda" (no index) is the current one, where tensors are
+    if isinstance(value, torch.Tensor) and not same_device(value.device, device):
+        got = value.device
+        raise ValueError(
+            f"{name}: expected {what} on {whose} device {device}, received one on {got}"
+            + hint.format(device=device, got=got)
+        )
+
+
 def _checked_device(device: Any) -> torch.device | None:
     """``device`` as :func:`resolve_device` reads it (``None`` stays ``None``): a string, or a
     :class:`torch.device` of CUDA / MPS (an absent one is named, as for a string); other

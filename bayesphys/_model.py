@@ -25,7 +25,7 @@ import copy
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -231,16 +231,42 @@ def _as_optimizers(optimizer) -> list[torch.optim.Optimizer]:
     return opts
 
 
+def optimizer_state_tensors(opts: Iterable[torch.optim.Optimizer]) -> list[torch.Tensor]:
+    """The floating-point and complex tensors of the optimisers' per-parameter state (Adam's
+    moments; dicts, lists and tuples walked, e.g. L-BFGS's history), detached. One helper for
+    every check of an optimiser's state (:func:`optimize`'s ``optimizer=``, ``train_ddp``'s
+    epoch check), so they test the same tensors."""
+    out: list[torch.Tensor] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            if value.is_floating_point() or value.is_complex():
+                out.append(value.detach())
+        elif isinstance(value, Mapping):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v)
+
+    for opt in opts:
+        walk(list(opt.state.values()))
+    return out
+
+
 def _state_tensors(opts: list[torch.optim.Optimizer]) -> list[torch.Tensor]:
-    """The floating-point tensors of the optimisers' per-parameter state (Adam's moments)."""
-    return [
-        v.detach()
-        for opt in opts
-        for st in opt.state.values()
-        if isinstance(st, dict)
-        for v in st.values()
-        if isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel()
-    ]
+    """:func:`optimizer_state_tensors` without empty tensors (an infinity norm has none)."""
+    return [t for t in optimizer_state_tensors(opts) if t.numel()]
+
+
+def optimizer_state_finite(
+    optimizer: torch.optim.Optimizer | Iterable[torch.optim.Optimizer] | None,
+) -> bool:
+    """Whether every tensor of the optimiser(s)' state (:func:`optimizer_state_tensors`) is
+    finite, read back once per device: the test :func:`optimize`'s ``optimizer=`` makes after
+    each step, for a step that runs a user's callback after its update (a step that left the
+    state non-finite ends the fit as a divergence, so no callback runs after it)."""
+    return _loss_and_state(0.0, _state_tensors(_as_optimizers(optimizer)), "loss")[1]
 
 
 def _loss_and_state(loss: Any, states: list[torch.Tensor], where: str) -> tuple[float, bool]:

@@ -138,3 +138,31 @@ def test_torch_threads_sets_the_count_for_the_block_and_restores_it_after_an_err
     with pytest.raises(ValueError, match="n"):
         with torch_threads(0):
             pass
+
+
+def test_check_on_device_names_the_argument_both_devices_and_the_hint():
+    """The one device check of module inputs (kernels, noise, grid tensors, network inputs,
+    face maps): a tensor elsewhere is named with both devices; other values pass."""
+    from bayesphys._device import check_on_device
+
+    cpu = torch.device("cpu")
+    check_on_device("x", torch.zeros(2), cpu, "the kernel's")  # same device: nothing
+    check_on_device("x", None, cpu, "the kernel's")  # not a tensor: left to other checks
+    meta = torch.zeros(2, device="meta")
+    with pytest.raises(ValueError) as err:
+        check_on_device("x1", meta, cpu, "the kernel's", what="points", hint=" (.to('{device}'))")
+    assert str(err.value) == (
+        "x1: expected points on the kernel's device cpu, received one on meta (.to('cpu'))"
+    )
+
+
+def test_check_on_device_reads_an_unindexed_device_as_the_current_one():
+    """A module whose device is named without an index ("cpu", or "cuda" for the current GPU)
+    holds tensors whose device carries one ("cpu" stays "cpu"; "cuda" reads "cuda:0"): the
+    check compares devices as torch places tensors, not their names."""
+    from bayesphys._device import check_on_device
+
+    check_on_device("x", torch.zeros(1), torch.device("cpu:0"), "the model's")
+    check_on_device("x", torch.zeros(1, device="cpu"), torch.device("cpu"), "the model's")
+    with pytest.raises(ValueError, match="x: expected a tensor on the model's device cpu"):
+        check_on_device("x", torch.zeros(1, device="meta"), torch.device("cpu"), "the model's")

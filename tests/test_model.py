@@ -373,6 +373,54 @@ def test_guard_takes_back_the_values_whose_update_poisoned_the_optimizer():
     assert torch.equal(w.detach(), seen[2]) and len(opt.state) == 0
 
 
+class _HistoryOptimizer(torch.optim.Optimizer):
+    """Plain gradient descent that keeps its past steps in a list in its state (as L-BFGS
+    keeps its history): the state's tensors sit one level down."""
+
+    def __init__(self, params, lr=0.1):
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                d = -group["lr"] * p.grad
+                self.state[p].setdefault("history", []).append(d.clone())
+                p.add_(d)
+
+
+@pytest.mark.parametrize("kind", ["complex", "nested"])
+def test_optimize_checks_complex_and_nested_optimizer_state(kind):
+    """The state check read only real tensors at the top of each parameter's state: Adam's
+    complex moments of a complex weight, or a history kept in a list, went unchecked, and a
+    fit whose update left them non-finite ran on (the check ``train_ddp`` runs walked both)."""
+    if kind == "complex":
+        w = torch.nn.Parameter(torch.tensor([3.0 + 1j, -2.0, 0.5j], dtype=torch.complex128))
+        opt = torch.optim.Adam([w], lr=0.1)
+    else:
+        w = torch.nn.Parameter(torch.tensor([3.0, -2.0, 0.5], dtype=torch.float64))
+        opt = _HistoryOptimizer([w])
+    seen = []
+
+    def step():
+        k = len(seen)
+        seen.append(w.detach().clone())
+        opt.zero_grad()
+        loss = ((w - 1).abs() ** 2).sum()
+        if k == 3:  # a term of value 0 whose gradient squares (complex) or steps (nested) to inf
+            loss = loss + (1e200 * (w - w.detach())).real.sum() * (
+                1 if kind == "complex" else 1e200
+            )
+        loss.backward()
+        opt.step()
+        return loss
+
+    res = optimize(step, steps=10, params=[w], optimizer=opt, progress=False)
+    assert not res.converged and res.steps == 3, res.message
+    assert "optimizer state is not finite" in res.message
+    assert torch.equal(w.detach(), seen[2]) and len(opt.state) == 0
+
+
 def test_optimize_optimizer_argument_is_checked():
     x = torch.nn.Parameter(torch.tensor(0.0))
     with pytest.raises(TypeError, match="optimizer"):

@@ -25,16 +25,19 @@ from ._process_group import DistContext, unwrap
 __all__ = [
     "CHECKPOINT_KIND",
     "SHUFFLE",
+    "SHUFFLE_TAG",
     "save_training_checkpoint",
     "load_training_checkpoint",
 ]
 
 CHECKPOINT_KIND = "ddp_training"
 
-#: how train_ddp seeds its sampler, recorded in a checkpoint's settings: the sampler's base
-#: seed is ``stream_seed(seed, "train_ddp/shuffle")``; checkpoints whose settings name no
-#: shuffle were written when it was ``seed`` itself (:data:`_OLD_SHUFFLE`)
-SHUFFLE = "stream_seed(seed, 'train_ddp/shuffle') + epoch"
+#: the tag of train_ddp's sampler seed: its base seed is ``stream_seed(seed, SHUFFLE_TAG)``
+SHUFFLE_TAG = "train_ddp/shuffle"
+#: how train_ddp seeds its sampler, recorded in a checkpoint's settings (built from the tag,
+#: so a new tag is a new shuffle, refused on resume); checkpoints whose settings name no
+#: shuffle were written when the base seed was ``seed`` itself (:data:`_OLD_SHUFFLE`)
+SHUFFLE = f"stream_seed(seed, {SHUFFLE_TAG!r}) + epoch"
 _OLD_SHUFFLE = "seed + epoch"
 
 

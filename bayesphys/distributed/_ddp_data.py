@@ -58,7 +58,9 @@ def distributed_loader(
     permutation of epoch ``e`` is ``torch.randperm`` of a generator seeded with ``seed + e``
     (torch's ``DistributedSampler``), so loaders of neighbouring seeds deal the same shuffles
     one epoch apart: ``(seed + 1, e)`` shuffles as ``(seed, e + 1)``. Derive the seeds of runs
-    meant to be independent by :func:`bayesphys.stream_seed` when that matters. ``seed`` is any int in ``[-2**63, 2**64 - 1]`` (torch's seed range).
+    meant to be independent by :func:`bayesphys.stream_seed` when that matters, as
+    :func:`train_ddp` does. ``seed`` is any int in ``[-2**63, 2**64 - 1]`` (torch's seed
+    range).
     """
     if not isinstance(ctx, DistContext):
         raise TypeError(

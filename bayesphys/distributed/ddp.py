@@ -39,11 +39,12 @@ from torch.utils.data import Dataset, IterableDataset
 
 from .._checkpoint import check_checkpointable, cpu_copy, load_checkpoint
 from .._checks import check_bool, check_int, check_real, check_seed, stream_seed
-from .._model import FitResult, autograd_on, release_grads
+from .._model import FitResult, autograd_on, optimizer_state_tensors, release_grads
 from .._progress import progress_bar
 from ._ddp_checkpoint import (
     CHECKPOINT_KIND,
     SHUFFLE,
+    SHUFFLE_TAG,
     _check_resume,
     _optimizer_settings,
     load_training_checkpoint,
@@ -149,29 +150,16 @@ def _weights_finite(params: list[torch.Tensor]) -> torch.Tensor | None:
     return torch.stack([torch.isfinite(p.detach()).all() for p in params]).all()
 
 
-def _state_tensors(value: Any):
-    """The floating-point and complex tensors in an optimizer's per-parameter state (dicts,
-    lists and tuples walked)."""
-    if isinstance(value, torch.Tensor):
-        if value.is_floating_point() or value.is_complex():
-            yield value
-    elif isinstance(value, Mapping):
-        for v in value.values():
-            yield from _state_tensors(v)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _state_tensors(v)
-
-
 def _state_finite(optimizer: torch.optim.Optimizer, device: torch.device) -> torch.Tensor | None:
-    """A 0-d bool tensor on ``device``: every floating-point tensor of the optimizer's state
-    (e.g. Adam's moments) finite (``None`` for an empty state). Tensors on ``device`` are
+    """A 0-d bool tensor on ``device``: every floating-point or complex tensor of the
+    optimizer's state (:func:`~bayesphys._model.optimizer_state_tensors`, e.g. Adam's moments)
+    finite (``None`` for an empty state). Tensors on ``device`` are
     tested there without a wait for it; others (a step count on the CPU) are read at once."""
     here, elsewhere = [], True
-    for t in _state_tensors(list(optimizer.state.values())):
+    for t in optimizer_state_tensors([optimizer]):
         if t.device == device:
-            here.append(torch.isfinite(t.detach()).all())
-        elif not bool(torch.isfinite(t.detach()).all()):
+            here.append(torch.isfinite(t).all())
+        elif not bool(torch.isfinite(t).all()):
             elsewhere = False
     if not here:
         return None if elsewhere else torch.zeros((), dtype=torch.bool, device=device)
@@ -202,15 +190,15 @@ def train_ddp(
     wraps it in DDP when ``world_size > 1``, and sees ``batch_size`` samples per step (global
     batch ``world_size * batch_size``). Each epoch reseeds torch with
     ``stream_seed(seed, "train_ddp/epoch", epoch, rank)`` (a hash: runs of neighbouring seeds
-    share no epoch's stream, as ``seed + epoch`` made them; so runs from versions before
-    this change are not reproduced draw for draw) and the sampler with ``epoch``, so a run resumed from
-    ``checkpoint`` (written by rank 0 after every epoch) continues exactly as an uninterrupted
-    one. The sampler (:func:`distributed_loader`, which shuffles epoch ``e`` with the
-    generator seeded ``base + e``) gets ``base = stream_seed(seed, "train_ddp/shuffle")``, a
-    hash: with ``base = seed`` (before this change) runs of neighbouring seeds dealt the same
-    shuffles one epoch apart (seed ``s``'s epoch ``e + 1`` was seed ``s + 1``'s epoch ``e``),
-    so an ensemble trained over consecutive seeds saw its batches repeat across members.
-    Works in a single process without torchrun.
+    share no epoch's stream, as ``seed + epoch`` would make them) and the sampler with
+    ``epoch``, so a run resumed from ``checkpoint`` (written by rank 0 after every epoch)
+    continues exactly as an uninterrupted one. The sampler (:func:`distributed_loader`, which
+    shuffles epoch ``e`` with the generator seeded ``base + e``) gets
+    ``base = stream_seed(seed, "train_ddp/shuffle")``, a hash too: with ``base = seed`` runs
+    of neighbouring seeds would deal the same shuffles one epoch apart (seed ``s``'s epoch
+    ``e + 1`` would be seed ``s + 1``'s epoch ``e``), and an ensemble trained over
+    consecutive seeds would see its batches repeat across members. Works in a single process
+    without torchrun.
 
     Resuming needs the settings the checkpoint was written with: the number of ranks
     (``world_size``), ``batch_size`` (per rank), ``len(data)``, ``seed`` (compared modulo
@@ -301,7 +289,7 @@ def train_ddp(
                 ids = [ctx.device.index] if ctx.device.type == "cuda" else None
                 net = DDP(model, device_ids=ids)
             loader = distributed_loader(
-                ds, batch_size, ctx, shuffle=True, seed=stream_seed(seed, "train_ddp/shuffle")
+                ds, batch_size, ctx, shuffle=True, seed=stream_seed(seed, SHUFFLE_TAG)
             )
             if len(loader) == 0 and start_epoch < epochs:  # checked above; a guard for odd datasets
                 raise ValueError(

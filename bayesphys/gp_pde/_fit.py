@@ -20,7 +20,15 @@ from torch import Tensor
 
 from .._checks import check_bool, check_int, check_real
 from .._fit_callback import FitCallback, check_fit_callback
-from .._model import FitResult, _refresh, _restore, _snapshot, optimize, release_grads
+from .._model import (
+    FitResult,
+    _refresh,
+    _restore,
+    _snapshot,
+    optimize,
+    optimizer_state_finite,
+    release_grads,
+)
 from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
 from ._errors import NUMERICAL
@@ -213,7 +221,9 @@ def fit_solver(
             opt.step()
             if sched is not None:
                 sched.step()
-            if user.due(k + 1):
+            # not after an update that left Adam's state non-finite: optimize ends the fit
+            # there and restores the last good state, as after a non-finite objective
+            if user.due(k + 1) and optimizer_state_finite(opt):
                 call_user(k)
         return loss.detach()
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .._device import as_tensor, check_finite, own_memory
+from .._device import as_tensor, check_finite, check_on_device, own_memory
 from ..problems.gp_pde import PDEProblem, tensor_grid
 from ._errors import NumericalFailure
 
@@ -52,11 +52,8 @@ def check_grid_tensor(
         )
     if dtype is not None and value.dtype != dtype:
         raise TypeError(f"{name}: expected dtype {dtype} (the factors'), received {value.dtype}")
-    if device is not None and value.device != device:
-        raise ValueError(
-            f"{name}: expected a tensor on {device} (the factors' device), received one on "
-            f"{value.device}"
-        )
+    if device is not None:
+        check_on_device(name, value, device, "the factors'")
     if finite:
         try:
             check_finite(name, value)

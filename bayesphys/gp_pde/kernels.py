@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_int, check_real, did_you_mean
-from .._device import as_tensor
+from .._device import as_tensor, check_on_device
 
 __all__ = ["SpectralMixture1d", "KINDS"]
 
@@ -203,12 +203,8 @@ class SpectralMixture1d(nn.Module):
                     f"{name}: expected a 1-D tensor of points [N] (this kernel is 1-D; the "
                     f"solver's product kernel takes one per axis), received {got}"
                 )
-            if x is not None and x.device != self.mu.device:
-                raise ValueError(
-                    f"{name}: expected points on the kernel's device {self.mu.device}, received "
-                    f"them on {x.device} (move them with {name}.to('{self.mu.device}'), or the "
-                    f"kernel with .to('{x.device}'))"
-                )
+            hint = f" (move them with {name}.to('{{device}}'), or the kernel with .to('{{got}}'))"
+            check_on_device(name, x, self.mu.device, "the kernel's", what="points", hint=hint)
         if not x1.is_floating_point():
             x1 = x1.to(self.mu.dtype)
         if x2 is not None and not x2.is_floating_point():

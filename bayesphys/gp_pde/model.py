@@ -310,7 +310,8 @@ class GPPDESolver:
 
         ``callback(model, step)`` runs after the update of every ``callback_every``-th step
         of this call (its steps ``c, 2c, ...`` up to ``steps``, ``c = callback_every``; not
-        after a step whose solve failed, which ends the fit). ``model`` is this model holding
+        after a step whose solve failed, or whose update left Adam's state non-finite, which
+        ends the fit). ``model`` is this model holding
         the hyperparameters of that update (the current iterate: ``keep_best`` picks its
         iterate at the end of the fit), ready to :meth:`save`, :meth:`predict` or give its
         :meth:`posterior`. Where :math:`U` is optimised jointly (``method="ref"``) the field

@@ -40,6 +40,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_real, check_scalar
+from .._device import check_on_device
 from ._inputs import check_grid_tensor
 from ._kron import face_values, faces, kron_apply, kron_dense, scatter_faces
 from .operator import Factor, LinearPDEOperator, apply_operator, check_factor_count
@@ -67,10 +68,7 @@ def check_noise(z: Tensor, dim: int, ref: Tensor, *, same_dtype: bool = False) -
     if not isinstance(z, Tensor) or z.ndim < 1 or z.shape[-1] != dim:
         got = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
         raise ValueError(f"z: expected standard-normal noise of shape [*, {dim}], received {got}")
-    if z.device != ref.device:
-        raise ValueError(
-            f"z: expected noise on the factors' device {ref.device}, received one on {z.device}"
-        )
+    check_on_device("z", z, ref.device, "the factors'", what="noise")
     if same_dtype and z.dtype != ref.dtype:
         raise TypeError(f"z: expected dtype {ref.dtype} (the factors'), received {z.dtype}")
 

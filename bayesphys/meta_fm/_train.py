@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from .._checks import offset_seed, seed_or_draw
 from .._data_parallel import GradientSync
 from .._fit_callback import FitCallback
-from .._model import FitResult, optimize, release_grads
+from .._model import FitResult, optimize, optimizer_state_finite, release_grads
 from .._stack import user_stacklevel
 from .._time_budget import TimeBudget
 from ..problems.populations import PopulationPairs
@@ -360,7 +360,8 @@ class FlowSteps:
         a finite loss, then ``callback()`` when it is due after this call's number of such
         steps (in evaluation mode; its time is not counted in ``seconds`` nor in the budget);
         ``net`` is left in evaluation mode, also after an error or an interrupt. A non-finite
-        loss stops the fit and restores the last good weights (:func:`optimize`).
+        loss, or an update that left the optimisers' state non-finite, stops the fit and
+        restores the last good weights (:func:`optimize`); no callback runs after that step.
         """
         budget = TimeBudget(max_seconds, self.sync)  # every rank stops after the same step
         user = callback or FitCallback(None, None, 1, int)
@@ -373,7 +374,10 @@ class FlowSteps:
             # (optimize then restores the weights of the last completed step and stops)
             if bool(torch.isfinite(out)):
                 counted()
-                if user.due(self.count):  # every rank: the ranks take the same steps
+                # every rank: the ranks take the same steps. Not after an update that left the
+                # optimisers' state non-finite (NaN weights, or frozen ones): optimize ends the
+                # fit there and restores the weights, as after a non-finite loss
+                if user.due(self.count) and optimizer_state_finite(self.opts):
                     self.net.eval()  # as a fit leaves it: ready to predict
                     user()
                     self.net.train()

@@ -262,14 +262,16 @@ class MetaFlowMatching:
         that call's ``steps``; so ``fit(500)`` twice is not ``fit(1000)``.
 
         Returns a :class:`~bayesphys.FitResult` (``extra["seconds_per_1k_steps"]``). A
-        non-finite loss stops the fit and restores the last good weights. An error raised
-        inside a step (or an interrupt) propagates and leaves the weights of the last
-        completed step, not those the call started from; ``steps_done`` counts completed
-        steps only.
+        non-finite loss, or an update that leaves the optimisers' state non-finite (a NaN
+        gradient, or one whose square overflows Adam's second moment), stops the fit as a
+        divergence and restores the last good weights: those before the last recorded step's
+        update, which ``steps_done`` then no longer counts. An error raised inside a step (or
+        an interrupt) propagates and leaves the weights of the last completed step, not those
+        the call started from; ``steps_done`` counts completed steps only.
 
         ``callback(model, step)`` runs after the update of every ``callback_every``-th step
         of this call (its steps ``c, 2c, ...`` up to ``steps``, ``c = callback_every``; not
-        after a step whose loss is non-finite, which ends the fit), on every rank under
+        after a step that ends the fit as a divergence, as above), on every rank under
         ``torchrun``. ``model`` is this model holding the weights of that update, in
         evaluation mode (ready to :meth:`predict` or :meth:`save`; training mode is set again
         after it), and ``step`` is the model's total number of optimiser steps,

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from .._checks import as_scalar, check_keys, check_real
-from .._device import ArrayLike, as_tensor
+from .._device import ArrayLike, as_tensor, check_on_device
 from .grids import check_points
 
 __all__ = [
@@ -161,9 +161,5 @@ def check_net_inputs(owner: str, weight: Tensor, **tensors: Any) -> None:
                 f"{name}: expected the {owner}'s dtype {dtype}, received {t.dtype} (convert it "
                 f"with {name}.to({dtype}), or the {owner} with .to({t.dtype}))"
             )
-        if t.device != device:
-            raise ValueError(
-                f"{name}: expected a tensor on the {owner}'s device {device}, received one on "
-                f"{t.device} (move it with {name}.to('{device}'), or the {owner} with "
-                f".to('{t.device}'))"
-            )
+        hint = f" (move it with {name}.to('{{device}}'), or the {owner} with .to('{{got}}'))"
+        check_on_device(name, t, device, f"the {owner}'s", hint=hint)

@@ -30,7 +30,7 @@ from .._checks import check_bool, check_int, check_real
 from .._device import as_tensor, check_finite
 from .._fit_callback import call_propagating, propagating
 from .._linalg import lstsq_any_rank, pcg
-from .._model import FitResult, autograd_on, optimize
+from .._model import FitResult, autograd_on, optimize, optimizer_state_finite
 from .._progress import progress_bar
 from .._stack import user_stacklevel
 from .._time_budget import TimeBudget
@@ -254,8 +254,10 @@ def minimize(
     linear_solver: ``"cg"`` (matrix-free), ``"sparse"`` (the Jacobian assembled from
         :math:`2C` products by column colouring, :mod:`~bayesphys.odil.sparse`, and the normal
         equations factorised by sparse LU; float64 plain-grid problems) or ``"dense"``.
-    callback: ``callback(k, x)`` after each step (GN/LM: each accepted one) with the step's
-        index and the iterate (a detached view: do not modify it); its time is not counted in
+    callback: ``callback(k, x)`` after each step (GN/LM: each accepted one; Adam / L-BFGS:
+        not after a step whose update left the optimiser's state non-finite, which ends the
+        fit as a divergence) with the step's index and the iterate (a detached view: do not
+        modify it); its time is not counted in
         ``max_seconds``, and an exception it raises, ``StopIteration`` included, leaves the fit
         (with every method; Adam / L-BFGS took a ``StopIteration`` for the end of the fit).
     warn_inexact: a ``RuntimeWarning`` when inner CG solves stop above ``cg_tol`` (``False``:
@@ -384,7 +386,9 @@ def minimize(
                 opt.step()
             else:
                 loss = opt.step(closure)
-            if callback is not None:
+            # not after an update that left the optimiser's state non-finite (a non-finite
+            # loss's gradients do): optimize ends the fit there and restores the last good x
+            if callback is not None and optimizer_state_finite(opt):
                 t_cb = time.perf_counter()
                 try:  # a StopIteration it raises leaves the fit (optimize would end it)
                     call_propagating(callback, len(res_hist), xp.detach())

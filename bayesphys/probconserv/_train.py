@@ -19,7 +19,7 @@ from torch import Tensor
 from .._checks import check_bool, check_int, check_real, stream_seed
 from .._data_parallel import GradientSync, rank_generator_seed
 from .._fit_callback import FitCallback, check_fit_callback
-from .._model import FitResult, optimize, release_grads
+from .._model import FitResult, optimize, optimizer_state_finite, release_grads
 from .._time_budget import TimeBudget, check_max_seconds
 from ..problems.gpme import GPMEData, make_dataset
 from ._inputs import check_data
@@ -142,8 +142,10 @@ def train_step1(
         if budget.over(time.perf_counter() - t0 - user.seconds):
             raise StopIteration
         out = step()
-        # a non-finite loss ends the fit (optimize restores the weights): no callback then
-        if user.due(counter["k"]) and bool(torch.isfinite(out)):
+        # a non-finite loss, or an update that left Adam's state non-finite, ends the fit
+        # (optimize restores the weights): no callback then
+        due = user.due(counter["k"]) and bool(torch.isfinite(out))
+        if due and optimizer_state_finite(opt):
             model.steps_done = start + counter["k"]
             model.net.eval()  # as a fit leaves it: ready to predict (step() sets train mode)
             user()

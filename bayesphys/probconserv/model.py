@@ -205,7 +205,8 @@ class ProbConserv:
 
         ``callback(model, step)`` runs after the update of every ``callback_every``-th step
         of this call (its steps ``c, 2c, ...`` up to ``steps``, ``c = callback_every``; not
-        after a step whose loss is non-finite, which ends the fit), on every rank under
+        after a step whose loss is non-finite, or whose update left Adam's state non-finite,
+        which ends the fit as a divergence), on every rank under
         ``torchrun``. ``model`` is this model holding the weights of that update, in
         evaluation mode (ready to predict or :meth:`save`; the next step sets training mode
         again), and ``step`` is the model's total number of steps, ``model.steps_done`` at
@@ -483,7 +484,9 @@ class ProbConserv:
         is saved by its family (one of ``PROBLEM_CLASSES``) and fields; a problem of another
         class, or a ``config.step1`` or network size (``hidden`` for the ANP, ``gp_width``
         for the GP) assigned after construction (the network keeps the shapes it was built
-        with), is refused before anything is written (it could not be rebuilt)."""
+        with), is refused before anything is written (it could not be rebuilt), and so is a
+        ``config.problem`` assigned after it (the model's problem is the one it was built
+        with)."""
         self._check_built("save")
         return save_probconserv(self, path)
 

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_bool, check_int, check_real, did_you_mean
-from .._device import as_tensor, check_finite
+from .._device import as_tensor, check_finite, check_on_device
 from .._stack import user_stacklevel
 from .stencil import (
     _check_div_flux,
@@ -183,10 +183,7 @@ def _check_grid(c0: Tensor, faces: Sequence[Tensor], tissue: Tensor | None, spac
             f"tissue: expected the grid's shape {grid}, received {tuple(tissue.shape)}"
         )
     _check_on_device("faces", faces, c0.device, "c0")
-    if isinstance(tissue, Tensor) and tissue.device != c0.device:
-        raise ValueError(
-            f"tissue: expected a tensor on c0's device {c0.device}, received one on {tissue.device}"
-        )
+    check_on_device("tissue", tissue, c0.device, "c0's")
     return spacing
 
 

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_real, did_you_mean
+from .._device import check_on_device
 
 __all__ = ["shift", "d1", "d2", "laplacian", "face_average", "div_flux"]
 
@@ -175,11 +176,7 @@ def _check_on_device(name: str, tensors: Sequence[Tensor], device: torch.device,
     """``ValueError`` naming ``name[k]``, the first of ``tensors`` not on ``device`` (that of
     the argument ``of``): torch's own error came from inside a flux product without a name."""
     for k, f in enumerate(tensors):
-        if isinstance(f, Tensor) and f.device != device:
-            raise ValueError(
-                f"{name}[{k}]: expected a tensor on {of}'s device {device}, received one on "
-                f"{f.device}"
-            )
+        check_on_device(f"{name}[{k}]", f, device, f"{of}'s")
 
 
 def _div_flux(u: Tensor, faces: Sequence[Tensor], spacing: list) -> Tensor:

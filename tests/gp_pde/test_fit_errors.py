@@ -182,3 +182,28 @@ def test_an_objective_whose_gradient_squares_overflow_is_a_divergence():
     before = p.detach().clone()
     assert m.fit(steps=3, lr=0.05, progress=False).steps == 3
     assert not torch.equal(p.detach(), before)  # it trains on
+
+
+def test_no_callback_after_the_update_that_ends_the_fit():
+    """The callback ran after the third step's update, whose NaN gradient (finite objective)
+    had made a hyperparameter NaN, at the step the fit then reported as its divergence."""
+    m = GPPDESolver("poisson1d-low", seed=0, num_mixtures=2)
+    p = m._params()[0]
+    calls = []
+
+    def hook(g):
+        calls.append(1)
+        return g * math.nan if len(calls) == 3 else g
+
+    seen = []
+    h = p.register_hook(hook)
+    res = m.fit(
+        steps=6,
+        lr=0.05,
+        progress=False,
+        callback=lambda model, step: seen.append((step, bool(torch.isfinite(p).all()))),
+        callback_every=1,
+    )
+    h.remove()
+    assert res.message.startswith("diverged at step 2"), res.message
+    assert seen == [(1, True), (2, True)]

@@ -135,3 +135,29 @@ def test_a_finite_loss_with_a_poisoned_update_is_a_divergence(kind):
     assert torch.equal(p.detach(), seen[1]) and m.steps_done == 2
     assert all(bool(torch.isfinite(q).all()) for q in m.net.parameters())
     assert m.fit(steps=3, progress=False).converged  # and it trains on
+
+
+def test_no_callback_after_the_update_that_ends_the_fit():
+    """The callback ran after the fourth step's update, whose NaN gradient (finite loss) had
+    made the weights NaN: a callback that saves the model wrote NaN weights, at a step the
+    fit then reported as its divergence. It runs after the kept steps only."""
+    data = linear_map(n_train=4, n_cal=0, n_test=2, n_points=20, seed=0)
+    m = MetaFlowMatching(data, **TINY_MFM, seed=0, dtype=torch.float64)
+    p = next(m.net.parameters())
+    calls = []
+
+    def hook(g):
+        calls.append(1)
+        return g * math.nan if len(calls) == 4 else g
+
+    seen = []
+    h = p.register_hook(hook)
+    res = m.fit(
+        steps=8,
+        progress=False,
+        callback=lambda model, step: seen.append((step, bool(torch.isfinite(p).all()))),
+        callback_every=1,
+    )
+    h.remove()
+    assert res.message.startswith("diverged at step 3"), res.message
+    assert seen == [(1, True), (2, True), (3, True)]

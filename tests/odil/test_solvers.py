@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import Tensor
@@ -266,3 +268,28 @@ def test_a_finite_loss_whose_gradient_squares_overflow_is_a_divergence():
     assert not fit.converged and fit.message.startswith("diverged at step 0"), fit.message
     assert "optimizer state is not finite" in fit.message
     assert torch.equal(x, x0) and fit.steps == 0
+
+
+@pytest.mark.parametrize("kind", ["huge", "nan"])
+def test_no_callback_after_the_adam_update_that_ends_the_fit(kind):
+    """The callback ran after the step whose update left Adam's state non-finite (a NaN
+    gradient made x NaN), the step the fit then reported as its divergence."""
+    scale = 1e200 if kind == "huge" else math.nan
+
+    def res(f, p):
+        u = f["u"]
+        return {"fit": u - 3.0, "cliff": 1.0 + scale * (u[:1] - u[:1].detach())}
+
+    prob = DiscreteProblem({"u": (2,)}, {}, res)
+    x0 = torch.zeros(2, dtype=torch.float64)
+    seen = []
+    x, fit = minimize(
+        prob,
+        x0,
+        method="adam",
+        steps=5,
+        lr=0.1,
+        callback=lambda k, x: seen.append(bool(torch.isfinite(x).all())),
+    )
+    assert fit.message.startswith("diverged at step 0"), fit.message
+    assert seen == [] and torch.equal(x, x0)

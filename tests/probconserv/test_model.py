@@ -870,3 +870,27 @@ def test_a_meta_gp_ignores_an_assigned_anp_covariance():
     m.config.covariance = "mixture"
     got = m.posterior(test)
     assert torch.equal(got.mean, ref.mean) and torch.equal(got.variance, ref.variance)
+
+
+def test_no_callback_after_the_update_that_ends_the_fit():
+    """The callback ran after the third step's update, whose NaN gradient (finite loss) had
+    made the weights NaN, at the step the fit then reported as its divergence."""
+    m = ProbConserv("diffusion", hidden=8, n_samples=4, batch_size=8, seed=0)
+    p = next(m.net.parameters())
+    calls = []
+
+    def hook(g):
+        calls.append(1)
+        return g * math.nan if len(calls) == 3 else g
+
+    seen = []
+    h = p.register_hook(hook)
+    res = m.fit(
+        steps=6,
+        progress=False,
+        callback=lambda model, step: seen.append((step, bool(torch.isfinite(p).all()))),
+        callback_every=1,
+    )
+    h.remove()
+    assert res.message.startswith("diverged at step 2"), res.message
+    assert seen == [(1, True), (2, True)]
