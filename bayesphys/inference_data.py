@@ -115,6 +115,22 @@ def _dim_names(where: str, names: Any, *, sample: bool) -> tuple[str, ...]:
     return names
 
 
+def _check_distinct(name: str, values: np.ndarray) -> None:
+    """Refuse repeated values in ``coords[name]`` (two NaNs count as a repeat): a coordinate
+    labels each point once; a repeated label made ``.sel`` return several points and
+    ``az.summary`` fail ("setting an array element with a sequence" on ArviZ 0.x, "The truth
+    value of a Series is ambiguous" on 1.x)."""
+    import pandas as pd  # imported by xarray anyway
+
+    index = pd.Index(values)
+    if index.has_duplicates:
+        repeated = list(dict.fromkeys(index[index.duplicated()].tolist()))
+        raise ValueError(
+            f"coords[{name!r}]: expected distinct values (one label per point), received "
+            f"repeated value(s) {repeated[:5]}{' ...' if len(repeated) > 5 else ''}"
+        )
+
+
 def _dataset(
     group: str,
     variables: Mapping[str, Any],
@@ -178,6 +194,7 @@ def _dataset(
                 raise ValueError(
                     f"coords[{c!r}]: expected a 1-D array of length {sizes[c]}, received shape {cv.shape}"
                 )
+            _check_distinct(c, cv)
             ds_coords[c] = cv
     import xarray as xr  # here, not at import: xarray (and pandas) took ~0.6 s of `import bayesphys`
 
@@ -230,7 +247,7 @@ def build_inference_data(
     ``posterior_predictive``/``log_likelihood`` and ``observed_data`` link them for
     ``az.plot_ppc`` and ``az.loo``): distinct strings (a single string is one name), never
     ``chain``/``draw`` in a sample group; a ``dims`` key that is no variable raises a
-    ``ValueError``. ``coords[dim]`` is a 1-D array ``[size of dim]`` shared by
+    ``ValueError``. ``coords[dim]`` is a 1-D array ``[size of dim]`` of distinct values shared by
     every group that has ``dim`` (``chain`` and ``draw`` default to ``0..``); a name that is a
     dim of no group (e.g. a typo) raises a ``ValueError``. ``extra_groups`` may not reuse a standard group's name. Every group's
     ``attrs`` name ``inference_library`` (``"bayesphys"``) and ``inference_library_version``, as

@@ -518,3 +518,22 @@ def test_observed_named_like_the_field_gets_dims_for_its_shape():
     np.testing.assert_array_equal(obs.values, np.arange(5.0))
     full = post.to_inference_data(dims=["x"], observed={"u": torch.zeros(3, 4)})
     assert group_dataset(full, "observed_data")["u"].dims == ("batch_0", "x")
+
+
+@pytest.mark.parametrize(
+    "values, shown",
+    [([1.0, 1.0, 2.0], r"\[1\.0\]"), (["a", "b", "a"], r"\['a'\]"), ([np.nan, 0.5, np.nan], "nan")],
+)
+def test_repeated_coordinate_values_are_refused(values, shown):
+    # a repeated label was accepted: .sel returned several points for one label and
+    # az.summary failed with "setting an array element with a sequence"
+    post = {"u": np.zeros((2, 5, 3))}
+    with pytest.raises(ValueError, match=rf"coords\['x'\]: expected distinct values.*{shown}"):
+        build_inference_data(posterior=post, dims={"u": ["x"]}, coords={"x": values})
+    with pytest.raises(ValueError, match=r"coords\['draw'\]: expected distinct values"):
+        build_inference_data(posterior=post, coords={"draw": [0, 1, 2, 3, 3]})
+    # distinct values in any order (and one NaN) are labels as before; summary works on them
+    for ok in ([3.0, 1.0, 2.0], [0.5, np.nan, 0.1], torch.tensor([2, 0, 1])):
+        idata = build_inference_data(posterior=post, dims={"u": ["x"]}, coords={"x": ok})
+        np.testing.assert_array_equal(group_dataset(idata, "posterior")["x"].values, np.asarray(ok))
+
