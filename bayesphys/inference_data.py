@@ -431,7 +431,8 @@ def hdi_bounds(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Highest-density interval ``(lower, upper)`` of posterior variable ``var_name``, each
     ``[*shape]`` (the variable's dims after ``chain, draw``): the narrowest interval holding
-    a fraction ``prob`` in ``(0, 1]`` of its draws (``prob = 1``: their minimum and maximum)."""
+    a fraction ``prob`` in ``(0, 1]`` of its draws (``prob = 1``: their minimum and maximum).
+    An element whose draws hold a NaN gets NaN bounds, whatever ``prob``."""
     import arviz as az
 
     from ._checks import check_real
@@ -445,16 +446,23 @@ def hdi_bounds(
             f"var_name: {var_name!r} is not a posterior variable; available: "
             f"{sorted(map(str, ds.data_vars))}"
         )
+    da = ds[var_name]
     if prob == 1.0:
         # every draw: ArviZ 0.x's hdi refused it ("Too few elements for interval calculation")
-        da = ds[var_name]
-        return da.min(("chain", "draw")).values, da.max(("chain", "draw")).values
-    da = ds[[var_name]]
-    if ARVIZ_V1:  # pragma: no cover
-        res = az.hdi(da, prob=prob, dim=["chain", "draw"])[var_name]
-        return res.sel(ci_bound="lower").values, res.sel(ci_bound="upper").values
-    res = az.hdi(da, hdi_prob=prob)[var_name]
-    return res.sel(hdi="lower").values, res.sel(hdi="higher").values
+        lo = da.min(("chain", "draw"), skipna=False).values
+        hi = da.max(("chain", "draw"), skipna=False).values
+    elif ARVIZ_V1:  # pragma: no cover
+        res = az.hdi(ds[[var_name]], prob=prob, dim=["chain", "draw"])[var_name]
+        lo, hi = res.sel(ci_bound="lower").values, res.sel(ci_bound="upper").values
+    else:
+        res = az.hdi(ds[[var_name]], hdi_prob=prob)[var_name]
+        lo, hi = res.sel(hdi="lower").values, res.sel(hdi="higher").values
+    # a NaN draw: az.hdi sorted it last and gave a finite lower bound with a NaN upper one
+    # (and min / max skipped it): no bound of either
+    nan = da.isnull().any(("chain", "draw")).values
+    if nan.any():
+        lo, hi = np.where(nan, np.nan, lo), np.where(nan, np.nan, hi)
+    return lo, hi
 
 
 def save_netcdf(

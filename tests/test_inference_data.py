@@ -537,3 +537,24 @@ def test_repeated_coordinate_values_are_refused(values, shown):
         idata = build_inference_data(posterior=post, dims={"u": ["x"]}, coords={"x": ok})
         np.testing.assert_array_equal(group_dataset(idata, "posterior")["x"].values, np.asarray(ok))
 
+
+def test_hdi_bounds_of_draws_with_a_nan_are_nan_at_every_prob():
+    # az.hdi sorted a NaN draw last and returned a finite lower bound with a NaN upper one,
+    # and prob = 1 skipped the NaN: the elements without NaN keep ArviZ's interval
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 100, 3))
+    x_nan = x.copy()
+    x_nan[1, 7, 0] = np.nan
+    idata = build_inference_data(posterior={"a": x, "n": x_nan})
+    for prob in (0.5, 0.94, 1.0):
+        lo, hi = hdi_bounds(idata, "n", prob)
+        ref_lo, ref_hi = hdi_bounds(idata, "a", prob)
+        assert np.isnan(lo[0]) and np.isnan(hi[0])
+        np.testing.assert_array_equal(lo[1:], ref_lo[1:])
+        np.testing.assert_array_equal(hi[1:], ref_hi[1:])
+    flat = np.sort(x.reshape(-1, 3), 0)  # the shortest run of floor(prob n) + 1 sorted draws
+    m = int(np.floor(0.5 * 200))
+    j = (flat[m:] - flat[: 200 - m]).argmin(0)
+    np.testing.assert_array_equal(hdi_bounds(idata, "a", 0.5)[0], flat[j, range(3)])
+    ints = build_inference_data(posterior={"k": rng.integers(0, 5, (2, 50))})
+    assert hdi_bounds(ints, "k", 1.0)[0].dtype.kind == "i"  # no NaN: the dtype kept
