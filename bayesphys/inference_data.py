@@ -343,6 +343,7 @@ def to_inference_data(
         num_samples = check_int("num_samples", num_samples, minimum=1)
     if num_chains is not None:
         num_chains = check_int("num_chains", num_chains, minimum=1)
+    named = name is not None
     if name is None:
         name = getattr(posterior, "export_name", "u")
     if not isinstance(name, str) or not name:
@@ -352,8 +353,9 @@ def to_inference_data(
     params = _mapping("params", params)
     observed = _mapping("observed", observed)
     if name in params:
+        where = "name=" if named else "the posterior's export_name; pass another name="
         raise ValueError(
-            f"params: {name!r} is the name of the exported field (name=); rename the parameter"
+            f"params: {name!r} is the name of the exported field ({where}); rename the parameter"
         )
     nb, ne = len(posterior.batch_shape), len(posterior.event_shape)
     if dims is None:

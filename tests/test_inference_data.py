@@ -151,6 +151,26 @@ def test_export_name_is_the_default_variable_name_of_every_export_path():
             SamplePosterior(torch.randn(1, 5, 2), export_name=bad)
 
 
+def test_a_parameter_named_like_the_export_name_is_refused_naming_export_name():
+    # the error said "(name=)" to a caller who passed no name: the clash was with the name
+    # the posterior was built with
+    post = GaussianPosterior(
+        torch.zeros(2, dtype=torch.float64), torch.eye(2, dtype=torch.float64), export_name="z"
+    )
+    z = np.zeros((1, 4))
+    with pytest.raises(ValueError, match=r"params: 'z' is .*export_name; pass another name="):
+        post.to_inference_data(num_samples=4, params={"z": z})
+    with pytest.raises(
+        ValueError, match=r"params: 'w' is the name of the exported field \(name=\)"
+    ):
+        post.to_inference_data(num_samples=4, params={"w": z}, name="w")
+    # another name for the field frees "z" for the parameter; "u" is free by default
+    idata = post.to_inference_data(num_samples=4, seed=0, params={"z": z}, name="w")
+    assert sorted(group_dataset(idata, "posterior").data_vars) == ["w", "z"]
+    idata = post.to_inference_data(num_samples=4, seed=0, params={"u": z})
+    assert sorted(group_dataset(idata, "posterior").data_vars) == ["u", "z"]
+
+
 def test_unknown_coordinate_names_are_refused_on_every_export_path():
     # a misspelt coordinate ("xx" for dim "x") was dropped by every group without a word
     post = GaussianPosterior(torch.zeros(3, dtype=torch.float64), torch.eye(3, dtype=torch.float64))
