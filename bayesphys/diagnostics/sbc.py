@@ -242,11 +242,13 @@ def ranks_inference_data(
 
     ``build_inference_data`` gives only ``SAMPLE_GROUPS`` ``(chain, draw)`` dims, so the ranks
     carry the explicit dim ``sbc_simulation``. With ``idata`` given, the group is added to it;
-    ``attrs`` (e.g. problem and method) are stored on the group.
+    ``attrs`` (e.g. problem and method; names to strings, ints or floats, the values a netCDF
+    file stores, as for :func:`~bayesphys.inference_data.save_netcdf`) are stored on the group.
     """
     from ..inference_data import (
         ARVIZ_V1,
         SAMPLE_GROUPS,
+        _file_attrs,
         build_inference_data,
         group_dataset,
         group_names,
@@ -266,15 +268,17 @@ def ranks_inference_data(
         )
     if idata is not None and group in group_names(idata):
         raise ValueError(f"group: {group!r} is already a group of idata; pick another name")
+    # checked here: a list or None value was stored, and the write of the file failed later
+    attrs = {} if attrs is None else _file_attrs(attrs)
     variables = {nm: ranks[:, j].cpu().numpy() for j, nm in enumerate(names)}
     variables["sbc_n_draws"] = np.asarray(int(n_draws))
     dims = {nm: ["sbc_simulation"] for nm in names}
     coords = {"sbc_simulation": np.arange(ranks.shape[0])}
     new = build_inference_data(extra_groups={group: variables}, coords=coords, dims=dims)
     if ARVIZ_V1:  # pragma: no cover
-        new[group].attrs.update(attrs or {})
+        new[group].attrs.update(attrs)
     else:
-        group_dataset(new, group).attrs.update(attrs or {})
+        group_dataset(new, group).attrs.update(attrs)
     if idata is None:
         return new
     ds = group_dataset(new, group)

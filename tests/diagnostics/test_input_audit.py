@@ -115,6 +115,23 @@ def test_ranks_inference_data_checks_names_and_group(record):
         ranks_inference_data(ranks, ["a", "b"], 9, idata=first)
 
 
+def test_ranks_inference_data_checks_attrs_as_the_file_writer_does(record, tmp_path):
+    # attrs a netCDF file cannot hold (a list, None) were stored on the group, and the write
+    # of the file failed later; a non-mapping failed in dict.update
+    from bayesphys.inference_data import group_dataset, load_netcdf, save_netcdf
+
+    ranks = sbc_ranks(*record)
+    with pytest.raises(TypeError, match=r"attrs\['bad'\]: expected a string, an int or a float"):
+        ranks_inference_data(ranks, ["a", "b"], 9, attrs={"bad": [1, 2]})
+    with pytest.raises(TypeError, match=r"attrs\['none'\]: expected a string"):
+        ranks_inference_data(ranks, ["a", "b"], 9, attrs={"none": None})
+    with pytest.raises(TypeError, match="attrs: expected a mapping"):
+        ranks_inference_data(ranks, ["a", "b"], 9, attrs=[("problem", "p")])
+    idata = ranks_inference_data(ranks, ["a", "b"], 9, attrs={"problem": "p", "seed": 2**64 - 1})
+    back = group_dataset(load_netcdf(save_netcdf(idata, tmp_path / "r.nc")), "prior_sbc")
+    assert back.attrs["problem"] == "p" and back.attrs["seed"] == str(2**64 - 1)
+
+
 def test_ecdf_band_checks():
     with pytest.raises(ValueError, match="n_sims: expected an int >= 1"):
         ecdf_band(0, np.array([0.5]))  # gave a NaN band
