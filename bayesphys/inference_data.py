@@ -115,6 +115,22 @@ def _dim_names(where: str, names: Any, *, sample: bool) -> tuple[str, ...]:
     return names
 
 
+def _check_distinct(name: str, values: np.ndarray) -> None:
+    """Refuse repeated values in ``coords[name]`` (two NaNs count as a repeat): a coordinate
+    labels each point once; a repeated label made ``.sel`` return several points and
+    ``az.summary`` fail ("setting an array element with a sequence" on ArviZ 0.x, "The truth
+    value of a Series is ambiguous" on 1.x)."""
+    import pandas as pd  # imported by xarray anyway
+
+    index = pd.Index(values)
+    if index.has_duplicates:
+        repeated = list(dict.fromkeys(index[index.duplicated()].tolist()))
+        raise ValueError(
+            f"coords[{name!r}]: expected distinct values (one label per point), received "
+            f"repeated value(s) {repeated[:5]}{' ...' if len(repeated) > 5 else ''}"
+        )
+
+
 def _dataset(
     group: str,
     variables: Mapping[str, Any],
@@ -178,6 +194,7 @@ def _dataset(
                 raise ValueError(
                     f"coords[{c!r}]: expected a 1-D array of length {sizes[c]}, received shape {cv.shape}"
                 )
+            _check_distinct(c, cv)
             ds_coords[c] = cv
     import xarray as xr  # here, not at import: xarray (and pandas) took ~0.6 s of `import bayesphys`
 
@@ -230,7 +247,7 @@ def build_inference_data(
     ``posterior_predictive``/``log_likelihood`` and ``observed_data`` link them for
     ``az.plot_ppc`` and ``az.loo``): distinct strings (a single string is one name), never
     ``chain``/``draw`` in a sample group; a ``dims`` key that is no variable raises a
-    ``ValueError``. ``coords[dim]`` is a 1-D array ``[size of dim]`` shared by
+    ``ValueError``. ``coords[dim]`` is a 1-D array ``[size of dim]`` of distinct values shared by
     every group that has ``dim`` (``chain`` and ``draw`` default to ``0..``); a name that is a
     dim of no group (e.g. a typo) raises a ``ValueError``. ``extra_groups`` may not reuse a standard group's name. Every group's
     ``attrs`` name ``inference_library`` (``"bayesphys"``) and ``inference_library_version``, as
@@ -326,6 +343,7 @@ def to_inference_data(
         num_samples = check_int("num_samples", num_samples, minimum=1)
     if num_chains is not None:
         num_chains = check_int("num_chains", num_chains, minimum=1)
+    named = name is not None
     if name is None:
         name = getattr(posterior, "export_name", "u")
     if not isinstance(name, str) or not name:
@@ -335,8 +353,9 @@ def to_inference_data(
     params = _mapping("params", params)
     observed = _mapping("observed", observed)
     if name in params:
+        where = "name=" if named else "the posterior's export_name; pass another name="
         raise ValueError(
-            f"params: {name!r} is the name of the exported field (name=); rename the parameter"
+            f"params: {name!r} is the name of the exported field ({where}); rename the parameter"
         )
     nb, ne = len(posterior.batch_shape), len(posterior.event_shape)
     if dims is None:
@@ -414,7 +433,8 @@ def hdi_bounds(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Highest-density interval ``(lower, upper)`` of posterior variable ``var_name``, each
     ``[*shape]`` (the variable's dims after ``chain, draw``): the narrowest interval holding
-    a fraction ``prob`` in ``(0, 1]`` of its draws (``prob = 1``: their minimum and maximum)."""
+    a fraction ``prob`` in ``(0, 1]`` of its draws (``prob = 1``: their minimum and maximum).
+    An element whose draws hold a NaN gets NaN bounds, whatever ``prob``."""
     import arviz as az
 
     from ._checks import check_real
@@ -428,16 +448,23 @@ def hdi_bounds(
             f"var_name: {var_name!r} is not a posterior variable; available: "
             f"{sorted(map(str, ds.data_vars))}"
         )
+    da = ds[var_name]
     if prob == 1.0:
         # every draw: ArviZ 0.x's hdi refused it ("Too few elements for interval calculation")
-        da = ds[var_name]
-        return da.min(("chain", "draw")).values, da.max(("chain", "draw")).values
-    da = ds[[var_name]]
-    if ARVIZ_V1:  # pragma: no cover
-        res = az.hdi(da, prob=prob, dim=["chain", "draw"])[var_name]
-        return res.sel(ci_bound="lower").values, res.sel(ci_bound="upper").values
-    res = az.hdi(da, hdi_prob=prob)[var_name]
-    return res.sel(hdi="lower").values, res.sel(hdi="higher").values
+        lo = da.min(("chain", "draw"), skipna=False).values
+        hi = da.max(("chain", "draw"), skipna=False).values
+    elif ARVIZ_V1:  # pragma: no cover
+        res = az.hdi(ds[[var_name]], prob=prob, dim=["chain", "draw"])[var_name]
+        lo, hi = res.sel(ci_bound="lower").values, res.sel(ci_bound="upper").values
+    else:
+        res = az.hdi(ds[[var_name]], hdi_prob=prob)[var_name]
+        lo, hi = res.sel(hdi="lower").values, res.sel(hdi="higher").values
+    # a NaN draw: az.hdi sorted it last and gave a finite lower bound with a NaN upper one
+    # (and min / max skipped it): no bound of either
+    nan = da.isnull().any(("chain", "draw")).values
+    if nan.any():
+        lo, hi = np.where(nan, np.nan, lo), np.where(nan, np.nan, hi)
+    return lo, hi
 
 
 def save_netcdf(

@@ -151,6 +151,26 @@ def test_export_name_is_the_default_variable_name_of_every_export_path():
             SamplePosterior(torch.randn(1, 5, 2), export_name=bad)
 
 
+def test_a_parameter_named_like_the_export_name_is_refused_naming_export_name():
+    # the error said "(name=)" to a caller who passed no name: the clash was with the name
+    # the posterior was built with
+    post = GaussianPosterior(
+        torch.zeros(2, dtype=torch.float64), torch.eye(2, dtype=torch.float64), export_name="z"
+    )
+    z = np.zeros((1, 4))
+    with pytest.raises(ValueError, match=r"params: 'z' is .*export_name; pass another name="):
+        post.to_inference_data(num_samples=4, params={"z": z})
+    with pytest.raises(
+        ValueError, match=r"params: 'w' is the name of the exported field \(name=\)"
+    ):
+        post.to_inference_data(num_samples=4, params={"w": z}, name="w")
+    # another name for the field frees "z" for the parameter; "u" is free by default
+    idata = post.to_inference_data(num_samples=4, seed=0, params={"z": z}, name="w")
+    assert sorted(group_dataset(idata, "posterior").data_vars) == ["w", "z"]
+    idata = post.to_inference_data(num_samples=4, seed=0, params={"u": z})
+    assert sorted(group_dataset(idata, "posterior").data_vars) == ["u", "z"]
+
+
 def test_unknown_coordinate_names_are_refused_on_every_export_path():
     # a misspelt coordinate ("xx" for dim "x") was dropped by every group without a word
     post = GaussianPosterior(torch.zeros(3, dtype=torch.float64), torch.eye(3, dtype=torch.float64))
@@ -518,3 +538,43 @@ def test_observed_named_like_the_field_gets_dims_for_its_shape():
     np.testing.assert_array_equal(obs.values, np.arange(5.0))
     full = post.to_inference_data(dims=["x"], observed={"u": torch.zeros(3, 4)})
     assert group_dataset(full, "observed_data")["u"].dims == ("batch_0", "x")
+
+
+@pytest.mark.parametrize(
+    "values, shown",
+    [([1.0, 1.0, 2.0], r"\[1\.0\]"), (["a", "b", "a"], r"\['a'\]"), ([np.nan, 0.5, np.nan], "nan")],
+)
+def test_repeated_coordinate_values_are_refused(values, shown):
+    # a repeated label was accepted: .sel returned several points for one label and
+    # az.summary failed with "setting an array element with a sequence"
+    post = {"u": np.zeros((2, 5, 3))}
+    with pytest.raises(ValueError, match=rf"coords\['x'\]: expected distinct values.*{shown}"):
+        build_inference_data(posterior=post, dims={"u": ["x"]}, coords={"x": values})
+    with pytest.raises(ValueError, match=r"coords\['draw'\]: expected distinct values"):
+        build_inference_data(posterior=post, coords={"draw": [0, 1, 2, 3, 3]})
+    # distinct values in any order (and one NaN) are labels as before; summary works on them
+    for ok in ([3.0, 1.0, 2.0], [0.5, np.nan, 0.1], torch.tensor([2, 0, 1])):
+        idata = build_inference_data(posterior=post, dims={"u": ["x"]}, coords={"x": ok})
+        np.testing.assert_array_equal(group_dataset(idata, "posterior")["x"].values, np.asarray(ok))
+
+
+def test_hdi_bounds_of_draws_with_a_nan_are_nan_at_every_prob():
+    # az.hdi sorted a NaN draw last and returned a finite lower bound with a NaN upper one,
+    # and prob = 1 skipped the NaN: the elements without NaN keep ArviZ's interval
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 100, 3))
+    x_nan = x.copy()
+    x_nan[1, 7, 0] = np.nan
+    idata = build_inference_data(posterior={"a": x, "n": x_nan})
+    for prob in (0.5, 0.94, 1.0):
+        lo, hi = hdi_bounds(idata, "n", prob)
+        ref_lo, ref_hi = hdi_bounds(idata, "a", prob)
+        assert np.isnan(lo[0]) and np.isnan(hi[0])
+        np.testing.assert_array_equal(lo[1:], ref_lo[1:])
+        np.testing.assert_array_equal(hi[1:], ref_hi[1:])
+    flat = np.sort(x.reshape(-1, 3), 0)  # the shortest run of floor(prob n) + 1 sorted draws
+    m = int(np.floor(0.5 * 200))
+    j = (flat[m:] - flat[: 200 - m]).argmin(0)
+    np.testing.assert_array_equal(hdi_bounds(idata, "a", 0.5)[0], flat[j, range(3)])
+    ints = build_inference_data(posterior={"k": rng.integers(0, 5, (2, 50))})
+    assert hdi_bounds(ints, "k", 1.0)[0].dtype.kind == "i"  # no NaN: the dtype kept

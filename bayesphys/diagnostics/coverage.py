@@ -1,6 +1,8 @@
 r"""Expected coverage, TARP, field calibration curves and scoring-rule summaries.
 
-Given ``truth [N, K]`` and posterior draws ``draws [N, L, K]`` of ``K`` scalar summaries:
+Given ``truth [N, K]`` and posterior draws ``draws [N, L, K]`` of ``K`` scalar summaries (a
+``truth`` on another device than ``draws`` is moved to the draws' device, as
+:func:`field_calibration_curve` moves each truth to its draws):
 
 * **central coverage** at level :math:`\alpha`: the fraction of :math:`(i, k)` whose truth lies
   in the central :math:`\alpha` credible interval, read off the randomised PIT of the SBC rank
@@ -81,7 +83,7 @@ def central_coverage(truth: Tensor, draws: Tensor, level: float, *, seed: int = 
     at any ``L`` (empirical quantiles of ``L`` draws under-cover by about
     :math:`2\\alpha/(L+1)`).
     """
-    check_truth_draws(truth, draws)
+    truth, draws = check_truth_draws(truth, draws)
     level = _check_level(level)
     u = sbc_pit(sbc_ranks(truth, draws, seed=seed), draws.shape[1], seed=seed)
     return (u - 0.5).abs() <= level / 2
@@ -99,7 +101,7 @@ def hdi_pit(truth: Tensor, draws: Tensor, *, seed: int = 0, max_sizes: int = 100
     :math:`u = (\#\{j: e_j < e_0\} + V (\#\{j: e_j = e_0\} + 1))/(L+1)`. Small ``u``: the
     truth lies deep inside the sample HDI.
     """
-    check_truth_draws(truth, draws)
+    truth, draws = check_truth_draws(truth, draws)
     truth, draws = _float_summaries(truth, draws)
     seed = check_seed("seed", seed)
     max_sizes = check_int("max_sizes", max_sizes, minimum=1)
@@ -158,7 +160,7 @@ def expected_coverage(
         raise ValueError(f"kind: expected 'central' or 'hdi', received {kind!r}")
     levels = _check_levels(levels)
     if kind == "central":  # one randomised PIT per (i, k), thresholded at every level
-        check_truth_draws(truth, draws)
+        truth, draws = check_truth_draws(truth, draws)
         u = sbc_pit(sbc_ranks(truth, draws, seed=seed), draws.shape[1], seed=seed)
         obs = torch.stack([((u - 0.5).abs() <= lv / 2).double().mean(0) for lv in levels])
     else:  # one HDI rank per (i, k), thresholded at every level
@@ -181,7 +183,7 @@ def tarp(
     float64). Returns ``{"alpha" [n_alpha], "ecp" [n_alpha],
     "f" [N], "atc": float, "pvalue": float}``.
     """
-    check_truth_draws(truth, draws)
+    truth, draws = check_truth_draws(truth, draws)
     truth, draws = _float_summaries(truth, draws)
     seed = check_seed("seed", seed)
     n_alpha = check_int("n_alpha", n_alpha, minimum=2)
@@ -222,7 +224,7 @@ def score_summary(truth: Tensor, draws: Tensor) -> dict:
     Both are in the units of the summaries; lower is better. Integer or bool summaries are
     taken as float64.
     """
-    check_truth_draws(truth, draws)
+    truth, draws = check_truth_draws(truth, draws)
     truth, draws = _float_summaries(truth, draws)
     if draws.shape[1] < 2:
         raise ValueError(

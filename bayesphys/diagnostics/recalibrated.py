@@ -92,6 +92,13 @@ class RecalibratedPosterior:
         """The base posterior's dtype."""
         return self.base.dtype
 
+    @property
+    def export_name(self) -> str:
+        """The base posterior's ``export_name`` (``"u"`` for a base without one): the variable
+        name :meth:`to_inference_data` gives the draws when ``name`` is not given (a
+        recalibrated posterior over a latent ``z`` exported its draws as ``u``)."""
+        return getattr(self.base, "export_name", "u")
+
     def _shape_back(self, flat: Tensor) -> Tensor:
         return flat.reshape(*flat.shape[:-1], *self.batch_shape, *self.event_shape)
 

@@ -47,16 +47,27 @@ __all__ = [
 ]
 
 
-def check_truth_draws(truth: Tensor, draws: Tensor) -> None:
+def truth_on_draws_device(truth: Tensor, draws: Tensor) -> Tensor:
+    """``truth`` on the device of ``draws`` (``truth`` itself when it is there already), as
+    :func:`~bayesphys.diagnostics.field_calibration_curve` moves each truth to its draws:
+    the diagnostics of ``truth [N, K]`` and ``draws [N, L, K]`` accept the two on different
+    devices (a truth kept on the CPU beside draws made on a GPU) and compute on the draws'."""
+    return truth.to(draws.device)
+
+
+def check_truth_draws(truth: Tensor, draws: Tensor) -> tuple[Tensor, Tensor]:
     """Shared input check of the rank and coverage diagnostics: ``truth [N, K]`` and
     ``draws [N, L, K]`` of the same ``N`` and ``K``, all finite (a NaN compares neither below
     nor equal to anything: it would silently count as a draw above the truth, or give a NaN
-    truth rank 0)."""
+    truth rank 0). Returns ``(truth, draws)`` with ``truth`` moved to the draws' device
+    (:func:`truth_on_draws_device`; on another device torch refused the comparison with
+    "Expected all tensors to be on the same device")."""
     for name, t in (("truth", truth), ("draws", draws)):
         if not isinstance(t, Tensor):
             raise TypeError(f"{name}: expected a torch.Tensor, received {type(t).__name__}")
         if t.is_complex():  # complex values have no order: a raw torch error followed
             raise TypeError(f"{name}: expected real values, received dtype {t.dtype}")
+    truth = truth_on_draws_device(truth, draws)
     if truth.ndim != 2 or draws.ndim != 3 or draws.shape[0] != truth.shape[0]:
         raise ValueError(
             f"truth/draws: expected [N, K] and [N, L, K], received {tuple(truth.shape)} and "
@@ -74,6 +85,7 @@ def check_truth_draws(truth: Tensor, draws: Tensor) -> None:
         )
     check_finite("truth", truth)
     check_finite("draws", draws)
+    return truth, draws
 
 
 def check_ranks(ranks: Tensor, n_draws: int) -> Tensor:
@@ -101,8 +113,10 @@ def sbc_ranks(truth: Tensor, draws: Tensor, *, seed: int = 0) -> Tensor:
     """Ranks ``[N, K]`` (ints in ``0..L``) of ``truth [N, K]`` among ``draws [N, L, K]``.
 
     Ties are broken uniformly at random (seeded), so discrete summaries stay uniform.
+    ``truth`` on another device than ``draws`` is moved to the draws' device, where the ranks
+    are returned.
     """
-    check_truth_draws(truth, draws)
+    truth, draws = check_truth_draws(truth, draws)
     seed = check_seed("seed", seed)
     t = truth[:, None, :]
     less = (draws < t).sum(1)
@@ -228,11 +242,13 @@ def ranks_inference_data(
 
     ``build_inference_data`` gives only ``SAMPLE_GROUPS`` ``(chain, draw)`` dims, so the ranks
     carry the explicit dim ``sbc_simulation``. With ``idata`` given, the group is added to it;
-    ``attrs`` (e.g. problem and method) are stored on the group.
+    ``attrs`` (e.g. problem and method; names to strings, ints or floats, the values a netCDF
+    file stores, as for :func:`~bayesphys.inference_data.save_netcdf`) are stored on the group.
     """
     from ..inference_data import (
         ARVIZ_V1,
         SAMPLE_GROUPS,
+        _file_attrs,
         build_inference_data,
         group_dataset,
         group_names,
@@ -252,15 +268,17 @@ def ranks_inference_data(
         )
     if idata is not None and group in group_names(idata):
         raise ValueError(f"group: {group!r} is already a group of idata; pick another name")
+    # checked here: a list or None value was stored, and the write of the file failed later
+    attrs = {} if attrs is None else _file_attrs(attrs)
     variables = {nm: ranks[:, j].cpu().numpy() for j, nm in enumerate(names)}
     variables["sbc_n_draws"] = np.asarray(int(n_draws))
     dims = {nm: ["sbc_simulation"] for nm in names}
     coords = {"sbc_simulation": np.arange(ranks.shape[0])}
     new = build_inference_data(extra_groups={group: variables}, coords=coords, dims=dims)
     if ARVIZ_V1:  # pragma: no cover
-        new[group].attrs.update(attrs or {})
+        new[group].attrs.update(attrs)
     else:
-        group_dataset(new, group).attrs.update(attrs or {})
+        group_dataset(new, group).attrs.update(attrs)
     if idata is None:
         return new
     ds = group_dataset(new, group)

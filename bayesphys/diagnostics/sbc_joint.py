@@ -10,7 +10,8 @@ tests rank the whole vector :math:`s(\theta) \in \mathbb R^K` at once:
   (e.g. an ignored correlation) and stays exact under calibration.
 
 Both return ranks on ``0..L`` read with :func:`~bayesphys.diagnostics.sbc_uniformity`; the
-power of each at the default sizes is in docs/calibration.md.
+power of each at the default sizes is in docs/calibration.md. A ``truth`` on another device
+than ``draws`` is moved to the draws' device, where the ranks are returned.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def sbc_joint_ranks(truth: Tensor, draws: Tensor, *, seed: int = 0) -> Tensor:
     log-density of a Gaussian fitted to the pool, :math:`-d/2` + const, gives the same ranks
     (reversed). Computed in float64; integer or bool summaries are taken as float64.
     """
-    check_truth_draws(truth, draws)
+    truth, draws = check_truth_draws(truth, draws)
     seed = check_seed("seed", seed)
     pool = torch.cat([truth[:, None, :], draws], 1).double()  # [N, n, K], the truth first
     n = pool.shape[1]
@@ -138,7 +139,7 @@ def sbc_joint_crossfit(truth: Tensor, draws: Tensor, *, seed: int = 0) -> dict:
     (Tensors [K, K], in the frame of step 1)}``. Reject joint calibration at level :math:`a`
     when ``pvalue < a``.
     """
-    check_truth_draws(truth, draws)
+    truth, draws = check_truth_draws(truth, draws)
     seed = check_seed("seed", seed)
     n_sims, n_draws, k = draws.shape
     if n_sims < 4:

@@ -115,6 +115,23 @@ def test_ranks_inference_data_checks_names_and_group(record):
         ranks_inference_data(ranks, ["a", "b"], 9, idata=first)
 
 
+def test_ranks_inference_data_checks_attrs_as_the_file_writer_does(record, tmp_path):
+    # attrs a netCDF file cannot hold (a list, None) were stored on the group, and the write
+    # of the file failed later; a non-mapping failed in dict.update
+    from bayesphys.inference_data import group_dataset, load_netcdf, save_netcdf
+
+    ranks = sbc_ranks(*record)
+    with pytest.raises(TypeError, match=r"attrs\['bad'\]: expected a string, an int or a float"):
+        ranks_inference_data(ranks, ["a", "b"], 9, attrs={"bad": [1, 2]})
+    with pytest.raises(TypeError, match=r"attrs\['none'\]: expected a string"):
+        ranks_inference_data(ranks, ["a", "b"], 9, attrs={"none": None})
+    with pytest.raises(TypeError, match="attrs: expected a mapping"):
+        ranks_inference_data(ranks, ["a", "b"], 9, attrs=[("problem", "p")])
+    idata = ranks_inference_data(ranks, ["a", "b"], 9, attrs={"problem": "p", "seed": 2**64 - 1})
+    back = group_dataset(load_netcdf(save_netcdf(idata, tmp_path / "r.nc")), "prior_sbc")
+    assert back.attrs["problem"] == "p" and back.attrs["seed"] == str(2**64 - 1)
+
+
 def test_ecdf_band_checks():
     with pytest.raises(ValueError, match="n_sims: expected an int >= 1"):
         ecdf_band(0, np.array([0.5]))  # gave a NaN band
@@ -222,3 +239,66 @@ def test_rank_diagnostics_take_cuda_tensors(record):
     assert sbc_uniformity(ranks, 9)["pvalue"] == sbc_uniformity(cpu_ranks, 9)["pvalue"]
     a, b = tarp(truth.to(cu), draws.to(cu), seed=2), tarp(truth, draws, seed=2)
     assert a["atc"] == pytest.approx(b["atc"]) and a["pvalue"] == pytest.approx(b["pvalue"])
+
+
+def _mixed_device_calls():
+    """Every diagnostic of ``truth [N, K]`` and ``draws [N, L, K]``, as ``(name, call)``;
+    each call returns tensors and numbers to compare."""
+    from bayesphys.diagnostics import hdi_coverage, hdi_pit, sbc_joint_crossfit, sbc_joint_ranks
+
+    return [
+        ("sbc_ranks", lambda t, d: sbc_ranks(t, d, seed=3)),
+        ("central_coverage", lambda t, d: central_coverage(t, d, 0.8, seed=3)),
+        ("hdi_pit", lambda t, d: hdi_pit(t, d, seed=3)),
+        ("hdi_coverage", lambda t, d: hdi_coverage(t, d, 0.8, seed=3)),
+        ("expected_coverage", lambda t, d: expected_coverage(t, d, (0.5, 0.9), seed=3)),
+        ("expected_coverage_hdi", lambda t, d: expected_coverage(t, d, (0.5, 0.9), "hdi")),
+        ("tarp", lambda t, d: tarp(t, d, seed=3)),
+        ("score_summary", score_summary),
+        ("sbc_joint_ranks", lambda t, d: sbc_joint_ranks(t, d, seed=3)),
+        ("sbc_joint_crossfit", lambda t, d: sbc_joint_crossfit(t, d, seed=3)),
+    ]
+
+
+def _values_on_cpu(result):
+    """``result`` (a tensor, a tuple or dict of them, numbers, lists) with tensors on the CPU."""
+    if isinstance(result, torch.Tensor):
+        return result.cpu()
+    if isinstance(result, dict):
+        return {k: _values_on_cpu(v) for k, v in result.items()}
+    if isinstance(result, (tuple, list)):
+        return type(result)(_values_on_cpu(v) for v in result)
+    return result
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("truth_on_cuda", [True, False])
+@pytest.mark.parametrize("name, call", _mixed_device_calls())
+def test_diagnostics_move_the_truth_to_the_draws_device(record, name, call, truth_on_cuda):
+    # a truth on another device than its draws was refused with torch's "Expected all tensors
+    # to be on the same device"; field_calibration_curve moved it to the draws' device
+    truth, draws = record
+    cu = torch.device("cuda")
+    t, d = (truth.to(cu), draws) if truth_on_cuda else (truth, draws.to(cu))
+    expected = call(truth.to(d.device), d)  # both on the draws' device
+    got = call(t, d)
+    torch.testing.assert_close(_values_on_cpu(got), _values_on_cpu(expected), rtol=0, atol=0)
+    if isinstance(got, torch.Tensor):  # ranks, PITs and indicators: on the draws' device
+        assert got.device.type == d.device.type, name
+
+
+def test_truth_on_draws_device_moves_only_the_truth():
+    from bayesphys.diagnostics.sbc import truth_on_draws_device
+
+    truth = torch.arange(6.0).reshape(3, 2)
+    draws = torch.empty(3, 4, 2, device="meta")
+    moved = truth_on_draws_device(truth, draws)
+    assert moved.device == torch.device("meta")
+    assert moved.shape == truth.shape and moved.dtype == truth.dtype
+    here = torch.zeros(3, 4, 2)
+    assert truth_on_draws_device(truth, here) is truth  # already there: no copy
+    # the checked pair comes back with the truth on the draws' device
+    from bayesphys.diagnostics.sbc import check_truth_draws
+
+    t, d = check_truth_draws(truth.to(F64), here.to(torch.float32))
+    assert t.dtype == F64 and d.dtype == torch.float32 and torch.equal(t, truth.to(F64))

@@ -270,6 +270,18 @@ def test_recalibrated_export_checks_its_arguments_like_any_posterior():
     assert group_dataset(a, "posterior")["u"].equals(group_dataset(b, "posterior")["u"])
 
 
+def test_recalibrated_export_names_the_draws_like_its_base():
+    # the wrapper had no export_name: a recalibrated posterior over a latent z exported
+    # its draws as "u", where its base exports them as "z"
+    base = GaussianPosterior(torch.zeros(3, dtype=torch.float64), torch.eye(3), export_name="z")
+    wrapped = RecalibratedPosterior(base, Recalibrator("zscore", scale=2.0))
+    assert wrapped.export_name == "z" == wrapped.to("cpu").export_name
+    ds = group_dataset(wrapped.to_inference_data(num_samples=5, seed=0), "posterior")
+    assert list(ds.data_vars) == ["z"] and ds["z"].dims == ("chain", "draw", "z_dim_0")
+    named = wrapped.to_inference_data(num_samples=5, seed=0, name="w")
+    assert list(group_dataset(named, "posterior").data_vars) == ["w"]
+
+
 def _exact_sample_posteriors(n: int, s: int = 19, e: int = 200, seed: int = 0):
     """Truth fields N(0, 1) per point and S draws of the same law: exact empirical posteriors."""
     g = torch.Generator().manual_seed(seed)
