@@ -33,3 +33,33 @@ def check_callback_time_excluded(fit: Callable[..., FitResult]) -> FitResult:
     wall = time.perf_counter() - t0
     assert r.steps == 3 and wall - r.seconds >= 0.6
     return r
+
+
+def callbacks_around_a_nan_gradient(
+    fit: Callable[..., FitResult], param: Any, bad_call: int, **fit_kw: Any
+) -> tuple[FitResult, list[tuple[int, bool]]]:
+    """``fit(callback=..., callback_every=1, progress=False, **fit_kw)`` with the gradient of
+    ``param`` made NaN at its ``bad_call``-th backward pass (a finite loss whose update
+    poisons the optimiser); returns the result and, per callback, ``(step, param finite)``."""
+    import math
+
+    import torch
+
+    calls: list[int] = []
+    seen: list[tuple[int, bool]] = []
+
+    def hook(g):
+        calls.append(1)
+        return g * math.nan if len(calls) == bad_call else g
+
+    handle = param.register_hook(hook)
+    try:
+        res = fit(
+            progress=False,
+            callback=lambda model, step: seen.append((step, bool(torch.isfinite(param).all()))),
+            callback_every=1,
+            **fit_kw,
+        )
+    finally:
+        handle.remove()
+    return res, seen

@@ -11,6 +11,7 @@ import torch
 from bayesphys.gp_pde import DenseSolve, GPPDESolver, KronSolve
 from bayesphys.gp_pde._errors import NumericalFailure
 from bayesphys.gp_pde._inputs import check_grid_tensor
+from tests.fit_callback_checks import callbacks_around_a_nan_gradient
 
 # weighting="prior" eliminates U by the Kronecker solve, "identity" by the dense one
 SOLVERS = [("prior", KronSolve), ("identity", DenseSolve)]
@@ -189,21 +190,6 @@ def test_no_callback_after_the_update_that_ends_the_fit():
     had made a hyperparameter NaN, at the step the fit then reported as its divergence."""
     m = GPPDESolver("poisson1d-low", seed=0, num_mixtures=2)
     p = m._params()[0]
-    calls = []
-
-    def hook(g):
-        calls.append(1)
-        return g * math.nan if len(calls) == 3 else g
-
-    seen = []
-    h = p.register_hook(hook)
-    res = m.fit(
-        steps=6,
-        lr=0.05,
-        progress=False,
-        callback=lambda model, step: seen.append((step, bool(torch.isfinite(p).all()))),
-        callback_every=1,
-    )
-    h.remove()
+    res, seen = callbacks_around_a_nan_gradient(m.fit, p, 3, steps=6, lr=0.05)
     assert res.message.startswith("diverged at step 2"), res.message
     assert seen == [(1, True), (2, True)]

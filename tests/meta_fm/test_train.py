@@ -9,6 +9,7 @@ import torch
 
 from bayesphys.meta_fm import MetaFlowMatching
 from bayesphys.problems.populations import linear_map, patient_screen
+from tests.fit_callback_checks import callbacks_around_a_nan_gradient
 from tests.tiny_models import SMALL_MFM, TINY_MFM
 
 
@@ -144,20 +145,6 @@ def test_no_callback_after_the_update_that_ends_the_fit():
     data = linear_map(n_train=4, n_cal=0, n_test=2, n_points=20, seed=0)
     m = MetaFlowMatching(data, **TINY_MFM, seed=0, dtype=torch.float64)
     p = next(m.net.parameters())
-    calls = []
-
-    def hook(g):
-        calls.append(1)
-        return g * math.nan if len(calls) == 4 else g
-
-    seen = []
-    h = p.register_hook(hook)
-    res = m.fit(
-        steps=8,
-        progress=False,
-        callback=lambda model, step: seen.append((step, bool(torch.isfinite(p).all()))),
-        callback_every=1,
-    )
-    h.remove()
+    res, seen = callbacks_around_a_nan_gradient(m.fit, p, 4, steps=8)
     assert res.message.startswith("diverged at step 3"), res.message
     assert seen == [(1, True), (2, True), (3, True)]

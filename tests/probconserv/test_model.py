@@ -18,6 +18,7 @@ from bayesphys.probconserv import (
 )
 from bayesphys.problems.gpme import make_dataset
 from tests.calibration_checks import stale_calibration_messages
+from tests.fit_callback_checks import callbacks_around_a_nan_gradient
 
 F64 = torch.float64
 
@@ -877,20 +878,6 @@ def test_no_callback_after_the_update_that_ends_the_fit():
     made the weights NaN, at the step the fit then reported as its divergence."""
     m = ProbConserv("diffusion", hidden=8, n_samples=4, batch_size=8, seed=0)
     p = next(m.net.parameters())
-    calls = []
-
-    def hook(g):
-        calls.append(1)
-        return g * math.nan if len(calls) == 3 else g
-
-    seen = []
-    h = p.register_hook(hook)
-    res = m.fit(
-        steps=6,
-        progress=False,
-        callback=lambda model, step: seen.append((step, bool(torch.isfinite(p).all()))),
-        callback_every=1,
-    )
-    h.remove()
+    res, seen = callbacks_around_a_nan_gradient(m.fit, p, 3, steps=6)
     assert res.message.startswith("diverged at step 2"), res.message
     assert seen == [(1, True), (2, True)]
