@@ -21,6 +21,7 @@ from bayesphys.neural_process import (
     preset,
 )
 from bayesphys.problems.rgnp import PoissonProblem, poisson_sensor_data, poisson_test_set
+from tests.tiny_models import TINY_GIC
 from tests.tiny_models import tiny_rgnp as tiny
 
 
@@ -526,22 +527,7 @@ def test_networks_name_an_input_of_another_dtype(net_dtype):
     "mat1 and mat2 must have the same dtype" from inside a matrix product, naming no argument;
     the error now names the argument and both dtypes."""
     other = torch.float64 if net_dtype == torch.float32 else torch.float32
-    gic = GICNet(
-        1,
-        3,
-        1,
-        [-1.0],
-        [1.0],
-        latent=8,
-        channels=4,
-        conv_layers=2,
-        conv_channels=4,
-        dense=(8, 8),
-        trunk=8,
-        trunk_layers=1,
-        head=8,
-        head_layers=1,
-    ).to(net_dtype)
+    gic = GICNet(1, 3, 1, [-1.0], [1.0], **TINY_GIC).to(net_dtype)
     x, v, w = torch.rand(2, 5, 1) * 2 - 1, torch.randn(2, 5), torch.randn(2, 1)
     good = {"x": x.to(net_dtype), "v": v.to(net_dtype), "w": w.to(net_dtype)}
     assert gic(**good).mean.dtype == net_dtype  # the network's own dtype is accepted
@@ -565,22 +551,7 @@ def test_networks_name_an_input_on_another_device():
     """An input on another device than the network's failed inside a matrix product without
     naming the argument; it is now a ValueError naming it and both devices (a "meta" tensor
     stands in for another device on a CPU-only machine)."""
-    gic = GICNet(
-        1,
-        3,
-        1,
-        [-1.0],
-        [1.0],
-        latent=8,
-        channels=4,
-        conv_layers=2,
-        conv_channels=4,
-        dense=(8, 8),
-        trunk=8,
-        trunk_layers=1,
-        head=8,
-        head_layers=1,
-    )
+    gic = GICNet(1, 3, 1, [-1.0], [1.0], **TINY_GIC)
     x, v, w = torch.rand(2, 5, 1) * 2 - 1, torch.randn(2, 5), torch.randn(2, 1)
     with pytest.raises(ValueError, match=r"^w: expected a tensor on the GICNet's device cpu, "):
         gic(x, v, w.to("meta"))
