@@ -45,6 +45,19 @@ def cuda_device() -> torch.device:
     return torch.device("cuda")
 
 
+@pytest.fixture
+def host_reads(monkeypatch) -> list:
+    """A list that grows by one at every read of a tensor's value back to the host
+    (``float(t)``, ``t.item()``, ``t.tolist()``): on a GPU each one waits for the device."""
+    reads: list = []
+    for attr in ("__float__", "item", "tolist"):
+        real = getattr(torch.Tensor, attr)
+        monkeypatch.setattr(
+            torch.Tensor, attr, lambda t, *a, _real=real, **k: reads.append(1) or _real(t, *a, **k)
+        )
+    return reads
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords and not torch.cuda.is_available():

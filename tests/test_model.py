@@ -325,17 +325,9 @@ def test_optimize_with_a_finite_optimizer_state_changes_nothing(dtype):
     assert all(torch.equal(opt1.state[w1][k], opt2.state[w2][k]) for k in opt1.state[w1])
 
 
-def test_optimize_reads_the_loss_and_the_optimizer_state_back_once_per_step(monkeypatch):
+def test_optimize_reads_the_loss_and_the_optimizer_state_back_once_per_step(host_reads):
     """On a GPU each read-back waits for the device: the state's check shares the loss's."""
-    reads = []
-    real_float, real_item, real_tolist = (
-        torch.Tensor.__float__,
-        torch.Tensor.item,
-        torch.Tensor.tolist,
-    )
-    monkeypatch.setattr(torch.Tensor, "__float__", lambda t: reads.append(1) or real_float(t))
-    monkeypatch.setattr(torch.Tensor, "item", lambda t: reads.append(1) or real_item(t))
-    monkeypatch.setattr(torch.Tensor, "tolist", lambda t: reads.append(1) or real_tolist(t))
+    reads = host_reads
     counts = []
     for check in (False, True):
         w, opt, step, _ = _adam_fit(torch.float32)
@@ -346,7 +338,7 @@ def test_optimize_reads_the_loss_and_the_optimizer_state_back_once_per_step(monk
         counts.append(len(reads))
     # the loss's read once a step (and Adam's reads of its CPU step counter): no more with
     # the check
-    assert counts[1] == counts[0] <= 12
+    assert 6 <= counts[1] == counts[0] <= 12  # one read a step at least: counted
 
 
 def test_guard_takes_back_the_values_whose_update_poisoned_the_optimizer():
