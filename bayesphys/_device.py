@@ -22,6 +22,7 @@ from typing import Any, Union
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from ._checks import check_int, check_seed
 
@@ -147,6 +148,31 @@ def check_on_device(
             f"{name}: expected {what} on {whose} device {device}, received one on {got}"
             + hint.format(device=device, got=got)
         )
+
+
+def check_module_dtype(name: str, x: Tensor, dtype: torch.dtype, owner: str) -> None:
+    """``TypeError`` naming ``name`` and both dtypes when the tensor ``x`` is not in ``dtype``,
+    the dtype of the module ``owner`` (its weights), unless autocast is on for ``x``'s device
+    (torch then casts inputs and weights itself): torch's own error came from deep inside a
+    matrix product without naming the argument."""
+    if x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
+        raise TypeError(
+            f"{name}: expected the {owner}'s dtype {dtype}, received {x.dtype} (convert it "
+            f"with {name}.to({dtype}), or the {owner} with .to({x.dtype}))"
+        )
+
+
+def check_module_inputs(owner: str, weight: Tensor, **tensors: Any) -> None:
+    """The tensors a network ``owner`` is called with (``name=value``), against one of its
+    weights: a ``TypeError`` naming the first that is not a tensor or not in the weight's
+    dtype (:func:`check_module_dtype`), a ``ValueError`` naming the first on another device
+    (:func:`check_on_device`)."""
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name}: expected a torch.Tensor, received {type(t).__name__}")
+        check_module_dtype(name, t, weight.dtype, owner)
+        hint = f" (move it with {name}.to('{{device}}'), or the {owner} with .to('{{got}}'))"
+        check_on_device(name, t, weight.device, f"the {owner}'s", hint=hint)
 
 
 def _checked_device(device: Any) -> torch.device | None:

@@ -166,3 +166,20 @@ def test_check_on_device_reads_an_unindexed_device_as_the_current_one():
     check_on_device("x", torch.zeros(1, device="cpu"), torch.device("cpu"), "the model's")
     with pytest.raises(ValueError, match="x: expected a tensor on the model's device cpu"):
         check_on_device("x", torch.zeros(1, device="meta"), torch.device("cpu"), "the model's")
+
+
+def test_check_module_dtype_and_inputs_name_the_argument():
+    """One check for every network's inputs (GICNet, ForwardNet, Meta FM's field and GCN):
+    the argument and both dtypes named; autocast, which casts inputs itself, is let through."""
+    from bayesphys._device import check_module_dtype, check_module_inputs
+
+    w = torch.zeros(2, dtype=torch.float32)
+    check_module_inputs("net", w, x=torch.zeros(3), v=torch.ones(1))
+    with pytest.raises(TypeError, match=r"^v: expected the net's dtype torch.float32, received"):
+        check_module_inputs("net", w, x=torch.zeros(3), v=torch.ones(1, dtype=torch.float64))
+    with pytest.raises(TypeError, match="^x: expected a torch.Tensor, received list"):
+        check_module_inputs("net", w, x=[0.0])
+    with pytest.raises(ValueError, match="^x: expected a tensor on the net's device cpu"):
+        check_module_inputs("net", w, x=torch.zeros(3, device="meta"))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        check_module_dtype("x", torch.zeros(3, dtype=torch.float64), torch.float32, "net")

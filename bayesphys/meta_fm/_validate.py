@@ -23,19 +23,7 @@ __all__ = [
     "check_condition_ids",
     "training_split",
     "check_source_ids",
-    "check_dtype",
 ]
-
-
-def check_dtype(name: str, x: Tensor, dtype: torch.dtype, owner: str) -> None:
-    """A ``TypeError`` naming ``name`` and both dtypes when the tensor ``x`` is not in
-    ``dtype``, the dtype of the module ``owner`` (its weights): torch's own error came from
-    deep inside a matrix product without naming the argument."""
-    if x.dtype != dtype:
-        raise TypeError(
-            f"{name}: expected the {owner}'s dtype {dtype}, received {x.dtype} (convert it "
-            f"with {name}.to({dtype}), or the {owner} with .to({x.dtype}))"
-        )
 
 
 def check_point_cloud(

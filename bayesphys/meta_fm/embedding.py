@@ -27,8 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_int
-from .._device import check_finite
-from ._validate import check_dtype
+from .._device import check_finite, check_module_dtype
 
 __all__ = ["knn_adjacency", "normalized_adjacency", "DenseGCN", "PopulationEmbedding"]
 
@@ -102,8 +101,8 @@ class DenseGCN(nn.Module):
                 f"a_hat: expected an adjacency [*, {n}, {n}] (n from h), received "
                 f"{tuple(a_hat.shape)}"
             )
-        check_dtype("h", h, self.lins[0].weight.dtype, "GCN")
-        check_dtype("a_hat", a_hat, self.lins[0].weight.dtype, "GCN")
+        check_module_dtype("h", h, self.lins[0].weight.dtype, "GCN")
+        check_module_dtype("a_hat", a_hat, self.lins[0].weight.dtype, "GCN")
         for i, lin in enumerate(self.lins):
             h = a_hat @ (h @ lin.weight.mT) + lin.bias
             if i < len(self.lins) - 1:
@@ -158,7 +157,7 @@ class PopulationEmbedding(nn.Module):
             )
         if not self.features and f is not None:
             raise ValueError("f: this embedding reads no point features (features=0)")
-        check_dtype("x", x, self.gcn.lins[0].weight.dtype, "embedding")
+        check_module_dtype("x", x, self.gcn.lins[0].weight.dtype, "embedding")
         with torch.no_grad():
             a_hat = normalized_adjacency(knn_adjacency(x.detach(), self.k))
         h = x if f is None else torch.cat([x, f.to(x)], -1)

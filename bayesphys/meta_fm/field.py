@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_int, check_real
-from ._validate import check_dtype
+from .._device import check_module_dtype
 
 __all__ = ["time_embedding", "FourierFeatures", "VectorField"]
 
@@ -82,7 +82,7 @@ class FourierFeatures(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Features ``[..., 2 m]`` of points ``x [..., d]`` in the dtype of ``B`` (another
         dtype is a ``TypeError`` naming both)."""
-        check_dtype("x", x, self.B.dtype, "Fourier feature map")
+        check_module_dtype("x", x, self.B.dtype, "Fourier feature map")
         proj = 2 * math.pi * x @ self.B
         return torch.cat([torch.cos(proj), torch.sin(proj)], dim=-1)
 
@@ -160,7 +160,7 @@ class VectorField(nn.Module):
             # the time is cast to x's dtype: integer points read t = 0.3 as 0, silently
             raise TypeError(f"x: expected floating points, received {x.dtype}")
         dtype = self.net[0].weight.dtype
-        check_dtype("x", x, dtype, "vector field")
+        check_module_dtype("x", x, dtype, "vector field")
         lead = x.shape[:-1]
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
         if t.ndim and t.shape != lead:
@@ -180,7 +180,7 @@ class VectorField(nn.Module):
             raise ValueError(f"cond: this field reads no condition (cond_dim=0), received {got}")
         if self.cond_dim:
             self._check_cond(cond, lead)
-            check_dtype("cond", cond, dtype, "vector field")
+            check_module_dtype("cond", cond, dtype, "vector field")
             feats.append(cond.expand(*lead, self.cond_dim))
         h = torch.cat(feats, dim=-1)
         if self.film is None:

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from .._checks import as_scalar, check_keys, check_real
-from .._device import ArrayLike, as_tensor, check_on_device
+from .._device import ArrayLike, as_tensor
 from .grids import check_points
 
 __all__ = [
@@ -25,7 +25,6 @@ __all__ = [
     "check_data",
     "parameter_batches",
     "inverse_inputs",
-    "check_net_inputs",
 ]
 
 #: keys of ``fit(data=...)``: the required sets, the optional noise level, and the noise-free
@@ -144,22 +143,3 @@ def inverse_inputs(
             )
         ut = (ut - b) / d
     return xt, ut, wt
-
-
-def check_net_inputs(owner: str, weight: Tensor, **tensors: Any) -> None:
-    """The tensors a network is called with (``name=value``): ``TypeError`` naming the first
-    that is not a tensor or not in the dtype of ``weight`` (a weight of the network ``owner``),
-    with both dtypes, and ``ValueError`` naming the first on another device; torch's own
-    errors came from inside a matrix product without naming the argument. The dtype is not
-    checked under autocast, where torch casts inputs and weights itself."""
-    dtype, device = weight.dtype, weight.device
-    for name, t in tensors.items():
-        if not isinstance(t, Tensor):
-            raise TypeError(f"{name}: expected a torch.Tensor, received {type(t).__name__}")
-        if t.dtype != dtype and not torch.is_autocast_enabled(t.device.type):
-            raise TypeError(
-                f"{name}: expected the {owner}'s dtype {dtype}, received {t.dtype} (convert it "
-                f"with {name}.to({dtype}), or the {owner} with .to({t.dtype}))"
-            )
-        hint = f" (move it with {name}.to('{{device}}'), or the {owner} with .to('{{got}}'))"
-        check_on_device(name, t, device, f"the {owner}'s", hint=hint)

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch.distributions import LowRankMultivariateNormal
 
 from .._checks import check_bool, check_int, check_real, did_you_mean
-from ._inputs import check_net_inputs
+from .._device import check_module_inputs
 from .taylor import STREAM_AXIS, FourierFeatures, TaylorMLP
 
 __all__ = ["ForwardNet"]
@@ -147,7 +147,7 @@ class ForwardNet(nn.Module):
         """``x [B, N, dim_x]``, ``z [B, dim_z]``, ``w [B, dim_w]`` (``z``, ``w``: or one row),
         tensors in the network's dtype and on its device (``TypeError`` / ``ValueError``
         otherwise, naming the argument)."""
-        check_net_inputs("ForwardNet", self.mlp.out.weight, x=x, z=z, w=w)
+        check_module_inputs("ForwardNet", self.mlp.out.weight, x=x, z=z, w=w)
         ok = x.ndim == 3 and x.shape[-1] == self.dim_x and z.ndim == w.ndim == 2
         ok = ok and z.shape[-1] == self.dim_z and w.shape[-1] == self.dim_w
         ok = ok and z.shape[0] == w.shape[0] and z.shape[0] in (1, x.shape[0])

@@ -46,8 +46,8 @@ from torch import Tensor, nn
 from torch.distributions import LowRankMultivariateNormal
 
 from .._checks import check_bool, check_int, check_real
+from .._device import check_module_inputs
 from .._stack import user_stacklevel
-from ._inputs import check_net_inputs
 from .grids import check_box
 
 __all__ = ["GICNet", "KernelInterpolation"]
@@ -325,7 +325,7 @@ class GICNet(nn.Module):
         channel would read 0 / (0 + 1e-6), and the density channels 0 / 0), each a tensor in
         the network's dtype and on its device (another is a ``TypeError`` / ``ValueError``
         naming the argument and both)."""
-        check_net_inputs("GICNet", self.out.weight, x=x, v=v, w=w)
+        check_module_inputs("GICNet", self.out.weight, x=x, v=v, w=w)
         if v.ndim == 2:
             v = v.unsqueeze(-1)
         if x.ndim == 3 and 0 in x.shape[:2]:
