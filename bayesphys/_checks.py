@@ -312,3 +312,34 @@ def require(module: str, pip: str, what: str) -> Any:
         if err.name is None or err.name.split(".")[0] != module.split(".")[0]:
             raise  # the package is there but something it imports is not: its own error
         raise ImportError(f"{what} needs the package {pip!r}: pip install {pip}") from err
+
+
+def check_increasing(
+    name: str,
+    x: Any,
+    *,
+    strict: bool = True,
+    what: str = "values",
+    label: str | None = None,
+    hint: str = "",
+) -> None:
+    """``ValueError`` unless ``x`` (a tensor or array ``[..., n]``) increases along its last
+    axis (``strict``: strictly; else never decreases), naming ``name`` and the first pair out
+    of order: ``"{name}: expected strictly increasing {what}, received {label}[i] = a then
+    {label}[i + 1] = b{hint}"`` (``label`` default ``name``; leading indices of a batched
+    ``x`` before ``i``). The one order check of grids, meshes and positions."""
+    a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if a.ndim == 0 or a.shape[-1] < 2:
+        return
+    d = np.diff(a, axis=-1)
+    bad = (d <= 0) if strict else (d < 0)
+    if not bad.any():
+        return
+    *row, i = (int(k) for k in np.argwhere(bad)[0])
+    at = "".join(f"{k}, " for k in row)
+    lab = name if label is None else label
+    order = "strictly increasing" if strict else "non-decreasing"
+    raise ValueError(
+        f"{name}: expected {order} {what}, received {lab}[{at}{i}] = {float(a[(*row, i)]):.6g} "
+        f"then {lab}[{at}{i + 1}] = {float(a[(*row, i + 1)]):.6g}{hint}"
+    )

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -222,3 +223,26 @@ def test_stream_seed_separates_tags_and_keys():
         stream_seed(2**64, "a")
     with pytest.raises(TypeError, match="tag: expected a str"):
         stream_seed(0, 3)
+
+
+def test_check_increasing_names_the_first_pair_out_of_order():
+    """The one order check of grids, meshes and positions (ProbConserv's trapezoid weights
+    and shock positions, the neural-process test meshes, GP-PDE axes, the diagnostics grid)."""
+    from bayesphys._checks import check_increasing
+
+    check_increasing("x", torch.tensor([0.0, 1.0, 2.0]))
+    check_increasing("x", np.array([0.0, 1.0, 1.0]), strict=False)  # repeats allowed
+    with pytest.raises(
+        ValueError,
+        match=r"^x: expected strictly increasing grid, received "
+        r"x\[1\] = 1 then x\[2\] = 1$",
+    ):
+        check_increasing("x", [0.0, 1.0, 1.0], what="grid")
+    with pytest.raises(
+        ValueError,
+        match=r"x: expected non-decreasing values, received "
+        r"x\[1, 0\] = 2 then x\[1, 1\] = 1; sort$",
+    ):
+        check_increasing("x", torch.tensor([[0.0, 1.0], [2.0, 1.0]]), strict=False, hint="; sort")
+    with pytest.raises(ValueError, match=r"^test\['t'\]: .* received t\[0\] = 3"):
+        check_increasing("test['t']", [3.0, 2.0], label="t")

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_bool, check_int, check_real, check_seed, offset_seed
+from .._checks import check_bool, check_increasing, check_int, check_real, check_seed, offset_seed
 from .._device import check_finite
 from .._posterior_args import _check_levels
 from .._posterior_base import central_intervals, is_posterior, missing_members
@@ -149,8 +149,7 @@ def front_position(x: Tensor, level: float = 0.5) -> Summary:
             f"x: expected a 1-D grid of n >= 2 points, received shape {tuple(x.shape)}"
         )
     check_finite("x", x)
-    if not bool((x[1:] > x[:-1]).all()):
-        raise ValueError("x: expected strictly increasing grid coordinates")
+    check_increasing("x", x, what="grid coordinates")
     level = check_real("level", level)
 
     def f(u: Tensor) -> Tensor:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from .._checks import check_increasing
 from .._device import as_tensor, check_finite, check_on_device, own_memory
 from ..problems.gp_pde import PDEProblem, tensor_grid
 from ._errors import NumericalFailure
@@ -146,8 +147,7 @@ def parse_grid(
         check_finite(f"x[{j}]", a)
         if a.numel() < 4:
             raise ValueError(f"x[{j}]: expected at least 4 grid points, received {a.numel()}")
-        if bool((a[1:] <= a[:-1]).any()):
-            raise ValueError(f"x[{j}]: expected strictly increasing coordinates")
+        check_increasing(f"x[{j}]", a, what="coordinates")
     return axes
 
 

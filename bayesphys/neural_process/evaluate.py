@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .._checks import (
+    check_increasing,
     check_int,
     check_int_sequence,
     check_keys,
@@ -112,14 +113,13 @@ def _check_test(test: Any, problem: str, keys: tuple[str, ...] | None = None) ->
         # (dropped from the interior metrics and the inverse inputs), t[0] as t = 0, and
         # invariance_study interpolates along it (np.interp on a decreasing x gave other values
         # without a word)
-        a = out.get(k)
-        down = np.flatnonzero(np.diff(a) <= 0) if a is not None else ()
-        if len(down):
-            i = int(down[0])
-            raise ValueError(
-                f"test['{k}']: expected strictly increasing nodes (the mesh of "
-                f"{_TEST_MAKERS[problem]}), received {k}[{i}] = {a[i]:.6g} then "
-                f"{k}[{i + 1}] = {a[i + 1]:.6g}; sort the nodes and the values together"
+        if out.get(k) is not None:
+            check_increasing(
+                f"test['{k}']",
+                out[k],
+                what=f"nodes (the mesh of {_TEST_MAKERS[problem]})",
+                label=k,
+                hint="; sort the nodes and the values together",
             )
     return out
 

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from .. import metrics
-from .._checks import check_int, check_real, check_seed, did_you_mean
+from .._checks import check_increasing, check_int, check_real, check_seed, did_you_mean
 from .._device import as_tensor
 from .._posterior_base import is_posterior
 from ..posterior import GaussianPosterior, Posterior
@@ -88,14 +88,13 @@ def _check_positions(x, nx: int) -> Tensor:
         raise ValueError(
             f"x: expected shape ({nx},) (one point per field value), received {tuple(x.shape)}"
         )
-    down = (x.diff() < 0).nonzero()
-    if down.numel():
-        i = int(down[0, 0])
-        raise ValueError(
-            f"x: expected non-decreasing positions (the front is the first crossing along x), "
-            f"received x[{i}] = {float(x[i]):.6g} then x[{i + 1}] = {float(x[i + 1]):.6g}; "
-            "sort x and the field values together"
-        )
+    check_increasing(
+        "x",
+        x,
+        strict=False,
+        what="positions (the front is the first crossing along x)",
+        hint="; sort x and the field values together",
+    )
     return x
 
 

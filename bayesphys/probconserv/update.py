@@ -48,7 +48,7 @@ from linear_operator.operators import (
 )
 from torch import Tensor
 
-from .._checks import check_bool, check_broadcasts, check_real
+from .._checks import check_bool, check_broadcasts, check_increasing, check_real
 from .._device import as_tensor, check_finite
 from .._gaussian_posterior import move_root
 from .._linalg import structured_root
@@ -77,16 +77,8 @@ def trapezoid_weights(x: Tensor, rule: str = "trapezoid") -> Tensor:
         raise ValueError(
             f"x: expected a grid with at least 2 points, received shape {tuple(x.shape)}"
         )
+    check_increasing("x", x, what="grid", hint=" (sort the points and drop repeated ones)")
     dx = x.diff(dim=-1)
-    bad = dx <= 0
-    if bool(bad.any()):
-        *row, i = (int(k) for k in bad.nonzero()[0])
-        at = "".join(f"{k}, " for k in row)
-        raise ValueError(
-            f"x: expected a strictly increasing grid, received x[{at}{i}] = "
-            f"{float(x[(*row, i)]):.6g} then x[{at}{i + 1}] = {float(x[(*row, i + 1)]):.6g} "
-            "(sort the points and drop repeated ones)"
-        )
     zero = torch.zeros_like(x[..., :1])
     if rule == "trapezoid":
         return 0.5 * (torch.cat([dx, zero], -1) + torch.cat([zero, dx], -1))
