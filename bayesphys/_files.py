@@ -96,6 +96,22 @@ def out_folder_arg(text: str) -> str:
     return str(path)
 
 
+def out_file_arg(text: str) -> str:
+    """An argparse ``type`` for an ``--out`` naming a results file: a path that is not empty
+    (``""`` read as "no file" and wrote nothing, silently), not a folder, in a folder that
+    exists or can be created here (:func:`out_folder_arg`'s checks, at parse time instead of
+    after the work is done); a leading ``~`` is expanded."""
+    import argparse
+
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a file path, received an empty string")
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"expected a file path, received the folder {text!r}")
+    out_folder_arg(str(path.parent))
+    return str(path)
+
+
 @functools.lru_cache(maxsize=1)
 def host_token() -> str:
     """This machine's name, and the process-id namespace its pids belong to, as one dot-free

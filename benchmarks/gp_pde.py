@@ -156,7 +156,9 @@ def scaling_plot(rows: list[dict], path: pathlib.Path) -> pathlib.Path:
 
 
 def main(argv: list[str] | None = None) -> pathlib.Path | None:
-    ap = argparse.ArgumentParser(prog="bayesphys bench gp_pde", description=__doc__)
+    ap = argparse.ArgumentParser(
+        prog="bayesphys bench gp_pde", description=__doc__, allow_abbrev=False
+    )
     ap.add_argument("--quick", action="store_true", help="tiny grids, a few steps (not committed)")
     ap.add_argument(
         "--out", type=out_folder_arg, default=None, help="output folder (quick default: a temp dir)"

@@ -237,7 +237,7 @@ def merged_state(prev: dict, problems: list[str], cmd: str) -> tuple[list[dict],
 
 def main(argv: list[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(
-        prog="bayesphys bench meta_fm", description=__doc__.splitlines()[0]
+        prog="bayesphys bench meta_fm", description=__doc__.splitlines()[0], allow_abbrev=False
     )
     ap.add_argument("--quick", action="store_true", help="CPU-sized run (< 10 min on 2 cores)")
     ap.add_argument(

@@ -449,7 +449,9 @@ def _run_parts(
 
 def main(argv: list[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(
-        prog="bayesphys bench neural_process", description=__doc__.splitlines()[0]
+        prog="bayesphys bench neural_process",
+        description=__doc__.splitlines()[0],
+        allow_abbrev=False,
     )
     ap.add_argument("--quick", action="store_true", help="a few steps, small test sets")
     ap.add_argument(

@@ -111,7 +111,7 @@ def _keep_partial(rows, finished, err, args, out, dev) -> None:
 
 
 def main(argv: list[str] | None = None) -> Path | None:
-    ap = argparse.ArgumentParser(prog="bayesphys bench odil")
+    ap = argparse.ArgumentParser(prog="bayesphys bench odil", allow_abbrev=False)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", type=out_folder_arg, default=None)
     ap.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda or auto")

@@ -23,6 +23,7 @@ from bayesphys._bench import (
     threading_info,
     write_results_json,
 )
+from bayesphys._files import out_file_arg
 
 SOLVERS = ("sparse", "cg")
 
@@ -53,12 +54,12 @@ def run(solver: str, nt: int, seed: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     ap.add_argument("--nt", type=positive_int, default=8, help="time levels (>= 2)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--solvers", default=",".join(SOLVERS))
     ap.add_argument("--threads", type=positive_int, default=2)
-    ap.add_argument("--out", default=None, help="JSON file for the rows")
+    ap.add_argument("--out", type=out_file_arg, default=None, help="JSON file for the rows")
     args = ap.parse_args(argv)
     solvers = [s.strip() for s in args.solvers.split(",") if s.strip()]
     bad = [s for s in solvers if s not in SOLVERS]

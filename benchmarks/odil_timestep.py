@@ -31,6 +31,7 @@ from bayesphys._bench import (
     threading_info,
     write_results_json,
 )
+from bayesphys._files import out_file_arg
 from bayesphys.odil import GliomaModel
 from bayesphys.problems.glioma import brain_phantom, synthetic_patient, truth_theta
 
@@ -84,15 +85,15 @@ def run_config(
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     ap.add_argument(
         "--configs",
         default=DEFAULT_CONFIGS,
         help="refine:d_max:fit_scheme:truth:seg_sigma,... (module docstring)",
     )
-    ap.add_argument("--cases", type=int, default=80)
+    ap.add_argument("--cases", type=positive_int, default=80)
     ap.add_argument("--threads", type=positive_int, default=1)
-    ap.add_argument("--out", default=None, help="JSON file for the rows")
+    ap.add_argument("--out", type=out_file_arg, default=None, help="JSON file for the rows")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows = []

@@ -269,7 +269,7 @@ def _keep_finished(err: BaseException, out: str | None, args, argv) -> None:
 
 def main(argv: list[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(
-        prog="bayesphys bench probconserv", description=__doc__.splitlines()[0]
+        prog="bayesphys bench probconserv", description=__doc__.splitlines()[0], allow_abbrev=False
     )
     ap.add_argument("--quick", action="store_true", help="short training, 20 test functions")
     ap.add_argument(

@@ -272,7 +272,9 @@ def _ddp_rows(model: str, quick: bool) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    ap = argparse.ArgumentParser(prog="bayesphys bench scale_out", description=__doc__)
+    ap = argparse.ArgumentParser(
+        prog="bayesphys bench scale_out", description=__doc__, allow_abbrev=False
+    )
     ap.add_argument(
         "--quick",
         action="store_true",

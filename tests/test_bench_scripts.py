@@ -62,7 +62,9 @@ def test_bad_options_are_refused_before_anything_runs(
     mod = script_module(str(BENCH / script))
     if starts is not None:
         monkeypatch.setattr(mod, starts, _boom)
-    _refused(capsys, mod.main, [*argv, "--out", str(tmp_path)], option)
+    # odil_joint.py's --out is the results file, the others' the results folder
+    out = tmp_path / "rows.json" if script == "odil_joint.py" else tmp_path
+    _refused(capsys, mod.main, [*argv, "--out", str(out)], option)
     assert not list(tmp_path.iterdir())
 
 
@@ -802,3 +804,46 @@ def test_odil_joint_and_timestep_files_record_what_sets_the_thread_counts(tmp_pa
     payload = json.loads((tmp_path / "t.json").read_text())
     assert payload["threading"]["OMP_NUM_THREADS"] == "1"
     assert payload["rows"] == [{"config": [1, 0.1, 1, "cn", "fine", 0.0]}]
+
+
+ABBREV_STARTS = [  # (script, the functions that would start its benchmark)
+    *OUT_STARTS,
+    ("odil_joint.py", ["run"]),
+    ("odil_timestep.py", ["run_config"]),
+    ("odil_b1_cases.py", ["case_row"]),
+]
+
+
+@pytest.mark.parametrize("script, starts", ABBREV_STARTS, ids=[s for s, _ in ABBREV_STARTS])
+def test_an_abbreviated_option_is_refused_not_recorded_as_given(
+    tmp_path, capsys, monkeypatch, script, starts
+):
+    """argparse took ``--ou`` for ``--out`` (``--dev auto`` for ``--device auto``) and the
+    results file recorded the abbreviation as given: a ``--dev auto`` was not pinned to the
+    device it resolved to, and an abbreviation stops rerunning once another option shares
+    its prefix. The scripts whose command is recorded now refuse abbreviations."""
+    mod = script_module(str(BENCH / script))
+    for name in starts:
+        monkeypatch.setattr(mod, name, _boom)
+    out = tmp_path / ("rows.json" if script in ("odil_joint.py", "odil_timestep.py") else "out")
+    _refused(capsys, mod.main, ["--ou", str(out)], "unrecognized arguments")
+    assert not out.exists()
+
+
+def test_odil_timestep_refuses_no_cases_and_both_odil_scripts_an_empty_out(
+    tmp_path, capsys, monkeypatch
+):
+    """``odil_timestep.py --cases 0`` ran nothing and wrote NaN coverages; ``--out ""`` in
+    odil_joint.py and odil_timestep.py wrote nothing, silently (an empty string read as no
+    file). Both are refused before anything runs, as the other scripts refuse an empty
+    ``--out``; so is a folder where the file would go."""
+    step = script_module(str(BENCH / "odil_timestep.py"))
+    joint = script_module(str(BENCH / "odil_joint.py"))
+    monkeypatch.setattr(step, "run_config", _boom)
+    monkeypatch.setattr(joint, "run", _boom)
+    for cases in ("0", "-2"):
+        _refused(capsys, step.main, ["--cases", cases], "argument --cases")
+    for mod in (step, joint):
+        for out in ("", " ", str(tmp_path)):
+            _refused(capsys, mod.main, ["--out", out], "argument --out")
+    assert not list(tmp_path.iterdir())

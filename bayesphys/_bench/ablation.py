@@ -60,7 +60,9 @@ def ablation_parser(doc: str | None, *, jobs: bool = True) -> argparse.ArgumentP
     ``benchmarks/results``), ``--table RESULTS_JSON`` (only print a results file's table:
     :func:`print_rows_table`) and, with ``jobs``, ``--jobs N`` (worker processes with one
     thread each, a positive int; :func:`run_script_tasks`)."""
-    ap = argparse.ArgumentParser(description=doc.strip().splitlines()[0] if doc else None)
+    ap = argparse.ArgumentParser(
+        description=doc.strip().splitlines()[0] if doc else None, allow_abbrev=False
+    )
     if jobs:
         ap.add_argument(
             "--jobs", type=positive_int, default=1, help="worker processes (1 thread each)"

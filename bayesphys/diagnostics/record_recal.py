@@ -41,6 +41,7 @@ dependence between summaries (each map is monotone), so TARP stays meaningful.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -367,7 +368,7 @@ class RecordRecalibration:
                 f"record: summaries {list(record.names)} are not those the maps were fitted "
                 f"on, {list(self.names)} (the same names in the same order)"
             )
-        check_truth_draws(record.truth, record.draws)
+        record = _checked(record)
         _check_two_draws(record)
         for stage in self.stages:
             record = _apply_stage(record, stage)
@@ -415,6 +416,14 @@ def _check_record(record: Any) -> None:
             f"record: expected a SimulationRecord (from simulate_and_infer), received "
             f"{type(record).__name__}"
         )
+
+
+def _checked(record: SimulationRecord) -> SimulationRecord:
+    """``record`` with its ``truth`` and ``draws`` checked by :func:`check_truth_draws` and
+    replaced by the pair it returns (the truth on the draws' device: a truth kept on the CPU
+    beside draws on a GPU failed in the first difference with torch's device error)."""
+    truth, draws = check_truth_draws(record.truth, record.draws)
+    return dataclasses.replace(record, truth=truth, draws=draws)
 
 
 def _check_two_draws(record: SimulationRecord) -> None:
@@ -507,13 +516,15 @@ def fit_record_recalibration(
     stages before it). A summary whose draws have zero spread in every held-out problem (a
     pinned boundary value) gets the identity map of the stage; an error while fitting a
     summary names it. ``truth`` and ``draws`` must be finite and agree in ``N`` and ``K``
-    (a NaN draw was dropped from its problem's spread, an infinite truth gave a NaN map).
+    (a NaN draw was dropped from its problem's spread, an infinite truth gave a NaN map); a
+    ``truth`` on another device than the draws is used on theirs, in
+    :meth:`RecordRecalibration.apply` too.
     ``level`` (the ``"conformal"`` stage's coverage level) must lie in ``(0, 1)`` whatever the
     method, as :meth:`Recalibrator.from_z` checks it for ``"zscore"``, which does not read it
     either (``level=2.0`` was refused for ``"zscore"`` and accepted for ``"affine"``).
     """
     _check_record(record)
-    check_truth_draws(record.truth, record.draws)
+    record = _checked(record)
     _check_recal_method(method)
     level = _check_level(level)
     if record.n_sims < 2:

@@ -102,9 +102,11 @@ def _rebuild(cls: type[GPPDESolver], ck: dict[str, Any], path: Any, device) -> G
     refuse_unknown(ck, path, "settings", c, model.config)  # a fresh build has every key we write
     dev = model.device
     model.problem = None if c["problem"] is None else get_problem(c["problem"])
-    model.config = dict(c)
-    # the problem id of the file (an older file may lack a later setting: read as its default)
-    model._built = shape_settings(model.config, [k for k in BUILT_SETTINGS if k in model.config])
+    # the file's settings; one an older file lacks is the default the model was rebuilt with
+    # (absent, it was not refused when assigned afterwards, e.g. a nugget to learned
+    # precisions)
+    model.config = {**model.config, **c}
+    model._built = shape_settings(model.config, BUILT_SETTINGS)
     model.g = s["g"].to(dev)
     model.kernels.load_state_dict(s["kernels"])
     with torch.no_grad():

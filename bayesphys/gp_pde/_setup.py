@@ -250,7 +250,8 @@ def init_solver(
     )
     # the settings the kernels' parameters come from (save refuses them changed)
     model._shape_settings = shape_settings(model.config, ("num_mixtures", "kind"))
-    # the settings the operator (and the exact solution) come from: read at construction only
+    # the settings the operator, the exact solution, the precisions and the kernels' initial
+    # frequencies come from: read at construction only
     model._built = shape_settings(model.config, BUILT_SETTINGS)
     model.kernels = initial_kernels(
         axes,
@@ -278,9 +279,10 @@ def init_solver(
 
 
 #: the settings a solver reads at construction only: its PDE operator is built from the
-#: equation and beta, its problem (the exact solution) attached from the id, and its
-#: precisions set (and learned or not) from the nugget
-BUILT_SETTINGS = ("problem", "equation", "beta", "nugget")
+#: equation and beta, its problem (the exact solution) attached from the id, its
+#: precisions set (and learned or not) from the nugget, and its kernels' initial
+#: frequencies from freq_scale and zero_component
+BUILT_SETTINGS = ("problem", "equation", "beta", "nugget", "freq_scale", "zero_component")
 
 
 def check_built(model, where: str) -> None:
@@ -290,7 +292,9 @@ def check_built(model, where: str) -> None:
     of the old equation while a checkpoint rebuilt it from the new one (the loaded model's
     posterior differed from the one that saved it); fit, predict and the posterior went on
     with the built kernels and problem; a nugget set afterwards neither fixed nor freed the
-    precisions (a load rebuilt them with it: learned by one model, fixed in the other)."""
+    precisions (a load rebuilt them with it: learned by one model, fixed in the other); a
+    ``freq_scale`` or ``zero_component`` set afterwards changed nothing (the kernels had
+    started from the old one) while the model and its checkpoint recorded the new one."""
     built = {**getattr(model, "_built", {}), **getattr(model, "_shape_settings", {})}
     check_built_settings(model.config, built, "GPPDESolver", where)
 

@@ -473,8 +473,9 @@ class GPPDESolver:
     def save(self, path: str | Path) -> Path:
         """Write a checkpoint that :meth:`load` restores exactly. A ``config["num_mixtures"]``
         or ``config["kind"]`` assigned after construction (the kernels keep the shapes they
-        were built with), a ``config["problem"]``, ``["equation"]``, ``["beta"]`` or
-        ``["nugget"]`` assigned after it (read at construction only: :meth:`fit`,
+        were built with), a ``config["problem"]``, ``["equation"]``, ``["beta"]``,
+        ``["nugget"]``, ``["freq_scale"]`` or ``["zero_component"]`` assigned after it (read
+        at construction only: :meth:`fit`,
         :meth:`predict`, :meth:`posterior` refuse them, and ``num_mixtures`` / ``kind``, too)
         and a value the constructor would refuse are refused before anything is written."""
         check_shape_settings(self.config, getattr(self, "_shape_settings", {}), "GPPDESolver")

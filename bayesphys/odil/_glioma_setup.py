@@ -127,7 +127,8 @@ def init_glioma(
         "pet_scale": float(pet_scale),
         "pet_sigma": float(pet_sigma),
         "seg_sigma": float(seg_sigma),
-        "noise_corr_mm": float(max(noise_corr_mm, spacing)),
+        # as given: at least one voxel is counted where it is used (GliomaModel._noise)
+        "noise_corr_mm": float(noise_corr_mm),
         "model_error": float(model_error),
         "d_max": float(d_max),
         "time_scheme": time_scheme,

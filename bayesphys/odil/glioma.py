@@ -287,8 +287,8 @@ class GliomaModel(GliomaPosteriorMixin):
         sig_m = self._setting("model_error", strict=False) * h
         seg = math.hypot(self._setting("seg_sigma"), sig_m)
         pet = math.hypot(self._setting("pet_sigma"), self._setting("pet_scale") * sig_m)
-        # at least one voxel, as at construction (a length assigned below the voxel size
-        # counted each voxel as a fraction of an observation, a load as a whole one)
+        # at least one voxel (a length below the voxel size counted each voxel as a fraction
+        # of an observation); config keeps the value given, so a checkpoint holds it exactly
         corr = max(self._setting("noise_corr_mm"), h)
         return seg, pet, (corr / h) ** self.ndim
 

@@ -224,6 +224,28 @@ _REUSE_LINEARISATION = True
 _STEP_ROUNDOFF = 8
 
 
+def _no_progress(
+    problem: DiscreteProblem, xp: torch.nn.Parameter, opt: torch.optim.LBFGS, res: FitResult
+) -> None:
+    """An L-BFGS fit that ended "converged" without ever moving from its start: converged
+    only if the gradient there is within L-BFGS's own first-order tolerance (``tolerance_grad``
+    in max-abs, below which it takes no step), else ``res`` is marked not converged (every
+    line search returned a zero-length step: a gradient inconsistent with the loss, or steps
+    below the spacing of ``x`` in its dtype)."""
+    xp.grad = None
+    problem.loss(xp).backward()
+    g = float(xp.grad.detach().abs().max())
+    xp.grad = None
+    tol_g = opt.defaults["tolerance_grad"]
+    if not g <= tol_g:
+        res.converged = False
+        res.message = (
+            f"no progress: L-BFGS never moved from x0 in {res.steps} steps, while the "
+            f"gradient there is not small (max |g| = {g:.3g} > {tol_g:g}): a gradient "
+            "inconsistent with the loss, or steps below the spacing of x in its dtype"
+        )
+
+
 @autograd_on()
 def minimize(
     problem: DiscreteProblem,
@@ -299,6 +321,12 @@ def minimize(
         end. The iterate and the number of steps are those of any other ending; with ``tol``
         above :math:`8\,\varepsilon` such a step has already met the relative-decrease test,
         so a float64 fit with the default ``tol`` never ends this way.
+        L-BFGS, whatever ``tol``: a fit whose iterate never moved from ``x0`` is converged
+        only if the gradient there is within L-BFGS's first-order tolerance
+        (:math:`\max_i|g_i| \le 10^{-7}`, below which it takes no step); otherwise every line
+        search returned a zero-length step (a gradient inconsistent with the loss, e.g. a
+        cliff of slope 1e200 beside a finite loss) and it ends ``converged=False``,
+        ``"no progress: ..."``.
 
     Returns
     -------
@@ -362,6 +390,7 @@ def minimize(
         check_finite("x0", x)
     fn = problem.residual
     if method in ("adam", "lbfgs"):
+        start = x.clone() if method == "lbfgs" else None  # the Parameter shares x's memory
         xp = torch.nn.Parameter(x)
         if method == "adam":
             opt = torch.optim.Adam([xp], lr=lr)
@@ -410,6 +439,8 @@ def minimize(
             )
         if budget.reached:
             res.message = budget.message(res.steps)
+        if start is not None and res.converged and res.steps and torch.equal(xp.detach(), start):
+            _no_progress(problem, xp, opt, res)
         return xp.detach(), res
     if method not in ("gn", "lm"):
         raise ValueError(f"method: expected 'gn', 'lm', 'adam' or 'lbfgs', received {method!r}")

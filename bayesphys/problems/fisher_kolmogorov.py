@@ -408,7 +408,8 @@ def fk_residual(
     :math:`(c^n - c^{n-1})/\Delta t - \tfrac12[F(c^n) + F(c^{n-1})]`;
     ``"euler"``: :math:`(c^n - c^{n-1})/\Delta t - F(c^{n-1})` (the forward solver's scheme),
     with :math:`F(c) = \nabla\cdot(D\nabla c) + \rho c(1-c)`. Returns ``[nt-1, *grid]``.
-    ``dt`` and ``spacing`` (numbers) ``> 0``; ``c`` has at least 2 levels.
+    ``dt`` and ``spacing`` (numbers) ``> 0``; ``c`` has at least 2 levels; ``faces``, and
+    ``dw`` and ``rho`` when tensors (other than 0-dim CPU ones), on ``c``'s device.
     """
     if scheme not in ("cn", "euler"):
         raise ValueError(f"scheme: expected 'cn' or 'euler', received {scheme!r}")
@@ -417,6 +418,12 @@ def fk_residual(
         raise ValueError(
             f"c: expected [nt >= 2, *grid] (time levels first), received {tuple(c.shape)}"
         )
+    # the faces and rates before the first product with them (torch's error named neither);
+    # a 0-dim CPU rate passes, as torch moves one itself
+    _check_on_device("faces", faces, c.device, "c")
+    for name, rate in (("dw", dw), ("rho", rho)):
+        if not (isinstance(rate, Tensor) and rate.ndim == 0 and rate.device.type == "cpu"):
+            check_on_device(name, rate, c.device, "c's")
     hs = [spacing] * (c.ndim - 1)
     scaled = [f * dw for f in faces]
     hs = _check_div_flux(c, scaled, hs, "c")  # once, not in each call of rhs

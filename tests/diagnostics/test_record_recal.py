@@ -463,3 +463,31 @@ def test_apply_refuses_summaries_other_than_those_fitted_on():
     with pytest.raises(ValueError, match=r"summaries \['b', 'a'\] are not those"):
         recal.apply(swapped)
     assert recal.apply(other).draws.shape == other.draws.shape
+
+
+def test_recalibration_computes_with_the_pair_its_check_returns(monkeypatch):
+    """fit_record_recalibration and RecordRecalibration.apply checked ``truth`` and ``draws``
+    with check_truth_draws but went on with the record's own tensors, not the pair it returns
+    (the truth moved to the draws' device): a truth on the CPU beside draws on a GPU, as
+    fit_many's records may hold them, failed with torch's device error. Here the check's
+    move is stood in for by a copy, the original being unusable afterwards (NaN), so that a
+    computation with the original shows on the CPU."""
+    import bayesphys.diagnostics.record_recal as rr
+    from bayesphys.diagnostics.sbc import check_truth_draws
+
+    def moving_check(truth, draws):
+        t, d = check_truth_draws(truth, draws)
+        moved = t.clone()
+        truth.fill_(float("nan"))  # the original: not where the draws are
+        return moved, d
+
+    fit, target = _record(0.3, 0.5, n=60, seed=5), _record(0.3, 0.5, n=40, seed=6)
+    expected = fit_record_recalibration(fit, "affine")
+    expected_out = expected.apply(target)
+    fit, target = _record(0.3, 0.5, n=60, seed=5), _record(0.3, 0.5, n=40, seed=6)
+    clean_truth = target.truth.clone()
+    monkeypatch.setattr(rr, "check_truth_draws", moving_check)
+    recal = fit_record_recalibration(fit, "affine")
+    assert recal.stages == expected.stages
+    out = recal.apply(target)
+    assert torch.equal(out.truth, clean_truth) and torch.equal(out.draws, expected_out.draws)

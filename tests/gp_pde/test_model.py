@@ -478,6 +478,9 @@ def test_an_equation_assigned_after_construction_is_refused(tmp_path, key, value
         ("kind", "gm", {}),
         ("nugget", 1e-4, {}),
         ("nugget", None, {"nugget": 1e-6}),
+        ("freq_scale", 5.0, {}),
+        ("zero_component", True, {}),
+        ("zero_component", None, {"zero_component": False}),
     ],
 )
 def test_a_setting_read_at_construction_is_refused_at_every_use(tmp_path, key, value, kw):
@@ -485,7 +488,9 @@ def test_a_setting_read_at_construction_is_refused_at_every_use(tmp_path, key, v
     kernels, problem and precisions built from the old value, silently. A nugget assigned to
     a model that learns its precisions neither fixed them (they kept their learned values)
     nor, the other way round, freed them (fixed precisions stayed fixed), while a checkpoint
-    recorded it as if it applied."""
+    recorded it as if it applied. ``freq_scale`` and ``zero_component`` set the kernels'
+    initial frequencies only: assigned later they changed nothing, yet were accepted and
+    saved as if the kernels had started from them."""
     m = _tiny_solver(**kw)
     m.fit(steps=2, progress=False)
     before = m.config[key]
@@ -503,6 +508,38 @@ def test_a_setting_read_at_construction_is_refused_at_every_use(tmp_path, key, v
     m.config[key] = before  # set back: usable, and saved
     back = GPPDESolver.load(m.save(tmp_path / "m.pt"))
     assert torch.equal(back.posterior().variance, m.posterior().variance)
+
+
+def _as_older_file(path, drop):
+    """Rewrite the checkpoint at ``path`` without the settings ``drop`` (as a file saved
+    before they existed)."""
+    ck = torch.load(path, weights_only=True)
+    for k in drop:
+        del ck["config"][k]
+    torch.save(ck, path)
+    return path
+
+
+@pytest.mark.parametrize("key, value", [("nugget", 1e-4), ("zero_component", True)])
+def test_a_file_older_than_a_setting_loads_a_model_that_refuses_it_assigned(tmp_path, key, value):
+    """A model loaded from a file saved before ``nugget`` (or ``zero_component``) existed had
+    no such key in its config, so the key assigned afterwards was not refused (the nugget
+    neither fixed the learned precisions nor was refused at save; a later load fixed them):
+    the loaded config now carries the default the model was rebuilt with, and an assignment
+    is refused as on a new model."""
+    m = _tiny_solver()
+    m.fit(steps=2, progress=False)
+    path = _as_older_file(m.save(tmp_path / "m.pt"), ["nugget", "zero_component"])
+    back = GPPDESolver.load(path)
+    assert back.config["nugget"] is None and back.config["zero_component"] is None
+    assert torch.equal(back.posterior().variance, m.posterior().variance)
+    back.config[key] = value
+    for where, call in (
+        ("posterior", back.posterior),
+        ("save", lambda: back.save(tmp_path / "again.pt")),
+    ):
+        with pytest.raises(ValueError, match=rf"{where}: config {key}=.*assigned after"):
+            call()
 
 
 def test_save_refuses_a_problem_id_or_a_config_a_load_would_refuse(tmp_path):

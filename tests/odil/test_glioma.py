@@ -611,6 +611,23 @@ def test_settings_read_at_every_use_round_trip_when_assigned_later(tiny_patient,
     assert torch.equal(back.posterior(num_samples=2).draws, m.posterior(num_samples=2).draws)
 
 
+def test_a_correlation_length_below_the_voxel_round_trips_and_counts_one_voxel(
+    tiny_patient, tmp_path
+):
+    """A ``noise_corr_mm`` below the voxel size was stored clamped to the voxel size, so the
+    config (and a checkpoint) did not hold the value given; it is stored as given and
+    clamped where it is used, with the numbers of a model given the voxel size itself."""
+    h = tiny_patient["spacing"]
+    m = _stand_in_posterior(GliomaModel.from_patient(tiny_patient, noise_corr_mm=0.25 * h))
+    at_h = _stand_in_posterior(GliomaModel.from_patient(tiny_patient, noise_corr_mm=h))
+    assert m.config["noise_corr_mm"] == 0.25 * h
+    assert m._noise() == at_h._noise() and m._noise()[2] == 1.0
+    assert float(m.loss(m.theta)) == float(at_h.loss(at_h.theta))
+    back = GliomaModel.load(m.save(tmp_path / "m.pt"))
+    assert back.config == m.config
+    assert torch.equal(back.posterior(num_samples=2).draws, m.posterior(num_samples=2).draws)
+
+
 @pytest.mark.parametrize(
     "key, value, match",
     [

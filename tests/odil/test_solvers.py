@@ -293,3 +293,28 @@ def test_no_callback_after_the_adam_update_that_ends_the_fit(kind):
     )
     assert fit.message.startswith("diverged at step 0"), fit.message
     assert seen == [] and torch.equal(x, x0)
+
+
+def test_lbfgs_that_never_moves_off_a_cliff_is_not_converged():
+    """A residual of value 1 whose derivative is 1e200 beside a finite loss: every L-BFGS line
+    search returned a zero-length step, the loss never changed and the fit ended "converged"
+    at its start with a finite state. A fit that never moved from x0 is now converged only if
+    the gradient there is within L-BFGS's own first-order tolerance."""
+
+    def res(f, p):
+        u = f["u"]
+        return {"fit": u - 3.0, "cliff": 1.0 + 1e200 * (u[:1] - u[:1].detach())}
+
+    prob = DiscreteProblem({"u": (2,)}, {}, res)
+    x0 = torch.zeros(2, dtype=torch.float64)
+    x, fit = minimize(prob, x0, method="lbfgs", steps=20, tol=1e-12)
+    assert torch.equal(x, x0) and fit.steps >= 1
+    assert not fit.converged and fit.message.startswith("no progress"), fit.message
+    # started at the optimum (gradient exactly 0): no step either, and that is converged
+    smooth = DiscreteProblem({"u": (2,)}, {}, lambda f, p: {"fit": f["u"] - 3.0})
+    at = torch.full((2,), 3.0, dtype=torch.float64)
+    x, fit = minimize(smooth, at, method="lbfgs", steps=20, tol=1e-12)
+    assert torch.equal(x, at) and fit.converged, fit.message
+    # a fit that moves is left as it was
+    x, fit = minimize(smooth, x0, method="lbfgs", steps=20, tol=1e-12)
+    assert fit.converged and torch.allclose(x, at)

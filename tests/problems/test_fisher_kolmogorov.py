@@ -354,3 +354,28 @@ def test_face_maps_and_masks_on_another_device_are_named(setup):
     with pytest.raises(ValueError, match=r"^faces\[0\]: expected a tensor on c's device meta"):
         fk_residual(levels, faces, torch.tensor(0.1), torch.tensor(0.5), dt=0.1, spacing=H)
     assert fk_forward(c0, faces, 0.1, 0.5, **kw).shape == c0.shape
+
+
+def test_fk_residual_names_a_rate_on_another_device(setup):
+    """fk_residual multiplied the faces by ``dw`` before its device check, so a ``dw`` (or a
+    ``rho``) on another device than ``c`` failed with torch's bare "not on the expected
+    device"; both are now refused by name. A 0-dim CPU rate still passes (torch moves one
+    itself), as before."""
+    from bayesphys.problems.fisher_kolmogorov import fk_residual
+
+    _, faces, c0 = setup
+    levels = torch.stack([c0, c0])
+    one, half = torch.tensor(0.1, dtype=F64), torch.tensor(0.5, dtype=F64)
+    kw = dict(dt=0.1, spacing=H)
+    with pytest.raises(ValueError, match=r"^dw: expected a tensor on c's device cpu"):
+        fk_residual(levels, faces, one.to("meta"), half, **kw)
+    with pytest.raises(ValueError, match=r"^rho: expected a tensor on c's device cpu"):
+        fk_residual(levels, faces, one, half.to("meta"), **kw)
+    with pytest.raises(ValueError, match=r"^dw: expected a tensor on c's device cpu"):
+        fk_residual(levels, faces, torch.full((32, 32), 0.1, device="meta"), half, **kw)
+    # on another device with CPU numbers: torch's own rule lets a 0-dim CPU tensor through
+    meta = [f.to("meta") for f in faces]
+    out = fk_residual(levels.to("meta"), meta, one, half, **kw)
+    assert out.device.type == "meta" and out.shape == (1, 32, 32)
+    ref = fk_residual(levels, faces, one, half, **kw)
+    assert ref.shape == (1, 32, 32) and torch.isfinite(ref).all()
