@@ -110,7 +110,8 @@ class GradientSync:
             i += n
 
     def mean(self, value: Tensor | float) -> float:
-        """The mean of a scalar over ranks (loss reporting)."""
+        r"""The mean :math:`\frac1R\sum_r v_r` of a scalar over the ``R`` ranks (loss
+        reporting): ``value`` a float or a one-element tensor (``[]``); a float back."""
         v = torch.as_tensor(value, dtype=torch.float64).detach().reshape(1).clone()
         v = v.to(_reduce_device() if self.active else "cpu")
         if self.active:

@@ -499,10 +499,13 @@ def as_tensor(
 ) -> torch.Tensor:
     """Convert ``value`` to a tensor with checks that name the argument.
 
+    Returns a tensor of ``value``'s own shape ``[*]`` (a number: ``[]``; nested lists or an
+    array ``(n_1, ..., n_k)``: ``[n_1, ..., n_k]``), in ``dtype`` and on ``device`` when given.
+
     Parameters
     ----------
     name: argument name used in error messages.
-    ndim: required number of dimensions (``None``: any).
+    ndim: required number of dimensions (``None``: any); ``ndim=1`` wants ``[n]``.
     finite: refuse NaN/Inf.
     real: refuse complex values (``TypeError``). Complex values are refused whatever ``real``
         says when ``dtype`` is a real type: the cast would drop the imaginary part with only

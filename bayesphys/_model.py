@@ -122,6 +122,7 @@ class FitResult:
 
     @property
     def final_loss(self) -> float:
+        """The last recorded loss, ``loss_history[-1]`` (NaN when no step was recorded)."""
         return self.loss_history[-1] if self.loss_history else math.nan
 
     def __repr__(self) -> str:
@@ -366,7 +367,8 @@ class DivergenceGuard:
         self._admitted = False  # the last admit() verified the current values
 
     def admit(self, loss: torch.Tensor | float) -> bool:
-        """``True`` if ``loss`` (a scalar) is finite: the current values, which it was computed
+        """``True`` if ``loss`` (a float or a one-element tensor, e.g. ``[]``) is finite: the
+        current values, which it was computed
         from, become the verified state. ``False`` otherwise: the verified values are restored
         and the step must not update (no ``backward()``, no optimiser step)."""
         self._checks += 1
@@ -385,8 +387,10 @@ class DivergenceGuard:
 
     def admit_gradients(self, tensors: Iterable[torch.Tensor] | torch.nn.Module) -> bool:
         r"""After ``backward()`` (and any clipping), before the optimiser step: ``True`` if every
-        gradient :math:`g` of ``tensors`` has finite :math:`g^2` in its own dtype -- what Adam's
-        second moment accumulates. ``False`` otherwise (a finite but huge loss can have
+        gradient :math:`g` of ``tensors`` (tensors of any shape ``[*]``, or a module's
+        parameters; each ``.grad`` of its tensor's shape) has finite :math:`g^2` in its own
+        dtype, :math:`\max|g|^2 \le` ``finfo(dtype).max`` -- what Adam's second moment accumulates.
+        ``False`` otherwise (a finite but huge loss can have
         gradients whose squares overflow float32, which would leave Adam's moments infinite and
         every later update NaN or zero): the update is refused, the verified values stay, and
         the step must return a non-finite loss so that :func:`optimize` stops; :attr:`reason`
@@ -444,9 +448,11 @@ def optimize(
 
     Parameters
     ----------
-    step: performs one optimisation step and returns the loss (before the update); it may
-        raise ``StopIteration`` to end the fit early (e.g. a time limit; nothing is restored).
-    params: tensors or a module whose values are snapshotted every ``snapshot_every`` steps and
+    step: performs one optimisation step and returns the loss (before the update), a float
+        or a one-element tensor (``[]``); it may raise ``StopIteration`` to end the fit early
+        (e.g. a time limit; nothing is restored).
+    params: tensors (any shapes ``[*]``) or a module whose values are snapshotted every
+        ``snapshot_every`` steps and
         restored if a non-finite loss appears (``snapshot_every=0``: the starting values only).
         The state restored is the last one whose loss was finite: the loss returned by a step
         is that of the values *before* its update, so a snapshot only becomes the "good" state

@@ -125,7 +125,7 @@ class SamplePosterior(_PosteriorBase):
 
     def rsample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size()) -> Tensor:
         """Not available: stored draws are not a function of parameters (``NotImplementedError``;
-        :meth:`sample` resamples them)."""
+        :meth:`sample` resamples them, ``[*sample_shape, *batch, *event]``)."""
         raise NotImplementedError(
             "SamplePosterior.rsample: empirical draws are not reparameterisable"
         )
@@ -145,7 +145,8 @@ class SamplePosterior(_PosteriorBase):
         return out.reshape((*qt.shape, *flat.shape[1:]))  # a tuple: () for a scalar q and event
 
     def log_prob(self, value: Tensor) -> Tensor:
-        """Not available: empirical draws have no density (``NotImplementedError``)."""
+        """Not available: empirical draws have no density (``NotImplementedError``; a
+        ``value [*, *batch, *event]`` would have given ``[*, *batch]``)."""
         raise NotImplementedError("SamplePosterior.log_prob: no density for empirical draws")
 
     def to(self, device: str | torch.device | None) -> SamplePosterior:

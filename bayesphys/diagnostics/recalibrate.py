@@ -341,7 +341,8 @@ class Recalibrator:
         return p.mT.reshape(x.shape)
 
     def r_inverse(self, q: Tensor) -> Tensor:
-        r""":math:`R^{-1}(q)` for ``q`` of any shape (same shape out): the ``q``-quantile of the
+        r""":math:`R^{-1}(q)` for ``q [*]`` of any shape (same shape out, ``[*]``): the
+        ``q``-quantile of the
         ``P`` sorted held-out PITs :math:`p_{(k)}`, linear through :math:`(k/(P+1), p_{(k)})`
         (:math:`E[R_{\rm true}(p_{(k)})] = k/(P+1)` for any continuous PIT law, so the mapped
         quantiles carry no :math:`O(1/P)` bias), constant beyond the extreme PITs, clamped to
@@ -357,7 +358,8 @@ class Recalibrator:
         return out.clamp(float(grid[0]), float(grid[-1]))
 
     def r_forward(self, p: Tensor) -> Tensor:
-        r""":math:`R(p)` for ``p`` of any shape (same shape out): the CDF of the held-out PITs
+        r""":math:`R(p)` for ``p [*]`` of any shape (same shape out, ``[*]``): the CDF of the
+        held-out PITs
         that :meth:`r_inverse` inverts, linear through :math:`(p_{(k)}, k/(P+1))` of the ``P``
         sorted PITs and through :math:`(0, 0)` and :math:`(1, 1)` at the ends, so
         ``r_forward(r_inverse(q)) = q`` for :math:`q \in [1/(P+1), P/(P+1)]` and
@@ -395,6 +397,7 @@ class Recalibrator:
     ) -> dict[str, Any]:
         r"""Pointwise coverage before and after recalibration on a held-out evaluation set.
 
+        ``truths[i]``: ``[*batch_i, *E_i]``, the batch + event shape of ``posteriors[i]``.
         Returns (and stores in ``self.heldout``) ``{"levels", "coverage_before",
         "coverage_after", "n_problems"}`` (lists, one entry per level).
 

@@ -171,8 +171,9 @@ class RecalibratedPosterior:
             return self.map_draws(draws)
 
     def rsample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size()) -> Tensor:
-        """Reparameterised draws of a variance scaling (the base's, mapped);
-        ``NotImplementedError`` for a quantile map."""
+        r"""Reparameterised draws ``[*sample_shape, *batch, *event]`` of a variance scaling (the
+        base's, mapped: :math:`\mu + s\,(x - \mu)`); ``NotImplementedError`` for a quantile
+        map."""
         if not self._scaled:
             raise NotImplementedError("RecalibratedPosterior.rsample: not with a quantile map")
         return self.map_draws(self.base.rsample(_size(sample_shape)))

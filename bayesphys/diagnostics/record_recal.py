@@ -56,7 +56,7 @@ from .._posterior_args import _check_level
 from ..posterior import SamplePosterior
 from .recalibrate import Recalibrator, _c_l
 from .result import CalibrationResult, analyse
-from .sbc import check_truth_draws
+from .sbc import check_truth_draws, truth_on_draws_device
 from .simulate import SimulationRecord, Summary, simulate_and_infer
 
 __all__ = [
@@ -69,9 +69,14 @@ __all__ = [
 ]
 
 
-def _check_draws_truth(draws: torch.Tensor, truth: torch.Tensor) -> None:
+def _check_draws_truth(
+    draws: torch.Tensor, truth: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``draws [N, L]`` with ``L >= 2`` and ``truth [N]``, floating-point tensors and finite
-    (a NaN truth gave the map ``AffineMap(nan, nan)`` and NaN residuals without an error)."""
+    (a NaN truth gave the map ``AffineMap(nan, nan)`` and NaN residuals without an error).
+    Returns ``(draws, truth)`` with ``truth`` on the draws' device, as
+    :func:`~bayesphys.diagnostics.sbc.check_truth_draws` returns its pair (a truth kept on the
+    CPU beside draws on a GPU failed in the first difference with torch's device error)."""
     for name, t in (("draws", draws), ("truth", truth)):
         if not isinstance(t, torch.Tensor) or not t.is_floating_point():
             got = f"dtype {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
@@ -88,6 +93,7 @@ def _check_draws_truth(draws: torch.Tensor, truth: torch.Tensor) -> None:
         )
     check_finite("draws", draws)
     check_finite("truth", truth)
+    return draws, truth_on_draws_device(truth, draws)
 
 
 def standardised_residuals(draws: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
@@ -101,9 +107,15 @@ def standardised_residuals(draws: torch.Tensor, truth: torch.Tensor) -> torch.Te
     :math:`E[(t - \bar x)^2/\mathrm{sd}(x)^2] = c_L^2 = (L+1)(L-1)/(L(L-3))`, not 1 (1.114 at
     ``L = 29``, 1.184 at ``L = 19``). Dividing by :math:`c_L` makes :math:`E[z^2] = s^2`, the
     squared scale about the draws' mean that makes the truth exchangeable with ``L`` mapped
-    draws, for any posterior width; an exact posterior then gets the identity map.
+    draws, for any posterior width; an exact posterior then gets the identity map. A ``truth``
+    on another device than the draws is used on theirs.
     """
-    _check_draws_truth(draws, truth)
+    return _residuals(*_check_draws_truth(draws, truth))
+
+
+def _residuals(draws: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """:func:`standardised_residuals` of a checked pair (``draws [N, L]``, ``truth [N]`` on the
+    same device)."""
     n_draws = draws.shape[1]
     sd = draws.std(1)
     keep = sd > 0
@@ -149,8 +161,10 @@ class AffineMap:
 
         Draws that never vary (zero sd in every problem) give the identity map (shift 0,
         scale 1); a single problem whose draws vary is refused (no scale can be estimated).
+        A ``truth`` on another device than the draws is used on theirs.
         """
-        z = standardised_residuals(draws, truth)
+        draws, truth = _check_draws_truth(draws, truth)
+        z = _residuals(draws, truth)
         if z.numel() == 0:
             return cls(0.0, 1.0)
         _check_enough_spread(z.numel(), draws.shape[0])
@@ -288,10 +302,12 @@ class ShapeMap:
 
     @classmethod
     def fit(cls, draws: torch.Tensor, truth: torch.Tensor) -> ShapeMap:
-        """``draws [N, L]``, ``truth [N]`` of one summary (``L >= 2``)."""
+        """``draws [N, L]``, ``truth [N]`` of one summary (``L >= 2``; a ``truth`` on another
+        device than the draws is used on theirs)."""
         from scipy import stats
 
-        z_t = standardised_residuals(draws, truth)
+        draws, truth = _check_draws_truth(draws, truth)
+        z_t = _residuals(draws, truth)
         if z_t.numel() == 0:
             return cls("norm", 0.0, 0.0, 1.0)
         _check_enough_spread(z_t.numel(), draws.shape[0])
@@ -383,6 +399,8 @@ class RecordRecalibration:
         )
 
     def describe(self) -> str:
+        """One line per fit: each stage's method and its fitted maps, one per summary (e.g.
+        ``"affine (shift, scale) [(0.1, 1.2), ...]"``), stages joined by ``" then "``."""
         parts = []
         # each stage by its method name (a summary without spread has an identity map of
         # another class, which may be the stage's first)

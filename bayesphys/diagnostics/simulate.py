@@ -76,6 +76,7 @@ class SimulationRecord:
 
     @property
     def n_sims(self) -> int:
+        """``N``, the number of simulated problems (``truth [N, K]``)."""
         return self.truth.shape[0]
 
     def __repr__(self) -> str:
@@ -85,6 +86,7 @@ class SimulationRecord:
 
     @property
     def n_draws(self) -> int:
+        """``L``, the number of posterior draws per problem (``draws [N, L, K]``)."""
         return self.draws.shape[1]
 
 

@@ -279,7 +279,11 @@ class GaussNewtonKronSolve:
 
     # ------------------------------------------------------------------ solve
     def solve(self, f: Tensor, g: Tensor, *, u0: Tensor | None = None) -> Tensor:
-        """Damped Gauss-Newton from ``u0`` (default: the linear solve without ``U^3``)."""
+        r"""Damped Gauss-Newton from ``u0`` (default: the linear solve without ``U^3``).
+
+        ``f [n_1..n_d]`` (the source on the grid), ``g [N_b]`` (boundary values in face
+        order), ``u0 [n_1..n_d]`` -> the minimiser ``U [n_1..n_d]`` of :math:`\mathcal J`
+        (module docstring), each step solving :math:`H\delta = -\nabla\mathcal J` by PCG."""
         ref = self.factors[0].L
         check_grid_tensor("f", f, self.shape, dtype=ref.dtype, device=ref.device)
         nb = sum(math.prod(self.shape) // self.shape[j] for j, _ in faces(self.shape))
@@ -411,6 +415,8 @@ class GaussNewtonKronSolve:
     # ------------------------------------------------------------------ posterior
     @property
     def root_dim(self) -> int:
+        """The width of :meth:`sample_u`'s noise ``z [*, root_dim]``: ``2 M + N_b`` (``M`` grid
+        points, ``N_b`` boundary values)."""
         m = math.prod(self.shape)
         return 2 * m + sum(m // self.shape[j] for j, _ in faces(self.shape))
 
@@ -449,7 +455,9 @@ class GaussNewtonKronSolve:
         return out.reshape(*lead, *self.shape)
 
     def test_variance(self, T: list[Tensor], chunk: int = 16) -> Tensor:
-        """Marginal variances from the constant-shift system :math:`P` (approximation, see module)."""
+        r"""Marginal variances ``[p_1..p_d]`` from the constant-shift system :math:`P`
+        (approximation, see module): the diagonal of :math:`(\otimes T_j) R P^{-1} R^\top
+        (\otimes T_j)^\top` for ``T[j]`` ``[p_j, n_j]`` (:meth:`KronSolve.test_variance`)."""
         if self.pre is None:
             raise ValueError("test_variance: call solve() or linearise() first")
         return self.pre.test_variance(T, chunk)

@@ -157,6 +157,7 @@ class GPPDESolver:
     # ------------------------------------------------------------------ internals
     @property
     def dim(self) -> int:
+        """``d``, the number of grid dimensions (``len(axes)``)."""
         return len(self.axes)
 
     @property
@@ -237,7 +238,10 @@ class GPPDESolver:
         )
 
     def rel_l2(self, test_axes: list[Tensor] | Tensor | None = None) -> float:
-        """Relative L2 error of the mean against the problem's exact solution on the test grid."""
+        r"""Relative L2 error :math:`\lVert\bar u - u\rVert_2 / \lVert u\rVert_2` of the mean
+        :math:`\bar u` against the problem's exact solution :math:`u` on the test grid
+        ``[p_1..p_d]``: ``test_axes`` one ``[p_j]`` tensor per dimension (a single tensor: the
+        axis of a 1-D grid; ``None``: the default test grid, ``n_test`` points per axis)."""
         check_built(self, "rel_l2")
         return self._rel_l2(test_axes, solve=True)
 

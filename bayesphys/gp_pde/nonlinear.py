@@ -192,6 +192,10 @@ class PicardKronSolve:
     def solve(self, f: Tensor, g: Tensor, *, u0: Tensor | None = None) -> Tensor:
         """Anderson-accelerated Picard iterations from ``u0`` (default: the solve without ``U^3``).
 
+        ``f [n_1..n_d]`` (the source on the grid), ``g [N_b]`` (boundary values in face
+        order), ``u0 [n_1..n_d]`` -> the fixed point ``U [n_1..n_d]`` of the shifted update
+        (module docstring).
+
         Without convergence in ``max_iter`` the iterate with the smallest update is returned
         (``converged`` false; the hyperparameter fit keeps going and the iteration converges as
         the kernel improves);

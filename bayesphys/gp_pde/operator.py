@@ -73,14 +73,20 @@ class LinearPDEOperator:
 
     @property
     def dim(self) -> int:
+        """``d``, the number of grid dimensions (one derivative order each)."""
         return len(self.orders)
 
     @property
     def symmetric(self) -> bool:
+        """Whether every derivative order is even (a real eigenbasis; odd orders, advection,
+        give a complex one)."""
         return all(o % 2 == 0 for o in self.orders)
 
     @classmethod
     def for_equation(cls, equation: str, dim: int, beta: float = 1.0) -> LinearPDEOperator:
+        r"""The operator of a named equation on a ``dim``-dimensional grid: ``"poisson"``
+        :math:`\Delta u`; ``"allencahn"`` :math:`\Delta u - u + u^3` (cubic); ``"advection"``
+        (``dim = 2``, axes ``(x, t)``) :math:`\beta\,\partial_x u + \partial_t u`."""
         if equation == "poisson":
             return cls((2,) * dim, (1.0,) * dim)
         if equation == "allencahn":

@@ -309,7 +309,9 @@ class DenseSampler:
 class KronSolve:
     r"""Exact structured solve for ``weighting="prior"`` and a Kronecker-sum operator.
 
-    Needs factors built with ``eigen=True`` (:func:`~.operator.with_eigen`); grids of dimension
+    ``factors``: one per dimension (grid ``x [n_j]``, ``L [n_j, n_j]``); the field is
+    ``U [n_1..n_d]`` and the boundary values ``g [N_b]``. Needs factors built with
+    ``eigen=True`` (:func:`~.operator.with_eigen`); grids of dimension
     1 or 2. Even derivative orders give a real eigenbasis; odd ones (advection) a complex one
     with imaginary :math:`\Lambda_j`, and :math:`G^H G = |\Lambda|^2` is still diagonal, so the
     same Woodbury solve applies in complex arithmetic (the field :math:`U = Rw` is real up to

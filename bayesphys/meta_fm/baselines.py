@@ -33,14 +33,16 @@ __all__ = [
 
 
 def identity_prediction(data: PopulationPairs) -> list[Tensor]:
-    """The sources, as predictions of the targets."""
+    """The sources, as predictions of the targets: one ``[n_i, d]`` copy of
+    ``data.source[i]`` per pair."""
     if not isinstance(data, PopulationPairs):
         raise TypeError(f"data: expected PopulationPairs, received {type(data).__name__}")
     return [s.clone() for s in data.source]
 
 
 def floor_prediction(data: PopulationPairs, seed: int = 12345) -> list[Tensor]:
-    """An independent draw of each target population (same law, same size)."""
+    """An independent draw of each target population (same law, same size): one
+    ``[m_i, d]`` tensor per pair, as ``data.target[i]``."""
     return redraw_targets(data, seed=seed)
 
 

@@ -192,8 +192,9 @@ def interpolate(x0: Tensor, x1: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def cfm_loss(v: Tensor, u: Tensor) -> Tensor:
-    """Mean over points of ``||v - u||^2`` (summed over the last dim); ``v``, ``u`` of one
-    shape (a broadcast would average the wrong pairs)."""
+    r"""Mean over points of ``||v - u||^2`` (summed over the last dim),
+    :math:`\frac1P\sum_p \lVert v_p - u_p\rVert^2`: ``v``, ``u`` ``[*, d]`` of one shape (a
+    broadcast would average the wrong pairs; ``P`` = the product of the leading dims) -> ``[]``."""
     if v.shape != u.shape:
         raise ValueError(
             f"v/u: expected velocities of one shape, received {tuple(v.shape)} and {tuple(u.shape)}"

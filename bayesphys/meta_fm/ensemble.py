@@ -173,6 +173,7 @@ class MFMEnsemble:
 
     @property
     def members(self) -> int:
+        """``M``, the number of member models."""
         return len(self.models)
 
     def _warn_uneven(self) -> None:

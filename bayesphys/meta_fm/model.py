@@ -180,6 +180,8 @@ class MetaFlowMatching:
 
     @property
     def coupling(self) -> str:
+        """The coupling trained with: ``config.coupling``, with ``"auto"`` resolved to
+        ``"index"`` for paired data and ``"ot"`` otherwise."""
         c = self.config.coupling
         return ("index" if self.paired else "ot") if c == "auto" else c
 
@@ -520,7 +522,9 @@ class MetaFlowMatching:
         device: str | torch.device | None = None,
     ) -> MetaFlowMatching:
         """Rebuild a model from :meth:`checkpoint_config` ``cfg`` and :meth:`state` ``state``
-        exactly (on ``device``); the caller's random streams are left as they were."""
+        exactly (on ``device``); the caller's random streams are left as they were. ``state``
+        maps each network weight's name to a tensor of that weight's own shape ``[*]`` (as
+        ``state_dict`` gives)."""
         m = rebuild_unseeded(cls, cfg, device)
         m.seed, m.paired, m.steps_done, stream = saved_training_state(cfg)
         if stream is not None:  # a restored stream: split by rank at the next fit

@@ -43,8 +43,9 @@ def _z(level: float) -> float:
 
 def interval_scale(err: Tensor, sd: Tensor, level: float = 0.9545) -> float:
     r"""Variance multiplier :math:`s` that puts a fraction ``level`` of ``|err| / sd`` inside
-    :math:`\pm z_\ell`; ``err, sd`` any equal shapes (``sd > 0``), tensors or arrays.
-    Returns :math:`s > 0`."""
+    :math:`\pm z_\ell`; ``err, sd`` ``[*]`` of any equal shapes (``sd > 0``), tensors or
+    arrays. Returns :math:`s = (q_\ell(|e|/\sigma) / z_\ell)^2 > 0`, :math:`q_\ell` the
+    ``level`` quantile of the ratios."""
     level = _check_level(level)
     err = as_tensor("err", err, finite=False, real=True)
     sd = as_tensor("sd", sd, finite=False, real=True)

@@ -154,7 +154,8 @@ class GridMeasure:
         return self._map(unit), wts
 
     def update(self, points: Tensor, residual_sq: Tensor) -> None:  # noqa: B027
-        """Feed back squared residuals at ``points`` (used by adaptive measures only)."""
+        """Feed back squared residuals ``residual_sq [B, N]`` at ``points [B, N, dim]`` (used
+        by adaptive measures only; the others ignore them)."""
 
 
 class UniformGrid(GridMeasure):
@@ -273,9 +274,12 @@ class AdaptiveGrid(GridMeasure):
             ).clamp_min(1e-12)
 
     def state_dict(self) -> dict:
+        """``{"score": [bins**dim] bin scores (float64, a copy), "initialised": bool}``."""
         return {"score": self.score.clone(), "initialised": self.initialised}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`'s ``state``: ``score`` finite positive bin scores
+        ``[bins**dim]`` (``ValueError`` otherwise), ``initialised``."""
         score = state["score"]
         if not isinstance(score, Tensor) or tuple(score.shape) != tuple(self.score.shape):
             got = tuple(score.shape) if isinstance(score, Tensor) else type(score).__name__

@@ -174,7 +174,12 @@ class RandomGridNP:
         return check_data(data, self.problem, self.dtype, self.device)
 
     def loss(self, data: dict[str, Tensor] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
-        """One Monte Carlo estimate of the negative objective (fresh prior draws and grids)."""
+        r"""One Monte Carlo estimate of the negative objective (fresh prior draws and grids):
+        :math:`-\frac1B\sum_b \mathrm{ELBO}_b` (:func:`~.objective.physics_elbo`), minus
+        ``aug_weight`` times the layout term's mean and, with ``data``, the data
+        log-likelihood scaled to the ``n`` observations. Returns ``(loss [], parts)``,
+        ``parts`` the ELBO's per-instance terms (``loglik``, ``log_p_beta``, ``log_q``
+        ``[B]``; ``res_sq [B, N]``) and, when used, ``aug_log_p_beta`` / ``data_ll``."""
         c, p, g = self.config, self.problem, self.generator
         if c.qmc_prior:
             z, w = self._qmc_prior(c.batch)
@@ -332,7 +337,8 @@ class RandomGridNP:
 
     # ------------------------------------------------------------------ posteriors
     def default_points(self) -> Tensor:
-        """Poisson: the 201-node reference mesh; Burgers: a 51 x 21 (x, t) grid, C order."""
+        """Poisson: the 201-node reference mesh, ``[201, 1]``; Burgers: a 51 x 21 (x, t) grid,
+        C order, ``[1071, 2]``."""
         if self.problem.name == "poisson":
             return torch.linspace(-1, 1, 201, dtype=self.dtype, device=self.device).unsqueeze(-1)
         xs = torch.linspace(0, 1, 51, dtype=self.dtype, device=self.device)

@@ -317,7 +317,10 @@ class GliomaModel(GliomaPosteriorMixin):
         )
 
     def residuals(self, theta: Tensor) -> dict[str, Tensor]:
-        """Weighted residuals (data + prior) at ``theta``; loss = 0.5 * sum of squares."""
+        r"""Weighted residuals (data + prior) at ``theta [2 + K d]``; loss
+        :math:`\tfrac12\sum_k\lVert r_k\rVert^2`. Keys: ``seg1``, ``seg2`` (probit residuals,
+        one per brain voxel, ``[n_brain]``), ``pet`` (lesion voxels, ``[n_lesion]``, with a PET
+        map) and ``prior`` (``[2 + K d]``: :math:`(\theta_j - m_j)/s_j`)."""
         theta = self._theta(theta)
         out = self._data_residuals(self.forward(theta))
         out["prior"] = self._prior_residuals(theta)

@@ -317,6 +317,9 @@ def field_posterior(
 ) -> GaussianPosterior:
     r"""Laplace marginal of one field as a :class:`~bayesphys.GaussianPosterior` (event = its grid).
 
+    ``x [n]``: the unknowns at the mode (e.g. :func:`minimize`'s); the posterior's event is
+    the field's plain grid, ``[*shape]`` (``problem.field_shapes[field]``).
+
     If the number of unknowns ``n <= dense_max``: exact block of :math:`H^{-1}` (dense
     covariance). Otherwise ``num_draws`` exact pathwise draws (module docstring) give the
     low-rank covariance :math:`S S^\top / K` plus ``jitter`` on the diagonal (a Monte-Carlo

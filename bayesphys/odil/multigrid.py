@@ -81,8 +81,8 @@ class Multigrid:
         return out
 
     def from_fine(self, u: Tensor) -> Tensor:
-        """A coefficient vector whose :meth:`to_fine` is ``u`` (``u`` on level 0; a
-        floating-point tensor)."""
+        """A coefficient vector ``[M]`` whose :meth:`to_fine` is ``u`` (``u [*shape]`` on
+        level 0, a floating-point tensor; the coarser levels' coefficients are 0)."""
         _check_float("u", u)
         if tuple(u.shape) != self.shape:
             raise ValueError(f"u: expected the fine shape {self.shape}, received {tuple(u.shape)}")

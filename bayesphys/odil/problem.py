@@ -43,9 +43,12 @@ class DiscreteProblem:
 
     Parameters
     ----------
-    fields: name -> fine grid shape (ints >= 1), e.g. ``{"u": (nt, nx, ny)}``.
-    params: name -> initial value (scalar or tensor), e.g. ``{"D": 0.1}``.
-    residuals: ``residuals(fields, params) -> {name: tensor}`` (weighted residuals).
+    fields: name -> fine grid shape (ints >= 1), e.g. ``{"u": (nt, nx, ny)}``; the field is
+        then a tensor ``[nt, nx, ny]``.
+    params: name -> initial value (a number, ``[]``, or a tensor of any shape ``[*]``), e.g.
+        ``{"D": 0.1}``.
+    residuals: ``residuals(fields, params) -> {name: tensor}`` (weighted residuals, each of
+        any shape ``[*]``; the loss is :math:`\tfrac12\sum_k \lVert r_k\rVert^2`).
     multigrid: name -> number of levels (an int >= 1) for fields held in the multigrid
         decomposition (``None`` / 1 = plain grid values); fields of 1 to 4 axes.
     device, dtype: where the unknowns live (``None``: the CPU; ``"auto"``: CUDA when
@@ -54,7 +57,7 @@ class DiscreteProblem:
 
     Attributes
     ----------
-    n: total number of unknowns; ``slices[name]`` the slice of each block in ``x``;
+    n: total number of unknowns, ``x [n]``; ``slices[name]`` the slice of each block in ``x``;
     field_names / param_names.
 
     Notes
@@ -191,7 +194,7 @@ class DiscreteProblem:
         return fields, params
 
     def initial(self) -> Tensor:
-        """Initial unknowns: zero fields, the given parameter values."""
+        """Initial unknowns ``x [n]``: zero fields, the given parameter values."""
         return self.pack()
 
     # -- residuals ---------------------------------------------------------------------------
@@ -221,7 +224,8 @@ class DiscreteProblem:
         return 0.5 * (r * r).sum()
 
     def loss_terms(self, x: Tensor) -> dict[str, float]:
-        r"""Per-term :math:`\tfrac12\lVert r_k\rVert^2` as floats (for reports)."""
+        r"""Per-term :math:`\tfrac12\lVert r_k\rVert^2` at the unknowns ``x [n]``, as floats
+        (for reports)."""
         with torch.no_grad():
             return {k: 0.5 * float((v * v).sum()) for k, v in self.terms(x).items()}
 
@@ -237,6 +241,7 @@ class DiscreteProblem:
         )
 
     def to_plain(self, x: Tensor) -> Tensor:
-        """Map ``x`` of this problem to the unknowns of :meth:`plain`."""
+        """Map ``x [n]`` of this problem to the unknowns ``[n']`` of :meth:`plain` (each
+        multigrid field's coefficients replaced by its fine grid values)."""
         fields, params = self.unpack(x)
         return self.plain().pack(fields, params)

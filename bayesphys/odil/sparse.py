@@ -236,6 +236,8 @@ class ColouredJacobian:
 
     @property
     def num_colours(self) -> int:
+        """The number of colours, i.e. of Jacobian-vector products one Jacobian costs (0 for
+        no unknowns)."""
         return int(self.colours.max()) + 1 if self.colours.numel() else 0
 
     def __call__(self, jv: Callable[[Tensor], Tensor], m: int):

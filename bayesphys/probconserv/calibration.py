@@ -150,7 +150,8 @@ class HybridCalibration:
         return local_root(err, self.val_mean.to(mean), mean, self.neighbours)
 
     def matches(self, t: Tensor, x: Tensor) -> bool:
-        """Whether the grid ``t, x`` is the calibration grid."""
+        """Whether the grid ``t [nt] x x [N]`` is the calibration grid (same shapes, values
+        equal to within ``1e-12``)."""
         return (
             t.shape == self.t.shape
             and x.shape == self.x.shape

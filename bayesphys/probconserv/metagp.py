@@ -104,7 +104,10 @@ class MetaGP(nn.Module):
         self.lik.noise = 1e-4
 
     def loss(self, xc: Tensor, yc: Tensor) -> Tensor:
-        """Negative marginal log likelihood per point, averaged over the batch of functions."""
+        r"""Negative marginal log likelihood per point, averaged over the batch of functions:
+        :math:`-\frac1{B N_c}\sum_b \log\mathcal N(y_b; m\mathbf 1, K_b + \sigma^2 I)` (``m``
+        the constant mean, ``K_b`` the kernel on ``xc[b]``, :math:`\sigma^2` the noise) for
+        contexts ``xc [B, Nc, 2]``, ``yc [B, Nc]`` -> ``[]``."""
         # under the lock: gpytorch's default settings, not another thread's predict's (and the
         # training data set here are the ones used)
         with GPYTORCH_SETTINGS_LOCK:

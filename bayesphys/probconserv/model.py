@@ -332,7 +332,8 @@ class ProbConserv:
         ``objective="hybrid"``: the validation-fitted hybrid covariance of
         :mod:`~bayesphys.probconserv.calibration` (error covariance blended with the model's,
         weight :math:`\beta` by 2-fold held-out MSE of the updated mean, scales by 2-fold 90 %
-        coverage before and after the update) on the grid ``t x 201 points``; stored in
+        coverage before and after the update) on the grid ``t [nt] x 201 points`` (``t`` a
+        time or a tensor of times, default the table time); stored in
         ``self.calibration``, returns :math:`\beta`; ``posterior(method="probconserv")`` then
         uses the post-update scale, the other methods the Step-1 scale.
 

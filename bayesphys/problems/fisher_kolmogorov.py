@@ -187,6 +187,16 @@ def _check_grid(c0: Tensor, faces: Sequence[Tensor], tissue: Tensor | None, spac
     return spacing
 
 
+def _check_rates_on_device(device: torch.device, of: str, **rates: Tensor | float) -> None:
+    """``ValueError`` naming the first of ``rates`` (``dw``, ``rho``, ...) that is a tensor on
+    another device than ``device`` (that of the argument ``of``), before the first product with
+    it: torch's own error named neither the argument nor the devices. A 0-dim CPU tensor
+    passes, as torch moves one itself; numbers and arrays pass."""
+    for name, rate in rates.items():
+        if not (isinstance(rate, Tensor) and rate.ndim == 0 and rate.device.type == "cpu"):
+            check_on_device(name, rate, device, f"{of}'s")
+
+
 def _as_float(v: Tensor | float) -> float:
     """The largest ``|v|`` of a number or tensor (a tensor is detached: the check below only
     sizes the time step)."""
@@ -347,7 +357,8 @@ def fk_forward(
     ``tissue`` (0/1 mask) zeroes the state outside the brain. Differentiable in ``c0``, ``dw``,
     ``rho``. With ``save_every`` (an int ``>= 1``) returns ``(c(T), traj [n_saved, *grid])``.
     ``faces``: ``c0.ndim`` maps of ``c0``'s shape; ``spacing > 0``; ``dw >= 0`` and ``rho``
-    finite when given as numbers.
+    finite when given as numbers; ``faces``, ``tissue``, and ``dw`` and ``rho`` when tensors
+    (other than 0-dim CPU ones), on ``c0``'s device.
 
     ``dt`` must not exceed :func:`max_step` (diffusion: :math:`\Delta t \le h^2 / (D_w
     \max_i \sum_{\text{faces of } i} f)`, at least :math:`h^2/(2 d D_w \max f)`; ``"euler"``
@@ -365,6 +376,8 @@ def fk_forward(
             f"faces: expected {c0.ndim} face maps (one per axis of c0), received {len(faces)}"
         )
     spacing = _check_grid(c0, faces, tissue, spacing)
+    # before the stability check (which reads them) and the first product with the faces
+    _check_rates_on_device(c0.device, "c0", dw=dw, rho=rho)
     if not isinstance(dw, (Tensor, np.ndarray)):  # numbers: dw >= 0 (< 0 anti-diffused)
         check_real("dw", dw, minimum=0.0)
     if not isinstance(rho, (Tensor, np.ndarray)):
@@ -421,9 +434,7 @@ def fk_residual(
     # the faces and rates before the first product with them (torch's error named neither);
     # a 0-dim CPU rate passes, as torch moves one itself
     _check_on_device("faces", faces, c.device, "c")
-    for name, rate in (("dw", dw), ("rho", rho)):
-        if not (isinstance(rate, Tensor) and rate.ndim == 0 and rate.device.type == "cpu"):
-            check_on_device(name, rate, c.device, "c's")
+    _check_rates_on_device(c.device, "c", dw=dw, rho=rho)
     hs = [spacing] * (c.ndim - 1)
     scaled = [f * dw for f in faces]
     hs = _check_div_flux(c, scaled, hs, "c")  # once, not in each call of rhs
@@ -480,7 +491,8 @@ def fk_forward_tangent(
     ``faces`` at :math:`D_w = 0` (which :func:`fk_forward` accepts; dividing gave NaN there).
     Returns ``(c(T) [*grid], dc(T) [p, *grid])`` -- the Jacobian columns in one batched pass.
     The arguments and the step are checked as in :func:`fk_forward` (``dw >= 0`` and ``rho``
-    finite when given as numbers; ``check_stability`` likewise).
+    finite when given as numbers, devices; ``check_stability`` likewise); ``dc0``, ``ddw``
+    and ``drho`` on ``c0``'s device.
     """
     _check_scheme(scheme)
     t_end, steps = _check_time(t_end, steps)
@@ -489,6 +501,10 @@ def fk_forward_tangent(
             f"faces: expected {c0.ndim} face maps (one per axis of c0), received {len(faces)}"
         )
     spacing = _check_grid(c0, faces, tissue, spacing)
+    _check_rates_on_device(c0.device, "c0", dw=dw, rho=rho)
+    # the directions are reshaped to [p, 1, ...] before any product: no 0-dim CPU exception
+    for name, direction in (("dc0", dc0), ("ddw", ddw), ("drho", drho)):
+        check_on_device(name, direction, c0.device, "c0's")
     # as fk_forward: a negative dw anti-diffused (the stability check reads |dw|), NaN went on
     if not isinstance(dw, (Tensor, np.ndarray)):
         check_real("dw", dw, minimum=0.0)

@@ -271,10 +271,12 @@ class ConjugateGaussianField:
 
     @property
     def lengthscale(self) -> float:
+        r"""The kernel lengthscale :math:`\ell = e^{\log\ell}` (a float)."""
         return float(self.log_lengthscale.exp())
 
     @property
     def outputscale(self) -> float:
+        r"""The kernel outputscale :math:`\sigma_f^2 = e^{\log\sigma_f^2}` (a float)."""
         return float(self.log_outputscale.exp())
 
     @autograd_on()

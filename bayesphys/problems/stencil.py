@@ -124,7 +124,8 @@ def laplacian(u: Tensor, spacing: Sequence[float], bc: str = "periodic") -> Tens
 def face_average(a: Tensor, axis: int) -> Tensor:
     r"""Coefficient on the faces :math:`i+1/2` along ``axis``: :math:`(a_i + a_{i+1})/2`.
 
-    Returns a tensor of ``a``'s shape whose entry ``i`` is the face between ``i`` and ``i+1``;
+    ``a [..., n, ...]`` (``n`` along ``axis``) -> ``[..., n, ...]``, ``a``'s shape, whose
+    entry ``i`` is the face between ``i`` and ``i+1``;
     the last face (outside the grid) is 0, so no flux leaves the domain.
     """
     axis = check_int("axis", axis)

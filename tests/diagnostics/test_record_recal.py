@@ -491,3 +491,32 @@ def test_recalibration_computes_with_the_pair_its_check_returns(monkeypatch):
     assert recal.stages == expected.stages
     out = recal.apply(target)
     assert torch.equal(out.truth, clean_truth) and torch.equal(out.draws, expected_out.draws)
+
+
+def test_maps_and_residuals_compute_with_the_checked_pair(monkeypatch):
+    """standardised_residuals, AffineMap.fit and ShapeMap.fit checked ``draws [N, L]`` and
+    ``truth [N]`` but computed with the ``truth`` given, not one on the draws' device: called
+    directly with a truth on the CPU beside draws on a GPU they failed with torch's device
+    error. They now go on with the pair the check returns. The move is stood in for by a copy,
+    the original being unusable afterwards (NaN), so a computation with the original shows on
+    the CPU."""
+    import bayesphys.diagnostics.record_recal as rr
+    from bayesphys.diagnostics import ShapeMap, standardised_residuals
+
+    check = rr._check_draws_truth
+
+    def moving_check(draws, truth):
+        checked = check(draws, truth)
+        moved = truth.clone()
+        truth.fill_(float("nan"))  # the original: not where the draws are
+        return (checked[0] if checked else draws), moved
+
+    rec = _record(0.3, 0.5, n=60, seed=7)
+    draws, truth = rec.draws[..., 0], rec.truth[:, 0]
+    z = standardised_residuals(draws, truth.clone())
+    affine, shape = AffineMap.fit(draws, truth.clone()), ShapeMap.fit(draws, truth.clone())
+    assert z.shape == (60,) and torch.isfinite(z).all()
+    monkeypatch.setattr(rr, "_check_draws_truth", moving_check)
+    assert torch.equal(standardised_residuals(draws, truth.clone()), z)
+    assert AffineMap.fit(draws, truth.clone()) == affine
+    assert ShapeMap.fit(draws, truth.clone()) == shape

@@ -379,3 +379,42 @@ def test_fk_residual_names_a_rate_on_another_device(setup):
     assert out.device.type == "meta" and out.shape == (1, 32, 32)
     ref = fk_residual(levels, faces, one, half, **kw)
     assert ref.shape == (1, 32, 32) and torch.isfinite(ref).all()
+
+
+def test_fk_forward_and_tangent_name_a_rate_on_another_device(setup):
+    """fk_forward and fk_forward_tangent multiplied the faces by ``dw`` (and read ``dw`` and
+    ``rho`` in the stability check) without a device check, so a rate on another device than
+    ``c0`` failed with torch's bare "not on the expected device" (or "cannot be called on meta
+    tensors"); each is now refused by name, as in fk_residual, and so are the tangent's
+    directions. A 0-dim CPU rate still passes (torch moves one itself)."""
+    _, faces, c0 = setup
+    one, half = torch.tensor(0.1, dtype=F64), torch.tensor(0.5, dtype=F64)
+    kw = dict(t_end=1.0, steps=4, spacing=H)
+    dirs = torch.zeros(2, *c0.shape, dtype=F64), torch.ones(2, dtype=F64), torch.ones(2, dtype=F64)
+    for check in (True, False):
+        kw["check_stability"] = check
+        with pytest.raises(ValueError, match=r"^dw: expected a tensor on c0's device cpu"):
+            fk_forward(c0, faces, one.to("meta"), half, **kw)
+        with pytest.raises(ValueError, match=r"^rho: expected a tensor on c0's device cpu"):
+            fk_forward(c0, faces, one, half.to("meta"), **kw)
+        with pytest.raises(ValueError, match=r"^dw: expected a tensor on c0's device cpu"):
+            fk_forward(c0, faces, torch.full(c0.shape, 0.1, device="meta"), half, **kw)
+        with pytest.raises(ValueError, match=r"^dw: expected a tensor on c0's device cpu"):
+            fk_forward_tangent(c0, dirs[0], faces, one.to("meta"), half, *dirs[1:], **kw)
+        with pytest.raises(ValueError, match=r"^rho: expected a tensor on c0's device cpu"):
+            fk_forward_tangent(c0, dirs[0], faces, one, half.to("meta"), *dirs[1:], **kw)
+        for k, name in enumerate(("dc0", "ddw", "drho")):
+            moved = [d.to("meta") if j == k else d for j, d in enumerate(dirs)]
+            with pytest.raises(ValueError, match=rf"^{name}: expected a tensor on c0's device"):
+                fk_forward_tangent(c0, moved[0], faces, one, half, *moved[1:], **kw)
+    # on another device with CPU numbers: torch's own rule lets a 0-dim CPU tensor through
+    meta = [f.to("meta") for f in faces]
+    out = fk_forward(c0.to("meta"), meta, one, half, **kw)
+    assert out.device.type == "meta" and out.shape == c0.shape
+    c, dc = fk_forward_tangent(
+        c0.to("meta"), dirs[0].to("meta"), meta, one, half, *(d.to("meta") for d in dirs[1:]), **kw
+    )
+    assert c.device.type == "meta" and dc.shape == (2, *c0.shape)
+    ref, dref = fk_forward_tangent(c0, *dirs[:1], faces, one, half, *dirs[1:], **kw)
+    assert torch.allclose(ref, fk_forward(c0, faces, one, half, **kw))
+    assert dref.shape == (2, *c0.shape) and torch.isfinite(dref).all()

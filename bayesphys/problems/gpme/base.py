@@ -83,13 +83,15 @@ class GPMEProblem:
 
     # -- to be overridden --------------------------------------------------------------------
     def solution(self, t: Tensor | float, x: Tensor | float, param: Tensor | float) -> Tensor:
-        """Exact :math:`u(t, x; \\theta)`; ``t, x, param`` broadcast together."""
+        """Exact :math:`u(t, x; \\theta)`; ``t, x, param`` (numbers or tensors ``[*]``) broadcast
+        together; the result has their broadcast shape ``[*]`` (float64)."""
         raise NotImplementedError
 
     def mass(self, t: Tensor | float, param: Tensor | float) -> Tensor:
         """Exact total mass :math:`b(t) = \\int_{x_0}^{x_1} u(t,x)\\,dx` over ``x_range``.
 
-        ``t, param`` broadcast together; the result has their broadcast shape (float64). It is
+        ``t, param`` (numbers or tensors ``[*]``) broadcast together; the result has their
+        broadcast shape ``[*]`` (float64), e.g. ``t [nt]`` -> ``[nt]``. It is
         the integral of :meth:`solution` for every ``t`` (also past ``t_range``, e.g. once a
         front has left the domain); a NaN ``t`` gives NaN, as :meth:`solution` does."""
         raise NotImplementedError
@@ -102,11 +104,13 @@ class GPMEProblem:
     def boundary_flux(self, t: Tensor | float, param: Tensor | float) -> Tensor:
         """Net inflow :math:`F|_{x_0} - F|_{x_1} = b'(t)` through the boundary.
 
-        Same shapes and validity as :meth:`mass` (a NaN ``t`` gives NaN)."""
+        Same shapes (``t, param`` ``[*]`` broadcast -> ``[*]``) and validity as :meth:`mass`
+        (a NaN ``t`` gives NaN)."""
         raise NotImplementedError
 
     def diffusivity(self, u: Tensor, param: Tensor) -> Tensor:
-        """:math:`k(u)` (differentiable surrogate where :math:`k` jumps, used by SoftC)."""
+        """:math:`k(u)` (differentiable surrogate where :math:`k` jumps, used by SoftC):
+        ``u [*]`` -> ``[*]``, ``param`` broadcasting to ``u``."""
         raise NotImplementedError
 
     # -- shared ------------------------------------------------------------------------------

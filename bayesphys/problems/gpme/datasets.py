@@ -56,7 +56,8 @@ class GPMEData:
         )
 
     def subset(self, idx: slice | Tensor | Sequence[int]) -> GPMEData:
-        """The functions ``idx`` (a slice, index tensor or list)."""
+        """The functions ``idx`` (a slice, index tensor ``[B']`` or list): a set with
+        ``params [B']``, ``x_context [B', Nc, 2]``, ... (the rows ``idx`` of each tensor)."""
         return GPMEData(
             self.problem,
             self.params[idx],
@@ -120,7 +121,10 @@ def make_dataset(
     Either ``n_functions`` functions with parameters drawn ``U(param_range)`` (default
     ``train_range``: training functions), or the given ``params`` (one function each). Contexts: ``n_t_context`` stratified times x the same
     ``n_x_context`` sorted uniform sensor positions; targets: sorted uniform ``n_t_target x
-    n_x_target``. ``noise_std`` adds Gaussian sensor noise to the contexts only.
+    n_x_target``. ``noise_std`` adds Gaussian sensor noise to the contexts only. ``params``:
+    ``[B]`` (a tensor or a list); the set's tensors are ``params [B]``, ``x_context [B, Nc, 2]``
+    with ``Nc = n_t_context n_x_context``, ``y_context [B, Nc]``, ``x_target [B, Nt, 2]`` with
+    ``Nt = n_t_target n_x_target``, ``y_target [B, Nt]`` (:class:`GPMEData`).
 
     ``seed`` names two independent streams (:func:`bayesphys.stream_seed`): the parameters'
     and the design's (times, sensors, targets, noise), so no two seeds share either draw.

@@ -37,7 +37,8 @@ class Diffusion(GPMEProblem):
     table_time: float = 0.5
 
     def solution(self, t: Tensor | float, x: Tensor | float, param: Tensor | float) -> Tensor:
-        r"""Exact :math:`u = \sin(x)\,e^{-kt}` (``param`` = :math:`k`); ``t, x, param`` broadcast."""
+        r"""Exact :math:`u = \sin(x)\,e^{-kt}` (``param`` = :math:`k`); ``t, x, param``
+        ``[*]`` broadcast -> ``[*]`` (float64)."""
         self._check_domain(param)
         return torch.sin(_f64(x)) * torch.exp(-_f64(param) * _f64(t))
 
@@ -47,18 +48,20 @@ class Diffusion(GPMEProblem):
         return math.cos(x0) - math.cos(x1)
 
     def mass(self, t: Tensor | float, param: Tensor | float) -> Tensor:
-        r"""Exact :math:`b(t) = (\cos x_0 - \cos x_1)\,e^{-kt}` (broadcast shape, float64)."""
+        r"""Exact :math:`b(t) = (\cos x_0 - \cos x_1)\,e^{-kt}`: ``t, param`` ``[*]``
+        broadcast -> ``[*]`` (float64)."""
         self._check_domain(param)
         t, param = torch.broadcast_tensors(_f64(t), _f64(param))
         return _nan_at(t, self._cos_span() * torch.exp(-param * t))
 
     def boundary_flux(self, t: Tensor | float, param: Tensor | float) -> Tensor:
-        r"""Net inflow :math:`b'(t) = -k(\cos x_0 - \cos x_1)\,e^{-kt}`."""
+        r"""Net inflow :math:`b'(t) = -k(\cos x_0 - \cos x_1)\,e^{-kt}`: ``t, param`` ``[*]``
+        broadcast -> ``[*]`` (float64)."""
         self._check_domain(param)
         t, param = torch.broadcast_tensors(_f64(t), _f64(param))
         x0, x1 = self.x_range  # -k (cos x0 - cos x1) e^{-kt}, written to give +0.0 on a period
         return _nan_at(t, (math.cos(x1) - math.cos(x0)) * param * torch.exp(-param * t))
 
     def diffusivity(self, u: Tensor, param: Tensor) -> Tensor:
-        r"""The constant :math:`k(u) = k`, shaped like ``u``."""
+        r"""The constant :math:`k(u) = k`, shaped like ``u``: ``u [*]`` -> ``[*]``."""
         return torch.ones_like(u) * param

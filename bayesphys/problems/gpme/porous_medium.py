@@ -41,13 +41,15 @@ class PorousMedium(GPMEProblem):
     table_time: float = 0.5
 
     def solution(self, t: Tensor | float, x: Tensor | float, param: Tensor | float) -> Tensor:
-        r"""Exact solution for exponent ``param`` = :math:`m` (class docstring); ``t, x, param`` broadcast."""
+        r"""Exact solution :math:`u = (m\,\mathrm{ReLU}(t-x))^{1/m}` for exponent ``param`` =
+        :math:`m`; ``t, x, param`` ``[*]`` broadcast -> ``[*]`` (float64)."""
         self._check_domain(param)
         m = _f64(param)
         return (m * torch.relu(_f64(t) - _f64(x))).pow(1.0 / m)
 
     def mass(self, t: Tensor | float, param: Tensor | float) -> Tensor:
-        r"""Exact total mass :math:`b(t)` over ``x_range`` (broadcast shape, float64)."""
+        r"""Exact total mass :math:`b(t)` over ``x_range`` (class docstring): ``t, param``
+        ``[*]`` broadcast -> ``[*]`` (float64)."""
         self._check_domain(param)
         m, t = _f64(param), _f64(t)
         x0, x1 = self.x_range
@@ -56,7 +58,8 @@ class PorousMedium(GPMEProblem):
         return _nan_at(t, m.pow(p) / (m + 1) * (_pos_pow(s0, p) - _pos_pow(s1, p)))
 
     def boundary_flux(self, t: Tensor | float, param: Tensor | float) -> Tensor:
-        r"""Net inflow :math:`b'(t)` through the boundary (broadcast shape)."""
+        r"""Net inflow :math:`b'(t) = F|_{x_0} - F|_{x_1}` through the boundary (class
+        docstring): ``t, param`` ``[*]`` broadcast -> ``[*]`` (float64)."""
         # -u^m u_x equals (m (t - x))^{1/m} behind the front, 0 ahead of it: inflow at x0,
         # outflow at x1 once the front has reached it
         self._check_domain(param)
@@ -72,5 +75,5 @@ class PorousMedium(GPMEProblem):
         return [float(v) for v in self.x_range]
 
     def diffusivity(self, u: Tensor, param: Tensor) -> Tensor:
-        r""":math:`k(u) = u^m`."""
+        r""":math:`k(u) = \max(u, 0)^m`: ``u [*]`` -> ``[*]``."""
         return u.clamp_min(0).pow(param)

@@ -24,7 +24,8 @@ def stefan_constants(u_star: Tensor | float, iters: int = 200) -> tuple[Tensor, 
     r"""Stefan constants :math:`(\alpha, c_1)` for :math:`u^*` (vectorised bisection, float64).
 
     :math:`z_1` solves :math:`u^*\operatorname{erf}(z) z e^{z^2} = (1-u^*)/\sqrt\pi`;
-    :math:`\alpha = 2 z_1`, :math:`c_1 = (1-u^*)/\operatorname{erf}(z_1)`.
+    :math:`\alpha = 2 z_1`, :math:`c_1 = (1-u^*)/\operatorname{erf}(z_1)`. ``u_star`` a
+    number or a tensor ``[*]`` of values in ``(0, 1)``; ``alpha`` and ``c1`` ``[*]``, its shape.
     """
     iters = check_int("iters", iters, minimum=1)
     us = _f64(u_star)
@@ -59,7 +60,8 @@ def stefan_constants(u_star: Tensor | float, iters: int = 200) -> tuple[Tensor, 
 
 
 def stefan_front(t: Tensor | float, u_star: Tensor | float) -> Tensor:
-    """Exact front (shock) position :math:`x^*(t) = \\alpha\\sqrt t`."""
+    """Exact front (shock) position :math:`x^*(t) = \\alpha\\sqrt t` (:math:`t < 0`: 0):
+    ``t, u_star`` (numbers or tensors ``[*]``) broadcast -> ``[*]`` (float64)."""
     alpha, _ = stefan_constants(u_star)
     return alpha * _f64(t).clamp_min(0).sqrt()
 
@@ -89,7 +91,8 @@ class Stefan(GPMEProblem):
 
     def solution(self, t: Tensor | float, x: Tensor | float, param: Tensor | float) -> Tensor:
         r"""Exact solution for threshold ``param`` = :math:`u^*` (class docstring); ``t, x, param``
-        broadcast (float64). A NaN ``t`` or ``x`` gives NaN, as for the other families."""
+        ``[*]`` broadcast -> ``[*]`` (float64). A NaN ``t`` or ``x`` gives NaN, as for the
+        other families."""
         # the constants depend on the parameter only: solved once per parameter, then
         # broadcast over the grid (they were solved at every grid point)
         alpha, c1 = stefan_constants(_f64(param))
@@ -103,7 +106,8 @@ class Stefan(GPMEProblem):
         return _nan_at(x, _nan_at(t, out))
 
     def mass(self, t: Tensor | float, param: Tensor | float) -> Tensor:
-        r"""Exact total mass :math:`b(t)`: :math:`2c_1\sqrt{t/\pi}` while the front is inside (class docstring)."""
+        r"""Exact total mass :math:`b(t)`: :math:`2c_1\sqrt{t/\pi}` while the front is inside
+        (class docstring); ``t, param`` ``[*]`` broadcast -> ``[*]`` (float64)."""
         alpha, c1 = stefan_constants(param)
         t = _f64(t)
         x0, x1 = self.x_range
@@ -133,8 +137,9 @@ class Stefan(GPMEProblem):
         r"""Net inflow :math:`b'(t) = F|_{x_0} - F|_{x_1}`, :math:`F(t, x) = c_1 e^{-x^2/4t}
         /\sqrt{\pi t}` behind the front (:math:`x \le \alpha\sqrt t`), 0 ahead of it.
 
-        ``t, param`` broadcast together; the result has their broadcast shape (float64).
-        Before the start (``t < 0``) the flux is 0, as :meth:`mass` is. At ``t = 0`` it is the
+        ``t, param`` ``[*]`` broadcast together; the result has their broadcast shape ``[*]``
+        (float64). Before the start (``t < 0``) the flux is 0, as :meth:`mass` is. At
+        ``t = 0`` it is the
         limit :math:`t \to 0^+`: :math:`+\infty` through a boundary at :math:`x = 0` (the
         :math:`c_1/\sqrt{\pi t}` singularity of the inflow, integrable:
         :math:`b(t) = 2c_1\sqrt{t/\pi}`), 0 through one at :math:`x \ne 0`; so on the default
@@ -156,6 +161,8 @@ class Stefan(GPMEProblem):
         return _nan_at(t_in, flux(x0) - flux(x1))
 
     def diffusivity(self, u: Tensor, param: Tensor) -> Tensor:
-        r"""A smooth surrogate of :math:`k(u) = 1\{u \ge u^*\}` (used by SoftC)."""
+        r"""A smooth surrogate of :math:`k(u) = 1\{u \ge u^*\}` (used by SoftC),
+        :math:`\sigma((u - u^*)/\epsilon)` with :math:`\epsilon` = ``smooth``: ``u [*]`` ->
+        ``[*]``."""
         # smooth surrogate of 1{u >= u*} for the SoftC residual (k_min = 0, k_max = 1)
         return torch.sigmoid((u - param) / self.smooth)

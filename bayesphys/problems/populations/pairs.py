@@ -60,6 +60,8 @@ class PopulationPairs:
 
     @property
     def dim(self) -> int:
+        """``d``, the points' dimension (``source[i] [n_i, d]``); ``ValueError`` for a data
+        set without populations."""
         if not len(self.source):
             raise ValueError(f"data: {self.name!r} holds no populations, so no dimension")
         return int(self.source[0].shape[1])

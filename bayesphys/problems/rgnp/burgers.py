@@ -188,7 +188,9 @@ class BurgersProblem:
         }
 
     def residual(self, x: Tensor, derivs: dict[str, Tensor], z: Tensor, w: Tensor) -> Tensor:
-        """Burgers residual from :math:`\\tilde u` and derivatives (keys ``v, x, xx, t``)."""
+        r"""Burgers residual :math:`u_t + z_1 u u_x - z_0 u_{xx}` of :math:`u = B + D\tilde u`
+        from :math:`\tilde u` and its derivatives (``derivs`` keys ``v, x, xx, t``, each
+        ``[n, N]``) at ``x [n, N, 2]``, for ``z [n, 2]``, ``w [n, 1]`` -> ``[n, N]``."""
         g = self.boundary(x, w)
         v, vx, vxx, vt = derivs["v"], derivs["x"], derivs["xx"], derivs["t"]
         u = g["B"] + g["D"] * v

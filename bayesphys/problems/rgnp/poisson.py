@@ -182,7 +182,10 @@ class PoissonProblem:
         return torch.zeros_like(s), d, -k * torch.sin(k * s), -(k**2) * d
 
     def residual(self, x: Tensor, derivs: dict[str, Tensor], z: Tensor, w: Tensor) -> Tensor:
-        r"""Residual from :math:`\tilde u` and its derivatives (``derivs`` keys ``v, x, xx``)."""
+        r"""Residual :math:`(\kappa u_x)_x + w` of :math:`u = D\tilde u` from :math:`\tilde u`
+        and its derivatives (``derivs`` keys ``v, x, xx``, each ``[n, N]``) at ``x [n, N, 1]``,
+        for ``z [n, 5]`` (the Chebyshev coefficients of :math:`\kappa`), ``w [n, 1]`` ->
+        ``[n, N]`` (:func:`poisson_residual`)."""
         _, d, dx, dxx = self.boundary(x, w)
         v, vx, vxx = derivs["v"], derivs["x"], derivs["xx"]
         u = d * v
@@ -256,7 +259,8 @@ def poisson_sensor_data(
 
 
 def invariance_points(n: int, layout: str, *, seed: int = 0) -> np.ndarray:
-    """``n`` sorted interior points of ``(-1, 1)`` for the P3 grid-invariance study.
+    """``n`` sorted interior points of ``(-1, 1)`` for the P3 grid-invariance study, an
+    array ``(n,)``.
 
     ``uniform``: equispaced interior; ``random``: i.i.d. uniform; ``clustered``: two Gaussian
     clusters at :math:`\\pm 0.5` (sd 0.15), clipped to :math:`[-0.99, 0.99]`. ``seed`` (an int
