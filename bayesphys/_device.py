@@ -191,6 +191,15 @@ def _checked_device(device: Any) -> torch.device | None:
     raise TypeError(f"device: expected str, torch.device or None, received {type(device).__name__}")
 
 
+def _stream_device(device: Any) -> torch.device:
+    """The device whose random stream :func:`seeded`, :func:`streams_kept` and
+    :func:`make_generator` use: ``device`` as :func:`_checked_device` reads it, ``None`` the
+    CPU (as for a model, :func:`model_device`; it failed with an ``AttributeError`` on
+    ``None`` or torch's argument list)."""
+    dev = _checked_device(device)
+    return torch.device("cpu") if dev is None else dev
+
+
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
@@ -320,12 +329,13 @@ def torch_threads(n: int) -> Iterator[None]:
 
 
 @contextmanager
-def seeded(seed: int | None, device: torch.device | str = "cpu") -> Iterator[None]:
+def seeded(seed: int | None, device: torch.device | str | None = "cpu") -> Iterator[None]:
     """Run a block as if after :func:`seed_everything` (``seed``), leaving the caller's random
     states as they were.
 
     Inside the block python's, numpy's and torch's CPU generators (and the generator of
-    ``device`` when it is a CUDA device) start from ``seed``, so a model built there gets the
+    ``device`` when it is a CUDA device; ``None`` is the CPU, a model's default) start from
+    ``seed``, so a model built there gets the
     same initial weights as after ``seed_everything(seed)``; on exit every one of those states is
     restored, so constructing a seeded model does not reseed the user's global streams.
     ``seed=None`` runs the block on the global streams unchanged (and advances them), as an
@@ -351,7 +361,7 @@ def seeded(seed: int | None, device: torch.device | str = "cpu") -> Iterator[Non
         yield
         return
     seed = int(check_seed("seed", seed))
-    dev = _checked_device(device)
+    dev = _stream_device(device)
     cuda: list[int] = []
     if dev.type == "cuda":
         cuda = [dev.index if dev.index is not None else torch.cuda.current_device()]
@@ -370,7 +380,7 @@ def seeded(seed: int | None, device: torch.device | str = "cpu") -> Iterator[Non
 
 
 @contextmanager
-def streams_kept(device: torch.device | str = "cpu") -> Iterator[None]:
+def streams_kept(device: torch.device | str | None = "cpu") -> Iterator[None]:
     """Run a block that may draw from the global random streams (python's, numpy's, torch's CPU
     generator and that of ``device`` when it is a CUDA device) and put them back as they were
     after it, under the lock of :func:`seeded_build`: loading a model built unseeded rebuilds it
@@ -384,7 +394,7 @@ def streams_kept(device: torch.device | str = "cpu") -> Iterator[None]:
     >>> bool(torch.equal(before, torch.get_rng_state()))
     True
     """
-    dev = _checked_device(device)
+    dev = _stream_device(device)
     cuda: list[int] = []
     if dev.type == "cuda":
         cuda = [dev.index if dev.index is not None else torch.cuda.current_device()]
@@ -458,13 +468,15 @@ def sobol_engine(dim: int, seed: int) -> torch.quasirandom.SobolEngine:
     return eng
 
 
-def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator | None:
-    """A :class:`torch.Generator` on ``device`` seeded with ``seed`` (``None`` -> ``None``)."""
+def make_generator(
+    seed: int | None, device: torch.device | str | None = "cpu"
+) -> torch.Generator | None:
+    """A :class:`torch.Generator` on ``device`` (``None``: the CPU) seeded with ``seed``
+    (``None`` -> ``None``)."""
     if seed is None:
         return None
     seed = check_seed("seed", seed)
-    device = _checked_device(device)
-    gen = torch.Generator(device=torch.device(device))
+    gen = torch.Generator(device=_stream_device(device))
     gen.manual_seed(int(seed))
     return gen
 

@@ -85,6 +85,28 @@ def test_seeded_restores_on_error_and_none_uses_the_global_stream():
         pass
 
 
+def test_device_none_is_the_cpu_for_the_seeded_streams():
+    # None, every model's default device, failed: seeded / streams_kept with an
+    # AttributeError on None.type, make_generator with torch's argument list
+    from bayesphys._device import make_generator, streams_kept
+
+    with seeded(4, "cpu"):
+        want = torch.rand(3)
+    before = torch.get_rng_state()
+    with seeded(4, None):
+        got = torch.rand(3)
+    assert torch.equal(got, want)
+    assert torch.equal(before, torch.get_rng_state())
+    with streams_kept(None):
+        torch.rand(2)
+    assert torch.equal(before, torch.get_rng_state())
+    gen = make_generator(4, None)
+    assert gen.device == torch.device("cpu")
+    assert torch.equal(torch.rand(3, generator=gen), torch.rand(3, generator=make_generator(4)))
+    with pytest.raises(TypeError, match="device"), seeded(4, 3):
+        pass
+
+
 def test_as_tensor_checks():
     t = as_tensor("y", [1.0, 2.0], dtype=torch.float64, ndim=1)
     assert t.dtype is torch.float64

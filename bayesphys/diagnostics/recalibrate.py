@@ -340,6 +340,19 @@ class Recalibrator:
         p = _interp_rows(xs, q, grid.expand_as(q).contiguous())
         return p.mT.reshape(x.shape)
 
+    def _fitted_pits(self, what: str) -> Tensor:
+        """The sorted held-out PITs ``[P]`` of a fitted quantile map; ``ValueError`` naming
+        ``what`` for a variance-scaling map (it has no PIT map) or an unfitted one (both read
+        ``None`` and failed with an ``AttributeError``)."""
+        if self.method != "quantile":
+            raise ValueError(
+                f"{what}: the PIT map of the quantile method; this is a {self.method!r} map "
+                f"(variance scaling by {self.scale})"
+            )
+        if self.pits is None:
+            raise ValueError("pits: this quantile map was never fitted (use Recalibrator.fit)")
+        return self.pits
+
     def r_inverse(self, q: Tensor) -> Tensor:
         r""":math:`R^{-1}(q)` for ``q [*]`` of any shape (same shape out, ``[*]``): the
         ``q``-quantile of the
@@ -347,7 +360,7 @@ class Recalibrator:
         (:math:`E[R_{\rm true}(p_{(k)})] = k/(P+1)` for any continuous PIT law, so the mapped
         quantiles carry no :math:`O(1/P)` bias), constant beyond the extreme PITs, clamped to
         the grid."""
-        pits = self.pits.to(q)
+        pits = self._fitted_pits("r_inverse").to(q)
         n = pits.numel()
         pos = (q.clamp(0, 1) * (n + 1) - 1).flatten().clamp(0, n - 1)
         lo = pos.floor().long().clamp(0, n - 1)
@@ -367,7 +380,7 @@ class Recalibrator:
         a run of tied PITs takes the rank of its last one).
         (The step empirical CDF :math:`\#\{k: p_{(k)} \le p\}/P` was not the inverse of the
         map applied: :math:`R(R^{-1}(0.2)) = 0.25` for PITs 0.1, 0.3, 0.6, 0.9.)"""
-        pits = self.pits.to(p)
+        pits = self._fitted_pits("r_forward").to(p)
         n = pits.numel()
         ends = pits.new_tensor([0.0, 1.0])
         xp = torch.cat([ends[:1], pits, ends[1:]])
@@ -383,8 +396,6 @@ class Recalibrator:
     # -- application ---------------------------------------------------------------------------
     def wrap(self, posterior: Posterior) -> RecalibratedPosterior:
         """The recalibrated posterior of ``posterior``."""
-        if self.method == "quantile" and self.pits is None:
-            raise ValueError("pits: this quantile map was never fitted (use Recalibrator.fit)")
         return RecalibratedPosterior(posterior, self)
 
     def evaluate(

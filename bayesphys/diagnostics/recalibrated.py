@@ -54,8 +54,17 @@ class RecalibratedPosterior:
     """
 
     def __init__(self, base: Posterior, recalibrator: Recalibrator):
+        from .recalibrate import Recalibrator  # (recalibrate imports this module)
+
         if not is_posterior(base):
             raise TypeError(f"base: expected a Posterior, received {type(base).__name__}")
+        if not isinstance(recalibrator, Recalibrator):
+            raise TypeError(
+                f"recalibrator: expected a Recalibrator, received {type(recalibrator).__name__}"
+            )
+        if recalibrator.method == "quantile":
+            # as Recalibrator.wrap: an unfitted map failed at the first mean or draw
+            recalibrator._fitted_pits("recalibrator")
         self.base = base
         self.recalibrator = recalibrator
         self.event_shape = base.event_shape

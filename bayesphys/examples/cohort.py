@@ -38,6 +38,7 @@ from ._args import add_out, device, positive_int, seed
 
 if TYPE_CHECKING:
     import arviz as az
+    import xarray as xr
 
     from ..odil import GliomaModel
     from ..posterior import GaussianPosterior
@@ -146,8 +147,9 @@ class LinearGaussianModel:
 
 def export_cohort(
     model: LinearGaussianModel, post: GaussianPosterior, seed: int, num_samples: int = 200
-) -> az.InferenceData:
-    """InferenceData: posterior ``u [1, S, x]``; ``observed_data``: ``y [sensor]``, ``u_true [x]``.
+) -> az.InferenceData | xr.DataTree:
+    """InferenceData (a DataTree on ArviZ 1.x): posterior ``u [1, S, x]``; ``observed_data``:
+    ``y [sensor]``, ``u_true [x]``.
 
     Sensor positions differ between patients, so ``sensor`` is a plain index (no coordinate)
     and the positions go to ``constant_data.x_sensor``.
@@ -235,7 +237,7 @@ def build_glioma(problem: dict[str, Any], *, seed: int | None = None) -> GliomaM
 
 def export_glioma(
     model: GliomaModel, post: Any, seed: int, num_samples: int = 200
-) -> az.InferenceData:
+) -> az.InferenceData | xr.DataTree:
     """Named Laplace draws ``D_w, rho, x0, y0, ell, v`` ``[chain, draw]`` (no field map)."""
     return model.to_inference_data(num_samples=num_samples, seed=seed % 2**31, field=False)
 

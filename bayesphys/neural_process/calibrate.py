@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -41,7 +42,9 @@ def _z(level: float) -> float:
     return math.sqrt(2.0) * torch.erfinv(torch.tensor(float(level), dtype=torch.float64)).item()
 
 
-def interval_scale(err: Tensor, sd: Tensor, level: float = 0.9545) -> float:
+def interval_scale(
+    err: Tensor | np.ndarray, sd: Tensor | np.ndarray, level: float = 0.9545
+) -> float:
     r"""Variance multiplier :math:`s` that puts a fraction ``level`` of ``|err| / sd`` inside
     :math:`\pm z_\ell`; ``err, sd`` ``[*]`` of any equal shapes (``sd > 0``), tensors or
     arrays. Returns :math:`s = (q_\ell(|e|/\sigma) / z_\ell)^2 > 0`, :math:`q_\ell` the

@@ -53,7 +53,7 @@ def _distance_mm(mask: Tensor, spacing: float) -> Tensor:
 
 
 def standard_margin_plan(
-    labels: Tensor, brain: Tensor, spacing: float, margin_mm: float = 15.0
+    labels: Tensor, brain: Tensor, spacing: float | Tensor, margin_mm: float = 15.0
 ) -> Tensor:
     """Core (label 2; label >= 1 if no core) dilated by ``margin_mm`` (Euclidean), within the brain.
 

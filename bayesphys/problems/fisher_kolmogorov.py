@@ -407,8 +407,8 @@ def fk_forward(
 def fk_residual(
     c: Tensor,
     faces: Sequence[Tensor],
-    dw: Tensor,
-    rho: Tensor,
+    dw: Tensor | float,
+    rho: Tensor | float,
     *,
     dt: float,
     spacing: float,

@@ -169,14 +169,14 @@ def posterior_for(
     x: ArrayLike,
     idx: ArrayLike,
     y: ArrayLike,
-    noise: float,
-    lengthscale: float = 0.08,
-    outputscale: float = 1.0,
+    noise: float | torch.Tensor,
+    lengthscale: float | torch.Tensor = 0.08,
+    outputscale: float | torch.Tensor = 1.0,
 ) -> GaussianPosterior:
     """Exact posterior over the grid ``x [n]`` given data ``y [m]`` at ``x[idx]``.
 
-    ``noise``, ``lengthscale`` and ``outputscale`` finite and ``> 0`` (a NaN noise ended in a
-    Cholesky error); ``x`` 1-D, ``idx`` and ``y`` of one shape ``[m]`` (a ``y`` of another
+    ``noise``, ``lengthscale`` and ``outputscale`` finite and ``> 0``, numbers or 0-d tensors
+    (a NaN noise ended in a Cholesky error); ``x`` 1-D, ``idx`` and ``y`` of one shape ``[m]`` (a ``y`` of another
     length failed in a matrix product). The posterior has ``x``'s dtype (float64 for an
     integer grid); it is computed in float64 and then cast, so a float32 one is the float64
     one rounded (computed in float32, with noise ``1e-3`` its covariance was indefinite and
@@ -213,9 +213,9 @@ class ConjugateGaussianField:
         Sensor indices ``[m]`` into ``x`` (whole numbers).
     y : Tensor
         Data ``[m]``.
-    noise : float
+    noise : float or 0-d Tensor
         Observation noise sd :math:`\\sigma > 0`.
-    lengthscale, outputscale : float
+    lengthscale, outputscale : float or 0-d Tensor
         Initial kernel values (``> 0``).
     device : str, torch.device or None
         Where the model lives (``None``: the CPU; ``"auto"``: CUDA when present).
@@ -240,9 +240,9 @@ class ConjugateGaussianField:
         idx: ArrayLike,
         y: ArrayLike,
         *,
-        noise: float = 0.1,
-        lengthscale: float = 0.1,
-        outputscale: float = 1.0,
+        noise: float | torch.Tensor = 0.1,
+        lengthscale: float | torch.Tensor = 0.1,
+        outputscale: float | torch.Tensor = 1.0,
         device: DeviceLike = None,
         dtype: DTypeLike = torch.float64,
         seed: int | None = None,

@@ -203,6 +203,30 @@ def test_constructor_refuses_maps_that_cannot_work():
         Recalibrator("zscore", scale=1.0, n_grid=1)
 
 
+def test_pit_maps_of_an_unfitted_or_variance_map_are_refused_by_name():
+    # r_inverse / r_forward read the PITs, None for these maps: an AttributeError on
+    # NoneType; built directly, the wrapper of an unfitted map failed at its first mean
+    q = torch.tensor([0.2, 0.5])
+    base = GaussianPosterior(torch.zeros(3), torch.eye(3))
+    for method in ("zscore", "conformal"):
+        rec = Recalibrator(method, scale=1.5)
+        for fn in ("r_inverse", "r_forward"):
+            with pytest.raises(ValueError, match=rf"{fn}: the PIT map of the quantile method"):
+                getattr(rec, fn)(q)
+    unfitted = Recalibrator("quantile")
+    for fn in ("r_inverse", "r_forward"):
+        with pytest.raises(ValueError, match="never fitted"):
+            getattr(unfitted, fn)(q)
+    with pytest.raises(ValueError, match="never fitted"):
+        RecalibratedPosterior(base, unfitted)
+    with pytest.raises(TypeError, match="recalibrator: expected a Recalibrator"):
+        RecalibratedPosterior(base, "quantile")
+    # a fitted map: R(R^{-1}(q)) = q inside [1/(P+1), P/(P+1)], and the wrapper works
+    fitted = Recalibrator("quantile", pits=torch.tensor([0.9, 0.1, 0.6, 0.3]))
+    assert torch.allclose(fitted.r_forward(fitted.r_inverse(q)), q)
+    assert RecalibratedPosterior(base, fitted).mean.shape == (3,)
+
+
 def test_conformal_scale_takes_the_exact_order_statistic_and_refuses_too_few_scores():
     # |z| = 1..99: the split-conformal scale at level 0.55 is the ceil(100 * 0.55) = 55th
     # smallest |z|; in floats 100 * 0.55 = 55.00000000000001 took the 56th
