@@ -17,6 +17,7 @@ Examples
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import math
 import numbers
@@ -375,10 +376,18 @@ def dense_memory_limit(device: Any = None) -> int | None:
                 return None
             idx = torch.cuda.current_device() if dev.index is None else dev.index
             return int(torch.cuda.get_device_properties(idx).total_memory)
-        if dev.type not in ("cpu", "mps"):
-            return None
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError, RuntimeError):
+        return None
+    return _host_memory() if dev.type in ("cpu", "mps") else None
+
+
+@functools.cache
+def _host_memory() -> int | None:
+    """The host's physical memory in bytes, or this process's cgroup limit when lower (read
+    once: the guards run on every step of some fits); ``None`` where it cannot be told."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
         return None
     cg = _cgroup_limit()
     return int(total if cg is None else min(total, cg))
