@@ -17,15 +17,20 @@ Examples
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import math
 import numbers
+import os
+import warnings
 import zlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
+
+from ._stack import user_stacklevel
 
 __all__ = [
     "as_scalar",
@@ -343,3 +348,81 @@ def check_increasing(
         f"{name}: expected {order} {what}, received {lab}[{at}{i}] = {float(a[(*row, i)]):.6g} "
         f"then {lab}[{at}{i + 1}] = {float(a[(*row, i + 1)]):.6g}{hint}"
     )
+
+
+# ---------------------------------------------------------------- memory of dense allocations
+
+
+def _cgroup_limit() -> int | None:
+    """This process's cgroup (v2) memory limit in bytes, or ``None`` (none, or not Linux)."""
+    try:
+        with open("/sys/fs/cgroup/memory.max") as fh:
+            text = fh.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def dense_memory_limit(device: Any = None) -> int | None:
+    """Bytes of memory a computation on ``device`` can hold at most: the card's total memory
+    for a CUDA device, the host's physical memory (or this process's cgroup limit, when lower)
+    for the CPU and MPS; ``None`` where it cannot be told (then nothing is refused).
+
+    ``device``: a ``torch.device``, a string such as ``"cuda:0"``, or ``None`` (the CPU)."""
+    dev = torch.device("cpu" if device is None else device)
+    try:
+        if dev.type == "cuda":
+            if not torch.cuda.is_available():
+                return None
+            idx = torch.cuda.current_device() if dev.index is None else dev.index
+            return int(torch.cuda.get_device_properties(idx).total_memory)
+    except (AttributeError, ValueError, OSError, RuntimeError):
+        return None
+    return _host_memory() if dev.type in ("cpu", "mps") else None
+
+
+@functools.cache
+def _host_memory() -> int | None:
+    """The host's physical memory in bytes, or this process's cgroup limit when lower (read
+    once: the guards run on every step of some fits); ``None`` where it cannot be told."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+    cg = _cgroup_limit()
+    return int(total if cg is None else min(total, cg))
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes as a short figure in binary units: ``"512 B"``, ``"3.2 MiB"``, ``"1.5 TiB"``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover
+
+
+def check_dense_memory(
+    name: str, nbytes: float, *, what: str, alternative: str, device: Any = None
+) -> None:
+    """Refuse, before any work, a computation that would hold ``nbytes`` bytes of dense
+    arrays on ``device`` when that is more than the device has (:func:`dense_memory_limit`):
+    ``MemoryError`` naming ``name`` (the argument whose size it is), ``what`` (the arrays and
+    their shapes), the bytes needed and the ``alternative`` (a structured covariance, a
+    subsample, a matrix-free solver). Above half the memory a ``UserWarning`` says the same
+    (it may still fit, beside nothing else). Sizes well below that pass silently, so a
+    normal-sized run is untouched; an oversized one failed after minutes of swapping, or
+    deep inside torch with "can't allocate memory", or the process was killed."""
+    limit = dense_memory_limit(device)
+    if limit is None or nbytes <= limit / 2:
+        return
+    dev = torch.device("cpu" if device is None else device)
+    where = "the CPU" if dev.type == "cpu" else str(dev)
+    text = (
+        f"{name}: {what} would need about {format_bytes(nbytes)} of memory, "
+        f"{'more than' if nbytes > limit else 'over half of'} the {format_bytes(limit)} "
+        f"of {where}; {alternative}"
+    )
+    if nbytes > limit:
+        raise MemoryError(text)
+    warnings.warn(text, UserWarning, stacklevel=user_stacklevel())

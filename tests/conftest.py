@@ -58,6 +58,34 @@ def host_reads(monkeypatch) -> list:
     return reads
 
 
+@pytest.fixture
+def memory_limit(monkeypatch):
+    """``memory_limit(nbytes)``: the memory the dense-allocation guards take the device to
+    have (``bayesphys._checks.dense_memory_limit``), so that a test refuses a small problem
+    without allocating a big one."""
+
+    def set_limit(nbytes: int) -> None:
+        monkeypatch.setattr(
+            "bayesphys._checks.dense_memory_limit", lambda device=None: nbytes, raising=False
+        )
+
+    return set_limit
+
+
+@pytest.fixture
+def no_dense_allocation(monkeypatch):
+    """``no_dense_allocation(target)``: replace the function at ``target`` (a dotted path) by
+    one that fails the test when called: a guard must refuse before it is reached."""
+
+    def forbid(target: str) -> None:
+        def called(*args, **kwargs):
+            raise AssertionError(f"{target} was called: the refusal came after the work began")
+
+        monkeypatch.setattr(target, called)
+
+    return forbid
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords and not torch.cuda.is_available():

@@ -246,3 +246,32 @@ def test_check_increasing_names_the_first_pair_out_of_order():
         check_increasing("x", torch.tensor([[0.0, 1.0], [2.0, 1.0]]), strict=False, hint="; sort")
     with pytest.raises(ValueError, match=r"^test\['t'\]: .* received t\[0\] = 3"):
         check_increasing("test['t']", [3.0, 2.0], label="t")
+
+
+def test_check_dense_memory_refuses_warns_or_passes_by_the_device_memory(memory_limit):
+    """The shared size guard: a refusal naming the argument, the bytes and the alternative
+    above the device's memory, a warning above half of it, silence below."""
+    import warnings
+
+    from bayesphys._checks import check_dense_memory, dense_memory_limit, format_bytes
+
+    real = dense_memory_limit("cpu")
+    assert real is None or real > 2**20
+    assert dense_memory_limit("meta") is None  # unknown: nothing is refused
+    assert format_bytes(512) == "512 B"
+    assert format_bytes(3 * 2**30) == "3.0 GiB"
+    memory_limit(4096)
+    kw = {"what": "a dense [32, 32] matrix", "alternative": "use a diagonal one"}
+    with pytest.raises(
+        MemoryError,
+        match=r"^n: a dense \[32, 32\] matrix would need about 8\.0 KiB of memory, more than "
+        r"the 4\.0 KiB of the CPU; use a diagonal one$",
+    ):
+        check_dense_memory("n", 8192, **kw)
+    with pytest.warns(UserWarning, match=r"^n: .* 3\.0 KiB of memory, over half of the 4\.0 KiB"):
+        check_dense_memory("n", 3072, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_dense_memory("n", 2048, **kw)
+    memory_limit(None)
+    check_dense_memory("n", 10**30, **kw)  # no known limit: no refusal

@@ -509,3 +509,25 @@ def test_every_metric_takes_a_second_tensor_on_another_device():
         moved = fn(*args)
         assert moved.device.type == "cuda"
         torch.testing.assert_close(moved.cpu(), on_cpu)
+
+
+def test_wasserstein_refuses_a_cost_matrix_beyond_memory_before_building_it(
+    memory_limit, no_dense_allocation
+):
+    """Exact OT holds a dense [n, m] float64 cost matrix and the solver's arcs (~33 bytes a
+    pair): two 50k-point clouds need ~80 GB. Beyond the device's memory it is refused by name
+    before the cost matrix is built (it swapped or was killed after minutes of work)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(50, 2, generator=g, dtype=torch.float64)
+    y = torch.randn(60, 2, generator=g, dtype=torch.float64)
+    small = wasserstein(x[:5], y[:5])
+    memory_limit(4000)  # 5 x 5 points pass; 50 x 60 (about 99 kB) do not
+    torch.testing.assert_close(wasserstein(x[:5], y[:5]), small, rtol=0, atol=0)
+    no_dense_allocation("bayesphys.metrics.cdist")
+    no_dense_allocation("ot.emd2")
+    with pytest.raises(
+        MemoryError,
+        match=r"^x/y: exact optimal transport between 50 and 60 points .* would need about "
+        r"96\.7 KiB .* more than the 3\.9 KiB of the CPU; subsample the clouds",
+    ):
+        wasserstein(x, y)

@@ -39,7 +39,7 @@ import math
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real, check_scalar
+from .._checks import check_dense_memory, check_int, check_real, check_scalar
 from .._device import check_on_device
 from ._inputs import check_grid_tensor
 from ._kron import face_values, faces, kron_apply, kron_dense, scatter_faces
@@ -147,6 +147,16 @@ class DenseSolve:
         self.shape = tuple(fc.x.shape[0] for fc in factors)
         self.m = math.prod(self.shape)
         ref = factors[0].L
+        # L, the identity, A and a Kronecker temporary here; the stacked system [2M + N_b, M],
+        # its Q and R in solve: about eight [M, M] matrices
+        check_dense_memory(
+            "factors",
+            8 * self.m * self.m * ref.element_size(),
+            what=f"the dense solve on a {self.shape} grid ([{self.m}, {self.m}] matrices, "
+            f"{ref.dtype})",
+            alternative="use KronSolve (weighting='prior' on a 1-D or 2-D grid) or a coarser grid",
+            device=ref.device,
+        )
         self.L = kron_dense([fc.L for fc in factors])
         eye = torch.eye(self.m, dtype=ref.dtype, device=ref.device)
         self.A = op.c0 * eye

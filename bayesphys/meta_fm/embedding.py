@@ -23,10 +23,12 @@ faster than sparse message passing for ``n`` up to a few thousand and needs no
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_int
+from .._checks import check_dense_memory, check_int
 from .._device import check_finite, check_module_dtype
 
 __all__ = ["knn_adjacency", "normalized_adjacency", "DenseGCN", "PopulationEmbedding"]
@@ -54,6 +56,17 @@ def knn_adjacency(x: Tensor, k: int) -> Tensor:
         raise ValueError(
             f"x: expected a population of at least 2 points, received shape {tuple(x.shape)}"
         )
+    batch = math.prod(x.shape[:-2])
+    # the distances, their masked copy and the adjacency [*, n, n], and the bool mask [n, n]
+    check_dense_memory(
+        "x",
+        batch * n * n * 3 * x.element_size() + n * n,
+        what=f"the kNN graph of {batch} population(s) of {n} points (dense [{n}, {n}] "
+        f"distances and adjacency, {x.dtype})",
+        alternative="embed a subsample of fewer points (the config's points, or "
+        "MetaFlowMatching.embed(points=...))",
+        device=x.device,
+    )
     kk = min(k, n - 1)
     d2 = torch.cdist(x, x)
     eye = torch.eye(n, dtype=torch.bool, device=x.device)

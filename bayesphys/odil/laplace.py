@@ -37,7 +37,7 @@ from .._device import as_tensor
 from .._stack import user_stacklevel
 from ..posterior import GaussianPosterior
 from .problem import DiscreteProblem
-from .solvers import cg, dense_jacobian, jvp_vjp
+from .solvers import cg, check_dense_gn_memory, dense_jacobian, jvp_vjp
 from .sparse import ColouredJacobian, sparse_schur_covariance
 
 __all__ = ["gn_matvec", "theta_covariance", "field_posterior", "dense_gn_matrix"]
@@ -65,8 +65,19 @@ def gn_matvec(problem: DiscreteProblem, x: Tensor) -> Callable[[Tensor], Tensor]
 
 
 def dense_gn_matrix(problem: DiscreteProblem, x: Tensor) -> Tensor:
-    r"""Dense :math:`J^\top J` ``[n, n]`` (small problems / tests)."""
+    r"""Dense :math:`J^\top J` ``[n, n]`` (small problems / tests); a ``MemoryError`` before
+    any work when the Jacobian and the matrix cannot fit in memory."""
     x = _checked(problem, x)
+    with torch.no_grad():
+        m = problem.residual(x).numel()
+    check_dense_gn_memory(
+        "x", m, x, "use gn_matvec (matrix-free products) or a ColouredJacobian (sparse)"
+    )
+    return _dense_gn(problem, x)
+
+
+def _dense_gn(problem: DiscreteProblem, x: Tensor) -> Tensor:
+    """:func:`dense_gn_matrix` of checked ``x`` without the memory check (its callers' own)."""
     jac = dense_jacobian(problem.residual, x)
     return jac.T @ jac
 
@@ -187,7 +198,10 @@ def _theta_covariance(
     mask[t_idx] = False
     u_idx = mask.nonzero().squeeze(-1)
     if dense:
-        h = dense_gn_matrix(problem, x)
+        with torch.no_grad():
+            m = problem.residual(x).numel()
+        check_dense_gn_memory("dense", m, x, "use dense=False (CG) or sparse=True")
+        h = _dense_gn(problem, x)
         # field unknowns no residual reads (e.g. masked cells) have empty rows and columns and
         # no bearing on the parameters: dropped, as the sparse path does
         active = h.diagonal() > 0
@@ -359,7 +373,13 @@ def field_posterior(
     r, jv, jtw = jvp_vjp(problem.residual, x)
     _check_constrained(problem, x, r, jtw)
     if problem.n <= dense_max:
-        h = dense_gn_matrix(problem, x)
+        check_dense_gn_memory(
+            "dense_max",
+            r.numel(),
+            x,
+            f"use a dense_max below the {problem.n} unknowns (pathwise CG draws)",
+        )
+        h = _dense_gn(problem, x)
         if not bool(torch.isfinite(h).all()):
             raise ValueError(_NOT_FINITE)
         singular = (

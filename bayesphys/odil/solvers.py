@@ -26,7 +26,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from .._checks import check_bool, check_int, check_real
+from .._checks import check_bool, check_dense_memory, check_int, check_real
 from .._device import as_tensor, check_finite
 from .._fit_callback import call_propagating, propagating
 from .._linalg import lstsq_any_rank, pcg
@@ -127,6 +127,21 @@ def jvp_vjp(
     return r.detach(), jv, jtw
 
 
+def check_dense_gn_memory(name: str, m: int, x: Tensor, alternative: str) -> None:
+    r"""Refuse a dense Gauss-Newton solve of ``m`` residuals in the ``n = x.numel()`` unknowns
+    ``x`` that cannot fit on ``x``'s device: the Jacobian ``[m, n]`` (and forward mode's
+    tangents of the same size) and :math:`J^\top J` ``[n, n]`` with its factor or inverse,
+    in ``x``'s dtype. ``name``: the argument that chose the dense path."""
+    n = x.numel()
+    check_dense_memory(
+        name,
+        (2 * m * n + 2 * n * n) * x.element_size(),
+        what=f"a dense Jacobian [{m}, {n}] and Gauss-Newton matrix [{n}, {n}] ({x.dtype})",
+        alternative=alternative,
+        device=x.device,
+    )
+
+
 def dense_jacobian(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     """Dense Jacobian ``[m, n]`` of ``fn`` at ``x`` (forward mode; for small problems), in
     ``x``'s dtype: ``torch.func.jacfwd`` returns float64 rows for a 0-dim float32 value combined
@@ -170,6 +185,12 @@ def _linearise(fn, x, linear_solver, jacobian=None, colours=None) -> dict:
             # in x's dtype, as the Jacobian is: a float32 problem's residual that closes over
             # float64 data came back float64 (the CG path accepted it, this one crashed)
             r = fn(x).detach().to(x.dtype)
+            check_dense_gn_memory(
+                "linear_solver",
+                r.numel(),
+                x,
+                "use linear_solver='cg' (matrix-free) or 'sparse' (coloured Jacobian)",
+            )
             jac = dense_jacobian(fn, x)
         return {"r": r, "jac": jac, "g": jac.T @ r, "h": jac.T @ jac}
     if linear_solver == "cg":

@@ -19,14 +19,14 @@ from linear_operator.operators import (
 )
 from torch import Tensor
 
-from .._checks import check_bool, check_optional_seed, did_you_mean
+from .._checks import check_bool, check_dense_memory, check_optional_seed, did_you_mean
 from .._device import as_tensor
 from .._model import warn_untrained
 from ..posterior import GaussianPosterior
 from ._config import ANP_COVARIANCES
 from ._inputs import check_mass, check_sigma_g_value
 from ._model_calibration import calibrated_step1, warn_stale_calibration
-from .mixture_update import conserve_latent_mixture
+from .mixture_update import check_mixture_memory, conserve_latent_mixture
 from .update import check_sigma_g, check_sigma_g_shape, conserve_slices, trapezoid_weights
 
 if TYPE_CHECKING:
@@ -81,6 +81,18 @@ def step1_posterior(
         return calibrated_step1(
             model, mean, cov, tt, xx, stage, mass, use_mass=use_mass, caller=caller
         )
+    # the slices' dense covariances [B, nt, nx, nx] float64: the list, its stack, the scaled
+    # copy and the jittered one
+    b = len(context)
+    check_dense_memory(
+        "t/x",
+        4 * 8 * b * nt * nx * nx,
+        what=f"the meta-GP's dense covariances of {b} function(s) on {nt} times x {nx} grid "
+        f"points ([{b}, {nt}, {nx}, {nx}] float64)",
+        alternative="use a coarser grid (fewer t or x points) or fewer context functions per "
+        "call, or step1='anp' with covariance='lowrank' or 'diag'",
+        device=model.device,
+    )
     xc, yc, xt = _net_inputs(model, context, tt, xx)
     means, covs = [], []
     for j in range(nt):
@@ -241,6 +253,8 @@ def mixture_posterior(
             "(one variance scale), or use covariance='diag' / 'lowrank'"
         )
     seed = check_optional_seed("seed", seed)  # the context was checked by the caller
+    # before the latent draws: the dense outputs are what cannot fit
+    check_mixture_memory("t/x", len(context) * tt.numel(), xx.numel(), model.device)
     warn_stale_calibration(model, "posterior")
     mu, var = latent_draws(model, context, tt, xx, seed)
     c = model.var_scale

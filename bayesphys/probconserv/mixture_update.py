@@ -55,7 +55,7 @@ from linear_operator import to_linear_operator
 from linear_operator.operators import DiagLinearOperator
 from torch import Tensor
 
-from .._checks import check_real
+from .._checks import check_dense_memory, check_real
 from .._device import as_tensor, check_finite
 from .._linalg import psd_eigen_root
 from ..posterior import GaussianPosterior
@@ -74,6 +74,22 @@ _F64 = torch.float64
 #: largest dense ``[chunk, nx, nx]`` block of slices (bytes) updated at once; the work space
 #: is about ten such blocks, beside the two dense outputs
 _CHUNK_BYTES = 2**26
+
+
+def check_mixture_memory(name: str, n: int, nx: int, device: torch.device | str) -> None:
+    """Refuse a moment-matched mixture of ``n`` slices of ``nx`` points whose dense outputs
+    (covariance and root, ``[n, nx, nx]`` float64 each) and the work space of one chunk cannot
+    fit on ``device`` (``name``: the argument that sets the size)."""
+    chunk = max(1, _CHUNK_BYTES // (nx * nx * 8))
+    check_dense_memory(
+        name,
+        8 * nx * nx * (2 * n + 10 * min(n, chunk)),
+        what=f"the dense covariance and root of {n} slices of {nx} grid points "
+        f"([{n}, {nx}, {nx}] float64 each)",
+        alternative="use covariance='lowrank' or 'diag' (structured covariances), or fewer "
+        "functions, times or grid points per call",
+        device=device,
+    )
 
 
 class _DenseRoot:
@@ -150,6 +166,7 @@ def conserve_latent_mixture(
         )
     mass = check_slice_mass(mass, batch, _F64, means.device)
     n = math.prod(batch)
+    check_mixture_memory("means", n, nx, means.device)
     chunk = max(1, _CHUNK_BYTES // (nx * nx * means.element_size()))
     if n <= chunk:
         mean, cov, root = _mixture_moments(

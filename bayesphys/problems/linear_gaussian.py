@@ -36,7 +36,14 @@ from .._checkpoint import (
     require_entries,
     save_checkpoint,
 )
-from .._checks import check_int, check_optional_seed, check_real, check_scalar, check_seed
+from .._checks import (
+    check_dense_memory,
+    check_int,
+    check_optional_seed,
+    check_real,
+    check_scalar,
+    check_seed,
+)
 from .._device import (
     ArrayLike,
     DeviceLike,
@@ -188,6 +195,16 @@ def posterior_for(
     lengthscale = check_scalar("lengthscale", lengthscale, minimum=0.0, strict=True)
     outputscale = check_scalar("outputscale", outputscale, minimum=0.0, strict=True)
     out, work = x.dtype, _work_dtype(x)
+    n = len(x)
+    # the prior kernel, the covariance, its symmetrised and jittered copies and the
+    # posterior's factor: about six dense [n, n] matrices in the working dtype
+    check_dense_memory(
+        "x",
+        6 * n * n * torch.finfo(work).bits // 8,
+        what=f"the exact posterior on a grid of {n} points (dense [{n}, {n}] covariance, {work})",
+        alternative="use a coarser grid x",
+        device=x.device,
+    )
     x, y = x.to(work), y.to(work)
     k = _kernel(x, lengthscale, outputscale)
     kxo = k[:, idx]

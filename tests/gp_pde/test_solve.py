@@ -370,3 +370,19 @@ def test_noise_and_fields_of_another_device_or_dtype_are_named():
     with pytest.raises(TypeError, match=r"^u: expected dtype torch.float64 \(the factors'\)"):
         objective(fac, op, f.float(), f, gb, one, one, 1.0, "prior")
     assert torch.isfinite(objective(fac, op, f, f.float(), gb, one, one, 1.0, "prior"))
+
+
+def test_dense_solve_beyond_memory_is_refused_before_its_matrices(
+    memory_limit, no_dense_allocation
+):
+    """DenseSolve forms [M, M] matrices (about eight): a 512 x 512 grid needs ~4 TB. Beyond
+    the device's memory it is refused by name before the Kronecker products are formed."""
+    _, _, op, fac, _, _ = _setup((12, 10), 0)
+    memory_limit(500_000)  # M = 120: about 0.9 MB
+    no_dense_allocation("bayesphys.gp_pde.solve.kron_dense")
+    with pytest.raises(
+        MemoryError,
+        match=r"^factors: the dense solve on a \(12, 10\) grid \(\[120, 120\] matrices, "
+        r"torch\.float64\) would need .* use KronSolve",
+    ):
+        DenseSolve(fac, op, "prior")

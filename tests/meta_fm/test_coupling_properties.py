@@ -101,3 +101,31 @@ def test_ot_pairing_of_equal_sizes_draws_pairs_of_the_optimal_assignment(n, d, s
             i = (u[:, None, :] == a[k][None]).all(-1).int().argmax(1)  # row of each drawn source
             assert torch.equal(u, a[k][i])
             assert torch.equal(v, b[k][torch.as_tensor(col)[i]])
+
+
+def test_exact_plans_beyond_memory_are_refused_before_any_solve(memory_limit, no_dense_allocation):
+    """An exact plan holds dense [n, m] float64 costs and the plan (~49 bytes a pair):
+    coupling='ot_full' on two 50k-point populations needs ~120 GB. Every pair is checked
+    before the first solve (a large population late in the list failed after the plans of
+    all those before it), and minibatch pairing and the population metrics likewise."""
+    from bayesphys.meta_fm import ot_pairing
+    from bayesphys.meta_fm.evaluation import population_metrics
+
+    g = torch.Generator().manual_seed(0)
+    small = [torch.randn(5, 2, generator=g, dtype=torch.float64) for _ in range(2)]
+    big = [torch.randn(40, 2, generator=g, dtype=torch.float64) for _ in range(2)]
+    memory_limit(4000)  # 5 x 5 pairs pass, 40 x 40 (about 77 kB) do not
+    assert len(full_ot_plans([small[0]], [small[1]])) == 1
+    no_dense_allocation("ot.emd")
+    no_dense_allocation("ot.emd2")
+    no_dense_allocation("ot.dist")
+    with pytest.raises(
+        MemoryError,
+        match=r"^sources\[1\]/targets\[1\]: an exact OT plan between 40 and 40 points .* "
+        r"more than the 3\.9 KiB of the CPU; use coupling='ot'",
+    ):
+        full_ot_plans([small[0], big[0]], [small[1], big[1]])
+    with pytest.raises(MemoryError, match=r"^x0/x1: .* 40 and 40 points .* coupling='index'"):
+        ot_pairing(big[0], big[1])
+    with pytest.raises(MemoryError, match="population_metrics' max_points"):
+        population_metrics(big[0], big[1])  # max_points=None: every point

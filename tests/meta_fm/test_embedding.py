@@ -93,3 +93,18 @@ def test_knn_adjacency_refuses_non_finite_points(bad):
         knn_adjacency(x, 2)
     with pytest.raises(ValueError, match="x: expected finite values"):
         PopulationEmbedding(2, hidden=4, layers=1, k=2)(x)
+
+
+def test_knn_graph_beyond_memory_is_refused_before_the_distances(memory_limit, no_dense_allocation):
+    """The kNN graph holds dense [P, n, n] distances and adjacency: a 50k-point population
+    embedded whole needs ~30 GB in float32. Beyond the device's memory it is refused by name
+    before the distances are computed."""
+    x = torch.randn(3, 40, 2, generator=torch.Generator().manual_seed(0))
+    memory_limit(40_000)  # [3, 40, 40] x 3 float32 + mask: about 59 kB
+    no_dense_allocation("torch.cdist")
+    with pytest.raises(
+        MemoryError,
+        match=r"^x: the kNN graph of 3 population\(s\) of 40 points .* more than the 39\.1 KiB "
+        r"of the CPU; embed a subsample of fewer points",
+    ):
+        knn_adjacency(x, 4)

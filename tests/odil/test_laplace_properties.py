@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import warnings
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -121,3 +122,26 @@ def test_one_levenberg_marquardt_step_is_the_damped_normal_equations_solution(nx
         )
         assert fit.steps == 1 and len(fit.loss_history) == 2, (solver, fit.message)
         torch.testing.assert_close(x, want, rtol=1e-9, atol=1e-10, msg=solver)
+
+
+def test_dense_gauss_newton_beyond_memory_is_refused_before_the_jacobian(
+    memory_limit, no_dense_allocation
+):
+    """The dense paths hold the Jacobian [m, n] (and forward mode's tangents) and J^T J
+    [n, n]: a 64^3 glioma volume (262k unknowns) needs ~2 TB. Beyond the device's memory
+    each is refused, naming the argument that chose it, before the Jacobian is formed."""
+    from bayesphys.odil import dense_gn_matrix
+
+    prob = _problem(40, 2, 10, seed=0)  # n = 42 unknowns, m = 52 residuals: about 63 kB
+    x = torch.zeros(prob.n, dtype=F64)
+    memory_limit(20_000)
+    no_dense_allocation("bayesphys.odil.laplace.dense_jacobian")
+    no_dense_allocation("bayesphys.odil.solvers.dense_jacobian")
+    with pytest.raises(MemoryError, match=r"^dense_max: a dense Jacobian \[52, 42\] .* below"):
+        field_posterior(prob, x, "u", dense_max=10**6)
+    with pytest.raises(MemoryError, match=r"^dense: a dense Jacobian \[52, 42\] .* dense=False"):
+        theta_covariance(prob, x, dense=True)
+    with pytest.raises(MemoryError, match=r"^x: a dense Jacobian \[52, 42\] .* gn_matvec"):
+        dense_gn_matrix(prob, x)
+    with pytest.raises(MemoryError, match=r"^linear_solver: .* linear_solver='cg'"):
+        minimize(prob, x, method="gn", linear_solver="dense", progress=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -300,3 +301,45 @@ def test_a_per_slice_sigma_g_array_is_taken_chunked_as_unchunked(monkeypatch):
         torch.testing.assert_close(
             post.covariance.to_dense(), whole.covariance.to_dense(), atol=1e-13, rtol=0
         )
+
+
+def test_dense_mixture_beyond_memory_is_refused_before_the_updates(
+    memory_limit, no_dense_allocation
+):
+    """The moment-matched mixture returns a dense covariance and root [*batch, nx, nx]: on
+    64 functions x 200 times x 1000 grid points that is ~200 GB. Beyond the device's memory
+    it is refused by name before any update (the model's posterior before its latent draws)."""
+    mu, var, x, mass = _draws(2, (3, 4), 50, seed=0)
+    memory_limit(100_000)  # 12 slices of 50 points: about 2.9 MB
+    no_dense_allocation("bayesphys.probconserv.mixture_update._mixture_moments")
+    with pytest.raises(
+        MemoryError,
+        match=r"^means: the dense covariance and root of 12 slices of 50 grid points .* "
+        r"more than the 97\.7 KiB of the CPU; use covariance='lowrank' or 'diag'",
+    ):
+        conserve_latent_mixture(mu, var, x, mass)
+    m = ProbConserv("stefan", step1="anp", hidden=8, n_samples=2, seed=0, covariance="mixture")
+    test = make_dataset("stefan", params=[0.6] * 2, seed=1)
+    no_dense_allocation("bayesphys.probconserv._predict.latent_draws")
+    with pytest.raises(MemoryError, match=r"^t/x: the dense covariance and root of \d+ slices"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # untrained
+            m.posterior(test)
+
+
+def test_meta_gp_dense_covariances_beyond_memory_are_refused_before_the_gp(
+    memory_limit, no_dense_allocation
+):
+    """The meta-GP's Step 1 is dense per time slice, [B, nt, nx, nx] float64 (a 200 x 1000
+    grid: 1.6 GB a function, about four copies). Beyond the device's memory it is refused by
+    name before the GP runs."""
+    m = ProbConserv("pme", step1="gp", gp_width=8, seed=1)
+    test = make_dataset("pme", params=[3.0] * 2, seed=1)
+    memory_limit(100_000)
+    no_dense_allocation("bayesphys.probconserv._predict._net_inputs")
+    with pytest.raises(
+        MemoryError, match=r"^t/x: the meta-GP's dense covariances of 2 function\(s\) on \d+ times"
+    ):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # untrained
+            m.posterior(test, method="none")

@@ -239,3 +239,22 @@ def test_log_marginal_likelihood_checks_noise_and_indices_by_name():
     val.backward()
     assert ell.grad is not None and sig.grad is not None
     torch.testing.assert_close(val.detach(), ref, rtol=0, atol=0)
+
+
+def test_posterior_for_beyond_memory_is_refused_before_the_kernel(
+    memory_limit, no_dense_allocation
+):
+    """The exact posterior is dense [n, n] (about six such float64 matrices): a grid of 100k
+    points needs ~480 GB. Beyond the device's memory it is refused by name before the kernel
+    matrix is formed."""
+    from bayesphys.problems.linear_gaussian import posterior_for
+
+    p = linear_gaussian_problem(n=60, m=10, noise=0.1, seed=0)
+    memory_limit(100_000)  # 6 x 60 x 60 float64: about 169 kB
+    no_dense_allocation("bayesphys.problems.linear_gaussian._kernel")
+    with pytest.raises(
+        MemoryError,
+        match=r"^x: the exact posterior on a grid of 60 points \(dense \[60, 60\] covariance, "
+        r"torch\.float64\) would need .* use a coarser grid x$",
+    ):
+        posterior_for(p["x"], p["idx"], p["y"], 0.1)
