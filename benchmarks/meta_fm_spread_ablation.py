@@ -14,11 +14,22 @@ W2 / spread score.
 
 ``--members 3,5`` trains 5 members (seeds ``seed + 100 j``) and scores the first 3 and all 5.
 
+``--bagging`` also trains members ``1..n-1`` again, each on a bootstrap resample of the
+training populations (drawn with replacement, ``numpy.random.default_rng(10000 + seed)``),
+and scores that ensemble (member 0, fitted on every training population, shared) beside the
+plain one: members that saw different populations might disagree where the field errs.
+``--centered`` reads each point relative to its source population's mean (the benchmark's
+B2 / B3 MFM field, ``CENTERED``)::
+
+    python benchmarks/meta_fm_spread_ablation.py --seed 3 --conditioning film --centered \
+        --members 5 --splits 20 --bagging --name meta_fm_bagging_ablation_seed3
+
 Writes ``benchmarks/results/<name>.json`` (default ``meta_fm_spread_ablation``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -52,6 +63,14 @@ def main(argv: list[str] | None = None) -> Path:
         "--splits", default="0,1,5,20", help="comma list of noise splits (0: epistemic spread)"
     )
     ap.add_argument(
+        "--centered", action="store_true", help="the field reads points relative to the source mean"
+    )
+    ap.add_argument(
+        "--bagging",
+        action="store_true",
+        help="also score members 1..n-1 refitted on bootstrap resamples of the training pairs",
+    )
+    ap.add_argument(
         "--name", type=results_name_arg, default="meta_fm_spread_ablation", help="results file name"
     )
     args = ap.parse_args(argv)
@@ -65,19 +84,27 @@ def main(argv: list[str] | None = None) -> Path:
     if min(sizes) < 2 or min(splits_list) < 0:
         raise SystemExit("--members: sizes >= 2; --splits: counts >= 0 (0 = epistemic only)")
     t0 = time.perf_counter()
+    kw = model_kwargs(k, FOURIER[args.problem], args.conditioning) | {"centered": args.centered}
     members = []
     for j in range(max(sizes)):  # the benchmark's ensemble seeds: seed, seed + 100, seed + 200
-        m = MetaFlowMatching(
-            data,
-            method="MFM",
-            seed=args.seed + 100 * j,
-            **model_kwargs(k, FOURIER[args.problem], args.conditioning),
-        )
+        m = MetaFlowMatching(data, method="MFM", seed=args.seed + 100 * j, **kw)
         m.fit(steps=args.steps, progress=False)
         members.append(m)
+    ensembles = {"plain": members}
+    if args.bagging:
+        rng = np.random.default_rng(10_000 + args.seed)
+        train = np.asarray(data.splits["train"])
+        bagged = [members[0]]
+        for j in range(1, max(sizes)):
+            idx = rng.choice(train, size=len(train), replace=True).tolist()
+            resampled = dataclasses.replace(data, splits={**data.splits, "train": idx})
+            m = MetaFlowMatching(resampled, method="MFM", seed=args.seed + 100 * j, **kw)
+            m.fit(steps=args.steps, progress=False)
+            bagged.append(m)
+        ensembles["bagged"] = bagged
     rows = []
-    for size, n_splits in ((s, n) for s in sizes for n in splits_list):
-        ens = MFMEnsemble(models=members[:size], seed=args.seed)
+    for name, size, n_splits in ((e, s, n) for e in ensembles for s in sizes for n in splits_list):
+        ens = MFMEnsemble(models=ensembles[name][:size], seed=args.seed)
         aleatoric, splits = n_splits > 0, max(n_splits, 1)
         u = ens.uncertainty(
             cal, test, alpha=0.1, max_points=1000, aleatoric=aleatoric, noise_splits=splits
@@ -86,6 +113,8 @@ def main(argv: list[str] | None = None) -> Path:
             "problem": args.problem,
             "seed": args.seed,
             "conditioning": args.conditioning,
+            "centered": args.centered,
+            "ensemble": name,
             "members": size,
             "spread": "epistemic + aleatoric" if aleatoric else "epistemic",
             "noise_splits": splits if aleatoric else 0,
@@ -95,6 +124,7 @@ def main(argv: list[str] | None = None) -> Path:
             "mean_error_w2": float(np.mean(u["test_error"])),
             "mean_noise_w2": float(np.mean(u["test_noise"])),
             "mean_epistemic_spread": float(np.mean(u["test_spread_epistemic"])),
+            "spearman_epistemic": u["spearman_epistemic"],
         }
         rows.append(row)
         print(json.dumps(row), flush=True)
