@@ -159,3 +159,18 @@ def test_analyse_adds_the_crossfit_pvalues_for_several_summaries_and_enough_prob
         assert r.crossfit is None
         assert r.metrics()["sbc_pvalue_crossfit"] is None
         assert r.metrics()["sbc_pvalue_crossfit_ks"] is None
+
+
+def test_pvalues_are_listed_per_ranked_half_and_a_missed_correlation_ranks_high():
+    """``pvalues[h]`` is the chi-square p-value of the ranks of half h (``half == h``), and
+    the statistic is large where the truths lie in a direction the draws do not cover: draws
+    that ignore a correlation put the truths' ranks high (mean well above L / 2), not low."""
+    g = torch.Generator().manual_seed(5)
+    rec = record("exact K=2", 60, 19, g)
+    out = sbc_joint_crossfit(rec.truth, rec.draws, seed=2)
+    want = [sbc_uniformity(out["ranks"][out["half"] == h], 19)["pvalue"] for h in (0, 1)]
+    assert want[0] != pytest.approx(want[1], rel=1e-3)
+    assert out["pvalues"] == pytest.approx(want, rel=1e-12)
+    dec = record("decorrelated K=2", 200, 49, g)
+    ranks = sbc_joint_crossfit(dec.truth, dec.draws, seed=2)["ranks"]
+    assert float(ranks.double().mean()) > 0.6 * 49

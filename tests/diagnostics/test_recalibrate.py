@@ -117,6 +117,26 @@ def test_sample_base_cdf_puts_the_draws_at_exchangeable_positions():
     torch.testing.assert_close(rec.r_inverse(k), rec.pits)
 
 
+def test_sample_base_cdf_tails_are_mirror_images():
+    """The Gaussian tails of an empirical base beyond its extreme draws are mirrored (module
+    docstring): F(x_(1) - a sd) = 1 - F(x_(L) + a sd) for every a >= 0, both continuous at
+    the extreme draws (1/(L+1) and L/(L+1)), and F(x_(L) + a sd) = Phi(a - Phi^-1(1/(L+1)))
+    up to the grid's interpolation."""
+    gen = torch.Generator().manual_seed(1)
+    draws = torch.randn(1, 19, 2, generator=gen, dtype=torch.float64)
+    post = SamplePosterior(draws)
+    rec = Recalibrator("quantile", pits=torch.linspace(0.02, 0.98, 49, dtype=torch.float64))
+    xs = draws[0].sort(0).values
+    sd = draws[0].std(0)
+    a = torch.tensor([0.0, 0.1, 0.7, 2.0], dtype=torch.float64)[:, None]
+    lower = rec._base_cdf(post, xs[0] - a * sd)
+    upper = rec._base_cdf(post, xs[-1] + a * sd)
+    torch.testing.assert_close(lower, 1 - upper, rtol=0, atol=1e-12)
+    torch.testing.assert_close(upper[0], torch.full((2,), 19 / 20, dtype=torch.float64))
+    z1 = torch.special.ndtri(torch.tensor(1 / 20, dtype=torch.float64))
+    torch.testing.assert_close(upper, torch.special.ndtr(a - z1).expand(4, 2), rtol=0, atol=2e-3)
+
+
 @pytest.mark.parametrize("inflate", [2.0, 1.0, 0.5])
 def test_quantile_map_calibrates_sample_posteriors_with_few_draws(inflate):
     """Gaussian truth, L = 19 draws from a posterior with `inflate` x the true sd: after the

@@ -946,3 +946,18 @@ def test_a_sample_posterior_keeps_its_chains_unless_counts_are_given(tmp_path):
     too_many = fit_many(probs, _toy.build_stored, num_samples=11, **kw)
     assert too_many.table["status"].eq("error").all()
     assert too_many.table["error"].str.contains("num_samples: 11 draws").all()
+
+
+def test_combine_stacks_the_problems_in_the_order_given():
+    """The problem coordinate follows the order of the per-problem results (fit_many passes
+    them in the order of its problems, as its table), not a sorted order of the ids, and each
+    problem's values stay under its own label."""
+    per_problem = {
+        pid: {"posterior": _post(3) + k} for k, pid in enumerate(("p10", "b", "p2", "a"))
+    }
+    idata = _combine(per_problem, "problem")
+    u = group_dataset(idata, "posterior")["u"]
+    assert list(u["problem"].values) == ["p10", "b", "p2", "a"]
+    assert u.dims[:3] == ("chain", "draw", "problem")
+    for pid, groups in per_problem.items():
+        np.testing.assert_array_equal(u.sel(problem=pid).values, groups["posterior"]["u"].values)

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -108,3 +109,21 @@ def test_knn_graph_beyond_memory_is_refused_before_the_distances(memory_limit, n
         r"of the CPU; embed a subsample of fewer points",
     ):
         knn_adjacency(x, 4)
+
+
+def test_normalized_adjacency_is_the_symmetric_normalisation_of_any_graph():
+    """For a graph whose nodes have different degrees (not a kNN graph, where every row has k
+    neighbours), the result is D^-1/2 (A + I) D^-1/2 with D the row sums of A + I, built
+    densely in numpy: symmetric for a symmetric A, not the row-normalised D^-1 (A + I)."""
+    rng = np.random.default_rng(4)
+    a = np.triu((rng.random((7, 7)) < 0.4).astype(float), 1)
+    a = a + a.T
+    a[0, 1:] = a[1:, 0] = 1.0  # a hub: degrees from 1 to 7
+    a_i = a + np.eye(7)
+    d = np.diag(1 / np.sqrt(a_i.sum(1)))
+    got = normalized_adjacency(torch.as_tensor(a)).numpy()
+    np.testing.assert_allclose(got, d @ a_i @ d, rtol=1e-14, atol=0)
+    np.testing.assert_allclose(got, got.T, rtol=1e-14, atol=0)
+    batch = normalized_adjacency(torch.as_tensor(np.stack([a, np.zeros((7, 7))])))
+    np.testing.assert_allclose(batch[0].numpy(), got, rtol=1e-14, atol=0)
+    np.testing.assert_allclose(batch[1].numpy(), np.eye(7), rtol=0, atol=0)

@@ -155,3 +155,26 @@ def test_a_calibration_of_earlier_weights_warns_after_a_refit_and_a_load(tmp_pat
     loaded.fit(steps=1, progress=False)
     assert stale_calibration_messages(lambda: loaded.posterior(x, z=z, w=w))
     assert torch.isfinite(fresh.variance).all()
+
+
+def test_raw_field_coverage_is_at_the_requested_level():
+    """coverage_field_raw is the fraction of the interior validation entries inside the
+    uncalibrated central band of the requested level, z = Phi^-1((1 + level) / 2), whatever
+    the level (not the 2-sigma band of the default)."""
+    from scipy.stats import norm
+
+    m = tiny_rgnp(dtype=torch.float64)
+    m.fit(steps=2, progress=False)
+    val = poisson_test_set(12, seed=5, n_nodes=31)
+    post = m.posterior(val["x"], z=val["z"], w=val["w"])
+    inner = slice(1, -1)  # D(x) = 0 on the Dirichlet ends
+    err = (torch.as_tensor(val["u"]) - post.mean)[:, inner]
+    sd = post.variance.sqrt()[:, inner]
+    for level in (0.5, 0.8):
+        out = m.calibrate(val["x"], val["u"], val["z"], val["w"], level=level, parameters=False)
+        m.variance_scale = {"field": 1.0, "parameters": 1.0}
+        want = float((err.abs() <= norm.ppf((1 + level) / 2) * sd).double().mean())
+        assert out["coverage_field_raw"] == pytest.approx(want, abs=1e-12)
+        assert out["coverage_field_raw"] != pytest.approx(
+            float((err.abs() <= 2 * sd).double().mean())
+        )

@@ -558,3 +558,62 @@ def test_networks_name_an_input_on_another_device():
     fwd = ForwardNet(1, 3, 1, hidden=8, depth=2, n_freq=3)
     with pytest.raises(ValueError, match=r"^x: .*ForwardNet's device cpu, received one on meta"):
         fwd.distribution(x.to("meta"), torch.randn(2, 3), w)
+
+
+def test_physics_elbo_is_the_weighted_residual_likelihood_plus_the_log_ratio():
+    """ELBO = sum_i omega_i log N(R_i; 0, sigma_r^2) + log p_beta(z | u) - log q(u): the
+    likelihood part against the returned squared residuals with non-uniform weights, and
+    the total against its parts."""
+    from bayesphys.neural_process import physics_elbo
+
+    p = PoissonProblem()
+    torch.manual_seed(0)
+    fwd = ForwardNet(1, 5, 1, hidden=8, depth=2, n_freq=3).double()
+    inv = GICNet(1, 5, 1, p.lower, p.upper, latent=10, conv_layers=2).double()
+    x = torch.rand(2, 6, 1, dtype=torch.float64) * 1.8 - 0.9
+    z, w = torch.rand(2, 5, dtype=torch.float64), torch.rand(2, 1, dtype=torch.float64) + 1
+    wts = torch.rand(2, 6, dtype=torch.float64) * 2
+    s = 0.3
+    with torch.no_grad():
+        elbo, parts = physics_elbo(p, fwd, inv, x, wts, z, w, s, torch.Generator().manual_seed(1))
+    per_point = -0.5 * parts["res_sq"] / s**2 - math.log(s) - 0.5 * math.log(2 * math.pi)
+    torch.testing.assert_close(parts["loglik"], (wts * per_point).sum(-1), rtol=1e-12, atol=0)
+    want = parts["loglik"] + parts["log_p_beta"] - parts["log_q"]
+    torch.testing.assert_close(elbo, want, rtol=1e-12, atol=1e-12)
+    assert float(parts["log_q"].abs().min()) > 1e-3  # the sign of log q is tested
+
+
+def test_field_marginal_floor_is_a_lower_bound_of_the_diagonal():
+    """floor clamps the diagonal variance from below; entries above it are unchanged."""
+    from bayesphys.neural_process import field_marginal
+
+    m = tiny(dtype=torch.float64)
+    p = PoissonProblem()
+    x = torch.linspace(-1.0, 1.0, 9, dtype=torch.float64).reshape(1, -1, 1).expand(2, -1, -1)
+    z = torch.rand(2, 5, dtype=torch.float64) * 2 - 1
+    w = torch.ones(2, 1, dtype=torch.float64)
+    with torch.no_grad():
+        raw = field_marginal(p, m.forward_net, x, z, w).cov_diag
+        floor = float(raw.median())
+        got = field_marginal(p, m.forward_net, x, z, w, floor=floor).cov_diag
+    torch.testing.assert_close(got, raw.clamp_min(floor), rtol=0, atol=0)
+    assert bool((raw < floor).any()) and bool((raw > floor).any())
+
+
+@pytest.mark.filterwarnings("ignore:RandomGridNP.parameter_posterior:UserWarning")
+def test_invariance_study_pairs_each_field_with_its_own_parameters():
+    """invariance_study's metrics are parameter_metrics of the parameter posterior given each
+    instance's own reference field, interpolated to the layout's points."""
+    from bayesphys.neural_process.evaluate import parameter_metrics
+    from bayesphys.problems.rgnp import invariance_points
+
+    m = tiny(dtype=torch.float64)
+    ts = poisson_test_set(4, seed=2, n_nodes=51)
+    (row,) = invariance_study(m, ts, n_points=(12,), layouts=("random",), seed=3)
+    xp = invariance_points(12, "random", seed=3)
+    up = np.stack([np.interp(xp, ts["x"], uu) for uu in ts["u"]])
+    z = torch.as_tensor(ts["z"], dtype=torch.float64)
+    post = m.parameter_posterior(xp, up, ts["w"])
+    want = parameter_metrics(post.mean, post.variance, z)
+    for key, val in want.items():
+        assert row[key] == pytest.approx(val, rel=1e-10), key

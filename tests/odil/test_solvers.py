@@ -318,3 +318,83 @@ def test_lbfgs_that_never_moves_off_a_cliff_is_not_converged():
     # a fit that moves is left as it was
     x, fit = minimize(smooth, x0, method="lbfgs", steps=20, tol=1e-12)
     assert fit.converged and torch.allclose(x, at)
+
+
+def _one_parameter(kind: str) -> DiscreteProblem:
+    def res(f, p):
+        a = p["a"]
+        if kind == "atan":
+            return {"r": torch.atan(a).reshape(1)}
+        return {"r": torch.stack([torch.atan(a), 0.3 * a])}
+
+    return DiscreteProblem({}, {"a": 1.0}, res)
+
+
+@pytest.mark.parametrize("linear_solver", ["dense", "cg"])
+def test_one_lm_step_is_the_damped_step_with_nielsen_update_by_hand(linear_solver):
+    """One LM step of a one-parameter problem, by hand: delta = -J'r / (J'J + lam) (the damping
+    adds lam I, not lam diag(J'J)), gain = (L(x) - L(x + delta)) / pred with pred = -J'r delta -
+    |J delta|^2 / 2, and after an accepted step lam <- lam max(1/3, 1 - (2 gain - 1)^3)."""
+    x0, lam = 1.0, 0.01
+
+    def r_of(a):
+        return [math.atan(a), 0.3 * a]
+
+    r = r_of(x0)
+    jac = [1 / (1 + x0**2), 0.3]
+    g = sum(j * ri for j, ri in zip(jac, r))
+    jtj = sum(j * j for j in jac)
+    delta = -g / (jtj + lam)
+    pred = -g * delta - 0.5 * jtj * delta**2
+    loss0 = 0.5 * sum(ri * ri for ri in r)
+    loss1 = 0.5 * sum(ri * ri for ri in r_of(x0 + delta))
+    gain = (loss0 - loss1) / pred
+    assert 0 < gain < 0.9  # accepted, in the range where the update is not the factor 1/3
+    x, res = minimize(
+        _one_parameter("atan_ridge"),
+        torch.tensor([x0], dtype=torch.float64),
+        method="lm",
+        damping=lam,
+        steps=1,
+        tol=None,
+        linear_solver=linear_solver,
+        cg_tol=1e-14,
+    )
+    assert float(x[0]) == pytest.approx(x0 + delta, rel=1e-12)
+    assert res.loss_history == pytest.approx([loss0, loss1], rel=1e-12)
+    want = lam * max(1 / 3, 1 - (2 * gain - 1) ** 3)
+    assert res.extra["damping"] == pytest.approx(want, rel=1e-10)
+
+
+def test_lm_from_zero_damping_raises_it_after_a_rejected_step():
+    """damping=0 is allowed: the first LM step from atan's x0 = 3 is the undamped Gauss-Newton
+    step, which overshoots (|atan| grows) and is rejected; the damping must then become
+    positive (a rejected step at lam = 0 was retried at lam = 0 for ever) and the fit reach
+    the root 0."""
+    x, res = minimize(
+        _one_parameter("atan"),
+        torch.tensor([3.0], dtype=torch.float64),
+        method="lm",
+        damping=0.0,
+        steps=80,
+        linear_solver="dense",
+    )
+    assert res.converged, res.message
+    assert abs(float(x[0])) < 1e-6
+
+
+def test_cg_columns_each_meet_the_tolerance():
+    """cg solves the columns of b [n, k] together, each to its own tolerance: a column a
+    million times smaller than the other is not left unsolved by a norm over all columns
+    (solved as one system, the small column stopped at a relative residual of about 1e-2)."""
+    gen = torch.Generator().manual_seed(3)
+    n = 200
+    q, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
+    a = q @ torch.diag(torch.logspace(0, 4, n, dtype=torch.float64)) @ q.T
+    b = torch.randn(n, 2, generator=gen, dtype=torch.float64)
+    b[:, 1] *= 1e-6
+    x, _, rel = solvers.cg(lambda v: a @ v, b, tol=1e-4, maxiter=1000)
+    assert rel <= 1e-4
+    for col in range(2):
+        res_col = torch.linalg.norm(b[:, col] - a @ x[:, col]) / torch.linalg.norm(b[:, col])
+        assert float(res_col) <= 2e-4

@@ -418,3 +418,52 @@ def test_fk_forward_and_tangent_name_a_rate_on_another_device(setup):
     ref, dref = fk_forward_tangent(c0, *dirs[:1], faces, one, half, *dirs[1:], **kw)
     assert torch.allclose(ref, fk_forward(c0, faces, one, half, **kw))
     assert dref.shape == (2, *c0.shape) and torch.isfinite(dref).all()
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    grid=st.lists(st.integers(2, 5), min_size=1, max_size=3),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_max_step_is_the_largest_diagonal_of_the_dense_operator(grid, seed):
+    """max_step's diffusion rate is D_w max_i (sum of the faces of cell i) / h^2, i.e. the
+    largest |diagonal| of the dense div_flux matrix: checked against that matrix for random
+    positive faces whose last layer (outside the grid, never used by div_flux) is not zero."""
+    gen = torch.Generator().manual_seed(seed)
+    shape = tuple(grid)
+    faces = [0.1 + 3 * torch.rand(shape, generator=gen, dtype=F64) for _ in shape]
+    h, dw, rho = 1.7, 0.3, 0.8
+    n = math.prod(shape)
+    basis = torch.eye(n, dtype=F64).reshape(n, *shape)
+    m = div_flux(basis, [dw * f for f in faces], [h] * len(shape)).reshape(n, n).T
+    rate = float(m.diagonal().abs().max())
+    assert max_step(faces, dw, rho, h, "strang") == pytest.approx(1 / rate, rel=1e-12)
+    assert max_step(faces, dw, rho, h, "euler") == pytest.approx(2 / (2 * rate + rho), rel=1e-12)
+
+
+def test_fk_residual_is_the_crank_nicolson_and_euler_residual_by_hand():
+    """Two cells, one face f between them, levels c^0, c^1: with F_0(c) = D_w f (c_1 - c_0)
+    / h^2 + rho c_0 (1 - c_0) (and F_1 the mirror), the residual is (c^1 - c^0)/dt minus
+    (F(c^1) + F(c^0))/2 ("cn") or F(c^0) ("euler")."""
+    from bayesphys.problems.fisher_kolmogorov import fk_residual
+
+    f, dw, rho, h, dt = 0.7, 0.4, 1.5, 1.3, 0.2
+    faces = [torch.tensor([f, 0.0], dtype=F64)]
+    c = torch.tensor([[0.2, 0.6], [0.35, 0.5]], dtype=F64)
+
+    def rhs(u):
+        flux = dw * f * (u[1] - u[0]) / h**2
+        return [flux + rho * u[0] * (1 - u[0]), -flux + rho * u[1] * (1 - u[1])]
+
+    f0, f1 = rhs(c[0].tolist()), rhs(c[1].tolist())
+    ct = [(float(c[1, i]) - float(c[0, i])) / dt for i in range(2)]
+    cn = [ct[i] - 0.5 * (f0[i] + f1[i]) for i in range(2)]
+    eu = [ct[i] - f0[i] for i in range(2)]
+    kw = dict(dt=dt, spacing=h)
+    got_cn = fk_residual(c, faces, torch.tensor(dw, dtype=F64), torch.tensor(rho, dtype=F64), **kw)
+    got_eu = fk_residual(
+        c, faces, torch.tensor(dw, dtype=F64), torch.tensor(rho, dtype=F64), scheme="euler", **kw
+    )
+    assert got_cn.shape == (1, 2)
+    assert got_cn[0].tolist() == pytest.approx(cn, rel=1e-12)
+    assert got_eu[0].tolist() == pytest.approx(eu, rel=1e-12)
