@@ -54,11 +54,14 @@ class RecalibratedPosterior:
     """
 
     def __init__(self, base: Posterior, recalibrator: Recalibrator):
-        from .recalibrate import Recalibrator  # (recalibrate imports this module)
-
         if not is_posterior(base):
             raise TypeError(f"base: expected a Posterior, received {type(base).__name__}")
-        if not isinstance(recalibrator, Recalibrator):
+        # what this wrapper reads of a Recalibrator (recalibrate imports this module, so the
+        # class is not imported here)
+        if not all(
+            hasattr(recalibrator, a)
+            for a in ("method", "scale", "heldout", "r_inverse", "_fitted_pits", "_base_quantiles")
+        ):
             raise TypeError(
                 f"recalibrator: expected a Recalibrator, received {type(recalibrator).__name__}"
             )
