@@ -356,7 +356,7 @@ def check_increasing(
 def _cgroup_limit() -> int | None:
     """This process's cgroup (v2) memory limit in bytes, or ``None`` (none, or not Linux)."""
     try:
-        with open("/sys/fs/cgroup/memory.max") as fh:
+        with open("/sys/fs/cgroup/memory.max", encoding="ascii") as fh:
             text = fh.read().strip()
     except OSError:
         return None
