@@ -98,6 +98,14 @@ def _other_kind(monkeypatch, tmp_path):
     return _message(lambda: RandomGridNP.load(tmp_path / "m.pt"))
 
 
+def _too_large(monkeypatch, tmp_path):
+    from bayesphys import _checks
+
+    monkeypatch.setattr(_checks, "_host_memory", lambda: 1_000_000)  # a 1 MB machine
+    x = torch.zeros(200, 1)
+    return _message(lambda: bp.metrics.wasserstein(x, x))
+
+
 def _executor(monkeypatch, tmp_path):
     prob = linear_gaussian_problem(seed=0)
     return _message(lambda: fit_many([prob], lambda p: None, executor="spark"))
@@ -108,6 +116,7 @@ TRIGGERS = {
     "diverged at step": _diverged,
     "the model has not been trained (0 steps)": _untrained,
     "expected finite values": _not_finite,
+    "of memory, more than the": _too_large,
     "singular to working precision": _jitter,
     "singular in the limit sigma_g = 0": _singular_limit,
     "is not a bayesphys checkpoint": _not_a_checkpoint,
