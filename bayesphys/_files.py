@@ -39,6 +39,7 @@ __all__ = [
     "sweep_stale_temporaries",
     "user_path",
     "out_folder_arg",
+    "out_file_arg",
 ]
 
 
@@ -98,13 +99,18 @@ def out_folder_arg(text: str) -> str:
 
 def out_file_arg(text: str) -> str:
     """An argparse ``type`` for an ``--out`` naming a results file: a path that is not empty
-    (``""`` read as "no file" and wrote nothing, silently), not a folder, in a folder that
-    exists or can be created here (:func:`out_folder_arg`'s checks, at parse time instead of
-    after the work is done); a leading ``~`` is expanded."""
+    (``""`` read as "no file" and wrote nothing, silently), not a folder nor a folder's name
+    ending in a separator (``results/`` of a folder not made yet was written as a file
+    ``results``), in a folder that exists or can be created here (:func:`out_folder_arg`'s
+    checks, at parse time instead of after the work is done); a leading ``~`` is expanded."""
     import argparse
 
     if not text.strip():
         raise argparse.ArgumentTypeError("expected a file path, received an empty string")
+    if text.endswith(("/", os.sep)):
+        raise argparse.ArgumentTypeError(
+            f"expected a file path, received {text!r}, which ends with a separator (a folder)"
+        )
     path = Path(text).expanduser()
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"expected a file path, received the folder {text!r}")

@@ -466,7 +466,10 @@ def wasserstein(
     ground cost :math:`\lVert x_i - y_j\rVert^p`, then returns the ``p``-th root. Weights are
     uniform unless ``weights_x [n]`` / ``weights_y [m]`` (non-negative, positive total) are
     given; they are normalised to probability vectors (unnormalised masses would scale
-    :math:`W_p^p` by the total mass).
+    :math:`W_p^p` by the total mass). The solve holds a dense ``[n, m]`` float64 cost matrix
+    and the solver's arcs, about 33 bytes a pair: clouds whose pairs cannot fit in the host's
+    memory are refused with a ``MemoryError`` before any work (a warning above half of it);
+    subsample them or use :func:`mmd`.
     """
     ot = require("ot", "pot", "wasserstein")
 

@@ -183,7 +183,9 @@ def test_the_check_sees_a_missing_shape():
     assert shape_in(inspect.getdoc(stated)) == "[*]"
     # string annotations, as `from __future__ import annotations` leaves them
     untyped.__annotations__ = {"x": "Tensor | None", "return": "list[np.ndarray]"}
-    assert takes_tensors(bare)
+    assert takes_tensors(untyped)
+    untyped.__annotations__ = {"x": "int", "return": "dict[str, float]"}
+    assert not takes_tensors(untyped)
 
 
 def test_the_walk_reaches_functions_classes_methods_and_properties():

@@ -166,3 +166,18 @@ def test_out_folder_and_path_checks_name_each_problem(tmp_path, monkeypatch):
         out_folder_arg(str(new))
     with pytest.raises(ValueError, match=r"^path: give a suffix \(.png, .pdf, .svg\) or format="):
         save_figure(matplotlib.figure.Figure(), tmp_path / "figure")
+
+
+def test_an_out_file_named_like_a_folder_is_refused(tmp_path):
+    """``out_file_arg`` (the results-file ``--out`` of odil_joint.py and odil_timestep.py)
+    refused an existing folder but took ``results/`` of a folder not made yet and wrote the
+    results to a file ``results``: a name ending in a separator is a folder's, refused as
+    :func:`~bayesphys._files.user_path` refuses it."""
+    with pytest.raises(argparse.ArgumentTypeError, match=r"ends with a separator"):
+        _files.out_file_arg(str(tmp_path / "results") + os.sep)
+    with pytest.raises(argparse.ArgumentTypeError, match=r"received the folder"):
+        _files.out_file_arg(str(tmp_path))
+    assert _files.out_file_arg(str(tmp_path / "new" / "rows.json")) == str(
+        tmp_path / "new" / "rows.json"
+    )
+    assert not (tmp_path / "results").exists() and not (tmp_path / "new").exists()

@@ -59,7 +59,8 @@ def ablation_parser(doc: str | None, *, jobs: bool = True) -> argparse.ArgumentP
     of ``doc`` (the script's docstring); ``--out DIR`` (results folder, default
     ``benchmarks/results``), ``--table RESULTS_JSON`` (only print a results file's table:
     :func:`print_rows_table`) and, with ``jobs``, ``--jobs N`` (worker processes with one
-    thread each, a positive int; :func:`run_script_tasks`)."""
+    thread each, a positive int; :func:`run_script_tasks`). Abbreviated options are refused
+    (``--ou`` for ``--out``): a results file records the command as given, to be rerun."""
     ap = argparse.ArgumentParser(
         description=doc.strip().splitlines()[0] if doc else None, allow_abbrev=False
     )

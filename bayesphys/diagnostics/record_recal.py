@@ -399,7 +399,7 @@ class RecordRecalibration:
         )
 
     def describe(self) -> str:
-        """One line per fit: each stage's method and its fitted maps, one per summary (e.g.
+        """The fit in one line: each stage's method and its fitted maps, one per summary (e.g.
         ``"affine (shift, scale) [(0.1, 1.2), ...]"``), stages joined by ``" then "``."""
         parts = []
         # each stage by its method name (a summary without spread has an identity map of

@@ -129,7 +129,9 @@ def objective(
 class DenseSolve:
     r"""Dense elimination of :math:`U` for small grids (any operator; Gauss-Newton if cubic).
 
-    Forms :math:`M \times M` matrices: use for 1-D grids and for tests. ``solve`` returns the
+    Forms :math:`M \times M` matrices (about eight): use for 1-D grids and for tests; a grid
+    whose matrices cannot fit on the factors' device is refused with a ``MemoryError`` at
+    construction. ``solve`` returns the
     minimiser ``U`` ``[n_1..n_d]``; ``cov_u`` is the Laplace/Gaussian posterior covariance of
     :math:`\mathrm{vec}\,U` (exact for linear operators; for the cubic one linearised at the
     last Gauss-Newton iterate, which is :math:`U^\star` to ``tol`` once the solve converged,

@@ -79,7 +79,9 @@ def ot_pairing(
     x0: Tensor, x1: Tensor, generator: torch.Generator | None = None
 ) -> tuple[Tensor, Tensor]:
     """Exact-OT re-pairing of ``x0 [n, d]`` and ``x1 [m, d]`` -> two ``[n, d]`` tensors on
-    their devices; ``generator``: ``None`` or a CPU generator (the pairs are drawn on the CPU)."""
+    their devices; ``generator``: ``None`` or a CPU generator (the pairs are drawn on the CPU).
+    The dense ``[n, m]`` cost and plan (about 49 bytes a pair, on the CPU) are refused with a
+    ``MemoryError`` before any work when they cannot fit in memory."""
     ot = require("ot", "pot", "exact-OT pairing")
 
     check_cloud_pair("x0", x0, "x1", x1)
@@ -115,7 +117,9 @@ class FullPlan(NamedTuple):
 
 def full_ot_plans(sources: Sequence[Tensor], targets: Sequence[Tensor]) -> list[FullPlan]:
     """Exact OT plan (POT ``emd``, squared Euclidean cost, uniform masses) between each whole
-    ``sources[i] [n_i, d]`` and ``targets[i] [m_i, d]``, as :class:`FullPlan` rows."""
+    ``sources[i] [n_i, d]`` and ``targets[i] [m_i, d]``, as :class:`FullPlan` rows. Every
+    pair's dense ``[n_i, m_i]`` cost and plan is checked before the first solve: one that
+    cannot fit in memory is a ``MemoryError`` naming it."""
     ot = require("ot", "pot", "exact-OT plans")
 
     if len(sources) != len(targets):

@@ -45,6 +45,8 @@ def knn_adjacency(x: Tensor, k: int) -> Tensor:
     origin against their spread (offset 100x the spread: about 1 row in 20 had another
     neighbour set than in float64) lose their neighbours to cancellation; pass centred or
     float64 points (``MetaFlowMatching`` standardises them unless ``normalize=False``).
+    Dense ``[*, n, n]`` distances and adjacency that cannot fit on ``x``'s device are refused
+    with a ``MemoryError`` before the distances are computed.
     """
     k = check_int("k", k, minimum=1)
     if not isinstance(x, Tensor) or x.ndim < 2 or not x.is_floating_point():

@@ -33,10 +33,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real, check_seed, offset_seed
+from .._checks import check_dense_memory, check_int, check_real, check_seed, offset_seed
 from .._stack import user_stacklevel
 from ..diagnostics.recalibrate import conformal_min_scores, conformal_rank
-from ..metrics import mmd, wasserstein
+from ..metrics import _EMD_BYTES_PER_PAIR, mmd, wasserstein
 from ._validate import check_cloud_pair, check_populations
 
 __all__ = [
@@ -71,6 +71,20 @@ def _check_max_points(name: str, value: int | None) -> int | None:
     return None if value is None else check_int(name, value, minimum=1)
 
 
+def _check_w_memory(n: int, m: int, max_points: int | None) -> None:
+    """Refuse, naming ``max_points`` (the argument that sizes them), exact :math:`W_p` solves
+    between ``n`` and ``m`` subsampled points that cannot fit in memory
+    (:func:`~bayesphys.metrics.wasserstein`'s own refusal named its ``x/y``, which the callers
+    here do not have)."""
+    check_dense_memory(
+        "max_points",
+        _EMD_BYTES_PER_PAIR * n * m,
+        what=f"exact optimal transport between {n} and {m} points (max_points={max_points}; "
+        f"a dense [{n}, {m}] float64 cost matrix and the solver's arcs)",
+        alternative="pass a smaller max_points (the benchmarks use 1000)",
+    )
+
+
 def subsample_points(x: Tensor, n: int | None, seed: int = 0) -> Tensor:
     """At most ``n`` rows of ``x [m, d]`` (seeded, without replacement); ``None`` keeps all."""
     n = _check_max_points("n", n)
@@ -103,6 +117,7 @@ def population_metrics(
     pred, true = check_cloud_pair("pred", pred, "true", true)
     p = subsample_points(pred.detach().cpu(), max_points, seed)
     q = subsample_points(true.detach().cpu(), max_points, offset_seed(seed, 1))
+    _check_w_memory(p.shape[0], q.shape[0], max_points)
     return {
         "w1": float(wasserstein(p.double(), q.double(), p=1)),
         "w2": float(wasserstein(p.double(), q.double(), p=2)),
@@ -225,6 +240,7 @@ def ensemble_spread(
             f"received {[p.shape[0] for p in preds]}"
         )
     sub = [subsample_points(p.detach().cpu().double(), max_points, seed) for p in preds]
+    _check_w_memory(sub[0].shape[0], sub[0].shape[0], max_points)
     vals = []
     for i in range(len(sub)):
         for j in range(i + 1, len(sub)):
@@ -271,6 +287,9 @@ def sampling_noise_w2(
             f"preds: expected populations of one size >= 4, received {[p.shape[0] for p in preds]}"
         )
     pts = [p.detach().cpu().double() for p in preds]
+    half = len(preds) * (m // 2)  # the points of each half below, before subsampling
+    k = min(n, half, max_points or half)
+    _check_w_memory(k, k, max_points)
     gen = torch.Generator().manual_seed(seed)
     vals = []
     for r in range(splits):

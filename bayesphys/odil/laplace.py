@@ -111,7 +111,8 @@ def theta_covariance(
     r"""Laplace marginal covariance ``[p, p]`` of ``params`` (default: all parameters).
 
     Uses the Schur complement of the Gauss-Newton matrix (module docstring). ``dense=True``
-    forms :math:`H` and inverts it (reference for tests). ``sparse=True`` assembles :math:`J`
+    forms :math:`H` and inverts it (reference for tests; a ``MemoryError`` before the
+    Jacobian when it and :math:`H` cannot fit in memory). ``sparse=True`` assembles :math:`J`
     by column colouring (:class:`~bayesphys.odil.ColouredJacobian`, stencil of
     ``stencil_radius`` cells, default 1, given only with ``sparse``; float64 plain-grid problems) and solves with the field block of
     :math:`J^\top J` by sparse LU instead of CG (:func:`~bayesphys.odil.sparse.sparse_schur_covariance`). Returns ``(cov, info)`` with the CG
@@ -335,7 +336,8 @@ def field_posterior(
     the field's plain grid, ``[*shape]`` (``problem.field_shapes[field]``).
 
     If the number of unknowns ``n <= dense_max``: exact block of :math:`H^{-1}` (dense
-    covariance). Otherwise ``num_draws`` exact pathwise draws (module docstring) give the
+    covariance; a ``MemoryError`` naming ``dense_max`` before the Jacobian when it and
+    :math:`H` cannot fit in memory). Otherwise ``num_draws`` exact pathwise draws (module docstring) give the
     low-rank covariance :math:`S S^\top / K` plus ``jitter`` on the diagonal (a Monte-Carlo
     estimate with ``K = num_draws``; marginal variances have relative error ~ :math:`\sqrt{2/K}`).
     ``jitter`` is a variance in the field's squared units; ``None`` (default): ``1e-12`` times

@@ -296,7 +296,9 @@ def minimize(
     damping: initial :math:`\lambda` for LM.
     linear_solver: ``"cg"`` (matrix-free), ``"sparse"`` (the Jacobian assembled from
         :math:`2C` products by column colouring, :mod:`~bayesphys.odil.sparse`, and the normal
-        equations factorised by sparse LU; float64 plain-grid problems) or ``"dense"``.
+        equations factorised by sparse LU; float64 plain-grid problems) or ``"dense"`` (the
+        Jacobian ``[m, n]`` and :math:`J^\top J`; a ``MemoryError`` before them when they
+        cannot fit in memory).
     callback: ``callback(k, x)`` after each step (GN/LM: each accepted one; Adam / L-BFGS:
         not after a step whose update left the optimiser's state non-finite, which ends the
         fit as a divergence) with the step's index and the iterate (a detached view: do not

@@ -135,7 +135,8 @@ def conserve_latent_mixture(
     GaussianPosterior (float64): mean ``[*batch, nx]``, dense covariance ``[*batch, nx, nx]``
     (module docstring), batch ``batch``, event ``(nx,)``; draws through an eigen-root that, on
     every slice in the limit (``sigma_g = 0`` there), is projected onto :math:`g^\perp` (draws
-    conserve mass to round-off).
+    conserve mass to round-off). Dense outputs that cannot fit on ``means``' device are
+    refused with a ``MemoryError`` before any update.
     """
     means = as_tensor("means", means, dtype=_F64)
     variances = as_tensor("variances", variances, dtype=_F64).to(means.device)

@@ -251,7 +251,8 @@ class ProbConserv:
 
         Returns a float64 :class:`GaussianPosterior` with batch ``(B, nt)`` and event ``(nx,)``
         (covariance per time slice: diagonal / low-rank-plus-diagonal for the ANP, dense for
-        the GP). Defaults: the table time and 201 uniform points. After
+        the GP: ``[B, nt, nx, nx]``, refused with a ``MemoryError`` before the GP runs when
+        it cannot fit on the model's device). Defaults: the table time and 201 uniform points. After
         ``calibrate(objective="hybrid")`` the covariance on the calibration grid is the hybrid
         :math:`s(\beta a\Sigma + (1-\beta)\Sigma_{\rm err})` with the Step-1 scale ``s``
         (:mod:`~bayesphys.probconserv.calibration`). This is the unconstrained model, the same
@@ -453,7 +454,8 @@ class ProbConserv:
         the conservation law. With ``covariance="mixture"`` the ProbConserv update conditions
         each latent draw's Gaussian and returns the updated mixture's moments, a dense
         covariance per slice ``[B, nt, nx, nx]`` and its root of the same size (3.2 GB for
-        ``B = 50``, ``nt = 100``, ``nx = 201``: query fewer slices at a time)
+        ``B = 50``, ``nt = 100``, ``nx = 201``: query fewer slices at a time; beyond the
+        device's memory a ``MemoryError`` before the latent draws)
         (:func:`~bayesphys.probconserv.conserve_latent_mixture`; the hybrid calibration is
         refused there, ``ValueError``).
         """

@@ -189,7 +189,9 @@ def posterior_for(
     one rounded (computed in float32, with noise ``1e-3`` its covariance was indefinite and
     the posterior was refused). Tensors, numpy arrays and lists are taken; ``x`` and ``y``
     finite, ``idx`` whole numbers in ``[0, n)`` (as :class:`ConjugateGaussianField` checks
-    them: out-of-range or fractional indices, numpy arrays and lists failed inside torch)."""
+    them: out-of-range or fractional indices, numpy arrays and lists failed inside torch).
+    A grid whose dense ``[n, n]`` matrices (about six, float64) cannot fit on ``x``'s device
+    is refused with a ``MemoryError`` before the kernel is formed."""
     x, idx, y = _grid_data(x, idx, y)
     noise = check_scalar("noise", noise, minimum=0.0, strict=True)
     lengthscale = check_scalar("lengthscale", lengthscale, minimum=0.0, strict=True)

@@ -117,3 +117,28 @@ def test_conformal_coverage_counts_a_test_score_equal_to_the_radius_as_covered()
     cal = [float(v) for v in range(1, 20)]  # 19 scores, alpha 0.1: rank 18, radius 18
     q, cov = conformal_coverage(cal, [18.0, 18.5, 1.0, 30.0], alpha=0.1)
     assert q == 18.0 and cov == 0.5
+
+
+def test_w2_metrics_beyond_memory_name_max_points_before_any_solve(
+    memory_limit, no_dense_allocation
+):
+    """population_metrics, ensemble_spread and sampling_noise_w2 solve exact OT on at most
+    ``max_points`` points (``None``: every point). Beyond the memory the refusal came from
+    wasserstein, naming its own ``x/y``, which these functions do not have; it now names
+    ``max_points``, the argument that sizes the solve, before any solve. A ``max_points``
+    that fits passes."""
+    from bayesphys.meta_fm import ensemble_spread
+
+    g = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(40, 2, generator=g, dtype=torch.float64) for _ in range(2))
+    memory_limit(4000)  # 40 x 40 pairs (about 52 kB) do not fit, 5 x 5 do
+    fits = population_metrics(a, b, max_points=5)
+    assert all(math.isfinite(v) for v in fits.values())
+    no_dense_allocation("bayesphys.meta_fm.evaluation.wasserstein")
+    want = r"^max_points: exact optimal transport between 40 and 40 points \(max_points=None"
+    with pytest.raises(MemoryError, match=want + r".* pass a smaller max_points"):
+        population_metrics(a, b)
+    with pytest.raises(MemoryError, match=want):
+        ensemble_spread([a, b])
+    with pytest.raises(MemoryError, match=want):
+        sampling_noise_w2([a, b], 40)

@@ -184,7 +184,8 @@ class PoissonProblem:
     def residual(self, x: Tensor, derivs: dict[str, Tensor], z: Tensor, w: Tensor) -> Tensor:
         r"""Residual :math:`(\kappa u_x)_x + w` of :math:`u = D\tilde u` from :math:`\tilde u`
         and its derivatives (``derivs`` keys ``v, x, xx``, each ``[n, N]``) at ``x [n, N, 1]``,
-        for ``z [n, 5]`` (the Chebyshev coefficients of :math:`\kappa`), ``w [n, 1]`` ->
+        for ``z [n, 5]`` (the Chebyshev coefficients inside
+        :math:`\kappa = \operatorname{softplus}(u \sum_i z_i T_i(x)) + 0.1`), ``w [n, 1]`` ->
         ``[n, N]`` (:func:`poisson_residual`)."""
         _, d, dx, dxx = self.boundary(x, w)
         v, vx, vxx = derivs["v"], derivs["x"], derivs["xx"]
