@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import pkgutil
 import re
 from collections.abc import Iterator
 
 import pytest
 
-import bayesphys
+from tests.test_api_docs import _public_packages
 
 # Public callables whose docstring may lack a shape, each with its reason. Empty now: every
 # public callable annotated with tensors states their shapes. An entry that no longer lacks
@@ -56,14 +55,6 @@ def shape_in(doc: str) -> str | None:
             continue  # a numeric interval [0, 1], [-1, 1], (0.5, 0.9)
         return text
     return None
-
-
-def _public_packages() -> list[str]:
-    names = ["bayesphys"]
-    for info in pkgutil.walk_packages(bayesphys.__path__, "bayesphys."):
-        if info.ispkg and not any(p.startswith("_") for p in info.name.split(".")[1:]):
-            names.append(info.name)
-    return names
 
 
 def _ours(obj: object) -> bool:

@@ -155,17 +155,24 @@ def test_data_likelihood_matches_dense_gaussian():
     assert torch.allclose(ll, ref, atol=1e-8)
 
 
+def _elbo_inputs(n_points: int):
+    """A tiny Poisson problem, float64 forward and inverse nets (seeded), ``x [2, n_points, 1]``
+    in the domain, parameters ``z [2, 5]`` and ``w [2, 1]``, for the physics ELBO tests."""
+    p = PoissonProblem()
+    torch.manual_seed(0)
+    fwd = ForwardNet(1, 5, 1, hidden=8, depth=2, n_freq=3).double()
+    inv = GICNet(1, 5, 1, p.lower, p.upper, latent=10, conv_layers=2).double()
+    x = torch.rand(2, n_points, 1, dtype=torch.float64) * 1.8 - 0.9
+    z, w = torch.rand(2, 5, dtype=torch.float64), torch.rand(2, 1, dtype=torch.float64) + 1
+    return p, fwd, inv, x, z, w
+
+
 def test_physics_elbo_takes_a_number_for_sigma_r_and_names_bad_ones():
     """A plain number (what RGNPConfig.sigma_r holds) was torch's zeros_like TypeError; a
     wrongly shaped tensor was a distributions broadcasting error."""
     from bayesphys.neural_process import physics_elbo
 
-    p = PoissonProblem()
-    torch.manual_seed(0)
-    fwd = ForwardNet(1, 5, 1, hidden=8, depth=2, n_freq=3).double()
-    inv = GICNet(1, 5, 1, p.lower, p.upper, latent=10, conv_layers=2).double()
-    x = torch.rand(2, 4, 1, dtype=torch.float64) * 1.8 - 0.9
-    z, w = torch.rand(2, 5, dtype=torch.float64), torch.rand(2, 1, dtype=torch.float64) + 1
+    p, fwd, inv, x, z, w = _elbo_inputs(4)
     wts = torch.ones(2, 4, dtype=torch.float64)
 
     def elbo(s):
@@ -566,12 +573,7 @@ def test_physics_elbo_is_the_weighted_residual_likelihood_plus_the_log_ratio():
     the total against its parts."""
     from bayesphys.neural_process import physics_elbo
 
-    p = PoissonProblem()
-    torch.manual_seed(0)
-    fwd = ForwardNet(1, 5, 1, hidden=8, depth=2, n_freq=3).double()
-    inv = GICNet(1, 5, 1, p.lower, p.upper, latent=10, conv_layers=2).double()
-    x = torch.rand(2, 6, 1, dtype=torch.float64) * 1.8 - 0.9
-    z, w = torch.rand(2, 5, dtype=torch.float64), torch.rand(2, 1, dtype=torch.float64) + 1
+    p, fwd, inv, x, z, w = _elbo_inputs(6)
     wts = torch.rand(2, 6, dtype=torch.float64) * 2
     s = 0.3
     with torch.no_grad():
