@@ -500,3 +500,18 @@ def test_seeded_exclusive_blocks_in_two_threads_each_draw_their_own_stream():
     alone = [draws(s) for s in (0, 1)]
     together = in_threads(draws, [0, 1])
     assert all(torch.equal(a, t) for a, t in zip(alone, together))
+
+
+def test_a_sequential_fit_many_gives_back_the_python_and_numpy_streams():
+    import random
+
+    random.seed(11)
+    np.random.seed(12)
+    py, npy = random.getstate(), np.random.get_state()
+    fit_many(
+        _toy.problems(2), _toy.build, executor="sequential", seed=0, fit_kwargs={"steps": 2},
+        progress=False,
+    )  # fmt: skip
+    assert random.getstate() == py
+    after = np.random.get_state()
+    assert after[0] == npy[0] and (after[1] == npy[1]).all() and after[2:] == npy[2:]

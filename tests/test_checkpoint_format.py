@@ -329,3 +329,80 @@ def test_a_format_no_release_writes_is_refused_as_damaged(tmp_path, fmt):
     with pytest.raises(ValueError, match=r"format .*which no bayesphys release writes") as err:
         load_checkpoint(path, kind="toy")
     assert "upgrade" not in str(err.value) and str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("key", ["kind", "config", "state"])
+def test_a_file_without_one_of_the_three_entries_is_refused_by_name(tmp_path, key):
+    path = save_checkpoint(tmp_path / "c.pt", kind="toy", config={"a": 1}, state={"w": 1})
+    if key == "kind":  # without its kind it is no checkpoint of this kind
+        _rewrite(path, lambda ck: ck.pop(key))
+        with pytest.raises(ValueError, match=r"expected a 'toy' checkpoint, received None"):
+            load_checkpoint(path, kind="toy")
+        return
+    _rewrite(path, lambda ck: ck.pop(key))
+    with pytest.raises(ValueError, match=rf"checkpoint at .* lacks \['{key}'\]"):
+        load_checkpoint(path, kind="toy")
+
+
+def test_loading_with_an_empty_allow_list_leaves_it_empty(tmp_path):
+    # whatever earlier loads in this process did: the numpy globals a load allows are removed
+    # again when it ends (a caller's allow-list is not grown by a load)
+    path = save_checkpoint(tmp_path / "c.pt", kind="toy", config={"s": np.float64(2.0)}, state={})
+    before = list(torch.serialization.get_safe_globals())
+    torch.serialization.clear_safe_globals()
+    try:
+        assert load_checkpoint(path, kind="toy")["config"]["s"] == 2.0
+        assert torch.serialization.get_safe_globals() == []
+    finally:
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(before)
+
+
+def test_settings_assigned_after_construction_are_refused_whichever_changed():
+    from dataclasses import dataclass
+
+    from bayesphys._checkpoint import check_built_settings, check_shape_settings, shape_settings
+
+    @dataclass
+    class Cfg:
+        grid: int = 8
+        dt: float = 0.1
+
+    cfg = Cfg()
+    built = shape_settings(cfg, ("grid", "dt"))
+    assert built == {"grid": 8, "dt": 0.1} and shape_settings({"grid": 3}, ["grid"]) == {"grid": 3}
+    check_built_settings(cfg, built, "Toy", "fit")  # unchanged: passes
+    for name, value in (("grid", 16), ("dt", 0.2)):
+        changed = Cfg(**{**built, name: value})
+        with pytest.raises(
+            ValueError,
+            match=rf"^fit: config {name}={value!r} was assigned after the Toy was built with "
+            rf"{name}={built[name]!r}, which it read at construction only",
+        ):
+            check_built_settings(changed, built, "Toy", "fit")
+        with pytest.raises(ValueError, match=rf"^save: config {name}={value!r} was assigned"):
+            check_shape_settings(changed, built, "Toy")
+    # a mapping config, both settings changed: both named
+    with pytest.raises(ValueError, match=r"config grid=1, dt=0\.5 was assigned .* grid=8, dt=0\.1"):
+        check_built_settings({"grid": 1, "dt": 0.5}, built, "Toy", "posterior")
+
+
+def test_cpu_copy_is_a_snapshot_of_its_own_keeping_the_containers():
+    from bayesphys._checkpoint import cpu_copy
+
+    net = torch.nn.Linear(2, 1)
+    state = net.state_dict()
+    opt_like = {"state": {0: {"step": torch.tensor(3.0)}}, "groups": ({"lr": 0.1}, [1, 2])}
+    snap, snap_opt = cpu_copy(state), cpu_copy(opt_like)
+    with torch.no_grad():
+        net.weight.add_(1.0)
+        opt_like["state"][0]["step"].add_(1.0)
+    opt_like["groups"][0]["lr"] = 5.0
+    # later training leaves the snapshot as it was
+    torch.testing.assert_close(snap["weight"], net.weight.detach() - 1.0)
+    assert float(snap_opt["state"][0]["step"]) == 3.0 and snap_opt["groups"][0]["lr"] == 0.1
+    # the containers keep their types, and a state dict its metadata (load_state_dict reads it)
+    assert type(snap) is type(state) and snap._metadata == state._metadata
+    assert type(snap_opt["groups"]) is tuple and type(snap_opt["groups"][1]) is list
+    net.load_state_dict(snap)
+    torch.testing.assert_close(net.weight.detach(), snap["weight"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -275,3 +276,67 @@ def test_check_dense_memory_refuses_warns_or_passes_by_the_device_memory(memory_
         check_dense_memory("n", 2048, **kw)
     memory_limit(None)
     check_dense_memory("n", 10**30, **kw)  # no known limit: no refusal
+
+
+def test_check_dense_memory_at_exactly_the_device_memory_warns_and_does_not_refuse(
+    memory_limit,
+):
+    # "more than the device has" is refused; exactly as much may still fit: the warning
+    from bayesphys._checks import check_dense_memory
+
+    memory_limit(4096)
+    kw = {"what": "a dense [32, 16] matrix", "alternative": "use a diagonal one"}
+    with pytest.warns(UserWarning, match=r"^n: .* 4\.0 KiB of memory, over half of the 4\.0 KiB"):
+        check_dense_memory("n", 4096, **kw)
+    with pytest.raises(MemoryError, match="more than the 4.0 KiB"):
+        check_dense_memory("n", 4097, **kw)
+
+
+def test_host_memory_is_the_lower_of_the_machine_and_the_cgroup_limit(monkeypatch):
+    import bayesphys._checks as checks
+
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        for cgroup, want in ((None, total), (total // 4, total // 4), (total * 4, total)):
+            monkeypatch.setattr(checks, "_cgroup_limit", lambda cg=cgroup: cg)
+            checks._host_memory.cache_clear()
+            assert checks._host_memory() == want
+    finally:
+        monkeypatch.undo()
+        checks._host_memory.cache_clear()
+
+
+def test_format_bytes_switches_unit_at_1024():
+    from bayesphys._checks import format_bytes
+
+    assert format_bytes(1023) == "1023 B"
+    assert format_bytes(1024) == "1.0 KiB"
+    assert format_bytes(1536 * 2**20) == "1.5 GiB"
+    assert format_bytes(2**50) == "1024.0 TiB"  # no unit past TiB
+
+
+def test_check_bool_takes_numpy_bools_and_as_scalar_takes_one_element_arrays():
+    from bayesphys._checks import as_scalar, check_bool
+
+    assert check_bool("flag", np.bool_(True)) is True and check_bool("flag", np.False_) is False
+    with pytest.raises(TypeError, match="flag: expected True or False, received int 1"):
+        check_bool("flag", 1)
+    # a one-element array of any shape, as a one-element tensor, is its number
+    assert as_scalar(np.array([2.5])) == 2.5 and isinstance(as_scalar(np.array([[3]])), int)
+    assert as_scalar(torch.ones(1, 1)) == 1.0
+    two = np.zeros(2)
+    assert as_scalar(two) is two  # anything else as it is
+
+
+def test_offset_seed_wraps_modulo_two_to_the_64_and_stream_seed_follows_its_formula():
+    from bayesphys import stream_seed
+    from bayesphys._checks import offset_seed
+
+    assert offset_seed(2**63, 0) == 2**63 and offset_seed(-2, 0) == 2**64 - 2
+    assert offset_seed(2**63 - 1, 2**63) == 2**64 - 1
+    # numpy's SeedSequence of seed mod 2**64 with spawn key (crc32(tag), *keys)
+    import zlib
+
+    for seed, tag, keys in ((0, "a", ()), (-3, "train", (4, 1)), (2**64 - 1, "x/y", (7,))):
+        seq = np.random.SeedSequence(seed % 2**64, spawn_key=(zlib.crc32(tag.encode()), *keys))
+        assert stream_seed(seed, tag, *keys) == int(seq.generate_state(1, np.uint64)[0])

@@ -578,3 +578,42 @@ def test_hdi_bounds_of_draws_with_a_nan_are_nan_at_every_prob():
     np.testing.assert_array_equal(hdi_bounds(idata, "a", 0.5)[0], flat[j, range(3)])
     ints = build_inference_data(posterior={"k": rng.integers(0, 5, (2, 50))})
     assert hdi_bounds(ints, "k", 1.0)[0].dtype.kind == "i"  # no NaN: the dtype kept
+
+
+def test_sample_groups_refuse_chain_or_draw_as_a_dim_name_and_unequal_draw_counts():
+    draws = np.zeros((2, 5, 3))
+    for name in ("chain", "draw"):
+        with pytest.raises(ValueError, match=r"'chain' and 'draw' are the leading sample dims"):
+            build_inference_data(posterior={"x": draws}, dims={"x": [name]})
+    # a non-sample group may name a dim "draw" (its variables have no leading sample dims)
+    ok = build_inference_data(observed_data={"y": np.zeros(3)}, dims={"y": ["draw"]})
+    assert group_dataset(ok, "observed_data")["y"].dims == ("draw",)
+    with pytest.raises(
+        ValueError,
+        match=r"posterior\.b: expected leading \(chain, draw\) = \(2, 5\) like posterior\.a, "
+        r"received shape \(2, 4, 3\)",
+    ):
+        build_inference_data(posterior={"a": draws, "b": np.zeros((2, 4, 3))})
+
+
+def test_a_dims_entry_naming_no_variable_is_refused():
+    with pytest.raises(ValueError, match=r"dims: expected names of variables \['x'\], .*\['X'\]"):
+        build_inference_data(posterior={"x": np.zeros((1, 4, 3))}, dims={"X": ["space"]})
+
+
+def test_save_netcdf_keeps_ints_up_to_int64_and_writes_the_next_one_as_a_string(tmp_path):
+    path = save_netcdf(
+        _small(), tmp_path / "run.nc", attrs={"top": 2**63 - 1, "past": 2**63, "low": -(2**63)}
+    )
+    back = load_netcdf(path)
+    assert back.attrs["top"] == 2**63 - 1 and back.attrs["low"] == -(2**63)
+    assert back.attrs["past"] == str(2**63)
+
+
+def test_extra_groups_may_not_take_a_standard_groups_name():
+    with pytest.raises(ValueError, match=r"extra_groups: 'posterior' is a standard group; pass"):
+        build_inference_data(
+            posterior={"x": np.zeros((1, 4))}, extra_groups={"posterior": {"y": np.ones((1, 4))}}
+        )
+    extra = build_inference_data(extra_groups={"prior": {"y": np.ones((1, 4, 2))}})
+    assert group_dataset(extra, "prior")["y"].dims == ("chain", "draw", "y_dim_0")

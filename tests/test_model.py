@@ -492,3 +492,75 @@ def test_a_checkpoint_holding_arbitrary_objects_is_not_unpickled(tmp_path):
     with pytest.raises(ValueError, match="not unpickled"):
         load_checkpoint(path, kind="toy")
     assert _Payload.ran == []
+
+
+def _scripted(losses):
+    """A step returning ``losses`` one after the other (no parameters: the stop rule alone)."""
+    it = iter(losses)
+    return lambda: next(it)
+
+
+def test_optimize_tol_compares_with_the_previous_loss_and_a_spent_budget_is_not_converged():
+    # relative change |l_{k-1} - l_k| / |l_{k-1}|: 1 -> 2 -> 4 -> 8 changes by 1.0 each step
+    # (divided by the new loss it would be 0.5, below tol = 0.75, and the fit would stop)
+    res = optimize(_scripted([1.0, 2.0, 4.0, 8.0]), steps=4, tol=0.75, progress=False)
+    assert res.steps == 4 and res.message == "max steps (4)"
+    assert res.converged is False  # the tolerance was never met: not converged
+    # the same losses in reverse fall by 0.5 each step: below 0.75, stopped at the 2nd step
+    res = optimize(_scripted([8.0, 4.0, 2.0, 1.0]), steps=4, tol=0.75, progress=False)
+    assert res.converged is True and res.steps == 2
+    assert res.message == "converged after 2 steps"
+
+
+def test_optimize_tol_zero_never_stops_a_fit_early():
+    # "below tol" is strict: a loss that does not change at all is not below tol = 0
+    res = optimize(lambda: 1.0, steps=6, tol=0.0, progress=False)
+    assert res.steps == 6 and res.converged is False and res.message == "max steps (6)"
+
+
+def test_optimize_zero_steps_and_the_argument_checks_at_their_bounds():
+    res = optimize(lambda: 1.0, steps=0, progress=False)
+    assert res.steps == 0 and res.loss_history == [] and res.message == "max steps (0)"
+    assert res.converged is True  # a fixed budget, spent without divergence
+    assert res.final_loss != res.final_loss  # NaN: no loss recorded
+    with pytest.raises(ValueError, match=r"patience: expected an int >= 1, received 0"):
+        optimize(lambda: 1.0, steps=3, tol=1e-3, patience=0, progress=False)
+    with pytest.raises(TypeError, match="expected a scalar loss .* received bool True"):
+        optimize(lambda: True, steps=3, progress=False)
+
+
+def test_optimize_stop_iteration_message_counts_the_steps_taken():
+    calls = {"n": 0}
+
+    def step():
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise StopIteration
+        return 1.0
+
+    res = optimize(step, steps=10, progress=False)
+    assert res.message == "stopped by step() after 3 steps" and res.steps == 3
+
+
+def test_optimize_progress_bar_counts_every_recorded_step(capsys):
+    # stderr is captured (not a terminal): the bar's final line stays with its count
+    optimize(lambda: 1.0, steps=7, progress=True, desc="counted")
+    err = capsys.readouterr().err
+    assert "counted" in err and "7/7" in err
+
+
+def test_guard_restores_when_step_returns_a_non_finite_loss_after_an_admitted_one():
+    # step() admits a finite loss, updates, and then returns another (non-finite) loss: the
+    # values it updated from (the verified ones) come back
+    x = torch.nn.Parameter(torch.tensor(1.0, dtype=torch.float64))
+    guard = DivergenceGuard([x])
+
+    def step():
+        assert guard.admit(torch.tensor(0.5))
+        with torch.no_grad():
+            x.add_(1.0)
+        return torch.tensor(float("inf"))
+
+    res = optimize(step, steps=3, guard=guard, progress=False)
+    assert res.steps == 0 and "diverged at step 0 (loss inf)" in res.message
+    assert float(x.detach()) == 1.0

@@ -584,3 +584,84 @@ def test_one_cell_field_covariance_of_the_means_shape_is_accepted():
         GaussianPosterior(torch.zeros(2, 2, dtype=D), torch.ones(2, 2, dtype=D))
     with pytest.raises(ValueError, match="DiagLinearOperator"):
         GaussianPosterior(torch.zeros(1, dtype=D), torch.ones(1, dtype=D))
+
+
+def test_sample_posterior_sample_shape_chains_flag_and_two_draw_minimum():
+    gen = torch.Generator().manual_seed(0)
+    post = SamplePosterior(torch.randn(2, 5, 4, 3, generator=gen, dtype=D), event_ndim=1)
+    assert post.batch_shape == (4,) and post.event_shape == (3,)
+    # sample_shape leads the draws as given: () for one draw, (2, 3) kept as two dims
+    assert post.sample((), seed=0).shape == (4, 3)
+    assert post.sample((2, 3), seed=0).shape == (2, 3, 4, 3)
+    assert post.sample(7, seed=0).shape == (7, 4, 3)
+    flat = post.draws.reshape(10, 4, 3)
+    one = post.sample((), seed=1)
+    assert any(torch.equal(one, d) for d in flat)  # a stored draw, resampled as it is
+    # chains=False: one chain of S draws, not S chains of one draw
+    single = SamplePosterior(flat[:, 0], chains=False)
+    assert (single.num_chains, single.num_draws, tuple(single.event_shape)) == (1, 10, (3,))
+    torch.testing.assert_close(single.mean, flat[:, 0].mean(0), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="need at least two draws"):
+        SamplePosterior(torch.zeros(1, 1, 3))
+    with pytest.raises(ValueError, match="need at least two draws"):
+        SamplePosterior(torch.zeros(1, 3), chains=False)
+    assert SamplePosterior(torch.zeros(2, 1, 3)).num_draws == 1  # two chains of one draw
+
+
+def test_to_keeps_the_batch_event_split_the_export_name_and_a_root_without_to():
+    g = torch.Generator().manual_seed(1)
+    sp = SamplePosterior(
+        torch.randn(2, 5, 4, 3, generator=g, dtype=D), event_ndim=1, export_name="v"
+    )
+    moved = sp.to("cpu")
+    assert (moved.batch_shape, moved.event_shape, moved.export_name) == ((4,), (3,), "v")
+    assert torch.equal(moved.quantile(0.3), sp.quantile(0.3))
+    cov = torch.eye(3, dtype=D).expand(2, 3, 3)
+    gp = GaussianPosterior(torch.zeros(2, 3, dtype=D), cov, event_shape=(3,), export_name="z")
+    gm = gp.to(None)  # None: the CPU
+    assert (gm.batch_shape, gm.event_shape, gm.export_name) == ((2,), (3,), "z")
+    assert torch.equal(gm.sample((4,), seed=3), gp.sample((4,), seed=3))
+
+    def root(z):  # a plain function: no to(device) method, fine on the same device
+        return z[..., :3] * 2.0
+
+    custom = GaussianPosterior(
+        torch.zeros(3, dtype=D), 4.0 * torch.eye(3, dtype=D), root=root, root_dim=3
+    )
+    same = custom.to("cpu")
+    assert torch.equal(same.sample((5,), seed=2), custom.sample((5,), seed=2))
+
+
+def test_draws_and_densities_take_the_posteriors_dtype_whatever_the_inputs():
+    g = torch.Generator().manual_seed(2)
+    p32 = GaussianPosterior(torch.zeros(3), torch.diag(torch.tensor([1.0, 4.0, 9.0])))
+    z = torch.randn(5, 3, generator=g, dtype=torch.float64)
+    draws = p32.rsample((5,), base_samples=z)
+    assert draws.dtype == torch.float32
+    torch.testing.assert_close(draws, (z * torch.tensor([1.0, 2.0, 3.0], dtype=D)).float())
+    lp = p32.log_prob(z)  # a float64 value: the density in float32
+    assert lp.dtype == torch.float32 and lp.shape == (5,)
+    with pytest.raises(ValueError, match=r"base_samples: expected a tensor on cpu .* on meta"):
+        p32.rsample((2,), base_samples=torch.zeros(2, 3, device="meta"))
+
+
+@pytest.mark.parametrize("q", [0.0, 1.0, [0.5, 1.0], -0.1])
+def test_a_level_outside_the_open_unit_interval_is_named_as_such(q):
+    # not "rounds to 0 or 1 in the posterior's dtype": that message is for levels inside (0, 1)
+    post = GaussianPosterior(torch.zeros(2, dtype=D), torch.eye(2, dtype=D))
+    for p in (post, SamplePosterior(torch.randn(1, 6, 2, dtype=D))):
+        with pytest.raises(ValueError, match=r"^q: expected probabilities strictly inside"):
+            p.quantile(q)
+
+
+def test_interval_levels_are_checked_by_name_and_numpy_sample_sizes_are_taken():
+    import numpy as np
+
+    post = GaussianPosterior(torch.zeros(2, dtype=D), torch.eye(2, dtype=D))
+    for level in (1.0, 0.0, 1.5):
+        with pytest.raises(ValueError, match=r"^level: expected a probability in \(0, 1\)"):
+            post.interval(level)
+    lo, hi = post.interval(np.float64(0.5))
+    torch.testing.assert_close(hi, -lo)
+    assert post.sample(np.int64(3), seed=0).shape == (3, 2)
+    assert SamplePosterior(torch.randn(1, 4, 2)).sample(np.int32(5), seed=0).shape == (5, 2)

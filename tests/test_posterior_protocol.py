@@ -191,3 +191,15 @@ def test_a_delegating_proxy_is_told_the_member_its_target_lacks():
     assert missing_members(Proxy(_without("log_prob")(_gaussian()))) == (
         " (missing the Posterior member(s) log_prob)"
     )
+
+
+def test_a_protocol_only_export_defaults_to_one_chain_of_1000_draws_like_the_packages():
+    # the package's posteriors and a user's protocol-only one export the same default layout,
+    # and with one seed the same draws
+    base = _gaussian()
+    mine = group_dataset(ProtocolOnly(base).to_inference_data(seed=4), "posterior")["u"]
+    ours = group_dataset(base.to_inference_data(seed=4), "posterior")["u"]
+    assert mine.dims == ("chain", "draw", "u_dim_0") and tuple(mine.shape) == (1, 1000, 3)
+    assert (mine.values == ours.values).all()
+    two = group_dataset(ProtocolOnly(base).to_inference_data(num_chains=2, seed=4), "posterior")
+    assert tuple(two["u"].shape) == (2, 1000, 3)

@@ -100,3 +100,31 @@ def test_nuts_reference_checks_progress():
 
     with pytest.raises(TypeError, match="progress"):
         nuts_reference(object(), progress="no")
+
+
+@pytest.mark.parametrize("value", ["true", "Yes", " on "])
+def test_tqdm_disable_takes_every_true_spelling(monkeypatch, capsys, value):
+    monkeypatch.setenv("TQDM_DISABLE", value)
+    with progress_bar(total=2, progress=True, desc="hidden") as bar:
+        bar.update(2)
+        assert bar.disable
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("TQDM_DISABLE", "0")
+    with progress_bar(total=1, progress=True, file=io.StringIO()) as bar:
+        assert not bar.disable
+
+
+def test_a_zero_tqdm_mininterval_is_honoured_and_the_idle_redraw_stays_above_it(monkeypatch):
+    monkeypatch.setenv("TQDM_MININTERVAL", "0")
+    with progress_bar(total=1, progress=True, file=io.StringIO()) as bar:
+        assert bar.mininterval == 0.0
+    monkeypatch.setenv("TQDM_MININTERVAL", "-1")  # not a number >= 0: the stream's default
+    with progress_bar(total=1, progress=True, file=io.StringIO()) as bar:
+        assert bar.mininterval == pytest.approx(30.0)
+    # tqdm's monitor redraws a bar idle for maxinterval: above the redraw interval
+    monkeypatch.setenv("TQDM_MININTERVAL", "20")
+    with progress_bar(total=1, progress=True, file=io.StringIO()) as bar:
+        assert bar.mininterval == pytest.approx(20.0) and bar.maxinterval > bar.mininterval
+    monkeypatch.delenv("TQDM_MININTERVAL")
+    with progress_bar(total=1, progress=True, file=io.StringIO()) as bar:
+        assert bar.maxinterval > bar.mininterval == pytest.approx(30.0)

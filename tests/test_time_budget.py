@@ -102,3 +102,25 @@ def test_an_ensemble_shares_its_time_budget_among_its_members():
     assert msg.count("time budget") == 2 or (
         msg.count("time budget") == 1 and "all 2 members" in msg
     )
+
+
+def test_the_budget_counts_from_start_is_spent_at_exactly_max_seconds_and_stays_reached(
+    monkeypatch,
+):
+    import types
+
+    import bayesphys._time_budget as tb
+
+    clock = [100.0]
+    monkeypatch.setattr(tb, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    budget = TimeBudget(5.0)
+    clock[0] = 104.0
+    budget.start()  # the clock restarts here: 104
+    clock[0] = 108.5
+    assert budget.over() is False and not budget.reached  # 4.5 s since start()
+    clock[0] = 109.0
+    assert budget.over() is True and budget.reached  # exactly 5 s: spent
+    # an explicit elapsed time is read as it is; a later "not over" leaves reached as it was
+    assert budget.over(elapsed=4.999) is False and budget.reached
+    assert TimeBudget(2.0).over(elapsed=2.0) is True
+    assert TimeBudget(2.0).message(7) == "time budget (2 s) reached after 7 steps"

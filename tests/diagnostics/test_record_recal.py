@@ -520,3 +520,29 @@ def test_maps_and_residuals_compute_with_the_checked_pair(monkeypatch):
     assert torch.equal(standardised_residuals(draws, truth.clone()), z)
     assert AffineMap.fit(draws, truth.clone()) == affine
     assert ShapeMap.fit(draws, truth.clone()) == shape
+
+
+def test_apply_drops_the_field_calibration_curve_and_names_the_method():
+    # only the summaries are recalibrated: the field curve of the unmapped draws would be
+    # reported beside recalibrated summaries as if it were theirs
+    import dataclasses
+
+    recal = fit_record_recalibration(_record(0.0, 0.5, n=40, draws=9), "affine")
+    other = _record(0.0, 0.5, n=40, draws=9, seed=1)
+    with_curve = dataclasses.replace(
+        other, levels=(0.5, 0.9), field_coverage=torch.full((40, 2), 0.7, dtype=torch.float64)
+    )
+    out = recal.apply(with_curve)
+    assert out.field_coverage is None and out.meta["recalibrated"] == "affine"
+    assert torch.equal(out.truth, with_curve.truth) and out.names == with_curve.names
+
+
+def test_a_shift_only_affine_map_is_applied_not_taken_for_the_identity():
+    from bayesphys.diagnostics.record_recal import AffineMap, RecordRecalibration
+
+    rec = _record(0.0, 1.0, n=5, draws=9)
+    out = RecordRecalibration("affine", [[AffineMap(0.5, 1.0), AffineMap(0.0, 1.0)]], None)
+    mapped = out.apply(rec).draws
+    sd = rec.draws[:, :, 0].std(1, keepdim=True)
+    torch.testing.assert_close(mapped[:, :, 0], rec.draws[:, :, 0] + 0.5 * sd)
+    assert torch.equal(mapped[:, :, 1], rec.draws[:, :, 1])  # the identity: exactly as it was

@@ -122,3 +122,51 @@ def test_a_nan_in_drawn_fields_is_refused_by_the_field_calibration_curve():
         simulate, infer, {"a": probe(0)}, n_sims=4, n_draws=9, field_levels=None, progress=False
     )
     assert rec.field_coverage is None and bool(rec.draws.isfinite().all())
+
+
+def test_stored_draws_are_thinned_evenly_from_first_to_last():
+    stored = torch.arange(20, dtype=torch.float64)
+    d = posterior_draws(stored, 5)
+    gaps = torch.diff(d).tolist()
+    assert d[0] == 0 and d[-1] == 19 and all(g in (4.0, 5.0) for g in gaps)
+    assert posterior_draws(stored, 20).tolist() == stored.tolist()  # all of them, in order
+
+
+def test_field_coverage_is_seeded_by_the_run_not_the_global_stream(exact_model):
+    def run():
+        gen = torch.Generator().manual_seed(9)  # the user's draws: one seeded stream per run
+
+        def infer(y):  # integer-valued draws: ties with the truth, where the PIT's V decides
+            return exact_model.infer(y).sample((40,), generator=gen).round()
+
+        return simulate_and_infer(
+            exact_model.simulate, infer, n_sims=6, n_draws=20, seed=4, progress=False
+        )
+
+    torch.manual_seed(0)
+    a = run()
+    torch.manual_seed(1)
+    b = run()
+    assert torch.equal(a.field_coverage, b.field_coverage)
+
+
+def test_front_position_at_the_ends_of_the_grid_and_summary_argument_bounds():
+    x = torch.linspace(0, 1, 5, dtype=torch.float64)
+    front = front_position(x, 0.5)
+    rising = torch.tensor([0.6, 0.7, 0.8, 0.9, 1.0], dtype=torch.float64)
+    assert float(front(rising)) == 1.0  # above the level everywhere: the last point
+    below = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.45], dtype=torch.float64)
+    assert float(front(below)) == 0.0  # nowhere above it (rising towards it): x[0]
+    with pytest.raises(ValueError, match=r"weights: expected a shape broadcasting to the event"):
+        total_mass(torch.ones(2, 5), event_ndim=1)(torch.ones(2, 5))
+    assert len(default_summaries(torch.Size([16]))) == 16  # at max_elements: still fine
+    with pytest.raises(ValueError, match=r"\(17 elements\) needs explicit field summaries"):
+        default_summaries(torch.Size([17]))
+
+
+def test_a_run_without_field_levels_records_no_levels(exact_model):
+    rec = simulate_and_infer(
+        exact_model.simulate, exact_model.infer, n_sims=3, n_draws=5, field_levels=None,
+        progress=False,
+    )  # fmt: skip
+    assert rec.levels == () and rec.field_coverage is None

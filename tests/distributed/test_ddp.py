@@ -790,3 +790,58 @@ def test_train_ddp_leaves_no_gradients_on_the_trained_model():
     res = ddp.train_ddp(_model, _loss, _data(), epochs=2, batch_size=8, seed=5, progress=False)
     params = list(res.extra["model"].parameters())
     assert params and all(p.grad is None for p in params)
+
+
+def _two_groups(lr_second: float):
+    """An optimizer_fn with two parameter groups (the second's lr given)."""
+
+    def make(params):
+        return torch.optim.Adam([{"params": params[:2]}, {"params": params[2:], "lr": lr_second}])
+
+    return make
+
+
+def test_resume_compares_every_optimizer_group_and_config_tensors_by_dtype(monkeypatch, tmp_path):
+    _single_process(monkeypatch)
+    kw = dict(batch_size=8, seed=5, progress=False)
+    ckpt = tmp_path / "run.pt"
+    ddp.train_ddp(
+        _model, _loss, _data(), epochs=1, checkpoint=ckpt, optimizer_fn=_two_groups(0.01), **kw
+    )
+    with pytest.raises(ValueError, match=r"optimizer group 1 lr: saved 0\.01, now 0\.001"):
+        ddp.train_ddp(
+            _model, _loss, _data(), epochs=2, checkpoint=ckpt, optimizer_fn=_two_groups(1e-3), **kw
+        )
+    more = ddp.train_ddp(
+        _model, _loss, _data(), epochs=2, checkpoint=ckpt, optimizer_fn=_two_groups(0.01), **kw
+    )
+    assert more.extra["start_epoch"] == 1
+    # a config tensor of the same values in another dtype is another setting
+    ckpt2 = tmp_path / "cfg.pt"
+    scale = torch.tensor([1.0, 2.0])
+    ddp.train_ddp(_model, _loss, _data(), epochs=1, checkpoint=ckpt2, config={"s": scale}, **kw)
+    with pytest.raises(ValueError, match=r"config\['s'\]: saved tensor\(\[1\., 2\.\]\), now"):
+        ddp.train_ddp(
+            _model, _loss, _data(), epochs=2, checkpoint=ckpt2, config={"s": scale.double()}, **kw
+        )
+    same = ddp.train_ddp(
+        _model, _loss, _data(), epochs=2, checkpoint=ckpt2, config={"s": scale.clone()}, **kw
+    )
+    assert same.extra["start_epoch"] == 1
+
+
+def test_load_training_checkpoint_restores_the_optimizer_state(monkeypatch, tmp_path):
+    _single_process(monkeypatch)
+    ckpt = tmp_path / "run.pt"
+    res = ddp.train_ddp(_model, _loss, _data(), epochs=2, batch_size=8, lr=1e-2, seed=5,
+                        checkpoint=ckpt, progress=False)  # fmt: skip
+    model = _model()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    state = ddp.load_training_checkpoint(ckpt, model=model, optimizer=opt)
+    assert state["epoch"] == 1 and state["step"] == 8
+    for a, b in zip(model.parameters(), res.extra["model"].parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    steps = {int(s["step"]) for s in opt.state_dict()["state"].values()}
+    assert steps == {8}  # Adam's moments and step counts of the run, not a fresh optimizer
+    fresh = _model()
+    assert ddp.load_training_checkpoint(ckpt, model=fresh)["epoch"] == 1  # weights only

@@ -961,3 +961,90 @@ def test_combine_stacks_the_problems_in_the_order_given():
     assert u.dims[:3] == ("chain", "draw", "problem")
     for pid, groups in per_problem.items():
         np.testing.assert_array_equal(u.sel(problem=pid).values, groups["posterior"]["u"].values)
+
+
+def test_ids_differing_only_in_case_collide_only_with_an_out_folder(tmp_path):
+    probs = _toy.problems(1)
+    both = {"Run": probs["p000"], "run": probs["p000"]}
+    with pytest.raises(ValueError, match=r"problems: ids 'Run' and 'run' collide \(file stem"):
+        _run("sequential", both, out=tmp_path)
+    assert list(tmp_path.iterdir()) == []  # refused before anything was fitted or written
+    res = _run("sequential", both)  # no files: two labels
+    assert sorted(res.per_problem) == ["Run", "run"]
+
+
+def test_a_disk_failure_removes_an_older_record_of_the_problem(tmp_path, monkeypatch):
+    import errno
+
+    import bayesphys.inference_data as idmod
+
+    probs = _toy.problems(1)
+    fit_many(
+        probs,
+        _toy.build,
+        executor="sequential",
+        seed=1,
+        progress=False,
+        out=tmp_path,
+        num_samples=NS,
+        fit_kwargs={"steps": STEPS},
+    )
+    assert (tmp_path / "p000.json").exists() and (tmp_path / "p000.nc").exists()
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(idmod, "_write_netcdf", disk_full)
+    res = _run("sequential", probs, out=tmp_path)  # another seed: refitted, then not written
+    assert "No space left" in res.table.loc["p000", "write_error"]
+    # the older record (another run's) is gone with it: out holds nothing of this problem
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_failure_of_another_id_with_the_same_legacy_stem_is_not_kept(tmp_path, monkeypatch):
+    # "a b" has the hashed stem "a_b-<hash>"; releases before it wrote "a_b", which is also
+    # the plain id "a_b"'s stem: that problem's failed record (same data and builder) is not
+    # "a b"'s to keep
+    prob = _toy.problems(1)["p000"]
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1")  # build_no_trim fails while it is set
+    _run("sequential", {"a_b": prob}, builder=_toy.build_no_trim, out=tmp_path)
+    assert json.loads((tmp_path / "a_b.json").read_text())["status"] == "error"
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    res = fit_many(  # seed=None: the records' seeds are not compared
+        {"a b": prob}, _toy.build_no_trim, executor="sequential", progress=False, out=tmp_path,
+        retry_failed=False, num_samples=NS, fit_kwargs={"steps": STEPS},
+    )  # fmt: skip
+    assert res.table.loc["a b", "status"] == "ok" and not res.table.loc["a b", "resumed"]
+
+
+def test_fingerprints_see_closures_without_defaults_and_nested_settings():
+    from bayesphys.distributed._records import _build_name, _settings_key
+
+    def builder_of(noise):
+        def build(problem):  # a closure: no defaults, its captured value decides the model
+            return noise
+
+        return build
+
+    assert _build_name(builder_of(0.1)) != _build_name(builder_of(5.0))
+    assert _build_name(builder_of(0.1)) == _build_name(builder_of(0.1))
+    assert _build_name(_toy.build_global) == "build_global"  # a plain function: its name
+
+    def nested(lr):
+        return {"fit_kwargs": {"options": {"inner": {"schedule": {"lr": lr}}}}}
+
+    assert _settings_key(**nested(0.1)) != _settings_key(**nested(0.2))
+    assert _settings_key(**nested(0.1)) == _settings_key(**nested(0.1))
+
+
+def test_a_folder_written_under_the_legacy_file_stem_resumes(tmp_path):
+    # releases before the hashed stems wrote "a b" as a_b.json / a_b.nc
+    probs = {"a b": _toy.problems(1)["p000"]}
+    first = _run("sequential", probs, out=tmp_path)
+    (stem,) = {p.stem for p in tmp_path.glob("*.json")}
+    assert stem.startswith("a_b-")
+    for ext in ("json", "nc"):
+        (tmp_path / f"{stem}.{ext}").rename(tmp_path / f"a_b.{ext}")
+    again = _run("sequential", probs, out=tmp_path)
+    assert again.table["resumed"].tolist() == [True]
+    np.testing.assert_array_equal(_draws(again, "a b"), _draws(first, "a b"))

@@ -121,3 +121,14 @@ def test_posterior_batch_is_the_populations_and_event_one_population(data):
     epost = ens.posterior(test, num_draws=2)
     assert epost.batch_shape == (2,) and epost.event_shape == (20, 2)
     assert epost.mean.shape == (2, 20, 2)
+
+
+def test_a_checkpoint_without_a_step_count_loads_as_a_trained_model(data, tmp_path):
+    # files written before the step count was saved hold trained weights (and their
+    # normalisation): they load as trained, not as a model that never took a step
+    path = _fitted(data).save(tmp_path / "m.pt")
+    ck = torch.load(path, weights_only=False)
+    del ck["config"]["steps_done"], ck["config"]["train_rng"]
+    torch.save(ck, path)
+    old = MetaFlowMatching.load(path)
+    assert old.steps_done == 1

@@ -1,5 +1,7 @@
 """RandomGridNP.save/load keeps a customised problem instance."""
 
+import torch
+
 from bayesphys.neural_process import RandomGridNP
 from bayesphys.problems.rgnp import PoissonProblem
 from tests.tiny_models import tiny_rgnp as tiny
@@ -87,3 +89,17 @@ def test_state_is_a_snapshot_that_later_training_leaves_alone(tmp_path):
     back = RandomGridNP.load(m.save(tmp_path / "m.pt"))
     x, z, w = torch.linspace(-1, 1, 9), torch.zeros(5), torch.ones(1)
     assert torch.equal(m.posterior(x, z=z, w=w).mean, back.posterior(x, z=z, w=w).mean)
+
+
+def test_a_loaded_model_keeps_its_seed_adaptive_grid_and_uncalibrated_outputs(tmp_path):
+    m = tiny(grid="adaptive", seed=3)
+    m.fit(steps=3, progress=False)
+    assert m.grid.initialised
+    back = RandomGridNP.load(m.save(tmp_path / "m.pt"))
+    assert back.seed == 3 and back.step_count == 3
+    # the adaptive grid's bin scores, on which the next batches' points depend
+    assert back.grid.initialised and torch.equal(back.grid.score, m.grid.score)
+    # no variance scale was calibrated: none is recorded as fitted at any step, so a model
+    # trained on after the load writes no calibration step either
+    back.fit(steps=1, progress=False)
+    assert "calibrated_at" not in back.state()
