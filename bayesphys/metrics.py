@@ -453,6 +453,28 @@ def _ot_weights(w, n: int, name: str):
 _EMD_BYTES_PER_PAIR = 33
 
 
+def _check_ot_memory(
+    name: str,
+    n: int,
+    m: int,
+    alternative: str,
+    *,
+    bytes_per_pair: int = _EMD_BYTES_PER_PAIR,
+    note: str = "",
+) -> None:
+    """Refuse (``MemoryError`` naming ``name``; a warning above half the memory) an exact
+    optimal-transport solve between ``n`` and ``m`` points on the CPU whose dense ``[n, m]``
+    float64 cost and the solver's arcs (``bytes_per_pair`` each pair) cannot fit; ``note``
+    is added to the description (e.g. the argument that chose the sizes)."""
+    check_dense_memory(
+        name,
+        bytes_per_pair * n * m,
+        what=f"exact optimal transport between {n} and {m} points ({note}a dense [{n}, {m}] "
+        "float64 cost matrix and the solver's arcs)",
+        alternative=alternative,
+    )
+
+
 def wasserstein(
     x: Tensor,
     y: Tensor,
@@ -478,13 +500,12 @@ def wasserstein(
     x, y = _as_cloud(x, "x"), _as_cloud(y, "y")
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x/y: expected equal dimensions, received {x.shape[1]} and {y.shape[1]}")
-    check_dense_memory(
+    _check_ot_memory(
         "x/y",
-        _EMD_BYTES_PER_PAIR * x.shape[0] * y.shape[0],
-        what=f"exact optimal transport between {x.shape[0]} and {y.shape[0]} points (a dense "
-        f"[{x.shape[0]}, {y.shape[0]}] float64 cost matrix and the solver's arcs)",
-        alternative="subsample the clouds (population_metrics' max_points) or compare them "
-        "with mmd, which works in row blocks",
+        x.shape[0],
+        y.shape[0],
+        "subsample the clouds (population_metrics' max_points) or compare them with mmd, "
+        "which works in row blocks",
     )
     xd = x.detach().to("cpu", torch.float64).numpy()
     yd = y.detach().to("cpu", torch.float64).numpy()

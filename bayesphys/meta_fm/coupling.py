@@ -28,7 +28,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .._checks import check_broadcasts, check_dense_memory, require
+from .._checks import check_broadcasts, require
+from ..metrics import _check_ot_memory
 from ._validate import check_cloud_pair
 
 __all__ = [
@@ -50,12 +51,8 @@ _PLAN_BYTES_PER_PAIR = 49
 
 def _check_plan_memory(name: str, n: int, m: int, alternative: str) -> None:
     """Refuse an exact OT plan between ``n`` and ``m`` points that cannot fit in memory."""
-    check_dense_memory(
-        name,
-        _PLAN_BYTES_PER_PAIR * n * m,
-        what=f"an exact OT plan between {n} and {m} points (dense [{n}, {m}] float64 cost "
-        "and plan)",
-        alternative=alternative,
+    _check_ot_memory(
+        name, n, m, alternative, bytes_per_pair=_PLAN_BYTES_PER_PAIR, note="the plan returned; "
     )
 
 

@@ -33,10 +33,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_dense_memory, check_int, check_real, check_seed, offset_seed
+from .._checks import check_int, check_real, check_seed, offset_seed
 from .._stack import user_stacklevel
 from ..diagnostics.recalibrate import conformal_min_scores, conformal_rank
-from ..metrics import _EMD_BYTES_PER_PAIR, mmd, wasserstein
+from ..metrics import _check_ot_memory, mmd, wasserstein
 from ._validate import check_cloud_pair, check_populations
 
 __all__ = [
@@ -76,12 +76,12 @@ def _check_w_memory(n: int, m: int, max_points: int | None) -> None:
     between ``n`` and ``m`` subsampled points that cannot fit in memory
     (:func:`~bayesphys.metrics.wasserstein`'s own refusal named its ``x/y``, which the callers
     here do not have)."""
-    check_dense_memory(
+    _check_ot_memory(
         "max_points",
-        _EMD_BYTES_PER_PAIR * n * m,
-        what=f"exact optimal transport between {n} and {m} points (max_points={max_points}; "
-        f"a dense [{n}, {m}] float64 cost matrix and the solver's arcs)",
-        alternative="pass a smaller max_points (the benchmarks use 1000)",
+        n,
+        m,
+        "pass a smaller max_points (the benchmarks use 1000)",
+        note=f"max_points={max_points}; ",
     )
 
 

@@ -121,7 +121,7 @@ def test_exact_plans_beyond_memory_are_refused_before_any_solve(memory_limit, no
     no_dense_allocation("ot.dist")
     with pytest.raises(
         MemoryError,
-        match=r"^sources\[1\]/targets\[1\]: an exact OT plan between 40 and 40 points .* "
+        match=r"^sources\[1\]/targets\[1\]: exact optimal transport between 40 and 40 points .* "
         r"more than the 3\.9 KiB of the CPU; use coupling='ot'",
     ):
         full_ot_plans([small[0], big[0]], [small[1], big[1]])
