@@ -12,7 +12,9 @@
   inside a worker than in the driver.
 * DDP: samples per second of the ``ddp_training`` example with 1 and 2 gloo processes at the
   same global batch: the MLP surrogate through ``train_ddp``, and the random-grid neural process
-  data-parallel inside ``RandomGridNP.fit`` (tasks per second).
+  data-parallel inside ``RandomGridNP.fit`` (tasks per second); and each model with 1 process
+  at half that batch, whose ``speedup_bound`` (2 x its samples/s over the 1-process row's) is
+  the most 2 ranks stepping on half the batch each can gain before any all-reduce or waiting.
 
 Each row records the 1-minute load average before it ran: the figures committed here were taken
 on a 2-core machine shared with other jobs, so they are lower bounds on the speed-up.
@@ -231,43 +233,64 @@ _DDP_RUNS = {
 
 
 def _ddp_rows(model: str, quick: bool) -> list[dict]:
-    """``ddp_training --model MODEL`` with 1 and 2 gloo processes at the same global batch."""
+    """``ddp_training --model MODEL`` with 1 and 2 gloo processes at the same global batch, and
+    one process at half that batch: the half-batch row's ``speedup_bound`` =
+    2 x its samples/s / the one-process full-batch samples/s bounds what 2 ranks, each stepping
+    on half the batch, can gain before any all-reduce or waiting (a batch of B/2 costs more than
+    half a batch of B when the step has a fixed part)."""
     from bayesphys.examples import ddp_training
 
     problem, global_batch, length_flag, (n_quick, n_full), label, metric = _DDP_RUNS[model]
     length = n_quick if quick else n_full
+    half = global_batch // 2
     rows, base = [], None
-    for nproc in (1, 2):
+    # (processes, batch per process): the full-batch baseline first, the half-batch bound, then
+    # two processes at the same global batch as the baseline
+    for nproc, per_rank in ((1, global_batch), (1, half), (2, half)):
         with tempfile.TemporaryDirectory() as tmp:
             load = _load()
             argv = ["--model", model, "--out", tmp, "--nproc", str(nproc)]
-            argv += [length_flag, str(length), "--batch-size", str(global_batch // nproc)]
+            argv += [length_flag, str(length), "--batch-size", str(per_rank)]
             argv += ["--no-resume"] + (["--smoke"] if quick and model == "mlp" else [])
             s = ddp_training.main(argv)
         sps = s["samples_per_second"]
         base = base or sps
+        metrics = {
+            "steps_per_second": sps / (per_rank * nproc),
+            "samples_per_second": sps,
+            "seconds": s["train_seconds"],
+            metric: s["test_value"],
+            "load1": load,
+        }
+        bound = nproc == 1 and per_rank == half
+        if bound:
+            metrics["speedup_bound"] = WORKERS * sps / base
+            method = f"{label} x1, half batch"
+        else:
+            metrics["speedup"] = sps / base
+            method = f"{label} x{nproc}"
         rows.append(
             bench_row(
                 problem,
-                f"{label} x{nproc}",
-                {
-                    "steps_per_second": sps / global_batch,
-                    "samples_per_second": sps,
-                    "speedup": sps / base,
-                    "seconds": s["train_seconds"],
-                    metric: s["test_value"],
-                    "load1": load,
-                },
+                method,
+                metrics,
                 setting={
                     "nproc": nproc,
-                    "global_batch": global_batch,
+                    "global_batch": per_rank * nproc,
                     length_flag.lstrip("-"): length,
                     "threads_per_rank": 1,
                 },
                 anchor=ANCHOR_2X if nproc == 2 else None,
+                note=(
+                    "bound on 2 ranks at half the batch each: 2 x this row's samples/s over "
+                    "the one-process full-batch row's"
+                    if bound
+                    else None
+                ),
             )
         )
-        print(f"{model} x{nproc}: {sps:10.1f} samples/s  load {load}")
+        extra = f"  bound x{metrics['speedup_bound']:.2f}" if bound else ""
+        print(f"{model} x{nproc} batch {per_rank}: {sps:10.1f} samples/s{extra}  load {load}")
     return rows
 
 

@@ -847,3 +847,31 @@ def test_odil_timestep_refuses_no_cases_and_both_odil_scripts_an_empty_out(
         for out in ("", " ", str(tmp_path)):
             _refused(capsys, mod.main, ["--out", out], "argument --out")
     assert not list(tmp_path.iterdir())
+
+
+def test_scale_out_ddp_rows_bound_two_ranks_by_one_rank_at_half_the_batch(monkeypatch):
+    """The half-batch row's speedup_bound is 2 x its samples/s over the full-batch row's; the
+    two-process row runs half the batch per rank and its speed-up is against the full batch."""
+    from bayesphys.examples import ddp_training
+
+    mod = script_module(str(BENCH / "scale_out.py"))
+    seen = []
+    speeds = {(1, 64): 1000.0, (1, 32): 800.0, (2, 32): 1300.0}
+
+    def fake_main(argv):
+        nproc, batch = (
+            int(argv[argv.index("--nproc") + 1]),
+            int(argv[argv.index("--batch-size") + 1]),
+        )
+        seen.append((nproc, batch))
+        return {"samples_per_second": speeds[nproc, batch], "train_seconds": 1.0, "test_value": 0.1}
+
+    monkeypatch.setattr(ddp_training, "main", fake_main)
+    rows = mod._ddp_rows("rgnp", quick=True)
+    assert seen == [(1, 64), (1, 32), (2, 32)]
+    full, half, two = (r["metrics"] for r in rows)
+    assert full["speedup"] == 1.0 and "speedup_bound" not in full
+    assert half["speedup_bound"] == pytest.approx(1.6) and "speedup" not in half
+    assert two["speedup"] == pytest.approx(1.3)
+    assert [r["setting"]["global_batch"] for r in rows] == [64, 32, 64]
+    assert rows[1]["method"].endswith("x1, half batch") and rows[2]["anchor"] is not None
