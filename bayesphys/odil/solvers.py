@@ -337,13 +337,16 @@ def minimize(
         spacing of ``x`` in its dtype, stall while predicting a real decrease; the message says
         which: an exact root that ``x``'s dtype cannot represent ends this way too).
         GN/LM steps that run out are converged ("stalled at round-off") when the last accepted
-        step changed the loss by at most :math:`8\,\varepsilon L` and the least damped step
-        since then (that one, or the first one rejected after it) predicted a decrease
+        step changed the loss by at most :math:`8\sqrt m\,\varepsilon L` (the round-off of a
+        sum of :math:`m` squares, whose size depends on the machine's float32 kernels: a
+        bound of :math:`8\,\varepsilon L` held for a test fit on one machine and not on
+        another) and the least damped
+        step since then (that one, or the first one rejected after it) predicted a decrease
         :math:`\le 8\sqrt m\,\varepsilon L`: a float32 fit at its optimum accepts and
         rejects round-off steps, and its damping may not reach :math:`10^{16}` before the steps
         end. The iterate and the number of steps are those of any other ending; with ``tol``
-        above :math:`8\,\varepsilon` such a step has already met the relative-decrease test,
-        so a float64 fit with the default ``tol`` never ends this way.
+        above :math:`8\sqrt m\,\varepsilon` such a step has already met the relative-decrease
+        test, so a float64 fit with the default ``tol`` never ends this way.
         L-BFGS, whatever ``tol``: a fit whose iterate never moved from ``x0`` is converged
         only if the gradient there is within L-BFGS's first-order tolerance
         (:math:`\max_i|g_i| \le 10^{-7}`, below which it takes no step); otherwise every line
@@ -629,15 +632,16 @@ def minimize(
                 # a float32 fit at its optimum accepts steps whose loss change is round-off
                 # (above a tol like 1e-9) and rejects others until the damping passes 1e16:
                 # the steps can run out in between, and it ended "max steps", not converged.
-                # A float64 fit never comes here with tol > 8 eps: such a step met rel < tol.
+                # A float64 fit never comes here with tol > 8 sqrt(m) eps: such a step met
+                # rel < tol.
                 least = last_pred if streak_pred is None else streak_pred
                 noise = _STEP_ROUNDOFF * math.sqrt(n_res) * eps * loss
-                if abs(last_rel) <= _STEP_ROUNDOFF * eps and least <= noise:
+                if abs(last_rel) <= _STEP_ROUNDOFF * math.sqrt(n_res) * eps and least <= noise:
                     res.converged = True
                     res.message = (
                         f"converged after {steps} steps (stalled at round-off: the last "
                         f"accepted step changed the loss by {abs(last_rel):.1e} of it <= "
-                        f"{_STEP_ROUNDOFF} eps of {str(x.dtype).replace('torch.', '')}, and "
+                        f"{_STEP_ROUNDOFF} sqrt(m) eps of {str(x.dtype).replace('torch.', '')}, and "
                         f"the least damped step since predicted a decrease {least:.1e} <= "
                         f"{_STEP_ROUNDOFF} sqrt(m) eps L = {noise:.1e}; the steps ran out)"
                     )
