@@ -32,6 +32,9 @@ __all__ = ["SpectralMixture1d", "KINDS"]
 KINDS = ("gm", "stm")
 """``kind`` of :class:`SpectralMixture1d`: ``"gm"`` (Gaussian-mixture spectrum) and ``"stm"`` (Student-t mixture spectrum)."""
 _BINOM = [[1], [1, 1], [1, 2, 1], [1, 3, 3, 1], [1, 4, 6, 4, 1]]
+#: largest ``[*z, q]`` temporary (elements) of the mixture sum in :meth:`SpectralMixture1d.deriv`:
+#: above it the components are summed a block of ``q < Q`` at a time (memory-bound otherwise)
+_MIX_ELEMENTS = 4_000_000
 
 
 def _gauss_env(z: Tensor, a: Tensor, n: int) -> list[Tensor]:
@@ -155,8 +158,8 @@ class SpectralMixture1d(nn.Module):
         if n not in range(5):
             raise ValueError(f"n: expected a derivative order in 0..4, received {n}")
         a_all, m_all, w_all = self.log_a.exp(), 2 * math.pi * self.mu, self.weights
-        # chunk the mixture so that temporaries stay ~ 4M elements (memory-bound otherwise)
-        step = max(1, min(self.num_mixtures, 4_000_000 // max(z.numel(), 1)))
+        # chunk the mixture so that temporaries stay ~ _MIX_ELEMENTS (memory-bound otherwise)
+        step = max(1, min(self.num_mixtures, _MIX_ELEMENTS // max(z.numel(), 1)))
         total = 0
         for q0 in range(0, self.num_mixtures, step):
             sl = slice(q0, q0 + step)

@@ -712,6 +712,30 @@ def test_distributed_loader_takes_every_seed_in_range_for_every_epoch(monkeypatc
     assert len(res.loss_history) == 2
 
 
+@pytest.mark.parametrize("drop_last", [True, False])
+def test_distributed_loader_batches_are_the_rank_shard_whatever_the_batch_size(drop_last):
+    """11 samples over 2 ranks in batches of 1, 2, 4, 5 and 6 per rank (last partial batches;
+    a batch above the shard): each rank's batches, in order, are ``perm[rank::2]`` of the
+    epoch's permutation (cut to 10 samples, or padded to 12 with its first sample without
+    ``drop_last``), an incomplete last batch dropped only with ``drop_last``; no batch size
+    changes which samples come in which order."""
+    idx = torch.arange(11)
+    gen = torch.Generator().manual_seed(7 + 2)  # the sampler seeds seed + epoch
+    perm = torch.randperm(11, generator=gen).tolist()
+    perm = perm[:10] if drop_last else perm + perm[:1]
+    for rank in (0, 1):
+        ctx = ddp.DistContext(rank=rank, world_size=2)
+        shard = perm[rank::2]
+        for batch_size in (1, 2, 4, 5, 6):
+            loader = ddp.distributed_loader(idx, batch_size, ctx, seed=7, drop_last=drop_last)
+            loader.sampler.set_epoch(2)
+            sizes = [len(b) for (b,) in loader]
+            full, rest = divmod(len(shard), batch_size)
+            assert sizes == [batch_size] * full + ([rest] if rest and not drop_last else [])
+            assert len(loader) == len(sizes)
+            assert _shuffled(loader, 2) == shard[: sum(sizes)], (rank, batch_size)
+
+
 _CPU = {"lr": 1e-2, "progress": False, "device": "cpu"}
 
 

@@ -182,3 +182,44 @@ def test_gram_names_points_on_another_device():
     with pytest.raises(ValueError, match=r"^x2: expected points on the kernel's device cpu"):
         k.gram(x, x.to("meta"))
     assert k.gram(x).shape == (6, 6)
+
+
+@pytest.mark.parametrize("kind", ["gm", "stm"])
+@pytest.mark.parametrize("step", [1, 2, 3, 6, 7])
+def test_mixture_summed_in_blocks_equals_the_whole_sum(kind, step, monkeypatch):
+    """Above ``_MIX_ELEMENTS`` (lags x components) the components are summed ``step`` at a
+    time (Q = 7: blocks that divide Q or leave a last partial block, Q - 1, Q): values, every
+    derivative order, and the parameters' gradients equal the whole sum to round-off."""
+    import bayesphys.gp_pde.kernels as kernels
+
+    g = torch.Generator().manual_seed(3)
+    q = 7
+    k = SpectralMixture1d(
+        q,
+        kind=kind,
+        mu=torch.rand(q, generator=g, dtype=torch.float64) * 4,
+        log_a=torch.randn(q, generator=g, dtype=torch.float64),
+        log_w=torch.randn(q, generator=g, dtype=torch.float64),
+    )
+    z = torch.linspace(-2, 2, 41, dtype=torch.float64)
+    scale = float(k.weights.detach().sum())
+
+    def values_and_grads(n):
+        with torch.no_grad():
+            plain = k.deriv(z, n)
+        k.zero_grad()
+        out = k.deriv(z, n)
+        out.square().sum().backward()
+        return plain, out.detach(), [p.grad.clone() for p in (k.mu, k.log_w, k.log_a)]
+
+    whole = [values_and_grads(n) for n in range(5)]
+    monkeypatch.setattr(kernels, "_MIX_ELEMENTS", step * z.numel())
+    for n, (plain, out, grads) in enumerate(whole):
+        got_plain, got, got_grads = values_and_grads(n)
+        tol = dict(
+            rtol=1e-13, atol=1e-13 * scale * (1 + float(k.mu.detach().max()) * 2 * math.pi) ** n
+        )
+        torch.testing.assert_close(got_plain, plain, **tol)
+        torch.testing.assert_close(got, out, **tol)
+        for a, b in zip(got_grads, grads):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12 * float(b.abs().max()))

@@ -240,6 +240,35 @@ def test_test_variance_checks_its_maps():
         ks.test_variance([torch.randn(3, 5, dtype=F64), torch.randn(3, 4, dtype=F64)], chunk=0)
 
 
+@pytest.mark.parametrize("orders", [(2, 2), (1, 1)])
+def test_test_variance_in_row_chunks_equals_one_chunk_and_the_dense_diagonal(orders):
+    """2-D variances are built ``chunk`` test rows at a time (the posterior's default 16 is
+    below its 300-row test grids); every chunk size (1, ones that leave a last partial chunk,
+    p - 1, p, p + 1) gives the variances of one whole chunk and the diagonal of the dense
+    covariance of the solve's own draws, for the real and the complex (odd-order) eigenbasis."""
+    shape, p = (6, 5), 7
+    ks, axes, _, _, f, gb = _setup(shape, seed=4)
+    op = LinearPDEOperator(orders, (3.0, 1.0))
+    fac = build_factors(ks, axes, op, eigen=True, jitter=1e-4)
+    assert bool(fac[0].lam.is_complex()) == (orders == (1, 1))
+    kr = KronSolve(fac, op, 7.0, 50.0)
+    kr.solve(f, gb)
+    s = kr.sample_u(torch.eye(kr.root_dim, dtype=F64)).reshape(kr.root_dim, -1)
+    g = torch.Generator().manual_seed(0)
+    T = [
+        torch.randn(p, shape[0], generator=g, dtype=F64),
+        torch.randn(4, shape[1], generator=g, dtype=F64),
+    ]
+    Td = kron_dense(T)
+    dense = ((Td @ (s.mT @ s)) * Td).sum(-1).reshape(p, 4)
+    whole = kr.test_variance(T, chunk=p)
+    torch.testing.assert_close(whole, dense, rtol=1e-11, atol=1e-14)
+    for chunk in (1, 2, 3, p - 1, p + 1, 16):
+        got = kr.test_variance(T, chunk=chunk)
+        assert got.shape == (p, 4) and got.dtype == F64
+        torch.testing.assert_close(got, whole, rtol=1e-13, atol=1e-15, msg=f"chunk={chunk}")
+
+
 def test_objective_checks_the_shapes_it_used_to_broadcast():
     shape = (5, 6)
     _, _, op, fac, f, gb = _setup(shape, 0)

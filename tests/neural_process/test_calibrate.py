@@ -178,3 +178,25 @@ def test_raw_field_coverage_is_at_the_requested_level():
         assert out["coverage_field_raw"] != pytest.approx(
             float((err.abs() <= 2 * sd).double().mean())
         )
+
+
+def test_calibration_and_evaluation_in_batches_equal_one_batch():
+    """``calibrate`` and ``evaluate_poisson`` take the instances ``batch`` at a time (default
+    250, above the tests' sets): batches of 3 (3 + 3 + 1), 6 (6 + 1) and 8 give the scales
+    and metrics of one batch of all 7 instances, the field and parameter passes alike."""
+    m = tiny_rgnp(dtype=torch.float64)
+    m.fit(steps=1, progress=False)
+    val = poisson_test_set(7, seed=4, n_nodes=21)
+    args = (val["x"], val["u"], val["z"], val["w"])
+    whole = m.calibrate(*args, batch=7)
+    metrics = evaluate_poisson(m, val, batch=7)
+    assert whole["parameters"] != 1.0 and whole["field"] != 1.0
+    for batch in (3, 6, 8):
+        got = m.calibrate(*args, batch=batch)
+        assert got.keys() == whole.keys()
+        for key, value in whole.items():
+            assert got[key] == pytest.approx(value, rel=1e-12, abs=0), (batch, key)
+        ev = evaluate_poisson(m, val, batch=batch)
+        assert ev.keys() == metrics.keys()
+        for key, value in metrics.items():
+            assert ev[key] == pytest.approx(value, rel=1e-12, abs=1e-15, nan_ok=True), (batch, key)

@@ -619,12 +619,9 @@ def test_field_posterior_draws_are_the_per_draw_cg_solutions():
         torch.testing.assert_close(root[:, k], d[sl], rtol=1e-8, atol=1e-10)
 
 
-def test_theta_covariance_solves_every_parameter_in_one_cg(monkeypatch):
-    """The ``p`` Schur solves are the columns of one CG (a loop of ``p`` solves paid the graph
-    overhead ``p`` times: 39 s of a 90 s joint glioma fit); the marginal is the exact one."""
-    import bayesphys.odil.laplace as laplace
-
-    n, g = 16, torch.Generator().manual_seed(3)
+def _trend_problem(n: int = 16):
+    """A field ``u [n]`` plus a quadratic trend of three parameters, Gaussian throughout."""
+    g = torch.Generator().manual_seed(3)
     y = torch.randn(n, generator=g, dtype=torch.float64)
     t = torch.linspace(0, 1, n, dtype=torch.float64)
 
@@ -639,6 +636,16 @@ def test_theta_covariance_solves_every_parameter_in_one_cg(monkeypatch):
 
     prob = DiscreteProblem({"u": (n,)}, {"a": 0.0, "b": 0.0, "c": 0.0}, res)
     x, _ = minimize(prob, method="gn", steps=1, linear_solver="cg", cg_tol=1e-13)
+    return prob, x
+
+
+def test_theta_covariance_solves_every_parameter_in_one_cg(monkeypatch):
+    """The ``p`` Schur solves are the columns of one CG (a loop of ``p`` solves paid the graph
+    overhead ``p`` times: 39 s of a 90 s joint glioma fit); the marginal is the exact one."""
+    import bayesphys.odil.laplace as laplace
+
+    prob, x = _trend_problem()
+    n = 16
     calls = []
     real_cg = laplace.cg
     monkeypatch.setattr(laplace, "cg", lambda *a, **k: calls.append(a[1].shape) or real_cg(*a, **k))
@@ -647,6 +654,43 @@ def test_theta_covariance_solves_every_parameter_in_one_cg(monkeypatch):
     exact = torch.linalg.inv(dense_gn_matrix(prob, x))[n:, n:]
     assert torch.allclose(cov, exact, rtol=1e-8)
     assert len(info["cg_iters"]) == 3 and max(info["cg_residuals"]) <= 1e-12
+
+
+@pytest.mark.parametrize("block", [1, 2])
+def test_theta_covariance_in_blocks_of_columns_equals_one_solve(monkeypatch, block):
+    """The Schur columns are solved ``_DRAW_BLOCK`` at a time (the other tests' three
+    parameters fit one block of 16): blocks of 1 and of 2 (a last partial block) give the
+    one-solve marginal and the exact one, and a residual per column."""
+    import bayesphys.odil.laplace as laplace
+
+    prob, x = _trend_problem()
+    whole, _ = theta_covariance(prob, x, ["a", "b", "c"], cg_tol=1e-13)
+    calls = []
+    real_cg = laplace.cg
+    monkeypatch.setattr(laplace, "cg", lambda *a, **k: calls.append(a[1].shape) or real_cg(*a, **k))
+    monkeypatch.setattr(laplace, "_DRAW_BLOCK", block)
+    cov, info = theta_covariance(prob, x, ["a", "b", "c"], cg_tol=1e-13)
+    assert calls == [(16, block)] * (3 // block) + [(16, 3 % block)] * (3 % block > 0)
+    torch.testing.assert_close(cov, whole, rtol=1e-10, atol=0)
+    exact = torch.linalg.inv(dense_gn_matrix(prob, x))[16:, 16:]
+    torch.testing.assert_close(cov, exact, rtol=1e-9, atol=0)
+    assert len(info["cg_residuals"]) == 3 and max(info["cg_residuals"]) <= 1e-13
+
+
+@pytest.mark.parametrize("block", [1, 3, 7, 8])
+def test_field_posterior_draws_do_not_depend_on_the_block_of_columns(monkeypatch, block):
+    """The K = 8 pathwise draws are solved ``_DRAW_BLOCK`` columns at a time: their noise is
+    drawn before the blocks, so blocks of 1, 3, 7 (last partial blocks) and 8 give the
+    draws of one block (default 16) to the CG tolerance, in the same order."""
+    import bayesphys.odil.laplace as laplace
+
+    prob, x = _trend_problem()
+    kw = dict(dense_max=0, num_draws=8, cg_tol=1e-13, seed=5)
+    whole = field_posterior(prob, x, "u", **kw).covariance._linear_op.root.to_dense()
+    monkeypatch.setattr(laplace, "_DRAW_BLOCK", block)
+    got = field_posterior(prob, x, "u", **kw).covariance._linear_op.root.to_dense()
+    assert got.shape == whole.shape == (16, 8)
+    torch.testing.assert_close(got, whole, rtol=1e-9, atol=1e-11 * float(whole.abs().max()))
 
 
 def test_batched_products_rowwise_on_cpu_equal_the_batched_pass(monkeypatch):

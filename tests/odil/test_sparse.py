@@ -133,6 +133,42 @@ def test_coloured_jacobian_with_two_fields_and_a_vector_parameter(shape):
     assert torch.allclose(torch.as_tensor(jac.toarray()), dense, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("chunk", [1, 2, 5, 10, 11, 12])
+def test_colours_probed_in_chunks_give_the_same_jacobian(monkeypatch, chunk):
+    """The colours are probed ``_CHUNK`` (64) at a time: with 11 colours, chunks of 1, 2, 5,
+    C - 1 (last partial chunks), C and C + 1 assemble the Jacobian of one call, entry for
+    entry, and the dense one."""
+    import bayesphys.odil.sparse as sparse
+    from bayesphys.odil import laplacian
+
+    def res(f, p):
+        u, v, a = f["u"], f["v"], p["a"]
+        return {
+            "u": laplacian(u, [0.5]) - a[0] * u * v + a[1],
+            "v": v - torch.roll(u, 1, dims=0) * a[2],
+            "prior": a - 1.0,
+        }
+
+    prob = DiscreteProblem({"u": (7,), "v": (7,)}, {"a": torch.tensor([0.3, -0.2, 1.5])}, res)
+    x = torch.randn(prob.n, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    r, jv, _ = jvp_vjp(prob.residual, x)
+    cj = ColouredJacobian(prob, 1)
+    assert cj.num_colours == 11
+    whole = cj(jv, r.numel()).toarray()
+    monkeypatch.setattr(sparse, "_CHUNK", chunk)
+    batches = []
+    monkeypatch.setattr(
+        sparse,
+        "_products",
+        lambda jv, t, real=sparse._products: batches.append(len(t)) or real(jv, t),
+    )
+    got = ColouredJacobian(prob, 1)(jv, r.numel()).toarray()
+    assert batches == [3 * min(chunk, 11 - lo) for lo in range(0, 11, chunk)]
+    assert (got == whole).all()
+    dense = dense_jacobian(prob.residual, x)
+    assert torch.allclose(torch.as_tensor(got), dense, rtol=1e-12, atol=1e-12)
+
+
 def _assembled(prob, x, radius, rows=None):
     """The colouring and the assembled Jacobian (its ``rows`` only, when given) as a tensor."""
     r, jv, _ = jvp_vjp(prob.residual, x)

@@ -303,6 +303,50 @@ def test_a_per_slice_sigma_g_array_is_taken_chunked_as_unchunked(monkeypatch):
         )
 
 
+@pytest.mark.parametrize("per_chunk", [1, 4, 5])
+@pytest.mark.parametrize("sigma_g", ["zero", "broadcast", "0d", "relative"])
+def test_chunks_that_leave_a_partial_last_chunk_give_the_whole_update(
+    monkeypatch, per_chunk, sigma_g
+):
+    """Six slices a chunk of 1, 4 or 5 at a time (4 and 5 leave a last partial chunk; the
+    other chunk tests use 2, which divides 6): the mean, covariance and draws of the whole
+    update, with sigma_g a number, a per-slice tensor broadcast over the functions with some
+    slices in the limit, a 0-d tensor, or relative."""
+    import bayesphys.probconserv.mixture_update as mu_mod
+
+    nx = 7
+    mu, var, x, mass = _draws(4, (2, 3), nx, seed=13)
+    sg = {
+        "zero": 0.0,
+        "broadcast": torch.tensor([[[0.0], [0.3], [0.0]]], dtype=F64),  # [1, 3, 1]
+        "0d": torch.tensor(0.2, dtype=F64),
+        "relative": 0.4,
+    }[sigma_g]
+    kw = dict(relative=sigma_g == "relative", spread_scale=0.7)
+    whole = conserve_latent_mixture(mu, var, x, mass[0], sg, **kw)  # mass [3] broadcast
+    monkeypatch.setattr(mu_mod, "_CHUNK_BYTES", per_chunk * nx * nx * 8)
+    post = conserve_latent_mixture(mu, var, x, mass[0], sg, **kw)
+    assert post.batch_shape == (2, 3) and post.covariance.shape == (2, 3, nx, nx)
+    torch.testing.assert_close(post.mean, whole.mean, rtol=0, atol=1e-13)
+    torch.testing.assert_close(
+        post.covariance.to_dense(), whole.covariance.to_dense(), rtol=0, atol=1e-13
+    )
+    draws, ref = (
+        p.sample((20,), generator=torch.Generator().manual_seed(1)) for p in (post, whole)
+    )
+    torch.testing.assert_close(draws, ref, rtol=0, atol=1e-12)
+    if sigma_g != "relative":  # each slice also equals that slice updated alone
+        for i, j in ((0, 0), (1, 2)):
+            s_ij = sg if isinstance(sg, float) else sg.broadcast_to(2, 3, 1)[i, j]
+            one = conserve_latent_mixture(
+                mu[:, i, j][:, None], var[:, i, j][:, None], x, mass[0, j : j + 1], s_ij, **kw
+            )
+            torch.testing.assert_close(post.mean[i, j], one.mean[0], rtol=0, atol=1e-13)
+            torch.testing.assert_close(
+                post.covariance.to_dense()[i, j], one.covariance.to_dense()[0], rtol=0, atol=1e-13
+            )
+
+
 def test_dense_mixture_beyond_memory_is_refused_before_the_updates(
     memory_limit, no_dense_allocation
 ):

@@ -109,6 +109,28 @@ def test_particles_conserve_the_centroid_and_repel():
     )
 
 
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+def test_particles_simulated_64_populations_at_a_time_move_as_each_alone(dtype):
+    """The populations are integrated 64 at a time: 63, 64, 65 and 129 populations (a last
+    block of one) give each population's own trajectory, in order and in ``dtype``; the
+    initial positions are left as they were."""
+    g = torch.Generator().manual_seed(5)
+    x0 = torch.randn(129, 5, 2, generator=g, dtype=F64) * 1.5
+    kept = x0.clone()
+    # reference: blocks of at most 10 populations, each under the 64 of one block, and some
+    # populations alone
+    alone = torch.cat([_simulate_particles(x, 3, 1.0, 2.0, 0.5, dtype) for x in x0.split(10)])
+    for i in (0, 63, 64, 128):
+        one = _simulate_particles(x0[i : i + 1], 3, 1.0, 2.0, 0.5, dtype)[0]
+        torch.testing.assert_close(alone[i], one, rtol=1e-13, atol=1e-13 if dtype == F64 else 1e-5)
+    for p in (63, 64, 65, 129):
+        got = _simulate_particles(x0[:p], 3, 1.0, 2.0, 0.5, dtype)
+        assert got.shape == (p, 5, 2) and got.dtype == dtype
+        tol = 1e-13 if dtype == F64 else 1e-5
+        torch.testing.assert_close(got, alone[:p], rtol=tol, atol=tol, msg=f"{p} populations")
+    assert torch.equal(x0, kept)
+
+
 def test_particle_rk4_converges_at_fourth_order():
     g = torch.Generator().manual_seed(2)
     x0 = torch.randn(2, 32, 2, generator=g, dtype=F64)
