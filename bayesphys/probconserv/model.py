@@ -275,11 +275,13 @@ class ProbConserv:
         mass=None,
         use_mass: bool = True,
         caller: str = "step1",
+        sizes: str = "t/x",
     ) -> GaussianPosterior:
         """Step 1 with the calibration of ``stage`` (``"prior"``, ``"post"`` or ``"raw"``);
         ``mass [B, nt]`` (default: analytic) feeds a parameter-conditional scale;
         ``use_mass=False``: a calibration that never sees the mass (unconstrained baselines).
-        ``caller``: the public method, named by the other-grid warning."""
+        ``caller``: the public method, named by the other-grid warning; ``sizes``: the
+        caller's arguments that size the problem, named by a memory refusal."""
         return step1_posterior(
             self,
             context,
@@ -290,6 +292,7 @@ class ProbConserv:
             mass=mass,
             use_mass=use_mass,
             caller=caller,
+            sizes=sizes,
         )
 
     def mass_discrepancy(
