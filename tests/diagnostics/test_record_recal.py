@@ -592,3 +592,15 @@ def test_recalibration_is_fitted_on_the_simulations_of_seed_plus_1000():
         held_out = simulate_and_infer(toy, infer, n_sims=30, seed=fit_seed, **kw)
         want = fit_record_recalibration(held_out, "affine").apply(rec)
         assert torch.equal(rows[0]["result"].record.draws, want.draws)
+
+
+@pytest.mark.parametrize("method", ["zscore", "affine", "shape", "quantile"])
+def test_a_record_of_one_simulation_is_refused_and_two_are_fitted(method):
+    """As documented (N >= 2 held-out simulations), a record of one simulation is refused by
+    the record's own check whatever the method, and one of two is fitted."""
+    rec = _record(0.0, 0.5, n=2, draws=9, seed=5)
+    one = SimulationRecord(names=rec.names, truth=rec.truth[:1], draws=rec.draws[:1])
+    with pytest.raises(ValueError, match=r"^record: expected at least 2 simulations, received 1$"):
+        fit_record_recalibration(one, method)
+    out = fit_record_recalibration(rec, method).apply(rec)
+    assert out.draws.shape == rec.draws.shape and bool(torch.isfinite(out.draws).all())
