@@ -201,7 +201,10 @@ class ProbConserv:
         Under ``torchrun`` (``W > 1`` ranks) the fit is data-parallel: each rank draws its own
         batch and the gradients are averaged (:class:`~bayesphys.distributed.GradientSync`).
         A second call continues from the current weights and batch stream (``steps_done``)
-        with a fresh Adam and a fresh cosine schedule over its own ``steps``.
+        with a fresh Adam and a fresh cosine schedule over its own ``steps``. A non-finite
+        loss, or an update that leaves Adam's state non-finite, stops the fit as a divergence
+        and restores the last good weights: those before the last recorded step's update,
+        which ``steps_done`` then no longer counts.
 
         ``callback(model, step)`` runs after the update of every ``callback_every``-th step
         of this call (its steps ``c, 2c, ...`` up to ``steps``, ``c = callback_every``; not
