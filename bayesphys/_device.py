@@ -195,7 +195,9 @@ def _stream_device(device: Any) -> torch.device:
     """The device whose random stream :func:`seeded`, :func:`streams_kept` and
     :func:`make_generator` use: ``device`` as :func:`_checked_device` reads it, ``None`` the
     CPU (as for a model, :func:`model_device`; it failed with an ``AttributeError`` on
-    ``None`` or torch's argument list)."""
+    ``None`` or torch's argument list). Not :func:`model_device`: a :class:`torch.device` of
+    another type (``meta``, ``xpu``) passes unchecked, since only a CUDA device has a stream
+    of its own here, whereas a model refuses to be placed there."""
     dev = _checked_device(device)
     return torch.device("cpu") if dev is None else dev
 

@@ -307,6 +307,29 @@ def test_rebuilding_names_the_file_and_passes_other_errors(tmp_path):
         GPPDESolver.load(gp.save(path), device="tpu")
 
 
+def test_rebuilding_passes_the_text_of_a_plain_valueerror_only(tmp_path):
+    """A plain ValueError is a check's own message naming the value, kept as it is; a library's
+    ValueError subclass (a decode or JSON error of a damaged entry) names no argument, so it
+    is reported as an entry that does not rebuild the model, with its type."""
+    import json
+
+    from bayesphys._checkpoint import rebuilding
+
+    path = tmp_path / "m.pt"
+    for raise_it, kind in (
+        (lambda: b"\xff".decode("utf-8"), "UnicodeDecodeError"),
+        (lambda: json.loads("{"), "JSONDecodeError"),
+    ):
+        with pytest.raises(
+            ValueError,
+            match=rf"^path: {re.escape(str(path))}: its entries do not rebuild a 'toy' model "
+            rf"\({kind}: .*\); the file is damaged",
+        ) as info:
+            with rebuilding(path, "toy"):
+                raise_it()
+        assert type(info.value.__cause__).__name__ == kind
+
+
 def test_a_refused_save_removes_the_folders_it_made(tmp_path):
     """A save refused after the folders for the file were made (a value the loader could
     not read back) left them behind, empty; a folder that existed before stays."""

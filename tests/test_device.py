@@ -107,6 +107,28 @@ def test_device_none_is_the_cpu_for_the_seeded_streams():
         pass
 
 
+def test_stream_device_is_not_model_device_for_other_device_objects():
+    """The seeded streams take a torch.device of any type (only CUDA has its own stream:
+    a model held on 'meta' to stand in for one is seeded on the CPU streams), where a model
+    refuses to be placed: the two helpers differ, and merging them would refuse seeding."""
+    from bayesphys._device import _stream_device, model_device, streams_kept
+
+    meta = torch.device("meta")
+    assert _stream_device(meta) == meta
+    with pytest.raises(ValueError, match="'meta' tensors hold no values"):
+        model_device(meta)
+    before = torch.get_rng_state()
+    with seeded(4, meta):
+        got = torch.rand(3)
+    with streams_kept(meta):
+        torch.rand(2)
+    assert torch.equal(before, torch.get_rng_state())
+    with seeded(4, "cpu"):
+        assert torch.equal(got, torch.rand(3))
+    for d in (None, "auto", "cpu", torch.device("cpu")):  # where both read a device
+        assert _stream_device(d) == model_device(d)
+
+
 def test_as_tensor_checks():
     t = as_tensor("y", [1.0, 2.0], dtype=torch.float64, ndim=1)
     assert t.dtype is torch.float64

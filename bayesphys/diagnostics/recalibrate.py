@@ -342,15 +342,19 @@ class Recalibrator:
 
     def _fitted_pits(self, what: str) -> Tensor:
         """The sorted held-out PITs ``[P]`` of a fitted quantile map; ``ValueError`` naming
-        ``what`` for a variance-scaling map (it has no PIT map) or an unfitted one (both read
-        ``None`` and failed with an ``AttributeError``)."""
+        ``what`` (the method called) for a variance-scaling map (it has no PIT map) or an
+        unfitted one (both read ``None`` and failed with an ``AttributeError``)."""
         if self.method != "quantile":
             raise ValueError(
                 f"{what}: the PIT map of the quantile method; this is a {self.method!r} map "
                 f"(variance scaling by {self.scale})"
             )
         if self.pits is None:
-            raise ValueError("pits: this quantile map was never fitted (use Recalibrator.fit)")
+            raise ValueError(
+                f"{what}: this quantile map was never fitted (it holds no held-out PITs); build "
+                "it with Recalibrator.fit(posteriors, truths), or with Recalibrator('quantile', "
+                "pits=...) from PITs of held-out problems"
+            )
         return self.pits
 
     def r_inverse(self, q: Tensor) -> Tensor:
@@ -360,7 +364,7 @@ class Recalibrator:
         (:math:`E[R_{\rm true}(p_{(k)})] = k/(P+1)` for any continuous PIT law, so the mapped
         quantiles carry no :math:`O(1/P)` bias), constant beyond the extreme PITs, clamped to
         the grid."""
-        pits = self._fitted_pits("r_inverse").to(q)
+        pits = self._fitted_pits("Recalibrator.r_inverse").to(q)
         n = pits.numel()
         pos = (q.clamp(0, 1) * (n + 1) - 1).flatten().clamp(0, n - 1)
         lo = pos.floor().long().clamp(0, n - 1)
@@ -380,7 +384,7 @@ class Recalibrator:
         a run of tied PITs takes the rank of its last one).
         (The step empirical CDF :math:`\#\{k: p_{(k)} \le p\}/P` was not the inverse of the
         map applied: :math:`R(R^{-1}(0.2)) = 0.25` for PITs 0.1, 0.3, 0.6, 0.9.)"""
-        pits = self._fitted_pits("r_forward").to(p)
+        pits = self._fitted_pits("Recalibrator.r_forward").to(p)
         n = pits.numel()
         ends = pits.new_tensor([0.0, 1.0])
         xp = torch.cat([ends[:1], pits, ends[1:]])
@@ -395,7 +399,10 @@ class Recalibrator:
 
     # -- application ---------------------------------------------------------------------------
     def wrap(self, posterior: Posterior) -> RecalibratedPosterior:
-        """The recalibrated posterior of ``posterior``."""
+        """The recalibrated posterior of ``posterior``; an unfitted quantile map is a
+        ``ValueError`` naming ``Recalibrator.wrap``."""
+        if self.method == "quantile":
+            self._fitted_pits("Recalibrator.wrap")
         return RecalibratedPosterior(posterior, self)
 
     def evaluate(
@@ -426,6 +433,8 @@ class Recalibrator:
         truths = _check_pairs(posteriors, truths)
         levels = _check_levels(levels)
         seed = check_seed("seed", seed)
+        if self.method == "quantile":  # before the uncalibrated curves, not after them
+            self._fitted_pits("Recalibrator.evaluate")
 
         def curve(p: Posterior, t: Tensor, recal: bool, gen: torch.Generator) -> Tensor:
             if not isinstance(p, SamplePosterior):

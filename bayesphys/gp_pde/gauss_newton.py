@@ -100,7 +100,8 @@ class GaussNewtonKronSolve:
 
     ``factors`` from :func:`~.operator.with_eigen` (real eigenbasis: even orders, any number of
     dimensions for the products; the preconditioner needs 1-D or 2-D, as :class:`~.solve.KronSolve`);
-    ``op.cubic`` must be true; ``tau2`` :math:`>0`, ``gamma`` :math:`>0`. ``solve(f, g, u0=...)``
+    ``op.cubic`` must be true; ``tau2`` :math:`>0`, ``gamma`` :math:`>0` (numbers or 0-d
+    tensors). ``solve(f, g, u0=...)``
     with ``f`` ``[n_1..n_d]`` and ``g`` ``[N_b]`` returns ``U`` ``[n_1..n_d]`` and records
     ``iterations`` (Gauss-Newton steps), ``cg_iters`` (total CG iterations), ``objective``
     (:math:`\mathcal J` per iterate, non-increasing up to round-off), ``step_norms`` (relative steps),
@@ -115,8 +116,8 @@ class GaussNewtonKronSolve:
         self,
         factors: list[Factor],
         op: LinearPDEOperator,
-        tau2: float,
-        gamma: float,
+        tau2: Tensor | float,
+        gamma: Tensor | float,
         *,
         max_iter: int = 50,
         tol: float = 1e-10,

@@ -108,8 +108,8 @@ class PicardKronSolve:
     r"""Fixed point of the shifted Picard map for :math:`\mathcal A U + U^3 = f` (see module docstring).
 
     ``factors`` from :func:`~.operator.with_eigen` (1-D or 2-D, even orders); ``op.cubic`` must
-    be true; ``tau2``, ``gamma``: finite numbers ``>= 0``. ``solve(f, g, u0=...)`` with ``f``
-    ``[n_1..n_d]`` and ``g`` ``[N_b]`` (finite) returns ``U`` ``[n_1..n_d]`` and records
+    be true; ``tau2``, ``gamma``: finite numbers (or 0-d tensors) ``>= 0``. ``solve(f, g,
+    u0=...)`` with ``f`` ``[n_1..n_d]`` and ``g`` ``[N_b]`` (finite) returns ``U`` ``[n_1..n_d]`` and records
     ``iterations``, ``step_norms`` (relative update sizes), ``converged`` and ``stop_reason``
     (as :class:`~.gauss_newton.GaussNewtonKronSolve`): ``converged`` is true only when the
     iteration met its own stopping rule (a relative update :math:`\le` ``tol``, or with
@@ -123,8 +123,8 @@ class PicardKronSolve:
         self,
         factors: list[Factor],
         op: LinearPDEOperator,
-        tau2: float,
-        gamma: float,
+        tau2: Tensor | float,
+        gamma: Tensor | float,
         *,
         shift: float | None = None,
         max_iter: int = 100,

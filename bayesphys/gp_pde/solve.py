@@ -194,15 +194,15 @@ class DenseSolve:
         self,
         f: Tensor,
         g: Tensor,
-        tau2: float,
-        gamma: float,
+        tau2: Tensor | float,
+        gamma: Tensor | float,
         *,
         u0: Tensor | None = None,
         iters: int = 30,
         tol: float = 1e-12,
     ) -> Tensor:
         r"""Minimiser ``U [n_1..n_d]`` of :math:`\mathcal J` at :math:`\tau_2 =` ``tau2`` and
-        :math:`\gamma = \lambda_b\tau_1 =` ``gamma``.
+        :math:`\gamma = \lambda_b\tau_1 =` ``gamma`` (numbers or 0-d tensors, ``>= 0``).
 
         ``f [n_1..n_d]`` (or flat ``[M]``): the source on the grid; ``g [N_b]``: the boundary
         values in face order. Householder QR of the stacked system (stable for huge ``tau2``).
@@ -241,7 +241,7 @@ class DenseSolve:
                 break
         return u.reshape(self.shape)
 
-    def linearise(self, u: Tensor, tau2: float, gamma: float) -> Tensor:
+    def linearise(self, u: Tensor, tau2: Tensor | float, gamma: Tensor | float) -> Tensor:
         r"""Factorise the posterior precision :math:`P = Z^\top Z` at ``u`` ``[n_1..n_d]`` without
         solving (cubic operators: Jacobian :math:`\mathcal A + \mathrm{diag}(3U^2)`; linear: the
         factor of :meth:`solve`, bit for bit); returns ``u``. For :meth:`cov_u`, :meth:`sample_u`.

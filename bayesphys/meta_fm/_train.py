@@ -30,7 +30,16 @@ from .._stack import user_stacklevel
 from .._time_budget import TimeBudget
 from ..problems.populations import PopulationPairs
 from .config import MFMConfig
-from .coupling import FullPlan, cfm_loss, couple, interpolate, sample_plan_partners
+from .coupling import (
+    FullPlan,
+    cfm_loss,
+    check_full_plan_memory,
+    check_pairing_memory,
+    couple,
+    interpolate,
+    sample_plan_partners,
+)
+from .embedding import check_knn_memory
 
 __all__ = [
     "SPREAD_RATIO_WARN",
@@ -38,6 +47,7 @@ __all__ = [
     "OFFSET_ROUNDING_WARN",
     "warn_far_from_origin",
     "normalization",
+    "check_fit_memory",
     "batch_stream",
     "subsample",
     "draw_batch",
@@ -122,6 +132,39 @@ def normalization(data: PopulationPairs) -> tuple[Tensor, Tensor]:
     warn_unequal_spreads(allx.std(0))
     scale = (allx - mean).std(0).mean()
     return mean, torch.where(scale > 0, scale, torch.ones_like(scale))
+
+
+def check_fit_memory(
+    data: PopulationPairs,
+    rows: list[int],
+    config: MFMConfig,
+    coupling: str,
+    *,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> None:
+    """Refuse, before the first step, a fit on ``data`` (the training pairs, pair ``k`` being
+    the user's pair ``rows[k]``) whose dense arrays cannot fit in memory, naming what the
+    user set: ``points`` for the MFM embedding's kNN graphs (a step embeds the subsamples of
+    up to ``pops_per_step`` populations ``[pops_per_step, points, points]`` together, a source
+    of fewer points alone and whole) and for the minibatch plans of ``coupling="ot"``
+    (``points x points``); ``data.source[i]/data.target[i]`` for the whole-population plans
+    of ``"ot_full"``. The helpers check the same sizes again, under their own argument names."""
+    cfg = config
+    if cfg.method == "MFM":
+        largest = max(s.shape[0] for s in data.source)
+        batch, n = (cfg.pops_per_step, cfg.points) if largest >= cfg.points else (1, largest)
+        alternative = (
+            "embed a subsample of fewer points (the config's points) or fewer populations a "
+            "step (pops_per_step)"
+        )
+        check_knn_memory("points", batch, n, dtype, device, alternative)
+    if coupling == "ot":
+        check_pairing_memory("points", cfg.points, cfg.points)
+    elif coupling == "ot_full":
+        for k, (a, b) in enumerate(zip(data.source, data.target)):
+            i = rows[k]
+            check_full_plan_memory(f"data.source[{i}]/data.target[{i}]", a.shape[0], b.shape[0])
 
 
 def batch_stream(seed: int | None) -> torch.Generator:

@@ -22,6 +22,7 @@ __all__ = [
     "as_list",
     "check_condition_ids",
     "training_split",
+    "training_rows",
     "check_source_ids",
 ]
 
@@ -253,6 +254,14 @@ def training_split(data: PopulationPairs) -> PopulationPairs:
     if len(train) == 0:
         raise ValueError("data.splits['train']: expected at least one training pair, received none")
     return train
+
+
+def training_rows(data: PopulationPairs) -> list[int]:
+    """The index in ``data`` of each pair of :func:`training_split` ``(data)`` (for messages
+    that name the user's pair ``data.source[i]``)."""
+    if "train" in data.splits:
+        return [int(i) for i in data.splits["train"]]
+    return list(range(len(data)))
 
 
 def check_source_ids(source_ids: Any, p: int, method: str) -> list[int | None] | None:

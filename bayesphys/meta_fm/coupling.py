@@ -56,6 +56,23 @@ def _check_plan_memory(name: str, n: int, m: int, alternative: str) -> None:
     )
 
 
+def check_pairing_memory(name: str, n: int, m: int) -> None:
+    """Refuse (``MemoryError`` naming ``name``, the argument that sets the sizes) the exact
+    minibatch plan of :func:`ot_pairing` between ``n`` and ``m`` points when it cannot fit."""
+    alternative = "pair fewer points at a time (the config's points) or use coupling='index'"
+    _check_plan_memory(name, n, m, alternative)
+
+
+def check_full_plan_memory(name: str, n: int, m: int) -> None:
+    """Refuse (``MemoryError`` naming ``name``) the exact plan of :func:`full_ot_plans`
+    between whole populations of ``n`` and ``m`` points when it cannot fit."""
+    alternative = (
+        "use coupling='ot' (exact OT between minibatches of the config's points) or 'index', "
+        "or subsample the populations"
+    )
+    _check_plan_memory(name, n, m, alternative)
+
+
 def _check_cpu_generator(generator: torch.Generator | None) -> None:
     """The pairs are drawn on the CPU (POT's plans are CPU arrays), whatever the device of
     the points: ``generator`` must be ``None`` or a CPU generator."""
@@ -83,12 +100,7 @@ def ot_pairing(
 
     check_cloud_pair("x0", x0, "x1", x1)
     _check_cpu_generator(generator)
-    _check_plan_memory(
-        "x0/x1",
-        x0.shape[0],
-        x1.shape[0],
-        "pair fewer points at a time (the config's points) or use coupling='index'",
-    )
+    check_pairing_memory("x0/x1", x0.shape[0], x1.shape[0])
     a = x0.detach().to("cpu", torch.float64).numpy()
     b = x1.detach().to("cpu", torch.float64).numpy()
     cost = ot.dist(a, b)  # squared Euclidean
@@ -128,13 +140,7 @@ def full_ot_plans(sources: Sequence[Tensor], targets: Sequence[Tensor]) -> list[
         check_cloud_pair(f"sources[{i}]", a, f"targets[{i}]", b)
         # every pair before the first solve: a large population late in the list failed after
         # the plans of all those before it
-        _check_plan_memory(
-            f"sources[{i}]/targets[{i}]",
-            a.shape[0],
-            b.shape[0],
-            "use coupling='ot' (exact OT between minibatches of the config's points) or "
-            "'index', or subsample the populations",
-        )
+        check_full_plan_memory(f"sources[{i}]/targets[{i}]", a.shape[0], b.shape[0])
     plans = []
     for a, b in zip(sources, targets):
         a64 = a.detach().to("cpu", torch.float64).numpy()

@@ -34,6 +34,35 @@ from .._device import check_finite, check_module_dtype
 __all__ = ["knn_adjacency", "normalized_adjacency", "DenseGCN", "PopulationEmbedding"]
 
 
+#: what to do when a kNN graph cannot fit in memory
+_KNN_ALTERNATIVE = (
+    "embed a subsample of fewer points (the config's points, or MetaFlowMatching.embed(points=...))"
+)
+
+
+def check_knn_memory(
+    name: str,
+    batch: int,
+    n: int,
+    dtype: torch.dtype,
+    device: torch.device | str | None,
+    alternative: str = _KNN_ALTERNATIVE,
+) -> None:
+    """Refuse (``MemoryError`` naming ``name``, the argument that sets the size; a warning
+    above half the memory) the kNN graphs of ``batch`` populations of ``n`` points in
+    ``dtype`` on ``device`` (:func:`knn_adjacency`) when they cannot fit: the distances, their
+    masked copy and the adjacency ``[batch, n, n]``, and the bool mask ``[n, n]``."""
+    size = torch.empty((), dtype=dtype).element_size()
+    check_dense_memory(
+        name,
+        batch * n * n * 3 * size + n * n,
+        what=f"the kNN graph of {batch} population(s) of {n} points (dense [{n}, {n}] "
+        f"distances and adjacency, {dtype})",
+        alternative=alternative,
+        device=device,
+    )
+
+
 def knn_adjacency(x: Tensor, k: int) -> Tensor:
     r"""Dense kNN adjacency ``A [*, n, n]`` for points ``x [*, n, d]``.
 
@@ -58,17 +87,7 @@ def knn_adjacency(x: Tensor, k: int) -> Tensor:
         raise ValueError(
             f"x: expected a population of at least 2 points, received shape {tuple(x.shape)}"
         )
-    batch = math.prod(x.shape[:-2])
-    # the distances, their masked copy and the adjacency [*, n, n], and the bool mask [n, n]
-    check_dense_memory(
-        "x",
-        batch * n * n * 3 * x.element_size() + n * n,
-        what=f"the kNN graph of {batch} population(s) of {n} points (dense [{n}, {n}] "
-        f"distances and adjacency, {x.dtype})",
-        alternative="embed a subsample of fewer points (the config's points, or "
-        "MetaFlowMatching.embed(points=...))",
-        device=x.device,
-    )
+    check_knn_memory("x", math.prod(x.shape[:-2]), n, x.dtype, x.device)
     kk = min(k, n - 1)
     d2 = torch.cdist(x, x)
     eye = torch.eye(n, dtype=torch.bool, device=x.device)

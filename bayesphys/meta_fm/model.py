@@ -69,13 +69,15 @@ from ._train import (
     FlowSteps,
     batch_loss,
     batch_stream,
+    check_fit_memory,
     draw_batch,
     normalization,
     warn_far_from_origin,
 )
-from ._validate import check_features, check_populations, check_source_ids
+from ._validate import check_features, check_populations, check_source_ids, training_rows
 from .config import MFMConfig
 from .coupling import FullPlan, full_ot_plans
+from .embedding import check_knn_memory
 
 __all__ = ["MetaFlowMatching"]
 
@@ -146,6 +148,9 @@ class MetaFlowMatching:
         self.data, self.paired, self.dim = settings.data, settings.paired, settings.dim
         self.num_treatments = settings.num_treatments
         self.condition_ids = settings.condition_ids
+        # the index in the given data of each stored training pair (self.data is their
+        # train split), for the refusals of fit() that name the user's data.source[i]
+        self._train_rows = None if data is None else training_rows(data)
         self._build()
         if self.data is not None:
             check_training_data(self.data, cfg, **self._built_for())
@@ -299,6 +304,7 @@ class MetaFlowMatching:
         if self.config.solver == "dopri5":  # before training, not at the first predict
             # after it (a saved dopri5 model still loads without it, and predicts with rk4)
             require("torchdiffeq", "torchdiffeq", "config.solver='dopri5' (or use 'rk4')")
+        stored = data is None
         data = self.data if data is None else data
         if data is None:
             raise ValueError(
@@ -308,7 +314,12 @@ class MetaFlowMatching:
         cfg = self.config
         # an MFMEnsemble gives the points warnings once for all its members (_points_warned)
         warn = not getattr(self, "_points_warned", False)
-        data = training_pairs(data, cfg, self.dim, warn_points=warn, **self._built_for())
+        given = data
+        data = training_pairs(given, cfg, self.dim, warn_points=warn, **self._built_for())
+        # the index in the user's data of each training pair (checked data: after the split)
+        rows = getattr(self, "_train_rows", None) if stored else None
+        rows = training_rows(given) if rows is None or len(rows) != len(data) else rows
+        check_fit_memory(data, rows, cfg, self.coupling, dtype=self.dtype, device=self.device)
         if cfg.normalize and self.steps_done == 0:
             # the frame the weights learn in: estimated before the first step only (a later fit,
             # e.g. fine-tuning on other pairs, keeps it)
@@ -389,6 +400,10 @@ class MetaFlowMatching:
         n = self.config.points if points is None else check_int("points", points, minimum=2)
         pops = check_populations("sources", sources, self.dim)
         feats = check_features("features", features, pops, self.config.node_features or 0)
+        # each population's graph is of at most n points (its subsample): named by points,
+        # not by the embedding's internal argument
+        largest = max(min(p.shape[0], n) for p in pops)
+        check_knn_memory("points", 1, largest, self.dtype, self.device)
         self._sync_embedding()
         embed, device, dtype = self.net["embed"], self.device, self.dtype
         return embed_populations(

@@ -22,9 +22,9 @@ from .._progress import progress_bar
 from .._time_budget import TimeBudget
 from .config import RGNPConfig
 from .forward import ForwardNet
-from .gicnet import GICNet
+from .gicnet import GICNet, check_kernel_memory
 
-__all__ = ["learning_rate", "qmc_prior", "layout_term", "run_chunks"]
+__all__ = ["learning_rate", "qmc_prior", "check_fit_memory", "layout_term", "run_chunks"]
 
 
 def learning_rate(config: RGNPConfig, step_count: int) -> float:
@@ -52,6 +52,30 @@ def qmc_prior(
     u = lo + (hi - lo) * eng.draw(n, dtype=torch.float64)
     u = u.to(dtype).to(device)
     return u[:, : p.dim_z], u[:, p.dim_z :]
+
+
+def check_fit_memory(
+    config: RGNPConfig, inverse_net: GICNet, dtype: torch.dtype, device: Any
+) -> None:
+    """Refuse, before the first step, a fit whose GICNet kernel weights cannot fit in memory,
+    naming the settings that size them: each step interpolates ``batch`` sets of
+    ``n_points`` points (the ELBO) and, with ``aug_weight > 0``, of up to ``max(aug_points)``
+    points (the layout term), with gradients (:func:`~.gicnet.check_kernel_memory`)."""
+    c = config
+    sizes = [("batch/n_points", c.n_points)]
+    if c.aug_weight > 0:
+        sizes.append(("batch/aug_points", max(c.aug_points)))
+    for name, n in sizes:
+        check_kernel_memory(
+            name,
+            inverse_net,
+            c.batch,
+            n,
+            dtype=dtype,
+            device=device,
+            copies=2,
+            alternative=f"use a smaller batch or fewer points a set ({name.split('/')[1]})",
+        )
 
 
 def layout_term(

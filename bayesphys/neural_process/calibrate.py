@@ -31,6 +31,7 @@ from torch import Tensor
 from .._checks import check_bool, check_int
 from .._device import as_tensor
 from .._posterior_args import _check_level
+from .gicnet import check_kernel_memory
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import RandomGridNP
@@ -161,6 +162,17 @@ def calibrate_variance(
                         f"x_inverse/u_inverse: expected [{ut.shape[0]}, M, dim_x] and "
                         f"[{ut.shape[0]}, M], received {tuple(xi.shape)}, {tuple(ui.shape)}"
                     )
+            # the sets of one call: named by the arguments that size them, not by GICNet's x
+            sets = "x" if x_inverse is None else "x_inverse"
+            check_kernel_memory(
+                f"{sets}/batch",
+                model.inverse_net,
+                min(batch, ui.shape[0]),
+                ui.shape[1],
+                dtype=model.dtype,
+                device=model.device,
+                alternative=f"use a smaller batch or fewer points in {sets}",
+            )
             pm, ps = [], []
             for i in range(0, ui.shape[0], batch):
                 q = model.parameter_posterior(

@@ -45,7 +45,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import LowRankMultivariateNormal
 
-from .._checks import check_bool, check_int, check_real
+from .._checks import check_bool, check_dense_memory, check_int, check_real
 from .._device import check_module_inputs
 from .._stack import user_stacklevel
 from .grids import check_box
@@ -100,6 +100,40 @@ def _mlp(sizes: list[int], last_act: bool = True) -> nn.Sequential:
         if last_act or i < len(sizes) - 2:
             layers.append(nn.SiLU())
     return nn.Sequential(*layers)
+
+
+#: what to do when the kernel weights of an interpolation cannot fit in memory
+_KERNEL_ALTERNATIVE = "pass fewer sets (B) or fewer points per set (N) at a time (a subsample)"
+
+
+def check_kernel_memory(
+    name: str,
+    net: GICNet | KernelInterpolation,
+    b: int,
+    n: int,
+    *,
+    dtype: torch.dtype,
+    device: torch.device | str | None,
+    copies: int = 1,
+    alternative: str = _KERNEL_ALTERNATIVE,
+) -> None:
+    """Refuse (``MemoryError`` naming ``name``, the argument that sets the sizes; a warning
+    above half the memory) the kernel interpolation of ``net`` (its ``P`` channels onto ``M``
+    latent nodes) of ``b`` sets of ``n`` points in ``dtype`` on ``device`` when it cannot
+    fit: ``copies`` dense kernel weights ``[B, P, M, N]`` (1 without gradients; 2 with the
+    backward's buffer; 4 through autograd's graph) and the squared distances ``[B, M, N]``
+    with two copies."""
+    kip = net.kip if isinstance(net, GICNet) else net
+    p, m = kip.log_ell.numel(), kip.grid.shape[0]
+    size = torch.empty((), dtype=dtype).element_size()
+    check_dense_memory(
+        name,
+        size * (copies * b * p * m * n + 3 * b * m * n),
+        what=f"the kernel interpolation of {b} set(s) of {n} points onto {m} latent nodes in "
+        f"{p} channels (dense [{b}, {p}, {m}, {n}] kernel weights, {dtype})",
+        alternative=alternative,
+        device=device,
+    )
 
 
 def _kernel_average(nd2: Tensor, inv: Tensor, feat: Tensor) -> tuple[Tensor, Tensor]:
@@ -196,7 +230,9 @@ class KernelInterpolation(nn.Module):
         :math:`\rho_j(g) = \frac1N\sum_i k_j(g, x_i)` ``[B, P, M]`` (a mean, not a sum, so it
         does not grow with ``N``): where it is small the interpolated value is an extrapolation.
         ``N >= 1``: an empty set has no kernel average (``ValueError``). The interpolation runs
-        in ``x``'s dtype: ``feat`` in another is a ``TypeError``.
+        in ``x``'s dtype: ``feat`` in another is a ``TypeError``. Its dense kernel weights
+        ``[B, P, M, N]`` that cannot fit on ``x``'s device are refused with a ``MemoryError``
+        naming ``x`` before the distances are computed (:func:`check_kernel_memory`).
         """
         bad = [n for n, t in (("x", x), ("feat", feat)) if not isinstance(t, Tensor)]
         if bad:
@@ -207,6 +243,12 @@ class KernelInterpolation(nn.Module):
             raise ValueError(
                 f"x: expected shape [B, N >= 1, {self.grid.shape[-1]}], received {tuple(x.shape)}"
             )
+        # the weights [B, P, M, N]: once without gradients, with the backward's buffer (the
+        # lean path) or autograd's intermediates (gradients in x) when they are recorded
+        copies = 1 if not torch.is_grad_enabled() else 4 if x.requires_grad else 2
+        check_kernel_memory(
+            "x", self, x.shape[0], x.shape[1], dtype=x.dtype, device=x.device, copies=copies
+        )
         d2 = torch.cdist(self.grid.to(x.dtype).expand(x.shape[0], -1, -1), x).pow(2)  # [B, M, N]
         inv = 0.5 / self.log_ell.exp().pow(2).to(x.dtype)  # [P]
         if x.requires_grad:  # gradients in x: autograd's graph
@@ -324,7 +366,8 @@ class GICNet(nn.Module):
         with ``B >= 1`` sets of ``N >= 1`` points (an empty set has no kernel average: every
         channel would read 0 / (0 + 1e-6), and the density channels 0 / 0), each a tensor in
         the network's dtype and on its device (another is a ``TypeError`` / ``ValueError``
-        naming the argument and both)."""
+        naming the argument and both). Kernel weights ``[B, channels, M, N]`` (``M`` latent
+        nodes) that cannot fit in memory are a ``MemoryError`` naming ``x``."""
         check_module_inputs("GICNet", self.out.weight, x=x, v=v, w=w)
         if v.ndim == 2:
             v = v.unsqueeze(-1)

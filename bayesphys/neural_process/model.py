@@ -74,7 +74,7 @@ from ._persist import (
     saved_problem,
 )
 from ._settings import built_fields, check_unchanged, model_config, net_dtype
-from ._train import layout_term, learning_rate, qmc_prior, run_chunks
+from ._train import check_fit_memory, layout_term, learning_rate, qmc_prior, run_chunks
 from .calibrate import calibrate_variance
 from .config import SIZES, RGNPConfig, get_problem, preset
 from .objective import data_log_likelihood, field_marginal, physics_elbo
@@ -261,7 +261,9 @@ class RandomGridNP:
         with the keys above (``u_obs``, as returned by
         :func:`~bayesphys.problems.rgnp.poisson_sensor_data`, is accepted and not used; other
         keys are refused), all before the first step; so is ``config`` (assigned fields
-        re-checked; those the model was built from must be unchanged). A second call
+        re-checked; those the model was built from must be unchanged), and that GICNet's
+        kernel weights of a step fit in memory (a ``MemoryError`` naming ``batch/n_points``
+        or ``batch/aug_points``). A second call
         continues the same run: the optimiser's state and the schedule (read from
         ``step_count``) carry on from the last step.
         """
@@ -273,6 +275,7 @@ class RandomGridNP:
         if callback is not None:
             check_callback("callback", callback, (self, 0), ("model", "step"))
         dat = self._check_data(data) if data is not None else None
+        check_fit_memory(self.config, self.inverse_net, self.dtype, self.device)
         mods = self._modules()
         mods.train()
         # data-parallel under torchrun: identical replicas, per-rank batches, mean gradients
@@ -385,7 +388,9 @@ class RandomGridNP:
         ``[B, dim_z]`` with a low-rank-plus-diagonal covariance ``[B, dim_z, dim_z]``, a
         :class:`~bayesphys.GaussianPosterior` with ``export_name="z"``: its
         ``to_inference_data`` names the variable ``z`` (the field's :meth:`posterior` exports
-        ``u``).
+        ``u``). GICNet's dense kernel weights ``[B, channels, M, N]`` (``M`` latent nodes)
+        that cannot fit in memory are a ``MemoryError`` naming ``x``: pass fewer sets or points
+        at a time.
         """
         warn_untrained("RandomGridNP.parameter_posterior", self.step_count)
         self._warn_stale_calibration("RandomGridNP.parameter_posterior", "parameters")

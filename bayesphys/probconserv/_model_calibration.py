@@ -184,7 +184,7 @@ def mass_discrepancy_variance(
         if mass is None
         else check_mass(mass, len(context.params), len(tt), model.device)
     )
-    raw = model._step1(context, tt, xx, seed=seed, stage="raw")
+    raw = model._step1(context, tt, xx, seed=seed, stage="raw", sizes="context/t")
     ps = cal.scale_for(raw.mean, "prior", b)
     pcov = hybrid_covariance(raw.covariance, cal.root_for(raw.mean), cal.beta, cal.trace_ratio, ps)
     return discrepancy(model.calibration, raw.mean, pcov, xx, b)[0]
@@ -206,7 +206,7 @@ def fit_local(
         else local_seed,
         param_range=param_range,
     )
-    raw = model._step1(data, tt, xx, seed=0, stage="raw")
+    raw = model._step1(data, tt, xx, seed=0, stage="raw", sizes="local_functions/t")
     mean = raw.mean
     truth = model.problem.solution(tt[None, :, None], xx, data.params[:, None, None].to(_F64))
     truth = truth.to(mean)
@@ -250,7 +250,9 @@ def run_calibrate(
     if val is None:
         val = make_dataset(model.problem, s.n_functions, seed=s.seed, param_range=widened)
     tt, xx = model._grid(t, None)
-    prior = model._step1(val, tt, xx, seed=0, stage="raw")
+    # the validation functions: the user's data, or n_functions drawn here
+    sizes = "n_functions/t" if data is None else "data/t"
+    prior = model._step1(val, tt, xx, seed=0, stage="raw", sizes=sizes)
     truth = model.problem.solution(tt[None, :, None], xx, val.params[:, None, None].to(_F64))
     truth = truth.to(prior.mean)
     if objective == "hybrid":

@@ -49,11 +49,14 @@ def step1_posterior(
     mass: Tensor | None,
     use_mass: bool,
     caller: str,
+    sizes: str = "t/x",
 ) -> GaussianPosterior:
     """Step 1 of ``model`` with the calibration of ``stage`` (``"prior"``, ``"post"`` or
     ``"raw"``); ``mass [B, nt]`` (default: analytic) feeds a parameter-conditional scale;
     ``use_mass=False``: a calibration that never sees the mass (unconstrained baselines).
-    ``caller``: the public method, named by the other-grid warning."""
+    ``caller``: the public method, named by the other-grid warning; ``sizes``: its arguments
+    that set the functions, times and grid points, named by the meta-GP's memory refusal
+    (``calibrate`` draws its own functions and grid)."""
     model._check_context(context)
     seed = check_optional_seed("seed", seed)
     tt, xx = model._grid(t, x)
@@ -85,7 +88,7 @@ def step1_posterior(
     # copy and the jittered one
     b = len(context)
     check_dense_memory(
-        "t/x",
+        sizes,
         4 * 8 * b * nt * nx * nx,
         what=f"the meta-GP's dense covariances of {b} function(s) on {nt} times x {nx} grid "
         f"points ([{b}, {nt}, {nx}, {nx}] float64)",

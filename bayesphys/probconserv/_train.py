@@ -173,6 +173,11 @@ def train_step1(
         release_grads(model.net)  # the last step's gradients: read by no later step
     model.net.eval()  # as after an interrupt: left ready to predict
     model.steps_done = start + res.steps
+    if res.message.startswith("diverged"):
+        # optimize restored the weights before the last recorded step's update (the loss a
+        # step returns is that of the weights before its update): not one of those counted.
+        # A step whose finite loss came with a non-finite update is not recorded (res.steps)
+        model.steps_done = start + max(res.steps - 1, 0)
     res.seconds -= user.seconds  # the callback's time is not the fit's
     if budget.reached:
         res.message, res.converged = budget.message(res.steps), False

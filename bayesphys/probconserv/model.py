@@ -201,7 +201,10 @@ class ProbConserv:
         Under ``torchrun`` (``W > 1`` ranks) the fit is data-parallel: each rank draws its own
         batch and the gradients are averaged (:class:`~bayesphys.distributed.GradientSync`).
         A second call continues from the current weights and batch stream (``steps_done``)
-        with a fresh Adam and a fresh cosine schedule over its own ``steps``.
+        with a fresh Adam and a fresh cosine schedule over its own ``steps``. A non-finite
+        loss, or an update that leaves Adam's state non-finite, stops the fit as a divergence
+        and restores the last good weights: those before the last recorded step's update,
+        which ``steps_done`` then no longer counts.
 
         ``callback(model, step)`` runs after the update of every ``callback_every``-th step
         of this call (its steps ``c, 2c, ...`` up to ``steps``, ``c = callback_every``; not
@@ -275,11 +278,13 @@ class ProbConserv:
         mass=None,
         use_mass: bool = True,
         caller: str = "step1",
+        sizes: str = "t/x",
     ) -> GaussianPosterior:
         """Step 1 with the calibration of ``stage`` (``"prior"``, ``"post"`` or ``"raw"``);
         ``mass [B, nt]`` (default: analytic) feeds a parameter-conditional scale;
         ``use_mass=False``: a calibration that never sees the mass (unconstrained baselines).
-        ``caller``: the public method, named by the other-grid warning."""
+        ``caller``: the public method, named by the other-grid warning; ``sizes``: the
+        caller's arguments that size the problem, named by a memory refusal."""
         return step1_posterior(
             self,
             context,
@@ -290,6 +295,7 @@ class ProbConserv:
             mass=mass,
             use_mass=use_mass,
             caller=caller,
+            sizes=sizes,
         )
 
     def mass_discrepancy(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -245,6 +246,27 @@ def test_pit_maps_of_an_unfitted_or_variance_map_are_refused_by_name():
     fitted = Recalibrator("quantile", pits=torch.tensor([0.9, 0.1, 0.6, 0.3]))
     assert torch.allclose(fitted.r_forward(fitted.r_inverse(q)), q)
     assert RecalibratedPosterior(base, fitted).mean.shape == (3,)
+
+
+def test_an_unfitted_quantile_map_is_refused_naming_the_method_called():
+    # the refusal began "pits: ..." whatever was called, though no call takes pits; evaluate
+    # reached it only after the uncalibrated curves
+    base = GaussianPosterior(torch.zeros(3), torch.eye(3))
+    unfitted = Recalibrator("quantile")
+    calls = {
+        "Recalibrator.wrap": lambda: unfitted.wrap(base),
+        "Recalibrator.r_inverse": lambda: unfitted.r_inverse(torch.tensor([0.5])),
+        "Recalibrator.r_forward": lambda: unfitted.r_forward(torch.tensor([0.5])),
+        "Recalibrator.evaluate": lambda: unfitted.evaluate([base], [torch.zeros(3)]),
+        "recalibrator": lambda: RecalibratedPosterior(base, unfitted),
+    }
+    for name, call in calls.items():
+        with pytest.raises(
+            ValueError,
+            match=rf"^{re.escape(name)}: this quantile map was never fitted .* "
+            r"Recalibrator\.fit\(posteriors, truths\)",
+        ):
+            call()
 
 
 def test_conformal_scale_takes_the_exact_order_statistic_and_refuses_too_few_scores():

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from bayesphys import GaussianPosterior
 from bayesphys.diagnostics import (
     AffineMap,
     CoreFamily,
@@ -546,3 +547,60 @@ def test_a_shift_only_affine_map_is_applied_not_taken_for_the_identity():
     sd = rec.draws[:, :, 0].std(1, keepdim=True)
     torch.testing.assert_close(mapped[:, :, 0], rec.draws[:, :, 0] + 0.5 * sd)
     assert torch.equal(mapped[:, :, 1], rec.draws[:, :, 1])  # the identity: exactly as it was
+
+
+def _toy_family():
+    """theta ~ N(0, 1) in 2-D, y = theta + N(0, 1): an overconfident Gaussian posterior
+    N(y / 2, 0.1) (the exact one has variance 1/2), in milliseconds."""
+
+    def simulate(n, *, seed):
+        g = torch.Generator().manual_seed(seed)
+        theta = torch.randn(n, 2, generator=g, dtype=torch.float64)
+        return theta, theta + torch.randn(n, 2, generator=g, dtype=torch.float64)
+
+    def infer(y):
+        return GaussianPosterior(y / 2, 0.1 * torch.eye(2, dtype=torch.float64))
+
+    return simulate, infer
+
+
+def test_recalibration_is_fitted_on_the_simulations_of_seed_plus_1000():
+    """As documented: the held-out fit simulations use seed + 1000 (disjoint from the base run
+    at seed; offset_seed wraps past 2**64 - 1), the rows' maps are those fitted there, and the
+    note names that seed. Another offset changed nothing any test read."""
+    from bayesphys.diagnostics import recalibrated_rows, simulate_and_infer
+    from bayesphys.diagnostics.result import analyse
+
+    toy, infer = _toy_family()
+    seeds = []
+
+    def simulate(n, *, seed):
+        seeds.append(seed)
+        return toy(n, seed=seed)
+
+    kw = dict(n_draws=19, field_levels=None, progress=False)
+    for seed in (7, 2**64 - 10):
+        seeds.clear()
+        rec = simulate_and_infer(simulate, infer, n_sims=40, **kw)
+        base = analyse(rec, problem="toy", method="over", seed=seed)
+        rows = recalibrated_rows(
+            base, simulate, infer, None, n_fit=30, seed=seed, methods=("affine",)
+        )
+        fit_seed = (seed + 1000) % 2**64
+        assert seeds == [0, fit_seed]  # the base record's run, then the held-out fit's
+        assert f"(seed {fit_seed})" in rows[0]["note"]
+        held_out = simulate_and_infer(toy, infer, n_sims=30, seed=fit_seed, **kw)
+        want = fit_record_recalibration(held_out, "affine").apply(rec)
+        assert torch.equal(rows[0]["result"].record.draws, want.draws)
+
+
+@pytest.mark.parametrize("method", ["zscore", "affine", "shape", "quantile"])
+def test_a_record_of_one_simulation_is_refused_and_two_are_fitted(method):
+    """As documented (N >= 2 held-out simulations), a record of one simulation is refused by
+    the record's own check whatever the method, and one of two is fitted."""
+    rec = _record(0.0, 0.5, n=2, draws=9, seed=5)
+    one = SimulationRecord(names=rec.names, truth=rec.truth[:1], draws=rec.draws[:1])
+    with pytest.raises(ValueError, match=r"^record: expected at least 2 simulations, received 1$"):
+        fit_record_recalibration(one, method)
+    out = fit_record_recalibration(rec, method).apply(rec)
+    assert out.draws.shape == rec.draws.shape and bool(torch.isfinite(out.draws).all())

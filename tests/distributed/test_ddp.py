@@ -869,3 +869,22 @@ def test_load_training_checkpoint_restores_the_optimizer_state(monkeypatch, tmp_
     assert steps == {8}  # Adam's moments and step counts of the run, not a fresh optimizer
     fresh = _model()
     assert ddp.load_training_checkpoint(ckpt, model=fresh)["epoch"] == 1  # weights only
+
+
+def test_resume_tells_a_list_from_a_tuple_in_config(monkeypatch, tmp_path):
+    """config is compared key by key with the types of its values, as a tensor's dtype: a
+    list and a tuple of the same numbers are other settings (a builder may read them
+    otherwise), refused with both shown; the same tuple, which the checkpoint keeps a tuple,
+    resumes."""
+    _single_process(monkeypatch)
+    kw = dict(batch_size=8, seed=5, progress=False)
+    ckpt = tmp_path / "run.pt"
+    ddp.train_ddp(_model, _loss, _data(), epochs=1, checkpoint=ckpt, config={"h": (16, 16)}, **kw)
+    with pytest.raises(ValueError, match=r"config\['h'\]: saved \(16, 16\), now \[16, 16\]"):
+        ddp.train_ddp(
+            _model, _loss, _data(), epochs=2, checkpoint=ckpt, config={"h": [16, 16]}, **kw
+        )
+    same = ddp.train_ddp(
+        _model, _loss, _data(), epochs=2, checkpoint=ckpt, config={"h": (16, 16)}, **kw
+    )
+    assert same.extra["start_epoch"] == 1

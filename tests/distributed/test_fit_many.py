@@ -403,6 +403,11 @@ def test_resume_refits_files_written_with_other_settings(tmp_path):
     k1 = _settings_key(fit_kwargs={"callback": _toy.build, "obj": object()}, name="u")
     k2 = _settings_key(fit_kwargs={"obj": object(), "callback": _toy.build}, name="u")
     assert k1 == k2 and k1 != _settings_key(fit_kwargs={"callback": _toy.build_global}, name="u")
+    # a sequence's values are fingerprinted, not its type: fit(**fit_kwargs) reads a list and
+    # a tuple of the same values alike, so their records resume; other values are refitted
+    as_tuple = _settings_key(fit_kwargs={"grid": (8, 8)}, name="u")
+    assert as_tuple == _settings_key(fit_kwargs={"grid": [8, 8]}, name="u")
+    assert as_tuple != _settings_key(fit_kwargs={"grid": (8, 9)}, name="u")
 
 
 def test_problems_on_different_grids_are_not_padded_with_nan():

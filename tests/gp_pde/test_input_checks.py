@@ -114,6 +114,28 @@ def test_gauss_newton_penalties_are_positive_scalars():
         GaussNewtonKronSolve(fac, op, "1", 1.0)
 
 
+def test_penalties_are_annotated_and_taken_as_numbers_or_0d_tensors():
+    """The solvers' annotations said float, yet every one reads tau2 and gamma through
+    check_scalar, which takes a 0-d tensor (a model's learned penalty) as its number."""
+    import typing
+
+    for fn in (
+        GaussNewtonKronSolve.__init__,
+        PicardKronSolve.__init__,
+        KronSolve.__init__,
+        DenseSolve.solve,
+        DenseSolve.linearise,
+    ):
+        hints = typing.get_type_hints(fn)
+        for name in ("tau2", "gamma"):
+            assert hints[name] == torch.Tensor | float, (fn.__qualname__, name, hints[name])
+    op, fac, f, gb = _cubic()
+    t2, gm = torch.tensor(2.0, dtype=F64), torch.tensor(30.0, dtype=F64)
+    for cls in (PicardKronSolve, GaussNewtonKronSolve):
+        want = cls(fac, op, 2.0, 30.0).solve(f, gb)
+        torch.testing.assert_close(cls(fac, op, t2, gm).solve(f, gb), want, rtol=0, atol=0)
+
+
 def test_dense_solve_checks_weighting_and_grid_tensors():
     op, fac, f, gb = _linear((5, 4))
     with pytest.raises(

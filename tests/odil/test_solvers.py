@@ -400,3 +400,20 @@ def test_cg_columns_each_meet_the_tolerance():
     for col in range(2):
         res_col = torch.linalg.norm(b[:, col] - a @ x[:, col]) / torch.linalg.norm(b[:, col])
         assert float(res_col) <= 2e-4
+
+
+@pytest.mark.parametrize("method", ["gn", "lm", "adam", "lbfgs"])
+def test_zero_steps_follow_the_fixed_budget_convention_of_every_fit(method):
+    """steps=0 returns x0 untouched with the message "max steps (0)". Without a tolerance a
+    fit's only criterion is its step budget (FitResult.converged), spent here: converged, as
+    optimize's (which runs Adam and L-BFGS here) and every component's fit(steps=0); with a
+    tolerance nothing was tested: not converged. GN/LM record the start's loss."""
+    prob, x0 = _rosenbrock()
+    kw = {"linear_solver": "dense"} if method in ("gn", "lm") else {}
+    for tol, converged in ((None, True), (1e-10, False)):
+        x, res = minimize(prob, x0, method=method, steps=0, tol=tol, progress=False, **kw)
+        assert torch.equal(x, x0)
+        assert res.steps == 0 and res.message == "max steps (0)"
+        assert res.converged is converged
+        start = [float(prob.loss(x0))] if method in ("gn", "lm") else []
+        assert res.loss_history == pytest.approx(start, rel=1e-15)

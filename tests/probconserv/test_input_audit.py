@@ -219,9 +219,13 @@ def test_a_diverging_fit_restores_the_last_good_weights(data):
         return (loss * NAN if calls["n"] == 2 else loss), mu, sig
 
     m.net.loss = nan_second
+    start = [p.detach().clone() for p in m.net.parameters()]
     res = m.fit(steps=4, progress=False)
     assert res.message.startswith("diverged at step 1") and res.steps == 1
-    assert m.steps_done == 1
+    # the last weights with a finite loss are the start (the loss of step 0 is theirs):
+    # restored, with no update counted (steps_done was 1)
+    assert all(torch.equal(p, q) for p, q in zip(m.net.parameters(), start))
+    assert m.steps_done == 0
     assert all(bool(torch.isfinite(p).all()) for p in m.net.parameters())
     assert bool(torch.isfinite(m.posterior(data).mean).all())
 

@@ -818,6 +818,51 @@ def test_a_nan_gradient_of_a_finite_loss_is_a_divergence(step1):
     assert m.fit(steps=2, progress=False).converged
 
 
+@pytest.mark.parametrize("kind", ["nan-gradient", "nan-loss"])
+@pytest.mark.parametrize("step1", ["anp", "gp"])
+def test_steps_done_counts_the_updates_the_restored_weights_carry(step1, kind):
+    """A divergence at this call's fourth step (a NaN gradient of a finite loss, or a NaN
+    loss) restores the weights after its second update (those the third step started from:
+    the last whose loss was finite), yet steps_done counted three steps (every recorded
+    one), one more than those weights had taken. It counts the updates they carry, as Meta
+    FM's fit does."""
+    if step1 == "gp":
+        m = ProbConserv("diffusion", step1="gp", gp_width=8, batch_size=4, seed=0)
+    else:
+        m = ProbConserv("diffusion", hidden=8, n_samples=4, batch_size=8, seed=0)
+    m.fit(steps=1, progress=False)  # a second call counts on from the first
+    p = next(m.net.parameters())
+    calls, seen = [], []
+
+    def hook(g):
+        calls.append(1)
+        return g * math.nan if len(calls) == 4 and kind == "nan-gradient" else g
+
+    loss = m.net.loss
+
+    def nan_loss(*args, **kwargs):
+        out = loss(*args, **kwargs)
+        if len(calls) == 3 and kind == "nan-loss":  # the fourth step's loss
+            return (out[0] * math.nan, *out[1:]) if isinstance(out, tuple) else out * math.nan
+        return out
+
+    h = p.register_hook(hook)
+    m.net.loss = nan_loss
+    res = m.fit(
+        steps=8,
+        progress=False,
+        callback=lambda model, step: seen.append((step, p.detach().clone())),
+        callback_every=1,
+    )
+    del m.net.loss
+    h.remove()
+    assert res.message.startswith("diverged at step 3"), res.message  # 0-based, this call
+    assert res.steps == 3 and [s for s, _ in seen] == [2, 3, 4]
+    assert torch.equal(p.detach(), seen[1][1])  # after this call's second update
+    assert m.steps_done == 1 + 2
+    assert m.fit(steps=2, progress=False).converged and m.steps_done == 5
+
+
 @pytest.mark.parametrize(
     ("step1", "name", "value"),
     [
