@@ -153,7 +153,7 @@ class MetaFlowMatching:
         self._train_rows = None if data is None else training_rows(data)
         self._build()
         if self.data is not None:
-            check_training_data(self.data, cfg, **self._built_for())
+            check_training_data(self.data, cfg, rows=self._train_rows, **self._built_for())
 
     # ------------------------------------------------------------------ construction
     def _build(self) -> None:
@@ -315,10 +315,11 @@ class MetaFlowMatching:
         # an MFMEnsemble gives the points warnings once for all its members (_points_warned)
         warn = not getattr(self, "_points_warned", False)
         given = data
-        data = training_pairs(given, cfg, self.dim, warn_points=warn, **self._built_for())
-        # the index in the user's data of each training pair (checked data: after the split)
+        # the index in the user's data of each training pair (those kept at construction)
         rows = getattr(self, "_train_rows", None) if stored else None
-        rows = training_rows(given) if rows is None or len(rows) != len(data) else rows
+        data, rows = training_pairs(
+            given, cfg, self.dim, warn_points=warn, rows=rows, **self._built_for()
+        )
         check_fit_memory(data, rows, cfg, self.coupling, dtype=self.dtype, device=self.device)
         if cfg.normalize and self.steps_done == 0:
             # the frame the weights learn in: estimated before the first step only (a later fit,

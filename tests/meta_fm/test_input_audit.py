@@ -114,6 +114,28 @@ def test_index_coupling_needs_equal_sizes():
     MetaFlowMatching(short, coupling="ot", **TINY_MFM)
 
 
+def test_index_coupling_refusal_names_the_users_pair():
+    """The training split is pairs 1 and 2 of the user's data: the uneven pair is named
+    ``data.source[2]``, not by its place in the split (1), at construction and in fit(data)."""
+    g = torch.Generator().manual_seed(0)
+    data = PopulationPairs(
+        name="toy",
+        source=[torch.randn(n, 2, generator=g) for n in (4, 4, 6)],
+        target=[torch.randn(n, 2, generator=g) for n in (4, 4, 5)],
+        source_id=torch.arange(3),
+        splits={"test": [0], "train": [1, 2]},
+        paired=False,
+    )
+    kw = dict(TINY_MFM, points=4, method="FM", coupling="index", seed=0)
+    named = r"but data\.source\[2\] has 6 points and data\.target\[2\] 5"
+    with pytest.raises(ValueError, match=f"^coupling: 'index' .* {named}"):
+        MetaFlowMatching(data, **kw)
+    m = MetaFlowMatching(dataclasses.replace(data, splits={"train": [0, 1]}), **kw)
+    with pytest.raises(ValueError, match=f"^coupling: 'index' .* {named}"):
+        m.fit(data, steps=1, progress=False)
+    assert m.steps_done == 0
+
+
 # ----------------------------------------------------------------------------- fit
 def test_fit_refuses_data_it_would_silently_mistrain_on():
     scr = _screen()
