@@ -489,6 +489,16 @@ def test_metric_and_baseline_helpers_check_input():
         floor_prediction([1])
 
 
+def test_floor_prediction_refuses_targets_of_another_dimension():
+    d = _pairs()
+    wide = dataclasses.replace(d, target=[torch.randn(t.shape[0], 3) for t in d.target])
+    with pytest.raises(ValueError, match=r"^data\.target\[0\]: expected dimension 2"):
+        floor_prediction(wide)  # was torch's "mat1 and mat2 shapes cannot be multiplied"
+    empty = linear_map(n_train=2, n_cal=0, n_test=1, n_points=10).subset("cal")
+    assert len(empty) == 0 and floor_prediction(empty, seed=1) == []  # nothing to check or draw
+    assert [f.shape for f in floor_prediction(d)] == [t.shape for t in d.target]
+
+
 # ----------------------------------------------------------------------------- populations
 @pytest.mark.parametrize(
     "kw,error,name",
