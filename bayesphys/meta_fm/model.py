@@ -42,7 +42,14 @@ from .._checkpoint import (
     save_checkpoint,
     shape_settings,
 )
-from .._checks import check_bool, check_int, check_optional_seed, require, seed_or_draw
+from .._checks import (
+    check_bool,
+    check_int,
+    check_optional_seed,
+    dense_memory_checked,
+    require,
+    seed_or_draw,
+)
 from .._data_parallel import GradientSync, rank_generator_seed
 from .._device import model_device
 from .._fit_callback import FitCallback, check_fit_callback
@@ -333,7 +340,10 @@ class MetaFlowMatching:
             self._split_gen = True
         gen = self._train_gen
         self._sync_embedding()
-        plans = full_ot_plans(data.source, data.target) if self.coupling == "ot_full" else None
+        plans = None
+        if self.coupling == "ot_full":
+            with dense_memory_checked():  # checked above, naming data.source[i]/data.target[i]
+                plans = full_ot_plans(data.source, data.target)
         self.net.train()
         # data-parallel under torchrun: identical replicas, per-rank batches, mean gradients
         sync = GradientSync(self.net)
@@ -407,9 +417,10 @@ class MetaFlowMatching:
         check_knn_memory("points", 1, largest, self.dtype, self.device)
         self._sync_embedding()
         embed, device, dtype = self.net["embed"], self.device, self.dtype
-        return embed_populations(
-            embed, pops, feats, n, seed, self._norm, device=device, dtype=dtype
-        )
+        with dense_memory_checked():  # the graphs' helper refuses them again, without warning
+            return embed_populations(
+                embed, pops, feats, n, seed, self._norm, device=device, dtype=dtype
+            )
 
     @torch.no_grad()
     def predict(
