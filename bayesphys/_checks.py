@@ -16,6 +16,8 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import difflib
 import functools
 import inspect
@@ -24,7 +26,7 @@ import numbers
 import os
 import warnings
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -402,6 +404,26 @@ def format_bytes(n: float) -> str:
     return f"{n:.1f} TiB"  # pragma: no cover
 
 
+#: set within :func:`dense_memory_checked`: the caller has checked the sizes (and warned)
+_DENSE_MEMORY_CHECKED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "bayesphys_dense_memory_checked", default=False
+)
+
+
+@contextlib.contextmanager
+def dense_memory_checked() -> Iterator[None]:
+    """Within this block :func:`check_dense_memory` refuses as always but does not warn:
+    the caller has checked the sizes of the dense arrays the block computes beforehand (and
+    warned, naming its user's argument), so the helpers it calls, which check them again
+    under their own argument names, would only repeat that warning. Keep the block to that
+    work (not a user's callback, whose sizes nobody checked)."""
+    token = _DENSE_MEMORY_CHECKED.set(True)
+    try:
+        yield
+    finally:
+        _DENSE_MEMORY_CHECKED.reset(token)
+
+
 def check_dense_memory(
     name: str, nbytes: float, *, what: str, alternative: str, device: Any = None
 ) -> None:
@@ -410,9 +432,10 @@ def check_dense_memory(
     ``MemoryError`` naming ``name`` (the argument whose size it is), ``what`` (the arrays and
     their shapes), the bytes needed and the ``alternative`` (a structured covariance, a
     subsample, a matrix-free solver). Above half the memory a ``UserWarning`` says the same
-    (it may still fit, beside nothing else). Sizes well below that pass silently, so a
-    normal-sized run is untouched; an oversized one failed after minutes of swapping, or
-    deep inside torch with "can't allocate memory", or the process was killed."""
+    (it may still fit, beside nothing else), except within :func:`dense_memory_checked`.
+    Sizes well below that pass silently, so a normal-sized run is untouched; an oversized one
+    failed after minutes of swapping, or deep inside torch with "can't allocate memory", or
+    the process was killed."""
     limit = dense_memory_limit(device)
     if limit is None or nbytes <= limit / 2:
         return
@@ -425,4 +448,5 @@ def check_dense_memory(
     )
     if nbytes > limit:
         raise MemoryError(text)
-    warnings.warn(text, UserWarning, stacklevel=user_stacklevel())
+    if not _DENSE_MEMORY_CHECKED.get():
+        warnings.warn(text, UserWarning, stacklevel=user_stacklevel())

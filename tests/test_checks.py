@@ -292,6 +292,39 @@ def test_check_dense_memory_at_exactly_the_device_memory_warns_and_does_not_refu
         check_dense_memory("n", 4097, **kw)
 
 
+def test_dense_memory_checked_keeps_the_refusal_and_drops_the_repeated_warning(memory_limit):
+    """Within dense_memory_checked (a caller that checked the sizes and warned, naming its
+    user's argument) the guard refuses as always and warns no second time; after the block,
+    and in another thread meanwhile, it warns again."""
+    import threading
+    import warnings
+
+    from bayesphys._checks import check_dense_memory, dense_memory_checked
+
+    memory_limit(4096)
+    kw = {"what": "a dense [32, 32] matrix", "alternative": "use a diagonal one"}
+    other: list[list[warnings.WarningMessage]] = []
+
+    def elsewhere() -> None:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            check_dense_memory("n", 3072, **kw)
+        other.append(seen)
+
+    with dense_memory_checked():
+        with pytest.raises(MemoryError, match="^x: .* more than the 4.0 KiB"):
+            check_dense_memory("x", 8192, **kw)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            check_dense_memory("x", 3072, **kw)  # was a second warning, naming x
+        thread = threading.Thread(target=elsewhere)
+        thread.start()
+        thread.join()
+    assert len(other[0]) == 1  # not the caller's block
+    with pytest.warns(UserWarning, match=r"^n: .* over half of the 4\.0 KiB"):
+        check_dense_memory("n", 3072, **kw)
+
+
 def test_host_memory_is_the_lower_of_the_machine_and_the_cgroup_limit(monkeypatch):
     import bayesphys._checks as checks
 

@@ -26,6 +26,7 @@ from ._validate import (
     check_condition_ids,
     check_features,
     check_pairs,
+    training_rows,
     training_split,
 )
 from .config import MFMConfig
@@ -132,13 +133,17 @@ def check_training_data(
     coupling: str,
     num_treatments: int,
     condition_ids: Sequence[int],
+    rows: Sequence[int] | None = None,
 ) -> None:
     """Refuse training data a model would silently mistrain on (run after :func:`check_pairs`).
 
     The model is described by its ``config``, whether it was built for ``paired`` data, its
     resolved ``coupling`` (``"auto"`` resolved), its ``num_treatments`` and (CGFM) the
-    training population ids ``condition_ids`` it has one-hots for."""
+    training population ids ``condition_ids`` it has one-hots for. ``rows``: the index in the
+    user's data of each pair of ``data`` (their training split), for messages that name the
+    user's pair ``data.source[i]``; ``None``: ``data`` are the user's pairs."""
     cfg = config
+    rows = list(range(len(data))) if rows is None else list(rows)
     if cfg.coupling == "auto" and bool(data.paired) != paired:
         raise ValueError(
             f"coupling: 'auto' resolved to {coupling!r} for "
@@ -146,8 +151,9 @@ def check_training_data(
             f"data.paired is {bool(data.paired)}; pass coupling='index' or 'ot' explicitly"
         )
     if coupling == "index":
-        for i, (a, b) in enumerate(zip(data.source, data.target)):
+        for k, (a, b) in enumerate(zip(data.source, data.target)):
             if a.shape[0] != b.shape[0]:
+                i = rows[k]
                 raise ValueError(
                     f"coupling: 'index' pairs point j of each source with point j of its "
                     f"target, but data.source[{i}] has {a.shape[0]} points and "
@@ -186,13 +192,18 @@ def training_pairs(
     num_treatments: int,
     condition_ids: Sequence[int],
     warn_points: bool = True,
-) -> PopulationPairs:
+    rows: Sequence[int] | None = None,
+) -> tuple[PopulationPairs, list[int]]:
     """The training split of ``data``, checked for a fit of a model of dimension ``dim`` built
     for these settings (see :func:`check_training_data`), with the point features its
-    embedding reads (``config.node_features``); ``warn_points``: warns as
-    :func:`points_warnings` says."""
+    embedding reads (``config.node_features``), and the index in the user's data of each of
+    its pairs: ``rows`` when given one per pair (``data`` being a split the model kept),
+    else :func:`training_rows` ``(data)``. ``warn_points``: warns as :func:`points_warnings`
+    says."""
     check_pairs(data, dim)
-    data = training_split(data)
+    split = training_split(data)
+    rows = training_rows(data) if rows is None or len(rows) != len(split) else list(rows)
+    data = split
     check_training_data(
         data,
         config,
@@ -200,6 +211,7 @@ def training_pairs(
         coupling=coupling,
         num_treatments=num_treatments,
         condition_ids=condition_ids,
+        rows=rows,
     )
     if config.node_features:
         check_features(
@@ -209,7 +221,7 @@ def training_pairs(
         cfg = config
         for text in points_warnings(data, cfg.points, cfg.method, coupling, "fit", "set points to"):
             warnings.warn(text, UserWarning, stacklevel=user_stacklevel())
-    return data
+    return data, rows
 
 
 def points_warnings(

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import offset_seed, seed_or_draw
+from .._checks import dense_memory_checked, offset_seed, seed_or_draw
 from .._data_parallel import GradientSync
 from .._fit_callback import FitCallback
 from .._model import FitResult, optimize, optimizer_state_finite, release_grads
@@ -149,7 +149,10 @@ def check_fit_memory(
     up to ``pops_per_step`` populations ``[pops_per_step, points, points]`` together, a source
     of fewer points alone and whole) and for the minibatch plans of ``coupling="ot"``
     (``points x points``); ``data.source[i]/data.target[i]`` for the whole-population plans
-    of ``"ot_full"``. The helpers check the same sizes again, under their own argument names."""
+    of ``"ot_full"`` (the pair of the largest plan, ``n_i x m_i``: every other fits when it
+    does). The helpers check the same sizes again, under their own argument names: run them
+    within :func:`~bayesphys._checks.dense_memory_checked`, so that they refuse as always but
+    do not repeat a warning given here."""
     cfg = config
     if cfg.method == "MFM":
         largest = max(s.shape[0] for s in data.source)
@@ -162,9 +165,11 @@ def check_fit_memory(
     if coupling == "ot":
         check_pairing_memory("points", cfg.points, cfg.points)
     elif coupling == "ot_full":
-        for k, (a, b) in enumerate(zip(data.source, data.target)):
-            i = rows[k]
-            check_full_plan_memory(f"data.source[{i}]/data.target[{i}]", a.shape[0], b.shape[0])
+        # the largest plan (the first of that size): a fit warns once, not once per pair
+        sizes = [a.shape[0] * b.shape[0] for a, b in zip(data.source, data.target)]
+        k = sizes.index(max(sizes))
+        i, n, m = rows[k], data.source[k].shape[0], data.target[k].shape[0]
+        check_full_plan_memory(f"data.source[{i}]/data.target[{i}]", n, m)
 
 
 def batch_stream(seed: int | None) -> torch.Generator:
@@ -405,6 +410,9 @@ class FlowSteps:
         ``net`` is left in evaluation mode, also after an error or an interrupt. A non-finite
         loss, or an update that left the optimisers' state non-finite, stops the fit and
         restores the last good weights (:func:`optimize`); no callback runs after that step.
+        The dense kNN graphs and OT plans of a step are those :func:`check_fit_memory` checked
+        before the fit: their helpers refuse them as always but repeat none of its warnings
+        (:func:`~bayesphys._checks.dense_memory_checked`; the callback is outside).
         """
         budget = TimeBudget(max_seconds, self.sync)  # every rank stops after the same step
         user = callback or FitCallback(None, None, 1, int)
@@ -412,7 +420,10 @@ class FlowSteps:
         def step() -> Tensor:
             if budget.over(time.perf_counter() - t0 - user.seconds):
                 raise StopIteration
-            out = self()
+            # the fit checked the step's kNN graphs and OT plans (check_fit_memory), naming
+            # the config's points: their helpers refuse them again but do not warn again
+            with dense_memory_checked():
+                out = self()
             # counted once the step is through: not on an exception, nor on a non-finite loss
             # (optimize then restores the weights of the last completed step and stops)
             if bool(torch.isfinite(out)):

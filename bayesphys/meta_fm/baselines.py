@@ -42,7 +42,14 @@ def identity_prediction(data: PopulationPairs) -> list[Tensor]:
 
 def floor_prediction(data: PopulationPairs, seed: int = 12345) -> list[Tensor]:
     """An independent draw of each target population (same law, same size): one
-    ``[m_i, d]`` tensor per pair, as ``data.target[i]``."""
+    ``[m_i, d]`` tensor per pair, as ``data.target[i]`` (``[]`` for an empty split).
+
+    Raises ``TypeError``/``ValueError`` (naming ``data``) for invalid pairs, e.g. targets of
+    another dimension ``d`` than their sources, as :func:`ideal_shift_prediction` does."""
+    if not isinstance(data, PopulationPairs):
+        raise TypeError(f"data: expected PopulationPairs, received {type(data).__name__}")
+    if len(data):  # an empty split has no pairs to check (and nothing to draw)
+        check_pairs(data, name="data")
     return redraw_targets(data, seed=seed)
 
 

@@ -42,7 +42,14 @@ from .._checkpoint import (
     save_checkpoint,
     shape_settings,
 )
-from .._checks import check_bool, check_int, check_optional_seed, require, seed_or_draw
+from .._checks import (
+    check_bool,
+    check_int,
+    check_optional_seed,
+    dense_memory_checked,
+    require,
+    seed_or_draw,
+)
 from .._data_parallel import GradientSync, rank_generator_seed
 from .._device import model_device
 from .._fit_callback import FitCallback, check_fit_callback
@@ -153,7 +160,7 @@ class MetaFlowMatching:
         self._train_rows = None if data is None else training_rows(data)
         self._build()
         if self.data is not None:
-            check_training_data(self.data, cfg, **self._built_for())
+            check_training_data(self.data, cfg, rows=self._train_rows, **self._built_for())
 
     # ------------------------------------------------------------------ construction
     def _build(self) -> None:
@@ -315,10 +322,11 @@ class MetaFlowMatching:
         # an MFMEnsemble gives the points warnings once for all its members (_points_warned)
         warn = not getattr(self, "_points_warned", False)
         given = data
-        data = training_pairs(given, cfg, self.dim, warn_points=warn, **self._built_for())
-        # the index in the user's data of each training pair (checked data: after the split)
+        # the index in the user's data of each training pair (those kept at construction)
         rows = getattr(self, "_train_rows", None) if stored else None
-        rows = training_rows(given) if rows is None or len(rows) != len(data) else rows
+        data, rows = training_pairs(
+            given, cfg, self.dim, warn_points=warn, rows=rows, **self._built_for()
+        )
         check_fit_memory(data, rows, cfg, self.coupling, dtype=self.dtype, device=self.device)
         if cfg.normalize and self.steps_done == 0:
             # the frame the weights learn in: estimated before the first step only (a later fit,
@@ -332,7 +340,10 @@ class MetaFlowMatching:
             self._split_gen = True
         gen = self._train_gen
         self._sync_embedding()
-        plans = full_ot_plans(data.source, data.target) if self.coupling == "ot_full" else None
+        plans = None
+        if self.coupling == "ot_full":
+            with dense_memory_checked():  # checked above, naming data.source[i]/data.target[i]
+                plans = full_ot_plans(data.source, data.target)
         self.net.train()
         # data-parallel under torchrun: identical replicas, per-rank batches, mean gradients
         sync = GradientSync(self.net)
@@ -406,9 +417,10 @@ class MetaFlowMatching:
         check_knn_memory("points", 1, largest, self.dtype, self.device)
         self._sync_embedding()
         embed, device, dtype = self.net["embed"], self.device, self.dtype
-        return embed_populations(
-            embed, pops, feats, n, seed, self._norm, device=device, dtype=dtype
-        )
+        with dense_memory_checked():  # the graphs' helper refuses them again, without warning
+            return embed_populations(
+                embed, pops, feats, n, seed, self._norm, device=device, dtype=dtype
+            )
 
     @torch.no_grad()
     def predict(

@@ -114,6 +114,28 @@ def test_index_coupling_needs_equal_sizes():
     MetaFlowMatching(short, coupling="ot", **TINY_MFM)
 
 
+def test_index_coupling_refusal_names_the_users_pair():
+    """The training split is pairs 1 and 2 of the user's data: the uneven pair is named
+    ``data.source[2]``, not by its place in the split (1), at construction and in fit(data)."""
+    g = torch.Generator().manual_seed(0)
+    data = PopulationPairs(
+        name="toy",
+        source=[torch.randn(n, 2, generator=g) for n in (4, 4, 6)],
+        target=[torch.randn(n, 2, generator=g) for n in (4, 4, 5)],
+        source_id=torch.arange(3),
+        splits={"test": [0], "train": [1, 2]},
+        paired=False,
+    )
+    kw = dict(TINY_MFM, points=4, method="FM", coupling="index", seed=0)
+    named = r"but data\.source\[2\] has 6 points and data\.target\[2\] 5"
+    with pytest.raises(ValueError, match=f"^coupling: 'index' .* {named}"):
+        MetaFlowMatching(data, **kw)
+    m = MetaFlowMatching(dataclasses.replace(data, splits={"train": [0, 1]}), **kw)
+    with pytest.raises(ValueError, match=f"^coupling: 'index' .* {named}"):
+        m.fit(data, steps=1, progress=False)
+    assert m.steps_done == 0
+
+
 # ----------------------------------------------------------------------------- fit
 def test_fit_refuses_data_it_would_silently_mistrain_on():
     scr = _screen()
@@ -465,6 +487,16 @@ def test_metric_and_baseline_helpers_check_input():
         floor_prediction(d, seed=2.5)
     with pytest.raises(TypeError, match="^data: expected PopulationPairs"):
         floor_prediction([1])
+
+
+def test_floor_prediction_refuses_targets_of_another_dimension():
+    d = _pairs()
+    wide = dataclasses.replace(d, target=[torch.randn(t.shape[0], 3) for t in d.target])
+    with pytest.raises(ValueError, match=r"^data\.target\[0\]: expected dimension 2"):
+        floor_prediction(wide)  # was torch's "mat1 and mat2 shapes cannot be multiplied"
+    empty = linear_map(n_train=2, n_cal=0, n_test=1, n_points=10).subset("cal")
+    assert len(empty) == 0 and floor_prediction(empty, seed=1) == []  # nothing to check or draw
+    assert [f.shape for f in floor_prediction(d)] == [t.shape for t in d.target]
 
 
 # ----------------------------------------------------------------------------- populations

@@ -1,14 +1,17 @@
 """The dense-memory refusals of a Meta FM fit or embedding name what the user set (the
 config's ``points``, the user's own pair of ``data``), not the internal arguments of the kNN
 graph (``x``) or of the OT plans (``x0/x1``, ``sources[i]/targets[i]``) they come from; and
-they come before any training step or distance."""
+they come before any training step or distance. Between half and all of memory a fit or an
+embedding warns once, naming the same setting (the helpers, which check again, warned too)."""
 
 from __future__ import annotations
+
+import warnings
 
 import pytest
 import torch
 
-from bayesphys.meta_fm import MetaFlowMatching
+from bayesphys.meta_fm import MetaFlowMatching, knn_adjacency
 from bayesphys.problems.populations import PopulationPairs, linear_map
 from tests.tiny_models import TINY_MFM
 
@@ -76,3 +79,75 @@ def test_full_plan_fit_names_the_users_pair_of_data(memory_limit, no_dense_alloc
         r"40 points",
     ):
         m.fit(data if passed else None, steps=1, progress=False)
+
+
+def _memory_warnings(call) -> list[str]:
+    """The texts of the memory warnings ``call()`` gives, every one (repeats included)."""
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        call()
+    return [str(w.message) for w in seen if "of memory, over half" in str(w.message)]
+
+
+def test_mfm_fit_warns_once_for_its_knn_graphs(memory_limit):
+    m = MetaFlowMatching(_data(), **TINY_MFM, pops_per_step=4, seed=0)
+    memory_limit(20000)  # [4, 16, 16] x 3 float32 + mask: about 12 kB, over half
+    texts = _memory_warnings(lambda: m.fit(steps=3, progress=False))
+    assert len(texts) == 1 and texts[0].startswith("points: the kNN graph of 4 population(s)")
+    assert m.steps_done == 3
+
+
+def test_mfm_embed_warns_once_naming_points(memory_limit):
+    data = _data()
+    m = MetaFlowMatching(data, **TINY_MFM, seed=0)
+    memory_limit(12000)  # a graph of 24 points: 7.5 kB, over half
+    texts = _memory_warnings(lambda: m.embed(data.source[:1], points=30))
+    assert len(texts) == 1 and texts[0].startswith("points: the kNN graph of 1 population(s)")
+
+
+def test_minibatch_ot_fit_warns_once_naming_points(memory_limit):
+    m = MetaFlowMatching(_data(), **TINY_MFM, method="FM", coupling="ot", seed=0)
+    memory_limit(20000)  # 16 x 16 pairs: about 12 kB, over half
+    texts = _memory_warnings(lambda: m.fit(steps=3, progress=False))
+    assert len(texts) == 1
+    assert texts[0].startswith("points: exact optimal transport between 16 and 16 points")
+
+
+def test_full_plan_fit_warns_once_naming_the_users_largest_pair(memory_limit):
+    """Pairs 1 and 2 (the training split) each need over half of memory: one warning, for
+    the larger, named as the user's pair (each pair warned, and each again under the plans'
+    helper's sources[k]/targets[k])."""
+    g = torch.Generator().manual_seed(0)
+    sizes = [4, 36, 40]
+    data = PopulationPairs(
+        name="toy",
+        source=[torch.randn(n, 2, generator=g) for n in sizes],
+        target=[torch.randn(n, 2, generator=g) for n in sizes],
+        source_id=torch.arange(3),
+        splits={"test": [0], "train": [1, 2]},
+        paired=False,
+    )
+    m = MetaFlowMatching(data, **dict(TINY_MFM, points=4), method="FM", coupling="ot_full")
+    memory_limit(100_000)  # 36 x 36 pairs (62 kB) and 40 x 40 (77 kB): over half
+    texts = _memory_warnings(lambda: m.fit(steps=1, progress=False))
+    assert len(texts) == 1
+    assert texts[0].startswith("data.source[2]/data.target[2]: exact optimal transport between")
+
+
+def test_a_callback_outside_the_checked_steps_still_warns(memory_limit):
+    """The fit drops the helpers' repeated warnings for the sizes it checked only: a kNN
+    graph the user's callback computes (never checked) still warns, naming x."""
+    m = MetaFlowMatching(_data(), **TINY_MFM, seed=0)
+    big = torch.randn(40, 2)  # 40 x 40 x 3 float32 + mask: about 21 kB, over half
+    memory_limit(30000)  # the fit's own graphs ([2, 16, 16]: 6 kB) pass silently
+    seen = []
+
+    def callback(model, step):
+        seen.append(step)
+        knn_adjacency(big, 3)
+
+    texts = _memory_warnings(
+        lambda: m.fit(steps=1, progress=False, callback=callback, callback_every=1)
+    )
+    assert seen == [1]
+    assert len(texts) == 1 and texts[0].startswith("x: the kNN graph of 1 population(s) of 40")
