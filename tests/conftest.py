@@ -106,6 +106,21 @@ def _few_threads():
     torch.set_num_threads(n)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _module_threads_kept():
+    """A module's own fixtures must leave torch's thread count as the module found it: a
+    module-scoped fixture set one thread for its fit and never set it back, and since
+    ``_few_threads`` restores the count each test started with, every later module ran on one
+    thread (in file order the rest of the suite after tests/gp_pde/test_model.py, in another
+    order other tests)."""
+    n = torch.get_num_threads()
+    yield
+    left = torch.get_num_threads()
+    if left != n:
+        torch.set_num_threads(n)
+        pytest.fail(f"a module-scoped fixture left torch's thread count at {left} (was {n})")
+
+
 @pytest.fixture(autouse=True)
 def _no_shell_thread_count(monkeypatch):
     """Recorded benchmark commands as if the shell set no OMP_NUM_THREADS, MKL_NUM_THREADS or

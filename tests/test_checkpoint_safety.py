@@ -7,6 +7,7 @@ import collections
 import datetime
 import pathlib
 import pickle
+import warnings
 import zipfile
 
 import numpy as np
@@ -143,8 +144,11 @@ def test_the_refusal_names_the_value_that_fails_not_a_suspect_that_loads(tmp_pat
             config={"c": collections.Counter(a=1)},
             state={"out": pathlib.Path("/x")},
         )
+    with warnings.catch_warnings():  # numpy's own note that np.matrix is not recommended
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        matrix = np.matrix([[1.0]])
     with pytest.raises(TypeError, match=r"^config: config\['m'\] is of type numpy\.matrix"):
-        save_checkpoint(tmp_path / "c.pt", kind="toy", config={"m": np.matrix([[1.0]])}, state={})
+        save_checkpoint(tmp_path / "c.pt", kind="toy", config={"m": matrix}, state={})
     assert not (tmp_path / "c.pt").exists() and list(tmp_path.iterdir()) == []
 
 

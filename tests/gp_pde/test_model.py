@@ -13,11 +13,15 @@ F64 = torch.float64
 
 @pytest.fixture(scope="module")
 def low_fit():
+    n = torch.get_num_threads()
     torch.set_num_threads(1)
-    m = GPPDESolver("poisson1d-low", num_mixtures=8, weighting="identity", jitter=1e-12, seed=0)
-    w0 = m.kernels[0].weights.clone()
-    res = m.fit(steps=300, progress=False)
-    return m, res, w0
+    try:
+        m = GPPDESolver("poisson1d-low", num_mixtures=8, weighting="identity", jitter=1e-12, seed=0)
+        w0 = m.kernels[0].weights.clone()
+        res = m.fit(steps=300, progress=False)
+        yield m, res, w0
+    finally:
+        torch.set_num_threads(n)
 
 
 def test_low_frequency_poisson_to_1e8(low_fit):

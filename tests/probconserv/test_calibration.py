@@ -171,12 +171,16 @@ def test_local_root_uses_nearest_validation_errors():
 
 @pytest.fixture(scope="module")
 def calibrated():
+    n = torch.get_num_threads()
     torch.set_num_threads(1)
-    m = ProbConserv("pme", step1="anp", hidden=16, n_samples=8, seed=0)
-    m.fit(steps=10, progress=False)
-    val = make_dataset("pme", 12, seed=5)
-    beta = m.calibrate(val, objective="hybrid", neighbours=(0, 3))
-    return m, val, beta
+    try:
+        m = ProbConserv("pme", step1="anp", hidden=16, n_samples=8, seed=0)
+        m.fit(steps=10, progress=False)
+        val = make_dataset("pme", 12, seed=5)
+        beta = m.calibrate(val, objective="hybrid", neighbours=(0, 3))
+        yield m, val, beta
+    finally:
+        torch.set_num_threads(n)
 
 
 def test_model_hybrid_fitted_on_validation_only(calibrated):

@@ -14,11 +14,15 @@ from bayesphys.problems.gpme import make_dataset
 
 @pytest.fixture(scope="module")
 def calibrated():
+    n = torch.get_num_threads()
     torch.set_num_threads(1)
-    m = ProbConserv("pme", step1="anp", hidden=16, n_samples=4, seed=0)
-    m.fit(steps=3, progress=False)
-    m.calibrate(make_dataset("pme", 8, seed=5), objective="hybrid")
-    return m
+    try:
+        m = ProbConserv("pme", step1="anp", hidden=16, n_samples=4, seed=0)
+        m.fit(steps=3, progress=False)
+        m.calibrate(make_dataset("pme", 8, seed=5), objective="hybrid")
+        yield m
+    finally:
+        torch.set_num_threads(n)
 
 
 def _grid_warnings(fn):

@@ -58,8 +58,12 @@ NAN = float("nan")
 @pytest.fixture(scope="module")
 def anp():
     """An untrained tiny ANP (validation does not need a trained one)."""
+    n = torch.get_num_threads()
     torch.set_num_threads(1)
-    return ProbConserv("stefan", step1="anp", hidden=8, n_samples=4, seed=0)
+    try:
+        yield ProbConserv("stefan", step1="anp", hidden=8, n_samples=4, seed=0)
+    finally:
+        torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -161,13 +161,17 @@ def test_bad_input_gets_clear_errors():
 
 @pytest.fixture(scope="module")
 def checked_model():
+    n = torch.get_num_threads()
     torch.set_num_threads(1)
-    m = ProbConserv("pme", step1="anp", hidden=16, n_samples=8, seed=0)
-    m.fit(steps=5, progress=False)
-    m.calibrate(
-        make_dataset("pme", 12, seed=5), objective="hybrid", local_functions=20, mass_gate=None
-    )
-    return m
+    try:
+        m = ProbConserv("pme", step1="anp", hidden=16, n_samples=8, seed=0)
+        m.fit(steps=5, progress=False)
+        m.calibrate(
+            make_dataset("pme", 12, seed=5), objective="hybrid", local_functions=20, mass_gate=None
+        )
+        yield m
+    finally:
+        torch.set_num_threads(n)
 
 
 def test_model_widens_only_functions_whose_mass_contradicts_them(checked_model, tmp_path):

@@ -161,11 +161,15 @@ def test_bad_input_is_refused_with_the_argument_named():
 
 @pytest.fixture(scope="module")
 def mixture_model():
+    n = torch.get_num_threads()
     torch.set_num_threads(1)
-    m = ProbConserv("stefan", step1="anp", hidden=16, n_samples=6, seed=0, covariance="mixture")
-    m.fit(steps=5, progress=False)
-    m.calibrate(n_functions=12, objective="ll")
-    return m
+    try:
+        m = ProbConserv("stefan", step1="anp", hidden=16, n_samples=6, seed=0, covariance="mixture")
+        m.fit(steps=5, progress=False)
+        m.calibrate(n_functions=12, objective="ll")
+        yield m
+    finally:
+        torch.set_num_threads(n)
 
 
 def test_model_mixture_updates_each_latent_draw(mixture_model):

@@ -25,10 +25,14 @@ F64 = torch.float64
 
 @pytest.fixture(scope="module")
 def anp_model():
+    n = torch.get_num_threads()
     torch.set_num_threads(1)
-    m = ProbConserv("stefan", step1="anp", hidden=16, n_samples=8, seed=0)
-    res = m.fit(steps=15, progress=False)
-    return m, res
+    try:
+        m = ProbConserv("stefan", step1="anp", hidden=16, n_samples=8, seed=0)
+        res = m.fit(steps=15, progress=False)
+        yield m, res
+    finally:
+        torch.set_num_threads(n)
 
 
 def test_anp_fit_posterior_conserves(anp_model):
