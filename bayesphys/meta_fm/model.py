@@ -451,7 +451,10 @@ class MetaFlowMatching:
         dopri5, which adapts its steps to the config's ``atol``/``rtol``; populations of one
         size are integrated as one batch, whose error norm sets the steps, so a population's
         dopri5 prediction moves within that tolerance with the other populations of the call,
-        where rk4's does not). ``treatment``:
+        where rk4's moves only by the round-off of the batch's matrix products: a BLAS may
+        round a row by its place in the batch and its thread split, as MKL's AVX2 kernels do,
+        so only a population alone in its size is sure to give its lone prediction bit for
+        bit). ``treatment``:
         integer indices, one per population (refused for a model without treatments).
         """
         self._check_built("predict")

@@ -329,6 +329,10 @@ def minimize(
         and then changes by noise, would otherwise end at ``steps`` with ``converged=False``.
         Each test alone also holds mid-fit (a heavily damped LM step; a small field beside a
         large parameter; a large penalty solved at once while the rest is not), hence both.
+        LM ends the same way, at the iterate it keeps, on a step it rejects with
+        :math:`\max_i|\delta_i| \le 8\,\varepsilon \max_i|x_i|` when the loss before and
+        after it are both :math:`\le m\,\varepsilon^2 L_0`: whether such a step raised or
+        lowered the loss is round-off, which differs between machines' kernels.
         ``tol=None``: run all ``steps``. Whatever ``tol``, LM stops when its damping passes
         :math:`10^{16}` without an accepted step ("stalled"): converged if the least damped
         step it rejected predicted a decrease within the loss's round-off,
@@ -589,9 +593,27 @@ def minimize(
                     res.message = f"converged after {k + 1} steps (loss 0)"
                     bar.update(1)
                     break
+                step = float(delta.abs().max())
+                if (
+                    tol is not None
+                    and max(loss, new_loss) <= loss_floor
+                    and step <= _STEP_ROUNDOFF * eps * float(x.abs().max())
+                ):
+                    # the rule of an accepted step at round-off, met by a rejected one: with
+                    # both losses at round-off of the start, whether the step raised or lowered
+                    # the loss is round-off (it flips with the machine's kernels), and LM ran
+                    # on to max steps, not converged, where an accepted step stopped
+                    res.converged = True
+                    res.message = (
+                        f"converged after {k + 1} steps (step and loss at round-off: max|dx| "
+                        f"{step:.1e} <= {_STEP_ROUNDOFF} eps max|x|, loss {loss:.1e}; the step "
+                        "was rejected by a round-off change of the loss and is not taken)"
+                    )
+                    bar.update(1)
+                    break
                 if streak_pred is None:
                     streak_pred = pred
-                    streak_step = float(delta.abs().max())
+                    streak_step = step
                 lam = max(lam, 1e-12) * nu
                 nu *= 2
                 if lam > 1e16:

@@ -245,12 +245,16 @@ def _split(n: int, size: int) -> list[slice]:
 
 def _chunked(rest: nn.Module, point: Tensor, zpart: Tensor, rows: int = _CHUNK_ROWS) -> Tensor:
     r"""``rest(point + zpart)`` for ``point [B, Nt, C]``, ``zpart [S, B, 1, C]`` in blocks of
-    about ``rows`` points (whole draws, or functions of one draw): the same numbers (every
-    layer acts point by point) without the ``[S, B, Nt, C]`` intermediates, which for a
-    calibration's ``32 x 200 x 201`` points are hundreds of MB each (memory-bound: several
-    times slower on a CPU). Blocks are split evenly, so none is far below ``rows / 4``
-    points: the BLAS takes another path for matrices of a few rows (under 16 with MKL), whose
-    round-off differs; sets of at most ``2 rows`` points are not split."""
+    about ``rows`` points (whole draws, or functions of one draw): the same numbers to the
+    round-off of the matrix products (every layer acts point by point) without the
+    ``[S, B, Nt, C]`` intermediates, which for a calibration's ``32 x 200 x 201`` points are
+    hundreds of MB each (memory-bound: several times slower on a CPU). A BLAS may round a
+    row of a product by the matrix's row count and thread split: MKL's AVX-512 kernels take
+    another path for matrices under 16 rows only, and blocks are split evenly, none far below
+    ``rows / 4`` points, so they give the whole tensor's bits; its AVX2 kernels round the
+    last (rows mod 6) rows of a product apart, as may a product split over threads by its
+    size (``MKL_CBWR=COMPATIBLE`` on 2 threads): those differ from it in the last bits.
+    Sets of at most ``2 rows`` points are not split."""
     b, nt = point.shape[-3], point.shape[-2]
     s = zpart.shape[0]
     if s * b * nt <= 2 * rows:
