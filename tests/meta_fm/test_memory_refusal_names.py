@@ -54,14 +54,10 @@ def test_minibatch_ot_fit_names_points(memory_limit, no_dense_allocation):
     assert m.steps_done == 0
 
 
-@pytest.mark.parametrize("passed", [False, True], ids=["data-of-construction", "fit(data)"])
-def test_full_plan_fit_names_the_users_pair_of_data(memory_limit, no_dense_allocation, passed):
-    """The training split is pairs 1 and 2 of the user's data: the big pair is named
-    ``data.source[2]/data.target[2]``, not by its place in the split or the plans' helper,
-    whether the data were given at construction (the model keeps their split) or to fit."""
+def _three_pairs(sizes: list[int]) -> PopulationPairs:
+    """Three unpaired 2-D pairs of the given sizes; the training split is pairs 1 and 2."""
     g = torch.Generator().manual_seed(0)
-    sizes = [4, 4, 40]
-    data = PopulationPairs(
+    return PopulationPairs(
         name="toy",
         source=[torch.randn(n, 2, generator=g) for n in sizes],
         target=[torch.randn(n, 2, generator=g) for n in sizes],
@@ -69,6 +65,14 @@ def test_full_plan_fit_names_the_users_pair_of_data(memory_limit, no_dense_alloc
         splits={"test": [0], "train": [1, 2]},
         paired=False,
     )
+
+
+@pytest.mark.parametrize("passed", [False, True], ids=["data-of-construction", "fit(data)"])
+def test_full_plan_fit_names_the_users_pair_of_data(memory_limit, no_dense_allocation, passed):
+    """The training split is pairs 1 and 2 of the user's data: the big pair is named
+    ``data.source[2]/data.target[2]``, not by its place in the split or the plans' helper,
+    whether the data were given at construction (the model keeps their split) or to fit."""
+    data = _three_pairs([4, 4, 40])
     kw = dict(TINY_MFM, points=4)
     m = MetaFlowMatching(data, **kw, method="FM", coupling="ot_full", seed=0)
     memory_limit(4000)  # 4 x 4 pairs (784 B) pass, 40 x 40 (about 77 kB) do not
@@ -117,16 +121,7 @@ def test_full_plan_fit_warns_once_naming_the_users_largest_pair(memory_limit):
     """Pairs 1 and 2 (the training split) each need over half of memory: one warning, for
     the larger, named as the user's pair (each pair warned, and each again under the plans'
     helper's sources[k]/targets[k])."""
-    g = torch.Generator().manual_seed(0)
-    sizes = [4, 36, 40]
-    data = PopulationPairs(
-        name="toy",
-        source=[torch.randn(n, 2, generator=g) for n in sizes],
-        target=[torch.randn(n, 2, generator=g) for n in sizes],
-        source_id=torch.arange(3),
-        splits={"test": [0], "train": [1, 2]},
-        paired=False,
-    )
+    data = _three_pairs([4, 36, 40])
     m = MetaFlowMatching(data, **dict(TINY_MFM, points=4), method="FM", coupling="ot_full")
     memory_limit(100_000)  # 36 x 36 pairs (62 kB) and 40 x 40 (77 kB): over half
     texts = _memory_warnings(lambda: m.fit(steps=1, progress=False))
