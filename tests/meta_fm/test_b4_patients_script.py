@@ -22,7 +22,11 @@ def mod():
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory, mod):
     out = tmp_path_factory.mktemp("b4_patients")
-    path = mod.main(["--quick", "--seeds", "3,4", "--folds", "1", "--out", str(out)])
+    n = torch.get_num_threads()  # the script sets one thread for its fits
+    try:
+        path = mod.main(["--quick", "--seeds", "3,4", "--folds", "1", "--out", str(out)])
+    finally:
+        torch.set_num_threads(n)
     return out, path, json.loads(path.read_text())
 
 
