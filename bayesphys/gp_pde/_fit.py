@@ -191,7 +191,10 @@ def fit_solver(
     def step():
         k = state["k"]
         state["k"] += 1
-        if max_seconds is not None and now() - c0 - spent() > max_seconds:
+        # asked from the second step on: a fit takes at least one step, also when the budget
+        # was spent before its first (a 1e-9 s budget took none; a collector's pause before
+        # the first step took none under a 0.01 s budget)
+        if k and max_seconds is not None and now() - c0 - spent() > max_seconds:
             raise StopIteration
         loss = closure()
         if keep_best and torch.isfinite(loss) and float(loss.detach()) < best["loss"]:

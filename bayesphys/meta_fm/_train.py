@@ -417,9 +417,14 @@ class FlowSteps:
         budget = TimeBudget(max_seconds, self.sync)  # every rank stops after the same step
         user = callback or FitCallback(None, None, 1, int)
 
+        begun = [0]  # the steps this call has begun
+
         def step() -> Tensor:
-            if budget.over(time.perf_counter() - t0 - user.seconds):
+            # asked from the second step on (as every rank does): a fit takes at least one
+            # step, also when the budget was spent before its first (a 1e-9 s budget took none)
+            if begun[0] and budget.over(time.perf_counter() - t0 - user.seconds):
                 raise StopIteration
+            begun[0] += 1
             # the fit checked the step's kNN graphs and OT plans (check_fit_memory), naming
             # the config's points: their helpers refuse them again but do not warn again
             with dense_memory_checked():

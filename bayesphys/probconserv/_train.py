@@ -139,7 +139,9 @@ def train_step1(
     user = FitCallback(model, callback, callback_every, lambda: model.steps_done)
 
     def budgeted() -> Tensor:
-        if budget.over(time.perf_counter() - t0 - user.seconds):
+        # asked from the second step on (as every rank does): a fit takes at least one step,
+        # also when the budget was spent before its first (a 1e-9 s budget took none)
+        if counter["k"] and budget.over(time.perf_counter() - t0 - user.seconds):
             raise StopIteration
         out = step()
         # a non-finite loss, or an update that left Adam's state non-finite, ends the fit
