@@ -112,9 +112,11 @@ def _module_threads_kept():
     one thread for its fit and never set it back, and since ``_few_threads`` restores the
     count each test started with, every later module ran on one thread (in file order the rest
     of the suite after tests/gp_pde/test_model.py, in another order other tests). The count is
-    set back here rather than the module failed: with the floor versions' environment
-    (``.ci/min-versions``) two modules whose fixtures restore the count in a ``finally`` were
-    still seen at one thread here, a teardown-order question not yet settled."""
+    set back here rather than the module failed: under pytest 8.0.0 (the floor
+    ``.ci/min-versions`` installs) this conftest fixture is torn down *before* a module's own
+    module-scoped fixtures (pytest 9 tears them down in reverse order of setup), so a module
+    fixture that restores the count in its ``finally`` (tests/gp_pde/test_model.py's
+    ``low_fit``) has not yet done so when this one looks; the count is set back either way."""
     n = torch.get_num_threads()
     yield
     if torch.get_num_threads() != n:
