@@ -52,8 +52,10 @@ def cg(
 ) -> tuple[Tensor, int, float]:
     r"""Preconditioned conjugate gradients for SPD :math:`A x = b` (``b [n]`` or ``[n, k]``,
     columns solved together); :func:`bayesphys._linalg.pcg`. Stops when
-    :math:`\lVert b - Ax\rVert \le \mathrm{tol}\,\lVert b\rVert` (per column).
-    Returns ``(x, iterations, relative residual)``. ``tol >= 0``, ``maxiter >= 1``; ``matvec``
+    :math:`\lVert b - Ax\rVert \le \mathrm{tol}\,\lVert b\rVert` (per column); a column
+    whose curvature :math:`p^\top Ap \le 0` (breakdown) keeps its last iterate while the
+    others go on. Returns ``(x, iterations, relative residual)`` (the largest over the
+    columns). ``tol >= 0``, ``maxiter >= 1``; ``matvec``
     (and ``precond``, if given) callables, ``b`` a tensor and ``x0`` of ``b``'s shape (taken
     in ``b``'s dtype and on its device, as :func:`minimize` takes its ``x0`` in the problem's).
     """
