@@ -352,7 +352,11 @@ def minimize(
         rejects round-off steps, and its damping may not reach :math:`10^{16}` before the steps
         end. The iterate and the number of steps are those of any other ending; with ``tol``
         above :math:`8\sqrt m\,\varepsilon` such a step has already met the relative-decrease
-        test, so a float64 fit with the default ``tol`` never ends this way.
+        test, so a float64 fit with the default ``tol`` never ends this way. The accepted-step
+        rule above keeps :math:`8\,\varepsilon L_{k-1}`: it ends a fit that could go on, and a
+        step below :math:`8\,\varepsilon \max_i|x_i|` (a small unknown beside a large one) can
+        still lower the loss by more than that, up to :math:`8\sqrt m\,\varepsilon L`, for
+        real; this rule only labels a fit whose steps ended anyway.
         L-BFGS, whatever ``tol``: a fit whose iterate never moved from ``x0`` is converged
         only if the gradient there is within L-BFGS's first-order tolerance
         (:math:`\max_i|g_i| \le 10^{-7}`, below which it takes no step); otherwise every line
