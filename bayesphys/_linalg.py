@@ -416,8 +416,12 @@ def pcg(
     products over dim 0). Stops when :math:`\lVert b - Hx\rVert \le \mathrm{tol}\,
     \lVert b\rVert` (every column) after at most ``maxiter`` iterations, or on a
     non-positive curvature :math:`p^\top Hp \le 0` (breakdown in floating point), keeping the
-    last iterate. Returns ``(x, iterations, relative residual)``, the residual being the
-    recursively updated one.
+    last iterate. With ``columns=True`` a breakdown is per column: that column keeps its last
+    iterate and stops updating while the others go on (to ``tol``, ``maxiter``, or their own
+    breakdown). Returns ``(x, iterations, relative residual)``: the iterations taken (matrix
+    products with the search directions, shared by the columns) and the largest relative
+    residual over the columns (a broken-down column's at its last iterate), the residual being
+    the recursively updated one.
 
     Written out (rather than ``linear_operator.utils.linear_cg``) so that the stopping rule and
     the iteration count are exact and visible: callers report them, and no tolerance or
@@ -451,22 +455,31 @@ def pcg(
     z = precond(r) if precond is not None else r
     p = z.clone()
     rz = dot(r, z)
+    # columns that broke down (p^T H p <= 0): they keep their last iterate and stop updating
+    # (one such column stopped every column of the block, the others unconverged)
+    broken = torch.zeros_like(rz, dtype=torch.bool)
     while it < maxiter:
         hp = matvec(p)
         php = dot(p, hp)
         active = rz.abs() > 0  # columns already solved exactly have r = 0, p = 0
-        if bool(((php <= 0) & active).any()):
+        broken = broken | ((php <= 0) & active)
+        # stop once no column can move: each broke down or is solved exactly. A NaN column
+        # (rz NaN, neither) goes on, and its iterate turns NaN (0 * NaN) for callers to see
+        if bool((broken | (rz == 0)).all()):
             break
-        alpha = torch.where(active, rz / torch.where(active, php, torch.ones_like(php)), 0.0)
+        live = active & ~broken
+        alpha = torch.where(live, rz / torch.where(live, php, torch.ones_like(php)), 0.0)
         x = x + alpha * p
         r = r - alpha * hp
         it += 1
-        rel = float((dot(r, r).sqrt() / bnorm).max())
-        if rel <= tol:
+        res = dot(r, r).sqrt() / bnorm
+        rel = float(res.max())
+        if bool(((res <= tol) | broken).all()):
             break
         z = precond(r) if precond is not None else r
         rz_new = dot(r, z)
         beta = rz_new / torch.where(rz.abs() > 0, rz, torch.ones_like(rz))
         rz = rz_new
-        p = z + beta * p
+        # a broken-down column's direction is zero: H p = 0 there, no update, nothing grows
+        p = torch.where(broken, 0.0, z + beta * p)
     return x, it, rel

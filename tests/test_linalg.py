@@ -280,6 +280,25 @@ def test_pcg_stops_at_zero_curvature_without_nan():
     assert it == 0 and rel == 1.0 and torch.equal(x, torch.zeros(4, dtype=F64))
 
 
+def test_pcg_breakdown_of_one_column_leaves_the_others_solving():
+    """H = diag(1, 2, 3, 4, -1): column 0's b lies in the positive eigenspace, column 1's
+    excites the negative direction and breaks down at its third iteration. That breakdown
+    stopped the whole block (column 0 at relative residual 0.2); now column 0 is solved to tol
+    and column 1 keeps the last iterate of its own solve."""
+    d = torch.tensor([1.0, 2.0, 3.0, 4.0, -1.0], dtype=F64)
+    b0 = torch.tensor([1.0, 1.0, 1.0, 1.0, 0.0], dtype=F64)
+    b1 = torch.tensor([1.0, 1.0, 1.0, 1.0, 0.5], dtype=F64)
+    x1, it1, rel1 = pcg(lambda v: d * v, b1, tol=1e-10, maxiter=50)
+    assert it1 == 2 and rel1 > 1.0  # broke down after two updates
+    b = torch.stack([b0, b1], 1)
+    x, it, rel = pcg(lambda v: d[:, None] * v, b, tol=1e-10, maxiter=50, columns=True)
+    assert float((b0 - d * x[:, 0]).norm() / b0.norm()) <= 1e-10
+    torch.testing.assert_close(x[:, 0], 1 / d * b0, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(x[:, 1], x1, rtol=1e-12, atol=0)
+    # the iterations the block took (column 0's four), the largest residual (column 1's)
+    assert it == 4 and rel == pytest.approx(rel1, rel=1e-12)
+
+
 @pytest.mark.parametrize("tol", [1e-2, 1e-5])
 def test_pcg_stops_at_the_first_iterate_within_tol(tol):
     """The stopping rule is exact: the returned iterate meets ||b - Hx|| <= tol ||b||, and the

@@ -244,6 +244,16 @@ def fit_solver(
         raise
     finally:
         release_grads(params)  # the last step's gradients: read by no later step
+    if res.message.startswith("diverged"):
+        # the diverged step (res.steps) is not done, as after a non-finite objective: a
+        # finite one whose update left Adam's state non-finite had recorded its test error,
+        # and that checkpoint counted the step as done (steps_done 3 instead of 2 with
+        # eval_every=1); optimize does not record its loss either
+        while model.history["step"][first_eval:] and (
+            model.history["step"][-1] >= step_offset + res.steps
+        ):
+            model.history["step"].pop()
+            model.history["rel_l2"].pop()
     done.append(res.steps)
     # final state consistent with the final hyperparameters
     failed = model._settle(joint, u_param)

@@ -282,7 +282,9 @@ class GPPDESolver:
         in ``self.history`` (``step``, ``rel_l2``; ``fit_steps`` the steps of each fit call):
         it accumulates over fit calls, a later fit's steps counting on from the earlier ones';
         ``result.extra`` holds ``rel_l2_best`` (minimum over this fit's checkpoints and its
-        final state, labelled as such).
+        final state, labelled as such). The step that ends a fit as a divergence (a failed
+        solve, or an update that leaves Adam's state non-finite) records none and is not
+        counted in :attr:`steps_done`, whatever ``eval_every``.
         ``max_seconds`` (s) stops early, measured on ``clock`` (``"wall"`` or ``"cpu"``: process
         CPU time, for fair budgets on a shared machine; ``"cpu"`` only with a budget; it counts
         every thread of the process, torch's own worker threads as it must, but also any

@@ -52,8 +52,10 @@ def cg(
 ) -> tuple[Tensor, int, float]:
     r"""Preconditioned conjugate gradients for SPD :math:`A x = b` (``b [n]`` or ``[n, k]``,
     columns solved together); :func:`bayesphys._linalg.pcg`. Stops when
-    :math:`\lVert b - Ax\rVert \le \mathrm{tol}\,\lVert b\rVert` (per column).
-    Returns ``(x, iterations, relative residual)``. ``tol >= 0``, ``maxiter >= 1``; ``matvec``
+    :math:`\lVert b - Ax\rVert \le \mathrm{tol}\,\lVert b\rVert` (per column); a column
+    whose curvature :math:`p^\top Ap \le 0` (breakdown) keeps its last iterate while the
+    others go on. Returns ``(x, iterations, relative residual)`` (the largest over the
+    columns). ``tol >= 0``, ``maxiter >= 1``; ``matvec``
     (and ``precond``, if given) callables, ``b`` a tensor and ``x0`` of ``b``'s shape (taken
     in ``b``'s dtype and on its device, as :func:`minimize` takes its ``x0`` in the problem's).
     """
@@ -350,7 +352,11 @@ def minimize(
         rejects round-off steps, and its damping may not reach :math:`10^{16}` before the steps
         end. The iterate and the number of steps are those of any other ending; with ``tol``
         above :math:`8\sqrt m\,\varepsilon` such a step has already met the relative-decrease
-        test, so a float64 fit with the default ``tol`` never ends this way.
+        test, so a float64 fit with the default ``tol`` never ends this way. The accepted-step
+        rule above keeps :math:`8\,\varepsilon L_{k-1}`: it ends a fit that could go on, and a
+        step below :math:`8\,\varepsilon \max_i|x_i|` (a small unknown beside a large one) can
+        still lower the loss by more than that, up to :math:`8\sqrt m\,\varepsilon L`, for
+        real; this rule only labels a fit whose steps ended anyway.
         L-BFGS, whatever ``tol``: a fit whose iterate never moved from ``x0`` is converged
         only if the gradient there is within L-BFGS's first-order tolerance
         (:math:`\max_i|g_i| \le 10^{-7}`, below which it takes no step); otherwise every line

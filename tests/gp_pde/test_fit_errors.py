@@ -185,6 +185,41 @@ def test_an_objective_whose_gradient_squares_overflow_is_a_divergence():
     assert not torch.equal(p.detach(), before)  # it trains on
 
 
+def _poisoned_fit(eval_every):
+    """A fit whose third step has a finite objective but a gradient 1e200 times its own (an
+    update that leaves Adam's second moment infinite), with ``eval_every``."""
+    m = GPPDESolver("poisson1d-low", n_col=12, seed=0, num_mixtures=2)
+    p = m._params()[0]
+    calls = []
+
+    def hook(g):
+        calls.append(1)
+        return g * 1e200 if len(calls) == 3 else g
+
+    h = p.register_hook(hook)
+    try:
+        res = m.fit(steps=4, lr=0.05, progress=False, eval_every=eval_every)
+    finally:
+        h.remove()
+    return m, res
+
+
+def test_steps_done_after_a_poisoned_update_does_not_depend_on_eval_every():
+    """The poisoned step's test error was recorded (its objective finite) and that checkpoint
+    counted the step as done: steps_done was 3 with eval_every=1, 2 without evaluation. The
+    diverged step is not done, as after a failed solve (res.steps, the recorded losses)."""
+    plain, r0 = _poisoned_fit(0)
+    evald, r1 = _poisoned_fit(1)
+    for res in (r0, r1):
+        assert res.message.startswith("diverged at step 2") and "optimizer state" in res.message
+        assert res.steps == 2
+    assert plain.steps_done == evald.steps_done == 2
+    assert evald.history["step"] == [0, 1] and len(evald.history["rel_l2"]) == 2
+    # a second fit numbers its checkpoints on from there, its first at step 2
+    evald.fit(steps=2, lr=0.05, progress=False, eval_every=1)
+    assert evald.history["step"] == [0, 1, 2, 3] and evald.steps_done == 4
+
+
 def test_no_callback_after_the_update_that_ends_the_fit():
     """The callback ran after the third step's update, whose NaN gradient (finite objective)
     had made a hyperparameter NaN, at the step the fit then reported as its divergence."""

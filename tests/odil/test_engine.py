@@ -522,6 +522,33 @@ def test_the_roundoff_rule_does_not_stop_a_small_field_beside_a_large_parameter(
     assert float((u / 1e-3 - 1).abs().max()) < 1e-4, (fit.message, u)
 
 
+@pytest.mark.parametrize("method", ["gn", "lm"])
+def test_the_roundoff_rule_does_not_stop_a_float32_step_that_still_decreases_the_loss(method):
+    """m = 10^4 float32 residuals whose optimum loss is 1 (a data misfit), a parameter ~1e3
+    (so 8 eps max|x| ~ 1e-3) and a term s v^2 with a double root at 0, 1e-3 of the loss at
+    v = 1e-3, that Gauss-Newton halves v against. Its steps are below 8 eps max|x| and its
+    second changes the loss by 6e-5 of it, a real decrease (~500 eps) but below
+    8 sqrt(m) eps ~ 1e-4: an accepted-step rule on 8 sqrt(m) eps (the bound of steps that
+    run out) stopped Gauss-Newton there, converged, with 4e-6 of the loss (~30 eps) still to
+    shed. The rule's 8 eps lets both methods on until the term is at round-off of the loss."""
+    n, c, s = 5000, 2e-3 * math.sqrt(200), math.sqrt(2e9)  # misfit loss n c^2 / 4 = 1
+
+    def res(f, p):
+        u, v = f["u"], f["v"]
+        return {"a": u - c / 2, "b": u + c / 2, "P": (p["P"] - 1e3).reshape(1), "nl": s * v**2}
+
+    prob = DiscreteProblem(
+        {"u": (n,), "v": (1,)}, {"P": torch.tensor([999.0])}, res, dtype=torch.float32
+    )
+    x0 = prob.initial().clone()
+    x0[prob.slices["v"]] = 1e-3
+    x, fit = minimize(prob, x0, method=method, linear_solver="cg", steps=40, tol=1e-10)
+    assert fit.converged, fit.message
+    v = float(x[prob.slices["v"]].abs())
+    eps = torch.finfo(torch.float32).eps
+    assert 0.5 * s**2 * v**4 <= 8 * eps * fit.loss_history[-1], (v, fit.message)
+
+
 def test_the_roundoff_rule_does_not_stop_a_heavily_damped_lm_fit():
     """A heavily damped LM step is tiny because of the damping, not a fixed point; a
     step-size test alone stopped it after one step with the loss down 0.7 %."""

@@ -1,9 +1,12 @@
 """Population generators (letters, the B2 linear map, B3 particles, patient screens): glyph
 sizes and held-out letters, float64 particle targets against an RK4 reference, target redraws
-(the sampling floor) of empty splits and float64 data sets, shape checks of the exact B2 field,
-letters that are not one DejaVu Sans glyph."""
+(the sampling floor) of empty splits, float64 data sets and targets of another dimension than
+the recorded law, shape checks of the exact B2 field, letters that are not one DejaVu Sans
+glyph."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 import torch
@@ -245,6 +248,33 @@ def test_redraw_targets_all_problems():
         again, other = redraw_targets(d, seed=3), redraw_targets(d, seed=4)
         assert all(torch.equal(a, b) for a, b in zip(r, again)), name
         assert not any(torch.equal(a, b) for a, b in zip(r, other)), name
+
+
+@pytest.mark.parametrize(
+    "name, kw, law_dim",
+    [
+        ("B1", dict(rotations=1, train_letters="A", val_letter="B", test_letter="C"), 2),
+        ("B2", dict(n_train=2, n_cal=0, n_test=1, n_points=8), 2),
+        ("B3", dict(n_train=2, n_cal=0, n_test=1, n_points=8, steps=2), 2),
+        ("B4", dict(n_cells=8, dim=4, n_treatments=1, n_replicates=1), 4),
+    ],
+)
+def test_redraw_targets_refuses_targets_of_another_dimension_than_the_law(name, kw, law_dim):
+    # sources and targets agree with each other (d = law_dim + 1) but not with the recorded
+    # law: B2 failed with torch's raw matmul error, B1, B3 and B4 returned law_dim-d draws
+    d = make_population_problem(name, **kw)
+    gen = torch.Generator().manual_seed(0)
+    pops = [torch.randn(t.shape[0], law_dim + 1, generator=gen) for t in d.target]
+    other = dataclasses.replace(d, source=pops, target=[p.clone() for p in pops])
+    msg = rf"^data: target 0 has shape \({pops[0].shape[0]}, {law_dim + 1}\) \(dimension "
+    msg += rf"{law_dim + 1}\), but '{d.name}' records a law of dimension {law_dim} "
+    with pytest.raises(ValueError, match=msg):
+        redraw_targets(other, seed=1)
+    # one pair of another dimension among lawful ones is named by its index
+    last = len(d.target) - 1
+    one = dataclasses.replace(d, target=d.target[:-1] + [pops[-1]])
+    with pytest.raises(ValueError, match=rf"^data: target {last} has shape"):
+        redraw_targets(one, seed=1)
 
 
 def test_patient_screen_replica_split():

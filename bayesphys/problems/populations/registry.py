@@ -7,6 +7,7 @@ the id in the data set's name.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -29,7 +30,9 @@ def redraw_targets(data: PopulationPairs, seed: int = 12345) -> list[Tensor]:
     B1: fresh glyph noise at the same rotation; B2: a fresh Gaussian source through the exact
     map; B3: a fresh mixture draw simulated to T = 1 (in float64 for float64 targets, as
     :func:`interacting_particles` does; in float32 otherwise); B4: a fresh treated population.
-    ``[]`` for a data set without pairs (an empty split).
+    ``[]`` for a data set without pairs (an empty split). Each target ``[m_i, d]`` must have
+    the dimension ``d`` of the law recorded in ``data.extra`` (2 for B1 and B3; B2's
+    ``source_mean [P, d]``; B4's ``params["m_a"] [patients, d]``): ``ValueError`` otherwise.
     """
     if not isinstance(data, PopulationPairs):
         raise TypeError(f"data: expected PopulationPairs, received {type(data).__name__}")
@@ -39,6 +42,7 @@ def redraw_targets(data: PopulationPairs, seed: int = 12345) -> list[Tensor]:
     ex = data.extra
     out: list[Tensor] = []
     if name.startswith("B1"):
+        _check_law_dim(data, lambda i: 2, "the glyphs' plane")
         for ch, th, t in zip(ex["letter"], ex["theta"], data.target):
             base = letter_points(ch).to(torch.float64)
             x1 = base + ex["params"]["target_noise"] * torch.randn(
@@ -46,12 +50,14 @@ def redraw_targets(data: PopulationPairs, seed: int = 12345) -> list[Tensor]:
             )
             out.append((x1 @ _rotation(th).mT).to(t.dtype))
     elif name.startswith("B2"):
+        _check_law_dim(data, lambda i: ex["source_mean"][i].shape[-1], 'extra["source_mean"]')
         for i, t in enumerate(data.target):
             chol = torch.linalg.cholesky(ex["source_cov"][i])
             z = torch.randn(t.shape, generator=gen, dtype=torch.float64)
             x0 = ex["source_mean"][i] + z @ chol.mT
             out.append((x0 @ ex["A"][i].mT + ex["b"][i]).to(t.dtype))
     elif name.startswith("B3"):
+        _check_law_dim(data, lambda i: 2, "the particles' plane")
         if data.target:  # an empty split (no pairs) has nothing to draw
             n = data.target[0].shape[0]
             x0 = torch.stack([_gmm_draw(m, s, n, gen) for m, s in ex["mixture"]])
@@ -62,6 +68,7 @@ def redraw_targets(data: PopulationPairs, seed: int = 12345) -> list[Tensor]:
             out = [x.to(t.dtype) for x, t in zip(x1, data.target)]
     elif name.startswith("B4"):
         prm = ex["params"]
+        _check_law_dim(data, lambda i: prm["m_a"].shape[1], 'extra["params"]["m_a"]')
         for i, t in enumerate(data.target):
             x1, _ = _screen_draw(
                 prm, int(ex["patient"][i]), int(data.treatment[i]), ex["offset"][i], t.shape[0], gen
@@ -70,6 +77,21 @@ def redraw_targets(data: PopulationPairs, seed: int = 12345) -> list[Tensor]:
     else:
         raise ValueError(f"data: no target sampler for problem {data.name!r}")
     return out
+
+
+def _check_law_dim(data: PopulationPairs, law_dim: Callable[[int], int], where: str) -> None:
+    """Refuse a target whose dimension is not that of pair ``i``'s recorded law,
+    ``law_dim(i)``: B2 failed with torch's raw matmul error, B1, B3 and B4 returned draws of
+    the law's dimension for targets of another."""
+    for i, t in enumerate(data.target):
+        d = int(law_dim(i))
+        if t.ndim != 2 or int(t.shape[-1]) != d:
+            raise ValueError(
+                f"data: target {i} has shape {tuple(t.shape)} (dimension "
+                f"{int(t.shape[-1]) if t.ndim else 0}), but {data.name!r} records a law of "
+                f"dimension {d} ({where}); redraw_targets draws from that law, so each target "
+                f"must be [m, {d}]"
+            )
 
 
 def make_population_problem(name: str, **kwargs: Any) -> PopulationPairs:
