@@ -362,3 +362,24 @@ def test_generators_are_seeded_and_ignore_the_global_stream(name, kw):
     for x, y in zip(a.source + a.target, b.source + b.target):
         assert torch.equal(x, y), name
     assert not all(torch.equal(x, y) for x, y in zip(a.source + a.target, c.source + c.target))
+
+
+@pytest.mark.parametrize(
+    ("name", "kw", "key"),
+    [
+        ("B1", dict(rotations=1, train_letters="A", val_letter="B", test_letter="C"), "letter"),
+        ("B2", dict(n_train=2, n_cal=0, n_test=1, n_points=8), "A"),
+        ("B3", dict(n_train=2, n_cal=0, n_test=1, n_points=8, steps=2), "mixture"),
+        ("B4", dict(n_cells=8, dim=4, n_treatments=1, n_replicates=1), "offset"),
+    ],
+)
+def test_redraw_targets_refuses_per_pair_laws_that_do_not_number_the_targets(name, kw, key):
+    # extra held one law entry fewer than the targets: B2 failed with a raw IndexError, B1
+    # and B3 returned one draw fewer (zip stopped at the shortest), B4 an IndexError too
+    d = make_population_problem(name, **kw)
+    n = len(d.target)
+    short = dataclasses.replace(d, extra={**d.extra, key: d.extra[key][:-1]})
+    msg = rf"^data: '{d.name}' has {n} targets but extra\['{key}'\] holds {n - 1} entries"
+    with pytest.raises(ValueError, match=msg):
+        redraw_targets(short, seed=1)
+    assert len(redraw_targets(d, seed=1)) == n  # the recorded laws number the targets

@@ -32,7 +32,9 @@ def redraw_targets(data: PopulationPairs, seed: int = 12345) -> list[Tensor]:
     :func:`interacting_particles` does; in float32 otherwise); B4: a fresh treated population.
     ``[]`` for a data set without pairs (an empty split). Each target ``[m_i, d]`` must have
     the dimension ``d`` of the law recorded in ``data.extra`` (2 for B1 and B3; B2's
-    ``source_mean [P, d]``; B4's ``params["m_a"] [patients, d]``): ``ValueError`` otherwise.
+    ``source_mean [P, d]``; B4's ``params["m_a"] [patients, d]``), and ``data.extra`` must hold
+    one law entry per target (B1 ``letter``/``theta``, B2 ``source_mean``/``source_cov``/``A``/
+    ``b``, B3 ``mixture``, B4 ``patient``/``offset``): ``ValueError`` otherwise.
     """
     if not isinstance(data, PopulationPairs):
         raise TypeError(f"data: expected PopulationPairs, received {type(data).__name__}")
@@ -42,6 +44,7 @@ def redraw_targets(data: PopulationPairs, seed: int = 12345) -> list[Tensor]:
     ex = data.extra
     out: list[Tensor] = []
     if name.startswith("B1"):
+        _check_law_count(data, ex, ["letter", "theta"])
         _check_law_dim(data, lambda i: 2, "the glyphs' plane")
         for ch, th, t in zip(ex["letter"], ex["theta"], data.target):
             base = letter_points(ch).to(torch.float64)
@@ -50,6 +53,7 @@ def redraw_targets(data: PopulationPairs, seed: int = 12345) -> list[Tensor]:
             )
             out.append((x1 @ _rotation(th).mT).to(t.dtype))
     elif name.startswith("B2"):
+        _check_law_count(data, ex, ["source_mean", "source_cov", "A", "b"])
         _check_law_dim(data, lambda i: ex["source_mean"][i].shape[-1], 'extra["source_mean"]')
         for i, t in enumerate(data.target):
             chol = torch.linalg.cholesky(ex["source_cov"][i])
@@ -57,6 +61,7 @@ def redraw_targets(data: PopulationPairs, seed: int = 12345) -> list[Tensor]:
             x0 = ex["source_mean"][i] + z @ chol.mT
             out.append((x0 @ ex["A"][i].mT + ex["b"][i]).to(t.dtype))
     elif name.startswith("B3"):
+        _check_law_count(data, ex, ["mixture"])
         _check_law_dim(data, lambda i: 2, "the particles' plane")
         if data.target:  # an empty split (no pairs) has nothing to draw
             n = data.target[0].shape[0]
@@ -68,6 +73,7 @@ def redraw_targets(data: PopulationPairs, seed: int = 12345) -> list[Tensor]:
             out = [x.to(t.dtype) for x, t in zip(x1, data.target)]
     elif name.startswith("B4"):
         prm = ex["params"]
+        _check_law_count(data, ex, ["patient", "offset"])
         _check_law_dim(data, lambda i: prm["m_a"].shape[1], 'extra["params"]["m_a"]')
         for i, t in enumerate(data.target):
             x1, _ = _screen_draw(
@@ -77,6 +83,21 @@ def redraw_targets(data: PopulationPairs, seed: int = 12345) -> list[Tensor]:
     else:
         raise ValueError(f"data: no target sampler for problem {data.name!r}")
     return out
+
+
+def _check_law_count(data: PopulationPairs, ex: dict, keys: list[str]) -> None:
+    """Refuse per-pair law entries ``ex[key]`` (one per pair) that do not number the
+    targets: B2 failed with a raw IndexError, B1 and B3 dropped the targets past the
+    shortest entry (``zip``)."""
+    n = len(data.target)
+    for key in keys:
+        if key not in ex or len(ex[key]) != n:
+            got = f"{len(ex[key])} entries" if key in ex else "no entry"
+            raise ValueError(
+                f"data: {data.name!r} has {n} targets but extra[{key!r}] holds {got}; "
+                f"redraw_targets draws each target from its pair's recorded law, so it needs "
+                f"one entry per target"
+            )
 
 
 def _check_law_dim(data: PopulationPairs, law_dim: Callable[[int], int], where: str) -> None:
