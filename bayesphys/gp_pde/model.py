@@ -285,8 +285,9 @@ class GPPDESolver:
         final state, labelled as such). The step that ends a fit as a divergence (a failed
         solve, or an update that leaves Adam's state non-finite) records none and is not
         counted in :attr:`steps_done`, whatever ``eval_every``.
-        ``max_seconds`` (s) stops early, measured on ``clock`` (``"wall"`` or ``"cpu"``: process
-        CPU time, for fair budgets on a shared machine; ``"cpu"`` only with a budget; it counts
+        ``max_seconds`` (s) stops early (asked after each step: at least one is taken),
+        measured on ``clock`` (``"wall"`` or ``"cpu"``: process CPU time, for fair budgets on
+        a shared machine; ``"cpu"`` only with a budget; it counts
         every thread of the process, torch's own worker threads as it must, but also any
         other work the process runs in threads meanwhile: give concurrent fits in threads a
         ``"wall"`` budget);

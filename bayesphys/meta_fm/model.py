@@ -262,8 +262,9 @@ class MetaFlowMatching:
         callback_every: int = 100,
     ) -> FitResult:
         """Train for ``steps`` optimiser steps on ``data`` (default: the data given at build),
-        or until ``max_seconds`` of wall time (``None`` or ``> 0``; the result then has
-        ``converged=False`` and says so in ``message``).
+        or until ``max_seconds`` of wall time (``None`` or ``> 0``; asked after each step, so
+        at least one step is taken; the result then has ``converged=False`` and says so in
+        ``message``).
 
         Under ``torchrun`` (a process group of ``W > 1`` ranks) the fit is data-parallel: each
         rank samples its own ``pops_per_step`` populations and the gradients are averaged

@@ -191,8 +191,9 @@ class ProbConserv:
         callback_every: int = 100,
     ) -> FitResult:
         """Train Step 1 for ``steps`` Adam steps (cosine learning-rate decay), or until
-        ``max_seconds`` of wall time (``None`` or ``> 0``; the result then has
-        ``converged=False`` and says so in ``message``).
+        ``max_seconds`` of wall time (``None`` or ``> 0``; asked after each step, so at least
+        one step is taken; the result then has ``converged=False`` and says so in
+        ``message``).
 
         ``data=None`` draws a fresh batch of ``batch_size`` training functions (parameters
         ``U(train_range)``, widened by ``train_margin`` times its length at each end; the
