@@ -212,6 +212,45 @@ def test_point_features_are_read_as_a_stack_or_a_list_one_per_population():
         m.predict(t.source, t.treatment, features=t.source_features[:1])
 
 
+def test_bad_source_ids_and_features_name_what_was_received():
+    """The messages said what was expected only; they name what the data hold too."""
+    d = _pairs()
+    r = dataclasses.replace
+    for data, got in (
+        (r(d, source_id=d.source_id.tolist()), "received list"),
+        (r(d, source_id=d.source_id[:-1]), r"received shape \(7,\)"),
+        (r(d, source_id=d.source_id[:, None]), r"received shape \(8, 1\)"),
+    ):
+        with pytest.raises(
+            ValueError,
+            match=rf"^data\.source_id: expected a tensor \[8\] of one id per pair, {got}",
+        ):
+            MetaFlowMatching(data, **TINY_MFM)
+    for feats, got in (
+        ([torch.zeros(20, 0) for _ in d.source], r"received shape \(20, 0\)"),
+        ([torch.zeros(20) for _ in d.source], r"received shape \(20,\)"),
+        ([], "received an empty list"),
+        ([[0.0]] * 8, "received list"),
+    ):
+        with pytest.raises(
+            ValueError,
+            match=rf"^data\.source_features: expected tensors \[n_i, f\] with f >= 1, {got}",
+        ):
+            MetaFlowMatching(r(d, source_features=feats), **TINY_MFM)
+
+
+def test_data_without_treatments_for_a_model_built_with_them_says_what_to_pass():
+    s = _screen()
+    m = MetaFlowMatching(dim=3, num_treatments=2, method="FM", coupling="ot", **TINY_MFM)
+    with pytest.raises(
+        ValueError,
+        match=r"^data\.treatment: this model was built with 2 treatments; expected one index "
+        r"in \[0, 2\) per pair, received None",
+    ):
+        m.fit(dataclasses.replace(s, treatment=None), steps=1, progress=False)
+    assert m.steps_done == 0
+
+
 def test_no_dimension_and_cgfm_without_ids_are_refused_at_construction():
     with pytest.raises(ValueError, match="^dim: required when no data is given"):
         MetaFlowMatching(**TINY_MFM)
