@@ -75,6 +75,26 @@ def test_models_have_one_line_reprs():
     assert "object at 0x" not in text
 
 
+def test_flow_and_neural_process_models_have_one_line_reprs():
+    from bayesphys.meta_fm import MetaFlowMatching, MFMEnsemble
+    from bayesphys.problems.populations import linear_map
+    from tests.tiny_models import TINY_MFM, tiny_rgnp
+
+    d = linear_map(n_train=4, n_cal=0, n_test=2, n_points=20)
+    m = MetaFlowMatching(d, seed=0, **TINY_MFM)
+    m.fit(steps=1, progress=False)
+    # the method and coupling as strings, and the steps taken, as the ensemble's repr
+    assert repr(m) == (
+        "MetaFlowMatching(method='MFM', dim=2, coupling='index', steps_done=1, device=cpu)"
+    )
+    ens = MFMEnsemble(d, members=2, method="FM", **TINY_MFM)
+    assert repr(ens) == (
+        "MFMEnsemble(method='FM', members=2, dim=2, steps_done=[0, 0], device=cpu)"
+    )
+    text = repr(tiny_rgnp("poisson"))
+    assert text == "RandomGridNP(problem='poisson', method='RGNP', device=cpu, dtype=float32)"
+
+
 def test_short_summaries():
     from bayesphys._repr import short
 
