@@ -399,6 +399,18 @@ def test_ensemble_models_argument():
         MFMEnsemble(models=[m2, twin]).fit(steps=0, progress=None)
 
 
+def test_ensemble_fit_on_data_a_member_refuses_raises_the_members_error_named():
+    """The ensemble's points check skips data its members refuse: the error is the member's
+    own, with a note naming it, and no member has trained."""
+    d = _pairs()
+    ens = MFMEnsemble(d, members=2, **TINY_MFM)
+    bad = dataclasses.replace(d, splits={**d.splits, "train": []})
+    with pytest.raises(ValueError, match=r"^data.splits\['train'\]: expected at least one") as info:
+        ens.fit(bad, steps=1, progress=False)
+    assert any("member 0 of 2 failed; no member was fitted" in n for n in info.value.__notes__)
+    assert [m.steps_done for m in ens.models] == [0, 0]
+
+
 def test_ensemble_models_refuses_members_on_different_devices():
     """A member on another device was accepted; fit then trained the members before it and
     failed with torch's raw error on that member."""
