@@ -363,6 +363,11 @@ def test_evaluation_test_sets_are_checked():
         TypeError, match=r"^test\['u'\]: expected an array of real numbers, received str"
     ):
         evaluate_poisson(m, dict(ts, u="abc"))
+    # a ragged list: numpy's own "inhomogeneous shape" ValueError escaped the complex check
+    with pytest.raises(
+        TypeError, match=r"^test\['u'\]: expected an array of real numbers, received list"
+    ):
+        evaluate_poisson(m, dict(ts, u=[[1.0, 2.0], [3.0]]))
 
 
 @pytest.mark.filterwarnings("ignore:.*has not been trained:UserWarning")
