@@ -635,3 +635,23 @@ def test_evaluation_meshes_out_of_order_are_refused():
         burgers_inverse_inputs(dict(bs, t=bs["t"][::-1].copy(), u=bs["u"][:, ::-1].copy()))
     with pytest.warns(UserWarning, match="not been trained"):  # the mesh in order is read
         assert len(invariance_study(m, ts, n_points=(5,), layouts=("uniform",))) == 1
+
+
+def test_non_tensor_inputs_to_the_objectives_and_interpolation_name_their_type():
+    """The errors said only "expected torch.Tensor"; they name what was passed."""
+    m, p = tiny(), PoissonProblem()
+    z, w = torch.zeros(2, 5), torch.ones(2, 1)
+    with pytest.raises(TypeError, match=r"^x: expected a torch.Tensor, received list"):
+        field_marginal(p, m.forward_net, [[[0.0]]], z, w)
+    with pytest.raises(TypeError, match=r"^z/w: expected torch.Tensors, received ndarray, float"):
+        field_marginal(p, m.forward_net, torch.zeros(2, 3, 1), z.numpy(), 1.0)
+    x_obs = torch.linspace(-0.5, 0.5, 3).unsqueeze(-1)
+    with pytest.raises(TypeError, match=r"^y: expected a torch.Tensor, received ndarray"):
+        data_log_likelihood(p, m.forward_net, x_obs, np.zeros((2, 3)), z, w, 0.1)
+    with pytest.raises(TypeError, match=r"^x_obs/y: expected torch.Tensors, received list, list"):
+        data_log_likelihood(p, m.forward_net, [[0.0]], [[0.0]], z, w, 0.1)
+    kip = KernelInterpolation(torch.linspace(0, 1, 4)[:, None], 2)
+    with pytest.raises(TypeError, match=r"^feat: expected a torch.Tensor, received list"):
+        kip(torch.zeros(1, 3, 1), [[[0.0, 0.0]] * 3])
+    with pytest.raises(TypeError, match=r"^x/feat: expected torch.Tensors, received list, list"):
+        kip([[[0.0]]], [[[0.0, 0.0]]])
