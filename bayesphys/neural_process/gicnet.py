@@ -105,12 +105,10 @@ def warn_box_scale(
         )
 
 
-def _mlp(sizes: list[int], last_act: bool = True) -> nn.Sequential:
+def _mlp(sizes: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(len(sizes) - 1):
-        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
-        if last_act or i < len(sizes) - 2:
-            layers.append(nn.SiLU())
+        layers += [nn.Linear(sizes[i], sizes[i + 1]), nn.SiLU()]
     return nn.Sequential(*layers)
 
 
