@@ -51,6 +51,11 @@ def test_calibration_result_and_record():
     assert len(text) < LIMIT and "N=50" in text and "L=19" in text and "coverage90=" in text
     rec = repr(res.record)
     assert len(rec) < LIMIT and "draws=Tensor[50, 19, 5] float64" in rec, rec
+    # a partial result (no record yet) still has a repr
+    from bayesphys.diagnostics import CalibrationResult
+
+    empty = CalibrationResult("p", "m", *([None] * 8))
+    assert repr(empty) == "CalibrationResult(problem='p', method='m')"
 
 
 def test_fit_many_result_counts_problems():
