@@ -344,6 +344,25 @@ def test_predict_solver_steps_treatment_and_ids():
     assert torch.equal(a[1], b[1])
 
 
+def test_predict_reads_one_population_a_batch_or_a_list_and_refuses_others():
+    d = _pairs()
+    m = MetaFlowMatching(d, seed=0, **TINY_MFM)
+    src = d.subset("test").source
+    listed = m.predict(src, seed=0)
+    assert torch.equal(m.predict(torch.stack(src), seed=0)[1], listed[1])  # [P, n, d]
+    assert torch.equal(m.predict(src[0], seed=0)[0], listed[0])  # one [n, d]
+    with pytest.raises(
+        ValueError,
+        match=r"^sources: expected a population \[n, d\] or populations \[P, n, d\], "
+        r"received shape \(1, 2, 20, 2\)",
+    ):
+        m.predict(torch.stack(src)[None])
+    with pytest.raises(
+        TypeError, match=r"^sources\[0\]: expected a floating tensor, received torch.int64"
+    ):
+        m.predict(src[0].long())
+
+
 def test_embed_and_ensemble_posterior_refuse_what_they_cannot_do():
     d = _pairs()
     pops = [torch.randn(20, 2), torch.randn(21, 2)]
