@@ -211,6 +211,44 @@ def test_run_script_tasks_keeps_the_finished_results_on_ctrl_c(tmp_path, monkeyp
     )
 
 
+def test_run_script_tasks_with_nothing_finished_writes_and_names_no_partial_file(
+    tmp_path, monkeypatch, capsys
+):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    script = tmp_path / "toy_none.py"
+    script.write_text(
+        "def task(x):\n"
+        "    if x == 0:\n"
+        "        raise KeyboardInterrupt\n"
+        "    raise ValueError('negative')\n"
+    )
+    with pytest.raises(RuntimeError, match=r"^task -1 failed$"):  # no "; the results of ..."
+        run_script_tasks(str(script), "task", [-1], 1)
+    with pytest.raises(KeyboardInterrupt) as info:
+        run_script_tasks(str(script), "task", [0, 1], 1)
+    assert info.value.results == [None, None]
+    assert "stopped by" not in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.partial.json"))
+
+
+def test_run_script_tasks_says_when_the_finished_results_cannot_be_kept(tmp_path, monkeypatch):
+    import tempfile
+
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the temporary folder should be")
+    monkeypatch.setattr(tempfile, "tempdir", str(blocked))
+    script = tmp_path / "toy_kept.py"
+    script.write_text("def task(x):\n    if x < 0:\n        raise ValueError('no')\n    return x\n")
+    with pytest.raises(
+        RuntimeError,
+        match=r"^task -1 failed; the results of the 1 finished task\(s\) could not be written \(",
+    ) as info:
+        run_script_tasks(str(script), "task", [1, -1], 1)
+    assert info.value.results == [1, None]  # still on the error
+
+
 def test_run_script_tasks_refuses_bad_jobs(tmp_path):
     with pytest.raises(ValueError, match="jobs: expected an int >= 1"):
         run_script_tasks(str(tmp_path / "x.py"), "task", [1], 0)
