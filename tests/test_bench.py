@@ -475,3 +475,17 @@ def test_a_smoke_ablation_without_out_writes_to_a_temporary_folder_and_table_pri
     assert smoke_ablation_main("A toy ablation.", ["--table", str(path)], **kw) == path
     out = capsys.readouterr().out
     assert "all" in out and "smoke" in out
+
+
+def test_a_value_json_cannot_hold_is_refused_naming_where_it_is(tmp_path):
+    """A set in a setting failed in json's encoder with "float() argument must be a string
+    or a real number, not 'set'", naming neither the row nor the key."""
+    rows = [bench_row("p", "m", {"mse": 0.5}), bench_row("q", "m", {"mse": 0.5})]
+    rows[1]["setting"] = {"grid": {"n": {4, 8}}}
+    with pytest.raises(
+        TypeError,
+        match=r"^rows\[1\]\.setting\.grid\.n: expected a number, string, bool, None, list or "
+        r"dict, received set",
+    ):
+        write_results("toy", rows, quick=True, command="c", out=tmp_path)
+    assert not (tmp_path / "toy.json").exists()
