@@ -67,6 +67,10 @@ def test_fit_many_result_counts_problems():
         "FitManyResult(executor='local', workers=2, seconds=1.5, seed=3, problems=3, ok=2, "
         "failed=1)"
     )
+    # a table without its status column (built by hand): the problems are still counted
+    bare = FitManyResult(None, pd.DataFrame(), per, executor="local", workers=1, seconds=0.5)
+    want = "FitManyResult(executor='local', workers=1, seconds=0.5, seed=None, problems=2)"
+    assert repr(bare) == want
 
 
 def test_models_have_one_line_reprs():

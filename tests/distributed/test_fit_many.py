@@ -519,6 +519,16 @@ COMBINE_CASES = {  # per-problem groups that cannot be stacked, and what the mes
         "problem",
         ["coordinate 'x' of group 'posterior'", "problem 'a'", "problem(s) 'b'", "0.8"],
     ),
+    "empty coordinate": (
+        {"a": {"posterior": _post(0, x=[])}, "b": {"posterior": _post(0)}},
+        "problem",
+        ["coordinate 'x' of group 'posterior' differs", "'a' (no labels)", "'b' (absent)"],
+    ),
+    "extra coordinate": (
+        {"a": {"posterior": _post(3)}, "b": {"posterior": _post(3, x=[0.0, 0.5, 1.0])}},
+        "problem",
+        ["coordinate 'x' of group 'posterior' is in problem 'b' but not in problem 'a'"],
+    ),
     "variable": (
         {"a": {"posterior": _post(extra="D")}, "b": {"posterior": _post()}},
         "problem",
