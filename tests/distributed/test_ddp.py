@@ -233,6 +233,20 @@ def _no_group(*args, **kwargs):
 
 
 _X, _Y = _data(16)
+
+
+class _Stream(torch.utils.data.IterableDataset):
+    """A stream of samples: no length, so it cannot be split by rank."""
+
+    def __iter__(self):
+        yield from zip(_X, _Y)
+
+
+class _NoLength(torch.utils.data.Dataset):
+    def __getitem__(self, i):
+        return _X[i], _Y[i]
+
+
 BAD_TRAIN_ARGS = [  # (overrides of a valid call, error type, message)
     ({"batch_size": 32}, ValueError, r"batch_size: 32 per rank exceeds the 16 samples"),
     ({"batch_size": 0}, ValueError, r"batch_size: expected an int >= 1"),
@@ -253,6 +267,12 @@ BAD_TRAIN_ARGS = [  # (overrides of a valid call, error type, message)
     ({"data": (_X, _Y[:10])}, ValueError, r"data: the tensors must share .*\[16, 10\]"),
     ({"data": torch.tensor(1.0)}, ValueError, r"data: expected tensors with a first"),
     ({"data": "not data"}, TypeError, r"data: expected a torch Dataset"),
+    (
+        {"data": _Stream()},
+        TypeError,
+        r"^data: expected a map-style dataset with a length, received _Stream",
+    ),
+    ({"data": _NoLength()}, TypeError, r"^data: expected a map-style dataset .*received _NoLength"),
 ]
 
 
