@@ -572,6 +572,11 @@ def test_bad_arguments_are_refused_before_anything_is_read_or_run(tmp_path):
             _run("sequential", probs, problem_dim=dim)
     with pytest.raises(TypeError, match="problem_dim: expected a str"):
         _run("sequential", probs, problem_dim=3)
+    with pytest.raises(
+        TypeError,
+        match="^problems: expected a mapping id -> problem or an iterable of problems, received int",
+    ):
+        _run("sequential", 3)
 
 
 class _CountingRunner(SequentialRunner):
@@ -1121,3 +1126,25 @@ def test_a_legacy_file_of_another_id_or_a_record_without_groups_is_fitted_again(
     (tmp_path / "a_b.nc").unlink()
     xr.Dataset().to_netcdf(tmp_path / "a_b.nc")  # a valid file without any group
     assert _run("sequential", probs, out=tmp_path).table["resumed"].tolist() == [False]
+
+
+class _RecordingModel(_toy.LinearGaussianModel):
+    seen: list = []
+
+    def fit(self, **kw):
+        type(self).seen.append(kw.get("progress"))
+        return super().fit(**kw)
+
+
+def _build_recording(problem, seed=None):
+    return _RecordingModel(problem, seed=seed)
+
+
+def test_fit_kwargs_progress_is_passed_on_and_otherwise_off():
+    """Each problem's own progress bar is off unless fit_kwargs asks for it."""
+    _RecordingModel.seen = []
+    probs = _toy.problems(1)
+    _run("sequential", probs, builder=_build_recording)
+    kw = dict(executor="sequential", seed=7, num_samples=NS, progress=False)
+    fit_many(probs, _build_recording, fit_kwargs={"steps": STEPS, "progress": True}, **kw)
+    assert _RecordingModel.seen == [False, True]
