@@ -242,6 +242,12 @@ def test_load_hook_finds_each_components_hook_and_none_where_absent(monkeypatch)
 
     monkeypatch.setattr(importlib.util, "find_spec", no_odil_hook)
     assert suite.load_hook("odil") is None  # the component without its hook
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "bayesphys.odil" else real(name, *a),
+    )
+    assert suite.load_hook("odil") is None  # a component not installed
     assert suite.load_hook("gp_pde") is not None
 
     def broken_parent(name, *a):  # finding a submodule imports its package, which may fail
