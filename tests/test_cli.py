@@ -76,6 +76,8 @@ def test_list_says_which_hooks_and_benchmark_scripts_each_component_has(
             return None
         if name.startswith("bayesphys.meta_fm."):
             raise ModuleNotFoundError("No module named 'a_missing_dependency'")
+        if name == "bayesphys.probconserv":  # a component not installed
+            return None
         return real(name, *a)
 
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
@@ -83,6 +85,7 @@ def test_list_says_which_hooks_and_benchmark_scripts_each_component_has(
     assert lines["gp_pde"] == every
     assert lines["odil"] == "demo:yes calibration:no bench:no"
     assert lines["meta_fm"] == "demo:no calibration:no bench:no"
+    assert lines["probconserv"] == "demo:no calibration:no bench:yes"
     # `bench` of a component without a script is a usage error naming where it looked
     for argv in (["bench", "odil"], ["bench", "odil", "--help"]):
         with pytest.raises(SystemExit) as info:
