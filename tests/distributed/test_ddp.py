@@ -982,3 +982,19 @@ def test_train_ddp_takes_batches_of_dicts_as_of_tuples(monkeypatch):
     as_tuples = ddp.train_ddp(_model, _loss, _data(), **kw)
     assert as_dicts.loss_history == as_tuples.loss_history
     assert sorted(names) == sorted(f"s{i}" for i in range(32))
+
+
+def test_resume_compares_a_tensor_learning_rate_by_its_value(monkeypatch, tmp_path):
+    _single_process(monkeypatch)
+    kw = dict(batch_size=8, seed=5, progress=False, checkpoint=tmp_path / "run.pt")
+
+    def adam(lr):
+        return lambda p: torch.optim.Adam(
+            p, lr=torch.tensor(lr, dtype=torch.float64), foreach=False
+        )
+
+    ddp.train_ddp(_model, _loss, _data(), epochs=1, optimizer_fn=adam(0.01), **kw)
+    again = ddp.train_ddp(_model, _loss, _data(), epochs=2, optimizer_fn=adam(0.01), **kw)
+    assert again.extra["start_epoch"] == 1
+    with pytest.raises(ValueError, match=r"optimizer lr: saved 0\.01, now 0\.02"):
+        ddp.train_ddp(_model, _loss, _data(), epochs=3, optimizer_fn=adam(0.02), **kw)
