@@ -37,11 +37,8 @@ __all__ = ["main", "COMPONENTS"]
 
 
 def _component_module(component: str, hook: str):
-    """Import ``bayesphys.<component>.<hook>``; ``None`` if that component has not landed."""
-    if component not in COMPONENTS + ("scale_out",):
-        raise SystemExit(
-            f"COMPONENT: expected one of {', '.join(COMPONENTS)}, received {component!r}"
-        )
+    """Import ``bayesphys.<component>.<hook>`` (``component`` one of :data:`COMPONENTS`);
+    ``None`` if that component or its hook is absent, or its package cannot be imported."""
     name = f"bayesphys.{component}.{hook}"
     try:
         if importlib.util.find_spec(f"bayesphys.{component}") is None:

@@ -65,11 +65,23 @@ def test_written_results_follow_the_format(tmp_path):
 def test_numpy_and_torch_settings_are_written_as_numbers_and_rendered(tmp_path):
     # a setting holding np.int64(3) was written as 3.0 (json's default=float), and the docs
     # table (render_table) raised TypeError on it after the results file was written
+    from fractions import Fraction
+
     setting = {"n": np.int64(3), "t": np.float32(0.5), "steps": torch.tensor(7), "on": np.bool_(1)}
+    # arrays and tensors of numbers as lists, any other number (a Fraction) as a float
+    setting |= {"grid": np.array([4, 8]), "ell": torch.tensor([0.5, 0.25]), "r": Fraction(1, 4)}
     row = bench_row("p", "m", {"mse": 1e-4}, setting=setting)
     path = write_results("toy", [row], quick=True, command="c", out=tmp_path)
     written = json.loads(path.read_text(encoding="utf-8"))["rows"][0]["setting"]
-    assert written == {"n": 3, "t": 0.5, "steps": 7, "on": True}
+    assert written == {
+        "n": 3,
+        "t": 0.5,
+        "steps": 7,
+        "on": True,
+        "grid": [4, 8],
+        "ell": [0.5, 0.25],
+        "r": 0.25,
+    }
     assert isinstance(written["n"], int) and isinstance(written["steps"], int)
     payload = {
         "command": "c",
@@ -80,11 +92,12 @@ def test_numpy_and_torch_settings_are_written_as_numbers_and_rendered(tmp_path):
         "quick": True,
         "rows": [row],
     }
-    assert '| p | "n": 3, "t": 0.5, "steps": 7, "on": true | m |' in render_table(payload)
+    want = '"n": 3, "t": 0.5, "steps": 7, "on": true, "grid": [4, 8], "ell": [0.5, 0.25], "r": 0.25'
+    assert f"| p | {want} | m |" in render_table(payload)
 
 
 def test_table_cells_of_edge_values():
-    anchor = {"source": "T1", "metrics": {"mse": np.float32(1.5e-6), "nll": 2}}
+    anchor = {"source": "T1", "metrics": {"mse": np.float32(1.5e-6), "nll": 2, "ok": True}}
     rows = [
         bench_row("p", "m", {"mse": math.nan, "ll": math.inf, "ce": None, "seconds": 1e-12}),
         bench_row("q", "m", {"mse": -math.inf, "steps": 123456.0}, anchor=anchor),
@@ -94,13 +107,18 @@ def test_table_cells_of_edge_values():
     lines = render_table({**payload, "quick": True, "rows": rows}).splitlines()
     assert (
         lines[2]
-        == "| problem | setting | method | mse | ll | ce | seconds | steps | nll | anchor |"
+        == "| problem | setting | method | mse | ll | ce | seconds | steps | nll | ok | anchor |"
     )
-    assert lines[4] == "| p | – | m | nan | inf | – | 1.00e-12 | – | – | – |"
-    # an anchor figure given as np.float32 is formatted as a number ("1.5e-06" before)
-    assert lines[5] == "| q | – | m | -inf (1.50e-06) | – | – | – | 1.23e+05 | – (2) | T1 |"
+    assert lines[4] == "| p | – | m | nan | inf | – | 1.00e-12 | – | – | – | – |"
+    # an anchor figure given as np.float32 is formatted as a number ("1.5e-06" before), a
+    # bool as True (not 1)
+    assert (
+        lines[5] == "| q | – | m | -inf (1.50e-06) | – | – | – | 1.23e+05 | – (2) | – (True) | T1 |"
+    )
     # nested settings stay one cell; a "|" in a setting cannot split the row
-    assert lines[6] == '| r | "grid": {"n": [2, 3]}, "s": "a/b" | m | 0 | – | – | – | – | – | – |'
+    assert (
+        lines[6] == '| r | "grid": {"n": [2, 3]}, "s": "a/b" | m | 0 | – | – | – | – | – | – | – |'
+    )
 
 
 def test_ablation_table_option_refuses_a_missing_file(tmp_path, capsys):
@@ -228,6 +246,41 @@ def test_a_failed_write_keeps_the_rows_in_a_file_it_names(tmp_path, monkeypatch,
     assert str(kept) in str(info.value) and str(out / "toy.json") in str(info.value)
     assert json.loads(kept.read_text(encoding="utf-8"))["rows"][0]["metrics"] == {"mse": 1e-4}
     assert isinstance(info.value, NotADirectoryError | FileExistsError)  # as the cause raised
+
+
+def test_a_failed_write_with_no_room_elsewhere_says_so(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "mkstemp", full)
+    (tmp_path / "blocked").write_text("a file where the folder should be")
+    out = tmp_path / "blocked" / "results"
+    rows = [bench_row("p", "ours", {"mse": 1e-4})]
+    with pytest.raises(
+        OSError,
+        match=r"toy\.json could not be written .*could not keep them elsewhere either "
+        r"\(OSError: \[Errno 28\] No space left on device\)",
+    ):
+        write_results("toy", rows, quick=True, command="c", out=out)
+
+
+def test_a_partial_write_that_fails_is_reported_not_raised(tmp_path, monkeypatch):
+    """A stopped run's partial rows that cannot be written: the stop message says why (the
+    run's own error is the one raised)."""
+    import tempfile
+
+    from bayesphys._bench import write_partial
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the rows are kept aside
+    (tmp_path / "blocked").write_text("a file where the folder should be")
+    rows = [bench_row("p", "m", {"mse": 0.5})]
+    said = write_partial(
+        "toy", rows, quick=True, command="c", out=tmp_path / "blocked", device="cpu"
+    )
+    assert said.startswith("could not be written (") and "toy.partial.json" in said
 
 
 @pytest.mark.parametrize("where", ["out", None, ""])
@@ -378,3 +431,61 @@ def test_a_stopped_task_runs_partial_file_records_the_argv_the_script_parsed(tmp
     partial = json.loads((tmp_path / "temp" / "toy_ablation.partial.json").read_text())
     assert partial["command"] == "python benchmarks/toy_ablation.py --seeds 2"
     assert partial["finished"] == ["1"] and partial["failed"] == ["2"]
+
+
+def test_a_smoke_ablation_without_out_writes_to_a_temporary_folder_and_table_prints_it(
+    tmp_path, monkeypatch, capsys
+):
+    """``--smoke`` without ``--out`` never writes the committed results (tiny sizes); its
+    ``--table`` prints the file written, running nothing."""
+    import tempfile
+
+    from bayesphys._bench import smoke_ablation_main
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    script = tmp_path / "toy_ablation.py"
+    script.write_text("def run_task(x, smoke=False):\n    return [{'x': x, 'smoke': smoke}]\n")
+    kw = dict(
+        script=str(script),
+        name="toy",
+        tasks=[1, 2],
+        summarise=lambda rows: [{"x": "all", "n": len(rows)}],
+        table=lambda rows: f"{len(rows)} rows",
+        extra=lambda smoke: {"tasks": 2},
+    )
+    torch_threads = torch.get_num_threads()
+    try:
+        path = smoke_ablation_main("A toy ablation.", ["--smoke"], **kw)
+    finally:
+        torch.set_num_threads(torch_threads)
+    assert path.parent.parent == tmp_path and path.parent.name.startswith("bench_smoke_")
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    assert payload["rows"] == [
+        {"x": 1, "smoke": True},
+        {"x": 2, "smoke": True},
+        {"x": "all", "n": 2},
+    ]
+    assert payload["smoke"] is True and payload["tasks"] == 2
+    capsys.readouterr()
+
+    def no_run(*a, **k):
+        raise AssertionError("--table ran the tasks")
+
+    monkeypatch.setattr("bayesphys._bench.ablation.run_script_tasks", no_run)
+    assert smoke_ablation_main("A toy ablation.", ["--table", str(path)], **kw) == path
+    out = capsys.readouterr().out
+    assert "all" in out and "smoke" in out
+
+
+def test_a_value_json_cannot_hold_is_refused_naming_where_it_is(tmp_path):
+    """A set in a setting failed in json's encoder with "float() argument must be a string
+    or a real number, not 'set'", naming neither the row nor the key."""
+    rows = [bench_row("p", "m", {"mse": 0.5}), bench_row("q", "m", {"mse": 0.5})]
+    rows[1]["setting"] = {"grid": {"n": {4, 8}}}
+    with pytest.raises(
+        TypeError,
+        match=r"^rows\[1\]\.setting\.grid\.n: expected a number, string, bool, None, list or "
+        r"dict, received set",
+    ):
+        write_results("toy", rows, quick=True, command="c", out=tmp_path)
+    assert not (tmp_path / "toy.json").exists()

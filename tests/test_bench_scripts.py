@@ -477,6 +477,12 @@ def test_only_a_bayesphys_checkout_is_taken_for_benchmarks(tmp_path, monkeypatch
     assert bench._is_checkout(planted)
     (planted / "pyproject.toml").write_text('[project]\nname = "bayesphys"\n')
     assert bench._is_checkout(planted)
+    # a pyproject.toml that is not UTF-8 text or not TOML names no project: not a checkout
+    (planted / "pyproject.toml").write_bytes(b'[project]\nname = "bayesphys\xff"\n')
+    assert not bench._is_checkout(planted)
+    (planted / "pyproject.toml").write_text('[project]\nname = "bayesphys\n')  # unclosed
+    assert not bench._is_checkout(planted)
+    (planted / "pyproject.toml").write_text('[project]\nname = "bayesphys"\n')
     assert bench._is_checkout(repo_root())  # this checkout
     # an installed package (no checkout beside it) in a folder that is not one: refused
     pkg = tmp_path / "site" / "bayesphys"

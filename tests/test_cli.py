@@ -44,6 +44,66 @@ def test_list_runs(capsys):
     assert "components" in capsys.readouterr().out
 
 
+def _list_lines(capsys) -> dict[str, str]:
+    assert cli.main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    return {
+        c: " ".join(line.split()[1:])
+        for line in lines
+        for c in cli.COMPONENTS
+        if line.split()[:1] == [c]
+    }
+
+
+def test_list_says_which_hooks_and_benchmark_scripts_each_component_has(
+    tmp_path, monkeypatch, capsys
+):
+    import importlib.util
+
+    every = "demo:yes calibration:yes bench:yes"
+    assert _list_lines(capsys) == dict.fromkeys(cli.COMPONENTS, every)
+    # a checkout without the odil benchmark script, odil without its calibration hook, and
+    # meta_fm whose package cannot be imported (a dependency missing)
+    root = tmp_path / "checkout"
+    (root / "benchmarks").mkdir(parents=True)
+    for comp in cli.COMPONENTS[:-2]:
+        (root / "benchmarks" / f"{comp}.py").write_text("def main(argv):\n    return None\n")
+    monkeypatch.setattr("bayesphys._bench.repo_root", lambda: root)
+    real = importlib.util.find_spec
+
+    def find_spec(name, *a):
+        if name == "bayesphys.odil._calibration":
+            return None
+        if name.startswith("bayesphys.meta_fm."):
+            raise ModuleNotFoundError("No module named 'a_missing_dependency'")
+        if name == "bayesphys.probconserv":  # a component not installed
+            return None
+        return real(name, *a)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    lines = _list_lines(capsys)
+    assert lines["gp_pde"] == every
+    assert lines["odil"] == "demo:yes calibration:no bench:no"
+    assert lines["meta_fm"] == "demo:no calibration:no bench:no"
+    assert lines["probconserv"] == "demo:no calibration:no bench:yes"
+    # `bench` of a component without a script is a usage error naming where it looked
+    for argv in (["bench", "odil"], ["bench", "odil", "--help"]):
+        with pytest.raises(SystemExit) as info:
+            cli.main(argv)
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert f"COMPONENT: no benchmark script at {root / 'benchmarks' / 'odil.py'}" in err
+
+
+def test_list_outside_a_checkout_shows_no_benchmark_scripts(monkeypatch, capsys):
+    def no_checkout():
+        raise FileNotFoundError("benchmarks/: not found next to the package")
+
+    monkeypatch.setattr("bayesphys._bench.repo_root", no_checkout)
+    lines = _list_lines(capsys)
+    assert lines == dict.fromkeys(cli.COMPONENTS, "demo:yes calibration:yes bench:no")
+
+
 def test_unknown_example_and_args(capsys):
     # argparse errors (exit 2, usage and message on stderr), not tracebacks
     for argv, msg in (
@@ -209,6 +269,44 @@ def test_run_script_tasks_keeps_the_finished_results_on_ctrl_c(tmp_path, monkeyp
         f"stopped by KeyboardInterrupt; the results of the 1 finished task(s) are in {partial}"
         in (capsys.readouterr().err)
     )
+
+
+def test_run_script_tasks_with_nothing_finished_writes_and_names_no_partial_file(
+    tmp_path, monkeypatch, capsys
+):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    script = tmp_path / "toy_none.py"
+    script.write_text(
+        "def task(x):\n"
+        "    if x == 0:\n"
+        "        raise KeyboardInterrupt\n"
+        "    raise ValueError('negative')\n"
+    )
+    with pytest.raises(RuntimeError, match=r"^task -1 failed$"):  # no "; the results of ..."
+        run_script_tasks(str(script), "task", [-1], 1)
+    with pytest.raises(KeyboardInterrupt) as info:
+        run_script_tasks(str(script), "task", [0, 1], 1)
+    assert info.value.results == [None, None]
+    assert "stopped by" not in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.partial.json"))
+
+
+def test_run_script_tasks_says_when_the_finished_results_cannot_be_kept(tmp_path, monkeypatch):
+    import tempfile
+
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the temporary folder should be")
+    monkeypatch.setattr(tempfile, "tempdir", str(blocked))
+    script = tmp_path / "toy_kept.py"
+    script.write_text("def task(x):\n    if x < 0:\n        raise ValueError('no')\n    return x\n")
+    with pytest.raises(
+        RuntimeError,
+        match=r"^task -1 failed; the results of the 1 finished task\(s\) could not be written \(",
+    ) as info:
+        run_script_tasks(str(script), "task", [1, -1], 1)
+    assert info.value.results == [1, None]  # still on the error
 
 
 def test_run_script_tasks_refuses_bad_jobs(tmp_path):
@@ -606,6 +704,37 @@ def test_run_formats_numbers_inside_tuples_as_the_other_values(monkeypatch, caps
         "steps: 40",
         "failed: []",
         "png: a.png",
+    ]
+
+
+def test_run_and_bench_pass_their_options_on_to_the_example_and_the_script(
+    tmp_path, monkeypatch, capsys
+):
+    from bayesphys.examples import gp_pde_inverse
+
+    seen = []
+    result = {"D_mean": 1.0, "summary": {"table": 1}}  # a table: printed by the example itself
+    monkeypatch.setattr(gp_pde_inverse, "main", lambda argv: seen.append(argv) or result)
+    out = str(tmp_path / "o")
+    argv = ["run", "gp-pde-inverse", "--steps", "5", "--smoke", "--device", "cpu", "--out", out]
+    assert cli.main([*argv, "--seed", "3"]) == 0
+    assert seen[-1] == ["--steps", "5", "--smoke", "--device", "cpu", "--out", out, "--seed", "3"]
+    assert capsys.readouterr().out == "D_mean: 1.0000\n"
+    monkeypatch.setattr(gp_pde_inverse, "main", lambda argv: None)  # nothing to print
+    assert cli.main(["run", "gp-pde-inverse"]) == 0
+    assert capsys.readouterr().out == ""
+
+    script = tmp_path / "toy.py"
+    script.write_text(
+        "from pathlib import Path\ndef main(argv):\n    print(argv)\n    return Path('toy.json')\n"
+    )
+    monkeypatch.setattr(cli, "_bench_script", lambda component, must_exist=True: script)
+    assert (
+        cli.main(["bench", "odil", "--only", "B0", "--quick", "--out", out, "--device", "cpu"]) == 0
+    )
+    assert capsys.readouterr().out.splitlines() == [
+        str(["--only", "B0", "--quick", "--out", out, "--device", "cpu"]),
+        "results: toy.json",  # once: the scripts print it only when run as scripts
     ]
 
 

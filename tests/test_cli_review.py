@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import os
+import sys
 
 import pytest
 
@@ -114,6 +116,33 @@ def test_another_broken_pipe_is_an_error(monkeypatch):
     monkeypatch.setattr(cli, "cmd_list", broken)
     with pytest.raises(BrokenPipeError):
         cli.main(["list"])
+    # nor is it when stdout was replaced by a stream without a descriptor (a notebook's)
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    with pytest.raises(BrokenPipeError):
+        cli.main(["list"])
+
+
+def test_without_poll_a_broken_pipe_is_taken_to_be_stdouts(monkeypatch):
+    """Where select.poll does not exist (Windows) a broken pipe is stdout's reader leaving:
+    the command ends quietly with status 141, its stdout pointed at the null device."""
+    import select
+
+    def broken(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "cmd_list", broken)
+    monkeypatch.delattr(select, "poll")
+    r, w = os.pipe()
+    stream = io.TextIOWrapper(io.FileIO(w, "w"), write_through=True)
+    monkeypatch.setattr(sys, "stdout", stream)
+    try:
+        assert cli.main(["list"]) == 141
+        stream.write("after")  # goes to the null device now, not to the pipe
+    finally:
+        stream.close()
+        monkeypatch.undo()
+    with io.FileIO(r, "r") as reader:
+        assert reader.read() == b""
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")

@@ -51,6 +51,11 @@ def test_calibration_result_and_record():
     assert len(text) < LIMIT and "N=50" in text and "L=19" in text and "coverage90=" in text
     rec = repr(res.record)
     assert len(rec) < LIMIT and "draws=Tensor[50, 19, 5] float64" in rec, rec
+    # a partial result (no record yet) still has a repr
+    from bayesphys.diagnostics import CalibrationResult
+
+    empty = CalibrationResult("p", "m", *([None] * 8))
+    assert repr(empty) == "CalibrationResult(problem='p', method='m')"
 
 
 def test_fit_many_result_counts_problems():
@@ -62,6 +67,10 @@ def test_fit_many_result_counts_problems():
         "FitManyResult(executor='local', workers=2, seconds=1.5, seed=3, problems=3, ok=2, "
         "failed=1)"
     )
+    # a table without its status column (built by hand): the problems are still counted
+    bare = FitManyResult(None, pd.DataFrame(), per, executor="local", workers=1, seconds=0.5)
+    want = "FitManyResult(executor='local', workers=1, seconds=0.5, seed=None, problems=2)"
+    assert repr(bare) == want
 
 
 def test_models_have_one_line_reprs():
@@ -73,6 +82,26 @@ def test_models_have_one_line_reprs():
     text = repr(ProbConserv("stefan", seed=0))
     assert text.startswith("ProbConserv(problem='stefan', step1='anp'") and "steps_done=0" in text
     assert "object at 0x" not in text
+
+
+def test_flow_and_neural_process_models_have_one_line_reprs():
+    from bayesphys.meta_fm import MetaFlowMatching, MFMEnsemble
+    from bayesphys.problems.populations import linear_map
+    from tests.tiny_models import TINY_MFM, tiny_rgnp
+
+    d = linear_map(n_train=4, n_cal=0, n_test=2, n_points=20)
+    m = MetaFlowMatching(d, seed=0, **TINY_MFM)
+    m.fit(steps=1, progress=False)
+    # the method and coupling as strings, and the steps taken, as the ensemble's repr
+    assert repr(m) == (
+        "MetaFlowMatching(method='MFM', dim=2, coupling='index', steps_done=1, device=cpu)"
+    )
+    ens = MFMEnsemble(d, members=2, method="FM", **TINY_MFM)
+    assert repr(ens) == (
+        "MFMEnsemble(method='FM', members=2, dim=2, steps_done=[0, 0], device=cpu)"
+    )
+    text = repr(tiny_rgnp("poisson"))
+    assert text == "RandomGridNP(problem='poisson', method='RGNP', device=cpu, dtype=float32)"
 
 
 def test_short_summaries():

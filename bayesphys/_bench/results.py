@@ -133,7 +133,7 @@ def _check_out(out: str | Path | None) -> None:
 def _strict(v: Any, where: str, nonfinite: list[str]) -> Any:
     """``v`` with numpy and torch values as the Python numbers or lists they hold and every
     non-finite float as the string ``"nan"``, ``"inf"`` or ``"-inf"`` (its location ``where``
-    appended to ``nonfinite``)."""
+    appended to ``nonfinite``); a value JSON cannot hold is a ``TypeError`` naming ``where``."""
     if isinstance(v, Mapping):
         return {k: _strict(x, f"{where}.{k}" if where else str(k), nonfinite) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
@@ -148,7 +148,10 @@ def _strict(v: Any, where: str, nonfinite: list[str]) -> Any:
             return f
         nonfinite.append(f"{where} = {f}")
         return str(f)  # "nan", "inf", "-inf": shown as such, not as a metric never measured
-    return v  # anything else: json.dumps' own TypeError
+    # anything else (a set, a Path, an object): json's encoder failed on it naming no key
+    raise TypeError(
+        f"{where}: expected a number, string, bool, None, list or dict, received {type(v).__name__}"
+    )
 
 
 def _results_text(payload: Mapping[str, Any]) -> tuple[str, list[str]]:

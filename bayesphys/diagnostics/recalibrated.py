@@ -111,9 +111,6 @@ class RecalibratedPosterior:
         recalibrated posterior over a latent ``z`` exported its draws as ``u``)."""
         return getattr(self.base, "export_name", "u")
 
-    def _shape_back(self, flat: Tensor) -> Tensor:
-        return flat.reshape(*flat.shape[:-1], *self.batch_shape, *self.event_shape)
-
     def _recal_quantile_flat(self, u: Tensor) -> Tensor:
         """:math:`G^{-1}(u)` for probabilities ``u [M, S]`` (row ``m`` = marginal ``m``)."""
         rec = self.recalibrator

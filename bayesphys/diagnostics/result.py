@@ -67,18 +67,14 @@ class CalibrationResult:
             shown = {}
         return fields_repr(self, ("problem", "method"), **shown)
 
-    def _cov(self, lv: float, kind: str = "central") -> float:
-        cov = self.coverage_central if kind == "central" else self.coverage_hdi
-        j = int(torch.argmin((self.levels - lv).abs()))
-        if abs(float(self.levels[j]) - lv) > 1e-9:
-            raise ValueError(f"level: {lv} not among {self.levels.tolist()}")
-        return float(cov[j].mean())
-
     def _cov_if_run(self, lv: float, kind: str = "central") -> float | None:
-        """Coverage at ``lv``, or ``None`` if the run did not ask for that level."""
-        if not bool(((self.levels - lv).abs() <= 1e-9).any()):
+        """Coverage at ``lv`` averaged over the summaries, or ``None`` if the run did not ask
+        for that level."""
+        near = (self.levels - lv).abs()
+        if not bool((near <= 1e-9).any()):
             return None
-        return self._cov(lv, kind)
+        cov = self.coverage_central if kind == "central" else self.coverage_hdi
+        return float(cov[int(torch.argmin(near))].mean())
 
     def metrics(self) -> dict[str, float | None]:
         """The row metrics (coverage averaged over summaries; see the module docstring);

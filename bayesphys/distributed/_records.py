@@ -307,9 +307,7 @@ def _read(
         return None
     try:
         groups = _load_groups(nc_path)
-    except _UNREADABLE:  # cut short or damaged: fit the problem again, as for the JSON
-        return None
-    if not groups:
+    except _UNREADABLE:  # cut short or damaged, or no group: fit the problem again
         return None
     token = groups[_token_group(groups)].attrs.pop(_TOKEN_ATTR, None)
     if token != meta.get("record_token", token):  # records before the token: no check

@@ -172,7 +172,10 @@ def check_training_data(
                 f"model's num_treatments), received {top}"
             )
     elif num_treatments:
-        raise ValueError("data.treatment: this model was built with treatments")
+        raise ValueError(
+            f"data.treatment: this model was built with {num_treatments} treatments; expected "
+            f"one index in [0, {num_treatments}) per pair, received None"
+        )
     if cfg.method == "CGFM":
         unknown = sorted({int(i) for i in data.source_id} - set(condition_ids))
         if unknown:

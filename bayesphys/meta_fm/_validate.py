@@ -206,7 +206,11 @@ def check_pairs(data: PopulationPairs, dim: int | None = None, *, name: str = "d
             )
     sid = data.source_id
     if not torch.is_tensor(sid) or sid.ndim != 1 or len(sid) != len(data.source):
-        raise ValueError(f"{name}.source_id: expected a tensor with one id per pair")
+        got = f"shape {tuple(sid.shape)}" if torch.is_tensor(sid) else type(sid).__name__
+        raise ValueError(
+            f"{name}.source_id: expected a tensor [{len(data.source)}] of one id per pair, "
+            f"received {got}"
+        )
     if sid.is_floating_point() or sid.is_complex() or sid.dtype == torch.bool:
         # CGFM's one-hot and the embedding cache key on int(id): 0.1 and 0.2 would merge
         raise ValueError(f"{name}.source_id: expected integer ids, received dtype {sid.dtype}")
@@ -226,7 +230,15 @@ def check_pairs(data: PopulationPairs, dim: int | None = None, *, name: str = "d
         f = data.source_features
         num = f[0].shape[-1] if len(f) and isinstance(f[0], Tensor) and f[0].ndim == 2 else -1
         if num < 1:
-            raise ValueError(f"{name}.source_features: expected tensors [n_i, f] with f >= 1")
+            if not len(f):
+                got = f"an empty {type(f).__name__}"
+            elif isinstance(f[0], Tensor):
+                got = f"shape {tuple(f[0].shape)}"
+            else:
+                got = type(f[0]).__name__
+            raise ValueError(
+                f"{name}.source_features: expected tensors [n_i, f] with f >= 1, received {got}"
+            )
         check_features(f"{name}.source_features", f, src, num)
 
 

@@ -578,4 +578,7 @@ class MetaFlowMatching:
 
     def __repr__(self) -> str:
         c = self.config
-        return f"MetaFlowMatching(method={c.method}, dim={self.dim}, coupling={self.coupling}, device={self.device})"
+        return (
+            f"MetaFlowMatching(method={c.method!r}, dim={self.dim}, coupling={self.coupling!r}, "
+            f"steps_done={self.steps_done}, device={self.device})"
+        )

@@ -82,14 +82,17 @@ def _check_test(test: Any, problem: str, keys: tuple[str, ...] | None = None) ->
         v = test[k]
         if isinstance(v, torch.Tensor):
             v = v.detach().cpu().numpy()
-        if np.iscomplexobj(v):
-            raise TypeError(f"test['{k}']: expected real values, received complex")
         try:
-            out[k] = np.asarray(v, dtype=np.float64)
+            # inside the try: a ragged list raised numpy's own error in iscomplexobj
+            complex_ = np.iscomplexobj(v)
+            if not complex_:
+                out[k] = np.asarray(v, dtype=np.float64)
         except (TypeError, ValueError):
             raise TypeError(
                 f"test['{k}']: expected an array of real numbers, received {type(v).__name__}"
             ) from None
+        if complex_:
+            raise TypeError(f"test['{k}']: expected real values, received complex")
     sizes = {"dim_z": 2 if problem == "burgers" else None, "dim_w": 1}
     ok = True
     for k, a in out.items():

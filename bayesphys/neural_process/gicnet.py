@@ -60,6 +60,18 @@ LONG_AXIS_ELLS = 50.0
 SHORT_AXIS_ELLS = 10.0
 
 
+def check_tensors(names: Sequence[str], values: Sequence[object]) -> None:
+    """Refuse the ``values`` (each named by its entry of ``names``) that are not tensors (of
+    any shape): a ``TypeError`` naming them and their types (``"x/feat: expected
+    torch.Tensors, received list, list"``)."""
+    bad = [(n, type(v).__name__) for n, v in zip(names, values) if not isinstance(v, Tensor)]
+    if len(bad) == 1:
+        raise TypeError(f"{bad[0][0]}: expected a torch.Tensor, received {bad[0][1]}")
+    if bad:
+        got = ", ".join(t for _, t in bad)
+        raise TypeError(f"{'/'.join(n for n, _ in bad)}: expected torch.Tensors, received {got}")
+
+
 def warn_box_scale(
     lower: Sequence[float], upper: Sequence[float], ell_max: float, ell_min: float
 ) -> None:
@@ -93,12 +105,10 @@ def warn_box_scale(
         )
 
 
-def _mlp(sizes: list[int], last_act: bool = True) -> nn.Sequential:
+def _mlp(sizes: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(len(sizes) - 1):
-        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
-        if last_act or i < len(sizes) - 2:
-            layers.append(nn.SiLU())
+        layers += [nn.Linear(sizes[i], sizes[i + 1]), nn.SiLU()]
     return nn.Sequential(*layers)
 
 
@@ -234,9 +244,7 @@ class KernelInterpolation(nn.Module):
         ``[B, P, M, N]`` that cannot fit on ``x``'s device are refused with a ``MemoryError``
         naming ``x`` before the distances are computed (:func:`check_kernel_memory`).
         """
-        bad = [n for n, t in (("x", x), ("feat", feat)) if not isinstance(t, Tensor)]
-        if bad:
-            raise TypeError(f"{'/'.join(bad)}: expected torch.Tensor")
+        check_tensors(("x", "feat"), (x, feat))
         if feat.dtype != x.dtype:
             raise TypeError(f"feat: expected x's dtype {x.dtype}, received {feat.dtype}")
         if x.ndim != 3 or x.shape[1] == 0:

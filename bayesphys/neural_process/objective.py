@@ -26,7 +26,7 @@ from torch.distributions import LowRankMultivariateNormal, Normal
 from .._checks import as_scalar, check_real
 from ..problems.rgnp import BurgersProblem, PoissonProblem
 from .forward import ForwardNet
-from .gicnet import GICNet
+from .gicnet import GICNet, check_tensors
 
 __all__ = ["physics_elbo", "data_log_likelihood", "field_marginal"]
 
@@ -36,9 +36,7 @@ def _check_batch(problem, x: Tensor, z: Tensor, w: Tensor, **extra: Tensor) -> N
     tensors ``[B, N]`` (``ValueError`` naming them and the shapes received)."""
     names = ("x", "z", "w", *extra)
     tensors = (x, z, w, *extra.values())
-    bad = [n for n, t in zip(names, tensors) if not isinstance(t, Tensor)]
-    if bad:
-        raise TypeError(f"{'/'.join(bad)}: expected torch.Tensor")
+    check_tensors(names, tensors)
     ok = x.ndim == 3 and x.shape[-1] == problem.dim_x
     if ok:
         b, n = x.shape[:2]
@@ -137,8 +135,7 @@ def data_log_likelihood(
     """``log p(y_j | z_j, w_j)`` ``[B]`` for ``y`` ``[B, M]`` at ``x_obs`` ``[M, dim_x]``
     (``z`` ``[B, dim_z]``, ``w`` ``[B, dim_w]``; noise ``sigma_y >= 0``)."""
     sigma_y = check_real("sigma_y", as_scalar(sigma_y), minimum=0.0)
-    if not (isinstance(x_obs, Tensor) and isinstance(y, Tensor)):
-        raise TypeError("x_obs/y: expected torch.Tensor")
+    check_tensors(("x_obs", "y"), (x_obs, y))
     if x_obs.ndim != 2 or y.ndim != 2 or y.shape[1] != x_obs.shape[0]:
         raise ValueError(
             f"x_obs/y: expected shapes [M, {problem.dim_x}] and [B, M], received "

@@ -60,6 +60,11 @@ def record():
         (lambda t, d: central_coverage(t, d, 0.9, seed=1.5), TypeError, "seed: expected an int"),
         (lambda t, d: expected_coverage(t, d, 0.9), TypeError, "levels: expected a sequence"),
         (lambda t, d: expected_coverage(t, d, []), ValueError, "levels: expected at least one"),
+        (
+            lambda t, d: expected_coverage(t, d, kind="eti"),
+            ValueError,
+            "kind: expected 'central' or 'hdi', received 'eti'",
+        ),
         (lambda t, d: tarp(t, d, n_alpha=1), ValueError, "n_alpha: expected an int >= 2"),
         (lambda t, d: tarp(t, d, n_alpha=2.5), TypeError, "n_alpha: expected an int"),
         (lambda t, d: tarp(t, d, seed=1.5), TypeError, "seed: expected an int"),
@@ -90,6 +95,11 @@ def test_rank_consumers_check_ranks_against_n_draws(record):
         sbc_uniformity(ranks[None], 9)
     with pytest.raises(ValueError, match=r"ranks: expected \[N, K\]"):
         sbc_uniformity(ranks[:0], 9)
+    for dtype in (torch.bool, torch.complex64):
+        with pytest.raises(
+            TypeError, match=rf"^ranks: expected integer values in 0..L, received dtype {dtype}"
+        ):
+            sbc_uniformity(ranks.to(dtype), 9)
     with pytest.raises(TypeError, match="ranks: expected a torch.Tensor"):
         sbc_uniformity(ranks.numpy(), 9)
     for bad, error in ((0, ValueError), (-3, ValueError), (2.5, TypeError), (True, TypeError)):
@@ -110,6 +120,12 @@ def test_ranks_inference_data_checks_names_and_group(record):
         ranks_inference_data(ranks, ["sbc_n_draws", "a"], 9)
     with pytest.raises(ValueError, match="group: expected a group of its own"):
         ranks_inference_data(ranks, ["a", "b"], 9, group="posterior")
+    for names in (["a", ""], ["a", 3]):
+        with pytest.raises(TypeError, match=r"^names: expected non-empty strings, received \["):
+            ranks_inference_data(ranks, names, 9)
+    for group in ("", 3):
+        with pytest.raises(TypeError, match="^group: expected a non-empty string, received"):
+            ranks_inference_data(ranks, ["a", "b"], 9, group=group)
     first = ranks_inference_data(ranks, ["a", "b"], 9)
     with pytest.raises(ValueError, match="group: 'prior_sbc' is already a group of idata"):
         ranks_inference_data(ranks, ["a", "b"], 9, idata=first)
@@ -151,6 +167,14 @@ def test_field_calibration_curve_checks():
         field_calibration_curve([g], [torch.zeros(4, dtype=F64)])
     with pytest.raises(ValueError, match=r"levels\[0\]: expected a probability"):
         field_calibration_curve([g], [torch.zeros(5, dtype=F64)], levels=[1.5])
+    with pytest.raises(TypeError, match="^truths: expected a sequence of fields .*received float"):
+        field_calibration_curve([g], 0.0)
+    for posteriors, truths, got in (([g], [torch.zeros(5)] * 2, "1 and 2"), ([], [], "0 and 0")):
+        with pytest.raises(
+            ValueError,
+            match=rf"^posteriors/truths: expected equal non-zero lengths, received {got}",
+        ):
+            field_calibration_curve(posteriors, truths)
 
 
 def test_summaries_check_their_settings():
@@ -159,10 +183,20 @@ def test_summaries_check_their_settings():
         total_mass(1.0, event_ndim=0)  # summed every dim: one number for 3 fields
     with pytest.raises(ValueError, match=r"weights: expected a shape broadcasting to the event"):
         total_mass(torch.ones(5, 1, dtype=F64))(u[0])  # a [5, 5] grid summed silently
+    with pytest.raises(
+        ValueError,
+        match=r"^weights: expected a shape broadcasting to the event \(5,\) .*received \(3,\)",
+    ):
+        total_mass(torch.ones(3, dtype=F64))(u)  # no broadcast at all
     with pytest.raises(TypeError, match=r"index\[0\]: expected an int"):
         probe(True)  # indexed with True: added a dim
     with pytest.raises(TypeError, match="index: expected an int or a tuple of ints"):
         probe(1.5)
+    for empty in ((), [], torch.tensor([], dtype=torch.long)):
+        with pytest.raises(
+            ValueError, match=r"^index: expected at least one grid index, received \(\)"
+        ):
+            probe(empty)
     x = torch.linspace(0, 1, 5, dtype=F64)
     with pytest.raises(ValueError, match="level: expected a finite number"):
         front_position(x, level=math.nan)  # every front was x[0]
@@ -196,6 +230,17 @@ def test_simulation_loop_checks():
         ({"summaries": {"a": 3}}, TypeError, "summaries: expected callables"),
         ({"summaries": {"a": lambda u: u}}, ValueError, r"summaries\['a'\]: expected one value"),
         ({"simulate": lambda n, seed: torch.zeros(n, 2)}, TypeError, "simulate: expected"),
+        ({"infer": 3}, TypeError, "^infer: expected a callable, received int"),
+        (
+            {"simulate": lambda n, seed: (torch.tensor(1.0), torch.zeros(n, 2))},
+            ValueError,
+            r"^simulate: expected theta with leading dim 3, received \(\)",
+        ),
+        (
+            {"simulate": lambda n, seed: (torch.zeros(n + 1, 2), torch.zeros(n, 2))},
+            ValueError,
+            r"^simulate: expected theta with leading dim 3, received \(4, 2\)",
+        ),
         (
             {"infer": lambda y: None},
             TypeError,
@@ -212,6 +257,10 @@ def test_simulation_loop_checks():
 def test_calibration_row_settings_are_checked():
     with pytest.raises(ValueError, match=r"alpha: expected a number <= 1.0"):
         is_calibrated({"sbc_pvalue": 0.5, "coverage90": 0.9}, alpha=2)  # was always False
+    # a row without either metric (a run without level 0.9, a failed row) is not calibrated
+    assert is_calibrated({"sbc_pvalue": 0.5, "coverage90": 0.9})
+    assert not is_calibrated({"coverage90": 0.9})
+    assert not is_calibrated({"sbc_pvalue": 0.5, "coverage90": None})
     fam = CoreFamily()
     with pytest.raises(ValueError, match="recalibrate: expected 0/None"):
         calibration_rows(fam.simulate, fam.infer, problem="p", method="m", recalibrate=1)

@@ -70,6 +70,9 @@ def test_variance_scaling_matches_scaled_gaussian():
     assert post.rsample((2,)).shape == (2, 3)
     lo, hi = post.interval(0.9)
     assert bool((lo < hi).all())
+    torch.testing.assert_close(post.stddev, ref.stddev)
+    assert repr(rec) == "Recalibrator(method='zscore', scale=1.7)"
+    assert repr(post) == f"RecalibratedPosterior({base!r}, {rec!r})"
 
 
 def test_quantile_map_on_sample_posterior():
@@ -92,6 +95,11 @@ def test_quantile_map_on_sample_posterior():
     assert bool((w.variance > posts[0].variance).all())
     with pytest.raises(NotImplementedError):
         w.log_prob(torch.zeros(4, dtype=torch.float64))
+    with pytest.raises(
+        NotImplementedError, match="^RecalibratedPosterior.rsample: not with a quantile map"
+    ):
+        w.rsample((2,))  # no reparameterised draws through an empirical quantile map
+    torch.testing.assert_close(w.stddev, w.variance.sqrt())
     idata = w.to_inference_data(num_samples=10, seed=0)
     assert group_dataset(idata, "posterior")["u"].shape == (1, 10, 4)
 

@@ -312,6 +312,23 @@ def test_finite_draw_factor():
     d = torch.tensor([[0.0, 1.0, 2.0, 3.0, 4.0]], dtype=torch.float64)
     z = standardised_residuals(d, torch.tensor([4.5], dtype=torch.float64))
     assert float(z[0]) == pytest.approx(2.5 / float(d.std()) / _c_l(5), rel=1e-14)
+    # L <= 3: c_L = 1, the residual is the plain (t - mean) / sd
+    d3 = torch.tensor([[0.0, 1.0, 2.0]], dtype=torch.float64)
+    z3 = standardised_residuals(d3, torch.tensor([4.5], dtype=torch.float64))
+    assert float(z3[0]) == 3.5 / float(d3.std())
+
+
+@pytest.mark.parametrize(
+    "fit, identity", [("affine", (0.0, 1.0)), ("shape", ("norm", 0.0, 0.0, 1.0))]
+)
+def test_per_summary_maps_of_draws_that_never_vary_are_the_identity(fit, identity):
+    """Zero spread in every problem (a pinned summary): no residual to fit, the identity."""
+    from bayesphys.diagnostics import AffineMap, ShapeMap
+
+    cls = AffineMap if fit == "affine" else ShapeMap
+    draws = torch.full((6, 5), 0.25, dtype=torch.float64)
+    truth = torch.linspace(0, 1, 6, dtype=torch.float64)
+    assert cls.fit(draws, truth) == cls(*identity)
 
 
 @pytest.mark.parametrize(

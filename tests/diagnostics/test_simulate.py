@@ -35,6 +35,10 @@ def test_default_summaries():
     assert names == ["theta_0_0", "theta_0_1", "theta_1_0", "theta_1_1"]
     with pytest.raises(ValueError, match="summaries"):
         default_summaries(torch.Size([100]))
+    # a scalar parameter is its own summary, named theta
+    ((name, f),) = default_summaries(torch.Size([])).items()
+    u = torch.tensor([0.5, -1.0])
+    assert name == "theta" and torch.equal(f(u), u)
 
 
 def test_posterior_draws_thin_stored_draws():

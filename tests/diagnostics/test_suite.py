@@ -228,3 +228,63 @@ def test_a_failing_figure_or_netcdf_keeps_the_rows(tmp_path, monkeypatch, exact_
     assert row["method"] == "exact" and isinstance(row["metrics"]["crps"], float)
     # no figure is recorded for rows it was not drawn from
     assert ("odil" in data["figures"]) == (step == "ranks")
+
+
+def test_load_hook_finds_each_components_hook_and_none_where_absent(monkeypatch):
+    import importlib.util
+
+    for comp in suite.COMPONENTS:
+        assert callable(suite.load_hook(comp).calibrate_rows)
+    real = importlib.util.find_spec
+
+    def no_odil_hook(name, *a):
+        return None if name == "bayesphys.odil._calibration" else real(name, *a)
+
+    monkeypatch.setattr(importlib.util, "find_spec", no_odil_hook)
+    assert suite.load_hook("odil") is None  # the component without its hook
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "bayesphys.odil" else real(name, *a),
+    )
+    assert suite.load_hook("odil") is None  # a component not installed
+    assert suite.load_hook("gp_pde") is not None
+
+    def broken_parent(name, *a):  # finding a submodule imports its package, which may fail
+        if name.startswith("bayesphys.odil"):
+            raise ModuleNotFoundError("No module named 'a_missing_dependency'")
+        return real(name, *a)
+
+    monkeypatch.setattr(importlib.util, "find_spec", broken_parent)
+    assert suite.load_hook("odil") is None
+
+
+def test_a_hook_that_fails_to_import_or_returns_no_rows_is_recorded(monkeypatch, capsys):
+    def cannot_import(component):
+        raise ImportError("no module named scipy")
+
+    monkeypatch.setattr(suite, "load_hook", cannot_import)
+    (row,) = suite._component_rows("odil", quick=True, seed=0)
+    assert row["method"] == "-" and row["metrics"] == {}
+    assert row["note"] == (
+        "failed: importing bayesphys.odil._calibration failed: ImportError('no module named scipy')"
+    )
+    assert "Traceback" in capsys.readouterr().err  # the whole error, on stderr
+    assert suite._is_failed(row)
+    monkeypatch.setattr(
+        suite, "load_hook", lambda comp: types.SimpleNamespace(calibrate_rows=lambda **kw: [])
+    )
+    (row,) = suite._component_rows("odil", quick=True, seed=0)
+    assert row["note"] == "calibrate_rows returned no rows" and not suite._is_failed(row)
+
+
+def test_a_row_without_every_required_metric_says_which_are_absent():
+    metrics = {"coverage90": 0.9, "sbc_pvalue": 0.5}
+    absent = [k for k in suite.REQUIRED_METRICS if k not in metrics]
+    row = {"problem": "p", "method": "m", "metrics": metrics}
+    out, _ = suite._clean(row, "odil", quick=True)
+    assert out["note"] == f"metrics absent: {absent}"
+    out, _ = suite._clean(dict(row, note="few draws"), "odil", quick=True)
+    assert out["note"] == f"few draws; metrics absent: {absent}"
+    out, _ = suite._clean(dict(row, metrics={}), "odil", quick=True)  # a status row: no note
+    assert "note" not in out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -233,6 +234,20 @@ def _no_group(*args, **kwargs):
 
 
 _X, _Y = _data(16)
+
+
+class _Stream(torch.utils.data.IterableDataset):
+    """A stream of samples: no length, so it cannot be split by rank."""
+
+    def __iter__(self):
+        yield from zip(_X, _Y)
+
+
+class _NoLength(torch.utils.data.Dataset):
+    def __getitem__(self, i):
+        return _X[i], _Y[i]
+
+
 BAD_TRAIN_ARGS = [  # (overrides of a valid call, error type, message)
     ({"batch_size": 32}, ValueError, r"batch_size: 32 per rank exceeds the 16 samples"),
     ({"batch_size": 0}, ValueError, r"batch_size: expected an int >= 1"),
@@ -253,6 +268,12 @@ BAD_TRAIN_ARGS = [  # (overrides of a valid call, error type, message)
     ({"data": (_X, _Y[:10])}, ValueError, r"data: the tensors must share .*\[16, 10\]"),
     ({"data": torch.tensor(1.0)}, ValueError, r"data: expected tensors with a first"),
     ({"data": "not data"}, TypeError, r"data: expected a torch Dataset"),
+    (
+        {"data": _Stream()},
+        TypeError,
+        r"^data: expected a map-style dataset with a length, received _Stream",
+    ),
+    ({"data": _NoLength()}, TypeError, r"^data: expected a map-style dataset .*received _NoLength"),
 ]
 
 
@@ -888,3 +909,92 @@ def test_resume_tells_a_list_from_a_tuple_in_config(monkeypatch, tmp_path):
         _model, _loss, _data(), epochs=2, checkpoint=ckpt, config={"h": (16, 16)}, **kw
     )
     assert same.extra["start_epoch"] == 1
+
+
+def test_resume_compares_config_arrays_nested_values_and_nan_by_value(monkeypatch, tmp_path):
+    """Arrays by dtype, shape and values (NaN equal to NaN), nested mappings key by key, a NaN
+    setting equal to itself; a tensor or array against a list is another setting; so is
+    another optimizer or another number of parameter groups."""
+    _single_process(monkeypatch)
+    kw = dict(batch_size=8, seed=5, progress=False)
+    ckpt = tmp_path / "run.pt"
+
+    def config():
+        return {
+            "grid": np.array([0.5, np.nan]),
+            "opts": {"k": 3, "name": "a"},
+            "tol": float("nan"),
+            "ids": torch.tensor([1, 2]),
+        }
+
+    def run(epochs, **over):
+        return ddp.train_ddp(
+            _model, _loss, _data(), epochs=epochs, checkpoint=ckpt, config={**config(), **over},
+            **kw,
+        )  # fmt: skip
+
+    run(1)
+    assert run(2).extra["start_epoch"] == 1
+    for over, saved_now in (
+        ({"grid": [0.5, np.nan]}, r"config\['grid'\]: saved .*, now \[0\.5, nan\]"),
+        ({"grid": np.array([0.5, np.nan], np.float32)}, r"config\['grid'\]: saved"),
+        ({"grid": np.array([0.5])}, r"config\['grid'\]: saved"),
+        ({"ids": [1, 2]}, r"config\['ids'\]: saved tensor\(\[1, 2\]\), now \[1, 2\]"),
+        ({"opts": {"k": 4, "name": "a"}}, r"config\['opts'\]: saved"),
+    ):
+        with pytest.raises(ValueError, match=saved_now):
+            run(3, **over)
+    with pytest.raises(ValueError, match=r"optimizer: saved torch\.optim\.adam\.Adam, now .*SGD"):
+        ddp.train_ddp(
+            _model, _loss, _data(), epochs=3, checkpoint=ckpt, config=config(),
+            optimizer_fn=lambda p: torch.optim.SGD(p, lr=0.1), **kw,
+        )  # fmt: skip
+    with pytest.raises(ValueError, match=r"optimizer parameter groups: saved 1, now 2"):
+        ddp.train_ddp(
+            _model, _loss, _data(), epochs=3, checkpoint=ckpt, config=config(),
+            optimizer_fn=_two_groups(0.01), **kw,
+        )  # fmt: skip
+
+
+class _Records(torch.utils.data.Dataset):
+    """The samples of _data() as dicts, with a label that is no tensor."""
+
+    def __init__(self):
+        self.x, self.y = _data()
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return {"x": self.x[i], "y": self.y[i], "name": f"s{i}"}
+
+
+def test_train_ddp_takes_batches_of_dicts_as_of_tuples(monkeypatch):
+    _single_process(monkeypatch)
+    names = []
+
+    def dict_loss(model, batch):
+        names.extend(batch["name"])  # non-tensor entries are passed on as they are
+        return _loss(model, (batch["x"], batch["y"]))
+
+    kw = dict(epochs=1, batch_size=8, seed=5, progress=False)
+    as_dicts = ddp.train_ddp(_model, dict_loss, _Records(), **kw)
+    as_tuples = ddp.train_ddp(_model, _loss, _data(), **kw)
+    assert as_dicts.loss_history == as_tuples.loss_history
+    assert sorted(names) == sorted(f"s{i}" for i in range(32))
+
+
+def test_resume_compares_a_tensor_learning_rate_by_its_value(monkeypatch, tmp_path):
+    _single_process(monkeypatch)
+    kw = dict(batch_size=8, seed=5, progress=False, checkpoint=tmp_path / "run.pt")
+
+    def adam(lr):
+        return lambda p: torch.optim.Adam(
+            p, lr=torch.tensor(lr, dtype=torch.float64), foreach=False
+        )
+
+    ddp.train_ddp(_model, _loss, _data(), epochs=1, optimizer_fn=adam(0.01), **kw)
+    again = ddp.train_ddp(_model, _loss, _data(), epochs=2, optimizer_fn=adam(0.01), **kw)
+    assert again.extra["start_epoch"] == 1
+    with pytest.raises(ValueError, match=r"optimizer lr: saved 0\.01, now 0\.02"):
+        ddp.train_ddp(_model, _loss, _data(), epochs=3, optimizer_fn=adam(0.02), **kw)

@@ -519,6 +519,16 @@ COMBINE_CASES = {  # per-problem groups that cannot be stacked, and what the mes
         "problem",
         ["coordinate 'x' of group 'posterior'", "problem 'a'", "problem(s) 'b'", "0.8"],
     ),
+    "empty coordinate": (
+        {"a": {"posterior": _post(0, x=[])}, "b": {"posterior": _post(0)}},
+        "problem",
+        ["coordinate 'x' of group 'posterior' differs", "'a' (no labels)", "'b' (absent)"],
+    ),
+    "extra coordinate": (
+        {"a": {"posterior": _post(3)}, "b": {"posterior": _post(3, x=[0.0, 0.5, 1.0])}},
+        "problem",
+        ["coordinate 'x' of group 'posterior' is in problem 'b' but not in problem 'a'"],
+    ),
     "variable": (
         {"a": {"posterior": _post(extra="D")}, "b": {"posterior": _post()}},
         "problem",
@@ -562,6 +572,11 @@ def test_bad_arguments_are_refused_before_anything_is_read_or_run(tmp_path):
             _run("sequential", probs, problem_dim=dim)
     with pytest.raises(TypeError, match="problem_dim: expected a str"):
         _run("sequential", probs, problem_dim=3)
+    with pytest.raises(
+        TypeError,
+        match="^problems: expected a mapping id -> problem or an iterable of problems, received int",
+    ):
+        _run("sequential", 3)
 
 
 class _CountingRunner(SequentialRunner):
@@ -1042,6 +1057,45 @@ def test_fingerprints_see_closures_without_defaults_and_nested_settings():
     assert _settings_key(**nested(0.1)) == _settings_key(**nested(0.1))
 
 
+class _Factory:
+    def __init__(self, noise):
+        self.noise = noise
+
+    def build(self, problem):
+        return self.noise
+
+
+def test_fingerprints_of_bound_methods_sets_cycles_and_unbound_closures():
+    """A builder that is a bound method differs by its object's attributes; sets by their
+    members in any order; a cyclic or very deep setting is fingerprinted without recursing
+    forever; a closure over a name not bound yet is fingerprinted by what it has."""
+    from bayesphys.distributed._records import _build_name, _settings_key
+
+    assert _build_name(_Factory(0.1).build) == _build_name(_Factory(0.1).build)
+    assert _build_name(_Factory(0.1).build) != _build_name(_Factory(5.0).build)
+    assert _settings_key(tags={"b", "a"}) == _settings_key(tags=frozenset({"a", "b"}))
+    assert _settings_key(tags={"a", "b"}) != _settings_key(tags={"a"})
+    cyclic = {"lr": 0.1}
+    cyclic["self"] = cyclic
+    assert _settings_key(opts=cyclic) == _settings_key(opts=cyclic)
+    deep = deeper = {}
+    for _ in range(20):
+        deeper["x"] = {}
+        deeper = deeper["x"]
+    assert isinstance(_settings_key(opts=deep), str)
+
+    def builder():
+        def build(problem):
+            return later(problem)
+
+        first = _build_name(build)  # `later` is an empty cell here
+        later = abs  # noqa: F841 - bound after the fingerprint above
+        return first, _build_name(build)
+
+    unbound, bound = builder()
+    assert unbound != bound
+
+
 def test_a_folder_written_under_the_legacy_file_stem_resumes(tmp_path):
     # releases before the hashed stems wrote "a b" as a_b.json / a_b.nc
     probs = {"a b": _toy.problems(1)["p000"]}
@@ -1053,3 +1107,44 @@ def test_a_folder_written_under_the_legacy_file_stem_resumes(tmp_path):
     again = _run("sequential", probs, out=tmp_path)
     assert again.table["resumed"].tolist() == [True]
     np.testing.assert_array_equal(_draws(again, "a b"), _draws(first, "a b"))
+
+
+def test_a_legacy_file_of_another_id_or_a_record_without_groups_is_fitted_again(tmp_path):
+    """'a b' and 'a?b' share the legacy stem a_b: the record's own id decides whose it is;
+    a netCDF file holding no group has no draws to resume."""
+    import xarray as xr
+
+    probs = {"a b": _toy.problems(1)["p000"]}
+    _run("sequential", probs, out=tmp_path)
+    (stem,) = {p.stem for p in tmp_path.glob("*.json")}
+    for ext in ("json", "nc"):
+        (tmp_path / f"{stem}.{ext}").rename(tmp_path / f"a_b.{ext}")
+    other = _run("sequential", {"a?b": probs["a b"]}, out=tmp_path)
+    assert other.table["resumed"].tolist() == [False] and other.ok == ["a?b"]
+    assert json.loads((tmp_path / "a_b.json").read_text())["id"] == "a b"  # left alone
+    assert _run("sequential", probs, out=tmp_path).table["resumed"].tolist() == [True]
+    (tmp_path / "a_b.nc").unlink()
+    xr.Dataset().to_netcdf(tmp_path / "a_b.nc")  # a valid file without any group
+    assert _run("sequential", probs, out=tmp_path).table["resumed"].tolist() == [False]
+
+
+class _RecordingModel(_toy.LinearGaussianModel):
+    seen: list = []
+
+    def fit(self, **kw):
+        type(self).seen.append(kw.get("progress"))
+        return super().fit(**kw)
+
+
+def _build_recording(problem, seed=None):
+    return _RecordingModel(problem, seed=seed)
+
+
+def test_fit_kwargs_progress_is_passed_on_and_otherwise_off():
+    """Each problem's own progress bar is off unless fit_kwargs asks for it."""
+    _RecordingModel.seen = []
+    probs = _toy.problems(1)
+    _run("sequential", probs, builder=_build_recording)
+    kw = dict(executor="sequential", seed=7, num_samples=NS, progress=False)
+    fit_many(probs, _build_recording, fit_kwargs={"steps": STEPS, "progress": True}, **kw)
+    assert _RecordingModel.seen == [False, True]

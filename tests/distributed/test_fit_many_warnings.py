@@ -205,3 +205,19 @@ def test_summary_at_user_line_through_the_cohort_example(tmp_path, monkeypatch):
         cohort.main(argv)
     summary = [w for w in rec if str(w.message).startswith("fit_many: ")]
     assert len(summary) == 1 and summary[0].filename == __file__
+
+
+def build_wordy_warning(problem: dict, seed: int | None = None):
+    warnings.warn("toy: " + "a very long explanation " * 20, RuntimeWarning, stacklevel=2)
+    return _toy.LinearGaussianModel(problem, seed=seed)
+
+
+def test_a_long_first_warning_is_cut_short_in_the_summary():
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        res = fit_many(_toy.problems(1), build_wordy_warning, executor="sequential", **KW)
+    (summary,) = [str(w.message) for w in rec if str(w.message).startswith("fit_many: ")]
+    first = summary.split("(first: ", 1)[1].split("); see", 1)[0]
+    assert len(first) == 160 and first.endswith("...")
+    assert first[:-3] == res.table["warnings"].iloc[0][0][:157]  # the table keeps it whole
+    assert len(res.table["warnings"].iloc[0][0]) > 160

@@ -25,12 +25,14 @@ SPECIFIC = {
         ("--steps", "-5"),
         ("--sensors", "0"),
         ("--proposals", "0"),
+        ("--sensors", "many"),  # not a number at all
     ],
     "population-response": [("--steps", "0"), ("--steps", "-1")],
     "stefan-front": [
         ("--u-star", "2"),
         ("--u-star", "0"),
         ("--u-star", "nan"),
+        ("--u-star", "half"),  # not a number at all
         ("--noise", "-1"),
         ("--noise", "inf"),
         ("--mass-tol", "-1"),

@@ -27,6 +27,27 @@ def test_default_out_is_bayesphys_out_and_the_examples_name(name, capsys, monkey
     assert f"output folder; default: bayesphys-out/{name.replace('-', '_')}" in text
 
 
+def test_load_refuses_an_unknown_example_and_available_marks_one_that_cannot_import(
+    monkeypatch,
+):
+    import importlib
+
+    assert load("gp-pde-inverse") is load("gp_pde_inverse")  # dashes or underscores
+    with pytest.raises(ValueError, match=r"^EXAMPLE: unknown example 'gp-pde'; available: \["):
+        load("gp-pde")
+    real = importlib.import_module
+
+    def import_module(name, *a):
+        if name == "bayesphys.examples.glioma":  # e.g. a component's dependency missing
+            raise ImportError("No module named 'a_missing_dependency'")
+        return real(name, *a)
+
+    monkeypatch.setattr(importlib, "import_module", import_module)
+    names = available()
+    assert names["glioma"] == "(unavailable: No module named 'a_missing_dependency')"
+    assert names["cohort"] and not names["cohort"].startswith("(unavailable")
+
+
 def test_a_failing_figure_save_leaves_the_previous_figure(tmp_path, monkeypatch):
     png = tmp_path / "core.png"
     png.write_bytes(b"the previous figure")
@@ -88,6 +109,20 @@ def test_cohort_model_log_marginal_likelihood_is_a_float_as_annotated():
     lml = model.log_marginal_likelihood()
     assert type(lml) is float and math.isfinite(lml)
     json.dumps({"lml": lml})  # was a 0-d tensor: not JSON serialisable
+
+
+def test_cohort_problems_and_model_refuse_what_they_cannot_build():
+    from bayesphys.examples.cohort import LinearGaussianModel, make_cohort
+
+    for m in (0, 102):
+        with pytest.raises(ValueError, match=rf"^m: expected 1 <= m <= n = 101, received {m}"):
+            make_cohort(2, m=m)
+    (p,) = make_cohort(1, n=11, m=11).values()
+    assert torch.equal(p["idx"], torch.arange(11))  # m = n: every point a sensor
+    with pytest.raises(
+        ValueError, match=r"^problem: expected key 'y', received keys \['x', 'idx'\]"
+    ):
+        LinearGaussianModel({"x": p["x"], "idx": p["idx"]})
 
 
 def test_poisson_coefficient_bars_of_collapsed_importance_draws_are_drawable():

@@ -70,6 +70,8 @@ BAD_CONFIG = [
     ("node_features", 2.5, TypeError),
     ("residual", 1, ValueError),
     ("normalize", "yes", ValueError),
+    ("schedule", "both", ValueError),
+    ("solver", "euler", ValueError),
 ]
 
 
@@ -118,6 +120,10 @@ def test_defaults_and_integral_floats():
     assert m.net["field"].net[0].out_features == 64
     # a saved config round-trips through the checks
     assert MFMConfig.from_dict(m.config.to_dict()) == m.config
+    with pytest.raises(
+        TypeError, match=r"^config: unknown keys \['widht'\] \(did you mean 'width'\?\)"
+    ):
+        MFMConfig.from_dict({**m.config.to_dict(), "widht": 8})
 
 
 def test_model_arguments():

@@ -17,6 +17,7 @@ from bayesphys.meta_fm import (
     MFMEnsemble,
     VectorField,
     cfm_loss,
+    conformal_radius,
     couple,
     ensemble_spread,
     floor_prediction,
@@ -136,6 +137,127 @@ def test_index_coupling_refusal_names_the_users_pair():
     assert m.steps_done == 0
 
 
+def _malformed(d):
+    """Pairs ``d`` with one field broken each: (label, data, error, message)."""
+    r = dataclasses.replace
+    return [
+        (
+            "one target short",
+            r(d, target=d.target[:-1]),
+            ValueError,
+            r"^data: expected as many targets as sources, received 8 and 7",
+        ),
+        (
+            "paired, unequal sizes",
+            r(d, target=[t[:10] for t in d.target]),
+            ValueError,
+            r"^data\.target\[0\]: paired data need equal sizes, received 20 and 10",
+        ),
+        (
+            "splits not a dict",
+            r(d, splits=[0, 1]),
+            TypeError,
+            r"^data\.splits: expected a dict of split name -> pair indices, received list",
+        ),
+        (
+            "a bool index",
+            r(d, splits={**d.splits, "test": [True]}),
+            ValueError,
+            r"^data\.splits\['test'\]: expected pair indices in \[0, 8\), received \[True\]",
+        ),
+        (
+            "a str index",
+            r(d, splits={**d.splits, "test": ["6"]}),
+            ValueError,
+            r"^data\.splits\['test'\]: expected pair indices .*received \['6'\]",
+        ),
+    ]
+
+
+@pytest.mark.parametrize("case", range(5))
+def test_malformed_pairs_are_refused_naming_the_field(case):
+    label, data, error, msg = _malformed(_pairs())[case]
+    with pytest.raises(error, match=msg):
+        MetaFlowMatching(data, **TINY_MFM)
+    with pytest.raises(error, match=msg):  # and by fit(data) of a model built without data
+        MetaFlowMatching(dim=2, **TINY_MFM).fit(data, steps=1, progress=False)
+
+
+def test_split_indices_of_any_integer_type_are_accepted():
+    d = _pairs()
+    np_idx = dataclasses.replace(d, splits={**d.splits, "train": [np.int64(i) for i in range(4)]})
+    m = MetaFlowMatching(np_idx, seed=0, **TINY_MFM)
+    assert m.fit(steps=1, progress=False).steps == 1
+
+
+def test_treatments_of_another_count_are_refused():
+    s = _screen()
+    short = dataclasses.replace(s, treatment=s.treatment[:-1])
+    with pytest.raises(ValueError, match=r"^data\.treatment: expected 8 entries, received 7"):
+        MetaFlowMatching(short, **TINY_MFM)
+
+
+def test_point_features_are_read_as_a_stack_or_a_list_one_per_population():
+    s = _screen()
+    m = MetaFlowMatching(s, seed=0, **TINY_MFM)
+    t = s.subset("test")
+    listed = m.predict(t.source, t.treatment, features=t.source_features, seed=0)
+    stacked = m.predict(t.source, t.treatment, features=torch.stack(t.source_features), seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(listed, stacked))
+    one = m.predict(t.source[0], t.treatment[:1], features=t.source_features[0], seed=0)
+    assert len(one) == 1 and torch.equal(one[0], listed[0])  # one [n, f] for one [n, d]
+    with pytest.raises(
+        ValueError, match=r"^features: expected one feature tensor per population \(4\), received 1"
+    ):
+        m.predict(t.source, t.treatment, features=t.source_features[:1])
+
+
+def test_bad_source_ids_and_features_name_what_was_received():
+    """The messages said what was expected only; they name what the data hold too."""
+    d = _pairs()
+    r = dataclasses.replace
+    for data, got in (
+        (r(d, source_id=d.source_id.tolist()), "received list"),
+        (r(d, source_id=d.source_id[:-1]), r"received shape \(7,\)"),
+        (r(d, source_id=d.source_id[:, None]), r"received shape \(8, 1\)"),
+    ):
+        with pytest.raises(
+            ValueError,
+            match=rf"^data\.source_id: expected a tensor \[8\] of one id per pair, {got}",
+        ):
+            MetaFlowMatching(data, **TINY_MFM)
+    for feats, got in (
+        ([torch.zeros(20, 0) for _ in d.source], r"received shape \(20, 0\)"),
+        ([torch.zeros(20) for _ in d.source], r"received shape \(20,\)"),
+        ([], "received an empty list"),
+        ([[0.0]] * 8, "received list"),
+    ):
+        with pytest.raises(
+            ValueError,
+            match=rf"^data\.source_features: expected tensors \[n_i, f\] with f >= 1, {got}",
+        ):
+            MetaFlowMatching(r(d, source_features=feats), **TINY_MFM)
+
+
+def test_data_without_treatments_for_a_model_built_with_them_says_what_to_pass():
+    s = _screen()
+    m = MetaFlowMatching(dim=3, num_treatments=2, method="FM", coupling="ot", **TINY_MFM)
+    with pytest.raises(
+        ValueError,
+        match=r"^data\.treatment: this model was built with 2 treatments; expected one index "
+        r"in \[0, 2\) per pair, received None",
+    ):
+        m.fit(dataclasses.replace(s, treatment=None), steps=1, progress=False)
+    assert m.steps_done == 0
+
+
+def test_no_dimension_and_cgfm_without_ids_are_refused_at_construction():
+    with pytest.raises(ValueError, match="^dim: required when no data is given"):
+        MetaFlowMatching(**TINY_MFM)
+    with pytest.raises(ValueError, match=r"^condition_ids: CGFM needs the training population ids"):
+        MetaFlowMatching(dim=2, method="CGFM", **TINY_MFM)
+
+
 # ----------------------------------------------------------------------------- fit
 def test_fit_refuses_data_it_would_silently_mistrain_on():
     scr = _screen()
@@ -222,6 +344,40 @@ def test_predict_solver_steps_treatment_and_ids():
     assert torch.equal(a[1], b[1])
 
 
+def test_predict_reads_one_population_a_batch_or_a_list_and_refuses_others():
+    d = _pairs()
+    m = MetaFlowMatching(d, seed=0, **TINY_MFM)
+    src = d.subset("test").source
+    listed = m.predict(src, seed=0)
+    assert torch.equal(m.predict(torch.stack(src), seed=0)[1], listed[1])  # [P, n, d]
+    assert torch.equal(m.predict(src[0], seed=0)[0], listed[0])  # one [n, d]
+    with pytest.raises(
+        ValueError,
+        match=r"^sources: expected a population \[n, d\] or populations \[P, n, d\], "
+        r"received shape \(1, 2, 20, 2\)",
+    ):
+        m.predict(torch.stack(src)[None])
+    with pytest.raises(
+        TypeError, match=r"^sources\[0\]: expected a floating tensor, received torch.int64"
+    ):
+        m.predict(src[0].long())
+
+
+def test_embed_and_ensemble_posterior_refuse_what_they_cannot_do():
+    d = _pairs()
+    pops = [torch.randn(20, 2), torch.randn(21, 2)]
+    with pytest.raises(ValueError, match=r"^embed: only MFM models .*\(this is FM\)"):
+        MetaFlowMatching(d, method="FM", **TINY_MFM).embed(pops)
+    ens = MFMEnsemble(d, members=2, **TINY_MFM)
+    with (
+        pytest.warns(UserWarning, match="not been trained"),
+        pytest.raises(
+            ValueError, match=r"^x: posterior needs equal population sizes, received \[20, 21\]"
+        ),
+    ):
+        ens.posterior(pops, num_draws=1)
+
+
 def test_predict_refuses_non_integer_treatments():
     scr = _screen()
     m = MetaFlowMatching(scr, method="FM", **TINY_MFM)
@@ -260,6 +416,18 @@ def test_ensemble_models_argument():
     assert MFMEnsemble(d, **TINY_MFM).members == 3  # the default is unchanged
     with pytest.raises(TypeError, match="^progress: "):
         MFMEnsemble(models=[m2, twin]).fit(steps=0, progress=None)
+
+
+def test_ensemble_fit_on_data_a_member_refuses_raises_the_members_error_named():
+    """The ensemble's points check skips data its members refuse: the error is the member's
+    own, with a note naming it, and no member has trained."""
+    d = _pairs()
+    ens = MFMEnsemble(d, members=2, **TINY_MFM)
+    bad = dataclasses.replace(d, splits={**d.splits, "train": []})
+    with pytest.raises(ValueError, match=r"^data.splits\['train'\]: expected at least one") as info:
+        ens.fit(bad, steps=1, progress=False)
+    assert any("member 0 of 2 failed; no member was fitted" in n for n in info.value.__notes__)
+    assert [m.steps_done for m in ens.models] == [0, 0]
 
 
 def test_ensemble_models_refuses_members_on_different_devices():
@@ -318,6 +486,14 @@ def test_w2_inference_data_checks_the_posterior():
         w2_inference_data(draws)  # was AttributeError
     with pytest.raises(ValueError, match=r"^post: expected draws \[chain, draw, P, n, d\]"):
         w2_inference_data(SamplePosterior(torch.randn(2, 3, 10, 2)))
+    with pytest.raises(ValueError, match=r"^truth: expected 3 populations, received 2"):
+        w2_inference_data(SamplePosterior(draws), truth=[torch.randn(10, 2)] * 2)
+    # without truth: the draws alone (no w2, no observed data or replicates)
+    from bayesphys.inference_data import group_dataset, group_names
+
+    idata = w2_inference_data(SamplePosterior(draws))
+    assert group_names(idata) == ["posterior"]
+    assert list(group_dataset(idata, "posterior").data_vars) == ["population"]
 
 
 # ----------------------------------------------------------------------------- save / load
@@ -434,6 +610,23 @@ def test_coupling_helpers_check_shapes():
         sample_plan_partners(plan, torch.tensor([0.5, 1.0]))
     with pytest.raises(TypeError, match="^rows: "):
         sample_plan_partners(plan, [0, 1])
+    with pytest.raises(TypeError, match="^plan: expected a FullPlan, received tuple"):
+        sample_plan_partners(tuple(plan), torch.tensor([0]))
+    # a plan whose source point 1 has no partner (its row is empty): not an OT plan
+    holed = type(plan)(torch.tensor([0, 1, 1]), torch.tensor([0]), torch.tensor([0.0, 1.0]))
+    assert sample_plan_partners(holed, torch.tensor([0])).tolist() == [0]
+    with pytest.raises(ValueError, match="^plan: a source point has no partner"):
+        sample_plan_partners(holed, torch.tensor([0, 1]))
+    with pytest.raises(
+        ValueError, match=r"^x0: expected populations \[P, n, d\], received \(10, 2\)"
+    ):
+        couple(x, x[None], "index")
+    with pytest.raises(ValueError, match=r"^x1: expected populations \[P, n, d\], received list"):
+        couple(x[None], [x], "ot")
+    with pytest.raises(ValueError, match="^coupling: expected 'index' or 'ot', received 'ot_full'"):
+        couple(x[None], x[None], "ot_full")
+    with pytest.raises(TypeError, match="^t: expected a torch.Tensor, received float"):
+        interpolate(x, x, 0.5)
 
 
 def test_embedding_and_field_helpers_check_shapes():
@@ -472,6 +665,17 @@ def test_metric_and_baseline_helpers_check_input():
         population_metrics(x, torch.randn(10, 3))
     with pytest.raises(ValueError, match="^s1: "):
         gaussian_w2(torch.zeros(2), torch.eye(3), torch.zeros(2), torch.eye(2))
+    with pytest.raises(TypeError, match="^m2: expected a torch.Tensor, received list"):
+        gaussian_w2(torch.zeros(2), torch.eye(2), [0.0, 0.0], torch.eye(2))
+    for m1 in (torch.tensor(0.0), torch.zeros(0)):
+        with pytest.raises(ValueError, match=r"^m1: expected a mean \[\*, d\] with d >= 1"):
+            gaussian_w2(m1, torch.eye(1), m1, torch.eye(1))
+    with pytest.raises(
+        ValueError, match="^preds: expected at least 2 ensemble members, received 1"
+    ):
+        ensemble_spread([x])
+    with pytest.raises(ValueError, match="^scores: expected at least one calibration score"):
+        conformal_radius([])
     with pytest.raises(ValueError, match=r"^preds\[1\]: expected dimension 2"):
         ensemble_spread([x, torch.randn(10, 3)])
     with pytest.raises(ValueError, match=r"^preds\[1\]: expected dimension 2"):

@@ -30,7 +30,8 @@ def test_unequal_spreads_are_warned_about():
         m.fit(steps=1, progress=False)
 
 
-@pytest.mark.parametrize("scale", [[1.0, 1.0], [1e3, 1e3], [1.0, 30.0]])
+# a constant dimension (sd 0) is no spread ratio; nor are points that are all the same
+@pytest.mark.parametrize("scale", [[1.0, 1.0], [1e3, 1e3], [1.0, 30.0], [1.0, 0.0], [0.0, 0.0]])
 def test_one_unit_for_all_dimensions_is_silent(scale):
     m = MetaFlowMatching(_data(scale), seed=0, **TINY_MFM)
     with warnings.catch_warnings():

@@ -22,6 +22,7 @@ from bayesphys.neural_process import (
     interval_scale,
     preset,
 )
+from bayesphys.neural_process.config import with_overrides
 from bayesphys.neural_process.grids import AdaptiveGrid, LayoutMixture, UniformGrid
 from bayesphys.problems.rgnp import poisson_test_set
 from tests.tiny_models import TINY_GIC, tiny_rgnp
@@ -116,6 +117,19 @@ def test_model_checks_overrides_and_assigned_config():
         RandomGridNP("poisson", config=cfg)
     with pytest.raises(TypeError, match="config"):
         RandomGridNP("poisson", config={"hidden": 8})
+    with pytest.raises(TypeError, match="^config: expected an RGNPConfig, received dict"):
+        with_overrides({"hidden": 8}, hidden=4)
+    with pytest.raises(
+        ValueError, match="^problem: expected 'poisson' or 'burgers', received 'heat'"
+    ):
+        preset("heat", "RGNP")
+
+
+@pytest.mark.parametrize("half", [None, 0.0])
+def test_no_halving_keeps_the_learning_rate_constant(half):
+    m = tiny_rgnp(lr_half_every=half)
+    m.fit(steps=2, progress=False)
+    assert m.optimizer.param_groups[0]["lr"] == m.config.lr
 
 
 @pytest.mark.parametrize("problem", ["poisson", "burgers"])
@@ -223,6 +237,13 @@ def test_grid_settings():
         LayoutMixture([0.0], [1.0], sd_max=math.inf)
     with pytest.raises(TypeError, match="p_uniform"):
         LayoutMixture([0.0], [1.0], p_uniform=True)
+    with pytest.raises(
+        ValueError, match=r"^sd_min/sd_max: expected 0 < sd_min <= sd_max, received 0.3, 0.1"
+    ):
+        LayoutMixture([0.0], [1.0], sd_min=0.3, sd_max=0.1)
+    for lo, hi in (([0.0, 0.0], [1.0]), ([], [])):
+        with pytest.raises(ValueError, match=r"^lower/upper: expected equal non-zero lengths"):
+            UniformGrid(lo, hi)
     g = UniformGrid([0.0], [1.0])
     with pytest.raises(TypeError, match=r"^n: expected an int"):
         g.sample(2, 2.5)  # was silently truncated to 2
@@ -329,3 +350,22 @@ def test_posterior_shares_a_single_z_or_w_over_the_other_batch():
     torch.testing.assert_close(shared.variance, full.variance)
     with pytest.raises(ValueError, match="z/w: expected equal batch sizes"):
         m.posterior(z=z, w=w[:2])
+    # and a single z over w's batch
+    shared = m.posterior(z=z[0], w=w)
+    full = m.posterior(z=z[0].expand(3, -1), w=w)
+    assert shared.mean.shape[0] == 3
+    torch.testing.assert_close(shared.mean, full.mean)
+    torch.testing.assert_close(shared.variance, full.variance)
+
+
+def test_burgers_default_points_are_a_51_by_21_grid_in_c_order():
+    m = tiny_rgnp("burgers")
+    x = m.default_points()
+    assert x.shape == (1071, 2) and x.dtype == m.dtype
+    xs, ts = x[:, 0].reshape(51, 21), x[:, 1].reshape(51, 21)
+    assert torch.equal(xs[:, 0], torch.linspace(0, 1, 51)) and bool((xs == xs[:, :1]).all())
+    assert torch.equal(ts[0], torch.linspace(0, 1, 21)) and bool((ts == ts[:1]).all())
+    p = m.problem
+    z, w = torch.full((p.dim_z,), 0.5), torch.full((p.dim_w,), 0.5)
+    with pytest.warns(UserWarning, match="not been trained"):
+        assert m.posterior(z=z, w=w).mean.shape == (1, 1071)

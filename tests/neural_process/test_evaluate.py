@@ -176,3 +176,6 @@ def test_field_metrics_refuse_an_interior_that_selects_nothing_valid(interior):
     assert field_metrics(mean, var, truth, mask) == field_metrics(
         mean, var, truth, torch.tensor([1, 2])
     )
+    # and as numpy arrays or lists
+    assert field_metrics(mean, var, truth, mask.numpy()) == field_metrics(mean, var, truth, mask)
+    assert field_metrics(mean, var, truth, [1, 2]) == field_metrics(mean, var, truth, mask)

@@ -60,6 +60,10 @@ def test_point_validation_errors():
         check_points("x", torch.zeros(3, 1), [0.0, 0.0], [1.0, 1.0])
     with pytest.raises(TypeError):
         check_points("x", [[0.5]], [0.0], [1.0])
+    with pytest.raises(
+        TypeError, match=r"^x: expected real coordinates, received complex \(torch.complex64\)"
+    ):
+        check_points("x", torch.full((3, 1), 0.5, dtype=torch.complex64), [0.0], [1.0])
     with pytest.raises(ValueError, match="collocation"):
         UniformGrid([0.0], [1.0]).sample(2, 0)
     with pytest.raises(ValueError, match="grid"):

@@ -125,6 +125,23 @@ def test_network_settings():
         ForwardNet(1, 5, 1, hidden=8, depth=1, n_freq=2, f_min=5.0, f_max=1.0)
     with pytest.raises(TypeError, match="trainable"):
         FourierFeatures(1, 2, 0.1, 1.0, "yes")
+    for dim_x in (3, True):  # True is no dimension (it read as 1)
+        with pytest.raises(
+            ValueError, match=rf"^dim_x: GICNet supports 1 or 2 input dimensions, received {dim_x}"
+        ):
+            GICNet(dim_x, 2, 1, [0.0] * 3, [1.0] * 3, **TINY_GIC)
+    with pytest.raises(ValueError, match="^conv_layers: 3 valid convolutions do not fit 4 points"):
+        GICNet(1, 2, 1, [0.0], [1.0], **dict(TINY_GIC, latent=4, conv_layers=3))
+
+
+def test_gicnet_reads_the_values_as_b_n_or_b_n_1():
+    net = GICNet(1, 2, 1, [0.0], [1.0], **TINY_GIC)
+    g = torch.Generator().manual_seed(0)
+    x, v, w = torch.rand(2, 5, 1, generator=g), torch.rand(2, 5, generator=g), torch.rand(2, 1)
+    flat, trailing = net(x, v, w), net(x, v[..., None], w)
+    assert flat.loc.shape == (2, 2)
+    torch.testing.assert_close(flat.loc, trailing.loc, rtol=0, atol=0)
+    torch.testing.assert_close(flat.cov_diag, trailing.cov_diag, rtol=0, atol=0)
 
 
 # ------------------------------------------------------------------ fit
@@ -164,6 +181,17 @@ def test_fit_data_dict_checks():
             m.fit(dict(data, sigma_y=bad), steps=1, progress=False)
     with pytest.raises(TypeError, match=r"data\['y'\]: expected real values"):
         m.fit(dict(data, y=torch.zeros(2, 5, dtype=torch.complex64)), steps=1, progress=False)
+    with pytest.raises(
+        ValueError,
+        match=r"^data: expected y \[n, 5\], z \[n, 5\], w \[n, 1\], received \(2, 5\), \(3, 5\), \(2, 1\)",
+    ):
+        m.fit(dict(data, z=torch.zeros(3, 5)), steps=1, progress=False)
+    with pytest.raises(ValueError, match=r"^data: expected y \[n, 5\], .* received \(2, 4\)"):
+        m.fit(dict(data, y=torch.zeros(2, 4)), steps=1, progress=False)
+    with pytest.raises(
+        ValueError, match=r"^data\['x_obs'\]: expected shape \[N, 1\], received \(1, 5, 1\)"
+    ):
+        m.fit(dict(data, x_obs=x.reshape(1, 5, 1)), steps=1, progress=False)
     assert m.step_count == 0
     # a 0-d tensor or array for sigma_y, and u_obs from poisson_sensor_data, are fine
     assert m.fit(dict(data, sigma_y=torch.tensor(0.1)), steps=1, progress=False).steps == 1
@@ -229,6 +257,8 @@ def test_posterior_inputs():
         m.parameter_posterior(x, torch.zeros(9), w, transformed="no")  # "no" meant True
     with pytest.raises(TypeError, match="u: expected real values"):
         m.parameter_posterior(x, torch.zeros(9, dtype=torch.complex128), w)
+    with pytest.raises(ValueError, match=r"^x: expected shape \[N, 1\], received \(1, 9, 1\)"):
+        m.posterior(x.reshape(1, 9, 1), z=torch.zeros(5), w=w)
 
 
 # ------------------------------------------------------------------ save / load
@@ -325,6 +355,27 @@ def test_evaluation_test_sets_are_checked():
         invariance_study(m, ts, n_points=10)  # was "'int' object is not iterable"
     with pytest.raises(TypeError, match="layouts: expected a sequence of names"):
         invariance_study(m, ts, n_points=(5,), layouts="uniform")  # iterated its letters
+    with pytest.raises(ValueError, match=r"^layouts: expected at least one entry, received \(\)"):
+        invariance_study(m, ts, n_points=(5,), layouts=())
+    with pytest.raises(TypeError, match=r"^test\['u'\]: expected real values, received complex"):
+        evaluate_poisson(m, dict(ts, u=ts["u"].astype(complex)))
+    with pytest.raises(
+        TypeError, match=r"^test\['u'\]: expected an array of real numbers, received str"
+    ):
+        evaluate_poisson(m, dict(ts, u="abc"))
+    # a ragged list: numpy's own "inhomogeneous shape" ValueError escaped the complex check
+    with pytest.raises(
+        TypeError, match=r"^test\['u'\]: expected an array of real numbers, received list"
+    ):
+        evaluate_poisson(m, dict(ts, u=[[1.0, 2.0], [3.0]]))
+
+
+@pytest.mark.filterwarnings("ignore:.*has not been trained:UserWarning")
+def test_evaluation_reads_test_sets_of_tensors_as_their_arrays():
+    m = tiny()
+    ts = poisson_test_set(3, seed=0, n_nodes=21)
+    tensors = {k: torch.as_tensor(v) for k, v in ts.items()}
+    assert evaluate_poisson(m, tensors) == evaluate_poisson(m, ts)
 
 
 def test_burgers_evaluation_settings():
@@ -344,6 +395,17 @@ def test_burgers_evaluation_settings():
         burgers_inverse_inputs(bs, -1)  # numpy's "negative dimensions are not allowed"
     with pytest.raises(TypeError, match="seed"):
         burgers_inverse_inputs(bs, 3, seed=1.5)
+    with pytest.raises(
+        ValueError, match="^t_every: 11 leaves no time after t = 0 of the 11 t nodes"
+    ):
+        evaluate_burgers(m, bs, x_every=5, t_every=11)
+    # seed=None: drawn from torch's global stream, so torch.manual_seed repeats it
+    torch.manual_seed(3)
+    a = burgers_inverse_inputs(bs, 4, seed=None)
+    torch.manual_seed(3)
+    b = burgers_inverse_inputs(bs, 4, seed=None)
+    assert a[0].shape == (2, 4, 2) and a[1].shape == (2, 4)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
 
 
 def test_information_oracle_settings_and_mesh():
@@ -387,6 +449,23 @@ def test_calibration_settings():
     assert interval_scale([1.0, 2.0, 3.0], np.ones(3)) > 0
     with pytest.raises(TypeError, match="err: expected real values"):
         interval_scale(torch.ones(3, dtype=torch.complex64), torch.ones(3))
+    with pytest.raises(
+        ValueError, match="^u: expected at least 2 validation instances, received 1"
+    ):
+        m.calibrate(val["x"], val["u"][:1], val["z"][:1], val["w"][:1])
+    ends = [0, -1]  # the two Dirichlet nodes x = -1 and x = 1: the field is known there
+    with pytest.raises(ValueError, match="^x: every point lies on the Dirichlet boundary"):
+        m.calibrate(val["x"][ends], val["u"][:, ends], val["z"], val["w"])
+    assert m.variance_scale == {"field": 1.0, "parameters": 1.0}
+
+
+@pytest.mark.filterwarnings("ignore:.*has not been trained:UserWarning")
+def test_calibration_reads_points_as_n_or_n_1_in_1d():
+    val = poisson_test_set(4, seed=3, n_nodes=21)
+    a, b = tiny(), tiny()
+    flat = a.calibrate(val["x"], val["u"], val["z"], val["w"])
+    column = b.calibrate(val["x"][:, None], val["u"], val["z"], val["w"])
+    assert flat == column
 
 
 # ------------------------------------------------------------------ problems
@@ -556,3 +635,23 @@ def test_evaluation_meshes_out_of_order_are_refused():
         burgers_inverse_inputs(dict(bs, t=bs["t"][::-1].copy(), u=bs["u"][:, ::-1].copy()))
     with pytest.warns(UserWarning, match="not been trained"):  # the mesh in order is read
         assert len(invariance_study(m, ts, n_points=(5,), layouts=("uniform",))) == 1
+
+
+def test_non_tensor_inputs_to_the_objectives_and_interpolation_name_their_type():
+    """The errors said only "expected torch.Tensor"; they name what was passed."""
+    m, p = tiny(), PoissonProblem()
+    z, w = torch.zeros(2, 5), torch.ones(2, 1)
+    with pytest.raises(TypeError, match=r"^x: expected a torch.Tensor, received list"):
+        field_marginal(p, m.forward_net, [[[0.0]]], z, w)
+    with pytest.raises(TypeError, match=r"^z/w: expected torch.Tensors, received ndarray, float"):
+        field_marginal(p, m.forward_net, torch.zeros(2, 3, 1), z.numpy(), 1.0)
+    x_obs = torch.linspace(-0.5, 0.5, 3).unsqueeze(-1)
+    with pytest.raises(TypeError, match=r"^y: expected a torch.Tensor, received ndarray"):
+        data_log_likelihood(p, m.forward_net, x_obs, np.zeros((2, 3)), z, w, 0.1)
+    with pytest.raises(TypeError, match=r"^x_obs/y: expected torch.Tensors, received list, list"):
+        data_log_likelihood(p, m.forward_net, [[0.0]], [[0.0]], z, w, 0.1)
+    kip = KernelInterpolation(torch.linspace(0, 1, 4)[:, None], 2)
+    with pytest.raises(TypeError, match=r"^feat: expected a torch.Tensor, received list"):
+        kip(torch.zeros(1, 3, 1), [[[0.0, 0.0]] * 3])
+    with pytest.raises(TypeError, match=r"^x/feat: expected torch.Tensors, received list, list"):
+        kip([[[0.0]]], [[[0.0, 0.0]]])

@@ -1,5 +1,7 @@
 """RandomGridNP.save/load keeps a customised problem instance."""
 
+import re
+
 import torch
 
 from bayesphys.neural_process import RandomGridNP
@@ -68,6 +70,35 @@ def test_load_refuses_a_variance_scale_no_calibration_gives(tmp_path):
         with pytest.raises(ValueError, match=error):
             RandomGridNP.load(tmp_path / f"{name}.pt")
     assert RandomGridNP.load(path).variance_scale == {"field": 1.0, "parameters": 1.0}
+
+
+def test_a_checkpoint_without_problem_fields_loads_the_named_problem(tmp_path):
+    """Checkpoints written before the problem's fields were saved name the problem only."""
+    a = tiny()
+    a.fit(steps=1, progress=False)
+    ck = torch.load(a.save(tmp_path / "m.pt"), weights_only=False)
+    del ck["config"]["problem_fields"]
+    torch.save(ck, tmp_path / "old.pt")
+    back = RandomGridNP.load(tmp_path / "old.pt")
+    assert back.problem == PoissonProblem() and back.step_count == 1
+    x, z, w = torch.linspace(-0.9, 0.9, 7), torch.zeros(5), torch.ones(1)
+    torch.testing.assert_close(back.posterior(x, z=z, w=w).mean, a.posterior(x, z=z, w=w).mean)
+
+
+def test_load_refuses_a_malformed_calibration_step_record(tmp_path):
+    import pytest
+
+    path = tiny().save(tmp_path / "m.pt")
+    for bad in (["field"], {"other": 3}):
+        ck = torch.load(path, weights_only=False)
+        ck["state"]["calibrated_at"] = bad
+        torch.save(ck, tmp_path / "bad.pt")
+        with pytest.raises(
+            ValueError,
+            match=r"^path: .*bad\.pt: state\['calibrated_at'\]: expected a dict with keys among "
+            rf"'field', 'parameters', received {re.escape(repr(bad))}",
+        ):
+            RandomGridNP.load(tmp_path / "bad.pt")
 
 
 def test_state_is_a_snapshot_that_later_training_leaves_alone(tmp_path):
