@@ -146,6 +146,17 @@ def _mismatch(per_problem: dict[Any, dict[str, Any]], problem_dim: str) -> str |
                     f"coordinate {extra[0]!r} of group {g!r} is in problem {i!r} but not in "
                     f"problem {first!r}"
                 )
+        # a coordinate that indexes no dimension, of some problems only: xarray attached the
+        # first problem's values to every problem (one problem's labels on another's draws)
+        coords = list(dict.fromkeys(c for ds in dsets.values() for c in ds.coords))
+        for c in coords:
+            lacking = [i for i in ids if c not in dsets[i].coords]
+            if lacking:
+                having = [i for i in ids if c in dsets[i].coords]
+                return (
+                    f"coordinate {c!r} of group {g!r} is in problem(s) {_ids(having)} but "
+                    f"missing from {_ids(lacking)}"
+                )
     return None
 
 

@@ -529,6 +529,16 @@ COMBINE_CASES = {  # per-problem groups that cannot be stacked, and what the mes
         "problem",
         ["coordinate 'x' of group 'posterior' is in problem 'b' but not in problem 'a'"],
     ),
+    # a non-index coordinate of one problem only: xarray attached problem 'a''s labels to
+    # every problem (one 'label' along x, not one per problem)
+    "non-index coordinate": (
+        {
+            "a": {"posterior": _post(3).assign_coords(label=("x", ["p", "q", "r"]))},
+            "b": {"posterior": _post(3)},
+        },
+        "problem",
+        ["coordinate 'label' of group 'posterior' is in problem(s) 'a' but missing from 'b'"],
+    ),
     "variable": (
         {"a": {"posterior": _post(extra="D")}, "b": {"posterior": _post()}},
         "problem",
