@@ -509,6 +509,11 @@ def test_reference_solvers_check_their_inputs():
         solve_poisson(np.zeros((0, 5)), np.ones(0))  # numpy's zero-size reduction error
     with pytest.raises(TypeError, match="z: expected an array of real numbers"):
         solve_poisson("abc", 1.0)
+    # a ragged list: numpy's unnamed "inhomogeneous shape" ValueError escaped
+    with pytest.raises(TypeError, match="^z: expected an array of real numbers, received list"):
+        solve_poisson([[0.1, 0.2, 0.3, 0.4, 0.5], [0.1]], [1.0, 1.0])
+    with pytest.raises(TypeError, match="^z: expected real values, received complex"):
+        solve_poisson(z5 + 1j, w1)
     with pytest.raises(ValueError, match="n_nodes: expected an int >= 3"):
         solve_poisson(z5, w1, n_nodes=2)
     with pytest.raises(ValueError, match="tol"):

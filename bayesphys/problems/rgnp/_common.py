@@ -26,14 +26,16 @@ def _as_array(name: str, value: Any, *, ndim: tuple[int, ...] | None = None) -> 
     """``value`` as a finite float64 array (``ndim``: the allowed numbers of dimensions)."""
     if isinstance(value, Tensor):
         value = value.detach().cpu().numpy()
-    if np.iscomplexobj(value):
-        raise TypeError(f"{name}: expected real values, received complex")
     try:
-        arr = np.asarray(value, dtype=np.float64)
+        # a ragged list raised numpy's own "inhomogeneous shape" ValueError here, unnamed
+        complex_values = np.iscomplexobj(value)
+        arr = None if complex_values else np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise TypeError(
             f"{name}: expected an array of real numbers, received {type(value).__name__}"
         ) from None
+    if arr is None:
+        raise TypeError(f"{name}: expected real values, received complex")
     if ndim is not None and arr.ndim not in ndim:
         raise ValueError(
             f"{name}: expected {' or '.join(map(str, ndim))} dimensions, received shape {arr.shape}"
