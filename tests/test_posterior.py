@@ -696,3 +696,16 @@ def test_constructor_refusals_name_the_argument_and_what_it_takes():
             ValueError, match=r"^draws: expected shape \[chain, draw, \*event\], received"
         ):
             SamplePosterior(draws, chains=chains)
+
+
+def test_quantile_and_interval_take_numpy_scalars_and_refuse_ragged_probabilities():
+    import numpy as np
+
+    post = GaussianPosterior(torch.zeros(2, dtype=D), torch.eye(2, dtype=D))
+    lo, hi = post.interval(np.array(0.9))
+    want_lo, want_hi = post.interval(0.9)
+    assert torch.equal(lo, want_lo) and torch.equal(hi, want_hi)
+    with pytest.raises(
+        TypeError, match=r"^q: expected a probability or an array of probabilities, received"
+    ):
+        post.quantile([[0.1], [0.2, 0.3]])  # no array: rows of two lengths

@@ -129,3 +129,15 @@ def test_posteriors_show_shapes_and_kind_not_values():
     assert repr(s) == (
         "SamplePosterior(chains=2, draws=100, event_shape=(3,), batch_shape=(5,), device=cpu)"
     )
+
+
+def test_a_value_whose_repr_fails_is_shown_by_its_type():
+    from bayesphys._repr import short
+
+    class Broken:
+        def __repr__(self):
+            raise RuntimeError("no repr")
+
+    assert short(Broken()) == "<Broken>"
+    assert short({"a": Broken()}) == "{'a': <Broken>}"
+    assert "extra={'b': <Broken>}" in repr(FitResult(extra={"b": Broken()}))
