@@ -571,3 +571,14 @@ def test_point_clouds_of_one_coordinate_may_be_vectors_and_others_are_checked():
             mmd(bad, torch.zeros(4, 2))
     with pytest.raises(ValueError, match=r"^x/y: expected equal dimensions, received 2 and 3$"):
         mmd(torch.zeros(4, 2), torch.zeros(4, 3))
+
+
+def test_crps_samples_names_the_draw_shape_of_a_scalar_truth():
+    """A 0-d truth takes draws ``[S]``: the refusal of other draws said ``[S, ]``."""
+    with pytest.raises(ValueError, match=r"^samples: expected shape \[S\], received \(\)$"):
+        crps_samples(torch.tensor(1.0), torch.tensor(0.0))
+    with pytest.raises(ValueError, match=r"^samples: expected shape \[S\], received \(4, 2\)$"):
+        crps_samples(torch.zeros(4, 2), torch.tensor(0.0))
+    with pytest.raises(ValueError, match=r"^samples: expected shape \[S, 2, 3\], received \(4,"):
+        crps_samples(torch.zeros(4, 3, 2), torch.zeros(2, 3))
+    assert float(crps_samples(torch.tensor([1.0, -1.0]), torch.tensor(0.0))) == 0.5
