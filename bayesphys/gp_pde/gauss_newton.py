@@ -221,12 +221,10 @@ class GaussNewtonKronSolve:
             (w * w).sum() + self.tau2 * (rho * rho).sum() + self.gamma * (e * e).sum()
         )
 
-    def _gt(self, rho: Tensor, d: Tensor, e: Tensor | None = None) -> Tensor:
+    def _gt(self, rho: Tensor, d: Tensor, e: Tensor) -> Tensor:
         r""":math:`\tau_2 G^\top\rho + \gamma B^\top e` with :math:`G^\top = \Lambda + R^\top\mathrm{diag}(d)R^{-\top}`."""
-        t = d * kron_apply(self.Rinvt, rho)
-        t = self.tau2 * t
-        if e is not None:
-            t = t + self.gamma * scatter_faces(e, self.shape)
+        t = self.tau2 * (d * kron_apply(self.Rinvt, rho))
+        t = t + self.gamma * scatter_faces(e, self.shape)
         return self.tau2 * self.lam * rho + kron_apply(self.Rt, t)
 
     def hessian_matvec(self, v: Tensor, d: Tensor) -> Tensor:
