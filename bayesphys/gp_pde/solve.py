@@ -392,8 +392,11 @@ class KronSolve:
         by Woodbury (the capacitance assembly only needs a diagonal); used for preconditioners.
         Returns ``self``.
         """
-        if tuple(dprec.shape) != self.shape or not bool((dprec > 0).all()):
-            raise ValueError(f"dprec: expected a positive tensor of shape {self.shape}")
+        want = f"dprec: expected a positive tensor of shape {self.shape}, received"
+        if tuple(dprec.shape) != self.shape:
+            raise ValueError(f"{want} shape {tuple(dprec.shape)}")
+        if not bool((dprec > 0).all()):  # NaN too
+            raise ValueError(f"{want} min {float(dprec.min()):g}")
         self.dprec = dprec
         self.delta = 1 / dprec
         self.cap_chol = self._cap_factor()

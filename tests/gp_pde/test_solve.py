@@ -436,3 +436,20 @@ def test_objective_names_an_unknown_weighting():
         ValueError, match=r"^weighting: expected 'identity' or 'prior', received 'dense'$"
     ):
         objective(fac, op, torch.zeros(6, dtype=F64), f, gb, zero, zero, 1.0, "dense")
+
+
+def test_set_diagonal_names_the_diagonal_it_refuses():
+    ks, axes, op, fac, f, gb = _setup((6, 5), seed=0)
+    ks_ = KronSolve(fac, op, 2.0, 30.0)
+    with pytest.raises(
+        ValueError,
+        match=r"^dprec: expected a positive tensor of shape \(6, 5\), received shape \(5, 6\)$",
+    ):
+        ks_.set_diagonal(torch.ones(5, 6, dtype=F64))
+    bad = torch.ones(6, 5, dtype=F64)
+    bad[2, 3] = -0.5
+    with pytest.raises(
+        ValueError,
+        match=r"^dprec: expected a positive tensor of shape \(6, 5\), received min -0\.5$",
+    ):
+        ks_.set_diagonal(bad)
