@@ -318,6 +318,16 @@ class DenseSampler:
         return _dense_sample_u(self.L, self.chol_p, z)
 
 
+def check_kron_grid(factors: list[Factor], who: str) -> None:
+    """Refuse (``NotImplementedError``, naming ``who``) a grid of other than 1 or 2 dimensions:
+    the solvers built on :class:`KronSolve` solve through it, which takes no other."""
+    if len(factors) not in (1, 2):
+        raise NotImplementedError(
+            f"{who}: 1-D and 2-D grids only (its linear solves are KronSolves), received a "
+            f"{len(factors)}-D grid"
+        )
+
+
 class KronSolve:
     r"""Exact structured solve for ``weighting="prior"`` and a Kronecker-sum operator.
 

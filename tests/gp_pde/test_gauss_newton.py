@@ -410,3 +410,18 @@ def test_gauss_newton_steps_down_the_preconditioned_gradient_where_cg_made_no_pr
     assert stalled and gn.cg_iters == 0 and gn.converged
     assert all(b <= a * (1 + 1e-14) for a, b in zip(gn.objective, gn.objective[1:]))
     assert float((u - ud).norm() / ud.norm()) < 1e-8
+
+
+def test_the_structured_nonlinear_solvers_refuse_a_grid_their_preconditioner_cannot_take():
+    """Their linear pieces are KronSolves (1-D and 2-D grids only): a 3-D grid was accepted
+    and failed at the first solve with KronSolve's message, naming neither solver."""
+    from bayesphys.gp_pde import PicardKronSolve
+
+    fac, op, f, gb = _cubic_setup((4, 4, 3), seed=1)
+    for cls in (GaussNewtonKronSolve, PicardKronSolve):
+        with pytest.raises(
+            NotImplementedError,
+            match=rf"^{cls.__name__}: 1-D and 2-D grids only \(its linear solves are "
+            r"KronSolves\), received a 3-D grid$",
+        ):
+            cls(fac, op, 1.0, 1.0)
