@@ -312,6 +312,7 @@ class GaussNewtonKronSolve:
             g0 = gn if g0 is None else g0
             self.grad_norms.append(gn)
             if not math.isfinite(gn):
+                self.stop_reason = "diverged: non-finite gradient"
                 raise NumericalFailure("GaussNewtonKronSolve: non-finite gradient")
             if gn <= self.gtol * max(g0, 1e-300):
                 self.converged = True

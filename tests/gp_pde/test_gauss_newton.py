@@ -369,6 +369,7 @@ def test_gauss_newton_a_non_finite_gradient_is_a_numerical_failure():
     gn = GaussNewtonKronSolve(fac, op, 7.0, 50.0)
     with pytest.raises(NumericalFailure, match=r"^GaussNewtonKronSolve: non-finite gradient$"):
         gn.solve(f, gb, u0=torch.full((9,), 1e120, dtype=F64))
+    assert not gn.converged and gn.stop_reason == "diverged: non-finite gradient"
 
 
 @pytest.mark.parametrize("shape", [(9,), (8, 7)])
