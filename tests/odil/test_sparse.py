@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -307,3 +309,21 @@ def test_sparse_refusals_of_a_jacobian_or_a_step_that_cannot_be_had():
         ValueError, match=r"^linear_solver: the sparse Gauss-Newton solve gave non-finite values$"
     ):
         sparse_normal_solve(jac, torch.tensor([1e300, 1.0], dtype=torch.float64), 0.0)
+
+
+def test_sparse_normal_solve_names_a_non_finite_residual_or_jacobian():
+    """A NaN residual was reported as a failed solve naming linear_solver, and a NaN entry of
+    J as a singular J^T J ("some unknown is not determined"): neither named the bad input."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from bayesphys.odil import sparse_normal_solve
+
+    jac = sp.csr_matrix(np.eye(2))
+    with pytest.raises(ValueError, match=r"^r: expected finite values, received 1 NaN/Inf"):
+        sparse_normal_solve(jac, torch.tensor([math.nan, 1.0], dtype=torch.float64), 0.0)
+    bad = sp.csr_matrix(np.array([[math.nan, 0.0], [0.0, 1.0]]))
+    with pytest.raises(
+        ValueError, match=r"^jac: expected finite entries, received 1 NaN/Inf entries$"
+    ):
+        sparse_normal_solve(bad, torch.ones(2, dtype=torch.float64), 0.0)
