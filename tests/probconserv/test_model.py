@@ -1017,3 +1017,16 @@ def test_attention_width_must_split_into_the_heads():
     with pytest.raises(ValueError, match=r"^hidden: expected a multiple of heads=4, received 10$"):
         AttentiveNP((0.0, 0.0), (1.0, 1.0), hidden=10, heads=4)
     assert AttentiveNP((0.0, 0.0), (1.0, 1.0), hidden=12, heads=4).det_self[0] is not None
+
+
+def test_a_calibration_reset_by_hand_is_not_reported_as_stale():
+    """After calibrate() and a refit, resetting the calibration (var_scale = 1, no hybrid)
+    leaves none in force: nothing stale to warn about."""
+    m = ProbConserv("pme", hidden=8, n_samples=4, batch_size=2, seed=0)
+    m.fit(steps=2, progress=False)
+    test = make_dataset("pme", 2, seed=1)
+    m.calibrate(n_functions=4, objective="ll")
+    m.fit(steps=1, progress=False)
+    assert stale_calibration_messages(lambda: m.posterior(test))
+    m.var_scale = 1.0
+    assert m.calibration is None and not stale_calibration_messages(lambda: m.posterior(test))
