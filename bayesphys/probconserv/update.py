@@ -280,9 +280,8 @@ def check_sigma_g_shape(sigma_g, shape: tuple[int, ...]) -> None:
 
 
 def _sigma(sigma_g, s_prior: Tensor, relative: bool) -> Tensor:
+    # sigma_g is checked (check_sigma_g: no NaN, nothing negative) by the one caller
     sig = torch.as_tensor(sigma_g, dtype=_F64, device=s_prior.device)
-    if bool(torch.isnan(sig).any()) or bool((sig < 0).any()):
-        raise ValueError(f"sigma_g: expected non-negative values (or inf), received {sigma_g!r}")
     if relative:
         # inf stays inf where the unit is 0 (inf * 0 = NaN): sigma_g = inf means no update
         unit = s_prior.diagonal(dim1=-2, dim2=-1).clamp_min(0).sqrt()
