@@ -260,7 +260,7 @@ def check_sigma_g(sigma_g) -> None:
         raise TypeError(f"sigma_g: expected a number >= 0 or a tensor, received {sigma_g!r}")
     if not isinstance(sigma_g, numbers.Real):
         t = as_tensor("sigma_g", sigma_g, finite=False)
-        if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
+        if t.is_complex():  # bool was refused above: every other dtype holds real values
             raise TypeError(f"sigma_g: expected real values, received dtype {t.dtype}")
         bad = bool((torch.isnan(t) | (t < 0)).any())
     else:

@@ -635,3 +635,18 @@ def test_update_refuses_batched_rows_noise_and_priors_it_cannot_use():
         ValueError, match=r"^prior: expected event shape \(nx,\), received \(2, 3\)$"
     ):
         conserve_slices(field, torch.linspace(0, 1, 3, dtype=F64), torch.zeros(()))
+
+
+def test_sigma_g_of_any_real_dtype_is_taken_and_a_complex_one_refused():
+    """An int8 / int16 / uint8 sigma_g tensor was refused as "expected real values"; integer
+    tensors of every width are real values (int32 / int64 were taken)."""
+    prior = _closed_form_prior()
+    g = torch.ones(3, dtype=F64)
+    want = conservation_update(prior, g, 6.0, torch.tensor(1.0, dtype=F64))
+    for dtype in (torch.int8, torch.int16, torch.uint8, torch.int32, torch.float16):
+        got = conservation_update(prior, g, 6.0, torch.tensor(1, dtype=dtype))
+        assert torch.equal(got.mean, want.mean) and torch.equal(got.variance, want.variance)
+    with pytest.raises(
+        TypeError, match=r"^sigma_g: expected real values, received dtype torch\.complex64$"
+    ):
+        conservation_update(prior, g, 6.0, torch.tensor(1 + 0j))
