@@ -556,3 +556,23 @@ def test_evaluation_meshes_out_of_order_are_refused():
         burgers_inverse_inputs(dict(bs, t=bs["t"][::-1].copy(), u=bs["u"][:, ::-1].copy()))
     with pytest.warns(UserWarning, match="not been trained"):  # the mesh in order is read
         assert len(invariance_study(m, ts, n_points=(5,), layouts=("uniform",))) == 1
+
+
+def test_problem_fields_and_solver_inputs_of_other_kinds_are_named():
+    for kw, err, msg in (
+        (dict(z_low="abcde"), TypeError, r"^z_low: expected 5 real numbers, received 'abcde'$"),
+        (dict(w_low=1.0), TypeError, r"^w_low: expected a sequence of 1 real numbers, received"),
+        (dict(coords="x"), TypeError, r"^coords: expected a tuple of names, received 'x'$"),
+        (dict(coords=(1,)), TypeError, r"^coords: expected a tuple of names, received \(1,\)$"),
+        (dict(derivatives="x"), TypeError, r"^derivatives: expected a tuple of stream names"),
+    ):
+        with pytest.raises(err, match=msg):
+            PoissonProblem(**kw)
+    z5, w1 = np.zeros((1, 5)), np.ones(1)
+    with pytest.raises(TypeError, match=r"^z: expected real values, received complex$"):
+        solve_poisson(z5 + 0j, w1, n_nodes=11)
+    with pytest.raises(ValueError, match=r"^z: expected 1 or 2 dimensions, received shape"):
+        solve_poisson(np.zeros((1, 1, 5)), w1, n_nodes=11)
+    x, u = solve_poisson(z5, w1, n_nodes=11)
+    xt, ut = solve_poisson(torch.zeros(1, 5), torch.ones(1), n_nodes=11)  # tensors as arrays
+    assert np.array_equal(x, xt) and np.array_equal(u, ut)

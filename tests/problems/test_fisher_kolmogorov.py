@@ -467,3 +467,25 @@ def test_fk_residual_is_the_crank_nicolson_and_euler_residual_by_hand():
     assert got_cn.shape == (1, 2)
     assert got_cn[0].tolist() == pytest.approx(cn, rel=1e-12)
     assert got_eu[0].tolist() == pytest.approx(eu, rel=1e-12)
+
+
+def test_maps_foci_amplitudes_and_face_shapes_are_checked_or_taken_as_documented(setup):
+    from bayesphys.problems.fisher_kolmogorov import fk_residual
+
+    ph, faces, c0 = setup
+    with pytest.raises(
+        ValueError, match=r"^gm: expected the shape of wm \(32, 32\), received \(32, 31\)$"
+    ):
+        tissue_faces(ph["wm"], ph["gm"][:, :-1])
+    # a focus as numbers, and a tensor amplitude the result is differentiable in
+    amp = torch.tensor(0.5, dtype=F64, requires_grad=True)
+    c = initial_condition((8, 8), [10.0, 12.0], 2.0, amplitude=amp)
+    ref = initial_condition((8, 8), torch.tensor([10.0, 12.0]), 2.0, amplitude=0.5)
+    torch.testing.assert_close(c.detach(), ref.to(c.dtype))
+    (grad,) = torch.autograd.grad(c.sum(), amp)
+    torch.testing.assert_close(grad, (ref / 0.5).sum().to(grad.dtype))
+    with pytest.raises(ValueError, match=r"^faces: expected one face map per grid axis, each of"):
+        fk_forward(c0, [faces[0], faces[1][:-1]], 0.1, 0.05, t_end=1.0, steps=4, spacing=H)
+    cc = torch.stack([c0, c0])
+    with pytest.raises(ValueError, match=r"^scheme: expected 'cn' or 'euler', received 'rk4'$"):
+        fk_residual(cc, faces, 0.1, 0.05, dt=0.5, spacing=H, scheme="rk4")
