@@ -445,9 +445,7 @@ def fk_residual(
     ct = (c[1:] - c[:-1]) / dt
     if scheme == "cn":
         return ct - 0.5 * (rhs(c[1:]) + rhs(c[:-1]))
-    if scheme == "euler":
-        return ct - rhs(c[:-1])
-    raise ValueError(f"scheme: expected 'cn' or 'euler', received {scheme!r}")
+    return ct - rhs(c[:-1])  # "euler" (scheme was checked on entry)
 
 
 def _logistic_tangent(
