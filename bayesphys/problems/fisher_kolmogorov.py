@@ -283,7 +283,15 @@ def _check_stable(
     likelihood rejects) a step ``t_end / steps`` above :func:`max_step`."""
     limit = max_step(faces, dw, rho, spacing, scheme)
     tensors = isinstance(dw, (Tensor, np.ndarray)) or isinstance(rho, (Tensor, np.ndarray))
-    if math.isnan(limit):  # a NaN tensor dw / rho passed as stable and gave a NaN state
+    # NaN: a NaN face, dw or rho (a NaN tensor rate passed as stable and gave a NaN state);
+    # 0: an infinite one (the step count below divided by it)
+    if math.isnan(limit) or limit == 0:
+        bad = [k for k, f in enumerate(faces) if not bool(torch.isfinite(f).all())]
+        if bad:  # read only here: a finite bound needs finite faces
+            raise ValueError(
+                "faces: expected finite face maps (as tissue_faces returns), received NaN/Inf "
+                f"in faces{bad}"
+            )
         msg = (
             f"dw, rho: expected finite rates, received dw={_as_float(dw):g}, "
             f"rho={_as_float(rho):g} (the state would be NaN)"
@@ -356,8 +364,9 @@ def fk_forward(
 
     ``tissue`` (0/1 mask) zeroes the state outside the brain. Differentiable in ``c0``, ``dw``,
     ``rho``. With ``save_every`` (an int ``>= 1``) returns ``(c(T), traj [n_saved, *grid])``.
-    ``faces``: ``c0.ndim`` maps of ``c0``'s shape; ``spacing > 0``; ``dw >= 0`` and ``rho``
-    finite when given as numbers; ``faces``, ``tissue``, and ``dw`` and ``rho`` when tensors
+    ``faces``: ``c0.ndim`` maps of ``c0``'s shape, finite (the stability check refuses a NaN
+    or infinite face by name); ``spacing > 0``; ``dw >= 0`` and ``rho`` finite when given as
+    numbers; ``faces``, ``tissue``, and ``dw`` and ``rho`` when tensors
     (other than 0-dim CPU ones), on ``c0``'s device.
 
     ``dt`` must not exceed :func:`max_step` (diffusion: :math:`\Delta t \le h^2 / (D_w

@@ -489,3 +489,31 @@ def test_maps_foci_amplitudes_and_face_shapes_are_checked_or_taken_as_documented
     cc = torch.stack([c0, c0])
     with pytest.raises(ValueError, match=r"^scheme: expected 'cn' or 'euler', received 'rk4'$"):
         fk_residual(cc, faces, 0.1, 0.05, dt=0.5, spacing=H, scheme="rk4")
+
+
+def test_a_non_finite_face_or_an_infinite_tensor_rate_is_named_not_a_zero_division(setup):
+    """A NaN face map was reported as non-finite rates ("dw, rho: expected finite rates,
+    received dw=0.1, rho=0.05"), and an infinite face or an infinite tensor rate (a stability
+    bound of 0) failed with a raw ZeroDivisionError."""
+    _, faces, c0 = setup
+    kw = dict(t_end=1.0, steps=4, spacing=H)
+    for bad in (float("nan"), float("inf")):
+        broken = [f.clone() for f in faces]
+        broken[1][5, 5] = bad
+        for fn, args in (
+            (fk_forward, (c0, broken, 0.1, 0.05)),
+            (
+                fk_forward_tangent,
+                (c0, torch.zeros(1, *c0.shape, dtype=F64), broken, 0.1, 0.05)
+                + (torch.zeros(1, dtype=F64), torch.zeros(1, dtype=F64)),
+            ),
+        ):
+            with pytest.raises(
+                ValueError,
+                match=r"^faces: expected finite face maps .*received NaN/Inf in faces\[1\]$",
+            ):
+                fn(*args, **kw)
+    inf = torch.tensor(float("inf"), dtype=F64)
+    for dw, rho in ((inf, 0.05), (0.1, inf)):
+        with pytest.warns(RuntimeWarning, match=r"^dw, rho: expected finite rates, received"):
+            fk_forward(c0, faces, dw, rho, **kw)
