@@ -292,10 +292,15 @@ def _check_stable(
                 "faces: expected finite face maps (as tissue_faces returns), received NaN/Inf "
                 f"in faces{bad}"
             )
-        msg = (
-            f"dw, rho: expected finite rates, received dw={_as_float(dw):g}, "
-            f"rho={_as_float(rho):g} (the state would be NaN)"
-        )
+        a, r = _as_float(dw), _as_float(rho)
+        if math.isfinite(a) and math.isfinite(r):  # finite rates and faces: an overflow
+            msg = (
+                f"dw, rho: the stability bound of these rates on this grid is 0 (dw={a:g}, "
+                f"rho={r:g}, spacing={spacing:g}: the rate overflows float64), so no step "
+                "count is stable"
+            )
+        else:
+            msg = f"dw, rho: expected finite rates, received dw={a:g}, rho={r:g} (the state would be NaN)"
         if tensors:
             warnings.warn(msg, RuntimeWarning, stacklevel=user_stacklevel())
             return

@@ -517,3 +517,15 @@ def test_a_non_finite_face_or_an_infinite_tensor_rate_is_named_not_a_zero_divisi
     for dw, rho in ((inf, 0.05), (0.1, inf)):
         with pytest.warns(RuntimeWarning, match=r"^dw, rho: expected finite rates, received"):
             fk_forward(c0, faces, dw, rho, **kw)
+
+
+def test_finite_rates_whose_stability_bound_overflows_to_zero_are_not_called_non_finite(setup):
+    """dw = 1e300 on a 1e-10 grid: every input is finite, but the diffusion rate overflows
+    and the bound is 0; the refusal said "expected finite rates, received dw=1e+300"."""
+    _, faces, c0 = setup
+    with pytest.raises(
+        ValueError,
+        match=r"^dw, rho: the stability bound of these rates on this grid is 0 \(dw=1e\+300, "
+        r"rho=0\.05, spacing=1e-10: the rate overflows float64\), so no step count is stable$",
+    ):
+        fk_forward(c0, faces, 1e300, 0.05, t_end=1.0, steps=4, spacing=1e-10)
