@@ -269,7 +269,10 @@ def _lowrank_root(cov: LowRankRootAddedDiagLinearOperator, name: str) -> Structu
     r = to_dense(cov._linear_op.root)  # [*batch, N, k]
     d = cov._diag_tensor.diagonal()  # [*batch, N]
     if bool((d <= 0).any()):
-        raise ValueError(f"{name}: low-rank-plus-diagonal covariance needs a positive diagonal")
+        raise ValueError(
+            f"{name}: low-rank-plus-diagonal covariance needs a positive diagonal, received min "
+            f"{float(d.min()):.3e}"
+        )
     k = r.shape[-1]
     # Woodbury: (D + R R^T)^{-1} = D^{-1} - D^{-1} R C^{-1} R^T D^{-1}, C = I + R^T D^{-1} R
     rd = r / d.unsqueeze(-1)

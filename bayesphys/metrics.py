@@ -263,7 +263,8 @@ def crps_samples(
             raise TypeError(f"{name}: expected real values, received dtype {t.dtype}")
     if samples.ndim == 0 or tuple(samples.shape[1:]) != tuple(y.shape):
         raise ValueError(
-            f"samples: expected shape [S, {', '.join(map(str, y.shape))}], received {tuple(samples.shape)}"
+            f"samples: expected shape [{', '.join(['S', *map(str, y.shape)])}], received "
+            f"{tuple(samples.shape)}"
         )
     if samples.shape[0] == 0:
         raise ValueError(

@@ -429,3 +429,53 @@ def test_cpu_copy_is_a_snapshot_of_its_own_keeping_the_containers():
     assert type(snap_opt["groups"]) is tuple and type(snap_opt["groups"][1]) is list
     net.load_state_dict(snap)
     torch.testing.assert_close(net.weight.detach(), snap["weight"])
+
+
+def test_a_refused_save_keeps_a_made_folder_something_else_wrote_into(tmp_path):
+    """Only empty folders are removed: one that a file appeared in meanwhile stays, with that
+    file, and so do the folders above it; the save's own error is the one raised."""
+    target = tmp_path / "new" / "deeper" / "m.pt"
+
+    class WritesBeside:  # another writer puts a file into the new folder during the save
+        def __reduce__(self):
+            (target.parent / "other.txt").write_text("kept")
+            raise RuntimeError("state does not pickle")
+
+    with pytest.raises(RuntimeError, match="^state does not pickle$"):
+        save_checkpoint(target, kind="test", config={}, state={"w": WritesBeside()})
+    assert (target.parent / "other.txt").read_text() == "kept"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["other.txt"]
+
+
+def test_a_value_no_single_entry_explains_is_refused_naming_its_type(tmp_path):
+    """An object the loader refuses that no entry holds in plain sight (an attribute set on a
+    tensor) is named by its type, and nothing is written."""
+    import pathlib
+
+    t = torch.zeros(2)
+    t.source = pathlib.PurePosixPath("/data/run1")
+    with pytest.raises(
+        TypeError,
+        match=r"^config or state: holds a value a checkpoint cannot hold \(an object of type "
+        r"pathlib\.PurePosixPath, e\.g\. an attribute set on a tensor\); load_checkpoint",
+    ):
+        save_checkpoint(tmp_path / "m.pt", kind="test", config={}, state={"w": t})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_only_a_file_that_does_not_start_as_torch_s_is_called_not_a_checkpoint(tmp_path):
+    """The 'not a bayesphys checkpoint' verdict needs the file's first bytes: a zip header
+    (torch's format, also cut short) or the legacy magic number is a damaged checkpoint, and
+    a file that cannot be read is left to the load's own message."""
+    from bayesphys._checkpoint import _LEGACY_TORCH_MAGIC, _torch_file
+
+    for name, head, want in (
+        ("zip", b"PK\x03\x04", True),
+        ("legacy", _LEGACY_TORCH_MAGIC + b"rest", True),
+        ("text", b"hello world, not torch", False),
+        ("empty", b"", False),
+    ):
+        (tmp_path / name).write_bytes(head)
+        assert _torch_file(tmp_path / name) is want, name
+    assert _torch_file(tmp_path / "gone") is True
+    assert _torch_file(tmp_path) is True  # a folder cannot be read as a file either

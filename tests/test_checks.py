@@ -373,3 +373,69 @@ def test_offset_seed_wraps_modulo_two_to_the_64_and_stream_seed_follows_its_form
     for seed, tag, keys in ((0, "a", ()), (-3, "train", (4, 1)), (2**64 - 1, "x/y", (7,))):
         seq = np.random.SeedSequence(seed % 2**64, spawn_key=(zlib.crc32(tag.encode()), *keys))
         assert stream_seed(seed, tag, *keys) == int(seq.generate_state(1, np.uint64)[0])
+
+
+def test_check_callback_passes_a_callable_without_a_signature_and_refuses_a_wrong_one():
+    """A callable Python cannot introspect (a builtin such as ``max``, a C extension's
+    function) cannot be checked beforehand: it passes, and a wrong call fails when made."""
+    from bayesphys._checks import check_callback
+
+    check_callback("callback", max, (1, 0), ("model", "step"))
+    check_callback("callback", lambda model, step: None, (1, 0), ("model", "step"))
+    with pytest.raises(TypeError, match=r"^callback: expected a callable callback\(model, step\)"):
+        check_callback("callback", lambda model: None, (1, 0), ("model", "step"))
+
+
+def test_check_increasing_takes_a_single_point_or_a_scalar_as_ordered():
+    from bayesphys._checks import check_increasing
+
+    for x in ([0.0], np.array(2.0), torch.zeros(3, 1), torch.zeros(0)):
+        check_increasing("x", x)  # no pair to be out of order
+    with pytest.raises(ValueError, match=r"x\[1, 0\] = 1 then x\[1, 1\] = 0"):
+        check_increasing("x", torch.tensor([[0.0, 1.0], [1.0, 0.0]]))
+
+
+def test_cgroup_limit_reads_the_v2_memory_limit(monkeypatch):
+    """In a container the memory guards use its cgroup (v2) limit: the bytes in
+    ``/sys/fs/cgroup/memory.max``, or none where that reads ``max`` or is absent."""
+    import io
+
+    import bayesphys._checks as checks
+
+    read: list[str] = []
+
+    def fake_open(text):
+        def opener(path, *args, **kwargs):
+            read.append(path)
+            if text is None:
+                raise FileNotFoundError(path)
+            return io.StringIO(text)
+
+        return opener
+
+    for text, want in (("8589934592\n", 8589934592), ("max\n", None), (None, None)):
+        monkeypatch.setattr(checks, "open", fake_open(text), raising=False)
+        assert checks._cgroup_limit() == want
+    assert set(read) == {"/sys/fs/cgroup/memory.max"}
+
+
+def test_dense_memory_limit_is_unknown_where_the_host_cannot_tell(monkeypatch):
+    """No ``os.sysconf`` page counts (not POSIX) and a CUDA device without CUDA: no limit,
+    so nothing is refused."""
+    import bayesphys._checks as checks
+
+    def no_sysconf(name):
+        raise ValueError(f"unrecognized configuration name {name!r}")
+
+    try:
+        monkeypatch.setattr(checks.os, "sysconf", no_sysconf)
+        checks._host_memory.cache_clear()
+        assert checks._host_memory() is None
+        assert checks.dense_memory_limit("cpu") is None
+        checks.check_dense_memory("n", 10**30, what="a dense matrix", alternative="none")
+    finally:
+        monkeypatch.undo()
+        checks._host_memory.cache_clear()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert checks.dense_memory_limit("cuda") is None
+    assert checks.dense_memory_limit(torch.device("cuda", 0)) is None

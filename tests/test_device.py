@@ -227,3 +227,44 @@ def test_check_module_dtype_and_inputs_name_the_argument():
         check_module_inputs("net", w, x=torch.zeros(3, device="meta"))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         check_module_dtype("x", torch.zeros(3, dtype=torch.float64), torch.float32, "net")
+
+
+def test_resolve_device_refuses_a_device_type_bayesphys_does_not_run_on():
+    with pytest.raises(ValueError, match=r"^device: unsupported device type 'xpu' \(use 'cpu' or"):
+        resolve_device("xpu")
+    with pytest.raises(ValueError, match="unsupported device type 'hpu'"):
+        resolve_device(torch.device("hpu"))
+
+
+def test_seed_everything_none_leaves_every_stream_as_it_was():
+    torch.manual_seed(5)
+    np.random.seed(5)
+    random.seed(5)
+    seed_everything(None)
+    got = (torch.rand(2), np.random.rand(2), random.random())
+    torch.manual_seed(5)
+    np.random.seed(5)
+    random.seed(5)
+    want = (torch.rand(2), np.random.rand(2), random.random())
+    assert torch.equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+    assert got[2] == want[2]
+
+
+def test_own_memory_copies_only_what_shares_the_callers_memory():
+    """A model keeps no view of its caller's array or tensor (their later in-place edits
+    would change it); a converted copy, also one of a dtype numpy lacks, is kept as it is."""
+    from bayesphys._device import own_memory
+
+    arr = np.arange(4.0)
+    view = torch.from_numpy(arr)
+    kept = own_memory(view, arr)
+    arr[0] = 99.0
+    assert kept is not view and float(kept[0]) == 0.0
+    src = torch.arange(4.0)
+    part, whole = own_memory(src[1:], src), own_memory(src, src)
+    src.mul_(0)
+    assert part.tolist() == [1.0, 2.0, 3.0] and whole.tolist() == [0.0, 1.0, 2.0, 3.0]
+    bf16 = torch.as_tensor(arr, dtype=torch.bfloat16)  # numpy has no bfloat16: a copy already
+    assert own_memory(bf16, arr) is bf16
+    fresh = torch.as_tensor(arr, dtype=torch.float32)
+    assert own_memory(fresh, arr) is fresh

@@ -617,3 +617,42 @@ def test_extra_groups_may_not_take_a_standard_groups_name():
         )
     extra = build_inference_data(extra_groups={"prior": {"y": np.ones((1, 4, 2))}})
     assert group_dataset(extra, "prior")["y"].dims == ("chain", "draw", "y_dim_0")
+
+
+def test_dims_and_group_names_of_the_wrong_kind_are_refused_by_name():
+    x = np.zeros((1, 4, 3))
+    with pytest.raises(
+        TypeError, match=r"^dims\['x'\]: expected a list of dimension names, received int 3$"
+    ):
+        build_inference_data(posterior={"x": x}, dims={"x": 3})
+    post = GaussianPosterior(torch.zeros(3, dtype=torch.float64), torch.eye(3, dtype=torch.float64))
+    with pytest.raises(TypeError, match=r"^dims: expected a list of dimension names, received"):
+        post.to_inference_data(dims={"space"})
+    for bad in ("", 3):
+        with pytest.raises(
+            TypeError, match=rf"^extra_groups: expected non-empty group names, received {bad!r}$"
+        ):
+            build_inference_data(posterior={"x": x}, extra_groups={bad: {"y": x}})
+    with pytest.raises(KeyError, match=r"group: 'prior' not in \['posterior'\]"):
+        group_dataset(build_inference_data(posterior={"x": x}), "prior")
+
+
+def test_load_netcdf_refuses_a_folder_by_name(tmp_path):
+    with pytest.raises(
+        IsADirectoryError, match=r"^path: expected an InferenceData file, received the folder"
+    ):
+        load_netcdf(tmp_path)
+
+
+def test_a_file_whose_groups_link_within_it_is_checked_once_per_object_and_loads(tmp_path):
+    """The check for data stored outside the file follows the file's own links: a soft link
+    and a hard link back to the root (a cycle) are objects of the file, not refused, and the
+    walk visits each object once (it ends)."""
+    import h5py
+
+    path = save_netcdf(_small(), tmp_path / "linked.nc")
+    with h5py.File(path, "a") as f:
+        f["extra/alias"] = h5py.SoftLink("/posterior")
+        f["extra/up"] = f["/"]
+    back = load_netcdf(path)
+    np.testing.assert_array_equal(back.posterior["D"].values, _small().posterior["D"].values)

@@ -337,3 +337,39 @@ def test_psd_eigen_root_of_a_singular_matrix_keeps_its_null_direction():
     torch.testing.assert_close(root @ root.mT, a, atol=1e-12, rtol=0)
     null = torch.linalg.svd(b.mT).Vh[:, -1]  # [3, 5]: b^T n = 0
     assert float((null.unsqueeze(-2) @ root).abs().max()) < 1e-7
+
+
+def test_structured_roots_refuse_a_diagonal_they_cannot_take_root_of():
+    """A posterior built with validate=False is still refused at its first draw, by name,
+    when its diagonal (alone or under a low-rank part) cannot give a real root."""
+    from linear_operator.operators import (
+        DiagLinearOperator,
+        LowRankRootAddedDiagLinearOperator,
+        LowRankRootLinearOperator,
+    )
+
+    from bayesphys import GaussianPosterior
+
+    diag = DiagLinearOperator(torch.tensor([1.0, -0.5], dtype=F64))
+    post = GaussianPosterior(torch.zeros(2, dtype=F64), diag, validate=False)
+    with pytest.raises(
+        ValueError,
+        match=r"^covariance: diagonal covariance has negative entries \(min -5\.000e-01\)$",
+    ):
+        post.sample((3,))
+    lowrank = LowRankRootAddedDiagLinearOperator(
+        LowRankRootLinearOperator(torch.ones(2, 1, dtype=F64)),
+        DiagLinearOperator(torch.tensor([1.0, 0.0], dtype=F64)),
+    )
+    for validate in (True, False):  # the construction takes the root when it validates
+        with pytest.raises(
+            ValueError,
+            match=r"^covariance: low-rank-plus-diagonal covariance needs a positive diagonal, "
+            r"received min 0\.000e\+00$",
+        ):
+            GaussianPosterior(torch.zeros(2, dtype=F64), lowrank, validate=validate).sample((3,))
+
+
+def test_psd_cholesky_refuses_what_is_not_a_tensor():
+    with pytest.raises(TypeError, match=r"^prior: expected a torch\.Tensor, received list$"):
+        psd_cholesky([[1.0]], name="prior")

@@ -531,3 +531,54 @@ def test_wasserstein_refuses_a_cost_matrix_beyond_memory_before_building_it(
         r"96\.7 KiB .* more than the 3\.9 KiB of the CPU; subsample the clouds",
     ):
         wasserstein(x, y)
+
+
+def test_relative_l2_of_scalars():
+    """0-d fields: the error's size over the truth's, 0 where they agree, inf for a zero
+    truth that the prediction misses."""
+    f64 = torch.float64
+    assert float(relative_l2(torch.tensor(3.0, dtype=f64), torch.tensor(2.0, dtype=f64))) == 0.5
+    assert float(relative_l2(torch.tensor(0.0), torch.tensor(0.0))) == 0.0
+    assert float(relative_l2(torch.tensor(1.0), torch.tensor(0.0))) == math.inf
+    assert float(relative_l2(torch.tensor(2.0), torch.tensor(2.0))) == 0.0
+
+
+def test_score_shapes_and_scales_are_checked_by_name():
+    with pytest.raises(
+        ValueError, match=r"^mean/y: expected equal shapes .*received \(3,\) and \(4,\)$"
+    ):
+        crps_gaussian(torch.zeros(3), torch.ones(3), torch.zeros(4))
+    with pytest.raises(ValueError, match=r"^std: expected strictly positive standard deviations$"):
+        crps_gaussian(torch.zeros(3), torch.tensor([1.0, 0.0, 1.0]), torch.zeros(3))
+    with pytest.raises(ValueError, match=r"^samples: expected shape \[S, 3\], received \(10, 4\)$"):
+        crps_samples(torch.zeros(10, 4), torch.zeros(3))
+    with pytest.raises(ValueError, match=r"^field: expected shape \[\*batch, n\], received a 0-d"):
+        conservation_error(torch.tensor(1.0), torch.ones(1), 0.0)
+
+
+def test_point_clouds_of_one_coordinate_may_be_vectors_and_others_are_checked():
+    """A 1-D cloud ``[n]`` is ``n`` points on a line (``[n, 1]``); an empty cloud, one of
+    three dimensions and clouds of different dimensions are refused by name."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(30, generator=gen, dtype=torch.float64)
+    y = torch.randn(20, generator=gen, dtype=torch.float64) + 0.5
+    assert float(mmd(x, y)) == float(mmd(x[:, None], y[:, None])) > 0
+    assert float(wasserstein(x, y)) == pytest.approx(float(wasserstein(x[:, None], y[:, None])))
+    for bad, shape in ((torch.zeros(0, 2), r"\(0, 2\)"), (torch.zeros(2, 3, 1), r"\(2, 3, 1\)")):
+        with pytest.raises(
+            ValueError, match=rf"^x: expected a point cloud \[n, d\] with n >= 1, received {shape}$"
+        ):
+            mmd(bad, torch.zeros(4, 2))
+    with pytest.raises(ValueError, match=r"^x/y: expected equal dimensions, received 2 and 3$"):
+        mmd(torch.zeros(4, 2), torch.zeros(4, 3))
+
+
+def test_crps_samples_names_the_draw_shape_of_a_scalar_truth():
+    """A 0-d truth takes draws ``[S]``: the refusal of other draws said ``[S, ]``."""
+    with pytest.raises(ValueError, match=r"^samples: expected shape \[S\], received \(\)$"):
+        crps_samples(torch.tensor(1.0), torch.tensor(0.0))
+    with pytest.raises(ValueError, match=r"^samples: expected shape \[S\], received \(4, 2\)$"):
+        crps_samples(torch.zeros(4, 2), torch.tensor(0.0))
+    with pytest.raises(ValueError, match=r"^samples: expected shape \[S, 2, 3\], received \(4,"):
+        crps_samples(torch.zeros(4, 3, 2), torch.zeros(2, 3))
+    assert float(crps_samples(torch.tensor([1.0, -1.0]), torch.tensor(0.0))) == 0.5

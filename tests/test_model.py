@@ -564,3 +564,41 @@ def test_guard_restores_when_step_returns_a_non_finite_loss_after_an_admitted_on
     res = optimize(step, steps=3, guard=guard, progress=False)
     assert res.steps == 0 and "diverged at step 0 (loss inf)" in res.message
     assert float(x.detach()) == 1.0
+
+
+def test_optimize_without_params_stops_at_a_divergence_with_nothing_to_restore():
+    """``params=None``: the fit has no values to snapshot; a non-finite loss still ends it,
+    records the finite losses before it, and leaves the caller's state as the steps left it."""
+    w = torch.zeros(())
+    losses = iter([1.0, 0.5, float("nan"), 0.1])
+
+    def step():
+        w.add_(1.0)
+        return torch.tensor(next(losses))
+
+    res = optimize(step, steps=4, params=None, progress=False)
+    assert not res.converged and res.message.startswith("diverged at step 2 (loss nan)")
+    assert res.loss_history == [1.0, 0.5] and res.steps == 2 and float(w) == 3.0
+
+
+def test_optimizer_state_tensors_keeps_the_floating_and_complex_tensors_only():
+    """Integer counters in an optimiser's state (a step count) are no values to check for
+    non-finite entries; floating and complex tensors, also inside lists and dicts, are."""
+    from bayesphys._model import optimizer_state_tensors
+
+    w = torch.nn.Parameter(torch.zeros(2))
+    opt = torch.optim.SGD([w], lr=0.1)
+    moment, history = torch.ones(2), torch.ones(2, dtype=torch.complex64)
+    opt.state[w] = {"count": torch.tensor(3), "moment": moment, "past": [{"h": history}, 7]}
+    got = optimizer_state_tensors([opt])
+    assert [t.dtype for t in got] == [torch.float32, torch.complex64]
+    assert torch.equal(got[0], moment) and torch.equal(got[1], history)
+
+
+def test_guard_admits_a_step_that_left_no_gradients():
+    """A step whose update has no gradient to check (frozen or unused tensors) is admitted,
+    and the guard's state is unchanged."""
+    w = torch.zeros(3, requires_grad=True)
+    guard = DivergenceGuard([w])
+    assert guard.admit_gradients([w]) and guard.admit_gradients(torch.nn.Linear(2, 1))
+    assert guard.reason is None

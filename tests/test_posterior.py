@@ -4,6 +4,7 @@ re-exports)."""
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -667,3 +668,44 @@ def test_interval_levels_are_checked_by_name_and_numpy_sample_sizes_are_taken():
     torch.testing.assert_close(hi, -lo)
     assert post.sample(np.int64(3), seed=0).shape == (3, 2)
     assert SamplePosterior(torch.randn(1, 4, 2)).sample(np.int32(5), seed=0).shape == (5, 2)
+
+
+def test_constructor_refusals_name_the_argument_and_what_it_takes():
+    with pytest.raises(
+        TypeError, match=r"^mean: expected a floating tensor, received dtype torch\.int64$"
+    ):
+        GaussianPosterior(torch.zeros(3, dtype=torch.int64), torch.eye(3, dtype=D))
+    for mean, event in ((torch.zeros(2, 3, dtype=D), (4,)), (torch.zeros(3, dtype=D), (1, 3))):
+        with pytest.raises(
+            ValueError,
+            match=rf"^mean: expected trailing shape \({event[0]},.*\), received "
+            rf"{re.escape(str(tuple(mean.shape)))}$",
+        ):
+            GaussianPosterior(mean, torch.eye(3, dtype=D), event_shape=event)
+    with pytest.raises(
+        TypeError,
+        match=r"^covariance: expected a LinearOperator or a torch\.Tensor, received ndarray$",
+    ):
+        GaussianPosterior(torch.zeros(2, dtype=D), torch.eye(2, dtype=D).numpy())
+    with pytest.raises(ValueError, match=r"^root_dim: required when a custom root is given$"):
+        GaussianPosterior(torch.zeros(2, dtype=D), torch.eye(2, dtype=D), root=lambda z: z)
+    with pytest.raises(TypeError, match=r"^draws: expected a torch\.Tensor, received list$"):
+        SamplePosterior([[0.0, 1.0], [1.0, 2.0]])
+    for draws, chains in ((torch.zeros(5, dtype=D), True), (torch.tensor(1.0, dtype=D), False)):
+        with pytest.raises(
+            ValueError, match=r"^draws: expected shape \[chain, draw, \*event\], received"
+        ):
+            SamplePosterior(draws, chains=chains)
+
+
+def test_quantile_and_interval_take_numpy_scalars_and_refuse_ragged_probabilities():
+    import numpy as np
+
+    post = GaussianPosterior(torch.zeros(2, dtype=D), torch.eye(2, dtype=D))
+    lo, hi = post.interval(np.array(0.9))
+    want_lo, want_hi = post.interval(0.9)
+    assert torch.equal(lo, want_lo) and torch.equal(hi, want_hi)
+    with pytest.raises(
+        TypeError, match=r"^q: expected a probability or an array of probabilities, received"
+    ):
+        post.quantile([[0.1], [0.2, 0.3]])  # no array: rows of two lengths

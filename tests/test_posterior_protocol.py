@@ -193,6 +193,25 @@ def test_a_delegating_proxy_is_told_the_member_its_target_lacks():
     )
 
 
+def test_a_proxy_whose_lookup_fails_otherwise_than_by_attributeerror_lacks_that_member():
+    """A delegating proxy whose ``__getattr__`` raises something else (a closed remote
+    handle's RuntimeError) for a member is told it lacks it; the check does not fail."""
+    from bayesphys._posterior_base import is_posterior, missing_members
+
+    class Delegating:
+        def __init__(self, target, failing):
+            self._target, self._failing = target, failing
+
+        def __getattr__(self, name):
+            if name in self._failing:
+                raise RuntimeError("connection closed")
+            return getattr(self._target, name)
+
+    broken = Delegating(_gaussian(), ("quantile",))
+    assert missing_members(broken) == " (missing the Posterior member(s) quantile)"
+    assert not is_posterior(broken) and is_posterior(Delegating(_gaussian(), ()))
+
+
 def test_a_protocol_only_export_defaults_to_one_chain_of_1000_draws_like_the_packages():
     # the package's posteriors and a user's protocol-only one export the same default layout,
     # and with one seed the same draws

@@ -128,3 +128,35 @@ def test_a_zero_tqdm_mininterval_is_honoured_and_the_idle_redraw_stays_above_it(
     monkeypatch.delenv("TQDM_MININTERVAL")
     with progress_bar(total=1, progress=True, file=io.StringIO()) as bar:
         assert bar.maxinterval > bar.mininterval == pytest.approx(30.0)
+
+
+def test_a_stream_that_cannot_say_whether_it_is_a_terminal_is_a_log():
+    """A stream without ``isatty`` (a logging adapter) or a closed one is written to as a log
+    (long redraw interval, the final line kept), not refused."""
+
+    class Writer:  # write and flush only
+        def __init__(self):
+            self.text = ""
+
+        def write(self, s):
+            self.text += s
+
+        def flush(self):
+            pass
+
+    out = Writer()
+    with progress_bar(total=2, progress=True, file=out, desc="adapter", leave=False) as bar:
+        assert bar.mininterval == pytest.approx(30.0) and bar.leave is True
+        bar.update(2)
+    assert "adapter" in out.text and "2/2" in out.text
+    closed = io.StringIO()
+    closed.close()
+    with progress_bar(total=1, progress=False, file=closed) as bar:  # shown nowhere: no write
+        assert bar.disable
+        bar.update(1)
+
+
+def test_a_callers_own_mininterval_is_kept(monkeypatch):
+    monkeypatch.setenv("TQDM_MININTERVAL", "5")
+    with progress_bar(total=1, progress=True, file=io.StringIO(), mininterval=2.0) as bar:
+        assert bar.mininterval == pytest.approx(2.0) and bar.maxinterval == pytest.approx(10.0)

@@ -139,3 +139,34 @@ def test_reprs_never_raise():
     d = interacting_particles(n_train=4, n_cal=2, n_test=2)
     d.source_features = []
     assert "features=None" in repr(d)
+
+
+def test_posteriors_show_shapes_and_kind_not_values():
+    from linear_operator.operators import DiagLinearOperator
+
+    from bayesphys import GaussianPosterior, SamplePosterior
+
+    g = GaussianPosterior(
+        torch.zeros(4, 3, dtype=torch.float64),
+        DiagLinearOperator(torch.ones(12, dtype=torch.float64)),
+    )
+    assert repr(g) == (
+        "GaussianPosterior(event_shape=(4, 3), batch_shape=(), covariance=DiagLinearOperator, "
+        "device=cpu, dtype=torch.float64)"
+    )
+    s = SamplePosterior(torch.zeros(2, 100, 5, 3), event_ndim=1)
+    assert repr(s) == (
+        "SamplePosterior(chains=2, draws=100, event_shape=(3,), batch_shape=(5,), device=cpu)"
+    )
+
+
+def test_a_value_whose_repr_fails_is_shown_by_its_type():
+    from bayesphys._repr import short
+
+    class Broken:
+        def __repr__(self):
+            raise RuntimeError("no repr")
+
+    assert short(Broken()) == "<Broken>"
+    assert short({"a": Broken()}) == "{'a': <Broken>}"
+    assert "extra={'b': <Broken>}" in repr(FitResult(extra={"b": Broken()}))

@@ -166,3 +166,93 @@ def test_the_swept_targets_stay_bounded(tmp_path: Path, monkeypatch):
     _files.atomic_write_text(tmp_path / "f7.txt", "x")
     names = [p.name for p in _files._SWEPT]
     assert names == ["f6.txt", "f4.txt", "f7.txt"]
+
+
+def _sweep(folder: Path, name: str) -> list[str]:
+    from bayesphys._files import _temporaries_of, sweep_stale_temporaries
+
+    pattern, glob = _temporaries_of(folder / name)
+    return sweep_stale_temporaries(folder, pattern, glob)
+
+
+def test_a_temporary_that_cannot_be_removed_is_left_and_the_others_swept(tmp_path, monkeypatch):
+    """Another user's file or a read-only folder: the sweep skips that file, not the rest."""
+    host = host_token()
+    stuck, gone = (tmp_path / f".a.pt.{host}.{_dead_pid()}.{k:012x}.tmp" for k in range(2))
+    for path in (stuck, gone):
+        path.write_bytes(b"half")
+    real_unlink = Path.unlink
+
+    def unlink(self, *args, **kwargs):
+        if self.name == stuck.name:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    assert _sweep(tmp_path, "a.pt") == [gone.name]
+    assert stuck.exists() and not gone.exists()
+
+
+def test_a_temporary_of_another_users_live_process_stays(tmp_path, monkeypatch):
+    """``os.kill(pid, 0)`` on another user's process raises PermissionError: it is alive."""
+    from bayesphys import _files
+
+    stale = tmp_path / f".a.pt.{host_token()}.{_dead_pid()}.0123456789ab.tmp"
+    stale.write_bytes(b"half")
+
+    def kill(pid, sig):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(_files.os, "kill", kill)
+    assert _files.pid_alive(12345) is True
+    assert _sweep(tmp_path, "a.pt") == [] and stale.exists()
+
+
+def test_an_unreadable_folder_or_a_system_without_posix_processes_sweeps_nothing(
+    tmp_path, monkeypatch
+):
+    """The write itself reports an unreadable folder; elsewhere than POSIX a pid cannot be
+    probed safely (``os.kill`` would end the process), so nothing is removed."""
+    from bayesphys import _files
+
+    stale = tmp_path / f".a.pt.{host_token()}.{_dead_pid()}.0123456789ab.tmp"
+    stale.write_bytes(b"half")
+
+    def unreadable(self, pattern):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    with monkeypatch.context() as m:
+        m.setattr(Path, "glob", unreadable)
+        assert _sweep(tmp_path, "a.pt") == []
+    with monkeypatch.context() as m:
+        m.setattr(_files.os, "name", "nt")
+        assert _sweep(tmp_path, "a.pt") == []
+    assert stale.exists()
+    assert _sweep(tmp_path, "a.pt") == [stale.name]
+
+
+def test_the_host_token_without_a_pid_namespace_is_the_name_alone(monkeypatch):
+    """Where ``/proc/self/ns/pid`` does not exist (not Linux) the token is made of the
+    machine's name only: still dot-free, and the same in every process of the machine."""
+    import hashlib
+    import socket
+
+    from bayesphys import _files
+
+    real_stat = os.stat
+
+    def stat(p, *a, **k):
+        if str(p) == "/proc/self/ns/pid":
+            raise FileNotFoundError(2, "No such file or directory", str(p))
+        return real_stat(p, *a, **k)
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "lab.box")
+    monkeypatch.setattr(os, "stat", stat)
+    _files.host_token.cache_clear()
+    try:
+        token = _files.host_token()
+    finally:
+        monkeypatch.undo()
+        _files.host_token.cache_clear()
+    digest = hashlib.blake2b(b"lab.box|", digest_size=4).hexdigest()
+    assert token == f"lab-box-{digest}"

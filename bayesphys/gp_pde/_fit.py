@@ -210,16 +210,10 @@ def fit_solver(
             if joint:
                 model.u = u_param.detach().clone()
                 model._solved_key = None  # optimised jointly, not eliminated
-            try:
-                err = model._rel_l2(solve=False)
-            except NUMERICAL:
-                # the Gram factor failed here as in the closure (the same hyperparameters):
-                # the step diverged and its hyperparameters are discarded, so it has no test
-                # error to record (the failure raised out of fit instead of a divergence)
-                err = None
-            if err is not None:
-                model.history["step"].append(step_offset + k)
-                model.history["rel_l2"].append(err)
+            # the loss is finite, so the Gram factors of these hyperparameters did not fail
+            # in the closure: the same factorisation here succeeds as well
+            model.history["step"].append(step_offset + k)
+            model.history["rel_l2"].append(model._rel_l2(solve=False))
         if finite:
             opt.step()
             if sched is not None:

@@ -87,7 +87,7 @@ from ._errors import NumericalFailure
 from ._inputs import check_grid_tensor
 from ._kron import face_values, faces, kron_apply, scatter_faces
 from .operator import Factor, LinearPDEOperator, check_factor_count
-from .solve import KronSolve, check_noise
+from .solve import KronSolve, check_kron_grid, check_noise
 
 __all__ = ["GaussNewtonKronSolve"]
 
@@ -98,8 +98,9 @@ _ROUNDOFF = 100.0
 class GaussNewtonKronSolve:
     r"""Damped Gauss-Newton minimiser of the Allen-Cahn GP-HM objective (see the module docstring).
 
-    ``factors`` from :func:`~.operator.with_eigen` (real eigenbasis: even orders, any number of
-    dimensions for the products; the preconditioner needs 1-D or 2-D, as :class:`~.solve.KronSolve`);
+    ``factors`` from :func:`~.operator.with_eigen` (real eigenbasis: even orders) of a 1-D or
+    2-D grid (the start and the preconditioner are :class:`~.solve.KronSolve` solves; another
+    grid is refused, ``NotImplementedError``);
     ``op.cubic`` must be true; ``tau2`` :math:`>0`, ``gamma`` :math:`>0` (numbers or 0-d
     tensors). ``solve(f, g, u0=...)``
     with ``f`` ``[n_1..n_d]`` and ``g`` ``[N_b]`` returns ``U`` ``[n_1..n_d]`` and records
@@ -139,6 +140,7 @@ class GaussNewtonKronSolve:
                 "op: GaussNewtonKronSolve needs even derivative orders (real eigenbasis)"
             )
         check_factor_count(factors, op)
+        check_kron_grid(factors, "GaussNewtonKronSolve")
         if any(fc.lam is None for fc in factors):
             raise ValueError("factors: build them with eigen=True (operator.with_eigen)")
         tau2 = check_scalar("tau2", tau2, minimum=0.0, strict=True)
@@ -221,12 +223,10 @@ class GaussNewtonKronSolve:
             (w * w).sum() + self.tau2 * (rho * rho).sum() + self.gamma * (e * e).sum()
         )
 
-    def _gt(self, rho: Tensor, d: Tensor, e: Tensor | None = None) -> Tensor:
+    def _gt(self, rho: Tensor, d: Tensor, e: Tensor) -> Tensor:
         r""":math:`\tau_2 G^\top\rho + \gamma B^\top e` with :math:`G^\top = \Lambda + R^\top\mathrm{diag}(d)R^{-\top}`."""
-        t = d * kron_apply(self.Rinvt, rho)
-        t = self.tau2 * t
-        if e is not None:
-            t = t + self.gamma * scatter_faces(e, self.shape)
+        t = self.tau2 * (d * kron_apply(self.Rinvt, rho))
+        t = t + self.gamma * scatter_faces(e, self.shape)
         return self.tau2 * self.lam * rho + kron_apply(self.Rt, t)
 
     def hessian_matvec(self, v: Tensor, d: Tensor) -> Tensor:
@@ -256,8 +256,6 @@ class GaussNewtonKronSolve:
         if len(self.shape) == 1:
             K = self.Rinv[0] @ (d.reshape(-1, 1) * self.R[0])
             return lam**2 + 2 * lam * K.diagonal() + (K * K).sum(0)
-        if len(self.shape) != 2:
-            raise NotImplementedError("gtg_diagonal: 1-D and 2-D grids only")
         Us, S, Vh = torch.linalg.svd(d)
         T = max(1, min(self.precond_rank, int((S > 1e-12 * S[0]).sum())))
         a, b = Us[:, :T] * S[:T], Vh[:T].mT
@@ -314,6 +312,7 @@ class GaussNewtonKronSolve:
             g0 = gn if g0 is None else g0
             self.grad_norms.append(gn)
             if not math.isfinite(gn):
+                self.stop_reason = "diverged: non-finite gradient"
                 raise NumericalFailure("GaussNewtonKronSolve: non-finite gradient")
             if gn <= self.gtol * max(g0, 1e-300):
                 self.converged = True

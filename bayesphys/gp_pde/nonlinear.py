@@ -48,7 +48,7 @@ from ._errors import NumericalFailure
 from ._inputs import check_grid_tensor
 from ._kron import faces
 from .operator import Factor, LinearPDEOperator, check_factor_count
-from .solve import KronSolve
+from .solve import KronSolve, check_kron_grid
 
 __all__ = ["PicardKronSolve", "gmres"]
 
@@ -107,7 +107,8 @@ def gmres(
 class PicardKronSolve:
     r"""Fixed point of the shifted Picard map for :math:`\mathcal A U + U^3 = f` (see module docstring).
 
-    ``factors`` from :func:`~.operator.with_eigen` (1-D or 2-D, even orders); ``op.cubic`` must
+    ``factors`` from :func:`~.operator.with_eigen` (1-D or 2-D, even orders; another grid is
+    refused, ``NotImplementedError``); ``op.cubic`` must
     be true; ``tau2``, ``gamma``: finite numbers (or 0-d tensors) ``>= 0``. ``solve(f, g,
     u0=...)`` with ``f`` ``[n_1..n_d]`` and ``g`` ``[N_b]`` (finite) returns ``U`` ``[n_1..n_d]`` and records
     ``iterations``, ``step_norms`` (relative update sizes), ``converged`` and ``stop_reason``
@@ -137,6 +138,7 @@ class PicardKronSolve:
         if not op.cubic:
             raise ValueError("op: PicardKronSolve is for the cubic (Allen-Cahn) operator")
         check_factor_count(factors, op)
+        check_kron_grid(factors, "PicardKronSolve")
         o = self.check_options(
             dict(
                 shift=shift,

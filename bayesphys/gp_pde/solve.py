@@ -318,6 +318,16 @@ class DenseSampler:
         return _dense_sample_u(self.L, self.chol_p, z)
 
 
+def check_kron_grid(factors: list[Factor], who: str) -> None:
+    """Refuse (``NotImplementedError``, naming ``who``) a grid of other than 1 or 2 dimensions:
+    the solvers built on :class:`KronSolve` solve through it, which takes no other."""
+    if len(factors) not in (1, 2):
+        raise NotImplementedError(
+            f"{who}: 1-D and 2-D grids only (its linear solves are KronSolves), received a "
+            f"{len(factors)}-D grid"
+        )
+
+
 class KronSolve:
     r"""Exact structured solve for ``weighting="prior"`` and a Kronecker-sum operator.
 
@@ -392,8 +402,11 @@ class KronSolve:
         by Woodbury (the capacitance assembly only needs a diagonal); used for preconditioners.
         Returns ``self``.
         """
-        if tuple(dprec.shape) != self.shape or not bool((dprec > 0).all()):
-            raise ValueError(f"dprec: expected a positive tensor of shape {self.shape}")
+        want = f"dprec: expected a positive tensor of shape {self.shape}, received"
+        if tuple(dprec.shape) != self.shape:
+            raise ValueError(f"{want} shape {tuple(dprec.shape)}")
+        if not bool((dprec > 0).all()):  # NaN too
+            raise ValueError(f"{want} min {float(dprec.min()):g}")
         self.dprec = dprec
         self.delta = 1 / dprec
         self.cap_chol = self._cap_factor()

@@ -239,12 +239,8 @@ def real_map(model: GliomaModel, name: str, value: Any) -> Tensor:
 
 
 def check_focus(model: GliomaModel, f: Tensor, name: str) -> None:
-    """Refuse a focus ``f [d]`` (mm) that is not inside the brain of ``model`` (``wm + gm >=
-    0.1``) or has the wrong length; ``name``: the argument, named in the refusal."""
-    if f.shape != (model.ndim,):
-        raise ValueError(
-            f"{name}: expected {model.ndim} coordinates (mm), received {tuple(f.shape)}"
-        )
+    """Refuse a focus ``f [d]`` (mm, ``d`` the model's dimension) that is not inside the brain
+    of ``model`` (``wm + gm >= 0.1``); ``name``: the argument, named in the refusal."""
     idx = torch.floor(f / model.config["spacing"]).long()
     inside = all(0 <= int(idx[k]) < model.full_shape[k] for k in range(model.ndim))
     if not inside or float(model.brain[tuple(idx.tolist())]) == 0:

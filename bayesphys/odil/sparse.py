@@ -45,6 +45,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_real
+from .._device import check_finite
 from .problem import DiscreteProblem
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -342,7 +343,8 @@ def sparse_normal_solve(
 ) -> tuple[Tensor, Tensor, Tensor]:
     r"""Solve :math:`(J^\top J + \lambda I)\,\delta = -J^\top r` by sparse LU (SuperLU).
 
-    ``jac`` a SciPy sparse ``[m, n]``, ``r [m]``. Returns ``(delta, g = J^T r, J delta)`` as
+    ``jac`` a SciPy sparse ``[m, n]``, ``r [m]``, both finite (a NaN or infinite entry is
+    refused, ``ValueError`` naming it). Returns ``(delta, g = J^T r, J delta)`` as
     tensors on ``r``'s device and dtype. Unknowns no residual touches (an empty column) are
     left out and get a zero step, as CG started from zero leaves them. An exactly singular
     factorisation raises ``ValueError``; a numerically singular system (unknowns the residuals
@@ -357,6 +359,10 @@ def sparse_normal_solve(
         raise ValueError(
             f"r: expected a tensor of shape ({jac.shape[0]},) (J's rows), received {got}"
         )
+    check_finite("r", r)
+    bad = int((~np.isfinite(jac.tocsr().data)).sum())
+    if bad:
+        raise ValueError(f"jac: expected finite entries, received {bad} NaN/Inf entries")
     rr = r.detach().to("cpu", torch.float64).numpy()
     g = jac.T @ rr
     # unknowns no residual touches get no step (as CG from zero leaves them)

@@ -78,8 +78,6 @@ def calibrated_step1(
             root = cal.root_for(mean)
             out = hybrid_covariance(cov, root, cal.beta, cal.trace_ratio, scale)
             if use_mass and cal.mass_kappa is not None and cal.local is not None:
-                if mass is None:
-                    raise ValueError("mass: the mass-residual check needs the masses [B, nt]")
                 ps = scale if stage == "prior" else cal.scale_for(mean, "prior", mass)
                 pcov = hybrid_covariance(cov, root, cal.beta, cal.trace_ratio, ps)
                 sd2, roots = discrepancy(cal, mean, pcov, xx, mass)

@@ -52,7 +52,8 @@ def step1_posterior(
     sizes: str = "t/x",
 ) -> GaussianPosterior:
     """Step 1 of ``model`` with the calibration of ``stage`` (``"prior"``, ``"post"`` or
-    ``"raw"``); ``mass [B, nt]`` (default: analytic) feeds a parameter-conditional scale;
+    ``"raw"``); ``mass [B, nt]`` feeds a parameter-conditional scale (``posterior`` passes
+    the masses it conditions on);
     ``use_mass=False``: a calibration that never sees the mass (unconstrained baselines).
     ``caller``: the public method, named by the other-grid warning; ``sizes``: its arguments
     that set the functions, times and grid points, named by the meta-GP's memory refusal
@@ -64,8 +65,6 @@ def step1_posterior(
         warn_stale_calibration(model, caller)
     if not use_mass:
         mass = None
-    elif mass is None and stage != "raw" and model.calibration is not None:
-        mass = model.mass(context, tt)
     nt, nx = tt.numel(), xx.numel()
     model.net.eval()
     if model.config.step1 == "anp":

@@ -283,11 +283,24 @@ def _check_stable(
     likelihood rejects) a step ``t_end / steps`` above :func:`max_step`."""
     limit = max_step(faces, dw, rho, spacing, scheme)
     tensors = isinstance(dw, (Tensor, np.ndarray)) or isinstance(rho, (Tensor, np.ndarray))
-    if math.isnan(limit):  # a NaN tensor dw / rho passed as stable and gave a NaN state
-        msg = (
-            f"dw, rho: expected finite rates, received dw={_as_float(dw):g}, "
-            f"rho={_as_float(rho):g} (the state would be NaN)"
-        )
+    # NaN: a NaN face, dw or rho (a NaN tensor rate passed as stable and gave a NaN state);
+    # 0: an infinite one (the step count below divided by it)
+    if math.isnan(limit) or limit == 0:
+        bad = [k for k, f in enumerate(faces) if not bool(torch.isfinite(f).all())]
+        if bad:  # read only here: a finite bound needs finite faces
+            raise ValueError(
+                "faces: expected finite face maps (as tissue_faces returns), received NaN/Inf "
+                f"in faces{bad}"
+            )
+        a, r = _as_float(dw), _as_float(rho)
+        if math.isfinite(a) and math.isfinite(r):  # finite rates and faces: an overflow
+            msg = (
+                f"dw, rho: the stability bound of these rates on this grid is 0 (dw={a:g}, "
+                f"rho={r:g}, spacing={spacing:g}: the rate overflows float64), so no step "
+                "count is stable"
+            )
+        else:
+            msg = f"dw, rho: expected finite rates, received dw={a:g}, rho={r:g} (the state would be NaN)"
         if tensors:
             warnings.warn(msg, RuntimeWarning, stacklevel=user_stacklevel())
             return
@@ -356,8 +369,9 @@ def fk_forward(
 
     ``tissue`` (0/1 mask) zeroes the state outside the brain. Differentiable in ``c0``, ``dw``,
     ``rho``. With ``save_every`` (an int ``>= 1``) returns ``(c(T), traj [n_saved, *grid])``.
-    ``faces``: ``c0.ndim`` maps of ``c0``'s shape; ``spacing > 0``; ``dw >= 0`` and ``rho``
-    finite when given as numbers; ``faces``, ``tissue``, and ``dw`` and ``rho`` when tensors
+    ``faces``: ``c0.ndim`` maps of ``c0``'s shape, finite (the stability check refuses a NaN
+    or infinite face by name); ``spacing > 0``; ``dw >= 0`` and ``rho`` finite when given as
+    numbers; ``faces``, ``tissue``, and ``dw`` and ``rho`` when tensors
     (other than 0-dim CPU ones), on ``c0``'s device.
 
     ``dt`` must not exceed :func:`max_step` (diffusion: :math:`\Delta t \le h^2 / (D_w
@@ -445,9 +459,7 @@ def fk_residual(
     ct = (c[1:] - c[:-1]) / dt
     if scheme == "cn":
         return ct - 0.5 * (rhs(c[1:]) + rhs(c[:-1]))
-    if scheme == "euler":
-        return ct - rhs(c[:-1])
-    raise ValueError(f"scheme: expected 'cn' or 'euler', received {scheme!r}")
+    return ct - rhs(c[:-1])  # "euler" (scheme was checked on entry)
 
 
 def _logistic_tangent(

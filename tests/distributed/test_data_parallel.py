@@ -169,6 +169,39 @@ def test_single_process_is_unchanged():
     )
 
 
+def test_without_a_group_every_method_is_a_no_op():
+    """A single process (no process group): broadcast and averaging leave the parameters and
+    gradients as they are, and the mean of a value is the value."""
+    lin = torch.nn.Linear(2, 1)
+    lin(torch.ones(1, 2)).sum().backward()
+    before = [t.detach().clone() for t in (*lin.parameters(), *(p.grad for p in lin.parameters()))]
+    sync = GradientSync(lin)
+    assert not sync.active and sync.is_main and (sync.rank, sync.world_size) == (0, 1)
+    sync.broadcast()
+    sync.average_gradients()
+    after = [*lin.parameters(), *(p.grad for p in lin.parameters())]
+    assert all(torch.equal(a, b) for a, b in zip(before, after))
+    assert sync.mean(torch.tensor([2.5])) == 2.5 and sync.mean(1.5) == 1.5
+
+
+def test_averaging_with_no_gradients_sends_nothing(monkeypatch):
+    """On a group, a step where no parameter has a gradient (on every rank alike) reduces
+    nothing; one with gradients reduces them all in a single call."""
+    import bayesphys._data_parallel as dp
+
+    monkeypatch.setattr(dp, "_active_group", lambda: (1, 2))
+    sent = []
+    monkeypatch.setattr(dp.dist, "all_reduce", lambda t, *a, **k: sent.append(t))
+    lin = torch.nn.Linear(2, 1)
+    sync = GradientSync(lin, broadcast=False)
+    assert sync.active and not sync.is_main
+    sync.average_gradients()
+    assert sent == [] and all(p.grad is None for p in lin.parameters())
+    lin(torch.ones(1, 2)).sum().backward()
+    sync.average_gradients()
+    assert len(sent) == 1 and sent[0].numel() == 3  # the weight's 2 and the bias's 1, at once
+
+
 def test_bad_module():
     with pytest.raises(TypeError, match="module"):
         GradientSync([torch.zeros(2)])

@@ -173,6 +173,12 @@ def test_tau_lr_mult_with_a_fixed_nugget_is_refused():
     assert learned.fit(steps=1, tau_lr_mult=10.0, progress=False).steps == 1
 
 
+def test_an_unknown_clock_is_refused_by_name():
+    m = _small()
+    with pytest.raises(ValueError, match=r"^clock: expected 'wall' or 'cpu', received 'gpu'$"):
+        m.fit(steps=1, clock="gpu", max_seconds=60.0, progress=False)
+
+
 def test_cpu_clock_without_a_budget_is_refused():
     """``clock`` is the clock ``max_seconds`` is measured on: without a budget ``clock="cpu"``
     was accepted and changed nothing."""

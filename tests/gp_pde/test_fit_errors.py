@@ -228,3 +228,40 @@ def test_no_callback_after_the_update_that_ends_the_fit():
     res, seen = callbacks_around_a_nan_gradient(m.fit, p, 3, steps=6, lr=0.05)
     assert res.message.startswith("diverged at step 2"), res.message
     assert seen == [(1, True), (2, True)]
+
+
+def test_a_joint_fit_whose_objective_overflows_is_a_divergence_with_no_gradient_taken():
+    """``method="ref"`` (the field optimised with the kernel): an objective that overflows
+    to inf while every factor and the field are finite ends the fit at that step; the
+    starting values are kept and no gradient of the inf loss was taken."""
+    m = GPPDESolver("poisson1d-low", n_col=12, num_mixtures=2, seed=0, method="ref")
+    with torch.no_grad():
+        m.log_tau_b.fill_(1e4)  # exp(1e4) = inf: the boundary term is inf
+    start = [p.detach().clone() for p in m._params()]
+    res = m.fit(steps=3, progress=False)
+    assert res.message == "diverged at step 0 (loss inf); restored the last good state"
+    assert res.steps == 0 and res.loss_history == []
+    assert all(torch.equal(p.detach(), s) for p, s in zip(m._params(), start))
+    assert all(p.grad is None for p in m._params())
+
+
+def test_a_joint_fit_whose_last_update_cannot_be_factored_keeps_the_best_iterate(monkeypatch):
+    """The last update of a ``method="ref"`` fit is evaluated once, after the steps: where
+    its Gram factor fails its objective is inf, and the lowest-objective iterate (the start
+    of a step) is kept instead of hyperparameters nothing can be computed at."""
+    m = GPPDESolver("poisson1d-low", n_col=12, num_mixtures=2, seed=0, method="ref")
+    factors, calls = m._factors, []
+
+    def fail_after_the_steps():
+        calls.append(None)
+        if len(calls) == 4:  # after 3 steps' closures: the final evaluation
+            raise NumericalFailure("kernel: the Gram factor is not positive definite")
+        return factors()
+
+    monkeypatch.setattr(m, "_factors", fail_after_the_steps)
+    res = m.fit(steps=3, lr=0.05, progress=False, keep_best=True)
+    assert res.extra["final_objective"] == math.inf
+    losses = res.loss_history
+    best = min(range(3), key=losses.__getitem__)
+    assert res.extra["best_step"] == best and res.extra["best_objective"] == losses[best]
+    assert res.message == f"max steps (3); kept the lowest-objective iterate (start of step {best})"

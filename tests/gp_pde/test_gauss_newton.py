@@ -340,3 +340,89 @@ def test_sample_u_names_noise_of_another_dtype_or_device():
     with pytest.raises(ValueError, match=r"^z: expected noise on the factors' device cpu"):
         gn.sample_u(z.to("meta"))
     assert gn.sample_u(z).shape == (2, 8, 7)
+
+
+def test_gauss_newton_refuses_odd_orders_and_a_non_finite_shift():
+    fac, op, f, gb = _cubic_setup((6, 5), seed=1)
+    with pytest.raises(ValueError, match=r"^op: GaussNewtonKronSolve needs even derivative orders"):
+        GaussNewtonKronSolve(fac, replace(op, orders=(1, 2)), 1.0, 1.0)
+    with pytest.raises(ValueError, match=r"^shift: expected a finite"):
+        GaussNewtonKronSolve(fac, op, 1.0, 1.0, shift=float("nan"))
+    with pytest.raises(ValueError, match=r"^shift: expected a finite"):
+        GPPDESolver(
+            "allencahn2d-low", nonlinear_solver="gauss-newton", solver_options=dict(shift=math.inf)
+        )
+    # a given shift only changes the preconditioner: the same minimiser
+    a = GaussNewtonKronSolve(fac, op, 5.0, 40.0, precond="shift", shift=0.0, tol=1e-13)
+    b = GaussNewtonKronSolve(fac, op, 5.0, 40.0, precond="shift", tol=1e-13)
+    ua, ub = a.solve(f, gb), b.solve(f, gb)
+    assert a.converged and b.converged and a.shift == 0.0
+    assert float((ua - ub).norm() / ub.norm()) < 1e-9
+
+
+def test_gauss_newton_a_non_finite_gradient_is_a_numerical_failure():
+    """A start whose cube overflows (u0 = 1e120) has no finite gradient: the solve fails as
+    a NumericalFailure (a divergence in a fit), not with a NaN field."""
+    from bayesphys.gp_pde._errors import NumericalFailure
+
+    fac, op, f, gb = _cubic_setup((9,), seed=3, scale=1.0)
+    gn = GaussNewtonKronSolve(fac, op, 7.0, 50.0)
+    with pytest.raises(NumericalFailure, match=r"^GaussNewtonKronSolve: non-finite gradient$"):
+        gn.solve(f, gb, u0=torch.full((9,), 1e120, dtype=F64))
+    assert not gn.converged and gn.stop_reason == "diverged: non-finite gradient"
+
+
+@pytest.mark.parametrize("shape", [(9,), (8, 7)])
+def test_gauss_newton_started_at_the_minimiser_stops_at_the_round_off_floor(shape):
+    """With the step and gradient tests off (tol = gtol = 0) a solve started at the dense
+    minimiser ends when the gradient, at its round-off floor, no longer decreases: converged,
+    and the reason names that floor."""
+    fac, op, f, gb = _cubic_setup(shape, seed=3, scale=1.0)
+    ud = DenseSolve(fac, op, "prior").solve(f, gb, 7.0, 50.0, iters=50, tol=1e-14)
+    gn = GaussNewtonKronSolve(fac, op, 7.0, 50.0, tol=0.0, gtol=0.0, max_iter=20)
+    u = gn.solve(f, gb, u0=ud)
+    assert gn.converged and gn.iterations < 20
+    assert gn.stop_reason.startswith(
+        f"converged: gradient norm {gn.grad_norms[-1]:.2e} at its round-off floor"
+    )
+    assert gn.grad_norms[-1] >= gn.grad_norms[-2]
+    assert float((u - ud).norm() / ud.norm()) < 1e-11
+
+
+def test_gauss_newton_steps_down_the_preconditioned_gradient_where_cg_made_no_progress(
+    monkeypatch,
+):
+    """A CG solve that returns no descent direction (a breakdown) does not stall the solve:
+    the step is the preconditioned gradient's, and the solve still reaches the minimiser."""
+    import bayesphys.gp_pde.gauss_newton as gnm
+
+    real, stalled = gnm.pcg, []
+
+    def no_progress(*args, **kwargs):
+        delta, it, info = real(*args, **kwargs)
+        stalled.append(it)
+        return torch.zeros_like(delta), 0, info
+
+    fac, op, f, gb = _cubic_setup((9,), seed=3, scale=1.0)
+    ud = DenseSolve(fac, op, "prior").solve(f, gb, 7.0, 50.0, iters=50, tol=1e-14)
+    monkeypatch.setattr(gnm, "pcg", no_progress)
+    gn = GaussNewtonKronSolve(fac, op, 7.0, 50.0, max_iter=200)
+    u = gn.solve(f, gb)
+    assert stalled and gn.cg_iters == 0 and gn.converged
+    assert all(b <= a * (1 + 1e-14) for a, b in zip(gn.objective, gn.objective[1:]))
+    assert float((u - ud).norm() / ud.norm()) < 1e-8
+
+
+def test_the_structured_nonlinear_solvers_refuse_a_grid_their_preconditioner_cannot_take():
+    """Their linear pieces are KronSolves (1-D and 2-D grids only): a 3-D grid was accepted
+    and failed at the first solve with KronSolve's message, naming neither solver."""
+    from bayesphys.gp_pde import PicardKronSolve
+
+    fac, op, f, gb = _cubic_setup((4, 4, 3), seed=1)
+    for cls in (GaussNewtonKronSolve, PicardKronSolve):
+        with pytest.raises(
+            NotImplementedError,
+            match=rf"^{cls.__name__}: 1-D and 2-D grids only \(its linear solves are "
+            r"KronSolves\), received a 3-D grid$",
+        ):
+            cls(fac, op, 1.0, 1.0)

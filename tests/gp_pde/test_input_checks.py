@@ -350,3 +350,37 @@ def test_a_solver_keeps_no_view_of_the_callers_grid_source_or_boundary():
     assert torch.equal(a.f, f) and torch.equal(a.axes[0], axis) and torch.equal(a.g, g)
     assert torch.equal(b.axes[0], axis)
     assert torch.equal(b.f, torch.full((10,), 2.0, dtype=torch.float64))
+
+
+def test_a_custom_problem_is_checked_whole_and_its_equation_by_name():
+    x = torch.linspace(0, 1, 9, dtype=F64)
+    kw = dict(x=[x], source=torch.sin(x), boundary=torch.zeros(9), num_mixtures=2)
+    for missing in ("source", "boundary"):
+        part = {k: v for k, v in kw.items() if k != missing}
+        with pytest.raises(
+            ValueError, match=r"^problem: give a problem, or all of x, source and boundary$"
+        ):
+            GPPDESolver(**part)
+    with pytest.raises(
+        ValueError,
+        match=r"^equation: expected 'poisson', 'allencahn' or 'advection', received 'heat'$",
+    ):
+        GPPDESolver(equation="heat", **kw)
+    with pytest.raises(
+        ValueError, match=r"^equation: advection needs a 2-D grid \(x, t\), received dim 1$"
+    ):
+        GPPDESolver(equation="advection", **kw)
+    with pytest.raises(
+        TypeError, match=r"^solver_options: expected a dict or None, received list$"
+    ):
+        GPPDESolver("poisson1d-low", num_mixtures=2, solver_options=[("max_iter", 5)])
+
+
+def test_a_source_without_an_introspectable_signature_is_called_as_it_is():
+    """``source=torch.sin`` (a builtin: Python cannot read its signature) on a 1-D grid is
+    evaluated at the coordinates, as a lambda of one argument would be."""
+    x = torch.linspace(0, 1, 9, dtype=F64)
+    kw = dict(x=[x], boundary=torch.zeros(9), num_mixtures=2, seed=0)
+    m = GPPDESolver(source=torch.sin, **kw)
+    torch.testing.assert_close(m.f, torch.sin(x), rtol=0, atol=0)
+    torch.testing.assert_close(m.f, GPPDESolver(source=lambda t: torch.sin(t), **kw).f)

@@ -223,3 +223,8 @@ def test_mixture_summed_in_blocks_equals_the_whole_sum(kind, step, monkeypatch):
         torch.testing.assert_close(got, out, **tol)
         for a, b in zip(got_grads, grads):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12 * float(b.abs().max()))
+
+
+def test_a_kernel_prints_its_kind_and_size():
+    k = SpectralMixture1d(3, kind="stm")
+    assert repr(k) == "SpectralMixture1d(kind='stm', num_mixtures=3)"

@@ -662,3 +662,20 @@ def test_fit_leaves_no_gradients_on_the_hyperparameters(method):
     with pytest.raises(RuntimeError, match="stop here"):
         m.fit(steps=3, progress=False, callback=stop, callback_every=1)
     assert all(t.grad is None for t in tensors)
+
+
+def test_solve_field_of_a_linear_equation_reports_only_its_direct_solver():
+    """A linear PDE is solved directly: the statistics name the solver and record no
+    iterations or last update (those of the iterative nonlinear solvers)."""
+    for problem, solver in (("poisson1d-low", "DenseSolve"), ("poisson2d-low", "KronSolve")):
+        m = GPPDESolver(problem, n_col=8, num_mixtures=2, seed=0)
+        assert m.solve_field() == {"solver": solver}
+        assert m._fresh() and bool(torch.isfinite(m.u).all())
+
+
+def test_mixture_weights_are_the_kernels_weights_one_per_dimension_detached():
+    m = GPPDESolver("poisson2d-low", n_col=8, num_mixtures=3, seed=0)
+    w = m.mixture_weights()
+    assert len(w) == 2 and all(t.shape == (3,) and not t.requires_grad for t in w)
+    for t, k in zip(w, m.kernels):
+        assert torch.equal(t, k.log_w.detach().exp()) and bool((t > 0).all())

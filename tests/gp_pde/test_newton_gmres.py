@@ -139,3 +139,85 @@ def test_picard_reports_whether_it_met_its_stopping_rule():
     newton = PicardKronSolve(fac, op, 2.0, 30.0, max_iter=1, tol=1e-13, newton=True)
     newton.solve(f, gb)
     assert newton.converged is True and "Newton steps" in newton.stop_reason
+
+
+def test_gmres_with_no_iterations_returns_the_zero_start():
+    x, iters, relres = gmres(lambda v: 2 * v, torch.ones(4, dtype=F64), maxiter=0)
+    assert torch.equal(x, torch.zeros(4, dtype=F64)) and iters == 0 and relres == 1.0
+
+
+def test_picard_refuses_a_linear_operator():
+    from dataclasses import replace
+
+    op, fac, f, gb = _cubic()
+    with pytest.raises(
+        ValueError, match=r"^op: PicardKronSolve is for the cubic \(Allen-Cahn\) operator$"
+    ):
+        PicardKronSolve(fac, replace(op, cubic=False), 2.0, 30.0)
+
+
+def test_picard_a_non_finite_first_update_is_a_divergence():
+    from bayesphys.gp_pde._errors import NumericalFailure
+
+    op, fac, f, gb = _cubic()
+    p = PicardKronSolve(fac, op, 2.0, 30.0)
+    with pytest.raises(NumericalFailure, match="the fixed-point iteration diverged"):
+        p.solve(f, gb, u0=torch.full(f.shape, 1e80, dtype=F64))  # the update's norm overflows
+    assert p.stop_reason == "diverged: non-finite update" and p.converged is False
+
+
+def test_picard_whose_updates_grow_returns_its_best_iterate_and_says_so():
+    """Plain Picard (``depth=0``: no mixing, fixed shift 0) on a source large enough for the
+    cubic term to dominate: the updates grow, and the iterate with the smallest update is
+    returned, not converged."""
+    op, fac, f, gb = _cubic()
+    p = PicardKronSolve(fac, op, 2.0, 30.0, max_iter=60, tol=1e-13, shift=0.0, depth=0)
+    u = p.solve(1e4 * f, 1e4 * gb)
+    assert not p.converged and p.iterations < 60
+    assert p.step_norms[-1] > 1e3 * min(p.step_norms)
+    assert p.stop_reason.startswith(
+        f"not converged: the update grew to {p.step_norms[-1]:.2e} after {p.iterations} iterations"
+    )
+    assert f"smallest update ({min(p.step_norms):.2e})" in p.stop_reason
+    assert bool(torch.isfinite(u).all())
+
+
+def test_picard_that_stalls_is_finished_by_newton():
+    """A shift far above the field's (contraction near 1: the update shrinks by less than half
+    in 8 iterations) stalls Picard; with ``newton=True`` Newton-GMRES finishes at the fixed
+    point of the same shifted map, which Anderson mixing (the default ``depth``) reaches."""
+    op, fac, f, gb = _cubic()
+    ref = PicardKronSolve(fac, op, 2.0, 30.0, max_iter=500, tol=1e-13, shift=100.0)
+    u_star = ref.solve(f, gb)
+    assert ref.converged
+    slow = PicardKronSolve(fac, op, 2.0, 30.0, max_iter=60, tol=1e-13, shift=100.0, depth=0)
+    slow.solve(f, gb)
+    assert not slow.converged  # Picard alone: 60 iterations are not enough
+    p = PicardKronSolve(
+        fac, op, 2.0, 30.0, max_iter=60, tol=1e-13, shift=100.0, depth=0, newton=True
+    )
+    u = p.solve(f, gb)
+    assert p.converged and p.newton_steps >= 1 and p.iterations - p.newton_steps < 60
+    torch.testing.assert_close(u, u_star, rtol=1e-9, atol=1e-11)
+
+
+def test_picard_newton_that_runs_out_of_steps_or_diverges_is_a_numerical_failure(monkeypatch):
+    import bayesphys.gp_pde.nonlinear as nl
+    from bayesphys.gp_pde._errors import NumericalFailure
+
+    op, fac, f, gb = _cubic()
+    p = PicardKronSolve(fac, op, 2.0, 30.0, max_iter=1, tol=1e-13, newton=True, max_newton=1)
+    with pytest.raises(NumericalFailure, match=r"^PicardKronSolve: Newton-GMRES did not converge"):
+        p.solve(f, gb)
+    assert p.stop_reason == "not converged: max_newton=1 Newton steps reached"
+    assert p.newton_steps == 1 and not p.converged
+    real = nl.gmres
+
+    def far(*args, **kwargs):  # a Newton step far out: 1e80 in every entry
+        return torch.full_like(real(*args, **kwargs)[0], 1e80), 1, 0.0
+
+    monkeypatch.setattr(nl, "gmres", far)
+    p = PicardKronSolve(fac, op, 2.0, 30.0, max_iter=1, tol=1e-13, newton=True)
+    with pytest.raises(NumericalFailure, match="the fixed-point iteration diverged"):
+        p.solve(f, gb)  # the update after that step is not finite
+    assert p.stop_reason == "diverged: non-finite update in the Newton phase"

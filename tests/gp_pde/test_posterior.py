@@ -83,3 +83,18 @@ def test_dense_posterior_keeps_only_what_its_draws_need(monkeypatch, problem, kw
     assert torch.equal(kept.cov_u(), whole._custom_root.solver.cov_u())
     g1, g2 = (torch.Generator().manual_seed(1) for _ in range(2))
     assert torch.equal(post.sample((4,), generator=g1), whole.sample((4,), generator=g2))
+
+
+def test_moving_a_posteriors_root_copies_every_container_of_tensors():
+    """The root's ``to`` copies the solver objects and the lists, tuples and dicts they hold
+    with every tensor on the device; the original stays where it was, an object held twice
+    stays one object, and other values are shared."""
+    from bayesphys.gp_pde.posterior import _moved
+
+    t = torch.zeros(2)
+    held = {"a": [t, (torch.ones(1), t)], "n": 3, "name": "x"}
+    out = _moved(held, torch.device("meta"), {})
+    assert out is not held and out["a"] is not held["a"] and out["n"] == 3
+    assert out["a"][0].device.type == "meta" and out["a"][1][0].device.type == "meta"
+    assert out["a"][0] is out["a"][1][1]  # one tensor, moved once
+    assert t.device.type == "cpu" and held["a"][1][1] is t

@@ -415,3 +415,41 @@ def test_dense_solve_beyond_memory_is_refused_before_its_matrices(
         r"torch\.float64\) would need .* use KronSolve",
     ):
         DenseSolve(fac, op, "prior")
+
+
+def test_kron_apply_takes_none_as_the_identity_of_its_axis():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(4, 3, generator=g, dtype=F64), torch.randn(5, 2, generator=g, dtype=F64)
+    u = torch.randn(6, 3, 2, generator=g, dtype=F64)  # a batch of 6 grids [3, 2]
+    eye = torch.eye(2, dtype=F64)
+    torch.testing.assert_close(kron_apply([a, None], u), kron_apply([a, eye], u))
+    torch.testing.assert_close(
+        kron_apply([None, b], u), kron_apply([torch.eye(3, dtype=F64), b], u)
+    )
+    assert torch.equal(kron_apply([None, None], u), u)
+
+
+def test_objective_names_an_unknown_weighting():
+    ks, axes, op, fac, f, gb = _setup((6,), seed=0)
+    zero = torch.zeros((), dtype=F64)
+    with pytest.raises(
+        ValueError, match=r"^weighting: expected 'identity' or 'prior', received 'dense'$"
+    ):
+        objective(fac, op, torch.zeros(6, dtype=F64), f, gb, zero, zero, 1.0, "dense")
+
+
+def test_set_diagonal_names_the_diagonal_it_refuses():
+    ks, axes, op, fac, f, gb = _setup((6, 5), seed=0)
+    ks_ = KronSolve(fac, op, 2.0, 30.0)
+    with pytest.raises(
+        ValueError,
+        match=r"^dprec: expected a positive tensor of shape \(6, 5\), received shape \(5, 6\)$",
+    ):
+        ks_.set_diagonal(torch.ones(5, 6, dtype=F64))
+    bad = torch.ones(6, 5, dtype=F64)
+    bad[2, 3] = -0.5
+    with pytest.raises(
+        ValueError,
+        match=r"^dprec: expected a positive tensor of shape \(6, 5\), received min -0\.5$",
+    ):
+        ks_.set_diagonal(bad)

@@ -660,3 +660,23 @@ def test_non_tensor_inputs_to_the_objectives_and_interpolation_name_their_type()
         kip(torch.zeros(1, 3, 1), [[[0.0, 0.0]] * 3])
     with pytest.raises(TypeError, match=r"^x/feat: expected torch.Tensors, received list, list"):
         kip([[[0.0]]], [[[0.0, 0.0]]])
+
+
+def test_problem_fields_and_solver_inputs_of_other_kinds_are_named():
+    for kw, err, msg in (
+        (dict(z_low="abcde"), TypeError, r"^z_low: expected 5 real numbers, received 'abcde'$"),
+        (dict(w_low=1.0), TypeError, r"^w_low: expected a sequence of 1 real numbers, received"),
+        (dict(coords="x"), TypeError, r"^coords: expected a tuple of names, received 'x'$"),
+        (dict(coords=(1,)), TypeError, r"^coords: expected a tuple of names, received \(1,\)$"),
+        (dict(derivatives="x"), TypeError, r"^derivatives: expected a tuple of stream names"),
+    ):
+        with pytest.raises(err, match=msg):
+            PoissonProblem(**kw)
+    z5, w1 = np.zeros((1, 5)), np.ones(1)
+    with pytest.raises(TypeError, match=r"^z: expected real values, received complex$"):
+        solve_poisson(z5 + 0j, w1, n_nodes=11)
+    with pytest.raises(ValueError, match=r"^z: expected 1 or 2 dimensions, received shape"):
+        solve_poisson(np.zeros((1, 1, 5)), w1, n_nodes=11)
+    x, u = solve_poisson(z5, w1, n_nodes=11)
+    xt, ut = solve_poisson(torch.zeros(1, 5), torch.ones(1), n_nodes=11)  # tensors as arrays
+    assert np.array_equal(x, xt) and np.array_equal(u, ut)

@@ -323,3 +323,11 @@ def test_plan_settings():
     for value in (NAN, INF, "5"):  # NaN / inf used to fail in int() without the name
         _raises(TypeError, "volume", model_plan, score, brain, value)
     assert int(model_plan(score, brain, 5.0).sum()) == 5
+
+
+def test_fit_names_an_unknown_hessian(model):
+    with pytest.raises(
+        ValueError,
+        match=r"^hessian: expected 'exact' or 'gn', received 'exakt' \(did you mean 'exact'\?\)$",
+    ):
+        model.fit(hessian="exakt", progress=False)

@@ -50,6 +50,11 @@ def test_mni_atlas_slice_and_volume_offline(monkeypatch):
     assert vol["wm"].shape == vol["mask"].shape
     with pytest.raises(ValueError, match="axial_mm"):
         gp.mni_atlas(4.0, axial_mm=500.0)
+    # inside the volume, above the brain: no tissue to crop to
+    with pytest.raises(
+        ValueError, match=r"^axial_mm: no brain tissue in the slice at z = 100\.0 mm$"
+    ):
+        gp.mni_atlas(4.0, axial_mm=100.0)
     with pytest.raises(ValueError, match="resolution_mm"):
         gp.mni_atlas(0.1)
 

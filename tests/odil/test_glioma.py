@@ -735,3 +735,25 @@ def test_a_fit_that_drops_a_recalibration_map_says_so(tmp_path):
     with pytest.warns(UserWarning, match="fit: the recalibrate"):
         back.fit(steps=0, grid=1, progress=False)
     assert back.recalibration is None
+
+
+def test_load_refuses_a_posterior_without_its_fitted_theta(small_patient, tmp_path):
+    """An unfitted model's file (theta None) that holds a covariance or a recalibration map
+    is damaged: refused by path, not loaded as a model whose posterior has no centre."""
+    m = GliomaModel.from_patient(small_patient)
+    path = m.save(tmp_path / "unfitted.pt")
+    assert GliomaModel.load(path).theta is None  # as written: loads
+    p = 2 + m.n_foci * m.ndim
+    for entry, value in (
+        ("theta_cov", torch.eye(p, dtype=m.dtype)),
+        ("recalibration", [torch.zeros(p), torch.ones(p)]),
+    ):
+        ck = torch.load(path, weights_only=False)
+        ck["state"][entry] = value
+        torch.save(ck, tmp_path / f"{entry}.pt")
+        with pytest.raises(
+            ValueError,
+            match=rf"^path: .*{entry}\.pt holds a posterior covariance or recalibration map "
+            r"without the fitted theta \(state\['theta'\] is None\)$",
+        ):
+            GliomaModel.load(tmp_path / f"{entry}.pt")

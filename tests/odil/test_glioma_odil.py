@@ -43,3 +43,28 @@ def test_a_covariance_the_joint_fit_cannot_form_is_refused_in_fit_odils_terms():
         m.fit_odil(nt=3, steps=0, sigma_pde=1e-6, cg_maxiter=10, progress=False)
     assert torch.equal(m.theta, theta) and torch.equal(m.theta_cov, cov)
     assert m.result is result and m.recalibration is not None
+
+
+def test_a_float32_model_is_told_to_build_in_float64_where_its_covariance_fails(monkeypatch):
+    """The refusal's remedies for a float32 model add float64 (its round-off can make the
+    Schur complement singular: a 16 x 16 phantom at sigma_pde 1e-6 met it after a 10 s fit,
+    here the covariance's failure is forced); the previous posterior stays."""
+    import bayesphys.odil.glioma_odil as glioma_odil
+
+    def singular(*args, **kwargs):
+        raise ValueError("params: the Gauss-Newton matrix is singular")
+
+    m = GliomaModel.from_patient(
+        synthetic_patient(0, phantom=brain_phantom(16, 8.0)), dtype=torch.float32
+    )
+    m.theta = m._theta0()
+    m.theta_cov = torch.diag(torch.tensor([0.04, 0.04, 4.0, 4.0], dtype=m.dtype))
+    theta, cov = m.theta.clone(), m.theta_cov.clone()
+    monkeypatch.setattr(glioma_odil, "theta_covariance", singular)
+    with pytest.raises(
+        ValueError,
+        match=r"^fit_odil: the theta covariance .*; raise cg_maxiter \(given 10\), check nt / "
+        r"sigma_pde, or build the model with dtype=torch\.float64 \(params: the Gauss",
+    ):
+        m.fit_odil(nt=3, steps=0, cg_maxiter=10, progress=False)
+    assert torch.equal(m.theta, theta) and torch.equal(m.theta_cov, cov)

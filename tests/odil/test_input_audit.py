@@ -655,3 +655,137 @@ def test_from_patient_use_pet_is_a_bool(patient):
         GliomaModel.from_patient(p, use_pet="no")
     assert GliomaModel.from_patient(p, use_pet=np.bool_(False)).pet is None
     assert GliomaModel.from_patient(p, use_pet=True).pet is not None
+
+
+def test_glioma_maps_labels_pet_and_foci_are_checked_by_name(patient):
+    wm, gm, lab = patient["wm"], patient["gm"], patient["labels"]
+    kw = {"spacing": 4.0}
+    with pytest.raises(
+        ValueError, match=r"^wm: expected a 2-D or 3-D map, received shape \(32,\)$"
+    ):
+        GliomaModel(wm[0], gm[0], lab[0], **kw)
+    with pytest.raises(ValueError, match=r"^pet: expected shape \(32, 32\), received \(32, 31\)$"):
+        GliomaModel(wm, gm, lab, pet=torch.zeros(32, 31), **kw)
+    outside = lab.clone()
+    outside[0, 0] = 1  # a corner of the phantom: no tissue
+    assert float(wm[0, 0] + gm[0, 0]) < 0.1
+    with pytest.raises(
+        ValueError, match=r"^labels: lesion voxels found outside the brain \(wm \+ gm < 0\.1\)$"
+    ):
+        GliomaModel(wm, gm, outside, **kw)
+    with pytest.raises(
+        ValueError, match=r"^labels: expected a lesion \(some label 1 or 2\), received none$"
+    ):
+        GliomaModel(wm, gm, torch.zeros_like(lab), **kw)
+    with pytest.raises(
+        ValueError, match=r"^labels: expected integer labels 0/1/2, received non-integer values$"
+    ):
+        GliomaModel(wm, gm, lab.double() * 0.5, **kw)
+    small = torch.zeros_like(lab)
+    small[tuple((lab == 2).nonzero()[0])] = 2  # a lesion of one voxel
+    with pytest.raises(
+        ValueError, match=r"^n_foci: expected at most 1 foci for this lesion, received 2$"
+    ):
+        GliomaModel(wm, gm, small, n_foci=2, **kw)
+
+
+def test_problem_pack_unpack_terms_and_loss_terms():
+    prob = _prob()
+    with pytest.raises(
+        ValueError, match=r"^fields\['u'\]: expected shape \(6,\), received \(5,\)$"
+    ):
+        prob.pack({"u": torch.zeros(5)})
+    with pytest.raises(ValueError, match=r"^x: expected shape \(7,\), received \(6,\)$"):
+        prob.unpack(torch.zeros(6, dtype=F64))
+    x = prob.pack({"u": torch.arange(6.0)}, {"c": 2.0})
+    # 1/2 |u - c|^2 and 1/2 (c - 1)^2, per term, as floats
+    assert prob.loss_terms(x) == {"r": 0.5 * float(((torch.arange(6.0) - 2) ** 2).sum()), "s": 0.5}
+    assert sum(prob.loss_terms(x).values()) == pytest.approx(float(prob.loss(x)))
+    for bad in ({}, [torch.zeros(6)]):
+        empty = DiscreteProblem({"u": (6,)}, {}, lambda f, p, bad=bad: bad)
+        with pytest.raises(TypeError, match=r"^residuals: expected a non-empty dict"):
+            empty.residual(empty.initial())
+
+
+def test_multigrid_takes_one_to_four_dimensions():
+    for shape in ((2, 2, 2, 2, 2), ()):
+        with pytest.raises(ValueError, match=r"^shape: expected "):
+            Multigrid(shape, 2)
+    assert Multigrid((4, 4, 4, 4), 1).shape == (4, 4, 4, 4)
+
+
+def test_gn_matvec_is_the_dense_gauss_newton_product_and_checks_x():
+    prob, x = _heat_problem()
+    g = torch.Generator().manual_seed(1)
+    v = torch.randn(3, prob.n, generator=g, dtype=F64)
+    h = dense_gn_matrix(prob, x)
+    mv = gn_matvec(prob, x)
+    torch.testing.assert_close(mv(v[0]), h @ v[0])
+    torch.testing.assert_close(mv(v), v @ h.T)  # a batch [k, n] in one pass
+    with pytest.raises(ValueError, match=rf"^x: expected shape \({prob.n},\), received \(3,\)$"):
+        gn_matvec(prob, torch.zeros(3, dtype=F64))
+
+
+def test_theta_covariance_refuses_a_schur_complement_at_round_off():
+    """A parameter the field absorbs up to a weak prior ``eps (c - 1)``: its Schur complement
+    is ``eps^2``; at eps = 1e-3 the variance 1/eps^2 is returned, at 1e-6 (1e-12 of the
+    parameter's own precision, round-off) it is refused by name on every path."""
+    from bayesphys.odil import DiscreteProblem, theta_covariance
+
+    def prob(eps):
+        def res(f, p):
+            return {"r": f["u"] - p["c"], "s": eps * (p["c"] - 1).reshape(1)}
+
+        return DiscreteProblem({"u": (6,)}, {"c": 0.5}, res, dtype=F64)
+
+    ok = prob(1e-3)
+    cov, _ = theta_covariance(ok, ok.initial())
+    assert float(cov) == pytest.approx(1e6, rel=1e-6)
+    weak = prob(1e-6)
+    for kw in ({}, {"dense": True}, {"sparse": True}):
+        with pytest.raises(
+            ValueError,
+            match=r"^params: the Gauss-Newton matrix is singular, the parameters \['c'\] are not "
+            r"determined jointly .*\(the Schur complement is singular to working precision\)",
+        ):
+            theta_covariance(weak, weak.initial(), **kw)
+
+
+def test_field_posterior_of_a_multigrid_problem_names_the_plain_one():
+    prob = DiscreteProblem({"u": (8,)}, {}, lambda f, p: {"r": f["u"] - 1}, multigrid={"u": 2})
+    with pytest.raises(
+        ValueError, match=r"^problem: use problem\.plain\(\) / to_plain\(x\) for the Laplace"
+    ):
+        field_posterior(prob, prob.initial(), "u")
+    plain = prob.plain()
+    post = field_posterior(plain, prob.to_plain(prob.initial()), "u")
+    assert post.event_shape == (8,)
+
+
+def test_nuts_reference_needs_a_fitted_model(patient):
+    m = GliomaModel.from_patient(patient)
+    with pytest.raises(
+        RuntimeError, match=r"^model: fit\(\) it first; NUTS starts at the optimum$"
+    ):
+        nuts_reference(m, num_samples=1, warmup_steps=0, progress=False)
+
+
+def test_radiotherapy_masks_must_be_tensors():
+    from bayesphys.odil import recurrence_coverage
+
+    plan = torch.ones(4, 4, dtype=torch.bool)
+    with pytest.raises(TypeError, match=r"^recurrence: expected a Tensor, received ndarray$"):
+        recurrence_coverage(plan, np.ones((4, 4), dtype=bool))
+
+
+def test_a_residual_with_a_zero_jacobian_has_zero_products():
+    """A piecewise-constant residual (``round``) has J = 0 at every point: its products are
+    zeros of the right shape (one tangent and a batch), not an autograd error."""
+    from bayesphys.odil.solvers import jvp_vjp
+
+    x = torch.tensor([0.2, 1.7, -0.4], dtype=F64)
+    r, jv, jtw = jvp_vjp(lambda x: 2 * torch.round(x), x)
+    assert torch.equal(r, torch.tensor([0.0, 4.0, -0.0], dtype=F64))
+    assert torch.equal(jv(torch.ones(3, dtype=F64)), torch.zeros(3, dtype=F64))
+    assert torch.equal(jv(torch.ones(2, 3, dtype=F64)), torch.zeros(2, 3, dtype=F64))
+    assert torch.equal(jtw(torch.ones(3, dtype=F64)), torch.zeros(3, dtype=F64))

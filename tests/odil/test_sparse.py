@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -260,3 +262,68 @@ def test_sparse_helpers_name_their_bad_arguments():
         sparse_schur_covariance(jac, t.double() + 0.7)  # was truncated to t
     with pytest.raises(TypeError, match=r"^t_idx: expected an integer tensor"):
         sparse_schur_covariance(jac, torch.arange(prob.n) >= t)  # a mask read as 0 and 1
+
+
+def test_a_jv_that_takes_one_tangent_at_a_time_gives_the_same_jacobian():
+    """``jv`` may refuse a batch of tangents (an op without a batching rule) or return another
+    shape for it: the products are then taken one tangent at a time."""
+    prob, x = _advection_problem(5, 6)
+    r, jv, _ = jvp_vjp(prob.residual, x)
+    want = ColouredJacobian(prob, 1)(jv, r.numel()).toarray()
+
+    def single(v):
+        if v.ndim != 1:
+            raise NotImplementedError("no batching rule")
+        return jv(v)
+
+    def flat(v):  # a batch summed into one product: the wrong shape
+        return jv(v).sum(0) if v.ndim == 2 else jv(v)
+
+    for one in (single, flat):
+        got = ColouredJacobian(prob, 1)(one, r.numel()).toarray()
+        assert (got == want).all()
+
+
+def test_sparse_refusals_of_a_jacobian_or_a_step_that_cannot_be_had():
+    import numpy as np
+    import scipy.sparse as sp
+
+    from bayesphys.odil import sparse_normal_solve
+
+    with pytest.raises(TypeError, match=r"^problem: expected a DiscreteProblem, received str$"):
+        column_colours("prob", 1)
+    prob, x = _advection_problem(5, 6)
+    r, jv, _ = jvp_vjp(prob.residual, x)
+    g = torch.Generator().manual_seed(0)
+
+    def inconsistent(v):  # products that are no linear map: noise every call
+        return torch.randn(*v.shape[:-1], r.numel(), generator=g, dtype=torch.float64)
+
+    with pytest.raises(
+        ValueError, match=r"^linear_solver: the sparse Jacobian could not be assembled even with"
+    ):
+        ColouredJacobian(prob, 1)(inconsistent, r.numel())
+    # finite J and r whose step overflows: J^T J = 1e-300, g = 1e150
+    jac = sp.csr_matrix(np.array([[1e-150, 0.0], [0.0, 1.0]]))
+    with pytest.raises(
+        ValueError, match=r"^linear_solver: the sparse Gauss-Newton solve gave non-finite values$"
+    ):
+        sparse_normal_solve(jac, torch.tensor([1e300, 1.0], dtype=torch.float64), 0.0)
+
+
+def test_sparse_normal_solve_names_a_non_finite_residual_or_jacobian():
+    """A NaN residual was reported as a failed solve naming linear_solver, and a NaN entry of
+    J as a singular J^T J ("some unknown is not determined"): neither named the bad input."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from bayesphys.odil import sparse_normal_solve
+
+    jac = sp.csr_matrix(np.eye(2))
+    with pytest.raises(ValueError, match=r"^r: expected finite values, received 1 NaN/Inf"):
+        sparse_normal_solve(jac, torch.tensor([math.nan, 1.0], dtype=torch.float64), 0.0)
+    bad = sp.csr_matrix(np.array([[math.nan, 0.0], [0.0, 1.0]]))
+    with pytest.raises(
+        ValueError, match=r"^jac: expected finite entries, received 1 NaN/Inf entries$"
+    ):
+        sparse_normal_solve(bad, torch.ones(2, dtype=torch.float64), 0.0)

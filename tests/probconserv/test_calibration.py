@@ -311,3 +311,50 @@ def test_hybrid_covariance_return_types_are_those_documented():
     assert isinstance(out, torch.Tensor) and out.dtype == torch.float32
     e = err_root.float()
     assert torch.allclose(out, 0.5 * dense + 0.5 * (e @ e.mT))
+
+
+def test_calibration_arguments_are_checked_by_name():
+    import dataclasses
+    import types
+
+    mean, cov, truth, update, t, x = error_direction_set()
+    v, n = truth.shape[0], truth.shape[-1]
+    cases = [
+        ({"mean": mean[0]}, ValueError, r"^mean: expected shape \[V, nt, N\], received \(1, 9\)$"),
+        (
+            {"cov": DiagLinearOperator(torch.ones(v, 1, n - 1, dtype=F64))},
+            ValueError,
+            rf"^cov: expected shape \({v}, 1, {n}, {n}\) \(one covariance per function",
+        ),
+        ({"t": torch.tensor([0.5, 0.6])}, ValueError, r"^t: expected shape \(1,\) \(one per"),
+        ({"neighbours": ()}, ValueError, r"^neighbours: expected at least one analog size"),
+        ({"local_scale": 1}, TypeError, r"^local_scale: expected True or False, received 1$"),
+    ]
+    kw = dict(mean=mean, cov=cov, truth=truth, update=update, t=t, x=x)
+    for change, err, match in cases:
+        with pytest.raises(err, match=match):
+            fit_hybrid(**{**kw, **change})
+    few = dict(
+        mean=mean[:3], cov=DiagLinearOperator(torch.ones(3, 1, n, dtype=F64)), truth=truth[:3]
+    )
+    with pytest.raises(
+        ValueError, match=r"^validation set: expected at least 4 functions, received 3$"
+    ):
+        fit_hybrid(**{**kw, **few})
+    cal = fit_hybrid(mean, cov, truth, update, t, x)
+    with pytest.raises(ValueError, match=r"^scale: expected finite values >= 0$"):
+        hybrid_covariance(cov, cal.err_root, 0.5, 1.0, torch.tensor([[-1.0]], dtype=F64))
+    # a parameter-conditional calibration reads the masses: without them it is refused
+    local = dataclasses.replace(cal, local=types.SimpleNamespace())
+    with pytest.raises(
+        ValueError, match=r"^mass: the parameter-conditional scale needs the masses \[B, nt\]$"
+    ):
+        local.scale_for(mean[:2], "post")
+
+
+def test_an_update_without_an_introspectable_signature_is_taken_as_it_is():
+    from bayesphys.probconserv.calibration import _check_update
+
+    assert _check_update(max) is max  # a builtin: nothing to check beforehand
+    with pytest.raises(TypeError, match=r"^update: expected a callable update\(prior, idx\) of"):
+        _check_update(lambda prior: prior)

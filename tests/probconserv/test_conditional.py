@@ -243,3 +243,54 @@ def test_range_margin_draws_calibration_functions_beyond_the_range(monkeypatch):
     # a margin that leaves the family's domain (diffusion needs k > 0: 1 - 0.3 * 4 < 0)
     with pytest.raises(ValueError, match=r"range_margin = 0.3: expected k in \(0, inf\)"):
         m.calibrate(val, objective="hybrid", local_functions=40, range_margin=0.3)
+
+
+def test_conditional_scale_arguments_are_checked_by_name():
+    from bayesphys.probconserv import fit_local_scale
+
+    theta, z = _hetero(5, 20)
+    with pytest.raises(TypeError, match=r"^mean: expected a Tensor, received list$"):
+        fit_parameter_map([[0.0]], torch.zeros(20, 1, dtype=F64), theta, (-1.0, 1.0))
+    mean = torch.randn(20, 1, 7, generator=torch.Generator().manual_seed(0), dtype=F64)
+    mass = torch.randn(20, 1, generator=torch.Generator().manual_seed(1), dtype=F64)
+    with pytest.raises(
+        ValueError, match=r"^rank: expected 1 <= rank and >= 2 rank \+ 4 functions, got 9, 20$"
+    ):
+        fit_parameter_map(mean, mass, theta, (-1.0, 1.0), rank=9)
+    pm = fit_parameter_map(mean, mass, theta, (-1.0, 1.0))
+    with pytest.raises(ValueError, match=r"^mass: expected shape \(2, 1\), received \(3, 1\)$"):
+        pm.features(mean[:2], mass[:3])
+    with pytest.raises(ValueError, match=r"^level: expected in \(0, 1\), received 1\.0$"):
+        local_coverage_scale(z.abs(), theta, theta, 0.2, level=1.0)
+    with pytest.raises(ValueError, match=r"^lo, hi: expected lo < hi, received \(1\.0, 1\.0\)$"):
+        binned_coverage_error(z.abs(), torch.ones(20, 1, dtype=F64), theta, 1.0, 1.0)
+    with pytest.raises(
+        ValueError, match=r"^calibration set: expected at least 4 functions, received 3$"
+    ):
+        choose_bandwidth(z[:3].abs(), theta[:3], theta[:3], -1.0, 1.0)
+    cal_theta, cal_z = _hetero(6, 12)
+    cal_mean = torch.randn(12, 1, 7, generator=torch.Generator().manual_seed(2), dtype=F64)
+    cal_mass = torch.randn(12, 1, generator=torch.Generator().manual_seed(3), dtype=F64)
+    args = (mean, mass, theta, cal_mean, cal_mass, cal_theta)
+    with pytest.raises(
+        TypeError, match=r"^z: expected a dict \{stage: z-scores\}, received Tensor$"
+    ):
+        fit_local_scale(*args, cal_z, (-1.0, 1.0))
+    with pytest.raises(ValueError, match=r"^z: expected at least one stage"):
+        fit_local_scale(*args, {}, (-1.0, 1.0))
+    with pytest.raises(ValueError, match=r"^z\['post'\]: expected shape \(12, 1, 7\), received"):
+        fit_local_scale(*args, {"post": cal_z}, (-1.0, 1.0))
+    local = fit_local_scale(*args, {"post": torch.randn(12, 1, 7, dtype=F64)}, (-1.0, 1.0))
+    with pytest.raises(ValueError, match=r"^stage: expected one of \['post'\], received 'prior'"):
+        local.scale(cal_mean[:2], cal_mass[:2], "prior")
+    assert local.scale(cal_mean[:2], cal_mass[:2], "post").shape == (2, 1)
+
+
+def test_a_query_far_from_every_calibration_function_gets_the_pooled_scale():
+    """Kernel weights that all underflow (a query 40 bandwidths from every calibration
+    function) fall back to equal weights: the pooled scale, not a division by zero."""
+    theta, z = _hetero(5, 20)
+    far = torch.tensor([50.0], dtype=F64)
+    s = local_coverage_scale(z.abs(), theta, far, 0.2)
+    pooled = local_coverage_scale(z.abs(), theta, far, math.inf)
+    assert bool(torch.isfinite(s).all()) and torch.equal(s, pooled)

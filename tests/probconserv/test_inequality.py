@@ -52,3 +52,31 @@ def test_draws_without_values_are_refused_by_name():
     # one value per draw is a valid projection: u = b / g
     u = project_nonnegative(torch.tensor([[-1.0], [2.0]], dtype=F64), torch.tensor([0.5]), 1.0)
     torch.testing.assert_close(u, torch.full((2, 1), 2.0, dtype=F64))
+
+
+def test_posteriors_of_other_events_are_refused_and_seed_none_draws_the_global_stream():
+    from linear_operator.operators import DiagLinearOperator
+
+    from bayesphys import GaussianPosterior
+    from bayesphys.probconserv import nonnegative_posterior, shock_posterior
+
+    f64 = torch.float64
+    x = torch.linspace(0, 1, 4, dtype=f64)
+    field = GaussianPosterior(torch.zeros(2, 4, dtype=f64), torch.eye(8, dtype=f64))
+    for fn, args in ((nonnegative_posterior, (field, x, 1.0)), (shock_posterior, (field, x))):
+        with pytest.raises(
+            ValueError, match=r"^post: expected event shape \(nx,\), received \(2, 4\)$"
+        ):
+            fn(*args)
+    post = GaussianPosterior(
+        torch.linspace(1, -1, 4, dtype=f64), DiagLinearOperator(torch.ones(4, dtype=f64))
+    )
+
+    def draws(fn, args, global_seed):
+        torch.manual_seed(global_seed)
+        out = fn(*args, n_samples=50, seed=None)
+        return out.draws if hasattr(out, "draws") else out
+
+    for fn, args in ((nonnegative_posterior, (post, x, 1.0)), (shock_posterior, (post, x))):
+        assert torch.equal(draws(fn, args, 3), draws(fn, args, 3))
+        assert not torch.equal(draws(fn, args, 3), draws(fn, args, 4))

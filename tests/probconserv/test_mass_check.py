@@ -347,3 +347,22 @@ def test_unconstrained_baselines_never_see_the_mass(checked_model):
     plain.calibration.mass_kappa = None
     d = plain.posterior(test, method="none")
     torch.testing.assert_close(d.variance, a.variance, rtol=1e-12, atol=0)
+
+
+def test_kappa_and_discrepancy_shapes_are_checked_by_name():
+    with pytest.raises(ValueError, match=r"^variance: expected shape \(4, 1\), received \(4,\)$"):
+        fit_mass_kappa(torch.ones(4, 1, dtype=F64), torch.ones(4, dtype=F64))
+    cov = DiagLinearOperator(torch.ones(2, 1, 5, dtype=F64))
+    with pytest.raises(
+        ValueError, match=r"^sd2: expected shape \(2, 1\) \(one variance per function and slice\)"
+    ):
+        add_discrepancy(cov, torch.zeros(2, dtype=F64), torch.ones(5, 1, dtype=F64))
+
+
+def test_mass_discrepancy_is_read_on_the_calibration_times_only(checked_model):
+    test = make_dataset("pme", params=[2.0], seed=11)
+    with pytest.raises(
+        ValueError, match=r"^t: expected the calibration times \(the check is fitted there\)$"
+    ):
+        checked_model.mass_discrepancy(test, t=0.3)
+    assert checked_model.mass_discrepancy(test).shape == (1, 1)

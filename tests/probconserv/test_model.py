@@ -930,3 +930,103 @@ def test_no_callback_after_the_update_that_ends_the_fit():
     res, seen = callbacks_around_a_nan_gradient(m.fit, p, 3, steps=6)
     assert res.message.startswith("diverged at step 2"), res.message
     assert seen == [(1, True), (2, True)]
+
+
+def test_slice_scores_and_shock_position_refuse_what_they_cannot_score():
+    from linear_operator.operators import DiagLinearOperator
+
+    x = torch.linspace(0, 1, 4, dtype=F64)
+    post = GaussianPosterior(
+        torch.zeros(2, 4, dtype=F64),
+        DiagLinearOperator(torch.ones(2, 4, dtype=F64)),
+        event_shape=(4,),
+    )
+    with pytest.raises(TypeError, match=r"^post: expected a GaussianPosterior, received str$"):
+        slice_scores("post", torch.zeros(2, 4), x, torch.zeros(2))
+    field = GaussianPosterior(torch.zeros(2, 4, dtype=F64), torch.eye(8, dtype=F64))
+    with pytest.raises(
+        ValueError, match=r"^post: expected event shape \(nx,\), received \(2, 4\)$"
+    ):
+        slice_scores(field, torch.zeros(2, 4), x, torch.zeros(()))
+    with pytest.raises(ValueError, match=r"^truth: expected shape \(2, 4\), received \(4,\)$"):
+        slice_scores(post, torch.zeros(4), x, torch.zeros(2))
+    with pytest.raises(ValueError, match=r"^draws: expected shape \[\*, nx\], received \(\)$"):
+        shock_position(torch.tensor(0.5), x)
+
+
+def test_set_softc_weight_switches_the_penalty_of_an_anp_only():
+    anp = ProbConserv("pme", step1="anp", hidden=16, n_samples=4, seed=0)
+    anp.set_softc_weight(0.5)
+    assert anp.config.softc_weight == 0.5
+    gp = ProbConserv("pme", step1="gp", seed=0)
+    with pytest.raises(ValueError, match=r"^weight: expected >= 0 \(ANP only\), received 0\.5$"):
+        gp.set_softc_weight(0.5)
+    gp.set_softc_weight(0)  # off is fine for either
+    assert gp.config.softc_weight == 0.0
+    with pytest.raises(ValueError, match=r"^weight: expected a finite"):
+        anp.set_softc_weight(math.nan)
+
+
+def test_fit_checks_its_data_and_the_softc_parameter_domain():
+    m = ProbConserv("pme", step1="anp", hidden=16, n_samples=4, seed=0, softc_weight=0.1)
+    with pytest.raises(TypeError, match=r"^data: expected GPMEData or None, received dict$"):
+        m.fit({"params": torch.ones(2)}, steps=1, progress=False)
+    data = make_dataset("pme", params=[2.0, 3.0], seed=0)
+    data.params[1] = -1.0  # a porous-medium exponent m <= 0: no solution, no SoftC residual
+    with pytest.raises(ValueError, match=r"^data\.params: expected m in \(0, inf\) for pme"):
+        m.fit(data, steps=1, progress=False)
+
+
+def test_a_checkpoint_without_the_problem_class_loads_its_registered_problem(tmp_path):
+    """Checkpoints written before the problem's class was recorded rebuild the registered
+    problem of the saved name, with the saved fields where there are any."""
+    from dataclasses import replace
+
+    m = ProbConserv("diffusion", hidden=8, n_samples=4, seed=0)
+    m.fit(steps=1, progress=False)
+    path = m.save(tmp_path / "new.pt")
+    test = make_dataset("diffusion", params=[2.0], seed=1)
+    for keep_fields in (True, False):
+        ck = torch.load(path, weights_only=False)
+        del ck["state"]["problem_class"]
+        if not keep_fields:
+            ck["state"]["problem"] = None
+        torch.save(ck, tmp_path / "old.pt")
+        back = ProbConserv.load(tmp_path / "old.pt")
+        assert back.problem == m.problem
+        assert torch.equal(back.posterior(test).mean, m.posterior(test).mean)
+    wide = replace(m.problem, train_range=(0.5, 6.0))
+    path = ProbConserv(wide, hidden=8, n_samples=4, seed=0).save(tmp_path / "wide.pt")
+    ck = torch.load(path, weights_only=False)
+    del ck["state"]["problem_class"]
+    torch.save(ck, tmp_path / "old_wide.pt")
+    assert ProbConserv.load(tmp_path / "old_wide.pt").problem == wide
+
+
+def test_calibrate_needs_an_analog_size():
+    m = ProbConserv("pme", hidden=16, n_samples=4, seed=0)
+    with pytest.raises(
+        ValueError, match=r"^neighbours: expected at least one analog size \(0: all errors\)$"
+    ):
+        m.calibrate(n_functions=4, neighbours=())
+
+
+def test_attention_width_must_split_into_the_heads():
+    from bayesphys.probconserv import AttentiveNP
+
+    with pytest.raises(ValueError, match=r"^hidden: expected a multiple of heads=4, received 10$"):
+        AttentiveNP((0.0, 0.0), (1.0, 1.0), hidden=10, heads=4)
+    assert AttentiveNP((0.0, 0.0), (1.0, 1.0), hidden=12, heads=4).det_self[0] is not None
+
+
+def test_a_calibration_reset_by_hand_is_not_reported_as_stale():
+    """After calibrate() and a refit, resetting the calibration (var_scale = 1, no hybrid)
+    leaves none in force: nothing stale to warn about."""
+    m = ProbConserv("pme", hidden=8, n_samples=4, batch_size=2, seed=0)
+    m.fit(steps=2, progress=False)
+    test = make_dataset("pme", 2, seed=1)
+    m.calibrate(n_functions=4, objective="ll")
+    m.fit(steps=1, progress=False)
+    assert stale_calibration_messages(lambda: m.posterior(test))
+    m.var_scale = 1.0
+    assert m.calibration is None and not stale_calibration_messages(lambda: m.posterior(test))

@@ -335,3 +335,20 @@ def test_a_tiny_mass_with_the_bound_is_kept(decreasing):
     # every prefix tied (v = 0, constant g): the minimum-norm point, uniform
     u = project_monotone(torch.zeros(11, dtype=F64), torch.full((11,), 0.1, dtype=F64), 1e-300)
     torch.testing.assert_close(u, torch.full((11,), 1e-300 / 1.1, dtype=F64), rtol=1e-12, atol=0)
+
+
+def test_the_iteration_cap_returns_a_feasible_field_short_of_the_projection():
+    """``iters`` caps the Newton/bisection steps on the multiplier: a cap of 1 on draws that
+    need more still returns fields in the set (monotone, mass ``b``: the last constant shift
+    keeps the order), but farther from the draws than the projection the default reaches."""
+    gen = torch.Generator().manual_seed(0)
+    n = 40
+    g = _weights(gen, n)
+    v = 3 * torch.randn(50, n, generator=gen, dtype=F64)
+    b = torch.rand(50, generator=gen, dtype=F64)
+    one, full = project_monotone(v, g, b, iters=1), project_monotone(v, g, b)
+    for u in (one, full):
+        assert bool((u[:, 1:] <= u[:, :-1]).all())
+        assert float((u @ g - b).abs().max()) < 1e-12
+    d_one, d_full = (one - v).norm(dim=-1), (full - v).norm(dim=-1)
+    assert bool((d_full <= d_one * (1 + 1e-12)).all()) and bool((d_full < d_one - 1e-6).any())

@@ -592,3 +592,61 @@ def test_grid_mass_of_a_backward_or_single_point_window():
     torch.testing.assert_close(back, -want, rtol=1e-12, atol=0)
     flat = grid_mass(model, ctx, tt, torch.tensor([1.0, 1.0], dtype=f64))
     assert torch.equal(flat, torch.zeros(2, 2, dtype=f64))
+
+
+def test_trapezoid_weights_need_two_points_and_a_known_rule():
+    with pytest.raises(
+        ValueError, match=r"^x: expected a grid with at least 2 points, received shape \(1,\)$"
+    ):
+        trapezoid_weights(torch.zeros(1))
+    with pytest.raises(ValueError, match=r"^rule: expected 'trapezoid' or 'rhs', received 'mid'$"):
+        trapezoid_weights(torch.linspace(0, 1, 3), rule="mid")
+    x = torch.tensor([0.0, 0.5, 2.0], dtype=F64)
+    assert trapezoid_weights(x, rule="rhs").tolist() == [0.0, 0.5, 1.5]
+
+
+def test_update_refuses_batched_rows_noise_and_priors_it_cannot_use():
+    gen = torch.Generator().manual_seed(0)
+    prior = GaussianPosterior(
+        torch.zeros(3, 4, dtype=F64),
+        DiagLinearOperator(torch.ones(3, 4, dtype=F64)),
+        event_shape=(4,),
+    )
+    g = torch.ones(4, dtype=F64)
+    with pytest.raises(ValueError, match=r"^G: expected shape \[m, 4\] or \[\*batch, m, 4\] with"):
+        conservation_update(prior, g.expand(5, 1, 4), 1.0)  # a batch of 5 rows for 3 entries
+    with pytest.raises(
+        ValueError, match=r"^sigma_g: mixing infinite and finite values is not supported$"
+    ):
+        conservation_update(prior, g, 1.0, torch.tensor([0.1, math.inf, 0.1], dtype=F64)[:, None])
+    a = torch.randn(4, 4, generator=gen, dtype=F64)
+    indefinite = GaussianPosterior(
+        torch.zeros(4, dtype=F64), -(a @ a.T) - torch.eye(4, dtype=F64), validate=False
+    )
+    with pytest.raises(ValueError, match=r"^G Sigma G\^T \+ sigma_g\^2 I: not positive definite$"):
+        conservation_update(indefinite, g, 1.0, 0.1)
+    with pytest.raises(
+        ValueError,
+        match=r"^G: expected linearly independent constraint rows \(G G\^T is singular\)",
+    ):
+        hard_projection(prior, torch.zeros(4, dtype=F64), 1.0)  # a zero row: G G^T = 0
+    field = GaussianPosterior(torch.zeros(2, 3, dtype=F64), torch.eye(6, dtype=F64))
+    with pytest.raises(
+        ValueError, match=r"^prior: expected event shape \(nx,\), received \(2, 3\)$"
+    ):
+        conserve_slices(field, torch.linspace(0, 1, 3, dtype=F64), torch.zeros(()))
+
+
+def test_sigma_g_of_any_real_dtype_is_taken_and_a_complex_one_refused():
+    """An int8 / int16 / uint8 sigma_g tensor was refused as "expected real values"; integer
+    tensors of every width are real values (int32 / int64 were taken)."""
+    prior = _closed_form_prior()
+    g = torch.ones(3, dtype=F64)
+    want = conservation_update(prior, g, 6.0, torch.tensor(1.0, dtype=F64))
+    for dtype in (torch.int8, torch.int16, torch.uint8, torch.int32, torch.float16):
+        got = conservation_update(prior, g, 6.0, torch.tensor(1, dtype=dtype))
+        assert torch.equal(got.mean, want.mean) and torch.equal(got.variance, want.variance)
+    with pytest.raises(
+        TypeError, match=r"^sigma_g: expected real values, received dtype torch\.complex64$"
+    ):
+        conservation_update(prior, g, 6.0, torch.tensor(1 + 0j))

@@ -467,3 +467,65 @@ def test_fk_residual_is_the_crank_nicolson_and_euler_residual_by_hand():
     assert got_cn.shape == (1, 2)
     assert got_cn[0].tolist() == pytest.approx(cn, rel=1e-12)
     assert got_eu[0].tolist() == pytest.approx(eu, rel=1e-12)
+
+
+def test_maps_foci_amplitudes_and_face_shapes_are_checked_or_taken_as_documented(setup):
+    from bayesphys.problems.fisher_kolmogorov import fk_residual
+
+    ph, faces, c0 = setup
+    with pytest.raises(
+        ValueError, match=r"^gm: expected the shape of wm \(32, 32\), received \(32, 31\)$"
+    ):
+        tissue_faces(ph["wm"], ph["gm"][:, :-1])
+    # a focus as numbers, and a tensor amplitude the result is differentiable in
+    amp = torch.tensor(0.5, dtype=F64, requires_grad=True)
+    c = initial_condition((8, 8), [10.0, 12.0], 2.0, amplitude=amp)
+    ref = initial_condition((8, 8), torch.tensor([10.0, 12.0]), 2.0, amplitude=0.5)
+    torch.testing.assert_close(c.detach(), ref.to(c.dtype))
+    (grad,) = torch.autograd.grad(c.sum(), amp)
+    torch.testing.assert_close(grad, (ref / 0.5).sum().to(grad.dtype))
+    with pytest.raises(ValueError, match=r"^faces: expected one face map per grid axis, each of"):
+        fk_forward(c0, [faces[0], faces[1][:-1]], 0.1, 0.05, t_end=1.0, steps=4, spacing=H)
+    cc = torch.stack([c0, c0])
+    with pytest.raises(ValueError, match=r"^scheme: expected 'cn' or 'euler', received 'rk4'$"):
+        fk_residual(cc, faces, 0.1, 0.05, dt=0.5, spacing=H, scheme="rk4")
+
+
+def test_a_non_finite_face_or_an_infinite_tensor_rate_is_named_not_a_zero_division(setup):
+    """A NaN face map was reported as non-finite rates ("dw, rho: expected finite rates,
+    received dw=0.1, rho=0.05"), and an infinite face or an infinite tensor rate (a stability
+    bound of 0) failed with a raw ZeroDivisionError."""
+    _, faces, c0 = setup
+    kw = dict(t_end=1.0, steps=4, spacing=H)
+    for bad in (float("nan"), float("inf")):
+        broken = [f.clone() for f in faces]
+        broken[1][5, 5] = bad
+        for fn, args in (
+            (fk_forward, (c0, broken, 0.1, 0.05)),
+            (
+                fk_forward_tangent,
+                (c0, torch.zeros(1, *c0.shape, dtype=F64), broken, 0.1, 0.05)
+                + (torch.zeros(1, dtype=F64), torch.zeros(1, dtype=F64)),
+            ),
+        ):
+            with pytest.raises(
+                ValueError,
+                match=r"^faces: expected finite face maps .*received NaN/Inf in faces\[1\]$",
+            ):
+                fn(*args, **kw)
+    inf = torch.tensor(float("inf"), dtype=F64)
+    for dw, rho in ((inf, 0.05), (0.1, inf)):
+        with pytest.warns(RuntimeWarning, match=r"^dw, rho: expected finite rates, received"):
+            fk_forward(c0, faces, dw, rho, **kw)
+
+
+def test_finite_rates_whose_stability_bound_overflows_to_zero_are_not_called_non_finite(setup):
+    """dw = 1e300 on a 1e-10 grid: every input is finite, but the diffusion rate overflows
+    and the bound is 0; the refusal said "expected finite rates, received dw=1e+300"."""
+    _, faces, c0 = setup
+    with pytest.raises(
+        ValueError,
+        match=r"^dw, rho: the stability bound of these rates on this grid is 0 \(dw=1e\+300, "
+        r"rho=0\.05, spacing=1e-10: the rate overflows float64\), so no step count is stable$",
+    ):
+        fk_forward(c0, faces, 1e300, 0.05, t_end=1.0, steps=4, spacing=1e-10)

@@ -60,3 +60,36 @@ def test_synthetic_patient_names_a_phantom_map_of_another_shape(key):
     bad = {**ph, key: ph[key][:-1]}
     with pytest.raises(ValueError, match=rf"phantom\['{key}'\].*\(32, 32\).*\(31, 32\)"):
         gp.synthetic_patient(0, phantom=bad, refine=1)
+
+
+def test_synthetic_patient_checks_its_focus_and_keeps_extra_foci_in_tissue():
+    ph = gp.brain_phantom(16, 8.0)
+    with pytest.raises(ValueError, match=r"^focus: expected 2 coordinates \(mm from the grid's"):
+        gp.synthetic_patient(0, phantom=ph, focus=(float("nan"), 60.0))
+    # a focus at the edge of the tissue: candidates around it outside the brain are redrawn
+    edge = (ph["brain"] > 0).nonzero()
+    i, j = (int(v) for v in edge[edge[:, 0].argmin()])
+    p = gp.synthetic_patient(0, phantom=ph, focus=((i + 0.5) * 8.0, (j + 0.5) * 8.0), extra_foci=3)
+    assert len(p["foci"]) == 4
+    for f in p["foci"]:
+        k = tuple(int(v) for v in torch.floor(torch.as_tensor(f) / 8.0).long())
+        assert float(ph["brain"][k]) > 0
+
+
+def test_synthetic_patient_sizes_its_steps_by_dw_or_step_d(monkeypatch):
+    """The solves take ``refine * stable_steps(T, max(dw, step_d), ...)`` steps; with
+    ``step_d=None``, ``stable_steps(T, dw, ...)``."""
+    seen = []
+    real = gp.stable_steps
+
+    def spy(t_end, d, *args, **kwargs):
+        seen.append(d)
+        return real(t_end, d, *args, **kwargs)
+
+    monkeypatch.setattr(gp, "stable_steps", spy)
+    ph = gp.brain_phantom(16, 8.0)
+    gp.synthetic_patient(0, phantom=ph, dw=0.05, rho=0.05, step_d=None, refine=1)
+    assert seen == [0.05, 0.05]
+    seen.clear()
+    gp.synthetic_patient(0, phantom=ph, dw=0.05, rho=0.05, step_d=1.0, refine=1)
+    assert seen == [1.0, 1.0]

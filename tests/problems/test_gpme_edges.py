@@ -118,3 +118,44 @@ def test_bool_params_are_refused_as_a_type_error(params):
     """``params=[True]`` was read as 1.0 (then reported out of range, or accepted)."""
     with pytest.raises(TypeError, match=r"^params: .*bool"):
         make_dataset("diffusion", params=params, seed=0)
+
+
+def test_a_family_must_define_its_exact_solution_mass_flux_and_diffusivity():
+    """The base class is the interface of a family: a subclass that leaves one of the four out
+    is told so when it is used."""
+    from bayesphys.problems.gpme import GPMEProblem
+
+    base = GPMEProblem()
+    u = torch.zeros(3, dtype=F64)
+    for call in (
+        lambda: base.solution(0.1, 0.5, 1.0),
+        lambda: base.mass(0.1, 1.0),
+        lambda: base.boundary_flux(0.1, 1.0),
+        lambda: base.diffusivity(u, u),
+    ):
+        with pytest.raises(NotImplementedError):
+            call()
+
+
+def test_stefan_diffusivity_is_the_smoothed_step_at_the_melting_point():
+    s = Stefan()
+    u_star = torch.tensor(0.6, dtype=F64)
+    u = torch.tensor([0.6, 0.6 + 20 * s.smooth, 0.6 - 20 * s.smooth], dtype=F64)
+    k = s.diffusivity(u, u_star)
+    assert float(k[0]) == 0.5 and float(k[1]) > 1 - 1e-8 and float(k[2]) < 1e-8
+
+
+def test_stefan_constants_with_few_bisection_steps_are_coarser():
+    """``iters`` caps the bisection: a few halvings give a root of the transcendental equation
+    to about their width; the default runs to float64's fixed point."""
+    u = torch.tensor([0.3, 0.6, 0.9], dtype=F64)
+
+    def residual(alpha):
+        z = alpha / 2
+        return (u * torch.erf(z) * z * torch.exp(z * z) - (1 - u) / math.sqrt(math.pi)).abs()
+
+    coarse, _ = stefan_constants(u, iters=6)
+    fine, _ = stefan_constants(u)
+    assert float(residual(fine).max()) < 1e-14
+    assert float(residual(coarse).max()) > 1e-4
+    assert float((coarse - fine).abs().max()) < 2 * 30 / 2**6  # within the bracket's width

@@ -258,3 +258,10 @@ def test_posterior_for_beyond_memory_is_refused_before_the_kernel(
         r"torch\.float64\) would need .* use a coarser grid x$",
     ):
         posterior_for(p["x"], p["idx"], p["y"], 0.1)
+
+
+def test_posterior_is_on_the_models_own_grid():
+    _, m = _model(0)
+    with pytest.raises(ValueError, match=r"^x: this model predicts on its own grid; pass None$"):
+        m.posterior(torch.linspace(0, 1, 5))
+    assert m.posterior().event_shape == m.x.shape

@@ -383,3 +383,28 @@ def test_redraw_targets_refuses_per_pair_laws_that_do_not_number_the_targets(nam
     with pytest.raises(ValueError, match=msg):
         redraw_targets(short, seed=1)
     assert len(redraw_targets(d, seed=1)) == n  # the recorded laws number the targets
+
+
+def test_a_data_set_without_pairs_prints_no_sizes_and_subsets_name_their_splits():
+    d = interacting_particles(n_train=4, n_cal=2, n_test=2, n_points=8, steps=2)
+    empty = dataclasses.replace(d, source=[], target=[], splits={}, extra={})
+    text = repr(empty)
+    assert "pairs=0" in text and "source_points=None" in text and "dim=None" in text
+    with pytest.raises(KeyError, match=r"split: expected one of \['cal', 'test', 'train'\]"):
+        d.subset("validation")
+
+
+def test_same_populations_tells_features_from_none():
+    d = interacting_particles(n_train=4, n_cal=2, n_test=2, n_points=8, steps=2)
+    assert d.same_populations(dataclasses.replace(d))
+    with_features = dataclasses.replace(d, source_features=[torch.zeros(3) for _ in d.source])
+    assert not d.same_populations(with_features) and not with_features.same_populations(d)
+
+
+def test_redraw_targets_and_letter_points_refuse_what_they_do_not_know():
+    d = interacting_particles(n_train=4, n_cal=2, n_test=2, n_points=8, steps=2)
+    with pytest.raises(ValueError, match=r"^data: no target sampler for problem 'mine'$"):
+        redraw_targets(dataclasses.replace(d, name="mine"), seed=1)
+    for bad in ("AB", "1", "", 3):
+        with pytest.raises(ValueError, match=r"^letter: expected a single letter, received"):
+            letter_points(bad)

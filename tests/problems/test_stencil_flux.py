@@ -103,3 +103,25 @@ def test_div_flux_matches_the_f_pad_form_bit_for_bit():
             outs.append((r, gu, gd, hu))
         for a, b in zip(*outs):
             assert torch.equal(a, b)
+
+
+def test_stencil_arguments_are_checked_and_a_zero_shift_is_the_field():
+    import pytest
+
+    from bayesphys.problems.stencil import d1, laplacian, shift
+
+    u = torch.arange(6.0).reshape(2, 3)
+    assert shift(u, 1, 0) is u
+    with pytest.raises(ValueError, match=r"^bc: expected one of .*received 'periodc'.*periodic"):
+        shift(u, 1, 1, bc="periodc")
+    with pytest.raises(
+        ValueError, match=r"^scheme: expected 'central', 'backward' or 'forward', received 'up'$"
+    ):
+        d1(u, 1, 0.5, scheme="up")
+    with pytest.raises(TypeError, match=r"^spacing: expected a sequence of grid steps, one per"):
+        laplacian(u, None)
+    for fn, args in ((laplacian, (u, [1.0] * 3)), (div_flux, (u, [u] * 3, [1.0] * 3))):
+        with pytest.raises(
+            ValueError, match=r"^spacing: expected at most u\.ndim = 2 steps, received 3$"
+        ):
+            fn(*args)
