@@ -175,7 +175,10 @@ class ProbConserv:
         """Switch the SoftC penalty on (``weight > 0``, ANP only) e.g. to fine-tune a trained ANP."""
         weight = check_real("weight", weight, minimum=0.0)
         if weight > 0 and self.config.step1 != "anp":
-            raise ValueError(f"weight: expected >= 0 (ANP only), received {weight}")
+            raise ValueError(
+                f"weight: the SoftC penalty trains the ANP only (step1='anp'); this model's "
+                f"step1 is {self.config.step1!r}, so expected 0, received {weight}"
+            )
         self.config.softc_weight = float(weight)
 
     @autograd_on()

@@ -959,7 +959,9 @@ def test_set_softc_weight_switches_the_penalty_of_an_anp_only():
     anp.set_softc_weight(0.5)
     assert anp.config.softc_weight == 0.5
     gp = ProbConserv("pme", step1="gp", seed=0)
-    with pytest.raises(ValueError, match=r"^weight: expected >= 0 \(ANP only\), received 0\.5$"):
+    # the message read "expected >= 0 (ANP only), received 0.5", though 0.5 is >= 0
+    msg = r"^weight: the SoftC penalty trains the ANP only \(step1='anp'\); this model's step1 "
+    with pytest.raises(ValueError, match=msg + r"is 'gp', so expected 0, received 0\.5$"):
         gp.set_softc_weight(0.5)
     gp.set_softc_weight(0)  # off is fine for either
     assert gp.config.softc_weight == 0.0

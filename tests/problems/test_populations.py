@@ -405,6 +405,10 @@ def test_redraw_targets_and_letter_points_refuse_what_they_do_not_know():
     d = interacting_particles(n_train=4, n_cal=2, n_test=2, n_points=8, steps=2)
     with pytest.raises(ValueError, match=r"^data: no target sampler for problem 'mine'$"):
         redraw_targets(dataclasses.replace(d, name="mine"), seed=1)
-    for bad in ("AB", "1", "", 3):
+    for bad in ("AB", "1", ""):
         with pytest.raises(ValueError, match=r"^letter: expected a single letter, received"):
             letter_points(bad)
+    with pytest.raises(
+        TypeError, match=r"^letter: expected a str \(a single letter\), received int$"
+    ):
+        letter_points(3)  # a ValueError before

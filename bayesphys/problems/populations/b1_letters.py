@@ -85,9 +85,14 @@ def letter_points(letter: str, size: int = 100) -> Tensor:
     [-3, 3]); ``size`` an int large enough to render the glyph in two dimensions.
 
     ``letter`` is one alphabetic character, upper-cased; a letter whose capital is not one
-    character (``"ß"``) or that DejaVu Sans has no glyph for is refused (``ValueError``).
+    character (``"ß"``) or that DejaVu Sans has no glyph for is refused (``ValueError``), one
+    that is not a ``str`` too (``TypeError``).
     """
-    if not (isinstance(letter, str) and len(letter) == 1 and letter.isalpha()):
+    if not isinstance(letter, str):
+        raise TypeError(
+            f"letter: expected a str (a single letter), received {type(letter).__name__}"
+        )
+    if not (len(letter) == 1 and letter.isalpha()):
         raise ValueError(f"letter: expected a single letter, received {letter!r}")
     up = _check_char("letter", letter)
     size = check_int("size", size, minimum=1)
