@@ -47,20 +47,26 @@ def _slow_model(kind: str, monkeypatch):
     return m
 
 
-@pytest.mark.parametrize("kind", ["gp_pde", "probconserv", "rgnp", "meta_fm"])
-def test_every_training_fit_stops_after_the_first_step_past_its_budget(kind, monkeypatch):
-    # RandomGridNP took its steps in chunks of 5 under a budget: a budget spent by its first
-    # step still ran 5 steps (the other fits stopped after one)
+def _assert_one_budgeted_step(kind: str, monkeypatch, budget: float) -> None:
+    """A slowed tiny model of ``kind`` fitted for 10 steps under ``budget`` s (one thread)
+    takes exactly one step and says the budget ended it."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         m = _slow_model(kind, monkeypatch)
-        res = m.fit(steps=10, max_seconds=BUDGET, progress=False)
+        res = m.fit(steps=10, max_seconds=budget, progress=False)
     finally:
         torch.set_num_threads(n)
     got = (res.steps, len(res.loss_history), m.steps_done, res.converged, res.message)
     assert res.steps == 1 and len(res.loss_history) == 1 and m.steps_done == 1, got
     assert res.converged is False and "reached after 1 steps" in res.message, got
+
+
+@pytest.mark.parametrize("kind", ["gp_pde", "probconserv", "rgnp", "meta_fm"])
+def test_every_training_fit_stops_after_the_first_step_past_its_budget(kind, monkeypatch):
+    # RandomGridNP took its steps in chunks of 5 under a budget: a budget spent by its first
+    # step still ran 5 steps (the other fits stopped after one)
+    _assert_one_budgeted_step(kind, monkeypatch, BUDGET)
 
 
 @pytest.mark.parametrize("kind", ["gp_pde", "probconserv", "rgnp", "meta_fm"])
@@ -69,16 +75,7 @@ def test_a_budget_spent_before_the_first_step_still_takes_that_step(kind, monkey
     # first included: a 1e-9 s budget (or a collector's pause before the first step under the
     # 0.01 s budget above, seen in a whole-suite run) ended the fit after 0 steps; RandomGridNP
     # asked after each step and took one
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        m = _slow_model(kind, monkeypatch)
-        res = m.fit(steps=10, max_seconds=1e-9, progress=False)
-    finally:
-        torch.set_num_threads(n)
-    got = (res.steps, len(res.loss_history), m.steps_done, res.converged, res.message)
-    assert res.steps == 1 and len(res.loss_history) == 1 and m.steps_done == 1, got
-    assert res.converged is False and "reached after 1 steps" in res.message, got
+    _assert_one_budgeted_step(kind, monkeypatch, 1e-9)
 
 
 def test_the_data_at_construction_fits_name_what_they_expected_and_received():

@@ -166,17 +166,8 @@ def test_an_objective_whose_gradient_squares_overflow_is_a_divergence():
     finite): Adam's second moment became inf and that hyperparameter never moved again,
     the fit "converged" at max steps. Now the step is a divergence and the kept iterate is
     one evaluated before it."""
-    m = GPPDESolver("poisson1d-low", seed=0, num_mixtures=2)
+    m, res = _poisoned_fit(0, steps=6, n_col=None)
     p = m._params()[0]
-    calls = []
-
-    def hook(g):
-        calls.append(1)
-        return g * 1e200 if len(calls) == 3 else g
-
-    h = p.register_hook(hook)
-    res = m.fit(steps=6, lr=0.05, progress=False)
-    h.remove()
     assert not res.converged and res.steps == 2, res.message
     assert res.message.startswith("diverged at step 2") and "optimizer state" in res.message
     assert res.extra["best_step"] <= 2 and m.history["fit_steps"] == [2]
@@ -185,10 +176,12 @@ def test_an_objective_whose_gradient_squares_overflow_is_a_divergence():
     assert not torch.equal(p.detach(), before)  # it trains on
 
 
-def _poisoned_fit(eval_every):
-    """A fit whose third step has a finite objective but a gradient 1e200 times its own (an
-    update that leaves Adam's second moment infinite), with ``eval_every``."""
-    m = GPPDESolver("poisson1d-low", n_col=12, seed=0, num_mixtures=2)
+def _poisoned_fit(eval_every, steps=4, n_col=12):
+    """A fit of ``steps`` steps whose third step has a finite objective but a gradient 1e200
+    times its own (an update that leaves Adam's second moment infinite), with ``eval_every``
+    (``n_col=None``: the problem's default grid)."""
+    kw = {} if n_col is None else {"n_col": n_col}
+    m = GPPDESolver("poisson1d-low", seed=0, num_mixtures=2, **kw)
     p = m._params()[0]
     calls = []
 
@@ -198,7 +191,7 @@ def _poisoned_fit(eval_every):
 
     h = p.register_hook(hook)
     try:
-        res = m.fit(steps=4, lr=0.05, progress=False, eval_every=eval_every)
+        res = m.fit(steps=steps, lr=0.05, progress=False, eval_every=eval_every)
     finally:
         h.remove()
     return m, res
