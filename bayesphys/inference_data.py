@@ -420,11 +420,14 @@ def group_names(idata: arviz.InferenceData | xr.DataTree) -> list[str]:
 
 
 def group_dataset(idata: arviz.InferenceData | xr.DataTree, group: str) -> xr.Dataset:
-    """The :class:`xarray.Dataset` of ``group`` on either ArviZ."""
+    """The :class:`xarray.Dataset` of ``group`` on either ArviZ; ``KeyError`` naming the
+    groups there are when ``idata`` has no such group (ArviZ 1.x's DataTree said only "Could
+    not find node at ...")."""
+    names = group_names(idata)
+    if group not in names:
+        raise KeyError(f"group: {group!r} not in {names}")
     if ARVIZ_V1:  # pragma: no cover
         return idata[group].to_dataset()
-    if group not in idata.groups():
-        raise KeyError(f"group: {group!r} not in {idata.groups()}")
     return getattr(idata, group)
 
 
@@ -550,12 +553,17 @@ def _refuse_outside_storage(path: Path) -> None:
     """Refuse a netCDF-4 (HDF5) file whose data live outside it: a dataset with external
     storage or a virtual dataset (its bytes read from other files named inside it: a file
     from someone else could pull any local file into the loaded posterior) or an external
-    link. Neither netCDF nor :func:`save_netcdf` writes them."""
+    link. Neither netCDF nor :func:`save_netcdf` writes them. Refused too: a group linked
+    (hard or soft) back to itself or one of the groups above it, a cycle that xarray's DataTree
+    reader (ArviZ 1.x) walked without end."""
     import h5py
 
     seen: set[int] = set()
 
-    def walk(group, where: str) -> None:
+    def addr_of(obj) -> int:
+        return h5py.h5o.get_info(obj.id).addr
+
+    def walk(group, where: str, above: dict[int, str]) -> None:
         for name in group:
             link = group.get(name, getlink=True)
             full = f"{where}/{name}"
@@ -564,15 +572,21 @@ def _refuse_outside_storage(path: Path) -> None:
                     f"path: {path} links {full!r} to another file ({link.filename}); refused: "
                     "an InferenceData file holds its data itself"
                 )
-            if isinstance(link, h5py.SoftLink):
-                continue  # a name for an object of this file, visited under its own name
-            obj = group[name]
-            addr = h5py.h5o.get_info(obj.id).addr
-            if addr in seen:
+            try:
+                obj = group[name]
+            except KeyError:  # a dangling soft link: no object, nothing to read
                 continue
+            addr = addr_of(obj)
+            if isinstance(obj, h5py.Group) and addr in above:
+                raise ValueError(
+                    f"path: {path} links {full!r} back to the group {above[addr]!r} above it "
+                    "(a cycle); refused: an InferenceData file's groups form a tree"
+                )
+            if isinstance(link, h5py.SoftLink) or addr in seen:
+                continue  # an object of this file visited under its own name
             seen.add(addr)
             if isinstance(obj, h5py.Group):
-                walk(obj, full)
+                walk(obj, full, {**above, addr: full})
             elif isinstance(obj, h5py.Dataset) and (obj.external or obj.is_virtual):
                 raise ValueError(
                     f"path: {path} stores variable {full!r} in other files "
@@ -582,7 +596,7 @@ def _refuse_outside_storage(path: Path) -> None:
 
     try:
         with h5py.File(path, "r") as f:
-            walk(f, "")
+            walk(f, "", {addr_of(f): "/"})
     except OSError:
         return  # not HDF5 (e.g. netCDF-3), or damaged: the reader judges it
 
