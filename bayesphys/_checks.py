@@ -35,6 +35,7 @@ import torch
 from ._stack import user_stacklevel
 
 __all__ = [
+    "as_real_array",
     "as_scalar",
     "check_bool",
     "check_broadcasts",
@@ -241,6 +242,25 @@ def check_keys(
             f"{name}: expected {want}, {bad} (received keys {sorted(map(str, value))})"
         )
     return value
+
+
+def as_real_array(name: str, value: Any) -> np.ndarray:
+    """``value`` (a tensor, array, nested list or number, any shape ``[*]``) as a float64
+    numpy array of that shape; ``TypeError`` naming ``name`` for complex values and for what
+    is no array of real numbers (a ragged list raised numpy's own unnamed "inhomogeneous
+    shape" ``ValueError``, a string its conversion error). Finiteness is not checked."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    try:
+        complex_values = np.iscomplexobj(value)  # converts: a ragged list fails here
+        arr = None if complex_values else np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"{name}: expected an array of real numbers, received {type(value).__name__}"
+        ) from None
+    if arr is None:
+        raise TypeError(f"{name}: expected real values, received complex")
+    return arr
 
 
 def as_scalar(value: Any) -> Any:

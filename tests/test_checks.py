@@ -439,3 +439,17 @@ def test_dense_memory_limit_is_unknown_where_the_host_cannot_tell(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert checks.dense_memory_limit("cuda") is None
     assert checks.dense_memory_limit(torch.device("cuda", 0)) is None
+
+
+def test_as_real_array_names_the_argument_for_what_is_no_real_array():
+    from bayesphys._checks import as_real_array
+
+    got = as_real_array("v", torch.tensor([[1, 2], [3, 4]]))
+    assert got.dtype == np.float64 and got.tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    assert as_real_array("v", [np.nan]).shape == (1,)  # finiteness is the caller's check
+    with pytest.raises(TypeError, match=r"^v: expected an array of real numbers, received list$"):
+        as_real_array("v", [[1.0, 2.0], [3.0]])  # ragged: numpy's unnamed ValueError before
+    with pytest.raises(TypeError, match=r"^v: expected an array of real numbers, received str$"):
+        as_real_array("v", "abc")
+    with pytest.raises(TypeError, match=r"^v: expected real values, received complex$"):
+        as_real_array("v", np.ones(2) + 1j)

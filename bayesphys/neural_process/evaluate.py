@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .._checks import (
+    as_real_array,
     check_increasing,
     check_int,
     check_int_sequence,
@@ -79,20 +80,7 @@ def _check_test(test: Any, problem: str, keys: tuple[str, ...] | None = None) ->
     check_keys("test", test, keys, None, hint=f"from {maker}")
     out = {}
     for k in keys:
-        v = test[k]
-        if isinstance(v, torch.Tensor):
-            v = v.detach().cpu().numpy()
-        try:
-            # inside the try: a ragged list raised numpy's own error in iscomplexobj
-            complex_ = np.iscomplexobj(v)
-            if not complex_:
-                out[k] = np.asarray(v, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise TypeError(
-                f"test['{k}']: expected an array of real numbers, received {type(v).__name__}"
-            ) from None
-        if complex_:
-            raise TypeError(f"test['{k}']: expected real values, received complex")
+        out[k] = as_real_array(f"test['{k}']", test[k])
     sizes = {"dim_z": 2 if problem == "burgers" else None, "dim_w": 1}
     ok = True
     for k, a in out.items():

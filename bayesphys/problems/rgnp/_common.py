@@ -8,9 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from torch import Tensor
 
-from ..._checks import check_int, check_optional_seed, check_real, seed_or_draw
+from ..._checks import as_real_array, check_int, check_optional_seed, check_real, seed_or_draw
 from ..._device import check_finite
 
 
@@ -24,18 +23,7 @@ def _seed(seed: Any) -> int:
 
 def _as_array(name: str, value: Any, *, ndim: tuple[int, ...] | None = None) -> np.ndarray:
     """``value`` as a finite float64 array (``ndim``: the allowed numbers of dimensions)."""
-    if isinstance(value, Tensor):
-        value = value.detach().cpu().numpy()
-    try:
-        # a ragged list raised numpy's own "inhomogeneous shape" ValueError here, unnamed
-        complex_values = np.iscomplexobj(value)
-        arr = None if complex_values else np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"{name}: expected an array of real numbers, received {type(value).__name__}"
-        ) from None
-    if arr is None:
-        raise TypeError(f"{name}: expected real values, received complex")
+    arr = as_real_array(name, value)
     if ndim is not None and arr.ndim not in ndim:
         raise ValueError(
             f"{name}: expected {' or '.join(map(str, ndim))} dimensions, received shape {arr.shape}"
