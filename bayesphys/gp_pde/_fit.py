@@ -238,17 +238,28 @@ def fit_solver(
         raise
     finally:
         release_grads(params)  # the last step's gradients: read by no later step
+    # this fit's test errors at states it kept: every recorded one but a poisoned step's
+    # (its hyperparameters are discarded), for rel_l2_best below
+    kept_errors = [
+        e
+        for s, e in zip(model.history["step"][first_eval:], model.history["rel_l2"][first_eval:])
+        if s < step_offset + res.steps
+    ]
+    fit_steps = res.steps
     if res.message.startswith("diverged"):
-        # the diverged step (res.steps) is not done, as after a non-finite objective: a
-        # finite one whose update left Adam's state non-finite had recorded its test error,
-        # and that checkpoint counted the step as done (steps_done 3 instead of 2 with
-        # eval_every=1); optimize does not record its loss either
+        # optimize restored the hyperparameters the last recorded step started from: its
+        # update is undone, so this fit did res.steps - 1 steps (docs/concepts.md, "Models":
+        # steps_done counts the updates of the kept state). The checkpoints from that step on
+        # go: a checkpoint numbers the state at the start of its step, and the next fit
+        # numbers its first step (from the restored state) steps_done. A poisoned update's
+        # step had recorded its test error too (its objective finite); neither counts it.
+        fit_steps = max(res.steps - 1, 0)
         while model.history["step"][first_eval:] and (
-            model.history["step"][-1] >= step_offset + res.steps
+            model.history["step"][-1] >= step_offset + fit_steps
         ):
             model.history["step"].pop()
             model.history["rel_l2"].pop()
-    done.append(res.steps)
+    done.append(fit_steps)
     # final state consistent with the final hyperparameters
     failed = model._settle(joint, u_param)
     if keep_best and best["step"] >= 0:
@@ -279,10 +290,8 @@ def fit_solver(
     res.extra["cpu_seconds"] = time.process_time() - cpu0 - user.cpu_seconds
     if model.problem is not None:
         res.extra["rel_l2"] = model._rel_l2(solve=False)
-        if model.history["rel_l2"][first_eval:]:
-            res.extra["rel_l2_best"] = min(
-                model.history["rel_l2"][first_eval:] + [res.extra["rel_l2"]]
-            )
+        if kept_errors:
+            res.extra["rel_l2_best"] = min(kept_errors + [res.extra["rel_l2"]])
     res.extra["tau_b"] = float(model.log_tau_b.detach().exp())
     res.extra["tau_pde"] = float(model.log_tau_pde.detach().exp())
     if res.steps:

@@ -284,7 +284,12 @@ class GPPDESolver:
         ``result.extra`` holds ``rel_l2_best`` (minimum over this fit's checkpoints and its
         final state, labelled as such). The step that ends a fit as a divergence (a failed
         solve, or an update that leaves Adam's state non-finite) records none and is not
-        counted in :attr:`steps_done`, whatever ``eval_every``.
+        counted in :attr:`steps_done`, whatever ``eval_every``; nor is the step before it,
+        whose starting hyperparameters are restored, its update undone (its checkpoint is
+        dropped: the next fit records that state as its first step, numbered
+        :attr:`steps_done`). So after a divergence at step ``k`` of the call
+        (``result.steps == k``) :attr:`steps_done` has grown by ``max(k - 1, 0)``, the
+        updates of the state kept (docs/concepts.md, "Models").
         ``max_seconds`` (s) stops early (asked after each step: at least one is taken),
         measured on ``clock`` (``"wall"`` or ``"cpu"``: process CPU time, for fair budgets on
         a shared machine; ``"cpu"`` only with a budget; it counts
@@ -355,8 +360,9 @@ class GPPDESolver:
     @property
     def steps_done(self) -> int:
         """Optimiser steps of every :meth:`fit` so far (the sum of ``history["fit_steps"]``,
-        at least one past the last step ``history["step"]`` records): the ``step`` a fit's
-        callback receives, and where the next fit numbers its steps from."""
+        at least one past the last step ``history["step"]`` records; after a divergence, the
+        updates of the restored hyperparameters: one fewer than ``result.steps``): the
+        ``step`` a fit's callback receives, and where the next fit numbers its steps from."""
         return steps_done(self.history)
 
     def _settle(self, joint: bool, u_param: Tensor | None) -> Exception | None:
