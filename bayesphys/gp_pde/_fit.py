@@ -131,9 +131,23 @@ def fit_solver(
     # past the last recorded step too: an interrupt after a step's checkpoint counts
     # that step as not done
     step_offset = steps_done(model.history)
-    # the lowest-objective starting point: its loss, step, hyperparameters and field
+    # the lowest-objective starting point: its loss, step, hyperparameters and field. A
+    # step's start that beats it waits in `pending` until the step's update passed
+    # optimize's check of Adam's state (the next step begins, or the fit ends without a
+    # divergence): a poisoned update's start is discarded by optimize, loss unrecorded,
+    # and keep_best does not bring it back
     best = {"loss": math.inf, "step": -1, "field": None}
     best["values"] = _snapshot(params) if keep_best else None
+    pending = {"loss": math.inf, "step": -1, "field": None}
+    pending["values"] = _snapshot(params) if keep_best else None
+
+    def admit_pending() -> None:
+        """The last step's start becomes the best if it beat it (its update went through)."""
+        if pending["step"] >= 0:
+            values = best["values"]
+            best.update(pending)
+            pending.update(step=-1, field=None, values=values)  # best's buffers, reused
+
     w = model.config["weighting"]
     # the user's callback, after the update of every callback_every-th step; its time counts
     # neither in the budget nor in seconds / cpu_seconds
@@ -191,6 +205,8 @@ def fit_solver(
     def step():
         k = state["k"]
         state["k"] += 1
+        if keep_best:  # the previous step went through (optimize called this one)
+            admit_pending()
         # asked from the second step on: a fit takes at least one step, also when the budget
         # was spent before its first (a 1e-9 s budget took none; a collector's pause before
         # the first step took none under a 0.01 s budget)
@@ -200,8 +216,9 @@ def fit_solver(
         if keep_best and torch.isfinite(loss) and float(loss.detach()) < best["loss"]:
             # the hyperparameters and the field this loss was computed at (the field is not
             # re-solved on restore: a nonlinear solve depends on its warm start)
-            _refresh(best["values"])
-            best.update(loss=float(loss.detach()), step=k, field=None if joint else model.u.clone())
+            _refresh(pending["values"])
+            field = None if joint else model.u.clone()
+            pending.update(loss=float(loss.detach()), step=k, field=field)
         # a step whose loss is not finite diverged: its hyperparameters are discarded (and an
         # eliminated field was not solved at them), so it has no test error to record; a
         # checkpoint recorded there also counted the diverged step as done (steps_done)
@@ -260,6 +277,8 @@ def fit_solver(
             model.history["step"].pop()
             model.history["rel_l2"].pop()
     done.append(fit_steps)
+    if keep_best and not res.message.startswith("diverged"):
+        admit_pending()  # the last step's update went through too
     # final state consistent with the final hyperparameters
     failed = model._settle(joint, u_param)
     if keep_best and best["step"] >= 0:

@@ -300,14 +300,17 @@ class GPPDESolver:
         (deprecated, warns). ``data`` is unused (the PDE data are set at construction).
         ``keep_best=None`` (default): ``True`` for ``gp-hm``, ``False`` for ``ref`` (as the
         reference code's loop). ``True``: the fit returns the iterate with the lowest objective
-        :math:`\mathcal J` among those evaluated (each step's starting point and the last
-        iterate), hyperparameters and field as they were evaluated (the field is not re-solved:
+        :math:`\mathcal J` among those evaluated and kept (each recorded step's starting
+        point, ``result.loss_history``, and the last iterate; not the start of a step that
+        ends the fit as a divergence, which the fit discards even where its objective is
+        finite, an update that left Adam's state non-finite), hyperparameters and field as
+        they were evaluated (the field is not re-solved:
         a nonlinear solve depends on its warm start), not necessarily the last: late Adam steps
         can leave a basin of far lower objective (training data only, no test error involved). ``result.extra`` then holds ``best_step`` (the step whose starting point was
         kept, counted from 0 in this call; ``steps`` = the last iterate; ``history["step"]``
         numbers it ``best_step`` plus the :attr:`steps_done` before the call),
         ``best_objective`` and ``final_objective`` (absent
-        when no step returned a finite objective, e.g. ``steps=0``). For 2-D Allen-Cahn
+        when no step's objective was recorded, e.g. ``steps=0``). For 2-D Allen-Cahn
         :math:`\mathcal J` is evaluated at an inexact minimiser over :math:`U` (a Picard
         fixed-point iterate, or capped Gauss-Newton / CG steps). ``False``: the last iterate.
         Checked: ``steps >= 0`` and ``eval_every >= 0`` (ints), ``lr > 0``, ``max_seconds > 0``,
