@@ -108,7 +108,13 @@ class FitResult:
         A solver may add stops of its own, named in ``message`` (e.g. a Levenberg-Marquardt
         damping stall, "stalled ...", with or without a tolerance; ``True`` only where the
         solver's own test says the iterate is a minimum).
-    steps: number of steps taken.
+    steps: number of steps taken, ``len(loss_history)`` in :func:`optimize`'s fits. After a
+        divergence at step ``k`` (counted from 0: its loss non-finite, or its update left the
+        optimiser's state non-finite, and then its loss is not recorded) ``steps == k``, and
+        the state kept is the one step ``k - 1`` started from (``loss_history[-1]`` is its
+        loss; ``snapshot_every=1``, the default), that step's update undone. A model's ``steps_done`` counts the updates of the
+        state it holds: a fit advances it by ``steps``, after a divergence by
+        ``max(steps - 1, 0)`` (one rule for every training fit, docs/concepts.md "Models").
     message: human-readable status ("converged", "max steps", "diverged at step k ...").
     extra: component-specific figures (e.g. best checkpoint loss).
     """

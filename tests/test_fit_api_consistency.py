@@ -4,6 +4,7 @@ models of each side by side: a time budget stops a fit the same way everywhere, 
 
 from __future__ import annotations
 
+import math
 import time
 
 import pytest
@@ -125,3 +126,100 @@ def test_fitting_again_continues_as_docs_concepts_says(kind, tmp_path):
     once.fit(steps=4, progress=False)
     same = all(torch.equal(a, b) for a, b in zip(_weights(kept), _weights(once)))
     assert same == (kind == "rgnp")
+
+
+#: the step (counted from 0) at which the divergence tests below make each fit diverge
+DIVERGE_AT = 3
+
+
+def _hyperparameters(m) -> list[torch.Tensor]:
+    """Copies of what a fit trains: a GP PDE solver's hyperparameters (its field is re-solved
+    after a fit), a network's weights otherwise."""
+    if isinstance(m, GPPDESolver):
+        return [t.detach().clone() for t in m._params()]
+    return _weights(m)
+
+
+def _diverging_fit(kind: str, how: str, monkeypatch):
+    """A tiny model of ``kind`` fitted for 8 steps whose step ``DIVERGE_AT`` diverges: its loss
+    is NaN (``how="loss"``), or it is finite but its update poisons Adam (``how="update"``: a
+    NaN gradient). A callback after every step copies the weights with the ``step`` it is
+    given; returns the model, the result and those ``{step: weights}``."""
+    torch.set_num_threads(1)
+    calls = []
+
+    def nan_at(fn, pick=lambda out: out, put=lambda out, loss: loss):
+        def wrapped(*args, **kw):
+            out = fn(*args, **kw)
+            calls.append(1)
+            return put(out, pick(out) * math.nan) if len(calls) == DIVERGE_AT + 1 else out
+
+        return wrapped
+
+    kw = {}
+    if kind == "gp_pde":
+        m = GPPDESolver("poisson1d-low", num_mixtures=2, n_col=12, seed=0)
+        kw = {"keep_best": False, "lr": 0.05}  # the last iterate (keep_best is tested apart)
+        if how == "loss":
+            monkeypatch.setattr(gp_fit, "objective", nan_at(gp_fit.objective))
+        param = m._params()[0]
+    elif kind == "probconserv":
+        m = ProbConserv("diffusion", step1="anp", hidden=8, n_samples=4, seed=0)
+        if how == "loss":
+            m.net.loss = nan_at(m.net.loss, lambda o: o[0], lambda o, v: (v, *o[1:]))
+        param = next(m.net.parameters())
+    elif kind == "rgnp":
+        m = tiny_rgnp()
+        if how == "loss":
+            m.loss = nan_at(m.loss, lambda o: o[0], lambda o, v: (v, *o[1:]))
+        param = next(m._modules().parameters())
+    else:
+        data = linear_map(dim=2, n_train=4, n_cal=0, n_test=0, n_points=40, seed=0)
+        m = MetaFlowMatching(data, **TINY_MFM, seed=0)
+        if how == "loss":
+            m._loss = nan_at(m._loss)
+        param = next(m.net.parameters())
+    hook = None
+    if how == "update":
+
+        def poison(g):
+            calls.append(1)
+            return g * math.nan if len(calls) == DIVERGE_AT + 1 else g
+
+        hook = param.register_hook(poison)
+    seen = {}
+    try:
+        res = m.fit(
+            steps=8,
+            progress=False,
+            callback=lambda model, step: seen.setdefault(step, _hyperparameters(model)),
+            callback_every=1,
+            **kw,
+        )
+    finally:
+        if hook is not None:
+            hook.remove()
+    return m, res, seen
+
+
+@pytest.mark.parametrize("how", ["loss", "update"])
+@pytest.mark.parametrize("kind", ["gp_pde", "probconserv", "rgnp", "meta_fm"])
+def test_steps_done_after_a_divergence_counts_the_updates_of_the_kept_weights(
+    kind, how, monkeypatch
+):
+    """docs/concepts.md ("Models"): after a divergence at step k the model holds the weights
+    the last recorded step started from, its update undone; ``FitResult.steps`` ==
+    ``len(loss_history)`` == k and ``steps_done`` counts the updates of the kept weights,
+    k - 1: the weights the callback was given at that step. ProbConserv and Meta FM counted
+    k - 1, GPPDESolver and RandomGridNP k (their model named step k held step k - 1's
+    weights)."""
+    m, res, seen = _diverging_fit(kind, how, monkeypatch)
+    got = (res.steps, len(res.loss_history), m.steps_done, res.message)
+    assert res.message.startswith(f"diverged at step {DIVERGE_AT} "), got
+    assert res.steps == len(res.loss_history) == DIVERGE_AT and not res.converged, got
+    assert m.steps_done == DIVERGE_AT - 1, got
+    kept = _hyperparameters(m)
+    # a callback ran after each update before the diverged step, the last one undone since
+    assert sorted(seen) == list(range(1, DIVERGE_AT + 1)), got
+    assert all(torch.equal(a, b) for a, b in zip(kept, seen[m.steps_done])), got
+    assert not all(torch.equal(a, b) for a, b in zip(kept, seen[DIVERGE_AT])), got

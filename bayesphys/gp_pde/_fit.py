@@ -131,9 +131,23 @@ def fit_solver(
     # past the last recorded step too: an interrupt after a step's checkpoint counts
     # that step as not done
     step_offset = steps_done(model.history)
-    # the lowest-objective starting point: its loss, step, hyperparameters and field
+    # the lowest-objective starting point: its loss, step, hyperparameters and field. A
+    # step's start that beats it waits in `pending` until the step's update passed
+    # optimize's check of Adam's state (the next step begins, or the fit ends without a
+    # divergence): a poisoned update's start is discarded by optimize, loss unrecorded,
+    # and keep_best does not bring it back
     best = {"loss": math.inf, "step": -1, "field": None}
     best["values"] = _snapshot(params) if keep_best else None
+    pending = {"loss": math.inf, "step": -1, "field": None}
+    pending["values"] = _snapshot(params) if keep_best else None
+
+    def admit_pending() -> None:
+        """The last step's start becomes the best if it beat it (its update went through)."""
+        if pending["step"] >= 0:
+            values = best["values"]
+            best.update(pending)
+            pending.update(step=-1, field=None, values=values)  # best's buffers, reused
+
     w = model.config["weighting"]
     # the user's callback, after the update of every callback_every-th step; its time counts
     # neither in the budget nor in seconds / cpu_seconds
@@ -191,6 +205,8 @@ def fit_solver(
     def step():
         k = state["k"]
         state["k"] += 1
+        if keep_best:  # the previous step went through (optimize called this one)
+            admit_pending()
         # asked from the second step on: a fit takes at least one step, also when the budget
         # was spent before its first (a 1e-9 s budget took none; a collector's pause before
         # the first step took none under a 0.01 s budget)
@@ -200,8 +216,9 @@ def fit_solver(
         if keep_best and torch.isfinite(loss) and float(loss.detach()) < best["loss"]:
             # the hyperparameters and the field this loss was computed at (the field is not
             # re-solved on restore: a nonlinear solve depends on its warm start)
-            _refresh(best["values"])
-            best.update(loss=float(loss.detach()), step=k, field=None if joint else model.u.clone())
+            _refresh(pending["values"])
+            field = None if joint else model.u.clone()
+            pending.update(loss=float(loss.detach()), step=k, field=field)
         # a step whose loss is not finite diverged: its hyperparameters are discarded (and an
         # eliminated field was not solved at them), so it has no test error to record; a
         # checkpoint recorded there also counted the diverged step as done (steps_done)
@@ -238,17 +255,30 @@ def fit_solver(
         raise
     finally:
         release_grads(params)  # the last step's gradients: read by no later step
+    # this fit's test errors at states it kept: every recorded one but a poisoned step's
+    # (its hyperparameters are discarded), for rel_l2_best below
+    kept_errors = [
+        e
+        for s, e in zip(model.history["step"][first_eval:], model.history["rel_l2"][first_eval:])
+        if s < step_offset + res.steps
+    ]
+    fit_steps = res.steps
     if res.message.startswith("diverged"):
-        # the diverged step (res.steps) is not done, as after a non-finite objective: a
-        # finite one whose update left Adam's state non-finite had recorded its test error,
-        # and that checkpoint counted the step as done (steps_done 3 instead of 2 with
-        # eval_every=1); optimize does not record its loss either
+        # optimize restored the hyperparameters the last recorded step started from: its
+        # update is undone, so this fit did res.steps - 1 steps (docs/concepts.md, "Models":
+        # steps_done counts the updates of the kept state). The checkpoints from that step on
+        # go: a checkpoint numbers the state at the start of its step, and the next fit
+        # numbers its first step (from the restored state) steps_done. A poisoned update's
+        # step had recorded its test error too (its objective finite); neither counts it.
+        fit_steps = max(res.steps - 1, 0)
         while model.history["step"][first_eval:] and (
-            model.history["step"][-1] >= step_offset + res.steps
+            model.history["step"][-1] >= step_offset + fit_steps
         ):
             model.history["step"].pop()
             model.history["rel_l2"].pop()
-    done.append(res.steps)
+    done.append(fit_steps)
+    if keep_best and not res.message.startswith("diverged"):
+        admit_pending()  # the last step's update went through too
     # final state consistent with the final hyperparameters
     failed = model._settle(joint, u_param)
     if keep_best and best["step"] >= 0:
@@ -279,10 +309,8 @@ def fit_solver(
     res.extra["cpu_seconds"] = time.process_time() - cpu0 - user.cpu_seconds
     if model.problem is not None:
         res.extra["rel_l2"] = model._rel_l2(solve=False)
-        if model.history["rel_l2"][first_eval:]:
-            res.extra["rel_l2_best"] = min(
-                model.history["rel_l2"][first_eval:] + [res.extra["rel_l2"]]
-            )
+        if kept_errors:
+            res.extra["rel_l2_best"] = min(kept_errors + [res.extra["rel_l2"]])
     res.extra["tau_b"] = float(model.log_tau_b.detach().exp())
     res.extra["tau_pde"] = float(model.log_tau_pde.detach().exp())
     if res.steps:

@@ -284,7 +284,12 @@ class GPPDESolver:
         ``result.extra`` holds ``rel_l2_best`` (minimum over this fit's checkpoints and its
         final state, labelled as such). The step that ends a fit as a divergence (a failed
         solve, or an update that leaves Adam's state non-finite) records none and is not
-        counted in :attr:`steps_done`, whatever ``eval_every``.
+        counted in :attr:`steps_done`, whatever ``eval_every``; nor is the step before it,
+        whose starting hyperparameters are restored, its update undone (its checkpoint is
+        dropped: the next fit records that state as its first step, numbered
+        :attr:`steps_done`). So after a divergence at step ``k`` of the call
+        (``result.steps == k``) :attr:`steps_done` has grown by ``max(k - 1, 0)``, the
+        updates of the state kept (docs/concepts.md, "Models").
         ``max_seconds`` (s) stops early (asked after each step: at least one is taken),
         measured on ``clock`` (``"wall"`` or ``"cpu"``: process CPU time, for fair budgets on
         a shared machine; ``"cpu"`` only with a budget; it counts
@@ -295,14 +300,17 @@ class GPPDESolver:
         (deprecated, warns). ``data`` is unused (the PDE data are set at construction).
         ``keep_best=None`` (default): ``True`` for ``gp-hm``, ``False`` for ``ref`` (as the
         reference code's loop). ``True``: the fit returns the iterate with the lowest objective
-        :math:`\mathcal J` among those evaluated (each step's starting point and the last
-        iterate), hyperparameters and field as they were evaluated (the field is not re-solved:
+        :math:`\mathcal J` among those evaluated and kept (each recorded step's starting
+        point, ``result.loss_history``, and the last iterate; not the start of a step that
+        ends the fit as a divergence, which the fit discards even where its objective is
+        finite, an update that left Adam's state non-finite), hyperparameters and field as
+        they were evaluated (the field is not re-solved:
         a nonlinear solve depends on its warm start), not necessarily the last: late Adam steps
         can leave a basin of far lower objective (training data only, no test error involved). ``result.extra`` then holds ``best_step`` (the step whose starting point was
         kept, counted from 0 in this call; ``steps`` = the last iterate; ``history["step"]``
         numbers it ``best_step`` plus the :attr:`steps_done` before the call),
         ``best_objective`` and ``final_objective`` (absent
-        when no step returned a finite objective, e.g. ``steps=0``). For 2-D Allen-Cahn
+        when no step's objective was recorded, e.g. ``steps=0``). For 2-D Allen-Cahn
         :math:`\mathcal J` is evaluated at an inexact minimiser over :math:`U` (a Picard
         fixed-point iterate, or capped Gauss-Newton / CG steps). ``False``: the last iterate.
         Checked: ``steps >= 0`` and ``eval_every >= 0`` (ints), ``lr > 0``, ``max_seconds > 0``,
@@ -355,8 +363,9 @@ class GPPDESolver:
     @property
     def steps_done(self) -> int:
         """Optimiser steps of every :meth:`fit` so far (the sum of ``history["fit_steps"]``,
-        at least one past the last step ``history["step"]`` records): the ``step`` a fit's
-        callback receives, and where the next fit numbers its steps from."""
+        at least one past the last step ``history["step"]`` records; after a divergence, the
+        updates of the restored hyperparameters: one fewer than ``result.steps``): the
+        ``step`` a fit's callback receives, and where the next fit numbers its steps from."""
         return steps_done(self.history)
 
     def _settle(self, joint: bool, u_param: Tensor | None) -> Exception | None:

@@ -265,7 +265,12 @@ class RandomGridNP:
         kernel weights of a step fit in memory (a ``MemoryError`` naming ``batch/n_points``
         or ``batch/aug_points``). A second call
         continues the same run: the optimiser's state and the schedule (read from
-        ``step_count``) carry on from the last step.
+        ``step_count``) carry on from the last step. A non-finite loss, or gradients that
+        are not finite or whose squares overflow, stop the fit as a divergence and restore
+        the last good weights: those before the last recorded step's update, which
+        ``step_count`` then no longer counts (after a divergence at step ``k`` of the call,
+        ``result.steps == k`` and ``step_count`` has grown by ``max(k - 1, 0)``, as every
+        model's ``steps_done``: docs/concepts.md, "Models").
         """
         self._check_config("fit")
         steps = check_int("steps", steps, minimum=0)
@@ -320,6 +325,7 @@ class RandomGridNP:
             finally:
                 mods.train()
 
+        start = self.step_count
         try:
             res = run_chunks(
                 step,
@@ -335,6 +341,11 @@ class RandomGridNP:
         finally:
             mods.eval()  # an interrupted fit too
             release_grads(mods)  # the last step's gradients: read by no later step
+        if res.message.startswith("diverged"):
+            # the guard restored the weights the last recorded step started from: its update
+            # (counted in step_count) is undone, so step_count names the weights the model
+            # holds, as the other models' steps_done (docs/concepts.md, "Models")
+            self.step_count = start + max(res.steps - 1, 0)
         res.extra["sigma_r"] = float(self.log_sigma_r.detach().exp())
         return res
 
@@ -510,7 +521,8 @@ class RandomGridNP:
     def steps_done(self) -> int:
         """Training steps taken so far (:attr:`step_count`), under the name the other models
         use (``ProbConserv``, ``MetaFlowMatching``, ``GPPDESolver``): the ``step`` a fit's
-        callback receives."""
+        callback receives, the updates of the weights the model holds (a divergence's
+        restore undoes one, which it then no longer counts)."""
         return self.step_count
 
     def num_parameters(self) -> dict[str, int]:
