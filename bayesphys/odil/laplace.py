@@ -117,8 +117,9 @@ def theta_covariance(
     by column colouring (:class:`~bayesphys.odil.ColouredJacobian`, stencil of
     ``stencil_radius`` cells, default 1, given only with ``sparse``; float64 plain-grid problems) and solves with the field block of
     :math:`J^\top J` by sparse LU instead of CG (:func:`~bayesphys.odil.sparse.sparse_schur_covariance`). Returns ``(cov, info)`` with the CG
-    iteration count (one per parameter, shared: the columns are solved together) and each
-    column's true relative residual in ``info`` (a ``RuntimeWarning`` if a residual
+    iteration count (one per parameter, shared: the columns are solved together), each
+    column's true relative residual and whether its CG broke down (``cg_breakdown``) in
+    ``info`` (a ``RuntimeWarning`` if a residual
     stays above ``cg_tol``, saying per column whether CG reached ``cg_maxiter`` or broke down
     on a non-positive curvature, which more iterations do not mend; unless
     ``warn_inexact=False``: a caller that reports it itself). ``cg_tol >= 0``, ``cg_maxiter >= 1``; ``params`` distinct names
@@ -267,7 +268,7 @@ def _theta_covariance(
     schur = h_tt - h_ut.T @ sols
     schur = 0.5 * (schur + schur.T)
     cov = torch.linalg.inv(schur)
-    info = {"cg_iters": [its] * len(t_idx), "cg_residuals": resids}
+    info = {"cg_iters": [its] * len(t_idx), "cg_residuals": resids, "cg_breakdown": broken}
     return 0.5 * (cov + cov.T), {**info, "h_tt_diag": h_tt.diagonal()}
 
 
