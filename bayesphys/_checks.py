@@ -375,14 +375,34 @@ def check_increasing(
 # ---------------------------------------------------------------- memory of dense allocations
 
 
-def _cgroup_limit() -> int | None:
-    """This process's cgroup (v2) memory limit in bytes, or ``None`` (none, or not Linux)."""
-    try:
-        with open("/sys/fs/cgroup/memory.max", encoding="ascii") as fh:
-            text = fh.read().strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
+#: where the cgroup memory limit is read, in order: cgroup v2, then v1
+_CGROUP_MEMORY_FILES = (
+    "/sys/fs/cgroup/memory.max",
+    "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+)
+#: a limit at or above this is "no limit": cgroup v1 writes it as the largest page count in
+#: bytes, 2**63 less one page (9223372036854771712 with 4 KiB pages), v2 as "max"
+_CGROUP_UNLIMITED = 2**62
+
+
+def _cgroup_limit(files: tuple[str, ...] = _CGROUP_MEMORY_FILES) -> int | None:
+    """This process's cgroup memory limit in bytes, or ``None`` (no limit, or not Linux).
+
+    The first of ``files`` that can be read decides (cgroup v2's ``memory.max`` before v1's
+    ``memory.limit_in_bytes``): a positive byte count is the limit, unless it is v1's "no
+    limit" (at least :data:`_CGROUP_UNLIMITED`); anything else (v2's ``max``, an empty or
+    garbled file) is no limit."""
+    for path in files:
+        try:
+            with open(path, encoding="ascii") as fh:
+                text = fh.read().strip()
+        except (OSError, ValueError):  # absent, unreadable, or not ASCII
+            continue
+        if not (text.isascii() and text.isdigit()):
+            return None
+        value = int(text)
+        return value if 0 < value < _CGROUP_UNLIMITED else None
+    return None
 
 
 def dense_memory_limit(device: Any = None) -> int | None:

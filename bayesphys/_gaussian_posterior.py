@@ -23,6 +23,7 @@ from ._posterior_args import (
     check_export_name,
 )
 from ._posterior_base import _PosteriorBase
+from ._repr import known_repr
 
 __all__ = ["GaussianPosterior"]
 
@@ -425,8 +426,13 @@ class GaussianPosterior(_PosteriorBase):
         return {**self.__dict__, "_root": None, "_root_graph": False}
 
     def __repr__(self) -> str:
-        return (
-            f"GaussianPosterior(event_shape={tuple(self.event_shape)}, "
-            f"batch_shape={tuple(self.batch_shape)}, covariance={type(self.covariance).__name__}, "
-            f"device={self.device}, dtype={self.dtype})"
+        # what is known of a half-built posterior (an __init__ that raised part-way): a repr
+        # that raised hid the error it was printed for
+        return known_repr(
+            self,
+            event_shape=lambda: tuple(self.event_shape),
+            batch_shape=lambda: tuple(self.batch_shape),
+            covariance=lambda: type(self.covariance).__name__,
+            device=lambda: self.device,
+            dtype=lambda: self.dtype,
         )

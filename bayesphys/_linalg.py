@@ -430,6 +430,26 @@ def pcg(
     the iteration count are exact and visible: callers report them, and no tolerance or
     iteration cap is set by a global setting.
     """
+    x, it, rel, _ = pcg_with_breakdown(
+        matvec, b, precond=precond, x0=x0, tol=tol, maxiter=maxiter, columns=columns
+    )
+    return x, it, rel
+
+
+def pcg_with_breakdown(
+    matvec: Callable[[Tensor], Tensor],
+    b: Tensor,
+    *,
+    precond: Callable[[Tensor], Tensor] | None = None,
+    x0: Tensor | None = None,
+    tol: float = 1e-8,
+    maxiter: int = 500,
+    columns: bool = False,
+) -> tuple[Tensor, int, float, Tensor]:
+    r""":func:`pcg`, also returning which systems stopped on a breakdown: ``(x, iterations,
+    relative residual, broken)``, ``broken`` a bool tensor ``[k]`` (``columns=True``, one per
+    column of ``b [n, k]``) or ``[]`` (one system), true where :math:`p^\top Hp \le 0` stopped
+    the system (more iterations would not move it) rather than ``tol`` or ``maxiter``."""
     if not isinstance(b, Tensor) or not b.is_floating_point():
         got = b.dtype if isinstance(b, Tensor) else type(b).__name__
         raise TypeError(f"b: expected a floating-point tensor, received {got}")
@@ -454,7 +474,7 @@ def pcg(
     rel = float((dot(r, r).sqrt() / bnorm).max())
     it = 0
     if rel <= tol:
-        return x, it, rel
+        return x, it, rel, torch.zeros_like(bnorm, dtype=torch.bool)
     z = precond(r) if precond is not None else r
     p = z.clone()
     rz = dot(r, z)
@@ -485,4 +505,4 @@ def pcg(
         rz = rz_new
         # a broken-down column's direction is zero: H p = 0 there, no update, nothing grows
         p = torch.where(broken, 0.0, z + beta * p)
-    return x, it, rel
+    return x, it, rel, broken

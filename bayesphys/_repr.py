@@ -7,13 +7,13 @@ and list in full (a letters data set printed 2.5 million characters, a 1200-step
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["short", "fields_repr"]
+__all__ = ["short", "fields_repr", "known_repr"]
 
 _MAX_ITEMS = 4  # a list / dict longer than this is summarised by its length
 _MAX_TEXT = 80  # longer strings are cut
@@ -74,4 +74,17 @@ def fields_repr(obj: Any, names: Iterable[str], **computed: Any) -> str:
     ``computed`` entries (already summaries or plain values)."""
     parts = [f"{n}={short(getattr(obj, n)) if hasattr(obj, n) else '<missing>'}" for n in names]
     parts += [f"{k}={short(v)}" for k, v in computed.items()]
+    return f"{type(obj).__name__}({', '.join(parts)})"
+
+
+def known_repr(obj: Any, **getters: Callable[[], Any]) -> str:
+    """``Type(name=value, ...)`` with each value as ``str`` gives it; an entry whose getter
+    raises is left out, so the repr of a half-built object (its ``__init__`` raised before
+    setting what the getter reads, and a traceback or debugger prints ``self``) never raises."""
+    parts = []
+    for name, get in getters.items():
+        try:
+            parts.append(f"{name}={get()}")
+        except Exception:  # noqa: BLE001 - a repr shows what is known
+            continue
     return f"{type(obj).__name__}({', '.join(parts)})"

@@ -17,6 +17,7 @@ from ._posterior_args import (
     check_export_name,
 )
 from ._posterior_base import _PosteriorBase
+from ._repr import known_repr
 
 __all__ = ["SamplePosterior"]
 
@@ -189,8 +190,12 @@ class SamplePosterior(_PosteriorBase):
         return self._flat()[pick].reshape(chains, per_chain, *self.draws.shape[2:])
 
     def __repr__(self) -> str:
-        return (
-            f"SamplePosterior(chains={self.num_chains}, draws={self.num_draws}, "
-            f"event_shape={tuple(self.event_shape)}, batch_shape={tuple(self.batch_shape)}, "
-            f"device={self.device})"
+        # what is known of a half-built posterior (an __init__ that raised part-way)
+        return known_repr(
+            self,
+            chains=lambda: self.num_chains,
+            draws=lambda: self.num_draws,
+            event_shape=lambda: tuple(self.event_shape),
+            batch_shape=lambda: tuple(self.batch_shape),
+            device=lambda: self.device,
         )

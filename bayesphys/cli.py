@@ -29,25 +29,12 @@ from pathlib import Path
 from ._cli_args import device_arg as _device_arg
 from ._cli_args import out_arg as _out_arg
 from ._cli_args import seed_arg as _seed_arg
+from ._hooks import component_hook as _component_module
 from ._version import __version__
 
 COMPONENTS = ("gp_pde", "probconserv", "neural_process", "odil", "meta_fm")
 
 __all__ = ["main", "COMPONENTS"]
-
-
-def _component_module(component: str, hook: str):
-    """Import ``bayesphys.<component>.<hook>`` (``component`` one of :data:`COMPONENTS`);
-    ``None`` if that component or its hook is absent, or its package cannot be imported."""
-    name = f"bayesphys.{component}.{hook}"
-    try:
-        if importlib.util.find_spec(f"bayesphys.{component}") is None:
-            return None
-        if importlib.util.find_spec(name) is None:
-            return None
-    except ModuleNotFoundError:
-        return None
-    return importlib.import_module(name)
 
 
 def _print_table(rows: list[dict]) -> None:

@@ -96,6 +96,43 @@ def test_numpy_and_torch_settings_are_written_as_numbers_and_rendered(tmp_path):
     assert f"| p | {want} | m |" in render_table(payload)
 
 
+def test_results_json_hands_json_only_its_own_types():
+    """What reaches json.dumps is plain dict / list / str / int / float / bool / None (numpy
+    and torch values, arrays, tuples and other numbers converted before), so the encoder needs
+    no fallback for a value; anything else is refused naming where it was."""
+    import enum
+    from fractions import Fraction
+
+    from bayesphys._bench.results import _strict
+
+    class Level(enum.IntEnum):
+        HIGH = 2
+
+    payload = {
+        "a": [np.int64(3), np.float32(0.5), np.bool_(1), np.str_("s"), (1, 2.5)],
+        "t": {"0d": torch.tensor(7), "1d": torch.tensor([0.5, np.inf]), "arr": np.array([[1]])},
+        "other": [Fraction(1, 4), Level.HIGH, None, "x"],
+    }
+    nonfinite: list[str] = []
+    clean = _strict(payload, "", nonfinite)
+
+    def plain(v: Any) -> bool:
+        if type(v) is dict:
+            return all(type(k) is str and plain(x) for k, x in v.items())
+        if type(v) is list:
+            return all(plain(x) for x in v)
+        return v is None or isinstance(v, (str, int, float))  # bool is an int
+
+    assert plain(clean) and nonfinite == ["t.1d[1] = inf"]
+    assert json.loads(json.dumps(clean, allow_nan=False)) == {
+        "a": [3, 0.5, True, "s", [1, 2.5]],
+        "t": {"0d": 7, "1d": [0.5, "inf"], "arr": [[1]]},
+        "other": [0.25, 2, None, "x"],
+    }
+    with pytest.raises(TypeError, match=r"^rows\[0\]\.p: expected a number, .* received set"):
+        _strict({"rows": [{"p": {1}}]}, "", [])
+
+
 def test_table_cells_of_edge_values():
     anchor = {"source": "T1", "metrics": {"mse": np.float32(1.5e-6), "nll": 2, "ok": True}}
     rows = [

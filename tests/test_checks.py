@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -395,28 +396,69 @@ def test_check_increasing_takes_a_single_point_or_a_scalar_as_ordered():
         check_increasing("x", torch.tensor([[0.0, 1.0], [1.0, 0.0]]))
 
 
-def test_cgroup_limit_reads_the_v2_memory_limit(monkeypatch):
-    """In a container the memory guards use its cgroup (v2) limit: the bytes in
-    ``/sys/fs/cgroup/memory.max``, or none where that reads ``max`` or is absent."""
+def test_cgroup_limit_reads_the_v2_then_the_v1_memory_limit(monkeypatch):
+    """In a container the memory guards use its cgroup limit: the bytes in cgroup v2's
+    ``/sys/fs/cgroup/memory.max``, or, where that file is absent, in cgroup v1's
+    ``/sys/fs/cgroup/memory/memory.limit_in_bytes`` (only v2 was read: a v1 container's limit
+    was missed); none where the file reads ``max`` or both are absent."""
     import io
 
     import bayesphys._checks as checks
 
+    v2, v1 = "/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"
     read: list[str] = []
 
-    def fake_open(text):
+    def fake_open(files):
         def opener(path, *args, **kwargs):
             read.append(path)
-            if text is None:
+            if path not in files:
                 raise FileNotFoundError(path)
-            return io.StringIO(text)
+            return io.StringIO(files[path])
 
         return opener
 
-    for text, want in (("8589934592\n", 8589934592), ("max\n", None), (None, None)):
-        monkeypatch.setattr(checks, "open", fake_open(text), raising=False)
-        assert checks._cgroup_limit() == want
-    assert set(read) == {"/sys/fs/cgroup/memory.max"}
+    cases = [
+        ({v2: "8589934592\n", v1: "4096\n"}, 8589934592, [v2]),  # v2 preferred
+        ({v2: "max\n", v1: "4096\n"}, None, [v2]),
+        ({v1: "2147483648\n"}, 2147483648, [v2, v1]),  # a v1 container
+        ({v1: "9223372036854771712\n"}, None, [v2, v1]),  # v1's "no limit"
+        ({}, None, [v2, v1]),
+    ]
+    for files, want, opened in cases:
+        read.clear()
+        monkeypatch.setattr(checks, "open", fake_open(files), raising=False)
+        assert checks._cgroup_limit() == want, files
+        assert read == opened
+
+
+@pytest.mark.parametrize(
+    ("v2", "v1", "want"),
+    [
+        ("1073741824\n", None, 1073741824),
+        ("max\n", None, None),
+        (None, "1073741824\n", 1073741824),
+        (None, "9223372036854771712\n", None),  # 2**63 less a 4 KiB page: no limit
+        (None, "9223372036854710272\n", None),  # the same with 64 KiB pages
+        (None, None, None),
+        ("", "1073741824\n", None),  # the v2 file decides, even empty or garbled
+        ("12 GB\n", None, None),
+        ("-1\n", None, None),
+        (None, "0x400\n", None),
+        (None, "\u00b2\n", None),  # a digit to str.isdigit, not to int()
+        (None, b"\xff\xfe", None),  # not ASCII
+        ("0\n", None, None),
+    ],
+)
+def test_cgroup_limit_from_files(tmp_path, v2, v1, want):
+    import bayesphys._checks as checks
+
+    files = (str(tmp_path / "memory.max"), str(tmp_path / "memory.limit_in_bytes"))
+    for path, content in zip(files, (v2, v1)):
+        if isinstance(content, bytes):
+            Path(path).write_bytes(content)
+        elif content is not None:
+            Path(path).write_text(content, encoding="utf-8")
+    assert checks._cgroup_limit(files) == want
 
 
 def test_dense_memory_limit_is_unknown_where_the_host_cannot_tell(monkeypatch):

@@ -178,17 +178,30 @@ def test_call_script_reaches_a_script_function_in_worker_processes(tmp_path):
         call_script(str(tmp_path / "absent.txt"), "task")
 
 
-@pytest.mark.parametrize("jobs", [1, 2])
-def test_run_script_tasks_keeps_task_order_and_names_a_failed_task(tmp_path, monkeypatch, jobs):
+def _task_script(
+    tmp_path: Path, monkeypatch, name: str, source: str, tempdir: Path | None = None
+) -> Path:
+    """``<tmp_path>/<name>.py`` holding ``source`` (a script of tasks for run_script_tasks),
+    with the temporary folder, where the finished tasks' partial file goes, set to
+    ``tempdir`` (default ``tmp_path``)."""
     import tempfile
 
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the finished results go
-    script = tmp_path / "toy_tasks.py"
-    script.write_text(
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path if tempdir is None else tempdir))
+    script = tmp_path / f"{name}.py"
+    script.write_text(source)
+    return script
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_run_script_tasks_keeps_task_order_and_names_a_failed_task(tmp_path, monkeypatch, jobs):
+    script = _task_script(
+        tmp_path,
+        monkeypatch,
+        "toy_tasks",
         "def task(x, scale=1):\n"
         "    if x < 0:\n"
         "        raise ValueError('negative')\n"
-        "    return x * scale\n"
+        "    return x * scale\n",
     )
     assert run_script_tasks(str(script), "task", [3, 1, 2], jobs, scale=10) == [30, 10, 20]
     with pytest.raises(RuntimeError, match=r"task -1 failed"):
@@ -203,15 +216,14 @@ def test_run_script_tasks_runs_the_other_tasks_and_keeps_their_results(
     those that had finished (hours of fits in an ablation) were lost with the exception. The
     other tasks now run, and their results are on the error (``results``) and in a partial
     file that the error names."""
-    import tempfile
-
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    script = tmp_path / "toy_rows.py"
-    script.write_text(
+    script = _task_script(
+        tmp_path,
+        monkeypatch,
+        "toy_rows",
         "def task(x):\n"
         "    if x < 0:\n"
         "        raise ValueError('negative')\n"
-        "    return {'x': x} if x % 2 else [{'x': x}, {'x': x + 100}]\n"
+        "    return {'x': x} if x % 2 else [{'x': x}, {'x': x + 100}]\n",
     )
     partial = tmp_path / "toy_rows.partial.json"
     with pytest.raises(RuntimeError, match=r"tasks -1, -3 failed; the results of the 2 ") as info:
@@ -232,16 +244,16 @@ def test_run_script_tasks_under_warnings_as_errors_keeps_a_non_finite_result(tmp
     """A finished task's NaN, under warnings as errors: the partial file was not written (the
     warning came first) and the error said it could not be; it is written and named, and the
     run's own error is the one raised."""
-    import tempfile
     import warnings
 
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    script = tmp_path / "toy_nan.py"
-    script.write_text(
+    script = _task_script(
+        tmp_path,
+        monkeypatch,
+        "toy_nan",
         "def task(x):\n"
         "    if x < 0:\n"
         "        raise ValueError('negative')\n"
-        "    return {'x': float('nan')}\n"
+        "    return {'x': float('nan')}\n",
     )
     partial = tmp_path / "toy_nan.partial.json"
     with warnings.catch_warnings():
@@ -253,12 +265,11 @@ def test_run_script_tasks_under_warnings_as_errors_keeps_a_non_finite_result(tmp
 
 
 def test_run_script_tasks_keeps_the_finished_results_on_ctrl_c(tmp_path, monkeypatch, capsys):
-    import tempfile
-
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    script = tmp_path / "toy_stop.py"
-    script.write_text(
-        "def task(x):\n    if x == 0:\n        raise KeyboardInterrupt\n    return {'x': x}\n"
+    script = _task_script(
+        tmp_path,
+        monkeypatch,
+        "toy_stop",
+        "def task(x):\n    if x == 0:\n        raise KeyboardInterrupt\n    return {'x': x}\n",
     )
     with pytest.raises(KeyboardInterrupt) as info:
         run_script_tasks(str(script), "task", [1, 0, 2], 1)
@@ -274,15 +285,14 @@ def test_run_script_tasks_keeps_the_finished_results_on_ctrl_c(tmp_path, monkeyp
 def test_run_script_tasks_with_nothing_finished_writes_and_names_no_partial_file(
     tmp_path, monkeypatch, capsys
 ):
-    import tempfile
-
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    script = tmp_path / "toy_none.py"
-    script.write_text(
+    script = _task_script(
+        tmp_path,
+        monkeypatch,
+        "toy_none",
         "def task(x):\n"
         "    if x == 0:\n"
         "        raise KeyboardInterrupt\n"
-        "    raise ValueError('negative')\n"
+        "    raise ValueError('negative')\n",
     )
     with pytest.raises(RuntimeError, match=r"^task -1 failed$"):  # no "; the results of ..."
         run_script_tasks(str(script), "task", [-1], 1)
@@ -294,13 +304,15 @@ def test_run_script_tasks_with_nothing_finished_writes_and_names_no_partial_file
 
 
 def test_run_script_tasks_says_when_the_finished_results_cannot_be_kept(tmp_path, monkeypatch):
-    import tempfile
-
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where the temporary folder should be")
-    monkeypatch.setattr(tempfile, "tempdir", str(blocked))
-    script = tmp_path / "toy_kept.py"
-    script.write_text("def task(x):\n    if x < 0:\n        raise ValueError('no')\n    return x\n")
+    script = _task_script(
+        tmp_path,
+        monkeypatch,
+        "toy_kept",
+        "def task(x):\n    if x < 0:\n        raise ValueError('no')\n    return x\n",
+        tempdir=blocked,
+    )
     with pytest.raises(
         RuntimeError,
         match=r"^task -1 failed; the results of the 1 finished task\(s\) could not be written \(",

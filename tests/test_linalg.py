@@ -299,6 +299,29 @@ def test_pcg_breakdown_of_one_column_leaves_the_others_solving():
     assert it == 4 and rel == pytest.approx(rel1, rel=1e-12)
 
 
+def test_pcg_with_breakdown_says_which_column_broke_down():
+    """pcg's result told a breakdown from the iteration cap by nothing (a caller advised "raise
+    the iteration cap" for both): pcg_with_breakdown flags the column that stopped on a
+    non-positive curvature, and nothing else changes (pcg's three values are its first three)."""
+    from bayesphys._linalg import pcg_with_breakdown
+
+    d = torch.tensor([1.0, 2.0, 3.0, 4.0, -1.0], dtype=F64)
+    b = torch.tensor([[1.0, 1.0, 1.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0, 0.5]], dtype=F64).T
+    kw = {"tol": 1e-10, "maxiter": 50, "columns": True}
+    x, it, rel, broken = pcg_with_breakdown(lambda v: d[:, None] * v, b, **kw)
+    assert broken.tolist() == [False, True]
+    x3, it3, rel3 = pcg(lambda v: d[:, None] * v, b, **kw)
+    assert torch.equal(x, x3) and (it, rel) == (it3, rel3)
+    # one system: a 0-dim flag; the cap is no breakdown
+    _, it, rel, broken = pcg_with_breakdown(lambda v: d * v, b[:, 1], tol=1e-10, maxiter=50)
+    assert broken.shape == () and bool(broken) and it == 2
+    _, it, rel, broken = pcg_with_breakdown(lambda v: d.abs() * v, b[:, 1], tol=0.0, maxiter=2)
+    assert not bool(broken) and it == 2 and rel > 0
+    # solved before the first iteration (b = 0): nothing broke down
+    _, it, _, broken = pcg_with_breakdown(lambda v: d[:, None] * v, 0 * b, columns=True)
+    assert it == 0 and broken.tolist() == [False, False]
+
+
 @pytest.mark.parametrize("tol", [1e-2, 1e-5])
 def test_pcg_stops_at_the_first_iterate_within_tol(tol):
     """The stopping rule is exact: the returned iterate meets ||b - Hx|| <= tol ||b||, and the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 import torch
 
 from bayesphys._model import FitResult
@@ -158,6 +159,24 @@ def test_posteriors_show_shapes_and_kind_not_values():
     assert repr(s) == (
         "SamplePosterior(chains=2, draws=100, event_shape=(3,), batch_shape=(5,), device=cpu)"
     )
+
+
+def test_a_half_built_posterior_has_a_repr():
+    """An __init__ that raised part-way leaves a posterior without some attributes; printing
+    it (a traceback's locals, a debugger) raised AttributeError from __repr__, which hid the
+    error being looked at. It shows the class and what is known."""
+    from bayesphys import GaussianPosterior, SamplePosterior
+
+    mean = torch.zeros(4, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="covariance: expected shape") as info:
+        GaussianPosterior(mean, torch.eye(5, dtype=torch.float64))
+    half = next(e.locals["self"] for e in info.traceback if "self" in e.locals)
+    assert not hasattr(half, "covariance")  # raised after the shapes, before the covariance
+    assert repr(half) == "GaussianPosterior(event_shape=(4, 3), batch_shape=())"
+    bare = GaussianPosterior.__new__(GaussianPosterior)
+    assert repr(bare) == "GaussianPosterior()"
+    bare = SamplePosterior.__new__(SamplePosterior)
+    assert repr(bare) == "SamplePosterior()"
 
 
 def test_a_value_whose_repr_fails_is_shown_by_its_type():

@@ -158,8 +158,8 @@ def _results_text(payload: Mapping[str, Any]) -> tuple[str, list[str]]:
     """``payload`` as :func:`results_json` writes it, and where its non-finite numbers were
     (for the warning a writer gives once the text is on disk)."""
     nonfinite: list[str] = []
-    clean = _strict(payload, "", nonfinite)
-    text = json.dumps(clean, indent=1, default=_json_value, allow_nan=False) + "\n"
+    clean = _strict(payload, "", nonfinite)  # plain JSON types only: json needs no default=
+    text = json.dumps(clean, indent=1, allow_nan=False) + "\n"
     return text, nonfinite
 
 

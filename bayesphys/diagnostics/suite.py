@@ -34,8 +34,6 @@ quick runs write everything to a fresh temporary folder.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import os
 import tempfile
@@ -49,6 +47,7 @@ from typing import Any
 from .._bench import bench_row, repo_root, write_results
 from .._checks import check_bool, offset_seed
 from .._files import out_folder_arg
+from .._hooks import component_hook
 from .._stack import user_stacklevel
 from .calibrate import calibration_rows
 from .core_problem import CoreFamily
@@ -107,15 +106,9 @@ def core_rows(quick: bool, seed: int) -> list[dict]:
 
 
 def load_hook(component: str) -> ModuleType | None:
-    """``bayesphys.<component>._calibration`` or ``None`` when the component or hook is absent."""
-    try:
-        if importlib.util.find_spec(f"bayesphys.{component}") is None:
-            return None
-        if importlib.util.find_spec(f"bayesphys.{component}._calibration") is None:
-            return None
-    except ModuleNotFoundError:
-        return None
-    return importlib.import_module(f"bayesphys.{component}._calibration")
+    """``bayesphys.<component>._calibration`` or ``None`` when the component or hook is absent
+    (or the component's package cannot be imported): :func:`bayesphys._hooks.component_hook`."""
+    return component_hook(component, "_calibration")
 
 
 def _missing_row(component: str, why: str) -> dict:

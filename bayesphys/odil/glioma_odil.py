@@ -198,13 +198,27 @@ def fit_joint_odil(
             f"posterior; {hint} ({err})"
         ) from err
     resids = info.get("cg_residuals", [])
-    if not all(r <= 1e-8 for r in resids):  # NaN residuals included
-        worst = max(resids, default=float("nan"))
+    short = [j for j, r in enumerate(resids) if not r <= 1e-8]  # NaN residuals included
+    if short:
+        worst = max(resids[j] for j in short)
+        broke = info.get("cg_breakdown", [False] * len(resids))
+        why = []
+        if any(not broke[j] for j in short):
+            why.append(
+                "stopped short within their iteration limit, 4 x cg_maxiter: raise cg_maxiter "
+                f"(given {cg_maxiter}), or use linear_solver='sparse' (a float64 model)"
+            )
+        if any(broke[j] for j in short):
+            why.append(
+                "broke down (a non-positive curvature: the field block of the joint fit's "
+                "Gauss-Newton matrix is not positive definite to round-off, so more iterations "
+                "do not help): check nt / sigma_pde, or use linear_solver='sparse' (a float64 "
+                "model)"
+            )
         warnings.warn(
             "fit_odil: the conjugate-gradient solves of the theta covariance (Schur "
-            f"complement) stopped short within their iteration limit, 4 x cg_maxiter "
-            f"(largest relative residual {worst:.1e}), so theta_cov may be off: raise "
-            f"cg_maxiter (given {cg_maxiter}), or use linear_solver='sparse' (a float64 model)",
+            f"complement) {'; some '.join(why)} (largest relative residual {worst:.1e}), so "
+            "theta_cov may be off",
             RuntimeWarning,
             stacklevel=user_stacklevel(),
         )

@@ -20,6 +20,7 @@ linear in :math:`x` (linear-Gaussian problems) this is the exact posterior.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -37,7 +38,7 @@ from .._device import as_tensor
 from .._stack import user_stacklevel
 from ..posterior import GaussianPosterior
 from .problem import DiscreteProblem
-from .solvers import cg, check_dense_gn_memory, dense_jacobian, jvp_vjp
+from .solvers import cg_with_breakdown, check_dense_gn_memory, dense_jacobian, jvp_vjp
 from .sparse import ColouredJacobian, sparse_schur_covariance
 
 __all__ = ["gn_matvec", "theta_covariance", "field_posterior", "dense_gn_matrix"]
@@ -116,9 +117,12 @@ def theta_covariance(
     by column colouring (:class:`~bayesphys.odil.ColouredJacobian`, stencil of
     ``stencil_radius`` cells, default 1, given only with ``sparse``; float64 plain-grid problems) and solves with the field block of
     :math:`J^\top J` by sparse LU instead of CG (:func:`~bayesphys.odil.sparse.sparse_schur_covariance`). Returns ``(cov, info)`` with the CG
-    iteration count (one per parameter, shared: the columns are solved together) and each
-    column's true relative residual in ``info`` (a ``RuntimeWarning`` if a residual
-    stays above ``cg_tol``, unless ``warn_inexact=False``: a caller that reports it itself). ``cg_tol >= 0``, ``cg_maxiter >= 1``; ``params`` distinct names
+    iteration count (one per parameter, shared: the columns are solved together), each
+    column's true relative residual and whether its CG broke down (``cg_breakdown``) in
+    ``info`` (a ``RuntimeWarning`` if a residual
+    stays above ``cg_tol``, saying per column whether CG reached ``cg_maxiter`` or broke down
+    on a non-positive curvature, which more iterations do not mend; unless
+    ``warn_inexact=False``: a caller that reports it itself). ``cg_tol >= 0``, ``cg_maxiter >= 1``; ``params`` distinct names
     of unknowns (a single name may be given as a string); a field's name stands for its
     fine-grid values, in C order, whether or not the field is held in the multigrid
     decomposition. A field block that is singular (a field mode no residual fixes, e.g. the
@@ -236,28 +240,80 @@ def _theta_covariance(
     # the p systems H_uu s_j = h_uj solved together as the columns of one CG (a loop of p solves
     # paid the graph overhead p times); each column's true relative residual is reported
     # at most _DRAW_BLOCK columns per CG: memory of a few [n, block] tensors, not [n, p]
-    parts, its = [], 0
+    parts, its, broken, capped = [], 0, [], []
     for i in range(0, h_ut.shape[1], _DRAW_BLOCK):
-        part, k, _ = cg(mv_uu, h_ut[:, i : i + _DRAW_BLOCK], tol=cg_tol, maxiter=cg_maxiter)
+        rhs = h_ut[:, i : i + _DRAW_BLOCK]
+        part, k, _, bad = cg_with_breakdown(mv_uu, rhs, tol=cg_tol, maxiter=cg_maxiter)
         parts.append(part)
         its = max(its, k)
+        broken += bad.tolist()
+        capped += [k >= cg_maxiter] * rhs.shape[1]
     sols = torch.cat(parts, 1)
     bnorm = h_ut.norm(dim=0)
     rel = (h_ut - mv_uu(sols)).norm(dim=0) / torch.where(bnorm > 0, bnorm, 1.0)
     resids = [float(v) for v in rel]
-    if warn_inexact and not all(r <= cg_tol for r in resids):  # NaN residuals included
+    short = _cg_shortfall(resids, broken, capped, cg_tol)
+    if warn_inexact and short:
+        reasons = "; ".join(
+            f"column(s) {idx} {_SHORT_WHY[why].format(maxiter=cg_maxiter, matrix=_H_UU)}"
+            for why, idx in short.items()
+        )
         warnings.warn(
-            f"theta_covariance: CG did not reach cg_tol={cg_tol:g} within cg_maxiter="
-            f"{cg_maxiter} (relative residuals {[f'{r:.1e}' for r in resids]}); the covariance "
-            "may be off, raise cg_maxiter",
+            f"theta_covariance: CG did not reach cg_tol={cg_tol:g} (relative residuals "
+            f"{[f'{r:.1e}' for r in resids]}; columns: the unknowns of params in order): "
+            f"{reasons}; the covariance may be off",
             RuntimeWarning,
             stacklevel=user_stacklevel(),
         )
     schur = h_tt - h_ut.T @ sols
     schur = 0.5 * (schur + schur.T)
     cov = torch.linalg.inv(schur)
-    info = {"cg_iters": [its] * len(t_idx), "cg_residuals": resids}
+    info = {"cg_iters": [its] * len(t_idx), "cg_residuals": resids, "cg_breakdown": broken}
     return 0.5 * (cov + cov.T), {**info, "h_tt_diag": h_tt.diagonal()}
+
+
+_H_UU = "the field block H_uu of the Gauss-Newton matrix"
+_H = "the Gauss-Newton matrix H"
+# why a CG column stopped above its tolerance (_cg_shortfall's keys), and the remedy for each
+_SHORT_WHY = {
+    "capped": "reached cg_maxiter={maxiter}: raise cg_maxiter",
+    "broke down": (
+        "broke down (a non-positive curvature p^T A p <= 0 before the tolerance, A = {matrix}: "
+        "not positive definite to round-off, so more iterations do not help): add damping (a "
+        "prior or smoothness residual on the field), check the problem for a mode no residual "
+        "fixes, or use float64"
+    ),
+    "stalled": (
+        "stopped with CG's updated residual below the tolerance but the true one above it "
+        "(round-off): the tolerance is below what this dtype resolves for this system; raise "
+        "cg_tol or use float64"
+    ),
+    "not finite": "is not finite (a NaN or infinite product)",
+}
+
+
+def _cg_shortfall(
+    resids: Sequence[float], broken: Sequence[bool], capped: Sequence[bool], tol: float
+) -> dict[str, list[int]]:
+    """The columns whose true relative residual ``resids`` stayed above ``tol`` (NaN included),
+    grouped by why CG stopped there (the keys of :data:`_SHORT_WHY`, those with columns only):
+    a breakdown (``broken``), the iteration cap (``capped``: the column's solve took
+    ``maxiter`` iterations), a non-finite residual, or else a stall (CG's recursively updated
+    residual met ``tol``, the true one did not)."""
+    short: dict[str, list[int]] = {}
+    for j, (r, b, c) in enumerate(zip(resids, broken, capped)):
+        if r <= tol:
+            continue
+        if not math.isfinite(r):
+            why = "not finite"
+        elif b:
+            why = "broke down"
+        elif c:
+            why = "capped"
+        else:
+            why = "stalled"
+        short.setdefault(why, []).append(j)
+    return short
 
 
 def _unit_matrix(problem: DiscreteProblem, x: Tensor, t_idx: Tensor) -> Tensor:
@@ -348,7 +404,9 @@ def field_posterior(
     :math:`n\varepsilon` (:math:`\varepsilon` the dtype's machine epsilon; a rank tolerance, as
     :func:`theta_covariance` refuses a parameter the field absorbs). The sampled path cannot
     tell: on a singular :math:`H` its CG draws have the pseudo-inverse's covariance, which
-    leaves out the undetermined directions.
+    leaves out the undetermined directions. Draws whose CG stopped above ``cg_tol`` give a
+    ``RuntimeWarning`` counting those that reached ``cg_maxiter`` and those that broke down (a
+    non-positive curvature: more iterations do not mend it).
     Settings: ``dense_max >= 0``, ``num_draws >= 1``, ``cg_tol >= 0``, ``cg_maxiter >= 1``,
     ``jitter >= 0`` or ``None``, ``seed`` an int or ``None`` (a seed drawn from torch's global
     stream).
@@ -418,25 +476,31 @@ def field_posterior(
         ]
     )
     # at most _DRAW_BLOCK columns per CG: memory of a few [n, block] tensors, not [n, K]
-    sols, rels = [], []
+    sols, rels, broken, capped = [], [], [], []
     for i in range(0, num_draws, _DRAW_BLOCK):
         b = jtw(z[i : i + _DRAW_BLOCK]).mT.contiguous()  # right-hand sides [n, block]
-        part, _, _ = cg(mv, b, tol=cg_tol, maxiter=cg_maxiter)
+        part, k, _, bad = cg_with_breakdown(mv, b, tol=cg_tol, maxiter=cg_maxiter)
         bnorm = b.norm(dim=0)  # each column's true relative residual, for the warning below
         rels.append((b - mv(part)).norm(dim=0) / torch.where(bnorm > 0, bnorm, 1.0))
         sols.append(part)
+        broken += bad.tolist()
+        capped += [k >= cg_maxiter] * b.shape[1]
     sol, rel = torch.cat(sols, 1), torch.cat(rels)
     if not bool(torch.isfinite(sol).all()):  # a NaN Jacobian behind a finite residual
         raise ValueError(_NOT_FINITE)
     resids = [float(v) for v in rel]
     draws = [sol[sl, k] for k in range(num_draws)]
-    bad = [r for r in resids if not r <= cg_tol]  # NaN residuals included
-    if bad:
+    short = _cg_shortfall(resids, broken, capped, cg_tol)
+    if short:
+        bad = [resids[j] for idx in short.values() for j in idx]
+        reasons = "; ".join(
+            f"{len(idx)} {_SHORT_WHY[why].format(maxiter=cg_maxiter, matrix=_H)}"
+            for why, idx in short.items()
+        )
         warnings.warn(
-            f"field_posterior: CG did not reach cg_tol={cg_tol:g} within cg_maxiter="
-            f"{cg_maxiter} for {len(bad)} of {num_draws} draws (relative residuals up to "
-            f"{max(bad):.1e}); the draws, and the spread they give, may be off: raise "
-            "cg_maxiter",
+            f"field_posterior: CG did not reach cg_tol={cg_tol:g} for {len(bad)} of "
+            f"{num_draws} draws (relative residuals up to {max(bad):.1e}): {reasons}; the "
+            "draws, and the spread they give, may be off",
             RuntimeWarning,
             stacklevel=user_stacklevel(),
         )

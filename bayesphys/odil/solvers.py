@@ -29,7 +29,7 @@ from torch import Tensor
 from .._checks import check_bool, check_dense_memory, check_int, check_real
 from .._device import as_tensor, check_finite
 from .._fit_callback import call_propagating, propagating
-from .._linalg import lstsq_any_rank, pcg
+from .._linalg import lstsq_any_rank, pcg_with_breakdown
 from .._model import FitResult, autograd_on, optimize, optimizer_state_finite
 from .._progress import progress_bar
 from .._stack import user_stacklevel
@@ -59,6 +59,23 @@ def cg(
     (and ``precond``, if given) callables, ``b`` a tensor and ``x0`` of ``b``'s shape (taken
     in ``b``'s dtype and on its device, as :func:`minimize` takes its ``x0`` in the problem's).
     """
+    x, it, rel, _ = cg_with_breakdown(matvec, b, x0=x0, tol=tol, maxiter=maxiter, precond=precond)
+    return x, it, rel
+
+
+def cg_with_breakdown(
+    matvec: Callable[[Tensor], Tensor],
+    b: Tensor,
+    *,
+    x0: Tensor | None = None,
+    tol: float = 1e-8,
+    maxiter: int = 500,
+    precond: Callable[[Tensor], Tensor] | None = None,
+) -> tuple[Tensor, int, float, Tensor]:
+    r""":func:`cg`, also returning which columns stopped on a breakdown (non-positive
+    curvature :math:`p^\top Ap \le 0`, which more iterations do not mend): ``(x, iterations,
+    relative residual, broken)``, ``broken`` a bool tensor ``[k]`` for ``b [n, k]``, ``[]``
+    for ``b [n]`` (:func:`bayesphys._linalg.pcg_with_breakdown`)."""
     tol = check_real("tol", tol, minimum=0.0)
     maxiter = check_int("maxiter", maxiter, minimum=1)
     _check_callable("matvec", matvec)
@@ -71,7 +88,9 @@ def cg(
         raise ValueError(f"x0: expected a tensor of b's shape {tuple(b.shape)}, received {got}")
     if x0 is not None:  # another dtype or device failed inside the first matrix product
         x0 = x0.to(dtype=b.dtype, device=b.device)
-    return pcg(matvec, b, precond=precond, x0=x0, tol=tol, maxiter=maxiter, columns=b.ndim == 2)
+    return pcg_with_breakdown(
+        matvec, b, precond=precond, x0=x0, tol=tol, maxiter=maxiter, columns=b.ndim == 2
+    )
 
 
 def _check_callable(name: str, fn: object) -> None:

@@ -268,6 +268,10 @@ def max_steps(
     return torch.where(torch.isnan(total), math.nan, bound)
 
 
+#: step counts above this are named as impractical (to 3 digits) rather than as a bound to use
+_IMPRACTICAL_STEPS = 10**9
+
+
 def _check_stable(
     faces: Sequence[Tensor],
     dw: Tensor | float,
@@ -308,7 +312,7 @@ def _check_stable(
     dt = t_end / steps
     if dt <= limit * (1 + 1e-12):
         return
-    need = math.ceil(t_end / limit)  # the fewest steps the check accepts
+    need = t_end / limit  # the fewest steps the check accepts, once rounded up
     # stable_steps sizes for diffusion only unless given the Euler scheme's reaction rate (its
     # diffusion-only count was too small where rho dominates, e.g. dw=0.001, rho=10, h=1)
     hint = (
@@ -316,11 +320,19 @@ def _check_stable(
         if scheme == "euler" and _as_float(rho) > 0
         else "stable_steps"
     )
+    if need <= _IMPRACTICAL_STEPS:
+        advice = f"use steps >= {math.ceil(need)} (e.g. {hint})"
+    else:  # rho near the float maximum printed a 300-digit count (or overflowed: inf)
+        count = f"about {need:.3g}" if math.isfinite(need) else "above 1.8e+308"
+        advice = (
+            f"a stable run needs {count} steps, which these parameters make impractical (more "
+            f"than {_IMPRACTICAL_STEPS:.0e}): check dw, rho and spacing and their units"
+        )
     msg = (
         f"steps: {steps} steps over t_end={t_end:g} give dt={dt:.4g}, above the {scheme} "
         f"scheme's stability bound {limit:.4g} for dw={_as_float(dw):g}, "
-        f"rho={_as_float(rho):g}, spacing={spacing:g} (the state may oscillate or blow up); use "
-        f"steps >= {need} (e.g. {hint})"
+        f"rho={_as_float(rho):g}, spacing={spacing:g} (the state may oscillate or blow up); "
+        f"{advice}"
     )
     if tensors:
         warnings.warn(msg, RuntimeWarning, stacklevel=user_stacklevel())

@@ -149,7 +149,11 @@ def _release_worker(rank: int, world: int, port: int, out: str) -> None:
         res = ddp.train_ddp(
             _model, _loss, _data(), epochs=1, batch_size=4, lr=1e-2, seed=0, progress=False
         )
-        alive = sum(isinstance(o, DDP) and o.module is res.extra["model"] for o in gc.get_objects())
+        # by type(o), not isinstance(o, ...): isinstance reads o.__class__, which warns for some
+        # objects (torch.distributed's deprecated reduce_op: a FutureWarning, an error under -W
+        # error)
+        model = res.extra["model"]
+        alive = sum(issubclass(type(o), DDP) and o.module is model for o in gc.get_objects())
         net = DDP(_model())
         net.__dict__["_cycle"] = net  # only the cyclic collector frees it
         ref = weakref.ref(net)

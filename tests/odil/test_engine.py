@@ -683,8 +683,10 @@ def test_theta_covariance_solves_every_parameter_in_one_cg(monkeypatch):
     prob, x = _trend_problem()
     n = 16
     calls = []
-    real_cg = laplace.cg
-    monkeypatch.setattr(laplace, "cg", lambda *a, **k: calls.append(a[1].shape) or real_cg(*a, **k))
+    real_cg = laplace.cg_with_breakdown
+    monkeypatch.setattr(
+        laplace, "cg_with_breakdown", lambda *a, **k: calls.append(a[1].shape) or real_cg(*a, **k)
+    )
     cov, info = theta_covariance(prob, x, ["a", "b", "c"], cg_tol=1e-12)
     assert calls == [(n, 3)]  # one solve of three columns
     exact = torch.linalg.inv(dense_gn_matrix(prob, x))[n:, n:]
@@ -702,8 +704,10 @@ def test_theta_covariance_in_blocks_of_columns_equals_one_solve(monkeypatch, blo
     prob, x = _trend_problem()
     whole, _ = theta_covariance(prob, x, ["a", "b", "c"], cg_tol=1e-13)
     calls = []
-    real_cg = laplace.cg
-    monkeypatch.setattr(laplace, "cg", lambda *a, **k: calls.append(a[1].shape) or real_cg(*a, **k))
+    real_cg = laplace.cg_with_breakdown
+    monkeypatch.setattr(
+        laplace, "cg_with_breakdown", lambda *a, **k: calls.append(a[1].shape) or real_cg(*a, **k)
+    )
     monkeypatch.setattr(laplace, "_DRAW_BLOCK", block)
     cov, info = theta_covariance(prob, x, ["a", "b", "c"], cg_tol=1e-13)
     assert calls == [(16, block)] * (3 // block) + [(16, 3 % block)] * (3 % block > 0)

@@ -68,3 +68,27 @@ def test_a_float32_model_is_told_to_build_in_float64_where_its_covariance_fails(
     ):
         m.fit_odil(nt=3, steps=0, cg_maxiter=10, progress=False)
     assert torch.equal(m.theta, theta) and torch.equal(m.theta_cov, cov)
+
+
+@pytest.mark.parametrize("broken", [[False, True, False, False], [True, True, False, False]])
+def test_a_breakdown_of_the_covariance_solves_is_not_answered_with_raise_cg_maxiter(
+    monkeypatch, broken
+):
+    """The Schur CG columns that stopped short were all told to raise cg_maxiter, also those
+    that broke down (a non-positive curvature), where more iterations do not help; a column
+    short at the cap (column 0 in the first case) still is."""
+    import bayesphys.odil.glioma_odil as glioma_odil
+
+    real = glioma_odil.theta_covariance
+
+    def short(*args, **kwargs):
+        cov, info = real(*args, **kwargs)
+        return cov, {**info, "cg_residuals": [0.5, 0.5, 0.0, 0.0], "cg_breakdown": broken}
+
+    m = _stand_in_model()
+    monkeypatch.setattr(glioma_odil, "theta_covariance", short)
+    with pytest.warns(RuntimeWarning, match=r"^fit_odil: the conjugate-gradient") as rec:
+        m.fit_odil(nt=3, steps=0, progress=False, linear_solver="sparse", cg_maxiter=10)
+    (text,) = [str(w.message) for w in rec if "conjugate-gradient" in str(w.message)]
+    assert "broke down (a non-positive curvature" in text
+    assert ("raise cg_maxiter (given 10)" in text) == (not broken[0])

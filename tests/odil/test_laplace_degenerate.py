@@ -100,3 +100,53 @@ def test_parameters_of_very_different_precision_are_not_refused(dtype):
         cov, _ = theta_covariance(prob, prob.initial(), **kw)
         want = torch.tensor([0.25, scale**-2], dtype=torch.float64)
         torch.testing.assert_close(cov.diagonal().double(), want, rtol=1e-4, atol=0)
+
+
+def _periodic_float32():
+    """A periodic Laplacian in float32: the field's constant mode is free, and CG on the field
+    block meets a non-positive curvature (round-off) before the default cg_tol."""
+    w = 0.5 + torch.rand(5, 4, generator=torch.Generator().manual_seed(0))
+
+    def res(f, p):
+        u = f["u"]
+        lap = sum(torch.roll(u, s, a) for s in (1, -1) for a in (0, 1)) - 4 * u
+        return {"pde": (lap - p["a"]) * 0.1 * w, "pa": p["a"] - 0.3}
+
+    return DiscreteProblem({"u": (5, 4)}, {"a": 0.5}, res, dtype=torch.float32)
+
+
+def test_a_cg_breakdown_is_not_answered_with_raise_cg_maxiter():
+    """A CG column that stopped on a breakdown (87 of 2000 iterations here) was told to raise
+    cg_maxiter, which does not help; the warning now says which columns broke down and which
+    reached the cap, with the remedy of each."""
+    prob = _periodic_float32()
+    with pytest.warns(RuntimeWarning, match="theta_covariance: CG did not reach") as rec:
+        _, info = theta_covariance(prob, prob.initial())
+    text = str(rec[0].message)
+    assert info["cg_iters"][0] < 2000 and info["cg_breakdown"] == [True]
+    assert "column(s) [0] broke down" in text and "not positive definite" in text
+    assert "raise cg_maxiter" not in text
+    with pytest.warns(RuntimeWarning, match="theta_covariance: CG did not reach") as rec:
+        theta_covariance(prob, prob.initial(), cg_maxiter=3)
+    text = str(rec[0].message)
+    assert "column(s) [0] reached cg_maxiter=3: raise cg_maxiter" in text
+    assert "broke down" not in text
+    with pytest.warns(RuntimeWarning, match="field_posterior: CG did not reach") as rec:
+        field_posterior(prob, prob.initial(), "u", dense_max=0, num_draws=20)
+    assert "broke down (a non-positive curvature" in str(rec[0].message)
+
+
+def test_cg_shortfall_tells_each_reason_apart():
+    from bayesphys.odil.laplace import _SHORT_WHY, _cg_shortfall
+
+    resids = [1e-12, 0.5, 0.5, 0.5, float("nan"), 2e-9]
+    broken = [True, True, False, False, False, False]
+    capped = [True, False, True, False, True, False]
+    assert _cg_shortfall(resids, broken, capped, 1e-9) == {
+        "broke down": [1],  # a breakdown, whether or not the cap was reached too
+        "capped": [2],
+        "stalled": [3, 5],  # neither: the recursive residual met the tolerance
+        "not finite": [4],
+    }
+    assert _cg_shortfall(resids[:1], broken[:1], capped[:1], 1e-9) == {}  # column 0 converged
+    assert set(_SHORT_WHY) == {"broke down", "capped", "stalled", "not finite"}

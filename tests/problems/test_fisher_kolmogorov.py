@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import warnings
 
 import pytest
@@ -529,3 +530,26 @@ def test_finite_rates_whose_stability_bound_overflows_to_zero_are_not_called_non
         r"rho=0\.05, spacing=1e-10: the rate overflows float64\), so no step count is stable$",
     ):
         fk_forward(c0, faces, 1e300, 0.05, t_end=1.0, steps=4, spacing=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("rho", "t_end", "count"), [(1e300, 1.0, "about 5e+299"), (1e308, 100.0, "above 1.8e+308")]
+)
+def test_an_impractical_step_count_is_named_readably(rho, t_end, count):
+    """A rate near the float maximum printed a 300-digit 'use steps >= N' (or, where t_end /
+    bound overflowed, raised OverflowError from math.ceil); the refusal now gives the count to
+    three digits and says the parameters make it impractical. Counts up to 1e9 are exact."""
+    faces = tissue_faces(torch.ones(8, dtype=F64), torch.zeros(8, dtype=F64))
+    c0 = torch.linspace(0.05, 0.95, 8, dtype=F64)
+    kw = {"t_end": t_end, "steps": 10, "spacing": 1.0, "scheme": "euler"}
+    with pytest.raises(ValueError, match=r"^steps: 10 steps over") as info:
+        fk_forward(c0, faces, 0.001, rho, **kw)
+    text = str(info.value)
+    assert f"a stable run needs {count} steps, which these parameters make impractical" in text
+    assert "check dw, rho and spacing" in text and len(text) < 400
+    with pytest.warns(RuntimeWarning, match=re.escape(f"needs {count} steps")):  # tensors
+        fk_forward(c0, faces, torch.tensor(0.001, dtype=F64), rho, **kw)
+    need = math.ceil(2.0 / max_step(faces, 0.001, 5e8, 1.0, "euler"))
+    assert need <= 10**9
+    with pytest.raises(ValueError, match=rf"use steps >= {need} \(e\.g\. stable_steps"):
+        fk_forward(c0, faces, 0.001, 5e8, **{**kw, "t_end": 2.0})
