@@ -3,9 +3,11 @@ Meta Flow Matching).
 
 A prediction embeds each source population through a seeded subsample
 (:func:`embed_populations`, MFM only) and integrates the flow of the field from the whole
-source population (:func:`push_populations`), populations of equal size together as one
-batch ``[G, n, d]``. :func:`check_solver` reads the solver arguments of ``predict``;
-:func:`check_draw_populations` the populations of ``posterior``.
+source population (:func:`push_populations`): each population on its own, so that its
+prediction does not depend on the other populations of the call, or (``batch=True``)
+populations of equal size together as one batch ``[G, n, d]`` (:func:`integration_batches`).
+:func:`check_solver` reads the solver arguments of ``predict``; :func:`check_draw_populations`
+the populations of ``posterior``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ __all__ = [
     "check_draw_populations",
     "embed_populations",
     "same_size_groups",
+    "integration_batches",
     "push_populations",
     "predictive_draws",
 ]
@@ -99,6 +102,25 @@ def same_size_groups(sizes: Sequence[int]) -> list[list[int]]:
     return list(groups.values())
 
 
+def integration_batches(sizes: Sequence[int], chunk: int, batch: bool) -> list[list[int]]:
+    """The populations (indices into ``sizes``, the populations' point counts) integrated
+    together, one list per ODE solve.
+
+    ``batch=False``: one population per solve, so no population's result depends on the
+    others (dopri5 adapts one step size to the error norm of everything it integrates, and a
+    BLAS may round a row of a matrix product by its place in the batch). ``batch=True``:
+    populations of equal size together, at most ``max(1, chunk // n)`` populations of ``n``
+    points per solve, groups in order of first appearance.
+    """
+    if not batch:
+        return [[i] for i in range(len(sizes))]
+    out: list[list[int]] = []
+    for ids in same_size_groups(sizes):
+        per = max(1, chunk // int(sizes[ids[0]]))
+        out += [ids[lo : lo + per] for lo in range(0, len(ids), per)]
+    return out
+
+
 def push_populations(
     field: nn.Module,
     pops: Sequence[Tensor],
@@ -108,46 +130,43 @@ def push_populations(
     solver: str,
     steps: int | None,
     chunk: int,
+    batch: bool = False,
 ) -> list[Tensor]:
     """Each population ``[n_i, d]`` pushed through the flow of ``field`` -> list of
     ``[n_i, d]``.
 
     ``frame = (norm, shift, scale)``: points are mapped by ``norm`` into the model's frame and
     back by ``* scale + shift``. Population ``i`` reads condition row ``cond[i]`` (``[P, c]``).
-    Populations of equal size are integrated together as one batch ``[G, n, d]``, at most
-    ``chunk`` points at a time (a larger population whole), by ``solver``: ``"rk4"`` with
-    ``steps`` steps (``None``: ``config.solver_steps``), else adaptively to the config's
-    ``atol``/``rtol``. With ``config.centered`` the flow is integrated in each population's
-    source-centred frame.
+    Each population is integrated on its own as ``[1, n_i, d]`` (its result is the one it
+    gives alone, bit for bit), or with ``batch`` populations of equal size together as one
+    batch ``[G, n, d]``, at most ``chunk`` points at a time (a larger population whole; see
+    :func:`integration_batches`), by ``solver``: ``"rk4"`` with ``steps`` steps (``None``:
+    ``config.solver_steps``), else adaptively to the config's ``atol``/``rtol``. With
+    ``config.centered`` the flow is integrated in each population's source-centred frame.
     """
     norm, shift, scale = frame
     cfg = config
-    p = len(pops)
-    out: list[Tensor | None] = [None] * p
-    # populations of equal size are integrated together as [G, n, d], each reading its
-    # own condition row [G, 1, c]; at most ``chunk`` points at a time
-    for ids in same_size_groups([q.shape[0] for q in pops]):
-        n = pops[ids[0]].shape[0]
-        per = max(1, chunk // n)
-        for lo in range(0, len(ids), per):
-            sel = ids[lo : lo + per]
-            x = torch.stack([norm(pops[i]) for i in sel])  # [g, n, d]
-            c = None if cond is None else cond[sel][:, None, :]
-            ctr = None
-            if cfg.centered:  # integrate in each population's source-centred frame
-                ctr = torch.stack([norm(pops[i].mean(0)) for i in sel])[:, None, :]
-                x = x - ctr
-            f = lambda t, z, c=c: field(t, z, c)  # noqa: E731
-            if solver == "rk4":
-                y = integrate(f, x, steps=cfg.solver_steps if steps is None else steps)
-            else:
-                y = integrate(f, x, method=solver, atol=cfg.atol, rtol=cfg.rtol)
-            if ctr is not None:
-                y = y + ctr
-            y = y * scale + shift
-            for i, yi in zip(sel, y):
-                # its own storage: a view kept the whole batch alive, and pickled it whole
-                out[i] = yi.clone() if len(sel) > 1 else yi
+    out: list[Tensor | None] = [None] * len(pops)
+    # each solve integrates [g, n, d] (g = 1 unless batch), each population reading its own
+    # condition row [g, 1, c]
+    for sel in integration_batches([q.shape[0] for q in pops], chunk, batch):
+        x = torch.stack([norm(pops[i]) for i in sel])  # [g, n, d]
+        c = None if cond is None else cond[sel][:, None, :]
+        ctr = None
+        if cfg.centered:  # integrate in each population's source-centred frame
+            ctr = torch.stack([norm(pops[i].mean(0)) for i in sel])[:, None, :]
+            x = x - ctr
+        f = lambda t, z, c=c: field(t, z, c)  # noqa: E731
+        if solver == "rk4":
+            y = integrate(f, x, steps=cfg.solver_steps if steps is None else steps)
+        else:
+            y = integrate(f, x, method=solver, atol=cfg.atol, rtol=cfg.rtol)
+        if ctr is not None:
+            y = y + ctr
+        y = y * scale + shift
+        for i, yi in zip(sel, y):
+            # its own storage: a view kept the whole batch alive, and pickled it whole
+            out[i] = yi.clone() if len(sel) > 1 else yi
     return out
 
 

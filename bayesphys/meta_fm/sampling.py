@@ -4,7 +4,9 @@ r"""ODE samplers for the learned flow :math:`\dot x = v(t, x)`, :math:`t: 0 \to 
   straight flows of CFM (10 steps match 50 to four decimals on letters, anchor 4.4).
 * ``"dopri5"``: adaptive Dormand-Prince via ``torchdiffeq.odeint`` (``atol``, ``rtol``), the
   reference's solver. Its steps follow the error norm of everything integrated together, so
-  the points of one batch move (within the tolerance) with the rest of the batch.
+  the points of one batch move (within the tolerance) with the rest of the batch: for that
+  reason ``MetaFlowMatching.predict`` integrates each population on its own unless asked to
+  batch them.
 
 ``f(t, x)`` maps a scalar time tensor and points ``[..., d]`` (e.g. ``[N, d]``, or ``[G, n, d]``
 for ``G`` populations of ``n`` points) to velocities of the same shape.

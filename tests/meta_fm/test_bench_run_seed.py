@@ -145,3 +145,16 @@ def test_spread_perfect_script_smoke_run(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(script, "problem_data", fake_problem_data)
     held = script.held_out("B2", 2)
     assert calls == [("B2", False, 2)] and held.source_id.tolist() == tiny.splits["test"]
+
+
+def test_predict_batch_script_times_both_ways(capsys):
+    script = script_module(str(repo_root() / "benchmarks" / "meta_fm_predict_batch.py"))
+    threads = torch.get_num_threads()
+    out = script.main(["--problems", "B2", "--steps", "1", "--repeats", "1", "--pops", "3"])
+    assert torch.get_num_threads() == threads
+    for solver in ("rk4", "dopri5"):
+        row = out["B2"][solver]
+        assert row["populations"] == "3 x 512"
+        assert row["own_s"] > 0 and row["batch_s"] > 0
+        assert 0 <= row["max_diff"] < 1e-2  # the batch moves points by round-off or atol/rtol
+    assert '"batch_s"' in capsys.readouterr().out

@@ -502,10 +502,11 @@ def test_fm_ensemble_posterior_of_single_point_populations():
 
 
 def test_predict_in_chunks_of_populations_equals_each_population_alone():
-    """Populations of one size are pushed ``chunk // n`` at a time (at least one): five of 10
-    points and two of 7 give, for every chunk (one population, 2 + 2 + 1, 3 + 2, 4 + 1, all),
-    what each population gives alone: its own condition row and centring in every group,
-    in the order given (rk4, float64; an untrained model with random FiLM heads)."""
+    """With ``batch=True`` populations of one size are pushed ``chunk // n`` at a time (at
+    least one): five of 10 points and two of 7 give, for every chunk (one population,
+    2 + 2 + 1, 3 + 2, 4 + 1, all), what each population gives alone: its own condition row
+    and centring in every group, in the order given (rk4, float64; an untrained model with
+    random FiLM heads)."""
     d = linear_map(n_train=6, n_cal=0, n_test=2, n_points=32, seed=1, dtype=torch.float64)
     m = MetaFlowMatching(
         d, seed=0, dtype=torch.float64, centered=True, conditioning="film", **SMALL
@@ -519,7 +520,7 @@ def test_predict_in_chunks_of_populations_equals_each_population_alone():
     kw = dict(seed=3, solver="rk4", steps=4)
     alone = [m.predict([q], **kw)[0] for q in pops]
     for chunk in (1, 10, 20, 29, 30, 40, 50, 70):
-        got = m.predict(pops, chunk=chunk, **kw)
+        got = m.predict(pops, chunk=chunk, batch=True, **kw)
         assert [tuple(p.shape) for p in got] == [(n, 2) for n in sizes]
         for i, (p, a) in enumerate(zip(got, alone)):
             assert p.dtype == torch.float64
