@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bayesphys.odil import DiscreteProblem, dense_gn_matrix, field_posterior, theta_covariance
+from bayesphys.odil import (
+    DiscreteProblem,
+    dense_gn_matrix,
+    field_posterior,
+    minimize,
+    theta_covariance,
+)
 
 
 def _nonlinear(u, p):
@@ -134,6 +140,27 @@ def test_a_cg_breakdown_is_not_answered_with_raise_cg_maxiter():
     with pytest.warns(RuntimeWarning, match="field_posterior: CG did not reach") as rec:
         field_posterior(prob, prob.initial(), "u", dense_max=0, num_draws=20)
     assert "broke down (a non-positive curvature" in str(rec[0].message)
+
+
+def test_minimize_tells_an_inner_cg_breakdown_from_the_cap():
+    """minimize's warning told every inner CG that stopped above cg_tol to raise cg_maxiter,
+    also the undamped Gauss-Newton solves that broke down (41 and 80 of 500 iterations here),
+    where more iterations do not help; it now names the reason of each step, and
+    extra["cg_breakdown"] records it."""
+    prob = _periodic_float32()
+    with pytest.warns(RuntimeWarning, match="minimize: the inner CG stopped above") as rec:
+        _, res = minimize(prob, method="gn", steps=3, linear_solver="cg", cg_tol=1e-8)
+    text = str(rec[0].message)
+    assert res.extra["cg_breakdown"] == [False, True, True]
+    assert max(res.extra["cg_iters"]) < 500
+    assert "2 of 3 steps" in text and "2 broke down (a non-positive curvature" in text
+    assert "method='lm' damps it" in text and "raise cg_maxiter" not in text
+    with pytest.warns(RuntimeWarning, match="minimize: the inner CG stopped above") as rec:
+        _, res = minimize(prob, method="lm", steps=2, linear_solver="cg", cg_maxiter=3)
+    text = str(rec[0].message)
+    assert res.extra["cg_breakdown"] == [False, False] and res.extra["cg_iters"] == [3, 3]
+    assert "2 of 2 steps" in text and "2 reached cg_maxiter=3: raise cg_maxiter" in text
+    assert "broke down" not in text
 
 
 def test_cg_shortfall_tells_each_reason_apart():
