@@ -526,3 +526,33 @@ def test_a_value_json_cannot_hold_is_refused_naming_where_it_is(tmp_path):
     ):
         write_results("toy", rows, quick=True, command="c", out=tmp_path)
     assert not (tmp_path / "toy.json").exists()
+
+
+def test_a_dict_key_json_cannot_hold_is_refused_naming_where_it_is(tmp_path):
+    """A numpy int or tuple key reached json.dumps, whose TypeError ("keys must be str, int,
+    float, bool or None, not int64") named neither the row nor the key; a numpy int key is
+    now written as its digits, as a Python int key always was, and a tuple key is refused
+    naming its place."""
+    from bayesphys._bench.results import _strict
+
+    got = _strict({"s": {np.int64(3): 1, 2: 2, 0.5: 3, True: 4, None: 5, np.str_("k"): 6}}, "", [])
+    assert got == {"s": {"3": 1, "2": 2, "0.5": 3, "true": 4, "null": 5, "k": 6}}
+    # the keys json.dumps accepted are written as it wrote them
+    native = {"s": {2: 2, 0.5: 3, True: 4, None: 5, 1e300: 6}}
+    assert json.dumps(_strict(native, "", [])) == json.dumps(native)
+    rows = [bench_row("p", "m", {"mse": 0.5}), bench_row("q", "m", {"mse": 0.5})]
+    rows[1]["setting"] = {"grid": {(4, 8): 1}}
+    with pytest.raises(
+        TypeError,
+        match=r"^rows\[1\]\.setting\.grid\[\(4, 8\)\]: expected a dict key that is a string "
+        r"\(or an int, a finite float, a bool or None, written as a string\), received tuple",
+    ):
+        write_results("toy", rows, quick=True, command="c", out=tmp_path)
+    assert not (tmp_path / "toy.json").exists()
+    with pytest.raises(TypeError, match=r"^\[nan\]: expected a dict key .* received float"):
+        _strict({math.nan: 1}, "", [])
+    with pytest.raises(ValueError, match=r"^s\['1'\]: a dict key written as '1', as another"):
+        _strict({"s": {1: "a", "1": "b"}}, "", [])
+    rows[1]["setting"] = {"grid": {np.int64(4): 1}}
+    path = write_results("toy", rows, quick=True, command="c", out=tmp_path)
+    assert json.loads(path.read_text())["rows"][1]["setting"] == {"grid": {"4": 1}}

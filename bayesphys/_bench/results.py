@@ -13,7 +13,10 @@ Results files are strict JSON (:func:`results_json`): a non-finite number (a div
 ``inf``, the ``nan`` sd of one seed) is written as the string ``"nan"``, ``"inf"`` or
 ``"-inf"`` (``float()`` reads it back), which the tables show as before, unlike ``null``, which
 they show as "–" for a metric that was not measured; Python's ``NaN`` / ``Infinity`` tokens,
-which strict JSON parsers refuse, are never written. A write that fails keeps the text in a
+which strict JSON parsers refuse, are never written. Dict keys are strings: an int key
+(numpy's too) is written as its digits, and a float, bool or ``None`` key as ``json.dumps``
+writes it; any other key (a tuple, a tensor, a non-finite float), or two keys written as the
+same string, is refused naming where it is. A write that fails keeps the text in a
 temporary file it names (:func:`_write_or_keep_aside`).
 """
 
@@ -30,6 +33,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .._files import atomic_write_text
@@ -135,7 +139,16 @@ def _strict(v: Any, where: str, nonfinite: list[str]) -> Any:
     non-finite float as the string ``"nan"``, ``"inf"`` or ``"-inf"`` (its location ``where``
     appended to ``nonfinite``); a value JSON cannot hold is a ``TypeError`` naming ``where``."""
     if isinstance(v, Mapping):
-        return {k: _strict(x, f"{where}.{k}" if where else str(k), nonfinite) for k, x in v.items()}
+        out: dict[str, Any] = {}
+        for k, x in v.items():
+            key = _json_key(k, where)
+            if key in out:  # 1 and "1" both became "1": json wrote the key twice
+                raise ValueError(
+                    f"{_key_path(where, k)}: a dict key written as {key!r}, as another key of "
+                    "this dict is; expected keys distinct once written"
+                )
+            out[key] = _strict(x, f"{where}.{key}" if where else key, nonfinite)
+        return out
     if isinstance(v, (list, tuple)):
         return [_strict(x, f"{where}[{i}]", nonfinite) for i, x in enumerate(v)]
     if v is None or isinstance(v, (str, bool, int)):
@@ -151,6 +164,33 @@ def _strict(v: Any, where: str, nonfinite: list[str]) -> Any:
     # anything else (a set, a Path, an object): json's encoder failed on it naming no key
     raise TypeError(
         f"{where}: expected a number, string, bool, None, list or dict, received {type(v).__name__}"
+    )
+
+
+def _key_path(where: str, k: Any) -> str:
+    """Where the dict key ``k`` is, for an error: its dict's path and the key's repr."""
+    return f"{where}[{k!r}]" if where else f"[{k!r}]"
+
+
+def _json_key(k: Any, where: str) -> str:
+    """The dict key ``k`` as the string a results file holds: a string as it is; an int
+    (numpy's too) as its digits and a finite float, a bool or ``None`` as ``json.dumps``
+    writes them (``"0.5"``, ``"true"``, ``"null"``). Any other key (a tuple, a non-finite
+    float, a tensor) is a ``TypeError`` naming where it is (json's said only ``keys must be
+    str, int, float, bool or None, not tuple``)."""
+    if isinstance(k, str):
+        return str(k)  # np.str_ as a plain str
+    if isinstance(k, (bool, np.bool_)):
+        return "true" if k else "false"
+    if k is None:
+        return "null"
+    if isinstance(k, (int, np.integer)):
+        return str(int(k))  # an IntEnum as its number, as json.dumps writes it
+    if isinstance(k, (float, np.floating)) and math.isfinite(float(k)):
+        return repr(float(k))
+    raise TypeError(
+        f"{_key_path(where, k)}: expected a dict key that is a string (or an int, a finite "
+        f"float, a bool or None, written as a string), received {type(k).__name__}"
     )
 
 

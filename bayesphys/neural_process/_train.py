@@ -24,7 +24,14 @@ from .config import RGNPConfig
 from .forward import ForwardNet
 from .gicnet import GICNet, check_kernel_memory
 
-__all__ = ["learning_rate", "qmc_prior", "check_fit_memory", "layout_term", "run_chunks"]
+__all__ = [
+    "learning_rate",
+    "qmc_prior",
+    "check_fit_memory",
+    "layout_term",
+    "run_chunks",
+    "OptimizerUndo",
+]
 
 
 def learning_rate(config: RGNPConfig, step_count: int) -> float:
@@ -175,3 +182,62 @@ def run_chunks(
         message=msg,
         extra={"steps_per_second": done / max(spent, 1e-12)},
     )
+
+
+class OptimizerUndo:
+    """The state of ``optimizer`` before its latest update, to take that update back.
+
+    :meth:`save` before each ``optimizer.step()`` copies the per-parameter state (Adam's
+    moments ``exp_avg``, ``exp_avg_sq`` ``[*]`` of each parameter's shape and its ``step``
+    count); :meth:`restore` puts it back, as it was before that update (an empty state, as
+    before a model's first update, included). A fit whose divergence guard undoes the last
+    recorded step's update restores the weights that step started from, and with this the
+    optimiser's state of those weights too. Cost: one copy of the state, refreshed in place
+    (one fused copy) before each update."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+        self._saved: dict[Any, dict[str, Any]] | None = None  # None: no update saved
+
+    def save(self) -> None:
+        """Copy the current state (before the update about to be taken)."""
+        state, saved = self.optimizer.state, self._saved
+        same = (
+            saved is not None
+            and saved.keys() == state.keys()
+            and all(
+                saved[p].keys() == s.keys()
+                and all(
+                    not isinstance(v, Tensor)
+                    or (isinstance(saved[p][k], Tensor) and saved[p][k].shape == v.shape)
+                    for k, v in s.items()
+                )
+                for p, s in state.items()
+            )
+        )
+        if not same:  # the first save, or a state of another structure (a load, a reset)
+            self._saved = {
+                p: {k: v.detach().clone() if isinstance(v, Tensor) else v for k, v in s.items()}
+                for p, s in state.items()
+            }
+            return
+        dst, src = [], []
+        for p, s in state.items():
+            for k, v in s.items():
+                if isinstance(v, Tensor):
+                    dst.append(saved[p][k])
+                    src.append(v.detach())
+                else:
+                    saved[p][k] = v
+        if dst:
+            torch._foreach_copy_(dst, src)
+
+    def restore(self) -> None:
+        """Put back the state :meth:`save` copied last (nothing saved: nothing changes); the
+        copy becomes the optimiser's state and is not kept."""
+        if self._saved is None:
+            return
+        self.optimizer.state.clear()
+        for p, s in self._saved.items():
+            self.optimizer.state[p] = s
+        self._saved = None

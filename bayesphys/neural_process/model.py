@@ -74,7 +74,14 @@ from ._persist import (
     saved_problem,
 )
 from ._settings import built_fields, check_unchanged, model_config, net_dtype
-from ._train import check_fit_memory, layout_term, learning_rate, qmc_prior, run_chunks
+from ._train import (
+    OptimizerUndo,
+    check_fit_memory,
+    layout_term,
+    learning_rate,
+    qmc_prior,
+    run_chunks,
+)
 from .calibrate import calibrate_variance
 from .config import SIZES, RGNPConfig, get_problem, preset
 from .objective import data_log_likelihood, field_marginal, physics_elbo
@@ -270,7 +277,10 @@ class RandomGridNP:
         the last good weights: those before the last recorded step's update, which
         ``step_count`` then no longer counts (after a divergence at step ``k`` of the call,
         ``result.steps == k`` and ``step_count`` has grown by ``max(k - 1, 0)``, as every
-        model's ``steps_done``: docs/concepts.md, "Models").
+        model's ``steps_done``: docs/concepts.md, "Models"), and the optimiser's state from
+        before that update (Adam's moments and step count), so that the model is the one the
+        kept steps alone give and a further fit continues from it as from a checkpoint saved
+        there (the batch stream and an adaptive grid's scores are not rewound).
         """
         self._check_config("fit")
         steps = check_int("steps", steps, minimum=0)
@@ -293,6 +303,9 @@ class RandomGridNP:
         # divergence guard, shared by all chunks of this fit: a non-finite loss restores the
         # last verified values and never reaches the optimiser (NaN gradients poison Adam)
         guard = DivergenceGuard(mods)
+        # the optimiser's state before the latest update: a divergence undoes that update's
+        # weights, and with this its moments and step count too
+        undo = OptimizerUndo(self.optimizer)
 
         def step():
             for grp in self.optimizer.param_groups:
@@ -312,6 +325,7 @@ class RandomGridNP:
                 torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip, foreach=True)
             if not guard.admit_gradients(params):  # overflowing gradients would poison Adam
                 return torch.tensor(math.nan)
+            undo.save()
             self.optimizer.step()
             self.step_count += 1
             return val if sync.active else loss  # the mean over ranks, unrounded
@@ -346,6 +360,8 @@ class RandomGridNP:
             # (counted in step_count) is undone, so step_count names the weights the model
             # holds, as the other models' steps_done (docs/concepts.md, "Models")
             self.step_count = start + max(res.steps - 1, 0)
+            if res.steps > 0:  # an update of this call was undone: Adam's state goes back too
+                undo.restore()
         res.extra["sigma_r"] = float(self.log_sigma_r.detach().exp())
         return res
 

@@ -145,14 +145,31 @@ def fit_joint_odil(
         max_seconds=max_seconds,
         **solve,
     )
-    rels = [r for r in out.extra.get("cg_rel", []) if math.isfinite(r) and r > _STEP_TOL]
-    if rels:
+    all_rels = out.extra.get("cg_rel", [])
+    step_broke = out.extra.get("cg_breakdown", [False] * len(all_rels))
+    short = [j for j, r in enumerate(all_rels) if math.isfinite(r) and r > _STEP_TOL]
+    if short:
+        # a solve that broke down (a non-positive curvature) is not mended by more iterations
+        capped = [j for j in short if not step_broke[j]]
+        broke = [j for j in short if step_broke[j]]
+        why = []
+        if capped:
+            why.append(
+                f"{len(capped)} stopped within cg_maxiter={cg_maxiter} iterations: raise "
+                f"cg_maxiter (given {cg_maxiter}), or use linear_solver='sparse' (a float64 model)"
+            )
+        if broke:
+            why.append(
+                f"{len(broke)} broke down (a non-positive curvature: the damped Gauss-Newton "
+                "matrix of the joint fit is not positive definite to round-off, so more "
+                "iterations do not help): check nt / sigma_pde, or use linear_solver='sparse' "
+                "(a float64 model)"
+            )
         warnings.warn(
-            f"fit_odil: the conjugate-gradient solves of {len(rels)} of "
-            f"{len(out.extra.get('cg_rel', []))} Levenberg-Marquardt steps stopped short "
-            f"within cg_maxiter={cg_maxiter} iterations (largest relative residual "
-            f"{max(rels, default=float('nan')):.1e}), so the steps are inexact: raise "
-            f"cg_maxiter (given {cg_maxiter}), or use linear_solver='sparse' (a float64 model)",
+            f"fit_odil: the conjugate-gradient solves of {len(short)} of {len(all_rels)} "
+            f"Levenberg-Marquardt steps stopped short (largest relative residual "
+            f"{max(all_rels[j] for j in short):.1e}), so the steps are inexact: "
+            f"{'; '.join(why)}",
             RuntimeWarning,
             stacklevel=user_stacklevel(),
         )

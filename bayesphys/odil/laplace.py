@@ -20,7 +20,6 @@ linear in :math:`x` (linear-Gaussian problems) this is the exact posterior.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -37,6 +36,7 @@ from .._checks import check_bool, check_int, check_real, check_seed, did_you_mea
 from .._device import as_tensor
 from .._stack import user_stacklevel
 from ..posterior import GaussianPosterior
+from ._cg_shortfall import _SHORT_WHY, _cg_shortfall
 from .problem import DiscreteProblem
 from .solvers import cg_with_breakdown, check_dense_gn_memory, dense_jacobian, jvp_vjp
 from .sparse import ColouredJacobian, sparse_schur_covariance
@@ -83,6 +83,21 @@ def _dense_gn(problem: DiscreteProblem, x: Tensor) -> Tensor:
     return jac.T @ jac
 
 
+#: the default CG tolerance of the Laplace solves in float32: float32's true relative residual
+#: stops near 1e-7 or above (1e-7 to 3e-6 on the 200-unknown linear-Gaussian problem of
+#: tests/odil/test_laplace_degenerate.py), so the float64 defaults (1e-10, 1e-8) were never
+#: met and every float32 solve warned
+_FLOAT32_CG_TOL = 1e-5
+
+
+def _cg_tol(cg_tol: float | None, problem: DiscreteProblem, float64_tol: float) -> float:
+    """``cg_tol`` (checked by the caller), or its default for the (checked) problem's dtype
+    when ``None``: ``float64_tol`` in float64, :data:`_FLOAT32_CG_TOL` in float32."""
+    if cg_tol is None:
+        return float64_tol if problem.dtype == torch.float64 else _FLOAT32_CG_TOL
+    return cg_tol
+
+
 def _index(problem: DiscreteProblem, names: Sequence[str]) -> Tensor:
     idx = []
     if not names:
@@ -102,7 +117,7 @@ def theta_covariance(
     x: Tensor,
     params: Sequence[str] | None = None,
     *,
-    cg_tol: float = 1e-10,
+    cg_tol: float | None = None,
     cg_maxiter: int = 2000,
     dense: bool = False,
     sparse: bool = False,
@@ -122,7 +137,11 @@ def theta_covariance(
     ``info`` (a ``RuntimeWarning`` if a residual
     stays above ``cg_tol``, saying per column whether CG reached ``cg_maxiter`` or broke down
     on a non-positive curvature, which more iterations do not mend; unless
-    ``warn_inexact=False``: a caller that reports it itself). ``cg_tol >= 0``, ``cg_maxiter >= 1``; ``params`` distinct names
+    ``warn_inexact=False``: a caller that reports it itself). ``cg_tol``: CG's tolerance on
+    each column's relative residual, ``>= 0``; ``None`` (default): ``1e-10`` in float64 and
+    ``1e-5`` in float32, where a true residual below about ``1e-7`` (float32's resolution)
+    is out of reach and ``1e-10`` made every float32 covariance warn. ``cg_maxiter >= 1``;
+    ``params`` distinct names
     of unknowns (a single name may be given as a string); a field's name stands for its
     fine-grid values, in C order, whether or not the field is held in the multigrid
     decomposition. A field block that is singular (a field mode no residual fixes, e.g. the
@@ -130,9 +149,11 @@ def theta_covariance(
     which float64 gets on every path; in float32 it comes back inaccurate (0.4x to 2x on
     small grids) or refused as not positive definite: use float64 there.
     """
-    cg_tol = check_real("cg_tol", cg_tol, minimum=0.0)
+    if cg_tol is not None:
+        cg_tol = check_real("cg_tol", cg_tol, minimum=0.0)
     cg_maxiter = check_int("cg_maxiter", cg_maxiter, minimum=1)
     x = _checked(problem, x)
+    cg_tol = _cg_tol(cg_tol, problem, 1e-10)
     dense, sparse = check_bool("dense", dense), check_bool("sparse", sparse)
     warn_inexact = check_bool("warn_inexact", warn_inexact)
     if dense and sparse:
@@ -274,46 +295,6 @@ def _theta_covariance(
 
 _H_UU = "the field block H_uu of the Gauss-Newton matrix"
 _H = "the Gauss-Newton matrix H"
-# why a CG column stopped above its tolerance (_cg_shortfall's keys), and the remedy for each
-_SHORT_WHY = {
-    "capped": "reached cg_maxiter={maxiter}: raise cg_maxiter",
-    "broke down": (
-        "broke down (a non-positive curvature p^T A p <= 0 before the tolerance, A = {matrix}: "
-        "not positive definite to round-off, so more iterations do not help): add damping (a "
-        "prior or smoothness residual on the field), check the problem for a mode no residual "
-        "fixes, or use float64"
-    ),
-    "stalled": (
-        "stopped with CG's updated residual below the tolerance but the true one above it "
-        "(round-off): the tolerance is below what this dtype resolves for this system; raise "
-        "cg_tol or use float64"
-    ),
-    "not finite": "is not finite (a NaN or infinite product)",
-}
-
-
-def _cg_shortfall(
-    resids: Sequence[float], broken: Sequence[bool], capped: Sequence[bool], tol: float
-) -> dict[str, list[int]]:
-    """The columns whose true relative residual ``resids`` stayed above ``tol`` (NaN included),
-    grouped by why CG stopped there (the keys of :data:`_SHORT_WHY`, those with columns only):
-    a breakdown (``broken``), the iteration cap (``capped``: the column's solve took
-    ``maxiter`` iterations), a non-finite residual, or else a stall (CG's recursively updated
-    residual met ``tol``, the true one did not)."""
-    short: dict[str, list[int]] = {}
-    for j, (r, b, c) in enumerate(zip(resids, broken, capped)):
-        if r <= tol:
-            continue
-        if not math.isfinite(r):
-            why = "not finite"
-        elif b:
-            why = "broke down"
-        elif c:
-            why = "capped"
-        else:
-            why = "stalled"
-        short.setdefault(why, []).append(j)
-    return short
 
 
 def _unit_matrix(problem: DiscreteProblem, x: Tensor, t_idx: Tensor) -> Tensor:
@@ -382,7 +363,7 @@ def field_posterior(
     dense_max: int = 4096,
     num_draws: int = 64,
     seed: int | None = 0,
-    cg_tol: float = 1e-8,
+    cg_tol: float | None = None,
     cg_maxiter: int = 1000,
     jitter: float | None = None,
 ) -> GaussianPosterior:
@@ -406,20 +387,25 @@ def field_posterior(
     tell: on a singular :math:`H` its CG draws have the pseudo-inverse's covariance, which
     leaves out the undetermined directions. Draws whose CG stopped above ``cg_tol`` give a
     ``RuntimeWarning`` counting those that reached ``cg_maxiter`` and those that broke down (a
-    non-positive curvature: more iterations do not mend it).
-    Settings: ``dense_max >= 0``, ``num_draws >= 1``, ``cg_tol >= 0``, ``cg_maxiter >= 1``,
+    non-positive curvature: more iterations do not mend it). ``cg_tol``: the draws' CG
+    tolerance on the relative residual; ``None`` (default): ``1e-8`` in float64 and ``1e-5``
+    in float32, where a true residual below about ``1e-7`` is out of reach (``1e-8`` made
+    every sampled float32 posterior warn).
+    Settings: ``dense_max >= 0``, ``num_draws >= 1``, ``cg_tol >= 0`` or ``None``, ``cg_maxiter >= 1``,
     ``jitter >= 0`` or ``None``, ``seed`` an int or ``None`` (a seed drawn from torch's global
     stream).
     """
     dense_max = check_int("dense_max", dense_max, minimum=0)
     num_draws = check_int("num_draws", num_draws, minimum=1)
-    cg_tol = check_real("cg_tol", cg_tol, minimum=0.0)
+    if cg_tol is not None:
+        cg_tol = check_real("cg_tol", cg_tol, minimum=0.0)
     cg_maxiter = check_int("cg_maxiter", cg_maxiter, minimum=1)
     if jitter is not None:
         jitter = check_real("jitter", jitter, minimum=0.0)
     if seed is not None:
         seed = check_seed("seed", seed)
     x = _checked(problem, x)
+    cg_tol = _cg_tol(cg_tol, problem, 1e-8)
     if not isinstance(field, str) or field not in problem.field_shapes:
         raise ValueError(
             f"field: expected one of {problem.field_names}, received {field!r}{did_you_mean(field, problem.field_names)}"

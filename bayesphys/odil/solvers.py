@@ -34,6 +34,7 @@ from .._model import FitResult, autograd_on, optimize, optimizer_state_finite
 from .._progress import progress_bar
 from .._stack import user_stacklevel
 from .._time_budget import TimeBudget
+from ._cg_shortfall import _SHORT_WHY, _cg_shortfall
 from ._forward_mode import jacfwd
 from .problem import DiscreteProblem
 from .sparse import ColouredJacobian, NonFiniteJacobian, sparse_normal_solve
@@ -245,11 +246,50 @@ def _damped_step(lin: dict, x, lam, linear_solver, cg_tol, cg_maxiter):
         def mv(v):
             return jtw(jv(v)) + lam * v
 
-        delta, its, rel = cg(mv, -g, tol=cg_tol, maxiter=cg_maxiter)
+        delta, its, rel, broken = cg_with_breakdown(mv, -g, tol=cg_tol, maxiter=cg_maxiter)
         jd = jv(delta)
-        info = {"cg_iters": its, "cg_rel": rel}
+        info = {"cg_iters": its, "cg_rel": rel, "cg_breakdown": bool(broken)}
     pred = -(g @ delta) - 0.5 * (jd @ jd)  # predicted decrease of 0.5||r||^2
     return delta, r, float(pred), info
+
+
+def _warn_inexact_steps(
+    rels: list[float],
+    broken: list[bool],
+    iters: list[int],
+    cg_tol: float,
+    cg_maxiter: int,
+    method: str,
+) -> None:
+    """A ``RuntimeWarning`` when GN/LM steps' inner CG stopped above ``cg_tol``, saying per
+    reason (:func:`~bayesphys.odil._cg_shortfall._cg_shortfall`) how many steps stopped there
+    and its remedy: raising ``cg_maxiter`` mends a capped solve, not a breakdown (a NaN
+    residual is left out: it means a non-finite step, which the fit's message reports)."""
+    finite = [r if math.isfinite(r) else 0.0 for r in rels]
+    capped = [k >= cg_maxiter for k in iters]
+    short = _cg_shortfall(finite, broken, capped, cg_tol)
+    if not short:
+        return
+    worst = max(finite[j] for idx in short.values() for j in idx)
+    n_short = sum(len(idx) for idx in short.values())
+    matrix = _GN_DAMPED if method == "lm" else _GN_UNDAMPED
+    reasons = "; ".join(
+        f"{len(idx)} {_SHORT_WHY[why].format(maxiter=cg_maxiter, matrix=matrix)}"
+        for why, idx in short.items()
+    )
+    # a truncated inner solve still gives a descent step, but not the GN/LM step the
+    # method promises, and the fit may need many more (and slower) outer steps
+    warnings.warn(
+        f"minimize: the inner CG stopped above cg_tol={cg_tol:g} on {n_short} of {len(rels)} "
+        f"steps (largest relative residual {worst:.1e}), so the steps are inexact: {reasons}; "
+        "or use linear_solver='sparse' (plain-grid float64 problems)",
+        RuntimeWarning,
+        stacklevel=user_stacklevel(),
+    )
+
+
+_GN_DAMPED = "the damped Gauss-Newton matrix J^T J + lambda I"
+_GN_UNDAMPED = "the Gauss-Newton matrix J^T J, undamped with method='gn' (method='lm' damps it)"
 
 
 #: an LM step rejected at ``x`` is retried from the residuals and Jacobian already computed
@@ -323,8 +363,11 @@ def minimize(
         modify it); its time is not counted in
         ``max_seconds``, and an exception it raises, ``StopIteration`` included, leaves the fit
         (with every method; Adam / L-BFGS took a ``StopIteration`` for the end of the fit).
-    warn_inexact: a ``RuntimeWarning`` when inner CG solves stop above ``cg_tol`` (``False``:
-        only ``extra["cg_rel"]`` records them, for a caller that reports them itself).
+    warn_inexact: a ``RuntimeWarning`` when inner CG solves stop above ``cg_tol``, saying for
+        how many steps CG reached ``cg_maxiter`` (raise it) and for how many it broke down on
+        a non-positive curvature (round-off; more iterations do not mend it) (``False``: only
+        ``extra["cg_rel"]`` and ``extra["cg_breakdown"]`` record them, for a caller that
+        reports them itself).
     max_seconds: ``None`` or a wall-time budget ``> 0``: the fit ends after the first step
         (accepted or rejected) that finishes past it, with ``converged=False`` and the message
         ``"time budget (... s) reached after k steps"``; the ``callback``'s time is not
@@ -384,8 +427,9 @@ def minimize(
     -------
     tuple
         ``(x, FitResult)``; ``FitResult.extra`` holds per-step ``cg_iters`` for GN/LM (and,
-        with ``linear_solver="cg"``, each step's final relative CG residual ``cg_rel``; a
-        ``RuntimeWarning`` says when any step's CG stopped above ``cg_tol``).
+        with ``linear_solver="cg"``, each step's final relative CG residual ``cg_rel`` and
+        whether its CG stopped on a breakdown, ``cg_breakdown``; a ``RuntimeWarning`` says
+        when any step's CG stopped above ``cg_tol``, and why).
 
     Settings are checked whatever the method: ``steps >= 0`` (0 returns ``x0``), ``lr > 0``,
     ``damping >= 0``, ``cg_tol >= 0``, ``cg_maxiter >= 1``, ``tol`` ``None`` or ``>= 0``;
@@ -501,6 +545,7 @@ def minimize(
     hist: list[float] = []
     cg_iters: list[int] = []
     cg_rels: list[float] = []
+    cg_broken: list[bool] = []  # per step with a CG solve: it stopped on a breakdown
     t0 = time.perf_counter()
     cb_seconds = 0.0  # the callback's time, not counted in max_seconds
     res = FitResult()
@@ -553,6 +598,7 @@ def minimize(
             cg_iters.append(int(info["cg_iters"]))
             if "cg_rel" in info:
                 cg_rels.append(float(info["cg_rel"]))
+                cg_broken.append(info["cg_breakdown"])
             if not (math.isfinite(pred) and bool(torch.isfinite(delta).all())):
                 # e.g. sqrt(u) at u = 0: an infinite derivative at the iterate. LM used to raise
                 # the damping until it "stalled" and reported a local minimum at the start
@@ -694,17 +740,7 @@ def minimize(
     res.extra = {"cg_iters": cg_iters, "damping": lam}
     if cg_rels:
         res.extra["cg_rel"] = cg_rels
-        # (a NaN residual means a non-finite step, which the fit's message reports)
-        short = [r for r in cg_rels if math.isfinite(r) and r > cg_tol]
-        if short and warn_inexact:
-            # a truncated inner solve still gives a descent step, but not the GN/LM step the
-            # method promises, and the fit may need many more (and slower) outer steps
-            warnings.warn(
-                f"minimize: the inner CG stopped above cg_tol={cg_tol:g} within "
-                f"cg_maxiter={cg_maxiter} on {len(short)} of {len(cg_rels)} steps (largest "
-                f"relative residual {max(short):.1e}); the steps are inexact: raise cg_maxiter, "
-                "or use linear_solver='sparse' (plain-grid float64 problems)",
-                RuntimeWarning,
-                stacklevel=user_stacklevel(),
-            )
+        res.extra["cg_breakdown"] = cg_broken
+        if warn_inexact:
+            _warn_inexact_steps(cg_rels, cg_broken, cg_iters, cg_tol, cg_maxiter, method)
     return x, res

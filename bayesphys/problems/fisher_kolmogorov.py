@@ -138,6 +138,9 @@ def stable_steps(
     :math:`[0, 1]` (:math:`\Delta t(A + \rho) \le 1`). With :math:`D_{max} = 0.001`,
     :math:`\rho = 10`, :math:`h = 1`, :math:`T = 1`, ``d = 1`` the diffusion bound alone gives 1
     step, which :func:`fk_forward` refuses (it needs 6), and ``rho=10`` gives 13.
+    ``t_end = 0`` gives 1 step. A count beyond the float maximum (a huge ``t_end`` or
+    ``rho``, or a bound that underflows to 0) is refused with a ``ValueError`` naming the
+    arguments.
     """
     t_end = check_real("t_end", t_end, minimum=0.0)
     d_max = check_real("d_max", d_max, minimum=0.0, strict=True)
@@ -145,10 +148,27 @@ def stable_steps(
     ndim = check_int("ndim", ndim, minimum=1)
     safety = check_real("safety", safety, minimum=0.0, strict=True)
     rho = abs(check_real("rho", rho))
-    dt_max = safety * spacing**2 / (2 * ndim * max(d_max, 1e-12))
+    try:
+        h2 = spacing**2
+    except OverflowError:  # a float power raises where a product would give inf
+        h2 = math.inf
+    dt_max = safety * h2 / (2 * ndim * max(d_max, 1e-12))
     if rho > 0:  # the Euler reaction's share (rho = 0: the expression above, unchanged)
-        dt_max = safety / (2 * ndim * max(d_max, 1e-12) / spacing**2 + rho)
-    return max(1, math.ceil(t_end / dt_max))
+        rate = 2 * ndim * max(d_max, 1e-12) / h2 if h2 > 0 else math.inf  # h2 underflowed
+        dt_max = safety / (rate + rho)
+    if t_end == 0:
+        return 1
+    # a bound that underflows to 0 divided by zero; a count above the float maximum is inf,
+    # which math.ceil refused with an OverflowError naming no argument
+    need = t_end / dt_max if dt_max > 0 else math.inf
+    if not math.isfinite(need):
+        raise ValueError(
+            f"t_end, d_max, spacing, rho: a stable run needs above 1.8e+308 steps "
+            f"(t_end={t_end:g} over a stable step of {dt_max:.4g} for d_max={d_max:g}, "
+            f"|rho|={rho:g}, spacing={spacing:g}, ndim={ndim}), which these parameters make "
+            "impractical: check t_end, d_max, rho and spacing and their units"
+        )
+    return max(1, math.ceil(need))
 
 
 SCHEMES = ("euler", "strang")

@@ -95,3 +95,62 @@ def test_overflowing_gradients_of_a_finite_loss_do_not_poison_adam():
     m.config.lr = 1e-4  # the user lowers the learning rate and continues
     r2 = m.fit(steps=3, progress=False)
     assert r2.steps == 3 and all(math.isfinite(v) for v in r2.loss_history)
+
+
+def _same_state(a, b) -> None:
+    assert a.step_count == b.step_count
+    for (k, v), w in zip(a.net.state_dict().items(), b.net.state_dict().values(), strict=True):
+        assert torch.equal(v, w), k
+    sa, sb = a.optimizer.state_dict()["state"], b.optimizer.state_dict()["state"]
+    assert sa.keys() == sb.keys() and len(sa) > 0
+    for i in sa:
+        assert sa[i].keys() == sb[i].keys()
+        assert all(torch.equal(sa[i][k], sb[i][k]) for k in sa[i]), i
+
+
+@pytest.mark.parametrize("bad", ["loss", "gradients"])
+def test_a_divergence_takes_back_the_optimiser_state_of_the_undone_update(bad):
+    """A divergence at step k of a fit restores the weights step k - 1 started from, but
+    Adam's moments and step count kept step k - 1's update: a continuing fit was not the one
+    the kept steps give. The model now equals a twin that took only the kept steps (weights,
+    Adam's state, step_count), and with the same batch stream a further fit of each is the
+    same bit for bit. ``bad``: step 3 of the second fit has a NaN loss, or a finite loss whose
+    gradients square past float32's range (no clipping: it would tame them)."""
+    m, twin = tiny(grad_clip=None), tiny(grad_clip=None)
+    m.fit(steps=3, progress=False)
+    real, calls = m.loss, [0]
+
+    def loss(data=None):
+        calls[0] += 1
+        out, parts = real(data)
+        if calls[0] == 4:  # step k = 3 (counted from 0) of this fit
+            out = out * math.nan if bad == "loss" else out * 1e30
+        return out, parts
+
+    m.loss = loss
+    r = m.fit(steps=10, progress=False)
+    del m.loss
+    assert not r.converged and r.steps == 3 and m.step_count == 3 + 2
+    assert ("gradients overflow" in r.message) == (bad == "gradients")
+    twin.fit(steps=3, progress=False)
+    twin.fit(steps=2, progress=False)  # the kept steps
+    _same_state(m, twin)
+    twin.generator.set_state(m.generator.get_state())  # the undone steps' draws are spent
+    if hasattr(m.grid, "state_dict"):
+        twin.grid.load_state_dict(m.grid.state_dict())
+    r_m, r_twin = m.fit(steps=3, progress=False), twin.fit(steps=3, progress=False)
+    assert r_m.loss_history == r_twin.loss_history and r_m.converged
+    _same_state(m, twin)
+
+
+def test_a_divergence_at_the_first_step_leaves_the_optimiser_state_alone():
+    """No update of the fit was undone: Adam's state stays that of the steps before it."""
+    m, twin = tiny(), tiny()
+    m.fit(steps=3, progress=False)
+    real = m.loss
+    m.loss = lambda data=None: (real(data)[0] * math.nan, {})
+    r = m.fit(steps=5, progress=False)
+    del m.loss
+    assert r.steps == 0 and m.step_count == 3
+    twin.fit(steps=3, progress=False)
+    _same_state(m, twin)

@@ -92,3 +92,27 @@ def test_a_breakdown_of_the_covariance_solves_is_not_answered_with_raise_cg_maxi
     (text,) = [str(w.message) for w in rec if "conjugate-gradient" in str(w.message)]
     assert "broke down (a non-positive curvature" in text
     assert ("raise cg_maxiter (given 10)" in text) == (not broken[0])
+
+
+@pytest.mark.parametrize("broken", [[False, True, False], [True, True, False]])
+def test_a_breakdown_of_the_step_solves_is_not_answered_with_raise_cg_maxiter(monkeypatch, broken):
+    """The Levenberg-Marquardt steps whose CG stopped short were all told to raise cg_maxiter,
+    also those whose CG broke down (a non-positive curvature), where more iterations do not
+    help; a step short at the cap (step 0 in the first case) still is."""
+    import bayesphys.odil.glioma_odil as glioma_odil
+
+    real = glioma_odil.minimize
+
+    def short(*args, **kwargs):
+        x, out = real(*args, **kwargs)
+        out.extra.update({"cg_rel": [0.5, 0.5, 1e-9], "cg_breakdown": broken})
+        return x, out
+
+    m = _stand_in_model()
+    monkeypatch.setattr(glioma_odil, "minimize", short)
+    with pytest.warns(RuntimeWarning, match=r"^fit_odil: the conjugate-gradient") as rec:
+        m.fit_odil(nt=3, steps=0, progress=False, cg_maxiter=10)
+    (text,) = [str(w.message) for w in rec if "Levenberg-Marquardt" in str(w.message)]
+    assert "2 of 3 Levenberg-Marquardt steps" in text
+    assert f"{1 + broken[0]} broke down (a non-positive curvature" in text
+    assert ("raise cg_maxiter (given 10)" in text) == (not broken[0])

@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bayesphys.odil import DiscreteProblem, dense_gn_matrix, field_posterior, theta_covariance
+from bayesphys.odil import (
+    DiscreteProblem,
+    dense_gn_matrix,
+    field_posterior,
+    minimize,
+    theta_covariance,
+)
 
 
 def _nonlinear(u, p):
@@ -121,7 +127,7 @@ def test_a_cg_breakdown_is_not_answered_with_raise_cg_maxiter():
     reached the cap, with the remedy of each."""
     prob = _periodic_float32()
     with pytest.warns(RuntimeWarning, match="theta_covariance: CG did not reach") as rec:
-        _, info = theta_covariance(prob, prob.initial())
+        _, info = theta_covariance(prob, prob.initial(), cg_tol=1e-10)  # float64's default
     text = str(rec[0].message)
     assert info["cg_iters"][0] < 2000 and info["cg_breakdown"] == [True]
     assert "column(s) [0] broke down" in text and "not positive definite" in text
@@ -132,8 +138,29 @@ def test_a_cg_breakdown_is_not_answered_with_raise_cg_maxiter():
     assert "column(s) [0] reached cg_maxiter=3: raise cg_maxiter" in text
     assert "broke down" not in text
     with pytest.warns(RuntimeWarning, match="field_posterior: CG did not reach") as rec:
-        field_posterior(prob, prob.initial(), "u", dense_max=0, num_draws=20)
+        field_posterior(prob, prob.initial(), "u", dense_max=0, num_draws=20, cg_tol=1e-8)
     assert "broke down (a non-positive curvature" in str(rec[0].message)
+
+
+def test_minimize_tells_an_inner_cg_breakdown_from_the_cap():
+    """minimize's warning told every inner CG that stopped above cg_tol to raise cg_maxiter,
+    also the undamped Gauss-Newton solves that broke down (41 and 80 of 500 iterations here),
+    where more iterations do not help; it now names the reason of each step, and
+    extra["cg_breakdown"] records it."""
+    prob = _periodic_float32()
+    with pytest.warns(RuntimeWarning, match="minimize: the inner CG stopped above") as rec:
+        _, res = minimize(prob, method="gn", steps=3, linear_solver="cg", cg_tol=1e-8)
+    text = str(rec[0].message)
+    assert res.extra["cg_breakdown"] == [False, True, True]
+    assert max(res.extra["cg_iters"]) < 500
+    assert "2 of 3 steps" in text and "2 broke down (a non-positive curvature" in text
+    assert "method='lm' damps it" in text and "raise cg_maxiter" not in text
+    with pytest.warns(RuntimeWarning, match="minimize: the inner CG stopped above") as rec:
+        _, res = minimize(prob, method="lm", steps=2, linear_solver="cg", cg_maxiter=3)
+    text = str(rec[0].message)
+    assert res.extra["cg_breakdown"] == [False, False] and res.extra["cg_iters"] == [3, 3]
+    assert "2 of 2 steps" in text and "2 reached cg_maxiter=3: raise cg_maxiter" in text
+    assert "broke down" not in text
 
 
 def test_cg_shortfall_tells_each_reason_apart():
@@ -150,3 +177,51 @@ def test_cg_shortfall_tells_each_reason_apart():
     }
     assert _cg_shortfall(resids[:1], broken[:1], capped[:1], 1e-9) == {}  # column 0 converged
     assert set(_SHORT_WHY) == {"broke down", "capped", "stalled", "not finite"}
+
+
+def _linear_gaussian(dtype: torch.dtype, n: int = 200) -> DiscreteProblem:
+    """y_i = u_i + theta + e_i at every other cell, a smoothness prior on u, a prior on theta:
+    well posed, linear, solved exactly by one Gauss-Newton step."""
+    y = torch.randn(n, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    obs = torch.arange(0, n, 2)
+
+    def res(f, p):
+        u = f["u"]
+        return {
+            "data": (u[obs] + p["theta"] - y[obs].to(u.dtype)) / 0.3,
+            "prior_u": torch.cat([u[:1], u[1:] - u[:-1]]) / 0.5,
+            "prior_theta": p["theta"].reshape(1) / 2.0,
+        }
+
+    return DiscreteProblem({"u": (n,)}, {"theta": 0.0}, res, dtype=dtype)
+
+
+def test_the_laplace_cg_tolerance_defaults_to_one_float32_reaches():
+    """The defaults cg_tol=1e-10 (theta_covariance) and 1e-8 (field_posterior's draws) are below
+    what a float32 CG's true residual reaches (1e-7 to 3e-6 here), so a float32 Laplace of
+    this well-posed problem warned every time; None now means 1e-5 in float32, while float64
+    keeps 1e-10 and 1e-8, bit for bit."""
+    import warnings
+
+    p64, p32 = _linear_gaussian(torch.float64), _linear_gaussian(torch.float32)
+    x64 = minimize(p64, method="gn", steps=1, linear_solver="dense")[0]
+    x32 = x64.float()
+    ref, _ = theta_covariance(p64, x64, dense=True)
+    with pytest.warns(RuntimeWarning, match="theta_covariance: CG did not reach cg_tol=1e-10"):
+        theta_covariance(p32, x32, cg_tol=1e-10)  # the float64 default, out of reach here
+    with pytest.warns(RuntimeWarning, match="field_posterior: CG did not reach cg_tol=1e-08"):
+        field_posterior(p32, x32, "u", dense_max=0, num_draws=8, cg_tol=1e-8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cov32, info = theta_covariance(p32, x32)
+        post32 = field_posterior(p32, x32, "u", dense_max=0, num_draws=8)
+    assert cov32.dtype == torch.float32 and max(info["cg_residuals"]) <= 1e-5
+    torch.testing.assert_close(cov32.double(), ref, rtol=1e-3, atol=0)
+    assert bool(torch.isfinite(post32.variance).all())
+    # float64: the defaults are the old ones, and the results the same to the bit
+    cov64, info64 = theta_covariance(p64, x64)
+    old, old_info = theta_covariance(p64, x64, cg_tol=1e-10)
+    assert torch.equal(cov64, old) and info64 == old_info
+    new_post = field_posterior(p64, x64, "u", dense_max=0, num_draws=8)
+    old_post = field_posterior(p64, x64, "u", dense_max=0, num_draws=8, cg_tol=1e-8)
+    assert torch.equal(new_post.covariance.to_dense(), old_post.covariance.to_dense())

@@ -553,3 +553,33 @@ def test_an_impractical_step_count_is_named_readably(rho, t_end, count):
     assert need <= 10**9
     with pytest.raises(ValueError, match=rf"use steps >= {need} \(e\.g\. stable_steps"):
         fk_forward(c0, faces, 0.001, 5e8, **{**kw, "t_end": 2.0})
+
+
+@pytest.mark.parametrize(
+    "args, kw",
+    [
+        ((1e308, 1.0, 1e-3, 3), {}),  # a huge t_end: t_end / dt_max overflows to inf
+        ((1.0, 1.0, 1.0, 1), {"rho": 1.7e308}),  # a huge rho
+        ((1.0, 1e300, 1e-300, 3), {}),  # the bound underflows to 0
+        ((1.0, 1e300, 1e-300, 3), {"rho": 1.0}),
+    ],
+)
+def test_stable_steps_refuses_a_count_beyond_the_float_maximum(args, kw):
+    """A huge t_end or rho made t_end / dt_max infinite, and math.ceil raised an OverflowError
+    naming no argument; a bound that underflowed to 0 raised ZeroDivisionError."""
+    with pytest.raises(
+        ValueError,
+        match=r"^t_end, d_max, spacing, rho: a stable run needs above 1\.8e\+308 steps \(t_end=.*"
+        r"which these parameters make impractical",
+    ):
+        stable_steps(*args, **kw)
+
+
+def test_stable_steps_of_zero_time_or_a_huge_spacing_is_one_step():
+    """t_end = 0 is one step whatever the bound (0 / 0 raised ZeroDivisionError where the bound
+    underflowed); a spacing whose square overflows has no diffusion bound (its float power
+    raised OverflowError); large finite counts are returned as before."""
+    assert stable_steps(0.0, 1e300, 1e-300, 3) == 1
+    assert stable_steps(1.0, 1.0, 1e200, 1) == 1
+    assert stable_steps(1.0, 1.0, 1e200, 1, rho=2.0) == math.ceil(1.0 / (0.8 / 2.0))
+    assert stable_steps(1e20, 1.0, 1.0, 1) == math.ceil(1e20 / 0.4)
