@@ -27,6 +27,16 @@ reading raw points with the field reading them relative to the source population
 
 Rule fixed before that run: a problem's MFM gets ``centered=True`` in the benchmark if it lowers
 its selection W2 by more than 1 % (B2: 3 %, one seed sd of its MFM row).
+
+``--type-frame`` (B4 only) fits FM, CGFM and MFM at B4's benchmark settings (``CONDITIONING``,
+``CENTERED``, ``FOURIER``, ``FULL_STEPS``) with the field in absolute coordinates and in the
+per-cell-type frame (``MFMConfig.type_frame``: each point relative to the mean of its own cell
+type in its population), 6 fits, and writes ``meta_fm_type_frame_ablation.json``:
+
+    python benchmarks/meta_fm_conditioning_ablation.py --type-frame --selection --jobs 2
+
+Rule fixed before that run: B4's FM, CGFM and MFM together get ``type_frame=True`` if it lowers
+MFM's selection W2 by more than 1 %.
 """
 
 from __future__ import annotations
@@ -49,6 +59,7 @@ from bayesphys._bench import (
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from meta_fm import (  # noqa: E402
+    CENTERED,
     CONDITIONING,
     FOURIER,
     FULL_STEPS,
@@ -111,9 +122,54 @@ def fit_one(task: tuple[str, int, str, bool], steps: int | None, b1_split: str =
     return row
 
 
+def fit_type_frame(task: tuple[str, int, str, bool], steps: int | None) -> dict:
+    """One fit ``(problem, seed, method, type_frame)`` at the benchmark's settings of the
+    problem, scored on its test split."""
+    from bayesphys.meta_fm import MetaFlowMatching
+
+    pid, seed, method, type_frame = task
+    n_steps = steps or FULL_STEPS[pid]
+    data, _, k = problem_data(pid, False, seed)
+    test = data.subset("test")
+    kw = model_kwargs(k, FOURIER[pid], CONDITIONING[pid]) | {"type_frame": type_frame}
+    if method == "MFM":  # as the benchmark's MFM (the type frame replaces the centring)
+        kw["centered"] = CENTERED[pid] and not type_frame
+    m = MetaFlowMatching(data, method=method, seed=seed, **kw)
+    fit = m.fit(steps=n_steps, progress=False)
+    pred = m.predict(test.source, test.treatment, features=test.source_features)
+    row = {"problem": pid, "split": "test", "seed": seed, "method": method}
+    row |= {"type_frame": type_frame, "conditioning": CONDITIONING[pid], "steps": n_steps}
+    row.update(mean_metrics(pred, test.target, 1000))
+    row["seconds"] = fit.seconds
+    return row
+
+
+def _type_frame_run(args, argv: list[str] | None, seeds) -> Path:
+    tasks = [
+        ("B4", s, meth, tf) for s in seeds for meth in ("FM", "CGFM", "MFM") for tf in (False, True)
+    ]
+    t0 = time.perf_counter()
+    rows = run_script_tasks(
+        __file__, "fit_type_frame", tasks, args.jobs, argv=argv, steps=args.steps
+    )
+    if args.seeds > 1:  # mean over seeds
+        for meth in ("FM", "CGFM", "MFM"):
+            for tf in (False, True):
+                sel = [r for r in rows if r["method"] == meth and r["type_frame"] == tf]
+                keys = [k for k in sel[0] if k.startswith(("w1", "w2", "mmd"))]
+                mean = {k: float(np.mean([r[k] for r in sel])) for k in keys}
+                rows.append(
+                    {"problem": "B4", "split": "test", "seed": "mean", "method": meth}
+                    | {"type_frame": tf}
+                    | mean
+                )
+    name = "meta_fm_type_frame_ablation"
+    return write_rows(name, rows, script=__file__, argv=argv, out=args.out, started=t0)
+
+
 def main(argv: list[str] | None = None) -> Path:
     ap = ablation_parser(__doc__)
-    ap.add_argument("--problems", default="B1,B2,B3,B4")
+    ap.add_argument("--problems", default=None, help="default B1,B2,B3,B4 (--type-frame: B4)")
     ap.add_argument("--seeds", type=positive_int, default=1)
     ap.add_argument("--steps", type=int, default=None, help="default: the benchmark's FULL_STEPS")
     ap.add_argument(
@@ -126,15 +182,28 @@ def main(argv: list[str] | None = None) -> Path:
         action="store_true",
         help="raw vs source-centred field input, each problem with its CONDITIONING",
     )
+    ap.add_argument(
+        "--type-frame",
+        action="store_true",
+        help="B4 only: FM, CGFM and MFM with and without the per-cell-type frame",
+    )
     args = ap.parse_args(argv)
+    if args.centering and args.type_frame:
+        ap.error("--type-frame: compares the type frame alone; drop --centering")
     if args.table:
         return print_rows_table(args.table)
+    if args.problems is None:
+        args.problems = "B4" if args.type_frame else "B1,B2,B3,B4"
     problems = [p.strip() for p in args.problems.split(",") if p.strip()]
     unknown = [p for p in problems if p not in FULL_STEPS]
     if unknown:
         raise SystemExit(f"--problems: unknown {unknown}; expected some of {list(FULL_STEPS)}")
+    if args.type_frame and problems != ["B4"]:
+        ap.error(f"--type-frame: B4 only (its cell types), received --problems {args.problems}")
     first = 3 if args.selection else 0
     seeds = range(first, first + args.seeds)
+    if args.type_frame:
+        return _type_frame_run(args, argv, seeds)
     if args.centering:
         variants = {p: [(CONDITIONING[p], False), (CONDITIONING[p], True)] for p in problems}
     else:

@@ -41,6 +41,18 @@ REFUSALS = [  # (script, function that would start a benchmark, argv, option nam
     ("odil_joint.py", "run", ["--solvers", "lu"], "--solvers"),
     ("odil_joint.py", "run", ["--nt", "1"], "--nt"),
     ("meta_fm.py", "run_task", ["--problems", "B2,B2"], "--problems"),
+    (
+        "meta_fm_conditioning_ablation.py",
+        "fit_type_frame",
+        ["--type-frame", "--problems", "B1"],
+        "--type-frame",
+    ),
+    (
+        "meta_fm_conditioning_ablation.py",
+        "fit_type_frame",
+        ["--type-frame", "--centering"],
+        "--type-frame",
+    ),
     ("scale_out.py", "_probe_rows", ["--executors", "sequential,spark"], "--executors"),
     ("scale_out.py", "_probe_rows", ["--device", "cuda"], "--device"),
     ("gp_pde.py", "run_one", ["--device", "tpu"], "--device"),

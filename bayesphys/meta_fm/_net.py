@@ -51,9 +51,9 @@ def build_net(
     device: torch.device,
     dtype: torch.dtype,
 ) -> nn.ModuleDict:
-    """The modules ``field`` (condition width ``cond``) and, for MFM, ``embed`` of a model of
-    dimension ``dim``, with the buffers ``shift`` (zeros) and ``scale`` (one), on ``device`` in
-    ``dtype``. The initial weights and Fourier features are drawn from ``seed`` without
+    """The modules ``field`` (condition width ``cond``; with ``type_frame`` it also reads the
+    ``node_features`` one-hot types) and, for MFM, ``embed`` of a model of dimension ``dim``,
+    with the buffers ``shift`` (zeros) and ``scale`` (one), on ``device`` in ``dtype``. The initial weights and Fourier features are drawn from ``seed`` without
     reseeding the caller's global streams (``None``: from torch's global streams)."""
     cfg = config
     # initial weights from ``seed``, without reseeding the caller's global streams
@@ -73,6 +73,8 @@ def build_net(
             fourier_sigma=cfg.fourier_sigma,
             residual=cfg.residual,
             conditioning=cfg.conditioning,
+            # the type frame's field reads each point's one-hot type beside x
+            features=int(cfg.node_features or 0) if cfg.type_frame else 0,
             generator=gen,
         )
         mods: dict[str, nn.Module] = {"field": field}

@@ -22,6 +22,7 @@ from .._checks import check_int, offset_seed
 from .._stack import user_stacklevel
 from ..posterior import SamplePosterior
 from ._train import subsample
+from ._type_frame import type_centres
 from .config import MFMConfig
 from .sampling import SOLVERS, integrate
 
@@ -131,6 +132,7 @@ def push_populations(
     steps: int | None,
     chunk: int,
     batch: bool = False,
+    types: Sequence[Tensor] | None = None,
 ) -> list[Tensor]:
     """Each population ``[n_i, d]`` pushed through the flow of ``field`` -> list of
     ``[n_i, d]``.
@@ -143,6 +145,10 @@ def push_populations(
     :func:`integration_batches`), by ``solver``: ``"rk4"`` with ``steps`` steps (``None``:
     ``config.solver_steps``), else adaptively to the config's ``atol``/``rtol``. With
     ``config.centered`` the flow is integrated in each population's source-centred frame.
+    With ``config.type_frame`` each point ``x`` of type ``k`` (``types``: one-hot rows
+    ``[n_i, f]`` per population) is integrated as :math:`z = x - c_k` in its type's frame
+    (:math:`c_k` the mean of the population's points of type ``k``, constant along the path),
+    the field reading the point's type, and shifted back by :math:`c_k`.
     """
     norm, shift, scale = frame
     cfg = config
@@ -152,11 +158,18 @@ def push_populations(
     for sel in integration_batches([q.shape[0] for q in pops], chunk, batch):
         x = torch.stack([norm(pops[i]) for i in sel])  # [g, n, d]
         c = None if cond is None else cond[sel][:, None, :]
-        ctr = None
+        ctr, ty = None, None
         if cfg.centered:  # integrate in each population's source-centred frame
             ctr = torch.stack([norm(pops[i].mean(0)) for i in sel])[:, None, :]
             x = x - ctr
-        f = lambda t, z, c=c: field(t, z, c)  # noqa: E731
+        elif cfg.type_frame:  # each point in its type's frame [g, n, d], reading its type
+            ctr = torch.stack([norm(type_centres(pops[i], types[i])) for i in sel])
+            ty = torch.stack([types[i] for i in sel]).to(x)
+            x = x - ctr
+        if ty is None:
+            f = lambda t, z, c=c: field(t, z, c)  # noqa: E731
+        else:
+            f = lambda t, z, c=c, ty=ty: field(t, z, c, ty)  # noqa: E731
         if solver == "rk4":
             y = integrate(f, x, steps=cfg.solver_steps if steps is None else steps)
         else:

@@ -21,6 +21,7 @@ import torch
 from .._checks import check_int
 from .._stack import user_stacklevel
 from ..problems.populations import PopulationPairs
+from ._type_frame import check_type_onehots
 from ._validate import (
     as_list,
     check_condition_ids,
@@ -78,7 +79,8 @@ def model_settings(
     their ``train`` split) or, without data, from ``dim``, ``num_treatments`` and
     ``condition_ids`` (distinct ints; required by CGFM). Given beside the data, these must
     agree with it, and ``config.node_features`` (when set and not 0) with the data's number of
-    point features (read by MFM only: 0 for FM and CGFM)."""
+    point features (read by MFM only: 0 for FM and CGFM, unless ``config.type_frame``, whose
+    field reads them for every method and needs them one-hot)."""
     cfg = config
     train = None
     if data is not None:
@@ -102,17 +104,29 @@ def model_settings(
         dim, num_treatments, condition_ids = train.dim, train.num_treatments, ids
         paired = bool(data.paired)
         nf = 0 if train.source_features is None else int(train.source_features[0].shape[-1])
-        if cfg.method != "MFM":
+        if cfg.type_frame and not nf:
+            raise ValueError(
+                "data.source_features: type_frame reads each source point's one-hot type; "
+                "expected per-point one-hot features [n_i, f], received None"
+            )
+        if cfg.type_frame:
+            check_type_onehots("data.source_features", train.source_features)
+        if cfg.method != "MFM" and not cfg.type_frame:
             nf = 0  # only the embedding reads point features
         if cfg.node_features is not None and int(cfg.node_features) not in (0, nf):
             raise ValueError(
-                f"node_features: the data give {nf} features per point (used by MFM only), "
-                f"config says {cfg.node_features} (0 ignores them)"
+                f"node_features: the data give {nf} features per point (used by MFM only, "
+                f"or by the type_frame field), config says {cfg.node_features} (0 ignores them)"
             )
         nf = nf if cfg.node_features is None else int(cfg.node_features)
     else:
         paired = cfg.coupling not in ("ot", "ot_full")
         nf = int(cfg.node_features or 0)
+        if cfg.type_frame and not nf:
+            raise ValueError(
+                "node_features: type_frame reads each point's one-hot type; without data, "
+                f"give their number (node_features=f), received {cfg.node_features!r}"
+            )
     if dim is None:
         raise ValueError("dim: required when no data is given")
     dim = check_int("dim", dim, minimum=1)
@@ -220,6 +234,8 @@ def training_pairs(
         check_features(
             "data.source_features", data.source_features, data.source, config.node_features
         )
+    if config.type_frame:
+        check_type_onehots("data.source_features", data.source_features)
     if warn_points:
         cfg = config
         for text in points_warnings(data, cfg.points, cfg.method, coupling, "fit", "set points to"):

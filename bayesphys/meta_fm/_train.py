@@ -29,6 +29,7 @@ from .._model import FitResult, optimize, optimizer_state_finite, release_grads
 from .._stack import user_stacklevel
 from .._time_budget import TimeBudget
 from ..problems.populations import PopulationPairs
+from ._type_frame import type_centres
 from .config import MFMConfig
 from .coupling import (
     FullPlan,
@@ -37,6 +38,7 @@ from .coupling import (
     check_pairing_memory,
     couple,
     interpolate,
+    ot_pairing_rows,
     sample_plan_partners,
 )
 from .embedding import check_knn_memory
@@ -200,7 +202,10 @@ def draw_batch(
     ``config.points`` points each, from ``gen``: a source point's partner is the point of the
     same index (``coupling="index"``), a draw from its row of the whole-population plan
     (``plans``, ``"ot_full"``) or an independent subsample of the target (minibatch OT pairs
-    them later). Points are mapped by ``norm`` into the model's frame.
+    them later). Points are mapped by ``norm`` into the model's frame. The centres are
+    ``[P, 1, d]`` source means (``centered``), ``[P, n, d]`` the type centre of each source
+    point (``type_frame``, :func:`~bayesphys.meta_fm._type_frame.type_centres` of its whole
+    population) or ``None``.
 
     A source population of fewer than ``points`` points is resampled with replacement for the
     flow-matching pairs, but (MFM) the embedding reads it whole, without the repeated points
@@ -226,6 +231,8 @@ def draw_batch(
         x1s.append(t[r1])
         if cfg.centered:
             ctrs.append(s.mean(0))
+        elif cfg.type_frame:  # each point's type centre, over the whole source population
+            ctrs.append(type_centres(s, feats[i])[r0])
         if feats is not None:
             f0s.append(feats[i][r0])
     x0 = norm(torch.stack(x0s))
@@ -233,7 +240,9 @@ def draw_batch(
     f0 = torch.stack(f0s).to(x0) if f0s else None
     tr = None if data.treatment is None else data.treatment[idx]
     sids = [int(data.source_id[i]) for i in idx]
-    ctr = norm(torch.stack(ctrs))[:, None, :] if ctrs else None
+    ctr = None
+    if ctrs:  # centred: one centre a population [P, 1, d]; type frame: one a point [P, n, d]
+        ctr = norm(torch.stack(ctrs)) if cfg.type_frame else norm(torch.stack(ctrs))[:, None, :]
     if not any(w is not None for w in whole):
         return x0, x1, tr, sids, f0, ctr, None
     whole = [
@@ -267,6 +276,7 @@ def batch_loss(
     gen: torch.Generator,
     coupling: str,
     ctr: Tensor | None = None,
+    types: Tensor | None = None,
     *,
     device: torch.device,
     dtype: torch.dtype,
@@ -274,7 +284,14 @@ def batch_loss(
     """The CFM loss of ``field`` on a batch ``x0``, ``x1`` ``[P, n, d]`` with one condition row
     ``cond [P, c]`` per population: the pairs coupled by ``coupling``, one time per point drawn
     from ``gen`` (on ``device`` in ``dtype``), points relative to the centres ``ctr`` when
-    given."""
+    given.
+
+    With ``types`` (the type frame: one-hot types ``[P, n, f]`` and type centres ``ctr
+    [P, n, d]`` of the source points) the pairs are coupled on the raw points first, then both
+    points of a pair are shifted by its source point's centre and the field reads that
+    point's type."""
+    if types is not None:
+        return _type_frame_loss(field, x0, x1, cond, gen, coupling, ctr, types, device, dtype)
     if ctr is not None:  # centred field: a common shift leaves the velocity x1 - x0 intact
         x0, x1 = x0 - ctr, x1 - ctr
     p, n, d = x0.shape
@@ -284,6 +301,35 @@ def batch_loss(
     xt, u = interpolate(x0c, x1c, t)
     # one condition row per population, broadcast over its n points
     v = field(t, xt, None if cond is None else cond[:, None, :])
+    return cfm_loss(v.reshape(-1, d), u.reshape(-1, d))
+
+
+def _type_frame_loss(
+    field: nn.Module,
+    x0: Tensor,
+    x1: Tensor,
+    cond: Tensor | None,
+    gen: torch.Generator,
+    coupling: str,
+    ctr: Tensor,
+    types: Tensor,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> Tensor:
+    """:func:`batch_loss` in the type frame: couple on raw points, then shift each pair."""
+    p, n, d = x0.shape
+    if coupling == "ot":  # the rows of the minibatch OT pairs, drawn as couple draws them
+        rows = [ot_pairing_rows(a, b, gen) for a, b in zip(x0, x1)]
+        i = torch.stack([r[0] for r in rows]).to(x0.device)
+        j = torch.stack([r[1] for r in rows]).to(x0.device)
+    else:  # index and ot_full batches are paired row by row
+        i = j = torch.arange(n, device=x0.device).expand(p, n)
+    pop = torch.arange(p, device=x0.device)[:, None]
+    c = ctr[pop, i]  # the source point's type centre: the same shift for both ends
+    x0c, x1c = x0[pop, i] - c, x1[pop, j] - c
+    t = torch.rand(p, n, generator=gen).to(device=device, dtype=dtype)
+    xt, u = interpolate(x0c, x1c, t)
+    v = field(t, xt, None if cond is None else cond[:, None, :], types[pop, i])
     return cfm_loss(v.reshape(-1, d), u.reshape(-1, d))
 
 
@@ -311,7 +357,8 @@ class FlowSteps:
 
     ``batch()`` draws a minibatch (:data:`Batch`), ``condition(x0, emb, ids, treatment, P)``
     builds its condition rows from the embeddings ``emb`` (:func:`embed_batch`; ``None`` for
-    FM and CGFM) and ``loss(x0, x1, cond, ctr)`` scores it. Without a GNN
+    FM and CGFM) and ``loss(x0, x1, cond, ctr, f0)`` scores it (``f0 [P, n, f]``: the
+    batch's point features). Without a GNN
     optimiser every step updates all weights together. With one (the reference's alternating
     schedule), the steps of odd index ``k`` (counted from 0 in this fit) update the GCN through
     the fixed field and cache each population's embedding, those of even ``k`` (the first
@@ -364,7 +411,7 @@ class FlowSteps:
             for sid, e in zip(sids, emb):
                 cache[sid] = e.detach()
             cond = self.condition(x0, emb, sids, tr, len(sids))
-            loss = self.loss(x0, x1, cond, ctr)
+            loss = self.loss(x0, x1, cond, ctr, f0)
             gnn_opt.zero_grad()
             loss.backward()
             sync.average_gradients()
@@ -384,7 +431,7 @@ class FlowSteps:
         elif self.config.method == "MFM":  # joint: the embedding trains with the field
             emb = embed_batch(net["embed"], x0, f0, whole)
         cond = self.condition(x0, emb, sids, tr, len(sids))
-        loss = self.loss(x0, x1, cond, ctr)
+        loss = self.loss(x0, x1, cond, ctr, f0)
         self.field_opt.zero_grad()
         if gnn_opt is not None:
             gnn_opt.zero_grad()

@@ -131,7 +131,8 @@ def check_features(
         return None
     if features is None:
         raise ValueError(
-            f"{name}: this model's embedding reads {num} features per point; pass them "
+            f"{name}: this model reads {num} features per point (its embedding, or its "
+            "type_frame field); pass them "
             "(e.g. data.source_features)"
         )
     if isinstance(features, Tensor):

@@ -40,6 +40,15 @@ class MFMConfig:
         source population (a translation-equivariant field; the embedding still sees the
         uncentred points). Valid for paired and unpaired data, since the interpolant's velocity
         :math:`x_1 - x_0` does not change under a common shift.
+    type_frame: the field reads each point relative to the mean of the source points of its
+        own type in its population, with its type:
+        :math:`v_\theta(t, x - c_{\tau(x)}, e_{\tau(x)}, c)`, ``e`` the point's one-hot type
+        (``source_features [n_i, f]``, required by every method; ``node_features`` is then
+        ``f``, read by the field and, for MFM, the embedding), :math:`c_k` the mean of the
+        whole source population's points of type ``k``. Training couples each pair on the
+        raw points first, then shifts both by the source point's centre (the velocity
+        :math:`x_1 - x_0` is unchanged); prediction integrates each point in its own frame
+        and shifts it back. Refused together with ``centered`` (the whole-population centre).
     node_features: per-point features (e.g. a cell-type one-hot) the MFM embedding reads beside
         the coordinates; ``None``: as many as the training data's ``source_features`` (0 when
         it has none).
@@ -53,13 +62,15 @@ class MFMConfig:
     ``fourier >= 0`` (0: no Fourier features); ``node_features >= 0`` or ``None``;
     ``fourier_sigma``, ``lr``, ``gnn_lr``, ``atol``, ``rtol`` finite and ``> 0``. Settings
     that only the MFM embedding reads are refused for FM and CGFM when they would change
-    something: ``node_features > 0`` and ``schedule="alternating"``. Assigning a
+    something: ``node_features > 0`` (unless ``type_frame``) and ``schedule="alternating"``;
+    ``type_frame`` refuses ``centered=True`` and ``node_features=0``. Assigning a
     field afterwards (``cfg.lr = -1``) is checked the same way, and a refused value leaves the
     config unchanged.
 
     A model's ``config`` is its own copy. A setting its modules were built from (their shapes:
     ``method``, ``width``, ``layers``, ``residual``, ``time_dim``, ``fourier``,
-    ``conditioning``, for MFM ``gnn_hidden``, ``gnn_layers``, ``node_features``; and
+    ``conditioning``, ``type_frame``, for MFM ``gnn_hidden``, ``gnn_layers``,
+    ``node_features`` (with ``type_frame`` for every method); and
     ``fourier_sigma``, the sd of the Fourier matrix drawn then) assigned to it after
     construction is refused by the model's ``fit``, ``embed``, ``predict``, ``posterior`` and
     ``save`` (a ``ValueError`` naming it; set it back, or build a new model). The others are
@@ -92,6 +103,7 @@ class MFMConfig:
     node_features: int | None = None
     conditioning: str = "concat"
     centered: bool = False
+    type_frame: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -114,8 +126,16 @@ class MFMConfig:
             raise ValueError(
                 f"conditioning: expected 'concat' or 'film', received {self.conditioning!r}"
             )
-        if not isinstance(self.centered, bool):
-            raise ValueError(f"centered: expected True or False, received {self.centered!r}")
+        for name in ("centered", "type_frame"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"{name}: expected True or False, received {getattr(self, name)!r}"
+                )
+        if self.centered and self.type_frame:
+            raise ValueError(
+                "type_frame: the per-type frame replaces the whole-population centre; "
+                "received type_frame=True with centered=True (set one of them to False)"
+            )
         if self.solver not in ("rk4", "dopri5"):
             raise ValueError(f"solver: expected 'rk4' or 'dopri5', received {self.solver!r}")
 
@@ -126,8 +146,13 @@ class MFMConfig:
                 )
         if self.node_features is not None:
             self.node_features = check_int("node_features", self.node_features, minimum=0)
+        if self.type_frame and self.node_features == 0:
+            raise ValueError(
+                "node_features: type_frame reads each point's one-hot type (the data's "
+                "source_features), received node_features=0 (leave it None)"
+            )
         if self.method != "MFM":  # settings only the MFM population embedding reads
-            if self.node_features:
+            if self.node_features and not self.type_frame:
                 raise ValueError(
                     f"node_features: only the MFM population embedding reads point features; "
                     f"method {self.method!r} has none, received {self.node_features} (use 0)"

@@ -37,6 +37,7 @@ __all__ = [
     "couple",
     "interpolate",
     "cfm_loss",
+    "ot_pairing_rows",
     "FullPlan",
     "full_ot_plans",
     "sample_plan_partners",
@@ -96,6 +97,16 @@ def ot_pairing(
     their devices; ``generator``: ``None`` or a CPU generator (the pairs are drawn on the CPU).
     The dense ``[n, m]`` cost and plan (about 49 bytes a pair, on the CPU) are refused with a
     ``MemoryError`` before any work when they cannot fit in memory."""
+    i, j = ot_pairing_rows(x0, x1, generator)
+    return x0[i.to(x0.device)], x1[j.to(x1.device)]
+
+
+def ot_pairing_rows(
+    x0: Tensor, x1: Tensor, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """The rows of :func:`ot_pairing`'s pairs: ``(i, j)``, two CPU ``[n]`` long tensors with
+    ``ot_pairing(x0, x1) == (x0[i], x1[j])`` for ``x0 [n, d]``, ``x1 [m, d]`` (same checks and
+    draws from ``generator``)."""
     ot = require("ot", "pot", "exact-OT pairing")
 
     check_cloud_pair("x0", x0, "x1", x1)
@@ -108,8 +119,7 @@ def ot_pairing(
     plan = ot.emd(ot.unif(len(a)), ot.unif(len(b)), cost, numItermax=10_000_000)
     p = torch.from_numpy(plan.reshape(-1)).clamp_min(0)
     idx = torch.multinomial(p / p.sum(), len(a), replacement=True, generator=generator)
-    i, j = idx // len(b), idx % len(b)
-    return x0[i.to(x0.device)], x1[j.to(x1.device)]
+    return idx // len(b), idx % len(b)
 
 
 _INDEX_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)

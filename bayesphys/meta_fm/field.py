@@ -8,6 +8,8 @@ The input is the concatenation of
   \mathcal N(0, \sigma_B^2)` of shape ``[d, fourier]`` — a registered buffer, so it is saved
   and reloaded with the model (the reference code regenerates it on reload);
 * the raw point :math:`x`;
+* with ``features = f > 0``, per-point features ``[..., f]`` (the type frame's one-hot cell
+  type, :class:`~bayesphys.meta_fm.MFMConfig` ``type_frame``);
 * a condition vector (population embedding, population one-hot, treatment one-hot).
 
 The body is an MLP (SELU) or a residual MLP. With ``conditioning="film"`` the condition
@@ -100,7 +102,9 @@ class VectorField(nn.Module):
     """MLP vector field ``(t, x, cond) -> v`` (see the module docstring for the input).
 
     ``layers >= 2`` linear layers (``layers - 2`` hidden ones), ``time_dim`` even ``>= 2``,
-    ``fourier >= 0`` features (0: none), ``fourier_sigma > 0``; ``width``, ``dim >= 1``.
+    ``fourier >= 0`` features (0: none), ``fourier_sigma > 0``; ``width``, ``dim >= 1``;
+    ``features >= 0`` per-point features read beside ``x`` (input width
+    ``time_dim + 2 fourier + dim + features + cond_dim``).
     """
 
     def __init__(
@@ -115,6 +119,7 @@ class VectorField(nn.Module):
         fourier_sigma: float = 0.01,
         residual: bool = False,
         conditioning: str = "concat",
+        features: int = 0,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
@@ -131,10 +136,11 @@ class VectorField(nn.Module):
         time_dim = _check_time_dim("time_dim", time_dim)
         fourier = check_int("fourier", fourier, minimum=0)
         fourier_sigma = check_real("fourier_sigma", fourier_sigma, minimum=0.0, strict=True)
+        self.features = check_int("features", features, minimum=0)
         self.dim, self.cond_dim, self.time_dim = dim, cond_dim, time_dim
         self.conditioning = conditioning
         self.fourier = FourierFeatures(dim, fourier, fourier_sigma, generator) if fourier else None
-        in_dim = self.time_dim + (2 * fourier if fourier else 0) + dim + cond_dim
+        in_dim = self.time_dim + (2 * fourier if fourier else 0) + dim + self.features + cond_dim
         mods: list[nn.Module] = [nn.Linear(in_dim, width), nn.SELU()]
         for _ in range(max(layers - 2, 0)):
             mods += [_Res(width)] if residual else [nn.Linear(width, width), nn.SELU()]
@@ -149,11 +155,15 @@ class VectorField(nn.Module):
                 nn.init.zeros_(head.weight)
                 nn.init.zeros_(head.bias)
 
-    def forward(self, t: Tensor, x: Tensor, cond: Tensor | None = None) -> Tensor:
+    def forward(
+        self, t: Tensor, x: Tensor, cond: Tensor | None = None, features: Tensor | None = None
+    ) -> Tensor:
         """Velocities ``[..., d]`` at times ``t`` (a scalar or ``[...]``) and floating points
         ``x [..., d]`` (an integer ``x`` is a ``TypeError``) under ``cond``: one ``[c]`` for every point, or ``[..., c]`` with ``x``'s number of
-        dimensions, each of ``x``'s size or 1 (module docstring). ``x`` and ``cond`` are in
-        the field's dtype (its weights'; another is a ``TypeError`` naming both dtypes)."""
+        dimensions, each of ``x``'s size or 1 (module docstring). ``features``: the per-point
+        features ``[..., f]`` of a field built with ``features = f > 0`` (required then,
+        refused otherwise), one row per point. ``x``, ``cond`` and ``features`` are in the
+        field's dtype (its weights'; another is a ``TypeError`` naming both dtypes)."""
         if x.ndim < 1 or x.shape[-1] != self.dim:
             raise ValueError(f"x: expected points [..., {self.dim}], received {tuple(x.shape)}")
         if not x.is_floating_point():
@@ -171,21 +181,38 @@ class VectorField(nn.Module):
         te = time_embedding(t, self.time_dim)
         if t.ndim == 0:  # one time for every point (an ODE step): embedded once
             te = te.expand(*lead, self.time_dim)
-        feats = [te]
+        parts = [te]
         if self.fourier is not None:
-            feats.append(self.fourier(x))
-        feats.append(x)
+            parts.append(self.fourier(x))
+        parts.append(x)
+        if self.features or features is not None:
+            self._check_features(features, lead)
+            check_module_dtype("features", features, dtype, "vector field")
+            parts.append(features)
         if not self.cond_dim and cond is not None:
             got = tuple(cond.shape) if isinstance(cond, Tensor) else type(cond).__name__
             raise ValueError(f"cond: this field reads no condition (cond_dim=0), received {got}")
         if self.cond_dim:
             self._check_cond(cond, lead)
             check_module_dtype("cond", cond, dtype, "vector field")
-            feats.append(cond.expand(*lead, self.cond_dim))
-        h = torch.cat(feats, dim=-1)
+            parts.append(cond.expand(*lead, self.cond_dim))
+        h = torch.cat(parts, dim=-1)
         if self.film is None:
             return self.net(h)
         return self._film_forward(h, cond)
+
+    def _check_features(self, features: Tensor | None, lead: torch.Size) -> None:
+        if not self.features:
+            got = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
+            raise ValueError(
+                f"features: this field reads no point features (features=0), received {got}"
+            )
+        if not isinstance(features, Tensor) or features.shape != (*lead, self.features):
+            got = tuple(features.shape) if isinstance(features, Tensor) else features
+            raise ValueError(
+                f"features: expected one row of {self.features} features per point, shape "
+                f"{(*lead, self.features)}, received {got}"
+            )
 
     def _check_cond(self, cond: Tensor | None, lead: torch.Size) -> None:
         want = (*lead, self.cond_dim)

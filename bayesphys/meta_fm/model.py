@@ -81,6 +81,7 @@ from ._train import (
     normalization,
     warn_far_from_origin,
 )
+from ._type_frame import check_type_onehots
 from ._validate import check_features, check_populations, check_source_ids, training_rows
 from .config import MFMConfig
 from .coupling import FullPlan, full_ot_plans
@@ -89,7 +90,16 @@ from .embedding import check_knn_memory
 __all__ = ["MetaFlowMatching"]
 
 #: the settings the modules' weight shapes come from (build_net, cond_dim)
-_SHAPE_SETTINGS = ("method", "width", "layers", "residual", "time_dim", "fourier", "conditioning")
+_SHAPE_SETTINGS = (
+    "method",
+    "width",
+    "layers",
+    "residual",
+    "time_dim",
+    "fourier",
+    "conditioning",
+    "type_frame",
+)
 #: and those of the embedding, which only MFM builds
 _EMBEDDING_SETTINGS = ("gnn_hidden", "gnn_layers", "node_features")
 #: and a setting read at construction only that fixes no shape: the Fourier matrix's sd
@@ -168,6 +178,8 @@ class MetaFlowMatching:
         self.net = build_net(self.config, self.dim, cond, self.seed, self.device, self.dtype)
         # the settings the modules' shapes come from (save refuses them changed)
         names = _SHAPE_SETTINGS + (_EMBEDDING_SETTINGS if self.config.method == "MFM" else ())
+        if self.config.type_frame and "node_features" not in names:  # the field reads them
+            names += ("node_features",)
         self._shape_settings = shape_settings(self.config, names)
         # everything the modules were built from (fit, embed, predict and save refuse changes)
         self._built_settings = shape_settings(self.config, names + _BUILD_ONLY_SETTINGS)
@@ -243,10 +255,20 @@ class MetaFlowMatching:
     ):
         return draw_batch(data, gen, self.config, self.coupling, self._norm, plans)
 
-    def _loss(self, x0, x1, cond, gen, ctr: Tensor | None = None) -> Tensor:
+    def _loss(self, x0, x1, cond, gen, ctr: Tensor | None = None, f0=None) -> Tensor:
         field = self.net["field"]
+        types = f0 if self.config.type_frame else None  # the field reads the point types
         return batch_loss(
-            field, x0, x1, cond, gen, self.coupling, ctr, device=self.device, dtype=self.dtype
+            field,
+            x0,
+            x1,
+            cond,
+            gen,
+            self.coupling,
+            ctr,
+            types,
+            device=self.device,
+            dtype=self.dtype,
         )
 
     @autograd_on()
@@ -359,7 +381,7 @@ class MetaFlowMatching:
             max(steps, 1),
             batch=lambda: self._batch(data, gen, plans),
             condition=self._condition,
-            loss=lambda x0, x1, cond, ctr: self._loss(x0, x1, cond, gen, ctr),
+            loss=lambda x0, x1, cond, ctr, f0: self._loss(x0, x1, cond, gen, ctr, f0),
         )
         res = training.run(
             steps,
@@ -457,7 +479,9 @@ class MetaFlowMatching:
         ``None`` entries, get the average one-hot; other methods refuse them). ``features``:
         the sources' per-point features (MFM models trained with ``source_features``; ignored
         by FM and CGFM and by an MFM trained without them, ``node_features=0``, so one
-        pipeline may pass ``data.source_features`` to every model). ``solver``: ``"rk4"`` or
+        pipeline may pass ``data.source_features`` to every model; required by every method
+        with ``config.type_frame``, one-hot ``[n_i, f]``: each point is integrated relative to
+        its type's source mean and shifted back). ``solver``: ``"rk4"`` or
         ``"dopri5"`` (default the config's); ``steps``: rk4 steps (default ``solver_steps``; refused for
         dopri5, which adapts its steps to the config's ``atol``/``rtol``). ``treatment``:
         integer indices, one per population (refused for a model without treatments).
@@ -477,7 +501,13 @@ class MetaFlowMatching:
         cfg = self.config
         net = self.net
         frame = (self._norm, net.shift, net.scale)
-        return push_populations(net["field"], pops, cond, frame, cfg, method, steps, chunk, batch)
+        types = None
+        if cfg.type_frame:  # every method's field reads the one-hot types
+            types = check_features("features", features, pops, cfg.node_features or 0)
+            check_type_onehots("features", types)
+        return push_populations(
+            net["field"], pops, cond, frame, cfg, method, steps, chunk, batch, types
+        )
 
     def posterior(
         self,
