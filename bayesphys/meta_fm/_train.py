@@ -29,7 +29,7 @@ from .._model import FitResult, optimize, optimizer_state_finite, release_grads
 from .._stack import user_stacklevel
 from .._time_budget import TimeBudget
 from ..problems.populations import PopulationPairs
-from ._type_frame import type_centres
+from ._type_frame import type_centres, type_frame_loss
 from .config import MFMConfig
 from .coupling import (
     FullPlan,
@@ -38,7 +38,6 @@ from .coupling import (
     check_pairing_memory,
     couple,
     interpolate,
-    ot_pairing_rows,
     sample_plan_partners,
 )
 from .embedding import check_knn_memory
@@ -291,7 +290,7 @@ def batch_loss(
     points of a pair are shifted by its source point's centre and the field reads that
     point's type."""
     if types is not None:
-        return _type_frame_loss(field, x0, x1, cond, gen, coupling, ctr, types, device, dtype)
+        return type_frame_loss(field, x0, x1, cond, gen, coupling, ctr, types, device, dtype)
     if ctr is not None:  # centred field: a common shift leaves the velocity x1 - x0 intact
         x0, x1 = x0 - ctr, x1 - ctr
     p, n, d = x0.shape
@@ -301,35 +300,6 @@ def batch_loss(
     xt, u = interpolate(x0c, x1c, t)
     # one condition row per population, broadcast over its n points
     v = field(t, xt, None if cond is None else cond[:, None, :])
-    return cfm_loss(v.reshape(-1, d), u.reshape(-1, d))
-
-
-def _type_frame_loss(
-    field: nn.Module,
-    x0: Tensor,
-    x1: Tensor,
-    cond: Tensor | None,
-    gen: torch.Generator,
-    coupling: str,
-    ctr: Tensor,
-    types: Tensor,
-    device: torch.device,
-    dtype: torch.dtype,
-) -> Tensor:
-    """:func:`batch_loss` in the type frame: couple on raw points, then shift each pair."""
-    p, n, d = x0.shape
-    if coupling == "ot":  # the rows of the minibatch OT pairs, drawn as couple draws them
-        rows = [ot_pairing_rows(a, b, gen) for a, b in zip(x0, x1)]
-        i = torch.stack([r[0] for r in rows]).to(x0.device)
-        j = torch.stack([r[1] for r in rows]).to(x0.device)
-    else:  # index and ot_full batches are paired row by row
-        i = j = torch.arange(n, device=x0.device).expand(p, n)
-    pop = torch.arange(p, device=x0.device)[:, None]
-    c = ctr[pop, i]  # the source point's type centre: the same shift for both ends
-    x0c, x1c = x0[pop, i] - c, x1[pop, j] - c
-    t = torch.rand(p, n, generator=gen).to(device=device, dtype=dtype)
-    xt, u = interpolate(x0c, x1c, t)
-    v = field(t, xt, None if cond is None else cond[:, None, :], types[pop, i])
     return cfm_loss(v.reshape(-1, d), u.reshape(-1, d))
 
 

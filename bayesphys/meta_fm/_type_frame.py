@@ -17,9 +17,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["check_type_onehots", "type_centres"]
+from .coupling import cfm_loss, interpolate, ot_pairing_rows
+
+__all__ = ["check_type_onehots", "type_centres", "type_frame_loss"]
 
 
 def check_type_onehots(name: str, features: Sequence[Tensor]) -> None:
@@ -46,3 +48,37 @@ def type_centres(x: Tensor, types: Tensor) -> Tensor:
     sums = torch.zeros(f, x.shape[-1], dtype=x.dtype, device=x.device).index_add_(0, k, x)
     counts = torch.bincount(k, minlength=f).clamp_min(1).to(x.dtype)
     return (sums / counts[:, None])[k]
+
+
+def type_frame_loss(
+    field: nn.Module,
+    x0: Tensor,
+    x1: Tensor,
+    cond: Tensor | None,
+    gen: torch.Generator,
+    coupling: str,
+    ctr: Tensor,
+    types: Tensor,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> Tensor:
+    """The CFM loss of ``field`` in the type frame (``_train.batch_loss`` with ``types``):
+    ``x0``, ``x1`` ``[P, n, d]`` are coupled by ``coupling`` on the raw points first (the rows
+    of the minibatch OT pairs for ``"ot"``; row by row for ``"index"`` and ``"ot_full"``),
+    then both ends of a pair are shifted by its source point's type centre (``ctr [P, n, d]``)
+    and the field reads that point's one-hot type (``types [P, n, f]``) beside the condition
+    row ``cond [P, c]``; one time per point from ``gen`` (on ``device`` in ``dtype``)."""
+    p, n, d = x0.shape
+    if coupling == "ot":  # the rows of the minibatch OT pairs, drawn as couple draws them
+        rows = [ot_pairing_rows(a, b, gen) for a, b in zip(x0, x1)]
+        i = torch.stack([r[0] for r in rows]).to(x0.device)
+        j = torch.stack([r[1] for r in rows]).to(x0.device)
+    else:  # index and ot_full batches are paired row by row
+        i = j = torch.arange(n, device=x0.device).expand(p, n)
+    pop = torch.arange(p, device=x0.device)[:, None]
+    c = ctr[pop, i]  # the source point's type centre: the same shift for both ends
+    x0c, x1c = x0[pop, i] - c, x1[pop, j] - c
+    t = torch.rand(p, n, generator=gen).to(device=device, dtype=dtype)
+    xt, u = interpolate(x0c, x1c, t)
+    v = field(t, xt, None if cond is None else cond[:, None, :], types[pop, i])
+    return cfm_loss(v.reshape(-1, d), u.reshape(-1, d))
