@@ -95,7 +95,7 @@ from bayesphys._bench import (
 )
 from bayesphys._checks import offset_seed
 from bayesphys.diagnostics import ShapeMap, simulate_and_infer, standardised_residuals
-from bayesphys.diagnostics.record_recal import _LR_MARGIN, GENNORM_MAX_SHAPE
+from bayesphys.diagnostics.record_maps import _LR_MARGIN, GENNORM_MAX_SHAPE
 
 #: (n_fit, L) of the components' recalibration fits, quick and full (see the docstring)
 SIZES = ((20, 11), (30, 49), (50, 49), (75, 29), (100, 99), (150, 99), (200, 99))

@@ -52,14 +52,8 @@ from .coverage import (
 from .pit_ecdf import ecdf_band, pit_ecdf, plot_pit_ecdf
 from .recalibrate import Recalibrator, conformal_min_scores, conformal_rank, fit_recalibration
 from .recalibrated import RecalibratedPosterior
-from .record_recal import (
-    AffineMap,
-    RecordRecalibration,
-    ShapeMap,
-    fit_record_recalibration,
-    recalibrated_rows,
-    standardised_residuals,
-)
+from .record_maps import AffineMap, ShapeMap, standardised_residuals
+from .record_recal import RecordRecalibration, fit_record_recalibration, recalibrated_rows
 from .result import CalibrationResult, analyse
 from .sbc import ranks_inference_data, sbc_pit, sbc_ranks, sbc_uniformity
 from .sbc_joint import sbc_joint_crossfit, sbc_joint_ranks

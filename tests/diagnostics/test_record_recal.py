@@ -104,7 +104,7 @@ def test_shape_map_picks_the_tail_family():
     assert ShapeMap.fit(draws, gauss).family == "norm"
     # a uniform z is at the generalised normal's non-regular limit (beta -> infinity): refused
     assert ShapeMap.fit(draws, uniform).family != "gennorm"
-    from bayesphys.diagnostics.record_recal import GENNORM_MAX_SHAPE
+    from bayesphys.diagnostics.record_maps import GENNORM_MAX_SHAPE
 
     m = ShapeMap.fit(draws, light)
     assert m.family == "gennorm" and 2 < m.shape <= GENNORM_MAX_SHAPE
@@ -122,7 +122,7 @@ def test_shape_map_reports_a_student_t_whose_df_reached_the_bound():
     from scipy import stats
 
     from bayesphys.diagnostics import ShapeMap
-    from bayesphys.diagnostics.record_recal import T_MAX_DF
+    from bayesphys.diagnostics.record_maps import T_MAX_DF
 
     g = torch.Generator().manual_seed(0)
     centre = torch.randn(200, generator=g, dtype=torch.float64)
@@ -170,7 +170,7 @@ def test_shape_map_refuses_the_generalised_normal_at_its_uniform_limit():
         rec = _exact_record(20, 11, g)
         maps.append(ShapeMap.fit(rec.draws[:, :, 0], rec.truth[:, 0]))
     assert sum(m.family != "norm" for m in maps) <= 2, [(m.family, m.shape) for m in maps]
-    from bayesphys.diagnostics.record_recal import GENNORM_MAX_SHAPE
+    from bayesphys.diagnostics.record_maps import GENNORM_MAX_SHAPE
 
     assert all(m.shape <= GENNORM_MAX_SHAPE for m in maps if m.family == "gennorm")
 
@@ -304,7 +304,7 @@ def test_shape_shift_removes_the_whole_bias_with_few_draws():
 
 def test_finite_draw_factor():
     from bayesphys.diagnostics.recalibrate import _c_l
-    from bayesphys.diagnostics.record_recal import standardised_residuals
+    from bayesphys.diagnostics.record_maps import standardised_residuals
 
     assert _c_l(19) ** 2 == pytest.approx(360 / 304) and round(_c_l(19) ** 2, 3) == 1.184
     assert _c_l(29) ** 2 == pytest.approx(840 / 754) and round(_c_l(29) ** 2, 3) == 1.114
@@ -450,7 +450,7 @@ def test_per_summary_maps_refuse_non_finite_and_non_float_input():
     scipy's bare "data contains non-finite values" in ``ShapeMap.fit``); integer draws failed
     inside ``torch.std``."""
     from bayesphys.diagnostics import ShapeMap
-    from bayesphys.diagnostics.record_recal import standardised_residuals
+    from bayesphys.diagnostics.record_maps import standardised_residuals
 
     g = torch.Generator().manual_seed(0)
     t = torch.randn(30, generator=g, dtype=torch.float64)
@@ -518,7 +518,7 @@ def test_maps_and_residuals_compute_with_the_checked_pair(monkeypatch):
     error. They now go on with the pair the check returns. The move is stood in for by a copy,
     the original being unusable afterwards (NaN), so a computation with the original shows on
     the CPU."""
-    import bayesphys.diagnostics.record_recal as rr
+    import bayesphys.diagnostics.record_maps as rr
     from bayesphys.diagnostics import ShapeMap, standardised_residuals
 
     check = rr._check_draws_truth
@@ -556,7 +556,8 @@ def test_apply_drops_the_field_calibration_curve_and_names_the_method():
 
 
 def test_a_shift_only_affine_map_is_applied_not_taken_for_the_identity():
-    from bayesphys.diagnostics.record_recal import AffineMap, RecordRecalibration
+    from bayesphys.diagnostics.record_maps import AffineMap
+    from bayesphys.diagnostics.record_recal import RecordRecalibration
 
     rec = _record(0.0, 1.0, n=5, draws=9)
     out = RecordRecalibration("affine", [[AffineMap(0.5, 1.0), AffineMap(0.0, 1.0)]], None)

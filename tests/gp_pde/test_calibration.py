@@ -90,7 +90,7 @@ def test_calibrate_rows_quick_well_formed():
     assert len(rows) == 4, names
     p_affine, p_shape = (float(r["metrics"]["sbc_pvalue"]) for r in rows[2:])
     assert math.log10(p_shape) > math.log10(p_affine) - 3, (p_affine, p_shape)
-    from bayesphys.diagnostics.record_recal import GENNORM_MAX_SHAPE
+    from bayesphys.diagnostics.record_maps import GENNORM_MAX_SHAPE
 
     shapes = [float(s) for s in re.findall(r"\('gennorm', ([^,]+),", rows[3]["note"])]
     assert all(s <= GENNORM_MAX_SHAPE for s in shapes), rows[3]["note"]
