@@ -245,10 +245,10 @@ def ranks_inference_data(
     ``attrs`` (e.g. problem and method; names to strings, ints or floats, the values a netCDF
     file stores, as for :func:`~bayesphys.inference_data.save_netcdf`) are stored on the group.
     """
+    from .._netcdf import _file_attrs
     from ..inference_data import (
         ARVIZ_V1,
         SAMPLE_GROUPS,
-        _file_attrs,
         build_inference_data,
         group_dataset,
         group_names,

@@ -99,8 +99,9 @@ def _write(out: Path, rec: dict[str, Any]) -> None:
     renames then leaves no record (the problem is fitted again) instead of an old record
     paired with the new draws.
     """
+    from .._netcdf import _write_netcdf
     from .._version import __version__
-    from ..inference_data import _write_netcdf, assemble_groups
+    from ..inference_data import assemble_groups
 
     stem = _stem(rec["id"])
     meta = {k: v for k, v in rec.items() if k != "groups"}

@@ -855,7 +855,7 @@ def test_settings_fingerprint_of_sets_and_grad_tensors_is_stable(tmp_path):
 def test_a_full_disk_keeps_the_finished_draws_in_the_result(tmp_path, monkeypatch):
     import errno
 
-    import bayesphys.inference_data as idmod
+    import bayesphys._netcdf as idmod
 
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -1006,7 +1006,7 @@ def test_ids_differing_only_in_case_collide_only_with_an_out_folder(tmp_path):
 def test_a_disk_failure_removes_an_older_record_of_the_problem(tmp_path, monkeypatch):
     import errno
 
-    import bayesphys.inference_data as idmod
+    import bayesphys._netcdf as idmod
 
     probs = _toy.problems(1)
     fit_many(
