@@ -302,7 +302,9 @@ class MetaFlowMatching:
         non-finite loss, or an update that leaves the optimisers' state non-finite (a NaN
         gradient, or one whose square overflows Adam's second moment), stops the fit as a
         divergence and restores the last good weights: those before the last recorded step's
-        update, which ``steps_done`` then no longer counts. An error raised inside a step (or
+        update, which ``steps_done`` then no longer counts; the training batches' stream goes
+        back with them, to where that step's draws began, so a later fit draws what it would
+        after a fit that stopped cleanly there. An error raised inside a step (or
         an interrupt) propagates and leaves the weights of the last completed step, not those
         the call started from; ``steps_done`` counts completed steps only.
 
@@ -382,6 +384,7 @@ class MetaFlowMatching:
             batch=lambda: self._batch(data, gen, plans),
             condition=self._condition,
             loss=lambda x0, x1, cond, ctr, f0: self._loss(x0, x1, cond, gen, ctr, f0),
+            stream=gen,
         )
         res = training.run(
             steps,
