@@ -520,6 +520,7 @@ class MetaFlowMatching:
         num_draws: int = 8,
         seed: int | None = 0,
         features: Sequence[Tensor] | None = None,
+        batch: bool = False,
     ) -> SamplePosterior:
         """Predictive draws over populations ``[1, num_draws, P, n, d]`` (one chain;
         ``batch_shape`` ``(P,)``, ``event_shape`` ``(n, d)``).
@@ -530,19 +531,26 @@ class MetaFlowMatching:
         spread; a ``UserWarning`` says so). Use
         :class:`~bayesphys.meta_fm.ensemble.MFMEnsemble` for epistemic spread over weights.
         All populations must have the same size ``n``. ``seed``: the base seed of the draws'
-        subsamples (``None``: drawn from torch's global stream, advancing it).
+        subsamples (``None``: drawn from torch's global stream, advancing it). ``batch``: as
+        :meth:`predict`'s, passed to each draw's prediction: ``False`` (default) integrates
+        each population on its own, so its draws are those it gives alone; ``True``
+        integrates the ``P`` populations of a draw together as one batch ``[P, n, d]``
+        (faster for many small populations; each population's draws then move with the
+        others in the call, within the solver's tolerance or the round-off of the batch's
+        matrix products). The shapes are the same either way.
         """
         self._check_built("posterior")
         warn_untrained(f"{type(self).__name__}.posterior", self.steps_done)
         num_draws = check_int("num_draws", num_draws, minimum=2)
         seed = seed_or_draw("seed", seed)
+        batch = check_bool("batch", batch)
         pops = check_populations("x", x, self.dim, self._min_points)
         check_draw_populations(pops, self.config.method, self.config.points)
         # no subsample to vary (FM / CGFM, or populations embedded whole): every draw is
         # the same prediction, integrated once instead of num_draws times
         same = self.config.method != "MFM" or pops[0].shape[0] <= self.config.points
         return predictive_draws(
-            lambda s: self.predict(pops, treatment, features=features, seed=s),
+            lambda s: self.predict(pops, treatment, features=features, seed=s, batch=batch),
             num_draws,
             seed,
             same,
