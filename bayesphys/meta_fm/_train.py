@@ -328,7 +328,9 @@ class FlowSteps:
     ``batch()`` draws a minibatch (:data:`Batch`), ``condition(x0, emb, ids, treatment, P)``
     builds its condition rows from the embeddings ``emb`` (:func:`embed_batch`; ``None`` for
     FM and CGFM) and ``loss(x0, x1, cond, ctr, f0)`` scores it (``f0 [P, n, f]``: the
-    batch's point features). Without a GNN
+    batch's point features). ``stream``: the generator those draw from; its state at the
+    start of the last two steps is kept (a copy of a few kB each), so that a divergence
+    rewinds it with the weights (:meth:`run`). Without a GNN
     optimiser every step updates all weights together. With one (the reference's alternating
     schedule), the steps of odd index ``k`` (counted from 0 in this fit) update the GCN through
     the fixed field and cache each population's embedding, those of even ``k`` (the first
@@ -347,8 +349,11 @@ class FlowSteps:
         batch: Callable[[], Batch],
         condition: Callable[..., Tensor | None],
         loss: Callable[..., Tensor],
+        stream: torch.Generator | None = None,
     ) -> None:
         self.net, self.config, self.sync, self.n_steps = net, config, sync, n_steps
+        self.stream = stream
+        self.starts: list[Tensor] = []  # its state as the last two steps began
         field_opt, gnn_opt = optimizers(net, config)
         self.field_opt, self.gnn_opt = field_opt, gnn_opt
         self.opts = [o for o in (field_opt, gnn_opt) if o is not None]
@@ -373,6 +378,8 @@ class FlowSteps:
     def __call__(self) -> Tensor:
         k = self.count
         self.count += 1
+        if self.stream is not None:  # where this step's draws begin (a divergence rewinds)
+            self.starts = [*self.starts[-1:], self.stream.get_state()]
         x0, x1, tr, sids, f0, ctr, whole = self.batch()
         self._set_lr(k)
         net, gnn_opt, sync, cache = self.net, self.gnn_opt, self.sync, self.cache
@@ -426,7 +433,10 @@ class FlowSteps:
         steps (in evaluation mode; its time is not counted in ``seconds`` nor in the budget);
         ``net`` is left in evaluation mode, also after an error or an interrupt. A non-finite
         loss, or an update that left the optimisers' state non-finite, stops the fit and
-        restores the last good weights (:func:`optimize`); no callback runs after that step.
+        restores the last good weights (:func:`optimize`), those the last recorded step
+        started from, and ``stream`` to where that step's draws began (to the call's start
+        after a divergence at its first step), so that the next fit draws what it would after
+        a fit that stopped cleanly there; no callback runs after that step.
         The dense kNN graphs and OT plans of a step are those :func:`check_fit_memory` checked
         before the fit: their helpers refuse them as always but repeat none of its warnings
         (:func:`~bayesphys._checks.dense_memory_checked`; the callback is outside).
@@ -475,6 +485,9 @@ class FlowSteps:
         finally:  # also after an interrupt (Ctrl-C): the model is left ready to predict
             self.net.eval()
             release_grads(self.net)  # the last step's gradients: read by no later step
+        if res.message.startswith("diverged") and self.starts:
+            # the diverged step k was the last begun: back to where step max(k - 1, 0) began
+            self.stream.set_state(self.starts[0])
         res.seconds -= user.seconds  # the callback's time is not the fit's
         if budget.reached:
             res.message, res.converged = budget.message(res.steps), False

@@ -273,6 +273,7 @@ class MFMEnsemble:
         num_draws: int = 1,
         seed: int | None = 0,
         features: Sequence[Tensor] | None = None,
+        batch: bool = False,
     ) -> SamplePosterior:
         """Draws ``[M, num_draws, P, n, d]``: chain = member, draw = embedding subsample
         (``features``: the sources' per-point features, for models trained with them).
@@ -281,11 +282,17 @@ class MFMEnsemble:
         ``seed + m * num_draws + k``: no two draws of the ensemble share a subsample (until
         this release every member used seeds ``seed + k``, so the members' draws were
         correlated through the points their embeddings saw). ``seed=None`` draws ``seed`` from
-        torch's global stream.
+        torch's global stream. ``batch``: as :meth:`MetaFlowMatching.predict`'s, passed to
+        every member's predictions: ``False`` (default) integrates each population on its
+        own; ``True`` integrates the ``P`` populations of a draw together as one batch
+        ``[P, n, d]`` (faster for many small populations; a population's draws then move with
+        the others in the call, within the solver's tolerance or the round-off of the batch's
+        matrix products). The shapes are the same either way.
         """
         warn_untrained("MFMEnsemble.posterior", max(m.steps_done for m in self.models))
         num_draws = check_int("num_draws", num_draws, minimum=1)
         seed = seed_or_draw("seed", seed)
+        batch = check_bool("batch", batch)
         pops = check_populations("x", x, self.models[0].dim, self.models[0]._min_points)
         self._warn_uneven()
         if len({q.shape[0] for q in pops}) != 1:
@@ -303,6 +310,7 @@ class MFMEnsemble:
                                 treatment,
                                 features=features,
                                 seed=_member_seed(seed, j, num_draws, k),
+                                batch=batch,
                             )
                         )
                         for k in range(num_draws)

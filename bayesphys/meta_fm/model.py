@@ -302,7 +302,9 @@ class MetaFlowMatching:
         non-finite loss, or an update that leaves the optimisers' state non-finite (a NaN
         gradient, or one whose square overflows Adam's second moment), stops the fit as a
         divergence and restores the last good weights: those before the last recorded step's
-        update, which ``steps_done`` then no longer counts. An error raised inside a step (or
+        update, which ``steps_done`` then no longer counts; the training batches' stream goes
+        back with them, to where that step's draws began, so a later fit draws what it would
+        after a fit that stopped cleanly there. An error raised inside a step (or
         an interrupt) propagates and leaves the weights of the last completed step, not those
         the call started from; ``steps_done`` counts completed steps only.
 
@@ -382,6 +384,7 @@ class MetaFlowMatching:
             batch=lambda: self._batch(data, gen, plans),
             condition=self._condition,
             loss=lambda x0, x1, cond, ctr, f0: self._loss(x0, x1, cond, gen, ctr, f0),
+            stream=gen,
         )
         res = training.run(
             steps,
@@ -517,6 +520,7 @@ class MetaFlowMatching:
         num_draws: int = 8,
         seed: int | None = 0,
         features: Sequence[Tensor] | None = None,
+        batch: bool = False,
     ) -> SamplePosterior:
         """Predictive draws over populations ``[1, num_draws, P, n, d]`` (one chain;
         ``batch_shape`` ``(P,)``, ``event_shape`` ``(n, d)``).
@@ -527,19 +531,26 @@ class MetaFlowMatching:
         spread; a ``UserWarning`` says so). Use
         :class:`~bayesphys.meta_fm.ensemble.MFMEnsemble` for epistemic spread over weights.
         All populations must have the same size ``n``. ``seed``: the base seed of the draws'
-        subsamples (``None``: drawn from torch's global stream, advancing it).
+        subsamples (``None``: drawn from torch's global stream, advancing it). ``batch``: as
+        :meth:`predict`'s, passed to each draw's prediction: ``False`` (default) integrates
+        each population on its own, so its draws are those it gives alone; ``True``
+        integrates the ``P`` populations of a draw together as one batch ``[P, n, d]``
+        (faster for many small populations; each population's draws then move with the
+        others in the call, within the solver's tolerance or the round-off of the batch's
+        matrix products). The shapes are the same either way.
         """
         self._check_built("posterior")
         warn_untrained(f"{type(self).__name__}.posterior", self.steps_done)
         num_draws = check_int("num_draws", num_draws, minimum=2)
         seed = seed_or_draw("seed", seed)
+        batch = check_bool("batch", batch)
         pops = check_populations("x", x, self.dim, self._min_points)
         check_draw_populations(pops, self.config.method, self.config.points)
         # no subsample to vary (FM / CGFM, or populations embedded whole): every draw is
         # the same prediction, integrated once instead of num_draws times
         same = self.config.method != "MFM" or pops[0].shape[0] <= self.config.points
         return predictive_draws(
-            lambda s: self.predict(pops, treatment, features=features, seed=s),
+            lambda s: self.predict(pops, treatment, features=features, seed=s, batch=batch),
             num_draws,
             seed,
             same,

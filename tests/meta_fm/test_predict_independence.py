@@ -87,3 +87,59 @@ def test_batch_must_be_a_bool(fitted):
     m, pops = fitted
     with pytest.raises(TypeError, match="^batch: expected True or False, received str 'yes'"):
         m.predict(pops, batch="yes")
+
+
+def _solve_sizes(monkeypatch) -> list[int]:
+    """The leading size of every ODE solve from now on (one per population alone, one per
+    batch with ``batch=True``)."""
+    seen: list[int] = []
+    real = _predict.integrate
+
+    def counting(f, x0, **kw):
+        seen.append(x0.shape[0])
+        return real(f, x0, **kw)
+
+    monkeypatch.setattr(_predict, "integrate", counting)
+    return seen
+
+
+def test_posterior_passes_batch_to_its_predictions(fitted, monkeypatch):
+    """``posterior`` integrated each population on its own whatever the caller needed;
+    ``batch=True`` now gives the draws of ``predict(batch=True)``, one solve a draw, and the
+    default stays the lone-population draws."""
+    m, pops = fitted
+    seen = _solve_sizes(monkeypatch)
+    default = m.posterior(pops, num_draws=2, seed=3).draws  # [1, K, P, n, d]
+    assert seen == [1] * 6
+    seen.clear()
+    batched = m.posterior(pops, num_draws=2, seed=3, batch=True).draws
+    assert seen == [3, 3] and batched.shape == default.shape == (1, 2, 3, 23, 2)
+    for k in range(2):
+        lone = torch.stack(m.predict(pops, seed=3 + k))
+        together = torch.stack(m.predict(pops, seed=3 + k, batch=True))
+        assert torch.equal(default[0, k], lone) and torch.equal(batched[0, k], together)
+    with pytest.raises(TypeError, match="^batch: expected True or False, received str 'yes'"):
+        m.posterior(pops, batch="yes")
+
+
+def test_ensemble_posterior_passes_batch_to_its_members(fitted, monkeypatch):
+    from bayesphys.meta_fm import MFMEnsemble
+
+    m, pops = fitted
+    other = MetaFlowMatching(m.data, **TINY_MFM, seed=1)
+    other.fit(steps=3, progress=False)
+    ens = MFMEnsemble(models=[m, other])
+    seen = _solve_sizes(monkeypatch)
+    default = ens.posterior(pops, num_draws=2, seed=3).draws  # [M, K, P, n, d]
+    assert seen == [1] * 12
+    seen.clear()
+    batched = ens.posterior(pops, num_draws=2, seed=3, batch=True).draws
+    assert seen == [3] * 4 and batched.shape == default.shape == (2, 2, 3, 23, 2)
+    for j, member in enumerate(ens.models):
+        for k in range(2):
+            s = 3 + 2 * j + k  # member j's draw k
+            lone = torch.stack(member.predict(pops, seed=s))
+            together = torch.stack(member.predict(pops, seed=s, batch=True))
+            assert torch.equal(default[j, k], lone) and torch.equal(batched[j, k], together)
+    with pytest.raises(TypeError, match="^batch: expected True or False, received str 'yes'"):
+        ens.posterior(pops, batch="yes")

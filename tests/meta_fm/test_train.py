@@ -148,3 +148,78 @@ def test_no_callback_after_the_update_that_ends_the_fit():
     res, seen = callbacks_around_a_nan_gradient(m.fit, p, 4, steps=8)
     assert res.message.startswith("diverged at step 3"), res.message
     assert seen == [(1, True), (2, True), (3, True)]
+
+
+def _diverge_at(m: MetaFlowMatching, how: str, at: int):
+    """Make step ``at`` (counted from 0) of ``m``'s next fit diverge: its loss NaN
+    (``how="loss"``), or a finite loss whose NaN gradient poisons Adam (``"update"``), as
+    tests/test_fit_api_consistency.py does; returns the undo."""
+    calls = []
+    if how == "loss":
+        orig = m._loss
+
+        def nan_loss(*a, **k):
+            out = orig(*a, **k)
+            calls.append(1)
+            return out * math.nan if len(calls) == at + 1 else out
+
+        m._loss = nan_loss
+        return lambda: delattr(m, "_loss")
+
+    def poison(g):
+        calls.append(1)
+        return g * math.nan if len(calls) == at + 1 else g
+
+    return next(m.net.parameters()).register_hook(poison).remove
+
+
+@pytest.mark.parametrize(
+    "how, at, schedule",
+    [
+        ("loss", 3, "joint"),
+        ("update", 3, "joint"),
+        ("loss", 0, "joint"),
+        ("loss", 3, "alternating"),
+    ],
+)
+def test_a_divergence_rewinds_the_batch_stream_with_the_weights(how, at, schedule):
+    """docs/concepts.md ("Models"): after a divergence at step k the model holds the weights
+    step k - 1 started from. The batch stream was not rewound with them: the draws of the
+    undone steps were spent, so fitting on drew other batches than after a fit that stopped
+    cleanly at step k - 1. Now it is where step max(k - 1, 0) began."""
+    data = linear_map(n_train=4, n_cal=0, n_test=0, n_points=40, seed=0)
+    m = MetaFlowMatching(data, **TINY_MFM, seed=0, schedule=schedule)
+    undo = _diverge_at(m, how, at)
+    res = m.fit(steps=8, progress=False)
+    undo()
+    assert res.message.startswith(f"diverged at step {at} "), res.message
+    kept = max(at - 1, 0)
+    assert m.steps_done == kept
+    clean = MetaFlowMatching(data, **TINY_MFM, seed=0, schedule=schedule)
+    if kept:
+        clean.fit(steps=kept, progress=False)
+        assert torch.equal(m._train_gen.get_state(), clean._train_gen.get_state())
+    a, b = m.fit(steps=3, progress=False), clean.fit(steps=3, progress=False)
+    assert a.loss_history == b.loss_history
+    assert torch.equal(m._train_gen.get_state(), clean._train_gen.get_state())
+    assert all(torch.equal(x, y) for x, y in zip(m.state().values(), clean.state().values()))
+
+
+def test_an_ensemble_member_that_diverged_catches_up_on_the_clean_stream():
+    """A member that diverged at step 3 keeps 2 steps; the next ensemble fit brings it level
+    (8 more steps) drawing the batches a lone model of its seed draws after 2 clean steps."""
+    from bayesphys.meta_fm import MFMEnsemble
+
+    data = linear_map(n_train=4, n_cal=0, n_test=0, n_points=40, seed=0)
+    ens = MFMEnsemble(data, members=2, seed=0, **TINY_MFM)
+    undo = _diverge_at(ens.models[1], "loss", 3)
+    res = ens.fit(steps=8, progress=False)
+    undo()
+    assert "diverged at step 3" in res.message and ens.models[1].steps_done == 2
+    ens.fit(steps=2, progress=False)
+    lone = MetaFlowMatching(data, **TINY_MFM, seed=1)  # member 1's seed
+    lone.fit(steps=2, progress=False)
+    lone.fit(steps=8, progress=False)
+    m = ens.models[1]
+    assert m.steps_done == lone.steps_done == 10
+    assert all(torch.equal(x, y) for x, y in zip(m.state().values(), lone.state().values()))

@@ -149,3 +149,32 @@ def test_bad_settings_and_features_are_refused():
         MetaFlowMatching(d, method="FM", **SMALL).net["field"](
             0.0, torch.zeros(4, 3), features=torch.zeros(4, 2)
         )
+
+
+@pytest.mark.parametrize("method", ["FM", "MFM"])
+def test_an_ensemble_fits_samples_and_round_trips_in_the_type_frame(tmp_path, method):
+    from bayesphys.meta_fm import MFMEnsemble
+
+    d = _screen()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # populations smaller than points
+        ens = MFMEnsemble(
+            d, members=2, method=method, type_frame=True, seed=0, dtype=torch.float64, **SMALL
+        )
+        res = ens.fit(steps=3, progress=False)
+    assert res.steps == 3 and [m.steps_done for m in ens.models] == [3, 3], res.message
+    assert all(m.config.type_frame for m in ens.models)
+    test = d.subset("test")
+    src, tr, feats = test.source[:3], test.treatment[:3], test.source_features[:3]
+    n = src[0].shape[0]
+    assert all(s.shape[0] == n for s in src)
+    post = ens.posterior(src, tr, features=feats, num_draws=2, seed=1)
+    assert post.draws.shape == (2, 2, 3, n, 3)
+    assert bool(torch.isfinite(post.draws).all())
+    back = MFMEnsemble.load(ens.save(tmp_path / "ens.pt"))
+    assert all(m.config.type_frame for m in back.models)
+    again = back.posterior(src, tr, features=feats, num_draws=2, seed=1)
+    assert torch.equal(again.draws, post.draws)
+    # the type frame is read: without the features the members refuse the populations
+    with pytest.raises(ValueError, match="features"):
+        ens.posterior(src, tr, num_draws=2)
