@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from ..problems.populations import PopulationPairs
+from ._type_frame import check_type_onehots
 from ._validate import check_features, check_pairs
 from .evaluation import (
     conformal_coverage,
@@ -38,7 +39,8 @@ __all__ = ["check_split", "SplitScores", "split_scores", "uncertainty_summary"]
 def check_split(name: str, data: PopulationPairs, m0: MetaFlowMatching, aleatoric: bool) -> None:
     """Refuse a split ``data`` (named ``name``) that members like ``m0`` cannot be asked
     about: pairs of their dimension, with treatments (and point features) exactly when they
-    read them, and (``aleatoric``) sources of at least 4 points."""
+    read them, one-hot point features when they read types (``type_frame``), and
+    (``aleatoric``) sources of at least 4 points."""
     check_pairs(data, m0.dim, name=name)
     if m0.num_treatments and data.treatment is None:
         raise ValueError(
@@ -62,6 +64,8 @@ def check_split(name: str, data: PopulationPairs, m0: MetaFlowMatching, aleatori
             data.source,
             m0.config.node_features,
         )
+        if m0.config.type_frame:  # else refused only when this split's turn to predict came
+            check_type_onehots(f"{name}.source_features", data.source_features)
     if aleatoric:
         for i, src in enumerate(data.source):
             if src.shape[0] < 4:

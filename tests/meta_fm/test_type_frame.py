@@ -178,3 +178,25 @@ def test_an_ensemble_fits_samples_and_round_trips_in_the_type_frame(tmp_path, me
     # the type frame is read: without the features the members refuse the populations
     with pytest.raises(ValueError, match="features"):
         ens.posterior(src, tr, num_draws=2)
+
+
+def test_uncertainty_refuses_non_one_hot_test_features_before_predicting(monkeypatch):
+    """A type-frame ensemble's ``uncertainty`` checked ``test`` features for their shape only:
+    rows that are not one-hot were refused when ``test``'s turn to predict came, after the
+    (slow) predictions of ``cal``. Now they are refused before any prediction."""
+    from bayesphys.meta_fm import MFMEnsemble
+
+    d = _screen()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # populations smaller than points
+        ens = MFMEnsemble(d, members=2, method="FM", type_frame=True, seed=0, **SMALL)
+        ens.fit(steps=1, progress=False)
+    cal, test = d.subset("test"), d.subset("test")
+    bad = [f.clone() for f in test.source_features]
+    bad[1][2] = 0.5  # row 2 of population 1: not one-hot
+    test = dataclasses.replace(test, source_features=bad)
+    predicted = []
+    monkeypatch.setattr(ens, "predict_members", lambda *a, **k: predicted.append(1) or [])
+    with pytest.raises(ValueError, match=r"test\.source_features\[1\].*one-hot.*row 2"):
+        ens.uncertainty(cal, test)
+    assert predicted == []
