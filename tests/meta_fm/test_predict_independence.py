@@ -55,14 +55,7 @@ def test_batch_true_integrates_each_size_group_in_one_solve(fitted, monkeypatch)
     of the lone ones."""
     m, pops = fitted
     pops = [*pops, pops[1][:20]]  # three of 23 points and one of 20
-    seen: list[int] = []
-    real = _predict.integrate
-
-    def counting(f, x0, **kw):
-        seen.append(x0.shape[0])
-        return real(f, x0, **kw)
-
-    monkeypatch.setattr(_predict, "integrate", counting)
+    seen = _solve_sizes(monkeypatch)
     alone = m.predict(pops, solver="rk4")
     assert seen == [1, 1, 1, 1]
     seen.clear()
