@@ -48,3 +48,18 @@ def _cg_shortfall(
             why = "stalled"
         short.setdefault(why, []).append(j)
     return short
+
+
+def _short_reasons(
+    short: dict[str, list[int]], maxiter: int, matrix: str, *, columns: bool = False
+) -> str:
+    """The groups of :func:`_cg_shortfall` in words, joined by ``"; "``: each group's count
+    (``columns=True``: ``"column(s) [j, ...]"``, its indices) and its :data:`_SHORT_WHY`
+    reason and remedy, ``{maxiter}`` and ``{matrix}`` filled in; the one wording of the
+    short-CG warnings of :func:`~bayesphys.odil.minimize`,
+    :func:`~bayesphys.odil.theta_covariance` and :func:`~bayesphys.odil.field_posterior`."""
+    return "; ".join(
+        f"{f'column(s) {idx}' if columns else len(idx)} "
+        f"{_SHORT_WHY[why].format(maxiter=maxiter, matrix=matrix)}"
+        for why, idx in short.items()
+    )

@@ -36,7 +36,7 @@ from .._checks import check_bool, check_int, check_real, check_seed, did_you_mea
 from .._device import as_tensor
 from .._stack import user_stacklevel
 from ..posterior import GaussianPosterior
-from ._cg_shortfall import _SHORT_WHY, _cg_shortfall
+from ._cg_shortfall import _cg_shortfall, _short_reasons
 from .problem import DiscreteProblem
 from .solvers import cg_with_breakdown, check_dense_gn_memory, dense_jacobian, jvp_vjp
 from .sparse import ColouredJacobian, sparse_schur_covariance
@@ -275,10 +275,7 @@ def _theta_covariance(
     resids = [float(v) for v in rel]
     short = _cg_shortfall(resids, broken, capped, cg_tol)
     if warn_inexact and short:
-        reasons = "; ".join(
-            f"column(s) {idx} {_SHORT_WHY[why].format(maxiter=cg_maxiter, matrix=_H_UU)}"
-            for why, idx in short.items()
-        )
+        reasons = _short_reasons(short, cg_maxiter, _H_UU, columns=True)
         warnings.warn(
             f"theta_covariance: CG did not reach cg_tol={cg_tol:g} (relative residuals "
             f"{[f'{r:.1e}' for r in resids]}; columns: the unknowns of params in order): "
@@ -479,10 +476,7 @@ def field_posterior(
     short = _cg_shortfall(resids, broken, capped, cg_tol)
     if short:
         bad = [resids[j] for idx in short.values() for j in idx]
-        reasons = "; ".join(
-            f"{len(idx)} {_SHORT_WHY[why].format(maxiter=cg_maxiter, matrix=_H)}"
-            for why, idx in short.items()
-        )
+        reasons = _short_reasons(short, cg_maxiter, _H)
         warnings.warn(
             f"field_posterior: CG did not reach cg_tol={cg_tol:g} for {len(bad)} of "
             f"{num_draws} draws (relative residuals up to {max(bad):.1e}): {reasons}; the "

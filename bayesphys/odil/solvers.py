@@ -34,7 +34,7 @@ from .._model import FitResult, autograd_on, optimize, optimizer_state_finite
 from .._progress import progress_bar
 from .._stack import user_stacklevel
 from .._time_budget import TimeBudget
-from ._cg_shortfall import _SHORT_WHY, _cg_shortfall
+from ._cg_shortfall import _cg_shortfall, _short_reasons
 from ._forward_mode import jacfwd
 from .problem import DiscreteProblem
 from .sparse import ColouredJacobian, NonFiniteJacobian, sparse_normal_solve
@@ -273,10 +273,7 @@ def _warn_inexact_steps(
     worst = max(finite[j] for idx in short.values() for j in idx)
     n_short = sum(len(idx) for idx in short.values())
     matrix = _GN_DAMPED if method == "lm" else _GN_UNDAMPED
-    reasons = "; ".join(
-        f"{len(idx)} {_SHORT_WHY[why].format(maxiter=cg_maxiter, matrix=matrix)}"
-        for why, idx in short.items()
-    )
+    reasons = _short_reasons(short, cg_maxiter, matrix)
     # a truncated inner solve still gives a descent step, but not the GN/LM step the
     # method promises, and the fit may need many more (and slower) outer steps
     warnings.warn(

@@ -117,6 +117,11 @@ def initial_condition(
     return amplitude * torch.exp(-r2 / (2 * width**2))
 
 
+#: step counts above this are impractical: fk_forward's refusal names them (to 3 digits) rather
+#: than as a bound to use, and stable_steps refuses them
+_IMPRACTICAL_STEPS = 10**9
+
+
 def stable_steps(
     t_end: float,
     d_max: float,
@@ -138,9 +143,15 @@ def stable_steps(
     :math:`[0, 1]` (:math:`\Delta t(A + \rho) \le 1`). With :math:`D_{max} = 0.001`,
     :math:`\rho = 10`, :math:`h = 1`, :math:`T = 1`, ``d = 1`` the diffusion bound alone gives 1
     step, which :func:`fk_forward` refuses (it needs 6), and ``rho=10`` gives 13.
-    ``t_end = 0`` gives 1 step. A count beyond the float maximum (a huge ``t_end`` or
-    ``rho``, or a bound that underflows to 0) is refused with a ``ValueError`` naming the
-    arguments.
+    ``t_end = 0`` gives 1 step.
+
+    Raises
+    ------
+    ValueError
+        A count above ``1e9`` (a huge ``t_end`` or ``rho``, a tiny ``spacing``, or a bound
+        that underflows to 0), which :func:`fk_forward`'s refusal also calls impractical: its
+        size to three digits (``above 1.8e+308`` past the float maximum), naming ``t_end``,
+        ``d_max``, ``rho`` and ``spacing``.
     """
     t_end = check_real("t_end", t_end, minimum=0.0)
     d_max = check_real("d_max", d_max, minimum=0.0, strict=True)
@@ -159,14 +170,17 @@ def stable_steps(
     if t_end == 0:
         return 1
     # a bound that underflows to 0 divided by zero; a count above the float maximum is inf,
-    # which math.ceil refused with an OverflowError naming no argument
+    # which math.ceil refused with an OverflowError naming no argument; a finite count above
+    # _IMPRACTICAL_STEPS (e.g. 2.5e20) was returned, where fk_forward calls it impractical
     need = t_end / dt_max if dt_max > 0 else math.inf
-    if not math.isfinite(need):
+    if need > _IMPRACTICAL_STEPS:
+        count = f"about {need:.3g}" if math.isfinite(need) else "above 1.8e+308"
         raise ValueError(
-            f"t_end, d_max, spacing, rho: a stable run needs above 1.8e+308 steps "
+            f"t_end, d_max, spacing, rho: a stable run needs {count} steps "
             f"(t_end={t_end:g} over a stable step of {dt_max:.4g} for d_max={d_max:g}, "
             f"|rho|={rho:g}, spacing={spacing:g}, ndim={ndim}), which these parameters make "
-            "impractical: check t_end, d_max, rho and spacing and their units"
+            f"impractical (more than {_IMPRACTICAL_STEPS:.0e}): check t_end, d_max, rho and "
+            "spacing and their units"
         )
     return max(1, math.ceil(need))
 
@@ -286,10 +300,6 @@ def max_steps(
     bound = torch.where(total > 0, num / total.clamp_min(1e-300), math.inf)
     # a NaN rate has no bound: NaN, not inf (NaN > 0 is false, which read as "no bound")
     return torch.where(torch.isnan(total), math.nan, bound)
-
-
-#: step counts above this are named as impractical (to 3 digits) rather than as a bound to use
-_IMPRACTICAL_STEPS = 10**9
 
 
 def _check_stable(

@@ -164,7 +164,7 @@ def test_minimize_tells_an_inner_cg_breakdown_from_the_cap():
 
 
 def test_cg_shortfall_tells_each_reason_apart():
-    from bayesphys.odil.laplace import _SHORT_WHY, _cg_shortfall
+    from bayesphys.odil._cg_shortfall import _SHORT_WHY, _cg_shortfall
 
     resids = [1e-12, 0.5, 0.5, 0.5, float("nan"), 2e-9]
     broken = [True, True, False, False, False, False]
@@ -177,6 +177,21 @@ def test_cg_shortfall_tells_each_reason_apart():
     }
     assert _cg_shortfall(resids[:1], broken[:1], capped[:1], 1e-9) == {}  # column 0 converged
     assert set(_SHORT_WHY) == {"broke down", "capped", "stalled", "not finite"}
+
+
+def test_the_short_cg_reasons_are_worded_by_one_helper():
+    """minimize, theta_covariance and field_posterior each joined the _SHORT_WHY reasons with
+    their own code; one helper words them: a count per reason, or the column indices."""
+    from bayesphys.odil._cg_shortfall import _SHORT_WHY, _short_reasons
+
+    short = {"capped": [0, 2], "broke down": [1]}
+    broke = _SHORT_WHY["broke down"].format(matrix="M")
+    assert "A = M: not positive definite" in broke
+    assert _short_reasons(short, 7, "M") == f"2 reached cg_maxiter=7: raise cg_maxiter; 1 {broke}"
+    assert _short_reasons(short, 7, "M", columns=True) == (
+        f"column(s) [0, 2] reached cg_maxiter=7: raise cg_maxiter; column(s) [1] {broke}"
+    )
+    assert _short_reasons({}, 7, "M") == ""
 
 
 def _linear_gaussian(dtype: torch.dtype, n: int = 200) -> DiscreteProblem:

@@ -578,8 +578,28 @@ def test_stable_steps_refuses_a_count_beyond_the_float_maximum(args, kw):
 def test_stable_steps_of_zero_time_or_a_huge_spacing_is_one_step():
     """t_end = 0 is one step whatever the bound (0 / 0 raised ZeroDivisionError where the bound
     underflowed); a spacing whose square overflows has no diffusion bound (its float power
-    raised OverflowError); large finite counts are returned as before."""
+    raised OverflowError)."""
     assert stable_steps(0.0, 1e300, 1e-300, 3) == 1
     assert stable_steps(1.0, 1.0, 1e200, 1) == 1
     assert stable_steps(1.0, 1.0, 1e200, 1, rho=2.0) == math.ceil(1.0 / (0.8 / 2.0))
-    assert stable_steps(1e20, 1.0, 1.0, 1) == math.ceil(1e20 / 0.4)
+
+
+@pytest.mark.parametrize(
+    ("args", "kw", "count"),
+    [
+        ((1e20, 1.0, 1.0, 1), {}, "about 2.5e+20"),  # a huge t_end
+        ((1.0, 1.0, 1e-6, 3), {}, "about 7.5e+12"),  # a tiny spacing
+        ((1.0, 1.0, 1.0, 1), {"rho": 1e10}, "about 1.25e+10"),  # a huge rho
+    ],
+)
+def test_stable_steps_refuses_an_impractical_count_as_fk_forward_does(args, kw, count):
+    """stable_steps returned counts such as 2.5e20 that fk_forward's refusal calls impractical
+    (above 1e9); it refuses them in the same words, naming its arguments. 1e9 itself is
+    returned, exact."""
+    with pytest.raises(
+        ValueError,
+        match=rf"^t_end, d_max, spacing, rho: a stable run needs {re.escape(count)} steps "
+        r"\(t_end=.*which these parameters make impractical \(more than 1e\+09\): check t_end",
+    ):
+        stable_steps(*args, **kw)
+    assert stable_steps(4e8, 1.0, 1.0, 1) == 10**9  # 4e8 / 0.4
