@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._arviz_version import ARVIZ_V1
+from ._arviz_version import ARVIZ_V1, group_names
 
 if TYPE_CHECKING:  # pragma: no cover
     import arviz
@@ -164,7 +164,6 @@ def load_netcdf(path: str | Path) -> arviz.InferenceData | xr.DataTree:
     import arviz as az
 
     from ._files import user_path
-    from .inference_data import group_names
 
     path = user_path(path, file=False)
     if not path.exists():

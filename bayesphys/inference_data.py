@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._arviz_version import ARVIZ_V1
+from ._arviz_version import ARVIZ_V1, group_names
 from ._netcdf import load_netcdf, save_netcdf
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -412,11 +412,6 @@ def to_inference_data(
 def assemble_groups(groups: Mapping[str, xr.Dataset]) -> arviz.InferenceData | xr.DataTree:
     """Combine ready-made ArviZ-schema datasets into InferenceData (0.x) or a DataTree (1.x)."""
     return _assemble(dict(groups))
-
-
-def group_names(idata: arviz.InferenceData | xr.DataTree) -> list[str]:
-    """Names of the groups in ``idata`` on either ArviZ."""
-    return list(idata.children) if ARVIZ_V1 else list(idata.groups())
 
 
 def group_dataset(idata: arviz.InferenceData | xr.DataTree, group: str) -> xr.Dataset:
