@@ -354,6 +354,7 @@ class FlowSteps:
         self.net, self.config, self.sync, self.n_steps = net, config, sync, n_steps
         self.stream = stream
         self.starts: list[Tensor] = []  # its state as the last two steps began
+        self.updated = True  # whether the last begun step applied its update
         field_opt, gnn_opt = optimizers(net, config)
         self.field_opt, self.gnn_opt = field_opt, gnn_opt
         self.opts = [o for o in (field_opt, gnn_opt) if o is not None]
@@ -380,6 +381,7 @@ class FlowSteps:
         self.count += 1
         if self.stream is not None:  # where this step's draws begin (a divergence rewinds)
             self.starts = [*self.starts[-1:], self.stream.get_state()]
+        self.updated = False  # set once this step's update is applied
         x0, x1, tr, sids, f0, ctr, whole = self.batch()
         self._set_lr(k)
         net, gnn_opt, sync, cache = self.net, self.gnn_opt, self.sync, self.cache
@@ -393,6 +395,7 @@ class FlowSteps:
             loss.backward()
             sync.average_gradients()
             gnn_opt.step()
+            self.updated = True
             return self._reported(loss)
         emb = None
         if gnn_opt is not None:  # flow step with cached, detached embeddings
@@ -415,6 +418,7 @@ class FlowSteps:
         loss.backward()
         sync.average_gradients()
         self.field_opt.step()
+        self.updated = True
         return self._reported(loss)
 
     def run(
@@ -436,7 +440,9 @@ class FlowSteps:
         restores the last good weights (:func:`optimize`), those the last recorded step
         started from, and ``stream`` to where that step's draws began (to the call's start
         after a divergence at its first step), so that the next fit draws what it would after
-        a fit that stopped cleanly there; no callback runs after that step.
+        a fit that stopped cleanly there; no callback runs after that step. An error or an
+        interrupt raised in a step before its update puts ``stream`` back to where that step
+        began, with the weights it started from, and propagates.
         The dense kNN graphs and OT plans of a step are those :func:`check_fit_memory` checked
         before the fit: their helpers refuse them as always but repeat none of its warnings
         (:func:`~bayesphys._checks.dense_memory_checked`; the callback is outside).
@@ -482,6 +488,12 @@ class FlowSteps:
                     progress=progress,
                     desc=desc,
                 )
+        except BaseException:
+            if not self.updated and self.starts:
+                # an error or an interrupt before the step's update: the weights are those the
+                # step started from, and so is the stream (its draws were not used)
+                self.stream.set_state(self.starts[-1])
+            raise
         finally:  # also after an interrupt (Ctrl-C): the model is left ready to predict
             self.net.eval()
             release_grads(self.net)  # the last step's gradients: read by no later step

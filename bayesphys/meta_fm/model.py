@@ -306,7 +306,8 @@ class MetaFlowMatching:
         back with them, to where that step's draws began, so a later fit draws what it would
         after a fit that stopped cleanly there. An error raised inside a step (or
         an interrupt) propagates and leaves the weights of the last completed step, not those
-        the call started from; ``steps_done`` counts completed steps only.
+        the call started from, and (raised before the step's update) the batches' stream where
+        that step began; ``steps_done`` counts completed steps only.
 
         ``callback(model, step)`` runs after the update of every ``callback_every``-th step
         of this call (its steps ``c, 2c, ...`` up to ``steps``, ``c = callback_every``; not

@@ -223,3 +223,31 @@ def test_an_ensemble_member_that_diverged_catches_up_on_the_clean_stream():
     m = ens.models[1]
     assert m.steps_done == lone.steps_done == 10
     assert all(torch.equal(x, y) for x, y in zip(m.state().values(), lone.state().values()))
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt, RuntimeError])
+def test_an_interrupt_before_the_update_rewinds_the_batch_stream(exc):
+    """An interrupt (or an error) in step 3 before its update left the weights of 3 completed
+    steps but the stream past step 3's draws, so fitting on drew other batches than after a
+    fit of 3 clean steps. Now the stream is back where step 3 began."""
+    data = linear_map(n_train=4, n_cal=0, n_test=0, n_points=40, seed=0)
+    m = MetaFlowMatching(data, **TINY_MFM, seed=0)
+    orig, calls = m._loss, []
+
+    def interrupted(*a, **k):  # after step 3's batch was drawn, before its update
+        calls.append(1)
+        if len(calls) == 4:
+            raise exc("stop")
+        return orig(*a, **k)
+
+    m._loss = interrupted
+    with pytest.raises(exc, match="stop"):
+        m.fit(steps=8, progress=False)
+    del m._loss
+    assert m.steps_done == 3
+    clean = MetaFlowMatching(data, **TINY_MFM, seed=0)
+    clean.fit(steps=3, progress=False)
+    assert torch.equal(m._train_gen.get_state(), clean._train_gen.get_state())
+    a, b = m.fit(steps=3, progress=False), clean.fit(steps=3, progress=False)
+    assert a.loss_history == b.loss_history
+    assert all(torch.equal(x, y) for x, y in zip(m.state().values(), clean.state().values()))
