@@ -23,6 +23,7 @@ from .._model import FitResult
 from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
 from ..problems.fisher_kolmogorov import fk_forward, fk_residual
+from ._cg_shortfall import _cg_shortfall
 from ._glioma_fit import drop_recalibration
 from .laplace import _FLOAT32_CG_TOL, theta_covariance
 from .problem import DiscreteProblem
@@ -35,6 +36,26 @@ __all__ = ["fit_joint_odil"]
 
 # tolerance of the steps' CG solves
 _STEP_TOL = 1e-6
+# why the theta covariance's CG columns stopped short (_cg_shortfall's keys), with fit_odil's
+# remedies (its own arguments: cg_maxiter, linear_solver, nt, sigma_pde, the model's dtype)
+_COV_WHY = {
+    "capped": (
+        "stopped short at their iteration limit, 4 x cg_maxiter: raise cg_maxiter (given "
+        "{cg_maxiter}), or use linear_solver='sparse' (a float64 model)"
+    ),
+    "stalled": (
+        "stopped short on round-off within their iteration limit (CG's updated residual met "
+        "the tolerance, the true one did not, so more iterations do not help): use a float64 "
+        "model, or linear_solver='sparse'"
+    ),
+    "broke down": (
+        "broke down (a non-positive curvature: the field block of the joint fit's "
+        "Gauss-Newton matrix is not positive definite to round-off, so more iterations "
+        "do not help): check nt / sigma_pde, or use linear_solver='sparse' (a float64 "
+        "model)"
+    ),
+    "not finite": "gave residuals that are not finite: check nt / sigma_pde, or use float64",
+}
 # the float32 covariance CG's tolerance, a decade below the residual it is judged at (1e-5)
 _FLOAT32_COV_SOLVE_TOL = 1e-6
 
@@ -231,23 +252,16 @@ def fit_joint_odil(
             f"posterior; {hint} ({err})"
         ) from err
     resids = info.get("cg_residuals", [])
-    short = [j for j, r in enumerate(resids) if not r <= short_tol]  # NaN residuals included
+    n = len(resids)
+    short = _cg_shortfall(
+        resids,
+        info.get("cg_breakdown", [False] * n),
+        info.get("cg_capped", [True] * n),  # without the flags: read as the cap, as before
+        short_tol,
+    )
     if short:
-        worst = max(resids[j] for j in short)
-        broke = info.get("cg_breakdown", [False] * len(resids))
-        why = []
-        if any(not broke[j] for j in short):
-            why.append(
-                "stopped short within their iteration limit, 4 x cg_maxiter: raise cg_maxiter "
-                f"(given {cg_maxiter}), or use linear_solver='sparse' (a float64 model)"
-            )
-        if any(broke[j] for j in short):
-            why.append(
-                "broke down (a non-positive curvature: the field block of the joint fit's "
-                "Gauss-Newton matrix is not positive definite to round-off, so more iterations "
-                "do not help): check nt / sigma_pde, or use linear_solver='sparse' (a float64 "
-                "model)"
-            )
+        worst = max(resids[j] for cols in short.values() for j in cols)
+        why = [_COV_WHY[k].format(cg_maxiter=cg_maxiter) for k in _COV_WHY if k in short]
         warnings.warn(
             "fit_odil: the conjugate-gradient solves of the theta covariance (Schur "
             f"complement) {'; some '.join(why)} (largest relative residual {worst:.1e}), so "

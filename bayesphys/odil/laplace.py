@@ -133,8 +133,8 @@ def theta_covariance(
     ``stencil_radius`` cells, default 1, given only with ``sparse``; float64 plain-grid problems) and solves with the field block of
     :math:`J^\top J` by sparse LU instead of CG (:func:`~bayesphys.odil.sparse.sparse_schur_covariance`). Returns ``(cov, info)`` with the CG
     iteration count (one per parameter, shared: the columns are solved together), each
-    column's true relative residual and whether its CG broke down (``cg_breakdown``) in
-    ``info`` (a ``RuntimeWarning`` if a residual
+    column's true relative residual, whether its CG broke down (``cg_breakdown``) and whether
+    it reached ``cg_maxiter`` (``cg_capped``) in ``info`` (a ``RuntimeWarning`` if a residual
     stays above ``cg_tol``, saying per column whether CG reached ``cg_maxiter`` or broke down
     on a non-positive curvature, which more iterations do not mend; unless
     ``warn_inexact=False``: a caller that reports it itself). ``cg_tol``: CG's tolerance on
@@ -286,7 +286,12 @@ def _theta_covariance(
     schur = h_tt - h_ut.T @ sols
     schur = 0.5 * (schur + schur.T)
     cov = torch.linalg.inv(schur)
-    info = {"cg_iters": [its] * len(t_idx), "cg_residuals": resids, "cg_breakdown": broken}
+    info = {
+        "cg_iters": [its] * len(t_idx),
+        "cg_residuals": resids,
+        "cg_breakdown": broken,
+        "cg_capped": capped,
+    }
     return 0.5 * (cov + cov.T), {**info, "h_tt_diag": h_tt.diagonal()}
 
 

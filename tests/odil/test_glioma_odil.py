@@ -167,3 +167,35 @@ def test_the_covariance_cg_tolerance_and_its_shortfall_check_follow_the_dtype(
     resid[0] = short
     with pytest.warns(RuntimeWarning, match=rf"theta covariance .* residual {short:.1e}\)"):
         m.fit_odil(nt=3, steps=0, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("capped", "broken", "says", "not_says"),
+    [
+        (True, False, r"at their iteration limit.*raise cg_maxiter \(given 400\)", "round-off"),
+        (False, False, r"on round-off within their iteration limit.*float64", "raise cg_maxiter"),
+        (False, True, r"broke down.*nt / sigma_pde", "raise cg_maxiter"),
+    ],
+)
+def test_the_covariance_warning_tells_a_stall_from_the_cap(
+    monkeypatch, capped, broken, says, not_says
+):
+    """fit_odil's covariance warning told every short column that is not a breakdown to raise
+    cg_maxiter, also one that stopped on round-off well within the cap (laplace's own warning
+    calls that a stall: more iterations do not help there)."""
+    import bayesphys.odil.glioma_odil as glioma_odil
+
+    real = glioma_odil.theta_covariance
+
+    def short(*args, **kwargs):
+        cov, info = real(*args, **{**kwargs, "cg_maxiter": 1})  # a cheap covariance
+        flags = {"cg_capped": [capped] * 4, "cg_breakdown": [broken] * 4}
+        return cov, {**info, "cg_residuals": [1e-3] * 4, **flags}
+
+    m = GliomaModel.from_patient(synthetic_patient(0, phantom=brain_phantom(16, 8.0)))
+    m.theta = m._theta0()
+    m.theta_cov = torch.diag(torch.tensor([0.04, 0.04, 4.0, 4.0], dtype=m.dtype))
+    monkeypatch.setattr(glioma_odil, "theta_covariance", short)
+    with pytest.warns(RuntimeWarning, match=rf"theta covariance .*{says}") as rec:
+        m.fit_odil(nt=3, steps=0, cg_maxiter=400, progress=False)
+    assert not any(not_says in str(w.message) for w in rec)
