@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import platform
 from pathlib import Path
 from typing import Any
 
@@ -556,3 +558,25 @@ def test_a_dict_key_json_cannot_hold_is_refused_naming_where_it_is(tmp_path):
     rows[1]["setting"] = {"grid": {np.int64(4): 1}}
     path = write_results("toy", rows, quick=True, command="c", out=tmp_path)
     assert json.loads(path.read_text())["rows"][1]["setting"] == {"grid": {"4": 1}}
+
+
+def test_the_code_path_variables_and_the_cpu_are_recorded(tmp_path, monkeypatch):
+    """The same code rounds differently under MKL_CBWR / MKL_ENABLE_INSTRUCTIONS /
+    ATEN_CPU_CAPABILITY or on another CPU (the Allen-Cahn 200 x 200 fit moved 5x under
+    MKL_CBWR=COMPATIBLE, docs/gp_pde.md); results files recorded neither: the command now
+    reruns with the variables the shell set, and the header names the CPU model and torch's
+    CPU capability."""
+    import bayesphys._bench as bench
+
+    monkeypatch.setattr(bench.commands, "_USER_NUMERICS", {"MKL_CBWR": "COMPATIBLE"})
+    monkeypatch.setenv("MKL_CBWR", "COMPATIBLE")
+    assert bench.recorded_command("demo.py", ["--x"]) == (
+        "MKL_CBWR=COMPATIBLE python benchmarks/demo.py --x"
+    )
+    rows = [bench_row("p", "m", {"mse": 1e-4})]
+    path = write_results("toy", rows, quick=True, command="c", out=tmp_path)
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    assert payload["threading"]["MKL_CBWR"] == "COMPATIBLE"
+    capability = torch.backends.cpu.get_cpu_capability()
+    assert payload["machine"].endswith(f", torch CPU capability {capability}")
+    assert payload["machine"].startswith(f"{platform.machine()}, {os.cpu_count()} cores")

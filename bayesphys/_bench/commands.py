@@ -23,6 +23,17 @@ _USER_OMP_THREADS = os.environ.get("OMP_NUM_THREADS")
 _OTHER_THREAD_VARS = ("MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # ... as the user's shell set them (only those set)
 _USER_OTHER_THREADS = {k: os.environ[k] for k in _OTHER_THREAD_VARS if os.environ.get(k)}
+#: variables that choose the code path of MKL or of ATen's vectorised kernels: a run's
+#: round-off, and with it a sensitive trajectory, depends on them (docs/gp_pde.md, the
+#: Allen-Cahn 200 x 200 row moved 5x under MKL_CBWR=COMPATIBLE on one machine)
+_NUMERICS_VARS = (
+    "MKL_CBWR",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "MKL_DEBUG_CPU_TYPE",
+    "ATEN_CPU_CAPABILITY",
+)
+# ... as the user's shell set them (only those set)
+_USER_NUMERICS = {k: os.environ[k] for k in _NUMERICS_VARS if os.environ.get(k)}
 
 
 def recorded_command(
@@ -57,19 +68,47 @@ def _pinned_device(argv: list[str], device: str) -> list[str]:
 def thread_env_prefix() -> str:
     """``"OMP_NUM_THREADS=N "`` (then ``MKL_NUM_THREADS=N``, ``OPENBLAS_NUM_THREADS=N``) for
     each of these the shell set for this process (a recorded command reruns with them:
-    scripts take their thread count from them, and float32 training depends on it), else
-    ``""``."""
-    user = {"OMP_NUM_THREADS": _USER_OMP_THREADS, **_USER_OTHER_THREADS}
+    scripts take their thread count from them, and float32 training depends on it), then
+    each of the variables that choose MKL's or ATen's code path (``MKL_CBWR``,
+    ``MKL_ENABLE_INSTRUCTIONS``, ``MKL_DEBUG_CPU_TYPE``, ``ATEN_CPU_CAPABILITY``) the shell
+    set (they change the round-off); ``""`` when none is set."""
+    user = {"OMP_NUM_THREADS": _USER_OMP_THREADS, **_USER_OTHER_THREADS, **_USER_NUMERICS}
     return "".join(f"{k}={shlex.quote(v)} " for k, v in user.items() if v)
+
+
+def machine_info() -> str:
+    """A results file's ``"machine"``: the architecture, the core count, the CPU's model name
+    (Linux ``/proc/cpuinfo``; else :func:`platform.processor`, left out when empty) and the
+    instruction set torch's CPU kernels use (:func:`torch.backends.cpu.get_cpu_capability`),
+    e.g. ``"x86_64, 2 cores, Intel(R) Xeon(R) Processor, torch CPU capability AVX512"``: the
+    same code can round differently on another CPU."""
+    import platform
+
+    parts = [platform.machine(), f"{os.cpu_count()} cores"]
+    model = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            model = next((ln.split(":", 1)[1] for ln in f if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    model = " ".join((model or platform.processor()).split())
+    if model:
+        parts.append(model)
+    try:
+        parts.append(f"torch CPU capability {torch.backends.cpu.get_cpu_capability()}")
+    except (AttributeError, RuntimeError):  # pragma: no cover - torch without the query
+        pass
+    return ", ".join(parts)
 
 
 def threading_info() -> dict[str, Any]:
     """What sets this process's thread counts, for a results file's ``"threading"``:
     ``torch_num_threads`` (:func:`torch.get_num_threads`, now) and each of
     ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` and ``OPENBLAS_NUM_THREADS`` that is set in the
-    environment now (the value worker processes inherit; a variable not set is left out)."""
+    environment now (the value worker processes inherit; a variable not set is left out), and
+    of the code-path variables of :func:`thread_env_prefix` (``MKL_CBWR``, ...) set now."""
     info: dict[str, Any] = {"torch_num_threads": torch.get_num_threads()}
-    for k in ("OMP_NUM_THREADS", *_OTHER_THREAD_VARS):
+    for k in ("OMP_NUM_THREADS", *_OTHER_THREAD_VARS, *_NUMERICS_VARS):
         if os.environ.get(k):
             info[k] = os.environ[k]
     return info

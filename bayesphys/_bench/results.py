@@ -38,7 +38,7 @@ import torch
 
 from .._files import atomic_write_text
 from .._stack import user_stacklevel
-from .commands import threading_info
+from .commands import machine_info, threading_info
 from .paths import repo_root
 from .tables import _json_value, render_table
 
@@ -88,7 +88,8 @@ def write_results(
     ``OSError`` naming a temporary file that holds the results instead.
 
     The header also records ``"threading"`` (:func:`threading_info`: torch's thread count and
-    the thread-count variables set), unless ``extra`` gives its own.
+    the thread-count variables set), unless ``extra`` gives its own, and ``"machine"``
+    (:func:`machine_info`: architecture, cores, CPU model, torch's CPU capability).
 
     A quick run is never committed: it needs an explicit ``out`` (``ValueError`` otherwise).
     An empty ``out`` (``""``: the current folder) is refused with a ``ValueError``, as the
@@ -109,7 +110,7 @@ def write_results(
         "device": device,
         "threads": torch.get_num_threads(),
         "threading": threading_info(),
-        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
+        "machine": machine_info(),
         "rows": list(rows),
     }
     if extra:
