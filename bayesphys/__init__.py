@@ -5,6 +5,20 @@ Shared core: the :class:`Posterior` interface (:class:`GaussianPosterior`,
 subpackages: ``gp_pde``, ``probconserv``, ``neural_process``, ``odil``, ``meta_fm``.
 """
 
+import warnings as _warnings
+
+with _warnings.catch_warnings():
+    # linear_operator (gpytorch's) decorates functions with torch.jit.script as it is
+    # imported, which torch deprecates: a warning no user of bayesphys can act on, which under
+    # `python -W error` failed `import bayesphys` (and every spawned worker that imports it).
+    # Only that message, only during this import; the filters are restored after it.
+    _warnings.filterwarnings(
+        "ignore",
+        message=r"`torch\.jit\.script` is (deprecated|not supported)",
+        category=DeprecationWarning,
+    )
+    import linear_operator as _linear_operator  # noqa: F401
+
 from ._checkpoint import load_checkpoint, save_checkpoint
 from ._checks import check_int, check_real, check_seed, stream_seed
 from ._device import (
