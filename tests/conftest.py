@@ -126,13 +126,16 @@ def _module_threads_kept():
 @pytest.fixture(autouse=True)
 def _no_shell_thread_count(monkeypatch):
     """Recorded benchmark commands as if the shell set no OMP_NUM_THREADS, MKL_NUM_THREADS,
-    OPENBLAS_NUM_THREADS or code-path variable (MKL_CBWR, ...; they name them when it does; a test that needs them sets
-    ``bayesphys._bench.commands._USER_OMP_THREADS`` / ``_USER_OTHER_THREADS``, where
+    OPENBLAS_NUM_THREADS or code-path variable (MKL_CBWR, ...: they name them when it does;
+    a test that needs them sets ``bayesphys._bench.commands._USER_OMP_THREADS`` /
+    ``_USER_OTHER_THREADS`` / ``_USER_NUMERICS``, where
     :func:`~bayesphys._bench.commands.thread_env_prefix` reads them)."""
     monkeypatch.setattr("bayesphys._bench.commands._USER_OMP_THREADS", None)
     monkeypatch.setattr("bayesphys._bench.commands._USER_OTHER_THREADS", {})
     monkeypatch.setattr("bayesphys._bench.commands._USER_NUMERICS", {})
-    for k in ("MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "MKL_DEBUG_CPU_TYPE", "ATEN_CPU_CAPABILITY"):
+    from bayesphys._bench.commands import _NUMERICS_VARS
+
+    for k in _NUMERICS_VARS:
         monkeypatch.delenv(k, raising=False)  # threading_info reads them from the environment
 
 

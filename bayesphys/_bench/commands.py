@@ -9,6 +9,7 @@ before a script's own ``setdefault``); :func:`threading_info` is a results file'
 from __future__ import annotations
 
 import os
+import platform
 import shlex
 import sys
 from collections.abc import Iterable
@@ -82,8 +83,6 @@ def machine_info() -> str:
     instruction set torch's CPU kernels use (:func:`torch.backends.cpu.get_cpu_capability`),
     e.g. ``"x86_64, 2 cores, Intel(R) Xeon(R) Processor, torch CPU capability AVX512"``: the
     same code can round differently on another CPU."""
-    import platform
-
     parts = [platform.machine(), f"{os.cpu_count()} cores"]
     model = ""
     try:

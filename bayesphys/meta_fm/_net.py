@@ -53,8 +53,9 @@ def build_net(
 ) -> nn.ModuleDict:
     """The modules ``field`` (condition width ``cond``; with ``type_frame`` it also reads the
     ``node_features`` one-hot types) and, for MFM, ``embed`` of a model of dimension ``dim``,
-    with the buffers ``shift`` (zeros) and ``scale`` (one), on ``device`` in ``dtype``. The initial weights and Fourier features are drawn from ``seed`` without
-    reseeding the caller's global streams (``None``: from torch's global streams)."""
+    with the buffers ``shift`` (zeros) and ``scale`` (one), on ``device`` in ``dtype``. The
+    initial weights and Fourier features are drawn from ``seed`` without reseeding the
+    caller's global streams (``None``: from torch's global streams)."""
     cfg = config
     # initial weights from ``seed``, without reseeding the caller's global streams
     with seeded_build(seed, device):
