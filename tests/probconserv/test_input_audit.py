@@ -182,6 +182,29 @@ def test_fit_checks_its_data(anp, data):
     assert anp.steps_done == 0
 
 
+def test_complex_or_untyped_functions_are_refused_by_field(anp, data):
+    # a complex context lost its imaginary part in the model's dtype and predicted from the
+    # real part; a complex y_target trained without a word; complex or listed params failed
+    # inside torch ("min_all" not implemented, list indices must be integers)
+    cases = [
+        ("y_context", data.y_context.to(torch.complex128) + 1j, "expected real values"),
+        ("x_context", data.x_context.to(torch.complex128), "expected real values"),
+        ("params", data.params.to(torch.complex128), "expected real values"),
+        ("params", torch.ones(2, dtype=torch.bool), "expected real values"),
+        ("params", data.params.tolist(), "expected a torch.Tensor, received list"),
+        ("y_context", data.y_context.numpy(), "expected a torch.Tensor, received ndarray"),
+    ]
+    for field, value, match in cases:
+        bad = _with(data, **{field: value})
+        x = anp.problem.grid(11)
+        for method, kw in (("posterior", {"x": x}), ("step1", {"x": x}), ("mass", {})):
+            with pytest.raises(TypeError, match=rf"^context\.{field}: {match}"):
+                getattr(anp, method)(bad, **kw)
+    with pytest.raises(TypeError, match=r"^data\.y_target: expected real values"):
+        anp.fit(_with(data, y_target=data.y_target.to(torch.complex128)), steps=1, progress=False)
+    assert anp.steps_done == 0
+
+
 def test_set_softc_weight_checks_the_weight(anp):
     with pytest.raises(ValueError, match="weight: expected a finite number"):
         anp.set_softc_weight(NAN)  # was stored, and trained on as NaN
