@@ -494,6 +494,24 @@ def test_slice_scores_checks_its_inputs(prior, anp, data):
         slice_scores(prior, truth, x, mass, var_floor=0.0)
 
 
+def test_scores_and_fronts_refuse_complex_values_and_an_empty_grid(prior, anp, data):
+    x, mass, truth = anp.problem.grid(11), anp.mass(data), prior.mean
+    c128 = torch.complex128
+    # a complex truth was scored on its real part (a warning only), complex positions were
+    # read by their real part, complex draws failed inside torch ("le_cpu")
+    with pytest.raises(TypeError, match=r"^truth: expected real values"):
+        slice_scores(prior, truth.to(c128) + 1j, x, mass)
+    with pytest.raises(TypeError, match=r"^x: expected real values"):
+        slice_scores(prior, truth, x.to(c128), mass)
+    with pytest.raises(TypeError, match=r"^draws: expected real values"):
+        shock_position(torch.zeros(2, 11, dtype=c128), x)
+    with pytest.raises(TypeError, match=r"^x: expected real values"):
+        shock_position(torch.zeros(2, 11), x.to(c128) + 1j)
+    # draws on an empty grid failed in argmax with an IndexError
+    with pytest.raises(ValueError, match=r"^draws: expected shape \[\*, nx\] with nx >= 1"):
+        shock_position(torch.zeros(3, 0), torch.zeros(0))
+
+
 def test_nonnegative_step_checks_its_inputs(prior, anp, data):
     x, mass = anp.problem.grid(11), anp.mass(data)
     with pytest.raises(ValueError, match="n_samples: expected an int >= 2"):
