@@ -26,6 +26,7 @@ from bayesphys.probconserv import (
     discrepancy_roots,
     discrepancy_variance,
     fit_hybrid,
+    fit_mass_kappa,
     fit_parameter_map,
     gated_discrepancy_variance,
     hard_projection,
@@ -555,6 +556,35 @@ def test_mass_check_functions_check_their_inputs(prior, anp, data):
         add_discrepancy(prior.covariance, torch.full((2, 1), NAN), root)  # returned unchanged
     with pytest.raises(ValueError, match=r"root: expected shape \[11, R\]"):
         add_discrepancy(prior.covariance, torch.ones(2, 1), torch.ones(5, 2))
+
+
+def test_mass_check_functions_refuse_complex_values_and_bad_variances(prior, anp):
+    g = trapezoid_weights(anp.problem.grid(11))
+    r, v, c128 = torch.ones(2, 1), torch.ones(2, 1), torch.complex128
+    # complex values were cast to their real part (a complex residual 1 + 1j scored as 1, a
+    # complex g gave the residual of its real part)
+    with pytest.raises(TypeError, match=r"^g: expected real values"):
+        mass_residual(prior.mean, prior.covariance, g.to(c128) + 1j, torch.ones(2, 1))
+    with pytest.raises(TypeError, match=r"^residual: expected real values"):
+        fit_mass_kappa(torch.ones(4, 1, dtype=c128) + 1j, torch.ones(4, 1))
+    with pytest.raises(TypeError, match=r"^residual: expected real values"):
+        discrepancy_variance(r.to(c128) + 1j, v, 1.0, 1.0)
+    with pytest.raises(TypeError, match=r"^outside: expected real values"):
+        gated_discrepancy_variance(r, v, 1.0, 1.0, torch.ones(2, dtype=c128), 1.0)
+    with pytest.raises(TypeError, match=r"^sd2: expected real values"):  # failed in torch ("lt")
+        add_discrepancy(prior.covariance, torch.ones(2, 1, dtype=c128), torch.ones(11, 2))
+    with pytest.raises(TypeError, match=r"^root: expected real values"):
+        add_discrepancy(prior.covariance, torch.ones(2, 1), torch.ones(11, 2, dtype=c128))
+    # a variance of another shape failed in torch's broadcast; a negative one raised the
+    # discrepancy (max(0, r^2 - kappa v)) or pulled kappa down, without a word
+    with pytest.raises(ValueError, match=r"^variance: expected shape \(2, 1\)"):
+        discrepancy_variance(r, torch.ones(3, 1), 1.0, 1.0)
+    with pytest.raises(ValueError, match=r"^variance: expected values >= 0"):
+        discrepancy_variance(r, -v, 1.0, 1.0)
+    with pytest.raises(ValueError, match=r"^variance: expected values >= 0"):
+        gated_discrepancy_variance(r, -v, 1.0, 1.0, torch.ones(2, dtype=torch.bool), 1.0)
+    with pytest.raises(ValueError, match=r"^variance: expected values > 0"):
+        fit_mass_kappa(torch.ones(4, 1), -torch.ones(4, 1))
 
 
 def test_conditional_scale_functions_check_their_settings():
