@@ -654,6 +654,42 @@ def test_hybrid_calibration_functions_check_their_inputs(prior):
         cal.scale_for(mean, "posterior")  # gave the post-update scale
 
 
+def test_calibration_building_blocks_refuse_complex_values(prior):
+    # each was cast to float64 keeping the real part (a complex truth failed in torch's
+    # index_put instead)
+    c128 = torch.complex128
+    x = torch.linspace(0, 1, 11, dtype=F64)
+    with pytest.raises(TypeError, match=r"^err_root: expected real values"):
+        hybrid_covariance(prior.covariance, torch.ones(1, 11, 3, dtype=c128), 0.5, 1.0, 1.0)
+    gen = torch.Generator().manual_seed(0)
+    mean = torch.randn(8, 1, 11, dtype=F64, generator=gen)
+    cov = DiagLinearOperator(torch.ones(8, 1, 11, dtype=F64))
+    t = torch.tensor([0.05], dtype=F64)
+
+    def update(p, idx):
+        return conserve_slices(p, x, torch.zeros(len(idx), 1))
+
+    for args, name in (
+        ((mean, cov, (mean + 0.1).to(c128) + 1j, update, t, x), "truth"),
+        ((mean, cov, mean + 0.1, update, t.to(c128), x), "t"),
+        ((mean, cov, mean + 0.1, update, t, x.to(c128) + 1j), "x"),
+    ):
+        with pytest.raises(TypeError, match=rf"^{name}: expected real values"):
+            fit_hybrid(*args, betas=(1.0,))
+    mass, theta = torch.randn(12, 1, dtype=F64, generator=gen), torch.rand(12, dtype=F64)
+    mean12 = torch.randn(12, 1, 5, dtype=F64, generator=gen)
+    for args, name in (
+        ((mean12.to(c128), mass, theta), "mean"),
+        ((mean12, mass.to(c128), theta), "mass"),
+        ((mean12, mass, theta.to(c128) + 1j), "theta"),
+    ):
+        with pytest.raises(TypeError, match=rf"^{name}: expected real values"):
+            fit_parameter_map(*args, (0.0, 1.0))
+    absz, u = torch.rand(4, 1, 3, dtype=F64), torch.rand(4, dtype=F64)
+    with pytest.raises(TypeError, match=r"^query: expected real values"):
+        local_coverage_scale(absz, u, u[:2].to(c128) + 1j, 0.1)
+
+
 def test_step2_outputs_stay_gaussian_posteriors(prior, anp, data):
     post = conserve_slices(prior, anp.problem.grid(11), anp.mass(data))
     assert isinstance(post, GaussianPosterior)
