@@ -143,6 +143,31 @@ def test_step1_networks_check_their_settings(build, err, match):
         build()
 
 
+@pytest.mark.parametrize("net", ["anp", "gp"])
+def test_step1_network_predictions_check_their_sets(net):
+    # a NaN context gave NaN predictions (the GP's whole posterior) without a word; complex
+    # values and mismatched shapes failed inside torch or gpytorch
+    model = AttentiveNP((0, 0), (1, 1), hidden=8) if net == "anp" else MetaGP((0, 0), (1, 1), 4)
+    dt = torch.float32 if net == "anp" else F64
+    gen = torch.Generator().manual_seed(0)
+    xc, yc = torch.rand(2, 5, 2, dtype=dt, generator=gen), torch.rand(2, 5, dtype=dt, generator=gen)
+    xt = torch.rand(2, 3, 2, dtype=dt, generator=gen)
+    assert model.predict(xc, yc, xt)[0].shape[-2:] == (2, 3)  # valid sets still predict
+    bad_y = yc.clone()
+    bad_y[1, 2] = NAN
+    cases = [
+        ((xc, bad_y, xt), ValueError, r"^yc: expected finite values, received 1 NaN/Inf"),
+        ((xc, yc, xt * math.inf), ValueError, r"^xt: expected finite values"),
+        ((xc, yc.to(torch.complex64), xt), TypeError, r"^yc: expected a real floating tensor"),
+        ((xc, yc[:, :3], xt), ValueError, r"^yc: expected shape \(2, 5\) \(as xc\)"),
+        ((xc[..., :1], yc, xt), ValueError, r"^xc: expected shape \[B, Nc, 2\]"),
+        ((xc, yc, xt[:1]), ValueError, r"^xt: expected shape \[2, Nt, 2\]"),
+    ]
+    for args, err, match in cases:
+        with pytest.raises(err, match=match):
+            model.predict(*args)
+
+
 def test_dtype_names_are_accepted():
     assert ProbConserv("stefan", hidden=8, n_samples=4, dtype="float32").dtype == torch.float32
     gp = ProbConserv("stefan", step1="gp", gp_width=4, dtype="float64")  # was refused
