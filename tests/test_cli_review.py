@@ -229,3 +229,39 @@ def test_main_from_python_forks_the_cuda_generators_when_cuda_is_initialised(mon
     with _callers_state_kept():
         pass
     assert forked == [[], [0, 1]]
+
+
+def test_an_out_folder_the_system_cannot_make_is_a_usage_error(tmp_path, monkeypatch, capsys):
+    # a name too long for the file system ended the command with an OSError traceback from
+    # the --out check; a folder whose parent reads as writable but refuses it (/proc, a
+    # read-only mount seen by root) passed the check and failed with a traceback in the run
+    long = tmp_path / ("a" * 300)  # beyond NAME_MAX (255) of common file systems
+    for argv in (
+        ["demo", "--out", str(long)],
+        ["run", "stefan-front", "--smoke", "--out", str(long / "sub")],
+        ["calibrate", "core", "--quick", "--out", str(long)],
+        ["bench", "odil", "--out", str(long)],
+    ):
+        with pytest.raises(SystemExit) as info:
+            cli.main(argv)
+        assert info.value.code == 2, argv
+        err = capsys.readouterr().err
+        assert "argument --out: cannot use folder" in err and "Traceback" not in err, err
+
+    def refused(self, *args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr("pathlib.Path.mkdir", refused)
+    with pytest.raises(SystemExit) as info:
+        cli.main(["demo", "--out", str(tmp_path / "new"), "--only"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "cannot use folder" in err and "Read-only file system" in err, err
+    monkeypatch.undo()
+    # a folder that can be made is made and removed again at parse time (the command's
+    # writer makes it), and an existing one is left as it is
+    nested = tmp_path / "n1" / "n2"
+    assert cli.build_parser().parse_args(["demo", "--out", str(nested)]).out == str(nested)
+    assert not (tmp_path / "n1").exists()
+    assert cli.build_parser().parse_args(["demo", "--out", str(tmp_path)]).out == str(tmp_path)
+    assert tmp_path.is_dir()

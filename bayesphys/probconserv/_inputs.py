@@ -82,11 +82,21 @@ def check_grid(
 
 
 def check_data(name: str, data, problem: GPMEProblem, *, targets: bool) -> None:
-    """``data`` as a non-empty :class:`GPMEData` of ``problem`` whose fields have consistent
-    shapes (``params [B]``, inputs ``[B, N, 2]``, values ``[B, N]``) and finite contexts (and
-    targets, when ``targets``), or an error naming the field."""
+    """``data`` as a non-empty :class:`GPMEData` of ``problem`` whose fields are tensors of
+    real values with consistent shapes (``params [B]``, inputs ``[B, N, 2]``, values
+    ``[B, N]``) and finite contexts (and targets, when ``targets``), or an error naming the
+    field."""
     if not isinstance(data, GPMEData):
         raise TypeError(f"{name}: expected GPMEData, received {type(data).__name__}")
+    pairs = [("x_context", "y_context")] + ([("x_target", "y_target")] if targets else [])
+    for f in ("params", *(f for pair in pairs for f in pair)):
+        # a list of params failed inside indexing; complex values lost their imaginary part
+        # in the model's real dtype (a complex y_target trained without a word)
+        value = getattr(data, f)
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{name}.{f}: expected a torch.Tensor, received {type(value).__name__}")
+        if value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(f"{name}.{f}: expected real values, received dtype {value.dtype}")
     params = as_tensor(f"{name}.params", data.params, finite=False)
     if params.ndim != 1:
         raise ValueError(
@@ -102,7 +112,6 @@ def check_data(name: str, data, problem: GPMEProblem, *, targets: bool) -> None:
             f"{'is for' if targets else 'was trained on'} {problem.name!r}"
         )
     b = params.shape[0]
-    pairs = [("x_context", "y_context")] + ([("x_target", "y_target")] if targets else [])
     for xname, yname in pairs:
         xv = as_tensor(f"{name}.{xname}", getattr(data, xname))
         yv = as_tensor(f"{name}.{yname}", getattr(data, yname))

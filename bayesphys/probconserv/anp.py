@@ -55,6 +55,32 @@ def check_box(lo, hi) -> tuple[tuple[float, float], tuple[float, float]]:
     return out[0], out[1]
 
 
+def check_sets(xc, yc, xt) -> None:
+    """Refuse contexts ``xc [B, Nc, 2]``, ``yc [B, Nc]`` and targets ``xt [B, Nt, 2]`` that
+    are not floating tensors of these shapes with finite values (``TypeError`` /
+    ``ValueError`` naming the argument): a NaN context gave NaN predictions without a word,
+    complex values and mismatched shapes failed inside torch or gpytorch."""
+    for name, v in (("xc", xc), ("yc", yc), ("xt", xt)):
+        if not isinstance(v, Tensor) or not v.is_floating_point():
+            got = f"dtype {v.dtype}" if isinstance(v, Tensor) else type(v).__name__
+            raise TypeError(f"{name}: expected a real floating tensor, received {got}")
+    b = xc.shape[0] if xc.ndim else None
+    if xc.ndim != 3 or xc.shape[-1] != 2 or xc.shape[1] == 0:
+        raise ValueError(f"xc: expected shape [B, Nc, 2] with Nc >= 1, received {tuple(xc.shape)}")
+    if tuple(yc.shape) != tuple(xc.shape[:2]):
+        raise ValueError(
+            f"yc: expected shape {tuple(xc.shape[:2])} (as xc), received {tuple(yc.shape)}"
+        )
+    if xt.ndim != 3 or xt.shape[0] != b or xt.shape[-1] != 2:
+        raise ValueError(f"xt: expected shape [{b}, Nt, 2], received {tuple(xt.shape)}")
+    for name, v in (("xc", xc), ("yc", yc), ("xt", xt)):
+        if not bool(torch.isfinite(v).all()):
+            raise ValueError(
+                f"{name}: expected finite values, received {int((~torch.isfinite(v)).sum())} "
+                "NaN/Inf entries"
+            )
+
+
 class _Attention(nn.Module):
     r"""Multi-head dot-product attention written out (twice differentiable, for SoftC):
     :math:`\mathrm{softmax}(Q K^\top / \sqrt d)\,V` per head, ``d = h / heads``. The queries
@@ -205,8 +231,11 @@ class AttentiveNP(nn.Module):
         n_samples: int = 32,
         generator: torch.Generator | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Latent draws: means ``[S, B, Nt]`` and sds ``[S, B, Nt]`` (``S = n_samples >= 1``)."""
+        """Latent draws: means ``[S, B, Nt]`` and sds ``[S, B, Nt]`` (``S = n_samples >= 1``)
+        for contexts ``xc [B, Nc, 2]``, ``yc [B, Nc]`` and targets ``xt [B, Nt, 2]`` (finite
+        floating tensors, refused otherwise)."""
         n_samples = check_int("n_samples", n_samples, minimum=1)
+        check_sets(xc, yc, xt)
         mz, sz = self.latent(xc, yc)
         eps = torch.randn(
             (n_samples, *mz.shape), dtype=mz.dtype, device=mz.device, generator=generator

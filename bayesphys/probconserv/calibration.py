@@ -191,7 +191,7 @@ def hybrid_covariance(
             raise ValueError("scale: expected finite values >= 0")
     else:
         scale = check_real("scale", scale, minimum=0.0)
-    err_root = as_tensor("err_root", err_root)
+    err_root = as_tensor("err_root", err_root, real=True)
     if err_root.ndim < 3 or err_root.shape[-2] != cov.shape[-1]:
         raise ValueError(
             f"err_root: expected shape [nt, {cov.shape[-1]}, V] or [*, nt, {cov.shape[-1]}, K] "
@@ -316,10 +316,10 @@ def fit_hybrid(
     """
     check_selection(selection)
     update = _check_update(update)
-    mean = as_tensor("mean", mean)
+    mean = as_tensor("mean", mean, real=True)
     if mean.ndim != 3:
         raise ValueError(f"mean: expected shape [V, nt, N], received {tuple(mean.shape)}")
-    truth = as_tensor("truth", truth)
+    truth = as_tensor("truth", truth, real=True)
     if truth.shape != mean.shape:
         raise ValueError(
             f"truth: expected shape {tuple(mean.shape)} (as mean), received {tuple(truth.shape)}"
@@ -329,7 +329,7 @@ def fit_hybrid(
             f"cov: expected shape {(*mean.shape, mean.shape[-1])} (one covariance per function "
             f"and slice), received {tuple(cov.shape)}"
         )
-    t, x = as_tensor("t", t), as_tensor("x", x)
+    t, x = as_tensor("t", t, real=True), as_tensor("x", x, real=True)
     if t.ndim > 1 or t.numel() != mean.shape[1]:
         raise ValueError(
             f"t: expected shape ({mean.shape[1]},) (one per slice), received {tuple(t.shape)}"

@@ -76,6 +76,8 @@ def _check_bandwidth(name: str, h) -> float:
 def _check(name: str, x: Tensor, ndim: int) -> Tensor:
     if not isinstance(x, Tensor):
         raise TypeError(f"{name}: expected a Tensor, received {type(x).__name__}")
+    if x.is_complex():  # the float64 cast kept the real part without a word
+        raise TypeError(f"{name}: expected real values, received dtype {x.dtype}")
     if x.ndim != ndim:
         raise ValueError(f"{name}: expected {ndim} dimensions, received shape {tuple(x.shape)}")
     if not bool(torch.isfinite(x).all()):

@@ -44,10 +44,10 @@ def slice_scores(
     # 0 let a zero-variance point through: LL -inf / NaN and a CRPS error naming std
     var_floor = check_real("var_floor", var_floor, minimum=0.0, strict=True)
     mu = post.mean
-    truth = as_tensor("truth", truth).to(mu)
+    truth = as_tensor("truth", truth, real=True).to(mu)
     if truth.shape != mu.shape:
         raise ValueError(f"truth: expected shape {tuple(mu.shape)}, received {tuple(truth.shape)}")
-    x = as_tensor("x", x)
+    x = as_tensor("x", x, real=True)
     if x.ndim != 1 or x.numel() != mu.shape[-1]:
         raise ValueError(
             f"x: expected shape ({mu.shape[-1]},) (one point per field value), received "
@@ -83,7 +83,7 @@ def _check_missing(missing) -> str:
 def _check_positions(x, nx: int) -> Tensor:
     """The positions ``x [nx]`` of :func:`shock_position` as a tensor: one per field value,
     never decreasing (``ValueError`` naming the first decrease)."""
-    x = as_tensor("x", x)
+    x = as_tensor("x", x, real=True)
     if x.ndim != 1 or x.numel() != nx:
         raise ValueError(
             f"x: expected shape ({nx},) (one point per field value), received {tuple(x.shape)}"
@@ -113,9 +113,12 @@ def shock_position(
 
     The positions come back in the draws' floating dtype (for integer draws: in ``x``'s, or
     the default floating dtype for an integer ``x``)."""
-    draws = as_tensor("draws", draws)
-    if draws.ndim < 1:
-        raise ValueError(f"draws: expected shape [*, nx], received {tuple(draws.shape)}")
+    # complex draws failed inside torch ("le_cpu" not implemented), an empty grid in argmax
+    draws = as_tensor("draws", draws, real=True)
+    if draws.ndim < 1 or draws.shape[-1] == 0:
+        raise ValueError(
+            f"draws: expected shape [*, nx] with nx >= 1, received {tuple(draws.shape)}"
+        )
     threshold = check_real("threshold", threshold)
     missing = _check_missing(missing)
     x = _check_positions(x, draws.shape[-1])

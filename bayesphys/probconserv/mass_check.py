@@ -98,7 +98,7 @@ def mass_residual(
     [N]``, ``mass [B, nt]``.
     """
     mean = as_tensor("mean", mean, dtype=_F64)
-    g = as_tensor("g", g)
+    g = as_tensor("g", g, real=True)  # complex weights were cast to their real part
     if g.ndim != 1 or g.shape[0] != mean.shape[-1]:
         raise ValueError(
             f"g: expected shape ({mean.shape[-1]},) (one weight per grid point), "
@@ -120,8 +120,8 @@ def mass_residual(
 
 def fit_mass_kappa(residual: Tensor, variance: Tensor) -> float:
     r""":math:`\kappa` = mean of :math:`r^2/v` over calibration functions and slices ``[M, nt]``."""
-    residual = as_tensor("residual", residual, finite=False)
-    variance = as_tensor("variance", variance, finite=False)
+    residual = as_tensor("residual", residual, finite=False, real=True)
+    variance = as_tensor("variance", variance, finite=False, real=True)
     if residual.numel() < 4:
         raise ValueError(
             f"residual: expected at least 4 calibration residuals, received {residual.numel()}"
@@ -129,6 +129,10 @@ def fit_mass_kappa(residual: Tensor, variance: Tensor) -> float:
     if residual.shape != variance.shape:
         raise ValueError(
             f"variance: expected shape {tuple(residual.shape)}, received {tuple(variance.shape)}"
+        )
+    if bool((variance < 0).any()):  # its z^2 < 0 pulled kappa down without a word
+        raise ValueError(
+            f"variance: expected values > 0, received {int((variance < 0).sum())} negative value(s)"
         )
     z2 = residual.to(_F64).pow(2) / variance.to(_F64)
     if not bool(torch.isfinite(z2).all()):
@@ -162,9 +166,28 @@ def discrepancy_variance(residual: Tensor, variance: Tensor, kappa: float, gkg: 
     r""":math:`\hat\sigma_d^2 = \max(0, (r^2 - \kappa v) / g^\top K g)` ``[B, nt]``."""
     kappa = check_real("kappa", kappa, minimum=0.0, strict=True)
     gkg = check_real("gkg", gkg, minimum=0.0, strict=True)
-    residual = as_tensor("residual", residual)
-    variance = as_tensor("variance", variance)
-    return (residual.to(_F64).pow(2) - kappa * variance.to(_F64)).clamp_min(0.0) / gkg
+    residual, variance = _residual_and_variance(residual, variance)
+    return (residual.pow(2) - kappa * variance).clamp_min(0.0) / gkg
+
+
+def _residual_and_variance(residual, variance) -> tuple[Tensor, Tensor]:
+    """``residual, variance [B, nt]`` as float64 tensors of one shape, the variances ``>= 0``,
+    or an error naming the argument: complex values were cast to their real part, another
+    shape failed in torch's broadcast (or broadcast silently) and a negative variance raised
+    the discrepancy instead of lowering it."""
+    residual = as_tensor("residual", residual, real=True).to(_F64)
+    variance = as_tensor("variance", variance, real=True).to(_F64)
+    if variance.shape != residual.shape:
+        raise ValueError(
+            f"variance: expected shape {tuple(residual.shape)} (as residual), received "
+            f"{tuple(variance.shape)}"
+        )
+    if bool((variance < 0).any()):
+        raise ValueError(
+            f"variance: expected values >= 0, received {int((variance < 0).sum())} negative "
+            "value(s)"
+        )
+    return residual, variance
 
 
 def gated_discrepancy_variance(
@@ -182,15 +205,15 @@ def gated_discrepancy_variance(
     (module docstring, "Floor").
     """
     floor = check_real("floor", floor, minimum=0.0)
-    residual = as_tensor("residual", residual)
-    outside = as_tensor("outside", outside)
+    residual, variance = _residual_and_variance(residual, variance)
+    outside = as_tensor("outside", outside, real=True)
     if outside.shape != residual.shape[:1]:
         raise ValueError(
             f"outside: expected shape {tuple(residual.shape[:1])} (one flag per function), "
             f"received {tuple(outside.shape)}"
         )
     ml = discrepancy_variance(residual, variance, kappa, gkg)
-    least = floor * kappa * variance.to(_F64) / gkg
+    least = floor * kappa * variance / gkg
     return torch.maximum(ml, least) * outside.to(ml.device)[:, None]
 
 
@@ -210,7 +233,7 @@ def add_discrepancy(
     ``root`` :math:`L` ``[N, R]``. Diagonal and low-rank-plus-diagonal covariances become
     low-rank-plus-diagonal (the root gains ``R`` columns); anything else a dense tensor.
     ``cov`` is returned unchanged when every :math:`\hat\sigma_d^2` is zero."""
-    sd2 = as_tensor("sd2", sd2)
+    sd2 = as_tensor("sd2", sd2, real=True)
     if bool((sd2 < 0).any()):
         raise ValueError(
             f"sd2: expected variances >= 0, received {int((sd2 < 0).sum())} negative value(s)"
@@ -221,7 +244,7 @@ def add_discrepancy(
             f"sd2: expected shape {tuple(cov.shape[:-2])} (one variance per function and "
             f"slice), received {tuple(sd2.shape)}"
         )
-    root = as_tensor("root", root)
+    root = as_tensor("root", root, real=True)
     if root.ndim != 2 or root.shape[0] != n:
         raise ValueError(f"root: expected shape [{n}, R], received {tuple(root.shape)}")
     if not bool((sd2 > 0).any()):

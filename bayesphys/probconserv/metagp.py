@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_int, check_real
-from .anp import check_box
+from .anp import check_box, check_sets
 
 __all__ = ["MetaGP"]
 
@@ -118,7 +118,10 @@ class MetaGP(nn.Module):
 
     @torch.no_grad()
     def predict(self, xc: Tensor, yc: Tensor, xt: Tensor) -> tuple[Tensor, Tensor]:
-        """Latent predictive mean ``[B, Nt]`` and dense covariance ``[B, Nt, Nt]`` (float64)."""
+        """Latent predictive mean ``[B, Nt]`` and dense covariance ``[B, Nt, Nt]`` (float64)
+        for contexts ``xc [B, Nc, 2]``, ``yc [B, Nc]`` and targets ``xt [B, Nt, 2]`` (finite
+        floating tensors, refused otherwise: a NaN context gave a NaN posterior silently)."""
+        check_sets(xc, yc, xt)
         # the conditioning data live on the module (ExactGP): two threads predicting with one
         # model at once used each other's contexts (15 of 20 posteriors wrong) unless the
         # setting and the prediction are one step under the lock

@@ -26,6 +26,7 @@ from bayesphys.probconserv import (
     discrepancy_roots,
     discrepancy_variance,
     fit_hybrid,
+    fit_mass_kappa,
     fit_parameter_map,
     gated_discrepancy_variance,
     hard_projection,
@@ -142,6 +143,31 @@ def test_step1_networks_check_their_settings(build, err, match):
         build()
 
 
+@pytest.mark.parametrize("net", ["anp", "gp"])
+def test_step1_network_predictions_check_their_sets(net):
+    # a NaN context gave NaN predictions (the GP's whole posterior) without a word; complex
+    # values and mismatched shapes failed inside torch or gpytorch
+    model = AttentiveNP((0, 0), (1, 1), hidden=8) if net == "anp" else MetaGP((0, 0), (1, 1), 4)
+    dt = torch.float32 if net == "anp" else F64
+    gen = torch.Generator().manual_seed(0)
+    xc, yc = torch.rand(2, 5, 2, dtype=dt, generator=gen), torch.rand(2, 5, dtype=dt, generator=gen)
+    xt = torch.rand(2, 3, 2, dtype=dt, generator=gen)
+    assert model.predict(xc, yc, xt)[0].shape[-2:] == (2, 3)  # valid sets still predict
+    bad_y = yc.clone()
+    bad_y[1, 2] = NAN
+    cases = [
+        ((xc, bad_y, xt), ValueError, r"^yc: expected finite values, received 1 NaN/Inf"),
+        ((xc, yc, xt * math.inf), ValueError, r"^xt: expected finite values"),
+        ((xc, yc.to(torch.complex64), xt), TypeError, r"^yc: expected a real floating tensor"),
+        ((xc, yc[:, :3], xt), ValueError, r"^yc: expected shape \(2, 5\) \(as xc\)"),
+        ((xc[..., :1], yc, xt), ValueError, r"^xc: expected shape \[B, Nc, 2\]"),
+        ((xc, yc, xt[:1]), ValueError, r"^xt: expected shape \[2, Nt, 2\]"),
+    ]
+    for args, err, match in cases:
+        with pytest.raises(err, match=match):
+            model.predict(*args)
+
+
 def test_dtype_names_are_accepted():
     assert ProbConserv("stefan", hidden=8, n_samples=4, dtype="float32").dtype == torch.float32
     gp = ProbConserv("stefan", step1="gp", gp_width=4, dtype="float64")  # was refused
@@ -179,6 +205,29 @@ def test_fit_checks_its_data(anp, data):
             anp.fit(d, steps=1, progress=False)
     with pytest.raises(TypeError, match="data.y_target: expected a torch.Tensor"):
         anp.fit(_with(data, y_target=data.y_target.numpy()), steps=1, progress=False)
+    assert anp.steps_done == 0
+
+
+def test_complex_or_untyped_functions_are_refused_by_field(anp, data):
+    # a complex context lost its imaginary part in the model's dtype and predicted from the
+    # real part; a complex y_target trained without a word; complex or listed params failed
+    # inside torch ("min_all" not implemented, list indices must be integers)
+    cases = [
+        ("y_context", data.y_context.to(torch.complex128) + 1j, "expected real values"),
+        ("x_context", data.x_context.to(torch.complex128), "expected real values"),
+        ("params", data.params.to(torch.complex128), "expected real values"),
+        ("params", torch.ones(2, dtype=torch.bool), "expected real values"),
+        ("params", data.params.tolist(), "expected a torch.Tensor, received list"),
+        ("y_context", data.y_context.numpy(), "expected a torch.Tensor, received ndarray"),
+    ]
+    for field, value, match in cases:
+        bad = _with(data, **{field: value})
+        x = anp.problem.grid(11)
+        for method, kw in (("posterior", {"x": x}), ("step1", {"x": x}), ("mass", {})):
+            with pytest.raises(TypeError, match=rf"^context\.{field}: {match}"):
+                getattr(anp, method)(bad, **kw)
+    with pytest.raises(TypeError, match=r"^data\.y_target: expected real values"):
+        anp.fit(_with(data, y_target=data.y_target.to(torch.complex128)), steps=1, progress=False)
     assert anp.steps_done == 0
 
 
@@ -471,6 +520,24 @@ def test_slice_scores_checks_its_inputs(prior, anp, data):
         slice_scores(prior, truth, x, mass, var_floor=0.0)
 
 
+def test_scores_and_fronts_refuse_complex_values_and_an_empty_grid(prior, anp, data):
+    x, mass, truth = anp.problem.grid(11), anp.mass(data), prior.mean
+    c128 = torch.complex128
+    # a complex truth was scored on its real part (a warning only), complex positions were
+    # read by their real part, complex draws failed inside torch ("le_cpu")
+    with pytest.raises(TypeError, match=r"^truth: expected real values"):
+        slice_scores(prior, truth.to(c128) + 1j, x, mass)
+    with pytest.raises(TypeError, match=r"^x: expected real values"):
+        slice_scores(prior, truth, x.to(c128), mass)
+    with pytest.raises(TypeError, match=r"^draws: expected real values"):
+        shock_position(torch.zeros(2, 11, dtype=c128), x)
+    with pytest.raises(TypeError, match=r"^x: expected real values"):
+        shock_position(torch.zeros(2, 11), x.to(c128) + 1j)
+    # draws on an empty grid failed in argmax with an IndexError
+    with pytest.raises(ValueError, match=r"^draws: expected shape \[\*, nx\] with nx >= 1"):
+        shock_position(torch.zeros(3, 0), torch.zeros(0))
+
+
 def test_nonnegative_step_checks_its_inputs(prior, anp, data):
     x, mass = anp.problem.grid(11), anp.mass(data)
     with pytest.raises(ValueError, match="n_samples: expected an int >= 2"):
@@ -514,6 +581,35 @@ def test_mass_check_functions_check_their_inputs(prior, anp, data):
         add_discrepancy(prior.covariance, torch.full((2, 1), NAN), root)  # returned unchanged
     with pytest.raises(ValueError, match=r"root: expected shape \[11, R\]"):
         add_discrepancy(prior.covariance, torch.ones(2, 1), torch.ones(5, 2))
+
+
+def test_mass_check_functions_refuse_complex_values_and_bad_variances(prior, anp):
+    g = trapezoid_weights(anp.problem.grid(11))
+    r, v, c128 = torch.ones(2, 1), torch.ones(2, 1), torch.complex128
+    # complex values were cast to their real part (a complex residual 1 + 1j scored as 1, a
+    # complex g gave the residual of its real part)
+    with pytest.raises(TypeError, match=r"^g: expected real values"):
+        mass_residual(prior.mean, prior.covariance, g.to(c128) + 1j, torch.ones(2, 1))
+    with pytest.raises(TypeError, match=r"^residual: expected real values"):
+        fit_mass_kappa(torch.ones(4, 1, dtype=c128) + 1j, torch.ones(4, 1))
+    with pytest.raises(TypeError, match=r"^residual: expected real values"):
+        discrepancy_variance(r.to(c128) + 1j, v, 1.0, 1.0)
+    with pytest.raises(TypeError, match=r"^outside: expected real values"):
+        gated_discrepancy_variance(r, v, 1.0, 1.0, torch.ones(2, dtype=c128), 1.0)
+    with pytest.raises(TypeError, match=r"^sd2: expected real values"):  # failed in torch ("lt")
+        add_discrepancy(prior.covariance, torch.ones(2, 1, dtype=c128), torch.ones(11, 2))
+    with pytest.raises(TypeError, match=r"^root: expected real values"):
+        add_discrepancy(prior.covariance, torch.ones(2, 1), torch.ones(11, 2, dtype=c128))
+    # a variance of another shape failed in torch's broadcast; a negative one raised the
+    # discrepancy (max(0, r^2 - kappa v)) or pulled kappa down, without a word
+    with pytest.raises(ValueError, match=r"^variance: expected shape \(2, 1\)"):
+        discrepancy_variance(r, torch.ones(3, 1), 1.0, 1.0)
+    with pytest.raises(ValueError, match=r"^variance: expected values >= 0"):
+        discrepancy_variance(r, -v, 1.0, 1.0)
+    with pytest.raises(ValueError, match=r"^variance: expected values >= 0"):
+        gated_discrepancy_variance(r, -v, 1.0, 1.0, torch.ones(2, dtype=torch.bool), 1.0)
+    with pytest.raises(ValueError, match=r"^variance: expected values > 0"):
+        fit_mass_kappa(torch.ones(4, 1), -torch.ones(4, 1))
 
 
 def test_conditional_scale_functions_check_their_settings():
@@ -581,6 +677,42 @@ def test_hybrid_calibration_functions_check_their_inputs(prior):
     assert isinstance(cal, HybridCalibration)
     with pytest.raises(ValueError, match="stage: expected 'prior' or 'post'"):
         cal.scale_for(mean, "posterior")  # gave the post-update scale
+
+
+def test_calibration_building_blocks_refuse_complex_values(prior):
+    # each was cast to float64 keeping the real part (a complex truth failed in torch's
+    # index_put instead)
+    c128 = torch.complex128
+    x = torch.linspace(0, 1, 11, dtype=F64)
+    with pytest.raises(TypeError, match=r"^err_root: expected real values"):
+        hybrid_covariance(prior.covariance, torch.ones(1, 11, 3, dtype=c128), 0.5, 1.0, 1.0)
+    gen = torch.Generator().manual_seed(0)
+    mean = torch.randn(8, 1, 11, dtype=F64, generator=gen)
+    cov = DiagLinearOperator(torch.ones(8, 1, 11, dtype=F64))
+    t = torch.tensor([0.05], dtype=F64)
+
+    def update(p, idx):
+        return conserve_slices(p, x, torch.zeros(len(idx), 1))
+
+    for args, name in (
+        ((mean, cov, (mean + 0.1).to(c128) + 1j, update, t, x), "truth"),
+        ((mean, cov, mean + 0.1, update, t.to(c128), x), "t"),
+        ((mean, cov, mean + 0.1, update, t, x.to(c128) + 1j), "x"),
+    ):
+        with pytest.raises(TypeError, match=rf"^{name}: expected real values"):
+            fit_hybrid(*args, betas=(1.0,))
+    mass, theta = torch.randn(12, 1, dtype=F64, generator=gen), torch.rand(12, dtype=F64)
+    mean12 = torch.randn(12, 1, 5, dtype=F64, generator=gen)
+    for args, name in (
+        ((mean12.to(c128), mass, theta), "mean"),
+        ((mean12, mass.to(c128), theta), "mass"),
+        ((mean12, mass, theta.to(c128) + 1j), "theta"),
+    ):
+        with pytest.raises(TypeError, match=rf"^{name}: expected real values"):
+            fit_parameter_map(*args, (0.0, 1.0))
+    absz, u = torch.rand(4, 1, 3, dtype=F64), torch.rand(4, dtype=F64)
+    with pytest.raises(TypeError, match=r"^query: expected real values"):
+        local_coverage_scale(absz, u, u[:2].to(c128) + 1j, 0.1)
 
 
 def test_step2_outputs_stay_gaussian_posteriors(prior, anp, data):

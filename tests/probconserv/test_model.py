@@ -950,7 +950,9 @@ def test_slice_scores_and_shock_position_refuse_what_they_cannot_score():
         slice_scores(field, torch.zeros(2, 4), x, torch.zeros(()))
     with pytest.raises(ValueError, match=r"^truth: expected shape \(2, 4\), received \(4,\)$"):
         slice_scores(post, torch.zeros(4), x, torch.zeros(2))
-    with pytest.raises(ValueError, match=r"^draws: expected shape \[\*, nx\], received \(\)$"):
+    with pytest.raises(
+        ValueError, match=r"^draws: expected shape \[\*, nx\] with nx >= 1, received \(\)$"
+    ):
         shock_position(torch.tensor(0.5), x)
 
 

@@ -14,6 +14,7 @@ from bayesphys.problems.gpme import (
     Stefan,
     make_dataset,
     stefan_constants,
+    stefan_front,
 )
 
 F64 = torch.float64
@@ -159,3 +160,27 @@ def test_stefan_constants_with_few_bisection_steps_are_coarser():
     assert float(residual(fine).max()) < 1e-14
     assert float(residual(coarse).max()) > 1e-4
     assert float((coarse - fine).abs().max()) < 2 * 30 / 2**6  # within the bracket's width
+
+
+@pytest.mark.parametrize(
+    ("prob", "param", "name"),
+    [(Diffusion(), 2.0, "k"), (PorousMedium(), 3.0, "m"), (Stefan(), 0.6, "u_star")],
+)
+@pytest.mark.parametrize("method", ["solution", "mass", "boundary_flux"])
+def test_complex_times_and_parameters_are_refused_by_name(prob, param, name, method):
+    # the float64 cast dropped the imaginary part without a word (PME and Stefan masses of
+    # a complex time were those of its real part)
+    t = torch.tensor([0.05 + 1j], dtype=torch.complex128)
+    args = (lambda t_, p: (t_, 0.1, p)) if method == "solution" else (lambda t_, p: (t_, p))
+    f = getattr(prob, method)
+    with pytest.raises(TypeError, match=r"^t: expected real values, received complex"):
+        f(*args(t, param))
+    with pytest.raises(TypeError, match=rf"^{name}: expected real values, received complex"):
+        f(*args(torch.tensor(0.05), torch.tensor(param + 1j)))
+
+
+def test_stefan_helpers_refuse_complex_values_by_name():
+    with pytest.raises(TypeError, match=r"^u_star: expected real values"):
+        stefan_constants(torch.tensor(0.6 + 0j))
+    with pytest.raises(TypeError, match=r"^t: expected real values"):
+        stefan_front(torch.tensor(0.05 + 0j), 0.6)

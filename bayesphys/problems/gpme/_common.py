@@ -8,12 +8,15 @@ import torch
 from torch import Tensor
 
 from ..._checks import check_scalar
+from ..._device import as_tensor
 
 _F64 = torch.float64
 
 
-def _f64(v) -> Tensor:
-    return torch.as_tensor(v, dtype=_F64)
+def _f64(v, name: str) -> Tensor:
+    """``v`` as a float64 tensor of its own shape ``[*]``; complex values are refused with a
+    ``TypeError`` naming ``name`` (the cast dropped the imaginary part without a word)."""
+    return as_tensor(name, v, dtype=_F64, finite=False)
 
 
 def _real(name: str, value, **kw) -> float:

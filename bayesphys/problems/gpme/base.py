@@ -67,7 +67,7 @@ class GPMEProblem:
         """Raise a ``ValueError`` naming ``param_name`` unless every ``param`` lies inside the
         open ``param_domain`` (NaN refused): outside it the closed forms are undefined and
         would give NaN or a wrong value silently."""
-        p = _f64(param)
+        p = _f64(param, self.param_name or "param")
         a, b = self.param_domain
         if p.numel() and not bool(((p > a) & (p < b)).all()):
             finite = p[~torch.isnan(p)]

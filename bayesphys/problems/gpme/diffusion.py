@@ -40,7 +40,9 @@ class Diffusion(GPMEProblem):
         r"""Exact :math:`u = \sin(x)\,e^{-kt}` (``param`` = :math:`k`); ``t, x, param``
         ``[*]`` broadcast -> ``[*]`` (float64)."""
         self._check_domain(param)
-        return torch.sin(_f64(x)) * torch.exp(-_f64(param) * _f64(t))
+        return torch.sin(_f64(x, "x")) * torch.exp(
+            -_f64(param, self.param_name or "param") * _f64(t, "t")
+        )
 
     def _cos_span(self) -> float:
         # cos x0 - cos x1: 0 on the default period (what leaves at 2*pi enters at 0)
@@ -51,14 +53,14 @@ class Diffusion(GPMEProblem):
         r"""Exact :math:`b(t) = (\cos x_0 - \cos x_1)\,e^{-kt}`: ``t, param`` ``[*]``
         broadcast -> ``[*]`` (float64)."""
         self._check_domain(param)
-        t, param = torch.broadcast_tensors(_f64(t), _f64(param))
+        t, param = torch.broadcast_tensors(_f64(t, "t"), _f64(param, self.param_name or "param"))
         return _nan_at(t, self._cos_span() * torch.exp(-param * t))
 
     def boundary_flux(self, t: Tensor | float, param: Tensor | float) -> Tensor:
         r"""Net inflow :math:`b'(t) = -k(\cos x_0 - \cos x_1)\,e^{-kt}`: ``t, param`` ``[*]``
         broadcast -> ``[*]`` (float64)."""
         self._check_domain(param)
-        t, param = torch.broadcast_tensors(_f64(t), _f64(param))
+        t, param = torch.broadcast_tensors(_f64(t, "t"), _f64(param, self.param_name or "param"))
         x0, x1 = self.x_range  # -k (cos x0 - cos x1) e^{-kt}, written to give +0.0 on a period
         return _nan_at(t, (math.cos(x1) - math.cos(x0)) * param * torch.exp(-param * t))
 

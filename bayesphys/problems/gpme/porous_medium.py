@@ -44,14 +44,14 @@ class PorousMedium(GPMEProblem):
         r"""Exact solution :math:`u = (m\,\mathrm{ReLU}(t-x))^{1/m}` for exponent ``param`` =
         :math:`m`; ``t, x, param`` ``[*]`` broadcast -> ``[*]`` (float64)."""
         self._check_domain(param)
-        m = _f64(param)
-        return (m * torch.relu(_f64(t) - _f64(x))).pow(1.0 / m)
+        m = _f64(param, self.param_name or "param")
+        return (m * torch.relu(_f64(t, "t") - _f64(x, "x"))).pow(1.0 / m)
 
     def mass(self, t: Tensor | float, param: Tensor | float) -> Tensor:
         r"""Exact total mass :math:`b(t)` over ``x_range`` (class docstring): ``t, param``
         ``[*]`` broadcast -> ``[*]`` (float64)."""
         self._check_domain(param)
-        m, t = _f64(param), _f64(t)
+        m, t = _f64(param, self.param_name or "param"), _f64(t, "t")
         x0, x1 = self.x_range
         s0, s1 = (t - x0).clamp_min(0), (t - x1).clamp_min(0)
         p = 1 + 1 / m
@@ -63,7 +63,7 @@ class PorousMedium(GPMEProblem):
         # -u^m u_x equals (m (t - x))^{1/m} behind the front, 0 ahead of it: inflow at x0,
         # outflow at x1 once the front has reached it
         self._check_domain(param)
-        m, t = _f64(param), _f64(t)
+        m, t = _f64(param, self.param_name or "param"), _f64(t, "t")
         x0, x1 = self.x_range
         s0, s1 = (t - x0).clamp_min(0), (t - x1).clamp_min(0)
         return _nan_at(t, _pos_pow(m * s0, 1 / m) - _pos_pow(m * s1, 1 / m))

@@ -28,7 +28,7 @@ def stefan_constants(u_star: Tensor | float, iters: int = 200) -> tuple[Tensor, 
     number or a tensor ``[*]`` of values in ``(0, 1)``; ``alpha`` and ``c1`` ``[*]``, its shape.
     """
     iters = check_int("iters", iters, minimum=1)
-    us = _f64(u_star)
+    us = _f64(u_star, "u_star")
     if not bool(((us > 0) & (us < 1)).all()):  # NaN is refused too
         n_nan = int(torch.isnan(us).sum())
         got = (
@@ -63,7 +63,7 @@ def stefan_front(t: Tensor | float, u_star: Tensor | float) -> Tensor:
     """Exact front (shock) position :math:`x^*(t) = \\alpha\\sqrt t` (:math:`t < 0`: 0):
     ``t, u_star`` (numbers or tensors ``[*]``) broadcast -> ``[*]`` (float64)."""
     alpha, _ = stefan_constants(u_star)
-    return alpha * _f64(t).clamp_min(0).sqrt()
+    return alpha * _f64(t, "t").clamp_min(0).sqrt()
 
 
 @dataclass(frozen=True)
@@ -95,8 +95,8 @@ class Stefan(GPMEProblem):
         other families."""
         # the constants depend on the parameter only: solved once per parameter, then
         # broadcast over the grid (they were solved at every grid point)
-        alpha, c1 = stefan_constants(_f64(param))
-        t, x, alpha, c1 = torch.broadcast_tensors(_f64(t), _f64(x), alpha, c1)
+        alpha, c1 = stefan_constants(_f64(param, self.param_name or "param"))
+        t, x, alpha, c1 = torch.broadcast_tensors(_f64(t, "t"), _f64(x, "x"), alpha, c1)
         ts = t.clamp_min(1e-300).sqrt()
         inside = (x <= alpha * ts) & (t > 0)
         u = 1 - c1 * torch.erf(x / (2 * ts))
@@ -109,7 +109,7 @@ class Stefan(GPMEProblem):
         r"""Exact total mass :math:`b(t)`: :math:`2c_1\sqrt{t/\pi}` while the front is inside
         (class docstring); ``t, param`` ``[*]`` broadcast -> ``[*]`` (float64)."""
         alpha, c1 = stefan_constants(param)
-        t = _f64(t)
+        t = _f64(t, "t")
         x0, x1 = self.x_range
         two_ts = 2 * t.clamp_min(1e-300).sqrt()
         z1 = alpha / 2  # the front in y = x / (2 sqrt t)
@@ -147,7 +147,7 @@ class Stefan(GPMEProblem):
         about ``4.5e149``: the time was clamped to ``1e-300`` and never masked.)
         """
         alpha, c1 = stefan_constants(param)
-        t_in = _f64(t)
+        t_in = _f64(t, "t")
         t = t_in.clamp_min(1e-300)
         front = alpha * t.sqrt()
         x0, x1 = self.x_range
