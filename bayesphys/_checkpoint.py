@@ -16,6 +16,7 @@ import collections
 import copy
 import io
 import re
+import struct
 import threading
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -390,6 +391,7 @@ def load_checkpoint(
         TypeError,
         IndexError,
         KeyError,
+        struct.error,  # a legacy-format (non-zip) file cut short: 'unpack requires a buffer'
     ) as err:
         detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
         detail = re.sub(r"\x1b\[[0-9;]*m", "", detail)  # torch's bold / colour codes

@@ -479,3 +479,16 @@ def test_only_a_file_that_does_not_start_as_torch_s_is_called_not_a_checkpoint(t
         assert _torch_file(tmp_path / name) is want, name
     assert _torch_file(tmp_path / "gone") is True
     assert _torch_file(tmp_path) is True  # a folder cannot be read as a file either
+
+
+def test_a_legacy_format_file_cut_short_is_refused_as_damaged(tmp_path):
+    """torch's pre-zip format read from a truncated file raised ``struct.error`` ("unpack
+    requires a buffer of 4 bytes"), which named neither the file nor what was expected."""
+    full = tmp_path / "legacy.pt"
+    torch.save({"kind": "toy", "w": torch.arange(10.0)}, full, _use_new_zipfile_serialization=False)
+    data = full.read_bytes()
+    cut = tmp_path / "cut.pt"
+    for n in range(1, len(data)):
+        cut.write_bytes(data[:n])
+        with pytest.raises(ValueError, match=re.escape(str(cut))):
+            load_checkpoint(cut, kind="toy")
