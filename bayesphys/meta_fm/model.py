@@ -36,7 +36,6 @@ from torch import Tensor
 
 from .._checkpoint import (
     check_built_settings,
-    check_shape_settings,
     load_checkpoint,
     rebuilding,
     save_checkpoint,
@@ -57,7 +56,7 @@ from ._fit import fit_model
 from ._net import build_net, cond_dim, net_dtype, population_onehots, treatment_onehot
 from ._persist import (
     check_checkpoint_config,
-    check_rebuildable,
+    model_checkpoint_config,
     rebuild_unseeded,
     saved_training_state,
 )
@@ -499,21 +498,7 @@ class MetaFlowMatching:
     def checkpoint_config(self) -> dict[str, Any]:
         """Everything but the weights that :meth:`from_state` needs: settings, dimensions,
         condition ids, seed, dtype, the steps taken and the training batches' stream."""
-        built = getattr(self, "_shape_settings", {})
-        check_shape_settings(self.config, built, type(self).__name__)
-        self._check_built("save")  # fourier_sigma: the saved B was drawn with the old one
-        check_rebuildable(self.net, self.config.method)
-        return {
-            "config": self.config.to_dict(),
-            "dim": self.dim,
-            "num_treatments": self.num_treatments,
-            "condition_ids": self.condition_ids,
-            "paired": self.paired,
-            "seed": self.seed,
-            "dtype": str(self.dtype).removeprefix("torch."),
-            "steps_done": self.steps_done,
-            "train_rng": None if self._train_gen is None else self._train_gen.get_state(),
-        }
+        return model_checkpoint_config(self)
 
     @classmethod
     def from_state(
