@@ -1,8 +1,8 @@
 """Checkpoint formats of :class:`~bayesphys.meta_fm.MetaFlowMatching` and
 :class:`~bayesphys.meta_fm.MFMEnsemble` (Atanackovic et al. 2024, Meta Flow Matching).
 
-What each ``save`` writes beside the weights, and the checks each ``load`` applies before it
-rebuilds anything: a model's settings (:func:`check_checkpoint_config`), that its modules are
+What each ``save`` writes beside the weights (a model's: :func:`model_checkpoint_config`), and
+the checks each ``load`` applies before it rebuilds anything: a model's settings (:func:`check_checkpoint_config`), that its modules are
 the ones those settings build (:func:`check_rebuildable`), and an ensemble's one settings entry
 and one state per member (:func:`check_ensemble_checkpoint`). A model is then rebuilt without
 touching the caller's random streams (:func:`rebuild_unseeded`) and given back its training
@@ -12,19 +12,23 @@ state (:func:`saved_training_state`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from torch import nn
 
-from .._checkpoint import refuse_unknown, require_entries
+from .._checkpoint import check_shape_settings, refuse_unknown, require_entries
 from .._checks import check_bool, check_int, check_optional_seed
 from .._device import _GLOBAL_STATE
 from .config import MFMConfig
 from .embedding import PopulationEmbedding
 from .field import VectorField
 
+if TYPE_CHECKING:
+    from .model import MetaFlowMatching
+
 __all__ = [
+    "model_checkpoint_config",
     "check_checkpoint_config",
     "check_rebuildable",
     "rebuild_unseeded",
@@ -54,6 +58,27 @@ _REQUIRED_CONFIG = ("config", "dim", "num_treatments", "condition_ids", "paired"
 
 #: the settings :meth:`MFMEnsemble.save` writes
 _ENSEMBLE_CONFIG_KEYS = ("members", "seed")
+
+
+def model_checkpoint_config(model: MetaFlowMatching) -> dict[str, Any]:
+    """:meth:`~bayesphys.meta_fm.MetaFlowMatching.checkpoint_config` of ``model`` (the keys of
+    ``_CONFIG_KEYS``), after refusing a setting the modules were built from that was
+    assigned since, and modules the settings do not build."""
+    built = getattr(model, "_shape_settings", {})
+    check_shape_settings(model.config, built, type(model).__name__)
+    model._check_built("save")  # fourier_sigma: the saved B was drawn with the old one
+    check_rebuildable(model.net, model.config.method)
+    return {
+        "config": model.config.to_dict(),
+        "dim": model.dim,
+        "num_treatments": model.num_treatments,
+        "condition_ids": model.condition_ids,
+        "paired": model.paired,
+        "seed": model.seed,
+        "dtype": str(model.dtype).removeprefix("torch."),
+        "steps_done": model.steps_done,
+        "train_rng": None if model._train_gen is None else model._train_gen.get_state(),
+    }
 
 
 def check_checkpoint_config(

@@ -21,8 +21,8 @@ single scale (stored with the model).
 
 :class:`MetaFlowMatching` holds the model's state and its public methods; the pieces they run
 live in private modules: its settings and the training data it accepts (``_settings``), its
-modules and condition rows (``_net``), training (``_train``), prediction (``_predict``) and
-its checkpoint format (``_persist``).
+modules and condition rows (``_net``), a fit call (``_fit``) and its training steps
+(``_train``), prediction (``_predict``) and its checkpoint format (``_persist``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from torch import Tensor
 
 from .._checkpoint import (
     check_built_settings,
-    check_shape_settings,
     load_checkpoint,
     rebuilding,
     save_checkpoint,
@@ -47,20 +46,17 @@ from .._checks import (
     check_int,
     check_optional_seed,
     dense_memory_checked,
-    require,
     seed_or_draw,
 )
-from .._data_parallel import GradientSync, rank_generator_seed
 from .._device import model_device
-from .._fit_callback import FitCallback, check_fit_callback
 from .._model import FitResult, autograd_on, warn_untrained
-from .._time_budget import check_max_seconds
 from ..posterior import SamplePosterior
 from ..problems.populations import PopulationPairs
+from ._fit import fit_model
 from ._net import build_net, cond_dim, net_dtype, population_onehots, treatment_onehot
 from ._persist import (
     check_checkpoint_config,
-    check_rebuildable,
+    model_checkpoint_config,
     rebuild_unseeded,
     saved_training_state,
 )
@@ -71,20 +67,12 @@ from ._predict import (
     predictive_draws,
     push_populations,
 )
-from ._settings import check_training_data, model_config, model_settings, training_pairs
-from ._train import (
-    FlowSteps,
-    batch_loss,
-    batch_stream,
-    check_fit_memory,
-    draw_batch,
-    normalization,
-    warn_far_from_origin,
-)
+from ._settings import check_training_data, model_config, model_settings
+from ._train import batch_loss, draw_batch
 from ._type_frame import check_type_onehots
 from ._validate import check_features, check_populations, check_source_ids, training_rows
 from .config import MFMConfig
-from .coupling import FullPlan, full_ot_plans
+from .coupling import FullPlan
 from .embedding import check_knn_memory
 
 __all__ = ["MetaFlowMatching"]
@@ -328,82 +316,16 @@ class MetaFlowMatching:
         ``callback`` ``None`` or callable as ``callback(model, step)``, and that no setting
         the modules were built from was assigned since (see :class:`MFMConfig`).
         """
-        self._check_built("fit")
-        steps = check_int("steps", steps, minimum=0)
-        progress = check_bool("progress", progress)
-        seed = check_optional_seed("seed", seed)
-        max_seconds = check_max_seconds(max_seconds)
-        callback_every = check_fit_callback(self, callback, callback_every)
-        if self.config.solver == "dopri5":  # before training, not at the first predict
-            # after it (a saved dopri5 model still loads without it, and predicts with rk4)
-            require("torchdiffeq", "torchdiffeq", "config.solver='dopri5' (or use 'rk4')")
-        stored = data is None
-        data = self.data if data is None else data
-        if data is None:
-            raise ValueError(
-                "data: no training data given here or at construction (a loaded model keeps "
-                "none: pass them, fit(data, ...))"
-            )
-        cfg = self.config
-        # an MFMEnsemble gives the points warnings once for all its members (_points_warned)
-        warn = not getattr(self, "_points_warned", False)
-        given = data
-        # the index in the user's data of each training pair (those kept at construction)
-        rows = getattr(self, "_train_rows", None) if stored else None
-        data, rows = training_pairs(
-            given, cfg, self.dim, warn_points=warn, rows=rows, **self._built_for()
+        return fit_model(
+            self,
+            data,
+            steps=steps,
+            progress=progress,
+            seed=seed,
+            max_seconds=max_seconds,
+            callback=callback,
+            callback_every=callback_every,
         )
-        check_fit_memory(data, rows, cfg, self.coupling, dtype=self.dtype, device=self.device)
-        if cfg.normalize and self.steps_done == 0:
-            # the frame the weights learn in: estimated before the first step only (a later fit,
-            # e.g. fine-tuning on other pairs, keeps it)
-            mean, scale = normalization(data)
-            warn_far_from_origin(mean, scale, self.dtype)  # as normalization's: every member
-            self.net.shift.copy_(mean.to(self.dtype))
-            self.net.scale.copy_(scale.to(self.dtype))
-        if seed is not None or self._train_gen is None:
-            self._train_gen = batch_stream(self.seed if seed is None else seed)
-            self._split_gen = True
-        gen = self._train_gen
-        self._sync_embedding()
-        plans = None
-        if self.coupling == "ot_full":
-            with dense_memory_checked():  # checked above, naming data.source[i]/data.target[i]
-                plans = full_ot_plans(data.source, data.target)
-        self.net.train()
-        # data-parallel under torchrun: identical replicas, per-rank batches, mean gradients
-        sync = GradientSync(self.net)
-        if self._split_gen:  # a new or restored stream: split it by rank once
-            rank_generator_seed(gen)
-            self._split_gen = False
-        start = self.steps_done
-        training = FlowSteps(
-            self.net,
-            cfg,
-            sync,
-            max(steps, 1),
-            batch=lambda: self._batch(data, gen, plans),
-            condition=self._condition,
-            loss=lambda x0, x1, cond, ctr, f0: self._loss(x0, x1, cond, gen, ctr, f0),
-            stream=gen,
-        )
-        res = training.run(
-            steps,
-            max_seconds,
-            progress=progress and sync.is_main,
-            desc=getattr(self, "_bar_label", None) or f"{cfg.method} fit",
-            counted=self._count_step,
-            callback=FitCallback(self, callback, callback_every, lambda: self.steps_done),
-        )
-        if res.message.startswith("diverged"):
-            # optimize restored the weights before the last recorded step's update (the loss a
-            # step returns is that of the weights before its update): not one of those counted.
-            # A step whose finite loss came with a non-finite update was counted but is not
-            # recorded (res.steps): count from the record
-            self.steps_done = start + max(res.steps - 1, 0)
-        self.net.eval()
-        self.fit_result = res
-        return res
 
     def _count_step(self) -> None:
         self.steps_done += 1
@@ -576,21 +498,7 @@ class MetaFlowMatching:
     def checkpoint_config(self) -> dict[str, Any]:
         """Everything but the weights that :meth:`from_state` needs: settings, dimensions,
         condition ids, seed, dtype, the steps taken and the training batches' stream."""
-        built = getattr(self, "_shape_settings", {})
-        check_shape_settings(self.config, built, type(self).__name__)
-        self._check_built("save")  # fourier_sigma: the saved B was drawn with the old one
-        check_rebuildable(self.net, self.config.method)
-        return {
-            "config": self.config.to_dict(),
-            "dim": self.dim,
-            "num_treatments": self.num_treatments,
-            "condition_ids": self.condition_ids,
-            "paired": self.paired,
-            "seed": self.seed,
-            "dtype": str(self.dtype).removeprefix("torch."),
-            "steps_done": self.steps_done,
-            "train_rng": None if self._train_gen is None else self._train_gen.get_state(),
-        }
+        return model_checkpoint_config(self)
 
     @classmethod
     def from_state(

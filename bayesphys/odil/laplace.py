@@ -37,8 +37,9 @@ from .._device import as_tensor
 from .._stack import user_stacklevel
 from ..posterior import GaussianPosterior
 from ._cg_shortfall import _cg_shortfall, _short_reasons
+from ._cg_solve import cg_with_breakdown
+from ._jacobian import check_dense_gn_memory, dense_jacobian, jvp_vjp
 from .problem import DiscreteProblem
-from .solvers import cg_with_breakdown, check_dense_gn_memory, dense_jacobian, jvp_vjp
 from .sparse import ColouredJacobian, sparse_schur_covariance
 
 __all__ = ["gn_matvec", "theta_covariance", "field_posterior", "dense_gn_matrix"]

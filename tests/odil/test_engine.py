@@ -736,7 +736,7 @@ def test_field_posterior_draws_do_not_depend_on_the_block_of_columns(monkeypatch
 def test_batched_products_rowwise_on_cpu_equal_the_batched_pass(monkeypatch):
     """On the CPU jvp_vjp takes a batch of tangents one row at a time: bit for bit the values
     of the batched (vmap) pass it replaces there."""
-    from bayesphys.odil import solvers
+    from bayesphys.odil import _jacobian, solvers
 
     prob, _, _ = _linear_gaussian()
     x = torch.linspace(-1, 1, prob.n, dtype=torch.float64)
@@ -745,7 +745,7 @@ def test_batched_products_rowwise_on_cpu_equal_the_batched_pass(monkeypatch):
     v = torch.randn(5, prob.n, dtype=torch.float64, generator=g)
     w = torch.randn(5, r.numel(), dtype=torch.float64, generator=g)
     rows = (jv(v), jtw(w))
-    monkeypatch.setattr(solvers, "_rowwise", lambda t: False)
+    monkeypatch.setattr(_jacobian, "_rowwise", lambda t: False)
     _, jv, jtw = solvers.jvp_vjp(prob.residual, x)
     assert torch.equal(rows[0], jv(v)) and torch.equal(rows[1], jtw(w))
     assert torch.equal(rows[0][2], jv(v[2])) and torch.equal(rows[1][4], jtw(w[4]))

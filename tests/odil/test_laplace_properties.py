@@ -136,7 +136,7 @@ def test_dense_gauss_newton_beyond_memory_is_refused_before_the_jacobian(
     x = torch.zeros(prob.n, dtype=F64)
     memory_limit(20_000)
     no_dense_allocation("bayesphys.odil.laplace.dense_jacobian")
-    no_dense_allocation("bayesphys.odil.solvers.dense_jacobian")
+    no_dense_allocation("bayesphys.odil._damped_step.dense_jacobian")
     with pytest.raises(MemoryError, match=r"^dense_max: a dense Jacobian \[52, 42\] .* below"):
         field_posterior(prob, x, "u", dense_max=10**6)
     with pytest.raises(MemoryError, match=r"^dense: a dense Jacobian \[52, 42\] .* dense=False"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import bayesphys.odil.solvers as solvers
+import bayesphys.odil._damped_step as damped_step
 from bayesphys.odil import DiscreteProblem, minimize
 
 F64 = torch.float64
@@ -41,9 +41,9 @@ def test_float32_and_float64_are_accepted():
 
 def test_singular_dense_step_takes_the_minimum_norm_solution(monkeypatch):
     calls = []
-    real = solvers.lstsq_any_rank
+    real = damped_step.lstsq_any_rank
     monkeypatch.setattr(
-        solvers, "lstsq_any_rank", lambda a, b: calls.append(a.device) or real(a, b)
+        damped_step, "lstsq_any_rank", lambda a, b: calls.append(a.device) or real(a, b)
     )
     prob = _free_unknown()
     x, res = minimize(prob, method="gn", linear_solver="dense", steps=3)
