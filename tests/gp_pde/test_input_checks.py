@@ -409,3 +409,12 @@ def test_complex_or_meta_grids_sources_and_test_axes_are_refused_by_name():
     # real inputs of any real dtype, numpy included, are still taken as before
     for ok in (x.float(), x.numpy(), x.tolist()):
         torch.testing.assert_close(GPPDESolver(x=ok, **kw).axes[0], x, rtol=1e-7, atol=0)
+
+
+def test_solve_field_newton_must_be_a_bool():
+    """``solve_field(newton="no")`` ran Newton-GMRES (a non-empty string is truthy)."""
+    m = GPPDESolver("allencahn2d-low", n_col=8, num_mixtures=2)
+    for bad in ("no", 1, None):
+        with pytest.raises(TypeError, match=r"^newton: expected True or False"):
+            m.solve_field(newton=bad)
+    assert m.solve_field(newton=False)["solver"] == "PicardKronSolve"
