@@ -252,7 +252,9 @@ class DenseSolve:
             Qz, R = _qr(Z)
             v = torch.linalg.solve_triangular(R, (Qz.mT @ b).unsqueeze(-1), upper=True).squeeze(-1)
             new = self.L @ v
-            done = float((new - u).norm()) <= tol * max(float(new.norm()), 1e-300)
+            # a stopping test, no graph (float() of a tensor that requires grad warned)
+            step, size = (new - u).detach().norm(), new.detach().norm()
+            done = float(step) <= tol * max(float(size), 1e-300)
             u = new
             self.chol_p = R.mT  # P = Z^T Z = R^T R
             if done:

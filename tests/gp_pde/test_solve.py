@@ -494,3 +494,29 @@ def test_operator_objective_and_factor_lists_name_their_wrong_types():
     # the kernels of a model, as an nn.ModuleList, are still a list of kernels
     m_ks = torch.nn.ModuleList(ks)
     assert torch.equal(build_factors(m_ks, axes, op)[0].L, build_factors(ks, axes, op)[0].L)
+
+
+def test_dense_solve_of_differentiable_factors_does_not_warn():
+    """Factors built from the kernels with autograd on (as ``build_factors`` gives them) made
+    ``DenseSolve.solve`` warn "Converting a tensor with requires_grad=True to a scalar" from
+    its stopping test, on every call; the field and its graph are as before."""
+    import warnings
+
+    k = SpectralMixture1d(3)
+    x = torch.linspace(0, 1, 8, dtype=F64)
+    op = LinearPDEOperator((2,), (1.0,))
+    fac = build_factors([k], [x], op, jitter=1e-8)
+    assert fac[0].L.requires_grad
+    f, g = torch.sin(3 * x), torch.zeros(2, dtype=F64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        u = DenseSolve(fac, op).solve(f, g, 1.0, 1.0)
+    assert u.requires_grad and u.shape == (8,)
+    ref = DenseSolve(
+        [
+            replace(fc, **{n: getattr(fc, n).detach() for n in ("x", "C", "L", "Cop", "D")})
+            for fc in fac
+        ],
+        op,
+    )
+    assert torch.equal(u.detach(), ref.solve(f, g, 1.0, 1.0))
