@@ -63,6 +63,25 @@ def check_grid_tensor(
     return value
 
 
+def _check_values(name: str, value, what: str) -> None:
+    """Refuse complex values (the cast to the real dtype dropped the imaginary part with only
+    torch's warning) and ``meta`` tensors (no values: the copy failed with torch's
+    ``NotImplementedError``), naming ``name``; anything else is left to the conversion."""
+    if isinstance(value, Tensor):
+        if value.device.type == "meta":
+            raise ValueError(
+                f"{name}: expected {what} with values, received a tensor on the 'meta' device "
+                "(it holds none); use a CPU or CUDA tensor"
+            )
+        complex_ = value.is_complex()
+    else:
+        complex_ = (
+            getattr(value, "dtype", None) is not None and getattr(value.dtype, "kind", "") == "c"
+        )  # a numpy array
+    if complex_:
+        raise TypeError(f"{name}: expected {what}, received complex values ({value.dtype})")
+
+
 def parse_grid(
     x, *, dtype: torch.dtype, device: torch.device, grid_tensors: str = ""
 ) -> list[Tensor]:
@@ -81,6 +100,7 @@ def parse_grid(
     """
 
     def _tensor(v, what: str) -> Tensor:
+        _check_values(what, v, "real coordinates (grid axes or points [M, d])")
         try:
             # memory of its own: the solver kept a view of the caller's axis otherwise
             return own_memory(torch.as_tensor(v, dtype=dtype, device=device), v)
@@ -177,6 +197,7 @@ def check_test_axes(
         )
     out = []
     for j, t in enumerate(test_axes):
+        _check_values(f"{name}[{j}]", t, "real test coordinates")
         a = as_tensor(f"{name}[{j}]", t, dtype=dtype, device=device, ndim=1)
         if a.numel() == 0:
             raise ValueError(f"{name}[{j}]: expected a non-empty axis")
@@ -214,6 +235,11 @@ def eval_on_grid(name: str, value, axes: list[Tensor], *, finite: bool = True) -
     else:
         out = value
         what = "received"
+    if isinstance(out, Tensor) and out.device.type == "meta":
+        raise ValueError(
+            f"{name}: expected real values of shape {shape} on the grid; {what} a tensor on "
+            "the 'meta' device (it holds none); use a CPU or CUDA tensor"
+        )
     if not isinstance(out, Tensor):
         try:
             out = torch.as_tensor(out)

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_int, check_real, did_you_mean
-from .._device import as_tensor, check_on_device
+from .._device import as_tensor, check_on_device, resolve_dtype
 
 __all__ = ["SpectralMixture1d", "KINDS"]
 
@@ -97,6 +97,7 @@ class SpectralMixture1d(nn.Module):
     mu: initial frequencies ``[Q]`` (default ``linspace(0, 1, Q) * freq_scale``, the paper's init;
         ``freq_scale >= 0``).
     log_w, log_a: initial log weights / log inverse length scales (defaults ``log(1/Q)`` and 0).
+    dtype: of the parameters, a floating ``torch.dtype`` or its name (``None``: float64).
     """
 
     def __init__(
@@ -117,6 +118,8 @@ class SpectralMixture1d(nn.Module):
             )
         q = check_int("num_mixtures", num_mixtures, minimum=1)
         freq_scale = check_real("freq_scale", freq_scale, minimum=0.0)
+        # an integer dtype failed in nn.Parameter, a dtype name ("float32") inside linspace
+        dtype = resolve_dtype(dtype)
         self.kind = kind
         mu_t = (
             torch.linspace(0, 1, q, dtype=dtype) * freq_scale
@@ -197,7 +200,8 @@ class SpectralMixture1d(nn.Module):
         broadcast gave a ``[N1, N2, 1]`` result); integer points are taken in the kernel's
         dtype (the uniform-grid test failed on them with a bare dtype error). Points on
         another device than the kernel's parameters are refused by name (torch's error came
-        from inside the mixture sum).
+        from inside the mixture sum), and so are complex points (``TypeError``); no points
+        (``N1 = 0``) give an empty matrix.
         """
         for name, x in (("x1", x1), ("x2", x2)):
             if x is not None and (not isinstance(x, Tensor) or x.ndim != 1):
@@ -208,13 +212,16 @@ class SpectralMixture1d(nn.Module):
                 )
             hint = f" (move them with {name}.to('{{device}}'), or the kernel with .to('{{got}}'))"
             check_on_device(name, x, self.mu.device, "the kernel's", what="points", hint=hint)
+            if x is not None and x.is_complex():  # the cast dropped the imaginary part
+                raise TypeError(f"{name}: expected real points, received {x.dtype}")
         if not x1.is_floating_point():
             x1 = x1.to(self.mu.dtype)
         if x2 is not None and not x2.is_floating_point():
             x2 = x2.to(self.mu.dtype)
         if x2 is None:
             nx = x1.shape[0]
-            h = (x1[-1] - x1[0]) / max(nx - 1, 1)
+            # (no points: an empty [0, 0] matrix; x1[-1] raised an IndexError)
+            h = (x1[-1] - x1[0]) / (nx - 1) if nx > 2 else None
             if nx > 2 and torch.allclose(
                 x1,
                 x1[0] + h * torch.arange(nx, dtype=x1.dtype, device=x1.device),

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from .._checkpoint import check_shape_settings, save_checkpoint
+from .._checks import check_bool
 from .._device import ArrayLike, DeviceLike, DTypeLike
 from .._model import FitResult, autograd_on
 from ..posterior import GaussianPosterior
@@ -428,9 +429,11 @@ class GPPDESolver:
         update) and, for the 2-D Allen-Cahn solvers, ``converged`` and ``stop_reason`` (the
         stopping test that ended the solve; ``converged`` means that the solver's own relative
         test was met, not that the objective is small: see the solvers' docstrings).
+        ``newton``: a bool (``TypeError`` otherwise); other solvers ignore it.
         """
         check_built(self, "solve_field")
-        return resolve_field(self, newton=newton)
+        # "no" is truthy: it ran Newton-GMRES
+        return resolve_field(self, newton=check_bool("newton", newton))
 
     def warm_start_from(self, other: GPPDESolver) -> GPPDESolver:
         r"""Copy the kernel hyperparameters and :math:`\tau_{1,2}` of ``other`` (any grid size).

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real
+from .._checks import check_bool, check_int, check_real
 from ._errors import NumericalFailure
 from .kernels import SpectralMixture1d
 
@@ -54,7 +54,17 @@ class LinearPDEOperator:
     cubic: bool = False
 
     def __post_init__(self) -> None:
-        orders, coefs = tuple(self.orders), tuple(self.coefs)
+        seqs = []
+        for name in ("orders", "coefs"):
+            value = getattr(self, name)
+            try:  # an int failed with "'int' object is not iterable"
+                seqs.append(tuple(value))
+            except TypeError:
+                raise TypeError(
+                    f"{name}: expected a sequence with one entry per dimension, e.g. (2, 2), "
+                    f"received {type(value).__name__} {value!r}"
+                ) from None
+        orders, coefs = seqs
         if not orders or len(orders) != len(coefs):
             raise ValueError(
                 "orders, coefs: expected one derivative order and one coefficient per dimension "
@@ -70,6 +80,8 @@ class LinearPDEOperator:
         object.__setattr__(self, "orders", orders)
         object.__setattr__(self, "coefs", tuple(check_real("coefs", c) for c in coefs))
         object.__setattr__(self, "c0", check_real("c0", self.c0))
+        # "no" is truthy: it switched the cubic term on
+        object.__setattr__(self, "cubic", check_bool("cubic", self.cubic))
 
     @property
     def dim(self) -> int:
@@ -94,7 +106,7 @@ class LinearPDEOperator:
         if equation == "advection":
             if dim != 2:
                 raise ValueError(f"equation: advection needs a 2-D grid (x, t), received dim {dim}")
-            return cls((1, 1), (float(beta), 1.0))
+            return cls((1, 1), (check_real("beta", beta), 1.0))
         raise ValueError(
             f"equation: expected 'poisson', 'allencahn' or 'advection', received {equation!r}"
         )
@@ -129,7 +141,14 @@ def _chol(c: Tensor, j: int) -> Tensor:
 
 def check_factor_count(factors: list, op: LinearPDEOperator, name: str = "factors") -> None:
     """``ValueError`` unless ``factors`` holds one entry per dimension of ``op`` (a shorter or
-    longer list was truncated to the shorter of the two, dropping terms of the operator)."""
+    longer list was truncated to the shorter of the two, dropping terms of the operator);
+    ``TypeError`` unless it is a list, tuple or ``nn.ModuleList`` (``len`` of another failed
+    unnamed)."""
+    if not isinstance(factors, (list, tuple, torch.nn.ModuleList)):
+        raise TypeError(
+            f"{name}: expected a list with one entry per dimension of the operator, received "
+            f"{type(factors).__name__}"
+        )
     if len(factors) != op.dim:
         raise ValueError(
             f"{name}: expected {op.dim} (one per dimension of the operator), received {len(factors)}"

@@ -81,6 +81,20 @@ def _qr(Z: Tensor) -> tuple[Tensor, Tensor]:
     return Qz * sgn[None, :], R * sgn[:, None]
 
 
+def _log_precision(name: str, value: Tensor | float, ref: Tensor) -> Tensor:
+    """A log precision as a 0-d tensor: a tensor is used as it is (a graph kept; one of
+    another shape broadcast into the objective silently), a number converted to ``ref``'s
+    dtype and device (``float.exp`` raised ``AttributeError``)."""
+    if isinstance(value, Tensor):
+        if value.ndim != 0 or not value.dtype.is_floating_point:
+            raise ValueError(
+                f"{name}: expected a number or a 0-d floating tensor, received a {value.dtype} "
+                f"tensor of shape {tuple(value.shape)}"
+            )
+        return value
+    return torch.tensor(check_real(name, value), dtype=ref.dtype, device=ref.device)
+
+
 def objective(
     factors: list[Factor],
     op: LinearPDEOperator,
@@ -97,11 +111,15 @@ def objective(
     ``u``, ``f``: grid tensors ``[n_1..n_d]`` (``f`` also flat ``[M]``, as the solvers take
     it; ``u`` in the factors' dtype); ``g``: boundary values ``[N_b]`` in face order; the shapes are checked (``ValueError``
     naming the argument: a ``g`` of one value or an ``f`` of one grid line was broadcast).
+    ``log_tau_b``, ``log_tau_pde``: numbers or 0-d tensors ``[]``; ``lam_b >= 0``.
     Cost :math:`O(\sum_j n_j^3 + M\sum_j n_j)`; differentiable in the factors and the taus.
     """
     check_factor_count(factors, op)
     shape = tuple(fc.x.shape[0] for fc in factors)
     dev = factors[0].L.device
+    log_tau_b = _log_precision("log_tau_b", log_tau_b, factors[0].L)
+    log_tau_pde = _log_precision("log_tau_pde", log_tau_pde, factors[0].L)
+    lam_b = check_real("lam_b", lam_b, minimum=0.0)
     # u in the factors' dtype: a triangular solve against them failed with torch's error
     check_grid_tensor("u", u, shape, dtype=factors[0].L.dtype, device=dev, finite=False)
     f = check_grid_tensor("f", f, shape, device=dev, finite=False, flat_ok=True).reshape(shape)
@@ -234,7 +252,9 @@ class DenseSolve:
             Qz, R = _qr(Z)
             v = torch.linalg.solve_triangular(R, (Qz.mT @ b).unsqueeze(-1), upper=True).squeeze(-1)
             new = self.L @ v
-            done = float((new - u).norm()) <= tol * max(float(new.norm()), 1e-300)
+            # a stopping test, no graph (float() of a tensor that requires grad warned)
+            step, size = (new - u).detach().norm(), new.detach().norm()
+            done = float(step) <= tol * max(float(size), 1e-300)
             u = new
             self.chol_p = R.mT  # P = Z^T Z = R^T R
             if done:

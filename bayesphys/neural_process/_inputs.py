@@ -25,6 +25,7 @@ __all__ = [
     "check_data",
     "parameter_batches",
     "inverse_inputs",
+    "check_outputs",
 ]
 
 #: keys of ``fit(data=...)``: the required sets, the optional noise level, and the noise-free
@@ -143,3 +144,33 @@ def inverse_inputs(
             )
         ut = (ut - b) / d
     return xt, ut, wt
+
+
+def check_outputs(
+    post: Any,
+    names: str,
+    network: str,
+    dtype: torch.dtype,
+    inputs: tuple[tuple[str, Tensor], ...],
+    problem: Any,
+) -> None:
+    """``ValueError`` naming ``names`` when a posterior could not be formed (``post`` ``None``:
+    a Cholesky factor of the network's overflowing outputs failed) or its mean or variances
+    are not finite (an overflow in ``dtype``: a NaN or infinite variance was returned without
+    a word). ``inputs``: ``(name, tensor)`` pairs whose largest magnitudes the message gives;
+    ``problem``: its prior boxes are named when given."""
+    if post is not None and bool(torch.isfinite(post.mean).all()):
+        if bool(torch.isfinite(post.variance).all()):
+            return
+    sizes = ", ".join(f"|{n}| up to {float(t.abs().max()):.3g}" for n, t in inputs)
+    box = ""
+    if problem is not None:
+        box = (
+            f"; the prior box is z in [{min(problem.z_low):g}, {max(problem.z_high):g}], "
+            f"w in [{min(problem.w_low):g}, {max(problem.w_high):g}]"
+        )
+    raise ValueError(
+        f"{names}: the {network} network's mean or variances are not finite in {dtype} for "
+        f"these inputs ({sizes}{box}): no Gaussian can be formed. Give values of the order the "
+        "model was trained on" + (", or use a float64 model" if dtype != torch.float64 else "")
+    )

@@ -46,7 +46,7 @@ from torch import Tensor, nn
 from torch.distributions import LowRankMultivariateNormal
 
 from .._checks import check_bool, check_dense_memory, check_int, check_real
-from .._device import check_module_inputs
+from .._device import check_finite, check_module_inputs
 from .._stack import user_stacklevel
 from .grids import check_box
 
@@ -216,10 +216,24 @@ class _KernelAverage(torch.autograd.Function):
 
 
 class KernelInterpolation(nn.Module):
-    """Nadaraya-Watson interpolation of ``P`` channels onto a fixed grid ``[M, dim_x]``."""
+    """Nadaraya-Watson interpolation of ``P`` channels onto a fixed grid ``[M, dim_x]``.
+
+    ``grid``: a finite floating tensor ``[M >= 1, dim_x]`` (a 1-D ``[M]`` is refused: its
+    ``dim_x`` is ambiguous); ``channels``: ``P >= 1``; ``0 < ell_min <= ell_max``."""
 
     def __init__(self, grid: Tensor, channels: int, ell_max: float = 1.0, ell_min: float = 1e-3):
         super().__init__()
+        # a NaN grid interpolated NaN without a word; an empty one gave [B, P, 0] features;
+        # a 1-D one failed in cdist at the first call
+        if not isinstance(grid, Tensor) or not grid.is_floating_point():
+            got = grid.dtype if isinstance(grid, Tensor) else type(grid).__name__
+            raise TypeError(f"grid: expected a floating tensor [M, dim_x], received {got}")
+        if grid.ndim != 2 or 0 in grid.shape:
+            raise ValueError(
+                f"grid: expected latent points [M >= 1, dim_x >= 1], received shape "
+                f"{tuple(grid.shape)}"
+            )
+        check_finite("grid", grid)
         channels = check_int("channels", channels, minimum=1)
         ell_max = check_real("ell_max", ell_max, minimum=0.0, strict=True)
         ell_min = check_real("ell_min", ell_min, minimum=0.0, strict=True)
@@ -247,9 +261,13 @@ class KernelInterpolation(nn.Module):
         check_tensors(("x", "feat"), (x, feat))
         if feat.dtype != x.dtype:
             raise TypeError(f"feat: expected x's dtype {x.dtype}, received {feat.dtype}")
-        if x.ndim != 3 or x.shape[1] == 0:
+        dim, p = self.grid.shape[-1], self.log_ell.numel()
+        if x.ndim != 3 or x.shape[1] == 0 or x.shape[2] != dim:
+            raise ValueError(f"x: expected shape [B, N >= 1, {dim}], received {tuple(x.shape)}")
+        if tuple(feat.shape) != (*x.shape[:2], p):  # was einsum's or cdist's RuntimeError
             raise ValueError(
-                f"x: expected shape [B, N >= 1, {self.grid.shape[-1]}], received {tuple(x.shape)}"
+                f"feat: expected shape [B, N, P] = {[*x.shape[:2], p]} (x's B and N, P = "
+                f"{p} channels), received {tuple(feat.shape)}"
             )
         # the weights [B, P, M, N]: once without gradients, with the backward's buffer (the
         # lean path) or autograd's intermediates (gradients in x) when they are recorded

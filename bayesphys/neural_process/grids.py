@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_bool, check_int, check_real, did_you_mean
-from .._device import resolve_dtype, sobol_engine
+from .._device import model_device, resolve_dtype, sobol_engine
 
 __all__ = [
     "check_box",
@@ -144,8 +144,11 @@ class GridMeasure:
         device: torch.device | str = "cpu",
     ) -> tuple[Tensor, Tensor]:
         """Draw ``batch`` grids of ``n`` points: ``(points [batch, n, dim], weights [batch, n])``
-        (``dtype`` floating; ``None`` the default float32, as the signature says)."""
+        (``dtype`` floating; ``None`` the default float32, as the signature says; ``device``
+        as for a model: ``None`` the CPU, an unknown or unavailable one a ``ValueError``)."""
         dtype = resolve_dtype(dtype, default=torch.float32)  # None gave float64
+        # an unknown device string failed inside torch.rand with torch's list of device types
+        device = model_device(device)
         n = check_int("n", n)
         if n < 1:
             raise ValueError(f"n: expected at least one collocation point, received {n}")

@@ -62,7 +62,7 @@ from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
 from ..posterior import GaussianPosterior
 from ..problems.rgnp import sample_prior
-from ._inputs import as_points, check_data, inverse_inputs, parameter_batches
+from ._inputs import as_points, check_data, check_outputs, inverse_inputs, parameter_batches
 from ._net import build_networks
 from ._persist import (
     KIND,
@@ -386,6 +386,9 @@ class RandomGridNP:
         ``x`` ``[N, dim_x]`` (``[N]`` in 1-D; default :meth:`default_points`); ``z`` ``[dim_z]`` or
         ``[B, dim_z]``; ``w`` ``[dim_w]`` or ``[B, dim_w]``; a single ``z`` or ``w`` (or a batch
         of one) is shared by the other's ``B`` rows, as in :meth:`parameter_posterior`.
+        Parameters for which the network's mean or variances are not finite in the model's
+        dtype (far outside the prior box, e.g. ``|z| ~ 1e5`` in float32) are a ``ValueError``
+        naming ``z/w``.
         """
         warn_untrained("RandomGridNP.posterior", self.step_count)
         self._warn_stale_calibration("RandomGridNP.posterior", "field")
@@ -395,13 +398,20 @@ class RandomGridNP:
         zt, wt = parameter_batches(z, w, p, self.dtype, self.device)
         self._modules().eval()
         xb = xs.unsqueeze(0).expand(zt.shape[0], -1, -1)
-        q = field_marginal(p, self.forward_net, xb, zt, wt, noise_var=0.0, floor=1e-12)
+        try:
+            q = field_marginal(p, self.forward_net, xb, zt, wt, noise_var=0.0, floor=1e-12)
+        except torch.linalg.LinAlgError:  # overflowing outputs: the capacitance factor failed
+            q = None
         s = self.variance_scale["field"]
-        cov = LowRankRootAddedDiagLinearOperator(
-            LowRankRootLinearOperator(q.cov_factor * math.sqrt(s)),
-            DiagLinearOperator(q.cov_diag * s + noise),
-        )
-        return GaussianPosterior(q.loc, cov, event_shape=(xs.shape[0],), validate=False)
+        post = None
+        if q is not None:
+            cov = LowRankRootAddedDiagLinearOperator(
+                LowRankRootLinearOperator(q.cov_factor * math.sqrt(s)),
+                DiagLinearOperator(q.cov_diag * s + noise),
+            )
+            post = GaussianPosterior(q.loc, cov, event_shape=(xs.shape[0],), validate=False)
+        check_outputs(post, "z/w", "forward", self.dtype, (("z", zt), ("w", wt)), p)
+        return post
 
     @torch.no_grad()
     def parameter_posterior(
@@ -417,7 +427,8 @@ class RandomGridNP:
         ``to_inference_data`` names the variable ``z`` (the field's :meth:`posterior` exports
         ``u``). GICNet's dense kernel weights ``[B, channels, M, N]`` (``M`` latent nodes)
         that cannot fit in memory are a ``MemoryError`` naming ``x``: pass fewer sets or points
-        at a time.
+        at a time. Field values for which GICNet's mean or variances are not finite in the
+        model's dtype (e.g. ``|u| ~ 1e25`` in float32) are a ``ValueError`` naming ``u/w``.
         """
         warn_untrained("RandomGridNP.parameter_posterior", self.step_count)
         self._warn_stale_calibration("RandomGridNP.parameter_posterior", "parameters")
@@ -425,15 +436,23 @@ class RandomGridNP:
         transformed = check_bool("transformed", transformed)
         xt, ut, wt = inverse_inputs(x, u, w, transformed, p, self.dtype, self.device)
         self._modules().eval()
-        q = self.inverse_net(xt, ut, wt)
+        try:
+            q = self.inverse_net(xt, ut, wt)
+        except torch.linalg.LinAlgError:  # overflowing outputs: the capacitance factor failed
+            q = None
         s = self.variance_scale["parameters"]
-        cov = LowRankRootAddedDiagLinearOperator(
-            LowRankRootLinearOperator(q.cov_factor * math.sqrt(s)),
-            DiagLinearOperator(q.cov_diag * s),
-        )
-        return GaussianPosterior(
-            q.loc, cov, event_shape=(p.dim_z,), validate=False, export_name="z"
-        )
+        post = None
+        if q is not None:
+            cov = LowRankRootAddedDiagLinearOperator(
+                LowRankRootLinearOperator(q.cov_factor * math.sqrt(s)),
+                DiagLinearOperator(q.cov_diag * s),
+            )
+            post = GaussianPosterior(
+                q.loc, cov, event_shape=(p.dim_z,), validate=False, export_name="z"
+            )
+        ulabel = "u" if transformed else "(u - B)/D"  # what the network read
+        check_outputs(post, "u/w", "inverse (GICNet)", self.dtype, ((ulabel, ut), ("w", wt)), None)
+        return post
 
     def calibrate(
         self, x: ArrayLike, u: ArrayLike, z: ArrayLike, w: ArrayLike, **kwargs: Any

@@ -384,3 +384,37 @@ def test_a_source_without_an_introspectable_signature_is_called_as_it_is():
     m = GPPDESolver(source=torch.sin, **kw)
     torch.testing.assert_close(m.f, torch.sin(x), rtol=0, atol=0)
     torch.testing.assert_close(m.f, GPPDESolver(source=lambda t: torch.sin(t), **kw).f)
+
+
+def test_complex_or_meta_grids_sources_and_test_axes_are_refused_by_name():
+    """Complex coordinates ``x`` lost their imaginary part with only torch's warning (a solver
+    on the real parts, silently); a ``meta`` source or test axis failed with torch's
+    ``NotImplementedError: Cannot copy out of meta tensor``, naming no argument."""
+    x = torch.linspace(0, 1, 8, dtype=F64)
+    kw = dict(source=torch.sin(x), boundary=torch.zeros(8), num_mixtures=2)
+    for bad in (x.to(torch.complex128), x.numpy().astype(complex), [x.to(torch.complex128)]):
+        with pytest.raises(TypeError, match=r"x(\[0\])?: expected real coordinates .* complex"):
+            GPPDESolver(x=bad, **kw)
+    with pytest.raises(ValueError, match=r"x: expected real coordinates .* 'meta' device"):
+        GPPDESolver(x=x.to("meta"), **kw)
+    with pytest.raises(ValueError, match=r"source: expected real values .* 'meta' device"):
+        GPPDESolver(x=x, source=torch.zeros(8, device="meta"), boundary=torch.zeros(8))
+    with pytest.raises(ValueError, match=r"boundary: expected real values .* 'meta' device"):
+        GPPDESolver(x=x, source=torch.sin(x), boundary=lambda a: a.to("meta"))
+    m = GPPDESolver(x=x, **kw)
+    with pytest.raises(ValueError, match=r"x\[0\]: expected real test coordinates .* 'meta'"):
+        m.posterior(torch.zeros(3, device="meta"))
+    with pytest.raises(TypeError, match=r"test_axes\[0\]: expected real test coordinates"):
+        m.predict(torch.zeros(3, dtype=torch.complex64))
+    # real inputs of any real dtype, numpy included, are still taken as before
+    for ok in (x.float(), x.numpy(), x.tolist()):
+        torch.testing.assert_close(GPPDESolver(x=ok, **kw).axes[0], x, rtol=1e-7, atol=0)
+
+
+def test_solve_field_newton_must_be_a_bool():
+    """``solve_field(newton="no")`` ran Newton-GMRES (a non-empty string is truthy)."""
+    m = GPPDESolver("allencahn2d-low", n_col=8, num_mixtures=2)
+    for bad in ("no", 1, None):
+        with pytest.raises(TypeError, match=r"^newton: expected True or False"):
+            m.solve_field(newton=bad)
+    assert m.solve_field(newton=False)["solver"] == "PicardKronSolve"

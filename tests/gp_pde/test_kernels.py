@@ -228,3 +228,26 @@ def test_mixture_summed_in_blocks_equals_the_whole_sum(kind, step, monkeypatch):
 def test_a_kernel_prints_its_kind_and_size():
     k = SpectralMixture1d(3, kind="stm")
     assert repr(k) == "SpectralMixture1d(kind='stm', num_mixtures=3)"
+
+
+def test_gram_of_no_points_complex_points_and_dtype_names():
+    """``gram`` of an empty axis raised ``IndexError: index -1 is out of bounds``; complex
+    points lost their imaginary part with only torch's warning; ``dtype=torch.int64`` failed in
+    ``nn.Parameter`` ("Only Tensors of floating point ... can require gradients") and
+    ``dtype="float32"`` inside ``linspace``."""
+    k = SpectralMixture1d(3)
+    none = torch.zeros(0, dtype=torch.float64)
+    assert k.gram(none).shape == (0, 0)
+    assert k.gram(none, n=2).shape == (0, 0)
+    assert k.gram(none, torch.linspace(0, 1, 4, dtype=torch.float64)).shape == (0, 4)
+    x = torch.linspace(0, 1, 5, dtype=torch.complex128)
+    with pytest.raises(TypeError, match=r"^x1: expected real points, received torch.complex128"):
+        k.gram(x)
+    with pytest.raises(TypeError, match=r"^x2: expected real points"):
+        k.gram(x.real, x)
+    with pytest.raises(ValueError, match=r"^dtype: expected a floating dtype"):
+        SpectralMixture1d(3, dtype=torch.int64)
+    with pytest.raises(ValueError, match=r"^dtype: unknown dtype 'float99'"):
+        SpectralMixture1d(3, dtype="float99")
+    assert SpectralMixture1d(3, dtype="float32").mu.dtype == torch.float32
+    assert SpectralMixture1d(3, dtype=None).mu.dtype == torch.float64

@@ -453,3 +453,70 @@ def test_set_diagonal_names_the_diagonal_it_refuses():
         match=r"^dprec: expected a positive tensor of shape \(6, 5\), received min -0\.5$",
     ):
         ks_.set_diagonal(bad)
+
+
+def test_operator_objective_and_factor_lists_name_their_wrong_types():
+    """``LinearPDEOperator(2, 1.0)`` failed with "'int' object is not iterable", ``cubic="no"``
+    switched the cubic term on, ``for_equation(..., beta="a")`` raised float()'s error naming
+    no argument; a factor list that is not a list failed with "object of type 'int' has no
+    len()"; ``objective`` with a float log precision raised "'float' object has no attribute
+    'exp'", a vector one broadcast into a vector objective, and a negative ``lam_b`` was used."""
+    with pytest.raises(TypeError, match=r"^orders: expected a sequence .* received int 2"):
+        LinearPDEOperator(2, (1.0,))
+    with pytest.raises(TypeError, match=r"^coefs: expected a sequence .* received float 1\.0"):
+        LinearPDEOperator((2,), 1.0)
+    with pytest.raises(TypeError, match=r"^cubic: expected True or False, received str 'no'"):
+        LinearPDEOperator((2,), (1.0,), cubic="no")
+    with pytest.raises(TypeError, match=r"^beta: expected a real number, received str"):
+        LinearPDEOperator.for_equation("advection", 2, beta="a")
+    with pytest.raises(ValueError, match=r"^beta: expected a finite number"):
+        LinearPDEOperator.for_equation("advection", 2, beta=float("nan"))
+    assert LinearPDEOperator.for_equation("advection", 2, beta=3).coefs == (3.0, 1.0)
+    ks, axes, op, fac, f, gb = _setup((5, 4), 0)
+    for call, name in (
+        (lambda: build_factors(ks[0], axes, op), "kernels"),
+        (lambda: build_factors(ks, axes[0], op), "axes"),
+        (lambda: DenseSolve(fac[0], op), "factors"),
+        (lambda: KronSolve(3, op, 1.0, 1.0), "factors"),
+    ):
+        with pytest.raises(TypeError, match=rf"^{name}: expected a list with one entry"):
+            call()
+    u = torch.randn(5, 4, dtype=F64)
+    zero = torch.zeros((), dtype=F64)
+    want = objective(fac, op, u, f, gb, zero, zero, 200.0)
+    assert torch.equal(objective(fac, op, u, f, gb, 0.0, 0, 200), want)
+    with pytest.raises(ValueError, match=r"^log_tau_b: expected a number or a 0-d floating"):
+        objective(fac, op, u, f, gb, torch.zeros(3, dtype=F64), zero, 200.0)
+    with pytest.raises(ValueError, match=r"^log_tau_pde: expected a finite number"):
+        objective(fac, op, u, f, gb, zero, float("nan"), 200.0)
+    with pytest.raises(ValueError, match=r"^lam_b: expected a number >= 0\.0, received -1\.0"):
+        objective(fac, op, u, f, gb, zero, zero, -1.0)
+    # the kernels of a model, as an nn.ModuleList, are still a list of kernels
+    m_ks = torch.nn.ModuleList(ks)
+    assert torch.equal(build_factors(m_ks, axes, op)[0].L, build_factors(ks, axes, op)[0].L)
+
+
+def test_dense_solve_of_differentiable_factors_does_not_warn():
+    """Factors built from the kernels with autograd on (as ``build_factors`` gives them) made
+    ``DenseSolve.solve`` warn "Converting a tensor with requires_grad=True to a scalar" from
+    its stopping test, on every call; the field and its graph are as before."""
+    import warnings
+
+    k = SpectralMixture1d(3)
+    x = torch.linspace(0, 1, 8, dtype=F64)
+    op = LinearPDEOperator((2,), (1.0,))
+    fac = build_factors([k], [x], op, jitter=1e-8)
+    assert fac[0].L.requires_grad
+    f, g = torch.sin(3 * x), torch.zeros(2, dtype=F64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        u = DenseSolve(fac, op).solve(f, g, 1.0, 1.0)
+    assert u.requires_grad and u.shape == (8,)
+    ref = DenseSolve(
+        [
+            replace(fc, **{n: getattr(fc, n).detach() for n in ("x", "C", "L", "Cop", "D")})
+            for fc in fac
+        ],
+        op,
+    )
+    assert torch.equal(u.detach(), ref.solve(f, g, 1.0, 1.0))

@@ -221,3 +221,30 @@ def test_an_empty_context_set_is_refused_by_name(density, shape):
     # one point is enough: a finite distribution
     d = net(torch.zeros(1, 1, 1), torch.ones(1, 1), torch.zeros(1, 1))
     assert torch.isfinite(d.mean).all() and torch.isfinite(d.variance).all()
+
+
+def test_kernel_interpolation_checks_its_grid_and_channels():
+    """A NaN grid interpolated NaN without a word, an empty one gave ``[B, P, 0]`` features and
+    a 1-D one failed in ``cdist`` at the first call; features with the wrong channel count
+    failed with einsum's "subscript p has size 4 ... does not broadcast"."""
+    from bayesphys.neural_process import KernelInterpolation
+
+    grid = torch.linspace(-1, 1, 5).unsqueeze(-1)
+    for bad, err, msg in (
+        (torch.full((5, 1), float("nan")), ValueError, r"^grid: expected finite values"),
+        (torch.zeros(0, 1), ValueError, r"^grid: expected latent points \[M >= 1, dim_x >= 1\]"),
+        (torch.linspace(-1, 1, 5), ValueError, r"^grid: expected latent points .* \(5,\)"),
+        (torch.arange(5).unsqueeze(-1), TypeError, r"^grid: expected a floating tensor"),
+        ([[0.0], [1.0]], TypeError, r"^grid: expected a floating tensor .* list"),
+    ):
+        with pytest.raises(err, match=msg):
+            KernelInterpolation(bad, 3)
+    ki = KernelInterpolation(grid, 3)
+    x = torch.rand(2, 6, 1)
+    with pytest.raises(ValueError, match=r"^feat: expected shape \[B, N, P\] = \[2, 6, 3\]"):
+        ki(x, torch.rand(2, 6, 4))
+    with pytest.raises(ValueError, match=r"^feat: expected shape"):
+        ki(x, torch.rand(1, 6, 3))
+    with pytest.raises(ValueError, match=r"^x: expected shape \[B, N >= 1, 1\]"):
+        ki(torch.rand(2, 6, 2), torch.rand(2, 6, 3))
+    assert ki(x, torch.rand(2, 6, 3)).shape == (2, 3, 5)

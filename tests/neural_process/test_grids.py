@@ -83,3 +83,20 @@ def test_dtype_none_is_the_default_float32(grid):
     gen = torch.Generator().manual_seed(0)
     x, w = grid.sample(2, 8, generator=gen, dtype=None)
     assert x.dtype == w.dtype == torch.float32
+
+
+@pytest.mark.parametrize("kind", ["uniform", "sobol", "adaptive", "layouts"])
+def test_sample_names_an_unknown_device(kind):
+    """``sample(device="bogus")`` failed inside ``torch.rand`` with torch's list of device
+    types, naming no argument; ``None`` is the CPU, as for a model."""
+    grid = make_grid(kind, [0.0, 0.0], [1.0, 1.0])
+    with pytest.raises(ValueError, match=r"^device: expected 'auto', 'cpu', 'cuda' or 'cuda:N'"):
+        grid.sample(2, 4, device="bogus")
+    with pytest.raises(ValueError, match=r"^device: 'meta' tensors hold no values"):
+        grid.sample(2, 4, device="meta")
+    x, w = grid.sample(2, 4, generator=torch.Generator().manual_seed(0), device=None)
+    assert x.device.type == w.device.type == "cpu" and x.shape == (2, 4, 2)
+    # the same draws on a device given as a string or a torch.device
+    a = grid.sample(2, 4, generator=torch.Generator().manual_seed(1), device="cpu")[0]
+    b = grid.sample(2, 4, generator=torch.Generator().manual_seed(1), device=torch.device("cpu"))
+    assert torch.equal(a, b[0])

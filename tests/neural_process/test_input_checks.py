@@ -46,3 +46,37 @@ def test_inverse_point_errors_name_the_shape_as_given():
         match=r"^x: expected shape \[N, 1\] or \[B, N, 1\], received \(3, 4\)$",
     ):
         m.parameter_posterior(torch.full((3, 4), 0.5), torch.zeros(3, 4), torch.ones(1))
+
+
+@pytest.mark.filterwarnings("ignore:RandomGridNP.*has not been trained")
+def test_overflowing_network_outputs_are_named_not_returned():
+    """Finite but huge inputs overflow the float32 networks: ``posterior(z=1e30)`` raised
+    torch's ``_LinAlgError`` from inside ``LowRankMultivariateNormal`` (naming no argument),
+    and ``parameter_posterior`` of ``|u| ~ 1e30`` returned a posterior whose variances were
+    infinite or NaN without a word; both are a ValueError naming the inputs now."""
+    m = tiny()
+    x = torch.linspace(-0.9, 0.9, 10)
+    z, w = torch.zeros(5), torch.ones(1)
+    for kw in (dict(z=torch.full((5,), 1e30), w=w), dict(z=z, w=torch.full((1,), 1e30))):
+        with pytest.raises(ValueError, match=r"^z/w: the forward network's mean or variances"):
+            m.posterior(x, **kw)
+    with pytest.raises(ValueError, match=r"prior box is z in \[-1, 1\], w in \[1, 2\]"):
+        m.posterior(x, z=torch.full((5,), 1e30), w=w)
+    with pytest.raises(ValueError, match=r"^u/w: the inverse \(GICNet\) network's mean or var"):
+        m.parameter_posterior(x, torch.full((10,), 1e30), w)
+    with pytest.raises(ValueError, match=r"\(u - B\)/D\| up to inf"):  # D ~ 1e-6 at x ~ 1
+        m.parameter_posterior(torch.tensor([0.0, 0.999999]), torch.tensor([0.0, 1e33]), w)
+    # inputs of the order trained on are untouched: finite posteriors, as before
+    post = m.posterior(x, z=z, w=w)
+    assert torch.isfinite(post.variance).all() and post.mean.shape == (1, 10)
+    par = m.parameter_posterior(x, post.mean[0], w)
+    assert torch.isfinite(par.variance).all() and par.mean.shape == (1, 5)
+    # a float64 model forms the Gaussian where float32 overflowed (the hint says so), and
+    # its own refusal suggests no float64 model
+    big = torch.full((5,), 1e8)
+    with pytest.raises(ValueError, match=r"float32 for these inputs .* or use a float64 model$"):
+        m.posterior(x, z=big, w=w)
+    m64 = tiny(dtype=torch.float64)
+    assert torch.isfinite(m64.posterior(x, z=big, w=w).variance).all()
+    with pytest.raises(ValueError, match=r"float64 for these inputs .* was trained on$"):
+        m64.posterior(x, z=torch.full((5,), 1e30), w=w)
