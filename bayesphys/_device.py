@@ -494,6 +494,9 @@ def check_finite(name: str, value: Any) -> None:
             raise TypeError(
                 f"{name}: expected numbers (a tensor or array), received {type(value).__name__}"
             ) from err
+    if t.device.type == "meta":  # shapes only: its values cannot be read (torch raised
+        # NotImplementedError deep inside the caller)
+        raise ValueError(f"{name}: expected values, received a tensor on the 'meta' device")
     if t.is_floating_point() or t.is_complex():
         bad = ~torch.isfinite(t)
         if bool(bad.any()):
@@ -555,6 +558,9 @@ def as_tensor(
                 f"{name}: expected values in [{info.min}, {info.max}] for {dtype}, received "
                 f"[{float(t.min()):g}, {float(t.max()):g}] (the cast would wrap them)"
             )
+    if finite:  # before the cast: finite values that overflow it get a message of their own
+        check_finite(name, t)
+    source = t
     if dtype is not None or device is not None:
         t = t.to(
             dtype=dtype if dtype is not None else t.dtype,
@@ -562,8 +568,13 @@ def as_tensor(
         )
     if ndim is not None and t.ndim != ndim:
         raise ValueError(f"{name}: expected {ndim} dimensions, received shape {tuple(t.shape)}")
-    if finite:
-        check_finite(name, t)
+    if finite and t.dtype != source.dtype and (t.is_floating_point() or t.is_complex()):
+        if not bool(torch.isfinite(t).all()):  # finite before the cast (checked above)
+            big = float(source.abs().max())
+            raise ValueError(
+                f"{name}: values up to {big:.3g} in magnitude overflow {t.dtype} (largest "
+                f"{torch.finfo(t.dtype).max:.3g}); rescale them or use a wider dtype"
+            )
     return t
 
 

@@ -268,3 +268,23 @@ def test_own_memory_copies_only_what_shares_the_callers_memory():
     assert own_memory(bf16, arr) is bf16
     fresh = torch.as_tensor(arr, dtype=torch.float32)
     assert own_memory(fresh, arr) is fresh
+
+
+def test_as_tensor_names_an_overflowing_cast_and_a_meta_tensor():
+    """Finite float64 values past float32's range were reported as "NaN/Inf entries" (the
+    check ran after the cast), and a 'meta' tensor failed inside torch's isfinite."""
+    with pytest.raises(
+        ValueError, match=r"^u: values up to 1e\+300 in magnitude overflow torch.float32"
+    ):
+        as_tensor("u", torch.tensor([1.0, -1e300], dtype=torch.float64), dtype=torch.float32)
+    with pytest.raises(ValueError, match=r"^u: expected finite values, received 1 NaN/Inf"):
+        as_tensor("u", torch.tensor([1.0, float("nan")]), dtype=torch.float32)
+    ok = as_tensor("u", torch.tensor([1.0, -1e30], dtype=torch.float64), dtype=torch.float32)
+    assert ok.dtype == torch.float32 and torch.isfinite(ok).all()
+    assert torch.isinf(as_tensor("u", [1e300], dtype=torch.float32, finite=False)).all()
+    meta = torch.empty(3, device="meta")
+    with pytest.raises(ValueError, match=r"^x: expected values, received a tensor on the 'meta'"):
+        as_tensor("x", meta)
+    with pytest.raises(ValueError, match=r"^x: expected values, received a tensor on the 'meta'"):
+        check_finite("x", meta)
+    assert as_tensor("x", meta, finite=False).device.type == "meta"
