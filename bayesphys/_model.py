@@ -556,7 +556,7 @@ def optimize(
             if take:  # the values before this step gave a finite loss: they are the good state
                 good, pending = pending, good
             bar.update(1)
-            if progress and k % 10 == 0:
+            if progress:  # every step (a few microseconds): a slow fit showed a stale loss
                 bar.set_postfix(loss=f"{val:.4g}", refresh=False)
             if tol is not None and len(hist) > 1:
                 rel = abs(hist[-2] - hist[-1]) / max(abs(hist[-2]), 1e-300)

@@ -549,6 +549,16 @@ def test_optimize_progress_bar_counts_every_recorded_step(capsys):
     assert "counted" in err and "7/7" in err
 
 
+def test_optimize_progress_bar_ends_on_the_last_loss(capsys):
+    """The bar's loss was set every 10th step only: a 3-step fit ended showing step 0's
+    loss, and a slow fit (a minute per step) showed a loss up to nine steps old."""
+    losses = iter([3.0, 2.0, 1.5])
+    res = optimize(lambda: next(losses), steps=3, progress=True, desc="last")
+    err = capsys.readouterr().err
+    last_render = err.rstrip("\n").split("\r")[-1]  # the bar's final state
+    assert res.final_loss == 1.5 and "3/3" in last_render and "loss=1.5" in last_render
+
+
 def test_guard_restores_when_step_returns_a_non_finite_loss_after_an_admitted_one():
     # step() admits a finite loss, updates, and then returns another (non-finite) loss: the
     # values it updated from (the verified ones) come back
