@@ -46,7 +46,7 @@ from ._setup import (
     init_solver,
 )
 from .operator import build_factors, detach_factors
-from .posterior import test_grid_posterior
+from .posterior import check_posterior_memory, test_grid_posterior
 
 __all__ = ["GPPDESolver", "METHODS", "NONLINEAR_SOLVERS"]
 
@@ -399,10 +399,15 @@ class GPPDESolver:
         a nonlinear solve that stopped unconverged is not continued here, and the model is not
         changed (call :meth:`solve_field` to iterate further). Only when the hyperparameters
         changed since the last solve (or after :meth:`warm_start_from`) is :math:`U` solved and
-        stored first, once.
+        stored first, once. A test grid whose posterior cannot fit in the device's memory is
+        refused with a ``MemoryError`` naming ``x`` before any work (a warning above half).
         """
         check_built(self, "posterior")
         ta = self._test_axes(x, "x")
+        sizes = [int(a.numel()) for a in ta]
+        check_posterior_memory(
+            "x", sizes, [int(a.numel()) for a in self.axes], self.dtype, self.device
+        )
         with torch.no_grad():
             fac = detach_factors(self._factors())
             self._ensure_field(fac)

@@ -23,6 +23,7 @@ import torch
 from linear_operator.operators import DiagLinearOperator
 from torch import Tensor
 
+from .._checks import check_dense_memory
 from .._linalg import psd_eigen_root
 from ..posterior import GaussianPosterior
 from ._kron import kron_apply, kron_dense
@@ -67,6 +68,30 @@ def dense_test_variance(W: list[Tensor], cov_u: Tensor) -> Tensor:
             wd = (wd[:, :, None] * w[i][:, None, :]).reshape(len(idx), -1)
         out.append((wd @ cov_u).mul_(wd).sum(-1))
     return torch.cat(out)
+
+
+def check_posterior_memory(
+    name: str, test_sizes: list[int], train_sizes: list[int], dtype: torch.dtype, device: Any
+) -> None:
+    r"""Refuse (``MemoryError`` naming ``name``, before any work) a test grid
+    ``[p_1..p_d]`` whose posterior cannot fit on ``device``: per axis the joint prior
+    covariance of test and collocation points ``[p_j + n_j, p_j + n_j]`` and its eigen root
+    (about four such matrices), and over the whole grid the mean, variances and their
+    Kronecker temporaries (about six ``[p_1 \cdots p_d]`` arrays)."""
+    es = torch.empty((), dtype=dtype).element_size()
+    per_axis = sum(4 * (p + n) ** 2 for p, n in zip(test_sizes, train_sizes))
+    grid = 6 * math.prod(test_sizes)
+    check_dense_memory(
+        name,
+        (per_axis + grid) * es,
+        what=(
+            f"the posterior on a {tuple(test_sizes)} test grid ({dtype}; per axis the joint "
+            f"covariance with the {tuple(train_sizes)} collocation grid and its root)"
+        ),
+        alternative="ask for fewer test points per axis, or for the posterior on a few "
+        "sub-grids in turn",
+        device=device,
+    )
 
 
 def test_grid_posterior(

@@ -98,3 +98,18 @@ def test_moving_a_posteriors_root_copies_every_container_of_tensors():
     assert out["a"][0].device.type == "meta" and out["a"][1][0].device.type == "meta"
     assert out["a"][0] is out["a"][1][1]  # one tensor, moved once
     assert t.device.type == "cpu" and held["a"][1][1] is t
+
+
+def test_a_test_grid_beyond_memory_is_refused_by_name_before_any_work(
+    memory_limit, no_dense_allocation
+):
+    """A test axis of 10^6 points made a joint [p + n, p + n] covariance (8 TB) and its eigen
+    root: torch's allocation failure, or the process killed. It is refused naming ``x``."""
+    model = GPPDESolver("poisson1d-low", num_mixtures=2, n_col=16, seed=0)
+    x = [torch.linspace(0, 1, 50, dtype=F64)]
+    memory_limit(10 * 8 * 4 * (50 + 16) ** 2)  # room for a 50-point axis
+    assert model.posterior(x).mean.shape == (50,)
+    no_dense_allocation("bayesphys.gp_pde.posterior.psd_eigen_root")
+    big = [torch.linspace(0, 1, 2000, dtype=F64)]
+    with pytest.raises(MemoryError, match=r"^x: the posterior on a \(2000,\) test grid"):
+        model.posterior(big)
