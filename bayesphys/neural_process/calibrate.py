@@ -22,6 +22,7 @@ uses solver data: training stays physics-only.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,6 +32,7 @@ from torch import Tensor
 from .._checks import check_bool, check_int
 from .._device import as_tensor
 from .._posterior_args import _check_level
+from .._stack import user_stacklevel
 from .gicnet import check_kernel_memory
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,6 +67,15 @@ def interval_scale(
     if not bool(torch.isfinite(r).all()):
         raise ValueError("err/sd: non-finite z-scores (NaN errors or zero spread)")
     q = float(torch.quantile(r, float(level)))
+    if q == 0.0:  # the scale below is its floor, 1e-24: every variance collapses
+        zeros = int((r == 0).sum())
+        warnings.warn(
+            f"err: {zeros} of {r.numel()} validation errors are exactly zero, so the {level:g} "
+            "quantile of |err|/sd is 0 and the variances are scaled by 1e-24 (the floor): is "
+            "the validation set the model's own output or its training data?",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
     return max(q / _z(level), 1e-12) ** 2
 
 

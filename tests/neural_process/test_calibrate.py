@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -200,3 +202,14 @@ def test_calibration_and_evaluation_in_batches_equal_one_batch():
         assert ev.keys() == metrics.keys()
         for key, value in metrics.items():
             assert ev[key] == pytest.approx(value, rel=1e-12, abs=1e-15, nan_ok=True), (batch, key)
+
+
+def test_interval_scale_warns_when_the_errors_are_all_zero():
+    """Zero validation errors (the model's own output passed as truth) gave the floor scale
+    1e-24 without a word: every calibrated variance collapsed."""
+    with pytest.warns(UserWarning, match=r"err: 5 of 5 validation errors are exactly zero"):
+        s = interval_scale(torch.zeros(5), torch.ones(5))
+    assert s == 1e-24
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one nonzero error above the quantile: no warning
+        assert interval_scale(torch.tensor([0.0, 0.0, 0.0, 0.0, 2.0]), torch.ones(5), 0.9) > 1e-24
