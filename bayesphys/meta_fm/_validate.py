@@ -34,9 +34,13 @@ def check_point_cloud(
     min_points: int = 1,
     dim: int | None = None,
     floating: bool = False,
+    dtype: torch.dtype | None = None,
 ) -> Tensor:
     """``x`` as one point cloud ``[n, d]`` with ``n >= min_points`` (and ``d == dim`` when
-    ``dim`` is given) of finite values, returned unchanged; errors name it ``name``.
+    ``dim`` is given) of finite values, returned unchanged; errors name it ``name``. With
+    ``dtype`` (the model's), finite values too large for it (1e300 for a float32 model) are a
+    ``ValueError`` naming the overflow: they became Inf inside the model, and the refusal
+    named its internal argument and "NaN/Inf entries".
 
     Checked in this order: a non-tensor is a ``TypeError``; a shape other than ``[n, d]`` a
     ``ValueError``; with ``floating``, a non-floating dtype a ``TypeError``; too few points,
@@ -62,6 +66,13 @@ def check_point_cloud(
             f"shape {tuple(x.shape)}"
         )
     check_finite(name, x)
+    if dtype is not None and dtype.is_floating_point and x.dtype != dtype and x.numel():
+        big, top = float(x.abs().max()), torch.finfo(dtype).max
+        if big > top:
+            raise ValueError(
+                f"{name}: values up to {big:.3g} in magnitude overflow the model's {dtype} "
+                f"(largest {top:.3g}); rescale the points"
+            )
     return x
 
 
@@ -86,12 +97,14 @@ def check_populations(
     min_points: int = 2,
     *,
     floating: bool = True,
+    dtype: torch.dtype | None = None,
 ) -> list[Tensor]:
     """Return ``pops`` as a list of ``[n_i, d]`` tensors, refusing bad input.
 
     Accepts one population ``[n, d]``, a batch ``[P, n, d]`` or a sequence of ``[n_i, d]``.
     Raises ``ValueError`` for empty or too-small populations, mixed or wrong dimensions and
-    NaN/Inf points; ``TypeError`` for non-tensors (and, with ``floating``, integer tensors).
+    NaN/Inf points (and, with ``dtype``, points that overflow it); ``TypeError`` for
+    non-tensors (and, with ``floating``, integer tensors).
     """
     if isinstance(pops, Tensor):
         if pops.ndim == 2:
@@ -117,7 +130,9 @@ def check_populations(
     for i, p in enumerate(pops):
         d = dim if dim is not None else out[0].shape[1] if out else None
         out.append(
-            check_point_cloud(f"{name}[{i}]", p, min_points=min_points, dim=d, floating=floating)
+            check_point_cloud(
+                f"{name}[{i}]", p, min_points=min_points, dim=d, floating=floating, dtype=dtype
+            )
         )
     return out
 

@@ -293,7 +293,9 @@ class MFMEnsemble:
         num_draws = check_int("num_draws", num_draws, minimum=1)
         seed = seed_or_draw("seed", seed)
         batch = check_bool("batch", batch)
-        pops = check_populations("x", x, self.models[0].dim, self.models[0]._min_points)
+        pops = check_populations(
+            "x", x, self.models[0].dim, self.models[0]._min_points, dtype=self.models[0].dtype
+        )
         self._warn_uneven()
         if len({q.shape[0] for q in pops}) != 1:
             raise ValueError(

@@ -358,7 +358,7 @@ class MetaFlowMatching:
         seed = seed_or_draw("seed", seed)
         # the kNN graph of the embedding needs at least 2 points
         n = self.config.points if points is None else check_int("points", points, minimum=2)
-        pops = check_populations("sources", sources, self.dim)
+        pops = check_populations("sources", sources, self.dim, dtype=self.dtype)
         feats = check_features("features", features, pops, self.config.node_features or 0)
         # each population's graph is of at most n points (its subsample): named by points,
         # not by the embedding's internal argument
@@ -417,7 +417,7 @@ class MetaFlowMatching:
         method, steps = check_solver(solver, steps, self.config.solver)
         chunk = check_int("chunk", chunk, minimum=1)
         batch = check_bool("batch", batch)
-        pops = check_populations("sources", sources, self.dim, self._min_points)
+        pops = check_populations("sources", sources, self.dim, self._min_points, dtype=self.dtype)
         p = len(pops)
         source_ids = check_source_ids(source_ids, p, self.config.method)
         emb = None
@@ -467,7 +467,7 @@ class MetaFlowMatching:
         num_draws = check_int("num_draws", num_draws, minimum=2)
         seed = seed_or_draw("seed", seed)
         batch = check_bool("batch", batch)
-        pops = check_populations("x", x, self.dim, self._min_points)
+        pops = check_populations("x", x, self.dim, self._min_points, dtype=self.dtype)
         check_draw_populations(pops, self.config.method, self.config.points)
         # no subsample to vary (FM / CGFM, or populations embedded whole): every draw is
         # the same prediction, integrated once instead of num_draws times

@@ -922,3 +922,19 @@ def test_an_ensemble_of_members_of_two_dtypes_is_refused():
     # the model's own entry points convert populations of any floating dtype to its own
     src = [s.to(torch.float64) for s in data.subset("test").source]
     assert all(p.dtype == torch.float32 for p in m32.predict(src))
+
+
+@pytest.mark.filterwarnings("ignore:.*has not been trained")
+def test_points_that_overflow_the_model_dtype_are_named_as_such():
+    """A float64 population of 1e300-sized points for a float32 model became Inf in the
+    model's cast and was refused from inside the embedding as ``x: ... NaN/Inf entries``,
+    a name and a cause the caller never gave."""
+    d = _pairs()
+    m = MetaFlowMatching(d, seed=0, **TINY_MFM)
+    src = d.subset("test").source[0].double()
+    match = r"^{}\[0\]: values up to [\d.]+e\+300 in magnitude overflow the model's torch.float32"
+    with pytest.raises(ValueError, match=match.format("sources")):
+        m.predict([src * 1e300])
+    with pytest.raises(ValueError, match=match.format("x")):
+        m.posterior([src * 1e300], num_draws=2)
+    assert m.predict([src * 1e30])[0].dtype == torch.float32  # large but representable
