@@ -638,6 +638,20 @@ def test_conditional_scale_functions_check_their_settings():
         choose_bandwidth(absz, u, u, 0.0, 1.0, bandwidths=())  # "min() arg is an empty ..."
 
 
+def _hybrid_inputs(x):
+    """``fit_hybrid``'s inputs on the grid ``x [11]``: means ``[8, 1, 11]``, their diagonal
+    covariance, one time and a per-slice ProbConserv update."""
+    gen = torch.Generator().manual_seed(0)
+    mean = torch.randn(8, 1, 11, dtype=F64, generator=gen)
+    cov = DiagLinearOperator(torch.ones(8, 1, 11, dtype=F64))
+    t = torch.tensor([0.05], dtype=F64)
+
+    def update(p, idx):
+        return conserve_slices(p, x, torch.zeros(len(idx), 1))
+
+    return mean, cov, t, update
+
+
 def test_hybrid_calibration_functions_check_their_inputs(prior):
     x = torch.linspace(0, 1, 11, dtype=F64)
     root = torch.randn(1, 11, 3, dtype=F64)
@@ -649,13 +663,7 @@ def test_hybrid_calibration_functions_check_their_inputs(prior):
         hybrid_covariance(prior.covariance, root[:, :5], 0.5, 1.0, 1.0)
     with pytest.raises(ValueError, match="per_function: expected the per-function MSEs"):
         select_candidate({(0, 1.0): 1.0, (0, 0.5): 2.0}, {(0, 1.0): torch.ones(3)}, "one_se")
-    gen = torch.Generator().manual_seed(0)
-    mean = torch.randn(8, 1, 11, dtype=F64, generator=gen)
-    cov = DiagLinearOperator(torch.ones(8, 1, 11, dtype=F64))
-    t = torch.tensor([0.05], dtype=F64)
-
-    def update(p, idx):
-        return conserve_slices(p, x, torch.zeros(len(idx), 1))
+    mean, cov, t, update = _hybrid_inputs(x)
 
     for args, kw, err, match in (
         ((lambda p: p,), {}, TypeError, r"update: expected a callable update\(prior, idx\) of"),
@@ -686,13 +694,7 @@ def test_calibration_building_blocks_refuse_complex_values(prior):
     x = torch.linspace(0, 1, 11, dtype=F64)
     with pytest.raises(TypeError, match=r"^err_root: expected real values"):
         hybrid_covariance(prior.covariance, torch.ones(1, 11, 3, dtype=c128), 0.5, 1.0, 1.0)
-    gen = torch.Generator().manual_seed(0)
-    mean = torch.randn(8, 1, 11, dtype=F64, generator=gen)
-    cov = DiagLinearOperator(torch.ones(8, 1, 11, dtype=F64))
-    t = torch.tensor([0.05], dtype=F64)
-
-    def update(p, idx):
-        return conserve_slices(p, x, torch.zeros(len(idx), 1))
+    mean, cov, t, update = _hybrid_inputs(x)
 
     for args, name in (
         ((mean, cov, (mean + 0.1).to(c128) + 1j, update, t, x), "truth"),
@@ -701,6 +703,7 @@ def test_calibration_building_blocks_refuse_complex_values(prior):
     ):
         with pytest.raises(TypeError, match=rf"^{name}: expected real values"):
             fit_hybrid(*args, betas=(1.0,))
+    gen = torch.Generator().manual_seed(1)
     mass, theta = torch.randn(12, 1, dtype=F64, generator=gen), torch.rand(12, dtype=F64)
     mean12 = torch.randn(12, 1, 5, dtype=F64, generator=gen)
     for args, name in (
