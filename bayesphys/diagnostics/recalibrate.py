@@ -65,7 +65,7 @@ from .._posterior_args import _check_level, _check_levels
 from ..metrics import calibration_curve
 from ..posterior import Posterior, SamplePosterior
 from .recalibrated import RecalibratedPosterior, _interp_rows
-from .simulate import _pit_coverage, as_draws_or_posterior
+from .simulate import _pit_coverage, as_draws_or_posterior, noted
 
 __all__ = ["conformal_rank", "conformal_min_scores", "Recalibrator", "fit_recalibration"]
 
@@ -485,15 +485,17 @@ def fit_recalibration(
 
     _check_method(method)  # before any simulation
 
-    def posterior(d: Any, where: str) -> Posterior:
-        # draws [L, *event] (what run_sbc also takes from infer) as an empirical posterior
-        p = as_draws_or_posterior(infer(d), where)
+    def posterior(data: Any, i: int, n: int, kind: str) -> Posterior:
+        # draws [L, *event] (what run_sbc also takes from infer) as an empirical posterior;
+        # the user's error in one of the inferences names its problem
+        with noted(f"fit_recalibration: raised in {kind} problem {i} of {n} (seed={seed})"):
+            p = as_draws_or_posterior(infer(data[i]), f"{kind} problem {i}")
         return SamplePosterior(p[None]) if isinstance(p, Tensor) else p
 
     theta, data = simulate(n_fit, seed=offset_seed(seed, 1))
-    posts = [posterior(data[i], f"fit problem {i}") for i in range(n_fit)]
+    posts = [posterior(data, i, n_fit, "fit") for i in range(n_fit)]
     rec = Recalibrator.fit(posts, [theta[i] for i in range(n_fit)], method=method, level=level)
     theta_e, data_e = simulate(n_eval, seed=offset_seed(seed, 2))
-    posts_e = [posterior(data_e[i], f"evaluation problem {i}") for i in range(n_eval)]
+    posts_e = [posterior(data_e, i, n_eval, "evaluation") for i in range(n_eval)]
     rec.evaluate(posts_e, [theta_e[i] for i in range(n_eval)], levels)
     return rec

@@ -1,0 +1,59 @@
+"""What a user meets when one of many inferences fails, or a public diagnostic gets a wrong input:
+the error names the problem or the argument, before the work where it can."""
+
+from __future__ import annotations
+
+import pytest
+
+from bayesphys.diagnostics import fit_recalibration, run_sbc, simulate_and_infer
+
+
+def _notes(err: BaseException) -> str:
+    return " ".join(getattr(err, "__notes__", []))
+
+
+def _failing_in(model, bad: int):
+    """``infer`` that raises the user's own error in its ``bad``-th call."""
+    calls = []
+
+    def infer(y):
+        calls.append(1)
+        if len(calls) == bad + 1:
+            raise RuntimeError("solver diverged")
+        return model.infer(y)
+
+    return infer
+
+
+@pytest.mark.parametrize("entry", [simulate_and_infer, run_sbc])
+def test_an_inference_failing_in_one_problem_names_it(exact_model, entry):
+    # the user's RuntimeError came alone: which of the N problems raised it was not said
+    with pytest.raises(RuntimeError, match="solver diverged") as info:
+        entry(
+            exact_model.simulate,
+            _failing_in(exact_model, 3),
+            n_sims=6,
+            n_draws=5,
+            seed=11,
+            progress=False,
+        )
+    assert "problem 3 of 6" in _notes(info.value)
+    assert "seed=11" in _notes(info.value)
+
+
+def test_data_shorter_than_n_sims_names_the_problem(exact_model):
+    # data[i] past the end of the simulated data was a bare IndexError
+    def simulate(n, *, seed):
+        theta, y = exact_model.simulate(n, seed=seed)
+        return theta, y[:2]
+
+    with pytest.raises(IndexError) as info:
+        simulate_and_infer(simulate, exact_model.infer, n_sims=4, n_draws=5, progress=False)
+    assert "problem 2 of 4" in _notes(info.value)
+
+
+@pytest.mark.parametrize(("bad", "where"), [(2, "fit problem 2 of 4"), (5, "evaluation problem 1")])
+def test_fit_recalibration_names_the_problem_that_failed(exact_model, bad, where):
+    with pytest.raises(RuntimeError, match="solver diverged") as info:
+        fit_recalibration(exact_model.simulate, _failing_in(exact_model, bad), n_fit=4, n_eval=3)
+    assert where in _notes(info.value)
