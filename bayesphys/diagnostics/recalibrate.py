@@ -481,9 +481,21 @@ def fit_recalibration(
 
     ``simulate(n, seed=) -> (theta [n, *event], data)``; ``infer(data[i]) -> Posterior`` or
     draws ``[L, *event]`` (taken as an empirical posterior, ``SamplePosterior``).
+    ``n_fit, n_eval >= 1``, ``level``, ``levels`` and ``seed`` are checked before the first
+    simulation; an error raised in one inference carries a note naming its problem.
     """
 
-    _check_method(method)  # before any simulation
+    # every argument before any simulation: n_fit = 0 failed after the simulation naming
+    # "posteriors/truths", and a bad level or levels only after the n_fit (and n_eval) fits
+    _check_method(method)
+    n_fit = check_int("n_fit", n_fit, minimum=1)
+    n_eval = check_int("n_eval", n_eval, minimum=1)
+    level = _check_level(level)
+    levels = _check_levels(levels)
+    seed = check_seed("seed", seed)
+    for name, fn in (("simulate", simulate), ("infer", infer)):
+        if not callable(fn):
+            raise TypeError(f"{name}: expected a callable, received {type(fn).__name__}")
 
     def posterior(data: Any, i: int, n: int, kind: str) -> Posterior:
         # draws [L, *event] (what run_sbc also takes from infer) as an empirical posterior;

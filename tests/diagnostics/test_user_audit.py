@@ -57,3 +57,34 @@ def test_fit_recalibration_names_the_problem_that_failed(exact_model, bad, where
     with pytest.raises(RuntimeError, match="solver diverged") as info:
         fit_recalibration(exact_model.simulate, _failing_in(exact_model, bad), n_fit=4, n_eval=3)
     assert where in _notes(info.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"n_fit": 0}, "n_fit: expected an int >= 1, received 0"),
+        ({"n_eval": 0}, "n_eval: expected an int >= 1, received 0"),
+        ({"n_fit": True}, "n_fit: expected an int"),
+        ({"levels": [0.5, 2.0]}, r"levels\[1\]: expected a probability"),
+        ({"level": 1.5}, "level: expected a probability"),
+        ({"seed": None}, "seed: expected an int"),
+    ],
+)
+def test_fit_recalibration_checks_its_arguments_before_simulating(exact_model, kwargs, match):
+    # n_fit = 0 was refused after the simulation naming 'posteriors/truths'; a bad levels
+    # only after the n_fit and n_eval inferences
+    calls = []
+
+    def simulate(n, *, seed):
+        calls.append(n)
+        return exact_model.simulate(n, seed=seed)
+
+    args = {"n_fit": 3, "n_eval": 3, **kwargs}
+    with pytest.raises((ValueError, TypeError), match=match):
+        fit_recalibration(simulate, exact_model.infer, **args)
+    assert calls == []
+
+
+def test_fit_recalibration_refuses_an_infer_that_is_not_callable(exact_model):
+    with pytest.raises(TypeError, match="infer: expected a callable, received int"):
+        fit_recalibration(exact_model.simulate, 3, n_fit=3, n_eval=3)
