@@ -56,12 +56,14 @@ from collections.abc import Callable, Sequence
 from fractions import Fraction
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from .._checks import check_int, check_seed, offset_seed
 from .._device import check_finite
 from .._posterior_args import _check_level, _check_levels
+from .._posterior_base import is_posterior, missing_members
 from ..metrics import calibration_curve
 from ..posterior import Posterior, SamplePosterior
 from .recalibrated import RecalibratedPosterior, _interp_rows
@@ -106,14 +108,32 @@ def _draws_factor(post: Posterior) -> float:
 
 
 def _check_pairs(posteriors: Sequence[Posterior], truths: Sequence[Tensor]) -> list[Tensor]:
-    """Equal non-zero lengths; each truth finite and of its posterior's ``batch + event`` shape
+    """A sequence of ``Posterior`` (draws refused by name: they lack ``batch_shape``), equal
+    non-zero lengths; each truth finite and of its posterior's ``batch + event`` shape
     (a broadcastable truth such as ``[1]`` for an event ``(101,)`` would be used silently).
     Returns the truths as tensors in their posterior's dtype and device (arrays accepted)."""
+    if is_posterior(posteriors) or not isinstance(posteriors, Sequence):
+        raise TypeError(
+            f"posteriors: expected a sequence (list) of Posterior, one per held-out problem, "
+            f"received {type(posteriors).__name__}"
+        )
     if len(posteriors) != len(truths) or not posteriors:
         raise ValueError(
             f"posteriors/truths: expected equal non-zero lengths, received "
             f"{len(posteriors)} and {len(truths)}"
         )
+    for i, p in enumerate(posteriors):
+        # draws (what fit_recalibration and run_sbc take from infer) failed here with
+        # "'Tensor' object has no attribute 'batch_shape'"
+        if isinstance(p, (Tensor, np.ndarray)) or not is_posterior(p):
+            hint = (
+                "; wrap draws [L, *event] as SamplePosterior(draws[None])"
+                if isinstance(p, (Tensor, np.ndarray))
+                else missing_members(p)
+            )
+            raise TypeError(
+                f"posteriors[{i}]: expected a Posterior, received {type(p).__name__}{hint}"
+            )
     for i, (p, t) in enumerate(zip(posteriors, truths)):
         expected = (*p.batch_shape, *p.event_shape)
         if tuple(torch.as_tensor(t).shape) != expected:

@@ -4,8 +4,9 @@ the error names the problem or the argument, before the work where it can."""
 from __future__ import annotations
 
 import pytest
+import torch
 
-from bayesphys.diagnostics import fit_recalibration, run_sbc, simulate_and_infer
+from bayesphys.diagnostics import Recalibrator, fit_recalibration, run_sbc, simulate_and_infer
 
 
 def _notes(err: BaseException) -> str:
@@ -88,3 +89,31 @@ def test_fit_recalibration_checks_its_arguments_before_simulating(exact_model, k
 def test_fit_recalibration_refuses_an_infer_that_is_not_callable(exact_model):
     with pytest.raises(TypeError, match="infer: expected a callable, received int"):
         fit_recalibration(exact_model.simulate, 3, n_fit=3, n_eval=3)
+
+
+def _held_out(model, n=4):
+    theta, y = model.simulate(n, seed=3)
+    return [model.infer(y[i]) for i in range(n)], theta
+
+
+@pytest.mark.parametrize("as_array", [False, True])
+def test_recalibrator_refuses_draws_in_place_of_posteriors_by_name(exact_model, as_array):
+    # draws [L, *event] (what infer may return to run_sbc) failed with "'Tensor' object has
+    # no attribute 'batch_shape'"
+    posts, theta = _held_out(exact_model)
+    draws = [p.sample((20,), generator=torch.Generator().manual_seed(0)) for p in posts]
+    if as_array:
+        draws = [d.numpy() for d in draws]
+    with pytest.raises(TypeError, match=r"posteriors\[0\]: expected a Posterior.*SamplePosterior"):
+        Recalibrator.fit(draws, theta)
+    rec = Recalibrator.fit(posts, theta)
+    with pytest.raises(TypeError, match=r"posteriors\[0\]: expected a Posterior"):
+        rec.evaluate(draws, theta)
+
+
+def test_recalibrator_refuses_one_posterior_in_place_of_a_list(exact_model):
+    posts, theta = _held_out(exact_model)
+    with pytest.raises(TypeError, match="posteriors: expected a sequence .* GaussianPosterior"):
+        Recalibrator.fit(posts[0], theta[0])
+    with pytest.raises(TypeError, match="posteriors: expected a sequence .* generator"):
+        Recalibrator.fit((p for p in posts), theta)
