@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bayesphys.diagnostics import Recalibrator, fit_recalibration, run_sbc, simulate_and_infer
+from bayesphys.diagnostics import (
+    Recalibrator,
+    SimulationRecord,
+    analyse,
+    fit_recalibration,
+    run_sbc,
+    simulate_and_infer,
+)
 
 
 def _notes(err: BaseException) -> str:
@@ -117,3 +124,36 @@ def test_recalibrator_refuses_one_posterior_in_place_of_a_list(exact_model):
         Recalibrator.fit(posts[0], theta[0])
     with pytest.raises(TypeError, match="posteriors: expected a sequence .* generator"):
         Recalibrator.fit((p for p in posts), theta)
+
+
+def _record(**kw):
+    g = torch.Generator().manual_seed(0)
+    truth = torch.randn(10, 2, generator=g, dtype=torch.float64)
+    draws = torch.randn(10, 9, 2, generator=g, dtype=torch.float64)
+    return SimulationRecord(**{"names": ["a", "b"], "truth": truth, "draws": draws, **kw})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        # metrics came out for one name and two summaries; the export refused it later
+        ({"names": ["a"]}, r"record.names: expected 2 names .* received 1"),
+        ({"names": "ab"}, "record.names: expected a list of summary names, received str"),
+        # an IndexError in metrics(), or another level's column read without a word
+        ({"field_coverage": torch.zeros(3)}, r"record.field_coverage: expected .* \[10, 6\]"),
+        ({"field_coverage": torch.zeros(10, 3)}, r"received \(10, 3\)"),
+        ({"field_coverage": torch.zeros(4, 6)}, r"received \(4, 6\)"),
+        # field_coverage90 = nan without a word
+        ({"field_coverage": torch.full((10, 6), float("nan"))}, "expected finite values"),
+        ({"levels": (1.5,), "field_coverage": torch.zeros(10, 1)}, r"record.levels\[0\]"),
+    ],
+)
+def test_analyse_checks_the_record_it_is_given(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        analyse(_record(**kwargs))
+
+
+def test_analyse_reads_a_well_formed_field_coverage():
+    res = analyse(_record(field_coverage=torch.full((10, 6), 0.25, dtype=torch.float64)))
+    assert res.metrics()["field_coverage90"] == 0.25
+    assert analyse(_record()).metrics()["field_coverage90"] is None
