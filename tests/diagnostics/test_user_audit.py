@@ -10,6 +10,7 @@ from bayesphys.diagnostics import (
     Recalibrator,
     SimulationRecord,
     analyse,
+    field_calibration_curve,
     fit_recalibration,
     run_sbc,
     simulate_and_infer,
@@ -157,3 +158,20 @@ def test_analyse_reads_a_well_formed_field_coverage():
     res = analyse(_record(field_coverage=torch.full((10, 6), 0.25, dtype=torch.float64)))
     assert res.metrics()["field_coverage90"] == 0.25
     assert analyse(_record()).metrics()["field_coverage90"] is None
+
+
+def test_field_calibration_curve_names_a_posterior_problems_truth(exact_model):
+    # the posterior branch's errors named metrics.calibration_curve's own 'y' and
+    # 'posterior_or_samples', and it refused the numpy truths the draws branch takes
+    posts, theta = _held_out(exact_model, n=3)
+    nan = theta.clone()
+    nan[1, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"truths\[1\]: expected finite values"):
+        field_calibration_curve(posts, nan)
+    with pytest.raises(ValueError, match=r"truths\[0\]: expected shape \(2,\)"):
+        field_calibration_curve(posts, theta[:, :1])
+    with pytest.raises(TypeError, match=r"posteriors\[2\]: expected a Posterior"):
+        field_calibration_curve([*posts[:2], {"mean": 0}], theta)
+    _, as_arrays = field_calibration_curve(posts, [t.numpy() for t in theta])
+    _, as_tensors = field_calibration_curve(posts, theta)
+    assert torch.equal(as_arrays, as_tensors)
