@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bayesphys.distributed import limit_threads
+from bayesphys.distributed import RayRunner, SequentialRunner, limit_threads
 
 
 @pytest.mark.parametrize(("n", "err"), [(0, ValueError), (-2, ValueError), (True, TypeError)])
@@ -12,3 +12,28 @@ def test_limit_threads_names_its_own_argument(n, err):
     # the error named 'threads_per_worker', an argument of fit_many, not of this function
     with pytest.raises(err, match=r"^n: expected an int"):
         limit_threads(n)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "err", "match"),
+    [
+        ({"threads": 0}, ValueError, r"^threads: expected an int >= 1, received 0"),
+        ({"threads": True}, TypeError, r"^threads: expected an int"),
+        ({"workers": 0}, ValueError, r"^workers: expected an int >= 1, received 0"),
+        ({"num_gpus": -0.25}, ValueError, r"^num_gpus: expected a number >= 0"),
+        ({"num_gpus": float("nan")}, ValueError, r"^num_gpus: expected a finite number"),
+    ],
+)
+def test_ray_runner_checks_its_settings_before_starting_ray(kwargs, err, match):
+    # accepted, and Ray started: threads=0 then failed in every task, workers=0 gave Ray
+    # every core, a negative num_gpus failed at each submission
+    with pytest.raises(err, match=match):
+        RayRunner(**{"threads": 1, "workers": None, **kwargs})
+
+
+@pytest.mark.parametrize(("threads", "err"), [(0, ValueError), (-1, ValueError), (1.5, TypeError)])
+def test_sequential_runner_checks_threads(threads, err):
+    with pytest.raises(err, match=r"^threads: expected an int"):
+        SequentialRunner(threads)
+    assert SequentialRunner(None).threads is None
+    assert SequentialRunner(2).threads == 2
