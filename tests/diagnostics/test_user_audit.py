@@ -3,6 +3,8 @@ the error names the problem or the argument, before the work where it can."""
 
 from __future__ import annotations
 
+import types
+
 import pytest
 import torch
 
@@ -14,6 +16,7 @@ from bayesphys.diagnostics import (
     fit_recalibration,
     run_sbc,
     simulate_and_infer,
+    suite,
 )
 
 
@@ -175,3 +178,37 @@ def test_field_calibration_curve_names_a_posterior_problems_truth(exact_model):
     _, as_arrays = field_calibration_curve(posts, [t.numpy() for t in theta])
     _, as_tensors = field_calibration_curve(posts, theta)
     assert torch.equal(as_arrays, as_tensors)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "err", "match"),
+    [
+        # a truthy string ran the quick suite: quick="no" was a quick run
+        ({"quick": "no"}, TypeError, "^quick: expected True or False"),
+        # reached the hook, which may train for minutes before its first use of the seed
+        ({"seed": None}, TypeError, "^seed: expected an int"),
+        ({"seed": 1.5}, TypeError, "^seed: expected an int"),
+    ],
+)
+def test_run_calibration_checks_its_arguments_before_the_hook(
+    tmp_path, monkeypatch, kwargs, err, match
+):
+    calls = []
+
+    def calibrate_rows(quick, seed):
+        calls.append((quick, seed))
+        raise RuntimeError("the hook ran")
+
+    hook = types.SimpleNamespace(calibrate_rows=calibrate_rows)
+    monkeypatch.setattr(suite, "load_hook", lambda component: hook)
+    with pytest.raises(err, match=match):
+        suite.run_calibration("odil", **{"quick": True, "out": tmp_path / "out", **kwargs})
+    assert calls == []
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_calibration_refuses_an_unknown_component_before_making_its_folder(tmp_path):
+    # the out folder was made first and left behind, empty
+    with pytest.raises(ValueError, match="^component: expected one of"):
+        suite.run_calibration("nope", quick=True, out=tmp_path / "new")
+    assert not (tmp_path / "new").exists()
