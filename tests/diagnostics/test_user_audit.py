@@ -12,6 +12,7 @@ from bayesphys.diagnostics import (
     Recalibrator,
     SimulationRecord,
     analyse,
+    calibration_rows,
     field_calibration_curve,
     fit_recalibration,
     run_sbc,
@@ -212,3 +213,26 @@ def test_run_calibration_refuses_an_unknown_component_before_making_its_folder(t
     with pytest.raises(ValueError, match="^component: expected one of"):
         suite.run_calibration("nope", quick=True, out=tmp_path / "new")
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        # failed after the N inferences: "cannot convert dictionary update sequence element"
+        ({"setting": [("n", 1), 2]}, "^setting: expected a dict"),
+        ({"problem": 3}, "^problem: expected a str, received int 3"),
+        ({"method": None}, "^method: expected a str, received NoneType"),
+        ({"note": 3}, "^note: expected a str or None, received int"),
+    ],
+)
+def test_calibration_rows_checks_the_row_labels_before_simulating(exact_model, kwargs, match):
+    calls = []
+
+    def simulate(n, *, seed):
+        calls.append(n)
+        return exact_model.simulate(n, seed=seed)
+
+    args = {"n_sims": 4, "n_draws": 5, "problem": "p", "method": "m", **kwargs}
+    with pytest.raises(TypeError, match=match):
+        calibration_rows(simulate, exact_model.infer, **args)
+    assert calls == []
