@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bayesphys.distributed import RayRunner, SequentialRunner, limit_threads
+from bayesphys.distributed import RayRunner, SequentialRunner, fit_many, limit_threads
+
+from ._toy import build
 
 
 @pytest.mark.parametrize(("n", "err"), [(0, ValueError), (-2, ValueError), (True, TypeError)])
@@ -37,3 +39,10 @@ def test_sequential_runner_checks_threads(threads, err):
         SequentialRunner(threads)
     assert SequentialRunner(None).threads is None
     assert SequentialRunner(2).threads == 2
+
+
+@pytest.mark.parametrize("problems", ["p000", b"p0"])
+def test_fit_many_refuses_a_string_of_problems(problems):
+    # each character was taken as a problem: every build failed, one table row per letter
+    with pytest.raises(TypeError, match=r"^problems: expected a mapping .* received (str|bytes)"):
+        fit_many(problems, build, executor="sequential", progress=False, seed=0)
