@@ -15,6 +15,7 @@ from bayesphys.diagnostics import (
     calibration_rows,
     field_calibration_curve,
     fit_recalibration,
+    recalibrated_rows,
     run_sbc,
     simulate_and_infer,
     suite,
@@ -235,4 +236,22 @@ def test_calibration_rows_checks_the_row_labels_before_simulating(exact_model, k
     args = {"n_sims": 4, "n_draws": 5, "problem": "p", "method": "m", **kwargs}
     with pytest.raises(TypeError, match=match):
         calibration_rows(simulate, exact_model.infer, **args)
+    assert calls == []
+
+
+def test_recalibrated_rows_checks_base_and_setting_before_simulating(exact_model):
+    calls = []
+
+    def simulate(n, *, seed):
+        calls.append(n)
+        return exact_model.simulate(n, seed=seed)
+
+    base = run_sbc(exact_model.simulate, exact_model.infer, n_sims=4, n_draws=5, progress=False)
+    row = {"problem": "p", "method": "m", "metrics": base.metrics()}
+    # AttributeError: 'dict' object has no attribute 'record'
+    with pytest.raises(TypeError, match="^base: expected the CalibrationResult .* received dict"):
+        recalibrated_rows(row, simulate, exact_model.infer, None, n_fit=3, seed=0)
+    # failed after the n_fit inferences
+    with pytest.raises(TypeError, match="^setting: expected a dict"):
+        recalibrated_rows(base, simulate, exact_model.infer, None, n_fit=3, seed=0, setting=[1])
     assert calls == []
