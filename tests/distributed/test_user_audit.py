@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bayesphys.distributed import RayRunner, SequentialRunner, fit_many, limit_threads
+from bayesphys.distributed import RayRunner, SequentialRunner, fit_many, limit_threads, run_problem
 
 from ._toy import build
 
@@ -46,3 +46,10 @@ def test_fit_many_refuses_a_string_of_problems(problems):
     # each character was taken as a problem: every build failed, one table row per letter
     with pytest.raises(TypeError, match=r"^problems: expected a mapping .* received (str|bytes)"):
         fit_many(problems, build, executor="sequential", progress=False, seed=0)
+
+
+@pytest.mark.parametrize("task", [{"problem_id": "p0"}, None])
+def test_run_problem_refuses_what_is_not_a_task(task):
+    # AttributeError: 'dict' object has no attribute 'problem_id'
+    with pytest.raises(TypeError, match=r"^task: expected a ProblemTask .* received"):
+        run_problem(task)
