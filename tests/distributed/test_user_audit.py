@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bayesphys.distributed import RayRunner, SequentialRunner, fit_many, limit_threads, run_problem
+from bayesphys.distributed.ddp import init_distributed, seed_for_rank
 
 from ._toy import build
 
@@ -53,3 +54,25 @@ def test_run_problem_refuses_what_is_not_a_task(task):
     # AttributeError: 'dict' object has no attribute 'problem_id'
     with pytest.raises(TypeError, match=r"^task: expected a ProblemTask .* received"):
         run_problem(task)
+
+
+@pytest.mark.parametrize(
+    ("seed", "rank", "err", "match"),
+    [
+        (1.7, 0, TypeError, "^seed: expected an int"),  # int() made it seed 1
+        (0, 0.5, TypeError, "^rank: expected an int"),  # int() made it rank 0
+        (None, 0, TypeError, "^seed: expected an int"),
+        (0, "context", TypeError, "^rank: expected an int"),  # the context, not its rank
+        (0, -1, ValueError, "^rank: expected an int >= 0"),
+    ],
+)
+def test_seed_for_rank_checks_seed_and_rank(seed, rank, err, match):
+    if rank == "context":
+        rank = init_distributed()  # one process without torchrun: a plain context
+    with pytest.raises(err, match=match):
+        seed_for_rank(seed, rank)
+
+
+def test_seed_for_rank_values_are_unchanged():
+    assert seed_for_rank(0, 1) == 104_729
+    assert seed_for_rank(-1, 0) == 2**63 - 1
