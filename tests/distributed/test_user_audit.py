@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from bayesphys.distributed import RayRunner, SequentialRunner, fit_many, limit_threads, run_problem
-from bayesphys.distributed.ddp import init_distributed, seed_for_rank
+from bayesphys.distributed.ddp import init_distributed, seed_for_rank, train_ddp
 
 from ._toy import build
 
@@ -76,3 +77,22 @@ def test_seed_for_rank_checks_seed_and_rank(seed, rank, err, match):
 def test_seed_for_rank_values_are_unchanged():
     assert seed_for_rank(0, 1) == 104_729
     assert seed_for_rank(-1, 0) == 2**63 - 1
+
+
+@pytest.mark.parametrize(
+    ("loss_fn", "got"),
+    [
+        (lambda m, b: 1.0, "float"),  # 'float' object has no attribute 'backward'
+        (lambda m, b: (m(b[0]) ** 2)[:, 0], r"a tensor of shape \(4,\)"),  # per-sample losses
+    ],
+)
+def test_train_ddp_names_a_loss_that_is_not_one_value(loss_fn, got):
+    data = torch.utils.data.TensorDataset(
+        torch.randn(8, 2, generator=torch.Generator().manual_seed(0))
+    )
+    with pytest.raises(
+        TypeError, match=rf"^loss_fn: expected a scalar tensor loss .*received {got}"
+    ):
+        train_ddp(
+            lambda: torch.nn.Linear(2, 1), loss_fn, data, epochs=1, batch_size=4, progress=False
+        )
