@@ -91,6 +91,18 @@ def calibration_rows(
     after the run, and only for a posterior that failed the check); one other than the
     default without ``recalibrate`` is refused (it would be ignored).
     """
+    # the row's labels before the N inferences: a setting that is not a mapping failed after
+    # them with "cannot convert dictionary update sequence element #0 to a sequence"
+    for name, value in (("problem", problem), ("method", method)):
+        if not isinstance(value, str):
+            raise TypeError(f"{name}: expected a str, received {type(value).__name__} {value!r}")
+    if setting is not None and not isinstance(setting, Mapping):
+        raise TypeError(
+            f"setting: expected a dict of the run's settings or None, received "
+            f"{type(setting).__name__}"
+        )
+    if note is not None and not isinstance(note, str):
+        raise TypeError(f"note: expected a str or None, received {type(note).__name__}")
     recal_methods = _check_recal_methods(recal_methods, "recal_methods")
     if recalibrate is not None:
         recalibrate = check_int("recalibrate", recalibrate, minimum=0)

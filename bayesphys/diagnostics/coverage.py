@@ -47,7 +47,7 @@ from torch import Tensor
 from .._checks import check_int, check_seed, offset_seed
 from .._device import check_finite
 from .._posterior_args import _check_level, _check_levels
-from .._posterior_base import is_posterior
+from .._posterior_base import is_posterior, missing_members
 from ..metrics import calibration_curve, crps_samples, gaussian_nll
 from ..posterior import Posterior, SamplePosterior
 from .sbc import check_truth_draws, randomised_pit, sbc_pit, sbc_ranks
@@ -279,10 +279,24 @@ def field_calibration_curve(
     for i, (p, t) in enumerate(zip(posteriors, truths)):
         if isinstance(p, SamplePosterior):
             p = p._flat()
+        t = torch.as_tensor(t)
         if not isinstance(p, Tensor):
+            # named here: metrics.calibration_curve named its own 'y' and
+            # 'posterior_or_samples', and refused the numpy truth the draws branch takes
+            if not is_posterior(p):
+                raise TypeError(
+                    f"posteriors[{i}]: expected a Posterior or draws [S, *event], received "
+                    f"{type(p).__name__}{missing_members(p)}"
+                )
+            want = (*p.batch_shape, *p.event_shape)
+            if tuple(t.shape) != want:
+                raise ValueError(
+                    f"truths[{i}]: expected shape {want} (posteriors[{i}]'s batch + event), "
+                    f"received {tuple(t.shape)}"
+                )
+            check_finite(f"truths[{i}]", t)
             rows.append(calibration_curve(p, t, levels)[1])
             continue
-        t = torch.as_tensor(t)
         if p.ndim == 0 or p.shape[0] == 0 or tuple(p.shape[1:]) != tuple(t.shape):
             raise ValueError(
                 f"posteriors[{i}]/truths[{i}]: expected draws [S, *event] with S >= 1 and a "

@@ -56,16 +56,18 @@ from collections.abc import Callable, Sequence
 from fractions import Fraction
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from .._checks import check_int, check_seed, offset_seed
 from .._device import check_finite
 from .._posterior_args import _check_level, _check_levels
+from .._posterior_base import is_posterior, missing_members
 from ..metrics import calibration_curve
 from ..posterior import Posterior, SamplePosterior
 from .recalibrated import RecalibratedPosterior, _interp_rows
-from .simulate import _pit_coverage, as_draws_or_posterior
+from .simulate import _pit_coverage, as_draws_or_posterior, noted
 
 __all__ = ["conformal_rank", "conformal_min_scores", "Recalibrator", "fit_recalibration"]
 
@@ -106,14 +108,32 @@ def _draws_factor(post: Posterior) -> float:
 
 
 def _check_pairs(posteriors: Sequence[Posterior], truths: Sequence[Tensor]) -> list[Tensor]:
-    """Equal non-zero lengths; each truth finite and of its posterior's ``batch + event`` shape
+    """A sequence of ``Posterior`` (draws refused by name: they lack ``batch_shape``), equal
+    non-zero lengths; each truth finite and of its posterior's ``batch + event`` shape
     (a broadcastable truth such as ``[1]`` for an event ``(101,)`` would be used silently).
     Returns the truths as tensors in their posterior's dtype and device (arrays accepted)."""
+    if is_posterior(posteriors) or not isinstance(posteriors, Sequence):
+        raise TypeError(
+            f"posteriors: expected a sequence (list) of Posterior, one per held-out problem, "
+            f"received {type(posteriors).__name__}"
+        )
     if len(posteriors) != len(truths) or not posteriors:
         raise ValueError(
             f"posteriors/truths: expected equal non-zero lengths, received "
             f"{len(posteriors)} and {len(truths)}"
         )
+    for i, p in enumerate(posteriors):
+        # draws (what fit_recalibration and run_sbc take from infer) failed here with
+        # "'Tensor' object has no attribute 'batch_shape'"
+        if isinstance(p, (Tensor, np.ndarray)) or not is_posterior(p):
+            hint = (
+                "; wrap draws [L, *event] as SamplePosterior(draws[None])"
+                if isinstance(p, (Tensor, np.ndarray))
+                else missing_members(p)
+            )
+            raise TypeError(
+                f"posteriors[{i}]: expected a Posterior, received {type(p).__name__}{hint}"
+            )
     for i, (p, t) in enumerate(zip(posteriors, truths)):
         expected = (*p.batch_shape, *p.event_shape)
         if tuple(torch.as_tensor(t).shape) != expected:
@@ -481,19 +501,33 @@ def fit_recalibration(
 
     ``simulate(n, seed=) -> (theta [n, *event], data)``; ``infer(data[i]) -> Posterior`` or
     draws ``[L, *event]`` (taken as an empirical posterior, ``SamplePosterior``).
+    ``n_fit, n_eval >= 1``, ``level``, ``levels`` and ``seed`` are checked before the first
+    simulation; an error raised in one inference carries a note naming its problem.
     """
 
-    _check_method(method)  # before any simulation
+    # every argument before any simulation: n_fit = 0 failed after the simulation naming
+    # "posteriors/truths", and a bad level or levels only after the n_fit (and n_eval) fits
+    _check_method(method)
+    n_fit = check_int("n_fit", n_fit, minimum=1)
+    n_eval = check_int("n_eval", n_eval, minimum=1)
+    level = _check_level(level)
+    levels = _check_levels(levels)
+    seed = check_seed("seed", seed)
+    for name, fn in (("simulate", simulate), ("infer", infer)):
+        if not callable(fn):
+            raise TypeError(f"{name}: expected a callable, received {type(fn).__name__}")
 
-    def posterior(d: Any, where: str) -> Posterior:
-        # draws [L, *event] (what run_sbc also takes from infer) as an empirical posterior
-        p = as_draws_or_posterior(infer(d), where)
+    def posterior(data: Any, i: int, n: int, kind: str) -> Posterior:
+        # draws [L, *event] (what run_sbc also takes from infer) as an empirical posterior;
+        # the user's error in one of the inferences names its problem
+        with noted(f"fit_recalibration: raised in {kind} problem {i} of {n} (seed={seed})"):
+            p = as_draws_or_posterior(infer(data[i]), f"{kind} problem {i}")
         return SamplePosterior(p[None]) if isinstance(p, Tensor) else p
 
     theta, data = simulate(n_fit, seed=offset_seed(seed, 1))
-    posts = [posterior(data[i], f"fit problem {i}") for i in range(n_fit)]
+    posts = [posterior(data, i, n_fit, "fit") for i in range(n_fit)]
     rec = Recalibrator.fit(posts, [theta[i] for i in range(n_fit)], method=method, level=level)
     theta_e, data_e = simulate(n_eval, seed=offset_seed(seed, 2))
-    posts_e = [posterior(data_e[i], f"evaluation problem {i}") for i in range(n_eval)]
+    posts_e = [posterior(data_e, i, n_eval, "evaluation") for i in range(n_eval)]
     rec.evaluate(posts_e, [theta_e[i] for i in range(n_eval)], levels)
     return rec

@@ -319,6 +319,18 @@ def recalibrated_rows(
     problems. Each row's ``seconds`` is the held-out simulation + fitting cost.
     """
     _check_recal_methods(methods, "methods")  # before any simulation
+    # also before it: a dict in place of the result failed with "'dict' object has no
+    # attribute 'record'", a setting that is not a mapping after all n_fit inferences
+    if not isinstance(base, CalibrationResult):
+        raise TypeError(
+            f"base: expected the CalibrationResult of the run to recalibrate (run_sbc, or "
+            f"row['result'] of calibration_rows), received {type(base).__name__}"
+        )
+    if setting is not None and not isinstance(setting, Mapping):
+        raise TypeError(
+            f"setting: expected a dict of the run's settings or None, received "
+            f"{type(setting).__name__}"
+        )
     fit = simulate_and_infer(
         simulate,
         infer,

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -209,6 +210,21 @@ def as_draws_or_posterior(value: Any, where: str) -> Posterior | Tensor:
     )
 
 
+@contextmanager
+def noted(note: str) -> Iterator[None]:
+    """Re-raise any exception of the block with ``note`` added to it (``add_note``; on Python
+    3.10 the ``__notes__`` list it fills), so that the user's own error from one of ``N``
+    inferences says which problem it came from; its type and message are left as they are."""
+    try:
+        yield
+    except BaseException as err:
+        if hasattr(err, "add_note"):  # Python >= 3.11
+            err.add_note(note)
+        else:  # 3.10: the attribute add_note fills (tracebacks then do not print it)
+            err.__notes__ = [*getattr(err, "__notes__", []), note]
+        raise
+
+
 def posterior_draws(
     post: Posterior | Tensor | np.ndarray, n_draws: int, generator: torch.Generator | None = None
 ) -> Tensor:
@@ -386,49 +402,53 @@ def simulate_and_infer(
 
     field_gen = torch.Generator().manual_seed(offset_seed(seed, 104723))  # PIT of drawn fields
     truths, draws_all, fcov = [], [], []
+
+    def infer_one(i: int) -> None:
+        """Infer problem ``i``, record its summaries and field coverage."""
+        post = as_draws_or_posterior(infer(data[i]), f"problem {i}")
+        g = None if isinstance(post, Tensor) else gen_for(post.device)
+        d = posterior_draws(post, n_draws, generator=g)
+        # the truth in the draws' floating dtype; among integer or bool draws in the
+        # promoted dtype, as field_calibration_curve does (a cast to the draws' dtype
+        # truncated a float truth: 3.88 among integer draws was recorded as 3)
+        t_i = theta[i].to(
+            device=d.device,
+            dtype=d.dtype if d.is_floating_point() else torch.promote_types(theta.dtype, d.dtype),
+        )
+        if tuple(d.shape[1:]) != tuple(t_i.shape):
+            raise ValueError(
+                f"infer: expected posterior draws of the simulated object's shape "
+                f"{tuple(t_i.shape)}, received draws {tuple(d.shape)} (problem {i})"
+            )
+        truths.append(
+            torch.stack([summarise(k, t_i, 1, "the truth").reshape(()) for k in names]).reshape(
+                len(names)
+            )
+        )
+        draws_all.append(
+            torch.stack([summarise(k, d, n_draws, "the draws").reshape(n_draws) for k in names], -1)
+        )
+        check_finite(f"simulate: summaries of theta (problem {i})", truths[-1])
+        check_finite(f"infer: summaries of the posterior draws (problem {i})", draws_all[-1])
+        if field_levels is not None:
+            # the field calibration curve reads every element of the drawn fields, also
+            # those no summary reads: a NaN there compared as a draw above the truth and
+            # lowered field_coverage without a word
+            check_finite(
+                f"infer: posterior draws (problem {i}; field_levels reads every element, "
+                f"pass field_levels=None to skip the field calibration curve)",
+                d,
+            )
+            fcov.append(_field_coverage(post, d, t_i, field_levels, field_gen))
+
     # each step is one of the user's inferences (a fit each): minutes in all, not silent
     bar = progress_bar(range(n_sims), desc="SBC infer", progress=progress, leave=False)
     try:
         for i in bar:
-            post = as_draws_or_posterior(infer(data[i]), f"problem {i}")
-            g = None if isinstance(post, Tensor) else gen_for(post.device)
-            d = posterior_draws(post, n_draws, generator=g)
-            # the truth in the draws' floating dtype; among integer or bool draws in the
-            # promoted dtype, as field_calibration_curve does (a cast to the draws' dtype
-            # truncated a float truth: 3.88 among integer draws was recorded as 3)
-            t_i = theta[i].to(
-                device=d.device,
-                dtype=d.dtype
-                if d.is_floating_point()
-                else torch.promote_types(theta.dtype, d.dtype),
-            )
-            if tuple(d.shape[1:]) != tuple(t_i.shape):
-                raise ValueError(
-                    f"infer: expected posterior draws of the simulated object's shape "
-                    f"{tuple(t_i.shape)}, received draws {tuple(d.shape)} (problem {i})"
-                )
-            truths.append(
-                torch.stack([summarise(k, t_i, 1, "the truth").reshape(()) for k in names]).reshape(
-                    len(names)
-                )
-            )
-            draws_all.append(
-                torch.stack(
-                    [summarise(k, d, n_draws, "the draws").reshape(n_draws) for k in names], -1
-                )
-            )
-            check_finite(f"simulate: summaries of theta (problem {i})", truths[-1])
-            check_finite(f"infer: summaries of the posterior draws (problem {i})", draws_all[-1])
-            if field_levels is not None:
-                # the field calibration curve reads every element of the drawn fields, also
-                # those no summary reads: a NaN there compared as a draw above the truth and
-                # lowered field_coverage without a word
-                check_finite(
-                    f"infer: posterior draws (problem {i}; field_levels reads every element, "
-                    f"pass field_levels=None to skip the field calibration curve)",
-                    d,
-                )
-                fcov.append(_field_coverage(post, d, t_i, field_levels, field_gen))
+            # an error of the user's simulate data, infer or summaries (a diverged solver in
+            # one of N problems) came without the problem it was raised in
+            with noted(f"simulate_and_infer: raised in problem {i} of {n_sims} (seed={seed})"):
+                infer_one(i)
     finally:
         bar.close()
     truth = torch.stack(truths).detach().double().cpu()

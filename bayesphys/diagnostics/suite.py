@@ -45,7 +45,7 @@ from types import ModuleType
 from typing import Any
 
 from .._bench import bench_row, repo_root, write_results
-from .._checks import check_bool, offset_seed
+from .._checks import check_bool, check_seed, offset_seed
 from .._files import out_folder_arg
 from .._hooks import component_hook
 from .._stack import user_stacklevel
@@ -290,6 +290,16 @@ def run_calibration(
     caller to read and delete: in a loop, pass ``out=`` or remove it
     (``shutil.rmtree(path.parent)``).
     """
+    # every argument before a folder is made or a hook imported: quick="no" (a truthy string)
+    # ran the quick suite, an unknown component left a new out folder behind, and a bad seed
+    # reached a component's hook, which may train for minutes before using it
+    if not isinstance(component, str) or component not in (*COMPONENTS, "core"):
+        raise ValueError(
+            f"component: expected one of {', '.join(COMPONENTS + ('core',))}, received "
+            f"{component!r}"
+        )
+    quick = check_bool("quick", quick)
+    seed = check_seed("seed", seed)
     verbose = check_bool("verbose", verbose)
     t0 = time.perf_counter()
     if out is not None:

@@ -79,13 +79,20 @@ def _summary(fit: Any) -> dict[str, Any]:
 
 
 def run_problem(task: ProblemTask) -> dict[str, Any]:
-    """Run one task (build, fit, posterior, export); never raises, errors are returned.
+    """Run one task (build, fit, posterior, export); a failing task never raises, its error
+    is returned. Anything but a :class:`ProblemTask` is refused (``TypeError``).
 
     Returns ``{"id", "seed", "status": "ok"|"error", "seconds", "worker", fit summary...,
     "groups": {group: xarray.Dataset} | None, "error", "traceback", "warnings"}``;
     ``"warnings"``: the distinct warnings the task raised (``"Category: message"``), captured
     instead of shown.
     """
+    if not isinstance(task, ProblemTask):
+        # failed with "'dict' object has no attribute 'problem_id'"
+        raise TypeError(
+            f"task: expected a ProblemTask (fit_many makes one per problem), received "
+            f"{type(task).__name__}"
+        )
     from ..inference_data import build_inference_data  # noqa: F401 - import check in workers
     from ._worker_threads import task_state
 

@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from .._checks import check_int, check_real
+from .._checks import check_int, check_real, check_seed
 from .._device import resolve_device
 
 _BACKENDS = ("gloo", "nccl", "mpi")
@@ -312,8 +312,12 @@ def _rank() -> int:
 def seed_for_rank(seed: int, rank: int) -> int:
     """Per-rank seed for data noise/dropout: distinct across ranks, fixed across runs
     (``seed + 104729 rank``: rank 1 of ``seed`` is rank 0 of ``seed + 104729``; for streams
-    that must not meet across seeds use :func:`bayesphys.stream_seed`)."""
-    return (int(seed) + 104_729 * int(rank)) % 2**63
+    that must not meet across seeds use :func:`bayesphys.stream_seed`). ``seed`` an int seed,
+    ``rank >= 0`` an int; anything else is refused by name (``int()`` truncated a float seed
+    or rank, and a context or ``None`` failed inside ``int``)."""
+    seed = check_seed("seed", seed)
+    rank = check_int("rank", rank, minimum=0)
+    return (seed + 104_729 * rank) % 2**63
 
 
 def rank_zero_only(fn: Callable[..., Any]) -> Callable[..., Any]:

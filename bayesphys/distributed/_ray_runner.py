@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from .._checks import check_int, check_real
 from ._runner import Event, Runner, _import
 from ._task_errors import _task_error
 from ._worker_threads import limit_threads
@@ -64,6 +65,11 @@ class RayRunner(Runner):
 
     def __init__(self, threads: int | None, workers: int | None, num_gpus: float = 0.0):
         global _ray_users, _ray_owner_done
+        # checked before Ray is started: threads=0 reserved one CPU and failed in every task,
+        # workers=0 started Ray on every core, a negative num_gpus failed at each submission
+        threads = None if threads is None else check_int("threads", threads, minimum=1)
+        workers = None if workers is None else check_int("workers", workers, minimum=1)
+        num_gpus = check_real("num_gpus", num_gpus, minimum=0.0)
         ray = _import("ray", "ray[default]")
         self.ray = ray
         self.started = False

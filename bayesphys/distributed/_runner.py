@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from .._checks import check_int
 from ._task_errors import _task_error
 from ._worker_threads import task_state
 
@@ -50,7 +51,8 @@ class SequentialRunner(Runner):
     workers = 1
 
     def __init__(self, threads: int | None) -> None:
-        self.threads = threads
+        # threads=0 failed in every task, each row naming another function's argument
+        self.threads = None if threads is None else check_int("threads", threads, minimum=1)
 
     def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any]) -> Iterator[Event]:
         for i, task in enumerate(tasks):

@@ -32,7 +32,7 @@ def limit_threads(n: int | None) -> dict[str, Any] | None:
     """
     if n is None:
         return None
-    n = check_int("threads_per_worker", n, minimum=1)
+    n = check_int("n", n, minimum=1)  # the caller's argument (fit_many checks its own)
     import torch
 
     prev: dict[str, Any] = {"torch": torch.get_num_threads(), "env": {}}

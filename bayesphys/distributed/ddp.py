@@ -328,6 +328,19 @@ def train_ddp(
                     batch = _to(batch, ctx.device)
                     optimizer.zero_grad(set_to_none=True)
                     loss = loss_fn(net, batch)
+                    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+                        # a float failed with "'float' object has no attribute 'backward'",
+                        # a per-sample loss [B] with "grad can be implicitly created only
+                        # for scalar outputs"
+                        got = (
+                            f"a tensor of shape {tuple(loss.shape)}"
+                            if isinstance(loss, torch.Tensor)
+                            else type(loss).__name__
+                        )
+                        raise TypeError(
+                            f"loss_fn: expected a scalar tensor loss (one value, with its graph), "
+                            f"received {got}; return e.g. the batch mean"
+                        )
                     loss.backward()
                     optimizer.step()
                     total += loss.detach().to(torch.float64).sum()  # a [1] loss too

@@ -64,6 +64,12 @@ def _normalise(
 ) -> list[tuple[Any, Any]]:
     """``[(id, problem)]``; ids must differ as labels and, with ``files`` (an out folder), as
     file stems compared without case (one file on a case-insensitive disk)."""
+    if isinstance(problems, (str, bytes)):
+        # iterable, so each character was a problem: every build failed, one row per letter
+        raise TypeError(
+            "problems: expected a mapping id -> problem or an iterable of problems, received "
+            f"{type(problems).__name__} {problems[:40]!r}; pass [problem] for a single one"
+        )
     if isinstance(problems, Mapping):
         items = list(problems.items())
     else:

@@ -163,7 +163,7 @@ def test_field_calibration_curve_checks():
     g = GaussianPosterior(torch.zeros(5, dtype=F64), torch.eye(5, dtype=F64))
     with pytest.raises(TypeError, match="posteriors: expected a sequence of Posterior"):
         field_calibration_curve(g, [torch.zeros(5, dtype=F64)])
-    with pytest.raises(ValueError, match=r"y: expected shape \(5,\), received \(4,\)"):
+    with pytest.raises(ValueError, match=r"truths\[0\]: expected shape \(5,\) .*received \(4,\)"):
         field_calibration_curve([g], [torch.zeros(4, dtype=F64)])
     with pytest.raises(ValueError, match=r"levels\[0\]: expected a probability"):
         field_calibration_curve([g], [torch.zeros(5, dtype=F64)], levels=[1.5])

@@ -1,0 +1,257 @@
+"""What a user meets when one of many inferences fails, or a public diagnostic gets a wrong input:
+the error names the problem or the argument, before the work where it can."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+import torch
+
+from bayesphys.diagnostics import (
+    Recalibrator,
+    SimulationRecord,
+    analyse,
+    calibration_rows,
+    field_calibration_curve,
+    fit_recalibration,
+    recalibrated_rows,
+    run_sbc,
+    simulate_and_infer,
+    suite,
+)
+
+
+def _notes(err: BaseException) -> str:
+    return " ".join(getattr(err, "__notes__", []))
+
+
+def _failing_in(model, bad: int):
+    """``infer`` that raises the user's own error in its ``bad``-th call."""
+    calls = []
+
+    def infer(y):
+        calls.append(1)
+        if len(calls) == bad + 1:
+            raise RuntimeError("solver diverged")
+        return model.infer(y)
+
+    return infer
+
+
+@pytest.mark.parametrize("entry", [simulate_and_infer, run_sbc])
+def test_an_inference_failing_in_one_problem_names_it(exact_model, entry):
+    # the user's RuntimeError came alone: which of the N problems raised it was not said
+    with pytest.raises(RuntimeError, match="solver diverged") as info:
+        entry(
+            exact_model.simulate,
+            _failing_in(exact_model, 3),
+            n_sims=6,
+            n_draws=5,
+            seed=11,
+            progress=False,
+        )
+    assert "problem 3 of 6" in _notes(info.value)
+    assert "seed=11" in _notes(info.value)
+
+
+def test_data_shorter_than_n_sims_names_the_problem(exact_model):
+    # data[i] past the end of the simulated data was a bare IndexError
+    def simulate(n, *, seed):
+        theta, y = exact_model.simulate(n, seed=seed)
+        return theta, y[:2]
+
+    with pytest.raises(IndexError) as info:
+        simulate_and_infer(simulate, exact_model.infer, n_sims=4, n_draws=5, progress=False)
+    assert "problem 2 of 4" in _notes(info.value)
+
+
+@pytest.mark.parametrize(("bad", "where"), [(2, "fit problem 2 of 4"), (5, "evaluation problem 1")])
+def test_fit_recalibration_names_the_problem_that_failed(exact_model, bad, where):
+    with pytest.raises(RuntimeError, match="solver diverged") as info:
+        fit_recalibration(exact_model.simulate, _failing_in(exact_model, bad), n_fit=4, n_eval=3)
+    assert where in _notes(info.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"n_fit": 0}, "n_fit: expected an int >= 1, received 0"),
+        ({"n_eval": 0}, "n_eval: expected an int >= 1, received 0"),
+        ({"n_fit": True}, "n_fit: expected an int"),
+        ({"levels": [0.5, 2.0]}, r"levels\[1\]: expected a probability"),
+        ({"level": 1.5}, "level: expected a probability"),
+        ({"seed": None}, "seed: expected an int"),
+    ],
+)
+def test_fit_recalibration_checks_its_arguments_before_simulating(exact_model, kwargs, match):
+    # n_fit = 0 was refused after the simulation naming 'posteriors/truths'; a bad levels
+    # only after the n_fit and n_eval inferences
+    calls = []
+
+    def simulate(n, *, seed):
+        calls.append(n)
+        return exact_model.simulate(n, seed=seed)
+
+    args = {"n_fit": 3, "n_eval": 3, **kwargs}
+    with pytest.raises((ValueError, TypeError), match=match):
+        fit_recalibration(simulate, exact_model.infer, **args)
+    assert calls == []
+
+
+def test_fit_recalibration_refuses_an_infer_that_is_not_callable(exact_model):
+    with pytest.raises(TypeError, match="infer: expected a callable, received int"):
+        fit_recalibration(exact_model.simulate, 3, n_fit=3, n_eval=3)
+
+
+def _held_out(model, n=4):
+    theta, y = model.simulate(n, seed=3)
+    return [model.infer(y[i]) for i in range(n)], theta
+
+
+@pytest.mark.parametrize("as_array", [False, True])
+def test_recalibrator_refuses_draws_in_place_of_posteriors_by_name(exact_model, as_array):
+    # draws [L, *event] (what infer may return to run_sbc) failed with "'Tensor' object has
+    # no attribute 'batch_shape'"
+    posts, theta = _held_out(exact_model)
+    draws = [p.sample((20,), generator=torch.Generator().manual_seed(0)) for p in posts]
+    if as_array:
+        draws = [d.numpy() for d in draws]
+    with pytest.raises(TypeError, match=r"posteriors\[0\]: expected a Posterior.*SamplePosterior"):
+        Recalibrator.fit(draws, theta)
+    rec = Recalibrator.fit(posts, theta)
+    with pytest.raises(TypeError, match=r"posteriors\[0\]: expected a Posterior"):
+        rec.evaluate(draws, theta)
+
+
+def test_recalibrator_refuses_one_posterior_in_place_of_a_list(exact_model):
+    posts, theta = _held_out(exact_model)
+    with pytest.raises(TypeError, match="posteriors: expected a sequence .* GaussianPosterior"):
+        Recalibrator.fit(posts[0], theta[0])
+    with pytest.raises(TypeError, match="posteriors: expected a sequence .* generator"):
+        Recalibrator.fit((p for p in posts), theta)
+
+
+def _record(**kw):
+    g = torch.Generator().manual_seed(0)
+    truth = torch.randn(10, 2, generator=g, dtype=torch.float64)
+    draws = torch.randn(10, 9, 2, generator=g, dtype=torch.float64)
+    return SimulationRecord(**{"names": ["a", "b"], "truth": truth, "draws": draws, **kw})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        # metrics came out for one name and two summaries; the export refused it later
+        ({"names": ["a"]}, r"record.names: expected 2 names .* received 1"),
+        ({"names": "ab"}, "record.names: expected a list of summary names, received str"),
+        # an IndexError in metrics(), or another level's column read without a word
+        ({"field_coverage": torch.zeros(3)}, r"record.field_coverage: expected .* \[10, 6\]"),
+        ({"field_coverage": torch.zeros(10, 3)}, r"received \(10, 3\)"),
+        ({"field_coverage": torch.zeros(4, 6)}, r"received \(4, 6\)"),
+        # field_coverage90 = nan without a word
+        ({"field_coverage": torch.full((10, 6), float("nan"))}, "expected finite values"),
+        ({"levels": (1.5,), "field_coverage": torch.zeros(10, 1)}, r"record.levels\[0\]"),
+    ],
+)
+def test_analyse_checks_the_record_it_is_given(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        analyse(_record(**kwargs))
+
+
+def test_analyse_reads_a_well_formed_field_coverage():
+    res = analyse(_record(field_coverage=torch.full((10, 6), 0.25, dtype=torch.float64)))
+    assert res.metrics()["field_coverage90"] == 0.25
+    assert analyse(_record()).metrics()["field_coverage90"] is None
+
+
+def test_field_calibration_curve_names_a_posterior_problems_truth(exact_model):
+    # the posterior branch's errors named metrics.calibration_curve's own 'y' and
+    # 'posterior_or_samples', and it refused the numpy truths the draws branch takes
+    posts, theta = _held_out(exact_model, n=3)
+    nan = theta.clone()
+    nan[1, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"truths\[1\]: expected finite values"):
+        field_calibration_curve(posts, nan)
+    with pytest.raises(ValueError, match=r"truths\[0\]: expected shape \(2,\)"):
+        field_calibration_curve(posts, theta[:, :1])
+    with pytest.raises(TypeError, match=r"posteriors\[2\]: expected a Posterior"):
+        field_calibration_curve([*posts[:2], {"mean": 0}], theta)
+    _, as_arrays = field_calibration_curve(posts, [t.numpy() for t in theta])
+    _, as_tensors = field_calibration_curve(posts, theta)
+    assert torch.equal(as_arrays, as_tensors)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "err", "match"),
+    [
+        # a truthy string ran the quick suite: quick="no" was a quick run
+        ({"quick": "no"}, TypeError, "^quick: expected True or False"),
+        # reached the hook, which may train for minutes before its first use of the seed
+        ({"seed": None}, TypeError, "^seed: expected an int"),
+        ({"seed": 1.5}, TypeError, "^seed: expected an int"),
+    ],
+)
+def test_run_calibration_checks_its_arguments_before_the_hook(
+    tmp_path, monkeypatch, kwargs, err, match
+):
+    calls = []
+
+    def calibrate_rows(quick, seed):
+        calls.append((quick, seed))
+        raise RuntimeError("the hook ran")
+
+    hook = types.SimpleNamespace(calibrate_rows=calibrate_rows)
+    monkeypatch.setattr(suite, "load_hook", lambda component: hook)
+    with pytest.raises(err, match=match):
+        suite.run_calibration("odil", **{"quick": True, "out": tmp_path / "out", **kwargs})
+    assert calls == []
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_calibration_refuses_an_unknown_component_before_making_its_folder(tmp_path):
+    # the out folder was made first and left behind, empty
+    with pytest.raises(ValueError, match="^component: expected one of"):
+        suite.run_calibration("nope", quick=True, out=tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        # failed after the N inferences: "cannot convert dictionary update sequence element"
+        ({"setting": [("n", 1), 2]}, "^setting: expected a dict"),
+        ({"problem": 3}, "^problem: expected a str, received int 3"),
+        ({"method": None}, "^method: expected a str, received NoneType"),
+        ({"note": 3}, "^note: expected a str or None, received int"),
+    ],
+)
+def test_calibration_rows_checks_the_row_labels_before_simulating(exact_model, kwargs, match):
+    calls = []
+
+    def simulate(n, *, seed):
+        calls.append(n)
+        return exact_model.simulate(n, seed=seed)
+
+    args = {"n_sims": 4, "n_draws": 5, "problem": "p", "method": "m", **kwargs}
+    with pytest.raises(TypeError, match=match):
+        calibration_rows(simulate, exact_model.infer, **args)
+    assert calls == []
+
+
+def test_recalibrated_rows_checks_base_and_setting_before_simulating(exact_model):
+    calls = []
+
+    def simulate(n, *, seed):
+        calls.append(n)
+        return exact_model.simulate(n, seed=seed)
+
+    base = run_sbc(exact_model.simulate, exact_model.infer, n_sims=4, n_draws=5, progress=False)
+    row = {"problem": "p", "method": "m", "metrics": base.metrics()}
+    # AttributeError: 'dict' object has no attribute 'record'
+    with pytest.raises(TypeError, match="^base: expected the CalibrationResult .* received dict"):
+        recalibrated_rows(row, simulate, exact_model.infer, None, n_fit=3, seed=0)
+    # failed after the n_fit inferences
+    with pytest.raises(TypeError, match="^setting: expected a dict"):
+        recalibrated_rows(base, simulate, exact_model.infer, None, n_fit=3, seed=0, setting=[1])
+    assert calls == []

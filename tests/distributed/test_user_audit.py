@@ -1,0 +1,98 @@
+"""Public scale-out helpers called directly: a bad argument is named as the caller wrote it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bayesphys.distributed import RayRunner, SequentialRunner, fit_many, limit_threads, run_problem
+from bayesphys.distributed.ddp import init_distributed, seed_for_rank, train_ddp
+
+from ._toy import build
+
+
+@pytest.mark.parametrize(("n", "err"), [(0, ValueError), (-2, ValueError), (True, TypeError)])
+def test_limit_threads_names_its_own_argument(n, err):
+    # the error named 'threads_per_worker', an argument of fit_many, not of this function
+    with pytest.raises(err, match=r"^n: expected an int"):
+        limit_threads(n)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "err", "match"),
+    [
+        ({"threads": 0}, ValueError, r"^threads: expected an int >= 1, received 0"),
+        ({"threads": True}, TypeError, r"^threads: expected an int"),
+        ({"workers": 0}, ValueError, r"^workers: expected an int >= 1, received 0"),
+        ({"num_gpus": -0.25}, ValueError, r"^num_gpus: expected a number >= 0"),
+        ({"num_gpus": float("nan")}, ValueError, r"^num_gpus: expected a finite number"),
+    ],
+)
+def test_ray_runner_checks_its_settings_before_starting_ray(kwargs, err, match):
+    # accepted, and Ray started: threads=0 then failed in every task, workers=0 gave Ray
+    # every core, a negative num_gpus failed at each submission
+    with pytest.raises(err, match=match):
+        RayRunner(**{"threads": 1, "workers": None, **kwargs})
+
+
+@pytest.mark.parametrize(("threads", "err"), [(0, ValueError), (-1, ValueError), (1.5, TypeError)])
+def test_sequential_runner_checks_threads(threads, err):
+    with pytest.raises(err, match=r"^threads: expected an int"):
+        SequentialRunner(threads)
+    assert SequentialRunner(None).threads is None
+    assert SequentialRunner(2).threads == 2
+
+
+@pytest.mark.parametrize("problems", ["p000", b"p0"])
+def test_fit_many_refuses_a_string_of_problems(problems):
+    # each character was taken as a problem: every build failed, one table row per letter
+    with pytest.raises(TypeError, match=r"^problems: expected a mapping .* received (str|bytes)"):
+        fit_many(problems, build, executor="sequential", progress=False, seed=0)
+
+
+@pytest.mark.parametrize("task", [{"problem_id": "p0"}, None])
+def test_run_problem_refuses_what_is_not_a_task(task):
+    # AttributeError: 'dict' object has no attribute 'problem_id'
+    with pytest.raises(TypeError, match=r"^task: expected a ProblemTask .* received"):
+        run_problem(task)
+
+
+@pytest.mark.parametrize(
+    ("seed", "rank", "err", "match"),
+    [
+        (1.7, 0, TypeError, "^seed: expected an int"),  # int() made it seed 1
+        (0, 0.5, TypeError, "^rank: expected an int"),  # int() made it rank 0
+        (None, 0, TypeError, "^seed: expected an int"),
+        (0, "context", TypeError, "^rank: expected an int"),  # the context, not its rank
+        (0, -1, ValueError, "^rank: expected an int >= 0"),
+    ],
+)
+def test_seed_for_rank_checks_seed_and_rank(seed, rank, err, match):
+    if rank == "context":
+        rank = init_distributed()  # one process without torchrun: a plain context
+    with pytest.raises(err, match=match):
+        seed_for_rank(seed, rank)
+
+
+def test_seed_for_rank_values_are_unchanged():
+    assert seed_for_rank(0, 1) == 104_729
+    assert seed_for_rank(-1, 0) == 2**63 - 1
+
+
+@pytest.mark.parametrize(
+    ("loss_fn", "got"),
+    [
+        (lambda m, b: 1.0, "float"),  # 'float' object has no attribute 'backward'
+        (lambda m, b: (m(b[0]) ** 2)[:, 0], r"a tensor of shape \(4,\)"),  # per-sample losses
+    ],
+)
+def test_train_ddp_names_a_loss_that_is_not_one_value(loss_fn, got):
+    data = torch.utils.data.TensorDataset(
+        torch.randn(8, 2, generator=torch.Generator().manual_seed(0))
+    )
+    with pytest.raises(
+        TypeError, match=rf"^loss_fn: expected a scalar tensor loss .*received {got}"
+    ):
+        train_ddp(
+            lambda: torch.nn.Linear(2, 1), loss_fn, data, epochs=1, batch_size=4, progress=False
+        )
