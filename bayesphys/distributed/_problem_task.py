@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import os
+import re
 import socket
 import time
 import traceback
@@ -17,9 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from .._checks import stream_seed
+from .._checks import check_seed, stream_seed
 from ._records import _groups
 from ._warning_capture import _captured_warnings
 
@@ -27,15 +26,29 @@ __all__ = ["ProblemTask", "problem_seed", "run_problem"]
 
 
 def _check_seed(seed: Any) -> int:
-    """``seed`` as a Python int (numpy integers too, not bools); a ``TypeError`` otherwise."""
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-        raise TypeError(f"seed: expected int, received {type(seed).__name__}")
-    return int(seed)
+    """``seed`` as a Python int in torch's seed range ``[-2**63, 2**64 - 1]`` (numpy integers
+    too, not bools): :func:`bayesphys._checks.check_seed`, as every other seed of the package."""
+    return check_seed("seed", seed)
+
+
+#: the default ``repr`` of an object, ``<... at 0x7f...>``: an address that changes per run
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+>")
 
 
 def problem_seed(seed: int, problem_id: Any) -> int:
-    """Deterministic 63-bit seed from the base ``seed`` and ``str(problem_id)`` (BLAKE2b)."""
-    digest = hashlib.blake2b(f"{_check_seed(seed)}/{problem_id}".encode(), digest_size=8).digest()
+    """Deterministic 63-bit seed from the base ``seed`` and ``str(problem_id)`` (BLAKE2b).
+
+    An id whose ``str`` holds a memory address (an object without a ``__str__`` / ``__repr__``
+    of its own, ``<... at 0x...>``) is a ``TypeError``: its seed would change from run to
+    run. Use strings, numbers or tuples of them as ids."""
+    text = str(problem_id)
+    if _ADDRESS.search(text):
+        raise TypeError(
+            f"problem_id: str() of the id gives {text!r}, which holds a memory address that "
+            "changes from run to run, so its seed would not reproduce; use a string, a number "
+            "or a tuple of them as the id"
+        )
+    digest = hashlib.blake2b(f"{_check_seed(seed)}/{text}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & (2**63 - 1)
 
 

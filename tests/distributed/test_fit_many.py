@@ -461,7 +461,7 @@ def test_a_drawn_base_seed_is_recorded_and_reproduces_the_run(tmp_path):
     assert partly.seed == base and partly.table["seed"].tolist() == first.table["seed"].tolist()
     # a numpy integer is recorded as a Python int (JSON), a string is refused up front
     assert type(fit_many({}, _toy.build, seed=np.int64(5), **kw).seed) is int
-    with pytest.raises(TypeError, match="seed: expected int, received str"):
+    with pytest.raises(TypeError, match="seed: expected an int, received str"):
         fit_many({}, _toy.build, seed="5", **kw)
 
 

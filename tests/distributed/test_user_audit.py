@@ -96,3 +96,20 @@ def test_train_ddp_names_a_loss_that_is_not_one_value(loss_fn, got):
         train_ddp(
             lambda: torch.nn.Linear(2, 1), loss_fn, data, epochs=1, batch_size=4, progress=False
         )
+
+
+def test_problem_seed_refuses_an_id_whose_text_changes_between_runs():
+    """``problem_seed`` hashes ``str(problem_id)``: an object with the default repr
+    (``<... at 0x7f...>``) got a seed that changed from run to run, and seeds past torch's
+    range (2**64 and up) were taken although every other seed check refuses them."""
+    from bayesphys import problem_seed
+
+    class Case:  # no __repr__ of its own
+        pass
+
+    with pytest.raises(TypeError, match=r"^problem_id: str\(\) of the id gives '<.* at 0x"):
+        problem_seed(0, Case())
+    with pytest.raises(ValueError, match=r"^seed: expected an int in \[-2\*\*63, 2\*\*64 - 1\]"):
+        problem_seed(2**64, "a")
+    assert problem_seed(3, ("patient", 7)) == problem_seed(3, ("patient", 7))
+    assert problem_seed(3, "a") != problem_seed(4, "a")
