@@ -323,3 +323,37 @@ def test_map_fit_refuses_residuals_that_are_all_equal(cls_name):
     truth = torch.full((5,), 0.7, dtype=torch.float64)
     with pytest.raises(ValueError, match=r"^draws/truth: the 5 standardised residuals .* equal"):
         getattr(diag, cls_name).fit(draws, truth)
+
+
+def _recal_gaussian(batch: tuple[int, ...] = ()):
+    from bayesphys import GaussianPosterior
+
+    mean = torch.zeros(*batch, 3, dtype=torch.float64)
+    cov = torch.eye(3, dtype=torch.float64).expand(*batch, 3, 3)
+    base = GaussianPosterior(mean, cov, event_shape=(3,))
+    return Recalibrator("zscore", scale=1.7).wrap(base)
+
+
+@pytest.mark.parametrize(
+    ("batch", "shape", "match"),
+    [
+        ((), (4, 2), r"^value: expected trailing shape \(3,\), received \(4, 2\)"),
+        ((), (5,), r"^value: expected trailing shape \(3,\), received \(5,\)"),
+        ((2,), (4, 3), r"^value: expected shape \[\*, \*batch, \*event\] with batch dims "),
+    ],
+)
+def test_recalibrated_log_prob_names_a_wrongly_shaped_value(batch, shape, match):
+    # torch's "The size of tensor a (3) must match the size of tensor b (2)" RuntimeError,
+    # from the map, before the base's own check of value
+    post = _recal_gaussian(batch)
+    with pytest.raises(ValueError, match=match):
+        post.log_prob(torch.zeros(shape, dtype=torch.float64))
+    # the shapes it takes: [*, *batch, *event], batch dims broadcasting
+    assert post.log_prob(torch.zeros(7, *batch, 3, dtype=torch.float64)).shape == (7, *batch)
+    assert post.log_prob(torch.zeros(1, 3, dtype=torch.float64)).shape == (max(batch, (1,)))
+
+
+def test_recalibrated_log_prob_refuses_what_is_not_a_tensor():
+    # TypeError: unsupported operand type(s) for -: 'list' and 'Tensor', from the map
+    with pytest.raises(TypeError, match=r"^value: expected a torch.Tensor, received list"):
+        _recal_gaussian().log_prob([0.0, 0.0, 0.0])
