@@ -357,3 +357,24 @@ def test_recalibrated_log_prob_refuses_what_is_not_a_tensor():
     # TypeError: unsupported operand type(s) for -: 'list' and 'Tensor', from the map
     with pytest.raises(TypeError, match=r"^value: expected a torch.Tensor, received list"):
         _recal_gaussian().log_prob([0.0, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("ranks", [torch.tensor([3]), torch.tensor([[3, 9]])])
+def test_sbc_uniformity_refuses_one_problem(ranks):
+    # a p-value came back without a word: the chi-square's was 0.317 whatever the rank
+    from bayesphys.diagnostics import sbc_uniformity
+
+    with pytest.raises(ValueError, match=r"^ranks: expected N >= 2 problems .* received N = 1"):
+        sbc_uniformity(ranks, 9)
+    two = sbc_uniformity(torch.cat([ranks, ranks]), 9)  # the minimum run_sbc takes
+    assert 0.0 <= two["pvalue"] <= 1.0 and len(two["chi2"]) == ranks.reshape(1, -1).shape[1]
+
+
+def test_analyse_refuses_a_record_of_one_problem():
+    # its metrics came back, sbc_pvalue 0.317 from one rank
+    torch.manual_seed(0)
+    record = SimulationRecord(["a"], torch.zeros(1, 1), torch.randn(1, 9, 1))
+    with pytest.raises(ValueError, match=r"^record: expected N >= 2 simulated problems"):
+        analyse(record)
+    record2 = SimulationRecord(["a"], torch.zeros(2, 1), torch.randn(2, 9, 1))
+    assert 0.0 <= analyse(record2).metrics()["sbc_pvalue"] <= 1.0
