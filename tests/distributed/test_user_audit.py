@@ -141,3 +141,9 @@ def test_dask_runner_checks_workers(workers, err):
             DaskRunner(client, None, workers)
         assert DaskRunner(client, None, 2).workers == 2
         assert DaskRunner(client, None, None).workers is None
+
+
+def test_fit_many_of_no_problems_says_so():
+    # it reported executor="none (all resumed)", though nothing was resumed
+    res = fit_many({}, build, executor="sequential", progress=False, seed=0)
+    assert res.executor == "none (no problems)" and res.workers is None
