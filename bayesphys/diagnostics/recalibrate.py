@@ -60,10 +60,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_seed, offset_seed
+from .._checks import check_bool, check_int, check_seed, offset_seed
 from .._device import check_finite
 from .._posterior_args import _check_level, _check_levels
 from .._posterior_base import is_posterior, missing_members
+from .._progress import progress_bar
 from ..metrics import calibration_curve
 from ..posterior import Posterior, SamplePosterior
 from .recalibrated import RecalibratedPosterior, _interp_rows
@@ -495,14 +496,17 @@ def fit_recalibration(
     level: float = 0.9,
     seed: int = 0,
     levels: Sequence[float] = _LEVELS,
+    progress: bool = True,
 ) -> Recalibrator:
     """Fit a :class:`Recalibrator` on ``n_fit`` fresh simulations and evaluate it on ``n_eval``
     others (seeds ``seed + 1`` and ``seed + 2``, disjoint from a calibration run at ``seed``).
 
     ``simulate(n, seed=) -> (theta [n, *event], data)``; ``infer(data[i]) -> Posterior`` or
     draws ``[L, *event]`` (taken as an empirical posterior, ``SamplePosterior``).
-    ``n_fit, n_eval >= 1``, ``level``, ``levels`` and ``seed`` are checked before the first
-    simulation; an error raised in one inference carries a note naming its problem.
+    ``n_fit, n_eval >= 1``, ``level``, ``levels``, ``seed`` and ``progress`` are checked
+    before the first simulation; an error raised in one inference carries a note naming its
+    problem. ``progress``: a progress bar over the ``n_fit + n_eval`` inferences on stderr,
+    as :func:`~bayesphys.diagnostics.run_sbc` shows (``False``: none).
     """
 
     # every argument before any simulation: n_fit = 0 failed after the simulation naming
@@ -513,6 +517,7 @@ def fit_recalibration(
     level = _check_level(level)
     levels = _check_levels(levels)
     seed = check_seed("seed", seed)
+    progress = check_bool("progress", progress)
     for name, fn in (("simulate", simulate), ("infer", infer)):
         if not callable(fn):
             raise TypeError(f"{name}: expected a callable, received {type(fn).__name__}")
@@ -524,10 +529,25 @@ def fit_recalibration(
             p = as_draws_or_posterior(infer(data[i]), f"{kind} problem {i}")
         return SamplePosterior(p[None]) if isinstance(p, Tensor) else p
 
-    theta, data = simulate(n_fit, seed=offset_seed(seed, 1))
-    posts = [posterior(data, i, n_fit, "fit") for i in range(n_fit)]
-    rec = Recalibrator.fit(posts, [theta[i] for i in range(n_fit)], method=method, level=level)
-    theta_e, data_e = simulate(n_eval, seed=offset_seed(seed, 2))
-    posts_e = [posterior(data_e, i, n_eval, "evaluation") for i in range(n_eval)]
+    # each step is one of the user's inferences (a fit each), as run_sbc's bar counts them
+    bar = progress_bar(
+        total=n_fit + n_eval, desc="recalibration infer", progress=progress, leave=False
+    )
+
+    def posteriors(data: Any, n: int, kind: str) -> list[Posterior]:
+        out = []
+        for i in range(n):
+            out.append(posterior(data, i, n, kind))
+            bar.update()
+        return out
+
+    try:
+        theta, data = simulate(n_fit, seed=offset_seed(seed, 1))
+        posts = posteriors(data, n_fit, "fit")
+        rec = Recalibrator.fit(posts, [theta[i] for i in range(n_fit)], method=method, level=level)
+        theta_e, data_e = simulate(n_eval, seed=offset_seed(seed, 2))
+        posts_e = posteriors(data_e, n_eval, "evaluation")
+    finally:
+        bar.close()
     rec.evaluate(posts_e, [theta_e[i] for i in range(n_eval)], levels)
     return rec

@@ -217,10 +217,31 @@ class RecalibratedPosterior:
             raise NotImplementedError(
                 "RecalibratedPosterior.log_prob: no density for a quantile map"
             )
+        self._check_value(value)
         s = self.recalibrator.scale
         mu = self.base.mean
         n = math.prod(self.event_shape)
         return self.base.log_prob(mu + (value - mu) / s) - n * math.log(s)
+
+    def _check_value(self, value: Any) -> None:
+        """``value`` of :meth:`log_prob`: a tensor ``[*, *batch, *event]`` whose batch dims
+        broadcast to the posterior's, checked before the map (a wrong shape failed there with
+        torch's broadcasting error, before the base's own check), worded as the base's."""
+        if not isinstance(value, Tensor):
+            raise TypeError(f"value: expected a torch.Tensor, received {type(value).__name__}")
+        event, batch = tuple(self.event_shape), tuple(self.batch_shape)
+        nev = len(event)
+        if value.ndim < nev or tuple(value.shape[value.ndim - nev :]) != event:
+            raise ValueError(
+                f"value: expected trailing shape {event}, received {tuple(value.shape)}"
+            )
+        try:
+            torch.broadcast_shapes(value.shape[: value.ndim - nev], batch)
+        except RuntimeError:
+            raise ValueError(
+                f"value: expected shape [*, *batch, *event] with batch dims broadcasting to "
+                f"{batch}, received {tuple(value.shape)}"
+            ) from None
 
     def to(self, device: str | torch.device | None) -> RecalibratedPosterior:
         """The same recalibrated posterior on ``device`` (its base moved there)."""

@@ -11,9 +11,11 @@ standardised residuals :math:`z = (t - \bar x)/(c_L\,\mathrm{sd}(x))`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from .._checks import check_real
 from .._device import check_finite
 from .recalibrate import _c_l
 from .sbc import truth_on_draws_device
@@ -101,11 +103,18 @@ class AffineMap:
     :math:`z = (s_k(\theta) - \bar x)/(c_L\,\mathrm{sd}(x))` (:func:`standardised_residuals`)
     and :math:`b = \sum_i (s_k(\theta_i) - \bar x_i)/\sum_i \mathrm{sd}(x_i)`, the held-out
     bias in units of the draws' sd, unbiased for the mean bias at any ``L`` (the mean of
-    :math:`z` removed only 0.88 of a bias at ``L = 9``): bias and width both corrected."""
+    :math:`z` removed only 0.88 of a bias at ``L = 9``): bias and width both corrected.
+
+    Built directly, ``shift`` must be finite and ``scale`` finite and ``> 0`` (a NaN shift
+    gave NaN draws, a negative scale flipped them about their mean, a zero scale collapsed
+    them to one value)."""
 
     shift: float
     scale: float
     method: str = "affine"
+
+    def __post_init__(self) -> None:
+        self.shift, self.scale = _check_shift_scale(self.shift, self.scale)
 
     @classmethod
     def fit(cls, draws: torch.Tensor, truth: torch.Tensor) -> AffineMap:
@@ -119,7 +128,7 @@ class AffineMap:
         z = _residuals(draws, truth)
         if z.numel() == 0:
             return cls(0.0, 1.0)
-        _check_enough_spread(z.numel(), draws.shape[0])
+        _check_enough_spread(z, draws.shape[0])
         return cls(_bias_in_sd(draws, truth), float(z.std()))
 
     def map(self, x: torch.Tensor) -> torch.Tensor:
@@ -128,12 +137,27 @@ class AffineMap:
         return m + self.shift * sd + self.scale * (x - m)
 
 
-def _check_enough_spread(n_varying: int, n_sims: int) -> None:
-    if n_varying < 2:
+def _check_enough_spread(z: torch.Tensor, n_sims: int) -> None:
+    """``z [N']``, the standardised residuals of the ``N'`` of ``n_sims`` problems whose draws
+    vary: at least 2, not all equal (no scale can be fitted otherwise)."""
+    if z.numel() < 2:
         raise ValueError(
             f"draws: expected at least 2 problems whose draws vary to fit a scale, received "
-            f"{n_varying} of {n_sims}; fit on more held-out simulations"
+            f"{z.numel()} of {n_sims}; fit on more held-out simulations"
         )
+    if not bool((z != z[0]).any()):
+        # the fitted scale was 0: a map that collapsed every problem's draws to one value
+        raise ValueError(
+            f"draws/truth: the {z.numel()} standardised residuals (t - mean(x))/sd(x) are all "
+            f"equal ({float(z[0]):.6g}), so no scale can be fitted (it would be 0 and map every "
+            "problem's draws to one value); fit on held-out simulations whose truth is not a "
+            "fixed function of their draws"
+        )
+
+
+def _check_shift_scale(shift: Any, scale: Any) -> tuple[float, float]:
+    """A map's ``shift`` (finite) and ``scale`` (finite, ``> 0``) as floats."""
+    return check_real("shift", shift), check_real("scale", scale, minimum=0.0, strict=True)
 
 
 _LR_MARGIN = 0.5 * 6.635  # chi-square(1) 99 % quantile / 2
@@ -145,6 +169,9 @@ GENNORM_MAX_SHAPE = 8.0
 #: the largest Student-t degrees of freedom :class:`ShapeMap` stores (and maps with): a fit
 #: beyond it is Gaussian for every practical purpose, and is reported as at the bound
 T_MAX_DF = 1e3
+
+# the families of ShapeMap: the Gaussian null, the Student-t, the generalised normal
+_SHAPE_FAMILIES: tuple[str, ...] = ("norm", "t", "gennorm")
 
 
 @dataclass
@@ -244,13 +271,27 @@ class ShapeMap:
 
     A draw :math:`x` becomes
     :math:`\bar x + \mathrm{sd}(x)\, F^{-1}(\Phi((x - \bar x)/\mathrm{sd}(x)))`, with
-    :math:`F` the kept law of :math:`z`."""
+    :math:`F` the kept law of :math:`z`.
+
+    Built directly, ``family`` must be one of ``"norm"``, ``"t"``, ``"gennorm"``, ``shape``
+    finite (and ``> 0`` for ``"t"`` and ``"gennorm"``, their degrees of freedom and
+    :math:`\beta`; unused for ``"norm"``), ``shift`` finite and ``scale`` finite and ``> 0``
+    (a NaN shift gave NaN draws, a negative scale flipped them)."""
 
     family: str
     shape: float
     shift: float
     scale: float
     method: str = "shape"
+
+    def __post_init__(self) -> None:
+        if self.family not in _SHAPE_FAMILIES:
+            raise ValueError(f"family: expected one of {_SHAPE_FAMILIES}, received {self.family!r}")
+        if self.family == "norm":
+            self.shape = check_real("shape", self.shape)
+        else:
+            self.shape = check_real("shape", self.shape, minimum=0.0, strict=True)
+        self.shift, self.scale = _check_shift_scale(self.shift, self.scale)
 
     @classmethod
     def fit(cls, draws: torch.Tensor, truth: torch.Tensor) -> ShapeMap:
@@ -262,7 +303,7 @@ class ShapeMap:
         z_t = _residuals(draws, truth)
         if z_t.numel() == 0:
             return cls("norm", 0.0, 0.0, 1.0)
-        _check_enough_spread(z_t.numel(), draws.shape[0])
+        _check_enough_spread(z_t, draws.shape[0])
         z = z_t.double().cpu().numpy()
         n_draws = draws.shape[1]
         loc0, scale0 = stats.norm.fit(z)

@@ -195,13 +195,22 @@ def analyse(
     """All diagnostics of a :class:`SimulationRecord` (ranks, tests, coverage, TARP, scores;
     for ``K >= 2`` summaries also the joint pooled Mahalanobis ranks and their tests, and for
     ``N >= 4`` problems the cross-fitted joint test). The record's ``names`` (one per
-    summary) and ``field_coverage [N, len(levels)]`` (finite) are checked first."""
+    summary) and ``field_coverage [N, len(levels)]`` (finite) are checked first, and
+    ``N >= 2`` problems are required (:func:`~bayesphys.diagnostics.sbc_uniformity`)."""
     if not isinstance(record, SimulationRecord):
         raise TypeError(
             f"record: expected a SimulationRecord (from simulate_and_infer), received "
             f"{type(record).__name__}"
         )
     _check_record_fields(record)
+    truth = record.truth
+    if isinstance(truth, Tensor) and truth.ndim == 2 and truth.shape[0] < 2:
+        # one problem: every test returned a p-value of that single rank without a word
+        raise ValueError(
+            f"record: expected N >= 2 simulated problems (truth [N, K]), received N = "
+            f"{truth.shape[0]} (truth {tuple(truth.shape)}); the rank tests "
+            "need several problems (simulate_and_infer takes n_sims >= 2)"
+        )
     ranks = sbc_ranks(record.truth, record.draws, seed=seed)
     nominal, cen = expected_coverage(record.truth, record.draws, levels, "central", seed=seed)
     _, hdi = expected_coverage(record.truth, record.draws, levels, "hdi", seed=seed)

@@ -180,12 +180,27 @@ def sbc_uniformity(
     Bonferroni-combined minimum of the per-summary chi-square p-values (the value reported as
     ``sbc_pvalue``) and ``pvalue_ks`` the same for KS. Reject calibration at level :math:`a`
     when ``pvalue < a``.
+
+    ``N >= 2`` problems are required, as :func:`~bayesphys.diagnostics.simulate_and_infer`
+    and :func:`~bayesphys.diagnostics.run_sbc` require ``n_sims >= 2``: the rank of one
+    problem is not a sample of the rank distribution, and its chi-square (one count in two
+    bins) cannot reject at any usual level (``p = 0.317`` whatever the rank when the two bins
+    hold equally many rank values). Power grows with ``N`` (the chi-square cannot
+    reject at 5 % below ``N = 4``; the calibration guide gives the power at ``N = 50`` to
+    ``500``).
     """
     n_draws = check_int("n_draws", n_draws, minimum=1)
     seed = check_seed("seed", seed)
     if n_bins is not None:
         n_bins = check_int("n_bins", n_bins, minimum=2)
     ranks = check_ranks(ranks, n_draws)
+    if ranks.shape[0] < 2:
+        # one problem: a p-value was returned without a word (the chi-square's cannot reject)
+        raise ValueError(
+            f"ranks: expected N >= 2 problems (ranks [N, K]) to test their uniformity, "
+            f"received N = {ranks.shape[0]}; simulate more problems (run_sbc and "
+            "simulate_and_infer take n_sims >= 2)"
+        )
     if ranks.is_floating_point():
         ranks = ranks.long()
     n, k = ranks.shape

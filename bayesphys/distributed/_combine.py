@@ -24,7 +24,10 @@ class FitManyResult:
         here, and a rerun fits it again), else ``None``; ``base_seed`` is that of the run that fitted
         the row, ``None`` for rows resumed from files written before it was recorded).
     per_problem: problem id -> ``{group: xarray.Dataset}`` of each successful problem.
-    executor: name of the runner used; ``workers``: its worker count where known.
+    executor: name of the runner used; ``workers``: its worker count where known. No runner
+        started: ``"none (no problems)"`` for an empty problem set, ``"none (all resumed)"``
+        when every problem was resumed from ``out``, and, in the ``partial_result`` of a
+        runner that failed to start, ``"none (the executor did not start)"``.
     seed: the base seed of this call: the ``seed`` given; for ``seed=None``, that of the
         resumed records when they share one, else a drawn one. ``fit_many(..., seed=result.seed)``
         repeats the per-problem seeds and the draws (rows resumed from records of several base

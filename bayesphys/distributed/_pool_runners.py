@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from .._checks import check_int
 from ._plain_pickle import LoadFailure, PlainPickled, apply
 from ._runner import Event, Runner, _import
 from ._task_errors import TaskError, _call_indexed, _Failure, _task_error, _task_label
@@ -197,9 +198,18 @@ class FuturesRunner(Runner):
 
 
 class DaskRunner(FuturesRunner):
-    """A :class:`dask.distributed.Client` (tasks submitted with ``pure=False``)."""
+    """A :class:`dask.distributed.Client` (tasks submitted with ``pure=False``); ``cluster``
+    the cluster started for it here (closed with it), or None for a client of the caller's;
+    ``workers`` its number of workers (None: unknown)."""
 
     def __init__(self, client: Any, cluster: Any | None, workers: int | None):
+        # checked as RayRunner and SequentialRunner check theirs: a None client failed only
+        # at the first submission, as a task error of every problem; workers=0 was kept
+        if not _is_dask_client(client):
+            raise TypeError(
+                f"client: expected a dask.distributed.Client, received {type(client).__name__}"
+            )
+        workers = None if workers is None else check_int("workers", workers, minimum=1)
         super().__init__(client, owned=cluster is not None, name="dask", workers=workers)
         self.cluster = cluster
 

@@ -361,15 +361,19 @@ def fit_many(
     for task in todo:
         task.seed = problem_seed(base, task.problem_id)
 
-    runner_name, workers = "none (all resumed)", None
+    # what ran the fits: no runner when there was nothing to fit (an empty problem set
+    # reported "none (all resumed)", though nothing was resumed either)
+    runner_name = "none (all resumed)" if records else "none (no problems)"
+    workers = None
     if todo:
         try:
             runner = resolve_runner(
                 executor, max_workers=max_workers, threads_per_worker=threads_per_worker
             )
         except BaseException as err:  # the runner did not start: keep what was resumed
+            # its executor is no runner either: not "none (all resumed)" with problems unfitted
             err.partial_result = _result(
-                records, items, problem_dim, runner_name, workers, t0, base
+                records, items, problem_dim, "none (the executor did not start)", None, t0, base
             )
             raise
         runner_name, workers = runner.name, runner.workers

@@ -39,3 +39,26 @@ def test_progress_must_be_a_bool():
     fam = CoreFamily()
     with pytest.raises(TypeError, match="progress"):
         simulate_and_infer(fam.simulate, fam.infer, n_sims=3, n_draws=4, progress="no")
+
+
+def test_fit_recalibration_shows_progress_over_its_inferences(capsys):
+    # its n_fit + n_eval inferences ran without a bar, though run_sbc's show one
+    from bayesphys.diagnostics import fit_recalibration
+
+    fam = CoreFamily(inflate=0.5)
+    shown = fit_recalibration(fam.simulate, fam.infer, n_fit=4, n_eval=3, seed=0)
+    cap = capsys.readouterr()
+    assert "recalibration infer" in cap.err and "7/7" in cap.err
+    assert "recalibration infer" not in cap.out
+    silent = fit_recalibration(fam.simulate, fam.infer, n_fit=4, n_eval=3, seed=0, progress=False)
+    assert capsys.readouterr().err == ""
+    # the bar draws nothing from the streams: the same fit with it on
+    assert silent.scale == shown.scale and silent.heldout == shown.heldout
+
+
+def test_fit_recalibration_progress_must_be_a_bool():
+    from bayesphys.diagnostics import fit_recalibration
+
+    fam = CoreFamily()
+    with pytest.raises(TypeError, match=r"^progress: expected True or False, received str"):
+        fit_recalibration(fam.simulate, fam.infer, n_fit=2, n_eval=2, progress="no")

@@ -255,3 +255,126 @@ def test_recalibrated_rows_checks_base_and_setting_before_simulating(exact_model
     with pytest.raises(TypeError, match="^setting: expected a dict"):
         recalibrated_rows(base, simulate, exact_model.infer, None, n_fit=3, seed=0, setting=[1])
     assert calls == []
+
+
+@pytest.mark.parametrize(
+    ("args", "err", "match"),
+    [
+        ((float("nan"), 1.0), ValueError, r"^shift: expected a finite number, received nan"),
+        ((0.0, -1.0), ValueError, r"^scale: expected a number > 0.0, received -1.0"),
+        ((0.0, 0.0), ValueError, r"^scale: expected a number > 0.0, received 0.0"),
+        ((0.0, float("inf")), ValueError, r"^scale: expected a finite number"),
+        ((None, 1.0), TypeError, r"^shift: expected a real number, received NoneType"),
+    ],
+)
+def test_affine_map_built_directly_refuses_a_bad_shift_or_scale(args, err, match):
+    # accepted: AffineMap(nan, 1) mapped every draw to NaN, AffineMap(0, -1) flipped them
+    from bayesphys.diagnostics import AffineMap
+
+    with pytest.raises(err, match=match):
+        AffineMap(*args)
+
+
+@pytest.mark.parametrize(
+    ("args", "err", "match"),
+    [
+        (("normal", 0.0, 0.0, 1.0), ValueError, r"^family: expected one of .*'normal'"),
+        (("t", 0.0, 0.0, 1.0), ValueError, r"^shape: expected a number > 0.0, received 0.0"),
+        (("gennorm", -2.0, 0.0, 1.0), ValueError, r"^shape: expected a number > 0.0"),
+        (("norm", float("nan"), 0.0, 1.0), ValueError, r"^shape: expected a finite number"),
+        (("t", 5.0, float("nan"), 1.0), ValueError, r"^shift: expected a finite number"),
+        (("t", 5.0, 0.0, -1.0), ValueError, r"^scale: expected a number > 0.0, received -1.0"),
+    ],
+)
+def test_shape_map_built_directly_refuses_a_bad_setting(args, err, match):
+    # accepted: a NaN shift gave NaN draws, a negative scale flipped them, and an unknown
+    # family failed only in map() with scipy's AttributeError
+    from bayesphys.diagnostics import ShapeMap
+
+    with pytest.raises(err, match=match):
+        ShapeMap(*args)
+
+
+def test_maps_built_as_the_fits_and_identities_build_them_are_accepted():
+    from bayesphys.diagnostics import AffineMap, ShapeMap
+
+    x = torch.tensor([0.0, 1.0, 3.0])
+    assert torch.equal(AffineMap(0.0, 1.0, method="identity").map(x), x)
+    assert AffineMap(1, 2).scale == 2.0  # an int is taken as the float it is
+    assert ShapeMap("norm", 0.0, 0.0, 1.0).family == "norm"
+    assert ShapeMap("t", 1e3, -0.5, 0.3).shape == 1e3
+    assert ShapeMap("gennorm", 8.0, 0.1, 2.0).map(x).isfinite().all()
+    torch.manual_seed(0)
+    draws = torch.randn(20, 9, dtype=torch.float64)
+    truth = draws.mean(1) + 0.3 * torch.randn(20, dtype=torch.float64)
+    for cls in (AffineMap, ShapeMap):
+        fitted = cls.fit(draws, truth)
+        assert fitted.scale > 0 and fitted.shift == fitted.shift
+
+
+@pytest.mark.parametrize("cls_name", ["AffineMap", "ShapeMap"])
+def test_map_fit_refuses_residuals_that_are_all_equal(cls_name):
+    # five problems with the same draws and the same truth: the fitted scale was 0, a map
+    # that collapsed every problem's draws to one value
+    import bayesphys.diagnostics as diag
+
+    torch.manual_seed(0)
+    draws = torch.randn(10, dtype=torch.float64).expand(5, 10)
+    truth = torch.full((5,), 0.7, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"^draws/truth: the 5 standardised residuals .* equal"):
+        getattr(diag, cls_name).fit(draws, truth)
+
+
+def _recal_gaussian(batch: tuple[int, ...] = ()):
+    from bayesphys import GaussianPosterior
+
+    mean = torch.zeros(*batch, 3, dtype=torch.float64)
+    cov = torch.eye(3, dtype=torch.float64).expand(*batch, 3, 3)
+    base = GaussianPosterior(mean, cov, event_shape=(3,))
+    return Recalibrator("zscore", scale=1.7).wrap(base)
+
+
+@pytest.mark.parametrize(
+    ("batch", "shape", "match"),
+    [
+        ((), (4, 2), r"^value: expected trailing shape \(3,\), received \(4, 2\)"),
+        ((), (5,), r"^value: expected trailing shape \(3,\), received \(5,\)"),
+        ((2,), (4, 3), r"^value: expected shape \[\*, \*batch, \*event\] with batch dims "),
+    ],
+)
+def test_recalibrated_log_prob_names_a_wrongly_shaped_value(batch, shape, match):
+    # torch's "The size of tensor a (3) must match the size of tensor b (2)" RuntimeError,
+    # from the map, before the base's own check of value
+    post = _recal_gaussian(batch)
+    with pytest.raises(ValueError, match=match):
+        post.log_prob(torch.zeros(shape, dtype=torch.float64))
+    # the shapes it takes: [*, *batch, *event], batch dims broadcasting
+    assert post.log_prob(torch.zeros(7, *batch, 3, dtype=torch.float64)).shape == (7, *batch)
+    assert post.log_prob(torch.zeros(1, 3, dtype=torch.float64)).shape == (max(batch, (1,)))
+
+
+def test_recalibrated_log_prob_refuses_what_is_not_a_tensor():
+    # TypeError: unsupported operand type(s) for -: 'list' and 'Tensor', from the map
+    with pytest.raises(TypeError, match=r"^value: expected a torch.Tensor, received list"):
+        _recal_gaussian().log_prob([0.0, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("ranks", [torch.tensor([3]), torch.tensor([[3, 9]])])
+def test_sbc_uniformity_refuses_one_problem(ranks):
+    # a p-value came back without a word: the chi-square's was 0.317 whatever the rank
+    from bayesphys.diagnostics import sbc_uniformity
+
+    with pytest.raises(ValueError, match=r"^ranks: expected N >= 2 problems .* received N = 1"):
+        sbc_uniformity(ranks, 9)
+    two = sbc_uniformity(torch.cat([ranks, ranks]), 9)  # the minimum run_sbc takes
+    assert 0.0 <= two["pvalue"] <= 1.0 and len(two["chi2"]) == ranks.reshape(1, -1).shape[1]
+
+
+def test_analyse_refuses_a_record_of_one_problem():
+    # its metrics came back, sbc_pvalue 0.317 from one rank
+    torch.manual_seed(0)
+    record = SimulationRecord(["a"], torch.zeros(1, 1), torch.randn(1, 9, 1))
+    with pytest.raises(ValueError, match=r"^record: expected N >= 2 simulated problems"):
+        analyse(record)
+    record2 = SimulationRecord(["a"], torch.zeros(2, 1), torch.randn(2, 9, 1))
+    assert 0.0 <= analyse(record2).metrics()["sbc_pvalue"] <= 1.0

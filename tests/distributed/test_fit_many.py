@@ -187,7 +187,7 @@ def test_resume_after_crash_skips_finished_problems(tmp_path):
     assert meta["status"] == "ok" and meta["seed"] == problem_seed(7, "p003")
     # a third run recomputes nothing
     again = _run("sequential", fixed, builder=_toy.build_interrupt, out=tmp_path)
-    assert again.table["resumed"].all() and again.executor.startswith("none")
+    assert again.table["resumed"].all() and again.executor == "none (all resumed)"
     _check_equal(again, _reference(fixed, _toy.build, 7))
 
 
@@ -824,6 +824,8 @@ def test_a_runner_that_does_not_start_keeps_the_resumed_problems(tmp_path, monke
         fit_many(probs, _toy.build, **kw)
     part = info.value.partial_result
     assert int(part.table["resumed"].sum()) == 2
+    # not "none (all resumed)": the third problem was neither resumed nor fitted
+    assert part.executor == "none (the executor did not start)" and part.workers is None
 
 
 def test_settings_fingerprint_of_sets_and_grad_tensors_is_stable(tmp_path):

@@ -113,3 +113,37 @@ def test_problem_seed_refuses_an_id_whose_text_changes_between_runs():
         problem_seed(2**64, "a")
     assert problem_seed(3, ("patient", 7)) == problem_seed(3, ("patient", 7))
     assert problem_seed(3, "a") != problem_seed(4, "a")
+
+
+@pytest.mark.parametrize("client", [None, "tcp://127.0.0.1:8786"])
+def test_dask_runner_refuses_what_is_not_a_client(client):
+    # accepted: every problem then failed at its submission ("'NoneType' object has no
+    # attribute 'submit'"), one table row each
+    from bayesphys.distributed import DaskRunner
+
+    with pytest.raises(TypeError, match=r"^client: expected a dask.distributed.Client, received"):
+        DaskRunner(client, None, None)
+
+
+@pytest.mark.parametrize(("workers", "err"), [(0, ValueError), (-1, ValueError), (1.5, TypeError)])
+def test_dask_runner_checks_workers(workers, err):
+    # workers=0 was kept, as RayRunner's and SequentialRunner's settings no longer are
+    distributed = pytest.importorskip("dask.distributed")
+    from bayesphys.distributed import DaskRunner
+
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster, set_as_default=False) as client,
+    ):
+        with pytest.raises(err, match=r"^workers: expected an int"):
+            DaskRunner(client, None, workers)
+        assert DaskRunner(client, None, 2).workers == 2
+        assert DaskRunner(client, None, None).workers is None
+
+
+def test_fit_many_of_no_problems_says_so():
+    # it reported executor="none (all resumed)", though nothing was resumed
+    res = fit_many({}, build, executor="sequential", progress=False, seed=0)
+    assert res.executor == "none (no problems)" and res.workers is None
