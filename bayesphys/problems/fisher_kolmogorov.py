@@ -196,8 +196,17 @@ def _check_scheme(scheme: str) -> None:
 
 
 def _check_time(t_end: float, steps: int) -> tuple[float, int]:
-    # steps = 0 divided by zero, steps < 0 silently returned c0 (range(-3) is empty)
-    return check_real("t_end", t_end, minimum=0.0), check_int("steps", steps, minimum=1)
+    # steps = 0 divided by zero, steps < 0 silently returned c0 (range(-3) is empty); a count
+    # above _IMPRACTICAL_STEPS ran for hours or days without a word (t_end=0, steps=10**12
+    # passed the stability check with dt = 0), where stable_steps refuses such a count
+    t_end, steps = check_real("t_end", t_end, minimum=0.0), check_int("steps", steps, minimum=1)
+    if steps > _IMPRACTICAL_STEPS:
+        raise ValueError(
+            f"steps: expected at most {_IMPRACTICAL_STEPS:.0e} explicit steps (more are "
+            f"impractical: hours to days of solving), received {steps}; size them with "
+            "stable_steps"
+        )
+    return t_end, steps
 
 
 def _check_grid(c0: Tensor, faces: Sequence[Tensor], tissue: Tensor | None, spacing) -> float:
@@ -398,7 +407,8 @@ def fk_forward(
 ) -> Tensor | tuple[Tensor, Tensor]:
     r"""Time-stepping of the FK equation; returns :math:`c(T)` ``[*grid]`` (or the trajectory).
 
-    ``dt = t_end / steps`` (choose ``steps`` with :func:`stable_steps`). Schemes:
+    ``dt = t_end / steps`` (choose ``steps`` with :func:`stable_steps`; ``1 <= steps <= 1e9``,
+    the bound :func:`stable_steps` keeps). Schemes:
 
     * ``"euler"``: explicit Euler, :math:`c \leftarrow c + \Delta t\,[\nabla\cdot(D\nabla c)
       + \rho c(1-c)]` (first order in time);

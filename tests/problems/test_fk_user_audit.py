@@ -1,0 +1,36 @@
+"""Fisher-Kolmogorov solver inputs found by a user-side audit (each failed before its fix)."""
+
+import pytest
+import torch
+
+from bayesphys.problems.fisher_kolmogorov import (
+    fk_forward,
+    fk_forward_tangent,
+    initial_condition,
+    tissue_faces,
+)
+
+F64 = torch.float64
+
+
+def _grid(n: int = 6):
+    wm = torch.full((n, n), 0.9, dtype=F64)
+    gm = torch.full((n, n), 0.1, dtype=F64)
+    faces = tissue_faces(wm, gm)
+    c0 = initial_condition((n, n), torch.tensor([3.0, 3.0], dtype=F64), 1.0)
+    return faces, c0
+
+
+def test_fk_forward_refuses_an_impractical_step_count():
+    # t_end=0 gives dt=0, which passed the stability check: 10**12 steps ran for days
+    faces, c0 = _grid()
+    with pytest.raises(
+        ValueError,
+        match=r"^steps: expected at most 1e\+09 .* received 1(0){12}; size them with stable_steps$",
+    ):
+        fk_forward(c0, faces, 0.1, 0.05, t_end=0.0, steps=10**12, spacing=1.0)
+    one = torch.ones(1, dtype=F64)
+    with pytest.raises(ValueError, match=r"^steps: expected at most 1e\+09"):
+        fk_forward_tangent(
+            c0, c0[None], faces, 0.1, 0.05, one, one, t_end=0.0, steps=10**12, spacing=1.0
+        )
