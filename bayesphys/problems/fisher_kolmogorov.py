@@ -249,6 +249,15 @@ def _as_float(v: Tensor | float) -> float:
     return abs(float(v))
 
 
+def _lowest(v: Tensor | float) -> float:
+    """The smallest entry of a number or tensor (NaN entries ignored; 0 for an empty one)."""
+    if isinstance(v, (Tensor, np.ndarray)):
+        v = torch.as_tensor(v).detach()
+        v = v[~torch.isnan(v)] if v.is_floating_point() else v
+        return float(v.min()) if v.numel() else 0.0
+    return float(v)
+
+
 def max_step(
     faces: Sequence[Tensor], dw: Tensor | float, rho: Tensor | float, spacing: float, scheme: str
 ) -> float:
@@ -326,6 +335,18 @@ def _check_stable(
     likelihood rejects) a step ``t_end / steps`` above :func:`max_step`."""
     limit = max_step(faces, dw, rho, spacing, scheme)
     tensors = isinstance(dw, (Tensor, np.ndarray)) or isinstance(rho, (Tensor, np.ndarray))
+    # a negative D_w anti-diffuses, unstable at every step size; the bound reads |dw|, so a
+    # tensor dw = -0.2 passed and blew up to ~1e46 without a word (numbers are refused on entry)
+    low = _lowest(dw)
+    if low < 0:
+        msg = (
+            f"dw: expected diffusivities >= 0, received a value of {low:g} (a negative D_w "
+            "anti-diffuses: the state blows up at any step size)"
+        )
+        if tensors:
+            warnings.warn(msg, RuntimeWarning, stacklevel=user_stacklevel())
+            return
+        raise ValueError(msg)
     # NaN: a NaN face, dw or rho (a NaN tensor rate passed as stable and gave a NaN state);
     # 0: an infinite one (the step count below divided by it)
     if math.isnan(limit) or limit == 0:
@@ -431,7 +452,8 @@ def fk_forward(
     also :math:`\Delta t|\rho| \le 2`): with ``dw`` and ``rho`` given as numbers a larger step
     is a ``ValueError`` naming the smallest stable ``steps`` (it blew up silently, e.g. to
     51.8); with tensors (fits and samplers that may visit an unstable :math:`D_w`) a
-    ``RuntimeWarning``. ``check_stability=False`` skips the check, for callers that size
+    ``RuntimeWarning``, as is a tensor ``dw`` with a negative entry (anti-diffusion, unstable
+    at any step). ``check_stability=False`` skips the check, for callers that size
     ``steps`` for a bound on :math:`D_w` and report exceeding it themselves
     (:class:`~bayesphys.odil.GliomaModel`: :func:`stable_steps` at ``d_max``).
     """

@@ -34,3 +34,20 @@ def test_fk_forward_refuses_an_impractical_step_count():
         fk_forward_tangent(
             c0, c0[None], faces, 0.1, 0.05, one, one, t_end=0.0, steps=10**12, spacing=1.0
         )
+
+
+def test_fk_forward_flags_a_negative_tensor_diffusivity():
+    # the stability bound read |dw|: a tensor dw = -0.2 blew up to ~1e46 without a word
+    faces, c0 = _grid()
+    kw = {"t_end": 10.0, "steps": 40, "spacing": 1.0}
+    with pytest.warns(RuntimeWarning, match=r"^dw: expected diffusivities >= 0, .* -0\.2 "):
+        fk_forward(c0, faces, torch.tensor(-0.2, dtype=F64), 0.05, **kw)
+    with pytest.warns(RuntimeWarning, match=r"^dw: expected diffusivities >= 0"):
+        one = torch.ones(1, dtype=F64)
+        fk_forward_tangent(c0, c0[None], faces, torch.tensor(-0.2, dtype=F64), 0.05, one, one, **kw)
+    # a non-negative tensor still runs without a warning
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fk_forward(c0, faces, torch.tensor(0.2, dtype=F64), 0.05, **kw)
