@@ -90,24 +90,33 @@ def initial_condition(
 ) -> Tensor:
     r""":math:`c_0(x) = a \exp(-|x - x_0|^2 / 2w^2)` on the cell centres ``origin + (i + 1/2) h`` (mm).
 
-    ``focus``: ``[d]`` in mm (differentiable), ``d = len(shape)``; ``origin``: ``d`` numbers
-    (default zeros); ``spacing``, ``width > 0``, ``amplitude`` finite. Returns ``[*shape]``.
+    ``focus``: ``[d]`` real, in mm (differentiable; finite when not a tensor), ``d =
+    len(shape)``; ``origin``: ``d`` finite numbers (default zeros); ``spacing``, ``width > 0``, ``amplitude`` finite. Returns ``[*shape]``.
     """
     _check_step("spacing", spacing)
     _check_step("width", width)
     if not isinstance(amplitude, (Tensor, np.ndarray)):
         check_real("amplitude", amplitude)
     shape = tuple(check_int("shape", n, minimum=1) for n in shape)
-    if not isinstance(focus, Tensor):
-        focus = as_tensor("focus", focus, finite=False)
+    if not isinstance(focus, Tensor):  # numbers: finite (NaN gave a NaN state silently)
+        focus = as_tensor("focus", focus)
+    # complex and bool foci failed inside torch.arange ("arange_cpu" not implemented)
+    if focus.is_complex() or focus.dtype == torch.bool:
+        raise TypeError(f"focus: expected real coordinates (mm), received {focus.dtype}")
     if focus.shape != (len(shape),):
         raise ValueError(
             f"focus: expected {len(shape)} coordinates (one per axis of shape {shape}), "
             f"received shape {tuple(focus.shape)}"
         )
+    if isinstance(origin, (str, bytes)):  # a string was iterated into characters
+        raise TypeError(f"origin: expected {len(shape)} numbers (mm), received {origin!r}")
     origin = [0.0] * len(shape) if origin is None else list(origin)
     if len(origin) != len(shape):
         raise ValueError(f"origin: expected {len(shape)} coordinates, received {len(origin)}")
+    origin = [  # 0-d tensors / numpy scalars as numbers
+        check_real(f"origin[{k}]", v.item() if getattr(v, "ndim", None) == 0 else v)
+        for k, v in enumerate(origin)
+    ]
     axes = [
         origin[k] + (torch.arange(n, dtype=focus.dtype, device=focus.device) + 0.5) * spacing
         for k, n in enumerate(shape)

@@ -51,3 +51,25 @@ def test_fk_forward_flags_a_negative_tensor_diffusivity():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fk_forward(c0, faces, torch.tensor(0.2, dtype=F64), 0.05, **kw)
+
+
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.bool])
+def test_initial_condition_names_a_complex_or_bool_focus(dtype):
+    # failed inside torch.arange: '"arange_cpu" not implemented for ...'
+    with pytest.raises(TypeError, match=r"^focus: expected real coordinates \(mm\)"):
+        initial_condition((4, 4), torch.ones(2, dtype=dtype), 1.0)
+
+
+def test_initial_condition_checks_a_list_focus_and_the_origin():
+    with pytest.raises(ValueError, match=r"^focus: expected finite values"):
+        initial_condition((4, 4), [float("nan"), 1.0], 1.0)  # a NaN state, silently
+    with pytest.raises(TypeError, match=r"^origin: expected 2 numbers \(mm\), received 'ab'"):
+        initial_condition((4, 4), [1.0, 1.0], 1.0, origin="ab")  # str + Tensor TypeError
+    with pytest.raises(ValueError, match=r"^origin\[0\]: expected a finite number"):
+        initial_condition((4, 4), [1.0, 1.0], 1.0, origin=[float("nan"), 0.0])
+    # 0-d tensors and numpy scalars are numbers, as before
+    import numpy as np
+
+    a = initial_condition((4, 4), [1.0, 1.0], 1.0, origin=[torch.tensor(0.5), np.float64(1.0)])
+    b = initial_condition((4, 4), [1.0, 1.0], 1.0, origin=[0.5, 1.0])
+    assert torch.equal(a, b)
