@@ -19,3 +19,27 @@ def test_multifocal_initial_condition_refuses_nan_foci_given_as_numbers():
     # a NaN focus in a list gave a NaN initial state without a word
     with pytest.raises(ValueError, match=r"^foci: expected finite values"):
         multifocal_initial_condition((4, 4), [[math.nan, 1.0]], 1.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.complex128, torch.bool])
+def test_glioma_theta_names_a_complex_or_bool_tensor(model, dtype):
+    # forward / loss failed inside torch.arange ('"arange_cpu" not implemented for ...'),
+    # then named the foci, not the argument given
+    theta = torch.ones(len(model.theta), dtype=dtype)
+    with pytest.raises(TypeError, match=r"^theta: expected real values, received torch\."):
+        model.forward(theta)
+
+
+def test_glioma_theta_integer_tensor_reads_as_its_values(model):
+    # an int64 theta built the initial state in torch's default dtype (float32 cell centres
+    # from int coordinates): another map than the same values in the model's float64
+    th = model._theta0().round()
+    c_int = model.forward(th.long())
+    assert c_int.dtype == model.dtype
+    assert torch.equal(c_int, model.forward(th))
+
+
+def test_glioma_full_takes_a_list(model):
+    c = torch.rand(model.shape, dtype=model.dtype)
+    out = model.full(c.tolist())  # AttributeError: 'list' object has no attribute 'shape'
+    assert torch.equal(out, model.full(c))
