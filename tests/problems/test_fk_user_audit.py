@@ -73,3 +73,15 @@ def test_initial_condition_checks_a_list_focus_and_the_origin():
     a = initial_condition((4, 4), [1.0, 1.0], 1.0, origin=[torch.tensor(0.5), np.float64(1.0)])
     b = initial_condition((4, 4), [1.0, 1.0], 1.0, origin=[0.5, 1.0])
     assert torch.equal(a, b)
+
+
+def test_segment_takes_lists_and_names_a_complex_map():
+    from bayesphys.problems.glioma import segment
+
+    c = torch.tensor([[0.1, 0.3], [0.7, 0.5]], dtype=F64)
+    brain = torch.ones(2, 2, dtype=F64)
+    want = segment(c, 0.6, 0.25, brain)
+    # AttributeError: 'list' object has no attribute 'shape'
+    assert torch.equal(segment(c.tolist(), 0.6, 0.25, brain.tolist()), want)
+    with pytest.raises(TypeError, match=r"^c: expected real values"):  # '"ge_cpu" not ...'
+        segment(c.to(torch.complex128), 0.6, 0.25, brain)
