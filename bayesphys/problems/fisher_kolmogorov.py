@@ -63,6 +63,9 @@ def tissue_faces(
     """
     dg_ratio = check_real("dg_ratio", dg_ratio, minimum=0.0, strict=True)
     threshold = check_real("threshold", threshold)
+    # lists failed with AttributeError, complex maps inside torch's comparison
+    wm = as_tensor("wm", wm, finite=False, real=True)
+    gm = as_tensor("gm", gm, finite=False, real=True)
     if wm.shape != gm.shape:
         raise ValueError(
             f"gm: expected the shape of wm {tuple(wm.shape)}, received {tuple(gm.shape)}"
@@ -195,6 +198,19 @@ def stable_steps(
 
 
 SCHEMES = ("euler", "strang")
+
+
+def _real_state(name: str, c: Tensor) -> Tensor:
+    """A state ``c`` as a real tensor: tensors pass unchanged (differentiable), arrays and
+    lists are converted (finite); a complex or bool one is a ``TypeError`` naming ``name`` (a
+    list failed with ``AttributeError``, a complex state ran in complex arithmetic)."""
+    if not isinstance(c, Tensor):
+        c = as_tensor(name, c)
+        if not c.is_floating_point():
+            c = c.to(torch.get_default_dtype())
+    if c.is_complex() or c.dtype == torch.bool:
+        raise TypeError(f"{name}: expected a real state, received {c.dtype}")
+    return c
 
 
 def _check_scheme(scheme: str) -> None:
@@ -468,6 +484,7 @@ def fk_forward(
     """
     _check_scheme(scheme)
     t_end, steps = _check_time(t_end, steps)
+    c0 = _real_state("c0", c0)
     if len(faces) != c0.ndim:
         raise ValueError(
             f"faces: expected {c0.ndim} face maps (one per axis of c0), received {len(faces)}"
@@ -524,6 +541,7 @@ def fk_residual(
     if scheme not in ("cn", "euler"):
         raise ValueError(f"scheme: expected 'cn' or 'euler', received {scheme!r}")
     _check_step("dt", dt)
+    c = _real_state("c", c)
     if c.ndim < 2 or c.shape[0] < 2:
         raise ValueError(
             f"c: expected [nt >= 2, *grid] (time levels first), received {tuple(c.shape)}"
@@ -591,12 +609,17 @@ def fk_forward_tangent(
     """
     _check_scheme(scheme)
     t_end, steps = _check_time(t_end, steps)
+    c0 = _real_state("c0", c0)
     if len(faces) != c0.ndim:
         raise ValueError(
             f"faces: expected {c0.ndim} face maps (one per axis of c0), received {len(faces)}"
         )
     spacing = _check_grid(c0, faces, tissue, spacing)
     _check_rates_on_device(c0.device, "c0", dw=dw, rho=rho)
+    # lists failed with AttributeError; tensors pass unchanged
+    dc0 = _real_state("dc0", dc0)
+    ddw = ddw if isinstance(ddw, Tensor) else as_tensor("ddw", ddw, dtype=c0.dtype)
+    drho = drho if isinstance(drho, Tensor) else as_tensor("drho", drho, dtype=c0.dtype)
     # the directions are reshaped to [p, 1, ...] before any product: no 0-dim CPU exception
     for name, direction in (("dc0", dc0), ("ddw", ddw), ("drho", drho)):
         check_on_device(name, direction, c0.device, "c0's")

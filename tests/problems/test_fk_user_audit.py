@@ -85,3 +85,29 @@ def test_segment_takes_lists_and_names_a_complex_map():
     assert torch.equal(segment(c.tolist(), 0.6, 0.25, brain.tolist()), want)
     with pytest.raises(TypeError, match=r"^c: expected real values"):  # '"ge_cpu" not ...'
         segment(c.to(torch.complex128), 0.6, 0.25, brain)
+
+
+def test_fk_functions_take_lists_and_name_complex_states():
+    from bayesphys.problems.fisher_kolmogorov import fk_residual
+
+    faces, c0 = _grid()
+    kw = {"t_end": 1.0, "steps": 4, "spacing": 1.0}
+    want = fk_forward(c0, faces, 0.1, 0.05, **kw)
+    # each of these failed with AttributeError: 'list' object has no attribute ...
+    assert torch.equal(fk_forward(c0.tolist(), faces, 0.1, 0.05, **kw), want)
+    wm = torch.full((6, 6), 0.9, dtype=F64)
+    gm = torch.full((6, 6), 0.1, dtype=F64)
+    for a, b in zip(tissue_faces(wm.tolist(), gm.tolist()), faces):
+        assert torch.equal(a, b)
+    traj = torch.stack([c0, want])
+    r = fk_residual(traj, faces, 0.1, 0.05, dt=1.0, spacing=1.0)
+    assert torch.equal(fk_residual(traj.tolist(), faces, 0.1, 0.05, dt=1.0, spacing=1.0), r)
+    one = torch.ones(1, dtype=F64)
+    c, dc = fk_forward_tangent(c0, c0[None], faces, 0.1, 0.05, one, one, **kw)
+    c2, dc2 = fk_forward_tangent(c0, c0[None].tolist(), faces, 0.1, 0.05, [1.0], [1.0], **kw)
+    assert torch.equal(c, c2) and torch.equal(dc, dc2)
+    # complex states ran in complex arithmetic; complex tissue maps failed inside torch
+    with pytest.raises(TypeError, match=r"^c0: expected a real state, received torch\.complex"):
+        fk_forward(c0.to(torch.complex128), faces, 0.1, 0.05, **kw)
+    with pytest.raises(TypeError, match=r"^wm: expected real values"):
+        tissue_faces(wm.to(torch.complex128), gm)
