@@ -43,3 +43,17 @@ def test_glioma_full_takes_a_list(model):
     c = torch.rand(model.shape, dtype=model.dtype)
     out = model.full(c.tolist())  # AttributeError: 'list' object has no attribute 'shape'
     assert torch.equal(out, model.full(c))
+
+
+def test_cg_refuses_a_non_finite_right_hand_side():
+    from bayesphys.odil import cg
+
+    a = 2.0 * torch.eye(3, dtype=torch.float64)
+    b = torch.tensor([1.0, math.nan, 1.0], dtype=torch.float64)
+    # ran all 500 iterations and returned (nan, nan, nan) with a NaN residual, silently
+    with pytest.raises(ValueError, match=r"^b: expected finite values"):
+        cg(lambda v: a @ v, b)
+    with pytest.raises(ValueError, match=r"^x0: expected finite values"):
+        cg(lambda v: a @ v, torch.ones(3, dtype=torch.float64), x0=b)
+    x, _, rel = cg(lambda v: a @ v, torch.ones(3, dtype=torch.float64))
+    assert torch.allclose(x, torch.full((3,), 0.5, dtype=torch.float64)) and rel == 0.0
