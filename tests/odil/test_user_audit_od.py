@@ -57,3 +57,19 @@ def test_cg_refuses_a_non_finite_right_hand_side():
         cg(lambda v: a @ v, torch.ones(3, dtype=torch.float64), x0=b)
     x, _, rel = cg(lambda v: a @ v, torch.ones(3, dtype=torch.float64))
     assert torch.allclose(x, torch.full((3,), 0.5, dtype=torch.float64)) and rel == 0.0
+
+
+def test_complex_residuals_are_refused_by_name():
+    from bayesphys.odil import DiscreteProblem, minimize
+
+    y = torch.arange(4.0, dtype=torch.float64)
+
+    def residuals(f, p):
+        return {"d": (f["u"] - y).to(torch.complex128), "q": (p["a"] - 1).reshape(1)}
+
+    prob = DiscreteProblem({"u": (4,)}, {"a": 0.5}, residuals)
+    # LM with CG returned x0 unchanged ("max steps"), with a complex, negative "loss"
+    with pytest.raises(TypeError, match=r"^residuals: expected real residuals, .* for 'd'"):
+        minimize(prob, steps=3)
+    with pytest.raises(TypeError, match=r"^residuals: expected real residuals"):
+        prob.loss(prob.initial())
