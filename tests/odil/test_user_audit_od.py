@@ -73,3 +73,21 @@ def test_complex_residuals_are_refused_by_name():
         minimize(prob, steps=3)
     with pytest.raises(TypeError, match=r"^residuals: expected real residuals"):
         prob.loss(prob.initial())
+
+
+def test_sparse_schur_covariance_names_a_singular_complement_and_a_dense_jacobian():
+    import numpy as np
+    import scipy.sparse as sp
+
+    from bayesphys.odil import sparse_normal_solve, sparse_schur_covariance
+
+    jac = sp.csr_matrix(np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))  # column 2 untouched
+    # numpy's bare LinAlgError: Singular matrix
+    with pytest.raises(ValueError, match=r"^t_idx: the Schur complement .* \[2\] is singular"):
+        sparse_schur_covariance(jac, torch.tensor([2]))
+    assert sparse_schur_covariance(jac, torch.tensor([1])).item() == 1.0
+    # AttributeError: 'numpy.ndarray' object has no attribute 'tocsr'
+    with pytest.raises(TypeError, match=r"^jac: expected a 2-D SciPy sparse matrix"):
+        sparse_normal_solve(jac.toarray(), torch.ones(2, dtype=torch.float64), 0.1)
+    with pytest.raises(TypeError, match=r"^jac: expected a 2-D SciPy sparse matrix"):
+        sparse_schur_covariance(jac.toarray(), torch.tensor([1]))
