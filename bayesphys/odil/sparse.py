@@ -351,7 +351,8 @@ def sparse_schur_covariance(
     try:
         cov = np.linalg.inv(schur)
     except np.linalg.LinAlgError:  # numpy's "Singular matrix" named nothing
-        raise ValueError(
+        # still a LinAlgError (a ValueError): theta_covariance words it in its own params
+        raise np.linalg.LinAlgError(
             f"t_idx: the Schur complement of the unknowns {t.tolist() if t.size <= 10 else t.size}"
             " is singular: the residuals do not determine them (no residual depends on one, "
             "or they enter only in a fixed combination); add a prior residual for them"
