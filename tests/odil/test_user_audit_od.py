@@ -91,3 +91,17 @@ def test_sparse_schur_covariance_names_a_singular_complement_and_a_dense_jacobia
         sparse_normal_solve(jac.toarray(), torch.ones(2, dtype=torch.float64), 0.1)
     with pytest.raises(TypeError, match=r"^jac: expected a 2-D SciPy sparse matrix"):
         sparse_schur_covariance(jac.toarray(), torch.tensor([1]))
+
+
+def test_gn_matvec_names_a_vector_of_another_length():
+    from bayesphys.odil import DiscreteProblem, gn_matvec
+
+    y = torch.arange(4.0, dtype=torch.float64)
+    prob = DiscreteProblem({"u": (4,)}, {"a": 0.5}, lambda f, p: {"d": f["u"] - p["a"] * y})
+    mv = gn_matvec(prob, prob.initial())
+    # autograd's "Mismatch in shape: grad_output[0] has a shape of ..."
+    with pytest.raises(ValueError, match=r"^v: expected \[5\] or \[k, 5\], received \(3,\)"):
+        mv(torch.ones(3, dtype=torch.float64))
+    v = torch.ones(5, dtype=torch.float64)
+    assert torch.equal(mv(v.tolist()), mv(v))  # a list: AttributeError before
+    assert torch.equal(mv(torch.stack([v, v]))[1], mv(v))
