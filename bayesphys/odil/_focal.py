@@ -64,11 +64,13 @@ def kmeans_foci(points: Tensor, k: int, *, iters: int = 25) -> Tensor:
     """``k`` cluster centres ``[k, d]`` of ``points [n, d]`` (Lloyd's algorithm,
     :func:`scipy.cluster.vq.kmeans2`), started deterministically by farthest-point seeding from
     the point nearest the centroid. Used as the starting foci of a ``k``-focal fit (points =
-    tumour-core voxel centres, mm). ``k`` is at most the number of distinct points (a
-    ``ValueError`` otherwise)."""
+    tumour-core voxel centres, mm; finite and real). ``k`` is at most the number of distinct
+    points (a ``ValueError`` otherwise)."""
     from scipy.cluster.vq import kmeans2
 
-    points = as_tensor("points", points)  # finite; arrays used to fail in torch.minimum
+    # finite (arrays used to fail in torch.minimum) and real: a complex tensor lost its
+    # imaginary part in the k-means with only numpy's ComplexWarning
+    points = as_tensor("points", points, real=True)
     if not points.is_floating_point():
         points = points.double()
     if points.ndim != 2 or len(points) == 0:

@@ -105,3 +105,12 @@ def test_gn_matvec_names_a_vector_of_another_length():
     v = torch.ones(5, dtype=torch.float64)
     assert torch.equal(mv(v.tolist()), mv(v))  # a list: AttributeError before
     assert torch.equal(mv(torch.stack([v, v]))[1], mv(v))
+
+
+def test_kmeans_foci_refuses_complex_points():
+    from bayesphys.odil import kmeans_foci
+
+    pts = torch.tensor([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]], dtype=torch.complex128)
+    # the imaginary part was dropped with only a ComplexWarning
+    with pytest.raises(TypeError, match=r"^points: expected real values"):
+        kmeans_foci(pts + 1j, 2)
