@@ -183,7 +183,10 @@ class DiscreteProblem:
         return x
 
     def unpack(self, x: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """``x [n]`` -> (fine fields ``{name: [*shape]}``, params ``{name: [*shape]}``)."""
+        """``x [n]`` -> (fine fields ``{name: [*shape]}``, params ``{name: [*shape]}``); ``x`` a
+        tensor (passed unchanged) or an array / list (in the problem's dtype and device)."""
+        if not isinstance(x, Tensor):  # a list failed with AttributeError ('shape')
+            x = as_tensor("x", x, dtype=self.dtype, device=self.device, finite=False, real=True)
         if x.shape != (self.n,):
             raise ValueError(f"x: expected shape ({self.n},), received {tuple(x.shape)}")
         fields = {}

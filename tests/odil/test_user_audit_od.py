@@ -114,3 +114,16 @@ def test_kmeans_foci_refuses_complex_points():
     # the imaginary part was dropped with only a ComplexWarning
     with pytest.raises(TypeError, match=r"^points: expected real values"):
         kmeans_foci(pts + 1j, 2)
+
+
+def test_unpack_and_to_plain_take_a_list():
+    from bayesphys.odil import DiscreteProblem
+
+    prob = DiscreteProblem(
+        {"u": (4,)}, {"a": 0.5}, lambda f, p: {"d": f["u"] - p["a"]}, multigrid={"u": 2}
+    )
+    x = torch.linspace(0.0, 1.0, prob.n, dtype=torch.float64)
+    fields, params = prob.unpack(x.tolist())  # AttributeError: 'list' has no 'shape'
+    assert torch.equal(fields["u"], prob.unpack(x)[0]["u"])
+    assert torch.equal(params["a"], prob.unpack(x)[1]["a"])
+    assert torch.equal(prob.to_plain(x.tolist()), prob.to_plain(x))
