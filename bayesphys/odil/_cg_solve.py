@@ -8,6 +8,7 @@ from collections.abc import Callable
 from torch import Tensor
 
 from .._checks import check_int, check_real
+from .._device import check_finite
 from .._linalg import pcg_with_breakdown
 
 
@@ -27,8 +28,14 @@ def cg(
     others go on. Returns ``(x, iterations, relative residual)`` (the largest over the
     columns). ``tol >= 0``, ``maxiter >= 1``; ``matvec``
     (and ``precond``, if given) callables, ``b`` a tensor and ``x0`` of ``b``'s shape (taken
-    in ``b``'s dtype and on its device, as :func:`minimize` takes its ``x0`` in the problem's).
+    in ``b``'s dtype and on its device, as :func:`minimize` takes its ``x0`` in the problem's);
+    ``b`` and ``x0`` finite (a NaN right-hand side ran all ``maxiter`` iterations and returned
+    a NaN solution without a word).
     """
+    if isinstance(b, Tensor):
+        check_finite("b", b)
+    if isinstance(x0, Tensor):
+        check_finite("x0", x0)
     x, it, rel, _ = cg_with_breakdown(matvec, b, x0=x0, tol=tol, maxiter=maxiter, precond=precond)
     return x, it, rel
 

@@ -39,13 +39,15 @@ def multifocal_initial_condition(
     r""":math:`c_0 = \max_k g_k` for foci ``[K, d]`` (mm) on the cell centres.
 
     Returns ``(c0 [*shape], g [K, *shape])``: the initial state and each focal Gaussian (for the
-    one-hot derivative of the maximum, see the module docstring). ``spacing`` and ``width``
-    (mm) are positive; ``K >= 1``; ``origin`` (mm, default zeros) has one entry per axis.
+    one-hot derivative of the maximum, see the module docstring). ``foci`` real (finite when
+    not a tensor); ``spacing`` and ``width`` (mm) are positive; ``K >= 1``; ``origin`` (mm, default zeros) has one entry per axis.
     """
     spacing = check_real("spacing", spacing, minimum=0.0, strict=True)
     width = check_real("width", width, minimum=0.0, strict=True)
     if not isinstance(foci, Tensor):  # tensors pass unchanged (differentiable in the foci)
-        foci = as_tensor("foci", foci, finite=False)
+        foci = as_tensor("foci", foci)  # finite: a NaN focus gave a NaN state silently
+    if foci.is_complex() or foci.dtype == torch.bool:  # failed inside torch.arange
+        raise TypeError(f"foci: expected real coordinates (mm), received {foci.dtype}")
     if foci.ndim != 2 or foci.shape[1] != len(shape) or foci.shape[0] == 0:
         raise ValueError(
             f"foci: expected shape [K >= 1, {len(shape)}], received {tuple(foci.shape)}"
@@ -62,11 +64,13 @@ def kmeans_foci(points: Tensor, k: int, *, iters: int = 25) -> Tensor:
     """``k`` cluster centres ``[k, d]`` of ``points [n, d]`` (Lloyd's algorithm,
     :func:`scipy.cluster.vq.kmeans2`), started deterministically by farthest-point seeding from
     the point nearest the centroid. Used as the starting foci of a ``k``-focal fit (points =
-    tumour-core voxel centres, mm). ``k`` is at most the number of distinct points (a
-    ``ValueError`` otherwise)."""
+    tumour-core voxel centres, mm; finite and real). ``k`` is at most the number of distinct
+    points (a ``ValueError`` otherwise)."""
     from scipy.cluster.vq import kmeans2
 
-    points = as_tensor("points", points)  # finite; arrays used to fail in torch.minimum
+    # finite (arrays used to fail in torch.minimum) and real: a complex tensor lost its
+    # imaginary part in the k-means with only numpy's ComplexWarning
+    points = as_tensor("points", points, real=True)
     if not points.is_floating_point():
         points = points.double()
     if points.ndim != 2 or len(points) == 0:

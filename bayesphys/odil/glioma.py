@@ -188,6 +188,10 @@ class GliomaModel(GliomaPosteriorMixin):
         transforms see the same tensor); other array-likes are converted to the model's dtype."""
         if not isinstance(theta, Tensor):
             theta = as_tensor("theta", theta, dtype=self.dtype, device=self.device)
+        elif theta.is_complex() or theta.dtype == torch.bool:  # failed inside torch.arange
+            raise TypeError(f"theta: expected real values, received {theta.dtype}")
+        elif not theta.is_floating_point():  # integers: D_w = exp(0) = 1 in int64 arithmetic
+            theta = theta.to(self.dtype)
         p = 2 + self.n_foci * self.ndim
         if theta.shape != (p,):
             raise ValueError(
@@ -196,7 +200,10 @@ class GliomaModel(GliomaPosteriorMixin):
         return theta
 
     def full(self, c: Tensor) -> Tensor:
-        """Embed a cropped field ``[..., *crop]`` into the whole grid ``[..., *full]`` (zeros)."""
+        """Embed a cropped field ``[..., *crop]`` into the whole grid ``[..., *full]`` (zeros);
+        ``c`` a tensor (a list failed with ``AttributeError``; arrays are converted)."""
+        if not isinstance(c, Tensor):
+            c = as_tensor("c", c, dtype=self.dtype, device=self.device, finite=False)
         if tuple(c.shape[c.ndim - self.ndim :]) != self.shape:
             raise ValueError(
                 f"c: expected a field [..., *{self.shape}] on the crop, received {tuple(c.shape)}"

@@ -60,10 +60,21 @@ def _checked(problem: DiscreteProblem, x: Tensor) -> Tensor:
 def gn_matvec(problem: DiscreteProblem, x: Tensor) -> Callable[[Tensor], Tensor]:
     r"""Closure :math:`v \mapsto J^\top J v` at ``x [n]`` (matrix-free; :math:`J` ``[m, n]`` the
     Jacobian of ``problem.residual``): ``v [n]`` -> ``[n]``, or a batch ``v [k, n]`` ->
-    ``[k, n]`` in one pass."""
+    ``[k, n]`` in one pass (another shape is a ``ValueError`` naming ``v``)."""
     x = _checked(problem, x)
     _, jv, jtw = jvp_vjp(problem.residual, x)
-    return lambda v: jtw(jv(v))
+    n = problem.n
+
+    def matvec(v: Tensor) -> Tensor:
+        # a v of another length failed inside autograd ("Mismatch in shape: grad_output[0]
+        # ..."), a list with AttributeError
+        if not isinstance(v, Tensor):
+            v = as_tensor("v", v, dtype=x.dtype, device=x.device, finite=False)
+        if v.ndim not in (1, 2) or v.shape[-1] != n:
+            raise ValueError(f"v: expected [{n}] or [k, {n}], received {tuple(v.shape)}")
+        return jtw(jv(v))
+
+    return matvec
 
 
 def dense_gn_matrix(problem: DiscreteProblem, x: Tensor) -> Tensor:

@@ -65,7 +65,7 @@ class DiscreteProblem:
     Checked at construction (``TypeError`` / ``ValueError`` naming the argument): ``fields``,
     ``params`` and ``multigrid`` are dicts, a field and a parameter never share a name,
     parameter values are finite reals, and ``residuals`` can be called with two positional
-    arguments, and there is at least one unknown. Each residual term must be a tensor
+    arguments, and there is at least one unknown. Each residual term must be a real tensor
     (checked when it is evaluated).
     """
 
@@ -183,7 +183,10 @@ class DiscreteProblem:
         return x
 
     def unpack(self, x: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """``x [n]`` -> (fine fields ``{name: [*shape]}``, params ``{name: [*shape]}``)."""
+        """``x [n]`` -> (fine fields ``{name: [*shape]}``, params ``{name: [*shape]}``); ``x`` a
+        tensor (passed unchanged) or an array / list (in the problem's dtype and device)."""
+        if not isinstance(x, Tensor):  # a list failed with AttributeError ('shape')
+            x = as_tensor("x", x, dtype=self.dtype, device=self.device, finite=False, real=True)
         if x.shape != (self.n,):
             raise ValueError(f"x: expected shape ({self.n},), received {tuple(x.shape)}")
         fields = {}
@@ -210,6 +213,13 @@ class DiscreteProblem:
                 raise TypeError(
                     f"residuals: expected a tensor for every term, received "
                     f"{type(v).__name__} for {k!r}"
+                )
+            # a complex term gave a complex "loss" (1/2 sum r^2, not |r|^2): LM with CG kept
+            # x0 without a word, the other solvers failed inside torch
+            if v.is_complex():
+                raise TypeError(
+                    f"residuals: expected real residuals, received {v.dtype} for {k!r} (split "
+                    "a complex residual into its real and imaginary parts, two real terms)"
                 )
         return dict(out)
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -300,6 +300,18 @@ def _spd_lu(a):
         ) from err
 
 
+def _check_sparse(jac: Any) -> None:
+    """``TypeError`` naming ``jac`` unless it is a SciPy sparse matrix / array (a dense array
+    failed with "'numpy.ndarray' object has no attribute 'tocsr'")."""
+    import scipy.sparse as sp
+
+    if not sp.issparse(jac) or jac.ndim != 2:
+        raise TypeError(
+            f"jac: expected a 2-D SciPy sparse matrix (e.g. scipy.sparse.csr_matrix(J)), "
+            f"received {type(jac).__name__}"
+        )
+
+
 def sparse_schur_covariance(
     jac: scipy.sparse.spmatrix | scipy.sparse.sparray, t_idx: Tensor
 ) -> Tensor:
@@ -309,7 +321,9 @@ def sparse_schur_covariance(
     the :math:`p` columns of :math:`H_{u\theta}`. Float64, on the CPU. ``t_idx`` distinct
     integer indices in ``[0, n)`` (``ValueError`` / ``TypeError`` otherwise: a fractional index
     was truncated, a negative one counted from the end, a repeated one gave a singular
-    complement)."""
+    complement); ``jac`` a SciPy sparse matrix. A singular complement (unknowns the residuals
+    do not determine) is a ``ValueError`` naming ``t_idx``."""
+    _check_sparse(jac)
     n = jac.shape[1]
     if (
         not isinstance(t_idx, Tensor)
@@ -334,7 +348,15 @@ def sparse_schur_covariance(
     sol = _spd_lu(h_uu).solve(h_ut) if len(u) else np.zeros((0, len(t)))
     schur = h_tt - h_ut.T @ sol
     schur = 0.5 * (schur + schur.T)
-    cov = np.linalg.inv(schur)
+    try:
+        cov = np.linalg.inv(schur)
+    except np.linalg.LinAlgError:  # numpy's "Singular matrix" named nothing
+        # still a LinAlgError (a ValueError): theta_covariance words it in its own params
+        raise np.linalg.LinAlgError(
+            f"t_idx: the Schur complement of the unknowns {t.tolist() if t.size <= 10 else t.size}"
+            " is singular: the residuals do not determine them (no residual depends on one, "
+            "or they enter only in a fixed combination); add a prior residual for them"
+        ) from None
     return torch.as_tensor(0.5 * (cov + cov.T), dtype=torch.float64)
 
 
@@ -354,6 +376,7 @@ def sparse_normal_solve(
     import scipy.sparse as sp
 
     lam = check_real("lam", lam, minimum=0.0)
+    _check_sparse(jac)
     if not isinstance(r, Tensor) or r.shape != (jac.shape[0],):
         got = tuple(r.shape) if isinstance(r, Tensor) else type(r).__name__
         raise ValueError(

@@ -63,6 +63,9 @@ def tissue_faces(
     """
     dg_ratio = check_real("dg_ratio", dg_ratio, minimum=0.0, strict=True)
     threshold = check_real("threshold", threshold)
+    # lists failed with AttributeError, complex maps inside torch's comparison
+    wm = as_tensor("wm", wm, finite=False, real=True)
+    gm = as_tensor("gm", gm, finite=False, real=True)
     if wm.shape != gm.shape:
         raise ValueError(
             f"gm: expected the shape of wm {tuple(wm.shape)}, received {tuple(gm.shape)}"
@@ -90,24 +93,33 @@ def initial_condition(
 ) -> Tensor:
     r""":math:`c_0(x) = a \exp(-|x - x_0|^2 / 2w^2)` on the cell centres ``origin + (i + 1/2) h`` (mm).
 
-    ``focus``: ``[d]`` in mm (differentiable), ``d = len(shape)``; ``origin``: ``d`` numbers
-    (default zeros); ``spacing``, ``width > 0``, ``amplitude`` finite. Returns ``[*shape]``.
+    ``focus``: ``[d]`` real, in mm (differentiable; finite when not a tensor), ``d =
+    len(shape)``; ``origin``: ``d`` finite numbers (default zeros); ``spacing``, ``width > 0``, ``amplitude`` finite. Returns ``[*shape]``.
     """
     _check_step("spacing", spacing)
     _check_step("width", width)
     if not isinstance(amplitude, (Tensor, np.ndarray)):
         check_real("amplitude", amplitude)
     shape = tuple(check_int("shape", n, minimum=1) for n in shape)
-    if not isinstance(focus, Tensor):
-        focus = as_tensor("focus", focus, finite=False)
+    if not isinstance(focus, Tensor):  # numbers: finite (NaN gave a NaN state silently)
+        focus = as_tensor("focus", focus)
+    # complex and bool foci failed inside torch.arange ("arange_cpu" not implemented)
+    if focus.is_complex() or focus.dtype == torch.bool:
+        raise TypeError(f"focus: expected real coordinates (mm), received {focus.dtype}")
     if focus.shape != (len(shape),):
         raise ValueError(
             f"focus: expected {len(shape)} coordinates (one per axis of shape {shape}), "
             f"received shape {tuple(focus.shape)}"
         )
+    if isinstance(origin, (str, bytes)):  # a string was iterated into characters
+        raise TypeError(f"origin: expected {len(shape)} numbers (mm), received {origin!r}")
     origin = [0.0] * len(shape) if origin is None else list(origin)
     if len(origin) != len(shape):
         raise ValueError(f"origin: expected {len(shape)} coordinates, received {len(origin)}")
+    origin = [  # 0-d tensors / numpy scalars as numbers
+        check_real(f"origin[{k}]", v.item() if getattr(v, "ndim", None) == 0 else v)
+        for k, v in enumerate(origin)
+    ]
     axes = [
         origin[k] + (torch.arange(n, dtype=focus.dtype, device=focus.device) + 0.5) * spacing
         for k, n in enumerate(shape)
@@ -188,6 +200,19 @@ def stable_steps(
 SCHEMES = ("euler", "strang")
 
 
+def _real_state(name: str, c: Tensor) -> Tensor:
+    """A state ``c`` as a real tensor: tensors pass unchanged (differentiable), arrays and
+    lists are converted (finite); a complex or bool one is a ``TypeError`` naming ``name`` (a
+    list failed with ``AttributeError``, a complex state ran in complex arithmetic)."""
+    if not isinstance(c, Tensor):
+        c = as_tensor(name, c)
+        if not c.is_floating_point():
+            c = c.to(torch.get_default_dtype())
+    if c.is_complex() or c.dtype == torch.bool:
+        raise TypeError(f"{name}: expected a real state, received {c.dtype}")
+    return c
+
+
 def _check_scheme(scheme: str) -> None:
     if scheme not in SCHEMES:
         raise ValueError(
@@ -196,8 +221,17 @@ def _check_scheme(scheme: str) -> None:
 
 
 def _check_time(t_end: float, steps: int) -> tuple[float, int]:
-    # steps = 0 divided by zero, steps < 0 silently returned c0 (range(-3) is empty)
-    return check_real("t_end", t_end, minimum=0.0), check_int("steps", steps, minimum=1)
+    # steps = 0 divided by zero, steps < 0 silently returned c0 (range(-3) is empty); a count
+    # above _IMPRACTICAL_STEPS ran for hours or days without a word (t_end=0, steps=10**12
+    # passed the stability check with dt = 0), where stable_steps refuses such a count
+    t_end, steps = check_real("t_end", t_end, minimum=0.0), check_int("steps", steps, minimum=1)
+    if steps > _IMPRACTICAL_STEPS:
+        raise ValueError(
+            f"steps: expected at most {_IMPRACTICAL_STEPS:.0e} explicit steps (more are "
+            f"impractical: hours to days of solving), received {steps}; size them with "
+            "stable_steps"
+        )
+    return t_end, steps
 
 
 def _check_grid(c0: Tensor, faces: Sequence[Tensor], tissue: Tensor | None, spacing) -> float:
@@ -238,6 +272,15 @@ def _as_float(v: Tensor | float) -> float:
         v = torch.as_tensor(v).detach()
         return float(v.abs().max()) if v.numel() else 0.0
     return abs(float(v))
+
+
+def _lowest(v: Tensor | float) -> float:
+    """The smallest entry of a number or tensor (NaN entries ignored; 0 for an empty one)."""
+    if isinstance(v, (Tensor, np.ndarray)):
+        v = torch.as_tensor(v).detach()
+        v = v[~torch.isnan(v)] if v.is_floating_point() else v
+        return float(v.min()) if v.numel() else 0.0
+    return float(v)
 
 
 def max_step(
@@ -317,6 +360,18 @@ def _check_stable(
     likelihood rejects) a step ``t_end / steps`` above :func:`max_step`."""
     limit = max_step(faces, dw, rho, spacing, scheme)
     tensors = isinstance(dw, (Tensor, np.ndarray)) or isinstance(rho, (Tensor, np.ndarray))
+    # a negative D_w anti-diffuses, unstable at every step size; the bound reads |dw|, so a
+    # tensor dw = -0.2 passed and blew up to ~1e46 without a word (numbers are refused on entry)
+    low = _lowest(dw)
+    if low < 0:
+        msg = (
+            f"dw: expected diffusivities >= 0, received a value of {low:g} (a negative D_w "
+            "anti-diffuses: the state blows up at any step size)"
+        )
+        if tensors:
+            warnings.warn(msg, RuntimeWarning, stacklevel=user_stacklevel())
+            return
+        raise ValueError(msg)
     # NaN: a NaN face, dw or rho (a NaN tensor rate passed as stable and gave a NaN state);
     # 0: an infinite one (the step count below divided by it)
     if math.isnan(limit) or limit == 0:
@@ -398,7 +453,8 @@ def fk_forward(
 ) -> Tensor | tuple[Tensor, Tensor]:
     r"""Time-stepping of the FK equation; returns :math:`c(T)` ``[*grid]`` (or the trajectory).
 
-    ``dt = t_end / steps`` (choose ``steps`` with :func:`stable_steps`). Schemes:
+    ``dt = t_end / steps`` (choose ``steps`` with :func:`stable_steps`; ``1 <= steps <= 1e9``,
+    the bound :func:`stable_steps` keeps). Schemes:
 
     * ``"euler"``: explicit Euler, :math:`c \leftarrow c + \Delta t\,[\nabla\cdot(D\nabla c)
       + \rho c(1-c)]` (first order in time);
@@ -421,12 +477,14 @@ def fk_forward(
     also :math:`\Delta t|\rho| \le 2`): with ``dw`` and ``rho`` given as numbers a larger step
     is a ``ValueError`` naming the smallest stable ``steps`` (it blew up silently, e.g. to
     51.8); with tensors (fits and samplers that may visit an unstable :math:`D_w`) a
-    ``RuntimeWarning``. ``check_stability=False`` skips the check, for callers that size
+    ``RuntimeWarning``, as is a tensor ``dw`` with a negative entry (anti-diffusion, unstable
+    at any step). ``check_stability=False`` skips the check, for callers that size
     ``steps`` for a bound on :math:`D_w` and report exceeding it themselves
     (:class:`~bayesphys.odil.GliomaModel`: :func:`stable_steps` at ``d_max``).
     """
     _check_scheme(scheme)
     t_end, steps = _check_time(t_end, steps)
+    c0 = _real_state("c0", c0)
     if len(faces) != c0.ndim:
         raise ValueError(
             f"faces: expected {c0.ndim} face maps (one per axis of c0), received {len(faces)}"
@@ -483,6 +541,7 @@ def fk_residual(
     if scheme not in ("cn", "euler"):
         raise ValueError(f"scheme: expected 'cn' or 'euler', received {scheme!r}")
     _check_step("dt", dt)
+    c = _real_state("c", c)
     if c.ndim < 2 or c.shape[0] < 2:
         raise ValueError(
             f"c: expected [nt >= 2, *grid] (time levels first), received {tuple(c.shape)}"
@@ -550,12 +609,17 @@ def fk_forward_tangent(
     """
     _check_scheme(scheme)
     t_end, steps = _check_time(t_end, steps)
+    c0 = _real_state("c0", c0)
     if len(faces) != c0.ndim:
         raise ValueError(
             f"faces: expected {c0.ndim} face maps (one per axis of c0), received {len(faces)}"
         )
     spacing = _check_grid(c0, faces, tissue, spacing)
     _check_rates_on_device(c0.device, "c0", dw=dw, rho=rho)
+    # lists failed with AttributeError; tensors pass unchanged
+    dc0 = _real_state("dc0", dc0)
+    ddw = ddw if isinstance(ddw, Tensor) else as_tensor("ddw", ddw, dtype=c0.dtype)
+    drho = drho if isinstance(drho, Tensor) else as_tensor("drho", drho, dtype=c0.dtype)
     # the directions are reshaped to [p, 1, ...] before any product: no 0-dim CPU exception
     for name, direction in (("dc0", dc0), ("ddw", ddw), ("drho", drho)):
         check_on_device(name, direction, c0.device, "c0's")

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_keys, check_real, check_seed
-from .._device import check_finite, model_device, resolve_dtype
+from .._device import as_tensor, check_finite, model_device, resolve_dtype
 from .fisher_kolmogorov import fk_forward, initial_condition, stable_steps, tissue_faces
 
 __all__ = [
@@ -273,9 +273,14 @@ def check_thresholds(th_up: Any, th_down: Any) -> tuple[float, float]:
 def segment(c: Tensor, th_up: float, th_down: float, brain: Tensor) -> Tensor:
     """Labels ``[*grid]`` (int64): 2 if ``c >= th_up``, 1 if ``th_down <= c < th_up``, else 0.
 
-    ``c`` finite and ``brain`` of its shape (NaN cells were labelled 0, a mask of another
-    shape broadcast silently); thresholds finite with ``0 < th_down < th_up < 1``."""
+    ``c`` finite and real and ``brain`` of its shape (tensors, arrays or lists; NaN cells were
+    labelled 0, a mask of another shape broadcast silently); thresholds finite with
+    ``0 < th_down < th_up < 1``."""
     th_up, th_down = check_thresholds(th_up, th_down)
+    # lists failed with "'list' object has no attribute 'shape'", a complex map inside
+    # torch's comparison ('"ge_cpu" not implemented for ComplexFloat')
+    c = as_tensor("c", c, finite=False, real=True)
+    brain = as_tensor("brain", brain, device=c.device, finite=False, real=True)
     if tuple(brain.shape) != tuple(c.shape):
         raise ValueError(
             f"brain: expected the shape of c {tuple(c.shape)}, received {tuple(brain.shape)}"
