@@ -178,22 +178,17 @@ def test_a_remote_dask_worker_with_the_callers_pid_still_gets_the_thread_limit(m
     assert client.limited == ["tcp://10.0.0.7:1"]
 
 
-def test_the_dask_runner_works_with_a_client_that_is_not_the_default():
+def test_the_dask_runner_works_with_a_client_that_is_not_the_default(dask_client):
     """fit_many's own cluster's client is not the process default, and as_completed looked
     the default up: every executor="dask" run without a client of the user's failed with
     "No clients found" (caught by the slow suite, 2026-12-03)."""
-    distributed = pytest.importorskip("dask.distributed")
+    import dask.distributed
+
     from bayesphys.distributed._pool_runners import DaskRunner
 
-    with (
-        distributed.LocalCluster(
-            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
-        ) as cluster,
-        distributed.Client(cluster, set_as_default=False) as client,
-    ):
-        with pytest.raises(ValueError):
-            distributed.default_client()
-        events = sorted(DaskRunner(client, None, 1).run(abs, [-1, -2]))
+    with pytest.raises(ValueError):
+        dask.distributed.default_client()
+    events = sorted(DaskRunner(dask_client, None, 1).run(abs, [-1, -2]))
     assert events == [(0, True, 1), (1, True, 2)]
 
 

@@ -126,21 +126,14 @@ def test_dask_runner_refuses_what_is_not_a_client(client):
 
 
 @pytest.mark.parametrize(("workers", "err"), [(0, ValueError), (-1, ValueError), (1.5, TypeError)])
-def test_dask_runner_checks_workers(workers, err):
+def test_dask_runner_checks_workers(workers, err, dask_client):
     # workers=0 was kept, as RayRunner's and SequentialRunner's settings no longer are
-    distributed = pytest.importorskip("dask.distributed")
     from bayesphys.distributed import DaskRunner
 
-    with (
-        distributed.LocalCluster(
-            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
-        ) as cluster,
-        distributed.Client(cluster, set_as_default=False) as client,
-    ):
-        with pytest.raises(err, match=r"^workers: expected an int"):
-            DaskRunner(client, None, workers)
-        assert DaskRunner(client, None, 2).workers == 2
-        assert DaskRunner(client, None, None).workers is None
+    with pytest.raises(err, match=r"^workers: expected an int"):
+        DaskRunner(dask_client, None, workers)
+    assert DaskRunner(dask_client, None, 2).workers == 2
+    assert DaskRunner(dask_client, None, None).workers is None
 
 
 def test_fit_many_of_no_problems_says_so():
