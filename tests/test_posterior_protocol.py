@@ -139,7 +139,9 @@ def test_run_sbc_takes_numpy_draws_and_names_missing_members():
     no_device = _without("device")
     with pytest.raises(
         TypeError,
-        match=r"^infer \(problem 0\): .* No_device \(missing the Posterior member\(s\) device\)$",
+        # the message, then the note every error of one of the N inferences carries
+        match=r"^infer \(problem 0\): .* No_device \(missing the Posterior member\(s\) device\)"
+        r"\nsimulate_and_infer: raised in problem 0 of 3 \(seed=",
     ):
         run_sbc(
             _simulate,
