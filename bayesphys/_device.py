@@ -570,12 +570,23 @@ def as_tensor(
         raise ValueError(f"{name}: expected {ndim} dimensions, received shape {tuple(t.shape)}")
     if finite and t.dtype != source.dtype and (t.is_floating_point() or t.is_complex()):
         if not bool(torch.isfinite(t).all()):  # finite before the cast (checked above)
-            big = float(source.abs().max())
-            raise ValueError(
-                f"{name}: values up to {big:.3g} in magnitude overflow {t.dtype} (largest "
-                f"{torch.finfo(t.dtype).max:.3g}); rescale them or use a wider dtype"
-            )
+            check_fits_dtype(name, source, t.dtype)
     return t
+
+
+def check_fits_dtype(name: str, t: torch.Tensor, dtype: torch.dtype) -> None:
+    """Refuse (``ValueError`` naming ``name``) finite values of ``t`` ``[*]`` whose magnitude
+    exceeds the largest finite value of the floating ``dtype`` they are to be cast to: the
+    cast would make them Inf, and a later check would call them "NaN/Inf entries"."""
+    if not (dtype.is_floating_point or dtype.is_complex) or not t.numel():
+        return
+    top = torch.finfo(dtype).max
+    big = float(t.abs().max())
+    if big > top:
+        raise ValueError(
+            f"{name}: values up to {big:.3g} in magnitude overflow {dtype} (largest "
+            f"{top:.3g}); rescale them or use a wider dtype"
+        )
 
 
 def own_memory(t: torch.Tensor, value: Any) -> torch.Tensor:

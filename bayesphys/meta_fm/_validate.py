@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_int_sequence
-from .._device import check_finite
+from .._device import check_finite, check_fits_dtype
 from ..problems.populations import PopulationPairs
 
 __all__ = [
@@ -66,13 +66,8 @@ def check_point_cloud(
             f"shape {tuple(x.shape)}"
         )
     check_finite(name, x)
-    if dtype is not None and dtype.is_floating_point and x.dtype != dtype and x.numel():
-        big, top = float(x.abs().max()), torch.finfo(dtype).max
-        if big > top:
-            raise ValueError(
-                f"{name}: values up to {big:.3g} in magnitude overflow the model's {dtype} "
-                f"(largest {top:.3g}); rescale the points"
-            )
+    if dtype is not None and x.dtype != dtype:
+        check_fits_dtype(name, x, dtype)
     return x
 
 
