@@ -23,40 +23,7 @@ def device_arg(text: str) -> str:
     return text
 
 
-def out_arg(text: str) -> str:
-    """An argparse ``type`` for ``--out``: :func:`~bayesphys._files.out_folder_arg`'s checks,
-    then a folder that does not exist yet is made and removed again (the folders made, and
-    only those), so that a folder the system refuses to make is a usage error naming the
-    option before any work is done. An ``OSError`` of either step (a name too long for the
-    file system, a folder under ``/proc``, a read-only mount that permission bits do not
-    show, e.g. to root) ended the command with a traceback, the second only after the run."""
-    from pathlib import Path
-
-    try:
-        path = out_folder_arg(text)
-        _probe_folder(Path(path))
-    except OSError as err:
-        why = err.strerror or type(err).__name__
-        raise argparse.ArgumentTypeError(f"cannot use folder {text!r}: {why}") from None
-    return path
-
-
-def _probe_folder(path) -> None:
-    """Make the missing folders of ``path`` (deepest last) and remove them again, deepest
-    first; an existing ``path`` is left alone."""
-    missing = []
-    folder = path.absolute()
-    while not folder.exists() and folder != folder.parent:
-        missing.append(folder)
-        folder = folder.parent
-    made = []
-    try:
-        for folder in reversed(missing):
-            folder.mkdir()
-            made.append(folder)
-    finally:
-        for folder in reversed(made):
-            folder.rmdir()
+out_arg = out_folder_arg  # the argparse type of --out
 
 
 def seed_arg(text: str) -> int:

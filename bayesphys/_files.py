@@ -72,10 +72,45 @@ def user_path(value: str | os.PathLike, name: str = "path", *, file: bool = True
     return path
 
 
+def _probe_folder(path: Path) -> None:
+    """Make the missing folders of ``path`` (deepest last) and remove them again, deepest
+    first; an existing ``path`` is left alone."""
+    missing = []
+    folder = path.absolute()
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    made = []
+    try:
+        for folder in reversed(missing):
+            folder.mkdir()
+            made.append(folder)
+    finally:
+        for folder in reversed(made):
+            folder.rmdir()
+
+
 def out_folder_arg(text: str) -> str:
     """An argparse ``type`` for ``--out``: a folder that exists or can be created here (a
     file in the way, or a parent that is a file or not writable, is refused at parse time
-    instead of failing after the work is done); a leading ``~`` is expanded."""
+    instead of failing after the work is done); a leading ``~`` is expanded. A folder that
+    does not exist yet is made and removed again (the folders made, and only those), so that
+    one the system refuses to make (a name too long for the file system, a folder under
+    ``/proc``, a read-only mount that permission bits do not show, e.g. to root) is a usage
+    error too, not a traceback after the run."""
+    import argparse
+
+    try:
+        path = _checked_out_folder(text)
+        _probe_folder(Path(path))
+    except OSError as err:
+        why = err.strerror or type(err).__name__
+        raise argparse.ArgumentTypeError(f"cannot use folder {text!r}: {why}") from None
+    return path
+
+
+def _checked_out_folder(text: str) -> str:
+    """:func:`out_folder_arg`'s checks of ``text`` that need no folder made."""
     import argparse
 
     if not text.strip():
