@@ -209,13 +209,21 @@ def resolve_dtype(
     dtype: torch.dtype | str | None = None, default: torch.dtype = torch.float64
 ) -> torch.dtype:
     """Return a floating torch dtype; ``None`` gives ``default`` (float64 for linear algebra)."""
+    return _resolve_dtype(
+        dtype, default, "a floating dtype (float16, bfloat16, float32 or float64)"
+    )
+
+
+def _resolve_dtype(
+    dtype: torch.dtype | str | None, default: torch.dtype, expected: str, reason: str = ""
+) -> torch.dtype:
     if dtype is None:
         return default
     if isinstance(dtype, str):
         name = dtype.removeprefix("torch.")
         dt = getattr(torch, name, None)
         if not isinstance(dt, torch.dtype):
-            raise ValueError(f"dtype: unknown dtype {dtype!r}")
+            raise ValueError(f"dtype: unknown dtype {dtype!r} (expected {expected}){reason}")
         dtype = dt
     if not isinstance(dtype, torch.dtype):
         raise TypeError(
@@ -223,23 +231,25 @@ def resolve_dtype(
         )
     if dtype not in _FLOAT_DTYPES:
         # float8 types are "floating" too, but nothing (not even isfinite) runs on them
-        raise ValueError(
-            f"dtype: expected a floating dtype (float16, bfloat16, float32 or float64), "
-            f"received {dtype}"
-        )
+        raise ValueError(f"dtype: expected {expected}, received {dtype}{reason}")
     return dtype
 
 
-def single_or_double(dtype: torch.dtype, why: str = "") -> torch.dtype:
-    """``dtype`` if it is float32 or float64; a ``ValueError`` naming ``dtype`` otherwise
-    (``why``: the reason, appended in parentheses). For models whose linear algebra or
-    kernels have no half-precision path (Cholesky, lstsq, ``cdist``)."""
-    if dtype not in (torch.float32, torch.float64):
-        reason = f" ({why})" if why else ""
+def single_or_double(
+    dtype: torch.dtype | str | None, why: str = "", default: torch.dtype = torch.float64
+) -> torch.dtype:
+    """``dtype`` if it is float32 or float64 (``None`` gives ``default``; a name such as
+    ``"float32"`` is read as :func:`resolve_dtype` reads it); a ``ValueError`` naming ``dtype``
+    otherwise (``why``: the reason, appended in parentheses). For models whose linear algebra
+    or kernels have no half-precision path (Cholesky, lstsq, ``cdist``): an integer or half
+    dtype gets one message listing the two accepted ones."""
+    reason = f" ({why})" if why else ""
+    resolved = _resolve_dtype(dtype, default, "torch.float32 or torch.float64", reason)
+    if resolved not in (torch.float32, torch.float64):
         raise ValueError(
-            f"dtype: expected torch.float32 or torch.float64, received {dtype}{reason}"
+            f"dtype: expected torch.float32 or torch.float64, received {resolved}{reason}"
         )
-    return dtype
+    return resolved
 
 
 # The process-wide state a model's construction changes for its length (python's, numpy's and

@@ -156,3 +156,44 @@ def test_single_or_double_refuses_half_precision_naming_the_reason(dtype):
         single_or_double(dtype)
     with pytest.raises(ValueError, match=r"received torch\.\w+ \(Cholesky has none\)$"):
         single_or_double(dtype, "Cholesky has none")
+
+
+def _glioma(dtype):
+    from bayesphys.odil import GliomaModel
+    from bayesphys.problems.glioma import brain_phantom
+
+    ph = brain_phantom(16)
+    return GliomaModel(ph["wm"], ph["gm"], torch.zeros(16, 16, dtype=torch.long), dtype=dtype)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda d: DiscreteProblem({"u": (3,)}, {}, lambda u, p: [u["u"]], dtype=d),
+        lambda d: ProbConserv(dtype=d),
+        lambda d: ConjugateGaussianField([0.0, 0.5, 1.0], [0, 2], [0.0, 1.0], dtype=d),
+        _glioma,
+    ],
+    ids=["DiscreteProblem", "ProbConserv", "ConjugateGaussianField", "GliomaModel"],
+)
+@pytest.mark.parametrize("dtype", [torch.int32, "int64", torch.float16, "bfloat16"])
+def test_a_model_that_needs_float32_or_float64_names_only_those_for_any_other_dtype(build, dtype):
+    # an integer dtype was refused listing float16 and bfloat16 as accepted, which the same
+    # model then refused in a second message: one message now lists the two it takes
+    with pytest.raises(ValueError, match=r"^dtype: expected torch.float32 or torch.float64, ") as e:
+        build(dtype)
+    assert "float16," not in str(e.value)
+
+
+@pytest.mark.parametrize("name", ["nope", "float99"])
+def test_an_unknown_dtype_name_lists_what_a_single_or_double_model_takes(name):
+    from bayesphys._device import single_or_double
+
+    with pytest.raises(
+        ValueError,
+        match=rf"^dtype: unknown dtype '{name}' \(expected torch.float32 or torch.float64\) \(why\)$",
+    ):
+        single_or_double(name, "why")
+    assert single_or_double("float32") is torch.float32
+    assert single_or_double(None) is torch.float64
+    assert single_or_double(None, default=torch.float32) is torch.float32

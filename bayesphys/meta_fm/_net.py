@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import seed_or_draw
-from .._device import resolve_dtype, seeded_build, single_or_double
+from .._device import seeded_build, single_or_double
 from ._validate import as_list
 from .config import MFMConfig
 from .embedding import PopulationEmbedding
@@ -29,7 +29,7 @@ __all__ = ["net_dtype", "cond_dim", "build_net", "treatment_onehot", "population
 def net_dtype(dtype: torch.dtype | str | None) -> torch.dtype:
     """The dtype of a model's modules: ``dtype`` (default float32), float32 or float64."""
     # half precision failed deep inside torch (cdist of the kNN graph has no Half kernel)
-    return single_or_double(resolve_dtype(dtype, default=torch.float32))
+    return single_or_double(dtype, default=torch.float32)
 
 
 def cond_dim(config: MFMConfig, num_treatments: int, num_ids: int) -> int:

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from .._checks import did_you_mean
-from .._device import DTypeLike, resolve_dtype, single_or_double
+from .._device import DTypeLike, single_or_double
 from .config import METHODS, SIZES, RGNPConfig, preset, with_overrides
 
 __all__ = ["model_config", "net_dtype", "built_fields", "check_unchanged"]
@@ -83,8 +83,9 @@ def model_config(
 def net_dtype(dtype: DTypeLike) -> torch.dtype:
     """The dtype of a model's networks: ``dtype`` (default float32), float32 or float64."""
     return single_or_double(
-        resolve_dtype(dtype, default=torch.float32),
+        dtype,
         "the objective's Cholesky factorisations need one of them",
+        default=torch.float32,
     )
 
 

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from .._checkpoint import check_built_settings, shape_settings
 from .._checks import did_you_mean
-from .._device import as_tensor, model_device, own_memory, resolve_dtype, single_or_double
+from .._device import as_tensor, model_device, own_memory, single_or_double
 from ..problems.fisher_kolmogorov import SCHEMES, stable_steps, tissue_faces
 from ._focal import kmeans_foci
 from .glioma_inputs import CONFIG_KEYS, checked_labels, checked_settings, lesion_crop
@@ -62,9 +62,7 @@ def init_glioma(
     states them and their checks); no posterior yet."""
     model.device = model_device(device)
     # the fit's Cholesky / lstsq and the Laplace inverse have no half-precision kernels
-    model.dtype = single_or_double(
-        resolve_dtype(dtype), "the fit's linear algebra has no half precision"
-    )
+    model.dtype = single_or_double(dtype, "the fit's linear algebra has no half precision")
     model.wm = real_map(model, "wm", wm)
     model.gm = real_map(model, "gm", gm)
     if model.wm.ndim not in (2, 3):

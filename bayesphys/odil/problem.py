@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_callback, check_int, check_int_sequence
-from .._device import as_tensor, model_device, resolve_dtype, single_or_double
+from .._device import as_tensor, model_device, single_or_double
 from .multigrid import Multigrid
 
 __all__ = ["DiscreteProblem"]
@@ -96,9 +96,7 @@ class DiscreteProblem:
             )
         self.device = model_device(device)
         # the solvers' Cholesky, lstsq and sparse solves have no half-precision kernels
-        self.dtype = single_or_double(
-            resolve_dtype(dtype), "the solvers' linear algebra has no half precision"
-        )
+        self.dtype = single_or_double(dtype, "the solvers' linear algebra has no half precision")
         self.residual_fn = residuals
         self.field_shapes: dict[str, tuple[int, ...]] = {}
         for k, v in fields.items():

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from .._checks import check_bool, check_int, check_optional_seed, check_real, did_you_mean
-from .._device import resolve_dtype, single_or_double
+from .._device import single_or_double
 from ..problems.gpme import GPMEProblem, get_problem
 from ._inputs import check_sigma_g_value
 
@@ -89,9 +89,7 @@ def checked_config(
     )
     if dtype is not None:
         # half-precision training diverged to NaN weights while reporting success
-        dtype = single_or_double(
-            resolve_dtype(dtype), "the neural process trains in single or double precision"
-        )
+        dtype = single_or_double(dtype, "the neural process trains in single or double precision")
     if step1 == "gp" and dtype not in (None, _F64):
         # its predictive covariance must be PSD to float64 accuracy for the update
         raise ValueError(f"dtype: step1='gp' runs in torch.float64, received {dtype}")

@@ -268,7 +268,7 @@ class ConjugateGaussianField:
     ) -> None:
         self.device = dev = model_device(device)
         # an integer dtype rounded the grid to [0, ..., 0, 1]; Cholesky has no half kernels
-        dtype = single_or_double(resolve_dtype(dtype))
+        dtype = single_or_double(dtype)
         # memory of its own (as every model's data): a view of the caller's arrays saw their
         # later edits, which moved the posterior away from the fitted hyperparameters
         self.x = own_memory(as_tensor("x", x, dtype=dtype, device=dev, ndim=1), x)

@@ -103,7 +103,11 @@ def test_settings_of_the_other_step1_model_are_refused(step1, kw, match):
         ({"relative": "no"}, TypeError, "relative: expected True or False"),  # was True
         ({"seed": 2**64}, ValueError, "seed: expected an int in"),  # torch's "Overflow"
         ({"seed": -(2**63) - 1}, ValueError, "seed: expected an int in"),
-        ({"dtype": torch.int32}, ValueError, "dtype: expected a floating dtype"),
+        (
+            {"dtype": torch.int32},
+            ValueError,
+            "dtype: expected torch.float32 or torch.float64, received torch.int32",
+        ),
         ({"dtype": "float16x"}, ValueError, "dtype: unknown dtype"),
     ],
 )
