@@ -163,9 +163,26 @@ def build_factors(
     jitter: float = 1e-6,
     eigen: bool = False,
 ) -> list[Factor]:
-    """Per-dimension factors, one kernel and one axis ``[n_j]`` per dimension of ``op``;
+    r"""Per-dimension factors, one kernel and one axis ``[n_j]`` per dimension of ``op``;
     ``eigen=True`` adds the whitened eigenbasis (:func:`with_eigen`: real for even orders,
-    complex for odd ones). ``jitter >= 0`` is added to each Gram diagonal."""
+    complex for odd ones). ``jitter >= 0`` is added to each Gram diagonal.
+
+    Returns one :class:`Factor` per dimension: ``x [n_j]``, ``C``, ``L``, ``Cop``, ``D``
+    ``[n_j, n_j]`` (differentiable in the kernels' parameters). These are the inputs of
+    :class:`~bayesphys.gp_pde.DenseSolve`, :func:`~bayesphys.gp_pde.objective` and, with
+    ``eigen=True``, :class:`~bayesphys.gp_pde.KronSolve`.
+
+    Example
+    -------
+    >>> import torch
+    >>> from bayesphys.gp_pde import KronSolve, LinearPDEOperator, SpectralMixture1d, build_factors
+    >>> op = LinearPDEOperator.for_equation("poisson", 1)
+    >>> x = torch.linspace(0, 1, 16, dtype=torch.float64)
+    >>> k = SpectralMixture1d(2)
+    >>> fac = build_factors([k], [x], op, eigen=True, jitter=1e-6)
+    >>> KronSolve(fac, op, tau2=1.0, gamma=1.0).shape
+    (16,)
+    """
     jitter = check_real("jitter", jitter, minimum=0.0)
     check_factor_count(kernels, op, "kernels")
     check_factor_count(axes, op, "axes")
@@ -183,6 +200,10 @@ def build_factors(
 
 def with_eigen(factors: list[Factor], op: LinearPDEOperator) -> list[Factor]:
     r"""Detached copies of ``factors`` with the whitened eigenbasis of :math:`B_j = L_j^{-1}C_j^{(o)}L_j^{-\top}`.
+
+    ``factors``: one :class:`Factor` per dimension of ``op`` (from :func:`build_factors`);
+    each copy gains ``lam [n_j]`` and ``Q``, ``R``, ``Rinv`` ``[n_j, n_j]``, which
+    :class:`~bayesphys.gp_pde.KronSolve` needs.
 
     Even order: :math:`B_j` is symmetric, :math:`B_j = Q_j\Lambda_jQ_j^\top` (real).
     Odd order (advection): :math:`B_j` is antisymmetric, so :math:`iB_j` is Hermitian and

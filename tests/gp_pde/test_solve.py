@@ -520,3 +520,23 @@ def test_dense_solve_of_differentiable_factors_does_not_warn():
         op,
     )
     assert torch.equal(u.detach(), ref.solve(f, g, 1.0, 1.0))
+
+
+def test_factor_builders_are_public_and_feed_the_solves():
+    """``build_factors`` / ``with_eigen`` (and the ``Factor`` they return) come from
+    ``bayesphys.gp_pde`` itself, as the solves that take their output do; the two routes
+    (``eigen=True`` and ``with_eigen`` afterwards) give the same ``KronSolve``."""
+    import bayesphys.gp_pde as gp
+    from bayesphys.gp_pde import Factor, build_factors, with_eigen
+
+    assert {"build_factors", "with_eigen", "Factor"} <= set(gp.__all__)
+    op = LinearPDEOperator.for_equation("poisson", 1)
+    x = torch.linspace(0, 1, 12, dtype=torch.float64)
+    k = SpectralMixture1d(2)
+    plain = build_factors([k], [x], op, jitter=1e-6)
+    assert isinstance(plain[0], Factor) and plain[0].lam is None
+    f = torch.sin(3 * x)
+    g = torch.zeros(2, dtype=torch.float64)
+    a = KronSolve(with_eigen(plain, op), op, 1.0, 1.0).solve(f, g)
+    b = KronSolve(build_factors([k], [x], op, eigen=True, jitter=1e-6), op, 1.0, 1.0).solve(f, g)
+    torch.testing.assert_close(a, b)
