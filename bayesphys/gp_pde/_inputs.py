@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -171,6 +172,27 @@ def parse_grid(
     return axes
 
 
+def _flat_numbers(value) -> bool:
+    """Whether ``value`` is a non-empty list or tuple of numbers (Python numbers, 0-d tensors
+    or arrays): one axis of points, not one axis per entry."""
+    return (
+        isinstance(value, list | tuple)
+        and len(value) > 0
+        and all(
+            isinstance(v, numbers.Number) or (getattr(v, "ndim", None) == 0 and hasattr(v, "shape"))
+            for v in value
+        )
+    )
+
+
+def _stacked(values: list | tuple):
+    """A flat sequence of numbers as one axis: 0-d tensors stacked (their device and graph
+    kept), anything else left to the conversion."""
+    if all(isinstance(v, Tensor) for v in values):
+        return torch.stack(list(values))
+    return list(values)
+
+
 def check_test_axes(
     test_axes: Tensor | Sequence[Tensor] | None,
     axes: list[Tensor],
@@ -182,13 +204,25 @@ def check_test_axes(
 ) -> list[Tensor]:
     """The test axes ``[p_j]`` of a solver on the grid ``axes`` ``[n_j]``: for ``None`` the
     default test grid (``p_j`` evenly spaced points spanning axis ``j``, ``p_j`` the problem's
-    ``n_test``, 300 without a problem), else one checked non-empty 1-D tensor per dimension.
+    ``n_test``, 300 without a problem), else one checked non-empty 1-D tensor per dimension;
+    for a 1-D grid also a single axis: a 1-D tensor or array, or a flat list of numbers (each
+    number was read as an axis of its own and the list refused)
     ``name``: the caller's argument, named in the refusals."""
     if test_axes is None:
         n = problem.n_test if problem is not None else 300
         return [
             torch.linspace(float(a[0]), float(a[-1]), n, dtype=dtype, device=device) for a in axes
         ]
+    flat = _flat_numbers(test_axes)
+    if flat:
+        if len(axes) == 1:  # the axis of a 1-D grid (its numbers were read as 1-point axes)
+            test_axes = [_stacked(test_axes)]
+        else:
+            raise ValueError(
+                f"{name}: expected {len(axes)} test axes (one 1-D tensor per dimension of the "
+                f"{len(axes)}-D grid), received a flat sequence of {len(test_axes)} numbers "
+                "(the axis of a 1-D grid)"
+            )
     test_axes = list(test_axes) if isinstance(test_axes, list | tuple) else [test_axes]
     if len(test_axes) != len(axes):
         raise ValueError(
@@ -197,10 +231,11 @@ def check_test_axes(
         )
     out = []
     for j, t in enumerate(test_axes):
-        _check_values(f"{name}[{j}]", t, "real test coordinates")
-        a = as_tensor(f"{name}[{j}]", t, dtype=dtype, device=device, ndim=1)
+        label = name if flat else f"{name}[{j}]"  # a flat list is the argument itself
+        _check_values(label, t, "real test coordinates")
+        a = as_tensor(label, t, dtype=dtype, device=device, ndim=1)
         if a.numel() == 0:
-            raise ValueError(f"{name}[{j}]: expected a non-empty axis")
+            raise ValueError(f"{label}: expected a non-empty axis")
         out.append(a)
     return out
 

@@ -206,11 +206,11 @@ class GPPDESolver:
         """
         return eliminator(self, factors, reuse=reuse)
 
-    def predict(self, test_axes: list[Tensor] | None = None) -> Tensor:
+    def predict(self, test_axes: list[ArrayLike] | ArrayLike | None = None) -> Tensor:
         r"""Posterior mean :math:`W U` ``[p_1..p_d]`` on the tensor grid of ``test_axes``.
 
-        ``test_axes``: one 1-D tensor ``[p_j]`` per dimension (a single tensor for a 1-D
-        problem). Default: the test grid, ``p_j`` evenly spaced points spanning the collocation
+        ``test_axes``: one 1-D tensor ``[p_j]`` per dimension (for a 1-D problem also a single
+        tensor, or a flat list of numbers such as ``[0.1, 0.5]``). Default: the test grid, ``p_j`` evenly spaced points spanning the collocation
         axis ``j``, ``p_j`` = the problem's ``n_test`` (300 for every registered problem; 300
         also for a custom ``x=`` problem). The mean of :meth:`posterior`, so a stale field
         (after :meth:`warm_start_from`, or before any fit) is solved first, once, as there;
@@ -238,11 +238,11 @@ class GPPDESolver:
             test_axes, self.axes, self.problem, name=name, dtype=self.dtype, device=self.device
         )
 
-    def rel_l2(self, test_axes: list[Tensor] | Tensor | None = None) -> float:
+    def rel_l2(self, test_axes: list[ArrayLike] | ArrayLike | None = None) -> float:
         r"""Relative L2 error :math:`\lVert\bar u - u\rVert_2 / \lVert u\rVert_2` of the mean
         :math:`\bar u` against the problem's exact solution :math:`u` on the test grid
-        ``[p_1..p_d]``: ``test_axes`` one ``[p_j]`` tensor per dimension (a single tensor: the
-        axis of a 1-D grid; ``None``: the default test grid, ``n_test`` points per axis)."""
+        ``[p_1..p_d]``: ``test_axes`` one ``[p_j]`` tensor per dimension (a single tensor or a
+        flat list of numbers: the axis of a 1-D grid; ``None``: the default test grid, ``n_test`` points per axis)."""
         check_built(self, "rel_l2")
         return self._rel_l2(test_axes, solve=True)
 
@@ -380,8 +380,11 @@ class GPPDESolver:
         return objective_value(self, u)
 
     # ------------------------------------------------------------------ posterior
-    def posterior(self, x: list[Tensor] | None = None) -> GaussianPosterior:
+    def posterior(self, x: list[ArrayLike] | ArrayLike | None = None) -> GaussianPosterior:
         r"""Gaussian posterior of :math:`u` on the tensor grid of the axes ``x`` (default test grid).
+
+        ``x``: as ``test_axes`` of :meth:`predict` (one ``[p_j]`` axis per dimension; for a 1-D
+        problem also a single axis or a flat list of numbers).
 
         Exact GP conditioning on the boundary and collocation likelihoods for linear PDEs;
         linearised at :math:`U^\star` (Gauss-Newton/Laplace) for Allen-Cahn. Event shape

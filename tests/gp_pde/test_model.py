@@ -300,6 +300,30 @@ def test_wrong_axis_count_names_the_argument_passed():
         m.posterior(two)
 
 
+def test_a_flat_list_of_numbers_is_the_axis_of_a_1d_grid():
+    """``predict``, ``posterior`` and ``rel_l2`` of a 1-D model read ``[0.1, 0.5, 0.9]`` as
+    one axis of three points, as the equal tensor (each number was read as an axis of its
+    own and the list refused as three axes); a one-number list is a one-point axis. A 2-D
+    model still refuses a flat list, naming the argument and the grid's dimension."""
+    m = GPPDESolver("poisson1d-low", n_col=20, num_mixtures=2, seed=0)
+    m.fit(steps=2, progress=False)
+    pts = [0.1, 0.5, 0.9]
+    t = torch.tensor(pts, dtype=F64)
+    torch.testing.assert_close(m.predict(pts), m.predict(t))
+    torch.testing.assert_close(m.predict(tuple(pts)), m.predict(t))
+    torch.testing.assert_close(m.predict([torch.tensor(p, dtype=F64) for p in pts]), m.predict(t))
+    torch.testing.assert_close(m.predict([0.5]), m.predict(t[1:2]))
+    post, ref = m.posterior(pts), m.posterior(t)
+    torch.testing.assert_close(post.mean, ref.mean)
+    torch.testing.assert_close(post.variance, ref.variance)
+    assert m.rel_l2(pts) == m.rel_l2(t)
+    with pytest.raises(ValueError, match=r"^test_axes: expected finite values"):
+        m.predict([0.1, float("nan")])
+    m2 = GPPDESolver("poisson2d-low", n_col=8, num_mixtures=2, seed=0)
+    with pytest.raises(ValueError, match=r"^x: expected 2 test axes .* flat sequence of 3 numbers"):
+        m2.posterior(pts)
+
+
 def test_predict_default_grid_of_a_custom_problem_has_300_points():
     x = torch.linspace(0, 1, 8, dtype=F64)
     m = GPPDESolver(x=[x], source=np.zeros(8), boundary=np.zeros(8), num_mixtures=2, seed=0)
