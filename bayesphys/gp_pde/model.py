@@ -210,7 +210,9 @@ class GPPDESolver:
         r"""Posterior mean :math:`W U` ``[p_1..p_d]`` on the tensor grid of ``test_axes``.
 
         ``test_axes``: one 1-D tensor ``[p_j]`` per dimension (for a 1-D problem also a single
-        tensor, or a flat list of numbers such as ``[0.1, 0.5]``). Default: the test grid, ``p_j`` evenly spaced points spanning the collocation
+        tensor, a flat list of numbers such as ``[0.1, 0.5]``, or one number). Points outside
+        the collocation grid are an extrapolation of the kernel, unconstrained by the PDE: a
+        ``UserWarning`` names them. Default: the test grid, ``p_j`` evenly spaced points spanning the collocation
         axis ``j``, ``p_j`` = the problem's ``n_test`` (300 for every registered problem; 300
         also for a custom ``x=`` problem). The mean of :meth:`posterior`, so a stale field
         (after :meth:`warm_start_from`, or before any fit) is solved first, once, as there;
@@ -218,9 +220,11 @@ class GPPDESolver:
         check_built(self, "predict")
         return self._mean(test_axes, solve=True)
 
-    def _mean(self, test_axes, *, solve: bool) -> Tensor:
-        """``W U``; ``solve=False`` reads the stored field as it is (the fit's own reports)."""
-        test_axes = self._test_axes(test_axes, "test_axes")
+    def _mean(self, test_axes, *, solve: bool, checked: bool = False) -> Tensor:
+        """``W U``; ``solve=False`` reads the stored field as it is (the fit's own reports);
+        ``checked``: ``test_axes`` are already the checked axes (no second check or warning)."""
+        if not checked:
+            test_axes = self._test_axes(test_axes, "test_axes")
         with torch.no_grad():
             fac = self._factors()
             if solve:
@@ -254,7 +258,7 @@ class GPPDESolver:
                 "model.problem to reattach it)"
             )
         ta = self._test_axes(test_axes, "test_axes")
-        pred = self._mean(ta, solve=solve)
+        pred = self._mean(ta, solve=solve, checked=True)
         ex = self.problem.solution(ta)
         return float((pred - ex).norm() / ex.norm())
 

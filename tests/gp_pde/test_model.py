@@ -324,6 +324,36 @@ def test_a_flat_list_of_numbers_is_the_axis_of_a_1d_grid():
         m2.posterior(pts)
 
 
+def test_one_number_is_a_one_point_axis_of_a_1d_grid():
+    """``predict(0.5)`` was refused ("expected 1 dimensions, received shape ()")."""
+    m = GPPDESolver("poisson1d-low", n_col=20, num_mixtures=2, seed=0)
+    one = m.predict(torch.tensor([0.5], dtype=F64))
+    torch.testing.assert_close(m.predict(0.5), one)
+    torch.testing.assert_close(m.predict(torch.tensor(0.5, dtype=F64)), one)
+    torch.testing.assert_close(m.posterior(0.5).mean, one)
+
+
+def test_test_points_outside_the_collocation_grid_are_warned_about():
+    """Outside the grid the field is the kernel's extrapolation, unconstrained by the PDE (it
+    was returned without a word); the warning names the argument and the axis, once per
+    call, at the user's line; points on the grid's ends are inside."""
+    import warnings
+
+    m = GPPDESolver("poisson1d-low", n_col=20, num_mixtures=2, seed=0)
+    for call, label in ((m.predict, "test_axes"), (m.posterior, "x"), (m.rel_l2, "test_axes")):
+        with pytest.warns(UserWarning, match=rf"^{label}: 2 of 3 points outside \[0, 1\]") as rec:
+            call([0.5, 1.5, -0.25])
+        assert len(rec) == 1 and rec[0].filename == __file__
+    m2 = GPPDESolver("poisson2d-low", n_col=8, num_mixtures=2, seed=0)
+    inside = torch.linspace(0, 1, 3, dtype=F64)
+    with pytest.warns(UserWarning, match=r"^test_axes\[1\]: 1 of 3 points outside"):
+        m2.predict([inside, torch.tensor([0.0, 1.0, 1.5], dtype=F64)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.predict(torch.linspace(0, 1, 7, dtype=F64))
+        m2.predict([inside, inside])
+
+
 def test_predict_default_grid_of_a_custom_problem_has_300_points():
     x = torch.linspace(0, 1, 8, dtype=F64)
     m = GPPDESolver(x=[x], source=np.zeros(8), boundary=np.zeros(8), num_mixtures=2, seed=0)
