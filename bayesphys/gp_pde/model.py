@@ -45,7 +45,7 @@ from ._setup import (
     check_loadable_config,
     init_solver,
 )
-from .operator import build_factors, detach_factors
+from .operator import detach_factors, grid_factors
 from .posterior import check_posterior_memory, test_grid_posterior
 
 __all__ = ["GPPDESolver", "METHODS", "NONLINEAR_SOLVERS"]
@@ -178,7 +178,7 @@ class GPPDESolver:
         return [*self.kernels.parameters(), *taus]
 
     def _factors(self):
-        return build_factors(list(self.kernels), self.axes, self.op, jitter=self.config["jitter"])
+        return grid_factors(list(self.kernels), self.axes, self.op, jitter=self.config["jitter"])
 
     def _param_key(self) -> Tensor:
         ps = [*self.kernels.parameters(), self.log_tau_b, self.log_tau_pde]
