@@ -175,6 +175,23 @@ def check_module_inputs(owner: str, weight: Tensor, **tensors: Any) -> None:
         check_on_device(name, t, weight.device, f"the {owner}'s", hint=hint)
 
 
+def check_float_beside(name: str, value: Any, ref: Tensor, ref_name: str) -> None:
+    """The structural checks of a tensor ``value`` computed with the tensor ``ref`` (named
+    ``ref_name``), none of which reads a value (no device synchronisation, so fit for a
+    training step): ``TypeError`` naming ``name`` unless it is a floating tensor (an integer
+    or boolean one was promoted without a word), ``ValueError`` unless it is on ``ref``'s
+    device (torch's error named neither argument)."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, received {type(value).__name__}")
+    if not value.is_floating_point():
+        raise TypeError(
+            f"{name}: expected a floating tensor, received {value.dtype} (convert it with "
+            f"{name}.to({ref.dtype}))"
+        )
+    hint = f" (move it with {name}.to('{{device}}'))"
+    check_on_device(name, value, ref.device, f"{ref_name}'s", hint=hint)
+
+
 def _checked_device(device: Any) -> torch.device | None:
     """``device`` as :func:`resolve_device` reads it (``None`` stays ``None``): a string, or a
     :class:`torch.device` of CUDA / MPS (an absent one is named, as for a string); other

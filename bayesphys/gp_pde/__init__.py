@@ -11,6 +11,9 @@ Multi-Scale PDEs with Gaussian Processes", ICLR 2024 (arXiv:2311.04465):
   advection; for Allen-Cahn a Picard-Kronecker fixed point, :class:`PicardKronSolve`, or
   matrix-free Gauss-Newton with Kronecker-preconditioned CG, :class:`GaussNewtonKronSolve`),
   hyperparameters by Adam, Gaussian posterior of the solution on any test grid;
+* :func:`build_factors` / :func:`with_eigen` -- the per-dimension grid factors (:class:`Factor`)
+  that :class:`KronSolve`, :class:`DenseSolve`, :class:`PicardKronSolve`,
+  :class:`GaussNewtonKronSolve` and :func:`objective` take, for using the solves directly;
 * problems with exact solutions in :mod:`bayesphys.problems.gp_pde`.
 
 Example
@@ -26,7 +29,7 @@ from .gauss_newton import GaussNewtonKronSolve
 from .kernels import KINDS, SpectralMixture1d
 from .model import METHODS, NONLINEAR_SOLVERS, GPPDESolver
 from .nonlinear import PicardKronSolve
-from .operator import LinearPDEOperator
+from .operator import Factor, LinearPDEOperator, build_factors, with_eigen
 from .solve import DenseSolve, KronSolve, objective
 
 __all__ = [
@@ -35,6 +38,9 @@ __all__ = [
     "GPPDESolver",
     "METHODS",
     "LinearPDEOperator",
+    "Factor",
+    "build_factors",
+    "with_eigen",
     "KronSolve",
     "PicardKronSolve",
     "GaussNewtonKronSolve",

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -12,6 +14,7 @@ from torch import Tensor
 
 from .._checks import check_increasing
 from .._device import as_tensor, check_finite, check_on_device, own_memory
+from .._stack import user_stacklevel
 from ..problems.gp_pde import PDEProblem, tensor_grid
 from ._errors import NumericalFailure
 
@@ -171,6 +174,27 @@ def parse_grid(
     return axes
 
 
+def _is_number(value) -> bool:
+    """Whether ``value`` is one number: a Python number or a 0-d tensor or array."""
+    return isinstance(value, numbers.Number) or (
+        getattr(value, "ndim", None) == 0 and hasattr(value, "shape")
+    )
+
+
+def _flat_numbers(value) -> bool:
+    """Whether ``value`` is a non-empty list or tuple of numbers (Python numbers, 0-d tensors
+    or arrays): one axis of points, not one axis per entry."""
+    return isinstance(value, list | tuple) and len(value) > 0 and all(_is_number(v) for v in value)
+
+
+def _stacked(values: list | tuple):
+    """A flat sequence of numbers as one axis: 0-d tensors stacked (their device and graph
+    kept), anything else left to the conversion."""
+    if all(isinstance(v, Tensor) for v in values):
+        return torch.stack(list(values))
+    return list(values)
+
+
 def check_test_axes(
     test_axes: Tensor | Sequence[Tensor] | None,
     axes: list[Tensor],
@@ -182,13 +206,28 @@ def check_test_axes(
 ) -> list[Tensor]:
     """The test axes ``[p_j]`` of a solver on the grid ``axes`` ``[n_j]``: for ``None`` the
     default test grid (``p_j`` evenly spaced points spanning axis ``j``, ``p_j`` the problem's
-    ``n_test``, 300 without a problem), else one checked non-empty 1-D tensor per dimension.
+    ``n_test``, 300 without a problem), else one checked non-empty 1-D tensor per dimension;
+    for a 1-D grid also a single axis: a 1-D tensor or array, or a flat list of numbers (each
+    number was read as an axis of its own and the list refused), or one number (a one-point
+    axis). Test points outside the collocation axes are warned about (:func:`_warn_outside`)
     ``name``: the caller's argument, named in the refusals."""
     if test_axes is None:
         n = problem.n_test if problem is not None else 300
         return [
             torch.linspace(float(a[0]), float(a[-1]), n, dtype=dtype, device=device) for a in axes
         ]
+    if len(axes) == 1 and _is_number(test_axes):  # one point of a 1-D grid
+        test_axes = [test_axes]
+    flat = _flat_numbers(test_axes)
+    if flat:
+        if len(axes) == 1:  # the axis of a 1-D grid (its numbers were read as 1-point axes)
+            test_axes = [_stacked(test_axes)]
+        else:
+            raise ValueError(
+                f"{name}: expected {len(axes)} test axes (one 1-D tensor per dimension of the "
+                f"{len(axes)}-D grid), received a flat sequence of {len(test_axes)} numbers "
+                "(the axis of a 1-D grid)"
+            )
     test_axes = list(test_axes) if isinstance(test_axes, list | tuple) else [test_axes]
     if len(test_axes) != len(axes):
         raise ValueError(
@@ -197,12 +236,39 @@ def check_test_axes(
         )
     out = []
     for j, t in enumerate(test_axes):
-        _check_values(f"{name}[{j}]", t, "real test coordinates")
-        a = as_tensor(f"{name}[{j}]", t, dtype=dtype, device=device, ndim=1)
+        label = name if flat else f"{name}[{j}]"  # a flat list is the argument itself
+        _check_values(label, t, "real test coordinates")
+        a = as_tensor(label, t, dtype=dtype, device=device, ndim=1)
         if a.numel() == 0:
-            raise ValueError(f"{name}[{j}]: expected a non-empty axis")
+            raise ValueError(f"{label}: expected a non-empty axis")
         out.append(a)
+    _warn_outside(name, out, axes, flat)
     return out
+
+
+def _warn_outside(name: str, test_axes: list[Tensor], axes: list[Tensor], flat: bool) -> None:
+    """A ``UserWarning`` at the user's line naming ``name`` when test points ``[p_j]`` lie
+    outside the collocation axes ``[n_j]`` (beyond round-off): there the field is an
+    extrapolation of the kernel, which neither the PDE nor the boundary data constrain (the
+    posterior's mean reverts to the prior's and its intervals missed the exact solution by
+    several standard deviations half an axis beyond the box); it was returned without a
+    word."""
+    parts = []
+    for j, (t, a) in enumerate(zip(test_axes, axes)):
+        lo, hi = float(a[0]), float(a[-1])
+        tol = 1e-9 * (hi - lo)
+        n = int(((t < lo - tol) | (t > hi + tol)).sum())
+        if n:
+            label = name if flat else f"{name}[{j}]"
+            parts.append(f"{label}: {n} of {t.numel()} points outside [{lo:.6g}, {hi:.6g}]")
+    if parts:
+        warnings.warn(
+            f"{'; '.join(parts)} (the collocation grid): there the solution is extrapolated by "
+            "the kernel alone, unconstrained by the PDE and the boundary data, and its "
+            "posterior is not a solution of the problem",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
 
 
 def eval_on_grid(name: str, value, axes: list[Tensor], *, finite: bool = True) -> Tensor:

@@ -45,7 +45,7 @@ from ._setup import (
     check_loadable_config,
     init_solver,
 )
-from .operator import build_factors, detach_factors
+from .operator import detach_factors, grid_factors
 from .posterior import check_posterior_memory, test_grid_posterior
 
 __all__ = ["GPPDESolver", "METHODS", "NONLINEAR_SOLVERS"]
@@ -178,7 +178,7 @@ class GPPDESolver:
         return [*self.kernels.parameters(), *taus]
 
     def _factors(self):
-        return build_factors(list(self.kernels), self.axes, self.op, jitter=self.config["jitter"])
+        return grid_factors(list(self.kernels), self.axes, self.op, jitter=self.config["jitter"])
 
     def _param_key(self) -> Tensor:
         ps = [*self.kernels.parameters(), self.log_tau_b, self.log_tau_pde]
@@ -206,11 +206,13 @@ class GPPDESolver:
         """
         return eliminator(self, factors, reuse=reuse)
 
-    def predict(self, test_axes: list[Tensor] | None = None) -> Tensor:
+    def predict(self, test_axes: list[ArrayLike] | ArrayLike | None = None) -> Tensor:
         r"""Posterior mean :math:`W U` ``[p_1..p_d]`` on the tensor grid of ``test_axes``.
 
-        ``test_axes``: one 1-D tensor ``[p_j]`` per dimension (a single tensor for a 1-D
-        problem). Default: the test grid, ``p_j`` evenly spaced points spanning the collocation
+        ``test_axes``: one 1-D tensor ``[p_j]`` per dimension (for a 1-D problem also a single
+        tensor, a flat list of numbers such as ``[0.1, 0.5]``, or one number). Points outside
+        the collocation grid are an extrapolation of the kernel, unconstrained by the PDE: a
+        ``UserWarning`` names them. Default: the test grid, ``p_j`` evenly spaced points spanning the collocation
         axis ``j``, ``p_j`` = the problem's ``n_test`` (300 for every registered problem; 300
         also for a custom ``x=`` problem). The mean of :meth:`posterior`, so a stale field
         (after :meth:`warm_start_from`, or before any fit) is solved first, once, as there;
@@ -218,9 +220,11 @@ class GPPDESolver:
         check_built(self, "predict")
         return self._mean(test_axes, solve=True)
 
-    def _mean(self, test_axes, *, solve: bool) -> Tensor:
-        """``W U``; ``solve=False`` reads the stored field as it is (the fit's own reports)."""
-        test_axes = self._test_axes(test_axes, "test_axes")
+    def _mean(self, test_axes, *, solve: bool, checked: bool = False) -> Tensor:
+        """``W U``; ``solve=False`` reads the stored field as it is (the fit's own reports);
+        ``checked``: ``test_axes`` are already the checked axes (no second check or warning)."""
+        if not checked:
+            test_axes = self._test_axes(test_axes, "test_axes")
         with torch.no_grad():
             fac = self._factors()
             if solve:
@@ -238,11 +242,11 @@ class GPPDESolver:
             test_axes, self.axes, self.problem, name=name, dtype=self.dtype, device=self.device
         )
 
-    def rel_l2(self, test_axes: list[Tensor] | Tensor | None = None) -> float:
+    def rel_l2(self, test_axes: list[ArrayLike] | ArrayLike | None = None) -> float:
         r"""Relative L2 error :math:`\lVert\bar u - u\rVert_2 / \lVert u\rVert_2` of the mean
         :math:`\bar u` against the problem's exact solution :math:`u` on the test grid
-        ``[p_1..p_d]``: ``test_axes`` one ``[p_j]`` tensor per dimension (a single tensor: the
-        axis of a 1-D grid; ``None``: the default test grid, ``n_test`` points per axis)."""
+        ``[p_1..p_d]``: ``test_axes`` one ``[p_j]`` tensor per dimension (a single tensor or a
+        flat list of numbers: the axis of a 1-D grid; ``None``: the default test grid, ``n_test`` points per axis)."""
         check_built(self, "rel_l2")
         return self._rel_l2(test_axes, solve=True)
 
@@ -254,7 +258,7 @@ class GPPDESolver:
                 "model.problem to reattach it)"
             )
         ta = self._test_axes(test_axes, "test_axes")
-        pred = self._mean(ta, solve=solve)
+        pred = self._mean(ta, solve=solve, checked=True)
         ex = self.problem.solution(ta)
         return float((pred - ex).norm() / ex.norm())
 
@@ -380,8 +384,11 @@ class GPPDESolver:
         return objective_value(self, u)
 
     # ------------------------------------------------------------------ posterior
-    def posterior(self, x: list[Tensor] | None = None) -> GaussianPosterior:
+    def posterior(self, x: list[ArrayLike] | ArrayLike | None = None) -> GaussianPosterior:
         r"""Gaussian posterior of :math:`u` on the tensor grid of the axes ``x`` (default test grid).
+
+        ``x``: as ``test_axes`` of :meth:`predict` (one ``[p_j]`` axis per dimension; for a 1-D
+        problem also a single axis or a flat list of numbers).
 
         Exact GP conditioning on the boundary and collocation likelihoods for linear PDEs;
         linearised at :math:`U^\star` (Gauss-Newton/Laplace) for Allen-Cahn. Event shape

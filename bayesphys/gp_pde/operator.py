@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .._checks import check_bool, check_int, check_real
+from .._checks import check_bool, check_increasing, check_int, check_real
+from .._device import as_tensor, check_on_device
 from ._errors import NumericalFailure
 from .kernels import SpectralMixture1d
 
@@ -163,9 +164,70 @@ def build_factors(
     jitter: float = 1e-6,
     eigen: bool = False,
 ) -> list[Factor]:
-    """Per-dimension factors, one kernel and one axis ``[n_j]`` per dimension of ``op``;
+    r"""Per-dimension factors, one kernel and one axis ``[n_j]`` per dimension of ``op``;
     ``eigen=True`` adds the whitened eigenbasis (:func:`with_eigen`: real for even orders,
-    complex for odd ones). ``jitter >= 0`` is added to each Gram diagonal."""
+    complex for odd ones). ``jitter >= 0`` is added to each Gram diagonal.
+
+    Each axis: a 1-D tensor (or a sequence of numbers) of ``n_j >= 2`` finite, strictly
+    increasing coordinates on its kernel's device; it is taken in the kernel's dtype. Anything
+    else is refused naming ``axes[j]``: the solves read an axis's first and last entries as
+    its boundary faces, so an unsorted one put the boundary values at interior points, a
+    repeated point made the Gram singular, a NaN failed inside torch and a list of numbers
+    failed with an ``AttributeError``.
+
+    Returns one :class:`Factor` per dimension: ``x [n_j]``, ``C``, ``L``, ``Cop``, ``D``
+    ``[n_j, n_j]`` (differentiable in the kernels' parameters). These are the inputs of
+    :class:`~bayesphys.gp_pde.DenseSolve`, :func:`~bayesphys.gp_pde.objective` and, with
+    ``eigen=True``, :class:`~bayesphys.gp_pde.KronSolve`.
+
+    Example
+    -------
+    >>> import torch
+    >>> from bayesphys.gp_pde import KronSolve, LinearPDEOperator, SpectralMixture1d, build_factors
+    >>> op = LinearPDEOperator.for_equation("poisson", 1)
+    >>> x = torch.linspace(0, 1, 16, dtype=torch.float64)
+    >>> k = SpectralMixture1d(2)
+    >>> fac = build_factors([k], [x], op, eigen=True, jitter=1e-6)
+    >>> KronSolve(fac, op, tau2=1.0, gamma=1.0).shape
+    (16,)
+    """
+    jitter = check_real("jitter", jitter, minimum=0.0)
+    check_factor_count(kernels, op, "kernels")
+    check_factor_count(axes, op, "axes")
+    axes = [_checked_axis(f"axes[{j}]", a, k) for j, (a, k) in enumerate(zip(axes, kernels))]
+    return grid_factors(kernels, axes, op, jitter=jitter, eigen=eigen)
+
+
+def _checked_axis(name: str, axis: object, kernel: SpectralMixture1d) -> Tensor:
+    """``axis`` as a checked 1-D tensor ``[n >= 2]`` of finite, strictly increasing
+    coordinates in ``kernel``'s dtype, on its device (see :func:`build_factors`)."""
+    ref = next(iter(kernel.parameters()), None) if isinstance(kernel, torch.nn.Module) else None
+    dtype = ref.dtype if ref is not None else None
+    if isinstance(axis, Tensor):
+        if ref is not None:
+            check_on_device(name, axis, ref.device, "its kernel's")
+        if axis.is_complex():
+            raise TypeError(f"{name}: expected real coordinates, received {axis.dtype}")
+        a = as_tensor(name, axis, dtype=dtype or torch.float64, ndim=1)
+    else:
+        device = ref.device if ref is not None else None
+        a = as_tensor(name, axis, dtype=dtype or torch.float64, device=device, ndim=1)
+    if a.numel() < 2:
+        raise ValueError(f"{name}: expected at least 2 grid points, received {a.numel()}")
+    check_increasing(name, a, what="coordinates")
+    return a
+
+
+def grid_factors(
+    kernels: list[SpectralMixture1d],
+    axes: list[Tensor],
+    op: LinearPDEOperator,
+    *,
+    jitter: float = 1e-6,
+    eigen: bool = False,
+) -> list[Factor]:
+    """:func:`build_factors` without the checks of the axes ``[n_j]`` that read their values
+    (no device synchronisation): for axes a solver has checked once, rebuilt every step."""
     jitter = check_real("jitter", jitter, minimum=0.0)
     check_factor_count(kernels, op, "kernels")
     check_factor_count(axes, op, "axes")
@@ -183,6 +245,10 @@ def build_factors(
 
 def with_eigen(factors: list[Factor], op: LinearPDEOperator) -> list[Factor]:
     r"""Detached copies of ``factors`` with the whitened eigenbasis of :math:`B_j = L_j^{-1}C_j^{(o)}L_j^{-\top}`.
+
+    ``factors``: one :class:`Factor` per dimension of ``op`` (from :func:`build_factors`);
+    each copy gains ``lam [n_j]`` and ``Q``, ``R``, ``Rinv`` ``[n_j, n_j]``, which
+    :class:`~bayesphys.gp_pde.KronSolve` needs.
 
     Even order: :math:`B_j` is symmetric, :math:`B_j = Q_j\Lambda_jQ_j^\top` (real).
     Odd order (advection): :math:`B_j` is antisymmetric, so :math:`iB_j` is Hermitian and

@@ -299,7 +299,13 @@ def burgers_inverse_inputs(
     """Inverse-problem inputs of :func:`evaluate_burgers`: ``n_inverse`` random interior
     reference nodes per case (``t > 0``, off the walls) -> points ``[n, n_inverse, 2]`` (x, t)
     and the reference values there ``[n, n_inverse]``. ``n_inverse >= 1`` (int), ``seed`` an
-    int ``>= 0`` (``None``: drawn from torch's global stream)."""
+    int ``>= 0`` (``None``: drawn from torch's global stream).
+
+    The nodes are drawn **with replacement**, as the benchmark defines them: per case and
+    point, an x index uniform on the ``nx - 2`` interior nodes and, independently, a t index
+    uniform on the ``nt - 1`` times after ``t = 0``. A case's ``n_inverse`` points can
+    therefore repeat a node (giving its value more than once), and ``n_inverse`` may exceed
+    the ``(nx - 2)(nt - 1)`` interior nodes."""
     test = _check_test(test, "burgers", ("x", "t", "u"))
     n_inverse = check_int("n_inverse", n_inverse, minimum=1)
     if seed is not None:

@@ -144,10 +144,15 @@ class ForwardNet(nn.Module):
         return {"mu": mu, "sd": sds, "C": C}
 
     def _check_inputs(self, x: Tensor, z: Tensor, w: Tensor) -> None:
-        """``x [B, N, dim_x]``, ``z [B, dim_z]``, ``w [B, dim_w]`` (``z``, ``w``: or one row),
-        tensors in the network's dtype and on its device (``TypeError`` / ``ValueError``
+        """``x [B, N, dim_x]`` (``B >= 1``), ``z [B, dim_z]``, ``w [B, dim_w]`` (``z``, ``w``: or
+        one row), tensors in the network's dtype and on its device (``TypeError`` / ``ValueError``
         otherwise, naming the argument)."""
         check_module_inputs("ForwardNet", self.mlp.out.weight, x=x, z=z, w=w)
+        if x.ndim == 3 and x.shape[0] == 0:  # was a reshape error inside the MLP
+            raise ValueError(
+                f"x: expected B >= 1 sets of points [B, N, {self.dim_x}], received shape "
+                f"{tuple(x.shape)}"
+            )
         ok = x.ndim == 3 and x.shape[-1] == self.dim_x and z.ndim == w.ndim == 2
         ok = ok and z.shape[-1] == self.dim_z and w.shape[-1] == self.dim_w
         ok = ok and z.shape[0] == w.shape[0] and z.shape[0] in (1, x.shape[0])

@@ -24,6 +24,7 @@ from torch import Tensor
 from torch.distributions import LowRankMultivariateNormal, Normal
 
 from .._checks import as_scalar, check_real
+from .._device import check_float_beside
 from ..problems.rgnp import BurgersProblem, PoissonProblem
 from .forward import ForwardNet
 from .gicnet import GICNet, check_tensors
@@ -31,12 +32,36 @@ from .gicnet import GICNet, check_tensors
 __all__ = ["physics_elbo", "data_log_likelihood", "field_marginal"]
 
 
+def _check_nets(problem, **nets: ForwardNet | GICNet) -> None:
+    """``ValueError`` naming the network whose sizes ``(dim_x, dim_z[, dim_w])`` are not the
+    problem's (an inverse network of another ``dim_z`` failed inside ``log_prob`` with
+    torch's event-shape error, naming neither; a forward network's refusal asked for the
+    network's own ``z`` width, not the problem's)."""
+    want = (problem.dim_x, problem.dim_z, problem.dim_w)
+    for name, net in nets.items():
+        if isinstance(net, ForwardNet):
+            got = (net.dim_x, net.dim_z, net.dim_w)
+        elif isinstance(net, GICNet):
+            got = (net.dim_x, net.dim_z, net.trunk[0].in_features)
+        else:  # another network with the same interface: its own checks apply
+            continue
+        if got != want:
+            raise ValueError(
+                f"{name}: expected a network of (dim_x, dim_z, dim_w) = {want} (the "
+                f"{type(problem).__name__}'s), received one of {got}"
+            )
+
+
 def _check_batch(problem, x: Tensor, z: Tensor, w: Tensor, **extra: Tensor) -> None:
     """``x`` ``[B, N, dim_x]``, ``z`` ``[B, dim_z]``, ``w`` ``[B, dim_w]`` and ``extra``
-    tensors ``[B, N]`` (``ValueError`` naming them and the shapes received)."""
+    tensors ``[B, N]`` (``ValueError`` naming them and the shapes received); the ``extra``
+    ones floating and on ``x``'s device (``x``, ``z``, ``w`` are checked against the
+    network's dtype and device by the network). Structural checks only: no value is read."""
     names = ("x", "z", "w", *extra)
     tensors = (x, z, w, *extra.values())
     check_tensors(names, tensors)
+    for name, t in extra.items():
+        check_float_beside(name, t, x, "x")
     ok = x.ndim == 3 and x.shape[-1] == problem.dim_x
     if ok:
         b, n = x.shape[:2]
@@ -51,11 +76,12 @@ def _check_batch(problem, x: Tensor, z: Tensor, w: Tensor, **extra: Tensor) -> N
 
 def _check_sigma_r(sigma_r: Tensor | float, x: Tensor) -> Tensor:
     """``sigma_r`` as a tensor: a number is checked (``> 0``) and converted to ``x``'s dtype and
-    device; a tensor's shape must broadcast to ``[B, N]`` (its values are not read: no device
-    synchronisation per training step)."""
+    device; a tensor must be floating, on ``x``'s device and of a shape that broadcasts to
+    ``[B, N]`` (its values are not read: no device synchronisation per training step)."""
     if not isinstance(sigma_r, Tensor):
         s = check_real("sigma_r", as_scalar(sigma_r), minimum=0.0, strict=True)
         return torch.tensor(s, dtype=x.dtype, device=x.device)
+    check_float_beside("sigma_r", sigma_r, x, "x")
     want = tuple(x.shape[:2])
     try:
         fits = torch.broadcast_shapes(sigma_r.shape, want) == want
@@ -83,9 +109,12 @@ def physics_elbo(
     """Per-instance ELBO ``[B]`` and its parts (``loglik``, ``log_p_beta``, ``log_q``, ``res_sq``).
 
     ``x`` ``[B, N, dim_x]``, ``weights`` ``[B, N]``, ``z`` ``[B, dim_z]``, ``w`` ``[B, dim_w]``;
-    ``sigma_r``: the residual scale, a number ``> 0`` or a tensor (e.g. a learned one, with
-    its gradient) of shape ``()`` or one broadcasting to ``[B, N]``.
+    ``sigma_r``: the residual scale, a number ``> 0`` or a floating tensor (e.g. a learned
+    one, with its gradient) of shape ``()`` or one broadcasting to ``[B, N]``. ``weights`` and
+    a ``sigma_r`` tensor floating and on ``x``'s device; ``forward`` and ``inverse`` of the
+    problem's sizes. Structural checks only (no value is read: no device synchronisation).
     """
+    _check_nets(problem, forward=forward, inverse=inverse)
     _check_batch(problem, x, z, w, weights=weights)
     sigma_r = _check_sigma_r(sigma_r, x)
     derivs, q = forward.sample_with_derivatives(x, z, w, problem.derivatives, generator)
@@ -110,6 +139,7 @@ def field_marginal(
 
     ``x`` ``[B, N, dim_x]``, ``z`` ``[B, dim_z]``, ``w`` ``[B, dim_w]``; ``noise_var >= 0``
     (white-noise variance), ``floor >= 0`` (lower bound of the diagonal, 0: none)."""
+    _check_nets(problem, forward=forward)
     _check_batch(problem, x, z, w)
     noise_var = check_real("noise_var", as_scalar(noise_var), minimum=0.0)
     floor = check_real("floor", floor, minimum=0.0)
@@ -133,9 +163,11 @@ def data_log_likelihood(
     sigma_y: float,
 ) -> Tensor:
     """``log p(y_j | z_j, w_j)`` ``[B]`` for ``y`` ``[B, M]`` at ``x_obs`` ``[M, dim_x]``
-    (``z`` ``[B, dim_z]``, ``w`` ``[B, dim_w]``; noise ``sigma_y >= 0``)."""
+    (``z`` ``[B, dim_z]``, ``w`` ``[B, dim_w]``; noise ``sigma_y >= 0``); ``y`` floating and
+    on ``x_obs``'s device (an integer ``y`` was promoted without a word)."""
     sigma_y = check_real("sigma_y", as_scalar(sigma_y), minimum=0.0)
     check_tensors(("x_obs", "y"), (x_obs, y))
+    check_float_beside("y", y, x_obs, "x_obs")
     if x_obs.ndim != 2 or y.ndim != 2 or y.shape[1] != x_obs.shape[0]:
         raise ValueError(
             f"x_obs/y: expected shapes [M, {problem.dim_x}] and [B, M], received "

@@ -228,6 +228,30 @@ def fit_local(
     cal.mass_theta_sd = float((theta - data.params.to(theta)).std())
 
 
+def warn_hybrid_with_mixture(model: ProbConserv) -> None:
+    """A ``UserWarning`` (at the user's line, before the fit) for ``calibrate(objective=
+    "hybrid")`` on an ANP model with ``covariance="mixture"``: the hybrid calibration is
+    fitted to the moment-matched Step-1 covariance, its ``(K, beta)`` and post-update
+    scale chosen by the scores of that covariance's single update, which the mixture model
+    never makes (it updates each latent draw; ``posterior(method="probconserv")`` refuses the
+    calibration, :func:`~._predict.mixture_posterior`). Not refused: its Step-1 (prior) scale
+    still serves this model's unconstrained posteriors (``step1``, ``posterior(method="none"
+    / "hardc")``, ``sigma_g=inf``) and ``mass_discrepancy``, which are the diagonal model's."""
+    if model.config.step1 == "anp" and model.config.covariance == "mixture":
+        warnings.warn(
+            "calibrate: objective='hybrid' with covariance='mixture' fits a calibration that "
+            "the ProbConserv posterior of this model cannot use: posterior(method="
+            "'probconserv') updates each latent draw, and the hybrid calibration has no "
+            "per-draw form, so it will be refused there. It serves only the Step-1 "
+            "covariance (step1, posterior(method='none' / 'hardc'), sigma_g=inf, "
+            "mass_discrepancy). For the ProbConserv posterior, calibrate with "
+            "objective='ll' or 'coverage90', or build the model with covariance='diag' or "
+            "'lowrank'",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
+
+
 def run_calibrate(
     model: ProbConserv,
     s: CalibrateSettings,
@@ -242,6 +266,7 @@ def run_calibrate(
     calibration (hybrid)."""
     widened = None
     if objective == "hybrid":
+        warn_hybrid_with_mixture(model)
         widened = model.problem.widened_range(s.range_margin)
         model.problem.check_params(f"range_margin = {s.range_margin:g}", *widened)
     val = data

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._checks import check_int, check_real
+from .._device import check_module_dtype, check_on_device
 
 __all__ = ["AttentiveNP"]
 
@@ -55,24 +56,62 @@ def check_box(lo, hi) -> tuple[tuple[float, float], tuple[float, float]]:
     return out[0], out[1]
 
 
-def check_sets(xc, yc, xt) -> None:
-    """Refuse contexts ``xc [B, Nc, 2]``, ``yc [B, Nc]`` and targets ``xt [B, Nt, 2]`` that
-    are not floating tensors of these shapes with finite values (``TypeError`` /
-    ``ValueError`` naming the argument): a NaN context gave NaN predictions without a word,
-    complex values and mismatched shapes failed inside torch or gpytorch."""
-    for name, v in (("xc", xc), ("yc", yc), ("xt", xt)):
+def check_set_shapes(
+    xc: object,
+    yc: object,
+    xt: object = None,
+    yt: object = None,
+    *,
+    ref: Tensor,
+    owner: str,
+    same_dtype: bool = False,
+) -> None:
+    """The structural checks of contexts ``xc [B, Nc, 2]``, ``yc [B, Nc]`` and, where given,
+    targets ``xt [B, Nt, 2]``, ``yt [B, Nt]`` (``B, Nc, Nt >= 1``): floating tensors of these
+    shapes on the device of ``ref`` (a weight of the network ``owner``) and, with
+    ``same_dtype``, in its dtype (``TypeError`` / ``ValueError`` naming the argument and the
+    shape received). No value is read (no device synchronisation: fit for a training step).
+    A one-coordinate ``x [B, N, 1]`` was broadcast against the two-coordinate box and read as
+    :math:`(x, x)`; a ``yc`` of one point ``[B, 1]`` or without the batch axis ``[Nc]``, or an
+    ``xc`` of one function ``[1, Nc, 2]``, was broadcast over the batch by gpytorch; an integer
+    ``y`` was promoted; an empty set gave NaN or a reshape error."""
+    pairs = [("xc", xc), ("yc", yc), ("xt", xt), ("yt", yt)]
+    pairs = [(n, v) for n, v in pairs if v is not None or n in ("xc", "yc")]
+    for name, v in pairs:
         if not isinstance(v, Tensor) or not v.is_floating_point():
             got = f"dtype {v.dtype}" if isinstance(v, Tensor) else type(v).__name__
             raise TypeError(f"{name}: expected a real floating tensor, received {got}")
-    b = xc.shape[0] if xc.ndim else None
-    if xc.ndim != 3 or xc.shape[-1] != 2 or xc.shape[1] == 0:
-        raise ValueError(f"xc: expected shape [B, Nc, 2] with Nc >= 1, received {tuple(xc.shape)}")
+    if xc.ndim != 3 or xc.shape[-1] != 2 or 0 in xc.shape[:2]:
+        raise ValueError(
+            f"xc: expected shape [B, Nc, 2] (t, x) with B, Nc >= 1, received {tuple(xc.shape)}"
+        )
+    b = xc.shape[0]
     if tuple(yc.shape) != tuple(xc.shape[:2]):
         raise ValueError(
             f"yc: expected shape {tuple(xc.shape[:2])} (as xc), received {tuple(yc.shape)}"
         )
-    if xt.ndim != 3 or xt.shape[0] != b or xt.shape[-1] != 2:
-        raise ValueError(f"xt: expected shape [{b}, Nt, 2], received {tuple(xt.shape)}")
+    if xt is not None and (
+        xt.ndim != 3 or xt.shape[0] != b or xt.shape[-1] != 2 or xt.shape[1] == 0
+    ):
+        raise ValueError(
+            f"xt: expected shape [{b}, Nt, 2] with Nt >= 1, received {tuple(xt.shape)}"
+        )
+    if yt is not None and (xt is None or tuple(yt.shape) != tuple(xt.shape[:2])):
+        want = tuple(xt.shape[:2]) if xt is not None else "[B, Nt]"
+        raise ValueError(f"yt: expected shape {want} (as xt), received {tuple(yt.shape)}")
+    for name, v in pairs:
+        if same_dtype:
+            check_module_dtype(name, v, ref.dtype, owner)
+        hint = f" (move it with {name}.to('{{device}}'), or the {owner} with .to('{{got}}'))"
+        check_on_device(name, v, ref.device, f"the {owner}'s", hint=hint)
+
+
+def check_sets(xc, yc, xt, *, ref: Tensor, owner: str, same_dtype: bool = False) -> None:
+    """:func:`check_set_shapes` of contexts ``xc [B, Nc, 2]``, ``yc [B, Nc]`` and targets
+    ``xt [B, Nt, 2]``, and their values finite (``ValueError`` naming the argument): a NaN
+    context gave NaN predictions without a word, complex values and mismatched shapes failed
+    inside torch or gpytorch."""
+    check_set_shapes(xc, yc, xt, ref=ref, owner=owner, same_dtype=same_dtype)
     for name, v in (("xc", xc), ("yc", yc), ("xt", xt)):
         if not bool(torch.isfinite(v).all()):
             raise ValueError(
@@ -209,7 +248,12 @@ class AttentiveNP(nn.Module):
         mu [B, Nt], sigma [B, Nt])``; ``mu``/``sigma`` (for penalties) are decoded at ``xt``
         with one latent draw :math:`z = \mu_z + \sigma_z \varepsilon` from
         :math:`q(z \mid x_c \cup x_t, y_c \cup y_t)`, taking :math:`\varepsilon` from
-        ``generator`` (``None``: torch's global generator)."""
+        ``generator`` (``None``: torch's global generator). The four tensors must be floating,
+        in the network's dtype and on its device, of these shapes with ``B, Nc, Nt >= 1``
+        (:func:`check_set_shapes`: structural checks only, no value is read)."""
+        check_set_shapes(
+            xc, yc, xt, yt, ref=self.dec[0].weight, owner="AttentiveNP", same_dtype=True
+        )
         mz_c, sz_c = self.latent(xc, yc)
         mz_a, sz_a = self.latent(torch.cat([xc, xt], 1), torch.cat([yc, yt], 1))
         eps = torch.randn(sz_a.shape, dtype=sz_a.dtype, device=sz_a.device, generator=generator)
@@ -233,9 +277,9 @@ class AttentiveNP(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """Latent draws: means ``[S, B, Nt]`` and sds ``[S, B, Nt]`` (``S = n_samples >= 1``)
         for contexts ``xc [B, Nc, 2]``, ``yc [B, Nc]`` and targets ``xt [B, Nt, 2]`` (finite
-        floating tensors, refused otherwise)."""
+        floating tensors in the network's dtype and on its device, refused otherwise)."""
         n_samples = check_int("n_samples", n_samples, minimum=1)
-        check_sets(xc, yc, xt)
+        check_sets(xc, yc, xt, ref=self.dec[0].weight, owner="AttentiveNP", same_dtype=True)
         mz, sz = self.latent(xc, yc)
         eps = torch.randn(
             (n_samples, *mz.shape), dtype=mz.dtype, device=mz.device, generator=generator

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_int, check_real
-from .anp import check_box, check_sets
+from .anp import check_box, check_set_shapes, check_sets
 
 __all__ = ["MetaGP"]
 
@@ -107,7 +107,11 @@ class MetaGP(nn.Module):
         r"""Negative marginal log likelihood per point, averaged over the batch of functions:
         :math:`-\frac1{B N_c}\sum_b \log\mathcal N(y_b; m\mathbf 1, K_b + \sigma^2 I)` (``m``
         the constant mean, ``K_b`` the kernel on ``xc[b]``, :math:`\sigma^2` the noise) for
-        contexts ``xc [B, Nc, 2]``, ``yc [B, Nc]`` -> ``[]``."""
+        contexts ``xc [B, Nc, 2]``, ``yc [B, Nc]`` -> ``[]``: floating tensors on the model's
+        device with ``B, Nc >= 1`` (:func:`~.anp.check_set_shapes`: structural checks only, no
+        value is read; a ``yc`` of another shape was broadcast over the batch by gpytorch, an
+        empty set gave NaN)."""
+        check_set_shapes(xc, yc, ref=self.lik.raw_noise, owner="MetaGP")
         # under the lock: gpytorch's default settings, not another thread's predict's (and the
         # training data set here are the ones used)
         with GPYTORCH_SETTINGS_LOCK:
@@ -121,7 +125,7 @@ class MetaGP(nn.Module):
         """Latent predictive mean ``[B, Nt]`` and dense covariance ``[B, Nt, Nt]`` (float64)
         for contexts ``xc [B, Nc, 2]``, ``yc [B, Nc]`` and targets ``xt [B, Nt, 2]`` (finite
         floating tensors, refused otherwise: a NaN context gave a NaN posterior silently)."""
-        check_sets(xc, yc, xt)
+        check_sets(xc, yc, xt, ref=self.lik.raw_noise, owner="MetaGP")
         # the conditioning data live on the module (ExactGP): two threads predicting with one
         # model at once used each other's contexts (15 of 20 posteriors wrong) unless the
         # setting and the prediction are one step under the lock

@@ -346,7 +346,10 @@ class ProbConserv:
         coverage before and after the update) on the grid ``t [nt] x 201 points`` (``t`` a
         time or a tensor of times, default the table time); stored in
         ``self.calibration``, returns :math:`\beta`; ``posterior(method="probconserv")`` then
-        uses the post-update scale, the other methods the Step-1 scale.
+        uses the post-update scale, the other methods the Step-1 scale. With
+        ``covariance="mixture"`` (an update per latent draw) the ProbConserv posterior cannot
+        use a hybrid calibration and refuses it; only the Step-1 scale serves (the baselines,
+        ``sigma_g=inf``), so ``calibrate`` warns (``UserWarning``) when asked for one.
 
         ``local_functions = M > 0`` (hybrid only) replaces the scalar scales of the
         ProbConserv update (and of its Step-1 prior, ``posterior(sigma_g=inf)``) by

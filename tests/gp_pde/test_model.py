@@ -300,6 +300,60 @@ def test_wrong_axis_count_names_the_argument_passed():
         m.posterior(two)
 
 
+def test_a_flat_list_of_numbers_is_the_axis_of_a_1d_grid():
+    """``predict``, ``posterior`` and ``rel_l2`` of a 1-D model read ``[0.1, 0.5, 0.9]`` as
+    one axis of three points, as the equal tensor (each number was read as an axis of its
+    own and the list refused as three axes); a one-number list is a one-point axis. A 2-D
+    model still refuses a flat list, naming the argument and the grid's dimension."""
+    m = GPPDESolver("poisson1d-low", n_col=20, num_mixtures=2, seed=0)
+    m.fit(steps=2, progress=False)
+    pts = [0.1, 0.5, 0.9]
+    t = torch.tensor(pts, dtype=F64)
+    torch.testing.assert_close(m.predict(pts), m.predict(t))
+    torch.testing.assert_close(m.predict(tuple(pts)), m.predict(t))
+    torch.testing.assert_close(m.predict([torch.tensor(p, dtype=F64) for p in pts]), m.predict(t))
+    torch.testing.assert_close(m.predict([0.5]), m.predict(t[1:2]))
+    post, ref = m.posterior(pts), m.posterior(t)
+    torch.testing.assert_close(post.mean, ref.mean)
+    torch.testing.assert_close(post.variance, ref.variance)
+    assert m.rel_l2(pts) == m.rel_l2(t)
+    with pytest.raises(ValueError, match=r"^test_axes: expected finite values"):
+        m.predict([0.1, float("nan")])
+    m2 = GPPDESolver("poisson2d-low", n_col=8, num_mixtures=2, seed=0)
+    with pytest.raises(ValueError, match=r"^x: expected 2 test axes .* flat sequence of 3 numbers"):
+        m2.posterior(pts)
+
+
+def test_one_number_is_a_one_point_axis_of_a_1d_grid():
+    """``predict(0.5)`` was refused ("expected 1 dimensions, received shape ()")."""
+    m = GPPDESolver("poisson1d-low", n_col=20, num_mixtures=2, seed=0)
+    one = m.predict(torch.tensor([0.5], dtype=F64))
+    torch.testing.assert_close(m.predict(0.5), one)
+    torch.testing.assert_close(m.predict(torch.tensor(0.5, dtype=F64)), one)
+    torch.testing.assert_close(m.posterior(0.5).mean, one)
+
+
+def test_test_points_outside_the_collocation_grid_are_warned_about():
+    """Outside the grid the field is the kernel's extrapolation, unconstrained by the PDE (it
+    was returned without a word); the warning names the argument and the axis, once per
+    call, at the user's line; points on the grid's ends are inside."""
+    import warnings
+
+    m = GPPDESolver("poisson1d-low", n_col=20, num_mixtures=2, seed=0)
+    for call, label in ((m.predict, "test_axes"), (m.posterior, "x"), (m.rel_l2, "test_axes")):
+        with pytest.warns(UserWarning, match=rf"^{label}: 2 of 3 points outside \[0, 1\]") as rec:
+            call([0.5, 1.5, -0.25])
+        assert len(rec) == 1 and rec[0].filename == __file__
+    m2 = GPPDESolver("poisson2d-low", n_col=8, num_mixtures=2, seed=0)
+    inside = torch.linspace(0, 1, 3, dtype=F64)
+    with pytest.warns(UserWarning, match=r"^test_axes\[1\]: 1 of 3 points outside"):
+        m2.predict([inside, torch.tensor([0.0, 1.0, 1.5], dtype=F64)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.predict(torch.linspace(0, 1, 7, dtype=F64))
+        m2.predict([inside, inside])
+
+
 def test_predict_default_grid_of_a_custom_problem_has_300_points():
     x = torch.linspace(0, 1, 8, dtype=F64)
     m = GPPDESolver(x=[x], source=np.zeros(8), boundary=np.zeros(8), num_mixtures=2, seed=0)

@@ -520,3 +520,53 @@ def test_dense_solve_of_differentiable_factors_does_not_warn():
         op,
     )
     assert torch.equal(u.detach(), ref.solve(f, g, 1.0, 1.0))
+
+
+def test_factor_builders_are_public_and_feed_the_solves():
+    """``build_factors`` / ``with_eigen`` (and the ``Factor`` they return) come from
+    ``bayesphys.gp_pde`` itself, as the solves that take their output do; the two routes
+    (``eigen=True`` and ``with_eigen`` afterwards) give the same ``KronSolve``."""
+    import bayesphys.gp_pde as gp
+    from bayesphys.gp_pde import Factor, build_factors, with_eigen
+
+    assert {"build_factors", "with_eigen", "Factor"} <= set(gp.__all__)
+    op = LinearPDEOperator.for_equation("poisson", 1)
+    x = torch.linspace(0, 1, 12, dtype=torch.float64)
+    k = SpectralMixture1d(2)
+    plain = build_factors([k], [x], op, jitter=1e-6)
+    assert isinstance(plain[0], Factor) and plain[0].lam is None
+    f = torch.sin(3 * x)
+    g = torch.zeros(2, dtype=torch.float64)
+    a = KronSolve(with_eigen(plain, op), op, 1.0, 1.0).solve(f, g)
+    b = KronSolve(build_factors([k], [x], op, eigen=True, jitter=1e-6), op, 1.0, 1.0).solve(f, g)
+    torch.testing.assert_close(a, b)
+
+
+def test_build_factors_checks_its_axes_by_name():
+    """The public builder reads each axis's first and last entries as its boundary faces: a
+    shuffled axis put the boundary at interior points without a word, a repeated point made
+    the Gram singular, a NaN failed inside torch, an empty axis built empty factors and a
+    list of numbers failed with an AttributeError. A list is now an axis; float32 and integer
+    axes are taken in the kernel's dtype."""
+    from bayesphys.gp_pde import build_factors as build
+
+    op = LinearPDEOperator.for_equation("poisson", 1)
+    k = SpectralMixture1d(2)
+    x = torch.linspace(0, 1, 6, dtype=F64)
+    ref = build([k], [x], op)[0]
+    for same in (x.tolist(), x.float().double(), x.float()):
+        fac = build([k], [same], op)[0]
+        assert fac.x.dtype == F64 and torch.allclose(fac.L, ref.L, atol=1e-6, rtol=0)
+    shuffled = x[torch.tensor([0, 3, 1, 2, 5, 4])]
+    cases = [
+        (shuffled, ValueError, r"^axes\[0\]: expected strictly increasing coordinates"),
+        (torch.cat([x, x[-1:]]), ValueError, r"^axes\[0\]: expected strictly increasing"),
+        (x * float("nan"), ValueError, r"^axes\[0\]: expected finite values"),
+        (x[:1], ValueError, r"^axes\[0\]: expected at least 2 grid points, received 1"),
+        (x[None], ValueError, r"^axes\[0\]: expected 1 dimensions"),
+        (x.to("meta"), ValueError, r"^axes\[0\]: expected a tensor on its kernel's device"),
+        (x.to(torch.complex128), TypeError, r"^axes\[0\]: expected real coordinates"),
+    ]
+    for axis, err, match in cases:
+        with pytest.raises(err, match=match):
+            build([k], [axis], op)

@@ -38,3 +38,15 @@ def test_burgers_inverse_inputs_are_interior_reference_values():
     i = int(abs(t["x"] - x[1, 2, 0]).argmin())
     j = int(abs(t["t"] - x[1, 2, 1]).argmin())
     assert u[1, 2] == t["u"][1, j, i]
+
+
+def test_burgers_inverse_nodes_are_drawn_with_replacement_as_documented():
+    """The draw is with replacement (the benchmark's definition): more points than interior
+    nodes are accepted and nodes repeat; the docstring says so (it did not)."""
+    t = burgers_test_set(2, seed=0, n_nodes=6, n_steps=3)
+    interior = (len(t["x"]) - 2) * (len(t["t"]) - 1)
+    x, u = burgers_inverse_inputs(t, interior + 5, seed=0)
+    assert x.shape == (2, interior + 5, 2)
+    assert len({tuple(p) for p in x[0].tolist()}) <= interior  # a node is repeated
+    doc = " ".join(burgers_inverse_inputs.__doc__.split())
+    assert "with replacement" in doc and "can therefore repeat a node" in doc

@@ -191,6 +191,52 @@ def test_physics_elbo_takes_a_number_for_sigma_r_and_names_bad_ones():
         elbo(torch.tensor([0.1, 0.2], dtype=torch.float64))
 
 
+def test_physics_elbo_refuses_weights_sigma_r_and_networks_that_do_not_fit_by_name():
+    """Structural checks that read no value: integer or boolean ``weights`` / ``sigma_r`` were
+    promoted without a word, ones on another device failed in torch (``Tensor.item()`` on a
+    meta tensor, "not on the expected device"), and an inverse network of another ``dim_z``
+    failed inside ``log_prob`` naming neither argument."""
+    from bayesphys.neural_process import physics_elbo
+
+    p, fwd, inv, x, z, w = _elbo_inputs(4)
+    wts = torch.ones(2, 4, dtype=torch.float64)
+
+    def elbo(weights=wts, s=0.3, forward=fwd, inverse=inv):
+        return physics_elbo(p, forward, inverse, x, weights, z, w, s)
+
+    assert elbo()[0].shape == (2,)
+    for bad in (wts.long(), wts.bool()):
+        with pytest.raises(TypeError, match=r"^weights: expected a floating tensor, received"):
+            elbo(weights=bad)
+    with pytest.raises(ValueError, match=r"^weights: expected a tensor on x's device cpu"):
+        elbo(weights=wts.to("meta"))
+    with pytest.raises(TypeError, match=r"^sigma_r: expected a floating tensor, received"):
+        elbo(s=torch.tensor(1))
+    with pytest.raises(ValueError, match=r"^sigma_r: expected a tensor on x's device cpu"):
+        elbo(s=torch.tensor(0.3, dtype=torch.float64, device="meta"))
+    other = GICNet(1, 2, 1, p.lower, p.upper, latent=10, conv_layers=2).double()
+    with pytest.raises(ValueError, match=r"^inverse: expected a network of .* \(1, 5, 1\)"):
+        elbo(inverse=other)
+    narrow = ForwardNet(1, 3, 1, hidden=8, depth=2, n_freq=3).double()
+    with pytest.raises(ValueError, match=r"^forward: .* received one of \(1, 3, 1\)"):
+        elbo(forward=narrow)
+
+
+def test_data_likelihood_and_forward_net_refuse_what_broke_inside_torch():
+    """An integer ``y`` was promoted without a word and a ``y`` on another device failed in
+    torch; an empty batch ``B = 0`` was a reshape error inside the MLP."""
+    p, fwd, _, _, z, w = _elbo_inputs(4)
+    xo = torch.linspace(-0.9, 0.9, 6, dtype=torch.float64)[:, None]
+    y = torch.zeros(2, 6, dtype=torch.float64)
+    assert data_log_likelihood(p, fwd, xo, y, z, w, 0.1).shape == (2,)
+    with pytest.raises(TypeError, match=r"^y: expected a floating tensor, received torch.int64"):
+        data_log_likelihood(p, fwd, xo, y.long(), z, w, 0.1)
+    with pytest.raises(ValueError, match=r"^y: expected a tensor on x_obs's device cpu"):
+        data_log_likelihood(p, fwd, xo, y.to("meta"), z, w, 0.1)
+    with pytest.raises(ValueError, match=r"^x: expected B >= 1 sets .* received shape \(0, 6, 1\)"):
+        fwd.distribution(xo[None][:0], z[:0], w[:0])
+
+
 def test_fit_seeds_save_load_roundtrip(tmp_path):
     a, b = tiny(), tiny()
     ra, rb = a.fit(steps=3, progress=False), b.fit(steps=3, progress=False)

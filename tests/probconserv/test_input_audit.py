@@ -172,6 +172,52 @@ def test_step1_network_predictions_check_their_sets(net):
             model.predict(*args)
 
 
+@pytest.mark.parametrize("net", ["anp", "gp"])
+def test_step1_network_losses_check_their_sets_structurally(net):
+    """The training losses check shapes, dtypes and devices (no value: no device sync per
+    step). Before, MetaGP.loss broadcast a ``yc`` of one point ``[B, 1]``, one without the
+    batch axis ``[Nc]`` and an ``xc`` of one function over the batch and returned a number;
+    both read a one-coordinate ``x`` as ``(x, x)``; integer targets were promoted; an empty
+    set gave NaN (GP) or a reshape error (ANP)."""
+    gen = torch.Generator().manual_seed(0)
+    if net == "anp":
+        model, dt = AttentiveNP((0, 0), (1, 1), hidden=8), torch.float32
+    else:
+        model, dt = MetaGP((0, 0), (1, 1), 4), F64
+    xc, yc = torch.rand(2, 5, 2, dtype=dt, generator=gen), torch.rand(2, 5, dtype=dt, generator=gen)
+    xt, yt = torch.rand(2, 3, 2, dtype=dt, generator=gen), torch.rand(2, 3, dtype=dt, generator=gen)
+
+    def loss(xc=xc, yc=yc, xt=xt, yt=yt):
+        out = model.loss(xc, yc, xt, yt) if net == "anp" else model.loss(xc, yc)
+        return out[0] if net == "anp" else out
+
+    assert loss().ndim == 0 and bool(torch.isfinite(loss()))
+    cases = [
+        (
+            dict(yc=yc[:, :1]),
+            ValueError,
+            r"^yc: expected shape \(2, 5\) \(as xc\), received \(2, 1\)",
+        ),
+        (dict(yc=yc[0]), ValueError, r"^yc: expected shape \(2, 5\) \(as xc\), received \(5,\)"),
+        (dict(xc=xc[:1]), ValueError, r"^yc: expected shape \(1, 5\) \(as xc\), received \(2, 5\)"),
+        (dict(xc=xc[..., :1]), ValueError, r"^xc: expected shape \[B, Nc, 2\]"),
+        (dict(xc=xc[:, :0], yc=yc[:, :0]), ValueError, r"^xc: .* B, Nc >= 1, received \(2, 0, 2\)"),
+        (dict(yc=yc.long()), TypeError, r"^yc: expected a real floating tensor, received dtype"),
+        (dict(yc=yc.to("meta")), ValueError, r"^yc: expected a tensor on the .*'s device cpu"),
+    ]
+    if net == "anp":
+        cases += [
+            (dict(xt=xt[..., :1]), ValueError, r"^xt: expected shape \[2, Nt, 2\]"),
+            (dict(yt=yt[:, :1]), ValueError, r"^yt: expected shape \(2, 3\) \(as xt\)"),
+            (dict(yt=yt.long()), TypeError, r"^yt: expected a real floating tensor"),
+            (dict(xt=xt[:, :0], yt=yt[:, :0]), ValueError, r"^xt: .* with Nt >= 1"),
+            (dict(xt=xt.double()), TypeError, r"^xt: expected the AttentiveNP's dtype"),
+        ]
+    for kw, err, match in cases:
+        with pytest.raises(err, match=match):
+            loss(**kw)
+
+
 def test_dtype_names_are_accepted():
     assert ProbConserv("stefan", hidden=8, n_samples=4, dtype="float32").dtype == torch.float32
     gp = ProbConserv("stefan", step1="gp", gp_width=4, dtype="float64")  # was refused

@@ -222,9 +222,16 @@ def test_model_mixture_refuses_the_hybrid_calibration_and_round_trips(mixture_mo
         atol=0,
         rtol=0,
     )
-    back.calibrate(n_functions=12, objective="hybrid")
+    # the combination is warned about when it is made, naming both settings (it was refused
+    # only later, by the ProbConserv posterior); the baselines still use its Step-1 scale
+    raw = back.posterior(test, method="none").variance
+    with pytest.warns(UserWarning, match=r"objective='hybrid' with covariance='mixture'") as rec:
+        back.calibrate(n_functions=12, objective="hybrid")
+    assert rec[0].filename == __file__  # at the user's line
     with pytest.raises(ValueError, match="hybrid calibration .* has no per-draw form"):
         back.posterior(test)
+    for method in ("none", "hardc"):
+        assert not torch.equal(back.posterior(test, method=method).variance, raw)
     with pytest.raises(ValueError, match="'diag', 'lowrank' or 'mixture'"):
         ProbConserv("stefan", covariance="mixed")
 
