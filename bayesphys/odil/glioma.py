@@ -502,5 +502,7 @@ class GliomaModel(GliomaPosteriorMixin):
     @classmethod
     @autograd_on()
     def load(cls, path: str | Path, *, device: str | torch.device | None = None) -> GliomaModel:
-        """Restore a model written by :meth:`save` exactly (on ``device``, default the CPU)."""
+        """Restore a model written by :meth:`save` exactly (on ``device``, default the CPU):
+        its data, settings, posterior, recalibration map and ``result`` (the fit behind the
+        posterior)."""
         return load_glioma(cls, path, device=device)

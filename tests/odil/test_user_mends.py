@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bayesphys.odil import nuts_reference
+from bayesphys.odil import GliomaModel, nuts_reference
+from bayesphys.problems.glioma import brain_phantom, synthetic_patient
 
 NUTS_KW = dict(num_samples=2, warmup_steps=2, max_tree_depth=2)
 
@@ -30,3 +31,52 @@ def test_nuts_reference_seed_none_draws_from_the_global_stream(tiny_pet_model):
 def test_nuts_reference_still_refuses_a_bad_seed(tiny_pet_model, seed):
     with pytest.raises((TypeError, ValueError), match=r"^seed: expected an int"):
         nuts_reference(tiny_pet_model, seed=seed, **NUTS_KW)
+
+
+# -- save / load keeps the fit's result -----------------------------------------------------
+
+
+def _edited(path, name, edit):
+    ck = torch.load(path, weights_only=False)
+    edit(ck["state"])
+    new = path.parent / name
+    torch.save(ck, new)
+    return new
+
+
+def test_load_restores_the_fit_result(tiny_pet_model, tmp_path):
+    """load() gave ``result = None`` for a fitted model: the fit's losses, convergence and
+    estimates were lost in a round trip while its posterior was kept."""
+    m = tiny_pet_model
+    back = GliomaModel.load(m.save(tmp_path / "m.pt"))
+    assert back.result is not None and back.result == m.result
+    assert back.result is not m.result and back.result.extra is not m.result.extra
+    assert torch.equal(back.theta, m.theta) and torch.equal(back.theta_cov, m.theta_cov)
+    a, b = m.theta_posterior(), back.theta_posterior()
+    assert torch.equal(a.mean, b.mean) and torch.equal(a.variance, b.variance)
+    assert back.estimates() == m.estimates()
+
+
+def test_load_of_an_unfitted_model_or_an_older_file_has_no_result(tiny_pet_model, tmp_path):
+    p = synthetic_patient(0, phantom=brain_phantom(16, 8.0))
+    assert GliomaModel.load(GliomaModel.from_patient(p).save(tmp_path / "u.pt")).result is None
+    path = tiny_pet_model.save(tmp_path / "m.pt")
+    older = _edited(path, "older.pt", lambda st: st.pop("result"))  # written before the entry
+    back = GliomaModel.load(older)
+    assert back.result is None and torch.equal(back.theta, tiny_pet_model.theta)
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda st: st.update(result=[1.0]), r"state\['result'\]"),
+        (lambda st: st["result"].pop("steps"), r"state\['result'\]"),
+        (lambda st: st["result"].update(steps=-1), r"state\['result'\]: steps"),
+        (lambda st: st["result"].update(loss_history=["a"]), r"state\['result'\]"),
+        (lambda st: st.update(theta=None, theta_cov=None), r"fit result without the fitted"),
+    ],
+)
+def test_load_refuses_a_damaged_result(tiny_pet_model, tmp_path, edit, match):
+    bad = _edited(tiny_pet_model.save(tmp_path / "m.pt"), "bad.pt", edit)
+    with pytest.raises(ValueError, match=rf"^path: .*{match}"):
+        GliomaModel.load(bad)
