@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_bool, check_int, check_real, did_you_mean
-from .._device import as_tensor, check_finite, check_on_device
+from .._device import as_tensor, check_finite, check_finite_input, check_on_device
 from .._stack import user_stacklevel
 from .stencil import (
     _check_div_flux,
@@ -481,7 +481,45 @@ def fk_forward(
     at any step). ``check_stability=False`` skips the check, for callers that size
     ``steps`` for a bound on :math:`D_w` and report exceeding it themselves
     (:class:`~bayesphys.odil.GliomaModel`: :func:`stable_steps` at ``d_max``).
+
+    A ``c0`` with a NaN or infinite entry is a ``ValueError`` naming it (it gave a NaN map
+    silently; a NaN tensor rate is the stability check's ``RuntimeWarning``); not tested under
+    a :mod:`torch.func` transform, whose wrapped values cannot be read.
     """
+    c0 = _real_state("c0", c0)
+    check_finite_input("c0", c0)
+    return _fk_forward(
+        c0,
+        faces,
+        dw,
+        rho,
+        t_end=t_end,
+        steps=steps,
+        spacing=spacing,
+        tissue=tissue,
+        save_every=save_every,
+        scheme=scheme,
+        check_stability=check_stability,
+    )
+
+
+def _fk_forward(
+    c0: Tensor,
+    faces: Sequence[Tensor],
+    dw: Tensor | float,
+    rho: Tensor | float,
+    *,
+    t_end: float,
+    steps: int,
+    spacing: float,
+    tissue: Tensor | None = None,
+    save_every: int | None = None,
+    scheme: str = "euler",
+    check_stability: bool = True,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """:func:`fk_forward` without its test of the values of ``c0``: for a
+    model's own solves at points it made (a sampler's or optimiser's trial point), where a
+    non-finite one gives a non-finite loss the caller rejects, not an error."""
     _check_scheme(scheme)
     t_end, steps = _check_time(t_end, steps)
     c0 = _real_state("c0", c0)
@@ -605,11 +643,13 @@ def fk_forward_tangent(
     Returns ``(c(T) [*grid], dc(T) [p, *grid])`` -- the Jacobian columns in one batched pass.
     The arguments and the step are checked as in :func:`fk_forward` (``dw >= 0`` and ``rho``
     finite when given as numbers, devices; ``check_stability`` likewise); ``dc0``, ``ddw``
-    and ``drho`` on ``c0``'s device.
+    and ``drho`` on ``c0``'s device; a ``c0`` with a NaN or infinite entry is refused by name,
+    as there.
     """
     _check_scheme(scheme)
     t_end, steps = _check_time(t_end, steps)
     c0 = _real_state("c0", c0)
+    check_finite_input("c0", c0)
     if len(faces) != c0.ndim:
         raise ValueError(
             f"faces: expected {c0.ndim} face maps (one per axis of c0), received {len(faces)}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -80,3 +82,44 @@ def test_load_refuses_a_damaged_result(tiny_pet_model, tmp_path, edit, match):
     bad = _edited(tiny_pet_model.save(tmp_path / "m.pt"), "bad.pt", edit)
     with pytest.raises(ValueError, match=rf"^path: .*{match}"):
         GliomaModel.load(bad)
+
+
+# -- NaN values are refused where the user's values enter ------------------------------------
+
+
+def _bad_thetas(model):
+    th = model._theta0()
+    for k, v in ((0, math.nan), (1, math.inf), (2, -math.inf)):
+        bad = th.clone()
+        bad[k] = v
+        yield bad
+
+
+def test_forward_and_jacobian_refuse_a_non_finite_theta(model):
+    """A NaN theta gave a NaN tumour map (and a NaN Jacobian) silently."""
+    for bad in _bad_thetas(model):
+        with pytest.raises(ValueError, match=r"^theta: expected finite values, received 1 NaN"):
+            model.forward(bad)
+        with pytest.raises(ValueError, match=r"^theta: expected finite values, received 1 NaN"):
+            model.jacobian(bad)
+        with pytest.raises(ValueError, match=r"^theta: expected finite values"):
+            model.forward(bad, t_end=1.0)
+
+
+def test_the_loss_at_a_non_finite_trial_point_stays_non_finite(model):
+    """The loss a sampler or optimiser evaluates is NaN or infinite there (which NUTS reads
+    as a divergence and LM as a rejected step), not an error that would stop them."""
+    for bad in _bad_thetas(model):
+        assert not math.isfinite(float(model.loss(bad)))
+
+
+def test_forward_still_runs_under_torch_func_transforms(model):
+    th = model._theta0()
+    c = model.forward(th)
+    jf = torch.func.jacfwd(model.forward)(th)
+    jr = torch.func.jacrev(model.forward)(th)
+    assert jf.shape == (*c.shape, th.numel()) and torch.allclose(jf, jr, atol=1e-5)
+    batch = torch.func.vmap(model.forward)(th.repeat(2, 1))
+    assert torch.equal(batch[0], batch[1]) and torch.allclose(batch[0], c)
+    hess = torch.autograd.functional.hessian(model.loss, th, vectorize=True)
+    assert bool(torch.isfinite(hess).all())
