@@ -4,7 +4,7 @@ answered ``roll(): argument 'dims' must be tuple of ints`` or ``tuple index out 
 import pytest
 import torch
 
-from bayesphys.problems.stencil import d1, d2, shift
+from bayesphys.problems.stencil import d1, d2, div_flux, face_average, laplacian, shift
 
 BCS = ("periodic", "neumann", "zero")
 
@@ -52,3 +52,18 @@ def test_negative_axis_matches_positive(bc):
     for k in (1, -1, 2):
         assert torch.equal(shift(u, -1, k, bc), shift(u, 1, k, bc))
         assert torch.equal(shift(u, -2, k, bc), shift(u, 0, k, bc))
+
+
+def test_laplacian_and_div_flux_refuse_a_list():
+    """A list failed with ``AttributeError: 'list' object has no attribute 'ndim'``."""
+    with pytest.raises(TypeError, match=r"^u: expected a torch.Tensor, received list"):
+        laplacian([1.0, 2.0, 3.0], [1.0])
+    with pytest.raises(TypeError, match=r"^u: expected a torch.Tensor, received list"):
+        div_flux([1.0, 2.0, 3.0], [torch.ones(3)], [1.0])
+
+
+def test_face_average_of_an_empty_axis_is_empty():
+    """``last[-1] = 0`` raised IndexError on an axis of length 0 (tissue_faces of an empty
+    grid with it)."""
+    assert face_average(torch.zeros(3, 0), 1).shape == (3, 0)
+    assert face_average(torch.zeros(0, 3), 0).shape == (0, 3)
