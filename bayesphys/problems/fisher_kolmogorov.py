@@ -100,7 +100,15 @@ def initial_condition(
     _check_step("width", width)
     if not isinstance(amplitude, (Tensor, np.ndarray)):
         check_real("amplitude", amplitude)
+    # an int or None failed with "object is not iterable", () inside torch.meshgrid
+    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
+        raise TypeError(
+            "shape: expected a sequence of grid sizes, one per axis (e.g. (64, 64)), "
+            f"received {shape!r}"
+        )
     shape = tuple(check_int("shape", n, minimum=1) for n in shape)
+    if not shape:
+        raise ValueError("shape: expected at least one axis (e.g. (64, 64)), received ()")
     if not isinstance(focus, Tensor):  # numbers: finite (NaN gave a NaN state silently)
         focus = as_tensor("focus", focus)
     # complex and bool foci failed inside torch.arange ("arange_cpu" not implemented)
@@ -332,7 +340,8 @@ def max_steps(
     diag = None
     for k, f in enumerate(faces):
         fp = f.detach().abs().clone()
-        fp.narrow(k, fp.shape[k] - 1, 1).zero_()  # div_flux never uses the last layer's face
+        if fp.shape[k]:  # div_flux never uses the last layer's face (an empty grid has none)
+            fp.narrow(k, fp.shape[k] - 1, 1).zero_()
         term = fp + shift(fp, k, -1, "zero")
         diag = term if diag is None else diag + term
     face_sum = float(diag.max()) if diag is not None and diag.numel() else 0.0
@@ -430,8 +439,10 @@ def logistic_step(c: Tensor, rho: Tensor | float, tau: float) -> Tensor:
     :math:`c\,e^{\rho\tau} / (1 + c(e^{\rho\tau} - 1))` (elementwise, any shape; differentiable).
 
     An integer ``c`` is computed in the default floating dtype (``rho`` was cast to its integer
-    dtype: 0.5 became 0 and the state did not move)."""
-    if not (c.is_floating_point() or c.is_complex()):
+    dtype: 0.5 became 0 and the state did not move); a list or array is converted (finite),
+    a complex or bool ``c`` refused, as :func:`fk_forward`'s state."""
+    c = _real_state("c", c)
+    if not c.is_floating_point():
         c = c.to(torch.get_default_dtype())
     e = torch.exp(torch.as_tensor(rho, dtype=c.dtype, device=c.device) * tau)
     return c * e / (1 + c * (e - 1))
