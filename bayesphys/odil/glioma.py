@@ -483,8 +483,9 @@ class GliomaModel(GliomaPosteriorMixin):
     def recrop(
         self, *, crop_margin_mm: float | None = 40.0, crop_scale: float | None = None
     ) -> GliomaModel:
-        """The same data, configuration and fitted posterior on another solver domain (e.g. a
-        wider one than the fit's, to predict beyond it). Returns a new model."""
+        """The same data, configuration and fitted posterior (with its ``result`` and any
+        recalibration map) on another solver domain (e.g. a wider one than the fit's, to
+        predict beyond it). Returns a new model."""
         return recropped(self, crop_margin_mm=crop_margin_mm, crop_scale=crop_scale)
 
     # -- persistence ----------------------------------------------------------------------------

@@ -123,3 +123,11 @@ def test_forward_still_runs_under_torch_func_transforms(model):
     assert torch.equal(batch[0], batch[1]) and torch.allclose(batch[0], c)
     hess = torch.autograd.functional.hessian(model.loss, th, vectorize=True)
     assert bool(torch.isfinite(hess).all())
+
+
+def test_recrop_keeps_the_fit_result(tiny_pet_model):
+    """recrop() kept the posterior but gave ``result = None``; now a copy of the fit's."""
+    wide = tiny_pet_model.recrop(crop_margin_mm=40.0)
+    assert wide.result == tiny_pet_model.result
+    assert wide.result is not tiny_pet_model.result
+    assert wide.result.extra is not tiny_pet_model.result.extra
