@@ -531,6 +531,33 @@ def check_finite(name: str, value: Any) -> None:
             raise ValueError(f"{name}: expected finite values, received {n} NaN/Inf entries")
 
 
+# torch has no public test for a torch.func transform's wrapper tensor (vmap's BatchedTensor,
+# grad's and jvp's GradTrackingTensor); its private one, where this torch has it
+_IS_WRAPPED = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
+
+
+def values_readable(t: Tensor) -> bool:
+    """Whether the values of the tensor ``t`` ``[*]`` can be read where it is: ``False`` for a
+    :mod:`torch.func` transform's wrapper (under ``vmap``, ``jacfwd``, ``jacrev``, ``grad``,
+    ``jvp``: reading one fails inside ``vmap`` and takes the value out of the transform
+    elsewhere), for a tensor on the ``meta`` device (shapes only) and while
+    :func:`torch.compile` traces; ``True`` for a plain tensor, one that requires grad or a
+    ``torch.autograd.forward_ad`` dual included."""
+    if torch.compiler.is_compiling() or t.device.type == "meta":
+        return False
+    return _IS_WRAPPED is None or not _IS_WRAPPED(t)
+
+
+def check_finite_input(name: str, value: Any) -> None:
+    """:func:`check_finite` where the values can be read (:func:`values_readable`): a user's
+    concrete tensor ``[*]`` with a NaN or Inf is refused by name, while the same function run
+    under a :mod:`torch.func` transform (whose wrapped values cannot be tested), or given a
+    ``meta`` tensor (left to the caller's device checks), is left alone."""
+    if isinstance(value, Tensor) and not values_readable(value):
+        return
+    check_finite(name, value)
+
+
 def as_tensor(
     name: str,
     value: Any,

@@ -7,6 +7,7 @@ and the names of :math:`\theta` ``[2 + K d]``; and the same model on another cro
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -226,6 +227,8 @@ def recropped(
     other.recalibration = (
         None if model.recalibration is None else tuple(v.clone() for v in model.recalibration)
     )
+    # the fit behind that posterior, a copy (None before: save/load keep it, recrop lost it)
+    other.result = copy.deepcopy(model.result)
     return other
 
 

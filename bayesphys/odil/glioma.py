@@ -48,9 +48,9 @@ import torch
 from torch import Tensor
 
 from .._checks import check_real
-from .._device import as_tensor
+from .._device import as_tensor, check_finite_input
 from .._model import FitResult, autograd_on
-from ..problems.fisher_kolmogorov import fk_forward, stable_steps
+from ..problems.fisher_kolmogorov import _fk_forward, stable_steps
 from ..problems.glioma import check_thresholds
 from ._focal import multifocal_initial_condition
 from ._glioma_fit import fit_reduced, hessian_covariance
@@ -217,7 +217,18 @@ class GliomaModel(GliomaPosteriorMixin):
     def forward(self, theta: Tensor, t_end: float | None = None) -> Tensor:
         r"""Tumour-cell map :math:`c(T)` on the crop ``[*crop]`` for :math:`\theta` ``[2 + K d]`` (``K`` foci)
         (differentiable); :meth:`full` embeds it in the whole grid. ``t_end`` (days, >= 0;
-        0 = the initial state) defaults to the scan time."""
+        0 = the initial state) defaults to the scan time. A ``theta`` with a NaN or infinite
+        entry is a ``ValueError`` (not tested under a :mod:`torch.func` transform, whose
+        wrapped values cannot be read)."""
+        check_built(self, "forward")
+        theta = self._theta(theta)
+        check_finite_input("theta", theta)  # the map was NaN, silently
+        return self._forward(theta, t_end)
+
+    def _forward(self, theta: Tensor, t_end: float | None = None) -> Tensor:
+        """:meth:`forward` without the test of ``theta``'s values, for the model's own solves
+        (the loss at a sampler's or optimiser's trial point: a non-finite one gives a
+        non-finite loss that they reject, where an error would stop them)."""
         check_built(self, "forward")
         cfg = self.config
         theta = self._theta(theta)
@@ -230,7 +241,7 @@ class GliomaModel(GliomaPosteriorMixin):
             else stable_steps(t, cfg["d_max"], cfg["spacing"], self.ndim)
         )
         c0 = self.initial_state(theta)
-        return fk_forward(
+        return _fk_forward(
             c0,
             self.faces,
             torch.exp(theta[0]),
@@ -262,8 +273,10 @@ class GliomaModel(GliomaPosteriorMixin):
 
     def jacobian(self, theta: Tensor) -> tuple[Tensor, Tensor]:
         r"""Residual vector ``r [m]`` and its Jacobian ``[m, 2 + K d]`` by the tangent-linear FK model
-        (one batched forward pass instead of ``2 + K d`` forward-mode AD passes)."""
+        (one batched forward pass instead of ``2 + K d`` forward-mode AD passes); a ``theta``
+        with a NaN or infinite entry is a ``ValueError``, as in :meth:`forward`."""
         check_built(self, "jacobian")
+        check_finite_input("theta", self._theta(theta))
         return tangent_jacobian(self, theta)
 
     def _setting(self, key: str, *, strict: bool = True) -> float:
@@ -329,7 +342,7 @@ class GliomaModel(GliomaPosteriorMixin):
         one per brain voxel, ``[n_brain]``), ``pet`` (lesion voxels, ``[n_lesion]``, with a PET
         map) and ``prior`` (``[2 + K d]``: :math:`(\theta_j - m_j)/s_j`)."""
         theta = self._theta(theta)
-        out = self._data_residuals(self.forward(theta))
+        out = self._data_residuals(self._forward(theta))
         out["prior"] = self._prior_residuals(theta)
         return out
 
@@ -470,8 +483,9 @@ class GliomaModel(GliomaPosteriorMixin):
     def recrop(
         self, *, crop_margin_mm: float | None = 40.0, crop_scale: float | None = None
     ) -> GliomaModel:
-        """The same data, configuration and fitted posterior on another solver domain (e.g. a
-        wider one than the fit's, to predict beyond it). Returns a new model."""
+        """The same data, configuration and fitted posterior (with its ``result`` and any
+        recalibration map) on another solver domain (e.g. a wider one than the fit's, to
+        predict beyond it). Returns a new model."""
         return recropped(self, crop_margin_mm=crop_margin_mm, crop_scale=crop_scale)
 
     # -- persistence ----------------------------------------------------------------------------
@@ -502,5 +516,7 @@ class GliomaModel(GliomaPosteriorMixin):
     @classmethod
     @autograd_on()
     def load(cls, path: str | Path, *, device: str | torch.device | None = None) -> GliomaModel:
-        """Restore a model written by :meth:`save` exactly (on ``device``, default the CPU)."""
+        """Restore a model written by :meth:`save` exactly (on ``device``, default the CPU):
+        its data, settings, posterior, recalibration map and ``result`` (the fit behind the
+        posterior)."""
         return load_glioma(cls, path, device=device)

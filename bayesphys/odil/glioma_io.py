@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,8 +15,9 @@ from .._checkpoint import (
     require_entries,
     save_checkpoint,
 )
-from .._checks import check_bool, check_keys
+from .._checks import check_bool, check_int, check_keys, check_real
 from .._device import model_device, resolve_dtype
+from .._model import FitResult
 from ..problems.fisher_kolmogorov import SCHEMES
 from .glioma_inputs import CONFIG_KEYS, checked_settings
 
@@ -24,7 +26,8 @@ if TYPE_CHECKING:
 
 
 def save_glioma(model: GliomaModel, path: str | Path) -> Path:
-    """Write ``model`` (maps, labels, focus guess, fitted posterior, recalibration) to ``path``;
+    """Write ``model`` (maps, labels, focus guess, fitted posterior, recalibration and the
+    :class:`~bayesphys.FitResult` of the fit behind it, ``model.result``) to ``path``;
     a ``config`` value :func:`load_glioma` would refuse (assigned after construction, e.g.
     ``th_up`` below ``th_down``) is refused first, by name."""
     check_loadable_config(model)
@@ -39,9 +42,48 @@ def save_glioma(model: GliomaModel, path: str | Path) -> Path:
         "recalibration": None
         if model.recalibration is None
         else [v.cpu() for v in model.recalibration],
+        "result": _result_state(model.result),
         "dtype": str(model.dtype),
     }
     return save_checkpoint(path, kind=model.kind, config=model.config, state=state)
+
+
+_RESULT_FIELDS = ("loss_history", "seconds", "converged", "steps", "message", "extra")
+
+
+def _result_state(result: FitResult | None) -> dict[str, Any] | None:
+    """``model.result`` as plain values (a copy: later edits of the model's result leave the
+    saved one alone); ``None`` for an unfitted model."""
+    if result is None:
+        return None
+    return {k: copy.deepcopy(getattr(result, k)) for k in _RESULT_FIELDS}
+
+
+def _restored_result(entry: Any) -> FitResult:
+    """The :class:`~bayesphys.FitResult` of a checkpoint's ``state['result']``, its fields
+    checked as a fit makes them."""
+    if not isinstance(entry, dict) or set(entry) != set(_RESULT_FIELDS):
+        got = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
+        raise ValueError(f"expected a dict with the entries {list(_RESULT_FIELDS)}, received {got}")
+    hist = entry["loss_history"]
+    if not isinstance(hist, list):
+        raise TypeError(f"loss_history: expected a list, received {type(hist).__name__}")
+    for v in hist:  # a diverged fit records no non-finite loss, but a user's may
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise TypeError(f"loss_history: expected numbers, received {type(v).__name__}")
+    if not isinstance(entry["converged"], bool):
+        raise TypeError(f"converged: expected a bool, received {entry['converged']!r}")
+    for k, kind in (("message", str), ("extra", dict)):
+        if not isinstance(entry[k], kind):
+            raise TypeError(f"{k}: expected a {kind.__name__}, received {type(entry[k]).__name__}")
+    return FitResult(
+        loss_history=hist,
+        seconds=check_real("seconds", entry["seconds"], minimum=0.0),
+        converged=entry["converged"],
+        steps=check_int("steps", entry["steps"], minimum=0),
+        message=entry["message"],
+        extra=entry["extra"],
+    )
 
 
 def check_loadable_config(model: GliomaModel) -> None:
@@ -98,8 +140,21 @@ def glioma_from_patient(
 
 
 _STATE_KEYS = frozenset(
-    {"wm", "gm", "labels", "pet", "focus_init", "theta", "theta_cov", "recalibration", "dtype"}
+    {
+        "wm",
+        "gm",
+        "labels",
+        "pet",
+        "focus_init",
+        "theta",
+        "theta_cov",
+        "recalibration",
+        "result",
+        "dtype",
+    }
 )
+# entries added later: absent from older files, read as None
+_LATER_STATE = frozenset({"recalibration", "result"})
 
 
 # the settings a load reads without a default: the constructor's, less those added later
@@ -116,12 +171,13 @@ def load_glioma(
     cls: type[GliomaModel], path: str | Path, *, device: str | torch.device | None = None
 ) -> GliomaModel:
     """Restore a model written by :func:`save_glioma` exactly (on ``device``); its fitted
-    posterior (``theta``, ``theta_cov``) and recalibration map are checked as a fit and
-    :meth:`~GliomaModel.recalibrate` would have made them."""
+    posterior (``theta``, ``theta_cov``), recalibration map and fit result are checked as a
+    fit and :meth:`~GliomaModel.recalibrate` would have made them (a file written before the
+    result was saved loads with ``result = None``)."""
     device = model_device(device)  # the caller's argument, checked before the file's entries
     ck = load_checkpoint(path, kind=cls.kind)
     cfg, st = ck["config"], ck["state"]
-    require_entries(st, path, "state entries", sorted(_STATE_KEYS - {"recalibration"}))
+    require_entries(st, path, "state entries", sorted(_STATE_KEYS - _LATER_STATE))
     refuse_unknown(ck, path, "state entries", st, _STATE_KEYS)
     require_entries(cfg, path, "settings", _REQUIRED_SETTINGS)
     with rebuilding(path, cls.kind):
@@ -153,11 +209,12 @@ def load_glioma(
         )
     refuse_unknown(ck, path, "settings", cfg, model.config)  # a fresh build has every key
     theta, cov, recal = st["theta"], st["theta_cov"], st.get("recalibration")
+    result = st.get("result")
     if theta is None:
-        if cov is not None or recal is not None:
+        if cov is not None or recal is not None or result is not None:
             raise ValueError(
-                f"path: {path} holds a posterior covariance or recalibration map without the "
-                "fitted theta (state['theta'] is None)"
+                f"path: {path} holds a posterior covariance, recalibration map or fit result "
+                "without the fitted theta (state['theta'] is None)"
             )
         return model
     with rebuilding(path, cls.kind):
@@ -169,4 +226,7 @@ def load_glioma(
         with rebuilding(path, cls.kind, "state['recalibration']"):
             shift, scale = recal
             model.recalibration = model._recalibration_map(shift, scale)
+    if result is not None:
+        with rebuilding(path, cls.kind, "state['result']"):
+            model.result = _restored_result(result)
     return model

@@ -160,7 +160,7 @@ class GliomaPosteriorMixin:
         draws = self.theta_draws(num_samples, 1, seed)[0]
         self._warn_unstable_draws(draws, t_end, "posterior")
         with torch.no_grad():
-            fields = self.full(torch.stack([self.forward(t, t_end) for t in draws]))
+            fields = self.full(torch.stack([self._forward(t, t_end) for t in draws]))
         return SamplePosterior(fields[None], event_ndim=self.ndim)
 
     def to_inference_data(
@@ -216,7 +216,7 @@ class GliomaPosteriorMixin:
             self._warn_unstable_draws(th.reshape(-1, th.shape[-1]), None, "to_inference_data")
             with torch.no_grad():
                 c = self.full(
-                    torch.stack([torch.stack([self.forward(t) for t in ch]) for ch in th])
+                    torch.stack([torch.stack([self._forward(t) for t in ch]) for ch in th])
                 )
         if field:
             post["c"] = c

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from torch import Tensor
 
-from .._checks import check_bool, check_int, check_seed, require
+from .._checks import check_bool, check_int, check_seed, require, seed_or_draw
 from .._device import seeded_exclusive
 from .._model import autograd_on
 
@@ -30,7 +30,7 @@ def nuts_reference(
     num_samples: int = 300,
     warmup_steps: int = 200,
     num_chains: int = 1,
-    seed: int = 0,
+    seed: int | None = 0,
     max_tree_depth: int = 6,
     progress: bool = False,
 ) -> tuple[Tensor, float]:
@@ -40,15 +40,16 @@ def nuts_reference(
     ``model`` is a fitted :class:`~bayesphys.odil.GliomaModel` (its fitted optimum starts the
     chains, also after :meth:`~bayesphys.odil.GliomaModel.recalibrate`).
     ``num_samples >= 1``, ``warmup_steps >= 0``, ``num_chains >= 1``, ``max_tree_depth >= 1``,
-    ``seed`` in ``[0, 2**32)`` (pyro's range).
+    ``seed`` in ``[0, 2**32)`` (pyro's range), or ``None``: a seed drawn from (and advancing)
+    torch's global stream, as every ``seed=None`` of the package.
     """
     num_samples = check_int("num_samples", num_samples, minimum=1)
     progress = check_bool("progress", progress)
     warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
     num_chains = check_int("num_chains", num_chains, minimum=1)
     max_tree_depth = check_int("max_tree_depth", max_tree_depth, minimum=1)
-    seed = check_seed("seed", seed, minimum=0)
-    if seed >= 2**32:
+    seed = None if seed is None else check_seed("seed", seed, minimum=0)
+    if seed is not None and seed >= 2**32:
         raise ValueError(f"seed: expected an int < 2**32 (pyro's range), received {seed}")
     from .foci import _check_model
 
@@ -58,6 +59,8 @@ def nuts_reference(
 
     if model.theta is None:
         raise RuntimeError("model: fit() it first; NUTS starts at the optimum")
+    if seed is None:  # drawn from torch's global stream (as seed=None elsewhere), once checked
+        seed = seed_or_draw("seed", None) % 2**32
     # seeded like pyro.set_rng_seed(seed), the caller's global streams restored after; one
     # run at a time in the process (pyro's handler stack and the streams are process-wide)
     with seeded_exclusive(seed, model.device):

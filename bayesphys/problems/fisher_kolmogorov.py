@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_bool, check_int, check_real, did_you_mean
-from .._device import as_tensor, check_finite, check_on_device
+from .._device import as_tensor, check_finite, check_finite_input, check_on_device
 from .._stack import user_stacklevel
 from .stencil import (
     _check_div_flux,
@@ -100,7 +100,15 @@ def initial_condition(
     _check_step("width", width)
     if not isinstance(amplitude, (Tensor, np.ndarray)):
         check_real("amplitude", amplitude)
+    # an int or None failed with "object is not iterable", () inside torch.meshgrid
+    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
+        raise TypeError(
+            "shape: expected a sequence of grid sizes, one per axis (e.g. (64, 64)), "
+            f"received {shape!r}"
+        )
     shape = tuple(check_int("shape", n, minimum=1) for n in shape)
+    if not shape:
+        raise ValueError("shape: expected at least one axis (e.g. (64, 64)), received ()")
     if not isinstance(focus, Tensor):  # numbers: finite (NaN gave a NaN state silently)
         focus = as_tensor("focus", focus)
     # complex and bool foci failed inside torch.arange ("arange_cpu" not implemented)
@@ -332,7 +340,8 @@ def max_steps(
     diag = None
     for k, f in enumerate(faces):
         fp = f.detach().abs().clone()
-        fp.narrow(k, fp.shape[k] - 1, 1).zero_()  # div_flux never uses the last layer's face
+        if fp.shape[k]:  # div_flux never uses the last layer's face (an empty grid has none)
+            fp.narrow(k, fp.shape[k] - 1, 1).zero_()
         term = fp + shift(fp, k, -1, "zero")
         diag = term if diag is None else diag + term
     face_sum = float(diag.max()) if diag is not None and diag.numel() else 0.0
@@ -430,8 +439,10 @@ def logistic_step(c: Tensor, rho: Tensor | float, tau: float) -> Tensor:
     :math:`c\,e^{\rho\tau} / (1 + c(e^{\rho\tau} - 1))` (elementwise, any shape; differentiable).
 
     An integer ``c`` is computed in the default floating dtype (``rho`` was cast to its integer
-    dtype: 0.5 became 0 and the state did not move)."""
-    if not (c.is_floating_point() or c.is_complex()):
+    dtype: 0.5 became 0 and the state did not move); a list or array is converted (finite),
+    a complex or bool ``c`` refused, as :func:`fk_forward`'s state."""
+    c = _real_state("c", c)
+    if not c.is_floating_point():
         c = c.to(torch.get_default_dtype())
     e = torch.exp(torch.as_tensor(rho, dtype=c.dtype, device=c.device) * tau)
     return c * e / (1 + c * (e - 1))
@@ -481,7 +492,45 @@ def fk_forward(
     at any step). ``check_stability=False`` skips the check, for callers that size
     ``steps`` for a bound on :math:`D_w` and report exceeding it themselves
     (:class:`~bayesphys.odil.GliomaModel`: :func:`stable_steps` at ``d_max``).
+
+    A ``c0`` with a NaN or infinite entry is a ``ValueError`` naming it (it gave a NaN map
+    silently; a NaN tensor rate is the stability check's ``RuntimeWarning``); not tested under
+    a :mod:`torch.func` transform, whose wrapped values cannot be read.
     """
+    c0 = _real_state("c0", c0)
+    check_finite_input("c0", c0)
+    return _fk_forward(
+        c0,
+        faces,
+        dw,
+        rho,
+        t_end=t_end,
+        steps=steps,
+        spacing=spacing,
+        tissue=tissue,
+        save_every=save_every,
+        scheme=scheme,
+        check_stability=check_stability,
+    )
+
+
+def _fk_forward(
+    c0: Tensor,
+    faces: Sequence[Tensor],
+    dw: Tensor | float,
+    rho: Tensor | float,
+    *,
+    t_end: float,
+    steps: int,
+    spacing: float,
+    tissue: Tensor | None = None,
+    save_every: int | None = None,
+    scheme: str = "euler",
+    check_stability: bool = True,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """:func:`fk_forward` without its test of the values of ``c0``: for a
+    model's own solves at points it made (a sampler's or optimiser's trial point), where a
+    non-finite one gives a non-finite loss the caller rejects, not an error."""
     _check_scheme(scheme)
     t_end, steps = _check_time(t_end, steps)
     c0 = _real_state("c0", c0)
@@ -605,11 +654,13 @@ def fk_forward_tangent(
     Returns ``(c(T) [*grid], dc(T) [p, *grid])`` -- the Jacobian columns in one batched pass.
     The arguments and the step are checked as in :func:`fk_forward` (``dw >= 0`` and ``rho``
     finite when given as numbers, devices; ``check_stability`` likewise); ``dc0``, ``ddw``
-    and ``drho`` on ``c0``'s device.
+    and ``drho`` on ``c0``'s device; a ``c0`` with a NaN or infinite entry is refused by name,
+    as there.
     """
     _check_scheme(scheme)
     t_end, steps = _check_time(t_end, steps)
     c0 = _real_state("c0", c0)
+    check_finite_input("c0", c0)
     if len(faces) != c0.ndim:
         raise ValueError(
             f"faces: expected {c0.ndim} face maps (one per axis of c0), received {len(faces)}"

@@ -64,14 +64,38 @@ def _check_spacing(spacing: Sequence[float]) -> list:
     return steps
 
 
+def _check_tensor(u: Tensor, u_name: str) -> None:
+    """Refuse a ``u`` that is not a tensor, by name (a list failed with ``AttributeError:
+    'list' object has no attribute 'ndim'``)."""
+    if not isinstance(u, Tensor):
+        raise TypeError(f"{u_name}: expected a torch.Tensor, received {type(u).__name__}")
+
+
+def _check_axis(u: Tensor, axis: int, u_name: str = "u") -> int:
+    """``axis`` checked as an int axis of the tensor ``u``, returned in ``[0, u.ndim)``; a
+    non-tensor ``u``, a ``bool``/float ``axis`` or one out of range is refused by name (torch
+    answered ``roll(): argument 'dims' must be tuple of ints`` or ``tuple index out of
+    range``)."""
+    _check_tensor(u, u_name)
+    axis = check_int("axis", axis)
+    if not -u.ndim <= axis < u.ndim:
+        raise ValueError(
+            f"axis: expected an axis of a {u.ndim}-D tensor {u_name} (an int in "
+            f"[{-u.ndim}, {u.ndim})), received {axis}"
+        )
+    return axis % u.ndim
+
+
 def shift(u: Tensor, axis: int, k: int, bc: str = "periodic") -> Tensor:
     r"""Return :math:`v_i = u_{i+k}` along ``axis`` (``k`` = +-1, +-2 ...) with boundary rule ``bc``.
 
-    ``u [..., n, ...]`` (any axis, other axes batch) -> ``v`` of ``u``'s shape."""
+    ``u [..., n, ...]`` (any axis, other axes batch) -> ``v`` of ``u``'s shape; ``axis`` an
+    int in ``[-u.ndim, u.ndim)``. An empty axis (``n = 0``) gives ``u`` back."""
     if bc not in _BCS:
         raise ValueError(f"bc: expected one of {_BCS}, received {bc!r}{did_you_mean(bc, _BCS)}")
+    axis = _check_axis(u, axis)
     k = check_int("k", k)
-    if k == 0:
+    if k == 0 or u.shape[axis] == 0:
         return u
     if bc == "periodic":
         return torch.roll(u, shifts=-k, dims=axis)
@@ -114,6 +138,7 @@ def d2(u: Tensor, axis: int, h: float, bc: str = "periodic") -> Tensor:
 def laplacian(u: Tensor, spacing: Sequence[float], bc: str = "periodic") -> Tensor:
     """Sum of :func:`d2` over the last ``d = len(spacing)`` axes (``spacing``: one step per
     axis): ``u [..., n_1, ..., n_d]`` (leading axes batch) -> ``u``'s shape."""
+    _check_tensor(u, "u")
     spacing = _check_spacing(spacing)
     nd = len(spacing)
     if nd > u.ndim:
@@ -128,17 +153,15 @@ def face_average(a: Tensor, axis: int) -> Tensor:
     entry ``i`` is the face between ``i`` and ``i+1``;
     the last face (outside the grid) is 0, so no flux leaves the domain.
     """
-    axis = check_int("axis", axis)
-    if not -a.ndim <= axis < a.ndim:
-        raise ValueError(f"axis: expected an axis of a {a.ndim}-D tensor, received {axis}")
-    axis %= a.ndim
+    axis = _check_axis(a, axis, "a")
     n = a.shape[axis]
     nxt = shift(a, axis, 1, "neumann")
     f = 0.5 * (a + nxt)
     shape = [1] * a.ndim
     shape[axis] = n
     last = torch.ones(n, dtype=a.dtype, device=a.device)
-    last[-1] = 0
+    if n:  # an empty axis has no faces (last[-1] raised IndexError)
+        last[-1] = 0
     return f * last.reshape(shape)
 
 
@@ -159,6 +182,7 @@ def _check_div_flux(
 ) -> list:
     """:func:`div_flux`'s argument checks; returns ``spacing`` as a list (one step per axis).
     ``u_name``: the caller's name of ``u``, named in the device refusal."""
+    _check_tensor(u, u_name)
     spacing = _check_spacing(spacing)
     nd = len(spacing)
     grid = tuple(u.shape[u.ndim - nd :]) if nd <= u.ndim else None

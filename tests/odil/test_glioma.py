@@ -753,7 +753,7 @@ def test_load_refuses_a_posterior_without_its_fitted_theta(small_patient, tmp_pa
         torch.save(ck, tmp_path / f"{entry}.pt")
         with pytest.raises(
             ValueError,
-            match=rf"^path: .*{entry}\.pt holds a posterior covariance or recalibration map "
-            r"without the fitted theta \(state\['theta'\] is None\)$",
+            match=rf"^path: .*{entry}\.pt holds a posterior covariance, recalibration map or "
+            r"fit result without the fitted theta \(state\['theta'\] is None\)$",
         ):
             GliomaModel.load(tmp_path / f"{entry}.pt")
