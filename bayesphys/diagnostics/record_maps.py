@@ -121,14 +121,15 @@ class AffineMap:
         """``draws [N, L]`` (``L >= 2``), ``truth [N]`` of one summary.
 
         Draws that never vary (zero sd in every problem) give the identity map (shift 0,
-        scale 1); a single problem whose draws vary is refused (no scale can be estimated).
+        scale 1); a single problem whose draws vary is refused (no scale can be estimated),
+        and so are residuals all equal up to rounding (the scale would be 0 or ``1e-16``).
         A ``truth`` on another device than the draws is used on theirs.
         """
         draws, truth = _check_draws_truth(draws, truth)
         z = _residuals(draws, truth)
         if z.numel() == 0:
             return cls(0.0, 1.0)
-        _check_enough_spread(z, draws.shape[0])
+        _check_enough_spread(z, draws, truth)
         return cls(_bias_in_sd(draws, truth), float(z.std()))
 
     def map(self, x: torch.Tensor) -> torch.Tensor:
@@ -137,19 +138,36 @@ class AffineMap:
         return m + self.shift * sd + self.scale * (x - m)
 
 
-def _check_enough_spread(z: torch.Tensor, n_sims: int) -> None:
-    """``z [N']``, the standardised residuals of the ``N'`` of ``n_sims`` problems whose draws
-    vary: at least 2, not all equal (no scale can be fitted otherwise)."""
+def _check_enough_spread(z: torch.Tensor, draws: torch.Tensor, truth: torch.Tensor) -> None:
+    r"""``z [N']``, the standardised residuals of the ``N'`` problems of ``draws [N, L]``,
+    ``truth [N]`` whose draws vary: at least 2, and not all equal up to rounding (no scale can
+    be fitted otherwise).
+
+    "Equal up to rounding": their range is at most
+    :math:`8\,\epsilon\,\max_i (|t_i| + \max_l |x_{il}|)/\mathrm{sd}(x_i)`, with
+    :math:`\epsilon` the machine epsilon of the draws' dtype, the size of the rounding error
+    of :math:`(t_i - \bar x_i)/\mathrm{sd}(x_i)` (the difference loses the digits the two share)
+    times a margin (a few ulps each for the mean, the difference and the sd).
+    Residuals equal but for rounding fitted a scale of ``1e-16`` (float64), a map that
+    collapsed every problem's draws to one value as an exact ``0`` did."""
+    n_sims = draws.shape[0]
     if z.numel() < 2:
         raise ValueError(
             f"draws: expected at least 2 problems whose draws vary to fit a scale, received "
             f"{z.numel()} of {n_sims}; fit on more held-out simulations"
         )
-    if not bool((z != z[0]).any()):
-        # the fitted scale was 0: a map that collapsed every problem's draws to one value
+    sd = draws.std(1)
+    keep = sd > 0
+    size = (truth.abs() + draws.abs().amax(1))[keep] / sd[keep]
+    rounding = 8 * torch.finfo(draws.dtype).eps * float(size.max())
+    spread = float(z.max() - z.min())
+    if spread <= rounding:
+        # the fitted scale was 0 (or rounding's 1e-16): a map that collapsed every
+        # problem's draws to one value
         raise ValueError(
             f"draws/truth: the {z.numel()} standardised residuals (t - mean(x))/sd(x) are all "
-            f"equal ({float(z[0]):.6g}), so no scale can be fitted (it would be 0 and map every "
+            f"equal ({float(z[0]):.6g}; range {spread:.3g}, within the {draws.dtype} rounding "
+            f"{rounding:.3g}), so no scale can be fitted (it would be 0 and map every "
             "problem's draws to one value); fit on held-out simulations whose truth is not a "
             "fixed function of their draws"
         )
@@ -303,7 +321,7 @@ class ShapeMap:
         z_t = _residuals(draws, truth)
         if z_t.numel() == 0:
             return cls("norm", 0.0, 0.0, 1.0)
-        _check_enough_spread(z_t, draws.shape[0])
+        _check_enough_spread(z_t, draws, truth)
         z = z_t.double().cpu().numpy()
         n_draws = draws.shape[1]
         loc0, scale0 = stats.norm.fit(z)

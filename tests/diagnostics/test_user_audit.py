@@ -325,6 +325,27 @@ def test_map_fit_refuses_residuals_that_are_all_equal(cls_name):
         getattr(diag, cls_name).fit(draws, truth)
 
 
+@pytest.mark.parametrize("cls_name", ["AffineMap", "ShapeMap"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_map_fit_refuses_residuals_equal_up_to_rounding(cls_name, dtype):
+    # each problem's draws are one pattern scaled and shifted, and its truth the same point of
+    # that pattern: the residuals are equal but for rounding, and the fit kept a scale of
+    # 4e-16 (float64) or 2e-7 (float32), a map that collapsed every problem's draws
+    import bayesphys.diagnostics as diag
+
+    gen = torch.Generator().manual_seed(0)
+    pattern = torch.randn(10, generator=gen, dtype=torch.float64)
+    a = 0.1 + 3 * torch.rand(6, 1, generator=gen, dtype=torch.float64)
+    b = 5 * torch.randn(6, 1, generator=gen, dtype=torch.float64)
+    draws, truth = (pattern * a + b).to(dtype), (0.7 * a + b)[:, 0].to(dtype)
+    cls = getattr(diag, cls_name)
+    with pytest.raises(ValueError, match=r"^draws/truth: the 6 standardised residuals .* equal"):
+        cls.fit(draws, truth)
+    # truths off that point by a tenth of an sd are fitted
+    truth += (0.1 * a[:, 0] * torch.randn(6, generator=gen, dtype=torch.float64)).to(dtype)
+    assert cls.fit(draws, truth).scale > 1e-3
+
+
 def _recal_gaussian(batch: tuple[int, ...] = ()):
     from bayesphys import GaussianPosterior
 
