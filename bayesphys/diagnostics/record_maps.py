@@ -107,7 +107,9 @@ class AffineMap:
 
     Built directly, ``shift`` must be finite and ``scale`` finite and ``> 0`` (a NaN shift
     gave NaN draws, a negative scale flipped them about their mean, a zero scale collapsed
-    them to one value)."""
+    them to one value). ``method`` labels the map: ``"affine"`` (fitted), or ``"identity"``
+    (shift 0, scale 1: the identity a stage that is not an affine one keeps for a summary
+    whose draws never vary)."""
 
     shift: float
     scale: float
@@ -115,6 +117,12 @@ class AffineMap:
 
     def __post_init__(self) -> None:
         self.shift, self.scale = _check_shift_scale(self.shift, self.scale)
+        _check_method(self.method, _AFFINE_METHODS)
+        if self.method == "identity" and (self.shift, self.scale) != (0.0, 1.0):
+            raise ValueError(
+                f"method: 'identity' labels the map of shift 0 and scale 1, received shift "
+                f"{self.shift!r} and scale {self.scale!r}; label it 'affine'"
+            )
 
     @classmethod
     def fit(cls, draws: torch.Tensor, truth: torch.Tensor) -> AffineMap:
@@ -171,6 +179,20 @@ def _check_enough_spread(z: torch.Tensor, draws: torch.Tensor, truth: torch.Tens
             "problem's draws to one value); fit on held-out simulations whose truth is not a "
             "fixed function of their draws"
         )
+
+
+#: the labels of :class:`AffineMap` and :class:`ShapeMap` (their ``method``)
+_AFFINE_METHODS: tuple[str, ...] = ("affine", "identity")
+_SHAPE_METHODS: tuple[str, ...] = ("shape",)
+
+
+def _check_method(method: Any, known: tuple[str, ...]) -> None:
+    """A map's ``method`` label: one of ``known`` (any string, or a non-string, was stored,
+    and shown as the map's method by its repr)."""
+    if not isinstance(method, str):
+        raise TypeError(f"method: expected a str, one of {known}, received {type(method).__name__}")
+    if method not in known:
+        raise ValueError(f"method: expected one of {known}, received {method!r}")
 
 
 def _check_shift_scale(shift: Any, scale: Any) -> tuple[float, float]:
@@ -294,7 +316,8 @@ class ShapeMap:
     Built directly, ``family`` must be one of ``"norm"``, ``"t"``, ``"gennorm"``, ``shape``
     finite (and ``> 0`` for ``"t"`` and ``"gennorm"``, their degrees of freedom and
     :math:`\beta`; unused for ``"norm"``), ``shift`` finite and ``scale`` finite and ``> 0``
-    (a NaN shift gave NaN draws, a negative scale flipped them)."""
+    (a NaN shift gave NaN draws, a negative scale flipped them); ``method`` is its label,
+    ``"shape"``."""
 
     family: str
     shape: float
@@ -303,6 +326,7 @@ class ShapeMap:
     method: str = "shape"
 
     def __post_init__(self) -> None:
+        _check_method(self.method, _SHAPE_METHODS)
         if self.family not in _SHAPE_FAMILIES:
             raise ValueError(f"family: expected one of {_SHAPE_FAMILIES}, received {self.family!r}")
         if self.family == "norm":

@@ -295,6 +295,25 @@ def test_shape_map_built_directly_refuses_a_bad_setting(args, err, match):
         ShapeMap(*args)
 
 
+@pytest.mark.parametrize(
+    ("cls_name", "args", "method", "err", "match"),
+    [
+        ("AffineMap", (0.0, 1.0), "afine", ValueError, r"^method: expected one of \('affine', "),
+        ("AffineMap", (0.0, 1.0), 3, TypeError, r"^method: expected a str, .* received int"),
+        ("AffineMap", (0.5, 1.0), "identity", ValueError, r"^method: 'identity' labels the map"),
+        ("ShapeMap", ("t", 5.0, 0.0, 1.0), "affine", ValueError, r"^method: .*\('shape',\)"),
+        ("ShapeMap", ("t", 5.0, 0.0, 1.0), None, TypeError, r"^method: .* received NoneType"),
+    ],
+)
+def test_map_method_label_is_checked(cls_name, args, method, err, match):
+    # any label was stored and shown by the repr: AffineMap(0.5, 1, method="identity") said
+    # it was the identity while it shifted every draw
+    import bayesphys.diagnostics as diag
+
+    with pytest.raises(err, match=match):
+        getattr(diag, cls_name)(*args, method=method)
+
+
 def test_maps_built_as_the_fits_and_identities_build_them_are_accepted():
     from bayesphys.diagnostics import AffineMap, ShapeMap
 
