@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from .._device import check_on_device
 from .._posterior_args import (
     _central_quantiles,
     _check_level,
@@ -225,8 +226,10 @@ class RecalibratedPosterior:
 
     def _check_value(self, value: Any) -> None:
         """``value`` of :meth:`log_prob`: a tensor ``[*, *batch, *event]`` whose batch dims
-        broadcast to the posterior's, checked before the map (a wrong shape failed there with
-        torch's broadcasting error, before the base's own check), worded as the base's."""
+        broadcast to the posterior's, on the posterior's device, checked before the map (a
+        wrong shape failed there with torch's broadcasting error, a wrong device with torch's
+        device error naming neither the argument nor the posterior, before the base's own
+        check), worded as the base's."""
         if not isinstance(value, Tensor):
             raise TypeError(f"value: expected a torch.Tensor, received {type(value).__name__}")
         event, batch = tuple(self.event_shape), tuple(self.batch_shape)
@@ -242,6 +245,8 @@ class RecalibratedPosterior:
                 f"value: expected shape [*, *batch, *event] with batch dims broadcasting to "
                 f"{batch}, received {tuple(value.shape)}"
             ) from None
+        hint = " (move it with value.to('{device}'), or the posterior with .to('{got}'))"
+        check_on_device("value", value, self.device, "the posterior's", hint=hint)
 
     def to(self, device: str | torch.device | None) -> RecalibratedPosterior:
         """The same recalibrated posterior on ``device`` (its base moved there)."""

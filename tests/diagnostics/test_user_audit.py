@@ -399,6 +399,17 @@ def test_recalibrated_log_prob_refuses_what_is_not_a_tensor():
         _recal_gaussian().log_prob([0.0, 0.0, 0.0])
 
 
+def test_recalibrated_log_prob_names_a_value_on_another_device():
+    # RuntimeError: Tensor on device cpu is not on the expected device meta!, from the map
+    post = _recal_gaussian()
+    with pytest.raises(
+        ValueError,
+        match=r"^value: expected a tensor on the posterior's device cpu, received one on meta "
+        r"\(move it with value.to\('cpu'\), or the posterior with .to\('meta'\)\)",
+    ):
+        post.log_prob(torch.zeros(3, dtype=torch.float64, device="meta"))
+
+
 @pytest.mark.parametrize("ranks", [torch.tensor([3]), torch.tensor([[3, 9]])])
 def test_sbc_uniformity_refuses_one_problem(ranks):
     # a p-value came back without a word: the chi-square's was 0.317 whatever the rank
