@@ -200,7 +200,12 @@ class FuturesRunner(Runner):
 class DaskRunner(FuturesRunner):
     """A :class:`dask.distributed.Client` (tasks submitted with ``pure=False``); ``cluster``
     the cluster started for it here (closed with it), or None for a client of the caller's;
-    ``workers`` its number of workers (None: unknown)."""
+    ``workers`` its number of workers (None: unknown).
+
+    ``cluster``, when given, must be a Dask cluster (a ``distributed.deploy.Cluster``, e.g.
+    ``LocalCluster``) whose scheduler is the client's: :meth:`close` closes both, and another
+    object failed only there (after the client was closed), another cluster was closed with
+    a client that did not use it."""
 
     def __init__(self, client: Any, cluster: Any | None, workers: int | None):
         # checked as RayRunner and SequentialRunner check theirs: a None client failed only
@@ -210,6 +215,7 @@ class DaskRunner(FuturesRunner):
                 f"client: expected a dask.distributed.Client, received {type(client).__name__}"
             )
         workers = None if workers is None else check_int("workers", workers, minimum=1)
+        _check_cluster(cluster, client)
         super().__init__(client, owned=cluster is not None, name="dask", workers=workers)
         self.cluster = cluster
 
@@ -243,6 +249,28 @@ class DaskRunner(FuturesRunner):
         if self.cluster is not None:
             self.executor.close()
             self.cluster.close()
+
+
+def _check_cluster(cluster: Any, client: Any) -> None:
+    """``cluster`` of :class:`DaskRunner`: None, or a Dask cluster whose scheduler address is
+    the client's (where the client tells it)."""
+    if cluster is None:
+        return
+    from distributed.deploy import Cluster
+
+    if not isinstance(cluster, Cluster):
+        raise TypeError(
+            f"cluster: expected None or the client's dask.distributed cluster (e.g. a "
+            f"LocalCluster, closed with the client), received {type(cluster).__name__}"
+        )
+    ours = getattr(getattr(client, "scheduler", None), "address", None)
+    theirs = getattr(cluster, "scheduler_address", None)
+    if ours is not None and theirs != ours:
+        raise ValueError(
+            f"cluster: expected the client's own cluster (scheduler {ours}), received one "
+            f"whose scheduler is {theirs}; closing it with the client would close a cluster "
+            "the client does not use (pass cluster=None to close neither)"
+        )
 
 
 class MapRunner(Runner):

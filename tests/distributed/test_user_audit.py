@@ -144,6 +144,22 @@ def test_dask_runner_checks_workers(workers, err, dask_client):
     assert DaskRunner(dask_client, None, None).workers is None
 
 
+def test_dask_runner_checks_its_cluster(dask_client):
+    # any cluster was kept and closed at close(): a string failed there with an
+    # AttributeError after the client was closed, another cluster was closed with it
+    from bayesphys.distributed import DaskRunner
+
+    distributed = pytest.importorskip("dask.distributed")
+    with pytest.raises(TypeError, match=r"^cluster: expected None or the client's dask"):
+        DaskRunner(dask_client, "local", 1)
+    # another in-process cluster (its dashboard on a free port: the fixture's holds 8787)
+    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as other:
+        with pytest.raises(ValueError, match=r"^cluster: expected the client's own cluster"):
+            DaskRunner(dask_client, other, 1)
+    runner = DaskRunner(dask_client, dask_client.cluster, 1)  # its own: accepted, and owned
+    assert runner.cluster is dask_client.cluster and runner.owned
+
+
 def test_fit_many_of_no_problems_says_so():
     # it reported executor="none (all resumed)", though nothing was resumed
     res = fit_many({}, build, executor="sequential", progress=False, seed=0)
