@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -19,6 +20,34 @@ def test_limit_threads_names_its_own_argument(n, err):
     # the error named 'threads_per_worker', an argument of fit_many, not of this function
     with pytest.raises(err, match=r"^n: expected an int"):
         limit_threads(n)
+
+
+def test_limit_threads_is_restored_by_its_public_handle(monkeypatch):
+    # it returned a dict that only the private _restore_threads could use: a caller had no
+    # public way back to its thread count and environment
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    try:
+        with limit_threads(1) as limit:
+            assert torch.get_num_threads() == 1 and limit.active and limit.n == 1
+            assert os.environ["OMP_NUM_THREADS"] == os.environ["MKL_NUM_THREADS"] == "1"
+        assert torch.get_num_threads() == 2 and not limit.active
+        assert os.environ["OMP_NUM_THREADS"] == "2" and "MKL_NUM_THREADS" not in os.environ
+        # the call form without a block: the limit holds until restore(), which acts once
+        limit = limit_threads(1)
+        assert torch.get_num_threads() == 1
+        limit.restore()
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(3)
+        limit.restore()  # a second restore leaves later settings alone
+        assert torch.get_num_threads() == 3
+        with limit_threads(None) as none:  # no limit: nothing changed, nothing restored
+            assert torch.get_num_threads() == 3 and not none.active
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize(
