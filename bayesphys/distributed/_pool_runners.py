@@ -281,6 +281,14 @@ class MapRunner(Runner):
     place of some result and goes on); they go to the tasks left without a result, and the
     message says so where several tasks could own them. ``map`` returns nothing until every task
     is done, and nothing at all if the pool fails: prefer a pool with ``imap_unordered``.
+
+    A ``multiprocessing.Pool`` of processes first runs one trivial task (:func:`os.getpid`)
+    while its workers are watched: a worker seen running that ends with a non-zero exit code
+    before that task is done (its ``initializer`` raised, a spawned worker could not import
+    the main module, it was killed) fails every task with a ``RuntimeError`` saying so.
+    CPython's pool replaces such a worker with a new one, without end, and the map waited
+    forever. A worker that hangs at start-up is not detected (nothing tells it from a slow
+    one): the run waits as the pool does.
     """
 
     def __init__(self, pool: Any, name: str) -> None:
@@ -297,6 +305,8 @@ class MapRunner(Runner):
         seen: set[int] = set()
         errors: list[BaseException] = []
         try:
+            if _shares_tensors(self.pool):  # a multiprocessing.Pool of processes
+                _check_pool_starts(self.pool)
             it = iter(
                 self.pool.imap_unordered(call, items)
                 if hasattr(self.pool, "imap_unordered")
@@ -341,6 +351,30 @@ class MapRunner(Runner):
                 )
                 err.__cause__ = errors[min(k, len(errors) - 1)]
             yield i, False, err
+
+
+def _check_pool_starts(pool: Any, poll_seconds: float = 0.02) -> None:
+    """Wait for ``pool`` (a ``multiprocessing.Pool`` of processes) to run :func:`os.getpid`;
+    ``RuntimeError`` when a worker seen running meanwhile ends with a non-zero exit code (it
+    died before the pool ran anything: CPython's pool starts another, without end). The
+    workers are read from the pool's ``_pool`` list (a pool without one is only waited on)."""
+    probe = pool.apply_async(os.getpid)
+    running: dict[int, Any] = {}  # workers seen running, kept after the pool drops them
+    while not probe.ready():
+        for proc in list(getattr(pool, "_pool", ())):
+            if proc.exitcode is None:
+                running.setdefault(id(proc), proc)
+        dead = [p for p in running.values() if p.exitcode not in (None, 0)]
+        if dead:
+            codes = ", ".join(f"pid {p.pid} exit code {p.exitcode}" for p in dead)
+            raise RuntimeError(
+                f"executor: a worker of the {type(pool).__name__} died before the pool ran a "
+                f"first task ({codes}); the pool starts a new one each time, so its tasks would "
+                "wait forever. Check the pool's initializer (its traceback is in the workers' "
+                "stderr) and, for a 'spawn' or 'forkserver' pool, that the main module guards "
+                "its code with `if __name__ == '__main__':`"
+            )
+        probe.wait(poll_seconds)
 
 
 _DASK_TRIM_KEY = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
