@@ -13,6 +13,7 @@ from bayesphys.distributed import RayRunner, SequentialRunner, fit_many, limit_t
 from bayesphys.distributed.ddp import init_distributed, seed_for_rank, train_ddp
 
 from ._toy import build
+from ._toy import problems as build_problems
 
 
 @pytest.mark.parametrize(("n", "err"), [(0, ValueError), (-2, ValueError), (True, TypeError)])
@@ -187,6 +188,16 @@ def test_dask_runner_checks_its_cluster(dask_client):
             DaskRunner(dask_client, other, 1)
     runner = DaskRunner(dask_client, dask_client.cluster, 1)  # its own: accepted, and owned
     assert runner.cluster is dask_client.cluster and runner.owned
+
+
+@pytest.mark.parametrize("out", [3, "", b"runs"])
+def test_fit_many_names_an_out_that_is_no_folder_path(out, tmp_path, monkeypatch):
+    # out=3 failed in pathlib ("expected str, bytes or os.PathLike object, not int") without
+    # naming out; out="" wrote every problem's files into the working folder
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TypeError, match=r"^out: expected a folder path \(str or Path\) or None"):
+        fit_many(build_problems(1), build, executor="sequential", progress=False, out=out)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_fit_many_of_no_problems_says_so():
