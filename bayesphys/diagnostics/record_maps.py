@@ -141,7 +141,9 @@ class AffineMap:
         return cls(_bias_in_sd(draws, truth), float(z.std()))
 
     def map(self, x: torch.Tensor) -> torch.Tensor:
-        """Draws ``[L]`` of one problem -> mapped draws ``[L]``."""
+        """Draws ``[L]`` of one problem (floating point, finite, ``L >= 2``) -> mapped draws
+        ``[L]``."""
+        _check_map_draws(x)
         m, sd = x.mean(), x.std()
         return m + self.shift * sd + self.scale * (x - m)
 
@@ -179,6 +181,23 @@ def _check_enough_spread(z: torch.Tensor, draws: torch.Tensor, truth: torch.Tens
             "problem's draws to one value); fit on held-out simulations whose truth is not a "
             "fixed function of their draws"
         )
+
+
+def _check_map_draws(x: Any) -> None:
+    """``x`` of a map's ``map``: the draws ``[L]`` of one problem, a floating-point tensor,
+    ``L >= 2`` (their sd is the map's unit), finite. One draw gave NaN draws (its sd is NaN)
+    with only torch's degrees-of-freedom warning, a NaN draw made every draw NaN, an ``[N, L]``
+    array was mapped about its overall mean and sd as if one problem's, a list or an integer
+    tensor failed with an AttributeError or torch's dtype error."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        got = f"dtype {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise TypeError(f"x: expected a floating-point torch.Tensor, received {got}")
+    if x.ndim != 1 or x.shape[0] < 2:
+        raise ValueError(
+            f"x: expected the draws [L] of one problem, L >= 2 (their sd is the map's unit), "
+            f"received shape {tuple(x.shape)}"
+        )
+    check_finite("x", x)
 
 
 #: the labels of :class:`AffineMap` and :class:`ShapeMap` (their ``method``)
@@ -374,9 +393,11 @@ class ShapeMap:
         return self.family
 
     def map(self, x: torch.Tensor) -> torch.Tensor:
-        """Draws ``[L]`` of one problem -> mapped draws ``[L]``."""
+        """Draws ``[L]`` of one problem (floating point, finite, ``L >= 2``) -> mapped draws
+        ``[L]``."""
         from scipy import stats
 
+        _check_map_draws(x)
         m, sd = x.mean(), x.std().clamp_min(torch.finfo(x.dtype).tiny)
         u = torch.special.ndtr((x - m) / sd).double().cpu().numpy().clip(1e-12, 1 - 1e-12)
         if self.family == "norm":

@@ -314,6 +314,28 @@ def test_map_method_label_is_checked(cls_name, args, method, err, match):
         getattr(diag, cls_name)(*args, method=method)
 
 
+@pytest.mark.parametrize("cls_name", ["AffineMap", "ShapeMap"])
+@pytest.mark.parametrize(
+    ("x", "err", "match"),
+    [
+        (torch.tensor([0.3]), ValueError, r"^x: expected the draws \[L\] of one problem, L >= 2"),
+        (torch.zeros(3, 4), ValueError, r"^x: expected the draws \[L\] .* received shape \(3, 4\)"),
+        (torch.tensor([0.0, float("nan"), 1.0]), ValueError, r"^x: expected finite values"),
+        (torch.tensor([1, 2, 3]), TypeError, r"^x: expected a floating-point .* torch.int64"),
+        ([0.0, 1.0], TypeError, r"^x: expected a floating-point torch.Tensor, received list"),
+    ],
+)
+def test_map_refuses_what_is_not_one_problems_draws(cls_name, x, err, match):
+    # one draw came back NaN (its sd), a NaN draw made all NaN, [N, L] was mapped about its
+    # overall mean as one problem, a list or int tensor failed inside torch
+    import bayesphys.diagnostics as diag
+
+    m = diag.AffineMap(0.2, 1.5) if cls_name == "AffineMap" else diag.ShapeMap("t", 5.0, 0.2, 1.5)
+    with pytest.raises(err, match=match):
+        m.map(x)
+    assert m.map(torch.tensor([0.0, 1.0, 3.0])).isfinite().all()
+
+
 def test_maps_built_as_the_fits_and_identities_build_them_are_accepted():
     from bayesphys.diagnostics import AffineMap, ShapeMap
 
