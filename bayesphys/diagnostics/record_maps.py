@@ -26,7 +26,8 @@ __all__ = ["standardised_residuals", "AffineMap", "ShapeMap", "GENNORM_MAX_SHAPE
 def _check_draws_truth(
     draws: torch.Tensor, truth: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``draws [N, L]`` with ``L >= 2`` and ``truth [N]``, floating-point tensors and finite
+    """``draws [N, L]`` with ``N >= 1``, ``L >= 2`` and ``truth [N]``, floating-point tensors
+    and finite
     (a NaN truth gave the map ``AffineMap(nan, nan)`` and NaN residuals without an error).
     Returns ``(draws, truth)`` with ``truth`` on the draws' device, as
     :func:`~bayesphys.diagnostics.sbc.check_truth_draws` returns its pair (a truth kept on the
@@ -40,6 +41,12 @@ def _check_draws_truth(
             f"draws/truth: expected [N, L] and [N], received {tuple(draws.shape)} and "
             f"{tuple(truth.shape)}"
         )
+    if draws.shape[0] == 0:
+        # an empty set fitted the identity map (as draws that never vary), without a word
+        raise ValueError(
+            f"draws/truth: expected N >= 1 held-out problems, received draws "
+            f"{tuple(draws.shape)} and truth {tuple(truth.shape)}"
+        )
     if draws.shape[1] < 2:
         raise ValueError(
             f"draws: expected L >= 2 draws per problem (their sd is the unit of every "
@@ -52,7 +59,7 @@ def _check_draws_truth(
 
 def standardised_residuals(draws: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     r"""Held-out :math:`z_i = (t_i - \bar x_i)/(c_L\,\mathrm{sd}(x_i))` of one summary:
-    ``draws [N, L]`` (``L >= 2``), ``truth [N]`` (floating point, finite) -> ``[N']``
+    ``draws [N, L]`` (``N >= 1``, ``L >= 2``), ``truth [N]`` (floating point, finite) -> ``[N']``
     (problems whose draws have zero spread are left out), with :math:`c_L = \sqrt{(L+1)(L-1)/(L(L-3))}` for ``L > 3`` and
     :math:`c_L = 1` otherwise.
 

@@ -336,6 +336,17 @@ def test_map_refuses_what_is_not_one_problems_draws(cls_name, x, err, match):
     assert m.map(torch.tensor([0.0, 1.0, 3.0])).isfinite().all()
 
 
+@pytest.mark.parametrize("fit", ["AffineMap.fit", "ShapeMap.fit", "standardised_residuals"])
+def test_map_fits_refuse_no_held_out_problems(fit):
+    # the fits returned the identity map and the residuals an empty tensor, without a word
+    import bayesphys.diagnostics as diag
+
+    owner, _, attr = fit.rpartition(".")
+    fn = getattr(getattr(diag, owner), attr) if owner else getattr(diag, attr)
+    with pytest.raises(ValueError, match=r"^draws/truth: expected N >= 1 held-out problems"):
+        fn(torch.zeros(0, 5), torch.zeros(0))
+
+
 def test_maps_built_as_the_fits_and_identities_build_them_are_accepted():
     from bayesphys.diagnostics import AffineMap, ShapeMap
 
