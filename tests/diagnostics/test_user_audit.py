@@ -454,6 +454,22 @@ def test_sbc_uniformity_refuses_one_problem(ranks):
     assert 0.0 <= two["pvalue"] <= 1.0 and len(two["chi2"]) == ranks.reshape(1, -1).shape[1]
 
 
+def test_is_calibrated_names_metrics_that_are_not_a_mapping():
+    # AttributeError: 'CalibrationResult' object has no attribute 'get'
+    from bayesphys.diagnostics import is_calibrated
+
+    torch.manual_seed(0)
+    result = analyse(SimulationRecord(["a"], torch.zeros(4, 1), torch.randn(4, 9, 1)))
+    with pytest.raises(
+        TypeError, match=r"^metrics: expected a mapping .* CalibrationResult; pass its"
+    ):
+        is_calibrated(result)
+    with pytest.raises(TypeError, match=r"^metrics: expected a mapping .* received list$"):
+        is_calibrated([0.5, 0.9])
+    assert is_calibrated({"sbc_pvalue": 0.5, "coverage90": 0.9})
+    assert not is_calibrated({"sbc_pvalue": float("nan"), "coverage90": 0.9})
+
+
 def test_analyse_refuses_a_record_of_one_problem():
     # its metrics came back, sbc_pvalue 0.317 from one rank
     torch.manual_seed(0)
