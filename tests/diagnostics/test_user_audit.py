@@ -443,6 +443,41 @@ def test_recalibrated_log_prob_names_a_value_on_another_device():
         post.log_prob(torch.zeros(3, dtype=torch.float64, device="meta"))
 
 
+@pytest.mark.parametrize(
+    ("x", "err", "match"),
+    [
+        (torch.zeros(5, 2, dtype=torch.float64), ValueError, r"^x: expected trailing shape \(3,\)"),
+        ([0.0, 0.0, 0.0], TypeError, r"^x: expected a torch.Tensor, received list"),
+        (
+            torch.zeros(5, 3, dtype=torch.float64, device="meta"),
+            ValueError,
+            r"^x: expected a tensor on the posterior's device cpu, received one on meta",
+        ),
+    ],
+)
+def test_recalibrated_map_draws_names_a_wrong_x(x, err, match):
+    # torch's broadcasting or device error, or "unsupported operand type(s)", from the map
+    with pytest.raises(err, match=match):
+        _recal_gaussian().map_draws(x)
+
+
+def test_recalibrated_quantile_map_draws_needs_the_batch_dims_as_they_are():
+    # draws [S, 1, 3] of a posterior with batch (2,) went through member 0's and member 1's
+    # marginals in turn, sample by sample
+    from bayesphys import GaussianPosterior
+
+    cov = torch.eye(3, dtype=torch.float64).expand(2, 3, 3)
+    base = GaussianPosterior(torch.zeros(2, 3, dtype=torch.float64), cov, event_shape=(3,))
+    pits = torch.rand(50, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    post = Recalibrator("quantile", pits=pits).wrap(base)
+    with pytest.raises(ValueError, match=r"^x: expected .* batch dims equal to \(2,\)"):
+        post.map_draws(torch.zeros(4, 1, 3, dtype=torch.float64))
+    assert post.map_draws(torch.zeros(4, 2, 3, dtype=torch.float64)).shape == (4, 2, 3)
+    # variance scaling broadcasts: the same draws are mapped about each batch's mean
+    scaled = _recal_gaussian((2,)).map_draws(torch.zeros(4, 1, 3, dtype=torch.float64))
+    assert scaled.shape == (4, 2, 3)
+
+
 @pytest.mark.parametrize("ranks", [torch.tensor([3]), torch.tensor([[3, 9]])])
 def test_sbc_uniformity_refuses_one_problem(ranks):
     # a p-value came back without a word: the chi-square's was 0.317 whatever the rank
