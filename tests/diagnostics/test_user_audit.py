@@ -478,6 +478,26 @@ def test_recalibrated_quantile_map_draws_needs_the_batch_dims_as_they_are():
     assert scaled.shape == (4, 2, 3)
 
 
+@pytest.mark.parametrize(
+    ("weights", "err", "match"),
+    [
+        (float("nan"), ValueError, r"^weights: expected finite values, received 1 NaN/Inf"),
+        (torch.tensor([1.0, float("inf"), 1.0]), ValueError, r"^weights: expected finite"),
+        ("abc", TypeError, r"^weights: expected numbers \(a tensor or array\), received str"),
+        (torch.ones(3, device="meta"), ValueError, r"^weights: expected values, .* 'meta'"),
+    ],
+)
+def test_total_mass_refuses_weights_that_are_not_finite_numbers(weights, err, match):
+    # a NaN weight gave NaN summaries (refused only later, as draws), a string failed in torch
+    # at the first field, a meta tensor with "Cannot copy out of meta tensor"
+    from bayesphys.diagnostics import total_mass
+
+    with pytest.raises(err, match=match):
+        total_mass(weights)
+    summary = total_mass(torch.tensor([0.5, 1.0, 0.5]))
+    assert torch.equal(summary(torch.ones(2, 3)), torch.full((2,), 2.0))
+
+
 @pytest.mark.parametrize("ranks", [torch.tensor([3]), torch.tensor([[3, 9]])])
 def test_sbc_uniformity_refuses_one_problem(ranks):
     # a p-value came back without a word: the chi-square's was 0.317 whatever the rank
