@@ -498,6 +498,20 @@ def test_total_mass_refuses_weights_that_are_not_finite_numbers(weights, err, ma
     assert torch.equal(summary(torch.ones(2, 3)), torch.full((2,), 2.0))
 
 
+def test_ecdf_band_names_non_finite_eval_points():
+    # reported as "range [0.5, 0.5]": the NaN was left out of the range without a word
+    import numpy as np
+
+    from bayesphys.diagnostics import ecdf_band
+
+    with pytest.raises(ValueError, match=r"range \[0.5, 0.5\] and 1 NaN/Inf value\(s\)$"):
+        ecdf_band(20, np.array([float("nan"), 0.5]))
+    with pytest.raises(ValueError, match=r"range n/a and 2 NaN/Inf value\(s\)$"):
+        ecdf_band(20, np.array([float("nan"), float("inf")]))
+    with pytest.raises(ValueError, match=r"received shape \(2,\) with range \[-1.0, 2.0\]$"):
+        ecdf_band(20, np.array([-1.0, 2.0]))
+
+
 @pytest.mark.parametrize("ranks", [torch.tensor([3]), torch.tensor([[3, 9]])])
 def test_sbc_uniformity_refuses_one_problem(ranks):
     # a p-value came back without a word: the chi-square's was 0.317 whatever the rank
