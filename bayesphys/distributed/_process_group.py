@@ -116,12 +116,20 @@ def free_port(tries: int = 64) -> int:
 def set_local_rank_env(rank: int, world_size: int, port: int) -> None:
     """Set the torchrun variables (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` =
     loopback, ``MASTER_PORT``) for a rank started on this machine by ``torch.multiprocessing``,
-    so that :func:`init_distributed` finds them as under ``torchrun``."""
+    so that :func:`init_distributed` finds them as under ``torchrun``. ``world_size >= 1``,
+    ``0 <= rank < world_size`` and ``port`` in ``1..65535`` (e.g. :func:`free_port`) are
+    checked before anything is set: a port beyond them was written and failed only in
+    :func:`init_distributed`, with torch's "port must have value from 0 to 65535"."""
+    world_size = check_int("world_size", world_size, minimum=1)
+    rank = check_int("rank", rank)
     if not (0 <= rank < world_size):
         raise ValueError(f"rank: expected 0 <= rank < world_size = {world_size}, received {rank}")
+    port = check_int("port", port, minimum=1)
+    if port > 65535:
+        raise ValueError(f"port: expected a TCP port in 1..65535, received {port}")
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(int(port)),
+        MASTER_PORT=str(port),
         RANK=str(rank),
         WORLD_SIZE=str(world_size),
         LOCAL_RANK=str(rank),

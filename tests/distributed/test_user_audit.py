@@ -200,6 +200,30 @@ def test_fit_many_names_an_out_that_is_no_folder_path(out, tmp_path, monkeypatch
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("args", "err", "match"),
+    [
+        ((0, 2, 70000), ValueError, r"^port: expected a TCP port in 1..65535, received 70000"),
+        ((0, 2, 0), ValueError, r"^port: expected an int >= 1, received 0"),
+        ((0, 2, "29500"), TypeError, r"^port: expected an int"),
+        ((0, 0, 29500), ValueError, r"^world_size: expected an int >= 1, received 0"),
+        ((0.5, 2, 29500), TypeError, r"^rank: expected an int"),
+    ],
+)
+def test_set_local_rank_env_checks_before_setting_anything(args, err, match, monkeypatch):
+    # port 70000 was written to MASTER_PORT and failed only in init_distributed, with torch's
+    # "port must have value from 0 to 65535"; world_size 0 was named as a rank error
+    from bayesphys.distributed.ddp import set_local_rank_env
+
+    for var in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(err, match=match):
+        set_local_rank_env(*args)
+    assert "MASTER_PORT" not in os.environ and "RANK" not in os.environ
+    set_local_rank_env(1, 2, 29500)
+    assert (os.environ["MASTER_PORT"], os.environ["RANK"]) == ("29500", "1")
+
+
 def test_fit_many_of_no_problems_says_so():
     # it reported executor="none (all resumed)", though nothing was resumed
     res = fit_many({}, build, executor="sequential", progress=False, seed=0)
