@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import gc
+import numbers
 import os
 import secrets
 import socket
@@ -291,6 +292,9 @@ def cleanup_distributed(ctx: DistContext | None = None, *, timeout_s: float = 60
     still up, and not at some later collection or at interpreter exit, where a gloo group torn
     down after its peers have gone can abort the process.
     """
+    if ctx is not None:
+        _check_ctx(ctx)
+    timeout_s = check_real("timeout_s", timeout_s, minimum=0.0, strict=True)
     if ctx is not None and not ctx.initialized_here:
         return
     if not (dist.is_available() and dist.is_initialized()):
@@ -345,8 +349,31 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, DDP) else model
 
 
+def _check_ctx(ctx: Any) -> None:
+    """``ctx``: a :class:`DistContext` (an int or ``None`` failed with an ``AttributeError``)."""
+    if not isinstance(ctx, DistContext):
+        raise TypeError(
+            f"ctx: expected a DistContext (from init_distributed), received {type(ctx).__name__}"
+        )
+
+
 def all_reduce_mean(value: torch.Tensor | float, ctx: DistContext) -> float:
-    """Mean of a scalar over ranks (the value itself in a single process)."""
+    """Mean of a scalar over ranks (the value itself in a single process): ``value`` a real
+    number or a one-element tensor (a NaN is averaged as it is), ``ctx`` a
+    :class:`DistContext`."""
+    _check_ctx(ctx)
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            # torch's "only one element tensors can be converted to Python scalars"
+            raise ValueError(
+                f"value: expected a scalar (a number or a one-element tensor), received a "
+                f"tensor of shape {tuple(value.shape)}"
+            )
+    elif isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"value: expected a scalar (a number or a one-element tensor), received "
+            f"{type(value).__name__}"
+        )
     t = torch.as_tensor(value, dtype=torch.float64, device=ctx.device).detach().clone()
     if ctx.distributed:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)

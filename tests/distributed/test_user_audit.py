@@ -224,6 +224,40 @@ def test_set_local_rank_env_checks_before_setting_anything(args, err, match, mon
     assert (os.environ["MASTER_PORT"], os.environ["RANK"]) == ("29500", "1")
 
 
+@pytest.mark.parametrize(
+    ("call", "err", "match"),
+    [
+        (lambda ddp: ddp.all_reduce_mean(1.0, None), TypeError, r"^ctx: expected a DistContext"),
+        (
+            lambda ddp: ddp.all_reduce_mean(torch.ones(3), ddp.DistContext()),
+            ValueError,
+            r"^value: expected a scalar .* received a tensor of shape \(3,\)",
+        ),
+        (
+            lambda ddp: ddp.all_reduce_mean([1.0, 2.0], ddp.DistContext()),
+            TypeError,
+            r"^value: expected a scalar .* received list",
+        ),
+        (lambda ddp: ddp.cleanup_distributed(3), TypeError, r"^ctx: expected a DistContext"),
+        (
+            lambda ddp: ddp.cleanup_distributed(None, timeout_s=-1),
+            ValueError,
+            r"^timeout_s: expected a number > 0.0, received -1",
+        ),
+    ],
+)
+def test_ddp_helpers_name_a_wrong_ctx_or_value(call, err, match):
+    # AttributeError: 'NoneType' object has no attribute 'device' (or 'initialized_here'),
+    # torch's "only one element tensors can be converted to Python scalars", and a negative
+    # timeout accepted
+    from bayesphys.distributed import ddp
+
+    with pytest.raises(err, match=match):
+        call(ddp)
+    assert ddp.all_reduce_mean(torch.tensor([2.5]), ddp.DistContext()) == 2.5
+    assert ddp.all_reduce_mean(3, ddp.DistContext()) == 3.0
+
+
 def test_fit_many_of_no_problems_says_so():
     # it reported executor="none (all resumed)", though nothing was resumed
     res = fit_many({}, build, executor="sequential", progress=False, seed=0)
