@@ -258,6 +258,35 @@ def test_ddp_helpers_name_a_wrong_ctx_or_value(call, err, match):
     assert ddp.all_reduce_mean(3, ddp.DistContext()) == 3.0
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "err", "match"),
+    [
+        ({"model": None}, TypeError, r"^model: expected a torch.nn.Module, received NoneType"),
+        ({"optimizer": "adam"}, TypeError, r"^optimizer: expected a torch.optim.Optimizer or None"),
+        ({"epoch": -1}, ValueError, r"^epoch: expected an int >= 0, received -1"),
+        ({"step": 1.5}, TypeError, r"^step: expected an int"),
+        ({"ctx": None}, TypeError, r"^ctx: expected a DistContext"),
+    ],
+)
+def test_training_checkpoints_check_their_arguments_before_writing(kwargs, err, match, tmp_path):
+    # model=None failed with "'NoneType' object has no attribute 'state_dict'" (ctx=None with
+    # 'is_main'), epoch=-1 was written
+    from bayesphys.distributed import ddp
+
+    model = torch.nn.Linear(2, 1)
+    args = dict(model=model, optimizer=None, epoch=0, step=0, ctx=ddp.DistContext())
+    path = tmp_path / "ckpt.pt"
+    with pytest.raises(err, match=match):
+        ddp.save_training_checkpoint(path, **{**args, **kwargs})
+    assert not path.exists()
+    ddp.save_training_checkpoint(path, **args)
+    if "model" in kwargs or "optimizer" in kwargs:
+        load = {k: v for k, v in kwargs.items() if k in ("model", "optimizer")}
+        with pytest.raises(err, match=match):
+            ddp.load_training_checkpoint(path, **{"model": model, **load})
+    assert ddp.load_training_checkpoint(path, model=model)["epoch"] == 0
+
+
 def test_fit_many_of_no_problems_says_so():
     # it reported executor="none (all resumed)", though nothing was resumed
     res = fit_many({}, build, executor="sequential", progress=False, seed=0)
