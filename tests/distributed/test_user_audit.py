@@ -216,7 +216,11 @@ def test_set_local_rank_env_checks_before_setting_anything(args, err, match, mon
     from bayesphys.distributed.ddp import set_local_rank_env
 
     for var in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK"):
-        monkeypatch.delenv(var, raising=False)
+        # set, then removed: monkeypatch then puts back the caller's state after the test (a
+        # variable absent before is not recorded by delenv, and RANK=1 of 2 made every later
+        # test in the process take itself for a torchrun rank)
+        monkeypatch.setenv(var, "")
+        monkeypatch.delenv(var)
     with pytest.raises(err, match=match):
         set_local_rank_env(*args)
     assert "MASTER_PORT" not in os.environ and "RANK" not in os.environ
