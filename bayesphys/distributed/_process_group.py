@@ -333,7 +333,10 @@ def seed_for_rank(seed: int, rank: int) -> int:
 
 
 def rank_zero_only(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorator: call ``fn`` on rank 0 only (returns ``None`` elsewhere)."""
+    """Decorator: call ``fn`` on rank 0 only (returns ``None`` elsewhere). ``fn`` must be
+    callable: anything else was wrapped, and failed only when called, on rank 0 alone."""
+    if not callable(fn):
+        raise TypeError(f"fn: expected a callable to decorate, received {type(fn).__name__}")
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):

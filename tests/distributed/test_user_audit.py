@@ -291,6 +291,15 @@ def test_training_checkpoints_check_their_arguments_before_writing(kwargs, err, 
     assert ddp.load_training_checkpoint(path, model=model)["epoch"] == 0
 
 
+def test_rank_zero_only_refuses_what_it_cannot_call():
+    # rank_zero_only(3) was returned as a wrapper that failed when called, on rank 0 alone
+    from bayesphys.distributed.ddp import rank_zero_only
+
+    with pytest.raises(TypeError, match=r"^fn: expected a callable to decorate, received int"):
+        rank_zero_only(3)
+    assert rank_zero_only(abs)(-2) == 2  # a single process is rank 0
+
+
 def test_fit_many_of_no_problems_says_so():
     # it reported executor="none (all resumed)", though nothing was resumed
     res = fit_many({}, build, executor="sequential", progress=False, seed=0)
