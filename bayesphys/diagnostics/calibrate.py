@@ -144,7 +144,18 @@ def calibration_rows(
 
 
 def is_calibrated(metrics: Mapping[str, Any], *, alpha: float = 0.01) -> bool:
-    """The issue-9 target: ``sbc_pvalue >= alpha`` and ``coverage90`` in ``[0.85, 0.95]``."""
+    """The issue-9 target: ``sbc_pvalue >= alpha`` and ``coverage90`` in ``[0.85, 0.95]``.
+
+    ``metrics`` is a mapping such as
+    :meth:`~bayesphys.diagnostics.CalibrationResult.metrics` returns (a row's
+    ``"metrics"``); one without either key, or with a NaN, is not calibrated (``False``)."""
+    if not isinstance(metrics, Mapping):
+        # a CalibrationResult failed with "'CalibrationResult' object has no attribute 'get'"
+        hint = "; pass its .metrics()" if isinstance(metrics, CalibrationResult) else ""
+        raise TypeError(
+            f"metrics: expected a mapping with 'sbc_pvalue' and 'coverage90' (e.g. "
+            f"CalibrationResult.metrics()), received {type(metrics).__name__}{hint}"
+        )
     alpha = check_real("alpha", alpha, minimum=0.0, maximum=1.0)
     p, c = metrics.get("sbc_pvalue"), metrics.get("coverage90")
     if p is None or c is None:

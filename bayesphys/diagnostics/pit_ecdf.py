@@ -65,9 +65,14 @@ def ecdf_band(
     prob = _check_level(prob, "prob")
     z = np.asarray(eval_points, dtype=float)
     if z.ndim != 1 or not (np.isfinite(z).all() and (z >= 0).all() and (z <= 1).all()):
+        # the range alone hid a NaN: [nan, 0.5] was reported as "range [0.5, 0.5]"
+        n_bad = int((~np.isfinite(z)).sum())
+        finite = z[np.isfinite(z)]
+        span = f"[{finite.min()}, {finite.max()}]" if finite.size else "n/a"
+        bad = f" and {n_bad} NaN/Inf value(s)" if n_bad else ""
         raise ValueError(
             f"eval_points: expected a 1-D array of values in [0, 1], received shape {z.shape} "
-            f"with range [{np.nanmin(z) if z.size else 'n/a'}, {np.nanmax(z) if z.size else 'n/a'}]"
+            f"with range {span}{bad}"
         )
     try:
         from arviz.stats.ecdf_utils import ecdf_confidence_band

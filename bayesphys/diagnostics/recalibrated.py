@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from .._device import check_on_device
 from .._posterior_args import (
     _central_quantiles,
     _check_level,
@@ -151,7 +152,13 @@ class RecalibratedPosterior:
     def map_draws(self, x: Tensor) -> Tensor:
         r"""Map draws ``x [*S, *batch, *event]`` of the base posterior to recalibrated draws
         (same shape): :math:`\mu + s(x - \mu)` or :math:`F^{-1}(R^{-1}(F(x)))` marginally,
-        which keeps the base draws' dependence (copula)."""
+        which keeps the base draws' dependence (copula). ``x`` is checked as
+        :meth:`log_prob`'s ``value`` (its batch dims broadcasting for variance scaling, equal
+        to the posterior's for the quantile map), on the posterior's device: torch's
+        broadcasting or device error came from inside the map, and the quantile map mapped
+        draws ``[*S, 1, *event]`` of a posterior with batch ``(B,)`` through the marginals of
+        batch members taken in turn (sample 0 through member 0's, sample 1 through member 1's)."""
+        self._check_value(x, "x", exact_batch=not self._scaled)
         if self._scaled:
             mu = self.base.mean
             return mu + self.recalibrator.scale * (x - mu)
@@ -223,25 +230,34 @@ class RecalibratedPosterior:
         n = math.prod(self.event_shape)
         return self.base.log_prob(mu + (value - mu) / s) - n * math.log(s)
 
-    def _check_value(self, value: Any) -> None:
-        """``value`` of :meth:`log_prob`: a tensor ``[*, *batch, *event]`` whose batch dims
-        broadcast to the posterior's, checked before the map (a wrong shape failed there with
-        torch's broadcasting error, before the base's own check), worded as the base's."""
+    def _check_value(self, value: Any, name: str = "value", *, exact_batch: bool = False) -> None:
+        """``value`` of :meth:`log_prob` (or ``x`` of :meth:`map_draws`, named ``name``): a
+        tensor ``[*, *batch, *event]`` whose batch dims broadcast to the posterior's (are the
+        posterior's, with ``exact_batch``), on the posterior's device, checked before the map
+        (a wrong shape failed there with torch's broadcasting error, a wrong device with
+        torch's device error naming neither the argument nor the posterior, before the base's
+        own check), worded as the base's."""
         if not isinstance(value, Tensor):
-            raise TypeError(f"value: expected a torch.Tensor, received {type(value).__name__}")
+            raise TypeError(f"{name}: expected a torch.Tensor, received {type(value).__name__}")
         event, batch = tuple(self.event_shape), tuple(self.batch_shape)
         nev = len(event)
         if value.ndim < nev or tuple(value.shape[value.ndim - nev :]) != event:
             raise ValueError(
-                f"value: expected trailing shape {event}, received {tuple(value.shape)}"
+                f"{name}: expected trailing shape {event}, received {tuple(value.shape)}"
             )
+        lead = tuple(value.shape[: value.ndim - nev])
         try:
-            torch.broadcast_shapes(value.shape[: value.ndim - nev], batch)
+            torch.broadcast_shapes(lead, batch)
+            if exact_batch and lead[len(lead) - len(batch) :] != batch:
+                raise RuntimeError  # the quantile map reads the batch dims as they are
         except RuntimeError:
             raise ValueError(
-                f"value: expected shape [*, *batch, *event] with batch dims broadcasting to "
-                f"{batch}, received {tuple(value.shape)}"
+                f"{name}: expected shape [*, *batch, *event] with batch dims "
+                f"{'equal' if exact_batch else 'broadcasting'} to {batch}, received "
+                f"{tuple(value.shape)}"
             ) from None
+        hint = f" (move it with {name}.to('{{device}}'), or the posterior with .to('{{got}}'))"
+        check_on_device(name, value, self.device, "the posterior's", hint=hint)
 
     def to(self, device: str | torch.device | None) -> RecalibratedPosterior:
         """The same recalibrated posterior on ``device`` (its base moved there)."""

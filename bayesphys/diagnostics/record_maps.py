@@ -26,7 +26,8 @@ __all__ = ["standardised_residuals", "AffineMap", "ShapeMap", "GENNORM_MAX_SHAPE
 def _check_draws_truth(
     draws: torch.Tensor, truth: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``draws [N, L]`` with ``L >= 2`` and ``truth [N]``, floating-point tensors and finite
+    """``draws [N, L]`` with ``N >= 1``, ``L >= 2`` and ``truth [N]``, floating-point tensors
+    and finite
     (a NaN truth gave the map ``AffineMap(nan, nan)`` and NaN residuals without an error).
     Returns ``(draws, truth)`` with ``truth`` on the draws' device, as
     :func:`~bayesphys.diagnostics.sbc.check_truth_draws` returns its pair (a truth kept on the
@@ -40,6 +41,12 @@ def _check_draws_truth(
             f"draws/truth: expected [N, L] and [N], received {tuple(draws.shape)} and "
             f"{tuple(truth.shape)}"
         )
+    if draws.shape[0] == 0:
+        # an empty set fitted the identity map (as draws that never vary), without a word
+        raise ValueError(
+            f"draws/truth: expected N >= 1 held-out problems, received draws "
+            f"{tuple(draws.shape)} and truth {tuple(truth.shape)}"
+        )
     if draws.shape[1] < 2:
         raise ValueError(
             f"draws: expected L >= 2 draws per problem (their sd is the unit of every "
@@ -52,7 +59,7 @@ def _check_draws_truth(
 
 def standardised_residuals(draws: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     r"""Held-out :math:`z_i = (t_i - \bar x_i)/(c_L\,\mathrm{sd}(x_i))` of one summary:
-    ``draws [N, L]`` (``L >= 2``), ``truth [N]`` (floating point, finite) -> ``[N']``
+    ``draws [N, L]`` (``N >= 1``, ``L >= 2``), ``truth [N]`` (floating point, finite) -> ``[N']``
     (problems whose draws have zero spread are left out), with :math:`c_L = \sqrt{(L+1)(L-1)/(L(L-3))}` for ``L > 3`` and
     :math:`c_L = 1` otherwise.
 
@@ -107,7 +114,9 @@ class AffineMap:
 
     Built directly, ``shift`` must be finite and ``scale`` finite and ``> 0`` (a NaN shift
     gave NaN draws, a negative scale flipped them about their mean, a zero scale collapsed
-    them to one value)."""
+    them to one value). ``method`` labels the map: ``"affine"`` (fitted), or ``"identity"``
+    (shift 0, scale 1: the identity a stage that is not an affine one keeps for a summary
+    whose draws never vary)."""
 
     shift: float
     scale: float
@@ -115,44 +124,101 @@ class AffineMap:
 
     def __post_init__(self) -> None:
         self.shift, self.scale = _check_shift_scale(self.shift, self.scale)
+        _check_method(self.method, _AFFINE_METHODS)
+        if self.method == "identity" and (self.shift, self.scale) != (0.0, 1.0):
+            raise ValueError(
+                f"method: 'identity' labels the map of shift 0 and scale 1, received shift "
+                f"{self.shift!r} and scale {self.scale!r}; label it 'affine'"
+            )
 
     @classmethod
     def fit(cls, draws: torch.Tensor, truth: torch.Tensor) -> AffineMap:
         """``draws [N, L]`` (``L >= 2``), ``truth [N]`` of one summary.
 
         Draws that never vary (zero sd in every problem) give the identity map (shift 0,
-        scale 1); a single problem whose draws vary is refused (no scale can be estimated).
+        scale 1); a single problem whose draws vary is refused (no scale can be estimated),
+        and so are residuals all equal up to rounding (the scale would be 0 or ``1e-16``).
         A ``truth`` on another device than the draws is used on theirs.
         """
         draws, truth = _check_draws_truth(draws, truth)
         z = _residuals(draws, truth)
         if z.numel() == 0:
             return cls(0.0, 1.0)
-        _check_enough_spread(z, draws.shape[0])
+        _check_enough_spread(z, draws, truth)
         return cls(_bias_in_sd(draws, truth), float(z.std()))
 
     def map(self, x: torch.Tensor) -> torch.Tensor:
-        """Draws ``[L]`` of one problem -> mapped draws ``[L]``."""
+        """Draws ``[L]`` of one problem (floating point, finite, ``L >= 2``) -> mapped draws
+        ``[L]``."""
+        _check_map_draws(x)
         m, sd = x.mean(), x.std()
         return m + self.shift * sd + self.scale * (x - m)
 
 
-def _check_enough_spread(z: torch.Tensor, n_sims: int) -> None:
-    """``z [N']``, the standardised residuals of the ``N'`` of ``n_sims`` problems whose draws
-    vary: at least 2, not all equal (no scale can be fitted otherwise)."""
+def _check_enough_spread(z: torch.Tensor, draws: torch.Tensor, truth: torch.Tensor) -> None:
+    r"""``z [N']``, the standardised residuals of the ``N'`` problems of ``draws [N, L]``,
+    ``truth [N]`` whose draws vary: at least 2, and not all equal up to rounding (no scale can
+    be fitted otherwise).
+
+    "Equal up to rounding": their range is at most
+    :math:`8\,\epsilon\,\max_i (|t_i| + \max_l |x_{il}|)/\mathrm{sd}(x_i)`, with
+    :math:`\epsilon` the machine epsilon of the draws' dtype, the size of the rounding error
+    of :math:`(t_i - \bar x_i)/\mathrm{sd}(x_i)` (the difference loses the digits the two share)
+    times a margin (a few ulps each for the mean, the difference and the sd).
+    Residuals equal but for rounding fitted a scale of ``1e-16`` (float64), a map that
+    collapsed every problem's draws to one value as an exact ``0`` did."""
+    n_sims = draws.shape[0]
     if z.numel() < 2:
         raise ValueError(
             f"draws: expected at least 2 problems whose draws vary to fit a scale, received "
             f"{z.numel()} of {n_sims}; fit on more held-out simulations"
         )
-    if not bool((z != z[0]).any()):
-        # the fitted scale was 0: a map that collapsed every problem's draws to one value
+    sd = draws.std(1)
+    keep = sd > 0
+    size = (truth.abs() + draws.abs().amax(1))[keep] / sd[keep]
+    rounding = 8 * torch.finfo(draws.dtype).eps * float(size.max())
+    spread = float(z.max() - z.min())
+    if spread <= rounding:
+        # the fitted scale was 0 (or rounding's 1e-16): a map that collapsed every
+        # problem's draws to one value
         raise ValueError(
             f"draws/truth: the {z.numel()} standardised residuals (t - mean(x))/sd(x) are all "
-            f"equal ({float(z[0]):.6g}), so no scale can be fitted (it would be 0 and map every "
+            f"equal ({float(z[0]):.6g}; range {spread:.3g}, within the {draws.dtype} rounding "
+            f"{rounding:.3g}), so no scale can be fitted (it would be 0 and map every "
             "problem's draws to one value); fit on held-out simulations whose truth is not a "
             "fixed function of their draws"
         )
+
+
+def _check_map_draws(x: Any) -> None:
+    """``x`` of a map's ``map``: the draws ``[L]`` of one problem, a floating-point tensor,
+    ``L >= 2`` (their sd is the map's unit), finite. One draw gave NaN draws (its sd is NaN)
+    with only torch's degrees-of-freedom warning, a NaN draw made every draw NaN, an ``[N, L]``
+    array was mapped about its overall mean and sd as if one problem's, a list or an integer
+    tensor failed with an AttributeError or torch's dtype error."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        got = f"dtype {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise TypeError(f"x: expected a floating-point torch.Tensor, received {got}")
+    if x.ndim != 1 or x.shape[0] < 2:
+        raise ValueError(
+            f"x: expected the draws [L] of one problem, L >= 2 (their sd is the map's unit), "
+            f"received shape {tuple(x.shape)}"
+        )
+    check_finite("x", x)
+
+
+#: the labels of :class:`AffineMap` and :class:`ShapeMap` (their ``method``)
+_AFFINE_METHODS: tuple[str, ...] = ("affine", "identity")
+_SHAPE_METHODS: tuple[str, ...] = ("shape",)
+
+
+def _check_method(method: Any, known: tuple[str, ...]) -> None:
+    """A map's ``method`` label: one of ``known`` (any string, or a non-string, was stored,
+    and shown as the map's method by its repr)."""
+    if not isinstance(method, str):
+        raise TypeError(f"method: expected a str, one of {known}, received {type(method).__name__}")
+    if method not in known:
+        raise ValueError(f"method: expected one of {known}, received {method!r}")
 
 
 def _check_shift_scale(shift: Any, scale: Any) -> tuple[float, float]:
@@ -276,7 +342,8 @@ class ShapeMap:
     Built directly, ``family`` must be one of ``"norm"``, ``"t"``, ``"gennorm"``, ``shape``
     finite (and ``> 0`` for ``"t"`` and ``"gennorm"``, their degrees of freedom and
     :math:`\beta`; unused for ``"norm"``), ``shift`` finite and ``scale`` finite and ``> 0``
-    (a NaN shift gave NaN draws, a negative scale flipped them)."""
+    (a NaN shift gave NaN draws, a negative scale flipped them); ``method`` is its label,
+    ``"shape"``."""
 
     family: str
     shape: float
@@ -285,6 +352,7 @@ class ShapeMap:
     method: str = "shape"
 
     def __post_init__(self) -> None:
+        _check_method(self.method, _SHAPE_METHODS)
         if self.family not in _SHAPE_FAMILIES:
             raise ValueError(f"family: expected one of {_SHAPE_FAMILIES}, received {self.family!r}")
         if self.family == "norm":
@@ -303,7 +371,7 @@ class ShapeMap:
         z_t = _residuals(draws, truth)
         if z_t.numel() == 0:
             return cls("norm", 0.0, 0.0, 1.0)
-        _check_enough_spread(z_t, draws.shape[0])
+        _check_enough_spread(z_t, draws, truth)
         z = z_t.double().cpu().numpy()
         n_draws = draws.shape[1]
         loc0, scale0 = stats.norm.fit(z)
@@ -332,9 +400,11 @@ class ShapeMap:
         return self.family
 
     def map(self, x: torch.Tensor) -> torch.Tensor:
-        """Draws ``[L]`` of one problem -> mapped draws ``[L]``."""
+        """Draws ``[L]`` of one problem (floating point, finite, ``L >= 2``) -> mapped draws
+        ``[L]``."""
         from scipy import stats
 
+        _check_map_draws(x)
         m, sd = x.mean(), x.std().clamp_min(torch.finfo(x.dtype).tiny)
         u = torch.special.ndtr((x - m) / sd).double().cpu().numpy().clip(1e-12, 1 - 1e-12)
         if self.family == "norm":

@@ -115,10 +115,13 @@ def probe(index: int | Sequence[int]) -> Summary:
 def total_mass(weights: Tensor | float = 1.0, event_ndim: int = 1) -> Summary:
     r"""Summary: :math:`\sum_x w_x u(x)` over the last ``event_ndim`` dims (quadrature ``w``).
 
-    ``[*S, *event] -> [*S]``.
+    ``[*S, *event] -> [*S]``. ``weights`` (a number or an array broadcasting to the event)
+    must be finite numbers: a NaN weight made every summary NaN, refused only by the
+    calibration's check of the draws, a string failed at the first field, in torch.
     """
 
     event_ndim = check_int("event_ndim", event_ndim, minimum=1)
+    check_finite("weights", weights)
 
     def f(u: Tensor) -> Tensor:
         w = torch.as_tensor(weights, dtype=u.dtype, device=u.device)

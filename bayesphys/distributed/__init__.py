@@ -22,7 +22,7 @@ from .._data_parallel import GradientSync, rank_generator_seed
 from ._pool_runners import DaskRunner
 from ._ray_runner import RayRunner
 from ._runner import Runner, SequentialRunner
-from .executors import TaskError, limit_threads, resolve_runner
+from .executors import TaskError, ThreadLimit, limit_threads, resolve_runner
 from .fit_many import CombineError, FitManyResult, fit_many, problem_seed, run_problem
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "problem_seed",
     "run_problem",
     "limit_threads",
+    "ThreadLimit",
     "resolve_runner",
     "Runner",
     "SequentialRunner",

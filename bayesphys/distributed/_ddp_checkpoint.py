@@ -19,8 +19,9 @@ import torch
 import torch.distributed as dist
 
 from .._checkpoint import load_checkpoint, save_checkpoint
+from .._checks import check_int
 from .._stack import user_stacklevel
-from ._process_group import DistContext, unwrap
+from ._process_group import DistContext, _check_ctx, unwrap
 
 __all__ = [
     "CHECKPOINT_KIND",
@@ -39,6 +40,21 @@ SHUFFLE_TAG = "train_ddp/shuffle"
 #: shuffle were written when the base seed was ``seed`` itself (:data:`_OLD_SHUFFLE`)
 SHUFFLE = f"stream_seed(seed, {SHUFFLE_TAG!r}) + epoch"
 _OLD_SHUFFLE = "seed + epoch"
+
+
+def _check_model_optimizer(model: Any, optimizer: Any) -> None:
+    """``model`` a :class:`torch.nn.Module`, ``optimizer`` ``None`` or an optimizer (an object
+    with ``state_dict`` and ``load_state_dict``, as :class:`torch.optim.Optimizer`): anything
+    else failed with an ``AttributeError`` (``state_dict``), on rank 0 only for a save."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, received {type(model).__name__}")
+    if optimizer is not None and not all(
+        callable(getattr(optimizer, m, None)) for m in ("state_dict", "load_state_dict")
+    ):
+        raise TypeError(
+            f"optimizer: expected a torch.optim.Optimizer or None, received "
+            f"{type(optimizer).__name__}"
+        )
 
 
 def save_training_checkpoint(
@@ -60,7 +76,15 @@ def save_training_checkpoint(
     If rank 0's write fails, rank 0 re-raises its error and every other rank raises a
     ``RuntimeError`` naming it (they used to go on unaware of it, or wait at the next
     collective until the group's timeout).
+
+    ``model`` (a module), ``optimizer`` (an optimizer or ``None``), ``epoch`` and ``step``
+    (ints ``>= 0``) and ``ctx`` (a :class:`DistContext`) are checked on every rank before
+    anything is written or waited for.
     """
+    _check_ctx(ctx)
+    _check_model_optimizer(model, optimizer)
+    epoch = check_int("epoch", epoch, minimum=0)
+    step = check_int("step", step, minimum=0)
     path = Path(path).expanduser()
     failure: BaseException | None = None
     if ctx.is_main:
@@ -99,7 +123,10 @@ def load_training_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     map_location: str | torch.device | None = "cpu",
 ) -> dict[str, Any]:
-    """Load weights (and optimizer state) on every rank; returns the checkpoint's state dict."""
+    """Load weights (and optimizer state) on every rank; returns the checkpoint's state dict.
+    ``model`` must be a module and ``optimizer`` an optimizer or ``None`` (checked before the
+    file is read)."""
+    _check_model_optimizer(model, optimizer)
     ckpt = load_checkpoint(path, kind=CHECKPOINT_KIND, map_location=map_location)
     state = ckpt["state"]
     unwrap(model).load_state_dict(state["model"])

@@ -200,7 +200,12 @@ class FuturesRunner(Runner):
 class DaskRunner(FuturesRunner):
     """A :class:`dask.distributed.Client` (tasks submitted with ``pure=False``); ``cluster``
     the cluster started for it here (closed with it), or None for a client of the caller's;
-    ``workers`` its number of workers (None: unknown)."""
+    ``workers`` its number of workers (None: unknown).
+
+    ``cluster``, when given, must be a Dask cluster (a ``distributed.deploy.Cluster``, e.g.
+    ``LocalCluster``) whose scheduler is the client's: :meth:`close` closes both, and another
+    object failed only there (after the client was closed), another cluster was closed with
+    a client that did not use it."""
 
     def __init__(self, client: Any, cluster: Any | None, workers: int | None):
         # checked as RayRunner and SequentialRunner check theirs: a None client failed only
@@ -210,6 +215,7 @@ class DaskRunner(FuturesRunner):
                 f"client: expected a dask.distributed.Client, received {type(client).__name__}"
             )
         workers = None if workers is None else check_int("workers", workers, minimum=1)
+        _check_cluster(cluster, client)
         super().__init__(client, owned=cluster is not None, name="dask", workers=workers)
         self.cluster = cluster
 
@@ -245,6 +251,28 @@ class DaskRunner(FuturesRunner):
             self.cluster.close()
 
 
+def _check_cluster(cluster: Any, client: Any) -> None:
+    """``cluster`` of :class:`DaskRunner`: None, or a Dask cluster whose scheduler address is
+    the client's (where the client tells it)."""
+    if cluster is None:
+        return
+    from distributed.deploy import Cluster
+
+    if not isinstance(cluster, Cluster):
+        raise TypeError(
+            f"cluster: expected None or the client's dask.distributed cluster (e.g. a "
+            f"LocalCluster, closed with the client), received {type(cluster).__name__}"
+        )
+    ours = getattr(getattr(client, "scheduler", None), "address", None)
+    theirs = getattr(cluster, "scheduler_address", None)
+    if ours is not None and theirs != ours:
+        raise ValueError(
+            f"cluster: expected the client's own cluster (scheduler {ours}), received one "
+            f"whose scheduler is {theirs}; closing it with the client would close a cluster "
+            "the client does not use (pass cluster=None to close neither)"
+        )
+
+
 class MapRunner(Runner):
     """Anything with ``imap_unordered`` (preferred) or ``map`` (pools).
 
@@ -253,6 +281,14 @@ class MapRunner(Runner):
     place of some result and goes on); they go to the tasks left without a result, and the
     message says so where several tasks could own them. ``map`` returns nothing until every task
     is done, and nothing at all if the pool fails: prefer a pool with ``imap_unordered``.
+
+    A ``multiprocessing.Pool`` of processes first runs one trivial task (:func:`os.getpid`)
+    while its workers are watched: a worker seen running that ends with a non-zero exit code
+    before that task is done (its ``initializer`` raised, a spawned worker could not import
+    the main module, it was killed) fails every task with a ``RuntimeError`` saying so.
+    CPython's pool replaces such a worker with a new one, without end, and the map waited
+    forever. A worker that hangs at start-up is not detected (nothing tells it from a slow
+    one): the run waits as the pool does.
     """
 
     def __init__(self, pool: Any, name: str) -> None:
@@ -269,6 +305,8 @@ class MapRunner(Runner):
         seen: set[int] = set()
         errors: list[BaseException] = []
         try:
+            if _shares_tensors(self.pool):  # a multiprocessing.Pool of processes
+                _check_pool_starts(self.pool)
             it = iter(
                 self.pool.imap_unordered(call, items)
                 if hasattr(self.pool, "imap_unordered")
@@ -313,6 +351,30 @@ class MapRunner(Runner):
                 )
                 err.__cause__ = errors[min(k, len(errors) - 1)]
             yield i, False, err
+
+
+def _check_pool_starts(pool: Any, poll_seconds: float = 0.02) -> None:
+    """Wait for ``pool`` (a ``multiprocessing.Pool`` of processes) to run :func:`os.getpid`;
+    ``RuntimeError`` when a worker seen running meanwhile ends with a non-zero exit code (it
+    died before the pool ran anything: CPython's pool starts another, without end). The
+    workers are read from the pool's ``_pool`` list (a pool without one is only waited on)."""
+    probe = pool.apply_async(os.getpid)
+    running: dict[int, Any] = {}  # workers seen running, kept after the pool drops them
+    while not probe.ready():
+        for proc in list(getattr(pool, "_pool", ())):
+            if proc.exitcode is None:
+                running.setdefault(id(proc), proc)
+        dead = [p for p in running.values() if p.exitcode not in (None, 0)]
+        if dead:
+            codes = ", ".join(f"pid {p.pid} exit code {p.exitcode}" for p in dead)
+            raise RuntimeError(
+                f"executor: a worker of the {type(pool).__name__} died before the pool ran a "
+                f"first task ({codes}); the pool starts a new one each time, so its tasks would "
+                "wait forever. Check the pool's initializer (its traceback is in the workers' "
+                "stderr) and, for a 'spawn' or 'forkserver' pool, that the main module guards "
+                "its code with `if __name__ == '__main__':`"
+            )
+        probe.wait(poll_seconds)
 
 
 _DASK_TRIM_KEY = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"

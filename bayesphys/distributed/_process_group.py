@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import gc
+import numbers
 import os
 import secrets
 import socket
@@ -116,12 +117,20 @@ def free_port(tries: int = 64) -> int:
 def set_local_rank_env(rank: int, world_size: int, port: int) -> None:
     """Set the torchrun variables (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` =
     loopback, ``MASTER_PORT``) for a rank started on this machine by ``torch.multiprocessing``,
-    so that :func:`init_distributed` finds them as under ``torchrun``."""
+    so that :func:`init_distributed` finds them as under ``torchrun``. ``world_size >= 1``,
+    ``0 <= rank < world_size`` and ``port`` in ``1..65535`` (e.g. :func:`free_port`) are
+    checked before anything is set: a port beyond them was written and failed only in
+    :func:`init_distributed`, with torch's "port must have value from 0 to 65535"."""
+    world_size = check_int("world_size", world_size, minimum=1)
+    rank = check_int("rank", rank)
     if not (0 <= rank < world_size):
         raise ValueError(f"rank: expected 0 <= rank < world_size = {world_size}, received {rank}")
+    port = check_int("port", port, minimum=1)
+    if port > 65535:
+        raise ValueError(f"port: expected a TCP port in 1..65535, received {port}")
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(int(port)),
+        MASTER_PORT=str(port),
         RANK=str(rank),
         WORLD_SIZE=str(world_size),
         LOCAL_RANK=str(rank),
@@ -283,6 +292,9 @@ def cleanup_distributed(ctx: DistContext | None = None, *, timeout_s: float = 60
     still up, and not at some later collection or at interpreter exit, where a gloo group torn
     down after its peers have gone can abort the process.
     """
+    if ctx is not None:
+        _check_ctx(ctx)
+    timeout_s = check_real("timeout_s", timeout_s, minimum=0.0, strict=True)
     if ctx is not None and not ctx.initialized_here:
         return
     if not (dist.is_available() and dist.is_initialized()):
@@ -321,7 +333,10 @@ def seed_for_rank(seed: int, rank: int) -> int:
 
 
 def rank_zero_only(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorator: call ``fn`` on rank 0 only (returns ``None`` elsewhere)."""
+    """Decorator: call ``fn`` on rank 0 only (returns ``None`` elsewhere). ``fn`` must be
+    callable: anything else was wrapped, and failed only when called, on rank 0 alone."""
+    if not callable(fn):
+        raise TypeError(f"fn: expected a callable to decorate, received {type(fn).__name__}")
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -337,8 +352,31 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, DDP) else model
 
 
+def _check_ctx(ctx: Any) -> None:
+    """``ctx``: a :class:`DistContext` (an int or ``None`` failed with an ``AttributeError``)."""
+    if not isinstance(ctx, DistContext):
+        raise TypeError(
+            f"ctx: expected a DistContext (from init_distributed), received {type(ctx).__name__}"
+        )
+
+
 def all_reduce_mean(value: torch.Tensor | float, ctx: DistContext) -> float:
-    """Mean of a scalar over ranks (the value itself in a single process)."""
+    """Mean of a scalar over ranks (the value itself in a single process): ``value`` a real
+    number or a one-element tensor (a NaN is averaged as it is), ``ctx`` a
+    :class:`DistContext`."""
+    _check_ctx(ctx)
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            # torch's "only one element tensors can be converted to Python scalars"
+            raise ValueError(
+                f"value: expected a scalar (a number or a one-element tensor), received a "
+                f"tensor of shape {tuple(value.shape)}"
+            )
+    elif isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"value: expected a scalar (a number or a one-element tensor), received "
+            f"{type(value).__name__}"
+        )
     t = torch.as_tensor(value, dtype=torch.float64, device=ctx.device).detach().clone()
     if ctx.distributed:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)

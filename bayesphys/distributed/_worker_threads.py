@@ -24,14 +24,65 @@ _THREAD_ENV = (
 )
 
 
-def limit_threads(n: int | None) -> dict[str, Any] | None:
+class ThreadLimit:
+    """The thread settings :func:`limit_threads` replaced, and the way back to them.
+
+    :meth:`restore` puts back torch's intra-op thread count (of the OS thread that calls it:
+    torch keeps one per thread, so restore in the thread that limited), the BLAS / OpenMP
+    pools' limits and the thread environment variables as :func:`limit_threads` found them;
+    a second call does nothing. As a context manager it restores on leaving the block.
+    ``n`` is the limit set (``None``: nothing was changed, and :meth:`restore` does nothing).
+    """
+
+    def __init__(self, n: int | None, previous: dict[str, Any] | None) -> None:
+        self.n = n
+        self._previous = previous
+
+    @property
+    def active(self) -> bool:
+        """Whether the limit is still in place (set, and not restored yet)."""
+        return self._previous is not None
+
+    def restore(self) -> None:
+        """Put back the settings found (once; later calls do nothing)."""
+        previous, self._previous = self._previous, None
+        _restore_threads(previous)
+
+    def __enter__(self) -> ThreadLimit:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.restore()
+
+    def __repr__(self) -> str:
+        state = "active" if self.active else "restored" if self.n is not None else "no limit"
+        return f"ThreadLimit(n={self.n}, {state})"
+
+
+def limit_threads(n: int | None) -> ThreadLimit:
     """Limit torch intra-op threads, OpenMP/BLAS pools and the thread env vars to ``n``.
 
-    Returns the previous settings (for :func:`_restore_threads`), or ``None`` when ``n`` is
-    ``None`` (nothing changed).
+    The limit takes effect at once. The returned :class:`ThreadLimit` puts the previous
+    settings back, by :meth:`ThreadLimit.restore` or on leaving a ``with`` block; ``n`` of
+    ``None`` changes nothing (and restoring then does nothing).
+
+    Example
+    -------
+    >>> import torch
+    >>> from bayesphys.distributed import limit_threads
+    >>> before = torch.get_num_threads()
+    >>> with limit_threads(1):
+    ...     torch.get_num_threads()
+    1
+    >>> torch.get_num_threads() == before
+    True
+    >>> limit = limit_threads(1)  # or keep it, and restore when done
+    >>> limit.restore()
+    >>> torch.get_num_threads() == before
+    True
     """
     if n is None:
-        return None
+        return ThreadLimit(None, None)
     n = check_int("n", n, minimum=1)  # the caller's argument (fit_many checks its own)
     import torch
 
@@ -49,10 +100,14 @@ def limit_threads(n: int | None) -> dict[str, Any] | None:
     except ImportError:  # pragma: no cover - threadpoolctl ships with scipy/sklearn stacks
         prev["pools"] = None
     torch.set_num_threads(n)
-    return prev
+    return ThreadLimit(n, prev)
 
 
-def _restore_threads(prev: dict[str, Any] | None) -> None:
+def _restore_threads(prev: ThreadLimit | dict[str, Any] | None) -> None:
+    """Put back the settings ``prev`` (a :class:`ThreadLimit`, or the settings it holds)."""
+    if isinstance(prev, ThreadLimit):
+        prev.restore()
+        return
     if prev is None:
         return
     import torch

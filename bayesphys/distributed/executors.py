@@ -37,11 +37,19 @@ from ._ray_runner import RayRunner
 from ._runner import Runner, SequentialRunner
 from ._task_errors import TaskError
 from ._worker_threads import (
+    ThreadLimit,
     _init_pool_worker,
     limit_threads,
 )
 
-__all__ = ["limit_threads", "resolve_runner", "Runner", "TaskError", "EXECUTOR_NAMES"]
+__all__ = [
+    "limit_threads",
+    "ThreadLimit",
+    "resolve_runner",
+    "Runner",
+    "TaskError",
+    "EXECUTOR_NAMES",
+]
 
 # documented and pickled under this public module (defined in a private one)
 TaskError.__module__ = __name__

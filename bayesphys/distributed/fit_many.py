@@ -24,6 +24,7 @@ passing it back as ``seed=`` reproduces the run.
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 import traceback
@@ -281,6 +282,9 @@ def fit_many(
         max_workers = check_int("max_workers", max_workers, minimum=1)
     # a drawn base seed is returned (result.seed, table, <id>.json) so the run can be repeated
     base = secrets.randbits(32) if seed is None else _check_seed(seed)
+    if out is not None and (not isinstance(out, str | os.PathLike) or not os.fspath(out)):
+        # an int failed in pathlib without the argument's name; "" wrote into the working folder
+        raise TypeError(f"out: expected a folder path (str or Path) or None, received {out!r}")
     out_dir = Path(out).expanduser() if out is not None else None
     if out_dir is not None:
         # before any fit (every record was then written as an error, its draws dropped, after

@@ -295,6 +295,58 @@ def test_shape_map_built_directly_refuses_a_bad_setting(args, err, match):
         ShapeMap(*args)
 
 
+@pytest.mark.parametrize(
+    ("cls_name", "args", "method", "err", "match"),
+    [
+        ("AffineMap", (0.0, 1.0), "afine", ValueError, r"^method: expected one of \('affine', "),
+        ("AffineMap", (0.0, 1.0), 3, TypeError, r"^method: expected a str, .* received int"),
+        ("AffineMap", (0.5, 1.0), "identity", ValueError, r"^method: 'identity' labels the map"),
+        ("ShapeMap", ("t", 5.0, 0.0, 1.0), "affine", ValueError, r"^method: .*\('shape',\)"),
+        ("ShapeMap", ("t", 5.0, 0.0, 1.0), None, TypeError, r"^method: .* received NoneType"),
+    ],
+)
+def test_map_method_label_is_checked(cls_name, args, method, err, match):
+    # any label was stored and shown by the repr: AffineMap(0.5, 1, method="identity") said
+    # it was the identity while it shifted every draw
+    import bayesphys.diagnostics as diag
+
+    with pytest.raises(err, match=match):
+        getattr(diag, cls_name)(*args, method=method)
+
+
+@pytest.mark.parametrize("cls_name", ["AffineMap", "ShapeMap"])
+@pytest.mark.parametrize(
+    ("x", "err", "match"),
+    [
+        (torch.tensor([0.3]), ValueError, r"^x: expected the draws \[L\] of one problem, L >= 2"),
+        (torch.zeros(3, 4), ValueError, r"^x: expected the draws \[L\] .* received shape \(3, 4\)"),
+        (torch.tensor([0.0, float("nan"), 1.0]), ValueError, r"^x: expected finite values"),
+        (torch.tensor([1, 2, 3]), TypeError, r"^x: expected a floating-point .* torch.int64"),
+        ([0.0, 1.0], TypeError, r"^x: expected a floating-point torch.Tensor, received list"),
+    ],
+)
+def test_map_refuses_what_is_not_one_problems_draws(cls_name, x, err, match):
+    # one draw came back NaN (its sd), a NaN draw made all NaN, [N, L] was mapped about its
+    # overall mean as one problem, a list or int tensor failed inside torch
+    import bayesphys.diagnostics as diag
+
+    m = diag.AffineMap(0.2, 1.5) if cls_name == "AffineMap" else diag.ShapeMap("t", 5.0, 0.2, 1.5)
+    with pytest.raises(err, match=match):
+        m.map(x)
+    assert m.map(torch.tensor([0.0, 1.0, 3.0])).isfinite().all()
+
+
+@pytest.mark.parametrize("fit", ["AffineMap.fit", "ShapeMap.fit", "standardised_residuals"])
+def test_map_fits_refuse_no_held_out_problems(fit):
+    # the fits returned the identity map and the residuals an empty tensor, without a word
+    import bayesphys.diagnostics as diag
+
+    owner, _, attr = fit.rpartition(".")
+    fn = getattr(getattr(diag, owner), attr) if owner else getattr(diag, attr)
+    with pytest.raises(ValueError, match=r"^draws/truth: expected N >= 1 held-out problems"):
+        fn(torch.zeros(0, 5), torch.zeros(0))
+
+
 def test_maps_built_as_the_fits_and_identities_build_them_are_accepted():
     from bayesphys.diagnostics import AffineMap, ShapeMap
 
@@ -323,6 +375,27 @@ def test_map_fit_refuses_residuals_that_are_all_equal(cls_name):
     truth = torch.full((5,), 0.7, dtype=torch.float64)
     with pytest.raises(ValueError, match=r"^draws/truth: the 5 standardised residuals .* equal"):
         getattr(diag, cls_name).fit(draws, truth)
+
+
+@pytest.mark.parametrize("cls_name", ["AffineMap", "ShapeMap"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_map_fit_refuses_residuals_equal_up_to_rounding(cls_name, dtype):
+    # each problem's draws are one pattern scaled and shifted, and its truth the same point of
+    # that pattern: the residuals are equal but for rounding, and the fit kept a scale of
+    # 4e-16 (float64) or 2e-7 (float32), a map that collapsed every problem's draws
+    import bayesphys.diagnostics as diag
+
+    gen = torch.Generator().manual_seed(0)
+    pattern = torch.randn(10, generator=gen, dtype=torch.float64)
+    a = 0.1 + 3 * torch.rand(6, 1, generator=gen, dtype=torch.float64)
+    b = 5 * torch.randn(6, 1, generator=gen, dtype=torch.float64)
+    draws, truth = (pattern * a + b).to(dtype), (0.7 * a + b)[:, 0].to(dtype)
+    cls = getattr(diag, cls_name)
+    with pytest.raises(ValueError, match=r"^draws/truth: the 6 standardised residuals .* equal"):
+        cls.fit(draws, truth)
+    # truths off that point by a tenth of an sd are fitted
+    truth += (0.1 * a[:, 0] * torch.randn(6, generator=gen, dtype=torch.float64)).to(dtype)
+    assert cls.fit(draws, truth).scale > 1e-3
 
 
 def _recal_gaussian(batch: tuple[int, ...] = ()):
@@ -359,6 +432,86 @@ def test_recalibrated_log_prob_refuses_what_is_not_a_tensor():
         _recal_gaussian().log_prob([0.0, 0.0, 0.0])
 
 
+def test_recalibrated_log_prob_names_a_value_on_another_device():
+    # RuntimeError: Tensor on device cpu is not on the expected device meta!, from the map
+    post = _recal_gaussian()
+    with pytest.raises(
+        ValueError,
+        match=r"^value: expected a tensor on the posterior's device cpu, received one on meta "
+        r"\(move it with value.to\('cpu'\), or the posterior with .to\('meta'\)\)",
+    ):
+        post.log_prob(torch.zeros(3, dtype=torch.float64, device="meta"))
+
+
+@pytest.mark.parametrize(
+    ("x", "err", "match"),
+    [
+        (torch.zeros(5, 2, dtype=torch.float64), ValueError, r"^x: expected trailing shape \(3,\)"),
+        ([0.0, 0.0, 0.0], TypeError, r"^x: expected a torch.Tensor, received list"),
+        (
+            torch.zeros(5, 3, dtype=torch.float64, device="meta"),
+            ValueError,
+            r"^x: expected a tensor on the posterior's device cpu, received one on meta",
+        ),
+    ],
+)
+def test_recalibrated_map_draws_names_a_wrong_x(x, err, match):
+    # torch's broadcasting or device error, or "unsupported operand type(s)", from the map
+    with pytest.raises(err, match=match):
+        _recal_gaussian().map_draws(x)
+
+
+def test_recalibrated_quantile_map_draws_needs_the_batch_dims_as_they_are():
+    # draws [S, 1, 3] of a posterior with batch (2,) went through member 0's and member 1's
+    # marginals in turn, sample by sample
+    from bayesphys import GaussianPosterior
+
+    cov = torch.eye(3, dtype=torch.float64).expand(2, 3, 3)
+    base = GaussianPosterior(torch.zeros(2, 3, dtype=torch.float64), cov, event_shape=(3,))
+    pits = torch.rand(50, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    post = Recalibrator("quantile", pits=pits).wrap(base)
+    with pytest.raises(ValueError, match=r"^x: expected .* batch dims equal to \(2,\)"):
+        post.map_draws(torch.zeros(4, 1, 3, dtype=torch.float64))
+    assert post.map_draws(torch.zeros(4, 2, 3, dtype=torch.float64)).shape == (4, 2, 3)
+    # variance scaling broadcasts: the same draws are mapped about each batch's mean
+    scaled = _recal_gaussian((2,)).map_draws(torch.zeros(4, 1, 3, dtype=torch.float64))
+    assert scaled.shape == (4, 2, 3)
+
+
+@pytest.mark.parametrize(
+    ("weights", "err", "match"),
+    [
+        (float("nan"), ValueError, r"^weights: expected finite values, received 1 NaN/Inf"),
+        (torch.tensor([1.0, float("inf"), 1.0]), ValueError, r"^weights: expected finite"),
+        ("abc", TypeError, r"^weights: expected numbers \(a tensor or array\), received str"),
+        (torch.ones(3, device="meta"), ValueError, r"^weights: expected values, .* 'meta'"),
+    ],
+)
+def test_total_mass_refuses_weights_that_are_not_finite_numbers(weights, err, match):
+    # a NaN weight gave NaN summaries (refused only later, as draws), a string failed in torch
+    # at the first field, a meta tensor with "Cannot copy out of meta tensor"
+    from bayesphys.diagnostics import total_mass
+
+    with pytest.raises(err, match=match):
+        total_mass(weights)
+    summary = total_mass(torch.tensor([0.5, 1.0, 0.5]))
+    assert torch.equal(summary(torch.ones(2, 3)), torch.full((2,), 2.0))
+
+
+def test_ecdf_band_names_non_finite_eval_points():
+    # reported as "range [0.5, 0.5]": the NaN was left out of the range without a word
+    import numpy as np
+
+    from bayesphys.diagnostics import ecdf_band
+
+    with pytest.raises(ValueError, match=r"range \[0.5, 0.5\] and 1 NaN/Inf value\(s\)$"):
+        ecdf_band(20, np.array([float("nan"), 0.5]))
+    with pytest.raises(ValueError, match=r"range n/a and 2 NaN/Inf value\(s\)$"):
+        ecdf_band(20, np.array([float("nan"), float("inf")]))
+    with pytest.raises(ValueError, match=r"received shape \(2,\) with range \[-1.0, 2.0\]$"):
+        ecdf_band(20, np.array([-1.0, 2.0]))
+
+
 @pytest.mark.parametrize("ranks", [torch.tensor([3]), torch.tensor([[3, 9]])])
 def test_sbc_uniformity_refuses_one_problem(ranks):
     # a p-value came back without a word: the chi-square's was 0.317 whatever the rank
@@ -368,6 +521,22 @@ def test_sbc_uniformity_refuses_one_problem(ranks):
         sbc_uniformity(ranks, 9)
     two = sbc_uniformity(torch.cat([ranks, ranks]), 9)  # the minimum run_sbc takes
     assert 0.0 <= two["pvalue"] <= 1.0 and len(two["chi2"]) == ranks.reshape(1, -1).shape[1]
+
+
+def test_is_calibrated_names_metrics_that_are_not_a_mapping():
+    # AttributeError: 'CalibrationResult' object has no attribute 'get'
+    from bayesphys.diagnostics import is_calibrated
+
+    torch.manual_seed(0)
+    result = analyse(SimulationRecord(["a"], torch.zeros(4, 1), torch.randn(4, 9, 1)))
+    with pytest.raises(
+        TypeError, match=r"^metrics: expected a mapping .* CalibrationResult; pass its"
+    ):
+        is_calibrated(result)
+    with pytest.raises(TypeError, match=r"^metrics: expected a mapping .* received list$"):
+        is_calibrated([0.5, 0.9])
+    assert is_calibrated({"sbc_pvalue": 0.5, "coverage90": 0.9})
+    assert not is_calibrated({"sbc_pvalue": float("nan"), "coverage90": 0.9})
 
 
 def test_analyse_refuses_a_record_of_one_problem():

@@ -4,6 +4,7 @@ the results of the other tasks are kept."""
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import pickle
 import traceback
 
@@ -126,6 +127,19 @@ def test_a_task_a_worker_cannot_load_or_the_caller_cannot_send_fails_alone(kind)
     assert "AttributeError" in str(out[2][1]) and "__mp_main__" in str(out[2][1])
     assert isinstance(out[4][1], TaskError) and out[4][1].index == 4
     assert "could not be sent" in str(out[4][1])
+
+
+def test_a_process_pool_whose_workers_die_at_start_up_fails_every_task():
+    """A multiprocessing.Pool whose initializer raises starts a new worker each time one dies,
+    without end: the map over it waited forever. Here the initializer is os.chdir to a folder
+    that does not exist (nothing to import in the workers)."""
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(2, initializer=os.chdir, initargs=("/no/such/folder/bayesphys",)) as pool:
+        out = _run_with_timeout(MapRunner(pool, "Pool"), abs, [-1, -2, -3], seconds=60)
+    assert sorted(out) == [0, 1, 2] and not any(ok for ok, _ in out.values())
+    for _, err in out.values():
+        assert isinstance(err, TaskError)
+        assert "died before the pool ran a first task" in str(err) and "exit code 1" in str(err)
 
 
 def test_plain_pickling_keeps_parameters_sparse_and_tagged_tensors_as_they_are():

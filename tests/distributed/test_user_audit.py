@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ from bayesphys.distributed import RayRunner, SequentialRunner, fit_many, limit_t
 from bayesphys.distributed.ddp import init_distributed, seed_for_rank, train_ddp
 
 from ._toy import build
+from ._toy import problems as build_problems
 
 
 @pytest.mark.parametrize(("n", "err"), [(0, ValueError), (-2, ValueError), (True, TypeError)])
@@ -19,6 +21,34 @@ def test_limit_threads_names_its_own_argument(n, err):
     # the error named 'threads_per_worker', an argument of fit_many, not of this function
     with pytest.raises(err, match=r"^n: expected an int"):
         limit_threads(n)
+
+
+def test_limit_threads_is_restored_by_its_public_handle(monkeypatch):
+    # it returned a dict that only the private _restore_threads could use: a caller had no
+    # public way back to its thread count and environment
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    try:
+        with limit_threads(1) as limit:
+            assert torch.get_num_threads() == 1 and limit.active and limit.n == 1
+            assert os.environ["OMP_NUM_THREADS"] == os.environ["MKL_NUM_THREADS"] == "1"
+        assert torch.get_num_threads() == 2 and not limit.active
+        assert os.environ["OMP_NUM_THREADS"] == "2" and "MKL_NUM_THREADS" not in os.environ
+        # the call form without a block: the limit holds until restore(), which acts once
+        limit = limit_threads(1)
+        assert torch.get_num_threads() == 1
+        limit.restore()
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(3)
+        limit.restore()  # a second restore leaves later settings alone
+        assert torch.get_num_threads() == 3
+        with limit_threads(None) as none:  # no limit: nothing changed, nothing restored
+            assert torch.get_num_threads() == 3 and not none.active
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize(
@@ -142,6 +172,132 @@ def test_dask_runner_checks_workers(workers, err, dask_client):
         DaskRunner(dask_client, None, workers)
     assert DaskRunner(dask_client, None, 2).workers == 2
     assert DaskRunner(dask_client, None, None).workers is None
+
+
+def test_dask_runner_checks_its_cluster(dask_client):
+    # any cluster was kept and closed at close(): a string failed there with an
+    # AttributeError after the client was closed, another cluster was closed with it
+    from bayesphys.distributed import DaskRunner
+
+    distributed = pytest.importorskip("dask.distributed")
+    with pytest.raises(TypeError, match=r"^cluster: expected None or the client's dask"):
+        DaskRunner(dask_client, "local", 1)
+    # another in-process cluster (its dashboard on a free port: the fixture's holds 8787)
+    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as other:
+        with pytest.raises(ValueError, match=r"^cluster: expected the client's own cluster"):
+            DaskRunner(dask_client, other, 1)
+    runner = DaskRunner(dask_client, dask_client.cluster, 1)  # its own: accepted, and owned
+    assert runner.cluster is dask_client.cluster and runner.owned
+
+
+@pytest.mark.parametrize("out", [3, "", b"runs"])
+def test_fit_many_names_an_out_that_is_no_folder_path(out, tmp_path, monkeypatch):
+    # out=3 failed in pathlib ("expected str, bytes or os.PathLike object, not int") without
+    # naming out; out="" wrote every problem's files into the working folder
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TypeError, match=r"^out: expected a folder path \(str or Path\) or None"):
+        fit_many(build_problems(1), build, executor="sequential", progress=False, out=out)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "err", "match"),
+    [
+        ((0, 2, 70000), ValueError, r"^port: expected a TCP port in 1..65535, received 70000"),
+        ((0, 2, 0), ValueError, r"^port: expected an int >= 1, received 0"),
+        ((0, 2, "29500"), TypeError, r"^port: expected an int"),
+        ((0, 0, 29500), ValueError, r"^world_size: expected an int >= 1, received 0"),
+        ((0.5, 2, 29500), TypeError, r"^rank: expected an int"),
+    ],
+)
+def test_set_local_rank_env_checks_before_setting_anything(args, err, match, monkeypatch):
+    # port 70000 was written to MASTER_PORT and failed only in init_distributed, with torch's
+    # "port must have value from 0 to 65535"; world_size 0 was named as a rank error
+    from bayesphys.distributed.ddp import set_local_rank_env
+
+    for var in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        # set, then removed: monkeypatch then puts back the caller's state after the test (a
+        # variable absent before is not recorded by delenv, and RANK=1 of 2 made every later
+        # test in the process take itself for a torchrun rank)
+        monkeypatch.setenv(var, "")
+        monkeypatch.delenv(var)
+    with pytest.raises(err, match=match):
+        set_local_rank_env(*args)
+    assert "MASTER_PORT" not in os.environ and "RANK" not in os.environ
+    set_local_rank_env(1, 2, 29500)
+    assert (os.environ["MASTER_PORT"], os.environ["RANK"]) == ("29500", "1")
+
+
+@pytest.mark.parametrize(
+    ("call", "err", "match"),
+    [
+        (lambda ddp: ddp.all_reduce_mean(1.0, None), TypeError, r"^ctx: expected a DistContext"),
+        (
+            lambda ddp: ddp.all_reduce_mean(torch.ones(3), ddp.DistContext()),
+            ValueError,
+            r"^value: expected a scalar .* received a tensor of shape \(3,\)",
+        ),
+        (
+            lambda ddp: ddp.all_reduce_mean([1.0, 2.0], ddp.DistContext()),
+            TypeError,
+            r"^value: expected a scalar .* received list",
+        ),
+        (lambda ddp: ddp.cleanup_distributed(3), TypeError, r"^ctx: expected a DistContext"),
+        (
+            lambda ddp: ddp.cleanup_distributed(None, timeout_s=-1),
+            ValueError,
+            r"^timeout_s: expected a number > 0.0, received -1",
+        ),
+    ],
+)
+def test_ddp_helpers_name_a_wrong_ctx_or_value(call, err, match):
+    # AttributeError: 'NoneType' object has no attribute 'device' (or 'initialized_here'),
+    # torch's "only one element tensors can be converted to Python scalars", and a negative
+    # timeout accepted
+    from bayesphys.distributed import ddp
+
+    with pytest.raises(err, match=match):
+        call(ddp)
+    assert ddp.all_reduce_mean(torch.tensor([2.5]), ddp.DistContext()) == 2.5
+    assert ddp.all_reduce_mean(3, ddp.DistContext()) == 3.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "err", "match"),
+    [
+        ({"model": None}, TypeError, r"^model: expected a torch.nn.Module, received NoneType"),
+        ({"optimizer": "adam"}, TypeError, r"^optimizer: expected a torch.optim.Optimizer or None"),
+        ({"epoch": -1}, ValueError, r"^epoch: expected an int >= 0, received -1"),
+        ({"step": 1.5}, TypeError, r"^step: expected an int"),
+        ({"ctx": None}, TypeError, r"^ctx: expected a DistContext"),
+    ],
+)
+def test_training_checkpoints_check_their_arguments_before_writing(kwargs, err, match, tmp_path):
+    # model=None failed with "'NoneType' object has no attribute 'state_dict'" (ctx=None with
+    # 'is_main'), epoch=-1 was written
+    from bayesphys.distributed import ddp
+
+    model = torch.nn.Linear(2, 1)
+    args = dict(model=model, optimizer=None, epoch=0, step=0, ctx=ddp.DistContext())
+    path = tmp_path / "ckpt.pt"
+    with pytest.raises(err, match=match):
+        ddp.save_training_checkpoint(path, **{**args, **kwargs})
+    assert not path.exists()
+    ddp.save_training_checkpoint(path, **args)
+    if "model" in kwargs or "optimizer" in kwargs:
+        load = {k: v for k, v in kwargs.items() if k in ("model", "optimizer")}
+        with pytest.raises(err, match=match):
+            ddp.load_training_checkpoint(path, **{"model": model, **load})
+    assert ddp.load_training_checkpoint(path, model=model)["epoch"] == 0
+
+
+def test_rank_zero_only_refuses_what_it_cannot_call():
+    # rank_zero_only(3) was returned as a wrapper that failed when called, on rank 0 alone
+    from bayesphys.distributed.ddp import rank_zero_only
+
+    with pytest.raises(TypeError, match=r"^fn: expected a callable to decorate, received int"):
+        rank_zero_only(3)
+    assert rank_zero_only(abs)(-2) == 2  # a single process is rank 0
 
 
 def test_fit_many_of_no_problems_says_so():
