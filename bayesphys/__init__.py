@@ -21,16 +21,9 @@ with _warnings.catch_warnings():
 
 from ._checkpoint import load_checkpoint, save_checkpoint
 from ._checks import check_int, check_real, check_seed, stream_seed
-from ._device import (
-    as_tensor,
-    check_finite,
-    model_device,
-    resolve_device,
-    resolve_dtype,
-    seed_everything,
-    seeded,
-)
+from ._device import as_tensor, check_finite, model_device, resolve_device, resolve_dtype
 from ._model import DivergenceError, DivergenceGuard, FitResult, optimize
+from ._process_state import seed_everything, seeded
 from ._version import __version__
 from .distributed import FitManyResult, fit_many, problem_seed
 from .inference_data import build_inference_data, load_netcdf, save_netcdf

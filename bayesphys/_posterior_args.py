@@ -10,7 +10,8 @@ import torch
 from torch import Tensor
 
 from ._checks import check_real
-from ._device import make_generator, same_device
+from ._device import same_device
+from ._process_state import make_generator
 
 
 def _shape_arg(name: str, shape) -> torch.Size:

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from ._device import make_generator
 from ._posterior_args import (
     _central_quantiles,
     _check_level,
 )
+from ._process_state import make_generator
 
 if TYPE_CHECKING:  # pragma: no cover
     import arviz

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_bool, check_int
-from ._device import check_finite, make_generator, model_device
+from ._device import check_finite, model_device
 from ._posterior_args import (
     _q_tensor,
     _sampling_generator,
@@ -17,6 +17,7 @@ from ._posterior_args import (
     check_export_name,
 )
 from ._posterior_base import _PosteriorBase
+from ._process_state import make_generator
 from ._repr import known_repr
 
 __all__ = ["SamplePosterior"]

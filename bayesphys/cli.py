@@ -95,7 +95,8 @@ def cmd_demo(args) -> int:
     import torch
 
     from ._demo_core import demo as core_demo
-    from ._device import resolve_device, seed_everything
+    from ._device import resolve_device
+    from ._process_state import seed_everything
 
     device = resolve_device(args.device)
     out = Path(args.out)
@@ -437,7 +438,7 @@ def _callers_state_kept() -> Iterator[None]:
     import numpy as np
     import torch
 
-    from ._device import new_thread_count, set_thread_counts
+    from ._process_state import new_thread_count, set_thread_counts
 
     threads, fresh = torch.get_num_threads(), new_thread_count()
     py, npy = random.getstate(), np.random.get_state()

@@ -337,7 +337,7 @@ def to_inference_data(
     import torch
 
     from ._checks import check_int, check_seed
-    from ._device import make_generator
+    from ._process_state import make_generator
 
     if num_samples is not None:
         num_samples = check_int("num_samples", num_samples, minimum=1)

@@ -94,7 +94,7 @@ def test_seeded_builds_in_two_threads_run_one_after_the_other():
     import time
 
     from bayesphys import seeded
-    from bayesphys._device import seeded_build
+    from bayesphys._process_state import seeded_build
 
     with seeded(0):
         ref0 = torch.rand(3, dtype=torch.float64)
@@ -291,7 +291,7 @@ def test_threads_started_after_a_threaded_run_get_the_callers_count():
     import time
     from concurrent.futures import ThreadPoolExecutor
 
-    from bayesphys._device import in_new_thread as _in_new_thread
+    from bayesphys._process_state import in_new_thread as _in_new_thread
     from bayesphys.distributed._worker_threads import task_state
 
     before = _with_threads(4)
@@ -366,7 +366,7 @@ def test_threads_started_during_a_torch_threads_block_keep_their_usual_count():
     pool started while another thread's ``torch_threads(1)`` block ran got one thread each."""
     import threading
 
-    from bayesphys._device import in_new_thread, torch_threads
+    from bayesphys._process_state import in_new_thread, torch_threads
 
     usual = in_new_thread(torch.get_num_threads)
     inside, go_on = threading.Event(), threading.Event()
@@ -398,10 +398,10 @@ def test_a_fit_many_task_starting_inside_a_torch_threads_switch_keeps_the_usual_
     inside its switch until the task has started (up to 1 s, where the task waits for it)."""
     import threading
 
-    from bayesphys import _device
+    from bayesphys import _process_state
     from bayesphys.distributed._worker_threads import task_state
 
-    real = _device.in_new_thread
+    real = _process_state.in_new_thread
     usual = real(torch.get_num_threads)
     paused, go = threading.Event(), threading.Event()
     calls = {"n": 0}
@@ -414,10 +414,10 @@ def test_a_fit_many_task_starting_inside_a_torch_threads_switch_keeps_the_usual_
                 go.wait(1.0)
         return real(fn, *args)
 
-    monkeypatch.setattr(_device, "in_new_thread", slow)
+    monkeypatch.setattr(_process_state, "in_new_thread", slow)
 
     def block() -> None:
-        with _device.torch_threads(1):
+        with _process_state.torch_threads(1):
             pass
 
     def task() -> None:
@@ -431,7 +431,7 @@ def test_a_fit_many_task_starting_inside_a_torch_threads_switch_keeps_the_usual_
     tb.start()
     tt.start()
     tt.join(30)
-    monkeypatch.setattr(_device, "in_new_thread", real)
+    monkeypatch.setattr(_process_state, "in_new_thread", real)
     assert real(torch.get_num_threads) == usual
 
 
@@ -440,7 +440,7 @@ def test_torch_threads_gives_the_callers_count_back_when_the_new_thread_count_fa
 ):
     """Leaving the block read the new-thread count (in a short-lived thread) before putting
     the caller's own count back: a thread that could not start left the caller at ``n``."""
-    from bayesphys import _device
+    from bayesphys import _process_state
 
     before = torch.get_num_threads()
     n = 1 if before != 1 else 2
@@ -449,20 +449,20 @@ def test_torch_threads_gives_the_callers_count_back_when_the_new_thread_count_fa
         raise RuntimeError("can't start new thread")
 
     with pytest.raises(RuntimeError, match="can't start"):
-        with _device.torch_threads(n):
+        with _process_state.torch_threads(n):
             assert torch.get_num_threads() == n
-            monkeypatch.setattr(_device, "in_new_thread", refused)
+            monkeypatch.setattr(_process_state, "in_new_thread", refused)
     monkeypatch.undo()
     try:
         assert torch.get_num_threads() == before
     finally:
-        _device.set_thread_counts(before)
+        _process_state.set_thread_counts(before)
 
 
 def test_torch_threads_gives_the_callers_count_back_when_entering_fails(monkeypatch):
     """Entering set this thread's count and then failed to read the new-thread count (a
     thread that could not start) outside the block's try/finally: the caller stayed at n."""
-    from bayesphys import _device
+    from bayesphys import _process_state
 
     before = torch.get_num_threads()
     n = 1 if before != 1 else 2
@@ -470,15 +470,15 @@ def test_torch_threads_gives_the_callers_count_back_when_entering_fails(monkeypa
     def refused(fn, *args):
         raise RuntimeError("can't start new thread")
 
-    monkeypatch.setattr(_device, "in_new_thread", refused)
+    monkeypatch.setattr(_process_state, "in_new_thread", refused)
     with pytest.raises(RuntimeError, match="can't start"):
-        with _device.torch_threads(n):
+        with _process_state.torch_threads(n):
             pass
     monkeypatch.undo()
     try:
         assert torch.get_num_threads() == before
     finally:
-        _device.set_thread_counts(before)
+        _process_state.set_thread_counts(before)
 
 
 def test_seeded_exclusive_blocks_in_two_threads_each_draw_their_own_stream():
@@ -486,7 +486,7 @@ def test_seeded_exclusive_blocks_in_two_threads_each_draw_their_own_stream():
     their draws; ``seeded_exclusive`` runs them one after the other."""
     import time
 
-    from bayesphys._device import seeded_exclusive
+    from bayesphys._process_state import seeded_exclusive
     from tests.thread_checks import in_threads
 
     def draws(seed: int) -> torch.Tensor:

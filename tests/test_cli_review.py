@@ -183,7 +183,7 @@ def test_main_called_from_python_gives_back_the_callers_seeds_and_threads(tmp_pa
     import numpy as np
     import torch
 
-    from bayesphys._device import in_new_thread
+    from bayesphys._process_state import in_new_thread
 
     outer = torch.get_num_threads()
     torch.set_num_threads(2)  # the demo's --threads 1 is a change

@@ -23,8 +23,9 @@ from bayesphys import (
     save_checkpoint,
     seed_everything,
 )
-from bayesphys._device import as_tensor, make_generator, resolve_device
+from bayesphys._device import as_tensor, resolve_device
 from bayesphys._linalg import kron_matvec, pcg, psd_cholesky
+from bayesphys._process_state import make_generator
 from bayesphys.inference_data import (
     build_inference_data,
     group_dataset,

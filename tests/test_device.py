@@ -88,7 +88,7 @@ def test_seeded_restores_on_error_and_none_uses_the_global_stream():
 def test_device_none_is_the_cpu_for_the_seeded_streams():
     # None, every model's default device, failed: seeded / streams_kept with an
     # AttributeError on None.type, make_generator with torch's argument list
-    from bayesphys._device import make_generator, streams_kept
+    from bayesphys._process_state import make_generator, streams_kept
 
     with seeded(4, "cpu"):
         want = torch.rand(3)
@@ -111,7 +111,8 @@ def test_stream_device_is_not_model_device_for_other_device_objects():
     """The seeded streams take a torch.device of any type (only CUDA has its own stream:
     a model held on 'meta' to stand in for one is seeded on the CPU streams), where a model
     refuses to be placed: the two helpers differ, and merging them would refuse seeding."""
-    from bayesphys._device import _stream_device, model_device, streams_kept
+    from bayesphys._device import _stream_device, model_device
+    from bayesphys._process_state import streams_kept
 
     meta = torch.device("meta")
     assert _stream_device(meta) == meta
@@ -171,7 +172,7 @@ def test_mps_and_meta_are_refused_where_they_cannot_run():
 
 
 def test_torch_threads_sets_the_count_for_the_block_and_restores_it_after_an_error():
-    from bayesphys._device import torch_threads
+    from bayesphys._process_state import torch_threads
 
     before = torch.get_num_threads()
     with pytest.raises(RuntimeError, match="inside"):

@@ -7,7 +7,8 @@ import torch
 from linear_operator.operators import DiagLinearOperator
 
 from bayesphys import GaussianPosterior, SamplePosterior
-from bayesphys._device import as_tensor, make_generator, resolve_dtype
+from bayesphys._device import as_tensor, resolve_dtype
+from bayesphys._process_state import make_generator
 from bayesphys.meta_fm.evaluation import gaussian_w2
 from bayesphys.metrics import crps_gaussian, crps_samples, mmd
 from bayesphys.odil import DiscreteProblem, minimize

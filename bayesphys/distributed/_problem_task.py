@@ -133,7 +133,7 @@ def run_problem(task: ProblemTask) -> dict[str, Any]:
 def _run_task(task: ProblemTask, rec: dict[str, Any]) -> None:
     """Build, fit, posterior and export into ``rec`` (errors recorded, never raised)."""
     try:
-        from .._device import seed_everything
+        from .._process_state import seed_everything
 
         seed_everything(task.seed % 2**63)
         if _accepts(task.build, "seed"):

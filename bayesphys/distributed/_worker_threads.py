@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from .._checks import check_int
-from .._device import _THREAD_COUNT, new_thread_count, set_thread_counts
+from .._process_state import _THREAD_COUNT, new_thread_count, set_thread_counts
 
 _THREAD_ENV = (
     "OMP_NUM_THREADS",

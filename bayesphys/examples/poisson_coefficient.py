@@ -31,9 +31,9 @@ import numpy as np
 import torch
 
 from .._checks import offset_seed
-from .._device import torch_threads
 from .._files import atomic_write_text, closing_figures, save_figure
 from .._plotting import NOISE_FREE_BAND, plot_observations
+from .._process_state import torch_threads
 from .._stack import user_stacklevel
 from . import _args
 

@@ -22,7 +22,7 @@ from functools import lru_cache
 
 import torch
 
-from .._device import torch_threads
+from .._process_state import torch_threads
 from ..problems.populations import linear_map
 
 __all__ = ["simulate", "calibrate_rows", "population_summaries"]

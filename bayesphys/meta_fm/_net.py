@@ -17,7 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import seed_or_draw
-from .._device import seeded_build, single_or_double
+from .._device import single_or_double
+from .._process_state import seeded_build
 from ._validate import as_list
 from .config import MFMConfig
 from .embedding import PopulationEmbedding

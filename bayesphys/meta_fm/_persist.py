@@ -19,7 +19,7 @@ from torch import nn
 
 from .._checkpoint import check_shape_settings, refuse_unknown, require_entries
 from .._checks import check_bool, check_int, check_optional_seed
-from .._device import _GLOBAL_STATE
+from .._process_state import _GLOBAL_STATE
 from .config import MFMConfig
 from .embedding import PopulationEmbedding
 from .field import VectorField

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from .._device import seeded_build
+from .._process_state import seeded_build
 from .config import RGNPConfig, keras_init
 from .forward import ForwardNet
 from .gicnet import GICNet

@@ -16,8 +16,8 @@ import torch
 from torch import Tensor
 
 from .._data_parallel import GradientSync
-from .._device import sobol_engine
 from .._model import DivergenceGuard, FitResult, optimize
+from .._process_state import sobol_engine
 from .._progress import progress_bar
 from .._time_budget import TimeBudget
 from .config import RGNPConfig

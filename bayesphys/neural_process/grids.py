@@ -34,7 +34,8 @@ import torch
 from torch import Tensor
 
 from .._checks import check_bool, check_int, check_real, did_you_mean
-from .._device import model_device, resolve_dtype, sobol_engine
+from .._device import model_device, resolve_dtype
+from .._process_state import sobol_engine
 
 __all__ = [
     "check_box",

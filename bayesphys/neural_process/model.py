@@ -56,8 +56,9 @@ from .._checks import (
     seed_or_draw,
 )
 from .._data_parallel import GradientSync, rank_generator_seed
-from .._device import ArrayLike, DeviceLike, DTypeLike, model_device, streams_kept
+from .._device import ArrayLike, DeviceLike, DTypeLike, model_device
 from .._model import DivergenceGuard, FitResult, autograd_on, release_grads, warn_untrained
+from .._process_state import streams_kept
 from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
 from ..posterior import GaussianPosterior

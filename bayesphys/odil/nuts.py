@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from torch import Tensor
 
 from .._checks import check_bool, check_int, check_seed, require, seed_or_draw
-from .._device import seeded_exclusive
 from .._model import autograd_on
+from .._process_state import seeded_exclusive
 
 if TYPE_CHECKING:  # pragma: no cover
     from .glioma import GliomaModel

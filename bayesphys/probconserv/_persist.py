@@ -17,7 +17,8 @@ from .._checkpoint import (
     save_checkpoint,
 )
 from .._checks import check_int, check_real
-from .._device import model_device, resolve_dtype, streams_kept
+from .._device import model_device, resolve_dtype
+from .._process_state import streams_kept
 from ..problems.gpme import PROBLEM_CLASSES
 from ._config import ANP_ONLY, GP_ONLY, ProbConservConfig, checked_config
 from ._inputs import saved_problem

@@ -32,8 +32,9 @@ from torch import Tensor
 
 from .._checkpoint import check_built_settings, shape_settings
 from .._checks import check_real
-from .._device import as_tensor, model_device, seeded_build
+from .._device import as_tensor, model_device
 from .._model import FitResult, autograd_on
+from .._process_state import seeded_build
 from ..posterior import GaussianPosterior
 from ..problems.gpme import GPMEData, GPMEProblem
 from ._config import ProbConservConfig, checked_config

@@ -14,7 +14,7 @@ import torch
 
 import bayesphys
 from bayesphys._checks import stream_seed
-from bayesphys._device import seed_everything
+from bayesphys._process_state import seed_everything
 from bayesphys.distributed import CombineError, fit_many, problem_seed
 from bayesphys.distributed._combine import _combine
 from bayesphys.distributed.executors import MapRunner, SequentialRunner, resolve_runner

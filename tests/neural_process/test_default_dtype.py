@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bayesphys._device import sobol_engine
+from bayesphys._process_state import sobol_engine
 from tests.tiny_models import tiny_rgnp
 
 
@@ -55,14 +55,14 @@ def test_sobol_engine_neither_switches_the_default_dtype_nor_waits_for_the_globa
     briefly float32."""
     import threading
 
-    from bayesphys import _device
+    from bayesphys import _process_state
 
     switched = []
     monkeypatch.setattr(torch, "set_default_dtype", switched.append)
     held, release = threading.Event(), threading.Event()
 
     def hold():
-        with _device._GLOBAL_STATE:
+        with _process_state._GLOBAL_STATE:
             held.set()
             release.wait(30)
 

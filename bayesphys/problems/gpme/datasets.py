@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 
 from ..._checks import check_int, check_range, check_real, check_seed, stream_seed
-from ..._device import as_tensor, make_generator, own_memory
+from ..._device import as_tensor, own_memory
+from ..._process_state import make_generator
 from ..._repr import fields_repr
 from ._common import _F64, _real
 from .base import GPMEProblem
