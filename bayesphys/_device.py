@@ -36,6 +36,8 @@ DeviceLike = Union[str, torch.device, None]
 DTypeLike = Union[torch.dtype, str, None]
 #: values :func:`as_tensor` converts: a tensor, a numpy array, a (nested) sequence or a number
 ArrayLike = Union[torch.Tensor, np.ndarray, Sequence[Any], float]
+#: one coordinate axis ``[n]``: a 1-D tensor, array or sequence of numbers
+AxisLike = Union[torch.Tensor, np.ndarray, Sequence[float]]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:

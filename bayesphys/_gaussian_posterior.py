@@ -161,7 +161,7 @@ class GaussianPosterior(_PosteriorBase):
                 "covariance: expected a LinearOperator or a torch.Tensor, received "
                 f"{type(covariance).__name__}"
             )
-        if covariance.device != mean.device:  # as a tensor covariance is moved
+        if not same_device(covariance.device, mean.device):  # as a tensor covariance is moved
             covariance = covariance.to(mean.device)
         if covariance.dtype != mean.dtype:
             # every covariance takes the mean's dtype, as a tensor one always did: a structured
@@ -319,7 +319,7 @@ class GaussianPosterior(_PosteriorBase):
             if not len(shape):
                 want = f"[*sample_shape, *batch, M] with batch {tuple(self.batch_shape)}, M = {m}"
             raise ValueError(f"base_samples: expected {want}, received shape {tuple(base.shape)}")
-        if base.device != self.device:
+        if not same_device(base.device, self.device):
             raise ValueError(
                 f"base_samples: expected a tensor on {self.device} (the posterior's device), "
                 f"received one on {base.device}"
@@ -384,7 +384,7 @@ class GaussianPosterior(_PosteriorBase):
                 f"value: expected shape [*, *batch, *event] with batch dims broadcasting to "
                 f"{tuple(self.batch_shape)}, received {tuple(value.shape)}"
             ) from None
-        if value.device != self.device:
+        if not same_device(value.device, self.device):
             raise ValueError(
                 f"value: expected a tensor on {self.device} (the posterior's device), received "
                 f"one on {value.device}"

@@ -88,6 +88,24 @@ def test_generator_on_another_gpu_is_refused(monkeypatch):
     _check_generator(torch.Generator(), torch.device("cpu"))
 
 
+def test_posterior_value_checks_take_another_name_of_its_device(monkeypatch):
+    """``log_prob`` and ``base_samples`` compared devices with ``!=``: a posterior whose device
+    reads ``cpu:0`` (or ``cuda`` for ``cuda:0``) refused a value on that very device."""
+    post = GaussianPosterior(torch.zeros(3, dtype=F64), torch.eye(3, dtype=F64))
+    monkeypatch.setattr(GaussianPosterior, "device", property(lambda self: torch.device("cpu:0")))
+    value = torch.zeros(3, dtype=F64)
+    assert torch.allclose(
+        post.log_prob(value), torch.tensor(-1.5 * math.log(2 * math.pi), dtype=F64)
+    )
+    base = torch.ones(2, 3, dtype=F64)
+    assert torch.allclose(post.rsample((2,), base_samples=base), base)
+    monkeypatch.setattr(GaussianPosterior, "device", property(lambda self: META))
+    with pytest.raises(ValueError, match="value: expected a tensor on meta"):
+        post.log_prob(value)
+    with pytest.raises(ValueError, match="base_samples: expected a tensor on meta"):
+        post.rsample((2,), base_samples=base)
+
+
 # -- GaussianPosterior.to with a custom root ------------------------------------------------
 def test_to_moves_a_custom_root_that_can_move(to_meta):
     post = _rooted(_MovableRoot(torch.eye(4, dtype=F64)))

@@ -192,7 +192,9 @@ class Recalibrator:
 
     Attributes: ``method`` (``"zscore"``, ``"conformal"`` or ``"quantile"``), ``scale``
     (:math:`s`, variance methods), ``pits`` (sorted held-out PITs ``[P]``, quantile method),
-    ``heldout`` (coverage on the evaluation set, filled by :meth:`evaluate`).
+    ``heldout`` (coverage on the evaluation set, filled by :meth:`evaluate`). Built by
+    hand, ``pits`` is a 1-d set ``[P]`` of values in ``[0, 1]`` (sorted here), for the
+    quantile method only.
     """
 
     def __init__(
@@ -204,12 +206,22 @@ class Recalibrator:
         n_grid: int = 241,
     ):
         _check_method(method)
+        if method != "quantile" and pits is not None:  # kept unchecked, and never read
+            raise ValueError(
+                f"pits: only the quantile method reads held-out PITs; the {method} method "
+                "takes a scale (leave pits=None, or pass method='quantile')"
+            )
         if method == "quantile" and pits is not None:  # fit() sets them after construction
             pits = torch.as_tensor(pits)
+            if pits.ndim != 1:  # a [P] set; one of any shape was flattened without a word
+                raise ValueError(
+                    f"pits: expected a 1-d set of held-out PITs [P], received shape "
+                    f"{tuple(pits.shape)} (flatten it first if its entries are all PITs)"
+                )
             if pits.numel() == 0 or not bool(((pits >= 0) & (pits <= 1)).all()):
                 raise ValueError("pits: expected a non-empty set of values in [0, 1]")
             # the maps read them as sorted order statistics (only fit() sorted them)
-            pits = pits.double().flatten().sort().values.cpu()
+            pits = pits.double().sort().values.cpu()
         if isinstance(scale, bool):  # True was taken as the scale 1.0
             raise TypeError(f"scale: expected a real number > 0, received {scale!r}")
         if method != "quantile" and (

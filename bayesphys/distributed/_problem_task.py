@@ -35,12 +35,31 @@ def _check_seed(seed: Any) -> int:
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+>")
 
 
+def _unequal_to_itself(value: Any) -> bool:
+    """Whether ``value`` (or an item of a tuple ``value``) is unequal to itself: a NaN."""
+    if isinstance(value, tuple):
+        return any(_unequal_to_itself(v) for v in value)
+    try:
+        return bool(value != value)
+    except Exception:  # an array-like id, or a comparison that raises: left to str()
+        return False
+
+
 def problem_seed(seed: int, problem_id: Any) -> int:
     """Deterministic 63-bit seed from the base ``seed`` and ``str(problem_id)`` (BLAKE2b).
 
     An id whose ``str`` holds a memory address (an object without a ``__str__`` / ``__repr__``
     of its own, ``<... at 0x...>``) is a ``TypeError``: its seed would change from run to
-    run. Use strings, numbers or tuples of them as ids."""
+    run. So is an id unequal to itself, a NaN (or a tuple holding one), a ``ValueError``: its
+    ``str`` is stable, but ``fit_many`` finds each problem's record by its id, and a NaN
+    that came back from a worker equals no id (the problem's result was lost). Use strings,
+    numbers or tuples of them as ids; ``None`` is taken as its ``str``, ``"None"``."""
+    if _unequal_to_itself(problem_id):
+        raise ValueError(
+            f"problem_id: expected an id equal to itself, received {problem_id!r} (a NaN "
+            "equals no other value, so its problem's record could not be found by it); use "
+            "a string, a finite number or a tuple of them as the id"
+        )
     text = str(problem_id)
     if _ADDRESS.search(text):
         raise TypeError(

@@ -36,7 +36,11 @@ _BACKENDS = ("gloo", "nccl", "mpi")
 class DistContext:
     """Where this process sits: ``rank`` of ``world_size``, its device and backend.
 
-    ``backend`` is ``None`` for a plain single process (no process group).
+    ``backend`` is ``None`` for a plain single process (no process group). The fields are
+    checked when the context is made (``0 <= rank < world_size``, ``local_rank >= 0``, a cpu
+    or cuda ``device``, a string one turned into a :class:`torch.device`, a backend torch
+    knows), each refused by name: a context with ``rank=-1`` or ``world_size=0`` was made and
+    misled every helper it was passed to.
     """
 
     rank: int = 0
@@ -45,6 +49,28 @@ class DistContext:
     device: torch.device = torch.device("cpu")
     backend: str | None = None
     initialized_here: bool = False
+
+    def __post_init__(self) -> None:
+        world_size = check_int("world_size", self.world_size, minimum=1)
+        rank = check_int("rank", self.rank, minimum=0)
+        if rank >= world_size:
+            raise ValueError(
+                f"rank: expected 0 <= rank < world_size = {world_size}, received {rank}"
+            )
+        local_rank = check_int("local_rank", self.local_rank, minimum=0)
+        device = _context_device(self.device)
+        _check_group_backend(self.backend)
+        if not isinstance(self.initialized_here, bool):
+            raise TypeError(
+                f"initialized_here: expected a bool, received {type(self.initialized_here).__name__}"
+            )
+        for name, value in (
+            ("rank", rank),
+            ("world_size", world_size),
+            ("local_rank", local_rank),
+            ("device", device),
+        ):
+            object.__setattr__(self, name, value)
 
     @property
     def is_main(self) -> bool:
@@ -191,6 +217,45 @@ def planned_world() -> tuple[int, int]:
     if launched_by_torchrun():
         return _env_rank_world()
     return 0, 1
+
+
+def _context_device(device: Any) -> torch.device:
+    """A context's ``device`` as a :class:`torch.device` of type cpu or cuda (its name too);
+    not checked present, as :func:`check_device` does for what the user asks of
+    :func:`init_distributed`: a context records the device a group was set up on."""
+    if isinstance(device, str):
+        try:
+            device = torch.device(device)
+        except RuntimeError:
+            raise ValueError(
+                f"device: expected 'cpu', 'cuda' or 'cuda:N', received {device!r}"
+            ) from None
+    if not isinstance(device, torch.device):
+        raise TypeError(
+            f"device: expected a torch.device or its name, received {type(device).__name__}"
+        )
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(
+            f"device: expected a cpu or cuda device (gloo or NCCL), received {str(device)!r}"
+        )
+    return device
+
+
+def _check_group_backend(backend: Any) -> None:
+    """A context's ``backend``: ``None`` or what ``dist.get_backend()`` may report, a backend
+    torch knows (``"gloo"``, ``"nccl"``, ``"mpi"``, one registered with it) or a per-device map
+    of them (``"cpu:gloo,cuda:nccl"``)."""
+    if backend is None:
+        return
+    if not isinstance(backend, str):
+        raise TypeError(f"backend: expected a str or None, received {type(backend).__name__}")
+    known = set(getattr(dist.Backend, "backend_list", _BACKENDS)) - {"undefined"}
+    parts = [p.rpartition(":")[2].strip().lower() for p in backend.split(",")]
+    if not all(p in known for p in parts):
+        raise ValueError(
+            f"backend: expected one of {sorted(known)}, a per-device map of them "
+            f"('cpu:gloo,cuda:nccl') or None, received {backend!r}"
+        )
 
 
 def check_backend(backend: str | None) -> None:

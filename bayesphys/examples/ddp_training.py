@@ -323,7 +323,8 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = {
         "out": str(args.out),
         "seed": args.seed,
-        "device": device if device == "cpu" else None,  # cuda: cuda:LOCAL_RANK per rank
+        # cuda: cuda:LOCAL_RANK per rank; "cpu:0" is the CPU too (it was read as cuda)
+        "device": device if torch.device(device).type == "cpu" else None,
         "epochs": args.epochs or (3 if args.smoke else 30),
         "n_train": 1024 if args.smoke else 8192,
         "batch_size": args.batch_size or 64,

@@ -226,7 +226,7 @@ class SpectralMixture1d(nn.Module):
                 x1,
                 x1[0] + h * torch.arange(nx, dtype=x1.dtype, device=x1.device),
                 rtol=0,
-                atol=1e-12 * float(abs(h) * nx),
+                atol=1e-12 * float(abs(h.detach()) * nx),  # a value: no graph, no warning
             ):
                 lags = h * torch.arange(-(nx - 1), nx, dtype=x1.dtype, device=x1.device)
                 vals = self.deriv(lags, n)

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_bool, check_increasing, check_int, check_real
-from .._device import as_tensor, check_on_device
+from .._device import AxisLike, as_tensor, check_on_device
 from ._errors import NumericalFailure
 from .kernels import SpectralMixture1d
 
@@ -158,7 +158,7 @@ def check_factor_count(factors: list, op: LinearPDEOperator, name: str = "factor
 
 def build_factors(
     kernels: list[SpectralMixture1d],
-    axes: list[Tensor],
+    axes: list[AxisLike] | tuple[AxisLike, ...],
     op: LinearPDEOperator,
     *,
     jitter: float = 1e-6,
@@ -168,12 +168,12 @@ def build_factors(
     ``eigen=True`` adds the whitened eigenbasis (:func:`with_eigen`: real for even orders,
     complex for odd ones). ``jitter >= 0`` is added to each Gram diagonal.
 
-    Each axis: a 1-D tensor (or a sequence of numbers) of ``n_j >= 2`` finite, strictly
-    increasing coordinates on its kernel's device; it is taken in the kernel's dtype. Anything
-    else is refused naming ``axes[j]``: the solves read an axis's first and last entries as
-    its boundary faces, so an unsorted one put the boundary values at interior points, a
-    repeated point made the Gram singular, a NaN failed inside torch and a list of numbers
-    failed with an ``AttributeError``.
+    Each axis: a 1-D tensor (or an array or a sequence of numbers) of ``n_j >= 2`` finite,
+    strictly increasing coordinates on its kernel's device; it is taken in the kernel's dtype.
+    Anything else is refused naming ``axes[j]``: the solves read an axis's first and last
+    entries as its boundary faces, so an unsorted one put the boundary values at interior
+    points, a repeated point made the Gram singular, a NaN failed inside torch and a list of
+    numbers failed with an ``AttributeError``.
 
     Returns one :class:`Factor` per dimension: ``x [n_j]``, ``C``, ``L``, ``Cop``, ``D``
     ``[n_j, n_j]`` (differentiable in the kernels' parameters). These are the inputs of

@@ -27,14 +27,14 @@ advection-low              :math:`\sin 2\pi(x - 2t)`, :math:`\beta = 2` (test) [
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from .._checks import check_int, did_you_mean
-from .._device import DTypeLike, resolve_dtype
+from .._device import AxisLike, DTypeLike, as_tensor, resolve_dtype
 from .._model import autograd_on
 
 __all__ = ["PDEProblem", "get_problem", "PROBLEMS", "problem_ids", "tensor_grid"]
@@ -105,9 +105,12 @@ class PDEProblem:
         dtype = resolve_dtype(dtype)
         return [torch.linspace(lo, hi, n, dtype=dtype, device=device) for lo, hi in self.domain]
 
-    def _check_axes(self, axes: list[Tensor]) -> None:
+    def _check_axes(self, axes: Sequence[AxisLike]) -> list[Tensor]:
         """One 1-D axis per dimension (another count failed inside ``exact`` with "missing 1
-        required positional argument", or with a shape error for a 2-D tensor)."""
+        required positional argument", or with a shape error for a 2-D tensor), as tensors:
+        a sequence of numbers or an array is converted (:func:`~bayesphys._device.as_tensor`;
+        it was refused) in the dtype and on the device of the first tensor axis, float64 on
+        the CPU without one."""
         if isinstance(axes, Tensor) or len(axes) != self.dim:
             got = (
                 f"a tensor of shape {tuple(axes.shape)}" if isinstance(axes, Tensor) else len(axes)
@@ -116,22 +119,28 @@ class PDEProblem:
                 f"axes: expected a list of {self.dim} 1-D axes (one per dimension of "
                 f"{self.name!r}), received {got}"
             )
+        ref = next((a for a in axes if isinstance(a, Tensor) and a.is_floating_point()), None)
+        dtype, device = (_F64, None) if ref is None else (ref.dtype, ref.device)
+        out = []
         for j, a in enumerate(axes):
-            if not isinstance(a, Tensor) or a.ndim != 1:
-                got = tuple(a.shape) if isinstance(a, Tensor) else type(a).__name__
-                raise ValueError(f"axes[{j}]: expected a 1-D tensor, received {got}")
+            if not isinstance(a, Tensor):
+                a = as_tensor(f"axes[{j}]", a, dtype=dtype, device=device, finite=False, real=True)
+            if a.ndim != 1:
+                raise ValueError(f"axes[{j}]: expected a 1-D tensor, received {tuple(a.shape)}")
+            out.append(a)
+        return out
 
-    def solution(self, axes: list[Tensor]) -> Tensor:
-        """Exact :math:`u` on the tensor grid of ``axes`` (``d`` 1-D tensors ``[n_j]``),
-        ``[n_1, ..., n_d]``."""
-        self._check_axes(axes)
-        pts = tensor_grid(axes)
+    def solution(self, axes: Sequence[AxisLike]) -> Tensor:
+        """Exact :math:`u` on the tensor grid of ``axes`` (``d`` 1-D axes ``[n_j]``: tensors,
+        arrays or sequences of numbers), ``[n_1, ..., n_d]``."""
+        pts = tensor_grid(self._check_axes(axes))
         return self.exact(*pts.unbind(-1))
 
-    def source(self, axes: list[Tensor]) -> Tensor:
-        r"""Source :math:`f` on the tensor grid of ``axes`` (``d`` 1-D tensors ``[n_j]``),
-        ``[n_1, ..., n_d]``, by autograd of ``exact``."""
-        self._check_axes(axes)
+    def source(self, axes: Sequence[AxisLike]) -> Tensor:
+        r"""Source :math:`f` on the tensor grid of ``axes`` (``d`` 1-D axes ``[n_j]``:
+        tensors, arrays or sequences of numbers), ``[n_1, ..., n_d]``, by autograd of
+        ``exact``."""
+        axes = self._check_axes(axes)
         pts = tensor_grid([a.detach() for a in axes])
         with autograd_on():  # also inside torch.no_grad() / inference_mode()
             cs = [c.clone().requires_grad_(True) for c in pts.unbind(-1)]

@@ -468,3 +468,18 @@ def test_scaled_float32_interval_is_symmetric_at_extreme_levels():
     lo, hi = post.interval(0.999999)
     assert lo.dtype == torch.float32
     torch.testing.assert_close(hi - post.mean, post.mean - lo, rtol=1e-6, atol=0)
+
+
+def test_constructor_checks_the_shape_and_method_of_given_pits():
+    """PITs of any shape were flattened without a word (the docstring promises ``[P]``), and
+    PITs given to a variance method were kept unchecked and never read."""
+    grid = torch.linspace(0.1, 0.9, 6, dtype=torch.float64)
+    for bad in (grid.reshape(2, 3), torch.tensor(0.5)):
+        with pytest.raises(ValueError, match=r"pits: expected a 1-d set of held-out PITs \[P\]"):
+            Recalibrator("quantile", pits=bad)
+    with pytest.raises(ValueError, match="pits: only the quantile method reads"):
+        Recalibrator("zscore", scale=1.0, pits=grid)
+    assert torch.equal(Recalibrator("quantile", pits=grid.flip(0)).pits, grid)
+    assert torch.equal(
+        Recalibrator("quantile", pits=[0.5, 0.25]).pits, grid.new_tensor([0.25, 0.5])
+    )

@@ -203,3 +203,26 @@ def test_an_interrupted_rgnp_ddp_run_keeps_its_checkpoints(tmp_path, monkeypatch
     monkeypatch.undo()
     assert saves == [1, 2]
     assert RandomGridNP.load(tmp_path / "rgnp.pt").step_count == 2
+
+
+def test_examples_read_cpu_0_as_the_cpu(tmp_path, monkeypatch, capsys):
+    """``--device cpu:0`` names the CPU: ddp_training passed it on as no device at all (each
+    rank then took cuda:LOCAL_RANK where CUDA exists) and cohort refused it."""
+    seen = {}
+
+    def stop(cfg):
+        seen.update(cfg)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(ddp_training, "_check_resumable", stop)
+    with pytest.raises(SystemExit):
+        ddp_training.main(["--smoke", "--device", "cpu:0", "--out", str(tmp_path / "ddp")])
+    assert seen["device"] == "cpu:0"
+    import bayesphys.distributed
+
+    def ran(*args, **kwargs):
+        raise KeyError("ran")
+
+    monkeypatch.setattr(bayesphys.distributed, "fit_many", ran)
+    with pytest.raises(KeyError, match="ran"):  # past the device check, into the fits
+        cohort.main(["--smoke", "--device", "cpu:0", "--out", str(tmp_path / "cohort")])

@@ -1160,3 +1160,19 @@ def test_fit_kwargs_progress_is_passed_on_and_otherwise_off():
     kw = dict(executor="sequential", seed=7, num_samples=NS, progress=False)
     fit_many(probs, _build_recording, fit_kwargs={"steps": STEPS, "progress": True}, **kw)
     assert _RecordingModel.seen == [False, True]
+
+
+def test_problem_seed_refuses_a_nan_id_and_reads_none_as_its_str():
+    """A NaN id was seeded from its stable str 'nan', but equals no id that came back from a
+    worker, so its problem's record was lost; None is taken as 'None', as documented."""
+    import numpy as np
+
+    for pid in (float("nan"), np.float64("nan"), ("p", float("nan"))):
+        with pytest.raises(ValueError, match=r"problem_id: expected an id equal to itself"):
+            problem_seed(0, pid)
+    assert problem_seed(0, None) == problem_seed(0, "None")
+    assert problem_seed(0, ("p", 1.5)) == problem_seed(0, "('p', 1.5)")
+    built = []
+    with pytest.raises(ValueError, match=r"problem_id: .*received nan"):
+        fit_many({float("nan"): {}}, lambda p, seed=None: built.append(p), executor="sequential")
+    assert not built  # refused before any fit

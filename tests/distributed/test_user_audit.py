@@ -304,3 +304,41 @@ def test_fit_many_of_no_problems_says_so():
     # it reported executor="none (all resumed)", though nothing was resumed
     res = fit_many({}, build, executor="sequential", progress=False, seed=0)
     assert res.executor == "none (no problems)" and res.workers is None
+
+
+@pytest.mark.parametrize(
+    "kw,err,match",
+    [
+        ({"rank": -1}, ValueError, r"rank: expected an int >= 0, received -1"),
+        ({"world_size": 0}, ValueError, r"world_size: expected an int >= 1, received 0"),
+        ({"rank": 2, "world_size": 2}, ValueError, r"rank: expected 0 <= rank < world_size = 2"),
+        ({"local_rank": -1}, ValueError, r"local_rank: expected an int >= 0"),
+        ({"rank": 1.5, "world_size": 2}, TypeError, r"rank: expected an int"),
+        ({"backend": "foo"}, ValueError, r"backend: expected one of .*received 'foo'"),
+        ({"backend": 3}, TypeError, r"backend: expected a str or None, received int"),
+        ({"device": "meta"}, ValueError, r"device: expected a cpu or cuda device"),
+        (
+            {"device": "gpu"},
+            ValueError,
+            r"device: expected .cpu., .cuda. or .cuda:N., received .gpu.",
+        ),
+        ({"device": 0}, TypeError, r"device: expected a torch.device or its name"),
+        ({"initialized_here": "yes"}, TypeError, r"initialized_here: expected a bool"),
+    ],
+)
+def test_dist_context_checks_its_fields(kw, err, match):
+    """A DistContext with rank=-1, world_size=0 or backend='foo' was made without a word."""
+    from bayesphys.distributed.ddp import DistContext
+
+    with pytest.raises(err, match=match):
+        DistContext(**kw)
+
+
+def test_dist_context_takes_a_device_name_and_a_group_backend():
+    """A device given by name stayed a string (``ctx.device.type`` failed later)."""
+    from bayesphys.distributed.ddp import DistContext
+
+    ctx = DistContext(1, 2, 0, "cpu", "cpu:gloo,cuda:nccl")
+    assert ctx.device == torch.device("cpu") and isinstance(ctx.device, torch.device)
+    assert ctx.rank == 1 and ctx.world_size == 2 and ctx.backend == "cpu:gloo,cuda:nccl"
+    assert DistContext(backend="gloo").distributed is False  # one rank: no collective

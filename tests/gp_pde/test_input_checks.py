@@ -418,3 +418,42 @@ def test_solve_field_newton_must_be_a_bool():
         with pytest.raises(TypeError, match=r"^newton: expected True or False"):
             m.solve_field(newton=bad)
     assert m.solve_field(newton=False)["solver"] == "PicardKronSolve"
+
+
+def test_build_factors_annotation_admits_the_axes_it_takes():
+    """``axes`` was annotated ``list[Tensor]``, though arrays and lists of numbers are taken
+    (and checked) as well."""
+    import typing
+
+    import numpy as np
+
+    from bayesphys._device import AxisLike
+    from bayesphys.gp_pde import LinearPDEOperator, SpectralMixture1d
+
+    hint = typing.get_type_hints(build_factors)["axes"]
+    assert hint == list[AxisLike] | tuple[AxisLike, ...], hint
+    assert set(typing.get_args(AxisLike)) >= {torch.Tensor, np.ndarray}
+    op = LinearPDEOperator.for_equation("poisson", 1)
+    x = torch.linspace(0, 1, 8, dtype=torch.float64)
+    k = SpectralMixture1d(2)
+    want = build_factors([k], [x], op)[0].C
+    for axis in (x.tolist(), x.numpy()):
+        torch.testing.assert_close(build_factors([k], (axis,), op)[0].C, want, rtol=0, atol=0)
+
+
+def test_gram_of_an_axis_that_requires_grad_reads_its_spacing_without_a_warning():
+    """The uniform-grid test read the spacing with float() of a tensor in the graph: torch
+    warned "Converting a tensor with requires_grad=True to a scalar"."""
+    import warnings
+
+    from bayesphys.gp_pde import SpectralMixture1d
+
+    k = SpectralMixture1d(2)
+    x = torch.linspace(0, 1, 8, dtype=torch.float64).requires_grad_(True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        C = k.gram(x)
+    torch.testing.assert_close(C, k.gram(x.detach()), rtol=0, atol=0)
+    assert C.requires_grad  # the Gram stays differentiable in the axis
+    (g,) = torch.autograd.grad(C.sum(), x)
+    assert torch.isfinite(g).all()

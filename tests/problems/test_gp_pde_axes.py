@@ -44,3 +44,28 @@ def test_solution_and_source_refuse_a_wrong_axis_count(method):
     assert getattr(p2, method)([x, x[:3]]).shape == (5, 3)
     assert getattr(p1, method)((x,)).shape == (5,)
     assert torch.isfinite(getattr(p1, method)([x])).all()
+
+
+@pytest.mark.parametrize("method", ["solution", "source"])
+def test_solution_and_source_take_axes_of_numbers_and_arrays(method):
+    """A list of numbers (or an array) was refused ("axes[0]: expected a 1-D tensor, received
+    list"), though every other coordinate input of the package takes one (as_tensor)."""
+    import numpy as np
+    import torch
+
+    p1, p2 = get_problem("poisson1d-low"), get_problem("poisson2d-low")
+    x = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0], dtype=torch.float64)
+    want1 = getattr(p1, method)([x])
+    for axis in (x.tolist(), x.numpy(), (0, 0.25, 0.5, 0.75, 1)):
+        got = getattr(p1, method)([axis])
+        assert got.dtype == torch.float64
+        torch.testing.assert_close(got, want1, rtol=0, atol=0)
+    # beside a tensor axis, a list takes that axis's dtype
+    x32 = x.float()
+    mixed = getattr(p2, method)([x32, [0.0, 0.5, 1.0]])
+    assert mixed.dtype == torch.float32
+    torch.testing.assert_close(mixed, getattr(p2, method)([x32, x32[::2]]), rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"^axes\[1\]: expected a 1-D tensor, received \(1, 3\)"):
+        getattr(p2, method)([x, np.zeros((1, 3))])
+    with pytest.raises(TypeError, match=r"^axes\[0\]: expected a tensor or array"):
+        getattr(p1, method)([{"x": 1}])
