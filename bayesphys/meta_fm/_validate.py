@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_int_sequence
+from .._checks import check_bool, check_int, check_int_sequence
 from .._device import check_finite, check_fits_dtype
 from ..problems.populations import PopulationPairs
 
@@ -183,9 +183,11 @@ def check_pairs(data: PopulationPairs, dim: int | None = None, *, name: str = "d
             f"{name}: expected as many targets as sources, received {len(data.source)} and "
             f"{len(data.target)}"
         )
+    # a truthy non-bool ("no") read as paired: index coupling of unpaired data, silently
+    paired = check_bool(f"{name}.paired", data.paired)
     src = check_populations(f"{name}.source", data.source, dim)
     check_populations(f"{name}.target", data.target, src[0].shape[1])
-    if data.paired:
+    if paired:
         for i, (a, b) in enumerate(zip(data.source, data.target)):
             if a.shape[0] != b.shape[0]:
                 raise ValueError(
