@@ -32,3 +32,45 @@ def test_a_pairing_flag_that_is_not_a_bool_is_refused(flag):
     with pytest.raises(TypeError, match=msg):
         shift_prediction(scr, _screen())
     assert MetaFlowMatching(_screen(), **TINY_MFM).coupling == "ot"
+
+
+def _bad_treatments_and_ids():
+    """(data, error, message) per case; what each did before is in its comment."""
+    scr = _screen()
+    r = dataclasses.replace
+    meta = r"expected values, received a tensor on the 'meta' device"
+    return [
+        # a list failed in PopulationPairs.subset with "list indices must be integers"
+        (
+            r(scr, treatment=scr.treatment.tolist()),
+            TypeError,
+            r"^data\.treatment: expected a tensor \[8\] of integer treatment indices",
+        ),
+        # compared with the bounds as 0 and 1, then refused by the first training step
+        (
+            r(scr, treatment=scr.treatment.bool()),
+            ValueError,
+            r"^data\.treatment: expected integer indices in \[0, 2\), received torch\.bool",
+        ),
+        # '<' not supported between str and int
+        (r(scr, num_treatments="2"), TypeError, r"^data\.num_treatments: expected an int"),
+        # Tensor.item() cannot be called on meta tensors, inside torch
+        (r(scr, treatment=scr.treatment.to("meta")), ValueError, rf"^data\.treatment: {meta}"),
+        (r(scr, source_id=scr.source_id.to("meta")), ValueError, rf"^data\.source_id: {meta}"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(5))
+def test_treatments_and_ids_that_are_not_integer_tensors_are_refused_by_name(case):
+    data, error, msg = _bad_treatments_and_ids()[case]
+    with pytest.raises(error, match=msg):
+        MetaFlowMatching(data, **TINY_MFM)
+    m = MetaFlowMatching(dim=3, num_treatments=2, coupling="ot", **TINY_MFM)
+    with pytest.raises(error, match=msg):
+        m.fit(data, steps=1, progress=False)
+    assert m.steps_done == 0
+
+
+def test_an_integral_number_of_treatments_is_still_accepted():
+    scr = dataclasses.replace(_screen(), num_treatments=2.0)
+    assert MetaFlowMatching(scr, **TINY_MFM).num_treatments == 2
