@@ -74,6 +74,22 @@ def _simulate_particles(
     return x
 
 
+def _check_simulated(
+    x: Tensor, *, a: float, b: float, ell: float, steps: int, dtype: torch.dtype
+) -> None:
+    """Refuse targets ``x [P, n, 2]`` holding NaN/Inf: the explicit RK4 of stiff settings
+    (a large ``|a|``, a tiny ``ell``) diverges, or finite values overflow ``dtype``; the
+    targets were returned so, silently."""
+    bad = ~torch.isfinite(x).flatten(1).all(1)
+    if bool(bad.any()):
+        raise ValueError(
+            f"a, b, ell, steps: {int(bad.sum())} of {x.shape[0]} simulated target populations "
+            f"hold NaN/Inf values (a={a}, b={b}, ell={ell}, steps={steps}, dtype={dtype}): the "
+            "RK4 of step 1/steps diverged for these settings, or its values overflow the dtype; "
+            "use more steps, a smaller |a| or |b|, a larger ell, or a wider dtype"
+        )
+
+
 def interacting_particles(
     *,
     n_train: int = 300,
@@ -94,7 +110,9 @@ def interacting_particles(
     ``b`` finite; ``ell > 0``. The simulation runs in float64 when ``dtype`` is float64 or
     ``None`` (the generator's float64 values; the targets were float32 then) -- RK4 error
     ~1e-8 at 50 steps (max-abs against 800 steps) instead of float32's ~1e-6 -- and in float32 otherwise (float32 and
-    narrower dtypes: the targets are rounded from float32).
+    narrower dtypes: the targets are rounded from float32). Settings whose simulation
+    diverges (RK4 is explicit: a large ``|a|`` or a tiny ``ell`` for the ``steps``), or whose
+    targets overflow ``dtype``, are refused (``ValueError``) rather than returned as NaN/Inf.
     """
     n_points = check_int("n_points", n_points, minimum=2)
     steps = check_int("steps", steps, minimum=1)
@@ -108,6 +126,7 @@ def interacting_particles(
     # float32 (50 vs 200 steps: round-off) unless float64 was asked for
     sim = torch.float64 if dtype in (None, torch.float64) else torch.float32
     x = _simulate_particles(x0, steps, a, b, ell, sim)
+    _check_simulated(x.to(dtype), a=a, b=b, ell=ell, steps=steps, dtype=dtype or torch.float64)
     splits = {
         "train": list(range(n_train)),
         "cal": list(range(n_train, n_train + n_cal)),

@@ -1,0 +1,25 @@
+"""Arguments of the population generators that gave silently wrong data sets or raw torch
+errors: refused, naming them."""
+
+import pytest
+import torch
+
+from bayesphys.problems.populations import interacting_particles
+
+
+def _particles(**kw):
+    return interacting_particles(n_train=2, n_cal=0, n_test=0, n_points=8, **kw)
+
+
+@pytest.mark.parametrize(
+    "kw", [dict(a=1e5), dict(a=-1e3), dict(ell=1e-30), dict(a=-12.0, dtype=torch.float16)]
+)
+def test_particles_whose_simulation_diverges_are_refused(kw):
+    """The targets were all NaN (or Inf past float16), returned as a data set."""
+    with pytest.raises(ValueError, match=r"^a, b, ell, steps: \d of 2 simulated target"):
+        _particles(**kw)
+
+
+def test_particles_of_stiff_but_stable_settings_are_kept():
+    for data in (_particles(b=1e3), _particles(a=-12.0)):  # the latter past float16's range
+        assert all(bool(torch.isfinite(t).all()) for t in data.target)
