@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_real, check_seed, offset_seed
+from .._device import check_finite
 from .._stack import user_stacklevel
 from ..diagnostics.recalibrate import conformal_min_scores, conformal_rank
 from ..metrics import _check_ot_memory, mmd, wasserstein
@@ -183,12 +184,17 @@ def gaussian_w2(m1: Tensor, s1: Tensor, m2: Tensor, s2: Tensor) -> Tensor:
     the trace's round-off read ~3e-3 for two equal Gaussians); returned there. The Bures term
     is a difference of traces of the covariances' size, so a distance much smaller than
     :math:`\sqrt{\epsilon\,\operatorname{tr}\Sigma}` is lost to cancellation (1e-3 apart
-    at covariances of 1e8 read 34 % low)."""
+    at covariances of 1e8 read 34 % low). ``s1``/``s2`` must be covariances up to their
+    dtype's round-off (symmetric, no eigenvalue below ``-sqrt(eps)`` times their largest
+    entry) and all four finite, with batch shapes that broadcast: ``ValueError`` otherwise."""
     for name, v in (("m1", m1), ("s1", s1), ("m2", m2), ("s2", s2)):
         if not isinstance(v, Tensor):
             raise TypeError(f"{name}: expected a torch.Tensor, received {type(v).__name__}")
         if not v.is_floating_point():
             raise TypeError(f"{name}: expected floating values, received {v.dtype}")
+        check_finite(name, v)  # NaN gave a NaN distance; a 'meta' tensor has no values
+    # the round-off a covariance of each input's dtype may carry (asymmetry, eigenvalues < 0)
+    slack = {k: math.sqrt(torch.finfo(v.dtype).eps) for k, v in (("s1", s1), ("s2", s2))}
     m1, s1, m2, s2 = (v.detach().cpu().double() for v in (m1, s1, m2, s2))  # MPS has no f64
     if m1.ndim < 1 or m1.shape[-1] < 1:
         raise ValueError(f"m1: expected a mean [*, d] with d >= 1, received {tuple(m1.shape)}")
@@ -200,6 +206,17 @@ def gaussian_w2(m1: Tensor, s1: Tensor, m2: Tensor, s2: Tensor) -> Tensor:
                 f"m1 {tuple(m1.shape)}), received {tuple(v.shape)}"
             )
 
+    try:
+        torch.broadcast_shapes(m1.shape[:-1], s1.shape[:-2], m2.shape[:-1], s2.shape[:-2])
+    except RuntimeError as err:
+        raise ValueError(
+            f"m1/s1/m2/s2: expected batch shapes that broadcast, received means "
+            f"{tuple(m1.shape)}, {tuple(m2.shape)} and covariances {tuple(s1.shape)}, "
+            f"{tuple(s2.shape)}"
+        ) from err
+    for name, v in (("s1", s1), ("s2", s2)):
+        _check_covariance(name, v, slack[name])
+
     def sqrtm(a: Tensor) -> Tensor:
         w, v = torch.linalg.eigh(0.5 * (a + a.mT))
         return v @ torch.diag_embed(w.clamp_min(0).sqrt()) @ v.mT
@@ -208,6 +225,27 @@ def gaussian_w2(m1: Tensor, s1: Tensor, m2: Tensor, s2: Tensor) -> Tensor:
     cross = sqrtm(r2 @ s1 @ r2)
     tr = torch.diagonal(s1 + s2 - 2 * cross, dim1=-2, dim2=-1).sum(-1)
     return ((m1 - m2).pow(2).sum(-1) + tr).clamp_min(0).sqrt()
+
+
+def _check_covariance(name: str, s: Tensor, slack: float) -> None:
+    """Refuse a matrix ``s [*, d, d]`` that is not a covariance beyond round-off (``slack``
+    relative to its largest entry): an asymmetric one (a Cholesky factor, say) was
+    symmetrised and one with a negative eigenvalue clamped, each giving a distance silently."""
+    size = float(s.abs().amax()) if s.numel() else 0.0
+    tol = slack * size
+    asym = float((s - s.mT).abs().amax()) if s.numel() else 0.0
+    if asym > tol:
+        raise ValueError(
+            f"{name}: expected a symmetric covariance [*, d, d], received a matrix whose "
+            f"entries differ from its transpose's by up to {asym:.3g} (of largest entry "
+            f"{size:.3g})"
+        )
+    low = float(torch.linalg.eigvalsh(0.5 * (s + s.mT)).amin()) if s.numel() else 0.0
+    if low < -tol:
+        raise ValueError(
+            f"{name}: expected a positive semi-definite covariance, received one with "
+            f"eigenvalue {low:.3g} (of largest entry {size:.3g})"
+        )
 
 
 def pooled_prediction(member_preds: Sequence[Tensor], n: int, seed: int = 0) -> Tensor:
