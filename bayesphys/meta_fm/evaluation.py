@@ -28,12 +28,13 @@ import math
 import warnings
 from collections.abc import Sequence
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real, check_seed, offset_seed
+from .._checks import as_real_array, check_int, check_real, check_seed, offset_seed
 from .._device import check_finite
 from .._stack import user_stacklevel
 from ..diagnostics.recalibrate import conformal_min_scores, conformal_rank
@@ -341,13 +342,32 @@ def sampling_noise_w2(
     return float(np.mean(vals))
 
 
+def _real_values(name: str, value: Any) -> np.ndarray:
+    """``value`` (numbers: a sequence, array or tensor) as a float64 array of its shape; a
+    string is refused (``"123"`` read as the one number 123, ``"12"`` in a list as 12), and
+    so are values that are no real numbers and a 'meta' tensor (no values), naming ``name``."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{name}: expected a sequence of numbers, received {type(value).__name__}")
+    if isinstance(value, Tensor) and value.device.type == "meta":
+        raise ValueError(f"{name}: expected values, received a tensor on the 'meta' device")
+    if isinstance(value, (list, tuple)) and any(isinstance(v, (str, bytes)) for v in value):
+        raise TypeError(f"{name}: expected a sequence of numbers, received a string in it")
+    return as_real_array(name, value)
+
+
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
-    """Spearman rank correlation (``nan`` when fewer than 3 values or a constant input)."""
+    """Spearman rank correlation of paired values ``a [n]``, ``b [n]`` (``nan`` when fewer
+    than 3 values or a constant input); ``a`` and ``b`` of one shape (pairs are read by
+    position), finite numbers."""
     from scipy.stats import spearmanr
 
-    a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
-    if a.shape != b.shape:
-        raise ValueError(f"a/b: expected equal lengths, received {a.size} and {b.size}")
+    a, b = _real_values("a", a), _real_values("b", b)
+    if a.shape != b.shape:  # [[1, 2], [3, 4]] was paired with [1, 2, 3, 4] silently
+        raise ValueError(
+            f"a/b: expected equal lengths (values of one shape, paired by position), "
+            f"received shapes {a.shape} and {b.shape}"
+        )
+    a, b = a.ravel(), b.ravel()
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         raise ValueError("a/b: expected finite values")
     if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
@@ -358,7 +378,7 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
 def conformal_radius(scores: Sequence[float], alpha: float = 0.1) -> float:
     """Split-conformal quantile: the ``ceil((n+1)(1-alpha))``-th smallest score (``inf`` if > n)."""
     alpha = _check_alpha(alpha)
-    s = np.sort(np.asarray(scores, float).ravel())
+    s = np.sort(_real_values("scores", scores).ravel())
     n = len(s)
     if n == 0:
         raise ValueError("scores: expected at least one calibration score")
@@ -385,9 +405,10 @@ def conformal_coverage(
     calibration scores (``alpha`` read as its shortest decimal, as :func:`conformal_radius`)
     the radius is infinite and the coverage 1 says nothing; a ``UserWarning`` says so, as it
     does when the radius is an infinite calibration score."""
+    cal_scores = _real_values("cal_scores", cal_scores)
     q = conformal_radius(cal_scores, alpha)
     alpha = _check_alpha(alpha)
-    t = np.asarray(test_scores, float)
+    t = _real_values("test_scores", test_scores)
     if t.size == 0 or np.isnan(t).any():
         raise ValueError("test_scores: expected at least one score and no NaN")
     if math.isinf(q):

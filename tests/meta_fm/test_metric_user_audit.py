@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from bayesphys.meta_fm import gaussian_w2
+from bayesphys.meta_fm import conformal_coverage, conformal_radius, gaussian_w2, spearman
 
 _I = torch.eye(2)
 _Z = torch.zeros(2)
@@ -44,3 +44,31 @@ def test_gaussian_w2_keeps_covariances_at_their_round_off():
     x = torch.randn(50, 3, generator=torch.Generator().manual_seed(1))
     for s in (a @ a.T, torch.cov(x.T)):
         assert float(gaussian_w2(torch.zeros(3), s, torch.zeros(3), s)) < 1e-2
+
+
+def test_scores_given_as_strings_are_refused():
+    """np.asarray("123", float) is the one score 123: a radius and a coverage, silently."""
+    with pytest.raises(
+        TypeError, match=r"^cal_scores: expected a sequence of numbers, received str"
+    ):
+        conformal_coverage("123", [1.0], 0.5)
+    with pytest.raises(TypeError, match=r"^test_scores: expected a sequence of numbers"):
+        conformal_coverage([1.0, 2.0, 3.0], "1", 0.5)
+    with pytest.raises(TypeError, match=r"^scores: expected a sequence of numbers"):
+        conformal_radius(["3", "1", "2"], 0.5)  # was the radius 2.0
+    with pytest.raises(TypeError, match=r"^a: expected a sequence of numbers"):
+        spearman("321", [1, 2, 3])
+    with pytest.raises(TypeError, match=r"^scores: expected an array of real numbers"):
+        conformal_radius([{1: 2}], 0.5)  # numpy's own TypeError
+    with pytest.raises(
+        ValueError, match=r"^scores: expected values, received a tensor on the 'meta'"
+    ):
+        conformal_radius(torch.arange(3.0, device="meta"), 0.5)  # torch's TypeError
+    assert conformal_radius(torch.tensor([3.0, 1.0, 2.0]), 0.5) == 2.0
+
+
+def test_spearman_pairs_values_of_one_shape_only():
+    """[[1, 2], [3, 4]] was flattened and paired with [1, 2, 3, 4] (rho = 1)."""
+    with pytest.raises(ValueError, match=r"^a/b: expected equal lengths .*\(2, 2\) and \(4,\)"):
+        spearman([[1, 2], [3, 4]], [1, 2, 3, 4])
+    assert spearman([[1, 2], [3, 4]], [[1, 2], [3, 5]]) == pytest.approx(1.0)
