@@ -4,6 +4,7 @@ that names them, where they were read silently (a wrong answer) or failed inside
 import dataclasses
 
 import pytest
+import torch
 
 from bayesphys.meta_fm import MetaFlowMatching, shift_prediction
 from bayesphys.problems.populations import linear_map, patient_screen
@@ -74,3 +75,15 @@ def test_treatments_and_ids_that_are_not_integer_tensors_are_refused_by_name(cas
 def test_an_integral_number_of_treatments_is_still_accepted():
     scr = dataclasses.replace(_screen(), num_treatments=2.0)
     assert MetaFlowMatching(scr, **TINY_MFM).num_treatments == 2
+
+
+def test_predict_names_treatments_torch_cannot_read():
+    scr = _screen()
+    m = MetaFlowMatching(scr, method="FM", **TINY_MFM)
+    src = scr.subset("test").source[:2]
+    for bad in ("01", [None, 1], [[0], [1, 1]]):  # torch's "too many dimensions 'str'", ...
+        with pytest.raises(TypeError, match=r"^treatment: expected integer indices in \[0, 2\)"):
+            m.predict(src, bad)
+    with pytest.raises(ValueError, match=r"^treatment: expected values, received .* 'meta'"):
+        m.predict(src, torch.tensor([0, 1], device="meta"))  # "Cannot copy out of meta tensor"
+    assert len(m.predict(src, [0, 1])) == 2
