@@ -1,10 +1,12 @@
 """Arguments of the population generators that gave silently wrong data sets or raw torch
 errors: refused, naming them."""
 
+import dataclasses
+
 import pytest
 import torch
 
-from bayesphys.problems.populations import interacting_particles
+from bayesphys.problems.populations import interacting_particles, patient_screen, redraw_targets
 
 
 def _particles(**kw):
@@ -23,3 +25,13 @@ def test_particles_whose_simulation_diverges_are_refused(kw):
 def test_particles_of_stiff_but_stable_settings_are_kept():
     for data in (_particles(b=1e3), _particles(a=-12.0)):  # the latter past float16's range
         assert all(bool(torch.isfinite(t).all()) for t in data.target)
+
+
+def test_redraw_targets_of_a_screen_without_its_treatments_is_refused():
+    scr = patient_screen(n_patients=4, n_treatments=2, n_replicates=1, n_cells=8, dim=3)
+    for tr, got in ((None, "None"), (scr.treatment[:3], "3 entries")):
+        with pytest.raises(
+            ValueError, match=rf"^data: 'B4-screen-fold0' has 8 targets but treatment is {got}"
+        ):
+            redraw_targets(dataclasses.replace(scr, treatment=tr))  # was "'NoneType' object ..."
+    assert len(redraw_targets(scr)) == 8
