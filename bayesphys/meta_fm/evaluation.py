@@ -103,6 +103,9 @@ def mmd_anchor(x: Tensor, y: Tensor) -> float:
     The bandwidths are fixed in the data's units (the reference's, for standardised data of
     order 1): on coordinates of order 1000 every kernel is ~0 between distinct points and the
     score no longer tells a shifted law from the same one (``x [n, d]``, ``y [m, d]``)."""
+    for name, v in (("x", x), ("y", y)):
+        if not isinstance(v, Tensor):  # was AttributeError: 'list' object has no 'detach'
+            raise TypeError(f"{name}: expected a torch.Tensor [n, d], received {type(v).__name__}")
     x64, y64 = x.detach().double().cpu(), y.detach().double().cpu()
     return float(mmd(x64, y64, bandwidths=[1.0 / g for g in MMD_GAMMAS])) / len(MMD_GAMMAS)
 
@@ -317,7 +320,8 @@ def sampling_noise_w2(
         raise ValueError(f"n: expected a sample size >= 2, received {n!r}")
     max_points = _check_max_points("max_points", max_points)
     seed = check_seed("seed", seed)
-    if len(preds) < 1:
+    if isinstance(preds, (list, tuple)) and len(preds) < 1:  # others: named below (len() of
+        # an iterator raised Python's unnamed TypeError)
         raise ValueError("preds: expected at least one predicted population")
     preds = check_populations("preds", preds, min_points=1, floating=False)
     m = preds[0].shape[0]

@@ -6,7 +6,14 @@ import math
 import pytest
 import torch
 
-from bayesphys.meta_fm import conformal_coverage, conformal_radius, gaussian_w2, spearman
+from bayesphys.meta_fm import (
+    conformal_coverage,
+    conformal_radius,
+    gaussian_w2,
+    mmd_anchor,
+    sampling_noise_w2,
+    spearman,
+)
 
 _I = torch.eye(2)
 _Z = torch.zeros(2)
@@ -72,3 +79,18 @@ def test_spearman_pairs_values_of_one_shape_only():
     with pytest.raises(ValueError, match=r"^a/b: expected equal lengths .*\(2, 2\) and \(4,\)"):
         spearman([[1, 2], [3, 4]], [1, 2, 3, 4])
     assert spearman([[1, 2], [3, 4]], [[1, 2], [3, 5]]) == pytest.approx(1.0)
+
+
+def test_mmd_and_sampling_noise_name_arguments_that_are_no_populations():
+    y = torch.randn(10, 2)
+    with pytest.raises(TypeError, match=r"^x: expected a torch\.Tensor \[n, d\], received list"):
+        mmd_anchor([[0.0, 1.0]], y)  # AttributeError: 'list' object has no attribute 'detach'
+    with pytest.raises(TypeError, match=r"^y: expected a torch\.Tensor \[n, d\], received list"):
+        mmd_anchor(y, [[0.0, 1.0]])
+    with pytest.raises(
+        TypeError, match=r"^preds: expected a torch\.Tensor .* received list_iterator"
+    ):
+        sampling_noise_w2(iter([torch.randn(8, 2)]), 4)  # object of type ... has no len()
+    with pytest.raises(ValueError, match=r"^preds: expected at least one predicted population"):
+        sampling_noise_w2([], 4)
+    assert sampling_noise_w2([torch.randn(8, 2)], 4) >= 0.0
