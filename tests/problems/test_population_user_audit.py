@@ -6,7 +6,13 @@ import dataclasses
 import pytest
 import torch
 
-from bayesphys.problems.populations import interacting_particles, patient_screen, redraw_targets
+from bayesphys.problems.populations import (
+    interacting_particles,
+    linear_map_exact_field,
+    particle_velocity,
+    patient_screen,
+    redraw_targets,
+)
 
 
 def _particles(**kw):
@@ -35,3 +41,15 @@ def test_redraw_targets_of_a_screen_without_its_treatments_is_refused():
         ):
             redraw_targets(dataclasses.replace(scr, treatment=tr))  # was "'NoneType' object ..."
     assert len(redraw_targets(scr)) == 8
+
+
+def test_particle_velocity_names_integer_points():
+    with pytest.raises(TypeError, match=r"^x: expected floating points, received torch\.int64"):
+        particle_velocity(torch.zeros(1, 3, 2, dtype=torch.long))  # torch's scalar-type error
+
+
+def test_linear_map_exact_field_names_a_time_torch_cannot_read():
+    with pytest.raises(TypeError, match=r"^t: expected a time"):
+        linear_map_exact_field(torch.zeros(3, 2), "0.5", torch.eye(2), torch.zeros(2))
+    got = linear_map_exact_field(torch.zeros(3, 2), [0.1, 0.2, 0.3], torch.eye(2), torch.zeros(2))
+    assert got.shape == (3, 2)

@@ -23,12 +23,14 @@ def particle_velocity(x: Tensor, a: float = 1.0, b: float = 2.0, ell: float = 0.
 
     :math:`\dot x_j = -a(x_j - \bar x) - \frac{b}{n}\sum_k \nabla_{x_j}
     \exp(-\lVert x_j - x_k\rVert^2 / 2\ell^2)`: attraction to the population mean plus kernel
-    repulsion (the minus sign makes the kernel term push particles apart). ``a``, ``b`` finite,
-    ``ell > 0``.
+    repulsion (the minus sign makes the kernel term push particles apart). ``x`` floating;
+    ``a``, ``b`` finite, ``ell > 0``.
     """
     if not isinstance(x, Tensor) or x.ndim != 3:
         got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
         raise ValueError(f"x: expected populations [P, n, d], received {got}")
+    if not x.is_floating_point():  # torch's "expected scalar type Float but found Long"
+        raise TypeError(f"x: expected floating points, received {x.dtype}")
     a, b = check_real("a", a), check_real("b", b)
     ell = check_real("ell", ell, minimum=0.0, strict=True)
     sq = x.pow(2).sum(-1)
