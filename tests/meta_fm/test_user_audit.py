@@ -87,3 +87,22 @@ def test_predict_names_treatments_torch_cannot_read():
     with pytest.raises(ValueError, match=r"^treatment: expected values, received .* 'meta'"):
         m.predict(src, torch.tensor([0, 1], device="meta"))  # "Cannot copy out of meta tensor"
     assert len(m.predict(src, [0, 1])) == 2
+
+
+def test_from_state_names_settings_and_weights_it_cannot_rebuild_from():
+    m = MetaFlowMatching(_pairs(), seed=0, **TINY_MFM)
+    cfg, state = m.checkpoint_config(), m.state()
+    with pytest.raises(TypeError, match=r"^cfg: expected the dict checkpoint_config\(\) returns"):
+        MetaFlowMatching.from_state(3, state)  # 'int' object is not subscriptable
+    with pytest.raises(ValueError, match=r"^cfg: lacks the entries \['dim'\]"):
+        MetaFlowMatching.from_state({k: v for k, v in cfg.items() if k != "dim"}, state)
+    with pytest.raises(TypeError, match=r"^state: expected a dict of weight name -> tensor"):
+        MetaFlowMatching.from_state(cfg, [1])  # torch's "Expected state_dict to be dict-like"
+    with pytest.raises(ValueError, match=r"^state: expected the weights .*missing \['scale'\]"):
+        MetaFlowMatching.from_state(cfg, {k: v for k, v in state.items() if k != "scale"})
+    bad = dict(state, shift=torch.zeros(5))
+    with pytest.raises(ValueError, match=r"^state\['shift'\]: expected a tensor of shape \(2,\)"):
+        MetaFlowMatching.from_state(cfg, bad)  # torch's "size mismatch for shift"
+    m2 = MetaFlowMatching.from_state(cfg, state)
+    src = _pairs().subset("test").source
+    assert all(torch.equal(a, b) for a, b in zip(m.predict(src), m2.predict(src)))
