@@ -75,7 +75,8 @@ def knn_adjacency(x: Tensor, k: int) -> Tensor:
     neighbour set than in float64) lose their neighbours to cancellation; pass centred or
     float64 points (``MetaFlowMatching`` standardises them unless ``normalize=False``).
     Dense ``[*, n, n]`` distances and adjacency that cannot fit on ``x``'s device are refused
-    with a ``MemoryError`` before the distances are computed.
+    with a ``MemoryError`` before the distances are computed. float16 / bfloat16 points are
+    measured in float32 (``A`` keeps ``x``'s dtype).
     """
     k = check_int("k", k, minimum=1)
     if not isinstance(x, Tensor) or x.ndim < 2 or not x.is_floating_point():
@@ -89,7 +90,10 @@ def knn_adjacency(x: Tensor, k: int) -> Tensor:
         )
     check_knn_memory("x", math.prod(x.shape[:-2]), n, x.dtype, x.device)
     kk = min(k, n - 1)
-    d2 = torch.cdist(x, x)
+    # torch has no half-precision cdist on the CPU: the distances of float16 / bfloat16
+    # points are taken in float32 (the neighbour sets of float32 points of those values)
+    narrow = x.dtype in (torch.float16, torch.bfloat16)
+    d2 = torch.cdist(x.float(), x.float()) if narrow else torch.cdist(x, x)
     eye = torch.eye(n, dtype=torch.bool, device=x.device)
     d2 = d2.masked_fill(eye, float("inf"))
     # the neighbour set, not its order, defines A: unsorted topk is ~25 % cheaper

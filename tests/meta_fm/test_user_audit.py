@@ -6,7 +6,11 @@ import dataclasses
 import pytest
 import torch
 
-from bayesphys.meta_fm import MetaFlowMatching, shift_prediction
+from bayesphys.meta_fm import (
+    MetaFlowMatching,
+    knn_adjacency,
+    shift_prediction,
+)
 from bayesphys.problems.populations import linear_map, patient_screen
 from tests.tiny_models import TINY_MFM
 
@@ -106,3 +110,11 @@ def test_from_state_names_settings_and_weights_it_cannot_rebuild_from():
     m2 = MetaFlowMatching.from_state(cfg, state)
     src = _pairs().subset("test").source
     assert all(torch.equal(a, b) for a, b in zip(m.predict(src), m2.predict(src)))
+
+
+def test_knn_adjacency_of_half_precision_points_is_that_of_their_float32_values():
+    x = torch.randn(12, 2, generator=torch.Generator().manual_seed(0)).half()
+    for dtype in (torch.float16, torch.bfloat16):  # "cdist" not implemented for 'Half'
+        adj = knn_adjacency(x.to(dtype), 3)
+        assert adj.dtype == dtype
+        assert torch.equal(adj.float(), knn_adjacency(x.to(dtype).float(), 3))
