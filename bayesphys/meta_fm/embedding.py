@@ -104,10 +104,23 @@ def knn_adjacency(x: Tensor, k: int) -> Tensor:
 
 
 def normalized_adjacency(adj: Tensor) -> Tensor:
-    r""":math:`\hat D^{-1/2}(A+I)\hat D^{-1/2}` for ``adj [*, n, n]`` (in-degree + self-loop)."""
+    r""":math:`\hat D^{-1/2}(A+I)\hat D^{-1/2}` for ``adj [*, n, n]`` (in-degree + self-loop);
+    ``adj`` finite, with non-negative edge weights (``ValueError`` otherwise)."""
     if not isinstance(adj, Tensor) or adj.ndim < 2 or adj.shape[-1] != adj.shape[-2]:
         got = tuple(adj.shape) if isinstance(adj, Tensor) else type(adj).__name__
         raise ValueError(f"adj: expected square adjacencies [*, n, n], received {got}")
+    check_finite("adj", adj)
+    if bool((adj < 0).any()):  # a negative degree's rsqrt: NaN everywhere, silently
+        raise ValueError(
+            f"adj: expected non-negative edge weights, received {int((adj < 0).sum())} "
+            "negative entries"
+        )
+    return _normalized(adj)
+
+
+def _normalized(adj: Tensor) -> Tensor:
+    """:func:`normalized_adjacency` of a checked ``adj [*, n, n]`` (the embedding's own kNN
+    graph: 0/1 weights, no check needed, nor the device syncs of one)."""
     n = adj.shape[-1]
     a = adj + torch.eye(n, dtype=adj.dtype, device=adj.device)
     deg = a.sum(-1)  # in-degree of node i (rows = targets)
@@ -197,7 +210,7 @@ class PopulationEmbedding(nn.Module):
             raise ValueError("f: this embedding reads no point features (features=0)")
         check_module_dtype("x", x, self.gcn.lins[0].weight.dtype, "embedding")
         with torch.no_grad():
-            a_hat = normalized_adjacency(knn_adjacency(x.detach(), self.k))
+            a_hat = _normalized(knn_adjacency(x.detach(), self.k))
         h = x if f is None else torch.cat([x, f.to(x)], -1)
         z = self.gcn(h, a_hat).mean(-2)
         z = z / z.norm(dim=-1, keepdim=True).clamp_min(1e-12)

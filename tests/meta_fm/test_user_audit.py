@@ -9,6 +9,7 @@ import torch
 from bayesphys.meta_fm import (
     MetaFlowMatching,
     knn_adjacency,
+    normalized_adjacency,
     shift_prediction,
 )
 from bayesphys.problems.populations import linear_map, patient_screen
@@ -118,3 +119,11 @@ def test_knn_adjacency_of_half_precision_points_is_that_of_their_float32_values(
         adj = knn_adjacency(x.to(dtype), 3)
         assert adj.dtype == dtype
         assert torch.equal(adj.float(), knn_adjacency(x.to(dtype).float(), 3))
+
+
+def test_normalized_adjacency_refuses_negative_or_non_finite_weights():
+    with pytest.raises(ValueError, match=r"^adj: expected non-negative edge weights, received 9"):
+        normalized_adjacency(-torch.ones(3, 3))  # was NaN everywhere
+    with pytest.raises(ValueError, match=r"^adj: expected finite values"):
+        normalized_adjacency(torch.full((3, 3), float("nan")))
+    assert bool(torch.isfinite(normalized_adjacency(torch.ones(3, 3))).all())
