@@ -8,6 +8,7 @@ import torch
 
 from bayesphys.meta_fm import (
     MetaFlowMatching,
+    cfm_loss,
     knn_adjacency,
     normalized_adjacency,
     shift_prediction,
@@ -127,3 +128,11 @@ def test_normalized_adjacency_refuses_negative_or_non_finite_weights():
     with pytest.raises(ValueError, match=r"^adj: expected finite values"):
         normalized_adjacency(torch.full((3, 3), float("nan")))
     assert bool(torch.isfinite(normalized_adjacency(torch.ones(3, 3))).all())
+
+
+def test_cfm_loss_refuses_integer_and_empty_velocities():
+    with pytest.raises(TypeError, match=r"^v: expected floating velocities, received torch\.int64"):
+        cfm_loss(torch.zeros(4, 2, dtype=torch.long), torch.zeros(4, 2))  # torch's mean() error
+    with pytest.raises(ValueError, match=r"^v/u: expected velocities \[\*, d\] of at least one"):
+        cfm_loss(torch.zeros(0, 2), torch.zeros(0, 2))  # was NaN
+    assert float(cfm_loss(torch.ones(4, 2), torch.zeros(4, 2))) == 2.0
