@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from bayesphys.problems.populations import (
+    PopulationPairs,
     interacting_particles,
     linear_map_exact_field,
     particle_velocity,
@@ -53,3 +54,15 @@ def test_linear_map_exact_field_names_a_time_torch_cannot_read():
         linear_map_exact_field(torch.zeros(3, 2), "0.5", torch.eye(2), torch.zeros(2))
     got = linear_map_exact_field(torch.zeros(3, 2), [0.1, 0.2, 0.3], torch.eye(2), torch.zeros(2))
     assert got.shape == (3, 2)
+
+
+def test_the_dimension_of_pairs_whose_source_is_no_population_is_refused_by_name():
+    def pairs(src):
+        return PopulationPairs("toy", src, src, torch.arange(1), {"train": [0]}, paired=True)
+
+    for src, got in (([torch.zeros(4)], r"\(4,\)"), ([[[0.0, 1.0]]], "list")):
+        with pytest.raises(
+            ValueError, match=rf"^data\.source\[0\]: expected .* \[n, d\], received {got}"
+        ):
+            _ = pairs(src).dim  # IndexError: tuple index out of range / AttributeError
+    assert pairs([torch.zeros(4, 3)]).dim == 3
