@@ -111,7 +111,15 @@ def treatment_onehot(
         raise ValueError(
             f"treatment: this model needs one of {num_treatments} treatments per population"
         )
-    tr = torch.as_tensor(treatment, device=device)
+    if isinstance(treatment, Tensor) and treatment.device.type == "meta":
+        raise ValueError("treatment: expected values, received a tensor on the 'meta' device")
+    try:  # a str, or None entries, raised torch's own unnamed error
+        tr = torch.as_tensor(treatment, device=device)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(
+            f"treatment: expected integer indices in [0, {num_treatments}), one per "
+            f"population, received {type(treatment).__name__} {treatment!r:.200}"
+        ) from err
     if tr.is_floating_point() or tr.is_complex() or tr.dtype == torch.bool:
         raise ValueError(
             f"treatment: expected integer indices in [0, {num_treatments}), received "

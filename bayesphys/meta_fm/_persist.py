@@ -11,7 +11,7 @@ state (:func:`saved_training_state`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = [
     "model_checkpoint_config",
     "check_checkpoint_config",
+    "check_from_state_arguments",
+    "check_state_entries",
     "check_rebuildable",
     "rebuild_unseeded",
     "saved_training_state",
@@ -109,6 +111,46 @@ def check_rebuildable(net: nn.ModuleDict, method: str) -> None:
             f"({', '.join(f'{k}: {c.__name__}' for k, c in built.items())}); a checkpoint "
             f"could not rebuild it: keep its weights with model.state() instead"
         )
+
+
+def check_from_state_arguments(cfg: Any, state: Any) -> None:
+    """Refuse ``from_state`` arguments that are not a :meth:`checkpoint_config` dict ``cfg``
+    holding every entry a rebuild reads, and a ``state`` dict (each failed inside the rebuild
+    with Python's or torch's unnamed error: ``'int' object is not subscriptable``)."""
+    if not isinstance(cfg, Mapping):
+        raise TypeError(
+            f"cfg: expected the dict checkpoint_config() returns, received {type(cfg).__name__}"
+        )
+    missing = [k for k in _REQUIRED_CONFIG if k not in cfg]
+    if missing:
+        raise ValueError(f"cfg: lacks the entries {missing} that checkpoint_config() writes")
+    if not isinstance(state, Mapping):
+        raise TypeError(
+            f"state: expected a dict of weight name -> tensor, as state() returns, received "
+            f"{type(state).__name__}"
+        )
+
+
+def check_state_entries(net: nn.Module, state: Mapping[str, Any]) -> None:
+    """Refuse a ``state`` whose names or shapes are not those of the weights of ``net`` (the
+    modules ``cfg`` describes): torch's own ``load_state_dict`` error named neither
+    argument."""
+    want = net.state_dict()
+    missing, extra = sorted(set(want) - set(state)), sorted(set(state) - set(want))
+    if missing or extra:
+        raise ValueError(
+            f"state: expected the weights of the model cfg describes; missing {missing[:5]}"
+            f"{' ...' if len(missing) > 5 else ''}, unexpected {extra[:5]}"
+            f"{' ...' if len(extra) > 5 else ''}"
+        )
+    for k, ref in want.items():
+        v = state[k]
+        if not isinstance(v, torch.Tensor) or tuple(v.shape) != tuple(ref.shape):
+            got = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+            raise ValueError(
+                f"state[{k!r}]: expected a tensor of shape {tuple(ref.shape)} (the model cfg "
+                f"describes), received {got}"
+            )
 
 
 def rebuild_unseeded(build: Callable[..., M], cfg: dict[str, Any], device: Any) -> M:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_int_sequence
+from .._checks import check_bool, check_int, check_int_sequence
 from .._device import check_finite, check_fits_dtype
 from ..problems.populations import PopulationPairs
 
@@ -183,9 +183,11 @@ def check_pairs(data: PopulationPairs, dim: int | None = None, *, name: str = "d
             f"{name}: expected as many targets as sources, received {len(data.source)} and "
             f"{len(data.target)}"
         )
+    # a truthy non-bool ("no") read as paired: index coupling of unpaired data, silently
+    paired = check_bool(f"{name}.paired", data.paired)
     src = check_populations(f"{name}.source", data.source, dim)
     check_populations(f"{name}.target", data.target, src[0].shape[1])
-    if data.paired:
+    if paired:
         for i, (a, b) in enumerate(zip(data.source, data.target)):
             if a.shape[0] != b.shape[0]:
                 raise ValueError(
@@ -193,18 +195,28 @@ def check_pairs(data: PopulationPairs, dim: int | None = None, *, name: str = "d
                     f"and {b.shape[0]}"
                 )
     if data.treatment is not None:
-        if len(data.treatment) != len(data.source):
-            raise ValueError(
-                f"{name}.treatment: expected {len(data.source)} entries, received "
-                f"{len(data.treatment)}"
+        tr = data.treatment
+        if not torch.is_tensor(tr):  # a list failed in subset() with Python's raw TypeError
+            raise TypeError(
+                f"{name}.treatment: expected a tensor [{len(data.source)}] of integer "
+                f"treatment indices (or None), received {type(tr).__name__}"
             )
-        tr = torch.as_tensor(data.treatment)
+        check_finite(f"{name}.treatment", tr)  # a 'meta' tensor: no indices to read
+        if tr.ndim and len(tr) != len(data.source):
+            raise ValueError(
+                f"{name}.treatment: expected {len(data.source)} entries, received {len(tr)}"
+            )
         if tr.ndim != 1:
             raise ValueError(
                 f"{name}.treatment: expected one index per pair, shape [{len(data.source)}], "
                 f"received shape {tuple(tr.shape)}"
             )
-        num = data.num_treatments
+        num = check_int(f"{name}.num_treatments", data.num_treatments, minimum=0)
+        if tr.dtype == torch.bool:  # True/False compared as 1/0 with the bounds below
+            raise ValueError(
+                f"{name}.treatment: expected integer indices in [0, {num}), received "
+                f"torch.bool values {tr.tolist()!r:.200}"
+            )
         if num < 1:
             raise ValueError(
                 f"{name}.treatment: treatments are given but {name}.num_treatments is "
@@ -222,6 +234,7 @@ def check_pairs(data: PopulationPairs, dim: int | None = None, *, name: str = "d
             f"{name}.source_id: expected a tensor [{len(data.source)}] of one id per pair, "
             f"received {got}"
         )
+    check_finite(f"{name}.source_id", sid)  # a 'meta' tensor: no ids to read
     if sid.is_floating_point() or sid.is_complex() or sid.dtype == torch.bool:
         # CGFM's one-hot and the embedding cache key on int(id): 0.1 and 0.2 would merge
         raise ValueError(f"{name}.source_id: expected integer ids, received dtype {sid.dtype}")

@@ -244,9 +244,19 @@ def interpolate(x0: Tensor, x1: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
 def cfm_loss(v: Tensor, u: Tensor) -> Tensor:
     r"""Mean over points of ``||v - u||^2`` (summed over the last dim),
     :math:`\frac1P\sum_p \lVert v_p - u_p\rVert^2`: ``v``, ``u`` ``[*, d]`` of one shape (a
-    broadcast would average the wrong pairs; ``P`` = the product of the leading dims) -> ``[]``."""
+    broadcast would average the wrong pairs; ``P`` = the product of the leading dims) -> ``[]``;
+    floating, with at least one point (an empty mean is NaN)."""
+    for name, x in (("v", v), ("u", u)):  # shapes and dtypes only: no device sync
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{name}: expected a torch.Tensor, received {type(x).__name__}")
+        if not x.is_floating_point():  # torch's "mean(): could not infer output dtype"
+            raise TypeError(f"{name}: expected floating velocities, received {x.dtype}")
     if v.shape != u.shape:
         raise ValueError(
             f"v/u: expected velocities of one shape, received {tuple(v.shape)} and {tuple(u.shape)}"
+        )
+    if v.ndim < 1 or v.numel() == 0:
+        raise ValueError(
+            f"v/u: expected velocities [*, d] of at least one point, received {tuple(v.shape)}"
         )
     return (v - u).pow(2).sum(-1).mean()

@@ -75,7 +75,8 @@ def knn_adjacency(x: Tensor, k: int) -> Tensor:
     neighbour set than in float64) lose their neighbours to cancellation; pass centred or
     float64 points (``MetaFlowMatching`` standardises them unless ``normalize=False``).
     Dense ``[*, n, n]`` distances and adjacency that cannot fit on ``x``'s device are refused
-    with a ``MemoryError`` before the distances are computed.
+    with a ``MemoryError`` before the distances are computed. float16 / bfloat16 points are
+    measured in float32 (``A`` keeps ``x``'s dtype).
     """
     k = check_int("k", k, minimum=1)
     if not isinstance(x, Tensor) or x.ndim < 2 or not x.is_floating_point():
@@ -89,7 +90,10 @@ def knn_adjacency(x: Tensor, k: int) -> Tensor:
         )
     check_knn_memory("x", math.prod(x.shape[:-2]), n, x.dtype, x.device)
     kk = min(k, n - 1)
-    d2 = torch.cdist(x, x)
+    # torch has no half-precision cdist on the CPU: the distances of float16 / bfloat16
+    # points are taken in float32 (the neighbour sets of float32 points of those values)
+    narrow = x.dtype in (torch.float16, torch.bfloat16)
+    d2 = torch.cdist(x.float(), x.float()) if narrow else torch.cdist(x, x)
     eye = torch.eye(n, dtype=torch.bool, device=x.device)
     d2 = d2.masked_fill(eye, float("inf"))
     # the neighbour set, not its order, defines A: unsorted topk is ~25 % cheaper
@@ -100,10 +104,23 @@ def knn_adjacency(x: Tensor, k: int) -> Tensor:
 
 
 def normalized_adjacency(adj: Tensor) -> Tensor:
-    r""":math:`\hat D^{-1/2}(A+I)\hat D^{-1/2}` for ``adj [*, n, n]`` (in-degree + self-loop)."""
+    r""":math:`\hat D^{-1/2}(A+I)\hat D^{-1/2}` for ``adj [*, n, n]`` (in-degree + self-loop);
+    ``adj`` finite, with non-negative edge weights (``ValueError`` otherwise)."""
     if not isinstance(adj, Tensor) or adj.ndim < 2 or adj.shape[-1] != adj.shape[-2]:
         got = tuple(adj.shape) if isinstance(adj, Tensor) else type(adj).__name__
         raise ValueError(f"adj: expected square adjacencies [*, n, n], received {got}")
+    check_finite("adj", adj)
+    if bool((adj < 0).any()):  # a negative degree's rsqrt: NaN everywhere, silently
+        raise ValueError(
+            f"adj: expected non-negative edge weights, received {int((adj < 0).sum())} "
+            "negative entries"
+        )
+    return _normalized(adj)
+
+
+def _normalized(adj: Tensor) -> Tensor:
+    """:func:`normalized_adjacency` of a checked ``adj [*, n, n]`` (the embedding's own kNN
+    graph: 0/1 weights, no check needed, nor the device syncs of one)."""
     n = adj.shape[-1]
     a = adj + torch.eye(n, dtype=adj.dtype, device=adj.device)
     deg = a.sum(-1)  # in-degree of node i (rows = targets)
@@ -193,7 +210,7 @@ class PopulationEmbedding(nn.Module):
             raise ValueError("f: this embedding reads no point features (features=0)")
         check_module_dtype("x", x, self.gcn.lins[0].weight.dtype, "embedding")
         with torch.no_grad():
-            a_hat = normalized_adjacency(knn_adjacency(x.detach(), self.k))
+            a_hat = _normalized(knn_adjacency(x.detach(), self.k))
         h = x if f is None else torch.cat([x, f.to(x)], -1)
         z = self.gcn(h, a_hat).mean(-2)
         z = z / z.norm(dim=-1, keepdim=True).clamp_min(1e-12)

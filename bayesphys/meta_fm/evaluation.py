@@ -28,12 +28,14 @@ import math
 import warnings
 from collections.abc import Sequence
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real, check_seed, offset_seed
+from .._checks import as_real_array, check_int, check_real, check_seed, offset_seed
+from .._device import check_finite
 from .._stack import user_stacklevel
 from ..diagnostics.recalibrate import conformal_min_scores, conformal_rank
 from ..metrics import _check_ot_memory, mmd, wasserstein
@@ -101,6 +103,9 @@ def mmd_anchor(x: Tensor, y: Tensor) -> float:
     The bandwidths are fixed in the data's units (the reference's, for standardised data of
     order 1): on coordinates of order 1000 every kernel is ~0 between distinct points and the
     score no longer tells a shifted law from the same one (``x [n, d]``, ``y [m, d]``)."""
+    for name, v in (("x", x), ("y", y)):
+        if not isinstance(v, Tensor):  # was AttributeError: 'list' object has no 'detach'
+            raise TypeError(f"{name}: expected a torch.Tensor [n, d], received {type(v).__name__}")
     x64, y64 = x.detach().double().cpu(), y.detach().double().cpu()
     return float(mmd(x64, y64, bandwidths=[1.0 / g for g in MMD_GAMMAS])) / len(MMD_GAMMAS)
 
@@ -183,12 +188,17 @@ def gaussian_w2(m1: Tensor, s1: Tensor, m2: Tensor, s2: Tensor) -> Tensor:
     the trace's round-off read ~3e-3 for two equal Gaussians); returned there. The Bures term
     is a difference of traces of the covariances' size, so a distance much smaller than
     :math:`\sqrt{\epsilon\,\operatorname{tr}\Sigma}` is lost to cancellation (1e-3 apart
-    at covariances of 1e8 read 34 % low)."""
+    at covariances of 1e8 read 34 % low). ``s1``/``s2`` must be covariances up to their
+    dtype's round-off (symmetric, no eigenvalue below ``-sqrt(eps)`` times their largest
+    entry) and all four finite, with batch shapes that broadcast: ``ValueError`` otherwise."""
     for name, v in (("m1", m1), ("s1", s1), ("m2", m2), ("s2", s2)):
         if not isinstance(v, Tensor):
             raise TypeError(f"{name}: expected a torch.Tensor, received {type(v).__name__}")
         if not v.is_floating_point():
             raise TypeError(f"{name}: expected floating values, received {v.dtype}")
+        check_finite(name, v)  # NaN gave a NaN distance; a 'meta' tensor has no values
+    # the round-off a covariance of each input's dtype may carry (asymmetry, eigenvalues < 0)
+    slack = {k: math.sqrt(torch.finfo(v.dtype).eps) for k, v in (("s1", s1), ("s2", s2))}
     m1, s1, m2, s2 = (v.detach().cpu().double() for v in (m1, s1, m2, s2))  # MPS has no f64
     if m1.ndim < 1 or m1.shape[-1] < 1:
         raise ValueError(f"m1: expected a mean [*, d] with d >= 1, received {tuple(m1.shape)}")
@@ -200,6 +210,17 @@ def gaussian_w2(m1: Tensor, s1: Tensor, m2: Tensor, s2: Tensor) -> Tensor:
                 f"m1 {tuple(m1.shape)}), received {tuple(v.shape)}"
             )
 
+    try:
+        torch.broadcast_shapes(m1.shape[:-1], s1.shape[:-2], m2.shape[:-1], s2.shape[:-2])
+    except RuntimeError as err:
+        raise ValueError(
+            f"m1/s1/m2/s2: expected batch shapes that broadcast, received means "
+            f"{tuple(m1.shape)}, {tuple(m2.shape)} and covariances {tuple(s1.shape)}, "
+            f"{tuple(s2.shape)}"
+        ) from err
+    for name, v in (("s1", s1), ("s2", s2)):
+        _check_covariance(name, v, slack[name])
+
     def sqrtm(a: Tensor) -> Tensor:
         w, v = torch.linalg.eigh(0.5 * (a + a.mT))
         return v @ torch.diag_embed(w.clamp_min(0).sqrt()) @ v.mT
@@ -208,6 +229,27 @@ def gaussian_w2(m1: Tensor, s1: Tensor, m2: Tensor, s2: Tensor) -> Tensor:
     cross = sqrtm(r2 @ s1 @ r2)
     tr = torch.diagonal(s1 + s2 - 2 * cross, dim1=-2, dim2=-1).sum(-1)
     return ((m1 - m2).pow(2).sum(-1) + tr).clamp_min(0).sqrt()
+
+
+def _check_covariance(name: str, s: Tensor, slack: float) -> None:
+    """Refuse a matrix ``s [*, d, d]`` that is not a covariance beyond round-off (``slack``
+    relative to its largest entry): an asymmetric one (a Cholesky factor, say) was
+    symmetrised and one with a negative eigenvalue clamped, each giving a distance silently."""
+    size = float(s.abs().amax()) if s.numel() else 0.0
+    tol = slack * size
+    asym = float((s - s.mT).abs().amax()) if s.numel() else 0.0
+    if asym > tol:
+        raise ValueError(
+            f"{name}: expected a symmetric covariance [*, d, d], received a matrix whose "
+            f"entries differ from its transpose's by up to {asym:.3g} (of largest entry "
+            f"{size:.3g})"
+        )
+    low = float(torch.linalg.eigvalsh(0.5 * (s + s.mT)).amin()) if s.numel() else 0.0
+    if low < -tol:
+        raise ValueError(
+            f"{name}: expected a positive semi-definite covariance, received one with "
+            f"eigenvalue {low:.3g} (of largest entry {size:.3g})"
+        )
 
 
 def pooled_prediction(member_preds: Sequence[Tensor], n: int, seed: int = 0) -> Tensor:
@@ -278,7 +320,8 @@ def sampling_noise_w2(
         raise ValueError(f"n: expected a sample size >= 2, received {n!r}")
     max_points = _check_max_points("max_points", max_points)
     seed = check_seed("seed", seed)
-    if len(preds) < 1:
+    if isinstance(preds, (list, tuple)) and len(preds) < 1:  # others: named below (len() of
+        # an iterator raised Python's unnamed TypeError)
         raise ValueError("preds: expected at least one predicted population")
     preds = check_populations("preds", preds, min_points=1, floating=False)
     m = preds[0].shape[0]
@@ -303,13 +346,32 @@ def sampling_noise_w2(
     return float(np.mean(vals))
 
 
+def _real_values(name: str, value: Any) -> np.ndarray:
+    """``value`` (numbers: a sequence, array or tensor) as a float64 array of its shape; a
+    string is refused (``"123"`` read as the one number 123, ``"12"`` in a list as 12), and
+    so are values that are no real numbers and a 'meta' tensor (no values), naming ``name``."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{name}: expected a sequence of numbers, received {type(value).__name__}")
+    if isinstance(value, Tensor) and value.device.type == "meta":
+        raise ValueError(f"{name}: expected values, received a tensor on the 'meta' device")
+    if isinstance(value, (list, tuple)) and any(isinstance(v, (str, bytes)) for v in value):
+        raise TypeError(f"{name}: expected a sequence of numbers, received a string in it")
+    return as_real_array(name, value)
+
+
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
-    """Spearman rank correlation (``nan`` when fewer than 3 values or a constant input)."""
+    """Spearman rank correlation of paired values ``a [n]``, ``b [n]`` (``nan`` when fewer
+    than 3 values or a constant input); ``a`` and ``b`` of one shape (pairs are read by
+    position), finite numbers."""
     from scipy.stats import spearmanr
 
-    a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
-    if a.shape != b.shape:
-        raise ValueError(f"a/b: expected equal lengths, received {a.size} and {b.size}")
+    a, b = _real_values("a", a), _real_values("b", b)
+    if a.shape != b.shape:  # [[1, 2], [3, 4]] was paired with [1, 2, 3, 4] silently
+        raise ValueError(
+            f"a/b: expected equal lengths (values of one shape, paired by position), "
+            f"received shapes {a.shape} and {b.shape}"
+        )
+    a, b = a.ravel(), b.ravel()
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         raise ValueError("a/b: expected finite values")
     if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
@@ -320,7 +382,7 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
 def conformal_radius(scores: Sequence[float], alpha: float = 0.1) -> float:
     """Split-conformal quantile: the ``ceil((n+1)(1-alpha))``-th smallest score (``inf`` if > n)."""
     alpha = _check_alpha(alpha)
-    s = np.sort(np.asarray(scores, float).ravel())
+    s = np.sort(_real_values("scores", scores).ravel())
     n = len(s)
     if n == 0:
         raise ValueError("scores: expected at least one calibration score")
@@ -347,9 +409,10 @@ def conformal_coverage(
     calibration scores (``alpha`` read as its shortest decimal, as :func:`conformal_radius`)
     the radius is infinite and the coverage 1 says nothing; a ``UserWarning`` says so, as it
     does when the radius is an infinite calibration score."""
+    cal_scores = _real_values("cal_scores", cal_scores)
     q = conformal_radius(cal_scores, alpha)
     alpha = _check_alpha(alpha)
-    t = np.asarray(test_scores, float)
+    t = _real_values("test_scores", test_scores)
     if t.size == 0 or np.isnan(t).any():
         raise ValueError("test_scores: expected at least one score and no NaN")
     if math.isinf(q):

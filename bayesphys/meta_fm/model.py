@@ -56,6 +56,8 @@ from ._fit import fit_model
 from ._net import build_net, cond_dim, net_dtype, population_onehots, treatment_onehot
 from ._persist import (
     check_checkpoint_config,
+    check_from_state_arguments,
+    check_state_entries,
     model_checkpoint_config,
     rebuild_unseeded,
     saved_training_state,
@@ -510,11 +512,14 @@ class MetaFlowMatching:
         """Rebuild a model from :meth:`checkpoint_config` ``cfg`` and :meth:`state` ``state``
         exactly (on ``device``); the caller's random streams are left as they were. ``state``
         maps each network weight's name to a tensor of that weight's own shape ``[*]`` (as
-        ``state_dict`` gives)."""
+        ``state_dict`` gives). A ``cfg`` that is no such dict, or a ``state`` that is no dict of
+        exactly those weights and shapes, is refused naming it (``TypeError``/``ValueError``)."""
+        check_from_state_arguments(cfg, state)
         m = rebuild_unseeded(cls, cfg, device)
         m.seed, m.paired, m.steps_done, stream = saved_training_state(cfg)
         if stream is not None:  # a restored stream: split by rank at the next fit
             m._train_gen, m._split_gen = stream, True
+        check_state_entries(m.net, state)
         m.net.load_state_dict(state)
         m.net.eval()
         return m

@@ -112,7 +112,12 @@ def linear_map_exact_field(x: Tensor, t: Tensor, a: Tensor, b: Tensor) -> Tensor
         raise ValueError(f"a: expected [{d}, {d}] for x [N, {d}], received {tuple(a.shape)}")
     if tuple(b.shape) != (d,):
         raise ValueError(f"b: expected [{d}] for x [N, {d}], received {tuple(b.shape)}")
-    t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+    try:  # a str raised torch's "new(): invalid data type 'str'"
+        t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(
+            f"t: expected a time: a number, or a tensor [{n}], received {type(t).__name__}"
+        ) from err
     if t.ndim > 1 or t.numel() not in (1, n):
         raise ValueError(
             f"t: expected a scalar or [{n}] (one per point), received {tuple(t.shape)}"

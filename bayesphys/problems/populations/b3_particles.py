@@ -23,12 +23,14 @@ def particle_velocity(x: Tensor, a: float = 1.0, b: float = 2.0, ell: float = 0.
 
     :math:`\dot x_j = -a(x_j - \bar x) - \frac{b}{n}\sum_k \nabla_{x_j}
     \exp(-\lVert x_j - x_k\rVert^2 / 2\ell^2)`: attraction to the population mean plus kernel
-    repulsion (the minus sign makes the kernel term push particles apart). ``a``, ``b`` finite,
-    ``ell > 0``.
+    repulsion (the minus sign makes the kernel term push particles apart). ``x`` floating;
+    ``a``, ``b`` finite, ``ell > 0``.
     """
     if not isinstance(x, Tensor) or x.ndim != 3:
         got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
         raise ValueError(f"x: expected populations [P, n, d], received {got}")
+    if not x.is_floating_point():  # torch's "expected scalar type Float but found Long"
+        raise TypeError(f"x: expected floating points, received {x.dtype}")
     a, b = check_real("a", a), check_real("b", b)
     ell = check_real("ell", ell, minimum=0.0, strict=True)
     sq = x.pow(2).sum(-1)
@@ -74,6 +76,22 @@ def _simulate_particles(
     return x
 
 
+def _check_simulated(
+    x: Tensor, *, a: float, b: float, ell: float, steps: int, dtype: torch.dtype
+) -> None:
+    """Refuse targets ``x [P, n, 2]`` holding NaN/Inf: the explicit RK4 of stiff settings
+    (a large ``|a|``, a tiny ``ell``) diverges, or finite values overflow ``dtype``; the
+    targets were returned so, silently."""
+    bad = ~torch.isfinite(x).flatten(1).all(1)
+    if bool(bad.any()):
+        raise ValueError(
+            f"a, b, ell, steps: {int(bad.sum())} of {x.shape[0]} simulated target populations "
+            f"hold NaN/Inf values (a={a}, b={b}, ell={ell}, steps={steps}, dtype={dtype}): the "
+            "RK4 of step 1/steps diverged for these settings, or its values overflow the dtype; "
+            "use more steps, a smaller |a| or |b|, a larger ell, or a wider dtype"
+        )
+
+
 def interacting_particles(
     *,
     n_train: int = 300,
@@ -94,7 +112,9 @@ def interacting_particles(
     ``b`` finite; ``ell > 0``. The simulation runs in float64 when ``dtype`` is float64 or
     ``None`` (the generator's float64 values; the targets were float32 then) -- RK4 error
     ~1e-8 at 50 steps (max-abs against 800 steps) instead of float32's ~1e-6 -- and in float32 otherwise (float32 and
-    narrower dtypes: the targets are rounded from float32).
+    narrower dtypes: the targets are rounded from float32). Settings whose simulation
+    diverges (RK4 is explicit: a large ``|a|`` or a tiny ``ell`` for the ``steps``), or whose
+    targets overflow ``dtype``, are refused (``ValueError``) rather than returned as NaN/Inf.
     """
     n_points = check_int("n_points", n_points, minimum=2)
     steps = check_int("steps", steps, minimum=1)
@@ -108,6 +128,7 @@ def interacting_particles(
     # float32 (50 vs 200 steps: round-off) unless float64 was asked for
     sim = torch.float64 if dtype in (None, torch.float64) else torch.float32
     x = _simulate_particles(x0, steps, a, b, ell, sim)
+    _check_simulated(x.to(dtype), a=a, b=b, ell=ell, steps=steps, dtype=dtype or torch.float64)
     splits = {
         "train": list(range(n_train)),
         "cal": list(range(n_train, n_train + n_cal)),

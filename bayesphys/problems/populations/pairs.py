@@ -61,10 +61,14 @@ class PopulationPairs:
     @property
     def dim(self) -> int:
         """``d``, the points' dimension (``source[i] [n_i, d]``); ``ValueError`` for a data
-        set without populations."""
+        set without populations or whose first source is no ``[n, d]`` tensor."""
         if not len(self.source):
             raise ValueError(f"data: {self.name!r} holds no populations, so no dimension")
-        return int(self.source[0].shape[1])
+        first = self.source[0]
+        if not isinstance(first, Tensor) or first.ndim != 2:  # shape[1] raised IndexError
+            got = tuple(first.shape) if isinstance(first, Tensor) else type(first).__name__
+            raise ValueError(f"data.source[0]: expected a population [n, d], received {got}")
+        return int(first.shape[1])
 
     def __repr__(self) -> str:
         # sizes, not points (a letters data set printed 2.5 million characters)

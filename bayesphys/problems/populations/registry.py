@@ -34,7 +34,8 @@ def redraw_targets(data: PopulationPairs, seed: int = 12345) -> list[Tensor]:
     the dimension ``d`` of the law recorded in ``data.extra`` (2 for B1 and B3; B2's
     ``source_mean [P, d]``; B4's ``params["m_a"] [patients, d]``), and ``data.extra`` must hold
     one law entry per target (B1 ``letter``/``theta``, B2 ``source_mean``/``source_cov``/``A``/
-    ``b``, B3 ``mixture``, B4 ``patient``/``offset``): ``ValueError`` otherwise.
+    ``b``, B3 ``mixture``, B4 ``patient``/``offset``; B4 also one ``treatment`` per target):
+    ``ValueError`` otherwise.
     """
     if not isinstance(data, PopulationPairs):
         raise TypeError(f"data: expected PopulationPairs, received {type(data).__name__}")
@@ -74,6 +75,14 @@ def redraw_targets(data: PopulationPairs, seed: int = 12345) -> list[Tensor]:
     elif name.startswith("B4"):
         prm = ex["params"]
         _check_law_count(data, ex, ["patient", "offset"])
+        tr = data.treatment
+        if tr is None or len(tr) != len(data.target):  # None: "not subscriptable" below
+            got = "None" if tr is None else f"{len(tr)} entries"
+            raise ValueError(
+                f"data: {data.name!r} has {len(data.target)} targets but treatment is {got}; "
+                "redraw_targets draws each B4 target under its pair's treatment, so it needs "
+                "one per target"
+            )
         _check_law_dim(data, lambda i: prm["m_a"].shape[1], 'extra["params"]["m_a"]')
         for i, t in enumerate(data.target):
             x1, _ = _screen_draw(
