@@ -125,6 +125,11 @@ def treatment_onehot(
             f"treatment: expected integer indices in [0, {num_treatments}), received "
             f"{tr.dtype} values {tr.reshape(-1).tolist()!r:.200}"
         )
+    if tr.ndim > 1:  # [1, P] or [P, 1] was flattened without a word
+        raise ValueError(
+            f"treatment: expected {p} indices in [0, {num_treatments}) as a flat sequence "
+            f"[P], received shape {tuple(tr.shape)}"
+        )
     tr = tr.reshape(-1).long()
     if tr.numel() != p or bool(((tr < 0) | (tr >= num_treatments)).any()):
         raise ValueError(

@@ -124,7 +124,7 @@ def w2_inference_data(
             f"name: expected a non-empty variable name other than 'w2' (the distances) and "
             f"the dims {list(_DIMS)}, received {name!r}"
         )
-    seed = check_seed("seed", seed, minimum=0)
+    seed = check_seed("seed", seed)  # any seed, as every other seed of meta_fm
     draws = post.draws
     c, k, p = draws.shape[:3]
     vars_ = {name: draws}

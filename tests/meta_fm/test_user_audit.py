@@ -136,3 +136,42 @@ def test_cfm_loss_refuses_integer_and_empty_velocities():
     with pytest.raises(ValueError, match=r"^v/u: expected velocities \[\*, d\] of at least one"):
         cfm_loss(torch.zeros(0, 2), torch.zeros(0, 2))  # was NaN
     assert float(cfm_loss(torch.ones(4, 2), torch.zeros(4, 2))) == 2.0
+
+
+def test_w2_inference_data_takes_a_negative_seed_as_every_other_meta_fm_seed():
+    # it alone refused seed=-1 (check_seed with minimum=0), though the seed only keys a stream
+    import numpy as np
+
+    from bayesphys import SamplePosterior
+    from bayesphys.meta_fm import w2_inference_data
+
+    g = torch.Generator().manual_seed(0)
+    post = SamplePosterior(torch.randn(2, 2, 3, 10, 2, generator=g))
+    truth = torch.randn(3, 6, 2, generator=g)  # fewer points: replicates are subsampled
+    a = w2_inference_data(post, truth, seed=-1)
+    b = w2_inference_data(post, truth, seed=-1)
+    c = w2_inference_data(post, truth, seed=0)
+    pa, pb, pc = (np.asarray(x.posterior_predictive["population"].values) for x in (a, b, c))
+    assert np.array_equal(pa, pb) and not np.array_equal(pa, pc)
+
+
+@pytest.mark.parametrize("shape", [(1, 3), (3, 1)])
+def test_treatments_given_as_a_matrix_are_refused_not_flattened(shape):
+    from bayesphys.meta_fm._net import treatment_onehot
+
+    tr = torch.zeros(shape, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"^treatment: expected 3 indices .* flat sequence"):
+        treatment_onehot(tr, 3, 2, device=torch.device("cpu"), dtype=torch.float32)
+    assert treatment_onehot(
+        tr.reshape(-1), 3, 2, device=torch.device("cpu"), dtype=torch.float32
+    ).shape == (3, 2)
+
+
+def test_a_setting_a_population_problem_does_not_take_is_named_with_the_ones_it_does():
+    from bayesphys.problems.populations import make_population_problem
+
+    with pytest.raises(
+        TypeError,
+        match=r"^n_trian: not a setting of B2 \(linear_map\); expected one of .*did you mean 'n_train'",
+    ):
+        make_population_problem("B2", n_trian=3)

@@ -7,6 +7,7 @@ the id in the data set's name.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -131,4 +132,12 @@ def make_population_problem(name: str, **kwargs: Any) -> PopulationPairs:
         raise ValueError(
             f"name: expected one of {sorted(table)}, received {name!r}{did_you_mean(name, sorted(table))}"
         )
-    return table[name](**kwargs)
+    make = table[name]
+    known = sorted(inspect.signature(make).parameters)
+    for key in kwargs:
+        if key not in known:  # the generator's own "unexpected keyword argument" named no list
+            raise TypeError(
+                f"{key}: not a setting of {name} ({make.__name__}); expected one of {known}"
+                f"{did_you_mean(key, known)}"
+            )
+    return make(**kwargs)
