@@ -222,6 +222,11 @@ class Recalibrator:
                 raise ValueError("pits: expected a non-empty set of values in [0, 1]")
             # the maps read them as sorted order statistics (only fit() sorted them)
             pits = pits.double().sort().values.cpu()
+        if method == "quantile" and scale is not None:  # was kept, and never read
+            raise ValueError(
+                f"scale: the quantile method maps by held-out PITs, not a scale; received "
+                f"scale={scale!r} (leave scale=None, or pass method='zscore' or 'conformal')"
+            )
         if isinstance(scale, bool):  # True was taken as the scale 1.0
             raise TypeError(f"scale: expected a real number > 0, received {scale!r}")
         if method != "quantile" and (

@@ -483,3 +483,11 @@ def test_constructor_checks_the_shape_and_method_of_given_pits():
     assert torch.equal(
         Recalibrator("quantile", pits=[0.5, 0.25]).pits, grid.new_tensor([0.25, 0.5])
     )
+
+
+def test_a_scale_given_to_the_quantile_method_is_refused():
+    # it was stored and never read: the quantile map reads held-out PITs only
+    grid = torch.linspace(0.1, 0.9, 6, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"^scale: the quantile method maps by held-out PITs"):
+        Recalibrator("quantile", scale=2.0, pits=grid)
+    assert Recalibrator("quantile", pits=grid).scale is None
