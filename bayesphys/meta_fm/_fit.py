@@ -7,6 +7,7 @@ under ``torchrun``), the full OT plans of ``coupling="ot_full"``, and the run of
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ from .._checks import check_bool, check_int, check_optional_seed, dense_memory_c
 from .._data_parallel import GradientSync, rank_generator_seed
 from .._fit_callback import FitCallback, check_fit_callback
 from .._model import FitResult
+from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
 from ..problems.populations import PopulationPairs
 from ._settings import training_pairs
@@ -24,6 +26,22 @@ if TYPE_CHECKING:
     from .model import MetaFlowMatching
 
 __all__ = ["fit_model"]
+
+
+def warn_features_ignored(data: PopulationPairs) -> None:
+    """Warn that ``data.source_features`` (``[n_i, f]`` per population) go unread by an MFM
+    model built from ``dim`` alone, whose embedding was made for the coordinates only."""
+    if data.source_features is None:
+        return
+    f = int(data.source_features[0].shape[-1])
+    warnings.warn(
+        f"data.source_features: this MFM model was built from dim alone (node_features=0), "
+        f"so its embedding reads the coordinates only and the data's {f} features per point "
+        f"are ignored; build it from the data, MetaFlowMatching(data, ...), or with "
+        f"node_features={f} to use them (node_features=0 ignores them without this warning)",
+        UserWarning,
+        stacklevel=user_stacklevel(),
+    )
 
 
 def fit_model(
@@ -65,6 +83,8 @@ def fit_model(
         given, cfg, model.dim, warn_points=warn, rows=rows, **model._built_for()
     )
     check_fit_memory(data, rows, cfg, model.coupling, dtype=model.dtype, device=model.device)
+    if cfg.method == "MFM" and getattr(model, "_features_unset", False):
+        warn_features_ignored(data)
     if cfg.normalize and model.steps_done == 0:
         # the frame the weights learn in: estimated before the first step only (a later fit,
         # e.g. fine-tuning on other pairs, keeps it)

@@ -51,7 +51,9 @@ class MFMConfig:
         and shifts it back. Refused together with ``centered`` (the whole-population centre).
     node_features: per-point features (e.g. a cell-type one-hot) the MFM embedding reads beside
         the coordinates; ``None``: as many as the training data's ``source_features`` (0 when
-        it has none).
+        it has none; an MFM model built from ``dim`` alone has 0, and its ``fit`` warns when
+        the data bring features it will not read; an explicit 0 ignores them quietly, as
+        does a saved and loaded model).
 
     Numeric settings are checked at construction (``TypeError`` for a non-int count such as
     ``2.5`` or ``True``, ``ValueError`` out of range; an integral float such as ``64.0`` is

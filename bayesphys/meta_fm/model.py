@@ -148,6 +148,9 @@ class MetaFlowMatching:
         self.steps_done = 0
         self._train_gen: torch.Generator | None = None
         self._split_gen = False
+        # built from dim alone with node_features left None: the embedding reads no point
+        # features, and fit warns when its data bring some (an explicit 0 says so on purpose)
+        self._features_unset = data is None and cfg.node_features is None
         settings = model_settings(
             data, cfg, dim=dim, num_treatments=num_treatments, condition_ids=condition_ids
         )

@@ -4,6 +4,7 @@ error that names the argument; settings that would be silently ignored are refus
 import dataclasses
 import math
 import random
+import warnings
 
 import numpy as np
 import pytest
@@ -938,3 +939,26 @@ def test_points_that_overflow_the_model_dtype_are_named_as_such():
     with pytest.raises(ValueError, match=match.format("x")):
         m.posterior([src * 1e300], num_draws=2)
     assert m.predict([src * 1e30])[0].dtype == torch.float32  # large but representable
+
+
+def test_an_mfm_model_built_from_dim_alone_warns_that_the_datas_features_go_unread():
+    s = _screen()
+    m = MetaFlowMatching(
+        dim=s.dim, num_treatments=s.num_treatments, coupling="ot", seed=0, **TINY_MFM
+    )
+    with pytest.warns(UserWarning, match=r"^data\.source_features: .* 2 features per point"):
+        m.fit(s, steps=1, progress=False)
+    # an explicit node_features=0 ignores them on purpose: no warning
+    quiet = MetaFlowMatching(
+        dim=s.dim,
+        num_treatments=s.num_treatments,
+        coupling="ot",
+        node_features=0,
+        seed=0,
+        **TINY_MFM,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        quiet.fit(s, steps=1, progress=False)
+    # built from the data, the embedding reads them
+    assert MetaFlowMatching(s, seed=0, **TINY_MFM).config.node_features == 2
