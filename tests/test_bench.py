@@ -563,7 +563,7 @@ def test_a_dict_key_json_cannot_hold_is_refused_naming_where_it_is(tmp_path):
 def test_the_code_path_variables_and_the_cpu_are_recorded(tmp_path, monkeypatch):
     """The same code rounds differently under MKL_CBWR / MKL_ENABLE_INSTRUCTIONS /
     ATEN_CPU_CAPABILITY or on another CPU (the Allen-Cahn 200 x 200 fit moved 5x under
-    MKL_CBWR=COMPATIBLE, docs/gp_pde.md); results files recorded neither: the command now
+    MKL_CBWR=COMPATIBLE, docs/gp_pde_notes.md); results files recorded neither: the command now
     reruns with the variables the shell set, and the header names the CPU model and torch's
     CPU capability."""
     import bayesphys._bench as bench

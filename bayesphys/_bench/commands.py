@@ -25,7 +25,7 @@ _OTHER_THREAD_VARS = ("MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # ... as the user's shell set them (only those set)
 _USER_OTHER_THREADS = {k: os.environ[k] for k in _OTHER_THREAD_VARS if os.environ.get(k)}
 #: variables that choose the code path of MKL or of ATen's vectorised kernels: a run's
-#: round-off, and with it a sensitive trajectory, depends on them (docs/gp_pde.md, the
+#: round-off, and with it a sensitive trajectory, depends on them (docs/gp_pde_notes.md, the
 #: Allen-Cahn 200 x 200 row moved 5x under MKL_CBWR=COMPATIBLE on one machine)
 _NUMERICS_VARS = (
     "MKL_CBWR",

@@ -83,7 +83,7 @@ class GliomaModel(GliomaPosteriorMixin):
         the stencil of a coarse grid misplace the front by a fraction of a cell. 0 trusts the
         solver as exact (data simulated on the fitted grid). On data simulated at 1 mm and
         fitted at 4 mm it widens the posterior but does not calibrate it
-        (``benchmarks/odil_resolution.py``, docs/odil.md); the joint ODIL fit
+        (``benchmarks/odil_resolution.py``, docs/odil_notes.md); the joint ODIL fit
         (:meth:`fit_odil`, a soft PDE) does better there.
     d_max: upper bound of :math:`D_w` used to fix the stable explicit time step.
     time_scheme: ``"strang"`` (default: exact logistic reaction half-steps around an explicit

@@ -5,7 +5,7 @@ Why: the Laplace posterior of :math:`\theta = (\log D_w, \log\rho, x_0, y_0[, z_
 from a segmentation likelihood that only approximates how labels arise (hard thresholds of the
 tumour-cell map, modelled by probit noise of width :math:`\sigma_s`). On simulated patients the
 mode is biased along the :math:`D_w/\rho` trade-off (sharper fronts give larger probit margins)
-and the focus intervals are too wide (docs/odil.md, B3). A map per parameter, fitted on
+and the focus intervals are too wide (docs/odil_notes.md, B3). A map per parameter, fitted on
 simulated patients that are *not* the ones evaluated, corrects both.
 
 With held-out z-scores :math:`z_{ij} = (\hat\theta_{ij} - \theta_{ij}) / \sigma_{ij}` of

@@ -6,7 +6,7 @@ to :math:`\Sigma g`. With the ANP's own covariance the largest share goes where 
 variance is largest. On PME ``m = 6`` (front at ``x = t``, :math:`u \propto (t-x)^{1/6}` with an
 infinite slope) that is the grid point on the front, whose Step-1 error is ``+0.25`` while the
 mass defect is negative: the update pushes it the wrong way, and this one point turns the
-``m = 6`` MSE from better to worse (docs/probconserv.md, "Why PME m = 6 got worse").
+``m = 6`` MSE from better to worse (docs/probconserv_notes.md, "Why PME m = 6 got worse").
 
 Fix: as the background-error covariance of variational data assimilation is estimated from the
 statistics of forecast errors (Parrish & Derber 1992, "NMC method") and blended with the

@@ -26,7 +26,7 @@ the Strang-split scheme (exact logistic reaction) unless ``scheme="euler"``; a f
 grid then carries a small time-discretisation model error, as with real data. (Earlier versions
 took ``refine`` times the stable steps of the patient's own, smaller, :math:`D_w` with explicit
 Euler: for typical :math:`D_w` that is about as coarse as the fit itself, and the two time-step
-errors partly cancelled; see docs/odil.md, "B3, what its coverage rests on".)
+errors partly cancelled; see docs/odil_notes.md, "B3, what its coverage rests on".)
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ uses), as those four files, so the reference and our R0 are scored on the same 1
     python benchmarks/reference/poisson_ground_truth.py OUT_DIR
 
 The notebook's ground-truth directory (``dirnameGT``) is then pointed at ``OUT_DIR``; the rest
-of the recipe is in ``docs/neural_process.md`` ("Side by side with the reference code").
+of the recipe is in ``docs/neural_process_notes.md`` ("Side by side with the reference code").
 """
 
 from __future__ import annotations
