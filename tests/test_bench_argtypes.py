@@ -24,6 +24,7 @@ def test_comma_ids_parses_to_a_list():
     assert ids(" B1 , B0,") == ["B1", "B0"]  # spaces and an empty entry dropped
     assert ids("B1,B1") == ["B1", "B1"]  # repeats kept unless unique
     assert comma_ids(("a",), nonempty=False)("") == []
+    assert ids.allowed == ("B0", "B1", "B3") and comma_list(int).allowed is None
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,9 @@ Placeholders substituted before the parse (see ``_substitute``):
 * ``[--flag]`` / ``[--flag VALUE]`` (an optional part): the part, without the brackets;
 * ``DIR``, ``OUT_DIR``, ``D0``-``D9``, ``D`` (a folder): a temporary folder;
 * ``N``, ``K``, ``S`` (a count, the number of foci, a seed): ``1``;
-* ``<ids>`` and other ``<...>`` tokens: ``x``;
+* ``<ids>`` as the value of an option that takes a comma list of ids: the first id that
+  option accepts (its argparse ``type``'s ``allowed``, see ``bayesphys._bench.comma_ids``);
+* other ``<...>`` tokens: ``x``;
 * ``COMPONENT``: each choice of the subcommand in turn (``bench``, ``calibrate``);
 * ``NAME`` / ``EXAMPLE`` after ``run`` or ``python -m bayesphys.examples.``: each example;
 * ``...`` as an argument, or closing a comma list (``B0,B1,...``): dropped; a command that is
@@ -74,6 +76,7 @@ _INLINE = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)", re.S)
 FOLDER = str(Path(tempfile.gettempdir()) / "bayesphys-docs-commands")  # for DIR; not made
 _FOLDERS = {"DIR", "OUT_DIR", "D"} | {f"D{i}" for i in range(10)}
 _NUMBERS = {"N", "K", "S"}
+_IDS = "<ids>"  # kept to the parse: an option's first accepted id there (_ids_filled)
 _EXAMPLE = {"NAME", "EXAMPLE"}
 # (example, option, placeholder): the values the placeholder stands for
 _OPTION_VALUES = {("cohort", "--model", "NAME"): ("linear-gaussian", "glioma")}
@@ -217,7 +220,7 @@ def _substitute(prog: str, words: list[str], folder: str) -> list[list[str]]:
             w = folder
         elif w in _NUMBERS:
             w = "1"
-        elif re.fullmatch(r"<[^>]*>", w):
+        elif re.fullmatch(r"<[^>]*>", w) and w != _IDS:
             w = "x"
         out.append(w)
     argvs = []
@@ -305,6 +308,21 @@ def _load_script(rel: str):
     return mod
 
 
+def _ids_filled(parser: argparse.ArgumentParser, args: list[str] | None) -> list[str] | None:
+    """``args`` with each ``<ids>`` that follows an option of ``parser`` taking a comma list of
+    ids replaced by that option's first accepted id (others are left to the parser that
+    takes them: ``bayesphys bench`` hands the script's options on)."""
+    if args is None:
+        return None
+    out = list(args)
+    for i in range(1, len(out)):
+        action = parser._option_string_actions.get(out[i - 1])
+        allowed = getattr(getattr(action, "type", None), "allowed", None)
+        if out[i] == _IDS and allowed:
+            out[i] = allowed[0]
+    return out
+
+
 def parse_error(q: Quoted, monkeypatch: pytest.MonkeyPatch) -> str | None:
     """``None`` when ``q`` parses; else what the parser said (its usage error)."""
     from bayesphys import cli
@@ -313,7 +331,7 @@ def parse_error(q: Quoted, monkeypatch: pytest.MonkeyPatch) -> str | None:
     original = argparse.ArgumentParser.parse_args
 
     def parse_then_stop(self, args=None, namespace=None):
-        original(self, args, namespace)
+        original(self, _ids_filled(self, args), namespace)
         raise _Parsed
 
     monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
@@ -406,6 +424,14 @@ def test_misspelt_flag_in_a_doc_line_fails(monkeypatch):
 def test_bad_commands_fail(code, says, monkeypatch):
     problem = parse_error(_one(code), monkeypatch)
     assert problem is not None and says in problem
+
+
+def test_an_ids_placeholder_takes_an_id_the_option_accepts(monkeypatch):
+    q = _one("python benchmarks/odil.py --only <ids> --quick --out DIR")
+    assert q.argv == ("--only", "<ids>", "--quick", "--out", FOLDER)
+    assert parse_error(q, monkeypatch) is None
+    problem = parse_error(_one("python benchmarks/odil.py --only <other> --quick"), monkeypatch)
+    assert problem is not None and "unknown ids ['x']" in problem  # other placeholders: x
 
 
 def test_nothing_runs_past_the_parse(monkeypatch):

@@ -41,7 +41,9 @@ def comma_list(
 
     Returns:
         The ``type`` function: ``str -> list`` of length ``n``, the number of non-empty
-        entries (``n >= 1`` with ``nonempty``).
+        entries (``n >= 1`` with ``nonempty``). Its attribute ``allowed`` is ``allowed`` as
+        a tuple (``None`` when not given): what a command check may put for an ids
+        placeholder.
     """
 
     def parse(text: str) -> list:
@@ -70,6 +72,7 @@ def comma_list(
             )
         return values
 
+    parse.allowed = None if allowed is None else tuple(allowed)  # type: ignore[attr-defined]
     return parse
 
 
