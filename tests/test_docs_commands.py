@@ -454,6 +454,7 @@ def test_misspelt_flag_in_a_doc_line_fails(monkeypatch):
         ("python examples/ddp_training.py --nproc none", "--nproc"),
         ("python examples/no_such_example.py --smoke", "no script"),
         ("python docs/make_gallery.py --fulll", "--fulll"),
+        ("python docs/make_gallery.py --only glioma no-such", "unknown example 'no-such'"),
     ],
 )
 def test_bad_commands_fail(code, says, monkeypatch):
