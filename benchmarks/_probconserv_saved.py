@@ -13,7 +13,13 @@ from pathlib import Path
 
 import torch
 
-from bayesphys._bench import ablation_parser, positive_int, print_rows_table, write_rows
+from bayesphys._bench import (
+    ablation_parser,
+    comma_ids,
+    positive_int,
+    print_rows_table,
+    write_rows,
+)
 from bayesphys.probconserv.evaluate import slice_scores
 from bayesphys.probconserv.model import ProbConserv
 from bayesphys.problems.gpme import get_problem, make_dataset
@@ -40,8 +46,18 @@ def parse(
         help="folder of a benchmark run's --save-models (required, --smoke too; e.g. "
         "python benchmarks/probconserv.py --quick --save-models DIR --out DIR)",
     )
-    ap.add_argument("--problems", default=problems)
-    ap.add_argument("--methods", default="ANP,GP", help="Step-1 models to load (ANP, GP)")
+    ap.add_argument(
+        "--problems",
+        type=comma_ids(("diffusion", "pme", "stefan"), what="problems"),
+        default=problems,
+    )
+    # the Step-1 models a benchmark run's --save-models writes
+    ap.add_argument(
+        "--methods",
+        type=comma_ids(("ANP", "SoftC-ANP", "GP"), what="saved models"),
+        default="ANP,GP",
+        help="Step-1 models to load (ANP, GP)",
+    )
     ap.add_argument("--threads", type=positive_int, default=1)
     ap.add_argument(
         "--smoke", action="store_true", help="tiny scoring sizes (tests); needs --models"
@@ -91,7 +107,7 @@ def rescore(
     args, cfg = parsed
     started = time.perf_counter()
     rows = []
-    for pname in args.problems.split(","):
+    for pname in args.problems:
         for row in rows_for(args, cfg, get_problem(pname)):
             rows.append(row)
             print(row, flush=True)

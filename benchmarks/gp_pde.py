@@ -32,6 +32,7 @@ import torch
 
 from bayesphys._bench import (
     bench_row,
+    comma_ids,
     partial_path,
     positive_int,
     recorded_command,
@@ -155,6 +156,9 @@ def scaling_plot(rows: list[dict], path: pathlib.Path) -> pathlib.Path:
     return path
 
 
+METHODS = ("GP-HM-ref-settings", "GP-HM", "GP-HM-extra")  # --methods
+
+
 def main(argv: list[str] | None = None) -> pathlib.Path | None:
     ap = argparse.ArgumentParser(
         prog="bayesphys bench gp_pde", description=__doc__, allow_abbrev=False
@@ -164,10 +168,17 @@ def main(argv: list[str] | None = None) -> pathlib.Path | None:
         "--out", type=out_folder_arg, default=None, help="output folder (quick default: a temp dir)"
     )
     ap.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda or auto")
-    ap.add_argument("--only", default=None, help="comma-separated problem ids")
+    # the ids of either table here; which table's ids --quick allows is checked after the parse
+    ap.add_argument(
+        "--only",
+        type=comma_ids({**OURS, **QUICK}, nonempty=False, what="problem ids"),
+        default=None,
+        help="comma-separated problem ids",
+    )
     ap.add_argument(
         "--methods",
-        default="GP-HM-ref-settings,GP-HM,GP-HM-extra",
+        type=comma_ids(METHODS, what="methods"),
+        default=",".join(METHODS),
         help="GP-HM-extra: the EXTRA rows (e.g. Allen-Cahn on a 200 x 200 collocation grid)",
     )
     ap.add_argument("--merge", action="store_true", help="keep existing rows that are not re-run")
@@ -192,15 +203,11 @@ def main(argv: list[str] | None = None) -> pathlib.Path | None:
     )
     ap.add_argument("--_measure", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    only = [p for p in (args.only or "").split(",") if p]
+    # the combination: --quick runs the QUICK table, else OURS (the parse took either's ids)
     ids = QUICK if args.quick else OURS
-    bad = [p for p in only if p not in ids]
+    bad = [p for p in args.only or () if p not in ids]
     if bad:
         ap.error(f"--only: unknown problem ids {bad}; expected some of {list(ids)}")
-    methods = ("GP-HM-ref-settings", "GP-HM", "GP-HM-extra")
-    bad = [m for m in args.methods.split(",") if m not in methods]
-    if bad:
-        ap.error(f"--methods: unknown {bad}; expected some of {list(methods)}")
     if args._measure:
         n, kind = args._measure.split(",")
         _measure_child(int(n), kind)
@@ -240,7 +247,7 @@ def main(argv: list[str] | None = None) -> pathlib.Path | None:
         ap.error(f"--budget-scale: expected a finite number > 0, received {args.budget_scale}")
     table = QUICK if args.quick else OURS
     if args.only:
-        table = {k: v for k, v in table.items() if k in args.only.split(",")}
+        table = {k: v for k, v in table.items() if k in args.only}
     rows = []
     out = args.out
     if args.quick and out is None:
@@ -251,7 +258,7 @@ def main(argv: list[str] | None = None) -> pathlib.Path | None:
     partial_dir = partial.parent
     try:
         for problem, (mkw, fkw, budget) in table.items():
-            for method in args.methods.split(","):
+            for method in args.methods:
                 if method == "GP-HM-ref-settings":
                     dim = "2" if ("2d" in problem or problem == "advection") else "1"
                     rkw = {k: v for k, v in mkw.items() if k == "n_col"}

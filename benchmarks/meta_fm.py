@@ -30,6 +30,7 @@ import torch
 from bayesphys._bench import (
     bench_row,
     call_script,
+    comma_ids,
     positive_int,
     recorded_command,
     write_results,
@@ -260,6 +261,7 @@ def main(argv: list[str] | None = None) -> Path:
     )
     ap.add_argument(
         "--problems",
+        type=comma_ids(FULL_STEPS, unique=True, what="problems"),
         default="B1,B2,B3,B4",
         help="comma-separated, some of B1,B2,B3,B4,B4-replica (B4's replica split)",
     )
@@ -304,12 +306,7 @@ def main(argv: list[str] | None = None) -> Path:
         print(msg, flush=True)
 
     cmd = recorded_command(__file__, argv, device=str(device))
-    problems = args.problems.split(",")
-    if len(set(problems)) != len(problems):
-        ap.error(f"--problems: each problem once, received {args.problems!r}")
-    unknown = [p for p in problems if p not in FULL_STEPS]
-    if unknown:
-        ap.error(f"--problems: unknown {unknown}; expected some of {list(FULL_STEPS)}")
+    problems = args.problems
     rows, checks, t_all = [], {}, time.perf_counter()
     task_secs: dict[str, list] = {}
     seed_w2: dict[str, dict[str, list]] = {}

@@ -45,6 +45,7 @@ with the verdict of the rule, and prints the tables.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import sys
 import tempfile
@@ -55,7 +56,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from bayesphys._bench import ablation_parser, print_rows_table, run_script_tasks, write_rows
+from bayesphys._bench import (
+    ablation_parser,
+    comma_list,
+    print_rows_table,
+    run_script_tasks,
+    write_rows,
+)
 from bayesphys._checks import offset_seed
 from bayesphys.metrics import wasserstein
 from bayesphys.problems.populations import PopulationPairs, patient_screen
@@ -218,37 +225,42 @@ def verdict(rows: list[dict], passed: dict) -> dict:
     return out
 
 
-def _int_list(ap, name: str, text: str, allowed=None) -> list[int]:
+def _data_seed(text: str) -> int:
+    """An argparse ``type`` for one ``--seeds`` entry: a data seed >= 0 other than the
+    benchmark's test data's."""
     try:
-        vals = [int(s) for s in text.split(",") if s.strip()]
+        seed = int(text)
     except ValueError:
-        vals = []
-    if not vals:
-        ap.error(f"{name}: expected a comma list of ints, received {text!r}")
-    if allowed is not None and any(v not in allowed for v in vals):
-        ap.error(f"{name}: expected some of {list(allowed)}, received {text!r}")
-    if len(set(vals)) != len(vals):
-        ap.error(f"{name}: each value once, received {text!r}")
-    return vals
+        raise argparse.ArgumentTypeError(f"expected an int, received {text!r}") from None
+    if seed < 0 or seed == BENCHMARK_DATA_SEED:
+        raise argparse.ArgumentTypeError(
+            f"data seeds >= 0 other than {BENCHMARK_DATA_SEED} (the benchmark's test data), "
+            f"received {text!r}"
+        )
+    return seed
 
 
 def main(argv: list[str] | None = None) -> Path:
     ap = ablation_parser(__doc__)
-    ap.add_argument("--seeds", default=",".join(map(str, DATA_SEEDS)), help="data seeds")
-    ap.add_argument("--folds", default=",".join(map(str, FOLDS)), help="patient folds 0-3")
+    ap.add_argument(
+        "--seeds",
+        type=comma_list(_data_seed, unique=True, what="data seeds"),
+        default=",".join(map(str, DATA_SEEDS)),
+        help="data seeds",
+    )
+    ap.add_argument(
+        "--folds",
+        type=comma_list(int, allowed=FOLDS, unique=True, what="folds"),
+        default=",".join(map(str, FOLDS)),
+        help="patient folds 0-3",
+    )
     ap.add_argument("--steps", type=int, default=None, help="default: the benchmark's B4 steps")
     ap.add_argument("--no-replica", action="store_true", help="skip the replica check")
     ap.add_argument("--quick", action="store_true", help="tiny screens, written to a temp folder")
     args = ap.parse_args(argv)
     if args.table:
         return print_rows_table(args.table)
-    seeds = _int_list(ap, "--seeds", args.seeds)
-    folds = _int_list(ap, "--folds", args.folds, FOLDS)
-    if BENCHMARK_DATA_SEED in seeds or any(s < 0 for s in seeds):
-        ap.error(
-            f"--seeds: data seeds >= 0 other than {BENCHMARK_DATA_SEED} (the benchmark's test "
-            f"data), received {args.seeds!r}"
-        )
+    seeds, folds = args.seeds, args.folds
     if args.steps is not None and args.steps < 1:
         ap.error(f"--steps: expected a positive int, received {args.steps}")
     steps = args.steps or (QUICK["steps"] if args.quick else FULL_STEPS["B4"])

@@ -51,6 +51,7 @@ import torch
 
 from bayesphys._bench import (
     ablation_parser,
+    comma_ids,
     positive_int,
     print_rows_table,
     run_script_tasks,
@@ -169,7 +170,12 @@ def _type_frame_run(args, argv: list[str] | None, seeds) -> Path:
 
 def main(argv: list[str] | None = None) -> Path:
     ap = ablation_parser(__doc__)
-    ap.add_argument("--problems", default=None, help="default B1,B2,B3,B4 (--type-frame: B4)")
+    ap.add_argument(
+        "--problems",
+        type=comma_ids(FULL_STEPS, what="problems"),
+        default=None,
+        help="default B1,B2,B3,B4 (--type-frame: B4)",
+    )
     ap.add_argument("--seeds", type=positive_int, default=1)
     ap.add_argument("--steps", type=int, default=None, help="default: the benchmark's FULL_STEPS")
     ap.add_argument(
@@ -193,13 +199,12 @@ def main(argv: list[str] | None = None) -> Path:
     if args.table:
         return print_rows_table(args.table)
     if args.problems is None:
-        args.problems = "B4" if args.type_frame else "B1,B2,B3,B4"
-    problems = [p.strip() for p in args.problems.split(",") if p.strip()]
-    unknown = [p for p in problems if p not in FULL_STEPS]
-    if unknown:
-        raise SystemExit(f"--problems: unknown {unknown}; expected some of {list(FULL_STEPS)}")
+        args.problems = ["B4"] if args.type_frame else ["B1", "B2", "B3", "B4"]
+    problems = args.problems
     if args.type_frame and problems != ["B4"]:
-        ap.error(f"--type-frame: B4 only (its cell types), received --problems {args.problems}")
+        ap.error(
+            f"--type-frame: B4 only (its cell types), received --problems {','.join(problems)}"
+        )
     first = 3 if args.selection else 0
     seeds = range(first, first + args.seeds)
     if args.type_frame:

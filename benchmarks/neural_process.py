@@ -37,6 +37,8 @@ import torch
 
 from bayesphys._bench import (
     bench_row,
+    comma_ids,
+    comma_list,
     partial_path,
     positive_int,
     recorded_command,
@@ -462,29 +464,30 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--burgers-seconds", type=_args.float_in(0.0), default=None)
     ap.add_argument("--n-test", type=positive_int, default=None)
     ap.add_argument("--threads", type=positive_int, default=1)
-    ap.add_argument("--skip", default="", help="comma list of P1,P2,P3,B1,C1,P1-10,SPEED to skip")
-    ap.add_argument("--only", default="", help="comma list of rows to run (the rest skipped)")
+    row_ids = comma_ids(ALL_ROWS, nonempty=False, what="rows")
+    ap.add_argument(
+        "--skip", type=row_ids, default="", help="comma list of P1,P2,P3,B1,C1,P1-10,SPEED to skip"
+    )
+    ap.add_argument(
+        "--only", type=row_ids, default="", help="comma list of rows to run (the rest skipped)"
+    )
     ap.add_argument("--merge", action="store_true", help="keep existing rows not re-run")
-    ap.add_argument("--seeds", default="0", help="comma list of seeds for P1, C1 and P3")
+    ap.add_argument(
+        "--seeds",
+        type=comma_list(_args.seed, what="seeds"),
+        default="0",
+        help="comma list of seeds for P1, C1 and P3",
+    )
     args = ap.parse_args(argv)
-    try:
-        seeds = [_args.seed(v) for v in args.seeds.split(",") if v.strip()]
-    except argparse.ArgumentTypeError as err:
-        ap.error(f"--seeds: {err}")
-    if not seeds:
-        ap.error(f"--seeds: expected at least one seed, received {args.seeds!r}")
-    for opt in ("only", "skip"):
-        bad = [v for v in getattr(args, opt).split(",") if v and v not in ALL_ROWS]
-        if bad:
-            ap.error(f"--{opt}: unknown rows {bad}; expected some of {list(ALL_ROWS)}")
+    seeds = args.seeds
     torch.set_num_threads(args.threads)
     q = args.quick
     steps = args.steps if args.steps is not None else (10 if q else 500)
     n_test = args.n_test if args.n_test is not None else (100 if q else 1000)
     b_sec = args.burgers_seconds if args.burgers_seconds is not None else (10.0 if q else 300.0)
-    skip = set(filter(None, args.skip.split(",")))
+    skip = set(args.skip)
     if args.only:
-        skip |= set(ALL_ROWS) - set(args.only.split(","))
+        skip |= set(ALL_ROWS) - set(args.only)
     needs_p1 = sorted({"C1", "P3"} - skip)
     if needs_p1 and "P1" in skip:  # they score P1's trained models: without P1, no row at all
         opt = "--only" if args.only else "--skip"

@@ -18,6 +18,7 @@ import time
 import torch
 
 from bayesphys._bench import (
+    comma_ids,
     positive_int,
     recorded_command,
     threading_info,
@@ -57,14 +58,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     ap.add_argument("--nt", type=positive_int, default=8, help="time levels (>= 2)")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--solvers", default=",".join(SOLVERS))
+    ap.add_argument("--solvers", type=comma_ids(SOLVERS, what="solvers"), default=",".join(SOLVERS))
     ap.add_argument("--threads", type=positive_int, default=2)
     ap.add_argument("--out", type=out_file_arg, default=None, help="JSON file for the rows")
     args = ap.parse_args(argv)
-    solvers = [s.strip() for s in args.solvers.split(",") if s.strip()]
-    bad = [s for s in solvers if s not in SOLVERS]
-    if bad or not solvers:
-        ap.error(f"--solvers: expected some of {','.join(SOLVERS)}, received {args.solvers!r}")
+    solvers = args.solvers
     if args.nt < 2:
         ap.error(f"--nt: expected >= 2, received {args.nt}")
     torch.set_num_threads(args.threads)

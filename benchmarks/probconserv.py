@@ -44,6 +44,7 @@ from pathlib import Path
 import torch
 
 from bayesphys._bench import (
+    comma_ids,
     positive_int,
     recorded_command,
     remove_partial,
@@ -295,7 +296,11 @@ def main(argv: list[str] | None = None) -> Path:
         "--scale", type=_args.float_in(0.0), default=1.0, help="multiply all training steps"
     )
     ap.add_argument("--save-models", default=None, help="folder for the trained Step-1 models")
-    ap.add_argument("--problems", default="diffusion,pme,stefan")
+    ap.add_argument(
+        "--problems",
+        type=comma_ids(("diffusion", "pme", "stefan"), what="problems"),
+        default="diffusion,pme,stefan",
+    )
     ap.add_argument(
         "--anp-train-margin",
         type=_args.nonnegative_float,
@@ -337,15 +342,12 @@ def main(argv: list[str] | None = None) -> Path:
     )
     args = ap.parse_args(argv)
     args.device = str(resolve_device(args.device))  # the results record cpu or cuda, not auto
-    unknown = sorted(set(args.problems.split(",")) - {"diffusion", "pme", "stefan"})
-    if unknown:
-        ap.error(f"--problems: unknown {unknown}; expected some of diffusion, pme, stefan")
     if args.load_models and args.anp_train_margin is not None:
         ap.error(
             "--anp-train-margin: loaded models keep the margin they were trained with (recorded "
             "as train_margin); give it only when training"
         )
-    n_problems = len(args.problems.split(","))
+    n_problems = len(args.problems)
     if args.reference or args.retarget:
         args.jobs = 1  # these modes train nothing
     elif args.jobs is None:
@@ -374,7 +376,7 @@ def main(argv: list[str] | None = None) -> Path:
     if out is None and args.quick:
         out = tempfile.mkdtemp(prefix="bench_probconserv_")
     prev = _previous(out)
-    problems = tuple(args.problems.split(","))
+    problems = tuple(args.problems)
     t0, cpu0 = time.perf_counter(), time.process_time()
     try:
         rows, train_info, problem_seconds = run_problems(

@@ -76,7 +76,7 @@ def summary(rows: list[dict]) -> str:
 def rows_for(args, cfg, prob):
     pname = prob.name
     sets = edge_sets(prob, cfg["n_test"])
-    for key in args.methods.split(","):
+    for key in args.methods:
         model = calibrated(args.models, pname, key, cfg)
         for edge, d, test in sets:
             theta = _theta_hat(model, test)

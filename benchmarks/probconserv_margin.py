@@ -124,7 +124,7 @@ def summary(rows: list[dict]) -> str:
 def rows_for(args, cfg, prob):
     pname = prob.name
     sets = edge_sets(prob, cfg["n_test"], seed=VALIDATION_SEED)
-    for key in args.methods.split(","):
+    for key in args.methods:
         for scope, margin in args.candidates:
             kw: dict = {"range_margin": margin, "data": None}  # None: calibrate draws
             if scope == "local":  # validation functions from the training range itself

@@ -72,7 +72,7 @@ def summary(rows: list[dict]) -> str:
 def rows_for(args, cfg, prob):
     pname = prob.name
     tests = param_sets(prob, cfg["n_test"], seed=10_000)
-    for key in args.methods.split(","):
+    for key in args.methods:
         model = calibrated(args.models, pname, key, cfg)
         cal = model.calibration
         kappa, span = cal.mass_kappa, float(prob.grid(201)[-1] - prob.grid(201)[0])

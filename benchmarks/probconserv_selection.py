@@ -98,7 +98,7 @@ def summary(rows: list[dict]) -> str:
 
 def rows_for(args, cfg, prob):
     sets = param_sets(prob, cfg["n_test"], seed=VALIDATION_SEED)
-    for key in args.methods.split(","):
+    for key in args.methods:
         for selection in SELECTIONS:
             model = calibrated(args.models, prob.name, key, cfg, selection=selection)
             cal = model.calibration

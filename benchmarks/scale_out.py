@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from bayesphys._bench import bench_row, write_results
+from bayesphys._bench import bench_row, comma_ids, write_results
 from bayesphys._files import out_folder_arg
 
 WORKERS = 2
@@ -309,6 +309,7 @@ def main(argv: list[str] | None = None) -> Path:
     )
     ap.add_argument(
         "--executors",
+        type=comma_ids(EXECUTORS, unique=True, what="executors"),
         default=",".join(EXECUTORS),
         help=f"comma-separated, some of {','.join(EXECUTORS)}; ray and dask are skipped with a "
         "note when not installed",
@@ -317,13 +318,7 @@ def main(argv: list[str] | None = None) -> Path:
     args = ap.parse_args(argv)
     if args.device != "cpu":  # a usage error (exit 2), not a traceback
         ap.error(f"--device: this benchmark runs on cpu, received {args.device!r}")
-    executors = [e.strip() for e in args.executors.split(",") if e.strip()]
-    unknown = [e for e in executors if e not in EXECUTORS]
-    if unknown or not executors or len(set(executors)) < len(executors):
-        ap.error(
-            f"--executors: expected distinct names among {','.join(EXECUTORS)}, received "
-            f"{args.executors!r}" + (f" (unknown: {','.join(unknown)})" if unknown else "")
-        )
+    executors = args.executors
     torch.set_num_threads(1)
     available, skipped = [], []
     for e in executors:
@@ -357,8 +352,8 @@ def main(argv: list[str] | None = None) -> Path:
     if args.quick and out is None:
         out = tempfile.mkdtemp(prefix="bayesphys-bench-")
     cmd = "bayesphys bench scale_out" + (" --quick" if args.quick else "")
-    if args.executors != ",".join(EXECUTORS):  # the options that change the rows
-        cmd += f" --executors {args.executors}"
+    if executors != list(EXECUTORS):  # the options that change the rows
+        cmd += f" --executors {','.join(executors)}"
     if args.no_ddp:
         cmd += " --no-ddp"
     note = (

@@ -34,17 +34,23 @@ def _sections(text: str) -> dict[str, list[str]]:
     return out
 
 
+def _example_name(text: str) -> str:
+    """An argparse ``type`` for one ``--only`` entry: an example of ``bayesphys list``
+    (underscores as dashes, as ``bayesphys run`` takes them), refused at parse time when
+    unknown."""
+    name = text.replace("_", "-")
+    names = sorted(available())
+    if name not in names:
+        raise argparse.ArgumentTypeError(f"unknown example {text!r}; available: {', '.join(names)}")
+    return name
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--full", action="store_true", help="run full examples, not --smoke")
-    ap.add_argument("--only", nargs="*", default=None)
+    ap.add_argument("--only", nargs="*", type=_example_name, default=None)
     args = ap.parse_args(argv)
-    names = sorted(available())
-    only = [n.replace("_", "-") for n in args.only] if args.only else None
-    if only is not None:
-        bad = [n for n in only if n not in names]
-        if bad:
-            ap.error(f"--only: unknown examples {bad}; available: {', '.join(names)}")
+    only = args.only or None  # --only with no names: every example, as without it
     page = DOCS / "gallery.md"
     # --only reruns those examples; the other examples' sections are kept as they are
     old = _sections(page.read_text(encoding="utf-8")) if only is not None and page.exists() else {}

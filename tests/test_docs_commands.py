@@ -2,12 +2,15 @@
 
 The docs promise that each figure comes from a command anyone can rerun. This collects the
 commands quoted in README.md, docs/*.md, docs/tutorials/*.md and the module docstrings of
-benchmarks/**/*.py -- inside inline code (`...`, ``...``), fenced code blocks and indented code
-lines -- of the forms
+benchmarks/**/*.py, examples/*.py and docs/make_gallery.py -- inside inline code (`...`,
+``...``), fenced code blocks and indented code lines -- of the forms
 
 * ``python benchmarks/NAME.py ARGS`` (also under ``benchmarks/reference/``),
 * ``bayesphys bench|calibrate|run|demo|list ARGS`` and ``python -m bayesphys ARGS``,
 * ``python -m bayesphys.examples.NAME ARGS``,
+* ``python examples/NAME.py ARGS`` (a thin wrapper: parsed by ``bayesphys.examples.NAME``,
+  the module it names),
+* ``python docs/make_gallery.py ARGS``,
 
 each possibly after environment settings (``OMP_NUM_THREADS=1 ...``, ignored), and parses each
 with the argparse parser of the script, example or ``bayesphys`` command it names, without
@@ -16,15 +19,21 @@ parse (every script and example parses with it), and the ``bayesphys`` subcomman
 hand on to a script or example (``demo``, ``list``, ``calibrate``) are stopped after the CLI's
 own parse (CUDA is reported available, so a quoted GPU run parses on a machine without
 one). An unknown flag, a bad choice or a value of the wrong type fails the test with the
-file, line and command. Checks a script makes after its parse (``ap.error`` on a combination of
-options, an unknown problem id in a comma list) are not reached.
+file, line and command. The ids of a benchmark script's comma lists (``--only B0,B3``,
+``--problems``, ``--methods``, ``--seeds`` ...) are checked by the parse (their argparse
+``type``, ``bayesphys._bench.comma_ids``), so an unknown or repeated id fails here too; checks
+a script makes after its parse (``ap.error`` on a combination of options, such as
+``gp_pde.py --quick`` with an id of the full table only) are not reached.
 
 Placeholders substituted before the parse (see ``_substitute``):
 
 * ``[--flag]`` / ``[--flag VALUE]`` (an optional part): the part, without the brackets;
-* ``DIR``, ``OUT_DIR``, ``D0``-``D9``, ``D`` (a folder): a temporary folder;
+* ``DIR``, ``DIR2``, ``OUT_DIR``, ``OUT``, ``VAL``, ``D0``-``D9``, ``D`` (a folder): a
+  temporary folder;
 * ``N``, ``K``, ``S`` (a count, the number of foci, a seed): ``1``;
-* ``<ids>`` and other ``<...>`` tokens: ``x``;
+* ``<ids>`` as the value of an option that takes a comma list of ids: the first id that
+  option accepts (its argparse ``type``'s ``allowed``, see ``bayesphys._bench.comma_ids``);
+* other ``<...>`` tokens: ``x``;
 * ``COMPONENT``: each choice of the subcommand in turn (``bench``, ``calibrate``);
 * ``NAME`` / ``EXAMPLE`` after ``run`` or ``python -m bayesphys.examples.``: each example;
 * ``...`` as an argument, or closing a comma list (``B0,B1,...``): dropped; a command that is
@@ -58,12 +67,13 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
+GALLERY = ROOT / "docs" / "make_gallery.py"
 
 # a command: optional VAR=value settings, then the program and the rest of the piece
 _COMMAND = re.compile(
     r"(?:^|(?<=\s))(?:[A-Z_][A-Z0-9_]*=\S*\s+)*"
     r"(?P<prog>python\s+-m\s+bayesphys(?:\.examples\.[\w-]+|\b(?!\.))"
-    r"|python\s+benchmarks/[\w/]+\.py"
+    r"|python\s+(?:benchmarks/[\w/]+|examples/\w+|docs/make_gallery)\.py"
     r"|bayesphys\s+(?=(?:bench|calibrate|run|demo|list)\b))"
     r"(?P<rest>.*)$"
 )
@@ -72,8 +82,9 @@ _PROSE = re.compile(r"\s(?:\(|#|->|→)")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _INLINE = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)", re.S)
 FOLDER = str(Path(tempfile.gettempdir()) / "bayesphys-docs-commands")  # for DIR; not made
-_FOLDERS = {"DIR", "OUT_DIR", "D"} | {f"D{i}" for i in range(10)}
+_FOLDERS = {"DIR", "DIR2", "OUT_DIR", "OUT", "VAL", "D"} | {f"D{i}" for i in range(10)}
 _NUMBERS = {"N", "K", "S"}
+_IDS = "<ids>"  # kept to the parse: an option's first accepted id there (_ids_filled)
 _EXAMPLE = {"NAME", "EXAMPLE"}
 # (example, option, placeholder): the values the placeholder stands for
 _OPTION_VALUES = {("cohort", "--model", "NAME"): ("linear-gaussian", "glioma")}
@@ -85,7 +96,9 @@ class Quoted:
 
     where: str  # path:line
     text: str  # as quoted (whitespace collapsed)
-    prog: str  # "bayesphys", "benchmarks/NAME.py" or "bayesphys.examples.NAME"
+    # "bayesphys", "benchmarks/NAME.py", "examples/NAME.py", "docs/make_gallery.py" or
+    # "bayesphys.examples.NAME"
+    prog: str
     argv: tuple[str, ...]
 
 
@@ -96,7 +109,8 @@ def _sources() -> list[tuple[str, int, str]]:
         out.append((path.relative_to(ROOT).as_posix(), 1, path.read_text(encoding="utf-8")))
     for path in sorted((ROOT / "docs" / "tutorials").glob("*.md")):
         out.append((path.relative_to(ROOT).as_posix(), 1, path.read_text(encoding="utf-8")))
-    for path in sorted(BENCH.rglob("*.py")):
+    scripts = [*BENCH.rglob("*.py"), *(ROOT / "examples").glob("*.py"), GALLERY]
+    for path in sorted(scripts):
         source = path.read_text(encoding="utf-8")
         body = ast.parse(source).body
         if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
@@ -217,7 +231,7 @@ def _substitute(prog: str, words: list[str], folder: str) -> list[list[str]]:
             w = folder
         elif w in _NUMBERS:
             w = "1"
-        elif re.fullmatch(r"<[^>]*>", w):
+        elif re.fullmatch(r"<[^>]*>", w) and w != _IDS:
             w = "x"
         out.append(w)
     argvs = []
@@ -263,7 +277,7 @@ def parse_quoted(where: str, code: str, folder: str) -> list[Quoted]:
             found.append(Quoted(where, piece, "shell", (f"shell words: {err}",)))
             continue
         prog = " ".join(m.group("prog").split())
-        if prog.startswith("python benchmarks/"):
+        if prog.startswith(("python benchmarks/", "python examples/", "python docs/")):
             prog = prog.split(None, 1)[1]
         elif prog.startswith("python -m bayesphys.examples."):
             prog = prog.rsplit(" ", 1)[1]
@@ -297,12 +311,37 @@ def _stop(*args, **kwargs):
 
 
 def _load_script(rel: str):
-    path = ROOT / "benchmarks" / rel.removeprefix("benchmarks/")
+    path = ROOT / rel
     name = "_docs_cmd_" + re.sub(r"\W", "_", rel)
     spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _ids_filled(parser: argparse.ArgumentParser, args: list[str] | None) -> list[str] | None:
+    """``args`` with each ``<ids>`` that follows an option of ``parser`` taking a comma list of
+    ids replaced by that option's first accepted id (others are left to the parser that
+    takes them: ``bayesphys bench`` hands the script's options on)."""
+    if args is None:
+        return None
+    out = list(args)
+    for i in range(1, len(out)):
+        action = parser._option_string_actions.get(out[i - 1])
+        allowed = getattr(getattr(action, "type", None), "allowed", None)
+        if out[i] == _IDS and allowed:
+            out[i] = allowed[0]
+    return out
+
+
+def _wrapped_example(rel: str) -> str | None:
+    """``bayesphys.examples.NAME`` for ``examples/NAME.py`` when that script is a thin wrapper
+    naming the module (it runs the module's ``main``); else ``None``."""
+    path = ROOT / rel
+    module = "bayesphys.examples." + path.stem
+    if not path.is_file() or not importlib.util.find_spec(module):
+        return None
+    return module if module in path.read_text(encoding="utf-8") else None
 
 
 def parse_error(q: Quoted, monkeypatch: pytest.MonkeyPatch) -> str | None:
@@ -313,7 +352,7 @@ def parse_error(q: Quoted, monkeypatch: pytest.MonkeyPatch) -> str | None:
     original = argparse.ArgumentParser.parse_args
 
     def parse_then_stop(self, args=None, namespace=None):
-        original(self, args, namespace)
+        original(self, _ids_filled(self, args), namespace)
         raise _Parsed
 
     monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
@@ -332,10 +371,15 @@ def parse_error(q: Quoted, monkeypatch: pytest.MonkeyPatch) -> str | None:
                 return q.argv[0]
             if q.prog == "bayesphys":
                 cli.main(list(q.argv))
-            elif q.prog.startswith("benchmarks/"):
+            elif q.prog.startswith(("benchmarks/", "docs/")):
                 if not (ROOT / q.prog).is_file():
                     return f"no script {q.prog}"
                 _load_script(q.prog).main(list(q.argv))
+            elif q.prog.startswith("examples/"):
+                module = _wrapped_example(q.prog)
+                if module is None:
+                    return f"{q.prog}: no script, or not a wrapper of bayesphys.examples"
+                importlib.import_module(module).main(list(q.argv))
             else:
                 importlib.import_module(q.prog).main(list(q.argv))
     except _Parsed:
@@ -401,11 +445,55 @@ def test_misspelt_flag_in_a_doc_line_fails(monkeypatch):
         ("bayesphys calibrate core --quik", "--quik"),
         ("python -m bayesphys.examples.glioma --foci none", "--foci"),
         ("OMP_NUM_THREADS=1 python benchmarks/no_such_script.py --quick", "no script"),
+        # an unknown id in a comma list: refused by the script's parse itself
+        ("python benchmarks/odil.py --only B0,B9 --out D0", "unknown ids ['B9']"),
+        ("bayesphys bench meta_fm --quick --problems B1,B7", "unknown problems ['B7']"),
+        ("python benchmarks/neural_process.py --skip SPEED,P4", "unknown rows ['P4']"),
+        ("python benchmarks/probconserv.py --problems stefan,heat", "unknown problems ['heat']"),
+        ("python benchmarks/gp_pde.py --methods GP-HM,GP", "unknown methods ['GP']"),
+        ("python examples/ddp_training.py --nproc none", "--nproc"),
+        ("python examples/no_such_example.py --smoke", "no script"),
+        ("python docs/make_gallery.py --fulll", "--fulll"),
+        ("python docs/make_gallery.py --only glioma no-such", "unknown example 'no-such'"),
     ],
 )
 def test_bad_commands_fail(code, says, monkeypatch):
     problem = parse_error(_one(code), monkeypatch)
     assert problem is not None and says in problem
+
+
+def test_unknown_id_in_a_doc_line_fails(monkeypatch):
+    """A copy of a real doc line with an id changed to an unknown one is refused, naming it."""
+    _, line = _line("docs/odil.md", "python benchmarks/odil.py --only B0 --out D0")
+    assert parse_error(_one(line), monkeypatch) is None
+    problem = parse_error(_one(line.replace("--only B0", "--only B0,B9")), monkeypatch)
+    assert problem is not None and "--only" in problem and "'B9'" in problem
+
+
+def test_example_wrappers_and_the_gallery_script_are_parsed(monkeypatch):
+    found = [
+        (q.prog, q.argv)
+        for code in (
+            "python examples/ddp_training.py --nproc 2 --out OUT",
+            "python docs/make_gallery.py [--full]",
+        )
+        for q in parse_quoted("doc.md:1", code, FOLDER)
+    ]
+    assert found == [
+        ("examples/ddp_training.py", ("--nproc", "2", "--out", FOLDER)),
+        ("docs/make_gallery.py", ("--full",)),
+    ]
+    for prog, argv in found:
+        assert parse_error(Quoted("doc.md:1", "", prog, argv), monkeypatch) is None
+    assert {"examples/tutorial_arviz.py", "docs/make_gallery.py"} <= {q.prog for q in _QUOTED}
+
+
+def test_an_ids_placeholder_takes_an_id_the_option_accepts(monkeypatch):
+    q = _one("python benchmarks/odil.py --only <ids> --quick --out DIR")
+    assert q.argv == ("--only", "<ids>", "--quick", "--out", FOLDER)
+    assert parse_error(q, monkeypatch) is None
+    problem = parse_error(_one("python benchmarks/odil.py --only <other> --quick"), monkeypatch)
+    assert problem is not None and "unknown ids ['x']" in problem  # other placeholders: x
 
 
 def test_nothing_runs_past_the_parse(monkeypatch):

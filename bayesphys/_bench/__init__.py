@@ -12,7 +12,9 @@ helpers the ``benchmarks/*.py`` scripts share.
 * :mod:`.tasks` — a script's tasks run in order, here or on worker processes
   (:func:`run_script_tasks`, :func:`call_script`, :func:`script_module`);
 * :mod:`.ablation` — an ablation script's options, results file and ``main()``
-  (:func:`ablation_parser`, :func:`write_rows`, :func:`smoke_ablation_main`).
+  (:func:`ablation_parser`, :func:`write_rows`, :func:`smoke_ablation_main`);
+* :mod:`.argtypes` — argparse types of the scripts' comma lists (:func:`comma_ids`,
+  :func:`comma_list`): an unknown id is refused by the parse.
 
 Every name is re-exported here, so ``from bayesphys._bench import write_results`` keeps
 working. A test that replaces a module global patches the module that reads it (the shell's
@@ -22,6 +24,7 @@ thread counts: :mod:`.commands`; ``repo_root`` as :func:`write_results` and
 
 from .ablation import ablation_parser, positive_int, results_name_arg, write_rows
 from .ablation import smoke_ablation_main as smoke_ablation_main
+from .argtypes import comma_ids, comma_list
 from .commands import recorded_command as recorded_command
 from .commands import thread_env_prefix as thread_env_prefix
 from .commands import threading_info as threading_info
@@ -60,5 +63,7 @@ __all__ = [
     "ablation_parser",
     "positive_int",
     "results_name_arg",
+    "comma_ids",
+    "comma_list",
     "script_module",
 ]
