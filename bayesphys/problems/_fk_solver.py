@@ -41,12 +41,19 @@ def _real_state(name: str, c: Tensor) -> Tensor:
     return c
 
 
-def _check_grid(c0: Tensor, faces: Sequence[Tensor], tissue: Tensor | None, spacing) -> float:
+def _check_grid(
+    c0: Tensor, faces: Sequence[Tensor], tissue: Tensor | None, spacing
+) -> tuple[float, Tensor | None]:
     """One face map per axis of ``c0``'s grid and a tissue mask of that grid; ``spacing > 0``
     (too few faces failed with an IndexError, a mask of another shape broadcast silently),
-    both on ``c0``'s device (torch's error named neither)."""
+    both on ``c0``'s device (torch's error named neither). Returns ``(spacing, tissue)``: a
+    mask given as a list or array is converted onto ``c0``'s device (finite; a list failed
+    with ``AttributeError``, an array multiplied the state with numpy's DeprecationWarning);
+    ``faces`` may be one ``[d, *grid]`` tensor (its truth value failed)."""
     _check_step("spacing", spacing)
-    grid = tuple(c0.shape[-len(faces) :]) if faces else ()
+    if tissue is not None and not isinstance(tissue, Tensor):
+        tissue = as_tensor("tissue", tissue, device=c0.device)
+    grid = tuple(c0.shape[-len(faces) :]) if len(faces) else ()
     if len(faces) == 0 or any(tuple(f.shape) != grid for f in faces):
         raise ValueError(
             "faces: expected one face map per grid axis, each of the grid's shape (as "
@@ -59,7 +66,7 @@ def _check_grid(c0: Tensor, faces: Sequence[Tensor], tissue: Tensor | None, spac
         )
     _check_on_device("faces", faces, c0.device, "c0")
     check_on_device("tissue", tissue, c0.device, "c0's")
-    return spacing
+    return spacing, tissue
 
 
 def _check_rates_on_device(device: torch.device, of: str, **rates: Tensor | float) -> None:
@@ -114,7 +121,9 @@ def fk_forward(
       keeps the scheme first order overall: measured order about 1.1, with an error constant
       about 25 times smaller than ``"euler"``'s).
 
-    ``tissue`` (0/1 mask) zeroes the state outside the brain. Differentiable in ``c0``, ``dw``,
+    ``tissue`` (0/1 mask ``[*grid]``: a tensor, array or list) zeroes the initial state
+    outside the brain (once: the state stays 0 there where the faces are 0, as
+    :func:`tissue_faces` makes them off the tissue). Differentiable in ``c0``, ``dw``,
     ``rho``. With ``save_every`` (an int ``>= 1``) returns ``(c(T), traj [n_saved, *grid])``.
     ``faces``: ``c0.ndim`` maps of ``c0``'s shape, finite (the stability check refuses a NaN
     or infinite face by name); ``spacing > 0``; ``dw >= 0`` and ``rho`` finite when given as
@@ -176,7 +185,7 @@ def _fk_forward(
         raise ValueError(
             f"faces: expected {c0.ndim} face maps (one per axis of c0), received {len(faces)}"
         )
-    spacing = _check_grid(c0, faces, tissue, spacing)
+    spacing, tissue = _check_grid(c0, faces, tissue, spacing)
     # before the stability check (which reads them) and the first product with the faces
     _check_rates_on_device(c0.device, "c0", dw=dw, rho=rho)
     if not isinstance(dw, (Tensor, np.ndarray)):  # numbers: dw >= 0 (< 0 anti-diffused)
@@ -303,7 +312,7 @@ def fk_forward_tangent(
         raise ValueError(
             f"faces: expected {c0.ndim} face maps (one per axis of c0), received {len(faces)}"
         )
-    spacing = _check_grid(c0, faces, tissue, spacing)
+    spacing, tissue = _check_grid(c0, faces, tissue, spacing)
     _check_rates_on_device(c0.device, "c0", dw=dw, rho=rho)
     # lists failed with AttributeError; tensors pass unchanged
     dc0 = _real_state("dc0", dc0)
