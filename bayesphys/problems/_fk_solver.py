@@ -1,0 +1,366 @@
+r"""Fisher-Kolmogorov solvers: explicit forward solve, its tangent-linear model, ODIL residual.
+
+.. math:: \partial_t c = \nabla\cdot(D(x)\nabla c) + \rho\, c(1-c)
+
+on the face maps of :func:`tissue_faces` (zero faces carry no flux). States ``[*grid]`` (one
+state, no batch dimension), trajectories and space-time fields ``[nt, *grid]``. The public
+names are re-exported by :mod:`bayesphys.problems.fisher_kolmogorov`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .._checks import check_bool, check_int, check_real
+from .._device import as_tensor, check_finite_input, check_on_device
+from ._fk_stability import _check_scheme, _check_stable, _check_time
+from .stencil import (
+    _check_div_flux,
+    _check_on_device,
+    _check_step,
+    _div_flux,
+)
+
+__all__ = ["fk_forward", "fk_forward_tangent", "fk_residual", "logistic_step"]
+
+
+def _real_state(name: str, c: Tensor) -> Tensor:
+    """A state ``c`` as a real tensor: tensors pass unchanged (differentiable), arrays and
+    lists are converted (finite); a complex or bool one is a ``TypeError`` naming ``name`` (a
+    list failed with ``AttributeError``, a complex state ran in complex arithmetic)."""
+    if not isinstance(c, Tensor):
+        c = as_tensor(name, c)
+        if not c.is_floating_point():
+            c = c.to(torch.get_default_dtype())
+    if c.is_complex() or c.dtype == torch.bool:
+        raise TypeError(f"{name}: expected a real state, received {c.dtype}")
+    return c
+
+
+def _check_grid(
+    c0: Tensor, faces: Sequence[Tensor], tissue: Tensor | None, spacing
+) -> tuple[float, Tensor | None]:
+    """One face map per axis of ``c0``'s grid and a tissue mask of that grid; ``spacing > 0``
+    (too few faces failed with an IndexError, a mask of another shape broadcast silently),
+    both on ``c0``'s device (torch's error named neither). Returns ``(spacing, tissue)``: a
+    mask given as a list or array is converted onto ``c0``'s device (finite; a list failed
+    with ``AttributeError``, an array multiplied the state with numpy's DeprecationWarning);
+    ``faces`` may be one ``[d, *grid]`` tensor (its truth value failed)."""
+    _check_step("spacing", spacing)
+    if tissue is not None and not isinstance(tissue, Tensor):
+        tissue = as_tensor("tissue", tissue, device=c0.device)
+    grid = tuple(c0.shape[-len(faces) :]) if len(faces) else ()
+    if len(faces) == 0 or any(tuple(f.shape) != grid for f in faces):
+        raise ValueError(
+            "faces: expected one face map per grid axis, each of the grid's shape (as "
+            f"tissue_faces returns), received {[tuple(f.shape) for f in faces]} for c0 of "
+            f"shape {tuple(c0.shape)}"
+        )
+    if tissue is not None and tuple(tissue.shape) != grid:
+        raise ValueError(
+            f"tissue: expected the grid's shape {grid}, received {tuple(tissue.shape)}"
+        )
+    _check_on_device("faces", faces, c0.device, "c0")
+    check_on_device("tissue", tissue, c0.device, "c0's")
+    return spacing, tissue
+
+
+def _check_rates_on_device(device: torch.device, of: str, **rates: Tensor | float) -> None:
+    """``ValueError`` naming the first of ``rates`` (``dw``, ``rho``, ...) that is a tensor on
+    another device than ``device`` (that of the argument ``of``), before the first product with
+    it: torch's own error named neither the argument nor the devices. A 0-dim CPU tensor
+    passes, as torch moves one itself; numbers and arrays pass."""
+    for name, rate in rates.items():
+        if not (isinstance(rate, Tensor) and rate.ndim == 0 and rate.device.type == "cpu"):
+            check_on_device(name, rate, device, f"{of}'s")
+
+
+def logistic_step(c: Tensor, rho: Tensor | float, tau: float) -> Tensor:
+    r"""Exact flow of :math:`\dot c = \rho c(1-c)` over :math:`\tau`:
+    :math:`c\,e^{\rho\tau} / (1 + c(e^{\rho\tau} - 1))` (elementwise, any shape; differentiable).
+
+    An integer ``c`` is computed in the default floating dtype (``rho`` was cast to its integer
+    dtype: 0.5 became 0 and the state did not move); a list or array is converted (finite),
+    a complex or bool ``c`` refused, as :func:`fk_forward`'s state."""
+    c = _real_state("c", c)
+    if not c.is_floating_point():
+        c = c.to(torch.get_default_dtype())
+    e = torch.exp(torch.as_tensor(rho, dtype=c.dtype, device=c.device) * tau)
+    return c * e / (1 + c * (e - 1))
+
+
+def fk_forward(
+    c0: Tensor,
+    faces: Sequence[Tensor],
+    dw: Tensor | float,
+    rho: Tensor | float,
+    *,
+    t_end: float,
+    steps: int,
+    spacing: float,
+    tissue: Tensor | None = None,
+    save_every: int | None = None,
+    scheme: str = "euler",
+    check_stability: bool = True,
+) -> Tensor | tuple[Tensor, Tensor]:
+    r"""Time-stepping of the FK equation; returns :math:`c(T)` ``[*grid]`` (or the trajectory).
+
+    ``dt = t_end / steps`` (choose ``steps`` with :func:`stable_steps`; ``1 <= steps <= 1e9``,
+    the bound :func:`stable_steps` keeps). Schemes:
+
+    * ``"euler"``: explicit Euler, :math:`c \leftarrow c + \Delta t\,[\nabla\cdot(D\nabla c)
+      + \rho c(1-c)]` (first order in time);
+    * ``"strang"``: Strang splitting :math:`R_{\Delta t/2}\,E_{\Delta t}\,R_{\Delta t/2}` of the
+      exact logistic flow :math:`R_\tau` (:func:`logistic_step`) and an explicit Euler diffusion
+      step :math:`E_{\Delta t}` (same stability limit, same cost; the reaction carries no
+      time-step error and the splitting error is second order, but the Euler diffusion step
+      keeps the scheme first order overall: measured order about 1.1, with an error constant
+      about 25 times smaller than ``"euler"``'s).
+
+    ``tissue`` (0/1 mask ``[*grid]``: a tensor, array or list) zeroes the initial state
+    outside the brain (once: the state stays 0 there where the faces are 0, as
+    :func:`tissue_faces` makes them off the tissue). Differentiable in ``c0``, ``dw``,
+    ``rho``. With ``save_every`` (an int ``>= 1``) returns ``(c(T), traj [n_saved, *grid])``.
+    ``faces``: ``c0.ndim`` maps of ``c0``'s shape, finite (the stability check refuses a NaN
+    or infinite face by name); ``spacing > 0``; ``dw >= 0`` and ``rho`` finite when given as
+    numbers; ``faces``, ``tissue``, and ``dw`` and ``rho`` when tensors
+    (other than 0-dim CPU ones), on ``c0``'s device.
+
+    ``dt`` must not exceed :func:`max_step` (diffusion: :math:`\Delta t \le h^2 / (D_w
+    \max_i \sum_{\text{faces of } i} f)`, at least :math:`h^2/(2 d D_w \max f)`; ``"euler"``
+    also :math:`\Delta t|\rho| \le 2`): with ``dw`` and ``rho`` given as numbers a larger step
+    is a ``ValueError`` naming the smallest stable ``steps`` (it blew up silently, e.g. to
+    51.8); with tensors (fits and samplers that may visit an unstable :math:`D_w`) a
+    ``RuntimeWarning``, as is a tensor ``dw`` with a negative entry (anti-diffusion, unstable
+    at any step). ``check_stability=False`` skips the check, for callers that size
+    ``steps`` for a bound on :math:`D_w` and report exceeding it themselves
+    (:class:`~bayesphys.odil.GliomaModel`: :func:`stable_steps` at ``d_max``).
+
+    A ``c0`` with a NaN or infinite entry is a ``ValueError`` naming it (it gave a NaN map
+    silently; a NaN tensor rate is the stability check's ``RuntimeWarning``); not tested under
+    a :mod:`torch.func` transform, whose wrapped values cannot be read.
+    """
+    c0 = _real_state("c0", c0)
+    check_finite_input("c0", c0)
+    return _fk_forward(
+        c0,
+        faces,
+        dw,
+        rho,
+        t_end=t_end,
+        steps=steps,
+        spacing=spacing,
+        tissue=tissue,
+        save_every=save_every,
+        scheme=scheme,
+        check_stability=check_stability,
+    )
+
+
+def _fk_forward(
+    c0: Tensor,
+    faces: Sequence[Tensor],
+    dw: Tensor | float,
+    rho: Tensor | float,
+    *,
+    t_end: float,
+    steps: int,
+    spacing: float,
+    tissue: Tensor | None = None,
+    save_every: int | None = None,
+    scheme: str = "euler",
+    check_stability: bool = True,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """:func:`fk_forward` without its test of the values of ``c0``: for a
+    model's own solves at points it made (a sampler's or optimiser's trial point), where a
+    non-finite one gives a non-finite loss the caller rejects, not an error."""
+    _check_scheme(scheme)
+    t_end, steps = _check_time(t_end, steps)
+    c0 = _real_state("c0", c0)
+    if len(faces) != c0.ndim:
+        raise ValueError(
+            f"faces: expected {c0.ndim} face maps (one per axis of c0), received {len(faces)}"
+        )
+    spacing, tissue = _check_grid(c0, faces, tissue, spacing)
+    # before the stability check (which reads them) and the first product with the faces
+    _check_rates_on_device(c0.device, "c0", dw=dw, rho=rho)
+    if not isinstance(dw, (Tensor, np.ndarray)):  # numbers: dw >= 0 (< 0 anti-diffused)
+        check_real("dw", dw, minimum=0.0)
+    if not isinstance(rho, (Tensor, np.ndarray)):
+        check_real("rho", rho)
+    if save_every is not None:
+        save_every = check_int("save_every", save_every, minimum=1)
+    if check_bool("check_stability", check_stability):
+        _check_stable(faces, dw, rho, t_end=t_end, steps=steps, spacing=spacing, scheme=scheme)
+    dt = t_end / steps
+    hs = [spacing] * c0.ndim
+    scaled = [f * dw for f in faces]
+    c = c0 if tissue is None else c0 * tissue
+    traj = [c] if save_every else None
+    for k in range(steps):
+        if scheme == "euler":
+            c = c + dt * (_div_flux(c, scaled, hs) + rho * c * (1 - c))
+        else:
+            c = logistic_step(c, rho, 0.5 * dt)
+            c = logistic_step(c + dt * _div_flux(c, scaled, hs), rho, 0.5 * dt)
+        if save_every and (k + 1) % save_every == 0:
+            traj.append(c)
+    if save_every:
+        return c, torch.stack(traj)
+    return c
+
+
+def fk_residual(
+    c: Tensor,
+    faces: Sequence[Tensor],
+    dw: Tensor | float,
+    rho: Tensor | float,
+    *,
+    dt: float,
+    spacing: float,
+    scheme: str = "cn",
+) -> Tensor:
+    r"""ODIL residual of the space-time field ``c [nt, *grid]`` (levels :math:`t_n = n\,\Delta t`).
+
+    ``scheme="cn"`` (GliODIL's Crank-Nicolson time scheme; GliODIL's reaction reads
+    :math:`\rho|c|(1-c)`, which agrees with the one below wherever :math:`c \ge 0`):
+    :math:`(c^n - c^{n-1})/\Delta t - \tfrac12[F(c^n) + F(c^{n-1})]`;
+    ``"euler"``: :math:`(c^n - c^{n-1})/\Delta t - F(c^{n-1})` (the forward solver's scheme),
+    with :math:`F(c) = \nabla\cdot(D\nabla c) + \rho c(1-c)`. Returns ``[nt-1, *grid]``.
+    ``dt`` and ``spacing`` (numbers) ``> 0``; ``c`` has at least 2 levels; ``faces``, and
+    ``dw`` and ``rho`` when tensors (other than 0-dim CPU ones), on ``c``'s device.
+    """
+    if scheme not in ("cn", "euler"):
+        raise ValueError(f"scheme: expected 'cn' or 'euler', received {scheme!r}")
+    _check_step("dt", dt)
+    c = _real_state("c", c)
+    if c.ndim < 2 or c.shape[0] < 2:
+        raise ValueError(
+            f"c: expected [nt >= 2, *grid] (time levels first), received {tuple(c.shape)}"
+        )
+    # the faces and rates before the first product with them (torch's error named neither);
+    # a 0-dim CPU rate passes, as torch moves one itself
+    _check_on_device("faces", faces, c.device, "c")
+    _check_rates_on_device(c.device, "c", dw=dw, rho=rho)
+    hs = [spacing] * (c.ndim - 1)
+    scaled = [f * dw for f in faces]
+    hs = _check_div_flux(c, scaled, hs, "c")  # once, not in each call of rhs
+
+    def rhs(u):
+        return _div_flux(u, scaled, hs) + rho * u * (1 - u)
+
+    ct = (c[1:] - c[:-1]) / dt
+    if scheme == "cn":
+        return ct - 0.5 * (rhs(c[1:]) + rhs(c[:-1]))
+    return ct - rhs(c[:-1])  # "euler" (scheme was checked on entry)
+
+
+def _logistic_tangent(
+    c: Tensor, dc: Tensor, rho: Tensor, drho: Tensor, tau: float
+) -> tuple[Tensor, Tensor]:
+    # R = c e / q, q = 1 + c (e - 1), e = exp(rho tau):
+    # dR/dc = e / q^2, dR/drho = tau c e (1 - c) / q^2
+    e = torch.exp(rho * tau)
+    q = 1 + c * (e - 1)
+    eq2 = e / (q * q)
+    return c * e / q, eq2 * dc + drho * (tau * c * (1 - c)) * eq2
+
+
+def fk_forward_tangent(
+    c0: Tensor,
+    dc0: Tensor,
+    faces: Sequence[Tensor],
+    dw: Tensor | float,
+    rho: Tensor | float,
+    ddw: Tensor,
+    drho: Tensor,
+    *,
+    t_end: float,
+    steps: int,
+    spacing: float,
+    tissue: Tensor | None = None,
+    scheme: str = "euler",
+    check_stability: bool = True,
+) -> tuple[Tensor, Tensor]:
+    r""":func:`fk_forward` together with its tangent-linear model for ``p`` directions.
+
+    ``dc0 [p, *grid]``: directional derivatives of :math:`c_0`; ``ddw, drho [p]``: of
+    :math:`D_w, \rho`. Euler step :math:`\delta c \leftarrow \delta c + \Delta t[\nabla\cdot(D\nabla\delta c)
+    + \delta D_w \nabla\cdot(\tilde D\nabla c) + \rho(1-2c)\delta c + \delta\rho\,c(1-c)]`; for
+    ``scheme="strang"`` the logistic half-steps carry
+    :math:`\delta R = (e/q^2)\,\delta c + \tau c(1-c)(e/q^2)\,\delta\rho` with
+    :math:`e = e^{\rho\tau}, q = 1 + c(e-1)`. Here :math:`\nabla\cdot(\tilde D\nabla c)` is
+    the operator with the unit faces (``faces`` themselves), i.e. the derivative of
+    :math:`\nabla\cdot(D_w\tilde D\nabla c)` in :math:`D_w`; it is computed as the
+    :math:`D_w`-scaled operator divided by :math:`D_w` for :math:`D_w \ne 0` and directly from
+    ``faces`` at :math:`D_w = 0` (which :func:`fk_forward` accepts; dividing gave NaN there).
+    Returns ``(c(T) [*grid], dc(T) [p, *grid])`` -- the Jacobian columns in one batched pass.
+    The arguments and the step are checked as in :func:`fk_forward` (``dw >= 0`` and ``rho``
+    finite when given as numbers, devices; ``check_stability`` likewise); ``dc0``, ``ddw``
+    and ``drho`` on ``c0``'s device; a ``c0`` with a NaN or infinite entry is refused by name,
+    as there.
+    """
+    _check_scheme(scheme)
+    t_end, steps = _check_time(t_end, steps)
+    c0 = _real_state("c0", c0)
+    check_finite_input("c0", c0)
+    if len(faces) != c0.ndim:
+        raise ValueError(
+            f"faces: expected {c0.ndim} face maps (one per axis of c0), received {len(faces)}"
+        )
+    spacing, tissue = _check_grid(c0, faces, tissue, spacing)
+    _check_rates_on_device(c0.device, "c0", dw=dw, rho=rho)
+    # lists failed with AttributeError; tensors pass unchanged
+    dc0 = _real_state("dc0", dc0)
+    ddw = ddw if isinstance(ddw, Tensor) else as_tensor("ddw", ddw, dtype=c0.dtype)
+    drho = drho if isinstance(drho, Tensor) else as_tensor("drho", drho, dtype=c0.dtype)
+    # the directions are reshaped to [p, 1, ...] before any product: no 0-dim CPU exception
+    for name, direction in (("dc0", dc0), ("ddw", ddw), ("drho", drho)):
+        check_on_device(name, direction, c0.device, "c0's")
+    # as fk_forward: a negative dw anti-diffused (the stability check reads |dw|), NaN went on
+    if not isinstance(dw, (Tensor, np.ndarray)):
+        check_real("dw", dw, minimum=0.0)
+    if not isinstance(rho, (Tensor, np.ndarray)):
+        check_real("rho", rho)
+    if dc0.shape[1:] != c0.shape or ddw.numel() != len(dc0) or drho.numel() != len(dc0):
+        raise ValueError(
+            f"dc0, ddw, drho: expected [p, *grid] and [p], [p] with grid {tuple(c0.shape)}, "
+            f"received {tuple(dc0.shape)}, {tuple(ddw.shape)}, {tuple(drho.shape)}"
+        )
+    if check_bool("check_stability", check_stability):
+        _check_stable(faces, dw, rho, t_end=t_end, steps=steps, spacing=spacing, scheme=scheme)
+    dt = t_end / steps
+    nd = c0.ndim
+    hs = [spacing] * nd
+    scaled = [f * dw for f in faces]
+    # d/dD_w of div(D_w f grad c) is div(f grad c): the scaled operator / D_w (the values of
+    # the benchmarks' fits, unchanged) except at D_w = 0, where it is taken from the unit faces
+    zero_dw = bool(torch.as_tensor(dw).detach().eq(0).all())
+
+    def dw_term(lap_c: Tensor, cc: Tensor) -> Tensor:  # ddw * div(f grad c)
+        return ddw * _div_flux(cc, faces, hs) if zero_dw else ddw * lap_c / dw
+
+    bshape = (-1,) + (1,) * nd
+    ddw, drho = ddw.reshape(bshape), drho.reshape(bshape)
+    rho_t = torch.as_tensor(rho, dtype=c0.dtype, device=c0.device)
+    c, dc = c0, dc0
+    if tissue is not None:
+        c, dc = c * tissue, dc * tissue
+    for _ in range(steps):
+        if scheme == "strang":
+            c, dc = _logistic_tangent(c, dc, rho_t, drho, 0.5 * dt)
+        both = torch.cat([c[None], dc], 0)
+        lap = _div_flux(both, scaled, hs)  # D_w-scaled operator on c and on dc
+        if scheme == "euler":
+            react = c * (1 - c)
+            dc = dc + dt * (lap[1:] + dw_term(lap[0], c) + rho * (1 - 2 * c) * dc + drho * react)
+            c = c + dt * (lap[0] + rho * react)
+        else:
+            dc = dc + dt * (lap[1:] + dw_term(lap[0], c))
+            c = c + dt * lap[0]
+            c, dc = _logistic_tangent(c, dc, rho_t, drho, 0.5 * dt)
+    return c, dc
