@@ -59,6 +59,7 @@ from torch import nn
 from bayesphys._bench import (
     ablation_parser,
     comma_list,
+    positive_int,
     print_rows_table,
     run_script_tasks,
     write_rows,
@@ -254,15 +255,15 @@ def main(argv: list[str] | None = None) -> Path:
         default=",".join(map(str, FOLDS)),
         help="patient folds 0-3",
     )
-    ap.add_argument("--steps", type=int, default=None, help="default: the benchmark's B4 steps")
+    ap.add_argument(
+        "--steps", type=positive_int, default=None, help="default: the benchmark's B4 steps"
+    )
     ap.add_argument("--no-replica", action="store_true", help="skip the replica check")
     ap.add_argument("--quick", action="store_true", help="tiny screens, written to a temp folder")
     args = ap.parse_args(argv)
     if args.table:
         return print_rows_table(args.table)
     seeds, folds = args.seeds, args.folds
-    if args.steps is not None and args.steps < 1:
-        ap.error(f"--steps: expected a positive int, received {args.steps}")
     steps = args.steps or (QUICK["steps"] if args.quick else FULL_STEPS["B4"])
     if args.quick and args.out is None:
         args.out = tempfile.mkdtemp(prefix="bench_quick_")

@@ -40,7 +40,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bayesphys._bench import ablation_parser, print_rows_table, run_script_tasks, write_rows
+from bayesphys._bench import (
+    ablation_parser,
+    comma_list,
+    print_rows_table,
+    run_script_tasks,
+    write_rows,
+)
+from bayesphys._cli_args import seed_arg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from meta_fm import (  # noqa: E402
@@ -85,11 +92,16 @@ def fit_one(task: tuple[str, int, str, str]) -> dict:
 def main(argv: list[str] | None = None) -> Path:
     ap = ablation_parser(__doc__)
     ap.add_argument("--problem", choices=("B4", "B2"), default="B4")
-    ap.add_argument("--seeds", default="3", help="comma list of seeds (B4: fold = seed mod 4)")
+    ap.add_argument(
+        "--seeds",
+        type=comma_list(seed_arg, unique=True, what="seeds"),
+        default="3",
+        help="comma list of seeds (B4: fold = seed mod 4)",
+    )
     args = ap.parse_args(argv)
     if args.table:
         return print_rows_table(args.table)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = args.seeds
     pid = args.problem
     tasks = [(pid, s, m, c) for s in seeds for m in METHODS[pid] for c in COUPLINGS[pid]]
     t0 = time.perf_counter()

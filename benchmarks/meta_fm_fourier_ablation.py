@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bayesphys._bench import ablation_parser, print_rows_table, write_rows
+from bayesphys._bench import ablation_parser, comma_list, positive_int, print_rows_table, write_rows
 from bayesphys.meta_fm import MetaFlowMatching, gaussian_w2
 from bayesphys.problems.populations import linear_map
 
@@ -58,7 +58,12 @@ def score(model: MetaFlowMatching, data) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> Path:
     ap = ablation_parser(__doc__, jobs=False)
-    ap.add_argument("--steps", default="1000,5000,20000")
+    ap.add_argument(
+        "--steps",
+        type=comma_list(positive_int, what="step counts"),
+        default="1000,5000,20000",
+        help="comma list of step counts",
+    )
     ap.add_argument("--no-b4", action="store_true", help="skip the B4 part")
     args = ap.parse_args(argv)
     if args.table:
@@ -67,7 +72,7 @@ def main(argv: list[str] | None = None) -> Path:
     data = linear_map(dim=2, n_train=200, n_cal=0, n_test=100, seed=0)
     rows = []
     for label, fourier in CONFIGS.items():
-        for steps in (int(s) for s in args.steps.split(",")):
+        for steps in args.steps:
             m = MetaFlowMatching(data, method="MFM", seed=0, **model_kwargs(50, fourier))
             t0 = time.perf_counter()
             fit = m.fit(steps=steps, progress=False)

@@ -29,6 +29,7 @@ Writes ``benchmarks/results/<name>.json`` (default ``meta_fm_spread_ablation``).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import sys
@@ -38,11 +39,33 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bayesphys._bench import ablation_parser, print_rows_table, results_name_arg, write_rows
+from bayesphys._bench import (
+    ablation_parser,
+    comma_list,
+    print_rows_table,
+    results_name_arg,
+    write_rows,
+)
 from bayesphys.meta_fm import MetaFlowMatching, MFMEnsemble
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from meta_fm import FOURIER, model_kwargs, problem_data  # noqa: E402  (same settings)
+
+
+def _ensemble_size(text: str) -> int:
+    """An ensemble size: an int >= 2 (one member has no spread)."""
+    n = int(text)
+    if n < 2:
+        raise argparse.ArgumentTypeError(f"expected ensemble sizes >= 2, received {text!r}")
+    return n
+
+
+def _split_count(text: str) -> int:
+    """A number of noise splits: an int >= 0 (0: the epistemic spread alone)."""
+    n = int(text)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected split counts >= 0, received {text!r}")
+    return n
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -57,10 +80,16 @@ def main(argv: list[str] | None = None) -> Path:
         help="the field (default concat: the committed seed-0 table's)",
     )
     ap.add_argument(
-        "--members", default="3", help="comma list of ensemble sizes (the first n members)"
+        "--members",
+        type=comma_list(_ensemble_size, what="ensemble sizes"),
+        default="3",
+        help="comma list of ensemble sizes (the first n members; each >= 2)",
     )
     ap.add_argument(
-        "--splits", default="0,1,5,20", help="comma list of noise splits (0: epistemic spread)"
+        "--splits",
+        type=comma_list(_split_count, what="noise split counts"),
+        default="0,1,5,20",
+        help="comma list of noise splits (0: epistemic spread)",
     )
     ap.add_argument(
         "--centered", action="store_true", help="the field reads points relative to the source mean"
@@ -79,10 +108,7 @@ def main(argv: list[str] | None = None) -> Path:
     torch.set_num_threads(min(2, torch.get_num_threads()))
     data, _, k = problem_data(args.problem, False, args.seed)
     cal, test = data.subset("cal"), data.subset("test")
-    sizes = [int(v) for v in args.members.split(",")]
-    splits_list = [int(v) for v in args.splits.split(",")]
-    if min(sizes) < 2 or min(splits_list) < 0:
-        raise SystemExit("--members: sizes >= 2; --splits: counts >= 0 (0 = epistemic only)")
+    sizes, splits_list = args.members, args.splits
     t0 = time.perf_counter()
     kw = model_kwargs(k, FOURIER[args.problem], args.conditioning) | {"centered": args.centered}
     members = []

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from bayesphys._bench import (
+    comma_list,
     positive_int,
     recorded_command,
     threading_info,
@@ -84,10 +85,38 @@ def run_config(
     }
 
 
+_SCHEMES = ("euler", "strang")
+
+
+def _config(text: str) -> tuple[int, float, str, str, float]:
+    """One config ``refine:d_max:fit_scheme:truth:seg_sigma`` (module docstring) as
+    ``(refine, d_max, fit_scheme, truth, seg_sigma)``: ``refine >= 1``, ``d_max > 0``,
+    ``seg_sigma > 0``, a scheme of :data:`_SCHEMES`, the truth one of them or ``<scheme>-own``."""
+    parts = text.split(":")
+    if len(parts) != 5:
+        raise argparse.ArgumentTypeError(
+            f"expected refine:d_max:fit_scheme:truth:seg_sigma, received {text!r}"
+        )
+    r, d, fit_scheme, truth, sg = parts
+    refine, d_max, seg_sigma = int(r), float(d), float(sg)
+    truths = _SCHEMES + tuple(f"{s}-own" for s in _SCHEMES)
+    if refine < 1 or not d_max > 0 or not seg_sigma > 0 or d_max == float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"expected refine >= 1 and d_max, seg_sigma finite and > 0, received {text!r}"
+        )
+    if fit_scheme not in _SCHEMES or truth not in truths:
+        raise argparse.ArgumentTypeError(
+            f"expected fit_scheme in {list(_SCHEMES)} and truth in {list(truths)}, "
+            f"received {text!r}"
+        )
+    return refine, d_max, fit_scheme, truth, seg_sigma
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     ap.add_argument(
         "--configs",
+        type=comma_list(_config, what="configs refine:d_max:fit_scheme:truth:seg_sigma"),
         default=DEFAULT_CONFIGS,
         help="refine:d_max:fit_scheme:truth:seg_sigma,... (module docstring)",
     )
@@ -97,9 +126,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows = []
-    for item in args.configs.split(","):
-        r, d, fit_scheme, truth, sg = item.split(":")
-        row = run_config(int(r), float(d), args.cases, fit_scheme, truth, float(sg))
+    for r, d, fit_scheme, truth, sg in args.configs:
+        row = run_config(r, d, args.cases, fit_scheme, truth, sg)
         print(json.dumps(row), flush=True)
         rows.append(row)
     if args.out:

@@ -106,6 +106,15 @@ PARSE_REFUSALS = [  # (script, argv, option, what the error names)
     ("meta_fm_b4_patients.py", ["--seeds", "3,0"], "--seeds", "'0'"),
     ("probconserv_edge.py", ["--problems", "heat"], "--problems", "'heat'"),
     ("probconserv_margin.py", ["--methods", "ANP,NP"], "--methods", "'NP'"),
+    ("meta_fm_coupling_ablation.py", ["--seeds", "3,x"], "--seeds", "'x'"),
+    ("meta_fm_coupling_ablation.py", ["--seeds", "3,3"], "--seeds", "'3,3'"),
+    ("meta_fm_spread_ablation.py", ["--members", "3,1"], "--members", "'1'"),
+    ("meta_fm_spread_ablation.py", ["--splits", "0,-1"], "--splits", "'-1'"),
+    ("meta_fm_fourier_ablation.py", ["--steps", "1000,0"], "--steps", "'0'"),
+    ("odil_timestep.py", ["--configs", "4:1:strang:strang"], "--configs", "'4:1:strang:strang'"),
+    ("odil_timestep.py", ["--configs", "4:1:rk4:strang:0.05"], "--configs", "rk4"),
+    ("odil_timestep.py", ["--configs", "0:1:strang:strang:0.05"], "--configs", "0:1"),
+    ("meta_fm_b4_patients.py", ["--steps", "0"], "--steps", "'0'"),
 ]
 
 
@@ -894,10 +903,19 @@ def test_odil_joint_and_timestep_files_record_what_sets_the_thread_counts(tmp_pa
     assert payload["threading"]["OMP_NUM_THREADS"] == "1"
     step = script_module(str(BENCH / "odil_timestep.py"))
     monkeypatch.setattr(step, "run_config", lambda *a: {"config": list(a)})
-    step.main(["--configs", "1:0.1:cn:fine:0", "--cases", "1", "--out", str(tmp_path / "t.json")])
+    step.main(
+        [
+            "--configs",
+            "1:0.1:euler:strang-own:0.02",
+            "--cases",
+            "1",
+            "--out",
+            str(tmp_path / "t.json"),
+        ]
+    )
     payload = json.loads((tmp_path / "t.json").read_text())
     assert payload["threading"]["OMP_NUM_THREADS"] == "1"
-    assert payload["rows"] == [{"config": [1, 0.1, 1, "cn", "fine", 0.0]}]
+    assert payload["rows"] == [{"config": [1, 0.1, 1, "euler", "strang-own", 0.02]}]
 
 
 ABBREV_STARTS = [  # (script, the functions that would start its benchmark)
