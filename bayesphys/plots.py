@@ -97,9 +97,21 @@ def _vector(name: str, value: Any, n: int, what: str) -> np.ndarray:
     return _numpy(t)
 
 
-def _band_label(level: float, label: str | None) -> str:
-    band = f"{100 * level:g}% band"
-    return band if label is None else f"{label}: {band}"
+def _band_template(band_label: Any, label: str | None, n_levels: int) -> str:
+    """The bands' label with ``{pct}`` for the level in percent, checked."""
+    if band_label is None:
+        return "{pct}% band" if label is None else f"{label}: {{pct}}% band"
+    if not isinstance(band_label, str):
+        raise TypeError(
+            f"band_label: expected a str (with {{pct}} for the level), received "
+            f"{type(band_label).__name__}"
+        )
+    if n_levels > 1 and "{pct}" not in band_label:
+        raise ValueError(
+            f"band_label: with {n_levels} levels it needs {{pct}} (the level in percent) so "
+            f"that the bands' labels differ, received {band_label!r}"
+        )
+    return band_label
 
 
 def plot_bands(
@@ -111,6 +123,7 @@ def plot_bands(
     obs: tuple[Any, Any] | None = None,
     ax: matplotlib.axes.Axes | None = None,
     label: str | None = None,
+    band_label: str | None = None,
     color: Any = None,
     batch_index: int | tuple[int, ...] | None = None,
 ) -> matplotlib.axes.Axes:
@@ -142,6 +155,10 @@ def plot_bands(
     label:
         the legend label of the mean (default ``"posterior mean"``); given, it also prefixes
         the bands' labels (``"GP: 90% band"``), so that two posteriors on one axes stay apart.
+    band_label:
+        the bands' legend label, ``{pct}`` standing for the level in percent (default
+        ``"{pct}% band"``; e.g. ``"{pct}% band of u (noise-free)"``); with one level it may
+        be any text.
     color:
         a matplotlib colour for the mean and the bands (default: the first Okabe-Ito line
         colour).
@@ -174,6 +191,7 @@ def plot_bands(
     idx = _member_index(post, batch_index)
     # widest band first: drawn underneath, lightest
     wanted = sorted(set(_check_levels(levels)), reverse=True)
+    template = _band_template(band_label, label, len(wanted))
     xs = np.arange(n, dtype=np.float64) if x is None else _vector("x", x, n, "one per grid point")
     truth_np = None if truth is None else _vector("truth", truth, n, "one per grid point")
     obs_np = None
@@ -209,7 +227,15 @@ def plot_bands(
     for j, (lv, lo, hi) in enumerate(bands):
         t = j / (k - 1) if k > 1 else 0.5
         alpha = _ALPHA_WIDEST + (_ALPHA_NARROWEST - _ALPHA_WIDEST) * t
-        ax.fill_between(xs, lo, hi, color=color, alpha=alpha, lw=0, label=_band_label(lv, label))
+        ax.fill_between(
+            xs,
+            lo,
+            hi,
+            color=color,
+            alpha=alpha,
+            lw=0,
+            label=template.replace("{pct}", f"{100 * lv:g}"),
+        )
     ax.plot(xs, mean, color=color, lw=1.5, label="posterior mean" if label is None else label)
     if truth_np is not None:
         ax.plot(xs, truth_np, "k--", lw=1, label="truth")

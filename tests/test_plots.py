@@ -89,6 +89,16 @@ def test_defaults_truth_obs_label_and_a_given_axes():
     assert "GP: 90% band" in legend and "GP" in legend
 
 
+def test_band_label_names_the_bands():
+    ax = plot_bands(_gaussian(), levels=(0.5, 0.95), band_label="{pct}% band of u (noise-free)")
+    assert [c.get_label() for c in ax.collections] == [
+        "95% band of u (noise-free)",
+        "50% band of u (noise-free)",
+    ]
+    ax = plot_bands(_gaussian(), levels=[0.9], band_label="the band", label="GP")
+    assert [c.get_label() for c in ax.collections] == ["the band"]
+
+
 @pytest.mark.parametrize("index", [1, (1,), -2])
 def test_batch_index_picks_one_member(index):
     post = _samples(batch=(3,))
@@ -128,6 +138,8 @@ def test_batch_index_with_two_batch_dims():
         ("one", {"obs": ([1.0, 2.0], [1.0])}, ValueError, r"obs\[1\]: expected 2 values"),
         ("one", {"obs": [1.0, 2.0, 3.0]}, TypeError, "obs: expected a pair"),
         ("one", {"ax": "axes"}, TypeError, "ax: expected a matplotlib Axes"),
+        ("one", {"band_label": "band"}, ValueError, r"band_label: with 2 levels it needs \{pct\}"),
+        ("one", {"band_label": 3}, TypeError, "band_label: expected a str"),
     ],
 )
 def test_plot_bands_refuses_bad_input(post, kwargs, error, match):
