@@ -1,7 +1,7 @@
 """bayesphys: probabilistic (Bayesian) physics modelling on torch.
 
 Shared core: the :class:`Posterior` interface (:class:`GaussianPosterior`,
-:class:`SamplePosterior`), ArviZ export, metrics, devices and seeds. Components live in
+:class:`SamplePosterior`), ArviZ export, metrics, plots, devices and seeds. Components live in
 subpackages: ``gp_pde``, ``probconserv``, ``neural_process``, ``odil``, ``meta_fm``.
 """
 
@@ -27,6 +27,7 @@ from ._process_state import seed_everything, seeded
 from ._version import __version__
 from .distributed import FitManyResult, fit_many, problem_seed
 from .inference_data import build_inference_data, load_netcdf, save_netcdf
+from .plots import plot_bands, plot_field
 from .posterior import GaussianPosterior, Posterior, SamplePosterior
 
 __all__ = [
@@ -57,4 +58,6 @@ __all__ = [
     "fit_many",
     "FitManyResult",
     "problem_seed",
+    "plot_bands",
+    "plot_field",
 ]

@@ -22,6 +22,7 @@ from ._files import closing_figures, save_figure
 from ._plotting import NOISE_FREE_BAND, plot_observations
 from .inference_data import build_inference_data, save_netcdf
 from .metrics import crps_gaussian, interval_coverage, relative_l2
+from .plots import plot_bands
 from .problems.linear_gaussian import ConjugateGaussianField, linear_gaussian_problem
 
 __all__ = ["demo"]
@@ -58,9 +59,8 @@ def demo(out_dir: Path, *, device: torch.device, seed: int = 0) -> list[dict]:
     with closing_figures():
         fig, ax = plt.subplots(figsize=(6, 3))
         xs = prob["x"].cpu()
-        ax.fill_between(xs, lo.cpu(), hi.cpu(), alpha=0.3, label=NOISE_FREE_BAND)
-        ax.plot(xs, post.mean.cpu(), label="posterior mean")
-        ax.plot(xs, prob["u"].cpu(), "k--", lw=1, label="truth")
+        # the mean, the 95% band (the interval scored below) and the truth
+        plot_bands(post, xs, levels=(0.95,), truth=prob["u"], ax=ax, band_label=NOISE_FREE_BAND)
         # noisy data against the band of the noise-free field: each with its 95% noise bar
         plot_observations(ax, xs[prob["idx"].cpu()], prob["y"].cpu(), noise, ms=3)
         ax.set(xlabel="x", ylabel="u(x)", title="linear-Gaussian field: exact Gaussian posterior")

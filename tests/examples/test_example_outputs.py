@@ -72,6 +72,7 @@ def test_the_core_demo_figure_shows_noisy_data_with_noise_bars(tmp_path, monkeyp
     demo(tmp_path, device=torch.device("cpu"))
     (ax,) = figures[0].axes
     assert_noisy_data_on_a_noise_free_band(ax, 0.1)
+    assert {"posterior mean", "truth"} <= {line.get_label() for line in ax.lines}
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("x", "u(x)")
     assert ax.get_title()
 

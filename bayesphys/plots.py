@@ -1,0 +1,390 @@
+r"""Figures of any :class:`~bayesphys.Posterior`: credible bands of a 1-D field, panels of a 2-D one.
+
+* :func:`plot_bands` draws a posterior over a 1-D event ``[N]``: the posterior mean
+  :math:`E[u_i]` as a line and, per level :math:`p`, the central marginal band
+  :math:`[q_{(1-p)/2}(u_i), q_{(1+p)/2}(u_i)]` (``post.interval(p)``: exact Gaussian quantiles
+  for a :class:`~bayesphys.GaussianPosterior`, empirical ones for a
+  :class:`~bayesphys.SamplePosterior`).
+* :func:`plot_field` draws a posterior over a 2-D event ``[H, W]``: the mean, the marginal sd
+  and, given the truth, the truth and the standardised error
+  :math:`z = (E[u] - u^\star) / \operatorname{sd}[u]`.
+
+The bands are of the posterior over the field itself (noise-free): noisy observations drawn
+over them may well fall outside. Matplotlib is imported when a function is called, not with
+this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ._checks import check_int, check_real
+from ._device import as_tensor
+from ._plotting import LEGEND_PT, OKABE_ITO, TITLE_PT, line_colour
+from ._posterior_args import _check_levels
+from ._posterior_base import central_intervals, is_posterior, missing_members
+
+if TYPE_CHECKING:  # pragma: no cover
+    import matplotlib.axes
+    import matplotlib.figure
+
+__all__ = ["plot_bands", "plot_field"]
+
+# the band alphas: the widest band lightest (drawn first), the narrowest darkest
+_ALPHA_WIDEST, _ALPHA_NARROWEST = 0.15, 0.4
+_Z_CMAP = "RdBu_r"  # diverging, centred at 0 (blue: mean below the truth)
+_Z_MIN_RANGE = 3.0  # the z panel's colour scale spans at least [-3, 3]
+
+
+def _check_posterior(post: Any) -> None:
+    if not is_posterior(post):
+        raise TypeError(
+            f"post: expected a bayesphys Posterior (GaussianPosterior, SamplePosterior or a "
+            f"class with the Posterior members), received {type(post).__name__}"
+            f"{missing_members(post)}"
+        )
+
+
+def _member_index(post: Any, batch_index: Any) -> tuple[int, ...]:
+    """The index of one batch member of ``post`` (``()`` for an unbatched posterior)."""
+    batch_shape = tuple(post.batch_shape)
+    if not batch_shape:
+        if batch_index is not None and batch_index != ():
+            raise ValueError(
+                f"batch_index: the posterior is not batched (batch_shape ()), received "
+                f"{batch_index!r}; leave batch_index out"
+            )
+        return ()
+    if batch_index is None:
+        raise ValueError(
+            f"batch_index: the posterior is batched (batch_shape {batch_shape}); pass "
+            f"batch_index, an int or a tuple of {len(batch_shape)} int(s), to pick one member"
+        )
+    if isinstance(batch_index, (tuple, list)):
+        idx = tuple(check_int(f"batch_index[{i}]", b) for i, b in enumerate(batch_index))
+    else:
+        idx = (check_int("batch_index", batch_index),)
+    if len(idx) != len(batch_shape):
+        raise ValueError(
+            f"batch_index: expected {len(batch_shape)} index(es) for batch_shape "
+            f"{batch_shape}, received {batch_index!r}"
+        )
+    out = []
+    for i, n in zip(idx, batch_shape):
+        if not -n <= i < n:
+            raise ValueError(
+                f"batch_index: {batch_index!r} is out of range for batch_shape {batch_shape}"
+            )
+        out.append(i % n)
+    return tuple(out)
+
+
+def _numpy(t: Tensor) -> np.ndarray:
+    """``t`` ``[*]`` as a float64 numpy array on the CPU (a CUDA tensor is copied over)."""
+    return t.detach().to(device="cpu", dtype=torch.float64).numpy()
+
+
+def _vector(name: str, value: Any, n: int, what: str) -> np.ndarray:
+    """``value`` as a finite float64 array ``[n]``, or an error naming ``name``."""
+    t = as_tensor(name, value, ndim=1, real=True)
+    if t.shape[0] != n:
+        raise ValueError(f"{name}: expected {n} values ({what}), received {t.shape[0]}")
+    return _numpy(t)
+
+
+def _band_template(band_label: Any, label: str | None, n_levels: int) -> str:
+    """The bands' label with ``{pct}`` for the level in percent, checked."""
+    if band_label is None:
+        return "{pct}% band" if label is None else f"{label}: {{pct}}% band"
+    if not isinstance(band_label, str):
+        raise TypeError(
+            f"band_label: expected a str (with {{pct}} for the level), received "
+            f"{type(band_label).__name__}"
+        )
+    if n_levels > 1 and "{pct}" not in band_label:
+        raise ValueError(
+            f"band_label: with {n_levels} levels it needs {{pct}} (the level in percent) so "
+            f"that the bands' labels differ, received {band_label!r}"
+        )
+    return band_label
+
+
+def plot_bands(
+    post: Any,
+    x: Tensor | np.ndarray | Sequence[float] | None = None,
+    *,
+    levels: Sequence[float] = (0.5, 0.9),
+    truth: Tensor | np.ndarray | Sequence[float] | None = None,
+    obs: tuple[Any, Any] | None = None,
+    ax: matplotlib.axes.Axes | None = None,
+    label: str | None = None,
+    band_label: str | None = None,
+    color: Any = None,
+    batch_index: int | tuple[int, ...] | None = None,
+) -> matplotlib.axes.Axes:
+    r"""Draw the posterior mean and central credible bands of a posterior over a 1-D field.
+
+    For a posterior over ``[N]`` values :math:`u_i` at coordinates :math:`x_i`: the mean
+    :math:`E[u_i]` as a line and, for each ``level`` :math:`p`, the shaded band between
+    :math:`q_{(1-p)/2}(u_i)` and :math:`q_{(1+p)/2}(u_i)`, exactly ``post.interval(p)`` (exact
+    Gaussian quantiles for a :class:`~bayesphys.GaussianPosterior`, empirical ones for a
+    :class:`~bayesphys.SamplePosterior`). The wider the band, the lighter its shade. The bands
+    are of the field itself (noise-free): noisy observations may fall outside them.
+
+    Parameters
+    ----------
+    post:
+        a :class:`~bayesphys.Posterior` with a 1-D ``event_shape`` ``[N]`` (a 2-D event:
+        :func:`plot_field`).
+    x:
+        coordinates ``[N]`` (tensor, array or list; default ``0..N-1``).
+    levels:
+        probabilities in (0, 1), one band each (default 50% and 90%).
+    truth:
+        the true field ``[N]``, drawn as a dashed black line.
+    obs:
+        observations ``(x_obs, y_obs)``, each ``[M]``, drawn as points.
+    ax:
+        the axes to draw on; ``None``: a new pyplot figure (it stays open, as pyplot's do:
+        close it with ``plt.close(ax.figure)``).
+    label:
+        the legend label of the mean (default ``"posterior mean"``); given, it also prefixes
+        the bands' labels (``"GP: 90% band"``), so that two posteriors on one axes stay apart.
+    band_label:
+        the bands' legend label, ``{pct}`` standing for the level in percent (default
+        ``"{pct}% band"``; e.g. ``"{pct}% band of u (noise-free)"``); with one level it may
+        be any text.
+    color:
+        a matplotlib colour for the mean and the bands (default: the first Okabe-Ito line
+        colour).
+    batch_index:
+        for a batched posterior (``batch_shape`` ``[*B]`` not empty), the index of the member
+        to draw: an int for one batch dim, else a tuple of ``len(batch_shape)`` ints.
+
+    Returns
+    -------
+    The matplotlib axes. Its collections are the bands (labelled ``"50% band"`` and so on),
+    its lines the mean (then the truth and the observations, when given).
+
+    Raises
+    ------
+    TypeError: ``post`` is not a posterior; ``ax`` is not a matplotlib Axes.
+    ValueError: the event is not 1-D; a batched posterior without ``batch_index`` (or one out
+        of range); ``x``, ``truth`` or ``obs`` not ``[N]`` / ``[M]`` or holding NaN/Inf;
+        a level outside (0, 1).
+    """
+    _check_posterior(post)
+    event = tuple(post.event_shape)
+    if len(event) != 1:
+        hint = "use plot_field for a 2-D event" if len(event) == 2 else "select a 1-D part"
+        raise ValueError(
+            f"post: plot_bands draws a posterior over a 1-D event [N], received event_shape "
+            f"{event}; {hint}, or index the posterior's mean and draws down to one dimension "
+            f"(SamplePosterior(post.sample(...)[..., i, :]))"
+        )
+    (n,) = event
+    idx = _member_index(post, batch_index)
+    # widest band first: drawn underneath, lightest
+    wanted = sorted(set(_check_levels(levels)), reverse=True)
+    template = _band_template(band_label, label, len(wanted))
+    xs = np.arange(n, dtype=np.float64) if x is None else _vector("x", x, n, "one per grid point")
+    truth_np = None if truth is None else _vector("truth", truth, n, "one per grid point")
+    obs_np = None
+    if obs is not None:
+        if not isinstance(obs, (tuple, list)) or len(obs) != 2:
+            raise TypeError(
+                f"obs: expected a pair (x_obs, y_obs), received {type(obs).__name__}"
+                + (f" of length {len(obs)}" if isinstance(obs, (tuple, list)) else "")
+            )
+        x_obs = as_tensor("obs[0]", obs[0], ndim=1, real=True)
+        y_obs = _vector("obs[1]", obs[1], x_obs.shape[0], "one per entry of obs[0]")
+        obs_np = (_numpy(x_obs), y_obs)
+
+    import matplotlib.axes
+    import matplotlib.pyplot as plt
+
+    if ax is not None and not isinstance(ax, matplotlib.axes.Axes):
+        raise TypeError(
+            f"ax: expected a matplotlib Axes (None: a new figure), received {type(ax).__name__}"
+        )
+    mean = _numpy(post.mean[idx])
+    bands = [
+        (lv, _numpy(lo[idx]), _numpy(hi[idx]))
+        for lv, (lo, hi) in zip(wanted, central_intervals(post, wanted))
+    ]
+    if ax is None:  # pyplot's figure list is process-wide: opened under the package's lock
+        from ._files import _PYPLOT
+
+        with _PYPLOT:
+            _, ax = plt.subplots(figsize=(6, 3.2), layout="constrained")
+    color = line_colour(0) if color is None else color
+    k = len(bands)
+    for j, (lv, lo, hi) in enumerate(bands):
+        t = j / (k - 1) if k > 1 else 0.5
+        alpha = _ALPHA_WIDEST + (_ALPHA_NARROWEST - _ALPHA_WIDEST) * t
+        ax.fill_between(
+            xs,
+            lo,
+            hi,
+            color=color,
+            alpha=alpha,
+            lw=0,
+            label=template.replace("{pct}", f"{100 * lv:g}"),
+        )
+    ax.plot(xs, mean, color=color, lw=1.5, label="posterior mean" if label is None else label)
+    if truth_np is not None:
+        ax.plot(xs, truth_np, "k--", lw=1, label="truth")
+    if obs_np is not None:
+        ax.plot(*obs_np, "o", color=OKABE_ITO["vermillion"], ms=4, label="observations")
+    ax.legend(fontsize=LEGEND_PT)
+    return ax
+
+
+def _check_extent(extent: Any) -> tuple[float, float, float, float] | None:
+    if extent is None:
+        return None
+    if isinstance(extent, (str, bytes)) or not isinstance(extent, (Sequence, np.ndarray, Tensor)):
+        raise TypeError(
+            f"extent: expected (left, right, bottom, top), received {type(extent).__name__}"
+        )
+    values = list(extent)
+    if len(values) != 4:
+        raise ValueError(
+            f"extent: expected 4 numbers (left, right, bottom, top), received {len(values)}"
+        )
+    left, right, bottom, top = (
+        check_real(f"extent[{i}]", v.item() if isinstance(v, (Tensor, np.ndarray)) else v)
+        for i, v in enumerate(values)
+    )
+    return left, right, bottom, top
+
+
+def _check_axes(axes: Any, n: int) -> list:
+    import matplotlib.axes
+
+    flat = list(np.asarray(axes, dtype=object).ravel())
+    bad = [type(a).__name__ for a in flat if not isinstance(a, matplotlib.axes.Axes)]
+    if bad:
+        raise TypeError(f"axes: expected matplotlib Axes, received {bad}")
+    if len(flat) != n:
+        raise ValueError(f"axes: expected {n} Axes (one per panel), received {len(flat)}")
+    return flat
+
+
+def plot_field(
+    post: Any,
+    *,
+    extent: Sequence[float] | None = None,
+    truth: Tensor | np.ndarray | None = None,
+    axes: Any = None,
+    batch_index: int | tuple[int, ...] | None = None,
+    cmap: Any = None,
+) -> matplotlib.figure.Figure:
+    r"""Draw a posterior over a 2-D field as image panels, each with a colorbar and a title.
+
+    For a posterior over ``[H, W]`` values :math:`u_{ij}`: the posterior mean
+    :math:`E[u_{ij}]` and the marginal standard deviation :math:`\operatorname{sd}[u_{ij}]`;
+    given ``truth`` :math:`u^\star` ``[H, W]``, also the truth (on the mean's colour scale)
+    and the standardised error
+
+    .. math:: z_{ij} = \frac{E[u_{ij}] - u^\star_{ij}}{\operatorname{sd}[u_{ij}]}
+
+    on a diverging colour map centred at 0, spanning at least :math:`[-3, 3]` (a calibrated
+    Gaussian posterior gives :math:`|z| < 2` at about 95% of the points, so strong colours
+    mark points it misses; a point with sd 0 is left blank).
+
+    Parameters
+    ----------
+    post:
+        a :class:`~bayesphys.Posterior` with a 2-D ``event_shape`` ``[H, W]`` (a 1-D event:
+        :func:`plot_bands`).
+    extent:
+        ``(left, right, bottom, top)`` as in :func:`matplotlib.pyplot.imshow`; row 0 of the
+        field is drawn at the bottom (``origin="lower"``), so ``field[i, j]`` sits at
+        ``(x_j, y_i)``. Default: pixel indices.
+    truth:
+        the true field ``[H, W]``.
+    axes:
+        the axes to draw on, one per panel (2 without ``truth``, 4 with it; a list or an
+        array of them); ``None``: a new pyplot figure of one row.
+    batch_index:
+        for a batched posterior, the member to draw (as in :func:`plot_bands`).
+    cmap:
+        the colour map of the mean, sd and truth panels (default ``"viridis"``).
+
+    Returns
+    -------
+    The matplotlib figure of the panels.
+
+    Raises
+    ------
+    TypeError: ``post`` is not a posterior; ``axes`` are not matplotlib Axes.
+    ValueError: the event is not 2-D; a batched posterior without ``batch_index``;
+        ``truth`` not ``[H, W]`` or holding NaN/Inf; ``extent`` not 4 finite numbers; the
+        wrong number of ``axes``; an unknown ``cmap`` name.
+    """
+    _check_posterior(post)
+    event = tuple(post.event_shape)
+    if len(event) != 2:
+        hint = "use plot_bands for a 1-D event" if len(event) == 1 else "select a 2-D part"
+        raise ValueError(
+            f"post: plot_field draws a posterior over a 2-D event [H, W], received "
+            f"event_shape {event}; {hint}"
+        )
+    idx = _member_index(post, batch_index)
+    extent = _check_extent(extent)
+    truth_np = None
+    if truth is not None:
+        t = as_tensor("truth", truth, real=True)
+        if tuple(t.shape) != event:
+            raise ValueError(
+                f"truth: expected shape {event} (the posterior's event_shape), received "
+                f"{tuple(t.shape)}"
+            )
+        truth_np = _numpy(t)
+
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    if cmap is None:
+        cmap = "viridis"
+    elif isinstance(cmap, str) and cmap not in matplotlib.colormaps:
+        raise ValueError(f"cmap: expected a matplotlib colour map name, received {cmap!r}")
+    n_panels = 2 if truth_np is None else 4
+    flat = None if axes is None else _check_axes(axes, n_panels)
+    mean = _numpy(post.mean[idx])
+    sd = _numpy(post.variance[idx].clamp_min(0).sqrt())
+    if flat is None:
+        from ._files import _PYPLOT
+
+        with _PYPLOT:
+            fig, arr = plt.subplots(
+                1, n_panels, figsize=(3.6 * n_panels, 3.2), layout="constrained", squeeze=False
+            )
+        flat = list(arr.ravel())
+    fig = flat[0].figure
+    shown = dict(extent=extent, origin="lower", aspect="auto", interpolation="nearest")
+    panels = [("posterior mean", mean, {"cmap": cmap}), ("posterior sd", sd, {"cmap": cmap})]
+    if truth_np is not None:
+        lo = float(min(mean.min(), truth_np.min()))
+        hi = float(max(mean.max(), truth_np.max()))
+        panels[0][2].update(vmin=lo, vmax=hi)  # mean and truth on one scale
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(sd > 0, (mean - truth_np) / np.where(sd > 0, sd, 1.0), np.nan)
+        finite = np.abs(z[np.isfinite(z)])
+        # symmetric about 0, at least +-3: a strong colour is a point the posterior misses
+        m = max(_Z_MIN_RANGE, float(finite.max()) if finite.size else 0.0)
+        panels += [
+            ("truth", truth_np, {"cmap": cmap, "vmin": lo, "vmax": hi}),
+            ("(mean - truth) / sd", z, {"cmap": _Z_CMAP, "vmin": -m, "vmax": m}),
+        ]
+    for ax, (title, values, opts) in zip(flat, panels):
+        im = ax.imshow(values, **shown, **opts)
+        ax.figure.colorbar(im, ax=ax)
+        ax.set_title(title, fontsize=TITLE_PT)
+    return fig
