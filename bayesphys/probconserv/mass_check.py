@@ -193,8 +193,8 @@ def _residual_and_variance(residual, variance) -> tuple[Tensor, Tensor]:
 def gated_discrepancy_variance(
     residual: Tensor, variance: Tensor, kappa: float, gkg: float, outside: Tensor, floor: float
 ) -> Tensor:
-    r""":math:`\hat\sigma_d^2` ``[B, nt]`` for functions flagged ``outside [B]`` by the gate,
-    zero for the others:
+    r""":math:`\hat\sigma_d^2` ``[B, nt]`` for functions flagged ``outside [B]`` by the gate
+    (flags: bool, or 0/1), zero for the others:
 
     .. math::
         \hat\sigma_d^2 = \max\big(r^2 - \kappa v,\ \mathrm{floor}\cdot\kappa v\big)
@@ -211,6 +211,13 @@ def gated_discrepancy_variance(
         raise ValueError(
             f"outside: expected shape {tuple(residual.shape[:1])} (one flag per function), "
             f"received {tuple(outside.shape)}"
+        )
+    if not bool(((outside == 0) | (outside == 1)).all()):
+        # a weight (0.5, 2, -1) scaled the variance, negative ones made it negative
+        bad = outside[(outside != 0) & (outside != 1)]
+        raise ValueError(
+            f"outside: expected flags (True/False or 0/1, one per function), received "
+            f"{bad.numel()} other value(s), e.g. {float(bad[0]):g}"
         )
     ml = discrepancy_variance(residual, variance, kappa, gkg)
     least = floor * kappa * variance / gkg
