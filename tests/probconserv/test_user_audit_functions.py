@@ -9,9 +9,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bayesphys.probconserv import gated_discrepancy_variance
+from bayesphys.probconserv import gated_discrepancy_variance, select_candidate
 
 F64 = torch.float64
+NAN = float("nan")
 
 
 @pytest.mark.parametrize("flags", [[0.5, 2.0], [-1.0, 1.0], [1, 3]])
@@ -29,3 +30,34 @@ def test_gate_flags_as_bools_or_zero_one_give_the_same_variance():
         got = gated_discrepancy_variance(r, v, 1.0, 0.5, flags, 1.0)
         assert torch.equal(got, want)
     assert want[0, 0] == pytest.approx((9.0 - 1.0) / 0.5) and want[1, 0] == 0.0
+
+
+# -- select_candidate -----------------------------------------------------------------------
+def _per(*values):
+    return torch.tensor(values, dtype=F64)
+
+
+@pytest.mark.parametrize("first_nan", [True, False])
+def test_select_candidate_refuses_a_nan_mse_whatever_the_order(first_nan):
+    # min() over a dict with a NaN value picked the NaN candidate when it came first
+    items = [((0, 1.0), NAN), ((0, 0.5), 0.9)]
+    cv = dict(items if first_nan else items[::-1])
+    per = {(0, 1.0): _per(1.0, 1.0), (0, 0.5): _per(0.8, 1.0)}
+    with pytest.raises(ValueError, match=r"^cv\[\(0, 1\.0\)\]: expected a finite number"):
+        select_candidate(cv, per)
+
+
+def test_select_candidate_checks_the_per_function_mses():
+    cv = {(0, 1.0): 1.0, (0, 0.5): 0.9}
+    # lengths that differ failed in torch's broadcast, a list had no numel
+    with pytest.raises(ValueError, match=r"^per_function: expected one MSE per validation"):
+        select_candidate(cv, {(0, 1.0): _per(1, 1, 1), (0, 0.5): _per(0.8, 1)}, "one_se")
+    got = select_candidate(cv, {(0, 1.0): [1.0, 1.0], (0, 0.5): [0.8, 1.0]}, "one_se")
+    assert got == select_candidate(cv, {(0, 1.0): _per(1, 1), (0, 0.5): _per(0.8, 1)}, "one_se")
+    with pytest.raises(TypeError, match=r"^per_function: expected a dict"):
+        select_candidate(cv, [1.0, 0.9])
+    # a key that is no (K, beta) pair failed with an IndexError in the one-SE rule
+    with pytest.raises(ValueError, match=r"^cv: expected \(K, beta\) pairs as keys"):
+        select_candidate({"a": 1.0}, {"a": _per(1, 1)}, "one_se")
+    with pytest.raises(TypeError, match=r"^cv\[\(0, 1\.0\)\]: expected a real number"):
+        select_candidate({(0, 1.0): "a"}, {(0, 1.0): _per(1, 1)})
