@@ -141,15 +141,24 @@ def fit_mass_kappa(residual: Tensor, variance: Tensor) -> float:
 
 
 def discrepancy_roots(x: Tensor, g: Tensor, length: float) -> tuple[Tensor, Tensor, float]:
-    r"""Roots of :math:`K` and :math:`K_\perp` ``[N, R]`` on the grid ``x [N]`` and
-    :math:`g^\top K g`; ``length`` :math:`\ell` in units of ``x``."""
+    r"""Roots of :math:`K` and :math:`K_\perp` ``[N, R]`` on the grid ``x [N]`` (``N >= 1``) and
+    :math:`g^\top K g`; ``length`` :math:`\ell` in units of ``x``; ``g [N]`` quadrature
+    weights ``>= 0``, not all zero (:math:`g^\top K g > 0`)."""
     length = check_real("length", length, minimum=0.0, strict=True)
     x = as_tensor("x", x, dtype=_F64, ndim=1)
+    if x.numel() == 0:  # failed in torch's max() of no eigenvalues
+        raise ValueError("x: expected at least one grid point, received none")
     g = as_tensor("g", g, dtype=_F64, device=x.device)
     if g.shape != x.shape:
         raise ValueError(
             f"g: expected shape {tuple(x.shape)} (one weight per grid point), received "
             f"{tuple(g.shape)}"
+        )
+    # zero weights gave g^T K g = 0 and a root of K_perp of 0 / 0 = NaN without a word
+    if bool((g < 0).any()) or not bool((g > 0).any()):
+        raise ValueError(
+            f"g: expected quadrature weights >= 0, not all zero, received values in "
+            f"[{float(g.min()):g}, {float(g.max()):g}]"
         )
     k = torch.exp(-0.5 * (x[:, None] - x[None, :]).pow(2) / length**2)
     evals, evecs = torch.linalg.eigh(k)

@@ -9,7 +9,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bayesphys.probconserv import gated_discrepancy_variance, select_candidate
+from bayesphys.probconserv import (
+    discrepancy_roots,
+    gated_discrepancy_variance,
+    select_candidate,
+    trapezoid_weights,
+)
 
 F64 = torch.float64
 NAN = float("nan")
@@ -61,3 +66,22 @@ def test_select_candidate_checks_the_per_function_mses():
         select_candidate({"a": 1.0}, {"a": _per(1, 1)}, "one_se")
     with pytest.raises(TypeError, match=r"^cv\[\(0, 1\.0\)\]: expected a real number"):
         select_candidate({(0, 1.0): "a"}, {(0, 1.0): _per(1, 1)})
+
+
+# -- discrepancy_roots ----------------------------------------------------------------------
+@pytest.mark.parametrize("g", [torch.zeros(5, dtype=F64), -torch.ones(5, dtype=F64)])
+def test_discrepancy_roots_refuse_weights_that_are_not_quadrature_weights(g):
+    # zero weights gave g'Kg = 0 and a NaN root of K_perp
+    x = torch.linspace(0, 1, 5, dtype=F64)
+    with pytest.raises(ValueError, match=r"^g: expected quadrature weights >= 0, not all zero"):
+        discrepancy_roots(x, g, 0.2)
+
+
+def test_discrepancy_roots_refuse_an_empty_grid_and_keep_rhs_weights():
+    with pytest.raises(ValueError, match=r"^x: expected at least one grid point"):
+        discrepancy_roots(torch.zeros(0, dtype=F64), torch.zeros(0, dtype=F64), 0.2)
+    x = torch.linspace(0, 1, 5, dtype=F64)
+    g = trapezoid_weights(x, "rhs")  # g_0 = 0: a valid rule
+    root, perp, gkg = discrepancy_roots(x, g, 0.2)
+    assert gkg > 0 and bool(torch.isfinite(perp).all())
+    assert float((g @ perp).abs().max()) < 1e-12  # K_perp has no mass direction
