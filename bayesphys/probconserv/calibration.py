@@ -66,6 +66,7 @@ from .._checks import check_int, check_real, did_you_mean
 from .._device import as_tensor
 from ..posterior import GaussianPosterior
 from .conditional import LocalScale, choose_bandwidth, fit_parameter_map
+from .update import check_covariance
 
 __all__ = [
     "HybridCalibration",
@@ -184,9 +185,21 @@ def hybrid_covariance(
     ``cov`` gives a ``LowRankRootAddedDiagLinearOperator`` (a ``DiagLinearOperator`` for a
     diagonal ``cov`` with ``beta = 1``); anything else a dense tensor in ``cov``'s dtype.
     """
+    check_covariance("cov", cov)
     beta = check_real("beta", beta, minimum=0.0, maximum=1.0)
     a = check_real("a", a, minimum=0.0)
     if isinstance(scale, Tensor):
+        # a complex scale failed in torch ("lt"), a bool one was read as 0/1, and one of
+        # another shape failed in torch's broadcast
+        if scale.is_complex() or scale.dtype == torch.bool:
+            raise TypeError(f"scale: expected real values, received dtype {scale.dtype}")
+        _check_batch(
+            "scale",
+            scale.shape,
+            cov.shape[:-2],
+            f"a number or a tensor [*, nt] that broadcasts with the covariance's batch "
+            f"{tuple(cov.shape[:-2])}",
+        )
         if bool((~torch.isfinite(scale) | (scale < 0)).any()):
             raise ValueError("scale: expected finite values >= 0")
     else:
@@ -197,6 +210,15 @@ def hybrid_covariance(
             f"err_root: expected shape [nt, {cov.shape[-1]}, V] or [*, nt, {cov.shape[-1]}, K] "
             f"(the covariance's size), received {tuple(err_root.shape)}"
         )
+    # another number of slices failed in torch's broadcast, naming no argument
+    _check_batch(
+        "err_root",
+        err_root.shape,
+        cov.shape[:-2],
+        f"shape [nt, {cov.shape[-1]}, V] or [*, nt, {cov.shape[-1]}, K] with batch dims that "
+        f"broadcast with the covariance's {tuple(cov.shape[:-2])}",
+        trailing=2,
+    )
     dtype = cov.dtype
     w = torch.as_tensor(scale, dtype=dtype, device=err_root.device)
     w_model, w_err = (w * beta * a)[..., None, None], (w * (1.0 - beta))[..., None, None]
@@ -220,6 +242,15 @@ def hybrid_covariance(
     dense = cov.to_dense() if isinstance(cov, LinearOperator) else cov
     e = err_root.to(dense)
     return w_model * dense + w_err * (e @ e.mT)
+
+
+def _check_batch(name: str, shape, batch, what: str, trailing: int = 0) -> None:
+    """Refuse (``ValueError`` naming ``name``) a ``shape`` whose batch dims (all but the last
+    ``trailing``) do not broadcast with ``batch``."""
+    try:
+        torch.broadcast_shapes(tuple(shape)[: len(shape) - trailing], tuple(batch))
+    except RuntimeError:
+        raise ValueError(f"{name}: expected {what}, received {tuple(shape)}") from None
 
 
 def local_root(err: Tensor, val_mean: Tensor, mean: Tensor, k: int) -> Tensor:

@@ -71,9 +71,9 @@ from linear_operator.operators import (
 )
 from torch import Tensor
 
-from .._checks import check_real
+from .._checks import check_broadcasts, check_real
 from .._device import as_tensor
-from .update import cov_times_gt
+from .update import check_covariance, cov_times_gt
 
 __all__ = [
     "mass_residual",
@@ -98,6 +98,19 @@ def mass_residual(
     [N]``, ``mass [B, nt]``.
     """
     mean = as_tensor("mean", mean, dtype=_F64)
+    check_covariance("cov", cov)
+    if mean.ndim < 1 or tuple(cov.shape[-1:]) != tuple(mean.shape[-1:]):
+        raise ValueError(
+            f"cov: expected shape [B, nt, N, N] with N = {mean.shape[-1] if mean.ndim else '?'} "
+            f"(mean's last dimension), received {tuple(cov.shape)}"
+        )
+    # another batch failed in torch's broadcast, naming no argument
+    check_broadcasts(
+        "cov",
+        cov.shape[:-2],
+        mean.shape[:-1],
+        f"batch dims broadcasting to mean's {tuple(mean.shape[:-1])} (functions x slices)",
+    )
     g = as_tensor("g", g, real=True)  # complex weights were cast to their real part
     if g.ndim != 1 or g.shape[0] != mean.shape[-1]:
         raise ValueError(
@@ -249,6 +262,7 @@ def add_discrepancy(
     ``root`` :math:`L` ``[N, R]``. Diagonal and low-rank-plus-diagonal covariances become
     low-rank-plus-diagonal (the root gains ``R`` columns); anything else a dense tensor.
     ``cov`` is returned unchanged when every :math:`\hat\sigma_d^2` is zero."""
+    check_covariance("cov", cov)
     sd2 = as_tensor("sd2", sd2, real=True)
     if bool((sd2 < 0).any()):
         raise ValueError(

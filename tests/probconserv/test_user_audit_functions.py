@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+from linear_operator.operators import DiagLinearOperator
 
 from bayesphys.probconserv import (
+    add_discrepancy,
+    cov_times_gt,
     discrepancy_roots,
     gated_discrepancy_variance,
+    hybrid_covariance,
+    mass_residual,
     select_candidate,
     trapezoid_weights,
 )
@@ -85,3 +90,54 @@ def test_discrepancy_roots_refuse_an_empty_grid_and_keep_rhs_weights():
     root, perp, gkg = discrepancy_roots(x, g, 0.2)
     assert gkg > 0 and bool(torch.isfinite(perp).all())
     assert float((g @ perp).abs().max()) < 1e-12  # K_perp has no mass direction
+
+
+# -- covariances given to the Step-2 building blocks ---------------------------------------
+def _diag(*batch, n=5):
+    gen = torch.Generator().manual_seed(0)
+    return DiagLinearOperator(torch.rand(*batch, n, dtype=F64, generator=gen) + 0.1)
+
+
+def test_cov_times_gt_refuses_a_covariance_that_is_not_square():
+    # a [5, 4] "covariance" was multiplied as one: a [5, 1] result without a word
+    with pytest.raises(ValueError, match=r"^cov: expected square matrices \[\*batch, N, N\]"):
+        cov_times_gt(torch.ones(5, 4, dtype=F64), torch.ones(4, 1, dtype=F64))
+    with pytest.raises(TypeError, match=r"^cov: expected a LinearOperator or a tensor"):
+        cov_times_gt([[1.0, 0.0], [0.0, 1.0]], torch.ones(2, 1, dtype=F64))
+    with pytest.raises(ValueError, match=r"^gt: expected batch dims that broadcast"):
+        cov_times_gt(_diag(3), torch.ones(2, 5, 1, dtype=F64))
+    eye = torch.eye(3, dtype=F64)
+    assert torch.equal(cov_times_gt(2 * eye, eye[:, :1]), 2 * eye[:, :1])
+
+
+def test_mass_check_covariances_are_checked_by_name():
+    mean = torch.zeros(2, 3, 5, dtype=F64)
+    g, mass = trapezoid_weights(torch.linspace(0, 1, 5)), torch.ones(2, 3, dtype=F64)
+    # another batch and a non-square covariance failed in torch's broadcast
+    with pytest.raises(ValueError, match=r"^cov: expected batch dims broadcasting to mean's"):
+        mass_residual(mean, _diag(4, 3), g, mass)
+    with pytest.raises(ValueError, match=r"^cov: expected square matrices"):
+        mass_residual(mean, torch.ones(2, 3, 4, 5, dtype=F64), g, mass)
+    with pytest.raises(TypeError, match=r"^cov: expected a LinearOperator or a tensor"):
+        mass_residual(mean, torch.ones(2, 3, 5).tolist(), g, mass)
+    with pytest.raises(TypeError, match=r"^cov: expected a LinearOperator or a tensor"):
+        add_discrepancy(torch.ones(2, 3, 5).tolist(), torch.ones(2, 3), torch.ones(5, 2))
+    r, v = mass_residual(mean, _diag(2, 3), g, mass)  # the documented shapes still work
+    assert r.shape == v.shape == (2, 3) and torch.equal(r, -mass)
+
+
+def test_hybrid_covariance_checks_scale_and_err_root_against_the_covariance():
+    cov, root = _diag(2, 3), torch.ones(3, 5, 4, dtype=F64)
+    with pytest.raises(TypeError, match=r"^scale: expected real values"):  # failed in "lt"
+        hybrid_covariance(cov, root, 0.5, 1.0, torch.ones(2, 3, dtype=torch.complex128))
+    with pytest.raises(TypeError, match=r"^scale: expected real values"):  # read as 0/1
+        hybrid_covariance(cov, root, 0.5, 1.0, torch.ones(2, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"^scale: expected a number or a tensor \[\*, nt\]"):
+        hybrid_covariance(cov, root, 0.5, 1.0, torch.ones(7, dtype=F64))
+    with pytest.raises(ValueError, match=r"^err_root: expected shape \[nt, 5, V\]"):
+        hybrid_covariance(cov, torch.ones(4, 5, 4, dtype=F64), 0.5, 1.0, 1.0)
+    with pytest.raises(TypeError, match=r"^cov: expected a LinearOperator or a tensor"):
+        hybrid_covariance(torch.ones(2, 3, 5).tolist(), root, 0.5, 1.0, 1.0)
+    got = hybrid_covariance(cov, root, 0.5, 2.0, torch.full((2, 3), 3.0, dtype=F64))
+    want = 3.0 * (0.5 * 2.0 * cov.to_dense() + 0.5 * root @ root.mT)
+    torch.testing.assert_close(got.to_dense(), want)
