@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from bayesphys.problems.gpme import make_dataset
+from bayesphys.problems.gpme import get_problem, make_dataset, stefan_front
 
 
 @pytest.fixture(scope="module")
@@ -33,3 +33,28 @@ def test_subset_with_one_index_keeps_the_function_axis(data, idx):
 def test_subset_refuses_a_bool_index(data):
     with pytest.raises(TypeError, match=r"^idx: expected a slice, an int or a sequence"):
         data.subset(True)  # read as a new axis: params [1, 3]
+
+
+_PARAM = {"diffusion": 1.0, "pme": 2.0, "stefan": 0.6}
+
+
+@pytest.mark.parametrize("name", ["diffusion", "pme", "stefan"])
+def test_closed_forms_name_shapes_that_do_not_broadcast(name):
+    prob = get_problem(name)
+    p, t3, x4 = _PARAM[name], torch.full((3,), 0.05), torch.full((4,), 0.1)
+    # failed inside torch: "The size of tensor a (3) must match the size of tensor b (4)"
+    want = rf"^t, x, {prob.param_name}: expected shapes that broadcast together, received t \(3,\)"
+    with pytest.raises(ValueError, match=want):
+        prob.solution(t3, x4, p)
+    for method in (prob.mass, prob.boundary_flux):
+        with pytest.raises(ValueError, match=rf"^t, {prob.param_name}: expected shapes"):
+            method(t3, torch.full((4,), p))
+    # shapes that broadcast keep working: [3, 1] x [4] -> [3, 4]
+    assert prob.solution(t3[:, None], x4, p).shape == (3, 4)
+    assert prob.mass(t3[:, None], torch.full((4,), p)).shape == (3, 4)
+
+
+def test_stefan_front_names_shapes_that_do_not_broadcast():
+    with pytest.raises(ValueError, match=r"^t, u_star: expected shapes that broadcast"):
+        stefan_front(torch.zeros(3), torch.full((4,), 0.6))
+    assert stefan_front([[0.01], [0.04]], [0.5, 0.6]).shape == (2, 2)
