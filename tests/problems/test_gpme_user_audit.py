@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from bayesphys.problems.gpme import get_problem, make_dataset, stefan_front
+from bayesphys.problems.gpme import (
+    Diffusion,
+    PorousMedium,
+    Stefan,
+    get_problem,
+    make_dataset,
+    stefan_front,
+)
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +65,26 @@ def test_stefan_front_names_shapes_that_do_not_broadcast():
     with pytest.raises(ValueError, match=r"^t, u_star: expected shapes that broadcast"):
         stefan_front(torch.zeros(3), torch.full((4,), 0.6))
     assert stefan_front([[0.01], [0.04]], [0.5, 0.6]).shape == (2, 2)
+
+
+@pytest.mark.parametrize("family", [Diffusion, PorousMedium, Stefan])
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"train_range": (0.7, 0.6)}, r"^train_range: expected lo < hi"),
+        ({"train_range": (-1.0, 0.6)}, r"^train_range: expected \w+ in \("),
+        ({"table_time": float("nan")}, r"^table_time: expected a finite number"),
+        ({"table_time": 5.0}, r"^table_time: expected a time in t_range"),
+    ],
+)
+def test_a_problem_checks_its_train_range_and_table_time(family, kw, match):
+    # each was accepted: a reversed range drew parameters silently, the others failed later
+    # (at the first draw, or at the first posterior naming a t never passed)
+    with pytest.raises(ValueError, match=match):
+        family(**kw)
+
+
+def test_a_customised_problem_inside_its_domain_is_accepted():
+    prob = PorousMedium(train_range=(2.0, 4.0), table_time=0.25)
+    assert prob.train_range == (2.0, 4.0) and prob.table_time == 0.25
+    assert Stefan(table_time=0.1).table_time == 0.1  # the end of t_range is a time in it

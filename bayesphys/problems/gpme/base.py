@@ -27,8 +27,10 @@ class GPMEProblem:
     param_name: name of the varied parameter (``k``, ``m``, ``u_star``).
     x_range, t_range: domain.
     train_range: the parameter is drawn ``U(train_range)`` for training functions.
-    param_domain: the open interval where the family is defined (checked by ``make_dataset``).
-    test_params: the paper's test parameters; ``table_time``: the time of the paper's tables.
+    param_domain: the open interval where the family is defined (checked by ``make_dataset``);
+        ``train_range`` must lie inside it.
+    test_params: the paper's test parameters; ``table_time``: the time of the paper's tables
+        (inside ``t_range``).
     """
 
     name: str = ""
@@ -44,7 +46,16 @@ class GPMEProblem:
         # a reversed or empty domain was accepted and gave reversed grids, negative masses
         # and sign-flipped fluxes without a word
         check_range("x_range", self.x_range)
-        check_range("t_range", self.t_range)
+        lo, hi = check_range("t_range", self.t_range)
+        # a reversed train_range drew parameters without a word, one outside the family's
+        # domain failed only at the first draw; a table_time that is NaN or outside t_range
+        # failed at the first posterior, naming a t the user never passed
+        self.check_params("train_range", *check_range("train_range", self.train_range))
+        t = check_real("table_time", self.table_time)
+        if not lo <= t <= hi:
+            raise ValueError(
+                f"table_time: expected a time in t_range [{lo:g}, {hi:g}], received {t:g}"
+            )
 
     def widened_range(self, margin: float) -> tuple[float, float]:
         """``train_range`` widened by ``margin`` times its length at each end (``margin`` >= 0;
