@@ -375,6 +375,7 @@ def fit_hybrid(
     """
     check_selection(selection)
     update = _check_update(update)
+    check_covariance("cov", cov)
     mean = as_tensor("mean", mean, real=True)
     if mean.ndim != 3:
         raise ValueError(f"mean: expected shape [V, nt, N], received {tuple(mean.shape)}")
@@ -397,10 +398,16 @@ def fit_hybrid(
         raise ValueError(
             f"x: expected shape ({mean.shape[2]},) (the grid), received {tuple(x.shape)}"
         )
-    betas = tuple(check_real("betas", b, minimum=0.0, maximum=1.0) for b in betas)
+    betas = tuple(
+        check_real("betas", b, minimum=0.0, maximum=1.0)
+        for b in _sequence("betas", betas, "weights in [0, 1], e.g. (0.5, 1.0)")
+    )
     if not betas:
         raise ValueError("betas: expected at least one weight in [0, 1], received none")
-    neighbours = tuple(check_int("neighbours", k, minimum=0) for k in neighbours)
+    neighbours = tuple(
+        check_int("neighbours", k, minimum=0)
+        for k in _sequence("neighbours", neighbours, "analog sizes, e.g. (0, 20); 0: all errors")
+    )
     if not neighbours:
         raise ValueError("neighbours: expected at least one analog size (0: all errors)")
     if not isinstance(local_scale, bool):
@@ -493,6 +500,16 @@ def fit_hybrid(
         selection=selection,
         cv_se=cv_se,
     )
+
+
+def _sequence(name: str, value, what: str) -> tuple:
+    """``value`` as a tuple, or a ``TypeError`` naming ``name``: a single number failed with
+    "'float' object is not iterable" (and a string was read character by character)."""
+    if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+        raise TypeError(
+            f"{name}: expected a sequence of {what}, received {type(value).__name__} {value!r}"
+        )
+    return tuple(value)
 
 
 def _check_update(update):

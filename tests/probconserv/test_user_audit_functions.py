@@ -12,8 +12,10 @@ from linear_operator.operators import DiagLinearOperator
 
 from bayesphys.probconserv import (
     add_discrepancy,
+    conserve_slices,
     cov_times_gt,
     discrepancy_roots,
+    fit_hybrid,
     gated_discrepancy_variance,
     hybrid_covariance,
     mass_residual,
@@ -141,3 +143,39 @@ def test_hybrid_covariance_checks_scale_and_err_root_against_the_covariance():
     got = hybrid_covariance(cov, root, 0.5, 2.0, torch.full((2, 3), 3.0, dtype=F64))
     want = 3.0 * (0.5 * 2.0 * cov.to_dense() + 0.5 * root @ root.mT)
     torch.testing.assert_close(got.to_dense(), want)
+
+
+# -- fit_hybrid ------------------------------------------------------------------------------
+def _validation(v=4, n=5):
+    gen = torch.Generator().manual_seed(0)
+    mean = torch.randn(v, 1, n, dtype=F64, generator=gen)
+    truth = mean + 0.1 * torch.randn(v, 1, n, dtype=F64, generator=gen)
+    x = torch.linspace(0, 1, n, dtype=F64)
+    mass = truth @ trapezoid_weights(x)
+
+    def update(prior, idx):
+        return conserve_slices(prior, x, mass[idx])
+
+    return mean, _diag(v, 1, n=n), truth, update, torch.tensor([0.5], dtype=F64), x
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"betas": 0.5}, r"^betas: expected a sequence of weights in \[0, 1\]"),
+        ({"betas": "0.5"}, r"^betas: expected a sequence of weights"),  # read per character
+        ({"neighbours": 2}, r"^neighbours: expected a sequence of analog sizes"),
+    ],
+)
+def test_fit_hybrid_names_a_single_number_where_a_sequence_is_expected(kw, match):
+    # "'float' object is not iterable", naming no argument
+    with pytest.raises(TypeError, match=match):
+        fit_hybrid(*_validation(), **kw)
+
+
+def test_fit_hybrid_checks_the_covariance_by_name():
+    mean, cov, truth, update, t, x = _validation()
+    with pytest.raises(TypeError, match=r"^cov: expected a LinearOperator or a tensor"):
+        fit_hybrid(mean, cov.diagonal().tolist(), truth, update, t, x)  # no attribute 'shape'
+    cal = fit_hybrid(mean, cov, truth, update, t, x, betas=[0.5, 1.0], neighbours=[0])
+    assert cal.beta in (0.5, 1.0) and set(cal.cv_mse) == {(0, 0.5), (0, 1.0)}
