@@ -88,3 +88,22 @@ def test_a_customised_problem_inside_its_domain_is_accepted():
     prob = PorousMedium(train_range=(2.0, 4.0), table_time=0.25)
     assert prob.train_range == (2.0, 4.0) and prob.table_time == 0.25
     assert Stefan(table_time=0.1).table_time == 0.1  # the end of t_range is a time in it
+
+
+@pytest.mark.parametrize(("name", "bad"), [("pme", -1.0), ("diffusion", 0.0), ("stefan", 1.5)])
+def test_setting_and_flux_breaks_refuse_a_parameter_outside_the_family(name, bad):
+    prob = get_problem(name)
+    pattern = rf"^{prob.param_name}: expected {prob.param_name} in \("
+    with pytest.raises(ValueError, match=pattern):
+        prob.setting(bad)  # {"m": -1, ...} was returned
+    with pytest.raises(ValueError, match=pattern):
+        prob.flux_breaks(bad)  # pme listed the breaks of m = -1
+
+
+def test_flux_breaks_take_one_value():
+    stefan = get_problem("stefan")
+    # a tensor of two values failed in float(): "only one element tensors can be converted"
+    with pytest.raises(ValueError, match=r"^u_star: expected a scalar"):
+        stefan.flux_breaks(torch.tensor([0.5, 0.6]))
+    assert stefan.flux_breaks(torch.tensor([0.6], dtype=torch.float64)) == stefan.flux_breaks(0.6)
+    assert get_problem("pme").setting(3.0) == {"m": 3, "t": 0.5}

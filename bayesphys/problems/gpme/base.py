@@ -110,7 +110,15 @@ class GPMEProblem:
     def flux_breaks(self, param: float) -> list[float]:
         """Times at which :math:`b'(t)` has a kink or a jump (a front reaching a domain end);
         :func:`mass_from_fluxes` splits its quadrature there. None by default."""
+        self._check_param(param)
         return []
+
+    def _check_param(self, param) -> float:
+        """One parameter value (a number or a one-element tensor) inside the open
+        ``param_domain``, as a float, or an error naming ``param_name``."""
+        p = _real(self.param_name or "param", param)
+        self.check_params(self.param_name or "param", p, p)
+        return p
 
     def boundary_flux(self, t: Tensor | float, param: Tensor | float) -> Tensor:
         """Net inflow :math:`F|_{x_0} - F|_{x_1} = b'(t)` through the boundary.
@@ -130,6 +138,8 @@ class GPMEProblem:
         return torch.linspace(*self.x_range, check_int("n", n, minimum=2), dtype=_F64)
 
     def setting(self, param: float) -> dict[str, float]:
-        """Benchmark setting dict, e.g. ``{"m": 3, "t": 0.5}``."""
-        p = _real(self.param_name or "param", param)
+        """Benchmark setting dict, e.g. ``{"m": 3, "t": 0.5}`` (``param`` one value inside
+        ``param_domain``)."""
+        # a parameter outside the family (m = -1) was labelled without a word
+        p = self._check_param(param)
         return {self.param_name: int(p) if p == int(p) else p, "t": self.table_time}

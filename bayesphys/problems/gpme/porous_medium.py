@@ -75,6 +75,7 @@ class PorousMedium(GPMEProblem):
         r"""Times where the front :math:`x = t` reaches :math:`x_0` and :math:`x_1` (kinks of
         :math:`b'`)."""
         # the front x = t reaches x0 (inflow starts) and x1 (outflow starts)
+        self._check_param(param)  # m = -1 has no front, yet its breaks were listed
         return [float(v) for v in self.x_range]
 
     def diffusivity(self, u: Tensor, param: Tensor) -> Tensor:

@@ -133,7 +133,8 @@ class Stefan(GPMEProblem):
         r"""Times :math:`(x / \alpha)^2` where the front :math:`\alpha\sqrt t` reaches
         :math:`x_0` and :math:`x_1` (breaks of :math:`b'`)."""
         # the front alpha sqrt(t) reaches x0 and x1 at t = (x / alpha)^2
-        alpha = float(stefan_constants(param)[0])
+        # a tensor of several values failed in float() ("only one element tensors")
+        alpha = float(stefan_constants(self._check_param(param))[0])
         return [(max(x, 0.0) / alpha) ** 2 for x in self.x_range]
 
     def boundary_flux(self, t: Tensor | float, param: Tensor | float) -> Tensor:
