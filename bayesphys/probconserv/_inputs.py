@@ -7,6 +7,7 @@ import numbers
 from dataclasses import replace
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -48,13 +49,28 @@ def check_sigma_g_value(name: str, sigma_g) -> float:
     return float(sigma_g)
 
 
+def _input_eps(value) -> float:
+    """Machine epsilon of a floating tensor or array ``value`` below float64 (0 otherwise)."""
+    dtype = getattr(value, "dtype", None)
+    if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
+        return float(torch.finfo(dtype).eps) if dtype != _F64 else 0.0
+    if isinstance(dtype, np.dtype) and dtype.kind == "f" and dtype.itemsize < 8:
+        return float(np.finfo(dtype).eps)
+    return 0.0
+
+
 def check_grid(
     problem: GPMEProblem, t: float | Tensor | None, x: Tensor | None
 ) -> tuple[Tensor, Tensor]:
     """The prediction grid ``(t [nt], x [nx])`` in float64: ``t`` a number or a 1-D tensor
     (default the problem's table time), ``x`` a 1-D tensor (default 201 points spanning the
-    domain); at least one time and two points, all inside the problem's domain."""
+    domain); at least one time and two points, all inside the problem's domain (up to the
+    rounding of the input's own precision: a float32 ``torch.linspace`` over the domain ends
+    a float32 rounding past it, and such values are moved onto the domain's ends)."""
     t = problem.table_time if t is None else t
+    # the rounding of each input's own precision: a float32 torch.linspace(0, 2 * pi, n)
+    # ends at 6.2831855 > 2 pi and was refused as outside the diffusion domain
+    eps = {n: _input_eps(v) for n, v in (("t", t), ("x", x))}
     tt = as_tensor("t", t, dtype=_F64)
     if tt.ndim > 1:  # a [2, 2] tensor of times was read as four times
         raise ValueError(
@@ -67,18 +83,22 @@ def check_grid(
             f"t, x: expected at least one time and two points, received {tt.numel()} "
             f"time(s) and {xx.numel()} point(s)"
         )
+    out = {}
     for name, v, (lo, hi) in (
         ("t", tt, problem.t_range),
         ("x", xx, problem.x_range),
     ):
-        tol = 1e-12 * max(1.0, abs(lo), abs(hi))
+        tol = max(1e-12, 4 * eps[name]) * max(1.0, abs(lo), abs(hi))
         if v.numel() and bool(((v < lo - tol) | (v > hi + tol)).any()):
             raise ValueError(
                 f"{name}: expected values in the {problem.name} domain [{lo}, {hi}] "
                 f"(where the model was trained), received [{float(v.min())}, "
                 f"{float(v.max())}]"
             )
-    return tt, xx
+        # a reduced-precision end (float32 0.1 = 0.10000000149) is the domain's end: onto it,
+        # so the later checks and the mass see the domain (float64 input is kept as given)
+        out[name] = v.clamp(lo, hi) if eps[name] else v
+    return out["t"], out["x"]
 
 
 def check_data(name: str, data, problem: GPMEProblem, *, targets: bool) -> None:

@@ -66,6 +66,7 @@ from .._checks import check_int, check_real, did_you_mean
 from .._device import as_tensor
 from ..posterior import GaussianPosterior
 from .conditional import LocalScale, choose_bandwidth, fit_parameter_map
+from .update import check_covariance
 
 __all__ = [
     "HybridCalibration",
@@ -184,9 +185,21 @@ def hybrid_covariance(
     ``cov`` gives a ``LowRankRootAddedDiagLinearOperator`` (a ``DiagLinearOperator`` for a
     diagonal ``cov`` with ``beta = 1``); anything else a dense tensor in ``cov``'s dtype.
     """
+    check_covariance("cov", cov)
     beta = check_real("beta", beta, minimum=0.0, maximum=1.0)
     a = check_real("a", a, minimum=0.0)
     if isinstance(scale, Tensor):
+        # a complex scale failed in torch ("lt"), a bool one was read as 0/1, and one of
+        # another shape failed in torch's broadcast
+        if scale.is_complex() or scale.dtype == torch.bool:
+            raise TypeError(f"scale: expected real values, received dtype {scale.dtype}")
+        _check_batch(
+            "scale",
+            scale.shape,
+            cov.shape[:-2],
+            f"a number or a tensor [*, nt] that broadcasts with the covariance's batch "
+            f"{tuple(cov.shape[:-2])}",
+        )
         if bool((~torch.isfinite(scale) | (scale < 0)).any()):
             raise ValueError("scale: expected finite values >= 0")
     else:
@@ -197,6 +210,15 @@ def hybrid_covariance(
             f"err_root: expected shape [nt, {cov.shape[-1]}, V] or [*, nt, {cov.shape[-1]}, K] "
             f"(the covariance's size), received {tuple(err_root.shape)}"
         )
+    # another number of slices failed in torch's broadcast, naming no argument
+    _check_batch(
+        "err_root",
+        err_root.shape,
+        cov.shape[:-2],
+        f"shape [nt, {cov.shape[-1]}, V] or [*, nt, {cov.shape[-1]}, K] with batch dims that "
+        f"broadcast with the covariance's {tuple(cov.shape[:-2])}",
+        trailing=2,
+    )
     dtype = cov.dtype
     w = torch.as_tensor(scale, dtype=dtype, device=err_root.device)
     w_model, w_err = (w * beta * a)[..., None, None], (w * (1.0 - beta))[..., None, None]
@@ -220,6 +242,15 @@ def hybrid_covariance(
     dense = cov.to_dense() if isinstance(cov, LinearOperator) else cov
     e = err_root.to(dense)
     return w_model * dense + w_err * (e @ e.mT)
+
+
+def _check_batch(name: str, shape, batch, what: str, trailing: int = 0) -> None:
+    """Refuse (``ValueError`` naming ``name``) a ``shape`` whose batch dims (all but the last
+    ``trailing``) do not broadcast with ``batch``."""
+    try:
+        torch.broadcast_shapes(tuple(shape)[: len(shape) - trailing], tuple(batch))
+    except RuntimeError:
+        raise ValueError(f"{name}: expected {what}, received {tuple(shape)}") from None
 
 
 def local_root(err: Tensor, val_mean: Tensor, mean: Tensor, k: int) -> Tensor:
@@ -259,20 +290,48 @@ def select_candidate(
     per-function held-out MSEs ``per_function[c] [V]`` (``cv[c]`` is their mean; see
     :func:`fit_hybrid`'s ``selection``)."""
     check_selection(selection)
-    if not cv:
-        raise ValueError("cv: expected at least one (K, beta) candidate")
-    missing = [c for c in cv if c not in per_function]
-    if missing:
-        raise ValueError(
-            f"per_function: expected the per-function MSEs of every candidate in cv, missing "
-            f"{missing}"
-        )
+    cv, per_function = _check_candidates(cv, per_function)
     best = min(cv, key=cv.get)
     if selection == "min":
         return best
     se = paired_se(per_function, best)
     near = [c for c, m in cv.items() if m <= cv[best] + se[c]]
     return min(near, key=lambda c: (-c[1], c[0] != 0, c[0]))
+
+
+def _check_candidates(
+    cv, per_function
+) -> tuple[dict[tuple[int, float], float], dict[tuple[int, float], Tensor]]:
+    """``cv`` and ``per_function`` of :func:`select_candidate` checked: dicts keyed by
+    ``(K, beta)`` pairs, finite held-out MSEs, and per-function MSEs ``[V]`` of one length for
+    every candidate. (A NaN MSE made the choice depend on the dict's order; per-function MSEs
+    of different lengths, or not tensors, failed inside torch.)"""
+    for name, d in (("cv", cv), ("per_function", per_function)):
+        if not isinstance(d, dict):
+            raise TypeError(
+                f"{name}: expected a dict keyed by (K, beta) candidates, received "
+                f"{type(d).__name__}"
+            )
+    if not cv:
+        raise ValueError("cv: expected at least one (K, beta) candidate")
+    bad = [c for c in cv if not (isinstance(c, tuple) and len(c) == 2)]
+    if bad:
+        raise ValueError(f"cv: expected (K, beta) pairs as keys, received {bad[0]!r}")
+    missing = [c for c in cv if c not in per_function]
+    if missing:
+        raise ValueError(
+            f"per_function: expected the per-function MSEs of every candidate in cv, missing "
+            f"{missing}"
+        )
+    cv = {c: check_real(f"cv[{c!r}]", m) for c, m in cv.items()}
+    per = {c: as_tensor(f"per_function[{c!r}]", per_function[c], real=True) for c in cv}
+    sizes = {tuple(p.shape) for p in per.values()}
+    if len(sizes) > 1 or next(iter(sizes)) == () or len(next(iter(sizes))) != 1:
+        raise ValueError(
+            "per_function: expected one MSE per validation function, shape [V] with the same "
+            f"V for every candidate, received shapes {sorted(sizes)}"
+        )
+    return cv, per
 
 
 def paired_se(
@@ -316,6 +375,7 @@ def fit_hybrid(
     """
     check_selection(selection)
     update = _check_update(update)
+    check_covariance("cov", cov)
     mean = as_tensor("mean", mean, real=True)
     if mean.ndim != 3:
         raise ValueError(f"mean: expected shape [V, nt, N], received {tuple(mean.shape)}")
@@ -338,10 +398,16 @@ def fit_hybrid(
         raise ValueError(
             f"x: expected shape ({mean.shape[2]},) (the grid), received {tuple(x.shape)}"
         )
-    betas = tuple(check_real("betas", b, minimum=0.0, maximum=1.0) for b in betas)
+    betas = tuple(
+        check_real("betas", b, minimum=0.0, maximum=1.0)
+        for b in _sequence("betas", betas, "weights in [0, 1], e.g. (0.5, 1.0)")
+    )
     if not betas:
         raise ValueError("betas: expected at least one weight in [0, 1], received none")
-    neighbours = tuple(check_int("neighbours", k, minimum=0) for k in neighbours)
+    neighbours = tuple(
+        check_int("neighbours", k, minimum=0)
+        for k in _sequence("neighbours", neighbours, "analog sizes, e.g. (0, 20); 0: all errors")
+    )
     if not neighbours:
         raise ValueError("neighbours: expected at least one analog size (0: all errors)")
     if not isinstance(local_scale, bool):
@@ -434,6 +500,16 @@ def fit_hybrid(
         selection=selection,
         cv_se=cv_se,
     )
+
+
+def _sequence(name: str, value, what: str) -> tuple:
+    """``value`` as a tuple, or a ``TypeError`` naming ``name``: a single number failed with
+    "'float' object is not iterable" (and a string was read character by character)."""
+    if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+        raise TypeError(
+            f"{name}: expected a sequence of {what}, received {type(value).__name__} {value!r}"
+        )
+    return tuple(value)
 
 
 def _check_update(update):

@@ -71,9 +71,9 @@ from linear_operator.operators import (
 )
 from torch import Tensor
 
-from .._checks import check_real
+from .._checks import check_broadcasts, check_real
 from .._device import as_tensor
-from .update import cov_times_gt
+from .update import check_covariance, cov_times_gt
 
 __all__ = [
     "mass_residual",
@@ -98,6 +98,19 @@ def mass_residual(
     [N]``, ``mass [B, nt]``.
     """
     mean = as_tensor("mean", mean, dtype=_F64)
+    check_covariance("cov", cov)
+    if mean.ndim < 1 or tuple(cov.shape[-1:]) != tuple(mean.shape[-1:]):
+        raise ValueError(
+            f"cov: expected shape [B, nt, N, N] with N = {mean.shape[-1] if mean.ndim else '?'} "
+            f"(mean's last dimension), received {tuple(cov.shape)}"
+        )
+    # another batch failed in torch's broadcast, naming no argument
+    check_broadcasts(
+        "cov",
+        cov.shape[:-2],
+        mean.shape[:-1],
+        f"batch dims broadcasting to mean's {tuple(mean.shape[:-1])} (functions x slices)",
+    )
     g = as_tensor("g", g, real=True)  # complex weights were cast to their real part
     if g.ndim != 1 or g.shape[0] != mean.shape[-1]:
         raise ValueError(
@@ -141,15 +154,24 @@ def fit_mass_kappa(residual: Tensor, variance: Tensor) -> float:
 
 
 def discrepancy_roots(x: Tensor, g: Tensor, length: float) -> tuple[Tensor, Tensor, float]:
-    r"""Roots of :math:`K` and :math:`K_\perp` ``[N, R]`` on the grid ``x [N]`` and
-    :math:`g^\top K g`; ``length`` :math:`\ell` in units of ``x``."""
+    r"""Roots of :math:`K` and :math:`K_\perp` ``[N, R]`` on the grid ``x [N]`` (``N >= 1``) and
+    :math:`g^\top K g`; ``length`` :math:`\ell` in units of ``x``; ``g [N]`` quadrature
+    weights ``>= 0``, not all zero (:math:`g^\top K g > 0`)."""
     length = check_real("length", length, minimum=0.0, strict=True)
     x = as_tensor("x", x, dtype=_F64, ndim=1)
+    if x.numel() == 0:  # failed in torch's max() of no eigenvalues
+        raise ValueError("x: expected at least one grid point, received none")
     g = as_tensor("g", g, dtype=_F64, device=x.device)
     if g.shape != x.shape:
         raise ValueError(
             f"g: expected shape {tuple(x.shape)} (one weight per grid point), received "
             f"{tuple(g.shape)}"
+        )
+    # zero weights gave g^T K g = 0 and a root of K_perp of 0 / 0 = NaN without a word
+    if bool((g < 0).any()) or not bool((g > 0).any()):
+        raise ValueError(
+            f"g: expected quadrature weights >= 0, not all zero, received values in "
+            f"[{float(g.min()):g}, {float(g.max()):g}]"
         )
     k = torch.exp(-0.5 * (x[:, None] - x[None, :]).pow(2) / length**2)
     evals, evecs = torch.linalg.eigh(k)
@@ -193,8 +215,8 @@ def _residual_and_variance(residual, variance) -> tuple[Tensor, Tensor]:
 def gated_discrepancy_variance(
     residual: Tensor, variance: Tensor, kappa: float, gkg: float, outside: Tensor, floor: float
 ) -> Tensor:
-    r""":math:`\hat\sigma_d^2` ``[B, nt]`` for functions flagged ``outside [B]`` by the gate,
-    zero for the others:
+    r""":math:`\hat\sigma_d^2` ``[B, nt]`` for functions flagged ``outside [B]`` by the gate
+    (flags: bool, or 0/1), zero for the others:
 
     .. math::
         \hat\sigma_d^2 = \max\big(r^2 - \kappa v,\ \mathrm{floor}\cdot\kappa v\big)
@@ -211,6 +233,13 @@ def gated_discrepancy_variance(
         raise ValueError(
             f"outside: expected shape {tuple(residual.shape[:1])} (one flag per function), "
             f"received {tuple(outside.shape)}"
+        )
+    if not bool(((outside == 0) | (outside == 1)).all()):
+        # a weight (0.5, 2, -1) scaled the variance, negative ones made it negative
+        bad = outside[(outside != 0) & (outside != 1)]
+        raise ValueError(
+            f"outside: expected flags (True/False or 0/1, one per function), received "
+            f"{bad.numel()} other value(s), e.g. {float(bad[0]):g}"
         )
     ml = discrepancy_variance(residual, variance, kappa, gkg)
     least = floor * kappa * variance / gkg
@@ -233,6 +262,7 @@ def add_discrepancy(
     ``root`` :math:`L` ``[N, R]``. Diagonal and low-rank-plus-diagonal covariances become
     low-rank-plus-diagonal (the root gains ``R`` columns); anything else a dense tensor.
     ``cov`` is returned unchanged when every :math:`\hat\sigma_d^2` is zero."""
+    check_covariance("cov", cov)
     sd2 = as_tensor("sd2", sd2, real=True)
     if bool((sd2 < 0).any()):
         raise ValueError(

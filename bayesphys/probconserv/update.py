@@ -173,12 +173,32 @@ class _UpdatedRoot:
         )
 
 
+def check_covariance(name: str, cov) -> None:
+    """Refuse a ``cov`` that is no ``LinearOperator`` or real tensor of square matrices
+    ``[*batch, N, N]`` (a list failed on a missing attribute; a non-square tensor was
+    multiplied as if it were a covariance)."""
+    if not isinstance(cov, LinearOperator | Tensor):
+        raise TypeError(
+            f"{name}: expected a LinearOperator or a tensor [*batch, N, N], received "
+            f"{type(cov).__name__}"
+        )
+    if isinstance(cov, Tensor) and (cov.is_complex() or cov.dtype == torch.bool):
+        raise TypeError(f"{name}: expected real values, received dtype {cov.dtype}")
+    if cov.dim() < 2 or cov.shape[-1] != cov.shape[-2]:
+        raise ValueError(
+            f"{name}: expected square matrices [*batch, N, N], received shape {tuple(cov.shape)}"
+        )
+
+
 def cov_times_gt(cov: LinearOperator | Tensor, gt: Tensor) -> Tensor:
     r""":math:`\Sigma G^\top` ``[*batch, N, m]`` using the covariance's structure.
 
-    Diagonal: ``d * G^T``; low-rank-plus-diagonal: :math:`D G^\top + R(R^\top G^\top)`;
-    otherwise the operator's own matmul (Kronecker stays factorised).
+    ``cov`` ``[*batch, N, N]`` (a ``LinearOperator`` or a tensor), ``gt`` ``[*, N, m]`` with
+    batch dims broadcasting with ``cov``'s. Diagonal: ``d * G^T``; low-rank-plus-diagonal:
+    :math:`D G^\top + R(R^\top G^\top)`; otherwise the operator's own matmul (Kronecker stays
+    factorised).
     """
+    check_covariance("cov", cov)
     cov = _cov64(cov)
     gt = as_tensor("gt", gt, dtype=_F64, device=cov.device)
     if gt.ndim < 2 or gt.shape[-2] != cov.shape[-1]:
@@ -186,6 +206,13 @@ def cov_times_gt(cov: LinearOperator | Tensor, gt: Tensor) -> Tensor:
             f"gt: expected shape [..., {cov.shape[-1]}, m] (G^T for a covariance of size "
             f"{cov.shape[-1]}), received {tuple(gt.shape)}"
         )
+    try:
+        torch.broadcast_shapes(cov.shape[:-2], gt.shape[:-2])
+    except RuntimeError:
+        raise ValueError(
+            f"gt: expected batch dims that broadcast with the covariance's "
+            f"{tuple(cov.shape[:-2])}, received shape {tuple(gt.shape)}"
+        ) from None
     if isinstance(cov, DiagLinearOperator):
         return cov.diagonal().unsqueeze(-1) * gt
     if isinstance(cov, LowRankRootAddedDiagLinearOperator):

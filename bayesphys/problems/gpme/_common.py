@@ -4,6 +4,7 @@ conversion, scalar checks, and the masking and powers of the closed-form solutio
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -35,3 +36,22 @@ def _pos_pow(s: Tensor, e: Tensor | float) -> Tensor:
     (a plain ``pow`` gives ``inf * 0 = nan`` there for ``e < 1``)."""
     pos = s > 0
     return torch.where(pos, torch.where(pos, s, torch.ones_like(s)).pow(e), torch.zeros_like(s))
+
+
+def _check_broadcast(**named) -> None:
+    """Refuse (``ValueError`` naming every argument and its shape) values whose shapes do not
+    broadcast together: the closed forms failed inside torch ("The size of tensor a (3) must
+    match the size of tensor b (4)"), naming none of them."""
+    try:
+        shapes = {
+            k: tuple(v.shape) if isinstance(v, Tensor) else np.shape(v) for k, v in named.items()
+        }
+    except (TypeError, ValueError):  # no shape (a ragged list): the conversion names it
+        return
+    try:
+        torch.broadcast_shapes(*shapes.values())
+    except RuntimeError:
+        got = ", ".join(f"{k} {s}" for k, s in shapes.items())
+        raise ValueError(
+            f"{', '.join(shapes)}: expected shapes that broadcast together, received {got}"
+        ) from None

@@ -27,8 +27,10 @@ class GPMEProblem:
     param_name: name of the varied parameter (``k``, ``m``, ``u_star``).
     x_range, t_range: domain.
     train_range: the parameter is drawn ``U(train_range)`` for training functions.
-    param_domain: the open interval where the family is defined (checked by ``make_dataset``).
-    test_params: the paper's test parameters; ``table_time``: the time of the paper's tables.
+    param_domain: the open interval where the family is defined (checked by ``make_dataset``);
+        ``train_range`` must lie inside it.
+    test_params: the paper's test parameters; ``table_time``: the time of the paper's tables
+        (inside ``t_range``).
     """
 
     name: str = ""
@@ -44,7 +46,16 @@ class GPMEProblem:
         # a reversed or empty domain was accepted and gave reversed grids, negative masses
         # and sign-flipped fluxes without a word
         check_range("x_range", self.x_range)
-        check_range("t_range", self.t_range)
+        lo, hi = check_range("t_range", self.t_range)
+        # a reversed train_range drew parameters without a word, one outside the family's
+        # domain failed only at the first draw; a table_time that is NaN or outside t_range
+        # failed at the first posterior, naming a t the user never passed
+        self.check_params("train_range", *check_range("train_range", self.train_range))
+        t = check_real("table_time", self.table_time)
+        if not lo <= t <= hi:
+            raise ValueError(
+                f"table_time: expected a time in t_range [{lo:g}, {hi:g}], received {t:g}"
+            )
 
     def widened_range(self, margin: float) -> tuple[float, float]:
         """``train_range`` widened by ``margin`` times its length at each end (``margin`` >= 0;
@@ -99,7 +110,15 @@ class GPMEProblem:
     def flux_breaks(self, param: float) -> list[float]:
         """Times at which :math:`b'(t)` has a kink or a jump (a front reaching a domain end);
         :func:`mass_from_fluxes` splits its quadrature there. None by default."""
+        self._check_param(param)
         return []
+
+    def _check_param(self, param) -> float:
+        """One parameter value (a number or a one-element tensor) inside the open
+        ``param_domain``, as a float, or an error naming ``param_name``."""
+        p = _real(self.param_name or "param", param)
+        self.check_params(self.param_name or "param", p, p)
+        return p
 
     def boundary_flux(self, t: Tensor | float, param: Tensor | float) -> Tensor:
         """Net inflow :math:`F|_{x_0} - F|_{x_1} = b'(t)` through the boundary.
@@ -119,6 +138,8 @@ class GPMEProblem:
         return torch.linspace(*self.x_range, check_int("n", n, minimum=2), dtype=_F64)
 
     def setting(self, param: float) -> dict[str, float]:
-        """Benchmark setting dict, e.g. ``{"m": 3, "t": 0.5}``."""
-        p = _real(self.param_name or "param", param)
+        """Benchmark setting dict, e.g. ``{"m": 3, "t": 0.5}`` (``param`` one value inside
+        ``param_domain``)."""
+        # a parameter outside the family (m = -1) was labelled without a word
+        p = self._check_param(param)
         return {self.param_name: int(p) if p == int(p) else p, "t": self.table_time}

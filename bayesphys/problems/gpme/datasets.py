@@ -8,6 +8,7 @@ times x 10 sorted uniform sensors, 10 x 10 sorted uniform targets) and the evalu
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -57,8 +58,19 @@ class GPMEData:
         )
 
     def subset(self, idx: slice | Tensor | Sequence[int]) -> GPMEData:
-        """The functions ``idx`` (a slice, index tensor ``[B']`` or list): a set with
-        ``params [B']``, ``x_context [B', Nc, 2]``, ... (the rows ``idx`` of each tensor)."""
+        """The functions ``idx`` (a slice, index tensor ``[B']`` or list; an int ``i`` is the
+        one function ``[i]``): a set with ``params [B']``, ``x_context [B', Nc, 2]``, ... (the
+        rows ``idx`` of each tensor)."""
+        if isinstance(idx, bool | np.bool_):  # True indexed as a new axis: [1, B] params
+            raise TypeError(
+                f"idx: expected a slice, an int or a sequence of indices, received {idx!r}"
+            )
+        if isinstance(idx, numbers.Integral) or (
+            isinstance(idx, Tensor) and idx.ndim == 0 and not idx.is_floating_point()
+        ):
+            # an int dropped the function axis: params [] and x_context [Nc, 2], a set whose
+            # len() failed and that no model accepted
+            idx = [int(idx)]
         return GPMEData(
             self.problem,
             self.params[idx],

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ._common import _f64, _nan_at
+from ._common import _check_broadcast, _f64, _nan_at
 from .base import GPMEProblem
 
 __all__ = ["Diffusion"]
@@ -39,6 +39,7 @@ class Diffusion(GPMEProblem):
     def solution(self, t: Tensor | float, x: Tensor | float, param: Tensor | float) -> Tensor:
         r"""Exact :math:`u = \sin(x)\,e^{-kt}` (``param`` = :math:`k`); ``t, x, param``
         ``[*]`` broadcast -> ``[*]`` (float64)."""
+        _check_broadcast(t=t, x=x, **{self.param_name or "param": param})
         self._check_domain(param)
         return torch.sin(_f64(x, "x")) * torch.exp(
             -_f64(param, self.param_name or "param") * _f64(t, "t")
@@ -52,6 +53,7 @@ class Diffusion(GPMEProblem):
     def mass(self, t: Tensor | float, param: Tensor | float) -> Tensor:
         r"""Exact :math:`b(t) = (\cos x_0 - \cos x_1)\,e^{-kt}`: ``t, param`` ``[*]``
         broadcast -> ``[*]`` (float64)."""
+        _check_broadcast(t=t, **{self.param_name or "param": param})
         self._check_domain(param)
         t, param = torch.broadcast_tensors(_f64(t, "t"), _f64(param, self.param_name or "param"))
         return _nan_at(t, self._cos_span() * torch.exp(-param * t))
@@ -59,6 +61,7 @@ class Diffusion(GPMEProblem):
     def boundary_flux(self, t: Tensor | float, param: Tensor | float) -> Tensor:
         r"""Net inflow :math:`b'(t) = -k(\cos x_0 - \cos x_1)\,e^{-kt}`: ``t, param`` ``[*]``
         broadcast -> ``[*]`` (float64)."""
+        _check_broadcast(t=t, **{self.param_name or "param": param})
         self._check_domain(param)
         t, param = torch.broadcast_tensors(_f64(t, "t"), _f64(param, self.param_name or "param"))
         x0, x1 = self.x_range  # -k (cos x0 - cos x1) e^{-kt}, written to give +0.0 on a period

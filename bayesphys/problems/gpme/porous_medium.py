@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ._common import _f64, _nan_at, _pos_pow
+from ._common import _check_broadcast, _f64, _nan_at, _pos_pow
 from .base import GPMEProblem
 
 __all__ = ["PorousMedium"]
@@ -43,6 +43,7 @@ class PorousMedium(GPMEProblem):
     def solution(self, t: Tensor | float, x: Tensor | float, param: Tensor | float) -> Tensor:
         r"""Exact solution :math:`u = (m\,\mathrm{ReLU}(t-x))^{1/m}` for exponent ``param`` =
         :math:`m`; ``t, x, param`` ``[*]`` broadcast -> ``[*]`` (float64)."""
+        _check_broadcast(t=t, x=x, **{self.param_name or "param": param})
         self._check_domain(param)
         m = _f64(param, self.param_name or "param")
         return (m * torch.relu(_f64(t, "t") - _f64(x, "x"))).pow(1.0 / m)
@@ -50,6 +51,7 @@ class PorousMedium(GPMEProblem):
     def mass(self, t: Tensor | float, param: Tensor | float) -> Tensor:
         r"""Exact total mass :math:`b(t)` over ``x_range`` (class docstring): ``t, param``
         ``[*]`` broadcast -> ``[*]`` (float64)."""
+        _check_broadcast(t=t, **{self.param_name or "param": param})
         self._check_domain(param)
         m, t = _f64(param, self.param_name or "param"), _f64(t, "t")
         x0, x1 = self.x_range
@@ -60,6 +62,7 @@ class PorousMedium(GPMEProblem):
     def boundary_flux(self, t: Tensor | float, param: Tensor | float) -> Tensor:
         r"""Net inflow :math:`b'(t) = F|_{x_0} - F|_{x_1}` through the boundary (class
         docstring): ``t, param`` ``[*]`` broadcast -> ``[*]`` (float64)."""
+        _check_broadcast(t=t, **{self.param_name or "param": param})
         # -u^m u_x equals (m (t - x))^{1/m} behind the front, 0 ahead of it: inflow at x0,
         # outflow at x1 once the front has reached it
         self._check_domain(param)
@@ -72,6 +75,7 @@ class PorousMedium(GPMEProblem):
         r"""Times where the front :math:`x = t` reaches :math:`x_0` and :math:`x_1` (kinks of
         :math:`b'`)."""
         # the front x = t reaches x0 (inflow starts) and x1 (outflow starts)
+        self._check_param(param)  # m = -1 has no front, yet its breaks were listed
         return [float(v) for v in self.x_range]
 
     def diffusivity(self, u: Tensor, param: Tensor) -> Tensor:

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from ..._checks import check_int
-from ._common import _f64, _nan_at
+from ._common import _check_broadcast, _f64, _nan_at
 from .base import GPMEProblem
 
 __all__ = ["Stefan", "stefan_constants", "stefan_front"]
@@ -62,6 +62,7 @@ def stefan_constants(u_star: Tensor | float, iters: int = 200) -> tuple[Tensor, 
 def stefan_front(t: Tensor | float, u_star: Tensor | float) -> Tensor:
     """Exact front (shock) position :math:`x^*(t) = \\alpha\\sqrt t` (:math:`t < 0`: 0):
     ``t, u_star`` (numbers or tensors ``[*]``) broadcast -> ``[*]`` (float64)."""
+    _check_broadcast(t=t, u_star=u_star)
     alpha, _ = stefan_constants(u_star)
     return alpha * _f64(t, "t").clamp_min(0).sqrt()
 
@@ -93,6 +94,7 @@ class Stefan(GPMEProblem):
         r"""Exact solution for threshold ``param`` = :math:`u^*` (class docstring); ``t, x, param``
         ``[*]`` broadcast -> ``[*]`` (float64). A NaN ``t`` or ``x`` gives NaN, as for the
         other families."""
+        _check_broadcast(t=t, x=x, **{self.param_name or "param": param})
         # the constants depend on the parameter only: solved once per parameter, then
         # broadcast over the grid (they were solved at every grid point)
         alpha, c1 = stefan_constants(_f64(param, self.param_name or "param"))
@@ -108,6 +110,7 @@ class Stefan(GPMEProblem):
     def mass(self, t: Tensor | float, param: Tensor | float) -> Tensor:
         r"""Exact total mass :math:`b(t)`: :math:`2c_1\sqrt{t/\pi}` while the front is inside
         (class docstring); ``t, param`` ``[*]`` broadcast -> ``[*]`` (float64)."""
+        _check_broadcast(t=t, **{self.param_name or "param": param})
         alpha, c1 = stefan_constants(param)
         t = _f64(t, "t")
         x0, x1 = self.x_range
@@ -130,7 +133,8 @@ class Stefan(GPMEProblem):
         r"""Times :math:`(x / \alpha)^2` where the front :math:`\alpha\sqrt t` reaches
         :math:`x_0` and :math:`x_1` (breaks of :math:`b'`)."""
         # the front alpha sqrt(t) reaches x0 and x1 at t = (x / alpha)^2
-        alpha = float(stefan_constants(param)[0])
+        # a tensor of several values failed in float() ("only one element tensors")
+        alpha = float(stefan_constants(self._check_param(param))[0])
         return [(max(x, 0.0) / alpha) ** 2 for x in self.x_range]
 
     def boundary_flux(self, t: Tensor | float, param: Tensor | float) -> Tensor:
@@ -146,6 +150,7 @@ class Stefan(GPMEProblem):
         domain ``boundary_flux(0) = inf``. A NaN ``t`` gives NaN. (``t <= 0`` used to give
         about ``4.5e149``: the time was clamped to ``1e-300`` and never masked.)
         """
+        _check_broadcast(t=t, **{self.param_name or "param": param})
         alpha, c1 = stefan_constants(param)
         t_in = _f64(t, "t")
         t = t_in.clamp_min(1e-300)
