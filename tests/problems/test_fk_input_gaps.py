@@ -1,0 +1,93 @@
+"""The Fisher-Kolmogorov solvers' remaining input gaps: extreme grid steps, the shapes of the
+rates, ``logistic_step``'s ``tau``, the tangent's ``dc0`` and ``fk_residual``'s numbers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from bayesphys.problems.fisher_kolmogorov import (
+    fk_forward,
+    max_step,
+    max_steps,
+    tissue_faces,
+)
+from bayesphys.problems.stencil import div_flux
+
+F64 = torch.float64
+
+
+def _grid(n: int = 6):
+    wm = torch.full((n,), 0.8, dtype=F64)
+    gm = torch.full((n,), 0.1, dtype=F64)
+    c0 = torch.linspace(0.0, 0.5, n, dtype=F64)
+    return c0, tissue_faces(wm, gm), [torch.zeros(n, dtype=F64)]
+
+
+# --- grid steps whose square overflows or underflows float64 --------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["euler", "strang"])
+def test_a_huge_spacing_gives_the_bound_without_diffusion(scheme):
+    # spacing**2 raised an OverflowError naming no argument; the diffusion rate D_w f / h^2
+    # is 0 there, so the bound is that of the reaction alone (as with zero faces)
+    _, faces, zero = _grid()
+    dw, rho = torch.tensor([0.1, 0.0]), torch.tensor([0.1, 0.0])
+    got = max_steps(faces, dw, rho, 1e200, scheme)
+    assert torch.equal(got, max_steps(zero, dw, rho, 1.0, scheme))
+    assert max_step(faces, 0.1, 0.1, 1e200, scheme) == (20.0 if scheme == "euler" else math.inf)
+
+
+def test_div_flux_with_a_huge_spacing_gives_zero_not_an_overflow_error():
+    c0, faces, _ = _grid()
+    assert torch.equal(div_flux(c0, faces, [1e200]), torch.zeros_like(c0))
+
+
+@pytest.mark.parametrize("scheme", ["euler", "strang"])
+def test_fk_forward_with_a_huge_spacing_runs_the_reaction_alone(scheme):
+    c0, faces, zero = _grid()
+    kw = {"t_end": 1.0, "steps": 10, "scheme": scheme}
+    got = fk_forward(c0, faces, 0.1, 0.3, spacing=1e200, **kw)
+    assert torch.equal(got, fk_forward(c0, zero, 0.1, 0.3, spacing=1.0, **kw))
+
+
+@pytest.mark.parametrize("scheme", ["euler", "strang"])
+def test_a_tiny_spacing_with_zero_faces_has_the_reaction_bound_not_nan(scheme):
+    # 0 / h^2 with h^2 underflowed to 0 was NaN, which fk_forward then refused as a rate that
+    # "overflows float64"
+    _, _, zero = _grid()
+    dw, rho = torch.tensor([0.1]), torch.tensor([0.3])
+    got = max_steps(zero, dw, rho, 1e-200, scheme)
+    assert torch.equal(got, max_steps(zero, dw, rho, 1.0, scheme))
+    # a NaN rate still has no bound
+    assert torch.isnan(max_steps(zero, torch.tensor([math.nan]), rho, 1e-200, scheme)).all()
+
+
+@pytest.mark.parametrize("scheme", ["euler", "strang"])
+def test_fk_forward_with_a_tiny_spacing_and_zero_faces_runs(scheme):
+    c0, _, zero = _grid()
+    kw = {"t_end": 1.0, "steps": 10, "scheme": scheme}
+    got = fk_forward(c0, zero, 0.1, 0.3, spacing=1e-200, **kw)
+    assert torch.equal(got, fk_forward(c0, zero, 0.1, 0.3, spacing=1.0, **kw))
+
+
+def test_a_tiny_spacing_with_tissue_faces_is_refused_as_an_infinite_rate():
+    c0, faces, _ = _grid()
+    assert max_step(faces, 0.1, 0.0, 1e-200, "strang") == 0.0
+    assert max_step(faces, 0.0, 0.0, 1e-200, "strang") == math.inf  # D_w = 0: no diffusion
+    with pytest.raises(ValueError, match="rate overflows float64"):
+        fk_forward(c0, faces, 0.1, 0.3, t_end=1.0, steps=10, spacing=1e-200)
+
+
+def test_div_flux_keeps_its_precision_where_the_square_of_the_step_is_subnormal():
+    # h = 3e-162: h^2 = 9e-324 rounds to the subnormal 1e-323 (10 % off); dividing twice by h
+    # keeps the operator's relative precision
+    u = torch.tensor([0.0, 1e-300, 3e-300], dtype=F64)
+    faces = [torch.ones(3, dtype=F64)]
+    h = 3e-162
+    want = div_flux(u, faces, [1.0]) / h / h
+    assert torch.allclose(div_flux(u, faces, [h]), want, rtol=1e-12, atol=0)
+    zero = [torch.zeros(3, dtype=F64)]
+    assert torch.equal(div_flux(u, zero, [1e-200]), torch.zeros_like(u))
