@@ -10,6 +10,9 @@ import torch
 
 from bayesphys.problems.fisher_kolmogorov import (
     fk_forward,
+    fk_forward_tangent,
+    fk_residual,
+    logistic_step,
     max_step,
     max_steps,
     tissue_faces,
@@ -91,3 +94,66 @@ def test_div_flux_keeps_its_precision_where_the_square_of_the_step_is_subnormal(
     assert torch.allclose(div_flux(u, faces, [h]), want, rtol=1e-12, atol=0)
     zero = [torch.zeros(3, dtype=F64)]
     assert torch.equal(div_flux(u, zero, [1e-200]), torch.zeros_like(u))
+
+
+# --- the shapes of the rates -----------------------------------------------------------------
+
+
+def _solve(which: str, c0, faces, dw, rho, scheme: str = "euler"):
+    if which == "forward":
+        return fk_forward(c0, faces, dw, rho, t_end=1.0, steps=10, spacing=1.0, scheme=scheme)
+    if which == "tangent":
+        d = torch.zeros(2, dtype=F64)
+        dc0 = torch.ones((2, *c0.shape), dtype=F64)
+        return fk_forward_tangent(
+            c0, dc0, faces, dw, rho, d, d, t_end=1.0, steps=10, spacing=1.0, scheme=scheme
+        )[1]
+    c = torch.stack([c0, 0.9 * c0 + 0.05])
+    return fk_residual(c, faces, dw, rho, dt=0.1, spacing=1.0, scheme="cn")
+
+
+@pytest.mark.parametrize("which", ["forward", "tangent", "residual"])
+@pytest.mark.parametrize("shape", [(2,), (6,), (1, 6)])
+def test_a_dw_that_is_not_a_scalar_is_refused_by_name(which, shape):
+    # torch's "The size of tensor a (6) must match the size of tensor b (2)" named nothing
+    c0, faces, _ = _grid()
+    dw = torch.full(shape, 0.1, dtype=F64)
+    with pytest.raises(ValueError, match=r"dw: expected a number or a 0-dim tensor.*shape \("):
+        _solve(which, c0, faces, dw, 0.3)
+
+
+@pytest.mark.parametrize("which", ["forward", "tangent", "residual"])
+@pytest.mark.parametrize("shape", [(2,), (1, 6), (6, 1)])
+def test_a_rho_that_is_neither_a_scalar_nor_a_field_is_refused_by_name(which, shape):
+    c0, faces, _ = _grid()
+    rho = torch.full(shape, 0.3, dtype=F64)
+    with pytest.raises(ValueError, match=r"rho: expected a number, a 0-dim tensor or a field"):
+        _solve(which, c0, faces, 0.1, rho)
+
+
+@pytest.mark.parametrize("which", ["forward", "tangent", "residual"])
+@pytest.mark.parametrize("scheme", ["euler", "strang"])
+def test_a_constant_rho_field_gives_the_scalar_rates_values(which, scheme):
+    c0, faces, _ = _grid()
+    want = _solve(which, c0, faces, torch.tensor(0.1, dtype=F64), 0.3, scheme)
+    field = torch.full(c0.shape, 0.3, dtype=F64)
+    assert torch.equal(_solve(which, c0, faces, torch.tensor(0.1, dtype=F64), field, scheme), want)
+
+
+def test_a_rho_field_is_a_growth_rate_per_cell():
+    # no diffusion (zero faces): each cell follows its own exact logistic flow over t_end
+    c0, _, zero = _grid()
+    rho = torch.linspace(0.0, 1.0, 6, dtype=F64)
+    got = fk_forward(c0, zero, 0.1, rho, t_end=2.0, steps=8, spacing=1.0, scheme="strang")
+    assert torch.allclose(got, logistic_step(c0, rho, 2.0), rtol=1e-12, atol=1e-15)
+    assert not torch.allclose(got, logistic_step(c0, 0.5, 2.0))
+
+
+@pytest.mark.parametrize("shape", [(2,), (2, 6)])
+def test_logistic_step_refuses_a_rho_that_does_not_broadcast_to_the_state(shape):
+    # (2,) failed with torch's unnamed size mismatch; (2, 6) grew the result to [2, 6]
+    c0, _, _ = _grid()
+    with pytest.raises(ValueError, match=r"rho: expected a number or a tensor that broadcasts"):
+        logistic_step(c0, torch.full(shape, 0.3, dtype=F64), 1.0)
+    per_entry = logistic_step(c0, torch.full((6,), 0.3, dtype=F64), 1.0)
+    assert torch.equal(per_entry, logistic_step(c0, 0.3, 1.0))
