@@ -126,8 +126,18 @@ def logistic_step(c: Tensor, rho: Tensor | float, tau: float) -> Tensor:
     failed with torch's unnamed size mismatch or grew the result). An integer ``c`` is
     computed in the default floating dtype (``rho`` was cast to its integer dtype: 0.5
     became 0 and the state did not move); a list or array is converted (finite), a complex
-    or bool ``c`` refused, as :func:`fk_forward`'s state."""
+    or bool ``c`` refused, as :func:`fk_forward`'s state. ``tau``: a duration, a finite number
+    ``>= 0`` (a string failed with a cryptic ``TypeError``, NaN gave a NaN state silently), or
+    a 0-dim tensor (differentiable; its value is not read)."""
     c = _real_state("c", c)
+    if isinstance(tau, (Tensor, np.ndarray)):
+        if tau.ndim != 0:
+            raise ValueError(
+                f"tau: expected a number or a 0-dim tensor (a duration), received a tensor of "
+                f"shape {tuple(tau.shape)}"
+            )
+    else:
+        check_real("tau", tau, minimum=0.0)
     shape = _shape_of(rho)
     if shape is not None:
         try:

@@ -157,3 +157,35 @@ def test_logistic_step_refuses_a_rho_that_does_not_broadcast_to_the_state(shape)
         logistic_step(c0, torch.full(shape, 0.3, dtype=F64), 1.0)
     per_entry = logistic_step(c0, torch.full((6,), 0.3, dtype=F64), 1.0)
     assert torch.equal(per_entry, logistic_step(c0, 0.3, 1.0))
+
+
+# --- logistic_step's tau -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tau", "error", "match"),
+    [
+        ("a", TypeError, r"tau: expected a real number, received str"),
+        (None, TypeError, r"tau: expected a real number, received NoneType"),
+        (math.nan, ValueError, r"tau: expected a finite number, received nan"),
+        (math.inf, ValueError, r"tau: expected a finite number, received inf"),
+        (-1.0, ValueError, r"tau: expected a number >= 0.0, received -1.0"),
+        (torch.ones(2), ValueError, r"tau: expected a number or a 0-dim tensor.*\(2,\)"),
+    ],
+)
+def test_logistic_step_refuses_a_tau_that_is_not_a_duration(tau, error, match):
+    # "a" failed with "only integer tensors of a single element can be converted to an
+    # index"; NaN gave a NaN state silently
+    c0, _, _ = _grid()
+    with pytest.raises(error, match=match):
+        logistic_step(c0, 0.3, tau)
+
+
+def test_logistic_step_takes_a_zero_or_a_0_dim_tensor_tau():
+    c0, _, _ = _grid()
+    assert torch.equal(logistic_step(c0, 0.3, 0.0), c0)
+    tau = torch.tensor(2.0, dtype=F64, requires_grad=True)
+    got = logistic_step(c0, 0.3, tau)
+    assert torch.equal(got.detach(), logistic_step(c0, 0.3, 2.0))
+    got.sum().backward()
+    assert tau.grad is not None and float(tau.grad) > 0  # the cells grow with tau
