@@ -367,8 +367,8 @@ def fk_forward_tangent(
     The arguments and the step are checked as in :func:`fk_forward` (``dw []`` a scalar and
     ``rho`` a scalar ``[]`` or a field ``[*grid]``, whose ``drho`` is then a uniform change;
     ``dw >= 0`` and ``rho`` finite when given as numbers, devices; ``check_stability``
-    likewise); ``dc0``, ``ddw`` and ``drho`` on ``c0``'s device; a ``c0`` with a NaN or
-    infinite entry is refused by name, as there.
+    likewise); ``dc0``, ``ddw`` and ``drho`` on ``c0``'s device; a ``c0`` or a ``dc0`` with a
+    NaN or infinite entry is refused by name, as ``c0`` there.
     """
     _check_scheme(scheme)
     t_end, steps = _check_time(t_end, steps)
@@ -383,6 +383,7 @@ def fk_forward_tangent(
     _check_rate_shapes(dw, rho, tuple(c0.shape))
     # lists failed with AttributeError; tensors pass unchanged
     dc0 = _real_state("dc0", dc0)
+    check_finite_input("dc0", dc0)  # as c0: a NaN or Inf direction gave a NaN tangent
     ddw = ddw if isinstance(ddw, Tensor) else as_tensor("ddw", ddw, dtype=c0.dtype)
     drho = drho if isinstance(drho, Tensor) else as_tensor("drho", drho, dtype=c0.dtype)
     # the directions are reshaped to [p, 1, ...] before any product: no 0-dim CPU exception

@@ -189,3 +189,20 @@ def test_logistic_step_takes_a_zero_or_a_0_dim_tensor_tau():
     assert torch.equal(got.detach(), logistic_step(c0, 0.3, 2.0))
     got.sum().backward()
     assert tau.grad is not None and float(tau.grad) > 0  # the cells grow with tau
+
+
+# --- fk_forward_tangent's dc0 ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_fk_forward_tangent_refuses_a_non_finite_dc0_by_name(bad):
+    # c0 was refused, dc0 gave a NaN tangent silently
+    c0, faces, _ = _grid()
+    dc0 = torch.zeros((2, 6), dtype=F64)
+    dc0[1, 3] = bad
+    d = torch.zeros(2, dtype=F64)
+    kw = {"t_end": 1.0, "steps": 10, "spacing": 1.0}
+    with pytest.raises(ValueError, match=r"^dc0: expected finite values, received 1 NaN/Inf"):
+        fk_forward_tangent(c0, dc0, faces, 0.1, 0.3, d, d, **kw)
+    _, dc = fk_forward_tangent(c0, dc0.nan_to_num(0.0, 0.0, 0.0), faces, 0.1, 0.3, d, d, **kw)
+    assert torch.isfinite(dc).all()
