@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_bool, check_int, check_real
+from .._checks import check_bool, check_int, check_real, did_you_mean
 from .._device import as_tensor, check_finite_input, check_on_device
 from ._fk_stability import _check_scheme, _check_stable, _check_time
 from .stencil import (
@@ -276,6 +276,10 @@ def _fk_forward(
     return c
 
 
+#: fk_residual's time schemes (fk_forward's are SCHEMES)
+_RESIDUAL_SCHEMES = ("cn", "euler")
+
+
 def fk_residual(
     c: Tensor,
     faces: Sequence[Tensor],
@@ -295,12 +299,21 @@ def fk_residual(
     with :math:`F(c) = \nabla\cdot(D\nabla c) + \rho c(1-c)`. Returns ``[nt-1, *grid]``.
     ``dt`` and ``spacing`` (numbers) ``> 0``; ``c`` has at least 2 levels; ``dw`` a number or
     a 0-dim tensor ``[]``, ``rho`` a number, a 0-dim tensor ``[]`` or a field ``[*grid]``, as
-    in :func:`fk_forward`; ``faces``, and ``dw`` and ``rho`` when tensors (other than 0-dim
-    CPU ones), on ``c``'s device.
+    in :func:`fk_forward`, with ``dw >= 0`` and ``rho`` finite when given as numbers (as
+    there; tensors are not read); ``faces``, and ``dw`` and ``rho`` when tensors (other than
+    0-dim CPU ones), on ``c``'s device.
     """
-    if scheme not in ("cn", "euler"):
-        raise ValueError(f"scheme: expected 'cn' or 'euler', received {scheme!r}")
+    if scheme not in _RESIDUAL_SCHEMES:  # gave no hint for e.g. "CN"
+        raise ValueError(
+            f"scheme: expected one of {_RESIDUAL_SCHEMES}, received {scheme!r}"
+            f"{did_you_mean(scheme, _RESIDUAL_SCHEMES)}"
+        )
     _check_step("dt", dt)
+    # numbers as fk_forward checks them: a negative dw (anti-diffusion) or a NaN rate went on
+    if not isinstance(dw, (Tensor, np.ndarray)):
+        check_real("dw", dw, minimum=0.0)
+    if not isinstance(rho, (Tensor, np.ndarray)):
+        check_real("rho", rho)
     c = _real_state("c", c)
     if c.ndim < 2 or c.shape[0] < 2:
         raise ValueError(

@@ -206,3 +206,47 @@ def test_fk_forward_tangent_refuses_a_non_finite_dc0_by_name(bad):
         fk_forward_tangent(c0, dc0, faces, 0.1, 0.3, d, d, **kw)
     _, dc = fk_forward_tangent(c0, dc0.nan_to_num(0.0, 0.0, 0.0), faces, 0.1, 0.3, d, d, **kw)
     assert torch.isfinite(dc).all()
+
+
+# --- fk_residual's numbers and schemes ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("dw", "rho", "match"),
+    [
+        (-0.1, 0.3, r"^dw: expected a number >= 0.0, received -0.1"),
+        (math.nan, 0.3, r"^dw: expected a finite number, received nan"),
+        (math.inf, 0.3, r"^dw: expected a finite number, received inf"),
+        (0.1, math.nan, r"^rho: expected a finite number, received nan"),
+        (0.1, -math.inf, r"^rho: expected a finite number, received -inf"),
+    ],
+)
+def test_fk_residual_checks_rates_given_as_numbers_as_fk_forward(dw, rho, match):
+    # a negative or NaN number was accepted (fk_forward refuses them)
+    c0, faces, _ = _grid()
+    c = torch.stack([c0, c0])
+    with pytest.raises(ValueError, match=match):
+        fk_residual(c, faces, dw, rho, dt=0.1, spacing=1.0)
+    with pytest.raises(ValueError, match=match):
+        fk_forward(c0, faces, dw, rho, t_end=1.0, steps=10, spacing=1.0)
+
+
+def test_fk_residual_leaves_tensor_rates_to_its_caller():
+    # a model's residual at a trial point: a NaN tensor rate gives a NaN residual, no error
+    c0, faces, _ = _grid()
+    c = torch.stack([c0, c0])
+    nan = torch.tensor(math.nan, dtype=F64)
+    assert torch.isnan(fk_residual(c, faces, nan, 0.3, dt=0.1, spacing=1.0)).any()
+    neg = torch.tensor(-0.1, dtype=F64)
+    assert torch.isfinite(fk_residual(c, faces, neg, 0.3, dt=0.1, spacing=1.0)).all()
+
+
+@pytest.mark.parametrize(("scheme", "hint"), [("CN", "'cn'"), ("Euler", "'euler'")])
+def test_fk_residual_names_its_schemes_and_the_closest(scheme, hint):
+    c0, faces, _ = _grid()
+    with pytest.raises(
+        ValueError,
+        match=rf"^scheme: expected one of \('cn', 'euler'\), received '{scheme}' "
+        rf"\(did you mean {hint}\?\)",
+    ):
+        fk_residual(torch.stack([c0, c0]), faces, 0.1, 0.3, dt=0.1, spacing=1.0, scheme=scheme)
