@@ -367,8 +367,9 @@ def fk_forward_tangent(
     r""":func:`fk_forward` together with its tangent-linear model for ``p`` directions.
 
     ``dc0 [p, *grid]``: directional derivatives of :math:`c_0`; ``ddw, drho [p]``: of
-    :math:`D_w, \rho`. Euler step :math:`\delta c \leftarrow \delta c + \Delta t[\nabla\cdot(D\nabla\delta c)
-    + \delta D_w \nabla\cdot(\tilde D\nabla c) + \rho(1-2c)\delta c + \delta\rho\,c(1-c)]`; for
+    :math:`D_w, \rho`. Euler step :math:`\delta c \leftarrow \delta c +
+    \Delta t[\nabla\cdot(D\nabla\delta c) + \delta D_w \nabla\cdot(\tilde D\nabla c)
+    + \rho(1-2c)\delta c + \delta\rho\,c(1-c)]`; for
     ``scheme="strang"`` the logistic half-steps carry
     :math:`\delta R = (e/q^2)\,\delta c + \tau c(1-c)(e/q^2)\,\delta\rho` with
     :math:`e = e^{\rho\tau}, q = 1 + c(e-1)`. Here :math:`\nabla\cdot(\tilde D\nabla c)` is

@@ -248,7 +248,10 @@ def _check_stable(
                 "count is stable"
             )
         else:
-            msg = f"dw, rho: expected finite rates, received dw={a:g}, rho={r:g} (the state would be NaN)"
+            msg = (
+                f"dw, rho: expected finite rates, received dw={a:g}, rho={r:g} (the state "
+                "would be NaN)"
+            )
         if tensors:
             warnings.warn(msg, RuntimeWarning, stacklevel=user_stacklevel())
             return

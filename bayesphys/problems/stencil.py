@@ -89,7 +89,7 @@ def _check_axis(u: Tensor, axis: int, u_name: str = "u") -> int:
 
 
 def shift(u: Tensor, axis: int, k: int, bc: str = "periodic") -> Tensor:
-    r"""Return :math:`v_i = u_{i+k}` along ``axis`` (``k`` = +-1, +-2 ...) with boundary rule ``bc``.
+    r"""Return :math:`v_i = u_{i+k}` along ``axis`` (``k`` = +-1, +-2 ...) with boundary ``bc``.
 
     ``u [..., n, ...]`` (any axis, other axes batch) -> ``v`` of ``u``'s shape; ``axis`` an
     int in ``[-u.ndim, u.ndim)``. An empty axis (``n = 0``) gives ``u`` back."""

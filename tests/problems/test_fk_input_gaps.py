@@ -4,10 +4,12 @@ rates, ``logistic_step``'s ``tau``, the tangent's ``dc0`` and ``fk_residual``'s 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
+from bayesphys.problems import stencil
 from bayesphys.problems.fisher_kolmogorov import (
     fk_forward,
     fk_forward_tangent,
@@ -250,3 +252,16 @@ def test_fk_residual_names_its_schemes_and_the_closest(scheme, hint):
         rf"\(did you mean {hint}\?\)",
     ):
         fk_residual(torch.stack([c0, c0]), faces, 0.1, 0.3, dt=0.1, spacing=1.0, scheme=scheme)
+
+
+# --- source lines --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["_fk_geometry", "_fk_solver", "_fk_stability", "fisher_kolmogorov", "stencil"]
+)
+def test_the_fk_modules_keep_their_lines_within_100_characters(name):
+    # ruff leaves long lines to its formatter, which does not rewrap docstrings or strings
+    path = Path(stencil.__file__).with_name(f"{name}.py")
+    long = [k + 1 for k, line in enumerate(path.read_text().splitlines()) if len(line) > 100]
+    assert not long, f"{path.name}: lines over 100 characters: {long}"
