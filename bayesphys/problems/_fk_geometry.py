@@ -26,7 +26,7 @@ __all__ = ["tissue_faces", "initial_condition"]
 def tissue_faces(
     wm: Tensor, gm: Tensor, *, dg_ratio: float = 10.0, threshold: float = 0.1
 ) -> list[Tensor]:
-    r"""Unit face diffusivities :math:`\overline W + \overline G/r` per axis (multiply by :math:`D_w`).
+    r"""Unit face diffusivities :math:`\overline W + \overline G/r` per axis (times :math:`D_w`).
 
     ``wm``, ``gm``: finite tissue probability maps ``[*grid]``. Returns ``d`` tensors
     ``[*grid]``; entry ``i`` of tensor ``k`` is the face between ``i`` and ``i+1`` along axis
@@ -63,10 +63,11 @@ def initial_condition(
     amplitude: float = 0.5,
     origin: Sequence[float] | None = None,
 ) -> Tensor:
-    r""":math:`c_0(x) = a \exp(-|x - x_0|^2 / 2w^2)` on the cell centres ``origin + (i + 1/2) h`` (mm).
+    r""":math:`c_0(x) = a \exp(-|x - x_0|^2 / 2w^2)` on the cell centres ``origin + (i + 1/2) h``.
 
-    ``focus``: ``[d]`` real, in mm (differentiable; finite when not a tensor), ``d =
-    len(shape)``; ``origin``: ``d`` finite numbers (default zeros); ``spacing``, ``width > 0``, ``amplitude`` finite. Returns ``[*shape]``.
+    Lengths in mm. ``focus``: ``[d]`` real (differentiable; finite when not a tensor),
+    ``d = len(shape)``; ``origin``: ``d`` finite numbers (default zeros); ``spacing``,
+    ``width > 0``, ``amplitude`` finite. Returns ``[*shape]``.
     """
     _check_step("spacing", spacing)
     _check_step("width", width)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_bool, check_int, check_real
+from .._checks import check_bool, check_int, check_real, did_you_mean
 from .._device import as_tensor, check_finite_input, check_on_device
 from ._fk_stability import _check_scheme, _check_stable, _check_time
 from .stencil import (
@@ -79,18 +79,77 @@ def _check_rates_on_device(device: torch.device, of: str, **rates: Tensor | floa
             check_on_device(name, rate, device, f"{of}'s")
 
 
-def logistic_step(c: Tensor, rho: Tensor | float, tau: float) -> Tensor:
-    r"""Exact flow of :math:`\dot c = \rho c(1-c)` over :math:`\tau`:
-    :math:`c\,e^{\rho\tau} / (1 + c(e^{\rho\tau} - 1))` (elementwise, any shape; differentiable).
+def _shape_of(rate: Tensor | float) -> tuple[int, ...] | None:
+    """The shape of a tensor or array rate (a numpy scalar's is ``()``); ``None`` for a
+    number or anything else without one (left to the value checks)."""
+    shape = getattr(rate, "shape", None)
+    return None if shape is None else tuple(shape)
 
-    An integer ``c`` is computed in the default floating dtype (``rho`` was cast to its integer
-    dtype: 0.5 became 0 and the state did not move); a list or array is converted (finite),
-    a complex or bool ``c`` refused, as :func:`fk_forward`'s state."""
-    c = _real_state("c", c)
+
+def _check_rate_shapes(dw: Tensor | float, rho: Tensor | float, grid: tuple[int, ...]) -> None:
+    """``dw`` a scalar (a number or a 0-dim tensor: :math:`D_w` scales every face) and ``rho``
+    a scalar or a field of the grid's shape ``[*grid]`` (a growth rate per cell): a
+    ``ValueError`` naming the other shapes, which failed with torch's unnamed size mismatch in
+    a product with the faces or the state. A ``dw [*grid]`` ran: it scaled face ``i + 1/2`` by
+    ``dw[i]`` alone (one-sided), and the tangent divided the operator by it per cell (wrong).
+    Shapes only: no value is read (no device sync)."""
+    shape = _shape_of(dw)
+    if shape not in (None, ()):
+        raise ValueError(
+            "dw: expected a number or a 0-dim tensor (the scalar D_w, which scales every "
+            "face; a diffusivity that varies in space goes in the faces, as tissue_faces "
+            f"makes them), received a tensor of shape {shape}"
+        )
+    shape = _shape_of(rho)
+    if shape not in (None, (), tuple(grid)):
+        raise ValueError(
+            "rho: expected a number, a 0-dim tensor or a field of the grid's shape "
+            f"{tuple(grid)} (a growth rate per cell), received a tensor of shape {shape}"
+        )
+
+
+def _logistic_flow(c: Tensor, rho: Tensor | float, tau: float) -> Tensor:
+    """:func:`logistic_step` without its checks, for a time loop whose state and rates were
+    checked once (the same operations, so the same values)."""
     if not c.is_floating_point():
         c = c.to(torch.get_default_dtype())
     e = torch.exp(torch.as_tensor(rho, dtype=c.dtype, device=c.device) * tau)
     return c * e / (1 + c * (e - 1))
+
+
+def logistic_step(c: Tensor, rho: Tensor | float, tau: float) -> Tensor:
+    r"""Exact flow of :math:`\dot c = \rho c(1-c)` over :math:`\tau`:
+    :math:`c\,e^{\rho\tau} / (1 + c(e^{\rho\tau} - 1))` (elementwise; differentiable).
+
+    ``c [*]`` (any shape) -> ``[*]``, ``c``'s shape; ``rho``: a number or a tensor that
+    broadcasts to ``c``'s shape (``[]``, or ``[*]`` for a rate per entry; another shape
+    failed with torch's unnamed size mismatch or grew the result). An integer ``c`` is
+    computed in the default floating dtype (``rho`` was cast to its integer dtype: 0.5
+    became 0 and the state did not move); a list or array is converted (finite), a complex
+    or bool ``c`` refused, as :func:`fk_forward`'s state. ``tau``: a duration, a finite number
+    ``>= 0`` (a string failed with a cryptic ``TypeError``, NaN gave a NaN state silently), or
+    a 0-dim tensor (differentiable; its value is not read)."""
+    c = _real_state("c", c)
+    if isinstance(tau, (Tensor, np.ndarray)):
+        if tau.ndim != 0:
+            raise ValueError(
+                f"tau: expected a number or a 0-dim tensor (a duration), received a tensor of "
+                f"shape {tuple(tau.shape)}"
+            )
+    else:
+        check_real("tau", tau, minimum=0.0)
+    shape = _shape_of(rho)
+    if shape is not None:
+        try:
+            fits = torch.broadcast_shapes(shape, tuple(c.shape)) == c.shape
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"rho: expected a number or a tensor that broadcasts to c's shape "
+                f"{tuple(c.shape)} (0-dim, or c's shape), received a tensor of shape {shape}"
+            )
+    return _logistic_flow(c, rho, tau)
 
 
 def fk_forward(
@@ -126,9 +185,11 @@ def fk_forward(
     :func:`tissue_faces` makes them off the tissue). Differentiable in ``c0``, ``dw``,
     ``rho``. With ``save_every`` (an int ``>= 1``) returns ``(c(T), traj [n_saved, *grid])``.
     ``faces``: ``c0.ndim`` maps of ``c0``'s shape, finite (the stability check refuses a NaN
-    or infinite face by name); ``spacing > 0``; ``dw >= 0`` and ``rho`` finite when given as
-    numbers; ``faces``, ``tissue``, and ``dw`` and ``rho`` when tensors
-    (other than 0-dim CPU ones), on ``c0``'s device.
+    or infinite face by name); ``spacing > 0``; ``dw``: the scalar :math:`D_w`, a number or a
+    0-dim tensor ``[]``; ``rho``: a number, a 0-dim tensor ``[]`` or a growth rate per cell
+    ``[*grid]`` (another shape is a ``ValueError`` naming it); ``dw >= 0`` and ``rho`` finite
+    when given as numbers; ``faces``, ``tissue``, and ``dw`` and ``rho`` when tensors (other
+    than 0-dim CPU ones), on ``c0``'s device.
 
     ``dt`` must not exceed :func:`max_step` (diffusion: :math:`\Delta t \le h^2 / (D_w
     \max_i \sum_{\text{faces of } i} f)`, at least :math:`h^2/(2 d D_w \max f)`; ``"euler"``
@@ -188,6 +249,7 @@ def _fk_forward(
     spacing, tissue = _check_grid(c0, faces, tissue, spacing)
     # before the stability check (which reads them) and the first product with the faces
     _check_rates_on_device(c0.device, "c0", dw=dw, rho=rho)
+    _check_rate_shapes(dw, rho, tuple(c0.shape))
     if not isinstance(dw, (Tensor, np.ndarray)):  # numbers: dw >= 0 (< 0 anti-diffused)
         check_real("dw", dw, minimum=0.0)
     if not isinstance(rho, (Tensor, np.ndarray)):
@@ -205,13 +267,17 @@ def _fk_forward(
         if scheme == "euler":
             c = c + dt * (_div_flux(c, scaled, hs) + rho * c * (1 - c))
         else:
-            c = logistic_step(c, rho, 0.5 * dt)
-            c = logistic_step(c + dt * _div_flux(c, scaled, hs), rho, 0.5 * dt)
+            c = _logistic_flow(c, rho, 0.5 * dt)
+            c = _logistic_flow(c + dt * _div_flux(c, scaled, hs), rho, 0.5 * dt)
         if save_every and (k + 1) % save_every == 0:
             traj.append(c)
     if save_every:
         return c, torch.stack(traj)
     return c
+
+
+#: fk_residual's time schemes (fk_forward's are SCHEMES)
+_RESIDUAL_SCHEMES = ("cn", "euler")
 
 
 def fk_residual(
@@ -231,12 +297,23 @@ def fk_residual(
     :math:`(c^n - c^{n-1})/\Delta t - \tfrac12[F(c^n) + F(c^{n-1})]`;
     ``"euler"``: :math:`(c^n - c^{n-1})/\Delta t - F(c^{n-1})` (the forward solver's scheme),
     with :math:`F(c) = \nabla\cdot(D\nabla c) + \rho c(1-c)`. Returns ``[nt-1, *grid]``.
-    ``dt`` and ``spacing`` (numbers) ``> 0``; ``c`` has at least 2 levels; ``faces``, and
-    ``dw`` and ``rho`` when tensors (other than 0-dim CPU ones), on ``c``'s device.
+    ``dt`` and ``spacing`` (numbers) ``> 0``; ``c`` has at least 2 levels; ``dw`` a number or
+    a 0-dim tensor ``[]``, ``rho`` a number, a 0-dim tensor ``[]`` or a field ``[*grid]``, as
+    in :func:`fk_forward`, with ``dw >= 0`` and ``rho`` finite when given as numbers (as
+    there; tensors are not read); ``faces``, and ``dw`` and ``rho`` when tensors (other than
+    0-dim CPU ones), on ``c``'s device.
     """
-    if scheme not in ("cn", "euler"):
-        raise ValueError(f"scheme: expected 'cn' or 'euler', received {scheme!r}")
+    if scheme not in _RESIDUAL_SCHEMES:  # gave no hint for e.g. "CN"
+        raise ValueError(
+            f"scheme: expected one of {_RESIDUAL_SCHEMES}, received {scheme!r}"
+            f"{did_you_mean(scheme, _RESIDUAL_SCHEMES)}"
+        )
     _check_step("dt", dt)
+    # numbers as fk_forward checks them: a negative dw (anti-diffusion) or a NaN rate went on
+    if not isinstance(dw, (Tensor, np.ndarray)):
+        check_real("dw", dw, minimum=0.0)
+    if not isinstance(rho, (Tensor, np.ndarray)):
+        check_real("rho", rho)
     c = _real_state("c", c)
     if c.ndim < 2 or c.shape[0] < 2:
         raise ValueError(
@@ -246,6 +323,7 @@ def fk_residual(
     # a 0-dim CPU rate passes, as torch moves one itself
     _check_on_device("faces", faces, c.device, "c")
     _check_rates_on_device(c.device, "c", dw=dw, rho=rho)
+    _check_rate_shapes(dw, rho, tuple(c.shape[1:]))
     hs = [spacing] * (c.ndim - 1)
     scaled = [f * dw for f in faces]
     hs = _check_div_flux(c, scaled, hs, "c")  # once, not in each call of rhs
@@ -289,8 +367,9 @@ def fk_forward_tangent(
     r""":func:`fk_forward` together with its tangent-linear model for ``p`` directions.
 
     ``dc0 [p, *grid]``: directional derivatives of :math:`c_0`; ``ddw, drho [p]``: of
-    :math:`D_w, \rho`. Euler step :math:`\delta c \leftarrow \delta c + \Delta t[\nabla\cdot(D\nabla\delta c)
-    + \delta D_w \nabla\cdot(\tilde D\nabla c) + \rho(1-2c)\delta c + \delta\rho\,c(1-c)]`; for
+    :math:`D_w, \rho`. Euler step :math:`\delta c \leftarrow \delta c +
+    \Delta t[\nabla\cdot(D\nabla\delta c) + \delta D_w \nabla\cdot(\tilde D\nabla c)
+    + \rho(1-2c)\delta c + \delta\rho\,c(1-c)]`; for
     ``scheme="strang"`` the logistic half-steps carry
     :math:`\delta R = (e/q^2)\,\delta c + \tau c(1-c)(e/q^2)\,\delta\rho` with
     :math:`e = e^{\rho\tau}, q = 1 + c(e-1)`. Here :math:`\nabla\cdot(\tilde D\nabla c)` is
@@ -299,10 +378,11 @@ def fk_forward_tangent(
     :math:`D_w`-scaled operator divided by :math:`D_w` for :math:`D_w \ne 0` and directly from
     ``faces`` at :math:`D_w = 0` (which :func:`fk_forward` accepts; dividing gave NaN there).
     Returns ``(c(T) [*grid], dc(T) [p, *grid])`` -- the Jacobian columns in one batched pass.
-    The arguments and the step are checked as in :func:`fk_forward` (``dw >= 0`` and ``rho``
-    finite when given as numbers, devices; ``check_stability`` likewise); ``dc0``, ``ddw``
-    and ``drho`` on ``c0``'s device; a ``c0`` with a NaN or infinite entry is refused by name,
-    as there.
+    The arguments and the step are checked as in :func:`fk_forward` (``dw []`` a scalar and
+    ``rho`` a scalar ``[]`` or a field ``[*grid]``, whose ``drho`` is then a uniform change;
+    ``dw >= 0`` and ``rho`` finite when given as numbers, devices; ``check_stability``
+    likewise); ``dc0``, ``ddw`` and ``drho`` on ``c0``'s device; a ``c0`` or a ``dc0`` with a
+    NaN or infinite entry is refused by name, as ``c0`` there.
     """
     _check_scheme(scheme)
     t_end, steps = _check_time(t_end, steps)
@@ -314,8 +394,10 @@ def fk_forward_tangent(
         )
     spacing, tissue = _check_grid(c0, faces, tissue, spacing)
     _check_rates_on_device(c0.device, "c0", dw=dw, rho=rho)
+    _check_rate_shapes(dw, rho, tuple(c0.shape))
     # lists failed with AttributeError; tensors pass unchanged
     dc0 = _real_state("dc0", dc0)
+    check_finite_input("dc0", dc0)  # as c0: a NaN or Inf direction gave a NaN tangent
     ddw = ddw if isinstance(ddw, Tensor) else as_tensor("ddw", ddw, dtype=c0.dtype)
     drho = drho if isinstance(drho, Tensor) else as_tensor("drho", drho, dtype=c0.dtype)
     # the directions are reshaped to [p, 1, ...] before any product: no 0-dim CPU exception

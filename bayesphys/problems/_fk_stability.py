@@ -18,7 +18,7 @@ from torch import Tensor
 
 from .._checks import check_int, check_real, did_you_mean
 from .._stack import user_stacklevel
-from .stencil import _check_step, shift
+from .stencil import _check_step, _square, _underflows, shift
 
 __all__ = ["stable_steps", "max_step", "max_steps", "SCHEMES"]
 
@@ -176,7 +176,9 @@ def max_steps(
     r""":func:`max_step`'s bound for each pair of ``dw [n]`` and ``rho [n]`` (broadcast;
     float64 on the CPU, ``inf`` where there is no bound, NaN for a NaN ``dw`` or ``rho``), from
     one pass over the faces: the diffusion rate is linear in :math:`D_w` (e.g. every posterior
-    draw of a fit at once)."""
+    draw of a fit at once). A ``spacing`` whose square overflows float64 (e.g. 1e200) gives
+    a diffusion rate of 0 (the reaction's bound); one whose square underflows (e.g. 1e-200)
+    an infinite rate (bound 0) where a face is nonzero and none on all-zero faces."""
     _check_scheme(scheme)
     _check_step("spacing", spacing)
     diag = None
@@ -189,7 +191,13 @@ def max_steps(
     face_sum = float(diag.max()) if diag is not None and diag.numel() else 0.0
     dw = torch.as_tensor(dw).detach().to("cpu", torch.float64).abs()
     rho = torch.as_tensor(rho).detach().to("cpu", torch.float64).abs()
-    rate = dw * face_sum / spacing**2
+    h2 = _square(spacing)  # inf past the float maximum (spacing**2 raised OverflowError)
+    if face_sum == 0:  # no diffusion on any grid (0 / an underflowed h2 gave a NaN bound)
+        rate = dw * 0.0  # NaN for a NaN dw
+    elif _underflows(h2):  # a tiny step: an infinite rate (bound 0), not 0 / 0
+        rate = dw * face_sum / spacing / spacing
+    else:
+        rate = dw * face_sum / h2
     total, num = (2.0 * rate + rho, 2.0) if scheme == "euler" else (rate + 0 * rho, 1.0)
     bound = torch.where(total > 0, num / total.clamp_min(1e-300), math.inf)
     # a NaN rate has no bound: NaN, not inf (NaN > 0 is false, which read as "no bound")
@@ -240,7 +248,10 @@ def _check_stable(
                 "count is stable"
             )
         else:
-            msg = f"dw, rho: expected finite rates, received dw={a:g}, rho={r:g} (the state would be NaN)"
+            msg = (
+                f"dw, rho: expected finite rates, received dw={a:g}, rho={r:g} (the state "
+                "would be NaN)"
+            )
         if tensors:
             warnings.warn(msg, RuntimeWarning, stacklevel=user_stacklevel())
             return

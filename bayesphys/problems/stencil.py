@@ -18,7 +18,9 @@ Shared by the problem generators (the Fisher-Kolmogorov simulator) and the ODIL 
 
 from __future__ import annotations
 
+import math
 import numbers
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -87,7 +89,7 @@ def _check_axis(u: Tensor, axis: int, u_name: str = "u") -> int:
 
 
 def shift(u: Tensor, axis: int, k: int, bc: str = "periodic") -> Tensor:
-    r"""Return :math:`v_i = u_{i+k}` along ``axis`` (``k`` = +-1, +-2 ...) with boundary rule ``bc``.
+    r"""Return :math:`v_i = u_{i+k}` along ``axis`` (``k`` = +-1, +-2 ...) with boundary ``bc``.
 
     ``u [..., n, ...]`` (any axis, other axes batch) -> ``v`` of ``u``'s shape; ``axis`` an
     int in ``[-u.ndim, u.ndim)``. An empty axis (``n = 0``) gives ``u`` back."""
@@ -172,7 +174,8 @@ def div_flux(u: Tensor, faces: Sequence[Tensor], spacing: Sequence[float]) -> Te
     (see :func:`face_average`); ``u`` is ``[..., *grid]``. The sum over cells of the result is
     exactly zero (telescoping fluxes), i.e. mass is conserved by the discrete operator.
     One face tensor per step in ``spacing``, each of the grid's shape ``u.shape[-nd:]`` and on
-    ``u``'s device.
+    ``u``'s device. A step whose square overflows float64 (e.g. 1e200) gives 0 for finite
+    fluxes; one whose square underflows (e.g. 1e-200) keeps a zero flux 0 (not 0/0 = NaN).
     """
     return _div_flux(u, faces, _check_div_flux(u, faces, spacing))
 
@@ -204,9 +207,28 @@ def _check_on_device(name: str, tensors: Sequence[Tensor], device: torch.device,
         check_on_device(f"{name}[{k}]", f, device, f"{of}'s")
 
 
+def _square(h: float | Tensor) -> float | Tensor:
+    """``h ** 2`` for a grid step ``h`` (a number or a tensor); a float whose square is past
+    the float maximum (e.g. 1e200) gives ``inf``, where ``h ** 2`` raised an ``OverflowError``
+    naming no argument (a product or a quotient of floats gives ``inf`` there)."""
+    try:
+        return h**2
+    except OverflowError:
+        return math.inf
+
+
+def _underflows(h2: float | Tensor) -> bool:
+    """Whether a float square ``h2`` is below the smallest normal float (a step under about
+    1.5e-154): 0 or a subnormal that has lost its precision. Tensors are not read (no device
+    sync): ``False``."""
+    return isinstance(h2, float) and h2 < sys.float_info.min
+
+
 def _div_flux(u: Tensor, faces: Sequence[Tensor], spacing: list) -> Tensor:
     """:func:`div_flux` without its checks, for callers that checked ``faces`` and ``spacing``
-    once (a time loop): the same operations, so the same values and the same graph."""
+    once (a time loop): the same operations, so the same values and the same graph. A step
+    whose square overflows divides by ``inf`` (0 for finite fluxes); one whose square
+    underflows divides twice by the step (a zero flux stays 0, where 0 / 0 gave NaN)."""
     nd = len(spacing)
     out = torch.zeros_like(u)
     for k in range(nd):
@@ -220,5 +242,9 @@ def _div_flux(u: Tensor, faces: Sequence[Tensor], spacing: list) -> Tensor:
         # F.pad's constant mode without its Python wrapper (the same operation)
         gain = torch.constant_pad_nd(flux, [*pad, 0, 1])  # F_i in cell i, 0 in the last
         loss = torch.constant_pad_nd(flux, [*pad, 1, 0])  # F_{i-1} in cell i, 0 in the first
-        out = out + (gain - loss) / (spacing[k] ** 2)
+        h2 = _square(spacing[k])
+        if _underflows(h2):
+            out = out + (gain - loss) / spacing[k] / spacing[k]
+        else:
+            out = out + (gain - loss) / h2
     return out

@@ -488,7 +488,9 @@ def test_maps_foci_amplitudes_and_face_shapes_are_checked_or_taken_as_documented
     with pytest.raises(ValueError, match=r"^faces: expected one face map per grid axis, each of"):
         fk_forward(c0, [faces[0], faces[1][:-1]], 0.1, 0.05, t_end=1.0, steps=4, spacing=H)
     cc = torch.stack([c0, c0])
-    with pytest.raises(ValueError, match=r"^scheme: expected 'cn' or 'euler', received 'rk4'$"):
+    with pytest.raises(
+        ValueError, match=r"^scheme: expected one of \('cn', 'euler'\), received 'rk4'$"
+    ):
         fk_residual(cc, faces, 0.1, 0.05, dt=0.5, spacing=H, scheme="rk4")
 
 
