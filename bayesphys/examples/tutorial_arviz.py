@@ -4,7 +4,8 @@ Runs the shared core's conjugate field model end to end:
 
 1. simulate a field and noisy sensor data;
 2. ``fit`` the kernel hyperparameters (type-II maximum likelihood) -> ``FitResult``;
-3. ``posterior()`` -> ``GaussianPosterior``; draws, bands, coverage of the truth;
+3. ``posterior()`` -> ``GaussianPosterior``; draws, bands (:func:`bayesphys.plot_bands`),
+   coverage of the truth;
 4. export to ArviZ with ``posterior``, ``posterior_predictive``, ``log_likelihood`` and
    ``observed_data`` groups; ``az.summary``, ``az.plot_posterior``, ``az.plot_ppc``, ``az.loo``;
 5. a calibration curve (observed vs nominal coverage) over many simulated datasets.
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> dict:
     import arviz as az
     import matplotlib.pyplot as plt
 
-    from bayesphys import build_inference_data, resolve_device, save_netcdf
+    from bayesphys import build_inference_data, plot_bands, resolve_device, save_netcdf
     from bayesphys.inference_data import ARVIZ_V1
     from bayesphys.metrics import calibration_curve, interval_coverage, relative_l2
     from bayesphys.problems.linear_gaussian import ConjugateGaussianField, linear_gaussian_problem
@@ -62,6 +63,10 @@ def main(argv: list[str] | None = None) -> dict:
     lo, hi = post.interval(0.9)
     gen = torch.Generator(device=dev).manual_seed(args.seed)
     draws = post.sample((2, 500), generator=gen)  # [chain, draw, n]
+    with closing_figures():  # the field's 50% and 90% bands, the truth and the sensors
+        ax = plot_bands(post, prob["x"], truth=prob["u"], obs=(prob["x"][prob["idx"]], prob["y"]))
+        ax.set_title(f"posterior of u from {len(prob['idx'])} noisy sensors", fontsize=9)
+        save_figure(ax.figure, out / "tutorial_bands.png", dpi=100, bbox_inches="tight")
     # 4. ArviZ
     at = draws[..., prob["idx"]]
     y_rep = at + noise * torch.randn(at.shape, generator=gen, device=dev, dtype=at.dtype)

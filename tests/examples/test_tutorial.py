@@ -19,7 +19,12 @@ def test_tutorial_figures_show_the_truth_and_each_dataset(tmp_path, monkeypatch)
 
     figures = capture_figures(monkeypatch, tutorial_arviz)
     res = tutorial_arviz.main(["--smoke", "--out", str(tmp_path)])
-    posterior, _ppc, calibration = figures
+    bands, posterior, _ppc, calibration = figures
+    # the field's bands: 50% and 90%, the truth and the sensors' data
+    (bax,) = bands.axes
+    labels = [t.get_text() for t in bax.get_legend().get_texts()]
+    assert {"50% band", "90% band", "posterior mean", "truth", "observations"} <= set(labels)
+    assert len(bax.collections) == 2  # the two bands
     # a vertical reference line at the true u_max on the posterior plot (either ArviZ)
     ax = posterior.axes[0]
     truth = res["u_max_true"]
@@ -45,7 +50,12 @@ def test_tutorial_smoke_as_a_script_says_where_it_wrote(tmp_path, monkeypatch, c
     # ArviZ's Pareto-k warning is explained in the output, not left unexplained on stderr
     assert not [w for w in caught if "Pareto" in str(w.message)]
     assert 0 <= res["loo_high_pareto_k"] <= 30
-    for f in ("tutorial.nc", "tutorial_ppc.png", "tutorial_calibration.png"):
+    for f in (
+        "tutorial.nc",
+        "tutorial_bands.png",
+        "tutorial_ppc.png",
+        "tutorial_calibration.png",
+    ):
         assert (tmp_path / f).exists()
     out = capsys.readouterr().out
     assert f"wrote the tutorial's files to {tmp_path}" in out
