@@ -5,7 +5,12 @@ import pytest
 import torch
 
 from bayesphys.inference_data import group_dataset, load_netcdf
-from tests.examples.figures import assert_noisy_data_on_a_noise_free_band, capture_figures
+from tests.examples.figures import (
+    assert_noisy_data_on_a_noise_free_band,
+    band_edges,
+    capture_bands,
+    capture_figures,
+)
 
 
 def test_inverse_example_smoke(tmp_path, monkeypatch):
@@ -66,3 +71,32 @@ def test_demo_exact_solution_shares_the_posteriors_dim(tmp_path, monkeypatch):
     np.testing.assert_array_equal(exact["x"].values, u["x"].values)
     np.testing.assert_allclose(exact.values, np.sin(100 * u["x"].values), atol=1e-12)
     assert (u.mean(("chain", "draw")) - exact).dims == ("x",)
+
+
+def test_demo_band_is_the_zoomed_posteriors_95_interval(tmp_path, monkeypatch):
+    # the band and the mean come from plot_bands of the posterior on the zoom grid: the band
+    # its 95% interval, the mean dashed over the solid exact line
+    import bayesphys._files
+    import bayesphys.plots
+    from bayesphys.gp_pde import GPPDESolver
+    from bayesphys.gp_pde._demo import demo
+
+    fit = GPPDESolver.fit
+    monkeypatch.setattr(GPPDESolver, "fit", lambda self, **kw: fit(self, **{**kw, "steps": 2}))
+    figures = capture_figures(monkeypatch, bayesphys._files)
+    calls = capture_bands(monkeypatch, bayesphys.plots)
+    demo(tmp_path, device=torch.device("cpu"), seed=0)
+    (call,) = calls
+    ax = figures[0].axes[0]
+    assert call["ax"] is ax and call["levels"] == (0.95,)
+    (label,) = [c.get_label() for c in ax.collections]
+    assert label.startswith("95% band") and "narrower than the line" in label
+    xs, lo, hi = band_edges(ax, label)
+    want_lo, want_hi = call["post"].interval(0.95)
+    np.testing.assert_allclose(xs, np.linspace(0.0, 0.5, 401), atol=1e-12)
+    np.testing.assert_allclose(lo, want_lo.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(hi, want_hi.numpy(), rtol=1e-12, atol=1e-12)
+    lines = {li.get_label(): li for li in ax.get_lines()}
+    assert lines["GP-HM mean"].get_linestyle() == "--"
+    assert lines["exact sin(100x)"].get_linestyle() == "-"
+    np.testing.assert_allclose(lines["GP-HM mean"].get_ydata(), call["post"].mean.numpy())
