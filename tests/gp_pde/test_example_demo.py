@@ -17,6 +17,7 @@ def test_inverse_example_smoke(tmp_path, monkeypatch):
     from bayesphys.examples import gp_pde_inverse
 
     figures = capture_figures(monkeypatch, gp_pde_inverse)
+    calls = capture_bands(monkeypatch, gp_pde_inverse)
     out = gp_pde_inverse.main(["--smoke", "--out", str(tmp_path), "--seed", "0"])
     assert out["D_covered"]
     assert abs(out["D_mean"] - out["D_true"]) < 0.05
@@ -28,6 +29,18 @@ def test_inverse_example_smoke(tmp_path, monkeypatch):
     # the noisy observations with their noise bars, against the band of the noise-free field
     for ax in figures[0].axes[:2]:
         assert_noisy_data_on_a_noise_free_band(ax, 0.05)
+    # the bands drawn by plot_bands: the 95% quantile band of the saved draws of u, and the
+    # same band less the exact field
+    u_draws = post["u"].values.reshape(-1, post["u"].shape[-1])
+    xs = post["u"]["x"].values
+    want_lo, want_hi = np.quantile(u_draws, [0.025, 0.975], axis=0)
+    exact = gp_pde_inverse._exact(torch.tensor(xs)).numpy()
+    assert [c["ax"] for c in calls] == figures[0].axes[:2]
+    for ax, shift in zip(figures[0].axes[:2], (0.0, exact)):
+        got_x, lo, hi = band_edges(ax, "95% band of u (noise-free)")
+        np.testing.assert_allclose(got_x, xs, rtol=1e-12)
+        np.testing.assert_allclose(lo, want_lo - shift, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(hi, want_hi - shift, rtol=1e-9, atol=1e-12)
     # the posterior of D is the grid density itself (normalised), not a histogram of draws
     d_ax = figures[0].axes[-1]
     assert not d_ax.patches
