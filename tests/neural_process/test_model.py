@@ -401,9 +401,16 @@ def test_example_smoke(tmp_path, monkeypatch):
 
     from bayesphys.examples import poisson_coefficient
     from bayesphys.examples.poisson_coefficient import main
-    from tests.examples.figures import assert_noisy_data_on_a_noise_free_band, capture_figures
+    from bayesphys.inference_data import group_dataset, load_netcdf
+    from tests.examples.figures import (
+        assert_noisy_data_on_a_noise_free_band,
+        band_edges,
+        capture_bands,
+        capture_figures,
+    )
 
     figures = capture_figures(monkeypatch, poisson_coefficient)
+    calls = capture_bands(monkeypatch, poisson_coefficient)
     res = main(["--smoke", "--out", str(tmp_path), "--steps", "5", "--sensors", "20"])
     assert (tmp_path / "poisson_coefficient.nc").exists()
     assert (tmp_path / "poisson_coefficient.png").exists()
@@ -413,6 +420,16 @@ def test_example_smoke(tmp_path, monkeypatch):
     assert labels == [("x", "u"), ("x", "kappa"), ("index", "z_i")]
     assert {"truth", "posterior mean"} <= {t.get_text() for t in k_ax.get_legend().get_texts()}
     assert_noisy_data_on_a_noise_free_band(u_ax, poisson_coefficient.SIGMA_Y)
+    # the u and kappa bands, drawn by plot_bands: the 95% quantile bands of the saved draws
+    post = group_dataset(load_netcdf(tmp_path / "poisson_coefficient.nc"), "posterior")
+    assert [c["ax"] for c in calls] == [u_ax, k_ax]
+    for ax, name, label in [(u_ax, "u", "95% band of u (noise-free)"), (k_ax, "kappa", None)]:
+        draws = post[name].values.reshape(-1, post[name].shape[-1])
+        want_lo, want_hi = np.quantile(draws, [0.025, 0.975], axis=0)
+        xs, lo, hi = band_edges(ax, label or "95% band of kappa")
+        np.testing.assert_allclose(xs, post[name]["x"].values, rtol=1e-6)
+        np.testing.assert_allclose(lo, want_lo, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(hi, want_hi, rtol=1e-9, atol=1e-12)
     assert [t.get_text() for t in z_ax.get_xticklabels()] == [f"z{i}" for i in range(5)]
     FigureCanvasAgg(figures[0]).draw()  # the closed figure, drawn again to place its legends
     renderer = figures[0].canvas.get_renderer()
