@@ -16,7 +16,7 @@ this module.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -114,6 +114,39 @@ def _band_template(band_label: Any, label: str | None, n_levels: int) -> str:
     return band_label
 
 
+# set by their own arguments of plot_bands, not through mean_kwargs
+_MEAN_OWN_ARGS = {"label": "label", "color": "color", "c": "color"}
+
+
+def _mean_options(mean_kwargs: Any) -> dict[str, Any]:
+    """The mean line's matplotlib options: ``lw=1.5`` updated by ``mean_kwargs``, checked."""
+    opts: dict[str, Any] = {"lw": 1.5}
+    if mean_kwargs is None:
+        return opts
+    if not isinstance(mean_kwargs, Mapping):
+        raise TypeError(
+            f"mean_kwargs: expected a dict of matplotlib line options (e.g. {{'ls': '--'}}), "
+            f"received {type(mean_kwargs).__name__}"
+        )
+    for key in mean_kwargs:
+        if key in _MEAN_OWN_ARGS:
+            raise ValueError(
+                f"mean_kwargs: {key!r} is set by plot_bands' own argument "
+                f"{_MEAN_OWN_ARGS[key]!r}; pass it there"
+            )
+    import matplotlib.lines
+
+    try:  # an unknown option is refused here, before a figure is opened
+        matplotlib.lines.Line2D([], [], **mean_kwargs)
+    except (AttributeError, TypeError, ValueError) as err:
+        raise TypeError(
+            f"mean_kwargs: expected matplotlib Line2D options, received {dict(mean_kwargs)!r} "
+            f"({err})"
+        ) from None
+    opts.update(mean_kwargs)
+    return opts
+
+
 def plot_bands(
     post: Any,
     x: Tensor | np.ndarray | Sequence[float] | None = None,
@@ -126,6 +159,8 @@ def plot_bands(
     band_label: str | None = None,
     color: Any = None,
     batch_index: int | tuple[int, ...] | None = None,
+    mean_kwargs: Mapping[str, Any] | None = None,
+    legend: bool = True,
 ) -> matplotlib.axes.Axes:
     r"""Draw the posterior mean and central credible bands of a posterior over a 1-D field.
 
@@ -165,6 +200,13 @@ def plot_bands(
     batch_index:
         for a batched posterior (``batch_shape`` ``[*B]`` not empty), the index of the member
         to draw: an int for one batch dim, else a tuple of ``len(batch_shape)`` ints.
+    mean_kwargs:
+        more matplotlib line options of the mean (default: solid, ``lw=1.5``), e.g.
+        ``{"ls": "--", "lw": 0.8}`` for a dashed mean over a truth drawn as a solid line, or
+        ``{"zorder": 3}``; its colour and label are ``color`` and ``label``.
+    legend:
+        draw the axes' legend (default ``True``); ``False`` leaves it to the caller, e.g. one
+        legend for several panels.
 
     Returns
     -------
@@ -173,8 +215,10 @@ def plot_bands(
 
     Raises
     ------
-    TypeError: ``post`` is not a posterior; ``ax`` is not a matplotlib Axes.
-    ValueError: the event is not 1-D; a batched posterior without ``batch_index`` (or one out
+    TypeError: ``post`` is not a posterior; ``ax`` is not a matplotlib Axes; ``mean_kwargs``
+        is not a dict of matplotlib line options; ``legend`` is not a bool.
+    ValueError: ``mean_kwargs`` sets the colour or label (use ``color`` / ``label``);
+        the event is not 1-D; a batched posterior without ``batch_index`` (or one out
         of range); ``x``, ``truth`` or ``obs`` not ``[N]`` / ``[M]`` or holding NaN/Inf;
         a level outside (0, 1).
     """
@@ -205,6 +249,8 @@ def plot_bands(
         y_obs = _vector("obs[1]", obs[1], x_obs.shape[0], "one per entry of obs[0]")
         obs_np = (_numpy(x_obs), y_obs)
 
+    if not isinstance(legend, bool):
+        raise TypeError(f"legend: expected True or False, received {type(legend).__name__}")
     import matplotlib.axes
     import matplotlib.pyplot as plt
 
@@ -212,6 +258,7 @@ def plot_bands(
         raise TypeError(
             f"ax: expected a matplotlib Axes (None: a new figure), received {type(ax).__name__}"
         )
+    mean_opts = _mean_options(mean_kwargs)
     mean = _numpy(post.mean[idx])
     bands = [
         (lv, _numpy(lo[idx]), _numpy(hi[idx]))
@@ -236,12 +283,13 @@ def plot_bands(
             lw=0,
             label=template.replace("{pct}", f"{100 * lv:g}"),
         )
-    ax.plot(xs, mean, color=color, lw=1.5, label="posterior mean" if label is None else label)
+    ax.plot(xs, mean, color=color, label="posterior mean" if label is None else label, **mean_opts)
     if truth_np is not None:
         ax.plot(xs, truth_np, "k--", lw=1, label="truth")
     if obs_np is not None:
         ax.plot(*obs_np, "o", color=OKABE_ITO["vermillion"], ms=4, label="observations")
-    ax.legend(fontsize=LEGEND_PT)
+    if legend:
+        ax.legend(fontsize=LEGEND_PT)
     return ax
 
 

@@ -99,6 +99,25 @@ def test_band_label_names_the_bands():
     assert [c.get_label() for c in ax.collections] == ["the band"]
 
 
+def test_mean_kwargs_style_the_mean_and_legend_false_leaves_no_legend():
+    ax = plot_bands(
+        _gaussian(),
+        levels=[0.9],
+        mean_kwargs={"ls": "--", "lw": 0.8, "zorder": 5},
+        legend=False,
+    )
+    (mean,) = [ln for ln in ax.lines if ln.get_label() == "posterior mean"]
+    assert mean.get_linestyle() == "--"
+    assert mean.get_linewidth() == 0.8
+    assert mean.get_zorder() == 5
+    assert ax.get_legend() is None
+    # the default: a solid mean of width 1.5 and a legend
+    ax = plot_bands(_gaussian(), levels=[0.9])
+    (mean,) = [ln for ln in ax.lines if ln.get_label() == "posterior mean"]
+    assert (mean.get_linestyle(), mean.get_linewidth()) == ("-", 1.5)
+    assert ax.get_legend() is not None
+
+
 @pytest.mark.parametrize("index", [1, (1,), -2])
 def test_batch_index_picks_one_member(index):
     post = _samples(batch=(3,))
@@ -140,6 +159,11 @@ def test_batch_index_with_two_batch_dims():
         ("one", {"ax": "axes"}, TypeError, "ax: expected a matplotlib Axes"),
         ("one", {"band_label": "band"}, ValueError, r"band_label: with 2 levels it needs \{pct\}"),
         ("one", {"band_label": 3}, TypeError, "band_label: expected a str"),
+        ("one", {"mean_kwargs": "--"}, TypeError, "mean_kwargs: expected a dict"),
+        ("one", {"mean_kwargs": {"no_such": 1}}, TypeError, "mean_kwargs: expected matplotlib"),
+        ("one", {"mean_kwargs": {"color": "r"}}, ValueError, "mean_kwargs: 'color' is set by"),
+        ("one", {"mean_kwargs": {"label": "m"}}, ValueError, "own argument 'label'"),
+        ("one", {"legend": "no"}, TypeError, "legend: expected True or False"),
     ],
 )
 def test_plot_bands_refuses_bad_input(post, kwargs, error, match):

@@ -30,6 +30,8 @@ import torch
 
 from .._files import closing_figures, save_figure
 from .._plotting import NOISE_FREE_BAND, plot_observations
+from ..plots import plot_bands
+from ..posterior import SamplePosterior
 from . import _args
 
 DESCRIPTION = (
@@ -156,19 +158,22 @@ def main(argv: list[str] | None = None) -> dict:
     with closing_figures():
         fig, ax = plt.subplots(1, 3, figsize=(14, 3.6))
         xs, xo = x.numpy(), x[idx.cpu()].numpy()
-        mean, ex, lo, hi, yo = (v.cpu().numpy() for v in (u_draws.mean(0), exact, lo, hi, y))
-        band = dict(color="C0", alpha=0.3, edgecolor="C0", lw=0.8)
-        ax[0].plot(xs, ex, "k--", lw=1, label=f"exact (D={D_TRUE})")
-        ax[0].fill_between(xs, lo, hi, **band, label=NOISE_FREE_BAND)
-        ax[0].plot(xs, mean, "C0", lw=1, label="posterior mean")
+        yo = y.cpu().numpy()
+        # the draws of u | y as a posterior: its 95% band is their 2.5% and 97.5% quantiles
+        # (lo and hi above), that of u - u_exact the same band shifted by the exact field
+        u_post = SamplePosterior(u_draws[None], event_ndim=1)
+        err_post = SamplePosterior((u_draws - exact)[None], event_ndim=1)
+        bands = dict(levels=(0.95,), band_label=NOISE_FREE_BAND, legend=False)
+        plot_bands(u_post, xs, ax=ax[0], **bands)
+        # dashed over the mean, as plot_bands draws a truth, so that both stay visible
+        ax[0].plot(xs, exact.cpu().numpy(), "k--", lw=1, label=f"exact (D={D_TRUE})")
         # the observations carry noise the band of u does not: their own 95% noise bars
         plot_observations(ax[0], xo, yo, args.noise)
         ax[0].set(xlabel="x", ylabel="u", title="field")
         ax[0].legend(fontsize=7)
         # the band is narrow against the field's range: read it against the exact solution
+        plot_bands(err_post, xs, ax=ax[1], **bands)
         ax[1].axhline(0, color="k", ls="--", lw=1, label="exact")
-        ax[1].fill_between(xs, lo - ex, hi - ex, **band, label=NOISE_FREE_BAND)
-        ax[1].plot(xs, mean - ex, "C0", lw=1, label="posterior mean")
         plot_observations(ax[1], xo, yo - _exact(x[idx.cpu()]).numpy(), args.noise)
         ax[1].set(xlabel="x", ylabel="u - u_exact", title="field minus the exact solution")
         # head room for the key above the noise bars

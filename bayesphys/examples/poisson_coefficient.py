@@ -35,6 +35,8 @@ from .._files import atomic_write_text, closing_figures, save_figure
 from .._plotting import NOISE_FREE_BAND, plot_observations
 from .._process_state import torch_threads
 from .._stack import user_stacklevel
+from ..plots import plot_bands
+from ..posterior import SamplePosterior
 from . import _args
 
 DESCRIPTION = "Nonlinear Poisson coefficient field from noisy off-grid sensors (RGNP + GICNet)"
@@ -191,7 +193,6 @@ def _run(args: argparse.Namespace) -> dict:
         xm.double().cpu(), torch.as_tensor(u_true_m)[None], torch.as_tensor(z_true)[None]
     )[0].numpy()
     k_lo, k_hi = np.quantile(k_draws.numpy(), [0.025, 0.975], axis=0)
-    u_lo, u_hi = np.quantile(u_draws.numpy(), [0.025, 0.975], axis=0)
     k_mean = k_draws.mean(0).numpy()
     nearest = np.abs(xm_np[None, :] - np.asarray(x_obs)[:, None]).argmin(1)
     y_rep = u_draws[:, nearest]  # nearest-node replicate
@@ -221,9 +222,12 @@ def _run(args: argparse.Namespace) -> dict:
 
     with closing_figures():
         fig, ax = plt.subplots(1, 3, figsize=(14, 3.8))
-        ax[0].fill_between(xm_np, u_lo, u_hi, alpha=0.3, label=NOISE_FREE_BAND)
-        ax[0].plot(xm_np, u_draws.mean(0), label="posterior mean")
-        ax[0].plot(xm_np, u_true_m, "k--", label="truth")
+        # the draws of u and of kappa as posteriors: their 95% bands are the 2.5% and 97.5%
+        # quantiles of the draws (for kappa, k_lo and k_hi above)
+        u_post = SamplePosterior(u_draws[None], event_ndim=1)
+        plot_bands(
+            u_post, xm_np, levels=(0.95,), truth=u_true_m, ax=ax[0], band_label=NOISE_FREE_BAND
+        )
         # the sensors are noisy, the band is of u: each sensor with its 95% noise bar
         plot_observations(
             ax[0],
@@ -237,9 +241,10 @@ def _run(args: argparse.Namespace) -> dict:
         )
         ax[0].set(xlabel="x", ylabel="u", title="field u")
         ax[0].legend(fontsize=7)
-        ax[1].fill_between(xm_np, k_lo, k_hi, alpha=0.3, label="95% band of kappa")
-        ax[1].plot(xm_np, k_mean, label="posterior mean")
-        ax[1].plot(xm_np, k_true, "k--", label="truth")
+        k_post = SamplePosterior(k_draws[None], event_ndim=1)
+        plot_bands(
+            k_post, xm_np, levels=(0.95,), truth=k_true, ax=ax[1], band_label="95% band of kappa"
+        )
         ax[1].set(xlabel="x", ylabel="kappa", title="coefficient kappa(u, x)")
         ax[1].legend(fontsize=7)
         zm, zerr = _mean_and_interval_bars(z_draws)

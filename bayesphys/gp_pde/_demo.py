@@ -17,6 +17,7 @@ def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[
 
     from .._files import closing_figures, save_figure
     from ..inference_data import save_netcdf
+    from ..plots import plot_bands
     from .model import GPPDESolver
 
     out_dir = pathlib.Path(out_dir)
@@ -42,16 +43,25 @@ def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[
     # (50 points a period; the whole domain at that resolution takes minutes)
     xz = torch.linspace(0.0, 0.5, 401, dtype=x.dtype, device=x.device)
     zoom = model.posterior([xz])
-    zlo, zhi = (b.cpu() for b in zoom.interval(0.95))
+    zlo, zhi = zoom.interval(0.95)
     xzs, xs = xz.cpu(), x.cpu()
     with closing_figures():
         fig, ax = plt.subplots(2, 1, figsize=(7, 4.5))
         # the posterior is so tight that its band is thinner than the drawn line: say so
         half = float((zhi - zlo).max()) / 2
         band_label = f"95% band (half-width up to {half:.1e}, narrower than the line)"
-        ax[0].fill_between(xzs, zlo, zhi, color="C1", alpha=0.3, label=band_label)
         ax[0].plot(xzs, model.problem.solution([xz]).cpu(), "k-", lw=0.8, label="exact sin(100x)")
-        ax[0].plot(xzs, zoom.mean.cpu(), "C1--", lw=0.8, label="GP-HM mean")
+        # the mean dashed over the solid exact line: where they agree both stay visible
+        plot_bands(
+            zoom,
+            xzs,
+            levels=(0.95,),
+            ax=ax[0],
+            label="GP-HM mean",
+            band_label=band_label,
+            mean_kwargs={"ls": "--", "lw": 0.8},
+            legend=False,
+        )
         ax[0].set(xlabel="x (the first 0.5 of [0, 2 pi])", ylabel="u(x)", ylim=(-1.2, 1.9))
         ax[0].legend(fontsize=7, loc="upper center", ncol=2)  # above the curve
         ax[1].semilogy(xs, (post.mean - exact).abs().cpu() + 1e-16, "C1", lw=0.8, label="|error|")

@@ -20,6 +20,7 @@ def demo(out_dir: Path, *, device: torch.device, seed: int = 0) -> list[dict]:
 
     from .._files import closing_figures, save_figure
     from ..inference_data import save_netcdf
+    from ..plots import plot_bands
     from ..problems.rgnp import poisson_test_set
     from .evaluate import evaluate_poisson
     from .model import RandomGridNP
@@ -47,13 +48,21 @@ def demo(out_dir: Path, *, device: torch.device, seed: int = 0) -> list[dict]:
     )
     save_netcdf(idata, out_dir / "neural_process.nc", attrs={"seed": seed})
 
-    lo, hi = post.mean - 2 * post.stddev, post.mean + 2 * post.stddev
     with closing_figures():
         fig, ax = plt.subplots(1, 3, figsize=(12, 3.2))
         for i in range(3):
-            ax[i].fill_between(test["x"], lo[i].cpu(), hi[i].cpu(), alpha=0.3, label="mean ± 2 sd")
-            ax[i].plot(test["x"], post.mean[i].cpu(), label="RGNP mean")
-            ax[i].plot(test["x"], test["u"][i], "k--", label="reference")
+            # the central 95% band of the Gaussian p(u | z_i, w_i): mean ± 1.96 sd
+            plot_bands(
+                post,
+                test["x"],
+                levels=(0.95,),
+                ax=ax[i],
+                label="RGNP mean",
+                band_label="95% band",
+                batch_index=i,
+                legend=False,
+            )
+            ax[i].plot(test["x"], test["u"][i], "k--", lw=1, label="reference")
             ax[i].set(xlabel="x", ylabel="u(x)")
             ax[i].set_title(f"case {i}: forward posterior of u given the true z", fontsize=9)
         ax[0].legend(fontsize=7)

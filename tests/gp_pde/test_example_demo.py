@@ -5,13 +5,19 @@ import pytest
 import torch
 
 from bayesphys.inference_data import group_dataset, load_netcdf
-from tests.examples.figures import assert_noisy_data_on_a_noise_free_band, capture_figures
+from tests.examples.figures import (
+    assert_noisy_data_on_a_noise_free_band,
+    band_edges,
+    capture_bands,
+    capture_figures,
+)
 
 
 def test_inverse_example_smoke(tmp_path, monkeypatch):
     from bayesphys.examples import gp_pde_inverse
 
     figures = capture_figures(monkeypatch, gp_pde_inverse)
+    calls = capture_bands(monkeypatch, gp_pde_inverse)
     out = gp_pde_inverse.main(["--smoke", "--out", str(tmp_path), "--seed", "0"])
     assert out["D_covered"]
     assert abs(out["D_mean"] - out["D_true"]) < 0.05
@@ -23,6 +29,18 @@ def test_inverse_example_smoke(tmp_path, monkeypatch):
     # the noisy observations with their noise bars, against the band of the noise-free field
     for ax in figures[0].axes[:2]:
         assert_noisy_data_on_a_noise_free_band(ax, 0.05)
+    # the bands drawn by plot_bands: the 95% quantile band of the saved draws of u, and the
+    # same band less the exact field
+    u_draws = post["u"].values.reshape(-1, post["u"].shape[-1])
+    xs = post["u"]["x"].values
+    want_lo, want_hi = np.quantile(u_draws, [0.025, 0.975], axis=0)
+    exact = gp_pde_inverse._exact(torch.tensor(xs)).numpy()
+    assert [c["ax"] for c in calls] == figures[0].axes[:2]
+    for ax, shift in zip(figures[0].axes[:2], (0.0, exact)):
+        got_x, lo, hi = band_edges(ax, "95% band of u (noise-free)")
+        np.testing.assert_allclose(got_x, xs, rtol=1e-12)
+        np.testing.assert_allclose(lo, want_lo - shift, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(hi, want_hi - shift, rtol=1e-9, atol=1e-12)
     # the posterior of D is the grid density itself (normalised), not a histogram of draws
     d_ax = figures[0].axes[-1]
     assert not d_ax.patches
@@ -66,3 +84,32 @@ def test_demo_exact_solution_shares_the_posteriors_dim(tmp_path, monkeypatch):
     np.testing.assert_array_equal(exact["x"].values, u["x"].values)
     np.testing.assert_allclose(exact.values, np.sin(100 * u["x"].values), atol=1e-12)
     assert (u.mean(("chain", "draw")) - exact).dims == ("x",)
+
+
+def test_demo_band_is_the_zoomed_posteriors_95_interval(tmp_path, monkeypatch):
+    # the band and the mean come from plot_bands of the posterior on the zoom grid: the band
+    # its 95% interval, the mean dashed over the solid exact line
+    import bayesphys._files
+    import bayesphys.plots
+    from bayesphys.gp_pde import GPPDESolver
+    from bayesphys.gp_pde._demo import demo
+
+    fit = GPPDESolver.fit
+    monkeypatch.setattr(GPPDESolver, "fit", lambda self, **kw: fit(self, **{**kw, "steps": 2}))
+    figures = capture_figures(monkeypatch, bayesphys._files)
+    calls = capture_bands(monkeypatch, bayesphys.plots)
+    demo(tmp_path, device=torch.device("cpu"), seed=0)
+    (call,) = calls
+    ax = figures[0].axes[0]
+    assert call["ax"] is ax and call["levels"] == (0.95,)
+    (label,) = [c.get_label() for c in ax.collections]
+    assert label.startswith("95% band") and "narrower than the line" in label
+    xs, lo, hi = band_edges(ax, label)
+    want_lo, want_hi = call["post"].interval(0.95)
+    np.testing.assert_allclose(xs, np.linspace(0.0, 0.5, 401), atol=1e-12)
+    np.testing.assert_allclose(lo, want_lo.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(hi, want_hi.numpy(), rtol=1e-12, atol=1e-12)
+    lines = {li.get_label(): li for li in ax.get_lines()}
+    assert lines["GP-HM mean"].get_linestyle() == "--"
+    assert lines["exact sin(100x)"].get_linestyle() == "-"
+    np.testing.assert_allclose(lines["GP-HM mean"].get_ydata(), call["post"].mean.numpy())

@@ -401,9 +401,16 @@ def test_example_smoke(tmp_path, monkeypatch):
 
     from bayesphys.examples import poisson_coefficient
     from bayesphys.examples.poisson_coefficient import main
-    from tests.examples.figures import assert_noisy_data_on_a_noise_free_band, capture_figures
+    from bayesphys.inference_data import group_dataset, load_netcdf
+    from tests.examples.figures import (
+        assert_noisy_data_on_a_noise_free_band,
+        band_edges,
+        capture_bands,
+        capture_figures,
+    )
 
     figures = capture_figures(monkeypatch, poisson_coefficient)
+    calls = capture_bands(monkeypatch, poisson_coefficient)
     res = main(["--smoke", "--out", str(tmp_path), "--steps", "5", "--sensors", "20"])
     assert (tmp_path / "poisson_coefficient.nc").exists()
     assert (tmp_path / "poisson_coefficient.png").exists()
@@ -413,6 +420,16 @@ def test_example_smoke(tmp_path, monkeypatch):
     assert labels == [("x", "u"), ("x", "kappa"), ("index", "z_i")]
     assert {"truth", "posterior mean"} <= {t.get_text() for t in k_ax.get_legend().get_texts()}
     assert_noisy_data_on_a_noise_free_band(u_ax, poisson_coefficient.SIGMA_Y)
+    # the u and kappa bands, drawn by plot_bands: the 95% quantile bands of the saved draws
+    post = group_dataset(load_netcdf(tmp_path / "poisson_coefficient.nc"), "posterior")
+    assert [c["ax"] for c in calls] == [u_ax, k_ax]
+    for ax, name, label in [(u_ax, "u", "95% band of u (noise-free)"), (k_ax, "kappa", None)]:
+        draws = post[name].values.reshape(-1, post[name].shape[-1])
+        want_lo, want_hi = np.quantile(draws, [0.025, 0.975], axis=0)
+        xs, lo, hi = band_edges(ax, label or "95% band of kappa")
+        np.testing.assert_allclose(xs, post[name]["x"].values, rtol=1e-6)
+        np.testing.assert_allclose(lo, want_lo, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(hi, want_hi, rtol=1e-9, atol=1e-12)
     assert [t.get_text() for t in z_ax.get_xticklabels()] == [f"z{i}" for i in range(5)]
     FigureCanvasAgg(figures[0]).draw()  # the closed figure, drawn again to place its legends
     renderer = figures[0].canvas.get_renderer()
@@ -443,23 +460,38 @@ def test_demo_hook(tmp_path, monkeypatch):
     ]
 
 
-def test_demo_reference_fields_share_the_posteriors_dims(tmp_path, monkeypatch):
-    # observed_data.u_reference had dims of its own (u_reference_dim_0, _1): u - u_reference
-    # broadcast to four dims instead of the pointwise error per case
+@pytest.fixture(scope="module")
+def short_demo(tmp_path_factory):
+    """The demo after one training step, its evaluation stubbed: ``(out_dir, figures,
+    plot_bands calls)``, run once for the tests of what it writes and draws."""
+    import bayesphys._files
     import bayesphys.neural_process.evaluate as np_evaluate
     import bayesphys.neural_process.model as np_model
-    from bayesphys.inference_data import group_dataset, load_netcdf
+    import bayesphys.plots
     from bayesphys.neural_process._demo import demo
+    from tests.examples.figures import capture_bands, capture_figures
+
+    out = tmp_path_factory.mktemp("np_demo")
+    fit = np_model.RandomGridNP.fit
+    metrics = {"nse_u": 1.0, "coverage2sd_u": 1.0, "nse_z": 1.0}  # not what is tested here
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(
+            np_model.RandomGridNP, "fit", lambda self, *a, **kw: fit(self, **{**kw, "steps": 1})
+        )
+        mp.setattr(np_evaluate, "evaluate_poisson", lambda model, test: metrics)
+        figures = capture_figures(mp, bayesphys._files)
+        calls = capture_bands(mp, bayesphys.plots)
+        demo(out, device=torch.device("cpu"), seed=0)
+    return out, figures, calls
+
+
+def test_demo_reference_fields_share_the_posteriors_dims(short_demo):
+    # observed_data.u_reference had dims of its own (u_reference_dim_0, _1): u - u_reference
+    # broadcast to four dims instead of the pointwise error per case
+    from bayesphys.inference_data import group_dataset, load_netcdf
     from bayesphys.problems.rgnp import poisson_test_set
 
-    fit = np_model.RandomGridNP.fit
-    monkeypatch.setattr(
-        np_model.RandomGridNP, "fit", lambda self, *a, **kw: fit(self, **{**kw, "steps": 1})
-    )
-    metrics = {"nse_u": 1.0, "coverage2sd_u": 1.0, "nse_z": 1.0}  # not what is tested here
-    monkeypatch.setattr(np_evaluate, "evaluate_poisson", lambda model, test: metrics)
-    demo(tmp_path, device=torch.device("cpu"), seed=0)
-    idata = load_netcdf(tmp_path / "neural_process.nc")
+    idata = load_netcdf(short_demo[0] / "neural_process.nc")
     u = group_dataset(idata, "posterior")["u"]
     ref = group_dataset(idata, "observed_data")["u_reference"]
     assert ref.dims == ("case", "x") and u.dims == ("chain", "draw", "case", "x")
@@ -538,6 +570,28 @@ def test_fit_shows_one_progress_bar_for_the_whole_fit(capsys):
     err = capsys.readouterr().err
     assert res.steps == 120
     assert "120/120" in err and "/50" not in err and "/20" not in err
+
+
+def test_demo_bands_are_each_cases_95_interval_with_one_legend(short_demo):
+    # each panel's band is the central 95% interval of that case's forward posterior (drawn
+    # by plot_bands, not mean ± 2 sd by hand); the key is on the first panel only
+    from bayesphys.problems.rgnp import poisson_test_set
+    from tests.examples.figures import band_edges
+
+    _, figures, calls = short_demo
+    axes = figures[0].axes
+    assert [c["batch_index"] for c in calls] == [0, 1, 2]
+    test = poisson_test_set(100, seed=0)
+    for i, (ax, call) in enumerate(zip(axes, calls)):
+        assert call["ax"] is ax and call["levels"] == (0.95,)
+        xs, lo, hi = band_edges(ax, "95% band")
+        want_lo, want_hi = (b[i].double().numpy() for b in call["post"].interval(0.95))
+        np.testing.assert_allclose(xs, test["x"], rtol=1e-6)
+        np.testing.assert_allclose(lo, want_lo, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(hi, want_hi, rtol=1e-6, atol=1e-6)
+        lines = {li.get_label(): li for li in ax.get_lines()}
+        np.testing.assert_allclose(lines["reference"].get_ydata(), test["u"][i])
+        assert (ax.get_legend() is not None) == (i == 0)
 
 
 @pytest.mark.slow  # ~23 s: the demo's evaluation on 100 test cases
