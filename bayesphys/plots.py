@@ -114,37 +114,79 @@ def _band_template(band_label: Any, label: str | None, n_levels: int) -> str:
     return band_label
 
 
-# set by their own arguments of plot_bands, not through mean_kwargs
-_MEAN_OWN_ARGS = {"label": "label", "color": "color", "c": "color"}
+# set by their own arguments of plot_bands, not through mean_kwargs / band_kwargs
+_MEAN_OWN_ARGS = {"label": "label", "color": "color"}
+_BAND_OWN_ARGS = {"label": "band_label", "color": "color"}
+
+
+def _artist_options(
+    name: str, kwargs: Any, artist: type, empty: tuple, own: dict[str, str], example: str
+) -> dict[str, Any]:
+    """``kwargs``, matplotlib options of ``artist`` (built empty from ``empty`` to try them),
+    with aliases spelled out (``lw`` -> ``linewidth``), checked: a dict, none of ``own``
+    (plot_bands' own arguments), each an option ``artist`` takes. An error names ``name``,
+    before any figure is opened."""
+    if not isinstance(kwargs, Mapping):
+        raise TypeError(
+            f"{name}: expected a dict of matplotlib {artist.__name__} options (e.g. "
+            f"{example}), received {type(kwargs).__name__}"
+        )
+    from matplotlib import cbook
+
+    try:  # "lw" and "linewidth" name one option: spelled out, so a default is overridden
+        opts = dict(cbook.normalize_kwargs(dict(kwargs), artist))
+    except TypeError as err:  # an option given twice, under two of its names
+        raise TypeError(f"{name}: {err}; give each option once") from None
+    for key in kwargs:
+        canonical = next(iter(cbook.normalize_kwargs({key: None}, artist)))
+        if canonical in own:
+            raise ValueError(
+                f"{name}: {key!r} is set by plot_bands' own argument {own[canonical]!r}; "
+                f"pass it there"
+            )
+    try:  # an unknown option is refused here, before a figure is opened
+        artist(*empty, **opts)
+    except (AttributeError, TypeError, ValueError) as err:
+        raise TypeError(
+            f"{name}: expected matplotlib {artist.__name__} options, received "
+            f"{dict(kwargs)!r} ({err})"
+        ) from None
+    return opts
 
 
 def _mean_options(mean_kwargs: Any) -> dict[str, Any]:
-    """The mean line's matplotlib options: ``lw=1.5`` updated by ``mean_kwargs``, checked."""
-    opts: dict[str, Any] = {"lw": 1.5}
-    if mean_kwargs is None:
-        return opts
-    if not isinstance(mean_kwargs, Mapping):
-        raise TypeError(
-            f"mean_kwargs: expected a dict of matplotlib line options (e.g. {{'ls': '--'}}), "
-            f"received {type(mean_kwargs).__name__}"
-        )
-    for key in mean_kwargs:
-        if key in _MEAN_OWN_ARGS:
-            raise ValueError(
-                f"mean_kwargs: {key!r} is set by plot_bands' own argument "
-                f"{_MEAN_OWN_ARGS[key]!r}; pass it there"
-            )
-    import matplotlib.lines
+    """The mean line's matplotlib options: ``linewidth=1.5`` updated by ``mean_kwargs``."""
+    opts: dict[str, Any] = {"linewidth": 1.5}
+    if mean_kwargs is not None:
+        import matplotlib.lines
 
-    try:  # an unknown option is refused here, before a figure is opened
-        matplotlib.lines.Line2D([], [], **mean_kwargs)
-    except (AttributeError, TypeError, ValueError) as err:
-        raise TypeError(
-            f"mean_kwargs: expected matplotlib Line2D options, received {dict(mean_kwargs)!r} "
-            f"({err})"
-        ) from None
-    opts.update(mean_kwargs)
+        opts.update(
+            _artist_options(
+                "mean_kwargs",
+                mean_kwargs,
+                matplotlib.lines.Line2D,
+                ([], []),
+                _MEAN_OWN_ARGS,
+                "{'ls': '--'}",
+            )
+        )
     return opts
+
+
+def _band_options(band_kwargs: Any) -> dict[str, Any]:
+    """The bands' extra matplotlib ``fill_between`` options (aliases spelled out), checked."""
+    if band_kwargs is None:
+        return {}
+    import matplotlib.collections
+
+    return _artist_options(
+        "band_kwargs",
+        band_kwargs,
+        matplotlib.collections.PolyCollection,
+        ([],),
+        _BAND_OWN_ARGS,
+        "{'hatch': '///', 'facecolor': 'none'}",
+    )
 
 
 def plot_bands(
@@ -160,6 +202,7 @@ def plot_bands(
     color: Any = None,
     batch_index: int | tuple[int, ...] | None = None,
     mean_kwargs: Mapping[str, Any] | None = None,
+    band_kwargs: Mapping[str, Any] | None = None,
     legend: bool = True,
 ) -> matplotlib.axes.Axes:
     r"""Draw the posterior mean and central credible bands of a posterior over a 1-D field.
@@ -204,6 +247,13 @@ def plot_bands(
         more matplotlib line options of the mean (default: solid, ``lw=1.5``), e.g.
         ``{"ls": "--", "lw": 0.8}`` for a dashed mean over a truth drawn as a solid line, or
         ``{"zorder": 3}``; its colour and label are ``color`` and ``label``.
+    band_kwargs:
+        more matplotlib ``fill_between`` options of every band (default: filled in ``color``,
+        no edge line, the alpha graded by level), e.g. ``{"facecolor": "none", "hatch":
+        "///", "linewidth": 1, "alpha": None}`` for a hatched band with edge lines and no
+        fill, which stays apart from another posterior's filled band on the same axes;
+        ``edgecolor`` / ``facecolor`` override ``color`` for the edges / the fill, ``alpha``
+        sets one alpha for all bands; their labels are ``band_label``.
     legend:
         draw the axes' legend (default ``True``); ``False`` leaves it to the caller, e.g. one
         legend for several panels.
@@ -216,8 +266,10 @@ def plot_bands(
     Raises
     ------
     TypeError: ``post`` is not a posterior; ``ax`` is not a matplotlib Axes; ``mean_kwargs``
-        is not a dict of matplotlib line options; ``legend`` is not a bool.
-    ValueError: ``mean_kwargs`` sets the colour or label (use ``color`` / ``label``);
+        is not a dict of matplotlib line options, ``band_kwargs`` not one of
+        ``fill_between`` (PolyCollection) options; ``legend`` is not a bool.
+    ValueError: ``mean_kwargs`` sets the colour or label (use ``color`` / ``label``),
+        ``band_kwargs`` the colour or label (use ``color`` / ``band_label``);
         the event is not 1-D; a batched posterior without ``batch_index`` (or one out
         of range); ``x``, ``truth`` or ``obs`` not ``[N]`` / ``[M]`` or holding NaN/Inf;
         a level outside (0, 1).
@@ -259,6 +311,7 @@ def plot_bands(
             f"ax: expected a matplotlib Axes (None: a new figure), received {type(ax).__name__}"
         )
     mean_opts = _mean_options(mean_kwargs)
+    band_opts = _band_options(band_kwargs)
     mean = _numpy(post.mean[idx])
     bands = [
         (lv, _numpy(lo[idx]), _numpy(hi[idx]))
@@ -274,15 +327,10 @@ def plot_bands(
     for j, (lv, lo, hi) in enumerate(bands):
         t = j / (k - 1) if k > 1 else 0.5
         alpha = _ALPHA_WIDEST + (_ALPHA_NARROWEST - _ALPHA_WIDEST) * t
-        ax.fill_between(
-            xs,
-            lo,
-            hi,
-            color=color,
-            alpha=alpha,
-            lw=0,
-            label=template.replace("{pct}", f"{100 * lv:g}"),
-        )
+        # facecolor + edgecolor (not color): band_kwargs may set either alone
+        opts = {"facecolor": color, "edgecolor": color, "alpha": alpha, "linewidth": 0}
+        opts.update(band_opts)
+        ax.fill_between(xs, lo, hi, label=template.replace("{pct}", f"{100 * lv:g}"), **opts)
     ax.plot(xs, mean, color=color, label="posterior mean" if label is None else label, **mean_opts)
     if truth_np is not None:
         ax.plot(xs, truth_np, "k--", lw=1, label="truth")

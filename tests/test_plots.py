@@ -4,6 +4,7 @@ input is refused by name before anything is drawn."""
 from __future__ import annotations
 
 import matplotlib
+import matplotlib.colors
 
 matplotlib.use("Agg")
 
@@ -118,6 +119,40 @@ def test_mean_kwargs_style_the_mean_and_legend_false_leaves_no_legend():
     assert ax.get_legend() is not None
 
 
+def test_mean_kwargs_linewidth_by_its_full_name_overrides_the_default():
+    # "linewidth" and the default's "lw" are one option: not refused as given twice
+    ax = plot_bands(_gaussian(), levels=[0.9], mean_kwargs={"linewidth": 2.5})
+    (mean,) = [ln for ln in ax.lines if ln.get_label() == "posterior mean"]
+    assert mean.get_linewidth() == 2.5
+
+
+def test_band_kwargs_draw_hatched_bands_with_edge_lines_and_no_fill():
+    post = _gaussian()
+    hatched = {"facecolor": "none", "hatch": "///", "lw": 1.2, "alpha": None, "zorder": 2}
+    ax = plot_bands(post, levels=(0.5, 0.9), color="tab:blue", band_kwargs=hatched)
+    blue = matplotlib.colors.to_rgba("tab:blue")
+    for level, label in [(0.5, "50% band"), (0.9, "90% band")]:
+        (band,) = [c for c in ax.collections if c.get_label() == label]
+        assert band.get_hatch() == "///"
+        assert not np.any(np.atleast_2d(band.get_facecolor())[:, 3] > 0)  # no fill
+        np.testing.assert_allclose(band.get_edgecolor()[0], blue)  # the edges in `color`
+        assert band.get_linewidth()[0] == 1.2
+        assert band.get_alpha() is None and band.get_zorder() == 2
+        _, lo, hi = _edges(ax, label)  # still the posterior's intervals
+        want_lo, want_hi = post.interval(level)
+        np.testing.assert_allclose(lo, want_lo.numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(hi, want_hi.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_band_kwargs_alpha_is_one_for_all_bands_and_the_default_is_a_plain_fill():
+    ax = plot_bands(_gaussian(), levels=(0.5, 0.9), band_kwargs={"alpha": 0.35})
+    assert [c.get_alpha() for c in ax.collections] == [0.35, 0.35]
+    ax = plot_bands(_gaussian(), levels=[0.9], color="tab:orange")
+    (band,) = ax.collections
+    assert band.get_hatch() is None and band.get_linewidth()[0] == 0
+    np.testing.assert_allclose(band.get_facecolor()[0][:3], matplotlib.colors.to_rgb("tab:orange"))
+
+
 @pytest.mark.parametrize("index", [1, (1,), -2])
 def test_batch_index_picks_one_member(index):
     post = _samples(batch=(3,))
@@ -163,6 +198,15 @@ def test_batch_index_with_two_batch_dims():
         ("one", {"mean_kwargs": {"no_such": 1}}, TypeError, "mean_kwargs: expected matplotlib"),
         ("one", {"mean_kwargs": {"color": "r"}}, ValueError, "mean_kwargs: 'color' is set by"),
         ("one", {"mean_kwargs": {"label": "m"}}, ValueError, "own argument 'label'"),
+        ("one", {"mean_kwargs": {"c": "r"}}, ValueError, "mean_kwargs: 'c' is set by"),
+        ("one", {"mean_kwargs": {"lw": 1, "linewidth": 2}}, TypeError, "give each option once"),
+        ("one", {"band_kwargs": "///"}, TypeError, "band_kwargs: expected a dict"),
+        ("one", {"band_kwargs": {"no_such": 1}}, TypeError, "band_kwargs: expected matplotlib"),
+        ("one", {"band_kwargs": {"y1": 0.0}}, TypeError, "band_kwargs: expected matplotlib"),
+        ("one", {"band_kwargs": {"hatch": 3}}, TypeError, "band_kwargs: expected matplotlib"),
+        ("one", {"band_kwargs": {"color": "r"}}, ValueError, "band_kwargs: 'color' is set by"),
+        ("one", {"band_kwargs": {"label": "b"}}, ValueError, "own argument 'band_label'"),
+        ("one", {"band_kwargs": {"lw": 1, "linewidths": 2}}, TypeError, "band_kwargs: Got both"),
         ("one", {"legend": "no"}, TypeError, "legend: expected True or False"),
     ],
 )

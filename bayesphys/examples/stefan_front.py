@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> dict:
     with closing_figures():
         fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
         xs = x.numpy()
-        band_pair(ax[0], xs, before, after, (STEP1_NAME, "ProbConserv"), lambda t: t.reshape(-1))
+        band_pair(ax[0], xs, before, after, (STEP1_NAME, "ProbConserv"), (0, 0))
         ax[0].plot(xs, truth.reshape(-1), "k--", label="exact")
         ax[0].set(xlabel="x", ylabel=f"u(t={t}, x)", title="field before / after the update")
         ax[0].legend(fontsize=7)

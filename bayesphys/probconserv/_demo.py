@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,6 +14,8 @@ from .._plotting import OKABE_ITO
 
 STEP1_COLOUR, UPDATE_COLOUR = OKABE_ITO["orange"], OKABE_ITO["blue"]
 STEP1_NAME = "Step 1 (GP)"  # the one name of the unconstrained model in every key
+# the ProbConserv band: hatched, edge lines, no fill, so a filled Step-1 band shows through
+UPDATE_BAND = {"facecolor": "none", "hatch": "///", "lw": 1, "alpha": None}
 
 
 def band_pair(
@@ -23,19 +24,33 @@ def band_pair(
     before: GaussianPosterior,
     after: GaussianPosterior,
     labels: tuple[str, str],
-    pick: Callable[[torch.Tensor], torch.Tensor],
+    batch_index: int | tuple[int, ...],
 ) -> None:
-    """The 90 % bands and means of ``before`` (Step 1) and ``after`` (ProbConserv), kept apart
-    where they overlap: the wider Step-1 band a light fill, the ProbConserv band hatched with
-    solid edge lines; both means drawn over the bands and named in the key. ``pick`` takes the
-    plotted slice (over ``x``) of a batched tensor."""
-    (lo0, hi0), (lo1, hi1) = ([pick(b).cpu() for b in p.interval(0.9)] for p in (before, after))
-    ax.fill_between(x, lo0, hi0, color=STEP1_COLOUR, alpha=0.35, lw=0, label=f"{labels[0]} 90%")
-    hatched = dict(facecolor="none", edgecolor=UPDATE_COLOUR, hatch="///", lw=1)
-    ax.fill_between(x, lo1, hi1, **hatched, label=f"{labels[1]} 90%")
-    # over the bands; the Step-1 mean a little wider, so it shows where the two means agree
-    ax.plot(x, pick(before.mean).cpu(), STEP1_COLOUR, lw=2.2, zorder=3, label=f"{labels[0]} mean")
-    ax.plot(x, pick(after.mean).cpu(), UPDATE_COLOUR, lw=1.5, zorder=4, label=f"{labels[1]} mean")
+    """The 90 % bands and means of ``before`` (Step 1) and ``after`` (ProbConserv) over ``x``
+    ``[N]``, kept apart where they overlap: the wider Step-1 band a light fill, the
+    ProbConserv band hatched with solid edge lines and no fill; both means drawn over the
+    bands and named in the key. ``batch_index`` picks the drawn member of the batched
+    posteriors (``batch_shape`` ``[*B]``, event ``[N]``); the caller draws the legend."""
+    from ..plots import plot_bands
+
+    for post, name, colour, band_style, mean_style in (
+        # over the bands; the Step-1 mean a little wider, so it shows where the two means agree
+        (before, labels[0], STEP1_COLOUR, {"alpha": 0.35}, {"lw": 2.2, "zorder": 3}),
+        (after, labels[1], UPDATE_COLOUR, UPDATE_BAND, {"lw": 1.5, "zorder": 4}),
+    ):
+        plot_bands(
+            post,
+            x,
+            levels=[0.9],
+            ax=ax,
+            label=f"{name} mean",
+            band_label=f"{name} 90%",
+            color=colour,
+            batch_index=batch_index,
+            band_kwargs=band_style,
+            mean_kwargs=mean_style,
+            legend=False,
+        )
 
 
 def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[dict]:
@@ -80,7 +95,7 @@ def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[
     save_netcdf(idata, out_dir / "probconserv.nc", attrs={"seed": seed})
     with closing_figures():
         fig, ax = plt.subplots(figsize=(6, 3.5))
-        band_pair(ax, x.numpy(), before, after, (STEP1_NAME, "ProbConserv-GP"), lambda t: t[0, 0])
+        band_pair(ax, x.numpy(), before, after, (STEP1_NAME, "ProbConserv-GP"), (0, 0))
         ax.plot(x, truth[0, 0], "k--", label="exact")
         ax.axvline(true_front, color="gray", lw=0.8, label="true front position")
         ax.set(xlabel="x", ylabel="u(0.05, x)", title="Stefan u*=0.6: conservation update")
