@@ -14,6 +14,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from bayesphys import GaussianPosterior, SamplePosterior, plot_bands, plot_field  # noqa: E402
+from tests.examples.figures import band_edges as _edges  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -33,16 +34,6 @@ def _samples(n: int = 7, batch: tuple[int, ...] = ()) -> SamplePosterior:
     g = torch.Generator().manual_seed(0)
     draws = torch.randn(2, 40, *batch, n, generator=g, dtype=torch.float64)
     return SamplePosterior(draws + torch.arange(n, dtype=torch.float64), event_ndim=1)
-
-
-def _edges(ax, label: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(x, lower, upper)`` read back from the drawn polygon labelled ``label``."""
-    (band,) = [c for c in ax.collections if c.get_label() == label]
-    verts = band.get_paths()[0].vertices
-    xs = np.unique(verts[:, 0])
-    lo = np.array([verts[verts[:, 0] == v, 1].min() for v in xs])
-    hi = np.array([verts[verts[:, 0] == v, 1].max() for v in xs])
-    return xs, lo, hi
 
 
 @pytest.mark.parametrize("make", [_gaussian, _samples])
