@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._checks import check_bool, check_int
+
 __all__ = [
     "resolve_device",
     "model_device",
@@ -331,6 +333,9 @@ def as_tensor(
     real: refuse complex values (``TypeError``). Complex values are refused whatever ``real``
         says when ``dtype`` is a real type: the cast would drop the imaginary part with only
         a warning.
+
+    A cast to an integer ``dtype`` that would change a value is refused (``ValueError``):
+    fractional or non-finite floats, and numbers outside the dtype's range (which would wrap).
     """
     if isinstance(value, torch.Tensor):
         t = value
@@ -341,26 +346,36 @@ def as_tensor(
             raise TypeError(
                 f"{name}: expected a tensor or array, received {type(value).__name__}"
             ) from err
+    if isinstance(dtype, str):
+        dtype = resolve_dtype(dtype)
+    if dtype is not None and not isinstance(dtype, torch.dtype):
+        # an int or a numpy dtype failed with an AttributeError further down
+        raise TypeError(
+            f"dtype: expected torch.dtype, str or None, received {type(dtype).__name__} {dtype!r}"
+        )
+    if ndim is not None:
+        ndim = check_int("ndim", ndim, minimum=0)  # ndim="1" refused every tensor
+    finite, real = check_bool("finite", finite), check_bool("real", real)
     if t.is_complex() and (real or (dtype is not None and not dtype.is_complex)):
         raise TypeError(f"{name}: expected real values, received complex ({t.dtype})")
     device = _checked_device(device)
-    if isinstance(dtype, str):
-        dtype = resolve_dtype(dtype)
-    if (
-        dtype is not None
-        and t.is_floating_point()
-        and not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
-    ):
-        info = torch.iinfo(dtype)
+    integral = dtype is not None and not (
+        dtype.is_floating_point or dtype.is_complex or dtype == torch.bool
+    )
+    if integral and t.is_floating_point():
         if not bool(torch.isfinite(t).all()) or not torch.equal(t, t.trunc()):
             raise ValueError(
                 f"{name}: expected whole numbers for {dtype}, received fractional or non-finite "
                 "values (the cast would truncate them)"
             )
-        if t.numel() and (float(t.min()) < info.min or float(t.max()) > info.max):
+    if integral and t.numel() and not (t.is_complex() or t.dtype == torch.bool):
+        # integers too: int64 -1 cast to uint8 gave 255, [300] to int8 gave 44
+        info = torch.iinfo(dtype)
+        lo, hi = t.min().item(), t.max().item()
+        if lo < info.min or hi > info.max:
             raise ValueError(
                 f"{name}: expected values in [{info.min}, {info.max}] for {dtype}, received "
-                f"[{float(t.min()):g}, {float(t.max()):g}] (the cast would wrap them)"
+                f"[{lo:g}, {hi:g}] (the cast would wrap them)"
             )
     if finite:  # before the cast: finite values that overflow it get a message of their own
         check_finite(name, t)

@@ -1,0 +1,37 @@
+"""Edges of the shared core's public API met from the user's side: casts that would wrap,
+arguments of the wrong type, scores of complex values, empty batches."""
+
+import pytest
+import torch
+
+from bayesphys import as_tensor
+
+
+@pytest.mark.parametrize(
+    ("value", "dtype"),
+    [
+        (torch.tensor([-1]), torch.uint8),  # gave 255
+        ([300], torch.int8),  # gave 44
+        (torch.tensor([2**40]), torch.int32),
+    ],
+)
+def test_as_tensor_refuses_integer_casts_that_would_wrap(value, dtype):
+    with pytest.raises(ValueError, match=r"^idx: expected values in .* \(the cast would wrap"):
+        as_tensor("idx", value, dtype=dtype)
+
+
+def test_as_tensor_keeps_integers_that_fit():
+    assert as_tensor("idx", torch.tensor([0, 255]), dtype=torch.uint8).tolist() == [0, 255]
+    assert as_tensor("idx", [2, 0], dtype=torch.bool).tolist() == [True, False]
+
+
+def test_as_tensor_names_its_own_bad_options():
+    with pytest.raises(TypeError, match=r"^x: expected real values"):
+        as_tensor("x", [1j], dtype="float32")  # an AttributeError on the str
+    with pytest.raises(TypeError, match=r"^dtype: expected torch.dtype, str or None, received int"):
+        as_tensor("x", [1.0], dtype=3)
+    with pytest.raises(TypeError, match=r"^ndim: expected an int"):
+        as_tensor("x", [1.0], ndim="1")  # refused every tensor, "expected 1 dimensions"
+    for flag in ("finite", "real"):
+        with pytest.raises(TypeError, match=rf"^{flag}: expected True or False"):
+            as_tensor("x", [1.0], **{flag: "no"})  # a truthy string switched the check on
