@@ -81,6 +81,15 @@ def _on_like(x, ref: Tensor) -> Tensor:
     )
 
 
+def _real(*named: tuple[str, Tensor]) -> None:
+    """Refuse complex tensors (``TypeError`` naming the argument): a Gaussian's score or an
+    interval's bounds of complex values have no meaning (a complex NLL came back as a complex
+    number; ordering failed inside torch)."""
+    for name, t in named:
+        if t.is_complex():
+            raise TypeError(f"{name}: expected real values, received dtype {t.dtype}")
+
+
 def _no_nan(name: str, x: Tensor) -> None:
     if (x.is_floating_point() or x.is_complex()) and bool(torch.isnan(x).any()):
         raise ValueError(f"{name}: expected no NaN entries, received {int(torch.isnan(x).sum())}")
@@ -178,12 +187,15 @@ def gaussian_nll(
     """Mean Gaussian negative log likelihood of ``y`` under ``N(mean, var)`` (per point).
 
     ``var`` has the mean's shape or one that broadcasts to it (e.g. a scalar); ``mean`` and
-    ``y`` finite (a NaN gave a NaN score, as :func:`crps_gaussian` refuses).
+    ``y`` finite (a NaN gave a NaN score, as :func:`crps_gaussian` refuses); all three real
+    (a complex tensor is a ``TypeError``, as in :func:`crps_gaussian` and
+    :func:`interval_coverage`).
     """
     _same_shape(mean, y, "mean", "y")
     check_finite("mean", mean)
     check_finite("y", y)
     var, y = _on_like(var, mean), _on_like(y, mean)
+    _real(("mean", mean), ("var", var), ("y", y))  # a complex mean gave a complex NLL
     try:
         fits = torch.broadcast_shapes(var.shape, mean.shape) == mean.shape
     except RuntimeError:
@@ -208,6 +220,7 @@ def crps_gaussian(
         ref = next((t for t in (y, std) if isinstance(t, Tensor)), None)
         mean = torch.as_tensor(mean) if ref is None else _on_like(mean, ref)
     std, y = _on_like(std, mean), _on_like(y, mean)
+    _real(("mean", mean), ("std", std), ("y", y))
     try:
         shape = torch.broadcast_shapes(mean.shape, y.shape)
     except RuntimeError:
@@ -309,6 +322,7 @@ def interval_coverage(
     _same_shape(lower, y, "lower", "y")
     _same_shape(upper, y, "upper", "y")
     upper, y = _on_like(upper, lower), _on_like(y, lower)
+    _real(("lower", lower), ("upper", upper), ("y", y))
     for name, t in (("lower", lower), ("upper", upper), ("y", y)):
         _no_nan(name, t)  # a NaN compares false: it would count as outside, silently
     if bool((upper < lower).any()):
@@ -339,6 +353,7 @@ def calibration_curve(
     _tensor("y", y)
     if isinstance(posterior_or_samples, Tensor):
         _tensor("posterior_or_samples", posterior_or_samples, floating=True)
+        _real(("posterior_or_samples", posterior_or_samples), ("y", y))
         if posterior_or_samples.ndim == 0 or posterior_or_samples.shape[0] < 2:
             raise ValueError(
                 "posterior_or_samples: expected draws [S, *shape] with S >= 2, received shape "
@@ -438,7 +453,9 @@ def _ot_weights(w, n: int, name: str):
     """Uniform ``[n]`` for ``None``, else ``w`` checked and normalised to sum 1 (float64)."""
     if w is None:
         return np.full(n, 1 / n)
-    w = torch.as_tensor(w).detach().to("cpu", torch.float64).numpy()
+    w = torch.as_tensor(w)
+    _real((name, w))  # the float64 cast dropped the imaginary part, with only a warning
+    w = w.detach().to("cpu", torch.float64).numpy()
     if w.shape != (n,):
         raise ValueError(
             f"{name}: expected shape ({n},) (one weight per point), received {w.shape}"

@@ -5,6 +5,13 @@ import pytest
 import torch
 
 from bayesphys import as_tensor
+from bayesphys.metrics import (
+    calibration_curve,
+    crps_gaussian,
+    gaussian_nll,
+    interval_coverage,
+    wasserstein,
+)
 
 
 @pytest.mark.parametrize(
@@ -35,3 +42,30 @@ def test_as_tensor_names_its_own_bad_options():
     for flag in ("finite", "real"):
         with pytest.raises(TypeError, match=rf"^{flag}: expected True or False"):
             as_tensor("x", [1.0], **{flag: "no"})  # a truthy string switched the check on
+
+
+C = torch.complex128
+
+
+@pytest.mark.parametrize(
+    ("metric", "args", "name"),
+    [
+        # gave a complex "NLL" (1.86+0j): (y - mean)**2 of complex values is not |y - mean|^2
+        (gaussian_nll, (torch.ones(3, dtype=C), torch.ones(3), torch.zeros(3, dtype=C)), "mean"),
+        (gaussian_nll, (torch.ones(3), torch.ones(3, dtype=C), torch.zeros(3)), "var"),
+        (crps_gaussian, (torch.ones(3, dtype=C), torch.ones(3), torch.zeros(3, dtype=C)), "mean"),
+        (interval_coverage, (-torch.ones(3, dtype=C), torch.ones(3), torch.zeros(3)), "lower"),
+        (calibration_curve, (torch.randn(20, 3, dtype=C), torch.zeros(3)), "posterior_or_samples"),
+        (calibration_curve, (torch.randn(20, 3), torch.zeros(3, dtype=C)), "y"),
+    ],
+    ids=["nll-mean", "nll-var", "crps", "coverage", "calibration-draws", "calibration-y"],
+)
+def test_scores_of_a_real_law_refuse_complex_values_by_name(metric, args, name):
+    with pytest.raises(TypeError, match=rf"^{name}: expected real values"):
+        metric(*args)
+
+
+def test_wasserstein_refuses_complex_weights():
+    x, y = torch.randn(4, 2), torch.randn(5, 2)
+    with pytest.raises(TypeError, match=r"^weights_x: expected real values"):
+        wasserstein(x, y, weights_x=torch.ones(4, dtype=torch.complex64))  # dropped 1j
