@@ -395,8 +395,9 @@ class GaussianPosterior(_PosteriorBase):
         value = value.to(self.dtype)  # the density in the posterior's dtype
         root = self._get_root()
         diff = value - self._mean  # [*, *batch, *event]: the batch dims broadcast
-        diff = diff.reshape(*diff.shape[: diff.ndim - nev], -1)
-        n = diff.shape[-1]
+        n = math.prod(self.event_shape)
+        # n, not -1: an empty batch of values [0, *batch, *event] could not be reshaped
+        diff = diff.reshape(*diff.shape[: diff.ndim - nev], n)
         maha = (diff * root.solve(diff)).sum(-1)
         return -0.5 * (maha + root.logdet() + n * math.log(2 * math.pi))
 

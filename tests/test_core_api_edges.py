@@ -4,7 +4,7 @@ arguments of the wrong type, scores of complex values, empty batches."""
 import pytest
 import torch
 
-from bayesphys import as_tensor
+from bayesphys import GaussianPosterior, as_tensor
 from bayesphys.metrics import (
     calibration_curve,
     crps_gaussian,
@@ -69,3 +69,28 @@ def test_wasserstein_refuses_complex_weights():
     x, y = torch.randn(4, 2), torch.randn(5, 2)
     with pytest.raises(TypeError, match=r"^weights_x: expected real values"):
         wasserstein(x, y, weights_x=torch.ones(4, dtype=torch.complex64))  # dropped 1j
+
+
+@pytest.mark.parametrize("structure", ["diag", "dense", "low-rank"])
+def test_gaussian_log_prob_of_an_empty_batch_of_values_is_empty(structure):
+    from linear_operator.operators import (
+        DiagLinearOperator,
+        LowRankRootAddedDiagLinearOperator,
+        LowRankRootLinearOperator,
+    )
+
+    f = torch.float64
+    cov = {
+        "diag": lambda: DiagLinearOperator(torch.ones(2, 3, dtype=f)),
+        "dense": lambda: 2 * torch.eye(3, dtype=f).expand(2, 3, 3),
+        "low-rank": lambda: LowRankRootAddedDiagLinearOperator(
+            LowRankRootLinearOperator(torch.ones(2, 3, 1, dtype=f)),
+            DiagLinearOperator(torch.ones(2, 3, dtype=f)),
+        ),
+    }[structure]()
+    post = GaussianPosterior(torch.zeros(2, 3, dtype=f), cov, event_shape=(3,))
+    # [*, *batch, *event] -> [*, *batch]: a reshape error for an empty leading dim
+    assert post.log_prob(torch.zeros(0, 2, 3, dtype=f)).shape == (0, 2)
+    assert post.log_prob(torch.zeros(4, 0, 1, 3, dtype=f)).shape == (4, 0, 2)
+    one = post.log_prob(torch.zeros(2, 3, dtype=f))
+    assert one.shape == (2,) and bool(torch.isfinite(one).all())
