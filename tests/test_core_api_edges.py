@@ -94,3 +94,16 @@ def test_gaussian_log_prob_of_an_empty_batch_of_values_is_empty(structure):
     assert post.log_prob(torch.zeros(4, 0, 1, 3, dtype=f)).shape == (4, 0, 2)
     one = post.log_prob(torch.zeros(2, 3, dtype=f))
     assert one.shape == (2,) and bool(torch.isfinite(one).all())
+
+
+@pytest.mark.parametrize("where", [0, 1.5, ["cpu"]])
+def test_load_checkpoint_names_a_map_location_of_the_wrong_type(tmp_path, where):
+    from bayesphys import load_checkpoint, save_checkpoint
+
+    path = save_checkpoint(tmp_path / "c.pt", kind="k", config={}, state={"w": torch.ones(2)})
+    # was a ValueError calling the (sound) file corrupt: "'int' object is not callable"
+    with pytest.raises(TypeError, match=r"^map_location: expected a device string"):
+        load_checkpoint(path, kind="k", map_location=where)
+    ck = load_checkpoint(path, kind="k", map_location=lambda storage, loc: storage)
+    assert ck["state"]["w"].tolist() == [1.0, 1.0]
+    assert load_checkpoint(path, kind="k", map_location={"cpu": "cpu"})["config"] == {}
