@@ -1,6 +1,8 @@
 """Edges of the shared core's public API met from the user's side: casts that would wrap,
 arguments of the wrong type, scores of complex values, empty batches."""
 
+from fractions import Fraction
+
 import pytest
 import torch
 
@@ -107,3 +109,15 @@ def test_load_checkpoint_names_a_map_location_of_the_wrong_type(tmp_path, where)
     ck = load_checkpoint(path, kind="k", map_location=lambda storage, loc: storage)
     assert ck["state"]["w"].tolist() == [1.0, 1.0]
     assert load_checkpoint(path, kind="k", map_location={"cpu": "cpu"})["config"] == {}
+
+
+@pytest.mark.parametrize(
+    "value", [10**400, -(10**400), Fraction(10**400, 3)], ids=["int", "-int", "Fraction"]
+)
+def test_check_real_names_a_number_beyond_floats_range(value):
+    from bayesphys import check_real
+
+    # float(value) raised OverflowError ("int too large to convert to float")
+    with pytest.raises(ValueError, match=r"^lr: expected a finite number, received .* range"):
+        check_real("lr", value, minimum=0.0)
+    assert check_real("lr", 10**300) == 1e300
