@@ -218,10 +218,16 @@ _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 def resolve_dtype(
     dtype: torch.dtype | str | None = None, default: torch.dtype = torch.float64
 ) -> torch.dtype:
-    """Return a floating torch dtype; ``None`` gives ``default`` (float64 for linear algebra)."""
-    return _resolve_dtype(
-        dtype, default, "a floating dtype (float16, bfloat16, float32 or float64)"
-    )
+    """Return a floating torch dtype; ``None`` gives ``default`` (float64 for linear algebra),
+    which is checked as ``dtype`` is (a name such as ``"float32"`` read as one; an integer
+    dtype refused): ``default="float32"`` came back as the string, ``torch.int64`` as it was."""
+    expected = "a floating dtype (float16, bfloat16, float32 or float64)"
+    if dtype is None:
+        try:
+            return _resolve_dtype(default, torch.float64, expected)
+        except (TypeError, ValueError) as err:
+            raise type(err)(str(err).replace("dtype:", "default:", 1)) from None
+    return _resolve_dtype(dtype, default, expected)
 
 
 def _resolve_dtype(

@@ -121,3 +121,14 @@ def test_check_real_names_a_number_beyond_floats_range(value):
     with pytest.raises(ValueError, match=r"^lr: expected a finite number, received .* range"):
         check_real("lr", value, minimum=0.0)
     assert check_real("lr", 10**300) == 1e300
+
+
+def test_resolve_dtype_checks_its_default():
+    from bayesphys import resolve_dtype
+
+    assert resolve_dtype(None, default="float32") is torch.float32  # was the str "float32"
+    assert resolve_dtype("float16", default=torch.int64) is torch.float16
+    with pytest.raises(ValueError, match=r"^default: expected a floating dtype"):
+        resolve_dtype(None, default=torch.int64)  # was torch.int64, returned as it was
+    with pytest.raises(TypeError, match=r"^default: expected torch.dtype, str or None"):
+        resolve_dtype(None, default=3)
