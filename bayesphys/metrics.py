@@ -70,10 +70,22 @@ def _tensor(name: str, x, *, floating: bool = False) -> Tensor:
     return x
 
 
-def _on_like(x, ref: Tensor) -> Tensor:
-    """``x`` as a tensor on ``ref``'s device; a non-tensor (a Python number, a list) also in
-    ``ref``'s floating dtype (``torch.as_tensor(0.1)`` is float32: a float64 metric would be
-    computed with a rounded value)."""
+def _not_meta(name: str, x, ref: Tensor | None = None) -> None:
+    """Refuse a ``meta`` tensor by name where its values are needed: read (``ref`` ``None``),
+    or moved to ``ref``'s device off ``meta`` (a metric of one failed inside torch,
+    "Tensor.item() cannot be called on meta tensors" or "Cannot copy out of meta tensor").
+    Beside a ``meta`` ``ref`` it passes: shapes-only metrics (:func:`mse`) run there."""
+    if isinstance(x, Tensor) and x.device.type == "meta":
+        if ref is None or ref.device.type != "meta":
+            raise ValueError(f"{name}: expected values, received a tensor on the 'meta' device")
+
+
+def _on_like(x, ref: Tensor, name: str = "") -> Tensor:
+    """``x`` (the argument ``name``) as a tensor on ``ref``'s device (a ``meta`` one refused
+    unless ``ref`` is there too: it has no values to move); a non-tensor (a Python number, a
+    list) also in ``ref``'s floating dtype (``torch.as_tensor(0.1)`` is float32: a float64
+    metric would be computed with a rounded value)."""
+    _not_meta(name, x, ref)
     if isinstance(x, Tensor):
         return x.to(ref.device)
     return torch.as_tensor(
@@ -153,7 +165,8 @@ def relative_l2(pred: Tensor, truth: Tensor, dim: int | tuple[int, ...] | None =
     _tensor("pred", pred, floating=True)
     _tensor("truth", truth, floating=True)
     _check_reduce(truth, dim)
-    truth = _on_like(truth, pred)  # on pred's device, as every metric's second tensor
+    _not_meta("pred", pred)  # its values are read (the scaled norms)
+    truth = _on_like(truth, pred, "truth")  # on pred's device, as every metric's second tensor
     err = pred - truth
     num = torch.linalg.vector_norm(err, dim=dim)
     den = torch.linalg.vector_norm(truth, dim=dim)
@@ -176,7 +189,7 @@ def mse(pred: Tensor, truth: Tensor, dim: int | tuple[int, ...] | None = None) -
     _tensor("pred", pred, floating=True)
     _tensor("truth", truth, floating=True)
     _check_reduce(truth, dim)
-    err = pred - _on_like(truth, pred)
+    err = pred - _on_like(truth, pred, "truth")
     sq = err.abs().square() if err.is_complex() else err.square()
     return sq.mean(dim=dim) if dim is not None else sq.mean()
 
@@ -194,7 +207,7 @@ def gaussian_nll(
     _same_shape(mean, y, "mean", "y")
     check_finite("mean", mean)
     check_finite("y", y)
-    var, y = _on_like(var, mean), _on_like(y, mean)
+    var, y = _on_like(var, mean, "var"), _on_like(y, mean, "y")
     _real(("mean", mean), ("var", var), ("y", y))  # a complex mean gave a complex NLL
     try:
         fits = torch.broadcast_shapes(var.shape, mean.shape) == mean.shape
@@ -218,8 +231,8 @@ def crps_gaussian(
     r"""Continuous ranked probability score of ``N(mean, std^2)`` at ``y`` (closed form, mean)."""
     if not isinstance(mean, Tensor):  # a Python number in the tensors' dtype, not float32
         ref = next((t for t in (y, std) if isinstance(t, Tensor)), None)
-        mean = torch.as_tensor(mean) if ref is None else _on_like(mean, ref)
-    std, y = _on_like(std, mean), _on_like(y, mean)
+        mean = torch.as_tensor(mean) if ref is None else _on_like(mean, ref, "mean")
+    std, y = _on_like(std, mean, "std"), _on_like(y, mean, "y")
     _real(("mean", mean), ("std", std), ("y", y))
     try:
         shape = torch.broadcast_shapes(mean.shape, y.shape)
@@ -290,7 +303,7 @@ def crps_samples(
     check_finite("samples", samples)
     check_finite("y", y)
     _check_reduce(y, dim, "y")
-    y = _on_like(y, samples)
+    y = _on_like(y, samples, "y")
     s = samples.shape[0]
     # the weights 2k - S - 1 and the sums in float64: half precision holds k exactly only to
     # 2048 (bfloat16: 256) and its sum overflowed to -inf past a few thousand draws; in float32
@@ -321,7 +334,9 @@ def interval_coverage(
     """Fraction of ``y`` with ``lower <= y <= upper`` (mean over ``dim`` or all)."""
     _same_shape(lower, y, "lower", "y")
     _same_shape(upper, y, "upper", "y")
-    upper, y = _on_like(upper, lower), _on_like(y, lower)
+    for name, t in (("lower", lower), ("upper", upper), ("y", y)):
+        _not_meta(name, t)  # its values are compared
+    upper, y = _on_like(upper, lower, "upper"), _on_like(y, lower, "y")
     _real(("lower", lower), ("upper", upper), ("y", y))
     for name, t in (("lower", lower), ("upper", upper), ("y", y)):
         _no_nan(name, t)  # a NaN compares false: it would count as outside, silently
@@ -351,6 +366,7 @@ def calibration_curve(
 
     nominal = torch.as_tensor(_check_levels(levels), dtype=torch.float64)
     _tensor("y", y)
+    _not_meta("y", y)
     if isinstance(posterior_or_samples, Tensor):
         _tensor("posterior_or_samples", posterior_or_samples, floating=True)
         _real(("posterior_or_samples", posterior_or_samples), ("y", y))
@@ -412,13 +428,14 @@ def conservation_error(field: Tensor, weights: Tensor, target: Tensor) -> Tensor
         raise TypeError(
             f"weights: expected the field's dtype {field.dtype}, received {weights.dtype}"
         )
-    weights = _on_like(weights, field)
+    weights = _on_like(weights, field, "weights")
     gu = field @ weights.mT if weights.ndim == 2 else field @ weights
     if not isinstance(target, Tensor):  # a number or a list: in gu's dtype when floating (a
         # float64 error is not computed with a float32-rounded 0.1), else as given (integer
         # counts with a target 2.5 gave |3 - 2|: the cast truncated it)
         floating = gu.is_floating_point() or gu.is_complex()
         target = torch.as_tensor(target, dtype=gu.dtype if floating else None, device=gu.device)
+    _not_meta("target", target, gu)
     target = target.to(gu.device)
     tshape = target.shape
     # e.g. target [batch] against [batch, m]: the constraints would mix

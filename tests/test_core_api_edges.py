@@ -9,9 +9,12 @@ import torch
 from bayesphys import GaussianPosterior, as_tensor
 from bayesphys.metrics import (
     calibration_curve,
+    conservation_error,
     crps_gaussian,
     gaussian_nll,
     interval_coverage,
+    mse,
+    relative_l2,
     wasserstein,
 )
 
@@ -132,3 +135,31 @@ def test_resolve_dtype_checks_its_default():
         resolve_dtype(None, default=torch.int64)  # was torch.int64, returned as it was
     with pytest.raises(TypeError, match=r"^default: expected torch.dtype, str or None"):
         resolve_dtype(None, default=3)
+
+
+def _meta(*shape):
+    return torch.zeros(*shape, device="meta")
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda: relative_l2(_meta(3), torch.ones(3)), "pred"),
+        (lambda: mse(torch.ones(3), _meta(3)), "truth"),
+        (lambda: gaussian_nll(torch.zeros(3), _meta(3), torch.zeros(3)), "var"),
+        (lambda: crps_gaussian(torch.zeros(3), _meta(3), torch.zeros(3)), "std"),
+        (lambda: interval_coverage(_meta(3), torch.ones(3), torch.zeros(3)), "lower"),
+        (lambda: interval_coverage(-torch.ones(3), _meta(3), torch.zeros(3)), "upper"),
+        (lambda: calibration_curve(torch.randn(20, 3), _meta(3)), "y"),
+        (lambda: conservation_error(torch.ones(2, 3), _meta(3), 0.0), "weights"),
+        (lambda: conservation_error(torch.ones(2, 3), torch.ones(3), _meta(2)), "target"),
+    ],
+    ids=["rel_l2", "mse", "nll", "crps", "cov-lower", "cov-upper", "calib", "cons-w", "cons-b"],
+)
+def test_metrics_name_a_meta_tensor(call, name):
+    # failed inside torch: "Tensor.item() cannot be called on meta tensors", "Cannot copy out
+    # of meta tensor; no data!"
+    with pytest.raises(
+        ValueError, match=rf"^{name}: expected values, received a tensor on the 'meta'"
+    ):
+        call()
