@@ -6,7 +6,7 @@ from fractions import Fraction
 import pytest
 import torch
 
-from bayesphys import GaussianPosterior, as_tensor
+from bayesphys import GaussianPosterior, SamplePosterior, as_tensor, build_inference_data
 from bayesphys.metrics import (
     calibration_curve,
     conservation_error,
@@ -163,3 +163,33 @@ def test_metrics_name_a_meta_tensor(call, name):
         ValueError, match=rf"^{name}: expected values, received a tensor on the 'meta'"
     ):
         call()
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda: build_inference_data(posterior={"a": _meta(1, 5)}), r"posterior\.a"),
+        (lambda: build_inference_data(posterior={"a": [[1.0, 2.0], [1.0]]}), r"posterior\.a"),
+        (
+            lambda: build_inference_data(
+                posterior={"a": torch.zeros(1, 5, 2)}, dims={"a": ["x"]}, coords={"x": [[1], []]}
+            ),
+            r"coords\['x'\]",
+        ),
+        (lambda: _sample_post().to_inference_data(observed={"y": _meta(3)}), "observed_data.y"),
+        (lambda: _sample_post().to_inference_data(observed={"y": [[1.0], []]}), r"observed\['y'\]"),
+        (
+            lambda: _sample_post().to_inference_data(num_samples=5, params={"k": [[1.0], []]}),
+            r"params\['k'\]",
+        ),
+    ],
+    ids=["meta", "ragged", "ragged-coords", "observed-meta", "observed-ragged", "params-ragged"],
+)
+def test_inference_data_names_values_it_cannot_read(call, name):
+    # torch's "Cannot copy out of meta tensor" or numpy's "inhomogeneous shape", naming nothing
+    with pytest.raises(ValueError, match=rf"^{name}: expected (values|an array)"):
+        call()
+
+
+def _sample_post():
+    return SamplePosterior(torch.randn(1, 10, 3, generator=torch.Generator().manual_seed(0)))
