@@ -193,3 +193,17 @@ def test_inference_data_names_values_it_cannot_read(call, name):
 
 def _sample_post():
     return SamplePosterior(torch.randn(1, 10, 3, generator=torch.Generator().manual_seed(0)))
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "samples"])
+def test_quantile_names_levels_on_the_meta_device(kind):
+    f = torch.float64
+    post = (
+        GaussianPosterior(torch.zeros(3, dtype=f), torch.eye(3, dtype=f))
+        if kind == "gaussian"
+        else SamplePosterior(torch.randn(1, 10, 3, dtype=f))
+    )
+    # was torch's "Tensor.item() cannot be called on meta tensors"
+    with pytest.raises(ValueError, match=r"^q: expected values, received a tensor on the 'meta'"):
+        post.quantile(torch.tensor([0.1, 0.9], device="meta"))
+    assert post.quantile(torch.tensor([0.1, 0.9])).shape == (2, 3)
