@@ -487,6 +487,8 @@ def optimize(
         )
     steps = check_int("steps", steps, minimum=0)
     progress = check_bool("progress", progress)  # "no" showed the bar
+    # "no" is truthy: it raised DivergenceError where the caller asked for a returned result
+    raise_on_divergence = check_bool("raise_on_divergence", raise_on_divergence)
     if tol is not None:
         tol = check_real("tol", tol, minimum=0.0)
     patience = check_int("patience", patience, minimum=1)

@@ -207,3 +207,13 @@ def test_quantile_names_levels_on_the_meta_device(kind):
     with pytest.raises(ValueError, match=r"^q: expected values, received a tensor on the 'meta'"):
         post.quantile(torch.tensor([0.1, 0.9], device="meta"))
     assert post.quantile(torch.tensor([0.1, 0.9])).shape == (2, 3)
+
+
+def test_optimize_reads_raise_on_divergence_as_a_bool():
+    from bayesphys import optimize
+
+    with pytest.raises(TypeError, match=r"^raise_on_divergence: expected True or False"):
+        # "no" is truthy: the divergence below raised DivergenceError
+        optimize(lambda: float("nan"), steps=2, progress=False, raise_on_divergence="no")
+    res = optimize(lambda: float("nan"), steps=2, progress=False, raise_on_divergence=False)
+    assert not res.converged
