@@ -217,3 +217,24 @@ def test_optimize_reads_raise_on_divergence_as_a_bool():
         optimize(lambda: float("nan"), steps=2, progress=False, raise_on_divergence="no")
     res = optimize(lambda: float("nan"), steps=2, progress=False, raise_on_divergence=False)
     assert not res.converged
+
+
+@pytest.mark.parametrize(
+    ("loss", "error", "match"),
+    [
+        (torch.tensor(1.0 + 1.0j), TypeError, "expected a real loss"),
+        (torch.tensor(1.0, device="meta"), ValueError, "expected a loss value"),
+    ],
+    ids=["complex", "meta"],
+)
+@pytest.mark.parametrize("with_optimizer", [False, True])
+def test_optimize_names_a_loss_it_cannot_read(loss, error, match, with_optimizer):
+    from bayesphys import optimize
+
+    x = torch.nn.Parameter(torch.ones(1))
+    opt = torch.optim.Adam([x])
+    opt.state[x] = {"exp_avg": torch.zeros(1)}  # a state to read beside the loss
+    kw = {"optimizer": opt} if with_optimizer else {}
+    # was torch's "value cannot be converted to type double" / "Tensor.item() ... meta"
+    with pytest.raises(error, match=rf"^step: {match}"):
+        optimize(lambda: loss, steps=1, progress=False, **kw)
