@@ -143,6 +143,13 @@ class GaussianPosterior(_PosteriorBase):
                     "and root=None"
                 )
             root_dim = check_int("root_dim", root_dim, minimum=1)
+        if (
+            isinstance(covariance, (Tensor, LinearOperator))
+            and covariance.device.type == "meta"
+            and mean.device.type != "meta"
+        ):  # shapes only: its move to the mean's device failed with "Cannot copy out of meta
+            # tensor" (both on meta, as a device test's stand-in for a second device, is kept)
+            raise ValueError("covariance: expected values, received one on the 'meta' device")
         if isinstance(covariance, Tensor):
             if covariance.is_complex():
                 raise TypeError(

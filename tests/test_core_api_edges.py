@@ -238,3 +238,17 @@ def test_optimize_names_a_loss_it_cannot_read(loss, error, match, with_optimizer
     # was torch's "value cannot be converted to type double" / "Tensor.item() ... meta"
     with pytest.raises(error, match=rf"^step: {match}"):
         optimize(lambda: loss, steps=1, progress=False, **kw)
+
+
+@pytest.mark.parametrize("structured", [False, True])
+def test_gaussian_posterior_names_a_meta_covariance(structured):
+    from linear_operator.operators import DiagLinearOperator
+
+    f = torch.float64
+    cov = torch.eye(2, dtype=f, device="meta")
+    cov = DiagLinearOperator(torch.ones(2, dtype=f, device="meta")) if structured else cov
+    # was torch's "Cannot copy out of meta tensor; no data!"
+    with pytest.raises(
+        ValueError, match=r"^covariance: expected values, received one on the 'meta'"
+    ):
+        GaussianPosterior(torch.zeros(2, dtype=f), cov)
