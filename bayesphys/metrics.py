@@ -434,7 +434,13 @@ def conservation_error(field: Tensor, weights: Tensor, target: Tensor) -> Tensor
         # float64 error is not computed with a float32-rounded 0.1), else as given (integer
         # counts with a target 2.5 gave |3 - 2|: the cast truncated it)
         floating = gu.is_floating_point() or gu.is_complex()
-        target = torch.as_tensor(target, dtype=gu.dtype if floating else None, device=gu.device)
+        try:
+            target = torch.as_tensor(target, dtype=gu.dtype if floating else None, device=gu.device)
+        except (TypeError, ValueError, RuntimeError) as err:  # "new(): invalid data type 'str'"
+            raise TypeError(
+                f"target: expected numbers (a tensor, an array or a number), received "
+                f"{type(target).__name__} {target!r:.60}"
+            ) from err
     _not_meta("target", target, gu)
     target = target.to(gu.device)
     tshape = target.shape
@@ -470,7 +476,13 @@ def _ot_weights(w, n: int, name: str):
     """Uniform ``[n]`` for ``None``, else ``w`` checked and normalised to sum 1 (float64)."""
     if w is None:
         return np.full(n, 1 / n)
-    w = torch.as_tensor(w)
+    try:
+        w = torch.as_tensor(w)
+    except (TypeError, ValueError, RuntimeError) as err:  # torch's "new(): invalid data type"
+        raise TypeError(
+            f"{name}: expected {n} numbers (one weight per point), received "
+            f"{type(w).__name__} {w!r:.60}"
+        ) from err
     _real((name, w))  # the float64 cast dropped the imaginary part, with only a warning
     w = w.detach().to("cpu", torch.float64).numpy()
     if w.shape != (n,):
@@ -586,7 +598,10 @@ def mmd(
         raise ValueError("bandwidths: expected at least one kernel scale, received none")
     for i, h in enumerate(bandwidths):
         check_real(
-            f"bandwidths[{i}]", h.item() if isinstance(h, Tensor) else h, minimum=0.0, strict=True
+            f"bandwidths[{i}]",
+            h.item() if isinstance(h, Tensor) and h.ndim == 0 else h,  # a row: "received Tensor"
+            minimum=0.0,
+            strict=True,
         )
     x, y = _as_cloud(x, "x"), _as_cloud(y, "y")
     if x.shape[1] != y.shape[1]:

@@ -13,6 +13,7 @@ from bayesphys.metrics import (
     crps_gaussian,
     gaussian_nll,
     interval_coverage,
+    mmd,
     mse,
     relative_l2,
     wasserstein,
@@ -252,3 +253,22 @@ def test_gaussian_posterior_names_a_meta_covariance(structured):
         ValueError, match=r"^covariance: expected values, received one on the 'meta'"
     ):
         GaussianPosterior(torch.zeros(2, dtype=f), cov)
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        # torch's "new(): invalid data type 'str'", naming no argument
+        (lambda: wasserstein(torch.zeros(3, 1), torch.ones(2, 1), weights_x="abc"), "weights_x"),
+        (lambda: conservation_error(torch.ones(2, 3), torch.ones(3), "a"), "target"),
+        # "a Tensor with 2 elements cannot be converted to Scalar"
+        (
+            lambda: mmd(torch.zeros(3, 1), torch.ones(2, 1), torch.tensor([[1.0, 2.0]])),
+            r"bandwidths\[0\]",
+        ),
+    ],
+    ids=["wasserstein-weights", "conservation-target", "mmd-bandwidth-row"],
+)
+def test_metrics_name_malformed_options(call, match):
+    with pytest.raises(TypeError, match=rf"^{match}: expected"):
+        call()
