@@ -331,6 +331,9 @@ def as_tensor(
     Returns a tensor of ``value``'s own shape ``[*]`` (a number: ``[]``; nested lists or an
     array ``(n_1, ..., n_k)``: ``[n_1, ..., n_k]``), in ``dtype`` and on ``device`` when given.
 
+    A cast to an integer ``dtype`` that would change a value is refused (``ValueError``):
+    fractional or non-finite floats, and numbers outside the dtype's range (which would wrap).
+
     Parameters
     ----------
     name: argument name used in error messages.
@@ -339,9 +342,6 @@ def as_tensor(
     real: refuse complex values (``TypeError``). Complex values are refused whatever ``real``
         says when ``dtype`` is a real type: the cast would drop the imaginary part with only
         a warning.
-
-    A cast to an integer ``dtype`` that would change a value is refused (``ValueError``):
-    fractional or non-finite floats, and numbers outside the dtype's range (which would wrap).
     """
     if isinstance(value, torch.Tensor):
         t = value
