@@ -354,13 +354,22 @@ def load_checkpoint(
     lacks ``kind``/``config``/``state``, or when its ``format`` is not an integer from 1 up
     to :data:`CHECKPOINT_FORMAT` (a newer one: upgrade; any other: a damaged file). ``map_location`` given as a device string or
     :class:`torch.device` is checked first (an unknown device, or CUDA where none is
-    available, is refused by name)."""
+    available, is refused by name); one of another type (an int) is a ``TypeError``."""
     import pickle
 
     from ._device import resolve_device
 
     path = _check_path(path)
     kind = _check_kind(kind)
+    if not (
+        map_location is None
+        or isinstance(map_location, (str, torch.device, Mapping))
+        or callable(map_location)
+    ):  # an int reached torch.load, whose "'int' object is not callable" blamed the file
+        raise TypeError(
+            "map_location: expected a device string, a torch.device, a dict of device names or "
+            f"a callable, received {type(map_location).__name__} {map_location!r}"
+        )
     if isinstance(map_location, (str, torch.device)):
         try:
             map_location = resolve_device(map_location)  # "auto" -> a device torch.load knows

@@ -142,7 +142,13 @@ def check_real(
     ``strict``: e.g. a learning rate ``> 0``); NaN and infinities are refused."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a real number, received {type(value).__name__}")
-    out = float(value)
+    try:
+        out = float(value)
+    except OverflowError:  # an int (or Fraction) past float's range: torch's OverflowError
+        raise ValueError(
+            f"{name}: expected a finite number, received {type(value).__name__} beyond float's "
+            f"range (magnitude > {np.finfo(np.float64).max:.3g})"
+        ) from None
     if not math.isfinite(out):
         raise ValueError(f"{name}: expected a finite number, received {out}")
     if minimum is not None and (out <= minimum if strict else out < minimum):

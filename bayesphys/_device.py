@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._checks import check_bool, check_int
+
 __all__ = [
     "resolve_device",
     "model_device",
@@ -216,10 +218,16 @@ _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 def resolve_dtype(
     dtype: torch.dtype | str | None = None, default: torch.dtype = torch.float64
 ) -> torch.dtype:
-    """Return a floating torch dtype; ``None`` gives ``default`` (float64 for linear algebra)."""
-    return _resolve_dtype(
-        dtype, default, "a floating dtype (float16, bfloat16, float32 or float64)"
-    )
+    """Return a floating torch dtype; ``None`` gives ``default`` (float64 for linear algebra),
+    which is checked as ``dtype`` is (a name such as ``"float32"`` read as one; an integer
+    dtype refused): ``default="float32"`` came back as the string, ``torch.int64`` as it was."""
+    expected = "a floating dtype (float16, bfloat16, float32 or float64)"
+    if dtype is None:
+        try:
+            return _resolve_dtype(default, torch.float64, expected)
+        except (TypeError, ValueError) as err:
+            raise type(err)(str(err).replace("dtype:", "default:", 1)) from None
+    return _resolve_dtype(dtype, default, expected)
 
 
 def _resolve_dtype(
@@ -323,6 +331,9 @@ def as_tensor(
     Returns a tensor of ``value``'s own shape ``[*]`` (a number: ``[]``; nested lists or an
     array ``(n_1, ..., n_k)``: ``[n_1, ..., n_k]``), in ``dtype`` and on ``device`` when given.
 
+    A cast to an integer ``dtype`` that would change a value is refused (``ValueError``):
+    fractional or non-finite floats, and numbers outside the dtype's range (which would wrap).
+
     Parameters
     ----------
     name: argument name used in error messages.
@@ -341,26 +352,36 @@ def as_tensor(
             raise TypeError(
                 f"{name}: expected a tensor or array, received {type(value).__name__}"
             ) from err
+    if isinstance(dtype, str):
+        dtype = resolve_dtype(dtype)
+    if dtype is not None and not isinstance(dtype, torch.dtype):
+        # an int or a numpy dtype failed with an AttributeError further down
+        raise TypeError(
+            f"dtype: expected torch.dtype, str or None, received {type(dtype).__name__} {dtype!r}"
+        )
+    if ndim is not None:
+        ndim = check_int("ndim", ndim, minimum=0)  # ndim="1" refused every tensor
+    finite, real = check_bool("finite", finite), check_bool("real", real)
     if t.is_complex() and (real or (dtype is not None and not dtype.is_complex)):
         raise TypeError(f"{name}: expected real values, received complex ({t.dtype})")
     device = _checked_device(device)
-    if isinstance(dtype, str):
-        dtype = resolve_dtype(dtype)
-    if (
-        dtype is not None
-        and t.is_floating_point()
-        and not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
-    ):
-        info = torch.iinfo(dtype)
+    integral = dtype is not None and not (
+        dtype.is_floating_point or dtype.is_complex or dtype == torch.bool
+    )
+    if integral and t.is_floating_point():
         if not bool(torch.isfinite(t).all()) or not torch.equal(t, t.trunc()):
             raise ValueError(
                 f"{name}: expected whole numbers for {dtype}, received fractional or non-finite "
                 "values (the cast would truncate them)"
             )
-        if t.numel() and (float(t.min()) < info.min or float(t.max()) > info.max):
+    if integral and t.numel() and not (t.is_complex() or t.dtype == torch.bool):
+        # integers too: int64 -1 cast to uint8 gave 255, [300] to int8 gave 44
+        info = torch.iinfo(dtype)
+        lo, hi = t.min().item(), t.max().item()
+        if lo < info.min or hi > info.max:
             raise ValueError(
                 f"{name}: expected values in [{info.min}, {info.max}] for {dtype}, received "
-                f"[{float(t.min()):g}, {float(t.max()):g}] (the cast would wrap them)"
+                f"[{lo:g}, {hi:g}] (the cast would wrap them)"
             )
     if finite:  # before the cast: finite values that overflow it get a message of their own
         check_finite(name, t)

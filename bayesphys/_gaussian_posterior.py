@@ -143,6 +143,13 @@ class GaussianPosterior(_PosteriorBase):
                     "and root=None"
                 )
             root_dim = check_int("root_dim", root_dim, minimum=1)
+        if (
+            isinstance(covariance, (Tensor, LinearOperator))
+            and covariance.device.type == "meta"
+            and mean.device.type != "meta"
+        ):  # shapes only: its move to the mean's device failed with "Cannot copy out of meta
+            # tensor" (both on meta, as a device test's stand-in for a second device, is kept)
+            raise ValueError("covariance: expected values, received one on the 'meta' device")
         if isinstance(covariance, Tensor):
             if covariance.is_complex():
                 raise TypeError(
@@ -395,8 +402,9 @@ class GaussianPosterior(_PosteriorBase):
         value = value.to(self.dtype)  # the density in the posterior's dtype
         root = self._get_root()
         diff = value - self._mean  # [*, *batch, *event]: the batch dims broadcast
-        diff = diff.reshape(*diff.shape[: diff.ndim - nev], -1)
-        n = diff.shape[-1]
+        n = math.prod(self.event_shape)
+        # n, not -1: an empty batch of values [0, *batch, *event] could not be reshaped
+        diff = diff.reshape(*diff.shape[: diff.ndim - nev], n)
         maha = (diff * root.solve(diff)).sum(-1)
         return -0.5 * (maha + root.logdet() + n * math.log(2 * math.pi))
 

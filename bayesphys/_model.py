@@ -154,6 +154,10 @@ def _loss_value(loss: Any, where: str) -> float:
                 f"{where}: expected a scalar loss (a float or a one-element tensor), received a "
                 f"tensor of shape {tuple(loss.shape)}"
             )
+        if loss.is_complex():  # float() of it raised "cannot be converted to type double"
+            raise TypeError(f"{where}: expected a real loss, received a {loss.dtype} tensor")
+        if loss.device.type == "meta":  # "Tensor.item() cannot be called on meta tensors"
+            raise ValueError(f"{where}: expected a loss value, received a tensor on 'meta'")
         return float(loss.detach())
     if (
         isinstance(loss, bool)
@@ -283,7 +287,12 @@ def _loss_and_state(loss: Any, states: list[torch.Tensor], where: str) -> tuple[
     is read apart, which waits for nothing."""
     if not states:
         return _loss_value(loss, where), True
-    fold = isinstance(loss, torch.Tensor) and loss.numel() == 1 and loss.is_floating_point()
+    fold = (
+        isinstance(loss, torch.Tensor)
+        and loss.numel() == 1
+        and loss.is_floating_point()
+        and loss.device.type != "meta"  # refused by name in _loss_value
+    )
     # a number (or a tensor of another dtype): read on its own (a wrong shape raises here)
     val = None if fold else _loss_value(loss, where)
     groups: dict[torch.device, list[torch.Tensor]] = {}
@@ -487,6 +496,8 @@ def optimize(
         )
     steps = check_int("steps", steps, minimum=0)
     progress = check_bool("progress", progress)  # "no" showed the bar
+    # "no" is truthy: it raised DivergenceError where the caller asked for a returned result
+    raise_on_divergence = check_bool("raise_on_divergence", raise_on_divergence)
     if tol is not None:
         tol = check_real("tol", tol, minimum=0.0)
     patience = check_int("patience", patience, minimum=1)

@@ -57,6 +57,8 @@ def _q_tensor(q, like: Tensor) -> Tensor:
             real = False
     if not real:
         raise TypeError(f"q: expected a probability or an array of probabilities, received {q!r}")
+    if isinstance(q, Tensor) and q.device.type == "meta":  # its values cannot be checked
+        raise ValueError("q: expected values, received a tensor on the 'meta' device")
     q64 = torch.as_tensor(q, dtype=torch.float64)
     if bool(((q64 <= 0) | (q64 >= 1)).any()) or bool(torch.isnan(q64).any()):
         raise ValueError(f"q: expected probabilities strictly inside (0, 1), received {q!r}")

@@ -65,20 +65,30 @@ SAMPLE_GROUPS = (
 (passed to :func:`build_inference_data` by name or in ``extra_groups``)."""
 
 
-def _np(value: Any, *, copy: bool = True) -> np.ndarray:
+def _np(value: Any, *, copy: bool = True, name: str = "value") -> np.ndarray:
     """``value`` as a numpy array of its own (``copy=False``: a view where one is possible,
     for a look at its shape). A view of a CPU tensor or of an array shared its storage: an edit
-    of the returned InferenceData rewrote the caller's tensor (a SamplePosterior's draws)."""
+    of the returned InferenceData rewrote the caller's tensor (a SamplePosterior's draws). A
+    ``meta`` tensor (no values) or a ragged list is refused with a ``ValueError`` naming
+    ``name`` (torch's "Cannot copy out of meta tensor", numpy's "inhomogeneous shape")."""
     try:
         import torch
 
         if isinstance(value, torch.Tensor):
+            if value.device.type == "meta":
+                raise ValueError(f"{name}: expected values, received a tensor on the 'meta' device")
             if value.dtype == torch.bfloat16:  # numpy has no bfloat16: exactly as float32
                 value = value.float()
             return value.detach().to("cpu", copy=copy).numpy()
     except ImportError:  # pragma: no cover
         pass
-    return np.array(value, copy=True) if copy else np.asarray(value)
+    try:
+        return np.array(value, copy=True) if copy else np.asarray(value)
+    except ValueError as err:  # a ragged nesting of lists
+        raise ValueError(
+            f"{name}: expected an array (nested lists of equal lengths), received a ragged "
+            f"{type(value).__name__} ({err})"
+        ) from None
 
 
 def _mapping(name: str, value: Any) -> dict:
@@ -145,7 +155,7 @@ def _dataset(
             raise TypeError(
                 f"{group}: expected non-empty strings as variable names, received {name!r}"
             )
-        arr = _np(value)
+        arr = _np(value, name=f"{group}.{name}")
         lead = ("chain", "draw") if sample else ()
         if arr.ndim < len(lead):
             raise ValueError(
@@ -189,7 +199,7 @@ def _dataset(
     ds_coords = {}
     for c, v in coords.items():
         if c in sizes:
-            cv = _np(v)
+            cv = _np(v, name=f"coords[{c!r}]")
             if cv.ndim != 1 or len(cv) != sizes[c]:
                 raise ValueError(
                     f"coords[{c!r}]: expected a 1-D array of length {sizes[c]}, received shape {cv.shape}"
@@ -385,7 +395,12 @@ def to_inference_data(
     obs_dims: dict[str, list[str]] = {}
     shape = (*posterior.batch_shape, *posterior.event_shape)
     for oname, value in observed.items():
-        oshape = tuple(getattr(value, "shape", np.shape(value)))
+        # a tensor's or array's own shape (no copy off an accelerator); a ragged list named
+        oshape = tuple(
+            value.shape
+            if hasattr(value, "shape")
+            else _np(value, copy=False, name=f"observed[{oname!r}]").shape
+        )
         if oshape == shape:
             obs_dims[oname] = dims
         elif nb and oshape == tuple(posterior.event_shape):
@@ -394,7 +409,8 @@ def to_inference_data(
             obs_dims[oname] = [f"{name}_obs_dim_{i}" for i in range(len(oshape))]
     post_vars = {name: draws}
     for pname, pdraws in params.items():
-        arr = _np(pdraws, copy=False)  # a look at its shape: build_inference_data copies it
+        # a look at its shape: build_inference_data copies it
+        arr = _np(pdraws, copy=False, name=f"params[{pname!r}]")
         if arr.shape[:2] != tuple(draws.shape[:2]):
             raise ValueError(
                 f"params[{pname!r}]: expected leading (chain, draw) = {tuple(draws.shape[:2])}, "

@@ -70,15 +70,36 @@ def _tensor(name: str, x, *, floating: bool = False) -> Tensor:
     return x
 
 
-def _on_like(x, ref: Tensor) -> Tensor:
-    """``x`` as a tensor on ``ref``'s device; a non-tensor (a Python number, a list) also in
-    ``ref``'s floating dtype (``torch.as_tensor(0.1)`` is float32: a float64 metric would be
-    computed with a rounded value)."""
+def _not_meta(name: str, x, ref: Tensor | None = None) -> None:
+    """Refuse a ``meta`` tensor by name where its values are needed: read (``ref`` ``None``),
+    or moved to ``ref``'s device off ``meta`` (a metric of one failed inside torch,
+    "Tensor.item() cannot be called on meta tensors" or "Cannot copy out of meta tensor").
+    Beside a ``meta`` ``ref`` it passes: shapes-only metrics (:func:`mse`) run there."""
+    if isinstance(x, Tensor) and x.device.type == "meta":
+        if ref is None or ref.device.type != "meta":
+            raise ValueError(f"{name}: expected values, received a tensor on the 'meta' device")
+
+
+def _on_like(x, ref: Tensor, name: str = "") -> Tensor:
+    """``x`` (the argument ``name``) as a tensor on ``ref``'s device (a ``meta`` one refused
+    unless ``ref`` is there too: it has no values to move); a non-tensor (a Python number, a
+    list) also in ``ref``'s floating dtype (``torch.as_tensor(0.1)`` is float32: a float64
+    metric would be computed with a rounded value)."""
+    _not_meta(name, x, ref)
     if isinstance(x, Tensor):
         return x.to(ref.device)
     return torch.as_tensor(
         x, dtype=ref.dtype if ref.is_floating_point() else None, device=ref.device
     )
+
+
+def _real(*named: tuple[str, Tensor]) -> None:
+    """Refuse complex tensors (``TypeError`` naming the argument): a Gaussian's score or an
+    interval's bounds of complex values have no meaning (a complex NLL came back as a complex
+    number; ordering failed inside torch)."""
+    for name, t in named:
+        if t.is_complex():
+            raise TypeError(f"{name}: expected real values, received dtype {t.dtype}")
 
 
 def _no_nan(name: str, x: Tensor) -> None:
@@ -144,7 +165,8 @@ def relative_l2(pred: Tensor, truth: Tensor, dim: int | tuple[int, ...] | None =
     _tensor("pred", pred, floating=True)
     _tensor("truth", truth, floating=True)
     _check_reduce(truth, dim)
-    truth = _on_like(truth, pred)  # on pred's device, as every metric's second tensor
+    _not_meta("pred", pred)  # its values are read (the scaled norms)
+    truth = _on_like(truth, pred, "truth")  # on pred's device, as every metric's second tensor
     err = pred - truth
     num = torch.linalg.vector_norm(err, dim=dim)
     den = torch.linalg.vector_norm(truth, dim=dim)
@@ -167,7 +189,7 @@ def mse(pred: Tensor, truth: Tensor, dim: int | tuple[int, ...] | None = None) -
     _tensor("pred", pred, floating=True)
     _tensor("truth", truth, floating=True)
     _check_reduce(truth, dim)
-    err = pred - _on_like(truth, pred)
+    err = pred - _on_like(truth, pred, "truth")
     sq = err.abs().square() if err.is_complex() else err.square()
     return sq.mean(dim=dim) if dim is not None else sq.mean()
 
@@ -178,12 +200,15 @@ def gaussian_nll(
     """Mean Gaussian negative log likelihood of ``y`` under ``N(mean, var)`` (per point).
 
     ``var`` has the mean's shape or one that broadcasts to it (e.g. a scalar); ``mean`` and
-    ``y`` finite (a NaN gave a NaN score, as :func:`crps_gaussian` refuses).
+    ``y`` finite (a NaN gave a NaN score, as :func:`crps_gaussian` refuses); all three real
+    (a complex tensor is a ``TypeError``, as in :func:`crps_gaussian` and
+    :func:`interval_coverage`).
     """
     _same_shape(mean, y, "mean", "y")
     check_finite("mean", mean)
     check_finite("y", y)
-    var, y = _on_like(var, mean), _on_like(y, mean)
+    var, y = _on_like(var, mean, "var"), _on_like(y, mean, "y")
+    _real(("mean", mean), ("var", var), ("y", y))  # a complex mean gave a complex NLL
     try:
         fits = torch.broadcast_shapes(var.shape, mean.shape) == mean.shape
     except RuntimeError:
@@ -206,8 +231,9 @@ def crps_gaussian(
     r"""Continuous ranked probability score of ``N(mean, std^2)`` at ``y`` (closed form, mean)."""
     if not isinstance(mean, Tensor):  # a Python number in the tensors' dtype, not float32
         ref = next((t for t in (y, std) if isinstance(t, Tensor)), None)
-        mean = torch.as_tensor(mean) if ref is None else _on_like(mean, ref)
-    std, y = _on_like(std, mean), _on_like(y, mean)
+        mean = torch.as_tensor(mean) if ref is None else _on_like(mean, ref, "mean")
+    std, y = _on_like(std, mean, "std"), _on_like(y, mean, "y")
+    _real(("mean", mean), ("std", std), ("y", y))
     try:
         shape = torch.broadcast_shapes(mean.shape, y.shape)
     except RuntimeError:
@@ -277,7 +303,7 @@ def crps_samples(
     check_finite("samples", samples)
     check_finite("y", y)
     _check_reduce(y, dim, "y")
-    y = _on_like(y, samples)
+    y = _on_like(y, samples, "y")
     s = samples.shape[0]
     # the weights 2k - S - 1 and the sums in float64: half precision holds k exactly only to
     # 2048 (bfloat16: 256) and its sum overflowed to -inf past a few thousand draws; in float32
@@ -308,7 +334,10 @@ def interval_coverage(
     """Fraction of ``y`` with ``lower <= y <= upper`` (mean over ``dim`` or all)."""
     _same_shape(lower, y, "lower", "y")
     _same_shape(upper, y, "upper", "y")
-    upper, y = _on_like(upper, lower), _on_like(y, lower)
+    for name, t in (("lower", lower), ("upper", upper), ("y", y)):
+        _not_meta(name, t)  # its values are compared
+    upper, y = _on_like(upper, lower, "upper"), _on_like(y, lower, "y")
+    _real(("lower", lower), ("upper", upper), ("y", y))
     for name, t in (("lower", lower), ("upper", upper), ("y", y)):
         _no_nan(name, t)  # a NaN compares false: it would count as outside, silently
     if bool((upper < lower).any()):
@@ -337,8 +366,10 @@ def calibration_curve(
 
     nominal = torch.as_tensor(_check_levels(levels), dtype=torch.float64)
     _tensor("y", y)
+    _not_meta("y", y)
     if isinstance(posterior_or_samples, Tensor):
         _tensor("posterior_or_samples", posterior_or_samples, floating=True)
+        _real(("posterior_or_samples", posterior_or_samples), ("y", y))
         if posterior_or_samples.ndim == 0 or posterior_or_samples.shape[0] < 2:
             raise ValueError(
                 "posterior_or_samples: expected draws [S, *shape] with S >= 2, received shape "
@@ -397,13 +428,20 @@ def conservation_error(field: Tensor, weights: Tensor, target: Tensor) -> Tensor
         raise TypeError(
             f"weights: expected the field's dtype {field.dtype}, received {weights.dtype}"
         )
-    weights = _on_like(weights, field)
+    weights = _on_like(weights, field, "weights")
     gu = field @ weights.mT if weights.ndim == 2 else field @ weights
     if not isinstance(target, Tensor):  # a number or a list: in gu's dtype when floating (a
         # float64 error is not computed with a float32-rounded 0.1), else as given (integer
         # counts with a target 2.5 gave |3 - 2|: the cast truncated it)
         floating = gu.is_floating_point() or gu.is_complex()
-        target = torch.as_tensor(target, dtype=gu.dtype if floating else None, device=gu.device)
+        try:
+            target = torch.as_tensor(target, dtype=gu.dtype if floating else None, device=gu.device)
+        except (TypeError, ValueError, RuntimeError) as err:  # "new(): invalid data type 'str'"
+            raise TypeError(
+                f"target: expected numbers (a tensor, an array or a number), received "
+                f"{type(target).__name__} {target!r:.60}"
+            ) from err
+    _not_meta("target", target, gu)
     target = target.to(gu.device)
     tshape = target.shape
     # e.g. target [batch] against [batch, m]: the constraints would mix
@@ -438,7 +476,15 @@ def _ot_weights(w, n: int, name: str):
     """Uniform ``[n]`` for ``None``, else ``w`` checked and normalised to sum 1 (float64)."""
     if w is None:
         return np.full(n, 1 / n)
-    w = torch.as_tensor(w).detach().to("cpu", torch.float64).numpy()
+    try:
+        w = torch.as_tensor(w)
+    except (TypeError, ValueError, RuntimeError) as err:  # torch's "new(): invalid data type"
+        raise TypeError(
+            f"{name}: expected {n} numbers (one weight per point), received "
+            f"{type(w).__name__} {w!r:.60}"
+        ) from err
+    _real((name, w))  # the float64 cast dropped the imaginary part, with only a warning
+    w = w.detach().to("cpu", torch.float64).numpy()
     if w.shape != (n,):
         raise ValueError(
             f"{name}: expected shape ({n},) (one weight per point), received {w.shape}"
@@ -552,7 +598,10 @@ def mmd(
         raise ValueError("bandwidths: expected at least one kernel scale, received none")
     for i, h in enumerate(bandwidths):
         check_real(
-            f"bandwidths[{i}]", h.item() if isinstance(h, Tensor) else h, minimum=0.0, strict=True
+            f"bandwidths[{i}]",
+            h.item() if isinstance(h, Tensor) and h.ndim == 0 else h,  # a row: "received Tensor"
+            minimum=0.0,
+            strict=True,
         )
     x, y = _as_cloud(x, "x"), _as_cloud(y, "y")
     if x.shape[1] != y.shape[1]:
