@@ -50,6 +50,23 @@ def _check_posterior(post: Any) -> None:
         )
 
 
+def _checked_event(post: Any, fn: str, shape: str, more: str = "") -> tuple[int, ...]:
+    """``post``'s event shape, checked to be a posterior over a ``len(shape)``-D event
+    (``shape`` as written in the message, ``"[N]"`` or ``"[H, W]"``), else an error naming
+    ``post`` and the other function for the other dimension (``more`` appended)."""
+    _check_posterior(post)
+    event = tuple(post.event_shape)
+    want = shape.count(",") + 1
+    if len(event) != want:
+        other = {1: "plot_bands for a 1-D event", 2: "plot_field for a 2-D event"}
+        hint = f"use {other[len(event)]}" if len(event) in other else f"select a {want}-D part"
+        raise ValueError(
+            f"post: {fn} draws a posterior over a {want}-D event {shape}, received "
+            f"event_shape {event}; {hint}{more}"
+        )
+    return event
+
+
 def _member_index(post: Any, batch_index: Any) -> tuple[int, ...]:
     """The index of one batch member of ``post`` (``()`` for an unbatched posterior)."""
     batch_shape = tuple(post.batch_shape)
@@ -274,16 +291,13 @@ def plot_bands(
         of range); ``x``, ``truth`` or ``obs`` not ``[N]`` / ``[M]`` or holding NaN/Inf;
         a level outside (0, 1).
     """
-    _check_posterior(post)
-    event = tuple(post.event_shape)
-    if len(event) != 1:
-        hint = "use plot_field for a 2-D event" if len(event) == 2 else "select a 1-D part"
-        raise ValueError(
-            f"post: plot_bands draws a posterior over a 1-D event [N], received event_shape "
-            f"{event}; {hint}, or index the posterior's mean and draws down to one dimension "
-            f"(SamplePosterior(post.sample(...)[..., i, :]))"
-        )
-    (n,) = event
+    (n,) = _checked_event(
+        post,
+        "plot_bands",
+        "[N]",
+        ", or index the posterior's mean and draws down to one dimension "
+        "(SamplePosterior(post.sample(...)[..., i, :]))",
+    )
     idx = _member_index(post, batch_index)
     # widest band first: drawn underneath, lightest
     wanted = sorted(set(_check_levels(levels)), reverse=True)
@@ -424,14 +438,7 @@ def plot_field(
         ``truth`` not ``[H, W]`` or holding NaN/Inf; ``extent`` not 4 finite numbers; the
         wrong number of ``axes``; an unknown ``cmap`` name.
     """
-    _check_posterior(post)
-    event = tuple(post.event_shape)
-    if len(event) != 2:
-        hint = "use plot_bands for a 1-D event" if len(event) == 1 else "select a 2-D part"
-        raise ValueError(
-            f"post: plot_field draws a posterior over a 2-D event [H, W], received "
-            f"event_shape {event}; {hint}"
-        )
+    event = _checked_event(post, "plot_field", "[H, W]")
     idx = _member_index(post, batch_index)
     extent = _check_extent(extent)
     truth_np = None
