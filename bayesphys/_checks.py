@@ -151,6 +151,9 @@ def check_real(
         ) from None
     if not math.isfinite(out):
         raise ValueError(f"{name}: expected a finite number, received {out}")
+    for bound, b in (("minimum", minimum), ("maximum", maximum)):
+        if b is not None and math.isnan(b):  # every comparison with NaN is False: no bound
+            raise ValueError(f"check_real({name!r}): the {bound} is NaN, which bounds nothing")
     if minimum is not None and (out <= minimum if strict else out < minimum):
         op = ">" if strict else ">="
         raise ValueError(f"{name}: expected a number {op} {minimum}, received {out}")

@@ -268,17 +268,40 @@ def single_or_double(
     return resolved
 
 
+def _numbers_as_tensor(name: str, value: Any, expected: str) -> torch.Tensor:
+    """``value`` (not a tensor) as a tensor via numpy, or a ``TypeError`` naming ``name`` that
+    says why torch cannot hold it: integers past int64 (``[2**70]``, ``[2**63]``), numpy's
+    extended precision (``np.longdouble``: no torch dtype), non-numbers or ragged lists."""
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(
+            f"{name}: expected {expected}, received {type(value).__name__} ({err})"
+        ) from err
+    try:
+        return torch.as_tensor(arr)
+    except (TypeError, ValueError, RuntimeError) as err:
+        kind = arr.dtype.kind
+        if kind in "fc":
+            why = (
+                f"of dtype {arr.dtype}, which torch has no dtype for; convert it with "
+                ".astype(np.float64) (or np.complex128)"
+            )
+        elif kind == "u" or (kind == "O" and any(type(v) is int for v in arr.reshape(-1).tolist())):
+            why = "holding integers beyond int64's range; pass them as floats if that is meant"
+        else:
+            why = f"of dtype {arr.dtype} (not numbers)"
+        raise TypeError(
+            f"{name}: expected {expected}, received {type(value).__name__} {why}"
+        ) from err
+
+
 def check_finite(name: str, value: Any) -> None:
     """Raise ``ValueError`` naming ``name`` if ``value`` holds NaN or Inf."""
     if isinstance(value, torch.Tensor):
         t = value
     else:
-        try:
-            t = torch.as_tensor(np.asarray(value))
-        except (TypeError, ValueError, RuntimeError) as err:
-            raise TypeError(
-                f"{name}: expected numbers (a tensor or array), received {type(value).__name__}"
-            ) from err
+        t = _numbers_as_tensor(name, value, "numbers (a tensor or array)")
     if t.device.type == "meta":  # shapes only: its values cannot be read (torch raised
         # NotImplementedError deep inside the caller)
         raise ValueError(f"{name}: expected values, received a tensor on the 'meta' device")
@@ -346,12 +369,7 @@ def as_tensor(
     if isinstance(value, torch.Tensor):
         t = value
     else:
-        try:
-            t = torch.as_tensor(np.asarray(value))
-        except (TypeError, ValueError) as err:
-            raise TypeError(
-                f"{name}: expected a tensor or array, received {type(value).__name__}"
-            ) from err
+        t = _numbers_as_tensor(name, value, "a tensor or array")
     if isinstance(dtype, str):
         dtype = resolve_dtype(dtype)
     if dtype is not None and not isinstance(dtype, torch.dtype):

@@ -486,6 +486,7 @@ def optimize(
         with frozen weights. That step counts as a divergence: its loss is not recorded, the
         last good state before it is restored, the optimisers' state is cleared (they start
         afresh if stepped again) and the message says so. Nothing changes while it is finite.
+    desc: the progress bar's label (a ``str``).
     tol: stop when the relative loss change stays below ``tol`` for ``patience`` steps
         (``patience`` other than 1 only with ``tol``).
     raise_on_divergence: raise :class:`DivergenceError` (after the restore) instead of returning.
@@ -496,6 +497,8 @@ def optimize(
         )
     steps = check_int("steps", steps, minimum=0)
     progress = check_bool("progress", progress)  # "no" showed the bar
+    if not isinstance(desc, str):  # desc=1 was drawn as the bar's label "1"
+        raise TypeError(f"desc: expected a str (the bar's label), received {type(desc).__name__}")
     # "no" is truthy: it raised DivergenceError where the caller asked for a returned result
     raise_on_divergence = check_bool("raise_on_divergence", raise_on_divergence)
     if tol is not None:

@@ -115,6 +115,8 @@ def _dim_names(where: str, names: Any, *, sample: bool) -> tuple[str, ...]:
     bad = [n for n in names if not isinstance(n, str) or not n]
     if bad:
         raise TypeError(f"{where}: expected non-empty strings as names, received {bad!r}")
+    for n in names:
+        _no_slash(where, n)
     if len(set(names)) != len(names):
         raise ValueError(f"{where}: expected distinct names, received {list(names)}")
     reserved = [n for n in names if n in ("chain", "draw")] if sample else []
@@ -123,6 +125,16 @@ def _dim_names(where: str, names: Any, *, sample: bool) -> tuple[str, ...]:
             f"{where}: 'chain' and 'draw' are the leading sample dims, received {list(names)}"
         )
     return names
+
+
+def _no_slash(where: str, name: str) -> None:
+    """Refuse a ``/`` in a variable or dimension name: netCDF (HDF5) and ArviZ 1.x's
+    DataTree read it as a group path, so such a name failed only at ``save_netcdf``."""
+    if "/" in name:
+        raise ValueError(
+            f"{where}: expected names without '/' (netCDF and DataTree read it as a group "
+            f"path), received {name!r}"
+        )
 
 
 def _check_distinct(name: str, values: np.ndarray) -> None:
@@ -155,7 +167,13 @@ def _dataset(
             raise TypeError(
                 f"{group}: expected non-empty strings as variable names, received {name!r}"
             )
+        _no_slash(group, name)
         arr = _np(value, name=f"{group}.{name}")
+        if arr.dtype.kind in "OSUV":  # a string was read as a 0-dim array: "shape ()"
+            raise TypeError(
+                f"{group}.{name}: expected numbers (a tensor, an array or nested lists of "
+                f"numbers), received {type(value).__name__} of dtype {arr.dtype}"
+            )
         lead = ("chain", "draw") if sample else ()
         if arr.ndim < len(lead):
             raise ValueError(

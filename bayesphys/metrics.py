@@ -102,6 +102,18 @@ def _real(*named: tuple[str, Tensor]) -> None:
             raise TypeError(f"{name}: expected real values, received dtype {t.dtype}")
 
 
+def _no_bool(*named: tuple[str, object]) -> None:
+    """Refuse boolean values (a ``TypeError`` naming the argument): a mask passed as a
+    variance, a standard deviation or an observation was read as 0 / 1 and scored."""
+    for name, x in named:
+        dtype = getattr(x, "dtype", None)
+        if isinstance(x, (bool, np.bool_)) or dtype in (torch.bool, np.dtype(bool)):
+            raise TypeError(
+                f"{name}: expected numbers, received booleans (a mask?); convert with "
+                ".double() or .float() if 0 / 1 is meant"
+            )
+
+
 def _no_nan(name: str, x: Tensor) -> None:
     if (x.is_floating_point() or x.is_complex()) and bool(torch.isnan(x).any()):
         raise ValueError(f"{name}: expected no NaN entries, received {int(torch.isnan(x).sum())}")
@@ -205,6 +217,7 @@ def gaussian_nll(
     :func:`interval_coverage`).
     """
     _same_shape(mean, y, "mean", "y")
+    _no_bool(("mean", mean), ("var", var), ("y", y))
     check_finite("mean", mean)
     check_finite("y", y)
     var, y = _on_like(var, mean, "var"), _on_like(y, mean, "y")
@@ -228,7 +241,11 @@ def gaussian_nll(
 def crps_gaussian(
     mean: Tensor, std: Tensor, y: Tensor, dim: int | tuple[int, ...] | None = None
 ) -> Tensor:
-    r"""Continuous ranked probability score of ``N(mean, std^2)`` at ``y`` (closed form, mean)."""
+    r"""Continuous ranked probability score of ``N(mean, std^2)`` at ``y`` (closed form, mean).
+
+    ``mean``, ``std`` and ``y`` real numbers (booleans are a ``TypeError``) broadcasting to
+    one shape; the score is averaged over all points, or over ``dim``."""
+    _no_bool(("mean", mean), ("std", std), ("y", y))
     if not isinstance(mean, Tensor):  # a Python number in the tensors' dtype, not float32
         ref = next((t for t in (y, std) if isinstance(t, Tensor)), None)
         mean = torch.as_tensor(mean) if ref is None else _on_like(mean, ref, "mean")
@@ -284,6 +301,7 @@ def crps_samples(
     fair = check_bool("fair", fair)
     _tensor("samples", samples, floating=True)
     _tensor("y", y)
+    _no_bool(("y", y))
     for name, t in (("samples", samples), ("y", y)):
         if t.is_complex():  # the float64 cast dropped the imaginary part
             raise TypeError(f"{name}: expected real values, received dtype {t.dtype}")

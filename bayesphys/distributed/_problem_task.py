@@ -53,7 +53,10 @@ def problem_seed(seed: int, problem_id: Any) -> int:
     run. So is an id unequal to itself, a NaN (or a tuple holding one), a ``ValueError``: its
     ``str`` is stable, but ``fit_many`` finds each problem's record by its id, and a NaN
     that came back from a worker equals no id (the problem's result was lost). Use strings,
-    numbers or tuples of them as ids; ``None`` is taken as its ``str``, ``"None"``."""
+    numbers or tuples of them as ids; ``None`` is taken as its ``str``, ``"None"``.
+
+    ``seed`` in torch's range ``[-2**63, 2**64 - 1]``, read modulo ``2**64`` as torch reads
+    it (``-1`` and ``2**64 - 1`` give the same seeds)."""
     if _unequal_to_itself(problem_id):
         raise ValueError(
             f"problem_id: expected an id equal to itself, received {problem_id!r} (a NaN "
@@ -67,7 +70,10 @@ def problem_seed(seed: int, problem_id: Any) -> int:
             "changes from run to run, so its seed would not reproduce; use a string, a number "
             "or a tuple of them as the id"
         )
-    digest = hashlib.blake2b(f"{_check_seed(seed)}/{text}".encode(), digest_size=8).digest()
+    # modulo 2**64, as torch maps a negative seed: -1 and 2**64 - 1 seed the same streams
+    # everywhere else, so they give each problem the same seed here too
+    base = _check_seed(seed) % 2**64
+    digest = hashlib.blake2b(f"{base}/{text}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & (2**63 - 1)
 
 
