@@ -1,4 +1,5 @@
-"""ProbConserv's remaining input gaps: the GPME diffusivities' arguments."""
+"""ProbConserv's remaining input gaps: the GPME diffusivities' arguments, HybridCalibration's
+grid test and saved states, and LocalScale's inputs."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import pytest
 import torch
 
 from bayesphys.probconserv import ProbConserv
+from bayesphys.probconserv.calibration import HybridCalibration
+from bayesphys.probconserv.conditional import LocalScale, fit_parameter_map
 from bayesphys.problems.gpme import Diffusion, PorousMedium, Stefan
 
 F64, F32 = torch.float64, torch.float32
@@ -92,3 +95,129 @@ def test_softc_training_still_runs_in_float32():
     after = list(m.net.parameters())
     assert all(torch.isfinite(p).all() for p in after)
     assert any(not torch.equal(a, b) for a, b in zip(after, before))
+
+
+# --- HybridCalibration.matches and from_state, LocalScale ----------------------------------------
+
+
+def _local() -> LocalScale:
+    g = torch.Generator().manual_seed(0)
+    mean = torch.rand(12, 2, 5, generator=g, dtype=F64)
+    mass, theta = torch.rand(12, 2, generator=g, dtype=F64), torch.rand(12, generator=g, dtype=F64)
+    pmap = fit_parameter_map(mean, mass, theta, (0.0, 1.0), rank=2)
+    absz = {"prior": torch.rand(8, 2, 5, generator=g, dtype=F64)}
+    absz["post"] = absz["prior"] * 0.5
+    u = torch.rand(8, generator=g, dtype=F64)
+    return LocalScale(pmap, u, absz, {"prior": 0.3, "post": 0.3}, {"prior": {}, "post": {}})
+
+
+def _calibration(local: LocalScale | None = None) -> HybridCalibration:
+    return HybridCalibration(
+        t=torch.tensor([0.25, 0.5], dtype=F64),
+        x=torch.linspace(0.0, 1.0, 5, dtype=F64),
+        err_root=torch.ones(2, 5, 3, dtype=F64),
+        beta=0.5,
+        trace_ratio=1.2,
+        prior_scale=1.1,
+        post_scale=0.9,
+        cv_mse={(0, 0.5): 0.1},
+        local=local,
+    )
+
+
+def test_matches_takes_lists_and_arrays_as_fit_hybrid_does():
+    # lists failed with "'list' object has no attribute 'shape'"
+    cal = _calibration()
+    t, x = [0.25, 0.5], [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert cal.matches(t, x) and cal.matches(np.array(t), np.array(x))
+    assert cal.matches(torch.tensor(t), torch.tensor(x))
+    assert not cal.matches([0.25, 0.6], x) and not cal.matches(t, x[:4])
+    with pytest.raises(TypeError, match=r"^x: expected a tensor or array, received str"):
+        cal.matches(t, "grid")
+    with pytest.raises(TypeError, match=r"^t: expected real values"):
+        cal.matches(torch.tensor([0.25, 0.5]) + 0j, x)
+
+
+def test_local_scale_refuses_lists_by_name():
+    # a list failed with "'list' object has no attribute 'detach'"; ParameterMap refuses them
+    local = _local()
+    mean, mass = torch.rand(3, 2, 5, dtype=F64), torch.rand(3, 2, dtype=F64)
+    assert local.scale(mean, mass, "prior").shape == (3, 2)
+    with pytest.raises(TypeError, match=r"^mean: expected a Tensor, received list"):
+        local.scale(mean.tolist(), mass, "prior")
+    with pytest.raises(TypeError, match=r"^mass: expected a Tensor, received ndarray"):
+        local.scale(mean, mass.numpy(), "prior")
+
+
+def test_from_state_round_trips_with_and_without_a_local_scale():
+    for cal in (_calibration(), _calibration(_local())):
+        back = HybridCalibration.from_state(cal.state())
+        assert torch.equal(back.x, cal.x) and back.beta == cal.beta
+        assert (back.local is None) == (cal.local is None)
+        if cal.local is not None:
+            assert torch.equal(back.local.u, cal.local.u)
+            assert torch.equal(back.local.pmap.coef, cal.local.pmap.coef)
+    # an older state without the later fields still loads
+    old = {k: v for k, v in _calibration().state().items() if k not in ("selection", "cv_se")}
+    assert HybridCalibration.from_state(old).selection == "min"
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "match"),
+    [
+        (lambda d: d.pop("beta"), ValueError, r"^d: expected keys .*missing \['beta'\]"),
+        (
+            lambda d: d.update(betta=0.5),
+            ValueError,
+            r"^d: expected keys .*unknown key\(s\) \['betta'\]",
+        ),
+        (
+            lambda d: d.update(t=[0.25, 0.5]),
+            TypeError,
+            r"^d\['t'\]: expected a tensor .*received list",
+        ),
+        (
+            lambda d: d.update(beta="0.5"),
+            TypeError,
+            r"^d\['beta'\]: expected a real number .*received str",
+        ),
+        (lambda d: d.update(neighbours=-1), TypeError, r"^d\['neighbours'\]: expected an int >= 0"),
+        (
+            lambda d: d.update(mass_kappa="x"),
+            TypeError,
+            r"^d\['mass_kappa'\]: expected a real number or None",
+        ),
+        (lambda d: d.update(cv_mse=[0.1]), TypeError, r"^d\['cv_mse'\]: expected a dict"),
+        (
+            lambda d: d.update(selection="max"),
+            ValueError,
+            r"^d\['selection'\]: expected one of \('min', 'one_se'\)",
+        ),
+        (lambda d: d.update(local=3), TypeError, r"^d\['local'\]: expected a dict .*received int"),
+    ],
+)
+def test_from_state_names_missing_unknown_and_mistyped_keys(change, error, match):
+    # a missing key failed with "__init__() missing 1 required positional argument", an unknown
+    # one with "unexpected keyword argument", a mistyped one at the first prediction
+    d = _calibration().state()
+    change(d)
+    with pytest.raises(error, match=match):
+        HybridCalibration.from_state(d)
+
+
+def test_from_state_names_the_bad_keys_of_a_local_scale_state():
+    # local: a bare KeyError 'pmap', and ParameterMap's constructor TypeError
+    d = _calibration(_local()).state()
+    del d["local"]["pmap"]["coef"]
+    with pytest.raises(
+        ValueError, match=r"^d\['local'\]\['pmap'\]: expected keys .*missing \['coef'\]"
+    ):
+        HybridCalibration.from_state(d)
+    d = _calibration(_local()).state()
+    del d["local"]["u"]
+    with pytest.raises(ValueError, match=r"^d\['local'\]: expected keys .*missing \['u'\]"):
+        HybridCalibration.from_state(d)
+    with pytest.raises(TypeError, match=r"^d: expected a dict with keys"):
+        LocalScale.from_state([1, 2])
+    with pytest.raises(TypeError, match=r"^d: expected a dict with keys"):
+        HybridCalibration.from_state(None)
