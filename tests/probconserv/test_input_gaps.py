@@ -1,5 +1,5 @@
 """ProbConserv's remaining input gaps: the GPME diffusivities' arguments, HybridCalibration's
-grid test and saved states, and LocalScale's inputs."""
+grid test and saved states, LocalScale's inputs, and MetaGP's dtypes."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import torch
 from bayesphys.probconserv import ProbConserv
 from bayesphys.probconserv.calibration import HybridCalibration
 from bayesphys.probconserv.conditional import LocalScale, fit_parameter_map
+from bayesphys.probconserv.metagp import MetaGP
 from bayesphys.problems.gpme import Diffusion, PorousMedium, Stefan
 
 F64, F32 = torch.float64, torch.float32
@@ -221,3 +222,43 @@ def test_from_state_names_the_bad_keys_of_a_local_scale_state():
         LocalScale.from_state([1, 2])
     with pytest.raises(TypeError, match=r"^d: expected a dict with keys"):
         HybridCalibration.from_state(None)
+
+
+# --- MetaGP's dtypes -------------------------------------------------------------------------------
+
+
+def _sets(dtype):
+    g = torch.Generator().manual_seed(0)
+    xc = torch.rand(2, 5, 2, generator=g, dtype=F64).to(dtype)
+    yc = torch.rand(2, 5, generator=g, dtype=F64).to(dtype)
+    xt = torch.rand(2, 4, 2, generator=g, dtype=F64).to(dtype)
+    return xc, yc, xt
+
+
+def test_metagp_promotes_float32_inputs_to_its_float64():
+    # the documented behaviour: the model computes in its own float64
+    torch.manual_seed(0)
+    gp = MetaGP((0.0, 0.0), (1.0, 1.0), width=4)
+    xc, yc, xt = _sets(F64)
+    mean, cov = gp.predict(xc, yc, xt)
+    mean32, cov32 = gp.predict(xc.float(), yc.float(), xt.float())
+    assert mean.dtype == cov.dtype == mean32.dtype == cov32.dtype == F64
+    assert gp.loss(xc.float(), yc.float()).dtype == F64
+    assert torch.allclose(
+        mean32, gp.predict(xc.float().double(), yc.float().double(), xt.float().double())[0]
+    )
+
+
+def test_a_float32_metagp_refuses_float64_inputs_by_name():
+    # "mat1 and mat2 must have the same dtype, but got Double and Float" named no argument
+    torch.manual_seed(0)
+    gp = MetaGP((0.0, 0.0), (1.0, 1.0), width=4).float()
+    xc, yc, xt = _sets(F32)
+    mean, cov = gp.predict(xc, yc, xt)
+    assert mean.dtype == cov.dtype == F32
+    with pytest.raises(
+        TypeError, match=r"^xt: expected at most the MetaGP's precision torch.float32"
+    ):
+        gp.predict(xc, yc, xt.double())
+    with pytest.raises(TypeError, match=r"^yc: expected at most the MetaGP's precision"):
+        gp.loss(xc, yc.double())
