@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -65,6 +65,7 @@ from torch import Tensor
 from .._checks import check_int, check_real, did_you_mean
 from .._device import as_tensor
 from ..posterior import GaussianPosterior
+from ._calibration_state import check_state
 from .conditional import LocalScale, choose_bandwidth, fit_parameter_map
 from .update import check_covariance
 
@@ -152,7 +153,10 @@ class HybridCalibration:
 
     def matches(self, t: Tensor, x: Tensor) -> bool:
         """Whether the grid ``t [nt] x x [N]`` is the calibration grid (same shapes, values
-        equal to within ``1e-12``)."""
+        equal to within ``1e-12``). ``t`` and ``x`` may be tensors, arrays or lists (as in
+        :func:`fit_hybrid`; lists failed with an ``AttributeError``), real."""
+        t = as_tensor("t", t, real=True, finite=False)
+        x = as_tensor("x", x, real=True, finite=False)
         return (
             t.shape == self.t.shape
             and x.shape == self.x.shape
@@ -168,11 +172,61 @@ class HybridCalibration:
 
     @classmethod
     def from_state(cls, d: dict) -> HybridCalibration:
-        """Rebuild from :meth:`state` (a checkpoint's calibration)."""
-        d = dict(d)
-        if isinstance(d.get("local"), dict):
-            d["local"] = LocalScale.from_state(d["local"])
+        """Rebuild from :meth:`state` (a checkpoint's calibration).
+
+        ``d`` holds every field without a default (``t``, ``x``, ``err_root``, ``beta``,
+        ``trace_ratio``, ``prior_scale``, ``post_scale``, ``cv_mse``) and no key that is not a
+        field (the later fields may be absent: older checkpoints); a non-dict is a
+        ``TypeError``, missing or unknown keys a ``ValueError`` naming them, a value of the
+        wrong type (e.g. a list ``t``, a string ``beta``) a ``TypeError`` naming
+        ``d['key']``, and ``local`` is checked as :meth:`LocalScale.from_state` checks its
+        state (they failed with the constructor's ``TypeError`` or a ``KeyError``)."""
+        d = check_state("d", d, cls, _STATE_KINDS, _STATE_NULLABLE)
+        if "selection" in d and d["selection"] not in SELECTIONS:
+            raise ValueError(
+                f"d['selection']: expected one of {SELECTIONS}, received {d['selection']!r}"
+            )
+        local = d.get("local")
+        if isinstance(local, Mapping):
+            d["local"] = LocalScale.from_state(local, name="d['local']")
+        elif local is not None and not isinstance(local, LocalScale):
+            raise TypeError(
+                "d['local']: expected a dict (a saved LocalScale) or None, received "
+                f"{type(local).__name__}"
+            )
         return cls(**d)
+
+
+#: the kind of value of each HybridCalibration field (``check_state``); ``local`` apart
+_STATE_KINDS = {
+    **dict.fromkeys(("t", "x", "err_root", "val_mean"), "tensor"),
+    **dict.fromkeys(
+        (
+            "beta",
+            "trace_ratio",
+            "prior_scale",
+            "post_scale",
+            "mass_kappa",
+            "mass_length",
+            "mass_theta_sd",
+            "mass_margin",
+            "mass_floor",
+        ),
+        "number",
+    ),
+    "neighbours": "int",
+    **dict.fromkeys(("cv_mse", "val_z", "cv_se"), "dict"),
+    "selection": "str",
+}
+_STATE_NULLABLE = (
+    "val_mean",
+    "val_z",
+    "cv_se",
+    "mass_kappa",
+    "mass_length",
+    "mass_theta_sd",
+    "mass_margin",
+)
 
 
 def hybrid_covariance(

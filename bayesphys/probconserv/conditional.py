@@ -50,6 +50,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_range, check_real, did_you_mean
+from ._calibration_state import check_state
 
 __all__ = [
     "ParameterMap",
@@ -343,7 +344,12 @@ class LocalScale:
     cv: dict[str, dict[float, float]]  # stage -> {h: 2-fold binned coverage error}
 
     def scale(self, mean: Tensor, mass: Tensor, stage: str) -> Tensor:
-        """Variance scale ``[B, nt]`` for Step-1 means ``[B, nt, N]`` and masses ``[B, nt]``."""
+        """Variance scale ``[B, nt]`` for Step-1 means ``[B, nt, N]`` and masses ``[B, nt]``
+        (tensors, as :class:`ParameterMap` takes them: anything else is a ``TypeError``
+        naming it, where a list failed with an ``AttributeError``)."""
+        for name, value in (("mean", mean), ("mass", mass)):
+            if not isinstance(value, Tensor):
+                raise TypeError(f"{name}: expected a Tensor, received {type(value).__name__}")
         if stage not in self.absz:
             raise ValueError(
                 f"stage: expected one of {sorted(self.absz)}, received {stage!r}{did_you_mean(stage, sorted(self.absz))}"
@@ -362,6 +368,23 @@ class LocalScale:
         }
 
     @classmethod
-    def from_state(cls, d: dict) -> LocalScale:
-        """Rebuild from :meth:`state`."""
-        return cls(ParameterMap(**d["pmap"]), d["u"], d["absz"], d["bandwidth"], d["cv"])
+    def from_state(cls, d: dict, *, name: str = "d") -> LocalScale:
+        """Rebuild from :meth:`state`: ``d`` holds ``pmap`` (a dict of the
+        :class:`ParameterMap` fields: tensors ``center``, ``components``, ``feat_mean``,
+        ``feat_std``, ``coef`` and numbers ``lo``, ``hi``), the tensor ``u`` and the dicts
+        ``absz``, ``bandwidth``, ``cv``, and no other key. A non-dict is a ``TypeError``,
+        missing or unknown keys a ``ValueError`` naming them, a value of the wrong type a
+        ``TypeError`` naming ``d['key']`` (``name``: how the caller calls ``d``); they
+        failed with a bare ``KeyError`` or the constructor's ``TypeError``."""
+        d = check_state(name, d, cls, _LOCAL_KINDS)
+        pmap = check_state(f"{name}['pmap']", d["pmap"], ParameterMap, _PMAP_KINDS)
+        return cls(ParameterMap(**pmap), d["u"], d["absz"], d["bandwidth"], d["cv"])
+
+
+#: the kind of value of each LocalScale and ParameterMap field (``check_state``)
+_LOCAL_KINDS = {"pmap": "dict", "u": "tensor", "absz": "dict", "bandwidth": "dict", "cv": "dict"}
+_PMAP_KINDS = {
+    **dict.fromkeys(("center", "components", "feat_mean", "feat_std", "coef"), "tensor"),
+    "lo": "number",
+    "hi": "number",
+}

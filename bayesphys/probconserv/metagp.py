@@ -75,10 +75,31 @@ class _DKGP(gpytorch.models.ExactGP):
         return gpytorch.distributions.MultivariateNormal(self.mean_module(x), cov)
 
 
+def _check_not_wider(ref: Tensor, **tensors: Tensor) -> None:
+    """``TypeError`` naming the first of ``tensors`` whose dtype is wider than the model's
+    (``ref``'s): a float64 input to a model made float32 (``.float()``) failed inside torch
+    with "mat1 and mat2 must have the same dtype", naming neither. A narrower one (float32
+    into the float64 model) is promoted, as the class docstring says."""
+    for name, v in tensors.items():
+        if torch.promote_types(v.dtype, ref.dtype) != ref.dtype:
+            raise TypeError(
+                f"{name}: expected at most the MetaGP's precision {ref.dtype} (narrower inputs "
+                f"are promoted to it), received {v.dtype} (convert it with "
+                f"{name}.to({ref.dtype}), or the MetaGP with .to({v.dtype}))"
+            )
+
+
 class MetaGP(nn.Module):
     """Deep-kernel GP with hyperparameters shared across functions.
 
     Shapes: contexts ``xc [B, Nc, 2]`` (``t, x``), ``yc [B, Nc]``; targets ``xt [B, Nt, 2]``.
+
+    Dtype: the model is built in float64 (GP linear algebra; ``ProbConserv(step1="gp")`` runs
+    only in float64) and computes in its own dtype. Inputs of a narrower floating dtype
+    (e.g. float32) are promoted to it, so :meth:`loss` and :meth:`predict` return
+    float64 for float32 inputs (where :class:`~bayesphys.probconserv.anp.AttentiveNP`, which
+    trains in float32, refuses inputs not in its own dtype); inputs wider than the model's
+    dtype (float64 into a model converted with ``.float()``) are a ``TypeError`` naming them.
     """
 
     def __init__(
@@ -110,8 +131,9 @@ class MetaGP(nn.Module):
         contexts ``xc [B, Nc, 2]``, ``yc [B, Nc]`` -> ``[]``: floating tensors on the model's
         device with ``B, Nc >= 1`` (:func:`~.anp.check_set_shapes`: structural checks only, no
         value is read; a ``yc`` of another shape was broadcast over the batch by gpytorch, an
-        empty set gave NaN)."""
+        empty set gave NaN). The loss is in the model's dtype (class docstring)."""
         check_set_shapes(xc, yc, ref=self.lik.raw_noise, owner="MetaGP")
+        _check_not_wider(self.lik.raw_noise, xc=xc, yc=yc)
         # under the lock: gpytorch's default settings, not another thread's predict's (and the
         # training data set here are the ones used)
         with GPYTORCH_SETTINGS_LOCK:
@@ -122,10 +144,12 @@ class MetaGP(nn.Module):
 
     @torch.no_grad()
     def predict(self, xc: Tensor, yc: Tensor, xt: Tensor) -> tuple[Tensor, Tensor]:
-        """Latent predictive mean ``[B, Nt]`` and dense covariance ``[B, Nt, Nt]`` (float64)
-        for contexts ``xc [B, Nc, 2]``, ``yc [B, Nc]`` and targets ``xt [B, Nt, 2]`` (finite
-        floating tensors, refused otherwise: a NaN context gave a NaN posterior silently)."""
+        """Latent predictive mean ``[B, Nt]`` and dense covariance ``[B, Nt, Nt]`` (float64:
+        the model's dtype, also for float32 inputs; class docstring) for contexts
+        ``xc [B, Nc, 2]``, ``yc [B, Nc]`` and targets ``xt [B, Nt, 2]`` (finite floating
+        tensors, refused otherwise: a NaN context gave a NaN posterior silently)."""
         check_sets(xc, yc, xt, ref=self.lik.raw_noise, owner="MetaGP")
+        _check_not_wider(self.lik.raw_noise, xc=xc, yc=yc, xt=xt)
         # the conditioning data live on the module (ExactGP): two threads predicting with one
         # model at once used each other's contexts (15 of 20 posteriors wrong) unless the
         # setting and the prediction are one step under the lock

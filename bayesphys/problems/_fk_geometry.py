@@ -10,6 +10,7 @@ public names are re-exported by :mod:`bayesphys.problems.fisher_kolmogorov`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,7 +19,7 @@ from torch import Tensor
 
 from .._checks import check_int, check_real
 from .._device import as_tensor, check_finite
-from .stencil import _check_step, face_average, shift
+from .stencil import _check_step, _square, _underflows, face_average, shift
 
 __all__ = ["tissue_faces", "initial_condition"]
 
@@ -67,7 +68,9 @@ def initial_condition(
 
     Lengths in mm. ``focus``: ``[d]`` real (differentiable; finite when not a tensor),
     ``d = len(shape)``; ``origin``: ``d`` finite numbers (default zeros); ``spacing``,
-    ``width > 0``, ``amplitude`` finite. Returns ``[*shape]``.
+    ``width > 0``, ``amplitude`` finite. Returns ``[*shape]``. A ``width`` whose square
+    overflows or underflows float64 (e.g. 1e200, 1e-200) is divided into the distances
+    instead: a flat state ``a`` for a huge width; for a tiny one, 0 off the focus (``a`` on it).
     """
     _check_step("spacing", spacing)
     _check_step("width", width)
@@ -106,5 +109,12 @@ def initial_condition(
         for k, n in enumerate(shape)
     ]
     grids = torch.meshgrid(*axes, indexing="ij")
+    w2 = _square(width)
+    if isinstance(w2, float) and (_underflows(w2) or math.isinf(w2)):
+        # width**2 raised an OverflowError naming no argument past about 1.3e154 (e.g. 1e200)
+        # and underflowed to 0 below about 1.5e-154 (0/0 = NaN at a focus on a cell centre):
+        # the distances in widths, squared (the same Gaussian, no square of the width)
+        r2 = sum(((g - focus[k]) / width) ** 2 for k, g in enumerate(grids))
+        return amplitude * torch.exp(-0.5 * r2)
     r2 = sum((g - focus[k]) ** 2 for k, g in enumerate(grids))
-    return amplitude * torch.exp(-r2 / (2 * width**2))
+    return amplitude * torch.exp(-r2 / (2 * w2))

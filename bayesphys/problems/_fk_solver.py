@@ -108,6 +108,24 @@ def _check_rate_shapes(dw: Tensor | float, rho: Tensor | float, grid: tuple[int,
         )
 
 
+def _numpy_rate(
+    name: str, rate: Tensor | float, like: Tensor, minimum: float | None = None
+) -> Tensor | float:
+    """A numpy ``rate`` (``dw``, ``rho``) as what it stands for, checked as such: a 0-dim array
+    as a number (finite, ``>= minimum``; it went on unchecked, a NaN or negative one to a
+    NaN state or a warning where the number is refused, and scaled the faces with numpy's
+    ``__array_wrap__`` DeprecationWarning), a field as a real tensor of ``like``'s dtype and
+    device (finite; ``tensor * array`` failed with a ``TypeError``). Other values unchanged;
+    call after :func:`_check_rate_shapes`."""
+    if not isinstance(rate, np.ndarray):
+        return rate
+    if rate.ndim == 0:
+        return check_real(name, rate.item(), minimum=minimum)
+    if rate.dtype == np.bool_:
+        raise TypeError(f"{name}: expected real rates, received an array of bool")
+    return as_tensor(name, rate, dtype=like.dtype, device=like.device, real=True)
+
+
 def _logistic_flow(c: Tensor, rho: Tensor | float, tau: float) -> Tensor:
     """:func:`logistic_step` without its checks, for a time loop whose state and rates were
     checked once (the same operations, so the same values)."""
@@ -188,8 +206,9 @@ def fk_forward(
     or infinite face by name); ``spacing > 0``; ``dw``: the scalar :math:`D_w`, a number or a
     0-dim tensor ``[]``; ``rho``: a number, a 0-dim tensor ``[]`` or a growth rate per cell
     ``[*grid]`` (another shape is a ``ValueError`` naming it); ``dw >= 0`` and ``rho`` finite
-    when given as numbers; ``faces``, ``tissue``, and ``dw`` and ``rho`` when tensors (other
-    than 0-dim CPU ones), on ``c0``'s device.
+    when given as numbers (a 0-dim numpy array is one; a numpy field ``rho`` is converted to
+    ``c0``'s dtype and device, finite); ``faces``, ``tissue``, and ``dw`` and ``rho`` when
+    tensors (other than 0-dim CPU ones), on ``c0``'s device.
 
     ``dt`` must not exceed :func:`max_step` (diffusion: :math:`\Delta t \le h^2 / (D_w
     \max_i \sum_{\text{faces of } i} f)`, at least :math:`h^2/(2 d D_w \max f)`; ``"euler"``
@@ -250,6 +269,7 @@ def _fk_forward(
     # before the stability check (which reads them) and the first product with the faces
     _check_rates_on_device(c0.device, "c0", dw=dw, rho=rho)
     _check_rate_shapes(dw, rho, tuple(c0.shape))
+    dw, rho = _numpy_rate("dw", dw, c0, 0.0), _numpy_rate("rho", rho, c0)
     if not isinstance(dw, (Tensor, np.ndarray)):  # numbers: dw >= 0 (< 0 anti-diffused)
         check_real("dw", dw, minimum=0.0)
     if not isinstance(rho, (Tensor, np.ndarray)):
@@ -299,9 +319,9 @@ def fk_residual(
     with :math:`F(c) = \nabla\cdot(D\nabla c) + \rho c(1-c)`. Returns ``[nt-1, *grid]``.
     ``dt`` and ``spacing`` (numbers) ``> 0``; ``c`` has at least 2 levels; ``dw`` a number or
     a 0-dim tensor ``[]``, ``rho`` a number, a 0-dim tensor ``[]`` or a field ``[*grid]``, as
-    in :func:`fk_forward`, with ``dw >= 0`` and ``rho`` finite when given as numbers (as
-    there; tensors are not read); ``faces``, and ``dw`` and ``rho`` when tensors (other than
-    0-dim CPU ones), on ``c``'s device.
+    in :func:`fk_forward`, with ``dw >= 0`` and ``rho`` finite when given as numbers or numpy
+    arrays (as there; tensors are not read); ``faces``, and ``dw`` and ``rho`` when tensors
+    (other than 0-dim CPU ones), on ``c``'s device.
     """
     if scheme not in _RESIDUAL_SCHEMES:  # gave no hint for e.g. "CN"
         raise ValueError(
@@ -324,6 +344,7 @@ def fk_residual(
     _check_on_device("faces", faces, c.device, "c")
     _check_rates_on_device(c.device, "c", dw=dw, rho=rho)
     _check_rate_shapes(dw, rho, tuple(c.shape[1:]))
+    dw, rho = _numpy_rate("dw", dw, c, 0.0), _numpy_rate("rho", rho, c)
     hs = [spacing] * (c.ndim - 1)
     scaled = [f * dw for f in faces]
     hs = _check_div_flux(c, scaled, hs, "c")  # once, not in each call of rhs
@@ -380,9 +401,9 @@ def fk_forward_tangent(
     Returns ``(c(T) [*grid], dc(T) [p, *grid])`` -- the Jacobian columns in one batched pass.
     The arguments and the step are checked as in :func:`fk_forward` (``dw []`` a scalar and
     ``rho`` a scalar ``[]`` or a field ``[*grid]``, whose ``drho`` is then a uniform change;
-    ``dw >= 0`` and ``rho`` finite when given as numbers, devices; ``check_stability``
-    likewise); ``dc0``, ``ddw`` and ``drho`` on ``c0``'s device; a ``c0`` or a ``dc0`` with a
-    NaN or infinite entry is refused by name, as ``c0`` there.
+    ``dw >= 0`` and ``rho`` finite when given as numbers or numpy arrays, devices;
+    ``check_stability`` likewise); ``dc0``, ``ddw`` and ``drho`` on ``c0``'s device; a ``c0``
+    or a ``dc0`` with a NaN or infinite entry is refused by name, as ``c0`` there.
     """
     _check_scheme(scheme)
     t_end, steps = _check_time(t_end, steps)
@@ -395,6 +416,7 @@ def fk_forward_tangent(
     spacing, tissue = _check_grid(c0, faces, tissue, spacing)
     _check_rates_on_device(c0.device, "c0", dw=dw, rho=rho)
     _check_rate_shapes(dw, rho, tuple(c0.shape))
+    dw, rho = _numpy_rate("dw", dw, c0, 0.0), _numpy_rate("rho", rho, c0)
     # lists failed with AttributeError; tensors pass unchanged
     dc0 = _real_state("dc0", dc0)
     check_finite_input("dc0", dc0)  # as c0: a NaN or Inf direction gave a NaN tangent

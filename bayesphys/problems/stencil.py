@@ -132,9 +132,16 @@ def d1(u: Tensor, axis: int, h: float, scheme: str = "central", bc: str = "perio
 def d2(u: Tensor, axis: int, h: float, bc: str = "periodic") -> Tensor:
     r"""Second derivative :math:`(u_{i+1} - 2u_i + u_{i-1})/h^2` along ``axis`` (``h > 0``).
 
-    ``u [..., n, ...]`` (any axis, other axes batch) -> ``u``'s shape."""
+    ``u [..., n, ...]`` (any axis, other axes batch) -> ``u``'s shape. A step whose square
+    overflows float64 (e.g. 1e200) gives 0 for finite differences; one whose square underflows
+    (e.g. 1e-200) is divided by twice, as in :func:`div_flux` (a zero difference stays 0, not
+    0/0 = NaN)."""
     _check_step("h", h)
-    return (shift(u, axis, 1, bc) - 2 * u + shift(u, axis, -1, bc)) / (h * h)
+    diff = shift(u, axis, 1, bc) - 2 * u + shift(u, axis, -1, bc)
+    h2 = h * h
+    if _underflows(h2):  # h * h rounded to 0 or a subnormal
+        return diff / h / h
+    return diff / h2
 
 
 def laplacian(u: Tensor, spacing: Sequence[float], bc: str = "periodic") -> Tensor:

@@ -1,11 +1,13 @@
-"""The Fisher-Kolmogorov solvers' remaining input gaps: extreme grid steps, the shapes of the
-rates, ``logistic_step``'s ``tau``, the tangent's ``dc0`` and ``fk_residual``'s numbers."""
+"""The Fisher-Kolmogorov solvers' remaining input gaps: extreme grid steps and widths, the
+shapes of the rates, numpy rates, ``logistic_step``'s ``tau``, the tangent's ``dc0`` and
+``fk_residual``'s numbers."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,6 +16,7 @@ from bayesphys.problems.fisher_kolmogorov import (
     fk_forward,
     fk_forward_tangent,
     fk_residual,
+    initial_condition,
     logistic_step,
     max_step,
     max_steps,
@@ -252,6 +255,97 @@ def test_fk_residual_names_its_schemes_and_the_closest(scheme, hint):
         rf"\(did you mean {hint}\?\)",
     ):
         fk_residual(torch.stack([c0, c0]), faces, 0.1, 0.3, dt=0.1, spacing=1.0, scheme=scheme)
+
+
+# --- extreme widths, the stencil's second differences, numpy rates ----------------------------
+
+
+@pytest.mark.parametrize("width", [1e155, 1e200])
+def test_initial_condition_with_a_huge_width_is_flat(width):
+    # width**2 raised an OverflowError naming no argument
+    focus = torch.tensor([1.5, 0.5], dtype=F64)
+    got = initial_condition((3, 2), focus, 1.0, width=width, amplitude=0.4)
+    assert torch.equal(got, torch.full((3, 2), 0.4, dtype=F64))
+    # with a huge spacing too, the distances in widths (inf / inf gave NaN)
+    far = initial_condition((3,), torch.tensor([0.0], dtype=F64), 1e200, width=1e200)
+    want = 0.5 * torch.exp(-0.5 * torch.tensor([0.25, 2.25, 6.25], dtype=F64))
+    assert torch.allclose(far, want, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("width", [1e-160, 1e-200])
+def test_initial_condition_with_a_tiny_width_is_zero_off_the_focus(width):
+    # width**2 underflowed to 0: 0 / 0 = NaN on the cell centre at the focus
+    got = initial_condition((4,), torch.tensor([1.5], dtype=F64), 1.0, width=width)
+    assert torch.equal(got, torch.tensor([0.0, 0.5, 0.0, 0.0], dtype=F64))
+
+
+def test_initial_condition_keeps_its_values_for_ordinary_widths():
+    focus = torch.tensor([1.3, 2.1], dtype=F64)
+    got = initial_condition((4, 5), focus, 0.7, width=2.5, amplitude=0.3)
+    axes = [(torch.arange(n, dtype=F64) + 0.5) * 0.7 for n in (4, 5)]
+    gx, gy = torch.meshgrid(*axes, indexing="ij")
+    want = 0.3 * torch.exp(-((gx - 1.3) ** 2 + (gy - 2.1) ** 2) / (2 * 2.5**2))
+    assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("h", [1e-200, 3e-162])
+def test_d2_and_laplacian_divide_twice_by_a_step_whose_square_underflows(h):
+    # (u_{i+1} - 2u_i + u_{i-1}) / (h * h) with h * h = 0: NaN for a zero difference
+    u = torch.tensor([0.0, 1e-300, 3e-300, 2e-300], dtype=F64)
+    want = stencil.d2(u, 0, 1.0) / h / h
+    assert torch.allclose(stencil.d2(u, 0, h), want, rtol=1e-12, atol=0)
+    assert torch.allclose(stencil.laplacian(u, [h]), want, rtol=1e-12, atol=0)
+    flat = torch.zeros((2, 3), dtype=F64)
+    assert torch.equal(stencil.d2(flat, 1, h), flat)
+    assert torch.equal(stencil.laplacian(flat, [h, h]), flat)
+
+
+def test_d2_with_a_huge_step_gives_zero_and_keeps_ordinary_values():
+    u = torch.tensor([0.0, 1.0, 3.0, 2.0], dtype=F64)
+    assert torch.equal(stencil.d2(u, 0, 1e200), torch.zeros_like(u))
+    want = (torch.roll(u, -1) - 2 * u + torch.roll(u, 1)) / (0.3 * 0.3)
+    assert torch.equal(stencil.d2(u, 0, 0.3), want)
+
+
+_WHICH = ["forward", "tangent", "residual"]
+
+
+@pytest.mark.parametrize("which", _WHICH)
+def test_a_0_dim_numpy_rate_is_a_number_without_numpy_warnings(which, recwarn):
+    # a 0-dim array dw scaled the faces with numpy's __array_wrap__ DeprecationWarning; a
+    # 0-dim array rho failed with "unsupported operand type(s) for *"
+    c0, faces, _ = _grid()
+    got = _solve(which, c0, faces, np.array(0.1), np.array(0.3))
+    assert torch.equal(got, _solve(which, c0, faces, 0.1, 0.3))
+    assert not [w for w in recwarn if issubclass(w.category, DeprecationWarning)]
+
+
+@pytest.mark.parametrize("which", _WHICH)
+@pytest.mark.parametrize(
+    ("dw", "rho", "match"),
+    [
+        (np.array(-0.1), 0.3, r"^dw: expected a number >= 0.0, received -0.1"),
+        (np.array(math.nan), 0.3, r"^dw: expected a finite number, received nan"),
+        (0.1, np.array(math.inf), r"^rho: expected a finite number, received inf"),
+        (0.1, np.full(6, math.nan), r"^rho: expected finite values"),
+    ],
+)
+def test_numpy_rates_are_checked_as_numbers(which, dw, rho, match):
+    # a NaN or negative array went on (a NaN state, or only a warning) where the same number
+    # is refused
+    c0, faces, _ = _grid()
+    with pytest.raises(ValueError, match=match):
+        _solve(which, c0, faces, dw, rho)
+
+
+@pytest.mark.parametrize("which", _WHICH)
+def test_a_numpy_rho_field_is_the_tensor_field(which):
+    c0, faces, _ = _grid()
+    field = np.linspace(0.1, 0.5, 6)
+    want = _solve(which, c0, faces, 0.1, torch.tensor(field, dtype=F64))
+    assert torch.equal(_solve(which, c0, faces, 0.1, field), want)
+    with pytest.raises(TypeError, match=r"^rho: expected real rates, received an array of bool"):
+        _solve(which, c0, faces, 0.1, np.ones(6, dtype=bool))
 
 
 # --- source lines --------------------------------------------------------------------------

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..._checks import check_int, check_range, check_real
+from ..._checks import check_broadcasts, check_int, check_range, check_real
+from ..._device import as_tensor
 from ._common import _F64, _f64, _real
 
 __all__ = ["GPMEProblem"]
@@ -131,6 +132,38 @@ class GPMEProblem:
         """:math:`k(u)` (differentiable surrogate where :math:`k` jumps, used by SoftC):
         ``u [*]`` -> ``[*]``, ``param`` broadcasting to ``u``."""
         raise NotImplementedError
+
+    def _diffusivity_args(self, u: Tensor, param: Tensor | float) -> tuple[Tensor, Tensor]:
+        """:meth:`diffusivity`'s arguments checked: ``u`` a real tensor ``[*]`` (a tensor passes
+        unchanged, its dtype, device and graph kept; a list, array or number is converted, an
+        integral one to the default floating dtype), ``param`` real, every value inside the
+        open ``param_domain`` (NaN refused) and of a shape that broadcasts to ``u``'s; a
+        number, list or array ``param`` is converted to ``u``'s dtype and device (a float64
+        one did not promote a float32 ``u``), a tensor passes unchanged. A list ``u`` failed
+        with an ``AttributeError``, a NaN or out-of-domain ``param`` gave NaN or a wrong
+        :math:`k` silently, a string one failed inside torch."""
+        name = self.param_name or "param"
+        if not isinstance(u, Tensor):
+            u = as_tensor("u", u, real=True, finite=False)
+        if u.is_complex() or u.dtype == torch.bool:
+            raise TypeError(f"u: expected real values, received {u.dtype}")
+        if not u.is_floating_point():
+            u = u.to(torch.get_default_dtype())
+        if not isinstance(param, Tensor):
+            param = as_tensor(name, param, real=True, finite=False)
+            if param.dtype == torch.bool:
+                raise TypeError(f"{name}: expected real values, received {param.dtype}")
+            param = param.to(dtype=u.dtype, device=u.device)
+        elif param.is_complex() or param.dtype == torch.bool:
+            raise TypeError(f"{name}: expected real values, received {param.dtype}")
+        check_broadcasts(
+            name,
+            param.shape,
+            u.shape,
+            f"a number or a tensor that broadcasts to u's shape {tuple(u.shape)}",
+        )
+        self._check_domain(param)
+        return u, param
 
     # -- shared ------------------------------------------------------------------------------
     def grid(self, n: int = 201) -> Tensor:

@@ -68,5 +68,10 @@ class Diffusion(GPMEProblem):
         return _nan_at(t, (math.cos(x1) - math.cos(x0)) * param * torch.exp(-param * t))
 
     def diffusivity(self, u: Tensor, param: Tensor) -> Tensor:
-        r"""The constant :math:`k(u) = k`, shaped like ``u``: ``u [*]`` -> ``[*]``."""
+        r"""The constant :math:`k(u) = k`, shaped like ``u``: ``u [*]`` -> ``[*]``; ``param``
+        (:math:`k > 0`) a number or a tensor whose shape broadcasts to ``u``'s, every value
+        inside ``param_domain`` (else a ``ValueError`` naming ``k``); a number, list or
+        array takes ``u``'s dtype and device, a tensor is used as given (differentiable). A
+        list or array ``u`` is converted."""
+        u, param = self._diffusivity_args(u, param)
         return torch.ones_like(u) * param

@@ -79,5 +79,10 @@ class PorousMedium(GPMEProblem):
         return [float(v) for v in self.x_range]
 
     def diffusivity(self, u: Tensor, param: Tensor) -> Tensor:
-        r""":math:`k(u) = \max(u, 0)^m`: ``u [*]`` -> ``[*]``."""
+        r""":math:`k(u) = \max(u, 0)^m`: ``u [*]`` -> ``[*]``; ``param`` (:math:`m > 0`) a
+        number or a tensor whose shape broadcasts to ``u``'s, every value inside
+        ``param_domain`` (else a ``ValueError`` naming ``m``); a number, list or array takes
+        ``u``'s dtype and device, a tensor is used as given (differentiable). A list or array
+        ``u`` is converted."""
+        u, param = self._diffusivity_args(u, param)
         return u.clamp_min(0).pow(param)
