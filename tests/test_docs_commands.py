@@ -425,7 +425,7 @@ def _one(code: str) -> Quoted:
 
 def test_misspelt_flag_in_a_doc_line_fails(monkeypatch):
     """A copy of a real doc line with a misspelt flag is refused, naming the flag."""
-    n, line = _line("docs/odil.md", "python benchmarks/odil.py --only B0 --out D0")
+    n, line = _line("docs/odil_notes.md", "python benchmarks/odil.py --only B0 --out D0")
     assert _one(line)  # the line as it is parses (the parametrised test checks it)
     assert parse_error(_one(line), monkeypatch) is None
     broken = _one(line.replace("--only", "--onyl"))
@@ -464,7 +464,7 @@ def test_bad_commands_fail(code, says, monkeypatch):
 
 def test_unknown_id_in_a_doc_line_fails(monkeypatch):
     """A copy of a real doc line with an id changed to an unknown one is refused, naming it."""
-    _, line = _line("docs/odil.md", "python benchmarks/odil.py --only B0 --out D0")
+    _, line = _line("docs/odil_notes.md", "python benchmarks/odil.py --only B0 --out D0")
     assert parse_error(_one(line), monkeypatch) is None
     problem = parse_error(_one(line.replace("--only B0", "--only B0,B9")), monkeypatch)
     assert problem is not None and "--only" in problem and "'B9'" in problem

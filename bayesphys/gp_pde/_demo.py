@@ -16,6 +16,7 @@ def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[
     import matplotlib.pyplot as plt
 
     from .._files import closing_figures, save_figure
+    from .._plotting import line_colour
     from ..inference_data import save_netcdf
     from ..plots import plot_bands
     from .model import GPPDESolver
@@ -64,8 +65,11 @@ def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[
         )
         ax[0].set(xlabel="x (the first 0.5 of [0, 2 pi])", ylabel="u(x)", ylim=(-1.2, 1.9))
         ax[0].legend(fontsize=7, loc="upper center", ncol=2)  # above the curve
-        ax[1].semilogy(xs, (post.mean - exact).abs().cpu() + 1e-16, "C1", lw=0.8, label="|error|")
-        ax[1].semilogy(xs, 1.96 * post.stddev.cpu(), "C0", lw=0.8, label="95% half-width")
+        # the package's Okabe-Ito colours: the half-width in the band's colour of the upper panel
+        err_abs = (post.mean - exact).abs().cpu() + 1e-16
+        ax[1].semilogy(xs, err_abs, color=line_colour(1), lw=0.8, label="|error|")
+        half_width = 1.96 * post.stddev.cpu()
+        ax[1].semilogy(xs, half_width, color=line_colour(0), lw=0.8, label="95% half-width")
         # where the upper panel's zoom lies on the whole test grid
         ax[1].axvspan(0.0, 0.5, color="0.9", lw=0, zorder=0, label="shown above")
         ax[1].set(xlabel="x (test grid)", ylabel="|error|, 95% half-width")

@@ -3,6 +3,7 @@ import pathlib
 import numpy as np
 import pytest
 import torch
+from matplotlib.colors import to_hex
 
 from bayesphys.inference_data import group_dataset, load_netcdf
 from tests.examples.figures import (
@@ -113,3 +114,26 @@ def test_demo_band_is_the_zoomed_posteriors_95_interval(tmp_path, monkeypatch):
     assert lines["GP-HM mean"].get_linestyle() == "--"
     assert lines["exact sin(100x)"].get_linestyle() == "-"
     np.testing.assert_allclose(lines["GP-HM mean"].get_ydata(), call["post"].mean.numpy())
+
+
+def test_demo_lower_panel_uses_the_package_palette(tmp_path, monkeypatch):
+    # the lower panel drew its curves in matplotlib's default C0 / C1, not the Okabe-Ito
+    # colours of the upper panel and of the other demos; the half-width takes the band's colour
+    import bayesphys._files
+    from bayesphys._plotting import OKABE_ITO, line_colour
+    from bayesphys.gp_pde import GPPDESolver
+    from bayesphys.gp_pde._demo import demo
+
+    fit = GPPDESolver.fit
+    monkeypatch.setattr(GPPDESolver, "fit", lambda self, **kw: fit(self, **{**kw, "steps": 2}))
+    figures = capture_figures(monkeypatch, bayesphys._files)
+    demo(tmp_path, device=torch.device("cpu"), seed=0)
+    top, bottom = figures[0].axes[:2]
+    lines = {li.get_label(): li for li in bottom.get_lines()}
+    assert set(lines) == {"|error|", "95% half-width"}
+    palette = {to_hex(c) for c in OKABE_ITO.values()}
+    assert {to_hex(li.get_color()) for li in lines.values()} <= palette
+    assert to_hex(lines["|error|"].get_color()) == to_hex(line_colour(1))
+    (band,) = top.collections
+    assert to_hex(lines["95% half-width"].get_color()) == to_hex(band.get_facecolor()[0])
+    assert to_hex(band.get_facecolor()[0]) == to_hex(line_colour(0))
