@@ -18,14 +18,14 @@ the PIT-ECDF plot; any of the K curves), ``not is_calibrated`` (``sbc_pvalue < 0
 ``sbc_pvalue_joint_ks < 0.01`` (chi-square / KS test of the pooled Mahalanobis ranks of the
 summary vector, ``diagnostics.sbc_joint_ranks``; computed by ``analyse`` for ``K >= 2`` only,
 ``-`` in the ``K = 1`` rows). ``--joint-only`` runs only the ``K >= 2`` cases (their table in
-docs/calibration.md)::
+docs/calibration_notes.md)::
 
     python benchmarks/calibration_power.py --reps 300 --recal-reps 0 --joint-only --name calibration_power_joint
 
 ``--crossfit`` prints instead the rejection rates (``p < 0.01``) of the cross-fitted joint test
 (``diagnostics.sbc_joint_crossfit``, chi-square and KS) beside the pooled Mahalanobis rank's
 (``sbc_joint_ranks`` with ``sbc_uniformity``) on the same records of the ``K >= 2`` cases
-(docs/calibration.md, "Joint rank")::
+(docs/calibration_notes.md, "Joint rank")::
 
     python benchmarks/calibration_power.py --crossfit --reps 300 --name calibration_power_crossfit
 
@@ -33,7 +33,7 @@ A second table (``--recal-reps``, 0 skips it) fits the record recalibration maps
 (``zscore``, ``affine``, ``shape``) on ``n_fit`` held-out problems of the *exact* posterior and
 applies them to ``N`` further ones, as ``calibration_rows(..., recalibrate=n_fit)`` does for a
 rejected row: how much a map fitted on finitely many problems degrades a calibrated posterior
-(docs/calibration.md, "Recalibrating a calibrated posterior")::
+(docs/calibration_notes.md, "Recalibrating a calibrated posterior")::
 
     python benchmarks/calibration_power.py --reps 0 --recal-reps 50 --name calibration_power_recal
 

@@ -121,8 +121,9 @@ def sbc_joint_crossfit(truth: Tensor, draws: Tensor, *, seed: int = 0) -> dict:
     functions of the pools (and the seed) only, and ``M_A`` of the truths of ``A`` only, so the
     ranks of ``B`` are i.i.d. uniform on ``0..L`` (and those of ``A``, by symmetry). Unlike
     :func:`sbc_joint_ranks`, whose statistic is fixed in advance, ``s`` learns the direction of
-    a misfit, e.g. the ignored correlation of draws with the right marginals (docs/calibration.md,
-    "Joint rank"); the price is that each half sees only ``N / 2`` problems.
+    a misfit, e.g. the ignored correlation of draws with the right marginals
+    (docs/calibration_notes.md, "Joint rank"); the price is that each half sees only ``N / 2``
+    problems.
 
     The result is invariant under an invertible affine map :math:`\theta \mapsto A\theta + b`
     of the summaries (step 1 makes it an orthogonal map common to all problems, under which
