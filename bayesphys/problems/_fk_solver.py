@@ -144,7 +144,8 @@ def logistic_step(c: Tensor, rho: Tensor | float, tau: float) -> Tensor:
     failed with torch's unnamed size mismatch or grew the result). An integer ``c`` is
     computed in the default floating dtype (``rho`` was cast to its integer dtype: 0.5
     became 0 and the state did not move); a list or array is converted (finite), a complex
-    or bool ``c`` refused, as :func:`fk_forward`'s state. ``tau``: a duration, a finite number
+    or bool ``c`` refused, as :func:`fk_forward`'s state; a number ``rho`` finite (any sign:
+    a negative rate decays). ``tau``: a duration, a finite number
     ``>= 0`` (a string failed with a cryptic ``TypeError``, NaN gave a NaN state silently), or
     a 0-dim tensor (differentiable; its value is not read)."""
     c = _real_state("c", c)
@@ -156,6 +157,12 @@ def logistic_step(c: Tensor, rho: Tensor | float, tau: float) -> Tensor:
             )
     else:
         check_real("tau", tau, minimum=0.0)
+    if isinstance(rho, (bool, np.bool_)):
+        raise TypeError(f"rho: expected a number or a tensor, received {type(rho).__name__}")
+    if isinstance(rho, (int, float, np.number)) or (isinstance(rho, np.ndarray) and rho.ndim == 0):
+        # a NaN or infinite number rate gave a NaN state silently (a tensor's values are
+        # not read: it may be differentiated or transformed)
+        check_real("rho", rho.item() if isinstance(rho, np.ndarray) else rho)
     shape = _shape_of(rho)
     if shape is not None:
         try:

@@ -262,3 +262,17 @@ def test_a_float32_metagp_refuses_float64_inputs_by_name():
         gp.predict(xc, yc, xt.double())
     with pytest.raises(TypeError, match=r"^yc: expected at most the MetaGP's precision"):
         gp.loss(xc, yc.double())
+
+
+@pytest.mark.parametrize("smooth", [0.0, -0.01, float("nan"), float("inf")])
+def test_stefan_refuses_a_smooth_width_that_is_not_positive(smooth):
+    # smooth = 0 divided by zero in diffusivity, a negative one flipped the surrogate step
+    with pytest.raises(ValueError, match=r"^smooth: expected a"):
+        Stefan(smooth=smooth)
+
+
+def test_stefan_smooth_width_still_shapes_the_surrogate():
+    u = torch.tensor([0.55, 0.6, 0.65], dtype=torch.float64)
+    sharp, soft = Stefan(smooth=0.001), Stefan(smooth=0.1)
+    assert float(sharp.diffusivity(u, 0.6)[0]) < float(soft.diffusivity(u, 0.6)[0])
+    assert torch.allclose(sharp.diffusivity(u, 0.6)[1], torch.tensor(0.5, dtype=torch.float64))

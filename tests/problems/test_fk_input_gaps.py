@@ -348,6 +348,28 @@ def test_a_numpy_rho_field_is_the_tensor_field(which):
         _solve(which, c0, faces, 0.1, np.ones(6, dtype=bool))
 
 
+# --- logistic_step's number rate ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("rho", [float("nan"), float("inf"), np.float64("nan"), np.array(np.inf)])
+def test_logistic_step_refuses_a_non_finite_number_rate(rho):
+    # a NaN or infinite number rate gave a NaN state silently
+    with pytest.raises(ValueError, match=r"^rho: expected a finite number"):
+        logistic_step(torch.full((3,), 0.5, dtype=F64), rho, 1.0)
+
+
+def test_logistic_step_refuses_a_bool_rate_and_keeps_number_and_tensor_rates():
+    c = torch.full((3,), 0.5, dtype=F64)
+    with pytest.raises(TypeError, match=r"^rho: expected a number or a tensor, received bool"):
+        logistic_step(c, True, 1.0)
+    want = 0.5 * math.exp(0.5) / (1 + 0.5 * (math.exp(0.5) - 1))
+    assert torch.allclose(logistic_step(c, 0.5, 1.0), torch.full((3,), want, dtype=F64))
+    assert torch.allclose(logistic_step(c, np.array(0.5), 1.0), torch.full((3,), want, dtype=F64))
+    rho = torch.tensor(0.5, dtype=F64, requires_grad=True)
+    logistic_step(c, rho, 1.0).sum().backward()
+    assert rho.grad is not None and bool(torch.isfinite(rho.grad))
+
+
 # --- source lines --------------------------------------------------------------------------
 
 

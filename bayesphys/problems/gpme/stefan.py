@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from ..._checks import check_int
+from ..._checks import check_int, check_real
 from ._common import _check_broadcast, _f64, _nan_at
 from .base import GPMEProblem
 
@@ -89,6 +89,12 @@ class Stefan(GPMEProblem):
     test_params: tuple[float, ...] = (0.5, 0.6)
     table_time: float = 0.05
     smooth: float = field(default=0.02, compare=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # smooth = 0 divided by zero in diffusivity (NaN / inf SoftC residuals); a negative
+        # one flipped the surrogate step
+        check_real("smooth", self.smooth, minimum=0.0, strict=True)
 
     def solution(self, t: Tensor | float, x: Tensor | float, param: Tensor | float) -> Tensor:
         r"""Exact solution for threshold ``param`` = :math:`u^*` (class docstring); ``t, x, param``
