@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from .._device import check_finite
-from .._posterior_args import _check_levels
 from .._repr import fields_repr
+from ._record_checks import check_record_fields
 from .coverage import expected_coverage, score_summary, tarp
 from .pit_ecdf import plot_pit_ecdf
 from .sbc import ranks_inference_data, sbc_ranks, sbc_uniformity
@@ -147,43 +146,6 @@ def _p_text(p: float) -> str:
     return "p<1e-300" if p < 1e-300 else f"p={p:.3g}"
 
 
-def _check_record_fields(record: SimulationRecord) -> None:
-    """The parts of a ``record`` the rank checks do not read: one name per summary
-    (``truth [N, K]``: ``K`` strings), and ``field_coverage [N, len(levels)]``, finite, with
-    ``levels`` probabilities. A record built by hand with fewer names gave metrics and failed
-    only when exported; a ``field_coverage`` of another shape failed with an ``IndexError``
-    or read a wrong column, and a NaN in it came out as ``field_coverage90 = nan``."""
-    truth = record.truth
-    k = truth.shape[1] if isinstance(truth, Tensor) and truth.ndim == 2 else None
-    names = record.names
-    if isinstance(names, str) or not isinstance(names, Sequence):
-        raise TypeError(
-            f"record.names: expected a list of summary names, received {type(names).__name__}"
-        )
-    if k is not None and len(names) != k:
-        raise ValueError(
-            f"record.names: expected {k} names (one per summary, truth {tuple(truth.shape)}), "
-            f"received {len(names)}"
-        )
-    fc = record.field_coverage
-    if fc is None:
-        return
-    levels = _check_levels(record.levels, "record.levels")
-    n = truth.shape[0] if isinstance(truth, Tensor) and truth.ndim >= 1 else None
-    if not (
-        isinstance(fc, Tensor)
-        and fc.ndim == 2
-        and fc.shape[1] == len(levels)
-        and (n is None or fc.shape[0] == n)
-    ):
-        got = tuple(fc.shape) if isinstance(fc, Tensor) else type(fc).__name__
-        raise ValueError(
-            f"record.field_coverage: expected a tensor [N, len(levels)] = [{n}, {len(levels)}], "
-            f"received {got}"
-        )
-    check_finite("record.field_coverage", fc)
-
-
 def analyse(
     record: SimulationRecord,
     *,
@@ -194,15 +156,16 @@ def analyse(
 ) -> CalibrationResult:
     """All diagnostics of a :class:`SimulationRecord` (ranks, tests, coverage, TARP, scores;
     for ``K >= 2`` summaries also the joint pooled Mahalanobis ranks and their tests, and for
-    ``N >= 4`` problems the cross-fitted joint test). The record's ``names`` (one per
-    summary) and ``field_coverage [N, len(levels)]`` (finite) are checked first, and
+    ``N >= 4`` problems the cross-fitted joint test). The record's fields are checked first,
+    as when it was built (a field may have been assigned since: ``names`` one per summary,
+    ``field_coverage [N, len(levels)]`` finite, ...; see :class:`SimulationRecord`), and
     ``N >= 2`` problems are required (:func:`~bayesphys.diagnostics.sbc_uniformity`)."""
     if not isinstance(record, SimulationRecord):
         raise TypeError(
             f"record: expected a SimulationRecord (from simulate_and_infer), received "
             f"{type(record).__name__}"
         )
-    _check_record_fields(record)
+    check_record_fields(record)  # again: a field may have been assigned since
     truth = record.truth
     if isinstance(truth, Tensor) and truth.ndim == 2 and truth.shape[0] < 2:
         # one problem: every test returned a p-value of that single rank without a word

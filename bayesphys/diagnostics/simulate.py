@@ -34,6 +34,7 @@ from .._posterior_base import central_intervals, is_posterior, missing_members
 from .._progress import progress_bar
 from .._repr import fields_repr
 from ..posterior import Posterior
+from ._record_checks import check_record_fields
 from .sbc import randomised_pit
 
 __all__ = [
@@ -65,6 +66,13 @@ class SimulationRecord:
     field_coverage: ``[N, len(levels)]`` pointwise coverage of the field's central intervals
         (``None`` when not requested).
     seconds: wall time of simulation + inference + drawing.
+    meta: free-form notes (a dict).
+
+    Checked when built (``TypeError`` / ``ValueError`` naming the field, e.g.
+    ``record.truth``): ``truth`` and ``draws`` real, finite tensors of those shapes with
+    ``N, L, K >= 1``; ``names`` a sequence of ``K`` names; ``levels`` probabilities in
+    ``(0, 1)`` (may be empty when ``field_coverage`` is ``None``); ``field_coverage`` finite;
+    ``seconds`` a finite number ``>= 0``; ``meta`` a mapping.
     """
 
     names: list[str]
@@ -74,6 +82,11 @@ class SimulationRecord:
     field_coverage: Tensor | None = None
     seconds: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # each field was checked only where it was read: a bad record failed late, with an
+        # AttributeError or another function's message (or went through a recalibration)
+        check_record_fields(self)
 
     @property
     def n_sims(self) -> int:

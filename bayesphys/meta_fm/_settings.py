@@ -185,6 +185,12 @@ def check_training_data(
                 f"data.treatment: expected indices in [0, {num_treatments}) (this "
                 f"model's num_treatments), received {top}"
             )
+        if int(data.num_treatments) > num_treatments:  # indices of another labelling
+            raise ValueError(
+                f"data.num_treatments: this model was built for {num_treatments} treatments, "
+                f"received data of {int(data.num_treatments)} (their indices would be read "
+                f"as this model's treatments)"
+            )
     elif num_treatments:
         raise ValueError(
             f"data.treatment: this model was built with {num_treatments} treatments; expected "

@@ -33,11 +33,11 @@ from ._type_frame import type_centres, type_frame_loss
 from .config import MFMConfig
 from .coupling import (
     FullPlan,
+    _interpolate,
     cfm_loss,
     check_full_plan_memory,
     check_pairing_memory,
     couple,
-    interpolate,
     sample_plan_partners,
 )
 from .embedding import check_knn_memory
@@ -297,7 +297,7 @@ def batch_loss(
     # ot_full batches are already paired (by the whole-population plans)
     x0c, x1c = couple(x0, x1, "index" if coupling == "ot_full" else coupling, gen)
     t = torch.rand(p, n, generator=gen).to(device=device, dtype=dtype)
-    xt, u = interpolate(x0c, x1c, t)
+    xt, u = _interpolate(x0c, x1c, t)  # t in [0, 1): no value check, no sync
     # one condition row per population, broadcast over its n points
     v = field(t, xt, None if cond is None else cond[:, None, :])
     return cfm_loss(v.reshape(-1, d), u.reshape(-1, d))

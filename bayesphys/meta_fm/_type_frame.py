@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .coupling import cfm_loss, interpolate, ot_pairing_rows
+from .coupling import _interpolate, cfm_loss, ot_pairing_rows
 
 __all__ = ["check_type_onehots", "type_centres", "type_frame_loss"]
 
@@ -79,6 +79,6 @@ def type_frame_loss(
     c = ctr[pop, i]  # the source point's type centre: the same shift for both ends
     x0c, x1c = x0[pop, i] - c, x1[pop, j] - c
     t = torch.rand(p, n, generator=gen).to(device=device, dtype=dtype)
-    xt, u = interpolate(x0c, x1c, t)
+    xt, u = _interpolate(x0c, x1c, t)  # t in [0, 1): no value check, no sync
     v = field(t, xt, None if cond is None else cond[:, None, :], types[pop, i])
     return cfm_loss(v.reshape(-1, d), u.reshape(-1, d))

@@ -39,7 +39,8 @@ __all__ = ["check_split", "SplitScores", "split_scores", "uncertainty_summary"]
 def check_split(name: str, data: PopulationPairs, m0: MetaFlowMatching, aleatoric: bool) -> None:
     """Refuse a split ``data`` (named ``name``) that members like ``m0`` cannot be asked
     about: pairs of their dimension, with treatments (and point features) exactly when they
-    read them, one-hot point features when they read types (``type_frame``), and
+    read them (indices in ``[0, num_treatments)``, of at most the members' number of
+    treatments), one-hot point features when they read types (``type_frame``), and
     (``aleatoric``) sources of at least 4 points."""
     check_pairs(data, m0.dim, name=name)
     if m0.num_treatments and data.treatment is None:
@@ -56,6 +57,11 @@ def check_split(name: str, data: PopulationPairs, m0: MetaFlowMatching, aleatori
         raise ValueError(
             f"{name}.treatment: expected indices in [0, {m0.num_treatments}) (the members' "
             f"num_treatments), received {torch.as_tensor(data.treatment).tolist()!r:.200}"
+        )
+    if m0.num_treatments and int(data.num_treatments) > m0.num_treatments:
+        raise ValueError(  # indices of another labelling, read as the members' treatments
+            f"{name}.num_treatments: the members were built for {m0.num_treatments} "
+            f"treatments, received data of {int(data.num_treatments)}"
         )
     if m0.config.node_features:
         check_features(

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_broadcasts, require
+from .._device import values_readable
 from ..metrics import _check_ot_memory
 from ._validate import check_cloud_pair
 
@@ -226,7 +227,25 @@ def couple(
 
 def interpolate(x0: Tensor, x1: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
     """``x_t = (1-t) x0 + t x1`` and ``u = x1 - x0`` for ``x0``, ``x1`` of one shape
-    ``[..., d]``; ``t`` (a tensor) broadcasts against their leading shape ``[...]``."""
+    ``[..., d]``; ``t`` (a tensor) broadcasts against their leading shape ``[...]`` and holds
+    times in ``[0, 1]``: the path runs from ``x0`` at ``t = 0`` to ``x1`` at ``t = 1``, and a
+    time outside it (or NaN) is a ``ValueError`` (its values are read, except under a
+    :mod:`torch.func` transform or on the ``meta`` device; the training steps, whose times
+    are drawn in ``[0, 1)``, skip that read and its device synchronisation)."""
+    xt, u = _interpolate(x0, x1, t)  # the shapes first
+    if t.device.type != "meta" and values_readable(t):
+        out = ~((t >= 0) & (t <= 1))
+        if bool(out.any()):
+            first = t[out].reshape(-1)[0].item()
+            raise ValueError(
+                f"t: expected times in [0, 1] (x0 at t=0, x1 at t=1), received "
+                f"{int(out.sum())} outside it, e.g. {first!r}"
+            )
+    return xt, u
+
+
+def _interpolate(x0: Tensor, x1: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`interpolate` with the shape checks only (no value of ``t`` is read)."""
     if x0.shape != x1.shape:
         raise ValueError(
             f"x0/x1: expected points of one shape, received {tuple(x0.shape)} and {tuple(x1.shape)}"

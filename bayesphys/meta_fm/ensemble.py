@@ -345,8 +345,9 @@ class MFMEnsemble:
 
         ``cal`` and ``test`` are checked before any prediction: each a :class:`PopulationPairs`
         of the members' dimension, with treatments (and point features) exactly when the
-        members read them, one-hot point features when they read types (``type_frame``), and
-        (``aleatoric``) sources of at least 4 points.
+        members read them (of at most the members' ``num_treatments``), one-hot point
+        features when they read types (``type_frame``), and (``aleatoric``) sources of at
+        least 4 points.
 
         Returns ``{"spearman", "coverage", "radius"`` (for the score chosen by ``normalized``),
         ``"coverage_normalized", "coverage_raw", "radius_normalized", "radius_raw",

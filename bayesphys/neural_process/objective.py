@@ -76,13 +76,22 @@ def _check_batch(problem, x: Tensor, z: Tensor, w: Tensor, **extra: Tensor) -> N
 
 def _check_sigma_r(sigma_r: Tensor | float, x: Tensor) -> Tensor:
     """``sigma_r`` as a tensor: a number is checked (``> 0``) and converted to ``x``'s dtype and
-    device; a tensor must be floating, on ``x``'s device and of a shape that broadcasts to
-    ``[B, N]`` (its values are not read: no device synchronisation per training step)."""
+    device; a tensor must be floating, on ``x``'s device and of shape ``()``, ``[1]`` or a 2-D
+    shape that broadcasts to ``[B, N]`` (its values are not read: no device synchronisation
+    per training step). A 1-D tensor of ``k > 1`` entries is refused: torch broadcasting
+    reads it as per point (``[1, N]``), so a per-instance ``[B]`` was refused when
+    ``B != N`` and silently read per point when ``B == N``."""
     if not isinstance(sigma_r, Tensor):
         s = check_real("sigma_r", as_scalar(sigma_r), minimum=0.0, strict=True)
         return torch.tensor(s, dtype=x.dtype, device=x.device)
     check_float_beside("sigma_r", sigma_r, x, "x")
     want = tuple(x.shape[:2])
+    if sigma_r.ndim == 1 and sigma_r.shape[0] != 1:
+        raise ValueError(
+            f"sigma_r: expected shape [B, 1] (one scale per instance) or [1, N] / [B, N] (per "
+            f"point), with [B, N] = {list(want)}; a 1-D tensor is ambiguous (per instance or "
+            f"per point when B == N), received shape {tuple(sigma_r.shape)}"
+        )
     try:
         fits = torch.broadcast_shapes(sigma_r.shape, want) == want
     except RuntimeError:
@@ -110,7 +119,9 @@ def physics_elbo(
 
     ``x`` ``[B, N, dim_x]``, ``weights`` ``[B, N]``, ``z`` ``[B, dim_z]``, ``w`` ``[B, dim_w]``;
     ``sigma_r``: the residual scale, a number ``> 0`` or a floating tensor (e.g. a learned
-    one, with its gradient) of shape ``()`` or one broadcasting to ``[B, N]``. ``weights`` and
+    one, with its gradient) of shape ``()`` or ``[1]`` (one scale), ``[B, 1]`` (one per
+    instance), ``[1, N]`` or ``[B, N]`` (per point); a 1-D tensor of more entries is refused
+    (per instance or per point could not be told apart when ``B == N``). ``weights`` and
     a ``sigma_r`` tensor floating and on ``x``'s device; ``forward`` and ``inverse`` of the
     problem's sizes. Structural checks only (no value is read: no device synchronisation).
     """

@@ -20,8 +20,8 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_real
-from .._device import as_tensor
-from ..problems.fisher_kolmogorov import initial_condition
+from .._device import as_tensor, check_finite_input
+from ..problems._fk_geometry import _initial_condition
 
 __all__ = ["FOCAL_WIDTH_MM", "multifocal_initial_condition", "kmeans_foci"]
 
@@ -39,9 +39,25 @@ def multifocal_initial_condition(
     r""":math:`c_0 = \max_k g_k` for foci ``[K, d]`` (mm) on the cell centres.
 
     Returns ``(c0 [*shape], g [K, *shape])``: the initial state and each focal Gaussian (for the
-    one-hot derivative of the maximum, see the module docstring). ``foci`` real (finite when
-    not a tensor); ``spacing`` and ``width`` (mm) are positive; ``K >= 1``; ``origin`` (mm, default zeros) has one entry per axis.
+    one-hot derivative of the maximum, see the module docstring). ``foci`` real and finite (a
+    NaN or infinite coordinate is a ``ValueError``, except under a :mod:`torch.func`
+    transform, whose values cannot be read); ``spacing`` and ``width`` (mm) are positive;
+    ``K >= 1``; ``origin`` (mm, default zeros) has one entry per axis.
     """
+    return _multifocal(shape, foci, spacing, origin=origin, width=width, finite=True)
+
+
+def _multifocal(
+    shape: Sequence[int],
+    foci: Tensor,
+    spacing: float,
+    *,
+    origin: Sequence[float] | None,
+    width: float,
+    finite: bool,
+) -> tuple[Tensor, Tensor]:
+    """:func:`multifocal_initial_condition`; with ``finite=False`` non-finite tensor ``foci``
+    pass (a NaN state: the glioma model's loss at a NaN trial point stays NaN by design)."""
     spacing = check_real("spacing", spacing, minimum=0.0, strict=True)
     width = check_real("width", width, minimum=0.0, strict=True)
     if not isinstance(foci, Tensor):  # tensors pass unchanged (differentiable in the foci)
@@ -54,8 +70,15 @@ def multifocal_initial_condition(
         )
     if origin is not None and len(origin) != len(shape):
         raise ValueError(f"origin: expected {len(shape)} coordinates (mm), received {len(origin)}")
+    if finite:  # a NaN focus gave a NaN state, an infinite one a zero Gaussian, silently
+        check_finite_input("foci", foci)
     g = torch.stack(
-        [initial_condition(shape, f, spacing, width=width, origin=origin) for f in foci]
+        [
+            _initial_condition(
+                shape, f, spacing, width=width, amplitude=0.5, origin=origin, finite=False
+            )
+            for f in foci
+        ]
     )
     return g.amax(0), g
 

@@ -52,7 +52,7 @@ from .._device import as_tensor, check_finite_input
 from .._model import FitResult, autograd_on
 from ..problems.fisher_kolmogorov import _fk_forward, stable_steps
 from ..problems.glioma import check_thresholds
-from ._focal import multifocal_initial_condition
+from ._focal import FOCAL_WIDTH_MM, _multifocal
 from ._glioma_fit import fit_reduced, hessian_covariance
 from ._glioma_likelihood import data_residuals, tangent_jacobian
 from ._glioma_setup import check_built, init_glioma, recropped
@@ -266,9 +266,15 @@ class GliomaModel(GliomaPosteriorMixin):
 
     def initial_state(self, theta: Tensor) -> Tensor:
         r""":math:`c_0` on the crop ``[*crop]``: the maximum of the focal Gaussians (the focal
-        Gaussian itself for one focus; differentiable in the foci)."""
-        return multifocal_initial_condition(
-            self.shape, self.foci(theta), self.config["spacing"], origin=self.origin
+        Gaussian itself for one focus; differentiable in the foci). A NaN ``theta`` gives a
+        NaN state (the loss at a NaN trial point stays NaN, see :meth:`loss`)."""
+        return _multifocal(
+            self.shape,
+            self.foci(theta),
+            self.config["spacing"],
+            origin=self.origin,
+            width=FOCAL_WIDTH_MM,
+            finite=False,
         )[0]
 
     def jacobian(self, theta: Tensor) -> tuple[Tensor, Tensor]:

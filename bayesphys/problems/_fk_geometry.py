@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_real
-from .._device import as_tensor, check_finite
+from .._device import as_tensor, check_finite, check_finite_input
 from .stencil import _check_step, _square, _underflows, face_average, shift
 
 __all__ = ["tissue_faces", "initial_condition"]
@@ -66,12 +66,30 @@ def initial_condition(
 ) -> Tensor:
     r""":math:`c_0(x) = a \exp(-|x - x_0|^2 / 2w^2)` on the cell centres ``origin + (i + 1/2) h``.
 
-    Lengths in mm. ``focus``: ``[d]`` real (differentiable; finite when not a tensor),
-    ``d = len(shape)``; ``origin``: ``d`` finite numbers (default zeros); ``spacing``,
-    ``width > 0``, ``amplitude`` finite. Returns ``[*shape]``. A ``width`` whose square
-    overflows or underflows float64 (e.g. 1e200, 1e-200) is divided into the distances
+    Lengths in mm. ``focus``: ``[d]`` real and finite (differentiable; a NaN or infinite
+    coordinate is a ``ValueError``, except under a :mod:`torch.func` transform, whose values
+    cannot be read), ``d = len(shape)``; ``origin``: ``d`` finite numbers (default zeros);
+    ``spacing``, ``width > 0``, ``amplitude`` finite. Returns ``[*shape]``. A ``width`` whose
+    square overflows or underflows float64 (e.g. 1e200, 1e-200) is divided into the distances
     instead: a flat state ``a`` for a huge width; for a tiny one, 0 off the focus (``a`` on it).
     """
+    return _initial_condition(
+        shape, focus, spacing, width=width, amplitude=amplitude, origin=origin, finite=True
+    )
+
+
+def _initial_condition(
+    shape: Sequence[int],
+    focus: Tensor,
+    spacing: float,
+    *,
+    width: float,
+    amplitude: float,
+    origin: Sequence[float] | None,
+    finite: bool,
+) -> Tensor:
+    """:func:`initial_condition`; with ``finite=False`` a non-finite tensor ``focus`` passes
+    (a NaN state: the glioma model's loss at a NaN trial point stays NaN by design)."""
     _check_step("spacing", spacing)
     _check_step("width", width)
     if not isinstance(amplitude, (Tensor, np.ndarray)):
@@ -95,6 +113,8 @@ def initial_condition(
             f"focus: expected {len(shape)} coordinates (one per axis of shape {shape}), "
             f"received shape {tuple(focus.shape)}"
         )
+    if finite:  # a NaN focus gave a NaN state, an infinite one a zero state, silently
+        check_finite_input("focus", focus)
     if isinstance(origin, (str, bytes)):  # a string was iterated into characters
         raise TypeError(f"origin: expected {len(shape)} numbers (mm), received {origin!r}")
     origin = [0.0] * len(shape) if origin is None else list(origin)

@@ -381,3 +381,12 @@ def test_the_fk_modules_keep_their_lines_within_100_characters(name):
     path = Path(stencil.__file__).with_name(f"{name}.py")
     long = [k + 1 for k, line in enumerate(path.read_text().splitlines()) if len(line) > 100]
     assert not long, f"{path.name}: lines over 100 characters: {long}"
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_initial_condition_refuses_a_non_finite_tensor_focus(bad):
+    # only a focus given as numbers was checked: a NaN tensor gave a NaN state, an infinite
+    # one a zero state, silently
+    focus = torch.tensor([bad, 1.0], dtype=F64)
+    with pytest.raises(ValueError, match=r"^focus: expected finite values, received 1 NaN/Inf"):
+        initial_condition((4, 4), focus, 1.0)
