@@ -248,7 +248,7 @@ def _pop(where, key):
         ("probconserv", _set(("state",), "dtype", "float65"), r"dtype: unknown dtype 'float65'"),
         ("probconserv", _set(("state",), "dtype", 3), r"dtype: expected torch.dtype"),
         # HybridCalibration.__init__() got an unexpected keyword argument
-        ("probconserv", _set(("state",), "calibration", {"zzz": 1}), r"keyword argument 'zzz'"),
+        ("probconserv", _set(("state",), "calibration", {"zzz": 1}), r"unknown key\(s\) \['zzz'\]"),
         ("probconserv", _set(("state",), "problem_class", "Mine"), r"problem_class.*a Mine"),
         ("probconserv", _set(("state",), "net", 3), r"rebuild a 'probconserv' model"),
     ],
