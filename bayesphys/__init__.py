@@ -27,7 +27,7 @@ from ._process_state import seed_everything, seeded
 from ._version import __version__
 from .distributed import FitManyResult, fit_many, problem_seed
 from .inference_data import build_inference_data, load_netcdf, save_netcdf
-from .plots import plot_bands, plot_field
+from .plots import plot_bands, plot_field, plot_populations
 from .posterior import GaussianPosterior, Posterior, SamplePosterior
 
 __all__ = [
@@ -60,4 +60,5 @@ __all__ = [
     "problem_seed",
     "plot_bands",
     "plot_field",
+    "plot_populations",
 ]

@@ -1,4 +1,5 @@
-r"""Figures of any :class:`~bayesphys.Posterior`: credible bands of a 1-D field, panels of a 2-D one.
+r"""Figures of any :class:`~bayesphys.Posterior`: credible bands of a 1-D field, panels of a
+2-D one, scatter plots of a population (point cloud).
 
 * :func:`plot_bands` draws a posterior over a 1-D event ``[N]``: the posterior mean
   :math:`E[u_i]` as a line and, per level :math:`p`, the central marginal band
@@ -8,6 +9,9 @@ r"""Figures of any :class:`~bayesphys.Posterior`: credible bands of a 1-D field,
 * :func:`plot_field` draws a posterior over a 2-D event ``[H, W]``: the mean, the marginal sd
   and, given the truth, the truth and the standardised error
   :math:`z = (E[u] - u^\star) / \operatorname{sd}[u]`.
+* :func:`plot_populations` draws a posterior over a population, a point cloud ``[n, d]``:
+  its draws (one colour per chain, e.g. per ensemble member) over two coordinates, with the
+  source and the true population.
 
 The bands are of the posterior over the field itself (noise-free): noisy observations drawn
 over them may well fall outside. Matplotlib is imported when a function is called, not with
@@ -23,31 +27,24 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import check_int, check_real
+from ._checks import check_real
 from ._device import as_tensor
+from ._plot_args import _check_posterior, _member_index
 from ._plotting import LEGEND_PT, OKABE_ITO, TITLE_PT, line_colour
+from ._population_plot import plot_populations
 from ._posterior_args import _check_levels
-from ._posterior_base import central_intervals, is_posterior, missing_members
+from ._posterior_base import central_intervals
 
 if TYPE_CHECKING:  # pragma: no cover
     import matplotlib.axes
     import matplotlib.figure
 
-__all__ = ["plot_bands", "plot_field"]
+__all__ = ["plot_bands", "plot_field", "plot_populations"]
 
 # the band alphas: the widest band lightest (drawn first), the narrowest darkest
 _ALPHA_WIDEST, _ALPHA_NARROWEST = 0.15, 0.4
 _Z_CMAP = "RdBu_r"  # diverging, centred at 0 (blue: mean below the truth)
 _Z_MIN_RANGE = 3.0  # the z panel's colour scale spans at least [-3, 3]
-
-
-def _check_posterior(post: Any) -> None:
-    if not is_posterior(post):
-        raise TypeError(
-            f"post: expected a bayesphys Posterior (GaussianPosterior, SamplePosterior or a "
-            f"class with the Posterior members), received {type(post).__name__}"
-            f"{missing_members(post)}"
-        )
 
 
 def _checked_event(post: Any, fn: str, shape: str, more: str = "") -> tuple[int, ...]:
@@ -65,40 +62,6 @@ def _checked_event(post: Any, fn: str, shape: str, more: str = "") -> tuple[int,
             f"event_shape {event}; {hint}{more}"
         )
     return event
-
-
-def _member_index(post: Any, batch_index: Any) -> tuple[int, ...]:
-    """The index of one batch member of ``post`` (``()`` for an unbatched posterior)."""
-    batch_shape = tuple(post.batch_shape)
-    if not batch_shape:
-        if batch_index is not None and batch_index != ():
-            raise ValueError(
-                f"batch_index: the posterior is not batched (batch_shape ()), received "
-                f"{batch_index!r}; leave batch_index out"
-            )
-        return ()
-    if batch_index is None:
-        raise ValueError(
-            f"batch_index: the posterior is batched (batch_shape {batch_shape}); pass "
-            f"batch_index, an int or a tuple of {len(batch_shape)} int(s), to pick one member"
-        )
-    if isinstance(batch_index, (tuple, list)):
-        idx = tuple(check_int(f"batch_index[{i}]", b) for i, b in enumerate(batch_index))
-    else:
-        idx = (check_int("batch_index", batch_index),)
-    if len(idx) != len(batch_shape):
-        raise ValueError(
-            f"batch_index: expected {len(batch_shape)} index(es) for batch_shape "
-            f"{batch_shape}, received {batch_index!r}"
-        )
-    out = []
-    for i, n in zip(idx, batch_shape):
-        if not -n <= i < n:
-            raise ValueError(
-                f"batch_index: {batch_index!r} is out of range for batch_shape {batch_shape}"
-            )
-        out.append(i % n)
-    return tuple(out)
 
 
 def _numpy(t: Tensor) -> np.ndarray:

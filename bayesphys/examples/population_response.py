@@ -33,10 +33,10 @@ def main(argv: list[str] | None = None) -> dict:
     import arviz as az
     import matplotlib.pyplot as plt
 
+    from bayesphys import plot_populations
     from bayesphys._device import resolve_device
     from bayesphys.inference_data import group_dataset, save_netcdf
     from bayesphys.meta_fm import MFMEnsemble, w2_inference_data
-    from bayesphys.meta_fm._demo import plot_populations
     from bayesphys.meta_fm.evaluation import population_metrics
     from bayesphys.problems.populations import interacting_particles
 
@@ -73,17 +73,31 @@ def main(argv: list[str] | None = None) -> dict:
     summary = az.summary(group_dataset(idata, "posterior")[["w2"]], kind="stats")
     print(summary.to_string())
 
-    members_pred = ens.predict_members(test.source)
     ident = [population_metrics(s, t)["w2"] for s, t in zip(test.source, test.target)]
     with closing_figures():
-        fig, _ = plt.subplots(1, len(test), figsize=(3.3 * len(test), 3.6))
+        fig, axes = plt.subplots(1, len(test), figsize=(3.3 * len(test), 3.6))
         # W2 between the pooled ensemble prediction and the true T=1 population, beside the
         # identity baseline (the source itself as the prediction)
         titles = [
             f"W2 to true T=1: prediction {e:.2f},\nidentity {b:.2f}; ensemble spread {s:.2f}"
             for e, b, s in zip(unc["test_error"], ident, unc["test_spread"])
         ]
-        plot_populations(fig, test.source, members_pred, test.target, titles, "true T=1")
+        for i, ax in enumerate(axes):  # post's chains are the members: one colour each
+            plot_populations(
+                post,
+                truth=test.target[i],
+                source=test.source[i],
+                batch_index=i,
+                ax=ax,
+                title=titles[i],
+                draw_label="member {chain}",
+                truth_label="true T=1",
+                source_label="source (T=0)",
+                legend=False,
+            )
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=7, markerscale=4)
+        fig.tight_layout(rect=(0, 0.07, 1, 1))
         save_figure(fig, out / "population_response.png", dpi=90)
     result = {
         "seed": args.seed,

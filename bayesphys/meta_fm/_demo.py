@@ -10,47 +10,45 @@ import numpy as np
 import torch
 
 from .._files import closing_figures, save_figure
-from .._plotting import line_colour
 from ..inference_data import save_netcdf
+from ..plots import plot_populations
 from ..problems.populations import linear_map
 from .baselines import floor_prediction, identity_prediction
 from .ensemble import MFMEnsemble
 from .evaluation import population_metrics
 from .idata import w2_inference_data
 
-__all__ = ["demo"]
-
-POINT_SIZE = 4  # scatter marker area (pt²) of every particle
+__all__ = ["demo", "population_panels"]
 
 
-def plot_populations(
+def population_panels(
     fig: Any,
+    post: Any,
     source: Sequence,
-    members: Sequence,
     target: Sequence,
     titles: Sequence[str],
     target_label: str = "true target",
     source_label: str = "source (T=0)",
 ) -> None:
-    """One panel per population of ``fig`` (2-D particles, equal axes): the source, each
-    member's prediction, then the true target on top (drawn last, so no member hides it); one
-    legend for all panels below them, off the data."""
+    """One panel per population of ``fig`` (:func:`bayesphys.plot_populations` of the
+    ensemble posterior ``post``, draws ``[member, 1, P, n, d]``): the source, each member's
+    prediction, then the true target on top; one legend for all panels below them, off the
+    data."""
     axes = fig.axes
     for i, ax in enumerate(axes):
-        ax.scatter(*np.asarray(source[i]).T, s=POINT_SIZE, c="0.75", label=source_label)
-        for m, pred in enumerate(members):
-            ax.scatter(
-                *pred[i].cpu().numpy().T,
-                s=POINT_SIZE,
-                alpha=0.45,
-                color=line_colour(m),  # Okabe-Ito
-                label=f"member {m}",
-            )
-        ax.scatter(*np.asarray(target[i]).T, s=POINT_SIZE, c="k", label=target_label)
-        ax.set_aspect("equal", adjustable="datalim")
-        ax.set_xlabel("x1")
-        ax.set_ylabel("x2")
-        ax.set_title(titles[i], fontsize=8)
+        plot_populations(
+            post,
+            truth=target[i],
+            source=source[i],
+            batch_index=i,
+            num_draws=1,
+            ax=ax,
+            title=titles[i],
+            draw_label="member {chain}",
+            truth_label=target_label,
+            source_label=source_label,
+            legend=False,
+        )
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=7, markerscale=4)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
@@ -99,7 +97,7 @@ def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[
             f"unseen population {i}\nW2 to target: member 0 {v:.2f}, identity {b:.2f}"
             for i, (v, b) in enumerate(zip(w2_each, w2_id_each))
         ]
-        plot_populations(fig, test.source, members, test.target, titles)
+        population_panels(fig, post, test.source, test.target, titles)
         save_figure(fig, out_dir / "meta_fm.png", dpi=90)
     row = dict(component="meta_fm", problem="B2 linear map (unseen populations)")
     return [

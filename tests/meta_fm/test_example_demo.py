@@ -41,6 +41,9 @@ def test_example_smoke(tmp_path, monkeypatch):
             ax.get_title(),
         )
         assert ax.collections[0].get_label() == "source (T=0)"
+        # drawn by bayesphys.plot_populations from the ensemble posterior: a colour per member
+        labels = [c.get_label() for c in ax.collections]
+        assert labels == ["source (T=0)", "member 0", "member 1", "true T=1"]
     # the identity baseline in each title is the W2 of the source to the true target
     ident = [float(ax.get_title().split("identity ")[1].split(";")[0]) for ax in fig.axes]
     assert np.mean(ident) == pytest.approx(res["w2_identity_mean"], abs=0.01)
@@ -75,6 +78,9 @@ def test_demo_hook(tmp_path, monkeypatch):
     for ax in figures[0].axes:
         assert re.search(r"W2 to target: member 0 \d+\.\d\d, identity \d+\.\d\d", ax.get_title())
         assert ax.collections[0].get_label() == "source (T=0)"
+        labels = [c.get_label() for c in ax.collections]
+        assert labels == ["source (T=0)", "member 0", "member 1", "true target"]
+        assert len(ax.collections[1].get_offsets()) == 128  # one draw per member: n points
     assert (tmp_path / "meta_fm.nc").exists() and (tmp_path / "meta_fm.png").exists()
     assert {"component", "problem", "metric", "value", "target"} <= set(rows[0])
     assert all(math.isfinite(r["value"]) for r in rows)
