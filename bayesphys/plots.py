@@ -1,4 +1,5 @@
-r"""Figures of any :class:`~bayesphys.Posterior`: credible bands of a 1-D field, panels of a 2-D one.
+r"""Figures of any :class:`~bayesphys.Posterior`: credible bands of a 1-D field, panels of a 2-D
+one.
 
 * :func:`plot_bands` draws a posterior over a 1-D event ``[N]``: the posterior mean
   :math:`E[u_i]` as a line and, per level :math:`p`, the central marginal band
