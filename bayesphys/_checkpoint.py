@@ -352,9 +352,10 @@ def load_checkpoint(
     plain values: only those are unpickled, as unpickling an object runs its code), when it is a
     checkpoint of another ``kind``, when it
     lacks ``kind``/``config``/``state``, or when its ``format`` is not an integer from 1 up
-    to :data:`CHECKPOINT_FORMAT` (a newer one: upgrade; any other: a damaged file). ``map_location`` given as a device string or
-    :class:`torch.device` is checked first (an unknown device, or CUDA where none is
-    available, is refused by name); one of another type (an int) is a ``TypeError``."""
+    to :data:`CHECKPOINT_FORMAT` (a newer one: upgrade; any other: a damaged file). ``map_location``
+    given as a device string or :class:`torch.device` is checked first (an unknown device, or CUDA
+    where none is available, is refused by name); one of another type (an int) is a
+    ``TypeError``."""
     import pickle
 
     from ._device import resolve_device
@@ -408,8 +409,8 @@ def load_checkpoint(
             # not a torch file at all: torch's own text ends by suggesting weights_only=False,
             # unsafe advice for a file that is not even a checkpoint
             raise ValueError(
-                f"path: {path} is not a bayesphys checkpoint (not a file torch.save wrote); expected "
-                f"a {kind!r} checkpoint written by save()"
+                f"path: {path} is not a bayesphys checkpoint (not a file torch.save wrote); "
+                f"expected a {kind!r} checkpoint written by save()"
             ) from err
         hint = (
             "; it holds objects other than tensors, plain values and numpy arrays, which are "

@@ -106,8 +106,9 @@ def stream_seed(seed: int, tag: str, *keys: int) -> int:
     """A seed in ``[0, 2**64)`` for the stream named ``tag`` (and int ``keys`` in
     ``[0, 2**32)``, e.g. a step and a rank) under the user's ``seed`` (any seed torch
     takes): numpy's ``SeedSequence`` hashes ``seed mod 2**64`` with ``(crc32(tag), *keys)``
-    as its spawn key, so streams with different tags or keys are independent, and none equals a plain small seed a user passes (unlike
-    ``seed + offset`` designs, where a training batch's seed could be a validation set's).
+    as its spawn key, so streams with different tags or keys are independent, and none equals a
+    plain small seed a user passes (unlike ``seed + offset`` designs, where a training batch's seed
+    could be a validation set's).
 
     >>> stream_seed(0, "a") == stream_seed(0, "a") != stream_seed(0, "b")
     True

@@ -2,10 +2,10 @@
 
 :func:`atomic_write` writes through a temporary file beside the real target and renames it
 into place (flushed to disk first), so a write that fails part-way, or a crash, leaves the
-previous file as it was and never a truncated one. A symlinked ``path`` is written through (the link stays a link, its target is
-replaced), and an existing file keeps its permission bits. A temporary file that a writer
-killed outright (SIGKILL, out of memory) left beside the target is removed by the next write
-of that target on the same machine (:func:`sweep_stale_temporaries`).
+previous file as it was and never a truncated one. A symlinked ``path`` is written through (the link
+stays a link, its target is replaced), and an existing file keeps its permission bits. A temporary
+file that a writer killed outright (SIGKILL, out of memory) left beside the target is removed by the
+next write of that target on the same machine (:func:`sweep_stale_temporaries`).
 
 :func:`closing_figures` closes the pyplot figures a demo or example draws, its save failing
 included.

@@ -197,7 +197,8 @@ class GaussianPosterior(_PosteriorBase):
                 check_finite("covariance", d)
                 if bool((d < 0).any()):
                     raise ValueError(
-                        f"covariance: expected non-negative variances, received min {float(d.min()):.3e}"
+                        "covariance: expected non-negative variances, received min "
+                        f"{float(d.min()):.3e}"
                     )
             elif root is None and (parts := structured_parts(covariance)) is not None:
                 # low-rank / Kronecker structure: its pieces are checked, the N x N matrix is
@@ -322,7 +323,10 @@ class GaussianPosterior(_PosteriorBase):
             or base.ndim != lead + nb + 1
             or tuple(base.shape[lead:-1]) != tuple(self.batch_shape)
         ):
-            want = f"[*sample_shape, *batch, M] = [{', '.join(map(str, (*shape, *self.batch_shape, m)))}]"
+            want = (
+                "[*sample_shape, *batch, M] = "
+                f"[{', '.join(map(str, (*shape, *self.batch_shape, m)))}]"
+            )
             if not len(shape):
                 want = f"[*sample_shape, *batch, M] with batch {tuple(self.batch_shape)}, M = {m}"
             raise ValueError(f"base_samples: expected {want}, received shape {tuple(base.shape)}")
@@ -382,7 +386,8 @@ class GaussianPosterior(_PosteriorBase):
         nev = len(self.event_shape)
         if value.ndim < nev or tuple(value.shape[value.ndim - nev :]) != tuple(self.event_shape):
             raise ValueError(
-                f"value: expected trailing shape {tuple(self.event_shape)}, received {tuple(value.shape)}"
+                f"value: expected trailing shape {tuple(self.event_shape)}, received "
+                f"{tuple(value.shape)}"
             )
         try:
             torch.broadcast_shapes(value.shape[: value.ndim - nev], self.batch_shape)

@@ -112,9 +112,10 @@ class FitResult:
         divergence at step ``k`` (counted from 0: its loss non-finite, or its update left the
         optimiser's state non-finite, and then its loss is not recorded) ``steps == k``, and
         the state kept is the one step ``k - 1`` started from (``loss_history[-1]`` is its
-        loss; ``snapshot_every=1``, the default), that step's update undone. A model's ``steps_done`` counts the updates of the
-        state it holds: a fit advances it by ``steps``, after a divergence by
-        ``max(steps - 1, 0)`` (one rule for every training fit, docs/concepts.md "Models").
+        loss; ``snapshot_every=1``, the default), that step's update undone. A model's
+        ``steps_done`` counts the updates of the state it holds: a fit advances it by ``steps``,
+        after a divergence by ``max(steps - 1, 0)`` (one rule for every training fit,
+        docs/concepts.md "Models").
     message: human-readable status ("converged", "max steps", "diverged at step k ...").
     extra: component-specific figures (e.g. best checkpoint loss).
     """
@@ -339,10 +340,11 @@ class DivergenceGuard:
     squares overflow Adam's second moment: call :meth:`admit_gradients` after ``backward()``
     (and any clipping) to refuse those updates too. Then after a restore the optimiser holds
     the moments of the last finite update, finite, and training can go on from there (without
-    it, :func:`optimize`'s ``optimizer=`` catches the damage after the update instead). And the snapshot lives in the guard, not in one :func:`optimize` call, so a fit
-    run as several calls (chunks between callbacks) keeps one verified state throughout; the
-    guard also counts the admitted steps (:attr:`steps`), which numbers the steps of
-    :func:`optimize`'s messages across the calls.
+    it, :func:`optimize`'s ``optimizer=`` catches the damage after the update instead). And the
+    snapshot lives in the guard, not in one :func:`optimize` call, so a fit run as several calls
+    (chunks between callbacks) keeps one verified state throughout; the guard also counts the
+    admitted steps (:attr:`steps`), which numbers the steps of :func:`optimize`'s messages across
+    the calls.
 
     Parameters
     ----------

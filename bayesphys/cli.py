@@ -149,8 +149,9 @@ def _demo_table(rows: list[dict], out: Path, t0: float, done: str) -> None:
     _print_table(rows)
     print(
         "\n'target' is the issue's target or a reference figure for the full-scale problem; "
-        "the demo runs each component at small settings (one to two minutes in all on two CPU cores) and is not judged against "
-        "it (docs/benchmarks.md has the measured figures and which targets are met)."
+        "the demo runs each component at small settings (one to two minutes in all on two CPU "
+        "cores) and is not judged against it (docs/benchmarks.md has the measured figures and "
+        "which targets are met)."
     )
     print(f"{done} to {out.resolve()} in {time.perf_counter() - t0:.1f} s")
 

@@ -220,11 +220,13 @@ def _dataset(
             cv = _np(v, name=f"coords[{c!r}]")
             if cv.ndim != 1 or len(cv) != sizes[c]:
                 raise ValueError(
-                    f"coords[{c!r}]: expected a 1-D array of length {sizes[c]}, received shape {cv.shape}"
+                    f"coords[{c!r}]: expected a 1-D array of length {sizes[c]}, received shape "
+                    f"{cv.shape}"
                 )
             _check_distinct(c, cv)
             ds_coords[c] = cv
-    import xarray as xr  # here, not at import: xarray (and pandas) took ~0.6 s of `import bayesphys`
+    # here, not at import: xarray (and pandas) took ~0.6 s of `import bayesphys`
+    import xarray as xr
 
     ds = xr.Dataset(data_vars, coords=ds_coords)
     if sample:
@@ -277,11 +279,12 @@ def build_inference_data(
     ``chain``/``draw`` in a sample group; a ``dims`` key that is no variable raises a
     ``ValueError``. ``coords[dim]`` is a 1-D array ``[size of dim]`` of distinct values shared by
     every group that has ``dim`` (``chain`` and ``draw`` default to ``0..``); a name that is a
-    dim of no group (e.g. a typo) raises a ``ValueError``. ``extra_groups`` may not reuse a standard group's name. Every group's
-    ``attrs`` name ``inference_library`` (``"bayesphys"``) and ``inference_library_version``, as
-    ArviZ's converters do (no creation time: the same inputs give the same file). Tensors are
-    detached and copied to the CPU here, and only here; arrays are copied too, so the result
-    shares no memory with its inputs (an edit of either leaves the other alone).
+    dim of no group (e.g. a typo) raises a ``ValueError``. ``extra_groups`` may not reuse a standard
+    group's name. Every group's ``attrs`` name ``inference_library`` (``"bayesphys"``) and
+    ``inference_library_version``, as ArviZ's converters do (no creation time: the same inputs give
+    the same file). Tensors are detached and copied to the CPU here, and only here; arrays are
+    copied too, so the result shares no memory with its inputs (an edit of either leaves the other
+    alone).
     """
     coords = _mapping("coords", coords)
     dims = _mapping("dims", dims)

@@ -2,8 +2,9 @@ r"""Accuracy and calibration metrics shared by every component.
 
 All functions take torch tensors (any device) and return tensors on that device, reducing over
 all dimensions unless ``dim`` is given; a second tensor on another device than the first
-(``truth`` beside ``pred``, ``y`` beside ``mean`` or the draws) is moved to the first's. A reducing metric refuses (``ValueError``) inputs with
-no element, whose mean would be NaN, and a ``dim`` outside its input.
+(``truth`` beside ``pred``, ``y`` beside ``mean`` or the draws) is moved to the first's. A reducing
+metric refuses (``ValueError``) inputs with no element, whose mean would be NaN, and a ``dim``
+outside its input.
 
 =========================  ==================================================================
 ``relative_l2``            :math:`\lVert \hat u - u\rVert_2 / \lVert u\rVert_2`
@@ -373,10 +374,10 @@ def calibration_curve(
     r"""Observed coverage of central intervals at nominal ``levels``.
 
     ``posterior_or_samples`` is a :class:`~bayesphys.Posterior` (its ``interval``) or finite
-    draws ``[S, *shape]`` (empirical quantiles, in float32 at least). Returns ``(nominal, observed)``, each ``[L]``.
-    With draws, the interpolated empirical quantiles of ``S`` draws under-cover a calibrated
-    posterior by about :math:`2\,\mathrm{level}/(S + 1)` (e.g. 0.82 instead of 0.9 at
-    ``S = 19``); use many draws, or
+    draws ``[S, *shape]`` (empirical quantiles, in float32 at least). Returns
+    ``(nominal, observed)``, each ``[L]``. With draws, the interpolated empirical quantiles of ``S``
+    draws under-cover a calibrated posterior by about :math:`2\,\mathrm{level}/(S + 1)` (e.g. 0.82
+    instead of 0.9 at ``S = 19``); use many draws, or
     :func:`bayesphys.diagnostics.coverage.central_coverage`, which accounts for ``S``.
     """
     from ._posterior_args import _check_levels

@@ -175,7 +175,10 @@ def run_one(
             else f"; last iterate kept (lowest objective {last:.6g})"
         )
     if not m.can_eliminate and method == "GP-HM":
-        note += "; no exact eliminator for this operator: U optimised jointly (paper style) with our init"
+        note += (
+            "; no exact eliminator for this operator: U optimised jointly (paper style) "
+            "with our init"
+        )
     return bench_row(
         problem,
         label or method,

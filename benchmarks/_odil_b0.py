@@ -106,7 +106,7 @@ first = run(state)
 state = fresh()
 second = run(state)
 print(json.dumps({"coeff": [float(v) for v in np.array(dom.field(state, "coeff"))], "seconds": second, "seconds_first": first}))
-"""
+"""  # noqa: E501
 
 
 def run_odil_package(n: int) -> dict | None:
@@ -172,7 +172,9 @@ def bench_b0(quick: bool, device) -> list[dict]:
                     "odil-package",
                     {},
                     setting={"grid": f"{n}x{n}"},
-                    note="odil not available (set BAYESPHYS_ODIL_PYTHON to a Python with odil + jax)",
+                    note=(
+                        "odil not available (set BAYESPHYS_ODIL_PYTHON to a Python with odil + jax)"
+                    ),
                 )
             )
         elif "error" in pk:

@@ -63,7 +63,8 @@ def bench_b1_b4(quick: bool, device) -> list[dict]:
                     "seconds": 30.0,
                 },
             },
-            note=f"max rel_err_l {max(acc['rel_err_l']):.3f}, max rel_err_v {max(acc['rel_err_v']):.3f}; "
+            note=f"max rel_err_l {max(acc['rel_err_l']):.3f}, "
+            f"max rel_err_v {max(acc['rel_err_v']):.3f}; "
             "Dice@10% of the MAP forward map vs truth; reduced-space LM + tangent-linear Jacobian",
         ),
     ]

@@ -61,7 +61,7 @@ Besides the printed tables, every run writes their rows to
 ``recal``), with the
 command, date, seed, repetitions and wall time; ``--table RESULTS_JSON`` prints a results
 file's rows.
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -284,7 +284,8 @@ def main(argv: list[str] | None = None) -> Path:
         cases = [c for c in cases if CASES[c][0] >= 2]
         if not cases:
             ap.error(
-                f"--case: --{joint_table.replace('_', '-')} needs a K >= 2 posterior, received {args.case}"
+                f"--case: --{joint_table.replace('_', '-')} needs a K >= 2 posterior, received "
+                f"{args.case}"
             )
     t0 = time.perf_counter()
     rows: list[dict] = []

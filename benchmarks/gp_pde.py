@@ -1,23 +1,24 @@
-"""Benchmark of the GP-HM solver (Fang et al., ICLR 2024) on its PDE set: ``bayesphys bench gp_pde``.
+"""Benchmark of the GP-HM solver (Fang et al., ICLR 2024) on its PDE set:
+``bayesphys bench gp_pde``.
 
 For every problem two methods: ``GP-HM-ref-settings`` (the paper's objective and settings: U a
 free parameter, Adam lr 0.01, Q = 30, linspace frequency init; run for a time budget, far fewer
 than the paper's 1e5-3e6 steps; on the same collocation grid as ``GP-HM``, which for
-advection is 400^2 where the paper used 200^2) and ``GP-HM`` (ours: U eliminated exactly, periodogram init,
-cosine-decayed Adam on the hyperparameters). Metrics: ``rel_l2`` (of the iterate the fit
-returns, 300 / 300^2 test grid: GP-HM the lowest-objective one, ``GPPDESolver.fit(keep_best)``,
-the paper-settings rows their last one, setting ``iterate``), ``rel_l2_best`` (minimum over
-evaluation checkpoints and the returned iterate, selected on the test set as the reference
-code does -- labelled as such), ``coverage95`` (posterior 95% interval coverage of
-the exact solution on the 300-point test grid in 1-D, on a uniform 40 x 40 grid over the
-same box in 2-D, not the 300^2 error grid), ``seconds``, ``steps``, ``peak_mem_mb`` (the row's peak resident size; Linux resets the
-process's peak before each row, elsewhere it is the process's running maximum -- and so were
-the rows committed before 2026-12-01). The rows finished so far are written after each one to
-``gp_pde.partial.json`` (``"partial": true``; in ``--out``, else the temporary folder), which
-a run cut short leaves, naming it, and a completed run removes. To finish such a run, copy it
-as ``gp_pde.json`` into a folder DIR of its own (the copy replaces a results file there) and
-rerun the problems not finished with the run's other options and ``--only ... --merge --out
-DIR``: DIR then holds the whole table.
+advection is 400^2 where the paper used 200^2) and ``GP-HM`` (ours: U eliminated exactly,
+periodogram init, cosine-decayed Adam on the hyperparameters). Metrics: ``rel_l2`` (of the iterate
+the fit returns, 300 / 300^2 test grid: GP-HM the lowest-objective one,
+``GPPDESolver.fit(keep_best)``, the paper-settings rows their last one, setting ``iterate``),
+``rel_l2_best`` (minimum over evaluation checkpoints and the returned iterate, selected on the test
+set as the reference code does -- labelled as such), ``coverage95`` (posterior 95% interval coverage
+of the exact solution on the 300-point test grid in 1-D, on a uniform 40 x 40 grid over the
+same box in 2-D, not the 300^2 error grid), ``seconds``, ``steps``, ``peak_mem_mb`` (the row's peak
+resident size; Linux resets the process's peak before each row, elsewhere it is the process's
+running maximum -- and so were the rows committed before 2026-12-01). The rows finished so far are
+written after each one to ``gp_pde.partial.json`` (``"partial": true``; in ``--out``, else the
+temporary folder), which a run cut short leaves, naming it, and a completed run removes. To finish
+such a run, copy it as ``gp_pde.json`` into a folder DIR of its own (the copy replaces a results
+file there) and rerun the problems not finished with the run's other options and
+``--only ... --merge --out DIR``: DIR then holds the whole table.
 """
 
 from __future__ import annotations
@@ -121,7 +122,10 @@ def scaling_rows(sizes: list[int], dense_max: int, device) -> list[dict]:
                     setting={"n": n, "M": n * n},
                     note=None
                     if n != sizes[-1]
-                    else f"largest n in 24 GiB: kron ~{int((gib24 / (8 * 38)) ** 0.5)}, dense ~{int((gib24 / 40) ** 0.25)} (memory model)",
+                    else (
+                        f"largest n in 24 GiB: kron ~{int((gib24 / (8 * 38)) ** 0.5)}, "
+                        f"dense ~{int((gib24 / 40) ** 0.25)} (memory model)"
+                    ),
                 )
             )
             print(

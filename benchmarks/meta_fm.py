@@ -9,7 +9,8 @@ is the predictive one (members' disagreement plus the prediction's own sampling 
 ``spearman_epistemic`` gives the Spearman of the members' disagreement alone.
 
     python benchmarks/meta_fm.py --quick --jobs 2 --out /tmp/mfm   # CPU-sized, 6-12 min on 2 cores
-    python benchmarks/meta_fm.py --jobs 2       # fuller run, ~1 h on 2 cores, writes benchmarks/results
+    python benchmarks/meta_fm.py --jobs 2       # fuller run, ~1 h on 2 cores, writes
+                                                # benchmarks/results
     python benchmarks/meta_fm.py --problems B2 --steps 10000 --merge
                                 # rerun one problem with its own settings, keep the others' rows
 """

@@ -70,9 +70,9 @@ TF_10_STEPS = {
     "steps_per_second": 1 / TF_SEC_PER_STEP,
 }
 SRC_TF = "reference TF code (phys-rgnp), run here: anchor sec. 3.4"
-#: the reference TF code run side by side on this machine (recipe: docs/neural_process_notes.md, "Side
-#: by side with the reference code"): seconds per step after the first (tracing) step of 400-step
-#: P1 runs with the notebook's thread settings set to 1 or 2, nothing else running
+#: the reference TF code run side by side on this machine (recipe: docs/neural_process_notes.md,
+#: "Side by side with the reference code"): seconds per step after the first (tracing) step of
+#: 400-step P1 runs with the notebook's thread settings set to 1 or 2, nothing else running
 TF_SIDE_BY_SIDE = {1: 0.1961, 2: 0.1186}
 SRC_TF_SBS = "reference TF code run side by side here (docs/neural_process.md), batch 50"
 KEYS = (

@@ -34,9 +34,9 @@ refine=2)``, as B6 builds its own, seed 7); ``--offsets`` takes ``sx,sy;...`` (e
         --offsets "0,0;1,2;2,1;3,3" --name odil_b6_offsets_seeds  # 6.4 min
 
 (times on one thread; the 1 mm fit, most of each offset's time, comes out the same at every
-offset: a whole-voxel shift moves the 1 mm problem, not its solution). Writes ``benchmarks/results/odil_b6_offsets.json`` (``--name`` to
-change it); ``--smoke`` fits two offsets at 2 and 4 mm into a temporary folder;
-``--table RESULTS_JSON`` prints a results file's table.
+offset: a whole-voxel shift moves the 1 mm problem, not its solution). Writes
+``benchmarks/results/odil_b6_offsets.json`` (``--name`` to change it); ``--smoke`` fits two offsets
+at 2 and 4 mm into a temporary folder; ``--table RESULTS_JSON`` prints a results file's table.
 """
 
 from __future__ import annotations

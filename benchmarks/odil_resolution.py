@@ -28,7 +28,8 @@ Patients: ``synthetic_patient(seed, phantom=brain_phantom(128, 1.0), refine=2)``
     python benchmarks/odil_resolution.py --model-errors "" --sigma-pde 3e-4,1e-3,3e-3,1e-2 \
         --resolutions 4 --name odil_resolution_joint       # ~25 min on one thread
 
-Writes ``benchmarks/results/odil_resolution.json`` (``--name`` to change it); ``--table RESULTS_JSON`` prints its table.
+Writes ``benchmarks/results/odil_resolution.json`` (``--name`` to change it);
+``--table RESULTS_JSON`` prints its table.
 """
 
 from __future__ import annotations

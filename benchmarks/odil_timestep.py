@@ -41,7 +41,8 @@ DEFAULT_CONFIGS = (
     "4:1:euler:euler-own:0.05,"  # B3 up to 2026-11-28: errors of truth and fit partly cancel
     "4:1:euler:strang:0.05,"  # the same Euler fit against an accurate truth
     "4:1:strang:strang:0.05,"  # Strang fit (the default now) against the accurate truth
-    "1:1:strang:strang:0.05,"  # truth = the fit's own discrete model: what is left is not time steps
+    "1:1:strang:strang:0.05,"  # truth = the fit's own discrete model: what is left is not
+    # time steps
     "4:4:strang:strang:0.05,"  # 4x the fit's steps
     "4:1:strang:strang:0.04,"
     "4:1:strang:strang:0.03"

@@ -6,10 +6,10 @@ benchmark's test sets (50 functions per test parameter, seed 10 000) with the ch
 the default gate (a discrepancy only where the inferred parameter lies more than 2 sd outside
 the training range, with the default floor of one residual's resolution) at kernel lengths of
 2.5 %, 5 % (the default) and 10 % of the domain, the default gate without the floor (the
-maximum-likelihood estimate alone, 5 %), and without the gate (every function, 5 %): MSE, LL, 90 % coverage and CRPS, before (``ANP`` /
-``GP``) and after the update (``ProbConserv-*``), and the share of test functions that get a
-discrepancy. ``kappa`` and the gate's margin do not depend on the length, the floor or the
-gate, so each model is calibrated once.
+maximum-likelihood estimate alone, 5 %), and without the gate (every function, 5 %): MSE, LL, 90 %
+coverage and CRPS, before (``ANP`` / ``GP``) and after the update (``ProbConserv-*``), and the share
+of test functions that get a discrepancy. ``kappa`` and the gate's margin do not depend on the
+length, the floor or the gate, so each model is calibrated once.
 
     python benchmarks/probconserv.py --threads 1 --save-models DIR     # trains, ~40 min
     python benchmarks/probconserv_mass_check.py --models DIR           # ~5 min, 1 thread

@@ -1,4 +1,5 @@
-"""Step 2 on the ANP's latent mixture: one update after moment matching vs the reference's update per draw.
+"""Step 2 on the ANP's latent mixture: one update after moment matching vs the reference's update
+per draw.
 
 ProbConserv's reference code (Hansen et al., ICML 2023) conditions **each latent draw's**
 diagonal Gaussian :math:`N(\\mu_s, \\operatorname{diag}\\sigma_s^2)` on the mass and then
@@ -12,8 +13,8 @@ scalar variance scale as the benchmark's ``-diag`` rows (``calibrate(objective="
 context seed 10 000, the 201-point slice at the table time): MSE, LL, 90 % coverage (also
 ``_raw``, with no variance scale: the reference's own setting), CRPS, the largest |CE|, and
 for Stefan the shock position (``benchmarks/_probconserv_scoring.py::shock_metrics``, the
-reference definition; 500 draws; columns ``shock_*``). ``mixture-ref-sampling`` (Stefan shock only): the shock
-positions drawn as the reference draws them, from :math:`N(\\tilde\\mu, \\frac1S\\sum_s
+reference definition; 500 draws; columns ``shock_*``). ``mixture-ref-sampling`` (Stefan shock only):
+the shock positions drawn as the reference draws them, from :math:`N(\\tilde\\mu, \\frac1S\\sum_s
 \\tilde\\Sigma_s)` with no variance scale and without the spread of the updated means.
 
     python benchmarks/probconserv.py --save-models DIR --out DIR      # trains (~35 min)

@@ -1,4 +1,5 @@
-"""Glioma inverse problem (see bayesphys/examples/glioma.py); ``python examples/glioma.py --smoke``."""
+"""Glioma inverse problem (see bayesphys/examples/glioma.py);
+``python examples/glioma.py --smoke``."""
 
 import runpy
 

@@ -1,4 +1,5 @@
-"""Diffusivity of a Poisson problem from noisy data with the GP-HM solver (see bayesphys/examples/gp_pde_inverse.py)."""
+"""Diffusivity of a Poisson problem from noisy data with the GP-HM solver (see
+bayesphys/examples/gp_pde_inverse.py)."""
 
 import runpy
 

@@ -1,4 +1,5 @@
-"""Poisson coefficient field from noisy sensors: ``python examples/poisson_coefficient.py --smoke``."""
+"""Poisson coefficient field from noisy sensors:
+``python examples/poisson_coefficient.py --smoke``."""
 
 import runpy
 

@@ -205,8 +205,8 @@ def test_main_called_from_python_gives_back_the_callers_seeds_and_threads(tmp_pa
 
 def test_main_from_python_forks_the_cuda_generators_when_cuda_is_initialised(monkeypatch):
     """It forked the CPU generator only: a ``demo --device cuda`` called from Python reseeded
-    the caller's CUDA streams and kept them. Simulated (with or without a GPU): the generators forked
-    are those of every device once CUDA is initialised, none before."""
+    the caller's CUDA streams and kept them. Simulated (with or without a GPU): the generators
+    forked are those of every device once CUDA is initialised, none before."""
     import contextlib
 
     import torch

@@ -192,7 +192,10 @@ def test_an_unknown_dtype_name_lists_what_a_single_or_double_model_takes(name):
 
     with pytest.raises(
         ValueError,
-        match=rf"^dtype: unknown dtype '{name}' \(expected torch.float32 or torch.float64\) \(why\)$",
+        match=(
+            rf"^dtype: unknown dtype '{name}' \(expected torch.float32 or torch.float64\) "
+            r"\(why\)$"
+        ),
     ):
         single_or_double(name, "why")
     assert single_or_double("float32") is torch.float32

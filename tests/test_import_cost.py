@@ -12,7 +12,10 @@ HEAVY = ("xarray", "pandas", "arviz", "matplotlib", "gpytorch", "pyro", "ot", "h
 
 
 def test_import_bayesphys_loads_no_heavy_library():
-    code = f"import json, sys, bayesphys; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    code = (
+        "import json, sys, bayesphys; "
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
     )

@@ -82,10 +82,10 @@ def write_results(
     ``benchmarks/results``) and return its path. ``update_docs`` (default: ``out is None``)
     also regenerates the component's table in ``docs/benchmarks.md``: a run given ``out``
     leaves the docs alone. Numpy and torch values are written as the numbers they hold, a
-    non-finite number as the string ``"nan"``, ``"inf"`` or ``"-inf"`` (:func:`results_json`); the docs table is rendered from what
-    the file holds, so rendering the file again gives the same table. A write that fails
-    (``OSError``: a read-only or full disk, a file where the folder should be) raises an
-    ``OSError`` naming a temporary file that holds the results instead.
+    non-finite number as the string ``"nan"``, ``"inf"`` or ``"-inf"`` (:func:`results_json`); the
+    docs table is rendered from what the file holds, so rendering the file again gives the same
+    table. A write that fails (``OSError``: a read-only or full disk, a file where the folder should
+    be) raises an ``OSError`` naming a temporary file that holds the results instead.
 
     The header also records ``"threading"`` (:func:`threading_info`: torch's thread count and
     the thread-count variables set), unless ``extra`` gives its own, and ``"machine"``

@@ -73,8 +73,9 @@ def run_script_tasks(
     that is a list of rows extending them; an ablation script's ``--table`` prints them), which
     the error names; the pool is released. Its ``"command"`` is :func:`recorded_command` of
     ``argv``, the arguments the script parsed (default: this process's ``sys.argv[1:]``; a
-    script's ``main(argv)`` passes its own); ``argv`` is not passed to ``func``. A rerun of the failed tasks alone (a script's
-    ``--seeds`` ...) writes its own results file: the two are not merged.
+    script's ``main(argv)`` passes its own); ``argv`` is not passed to ``func``. A rerun of the
+    failed tasks alone (a script's ``--seeds`` ...) writes its own results file: the two are not
+    merged.
     """
     import functools
 

@@ -3,9 +3,9 @@ r"""The shared core's conjugate linear-Gaussian family, as an SBC simulator.
 Prior :math:`u \sim \mathcal N(0, K)` on ``n = 101`` grid points of ``[0, 1]`` with the
 squared-exponential kernel :math:`K_{ij} = \exp(-(x_i-x_j)^2 / 2\ell^2)`, :math:`\ell = 0.08`;
 data :math:`y = u[\mathrm{idx}] + \varepsilon`, :math:`\varepsilon \sim \mathcal N(0, 0.1^2 I)`
-at the ``m = 30`` sensors of :func:`bayesphys.problems.linear_gaussian.linear_gaussian_problem`. The exact
-posterior (:func:`bayesphys.problems.linear_gaussian.posterior_for`) makes SBC ranks exactly uniform;
-``inflate < 1`` scales its standard deviations (overconfident), ``shift`` moves its mean by
+at the ``m = 30`` sensors of :func:`bayesphys.problems.linear_gaussian.linear_gaussian_problem`. The
+exact posterior (:func:`bayesphys.problems.linear_gaussian.posterior_for`) makes SBC ranks exactly
+uniform; ``inflate < 1`` scales its standard deviations (overconfident), ``shift`` moves its mean by
 ``shift`` posterior standard deviations (biased) — deliberately wrong posteriors for tests.
 """
 

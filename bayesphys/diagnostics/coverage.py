@@ -24,10 +24,10 @@ Given ``truth [N, K]`` and posterior draws ``draws [N, L, K]`` of ``K`` scalar s
   :math:`f_i = (\#\{j : \lVert\theta_{ij}-\theta^r_i\rVert < \lVert\theta_i-\theta^r_i\rVert\}
   + V_i)/(L+1)`, :math:`V_i \sim U(0,1)` (randomised like the SBC PIT, ties between the
   distances broken at random, so that it is exactly uniform under calibration; Lemos et al. use
-  the fraction over :math:`L`), and :math:`\mathrm{ECP}(\alpha) = \frac1N\#\{i : f_i < \alpha\}`. A calibrated posterior gives
-  :math:`\mathrm{ECP}(\alpha) = \alpha` and :math:`f_i \sim U(0,1)`. We report
-  :math:`\mathrm{ATC} = \int_{1/2}^{1} (\mathrm{ECP}(\alpha) - \alpha)\, d\alpha` (sbi's ATC is the
-  same sum over its histogram grid without the :math:`d\alpha`) and a KS p-value of the
+  the fraction over :math:`L`), and :math:`\mathrm{ECP}(\alpha) = \frac1N\#\{i : f_i < \alpha\}`. A
+  calibrated posterior gives :math:`\mathrm{ECP}(\alpha) = \alpha` and :math:`f_i \sim U(0,1)`. We
+  report :math:`\mathrm{ATC} = \int_{1/2}^{1} (\mathrm{ECP}(\alpha) - \alpha)\, d\alpha` (sbi's ATC
+  is the same sum over its histogram grid without the :math:`d\alpha`) and a KS p-value of the
   :math:`f_i` against U(0,1). ATC < 0 signals overconfidence, ATC > 0 underconfidence; a
   biased posterior makes ECP cross the diagonal, which the KS p-value detects even where the
   ATC stays small;
@@ -110,8 +110,8 @@ def hdi_pit(truth: Tensor, draws: Tensor, *, seed: int = 0, max_sizes: int = 100
     s = pool.sort(1).values
     # int32 and updated in place (int64 and a new tensor per run size peaked at 17x the draws)
     depth = torch.full(pool.shape, n, dtype=torch.int32, device=pool.device)
-    # every run size up to L = max_sizes + 1, else max_sizes sizes (the cost is O(N L K) per size; any fixed
-    # set of sizes keeps the depth symmetric, so the rank stays exact, only coarser)
+    # every run size up to L = max_sizes + 1, else max_sizes sizes (the cost is O(N L K) per size;
+    # any fixed set of sizes keeps the depth symmetric, so the rank stays exact, only coarser)
     sizes = (
         range(2, n)
         if n <= max_sizes + 2

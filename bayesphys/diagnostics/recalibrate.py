@@ -8,9 +8,9 @@ trained on, and both evaluated on a *further* held-out set whose coverage is rep
   quantiles scale about the mean. ``method="zscore"`` takes
   :math:`s^2 = \overline{z^2}` with :math:`z = (u - \mu)/\sigma` over all held-out points
   (the Gaussian maximum-likelihood scale); ``method="conformal"`` takes
-  :math:`s = \hat q_{\lceil (n+1)\alpha\rceil/n}(|z|) / \Phi^{-1}((1+\alpha)/2)`, the split-conformal
-  scale that makes the central :math:`\alpha` interval cover at least :math:`\alpha` of
-  exchangeable new points (a ``ValueError`` when :math:`\lceil (n+1)\alpha\rceil > n`, e.g.
+  :math:`s = \hat q_{\lceil (n+1)\alpha\rceil/n}(|z|) / \Phi^{-1}((1+\alpha)/2)`, the
+  split-conformal scale that makes the central :math:`\alpha` interval cover at least :math:`\alpha`
+  of exchangeable new points (a ``ValueError`` when :math:`\lceil (n+1)\alpha\rceil > n`, e.g.
   fewer than 9 scores at :math:`\alpha = 0.9`: no finite scale has that guarantee). The
   guarantee is exact for a base whose central interval is :math:`\mu \pm
   \Phi^{-1}((1+\alpha)/2)\,\sigma` (Gaussian); for an empirical base with ``L`` draws the

@@ -60,8 +60,8 @@ def _check_draws_truth(
 def standardised_residuals(draws: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     r"""Held-out :math:`z_i = (t_i - \bar x_i)/(c_L\,\mathrm{sd}(x_i))` of one summary:
     ``draws [N, L]`` (``N >= 1``, ``L >= 2``), ``truth [N]`` (floating point, finite) -> ``[N']``
-    (problems whose draws have zero spread are left out), with :math:`c_L = \sqrt{(L+1)(L-1)/(L(L-3))}` for ``L > 3`` and
-    :math:`c_L = 1` otherwise.
+    (problems whose draws have zero spread are left out), with
+    :math:`c_L = \sqrt{(L+1)(L-1)/(L(L-3))}` for ``L > 3`` and :math:`c_L = 1` otherwise.
 
     :math:`\bar x` and :math:`\mathrm{sd}(x)` are estimated from the ``L`` draws, so even an
     exactly calibrated Gaussian posterior gives

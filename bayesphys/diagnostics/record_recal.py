@@ -363,8 +363,8 @@ def recalibrated_rows(
             },
             note=(
                 f"{method} recalibration per summary ({extra}) fitted on {n_fit} held-out "
-                f"simulations (seed {offset_seed(seed, 1000)}), evaluated on the {base.record.n_sims} "
-                f"simulations of the row '{base.method}'"
+                f"simulations (seed {offset_seed(seed, 1000)}), evaluated on the "
+                f"{base.record.n_sims} simulations of the row '{base.method}'"
             ),
         )
         row["result"] = res

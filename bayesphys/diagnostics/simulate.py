@@ -376,7 +376,8 @@ def simulate_and_infer(
     if summaries is not None:
         if not isinstance(summaries, Mapping):
             raise TypeError(
-                f"summaries: expected a dict {{name: callable}}, received {type(summaries).__name__}"
+                "summaries: expected a dict {name: callable}, received "
+                f"{type(summaries).__name__}"
             )
         if not summaries:
             raise ValueError("summaries: expected at least one summary, received an empty dict")

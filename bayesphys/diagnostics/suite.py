@@ -1,9 +1,9 @@
 r"""``bayesphys calibrate COMPONENT [--quick]``: the per-component calibration run.
 
 For ``core`` the suite runs the conjugate linear-Gaussian family of
-:mod:`bayesphys.problems.linear_gaussian` (exact posterior, so SBC ranks are exactly uniform), a deliberately
-overconfident version of it (standard deviations halved) and that version after variance
-recalibration fitted on held-out simulations. For a component it imports
+:mod:`bayesphys.problems.linear_gaussian` (exact posterior, so SBC ranks are exactly uniform), a
+deliberately overconfident version of it (standard deviations halved) and that version after
+variance recalibration fitted on held-out simulations. For a component it imports
 ``bayesphys/<component>/_calibration.py`` and calls its hook::
 
     def calibrate_rows(quick: bool, seed: int) -> list[dict]

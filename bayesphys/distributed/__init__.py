@@ -5,8 +5,9 @@
   (faults recorded, results written as they finish, reruns resume).
 * :mod:`bayesphys.distributed.ddp` holds small ``torch.distributed`` helpers for data-parallel
   training launched by ``torchrun`` (gloo on CPU, nccl on CUDA);
-  :class:`~bayesphys.distributed.GradientSync` (defined in the shared core) brings the same gradient averaging
-  into the neural components' own ``fit`` loops (``RandomGridNP``, ``ProbConserv``, ``MetaFlowMatching``).
+  :class:`~bayesphys.distributed.GradientSync` (defined in the shared core) brings the same gradient
+  averaging into the neural components' own ``fit`` loops (``RandomGridNP``, ``ProbConserv``,
+  ``MetaFlowMatching``).
 
 Ray and Dask are optional (``pip install "bayesphys[distributed]"``) and imported only when
 asked for. The layering (vectorise first, then processes, then DDP, then a cluster engine)

@@ -62,7 +62,8 @@ class DistContext:
         _check_group_backend(self.backend)
         if not isinstance(self.initialized_here, bool):
             raise TypeError(
-                f"initialized_here: expected a bool, received {type(self.initialized_here).__name__}"
+                "initialized_here: expected a bool, received "
+                f"{type(self.initialized_here).__name__}"
             )
         for name, value in (
             ("rank", rank),

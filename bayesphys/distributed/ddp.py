@@ -205,8 +205,8 @@ def train_ddp(
     ``2**64``, as torch reads it: ``-1`` and ``2**64 - 1`` are one run), ``config`` (compared
     key by key with the types of the values: a list and a tuple of the same numbers differ, as
     do tensors of two dtypes; leave out of it what may change between resumes, such as the
-    number of epochs) and the optimizer (its class and the hyperparameters of its parameter groups, e.g.
-    ``lr``; a resumed optimizer would otherwise keep the saved ones without a word). Any
+    number of epochs) and the optimizer (its class and the hyperparameters of its parameter groups,
+    e.g. ``lr``; a resumed optimizer would otherwise keep the saved ones without a word). Any
     difference is refused with a ``ValueError`` naming each setting, saved and now, before
     any process group or model is set up (the optimizer's once it is built, before any step);
     ``resume=False`` or another ``checkpoint`` path starts afresh. ``epochs`` may differ (a

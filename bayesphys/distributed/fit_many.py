@@ -203,9 +203,9 @@ def fit_many(
     seed: base seed; problem ``i`` uses ``s_i = problem_seed(seed, i)`` for the
         torch/numpy/python RNGs before ``build`` (and ``build(problem, seed=s_i)``); the exported
         draws use ``stream_seed(s_i, "fit_many/export")``, a stream of their own (with ``s_i``
-        itself their normals were the numbers ``build`` / ``fit`` drew). ``None`` draws a random 32-bit base
-        seed. Either way it is recorded as ``result.seed``, in the table column ``base_seed``
-        and in each ``<id>.json``; passing it back as ``seed=`` reproduces the run.
+        itself their normals were the numbers ``build`` / ``fit`` drew). ``None`` draws a random
+        32-bit base seed. Either way it is recorded as ``result.seed``, in the table column
+        ``base_seed`` and in each ``<id>.json``; passing it back as ``seed=`` reproduces the run.
     threads_per_worker: torch/OpenMP/BLAS threads in each task (``None``: leave as is).
     max_workers: size of pools/clusters started here (default: all cores).
     num_samples, num_chains, name: passed to ``Posterior.to_inference_data`` (default 200,

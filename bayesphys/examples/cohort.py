@@ -1,13 +1,14 @@
-r"""A cohort of small inverse problems fitted in parallel with :func:`bayesphys.distributed.fit_many`.
+r"""A cohort of small inverse problems fitted in parallel with
+:func:`bayesphys.distributed.fit_many`.
 
 Each synthetic "patient" :math:`k` has a field
 :math:`u_k(x) = a_k \sin(2\pi x + \varphi_k) + b_k \sin(6\pi x)` on ``n`` grid points and
 ``m`` noisy sensors :math:`y_k = u_k(x_{idx}) + \varepsilon`, :math:`\varepsilon \sim
 \mathcal N(0, \sigma^2 I)`. The model (:class:`LinearGaussianModel`) fits the GP lengthscale by
 type-II maximum likelihood (``fit``) and returns the exact Gaussian posterior over the grid
-(``posterior``, :func:`bayesphys.problems.linear_gaussian.posterior_for`). ``fit_many`` stacks the cohort into
-one InferenceData with a ``patient`` dimension; the summary reports accuracy and 95 % coverage
-per patient and across the cohort.
+(``posterior``, :func:`bayesphys.problems.linear_gaussian.posterior_for`). ``fit_many`` stacks the
+cohort into one InferenceData with a ``patient`` dimension; the summary reports accuracy and 95 %
+coverage per patient and across the cohort.
 
 The model is looked up in :data:`MODELS` (``--model``): ``linear-gaussian`` (the core problem,
 default) or ``glioma`` (the ODIL Fisher-Kolmogorov model, :class:`bayesphys.odil.GliomaModel`,

@@ -41,7 +41,8 @@ __all__ = ["DESCRIPTION", "heat_data", "make_model", "mse_loss", "main"]
 
 
 def heat_data(n: int, *, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs ``[n, 3]`` = (x, t, kappa) uniform on [0,1] x [0,0.5] x [0.1,1]; targets ``[n, 1]``."""
+    """Inputs ``[n, 3]`` = (x, t, kappa) uniform on [0,1] x [0,0.5] x [0.1,1]; targets
+    ``[n, 1]``."""
     gen = torch.Generator().manual_seed(seed)
     z = torch.rand(n, 3, generator=gen)
     z[:, 1] *= 0.5

@@ -8,7 +8,7 @@ infiltration length ell, front speed v), and writes the posterior tumour-cell ma
 and a radiotherapy plan from the posterior (iso-volumetric with the standard 1.5 cm margin) to
 ``OUT/glioma.png`` plus InferenceData to ``OUT/glioma.nc``. ``--foci 3`` simulates a three-focal
 tumour (GliODIL's multi-focal recipe) and lets the Laplace evidence choose 1-3 model foci.
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> dict:
     tr = r["truth"]
     print("truth:", _truth_line(tr, r["foci"]))
     print(
-        f"rel. error ell {r['rel_err_l']:.3f}, v {r['rel_err_v']:.3f}, focus {r['focus_err_mm']:.2f} mm; "
+        f"rel. error ell {r['rel_err_l']:.3f}, v {r['rel_err_v']:.3f}, focus "
+        f"{r['focus_err_mm']:.2f} mm; "
         f"recurrence coverage: posterior plan {r['rt_coverage_model']:.3f} vs 15 mm margin "
         f"{r['rt_coverage_standard']:.3f}; {r['seconds']:.1f} s"
     )

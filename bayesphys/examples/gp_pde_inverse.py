@@ -15,8 +15,8 @@ Model: :math:`D\,u''(x) = f(x)` on :math:`[0, 1]`, :math:`u(0) = u(1) = 0`, know
 3. Given each draw of :math:`D`, the field is drawn from its Gaussian conditional on :math:`y`.
 
 Outputs: ``gp_pde_inverse.nc`` (ArviZ: ``D`` and ``u`` draws, observed ``y``, posterior
-predictive), ``gp_pde_inverse.png`` (the field's 95 % band, against the exact solution too, and the grid
-posterior density of :math:`D` with its draws).
+predictive), ``gp_pde_inverse.png`` (the field's 95 % band, against the exact solution too, and the
+grid posterior density of :math:`D` with its draws).
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> dict:
     n = 48 if args.smoke else 96
     if args.n_obs > n - 2:
         ap.error(
-            f"argument --n-obs: expected at most {n - 2} (interior grid points), received {args.n_obs}"
+            f"argument --n-obs: expected at most {n - 2} (interior grid points), received "
+            f"{args.n_obs}"
         )
 
     import matplotlib.pyplot as plt

@@ -8,7 +8,8 @@ import torch
 
 
 def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[dict]:
-    """Fit ``poisson1d-sin100`` (N = 400, Q = 30) for 40 steps; write ``gp_pde.nc`` and ``gp_pde.png``.
+    """Fit ``poisson1d-sin100`` (N = 400, Q = 30) for 40 steps; write ``gp_pde.nc`` and
+    ``gp_pde.png``.
 
     Returns rows for the relative L2 error (target <= 1e-5, issue 3) and the 95% coverage.
     """

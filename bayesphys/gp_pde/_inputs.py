@@ -333,7 +333,8 @@ def eval_on_grid(name: str, value, axes: list[Tensor], *, finite: bool = True) -
 
 
 def periodogram_peaks(f: Tensor, x: Tensor, dim: int, q: int, pad: int = 8) -> Tensor:
-    r"""Up to ``q`` frequencies (cycles per unit) of the largest periodogram peaks of ``f`` along ``dim``.
+    r"""Up to ``q`` frequencies (cycles per unit) of the largest periodogram peaks of ``f`` along
+    ``dim``.
 
     Hann window, ``pad``-fold zero padding, power summed over the other dimensions; peaks
     sorted by power. On an unevenly spaced axis (e.g. Chebyshev points) ``f`` is first

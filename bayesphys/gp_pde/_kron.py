@@ -17,7 +17,8 @@ __all__ = ["mode_apply", "kron_apply", "faces", "face_values", "scatter_faces", 
 
 
 def mode_apply(a: Tensor, u: Tensor, j: int) -> Tensor:
-    r"""Mode-``j`` product :math:`U \times_j A`: ``a`` ``[p, n]`` maps axis ``j`` of ``u`` (size ``n``) to ``p``.
+    r"""Mode-``j`` product :math:`U \times_j A`: ``a`` ``[p, n]`` maps axis ``j`` of ``u`` (size
+    ``n``) to ``p``.
 
     ``j`` is an axis of ``u`` itself, counted from its first dim, batch dims included (for
     ``u`` ``[*batch, n_1..n_d]`` grid dim ``k`` is ``j = len(batch) + k``, as
@@ -64,7 +65,8 @@ def face_values(u: Tensor, shape: tuple[int, ...]) -> Tensor:
 
 
 def scatter_faces(e: Tensor, shape: tuple[int, ...]) -> Tensor:
-    """Adjoint of :func:`face_values`: ``[*batch, N_b]`` -> ``[*batch, *shape]`` (sums at corners)."""
+    """Adjoint of :func:`face_values`: ``[*batch, N_b]`` -> ``[*batch, *shape]`` (sums at
+    corners)."""
     lead = e.shape[:-1]
     out = torch.zeros(*lead, *shape, dtype=e.dtype, device=e.device)
     nb = len(lead)

@@ -30,9 +30,11 @@ if TYPE_CHECKING:
     from .model import GPPDESolver
 
 METHODS = ("gp-hm", "ref")
-"""``method`` of :class:`GPPDESolver`: ``"gp-hm"`` (ours: the field eliminated exactly at every step) and ``"ref"`` (the paper's settings: the field a free parameter optimised with the kernel)."""
+"""``method`` of :class:`GPPDESolver`: ``"gp-hm"`` (ours: the field eliminated exactly at every
+step) and ``"ref"`` (the paper's settings: the field a free parameter optimised with the kernel)."""
 NONLINEAR_SOLVERS = ("picard", "gauss-newton")
-"""``nonlinear_solver`` of :class:`GPPDESolver` (2-D Allen-Cahn): ``"picard"`` and ``"gauss-newton"``."""
+"""``nonlinear_solver`` of :class:`GPPDESolver` (2-D Allen-Cahn): ``"picard"`` and
+``"gauss-newton"``."""
 
 
 def checked_args(

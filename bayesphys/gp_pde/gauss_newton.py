@@ -1,4 +1,5 @@
-r"""Matrix-free Gauss-Newton on the grid field for the cubic (Allen-Cahn) operator, Kronecker-preconditioned.
+r"""Matrix-free Gauss-Newton on the grid field for the cubic (Allen-Cahn) operator,
+Kronecker-preconditioned.
 
 Objective at fixed hyperparameters (``weighting="prior"``, the same as
 :func:`~.solve.objective` up to terms that do not depend on :math:`U`):
@@ -105,8 +106,8 @@ class GaussNewtonKronSolve:
     tensors). ``solve(f, g, u0=...)``
     with ``f`` ``[n_1..n_d]`` and ``g`` ``[N_b]`` returns ``U`` ``[n_1..n_d]`` and records
     ``iterations`` (Gauss-Newton steps), ``cg_iters`` (total CG iterations), ``objective``
-    (:math:`\mathcal J` per iterate, non-increasing up to round-off), ``step_norms`` (relative steps),
-    ``grad_norms``, ``converged`` and ``stop_reason`` (which test ended the solve, with the
+    (:math:`\mathcal J` per iterate, non-increasing up to round-off), ``step_norms`` (relative
+    steps), ``grad_norms``, ``converged`` and ``stop_reason`` (which test ended the solve, with the
     numbers it compared). ``converged`` is true when a stopping test was met: the relative step
     :math:`\le` ``tol``, the gradient norm :math:`\le` ``gtol`` times the *first gradient norm of
     this solve* (relative to the start, not an absolute tolerance: see the module docstring), or
@@ -224,13 +225,15 @@ class GaussNewtonKronSolve:
         )
 
     def _gt(self, rho: Tensor, d: Tensor, e: Tensor) -> Tensor:
-        r""":math:`\tau_2 G^\top\rho + \gamma B^\top e` with :math:`G^\top = \Lambda + R^\top\mathrm{diag}(d)R^{-\top}`."""
+        r""":math:`\tau_2 G^\top\rho + \gamma B^\top e` with
+        :math:`G^\top = \Lambda + R^\top\mathrm{diag}(d)R^{-\top}`."""
         t = self.tau2 * (d * kron_apply(self.Rinvt, rho))
         t = t + self.gamma * scatter_faces(e, self.shape)
         return self.tau2 * self.lam * rho + kron_apply(self.Rt, t)
 
     def hessian_matvec(self, v: Tensor, d: Tensor) -> Tensor:
-        r""":math:`Hv = v + \tau_2 G^\top G v + \gamma B^\top B v` for ``v`` ``[n_1..n_d]`` (any batch)."""
+        r""":math:`Hv = v + \tau_2 G^\top G v + \gamma B^\top B v` for ``v`` ``[n_1..n_d]`` (any
+        batch)."""
         rv = self._field(v)
         gv = self.lam * v + kron_apply(self.Rinv, d * rv)
         return v + self._gt(gv, d, face_values(rv, self.shape))
@@ -243,7 +246,8 @@ class GaussNewtonKronSolve:
         return KronSolve(self.factors, op, self.tau2, self.gamma)
 
     def gtg_diagonal(self, d: Tensor) -> Tensor:
-        r"""Diagonal of :math:`G^\top G`, :math:`G = \Lambda + R^{-1}\mathrm{diag}(d)R`, ``[n_1..n_d]``.
+        r"""Diagonal of :math:`G^\top G`, :math:`G = \Lambda + R^{-1}\mathrm{diag}(d)R`,
+        ``[n_1..n_d]``.
 
         :math:`\|Ge_k\|^2 = \Lambda_k^2 + 2\Lambda_kK_{kk} + \|Ke_k\|^2`. In 2-D ``d`` is expanded
         by its SVD, :math:`d \approx \sum_{t\le T} a_t(x)b_t(y)` (``precond_rank``; singular values
@@ -267,9 +271,10 @@ class GaussNewtonKronSolve:
         return lam**2 + 2 * lam * kdiag + torch.einsum("tsi,tsj->ij", G1, G2)
 
     def _cg_preconditioner(self, d: Tensor) -> KronSolve:
-        r"""PCG preconditioner for :math:`H(d)`: ``"shift"``: :math:`P(\bar d)`; ``"diag"``: the same
-        Woodbury solve with the diagonal :math:`1 + \tau_2\,\mathrm{diag}(G^\top G)` (exact diagonal of
-        the non-boundary part of :math:`H`; equal to :math:`P` when ``d`` is constant)."""
+        r"""PCG preconditioner for :math:`H(d)`: ``"shift"``: :math:`P(\bar d)`; ``"diag"``: the
+        same Woodbury solve with the diagonal :math:`1 + \tau_2\,\mathrm{diag}(G^\top G)` (exact
+        diagonal of the non-boundary part of :math:`H`; equal to :math:`P` when ``d`` is
+        constant)."""
         shift = float(d.mean()) if self.shift is None else float(self.shift)
         pre = self._preconditioner(shift)
         if self.precond == "diag":
@@ -399,7 +404,8 @@ class GaussNewtonKronSolve:
         return u
 
     def linearise(self, u: Tensor, w: Tensor | None = None) -> None:
-        r"""Set the linearisation point :math:`U^\star` ``[n_1..n_d]`` for the posterior (no iteration).
+        r"""Set the linearisation point :math:`U^\star` ``[n_1..n_d]`` for the posterior (no
+        iteration).
 
         ``w`` (optional): its whitened coordinates :math:`R^{-1}U^\star`, same shape.
         """

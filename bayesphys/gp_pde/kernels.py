@@ -30,7 +30,8 @@ from .._device import as_tensor, check_on_device, resolve_dtype
 __all__ = ["SpectralMixture1d", "KINDS"]
 
 KINDS = ("gm", "stm")
-"""``kind`` of :class:`SpectralMixture1d`: ``"gm"`` (Gaussian-mixture spectrum) and ``"stm"`` (Student-t mixture spectrum)."""
+"""``kind`` of :class:`SpectralMixture1d`: ``"gm"`` (Gaussian-mixture spectrum) and ``"stm"``
+(Student-t mixture spectrum)."""
 _BINOM = [[1], [1, 1], [1, 2, 1], [1, 3, 3, 1], [1, 4, 6, 4, 1]]
 #: largest ``[*z, q]`` temporary (elements) of the mixture sum in :meth:`SpectralMixture1d.deriv`:
 #: above it the components are summed a block of ``q < Q`` at a time (memory-bound otherwise)
@@ -188,7 +189,8 @@ class SpectralMixture1d(nn.Module):
         return tot @ w
 
     def forward(self, z: Tensor) -> Tensor:
-        r"""Kernel values :math:`k(z)` for lags ``z [*]`` -> ``[*]`` (:meth:`deriv` with ``n = 0``)."""
+        r"""Kernel values :math:`k(z)` for lags ``z [*]`` -> ``[*]`` (:meth:`deriv` with
+        ``n = 0``)."""
         return self.deriv(z, 0)
 
     def gram(self, x1: Tensor, x2: Tensor | None = None, n: int = 0) -> Tensor:

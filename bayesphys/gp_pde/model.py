@@ -1,4 +1,5 @@
-r"""The GP-HM solver model: fit, posterior, save/load (Fang et al., ICLR 2024, with our improvements).
+r"""The GP-HM solver model: fit, posterior, save/load (Fang et al., ICLR 2024, with our
+improvements).
 
 Two methods:
 
@@ -163,7 +164,8 @@ class GPPDESolver:
 
     @property
     def can_eliminate(self) -> bool:
-        """Whether :math:`U` is eliminated exactly (else it is optimised jointly, as in the paper)."""
+        """Whether :math:`U` is eliminated exactly (else it is optimised jointly, as in the
+        paper)."""
         if self._structured:
             return True
         return math.prod(self.shape) <= 6000
@@ -212,10 +214,10 @@ class GPPDESolver:
         ``test_axes``: one 1-D tensor ``[p_j]`` per dimension (for a 1-D problem also a single
         tensor, a flat list of numbers such as ``[0.1, 0.5]``, or one number). Points outside
         the collocation grid are an extrapolation of the kernel, unconstrained by the PDE: a
-        ``UserWarning`` names them. Default: the test grid, ``p_j`` evenly spaced points spanning the collocation
-        axis ``j``, ``p_j`` = the problem's ``n_test`` (300 for every registered problem; 300
-        also for a custom ``x=`` problem). The mean of :meth:`posterior`, so a stale field
-        (after :meth:`warm_start_from`, or before any fit) is solved first, once, as there;
+        ``UserWarning`` names them. Default: the test grid, ``p_j`` evenly spaced points spanning
+        the collocation axis ``j``, ``p_j`` = the problem's ``n_test`` (300 for every registered
+        problem; 300 also for a custom ``x=`` problem). The mean of :meth:`posterior`, so a stale
+        field (after :meth:`warm_start_from`, or before any fit) is solved first, once, as there;
         for ``method="ref"`` it is the stored :math:`U` as it is (zero before a fit)."""
         check_built(self, "predict")
         return self._mean(test_axes, solve=True)
@@ -246,7 +248,8 @@ class GPPDESolver:
         r"""Relative L2 error :math:`\lVert\bar u - u\rVert_2 / \lVert u\rVert_2` of the mean
         :math:`\bar u` against the problem's exact solution :math:`u` on the test grid
         ``[p_1..p_d]``: ``test_axes`` one ``[p_j]`` tensor per dimension (a single tensor or a
-        flat list of numbers: the axis of a 1-D grid; ``None``: the default test grid, ``n_test`` points per axis)."""
+        flat list of numbers: the axis of a 1-D grid; ``None``: the default test grid, ``n_test``
+        points per axis)."""
         check_built(self, "rel_l2")
         return self._rel_l2(test_axes, solve=True)
 
@@ -311,22 +314,22 @@ class GPPDESolver:
         finite, an update that left Adam's state non-finite), hyperparameters and field as
         they were evaluated (the field is not re-solved:
         a nonlinear solve depends on its warm start), not necessarily the last: late Adam steps
-        can leave a basin of far lower objective (training data only, no test error involved). ``result.extra`` then holds ``best_step`` (the step whose starting point was
-        kept, counted from 0 in this call; ``steps`` = the last iterate; ``history["step"]``
-        numbers it ``best_step`` plus the :attr:`steps_done` before the call),
-        ``best_objective`` and ``final_objective`` (absent
-        when no step's objective was recorded, e.g. ``steps=0``). For 2-D Allen-Cahn
-        :math:`\mathcal J` is evaluated at an inexact minimiser over :math:`U` (a Picard
-        fixed-point iterate, or capped Gauss-Newton / CG steps). ``False``: the last iterate.
+        can leave a basin of far lower objective (training data only, no test error involved).
+        ``result.extra`` then holds ``best_step`` (the step whose starting point was kept, counted
+        from 0 in this call; ``steps`` = the last iterate; ``history["step"]`` numbers it
+        ``best_step`` plus the :attr:`steps_done` before the call), ``best_objective`` and
+        ``final_objective`` (absent when no step's objective was recorded, e.g. ``steps=0``). For
+        2-D Allen-Cahn :math:`\mathcal J` is evaluated at an inexact minimiser over :math:`U` (a
+        Picard fixed-point iterate, or capped Gauss-Newton / CG steps). ``False``: the last iterate.
         Checked: ``steps >= 0`` and ``eval_every >= 0`` (ints), ``lr > 0``, ``max_seconds > 0``,
-        ``tau_lr_mult >= 0`` (finite; only with learned precisions, ``nugget=None``), ``keep_best`` a bool or ``None``. A numerical failure
-        of a solve (non-finite iterate or precision, Gram factor not positive definite,
-        diverged nonlinear iteration, failed factorisation) is reported as a divergence and
-        the last good state restored; any other error raised inside a solve (or an interrupt)
-        propagates, and the model keeps the hyperparameters of the last completed step (a
-        joint fit, ``method="ref"``, also its field; an eliminated field is re-solved for them
-        on next use), not those it started from. A second call continues from the current
-        hyperparameters with a fresh Adam (``gp-hm``: and a fresh cosine decay).
+        ``tau_lr_mult >= 0`` (finite; only with learned precisions, ``nugget=None``), ``keep_best``
+        a bool or ``None``. A numerical failure of a solve (non-finite iterate or precision, Gram
+        factor not positive definite, diverged nonlinear iteration, failed factorisation) is
+        reported as a divergence and the last good state restored; any other error raised inside a
+        solve (or an interrupt) propagates, and the model keeps the hyperparameters of the last
+        completed step (a joint fit, ``method="ref"``, also its field; an eliminated field is
+        re-solved for them on next use), not those it started from. A second call continues from the
+        current hyperparameters with a fresh Adam (``gp-hm``: and a fresh cosine decay).
 
         ``callback(model, step)`` runs after the update of every ``callback_every``-th step
         of this call (its steps ``c, 2c, ...`` up to ``steps``, ``c = callback_every``; not
@@ -385,7 +388,8 @@ class GPPDESolver:
 
     # ------------------------------------------------------------------ posterior
     def posterior(self, x: list[ArrayLike] | ArrayLike | None = None) -> GaussianPosterior:
-        r"""Gaussian posterior of :math:`u` on the tensor grid of the axes ``x`` (default test grid).
+        r"""Gaussian posterior of :math:`u` on the tensor grid of the axes ``x`` (default test
+        grid).
 
         ``x``: as ``test_axes`` of :meth:`predict` (one ``[p_j]`` axis per dimension; for a 1-D
         problem also a single axis or a flat list of numbers).

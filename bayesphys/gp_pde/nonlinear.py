@@ -1,11 +1,12 @@
-r"""Shifted fixed-point (Picard) iteration with Anderson acceleration for the cubic (Allen-Cahn) operator.
+r"""Shifted fixed-point (Picard) iteration with Anderson acceleration for the cubic (Allen-Cahn)
+operator.
 
 The Allen-Cahn residual on the grid is :math:`r(U) = \mathcal A U + U^{3} - f`, with the linear
 Kronecker-sum part :math:`\mathcal A = \sum_j D_j^{(\oplus)} + c_0` (:mod:`.operator`). Every
 iteration is one *exact* structured solve of the linear prior-metric problem of :mod:`.solve`
 (:class:`~.solve.KronSolve`: Kronecker sum + Woodbury, :math:`O(n^3)`) for the shifted operator
-:math:`\mathcal A + \bar d\,I`, :math:`\bar d = \mathrm{mean}(3U_0^2)`, with the nonlinearity moved to
-the source:
+:math:`\mathcal A + \bar d\,I`, :math:`\bar d = \mathrm{mean}(3U_0^2)`, with the nonlinearity moved
+to the source:
 
 .. math:: U_{k+1} = \arg\min_U \tfrac12 U^\top C^{-1} U
    + \tfrac{\tau_2}2\|L^{-1}((\mathcal A + \bar d)U - f + U_k^3 - \bar d U_k)\|^2
@@ -20,12 +21,13 @@ stalls at 1e-6..1e-2 on 100..400 grids); the iterate with the smallest update is
 :math:`U^\star` the residual is tested against :math:`(\mathcal A + \bar d)` instead of the
 Gauss-Newton Jacobian :math:`\mathcal A + \mathrm{diag}(3U^{\star 2})`:
 
-.. math:: C^{-1}U^\star + \tau_2 (\mathcal A + \bar d)^\top C^{-1} r(U^\star) + \gamma S^\top(SU^\star - g) = 0,
+.. math:: C^{-1}U^\star + \tau_2 (\mathcal A + \bar d)^\top C^{-1} r(U^\star) + \gamma
+   S^\top(SU^\star - g) = 0,
 
 a Petrov-Galerkin variant of the GP-HM stationarity condition that coincides with it as
-:math:`r(U^\star) \to 0` (the collocation limit :math:`\tau_2 \to \infty`). The exact minimiser of the objective is computed by
-:class:`~.gauss_newton.GaussNewtonKronSolve` (matrix-free Gauss-Newton, PCG with a
-Kronecker-Woodbury preconditioner; ``GPPDESolver(nonlinear_solver="gauss-newton")``).
+:math:`r(U^\star) \to 0` (the collocation limit :math:`\tau_2 \to \infty`). The exact minimiser of
+the objective is computed by :class:`~.gauss_newton.GaussNewtonKronSolve` (matrix-free Gauss-Newton,
+PCG with a Kronecker-Woodbury preconditioner; ``GPPDESolver(nonlinear_solver="gauss-newton")``).
 
 Posterior: the Gaussian linearised at :math:`U^\star` with the structure-keeping Jacobian
 :math:`\mathcal A + \bar d I` (the shifted solve's own covariance :math:`R P^{-1} R^\top`), so
@@ -105,15 +107,16 @@ def gmres(
 
 
 class PicardKronSolve:
-    r"""Fixed point of the shifted Picard map for :math:`\mathcal A U + U^3 = f` (see module docstring).
+    r"""Fixed point of the shifted Picard map for :math:`\mathcal A U + U^3 = f` (see module
+    docstring).
 
     ``factors`` from :func:`~.operator.with_eigen` (1-D or 2-D, even orders; another grid is
     refused, ``NotImplementedError``); ``op.cubic`` must
     be true; ``tau2``, ``gamma``: finite numbers (or 0-d tensors) ``>= 0``. ``solve(f, g,
-    u0=...)`` with ``f`` ``[n_1..n_d]`` and ``g`` ``[N_b]`` (finite) returns ``U`` ``[n_1..n_d]`` and records
-    ``iterations``, ``step_norms`` (relative update sizes), ``converged`` and ``stop_reason``
-    (as :class:`~.gauss_newton.GaussNewtonKronSolve`): ``converged`` is true only when the
-    iteration met its own stopping rule (a relative update :math:`\le` ``tol``, or with
+    u0=...)`` with ``f`` ``[n_1..n_d]`` and ``g`` ``[N_b]`` (finite) returns ``U`` ``[n_1..n_d]``
+    and records ``iterations``, ``step_norms`` (relative update sizes), ``converged`` and
+    ``stop_reason`` (as :class:`~.gauss_newton.GaussNewtonKronSolve`): ``converged`` is true only
+    when the iteration met its own stopping rule (a relative update :math:`\le` ``tol``, or with
     ``newton=True`` the Newton phase at the round-off floor of the solve: updates below
     ``accept`` that no longer shrink); a solve that ran out of ``max_iter``, or whose updates
     began to grow, returns the iterate with the smallest update with ``converged`` false, and

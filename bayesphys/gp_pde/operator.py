@@ -41,7 +41,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class LinearPDEOperator:
-    r""":math:`\mathcal A u = \sum_j c_j \partial_{x_j}^{o_j} u + c_0 u` (plus :math:`u^3` if ``cubic``).
+    r""":math:`\mathcal A u = \sum_j c_j \partial_{x_j}^{o_j} u + c_0 u` (plus :math:`u^3` if
+    ``cubic``).
 
     Poisson: ``orders=(2,..)``, ``coefs=(1,..)``; Allen-Cahn adds ``c0=-1`` and ``cubic=True``
     (:math:`\Delta u + u^3 - u`); advection ``orders=(1, 1)``, ``coefs=(beta, 1)``.
@@ -152,7 +153,8 @@ def check_factor_count(factors: list, op: LinearPDEOperator, name: str = "factor
         )
     if len(factors) != op.dim:
         raise ValueError(
-            f"{name}: expected {op.dim} (one per dimension of the operator), received {len(factors)}"
+            f"{name}: expected {op.dim} (one per dimension of the operator), received "
+            f"{len(factors)}"
         )
 
 
@@ -244,7 +246,8 @@ def grid_factors(
 
 
 def with_eigen(factors: list[Factor], op: LinearPDEOperator) -> list[Factor]:
-    r"""Detached copies of ``factors`` with the whitened eigenbasis of :math:`B_j = L_j^{-1}C_j^{(o)}L_j^{-\top}`.
+    r"""Detached copies of ``factors`` with the whitened eigenbasis of
+    :math:`B_j = L_j^{-1}C_j^{(o)}L_j^{-\top}`.
 
     ``factors``: one :class:`Factor` per dimension of ``op`` (from :func:`build_factors`);
     each copy gains ``lam [n_j]`` and ``Q``, ``R``, ``Rinv`` ``[n_j, n_j]``, which

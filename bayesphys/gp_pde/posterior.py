@@ -4,8 +4,9 @@ Under the model, :math:`u(\cdot) \sim \mathcal{GP}(0, \kappa)` and the data (bou
 residuals) depend on the grid values :math:`U = u(X)` only, so for test points :math:`X_*`
 
 .. math::
-   u(X_*) \mid \text{data} = W U + \varepsilon_*, \quad W = \otimes_j K_j(X_{*j}, X_j) C_j^{-1},\quad
-   U \sim \mathcal N(U^\star, \Sigma_U),\quad \varepsilon_* \sim \mathcal N(0, K_{**} - W C W^\top).
+   u(X_*) \mid \text{data} = W U + \varepsilon_*, \quad W = \otimes_j K_j(X_{*j}, X_j)
+   C_j^{-1},\quad U \sim \mathcal N(U^\star, \Sigma_U),\quad \varepsilon_* \sim \mathcal N(0,
+   K_{**} - W C W^\top).
 
 Marginal variances are computed exactly from the factors; draws are pathwise
 (:math:`W(U_s - f_X) + f_*` with :math:`(f_*, f_X)` a joint prior draw on the union of the test and

@@ -16,16 +16,17 @@ Kronecker grids).
 For a linear :math:`\mathcal A` and fixed :math:`(\theta,\tau)`, :math:`\mathcal J` is quadratic in
 :math:`U`: with :math:`U = L v` (:math:`L = \otimes L_j`) the minimiser solves
 
-.. math:: \big(I + \tau_2 G^\top G + \gamma (S L)^\top S L\big) v = \tau_2 G^\top \tilde f + \gamma (S L)^\top g,
-   \qquad \gamma = \lambda_b\tau_1,
+.. math:: \big(I + \tau_2 G^\top G + \gamma (S L)^\top S L\big) v = \tau_2 G^\top \tilde f + \gamma
+   (S L)^\top g, \qquad \gamma = \lambda_b\tau_1,
 
-with :math:`G = \mathcal A L,\ \tilde f = f` (identity) or :math:`G = L^{-1}\mathcal A L,\ \tilde f = L^{-1} f`
-(prior). With ``weighting="prior"`` and a Kronecker-sum :math:`\mathcal A`, :math:`G = Q\Lambda Q^\top`
-is diagonal in :math:`w = Q^\top v`, so the system is :math:`\mathrm{diag}(1 + \tau_2\Lambda^2) +
-\gamma B^\top B` with a rank-:math:`N_b` boundary term, solved exactly by Woodbury with an
-:math:`N_b \times N_b` capacitance matrix assembled face by face in :math:`O(n^3)`
-(:class:`KronSolve`). The same matrix is the posterior precision of :math:`w`, so the solve also
-gives the Gaussian posterior of :math:`U` (perturb-and-solve draws are exact).
+with :math:`G = \mathcal A L,\ \tilde f = f` (identity) or
+:math:`G = L^{-1}\mathcal A L,\ \tilde f = L^{-1} f` (prior). With ``weighting="prior"`` and a
+Kronecker-sum :math:`\mathcal A`, :math:`G = Q\Lambda Q^\top` is diagonal in :math:`w = Q^\top v`,
+so the system is :math:`\mathrm{diag}(1 + \tau_2\Lambda^2) + \gamma B^\top B` with a
+rank-:math:`N_b` boundary term, solved exactly by Woodbury with an :math:`N_b \times N_b`
+capacitance matrix assembled face by face in :math:`O(n^3)` (:class:`KronSolve`). The same matrix is
+the posterior precision of :math:`w`, so the solve also gives the Gaussian posterior of :math:`U`
+(perturb-and-solve draws are exact).
 
 Because :math:`U^\star(\theta)` minimises :math:`\mathcal J`, :math:`\nabla_\theta
 \mathcal J(U^\star(\theta), \theta) = \partial_\theta \mathcal J(U, \theta)|_{U = U^\star}`
@@ -109,9 +110,9 @@ def objective(
     r"""The negative log joint :math:`\mathcal J(U, \theta, \tau)` (constants dropped).
 
     ``u``, ``f``: grid tensors ``[n_1..n_d]`` (``f`` also flat ``[M]``, as the solvers take
-    it; ``u`` in the factors' dtype); ``g``: boundary values ``[N_b]`` in face order; the shapes are checked (``ValueError``
-    naming the argument: a ``g`` of one value or an ``f`` of one grid line was broadcast).
-    ``log_tau_b``, ``log_tau_pde``: numbers or 0-d tensors ``[]``; ``lam_b >= 0``.
+    it; ``u`` in the factors' dtype); ``g``: boundary values ``[N_b]`` in face order; the shapes are
+    checked (``ValueError`` naming the argument: a ``g`` of one value or an ``f`` of one grid line
+    was broadcast). ``log_tau_b``, ``log_tau_pde``: numbers or 0-d tensors ``[]``; ``lam_b >= 0``.
     Cost :math:`O(\sum_j n_j^3 + M\sum_j n_j)`; differentiable in the factors and the taus.
     """
     check_factor_count(factors, op)
@@ -154,9 +155,9 @@ class DenseSolve:
     :math:`\mathrm{vec}\,U` (exact for linear operators; for the cubic one linearised at the
     last Gauss-Newton iterate, which is :math:`U^\star` to ``tol`` once the solve converged,
     so call :meth:`linearise` at the returned ``U`` when ``iters`` ran out, as
-    ``GPPDESolver.posterior`` does). ``weighting`` is ``"identity"`` or ``"prior"``; ``tau2`` and ``gamma`` (of :meth:`solve` and
-    :meth:`linearise`) are finite numbers (or 0-d tensors) ``>= 0`` (0: the PDE, resp. the
-    boundary, term is dropped).
+    ``GPPDESolver.posterior`` does). ``weighting`` is ``"identity"`` or ``"prior"``; ``tau2`` and
+    ``gamma`` (of :meth:`solve` and :meth:`linearise`) are finite numbers (or 0-d tensors) ``>= 0``
+    (0: the PDE, resp. the boundary, term is dropped).
     """
 
     def __init__(self, factors: list[Factor], op: LinearPDEOperator, weighting: str = "identity"):
@@ -190,7 +191,8 @@ class DenseSolve:
         self.chol_p = None
 
     def _stacked(self, A: Tensor, f: Tensor, g: Tensor, tau2: float, gamma: float):
-        r"""Least-squares form :math:`\min_v \|Z v - b\|`, :math:`Z = [I;\ \sqrt{\tau_2} G;\ \sqrt\gamma SL]`."""
+        r"""Least-squares form :math:`\min_v \|Z v - b\|`,
+        :math:`Z = [I;\ \sqrt{\tau_2} G;\ \sqrt\gamma SL]`."""
         G = A @ self.L
         ft = f
         if self.weighting == "prior":
@@ -290,7 +292,8 @@ class DenseSolve:
         return _dense_cov_u(self.L, self.chol_p)
 
     def sample_u(self, z: Tensor) -> Tensor:
-        r"""Draws ``[*, M]`` of :math:`\Sigma_U^{1/2} z`: :math:`L\,L_P^{-\top} z`, ``z`` ``[*, M]``."""
+        r"""Draws ``[*, M]`` of :math:`\Sigma_U^{1/2} z`: :math:`L\,L_P^{-\top} z`, ``z``
+        ``[*, M]``."""
         self._require_factor("sample_u")
         return _dense_sample_u(self.L, self.chol_p, z)
 
@@ -312,7 +315,8 @@ def _dense_cov_u(L: Tensor, chol_p: Tensor) -> Tensor:
 
 
 def _dense_sample_u(L: Tensor, chol_p: Tensor, z: Tensor) -> Tensor:
-    r"""Draws ``[*, M]`` of :math:`\Sigma_U^{1/2} z = L\,L_P^{-\top} z` from noise ``z`` ``[*, M]``."""
+    r"""Draws ``[*, M]`` of :math:`\Sigma_U^{1/2} z = L\,L_P^{-\top} z` from noise ``z``
+    ``[*, M]``."""
     m = L.shape[0]
     check_noise(z, m, L)
     x = torch.linalg.solve_triangular(chol_p.mT, z.reshape(-1, m).mT, upper=True).mT
@@ -334,7 +338,8 @@ class DenseSampler:
         return _dense_cov_u(self.L, self.chol_p)
 
     def sample_u(self, z: Tensor) -> Tensor:
-        r"""Draws ``[*, M]`` of :math:`\Sigma_U^{1/2} z`: :math:`L\,L_P^{-\top} z`, ``z`` ``[*, M]``."""
+        r"""Draws ``[*, M]`` of :math:`\Sigma_U^{1/2} z`: :math:`L\,L_P^{-\top} z`, ``z``
+        ``[*, M]``."""
         return _dense_sample_u(self.L, self.chol_p, z)
 
 
@@ -416,7 +421,8 @@ class KronSolve:
         return x.to(self.cdtype)
 
     def set_diagonal(self, dprec: Tensor) -> KronSolve:
-        r"""Replace :math:`\mathrm{diag}(1 + \tau_2|\Lambda|^2)` by any positive diagonal ``dprec`` ``[n_1..n_d]``.
+        r"""Replace :math:`\mathrm{diag}(1 + \tau_2|\Lambda|^2)` by any positive diagonal ``dprec``
+        ``[n_1..n_d]``.
 
         The solve is then :math:`(\mathrm{diag}(\mathrm{dprec}) + \gamma B^H B)^{-1}`, still exact
         by Woodbury (the capacitance assembly only needs a diagonal); used for preconditioners.
@@ -475,7 +481,8 @@ class KronSolve:
         return K
 
     def precision_solve(self, rhs: Tensor) -> Tensor:
-        r""":math:`(\mathrm{diag}(d) + \gamma B^H B)^{-1}` applied to ``rhs`` ``[*, n_1..n_d]`` (Woodbury).
+        r""":math:`(\mathrm{diag}(d) + \gamma B^H B)^{-1}` applied to ``rhs`` ``[*, n_1..n_d]``
+        (Woodbury).
 
         Returns ``w [*, n_1..n_d]`` in the solver's dtype: complex (``complex128`` for float64
         factors) when an odd derivative order makes the eigenbasis complex (advection)."""
@@ -487,7 +494,8 @@ class KronSolve:
         return w0 - self.delta * kron_apply(self.Rt, scatter_faces(y, self.shape))
 
     def rhs(self, f: Tensor, g: Tensor) -> Tensor:
-        r""":math:`\tau_2\bar\Lambda\,R^{-1} f + \gamma B^H g` (the normal-equation right-hand side in :math:`w`).
+        r""":math:`\tau_2\bar\Lambda\,R^{-1} f + \gamma B^H g` (the normal-equation right-hand side
+        in :math:`w`).
 
         ``f [*batch, n_1..n_d]``, ``g [N_b]`` -> ``[*batch, n_1..n_d]``, complex (``complex128``
         for float64 factors) in the advection case, as :meth:`precision_solve`."""

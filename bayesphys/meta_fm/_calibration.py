@@ -31,7 +31,8 @@ _POINTS = 256
 
 
 def population_summaries(pop: torch.Tensor) -> torch.Tensor:
-    r"""``[*S, n, d] -> [*S, d + 1]``: per-axis mean and spread :math:`\sqrt{\operatorname{tr} C}`."""
+    r"""``[*S, n, d] -> [*S, d + 1]``: per-axis mean and spread
+    :math:`\sqrt{\operatorname{tr} C}`."""
     mean = pop.mean(-2)
     spread = (pop - mean[..., None, :]).pow(2).sum(-1).mean(-1).sqrt()
     return torch.cat([mean, spread[..., None]], -1)
@@ -113,6 +114,9 @@ def calibrate_rows(
         method=f"MFM deep ensemble (M={members})",
         seed=seed,
         setting={"train_steps": steps, "members": members, "n_train": n_train, "points": _POINTS},
-        note="draws = members x embedding subsample seeds; ensembles are expected to be overconfident",
+        note=(
+            "draws = members x embedding subsample seeds; ensembles are expected to be "
+            "overconfident"
+        ),
         recalibrate=n_fit,
     )

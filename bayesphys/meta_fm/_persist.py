@@ -2,11 +2,11 @@
 :class:`~bayesphys.meta_fm.MFMEnsemble` (Atanackovic et al. 2024, Meta Flow Matching).
 
 What each ``save`` writes beside the weights (a model's: :func:`model_checkpoint_config`), and
-the checks each ``load`` applies before it rebuilds anything: a model's settings (:func:`check_checkpoint_config`), that its modules are
-the ones those settings build (:func:`check_rebuildable`), and an ensemble's one settings entry
-and one state per member (:func:`check_ensemble_checkpoint`). A model is then rebuilt without
-touching the caller's random streams (:func:`rebuild_unseeded`) and given back its training
-state (:func:`saved_training_state`).
+the checks each ``load`` applies before it rebuilds anything: a model's settings
+(:func:`check_checkpoint_config`), that its modules are the ones those settings build
+(:func:`check_rebuildable`), and an ensemble's one settings entry and one state per member
+(:func:`check_ensemble_checkpoint`). A model is then rebuilt without touching the caller's random
+streams (:func:`rebuild_unseeded`) and given back its training state (:func:`saved_training_state`).
 """
 
 from __future__ import annotations

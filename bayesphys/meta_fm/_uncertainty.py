@@ -102,8 +102,9 @@ def split_scores(
 ) -> SplitScores:
     """Scores of the members' predictions ``preds[m][i]`` of the populations of ``data``:
     population ``i``'s pooled prediction (:func:`~.evaluation.pooled_prediction` at the true
-    population's size, seed ``i``) against its truth, the members' spread and (``aleatoric``) the sampling
-    noise averaged over ``noise_splits`` splits, distances on at most ``max_points`` points."""
+    population's size, seed ``i``) against its truth, the members' spread and (``aleatoric``) the
+    sampling noise averaged over ``noise_splits`` splits, distances on at most ``max_points``
+    points."""
     err, epi, noise, mets = [], [], [], []
     for i, tgt in enumerate(data.target):
         members = [p[i] for p in preds]

@@ -301,7 +301,8 @@ def training_rows(data: PopulationPairs) -> list[int]:
 
 
 def check_source_ids(source_ids: Any, p: int, method: str) -> list[int | None] | None:
-    """``source_ids`` of ``p`` populations (a CGFM model's, ``method``): ints or ``None`` (unknown)."""
+    """``source_ids`` of ``p`` populations (a CGFM model's, ``method``): ints or ``None``
+    (unknown)."""
     if source_ids is None:
         return None
     if method != "CGFM":

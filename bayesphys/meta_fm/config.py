@@ -10,7 +10,8 @@ from .._checks import check_int, check_real, did_you_mean
 __all__ = ["MFMConfig", "METHODS"]
 
 METHODS = ("MFM", "FM", "CGFM")
-"""Methods of :class:`MFMConfig`: ``"MFM"`` (GCN population embedding), ``"FM"`` (no condition) and ``"CGFM"`` (one-hot condition)."""
+"""Methods of :class:`MFMConfig`: ``"MFM"`` (GCN population embedding), ``"FM"`` (no condition) and
+``"CGFM"`` (one-hot condition)."""
 
 
 @dataclass
@@ -110,7 +111,8 @@ class MFMConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(
-                f"method: expected one of {METHODS}, received {self.method!r}{did_you_mean(self.method, METHODS)}"
+                f"method: expected one of {METHODS}, received "
+                f"{self.method!r}{did_you_mean(self.method, METHODS)}"
             )
         if self.coupling not in ("index", "ot", "ot_full", "auto"):
             raise ValueError(

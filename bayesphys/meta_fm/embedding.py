@@ -162,7 +162,8 @@ class DenseGCN(nn.Module):
 
 
 class PopulationEmbedding(nn.Module):
-    r"""``phi(x)``: populations ``[P, n, d]`` -> unit vectors ``[P, hidden]``; one ``[n, d]`` -> ``[hidden]``.
+    r"""``phi(x)``: populations ``[P, n, d]`` -> unit vectors ``[P, hidden]``; one ``[n, d]`` ->
+    ``[hidden]``.
 
     Parameters
     ----------
@@ -199,7 +200,8 @@ class PopulationEmbedding(nn.Module):
             f = None if f is None else f[None]
         if x.ndim != 3 or x.shape[-1] != self.dim:
             raise ValueError(
-                f"x: expected populations [P, n, {self.dim}] or [n, {self.dim}], received {tuple(x.shape)}"
+                f"x: expected populations [P, n, {self.dim}] or [n, {self.dim}], received "
+                f"{tuple(x.shape)}"
             )
         if self.features and (f is None or f.shape != (*x.shape[:-1], self.features)):
             got = None if f is None else tuple(f.shape)

@@ -20,7 +20,7 @@ r"""Population metrics and uncertainty diagnostics (anchor section 1.8 and 6.2).
   :math:`s = W_2(\hat p, p)` (optionally divided by the spread): with calibration scores
   :math:`s_1..s_n`, :math:`\hat q` is the :math:`\lceil (n+1)(1-\alpha)\rceil`-th smallest, and
   :math:`P(s_{new} \le \hat q) \ge 1-\alpha` for an exchangeable new population.
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -57,7 +57,8 @@ __all__ = [
 ]
 
 MMD_GAMMAS = (2.0, 1.0, 0.5, 0.1, 0.01, 0.005)
-r"""RBF bandwidths :math:`\gamma` of the MMD (:math:`k(x, y) = e^{-\gamma\lVert x-y\rVert^2}`), averaged as in the reference's ``distribution_distances``."""
+r"""RBF bandwidths :math:`\gamma` of the MMD (:math:`k(x, y) = e^{-\gamma\lVert x-y\rVert^2}`),
+averaged as in the reference's ``distribution_distances``."""
 
 
 def _check_alpha(alpha: float, name: str = "alpha") -> float:

@@ -73,7 +73,8 @@ def _check_time_dim(name: str, value: int) -> int:
 
 
 class FourierFeatures(nn.Module):
-    r"""``x [..., d] -> [..., 2 m]``: :math:`[\cos 2\pi xB, \sin 2\pi xB]`, ``B [d, m]`` a buffer."""
+    r"""``x [..., d] -> [..., 2 m]``: :math:`[\cos 2\pi xB, \sin 2\pi xB]`, ``B [d, m]`` a
+    buffer."""
 
     def __init__(self, dim: int, m: int, sigma: float, generator: torch.Generator | None = None):
         super().__init__()
@@ -159,11 +160,12 @@ class VectorField(nn.Module):
         self, t: Tensor, x: Tensor, cond: Tensor | None = None, features: Tensor | None = None
     ) -> Tensor:
         """Velocities ``[..., d]`` at times ``t`` (a scalar or ``[...]``) and floating points
-        ``x [..., d]`` (an integer ``x`` is a ``TypeError``) under ``cond``: one ``[c]`` for every point, or ``[..., c]`` with ``x``'s number of
-        dimensions, each of ``x``'s size or 1 (module docstring). ``features``: the per-point
-        features ``[..., f]`` of a field built with ``features = f > 0`` (required then,
-        refused otherwise), one row per point. ``x``, ``cond`` and ``features`` are in the
-        field's dtype (its weights'; another is a ``TypeError`` naming both dtypes)."""
+        ``x [..., d]`` (an integer ``x`` is a ``TypeError``) under ``cond``: one ``[c]`` for every
+        point, or ``[..., c]`` with ``x``'s number of dimensions, each of ``x``'s size or 1 (module
+        docstring). ``features``: the per-point features ``[..., f]`` of a field built with
+        ``features = f > 0`` (required then, refused otherwise), one row per point. ``x``, ``cond``
+        and ``features`` are in the field's dtype (its weights'; another is a ``TypeError`` naming
+        both dtypes)."""
         if x.ndim < 1 or x.shape[-1] != self.dim:
             raise ValueError(f"x: expected points [..., {self.dim}], received {tuple(x.shape)}")
         if not x.is_floating_point():

@@ -95,9 +95,9 @@ def w2_inference_data(
     ``post``: a :class:`~bayesphys.SamplePosterior` of draws ``[chain, draw, P, n, d]`` (as
     :meth:`MFMEnsemble.posterior` and :meth:`MetaFlowMatching.posterior` return; chain =
     ensemble member, draw = embedding subsample). ``posterior`` holds ``name`` (dims
-    ``population_id, cell, feature``; any name but ``w2`` and the dims' names) and, when ``truth`` (``P`` populations ``[m_i, d]``) is
-    given, ``w2 [chain, draw, population_id]`` -- the distance of each draw to the true
-    population.
+    ``population_id, cell, feature``; any name but ``w2`` and the dims' names) and, when ``truth``
+    (``P`` populations ``[m_i, d]``) is given, ``w2 [chain, draw, population_id]`` -- the distance
+    of each draw to the true population.
 
     When the true populations share one size ``m``, ``observed_data`` holds them as ``name``
     ``[P, m, d]`` and ``posterior_predictive`` their replicates ``name [chain, draw, P, m, d]``

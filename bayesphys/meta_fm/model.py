@@ -118,7 +118,9 @@ class MetaFlowMatching:
     --------
     >>> from bayesphys.problems.populations import linear_map
     >>> data = linear_map(n_train=8, n_cal=0, n_test=2, n_points=64)
-    >>> m = MetaFlowMatching(data, width=32, layers=2, time_dim=8, fourier=8, knn_k=5, points=32, seed=0)
+    >>> m = MetaFlowMatching(
+    ...     data, width=32, layers=2, time_dim=8, fourier=8, knn_k=5, points=32, seed=0
+    ... )
     >>> res = m.fit(steps=3, progress=False)
     >>> [p.shape for p in m.predict(data.subset("test").source)]
     [torch.Size([64, 2]), torch.Size([64, 2])]
@@ -311,10 +313,10 @@ class MetaFlowMatching:
         ``model.steps_done`` at that moment (a second call counts on from the first). Under
         ``schedule="alternating"`` the 1st, 3rd, ... steps of each call update the field and
         its 2nd, 4th, ... the GNN (so after a call of an odd number of steps, the next call's
-        first field step has an even ``step``), and a step is one of these half-updates. Its time is excluded from the result's ``seconds``
-        and from ``max_seconds``. An exception it raises (``KeyboardInterrupt`` and
-        ``StopIteration`` included) propagates as one raised inside a step, leaving the
-        weights of that last completed step.
+        first field step has an even ``step``), and a step is one of these half-updates. Its time is
+        excluded from the result's ``seconds`` and from ``max_seconds``. An exception it raises
+        (``KeyboardInterrupt`` and ``StopIteration`` included) propagates as one raised inside a
+        step, leaving the weights of that last completed step.
 
         Checked before the first step: ``steps >= 0`` and ``callback_every >= 1`` (ints),
         ``progress`` a bool, ``seed`` ``None`` or a seed, ``max_seconds`` ``None`` or ``> 0``,
@@ -413,8 +415,8 @@ class MetaFlowMatching:
         pipeline may pass ``data.source_features`` to every model; required by every method
         with ``config.type_frame``, one-hot ``[n_i, f]``: each point is integrated relative to
         its type's source mean and shifted back). ``solver``: ``"rk4"`` or
-        ``"dopri5"`` (default the config's); ``steps``: rk4 steps (default ``solver_steps``; refused for
-        dopri5, which adapts its steps to the config's ``atol``/``rtol``). ``treatment``:
+        ``"dopri5"`` (default the config's); ``steps``: rk4 steps (default ``solver_steps``; refused
+        for dopri5, which adapts its steps to the config's ``atol``/``rtol``). ``treatment``:
         integer indices, one per population (refused for a model without treatments).
         """
         self._check_built("predict")

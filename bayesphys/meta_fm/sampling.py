@@ -37,7 +37,8 @@ def integrate(
     atol: float | None = None,
     rtol: float | None = None,
 ) -> Tensor:
-    """Integrate ``dx/dt = f(t, x)`` from ``t=0`` to ``1`` starting at ``x0 [..., d]`` -> ``[..., d]``.
+    """Integrate ``dx/dt = f(t, x)`` from ``t=0`` to ``1`` starting at ``x0 [..., d]`` ->
+    ``[..., d]``.
 
     ``f(t, x)`` must return velocities of ``x``'s shape and dtype. ``x0``: a finite floating tensor.
     ``"rk4"`` takes ``steps >= 1`` (default 10); ``"dopri5"`` takes ``atol``, ``rtol`` finite

@@ -1,8 +1,8 @@
 """``bayesphys demo`` hook: a small RGNP on the 1-D nonlinear Poisson problem (P1).
 
-Trains a narrow RGNP for 500 steps (about 20 s on one core; physics only, no solver data), then reports
-the forward field error (NSE_u), 2-sigma coverage and the GICNet parameter error on 100 seeded
-reference cases; writes ``neural_process.nc`` and ``neural_process.png``.
+Trains a narrow RGNP for 500 steps (about 20 s on one core; physics only, no solver data), then
+reports the forward field error (NSE_u), 2-sigma coverage and the GICNet parameter error on 100
+seeded reference cases; writes ``neural_process.nc`` and ``neural_process.png``.
 """
 
 from __future__ import annotations

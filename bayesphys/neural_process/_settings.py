@@ -49,11 +49,13 @@ def model_config(
     arguments may not contradict), with ``overrides`` applied (``gic`` merged)."""
     if method is not None and (not isinstance(method, str) or method not in METHODS):
         raise ValueError(
-            f"method: expected one of {list(METHODS)}, received {method!r}{did_you_mean(method, list(METHODS))}"
+            f"method: expected one of {list(METHODS)}, received "
+            f"{method!r}{did_you_mean(method, list(METHODS))}"
         )
     if not isinstance(size, str) or size not in SIZES:
         raise ValueError(
-            f"size: expected one of {sorted(SIZES)}, received {size!r}{did_you_mean(size, sorted(SIZES))}"
+            f"size: expected one of {sorted(SIZES)}, received "
+            f"{size!r}{did_you_mean(size, sorted(SIZES))}"
         )
     if config is None:
         cfg = preset(problem, "RGNP" if method is None else method, size)

@@ -149,7 +149,8 @@ class RGNPConfig:
         pts = tuple(self.aug_points) if isinstance(self.aug_points, (tuple, list)) else ()
         if not pts:
             raise ValueError(
-                f"aug_points: expected a non-empty tuple of point counts, received {self.aug_points!r}"
+                "aug_points: expected a non-empty tuple of point counts, received "
+                f"{self.aug_points!r}"
             )
         self.aug_points = tuple(check_int("aug_points", n, minimum=1) for n in pts)
         _check_gic(self.gic)
@@ -245,7 +246,8 @@ def preset(problem: str, method: str, size: str = "full") -> RGNPConfig:
     at the paper's size (``size="full"``) or a reduced one from :data:`SIZES`."""
     if not isinstance(size, str) or size not in SIZES:
         raise ValueError(
-            f"size: expected one of {sorted(SIZES)}, received {size!r}{did_you_mean(size, sorted(SIZES))}"
+            f"size: expected one of {sorted(SIZES)}, received "
+            f"{size!r}{did_you_mean(size, sorted(SIZES))}"
         )
     return with_overrides(_preset(problem, method), **SIZES[size])
 

@@ -164,7 +164,8 @@ class ForwardNet(nn.Module):
             )
 
     def distribution(self, x: Tensor, z: Tensor, w: Tensor) -> LowRankMultivariateNormal:
-        r""":math:`q(\tilde u(X))` as ``LowRankMultivariateNormal`` (batch ``[B]``, event ``[N]``)."""
+        r""":math:`q(\tilde u(X))` as ``LowRankMultivariateNormal`` (batch ``[B]``, event
+        ``[N]``)."""
         h = self.heads(x, z, w)
         return LowRankMultivariateNormal(h["mu"]["v"], h["C"]["v"], h["sd"]["v"] ** 2)
 

@@ -1,16 +1,17 @@
 r"""Random collocation grids: probability measures over point sets.
 
 A grid measure :math:`\pi(X)` draws a set :math:`X = (x_1, \dots, x_N)` inside the box
-:math:`\Omega = \prod_d [l_d, u_d]`. Training maximises :math:`\mathbb E_{X \sim \pi}[\mathcal L(X)]`
-by Monte Carlo, one fresh grid per instance per step (Vadeboncoeur et al., ICML 2023, sec. 3).
+:math:`\Omega = \prod_d [l_d, u_d]`. Training maximises
+:math:`\mathbb E_{X \sim \pi}[\mathcal L(X)]` by Monte Carlo, one fresh grid per instance per step
+(Vadeboncoeur et al., ICML 2023, sec. 3).
 
 * :class:`UniformGrid` — :math:`x_i \overset{iid}{\sim} U(\Omega)` (the reference setting).
 * :class:`SobolGrid` — a scrambled Sobol net (``torch.quasirandom.SobolEngine``), randomly
   shifted modulo 1 per instance (Cranley-Patterson), so each point is still marginally uniform
   (unbiased) while the set covers :math:`\Omega` more evenly (lower variance).
 * :class:`AdaptiveGrid` — importance sampling: :math:`x_i \sim q = (1-\alpha)\,U(\Omega) +
-  \alpha\,h`, with :math:`h` piecewise constant on bins, proportional to the running root-mean-square
-  residual. Each point carries the weight :math:`\omega_i = p(x_i)/q(x_i)` (``p``
+  \alpha\,h`, with :math:`h` piecewise constant on bins, proportional to the running
+  root-mean-square residual. Each point carries the weight :math:`\omega_i = p(x_i)/q(x_i)` (``p``
   uniform) so the weighted residual sum :math:`\sum_i \omega_i \ell(x_i)` has the same
   expectation as under the uniform measure (unbiased); the defensive mixture keeps
   :math:`\omega_i \le 1/(1-\alpha)`.
@@ -59,7 +60,8 @@ def check_points(
     *,
     strict: bool = False,
 ) -> Tensor:
-    """Validate a point set ``[..., N, dim]`` inside ``[lower, upper]`` (closed; open if ``strict``).
+    """Validate a point set ``[..., N, dim]`` inside ``[lower, upper]`` (closed; open if
+    ``strict``).
 
     Raises ``TypeError`` for a non-tensor, ``ValueError`` for a wrong last dimension, an empty
     set, NaN/Inf, or points outside the domain (naming how many and the first of them).
@@ -352,6 +354,7 @@ def make_grid(kind: str, lower: Sequence[float], upper: Sequence[float], **kw: A
     }
     if kind not in kinds:
         raise ValueError(
-            f"grid: expected one of {sorted(kinds)}, received {kind!r}{did_you_mean(kind, sorted(kinds))}"
+            f"grid: expected one of {sorted(kinds)}, received "
+            f"{kind!r}{did_you_mean(kind, sorted(kinds))}"
         )
     return kinds[kind](lower, upper, **kw)

@@ -4,7 +4,8 @@ Per instance :math:`(z, w) \sim p(z)p(w)`, grid :math:`X \sim \pi` and a reparam
 :math:`\tilde u \sim q_\alpha(\cdot \mid z, w, X)`:
 
 .. math:: \mathrm{ELBO}(z, w, X) = \sum_i \omega_i \log\mathcal N\big(R(B + D\tilde u; z, w)(x_i);
-          0, \sigma_r^2\big) + \log p_\beta(z \mid \tilde u, X, w) - \log q_\alpha(\tilde u \mid z, w, X)
+          0, \sigma_r^2\big) + \log p_\beta(z \mid \tilde u, X, w) - \log q_\alpha(\tilde u \mid z,
+          w, X)
 
 (:math:`\omega_i = 1` except under the adaptive grid measure). Noisy data
 :math:`y_j` at sensors :math:`X_{obs}` (any locations) enter through the closed-form GP marginal

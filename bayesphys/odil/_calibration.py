@@ -2,10 +2,11 @@ r"""``bayesphys calibrate odil`` hook: SBC / coverage of the glioma Laplace post
 
 Simulator: :func:`bayesphys.problems.glioma.synthetic_patient` on the 32 x 32 phantom at 4 mm
 (:math:`D_w, \rho` log-uniform, focus in white matter, thresholds 0.6 / 0.25, truth with Strang
-steps at 4x the fit's default step count). The true object is :math:`\theta = (\log D_w, \log\rho, x_0, y_0)`; inference is
-:class:`~bayesphys.odil.GliomaModel` (reduced-space fit + Laplace). The simulator's prior is not
-the model's (log-normal / Gaussian around the lesion centroid), so SBC ranks test calibration under
-a mild prior mismatch; coverage is the main figure.
+steps at 4x the fit's default step count). The true object is
+:math:`\theta = (\log D_w, \log\rho, x_0, y_0)`; inference is :class:`~bayesphys.odil.GliomaModel`
+(reduced-space fit + Laplace). The simulator's prior is not the model's (log-normal / Gaussian
+around the lesion centroid), so SBC ranks test calibration under a mild prior mismatch; coverage is
+the main figure.
 """
 
 from __future__ import annotations

@@ -181,7 +181,8 @@ def glioma_case(
             a.set_xticks([])
             a.set_yticks([])
         fig.suptitle(
-            f"D_w {est['dw']:.3f} (true {tr['dw']:.3f}) mm²/d, rho {est['rho']:.3f} ({tr['rho']:.3f}) /d, "
+            f"D_w {est['dw']:.3f} (true {tr['dw']:.3f}) mm²/d, rho {est['rho']:.3f} "
+            f"({tr['rho']:.3f}) /d, "
             f"ell {est['ell']:.2f} ({tr['ell']:.2f}) mm, v {est['v']:.3f} ({tr['v']:.3f}) mm/d\n"
             # the maps carry no axes ticks: their scale stated once
             f"maps: {labels.shape[0]} x {labels.shape[1]} voxels of {h:g} mm "

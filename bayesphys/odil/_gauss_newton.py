@@ -276,8 +276,8 @@ def _gauss_newton(
                     res.message = (
                         f"converged after {steps} steps (stalled at round-off: the last "
                         f"accepted step changed the loss by {abs(last_rel):.1e} of it <= "
-                        f"{_STEP_ROUNDOFF} sqrt(m) eps of {str(x.dtype).replace('torch.', '')}, and "
-                        f"the least damped step since predicted a decrease {least:.1e} <= "
+                        f"{_STEP_ROUNDOFF} sqrt(m) eps of {str(x.dtype).replace('torch.', '')}, "
+                        f"and the least damped step since predicted a decrease {least:.1e} <= "
                         f"{_STEP_ROUNDOFF} sqrt(m) eps L = {noise:.1e}; the steps ran out)"
                     )
     finally:

@@ -107,7 +107,8 @@ def init_glioma(
     prior = st.prior
     if time_scheme not in SCHEMES:
         raise ValueError(
-            f"time_scheme: expected one of {SCHEMES}, received {time_scheme!r}{did_you_mean(time_scheme, SCHEMES)}"
+            f"time_scheme: expected one of {SCHEMES}, received "
+            f"{time_scheme!r}{did_you_mean(time_scheme, SCHEMES)}"
         )
     model.pet = None
     if pet is not None:

@@ -25,9 +25,9 @@ def _rowwise(v: Tensor) -> bool:
 def jvp_vjp(
     fn: Callable[[Tensor], Tensor], x: Tensor
 ) -> tuple[Tensor, Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
-    r"""Return ``(r, Jv, JTw)``: the residual at ``x`` and closures for :math:`Jv` and :math:`J^\top w`
-    (``Jv`` also takes a batch of tangents ``[k, n]`` and returns ``[k, m]``; ``JTw`` a batch
-    ``[k, m]`` and returns ``[k, n]``).
+    r"""Return ``(r, Jv, JTw)``: the residual at ``x`` and closures for :math:`Jv` and
+    :math:`J^\top w` (``Jv`` also takes a batch of tangents ``[k, n]`` and returns ``[k, m]``;
+    ``JTw`` a batch ``[k, m]`` and returns ``[k, n]``).
 
     One graph of :math:`r(x)` is recorded; :math:`J^\top w` is a reverse-mode product on it and
     :math:`Jv` the "double-vjp" product :math:`\partial_u (J^\top u)\cdot v` (exact, and on CPU

@@ -33,9 +33,9 @@ inflate to cover the drift").
 explicit forward solver, the loss over :math:`\theta` is minimised by Levenberg-Marquardt with a
 dense forward-mode Jacobian (:func:`bayesphys.odil.minimize`), started from the best point of a
 small log-grid of :math:`(D_w,\rho)`. The Laplace posterior is :math:`\mathcal N(\theta^*,
-H^{-1})` (``H`` the exact Hessian of the loss, or the Gauss-Newton :math:`J^\top J`); field draws are forward solves of :math:`\theta` draws. Identifiable
-combinations: infiltration length :math:`\ell=\sqrt{D_w/\rho}` and front speed
-:math:`v = 2\sqrt{D_w\rho}`.
+H^{-1})` (``H`` the exact Hessian of the loss, or the Gauss-Newton :math:`J^\top J`); field draws
+are forward solves of :math:`\theta` draws. Identifiable combinations: infiltration length
+:math:`\ell=\sqrt{D_w/\rho}` and front speed :math:`v = 2\sqrt{D_w\rho}`.
 """
 
 from __future__ import annotations
@@ -215,9 +215,9 @@ class GliomaModel(GliomaPosteriorMixin):
         return out
 
     def forward(self, theta: Tensor, t_end: float | None = None) -> Tensor:
-        r"""Tumour-cell map :math:`c(T)` on the crop ``[*crop]`` for :math:`\theta` ``[2 + K d]`` (``K`` foci)
-        (differentiable); :meth:`full` embeds it in the whole grid. ``t_end`` (days, >= 0;
-        0 = the initial state) defaults to the scan time. A ``theta`` with a NaN or infinite
+        r"""Tumour-cell map :math:`c(T)` on the crop ``[*crop]`` for :math:`\theta` ``[2 + K d]``
+        (``K`` foci) (differentiable); :meth:`full` embeds it in the whole grid. ``t_end`` (days, >=
+        0; 0 = the initial state) defaults to the scan time. A ``theta`` with a NaN or infinite
         entry is a ``ValueError`` (not tested under a :mod:`torch.func` transform, whose
         wrapped values cannot be read)."""
         check_built(self, "forward")
@@ -278,8 +278,8 @@ class GliomaModel(GliomaPosteriorMixin):
         )[0]
 
     def jacobian(self, theta: Tensor) -> tuple[Tensor, Tensor]:
-        r"""Residual vector ``r [m]`` and its Jacobian ``[m, 2 + K d]`` by the tangent-linear FK model
-        (one batched forward pass instead of ``2 + K d`` forward-mode AD passes); a ``theta``
+        r"""Residual vector ``r [m]`` and its Jacobian ``[m, 2 + K d]`` by the tangent-linear FK
+        model (one batched forward pass instead of ``2 + K d`` forward-mode AD passes); a ``theta``
         with a NaN or infinite entry is a ``ValueError``, as in :meth:`forward`."""
         check_built(self, "jacobian")
         check_finite_input("theta", self._theta(theta))
@@ -391,7 +391,8 @@ class GliomaModel(GliomaPosteriorMixin):
         progress: bool = True,
         max_seconds: float | None = None,
     ) -> FitResult:
-        r"""Multi-start grid over :math:`(D_w,\rho)` then Levenberg-Marquardt; sets the Laplace posterior.
+        r"""Multi-start grid over :math:`(D_w,\rho)` then Levenberg-Marquardt; sets the Laplace
+        posterior.
 
         ``hessian``: ``"exact"`` (autograd Hessian of the reduced loss, :math:`(2+Kd)^2` entries
         for ``K = n_foci``; falls back to Gauss-Newton if not positive definite) or ``"gn"``
@@ -402,9 +403,9 @@ class GliomaModel(GliomaPosteriorMixin):
         :class:`FitResult` whose ``extra`` holds the estimates and the Laplace sds. A second
         call starts again from the start search (it does not refine the previous estimate)
         and replaces the posterior; a :meth:`recalibrate` map of the previous one is dropped
-        (a ``UserWarning`` says so: recalibrate again). ``max_seconds`` (``None`` or ``> 0``): a wall-time budget
-        for the LM steps (:func:`~bayesphys.odil.minimize`'s; the start search and the
-        Laplace covariance are not counted): a fit it stops has ``converged=False``, says so in
+        (a ``UserWarning`` says so: recalibrate again). ``max_seconds`` (``None`` or ``> 0``): a
+        wall-time budget for the LM steps (:func:`~bayesphys.odil.minimize`'s; the start search and
+        the Laplace covariance are not counted): a fit it stops has ``converged=False``, says so in
         ``message``, and sets the posterior at its last accepted iterate.
 
         ``config`` is read at every use, except the settings the crop, tissue faces, time

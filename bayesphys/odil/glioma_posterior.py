@@ -181,10 +181,11 @@ class GliomaPosteriorMixin:
         ``num_samples >= 1`` draws per chain (2 chains).
 
         ``predictive`` (default: ``field``) adds the group ``posterior_predictive``: replicated
-        observations ``labels [chain, draw, *grid]`` (int8 as ``observed_data.labels``; and ``pet``), one per posterior draw of
-        :math:`c`, drawn from the fit's observation model by :meth:`replicate_observations`
-        (seeded by ``seed``), with the dims of ``observed_data`` so ``az.plot_ppc`` works.
-        It reuses the maps of ``field``; with ``field=False`` it costs the same forward solves."""
+        observations ``labels [chain, draw, *grid]`` (int8 as ``observed_data.labels``; and
+        ``pet``), one per posterior draw of :math:`c`, drawn from the fit's observation model by
+        :meth:`replicate_observations` (seeded by ``seed``), with the dims of ``observed_data`` so
+        ``az.plot_ppc`` works. It reuses the maps of ``field``; with ``field=False`` it costs the
+        same forward solves."""
         field = check_bool("field", field)
         predictive = field if predictive is None else check_bool("predictive", predictive)
         seed = seed_or_draw("seed", seed)  # once: the draws and replicates share it

@@ -11,7 +11,8 @@ linear in :math:`x` (linear-Gaussian problems) this is the exact posterior.
   .. math:: \Sigma_\theta = \big(H_{\theta\theta} - H_{\theta u} H_{uu}^{-1} H_{u\theta}\big)^{-1},
 
   computed by one matrix-free CG with :math:`H_{uu}` for the :math:`p = \dim\theta` columns
-  together (in blocks of 16) (batched products :math:`J_u^\top J_u V` by jvp/vjp): the field block is never formed.
+  together (in blocks of 16) (batched products :math:`J_u^\top J_u V` by jvp/vjp): the field block
+  is never formed.
 * **Field marginal** (:func:`field_posterior`): exact dense :math:`H^{-1}` block for small
   problems; otherwise exact pathwise draws :math:`\delta = H^{-1} J^\top z`,
   :math:`z\sim\mathcal N(0, I_m)` (covariance :math:`H^{-1}J^\top J H^{-1} = H^{-1}`), each one CG
@@ -142,18 +143,18 @@ def theta_covariance(
     forms :math:`H` and inverts it (reference for tests; a ``MemoryError`` before the
     Jacobian when it and :math:`H` cannot fit in memory). ``sparse=True`` assembles :math:`J`
     by column colouring (:class:`~bayesphys.odil.ColouredJacobian`, stencil of
-    ``stencil_radius`` cells, default 1, given only with ``sparse``; float64 plain-grid problems) and solves with the field block of
-    :math:`J^\top J` by sparse LU instead of CG (:func:`~bayesphys.odil.sparse.sparse_schur_covariance`). Returns ``(cov, info)`` with the CG
-    iteration count (one per parameter, shared: the columns are solved together), each
-    column's true relative residual, whether its CG broke down (``cg_breakdown``) and whether
-    it reached ``cg_maxiter`` (``cg_capped``) in ``info`` (a ``RuntimeWarning`` if a residual
-    stays above ``cg_tol``, saying per column whether CG reached ``cg_maxiter`` or broke down
-    on a non-positive curvature, which more iterations do not mend; unless
-    ``warn_inexact=False``: a caller that reports it itself). ``cg_tol``: CG's tolerance on
-    each column's relative residual, ``>= 0``; ``None`` (default): ``1e-10`` in float64 and
-    ``1e-5`` in float32, where a true residual below about ``1e-7`` (float32's resolution)
-    is out of reach and ``1e-10`` made every float32 covariance warn. ``cg_maxiter >= 1``;
-    ``params`` distinct names
+    ``stencil_radius`` cells, default 1, given only with ``sparse``; float64 plain-grid problems)
+    and solves with the field block of :math:`J^\top J` by sparse LU instead of CG
+    (:func:`~bayesphys.odil.sparse.sparse_schur_covariance`). Returns ``(cov, info)`` with the CG
+    iteration count (one per parameter, shared: the columns are solved together), each column's true
+    relative residual, whether its CG broke down (``cg_breakdown``) and whether it reached
+    ``cg_maxiter`` (``cg_capped``) in ``info`` (a ``RuntimeWarning`` if a residual stays above
+    ``cg_tol``, saying per column whether CG reached ``cg_maxiter`` or broke down on a non-positive
+    curvature, which more iterations do not mend; unless ``warn_inexact=False``: a caller that
+    reports it itself). ``cg_tol``: CG's tolerance on each column's relative residual, ``>= 0``;
+    ``None`` (default): ``1e-10`` in float64 and ``1e-5`` in float32, where a true residual below
+    about ``1e-7`` (float32's resolution) is out of reach and ``1e-10`` made every float32
+    covariance warn. ``cg_maxiter >= 1``; ``params`` distinct names
     of unknowns (a single name may be given as a string); a field's name stands for its
     fine-grid values, in C order, whether or not the field is held in the multigrid
     decomposition. A field block that is singular (a field mode no residual fixes, e.g. the
@@ -388,8 +389,8 @@ def field_posterior(
 
     If the number of unknowns ``n <= dense_max``: exact block of :math:`H^{-1}` (dense
     covariance; a ``MemoryError`` naming ``dense_max`` before the Jacobian when it and
-    :math:`H` cannot fit in memory). Otherwise ``num_draws`` exact pathwise draws (module docstring) give the
-    low-rank covariance :math:`S S^\top / K` plus ``jitter`` on the diagonal (a Monte-Carlo
+    :math:`H` cannot fit in memory). Otherwise ``num_draws`` exact pathwise draws (module docstring)
+    give the low-rank covariance :math:`S S^\top / K` plus ``jitter`` on the diagonal (a Monte-Carlo
     estimate with ``K = num_draws``; marginal variances have relative error ~ :math:`\sqrt{2/K}`).
     ``jitter`` is a variance in the field's squared units; ``None`` (default): ``1e-12`` times
     the mean sampled variance (an absolute ``1e-12`` floored every sd at ``1e-6``: on a field of
@@ -405,9 +406,9 @@ def field_posterior(
     tolerance on the relative residual; ``None`` (default): ``1e-8`` in float64 and ``1e-5``
     in float32, where a true residual below about ``1e-7`` is out of reach (``1e-8`` made
     every sampled float32 posterior warn).
-    Settings: ``dense_max >= 0``, ``num_draws >= 1``, ``cg_tol >= 0`` or ``None``, ``cg_maxiter >= 1``,
-    ``jitter >= 0`` or ``None``, ``seed`` an int or ``None`` (a seed drawn from torch's global
-    stream).
+    Settings: ``dense_max >= 0``, ``num_draws >= 1``, ``cg_tol >= 0`` or ``None``,
+    ``cg_maxiter >= 1``, ``jitter >= 0`` or ``None``, ``seed`` an int or ``None`` (a seed drawn from
+    torch's global stream).
     """
     dense_max = check_int("dense_max", dense_max, minimum=0)
     num_draws = check_int("num_draws", num_draws, minimum=1)
@@ -422,7 +423,8 @@ def field_posterior(
     cg_tol = _cg_tol(cg_tol, problem, 1e-8)
     if not isinstance(field, str) or field not in problem.field_shapes:
         raise ValueError(
-            f"field: expected one of {problem.field_names}, received {field!r}{did_you_mean(field, problem.field_names)}"
+            f"field: expected one of {problem.field_names}, received "
+            f"{field!r}{did_you_mean(field, problem.field_names)}"
         )
     if problem.multigrid:
         raise ValueError("problem: use problem.plain() / to_plain(x) for the Laplace posterior")

@@ -3,9 +3,9 @@ r"""Optimisers for the discrete loss :math:`L(x) = \tfrac12\lVert r(x)\rVert^2`.
 * ``"adam"`` -- :class:`torch.optim.Adam` on :math:`L`;
 * ``"lbfgs"`` -- :class:`torch.optim.LBFGS` with a strong-Wolfe line search;
 * ``"gn"`` -- Gauss-Newton: :math:`J^\top J\,\delta = -J^\top r`, full step;
-* ``"lm"`` -- Levenberg-Marquardt: :math:`(J^\top J + \lambda I)\delta = -J^\top r` with the gain-ratio
-  update of :math:`\lambda` (Nielsen 1999), rejected steps retried with larger damping (from the
-  residuals and Jacobian already computed at the unmoved iterate: a retry costs one linear
+* ``"lm"`` -- Levenberg-Marquardt: :math:`(J^\top J + \lambda I)\delta = -J^\top r` with the
+  gain-ratio update of :math:`\lambda` (Nielsen 1999), rejected steps retried with larger damping
+  (from the residuals and Jacobian already computed at the unmoved iterate: a retry costs one linear
   solve, no new Jacobian).
 
 The (damped) normal equations are solved either matrix-free with conjugate gradients
@@ -13,7 +13,8 @@ The (damped) normal equations are solved either matrix-free with conjugate gradi
 :math:`J^\top w` a reverse-mode one (:func:`torch.func.vjp`), so neither :math:`J` nor
 :math:`J^\top J` is formed; with a sparse direct solve (``"sparse"``: :math:`J` assembled from a
 few products by column colouring of the stencil, :mod:`~bayesphys.odil.sparse`, then sparse LU);
-or densely (``"dense"``, :func:`torch.func.jacfwd` + Cholesky) for small problems. Everything runs on the unknowns' device (CPU or CUDA).
+or densely (``"dense"``, :func:`torch.func.jacfwd` + Cholesky) for small problems. Everything runs
+on the unknowns' device (CPU or CUDA).
 """
 
 from __future__ import annotations
@@ -87,9 +88,9 @@ def minimize(
         (accepted or rejected) that finishes past it, with ``converged=False`` and the message
         ``"time budget (... s) reached after k steps"``; the ``callback``'s time is not
         counted. The iterate is the last accepted one, as after ``steps`` steps.
-    stencil_radius: with ``"sparse"`` (GN/LM only): the residuals' stencil radius in cells (default 1: each
-        residual reads field values at most one cell away along each axis, as every
-        first/second-difference stencil of :mod:`~bayesphys.problems.stencil` does; periodic
+    stencil_radius: with ``"sparse"`` (GN/LM only): the residuals' stencil radius in cells
+        (default 1: each residual reads field values at most one cell away along each axis, as
+        every first/second-difference stencil of :mod:`~bayesphys.problems.stencil` does; periodic
         ones included); a wider stencil is detected (by a check against a product with a random
         tangent) and the colouring refined, at the cost of more products.
     jacobian: optional ``x -> (r [m], J [m, n])`` for the dense solver (e.g. a hand-written

@@ -71,8 +71,9 @@ def column_colours(problem: DiscreteProblem, radius: int, level: int = 0) -> Ten
     Field values are coloured by their grid index modulo :math:`w_k` per axis, the smallest
     :math:`w_k \ge 2\rho_L + 1` that also separates windows wrapping around the axis' ends
     (periodic stencils), with :math:`\rho_L = (\rho + 1)2^L - 1` at ``level`` :math:`L`
-    (module docstring); each field has colours of its own, every parameter entry its own. Fields held in the multigrid decomposition are
-    refused (their unknowns are not local): use ``problem.plain()``.
+    (module docstring); each field has colours of its own, every parameter entry its own. Fields
+    held in the multigrid decomposition are refused (their unknowns are not local): use
+    ``problem.plain()``.
     """
     if not isinstance(problem, DiscreteProblem):
         raise TypeError(f"problem: expected a DiscreteProblem, received {type(problem).__name__}")

@@ -1,5 +1,6 @@
-"""Argument checks of :class:`~bayesphys.probconserv.ProbConserv`: data, prediction grids, constraint
-noise, masses, the problem a checkpoint was saved with, and the settings of ``calibrate``."""
+"""Argument checks of :class:`~bayesphys.probconserv.ProbConserv`: data, prediction grids,
+constraint noise, masses, the problem a checkpoint was saved with, and the settings of
+``calibrate``."""
 
 from __future__ import annotations
 

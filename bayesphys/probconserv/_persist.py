@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 
 
 def save_probconserv(model: ProbConserv, path: str | Path) -> Path:
-    """Checkpoint (config + Step-1 weights); :func:`load_probconserv` restores it exactly. The problem
-    is saved by its family (one of ``PROBLEM_CLASSES``) and fields; a problem of another
+    """Checkpoint (config + Step-1 weights); :func:`load_probconserv` restores it exactly. The
+    problem is saved by its family (one of ``PROBLEM_CLASSES``) and fields; a problem of another
     class is refused before anything is written (it could not be rebuilt)."""
     if type(model.problem) not in PROBLEM_CLASSES:
         raise ValueError(

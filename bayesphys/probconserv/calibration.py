@@ -331,7 +331,8 @@ def check_selection(selection: str) -> None:
     """Raise a ``ValueError`` naming ``selection`` unless it is one of :data:`SELECTIONS`."""
     if selection not in SELECTIONS:
         raise ValueError(
-            f"selection: expected one of {SELECTIONS}, received {selection!r}{did_you_mean(selection, SELECTIONS)}"
+            f"selection: expected one of {SELECTIONS}, received "
+            f"{selection!r}{did_you_mean(selection, SELECTIONS)}"
         )
 
 

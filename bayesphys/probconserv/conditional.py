@@ -352,7 +352,8 @@ class LocalScale:
                 raise TypeError(f"{name}: expected a Tensor, received {type(value).__name__}")
         if stage not in self.absz:
             raise ValueError(
-                f"stage: expected one of {sorted(self.absz)}, received {stage!r}{did_you_mean(stage, sorted(self.absz))}"
+                f"stage: expected one of {sorted(self.absz)}, received "
+                f"{stage!r}{did_you_mean(stage, sorted(self.absz))}"
             )
         q = self.pmap.unit(mean.detach().cpu(), mass.detach().cpu())  # fitted on the CPU
         return local_coverage_scale(self.absz[stage], self.u, q, self.bandwidth[stage])

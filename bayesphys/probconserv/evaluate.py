@@ -75,7 +75,8 @@ _MISSING = ("last", "first", "nan")
 def _check_missing(missing) -> str:
     if missing not in _MISSING:
         raise ValueError(
-            f"missing: expected one of {_MISSING}, received {missing!r}{did_you_mean(missing, _MISSING)}"
+            f"missing: expected one of {_MISSING}, received "
+            f"{missing!r}{did_you_mean(missing, _MISSING)}"
         )
     return missing
 

@@ -46,9 +46,9 @@ g^\top K g`: below that, :math:`\kappa v + \sigma_d^2 g^\top K g` is within a fa
 of the model's own :math:`\kappa v`, and with one :math:`\chi^2_1` draw the two cannot be told
 apart (a residual falls below its own standard deviation in 68 % of draws), so the
 maximum-likelihood estimate is zero for many functions that do have a discrepancy. For a
-function the gate flags, the estimate is the upper end of that unresolved interval instead of its lower end,
-:math:`\hat\sigma_d^2 = \max(r^2 - \kappa v,\ \kappa v) / g^\top K g`: a function the model
-was not trained for gets at least the discrepancy one residual cannot rule out. (On Stefan at
+function the gate flags, the estimate is the upper end of that unresolved interval instead of its
+lower end, :math:`\hat\sigma_d^2 = \max(r^2 - \kappa v,\ \kappa v) / g^\top K g`: a function the
+model was not trained for gets at least the discrepancy one residual cannot rule out. (On Stefan at
 ``u* = 0.5`` seven of the fifty test functions of the meta-GP had :math:`r^2 < \kappa v` while
 their fronts were wrong by several grid points; :func:`gated_discrepancy_variance`.)
 

@@ -57,7 +57,8 @@ _F64 = torch.float64
 
 @functools.cache
 def _calibrate_defaults() -> dict[str, Any]:
-    """The defaults of :meth:`ProbConserv.calibrate`'s keyword arguments, read from its signature."""
+    """The defaults of :meth:`ProbConserv.calibrate`'s keyword arguments, read from its
+    signature."""
     params = inspect.signature(ProbConserv.calibrate).parameters.values()
     return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
 
@@ -76,13 +77,14 @@ class ProbConserv:
 
     ``hidden`` (default 64), ``n_samples`` (latent draws, default 32) and ``covariance``
     (default ``"lowrank"``; ``"diag"``; ``"mixture"``, whose Step 1 is ``"diag"``'s and whose
-    ProbConserv update is per latent draw, with a scalar calibration only) are settings of the ANP (``step1="anp"``), ``gp_width`` (default
+    ProbConserv update is per latent draw, with a scalar calibration only) are settings of the ANP
+    (``step1="anp"``), ``gp_width`` (default
     32) of the meta-GP (``step1="gp"``); giving one to the other model is refused, as it would
     have no effect (so are a ``softc_weight > 0`` and a ``softc_points`` other than 32, the
-    ANP's SoftC penalty, with ``step1="gp"``). ``dtype`` may be a name (``"float32"``); ``sigma_g`` is a number ``>= 0``
-    or ``inf``, ``relative`` a bool. ``train_margin`` (default 0, the paper's setting) widens
-    the range the training functions' parameters are drawn from by that fraction of its
-    length at each end, e.g. diffusion :math:`k \sim U[0.8, 5.2]` at 0.05, so that the ends
+    ANP's SoftC penalty, with ``step1="gp"``). ``dtype`` may be a name (``"float32"``); ``sigma_g``
+    is a number ``>= 0`` or ``inf``, ``relative`` a bool. ``train_margin`` (default 0, the paper's
+    setting) widens the range the training functions' parameters are drawn from by that fraction of
+    its length at each end, e.g. diffusion :math:`k \sim U[0.8, 5.2]` at 0.05, so that the ends
     of the paper's range are no longer the ends of what the model has seen. It widens the
     training only: :meth:`calibrate` still draws its validation functions from the unwidened
     ``train_range`` (widened by its own ``range_margin``), and the mass check's
@@ -173,7 +175,8 @@ class ProbConserv:
 
     # -- training ---------------------------------------------------------------------------
     def set_softc_weight(self, weight: float) -> None:
-        """Switch the SoftC penalty on (``weight > 0``, ANP only) e.g. to fine-tune a trained ANP."""
+        """Switch the SoftC penalty on (``weight > 0``, ANP only) e.g. to fine-tune a trained
+        ANP."""
         weight = check_real("weight", weight, minimum=0.0)
         if weight > 0 and self.config.step1 != "anp":
             raise ValueError(

@@ -15,7 +15,8 @@ Exact linear-Gaussian conditioning gives
   :math:`G\Sigma G^\top` must be invertible.
 * finite ``sigma_g``: an absolute tolerance on the mass (physical units), or with
   ``relative=True`` a multiple of :math:`\sqrt{(G\Sigma G^\top)_{jj}}` (scale free: ``1`` halves
-  the prior variance of the mass and the defect, ``0.1`` removes 99 % of the defect). ``inf`` returns the prior.
+  the prior variance of the mass and the defect, ``0.1`` removes 99 % of the defect). ``inf``
+  returns the prior.
 * structure: only :math:`\Sigma G^\top` (``N x m``) is needed. Diagonal :math:`\Sigma`: ``O(N m)``;
   low-rank-plus-diagonal :math:`D + R R^\top`: :math:`D G^\top + R (R^\top G^\top)`,
   ``O(N k m)``; dense / Kronecker: one operator matmul. :math:`\tilde\Sigma` is kept as
@@ -66,7 +67,8 @@ _F64 = torch.float64
 
 
 def trapezoid_weights(x: Tensor, rule: str = "trapezoid") -> Tensor:
-    r"""Quadrature weights ``g [*, N]`` with :math:`g^\top u \approx \int u\,dx` on grid ``x [*, N]``.
+    r"""Quadrature weights ``g [*, N]`` with :math:`g^\top u \approx \int u\,dx` on grid
+    ``x [*, N]``.
 
     ``"trapezoid"``: :math:`g_i = \tfrac12(x_{i+1}-x_{i-1})`, :math:`g_0 = \tfrac12(x_1-x_0)`,
     :math:`g_{N-1} = \tfrac12(x_{N-1}-x_{N-2})` (composite trapezoid, any non-uniform grid).
@@ -237,7 +239,8 @@ def _prepare(prior: GaussianPosterior, G: Tensor, b: Tensor | float):
         )
     if G.shape[-1] != n:
         raise ValueError(
-            f"G: expected last dimension {n} (the size of the grid/event {tuple(prior.event_shape)}), "
+            f"G: expected last dimension {n} (the size of the grid/event "
+            f"{tuple(prior.event_shape)}), "
             f"received G of shape {tuple(G.shape)}"
         )
     batch = prior.batch_shape
@@ -462,7 +465,8 @@ def conservation_update(
 
 
 def hard_projection(prior: GaussianPosterior, G: Tensor, b: Tensor | float) -> GaussianPosterior:
-    r"""HardC baseline: :math:`\tilde\mu = \mu - G^\top(GG^\top)^{-1}(G\mu - b)`, :math:`\tilde\Sigma = \Sigma`.
+    r"""HardC baseline: :math:`\tilde\mu = \mu - G^\top(GG^\top)^{-1}(G\mu - b)`,
+    :math:`\tilde\Sigma = \Sigma`.
 
     ``G``: ``[m, N]`` or ``[*batch, m, N]`` constraint rows (one row ``[N]`` accepted), ``b``
     ``[*batch, m]`` or any shape broadcasting to it (as :func:`conservation_update`); the

@@ -13,8 +13,8 @@ r"""Glioma test problems: a 2-D analytic brain phantom and synthetic patients.
   Institute, McGill University (permissive licence, see the nilearn documentation).
 * :func:`synthetic_patient` -- draws Fisher-Kolmogorov parameters (log-uniform
   :math:`D_w, \rho`), a focus inside white matter, grows the tumour with our explicit solver
-  (:func:`bayesphys.problems.fisher_kolmogorov.fk_forward`), and observes the GliODIL/BraTS-style segmentation
-  ``labels`` (2 = T1Gd core, :math:`c\ge\theta_{up}`; 1 = FLAIR edema,
+  (:func:`bayesphys.problems.fisher_kolmogorov.fk_forward`), and observes the GliODIL/BraTS-style
+  segmentation ``labels`` (2 = T1Gd core, :math:`c\ge\theta_{up}`; 1 = FLAIR edema,
   :math:`\theta_{down}\le c<\theta_{up}`; 0 = otherwise), a PET proxy
   :math:`0.75\,c + \mathcal N(0, 0.02^2)` inside the lesion, and the "future" state
   :math:`c(T + 60\,\mathrm d)` for radiotherapy evaluation.
@@ -58,7 +58,9 @@ MAX_PATIENT_STEPS = 200_000
 built-in studies take at most a few thousand, ``dw=1e6`` needed about 1e8 (hours)."""
 
 GLIOMA_PRIOR = {"dw": (0.1, 0.5), "rho": (0.025, 0.1), "t_end": 100.0, "dg_ratio": 10.0}
-"""Uniform prior boxes of the synthetic glioma patients: white-matter diffusivity ``dw`` (mm^2/day) and proliferation ``rho`` (1/day); ``t_end`` (days) and the white/grey diffusivity ratio ``dg_ratio`` are fixed."""
+"""Uniform prior boxes of the synthetic glioma patients: white-matter diffusivity ``dw`` (mm^2/day)
+and proliferation ``rho`` (1/day); ``t_end`` (days) and the white/grey diffusivity ratio
+``dg_ratio`` are fixed."""
 
 
 def _smooth(a: Tensor) -> Tensor:

@@ -1,4 +1,5 @@
-r"""High-frequency and multi-scale PDE benchmarks of GP-HM (Fang et al., ICLR 2024) with exact solutions.
+r"""High-frequency and multi-scale PDE benchmarks of GP-HM (Fang et al., ICLR 2024) with exact
+solutions.
 
 Sign conventions follow the reference code: Poisson :math:`\Delta u = f` (not :math:`-\Delta u`),
 Allen-Cahn :math:`\Delta u + u(u^2 - 1) = f`, advection :math:`\beta u_x + u_t = 0`. The source
@@ -22,7 +23,7 @@ advection                  :math:`\sin(x - 200 t)`, :math:`\beta = 200`      [0,
 allencahn2d-low            :math:`\sin(\pi x)\sin(2\pi y) + xy` (test)       [0, 1]^2    24    4
 advection-low              :math:`\sin 2\pi(x - 2t)`, :math:`\beta = 2` (test) [0, 1]^2    24    4
 =========================  ================================================  ==========  ====  ==========
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 

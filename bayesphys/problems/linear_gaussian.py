@@ -183,9 +183,9 @@ def posterior_for(
     """Exact posterior over the grid ``x [n]`` given data ``y [m]`` at ``x[idx]``.
 
     ``noise``, ``lengthscale`` and ``outputscale`` finite and ``> 0``, numbers or 0-d tensors
-    (a NaN noise ended in a Cholesky error); ``x`` 1-D, ``idx`` and ``y`` of one shape ``[m]`` (a ``y`` of another
-    length failed in a matrix product). The posterior has ``x``'s dtype (float64 for an
-    integer grid); it is computed in float64 and then cast, so a float32 one is the float64
+    (a NaN noise ended in a Cholesky error); ``x`` 1-D, ``idx`` and ``y`` of one shape ``[m]`` (a
+    ``y`` of another length failed in a matrix product). The posterior has ``x``'s dtype (float64
+    for an integer grid); it is computed in float64 and then cast, so a float32 one is the float64
     one rounded (computed in float32, with noise ``1e-3`` its covariance was indefinite and
     the posterior was refused). Tensors, numpy arrays and lists are taken; ``x`` and ``y``
     finite, ``idx`` whole numbers in ``[0, n)`` (as :class:`ConjugateGaussianField` checks
@@ -278,7 +278,8 @@ class ConjugateGaussianField:
         self.y = own_memory(as_tensor("y", y, dtype=dtype, device=dev, ndim=1), y)
         if self.idx.shape != self.y.shape:
             raise ValueError(
-                f"y: expected shape {tuple(self.idx.shape)} (one per sensor), received {tuple(self.y.shape)}"
+                f"y: expected shape {tuple(self.idx.shape)} (one per sensor), received "
+                f"{tuple(self.y.shape)}"
             )
         self.noise = check_scalar("noise", noise, minimum=0.0, strict=True)
         lengthscale = check_scalar("lengthscale", lengthscale, minimum=0.0, strict=True)

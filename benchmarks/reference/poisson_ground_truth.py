@@ -1,8 +1,9 @@
 """Write the P1 test set in the text format of the reference RGNP notebooks (side-by-side runs).
 
 The reference code (phys-rgnp, TensorFlow) evaluates on FEniCS ground-truth files. This writes
-our own seeded test set, ``poisson_test_set(1000, seed=0)`` (the one ``benchmarks/neural_process.py``
-uses), as those four files, so the reference and our R0 are scored on the same 1000 cases:
+our own seeded test set, ``poisson_test_set(1000, seed=0)`` (the one
+``benchmarks/neural_process.py`` uses), as those four files, so the reference and our R0 are scored
+on the same 1000 cases:
 
     allGroundTruthU.dat  [1000, 201]   reference solutions u(x)
     allGroundTruthZ.dat  [1000, 5]     Chebyshev weights z

@@ -584,7 +584,9 @@ def test_bad_arguments_are_refused_before_anything_is_read_or_run(tmp_path):
         _run("sequential", probs, problem_dim=3)
     with pytest.raises(
         TypeError,
-        match="^problems: expected a mapping id -> problem or an iterable of problems, received int",
+        match=(
+            "^problems: expected a mapping id -> problem or an iterable of problems, received int"
+        ),
     ):
         _run("sequential", 3)
 

@@ -251,7 +251,9 @@ def test_keep_best_never_keeps_the_start_of_a_poisoned_step(method, lr, monkeypa
         return g * 1e200 if len(calls) == 3 else g
 
     h = p.register_hook(hook)
-    cb = lambda model, step: starts.append([t.detach().clone() for t in model._params()])  # noqa: E731
+    cb = lambda model, step: starts.append(  # noqa: E731
+        [t.detach().clone() for t in model._params()]
+    )
     try:
         res = m.fit(steps=6, lr=lr, progress=False, keep_best=True, callback=cb, callback_every=1)
     finally:

@@ -1,4 +1,5 @@
-"""The GP-HM solver draws no random numbers: a seed is recorded, never used on the global streams."""
+"""The GP-HM solver draws no random numbers: a seed is recorded, never used on the global
+streams."""
 
 from __future__ import annotations
 

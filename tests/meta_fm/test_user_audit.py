@@ -172,6 +172,9 @@ def test_a_setting_a_population_problem_does_not_take_is_named_with_the_ones_it_
 
     with pytest.raises(
         TypeError,
-        match=r"^n_trian: not a setting of B2 \(linear_map\); expected one of .*did you mean 'n_train'",
+        match=(
+            r"^n_trian: not a setting of B2 \(linear_map\); expected one of .*did you mean "
+            r"'n_train'"
+        ),
     ):
         make_population_problem("B2", n_trian=3)

@@ -183,7 +183,10 @@ def test_fit_data_dict_checks():
         m.fit(dict(data, y=torch.zeros(2, 5, dtype=torch.complex64)), steps=1, progress=False)
     with pytest.raises(
         ValueError,
-        match=r"^data: expected y \[n, 5\], z \[n, 5\], w \[n, 1\], received \(2, 5\), \(3, 5\), \(2, 1\)",
+        match=(
+            r"^data: expected y \[n, 5\], z \[n, 5\], w \[n, 1\], received \(2, 5\), \(3, 5\), "
+            r"\(2, 1\)"
+        ),
     ):
         m.fit(dict(data, z=torch.zeros(3, 5)), steps=1, progress=False)
     with pytest.raises(ValueError, match=r"^data: expected y \[n, 5\], .* received \(2, 4\)"):

@@ -303,7 +303,10 @@ def test_synthetic_patient_phantom(phantom):
         synthetic_patient(0, phantom=[phantom["wm"]])
     with pytest.raises(
         ValueError,
-        match=r"^phantom: expected keys \['wm', 'gm', 'brain', 'spacing'\].* missing \['gm', 'brain', 'spacing'\]",
+        match=(
+            r"^phantom: expected keys \['wm', 'gm', 'brain', 'spacing'\].* missing \['gm', "
+            r"'brain', 'spacing'\]"
+        ),
     ):
         synthetic_patient(0, phantom={"wm": phantom["wm"]})
     no_wm = {**phantom, "wm": 0.5 * phantom["wm"]}

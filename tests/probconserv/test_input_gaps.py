@@ -224,7 +224,7 @@ def test_from_state_names_the_bad_keys_of_a_local_scale_state():
         HybridCalibration.from_state(None)
 
 
-# --- MetaGP's dtypes -------------------------------------------------------------------------------
+# --- MetaGP's dtypes ------------------------------------------------------------------------------
 
 
 def _sets(dtype):

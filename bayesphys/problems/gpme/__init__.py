@@ -28,7 +28,7 @@ Modules: ``base`` (:class:`GPMEProblem`), one per family (``diffusion``, ``porou
 ``stefan``), ``registry`` (the families by id), ``conservation`` (the mass rebuilt from the
 boundary fluxes) and ``datasets`` (seeded data sets and the evaluation grid), with shared
 helpers in ``_common``; every public name is re-exported here.
-"""
+"""  # noqa: E501
 
 from .base import GPMEProblem
 from .conservation import mass_from_fluxes

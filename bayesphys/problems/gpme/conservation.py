@@ -22,8 +22,9 @@ def mass_from_fluxes(problem: GPMEProblem, t: float, param: float, n: int = 4001
     r""":math:`b(t) = U(t_0) + \int_{t_0}^t b'(s)\,ds` by the midpoint rule on the fluxes.
 
     (The Stefan inflow is :math:`\propto s^{-1/2}`; the substitution :math:`s = a + r^2` on
-    each piece :math:`[a, b]` makes the integrand smooth.) The interval is split where :math:`b'` has a kink or jump
-    (:meth:`GPMEProblem.flux_breaks`: a front leaving the domain), ``n`` points per piece.
+    each piece :math:`[a, b]` makes the integrand smooth.) The interval is split where :math:`b'`
+    has a kink or jump (:meth:`GPMEProblem.flux_breaks`: a front leaving the domain), ``n`` points
+    per piece.
     """
     problem = get_problem(problem)
     param = _real("param", param)

@@ -132,12 +132,13 @@ def make_dataset(
     """Seeded functions with the paper's context design (generated on the fly).
 
     Either ``n_functions`` functions with parameters drawn ``U(param_range)`` (default
-    ``train_range``: training functions), or the given ``params`` (one function each). Contexts: ``n_t_context`` stratified times x the same
-    ``n_x_context`` sorted uniform sensor positions; targets: sorted uniform ``n_t_target x
-    n_x_target``. ``noise_std`` adds Gaussian sensor noise to the contexts only. ``params``:
-    ``[B]`` (a tensor or a list); the set's tensors are ``params [B]``, ``x_context [B, Nc, 2]``
-    with ``Nc = n_t_context n_x_context``, ``y_context [B, Nc]``, ``x_target [B, Nt, 2]`` with
-    ``Nt = n_t_target n_x_target``, ``y_target [B, Nt]`` (:class:`GPMEData`).
+    ``train_range``: training functions), or the given ``params`` (one function each). Contexts:
+    ``n_t_context`` stratified times x the same ``n_x_context`` sorted uniform sensor positions;
+    targets: sorted uniform ``n_t_target x n_x_target``. ``noise_std`` adds Gaussian sensor noise to
+    the contexts only. ``params``: ``[B]`` (a tensor or a list); the set's tensors are
+    ``params [B]``, ``x_context [B, Nc, 2]`` with ``Nc = n_t_context n_x_context``,
+    ``y_context [B, Nc]``, ``x_target [B, Nt, 2]`` with ``Nt = n_t_target n_x_target``,
+    ``y_target [B, Nt]`` (:class:`GPMEData`).
 
     ``seed`` names two independent streams (:func:`bayesphys.stream_seed`): the parameters'
     and the design's (times, sensors, targets, noise), so no two seeds share either draw.
@@ -222,7 +223,8 @@ def make_dataset(
 
 
 def eval_grid(problem: str | GPMEProblem, t: float | None = None, n_x: int = 201) -> Tensor:
-    """Target inputs ``[n_x, 2]`` (``t, x``) on the uniform slice at time ``t`` (default table time)."""
+    """Target inputs ``[n_x, 2]`` (``t, x``) on the uniform slice at time ``t`` (default table
+    time)."""
     prob = get_problem(problem)
     tt = prob.table_time if t is None else _real("t", t, minimum=prob.t_range[0])
     x = prob.grid(n_x)

@@ -32,6 +32,7 @@ def get_problem(name: str | GPMEProblem) -> GPMEProblem:
         )
     if name not in _PROBLEMS:
         raise ValueError(
-            f"problem: expected one of {sorted(_PROBLEMS)}, received {name!r}{did_you_mean(name, sorted(_PROBLEMS))}"
+            f"problem: expected one of {sorted(_PROBLEMS)}, received "
+            f"{name!r}{did_you_mean(name, sorted(_PROBLEMS))}"
         )
     return _PROBLEMS[name]()

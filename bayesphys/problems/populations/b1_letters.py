@@ -135,7 +135,8 @@ def letters(
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
 ) -> PopulationPairs:
-    """B1: letter denoising. Splits ``train`` (24 x rotations), ``val``/``cal`` ("X"), ``test`` ("Y").
+    """B1: letter denoising. Splits ``train`` (24 x rotations), ``val``/``cal`` ("X"), ``test``
+    ("Y").
 
     Each split reseeds with ``seed`` as in the reference loader. Populations are ``[n, 2]``
     with ``n`` the glyph's pixel count (803-2834 for DejaVu Sans). ``rotations >= 1``; the

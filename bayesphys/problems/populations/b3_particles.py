@@ -111,10 +111,10 @@ def interacting_particles(
     round-off at a quarter of the cost. ``n_points >= 2``, ``steps >= 1``; ``a``,
     ``b`` finite; ``ell > 0``. The simulation runs in float64 when ``dtype`` is float64 or
     ``None`` (the generator's float64 values; the targets were float32 then) -- RK4 error
-    ~1e-8 at 50 steps (max-abs against 800 steps) instead of float32's ~1e-6 -- and in float32 otherwise (float32 and
-    narrower dtypes: the targets are rounded from float32). Settings whose simulation
-    diverges (RK4 is explicit: a large ``|a|`` or a tiny ``ell`` for the ``steps``), or whose
-    targets overflow ``dtype``, are refused (``ValueError``) rather than returned as NaN/Inf.
+    ~1e-8 at 50 steps (max-abs against 800 steps) instead of float32's ~1e-6 -- and in float32
+    otherwise (float32 and narrower dtypes: the targets are rounded from float32). Settings whose
+    simulation diverges (RK4 is explicit: a large ``|a|`` or a tiny ``ell`` for the ``steps``), or
+    whose targets overflow ``dtype``, are refused (``ValueError``) rather than returned as NaN/Inf.
     """
     n_points = check_int("n_points", n_points, minimum=2)
     steps = check_int("steps", steps, minimum=1)

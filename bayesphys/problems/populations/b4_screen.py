@@ -84,8 +84,8 @@ def patient_screen(
     The split changes only ``splits`` and ``name``: for one ``seed`` the populations (and every
     other field) are the same under both splits and every fold. ``extra["patient"]`` and
     ``extra["replicate"]`` give each pair's patient and replicate ``[num_pairs]``,
-    ``extra["cell_type"]`` the type of every source/target cell, and ``source_features`` the one-hot type ``[n, 2]``
-    of each source cell (the reference feeds the cell-type one-hot to the GNN).
+    ``extra["cell_type"]`` the type of every source/target cell, and ``source_features`` the one-hot
+    type ``[n, 2]`` of each source cell (the reference feeds the cell-type one-hot to the GNN).
     """
     # fewer than 4 patients left no training patient (3) or put the calibration patient into
     # the test split ((2k + 2) % 2 = 0 for 2 patients)

@@ -130,7 +130,8 @@ def make_population_problem(name: str, **kwargs: Any) -> PopulationPairs:
     table = {"B1": letters, "B2": linear_map, "B3": interacting_particles, "B4": patient_screen}
     if not isinstance(name, str) or name not in table:
         raise ValueError(
-            f"name: expected one of {sorted(table)}, received {name!r}{did_you_mean(name, sorted(table))}"
+            f"name: expected one of {sorted(table)}, received "
+            f"{name!r}{did_you_mean(name, sorted(table))}"
         )
     make = table[name]
     known = sorted(inspect.signature(make).parameters)

@@ -214,7 +214,8 @@ def burgers_test_set(
 ) -> dict[str, np.ndarray]:
     """Seeded Burgers cases: ``{"x" [nx], "t" [nt], "z" [n, 2], "w" [n, 1], "u" [n, nt, nx]}``.
 
-    ``n >= 1``, ``n_nodes >= 3``, ``n_steps >= 1`` (ints); ``seed`` an int ``>= 0`` (``None``: drawn from torch's global stream)."""
+    ``n >= 1``, ``n_nodes >= 3``, ``n_steps >= 1`` (ints); ``seed`` an int ``>= 0`` (``None``: drawn
+    from torch's global stream)."""
     n = check_int("n", n, minimum=1)
     n_nodes = check_int("n_nodes", n_nodes, minimum=3)
     n_steps = check_int("n_steps", n_steps, minimum=1)

@@ -41,7 +41,8 @@ __all__ = [
 ]
 
 POISSON_SENSOR_INDEX = np.arange(20, 180, 3)  # 54 nodes of the 201-node mesh, x in [-0.8, 0.79]
-r"""Mesh indices of the 54 Poisson sensors (nodes 20, 23, ..., 179 of the 201-node mesh, :math:`x \in [-0.8, 0.79]`)."""
+r"""Mesh indices of the 54 Poisson sensors (nodes 20, 23, ..., 179 of the 201-node mesh,
+:math:`x \in [-0.8, 0.79]`)."""
 
 
 def chebyshev(x: Tensor, n: int) -> tuple[Tensor, Tensor]:
@@ -207,7 +208,8 @@ class PoissonProblem:
 def poisson_test_set(n: int = 1000, *, seed: int = 0, n_nodes: int = 201) -> dict[str, np.ndarray]:
     """Seeded Poisson test cases: ``{"x" [n_nodes], "z" [n, 5], "w" [n, 1], "u" [n, n_nodes]}``.
 
-    ``n >= 1``, ``n_nodes >= 3`` (ints); ``seed`` an int ``>= 0`` (``None``: drawn from torch's global stream).
+    ``n >= 1``, ``n_nodes >= 3`` (ints); ``seed`` an int ``>= 0`` (``None``: drawn from torch's
+    global stream).
 
     The parameters ``(z, w)`` are the first draws of ``numpy.random.default_rng(seed)``, a
     stream shared with :func:`poisson_sensor_data`: ``poisson_sensor_data(n, seed=s)`` holds
@@ -231,7 +233,8 @@ def poisson_sensor_data(
     r"""Noisy labelled sensor sets (P2); ``y`` ``[n, 54]`` at ``x_obs`` ``[54]``.
 
     :math:`y_{ij} = u_i(x_j) + \sigma_y \varepsilon_{ij}`, :math:`\varepsilon_{ij} \sim
-    \mathcal N(0, 1)`. ``sigma_y >= 0`` (finite); ``seed`` an int ``>= 0`` (``None``: drawn from torch's global stream).
+    \mathcal N(0, 1)`. ``sigma_y >= 0`` (finite); ``seed`` an int ``>= 0`` (``None``: drawn from
+    torch's global stream).
 
     Streams (kept as they are: they define the benchmark data): the functions ``z, w, u`` are
     exactly ``poisson_test_set(n, seed=seed)``'s (``default_rng(seed)``), and the noise
@@ -265,8 +268,8 @@ def invariance_points(n: int, layout: str, *, seed: int = 0) -> np.ndarray:
 
     ``uniform``: equispaced interior; ``random``: i.i.d. uniform; ``clustered``: two Gaussian
     clusters at :math:`\\pm 0.5` (sd 0.15), clipped to :math:`[-0.99, 0.99]`. ``seed`` (an int
-    ``>= 0``, ``None``: drawn from torch's global stream) names a stream of its own, apart from the test sets'
-    parameters under the same seed.
+    ``>= 0``, ``None``: drawn from torch's global stream) names a stream of its own, apart from the
+    test sets' parameters under the same seed.
     """
     n = check_int("n", n, minimum=1)
     seed = _seed(seed)
