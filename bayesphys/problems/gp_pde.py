@@ -6,23 +6,23 @@ Allen-Cahn :math:`\Delta u + u(u^2 - 1) = f`, advection :math:`\beta u_x + u_t =
 :math:`f` is obtained from the exact :math:`u` by automatic differentiation (float64); boundary
 data are the exact :math:`u` on the two end points (1-D) or on the four grid edges (2-D).
 
-=========================  ================================================  ==========  ====  ==========
-id                         exact :math:`u`                                   domain      N     freq_scale
-=========================  ================================================  ==========  ====  ==========
-poisson1d-sin100           :math:`\sin 100x`                                 [0, 2pi]    400   20
-poisson1d-xsin200          :math:`x \sin 200x`                               [0, 2pi]    900   50
-poisson1d-multiscale       :math:`\sin x + 0.1\sin 20x + 0.05\cos 100x`      [0, 1]      900   30
-poisson1d-multiscale-sin   same with :math:`0.05\sin 100x` (what the code ran) [0, 1]    900   30
-poisson1d-sin500-trend     :math:`\sin 500x - 2(x - 0.5)^2`                  [0, 1]      400   100
-poisson1d-low              :math:`\sin(2\pi x) + x` (test problem)           [0, 1]      64    4
-allencahn1d-sin100         :math:`\sin 100x`                                 [0, 2pi]    400   20
-poisson2d-sin100           :math:`\sin 100x \sin 100y`                       [0, 2pi]^2  400   20
-poisson2d-low              :math:`\sin(\pi x)\sin(2\pi y) + xy` (test)       [0, 1]^2    32    4
-allencahn2d-multiscale     :math:`h(x)h(y)`, :math:`h = \sin t + 0.1\sin 20t + \cos 100t`  [0, 1]^2  400  30
-advection                  :math:`\sin(x - 200 t)`, :math:`\beta = 200`      [0, 1]^2    200   40
-allencahn2d-low            :math:`\sin(\pi x)\sin(2\pi y) + xy` (test)       [0, 1]^2    24    4
-advection-low              :math:`\sin 2\pi(x - 2t)`, :math:`\beta = 2` (test) [0, 1]^2    24    4
-=========================  ================================================  ==========  ====  ==========
+========================  ==============================================================  ==========  ===  ==========
+id                        exact :math:`u`                                                 domain      N    freq_scale
+========================  ==============================================================  ==========  ===  ==========
+poisson1d-sin100          :math:`\sin 100x`                                               [0, 2pi]    400  20
+poisson1d-xsin200         :math:`x \sin 200x`                                             [0, 2pi]    900  50
+poisson1d-multiscale      :math:`\sin x + 0.1\sin 20x + 0.05\cos 100x`                    [0, 1]      900  30
+poisson1d-multiscale-sin  same with :math:`0.05\sin 100x` (what the code ran)             [0, 1]      900  30
+poisson1d-sin500-trend    :math:`\sin 500x - 2(x - 0.5)^2`                                [0, 1]      400  100
+poisson1d-low             :math:`\sin(2\pi x) + x` (test problem)                         [0, 1]      64   4
+allencahn1d-sin100        :math:`\sin 100x`                                               [0, 2pi]    400  20
+poisson2d-sin100          :math:`\sin 100x \sin 100y`                                     [0, 2pi]^2  400  20
+poisson2d-low             :math:`\sin(\pi x)\sin(2\pi y) + xy` (test)                     [0, 1]^2    32   4
+allencahn2d-multiscale    :math:`h(x)h(y)`, :math:`h = \sin t + 0.1\sin 20t + \cos 100t`  [0, 1]^2    400  30
+advection                 :math:`\sin(x - 200 t)`, :math:`\beta = 200`                    [0, 1]^2    200  40
+allencahn2d-low           :math:`\sin(\pi x)\sin(2\pi y) + xy` (test)                     [0, 1]^2    24   4
+advection-low             :math:`\sin 2\pi(x - 2t)`, :math:`\beta = 2` (test)             [0, 1]^2    24   4
+========================  ==============================================================  ==========  ===  ==========
 """  # noqa: E501
 
 from __future__ import annotations
