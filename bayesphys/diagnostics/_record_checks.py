@@ -15,39 +15,9 @@ from torch import Tensor
 from .._checks import check_real
 from .._device import check_finite
 from .._posterior_args import _check_levels
+from .sbc import check_truth_draws
 
 __all__ = ["check_record_fields"]
-
-
-def _check_values(name: str, t: Any, shape: str) -> None:
-    """``t`` a real tensor of values that can be read (``shape`` for the message)."""
-    if not isinstance(t, Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor {shape}, received {type(t).__name__}")
-    if t.is_complex():  # complex values have no order: a raw torch error followed
-        raise TypeError(f"{name}: expected real values, received dtype {t.dtype}")
-
-
-def _check_truth_draws(truth: Any, draws: Any) -> None:
-    """``truth [N, K]`` and ``draws [N, L, K]`` (``N, L, K >= 1``), real and finite."""
-    _check_values("record.truth", truth, "[N, K]")
-    _check_values("record.draws", draws, "[N, L, K]")
-    if truth.ndim != 2 or draws.ndim != 3 or draws.shape[0] != truth.shape[0]:
-        raise ValueError(
-            f"record.truth/record.draws: expected [N, K] and [N, L, K], received "
-            f"{tuple(truth.shape)} and {tuple(draws.shape)}"
-        )
-    if draws.shape[2] != truth.shape[1]:
-        raise ValueError(
-            f"record.draws: expected K = {truth.shape[1]} summaries in the last dim, "
-            f"received {tuple(draws.shape)}"
-        )
-    if 0 in (*truth.shape, draws.shape[1]):
-        raise ValueError(
-            f"record.truth/record.draws: expected N >= 1 problems, L >= 1 draws and K >= 1 "
-            f"summaries, received truth {tuple(truth.shape)} and draws {tuple(draws.shape)}"
-        )
-    check_finite("record.truth", truth)
-    check_finite("record.draws", draws)
 
 
 def _check_names(names: Any, truth: Any) -> None:
@@ -94,7 +64,8 @@ def check_record_fields(record: Any) -> None:
     empty without a field coverage); ``field_coverage`` ``None`` or a finite tensor
     ``[N, len(levels)]``; ``seconds`` a finite number ``>= 0``; ``meta`` a mapping. Errors
     name the field (``record.truth``, ...) and what was received."""
-    _check_truth_draws(record.truth, record.draws)
+    # truth [N, K], draws [N, L, K], real and finite: the diagnostics' own check
+    check_truth_draws(record.truth, record.draws, prefix="record.")
     _check_names(record.names, record.truth)
     _check_field_coverage(record.field_coverage, record.levels, record.truth)
     check_real("record.seconds", record.seconds, minimum=0.0)

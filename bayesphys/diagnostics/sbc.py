@@ -55,36 +55,39 @@ def truth_on_draws_device(truth: Tensor, draws: Tensor) -> Tensor:
     return truth.to(draws.device)
 
 
-def check_truth_draws(truth: Tensor, draws: Tensor) -> tuple[Tensor, Tensor]:
+def check_truth_draws(truth: Tensor, draws: Tensor, *, prefix: str = "") -> tuple[Tensor, Tensor]:
     """Shared input check of the rank and coverage diagnostics: ``truth [N, K]`` and
-    ``draws [N, L, K]`` of the same ``N`` and ``K``, all finite (a NaN compares neither below
-    nor equal to anything: it would silently count as a draw above the truth, or give a NaN
-    truth rank 0). Returns ``(truth, draws)`` with ``truth`` moved to the draws' device
+    ``draws [N, L, K]`` of the same ``N`` and ``K`` (``N, L, K >= 1``), real and all finite (a
+    NaN compares neither below nor equal to anything: it would silently count as a draw above
+    the truth, or give a NaN truth rank 0). Errors name ``prefix + "truth"`` /
+    ``prefix + "draws"`` (``"record."`` for a :class:`SimulationRecord`'s fields). Returns
+    ``(truth, draws)`` with ``truth`` moved to the draws' device
     (:func:`truth_on_draws_device`; on another device torch refused the comparison with
     "Expected all tensors to be on the same device")."""
-    for name, t in (("truth", truth), ("draws", draws)):
+    tn, dn = f"{prefix}truth", f"{prefix}draws"
+    for name, t, shape in ((tn, truth, "[N, K]"), (dn, draws, "[N, L, K]")):
         if not isinstance(t, Tensor):
-            raise TypeError(f"{name}: expected a torch.Tensor, received {type(t).__name__}")
+            raise TypeError(f"{name}: expected a torch.Tensor {shape}, received {type(t).__name__}")
         if t.is_complex():  # complex values have no order: a raw torch error followed
             raise TypeError(f"{name}: expected real values, received dtype {t.dtype}")
     truth = truth_on_draws_device(truth, draws)
     if truth.ndim != 2 or draws.ndim != 3 or draws.shape[0] != truth.shape[0]:
         raise ValueError(
-            f"truth/draws: expected [N, K] and [N, L, K], received {tuple(truth.shape)} and "
+            f"{tn}/{dn}: expected [N, K] and [N, L, K], received {tuple(truth.shape)} and "
             f"{tuple(draws.shape)}"
         )
     if draws.shape[2] != truth.shape[1]:
         raise ValueError(
-            f"draws: expected K = {truth.shape[1]} summaries in the last dim, received "
+            f"{dn}: expected K = {truth.shape[1]} summaries in the last dim, received "
             f"{tuple(draws.shape)}"
         )
     if truth.shape[0] == 0 or truth.shape[1] == 0 or draws.shape[1] == 0:
         raise ValueError(
-            f"truth/draws: expected N >= 1 problems, L >= 1 draws and K >= 1 summaries, "
+            f"{tn}/{dn}: expected N >= 1 problems, L >= 1 draws and K >= 1 summaries, "
             f"received truth {tuple(truth.shape)} and draws {tuple(draws.shape)}"
         )
-    check_finite("truth", truth)
-    check_finite("draws", draws)
+    check_finite(tn, truth)
+    check_finite(dn, draws)
     return truth, draws
 
 
