@@ -97,6 +97,14 @@ _SMALLER: dict[str, list[tuple[str, str]]] = {
 # what a block's comments state, checked after it (full size: the block is not cut)
 _CLAIMS = {
     _key("docs/odil.md", "import math"): "assert abs(float(D_hat) - 0.1) < 0.01, float(D_hat)\n",
+    # the last figure (the populations): every panel's labels inside it, none over a neighbour
+    _key("docs/concepts.md", "import torch\n\nfrom bayesphys import GaussianPosterior"): (
+        "fig.canvas.draw()\n"
+        "boxes = [a.get_tightbbox(fig.canvas.get_renderer()) for a in fig.axes]\n"
+        "w, h = fig.bbox.width, fig.bbox.height\n"
+        "assert all(0 <= b.x0 and 0 <= b.y0 and b.x1 <= w and b.y1 <= h for b in boxes), boxes\n"
+        "assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])\n"
+    ),
 }
 
 # blocks that include a file (pymdownx.snippets, ``--8<-- "path"``): the tutorials show the

@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> dict:
     with closing_figures():  # the field's 50% and 90% bands, the truth and the sensors
         ax = plot_bands(post, prob["x"], truth=prob["u"], obs=(prob["x"][prob["idx"]], prob["y"]))
         ax.set_title(f"posterior of u from {len(prob['idx'])} noisy sensors", fontsize=9)
+        ax.set_xlabel("x")
+        ax.set_ylabel("u(x)")
         save_figure(ax.figure, out / "tutorial_bands.png", dpi=100, bbox_inches="tight")
     # 4. ArviZ
     at = draws[..., prob["idx"]]

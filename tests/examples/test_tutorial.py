@@ -25,6 +25,7 @@ def test_tutorial_figures_show_the_truth_and_each_dataset(tmp_path, monkeypatch)
     labels = [t.get_text() for t in bax.get_legend().get_texts()]
     assert {"50% band", "90% band", "posterior mean", "truth", "observations"} <= set(labels)
     assert len(bax.collections) == 2  # the two bands
+    assert (bax.get_xlabel(), bax.get_ylabel()) == ("x", "u(x)")  # both axes named
     # a vertical reference line at the true u_max on the posterior plot (either ArviZ)
     ax = posterior.axes[0]
     truth = res["u_max_true"]
