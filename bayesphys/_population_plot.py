@@ -121,7 +121,8 @@ def plot_populations(
     draw_label:
         the legend label of each chain's draws, with ``{chain}`` for its index (default
         ``"chain {chain}"``; ``"posterior draws"`` for one chain). More than 8 chains share
-        one label.
+        one label, formatted with ``chain="all"`` (a format spec such as ``{chain:d}`` is
+        then a ``ValueError``).
     truth_label, source_label:
         the legend labels of ``truth`` and ``source``.
     point_size, alpha:
@@ -182,6 +183,18 @@ def plot_populations(
             raise TypeError(f"{name}: expected a str, received {type(text).__name__}")
     truth_np = None if truth is None else _cloud("truth", truth, d, dims)
     source_np = None if source is None else _cloud("source", source, d, dims)
+    draws = _chain_draws(post, idx, num_draws, seed)  # [C, S, n, d]
+    pts = draws[..., list(dims)].detach().to("cpu", torch.float64).numpy()
+    n_chains, n_draws = pts.shape[:2]
+    if draw_label is not None and n_chains > _MAX_CHAINS_LABELLED:
+        try:  # one shared label, {chain} = "all": "{chain:d}" passed the check above
+            draw_label.format(chain="all")
+        except (ValueError, TypeError) as err:
+            raise ValueError(
+                f"draw_label: the {n_chains} chains (more than {_MAX_CHAINS_LABELLED}) share "
+                f"one label, formatted with chain='all'; expected a label that takes a str "
+                f"there, received {draw_label!r} ({type(err).__name__}: {err})"
+            ) from None
 
     import matplotlib.axes
     import matplotlib.pyplot as plt
@@ -194,9 +207,6 @@ def plot_populations(
     elif not isinstance(ax, matplotlib.axes.Axes):
         raise TypeError(f"ax: expected a matplotlib Axes, received {type(ax).__name__}")
 
-    draws = _chain_draws(post, idx, num_draws, seed)  # [C, S, n, d]
-    pts = draws[..., list(dims)].detach().to("cpu", torch.float64).numpy()
-    n_chains, n_draws = pts.shape[:2]
     if alpha is None:
         alpha = 0.45 if n_draws == 1 else max(0.08, 0.45 / np.sqrt(n_draws))
     if draw_label is None:

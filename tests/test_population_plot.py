@@ -155,3 +155,15 @@ def test_only_posteriors_over_populations_of_two_or_more_coordinates(post, match
     else:
         with pytest.raises(ValueError, match=rf"^post: .*d >= 2, received event_shape {match}"):
             plot_populations(post)
+
+
+def test_a_numeric_chain_format_is_refused_by_name_when_many_chains_share_a_label():
+    # "{chain:d}" passed the label check (formatted with chain=0) and then failed with
+    # Python's bare "Unknown format code 'd'" once more than 8 chains share one label, after
+    # a figure was opened; with few chains it is a valid label
+    before = set(plt.get_fignums())
+    with pytest.raises(ValueError, match=r"^draw_label: the 10 chains .* 'member \{chain:d\}'"):
+        plot_populations(_post(chains=10, draws=1, batch=()), draw_label="member {chain:d}")
+    assert set(plt.get_fignums()) == before  # no figure left open
+    ax = plot_populations(_post(chains=3, draws=1, batch=()), draw_label="member {chain:d}")
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [f"member {c}" for c in range(3)]

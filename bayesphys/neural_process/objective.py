@@ -89,9 +89,10 @@ def _check_sigma_r(sigma_r: Tensor | float, x: Tensor) -> Tensor:
     want = tuple(x.shape[:2])
     if sigma_r.ndim == 1 and sigma_r.shape[0] != 1:
         raise ValueError(
-            f"sigma_r: expected shape [B, 1] (one scale per instance) or [1, N] / [B, N] (per "
-            f"point), with [B, N] = {list(want)}; a 1-D tensor is ambiguous (per instance or "
-            f"per point when B == N), received shape {tuple(sigma_r.shape)}"
+            f"sigma_r: expected shape [B, 1] (one scale per instance), [1, N] / [B, N] (per "
+            f"point) or () / [1] (one scale), with [B, N] = {list(want)}; a 1-D tensor of more "
+            f"than one entry is ambiguous (per instance or per point when B == N), received "
+            f"shape {tuple(sigma_r.shape)}"
         )
     try:
         fits = torch.broadcast_shapes(sigma_r.shape, want) == want

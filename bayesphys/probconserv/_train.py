@@ -22,6 +22,7 @@ from .._fit_callback import FitCallback, check_fit_callback
 from .._model import FitResult, optimize, optimizer_state_finite, release_grads
 from .._time_budget import TimeBudget, check_max_seconds
 from ..problems.gpme import GPMEData, make_dataset
+from ..problems.gpme.base import params_checked
 from ._inputs import check_data
 from .anp import AttentiveNP
 
@@ -193,7 +194,10 @@ def softc_penalty(model: ProbConserv, xc: Tensor, yc: Tensor, xt: Tensor, params
     mz, _ = net.latent(xc, yc)
     mu, _ = net.decode(net.deterministic(xc, yc, xt), mz, xt)
     (du,) = torch.autograd.grad(mu.sum(), xt, create_graph=True)
-    k = model.problem.diffusivity(mu, params[:, None].to(mu.dtype))
+    # the training parameters were checked against the family's domain once (train_step1:
+    # data.params, or make_dataset's range): no read of them, no device sync, per step
+    with params_checked():
+        k = model.problem.diffusivity(mu, params[:, None].to(mu.dtype))
     (dflux,) = torch.autograd.grad((k * du[..., 1]).sum(), xt, create_graph=True)
     r = du[..., 0] - dflux[..., 1]
     return r.pow(2).mean()

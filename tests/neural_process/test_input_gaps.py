@@ -48,3 +48,14 @@ def test_per_instance_and_per_point_sigma_r_are_read_as_their_shapes_say():
     # one scale: (), [1] and [1, 1] agree
     torch.testing.assert_close(_loglik(torch.tensor([0.3], dtype=F64))["loglik"], one)
     torch.testing.assert_close(_loglik(torch.full((1, 1), 0.3, dtype=F64))["loglik"], one)
+
+
+def test_the_one_dimensional_refusal_names_every_accepted_shape():
+    # the message listed [B, 1], [1, N] and [B, N] only and called every 1-D tensor ambiguous,
+    # while () and [1] (one scale) are read as such
+    with pytest.raises(ValueError) as err:
+        _loglik(torch.tensor([0.1, 0.5], dtype=F64))
+    assert "() / [1] (one scale)" in str(err.value)
+    assert "a 1-D tensor of more than one entry is ambiguous" in str(err.value)
+    one = _loglik(torch.tensor([0.3], dtype=F64))["loglik"]
+    torch.testing.assert_close(one, _loglik(torch.tensor(0.3, dtype=F64))["loglik"])

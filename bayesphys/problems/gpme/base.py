@@ -6,16 +6,35 @@ with the parameter-domain checks and the evaluation grid shared by every family.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from ..._checks import check_broadcasts, check_int, check_range, check_real
-from ..._device import as_tensor
+from ..._device import as_tensor, values_readable
 from ._common import _F64, _f64, _real
 
 __all__ = ["GPMEProblem"]
+
+#: set by :func:`params_checked`: the ``param`` values given to :meth:`GPMEProblem.diffusivity`
+#: were checked against ``param_domain`` already (once, before a training loop)
+_PARAMS_CHECKED: ContextVar[bool] = ContextVar("gpme_params_checked", default=False)
+
+
+@contextmanager
+def params_checked() -> Iterator[None]:
+    """Within this block :meth:`GPMEProblem.diffusivity` does not read ``param``'s values for
+    the domain check: for a training step (ProbConserv's SoftC penalty) whose parameters were
+    checked once before the loop (a read per step was a device synchronisation per step)."""
+    token = _PARAMS_CHECKED.set(True)
+    try:
+        yield
+    finally:
+        _PARAMS_CHECKED.reset(token)
 
 
 @dataclass(frozen=True)
@@ -137,7 +156,8 @@ class GPMEProblem:
         """:meth:`diffusivity`'s arguments checked: ``u`` a real tensor ``[*]`` (a tensor passes
         unchanged, its dtype, device and graph kept; a list, array or number is converted, an
         integral one to the default floating dtype), ``param`` real, every value inside the
-        open ``param_domain`` (NaN refused) and of a shape that broadcasts to ``u``'s; a
+        open ``param_domain`` (NaN refused; not read under a :mod:`torch.func` transform or
+        inside :func:`params_checked`) and of a shape that broadcasts to ``u``'s; a
         number, list or array ``param`` is converted to ``u``'s dtype and device (a float64
         one did not promote a float32 ``u``), a tensor passes unchanged. A list ``u`` failed
         with an ``AttributeError``, a NaN or out-of-domain ``param`` gave NaN or a wrong
@@ -162,7 +182,10 @@ class GPMEProblem:
             u.shape,
             f"a number or a tensor that broadcasts to u's shape {tuple(u.shape)}",
         )
-        self._check_domain(param)
+        # the values are read where they can be (not under a torch.func transform or while
+        # torch.compile traces) and were not checked already (params_checked)
+        if not _PARAMS_CHECKED.get() and values_readable(param):
+            self._check_domain(param)
         return u, param
 
     # -- shared ------------------------------------------------------------------------------

@@ -72,6 +72,7 @@ class Diffusion(GPMEProblem):
         (:math:`k > 0`) a number or a tensor whose shape broadcasts to ``u``'s, every value
         inside ``param_domain`` (else a ``ValueError`` naming ``k``); a number, list or
         array takes ``u``'s dtype and device, a tensor is used as given (differentiable). A
-        list or array ``u`` is converted."""
+        list or array ``u`` is converted.
+        Under a :mod:`torch.func` transform ``param``'s values are not read (no domain check)."""
         u, param = self._diffusivity_args(u, param)
         return torch.ones_like(u) * param

@@ -83,6 +83,7 @@ class PorousMedium(GPMEProblem):
         number or a tensor whose shape broadcasts to ``u``'s, every value inside
         ``param_domain`` (else a ``ValueError`` naming ``m``); a number, list or array takes
         ``u``'s dtype and device, a tensor is used as given (differentiable). A list or array
-        ``u`` is converted."""
+        ``u`` is converted.
+        Under a :mod:`torch.func` transform ``param``'s values are not read (no domain check)."""
         u, param = self._diffusivity_args(u, param)
         return u.clamp_min(0).pow(param)

@@ -177,7 +177,8 @@ class Stefan(GPMEProblem):
         ``[*]``; ``param`` (:math:`u^* \in (0, 1)`) a number or a tensor whose shape
         broadcasts to ``u``'s, every value inside ``param_domain`` (else a ``ValueError``
         naming ``u_star``); a number, list or array takes ``u``'s dtype and device, a tensor is
-        used as given (differentiable). A list or array ``u`` is converted."""
+        used as given (differentiable). A list or array ``u`` is converted.
+        Under a :mod:`torch.func` transform ``param``'s values are not read (no domain check)."""
         u, param = self._diffusivity_args(u, param)
         # smooth surrogate of 1{u >= u*} for the SoftC residual (k_min = 0, k_max = 1)
         return torch.sigmoid((u - param) / self.smooth)
