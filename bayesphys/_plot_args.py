@@ -12,6 +12,7 @@ __all__: list[str] = []
 
 
 def _check_posterior(post: Any) -> None:
+    """A ``TypeError`` naming ``post`` and its missing members unless it is a Posterior."""
     if not is_posterior(post):
         raise TypeError(
             f"post: expected a bayesphys Posterior (GaussianPosterior, SamplePosterior or a "

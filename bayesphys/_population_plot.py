@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ._checks import check_int, check_real, check_seed
+from ._checks import check_bool, check_int, check_real, check_seed
 from ._device import as_tensor
 from ._plot_args import _check_posterior, _member_index
 from ._plotting import LEGEND_PT, TITLE_PT, line_colour
@@ -120,9 +120,10 @@ def plot_populations(
         the axes' title (default none).
     draw_label:
         the legend label of each chain's draws, with ``{chain}`` for its index (default
-        ``"chain {chain}"``; ``"posterior draws"`` for one chain). More than 8 chains share
-        one label, formatted with ``chain="all"`` (a format spec such as ``{chain:d}`` is
-        then a ``ValueError``).
+        ``"chain {chain}"``; ``"posterior draws"`` for one chain). More than 8 chains
+        (more than the palette tells apart) are drawn pooled, in one colour with one label
+        formatted with ``chain="all"`` (a format spec such as ``{chain:d}`` is then a
+        ``ValueError``).
     truth_label, source_label:
         the legend labels of ``truth`` and ``source``.
     point_size, alpha:
@@ -161,8 +162,7 @@ def plot_populations(
     point_size = check_real("point_size", point_size, minimum=0.0, strict=True)
     if alpha is not None:
         alpha = check_real("alpha", alpha, minimum=0.0, maximum=1.0, strict=True)
-    if not isinstance(legend, bool):
-        raise TypeError(f"legend: expected True or False, received {type(legend).__name__}")
+    legend = check_bool("legend", legend)
     seed = check_seed("seed", seed)
     if draw_label is not None:
         if not isinstance(draw_label, str):
@@ -213,12 +213,13 @@ def plot_populations(
         draw_label = "posterior draws" if n_chains == 1 else "chain {chain}"
     if source_np is not None:
         ax.scatter(*source_np.T, s=point_size, c=_SOURCE_GREY, label=source_label)
-    for c in range(n_chains):
-        if n_chains > _MAX_CHAINS_LABELLED:
-            label = draw_label.format(chain="all") if c == 0 else None
-        else:
-            label = draw_label.format(chain=c)
+    if n_chains > _MAX_CHAINS_LABELLED:  # more chains than the palette tells apart: pooled
+        xy = pts.reshape(-1, 2)
+        label = draw_label.format(chain="all")
+        ax.scatter(*xy.T, s=point_size, alpha=alpha, color=line_colour(0), label=label)
+    for c in range(n_chains if n_chains <= _MAX_CHAINS_LABELLED else 0):
         xy = pts[c].reshape(-1, 2)
+        label = draw_label.format(chain=c)
         ax.scatter(*xy.T, s=point_size, alpha=alpha, color=line_colour(c), label=label)
     if truth_np is not None:
         ax.scatter(*truth_np.T, s=point_size, c="k", label=truth_label)

@@ -65,9 +65,13 @@ def test_num_draws_keeps_the_first_draws_of_each_chain():
 def test_one_chain_is_labelled_as_the_posterior_draws_and_many_chains_share_a_label():
     ax = plot_populations(_post(chains=1, batch=()))
     assert [c.get_label() for c in ax.collections] == ["posterior draws"]
-    ax = plot_populations(_post(chains=10, draws=1, batch=()), draw_label="member {chain}")
-    labels = [c.get_label() for c in ax.collections]
-    assert labels[0] == "member all" and all(lb.startswith("_") for lb in labels[1:])
+    draws = _draws(chains=10, draws=1, batch=())
+    ax = plot_populations(SamplePosterior(draws, event_ndim=2), draw_label="member {chain}")
+    # more chains than the palette's 8 colours: pooled, one colour, one label
+    assert [c.get_label() for c in ax.collections] == ["member all"]
+    np.testing.assert_array_equal(
+        ax.collections[0].get_offsets(), draws[..., :2].reshape(-1, 2).numpy()
+    )
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["member all"]
 
 
@@ -122,6 +126,7 @@ def test_it_draws_on_given_axes_with_a_title_and_no_legend():
         ({"point_size": 0}, ValueError, r"^point_size"),
         ({"alpha": 1.5}, ValueError, r"^alpha"),
         ({"legend": 1}, TypeError, r"^legend: expected True or False"),
+        ({"legend": np.bool_(True), "truth": "x"}, TypeError, r"^truth"),
         ({"draw_label": "m {k}"}, ValueError, r"^draw_label: expected a label .*\{chain\}"),
         ({"draw_label": 3}, TypeError, r"^draw_label: expected a str"),
         ({"title": 3}, TypeError, r"^title: expected a str"),

@@ -145,9 +145,10 @@ def logistic_step(c: Tensor, rho: Tensor | float, tau: float) -> Tensor:
     computed in the default floating dtype (``rho`` was cast to its integer dtype: 0.5
     became 0 and the state did not move); a list or array is converted (finite), a complex
     or bool ``c`` refused, as :func:`fk_forward`'s state; a number ``rho`` finite (any sign:
-    a negative rate decays). ``tau``: a duration, a finite number
-    ``>= 0`` (a string failed with a cryptic ``TypeError``, NaN gave a NaN state silently), or
-    a 0-dim tensor (differentiable; its value is not read)."""
+    a negative rate decays), a numpy field converted to ``c``'s dtype and device (finite).
+    ``tau``: a duration, a finite number ``>= 0`` (a string failed with a cryptic
+    ``TypeError``, NaN gave a NaN state silently), or a 0-dim tensor (differentiable; its
+    value is not read)."""
     c = _real_state("c", c)
     if isinstance(tau, (Tensor, np.ndarray)):
         if tau.ndim != 0:
@@ -159,10 +160,6 @@ def logistic_step(c: Tensor, rho: Tensor | float, tau: float) -> Tensor:
         check_real("tau", tau, minimum=0.0)
     if isinstance(rho, (bool, np.bool_)):
         raise TypeError(f"rho: expected a number or a tensor, received {type(rho).__name__}")
-    if isinstance(rho, (int, float, np.number)) or (isinstance(rho, np.ndarray) and rho.ndim == 0):
-        # a NaN or infinite number rate gave a NaN state silently (a tensor's values are
-        # not read: it may be differentiated or transformed)
-        check_real("rho", rho.item() if isinstance(rho, np.ndarray) else rho)
     shape = _shape_of(rho)
     if shape is not None:
         try:
@@ -174,6 +171,12 @@ def logistic_step(c: Tensor, rho: Tensor | float, tau: float) -> Tensor:
                 f"rho: expected a number or a tensor that broadcasts to c's shape "
                 f"{tuple(c.shape)} (0-dim, or c's shape), received a tensor of shape {shape}"
             )
+    # numbers and numpy values checked (a NaN or infinite rate gave a NaN state silently), as
+    # fk_forward's: a 0-dim array as a number, a field as a finite tensor; a tensor's values
+    # are not read (it may be differentiated or transformed)
+    rho = _numpy_rate("rho", rho, c)
+    if not isinstance(rho, Tensor):
+        check_real("rho", rho)
     return _logistic_flow(c, rho, tau)
 
 

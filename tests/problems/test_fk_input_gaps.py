@@ -358,6 +358,15 @@ def test_logistic_step_refuses_a_non_finite_number_rate(rho):
         logistic_step(torch.full((3,), 0.5, dtype=F64), rho, 1.0)
 
 
+def test_logistic_step_checks_a_numpy_rate_field_as_fk_forward_does():
+    c = torch.full((3,), 0.5, dtype=F64)
+    with pytest.raises(ValueError, match=r"^rho: expected finite values"):
+        logistic_step(c, np.array([0.5, np.nan, 0.5]), 1.0)  # gave a NaN entry silently
+    field = np.array([0.1, 0.5, 0.9])
+    want = logistic_step(c, torch.tensor(field, dtype=F64), 1.0)
+    assert torch.equal(logistic_step(c, field, 1.0), want)
+
+
 def test_logistic_step_refuses_a_bool_rate_and_keeps_number_and_tensor_rates():
     c = torch.full((3,), 0.5, dtype=F64)
     with pytest.raises(TypeError, match=r"^rho: expected a number or a tensor, received bool"):
