@@ -86,6 +86,17 @@ def no_dense_allocation(monkeypatch):
     return forbid
 
 
+@pytest.fixture
+def new_figures_closed():
+    """Close the pyplot figures a test opened (those open before it are left)."""
+    import matplotlib.pyplot as plt
+
+    before = set(plt.get_fignums())
+    yield
+    for num in set(plt.get_fignums()) - before:
+        plt.close(num)
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords and not torch.cuda.is_available():

@@ -16,13 +16,7 @@ import torch  # noqa: E402
 from bayesphys import GaussianPosterior, SamplePosterior, plot_bands, plot_field  # noqa: E402
 from tests.examples.figures import band_edges as _edges  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    before = set(plt.get_fignums())
-    yield
-    for num in set(plt.get_fignums()) - before:
-        plt.close(num)
+pytestmark = pytest.mark.usefixtures("new_figures_closed")
 
 
 def _gaussian(n: int = 7) -> GaussianPosterior:

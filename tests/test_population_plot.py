@@ -14,13 +14,7 @@ import torch  # noqa: E402
 
 from bayesphys import GaussianPosterior, SamplePosterior, plot_populations  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    before = set(plt.get_fignums())
-    yield
-    for num in set(plt.get_fignums()) - before:
-        plt.close(num)
+pytestmark = pytest.mark.usefixtures("new_figures_closed")
 
 
 def _draws(chains: int = 3, draws: int = 2, batch: tuple[int, ...] = (4,), n: int = 10, d: int = 3):
