@@ -30,26 +30,35 @@ SEG_COLOURS = ("#1b1b1b", OKABE_ITO["orange"], OKABE_ITO["reddish purple"])
 CORE_OUTLINE = OKABE_ITO["black"]
 
 
-def _categorical(fig, ax, img, colours, names, ext: list[float]) -> None:
-    """Integer classes ``0..len(colours)-1`` in discrete colours, a key naming each class."""
+def _categorical(fig, ax, img, colours, names, ext: list[float], key: bool = True) -> None:
+    """Integer classes ``0..len(colours)-1`` in discrete colours, a key naming each class
+    (unless ``key`` is false: a panel that shares its neighbour's key)."""
     from matplotlib.colors import BoundaryNorm, ListedColormap
 
     cmap = ListedColormap(colours)
     norm = BoundaryNorm([k - 0.5 for k in range(len(colours) + 1)], cmap.N)
     img = torch.as_tensor(img).double().T.cpu().numpy()  # a tensor warned in numpy
     im = ax.imshow(img, origin="upper", extent=ext, cmap=cmap, norm=norm, interpolation="nearest")
+    if not key:
+        return
     bar = fig.colorbar(im, ax=ax, fraction=0.046, ticks=range(len(colours)))
     bar.ax.set_yticklabels(names, fontsize=7)
 
 
 def _rt_panel(
-    fig, ax, plan: torch.Tensor, rec: torch.Tensor, ext: list[float], core: torch.Tensor
+    fig,
+    ax,
+    plan: torch.Tensor,
+    rec: torch.Tensor,
+    ext: list[float],
+    core: torch.Tensor,
+    key: bool = True,
 ) -> None:
-    """``plan + 2 * rec`` in four discrete colours with a key naming each class; the visible
-    core (where recurrence is not counted, so it shows as "plan only") outlined."""
+    """``plan + 2 * rec`` in four discrete colours with a key naming each class (``key``); the
+    visible core (where recurrence is not counted, so it shows as "plan only") outlined."""
     from matplotlib.lines import Line2D
 
-    _categorical(fig, ax, plan.double() + 2 * rec.double(), RT_COLOURS, RT_CLASSES, ext)
+    _categorical(fig, ax, plan.double() + 2 * rec.double(), RT_COLOURS, RT_CLASSES, ext, key)
     ax.contour(
         core.double().T.cpu().numpy(),
         levels=[0.5],
@@ -151,7 +160,9 @@ def glioma_case(
             if i == 0:
                 _categorical(fig, a, img, SEG_COLOURS, SEG_CLASSES, ext)
             elif i >= 6:  # the radiotherapy plans against the recurrence
-                _rt_panel(fig, a, img, rec, ext, labels == 2)
+                # one key for both plans, on the last: a key beside each widened the third
+                # column, so the fourth sat further right than the others
+                _rt_panel(fig, a, img, rec, ext, labels == 2, key=i == 7)
             else:
                 bar = fig.colorbar(
                     a.imshow(

@@ -77,12 +77,21 @@ def test_example_smoke(tmp_path, capsys, monkeypatch):
         (im,) = ax.get_images()
         assert isinstance(im.norm, BoundaryNorm) and im.cmap.N == im.norm.Ncmap == 4
         assert set(im.get_array().compressed()) <= {0, 1, 2, 3}
-        labels = [t.get_text() for t in im.colorbar.ax.get_yticklabels()]
-        assert tuple(labels) == RT_CLASSES
         # the visible core (recurrence is counted outside it) outlined and named in a key
         (outline,) = [c for c in ax.collections if tuple(c.levels) == (0.5,) and _is_core(c)]
         assert any(len(path.vertices) for path in outline.get_paths())
         assert [t.get_text() for t in ax.get_legend().get_texts()] == ["visible core"]
+    # one key for the two plans (same colours), on the last: a key beside each widened the
+    # third column, so the fourth sat further right than the others
+    margin_im, plan_im = (ax.get_images()[0] for ax in rt)
+    assert margin_im.colorbar is None and list(margin_im.cmap.colors) == list(plan_im.cmap.colors)
+    labels = [t.get_text() for t in plan_im.colorbar.ax.get_yticklabels()]
+    assert tuple(labels) == RT_CLASSES
+    columns = [round(a.get_position().x0, 3) for a in fig.axes if a.get_images()]
+    top, bottom = sorted(columns[:4]), sorted(columns[4:8])
+    assert all(abs(t - b) < 0.02 for t, b in zip(top, bottom))  # the rows' maps align
+    gaps = [b - a for a, b in zip(top, top[1:])]
+    assert max(gaps) - min(gaps) < 0.03  # the columns evenly spaced
     # the c(T) maps meant to be compared share one colour scale
     ct = [
         a
