@@ -76,3 +76,18 @@ def test_tutorial_takes_every_seed_the_parser_takes(tmp_path):
 def test_tutorial_full_is_calibrated(tmp_path):
     res = load("tutorial-arviz").main(["--out", str(tmp_path)])
     assert res["calibration_max_gap"] < 0.1
+
+
+def test_tutorial_posterior_plot_logs_no_missing_font_weight(tmp_path, caplog):
+    # ArviZ 0.x draws its labels "semibold", which DejaVu Sans lacks: the save logged
+    # "findfont: Failed to find font weight semibold ... now using 700" into the output
+    import logging
+
+    import matplotlib.font_manager as fm
+
+    from bayesphys.examples import tutorial_arviz
+
+    fm.FontManager._findfont_cached.cache_clear()  # a lookup is logged only when not cached
+    with caplog.at_level(logging.WARNING, logger="matplotlib.font_manager"):
+        tutorial_arviz.main(["--smoke", "--out", str(tmp_path)])
+    assert not [r for r in caplog.records if "findfont" in r.getMessage()]
