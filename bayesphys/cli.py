@@ -338,7 +338,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=_seed_arg, default=None, help="seed of the run (default: the example's, 0)"
     )
     b = sub.add_parser("bench", help="run a component's paper-table benchmark")
-    b.add_argument("component", choices=COMPONENTS + ("scale_out",))
+    b.add_argument(
+        "component",
+        choices=COMPONENTS + ("scale_out",),
+        help="the component whose benchmark runs (scale_out: the fit_many / DDP speed-ups)",
+    )
     b.add_argument(
         "--quick",
         action="store_true",
@@ -353,7 +357,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--device", type=_device_arg, default=None, help="cpu, cuda or auto")
     c = sub.add_parser("calibrate", help="calibration suite (SBC, coverage, TARP) on a component")
-    c.add_argument("component", choices=COMPONENTS + ("core",))
+    c.add_argument(
+        "component",
+        choices=COMPONENTS + ("core",),
+        help="the component whose posterior is calibrated (core: the shared core's "
+        "conjugate problem)",
+    )
     c.add_argument(
         "--quick",
         action="store_true",

@@ -598,6 +598,18 @@ def test_bench_help_shows_the_scripts_own_options(capsys):
     assert "--only" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("command", ["bench", "calibrate"])
+def test_the_component_argument_is_described_in_the_help(command, capsys):
+    """`bayesphys bench --help` / `calibrate --help` listed the component's choices with no
+    word on what the argument is (or what scale_out / core mean)."""
+    with pytest.raises(SystemExit) as info:
+        cli.main([command, "--help"])
+    assert info.value.code == 0
+    section = capsys.readouterr().out.split("positional arguments:")[1].split("options:")[0]
+    assert "the component whose" in section
+    assert ("scale_out:" if command == "bench" else "core:") in section
+
+
 def test_main_called_from_python_keeps_the_matplotlib_backend():
     import matplotlib
 
