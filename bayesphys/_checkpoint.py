@@ -424,9 +424,19 @@ def load_checkpoint(
             f"{detail}); the file may be corrupt, truncated, of another format or saved with "
             f"classes that no longer import{hint}"
         ) from err
-    if not isinstance(ckpt, dict) or ckpt.get("kind") != kind:
-        got = ckpt.get("kind") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"path: expected a {kind!r} checkpoint, received {got!r} ({path})")
+    if not isinstance(ckpt, dict) or "kind" not in ckpt:
+        # a file torch.save wrote but no model's save did: a state dict, a bare tensor (the
+        # message said "received None" or "received 'Tensor'")
+        held = "a dict" if isinstance(ckpt, dict) else f"a {type(ckpt).__name__}"
+        raise ValueError(
+            f"path: {path} is not a bayesphys checkpoint (torch.save wrote it, but it holds "
+            f"{held} without the 'kind' entry save() writes, e.g. a state dict or a bare "
+            f"tensor); expected a {kind!r} checkpoint written by save()"
+        )
+    if ckpt["kind"] != kind:
+        raise ValueError(
+            f"path: expected a {kind!r} checkpoint, received {ckpt['kind']!r} ({path})"
+        )
     missing = [k for k in _CHECKPOINT_KEYS if k not in ckpt]
     if missing:
         raise ValueError(

@@ -357,9 +357,9 @@ def test_a_format_no_release_writes_is_refused_as_damaged(tmp_path, fmt):
 @pytest.mark.parametrize("key", ["kind", "config", "state"])
 def test_a_file_without_one_of_the_three_entries_is_refused_by_name(tmp_path, key):
     path = save_checkpoint(tmp_path / "c.pt", kind="toy", config={"a": 1}, state={"w": 1})
-    if key == "kind":  # without its kind it is no checkpoint of this kind
+    if key == "kind":  # without its kind it is no checkpoint (it said "received None")
         _rewrite(path, lambda ck: ck.pop(key))
-        with pytest.raises(ValueError, match=r"expected a 'toy' checkpoint, received None"):
+        with pytest.raises(ValueError, match=r"is not a bayesphys checkpoint .*holds a dict "):
             load_checkpoint(path, kind="toy")
         return
     _rewrite(path, lambda ck: ck.pop(key))
@@ -492,3 +492,18 @@ def test_a_legacy_format_file_cut_short_is_refused_as_damaged(tmp_path):
         cut.write_bytes(data[:n])
         with pytest.raises(ValueError, match=re.escape(str(cut))):
             load_checkpoint(cut, kind="toy")
+
+
+@pytest.mark.parametrize(
+    ("content", "held"),
+    [({"weight": torch.ones(2)}, "a dict"), (torch.ones(3), "a Tensor"), ([1, 2], "a list")],
+)
+def test_a_torch_file_no_model_wrote_is_named_as_such(tmp_path, content, held):
+    # a state dict or bare tensor saved with torch.save said "expected a 'toy' checkpoint,
+    # received None" / "received 'Tensor'", as if it were another model's checkpoint
+    torch.save(content, tmp_path / "w.pt")
+    with pytest.raises(ValueError) as err:
+        load_checkpoint(tmp_path / "w.pt", kind="toy")
+    msg = str(err.value)
+    assert "is not a bayesphys checkpoint" in msg and f"holds {held} " in msg
+    assert "'toy'" in msg and "received" not in msg
