@@ -1,0 +1,91 @@
+"""Review mends of the GP PDE solver found by using it through its public API.
+
+Before: a ``source`` or ``boundary`` tensor that requires grad kept its graph in the model, so
+each fit step's backward pass accumulated gradients into the caller's tensor (and
+``copy.deepcopy`` of the model failed: a non-leaf tensor); an axis ``x`` that requires grad,
+with a callable source, made the second fit step fail with torch's "Trying to backward
+through the graph a second time" (and torch warned "Converting a tensor with
+requires_grad=True to a scalar" at construction, and ``rel_l2`` on test axes that require
+grad warned the same); points ``x`` of shape ``[M, 0]`` failed
+with torch's "cannot reshape tensor of 0 elements".
+"""
+
+import copy
+import math
+import warnings
+
+import pytest
+import torch
+
+from bayesphys.gp_pde import GPPDESolver
+
+F64 = torch.float64
+
+
+@pytest.fixture
+def torch_warns_always():
+    """torch gives its "requires_grad=True to a scalar" warning once per process unless told
+    otherwise: without this, whether a test sees it depends on the tests run before it."""
+    before = torch.is_warn_always_enabled()
+    torch.set_warn_always(True)
+    yield
+    torch.set_warn_always(before)
+
+
+def _src(x):
+    return -(math.pi**2) * torch.sin(math.pi * x)
+
+
+def _exact(x):
+    return torch.sin(math.pi * x)
+
+
+@pytest.mark.parametrize("which", ["source", "boundary"])
+def test_data_tensors_that_require_grad_are_taken_as_data(which):
+    x = torch.linspace(0, 1, 8, dtype=F64)
+    data = {"source": _src(x), "boundary": _exact(x)}
+    given = data[which].clone().requires_grad_(True)
+    data[which] = given
+    m = GPPDESolver(x=x, num_mixtures=2, **data)
+    ref = GPPDESolver(x=x, num_mixtures=2, source=_src(x), boundary=_exact(x))
+    m.fit(steps=2, progress=False)
+    ref.fit(steps=2, progress=False)
+    assert given.grad is None  # the fit left the caller's tensor alone
+    assert not m.f.requires_grad and not m.g.requires_grad
+    torch.testing.assert_close(m.predict(), ref.predict(), rtol=0, atol=0)
+    twin = copy.deepcopy(m)
+    torch.testing.assert_close(twin.predict(), m.predict(), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("as_points", [False, True])
+def test_an_axis_that_requires_grad_fits_as_a_plain_one(as_points, torch_warns_always):
+    x = torch.linspace(0, 1, 8, dtype=F64)
+    xg = x.clone().requires_grad_(True)
+    given = xg[:, None] if as_points else xg
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = GPPDESolver(x=given, source=_src, boundary=_exact, num_mixtures=2)
+    ref = GPPDESolver(x=x, source=_src, boundary=_exact, num_mixtures=2)
+    res = m.fit(steps=3, progress=False)
+    ref.fit(steps=3, progress=False)
+    assert res.steps == 3 and xg.grad is None
+    assert not any(a.requires_grad for a in m.axes) and not m.f.requires_grad
+    torch.testing.assert_close(m.predict(), ref.predict(), rtol=0, atol=0)
+
+
+def test_points_without_coordinates_are_refused_by_name():
+    with pytest.raises(ValueError, match=r"^x: expected points \[M, d\] with d >= 1 .*\(5, 0\)"):
+        GPPDESolver(x=torch.zeros(5, 0, dtype=F64), source=_src, boundary=_exact)
+
+
+def test_rel_l2_on_test_axes_that_require_grad_does_not_warn(torch_warns_always):
+    m = GPPDESolver("poisson1d-low", n_col=16, num_mixtures=2)
+    m.fit(steps=2, progress=False)
+    t = torch.linspace(0.1, 0.9, 5, dtype=F64)
+    want = m.rel_l2(t)
+    tg = t.clone().requires_grad_(True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = m.rel_l2(tg)
+        mean = m.predict(tg)
+    assert got == want and not mean.requires_grad
