@@ -7,7 +7,9 @@ with a callable source, made the second fit step fail with torch's "Trying to ba
 through the graph a second time" (and torch warned "Converting a tensor with
 requires_grad=True to a scalar" at construction, and ``rel_l2`` on test axes that require
 grad warned the same); points ``x`` of shape ``[M, 0]`` failed
-with torch's "cannot reshape tensor of 0 elements".
+with torch's "cannot reshape tensor of 0 elements", and so did ``posterior().sample(0)`` (an
+empty draw, which the shared posterior allows) on every grid, and ``face_values`` of an empty
+batch.
 """
 
 import copy
@@ -18,6 +20,7 @@ import pytest
 import torch
 
 from bayesphys.gp_pde import GPPDESolver
+from bayesphys.gp_pde._kron import face_values, scatter_faces
 
 F64 = torch.float64
 
@@ -89,3 +92,35 @@ def test_rel_l2_on_test_axes_that_require_grad_does_not_warn(torch_warns_always)
         got = m.rel_l2(tg)
         mean = m.predict(tg)
     assert got == want and not mean.requires_grad
+
+
+@pytest.mark.parametrize(
+    "problem, options",
+    [
+        ("poisson1d-low", {}),
+        ("poisson2d-low", {}),
+        ("advection-low", {}),
+        ("allencahn2d-low", {}),
+        ("allencahn2d-low", {"nonlinear_solver": "gauss-newton"}),
+        ("poisson2d-low", {"method": "ref"}),
+    ],
+)
+def test_posterior_draws_none_as_an_empty_tensor(problem, options):
+    m = GPPDESolver(problem, n_col=6, num_mixtures=2, **options)
+    axes = [torch.linspace(0.1, 0.9, 3, dtype=F64)] * m.dim
+    post = m.posterior(axes)
+    event = (3,) * m.dim
+    for shape in [0, (0, 2), (2, 0)]:
+        draws = post.sample(shape)
+        lead = (shape,) if isinstance(shape, int) else shape
+        assert draws.shape == (*lead, *event) and draws.dtype == F64
+    assert post.sample(2, seed=0).shape == (2, *event)
+
+
+@pytest.mark.parametrize("shape", [(4,), (4, 5), (3, 4, 2)])
+def test_face_values_of_an_empty_batch(shape):
+    u = torch.zeros(0, *shape, dtype=F64)
+    e = face_values(u, shape)
+    full = face_values(torch.zeros(1, *shape, dtype=F64), shape)
+    assert e.shape == (0, full.shape[-1])
+    assert scatter_faces(e, shape).shape == (0, *shape)
