@@ -299,12 +299,17 @@ def check_built(model, where: str) -> None:
     started from the old one) while the model and its checkpoint recorded the new one."""
     built = {**getattr(model, "_built", {}), **getattr(model, "_shape_settings", {})}
     check_built_settings(model.config, built, "GPPDESolver", where)
+    if where != "save":  # save gives its own reason (the checkpoint would not load)
+        check_loadable_config(model, where)
 
 
-def check_loadable_config(model) -> None:
-    """Refuse (naming the setting) a ``model.config`` the constructor, and so a load, would
-    refuse (e.g. ``config["nonlinear_solver"] = "newton"``): the checkpoint would be written
-    and never load."""
+def check_loadable_config(model, where: str = "save") -> None:
+    """Refuse (naming ``where`` and the setting) a ``model.config`` the constructor, and so a
+    load, would refuse (e.g. ``config["nonlinear_solver"] = "newton"``): the checkpoint would
+    be written and never load. The settings read at every use (``lam_b``, ``jitter``,
+    ``weighting``, ``method``, ``nonlinear_solver``, ``solver_options``) are checked so by
+    :func:`check_built` too: ``config["lam_b"] = 0`` made a fit report a divergence (a failed
+    solve) and ``method="rfe"`` fitted as ``"gp-hm"``."""
     c = model.config
     try:
         checked_args(
@@ -324,9 +329,12 @@ def check_loadable_config(model) -> None:
             solver_options=c.get("solver_options"),
         )
     except (TypeError, ValueError) as err:
-        raise type(err)(
-            f"save: config {err}; a checkpoint with these settings could not be loaded"
-        ) from None
+        why = (
+            "a checkpoint with these settings could not be loaded"
+            if where == "save"
+            else "the constructor refuses it; set a value it takes"
+        )
+        raise type(err)(f"{where}: config {err}; {why}") from None
 
 
 def initial_kernels(

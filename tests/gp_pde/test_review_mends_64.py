@@ -9,7 +9,10 @@ requires_grad=True to a scalar" at construction, and ``rel_l2`` on test axes tha
 grad warned the same); points ``x`` of shape ``[M, 0]`` failed
 with torch's "cannot reshape tensor of 0 elements", and so did ``posterior().sample(0)`` (an
 empty draw, which the shared posterior allows) on every grid, and ``face_values`` of an empty
-batch.
+batch. A setting read at every use and assigned after construction to a value the constructor
+refuses went unchecked until ``save``: ``config["lam_b"] = 0`` made ``fit`` report a
+divergence ("final solve failed (tau: ...)") and ``posterior`` raise about ``tau``, and
+``config["method"] = "rfe"`` fitted as ``"gp-hm"``.
 """
 
 import copy
@@ -124,3 +127,35 @@ def test_face_values_of_an_empty_batch(shape):
     full = face_values(torch.zeros(1, *shape, dtype=F64), shape)
     assert e.shape == (0, full.shape[-1])
     assert scatter_faces(e, shape).shape == (0, *shape)
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("lam_b", 0.0),
+        ("lam_b", -5.0),
+        ("method", "rfe"),
+        ("nonlinear_solver", "newton"),
+        ("solver_options", {"max_iters": 3}),
+    ],
+)
+def test_a_setting_assigned_a_refused_value_is_named_at_every_use(key, value):
+    m = GPPDESolver("poisson1d-low", n_col=12, num_mixtures=2)
+    m.config[key] = value
+    for where, call in [
+        ("fit", lambda: m.fit(steps=2, progress=False)),
+        ("posterior", m.posterior),
+        ("predict", m.predict),
+        ("rel_l2", m.rel_l2),
+        ("solve_field", m.solve_field),
+    ]:
+        with pytest.raises(ValueError, match=rf"^{where}: config {key}: .*constructor refuses it"):
+            call()
+    assert m.steps_done == 0  # refused before any step
+
+
+def test_a_setting_assigned_a_valid_value_is_still_used():
+    m = GPPDESolver("poisson1d-low", n_col=12, num_mixtures=2)
+    ref = GPPDESolver("poisson1d-low", n_col=12, num_mixtures=2, lam_b=50.0)
+    m.config["lam_b"] = 50.0
+    torch.testing.assert_close(m.posterior().variance, ref.posterior().variance, rtol=0, atol=0)
