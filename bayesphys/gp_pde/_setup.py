@@ -21,6 +21,7 @@ from .._device import ArrayLike, DeviceLike, DTypeLike, check_finite, model_devi
 from ..problems.gp_pde import PROBLEMS, PDEProblem, get_problem
 from ._inputs import eval_on_grid, parse_grid, periodogram_peaks
 from ._kron import face_values
+from ._memory import check_kernel_memory
 from .gauss_newton import GaussNewtonKronSolve
 from .kernels import SpectralMixture1d
 from .nonlinear import PicardKronSolve
@@ -255,6 +256,7 @@ def init_solver(
     # the settings the operator, the exact solution, the precisions and the kernels' initial
     # frequencies come from: read at construction only
     model._built = shape_settings(model.config, BUILT_SETTINGS)
+    check_kernel_memory(axes, int(num_mixtures), model.dtype, model.device, fit=False)
     model.kernels = initial_kernels(
         axes,
         model.f,

@@ -12,7 +12,9 @@ empty draw, which the shared posterior allows) on every grid, and ``face_values`
 batch. A setting read at every use and assigned after construction to a value the constructor
 refuses went unchecked until ``save``: ``config["lam_b"] = 0`` made ``fit`` report a
 divergence ("final solve failed (tau: ...)") and ``posterior`` raise about ``tau``, and
-``config["method"] = "rfe"`` fitted as ``"gp-hm"``.
+``config["method"] = "rfe"`` fitted as ``"gp-hm"``. A huge ``num_mixtures`` failed with
+torch's "can't allocate memory" (at construction for 1e12, at the first fit step for 1e6 on a
+400-point axis) instead of an error naming it.
 """
 
 import copy
@@ -159,3 +161,25 @@ def test_a_setting_assigned_a_valid_value_is_still_used():
     ref = GPPDESolver("poisson1d-low", n_col=12, num_mixtures=2, lam_b=50.0)
     m.config["lam_b"] = 50.0
     torch.testing.assert_close(m.posterior().variance, ref.posterior().variance, rtol=0, atol=0)
+
+
+def test_a_mixture_too_large_for_the_memory_is_refused_by_name(monkeypatch):
+    import bayesphys._checks as checks
+
+    monkeypatch.setattr(checks, "_host_memory", lambda: 2**30)  # a 1 GiB machine
+    x = torch.linspace(0, 1, 400, dtype=F64)
+    kw = dict(x=x, source=_src, boundary=_exact)
+    with pytest.raises(MemoryError, match=r"^num_mixtures: the kernels' parameters .* 1\.0 GiB"):
+        GPPDESolver(num_mixtures=10**8, **kw)  # 2.4 GiB of parameters alone
+    m = GPPDESolver(num_mixtures=10**5, **kw)  # 2.4 MB of parameters: built
+    with pytest.raises(MemoryError, match=r"^num_mixtures: a fit step's kernel evaluations"):
+        m.fit(steps=1, progress=False)  # [799 lags, 1e5] arrays of 0.6 GB each
+    assert m.steps_done == 0
+    # an uneven axis evaluates n^2 lags, not 2n - 1
+    xc = 0.5 - 0.5 * torch.cos(torch.linspace(0, math.pi, 400, dtype=F64))
+    m = GPPDESolver(x=xc, source=_src, boundary=_exact, num_mixtures=100)
+    with pytest.raises(MemoryError, match=r"\[160000\] lags per axis"):
+        m.fit(steps=1, progress=False)
+    with warnings.catch_warnings():  # the default size fits silently
+        warnings.simplefilter("error")
+        GPPDESolver(x=x, source=_src, boundary=_exact, num_mixtures=30).fit(steps=1, progress=False)
