@@ -207,6 +207,7 @@ def init_solver(
                     f"{given!r} (give a custom problem by x, source and boundary instead)"
                 )
         equation, beta = problem.equation, problem.beta
+        check_problem(problem, n_col)
         axes = problem.axes(n_col, device=model.device, dtype=model.dtype)
         source = problem.source(axes) if source is None else source
         boundary = problem.exact if boundary is None else boundary
@@ -280,6 +281,37 @@ def init_solver(
     # hyperparameters at which ``u`` is the eliminated field (see ``_set_field``)
     model._solved_key = None
     model.history = {"step": [], "rel_l2": []}
+
+
+def check_problem(problem: PDEProblem, n_col: int | None) -> None:
+    """Refuse (naming the field) a problem whose grid or settings the solver could not use,
+    as it refuses them given as arguments: a domain of other than 1 to 3 dimensions (a 4-D
+    grid was built) or whose bounds are not finite and increasing (a reversed one failed
+    with "math domain error", an empty one with a ``ZeroDivisionError``), fewer than 4
+    points per axis (``n_col`` of the problem when the
+    solver's ``n_col`` is ``None``: a 2-point grid was built), ``llk_weight`` (the default
+    ``lam_b``) not positive, ``freq_scale`` negative or ``n_test`` (the default test grid) not
+    positive (an empty one was predicted)."""
+    if not 1 <= len(problem.domain) <= 3:  # as parse_grid refuses such an x
+        raise ValueError(
+            f"problem: expected a 1-, 2- or 3-D domain, received {len(problem.domain)} "
+            f"dimensions ({problem.domain!r})"
+        )
+    for j, bounds in enumerate(problem.domain):
+        try:
+            lo, hi = (float(v) for v in bounds)
+        except (TypeError, ValueError):
+            lo = hi = math.nan
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise ValueError(
+                f"problem: expected a domain of finite bounds (lo, hi) with lo < hi per "
+                f"dimension, received {problem.domain!r} ({bounds!r} in dimension {j})"
+            )
+    if n_col is None:
+        check_int("problem.n_col", problem.n_col, minimum=4)
+    check_real("problem.llk_weight", problem.llk_weight, minimum=0.0, strict=True)
+    check_real("problem.freq_scale", problem.freq_scale, minimum=0.0)
+    check_int("problem.n_test", problem.n_test, minimum=1)
 
 
 #: the settings a solver reads at construction only: its PDE operator is built from the

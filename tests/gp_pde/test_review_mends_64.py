@@ -14,18 +14,23 @@ refuses went unchecked until ``save``: ``config["lam_b"] = 0`` made ``fit`` repo
 divergence ("final solve failed (tau: ...)") and ``posterior`` raise about ``tau``, and
 ``config["method"] = "rfe"`` fitted as ``"gp-hm"``. A huge ``num_mixtures`` failed with
 torch's "can't allocate memory" (at construction for 1e12, at the first fit step for 1e6 on a
-400-point axis) instead of an error naming it.
+400-point axis) instead of an error naming it. A custom problem's grid and defaults went
+unchecked: a reversed domain failed with "math domain error", an empty one with a
+``ZeroDivisionError``, ``n_col=2``, a 4-D domain, ``llk_weight=0`` and ``n_test=0`` were
+taken (a 2-point grid, a 4-D grid, a fit that diverged, an empty prediction).
 """
 
 import copy
 import math
 import warnings
+from dataclasses import replace
 
 import pytest
 import torch
 
 from bayesphys.gp_pde import GPPDESolver
 from bayesphys.gp_pde._kron import face_values, scatter_faces
+from bayesphys.problems.gp_pde import PDEProblem
 
 F64 = torch.float64
 
@@ -183,3 +188,46 @@ def test_a_mixture_too_large_for_the_memory_is_refused_by_name(monkeypatch):
     with warnings.catch_warnings():  # the default size fits silently
         warnings.simplefilter("error")
         GPPDESolver(x=x, source=_src, boundary=_exact, num_mixtures=30).fit(steps=1, progress=False)
+
+
+@pytest.mark.parametrize(
+    "fields, error, match",
+    [
+        ({"domain": ((1.0, 0.0),)}, ValueError, r"^problem: expected a domain of finite bounds"),
+        ({"domain": ((1.0, 1.0),)}, ValueError, r"^problem: expected a domain .*\(1\.0, 1\.0\)"),
+        ({"domain": ((0.0, math.inf),)}, ValueError, r"^problem: expected a domain of finite"),
+        ({"domain": ((0.0, 1.0),) * 4}, ValueError, r"^problem: expected a 1-, 2- or 3-D domain"),
+        ({"n_col": 2}, ValueError, r"^problem\.n_col: expected an int >= 4, received 2"),
+        ({"llk_weight": 0.0}, ValueError, r"^problem\.llk_weight: expected a number > 0"),
+        ({"freq_scale": -1.0}, ValueError, r"^problem\.freq_scale: expected a number >= 0"),
+        ({"n_test": 0}, ValueError, r"^problem\.n_test: expected an int >= 1, received 0"),
+    ],
+)
+def test_a_custom_problem_is_checked_as_the_arguments_are(fields, error, match):
+    domain = fields.get("domain", ((0.0, 1.0),))
+    p = PDEProblem(
+        "mine",
+        "poisson",
+        domain,
+        fields.get("n_col", 8),
+        lambda *c: c[0] * c[-1],
+        fields.get("freq_scale", 1.0),
+        **{k: v for k, v in fields.items() if k in ("llk_weight", "n_test")},
+    )
+    with pytest.raises(error, match=match):
+        GPPDESolver(p, num_mixtures=2)
+
+
+def test_a_custom_problem_with_a_constant_exact_solution_fits():
+    p = PDEProblem("flat", "poisson", ((0.0, 1.0), (0.0, 2.0)), 6, lambda x, y: 1 + x, 1.0)
+    m = GPPDESolver(p, num_mixtures=2)
+    assert torch.equal(m.f, torch.zeros(6, 6, dtype=F64))
+    assert m.fit(steps=2, progress=False).steps == 2
+    assert math.isfinite(m.rel_l2())
+    # in 1-D (the identity metric) a line is solved closely
+    line = PDEProblem("line", "poisson", ((0.0, 1.0),), 12, lambda x: 1 + 2 * x, 1.0)
+    m = GPPDESolver(line, num_mixtures=2)
+    m.fit(steps=20, progress=False)
+    assert m.rel_l2() < 1e-2  # 1.4e-3
+    # the solver's own n_col replaces a problem's too small one
+    assert GPPDESolver(replace(p, n_col=2), n_col=5, num_mixtures=2).shape == (5, 5)
