@@ -32,6 +32,7 @@ from .._model import (
 from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
 from ._errors import NUMERICAL
+from ._memory import check_kernel_memory
 from ._units import warn_axes, warn_field_scale
 from .solve import objective
 
@@ -94,6 +95,9 @@ def fit_solver(
             f"received clock={clock!r} and max_seconds=None"
         )
     callback_every = check_fit_callback(model, callback, callback_every)
+    if steps:  # its kernel evaluations keep their graph: refused by name, not by torch
+        q = model.kernels[0].num_mixtures
+        check_kernel_memory(model.axes, q, model.dtype, model.device, fit=True)
     warn_axes(model.axes)  # at fit, not construction: a load builds the model too
     ref = model.config["method"] == "ref"
     keep_best = not ref if keep_best is None else check_bool("keep_best", keep_best)

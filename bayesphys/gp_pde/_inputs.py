@@ -105,8 +105,11 @@ def parse_grid(
     def _tensor(v, what: str) -> Tensor:
         _check_values(what, v, "real coordinates (grid axes or points [M, d])")
         try:
-            # memory of its own: the solver kept a view of the caller's axis otherwise
-            return own_memory(torch.as_tensor(v, dtype=dtype, device=device), v)
+            # memory of its own: the solver kept a view of the caller's axis otherwise; no
+            # graph: an axis that requires grad made each fit step's backward pass run into
+            # the graph of a source computed from it ("backward through the graph a second
+            # time")
+            return own_memory(torch.as_tensor(v, dtype=dtype, device=device).detach(), v)
         except (TypeError, ValueError, RuntimeError) as err:
             raise TypeError(
                 f"{what}: expected real coordinates (grid axes or points [M, d]), received "
@@ -128,6 +131,11 @@ def parse_grid(
         if pts.ndim < 2:
             raise ValueError(
                 f"x: expected grid axes or points [M, d], received shape {tuple(pts.shape)}"
+            )
+        if pts.shape[-1] == 0:  # reshape(-1, 0) failed with torch's "ambiguous" error
+            raise ValueError(
+                f"x: expected points [M, d] with d >= 1 coordinates, received shape "
+                f"{tuple(pts.shape)}"
             )
         pts = pts.reshape(-1, pts.shape[-1])
         # before torch.unique: each NaN counts as a distinct coordinate there, and a NaN point
@@ -188,8 +196,8 @@ def _flat_numbers(value) -> bool:
 
 
 def _stacked(values: list | tuple):
-    """A flat sequence of numbers as one axis: 0-d tensors stacked (their device and graph
-    kept), anything else left to the conversion."""
+    """A flat sequence of numbers as one axis: 0-d tensors stacked (their device kept),
+    anything else left to the conversion."""
     if all(isinstance(v, Tensor) for v in values):
         return torch.stack(list(values))
     return list(values)
@@ -209,8 +217,9 @@ def check_test_axes(
     ``n_test``, 300 without a problem), else one checked non-empty 1-D tensor per dimension;
     for a 1-D grid also a single axis: a 1-D tensor or array, or a flat list of numbers (each
     number was read as an axis of its own and the list refused), or one number (a one-point
-    axis). Test points outside the collocation axes are warned about (:func:`_warn_outside`)
-    ``name``: the caller's argument, named in the refusals."""
+    axis), detached (data: the model's outputs are not differentiable in them). Test points
+    outside the collocation axes are warned about (:func:`_warn_outside`); ``name``: the
+    caller's argument, named in the refusals."""
     if test_axes is None:
         n = problem.n_test if problem is not None else 300
         return [
@@ -238,7 +247,9 @@ def check_test_axes(
     for j, t in enumerate(test_axes):
         label = name if flat else f"{name}[{j}]"  # a flat list is the argument itself
         _check_values(label, t, "real test coordinates")
-        a = as_tensor(label, t, dtype=dtype, device=device, ndim=1)
+        # no graph: the exact solution of rel_l2 on an axis that requires grad made torch
+        # warn "Converting a tensor with requires_grad=True to a scalar"
+        a = as_tensor(label, t, dtype=dtype, device=device, ndim=1).detach()
         if a.numel() == 0:
             raise ValueError(f"{label}: expected a non-empty axis")
         out.append(a)
@@ -321,8 +332,10 @@ def eval_on_grid(name: str, value, axes: list[Tensor], *, finite: bool = True) -
         )
     # memory of its own (a copy unless the cast made one): a view of the caller's tensor or
     # array, or of one a callable returns, saw the caller's later edits (a buffer reused to
-    # build the next solver changed the earlier solvers' source)
-    out = own_memory(out.to(dtype=ref.dtype, device=ref.device), out)
+    # build the next solver changed the earlier solvers' source). Data, not a parameter: a
+    # tensor that requires grad kept its graph, so that each fit step's backward pass
+    # accumulated gradients into the caller's tensor (and the model could not be deep-copied)
+    out = own_memory(out.detach().to(dtype=ref.dtype, device=ref.device), out)
     if tuple(out.shape) != shape:
         raise ValueError(
             f"{name}: expected values of shape {shape} on the grid, received {tuple(out.shape)}"

@@ -60,7 +60,11 @@ def face_values(u: Tensor, shape: tuple[int, ...]) -> Tensor:
     """Concatenated boundary values ``[*batch, N_b]`` of ``u`` ``[*batch, *shape]``."""
     d = len(shape)
     nb = u.ndim - d
-    parts = [u.select(nb + j, i).reshape(*u.shape[:nb], -1) for j, i in faces(shape)]
+    lead = u.shape[:nb]
+    # each face's size spelled out: -1 is ambiguous for an empty batch (no draws)
+    parts = [
+        u.select(nb + j, i).reshape(*lead, math.prod(shape) // shape[j]) for j, i in faces(shape)
+    ]
     return torch.cat(parts, dim=-1)
 
 

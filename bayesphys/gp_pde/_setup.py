@@ -21,6 +21,7 @@ from .._device import ArrayLike, DeviceLike, DTypeLike, check_finite, model_devi
 from ..problems.gp_pde import PROBLEMS, PDEProblem, get_problem
 from ._inputs import eval_on_grid, parse_grid, periodogram_peaks
 from ._kron import face_values
+from ._memory import check_kernel_memory
 from .gauss_newton import GaussNewtonKronSolve
 from .kernels import SpectralMixture1d
 from .nonlinear import PicardKronSolve
@@ -206,6 +207,7 @@ def init_solver(
                     f"{given!r} (give a custom problem by x, source and boundary instead)"
                 )
         equation, beta = problem.equation, problem.beta
+        check_problem(problem, n_col)
         axes = problem.axes(n_col, device=model.device, dtype=model.dtype)
         source = problem.source(axes) if source is None else source
         boundary = problem.exact if boundary is None else boundary
@@ -255,6 +257,7 @@ def init_solver(
     # the settings the operator, the exact solution, the precisions and the kernels' initial
     # frequencies come from: read at construction only
     model._built = shape_settings(model.config, BUILT_SETTINGS)
+    check_kernel_memory(axes, int(num_mixtures), model.dtype, model.device, fit=False)
     model.kernels = initial_kernels(
         axes,
         model.f,
@@ -280,6 +283,37 @@ def init_solver(
     model.history = {"step": [], "rel_l2": []}
 
 
+def check_problem(problem: PDEProblem, n_col: int | None) -> None:
+    """Refuse (naming the field) a problem whose grid or settings the solver could not use,
+    as it refuses them given as arguments: a domain of other than 1 to 3 dimensions (a 4-D
+    grid was built) or whose bounds are not finite and increasing (a reversed one failed
+    with "math domain error", an empty one with a ``ZeroDivisionError``), fewer than 4
+    points per axis (``n_col`` of the problem when the
+    solver's ``n_col`` is ``None``: a 2-point grid was built), ``llk_weight`` (the default
+    ``lam_b``) not positive, ``freq_scale`` negative or ``n_test`` (the default test grid) not
+    positive (an empty one was predicted)."""
+    if not 1 <= len(problem.domain) <= 3:  # as parse_grid refuses such an x
+        raise ValueError(
+            f"problem: expected a 1-, 2- or 3-D domain, received {len(problem.domain)} "
+            f"dimensions ({problem.domain!r})"
+        )
+    for j, bounds in enumerate(problem.domain):
+        try:
+            lo, hi = (float(v) for v in bounds)
+        except (TypeError, ValueError):
+            lo = hi = math.nan
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise ValueError(
+                f"problem: expected a domain of finite bounds (lo, hi) with lo < hi per "
+                f"dimension, received {problem.domain!r} ({bounds!r} in dimension {j})"
+            )
+    if n_col is None:
+        check_int("problem.n_col", problem.n_col, minimum=4)
+    check_real("problem.llk_weight", problem.llk_weight, minimum=0.0, strict=True)
+    check_real("problem.freq_scale", problem.freq_scale, minimum=0.0)
+    check_int("problem.n_test", problem.n_test, minimum=1)
+
+
 #: the settings a solver reads at construction only: its PDE operator is built from the
 #: equation and beta, its problem (the exact solution) attached from the id, its
 #: precisions set (and learned or not) from the nugget, and its kernels' initial
@@ -299,12 +333,17 @@ def check_built(model, where: str) -> None:
     started from the old one) while the model and its checkpoint recorded the new one."""
     built = {**getattr(model, "_built", {}), **getattr(model, "_shape_settings", {})}
     check_built_settings(model.config, built, "GPPDESolver", where)
+    if where != "save":  # save gives its own reason (the checkpoint would not load)
+        check_loadable_config(model, where)
 
 
-def check_loadable_config(model) -> None:
-    """Refuse (naming the setting) a ``model.config`` the constructor, and so a load, would
-    refuse (e.g. ``config["nonlinear_solver"] = "newton"``): the checkpoint would be written
-    and never load."""
+def check_loadable_config(model, where: str = "save") -> None:
+    """Refuse (naming ``where`` and the setting) a ``model.config`` the constructor, and so a
+    load, would refuse (e.g. ``config["nonlinear_solver"] = "newton"``): the checkpoint would
+    be written and never load. The settings read at every use (``lam_b``, ``jitter``,
+    ``weighting``, ``method``, ``nonlinear_solver``, ``solver_options``) are checked so by
+    :func:`check_built` too: ``config["lam_b"] = 0`` made a fit report a divergence (a failed
+    solve) and ``method="rfe"`` fitted as ``"gp-hm"``."""
     c = model.config
     try:
         checked_args(
@@ -324,9 +363,12 @@ def check_loadable_config(model) -> None:
             solver_options=c.get("solver_options"),
         )
     except (TypeError, ValueError) as err:
-        raise type(err)(
-            f"save: config {err}; a checkpoint with these settings could not be loaded"
-        ) from None
+        why = (
+            "a checkpoint with these settings could not be loaded"
+            if where == "save"
+            else "the constructor refuses it; set a value it takes"
+        )
+        raise type(err)(f"{where}: config {err}; {why}") from None
 
 
 def initial_kernels(

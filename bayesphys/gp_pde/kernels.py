@@ -88,6 +88,23 @@ def _values_inplace(kind: str, zz: Tensor, a: Tensor, m: Tensor, w: Tensor) -> T
     return env.mul_(c.cos_()) @ w
 
 
+def uniform_step(x: Tensor) -> Tensor | None:
+    """The spacing of ``x`` ``[N]`` when its points are evenly spaced (to ``1e-12`` of its
+    span) and ``N > 2``, else ``None``: where :meth:`SpectralMixture1d.gram` evaluates only
+    the ``2N - 1`` distinct lags of a Toeplitz matrix."""
+    nx = x.shape[0]
+    if nx <= 2:  # (no points: x[-1] raised an IndexError)
+        return None
+    h = (x[-1] - x[0]) / (nx - 1)
+    even = torch.allclose(
+        x,
+        x[0] + h * torch.arange(nx, dtype=x.dtype, device=x.device),
+        rtol=0,
+        atol=1e-12 * float(abs(h.detach()) * nx),  # a value: no graph, no warning
+    )
+    return h if even else None
+
+
 class SpectralMixture1d(nn.Module):
     r"""A 1-D spectral-mixture kernel :math:`k(z) = \sum_q w_q\, \gamma_q(z) \cos(2\pi\mu_q z)`.
 
@@ -222,14 +239,8 @@ class SpectralMixture1d(nn.Module):
             x2 = x2.to(self.mu.dtype)
         if x2 is None:
             nx = x1.shape[0]
-            # (no points: an empty [0, 0] matrix; x1[-1] raised an IndexError)
-            h = (x1[-1] - x1[0]) / (nx - 1) if nx > 2 else None
-            if nx > 2 and torch.allclose(
-                x1,
-                x1[0] + h * torch.arange(nx, dtype=x1.dtype, device=x1.device),
-                rtol=0,
-                atol=1e-12 * float(abs(h.detach()) * nx),  # a value: no graph, no warning
-            ):
+            h = uniform_step(x1)
+            if h is not None:
                 lags = h * torch.arange(-(nx - 1), nx, dtype=x1.dtype, device=x1.device)
                 vals = self.deriv(lags, n)
                 idx = torch.arange(nx, device=x1.device)

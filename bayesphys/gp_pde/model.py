@@ -102,7 +102,17 @@ class GPPDESolver:
     (with a problem only), ``num_mixtures >= 1``, ``lam_b > 0``, ``nugget > 0``, ``jitter >= 0``,
     ``freq_scale >= 0``, ``beta`` finite; ``weighting`` ``None``, ``"identity"`` or ``"prior"``;
     ``zero_component`` ``None`` or a bool; ``solver_options`` keys of the chosen solver only;
-    ``dtype`` ``None`` or float64 (lower precisions are refused).
+    ``dtype`` ``None`` or float64 (lower precisions are refused). A problem's own settings are
+    checked alike (``problem.domain`` 1 to 3 finite increasing ``(lo, hi)`` bounds,
+    ``problem.n_col >= 4`` where ``n_col`` is not given, ``problem.llk_weight > 0``,
+    ``problem.freq_scale >= 0``, ``problem.n_test >= 1``), and so are the settings read at
+    every use (``lam_b``, ``jitter``, ``weighting``, ``method``, ``nonlinear_solver``,
+    ``solver_options``) when ``config`` is edited, at each :meth:`fit`, :meth:`predict`,
+    :meth:`posterior`. A ``num_mixtures`` whose kernels cannot fit in the device's memory is
+    refused with a ``MemoryError`` naming it (at construction for the parameters, at
+    :meth:`fit` for a step's kernel evaluations). ``x``, ``source`` and ``boundary`` are data:
+    tensors that require grad are taken without their graph (a fit does not differentiate
+    through them).
     """
 
     @autograd_on()  # built inside inference_mode / no_grad, it still trains

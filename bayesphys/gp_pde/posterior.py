@@ -167,7 +167,8 @@ class _GridRoot:
             fs = fs.narrow(len(lead) + j, 0, p)
             fx = fx.narrow(len(lead) + j, p, n)
         out = kron_apply(self.W, us - fx) + fs
-        return out.reshape(*lead, -1)
+        # the event size spelled out: -1 is ambiguous for no draws (sample(0) failed)
+        return out.reshape(*lead, math.prod(out.shape[len(lead) :]))
 
     def to(self, device: torch.device) -> _GridRoot:
         """A copy with the solver, factors and roots on ``device`` (for

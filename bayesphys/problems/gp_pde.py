@@ -146,17 +146,30 @@ class PDEProblem:
         with autograd_on():  # also inside torch.no_grad() / inference_mode()
             cs = [c.clone().requires_grad_(True) for c in pts.unbind(-1)]
             u = self.exact(*cs)
-            firsts = torch.autograd.grad(u.sum(), cs, create_graph=True)
+            firsts = _derivatives(u, cs, create_graph=True)
             if self.equation == "advection":
                 return (self.beta * firsts[0] + firsts[1]).detach()
             lap = 0
             for c, g in zip(cs, firsts):
-                lap = lap + torch.autograd.grad(g.sum(), c, retain_graph=True)[0]
+                lap = lap + _derivatives(g, [c], create_graph=False)[0]
         f = lap.detach()
         if self.equation == "allencahn":
             ud = u.detach()
             f = f + ud * (ud * ud - 1)
         return f
+
+
+def _derivatives(y: Tensor, xs: list[Tensor], *, create_graph: bool) -> list[Tensor]:
+    r""":math:`\partial (\sum y) / \partial x` for each ``x`` of ``xs`` (each ``[*]``), zero
+    where ``y`` does not depend on it: an exact solution constant in a coordinate (``u = 1``,
+    ``u = x`` in 2-D) or linear in it (its second derivative) failed with autograd's "element
+    0 of tensors does not require grad" or "appears to not have been used in the graph"."""
+    if not (isinstance(y, Tensor) and y.requires_grad):
+        return [torch.zeros_like(x) for x in xs]
+    out = torch.autograd.grad(
+        y.sum(), xs, create_graph=create_graph, retain_graph=True, allow_unused=True
+    )
+    return [torch.zeros_like(x) if g is None else g for g, x in zip(out, xs)]
 
 
 def _p(name, eq, dom, n, fn, fs, **kw) -> PDEProblem:

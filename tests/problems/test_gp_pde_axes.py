@@ -1,10 +1,11 @@
-"""PDEProblem.axes checks its point count."""
+"""PDEProblem.axes checks its point count; source differentiates any exact solution."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 
-from bayesphys.problems.gp_pde import get_problem
+from bayesphys.problems.gp_pde import PDEProblem, get_problem
 
 
 @pytest.mark.parametrize(
@@ -69,3 +70,27 @@ def test_solution_and_source_take_axes_of_numbers_and_arrays(method):
         getattr(p2, method)([x, np.zeros((1, 3))])
     with pytest.raises(TypeError, match=r"^axes\[0\]: expected a tensor or array"):
         getattr(p1, method)([{"x": 1}])
+
+
+@pytest.mark.parametrize(
+    "equation, dim, exact, want",
+    [
+        ("poisson", 1, lambda x: torch.ones(x.shape, dtype=x.dtype), lambda x: 0 * x),
+        ("poisson", 1, lambda x: 1 + 2 * x, lambda x: 0 * x),
+        ("allencahn", 1, lambda x: 1 + 2 * x, lambda x: (1 + 2 * x) * ((1 + 2 * x) ** 2 - 1)),
+        ("poisson", 2, lambda x, y: x * y, lambda x, y: 0 * x),
+        ("poisson", 2, lambda x, y: x**2, lambda x, y: 2 + 0 * x),
+        ("poisson", 3, lambda x, y, z: torch.sin(y), lambda x, y, z: -torch.sin(y)),
+        ("advection", 2, lambda x, t: x - 2 * t, lambda x, t: 0 * x),
+        ("advection", 2, lambda x, t: torch.sin(x), lambda x, t: 2 * torch.cos(x)),
+    ],
+)
+def test_source_of_an_exact_solution_constant_or_linear_in_a_coordinate(equation, dim, exact, want):
+    """The source of ``u = 1 + 2x``, ``u = xy``, ``u = x^2`` in 2-D (constant in ``y``) and the
+    like failed with autograd's "element 0 of tensors does not require grad" or "appears to
+    not have been used in the graph": a derivative that does not depend on a coordinate is
+    zero."""
+    p = PDEProblem("mine", equation, ((0.0, 1.0),) * dim, 8, exact, 1.0, beta=2.0)
+    axes = [torch.linspace(0, 1 + j, 4 + j, dtype=torch.float64) for j in range(dim)]
+    pts = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).unbind(-1)
+    torch.testing.assert_close(p.source(axes), want(*pts), rtol=1e-12, atol=1e-12)
