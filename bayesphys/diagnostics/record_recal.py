@@ -201,14 +201,12 @@ def _apply_stage(
             x = record.draws[:, :, k]
             m = x.mean(1, keepdim=True)
             draws[:, :, k] = m + rec.scale * (x - m)
-    for i in range(record.n_sims):
+        elif isinstance(rec, AffineMap | ShapeMap):  # each problem's map, all at once
+            draws[:, :, k] = rec._map_rows(record.draws[:, :, k])
+    for i in range(record.n_sims):  # the quantile maps: each problem's own marginal
         for k, rec in enumerate(stage):
-            if _is_identity(rec) or (isinstance(rec, Recalibrator) and rec.method != "quantile"):
-                continue
-            x = record.draws[i, :, k]
-            if isinstance(rec, AffineMap | ShapeMap):
-                draws[i, :, k] = rec.map(x)
-            else:
+            if isinstance(rec, Recalibrator) and rec.method == "quantile":
+                x = record.draws[i, :, k]
                 draws[i, :, k] = rec.wrap(_marginal(x)).map_draws(x[:, None])[:, 0]
     return SimulationRecord(
         names=list(record.names),

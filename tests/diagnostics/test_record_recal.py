@@ -292,14 +292,35 @@ def test_affine_shift_removes_the_whole_bias_with_few_draws():
 
 
 def test_shape_shift_removes_the_whole_bias_with_few_draws():
-    from bayesphys.diagnostics import ShapeMap
-
     fit, target = _biased(20000, 9, seed=3), _biased(4000, 9, seed=4)
-    sm = ShapeMap.fit(fit.draws[:, :, 0], fit.truth[:, 0])
-    out = fit_record_recalibration(fit, "shape").apply(target)
+    recal = fit_record_recalibration(fit, "shape")
+    sm = recal.stages[0][0]  # the ShapeMap fitted on fit's one summary
+    out = recal.apply(target)
     assert out.meta["recalibrated"] == "shape"
     resid = float((target.truth[:, 0] - out.draws[:, :, 0].mean(1)).mean())
     assert abs(resid) < 0.05, (resid, sm)  # -0.11 with the location of z
+
+
+def test_shape_and_affine_stages_map_every_problem_at_once(monkeypatch):
+    """A stage mapped problem by problem: one scipy quantile call per problem (20000 for the
+    test above, most of its time). One call now maps every problem of a summary, each by its
+    own mean and sd, as ``map`` maps it alone."""
+    from scipy import stats
+
+    from bayesphys.diagnostics import AffineMap, ShapeMap
+    from bayesphys.diagnostics.record_recal import RecordRecalibration
+
+    rec = _biased(40, 7, seed=5, k=2)
+    stages = [[ShapeMap("t", 5.0, 0.3, 1.2), ShapeMap("norm", 0.0, -0.2, 0.8)]]
+    stages.append([AffineMap(0.4, 0.9), AffineMap(-0.1, 1.3)])
+    ppf, calls = stats.t.ppf, []
+    monkeypatch.setattr(stats.t, "ppf", lambda *a, **kw: calls.append(1) or ppf(*a, **kw))
+    out = RecordRecalibration("shape+affine", stages, list(rec.names)).apply(rec)
+    assert len(calls) == 1
+    for i in range(rec.n_sims):
+        for k in range(2):
+            want = stages[1][k].map(stages[0][k].map(rec.draws[i, :, k]))
+            torch.testing.assert_close(out.draws[i, :, k], want, rtol=1e-12, atol=1e-12)
 
 
 def test_finite_draw_factor():
