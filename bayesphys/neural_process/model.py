@@ -389,6 +389,9 @@ class RandomGridNP:
         ``x`` ``[N, dim_x]`` (``[N]`` in 1-D; default :meth:`default_points`); ``z`` ``[dim_z]`` or
         ``[B, dim_z]``; ``w`` ``[dim_w]`` or ``[B, dim_w]``; a single ``z`` or ``w`` (or a batch
         of one) is shared by the other's ``B`` rows, as in :meth:`parameter_posterior`.
+        The diagonal part is per entry of ``x``: a point listed twice gets two entries whose
+        covariance is the low-rank part alone, so a draw gives them values that differ by
+        independent diagonal noise (list each point once for a field's value there).
         Parameters for which the network's mean or variances are not finite in the model's
         dtype (far outside the prior box, e.g. ``|z| ~ 1e5`` in float32) are a ``ValueError``
         naming ``z/w``.
