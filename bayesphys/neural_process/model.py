@@ -49,6 +49,7 @@ from torch import Tensor
 
 from .._checkpoint import cpu_copy, load_checkpoint, rebuilding, save_checkpoint
 from .._checks import (
+    as_scalar,
     check_bool,
     check_callback,
     check_int,
@@ -379,7 +380,12 @@ class RandomGridNP:
 
     @torch.no_grad()
     def posterior(
-        self, x: ArrayLike | None = None, *, z: ArrayLike, w: ArrayLike, noise: float = 0.0
+        self,
+        x: ArrayLike | None = None,
+        *,
+        z: ArrayLike,
+        w: ArrayLike,
+        noise: float | Tensor = 0.0,
     ) -> GaussianPosterior:
         r"""Gaussian over :math:`u(X)` given parameters: mean ``[B, N]``, covariance
         ``LowRankRootAddedDiagLinearOperator``
@@ -394,11 +400,13 @@ class RandomGridNP:
         independent diagonal noise (list each point once for a field's value there).
         Parameters for which the network's mean or variances are not finite in the model's
         dtype (far outside the prior box, e.g. ``|z| ~ 1e5`` in float32) are a ``ValueError``
-        naming ``z/w``.
+        naming ``z/w``. ``noise``: a white-noise variance ``>= 0`` added to the diagonal, a
+        number (or a one-element tensor or array).
         """
         warn_untrained("RandomGridNP.posterior", self.step_count)
         self._warn_stale_calibration("RandomGridNP.posterior", "field")
-        noise = check_real("noise", noise, minimum=0.0)
+        # a one-element tensor or array too, as field_marginal's noise_var (it was a TypeError)
+        noise = check_real("noise", as_scalar(noise), minimum=0.0)
         p = self.problem
         xs = self.default_points() if x is None else as_points("x", x, p, self.dtype, self.device)
         zt, wt = parameter_batches(z, w, p, self.dtype, self.device)
