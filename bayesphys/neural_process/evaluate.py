@@ -402,7 +402,7 @@ def information_oracle(
 
     Checked: ``test`` a Poisson test set on its reference mesh ``linspace(-1, 1, N)`` (the
     sensitivities are recomputed on it), ``sigma > 0``, ``n_cases >= 1`` (int), ``fd_step >
-    0``, ``jac`` of shape ``[min(n_cases, n), N, dim_z]``.
+    0``, ``jac`` finite real values of shape ``[min(n_cases, n), N, dim_z]``.
     """
     from ..problems.rgnp import invariance_points
 
@@ -418,7 +418,11 @@ def information_oracle(
     if jac is None:
         jac = sensitivities(test, n_cases=n_cases, fd_step=fd_step)
     else:
-        jac = np.asarray(jac, dtype=np.float64)
+        # a NaN entry gave NaN errors without a word (or went unnoticed where no point of a
+        # layout reached it); a complex one lost its imaginary part, a string gave numpy's
+        # unnamed conversion error
+        jac = as_real_array("jac", jac)
+        check_finite("jac", jac)
         if jac.shape != (len(z), len(x), z.shape[1]):
             raise ValueError(
                 f"jac: expected shape {(len(z), len(x), z.shape[1])} (cases, nodes, dim_z), "

@@ -49,6 +49,7 @@ from torch import Tensor
 
 from .._checkpoint import cpu_copy, load_checkpoint, rebuilding, save_checkpoint
 from .._checks import (
+    as_scalar,
     check_bool,
     check_callback,
     check_int,
@@ -379,7 +380,12 @@ class RandomGridNP:
 
     @torch.no_grad()
     def posterior(
-        self, x: ArrayLike | None = None, *, z: ArrayLike, w: ArrayLike, noise: float = 0.0
+        self,
+        x: ArrayLike | None = None,
+        *,
+        z: ArrayLike,
+        w: ArrayLike,
+        noise: float | Tensor = 0.0,
     ) -> GaussianPosterior:
         r"""Gaussian over :math:`u(X)` given parameters: mean ``[B, N]``, covariance
         ``LowRankRootAddedDiagLinearOperator``
@@ -389,13 +395,18 @@ class RandomGridNP:
         ``x`` ``[N, dim_x]`` (``[N]`` in 1-D; default :meth:`default_points`); ``z`` ``[dim_z]`` or
         ``[B, dim_z]``; ``w`` ``[dim_w]`` or ``[B, dim_w]``; a single ``z`` or ``w`` (or a batch
         of one) is shared by the other's ``B`` rows, as in :meth:`parameter_posterior`.
+        The diagonal part is per entry of ``x``: a point listed twice gets two entries whose
+        covariance is the low-rank part alone, so a draw gives them values that differ by
+        independent diagonal noise (list each point once for a field's value there).
         Parameters for which the network's mean or variances are not finite in the model's
         dtype (far outside the prior box, e.g. ``|z| ~ 1e5`` in float32) are a ``ValueError``
-        naming ``z/w``.
+        naming ``z/w``. ``noise``: a white-noise variance ``>= 0`` added to the diagonal, a
+        number (or a one-element tensor or array).
         """
         warn_untrained("RandomGridNP.posterior", self.step_count)
         self._warn_stale_calibration("RandomGridNP.posterior", "field")
-        noise = check_real("noise", noise, minimum=0.0)
+        # a one-element tensor or array too, as field_marginal's noise_var (it was a TypeError)
+        noise = check_real("noise", as_scalar(noise), minimum=0.0)
         p = self.problem
         xs = self.default_points() if x is None else as_points("x", x, p, self.dtype, self.device)
         zt, wt = parameter_batches(z, w, p, self.dtype, self.device)
@@ -422,7 +433,8 @@ class RandomGridNP:
     ) -> GaussianPosterior:
         r"""Amortised :math:`p_\beta(z \mid u(X), w)` from field values at any point set.
 
-        ``x`` ``[N, dim_x]`` or ``[B, N, dim_x]`` (points where :math:`D \ne 0`), ``u``
+        ``x`` ``[N, dim_x]`` or ``[B, N, dim_x]`` (points off the Dirichlet boundary,
+        :math:`|D(x)| \ge 10^{-6}`: others are a ``ValueError`` naming them), ``u``
         ``[N]``/``[B, N]`` physical field values (``transformed=True``: already
         :math:`\tilde u = (u - B)/D`), ``w`` ``[dim_w]``/``[B, dim_w]``. Returns mean
         ``[B, dim_z]`` with a low-rank-plus-diagonal covariance ``[B, dim_z, dim_z]``, a

@@ -9,6 +9,7 @@ be tuple of ints``), ``batch=0`` with ``Trying to create tensor with negative di
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -369,3 +370,22 @@ def test_burgers_default_points_are_a_51_by_21_grid_in_c_order():
     z, w = torch.full((p.dim_z,), 0.5), torch.full((p.dim_w,), 0.5)
     with pytest.warns(UserWarning, match="not been trained"):
         assert m.posterior(z=z, w=w).mean.shape == (1, 1071)
+
+
+@pytest.mark.filterwarnings("ignore:.*has not been trained:UserWarning")
+def test_posterior_noise_may_be_a_one_element_tensor_as_in_field_marginal():
+    # field_marginal's noise_var took a 0-d tensor, RandomGridNP.posterior's noise refused it
+    # ("noise: expected a real number, received Tensor")
+    m = tiny_rgnp(dtype=torch.float64)
+    x, z, w = torch.linspace(-0.5, 0.5, 5), torch.zeros(5), torch.ones(1)
+    ref = m.posterior(x, z=z, w=w, noise=0.01).variance
+    f64 = torch.float64
+    for noise in (torch.tensor(0.01, dtype=f64), torch.tensor([0.01], dtype=f64), np.array(0.01)):
+        assert torch.equal(m.posterior(x, z=z, w=w, noise=noise).variance, ref)
+    # a float32 0.01 is read as its own value, 0.01 to float32's rounding
+    got = m.posterior(x, z=z, w=w, noise=torch.tensor(0.01)).variance
+    torch.testing.assert_close(got, ref, rtol=1e-8, atol=0.0)
+    with pytest.raises(ValueError, match="^noise: expected a number >= 0.0, received -0.01"):
+        m.posterior(x, z=z, w=w, noise=torch.tensor(-0.01, dtype=f64))
+    with pytest.raises(TypeError, match="^noise: expected a real number"):
+        m.posterior(x, z=z, w=w, noise=torch.full((2,), 0.01))  # one variance, not per point

@@ -683,3 +683,22 @@ def test_problem_fields_and_solver_inputs_of_other_kinds_are_named():
     x, u = solve_poisson(z5, w1, n_nodes=11)
     xt, ut = solve_poisson(torch.zeros(1, 5), torch.ones(1), n_nodes=11)  # tensors as arrays
     assert np.array_equal(x, xt) and np.array_equal(u, ut)
+
+
+def test_information_oracle_checks_the_values_of_a_given_jac():
+    # jac's shape was checked, its values not: a NaN sensitivity gave NaN errors, or none at
+    # all where no point of the layout reached its node; a complex one lost its imaginary part
+    ts = poisson_test_set(2, seed=0, n_nodes=21)
+    args = dict(n_points=(5,), layouts=("uniform",), n_cases=2)
+    jac = np.ones((2, 21, 5))
+    for node in (1, 10):  # off and on the 5 uniform points' interpolation stencil
+        bad = jac.copy()
+        bad[0, node, 2] = np.nan
+        with pytest.raises(ValueError, match=r"^jac: expected finite values, received 1 NaN"):
+            information_oracle(ts, 0.1, **args, jac=bad)
+    with pytest.raises(TypeError, match="^jac: expected real values, received complex"):
+        information_oracle(ts, 0.1, **args, jac=jac.astype(complex))
+    with pytest.raises(TypeError, match="^jac: expected an array of real numbers"):
+        information_oracle(ts, 0.1, **args, jac="sensitivities")
+    (row,) = information_oracle(ts, 0.1, **args, jac=jac)  # a valid one still runs
+    assert math.isfinite(row["nse_z"])

@@ -80,3 +80,32 @@ def test_overflowing_network_outputs_are_named_not_returned():
     assert torch.isfinite(m64.posterior(x, z=big, w=w).variance).all()
     with pytest.raises(ValueError, match=r"float64 for these inputs .* was trained on$"):
         m64.posterior(x, z=torch.full((5,), 1e30), w=w)
+
+
+@pytest.mark.filterwarnings("ignore:.*has not been trained:UserWarning")
+@pytest.mark.parametrize(
+    ("problem", "points", "first"),
+    [
+        ("poisson", [[0.5], [0.9999999], [-1.0]], r"\[0\.99999\d*\]"),
+        ("burgers", [[0.5, 0.5], [0.001, 0.0003]], r"\[0\.001\d*, 0\.0003\d*\]"),
+    ],
+    ids=["poisson-end", "burgers-near-wall"],
+)
+def test_inverse_points_next_to_the_boundary_are_named_with_their_d(problem, points, first):
+    # the message said "points on the Dirichlet boundary (D(x) = 0)" and named none: wrong for
+    # (x, t) = (0.001, 0.0003), off every boundary, where D = t sin(pi x) ~ 9.4e-7 < 1e-6
+    m = tiny(problem)
+    x = torch.tensor(points)
+    n_bad = len(points) - 1
+    with pytest.raises(
+        ValueError,
+        match=rf"^x: {n_bad} of the {len(points)} points lie on or next to the Dirichlet "
+        rf"boundary, where \|D\(x\)\| < 1e-06 .* e\.g\. {first} with D = ",
+    ):
+        m.parameter_posterior(x, torch.zeros(len(points)), torch.ones(1))
+    # a batch of sets names the set holding the first such point
+    xb = torch.stack([x[:1].expand(len(points), -1), x])
+    with pytest.raises(ValueError, match=rf"^x: {n_bad} of the {len(points)} points of set 1 "):
+        m.parameter_posterior(xb, torch.zeros(2, len(points)), torch.ones(1))
+    q = m.parameter_posterior(x[:1], torch.zeros(1), torch.ones(1))  # the interior point alone
+    assert q.mean.shape == (1, m.problem.dim_z)

@@ -1,6 +1,7 @@
 """Reference solvers and residuals of the RGNP problems (Poisson, Burgers)."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -188,3 +189,15 @@ def test_layouts_and_inverse_nodes_are_not_the_test_sets_parameters():
     x, _ = burgers_inverse_inputs(bt, 5, seed=0)
     first = np.random.default_rng(0).integers(1, 20, size=(2, 5))
     assert not np.array_equal(np.searchsorted(bt["x"], x[..., 0]), first)
+
+
+def test_poisson_solver_raises_no_overflow_warning_for_large_coefficients():
+    # the Newton Jacobian's sigmoid 1 / (1 + exp(-a)) overflowed exp for a < -709 (|z| ~ 1e4):
+    # a burst of numpy "overflow encountered in exp" RuntimeWarnings, on a solve whose value
+    # (the sigmoid's limit 0) and convergence are fine
+    z = np.array([[1e4, -1e4, 1e4, -1e4, 1e4]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x, u = solve_poisson(z, [1.5], n_nodes=41)
+    assert np.isfinite(u).all() and u[0, [0, -1]].tolist() == [0.0, 0.0]
+    assert (u[0, 1:-1] > 0).all()  # w > 0 and kappa > 0: a positive interior (max principle)

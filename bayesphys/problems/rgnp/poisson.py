@@ -108,7 +108,8 @@ def solve_poisson(
         ub = 0.5 * (u[:, 1:] + u[:, :-1])
         a = ub * cf
         kap = np.logaddexp(0.0, a) + 0.1
-        dk = 1 / (1 + np.exp(-a)) * cf * 0.5  # d kappa / d u_i (= d / d u_{i+1}) at a face
+        with np.errstate(over="ignore"):  # exp(-a) = inf for a < -709: the sigmoid is 0
+            dk = 1 / (1 + np.exp(-a)) * cf * 0.5  # d kappa / d u_i (= d / d u_{i+1}) at a face
         du = u[:, 1:] - u[:, :-1]
         flux = kap * du  # [B, nf]
         res = -(flux[:, 1:] - flux[:, :-1]) / h**2 - w[:, None]  # interior [B, n-2]
