@@ -94,7 +94,8 @@ def minimize(
         ones included); a wider stencil is detected (by a check against a product with a random
         tangent) and the colouring refined, at the cost of more products.
     jacobian: optional ``x -> (r [m], J [m, n])`` for the dense solver (e.g. a hand-written
-        tangent-linear model), taken in the problem's dtype and device; default
+        tangent-linear model), ``m`` the problem's residual count (another length is a
+        ``ValueError``), taken in the problem's dtype and device; default
         :func:`torch.func.jacfwd`.
     tol: stop when the relative loss decrease of a step is below ``tol``, or the loss is 0.
         GN/LM also stop, converged, at round-off: an accepted step with
