@@ -16,8 +16,11 @@ from ._jacobian import check_dense_gn_memory, dense_jacobian, jvp_vjp
 from .sparse import sparse_normal_solve
 
 
-def _checked_jacobian(out: object, n: int) -> tuple[Tensor, Tensor]:
-    """The ``(r [m], J [m, n])`` pair a user ``jacobian(x)`` returned, or a clear error."""
+def _checked_jacobian(out: object, n: int, m: int | None = None) -> tuple[Tensor, Tensor]:
+    """The ``(r [m], J [m, n])`` pair a user ``jacobian(x)`` returned, or a clear error;
+    ``m``, when given, the number of the problem's residuals (a pair of another length, e.g.
+    one that left out a residual term, was fitted without a word: the steps minimised its
+    residuals, not the problem's)."""
     if not (isinstance(out, tuple) and len(out) == 2 and all(isinstance(t, Tensor) for t in out)):
         raise TypeError(
             f"jacobian: expected jacobian(x) to return a pair of tensors (r [m], J [m, {n}]), "
@@ -29,22 +32,28 @@ def _checked_jacobian(out: object, n: int) -> tuple[Tensor, Tensor]:
             f"jacobian: expected jacobian(x) to return r [m] and J [m, {n}], received shapes "
             f"{tuple(r.shape)} and {tuple(jac.shape)}"
         )
+    if m is not None and r.numel() != m:
+        raise ValueError(
+            f"jacobian: expected jacobian(x) to return the problem's {m} residuals, r [{m}] "
+            f"and J [{m}, {n}], received shapes {tuple(r.shape)} and {tuple(jac.shape)}"
+        )
     return r, jac
 
 
-def _linearise(fn, x, linear_solver, jacobian=None, colours=None) -> dict:
+def _linearise(fn, x, linear_solver, jacobian=None, colours=None, n_res=None) -> dict:
     r"""The residuals and Jacobian of ``fn`` at ``x``: everything a damped step at ``x`` needs that
     does not depend on :math:`\lambda` (``"dense"``: ``r``, ``J``, :math:`g = J^\top r` and
     :math:`J^\top J`; ``"sparse"``: ``r`` and the assembled sparse ``J``; ``"cg"``: ``r``,
     :math:`g` and the product closures, which hold :math:`r`'s graph). An LM step rejected at
     ``x`` is retried from the same linearisation with a larger :math:`\lambda`.
-    ``colours``: a :class:`ColouredJacobian` (``linear_solver="sparse"``)."""
+    ``colours``: a :class:`ColouredJacobian` (``linear_solver="sparse"``); ``n_res``: the
+    number of residuals of ``fn``, which a user ``jacobian``'s pair must have."""
     if linear_solver == "sparse":
         r, jv, _ = jvp_vjp(fn, x)
         return {"r": r, "jac": colours(jv, r.numel())}
     if linear_solver == "dense":
         if jacobian is not None:
-            r, jac = _checked_jacobian(jacobian(x), x.numel())
+            r, jac = _checked_jacobian(jacobian(x), x.numel(), n_res)
             # in x's dtype, as jacfwd's below: a float64 pair for a float32 problem turned the
             # iterate float64, a float64 J beside a float32 r failed in the matmul
             r, jac = r.detach().to(x), jac.detach().to(x)

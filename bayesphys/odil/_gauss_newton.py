@@ -132,7 +132,7 @@ def _gauss_newton(
             try:
                 if lin is None or not _REUSE_LINEARISATION:
                     lin = None  # the last point's graph and Jacobian go before the new ones
-                    lin = _linearise(fn, x, linear_solver, jacobian, colours)
+                    lin = _linearise(fn, x, linear_solver, jacobian, colours, n_res)
                 delta, r, pred, info = _damped_step(lin, x, lam, linear_solver, cg_tol, cg_maxiter)
             except NonFiniteJacobian:  # as a non-finite dense / CG step below
                 res.message = (

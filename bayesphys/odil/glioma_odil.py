@@ -22,7 +22,7 @@ from .._checks import check_int, check_real
 from .._model import FitResult
 from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
-from ..problems.fisher_kolmogorov import fk_forward, fk_residual
+from ..problems.fisher_kolmogorov import fk_forward, fk_residual, max_step
 from ._cg_shortfall import _cg_shortfall
 from ._glioma_fit import drop_recalibration
 from .laplace import _FLOAT32_CG_TOL, theta_covariance
@@ -73,6 +73,29 @@ def _covariance_tols(dtype: torch.dtype) -> tuple[float, float]:
     return _FLOAT32_COV_SOLVE_TOL, _FLOAT32_CG_TOL
 
 
+def _start_substeps(model: GliomaModel, theta: torch.Tensor, nt: int) -> int:
+    r"""Explicit steps per time level of the start trajectory: the model's own count spread
+    over the ``nt - 1`` levels (rounded down, as before), raised where that step is above the
+    Euler scheme's stability bound for the fitted :math:`D_w, \rho`. Rounding down gave
+    fewer steps than the model's stable count when ``nt - 1`` lies between half of it and
+    all of it (e.g. 5 steps for 8), and a fitted :math:`D_w` near ``d_max`` then started the
+    joint fit from a blown-up state, with a stability warning naming a ``steps`` that is
+    not fit_odil's."""
+    sub = max(1, model.steps // (nt - 1))
+    bound = max_step(
+        model.faces,
+        float(torch.exp(theta[0])),  # inf past the float range, not an OverflowError
+        float(torch.exp(theta[1])),
+        model.config["spacing"],
+        "euler",
+    )
+    if math.isfinite(bound) and bound > 0:
+        # the factor keeps t_end / need from rounding to just above the bound
+        need = math.ceil(model.config["t_end"] / bound * (1 + 1e-12))
+        sub = max(sub, math.ceil(need / (nt - 1)))
+    return sub
+
+
 def fit_joint_odil(
     model: GliomaModel,
     *,
@@ -114,11 +137,11 @@ def fit_joint_odil(
     cfg = model.config
     t_end = cfg["t_end"]
     dt = t_end / (nt - 1)
-    sub = max(1, model.steps // (nt - 1))
-    fwd_steps = sub * (nt - 1)
     # the fitted mode, not a recalibrated one: recalibrate() shifts model.theta off the
     # optimum, and a steps=0 fit set the joint posterior (recalibration cleared) there
     theta_fit = model.fitted_theta()[0]
+    sub = _start_substeps(model, theta_fit, nt)
+    fwd_steps = sub * (nt - 1)
     c0 = model.initial_state(theta_fit)
     _, traj = fk_forward(
         c0,

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from torch import Tensor
 
-from .._checks import check_bool, check_int, check_real
+from .._checks import check_bool, check_callback, check_int, check_real
 from .._device import as_tensor, check_finite
 from .._model import FitResult, autograd_on
 from .._time_budget import TimeBudget
@@ -94,7 +94,8 @@ def minimize(
         ones included); a wider stencil is detected (by a check against a product with a random
         tangent) and the colouring refined, at the cost of more products.
     jacobian: optional ``x -> (r [m], J [m, n])`` for the dense solver (e.g. a hand-written
-        tangent-linear model), taken in the problem's dtype and device; default
+        tangent-linear model), ``m`` the problem's residual count (another length is a
+        ``ValueError``), taken in the problem's dtype and device; default
         :func:`torch.func.jacfwd`.
     tol: stop when the relative loss decrease of a step is below ``tol``, or the loss is 0.
         GN/LM also stop, converged, at round-off: an accepted step with
@@ -181,10 +182,14 @@ def minimize(
         )
     if linear_solver == "sparse" and method in ("gn", "lm"):
         colours = ColouredJacobian(problem, 1 if stencil_radius is None else stencil_radius)
+    # the signatures too: a callback(k) failed at the first step with the bare TypeError of
+    # its own call, naming neither the argument nor what it is called with
     if callback is not None:
         _check_callable("callback", callback)
+        check_callback("callback", callback, (0, None), ("k", "x"))
     if jacobian is not None:
         _check_callable("jacobian", jacobian)
+        check_callback("jacobian", jacobian, (None,), ("x",))
         if method not in ("gn", "lm") or linear_solver != "dense":
             raise ValueError(
                 "jacobian: only used by method='gn' or 'lm' with linear_solver='dense'; "

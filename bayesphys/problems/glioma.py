@@ -375,6 +375,11 @@ def synthetic_patient(
                     f"phantom['{k}']: expected the shape of phantom['wm'] {tuple(want)}, "
                     f"received {tuple(got)}"
                 )
+        # a NaN brain mask was refused as "c0: ... 256 NaN/Inf entries" (the initial state it
+        # masks), a NaN wm / gm as "wm" / "gm", arguments synthetic_patient does not have
+        for k in ("wm", "gm", "brain"):
+            if isinstance(phantom[k], Tensor):
+                check_finite(f"phantom[{k!r}]", phantom[k])
     if dtype is None:
         dtype = wm.dtype if isinstance(wm, Tensor) else torch.float64
     dtype = resolve_dtype(dtype)  # an integer dtype gave integer maps

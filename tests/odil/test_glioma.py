@@ -757,3 +757,16 @@ def test_load_refuses_a_posterior_without_its_fitted_theta(small_patient, tmp_pa
             r"fit result without the fitted theta \(state\['theta'\] is None\)$",
         ):
             GliomaModel.load(tmp_path / f"{entry}.pt")
+
+
+@pytest.mark.parametrize("key", ["wm", "gm", "brain"])
+def test_synthetic_patient_names_a_nan_phantom_map(key):
+    """A NaN in the phantom's brain mask was refused as "c0: expected finite values, received
+    256 NaN/Inf entries" (the initial state it masks); in wm / gm as "wm" / "gm": arguments
+    that synthetic_patient does not have."""
+    ph = dict(brain_phantom(16, 8.0))
+    bad = ph[key].clone()
+    bad[8, 8] = float("nan")
+    ph[key] = bad
+    with pytest.raises(ValueError, match=rf"^phantom\['{key}'\]: expected finite values"):
+        synthetic_patient(0, phantom=ph)

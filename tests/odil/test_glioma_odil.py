@@ -199,3 +199,25 @@ def test_the_covariance_warning_tells_a_stall_from_the_cap(
     with pytest.warns(RuntimeWarning, match=rf"theta covariance .*{says}") as rec:
         m.fit_odil(nt=3, steps=0, cg_maxiter=400, progress=False)
     assert not any(not_says in str(w.message) for w in rec)
+
+
+@pytest.mark.parametrize("nt", [5, 6, 7])
+def test_the_joint_fit_starts_from_a_stable_forward_run(nt):
+    """The start trajectory took model.steps // (nt - 1) explicit steps per level: with
+    nt - 1 between half the model's 8 steps and all of them that is fewer steps than the
+    model's own (5 for 8 at nt=6), and a fitted D_w near d_max (0.95) started the joint fit
+    from an unstable run, with a warning "steps: ... use steps >= 9" about an argument
+    fit_odil does not have."""
+    import math
+
+    m = _stand_in_model()
+    assert m.steps == 8
+    theta = m.theta.clone()
+    theta[0] = math.log(0.95)
+    m.theta = theta
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=r".*stability bound", category=RuntimeWarning)
+        res = m.fit_odil(nt=nt, steps=0, progress=False, linear_solver="sparse")
+    assert res.extra["n_unknowns"] > 0
+    assert bool(torch.isfinite(m.theta_cov).all())
+    assert bool((torch.linalg.eigvalsh(m.theta_cov) > 0).all())

@@ -126,6 +126,39 @@ def test_minimize_jacobian_output_checked():
         minimize(_prob(), steps=1, linear_solver="dense", jacobian=lambda x: x)
 
 
+@pytest.mark.parametrize("method", ["gn", "lm", "adam", "lbfgs"])
+def test_a_callback_that_cannot_take_k_and_x_is_refused_by_name(method):
+    """callback(k) failed at the first step with the bare TypeError of its own call
+    ("<lambda>() takes 1 positional argument but 2 were given"), naming no argument."""
+    with pytest.raises(TypeError, match=r"^callback: expected a callable callback\(k, x\)"):
+        minimize(_prob(), method=method, steps=2, callback=lambda k: None)
+
+
+def test_a_jacobian_that_cannot_take_x_is_refused_by_name():
+    with pytest.raises(TypeError, match=r"^jacobian: expected a callable jacobian\(x\)"):
+        minimize(_prob(), steps=1, linear_solver="dense", jacobian=lambda x, y: None)
+
+
+@pytest.mark.parametrize("method", ["gn", "lm"])
+def test_a_user_jacobian_without_all_the_problems_residuals_is_refused(method):
+    """A jacobian(x) whose pair (r [m], J [m, n]) left out residuals of the problem (here its
+    last one) was fitted without a word: the steps minimised the pair's residuals, not the
+    problem's."""
+
+    def res(f, p):
+        return {"d": (f["u"] - 1.0) / 0.1, "p": p["c"] - 2.0 + 0.1 * f["u"].sum()}
+
+    prob = DiscreteProblem({"u": (4,)}, {"c": 0.0}, res)
+
+    def short(x):
+        r = prob.residual(x)
+        jac = torch.autograd.functional.jacobian(prob.residual, x)
+        return r[:-1], jac[:-1]
+
+    with pytest.raises(ValueError, match=r"^jacobian: .* the problem's 5 residuals.* \(4,\)"):
+        minimize(prob, method=method, steps=1, linear_solver="dense", jacobian=short)
+
+
 @pytest.mark.parametrize("method", ["gn", "lm"])
 def test_minimize_nan_loss_at_the_start_is_not_convergence(method):
     # LM rejected every step until the damping "stalled" and reported converged=True at NaN
