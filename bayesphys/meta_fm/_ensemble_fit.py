@@ -7,6 +7,7 @@ results merged into one.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,7 +23,7 @@ from ._settings import points_warnings
 from ._validate import check_pairs, training_split
 from .model import MetaFlowMatching
 
-__all__ = ["fit_members", "warn_points", "fit_member", "members_message"]
+__all__ = ["fit_members", "warn_points", "fit_member", "members_message", "mean_rate"]
 
 
 def members_message(messages: Sequence[str]) -> str:
@@ -97,9 +98,18 @@ def fit_members(
         message=members_message([r.message for r in results]),
         extra={
             "members": results,
-            "seconds_per_1k_steps": 1000 * secs / max(n, 1) / len(results),
+            "seconds_per_1k_steps": mean_rate(results),
         },
     )
+
+
+def mean_rate(results: Sequence[FitResult]) -> float:
+    """The members' mean ``seconds_per_1k_steps`` over those that took a step (NaN when none
+    did): the members' summed seconds over the fewest steps of a member and the number of
+    members gave a made-up rate to a call of no step, and overstated it when a member had
+    caught up on steps the others had taken before."""
+    rates = [r.extra["seconds_per_1k_steps"] for r in results if r.steps]
+    return float(np.mean(rates)) if rates else math.nan
 
 
 def warn_points(models: Sequence[MetaFlowMatching], data: PopulationPairs | None) -> None:
