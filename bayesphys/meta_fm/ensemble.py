@@ -208,7 +208,9 @@ class MFMEnsemble:
         callback: Callable[[MetaFlowMatching, int], Any] | None = None,
         callback_every: int = 100,
     ) -> FitResult:
-        """Fit every member; ``loss_history`` is the member average, ``extra["members"]`` each,
+        """Fit every member; ``loss_history`` is the members' mean loss at each step all of
+        them took in this call (a member catching up adds its last entries), ``extra["members"]``
+        each member's result,
         ``extra["seconds_per_1k_steps"]`` the members' mean rate (over the members that took a
         step; NaN when none did).
 

@@ -3,7 +3,9 @@
 - ``fit(steps=0)`` reported ``extra["seconds_per_1k_steps"]`` as its set-up time over one
   step, a rate of no step; the ensemble's did too;
 - an ensemble whose members caught up on steps reported the members' summed seconds over the
-  fewest steps of a member, several times a member's real rate;
+  fewest steps of a member, several times a member's real rate, and averaged the members'
+  loss histories entry by entry, so a caught-up member's first steps were averaged with the
+  others' later ones;
 - ``correlation_of_correlations`` promised NaN when one population's correlations are all
   equal, but equal correlations that ``corrcoef`` rounded apart (affine copies of a feature,
   two points) gave the Pearson correlation of the round-off, any value in [-1, 1].
@@ -78,3 +80,17 @@ def test_r_is_nan_for_correlations_equal_up_to_round_off():
     assert math.isnan(correlation_of_correlations(two, x))
     # distinct correlations stay defined
     assert not math.isnan(correlation_of_correlations(x, torch.cat([z, z, x[:, 1:3]], 1)))
+
+
+def test_the_ensemble_loss_history_averages_the_members_at_the_same_step(data):
+    ens = MFMEnsemble(data, members=2, **TINY_MFM, seed=0)
+    ens.models[0].fit(steps=6, progress=False)  # member 1 is 6 steps behind
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = ens.fit(steps=3, progress=False)
+    h0, h1 = (m.loss_history for m in r.extra["members"])
+    assert (len(h0), len(h1)) == (3, 9)
+    # steps 7..9 of both members: member 1's last three entries, not its first three
+    want = [float(np.mean([a, b])) for a, b in zip(h0, h1[6:])]
+    assert r.loss_history == pytest.approx(want, rel=1e-12)
+    assert r.steps == 3
