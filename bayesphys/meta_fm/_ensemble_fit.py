@@ -7,6 +7,7 @@ results merged into one.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,7 +23,14 @@ from ._settings import points_warnings
 from ._validate import check_pairs, training_split
 from .model import MetaFlowMatching
 
-__all__ = ["fit_members", "warn_points", "fit_member", "members_message"]
+__all__ = [
+    "fit_members",
+    "warn_points",
+    "fit_member",
+    "members_message",
+    "mean_rate",
+    "mean_history",
+]
 
 
 def members_message(messages: Sequence[str]) -> str:
@@ -54,6 +62,7 @@ def fit_members(
     their own results. ``callback``/``callback_every`` go to each member's fit."""
     warn_points(models, data)  # once, here: the members' copies are silenced below
     results = []
+    starts: list[int] = []  # each member's steps before this call: its history's first step
     # members behind the others (an interrupted fit) first catch up, so that every member
     # ends with the same number of steps
     top = max(m.steps_done for m in models)
@@ -70,6 +79,7 @@ def fit_members(
     try:
         for j, m in enumerate(models):
             bar.set_description(f"{method} member {j + 1}/{len(models)}")
+            starts.append(m.steps_done)
             results.append(
                 fit_member(
                     j,
@@ -87,7 +97,7 @@ def fit_members(
     finally:
         bar.close()
     n = min(len(r.loss_history) for r in results)
-    hist = [float(np.mean([r.loss_history[k] for r in results])) for k in range(n)]
+    hist = mean_history(results, starts)
     secs = sum(r.seconds for r in results)
     return FitResult(
         loss_history=hist,
@@ -97,9 +107,31 @@ def fit_members(
         message=members_message([r.message for r in results]),
         extra={
             "members": results,
-            "seconds_per_1k_steps": 1000 * secs / max(n, 1) / len(results),
+            "seconds_per_1k_steps": mean_rate(results),
         },
     )
+
+
+def mean_history(results: Sequence[FitResult], starts: Sequence[int]) -> list[float]:
+    """The members' mean loss at each step all of them took in this call: entry ``k`` of
+    member ``j``'s ``loss_history`` is its step ``starts[j] + k + 1``, so a member that caught
+    up contributes its last entries (the members' histories were averaged entry by entry, so
+    a caught-up member's first steps were averaged with the others' later ones)."""
+    lo = max(starts)
+    hi = min(s + len(r.loss_history) for s, r in zip(starts, results))
+    return [
+        float(np.mean([r.loss_history[g - s] for s, r in zip(starts, results)]))
+        for g in range(lo, hi)
+    ]
+
+
+def mean_rate(results: Sequence[FitResult]) -> float:
+    """The members' mean ``seconds_per_1k_steps`` over those that took a step (NaN when none
+    did): the members' summed seconds over the fewest steps of a member and the number of
+    members gave a made-up rate to a call of no step, and overstated it when a member had
+    caught up on steps the others had taken before."""
+    rates = [r.extra["seconds_per_1k_steps"] for r in results if r.steps]
+    return float(np.mean(rates)) if rates else math.nan
 
 
 def warn_points(models: Sequence[MetaFlowMatching], data: PopulationPairs | None) -> None:

@@ -503,7 +503,10 @@ class FlowSteps:
         res.seconds -= user.seconds  # the callback's time is not the fit's
         if budget.reached:
             res.message, res.converged = budget.message(res.steps), False
-        res.extra["seconds_per_1k_steps"] = 1000 * res.seconds / max(res.steps, 1)
+        # NaN for a call that took no step: the setup time over max(steps, 1) was no rate
+        res.extra["seconds_per_1k_steps"] = (
+            1000 * res.seconds / res.steps if res.steps else math.nan
+        )
         res.extra["method"] = self.config.method
         res.extra["final_lr"] = float(self.field_opt.param_groups[0]["lr"])
         return res

@@ -131,10 +131,17 @@ def population_metrics(
     }
 
 
+#: the spread (max - min) below which a vector of correlations counts as constant: equal
+#: correlations (features that are affine copies of one another, or two points) come out of
+#: ``corrcoef`` different by round-off (~1e-16), and their Pearson correlation was then that
+#: round-off's, any value in [-1, 1]
+_FLAT_CORRELATIONS = 1e-10
+
+
 def _pearson(a: Tensor, b: Tensor) -> float:
-    """Pearson correlation of two float64 vectors (``torch.corrcoef``); ``nan`` when either is
-    constant."""
-    if bool((a.max() == a.min()) | (b.max() == b.min())):
+    """Pearson correlation of two float64 vectors of correlations (``torch.corrcoef``);
+    ``nan`` when either is constant, up to round-off (a spread of at most 1e-10)."""
+    if any(float(v.max() - v.min()) <= _FLAT_CORRELATIONS for v in (a, b)):
         return math.nan
     return min(1.0, max(-1.0, float(torch.corrcoef(torch.stack([a, b]))[0, 1])))
 
@@ -154,7 +161,8 @@ def correlation_of_correlations(pred: Tensor, true: Tensor) -> float:
 
     Returns ``nan`` when it is undefined: a constant feature (zero variance, ``max == min``)
     in either population has no correlations, and if all of one population's
-    upper-triangular correlations are equal, the second correlation divides by zero (as
+    upper-triangular correlations are equal (to round-off, 1e-10: features that are affine
+    copies of one another, or two points), the second correlation divides by zero (as
     :func:`spearman` returns ``nan`` for a constant input; a mean over populations then shows
     ``nan`` rather than hiding the case). Both populations need ``n, m >= 2``
     points and ``d >= 3`` features (``d = 2`` has one off-diagonal entry and no correlation;

@@ -293,7 +293,8 @@ class MetaFlowMatching:
         kept. Each call builds fresh Adam optimisers, and ``lr_schedule="cosine"`` runs over
         that call's ``steps``; so ``fit(500)`` twice is not ``fit(1000)``.
 
-        Returns a :class:`~bayesphys.FitResult` (``extra["seconds_per_1k_steps"]``). A
+        Returns a :class:`~bayesphys.FitResult` (``extra["seconds_per_1k_steps"]``, NaN for a
+        call of no step). A
         non-finite loss, or an update that leaves the optimisers' state non-finite (a NaN
         gradient, or one whose square overflows Adam's second moment), stops the fit as a
         divergence and restores the last good weights: those before the last recorded step's
