@@ -1,0 +1,72 @@
+"""Mends and property gaps found using the public ProbConserv API as a user would."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from linear_operator.operators import (
+    DiagLinearOperator,
+    LowRankRootAddedDiagLinearOperator,
+    LowRankRootLinearOperator,
+)
+
+from bayesphys import GaussianPosterior
+from bayesphys.probconserv import conserve_slices, hard_projection, trapezoid_weights
+
+F64 = torch.float64
+
+
+def test_hard_projection_refuses_more_rows_than_unknowns_by_name():
+    """More constraint rows than grid values are linearly dependent: refused by name (the
+    QR solve failed inside torch with "A must be batches of square matrices")."""
+    prior = GaussianPosterior(torch.zeros(4, dtype=F64), torch.eye(4, dtype=F64))
+    rows = torch.randn(5, 4, dtype=F64, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(
+        ValueError,
+        match=r"^G: expected at most 4 linearly independent constraint rows .* "
+        r"received G of shape \(5, 4\) with 5 rows$",
+    ):
+        hard_projection(prior, rows, 1.0)
+    # as many rows as unknowns is still a (unique) projection
+    square = rows[:4] + 4 * torch.eye(4, dtype=F64)
+    b = torch.arange(4, dtype=F64)
+    post = hard_projection(prior, square, b)
+    torch.testing.assert_close(square @ post.mean, b, rtol=0, atol=1e-12)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    n=st.integers(2, 12),
+    rank=st.sampled_from(["zero", "one", "n", "above_n"]),
+    seed=st.integers(0, 10_000),
+)
+def test_slice_update_with_low_rank_factors_of_any_rank_on_non_uniform_grids(n, rank, seed):
+    """Batch (2, 3) of low-rank-plus-diagonal priors, root of rank 0, 1, n or n + 3, on a
+    random non-uniform grid: in the limit the trapezoid mass of the mean and of every draw is
+    b to round-off, Sigma~ g = 0, and mean and covariance equal the dense conditioning."""
+    gen = torch.Generator().manual_seed(seed)
+    k = {"zero": 0, "one": 1, "n": n, "above_n": n + 3}[rank]
+    x = torch.cumsum(0.05 + torch.rand(n, dtype=F64, generator=gen), 0)
+    mu = torch.randn(2, 3, n, dtype=F64, generator=gen)
+    d = 0.1 + torch.rand(2, 3, n, dtype=F64, generator=gen)
+    r = torch.randn(2, 3, n, k, dtype=F64, generator=gen)
+    cov = LowRankRootAddedDiagLinearOperator(LowRankRootLinearOperator(r), DiagLinearOperator(d))
+    mass = torch.randn(2, 3, dtype=F64, generator=gen)
+    post = conserve_slices(GaussianPosterior(mu, cov, event_shape=(n,)), x, mass)
+    g = trapezoid_weights(x)
+    assert post.mean.shape == (2, 3, n)
+    torch.testing.assert_close(post.mean @ g, mass, rtol=0, atol=1e-12)
+    dense = post.covariance.to_dense()
+    assert float((dense @ g).abs().max()) <= 1e-12 * max(1.0, float(dense.abs().max()))
+    draws = post.sample((20,), generator=torch.Generator().manual_seed(seed))
+    assert draws.shape == (20, 2, 3, n)
+    torch.testing.assert_close(draws @ g, mass.expand(20, 2, 3), rtol=0, atol=1e-11)
+    # dense conditioning on g^T u = b
+    s = r @ r.mT + torch.diag_embed(d)
+    sg = s @ g
+    gain = sg / (sg @ g).unsqueeze(-1)
+    mean = mu - gain * (mu @ g - mass).unsqueeze(-1)
+    torch.testing.assert_close(post.mean, mean, rtol=0, atol=1e-10)
+    torch.testing.assert_close(dense, s - gain.unsqueeze(-1) * sg.unsqueeze(-2), rtol=0, atol=1e-10)
