@@ -70,3 +70,51 @@ def test_slice_update_with_low_rank_factors_of_any_rank_on_non_uniform_grids(n, 
     mean = mu - gain * (mu @ g - mass).unsqueeze(-1)
     torch.testing.assert_close(post.mean, mean, rtol=0, atol=1e-10)
     torch.testing.assert_close(dense, s - gain.unsqueeze(-1) * sg.unsqueeze(-2), rtol=0, atol=1e-10)
+
+
+def _gp_model():
+    from bayesphys.probconserv import ProbConserv
+
+    return ProbConserv("pme", step1="gp", seed=0)
+
+
+def _set_with_inputs(prob, t, x):
+    from bayesphys.problems.gpme import GPMEData
+
+    inputs = torch.stack([torch.as_tensor(t, dtype=F64), torch.as_tensor(x, dtype=F64)], -1)
+    values = prob.solution(inputs[..., 0], inputs[..., 1], 3.0)
+    return GPMEData(
+        prob, torch.tensor([3.0], dtype=F64), inputs[None], values[None], inputs[None], values[None]
+    )
+
+
+@pytest.mark.filterwarnings("ignore:ProbConserv.posterior. the model has not been trained")
+def test_sensors_outside_the_domain_are_refused_by_name_and_boundary_sensors_taken():
+    """Sensors past the problem's domain (PME: t, x in [0, 1]) were conditioned on (and
+    trained on) without a word, though the prediction grid is refused there; sensors on the
+    domain's boundary are inside it."""
+    model = _gp_model()
+    prob = model.problem
+    edge = _set_with_inputs(prob, [0.0, 0.0, 1.0, 1.0], [0.0, 1.0, 0.0, 1.0])
+    post = model.posterior(edge, t=torch.tensor([0.0, 1.0]))
+    assert post.mean.shape == (1, 2, 201)
+    assert bool(torch.isfinite(post.mean).all()) and bool(torch.isfinite(post.variance).all())
+    outside_x = _set_with_inputs(prob, [0.5, 0.5], [0.5, 2.0])
+    with pytest.raises(
+        ValueError,
+        match=r"^context\.x_context: expected x \(column 1\) in the pme domain \[0\.0, 1\.0\] "
+        r"\(where the model was trained\), received \[0\.5, 2\.0\]$",
+    ):
+        model.posterior(outside_x)
+    outside_t = _set_with_inputs(prob, [-0.5, 0.5], [0.5, 0.5])
+    with pytest.raises(ValueError, match=r"^context\.x_context: expected t \(column 0\)"):
+        model.step1(outside_t)
+    wrong_target = _set_with_inputs(prob, [0.5, 0.5], [0.5, 0.5])
+    wrong_target.x_target = wrong_target.x_target + torch.tensor([3.0, 0.0], dtype=F64)
+    with pytest.raises(ValueError, match=r"^data\.x_target: expected t \(column 0\)"):
+        model.fit(wrong_target, steps=1, progress=False)
+    assert model.steps_done == 0
+    # float32 inputs one float32 rounding past an end are on the end
+    f32 = _set_with_inputs(prob, [0.5, 0.5], [0.5, 1.0])
+    f32.x_context = f32.x_context.float() * torch.tensor([1.0, 1.0 + 6e-8])
+    assert model.posterior(f32).mean.shape == (1, 1, 201)
