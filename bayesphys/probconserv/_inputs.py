@@ -238,6 +238,16 @@ def check_calibrate_settings(
             "neighbours: expected a sequence of analog sizes (e.g. (0, 20); 0: all errors), "
             f"received {type(neighbours).__name__} {neighbours!r}"
         ) from None
+    if objective == "hybrid":
+        # the hybrid fit's 2-fold held-out selection needs 4 validation functions: fewer failed
+        # in fit_hybrid, naming a "validation set", after the Step 1 had run on them
+        n_val = n_functions if data is None else len(data)
+        if n_val < 4:
+            arg = "n_functions" if data is None else "data"
+            raise ValueError(
+                f"{arg}: expected at least 4 validation functions with objective='hybrid' (its "
+                f"2-fold held-out selection), received {n_val}"
+            )
     local_functions = check_int("local_functions", local_functions, minimum=0)
     if 0 < local_functions < 4:
         raise ValueError(f"local_functions: expected 0 or >= 4, received {local_functions}")

@@ -118,3 +118,23 @@ def test_sensors_outside_the_domain_are_refused_by_name_and_boundary_sensors_tak
     f32 = _set_with_inputs(prob, [0.5, 0.5], [0.5, 1.0])
     f32.x_context = f32.x_context.float() * torch.tensor([1.0, 1.0 + 6e-8])
     assert model.posterior(f32).mean.shape == (1, 1, 201)
+
+
+def test_hybrid_calibration_on_too_few_functions_names_the_argument_before_any_work():
+    """objective='hybrid' on fewer than 4 validation functions failed in fit_hybrid with
+    "validation set: ...", after the Step 1 had run on them: refused up front, naming
+    n_functions (or data), and the calibration is left as it was."""
+    from bayesphys.problems.gpme import make_dataset
+
+    model = _gp_model()
+    with pytest.raises(
+        ValueError,
+        match=r"^n_functions: expected at least 4 validation functions with "
+        r"objective='hybrid' \(its 2-fold held-out selection\), received 3$",
+    ):
+        model.calibrate(n_functions=3, objective="hybrid")
+    with pytest.raises(ValueError, match=r"^data: expected at least 4 validation functions"):
+        model.calibrate(make_dataset("pme", 2, seed=5), objective="hybrid")
+    assert model.calibration is None and model.var_scale == 1.0
+    # the scalar objectives still take a single function
+    assert model.calibrate(n_functions=1) > 0
