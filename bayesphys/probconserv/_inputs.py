@@ -105,8 +105,8 @@ def check_grid(
 def check_data(name: str, data, problem: GPMEProblem, *, targets: bool) -> None:
     """``data`` as a non-empty :class:`GPMEData` of ``problem`` whose fields are tensors of
     real values with consistent shapes (``params [B]``, inputs ``[B, N, 2]``, values
-    ``[B, N]``) and finite contexts (and targets, when ``targets``), or an error naming the
-    field."""
+    ``[B, N]``) and finite contexts (and targets, when ``targets``) inside the problem's
+    domain, or an error naming the field."""
     if not isinstance(data, GPMEData):
         raise TypeError(f"{name}: expected GPMEData, received {type(data).__name__}")
     pairs = [("x_context", "y_context")] + ([("x_target", "y_target")] if targets else [])
@@ -145,6 +145,23 @@ def check_data(name: str, data, problem: GPMEProblem, *, targets: bool) -> None:
             raise ValueError(
                 f"{name}.{yname}: expected shape {tuple(xv.shape[:2])} (one value per input of "
                 f"{xname}), received {tuple(yv.shape)}"
+            )
+        _check_inside_domain(f"{name}.{xname}", xv, problem, _input_eps(getattr(data, xname)))
+
+
+def _check_inside_domain(name: str, xv: Tensor, problem: GPMEProblem, eps: float) -> None:
+    """Refuse inputs ``xv [B, N, 2]`` (columns ``t, x``) outside the problem's domain, up to
+    the rounding of the input's own precision ``eps`` (as :func:`check_grid`): a sensor past
+    ``t_range`` or ``x_range`` was conditioned on (or trained on) without a word, though the
+    prediction grid is refused there."""
+    for col, what, (lo, hi) in ((0, "t", problem.t_range), (1, "x", problem.x_range)):
+        v = xv[..., col]
+        tol = max(1e-12, 4 * eps) * max(1.0, abs(lo), abs(hi))
+        if bool(((v < lo - tol) | (v > hi + tol)).any()):
+            raise ValueError(
+                f"{name}: expected {what} (column {col}) in the {problem.name} domain "
+                f"[{lo}, {hi}] (where the model was trained), received [{float(v.min())}, "
+                f"{float(v.max())}]"
             )
 
 
@@ -221,6 +238,16 @@ def check_calibrate_settings(
             "neighbours: expected a sequence of analog sizes (e.g. (0, 20); 0: all errors), "
             f"received {type(neighbours).__name__} {neighbours!r}"
         ) from None
+    if objective == "hybrid":
+        # the hybrid fit's 2-fold held-out selection needs 4 validation functions: fewer failed
+        # in fit_hybrid, naming a "validation set", after the Step 1 had run on them
+        n_val = n_functions if data is None else len(data)
+        if n_val < 4:
+            arg = "n_functions" if data is None else "data"
+            raise ValueError(
+                f"{arg}: expected at least 4 validation functions with objective='hybrid' (its "
+                f"2-fold held-out selection), received {n_val}"
+            )
     local_functions = check_int("local_functions", local_functions, minimum=0)
     if 0 < local_functions < 4:
         raise ValueError(f"local_functions: expected 0 or >= 4, received {local_functions}")

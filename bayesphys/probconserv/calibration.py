@@ -418,7 +418,11 @@ def fit_hybrid(
 
     ``mean, truth [V, nt, N]``, ``cov`` the Step-1 covariance ``[V, nt, N, N]`` (scale 1);
     ``update(prior, idx)`` applies Step 2 to the validation functions ``idx`` (their masses).
-    2-fold: the error root is built on one half, scored on the other.
+    2-fold: the error root is built on one half, scored on the other. An analog size
+    ``K >= V // 2`` (a fold's size) is skipped: in a fold it takes all of that fold's errors
+    and cannot be told from ``K = 0``; e.g. ``neighbours=(0, 20, 50)`` on the default 100
+    validation functions of ``ProbConserv.calibrate`` tries ``K = 0`` and ``20`` only (all
+    sizes skipped: ``ValueError``).
 
     ``selection`` picks ``(K, beta)`` from the held-out MSEs :math:`m_c = \bar e_c`
     (per-function squared errors :math:`e_{c,v}`): ``"min"`` the smallest; ``"one_se"`` the

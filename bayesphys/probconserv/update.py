@@ -483,6 +483,11 @@ def hard_projection(prior: GaussianPosterior, G: Tensor, b: Tensor | float) -> G
         f"G: expected linearly independent constraint rows (G G^T is singular), received "
         f"G of shape {tuple(G.shape)}"
     )
+    if m > n:  # more rows than unknowns are linearly dependent (the QR solve failed in torch)
+        raise ValueError(
+            f"G: expected at most {n} linearly independent constraint rows (the size of the "
+            f"event), received G of shape {tuple(G.shape)} with {m} rows"
+        )
     if m == 1:  # one row: G G^T is a positive number (or 0)
         ggt = G @ G.mT
 
@@ -529,7 +534,10 @@ def conserve_slices(
     r"""One mass constraint per time slice: :math:`\int u(t_j, x)\,dx = b(t_j)` for every slice.
 
     ``prior`` has event ``(nx,)`` and batch ``(*, nt)`` (or ``(*,)`` for a single slice);
-    ``x [nx]`` the (possibly non-uniform) grid, ``mass [*, nt]`` the values :math:`b(t_j)`.
+    ``x [nx]`` the (possibly non-uniform) grid, ``mass [*, nt]`` the values :math:`b(t_j)`;
+    ``sigma_g`` and ``relative`` as in :func:`conservation_update` with one row per slice, so a
+    tensor ``sigma_g`` broadcasts to ``[*, nt, 1]`` (one sd per slice: ``[*, nt, 1]``, not
+    ``mass``'s ``[*, nt]``).
     ``method``: ``"probconserv"`` (:func:`conservation_update`) or ``"hardc"``
     (:func:`hard_projection`). All slices are updated in one batched solve.
     """
