@@ -45,12 +45,18 @@ def test_an_ensemble_fit_of_no_step_reports_no_rate(data):
     assert math.isnan(r.extra["seconds_per_1k_steps"])
 
 
-def test_the_ensemble_rate_is_the_members_mean_after_a_catch_up(data):
+def _fit_after_catch_up(data, behind: int, steps: int):
+    """An ensemble of two whose first member trained ``behind`` steps alone, then fitted
+    ``steps`` steps (the second member catches up first)."""
     ens = MFMEnsemble(data, members=2, **TINY_MFM, seed=0)
-    ens.models[0].fit(steps=40, progress=False)  # member 1 is 40 steps behind
+    ens.models[0].fit(steps=behind, progress=False)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        r = ens.fit(steps=2, progress=False)
+        warnings.simplefilter("ignore")  # the catch-up's warning
+        return ens.fit(steps=steps, progress=False)
+
+
+def test_the_ensemble_rate_is_the_members_mean_after_a_catch_up(data):
+    r = _fit_after_catch_up(data, behind=40, steps=2)  # member 1 is 40 steps behind
     members = r.extra["members"]
     assert [m.steps for m in members] == [2, 42]
     rates = [1000 * m.seconds / m.steps for m in members]
@@ -83,11 +89,7 @@ def test_r_is_nan_for_correlations_equal_up_to_round_off():
 
 
 def test_the_ensemble_loss_history_averages_the_members_at_the_same_step(data):
-    ens = MFMEnsemble(data, members=2, **TINY_MFM, seed=0)
-    ens.models[0].fit(steps=6, progress=False)  # member 1 is 6 steps behind
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        r = ens.fit(steps=3, progress=False)
+    r = _fit_after_catch_up(data, behind=6, steps=3)  # member 1 is 6 steps behind
     h0, h1 = (m.loss_history for m in r.extra["members"])
     assert (len(h0), len(h1)) == (3, 9)
     # steps 7..9 of both members: member 1's last three entries, not its first three
