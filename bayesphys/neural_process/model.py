@@ -433,8 +433,9 @@ class RandomGridNP:
     ) -> GaussianPosterior:
         r"""Amortised :math:`p_\beta(z \mid u(X), w)` from field values at any point set.
 
-        ``x`` ``[N, dim_x]`` or ``[B, N, dim_x]`` (points off the Dirichlet boundary,
-        :math:`|D(x)| \ge 10^{-6}`: others are a ``ValueError`` naming them), ``u``
+        ``x`` ``[N, dim_x]`` or ``[B, N, dim_x]`` (with physical ``u``, points off the
+        Dirichlet boundary, :math:`|D(x)| \ge 10^{-6}`: others are a ``ValueError`` naming
+        them; ``transformed=True`` takes any point of the domain), ``u``
         ``[N]``/``[B, N]`` physical field values (``transformed=True``: already
         :math:`\tilde u = (u - B)/D`), ``w`` ``[dim_w]``/``[B, dim_w]``. Returns mean
         ``[B, dim_z]`` with a low-rank-plus-diagonal covariance ``[B, dim_z, dim_z]``, a
