@@ -210,9 +210,8 @@ class MFMEnsemble:
     ) -> FitResult:
         """Fit every member; ``loss_history`` is the members' mean loss at each step all of
         them took in this call (a member catching up adds its last entries), ``extra["members"]``
-        each member's result,
-        ``extra["seconds_per_1k_steps"]`` the members' mean rate (over the members that took a
-        step; NaN when none did).
+        each member's result, ``extra["seconds_per_1k_steps"]`` the members' mean rate (over the
+        members that took a step; NaN when none did).
 
         ``max_seconds`` (``None`` or ``> 0``) bounds the members' training time together: each
         member trains for at most ``max_seconds / members`` of wall time (set-up not counted;
