@@ -225,7 +225,8 @@ def test_tissue_faces_refuse_non_finite_maps(name):
         tissue_faces(bad["wm"], bad["gm"])
     from bayesphys.problems.glioma import synthetic_patient
 
-    with pytest.raises(ValueError, match=rf"^{name}: expected finite values"):
+    # synthetic_patient names the phantom's map (wm / gm are not its arguments)
+    with pytest.raises(ValueError, match=rf"^phantom\['{name}'\]: expected finite values"):
         synthetic_patient(0, phantom=bad)
     assert all(bool(torch.isfinite(f).all()) for f in tissue_faces(ph["wm"], ph["gm"]))
 
