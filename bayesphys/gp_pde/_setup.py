@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from .._checkpoint import check_built_settings, shape_settings
-from .._checks import check_int, check_real, check_seed, did_you_mean
+from .._checks import check_int, check_range, check_real, check_seed, did_you_mean
 from .._device import ArrayLike, DeviceLike, DTypeLike, check_finite, model_device, resolve_dtype
 from ..problems.gp_pde import PROBLEMS, PDEProblem, get_problem
 from ._inputs import eval_on_grid, parse_grid, periodogram_peaks
@@ -297,16 +297,8 @@ def check_problem(problem: PDEProblem, n_col: int | None) -> None:
             f"problem: expected a 1-, 2- or 3-D domain, received {len(problem.domain)} "
             f"dimensions ({problem.domain!r})"
         )
-    for j, bounds in enumerate(problem.domain):
-        try:
-            lo, hi = (float(v) for v in bounds)
-        except (TypeError, ValueError):
-            lo = hi = math.nan
-        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-            raise ValueError(
-                f"problem: expected a domain of finite bounds (lo, hi) with lo < hi per "
-                f"dimension, received {problem.domain!r} ({bounds!r} in dimension {j})"
-            )
+    for j, bounds in enumerate(problem.domain):  # finite (lo, hi) with lo < hi
+        check_range(f"problem.domain[{j}]", bounds)
     if n_col is None:
         check_int("problem.n_col", problem.n_col, minimum=4)
     check_real("problem.llk_weight", problem.llk_weight, minimum=0.0, strict=True)

@@ -193,9 +193,13 @@ def test_a_mixture_too_large_for_the_memory_is_refused_by_name(monkeypatch):
 @pytest.mark.parametrize(
     "fields, error, match",
     [
-        ({"domain": ((1.0, 0.0),)}, ValueError, r"^problem: expected a domain of finite bounds"),
-        ({"domain": ((1.0, 1.0),)}, ValueError, r"^problem: expected a domain .*\(1\.0, 1\.0\)"),
-        ({"domain": ((0.0, math.inf),)}, ValueError, r"^problem: expected a domain of finite"),
+        ({"domain": ((1.0, 0.0),)}, ValueError, r"^problem\.domain\[0\]: expected lo < hi"),
+        (
+            {"domain": ((0.0, 1.0), (1.0, 1.0))},
+            ValueError,
+            r"^problem\.domain\[1\]: expected lo < hi, received \(1\.0, 1\.0\)",
+        ),
+        ({"domain": ((0.0, math.inf),)}, ValueError, r"^problem\.domain\[0\]\[1\]: .*finite"),
         ({"domain": ((0.0, 1.0),) * 4}, ValueError, r"^problem: expected a 1-, 2- or 3-D domain"),
         ({"n_col": 2}, ValueError, r"^problem\.n_col: expected an int >= 4, received 2"),
         ({"llk_weight": 0.0}, ValueError, r"^problem\.llk_weight: expected a number > 0"),
