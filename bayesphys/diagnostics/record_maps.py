@@ -151,8 +151,7 @@ class AffineMap:
         """Draws ``[L]`` of one problem (floating point, finite, ``L >= 2``) -> mapped draws
         ``[L]``."""
         _check_map_draws(x)
-        m, sd = x.mean(), x.std()
-        return m + self.shift * sd + self.scale * (x - m)
+        return self._map_rows(x[None])[0]
 
     def _map_rows(self, x: torch.Tensor) -> torch.Tensor:
         """:meth:`map` of every row of ``x [N, L]`` at once (rows checked by the caller)."""
