@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -233,6 +234,7 @@ def init_solver(
         weighting = "identity" if (method == "ref" or len(axes) == 1) else "prior"
     if jitter is None:
         jitter = 1e-10 if (method == "gp-hm" and weighting == "identity") else 1e-6
+    warn_unused_solver_options(solver_options, model.op, len(axes), weighting)
     model.config = dict(
         # the id only of a registered problem: a checkpoint rebuilds the problem from it, and
         # a custom one (its own exact solution, a callable) cannot be saved
@@ -281,6 +283,28 @@ def init_solver(
     # hyperparameters at which ``u`` is the eliminated field (see ``_set_field``)
     model._solved_key = None
     model.history = {"step": [], "rel_l2": []}
+
+
+def warn_unused_solver_options(
+    solver_options: dict, op: LinearPDEOperator, dim: int, weighting: str
+) -> None:
+    """Warn that ``solver_options`` will not be read: they configure the nonlinear
+    structured solve only (a cubic equation with ``weighting="prior"`` on a 1-/2-D grid);
+    linear equations, 1-D Allen-Cahn's default dense Gauss-Newton and 3-D grids ignored them
+    without a word."""
+    if not solver_options or (op.cubic and weighting == "prior" and dim <= 2):
+        return
+    why = (
+        "the equation is linear (one exact solve)"
+        if not op.cubic
+        else f"they configure the structured nonlinear solve (weighting='prior' on a 1-/2-D "
+        f"grid), which this {dim}-D model with weighting={weighting!r} does not use"
+    )
+    warnings.warn(
+        f"solver_options {sorted(solver_options)} will be ignored: {why}",
+        UserWarning,
+        stacklevel=5,  # the caller of GPPDESolver(...), past its autograd_on wrapper
+    )
 
 
 def check_problem(problem: PDEProblem, n_col: int | None) -> None:

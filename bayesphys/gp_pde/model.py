@@ -90,7 +90,8 @@ class GPPDESolver:
         :class:`GaussNewtonKronSolve`, started from the previous field, or from the Picard
         iterate when there is none). 1-D Allen-Cahn always uses dense Gauss-Newton.
     solver_options: keyword arguments for that solver (e.g. ``dict(max_iter=5, cg_maxiter=300)``),
-        checked here by the solver's ``check_options``.
+        checked here by the solver's ``check_options``; a ``UserWarning`` says when the model
+        will not read them (a linear equation, a 3-D grid, or ``weighting="identity"``).
     seed: recorded in ``config`` (the shared model API); the solver is deterministic and draws
         no random numbers, so it neither uses the seed nor touches the global random streams.
     device: where the model lives (``None``: the CPU; ``"auto"``: CUDA when present).

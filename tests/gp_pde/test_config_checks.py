@@ -112,6 +112,30 @@ def test_solver_options_are_normalised():
 
 
 @pytest.mark.parametrize(
+    "problem, kw, why",
+    [
+        ("poisson1d-low", dict(n_col=12), "the equation is linear"),
+        ("allencahn1d-sin100", dict(n_col=12), "1-D model with weighting='identity'"),
+        ("allencahn2d-low", dict(n_col=8, weighting="identity"), "weighting='identity'"),
+    ],
+)
+def test_unused_solver_options_warn(problem, kw, why):
+    """solver_options configure the structured nonlinear solve only; elsewhere they were
+    ignored without a word (a user tuning max_iter for a Poisson fit saw no effect)."""
+    with pytest.warns(UserWarning, match="solver_options \\['max_iter'\\] will be ignored") as rec:
+        GPPDESolver(problem, num_mixtures=2, solver_options=dict(max_iter=2), **kw)
+    assert any(why in str(w.message) for w in rec)
+    assert rec[0].filename == __file__  # points at the caller's line
+
+
+def test_used_solver_options_do_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        GPPDESolver("allencahn2d-low", n_col=8, num_mixtures=2, solver_options=dict(max_iter=2))
+        GPPDESolver("poisson1d-low", n_col=12, num_mixtures=2, solver_options={})
+
+
+@pytest.mark.parametrize(
     "name,bad,err",
     [
         ("steps", 2.5, TypeError),
