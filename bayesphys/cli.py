@@ -207,7 +207,13 @@ def cmd_run(args, rest: list[str]) -> int:
         argv += ["--out", args.out]
     if args.seed is not None:
         argv += ["--seed", str(args.seed)]
-    result = mod.main(argv)
+    from .examples._args import ExampleFailed
+
+    try:
+        result = mod.main(argv)
+    except ExampleFailed as err:  # the user can act on it (the message says how): no traceback
+        print(f"run {args.example}: {err}", file=sys.stderr)
+        return 1
     if isinstance(result, dict):
         for k, v in result.items():
             if isinstance(v, dict):  # tables (e.g. an ArviZ summary) are printed by the

@@ -14,6 +14,7 @@ from .._cli_args import out_arg as out_dir
 from .._cli_args import seed_arg as seed
 
 __all__ = [
+    "ExampleFailed",
     "add_out",
     "device",
     "float_in",
@@ -23,6 +24,21 @@ __all__ = [
     "positive_int",
     "seed",
 ]
+
+
+class ExampleFailed(RuntimeError):
+    """A run that cannot go on for a reason the user can act on (the message says how, e.g.
+    ``--proposals``): ``bayesphys run`` and the example scripts print it and exit with status 1
+    instead of a traceback; ``main()`` called from Python raises it."""
+
+
+def run_script(main: Callable[[], dict]) -> dict:
+    """Run an example's ``main()`` as a script: an :class:`ExampleFailed` ends the process
+    with its message on stderr and exit status 1 (no traceback)."""
+    try:
+        return main()
+    except ExampleFailed as err:
+        raise SystemExit(f"error: {err}") from None
 
 
 def add_out(ap: argparse.ArgumentParser, name: str) -> None:

@@ -148,7 +148,7 @@ def _run(args: argparse.Namespace) -> dict:
     zs = q.loc + q.scale * torch.randn(n_prop, mu.numel(), generator=gen, dtype=mu.dtype)
     inside = (zs.abs() < 1).all(-1)  # the uniform prior's support
     if not bool(inside.any()):  # every weight 0: torch.multinomial refused them unnamed
-        raise RuntimeError(
+        raise _args.ExampleFailed(
             f"importance sampling: none of the {n_prop} proposals lies in the prior's support "
             f"[-1, 1]^{mu.numel()} (GICNet mean {mu.numpy().round(3).tolist()}, proposal sd "
             f"{q.scale.numpy().round(3).tolist()}); draw more proposals (--proposals) or train "
@@ -290,4 +290,4 @@ def _run(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":  # `bayesphys run` prints the result itself
-    print({k: v for k, v in main().items() if k != "summary"})
+    print({k: v for k, v in _args.run_script(main).items() if k != "summary"})

@@ -184,3 +184,24 @@ def test_poisson_coefficient_names_proposals_all_outside_the_prior(tmp_path):
     argv = ["--smoke", "--steps", "1", "--proposals", "1", "--out", str(tmp_path)]
     with pytest.raises(RuntimeError, match=r"none of the 1 proposals lies in the prior"):
         load("poisson-coefficient").main(argv)
+
+
+def test_run_prints_an_actionable_failure_without_traceback(tmp_path, capsys):
+    """`bayesphys run poisson-coefficient --proposals 1` (and the script) ended in a
+    traceback for a failure whose message says what to change."""
+    from bayesphys.cli import main as cli_main
+    from bayesphys.examples._args import ExampleFailed, run_script
+
+    argv = ["run", "poisson-coefficient", "--smoke", "--out", str(tmp_path)]
+    assert cli_main([*argv, "--steps", "1", "--proposals", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "run poisson-coefficient: importance sampling: none of the 1 proposals" in err
+    assert "Traceback" not in err
+
+    def fails():
+        raise ExampleFailed("draw more proposals (--proposals)")
+
+    with pytest.raises(SystemExit, match=r"^error: draw more proposals") as exc:
+        run_script(fails)
+    assert exc.value.code == "error: draw more proposals (--proposals)"  # exit status 1
+    assert run_script(lambda: {"ok": 1}) == {"ok": 1}
