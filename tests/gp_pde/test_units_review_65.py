@@ -4,6 +4,7 @@ at full float64 precision, as the same values given as a float64 tensor or array
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -42,3 +43,15 @@ def test_callable_returning_a_list_keeps_float64_precision():
     )
     assert torch.equal(m.f, ref.f)
     assert torch.equal(m.g, ref.g)
+
+
+def test_a_list_of_tensors_that_require_grad_is_taken_without_their_graph():
+    """Values given as 0-d tensors (numpy cannot read them when they require grad) are
+    stacked without their graph: torch's conversion warned about converting each one."""
+    x, f, u = _data()
+    ref = GPPDESolver(x=x, source=f, boundary=u, num_mixtures=2, seed=0)
+    src = [v.clone().requires_grad_() for v in f]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = GPPDESolver(x=x, source=src, boundary=u, num_mixtures=2, seed=0)
+    assert torch.equal(m.f, ref.f)
