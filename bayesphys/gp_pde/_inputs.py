@@ -9,6 +9,7 @@ import numbers
 import warnings
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -319,7 +320,15 @@ def eval_on_grid(name: str, value, axes: list[Tensor], *, finite: bool = True) -
         )
     if not isinstance(out, Tensor):
         try:
-            out = torch.as_tensor(out)
+            if isinstance(out, list | tuple) and out and all(isinstance(v, Tensor) for v in out):
+                # rows (or values) as tensors: stacked in their own dtype and device, without
+                # a graph (numpy cannot read one that requires grad or lives on a GPU)
+                out = torch.stack([v.detach() for v in out])
+            else:
+                # through numpy: torch.as_tensor made a list of Python floats float32 (the
+                # default dtype), so a list source was rounded to ~7 digits before the
+                # float64 cast
+                out = torch.as_tensor(np.asarray(out))
         except (TypeError, ValueError, RuntimeError):
             raise TypeError(
                 f"{name}: expected real values of shape {shape} on the grid; {what} "

@@ -24,6 +24,7 @@ from .._time_budget import TimeBudget, check_max_seconds
 from ..problems.gpme import GPMEData, make_dataset
 from ..problems.gpme.base import params_checked
 from ._inputs import check_data
+from ._units import warn_field_scale
 from .anp import AttentiveNP
 
 if TYPE_CHECKING:
@@ -107,6 +108,8 @@ def train_step1(
 
     def step():
         d = batch()
+        if counter["k"] == 0:  # the first batch of this fit: values in the field's units
+            warn_field_scale(d.y_context, d.y_target)
         counter["k"] += 1
         cast = {"device": model.device, "dtype": model.dtype}
         xc, yc = d.x_context.to(**cast), d.y_context.to(**cast)

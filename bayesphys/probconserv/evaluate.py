@@ -16,6 +16,7 @@ Shock position: for a draw :math:`u^{(s)}` the first grid point with :math:`u^{(
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import Tensor
@@ -24,6 +25,7 @@ from .. import metrics
 from .._checks import check_increasing, check_int, check_real, check_seed, did_you_mean
 from .._device import as_tensor
 from .._posterior_base import is_posterior
+from .._stack import user_stacklevel
 from ..posterior import GaussianPosterior, Posterior
 from .update import check_slice_mass, trapezoid_weights
 
@@ -36,7 +38,10 @@ def slice_scores(
     """Per-function scores ``{name: [*batch]}`` of ``post`` (event ``(nx,)``) against ``truth``
     ``[*batch, nx]`` on the grid ``x [nx]``, with masses ``mass [*batch]`` (or broadcastable to
     it). Variances are floored at ``var_floor > 0`` (a point of zero variance, e.g. a pinned
-    boundary value, has no finite LL or CRPS)."""
+    boundary value, has no finite LL or CRPS). The floor is absolute, in the field's units
+    squared: the default ``1e-12`` suits fields of order 1; a floor above ``1e-3`` of the
+    posterior's largest variance (a field stated in small units) is warned about, as the
+    scores then read the floor."""
     if not isinstance(post, GaussianPosterior):
         raise TypeError(f"post: expected a GaussianPosterior, received {type(post).__name__}")
     if len(post.event_shape) != 1:
@@ -54,7 +59,9 @@ def slice_scores(
             f"{tuple(x.shape)}"
         )
     mass = check_slice_mass(mass, mu.shape[:-1], mu.dtype, mu.device)
-    var = post.variance.clamp_min(var_floor)
+    raw = post.variance
+    _warn_floor(var_floor, raw)
+    var = raw.clamp_min(var_floor)
     sd = var.sqrt()
     ll = -0.5 * (torch.log(2 * math.pi * var) + (truth - mu) ** 2 / var)
     z90 = 1.6448536269514722
@@ -67,6 +74,29 @@ def slice_scores(
         "coverage90": inside.mean(-1),
         "crps": metrics.crps_gaussian(mu, sd, truth, dim=-1),
     }
+
+
+#: a floor above this fraction of the posterior's largest variance is warned about
+FLOOR_RATIO = 1e-3
+
+
+def _warn_floor(var_floor: float, var: Tensor) -> None:
+    """Warn when ``var_floor`` is not small against the variances ``var [*batch, nx]``: an
+    absolute floor meant for zero-variance points (the default 1e-12 suits fields of order 1)
+    raised every variance of a field stated in small units (values ~1e-6, sds ~1e-8), and
+    the scores read the floor instead of the posterior without a word."""
+    finite = var[torch.isfinite(var)]
+    vmax = float(finite.max()) if finite.numel() else 0.0
+    if vmax > 0 and var_floor > FLOOR_RATIO * vmax:
+        raised = int((var < var_floor).sum())
+        warnings.warn(
+            f"slice_scores: var_floor={var_floor:.3g} is not small against the posterior's "
+            f"variances (largest {vmax:.3g}); it raised {raised} of {var.numel()} of them, so "
+            "ll, coverage90 and crps score the floor rather than the posterior. Give var_floor "
+            "in the field's units squared (e.g. 1e-12 times its largest variance)",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
 
 
 _MISSING = ("last", "first", "nan")
