@@ -92,10 +92,8 @@ def main(argv: list[str] | None = None) -> dict:
         seed=args.seed,
     )
     res = model.fit(steps=60 if args.smoke else 200, progress=not args.smoke)
-    with torch.no_grad():
-        solver, run = model._solver(model._factors())
-        u1 = run().reshape(-1)
-        cov = solver.cov_u()
+    field = model.field_posterior()  # the field's joint law on the grid: N(u1, cov)
+    u1, cov = field.mean.reshape(-1), field.covariance.to_dense()
     # observations at interior grid points
     idx = torch.sort(torch.randperm(n - 2, generator=gen)[: args.n_obs] + 1).values.to(device)
     y = _exact(x[idx.cpu()]).to(device) + args.noise * torch.randn(

@@ -47,7 +47,12 @@ from ._setup import (
     init_solver,
 )
 from .operator import detach_factors, grid_factors
-from .posterior import check_posterior_memory, test_grid_posterior
+from .posterior import (
+    check_field_points,
+    check_posterior_memory,
+    grid_field_posterior,
+    test_grid_posterior,
+)
 
 __all__ = ["GPPDESolver", "METHODS", "NONLINEAR_SOLVERS"]
 
@@ -438,6 +443,32 @@ class GPPDESolver:
             return test_grid_posterior(
                 list(self.kernels), fac, ta, self.u, solver, jitter=self.config["jitter"]
             )
+
+    def field_posterior(self) -> GaussianPosterior:
+        r"""Joint Gaussian posterior of the field :math:`U` on the collocation grid, with its
+        dense covariance: :math:`\mathcal N(U^\star, \Sigma_U)`, event shape ``[n_1..n_d]``,
+        covariance ``[M, M]`` (``M = n_1 \cdots n_d``, at most 6000; a larger grid is a
+        ``ValueError``: use :meth:`posterior`).
+
+        Where :meth:`posterior` keeps only marginal variances (its draws are correlated, its
+        ``log_prob`` raises), this posterior has the full covariance, so ``log_prob`` works and
+        linear functionals of the field (observations at grid points, sums, differences) have
+        their exact joint law: e.g. ``post.mean.reshape(-1)[idx]`` and
+        ``post.covariance.to_dense()[idx][:, idx]`` for the field at grid points ``idx`` (as
+        the inverse-problem example reads it). Linearised at :math:`U^\star` for Allen-Cahn, as
+        :meth:`posterior`; idempotent in the same way (it solves :math:`U` only when the
+        hyperparameters changed since the last solve). Its covariance is that of the
+        solver's draws: with ``nonlinear_solver="gauss-newton"`` the exact Jacobian's (to the
+        CG tolerance), where :meth:`posterior`'s variances use the constant shift.
+        """
+        check_built(self, "field_posterior")
+        check_field_points(self.shape)  # before any solve
+        with torch.no_grad():
+            fac = detach_factors(self._factors())
+            self._ensure_field(fac)
+            solver, run = self._solver(fac, reuse=True)  # linearised at the stored field
+            run()
+            return grid_field_posterior(self.u, solver)
 
     def _ensure_field(self, fac) -> None:
         """Solve :math:`U` once if it is stale (hyperparameters changed since the last solve,

@@ -1,0 +1,83 @@
+"""GPPDESolver.field_posterior: the joint law of the field on the collocation grid.
+
+Before it, the inverse-problem example read the dense covariance through the private
+``model._solver``; ``posterior()`` keeps marginal variances only (its ``log_prob`` raises).
+"""
+
+import math
+
+import pytest
+import torch
+
+from bayesphys.gp_pde import GPPDESolver
+from bayesphys.gp_pde._kron import face_values, kron_dense
+from bayesphys.gp_pde.operator import detach_factors
+from bayesphys.gp_pde.solve import DenseSolve
+
+F64 = torch.float64
+
+
+def _dense_reference(m: GPPDESolver):
+    """Sigma_U = (C^-1 + tau2 A^T C^-1 A + gamma S^T S)^-1 and its mean, formed densely
+    from the model's factors (linear equation, prior metric)."""
+    fac = detach_factors(m._factors())
+    shape = m.shape
+    n = math.prod(shape)
+    C = kron_dense([fc.C for fc in fac])
+    Ci = torch.linalg.inv(C)
+    A = DenseSolve(fac, m.op, "prior").A
+    S = face_values(torch.eye(n, dtype=F64).reshape(n, *shape), shape).mT
+    tau2 = float(m.log_tau_pde.detach().exp())
+    gamma = m.config["lam_b"] * float(m.log_tau_b.detach().exp())
+    P = Ci + tau2 * A.mT @ Ci @ A + gamma * S.mT @ S
+    cov = torch.linalg.inv(P)
+    mean = cov @ (tau2 * A.mT @ Ci @ m.f.reshape(-1) + gamma * S.mT @ m.g)
+    return mean, 0.5 * (cov + cov.mT)
+
+
+@pytest.mark.parametrize("problem", ["poisson2d-low", "poisson1d-low"])
+def test_field_posterior_matches_the_dense_reference(problem):
+    kw = dict(n_col=9) if problem.startswith("poisson2d") else dict(n_col=24)
+    m = GPPDESolver(problem, num_mixtures=2, weighting="prior", seed=0, **kw)
+    m.fit(steps=3, progress=False)
+    u_before = m.u.clone()
+    post = m.field_posterior()
+    mean, cov = _dense_reference(m)
+    got = post.covariance.to_dense()
+    assert post.event_shape == torch.Size(m.shape)
+    assert float((got - cov).abs().max() / cov.abs().max()) < 1e-5  # C^-1 formed explicitly
+    assert float((post.mean.reshape(-1) - mean).norm() / mean.norm()) < 1e-5
+    assert torch.equal(got, got.mT)
+    # a proper joint law: draws, log_prob, and the model left as it was
+    draws = post.sample((3,), generator=torch.Generator().manual_seed(0))
+    assert draws.shape == (3, *m.shape)
+    assert bool(torch.isfinite(post.log_prob(draws)).all())
+    assert torch.equal(m.u, u_before)
+    # the marginals agree with posterior()'s on the collocation grid (up to its jitter)
+    var = m.posterior(m.axes).variance
+    assert float((post.variance - var).abs().max() / var.max()) < 0.05
+
+
+def test_field_posterior_dense_path_is_the_solvers_covariance():
+    m = GPPDESolver(
+        "poisson1d-low", n_col=20, num_mixtures=2, weighting="identity", jitter=1e-10, seed=0
+    )
+    m.fit(steps=3, progress=False)
+    post = m.field_posterior()
+    with torch.no_grad():
+        fac = detach_factors(m._factors())
+        ds = DenseSolve(fac, m.op, "identity")
+        tau2 = float(m.log_tau_pde.detach().exp())
+        gamma = m.config["lam_b"] * float(m.log_tau_b.detach().exp())
+        ds.linearise(m.u, tau2, gamma)
+        cov = ds.cov_u()
+    assert torch.allclose(post.covariance.to_dense(), 0.5 * (cov + cov.mT), rtol=0, atol=0)
+    assert torch.equal(post.mean, m.u)
+
+
+def test_field_posterior_refuses_a_grid_beyond_the_dense_limit():
+    m = GPPDESolver("poisson2d-low", n_col=80, num_mixtures=1, seed=0)  # 6400 points
+    with pytest.raises(
+        ValueError, match=r"field_posterior: the grid has 6400 points.*posterior\(\)"
+    ):
+        m.field_posterior()
