@@ -1,0 +1,70 @@
+"""The glioma model works in mm and days: a scan given in metres or a horizon in seconds is
+refused with the units to use (both built silently: metres fitted a focus wider than the scan
+and returned the prior, seconds asked for millions of explicit steps per solve and the fit
+never ended), while a consistent change of the time unit gives the same posterior in it."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bayesphys.odil import GliomaModel
+from bayesphys.problems.glioma import brain_phantom, synthetic_patient
+
+DAY = 86400.0
+
+
+@pytest.fixture(scope="module")
+def patient():
+    return synthetic_patient(0, phantom=brain_phantom(16, 8.0))
+
+
+def _model(p, **kw):
+    return GliomaModel(p["wm"], p["gm"], p["labels"], th_up=p["th_up"], th_down=p["th_down"], **kw)
+
+
+def test_a_voxel_size_in_metres_is_refused(patient):
+    # every length of the model in metres, as a consistent SI user would give them
+    metres = dict(
+        spacing=0.008,
+        d_max=1e-6,
+        noise_corr_mm=0.004,
+        crop_margin_mm=0.024,
+        prior={"log_dw": (math.log(0.22e-6), 1.0), "focus_sd": 0.015},
+    )
+    with pytest.raises(
+        ValueError, match=r"^spacing: expected the voxel size in mm, received 0\.008"
+    ):
+        _model(patient, **metres)
+    with pytest.raises(ValueError, match=r"^spacing: .*1000 times too small"):
+        _model(patient, spacing=0.008)
+    assert _model(patient, spacing=8.0).config["spacing"] == 8.0  # mm: built as before
+
+
+def test_a_horizon_in_seconds_is_refused(patient):
+    with pytest.raises(
+        ValueError, match=r"^t_end, d_max, spacing: the forward solve needs \d+ explicit steps"
+    ) as err:
+        _model(patient, spacing=8.0, t_end=100 * DAY)
+    assert "(t_end=8.64e+06 days, d_max=1 mm^2/day, spacing=8 mm)" in str(err.value)
+    assert "more than 200000," in str(err.value) and "t_end=100.0, not" in str(err.value)
+
+
+def test_seconds_throughout_give_the_posterior_in_seconds(patient):
+    days = _model(patient, spacing=8.0)
+    secs = _model(
+        patient,
+        spacing=8.0,
+        t_end=100 * DAY,
+        d_max=1.0 / DAY,
+        prior={"log_dw": (math.log(0.22 / DAY), 1.0), "log_rho": (math.log(0.05 / DAY), 1.0)},
+    )
+    assert secs.steps == days.steps
+    days.fit(steps=5, grid=2, progress=False)
+    secs.fit(steps=5, grid=2, progress=False)
+    a, b = days.estimates(), secs.estimates()
+    for k, per_day in (("dw", 1.0), ("rho", 1.0), ("v", 1.0), ("ell", 0.0)):
+        assert b[k] * DAY**per_day == pytest.approx(a[k], rel=1e-6), k
+    for k in ("x0", "y0", "sd_x0", "sd_y0", "sd_log_dw", "sd_log_rho"):
+        assert b[k] == pytest.approx(a[k], rel=1e-6), k
