@@ -6,6 +6,7 @@ Meta FM model trained and evaluated in other units gives the same predictions in
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import pytest
 import torch
@@ -55,3 +56,23 @@ def test_predictions_follow_the_units_of_the_training_points(data, scale):
     got = fitted(scaled).predict([scaled.source[i] for i in test], seed=0)
     for a, b in zip(ref, got):
         torch.testing.assert_close(b / scale, a, rtol=1e-5, atol=1e-5)
+
+
+def test_training_points_that_require_grad_are_constants_of_the_fit(data):
+    # e.g. the output of a differentiable simulator: the second step failed with torch's
+    # "backward through the graph a second time" (and a warning of a tensor read as a float)
+    graph = dataclasses.replace(
+        data,
+        source=[s.clone().requires_grad_() for s in data.source],
+        target=[t.clone().requires_grad_() for t in data.target],
+    )
+    test = [data.source[i] for i in data.splits["test"]]
+    ref = MetaFlowMatching(data, seed=0, **TINY_MFM)
+    ref.fit(steps=3, progress=False)
+    m = MetaFlowMatching(graph, seed=0, **TINY_MFM)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.fit(steps=3, progress=False)
+    for a, b in zip(ref.predict(test, seed=0), m.predict(test, seed=0)):
+        assert torch.equal(a, b)
+    assert all(s.grad is None for s in graph.source)  # the user's tensors untouched
