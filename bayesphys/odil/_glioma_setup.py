@@ -164,7 +164,8 @@ def init_glioma(
     cen = (core if len(core) else lesion).mean(0)
     model.centroid = (cen + 0.5) * spacing
     if focus_init is not None:
-        f = as_tensor("focus_init", focus_init, dtype=model.dtype, device=model.device)
+        # a constant of the model, as the maps (real_map)
+        f = as_tensor("focus_init", focus_init, dtype=model.dtype, device=model.device).detach()
         if f.numel() != n_foci * model.ndim:
             raise ValueError(
                 f"focus_init: expected {n_foci} x {model.ndim} coordinates (mm), received "
@@ -243,8 +244,11 @@ def recropped(
 def real_map(model: GliomaModel, name: str, value: Any) -> Tensor:
     """A finite real map in the model's dtype and device (a complex map lost its imaginary
     part with only a warning), in memory of its own (a view of the caller's map saw the
-    caller's later edits: a saved model then held maps it was not fitted to)."""
-    return own_memory(as_tensor(name, value, dtype=model.dtype, device=model.device), value)
+    caller's later edits: a saved model then held maps it was not fitted to), detached from
+    any autograd graph (the model's data are constants: a map that required grad was kept as
+    a graph node, which ``copy.deepcopy`` of the model refused)."""
+    t = as_tensor(name, value, dtype=model.dtype, device=model.device).detach()
+    return own_memory(t, value)
 
 
 def check_focus(model: GliomaModel, f: Tensor, name: str) -> None:

@@ -5,11 +5,14 @@ never ended), while a consistent change of the time unit gives the same posterio
 
 from __future__ import annotations
 
+import copy
 import math
+import warnings
 
 import pytest
+import torch
 
-from bayesphys.odil import GliomaModel
+from bayesphys.odil import GliomaModel, fit_recalibration_map
 from bayesphys.problems.glioma import brain_phantom, synthetic_patient
 
 DAY = 86400.0
@@ -68,3 +71,39 @@ def test_seconds_throughout_give_the_posterior_in_seconds(patient):
         assert b[k] * DAY**per_day == pytest.approx(a[k], rel=1e-6), k
     for k in ("x0", "y0", "sd_x0", "sd_y0", "sd_log_dw", "sd_log_rho"):
         assert b[k] == pytest.approx(a[k], rel=1e-6), k
+
+
+def test_inputs_that_require_grad_are_constants_of_the_model(patient):
+    """Maps, a focus guess and a recalibration map that required grad were kept as graph
+    nodes: ``copy.deepcopy`` of the model refused them, and reading the fit or the estimates
+    gave torch's warning of a tensor read as a float."""
+    kw = dict(spacing=8.0, d_max=3.0)
+    ref = _model(patient, **kw)
+    wm = patient["wm"].clone().requires_grad_()
+    focus = ref.focus_init.clone().requires_grad_()
+    m = GliomaModel(
+        wm,
+        patient["gm"],
+        patient["labels"],
+        th_up=patient["th_up"],
+        th_down=patient["th_down"],
+        focus_init=focus,
+        **kw,
+    )
+    assert not any(v.requires_grad for v in (m.wm, m._wm, m.focus_init, *m.faces))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.fit(steps=2, grid=1, progress=False)
+        ref.fit(steps=2, grid=1, progress=False)
+        assert torch.equal(m.theta, ref.theta)
+        b = torch.full((4,), 0.1, requires_grad=True)
+        s = torch.full((4,), 1.2, requires_grad=True)
+        m.recalibrate(b, s)
+        assert not m.theta.requires_grad and not m.theta_cov.requires_grad
+        m.estimates()
+        assert torch.equal(copy.deepcopy(m).theta, m.theta)
+        z = torch.randn(20, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        got = fit_recalibration_map(z.clone().requires_grad_())
+        for a, c in zip(got, fit_recalibration_map(z)):
+            assert torch.equal(a, c) and not a.requires_grad
+    assert wm.grad is None and focus.grad is None  # the user's tensors untouched
