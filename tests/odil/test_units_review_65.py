@@ -107,3 +107,16 @@ def test_inputs_that_require_grad_are_constants_of_the_model(patient):
         for a, c in zip(got, fit_recalibration_map(z)):
             assert torch.equal(a, c) and not a.requires_grad
     assert wm.grad is None and focus.grad is None  # the user's tensors untouched
+
+
+def test_a_prediction_horizon_in_seconds_is_refused(patient):
+    # a third of 100 days in seconds: 225 000 steps per solve at 8 mm, each draw of posterior
+    m = _model(patient, spacing=8.0)
+    theta = m._theta0()
+    assert m.forward(theta, t_end=160.0).shape == m.shape  # days: solved as before
+    match = r"^t_end, d_max, spacing: the forward solve needs 225000 explicit steps"
+    with pytest.raises(ValueError, match=match):
+        m.forward(theta, t_end=100 * DAY / 3)
+    m.fit(steps=1, grid=1, progress=False)
+    with pytest.raises(ValueError, match=match):
+        m.posterior(num_samples=2, t_end=100 * DAY / 3)
