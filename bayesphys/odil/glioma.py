@@ -109,10 +109,11 @@ class GliomaModel(GliomaPosteriorMixin):
     Notes
     -----
     Scalar settings are checked at construction (``TypeError`` / ``ValueError`` naming the
-    argument): finite ``0 < th_down < th_up < 1``; ``spacing``, ``t_end``, ``dg_ratio``,
-    ``pet_scale``, ``pet_sigma``, ``seg_sigma``, ``noise_corr_mm``, ``d_max`` finite and
-    ``> 0``; ``n_foci`` an int ``>= 1``; ``crop_margin_mm`` ``None`` or ``>= 0``;
-    ``crop_scale`` ``None`` or ``>= 1``; ``seed`` ``None`` or an int; prior sds ``> 0``;
+    argument; a 0-d tensor or array counts as its number): finite
+    ``0 < th_down < th_up < 1``; ``spacing``, ``t_end``, ``dg_ratio``, ``pet_scale``,
+    ``pet_sigma``, ``seg_sigma``, ``noise_corr_mm``, ``d_max`` finite and ``> 0``; ``n_foci``
+    an int ``>= 1``; ``crop_margin_mm`` ``None`` or ``>= 0``; ``crop_scale`` ``None`` or
+    ``>= 1``; ``seed`` ``None`` or an int; prior sds ``> 0``;
     ``dtype`` float32 or float64 (half precision is refused: the fit's linear algebra has none);
     ``wm``, ``gm`` finite probabilities in [0, 1]. Lengths are in mm and times in days: a
     ``spacing`` that makes the scan narrower than the focus (3 mm; a voxel size in metres) and

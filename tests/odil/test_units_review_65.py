@@ -9,6 +9,7 @@ import copy
 import math
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -120,3 +121,41 @@ def test_a_prediction_horizon_in_seconds_is_refused(patient):
     m.fit(steps=1, grid=1, progress=False)
     with pytest.raises(ValueError, match=match):
         m.posterior(num_samples=2, t_end=100 * DAY / 3)
+
+
+def test_a_patient_saved_with_numpy_loads_as_a_model(patient, tmp_path):
+    """np.savez / np.load give the scalars back as 0-d arrays: from_patient refused them
+    ("th_up: expected a real number, received ndarray") though spacing was taken."""
+    arrays = {k: v.numpy() if torch.is_tensor(v) else v for k, v in patient.items()}
+    keep = ("wm", "gm", "labels", "spacing", "th_up", "th_down", "t_end", "dg_ratio")
+    np.savez(tmp_path / "p.npz", **{k: arrays[k] for k in keep})
+    loaded = dict(np.load(tmp_path / "p.npz"))
+    assert loaded["th_up"].shape == ()  # 0-d arrays
+    ref = GliomaModel.from_patient(patient)
+    m = GliomaModel.from_patient(loaded)
+    assert m.config == ref.config and all(
+        type(v) is type(ref.config[k]) for k, v in m.config.items()
+    )
+    theta = ref._theta0()
+    assert float(m.loss(theta)) == float(ref.loss(theta))
+    f64 = torch.float64
+    zero_d = dict(
+        t_end=torch.tensor(100.0, dtype=f64),
+        d_max=np.array(2.0),
+        noise_corr_mm=torch.tensor(4.0, dtype=f64, requires_grad=True),
+        n_foci=np.array(1),
+        prior={"log_rho": torch.tensor([math.log(0.05), 1.0], dtype=f64)},
+    )
+    plain = dict(
+        t_end=100.0,
+        d_max=2.0,
+        noise_corr_mm=4.0,
+        n_foci=1,
+        prior={"log_rho": (math.log(0.05), 1.0)},
+    )
+    assert (
+        GliomaModel.from_patient(patient, **zero_d).config
+        == GliomaModel.from_patient(patient, **plain).config
+    )
+    with pytest.raises(TypeError, match=r"^t_end: expected a real number, received Tensor"):
+        GliomaModel.from_patient(patient, t_end=torch.tensor([100.0]))  # not 0-d: refused
