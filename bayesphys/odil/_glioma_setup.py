@@ -23,12 +23,24 @@ from .glioma_inputs import CONFIG_KEYS, checked_labels, checked_settings, lesion
 if TYPE_CHECKING:
     from .glioma import GliomaModel
 
-__all__ = ["BUILT_SETTINGS", "MAX_MODEL_STEPS", "check_built", "init_glioma", "recropped"]
+__all__ = [
+    "BUILT_SETTINGS",
+    "MAX_MODEL_STEPS",
+    "MAX_VOXEL_FOCI",
+    "check_built",
+    "init_glioma",
+    "recropped",
+]
 
 #: most explicit steps one forward solve of a model may take: a fit solves it dozens of times
 #: (the phantom and atlas cases take 32 to a few thousand; t_end in seconds instead of days
 #: asked for millions, and the fit ran for days without a word)
 MAX_MODEL_STEPS = 200_000
+
+#: the widest voxel a model takes, in focal widths (3 mm): 30 mm, where a focus farthest
+#: from the cell centres (2-D) starts the tumour at 0.5 exp(-25) ~ 7e-12 (phantom and
+#: atlas cases use 1 to 8 mm)
+MAX_VOXEL_FOCI = 10.0
 
 #: the settings a model reads only at construction: its crop, the tissue faces, the number of
 #: time steps and the number of foci are derived from them (the rest of ``config`` is read at
@@ -268,7 +280,18 @@ def check_mm_scan(shape: tuple[int, ...], spacing: float) -> None:
     whose longest axis is narrower than the focal width (3 mm), which a brain in mm never is:
     a voxel size in metres (0.001 for 1 mm). The focus, the default prior, ``noise_corr_mm`` and
     the crop margin are in mm, so such a model fitted a tumour that covered the whole scan
-    from its first step and returned the prior with no warning."""
+    from its first step and returned the prior with no warning. Voxels wider than
+    :data:`MAX_VOXEL_FOCI` focal widths (30 mm; a size in micrometres) are refused too: the
+    focal Gaussian then falls between the cell centres, the initial state is zero (to
+    rounding) everywhere and the fit returned the prior, again without a word."""
+    if spacing > MAX_VOXEL_FOCI * FOCAL_WIDTH_MM:
+        raise ValueError(
+            f"spacing: expected the voxel size in mm, received {spacing:g}: voxels "
+            f"{spacing / FOCAL_WIDTH_MM:.3g} times wider than the tumour's focus "
+            f"({FOCAL_WIDTH_MM:g} mm wide; at most {MAX_VOXEL_FOCI:g} times are taken), whose "
+            "initial state then falls between the cell centres; a size in micrometres is 1000 "
+            "times too large (1 mm is spacing=1.0)"
+        )
     extent = max(shape) * spacing
     if extent < FOCAL_WIDTH_MM:
         raise ValueError(

@@ -116,8 +116,9 @@ class GliomaModel(GliomaPosteriorMixin):
     ``>= 1``; ``seed`` ``None`` or an int; prior sds ``> 0``;
     ``dtype`` float32 or float64 (half precision is refused: the fit's linear algebra has none);
     ``wm``, ``gm`` finite probabilities in [0, 1]. Lengths are in mm and times in days: a
-    ``spacing`` that makes the scan narrower than the focus (3 mm; a voxel size in metres) and
-    a forward solve of more than 200 000 explicit steps (``t_end`` in seconds) are refused
+    ``spacing`` that makes the scan narrower than the focus (3 mm; a voxel size in metres) or
+    voxels wider than 30 mm (micrometres: the focus falls between the cell centres) and a
+    forward solve of more than 200 000 explicit steps (``t_end`` in seconds) are refused
     (``ValueError`` naming the settings and their units). The settings read from ``config``
     at every use (the thresholds, ``seg_sigma``, ``pet_sigma``, ``pet_scale``, ``noise_corr_mm``,
     ``model_error``) are checked there the same way, a value assigned later included

@@ -46,6 +46,15 @@ def test_a_voxel_size_in_metres_is_refused(patient):
     assert _model(patient, spacing=8.0).config["spacing"] == 8.0  # mm: built as before
 
 
+def test_a_voxel_size_in_micrometres_is_refused(patient):
+    # the focus fell between the cell centres: c0 = 0 everywhere, the fit returned the prior
+    with pytest.raises(
+        ValueError, match=r"^spacing: expected the voxel size in mm, received 8000: .*micrometres"
+    ):
+        _model(patient, spacing=8000.0)
+    assert _model(patient, spacing=30.0).config["spacing"] == 30.0  # the widest taken
+
+
 def test_a_horizon_in_seconds_is_refused(patient):
     with pytest.raises(
         ValueError, match=r"^t_end, d_max, spacing: the forward solve needs \d+ explicit steps"
