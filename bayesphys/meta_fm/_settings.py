@@ -12,6 +12,7 @@ silently mistrain on, and :func:`training_pairs` gives a fit its checked trainin
 from __future__ import annotations
 
 import copy
+import dataclasses
 import warnings
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -246,7 +247,21 @@ def training_pairs(
         cfg = config
         for text in points_warnings(data, cfg.points, cfg.method, coupling, "fit", "set points to"):
             warnings.warn(text, UserWarning, stacklevel=user_stacklevel())
-    return data, rows
+    return detached(data), rows
+
+
+def detached(data: PopulationPairs) -> PopulationPairs:
+    """``data`` with its points and point features detached from any autograd graph: they are
+    constants of the fit (points that required grad, e.g. the output of a differentiable
+    simulator, failed in the second step with torch's "backward through the graph a second
+    time", the first step having freed their graph)."""
+    feats = data.source_features
+    return dataclasses.replace(
+        data,
+        source=[s.detach() for s in data.source],
+        target=[t.detach() for t in data.target],
+        source_features=None if feats is None else [f.detach() for f in feats],
+    )
 
 
 def points_warnings(

@@ -17,13 +17,30 @@ from .._checkpoint import check_built_settings, shape_settings
 from .._checks import did_you_mean
 from .._device import as_tensor, model_device, own_memory, single_or_double
 from ..problems.fisher_kolmogorov import SCHEMES, stable_steps, tissue_faces
-from ._focal import kmeans_foci
+from ._focal import FOCAL_WIDTH_MM, kmeans_foci
 from .glioma_inputs import CONFIG_KEYS, checked_labels, checked_settings, lesion_crop
 
 if TYPE_CHECKING:
     from .glioma import GliomaModel
 
-__all__ = ["BUILT_SETTINGS", "check_built", "init_glioma", "recropped"]
+__all__ = [
+    "BUILT_SETTINGS",
+    "MAX_MODEL_STEPS",
+    "MAX_VOXEL_FOCI",
+    "check_built",
+    "init_glioma",
+    "recropped",
+]
+
+#: most explicit steps one forward solve of a model may take: a fit solves it dozens of times
+#: (the phantom and atlas cases take 32 to a few thousand; t_end in seconds instead of days
+#: asked for millions, and the fit ran for days without a word)
+MAX_MODEL_STEPS = 200_000
+
+#: the widest voxel a model takes, in focal widths (3 mm): 30 mm, where a focus farthest
+#: from the cell centres (2-D) starts the tumour at 0.5 exp(-25) ~ 7e-12 (phantom and
+#: atlas cases use 1 to 8 mm)
+MAX_VOXEL_FOCI = 10.0
 
 #: the settings a model reads only at construction: its crop, the tissue faces, the number of
 #: time steps and the number of foci are derived from them (the rest of ``config`` is read at
@@ -151,13 +168,16 @@ def init_glioma(
     model._pet = None if model.pet is None else model.pet[model.crop].clone()
     model.shape = tuple(model._wm.shape)
     model.faces = tissue_faces(model._wm, model._gm, dg_ratio=dg_ratio)
+    check_mm_scan(shape, spacing)
     model.steps = stable_steps(t_end, d_max, spacing, model.ndim)
+    check_step_count(model.steps, t_end=t_end, d_max=d_max, spacing=spacing)
     lesion = (lab > 0).nonzero().to(model.dtype)
     core = (lab == 2).nonzero().to(model.dtype)
     cen = (core if len(core) else lesion).mean(0)
     model.centroid = (cen + 0.5) * spacing
     if focus_init is not None:
-        f = as_tensor("focus_init", focus_init, dtype=model.dtype, device=model.device)
+        # a constant of the model, as the maps (real_map)
+        f = as_tensor("focus_init", focus_init, dtype=model.dtype, device=model.device).detach()
         if f.numel() != n_foci * model.ndim:
             raise ValueError(
                 f"focus_init: expected {n_foci} x {model.ndim} coordinates (mm), received "
@@ -236,8 +256,11 @@ def recropped(
 def real_map(model: GliomaModel, name: str, value: Any) -> Tensor:
     """A finite real map in the model's dtype and device (a complex map lost its imaginary
     part with only a warning), in memory of its own (a view of the caller's map saw the
-    caller's later edits: a saved model then held maps it was not fitted to)."""
-    return own_memory(as_tensor(name, value, dtype=model.dtype, device=model.device), value)
+    caller's later edits: a saved model then held maps it was not fitted to), detached from
+    any autograd graph (the model's data are constants: a map that required grad was kept as
+    a graph node, which ``copy.deepcopy`` of the model refused)."""
+    t = as_tensor(name, value, dtype=model.dtype, device=model.device).detach()
+    return own_memory(t, value)
 
 
 def check_focus(model: GliomaModel, f: Tensor, name: str) -> None:
@@ -249,4 +272,46 @@ def check_focus(model: GliomaModel, f: Tensor, name: str) -> None:
         raise ValueError(
             f"{name}: expected a focus inside the brain (wm + gm >= 0.1), received "
             f"{[round(float(v), 2) for v in f]} mm"
+        )
+
+
+def check_mm_scan(shape: tuple[int, ...], spacing: float) -> None:
+    """Refuse (``ValueError`` naming ``spacing``) a scan ``[*shape]`` of voxels ``spacing`` wide
+    whose longest axis is narrower than the focal width (3 mm), which a brain in mm never is:
+    a voxel size in metres (0.001 for 1 mm). The focus, the default prior, ``noise_corr_mm`` and
+    the crop margin are in mm, so such a model fitted a tumour that covered the whole scan
+    from its first step and returned the prior with no warning. Voxels wider than
+    :data:`MAX_VOXEL_FOCI` focal widths (30 mm; a size in micrometres) are refused too: the
+    focal Gaussian then falls between the cell centres, the initial state is zero (to
+    rounding) everywhere and the fit returned the prior, again without a word."""
+    if spacing > MAX_VOXEL_FOCI * FOCAL_WIDTH_MM:
+        raise ValueError(
+            f"spacing: expected the voxel size in mm, received {spacing:g}: voxels "
+            f"{spacing / FOCAL_WIDTH_MM:.3g} times wider than the tumour's focus "
+            f"({FOCAL_WIDTH_MM:g} mm wide; at most {MAX_VOXEL_FOCI:g} times are taken), whose "
+            "initial state then falls between the cell centres; a size in micrometres is 1000 "
+            "times too large (1 mm is spacing=1.0)"
+        )
+    extent = max(shape) * spacing
+    if extent < FOCAL_WIDTH_MM:
+        raise ValueError(
+            f"spacing: expected the voxel size in mm, received {spacing:g}, which makes the "
+            f"scan {extent:.3g} mm across ({max(shape)} voxels), narrower than the tumour's "
+            f"focus ({FOCAL_WIDTH_MM:g} mm wide); a size in metres is 1000 times too small "
+            "(1 mm is spacing=1.0)"
+        )
+
+
+def check_step_count(steps: int, *, t_end: float, d_max: float, spacing: float) -> None:
+    """Refuse (``ValueError`` naming ``t_end``, ``d_max`` and ``spacing`` with their units) a
+    model whose forward solve takes more than :data:`MAX_MODEL_STEPS` explicit steps: the
+    model works in mm and days, and ``t_end`` in seconds (8.64e6 for 100 days) built a model
+    of millions of steps per solve whose fit never ended."""
+    if steps > MAX_MODEL_STEPS:
+        raise ValueError(
+            f"t_end, d_max, spacing: the forward solve needs {steps} explicit steps "
+            f"(t_end={t_end:g} days, d_max={d_max:g} mm^2/day, spacing={spacing:g} mm), more "
+            f"than {MAX_MODEL_STEPS}, and a fit solves it dozens of times; the "
+            "model works in mm and days: check their units (100 days is t_end=100.0, not "
+            "8.64e6 seconds), or use a smaller d_max or a coarser grid"
         )

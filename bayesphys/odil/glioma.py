@@ -55,7 +55,7 @@ from ..problems.glioma import check_thresholds
 from ._focal import FOCAL_WIDTH_MM, _multifocal
 from ._glioma_fit import fit_reduced, hessian_covariance
 from ._glioma_likelihood import data_residuals, tangent_jacobian
-from ._glioma_setup import check_built, init_glioma, recropped
+from ._glioma_setup import check_built, check_step_count, init_glioma, recropped
 from .glioma_inputs import checked_prior
 from .glioma_io import glioma_from_patient, load_glioma, save_glioma
 from .glioma_posterior import GliomaPosteriorMixin
@@ -109,13 +109,18 @@ class GliomaModel(GliomaPosteriorMixin):
     Notes
     -----
     Scalar settings are checked at construction (``TypeError`` / ``ValueError`` naming the
-    argument): finite ``0 < th_down < th_up < 1``; ``spacing``, ``t_end``, ``dg_ratio``,
-    ``pet_scale``, ``pet_sigma``, ``seg_sigma``, ``noise_corr_mm``, ``d_max`` finite and
-    ``> 0``; ``n_foci`` an int ``>= 1``; ``crop_margin_mm`` ``None`` or ``>= 0``;
-    ``crop_scale`` ``None`` or ``>= 1``; ``seed`` ``None`` or an int; prior sds ``> 0``;
+    argument; a 0-d tensor or array counts as its number): finite
+    ``0 < th_down < th_up < 1``; ``spacing``, ``t_end``, ``dg_ratio``, ``pet_scale``,
+    ``pet_sigma``, ``seg_sigma``, ``noise_corr_mm``, ``d_max`` finite and ``> 0``; ``n_foci``
+    an int ``>= 1``; ``crop_margin_mm`` ``None`` or ``>= 0``; ``crop_scale`` ``None`` or
+    ``>= 1``; ``seed`` ``None`` or an int; prior sds ``> 0``;
     ``dtype`` float32 or float64 (half precision is refused: the fit's linear algebra has none);
-    ``wm``, ``gm`` finite probabilities in [0, 1]. The settings read from ``config`` at every
-    use (the thresholds, ``seg_sigma``, ``pet_sigma``, ``pet_scale``, ``noise_corr_mm``,
+    ``wm``, ``gm`` finite probabilities in [0, 1]. Lengths are in mm and times in days: a
+    ``spacing`` that makes the scan narrower than the focus (3 mm; a voxel size in metres) or
+    voxels wider than 30 mm (micrometres: the focus falls between the cell centres) and a
+    forward solve of more than 200 000 explicit steps (``t_end`` in seconds) are refused
+    (``ValueError`` naming the settings and their units). The settings read from ``config``
+    at every use (the thresholds, ``seg_sigma``, ``pet_sigma``, ``pet_scale``, ``noise_corr_mm``,
     ``model_error``) are checked there the same way, a value assigned later included
     (``ValueError`` naming ``config['...']``). A ``theta`` passed to :meth:`forward`,
     :meth:`residuals`, :meth:`loss`, :meth:`jacobian`, :meth:`foci` or
@@ -217,8 +222,9 @@ class GliomaModel(GliomaPosteriorMixin):
     def forward(self, theta: Tensor, t_end: float | None = None) -> Tensor:
         r"""Tumour-cell map :math:`c(T)` on the crop ``[*crop]`` for :math:`\theta` ``[2 + K d]``
         (``K`` foci) (differentiable); :meth:`full` embeds it in the whole grid. ``t_end`` (days, >=
-        0; 0 = the initial state) defaults to the scan time. A ``theta`` with a NaN or infinite
-        entry is a ``ValueError`` (not tested under a :mod:`torch.func` transform, whose
+        0; 0 = the initial state) defaults to the scan time; one whose solve needs more than
+        200 000 explicit steps (e.g. seconds) is a ``ValueError``. A ``theta`` with a NaN or
+        infinite entry is a ``ValueError`` (not tested under a :mod:`torch.func` transform, whose
         wrapped values cannot be read)."""
         check_built(self, "forward")
         theta = self._theta(theta)
@@ -235,11 +241,11 @@ class GliomaModel(GliomaPosteriorMixin):
         if t_end is not None:
             t_end = check_real("t_end", t_end, minimum=0.0)
         t = cfg["t_end"] if t_end is None else t_end
-        steps = (
-            self.steps
-            if t_end is None
-            else stable_steps(t, cfg["d_max"], cfg["spacing"], self.ndim)
-        )
+        steps = self.steps
+        if t_end is not None:
+            steps = stable_steps(t, cfg["d_max"], cfg["spacing"], self.ndim)
+            # a horizon in seconds ran millions of steps per solve (per draw in posterior)
+            check_step_count(steps, t_end=t, d_max=cfg["d_max"], spacing=cfg["spacing"])
         c0 = self.initial_state(theta)
         return _fk_forward(
             c0,

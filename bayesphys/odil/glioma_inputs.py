@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -135,13 +136,13 @@ def checked_prior(prior: Mapping | None) -> dict:
     check_keys("prior", prior, (), DEFAULT_PRIOR, hint="or None")
     for k, v in prior.items():
         if k == "focus_sd":
-            out[k] = check_real("prior['focus_sd']", v, minimum=0.0, strict=True)
+            out[k] = check_real("prior['focus_sd']", _number(v), minimum=0.0, strict=True)
             continue
         if isinstance(v, (str, bytes)) or not hasattr(v, "__len__") or len(v) != 2:
             raise ValueError(f"prior[{k!r}]: expected a pair (mean, sd), received {v!r}")
         out[k] = (
-            check_real(f"prior[{k!r}] mean", v[0]),
-            check_real(f"prior[{k!r}] sd", v[1], minimum=0.0, strict=True),
+            check_real(f"prior[{k!r}] mean", _number(v[0])),
+            check_real(f"prior[{k!r}] sd", _number(v[1]), minimum=0.0, strict=True),
         )
     return out
 
@@ -197,6 +198,14 @@ def voxel_size(spacing: Any, ndim: int | None = None) -> float:
     return check_real("spacing", spacing, minimum=0.0, strict=True)
 
 
+def _number(value: Any) -> Any:
+    """The number held by a 0-d tensor or numpy array (detached), else ``value`` as given (the
+    checks that follow name the argument and refuse what is not a number)."""
+    if isinstance(value, (Tensor, np.ndarray)) and value.ndim == 0:
+        return value.detach().item() if isinstance(value, Tensor) else value.item()
+    return value
+
+
 def checked_settings(
     *,
     ndim: int | None = None,
@@ -220,7 +229,14 @@ def checked_settings(
     """Check the scalar settings of a glioma model: thresholds in order in (0, 1); spacing,
     t_end, dg_ratio, seg_sigma, d_max, pet_scale, pet_sigma, noise_corr_mm positive and finite;
     model_error >= 0; n_foci >= 1; crop_margin_mm >= 0 and crop_scale >= 1 when given; the prior
-    (:func:`checked_prior`). A ``ValueError`` / ``TypeError`` names the first bad argument."""
+    (:func:`checked_prior`). A ``ValueError`` / ``TypeError`` names the first bad argument.
+    A 0-d tensor or array counts as its number, as for ``spacing`` (a patient saved with
+    ``np.savez`` loads its scalars as 0-d arrays, which were refused as "not a real number")."""
+    th_up, th_down = _number(th_up), _number(th_down)
+    t_end, dg_ratio, seg_sigma, d_max = map(_number, (t_end, dg_ratio, seg_sigma, d_max))
+    pet_scale, pet_sigma, noise_corr_mm = map(_number, (pet_scale, pet_sigma, noise_corr_mm))
+    model_error, n_foci, seed = map(_number, (model_error, n_foci, seed))
+    crop_margin_mm, crop_scale = _number(crop_margin_mm), _number(crop_scale)
     th_up, th_down = check_thresholds(th_up, th_down)
     # physical scales, noise scales and lengths: positive and finite
     spacing = voxel_size(spacing, ndim)

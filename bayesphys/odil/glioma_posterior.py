@@ -109,7 +109,9 @@ class GliomaPosteriorMixin:
         for name, v in (("shift", b), ("scale", s)):
             if v.dtype == torch.bool or v.is_complex():
                 raise TypeError(f"{name}: expected real numbers, received {v.dtype}")
-        b, s = b.to(**kw), s.to(**kw)
+        # constants of the map: ones that required grad made theta a graph node (estimates
+        # warned on reading it, copy.deepcopy of the model refused it)
+        b, s = b.detach().to(**kw), s.detach().to(**kw)
         b, s = (b.expand(p) if b.ndim == 0 else b), (s.expand(p) if s.ndim == 0 else s)
         for name, v in (("shift", b), ("scale", s)):
             if v.shape != (p,):

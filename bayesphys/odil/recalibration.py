@@ -48,7 +48,8 @@ def fit_recalibration_map(
     (module docstring). Raises on NaN, fewer than 2 rows, or too few rows for a finite
     split-conformal scale (fewer than 9 at ``level = 0.9``); ``level`` a number in (0, 1),
     ``shift`` a bool, ``p >= 1``."""
-    z = as_tensor("z", z, dtype=torch.float64, finite=False)
+    # scores that required grad: torch warned of a tensor read as a float (the map is a constant)
+    z = as_tensor("z", z, dtype=torch.float64, finite=False).detach()
     level = check_real("level", level)  # a string failed in float() without the name
     shift = check_bool("shift", shift)
     if z.ndim != 2 or z.shape[0] < 2 or z.shape[1] < 1:

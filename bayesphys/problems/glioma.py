@@ -431,6 +431,8 @@ def synthetic_patient(
         pick = near[int(torch.randint(len(near), (), generator=g))]
         jitter = torch.rand(nd, generator=g, dtype=dtype) - 0.5
         focus = tuple(float((pick[k] + 0.5 + jitter[k]) * spacing) for k in range(nd))
+    if isinstance(focus, Tensor):  # torch.tensor(a tensor) warned to detach and clone it
+        focus = focus.detach().cpu().tolist()
     try:
         foc = torch.tensor(focus, dtype=dtype, device=device)
     except (TypeError, ValueError, RuntimeError) as err:
