@@ -129,6 +129,7 @@ class MFMConfig:
         if self.conditioning not in ("concat", "film"):
             raise ValueError(
                 f"conditioning: expected 'concat' or 'film', received {self.conditioning!r}"
+                f"{did_you_mean(self.conditioning, ('concat', 'film'))}"
             )
         for name in ("centered", "type_frame"):
             if not isinstance(getattr(self, name), bool):
