@@ -3,7 +3,8 @@ docs/concepts.md promises ("A misspelt choice or setting names the closest valid
 posterior method of ProbConserv, fit_many's executor, run_calibration's component, the
 recalibration method, Meta FM's conditioning, the neural process's grid, the GP PDE solver's
 nonlinear solver and solve weighting, and ODIL's linear solver named the valid choices but
-not the one meant (found by a workflow review)."""
+not the one meant; and the command line reads component names with dashes, as it reads
+example names (found by a workflow review)."""
 
 from __future__ import annotations
 
@@ -73,3 +74,18 @@ def test_a_misspelt_choice_names_the_closest_valid_one(case):
     call, meant = CASES[case]
     with pytest.raises(ValueError, match=rf"\(did you mean '{meant}'\?\)"):
         call()
+
+
+def test_component_names_on_the_command_line_take_dashes_as_run_names_do():
+    # `bayesphys run gp-pde-inverse` reads dashes or underscores; `calibrate gp-pde`,
+    # `bench scale-out` and `demo --only meta-fm` were refused as invalid choices
+    from bayesphys.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["calibrate", "gp-pde", "--quick"]).component == "gp_pde"
+    assert parser.parse_known_args(["bench", "scale-out"])[0].component == "scale_out"
+    only = parser.parse_args(["demo", "--only", "meta-fm", "neural_process"]).only
+    assert only == ["meta_fm", "neural_process"]
+    with pytest.raises(SystemExit) as err:  # a name that is no component either way
+        parser.parse_args(["calibrate", "gp-pdx"])
+    assert err.value.code == 2
