@@ -2,7 +2,8 @@
 docs/concepts.md promises ("A misspelt choice or setting names the closest valid one"): the
 posterior method of ProbConserv, fit_many's executor, run_calibration's component, the
 recalibration method, Meta FM's conditioning, the neural process's grid, the GP PDE solver's
-nonlinear solver and solve weighting, and ODIL's linear solver named the valid choices but
+nonlinear solver and solve weighting, ODIL's linear solver, Meta FM's coupling and solver,
+the coverage kind and a population split named the valid choices but
 not the one meant; and the command line reads component names with dashes, as it reads
 example names (found by a workflow review)."""
 
@@ -13,7 +14,12 @@ import warnings
 import pytest
 import torch
 
-from bayesphys.diagnostics import CoreFamily, fit_recalibration, run_calibration
+from bayesphys.diagnostics import (
+    CoreFamily,
+    expected_coverage,
+    fit_recalibration,
+    run_calibration,
+)
 from bayesphys.diagnostics.recalibrate import Recalibrator
 from bayesphys.distributed import fit_many
 from bayesphys.examples.cohort import LinearGaussianModel, make_cohort
@@ -24,6 +30,7 @@ from bayesphys.neural_process.config import RGNPConfig
 from bayesphys.odil import DiscreteProblem, minimize
 from bayesphys.probconserv import ProbConserv
 from bayesphys.problems.gpme import make_dataset
+from bayesphys.problems.populations import linear_map
 from bayesphys.problems.stencil import d1
 
 
@@ -66,13 +73,24 @@ CASES = {
     ),
     "odil minimize linear_solver": (lambda: _odil_minimize("sparce"), "sparse"),
     "stencil scheme": (lambda: d1(torch.zeros(5), 0, 0.1, scheme="centre"), "central"),
+    "MFMConfig coupling": (lambda: MFMConfig(coupling="OT"), "ot"),
+    "MFMConfig solver": (lambda: MFMConfig(solver="dopri"), "dopri5"),
+    "expected_coverage kind": (
+        lambda: expected_coverage(torch.zeros(4, 2), torch.zeros(4, 9, 2), [0.5], "HDI"),
+        "hdi",
+    ),
+    "PopulationPairs.subset split": (
+        lambda: linear_map(n_train=4, n_cal=2, n_test=2, n_points=8).subset("tset"),
+        "test",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_misspelt_choice_names_the_closest_valid_one(case):
     call, meant = CASES[case]
-    with pytest.raises(ValueError, match=rf"\(did you mean '{meant}'\?\)"):
+    # PopulationPairs.subset raises a KeyError, as a mapping does
+    with pytest.raises((ValueError, KeyError), match=rf"\(did you mean '{meant}'\?\)"):
         call()
 
 

@@ -275,7 +275,9 @@ _OUR_GIC: dict[str, Any] = dict(
 
 def _preset(problem: str, method: str) -> RGNPConfig:
     if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"method: expected 'R0' or 'RGNP', received {method!r}")
+        raise ValueError(
+            f"method: expected 'R0' or 'RGNP', received {method!r}{did_you_mean(method, METHODS)}"
+        )
     if problem == "poisson":
         gic = dict(_REFERENCE_GIC, latent=20, conv_layers=6)
         if method == "R0":
