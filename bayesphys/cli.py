@@ -285,6 +285,18 @@ def _example_arg(text: str) -> str:
     return text
 
 
+def _component_arg(choices: tuple[str, ...]):
+    """An argparse ``type`` for a component name (``demo --only``, ``bench``, ``calibrate``):
+    dashes read as underscores, as ``run EXAMPLE`` reads them (``gp-pde`` is ``gp_pde``); a
+    name that is no choice either way is left as given, for argparse to refuse by choices."""
+
+    def component(text: str) -> str:
+        name = text.replace("-", "_")
+        return name if name in choices else text
+
+    return component
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ._bench import positive_int
 
@@ -314,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--only",
         nargs="*",
+        type=_component_arg(COMPONENTS),
         choices=COMPONENTS,
         help="only these components, each run once in the order named (none named: the "
         "shared-core demo alone)",
@@ -346,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="run a component's paper-table benchmark")
     b.add_argument(
         "component",
+        type=_component_arg(COMPONENTS + ("scale_out",)),
         choices=COMPONENTS + ("scale_out",),
         help="the component whose benchmark runs (scale_out: the fit_many / DDP speed-ups)",
     )
@@ -365,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("calibrate", help="calibration suite (SBC, coverage, TARP) on a component")
     c.add_argument(
         "component",
+        type=_component_arg(COMPONENTS + ("core",)),
         choices=COMPONENTS + ("core",),
         help="the component whose posterior is calibrated (core: the shared core's "
         "conjugate problem)",
@@ -524,6 +539,8 @@ def _main(argv: list[str] | None) -> int:
             name = None  # the parser below refuses it by name
         if name is not None:
             load(name).main(["--help"])  # argparse prints them and exits
+    if wants_help and argv[0] == "bench":
+        target = _component_arg(COMPONENTS + ("scale_out",))(target)
     if wants_help and argv[0] == "bench" and target in COMPONENTS + ("scale_out",):
         # `bayesphys bench [--quick] COMPONENT --help`: the script's own options (--only, ...)
         try:

@@ -437,7 +437,7 @@ def test_misspelt_flag_in_a_doc_line_fails(monkeypatch):
 @pytest.mark.parametrize(
     "code, says",
     [
-        ("bayesphys calibrate gp-pde --quick", "invalid choice: 'gp-pde'"),  # a bad choice
+        ("bayesphys calibrate gp-pdx --quick", "invalid choice: 'gp-pdx'"),  # a bad choice
         ("bayesphys demo --seed one", "--seed"),  # a value of the wrong type
         ("python benchmarks/gp_pde.py --threads two", "--threads"),
         ("bayesphys bench odil --quick --onyl B1", "--onyl"),  # the script's own parser

@@ -44,7 +44,7 @@ import torch
 from scipy import stats
 from torch import Tensor
 
-from .._checks import check_int, check_seed, offset_seed
+from .._checks import check_int, check_seed, did_you_mean, offset_seed
 from .._device import check_finite
 from .._posterior_args import _check_level, _check_levels
 from .._posterior_base import is_posterior, missing_members
@@ -157,7 +157,10 @@ def expected_coverage(
 ) -> tuple[Tensor, Tensor]:
     """``(nominal [M], observed [M, K])`` expected coverage per summary (``kind`` central|hdi)."""
     if kind not in ("central", "hdi"):
-        raise ValueError(f"kind: expected 'central' or 'hdi', received {kind!r}")
+        raise ValueError(
+            f"kind: expected 'central' or 'hdi', received {kind!r}"
+            f"{did_you_mean(kind, ('central', 'hdi'))}"
+        )
     levels = _check_levels(levels)
     if kind == "central":  # one randomised PIT per (i, k), thresholded at every level
         truth, draws = check_truth_draws(truth, draws)

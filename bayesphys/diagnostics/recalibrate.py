@@ -60,7 +60,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_bool, check_int, check_seed, offset_seed
+from .._checks import check_bool, check_int, check_seed, did_you_mean, offset_seed
 from .._device import check_finite
 from .._posterior_args import _check_level, _check_levels
 from .._posterior_base import is_posterior, missing_members
@@ -79,6 +79,7 @@ def _check_method(method: Any) -> str:
     if method not in ("zscore", "conformal", "quantile"):
         raise ValueError(
             f"method: expected 'zscore', 'conformal' or 'quantile', received {method!r}"
+            f"{did_you_mean(method, ('zscore', 'conformal', 'quantile'))}"
         )
     return method
 
@@ -299,7 +300,10 @@ class Recalibrator:
         """The variance-scaling map of held-out z-scores ``z [P]`` (``"zscore"`` or
         ``"conformal"``; see the module docstring)."""
         if method not in ("zscore", "conformal"):
-            raise ValueError(f"method: expected 'zscore' or 'conformal', received {method!r}")
+            raise ValueError(
+                f"method: expected 'zscore' or 'conformal', received {method!r}"
+                f"{did_you_mean(method, ('zscore', 'conformal'))}"
+            )
         level = _check_level(level)  # also for zscore, which does not read it (2.0 passed)
         z = z.double().flatten()
         if z.numel() == 0:

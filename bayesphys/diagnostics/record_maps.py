@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .._checks import check_real
+from .._checks import check_real, did_you_mean
 from .._device import check_finite
 from .recalibrate import _c_l
 from .sbc import truth_on_draws_device
@@ -222,7 +222,9 @@ def _check_method(method: Any, known: tuple[str, ...]) -> None:
     if not isinstance(method, str):
         raise TypeError(f"method: expected a str, one of {known}, received {type(method).__name__}")
     if method not in known:
-        raise ValueError(f"method: expected one of {known}, received {method!r}")
+        raise ValueError(
+            f"method: expected one of {known}, received {method!r}{did_you_mean(method, known)}"
+        )
 
 
 def _check_shift_scale(shift: Any, scale: Any) -> tuple[float, float]:
@@ -358,7 +360,10 @@ class ShapeMap:
     def __post_init__(self) -> None:
         _check_method(self.method, _SHAPE_METHODS)
         if self.family not in _SHAPE_FAMILIES:
-            raise ValueError(f"family: expected one of {_SHAPE_FAMILIES}, received {self.family!r}")
+            raise ValueError(
+                f"family: expected one of {_SHAPE_FAMILIES}, received {self.family!r}"
+                f"{did_you_mean(self.family, _SHAPE_FAMILIES)}"
+            )
         if self.family == "norm":
             self.shape = check_real("shape", self.shape)
         else:

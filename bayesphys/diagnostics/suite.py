@@ -45,7 +45,7 @@ from types import ModuleType
 from typing import Any
 
 from .._bench import bench_row, repo_root, write_results
-from .._checks import check_bool, check_seed, offset_seed
+from .._checks import check_bool, check_seed, did_you_mean, offset_seed
 from .._files import out_folder_arg
 from .._hooks import component_hook
 from .._stack import user_stacklevel
@@ -138,7 +138,7 @@ def _component_rows(component: str, quick: bool, seed: int) -> list[dict]:
     if component not in COMPONENTS:
         raise ValueError(
             f"component: expected one of {', '.join(COMPONENTS + ('core',))}, received "
-            f"{component!r}"
+            f"{component!r}{did_you_mean(component, COMPONENTS + ('core',))}"
         )
     try:
         mod = load_hook(component)
@@ -296,7 +296,7 @@ def run_calibration(
     if not isinstance(component, str) or component not in (*COMPONENTS, "core"):
         raise ValueError(
             f"component: expected one of {', '.join(COMPONENTS + ('core',))}, received "
-            f"{component!r}"
+            f"{component!r}{did_you_mean(component, COMPONENTS + ('core',))}"
         )
     quick = check_bool("quick", quick)
     seed = check_seed("seed", seed)

@@ -31,7 +31,7 @@ import os
 import sys
 from typing import Any
 
-from .._checks import check_int
+from .._checks import check_int, did_you_mean
 from ._pool_runners import FuturesRunner, MapRunner, _dask_runner, _is_dask_client
 from ._ray_runner import RayRunner
 from ._runner import Runner, SequentialRunner
@@ -66,6 +66,7 @@ def _check_executor(executor: Any) -> None:
             raise ValueError(
                 f"executor: expected one of {EXECUTOR_NAMES} ('serial' is an alias of "
                 f"'sequential'), an executor object or None, received {executor!r}"
+                f"{did_you_mean(executor, (*EXECUTOR_NAMES, 'serial'))}"
             )
         return
     if isinstance(executor, type):  # its submit / map are unbound functions

@@ -69,6 +69,7 @@ def checked_args(
     if nonlinear_solver not in NONLINEAR_SOLVERS:
         raise ValueError(
             f"nonlinear_solver: expected one of {NONLINEAR_SOLVERS}, received {nonlinear_solver!r}"
+            f"{did_you_mean(nonlinear_solver, NONLINEAR_SOLVERS)}"
         )
     if solver_options is not None and not isinstance(solver_options, dict):
         raise TypeError(

@@ -82,7 +82,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_real, check_scalar
+from .._checks import check_int, check_real, check_scalar, did_you_mean
 from .._linalg import pcg
 from ._errors import NumericalFailure
 from ._inputs import check_grid_tensor
@@ -135,7 +135,10 @@ class GaussNewtonKronSolve:
         if not op.cubic:
             raise ValueError("op: GaussNewtonKronSolve is for the cubic (Allen-Cahn) operator")
         if precond not in ("diag", "shift"):
-            raise ValueError(f"precond: expected 'diag' or 'shift', received {precond!r}")
+            raise ValueError(
+                f"precond: expected 'diag' or 'shift', received {precond!r}"
+                f"{did_you_mean(precond, ('diag', 'shift'))}"
+            )
         if not op.symmetric:
             raise ValueError(
                 "op: GaussNewtonKronSolve needs even derivative orders (real eigenbasis)"

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .._checks import check_bool, check_increasing, check_int, check_real
+from .._checks import check_bool, check_increasing, check_int, check_real, did_you_mean
 from .._device import AxisLike, as_tensor, check_on_device
 from ._errors import NumericalFailure
 from .kernels import SpectralMixture1d
@@ -111,6 +111,7 @@ class LinearPDEOperator:
             return cls((1, 1), (check_real("beta", beta), 1.0))
         raise ValueError(
             f"equation: expected 'poisson', 'allencahn' or 'advection', received {equation!r}"
+            f"{did_you_mean(equation, ('poisson', 'allencahn', 'advection'))}"
         )
 
 

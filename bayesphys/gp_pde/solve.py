@@ -40,7 +40,7 @@ import math
 import torch
 from torch import Tensor
 
-from .._checks import check_dense_memory, check_int, check_real, check_scalar
+from .._checks import check_dense_memory, check_int, check_real, check_scalar, did_you_mean
 from .._device import check_on_device
 from ._inputs import check_grid_tensor
 from ._kron import face_values, faces, kron_apply, kron_dense, scatter_faces
@@ -138,7 +138,10 @@ def objective(
     elif weighting == "identity":
         pde = 0.5 * tau2 * (r * r).sum() - 0.5 * m * log_tau_pde
     else:
-        raise ValueError(f"weighting: expected 'identity' or 'prior', received {weighting!r}")
+        raise ValueError(
+            f"weighting: expected 'identity' or 'prior', received {weighting!r}"
+            f"{did_you_mean(weighting, ('identity', 'prior'))}"
+        )
     e = face_values(u, shape) - g
     nb = e.numel()
     bd = lam_b * (0.5 * log_tau_b.exp() * (e * e).sum() - 0.5 * nb * log_tau_b)
@@ -162,7 +165,10 @@ class DenseSolve:
 
     def __init__(self, factors: list[Factor], op: LinearPDEOperator, weighting: str = "identity"):
         if weighting not in ("identity", "prior"):
-            raise ValueError(f"weighting: expected 'identity' or 'prior', received {weighting!r}")
+            raise ValueError(
+                f"weighting: expected 'identity' or 'prior', received {weighting!r}"
+                f"{did_you_mean(weighting, ('identity', 'prior'))}"
+            )
         check_factor_count(factors, op)
         self.factors, self.op, self.weighting = factors, op, weighting
         self.shape = tuple(fc.x.shape[0] for fc in factors)

@@ -117,18 +117,22 @@ class MFMConfig:
         if self.coupling not in ("index", "ot", "ot_full", "auto"):
             raise ValueError(
                 f"coupling: expected 'index', 'ot', 'ot_full' or 'auto', received {self.coupling!r}"
+                f"{did_you_mean(self.coupling, ('index', 'ot', 'ot_full', 'auto'))}"
             )
         if self.schedule not in ("joint", "alternating"):
             raise ValueError(
                 f"schedule: expected 'joint' or 'alternating', received {self.schedule!r}"
+                f"{did_you_mean(self.schedule, ('joint', 'alternating'))}"
             )
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(
                 f"lr_schedule: expected 'constant' or 'cosine', received {self.lr_schedule!r}"
+                f"{did_you_mean(self.lr_schedule, ('constant', 'cosine'))}"
             )
         if self.conditioning not in ("concat", "film"):
             raise ValueError(
                 f"conditioning: expected 'concat' or 'film', received {self.conditioning!r}"
+                f"{did_you_mean(self.conditioning, ('concat', 'film'))}"
             )
         for name in ("centered", "type_frame"):
             if not isinstance(getattr(self, name), bool):
@@ -141,7 +145,10 @@ class MFMConfig:
                 "received type_frame=True with centered=True (set one of them to False)"
             )
         if self.solver not in ("rk4", "dopri5"):
-            raise ValueError(f"solver: expected 'rk4' or 'dopri5', received {self.solver!r}")
+            raise ValueError(
+                f"solver: expected 'rk4' or 'dopri5', received {self.solver!r}"
+                f"{did_you_mean(self.solver, ('rk4', 'dopri5'))}"
+            )
 
         for name in ("residual", "normalize"):
             if not isinstance(getattr(self, name), bool):

@@ -28,7 +28,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .._checks import check_broadcasts, require
+from .._checks import check_broadcasts, did_you_mean, require
 from .._device import values_readable
 from ..metrics import _check_ot_memory
 from ._validate import check_cloud_pair
@@ -222,7 +222,10 @@ def couple(
     if coupling == "ot":
         pairs = [ot_pairing(a, b, generator) for a, b in zip(x0, x1)]
         return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
-    raise ValueError(f"coupling: expected 'index' or 'ot', received {coupling!r}")
+    raise ValueError(
+        f"coupling: expected 'index' or 'ot', received {coupling!r}"
+        f"{did_you_mean(coupling, ('index', 'ot'))}"
+    )
 
 
 def interpolate(x0: Tensor, x1: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:

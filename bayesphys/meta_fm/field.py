@@ -40,7 +40,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_int, check_real
+from .._checks import check_int, check_real, did_you_mean
 from .._device import check_module_dtype
 
 __all__ = ["time_embedding", "FourierFeatures", "VectorField"]
@@ -127,6 +127,7 @@ class VectorField(nn.Module):
         if conditioning not in ("concat", "film"):
             raise ValueError(
                 f"conditioning: expected 'concat' or 'film', received {conditioning!r}"
+                f"{did_you_mean(conditioning, ('concat', 'film'))}"
             )
         if not isinstance(residual, bool):
             raise ValueError(f"residual: expected True or False, received {residual!r}")

@@ -118,7 +118,10 @@ class RGNPConfig:
         for name, allowed in (("method", METHODS), ("grid", GRIDS), ("init", INITS)):
             value = getattr(self, name)
             if not isinstance(value, str) or value not in allowed:
-                raise ValueError(f"{name}: expected one of {list(allowed)}, received {value!r}")
+                raise ValueError(
+                    f"{name}: expected one of {list(allowed)}, received {value!r}"
+                    f"{did_you_mean(value, allowed)}"
+                )
         for name in FLAGS:
             setattr(self, name, check_bool(name, getattr(self, name)))
         for name in ("hidden", "depth", "n_freq", "rank", "n_points", "batch", "data_batch"):
@@ -272,7 +275,9 @@ _OUR_GIC: dict[str, Any] = dict(
 
 def _preset(problem: str, method: str) -> RGNPConfig:
     if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"method: expected 'R0' or 'RGNP', received {method!r}")
+        raise ValueError(
+            f"method: expected 'R0' or 'RGNP', received {method!r}{did_you_mean(method, METHODS)}"
+        )
     if problem == "poisson":
         gic = dict(_REFERENCE_GIC, latent=20, conv_layers=6)
         if method == "R0":
@@ -338,7 +343,10 @@ def _preset(problem: str, method: str) -> RGNPConfig:
             learn_sigma_r=True,
             gic=gic,
         )
-    raise ValueError(f"problem: expected 'poisson' or 'burgers', received {problem!r}")
+    raise ValueError(
+        f"problem: expected 'poisson' or 'burgers', received {problem!r}"
+        f"{did_you_mean(problem, ('poisson', 'burgers'))}"
+    )
 
 
 @torch.no_grad()

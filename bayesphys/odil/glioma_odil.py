@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .._checks import check_int, check_real
+from .._checks import check_int, check_real, did_you_mean
 from .._model import FitResult
 from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
@@ -121,7 +121,10 @@ def fit_joint_odil(
     CG solves give one ``fit_odil:`` warning per kind at the user's line, worded in
     :meth:`GliomaModel.fit_odil`'s arguments."""
     if linear_solver not in ("cg", "sparse"):
-        raise ValueError(f"linear_solver: expected 'cg' or 'sparse', received {linear_solver!r}")
+        raise ValueError(
+            f"linear_solver: expected 'cg' or 'sparse', received {linear_solver!r}"
+            f"{did_you_mean(linear_solver, ('cg', 'sparse'))}"
+        )
     if linear_solver == "sparse" and model.dtype != torch.float64:
         raise ValueError(
             f"linear_solver: 'sparse' assembles a float64 coloured Jacobian, and this "

@@ -37,10 +37,16 @@ class GliomaPosteriorMixin:
             raise RuntimeError("GliomaModel: call fit() before asking for the posterior")
 
     def estimates(self) -> dict[str, float]:
-        """Posterior means/sds of D_w, rho, focus, ell, v (delta method for derived ones).
+        r"""Point estimates and sds of the Laplace posterior :math:`\mathcal N(\theta^*, \Sigma)`.
 
-        ``foci``/``sd_foci``: ``[n_foci][d]`` lists; with one focus also ``x0, y0[, z0]`` and
-        their sds."""
+        ``dw``, ``rho``, ``ell`` :math:`= \sqrt{D_w/\rho}` and ``v`` :math:`= 2\sqrt{D_w\rho}`
+        are log-normal under it: the values given are their posterior medians
+        (:math:`\exp` of the log-space mean), with log-space sds ``sd_log_dw``, ``sd_log_rho``,
+        ``sd_log_ell``, ``sd_log_v`` (exact: the logs are linear in :math:`\theta`). Their
+        posterior means, as ``az.summary`` of :meth:`to_inference_data` reports them, are
+        larger by the factor :math:`\exp(s^2/2)` (``s`` the log-space sd). The focus
+        coordinates are Gaussian: mean and sd. ``foci``/``sd_foci``: ``[n_foci][d]`` lists;
+        with one focus also ``x0, y0[, z0]`` and their sds ``sd_x0, ...``."""
         self._require_fit()
         th, sd = self.theta, self.theta_cov.diagonal().sqrt()
         out = {"dw": math.exp(float(th[0])), "rho": math.exp(float(th[1]))}

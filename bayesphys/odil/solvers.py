@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from torch import Tensor
 
-from .._checks import check_bool, check_callback, check_int, check_real
+from .._checks import check_bool, check_callback, check_int, check_real, did_you_mean
 from .._device import as_tensor, check_finite
 from .._model import FitResult, autograd_on
 from .._time_budget import TimeBudget
@@ -170,6 +170,7 @@ def minimize(
     if linear_solver not in ("cg", "sparse", "dense"):
         raise ValueError(
             f"linear_solver: expected 'cg', 'sparse' or 'dense', received {linear_solver!r}"
+            f"{did_you_mean(linear_solver, ('cg', 'sparse', 'dense'))}"
         )
     if not isinstance(problem, DiscreteProblem):
         raise TypeError(f"problem: expected a DiscreteProblem, received {type(problem).__name__}")
@@ -219,7 +220,10 @@ def minimize(
             budget=budget,
         )
     if method not in ("gn", "lm"):
-        raise ValueError(f"method: expected 'gn', 'lm', 'adam' or 'lbfgs', received {method!r}")
+        raise ValueError(
+            f"method: expected 'gn', 'lm', 'adam' or 'lbfgs', received {method!r}"
+            f"{did_you_mean(method, ('gn', 'lm', 'adam', 'lbfgs'))}"
+        )
     return _gauss_newton(
         fn,
         x,

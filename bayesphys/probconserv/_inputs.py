@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_bool, check_int, check_optional_seed, check_real
+from .._checks import check_bool, check_int, check_optional_seed, check_real, did_you_mean
 from .._device import as_tensor
 from ..problems.gpme import PROBLEM_CLASSES, GPMEData, GPMEProblem, get_problem
 from .calibration import check_selection
@@ -218,6 +218,7 @@ def check_calibrate_settings(
     if objective not in ("ll", "coverage90", "hybrid"):
         raise ValueError(
             f"objective: expected 'll', 'coverage90' or 'hybrid', received {objective!r}"
+            f"{did_you_mean(objective, ('ll', 'coverage90', 'hybrid'))}"
         )
     if data is not None:
         check_data("data", data, problem, targets=False)

@@ -175,7 +175,10 @@ def updated_posterior(
     warn_untrained("ProbConserv.posterior", model.steps_done)
     model._check_context(context)
     if method not in ("probconserv", "hardc", "none"):
-        raise ValueError(f"method: expected 'probconserv', 'hardc' or 'none', received {method!r}")
+        raise ValueError(
+            f"method: expected 'probconserv', 'hardc' or 'none', received {method!r}"
+            f"{did_you_mean(method, ('probconserv', 'hardc', 'none'))}"
+        )
     if method != "probconserv" and (sigma_g is not None or relative is not None):
         raise ValueError(
             f"sigma_g, relative: only with method='probconserv' (method={method!r} has no "

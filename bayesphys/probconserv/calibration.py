@@ -132,7 +132,10 @@ class HybridCalibration:
         or (analog) fitted on the out-of-fold z-scores of the ``K`` nearest validation
         functions."""
         if stage not in ("prior", "post"):
-            raise ValueError(f"stage: expected 'prior' or 'post', received {stage!r}")
+            raise ValueError(
+                f"stage: expected 'prior' or 'post', received {stage!r}"
+                f"{did_you_mean(stage, ('prior', 'post'))}"
+            )
         if self.local is not None:
             if mass is None:
                 raise ValueError("mass: the parameter-conditional scale needs the masses [B, nt]")

@@ -49,7 +49,13 @@ from linear_operator.operators import (
 )
 from torch import Tensor
 
-from .._checks import check_bool, check_broadcasts, check_increasing, check_real
+from .._checks import (
+    check_bool,
+    check_broadcasts,
+    check_increasing,
+    check_real,
+    did_you_mean,
+)
 from .._device import as_tensor, check_finite
 from .._gaussian_posterior import move_root
 from .._linalg import structured_root
@@ -86,7 +92,10 @@ def trapezoid_weights(x: Tensor, rule: str = "trapezoid") -> Tensor:
         return 0.5 * (torch.cat([dx, zero], -1) + torch.cat([zero, dx], -1))
     if rule == "rhs":
         return torch.cat([zero, dx], -1)
-    raise ValueError(f"rule: expected 'trapezoid' or 'rhs', received {rule!r}")
+    raise ValueError(
+        f"rule: expected 'trapezoid' or 'rhs', received {rule!r}"
+        f"{did_you_mean(rule, ('trapezoid', 'rhs'))}"
+    )
 
 
 def _cov64(cov: LinearOperator | Tensor) -> LinearOperator:
@@ -544,7 +553,10 @@ def conserve_slices(
     if not isinstance(prior, GaussianPosterior):
         raise TypeError(f"prior: expected a GaussianPosterior, received {type(prior).__name__}")
     if method not in ("probconserv", "hardc"):
-        raise ValueError(f"method: expected 'probconserv' or 'hardc', received {method!r}")
+        raise ValueError(
+            f"method: expected 'probconserv' or 'hardc', received {method!r}"
+            f"{did_you_mean(method, ('probconserv', 'hardc'))}"
+        )
     if method == "hardc":
         check_sigma_g(sigma_g)
         relative = check_bool("relative", relative)

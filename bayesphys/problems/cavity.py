@@ -34,7 +34,7 @@ import numpy as np
 from scipy import fft
 from torch import Tensor
 
-from .._checks import check_int, check_real, check_seed
+from .._checks import check_int, check_real, check_seed, did_you_mean
 
 __all__ = [
     "CAVITY_PRIOR",
@@ -62,7 +62,10 @@ def lid_velocity(
     if profile == "constant":
         return np.full_like(x, w, dtype=float)
     if profile != "regularised":
-        raise ValueError(f"profile: expected 'regularised' or 'constant', received {profile!r}")
+        raise ValueError(
+            f"profile: expected 'regularised' or 'constant', received {profile!r}"
+            f"{did_you_mean(profile, ('regularised', 'constant'))}"
+        )
     return w * (1.0 - (2.0 * x - 1.0) ** 6) * t
 
 

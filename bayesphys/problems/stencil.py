@@ -126,7 +126,10 @@ def d1(u: Tensor, axis: int, h: float, scheme: str = "central", bc: str = "perio
         return (u - shift(u, axis, -1, bc)) / h
     if scheme == "forward":
         return (shift(u, axis, 1, bc) - u) / h
-    raise ValueError(f"scheme: expected 'central', 'backward' or 'forward', received {scheme!r}")
+    raise ValueError(
+        f"scheme: expected 'central', 'backward' or 'forward', received {scheme!r}"
+        f"{did_you_mean(scheme, ('central', 'backward', 'forward'))}"
+    )
 
 
 def d2(u: Tensor, axis: int, h: float, bc: str = "periodic") -> Tensor:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..._checks import check_int, check_seed
+from ..._checks import check_int, check_seed, did_you_mean
 from ._common import _check_dtype
 from .pairs import PopulationPairs
 
@@ -110,7 +110,10 @@ def patient_screen(
             )
         n_folds = n_replicates
     else:
-        raise ValueError(f"split: expected 'patient' or 'replica', received {split!r}")
+        raise ValueError(
+            f"split: expected 'patient' or 'replica', received {split!r}"
+            f"{did_you_mean(split, ('patient', 'replica'))}"
+        )
     if not 0 <= fold < n_folds:
         raise ValueError(f"fold: expected 0..{n_folds - 1} ({split} split), received {fold}")
     gen = torch.Generator().manual_seed(seed)

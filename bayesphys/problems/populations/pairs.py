@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..._checks import did_you_mean
 from ..._repr import fields_repr
 
 __all__ = ["PopulationPairs"]
@@ -130,7 +131,10 @@ class PopulationPairs:
     def subset(self, split: str) -> PopulationPairs:
         """The pairs of one split (ids and treatments kept; ``extra`` entries indexed)."""
         if split not in self.splits:
-            raise KeyError(f"split: expected one of {sorted(self.splits)}, received {split!r}")
+            raise KeyError(
+                f"split: expected one of {sorted(self.splits)}, received {split!r}"
+                f"{did_you_mean(split, sorted(self.splits))}"
+            )
         idx = list(self.splits[split])
         ex = {}
         for k, v in self.extra.items():

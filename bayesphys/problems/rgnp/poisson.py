@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..._checks import check_int, check_real, stream_seed
+from ..._checks import check_int, check_real, did_you_mean, stream_seed
 from ..._stack import user_stacklevel
 from ._common import _case_params, _check_problem, _seed, _thomas
 from .prior import _prior_draw
@@ -286,5 +286,6 @@ def invariance_points(n: int, layout: str, *, seed: int = 0) -> np.ndarray:
     else:
         raise ValueError(
             f"layout: expected 'uniform', 'random' or 'clustered', received {layout!r}"
+            f"{did_you_mean(layout, ('uniform', 'random', 'clustered'))}"
         )
     return np.sort(x)
