@@ -259,12 +259,14 @@ class MFMEnsemble:
         Member ``m`` embeds through the subsample of seed ``seed + m`` (member 0 through
         ``seed``, as a lone model would), so the members' predictions also differ by the
         points their embeddings see, as :meth:`posterior`'s draws do. ``seed=None`` draws
-        ``seed`` from torch's global stream.
+        ``seed`` from torch's global stream. An ensemble none of whose members has trained
+        a step warns once (``UserWarning``), as :meth:`posterior` does.
         """
+        warn_untrained("MFMEnsemble.predict_members", max(m.steps_done for m in self.models))
         seed = seed_or_draw("seed", seed)
         self._warn_uneven()
         return [
-            m.predict(sources, treatment, seed=_member_seed(seed, j, 1, 0), **kw)
+            m._predict(sources, treatment, seed=_member_seed(seed, j, 1, 0), **kw)
             for j, m in enumerate(self.models)
         ]
 
@@ -310,7 +312,7 @@ class MFMEnsemble:
                 torch.stack(
                     [
                         torch.stack(
-                            m.predict(
+                            m._predict(
                                 pops,
                                 treatment,
                                 features=features,

@@ -419,7 +419,37 @@ class MetaFlowMatching:
         ``"dopri5"`` (default the config's); ``steps``: rk4 steps (default ``solver_steps``; refused
         for dopri5, which adapts its steps to the config's ``atol``/``rtol``). ``treatment``:
         integer indices, one per population (refused for a model without treatments).
+        A model that has trained no step warns (``UserWarning``): its flow is the initial
+        weights'.
         """
+        self._check_built("predict")
+        warn_untrained(f"{type(self).__name__}.predict", self.steps_done)
+        return self._predict(
+            sources,
+            treatment,
+            source_ids=source_ids,
+            features=features,
+            seed=seed,
+            solver=solver,
+            steps=steps,
+            chunk=chunk,
+            batch=batch,
+        )
+
+    def _predict(
+        self,
+        sources: Tensor | Sequence[Tensor],
+        treatment: Tensor | Sequence[int] | None = None,
+        *,
+        source_ids: Sequence[int] | None = None,
+        features: Sequence[Tensor] | None = None,
+        seed: int | None = 0,
+        solver: str | None = None,
+        steps: int | None = None,
+        chunk: int = 65536,
+        batch: bool = False,
+    ) -> list[Tensor]:
+        """:meth:`predict` without its untrained-model warning (its callers warn once)."""
         self._check_built("predict")
         seed = seed_or_draw("seed", seed)
         method, steps = check_solver(solver, steps, self.config.solver)
@@ -481,7 +511,7 @@ class MetaFlowMatching:
         # the same prediction, integrated once instead of num_draws times
         same = self.config.method != "MFM" or pops[0].shape[0] <= self.config.points
         return predictive_draws(
-            lambda s: self.predict(pops, treatment, features=features, seed=s, batch=batch),
+            lambda s: self._predict(pops, treatment, features=features, seed=s, batch=batch),
             num_draws,
             seed,
             same,
