@@ -475,7 +475,20 @@ def conservation_error(field: Tensor, weights: Tensor, target: Tensor) -> Tensor
 
 
 def _as_cloud(x, name: str) -> Tensor:
-    x = torch.as_tensor(x)
+    if not isinstance(x, Tensor):
+        # points as tensors: stacked in their dtype, without a graph; other sequences through
+        # numpy (float64): torch.as_tensor made a list of Python floats float32, so clouds
+        # 1e-3 across at 1e5 given as lists collapsed to one point (W and MMD read 0)
+        try:
+            if isinstance(x, list | tuple) and x and all(isinstance(v, Tensor) for v in x):
+                x = torch.stack([v.detach() for v in x])
+            else:
+                x = torch.as_tensor(np.asarray(x))
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(
+                f"{name}: expected a point cloud [n, d] of real numbers, received "
+                f"{type(x).__name__} {x!r:.60}"
+            ) from err
     if x.is_complex():  # the float64 cast dropped the imaginary part
         raise TypeError(
             f"{name}: expected a real point cloud, received dtype {x.dtype} (pass "

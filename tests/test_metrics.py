@@ -582,3 +582,18 @@ def test_crps_samples_names_the_draw_shape_of_a_scalar_truth():
     with pytest.raises(ValueError, match=r"^samples: expected shape \[S, 2, 3\], received \(4,"):
         crps_samples(torch.zeros(4, 3, 2), torch.zeros(2, 3))
     assert float(crps_samples(torch.tensor([1.0, -1.0]), torch.tensor(0.0))) == 0.5
+
+
+def test_wasserstein_and_mmd_read_list_clouds_in_float64():
+    """Clouds given as Python lists are read as float64, as tensors and arrays are:
+    torch.as_tensor made them float32, and clouds 1e-3 across at 1e5 collapsed to one point
+    (W and MMD read 0)."""
+    x = [[1e5 + 1e-3 * i] for i in range(5)]
+    y = [[1e5 + 1e-3 * i + 5e-4] for i in range(5)]
+    xt, yt = torch.tensor(x, dtype=torch.float64), torch.tensor(y, dtype=torch.float64)
+    torch.testing.assert_close(wasserstein(x, y), wasserstein(xt, yt), rtol=1e-9, atol=0)
+    assert abs(float(wasserstein(x, y)) - 5e-4) < 1e-9
+    torch.testing.assert_close(mmd(x, y), mmd(xt, yt), rtol=1e-9, atol=0)
+    # rows given as tensors are stacked (a graph is dropped, as for the tensors' own path)
+    rows = [torch.tensor([1.0, 2.0], requires_grad=True), torch.tensor([1.0, 3.0])]
+    assert float(wasserstein(rows, [[1.0, 2.0], [1.0, 3.0]])) == 0.0

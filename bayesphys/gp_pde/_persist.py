@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,27 +79,31 @@ def _rebuild(cls: type[GPPDESolver], ck: dict[str, Any], path: Any, device) -> G
         shape = tuple(a.numel() for a in axes)  # one 1-d tensor of coordinates per dimension
     bgrid = torch.zeros(shape, dtype=s["g"].dtype)
     # boundary values are restored directly below; the grid tensor only fixes shapes
-    model = cls(
-        None,
-        x=axes,
-        source=s["f"],
-        boundary=bgrid,
-        equation=c["equation"],
-        beta=c["beta"],
-        num_mixtures=c["num_mixtures"],
-        kind=c["kind"],
-        method=c["method"],
-        weighting=c["weighting"],
-        lam_b=c["lam_b"],
-        jitter=c["jitter"],
-        freq_scale=c["freq_scale"],
-        zero_component=c.get("zero_component"),
-        nugget=c.get("nugget"),
-        nonlinear_solver=c.get("nonlinear_solver", "picard"),
-        solver_options=c.get("solver_options"),
-        device=device,
-        dtype=s["f"].dtype,
-    )
+    # its settings were warned about when the model was built: solver_options that it does
+    # not read are kept in its config, and each load() repeated the warning at this line
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"solver_options \[.*\] will be ignored")
+        model = cls(
+            None,
+            x=axes,
+            source=s["f"],
+            boundary=bgrid,
+            equation=c["equation"],
+            beta=c["beta"],
+            num_mixtures=c["num_mixtures"],
+            kind=c["kind"],
+            method=c["method"],
+            weighting=c["weighting"],
+            lam_b=c["lam_b"],
+            jitter=c["jitter"],
+            freq_scale=c["freq_scale"],
+            zero_component=c.get("zero_component"),
+            nugget=c.get("nugget"),
+            nonlinear_solver=c.get("nonlinear_solver", "picard"),
+            solver_options=c.get("solver_options"),
+            device=device,
+            dtype=s["f"].dtype,
+        )
     refuse_unknown(ck, path, "settings", c, model.config)  # a fresh build has every key we write
     dev = model.device
     model.problem = None if c["problem"] is None else get_problem(c["problem"])

@@ -19,6 +19,7 @@ from torch import Tensor
 from .._checkpoint import check_built_settings, shape_settings
 from .._checks import check_int, check_range, check_real, check_seed, did_you_mean
 from .._device import ArrayLike, DeviceLike, DTypeLike, check_finite, model_device, resolve_dtype
+from .._stack import user_stacklevel
 from ..problems.gp_pde import PROBLEMS, PDEProblem, get_problem
 from ._inputs import eval_on_grid, parse_grid, periodogram_peaks
 from ._kron import face_values
@@ -304,7 +305,7 @@ def warn_unused_solver_options(
     warnings.warn(
         f"solver_options {sorted(solver_options)} will be ignored: {why}",
         UserWarning,
-        stacklevel=5,  # the caller of GPPDESolver(...), past its autograd_on wrapper
+        stacklevel=user_stacklevel(),
     )
 
 

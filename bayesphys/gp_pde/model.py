@@ -458,8 +458,8 @@ class GPPDESolver:
         the inverse-problem example reads it). Linearised at :math:`U^\star` for Allen-Cahn, as
         :meth:`posterior`; idempotent in the same way (it solves :math:`U` only when the
         hyperparameters changed since the last solve). Its covariance is that of the
-        solver's draws: with ``nonlinear_solver="gauss-newton"`` the exact Jacobian's (to the
-        CG tolerance), where :meth:`posterior`'s variances use the constant shift.
+        solver's draws: with ``nonlinear_solver="gauss-newton"`` the exact Jacobian's (formed
+        densely, :math:`O(M^3)`), where :meth:`posterior`'s variances use the constant shift.
         """
         check_built(self, "field_posterior")
         check_field_points(self.shape)  # before any solve

@@ -235,10 +235,10 @@ def grid_field_posterior(u: Tensor, solver: Any, *, chunk: int = 512) -> Gaussia
 
     ``u`` ``[n_1..n_d]``: the solved field :math:`U^\star`; ``solver``: a solved (or linearised)
     solver. A dense solve gives :math:`\Sigma_U = L P^{-1} L^\top` directly; the Kronecker
-    solvers give it from their perturb-and-solve draws of unit noise,
-    :math:`\Sigma_U = S^\top S` with :math:`S` = ``sample_u(I)`` ``[root_dim, M]`` (exact
-    for the linear and Picard solvers; to the CG tolerance for Gauss-Newton), in blocks of
-    ``chunk`` rows. The result is symmetrised. Event shape ``[n_1..n_d]``.
+    linear and Picard solvers give it from their perturb-and-solve draws of unit noise,
+    :math:`\Sigma_U = S^\top S` with :math:`S` = ``sample_u(I)`` ``[root_dim, M]`` (exact),
+    in blocks of ``chunk`` rows; Gauss-Newton forms its exact-Jacobian :math:`R H^{-1}
+    R^\top` densely (``cov_u``). The result is symmetrised. Event shape ``[n_1..n_d]``.
     """
     shape = tuple(u.shape)
     m = check_field_points(shape)
@@ -248,7 +248,9 @@ def grid_field_posterior(u: Tensor, solver: Any, *, chunk: int = 512) -> Gaussia
         k = solver.root_dim
         cov = torch.zeros(m, m, dtype=u.dtype, device=u.device)
         for i in range(0, k, chunk):
-            eye = torch.eye(k, dtype=u.dtype, device=u.device)[i : i + chunk]
+            rows = min(chunk, k - i)  # unit noise e_i..e_{i+rows-1}, not a [k, k] identity
+            eye = torch.zeros(rows, k, dtype=u.dtype, device=u.device)
+            eye[:, i : i + rows].fill_diagonal_(1.0)
             s = solver.sample_u(eye).reshape(-1, m)
             cov = cov + s.mT @ s
     cov = 0.5 * (cov + cov.mT)

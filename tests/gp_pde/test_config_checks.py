@@ -210,3 +210,15 @@ def test_cpu_clock_without_a_budget_is_refused():
     with pytest.raises(ValueError, match="clock: only with max_seconds"):
         m.fit(steps=1, clock="cpu", progress=False)
     assert m.fit(steps=1, clock="cpu", max_seconds=60.0, progress=False).steps == 1
+
+
+def test_load_does_not_repeat_the_unused_solver_options_warning(tmp_path):
+    """The warning is given once, where the model is built: load() of its file rebuilt the
+    model from the saved settings and warned again, at a line of the package's own."""
+    with pytest.warns(UserWarning, match="will be ignored"):
+        m = GPPDESolver("poisson1d-low", n_col=12, num_mixtures=1, solver_options=dict(max_iter=2))
+    m.save(tmp_path / "m.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        back = GPPDESolver.load(tmp_path / "m.pt")
+    assert back.config["solver_options"] == dict(max_iter=2)

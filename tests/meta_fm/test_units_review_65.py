@@ -76,3 +76,22 @@ def test_training_points_that_require_grad_are_constants_of_the_fit(data):
     for a, b in zip(ref.predict(test, seed=0), m.predict(test, seed=0)):
         assert torch.equal(a, b)
     assert all(s.grad is None for s in graph.source)  # the user's tensors untouched
+
+
+@pytest.mark.parametrize(("scale", "shift"), [(1e-3, 1e5), (1e-9, 0.0), (1e-9, 1.0)])
+def test_ot_plans_follow_a_change_of_units(scale, shift):
+    """The exact-OT pairings are those of the clouds in any units: POT's ot.dist cancelled far
+    from the origin (clouds 1e-3 across at 1e5 were paired at random), and costs under the
+    old floor 1e-12 met POT's absolute tolerances."""
+    from bayesphys.meta_fm.coupling import full_ot_plans, ot_pairing_rows
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(40, 2, generator=g, dtype=torch.float64)
+    b = torch.randn(40, 2, generator=g, dtype=torch.float64) + 0.5
+    ref = full_ot_plans([a], [b])[0]
+    got = full_ot_plans([a * scale + shift], [b * scale + shift])[0]
+    assert torch.equal(got.cols, ref.cols)
+    assert torch.equal(got.ptr, ref.ptr)
+    i0, j0 = ot_pairing_rows(a, b, torch.Generator().manual_seed(1))
+    i1, j1 = ot_pairing_rows(a * scale + shift, b * scale + shift, torch.Generator().manual_seed(1))
+    assert torch.equal(i0, i1) and torch.equal(j0, j1)
