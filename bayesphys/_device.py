@@ -268,6 +268,22 @@ def single_or_double(
     return resolved
 
 
+def values_as_tensor(value: Any) -> torch.Tensor:
+    """``value`` (not a tensor) as a tensor without losing digits: a non-empty list or tuple of
+    tensors is stacked in their own dtype and device, without their graph (numpy cannot read
+    one that requires grad or lives on a GPU); anything else goes through numpy, so Python
+    floats stay float64 (``torch.as_tensor`` makes a list of them float32). Raises what
+    ``torch.stack`` / numpy raise (``TypeError``, ``ValueError``, ``RuntimeError``): the
+    caller names the argument."""
+    if (
+        isinstance(value, list | tuple)
+        and value
+        and all(isinstance(v, torch.Tensor) for v in value)
+    ):
+        return torch.stack([v.detach() for v in value])
+    return torch.as_tensor(np.asarray(value))
+
+
 def _numbers_as_tensor(name: str, value: Any, expected: str) -> torch.Tensor:
     """``value`` (not a tensor) as a tensor via numpy, or a ``TypeError`` naming ``name`` that
     says why torch cannot hold it: integers past int64 (``[2**70]``, ``[2**63]``), numpy's

@@ -39,7 +39,7 @@ from scipy.spatial.distance import cdist
 from torch import Tensor
 
 from ._checks import check_bool, check_broadcasts, check_dense_memory, check_real, require
-from ._device import check_finite
+from ._device import check_finite, values_as_tensor
 from ._posterior_args import _central_quantiles
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -480,10 +480,7 @@ def _as_cloud(x, name: str) -> Tensor:
         # numpy (float64): torch.as_tensor made a list of Python floats float32, so clouds
         # 1e-3 across at 1e5 given as lists collapsed to one point (W and MMD read 0)
         try:
-            if isinstance(x, list | tuple) and x and all(isinstance(v, Tensor) for v in x):
-                x = torch.stack([v.detach() for v in x])
-            else:
-                x = torch.as_tensor(np.asarray(x))
+            x = values_as_tensor(x)
         except (TypeError, ValueError, RuntimeError) as err:
             raise TypeError(
                 f"{name}: expected a point cloud [n, d] of real numbers, received "

@@ -9,12 +9,11 @@ import numbers
 import warnings
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from .._checks import check_increasing
-from .._device import as_tensor, check_finite, check_on_device, own_memory
+from .._device import as_tensor, check_finite, check_on_device, own_memory, values_as_tensor
 from .._stack import user_stacklevel
 from ..problems.gp_pde import PDEProblem, tensor_grid
 from ._errors import NumericalFailure
@@ -320,15 +319,8 @@ def eval_on_grid(name: str, value, axes: list[Tensor], *, finite: bool = True) -
         )
     if not isinstance(out, Tensor):
         try:
-            if isinstance(out, list | tuple) and out and all(isinstance(v, Tensor) for v in out):
-                # rows (or values) as tensors: stacked in their own dtype and device, without
-                # a graph (numpy cannot read one that requires grad or lives on a GPU)
-                out = torch.stack([v.detach() for v in out])
-            else:
-                # through numpy: torch.as_tensor made a list of Python floats float32 (the
-                # default dtype), so a list source was rounded to ~7 digits before the
-                # float64 cast
-                out = torch.as_tensor(np.asarray(out))
+            # a list source was rounded to float32 (~7 digits) before the float64 cast
+            out = values_as_tensor(out)
         except (TypeError, ValueError, RuntimeError):
             raise TypeError(
                 f"{name}: expected real values of shape {shape} on the grid; {what} "
