@@ -343,15 +343,22 @@ def test_scale_out_skips_an_engine_that_is_not_installed_with_a_note(tmp_path, m
 def test_gp_pde_peak_memory_is_each_rows_own():
     """peak_mem_mb was the running peak of the whole benchmark process (ru_maxrss): a small
     row after a large one reported the large one's peak."""
+    import mmap
+
     import numpy as np
 
     mod = script_module(str(BENCH / "gp_pde.py"))
     if not mod._reset_peak():
         pytest.skip("no /proc/self/clear_refs here")
-    big = np.ones((6000, 6000))  # ~275 MB resident
-    big += 1.0
+    # ~300 MB of fresh pages from an anonymous map, given back by close(): a numpy array of
+    # that size came from free heap memory that earlier tests had left resident (the resident
+    # size did not move, and the test failed after some orders of the suite)
+    buf = mmap.mmap(-1, 300 * 2**20)
+    pages = np.frombuffer(buf, dtype=np.uint8)
+    pages[:] = 1
     high = mod._peak_mb()
-    del big
+    del pages
+    buf.close()
     assert mod._reset_peak()
     assert mod._peak_mb() < high - 200
 
