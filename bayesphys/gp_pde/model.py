@@ -462,7 +462,7 @@ class GPPDESolver:
         densely, :math:`O(M^3)`), where :meth:`posterior`'s variances use the constant shift.
         """
         check_built(self, "field_posterior")
-        check_field_points(self.shape)  # before any solve
+        check_field_points(self.shape, self.dtype, self.device)  # before any solve
         with torch.no_grad():
             fac = detach_factors(self._factors())
             self._ensure_field(fac)

@@ -216,16 +216,29 @@ def kron_vec(vs: list[Tensor]) -> Tensor:
 MAX_FIELD_POINTS = 6000
 
 
-def check_field_points(shape: tuple[int, ...]) -> int:
+def check_field_points(
+    shape: tuple[int, ...], dtype: torch.dtype = torch.float64, device: Any = None
+) -> int:
     """``M = prod(shape)``, refused (``ValueError`` naming the remedy) above
-    :data:`MAX_FIELD_POINTS`."""
+    :data:`MAX_FIELD_POINTS`, and refused (``MemoryError``; a warning above half) when the
+    about six dense ``[M, M]`` arrays of the covariance's assembly (Gauss-Newton's Hessian,
+    its Cholesky factor and the triangular solve's) do not fit in ``device``'s memory."""
     m = math.prod(shape)
+    alternative = (
+        "use posterior(), whose marginal variances and correlated draws need no M x M matrix"
+    )
     if m > MAX_FIELD_POINTS:
         raise ValueError(
             f"field_posterior: the grid has {m} points (shape {shape}); the dense field "
-            f"covariance is formed up to {MAX_FIELD_POINTS} points (use posterior(), whose "
-            "marginal variances and correlated draws need no M x M matrix)"
+            f"covariance is formed up to {MAX_FIELD_POINTS} points ({alternative})"
         )
+    check_dense_memory(
+        "field_posterior",
+        6 * m * m * torch.empty((), dtype=dtype).element_size(),
+        what=f"the dense field covariance of a {shape} grid (about six [{m}, {m}] arrays)",
+        alternative=alternative,
+        device=device,
+    )
     return m
 
 
@@ -241,7 +254,7 @@ def grid_field_posterior(u: Tensor, solver: Any, *, chunk: int = 512) -> Gaussia
     R^\top` densely (``cov_u``). The result is symmetrised. Event shape ``[n_1..n_d]``.
     """
     shape = tuple(u.shape)
-    m = check_field_points(shape)
+    m = check_field_points(shape, u.dtype, u.device)
     if hasattr(solver, "cov_u"):
         cov = solver.cov_u()
     else:

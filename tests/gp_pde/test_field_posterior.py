@@ -140,3 +140,15 @@ def test_field_posterior_unit_noise_in_blocks(monkeypatch):
     monkeypatch.undo()
     assert all(size <= 3 for size in eyes), eyes
     torch.testing.assert_close(post.covariance.to_dense(), a.mT @ a, rtol=1e-12, atol=1e-12)
+
+
+def test_field_posterior_refuses_a_covariance_beyond_the_memory(memory_limit, monkeypatch):
+    """Gauss-Newton's assembly holds about six dense [M, M] arrays (1.7 GB at 6000 points)
+    and nothing checked them against the memory before the solve."""
+    m = GPPDESolver("poisson2d-low", n_col=12, num_mixtures=1, seed=0)
+    memory_limit(6 * 144 * 144 * 8 - 1)
+    monkeypatch.setattr(
+        GPPDESolver, "_solver", lambda *a, **k: pytest.fail("solved before the memory check")
+    )
+    with pytest.raises(MemoryError, match=r"^field_posterior: the dense field covariance"):
+        m.field_posterior()
