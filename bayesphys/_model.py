@@ -21,6 +21,7 @@ Example
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import math
 import time
@@ -56,11 +57,28 @@ def autograd_on() -> Iterator[None]:
         yield
 
 
+_UNTRAINED_WARNED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "bayesphys_untrained_warned", default=False
+)
+
+
+@contextmanager
+def untrained_warned() -> Iterator[None]:
+    """Within this block :func:`warn_untrained` is silent: the caller (a posterior drawing
+    through ``predict`` once per draw, an ensemble through each member) has warned once."""
+    token = _UNTRAINED_WARNED.set(True)
+    try:
+        yield
+    finally:
+        _UNTRAINED_WARNED.reset(token)
+
+
 def warn_untrained(where: str, steps_done: int) -> None:
-    """A ``UserWarning`` at the user's line when ``where`` (a model's posterior) is asked of a
-    model that has trained no step: its answer comes from the initial weights (a skipped or
-    failed fit cell in a notebook gave confident-looking nonsense without a word)."""
-    if steps_done == 0:
+    """A ``UserWarning`` at the user's line when ``where`` (a model's posterior or prediction)
+    is asked of a model that has trained no step: its answer comes from the initial weights (a
+    skipped or failed fit cell in a notebook gave confident-looking nonsense without a word).
+    Silent within :func:`untrained_warned`."""
+    if steps_done == 0 and not _UNTRAINED_WARNED.get():
         warnings.warn(
             f"{where}: the model has not been trained (0 steps), so this comes from its "
             "initial weights; call fit() first",

@@ -100,9 +100,9 @@ def test_fm_posterior_integrates_once_and_repeats_the_prediction(monkeypatch):
     pops = data.source[:2]
     ref = torch.stack(m.predict(pops, seed=0))
     calls = []
-    real = MetaFlowMatching._predict
+    real = MetaFlowMatching.predict
     monkeypatch.setattr(
-        MetaFlowMatching, "_predict", lambda self, *a, **k: calls.append(1) or real(self, *a, **k)
+        MetaFlowMatching, "predict", lambda self, *a, **k: calls.append(1) or real(self, *a, **k)
     )
     post = m.posterior(pops, num_draws=4)
     assert len(calls) == 1

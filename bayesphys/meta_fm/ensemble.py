@@ -32,7 +32,7 @@ from .._checkpoint import load_checkpoint, rebuilding, save_checkpoint
 from .._checks import check_bool, check_int, check_optional_seed, offset_seed, seed_or_draw
 from .._device import model_device, same_device
 from .._fit_callback import check_fit_callback
-from .._model import FitResult, autograd_on, warn_untrained
+from .._model import FitResult, autograd_on, untrained_warned, warn_untrained
 from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
 from ..posterior import SamplePosterior
@@ -265,10 +265,11 @@ class MFMEnsemble:
         warn_untrained("MFMEnsemble.predict_members", max(m.steps_done for m in self.models))
         seed = seed_or_draw("seed", seed)
         self._warn_uneven()
-        return [
-            m._predict(sources, treatment, seed=_member_seed(seed, j, 1, 0), **kw)
-            for j, m in enumerate(self.models)
-        ]
+        with untrained_warned():  # warned above, not once per member
+            return [
+                m.predict(sources, treatment, seed=_member_seed(seed, j, 1, 0), **kw)
+                for j, m in enumerate(self.models)
+            ]
 
     def posterior(
         self,
@@ -307,23 +308,24 @@ class MFMEnsemble:
                 f"x: posterior needs equal population sizes, received {[q.shape[0] for q in pops]}"
             )
         chains = []
-        for j, m in enumerate(self.models):
-            chains.append(
-                torch.stack(
-                    [
-                        torch.stack(
-                            m._predict(
-                                pops,
-                                treatment,
-                                features=features,
-                                seed=_member_seed(seed, j, num_draws, k),
-                                batch=batch,
+        with untrained_warned():  # warned above (none trained), not per member
+            for j, m in enumerate(self.models):
+                chains.append(
+                    torch.stack(
+                        [
+                            torch.stack(
+                                m.predict(
+                                    pops,
+                                    treatment,
+                                    features=features,
+                                    seed=_member_seed(seed, j, num_draws, k),
+                                    batch=batch,
+                                )
                             )
-                        )
-                        for k in range(num_draws)
-                    ]
+                            for k in range(num_draws)
+                        ]
+                    )
                 )
-            )
         # batch = the P populations, event = one population (n, d)
         return SamplePosterior(torch.stack(chains), event_ndim=2)
 

@@ -49,7 +49,7 @@ from .._checks import (
     seed_or_draw,
 )
 from .._device import model_device
-from .._model import FitResult, autograd_on, warn_untrained
+from .._model import FitResult, autograd_on, untrained_warned, warn_untrained
 from ..posterior import SamplePosterior
 from ..problems.populations import PopulationPairs
 from ._fit import fit_model
@@ -424,33 +424,6 @@ class MetaFlowMatching:
         """
         self._check_built("predict")
         warn_untrained(f"{type(self).__name__}.predict", self.steps_done)
-        return self._predict(
-            sources,
-            treatment,
-            source_ids=source_ids,
-            features=features,
-            seed=seed,
-            solver=solver,
-            steps=steps,
-            chunk=chunk,
-            batch=batch,
-        )
-
-    def _predict(
-        self,
-        sources: Tensor | Sequence[Tensor],
-        treatment: Tensor | Sequence[int] | None = None,
-        *,
-        source_ids: Sequence[int] | None = None,
-        features: Sequence[Tensor] | None = None,
-        seed: int | None = 0,
-        solver: str | None = None,
-        steps: int | None = None,
-        chunk: int = 65536,
-        batch: bool = False,
-    ) -> list[Tensor]:
-        """:meth:`predict` without its untrained-model warning (its callers warn once)."""
-        self._check_built("predict")
         seed = seed_or_draw("seed", seed)
         method, steps = check_solver(solver, steps, self.config.solver)
         chunk = check_int("chunk", chunk, minimum=1)
@@ -510,12 +483,13 @@ class MetaFlowMatching:
         # no subsample to vary (FM / CGFM, or populations embedded whole): every draw is
         # the same prediction, integrated once instead of num_draws times
         same = self.config.method != "MFM" or pops[0].shape[0] <= self.config.points
-        return predictive_draws(
-            lambda s: self._predict(pops, treatment, features=features, seed=s, batch=batch),
-            num_draws,
-            seed,
-            same,
-        )
+        with untrained_warned():  # warned above, not once more per draw
+            return predictive_draws(
+                lambda s: self.predict(pops, treatment, features=features, seed=s, batch=batch),
+                num_draws,
+                seed,
+                same,
+            )
 
     # ------------------------------------------------------------------ persistence
     def state(self) -> dict[str, Any]:

@@ -43,3 +43,14 @@ def test_untrained_ensemble_predict_members_warns_once(data):
     assert len(_messages(lambda: ens.posterior(src, num_draws=2))) == 1
     ens.models[0].fit(steps=1, progress=False)  # one trained member: no warning, as posterior
     assert _messages(lambda: ens.predict_members(src)) == []
+
+
+def test_uneven_ensemble_posterior_does_not_warn_per_untrained_member(data):
+    """posterior() of an ensemble with one trained member draws through each member's
+    predict: the untrained member's own warning stays silent there (the ensemble's rule is
+    'none trained'), and the silence ends with the call."""
+    ens = MFMEnsemble(data, members=2, seed=0, method="FM", **TINY_MFM)
+    ens.models[0].fit(steps=1, progress=False)
+    src = data.subset("test").source
+    assert _messages(lambda: ens.posterior(src, num_draws=1)) == []
+    assert len(_messages(lambda: ens.models[1].predict(src))) == 1
