@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from bayesphys.meta_fm import MetaFlowMatching, MFMEnsemble
+from bayesphys.meta_fm import MetaFlowMatching, MFMEnsemble, population_metrics
 from bayesphys.problems.populations import PopulationPairs
 from tests.tiny_models import TINY_MFM
 
@@ -136,3 +136,35 @@ def test_fitting_on_the_held_out_treatment_silences_the_warning(tmp_path):
     torch.save(ck, tmp_path / "old.pt")
     old = MetaFlowMatching.load(tmp_path / "old.pt")
     assert not _recorded(lambda: old.predict(data.subset("test").source, [0, 1, 2]))
+
+
+def test_features_as_numpy_arrays_are_refused_as_such():
+    """A per-point feature array of the right shape was refused as 'expected shape (40, 2),
+    received ndarray', and one [n, f] array for one population was read as n populations'."""
+    rng = np.random.default_rng(1)
+    src = [torch.as_tensor(rng.normal(size=(n, 2))) for n in (20, 24, 22)]
+    feats = [torch.nn.functional.one_hot(torch.arange(n) % 2, 2).double() for n in (20, 24, 22)]
+    data = PopulationPairs(
+        name="typed",
+        source=src,
+        target=[s + 1.0 for s in src],
+        source_id=torch.arange(3),
+        splits={"train": [0, 1], "test": [2]},
+        paired=True,
+        source_features=feats,
+    )
+    model = MetaFlowMatching(data, seed=0, **TINY_MFM)
+    model.fit(steps=1, progress=False)
+    hint = r"received numpy\.ndarray \(convert it with torch\.as_tensor\(x\)\)"
+    with pytest.raises(
+        TypeError, match=rf"features\[0\]: expected a torch\.Tensor of shape \(22, 2\), {hint}"
+    ):
+        model.predict([src[2]], features=[feats[2].numpy()])
+    with pytest.raises(TypeError, match=rf"features: expected a tensor \[n, f\] .*{hint}"):
+        model.predict([src[2]], features=feats[2].numpy())
+    with pytest.raises(
+        TypeError, match=rf"pred: expected a torch\.Tensor of points \[n, d\], {hint}"
+    ):
+        population_metrics(src[0].numpy(), src[1])
+    ref = model.predict([src[2]], features=[feats[2]])[0]
+    assert torch.equal(model.predict([src[2]], features=feats[2])[0], ref)
