@@ -113,11 +113,9 @@ def check_populations(
             )
     if not isinstance(pops, (list, tuple)):
         # a numpy array read as "empty" (the message printed its values)
-        kind = type(pops).__module__.split(".")[0] + "." + type(pops).__name__
         raise TypeError(
             f"{name}: expected a torch.Tensor [n, d] / [P, n, d] or a list of tensors [n_i, d], "
-            f"received {kind.removeprefix('builtins.')}"
-            + (" (convert it with torch.as_tensor(x))" if hasattr(pops, "shape") else "")
+            f"received {_kind(pops)}{_hint(pops)}"
         )
     if len(pops) == 0:
         raise ValueError(f"{name}: expected a non-empty list of populations [n, d], received none")
@@ -181,8 +179,14 @@ def _kind(value: Any) -> str:
 
 
 def _hint(value: Any) -> str:
-    """How to convert an array-like ``value`` (one with a ``shape``), else ``""``."""
-    return " (convert it with torch.as_tensor(x))" if hasattr(value, "shape") else ""
+    """How to convert an array-like ``value`` (one with a ``shape``), else ``""``: a pandas
+    object through ``to_numpy()`` (``torch.as_tensor`` of a DataFrame raised ``KeyError: 2``,
+    and of its read-only values warned), an array with ``torch.as_tensor``."""
+    if not hasattr(value, "shape"):
+        return ""
+    if hasattr(value, "to_numpy"):
+        return " (convert it with torch.tensor(x.to_numpy()))"
+    return " (convert it with torch.as_tensor(x))"
 
 
 def _is_index(i: object, n: int) -> bool:

@@ -168,3 +168,21 @@ def test_features_as_numpy_arrays_are_refused_as_such():
         population_metrics(src[0].numpy(), src[1])
     ref = model.predict([src[2]], features=[feats[2]])[0]
     assert torch.equal(model.predict([src[2]], features=feats[2])[0], ref)
+
+
+def test_a_dataframe_is_refused_with_a_conversion_that_works():
+    """The hint for a DataFrame was torch.as_tensor(x), which raises KeyError: 2 on one."""
+    import pandas as pd
+
+    frame = pd.DataFrame(np.random.default_rng(2).normal(size=(20, 2)))
+    with pytest.raises(TypeError, match=r"received pandas\.DataFrame") as err:
+        population_metrics(frame, torch.zeros(4, 2))
+    assert "torch.tensor(x.to_numpy())" in str(err.value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the conversion named is taken without a warning
+        converted = torch.tensor(frame.to_numpy())
+    assert population_metrics(converted, torch.zeros(4, 2))["w2"] > 0
+    model = MetaFlowMatching(dim=2, seed=0, **TINY_MFM)
+    with pytest.raises(TypeError, match=r"sources: .*received pandas\.DataFrame") as err:
+        model.predict(frame)
+    assert "torch.tensor(x.to_numpy())" in str(err.value)
