@@ -75,3 +75,21 @@ def test_fit_returning_no_fit_result_warns_that_the_table_is_blank():
     assert all(not row for row in good.table["warnings"])
     same = res.idata.posterior["u"].values == good.idata.posterior["u"].values
     assert same.all()
+
+
+class _RowModel(_Model):
+    def __init__(self, row, seed=0):
+        super().__init__(np.asarray(row["mu"], dtype=float), seed)
+
+
+def test_a_dataframe_of_problems_is_refused_and_its_rows_work():
+    """A DataFrame iterates over its column labels: the column name 'mu' became problem 0 and
+    its build failed with "string indices must be integers"."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"mu": [np.zeros(3), np.ones(3)]}, index=["p1", "p2"])
+    with pytest.raises(TypeError, match=r"problems: .*DataFrame.*column labels \['mu'\]"):
+        fit_many(frame, _RowModel, **KW)
+    res = fit_many(dict(frame.iterrows()), _RowModel, **KW)
+    assert res.ok == ["p1", "p2"]
+    assert res.idata.posterior["u"].sel(problem="p2").mean() > 0.5
