@@ -129,8 +129,9 @@ def fit_model(
             callback=FitCallback(model, callback, callback_every, lambda: model.steps_done),
         )
     finally:  # the steps taken (an interrupted fit's too) trained the data's treatments
-        if model.steps_done > start and model._trained_treatments is not None:
-            model._trained_treatments |= data_treatments(data)
+        trained = getattr(model, "_trained_treatments", None)  # None: not known
+        if model.steps_done > start and trained is not None:
+            model._trained_treatments = trained | data_treatments(data)
     if res.message.startswith("diverged"):
         # optimize restored the weights before the last recorded step's update (the loss a
         # step returns is that of the weights before its update): not one of those counted.

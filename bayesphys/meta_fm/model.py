@@ -230,7 +230,9 @@ class MetaFlowMatching:
     def _treatments_trained(self) -> frozenset[int] | None:
         """The treatments trained on, for the warning of a prediction under another one
         (``None``, no such warning, before the first step: the untrained warning covers it)."""
-        return self._trained_treatments if self.steps_done else None
+        # getattr: a model pickled by an earlier release has no record (not known)
+        trained = getattr(self, "_trained_treatments", None)
+        return trained if self.steps_done else None
 
     def _cgfm_cond(self, source_ids: Sequence[int] | None, p: int) -> Tensor:
         index = self._cg_index

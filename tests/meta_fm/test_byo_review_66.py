@@ -183,6 +183,24 @@ def test_a_dataframe_is_refused_with_a_conversion_that_works():
         converted = torch.tensor(frame.to_numpy())
     assert population_metrics(converted, torch.zeros(4, 2))["w2"] > 0
     model = MetaFlowMatching(dim=2, seed=0, **TINY_MFM)
-    with pytest.raises(TypeError, match=r"sources: .*received pandas\.DataFrame") as err:
+    with (
+        pytest.warns(UserWarning, match="has not been trained"),
+        pytest.raises(TypeError, match=r"sources: .*received pandas\.DataFrame") as err,
+    ):
         model.predict(frame)
     assert "torch.tensor(x.to_numpy())" in str(err.value)
+
+
+@pytest.mark.filterwarnings("ignore:.*fewer than config.points")
+def test_a_model_pickled_without_the_record_predicts_and_fits(tmp_path):
+    """A model object pickled by an earlier release has no record of its treatments."""
+    data = _screen()
+    model = MetaFlowMatching(data, seed=0, **TINY_MFM)
+    model.fit(steps=1, progress=False)
+    del model._trained_treatments
+    assert not _recorded(lambda: model.predict(data.subset("test").source, [0, 1, 2]))
+    model.fit(steps=1, progress=False)
+    assert model.steps_done == 2
+    model.save(tmp_path / "m.pt")  # saved as not known, loaded as not known
+    loaded = MetaFlowMatching.load(tmp_path / "m.pt")
+    assert not _recorded(lambda: loaded.predict(data.subset("test").source, [0, 1, 2]))
