@@ -294,6 +294,11 @@ def _numbers_as_tensor(name: str, value: Any, expected: str) -> torch.Tensor:
         raise TypeError(
             f"{name}: expected {expected}, received {type(value).__name__} ({err})"
         ) from err
+    if not arr.flags.writeable:
+        # a read-only array (a pandas DataFrame's values under copy-on-write, np.broadcast_to,
+        # a read-only memmap): torch shares its memory and warned, at the user's data, that it
+        # "is not writable" and writing to the tensor "will result in undefined behavior"
+        arr = arr.copy()
     try:
         return torch.as_tensor(arr)
     except (TypeError, ValueError, RuntimeError) as err:

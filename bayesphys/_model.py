@@ -73,6 +73,12 @@ def untrained_warned() -> Iterator[None]:
         _UNTRAINED_WARNED.reset(token)
 
 
+def in_untrained_warned() -> bool:
+    """Whether the caller runs inside :func:`untrained_warned` (a call that warned once for
+    the predictions it makes through a model's own methods)."""
+    return _UNTRAINED_WARNED.get()
+
+
 def warn_untrained(where: str, steps_done: int) -> None:
     """A ``UserWarning`` at the user's line when ``where`` (a model's posterior or prediction)
     is asked of a model that has trained no step: its answer comes from the initial weights (a

@@ -20,6 +20,7 @@ from typing import Any
 
 from .._checks import check_seed, stream_seed
 from ._records import _groups
+from ._task_checks import check_fit_result, check_model, check_posterior
 from ._warning_capture import _captured_warnings
 
 __all__ = ["ProblemTask", "problem_seed", "run_problem"]
@@ -165,10 +166,12 @@ def _run_task(task: ProblemTask, rec: dict[str, Any]) -> None:
             model = task.build(task.problem, seed=task.seed)
         else:
             model = task.build(task.problem)
+        model = check_model(task.build, model)
         fit_kwargs = dict(task.fit_kwargs)
         if "progress" not in fit_kwargs and _accepts(model.fit, "progress"):
             fit_kwargs["progress"] = False
         fit = model.fit(**fit_kwargs)
+        check_fit_result(model, fit)
         post = model.posterior(**task.posterior_kwargs)
         # the draws get a stream of their own: seeded with task.seed itself, their normals were
         # the very numbers build / fit drew from the global generators (e.g. the data noise)
@@ -177,6 +180,8 @@ def _run_task(task: ProblemTask, rec: dict[str, Any]) -> None:
             idata = task.export(model, post, draw_seed)
         else:
             from .._sample_posterior import SamplePosterior
+
+            post = check_posterior(model, post)
 
             counts = dict(num_samples=task.num_samples, num_chains=task.num_chains)
             if task.keep_stored_chains and isinstance(post, SamplePosterior):

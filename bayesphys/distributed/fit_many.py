@@ -71,6 +71,14 @@ def _normalise(
             "problems: expected a mapping id -> problem or an iterable of problems, received "
             f"{type(problems).__name__} {problems[:40]!r}; pass [problem] for a single one"
         )
+    if hasattr(problems, "columns") and hasattr(problems, "iterrows"):
+        # a pandas DataFrame iterates over its column labels: each label became a problem
+        raise TypeError(
+            "problems: expected a mapping id -> problem or an iterable of problems, received "
+            f"a {type(problems).__name__}, whose iteration gives its column labels "
+            f"{list(problems.columns)[:5]!r}; pass one problem per row as a dict, e.g. "
+            "dict(df.iterrows()) (id = the row's index label, problem = the row as a Series)"
+        )
     if isinstance(problems, Mapping):
         items = list(problems.items())
     else:
@@ -172,8 +180,10 @@ def fit_many(
 
     Parameters
     ----------
-    problems: a mapping ``id -> problem`` or an iterable (ids ``0..N-1``). Problems and
-        ``build`` must be picklable for process/cluster executors (module-level functions and
+    problems: a mapping ``id -> problem`` or an iterable (ids ``0..N-1``); a pandas
+        ``DataFrame``, which iterates over its column labels, is refused (``TypeError``;
+        ``dict(df.iterrows())`` gives one problem per row). Problems and ``build`` must be
+        picklable for process/cluster executors (module-level functions and
         classes, not lambdas).
     build: ``build(problem) -> model`` (or ``build(problem, seed=s)``) where the model has
         ``fit(**fit_kwargs) -> FitResult`` and ``posterior(**posterior_kwargs) -> Posterior``.

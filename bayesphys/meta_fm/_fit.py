@@ -20,6 +20,7 @@ from .._time_budget import check_max_seconds
 from ..problems.populations import PopulationPairs
 from ._settings import training_pairs
 from ._train import FlowSteps, batch_stream, check_fit_memory, normalization, warn_far_from_origin
+from ._treatments import data_treatments
 from .coupling import full_ot_plans
 
 if TYPE_CHECKING:
@@ -118,14 +119,19 @@ def fit_model(
         loss=lambda x0, x1, cond, ctr, f0: model._loss(x0, x1, cond, gen, ctr, f0),
         stream=gen,
     )
-    res = training.run(
-        steps,
-        max_seconds,
-        progress=progress and sync.is_main,
-        desc=getattr(model, "_bar_label", None) or f"{cfg.method} fit",
-        counted=model._count_step,
-        callback=FitCallback(model, callback, callback_every, lambda: model.steps_done),
-    )
+    try:
+        res = training.run(
+            steps,
+            max_seconds,
+            progress=progress and sync.is_main,
+            desc=getattr(model, "_bar_label", None) or f"{cfg.method} fit",
+            counted=model._count_step,
+            callback=FitCallback(model, callback, callback_every, lambda: model.steps_done),
+        )
+    finally:  # the steps taken (an interrupted fit's too) trained the data's treatments
+        trained = getattr(model, "_trained_treatments", None)  # None: not known
+        if model.steps_done > start and trained is not None:
+            model._trained_treatments = trained | data_treatments(data)
     if res.message.startswith("diverged"):
         # optimize restored the weights before the last recorded step's update (the loss a
         # step returns is that of the weights before its update): not one of those counted.

@@ -42,7 +42,8 @@ M = TypeVar("M")
 
 
 #: the settings :meth:`MetaFlowMatching.checkpoint_config` writes, and those a load reads
-#: without a default (``steps_done`` and ``train_rng`` are absent from older files)
+#: without a default (``steps_done``, ``train_rng`` and ``trained_treatments`` are absent
+#: from older files)
 _CONFIG_KEYS = frozenset(
     {
         "config",
@@ -54,6 +55,7 @@ _CONFIG_KEYS = frozenset(
         "dtype",
         "steps_done",
         "train_rng",
+        "trained_treatments",
     }
 )
 _REQUIRED_CONFIG = ("config", "dim", "num_treatments", "condition_ids", "paired", "seed", "dtype")
@@ -70,6 +72,7 @@ def model_checkpoint_config(model: MetaFlowMatching) -> dict[str, Any]:
     check_shape_settings(model.config, built, type(model).__name__)
     model._check_built("save")  # fourier_sigma: the saved B was drawn with the old one
     check_rebuildable(model.net, model.config.method)
+    trained = getattr(model, "_trained_treatments", None)
     return {
         "config": model.config.to_dict(),
         "dim": model.dim,
@@ -80,6 +83,7 @@ def model_checkpoint_config(model: MetaFlowMatching) -> dict[str, Any]:
         "dtype": str(model.dtype).removeprefix("torch."),
         "steps_done": model.steps_done,
         "train_rng": None if model._train_gen is None else model._train_gen.get_state(),
+        "trained_treatments": None if trained is None else sorted(trained),
     }
 
 

@@ -48,7 +48,7 @@ def check_point_cloud(
     """
     if not isinstance(x, Tensor):
         raise TypeError(
-            f"{name}: expected a torch.Tensor of points [n, d], received {type(x).__name__}"
+            f"{name}: expected a torch.Tensor of points [n, d], received {_kind(x)}{_hint(x)}"
         )
     if x.ndim != 2:
         raise ValueError(f"{name}: expected a population [n, d], received shape {tuple(x.shape)}")
@@ -113,11 +113,9 @@ def check_populations(
             )
     if not isinstance(pops, (list, tuple)):
         # a numpy array read as "empty" (the message printed its values)
-        kind = type(pops).__module__.split(".")[0] + "." + type(pops).__name__
         raise TypeError(
             f"{name}: expected a torch.Tensor [n, d] / [P, n, d] or a list of tensors [n_i, d], "
-            f"received {kind.removeprefix('builtins.')}"
-            + (" (convert it with torch.as_tensor(x))" if hasattr(pops, "shape") else "")
+            f"received {_kind(pops)}{_hint(pops)}"
         )
     if len(pops) == 0:
         raise ValueError(f"{name}: expected a non-empty list of populations [n, d], received none")
@@ -147,6 +145,13 @@ def check_features(
         )
     if isinstance(features, Tensor):
         features = [features] if features.ndim == 2 else list(features)
+    if not isinstance(features, (list, tuple)):
+        # a numpy array [n, f] was read as n populations' features ("one feature tensor per
+        # population (1), received 40")
+        raise TypeError(
+            f"{name}: expected a tensor [n, f] / [P, n, f] or a list of tensors [n_i, f], "
+            f"received {_kind(features)}{_hint(features)}"
+        )
     if len(features) != len(pops):
         raise ValueError(
             f"{name}: expected one feature tensor per population ({len(pops)}), received "
@@ -154,12 +159,34 @@ def check_features(
         )
     out = []
     for i, (f, p) in enumerate(zip(features, pops)):
-        if not isinstance(f, Tensor) or f.shape != (p.shape[0], num):
+        if not isinstance(f, Tensor):  # an array of the right shape read "expected shape"
+            raise TypeError(
+                f"{name}[{i}]: expected a torch.Tensor of shape ({p.shape[0]}, {num}), "
+                f"received {_kind(f)}{_hint(f)}"
+            )
+        if f.shape != (p.shape[0], num):
             shape = tuple(f.shape) if isinstance(f, Tensor) else type(f).__name__
             raise ValueError(f"{name}[{i}]: expected shape ({p.shape[0]}, {num}), received {shape}")
         check_finite(f"{name}[{i}]", f)
         out.append(f)
     return out
+
+
+def _kind(value: Any) -> str:
+    """``value``'s type as ``module.Name`` (``numpy.ndarray``; builtins bare)."""
+    kind = type(value).__module__.split(".")[0] + "." + type(value).__name__
+    return kind.removeprefix("builtins.")
+
+
+def _hint(value: Any) -> str:
+    """How to convert an array-like ``value`` (one with a ``shape``), else ``""``: a pandas
+    object through ``to_numpy()`` (``torch.as_tensor`` of a DataFrame raised ``KeyError: 2``,
+    and of its read-only values warned), an array with ``torch.as_tensor``."""
+    if not hasattr(value, "shape"):
+        return ""
+    if hasattr(value, "to_numpy"):
+        return " (convert it with torch.tensor(x.to_numpy()))"
+    return " (convert it with torch.as_tensor(x))"
 
 
 def _is_index(i: object, n: int) -> bool:

@@ -39,6 +39,7 @@ from ..posterior import SamplePosterior
 from ..problems.populations import PopulationPairs
 from ._ensemble_fit import fit_members
 from ._persist import check_ensemble_checkpoint
+from ._treatments import warn_untrained_treatments
 from ._uncertainty import SplitScores, check_split, split_scores, uncertainty_summary
 from ._validate import check_populations
 from .config import MFMConfig
@@ -265,6 +266,8 @@ class MFMEnsemble:
         warn_untrained("MFMEnsemble.predict_members", max(m.steps_done for m in self.models))
         seed = seed_or_draw("seed", seed)
         self._warn_uneven()
+        trained = [m._treatments_trained() for m in self.models]
+        warn_untrained_treatments("MFMEnsemble.predict_members", treatment, trained)
         with untrained_warned():  # warned above, not once per member
             return [
                 m.predict(sources, treatment, seed=_member_seed(seed, j, 1, 0), **kw)
@@ -307,6 +310,8 @@ class MFMEnsemble:
             raise ValueError(
                 f"x: posterior needs equal population sizes, received {[q.shape[0] for q in pops]}"
             )
+        trained = [m._treatments_trained() for m in self.models]
+        warn_untrained_treatments("MFMEnsemble.posterior", treatment, trained)
         chains = []
         with untrained_warned():  # warned above (none trained), not per member
             for j, m in enumerate(self.models):

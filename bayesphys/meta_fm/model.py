@@ -71,6 +71,7 @@ from ._predict import (
 )
 from ._settings import check_training_data, model_config, model_settings
 from ._train import batch_loss, draw_batch
+from ._treatments import saved_treatments, warn_untrained_treatments
 from ._type_frame import check_type_onehots
 from ._validate import check_features, check_populations, check_source_ids, training_rows
 from .config import MFMConfig
@@ -150,6 +151,9 @@ class MetaFlowMatching:
         self.steps_done = 0
         self._train_gen: torch.Generator | None = None
         self._split_gen = False
+        # the treatment indices the fitted steps trained on (None: not known, a checkpoint
+        # written before they were recorded); predict warns for the others
+        self._trained_treatments: frozenset[int] | None = frozenset()
         # built from dim alone with node_features left None: the embedding reads no point
         # features, and fit warns when its data bring some (an explicit 0 says so on purpose)
         self._features_unset = data is None and cfg.node_features is None
@@ -222,6 +226,13 @@ class MetaFlowMatching:
         """Fewest points a population to predict may hold: 2 for MFM (the kNN graph of its
         embedding needs a neighbour), 1 for FM and CGFM (their flow moves each point alone)."""
         return 2 if self.config.method == "MFM" else 1
+
+    def _treatments_trained(self) -> frozenset[int] | None:
+        """The treatments trained on, for the warning of a prediction under another one
+        (``None``, no such warning, before the first step: the untrained warning covers it)."""
+        # getattr: a model pickled by an earlier release has no record (not known)
+        trained = getattr(self, "_trained_treatments", None)
+        return trained if self.steps_done else None
 
     def _cgfm_cond(self, source_ids: Sequence[int] | None, p: int) -> Tensor:
         index = self._cg_index
@@ -418,9 +429,10 @@ class MetaFlowMatching:
         its type's source mean and shifted back). ``solver``: ``"rk4"`` or
         ``"dopri5"`` (default the config's); ``steps``: rk4 steps (default ``solver_steps``; refused
         for dopri5, which adapts its steps to the config's ``atol``/``rtol``). ``treatment``:
-        integer indices, one per population (refused for a model without treatments).
-        A model that has trained no step warns (``UserWarning``): its flow is the initial
-        weights'.
+        integer indices, one per population (refused for a model without treatments; an
+        index that no training pair carried warns, ``UserWarning``: its one-hot's weights
+        were never trained). A model that has trained no step warns (``UserWarning``): its
+        flow is the initial weights'.
         """
         self._check_built("predict")
         warn_untrained(f"{type(self).__name__}.predict", self.steps_done)
@@ -435,6 +447,8 @@ class MetaFlowMatching:
         if self.config.method == "MFM":
             emb = self.embed(pops, features=features, seed=seed)
         cond = self._condition(None, emb, source_ids, treatment, p)
+        where = f"{type(self).__name__}.predict"
+        warn_untrained_treatments(where, treatment, [self._treatments_trained()])
         cfg = self.config
         net = self.net
         frame = (self._norm, net.shift, net.scale)
@@ -483,6 +497,8 @@ class MetaFlowMatching:
         # no subsample to vary (FM / CGFM, or populations embedded whole): every draw is
         # the same prediction, integrated once instead of num_draws times
         same = self.config.method != "MFM" or pops[0].shape[0] <= self.config.points
+        where = f"{type(self).__name__}.posterior"
+        warn_untrained_treatments(where, treatment, [self._treatments_trained()])
         with untrained_warned():  # warned above, not once more per draw
             return predictive_draws(
                 lambda s: self.predict(pops, treatment, features=features, seed=s, batch=batch),
@@ -527,6 +543,7 @@ class MetaFlowMatching:
         check_from_state_arguments(cfg, state)
         m = rebuild_unseeded(cls, cfg, device)
         m.seed, m.paired, m.steps_done, stream = saved_training_state(cfg)
+        m._trained_treatments = saved_treatments(cfg.get("trained_treatments"), m.num_treatments)
         if stream is not None:  # a restored stream: split by rank at the next fit
             m._train_gen, m._split_gen = stream, True
         check_state_entries(m.net, state)

@@ -63,14 +63,19 @@ def check_points(
     """Validate a point set ``[..., N, dim]`` inside ``[lower, upper]`` (closed; open if
     ``strict``).
 
-    Raises ``TypeError`` for a non-tensor, ``ValueError`` for a wrong last dimension, an empty
-    set, NaN/Inf, or points outside the domain (naming how many and the first of them).
+    Raises ``TypeError`` for a non-tensor or boolean / complex coordinates, ``ValueError`` for
+    a wrong last dimension, an empty set, NaN/Inf, or points outside the domain (naming how
+    many and the first of them). The box is checked first (:func:`check_box`: equally long,
+    finite, ``lower < upper``; a NaN bound passed every point, and bounds of unequal length
+    were compared entry by entry as far as the shorter went).
     """
     if not isinstance(x, Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, received {type(x).__name__}")
     strict = check_bool("strict", strict)
-    if x.is_complex():
-        raise TypeError(f"{name}: expected real coordinates, received complex ({x.dtype})")
+    check_box(lower, upper)
+    if x.is_complex() or x.dtype == torch.bool:  # True/False compared as 1/0 with the box
+        kind = "complex" if x.is_complex() else "boolean"
+        raise TypeError(f"{name}: expected real coordinates, received {kind} ({x.dtype})")
     dim = len(lower)
     if x.ndim < 2 or x.shape[-1] != dim:
         raise ValueError(f"{name}: expected shape [..., N, {dim}], received {tuple(x.shape)}")

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..._checks import did_you_mean
+from ..._checks import check_int_sequence, did_you_mean
 from ..._repr import fields_repr
 
 __all__ = ["PopulationPairs"]
@@ -129,13 +129,24 @@ class PopulationPairs:
         )
 
     def subset(self, split: str) -> PopulationPairs:
-        """The pairs of one split (ids and treatments kept; ``extra`` entries indexed)."""
+        """The pairs of one split (ids and treatments kept; ``extra`` entries indexed).
+
+        The split's indices may be a list, a tuple, a tensor or an array of ints in
+        ``[0, len(self))``; others are a ``TypeError``/``ValueError`` naming ``splits[split]``."""
         if split not in self.splits:
             raise KeyError(
                 f"split: expected one of {sorted(self.splits)}, received {split!r}"
                 f"{did_you_mean(split, sorted(self.splits))}"
             )
-        idx = list(self.splits[split])
+        # a split held as a tensor or array (torch.tensor([0, 1, 2])) gave 0-d tensors, which
+        # indexed source_id as "too many indices for tensor of dimension 1"
+        name = f"splits[{split!r}]"
+        idx = list(check_int_sequence(name, self.splits[split], minimum=0, nonempty=False))
+        bad = [i for i in idx if i >= len(self)]
+        if bad:
+            raise ValueError(
+                f"{name}: expected pair indices in [0, {len(self)}), received {bad[:10]!r}"
+            )
         ex = {}
         for k, v in self.extra.items():
             if isinstance(v, (list, Tensor)) and len(v) == len(self):
