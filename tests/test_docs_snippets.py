@@ -73,6 +73,7 @@ _SMALLER: dict[str, list[tuple[str, str]]] = {
         (r"steps=1000", "steps=2"),
         (r"members=3", "members=2"),
     ],
+    _key("docs/meta_fm.md", "import numpy as np\nimport pandas as pd"): [(r"steps=300", "steps=2")],
     _key("docs/neural_process.md", "from bayesphys.neural_process import"): [
         (r"poisson_sensor_data\(1000, seed=1\)", "poisson_sensor_data(8, seed=1)"),
         (r"steps=3000", "steps=2"),
