@@ -141,8 +141,24 @@ def _result(
 
 
 def _warn_summary(table: Any) -> None:
-    """One warning in the caller for the problems whose build / fit / posterior warned (the
+    """One warning in the caller for the problems that failed (their errors and tracebacks are
+    in ``table["error"]`` / ``table["traceback"]``; a run whose every problem failed returned
+    ``idata=None`` without a word) and one for those whose build / fit / posterior warned (the
     warnings themselves are in ``table["warnings"]``)."""
+    bad = (table["status"] != "ok").to_numpy()
+    failed = table.index[bad]
+    if len(failed):
+        pid = failed[0]
+        error = str(table["error"].to_numpy()[bad][0])  # by position: ids may be tuples
+        if len(error) > 160:
+            error = error[:157] + "..."
+        warnings.warn(
+            f"fit_many: {len(failed)} of {len(table)} problems failed (first, {pid!r}: "
+            f"{error}); result.failed lists them and result.table's 'error' and 'traceback' "
+            "columns say why",
+            RuntimeWarning,
+            stacklevel=user_stacklevel(),
+        )
     warned = [w for w in table["warnings"] if w]
     if not warned:
         return

@@ -93,3 +93,34 @@ def test_a_dataframe_of_problems_is_refused_and_its_rows_work():
     res = fit_many(dict(frame.iterrows()), _RowModel, **KW)
     assert res.ok == ["p1", "p2"]
     assert res.idata.posterior["u"].sel(problem="p2").mean() > 0.5
+
+
+def _build_failing(problem, seed=0):
+    if float(problem.sum()) > 0:
+        raise ValueError("this problem's data are " + "far too long to print whole " * 10)
+    return _Model(problem, seed=seed)
+
+
+def test_failed_problems_are_summarised_in_one_warning():
+    # the failures were only in result.failed and the table: a run whose every problem failed
+    # returned idata=None without a word
+    with pytest.warns(
+        RuntimeWarning, match=r"1 of 2 problems failed \(first, 7: ValueError"
+    ) as rec:
+        res = fit_many(PROBLEMS, _build_failing, **KW)
+    assert res.failed == [7] and res.ok == ["a"]
+    (w,) = [r for r in rec if "problems failed" in str(r.message)]
+    assert w.filename == __file__  # at the user's call
+    assert "..." in str(w.message) and "result.failed" in str(w.message)
+    with pytest.warns(RuntimeWarning, match=r"2 of 2 problems failed"):
+        res = fit_many(PROBLEMS, _build_nothing, **KW)
+    assert res.idata is None
+
+
+def test_no_failure_no_failure_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = fit_many(PROBLEMS, _Model, **KW)
+    assert res.failed == []
