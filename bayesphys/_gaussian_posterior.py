@@ -178,9 +178,28 @@ class GaussianPosterior(_PosteriorBase):
             covariance = covariance.to(mean.dtype)
         expected = (*self.batch_shape, n, n)
         if tuple(covariance.shape) != expected:
+            hint, cshape = "", tuple(covariance.shape)
+            for k in range(1, mean.ndim):  # the covariance of a batch, the event left default
+                batch, event = tuple(mean.shape[:k]), tuple(mean.shape[k:])
+                tail = math.prod(event)
+                given = k == mean.ndim - nev  # this split is the event_shape given
+                pass_event = "" if given else f"pass event_shape={event} and "
+                if not given and cshape == (*batch, tail, tail):
+                    hint = (
+                        f" (for a batch {batch} of posteriors over events {event}, pass "
+                        f"event_shape={event})"
+                    )
+                elif cshape == (tail, tail):
+                    dims = ", ".join(map(str, (*batch, tail, tail)))
+                    hint = (
+                        f" (for a batch {batch} of posteriors over events {event} sharing one "
+                        f"covariance, {pass_event}expand it: covariance.expand({dims}))"
+                    )
+                if hint:
+                    break
             raise ValueError(
                 f"covariance: expected shape {expected} for mean {tuple(mean.shape)} with "
-                f"event_shape {tuple(event_shape)}, received {tuple(covariance.shape)}"
+                f"event_shape {tuple(event_shape)}, received {cshape}{hint}"
             )
         self._mean = mean
         self.covariance = covariance
