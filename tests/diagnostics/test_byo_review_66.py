@@ -10,7 +10,9 @@ What the "bring your own model" review found, each checked to fail before its me
   by ``run_sbc`` as too few draws ("n_draws: expected at most ...");
 - a summary name that the result cannot export (not a non-empty string, holding ``/``, or
   ``sbc_n_draws``) was refused only by ``CalibrationResult.to_inference_data``, after the
-  ``N`` inferences.
+  ``N`` inferences;
+- ``is_calibrated(row)`` (a calibration row in place of ``row["metrics"]``) said ``False``
+  for every row, a calibrated one too.
 
 And the closed forms a user checks first: a conjugate normal model's exact posterior (a
 ``GaussianPosterior`` or numpy draws) passes, an overconfident one is flagged.
@@ -141,3 +143,16 @@ def test_summary_names_the_export_cannot_take_are_refused_before_the_run(name, e
     )
     ranks = group_dataset(res.to_inference_data(), "prior_sbc")
     assert list(ranks.data_vars) == ["u(0) [m s]", "sbc_n_draws"]
+
+
+def test_is_calibrated_refuses_a_row_in_place_of_its_metrics():
+    from bayesphys.diagnostics import calibration_rows
+
+    rows = calibration_rows(
+        simulate, infer, n_sims=50, n_draws=19, problem="normal", method="exact"
+    )
+    assert is_calibrated(rows[0]["metrics"])
+    # the row itself read as metrics without the keys: "not calibrated", without a word
+    with pytest.raises(TypeError, match=r"received a calibration row .*pass row\['metrics'\]"):
+        is_calibrated(rows[0])
+    assert not is_calibrated({"coverage90": 0.9})  # metrics without a key stay False
