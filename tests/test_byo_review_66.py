@@ -8,7 +8,11 @@ What the "bring your own model" review found, each checked to fail before its me
   ``chains=False``, and ``event_ndim=0`` to keep the reading, named);
 - ``GaussianPosterior(mean [B, N], covariance [B, N, N])`` (or one shared ``[N, N]``) without
   ``event_shape`` was refused with the expected ``[B N, B N]`` shape only; the error now names
-  ``event_shape`` (and ``expand`` for a shared covariance).
+  ``event_shape`` (and ``expand`` for a shared covariance);
+- a dense covariance of more than 4096 points was not checked at all by ``validate``: a NaN
+  gave NaN variances and intervals, a negative variance intervals of width 0, an asymmetric
+  matrix was taken. It is now checked for finite values, non-negative variances and symmetry
+  (the Cholesky factor still waits for the first draw).
 """
 
 from __future__ import annotations
@@ -78,3 +82,25 @@ def test_a_gp_of_ones_own_matches_the_closed_forms():
     q = stats.norm(mean.numpy(), cov.diagonal().sqrt().numpy()).ppf(0.95)
     np.testing.assert_allclose(post.quantile(0.95).numpy(), q, rtol=1e-12)
     assert torch.equal(post.sample((4,), seed=3), post.sample((4,), seed=3))
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda c: c.__setitem__((5, 5), float("nan")), r"expected finite values, received 1 "),
+        (lambda c: c.__setitem__((5, 5), -1.0), r"1 negative variances on its diagonal"),
+        (lambda c: c.__setitem__((5, 4000), 0.5), r"expected a symmetric matrix"),
+    ],
+)
+def test_a_dense_covariance_past_the_cholesky_check_is_still_validated(edit, match):
+    """Past 4096 points a dense covariance gets no Cholesky factor at construction; a NaN in
+    it gave NaN variances and intervals, a negative variance intervals of width 0 (clamped),
+    both without a word, though ``validate`` promised finite values."""
+    n = 4097
+    cov = torch.eye(n, dtype=F64)
+    edit(cov)
+    with pytest.raises(ValueError, match=r"^covariance: .*" + match):
+        GaussianPosterior(torch.zeros(n, dtype=F64), cov)
+    GaussianPosterior(torch.zeros(n, dtype=F64), cov, validate=False)  # unchecked, as asked
+    ok = GaussianPosterior(torch.zeros(n, dtype=F64), torch.eye(n, dtype=F64))
+    assert float(ok.variance.min()) == 1.0
