@@ -236,7 +236,8 @@ def check_summary_names(names: list[Any]) -> None:
 
 def simulated(simulate: Callable[..., tuple[Any, Any]], n: int, seed: int) -> tuple[Tensor, Any]:
     """``simulate(n, seed=seed)`` checked: a pair ``(theta, data)`` with ``theta [n, *event]``
-    (returned as a tensor); ``TypeError`` / ``ValueError`` naming ``simulate`` otherwise (the
+    (an array, or a list of ``n`` arrays ``[*event]``; returned as one tensor); ``TypeError`` /
+    ``ValueError`` naming ``simulate`` otherwise (the
     shared check of :func:`simulate_and_infer` and
     :func:`~bayesphys.diagnostics.fit_recalibration`)."""
     out = simulate(n, seed=seed)
@@ -248,6 +249,16 @@ def simulated(simulate: Callable[..., tuple[Any, Any]], n: int, seed: int) -> tu
             f"simulate: expected simulate(n, seed=) to return (theta, data), received {got}"
         )
     theta, data = out
+    if isinstance(theta, (list, tuple)) and any(isinstance(t, (Tensor, np.ndarray)) for t in theta):
+        # one array per problem: stacked (torch.as_tensor failed on a list of tensors with
+        # "only one element tensors can be converted to Python scalars")
+        try:
+            theta = torch.stack([torch.as_tensor(t) for t in theta])
+        except (RuntimeError, TypeError, ValueError) as err:
+            raise ValueError(
+                f"simulate: expected theta [n, *event], or n arrays of one shape, received a "
+                f"{type(theta).__name__} of arrays that do not stack ({err})"
+            ) from None
     theta = torch.as_tensor(theta)
     if theta.ndim == 0 or theta.shape[0] != n:
         raise ValueError(

@@ -156,3 +156,24 @@ def test_is_calibrated_refuses_a_row_in_place_of_its_metrics():
     with pytest.raises(TypeError, match=r"received a calibration row .*pass row\['metrics'\]"):
         is_calibrated(rows[0])
     assert not is_calibrated({"coverage90": 0.9})  # metrics without a key stay False
+
+
+def test_theta_as_a_list_of_one_array_per_problem_is_stacked_for_both_entry_points():
+    """fit_recalibration took ``theta`` as a list of tensors (it indexed it), run_sbc failed
+    on it with torch's "only one element tensors can be converted to Python scalars"."""
+
+    def listed(n: int, *, seed: int):
+        theta, y = simulate(n, seed=seed)
+        return [torch.as_tensor(t) for t in theta], y
+
+    res = run_sbc(listed, infer, n_sims=20, n_draws=9, progress=False)
+    ref = run_sbc(simulate, infer, n_sims=20, n_draws=9, progress=False)
+    assert torch.equal(res.ranks, ref.ranks)
+    rec = fit_recalibration(listed, infer, n_fit=5, n_eval=5, progress=False)
+    assert rec.scale == fit_recalibration(simulate, infer, n_fit=5, n_eval=5, progress=False).scale
+
+    def ragged(n: int, *, seed: int):
+        return [torch.zeros(P)] * (n - 1) + [torch.zeros(P + 1)], simulate(n, seed=seed)[1]
+
+    with pytest.raises(ValueError, match=r"^simulate: expected theta \[n, \*event\], or n arrays"):
+        run_sbc(ragged, infer, n_sims=5, n_draws=9, progress=False)
