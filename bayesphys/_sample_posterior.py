@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -19,6 +20,7 @@ from ._posterior_args import (
 from ._posterior_base import _PosteriorBase
 from ._process_state import make_generator
 from ._repr import known_repr
+from ._stack import user_stacklevel
 
 __all__ = ["SamplePosterior"]
 
@@ -33,7 +35,9 @@ class SamplePosterior(_PosteriorBase):
         given as ``[draw, *batch, *event]`` with ``chains=False``.
     event_ndim:
         how many trailing dims form the event (the rest after ``chain, draw`` are batch);
-        default: all of them.
+        default: all of them. Default draws ``[C, S]`` with more chains than draws
+        (``C > S``: likely ``[draw, point]`` draws of one chain, which need
+        ``chains=False``) warn; ``event_ndim=0`` keeps that reading without a warning.
     export_name:
         the variable name of the draws in :meth:`to_inference_data` when its ``name`` is not
         given (default ``"u"``).
@@ -66,6 +70,18 @@ class SamplePosterior(_PosteriorBase):
             raise ValueError("draws: need at least two draws for empirical moments")
         check_finite("draws", draws)
         rest = draws.ndim - 2
+        if event_ndim is None and chains and rest == 0 and draws.shape[0] > draws.shape[1]:
+            # [draw, point] draws of one chain (a numpy array of S draws of a field) read as
+            # S chains of a few draws of one scalar: a scalar mean, and an export whose chains
+            # were the draws, without a word
+            warnings.warn(
+                f"SamplePosterior: draws of shape {tuple(draws.shape)} are read as "
+                f"{draws.shape[0]} chains of {draws.shape[1]} draws of a scalar (event shape "
+                "()); for draws [draw, *event] of one chain pass chains=False, and pass "
+                "event_ndim=0 to keep this reading without this warning",
+                UserWarning,
+                stacklevel=user_stacklevel(),
+            )
         event_ndim = rest if event_ndim is None else check_int("event_ndim", event_ndim)
         if not 0 <= event_ndim <= rest:
             raise ValueError(f"event_ndim: expected 0..{rest}, received {event_ndim}")

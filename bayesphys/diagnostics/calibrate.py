@@ -148,13 +148,22 @@ def is_calibrated(metrics: Mapping[str, Any], *, alpha: float = 0.01) -> bool:
 
     ``metrics`` is a mapping such as
     :meth:`~bayesphys.diagnostics.CalibrationResult.metrics` returns (a row's
-    ``"metrics"``); one without either key, or with a NaN, is not calibrated (``False``)."""
+    ``"metrics"``); one without either key, or with a NaN, is not calibrated (``False``). A
+    row itself (a mapping holding ``"metrics"`` and no ``"sbc_pvalue"``) is a ``TypeError``
+    saying to pass ``row["metrics"]``."""
     if not isinstance(metrics, Mapping):
         # a CalibrationResult failed with "'CalibrationResult' object has no attribute 'get'"
         hint = "; pass its .metrics()" if isinstance(metrics, CalibrationResult) else ""
         raise TypeError(
             f"metrics: expected a mapping with 'sbc_pvalue' and 'coverage90' (e.g. "
             f"CalibrationResult.metrics()), received {type(metrics).__name__}{hint}"
+        )
+    if "sbc_pvalue" not in metrics and isinstance(metrics.get("metrics"), Mapping):
+        # a calibration row (calibration_rows' output) read as metrics without those keys:
+        # every row, a calibrated one too, was "not calibrated"
+        raise TypeError(
+            "metrics: expected the metrics mapping, received a calibration row (it holds "
+            "'metrics'); pass row['metrics']"
         )
     alpha = check_real("alpha", alpha, minimum=0.0, maximum=1.0)
     p, c = metrics.get("sbc_pvalue"), metrics.get("coverage90")

@@ -68,7 +68,7 @@ from .._progress import progress_bar
 from ..metrics import calibration_curve
 from ..posterior import Posterior, SamplePosterior
 from .recalibrated import RecalibratedPosterior, _interp_rows
-from .simulate import _pit_coverage, as_draws_or_posterior, noted
+from .simulate import _pit_coverage, as_draws_or_posterior, noted, simulated
 
 __all__ = ["conformal_rank", "conformal_min_scores", "Recalibrator", "fit_recalibration"]
 
@@ -525,8 +525,11 @@ def fit_recalibration(
     ``simulate(n, seed=) -> (theta [n, *event], data)``; ``infer(data[i]) -> Posterior`` or
     draws ``[L, *event]`` (taken as an empirical posterior, ``SamplePosterior``).
     ``n_fit, n_eval >= 1``, ``level``, ``levels``, ``seed`` and ``progress`` are checked
-    before the first simulation; an error raised in one inference carries a note naming its
-    problem. ``progress``: a progress bar over the ``n_fit + n_eval`` inferences on stderr,
+    before the first simulation; what ``simulate`` returns is checked as
+    :func:`~bayesphys.diagnostics.run_sbc` checks it, and each posterior's ``batch + event``
+    shape (draws: ``[L, *event]``) against ``theta[i]``, errors naming ``simulate`` or
+    ``infer``; an error raised in one inference carries a note naming its problem.
+    ``progress``: a progress bar over the ``n_fit + n_eval`` inferences on stderr,
     as :func:`~bayesphys.diagnostics.run_sbc` shows (``False``: none).
     """
 
@@ -543,11 +546,24 @@ def fit_recalibration(
         if not callable(fn):
             raise TypeError(f"{name}: expected a callable, received {type(fn).__name__}")
 
-    def posterior(data: Any, i: int, n: int, kind: str) -> Posterior:
+    def posterior(data: Any, truth: Tensor, i: int, n: int, kind: str) -> Posterior:
         # draws [L, *event] (what run_sbc also takes from infer) as an empirical posterior;
         # the user's error in one of the inferences names its problem
         with noted(f"fit_recalibration: raised in {kind} problem {i} of {n} (seed={seed})"):
             p = as_draws_or_posterior(infer(data[i]), f"{kind} problem {i}")
+            if isinstance(p, Tensor) and tuple(p.shape[1:]) != tuple(truth.shape):
+                # draws [*event, L] (the draws axis last) were read as one draw of another
+                # shape, and the error blamed the truths
+                raise ValueError(
+                    f"infer ({kind} problem {i}): expected draws [L, *event] of the simulated "
+                    f"object's shape {tuple(truth.shape)}, received draws {tuple(p.shape)}"
+                )
+            if not isinstance(p, Tensor) and (*p.batch_shape, *p.event_shape) != tuple(truth.shape):
+                raise ValueError(
+                    f"infer ({kind} problem {i}): expected a posterior over the simulated "
+                    f"object's shape {tuple(truth.shape)} (batch + event), received batch "
+                    f"{tuple(p.batch_shape)} and event {tuple(p.event_shape)}"
+                )
         return SamplePosterior(p[None]) if isinstance(p, Tensor) else p
 
     # each step is one of the user's inferences (a fit each), as run_sbc's bar counts them
@@ -555,19 +571,21 @@ def fit_recalibration(
         total=n_fit + n_eval, desc="recalibration infer", progress=progress, leave=False
     )
 
-    def posteriors(data: Any, n: int, kind: str) -> list[Posterior]:
+    def posteriors(theta: Tensor, data: Any, n: int, kind: str) -> list[Posterior]:
         out = []
         for i in range(n):
-            out.append(posterior(data, i, n, kind))
+            out.append(posterior(data, theta[i], i, n, kind))
             bar.update()
         return out
 
     try:
-        theta, data = simulate(n_fit, seed=offset_seed(seed, 1))
-        posts = posteriors(data, n_fit, "fit")
+        # checked as run_sbc checks it: a simulate that did not return (theta, data) with n
+        # problems failed with "too many values to unpack" or an IndexError in problem n - 1
+        theta, data = simulated(simulate, n_fit, offset_seed(seed, 1))
+        posts = posteriors(theta, data, n_fit, "fit")
         rec = Recalibrator.fit(posts, [theta[i] for i in range(n_fit)], method=method, level=level)
-        theta_e, data_e = simulate(n_eval, seed=offset_seed(seed, 2))
-        posts_e = posteriors(data_e, n_eval, "evaluation")
+        theta_e, data_e = simulated(simulate, n_eval, offset_seed(seed, 2))
+        posts_e = posteriors(theta_e, data_e, n_eval, "evaluation")
     finally:
         bar.close()
     rec.evaluate(posts_e, [theta_e[i] for i in range(n_eval)], levels)

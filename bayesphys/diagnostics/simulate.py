@@ -212,6 +212,61 @@ def default_summaries(event_shape: torch.Size, max_elements: int = 16) -> dict[s
     return out
 
 
+def check_summary_names(names: list[Any]) -> None:
+    """Refuse, before any simulation, summary names that the run's result could not label
+    its ranks with (:meth:`CalibrationResult.to_inference_data`, the netCDF file of
+    ``bayesphys calibrate``): a name that is no non-empty string, one holding ``/`` (netCDF
+    and ArviZ 1.x read it as a group path) or ``sbc_n_draws`` (the stored ``L``). They
+    failed only at the export, after the ``N`` inferences."""
+    bad = [k for k in names if not isinstance(k, str) or not k]
+    if bad:
+        raise TypeError(f"summaries: expected non-empty strings as names, received {bad!r}")
+    slash = [k for k in names if "/" in k]
+    if slash:
+        raise ValueError(
+            f"summaries: expected names without '/' (the ranks' netCDF export reads it as a "
+            f"group path), received {slash!r}"
+        )
+    if "sbc_n_draws" in names:
+        raise ValueError(
+            "summaries: 'sbc_n_draws' is the name the ranks' export gives the number of draws "
+            "L; rename the summary"
+        )
+
+
+def simulated(simulate: Callable[..., tuple[Any, Any]], n: int, seed: int) -> tuple[Tensor, Any]:
+    """``simulate(n, seed=seed)`` checked: a pair ``(theta, data)`` with ``theta [n, *event]``
+    (an array, or a list of ``n`` arrays ``[*event]``; returned as one tensor); ``TypeError`` /
+    ``ValueError`` naming ``simulate`` otherwise (the
+    shared check of :func:`simulate_and_infer` and
+    :func:`~bayesphys.diagnostics.fit_recalibration`)."""
+    out = simulate(n, seed=seed)
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        got = f"a {type(out).__name__}"
+        if isinstance(out, (tuple, list)):
+            got += f" of {len(out)} items"
+        raise TypeError(
+            f"simulate: expected simulate(n, seed=) to return (theta, data), received {got}"
+        )
+    theta, data = out
+    if isinstance(theta, (list, tuple)) and any(isinstance(t, (Tensor, np.ndarray)) for t in theta):
+        # one array per problem: stacked (torch.as_tensor failed on a list of tensors with
+        # "only one element tensors can be converted to Python scalars")
+        try:
+            theta = torch.stack([torch.as_tensor(t) for t in theta])
+        except (RuntimeError, TypeError, ValueError) as err:
+            raise ValueError(
+                f"simulate: expected theta [n, *event], or n arrays of one shape, received a "
+                f"{type(theta).__name__} of arrays that do not stack ({err})"
+            ) from None
+    theta = torch.as_tensor(theta)
+    if theta.ndim == 0 or theta.shape[0] != n:
+        raise ValueError(
+            f"simulate: expected theta with leading dim {n}, received {tuple(theta.shape)}"
+        )
+    return theta, data
+
+
 def as_draws_or_posterior(value: Any, where: str) -> Posterior | Tensor:
     """What ``infer`` returned: a ``Posterior`` as it is, draws ``[L, *event]`` (a tensor or a
     numpy array) as a tensor; anything else a ``TypeError`` naming the protocol members it
@@ -349,7 +404,9 @@ def simulate_and_infer(
         per run, or return the ``Posterior`` and let this function draw.
     summaries:
         ``{name: f}`` with ``f: [*S, *event] -> [*S]``; default: every element of a small
-        parameter vector (:func:`default_summaries`).
+        parameter vector (:func:`default_summaries`). Names are non-empty strings without
+        ``/`` and other than ``sbc_n_draws`` (the ranks' export labels them), checked before
+        the first simulation.
     n_sims, n_draws:
         ``N`` problems, ``L`` posterior draws each (ranks take ``L + 1`` values).
     field_levels:
@@ -384,19 +441,9 @@ def simulate_and_infer(
         bad = [k for k, f in summaries.items() if not callable(f)]
         if bad:
             raise TypeError(f"summaries: expected callables, received non-callable {bad}")
+        check_summary_names(list(summaries))
     t0 = time.perf_counter()
-    out = simulate(n_sims, seed=seed)
-    if not isinstance(out, (tuple, list)) or len(out) != 2:
-        raise TypeError(
-            f"simulate: expected simulate(n, seed=) to return (theta, data), received "
-            f"{type(out).__name__}"
-        )
-    theta, data = out
-    theta = torch.as_tensor(theta)
-    if theta.ndim == 0 or theta.shape[0] != n_sims:
-        raise ValueError(
-            f"simulate: expected theta with leading dim {n_sims}, received {tuple(theta.shape)}"
-        )
+    theta, data = simulated(simulate, n_sims, seed)
     summaries = dict(summaries or default_summaries(theta.shape[1:]))
     names = list(summaries)
 
@@ -423,6 +470,22 @@ def simulate_and_infer(
     def infer_one(i: int) -> None:
         """Infer problem ``i``, record its summaries and field coverage."""
         post = as_draws_or_posterior(infer(data[i]), f"problem {i}")
+        # the object's shape before any draw is taken: draws [*event, L'] (the draws axis
+        # last) were refused as too few draws ("n_draws: expected at most ..."), or thinned
+        # and then refused as draws of another shape
+        want = tuple(theta.shape[1:])
+        if isinstance(post, Tensor):
+            # a 0-d tensor holds no draws axis (it failed with an IndexError)
+            got = tuple(post.shape[1:]) if post.ndim else None
+            what = f"draws {tuple(post.shape)} ([L', *event])"
+        else:
+            got = (*post.batch_shape, *post.event_shape)
+            what = f"a posterior of batch + event shape {got}"
+        if got != want:
+            raise ValueError(
+                f"infer: expected posterior draws of the simulated object's shape {want}, "
+                f"received {what} (problem {i})"
+            )
         g = None if isinstance(post, Tensor) else gen_for(post.device)
         d = posterior_draws(post, n_draws, generator=g)
         # the truth in the draws' floating dtype; among integer or bool draws in the
