@@ -251,10 +251,16 @@ class GaussianPosterior(_PosteriorBase):
                 if not bool(torch.isfinite(lo) & torch.isfinite(hi)):
                     check_finite("covariance", dense)
                 var = dense.diagonal(dim1=-2, dim2=-1)
-                if bool((var < 0).any()):
+                # below the rounding of the largest entry, as the symmetry check's tolerance: an
+                # exactly constrained (conditioned) variance of 0 lands at -1e-17, which the
+                # Cholesky of a smaller covariance accepts
+                tol = max(1e-6, 1e3 * torch.finfo(dense.dtype).eps)
+                scale = torch.maximum(hi, -lo)  # max |C| over the whole batch
+                neg = var < -tol * scale
+                if bool(neg.any()):
                     raise ValueError(
                         "covariance: expected a positive semi-definite matrix, received "
-                        f"{int((var < 0).sum())} negative variances on its diagonal (min "
+                        f"{int(neg.sum())} negative variances on its diagonal (min "
                         f"{float(var.min()):.3e})"
                     )
                 _check_symmetric(dense)

@@ -104,3 +104,18 @@ def test_a_dense_covariance_past_the_cholesky_check_is_still_validated(edit, mat
     GaussianPosterior(torch.zeros(n, dtype=F64), cov, validate=False)  # unchecked, as asked
     ok = GaussianPosterior(torch.zeros(n, dtype=F64), torch.eye(n, dtype=F64))
     assert float(ok.variance.min()) == 1.0
+
+
+@pytest.mark.parametrize("n", [200, 4097])
+def test_an_exactly_conditioned_variance_rounded_below_zero_is_accepted_at_every_size(n):
+    """A covariance conditioned on an exact observation of one point has a variance of 0 there,
+    which rounding may leave at -1e-17: the Cholesky check of a covariance up to 4096 points
+    accepts it, and the check of a larger one refused it as a negative variance."""
+    x = torch.linspace(0, 1, n, dtype=F64)
+    cov = torch.exp(-((x[:, None] - x[None]) ** 2) / 0.02) + 1e-6 * torch.eye(n, dtype=F64)
+    g = torch.zeros(1, n, dtype=F64)
+    g[0, 0] = 1.0
+    cov = cov - cov @ g.T @ torch.linalg.solve(g @ cov @ g.T, g @ cov)
+    cov[0, 0] = -1e-17
+    post = GaussianPosterior(torch.zeros(n, dtype=F64), cov)
+    assert float(post.variance[1:].min()) > 0
