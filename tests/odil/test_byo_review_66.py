@@ -3,10 +3,12 @@ the problem, not a torch error from inside the solvers."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
-from bayesphys.odil import DiscreteProblem, field_posterior, minimize, theta_covariance
+from bayesphys.odil import DiscreteProblem, cg, field_posterior, minimize, theta_covariance
 
 F64 = torch.float64
 
@@ -72,3 +74,30 @@ def test_a_constant_term_beside_dependent_ones_is_still_taken():
     # evaluating the loss without a graph is unaffected
     with torch.no_grad():
         assert float(prob.loss(x)) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("product", "match"),
+    [
+        (lambda a: lambda v: (a @ v)[:1], r"matvec: expected a tensor of its argument's shape"),
+        (lambda a: lambda v: (a @ v).tolist(), r"matvec: expected a tensor .* received list"),
+        (lambda a: lambda v: a @ v * math.nan, r"matvec: returned non-finite values"),
+    ],
+    ids=["short", "list", "nan"],
+)
+def test_cg_refuses_a_user_product_of_the_wrong_shape_or_not_finite(product, match):
+    """A matvec of another length was broadcast into the iterate: cg returned values of 1e15
+    without a word; a list failed inside torch with "only integer tensors of a single element
+    can be converted to an index"; a NaN product ran every iteration and returned NaN."""
+    a = torch.tensor([[4.0, 1.0], [1.0, 3.0]], dtype=F64)
+    b = torch.tensor([1.0, 2.0], dtype=F64)
+    with pytest.raises(ValueError, match=match):
+        cg(product(a), b, maxiter=20)
+    with pytest.raises(ValueError, match=match.replace("matvec", "precond")):
+        cg(lambda v: a @ v, b, precond=product(torch.eye(2, dtype=F64)), maxiter=20)
+    # a right product, one system and two columns, solves as before
+    x, _, rel = cg(lambda v: a @ v, b, precond=lambda v: v / 4.0, tol=1e-14)
+    assert rel <= 1e-14
+    torch.testing.assert_close(x, torch.linalg.solve(a, b))
+    xb, _, _ = cg(lambda v: a @ v, torch.stack([b, 2 * b], 1), tol=1e-14)
+    torch.testing.assert_close(xb, torch.linalg.solve(a, torch.stack([b, 2 * b], 1)))
