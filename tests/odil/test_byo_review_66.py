@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from bayesphys.odil import DiscreteProblem, cg, field_posterior, minimize, theta_covariance
+from bayesphys.odil import DiscreteProblem, cg, d2, field_posterior, minimize, theta_covariance
 
 F64 = torch.float64
 
@@ -101,3 +101,56 @@ def test_cg_refuses_a_user_product_of_the_wrong_shape_or_not_finite(product, mat
     torch.testing.assert_close(x, torch.linalg.solve(a, b))
     xb, _, _ = cg(lambda v: a @ v, torch.stack([b, 2 * b], 1), tol=1e-14)
     torch.testing.assert_close(xb, torch.linalg.solve(a, torch.stack([b, 2 * b], 1)))
+
+
+def _consistent_poisson() -> DiscreteProblem:
+    """A linear problem with an exact solution: u'' + a y = 0 (periodic), the mean of u
+    pinned, u observed at every fourth cell with the values of that solution's scale."""
+    n, h = 40, 1.0 / 40
+    y = torch.sin(2 * math.pi * torch.arange(n, dtype=F64) * h)
+
+    def res(f, p):
+        u = f["u"]
+        return {
+            "pde": d2(u, 0, h) + p["a"] * y,
+            "mass": (u.sum() * h) / 1e-3,
+            "data": (u[::4] - y[::4] / (4 * math.pi**2)) / 0.01,
+        }
+
+    return DiscreteProblem({"u": (n,)}, {"a": 1.0}, res)
+
+
+@pytest.mark.parametrize("method", ["gn", "lm"])
+@pytest.mark.parametrize("linear_solver", ["dense", "sparse"])
+def test_an_exactly_solved_linear_problem_ends_converged_at_round_off(method, linear_solver):
+    """The loss fell to 1e-28 in two steps and then changed by noise: above m eps^2 L0
+    (6.5e-29: the stencil's round-off scales with u / h^2, not with r0) and changing by far
+    more than 8 eps of itself, so GN and LM ran all their steps and ended "max steps",
+    converged=False."""
+    prob = _consistent_poisson()
+    x, fit = minimize(prob, method=method, linear_solver=linear_solver, steps=20)
+    assert fit.converged, fit.message
+    assert fit.steps <= 6, fit.message
+    assert fit.final_loss < 1e-26
+    # the same iterate as the full run, to round-off
+    x_all, _ = minimize(prob, method=method, linear_solver=linear_solver, steps=20, tol=None)
+    torch.testing.assert_close(x, x_all, rtol=0, atol=1e-13)
+
+
+def test_a_fit_short_of_round_off_is_not_stopped_by_the_last_place_rule():
+    """Only a loss below what one unit in the last place of x changes counts: a fit with a
+    real loss left (noisy data) still ends on its relative-decrease test, at the optimum."""
+    prob = _consistent_poisson()
+    gen = torch.Generator().manual_seed(0)
+    noise = 1e-3 * torch.randn(10, dtype=F64, generator=gen)
+    base = prob.residual_fn
+
+    def noisy(f, p):
+        out = dict(base(f, p))
+        out["data"] = out["data"] + noise / 0.01
+        return out
+
+    prob = DiscreteProblem({"u": (40,)}, {"a": 1.0}, noisy)
+    x, fit = minimize(prob, method="lm", linear_solver="dense", steps=20)
+    assert fit.converged and "round-off" not in fit.message, fit.message
+    assert fit.final_loss > 1e-3
