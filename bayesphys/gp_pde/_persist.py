@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,7 @@ from .._checkpoint import (
 )
 from .._device import model_device
 from ..problems.gp_pde import get_problem
-from ._setup import BUILT_SETTINGS
+from ._setup import BETA_IGNORED, BUILT_SETTINGS
 
 if TYPE_CHECKING:
     from .model import GPPDESolver
@@ -83,6 +84,8 @@ def _rebuild(cls: type[GPPDESolver], ck: dict[str, Any], path: Any, device) -> G
     # not read are kept in its config, and each load() repeated the warning at this line
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"solver_options \[.*\] will be ignored")
+        # the config always holds a beta (1.0 by default), which the model was built with
+        warnings.filterwarnings("ignore", message=re.escape(BETA_IGNORED))
         model = cls(
             None,
             x=axes,

@@ -40,6 +40,10 @@ NONLINEAR_SOLVERS = ("picard", "gauss-newton")
 ``"gauss-newton"``."""
 
 
+#: the start of the warning for a ``beta`` given with an equation that does not read it
+BETA_IGNORED = "beta: only equation='advection' reads it"
+
+
 def checked_args(
     *,
     problem,
@@ -184,6 +188,7 @@ def init_solver(
         solver_options=solver_options,
     )
     n_col, num_mixtures, beta = args["n_col"], args["num_mixtures"], args["beta"]
+    beta_given = beta  # the caller's, before a problem's or the default replaces it
     lam_b, jitter, freq_scale = args["lam_b"], args["jitter"], args["freq_scale"]
     nugget, solver_options = args["nugget"], args["solver_options"]
     model.device = model_device(device)
@@ -224,6 +229,15 @@ def init_solver(
         # a tensor source or boundary is read on the sorted grid: points must be in its order
         tensors = [n for n, v in (("source", source), ("boundary", boundary)) if not callable(v)]
         axes = parse_grid(x, dtype=model.dtype, device=model.device, grid_tensors="/".join(tensors))
+    if beta_given is not None and equation != "advection":
+        # beta=5 with the Poisson equation (read as a coefficient, D u'' = f) was kept in
+        # config and changed nothing, without a word
+        warnings.warn(
+            f"{BETA_IGNORED} (equation {equation!r} is solved as stated; beta={beta_given:g} is "
+            "not a coefficient of it)",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
     model.axes = axes
     model.shape = tuple(a.numel() for a in axes)
     model.f = eval_on_grid("source", source, axes)

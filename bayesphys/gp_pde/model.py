@@ -74,7 +74,9 @@ class GPPDESolver:
     boundary: :math:`u` on the boundary, as a callable or a grid tensor (only faces are read,
         and only they must be finite: NaN inside marks "unknown").
     equation: ``"poisson"`` (default), ``"allencahn"`` or ``"advection"`` (with ``beta``,
-        default 1); with a problem, the problem's (a different value is refused).
+        default 1); with a problem, the problem's (a different value is refused). ``beta``
+        is read by advection only: given with another equation, it is ignored with a
+        ``UserWarning`` (it is no coefficient of the Poisson or Allen-Cahn operator).
     num_mixtures: :math:`Q` per dimension; kind: ``"stm"`` (Matern-5/2 x cos) or ``"gm"``.
     method: ``"gp-hm"`` (ours) or ``"ref"`` (paper settings); weighting: residual metric
         (default ``"identity"`` in 1-D and for ``ref``, ``"prior"`` for ``gp-hm`` in 2-D).

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import Tensor
 
 from .._checks import check_int, check_real
@@ -30,14 +31,44 @@ def cg(
     (and ``precond``, if given) callables, ``b`` a tensor and ``x0`` of ``b``'s shape (taken
     in ``b``'s dtype and on its device, as :func:`minimize` takes its ``x0`` in the problem's);
     ``b`` and ``x0`` finite (a NaN right-hand side ran all ``maxiter`` iterations and returned
-    a NaN solution without a word).
+    a NaN solution without a word); each ``matvec(v)`` and ``precond(v)`` a finite tensor of
+    ``v``'s shape (a ``ValueError`` naming it otherwise).
     """
     if isinstance(b, Tensor):
         check_finite("b", b)
     if isinstance(x0, Tensor):
         check_finite("x0", x0)
-    x, it, rel, _ = cg_with_breakdown(matvec, b, x0=x0, tol=tol, maxiter=maxiter, precond=precond)
+    _check_callable("matvec", matvec)
+    if precond is not None:
+        _check_callable("precond", precond)
+        precond = _checked_product("precond", precond)
+    x, it, rel, _ = cg_with_breakdown(
+        _checked_product("matvec", matvec), b, x0=x0, tol=tol, maxiter=maxiter, precond=precond
+    )
     return x, it, rel
+
+
+def _checked_product(name: str, fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """``fn`` (a user's ``matvec`` or ``precond`` of :func:`cg`) refusing, by ``name``, a
+    result that is not a tensor of its argument's shape (a product of another length was
+    broadcast into the iterate: CG returned values of 1e15 without a word; a list failed
+    inside torch) or not finite (every remaining iteration ran on NaN)."""
+
+    def product(v: Tensor) -> Tensor:
+        out = fn(v)
+        if not isinstance(out, Tensor) or out.shape != v.shape:
+            got = f"shape {tuple(out.shape)}" if isinstance(out, Tensor) else type(out).__name__
+            raise ValueError(
+                f"{name}: expected a tensor of its argument's shape {tuple(v.shape)} (b's), "
+                f"received {got}"
+            )
+        if not bool(torch.isfinite(out).all()):
+            raise ValueError(
+                f"{name}: returned non-finite values (NaN or infinite) for a finite argument"
+            )
+        return out
+
+    return product
 
 
 def cg_with_breakdown(

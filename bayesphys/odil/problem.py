@@ -66,7 +66,9 @@ class DiscreteProblem:
     ``params`` and ``multigrid`` are dicts, a field and a parameter never share a name,
     parameter values are finite reals, and ``residuals`` can be called with two positional
     arguments, and there is at least one unknown. Each residual term must be a real tensor
-    (checked when it is evaluated).
+    (checked when it is evaluated), and where the unknowns are recorded for reverse mode
+    (the solvers and the Laplace posterior) at least one term must depend on them: a
+    ``ValueError`` naming ``residuals`` otherwise.
     """
 
     def __init__(
@@ -219,6 +221,20 @@ class DiscreteProblem:
                     f"residuals: expected real residuals, received {v.dtype} for {k!r} (split "
                     "a complex residual into its real and imaginary parts, two real terms)"
                 )
+        # unknowns recorded for reverse mode (the GN/LM, Laplace and Adam/L-BFGS paths) and
+        # no term on their graph: every solver failed inside torch with "element 0 of
+        # tensors does not require grad and does not have a grad_fn"
+        if (
+            torch.is_grad_enabled()
+            and x.requires_grad
+            and not any(v.requires_grad for v in out.values())
+        ):
+            raise ValueError(
+                f"residuals: no term depends on the unknowns (terms {list(out)}); each was "
+                "computed without the fields and parameters it was given, or cut from them "
+                "(.detach(), .item(), float(), .numpy(), a new torch.tensor(...)): build "
+                "the residuals from f[name] and p[name] with torch operations"
+            )
         return dict(out)
 
     def residual(self, x: Tensor) -> Tensor:

@@ -102,14 +102,19 @@ def minimize(
         :math:`\max_i|\delta_i| \le 8\,\varepsilon \max_i|x_i|` (:math:`\varepsilon` the
         dtype's machine epsilon) whose loss is at round-off too, :math:`L_k \le
         m\,\varepsilon^2 L_0` (:math:`m` residuals: :math:`\lVert r_k\rVert \le \sqrt
-        m\,\varepsilon \lVert r_0\rVert`) or :math:`|L_{k-1} - L_k| \le 8\,\varepsilon
-        L_{k-1}`. An exactly solved linear problem, whose loss falls to round-off in one step
-        and then changes by noise, would otherwise end at ``steps`` with ``converged=False``.
+        m\,\varepsilon \lVert r_0\rVert`), :math:`|L_{k-1} - L_k| \le 8\,\varepsilon
+        L_{k-1}`, or :math:`L_k \le \tfrac12\lVert r(x + \varepsilon\,x\odot s) -
+        r(x)\rVert^2` (``s`` fixed random signs: the change one unit in the last place of every
+        unknown makes; a stencil's round-off scales with its terms, not with :math:`r_0`, and an
+        exactly solved Poisson problem stayed above the first two). An exactly solved linear
+        problem, whose loss falls to round-off in one step and then changes by noise, would
+        otherwise end at ``steps`` with ``converged=False``.
         Each test alone also holds mid-fit (a heavily damped LM step; a small field beside a
         large parameter; a large penalty solved at once while the rest is not), hence both.
         LM ends the same way, at the iterate it keeps, on a step it rejects with
         :math:`\max_i|\delta_i| \le 8\,\varepsilon \max_i|x_i|` when the loss before and
-        after it are both :math:`\le m\,\varepsilon^2 L_0`: whether such a step raised or
+        after it are both :math:`\le m\,\varepsilon^2 L_0` (or both below that last-place
+        change): whether such a step raised or
         lowered the loss is round-off, which differs between machines' kernels.
         ``tol=None``: run all ``steps``. Whatever ``tol``, LM stops when its damping passes
         :math:`10^{16}` without an accepted step ("stalled"): converged if the least damped

@@ -289,7 +289,9 @@ def test_model_settings_that_agree_are_accepted():
         GPPDESolver(x=[x], source=torch.sin(x), boundary=torch.zeros(9), n_col=12)
     m = GPPDESolver("advection-low", beta=2.0, equation="advection", n_col=8, num_mixtures=2)
     assert m.config["beta"] == 2.0
-    assert GPPDESolver("poisson1d-low", beta=5.0, num_mixtures=2).config["beta"] == 0.0  # unused
+    with pytest.warns(UserWarning, match=r"^beta: only equation='advection' reads it"):
+        unused = GPPDESolver("poisson1d-low", beta=5.0, num_mixtures=2)  # beta: not read
+    assert unused.config["beta"] == 0.0
     m = GPPDESolver(
         "allencahn2d-low",
         n_col=8,
