@@ -8,6 +8,8 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from .._stack import user_stacklevel
+
 __all__ = ["check_model", "check_fit_result", "check_posterior"]
 
 #: the attributes of a :class:`~bayesphys.FitResult` the table reads
@@ -44,7 +46,7 @@ def check_fit_result(model: Any, fit: Any) -> None:
         "table's fit_seconds, converged, steps, final_loss and message of this problem are "
         "blanks (NaN, False, 0, ''), not its fit's; return a bayesphys.FitResult to fill them",
         UserWarning,
-        stacklevel=2,
+        stacklevel=user_stacklevel(),
     )
 
 
