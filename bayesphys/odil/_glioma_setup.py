@@ -42,6 +42,11 @@ MAX_MODEL_STEPS = 200_000
 #: atlas cases use 1 to 8 mm)
 MAX_VOXEL_FOCI = 10.0
 
+#: how far ``wm + gm`` may exceed 1 in a voxel: the rounding of maps stored as bytes (SPM's
+#: ``c1`` / ``c2`` in steps of 1/255 sum to at most 1 + 1/255) or resampled apart; more is
+#: not a probability of one voxel (a map given twice, a mask beside a probability map)
+TISSUE_SUM_TOL = 0.05
+
 #: the settings a model reads only at construction: its crop, the tissue faces, the number of
 #: time steps and the number of foci are derived from them (the rest of ``config`` is read at
 #: every use and may be assigned between fits)
@@ -95,6 +100,7 @@ def init_glioma(
                 f"{name}: expected tissue probabilities in [0, 1], received values in "
                 f"[{float(m.min()):.3g}, {float(m.max()):.3g}]"
             )
+    check_tissue_sum(model.wm, model.gm)
     lab = own_memory(checked_labels(labels, shape, model.device), labels)
     model.labels = lab
     st = checked_settings(
@@ -207,6 +213,24 @@ def init_glioma(
     # (shift, scale) of the recalibration map applied to the fitted posterior, if any
     model.recalibration = None
     model.result = None
+
+
+def check_tissue_sum(wm: Tensor, gm: Tensor) -> None:
+    """Refuse (``ValueError`` naming ``wm`` and ``gm``, the largest sum and a voxel where it
+    is) tissue maps ``[*grid]`` whose sum exceeds 1 by more than :data:`TISSUE_SUM_TOL`: the
+    white- and grey-matter probabilities of one voxel (with CSF's, 1 in all) cannot. Such maps
+    (the same map given twice, a brain mask as ``gm``) were fitted without a word, with the
+    diffusivity :math:`D_w(W + G/r)` of tissue that does not exist."""
+    total = wm + gm
+    top = float(total.max())
+    if top > 1.0 + TISSUE_SUM_TOL:
+        where = [int(i) for i in torch.unravel_index(total.argmax(), total.shape)]
+        raise ValueError(
+            f"wm, gm: expected tissue probabilities of one voxel, wm + gm <= 1 (up to "
+            f"{TISSUE_SUM_TOL:g} over for rounding), received wm + gm = {top:.3g} at voxel "
+            f"{where}; give each voxel's probability of white and of grey matter (with CSF's "
+            "they sum to 1), e.g. divide both by max(1, wm + gm)"
+        )
 
 
 def check_built(model: GliomaModel, where: str) -> None:
