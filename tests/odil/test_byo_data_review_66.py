@@ -2,14 +2,18 @@
 voxel sum to at most 1 (CSF takes the rest). Maps that sum to more (the same map given twice,
 a brain mask given as ``gm``) were fitted without a word, with the diffusivity of tissue that
 does not exist; they are refused naming both maps, while the rounding of maps stored as bytes
-(SPM's ``c1`` / ``c2`` in steps of 1/255) is still taken."""
+(SPM's ``c1`` / ``c2`` in steps of 1/255) is still taken.
+
+``standard_margin_plan`` on a scan's own anisotropic grid (1 x 1 x 3 mm voxels): the margin in
+mm along each axis."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-from bayesphys.odil import GliomaModel
+from bayesphys.odil import GliomaModel, standard_margin_plan
 from bayesphys.problems.glioma import brain_phantom, synthetic_patient
 
 
@@ -57,3 +61,44 @@ def test_the_voxel_named_is_where_the_sum_is_largest(patient):
     wm[i, j], gm[i, j] = 1.0, 0.9
     with pytest.raises(ValueError, match=rf"wm \+ gm = 1\.9 at voxel \[{i}, {j}\]"):
         _model(patient, wm, gm)
+
+
+def test_standard_margin_plan_honours_anisotropic_voxels():
+    """A scan of 1 x 1 x 3 mm voxels on its own grid: the 6 mm margin reaches 6 voxels
+    in-plane and 2 slices across (it was refused: "spacing: expected a real number")."""
+    lab = torch.zeros(21, 21, 11, dtype=torch.long)
+    lab[10, 10, 5] = 2
+    brain = torch.ones_like(lab, dtype=torch.bool)
+    plan = standard_margin_plan(lab, brain, (1.0, 1.0, 3.0), margin_mm=6.0)
+    assert bool(plan[16, 10, 5]) and not bool(plan[17, 10, 5])
+    assert bool(plan[10, 16, 5]) and not bool(plan[10, 17, 5])
+    assert bool(plan[10, 10, 7]) and not bool(plan[10, 10, 8])
+    # the same grid resampled to 1 mm slices: the same extent in mm
+    fine = torch.zeros(21, 21, 31, dtype=torch.long)
+    fine[10, 10, 15] = 2
+    iso = standard_margin_plan(fine, torch.ones_like(fine, dtype=torch.bool), 1.0, margin_mm=6.0)
+    assert torch.equal(plan[:, :, 5], iso[:, :, 15])
+    assert torch.equal(plan[:, :, 7], iso[:, :, 21])
+    # as an array or tensor, and equal sizes as the single number
+    for sp in (np.array([1.0, 1.0, 3.0]), torch.tensor([1.0, 1.0, 3.0])):
+        assert torch.equal(standard_margin_plan(lab, brain, sp, margin_mm=6.0), plan)
+    assert torch.equal(
+        standard_margin_plan(lab, brain, (2.0, 2.0, 2.0), 6.0),
+        standard_margin_plan(lab, brain, 2.0, 6.0),
+    )
+
+
+@pytest.mark.parametrize(
+    ("spacing", "match"),
+    [
+        ((1.0, 3.0), r"spacing: expected one voxel size, or one per axis of the 3-D grid"),
+        ((1.0, 0.0, 3.0), r"spacing\[1\]: expected"),
+        ((1.0, float("nan"), 3.0), r"spacing\[1\]: expected"),
+        (torch.ones(3, 1), r"spacing: expected a voxel size or one per axis, received shape"),
+    ],
+)
+def test_standard_margin_plan_refuses_bad_per_axis_sizes_by_name(spacing, match):
+    lab = torch.zeros(5, 5, 5, dtype=torch.long)
+    lab[2, 2, 2] = 2
+    with pytest.raises(ValueError, match=match):
+        standard_margin_plan(lab, torch.ones_like(lab, dtype=torch.bool), spacing)
