@@ -8,6 +8,7 @@ and the names of :math:`\theta` ``[2 + K d]``; and the same model on another cro
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -213,6 +214,31 @@ def init_glioma(
     # (shift, scale) of the recalibration map applied to the fitted posterior, if any
     model.recalibration = None
     model.result = None
+    warn_lesion_at_edge(lab)  # last: a model refused for another reason is not warned of
+
+
+def warn_lesion_at_edge(labels: Tensor) -> None:
+    """Warn (``UserWarning`` naming ``labels`` and the edges) when lesion voxels of
+    ``labels [*grid]`` lie on the edge of the scan: the model's boundary there is closed (no
+    flux, as at the skull), so a volume cropped through the tumour (or a slice kept as a 3-D
+    array of one voxel along an axis) is fitted as a tumour held back at the crop, without a
+    word; on a 2-D phantom cropped to the lesion's bounding box :math:`D_w` moved by about one
+    posterior sd."""
+    sides = []
+    for k, n in enumerate(labels.shape):
+        for end, i in (("start", 0), ("end", n - 1)):
+            if bool((labels.select(k, i) > 0).any()):
+                sides.append(f"axis {k} {end}")
+    if sides:
+        warnings.warn(
+            f"labels: the lesion reaches the edge of the scan ({', '.join(sides)}), where the "
+            "model's boundary is closed (no flux, as at the skull): a tumour that goes on "
+            "beyond a cropped volume is fitted as one held back there; give the tissue maps "
+            "and labels with a margin around the lesion (crop_margin_mm, default 24 mm, sets "
+            "the solver's own crop)",
+            UserWarning,
+            stacklevel=5,  # the caller of GliomaModel(...)
+        )
 
 
 def check_tissue_sum(wm: Tensor, gm: Tensor) -> None:

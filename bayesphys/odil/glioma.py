@@ -73,6 +73,8 @@ class GliomaModel(GliomaPosteriorMixin):
         [0, 1] and ``wm + gm <= 1`` per voxel (CSF's probability is the rest; up to 0.05 over
         is taken as rounding).
     labels: segmentation ``[*grid]`` with values 0 (none), 1 (FLAIR edema), 2 (T1Gd core).
+        A lesion on the edge of the scan is warned of (``UserWarning``): the model's boundary
+        is closed there (no flux), so a volume cropped through the tumour holds it back.
     spacing: voxel size in mm: one number, or one per axis when all are equal (anisotropic
         voxels, e.g. 1 x 1 x 3 mm, are refused: the stencil is isotropic; resample the scan
         first). Positions (``focus_init``, the fitted foci) are in mm from the corner of voxel

@@ -5,9 +5,14 @@ does not exist; they are refused naming both maps, while the rounding of maps st
 (SPM's ``c1`` / ``c2`` in steps of 1/255) is still taken.
 
 ``standard_margin_plan`` on a scan's own anisotropic grid (1 x 1 x 3 mm voxels): the margin in
-mm along each axis."""
+mm along each axis.
+
+A lesion on the edge of the scan (a volume cropped through the tumour) is warned of: the
+model's boundary is closed there."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pytest
@@ -23,8 +28,9 @@ def patient():
     return {k: (v.numpy() if hasattr(v, "numpy") else v) for k, v in p.items()}
 
 
-def _model(p, wm, gm):
-    return GliomaModel(wm, gm, p["labels"], spacing=8.0, th_up=p["th_up"], th_down=p["th_down"])
+def _model(p, wm, gm, labels=None):
+    labels = p["labels"] if labels is None else labels
+    return GliomaModel(wm, gm, labels, spacing=8.0, th_up=p["th_up"], th_down=p["th_down"])
 
 
 @pytest.mark.parametrize(
@@ -102,3 +108,19 @@ def test_standard_margin_plan_refuses_bad_per_axis_sizes_by_name(spacing, match)
     lab[2, 2, 2] = 2
     with pytest.raises(ValueError, match=match):
         standard_margin_plan(lab, torch.ones_like(lab, dtype=torch.bool), spacing)
+
+
+def test_a_lesion_on_the_scan_edge_is_warned_of(patient):
+    """A volume cropped through the tumour: the model's boundary is closed there, so the fit
+    holds the tumour back at the crop; it was fitted without a word."""
+    idx = np.argwhere(patient["labels"] > 0)
+    lo, hi = idx.min(0), idx.max(0) + 1
+    sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    with pytest.warns(
+        UserWarning, match=r"labels: the lesion reaches the edge of the scan \(axis 0 start"
+    ):
+        _model(patient, patient["wm"][sl], patient["gm"][sl], patient["labels"][sl])
+    # not where the scan has a margin around the lesion (the phantom as it is)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _model(patient, patient["wm"], patient["gm"])
