@@ -87,6 +87,12 @@ _SMALLER: dict[str, list[tuple[str, str]]] = {
         (r"model\.fit\(\)", "model.fit(steps=2, progress=False)"),
         (r"num_samples=200", "num_samples=10"),
     ],
+    _key("docs/odil.md", "import numpy as np\nimport torch\n\nfrom bayesphys.odil import"): [
+        (r"num_samples=50", "num_samples=10"),
+    ],
+    _key("docs/probconserv.md", "import torch\n\nfrom bayesphys.probconserv import"): [
+        (r"steps=2000", "steps=2"),
+    ],
     _key("docs/probconserv.md", "from bayesphys.probconserv import"): [
         (r"seed=0\)", "seed=0, gp_width=8)"),
         (r"steps=1200", "steps=2"),
@@ -101,6 +107,14 @@ _SMALLER: dict[str, list[tuple[str, str]]] = {
 # what a block's comments state, checked after it (at full size, or as cut above where the cut
 # block already reaches the stated value)
 _CLAIMS = {
+    # the limit update meets the user's own b(t) on the user's non-uniform grid
+    _key("docs/probconserv.md", "import torch\n\nfrom bayesphys.probconserv import"): (
+        "assert float(gap.abs().max()) < 1e-12, gap\n"
+    ),
+    _key("docs/odil.md", "import numpy as np\nimport torch\n\nfrom bayesphys.odil import"): (
+        "assert plan.sum() == margin.sum() and score.shape == labels.shape\n"
+        "assert abs(est['x0'] - p['truth']['x0']) < spacing, est\n"
+    ),
     _key("docs/odil.md", "import math"): "assert abs(float(D_hat) - 0.1) < 0.01, float(D_hat)\n",
     # a user's own problem, at full size (about 6 s): 3.8e-6, every point inside 2 sd
     _key("docs/gp_pde.md", "import torch\n\nfrom bayesphys.gp_pde import GPPDESolver"): (

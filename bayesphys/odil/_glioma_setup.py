@@ -8,6 +8,7 @@ and the names of :math:`\theta` ``[2 + K d]``; and the same model on another cro
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -41,6 +42,11 @@ MAX_MODEL_STEPS = 200_000
 #: from the cell centres (2-D) starts the tumour at 0.5 exp(-25) ~ 7e-12 (phantom and
 #: atlas cases use 1 to 8 mm)
 MAX_VOXEL_FOCI = 10.0
+
+#: how far ``wm + gm`` may exceed 1 in a voxel: the rounding of maps stored as bytes (SPM's
+#: ``c1`` / ``c2`` in steps of 1/255 sum to at most 1 + 1/255) or resampled apart; more is
+#: not a probability of one voxel (a map given twice, a mask beside a probability map)
+TISSUE_SUM_TOL = 0.05
 
 #: the settings a model reads only at construction: its crop, the tissue faces, the number of
 #: time steps and the number of foci are derived from them (the rest of ``config`` is read at
@@ -95,6 +101,7 @@ def init_glioma(
                 f"{name}: expected tissue probabilities in [0, 1], received values in "
                 f"[{float(m.min()):.3g}, {float(m.max()):.3g}]"
             )
+    check_tissue_sum(model.wm, model.gm)
     lab = own_memory(checked_labels(labels, shape, model.device), labels)
     model.labels = lab
     st = checked_settings(
@@ -207,6 +214,49 @@ def init_glioma(
     # (shift, scale) of the recalibration map applied to the fitted posterior, if any
     model.recalibration = None
     model.result = None
+    warn_lesion_at_edge(lab)  # last: a model refused for another reason is not warned of
+
+
+def warn_lesion_at_edge(labels: Tensor) -> None:
+    """Warn (``UserWarning`` naming ``labels`` and the edges) when lesion voxels of
+    ``labels [*grid]`` lie on the edge of the scan: the model's boundary there is closed (no
+    flux, as at the skull), so a volume cropped through the tumour (or a slice kept as a 3-D
+    array of one voxel along an axis) is fitted as a tumour held back at the crop, without a
+    word; on a 2-D phantom cropped to the lesion's bounding box :math:`D_w` moved by about one
+    posterior sd."""
+    sides = []
+    for k, n in enumerate(labels.shape):
+        for end, i in (("start", 0), ("end", n - 1)):
+            if bool((labels.select(k, i) > 0).any()):
+                sides.append(f"axis {k} {end}")
+    if sides:
+        warnings.warn(
+            f"labels: the lesion reaches the edge of the scan ({', '.join(sides)}), where the "
+            "model's boundary is closed (no flux, as at the skull): a tumour that goes on "
+            "beyond a cropped volume is fitted as one held back there; give the tissue maps "
+            "and labels with a margin around the lesion (crop_margin_mm, default 24 mm, sets "
+            "the solver's own crop)",
+            UserWarning,
+            stacklevel=5,  # the caller of GliomaModel(...)
+        )
+
+
+def check_tissue_sum(wm: Tensor, gm: Tensor) -> None:
+    """Refuse (``ValueError`` naming ``wm`` and ``gm``, the largest sum and a voxel where it
+    is) tissue maps ``[*grid]`` whose sum exceeds 1 by more than :data:`TISSUE_SUM_TOL`: the
+    white- and grey-matter probabilities of one voxel (with CSF's, 1 in all) cannot. Such maps
+    (the same map given twice, a brain mask as ``gm``) were fitted without a word, with the
+    diffusivity :math:`D_w(W + G/r)` of tissue that does not exist."""
+    total = wm + gm
+    top = float(total.max())
+    if top > 1.0 + TISSUE_SUM_TOL:
+        where = [int(i) for i in torch.unravel_index(total.argmax(), total.shape)]
+        raise ValueError(
+            f"wm, gm: expected tissue probabilities of one voxel, wm + gm <= 1 (up to "
+            f"{TISSUE_SUM_TOL:g} over for rounding), received wm + gm = {top:.3g} at voxel "
+            f"{where}; give each voxel's probability of white and of grey matter (with CSF's "
+            "they sum to 1), e.g. divide both by max(1, wm + gm)"
+        )
 
 
 def check_built(model: GliomaModel, where: str) -> None:

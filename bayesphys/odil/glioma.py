@@ -69,9 +69,18 @@ class GliomaModel(GliomaPosteriorMixin):
 
     Parameters
     ----------
-    wm, gm: white/grey-matter probability maps ``[*grid]`` (``d`` = 2 or 3 axes).
+    wm, gm: white/grey-matter probability maps ``[*grid]`` (``d`` = 2 or 3 axes), each in
+        [0, 1] and ``wm + gm <= 1`` per voxel (CSF's probability is the rest; up to 0.05 over
+        is taken as rounding).
     labels: segmentation ``[*grid]`` with values 0 (none), 1 (FLAIR edema), 2 (T1Gd core).
-    spacing: voxel size in mm. th_up, th_down: the T1Gd / FLAIR thresholds of :math:`c`.
+        A lesion on the edge of the scan is warned of (``UserWarning``): the model's boundary
+        is closed there (no flux), so a volume cropped through the tumour holds it back.
+    spacing: voxel size in mm: one number, or one per axis when all are equal (anisotropic
+        voxels, e.g. 1 x 1 x 3 mm, are refused: the stencil is isotropic; resample the scan
+        first). Positions (``focus_init``, the fitted foci) are in mm from the corner of voxel
+        0 along the array's axes: the centre of voxel ``i`` is at ``(i + 0.5) * spacing``, not
+        at the scanner (world) coordinates of a NIfTI affine.
+    th_up, th_down: the T1Gd / FLAIR thresholds of :math:`c`.
     t_end: days from the focus to the scan. dg_ratio: :math:`D_w/D_g`.
     pet: optional PET map ``[*grid]``, modelled as ``pet_scale * c + N(0, pet_sigma^2)`` on
         lesion voxels.
@@ -115,11 +124,12 @@ class GliomaModel(GliomaPosteriorMixin):
     an int ``>= 1``; ``crop_margin_mm`` ``None`` or ``>= 0``; ``crop_scale`` ``None`` or
     ``>= 1``; ``seed`` ``None`` or an int; prior sds ``> 0``;
     ``dtype`` float32 or float64 (half precision is refused: the fit's linear algebra has none);
-    ``wm``, ``gm`` finite probabilities in [0, 1]. Lengths are in mm and times in days: a
-    ``spacing`` that makes the scan narrower than the focus (3 mm; a voxel size in metres) or
-    voxels wider than 30 mm (micrometres: the focus falls between the cell centres) and a
-    forward solve of more than 200 000 explicit steps (``t_end`` in seconds) are refused
-    (``ValueError`` naming the settings and their units). The settings read from ``config``
+    ``wm``, ``gm`` finite probabilities in [0, 1] whose sum is at most 1.05. Lengths are in
+    mm and times in days: a ``spacing`` that makes the scan narrower than the focus (3 mm; a
+    voxel size in metres) or voxels wider than 30 mm (micrometres: the focus falls between
+    the cell centres) and a forward solve of more than 200 000 explicit steps (``t_end`` in
+    seconds) are refused (``ValueError`` naming the settings and their units). The settings
+    read from ``config``
     at every use (the thresholds, ``seg_sigma``, ``pet_sigma``, ``pet_scale``, ``noise_corr_mm``,
     ``model_error``) are checked there the same way, a value assigned later included
     (``ValueError`` naming ``config['...']``). A ``theta`` passed to :meth:`forward`,

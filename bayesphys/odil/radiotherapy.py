@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -44,7 +45,40 @@ def _mask(name: str, a: Tensor) -> Tensor:
     return a != 0
 
 
-def _distance_mm(mask: Tensor, spacing: float) -> Tensor:
+def _voxel_mm(spacing: float | Tensor | tuple, ndim: int) -> float | tuple[float, ...]:
+    """The voxel size in mm: a number (a one-element real tensor or array counts as its
+    number), or one size per axis of the ``ndim``-D grid (anisotropic voxels, e.g.
+    ``(1, 1, 3)``), each > 0 and finite; a ``ValueError`` / ``TypeError`` naming ``spacing``
+    otherwise."""
+    if isinstance(spacing, (Tensor, np.ndarray)):
+        complex_ = (
+            spacing.is_complex() if isinstance(spacing, Tensor) else spacing.dtype.kind == "c"
+        )
+        if not complex_:
+            if spacing.ndim > 1:
+                raise ValueError(
+                    f"spacing: expected a voxel size or one per axis, received shape "
+                    f"{tuple(spacing.shape)}"
+                )
+            # a 0-d tensor, as GliomaModel's own spacing check takes
+            spacing = spacing.item() if spacing.ndim == 0 else spacing.tolist()
+    if isinstance(spacing, (tuple, list)):
+        if len(spacing) == 1:
+            spacing = spacing[0]
+        elif len(spacing) != ndim:
+            raise ValueError(
+                f"spacing: expected one voxel size, or one per axis of the {ndim}-D grid, "
+                f"received {len(spacing)} sizes {list(spacing)}"
+            )
+        else:
+            return tuple(
+                check_real(f"spacing[{k}]", v, minimum=0.0, strict=True)
+                for k, v in enumerate(spacing)
+            )
+    return check_real("spacing", spacing, minimum=0.0, strict=True)
+
+
+def _distance_mm(mask: Tensor, spacing: float | tuple[float, ...]) -> Tensor:
     from scipy import ndimage
 
     m = mask.detach().cpu().numpy().astype(bool)
@@ -53,17 +87,20 @@ def _distance_mm(mask: Tensor, spacing: float) -> Tensor:
 
 
 def standard_margin_plan(
-    labels: Tensor, brain: Tensor, spacing: float | Tensor, margin_mm: float = 15.0
+    labels: Tensor,
+    brain: Tensor,
+    spacing: float | Tensor | tuple[float, ...],
+    margin_mm: float = 15.0,
 ) -> Tensor:
-    """Core (label 2; label >= 1 if no core) dilated by ``margin_mm`` (Euclidean), within the brain.
+    r"""Core (label 2; label >= 1 if no core) dilated by ``margin_mm`` (Euclidean), in the brain.
 
     ``labels``, ``brain`` ``[*grid]``: labels integers in {0, 1, 2} (anything else, NaN
     included, is refused), ``brain`` a boolean or 0/1 mask; ``spacing`` the voxel size in mm
-    (> 0; a number or a one-element tensor)."""
+    (> 0; a number or a one-element tensor), or one size per axis of the grid for anisotropic
+    voxels (e.g. ``(1.0, 1.0, 3.0)`` for a scan of 3 mm slices on its own grid): the margin is
+    the Euclidean distance in mm, :math:`\sqrt{\sum_k (h_k \Delta i_k)^2} \le` ``margin_mm``."""
     _same_grid(labels=labels, brain=brain)
-    if isinstance(spacing, Tensor) and spacing.numel() == 1 and not spacing.is_complex():
-        spacing = spacing.item()  # a 0-d tensor, as GliomaModel's own spacing check takes
-    spacing = check_real("spacing", spacing, minimum=0.0, strict=True)
+    spacing = _voxel_mm(spacing, labels.ndim)
     margin_mm = check_real("margin_mm", margin_mm, minimum=0.0)
     labels = label_values(labels)
     brain = _mask("brain", brain)

@@ -165,6 +165,25 @@ def _check_inside_domain(name: str, xv: Tensor, problem: GPMEProblem, eps: float
             )
 
 
+def check_known_params(params: Tensor, problem: GPMEProblem) -> None:
+    """Refuse (``ValueError`` naming ``data.params``) validation functions ``params [B]`` whose
+    parameter is not finite or lies outside the problem's ``param_domain``: ``calibrate``
+    scores Step 1 against the problem's exact solution at each function's parameter, so a
+    function of unknown parameter (NaN, as :meth:`~ProbConserv.posterior` takes with a
+    ``mass``) has no truth to score against. Such data failed only after the Step-1 pass, in
+    the exact solution, under the family's parameter name (``m``), not the argument given."""
+    p = params.detach().to(_F64)
+    bad = int((~torch.isfinite(p)).sum())
+    if bad:
+        raise ValueError(
+            f"data.params: expected the known parameter ({problem.param_name}) of every "
+            f"validation function, received {bad} NaN/Inf of {p.numel()}; calibrate scores "
+            f"Step 1 against the exact {problem.name} solution at these parameters (data's "
+            "targets are not read), so pass only functions whose parameter is known"
+        )
+    problem.check_params("data.params", float(p.min()), float(p.max()))
+
+
 def check_mass(mass, n_functions: int, n_times: int, device: torch.device) -> Tensor:
     """A user's ``mass`` as ``[B, nt]`` float64 on the model's ``device``, or a clear error
     naming the expected shape."""
@@ -222,6 +241,7 @@ def check_calibrate_settings(
         )
     if data is not None:
         check_data("data", data, problem, targets=False)
+        check_known_params(data.params, problem)
     else:
         n_functions = check_int("n_functions", n_functions, minimum=1)
     seed = check_optional_seed("seed", seed)

@@ -391,8 +391,13 @@ class ProbConserv:
         :math:`\Sigma \to c\Sigma`); ``"coverage90"`` gives
         :math:`c = (q_{0.9}(|z|) / 1.645)^2` (the scale whose central 90 % intervals cover 90 %
         of the validation values). ``data=None`` draws ``n_functions`` validation
-        functions from the training distribution (never the test parameters). The scale is
-        applied to :math:`\Sigma` before Step 2 (the limit update's mean does not depend on
+        functions from the training distribution (never the test parameters). ``data`` (a
+        :class:`~bayesphys.problems.gpme.GPMEData` of this problem) gives them instead: its
+        contexts and parameters are read, its targets are not, since every objective scores
+        Step 1 against the problem's exact solution :math:`u` at each function's parameter on
+        the grid above; so each parameter must be known, finite and inside the family's
+        domain (``ValueError`` naming ``data.params`` otherwise, before any prediction). The
+        scale is applied to :math:`\Sigma` before Step 2 (the limit update's mean does not depend on
         it) and is saved with the model.
 
         A setting of a mode that is off is refused rather than ignored when it differs from
