@@ -7,8 +7,11 @@ and the names of :math:`\theta` ``[2 + K d]``; and the same model on another cro
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -17,6 +20,7 @@ from torch import Tensor
 from .._checkpoint import check_built_settings, shape_settings
 from .._checks import did_you_mean
 from .._device import as_tensor, model_device, own_memory, single_or_double
+from .._stack import user_stacklevel
 from ..problems.fisher_kolmogorov import SCHEMES, stable_steps, tissue_faces
 from ._focal import FOCAL_WIDTH_MM, kmeans_foci
 from .glioma_inputs import CONFIG_KEYS, checked_labels, checked_settings, lesion_crop
@@ -217,6 +221,22 @@ def init_glioma(
     warn_lesion_at_edge(lab)  # last: a model refused for another reason is not warned of
 
 
+#: set while a model is rebuilt from one the user made (load, recrop): its data were warned
+#: of when that model was built
+_REBUILDING = contextvars.ContextVar("bayesphys_glioma_rebuilding", default=False)
+
+
+@contextlib.contextmanager
+def rebuilding_quietly() -> Iterator[None]:
+    """Within this block :func:`warn_lesion_at_edge` is silent: the model being built holds the
+    data of one built (and warned of) before, read back by ``load`` or recropped."""
+    token = _REBUILDING.set(True)
+    try:
+        yield
+    finally:
+        _REBUILDING.reset(token)
+
+
 def warn_lesion_at_edge(labels: Tensor) -> None:
     """Warn (``UserWarning`` naming ``labels`` and the edges) when lesion voxels of
     ``labels [*grid]`` lie on the edge of the scan: the model's boundary there is closed (no
@@ -224,6 +244,8 @@ def warn_lesion_at_edge(labels: Tensor) -> None:
     array of one voxel along an axis) is fitted as a tumour held back at the crop, without a
     word; on a 2-D phantom cropped to the lesion's bounding box :math:`D_w` moved by about one
     posterior sd."""
+    if _REBUILDING.get():
+        return
     sides = []
     for k, n in enumerate(labels.shape):
         for end, i in (("start", 0), ("end", n - 1)):
@@ -237,7 +259,7 @@ def warn_lesion_at_edge(labels: Tensor) -> None:
             "and labels with a margin around the lesion (crop_margin_mm, default 24 mm, sets "
             "the solver's own crop)",
             UserWarning,
-            stacklevel=5,  # the caller of GliomaModel(...)
+            stacklevel=user_stacklevel(),
         )
 
 
@@ -277,19 +299,20 @@ def recropped(
     st = {k: getattr(model, k) for k in ("wm", "gm", "labels", "pet")}
     st["focus_init"] = model.focus_init.reshape(model.n_foci, model.ndim)
     cfg = model.config
-    other = type(model)(
-        st["wm"],
-        st["gm"],
-        st["labels"],
-        pet=st["pet"],
-        focus_init=st["focus_init"],
-        **{k: cfg[k] for k in CONFIG_KEYS},
-        crop_margin_mm=crop_margin_mm,
-        crop_scale=crop_scale,
-        device=model.device,
-        dtype=model.dtype,
-        seed=cfg["seed"],
-    )
+    with rebuilding_quietly():
+        other = type(model)(
+            st["wm"],
+            st["gm"],
+            st["labels"],
+            pet=st["pet"],
+            focus_init=st["focus_init"],
+            **{k: cfg[k] for k in CONFIG_KEYS},
+            crop_margin_mm=crop_margin_mm,
+            crop_scale=crop_scale,
+            device=model.device,
+            dtype=model.dtype,
+            seed=cfg["seed"],
+        )
     # copies: an in-place edit of one model's posterior changed the other's (the tensors were
     # shared), against "returns a new model"
     other.theta, other.theta_cov = (

@@ -124,3 +124,22 @@ def test_a_lesion_on_the_scan_edge_is_warned_of(patient):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _model(patient, patient["wm"], patient["gm"])
+
+
+def test_the_edge_warning_is_at_the_users_line_once_not_on_load_or_recrop(patient, tmp_path):
+    """The warning pointed five frames up whatever the path (into the loader on load), and a
+    load or a recrop of a model warned of its data again."""
+    idx = np.argwhere(patient["labels"] > 0)
+    lo, hi = idx.min(0), idx.max(0) + 1
+    sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        model = _model(patient, patient["wm"][sl], patient["gm"][sl], patient["labels"][sl])
+    (w,) = [r for r in rec if "edge of the scan" in str(r.message)]
+    assert w.filename == __file__
+    model.save(tmp_path / "edge.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        back = GliomaModel.load(tmp_path / "edge.pt")
+        back.recrop(crop_margin_mm=8.0)
+    assert torch.equal(back.labels, model.labels)
