@@ -111,6 +111,47 @@ def _executor(monkeypatch, tmp_path):
     return _message(lambda: fit_many([prob], lambda p: None, executor="spark"))
 
 
+def _untrained_treatment(monkeypatch, tmp_path):
+    from bayesphys.problems.populations import PopulationPairs
+
+    g = torch.Generator().manual_seed(0)
+    src = [torch.randn(20, 2, generator=g) for _ in range(2)]
+    data = PopulationPairs(
+        name="screen",
+        source=src * 2,
+        target=[s + 1.0 for s in src] * 2,
+        source_id=torch.tensor([0, 1, 0, 1]),
+        splits={"train": [0, 1], "test": [2, 3]},  # treatment 1 held out of training
+        paired=False,
+        treatment=torch.tensor([0, 0, 1, 1]),
+        num_treatments=2,
+    )
+    model = MetaFlowMatching(data, **TINY_MFM, seed=0)
+    model.fit(steps=1, progress=False)
+    return _message(lambda: model.predict(src, [1, 1]))
+
+
+def _lesion_at_edge(monkeypatch, tmp_path):
+    from bayesphys.odil import GliomaModel
+    from bayesphys.problems.glioma import brain_phantom, synthetic_patient
+
+    p = synthetic_patient(0, phantom=brain_phantom(16, 8.0))
+    cut = slice(0, int(torch.nonzero(p["labels"] > 0)[:, 0].min()) + 1)  # through the lesion
+    return _message(
+        lambda: GliomaModel(
+            p["wm"][cut], p["gm"][cut], p["labels"][cut], spacing=8.0, th_up=0.6, th_down=0.3
+        )
+    )
+
+
+def _problems_failed(monkeypatch, tmp_path):
+    def build(problem):
+        raise ValueError("this problem is broken")
+
+    prob = linear_gaussian_problem(seed=0)
+    return _message(lambda: fit_many([prob], build, executor="sequential", progress=False))
+
+
 TRIGGERS = {
     "device: cuda was requested but CUDA is not available here": _cuda,
     "diverged at step": _diverged,
@@ -123,6 +164,9 @@ TRIGGERS = {
     "the file may be corrupt, truncated": _truncated,
     "checkpoint, received": _other_kind,
     "executor: expected one of": _executor,
+    "never occurred in the training pairs": _untrained_treatment,
+    "the lesion reaches the edge of the scan": _lesion_at_edge,
+    "problems failed": _problems_failed,
 }
 
 
