@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bayesphys._device import values_as_tensor
+from bayesphys._device import as_tensor, values_as_tensor
 from bayesphys.metrics import mmd
 
 
@@ -44,3 +44,12 @@ def test_the_metrics_read_read_only_clouds_as_their_values():
     ref = mmd(torch.as_tensor(x), torch.as_tensor(y))
     got = mmd(_read_only(x), _read_only(y))
     torch.testing.assert_close(got, ref)
+
+
+def test_as_tensor_copies_a_read_only_array_in_every_test_order():
+    """The memory, not torch's once-per-process warning: a test that only turned warnings
+    into errors passes whenever an earlier test in the run had triggered that warning."""
+    a = _read_only(np.linspace(0.0, 1.0, 5))
+    t = as_tensor("x", a, dtype=torch.float64)  # same dtype: no copy by the cast
+    assert not np.shares_memory(t.numpy(), a)
+    torch.testing.assert_close(t, torch.linspace(0.0, 1.0, 5, dtype=torch.float64))
