@@ -281,7 +281,13 @@ def values_as_tensor(value: Any) -> torch.Tensor:
         and all(isinstance(v, torch.Tensor) for v in value)
     ):
         return torch.stack([v.detach() for v in value])
-    return torch.as_tensor(np.asarray(value))
+    arr = np.asarray(value)
+    if not arr.flags.writeable:
+        # a read-only array (pandas values under copy-on-write, np.broadcast_to, a read-only
+        # memmap) is copied, as _numbers_as_tensor does: torch shared its memory and warned
+        # that writing to the tensor "will result in undefined behavior"
+        arr = arr.copy()
+    return torch.as_tensor(arr)
 
 
 def _numbers_as_tensor(name: str, value: Any, expected: str) -> torch.Tensor:

@@ -259,7 +259,8 @@ def plot_bands(
         "plot_bands",
         "[N]",
         ", or index the posterior's mean and draws down to one dimension "
-        "(SamplePosterior(post.sample(...)[..., i, :]))",
+        # chains=False: the draws [S, N] of one chain (read as S chains of a scalar without it)
+        "(SamplePosterior(post.sample((S,))[..., i, :], chains=False))",
     )
     idx = _member_index(post, batch_index)
     # widest band first: drawn underneath, lightest

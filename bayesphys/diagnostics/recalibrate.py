@@ -551,7 +551,9 @@ def fit_recalibration(
         # the user's error in one of the inferences names its problem
         with noted(f"fit_recalibration: raised in {kind} problem {i} of {n} (seed={seed})"):
             p = as_draws_or_posterior(infer(data[i]), f"{kind} problem {i}")
-            if isinstance(p, Tensor) and tuple(p.shape[1:]) != tuple(truth.shape):
+            # a 0-d tensor (a point estimate) holds no draws axis: for a scalar theta its
+            # shape[1:] matched, and SamplePosterior refused it as "draws", naming no infer
+            if isinstance(p, Tensor) and (p.ndim == 0 or tuple(p.shape[1:]) != tuple(truth.shape)):
                 # draws [*event, L] (the draws axis last) were read as one draw of another
                 # shape, and the error blamed the truths
                 raise ValueError(
@@ -564,7 +566,8 @@ def fit_recalibration(
                     f"object's shape {tuple(truth.shape)} (batch + event), received batch "
                     f"{tuple(p.batch_shape)} and event {tuple(p.event_shape)}"
                 )
-        return SamplePosterior(p[None]) if isinstance(p, Tensor) else p
+            # in the noted block: its refusal of the draws (a single draw) names the problem
+            return SamplePosterior(p[None]) if isinstance(p, Tensor) else p
 
     # each step is one of the user's inferences (a fit each), as run_sbc's bar counts them
     bar = progress_bar(
