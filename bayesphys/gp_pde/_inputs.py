@@ -286,7 +286,8 @@ def eval_on_grid(name: str, value, axes: list[Tensor], *, finite: bool = True) -
     """Evaluate a callable ``value(*coords)`` or check a tensor on the grid ``[n_1..n_d]``.
 
     A callable must accept the ``d`` coordinate tensors ``[n_1..n_d]`` as positional arguments;
-    the values must be real, of shape ``[n_1..n_d]`` and, if ``finite``, finite (errors name
+    the values must be real, of shape ``[n_1..n_d]`` (a number, or a callable's 0-d result, is
+    the constant field of that value) and, if ``finite``, finite (errors name
     ``name``; ``finite=False`` leaves the check to the caller, e.g. on the faces only).
     """
     shape = tuple(a.numel() for a in axes)
@@ -337,6 +338,8 @@ def eval_on_grid(name: str, value, axes: list[Tensor], *, finite: bool = True) -
     # tensor that requires grad kept its graph, so that each fit step's backward pass
     # accumulated gradients into the caller's tensor (and the model could not be deep-copied)
     out = own_memory(out.detach().to(dtype=ref.dtype, device=ref.device), out)
+    if out.ndim == 0:  # a number (or a callable's): the constant field, e.g. boundary=0.0
+        out = out.expand(shape).clone()
     if tuple(out.shape) != shape:
         raise ValueError(
             f"{name}: expected values of shape {shape} on the grid, received {tuple(out.shape)}"

@@ -70,9 +70,11 @@ class GPPDESolver:
         callable ``source`` and ``boundary``; with either a tensor, in the row-major order of
         the grid of increasing axes, in which the tensor is read: another is refused).
     source: :math:`f` as a callable ``f(x1, ..., xd)`` of the ``d`` coordinate tensors
-        ``[n_1..n_d]`` or a tensor ``[n_1..n_d]`` (real, finite).
+        ``[n_1..n_d]`` or a tensor ``[n_1..n_d]`` (real, finite); a number (or a callable's
+        0-d result) is the constant source of that value.
     boundary: :math:`u` on the boundary, as a callable or a grid tensor (only faces are read,
-        and only they must be finite: NaN inside marks "unknown").
+        and only they must be finite: NaN inside marks "unknown"); a number is the constant
+        boundary value (``boundary=0.0``: homogeneous Dirichlet).
     equation: ``"poisson"`` (default), ``"allencahn"`` or ``"advection"`` (with ``beta``,
         default 1); with a problem, the problem's (a different value is refused). ``beta``
         is read by advection only: given with another equation, it is ignored with a
