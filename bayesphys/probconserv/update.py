@@ -236,6 +236,15 @@ def cov_times_gt(cov: LinearOperator | Tensor, gt: Tensor) -> Tensor:
 def _prepare(prior: GaussianPosterior, G: Tensor, b: Tensor | float):
     if not isinstance(prior, GaussianPosterior):
         raise TypeError(f"prior: expected a GaussianPosterior, received {type(prior).__name__}")
+    if getattr(prior._custom_root, "marginal_covariance", False):
+        # its covariance is the diagonal of the marginal variances beside a correlated sampler:
+        # the gain from it gave a wrong mean and a covariance that disagreed with the draws
+        raise ValueError(
+            "prior: its covariance holds only the marginal variances of its correlated draws "
+            "(GPPDESolver.posterior), so it cannot be conditioned on G u = b; pass "
+            "GPPDESolver.field_posterior() (the joint covariance on the collocation grid) or a "
+            "GaussianPosterior with the joint covariance"
+        )
     n = math.prod(prior.event_shape)
     G = as_tensor("G", G, dtype=_F64, device=prior.device)
     if G.ndim == 1:
