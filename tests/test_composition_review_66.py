@@ -73,3 +73,37 @@ def test_gp_pde_field_posterior_update_is_the_conditioning_formula(solver):
         emp = torch.cov(d.mT)
         scale = float(want_cov.diagonal().max())
         assert float((emp - want_cov).abs().max()) < 0.05 * scale
+
+
+@pytest.mark.parametrize("dense_max", [4096, 0])
+def test_odil_field_posterior_space_time_update(dense_max):
+    """ODIL's Laplace field posterior (event ``(nt, nx)``, dense or low-rank plus diagonal)
+    conditioned on one mass row per time slice: the conditioning formula, draws that meet
+    every slice's mass, and a clear error for rows of another grid."""
+    from bayesphys.odil import DiscreteProblem, d2, field_posterior, minimize
+
+    nt, nx, dt = 4, 8, 0.1
+    xs = torch.arange(nx, dtype=F64) / nx
+    u0 = torch.sin(2 * torch.pi * xs)
+
+    def residuals(f, p):
+        u = f["u"]
+        ut = (u[1:] - u[:-1]) / dt
+        uxx = 0.5 * (d2(u[1:], 1, 1 / nx) + d2(u[:-1], 1, 1 / nx))
+        return {"pde": (ut - 0.01 * uxx) / 0.1, "init": (u[0] - u0) / 0.01}
+
+    prob = DiscreteProblem({"u": (nt, nx)}, {}, residuals, dtype=F64)
+    x, _ = minimize(prob, method="gn", steps=3)
+    post = field_posterior(prob, x, "u", dense_max=dense_max, num_draws=16)
+    g = trapezoid_weights(xs)
+    G = torch.block_diag(*[g[None]] * nt)  # [nt, nt * nx]
+    b = torch.linspace(0.0, 0.1, nt, dtype=F64)
+    out = conservation_update(post, G, b)
+    mu, cov = post.mean.reshape(-1), post.covariance.to_dense()
+    gain = cov @ G.T @ torch.linalg.inv(G @ cov @ G.T)
+    torch.testing.assert_close(out.mean.reshape(-1), mu - gain @ (G @ mu - b))
+    draws = out.sample((5,), seed=0)
+    assert draws.shape == (5, nt, nx)
+    torch.testing.assert_close(draws @ g, b.expand(5, nt), rtol=0, atol=1e-10)
+    with pytest.raises(ValueError, match=r"G: expected last dimension 32"):
+        conservation_update(post, G[:, :-1], b)
