@@ -47,10 +47,17 @@ def test_gp_pde_posterior_refused_by_conservation_update(solver):
     for p in moved:
         with pytest.raises(ValueError, match=r"prior: .*marginal variances.*field_posterior"):
             conservation_update(p, g, b)
-        with pytest.raises(ValueError, match=r"prior: .*field_posterior"):
-            hard_projection(p, g, b)
     with pytest.raises(ValueError, match=r"prior: .*field_posterior"):
         conserve_slices(post, x, torch.tensor(b, dtype=F64))
+    # the HardC projection reads no covariance: it shifts the mean and keeps the draws' spread
+    hard = hard_projection(post, g, b)
+    torch.testing.assert_close(g @ hard.mean, torch.tensor(b, dtype=F64), rtol=0, atol=1e-12)
+    torch.testing.assert_close(hard.variance, post.variance)
+    torch.testing.assert_close(
+        hard.sample((3,), seed=1) - hard.mean, post.sample((3,), seed=1) - post.mean
+    )
+    same = conserve_slices(post, x, torch.tensor(b, dtype=F64), method="hardc")
+    torch.testing.assert_close(same.mean, hard.mean)
 
 
 def test_gp_pde_field_posterior_update_is_the_conditioning_formula(solver):
