@@ -154,6 +154,11 @@ class _GridRoot:
     :math:`f_* + W(u - f_X)` -> ``[..., p_1 \cdots p_d]``. A class, not a closure, so that the
     posterior pickles."""
 
+    # the posterior's covariance operator beside this root is the diagonal of the marginal
+    # variances, not the joint covariance of the draws: a conditioning on it (ProbConserv's
+    # conservation_update) would be silently wrong, so it reads this flag and refuses
+    marginal_covariance = True
+
     def __init__(self, solver, W, roots, sizes, shape_x, du) -> None:
         self.solver, self.W, self.roots = solver, W, roots
         self.sizes, self.shape_x, self.du = sizes, shape_x, du

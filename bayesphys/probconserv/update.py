@@ -341,7 +341,9 @@ def conservation_update(
 
     Parameters
     ----------
-    prior: Step-1 posterior, ``batch_shape`` e.g. ``(functions, times)``, event ``(nx,)``.
+    prior: Step-1 posterior, ``batch_shape`` e.g. ``(functions, times)``, event ``(nx,)``;
+        its covariance must be the joint covariance of its draws (``GPPDESolver.posterior``,
+        which holds only the marginal variances, is refused: pass ``field_posterior()``).
     G: ``[m, N]`` or ``[*batch, m, N]`` constraint rows (e.g. :func:`trapezoid_weights`).
     b: ``[*batch, m]`` right-hand sides (total mass :math:`b(t)`), or any shape that
         broadcasts to it (e.g. ``[]``, ``[m]``, ``[*batch, 1]``); a ``b`` that does not but
@@ -368,6 +370,18 @@ def conservation_update(
     GaussianPosterior (float64) with mean ``[*batch, *event]`` and covariance
     :math:`\tilde\Sigma` ``[*batch, N, N]`` (structured, never densified) and a pathwise sampler.
     """
+    if isinstance(prior, GaussianPosterior) and getattr(
+        prior._custom_root, "marginal_covariance", False
+    ):
+        # its covariance is the diagonal of the marginal variances beside a correlated sampler:
+        # the gain from it gave a wrong mean and a covariance that disagreed with the draws
+        # (hard_projection reads no covariance: it takes such a prior)
+        raise ValueError(
+            "prior: its covariance holds only the marginal variances of its correlated draws "
+            "(GPPDESolver.posterior), so it cannot be conditioned on G u = b; pass "
+            "GPPDESolver.field_posterior() (the joint covariance on the collocation grid) or a "
+            "GaussianPosterior with the joint covariance"
+        )
     check_sigma_g(sigma_g)
     relative = check_bool("relative", relative)
     rcond = check_real("rcond", rcond, minimum=0.0)
