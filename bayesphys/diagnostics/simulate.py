@@ -16,6 +16,7 @@ applied to the truth (``S = ()``) and to the draws (``S = (L,)``).
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -240,6 +241,18 @@ def simulated(simulate: Callable[..., tuple[Any, Any]], n: int, seed: int) -> tu
     ``ValueError`` naming ``simulate`` otherwise (the
     shared check of :func:`simulate_and_infer` and
     :func:`~bayesphys.diagnostics.fit_recalibration`)."""
+    try:
+        sig = inspect.signature(simulate)
+    except (TypeError, ValueError):  # no introspectable signature (some builtins): call it
+        sig = None
+    if sig is not None:
+        try:
+            sig.bind(n, seed=seed)
+        except TypeError as err:  # simulate(n) without seed= failed with Python's own error
+            raise TypeError(
+                f"simulate: expected a callable simulate(n, *, seed) (the run passes the seed "
+                f"that makes it reproducible), received one with signature {sig} ({err})"
+            ) from None
     out = simulate(n, seed=seed)
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         got = f"a {type(out).__name__}"
