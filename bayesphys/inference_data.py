@@ -96,8 +96,16 @@ def _mapping(name: str, value: Any) -> dict:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
+        # a bayesphys posterior exports itself (its draws, coordinates and batch names)
+        hint = (
+            f"; export a posterior with its own {type(value).__name__}.to_inference_data(), or "
+            f"pass {{'u': post.sample((chains, draws))}}"
+            if callable(getattr(value, "to_inference_data", None))
+            else ""
+        )
         raise TypeError(
-            f"{name}: expected a mapping (dict) of name -> values, received {type(value).__name__}"
+            f"{name}: expected a mapping (dict) of name -> values, received "
+            f"{type(value).__name__}{hint}"
         )
     return dict(value)
 
