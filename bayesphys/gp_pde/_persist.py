@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +16,7 @@ from .._checkpoint import (
 )
 from .._device import model_device
 from ..problems.gp_pde import get_problem
-from ._setup import BETA_IGNORED, BUILT_SETTINGS
+from ._setup import BUILT_SETTINGS, rebuilding_quietly
 
 if TYPE_CHECKING:
     from .model import GPPDESolver
@@ -82,10 +80,8 @@ def _rebuild(cls: type[GPPDESolver], ck: dict[str, Any], path: Any, device) -> G
     # boundary values are restored directly below; the grid tensor only fixes shapes
     # its settings were warned about when the model was built: solver_options that it does
     # not read are kept in its config, and each load() repeated the warning at this line
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"solver_options \[.*\] will be ignored")
-        # the config always holds a beta (1.0 by default), which the model was built with
-        warnings.filterwarnings("ignore", message=re.escape(BETA_IGNORED))
+    # (the config always holds a beta, 1.0 by default, which the model was built with)
+    with rebuilding_quietly():
         model = cls(
             None,
             x=axes,
