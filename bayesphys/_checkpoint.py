@@ -13,6 +13,7 @@ Loaders rebuild inside :func:`rebuilding`, which names the file in any error of 
 from __future__ import annotations
 
 import collections
+import contextvars
 import copy
 import io
 import re
@@ -499,6 +500,29 @@ def _out_of_memory(err: BaseException) -> bool:
         isinstance(err, RuntimeError)
         and ("can't allocate memory" in text or "out of memory" in text.lower())
     )
+
+
+#: set while a model is rebuilt from data it was built (and warned about) from before
+_QUIET_REBUILD = contextvars.ContextVar("bayesphys_quiet_rebuild", default=False)
+
+
+@contextmanager
+def quiet_rebuild() -> Iterator[None]:
+    """Within this block :func:`in_quiet_rebuild` is true: a loader (or a recrop) rebuilds a
+    model through its constructor from settings and data that warned when the model was first
+    built, so the constructor's advisory warnings stay silent. A context variable, not a
+    warnings filter: :class:`warnings.catch_warnings` is process-wide and hid the same
+    warnings of models built meanwhile in other threads."""
+    token = _QUIET_REBUILD.set(True)
+    try:
+        yield
+    finally:
+        _QUIET_REBUILD.reset(token)
+
+
+def in_quiet_rebuild() -> bool:
+    """Whether the caller runs inside :func:`quiet_rebuild`."""
+    return _QUIET_REBUILD.get()
 
 
 @contextmanager

@@ -9,6 +9,7 @@ import torch
 
 from .._checkpoint import (
     load_checkpoint,
+    quiet_rebuild,
     rebuilding,
     refuse_unknown,
     require_entries,
@@ -16,7 +17,7 @@ from .._checkpoint import (
 )
 from .._device import model_device
 from ..problems.gp_pde import get_problem
-from ._setup import BUILT_SETTINGS, rebuilding_quietly
+from ._setup import BUILT_SETTINGS
 
 if TYPE_CHECKING:
     from .model import GPPDESolver
@@ -81,7 +82,7 @@ def _rebuild(cls: type[GPPDESolver], ck: dict[str, Any], path: Any, device) -> G
     # its settings were warned about when the model was built: solver_options that it does
     # not read are kept in its config, and each load() repeated the warning at this line
     # (the config always holds a beta, 1.0 by default, which the model was built with)
-    with rebuilding_quietly():
+    with quiet_rebuild():
         model = cls(
             None,
             x=axes,

@@ -7,18 +7,16 @@ Fang et al., ICLR 2024 (GP-HM): the mixture frequencies start on the paper's gri
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import inspect
 import math
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
-from .._checkpoint import check_built_settings, shape_settings
+from .._checkpoint import check_built_settings, in_quiet_rebuild, shape_settings
 from .._checks import check_int, check_range, check_real, check_seed, did_you_mean
 from .._device import ArrayLike, DeviceLike, DTypeLike, check_finite, model_device, resolve_dtype
 from .._stack import user_stacklevel
@@ -44,23 +42,6 @@ NONLINEAR_SOLVERS = ("picard", "gauss-newton")
 
 #: the start of the warning for a ``beta`` given with an equation that does not read it
 BETA_IGNORED = "beta: only equation='advection' reads it"
-
-#: set while ``load`` rebuilds a saved model, whose settings were warned about when it was
-#: built (a context variable: a process-wide warnings filter, as catch_warnings sets, also
-#: hid the same warnings of models built meanwhile in other threads)
-_REBUILDING = contextvars.ContextVar("bayesphys_gp_pde_rebuilding", default=False)
-
-
-@contextlib.contextmanager
-def rebuilding_quietly() -> Iterator[None]:
-    """Within this block the settings warnings of a model's construction (``beta`` or
-    ``solver_options`` it does not read) are silent: ``load`` rebuilds a model whose config
-    holds them (a beta of 1.0 always) and was warned about when first built."""
-    token = _REBUILDING.set(True)
-    try:
-        yield
-    finally:
-        _REBUILDING.reset(token)
 
 
 def checked_args(
@@ -248,7 +229,7 @@ def init_solver(
         # a tensor source or boundary is read on the sorted grid: points must be in its order
         tensors = [n for n, v in (("source", source), ("boundary", boundary)) if not callable(v)]
         axes = parse_grid(x, dtype=model.dtype, device=model.device, grid_tensors="/".join(tensors))
-    if beta_given is not None and equation != "advection" and not _REBUILDING.get():
+    if beta_given is not None and equation != "advection" and not in_quiet_rebuild():
         # beta=5 with the Poisson equation (read as a coefficient, D u'' = f) was kept in
         # config and changed nothing, without a word
         warnings.warn(
@@ -327,7 +308,7 @@ def warn_unused_solver_options(
     structured solve only (a cubic equation with ``weighting="prior"`` on a 1-/2-D grid);
     linear equations, 1-D Allen-Cahn's default dense Gauss-Newton and 3-D grids ignored them
     without a word."""
-    if _REBUILDING.get() or not solver_options or (op.cubic and weighting == "prior" and dim <= 2):
+    if in_quiet_rebuild() or not solver_options or (op.cubic and weighting == "prior" and dim <= 2):
         return
     why = (
         "the equation is linear (one exact solve)"

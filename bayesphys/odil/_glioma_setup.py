@@ -7,17 +7,14 @@ and the names of :math:`\theta` ``[2 + K d]``; and the same model on another cro
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import copy
 import warnings
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
-from .._checkpoint import check_built_settings, shape_settings
+from .._checkpoint import check_built_settings, in_quiet_rebuild, quiet_rebuild, shape_settings
 from .._checks import did_you_mean
 from .._device import as_tensor, model_device, own_memory, single_or_double
 from .._stack import user_stacklevel
@@ -221,22 +218,6 @@ def init_glioma(
     warn_lesion_at_edge(lab)  # last: a model refused for another reason is not warned of
 
 
-#: set while a model is rebuilt from one the user made (load, recrop): its data were warned
-#: of when that model was built
-_REBUILDING = contextvars.ContextVar("bayesphys_glioma_rebuilding", default=False)
-
-
-@contextlib.contextmanager
-def rebuilding_quietly() -> Iterator[None]:
-    """Within this block :func:`warn_lesion_at_edge` is silent: the model being built holds the
-    data of one built (and warned of) before, read back by ``load`` or recropped."""
-    token = _REBUILDING.set(True)
-    try:
-        yield
-    finally:
-        _REBUILDING.reset(token)
-
-
 def warn_lesion_at_edge(labels: Tensor) -> None:
     """Warn (``UserWarning`` naming ``labels`` and the edges) when lesion voxels of
     ``labels [*grid]`` lie on the edge of the scan: the model's boundary there is closed (no
@@ -244,7 +225,7 @@ def warn_lesion_at_edge(labels: Tensor) -> None:
     array of one voxel along an axis) is fitted as a tumour held back at the crop, without a
     word; on a 2-D phantom cropped to the lesion's bounding box :math:`D_w` moved by about one
     posterior sd."""
-    if _REBUILDING.get():
+    if in_quiet_rebuild():  # load / recrop: warned when the model was first built
         return
     sides = []
     for k, n in enumerate(labels.shape):
@@ -299,7 +280,7 @@ def recropped(
     st = {k: getattr(model, k) for k in ("wm", "gm", "labels", "pet")}
     st["focus_init"] = model.focus_init.reshape(model.n_foci, model.ndim)
     cfg = model.config
-    with rebuilding_quietly():
+    with quiet_rebuild():
         other = type(model)(
             st["wm"],
             st["gm"],

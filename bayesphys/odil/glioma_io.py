@@ -10,6 +10,7 @@ import torch
 
 from .._checkpoint import (
     load_checkpoint,
+    quiet_rebuild,
     rebuilding,
     refuse_unknown,
     require_entries,
@@ -19,7 +20,6 @@ from .._checks import check_bool, check_int, check_keys, check_real
 from .._device import model_device, resolve_dtype
 from .._model import FitResult
 from ..problems.fisher_kolmogorov import SCHEMES
-from ._glioma_setup import rebuilding_quietly
 from .glioma_inputs import CONFIG_KEYS, checked_settings
 
 if TYPE_CHECKING:
@@ -181,7 +181,7 @@ def load_glioma(
     require_entries(st, path, "state entries", sorted(_STATE_KEYS - _LATER_STATE))
     refuse_unknown(ck, path, "state entries", st, _STATE_KEYS)
     require_entries(cfg, path, "settings", _REQUIRED_SETTINGS)
-    with rebuilding(path, cls.kind), rebuilding_quietly():
+    with rebuilding(path, cls.kind), quiet_rebuild():
         model = cls(
             st["wm"],
             st["gm"],
