@@ -116,6 +116,14 @@ _CLAIMS = {
         "assert abs(est['x0'] - p['truth']['x0']) < spacing, est\n"
     ),
     _key("docs/odil.md", "import math"): "assert abs(float(D_hat) - 0.1) < 0.01, float(D_hat)\n",
+    # Step 2 on a user's own field: every draw of the exact update meets G u = b
+    _key("docs/probconserv.md", "import torch\n\nfrom bayesphys import GaussianPosterior"): (
+        "assert float((exact.sample((100,), seed=0) @ G.T - b).abs().max()) < 1e-10\n"
+    ),
+    # a user's own model: the exact posterior passes, the overconfident one is flagged
+    _key("docs/calibration.md", "import numpy as np\nimport torch\n\nfrom bayesphys import"): (
+        "assert is_calibrated(exact.metrics()) and not is_calibrated(over.metrics())\n"
+    ),
     # a user's own problem, at full size (about 6 s): 3.8e-6, every point inside 2 sd
     _key("docs/gp_pde.md", "import torch\n\nfrom bayesphys.gp_pde import GPPDESolver"): (
         "assert err < 1e-5 and inside == 1.0, (err, inside)\n"
