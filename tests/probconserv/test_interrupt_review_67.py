@@ -1,7 +1,7 @@
-"""An interrupt (Ctrl-C) inside a ProbConserv fit step, before its update: ``steps_done`` counts
-the updates the weights hold, and the model is the one a fit stopped cleanly after the last
-completed step leaves (its batch stream and latent-noise stream), so a further fit goes on as
-from there."""
+"""Interrupts (Ctrl-C) of ProbConserv. Inside a fit step, before its update: ``steps_done``
+counts the updates the weights hold, and the model is the one a fit stopped cleanly after the
+last completed step leaves (its batch stream and latent-noise stream), so a further fit goes on
+as from there. Inside a scalar ``calibrate``: the calibration in force stays."""
 
 from __future__ import annotations
 
@@ -68,3 +68,25 @@ def test_an_interrupt_before_the_update_counts_the_completed_steps_only():
     r_m, r_ref = m.fit(steps=3, progress=False), ref.fit(steps=3, progress=False)
     assert r_m.loss_history == r_ref.loss_history
     assert _same(_weights(m), _weights(ref)) and m.steps_done == ref.steps_done == 5
+
+
+def test_an_interrupted_scalar_calibrate_keeps_the_hybrid_calibration(monkeypatch):
+    from bayesphys.problems.gpme import make_dataset
+
+    gp = ProbConserv("pme", step1="gp", gp_width=8, seed=1)
+    gp.fit(steps=2, progress=False)
+    tt = torch.tensor([0.3, 0.5], dtype=torch.float64)
+    val = make_dataset("pme", 8, seed=4)
+    gp.calibrate(val, t=tt, objective="hybrid", neighbours=(0, 2))
+    hybrid, scale, at = gp.calibration, gp.var_scale, gp._calibrated_at
+    assert hybrid is not None
+
+    def interrupted(*args, **kwargs):  # Ctrl-C while the coverage scale is computed
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "quantile", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        gp.calibrate(val, t=tt, objective="coverage90")
+    monkeypatch.undo()
+    # the hybrid calibration was dropped before the scale was computed, the scale kept
+    assert gp.calibration is hybrid and gp.var_scale == scale and gp._calibrated_at == at
