@@ -152,13 +152,27 @@ def _refuse_outside_storage(path: Path) -> None:
             walk(f, "", {addr_of(f): "/"})
     except OSError:
         return  # not HDF5 (e.g. netCDF-3), or damaged: the reader judges it
+    except (KeyError, RuntimeError) as err:
+        # an HDF5 file whose objects cannot be read (a failed metadata checksum, an address
+        # past the file's end): h5py's KeyError or RuntimeError named neither the file nor
+        # what was wrong with it, and the check cannot vouch for what it could not read
+        raise _unreadable(path, err) from err
+
+
+def _unreadable(path: Path, err: BaseException) -> ValueError:
+    """The ``ValueError`` of :func:`load_netcdf` for a file that cannot be read as netCDF."""
+    return ValueError(
+        f"path: {path} is not a readable netCDF InferenceData file (corrupt, truncated or "
+        f"another format): {type(err).__name__}: {err}"
+    )
 
 
 def load_netcdf(path: str | Path) -> arviz.InferenceData | xr.DataTree:
     """Read a file written by :func:`save_netcdf` (or any ArviZ netCDF file).
 
     The groups are read into memory and the file closed, so the same path can be written
-    again; a netCDF file without InferenceData groups is refused (``ValueError``), and so is
+    again; a file that is damaged, truncated or not netCDF is refused with a ``ValueError``
+    naming it, as is a netCDF file without InferenceData groups, and so is
     one whose data live in other files (external storage, virtual datasets, external links:
     a file from elsewhere could otherwise read any local file into the posterior)."""
     import arviz as az
@@ -179,11 +193,10 @@ def load_netcdf(path: str | Path) -> arviz.InferenceData | xr.DataTree:
         else:
             with az.rc_context({"data.load": "eager"}):
                 idata = az.from_netcdf(str(path), engine="h5netcdf")
-    except (OSError, ValueError) as err:
-        raise ValueError(
-            f"path: {path} is not a readable netCDF InferenceData file (corrupt, truncated or "
-            f"another format): {type(err).__name__}: {err}"
-        ) from err
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        # h5py reports a damaged object as a KeyError or RuntimeError ("incorrect metadata
+        # checksum", "Unspecified error in H5DSget_num_scales"), naming no file
+        raise _unreadable(path, err) from err
     if not group_names(idata):
         raise ValueError(
             f"path: {path} is a netCDF file without InferenceData groups (posterior, "

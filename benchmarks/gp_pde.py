@@ -36,6 +36,7 @@ from bayesphys._bench import (
     comma_ids,
     partial_path,
     positive_int,
+    read_previous_results,
     recorded_command,
     remove_partial,
     write_results,
@@ -260,6 +261,15 @@ def main(argv: list[str] | None = None) -> pathlib.Path | None:
     cmd = recorded_command(__file__, argv, device=str(device))
     partial = partial_path("gp_pde", out)
     partial_dir = partial.parent
+    res_path = (
+        pathlib.Path(out) if out else pathlib.Path(__file__).resolve().parent / "results"
+    ) / "gp_pde.json"
+    # the rows --merge keeps, read before the work: an unreadable file is refused now, not
+    # after the rows were computed
+    try:
+        prev = read_previous_results(res_path) if args.merge else None
+    except ValueError as err:
+        ap.error(str(err))
     try:
         for problem, (mkw, fkw, budget) in table.items():
             for method in args.methods:
@@ -314,28 +324,22 @@ def main(argv: list[str] | None = None) -> pathlib.Path | None:
             flush=True,
         )
         raise
-    if args.merge:
+    if prev is not None:  # the previous rows not re-run, then these
         import datetime
-        import json
 
-        res_path = (
-            pathlib.Path(out) if out else pathlib.Path(__file__).resolve().parent / "results"
-        ) / "gp_pde.json"
-        if res_path.exists():
-            done = {(r["problem"], r["method"]) for r in rows}
-            prev = json.loads(res_path.read_text(encoding="utf-8"))
-            old = [r for r in prev["rows"] if (r["problem"], r["method"]) not in done]
-            when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-            cmd = prev.get("command", cmd) + f"; {sorted(done)} re-run {when} with `{cmd}`"
-            order = list(OURS) + ["scaling-poisson2d"]
-            rows = sorted(
-                old + rows,
-                key=lambda r: (
-                    order.index(r["problem"]) if r["problem"] in order else 99,
-                    r["method"],
-                    r["setting"].get("n", 0),
-                ),
-            )
+        done = {(r["problem"], r["method"]) for r in rows}
+        old = [r for r in prev["rows"] if (r["problem"], r["method"]) not in done]
+        when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        cmd = prev.get("command", cmd) + f"; {sorted(done)} re-run {when} with `{cmd}`"
+        order = list(OURS) + ["scaling-poisson2d"]
+        rows = sorted(
+            old + rows,
+            key=lambda r: (
+                order.index(r["problem"]) if r["problem"] in order else 99,
+                r["method"],
+                r["setting"].get("n", 0),
+            ),
+        )
     path = write_results(
         "gp_pde",
         rows,

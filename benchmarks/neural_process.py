@@ -41,6 +41,7 @@ from bayesphys._bench import (
     comma_list,
     partial_path,
     positive_int,
+    read_previous_results,
     recorded_command,
     remove_partial,
     write_partial,
@@ -99,12 +100,17 @@ def _group(row: dict) -> str:
     return "P1-10" if row["problem"] == "P1" and matched else row["problem"]
 
 
-def merge_rows(rows: list[dict], cmd: str, out: Path | None) -> tuple[list[dict], str]:
-    """Replace the groups re-run in ``rows`` inside the existing results file's rows."""
-    path = (out or Path(__file__).resolve().parent / "results") / "neural_process.json"
-    if not path.exists():
+def results_path(out: Path | None) -> Path:
+    """The results file of a run writing to ``out`` (``None``: the committed one)."""
+    return (out or Path(__file__).resolve().parent / "results") / "neural_process.json"
+
+
+def merge_rows(rows: list[dict], cmd: str, old: dict | None) -> tuple[list[dict], str]:
+    """Replace the groups re-run in ``rows`` inside the rows of ``old``, the existing results
+    file (read before the run: :func:`~bayesphys._bench.read_previous_results`; ``None``:
+    none, ``rows`` as they are)."""
+    if old is None:
         return rows, cmd
-    old = json.loads(path.read_text(encoding="utf-8"))
     new_groups = {_group(r) for r in rows}
     merged: list[dict] = []
     placed: set[str] = set()
@@ -494,6 +500,14 @@ def main(argv: list[str] | None = None) -> Path:
         ap.error(f"{opt}: {', '.join(needs_p1)} reuse the P1 row's trained models; keep P1")
     dev = str(resolve_device(args.device))  # the results record cpu or cuda, not auto
     out = args.out or (tempfile.mkdtemp(prefix="bench_np_") if q else None)
+    # the rows --merge keeps, read before the work: an unreadable file is refused now, not
+    # after the rows were computed
+    try:
+        prev = (
+            read_previous_results(results_path(Path(out) if out else None)) if args.merge else None
+        )
+    except ValueError as err:
+        ap.error(str(err))
     t_all = time.perf_counter()
     print(
         f"neural_process benchmark: quick={q} R0 steps={steps} n_test={n_test}",
@@ -549,7 +563,7 @@ def main(argv: list[str] | None = None) -> Path:
             )
         raise
     if args.merge:
-        rows, cmd = merge_rows(rows, cmd, Path(out) if out else None)
+        rows, cmd = merge_rows(rows, cmd, prev)
     path = write_results(
         "neural_process",
         rows,

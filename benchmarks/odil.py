@@ -41,6 +41,7 @@ import torch
 
 from bayesphys._bench import (
     comma_ids,
+    read_previous_results,
     remove_partial,
     thread_env_prefix,
     write_partial,
@@ -150,6 +151,15 @@ def main(argv: list[str] | None = None) -> Path | None:
     )
     dev = resolve_device(args.device)  # 'auto' is no torch device name
     todo = args.only
+    # a partial full run completes the results file it replaces (--out's, or the committed
+    # one): read before the work, so that an unreadable one is refused before the benchmarks
+    # (read after them, its error lost their rows)
+    old = (Path(out) if out else Path(__file__).resolve().parent / "results") / "odil.json"
+    partial = set(todo) != {"B0", "B1", "B2", "B3", "B5", "B6"}
+    try:
+        prev = read_previous_results(old) if not args.quick and partial else None
+    except ValueError as err:
+        ap.error(str(err))
     rows: list[dict] = []
     finished: list[str] = []
     try:
@@ -173,11 +183,7 @@ def main(argv: list[str] | None = None) -> Path | None:
             _keep_partial(rows, finished, err, args, out, dev)
         raise
     cmd = _command(args, dev)
-    # a partial full run completes the results file it replaces (--out's, or the committed one)
-    old = (Path(out) if out else Path(__file__).resolve().parent / "results") / "odil.json"
-    partial = set(todo) != {"B0", "B1", "B2", "B3", "B5", "B6"}
-    if not args.quick and partial and old.exists():
-        prev = json.loads(old.read_text(encoding="utf-8"))
+    if prev is not None:
         kept = [r for r in prev["rows"] if _group(r) not in todo]
         rows = kept + rows
         rows.sort(key=lambda r: r["problem"])

@@ -32,6 +32,7 @@ from .paths import _is_checkout as _is_checkout
 from .paths import repo_root
 from .results import (
     partial_path,
+    read_previous_results,
     remove_partial,
     results_json,
     update_benchmarks_md,
@@ -51,6 +52,7 @@ __all__ = [
     "metric_values",
     "write_partial",
     "partial_path",
+    "read_previous_results",
     "remove_partial",
     "render_table",
     "update_benchmarks_md",

@@ -278,6 +278,36 @@ def write_partial(
     return f"are in {path} (marked partial)"
 
 
+def read_previous_results(path: str | Path) -> dict[str, Any] | None:
+    """The results file at ``path`` that a run merges its rows into, read before the run's
+    work; ``None`` when there is no file. One that is not a results file (cut short, damaged,
+    a merge conflict left in it; not an object with a ``"rows"`` list of objects and a
+    ``"command"`` string) is refused with a ``ValueError`` naming it, before any benchmark
+    runs: read after the work, it failed there, and the rows of a run of hours were lost with
+    it (or left in a partial file, without a word)."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        return None
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"{path}: the results file this run merges into cannot be read ({type(err).__name__}: "
+            f"{err}); mend or remove it, or give another --out, before running"
+        ) from err
+    rows = payload.get("rows") if isinstance(payload, dict) else None
+    command = payload.get("command") if isinstance(payload, dict) else None
+    if not (isinstance(rows, list) and all(isinstance(r, dict) for r in rows)) or not isinstance(
+        command, str
+    ):
+        raise ValueError(
+            f"{path}: the results file this run merges into is not one (expected an object "
+            "with a 'rows' list of objects and a 'command' string); mend or remove it, or give "
+            "another --out, before running"
+        )
+    return payload
+
+
 def partial_path(component: str, out: str | Path | None) -> Path:
     """Where :func:`write_partial` keeps ``component``'s rows: ``<out>/<component>.partial.json``
     (``out`` ``None`` or empty: the temporary folder)."""

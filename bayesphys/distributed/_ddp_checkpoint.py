@@ -125,14 +125,75 @@ def load_training_checkpoint(
 ) -> dict[str, Any]:
     """Load weights (and optimizer state) on every rank; returns the checkpoint's state dict.
     ``model`` must be a module and ``optimizer`` an optimizer or ``None`` (checked before the
-    file is read)."""
+    file is read). A checkpoint of another model (other weight names or shapes) or optimizer
+    (other parameter groups) is refused with a ``ValueError`` naming the file and the
+    differences, before anything is loaded (:func:`load_states`)."""
     _check_model_optimizer(model, optimizer)
     ckpt = load_checkpoint(path, kind=CHECKPOINT_KIND, map_location=map_location)
     state = ckpt["state"]
-    unwrap(model).load_state_dict(state["model"])
-    if optimizer is not None and state.get("optimizer") is not None:
-        optimizer.load_state_dict(state["optimizer"])
+    load_states(path, state, model, optimizer)
     return state
+
+
+def load_states(
+    path: Any, state: Any, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None
+) -> None:
+    """Load the checkpoint ``state``'s ``"model"`` weights into ``model`` and its
+    ``"optimizer"`` state (when saved) into ``optimizer`` (``None``: not loaded), after
+    checking that both fit: the same weight names and shapes, and (an optimizer with
+    ``param_groups``) as many groups of as many tensors. A checkpoint of another model or
+    optimizer is refused (``ValueError`` naming ``path`` and each difference) before anything
+    is loaded: torch's own ``load_state_dict`` copied the weights that fitted before it raised
+    for the others (a model left half the file's, half its own) and named no file."""
+    target = unwrap(model)
+    saved = state.get("model") if isinstance(state, Mapping) else None
+    if not isinstance(saved, Mapping):
+        raise ValueError(
+            f"path: {path} holds no model weights (its 'model' entry is a "
+            f"{type(saved).__name__}); the file is damaged or was not written by "
+            "save_training_checkpoint"
+        )
+    own = target.state_dict()
+    diff = [f"missing {k!r}" for k in own if k not in saved]
+    diff += [f"unexpected {k!r}" for k in saved if k not in own]
+    diff += [
+        f"{k!r} of shape {tuple(saved[k].shape)} (the model's {tuple(own[k].shape)})"
+        for k in own
+        if k in saved
+        and isinstance(own[k], torch.Tensor)
+        and isinstance(saved[k], torch.Tensor)
+        and saved[k].shape != own[k].shape
+    ]
+    if diff:
+        shown = "; ".join(diff[:5]) + (f"; and {len(diff) - 5} more" if len(diff) > 5 else "")
+        raise ValueError(
+            f"path: {path} holds the weights of another model ({shown}); nothing was loaded: "
+            "build the model the checkpoint was written from"
+        )
+    opt_state = state.get("optimizer") if optimizer is not None else None
+    groups = getattr(optimizer, "param_groups", None)
+    saved_groups = opt_state.get("param_groups") if isinstance(opt_state, Mapping) else None
+    if isinstance(groups, list) and isinstance(saved_groups, list):
+        sizes = [len(g["params"]) for g in groups]
+        saved_sizes = [
+            len(g.get("params", ())) if isinstance(g, Mapping) else -1 for g in saved_groups
+        ]
+        if sizes != saved_sizes:
+            raise ValueError(
+                f"path: {path} holds the state of an optimizer whose parameter groups hold "
+                f"{saved_sizes} tensors, this optimizer's {sizes}; nothing was loaded: build "
+                "the optimizer over the parameters it was written with"
+            )
+    try:
+        target.load_state_dict(saved)
+        if opt_state is not None:
+            optimizer.load_state_dict(opt_state)
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as err:
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ValueError(
+            f"path: {path}: its states do not load ({type(err).__name__}: {detail}); the file "
+            "is damaged or was not written for this model and optimizer"
+        ) from err
 
 
 def _plain(value: Any) -> Any:

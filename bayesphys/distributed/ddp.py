@@ -47,6 +47,7 @@ from ._ddp_checkpoint import (
     SHUFFLE_TAG,
     _check_resume,
     _optimizer_settings,
+    load_states,
     load_training_checkpoint,
     save_training_checkpoint,
 )
@@ -280,9 +281,8 @@ def train_ddp(
                 # warned (if at all) by the check above
                 _check_resume(ckpt_path, saved, {"optimizer": settings["optimizer"]}, warn=False)
                 state = saved["state"]
-                unwrap(model).load_state_dict(state["model"])
-                if state.get("optimizer") is not None:
-                    optimizer.load_state_dict(state["optimizer"])
+                # another model's weights (model_fn changed, the settings not) refused by name
+                load_states(ckpt_path, state, model, optimizer)
                 start_epoch, step = state["epoch"] + 1, state["step"]
                 del saved, state  # the weights now live in the model and the optimizer
             net = model

@@ -126,7 +126,9 @@ def fit_solver(
     t0 = time.perf_counter()
     c0 = now()
     cpu0 = time.process_time()
-    state = {"k": 0}
+    # "k": the steps begun; "applied": the updates taken (an interrupt between steps, after
+    # one's update and before the next begins, has as many of each)
+    state = {"k": 0, "applied": 0}
     # a later fit continues the history: its steps count on from the last recorded one
     # and rel_l2_best is this fit's (a second fit restarted at step 0 and took the best
     # of every earlier fit's checkpoints)
@@ -237,6 +239,7 @@ def fit_solver(
             model.history["rel_l2"].append(model._rel_l2(solve=False))
         if finite:
             opt.step()
+            state["applied"] += 1
             if sched is not None:
                 sched.step()
             # not after an update that left Adam's state non-finite: optimize ends the fit
@@ -251,9 +254,11 @@ def fit_solver(
     except BaseException:
         # a bug or an interrupt inside a step: the hyperparameters are those of the last
         # completed step; a joint fit keeps its field too, an eliminated one is re-solved
-        # for them on next use (its key no longer matches). An error of the callback comes
-        # after its step's update: that step is done.
-        done.append(state["k"] if user.raised else max(state["k"] - 1, 0))
+        # for them on next use (its key no longer matches). The steps done are the updates
+        # taken: an error of the callback comes after its step's update (that step is done),
+        # and so does an interrupt between two steps (the last one begun is done; counting
+        # the steps begun less one left it out, though the model held its update)
+        done.append(state["applied"])
         if joint:
             model._settle(joint, u_param)
         raise

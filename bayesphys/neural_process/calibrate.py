@@ -195,7 +195,7 @@ def calibrate_variance(
             s_z = interval_scale(ez, sz, level)
             out["parameters"] = s_z
             out["coverage_parameters_raw"] = float((ez.abs() <= zl * sz).double().mean())
-    except Exception:
+    except BaseException:  # Ctrl-C too: the scales in force before the call stay
         model.variance_scale = old
         raise
     model.variance_scale = {"field": out["field"], "parameters": s_z}

@@ -114,9 +114,13 @@ def _gauss_newton(
     cb_seconds = 0.0  # the callback's time, not counted in max_seconds
     res = FitResult()
     bar = progress_bar(total=steps, desc=method, progress=progress, leave=False)
-    with torch.no_grad():
-        r0 = fn(x)
-        loss = 0.5 * float((r0**2).sum())
+    try:
+        with torch.no_grad():
+            r0 = fn(x)
+            loss = 0.5 * float((r0**2).sum())
+    except BaseException:  # the residuals failed at the start (Ctrl-C too): no bar left open
+        bar.close()
+        raise
     hist.append(loss)
     # predicted decrease of the first rejected step since the last accepted one (the least
     # damped of a rejection streak): the stall test below

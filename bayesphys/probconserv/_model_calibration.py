@@ -262,8 +262,8 @@ def run_calibrate(
 ) -> float:
     r"""The body of :meth:`ProbConserv.calibrate <bayesphys.probconserv.ProbConserv.calibrate>`
     with its settings checked (``s``): fits and stores the calibration, returns :math:`\beta`
-    (hybrid) or the variance scale :math:`c`. A failure part-way keeps the previous
-    calibration (hybrid)."""
+    (hybrid) or the variance scale :math:`c`. A failure part-way (Ctrl-C included) keeps the
+    previous calibration, hybrid or scalar."""
     widened = None
     if objective == "hybrid":
         warn_hybrid_with_mixture(model)
@@ -329,12 +329,14 @@ def run_calibrate(
             raise
         model._calibrated_at = model.steps_done
         return model.calibration.beta
-    model.calibration = None
     z2 = (truth.to(prior.mean) - prior.mean).pow(2) / prior.variance.clamp_min(1e-12)
     if objective == "ll":
-        model.var_scale = float(z2.mean())
+        scale = float(z2.mean())
     else:
         q = torch.quantile(z2.sqrt().flatten(), 0.9)
-        model.var_scale = float((q / 1.6448536269514722) ** 2)
+        scale = float((q / 1.6448536269514722) ** 2)
+    # set together once computed: a failure (Ctrl-C) while computing kept the variance scale
+    # in force but had already dropped a hybrid calibration
+    model.calibration, model.var_scale = None, scale
     model._calibrated_at = model.steps_done
     return model.var_scale

@@ -80,7 +80,9 @@ def train_step1(
     # of ``data``: "probconserv-subset" keyed the same way, so fit(4) + fit(2) draws the
     # batches of fit(6) on either path
     start, seed0 = model.steps_done, cfg.seed or 0
-    counter = {"k": 0}
+    # "k": the steps begun; "applied": the updates taken (a step interrupted before its
+    # update has begun but not updated); "rng": the latent-noise stream as the last step began
+    counter: dict[str, Any] = {"k": 0, "applied": 0, "rng": None}
     # data-parallel under torchrun: identical replicas, per-rank batches, mean gradients
     sync = GradientSync(model.net)
     if model._train_rng is not None and model._split_rng:
@@ -107,6 +109,8 @@ def train_step1(
         return data.subset(idx)
 
     def step():
+        if model._train_rng is not None:  # an interrupt before the update rewinds it
+            counter["rng"] = model._train_rng.get_state()
         d = batch()
         if counter["k"] == 0:  # the first batch of this fit: values in the field's units
             warn_field_scale(d.y_context, d.y_target)
@@ -128,6 +132,7 @@ def train_step1(
         sync.average_gradients()
         torch.nn.utils.clip_grad_norm_(model.net.parameters(), 10.0)
         opt.step()
+        counter["applied"] += 1
         sched.step()
         # the rank mean in the loss's dtype (a bare torch.tensor rounded float64 losses to float32)
         return torch.tensor(sync.mean(loss), dtype=loss.dtype) if sync.active else loss.detach()
@@ -165,9 +170,14 @@ def train_step1(
                 desc=f"ProbConserv {cfg.step1} ({cfg.problem})",
             )
     except BaseException:
-        # interrupted (e.g. Ctrl-C, or an error of the callback): the steps begun count, so
-        # that the next fit draws fresh training batches instead of repeating these
-        model.steps_done = start + counter["k"]
+        # interrupted (e.g. Ctrl-C, or an error of the callback): steps_done counts the updates
+        # the weights hold (a step interrupted before its update was counted, though its
+        # weights were the previous step's), so the next fit draws the batch that step drew
+        # and never used, as a fit stopped cleanly there would; the latent-noise stream goes
+        # back to where that step began
+        if counter["applied"] < counter["k"] and counter["rng"] is not None:
+            model._train_rng.set_state(counter["rng"])
+        model.steps_done = start + counter["applied"]
         model.net.eval()
         raise
     finally:

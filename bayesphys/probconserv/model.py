@@ -212,7 +212,11 @@ class ProbConserv:
         with a fresh Adam and a fresh cosine schedule over its own ``steps``. A non-finite
         loss, or an update that leaves Adam's state non-finite, stops the fit as a divergence
         and restores the last good weights: those before the last recorded step's update,
-        which ``steps_done`` then no longer counts.
+        which ``steps_done`` then no longer counts. An interrupt (Ctrl-C) or an error inside
+        a step, before its update, leaves the weights of the last completed step with
+        ``steps_done`` counting the completed steps only, and the latent-noise stream where
+        the interrupted step began: the next fit draws that step's batch again, as after a
+        fit that stopped there.
 
         ``callback(model, step)`` runs after the update of every ``callback_every``-th step
         of this call (its steps ``c, 2c, ...`` up to ``steps``, ``c = callback_every``; not
