@@ -32,6 +32,7 @@ from torch import Tensor
 from .._checks import check_bool, check_int
 from .._device import as_tensor
 from .._posterior_args import _check_level
+from .._quantile import quantile_of_all
 from .._stack import user_stacklevel
 from .gicnet import check_kernel_memory
 
@@ -66,7 +67,7 @@ def interval_scale(
     r = (err.abs().double() / sd.double()).flatten()
     if not bool(torch.isfinite(r).all()):
         raise ValueError("err/sd: non-finite z-scores (NaN errors or zero spread)")
-    q = float(torch.quantile(r, float(level)))
+    q = float(quantile_of_all(r, float(level)))
     if q == 0.0:  # the scale below is its floor, 1e-24: every variance collapses
         zeros = int((r == 0).sum())
         warnings.warn(

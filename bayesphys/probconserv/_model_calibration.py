@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from .._checks import offset_seed
+from .._quantile import quantile_of_all
 from .._stack import user_stacklevel
 from ..posterior import GaussianPosterior
 from ..problems.gpme import make_dataset
@@ -333,7 +334,7 @@ def run_calibrate(
     if objective == "ll":
         scale = float(z2.mean())
     else:
-        q = torch.quantile(z2.sqrt().flatten(), 0.9)
+        q = quantile_of_all(z2.sqrt(), 0.9)
         scale = float((q / 1.6448536269514722) ** 2)
     # set together once computed: a failure (Ctrl-C) while computing kept the variance scale
     # in force but had already dropped a hybrid calibration

@@ -64,6 +64,7 @@ from torch import Tensor
 
 from .._checks import check_int, check_real, did_you_mean
 from .._device import as_tensor
+from .._quantile import quantile_of_all
 from ..posterior import GaussianPosterior
 from ._calibration_state import check_state
 from .conditional import LocalScale, choose_bandwidth, fit_parameter_map
@@ -323,7 +324,7 @@ def local_root(err: Tensor, val_mean: Tensor, mean: Tensor, k: int) -> Tensor:
 
 def coverage_scale(z: Tensor) -> float:
     """Scale ``s`` of the variance that puts 90 % of the z-scores ``z`` inside ``+-1.645``."""
-    q = torch.quantile(z.abs().flatten().to(_F64), 0.9)
+    q = quantile_of_all(z.abs().to(_F64), 0.9)
     return float((q / Z90) ** 2)
 
 
