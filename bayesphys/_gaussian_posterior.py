@@ -396,7 +396,9 @@ class GaussianPosterior(_PosteriorBase):
         seed: int | None = None,
     ) -> Tensor:
         """Draws ``[*sample_shape, *batch, *event]`` (no gradient); ``generator`` or ``seed``
-        (not both) makes them reproducible."""
+        (not both) makes them reproducible. The first ``k`` of ``sample((n,), seed=s)`` are
+        not ``sample((k,), seed=s)``: torch fills the standard normals in blocks (16 values
+        on the CPU), so their number changes each one; draw the largest set once and slice."""
         generator = _sampling_generator(generator, seed, self.device)
         with torch.no_grad():
             return self.rsample(sample_shape, generator=generator)

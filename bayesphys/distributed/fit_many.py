@@ -232,6 +232,9 @@ def fit_many(
         itself their normals were the numbers ``build`` / ``fit`` drew). ``None`` draws a random
         32-bit base seed. Either way it is recorded as ``result.seed``, in the table column
         ``base_seed`` and in each ``<id>.json``; passing it back as ``seed=`` reproduces the run.
+        On an executor that runs tasks as threads of this process (a ``ThreadPoolExecutor``)
+        the global streams are shared by the tasks running at once: only a model that draws
+        from generators of its own (seeded through ``build(problem, seed=s)``) repeats there.
     threads_per_worker: torch/OpenMP/BLAS threads in each task (``None``: leave as is).
     max_workers: size of pools/clusters started here (default: all cores).
     num_samples, num_chains, name: passed to ``Posterior.to_inference_data`` (default 200,

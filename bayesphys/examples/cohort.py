@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from .._checks import check_int
+from .._checks import check_int, check_optional_seed, check_seed
 from .._files import atomic_write, atomic_write_text
 from .._model import FitResult, autograd_on, optimize
 from ..problems.linear_gaussian import log_marginal_likelihood, posterior_for
@@ -60,16 +60,28 @@ __all__ = [
 ]
 
 
+def _patient_seed(seed: int, k: int) -> int:
+    """Patient ``k``'s seed in a cohort of ``seed``: ``seed * 100_003 + k`` wrapped modulo
+    ``2**64``, as torch maps a negative seed (so the streams are those of the unwrapped value
+    wherever torch took it; a seed beyond about ``+-9.2e13`` overflowed inside torch)."""
+    return (int(seed) * 100_003 + int(k)) % 2**64
+
+
 def make_cohort(
     n_patients: int, *, seed: int = 0, n: int = 101, m: int = 30, noise: float = 0.1
 ) -> dict[str, dict[str, Any]]:
-    """``{"p000": problem, ...}``; a problem holds ``x [n]``, ``u [n]``, ``idx [m]``, ``y [m]``."""
+    """``{"p000": problem, ...}``; a problem holds ``x [n]``, ``u [n]``, ``idx [m]``, ``y [m]``.
+
+    ``seed``: any seed torch takes (``[-2**63, 2**64)``, numpy integers too); patient ``k``
+    is drawn with seed ``seed * 100_003 + k`` (wrapped modulo ``2**64``, as torch reads a
+    negative seed)."""
     n_patients = check_int("n_patients", n_patients, minimum=1)
+    seed = check_seed("seed", seed)
     if not 1 <= m <= n:
         raise ValueError(f"m: expected 1 <= m <= n = {n}, received {m}")
     out = {}
     for k in range(n_patients):
-        gen = torch.Generator().manual_seed(seed * 100_003 + k)
+        gen = torch.Generator().manual_seed(_patient_seed(seed, k))
         a, b, phi = torch.rand(3, generator=gen, dtype=torch.float64)
         x = torch.linspace(0, 1, n, dtype=torch.float64)
         u = (0.5 + a) * torch.sin(2 * math.pi * x + 2 * math.pi * phi) + b * torch.sin(
@@ -96,6 +108,9 @@ class LinearGaussianModel:
                 raise ValueError(f"problem: expected key {key!r}, received keys {list(problem)}")
         self.problem = problem
         self.noise = float(problem.get("noise", 0.1))
+        # numpy integers as ints; a bool or float is refused naming ``seed`` (torch's
+        # manual_seed failed on numpy integers with "an integer is required")
+        seed = check_optional_seed("seed", seed)
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         # float64 whatever the caller's default dtype (a worker process has float32's)
         start = math.log(0.1) + 0.5 * float(torch.randn((), generator=gen, dtype=torch.float64))
@@ -218,12 +233,16 @@ def summarise_glioma(idata, problems: dict, patient_dim: str = "patient") -> dic
 
 
 def make_glioma_cohort(n_patients: int, *, seed: int = 0) -> dict[str, dict[str, Any]]:
-    """Synthetic glioma patients on the 32 x 32 (4 mm) phantom (``problems.glioma``)."""
+    """Synthetic glioma patients on the 32 x 32 (4 mm) phantom (``problems.glioma``); patient
+    ``k`` is ``synthetic_patient(seed * 100_003 + k)`` (wrapped modulo ``2**64``; ``seed``
+    any seed torch takes)."""
     from ..problems.glioma import brain_phantom, synthetic_patient
 
+    seed = check_seed("seed", seed)
     ph = brain_phantom(32, 4.0)
     return {
-        f"p{k:03d}": synthetic_patient(seed * 100_003 + k, phantom=ph) for k in range(n_patients)
+        f"p{k:03d}": synthetic_patient(_patient_seed(seed, k), phantom=ph)
+        for k in range(n_patients)
     }
 
 

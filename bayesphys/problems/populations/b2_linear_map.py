@@ -50,6 +50,10 @@ def linear_map(
     :math:`b_i = \mu_i - A_i\mu_i + 0.5\tanh\mu_i`. ``extra`` holds ``A [P,d,d]``, ``b [P,d]``
     and the exact target law ``target_mean [P,d]``, ``target_cov [P,d,d]``. ``dim >= 2``,
     ``n_points >= 2``.
+    The ``P = n_train + n_cal + n_test`` populations are drawn from one seeded stream in a
+    batch, so another split size changes every population, the test ones included: to vary
+    ``n_train`` against one test set, draw once with the largest sizes and shorten
+    ``splits["train"]``.
     """
     dim = check_int("dim", dim, minimum=2)
     n_points = check_int("n_points", n_points, minimum=2)

@@ -115,6 +115,11 @@ def interacting_particles(
     otherwise (float32 and narrower dtypes: the targets are rounded from float32). Settings whose
     simulation diverges (RK4 is explicit: a large ``|a|`` or a tiny ``ell`` for the ``steps``), or
     whose targets overflow ``dtype``, are refused (``ValueError``) rather than returned as NaN/Inf.
+
+    Population ``i`` is drawn in order from one seeded stream, so it is the same whatever the
+    split sizes, but the splits are index ranges (train first, test last): another ``n_train``
+    or ``n_cal`` moves which populations are the test ones. To vary ``n_train`` against one
+    test set, draw once with the largest sizes and shorten ``splits["train"]``.
     """
     n_points = check_int("n_points", n_points, minimum=2)
     steps = check_int("steps", steps, minimum=1)
