@@ -179,12 +179,18 @@ def tarp(
     seed: int = 0,
     n_alpha: int = 101,
 ) -> dict:
-    """TARP expected coverage of ``K``-dim vectors ``truth [N, K]`` among ``draws [N, L, K]``.
+    r"""TARP expected coverage of ``K``-dim vectors ``truth [N, K]`` among ``draws [N, L, K]``.
 
     Coordinates are min-max normalised by the range of truths and draws together; references
     are uniform in ``[0, 1]^K``, one per simulation (integer or bool summaries are taken as
     float64). Returns ``{"alpha" [n_alpha], "ecp" [n_alpha],
-    "f" [N], "atc": float, "pvalue": float}``.
+    "f" [N], "atc": float, "pvalue": float}``: ``f`` the randomised PIT of each truth's
+    distance to its reference among its draws' distances (ties broken at random, as for
+    :func:`sbc_ranks`; float64 on the CPU), :math:`\mathrm{ECP}(\alpha) = \#\{i: f_i <
+    \alpha\}/N` at ``alpha = linspace(0, 1, n_alpha)``, ``atc``
+    :math:`= \int_{1/2}^{1} (\mathrm{ECP}(\alpha) - \alpha)\,d\alpha` by the trapezoid rule
+    over ``1/2`` and the grid points above it (positive: intervals too wide), and ``pvalue``
+    the Kolmogorov-Smirnov test of ``f`` against U(0, 1).
     """
     truth, draws = check_truth_draws(truth, draws)
     truth, draws = _float_summaries(truth, draws)

@@ -5,7 +5,7 @@ Simulator: :func:`bayesphys.problems.glioma.synthetic_patient` on the 32 x 32 ph
 steps at 4x the fit's default step count). The true object is
 :math:`\theta = (\log D_w, \log\rho, x_0, y_0)`; inference is :class:`~bayesphys.odil.GliomaModel`
 (reduced-space fit + Laplace). The simulator's prior is not the model's (log-normal / Gaussian
-around the lesion centroid), so SBC ranks test calibration under a mild prior mismatch; coverage is
+around the core centroid), so SBC ranks test calibration under a mild prior mismatch; coverage is
 the main figure.
 """
 

@@ -100,12 +100,14 @@ class GliomaModel(GliomaPosteriorMixin):
         (explicit Euler, the scheme before 2026-11-29; checkpoints without the key load with it).
         Same cost and stability limit; at 4 mm and 32 steps Strang's error in :math:`c(T)` is
         about 20x smaller.
-    prior: ``{"log_dw": (mean, sd), "log_rho": (mean, sd), "focus_sd": mm}`` (focus prior is
-        centred on the lesion centroid); missing keys take the defaults
+    prior: ``{"log_dw": (mean, sd), "log_rho": (mean, sd), "focus_sd": mm}`` (every focus's
+        prior is centred on the centroid of the core voxels, label 2, or of the whole lesion,
+        labels >= 1, when there is no core); missing keys take the defaults
         (:data:`~bayesphys.odil.glioma_inputs.DEFAULT_PRIOR`), also in a dict assigned to
         ``config["prior"]`` later.
     focus_init: optional focus guess (mm) ``[d]``, or ``[n_foci, d]``; each must lie in the brain.
-        Default: the core centroid (one focus) or k-means centres of the core voxels.
+        Default: the core centroid (one focus) or k-means centres of the core voxels (the
+        lesion's, when there is no core).
     n_foci: number of focal seeds :math:`K` (GliODIL's multi-focal tumours); the prior of each
         focus is the same. :func:`~bayesphys.odil.select_n_foci` chooses :math:`K` by evidence.
     crop_margin_mm: the model is solved on the lesion's bounding box grown by this margin;
@@ -361,8 +363,10 @@ class GliomaModel(GliomaPosteriorMixin):
     def residuals(self, theta: Tensor) -> dict[str, Tensor]:
         r"""Weighted residuals (data + prior) at ``theta [2 + K d]``; loss
         :math:`\tfrac12\sum_k\lVert r_k\rVert^2`. Keys: ``seg1``, ``seg2`` (probit residuals,
-        one per brain voxel, ``[n_brain]``), ``pet`` (lesion voxels, ``[n_lesion]``, with a PET
-        map) and ``prior`` (``[2 + K d]``: :math:`(\theta_j - m_j)/s_j`)."""
+        one per brain voxel of the solver's crop, ``[n_brain]``: fewer than the whole grid's
+        brain voxels when ``crop_margin_mm`` or ``crop_scale`` crops it), ``pet`` (lesion
+        voxels, ``[n_lesion]``, with a PET map) and ``prior`` (``[2 + K d]``:
+        :math:`(\theta_j - m_j)/s_j`)."""
         theta = self._theta(theta)
         out = self._data_residuals(self._forward(theta))
         out["prior"] = self._prior_residuals(theta)
