@@ -566,8 +566,10 @@ def fit_recalibration(
                     f"object's shape {tuple(truth.shape)} (batch + event), received batch "
                     f"{tuple(p.batch_shape)} and event {tuple(p.event_shape)}"
                 )
-            # in the noted block: its refusal of the draws (a single draw) names the problem
-            return SamplePosterior(p[None]) if isinstance(p, Tensor) else p
+            # in the noted block: its refusal of the draws (a single draw) names the problem;
+            # draws without their autograd graph (a network sampled outside no_grad): all
+            # n_fit + n_eval posteriors are kept, and with the graph every fit's weights were
+            return SamplePosterior(p.detach()[None]) if isinstance(p, Tensor) else p
 
     # each step is one of the user's inferences (a fit each), as run_sbc's bar counts them
     bar = progress_bar(

@@ -500,7 +500,10 @@ def simulate_and_infer(
                 f"received {what} (problem {i})"
             )
         g = None if isinstance(post, Tensor) else gen_for(post.device)
-        d = posterior_draws(post, n_draws, generator=g)
+        # without the autograd graph of draws a user's network returned outside no_grad: the
+        # summaries recorded below kept it, and with it every replicate's weights and
+        # intermediates, alive until the last of the N inferences
+        d = posterior_draws(post, n_draws, generator=g).detach()
         # the truth in the draws' floating dtype; among integer or bool draws in the
         # promoted dtype, as field_calibration_curve does (a cast to the draws' dtype
         # truncated a float truth: 3.88 among integer draws was recorded as 3)
