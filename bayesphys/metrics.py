@@ -40,7 +40,7 @@ from torch import Tensor
 
 from ._checks import check_bool, check_broadcasts, check_dense_memory, check_real, require
 from ._device import check_finite, values_as_tensor
-from ._posterior_args import _central_quantiles
+from ._posterior_args import _central_quantiles, draw_quantiles
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._posterior_base import Posterior
@@ -427,9 +427,7 @@ def calibration_curve(
         draws = draws.to(torch.promote_types(draws.dtype, torch.float32))
 
         def quantile(q: list[float]) -> Tensor:  # [2 L, *shape]
-            return torch.quantile(
-                draws, torch.tensor(q, dtype=draws.dtype, device=draws.device), dim=0
-            )
+            return draw_quantiles(draws, torch.tensor(q, dtype=draws.dtype, device=draws.device))
 
         bounds = _central_quantiles(quantile, nominal.tolist())
     else:
