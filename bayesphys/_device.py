@@ -332,11 +332,29 @@ def check_finite(name: str, value: Any) -> None:
     if t.device.type == "meta":  # shapes only: its values cannot be read (torch raised
         # NotImplementedError deep inside the caller)
         raise ValueError(f"{name}: expected values, received a tensor on the 'meta' device")
-    if t.is_floating_point() or t.is_complex():
+    if (t.is_floating_point() or t.is_complex()) and not _surely_finite(t):
         bad = ~torch.isfinite(t)
         if bool(bad.any()):
             n = int(bad.sum())
             raise ValueError(f"{name}: expected finite values, received {n} NaN/Inf entries")
+
+
+def _surely_finite(t: torch.Tensor) -> bool:
+    """Whether the floating or complex tensor ``t`` ``[*]`` surely holds no NaN or Inf, from
+    reductions that allocate nothing of its size: its smallest and largest entries finite
+    (both NaN when it holds one) and its sum not NaN. The ``isfinite`` mask and its
+    temporaries held 1.7 times the tensor (670 MB for 1e8 float32 draws) and took ~10x as long;
+    it is formed only when this answers ``False`` (a non-finite entry, an empty or a sparse
+    tensor, a sum of huge values of both signs), to count the bad entries or clear them."""
+    if t.numel() == 0 or t.layout != torch.strided:
+        return False
+    with torch.no_grad():
+        try:
+            r = torch.view_as_real(t) if t.is_complex() else t
+            lo, hi = torch.aminmax(r)
+            return bool(torch.isfinite(lo) & torch.isfinite(hi) & ~torch.isnan(r.sum()))
+        except RuntimeError:  # a dtype or device without these reductions: the mask decides
+            return False
 
 
 # torch has no public test for a torch.func transform's wrapper tensor (vmap's BatchedTensor,

@@ -347,7 +347,14 @@ class GaussianPosterior(_PosteriorBase):
         else:
             flat = self._get_root().apply(base_samples)
         flat = flat.reshape(*base_samples.shape[:-1], math.prod(self.event_shape))
-        return self._mean + flat.reshape(*flat.shape[:-1], *self.event_shape)
+        draws = flat.reshape(*flat.shape[:-1], *self.event_shape)
+        graph = torch.is_grad_enabled() and (draws.requires_grad or self._mean.requires_grad)
+        if self._custom_root is None and not graph:
+            # a built-in root's L z is new memory of the draws' shape: the mean is added to it
+            # in place, the same sums without a third array of the draws' size beside the noise
+            # and L z (2.4 GB at the peak of 1000 float64 draws of 1e5 points, now 1.6 GB)
+            return draws.add_(self._mean)
+        return self._mean + draws
 
     def _check_base_samples(self, base: Tensor, shape: torch.Size, m: int) -> None:
         if not isinstance(base, Tensor):

@@ -158,7 +158,8 @@ def kron_matvec(factors: list[Tensor], z: Tensor) -> Tensor:
     nl = len(lead)
     for i, f in enumerate(factors):
         x = torch.movedim(torch.tensordot(x, f, dims=([nl + i], [1])), -1, nl + i)
-    return x.reshape(*lead, -1)
+    # the size spelled out: -1 is ambiguous for no vectors (sample((0,)) of a Kronecker one)
+    return x.reshape(*lead, math.prod(f.shape[0] for f in factors))
 
 
 def diagonal(cov: LinearOperator) -> Tensor:

@@ -16,6 +16,7 @@ from ._posterior_args import (
     _sampling_generator,
     _size,
     check_export_name,
+    draw_quantiles,
 )
 from ._posterior_base import _PosteriorBase
 from ._process_state import make_generator
@@ -159,7 +160,7 @@ class SamplePosterior(_PosteriorBase):
         flat = self._flat()
         if flat[0].numel() == 0:  # an empty event: torch.quantile refuses empty input
             return flat.new_empty((*qt.shape, *flat.shape[1:]))
-        out = torch.quantile(flat, qt.reshape(-1), dim=0)
+        out = draw_quantiles(flat, qt.reshape(-1))  # torch.quantile's, by blocks of points
         return out.reshape((*qt.shape, *flat.shape[1:]))  # a tuple: () for a scalar q and event
 
     def log_prob(self, value: Tensor) -> Tensor:

@@ -65,12 +65,26 @@ SAMPLE_GROUPS = (
 (passed to :func:`build_inference_data` by name or in ``extra_groups``)."""
 
 
+class _Fresh:
+    """Draws made for one export and held nowhere else (a GaussianPosterior's, a pick of a
+    SamplePosterior's): :func:`_np` takes their memory on the CPU instead of copying it (the copy
+    was the export's peak, a second array of all the draws)."""
+
+    __slots__ = ("tensor",)
+
+    def __init__(self, tensor: Any) -> None:
+        self.tensor = tensor
+
+
 def _np(value: Any, *, copy: bool = True, name: str = "value") -> np.ndarray:
     """``value`` as a numpy array of its own (``copy=False``: a view where one is possible,
     for a look at its shape). A view of a CPU tensor or of an array shared its storage: an edit
     of the returned InferenceData rewrote the caller's tensor (a SamplePosterior's draws). A
     ``meta`` tensor (no values) or a ragged list is refused with a ``ValueError`` naming
-    ``name`` (torch's "Cannot copy out of meta tensor", numpy's "inhomogeneous shape")."""
+    ``name`` (torch's "Cannot copy out of meta tensor", numpy's "inhomogeneous shape"). The
+    tensor of a :class:`_Fresh` is taken as it is on the CPU (no copy)."""
+    if isinstance(value, _Fresh):
+        value, copy = value.tensor, False
     try:
         import torch
 
@@ -436,7 +450,15 @@ def to_inference_data(
             obs_dims[oname] = dims[nb:]
         elif oname == name:
             obs_dims[oname] = [f"{name}_obs_dim_{i}" for i in range(len(oshape))]
-    post_vars = {name: draws}
+    from ._gaussian_posterior import GaussianPosterior
+    from ._sample_posterior import SamplePosterior
+
+    # draws made here for this export alone are not copied again: those of a GaussianPosterior
+    # (mean + L z, new memory) and a SamplePosterior's pick (its stored chains are copied)
+    fresh = type(posterior) is GaussianPosterior or (
+        type(posterior) is SamplePosterior and (num_chains, num_samples) != (None, None)
+    )
+    post_vars = {name: _Fresh(draws) if fresh else draws}
     for pname, pdraws in params.items():
         # a look at its shape: build_inference_data copies it
         arr = _np(pdraws, copy=False, name=f"params[{pname!r}]")

@@ -129,11 +129,12 @@ class _CastRoot:
 
 
 class _CovarianceRoot:
-    """``z -> L z`` for a root of ``cov``: built at once (for ``base_dim``), dropped when
+    """``z -> L z`` for a root of ``cov``: built at once (for ``base_dim``) unless ``root``, a
+    structured root of ``cov`` already factorised (the prior's own), is given; dropped when
     pickled (the structured root holds closures) and rebuilt on first use after that."""
 
-    def __init__(self, cov: LinearOperator) -> None:
-        self.cov, self._root = cov, None
+    def __init__(self, cov: LinearOperator, root=None) -> None:
+        self.cov, self._root = cov, root
         self.base_dim = self._get().base_dim
 
     def _get(self):
@@ -470,7 +471,12 @@ def conservation_update(
     if prior._custom_root is not None:
         base_root, base_dim = _prior_root(prior), int(prior._custom_root_dim)
     else:
-        base_root = _CovarianceRoot(cov)
+        # a float64 prior's covariance is ``cov``: its own root (factorised when it was
+        # validated, or now and kept by the prior) serves the draws, the same factor to the bit;
+        # a second factorisation of the prior was ~97 % of the update's time (1.5 s for 200
+        # slices of 200 points)
+        own = prior._get_root() if prior.dtype == _F64 else None
+        base_root = _CovarianceRoot(cov, own)
         base_dim = base_root.base_dim
     extra = 0 if limit else m
     # a sigma_g whose square overflows (> ~1.3e154) has a zero gain column, so capping it
