@@ -117,6 +117,17 @@ def _few_threads():
     torch.set_num_threads(n)
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test (fits whose step counts or timings are compared), the
+    count set back after it; a module takes it with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _module_threads_kept():
     """Each module ends with torch's thread count as it found it: a module-scoped fixture set

@@ -12,6 +12,7 @@ import torch
 
 from bayesphys.gp_pde import GPPDESolver
 from tests.fit_callback_checks import check_bad_callbacks_refused, check_callback_time_excluded
+from tests.gp_pde.solver_state import same_state, solver_state
 
 SETTINGS = {
     "gp-hm": ("poisson1d-low", dict(num_mixtures=2)),
@@ -23,16 +24,6 @@ SETTINGS = {
 def _tiny(kind: str = "gp-hm") -> GPPDESolver:
     problem, kw = SETTINGS[kind]
     return GPPDESolver(problem, seed=0, **kw)
-
-
-def _state(m: GPPDESolver) -> dict[str, torch.Tensor]:
-    out = {k: v.detach().clone() for k, v in m.kernels.state_dict().items()}
-    out.update(tau_b=m.log_tau_b.detach().clone(), tau_pde=m.log_tau_pde.detach().clone())
-    return out
-
-
-def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_the_callback_sees_the_models_total_steps():
@@ -66,7 +57,7 @@ def test_a_callback_that_does_nothing_changes_nothing(kind):
         for a, b in zip(r, r_ref):
             assert a.loss_history == b.loss_history and a.message == b.message
             assert a.extra.get("best_step") == b.extra.get("best_step")
-        assert _same(_state(m), _state(ref)) and torch.equal(m.u, ref.u)
+        assert same_state(solver_state(m), solver_state(ref)) and torch.equal(m.u, ref.u)
         assert m.history == ref.history and m._fresh() == ref._fresh()
 
 
@@ -78,7 +69,7 @@ def test_save_and_load_inside_the_callback_round_trip(kind, tmp_path):
     def check(model, step):
         back = GPPDESolver.load(model.save(tmp_path / f"at{step}.pt"))
         assert back.steps_done == step
-        assert _same(_state(back), _state(model))
+        assert same_state(solver_state(back), solver_state(model))
         a, b = post(model), post(back)
         for x, y in (
             ((a, b),) if kind == "allencahn" else ((a.mean, b.mean), (a.variance, b.variance))
@@ -92,15 +83,15 @@ def test_save_and_load_inside_the_callback_round_trip(kind, tmp_path):
     assert checked == [2, 4]
     # the fields solved inside the callback are not the next step's start: the same fit
     assert r.loss_history == r_ref.loss_history
-    assert _same(_state(m), _state(ref)) and torch.equal(m.u, ref.u)
+    assert same_state(solver_state(m), solver_state(ref)) and torch.equal(m.u, ref.u)
 
 
 def test_bad_callbacks_are_refused_before_the_first_step():
     m = _tiny()
-    before = _state(m)
+    before = solver_state(m)
     check_bad_callbacks_refused(m.fit)
     assert m.steps_done == 0 and m.history == {"step": [], "rel_l2": []}
-    assert _same(_state(m), before)
+    assert same_state(solver_state(m), before)
 
 
 @pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt, StopIteration])
@@ -109,12 +100,12 @@ def test_an_error_of_the_callback_propagates_and_keeps_the_last_step(error):
 
     def stop(model, step):
         if step == 4:
-            at["state"] = _state(model)
+            at["state"] = solver_state(model)
             raise error("stop")
 
     with pytest.raises(error, match="stop"):
         m.fit(steps=20, eval_every=3, progress=False, callback=stop, callback_every=2)
-    assert _same(_state(m), at["state"])
+    assert same_state(solver_state(m), at["state"])
     # the step whose callback raised is done: the next fit numbers its steps after it
     assert m.history["fit_steps"] == [4] and m.steps_done == 4 and m.history["step"] == [0, 3]
     m.fit(steps=3, eval_every=3, progress=False)

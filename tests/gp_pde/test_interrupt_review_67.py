@@ -5,10 +5,10 @@ update, which the hyperparameters hold."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 import bayesphys._model as model_mod
 from bayesphys.gp_pde import GPPDESolver
+from tests.gp_pde.solver_state import same_state, solver_state
 
 SETTINGS = {
     "gp-hm": dict(num_mixtures=2),
@@ -16,22 +16,7 @@ SETTINGS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def _state(m: GPPDESolver) -> dict[str, torch.Tensor]:
-    out = {k: v.detach().clone() for k, v in m.kernels.state_dict().items()}
-    out.update(tau_b=m.log_tau_b.detach().clone(), tau_pde=m.log_tau_pde.detach().clone())
-    return out
-
-
-def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("kind", sorted(SETTINGS))
@@ -52,12 +37,12 @@ def test_an_interrupt_after_a_steps_update_counts_that_step(kind, monkeypatch):
         m.fit(
             steps=6,
             progress=False,
-            callback=lambda model, step: seen.setdefault(step, _state(model)),
+            callback=lambda model, step: seen.setdefault(step, solver_state(model)),
             callback_every=1,
         )
     monkeypatch.setattr(model_mod, "_loss_and_state", real)
     # the 3rd step's update is held (its callback saw these values): it was counted as not done
-    assert sorted(seen) == [1, 2, 3] and _same(_state(m), seen[3])
+    assert sorted(seen) == [1, 2, 3] and same_state(solver_state(m), seen[3])
     assert m.steps_done == 3 and m.history["fit_steps"] == [3]
     # the next fit numbers its steps after it
     later: list[int] = []

@@ -13,13 +13,7 @@ from bayesphys.probconserv import ProbConserv
 from bayesphys.problems.gpme import make_dataset
 from tests.fit_callback_checks import check_bad_callbacks_refused, check_callback_time_excluded
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tiny(step1: str = "anp") -> ProbConserv:
