@@ -153,8 +153,11 @@ class GaussianPosterior(_PosteriorBase):
                     "and root=None"
                 )
             root_dim = check_int("root_dim", root_dim, minimum=1)
+        # (a LinearOperator built without tensors, e.g. IdentityLinearOperator(n), has device
+        # None: it failed here with "'NoneType' object has no attribute 'type'")
         if (
             isinstance(covariance, (Tensor, LinearOperator))
+            and covariance.device is not None
             and covariance.device.type == "meta"
             and mean.device.type != "meta"
         ):  # shapes only: its move to the mean's device failed with "Cannot copy out of meta
@@ -178,7 +181,8 @@ class GaussianPosterior(_PosteriorBase):
                 "covariance: expected a LinearOperator or a torch.Tensor, received "
                 f"{type(covariance).__name__}"
             )
-        if not same_device(covariance.device, mean.device):  # as a tensor covariance is moved
+        if covariance.device is None or not same_device(covariance.device, mean.device):
+            # as a tensor covariance is moved (one without a device is put on the mean's)
             covariance = covariance.to(mean.device)
         if covariance.dtype != mean.dtype:
             # every covariance takes the mean's dtype, as a tensor one always did: a structured
