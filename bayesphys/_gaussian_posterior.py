@@ -8,7 +8,12 @@ from typing import Any
 
 import torch
 from linear_operator import to_dense, to_linear_operator
-from linear_operator.operators import DenseLinearOperator, DiagLinearOperator, LinearOperator
+from linear_operator.operators import (
+    DenseLinearOperator,
+    DiagLinearOperator,
+    LinearOperator,
+    ZeroLinearOperator,
+)
 from torch import Tensor
 
 from ._checks import check_bool, check_int
@@ -190,6 +195,16 @@ class GaussianPosterior(_PosteriorBase):
             # draw, and a diagonal one in another dtype gave variances and draws in its dtype
             # while ``dtype`` reported the mean's (float64 draws from a float32 posterior)
             covariance = covariance.to(mean.dtype)
+        if (
+            isinstance(covariance, ZeroLinearOperator)
+            and covariance.shape[-1] == covariance.shape[-2]
+        ):
+            # a point mass: linear_operator's ZeroLinearOperator densifies to float32 whatever
+            # its dtype, and the first draw failed with "expected m1 and m2 to have the same
+            # dtype"; the same zero covariance as a diagonal one in the mean's dtype
+            covariance = DiagLinearOperator(
+                torch.zeros(covariance.shape[:-1], dtype=mean.dtype, device=mean.device)
+            )
         expected = (*self.batch_shape, n, n)
         if tuple(covariance.shape) != expected:
             hint, cshape = "", tuple(covariance.shape)
