@@ -24,6 +24,7 @@ from ..problems.gp_pde import PROBLEMS, PDEProblem, get_problem
 from ._inputs import eval_on_grid, parse_grid, periodogram_peaks
 from ._kron import face_values
 from ._memory import check_kernel_memory
+from ._resolution import warn_unresolved
 from .gauss_newton import GaussNewtonKronSolve
 from .kernels import SpectralMixture1d
 from .nonlinear import PicardKronSolve
@@ -217,6 +218,8 @@ def init_solver(
         equation, beta = problem.equation, problem.beta
         check_problem(problem, n_col)
         axes = problem.axes(n_col, device=model.device, dtype=model.dtype)
+        if source is None and not in_quiet_rebuild():
+            warn_unresolved(problem, axes)
         source = problem.source(axes) if source is None else source
         boundary = problem.exact if boundary is None else boundary
         lam_b = problem.llk_weight if lam_b is None else lam_b

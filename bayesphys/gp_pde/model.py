@@ -64,7 +64,10 @@ class GPPDESolver:
     ----------
     problem: a :class:`~bayesphys.problems.gp_pde.PDEProblem` or its id; supplies the grid
         (``n_col`` points per dimension unless ``n_col`` is given), source, boundary data, the
-        equation and the exact solution used for error tracking.
+        equation and the exact solution used for error tracking. An ``n_col`` below the
+        Nyquist rate of a registered problem's solution, :math:`n - 1 < 2 \nu_i L_i`
+        (:func:`~bayesphys.problems.gp_pde.solution_frequencies`), is a ``UserWarning``: the
+        solution is aliased on that grid and the posterior confidently wrong.
     x: instead of ``problem`` (not with it): grid axes ``[n_j]`` (a single 1-D axis for a 1-D
         grid; strictly increasing) or tensor-product points ``[M, d]`` (in any order with
         callable ``source`` and ``boundary``; with either a tensor, in the row-major order of

@@ -7,6 +7,7 @@ argument).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +16,7 @@ from torch import Tensor
 
 from .._checks import as_scalar, check_keys, check_real
 from .._device import ArrayLike, as_tensor
+from .._stack import user_stacklevel
 from .grids import check_points
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "parameter_batches",
     "inverse_inputs",
     "check_outputs",
+    "warn_outside_prior",
     "BOUNDARY_D",
 ]
 
@@ -97,6 +100,38 @@ def parameter_batches(
     if zt.shape[0] != wt.shape[0]:
         raise ValueError(f"z/w: expected equal batch sizes, received {zt.shape[0]}, {wt.shape[0]}")
     return zt, wt
+
+
+def warn_outside_prior(where: str, problem: Any, values: tuple[tuple[str, Tensor], ...]) -> None:
+    """One ``UserWarning`` at the user's line when any row of the given parameters
+    (``("z", [B, dim_z])`` / ``("w", [B, dim_w])``) lies outside the problem's prior box
+    ``[z_low, z_high]`` / ``[w_low, w_high]`` (beyond 1e-6 of the box's width): the networks
+    were trained on draws from that box only, and outside it their means and variances are
+    extrapolations that neither widen nor carry any calibration (a smoke Poisson model at
+    ``w = 20``, box ``[1, 2]``, gave a smaller field sd than at ``w = 1.5``)."""
+    parts = []
+    for name, t in values:
+        lo = torch.tensor(getattr(problem, f"{name}_low"), dtype=t.dtype, device=t.device)
+        hi = torch.tensor(getattr(problem, f"{name}_high"), dtype=t.dtype, device=t.device)
+        tol = 1e-6 * (hi - lo) + 1e-12 * (hi.abs() + lo.abs())
+        out = ((t < lo - tol) | (t > hi + tol)).any(-1)
+        n = int(out.sum())
+        if n:
+            i = int(out.nonzero()[0, 0])
+            row = [round(float(v), 6) for v in t[i].reshape(-1)[:6]]
+            box = ", ".join(f"[{a:.6g}, {b:.6g}]" for a, b in zip(lo.tolist(), hi.tolist()))
+            parts.append(
+                f"{name}: {n} of {t.shape[0]} rows outside the prior box {box} "
+                f"(e.g. row {i}: {row})"
+            )
+    if parts:
+        warnings.warn(
+            f"{where}: {'; '.join(parts)}. The model was trained on parameters drawn from that "
+            "box only: outside it the posterior is an extrapolation of the networks, its "
+            "uncertainty neither widens nor is calibrated there",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
 
 
 def inverse_inputs(

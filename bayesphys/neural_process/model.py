@@ -65,7 +65,14 @@ from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
 from ..posterior import GaussianPosterior
 from ..problems.rgnp import sample_prior
-from ._inputs import as_points, check_data, check_outputs, inverse_inputs, parameter_batches
+from ._inputs import (
+    as_points,
+    check_data,
+    check_outputs,
+    inverse_inputs,
+    parameter_batches,
+    warn_outside_prior,
+)
 from ._net import build_networks
 from ._persist import (
     KIND,
@@ -401,7 +408,9 @@ class RandomGridNP:
         Parameters for which the network's mean or variances are not finite in the model's
         dtype (far outside the prior box, e.g. ``|z| ~ 1e5`` in float32) are a ``ValueError``
         naming ``z/w``. ``noise``: a white-noise variance ``>= 0`` added to the diagonal, a
-        number (or a one-element tensor or array).
+        number (or a one-element tensor or array). A ``z`` or ``w`` outside the problem's prior
+        box (the training range) is a ``UserWarning``: the result is an extrapolation whose
+        variance neither widens nor is calibrated there.
         """
         warn_untrained("RandomGridNP.posterior", self.step_count)
         self._warn_stale_calibration("RandomGridNP.posterior", "field")
@@ -410,6 +419,7 @@ class RandomGridNP:
         p = self.problem
         xs = self.default_points() if x is None else as_points("x", x, p, self.dtype, self.device)
         zt, wt = parameter_batches(z, w, p, self.dtype, self.device)
+        warn_outside_prior("RandomGridNP.posterior", p, (("z", zt), ("w", wt)))
         self._modules().eval()
         xb = xs.unsqueeze(0).expand(zt.shape[0], -1, -1)
         try:
@@ -445,12 +455,15 @@ class RandomGridNP:
         that cannot fit in memory are a ``MemoryError`` naming ``x``: pass fewer sets or points
         at a time. Field values for which GICNet's mean or variances are not finite in the
         model's dtype (e.g. ``|u| ~ 1e25`` in float32) are a ``ValueError`` naming ``u/w``.
+        A ``w`` outside the problem's prior box ``[w_low, w_high]`` (the training range) is a
+        ``UserWarning``.
         """
         warn_untrained("RandomGridNP.parameter_posterior", self.step_count)
         self._warn_stale_calibration("RandomGridNP.parameter_posterior", "parameters")
         p = self.problem
         transformed = check_bool("transformed", transformed)
         xt, ut, wt = inverse_inputs(x, u, w, transformed, p, self.dtype, self.device)
+        warn_outside_prior("RandomGridNP.parameter_posterior", p, (("w", wt),))
         self._modules().eval()
         try:
             q = self.inverse_net(xt, ut, wt)

@@ -169,8 +169,25 @@ def hessian_covariance(model: GliomaModel, hessian: str) -> Tensor:
             model.loss, model.theta, vectorize=cells <= _VECTORIZED_HESSIAN_CELLS
         )
         he = 0.5 * (he + he.T)
-        if bool(torch.isfinite(he).all()) and float(torch.linalg.eigvalsh(he).min()) > 0:
+        finite = bool(torch.isfinite(he).all())
+        low = float(torch.linalg.eigvalsh(he).min()) if finite else float("nan")
+        if low > 0:
             h = he
+        else:
+            # the fallback was silent: the Gauss-Newton matrix is positive semi-definite
+            # whatever the loss does, so its sds read as a confident posterior at a point
+            # that is no minimum of the loss along some direction
+            what = "not finite" if not finite else f"not positive definite (eigenvalue {low:.3g})"
+            warnings.warn(
+                f"laplace_covariance: the exact Hessian of the loss at the fitted theta is "
+                f"{what}: theta is not a local minimum along some direction (a fit that "
+                "stopped short, or a parameter the data do not determine), where a Laplace "
+                "posterior does not hold. The covariance falls back to the Gauss-Newton "
+                "matrix J^T J, whose sds do not show it; check result.converged and the "
+                "estimates, fit again with more steps",
+                RuntimeWarning,
+                stacklevel=user_stacklevel(),
+            )
     cov = torch.linalg.inv(0.5 * (h + h.T))
     return 0.5 * (cov + cov.T)
 

@@ -415,8 +415,8 @@ class GliomaModel(GliomaPosteriorMixin):
         posterior.
 
         ``hessian``: ``"exact"`` (autograd Hessian of the reduced loss, :math:`(2+Kd)^2` entries
-        for ``K = n_foci``; falls back to Gauss-Newton if not positive definite) or ``"gn"``
-        (:math:`J^\top J`).
+        for ``K = n_foci``; falls back to Gauss-Newton, with a ``RuntimeWarning``, if not
+        positive definite) or ``"gn"`` (:math:`J^\top J`).
         ``data`` must be ``None`` (the data are given at construction; anything else was
         silently ignored). ``steps >= 0`` LM steps after
         a ``grid x grid`` start search (``grid >= 1``; 1 = the prior mean). Returns a
@@ -448,7 +448,8 @@ class GliomaModel(GliomaPosteriorMixin):
     def laplace_covariance(self, hessian: str = "exact") -> Tensor:
         r"""Laplace covariance ``[2 + K d, 2 + K d]`` (``K = n_foci``) at the fitted
         :math:`\theta^*`: inverse of the exact Hessian of the loss or of the Gauss-Newton matrix
-        :math:`J^\top J`."""
+        :math:`J^\top J`. An exact Hessian that is not positive definite (no local minimum at
+        :math:`\theta^*`) falls back to :math:`J^\top J` with a ``RuntimeWarning``."""
         return hessian_covariance(self, hessian)
 
     def fit_odil(

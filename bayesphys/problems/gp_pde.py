@@ -38,7 +38,14 @@ from .._checks import check_int, did_you_mean
 from .._device import AxisLike, DTypeLike, as_tensor, resolve_dtype
 from .._model import autograd_on
 
-__all__ = ["PDEProblem", "get_problem", "PROBLEMS", "problem_ids", "tensor_grid"]
+__all__ = [
+    "PDEProblem",
+    "get_problem",
+    "PROBLEMS",
+    "problem_ids",
+    "solution_frequencies",
+    "tensor_grid",
+]
 
 _F64 = torch.float64
 EQUATIONS = ("poisson", "allencahn", "advection")
@@ -321,6 +328,32 @@ PROBLEMS: dict[str, PDEProblem] = {
         ),
     ]
 }
+
+
+#: the highest frequency of each registered exact solution along each coordinate, in cycles
+#: per unit length (:math:`\sin 100x`: :math:`100 / 2\pi`), keyed by the solution itself: a
+#: problem copied with another ``exact`` has none
+_SOLUTION_FREQUENCIES: dict[Callable[..., Tensor], tuple[float, ...]] = {
+    _sin100: (100 / _TWO_PI,),
+    _xsin200: (200 / _TWO_PI,),
+    _multiscale: (100 / _TWO_PI,),
+    _multiscale_sin: (100 / _TWO_PI,),
+    _sin500_trend: (500 / _TWO_PI,),
+    _low1d: (1.0,),
+    _sin100_2d: (100 / _TWO_PI, 100 / _TWO_PI),
+    _low2d: (0.5, 1.0),
+    _multiscale_2d: (100 / _TWO_PI, 100 / _TWO_PI),
+    _advection_low: (1.0, 2.0),
+    _advection: (1 / _TWO_PI, 200 / _TWO_PI),
+}
+
+
+def solution_frequencies(problem: PDEProblem) -> tuple[float, ...] | None:
+    r"""The highest frequency :math:`\nu_i` (cycles per unit length) of ``problem``'s exact
+    solution along each of its ``d`` coordinates, for the registered solutions (``None`` for
+    any other ``exact``): a uniform grid of ``n`` points over a length :math:`L_i` resolves it
+    only below its Nyquist frequency, :math:`\nu_i \le (n - 1) / (2 L_i)`."""
+    return _SOLUTION_FREQUENCIES.get(problem.exact)
 
 
 def problem_ids() -> list[str]:
