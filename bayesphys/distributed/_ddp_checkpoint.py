@@ -159,10 +159,7 @@ def load_states(
     diff += [
         f"{k!r} of shape {tuple(saved[k].shape)} (the model's {tuple(own[k].shape)})"
         for k in own
-        if k in saved
-        and isinstance(own[k], torch.Tensor)
-        and isinstance(saved[k], torch.Tensor)
-        and saved[k].shape != own[k].shape
+        if k in saved and not _shape_loads(own[k], saved[k])
     ]
     if diff:
         shown = "; ".join(diff[:5]) + (f"; and {len(diff) - 5} more" if len(diff) > 5 else "")
@@ -194,6 +191,19 @@ def load_states(
             f"path: {path}: its states do not load ({type(err).__name__}: {detail}); the file "
             "is damaged or was not written for this model and optimizer"
         ) from err
+
+
+def _shape_loads(own: Any, saved: Any) -> bool:
+    """Whether torch's ``load_state_dict`` takes the saved entry ``saved`` into the model's
+    ``own`` as far as shapes go: equal shapes, a ``[1]`` tensor into a 0-dim one (torch's
+    compatibility with old files), and anything into or from a lazy module's uninitialised
+    parameter (torch materialises it from the file, or judges it itself; reading its shape
+    raised before anything was loaded). Entries that are not tensors are torch's to judge."""
+    if not (isinstance(own, torch.Tensor) and isinstance(saved, torch.Tensor)):
+        return True
+    if torch.nn.parameter.is_lazy(own) or torch.nn.parameter.is_lazy(saved):
+        return True
+    return saved.shape == own.shape or (own.ndim == 0 and tuple(saved.shape) == (1,))
 
 
 def _plain(value: Any) -> Any:
