@@ -492,6 +492,10 @@ class GaussianPosterior(_PosteriorBase):
         maha = (diff * root.solve(diff)).sum(-1)
         return -0.5 * (maha + root.logdet() + n * math.log(2 * math.pi))
 
+    def _export_draws_fresh(self, num_chains: int | None, num_samples: int | None) -> bool:
+        # mean + L z: new memory (a subclass may export draws it keeps: copied)
+        return type(self) is GaussianPosterior
+
     def to(self, device: str | torch.device | None) -> GaussianPosterior:
         """A copy on ``device`` (as for a model: ``None`` is the CPU, ``"auto"`` CUDA when
         present); as ``Tensor.to``, on the posterior's own device it shares ``mean`` and

@@ -198,6 +198,11 @@ class _PosteriorBase:
             params=params,
         )
 
+    def _export_draws_fresh(self, num_chains: int | None, num_samples: int | None) -> bool:
+        """Whether :meth:`_draws_for_export` returns new memory held nowhere else, which the
+        export may take without a copy (``False``: it is copied, the safe default)."""
+        return False
+
     def _draws_for_export(
         self, num_chains: int | None, num_samples: int | None, seed: int | None
     ) -> Tensor:

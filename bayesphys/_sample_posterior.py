@@ -178,6 +178,10 @@ class SamplePosterior(_PosteriorBase):
             export_name=self.export_name,
         )
 
+    def _export_draws_fresh(self, num_chains: int | None, num_samples: int | None) -> bool:
+        # a pick of the stored draws is new memory; the stored chains themselves are not
+        return type(self) is SamplePosterior and (num_chains, num_samples) != (None, None)
+
     def _draws_for_export(
         self, num_chains: int | None, num_samples: int | None, seed: int | None
     ) -> Tensor:

@@ -450,14 +450,11 @@ def to_inference_data(
             obs_dims[oname] = dims[nb:]
         elif oname == name:
             obs_dims[oname] = [f"{name}_obs_dim_{i}" for i in range(len(oshape))]
-    from ._gaussian_posterior import GaussianPosterior
-    from ._sample_posterior import SamplePosterior
-
     # draws made here for this export alone are not copied again: those of a GaussianPosterior
-    # (mean + L z, new memory) and a SamplePosterior's pick (its stored chains are copied)
-    fresh = type(posterior) is GaussianPosterior or (
-        type(posterior) is SamplePosterior and (num_chains, num_samples) != (None, None)
-    )
+    # (mean + L z, new memory) and a SamplePosterior's pick (its stored chains are copied); the
+    # posterior says so itself (importing the two classes here closed an import cycle)
+    fresh_of = getattr(posterior, "_export_draws_fresh", None)
+    fresh = fresh_of is not None and bool(fresh_of(num_chains, num_samples))
     post_vars = {name: _Fresh(draws) if fresh else draws}
     for pname, pdraws in params.items():
         # a look at its shape: build_inference_data copies it
