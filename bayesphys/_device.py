@@ -281,13 +281,19 @@ def values_as_tensor(value: Any) -> torch.Tensor:
         and all(isinstance(v, torch.Tensor) for v in value)
     ):
         return torch.stack([v.detach() for v in value])
-    arr = np.asarray(value)
-    if not arr.flags.writeable:
-        # a read-only array (pandas values under copy-on-write, np.broadcast_to, a read-only
-        # memmap) is copied, as _numbers_as_tensor does: torch shared its memory and warned
-        # that writing to the tensor "will result in undefined behavior"
-        arr = arr.copy()
-    return torch.as_tensor(arr)
+    return torch.as_tensor(torch_readable(np.asarray(value)))
+
+
+def torch_readable(arr: np.ndarray) -> np.ndarray:
+    """``arr``, or a copy of it where torch cannot share its memory as it is: a read-only array
+    (pandas values under copy-on-write, ``np.broadcast_to``, a read-only memmap: torch shared
+    its memory and warned, at the user's data, that it "is not writable" and writing to the
+    tensor "will result in undefined behavior") or one with a negative stride (``np.flip``,
+    ``a[::-1]``: torch refuses those, "At least one stride in the given numpy array is
+    negative", which surfaced as a dtype "torch has no dtype for")."""
+    if not arr.flags.writeable or any(s < 0 for s in arr.strides):
+        return arr.copy()
+    return arr
 
 
 def _numbers_as_tensor(name: str, value: Any, expected: str) -> torch.Tensor:
@@ -300,11 +306,7 @@ def _numbers_as_tensor(name: str, value: Any, expected: str) -> torch.Tensor:
         raise TypeError(
             f"{name}: expected {expected}, received {type(value).__name__} ({err})"
         ) from err
-    if not arr.flags.writeable:
-        # a read-only array (a pandas DataFrame's values under copy-on-write, np.broadcast_to,
-        # a read-only memmap): torch shares its memory and warned, at the user's data, that it
-        # "is not writable" and writing to the tensor "will result in undefined behavior"
-        arr = arr.copy()
+    arr = torch_readable(arr)
     try:
         return torch.as_tensor(arr)
     except (TypeError, ValueError, RuntimeError) as err:
