@@ -9,11 +9,19 @@ import numbers
 import warnings
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from .._checks import check_increasing
-from .._device import as_tensor, check_finite, check_on_device, own_memory, values_as_tensor
+from .._device import (
+    as_tensor,
+    check_finite,
+    check_on_device,
+    own_memory,
+    torch_readable,
+    values_as_tensor,
+)
 from .._stack import user_stacklevel
 from ..problems.gp_pde import PDEProblem, tensor_grid
 from ._errors import NumericalFailure
@@ -108,8 +116,10 @@ def parse_grid(
             # memory of its own: the solver kept a view of the caller's axis otherwise; no
             # graph: an axis that requires grad made each fit step's backward pass run into
             # the graph of a source computed from it ("backward through the graph a second
-            # time")
-            return own_memory(torch.as_tensor(v, dtype=dtype, device=device).detach(), v)
+            # time"); a read-only or flipped array is copied first (torch warned of the one and
+            # refused the other)
+            arr = torch_readable(v) if isinstance(v, np.ndarray) else v
+            return own_memory(torch.as_tensor(arr, dtype=dtype, device=device).detach(), v)
         except (TypeError, ValueError, RuntimeError) as err:
             raise TypeError(
                 f"{what}: expected real coordinates (grid axes or points [M, d]), received "
