@@ -296,6 +296,15 @@ def torch_readable(arr: np.ndarray) -> np.ndarray:
     return arr
 
 
+def array_as_tensor(value: Any, **kwargs: Any) -> torch.Tensor:
+    """``torch.as_tensor(value, **kwargs)`` (same dtype rules: a list of Python floats is
+    float32), with a numpy array that torch cannot take as it is (read-only, or with negative
+    strides) copied first (:func:`torch_readable`)."""
+    if isinstance(value, np.ndarray):
+        value = torch_readable(value)
+    return torch.as_tensor(value, **kwargs)
+
+
 def _numbers_as_tensor(name: str, value: Any, expected: str) -> torch.Tensor:
     """``value`` (not a tensor) as a tensor via numpy, or a ``TypeError`` naming ``name`` that
     says why torch cannot hold it: integers past int64 (``[2**70]``, ``[2**63]``), numpy's
