@@ -296,6 +296,17 @@ def torch_readable(arr: np.ndarray) -> np.ndarray:
     return arr
 
 
+def plain_tensor(t: torch.Tensor) -> torch.Tensor:
+    """``t`` as a plain ``torch.Tensor`` (the same memory and autograd history) when it is of a
+    user's subclass (``class T(torch.Tensor)``); a plain tensor or an ``nn.Parameter`` as it
+    is. A model's data kept the subclass, and so did everything computed from them (a GP
+    kernel's frequencies from a grid axis): its ``save`` then refused the state ("is of type
+    T, which a checkpoint cannot hold"), after the fit."""
+    if type(t) is torch.Tensor or isinstance(t, torch.nn.Parameter):
+        return t
+    return t.as_subclass(torch.Tensor)
+
+
 def array_as_tensor(value: Any, **kwargs: Any) -> torch.Tensor:
     """``torch.as_tensor(value, **kwargs)`` (same dtype rules: a list of Python floats is
     float32), with a numpy array that torch cannot take as it is (read-only, or with negative
@@ -423,7 +434,7 @@ def as_tensor(
         a warning.
     """
     if isinstance(value, torch.Tensor):
-        t = value
+        t = plain_tensor(value)
     else:
         t = _numbers_as_tensor(name, value, "a tensor or array")
     if isinstance(dtype, str):

@@ -19,6 +19,7 @@ from .._device import (
     check_finite,
     check_on_device,
     own_memory,
+    plain_tensor,
     torch_readable,
     values_as_tensor,
 )
@@ -118,7 +119,10 @@ def parse_grid(
             # the graph of a source computed from it ("backward through the graph a second
             # time"); a read-only or flipped array is copied first (torch warned of the one and
             # refused the other)
+            # (a tensor subclass as a plain tensor: the kernels computed from it kept the
+            # subclass, and save refused them)
             arr = torch_readable(v) if isinstance(v, np.ndarray) else v
+            arr = plain_tensor(arr) if isinstance(arr, Tensor) else arr
             return own_memory(torch.as_tensor(arr, dtype=dtype, device=device).detach(), v)
         except (TypeError, ValueError, RuntimeError) as err:
             raise TypeError(
@@ -347,7 +351,8 @@ def eval_on_grid(name: str, value, axes: list[Tensor], *, finite: bool = True) -
     # build the next solver changed the earlier solvers' source). Data, not a parameter: a
     # tensor that requires grad kept its graph, so that each fit step's backward pass
     # accumulated gradients into the caller's tensor (and the model could not be deep-copied)
-    out = own_memory(out.detach().to(dtype=ref.dtype, device=ref.device), out)
+    # (a tensor subclass, given or returned by a callable, as a plain tensor: parse_grid)
+    out = own_memory(plain_tensor(out.detach()).to(dtype=ref.dtype, device=ref.device), out)
     if out.ndim == 0:  # a number (or a callable's): the constant field, e.g. boundary=0.0
         out = out.expand(shape).clone()
     if tuple(out.shape) != shape:
