@@ -51,12 +51,24 @@ __all__ = [
 ]
 
 
+def _one_value_hint(value: Any, convert: str) -> str:
+    """The conversion to name when a number is expected and ``value`` is a 0-d tensor or
+    array (a loss, a ``np.load`` scalar, ``x.sum()``): these are refused, as every tensor is,
+    and the bare "received Tensor" did not say what to pass instead."""
+    if getattr(value, "shape", None) == () and hasattr(value, "dtype"):
+        return f" (a 0-d {type(value).__name__}: pass {convert}(x))"
+    return ""
+
+
 def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
     """``value`` as an ``int`` ``>= minimum``; a ``bool``, a non-integral float or anything
     that is not a number is refused (``TypeError``), an out-of-range value too
     (``ValueError``). Integral floats such as ``3.0`` are accepted and converted."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected an int, received {type(value).__name__} {value!r}")
+        raise TypeError(
+            f"{name}: expected an int, received {type(value).__name__} {value!r}"
+            + _one_value_hint(value, "int")
+        )
     if not isinstance(value, numbers.Integral):
         if not math.isfinite(float(value)) or float(value) != int(value):
             raise TypeError(f"{name}: expected an int, received {value!r}")
@@ -142,7 +154,10 @@ def check_real(
     """``value`` as a finite ``float`` in ``[minimum, maximum]`` (open at ``minimum`` when
     ``strict``: e.g. a learning rate ``> 0``); NaN and infinities are refused."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected a real number, received {type(value).__name__}")
+        raise TypeError(
+            f"{name}: expected a real number, received {type(value).__name__}"
+            + _one_value_hint(value, "float")
+        )
     try:
         out = float(value)
     except OverflowError:  # an int (or Fraction) past float's range: torch's OverflowError

@@ -281,13 +281,39 @@ def values_as_tensor(value: Any) -> torch.Tensor:
         and all(isinstance(v, torch.Tensor) for v in value)
     ):
         return torch.stack([v.detach() for v in value])
-    arr = np.asarray(value)
-    if not arr.flags.writeable:
-        # a read-only array (pandas values under copy-on-write, np.broadcast_to, a read-only
-        # memmap) is copied, as _numbers_as_tensor does: torch shared its memory and warned
-        # that writing to the tensor "will result in undefined behavior"
-        arr = arr.copy()
-    return torch.as_tensor(arr)
+    return torch.as_tensor(torch_readable(np.asarray(value)))
+
+
+def torch_readable(arr: np.ndarray) -> np.ndarray:
+    """``arr``, or a copy of it where torch cannot share its memory as it is: a read-only array
+    (pandas values under copy-on-write, ``np.broadcast_to``, a read-only memmap: torch shared
+    its memory and warned, at the user's data, that it "is not writable" and writing to the
+    tensor "will result in undefined behavior") or one with a negative stride (``np.flip``,
+    ``a[::-1]``: torch refuses those, "At least one stride in the given numpy array is
+    negative", which surfaced as a dtype "torch has no dtype for")."""
+    if not arr.flags.writeable or any(s < 0 for s in arr.strides):
+        return arr.copy()
+    return arr
+
+
+def plain_tensor(t: torch.Tensor) -> torch.Tensor:
+    """``t`` as a plain ``torch.Tensor`` (the same memory and autograd history) when it is of a
+    user's subclass (``class T(torch.Tensor)``); a plain tensor or an ``nn.Parameter`` as it
+    is. A model's data kept the subclass, and so did everything computed from them (a GP
+    kernel's frequencies from a grid axis): its ``save`` then refused the state ("is of type
+    T, which a checkpoint cannot hold"), after the fit."""
+    if type(t) is torch.Tensor or isinstance(t, torch.nn.Parameter):
+        return t
+    return t.as_subclass(torch.Tensor)
+
+
+def array_as_tensor(value: Any, **kwargs: Any) -> torch.Tensor:
+    """``torch.as_tensor(value, **kwargs)`` (same dtype rules: a list of Python floats is
+    float32), with a numpy array that torch cannot take as it is (read-only, or with negative
+    strides) copied first (:func:`torch_readable`)."""
+    if isinstance(value, np.ndarray):
+        value = torch_readable(value)
+    return torch.as_tensor(value, **kwargs)
 
 
 def _numbers_as_tensor(name: str, value: Any, expected: str) -> torch.Tensor:
@@ -300,11 +326,7 @@ def _numbers_as_tensor(name: str, value: Any, expected: str) -> torch.Tensor:
         raise TypeError(
             f"{name}: expected {expected}, received {type(value).__name__} ({err})"
         ) from err
-    if not arr.flags.writeable:
-        # a read-only array (a pandas DataFrame's values under copy-on-write, np.broadcast_to,
-        # a read-only memmap): torch shares its memory and warned, at the user's data, that it
-        # "is not writable" and writing to the tensor "will result in undefined behavior"
-        arr = arr.copy()
+    arr = torch_readable(arr)
     try:
         return torch.as_tensor(arr)
     except (TypeError, ValueError, RuntimeError) as err:
@@ -412,7 +434,7 @@ def as_tensor(
         a warning.
     """
     if isinstance(value, torch.Tensor):
-        t = value
+        t = plain_tensor(value)
     else:
         t = _numbers_as_tensor(name, value, "a tensor or array")
     if isinstance(dtype, str):

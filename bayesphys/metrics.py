@@ -39,7 +39,7 @@ from scipy.spatial.distance import cdist
 from torch import Tensor
 
 from ._checks import check_bool, check_broadcasts, check_dense_memory, check_real, require
-from ._device import check_finite, values_as_tensor
+from ._device import check_finite, torch_readable, values_as_tensor
 from ._posterior_args import _central_quantiles, draw_quantiles
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -89,6 +89,11 @@ def _on_like(x, ref: Tensor, name: str = "") -> Tensor:
     _not_meta(name, x, ref)
     if isinstance(x, Tensor):
         return x.to(ref.device)
+    if isinstance(x, np.ndarray):
+        # a flipped array (negative strides) failed inside torch; a read-only one (a memmap
+        # opened with mode "r") warned that writing to the tensor "will result in undefined
+        # behavior"
+        x = torch_readable(x)
     return torch.as_tensor(
         x, dtype=ref.dtype if ref.is_floating_point() else None, device=ref.device
     )

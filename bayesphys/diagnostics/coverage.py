@@ -234,7 +234,9 @@ def score_summary(truth: Tensor, draws: Tensor) -> dict:
     taken as float64.
     """
     truth, draws = check_truth_draws(truth, draws)
-    truth, draws = _float_summaries(truth, draws)
+    # floats are returned, so no graph is kept: a truth that requires grad warned ("Converting
+    # a tensor with requires_grad=True to a scalar"), an error under ``python -W error``
+    truth, draws = _float_summaries(truth.detach(), draws.detach())
     if draws.shape[1] < 2:
         raise ValueError(
             f"draws: expected at least 2 draws per problem (L >= 2) for the moment-matched NLL, "

@@ -61,7 +61,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_bool, check_int, check_seed, did_you_mean, offset_seed
-from .._device import check_finite
+from .._device import array_as_tensor, check_finite
 from .._posterior_args import _check_level, _check_levels
 from .._posterior_base import is_posterior, missing_members
 from .._progress import progress_bar
@@ -136,15 +136,17 @@ def _check_pairs(posteriors: Sequence[Posterior], truths: Sequence[Tensor]) -> l
             raise TypeError(
                 f"posteriors[{i}]: expected a Posterior, received {type(p).__name__}{hint}"
             )
+    # (a flipped or read-only array is copied: torch refused the one and warned of the other)
+    truths = [array_as_tensor(t) for t in truths]
     for i, (p, t) in enumerate(zip(posteriors, truths)):
         expected = (*p.batch_shape, *p.event_shape)
-        if tuple(torch.as_tensor(t).shape) != expected:
+        if tuple(t.shape) != expected:
             raise ValueError(
                 f"truths[{i}]: expected shape {expected} (the posterior's batch + event), "
-                f"received {tuple(torch.as_tensor(t).shape)}"
+                f"received {tuple(t.shape)}"
             )
-        check_finite(f"truths[{i}]", torch.as_tensor(t))
-    return [torch.as_tensor(t).to(p.mean) for p, t in zip(posteriors, truths)]
+        check_finite(f"truths[{i}]", t)
+    return [t.to(p.mean) for p, t in zip(posteriors, truths)]
 
 
 def _exact_level(level: float | Fraction) -> Fraction:

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_bool, check_increasing, check_int, check_real, check_seed, offset_seed
-from .._device import check_finite
+from .._device import array_as_tensor, check_finite
 from .._posterior_args import _check_levels
 from .._posterior_base import central_intervals, is_posterior, missing_members
 from .._progress import progress_bar
@@ -266,13 +266,13 @@ def simulated(simulate: Callable[..., tuple[Any, Any]], n: int, seed: int) -> tu
         # one array per problem: stacked (torch.as_tensor failed on a list of tensors with
         # "only one element tensors can be converted to Python scalars")
         try:
-            theta = torch.stack([torch.as_tensor(t) for t in theta])
+            theta = torch.stack([array_as_tensor(t) for t in theta])
         except (RuntimeError, TypeError, ValueError) as err:
             raise ValueError(
                 f"simulate: expected theta [n, *event], or n arrays of one shape, received a "
                 f"{type(theta).__name__} of arrays that do not stack ({err})"
             ) from None
-    theta = torch.as_tensor(theta)
+    theta = array_as_tensor(theta)
     if theta.ndim == 0 or theta.shape[0] != n:
         raise ValueError(
             f"simulate: expected theta with leading dim {n}, received {tuple(theta.shape)}"
@@ -285,7 +285,7 @@ def as_draws_or_posterior(value: Any, where: str) -> Posterior | Tensor:
     numpy array) as a tensor; anything else a ``TypeError`` naming the protocol members it
     lacks (``where`` names the call, e.g. ``"problem 3"``)."""
     if isinstance(value, np.ndarray):
-        value = torch.as_tensor(value)
+        value = array_as_tensor(value)
     if isinstance(value, Tensor) or is_posterior(value):
         return value
     raise TypeError(
@@ -324,7 +324,7 @@ def posterior_draws(
 
     n_draws = check_int("n_draws", n_draws, minimum=1)
     if isinstance(post, np.ndarray):
-        post = torch.as_tensor(post)
+        post = array_as_tensor(post)
     if isinstance(post, SamplePosterior):
         post = post.draws.reshape(-1, *post.draws.shape[2:])
     if isinstance(post, Tensor):

@@ -9,11 +9,20 @@ import numbers
 import warnings
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from .._checks import check_increasing
-from .._device import as_tensor, check_finite, check_on_device, own_memory, values_as_tensor
+from .._device import (
+    as_tensor,
+    check_finite,
+    check_on_device,
+    own_memory,
+    plain_tensor,
+    torch_readable,
+    values_as_tensor,
+)
 from .._stack import user_stacklevel
 from ..problems.gp_pde import PDEProblem, tensor_grid
 from ._errors import NumericalFailure
@@ -108,8 +117,13 @@ def parse_grid(
             # memory of its own: the solver kept a view of the caller's axis otherwise; no
             # graph: an axis that requires grad made each fit step's backward pass run into
             # the graph of a source computed from it ("backward through the graph a second
-            # time")
-            return own_memory(torch.as_tensor(v, dtype=dtype, device=device).detach(), v)
+            # time"); a read-only or flipped array is copied first (torch warned of the one and
+            # refused the other)
+            # (a tensor subclass as a plain tensor: the kernels computed from it kept the
+            # subclass, and save refused them)
+            arr = torch_readable(v) if isinstance(v, np.ndarray) else v
+            arr = plain_tensor(arr) if isinstance(arr, Tensor) else arr
+            return own_memory(torch.as_tensor(arr, dtype=dtype, device=device).detach(), v)
         except (TypeError, ValueError, RuntimeError) as err:
             raise TypeError(
                 f"{what}: expected real coordinates (grid axes or points [M, d]), received "
@@ -337,7 +351,8 @@ def eval_on_grid(name: str, value, axes: list[Tensor], *, finite: bool = True) -
     # build the next solver changed the earlier solvers' source). Data, not a parameter: a
     # tensor that requires grad kept its graph, so that each fit step's backward pass
     # accumulated gradients into the caller's tensor (and the model could not be deep-copied)
-    out = own_memory(out.detach().to(dtype=ref.dtype, device=ref.device), out)
+    # (a tensor subclass, given or returned by a callable, as a plain tensor: parse_grid)
+    out = own_memory(plain_tensor(out.detach()).to(dtype=ref.dtype, device=ref.device), out)
     if out.ndim == 0:  # a number (or a callable's): the constant field, e.g. boundary=0.0
         out = out.expand(shape).clone()
     if tuple(out.shape) != shape:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import seed_or_draw
-from .._device import single_or_double
+from .._device import array_as_tensor, single_or_double
 from .._process_state import seeded_build
 from ._validate import as_list
 from .config import MFMConfig
@@ -113,8 +113,9 @@ def treatment_onehot(
         )
     if isinstance(treatment, Tensor) and treatment.device.type == "meta":
         raise ValueError("treatment: expected values, received a tensor on the 'meta' device")
-    try:  # a str, or None entries, raised torch's own unnamed error
-        tr = torch.as_tensor(treatment, device=device)
+    try:  # a str, or None entries, raised torch's own unnamed error (a flipped numpy array,
+        # which torch.as_tensor refuses, is copied first: it was refused as not indices)
+        tr = array_as_tensor(treatment, device=device)
     except (TypeError, ValueError, RuntimeError) as err:
         raise TypeError(
             f"treatment: expected integer indices in [0, {num_treatments}), one per "

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from .._checks import check_int_sequence
+from .._device import array_as_tensor
 from .._model import in_untrained_warned
 from .._stack import user_stacklevel
 from ..problems.populations import PopulationPairs
@@ -56,7 +57,7 @@ def warn_untrained_treatments(
     if treatment is None or in_untrained_warned():
         return
     try:
-        tr = torch.as_tensor(treatment)
+        tr = array_as_tensor(treatment)
     except (TypeError, ValueError, RuntimeError):
         return
     if tr.is_floating_point() or tr.is_complex() or tr.dtype == torch.bool:

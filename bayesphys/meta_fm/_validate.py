@@ -186,6 +186,12 @@ def _hint(value: Any) -> str:
         return ""
     if hasattr(value, "to_numpy"):
         return " (convert it with torch.tensor(x.to_numpy()))"
+    strides = getattr(value, "strides", None) or ()
+    flags = getattr(value, "flags", None)
+    if any(st < 0 for st in strides) or (flags is not None and not flags.writeable):
+        # torch.as_tensor refuses negative strides (np.flip) and warns at a read-only array
+        # (a memmap opened with mode "r"): the hint failed when followed
+        return " (convert it with torch.as_tensor(x.copy()))"
     return " (convert it with torch.as_tensor(x))"
 
 

@@ -137,7 +137,9 @@ class MetaGP(nn.Module):
         # under the lock: gpytorch's default settings, not another thread's predict's (and the
         # training data set here are the ones used)
         with GPYTORCH_SETTINGS_LOCK:
-            self.gp.set_train_data(xc, yc, strict=False)
+            # detached: an nn.Parameter as yc was registered as the module's parameter
+            # "train_targets" by gpytorch's assignment, a KeyError (the attribute exists)
+            self.gp.set_train_data(xc.detach(), yc.detach(), strict=False)
             self.train()
             mll = gpytorch.mlls.ExactMarginalLogLikelihood(self.lik, self.gp)
             return -mll(self.gp(xc), yc).mean()
@@ -158,7 +160,9 @@ class MetaGP(nn.Module):
             gpytorch.settings.fast_pred_var(False),
             gpytorch.settings.max_cholesky_size(10**6),
         ):
-            self.gp.set_train_data(xc, yc, strict=False)
+            # detached (as in loss): a context whose yc is an nn.Parameter failed with
+            # KeyError "attribute 'train_targets' already exists"
+            self.gp.set_train_data(xc.detach(), yc.detach(), strict=False)
             self.eval()
             try:
                 pred = self.gp(xt)
