@@ -19,6 +19,7 @@ from .._stack import user_stacklevel
 from .._time_budget import check_max_seconds
 from ..problems.populations import PopulationPairs
 from ._settings import training_pairs
+from ._sources import merged_record, source_record
 from ._train import FlowSteps, batch_stream, check_fit_memory, normalization, warn_far_from_origin
 from ._treatments import data_treatments
 from .coupling import full_ot_plans
@@ -132,6 +133,9 @@ def fit_model(
         trained = getattr(model, "_trained_treatments", None)  # None: not known
         if model.steps_done > start and trained is not None:
             model._trained_treatments = trained | data_treatments(data)
+        if model.steps_done > start:  # and its source populations (predict warns far from them)
+            rec = source_record(data.source, data.target)
+            model._trained_sources = merged_record(getattr(model, "_trained_sources", None), rec)
     if res.message.startswith("diverged"):
         # optimize restored the weights before the last recorded step's update (the loss a
         # step returns is that of the weights before its update): not one of those counted.

@@ -42,8 +42,8 @@ M = TypeVar("M")
 
 
 #: the settings :meth:`MetaFlowMatching.checkpoint_config` writes, and those a load reads
-#: without a default (``steps_done``, ``train_rng`` and ``trained_treatments`` are absent
-#: from older files)
+#: without a default (``steps_done``, ``train_rng``, ``trained_treatments`` and
+#: ``trained_sources`` are absent from older files)
 _CONFIG_KEYS = frozenset(
     {
         "config",
@@ -56,6 +56,7 @@ _CONFIG_KEYS = frozenset(
         "steps_done",
         "train_rng",
         "trained_treatments",
+        "trained_sources",
     }
 )
 _REQUIRED_CONFIG = ("config", "dim", "num_treatments", "condition_ids", "paired", "seed", "dtype")
@@ -84,6 +85,7 @@ def model_checkpoint_config(model: MetaFlowMatching) -> dict[str, Any]:
         "steps_done": model.steps_done,
         "train_rng": None if model._train_gen is None else model._train_gen.get_state(),
         "trained_treatments": None if trained is None else sorted(trained),
+        "trained_sources": getattr(model, "_trained_sources", None),
     }
 
 

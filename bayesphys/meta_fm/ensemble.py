@@ -268,6 +268,9 @@ class MFMEnsemble:
         self._warn_uneven()
         trained = [m._treatments_trained() for m in self.models]
         warn_untrained_treatments("MFMEnsemble.predict_members", treatment, trained)
+        m0 = self.models[0]
+        pops = check_populations("sources", sources, m0.dim, m0._min_points, dtype=m0.dtype)
+        m0._warn_far_sources("MFMEnsemble.predict_members", pops)
         with untrained_warned():  # warned above, not once per member
             return [
                 m.predict(sources, treatment, seed=_member_seed(seed, j, 1, 0), **kw)
@@ -312,6 +315,7 @@ class MFMEnsemble:
             )
         trained = [m._treatments_trained() for m in self.models]
         warn_untrained_treatments("MFMEnsemble.posterior", treatment, trained)
+        self.models[0]._warn_far_sources("MFMEnsemble.posterior", pops)
         chains = []
         with untrained_warned():  # warned above (none trained), not per member
             for j, m in enumerate(self.models):

@@ -70,6 +70,7 @@ from ._predict import (
     push_populations,
 )
 from ._settings import check_training_data, model_config, model_settings
+from ._sources import saved_sources, warn_far_sources
 from ._train import batch_loss, draw_batch
 from ._treatments import saved_treatments, warn_untrained_treatments
 from ._type_frame import check_type_onehots
@@ -154,6 +155,9 @@ class MetaFlowMatching:
         # the treatment indices the fitted steps trained on (None: not known, a checkpoint
         # written before they were recorded); predict warns for the others
         self._trained_treatments: frozenset[int] | None = frozenset()
+        # the training source populations' means and spreads (None: not known, before a fit
+        # or in a checkpoint written before they were recorded); predict warns far from them
+        self._trained_sources: dict[str, Any] | None = None
         # built from dim alone with node_features left None: the embedding reads no point
         # features, and fit warns when its data bring some (an explicit 0 says so on purpose)
         self._features_unset = data is None and cfg.node_features is None
@@ -233,6 +237,15 @@ class MetaFlowMatching:
         # getattr: a model pickled by an earlier release has no record (not known)
         trained = getattr(self, "_trained_treatments", None)
         return trained if self.steps_done else None
+
+    def _warn_far_sources(self, where: str, pops: Sequence[Tensor]) -> None:
+        """Warn (once, at the user's line) for a source population far from every training
+        source (:mod:`._sources`); a centred or type-frame FM / CGFM flow does not read a
+        population's position, so only its spread is compared there."""
+        cfg = self.config
+        invariant = (cfg.centered or cfg.type_frame) and cfg.method != "MFM"
+        rec = getattr(self, "_trained_sources", None) if self.steps_done else None
+        warn_far_sources(where, pops, [rec], shift_invariant=invariant)
 
     def _cgfm_cond(self, source_ids: Sequence[int] | None, p: int) -> Tensor:
         index = self._cg_index
@@ -432,7 +445,10 @@ class MetaFlowMatching:
         integer indices, one per population (refused for a model without treatments; an
         index that no training pair carried warns, ``UserWarning``: its one-hot's weights
         were never trained). A model that has trained no step warns (``UserWarning``): its
-        flow is the initial weights'.
+        flow is the initial weights'. So does a source population far from every training
+        source (mean more than 3 pooled training sds beyond the box of their means, or spread
+        more than 2x outside theirs, recorded at fit and saved): its flow is an
+        extrapolation, and the posterior's spread does not widen for it.
         """
         self._check_built("predict")
         warn_untrained(f"{type(self).__name__}.predict", self.steps_done)
@@ -449,6 +465,7 @@ class MetaFlowMatching:
         cond = self._condition(None, emb, source_ids, treatment, p)
         where = f"{type(self).__name__}.predict"
         warn_untrained_treatments(where, treatment, [self._treatments_trained()])
+        self._warn_far_sources(where, pops)
         cfg = self.config
         net = self.net
         frame = (self._norm, net.shift, net.scale)
@@ -499,6 +516,7 @@ class MetaFlowMatching:
         same = self.config.method != "MFM" or pops[0].shape[0] <= self.config.points
         where = f"{type(self).__name__}.posterior"
         warn_untrained_treatments(where, treatment, [self._treatments_trained()])
+        self._warn_far_sources(where, pops)
         with untrained_warned():  # warned above, not once more per draw
             return predictive_draws(
                 lambda s: self.predict(pops, treatment, features=features, seed=s, batch=batch),
@@ -544,6 +562,7 @@ class MetaFlowMatching:
         m = rebuild_unseeded(cls, cfg, device)
         m.seed, m.paired, m.steps_done, stream = saved_training_state(cfg)
         m._trained_treatments = saved_treatments(cfg.get("trained_treatments"), m.num_treatments)
+        m._trained_sources = saved_sources(cfg.get("trained_sources"), m.dim)
         if stream is not None:  # a restored stream: split by rank at the next fit
             m._train_gen, m._split_gen = stream, True
         check_state_entries(m.net, state)

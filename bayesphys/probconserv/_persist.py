@@ -22,6 +22,7 @@ from .._process_state import streams_kept
 from ..problems.gpme import PROBLEM_CLASSES
 from ._config import ANP_ONLY, GP_ONLY, ProbConservConfig, checked_config
 from ._inputs import saved_problem
+from ._trained_range import checked_record
 from .calibration import HybridCalibration
 
 if TYPE_CHECKING:
@@ -53,6 +54,9 @@ def save_probconserv(model: ProbConserv, path: str | Path) -> Path:
         # its family (a renamed problem is rebuilt from it, not from the name)
         "problem_class": type(model.problem).__name__,
     }
+    if getattr(model, "_trained_params", None) is not None:
+        # the parameters Step 1 was trained on (older files lack it: no out-of-range warning)
+        state["trained_params"] = list(model._trained_params)
     if model._calibrated_at not in (None, model.steps_done):
         # a calibration made for earlier weights: a load keeps warning about it (written only
         # then, so the files of calibrated or uncalibrated models are as before)
@@ -92,6 +96,7 @@ _STATE_KEYS = frozenset(
         "problem",
         "problem_class",
         "calibrated_at",
+        "trained_params",
     }
 )
 
@@ -140,4 +145,5 @@ def load_probconserv(
         calibrated = model.calibration is not None or model.var_scale != 1.0
         at = st.get("calibrated_at", model.steps_done if calibrated else None)
         model._calibrated_at = None if at is None else check_int("calibrated_at", at, minimum=0)
+        model._trained_params = checked_record(st.get("trained_params"))
     return model

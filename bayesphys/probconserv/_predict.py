@@ -26,6 +26,7 @@ from ..posterior import GaussianPosterior
 from ._config import ANP_COVARIANCES
 from ._inputs import check_mass, check_sigma_g_value
 from ._model_calibration import calibrated_step1, warn_stale_calibration
+from ._trained_range import warn_outside_trained
 from .mixture_update import check_mixture_memory, conserve_latent_mixture
 from .update import check_sigma_g, check_sigma_g_shape, conserve_slices, trapezoid_weights
 
@@ -63,6 +64,7 @@ def step1_posterior(
     tt, xx = model._grid(t, x)
     if stage != "raw":  # the calibrated posteriors (calibrate's own draws are raw)
         warn_stale_calibration(model, caller)
+        warn_outside_trained(model, context, caller, use_mass and mass_check_applies(model, tt, xx))
     if not use_mass:
         mass = None
     nt, nx = tt.numel(), xx.numel()
@@ -106,6 +108,18 @@ def step1_posterior(
     c = 1.0 if stage == "raw" else model.var_scale
     cov = c * cov + 1e-10 * torch.eye(nx, dtype=_F64, device=cov.device)
     return calibrated_step1(model, mean, cov, tt, xx, stage, mass, use_mass=use_mass, caller=caller)
+
+
+def mass_check_applies(model: ProbConserv, tt: Tensor, xx: Tensor) -> bool:
+    """Whether a posterior that reads the mass gets the hybrid calibration's mass check on the
+    grid ``tt x xx`` (:func:`~._model_calibration.calibrated_step1`)."""
+    cal = model.calibration
+    return (
+        cal is not None
+        and cal.mass_kappa is not None
+        and cal.local is not None
+        and cal.matches(tt, xx)
+    )
 
 
 def _net_inputs(
@@ -261,6 +275,7 @@ def mixture_posterior(
     # before the latent draws: the dense outputs are what cannot fit
     check_mixture_memory("t/x", len(context) * tt.numel(), xx.numel(), model.device)
     warn_stale_calibration(model, "posterior")
+    warn_outside_trained(model, context, "posterior", gated=False)
     mu, var = latent_draws(model, context, tt, xx, seed)
     c = model.var_scale
     return conserve_latent_mixture(

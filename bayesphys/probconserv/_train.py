@@ -24,6 +24,7 @@ from .._time_budget import TimeBudget, check_max_seconds
 from ..problems.gpme import GPMEData, make_dataset
 from ..problems.gpme.base import params_checked
 from ._inputs import check_data
+from ._trained_range import record_trained_range
 from ._units import warn_field_scale
 from .anp import AttentiveNP
 
@@ -72,6 +73,8 @@ def train_step1(
             )
     if lr is not None:
         lr = check_real("lr", lr, minimum=0.0, strict=True)
+    if steps:  # the parameters the weights are about to see (predictions warn outside them)
+        record_trained_range(model, data)
     lr = lr or cfg.lr or (1e-3 if cfg.step1 == "anp" else 1e-2)
     opt = torch.optim.Adam(model.net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1), eta_min=lr * 0.05)

@@ -89,6 +89,15 @@ class ProbConserv:
     training only: :meth:`calibrate` still draws its validation functions from the unwidened
     ``train_range`` (widened by its own ``range_margin``), and the mass check's
     "outside the training range" gate reads ``train_range`` too.
+
+    The parameters Step 1 was trained on (``train_range`` widened by ``train_margin``, or
+    the span of ``fit(data)``'s ``data.params``; unknown when one is not finite) are recorded
+    and saved with the model. A posterior (:meth:`step1`, :meth:`posterior`) of a context
+    function whose known parameter lies outside them warns (``UserWarning``, once per call):
+    the mean there is an extrapolation whose covariance need not widen. Only the mass check
+    of a hybrid calibration widens it, so the warning is not given where that check applies
+    (``posterior(method="probconserv")`` on the calibration grid after
+    ``calibrate(objective="hybrid", local_functions=M)``).
     """
 
     kind = "probconserv"
@@ -159,6 +168,9 @@ class ProbConserv:
         # and the problem's (by its name: fit and the posteriors read self.problem)
         self._built = shape_settings(cfg, ("problem", "step1", size))
         self.steps_done = 0
+        #: the span of parameters Step 1 was trained on, ``(lo, hi)`` (NaN: unknown), ``None``
+        #: before a fit; predictions warn for a context function outside it
+        self._trained_params: tuple[float, float] | None = None
         self.var_scale = 1.0
         self.calibration: HybridCalibration | None = None
         #: ``steps_done`` at which :meth:`calibrate` fitted ``var_scale`` / ``calibration``
