@@ -54,9 +54,10 @@ def save_probconserv(model: ProbConserv, path: str | Path) -> Path:
         # its family (a renamed problem is rebuilt from it, not from the name)
         "problem_class": type(model.problem).__name__,
     }
-    if getattr(model, "_trained_params", None) is not None:
-        # the parameters Step 1 was trained on (older files lack it: no out-of-range warning)
-        state["trained_params"] = list(model._trained_params)
+    # the parameters Step 1 was trained on (None before a fit; older files lack it: no
+    # out-of-range warning); written always, as the loader's list of entries is the saved keys
+    rec = getattr(model, "_trained_params", None)
+    state["trained_params"] = None if rec is None else list(rec)
     if model._calibrated_at not in (None, model.steps_done):
         # a calibration made for earlier weights: a load keeps warning about it (written only
         # then, so the files of calibrated or uncalibrated models are as before)
