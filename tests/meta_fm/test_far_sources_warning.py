@@ -12,6 +12,7 @@ import torch
 from bayesphys.meta_fm import MetaFlowMatching, MFMEnsemble
 from bayesphys.problems.populations import linear_map
 from tests.tiny_models import TINY_MFM
+from tests.warning_checks import messages_containing
 
 FAR = "far from every training source"
 
@@ -30,10 +31,7 @@ def model(data):
 
 
 def _messages(fn) -> list[str]:
-    with warnings.catch_warnings(record=True) as rec:
-        warnings.simplefilter("always")
-        fn()
-    return [str(w.message) for w in rec if FAR in str(w.message)]
+    return messages_containing(fn, FAR)
 
 
 def _unit(data) -> float:

@@ -11,6 +11,7 @@ import torch
 
 from bayesphys.probconserv import ProbConserv
 from bayesphys.problems.gpme import make_dataset
+from tests.warning_checks import messages_containing
 
 OUTSIDE = "outside the range the Step-1 model was trained on"
 
@@ -23,10 +24,7 @@ def _tiny(**kw) -> ProbConserv:
 
 
 def _messages(fn) -> list[str]:
-    with warnings.catch_warnings(record=True) as rec:
-        warnings.simplefilter("always")
-        fn()
-    return [str(w.message) for w in rec if OUTSIDE in str(w.message)]
+    return messages_containing(fn, OUTSIDE)
 
 
 @pytest.fixture(scope="module")
