@@ -13,7 +13,6 @@ Loaders rebuild inside :func:`rebuilding`, which names the file in any error of 
 from __future__ import annotations
 
 import collections
-import contextvars
 import copy
 import io
 import re
@@ -21,12 +20,13 @@ import struct
 import threading
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ._context_flag import ContextFlag
 from ._version import __version__
 
 __all__ = [
@@ -503,26 +503,21 @@ def _out_of_memory(err: BaseException) -> bool:
 
 
 #: set while a model is rebuilt from data it was built (and warned about) from before
-_QUIET_REBUILD = contextvars.ContextVar("bayesphys_quiet_rebuild", default=False)
+_QUIET_REBUILD = ContextFlag("bayesphys_quiet_rebuild")
 
 
-@contextmanager
-def quiet_rebuild() -> Iterator[None]:
+def quiet_rebuild() -> AbstractContextManager[None]:
     """Within this block :func:`in_quiet_rebuild` is true: a loader (or a recrop) rebuilds a
     model through its constructor from settings and data that warned when the model was first
     built, so the constructor's advisory warnings stay silent. A context variable, not a
     warnings filter: :class:`warnings.catch_warnings` is process-wide and hid the same
     warnings of models built meanwhile in other threads."""
-    token = _QUIET_REBUILD.set(True)
-    try:
-        yield
-    finally:
-        _QUIET_REBUILD.reset(token)
+    return _QUIET_REBUILD.raised()
 
 
 def in_quiet_rebuild() -> bool:
     """Whether the caller runs inside :func:`quiet_rebuild`."""
-    return _QUIET_REBUILD.get()
+    return _QUIET_REBUILD.is_raised()
 
 
 @contextmanager

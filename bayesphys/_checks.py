@@ -17,7 +17,6 @@ Examples
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import difflib
 import functools
 import inspect
@@ -26,12 +25,13 @@ import numbers
 import os
 import warnings
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
+from ._context_flag import ContextFlag
 from ._stack import user_stacklevel
 
 __all__ = [
@@ -470,23 +470,16 @@ def format_bytes(n: float) -> str:
 
 
 #: set within :func:`dense_memory_checked`: the caller has checked the sizes (and warned)
-_DENSE_MEMORY_CHECKED: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "bayesphys_dense_memory_checked", default=False
-)
+_DENSE_MEMORY_CHECKED = ContextFlag("bayesphys_dense_memory_checked")
 
 
-@contextlib.contextmanager
-def dense_memory_checked() -> Iterator[None]:
+def dense_memory_checked() -> contextlib.AbstractContextManager[None]:
     """Within this block :func:`check_dense_memory` refuses as always but does not warn:
     the caller has checked the sizes of the dense arrays the block computes beforehand (and
     warned, naming its user's argument), so the helpers it calls, which check them again
     under their own argument names, would only repeat that warning. Keep the block to that
     work (not a user's callback, whose sizes nobody checked)."""
-    token = _DENSE_MEMORY_CHECKED.set(True)
-    try:
-        yield
-    finally:
-        _DENSE_MEMORY_CHECKED.reset(token)
+    return _DENSE_MEMORY_CHECKED.raised()
 
 
 def check_dense_memory(
@@ -513,5 +506,5 @@ def check_dense_memory(
     )
     if nbytes > limit:
         raise MemoryError(text)
-    if not _DENSE_MEMORY_CHECKED.get():
+    if not _DENSE_MEMORY_CHECKED.is_raised():
         warnings.warn(text, UserWarning, stacklevel=user_stacklevel())

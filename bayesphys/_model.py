@@ -21,19 +21,19 @@ Example
 
 from __future__ import annotations
 
-import contextvars
 import copy
 import math
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from ._checks import check_bool, check_int, check_real
+from ._context_flag import ContextFlag
 from ._progress import progress_bar
 from ._repr import fields_repr
 from ._stack import user_stacklevel
@@ -57,26 +57,19 @@ def autograd_on() -> Iterator[None]:
         yield
 
 
-_UNTRAINED_WARNED: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "bayesphys_untrained_warned", default=False
-)
+_UNTRAINED_WARNED = ContextFlag("bayesphys_untrained_warned")
 
 
-@contextmanager
-def untrained_warned() -> Iterator[None]:
+def untrained_warned() -> AbstractContextManager[None]:
     """Within this block :func:`warn_untrained` is silent: the caller (a posterior drawing
     through ``predict`` once per draw, an ensemble through each member) has warned once."""
-    token = _UNTRAINED_WARNED.set(True)
-    try:
-        yield
-    finally:
-        _UNTRAINED_WARNED.reset(token)
+    return _UNTRAINED_WARNED.raised()
 
 
 def in_untrained_warned() -> bool:
     """Whether the caller runs inside :func:`untrained_warned` (a call that warned once for
     the predictions it makes through a model's own methods)."""
-    return _UNTRAINED_WARNED.get()
+    return _UNTRAINED_WARNED.is_raised()
 
 
 def warn_untrained(where: str, steps_done: int) -> None:
@@ -84,7 +77,7 @@ def warn_untrained(where: str, steps_done: int) -> None:
     is asked of a model that has trained no step: its answer comes from the initial weights (a
     skipped or failed fit cell in a notebook gave confident-looking nonsense without a word).
     Silent within :func:`untrained_warned`."""
-    if steps_done == 0 and not _UNTRAINED_WARNED.get():
+    if steps_done == 0 and not _UNTRAINED_WARNED.is_raised():
         warnings.warn(
             f"{where}: the model has not been trained (0 steps), so this comes from its "
             "initial weights; call fit() first",

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
+
+from tests.warning_checks import messages_containing
 
 
 def stale_calibration_messages(call: Callable[[], object]) -> list[str]:
     """The messages of the 'made for other weights' warnings that ``call()`` raises."""
-    with warnings.catch_warnings(record=True) as rec:
-        warnings.simplefilter("always")
-        call()
-    return [str(r.message) for r in rec if "made for other weights" in str(r.message)]
+    return messages_containing(call, "made for other weights")

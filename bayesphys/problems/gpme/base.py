@@ -6,15 +6,14 @@ with the parameter-domain checks and the evaluation grid shared by every family.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from ..._checks import check_broadcasts, check_int, check_range, check_real
+from ..._context_flag import ContextFlag
 from ..._device import as_tensor, values_readable
 from ._common import _F64, _f64, _real
 
@@ -22,19 +21,14 @@ __all__ = ["GPMEProblem"]
 
 #: set by :func:`params_checked`: the ``param`` values given to :meth:`GPMEProblem.diffusivity`
 #: were checked against ``param_domain`` already (once, before a training loop)
-_PARAMS_CHECKED: ContextVar[bool] = ContextVar("gpme_params_checked", default=False)
+_PARAMS_CHECKED = ContextFlag("gpme_params_checked")
 
 
-@contextmanager
-def params_checked() -> Iterator[None]:
+def params_checked() -> AbstractContextManager[None]:
     """Within this block :meth:`GPMEProblem.diffusivity` does not read ``param``'s values for
     the domain check: for a training step (ProbConserv's SoftC penalty) whose parameters were
     checked once before the loop (a read per step was a device synchronisation per step)."""
-    token = _PARAMS_CHECKED.set(True)
-    try:
-        yield
-    finally:
-        _PARAMS_CHECKED.reset(token)
+    return _PARAMS_CHECKED.raised()
 
 
 @dataclass(frozen=True)
@@ -184,7 +178,7 @@ class GPMEProblem:
         )
         # the values are read where they can be (not under a torch.func transform or while
         # torch.compile traces) and were not checked already (params_checked)
-        if not _PARAMS_CHECKED.get() and values_readable(param):
+        if not _PARAMS_CHECKED.is_raised() and values_readable(param):
             self._check_domain(param)
         return u, param
 
