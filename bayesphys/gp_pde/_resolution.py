@@ -4,8 +4,8 @@ A uniform axis of :math:`n` points over a length :math:`L` samples frequencies u
 Nyquist frequency :math:`(n - 1) / (2L)` cycles per unit length. A solution above it is
 aliased: on the grid it is indistinguishable from a lower frequency, the source and boundary
 values determine that alias, and the posterior, which only sees the grid, is confidently wrong
-(``poisson1d-sin100`` on 60 points: relative error of order 1, posterior sd ~2e-3, no point
-of the truth inside two sd).
+(``poisson1d-sin100`` on 60 points, 60 steps: rms error 22 for a solution of amplitude 1,
+posterior sds of at most 0.33, no test point of the truth inside two sd).
 """
 
 from __future__ import annotations

@@ -107,8 +107,7 @@ def warn_outside_prior(where: str, problem: Any, values: tuple[tuple[str, Tensor
     (``("z", [B, dim_z])`` / ``("w", [B, dim_w])``) lies outside the problem's prior box
     ``[z_low, z_high]`` / ``[w_low, w_high]`` (beyond 1e-6 of the box's width): the networks
     were trained on draws from that box only, and outside it their means and variances are
-    extrapolations that neither widen nor carry any calibration (a smoke Poisson model at
-    ``w = 20``, box ``[1, 2]``, gave a smaller field sd than at ``w = 1.5``)."""
+    extrapolations: nothing makes their variances widen, and no calibration holds there."""
     parts = []
     for name, t in values:
         lo = torch.tensor(getattr(problem, f"{name}_low"), dtype=t.dtype, device=t.device)
