@@ -32,6 +32,7 @@ from .._stack import user_stacklevel
 __all__ = [
     "FAR_MEAN",
     "FAR_SPREAD",
+    "source_distance",
     "source_record",
     "merged_record",
     "saved_sources",
@@ -85,10 +86,21 @@ def saved_sources(value: Any, dim: int) -> dict[str, Any] | None:
     0``."""
     if value is None:
         return None
-    if not isinstance(value, dict) or set(value) != set(_KEYS):
+
+    def numbers(v: Any) -> bool:
+        return isinstance(v, (list, tuple)) and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) for x in v
+        )
+
+    if (
+        not isinstance(value, dict)
+        or set(value) != set(_KEYS)
+        or not all(numbers(value[k]) for k in ("mean_lo", "mean_hi", "spread"))
+        or not numbers([value["unit"]])
+    ):
         raise ValueError(
-            f"trained_sources: expected None or a dict with keys {list(_KEYS)}, received "
-            f"{value!r:.200}"
+            f"trained_sources: expected None or a dict of numbers with keys {list(_KEYS)}, "
+            f"received {value!r:.200}"
         )
     lo = [float(v) for v in value["mean_lo"]]
     hi = [float(v) for v in value["mean_hi"]]
@@ -102,24 +114,36 @@ def saved_sources(value: Any, dim: int) -> dict[str, Any] | None:
     return {"mean_lo": lo, "mean_hi": hi, "spread": sp, "unit": unit}
 
 
+def source_distance(rec: dict[str, Any], p: Tensor) -> tuple[float, float]:
+    """How far population ``p [n, d]`` lies from the record: its mean's excess beyond the box
+    of the training sources' means, in pooled training sds (0 inside the box), and its
+    spread's ratio to the training spreads' range, ``max(lo / s, s / hi)`` (at most 1 inside
+    the range)."""
+    p = p.detach().to("cpu", torch.float64)
+    m = p.mean(0)
+    lo = torch.tensor(rec["mean_lo"], dtype=torch.float64)
+    hi = torch.tensor(rec["mean_hi"], dtype=torch.float64)
+    excess = float(torch.maximum(lo - m, m - hi).clamp_min(0).max()) / rec["unit"]
+    s, (slo, shi) = _spread(p), rec["spread"]
+    return excess, max(_ratio(slo, s), _ratio(s, shi))
+
+
+def _ratio(a: float, b: float) -> float:
+    """``a / b`` with ``0 / 0 = 0`` and ``a / 0 = inf`` for ``a > 0``."""
+    return a / b if b > 0 else (math.inf if a > 0 else 0.0)
+
+
 def _far(rec: dict[str, Any], p: Tensor, shift_invariant: bool) -> str | None:
     """Why population ``p [n, d]`` is far from the record, or ``None``."""
-    p = p.detach().to("cpu", torch.float64)
+    excess, ratio = source_distance(rec, p)
     why = []
-    if not shift_invariant:
-        m = p.mean(0)
-        lo = torch.tensor(rec["mean_lo"], dtype=torch.float64)
-        hi = torch.tensor(rec["mean_hi"], dtype=torch.float64)
-        out = float(torch.maximum(lo - m, m - hi).clamp_min(0).max()) / rec["unit"]
-        if out > FAR_MEAN:
-            why.append(
-                f"its mean lies {out:.3g} pooled training sds beyond every training source's"
-            )
-    s, (slo, shi) = _spread(p), rec["spread"]
-    if s < slo / FAR_SPREAD or s > shi * FAR_SPREAD:
+    if not shift_invariant and excess > FAR_MEAN:
+        why.append(f"its mean lies {excess:.3g} pooled training sds beyond every training source's")
+    if ratio > FAR_SPREAD:
+        slo, shi = rec["spread"]
         why.append(
-            f"its spread {s:.3g} is outside {FAR_SPREAD:g}x the training sources' "
-            f"[{slo:.3g}, {shi:.3g}]"
+            f"its spread {_spread(p.detach().to('cpu', torch.float64)):.3g} is outside "
+            f"{FAR_SPREAD:g}x the training sources' [{slo:.3g}, {shi:.3g}]"
         )
     return " and ".join(why) or None
 

@@ -58,8 +58,12 @@ def checked_record(value) -> tuple[float, float] | None:
     """A saved record read back: ``None`` or a pair of floats (NaN: unknown)."""
     if value is None:
         return None
-    if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise ValueError(f"trained_params: expected None or [lo, hi], received {value!r}")
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 2
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    ):
+        raise ValueError(f"trained_params: expected None or [lo, hi] numbers, received {value!r}")
     lo, hi = float(value[0]), float(value[1])
     if not (math.isnan(lo) and math.isnan(hi)) and not lo <= hi:
         raise ValueError(f"trained_params: expected lo <= hi, received {value!r}")

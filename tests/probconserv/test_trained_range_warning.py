@@ -119,3 +119,12 @@ def test_mass_check_replaces_the_warning_where_it_applies():
     assert _messages(lambda: m.posterior(d, sigma_g=math.inf)) == []
     assert len(_messages(lambda: m.posterior(d, method="none"))) == 1  # it reads no mass
     assert len(_messages(lambda: m.step1(d))) == 1
+
+
+@pytest.mark.parametrize("bad", [["a", "b"], [1.0], [True, 2.0], 3.0])
+def test_damaged_record_is_refused_by_name(bad):
+    from bayesphys.probconserv._trained_range import checked_record
+
+    with pytest.raises(ValueError, match=r"trained_params: expected None or \[lo, hi\] numbers"):
+        checked_record(bad)
+    assert checked_record(None) is None and checked_record([1, 2.5]) == (1.0, 2.5)
