@@ -12,8 +12,8 @@ training points (``unit``), in data coordinates.
 
 The thresholds leave the package's own held-out populations silent: over the test splits of
 B1-B4 (quick and full presets, seeds 0-3), the demo and the population-response example the
-largest mean excess was 1.44 pooled sds (B4, a held-out patient) and the largest spread ratio
-1.32 (B2).
+largest mean excess is 1.44 pooled sds (B4 full, seed 2) and the largest spread ratio 1.32
+(B2 full, seed 1): ``python benchmarks/meta_fm_far_sources.py``.
 """
 
 from __future__ import annotations

@@ -122,3 +122,30 @@ def test_centred_fm_compares_the_spread_only(data):
     assert _messages(lambda: m.predict([p + 100 * _unit(data)])) == []  # its flow is shift-free
     wide = (p - p.mean(0)) * 5 * _spreads(data)[1] / float(p.std(0).mean()) + p.mean(0)
     assert len(_messages(lambda: m.predict([wide]))) == 1
+
+
+def test_benchmark_held_out_sources_are_not_far():
+    """The warning stays silent on the meta_fm benchmark's held-out populations, the demo's
+    and the example's (the quick cases of benchmarks/meta_fm_far_sources.py, whose full run
+    gives the figures quoted in docs/meta_fm.md)."""
+    from bayesphys._bench.paths import repo_root
+    from bayesphys._bench.tasks import script_module
+    from bayesphys.meta_fm._sources import FAR_MEAN, FAR_SPREAD
+
+    script = script_module(str(repo_root() / "benchmarks" / "meta_fm_far_sources.py"))
+    out = script.main(["--quick"])
+    assert 0 < out["largest_excess"] < FAR_MEAN
+    assert 1 < out["largest_ratio"] < FAR_SPREAD
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [{"unit": "x"}, {"mean_lo": ["a", 0.0]}, {"spread": [True, 1.0]}, {"extra": 1}],
+)
+def test_damaged_record_is_refused_by_name(edit):
+    from bayesphys.meta_fm._sources import saved_sources
+
+    good = {"mean_lo": [0.0, 0.0], "mean_hi": [1.0, 1.0], "spread": [0.5, 1.0], "unit": 1.0}
+    assert saved_sources(good, 2) == good
+    with pytest.raises(ValueError, match=r"trained_sources: expected None or a dict of numbers"):
+        saved_sources({**good, **edit}, 2)
