@@ -111,27 +111,6 @@ def _central_quantiles(
     return [(q[2 * k], q[2 * k + 1]) for k in range(len(levels))]
 
 
-#: draw values of one block of :func:`draw_quantiles` (4 MB in float32, and its sort)
-_QUANTILE_BLOCK = 2**20
-
-
-def draw_quantiles(draws: Tensor, q: Tensor) -> Tensor:
-    """``torch.quantile(draws, q, dim=0)`` (linear interpolation) of draws ``[S, *shape]`` at
-    levels ``q [Q]`` -> ``[Q, *shape]``, the same numbers, by blocks of points whose draws are
-    sorted as contiguous rows: the quantile of all the points at once sorted a copy of all the
-    draws along dim 0, about twice as slow (1000 draws of 3e4 points: 3.6 s, 1.9 s by blocks)
-    and with the copy, its sort and the sort's indices held at once."""
-    s = draws.shape[0]
-    flat = draws.reshape(s, -1)
-    block = max(1, _QUANTILE_BLOCK // max(s, 1))
-    parts = [flat.new_empty((q.shape[0], 0))]  # no points: no quantiles (torch.cat of none)
-    for j in range(0, flat.shape[1], block):
-        cols = flat[:, j : j + block]
-        rows = torch.empty(cols.mT.shape, dtype=cols.dtype, device=cols.device).copy_(cols.mT)
-        parts.append(torch.quantile(rows, q, dim=-1))  # [Q, c]
-    return torch.cat(parts, -1).reshape(q.shape[0], *draws.shape[1:])
-
-
 def _sampling_generator(
     generator: torch.Generator | None, seed: int | None, device: torch.device
 ) -> torch.Generator | None:

@@ -1,4 +1,5 @@
-"""Quantile of all the entries of a tensor, at any size.
+"""Quantiles of many values: of all the entries of a tensor at any size, and of draws per
+point by blocks.
 
 ``torch.quantile`` refuses a reduced dimension of more than ``2**24`` entries ("quantile() input
 tensor is too large"): a calibration over the z-scores of 1000 validation fields of 100 x 200
@@ -32,3 +33,24 @@ def quantile_of_all(x: Tensor, q: float) -> Tensor:
     lo = int(h)
     hi = min(lo + 1, s.numel() - 1)
     return torch.lerp(s[lo], s[hi], s.new_tensor(h - lo))
+
+
+#: draw values of one block of :func:`draw_quantiles` (4 MB in float32, and its sort)
+_QUANTILE_BLOCK = 2**20
+
+
+def draw_quantiles(draws: Tensor, q: Tensor) -> Tensor:
+    """``torch.quantile(draws, q, dim=0)`` (linear interpolation) of draws ``[S, *shape]`` at
+    levels ``q [Q]`` -> ``[Q, *shape]``, the same numbers, by blocks of points whose draws are
+    sorted as contiguous rows: the quantile of all the points at once sorted a copy of all the
+    draws along dim 0, about twice as slow (1000 draws of 3e4 points: 3.6 s, 1.9 s by blocks)
+    and with the copy, its sort and the sort's indices held at once."""
+    s = draws.shape[0]
+    flat = draws.reshape(s, -1)
+    block = max(1, _QUANTILE_BLOCK // max(s, 1))
+    parts = [flat.new_empty((q.shape[0], 0))]  # no points: no quantiles (torch.cat of none)
+    for j in range(0, flat.shape[1], block):
+        cols = flat[:, j : j + block]
+        rows = torch.empty(cols.mT.shape, dtype=cols.dtype, device=cols.device).copy_(cols.mT)
+        parts.append(torch.quantile(rows, q, dim=-1))  # [Q, c]
+    return torch.cat(parts, -1).reshape(q.shape[0], *draws.shape[1:])

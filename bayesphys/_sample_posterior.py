@@ -16,10 +16,10 @@ from ._posterior_args import (
     _sampling_generator,
     _size,
     check_export_name,
-    draw_quantiles,
 )
 from ._posterior_base import _PosteriorBase
 from ._process_state import make_generator
+from ._quantile import draw_quantiles
 from ._repr import known_repr
 from ._stack import user_stacklevel
 

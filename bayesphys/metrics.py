@@ -40,7 +40,8 @@ from torch import Tensor
 
 from ._checks import check_bool, check_broadcasts, check_dense_memory, check_real, require
 from ._device import check_finite, torch_readable, values_as_tensor
-from ._posterior_args import _central_quantiles, draw_quantiles
+from ._posterior_args import _central_quantiles
+from ._quantile import draw_quantiles
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._posterior_base import Posterior

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import bayesphys._posterior_args as posterior_args
+import bayesphys._quantile as quantile_module
 from bayesphys.metrics import calibration_curve, interval_coverage
 from bayesphys.posterior import SamplePosterior
 
@@ -35,7 +35,7 @@ def test_calibration_curve_of_many_draws_holds_no_sorted_copy():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_quantiles_equal_torch_quantile_over_all_points(monkeypatch, block, dtype):
     # 30: 3 points a block of 10 draws
-    monkeypatch.setattr(posterior_args, "_QUANTILE_BLOCK", block, raising=False)
+    monkeypatch.setattr(quantile_module, "_QUANTILE_BLOCK", block, raising=False)
     g = torch.Generator().manual_seed(0)
     draws = torch.randn(2, 5, 7, 4, dtype=dtype, generator=g)  # [chain, draw, 7, 4]
     post = SamplePosterior(draws)
