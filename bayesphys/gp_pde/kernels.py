@@ -10,7 +10,9 @@ Two stationary kernels of the lag :math:`z = x - x'` (Fang et al., ICLR 2024, eq
 
 Parameters (each ``[Q]``): ``log_w`` (:math:`\log w_q`; a flat prior on it is the Jeffreys prior
 :math:`p(w)\propto 1/w`, which prunes superfluous components), ``mu`` (frequencies, cycles per
-unit length) and ``log_a`` (:math:`\log a_q`, an inverse length scale).
+unit length) and ``log_a`` (:math:`\log a_q`: for ``"stm"`` an inverse length scale, the
+Matern-5/2 length scale being :math:`1/a_q`; for ``"gm"`` an inverse *squared* length scale,
+:math:`a_q = 1/(2\ell_q^2)` for the envelope :math:`e^{-z^2/2\ell_q^2}`).
 
 Derivatives: :math:`\partial_x^i \partial_{x'}^j k(x - x') = (-1)^j k^{(i+j)}(z)`; :meth:`deriv`
 returns :math:`k^{(n)}(z)` for ``n = 0..4`` by the Leibniz rule on envelope x cosine.
@@ -114,7 +116,9 @@ class SpectralMixture1d(nn.Module):
     kind: ``"gm"`` (Gaussian envelope) or ``"stm"`` (Matern-5/2 envelope).
     mu: initial frequencies ``[Q]`` (default ``linspace(0, 1, Q) * freq_scale``, the paper's init;
         ``freq_scale >= 0``).
-    log_w, log_a: initial log weights / log inverse length scales (defaults ``log(1/Q)`` and 0).
+    log_w, log_a: initial log weights / log envelope rates :math:`\log a_q` (defaults ``log(1/Q)``
+        and 0; :math:`a_q` is an inverse length scale for ``"stm"``, an inverse squared one for
+        ``"gm"``).
     dtype: of the parameters, a floating ``torch.dtype`` or its name (``None``: float64).
     """
 
