@@ -216,7 +216,8 @@ def plot_bands(
         a :class:`~bayesphys.Posterior` with a 1-D ``event_shape`` ``[N]`` (a 2-D event:
         :func:`plot_field`).
     x:
-        coordinates ``[N]`` (tensor, array or list; default ``0..N-1``).
+        coordinates ``[N]`` (tensor, array or list; default ``0..N-1``), in any order: the
+        mean, bands and truth are drawn sorted by ``x``.
     levels:
         probabilities in (0, 1), one band each (default 50% and 90%).
     truth:
@@ -322,6 +323,11 @@ def plot_bands(
         ax.set_xlabel("index i" if x is None else "x")
         ax.set_ylabel(_field_name(post))
     color = line_colour(0) if color is None else color
+    if np.any(np.diff(xs) < 0):  # drawn in x's order: unsorted x drew zigzag lines and bands
+        order = np.argsort(xs, kind="stable")
+        xs, mean = xs[order], mean[order]
+        bands = [(lv, lo[order], hi[order]) for lv, lo, hi in bands]
+        truth_np = None if truth_np is None else truth_np[order]
     if n == 1:  # one point: boxes of width 2h, the mean and the truth as lines across them
         xs = xs[0] + np.array([-_ONE_POINT_HALF_WIDTH, _ONE_POINT_HALF_WIDTH])
         mean = np.repeat(mean, 2)

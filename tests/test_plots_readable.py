@@ -125,6 +125,24 @@ def test_a_single_point_is_drawn_as_boxes_with_the_mean_across(x):
         np.testing.assert_allclose(ys, value)
 
 
+def test_unsorted_coordinates_are_drawn_in_their_order():
+    x = np.array([0.7, 0.1, 0.4, 0.9, 0.0])  # e.g. scattered sensor positions
+    mean = torch.tensor(x**2, dtype=torch.float64)
+    post = GaussianPosterior(mean, torch.diag(0.01 + mean))
+    ax = plot_bands(post, x, truth=mean + 0.1, levels=(0.9,))
+    order = np.argsort(x)
+    lines = {ln.get_label(): ln for ln in ax.lines}
+    for label, want in (("posterior mean", x**2), ("truth", x**2 + 0.1)):
+        np.testing.assert_allclose(lines[label].get_xdata(), x[order])  # no zigzag
+        np.testing.assert_allclose(lines[label].get_ydata(), want[order])
+    lo, hi = post.interval(0.9)
+    # the band's polygon runs along the lower edge in x's order, then back along the upper
+    verts = ax.collections[0].get_paths()[0].vertices
+    n = len(x)
+    np.testing.assert_allclose(verts[1 : n + 1], np.c_[x[order], lo.numpy()[order]])
+    np.testing.assert_allclose(verts[n + 2 : 2 * n + 2], np.c_[x[order], hi.numpy()[order]][::-1])
+
+
 def test_a_loop_of_plots_on_given_axes_opens_no_figure():
     fig, axes = plt.subplots(1, 3)
     before = plt.get_fignums()
