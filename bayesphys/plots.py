@@ -498,6 +498,9 @@ def plot_field(
         im = ax.imshow(values, **shown, **opts)
         bar = ax.figure.colorbar(im, ax=ax)
         bar.set_label(bar_label, fontsize=LEGEND_PT)
+        # on the colorbar's image side: on its far side it sat beside the next panel's axis,
+        # where it read as that panel's y label
+        bar.ax.yaxis.set_label_position("left")
         ax.set_title(title, fontsize=TITLE_PT)
         if own_figure:  # a figure of its own is labelled (a caller's axes keep their labels)
             ax.set_xlabel("column j" if extent is None else "x", fontsize=LEGEND_PT)

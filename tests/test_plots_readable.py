@@ -68,6 +68,9 @@ def test_every_colorbar_names_its_quantity():
         "truth": "true c",
         "(mean - truth) / sd": "z",
     }
+    # each label on its colorbar's image side, not beside the next panel's axis
+    for ax in _panels(fig).values():
+        assert ax.images[0].colorbar.ax.yaxis.get_label_position() == "left"
 
 
 @pytest.mark.parametrize(
