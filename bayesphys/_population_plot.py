@@ -115,7 +115,8 @@ def plot_populations(
         at most this many draws per chain (the first ones; default all stored draws, or 8
         fresh ones).
     ax:
-        the axes to draw on (default: a new pyplot figure). Its aspect is set equal (its
+        the axes to draw on (default: a new pyplot figure, which stays open as pyplot's do:
+        in a loop, close each with ``plt.close(ax.figure)``). Its aspect is set equal (its
         data limits adjusted), and an axis without a label is labelled with its coordinate
         (``x1``, ``x2``, ...); labels it has are kept.
     title:

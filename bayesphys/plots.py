@@ -422,7 +422,8 @@ def plot_field(
         the axes to draw on, one per panel (2 without ``truth``, 4 with it; a list or an
         array of them; their axis labels are left as they are); ``None``: a new pyplot
         figure of one row, its axes labelled ``x`` / ``y`` with ``extent``, else
-        ``column j`` / ``row i``.
+        ``column j`` / ``row i``; it stays open, as pyplot's do: in a loop, close each with
+        ``plt.close(fig)``.
     batch_index:
         for a batched posterior, the member to draw (as in :func:`plot_bands`).
     cmap:
