@@ -405,7 +405,7 @@ def plot_field(
     mark points it misses; a point with sd 0, where :math:`z` is undefined, is grey, and the
     colorbar's label says so). Each colorbar is labelled with its quantity
     (:math:`E[u]`, :math:`\operatorname{sd}[u]`, the true :math:`u`, :math:`z`; ``u`` is the
-    posterior's ``export_name``).
+    posterior's ``export_name``). An sd of 0 everywhere is drawn on the scale ``[0, 1]``.
 
     Parameters
     ----------
@@ -480,6 +480,8 @@ def plot_field(
         ("posterior mean", f"E[{u}]", mean, {"cmap": cmap}),
         ("posterior sd", f"sd[{u}]", sd, {"cmap": cmap}),
     ]
+    if not sd.max() > 0:  # sd 0 everywhere: matplotlib's scale [-0.1, 0.1] showed negative sds
+        panels[1][3].update(vmin=0.0, vmax=1.0)
     if truth_np is not None:
         lo = float(min(mean.min(), truth_np.min()))
         hi = float(max(mean.max(), truth_np.max()))

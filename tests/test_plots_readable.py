@@ -53,6 +53,12 @@ def test_a_point_with_sd_zero_is_grey_not_the_white_of_a_perfect_fit():
     assert "grey: sd = 0" in _colorbar_labels(fig)["(mean - truth) / sd"]
 
 
+def test_an_sd_of_zero_everywhere_has_no_negative_sd_on_its_colour_scale():
+    fig = plot_field(_field(torch.ones(2, 3), torch.zeros(6)))
+    sd = _panels(fig)["posterior sd"].images[0]
+    assert sd.get_clim()[0] == 0.0 < sd.get_clim()[1]
+
+
 def test_without_sd_zero_the_z_colorbar_has_no_grey_note():
     mean = torch.arange(6.0).reshape(2, 3)
     fig = plot_field(_field(mean, torch.full((6,), 0.04)), truth=mean)
