@@ -115,7 +115,10 @@ def plot_populations(
         at most this many draws per chain (the first ones; default all stored draws, or 8
         fresh ones).
     ax:
-        the axes to draw on (default: a new pyplot figure).
+        the axes to draw on (default: a new pyplot figure, which stays open as pyplot's do:
+        in a loop, close each with ``plt.close(ax.figure)``). Its aspect is set equal (its
+        data limits adjusted), and an axis without a label is labelled with its coordinate
+        (``x1``, ``x2``, ...); labels it has are kept.
     title:
         the axes' title (default none).
     draw_label:
@@ -224,8 +227,11 @@ def plot_populations(
     if truth_np is not None:
         ax.scatter(*truth_np.T, s=point_size, c="k", label=truth_label)
     ax.set_aspect("equal", adjustable="datalim")
-    ax.set_xlabel(f"x{dims[0] + 1}")
-    ax.set_ylabel(f"x{dims[1] + 1}")
+    # the coordinates' names where the axes have none: a caller's labels (units) are kept
+    if not ax.get_xlabel():
+        ax.set_xlabel(f"x{dims[0] + 1}")
+    if not ax.get_ylabel():
+        ax.set_ylabel(f"x{dims[1] + 1}")
     if title is not None:
         ax.set_title(title, fontsize=TITLE_PT)
     if legend:

@@ -45,6 +45,12 @@ __all__ = ["plot_bands", "plot_field", "plot_populations"]
 _ALPHA_WIDEST, _ALPHA_NARROWEST = 0.15, 0.4
 _Z_CMAP = "RdBu_r"  # diverging, centred at 0 (blue: mean below the truth)
 _Z_MIN_RANGE = 3.0  # the z panel's colour scale spans at least [-3, 3]
+# the z panel's points with sd 0 (z undefined): grey, apart from the near-white of z = 0 (the
+# axes' white background, shown through a blank point, read as a perfect fit)
+_Z_BLANK = "0.55"
+# one point (N = 1): its bands are boxes of this half-width in x's units (a band of zero
+# width and a one-point line drew nothing)
+_ONE_POINT_HALF_WIDTH = 0.4
 
 
 def _checked_event(post: Any, fn: str, shape: str, more: str = "") -> tuple[int, ...]:
@@ -62,6 +68,13 @@ def _checked_event(post: Any, fn: str, shape: str, more: str = "") -> tuple[int,
             f"event_shape {event}; {hint}{more}"
         )
     return event
+
+
+def _field_name(post: Any) -> str:
+    """The posterior's field name for axis and colorbar labels: its ``export_name`` (``"u"``
+    unless set otherwise), ``"u"`` for a posterior without one."""
+    name = getattr(post, "export_name", None)
+    return name if isinstance(name, str) and name else "u"
 
 
 def _numpy(t: Tensor) -> np.ndarray:
@@ -192,7 +205,10 @@ def plot_bands(
     :math:`q_{(1-p)/2}(u_i)` and :math:`q_{(1+p)/2}(u_i)`, exactly ``post.interval(p)`` (exact
     Gaussian quantiles for a :class:`~bayesphys.GaussianPosterior`, empirical ones for a
     :class:`~bayesphys.SamplePosterior`). The wider the band, the lighter its shade. The bands
-    are of the field itself (noise-free): noisy observations may fall outside them.
+    are of the field itself (noise-free): noisy observations may fall outside them. A single
+    point (``N = 1``), which a line and a band of zero width would not show, is drawn as boxes
+    from :math:`x_0 - 0.4` to :math:`x_0 + 0.4` (in ``x``'s units), the mean and the truth as
+    lines across them.
 
     Parameters
     ----------
@@ -200,7 +216,8 @@ def plot_bands(
         a :class:`~bayesphys.Posterior` with a 1-D ``event_shape`` ``[N]`` (a 2-D event:
         :func:`plot_field`).
     x:
-        coordinates ``[N]`` (tensor, array or list; default ``0..N-1``).
+        coordinates ``[N]`` (tensor, array or list; default ``0..N-1``), in any order: the
+        mean, bands and truth are drawn sorted by ``x``.
     levels:
         probabilities in (0, 1), one band each (default 50% and 90%).
     truth:
@@ -208,8 +225,10 @@ def plot_bands(
     obs:
         observations ``(x_obs, y_obs)``, each ``[M]``, drawn as points.
     ax:
-        the axes to draw on; ``None``: a new pyplot figure (it stays open, as pyplot's do:
-        close it with ``plt.close(ax.figure)``).
+        the axes to draw on (its axis labels, limits and title are left as they are);
+        ``None``: a new pyplot figure, its axes labelled ``x`` (``index i`` without ``x``) and
+        ``u`` (the posterior's ``export_name``); it stays open, as pyplot's do: close it with
+        ``plt.close(ax.figure)``.
     label:
         the legend label of the mean (default ``"posterior mean"``); given, it also prefixes
         the bands' labels (``"GP: 90% band"``), so that two posteriors on one axes stay apart.
@@ -300,7 +319,20 @@ def plot_bands(
 
         with _PYPLOT:
             _, ax = plt.subplots(figsize=(6, 3.2), layout="constrained")
+        # a figure of its own is labelled (a caller's axes keep their labels)
+        ax.set_xlabel("index i" if x is None else "x")
+        ax.set_ylabel(_field_name(post))
     color = line_colour(0) if color is None else color
+    if np.any(np.diff(xs) < 0):  # drawn in x's order: unsorted x drew zigzag lines and bands
+        order = np.argsort(xs, kind="stable")
+        xs, mean = xs[order], mean[order]
+        bands = [(lv, lo[order], hi[order]) for lv, lo, hi in bands]
+        truth_np = None if truth_np is None else truth_np[order]
+    if n == 1:  # one point: boxes of width 2h, the mean and the truth as lines across them
+        xs = xs[0] + np.array([-_ONE_POINT_HALF_WIDTH, _ONE_POINT_HALF_WIDTH])
+        mean = np.repeat(mean, 2)
+        bands = [(lv, np.repeat(lo, 2), np.repeat(hi, 2)) for lv, lo, hi in bands]
+        truth_np = None if truth_np is None else np.repeat(truth_np, 2)
     k = len(bands)
     for j, (lv, lo, hi) in enumerate(bands):
         t = j / (k - 1) if k > 1 else 0.5
@@ -370,7 +402,10 @@ def plot_field(
 
     on a diverging colour map centred at 0, spanning at least :math:`[-3, 3]` (a calibrated
     Gaussian posterior gives :math:`|z| < 2` at about 95% of the points, so strong colours
-    mark points it misses; a point with sd 0 is left blank).
+    mark points it misses; a point with sd 0, where :math:`z` is undefined, is grey, and the
+    colorbar's label says so). Each colorbar is labelled with its quantity
+    (:math:`E[u]`, :math:`\operatorname{sd}[u]`, the true :math:`u`, :math:`z`; ``u`` is the
+    posterior's ``export_name``). An sd of 0 everywhere is drawn on the scale ``[0, 1]``.
 
     Parameters
     ----------
@@ -385,7 +420,10 @@ def plot_field(
         the true field ``[H, W]``.
     axes:
         the axes to draw on, one per panel (2 without ``truth``, 4 with it; a list or an
-        array of them); ``None``: a new pyplot figure of one row.
+        array of them; their axis labels are left as they are); ``None``: a new pyplot
+        figure of one row, its axes labelled ``x`` / ``y`` with ``extent``, else
+        ``column j`` / ``row i``; it stays open, as pyplot's do: in a loop, close each with
+        ``plt.close(fig)``.
     batch_index:
         for a batched posterior, the member to draw (as in :func:`plot_bands`).
     cmap:
@@ -426,6 +464,7 @@ def plot_field(
     flat = None if axes is None else _check_axes(axes, n_panels)
     mean = _numpy(post.mean[idx])
     sd = _numpy(post.variance[idx].clamp_min(0).sqrt())
+    own_figure = flat is None
     if flat is None:
         from ._files import _PYPLOT
 
@@ -435,23 +474,39 @@ def plot_field(
             )
         flat = list(arr.ravel())
     fig = flat[0].figure
+    u = _field_name(post)
     shown = dict(extent=extent, origin="lower", aspect="auto", interpolation="nearest")
-    panels = [("posterior mean", mean, {"cmap": cmap}), ("posterior sd", sd, {"cmap": cmap})]
+    panels = [
+        ("posterior mean", f"E[{u}]", mean, {"cmap": cmap}),
+        ("posterior sd", f"sd[{u}]", sd, {"cmap": cmap}),
+    ]
+    if not sd.max() > 0:  # sd 0 everywhere: matplotlib's scale [-0.1, 0.1] showed negative sds
+        panels[1][3].update(vmin=0.0, vmax=1.0)
     if truth_np is not None:
         lo = float(min(mean.min(), truth_np.min()))
         hi = float(max(mean.max(), truth_np.max()))
-        panels[0][2].update(vmin=lo, vmax=hi)  # mean and truth on one scale
+        panels[0][3].update(vmin=lo, vmax=hi)  # mean and truth on one scale
         with np.errstate(divide="ignore", invalid="ignore"):
             z = np.where(sd > 0, (mean - truth_np) / np.where(sd > 0, sd, 1.0), np.nan)
         finite = np.abs(z[np.isfinite(z)])
         # symmetric about 0, at least +-3: a strong colour is a point the posterior misses
         m = max(_Z_MIN_RANGE, float(finite.max()) if finite.size else 0.0)
+        z_label = "z (grey: sd = 0)" if np.isnan(z).any() else "z"
+        z_cmap = matplotlib.colormaps[_Z_CMAP].with_extremes(bad=_Z_BLANK)
         panels += [
-            ("truth", truth_np, {"cmap": cmap, "vmin": lo, "vmax": hi}),
-            ("(mean - truth) / sd", z, {"cmap": _Z_CMAP, "vmin": -m, "vmax": m}),
+            ("truth", f"true {u}", truth_np, {"cmap": cmap, "vmin": lo, "vmax": hi}),
+            ("(mean - truth) / sd", z_label, z, {"cmap": z_cmap, "vmin": -m, "vmax": m}),
         ]
-    for ax, (title, values, opts) in zip(flat, panels):
+    for k, (ax, (title, bar_label, values, opts)) in enumerate(zip(flat, panels)):
         im = ax.imshow(values, **shown, **opts)
-        ax.figure.colorbar(im, ax=ax)
+        bar = ax.figure.colorbar(im, ax=ax)
+        bar.set_label(bar_label, fontsize=LEGEND_PT)
+        # on the colorbar's image side: on its far side it sat beside the next panel's axis,
+        # where it read as that panel's y label
+        bar.ax.yaxis.set_label_position("left")
         ax.set_title(title, fontsize=TITLE_PT)
+        if own_figure:  # a figure of its own is labelled (a caller's axes keep their labels)
+            ax.set_xlabel("column j" if extent is None else "x", fontsize=LEGEND_PT)
+            if k == 0:
+                ax.set_ylabel("row i" if extent is None else "y", fontsize=LEGEND_PT)
     return fig

@@ -100,6 +100,13 @@ def test_another_posterior_is_drawn_from_fresh_draws_that_the_seed_fixes():
     assert np.abs(a.reshape(4, 6, 2).mean(0) - mean.numpy()).max() < 0.3
 
 
+def test_the_labels_of_given_axes_are_kept_and_a_missing_one_is_filled_in():
+    _, ax = plt.subplots()
+    ax.set_xlabel("position [mm]")
+    plot_populations(_post(batch=()), ax=ax, dims=(0, 2))
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("position [mm]", "x3")
+
+
 def test_it_draws_on_given_axes_with_a_title_and_no_legend():
     fig, (left, right) = plt.subplots(1, 2)
     out = plot_populations(_post(batch=()), ax=right, title="unseen", legend=False)

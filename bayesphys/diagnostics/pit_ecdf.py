@@ -137,7 +137,15 @@ def plot_pit_ecdf(
 
         with _PYPLOT:
             _, ax = plt.subplots(figsize=(4, 3.6), layout="constrained")
-    ax.fill_between(z, lo - z, hi - z, color="0.85", step="mid", label=f"{prob:.0%} simult. band")
+    # each z_m's band holds over a whole step around it: the ends padded by half a step (the
+    # first and last steps were half as wide as the others, and with L = 1 the band had no
+    # width at all)
+    d_first = z[1] - z[0] if len(z) > 1 else 1.0 / (n_draws + 1)
+    d_last = z[-1] - z[-2] if len(z) > 1 else 1.0 / (n_draws + 1)
+    zb = np.concatenate([[z[0] - d_first / 2], z, [z[-1] + d_last / 2]])
+    lob = np.concatenate([lo[:1] - z[:1], lo - z, lo[-1:] - z[-1:]])
+    hib = np.concatenate([hi[:1] - z[:1], hi - z, hi[-1:] - z[-1:]])
+    ax.fill_between(zb, lob, hib, color="0.85", step="mid", label=f"{prob:.0%} simult. band")
     # close the curves at z = 0 and z = 1, where every ECDF equals the uniform CDF
     zc = np.concatenate([[0.0], z, [1.0]])
     for j in range(k):

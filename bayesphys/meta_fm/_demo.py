@@ -92,7 +92,8 @@ def demo(out_dir: pathlib.Path, *, device: torch.device, seed: int = 0) -> list[
         [population_metrics(f, t)["w2"] for f, t in zip(floor_prediction(test), test.target)]
     )
     with closing_figures():
-        fig, _ = plt.subplots(1, len(test), figsize=(3.2 * len(test), 3.5))
+        # 3.6 in a panel: at 3.2 the last panel's title ran past the figure's right edge
+        fig, _ = plt.subplots(1, len(test), figsize=(3.6 * len(test), 3.5))
         titles = [
             f"unseen population {i}\nW2 to target: member 0 {v:.2f}, identity {b:.2f}"
             for i, (v, b) in enumerate(zip(w2_each, w2_id_each))

@@ -4,6 +4,7 @@ they were (it switched the process to Agg and leaked its figure when saving fail
 from __future__ import annotations
 
 import matplotlib
+import numpy as np
 import pytest
 import torch
 
@@ -178,3 +179,28 @@ def test_no_rows_and_no_results_is_refused_by_name(tmp_path, rows):
     with pytest.raises(ValueError, match="rows: expected at least one row"):
         plot_component("x", rows, [], tmp_path / "c.png")
     assert not (tmp_path / "c.png").exists()
+
+
+@pytest.mark.parametrize("n_draws", [1, 2, 11])
+def test_every_step_of_the_pit_ecdf_band_is_a_full_step_wide(n_draws):
+    """The band of z_m = m / (L + 1) holds over [z_m - h/2, z_m + h/2], h = 1 / (L + 1): the
+    first and last steps were half as wide, and with one draw (L = 1) the band had no width."""
+    from matplotlib.figure import Figure
+
+    from bayesphys.diagnostics import plot_pit_ecdf
+    from bayesphys.diagnostics.pit_ecdf import ecdf_band
+
+    ranks = torch.randint(0, n_draws + 1, (20, 1), generator=torch.Generator().manual_seed(0))
+    ax = plot_pit_ecdf(ranks, n_draws, ax=Figure().subplots())
+    (band,) = ax.collections
+    xs = band.get_paths()[0].vertices[:, 0]
+    h = 1.0 / (n_draws + 1)
+    assert xs.min() == pytest.approx(h / 2) and xs.max() == pytest.approx(1 - h / 2)
+    # the values are the band's own at each z_m: the lower edge at the first and last step
+    z = np.arange(1, n_draws + 1) * h
+    lo, _, _ = ecdf_band(20, z, 0.95)
+    verts = band.get_paths()[0].vertices
+    first = verts[np.isclose(verts[:, 0], h / 2)][:, 1]
+    last = verts[np.isclose(verts[:, 0], 1 - h / 2)][:, 1]
+    assert min(first) == pytest.approx(lo[0] - z[0])
+    assert min(last) == pytest.approx(lo[-1] - z[-1])

@@ -81,6 +81,14 @@ def test_demo_hook(tmp_path, monkeypatch):
         labels = [c.get_label() for c in ax.collections]
         assert labels == ["source (T=0)", "member 0", "member 1", "true target"]
         assert len(ax.collections[1].get_offsets()) == 128  # one draw per member: n points
+    # every title lies inside the figure (the last one ran past its right edge)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = figures[0]
+    renderer = FigureCanvasAgg(fig).get_renderer()  # the figure was closed after saving
+    for ax in fig.axes:
+        box = ax.title.get_window_extent(renderer)
+        assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1, ax.get_title()
     assert (tmp_path / "meta_fm.nc").exists() and (tmp_path / "meta_fm.png").exists()
     assert {"component", "problem", "metric", "value", "target"} <= set(rows[0])
     assert all(math.isfinite(r["value"]) for r in rows)
