@@ -3,7 +3,8 @@
 A bar redraws at most every 0.1 s on a terminal and at most every 30 s when standard error is
 not a terminal (a log file, a CI job), so a captured log grows with the run's time, not with
 its number of steps (a 20 000-step fit wrote 2 000 redraws, 160 kB, into a log before), and
-there each bar ends on a line of its own with its final count.
+there each bar ends on a line of its own with its final count, nested bars included (each
+is drawn on the current line, without the cursor movements that place it on a terminal).
 Notebook bars (``tqdm.auto``'s widget) are left at tqdm's own settings, and a bar in an IPython
 kernel without widgets is drawn as on a terminal. tqdm's environment
 switches are honoured: ``TQDM_DISABLE=1`` turns every bar off (``progress=False`` on each call
@@ -62,6 +63,11 @@ def progress_bar(iterable: Any = None, *, progress: bool, **kwargs: Any) -> tqdm
         # a log keeps each bar's final state (a bar cleared on close left its first draw,
         # "0/N", as the last word on a finished fit)
         kwargs["leave"] = True
+        # every bar on the current line: a bar opened inside another (an ensemble member's
+        # steps under the member bar, a user's fit under an SBC bar) took tqdm's next free
+        # position, drawn with newlines and cursor-up escapes that a log keeps as
+        # "\x1b[A" and blank lines
+        kwargs.setdefault("position", 0)
     if "mininterval" not in kwargs:
         env = _env_interval()
         if env is not None:

@@ -160,3 +160,33 @@ def test_a_callers_own_mininterval_is_kept(monkeypatch):
     monkeypatch.setenv("TQDM_MININTERVAL", "5")
     with progress_bar(total=1, progress=True, file=io.StringIO(), mininterval=2.0) as bar:
         assert bar.mininterval == pytest.approx(2.0) and bar.maxinterval == pytest.approx(10.0)
+
+
+def test_nested_bars_in_a_log_write_no_cursor_escapes_or_blank_lines():
+    # a member's step bar inside MFMEnsemble's member bar (or a user's fit inside an SBC bar)
+    # took tqdm's next position: a log got "\x1b[A" after each inner bar's first draw and a
+    # blank line after its last
+    log = io.StringIO()
+    with progress_bar(total=2, progress=True, file=log, desc="outer", leave=False) as outer:
+        for _ in range(2):
+            with progress_bar(total=3, progress=True, file=log, desc="inner", leave=False) as b:
+                b.update(3)
+            outer.update(1)
+    text = log.getvalue()
+    assert "\x1b" not in text, repr(text)
+    lines = text.split("\n")
+    assert lines[-1] == "" and all(line.strip() for line in lines[:-1]), repr(text)
+    # each bar's final state on a line of its own: two inner bars, then the outer one
+    finals = [line.rsplit("\r", 1)[-1] for line in lines[:-1]]
+    assert [f.split(":")[0] for f in finals] == ["inner", "inner", "outer"], finals
+    assert "3/3" in finals[0] and "2/2" in finals[2], finals
+
+
+def test_a_terminal_keeps_tqdm_nesting():
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    with progress_bar(total=1, progress=True, file=Tty()) as outer:
+        with progress_bar(total=1, progress=True, file=Tty()) as inner:
+            assert inner.pos != outer.pos

@@ -148,7 +148,9 @@ def _warn_summary(table: Any) -> None:
     bad = (table["status"] != "ok").to_numpy()
     failed = table.index[bad]
     if len(failed):
-        pid = failed[0]
+        # as a Python value: integer ids (a list of problems) sit in an int64 index, whose
+        # scalars numpy 2 shows as "np.int64(1)"
+        pid = failed[:1].tolist()[0]
         error = str(table["error"].to_numpy()[bad][0])  # by position: ids may be tuples
         if len(error) > 160:
             error = error[:157] + "..."

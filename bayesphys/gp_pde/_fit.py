@@ -322,8 +322,10 @@ def fit_solver(
             res.extra["rel_l2_best"] = min(kept_errors + [res.extra["rel_l2"]])
     res.extra["tau_b"] = float(model.log_tau_b.detach().exp())
     res.extra["tau_pde"] = float(model.log_tau_pde.detach().exp())
-    if res.steps:
-        warn_field_scale(model.u)
+    if res.steps and not getattr(model, "_field_scale_warned", False):
+        # once per model: the scale is the problem's, and the rms in the message drifts from
+        # fit to fit, so a loop fitting on in chunks was shown it at (nearly) every fit
+        model._field_scale_warned = warn_field_scale(model.u)
     return res
 
 

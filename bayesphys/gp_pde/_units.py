@@ -54,10 +54,12 @@ def warn_axes(axes: list[Tensor]) -> None:
             )
 
 
-def warn_field_scale(u: Tensor) -> None:
-    """Warn when the fitted field ``u [n_1..n_d]`` is far from order 1 (see the module)."""
+def warn_field_scale(u: Tensor) -> bool:
+    """Warn when the fitted field ``u [n_1..n_d]`` is far from order 1 (see the module);
+    returns whether it warned."""
     rms = float(u.detach().double().square().mean().sqrt())
-    if math.isfinite(rms) and rms > 0 and not FIELD_RMS_RANGE[0] <= rms <= FIELD_RMS_RANGE[1]:
+    far = math.isfinite(rms) and rms > 0 and not FIELD_RMS_RANGE[0] <= rms <= FIELD_RMS_RANGE[1]
+    if far:
         warnings.warn(
             f"GPPDESolver: the fitted field's rms is {rms:.3g}; the fit starts from a prior "
             "variance of 1, precisions of 1 and an absolute jitter, which suit fields of order "
@@ -67,3 +69,4 @@ def warn_field_scale(u: Tensor) -> None:
             UserWarning,
             stacklevel=user_stacklevel(),
         )
+    return far

@@ -502,14 +502,17 @@ class RandomGridNP:
     def _warn_stale_calibration(self, where: str, output: str) -> None:
         """A ``UserWarning`` at the user's line when the variance multiplier of ``output`` in
         force was fitted by :meth:`calibrate` at another ``step_count`` (a fit since, or a
-        load and a fit): it scales variances of weights it was not fitted to."""
+        load and a fit): it scales variances of weights it was not fitted to. The message names
+        the step of the calibration, not the current one: a loop that trains on and asks for a
+        posterior each time is shown it once (a message with the changing step count was
+        shown at every iteration under the default warnings filter)."""
         at = self._calibrated_at.get(output)
         if at is None or at == self.step_count or self.variance_scale[output] == 1.0:
             return
         warnings.warn(
             f"{where}: the variance scale in force (variance_scale[{output!r}] = "
             f"{self.variance_scale[output]:.4g}) was fitted by calibrate() at step {at}, and the "
-            f"model has trained to step {self.step_count} since: it was made for other weights. "
+            "model has trained since: it was made for other weights. "
             "Call calibrate(x, u, z, w) again on validation instances (or set "
             f"variance_scale[{output!r}] = 1.0 to drop it)",
             UserWarning,

@@ -98,7 +98,9 @@ def calibrated_step1(
 def warn_stale_calibration(model: ProbConserv, where: str) -> None:
     """A ``UserWarning`` at the user's line when the calibration in force (``var_scale`` or
     the hybrid ``calibration``) was fitted by ``calibrate`` at another ``steps_done`` (a fit
-    since, or a load and a fit): it scales the covariances of weights it was not fitted to."""
+    since, or a load and a fit): it scales the covariances of weights it was not fitted to.
+    The message names the step of the calibration, not the current one, so a loop that trains
+    on and asks for a posterior each time is shown it once under the default warnings filter."""
     at = model._calibrated_at
     if at is None or at == model.steps_done:
         return
@@ -106,8 +108,8 @@ def warn_stale_calibration(model: ProbConserv, where: str) -> None:
         return
     warnings.warn(
         f"{where}: the Step-1 calibration in force was fitted by calibrate() at step {at}, and "
-        f"the model has trained to step {model.steps_done} since: it was made for other "
-        "weights. Call calibrate(...) again with the same settings to recalibrate",
+        "the model has trained since: it was made for other weights. Call calibrate(...) "
+        "again with the same settings to recalibrate",
         UserWarning,
         stacklevel=user_stacklevel(),
     )
