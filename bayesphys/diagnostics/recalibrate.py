@@ -52,6 +52,7 @@ trained on, and both evaluated on a *further* held-out set whose coverage is rep
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 from typing import Any
@@ -65,6 +66,7 @@ from .._device import array_as_tensor, check_finite
 from .._posterior_args import _check_level, _check_levels
 from .._posterior_base import is_posterior, missing_members
 from .._progress import progress_bar
+from .._stack import user_stacklevel
 from ..metrics import calibration_curve
 from ..posterior import Posterior, SamplePosterior
 from .recalibrated import RecalibratedPosterior, _interp_rows
@@ -442,11 +444,46 @@ class Recalibrator:
         return out.reshape(p.shape)
 
     # -- application ---------------------------------------------------------------------------
+    def _same_map(self, other: Any) -> bool:
+        """Whether ``other`` is this map or a :class:`Recalibrator` equal to it (the same
+        method, scale, held-out PITs and grid): wrapping with either gives the same
+        posterior."""
+        if other is self:
+            return True
+        if not isinstance(other, Recalibrator):
+            return False
+        if (self.method, self.scale, self.n_grid) != (other.method, other.scale, other.n_grid):
+            return False
+        if self.pits is None or other.pits is None:
+            return self.pits is None and other.pits is None
+        return self.pits.shape == other.pits.shape and torch.equal(
+            self.pits, other.pits.to(self.pits)
+        )
+
     def wrap(self, posterior: Posterior) -> RecalibratedPosterior:
         """The recalibrated posterior of ``posterior``; an unfitted quantile map is a
-        ``ValueError`` naming ``Recalibrator.wrap``."""
+        ``ValueError`` naming ``Recalibrator.wrap``.
+
+        Not idempotent: a recalibrated posterior wrapped again gets the map applied on top of
+        the one it has (the maps compose: variance scaling twice spreads by :math:`s^2`).
+        That is the way to stack a second map fitted on recalibrated posteriors; wrapping with
+        this map (or an equal one: the same method, scale, held-out PITs and grid) a posterior
+        it already wraps, as a rerun notebook cell ``post = rec.wrap(post)`` does, is a
+        ``UserWarning`` (wrap ``post.base``, the unrecalibrated posterior, instead)."""
         if self.method == "quantile":
             self._fitted_pits("Recalibrator.wrap")
+        inner = posterior
+        while isinstance(inner, RecalibratedPosterior):
+            if self._same_map(inner.recalibrator):
+                warnings.warn(
+                    f"posterior: already recalibrated by this map ({self!r}); wrapping it "
+                    "again applies the map twice (the maps compose). Wrap the unrecalibrated "
+                    "posterior (its .base) instead",
+                    UserWarning,
+                    stacklevel=user_stacklevel(),
+                )
+                break
+            inner = inner.base
         return RecalibratedPosterior(posterior, self)
 
     def evaluate(

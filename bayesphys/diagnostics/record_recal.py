@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,7 @@ import torch
 from .._bench import bench_row
 from .._checks import offset_seed
 from .._posterior_args import _check_level
+from .._stack import user_stacklevel
 from ..posterior import SamplePosterior
 from .recalibrate import Recalibrator
 from .record_maps import (  # noqa: F401  (re-exported: the maps' home until 2026-12-05)
@@ -98,6 +100,13 @@ class RecordRecalibration:
         draws' sd, and one draw made every mapped draw NaN), and its summaries must be the
         ones the maps were fitted on, in the same order (summaries of the same count in
         another order had each other's maps applied without a word).
+
+        Not idempotent: the returned record says ``meta["recalibrated"] = method``, and a
+        record that already says so (a rerun cell ``record = recal.apply(record)``) has its
+        mapped draws mapped again, the maps composed, with a ``UserWarning``: apply to the
+        unrecalibrated record, or fit the stages together (``method="affine+quantile"``,
+        each stage fitted on the draws of the stages before it). The composed record's
+        ``meta["recalibrated"]`` names both (``"affine then affine"``).
         """
         _check_record(record)
         named = self.names is not None and len(record.names) == len(self.names)
@@ -108,6 +117,16 @@ class RecordRecalibration:
             )
         record = _checked(record)
         _check_two_draws(record)
+        before = record.meta.get("recalibrated") if isinstance(record.meta, dict) else None
+        if before is not None:
+            warnings.warn(
+                f"record: already recalibrated (meta['recalibrated'] = {before!r}); apply maps "
+                f"its draws again with {self.method!r} on top (the maps compose). Apply to the "
+                "unrecalibrated record, or fit the stages together with "
+                "fit_record_recalibration(method='a+b')",
+                UserWarning,
+                stacklevel=user_stacklevel(),
+            )
         for stage in self.stages:
             record = _apply_stage(record, stage)
         return SimulationRecord(
@@ -117,7 +136,10 @@ class RecordRecalibration:
             levels=record.levels,
             field_coverage=None,
             seconds=record.seconds,
-            meta={**record.meta, "recalibrated": self.method},
+            meta={
+                **record.meta,
+                "recalibrated": self.method if before is None else f"{before} then {self.method}",
+            },
         )
 
     def describe(self) -> str:

@@ -489,6 +489,9 @@ class RandomGridNP:
         r"""Fit the variance multipliers on validation instances with reference solutions
         (``x [N, dim_x]``, ``u [V, N]``, ``z [V, dim_z]``, ``w [V, dim_w]``); see
         :func:`~bayesphys.neural_process.calibrate.calibrate_variance`. Means are unchanged.
+        Each call fits on the unscaled variances (the multipliers in force are set aside) and
+        replaces them, so a second call with the same arguments gives the same multipliers,
+        never a scale on top of a scale (``parameters=False`` keeps the parameter one).
 
         The multipliers are fitted to the current weights: a later :meth:`fit` keeps them
         (they are saved with the model), and :meth:`posterior` / :meth:`parameter_posterior`

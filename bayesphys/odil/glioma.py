@@ -467,9 +467,13 @@ class GliomaModel(GliomaPosteriorMixin):
         :math:`\theta`, residuals = Crank-Nicolson FK residual :math:`/\sigma_{pde}` (the PDE is a
         soft constraint: :math:`\sigma_{pde}` is the model-error scale, in :math:`c` per day)
         + the same data and prior terms, :math:`c(0) = c_0(x_0)` imposed exactly. Started from
-        the reduced fit (call :meth:`fit` first; its fitted mode, with any :meth:`recalibrate`
-        map undone, :meth:`fitted_theta`), minimised by Levenberg-Marquardt (damped
-        Gauss-Newton) with matrix-free CG;
+        the model's fitted mode (:meth:`fitted_theta`, any :meth:`recalibrate` map undone;
+        call :meth:`fit` first) and the forward solve there, minimised by Levenberg-Marquardt
+        (damped Gauss-Newton) with matrix-free CG. After :meth:`fit` that mode is the reduced
+        fit's; after an earlier ``fit_odil`` it is that call's estimate, so a second call
+        continues the refinement from it (with a fresh damping and its field restarted from
+        the forward solve) instead of starting again from the reduced fit (call :meth:`fit`
+        again for that);
         the :math:`\theta` marginal covariance is the inverse Schur complement of the
         Gauss-Newton matrix (:func:`~bayesphys.odil.theta_covariance`, CG solves with the field
         block). ``linear_solver="sparse"`` replaces both CG solves by sparse LU on the Jacobian
@@ -479,9 +483,10 @@ class GliomaModel(GliomaPosteriorMixin):
         accepted and the start is not a minimum, the model keeps its previous ``theta`` /
         ``theta_cov`` / ``result`` (a ``RuntimeWarning`` says so; the returned result has
         ``extra["kept_previous"]``); ``steps=0`` sets the joint posterior at the start (the
-        reduced fit's estimate and trajectory), as :meth:`fit` with ``steps=0`` does at its
-        start. A posterior it sets drops a :meth:`recalibrate` map (a ``UserWarning`` says
-        so: recalibrate again); a kept one keeps it.
+        fitted mode and its forward trajectory: the reduced fit's after :meth:`fit`), as
+        :meth:`fit` with ``steps=0`` does at its start. A posterior it sets drops a
+        :meth:`recalibrate` map (a ``UserWarning`` says so: recalibrate again); a kept one
+        keeps it.
         A :math:`\theta` covariance that cannot be formed (the Schur complement singular to
         working precision, e.g. in float32 with a small ``sigma_pde``, or with its CG solves
         cut short by ``cg_maxiter``) is a ``ValueError`` saying so, and the model keeps its

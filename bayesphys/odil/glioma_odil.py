@@ -109,7 +109,8 @@ def fit_joint_odil(
 ) -> FitResult:
     """Run the joint field-and-parameter fit on ``model`` (see :meth:`GliomaModel.fit_odil`);
     sets ``model.theta`` / ``model.theta_cov`` and returns the :class:`FitResult`. It starts
-    at the fitted mode (:meth:`GliomaModel.fitted_theta`: any recalibration map undone).
+    at the fitted mode (:meth:`GliomaModel.fitted_theta`: any recalibration map undone), the
+    estimate of an earlier ``fit_odil`` if there was one (a second call continues from it).
 
     ``nt >= 2`` time levels, ``sigma_pde > 0``, ``steps >= 0``, ``cg_maxiter >= 1``;
     ``linear_solver`` ``"cg"`` (matrix-free, as before) or ``"sparse"`` (coloured Jacobian and

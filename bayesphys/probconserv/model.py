@@ -423,6 +423,10 @@ class ProbConserv:
         ``local_functions``; with ``data``, an ``n_functions`` other than ``len(data)``, and a
         ``seed`` or (hybrid) a ``range_margin`` when no local functions are drawn.
 
+        Each call fits on the uncalibrated Step 1 and replaces the calibration in force
+        (hybrid or scalar), so a second call with the same arguments gives the same calibration,
+        never a scale on top of a scale.
+
         The calibration is fitted to the current Step-1 weights: a later :meth:`fit` keeps it
         (it is saved with the model), and the calibrated posteriors (:meth:`step1`,
         :meth:`posterior`, :meth:`mass_discrepancy`) then warn (``UserWarning``) that it was

@@ -370,6 +370,15 @@ def conservation_update(
     -------
     GaussianPosterior (float64) with mean ``[*batch, *event]`` and covariance
     :math:`\tilde\Sigma` ``[*batch, N, N]`` (structured, never densified) and a pathwise sampler.
+
+    Applied again to its own result, the update conditions on a second, independent
+    observation of the same constraint, so it is not idempotent. After the limit
+    (``sigma_g = 0``) the posterior has no variance left along ``G`` and already satisfies
+    it: a second exact update is refused (``ValueError``, see ``rcond``; use the posterior
+    as it is), and one with a finite ``sigma_g`` leaves mean and covariance unchanged to
+    round-off. After a finite ``sigma_g`` a second update counts the constraint twice and
+    shrinks the mass variance again: with the same absolute ``sigma_g`` it equals one update
+    with :math:`\sigma_G/\sqrt2`.
     """
     if isinstance(prior, GaussianPosterior) and getattr(
         prior._custom_root, "marginal_covariance", False
@@ -445,7 +454,9 @@ def conservation_update(
                 "a relative sigma_g is in units of sqrt(G Sigma G^T), which is 0 here: give an "
                 "absolute sigma_g (relative=False)"
                 if zero_rel
-                else "use a finite sigma_g or a prior with variance there"
+                else "use a finite sigma_g or a prior with variance there (a posterior "
+                "already conditioned exactly on these rows, e.g. by an earlier "
+                "conservation_update, satisfies them: use it as it is)"
             )
             raise ValueError(
                 "G Sigma G^T: singular in the limit sigma_g = 0 (the prior has no variance in the "
