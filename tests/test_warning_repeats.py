@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-from tests.tiny_models import tiny_rgnp
+from tests.tiny_models import calibrated_tiny_rgnp
 
 LOOPS = 6
 
@@ -27,14 +27,7 @@ def shown_by_default(loop: Callable[[], object], text: str) -> list[str]:
 
 
 def test_a_stale_rgnp_calibration_is_shown_once_in_a_train_and_query_loop():
-    from bayesphys.problems.rgnp import sample_prior
-
-    m = tiny_rgnp()
-    m.fit(steps=2, progress=False)
-    x = torch.linspace(-1, 1, 9)
-    z, w = sample_prior(m.problem, 4, generator=torch.Generator().manual_seed(0))
-    u = m.posterior(x, z=z, w=w).mean + 0.1
-    m.calibrate(x, u, z, w, parameters=False)
+    m, x, z, w, u = calibrated_tiny_rgnp()
 
     def loop():
         for _ in range(LOOPS):

@@ -45,3 +45,20 @@ def tiny_rgnp(problem: str = "poisson", **kw):
     args = dict(hidden=16, depth=2, n_freq=4, n_points=16, batch=4, gic=gic, seed=0)
     args.update(kw)
     return RandomGridNP(problem, "RGNP", **args)
+
+
+def calibrated_tiny_rgnp():
+    """A tiny ``RandomGridNP`` fitted 2 steps and calibrated (variance only) on 4 prior
+    draws with the data ``u`` offset by 0.1; returns ``(model, x, z, w, u)``, ``x`` 9 points
+    in [-1, 1]."""
+    import torch
+
+    from bayesphys.problems.rgnp import sample_prior
+
+    m = tiny_rgnp()
+    m.fit(steps=2, progress=False)
+    x = torch.linspace(-1, 1, 9)
+    z, w = sample_prior(m.problem, 4, generator=torch.Generator().manual_seed(0))
+    u = m.posterior(x, z=z, w=w).mean + 0.1
+    m.calibrate(x, u, z, w, parameters=False)
+    return m, x, z, w, u

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from bayesphys.neural_process import RandomGridNP, evaluate_poisson, interval_scale
 from bayesphys.problems.rgnp import poisson_test_set
 from tests.calibration_checks import stale_calibration_messages
-from tests.tiny_models import tiny_rgnp
+from tests.tiny_models import calibrated_tiny_rgnp, tiny_rgnp
 
 
 @settings(max_examples=25, deadline=None)
@@ -126,14 +126,7 @@ def test_calibration_simulations_take_any_seed_apart_from_the_training_set(seed)
 def test_a_calibration_of_earlier_weights_warns_after_a_refit_and_a_load(tmp_path):
     # calibrate() then fit() again: the variance scales of the old weights were applied to
     # the new ones without a word (after a save and load too)
-    from bayesphys.problems.rgnp import sample_prior
-
-    m = tiny_rgnp()
-    m.fit(steps=2, progress=False)
-    x = torch.linspace(-1, 1, 9)
-    z, w = sample_prior(m.problem, 4, generator=torch.Generator().manual_seed(0))
-    u = m.posterior(x, z=z, w=w).mean + 0.1
-    m.calibrate(x, u, z, w, parameters=False)
+    m, x, z, w, u = calibrated_tiny_rgnp()
     fresh = m.posterior(x, z=z, w=w)
     assert not stale_calibration_messages(lambda: m.posterior(x, z=z, w=w))
     # the parameter scale was not fitted: no warning for it, before or after a fit
