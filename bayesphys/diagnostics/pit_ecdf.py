@@ -117,7 +117,8 @@ def plot_pit_ecdf(
     With ``ax=None`` it draws on a new pyplot figure (shown inline in a notebook), which stays
     open as pyplot's figures do: in a loop, close each with ``plt.close(ax.figure)``. The new
     figure is opened under the lock the package's own figure-drawing blocks (demos, examples)
-    hold, so such a block ending in another thread does not close it."""
+    hold, so such a block ending in another thread does not close it. Axes given with a
+    label or title keep them (``title`` and the default labels fill only empty ones)."""
     import matplotlib.axes
     import matplotlib.pyplot as plt
 
@@ -152,9 +153,12 @@ def plot_pit_ecdf(
         fc = np.concatenate([[0.0], f[:, j], [1.0]])
         ax.plot(zc, fc - zc, lw=1, label=names[j], **line_style(j))
     ax.axhline(0, color="k", lw=0.5)
-    ax.set_xlabel("fractional rank z")
-    ax.set_ylabel("ECDF(z) - z")
-    if title:
+    # axes of the caller's keep the labels and title it gave them (they were overwritten)
+    if not ax.get_xlabel():
+        ax.set_xlabel("fractional rank z")
+    if not ax.get_ylabel():
+        ax.set_ylabel("ECDF(z) - z")
+    if title and not ax.get_title():
         ax.set_title(title, fontsize=TITLE_PT)
     # under the axes, off the curves; the band's method titles it (a note in the corner ran
     # under the legend)

@@ -204,3 +204,26 @@ def test_every_step_of_the_pit_ecdf_band_is_a_full_step_wide(n_draws):
     last = verts[np.isclose(verts[:, 0], 1 - h / 2)][:, 1]
     assert min(first) == pytest.approx(lo[0] - z[0])
     assert min(last) == pytest.approx(lo[-1] - z[-1])
+
+
+def test_axes_of_the_caller_keep_their_labels_and_title():
+    # plot_pit_ecdf and CalibrationResult.plot replaced what the caller had set on its axes
+    from matplotlib.figure import Figure
+
+    from bayesphys.diagnostics import plot_pit_ecdf
+
+    res = _result()
+    for draw in (
+        lambda ax: plot_pit_ecdf(res.ranks, res.record.n_draws, ax=ax, title="default"),
+        lambda ax: res.plot(ax=ax),
+    ):
+        ax = Figure().subplots()
+        ax.set(xlabel="rank of D", ylabel="ECDF gap", title="patient 7")
+        assert draw(ax) is ax
+        assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == (
+            "rank of D",
+            "ECDF gap",
+            "patient 7",
+        )
+        fresh = draw(Figure().subplots())  # empty axes get the defaults
+        assert fresh.get_xlabel() == "fractional rank z" and fresh.get_title()
