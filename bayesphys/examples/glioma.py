@@ -112,4 +112,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    _args.run_script(main)  # nilearn missing for --atlas: named, without a traceback

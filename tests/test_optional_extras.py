@@ -1,0 +1,143 @@
+"""Without an optional extra (``atlas`` = nilearn, ``distributed`` = ray / dask), what needs it
+is refused at call time, before any work or file, with a message naming the extra to install;
+the command line prints that message without a traceback. The extras are hidden here, not
+uninstalled: ``sys.modules[name] = None`` makes ``import name`` fail and ``find_spec`` say absent.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bayesphys import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def without(monkeypatch):
+    """Hide the given top-level packages (and their submodules) from this process."""
+
+    def hide(*names):
+        for name in names:
+            for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
+                monkeypatch.delitem(sys.modules, key)
+            monkeypatch.setitem(sys.modules, name, None)
+
+    return hide
+
+
+@pytest.fixture
+def no_atlas(without):
+    """nilearn hidden, and the MNI maps a test before may have read forgotten."""
+    from bayesphys.problems import glioma
+
+    without("nilearn")
+    glioma._mni_arrays.cache_clear()
+    yield
+    glioma._mni_arrays.cache_clear()
+
+
+@pytest.mark.parametrize("executor,hidden", [("ray", "ray"), ("dask", "distributed")])
+def test_fit_many_names_a_missing_engine_before_making_its_out_folder(
+    without, tmp_path, executor, hidden
+):
+    """The out folder was made (and left empty) before the engine's import failed, and the
+    message named the module ('dask.distributed') rather than the executor asked for."""
+    from bayesphys import fit_many
+    from tests.distributed import _toy
+
+    without(hidden)
+    out = tmp_path / "fits"
+    with pytest.raises(ImportError, match=rf"executor='{executor}' needs .*not installed") as e:
+        fit_many(_toy.problems(1), _toy.build, executor=executor, out=out, progress=False)
+    assert 'pip install "bayesphys[distributed]"' in str(e.value)
+    assert not out.exists()
+
+
+def test_the_default_executor_needs_no_extra(without):
+    from bayesphys.distributed.executors import resolve_runner
+
+    without("ray", "dask", "distributed")
+    for name, expected in ((None, "local"), ("local", "local"), ("sequential", "sequential")):
+        runner = resolve_runner(name, max_workers=1)
+        runner.close()
+        assert runner.name == expected
+
+
+def test_run_cohort_on_a_missing_engine_is_one_line_without_a_traceback(without, tmp_path, capsys):
+    without("ray")
+    out = tmp_path / "cohort"
+    rc = cli.main(["run", "cohort", "--smoke", "--executor", "ray", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert err.startswith("run cohort: executor='ray' needs 'ray'") and "Traceback" not in err
+    assert 'pip install "bayesphys[distributed]"' in err
+    assert not (out / "fits").exists()
+
+
+def test_run_glioma_atlas_without_nilearn_names_the_extra_without_a_traceback(
+    no_atlas, tmp_path, capsys
+):
+    rc = cli.main(["run", "glioma", "--smoke", "--atlas", "--out", str(tmp_path / "g")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err
+    assert err.startswith("run glioma: mni_atlas needs nilearn")
+    assert 'pip install "bayesphys[atlas]"' in err
+    assert not (tmp_path / "g").exists()
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_bench_odil_only_b2_without_nilearn_is_refused_before_any_work(
+    no_atlas, tmp_path, capsys, quick
+):
+    """It ran 'B2 done in 0.0 s' with status 0, writing a 'not run' row; a full run replaced
+    the B2 and atlas B4 rows of the results file (the committed one without --out) with it."""
+    old = tmp_path / "odil.json"
+    old.write_text('{"rows": [], "command": "x"}')
+    argv = ["bench", "odil", *(["--quick"] if quick else []), "--only", "B2"]
+    with pytest.raises(SystemExit) as exc:
+        cli.main([*argv, "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert 'pip install "bayesphys[atlas]"' in err and "--only B0,B1,B3,B6" in err
+    assert old.read_text() == '{"rows": [], "command": "x"}'
+
+
+def test_the_cohort_script_names_a_missing_engine_without_a_traceback(tmp_path):
+    code = (
+        "import runpy, sys; sys.modules['ray'] = None; "
+        f"sys.argv = ['cohort.py', '--smoke', '--executor', 'ray', '--out', {str(tmp_path)!r}]; "
+        f"runpy.run_path({str(ROOT / 'examples' / 'cohort.py')!r}, run_name='__main__')"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert res.returncode == 1, res.stderr
+    assert res.stderr.startswith("error: executor='ray' needs 'ray'"), res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_every_module_imports_without_the_extras():
+    """``import bayesphys`` and each of its modules, with nilearn, ray, dask and mkdocs absent."""
+    code = (
+        "import sys\n"
+        "for m in ('nilearn', 'ray', 'dask', 'distributed', 'mkdocs', 'mkdocstrings'):\n"
+        "    sys.modules[m] = None\n"
+        "import importlib, pkgutil, bayesphys\n"
+        "names = [m.name for m in pkgutil.walk_packages(bayesphys.__path__, 'bayesphys.')]\n"
+        "for name in names:\n"
+        "    importlib.import_module(name)\n"
+        "print(len(names))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env
+    )
+    assert res.returncode == 0, res.stderr
+    assert int(res.stdout.split()[-1]) > 100
