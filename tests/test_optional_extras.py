@@ -141,3 +141,25 @@ def test_every_module_imports_without_the_extras():
     )
     assert res.returncode == 0, res.stderr
     assert int(res.stdout.split()[-1]) > 100
+
+
+def test_an_unwritable_home_does_not_end_a_command(tmp_path):
+    """ArviZ 0.x makes a folder under the user's cache folder at its first import: with HOME
+    unwritable (here a file, which no user, root included, can make folders in) every command
+    that wrote InferenceData ended in an OSError traceback."""
+    home = tmp_path / "home"
+    home.write_text("not a folder")
+    out = tmp_path / "out"
+    code = (
+        "import os, sys; from bayesphys import cli; "
+        f"rc = cli.main(['run', 'tutorial-arviz', '--smoke', '--out', {str(out)!r}]); "
+        "print('XDG', os.environ.get('XDG_CACHE_HOME')); sys.exit(rc)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg", "HOME": str(home)}
+    env.pop("XDG_CACHE_HOME", None)
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.splitlines()[-1] == "XDG None"  # the variable is left as it was
+    assert list(out.glob("*.nc"))

@@ -38,7 +38,9 @@ def _truth_line(truth: dict[str, float], foci: list[list[float]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    import arviz as az
+    from .._arviz_version import import_arviz
+
+    az = import_arviz()
 
     from .._device import resolve_device
     from ..odil._demo import glioma_case
