@@ -163,3 +163,26 @@ def test_an_unwritable_home_does_not_end_a_command(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.splitlines()[-1] == "XDG None"  # the variable is left as it was
     assert list(out.glob("*.nc"))
+
+
+def test_torchrun_variables_with_bad_values_are_named(monkeypatch, tmp_path, capsys):
+    """A negative LOCAL_RANK reached torch as the device cuda:-1 (or the group's rendezvous);
+    the DDP example read WORLD_SIZE with a bare int() ("invalid literal for int()")."""
+    from bayesphys.distributed import ddp
+    from bayesphys.examples import ddp_training
+
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("LOCAL_RANK", "-1")
+    for var in ("MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(ValueError, match=r"^LOCAL_RANK: expected an integer .* >= 0, received"):
+        ddp.init_distributed(device="cpu")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(SystemExit) as exc:
+        ddp_training.main(["--smoke", "--out", str(tmp_path / "d")])
+    assert exc.value.code == 2
+    assert "WORLD_SIZE: expected an integer environment variable, received 'two'" in (
+        capsys.readouterr().err
+    )
