@@ -569,6 +569,13 @@ def _main(argv: list[str] | None) -> int:
             args.bench_path = _bench_script(args.component)
         except FileNotFoundError as err:
             parser.error(str(err))
+        if not args.quick and args.out is None:  # the committed results, in a read-only checkout
+            from ._bench import repo_root
+            from ._bench.paths import checkout_write_problem
+
+            problem = checkout_write_problem(repo_root())
+            if problem:
+                parser.subcommand_parsers["bench"].error(problem)
     if args.command == "calibrate" and not args.quick and args.out is None:
         from .diagnostics.suite import default_out_problem
 

@@ -186,3 +186,47 @@ def test_torchrun_variables_with_bad_values_are_named(monkeypatch, tmp_path, cap
     assert "WORLD_SIZE: expected an integer environment variable, received 'two'" in (
         capsys.readouterr().err
     )
+
+
+@pytest.fixture
+def read_only_results(monkeypatch):
+    """The checkout's benchmarks/results/ and docs/img/ read-only, as in a shared install."""
+    real = os.access
+
+    def access(path, mode, *a, **k):
+        if str(path).endswith(("results", "img")) and mode & os.W_OK:
+            return False
+        return real(path, mode, *a, **k)
+
+    monkeypatch.setattr(os, "access", access)
+
+
+def test_a_full_bench_into_a_read_only_checkout_is_refused_before_the_work(
+    read_only_results, monkeypatch, tmp_path, capsys
+):
+    """It ran the whole benchmark (hours for some) and failed at the write, with a traceback."""
+    marker = tmp_path / "ran"
+    script = tmp_path / "toy.py"
+    script.write_text(f"def main(argv):\n    open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.setattr(cli, "_bench_script", lambda *a, **k: script)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["bench", "odil"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert exc.value.code == 2 and not marker.exists()
+    assert "benchmarks/results cannot be written" in err and "pass --out DIR" in err
+    assert cli.main(["bench", "odil", "--out", str(tmp_path / "o")]) == 0  # --out: runs
+    assert marker.exists()
+
+
+def test_a_full_calibrate_into_a_read_only_checkout_is_refused_before_the_work(
+    read_only_results, monkeypatch, capsys
+):
+    from bayesphys.diagnostics import suite
+
+    calls = []
+    monkeypatch.setattr(suite, "_component_rows", lambda *a: calls.append(a) or [])
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["calibrate", "core"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert exc.value.code == 2 and calls == []
+    assert "cannot be written" in err and "pass --out DIR" in err
