@@ -230,3 +230,20 @@ def test_a_full_calibrate_into_a_read_only_checkout_is_refused_before_the_work(
     err = " ".join(capsys.readouterr().err.split())
     assert exc.value.code == 2 and calls == []
     assert "cannot be written" in err and "pass --out DIR" in err
+
+
+def test_the_quick_odil_bench_of_every_benchmark_skips_the_atlas_ones_with_a_note(
+    no_atlas, monkeypatch, tmp_path, capsys
+):
+    import json
+
+    from bayesphys._bench import script_module
+
+    mod = script_module(str(ROOT / "benchmarks" / "odil.py"))
+    for name in ("bench_b0", "bench_b1_b4", "bench_b3", "bench_b6"):  # not the atlas ones
+        monkeypatch.setattr(mod, name, lambda quick, dev: [])
+    path = mod.main(["--quick", "--out", str(tmp_path)])
+    assert "skip B2, B5: mni_atlas needs nilearn" in capsys.readouterr().err
+    rows = json.loads(path.read_text())["rows"]
+    assert [r["problem"] for r in rows] == ["B2", "B5"]
+    assert all(r["note"].startswith("not run: mni_atlas needs nilearn") for r in rows)
