@@ -2,12 +2,17 @@
 
 ``ARVIZ_V1`` is ``True`` on ArviZ >= 1 (groups in an :class:`xarray.DataTree`, Python >= 3.12),
 ``False`` on 0.x (:class:`arviz.InferenceData`); :func:`group_names` lists the groups of
-either (re-exported by :mod:`bayesphys.inference_data`).
+either (re-exported by :mod:`bayesphys.inference_data`). :func:`import_arviz` is how the
+package imports ArviZ.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
 from importlib.metadata import version
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -20,3 +25,27 @@ ARVIZ_V1: bool = int(version("arviz").split(".")[0]) >= 1
 def group_names(idata: arviz.InferenceData | xr.DataTree) -> list[str]:
     """Names of the groups in ``idata`` on either ArviZ."""
     return list(idata.children) if ARVIZ_V1 else list(idata.groups())
+
+
+def import_arviz() -> ModuleType:
+    """``import arviz``, also where the user's cache folder cannot be written (a read-only or
+    unwritable ``HOME`` on a cluster node): ArviZ 0.x writes a once-a-day warning stamp under
+    that folder at its first import and failed there with an ``OSError``, ending every
+    command and export that needed it. The import is then repeated with ``XDG_CACHE_HOME``
+    pointing at a temporary folder for its duration (the variable is restored afterwards)."""
+    try:
+        import arviz
+    except OSError:
+        for key in [k for k in sys.modules if k == "arviz" or k.startswith("arviz.")]:
+            del sys.modules[key]  # the half-imported package
+        before = os.environ.get("XDG_CACHE_HOME")
+        with tempfile.TemporaryDirectory(prefix="bayesphys-arviz-") as cache:
+            os.environ["XDG_CACHE_HOME"] = cache
+            try:
+                import arviz
+            finally:
+                if before is None:
+                    os.environ.pop("XDG_CACHE_HOME", None)
+                else:
+                    os.environ["XDG_CACHE_HOME"] = before
+    return arviz

@@ -352,6 +352,29 @@ def check_broadcasts(name: str, shape: Any, target: Any, what: str) -> None:
         raise ValueError(f"{name}: expected {what}, received {tuple(shape)}")
 
 
+class MissingPackage(ImportError):
+    """An optional package that a call needs is not installed; the message names what to
+    install (``pip install "bayesphys[atlas]"``). The ``bayesphys`` command prints it without a
+    traceback and exits with status 1."""
+
+
+def missing_module(*modules: str) -> str | None:
+    """The first of ``modules`` (dotted names) that cannot be imported because it is not
+    installed, found without importing it (its parent packages are imported); ``None`` when
+    all are there. A module already imported counts as there."""
+    import importlib.util
+
+    for module in modules:
+        try:
+            if importlib.util.find_spec(module) is None:
+                return module
+        except ModuleNotFoundError:  # a parent package is missing
+            return module
+        except ValueError:  # imported already, without a spec (e.g. by a test's stub)
+            continue
+    return None
+
+
 def require(module: str, pip: str, what: str) -> Any:
     """Import ``module`` for ``what``, or raise ``ImportError`` naming the package to install
     (``pip``): the raw error named the import (``ot``, ``pyro``), not the package (``pot``,
@@ -363,7 +386,7 @@ def require(module: str, pip: str, what: str) -> Any:
     except ModuleNotFoundError as err:
         if err.name is None or err.name.split(".")[0] != module.split(".")[0]:
             raise  # the package is there but something it imports is not: its own error
-        raise ImportError(f"{what} needs the package {pip!r}: pip install {pip}") from err
+        raise MissingPackage(f"{what} needs the package {pip!r}: pip install {pip}") from err
 
 
 def check_increasing(

@@ -87,7 +87,9 @@ def _with_attrs(idata, attrs: dict[str, str | int | float]):
         tree = idata.copy(deep=False)
         tree.attrs = merged
         return tree
-    import arviz as az
+    from ._arviz_version import import_arviz
+
+    az = import_arviz()
 
     groups = {g: getattr(idata, g) for g in idata.groups()}
     return az.InferenceData(attrs=merged, **groups)
@@ -175,7 +177,9 @@ def load_netcdf(path: str | Path) -> arviz.InferenceData | xr.DataTree:
     naming it, as is a netCDF file without InferenceData groups, and so is
     one whose data live in other files (external storage, virtual datasets, external links:
     a file from elsewhere could otherwise read any local file into the posterior)."""
-    import arviz as az
+    from ._arviz_version import import_arviz
+
+    az = import_arviz()
 
     from ._files import user_path
 

@@ -14,13 +14,17 @@ bar is made, so setting them after import works).
 
 from __future__ import annotations
 
+import math
 import os
 import sys
+import warnings
 from typing import Any
 
 from tqdm.auto import tqdm
 from tqdm.autonotebook import tqdm as _chosen
 from tqdm.std import tqdm as _std_tqdm
+
+from ._stack import user_stacklevel
 
 __all__ = ["progress_bar"]
 
@@ -38,12 +42,24 @@ def _is_tty(stream: Any) -> bool:
 
 def _env_interval() -> float | None:
     """``TQDM_MININTERVAL`` as seconds (read here at each call: tqdm reads its environment
-    once, when it is imported), or ``None`` when unset or not a number >= 0."""
-    try:
-        value = float(os.environ.get("TQDM_MININTERVAL", ""))
-    except ValueError:
+    once, when it is imported), or ``None`` when unset or not a number >= 0 (a value set but
+    not such a number is named in a ``RuntimeWarning``; it was passed over silently)."""
+    raw = os.environ.get("TQDM_MININTERVAL")
+    if raw is None or not raw.strip():
         return None
-    return value if value >= 0 else None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if value >= 0:
+        return value
+    warnings.warn(
+        f"TQDM_MININTERVAL: expected a number of seconds >= 0, received {raw!r}; the bars "
+        "redraw at their default interval",
+        RuntimeWarning,
+        stacklevel=user_stacklevel(),
+    )
+    return None
 
 
 def progress_bar(iterable: Any = None, *, progress: bool, **kwargs: Any) -> tqdm:

@@ -207,11 +207,13 @@ def cmd_run(args, rest: list[str]) -> int:
         argv += ["--out", args.out]
     if args.seed is not None:
         argv += ["--seed", str(args.seed)]
+    from ._checks import MissingPackage
     from .examples._args import ExampleFailed
 
     try:
         result = mod.main(argv)
-    except ExampleFailed as err:  # the user can act on it (the message says how): no traceback
+    except (ExampleFailed, MissingPackage) as err:  # the user can act on it (the message says
+        # how: an option, the extra to install): no traceback
         print(f"run {args.example}: {err}", file=sys.stderr)
         return 1
     if isinstance(result, dict):
@@ -252,20 +254,28 @@ def cmd_bench(args, rest: list[str]) -> int:
         argv += ["--out", args.out]
     if args.device:
         argv += ["--device", args.device]
-    res = mod.main(argv)
+    from ._checks import MissingPackage
+
+    try:
+        res = mod.main(argv)
+    except MissingPackage as err:  # an optional package not installed: the message names it
+        print(f"bench {args.component}: {err}", file=sys.stderr)
+        return 1
     if res is not None:  # a mode that only prints (odil --b4-ties) writes no results file
         print(f"results: {res}")  # once: the scripts print it only when run as scripts
     return 0
 
 
 def cmd_calibrate(args) -> int:
+    from ._checks import MissingPackage
     from .diagnostics.suite import CalibrationFailed, run_calibration
 
     try:
         path = run_calibration(
             args.component, quick=args.quick, out=args.out, seed=args.seed, verbose=True
         )
-    except CalibrationFailed as err:  # the traceback is above; the file kept what it had
+    except (CalibrationFailed, MissingPackage) as err:  # the traceback is above (a failed
+        # case), or an optional package is not installed (the message names it)
         print(f"calibrate: {err}", file=sys.stderr)
         return 1
     print(f"results: {path}")
@@ -559,6 +569,13 @@ def _main(argv: list[str] | None) -> int:
             args.bench_path = _bench_script(args.component)
         except FileNotFoundError as err:
             parser.error(str(err))
+        if not args.quick and args.out is None:  # the committed results, in a read-only checkout
+            from ._bench import repo_root
+            from ._bench.paths import checkout_write_problem
+
+            problem = checkout_write_problem(repo_root())
+            if problem:
+                parser.subcommand_parsers["bench"].error(problem)
     if args.command == "calibrate" and not args.quick and args.out is None:
         from .diagnostics.suite import default_out_problem
 

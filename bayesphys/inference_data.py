@@ -268,7 +268,9 @@ def _dataset(
 
 
 def _assemble(groups: dict[str, xr.Dataset]):
-    import arviz as az
+    from ._arviz_version import import_arviz
+
+    az = import_arviz()
 
     if ARVIZ_V1:  # pragma: no cover - exercised on Python >= 3.12 only
         import xarray as xr
@@ -497,7 +499,9 @@ def hdi_bounds(
     ``[*shape]`` (the variable's dims after ``chain, draw``): the narrowest interval holding
     a fraction ``prob`` in ``(0, 1]`` of its draws (``prob = 1``: their minimum and maximum).
     An element whose draws hold a NaN gets NaN bounds, whatever ``prob``."""
-    import arviz as az
+    from ._arviz_version import import_arviz
+
+    az = import_arviz()
 
     from ._checks import check_real
 

@@ -18,7 +18,9 @@
   at 2 mm (not resampled to 48^3; reduced-space fit, no Nt = 96 space-time grid).
 * B6 -- discretisation robustness: one 1 mm patient fitted at 1, 2, 4 mm.
 B2, B5 and the atlas B4 need ``nilearn`` (the MNI templates ship in its wheel; nothing is
-downloaded). A full run with ``--only`` merges its rows into the existing results file.
+downloaded; ``pip install "bayesphys[atlas]"``): without it a run that names them in ``--only``,
+or a full run, is refused before any work; the quick run of every benchmark skips them with a
+note. A full run with ``--only`` merges its rows into the existing results file.
 A run that stops (a benchmark failing, Ctrl-C) writes the rows of the benchmarks that finished
 to ``odil.partial.json`` (``"partial": true``; in ``--out``, else the temporary folder), names
 it on stderr and leaves the results file as it was; a later completed run into the same
@@ -50,6 +52,7 @@ from bayesphys._bench import (
 from bayesphys._cli_args import device_arg
 from bayesphys._device import resolve_device
 from bayesphys._files import out_folder_arg
+from bayesphys.problems.glioma import _atlas_unavailable
 
 # the helper modules beside this script (one per benchmark problem); names that other scripts
 # reach on this one stay bound here (coarsened_model, _fit_case)
@@ -151,6 +154,15 @@ def main(argv: list[str] | None = None) -> Path | None:
     )
     dev = resolve_device(args.device)  # 'auto' is no torch device name
     todo = args.only
+    atlas = [k for k in ("B2", "B5") if k in todo]
+    missing = _atlas_unavailable() if atlas else ""
+    if missing and (not args.quick or todo != _ALL.split(",")):
+        # named in --only, or a full run: their rows were "not run" notes and the run "done"
+        # (status 0), and a full run replaced the committed B2 / B5 rows with those notes
+        others = ",".join(k for k in todo if k not in atlas) or "B0,B1,B3,B6"
+        ap.error(f"{', '.join(atlas)}: {missing}; or leave them out (--only {others})")
+    if missing:  # the quick run of every benchmark: the others run, these are noted as not run
+        print(f"skip {', '.join(atlas)}: {missing}", file=sys.stderr, flush=True)
     # a partial full run completes the results file it replaces (--out's, or the committed
     # one): read before the work, so that an unreadable one is refused before the benchmarks
     # (read after them, its error lost their rows)

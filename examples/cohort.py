@@ -3,7 +3,8 @@
 Exits with status 1 when some problems failed (their errors are recorded in the output), as
 ``bayesphys run cohort`` does."""
 
+from bayesphys.examples._args import run_script
 from bayesphys.examples.cohort import main
 
-if __name__ == "__main__":
-    raise SystemExit(1 if main().get("failed") else 0)
+if __name__ == "__main__":  # --executor ray / dask not installed: named, without a traceback
+    raise SystemExit(1 if run_script(main).get("failed") else 0)

@@ -119,8 +119,9 @@ def test_a_zero_tqdm_mininterval_is_honoured_and_the_idle_redraw_stays_above_it(
     with progress_bar(total=1, progress=True, file=io.StringIO()) as bar:
         assert bar.mininterval == 0.0
     monkeypatch.setenv("TQDM_MININTERVAL", "-1")  # not a number >= 0: the stream's default
-    with progress_bar(total=1, progress=True, file=io.StringIO()) as bar:
-        assert bar.mininterval == pytest.approx(30.0)
+    with pytest.warns(RuntimeWarning, match=r"^TQDM_MININTERVAL: expected .*received '-1'"):
+        with progress_bar(total=1, progress=True, file=io.StringIO()) as bar:
+            assert bar.mininterval == pytest.approx(30.0)
     # tqdm's monitor redraws a bar idle for maxinterval: above the redraw interval
     monkeypatch.setenv("TQDM_MININTERVAL", "20")
     with progress_bar(total=1, progress=True, file=io.StringIO()) as bar:

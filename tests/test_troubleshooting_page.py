@@ -111,6 +111,14 @@ def _executor(monkeypatch, tmp_path):
     return _message(lambda: fit_many([prob], lambda p: None, executor="spark"))
 
 
+def _engine_missing(monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if ray were not installed
+    prob = linear_gaussian_problem(seed=0)
+    return _message(lambda: fit_many([prob], lambda p: None, executor="ray"))
+
+
 def _untrained_treatment(monkeypatch, tmp_path):
     from bayesphys.problems.populations import PopulationPairs
 
@@ -164,6 +172,7 @@ TRIGGERS = {
     "the file may be corrupt, truncated": _truncated,
     "checkpoint, received": _other_kind,
     "executor: expected one of": _executor,
+    "executor='ray' needs 'ray', which is not installed": _engine_missing,
     "never occurred in the training pairs": _untrained_treatment,
     "the lesion reaches the edge of the scan": _lesion_at_edge,
     "problems failed": _problems_failed,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -42,3 +43,21 @@ def repo_root() -> Path:
         "directory (a folder with benchmarks/ and a pyproject.toml naming bayesphys); run "
         "benchmark commands from a source checkout"
     )
+
+
+def checkout_write_problem(root: Path, *, figures: bool = False) -> str:
+    """Why a full run without ``--out`` cannot write its committed files in the checkout
+    ``root`` (``""`` when it can): ``benchmarks/results/``, the table in
+    ``docs/benchmarks.md`` and, with ``figures``, ``docs/img/``. Checked before the work: a
+    read-only checkout (a shared install) failed at the write, after hours of benchmarks."""
+    targets = [root / "benchmarks" / "results", root / "docs" / "benchmarks.md"]
+    if figures:
+        targets.append(root / "docs" / "img")
+    for path in targets:
+        if path.exists() and not os.access(path, os.W_OK | (os.X_OK if path.is_dir() else 0)):
+            what = "folder" if path.is_dir() else "file"
+            return (
+                f"out: the default {what} {path} cannot be written (not writable here); pass "
+                "--out DIR (out=) to write the results elsewhere"
+            )
+    return ""

@@ -74,6 +74,9 @@ def ecdf_band(
             f"eval_points: expected a 1-D array of values in [0, 1], received shape {z.shape} "
             f"with range {span}{bad}"
         )
+    from .._arviz_version import import_arviz
+
+    import_arviz()  # an unwritable cache folder does not end the import (import_arviz)
     try:
         from arviz.stats.ecdf_utils import ecdf_confidence_band
 

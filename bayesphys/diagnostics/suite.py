@@ -45,6 +45,7 @@ from types import ModuleType
 from typing import Any
 
 from .._bench import bench_row, repo_root, write_results
+from .._bench.paths import checkout_write_problem
 from .._checks import check_bool, check_seed, did_you_mean, offset_seed
 from .._files import out_folder_arg
 from .._hooks import component_hook
@@ -260,7 +261,12 @@ _OUTSIDE_CHECKOUT = Path("bayesphys-out") / "calibration"
 def default_out_problem() -> str:
     """Why a full run without ``out`` cannot write here (``""`` when it can): it writes
     ``./bayesphys-out/calibration`` (everything outside a source checkout, the SBC ranks in
-    one), which is created now; checked before the work, not after it."""
+    one), which is created now, and in a checkout its committed files (the results, the docs
+    table and figure); checked before the work, not after it."""
+    root = _checkout()
+    problem = "" if root is None else checkout_write_problem(root, figures=True)
+    if problem:
+        return problem
     folder = _OUTSIDE_CHECKOUT
     try:
         out_folder_arg(str(folder))  # --out's own check: a file in the way, read-only folders

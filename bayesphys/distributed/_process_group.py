@@ -164,16 +164,22 @@ def set_local_rank_env(rank: int, world_size: int, port: int) -> None:
     )
 
 
-def _env_int(name: str, default: int) -> int:
+def _env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    """The environment variable ``name`` as an int (``default`` when unset), refused by name
+    when it is not an integer or below ``minimum``."""
     raw = os.environ.get(name)
     if raw is None:
         return default
     try:
-        return int(raw)
-    except ValueError as err:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or (minimum is not None and value < minimum):
+        at_least = "" if minimum is None else f" >= {minimum}"
         raise ValueError(
-            f"{name}: expected an integer environment variable, received {raw!r}"
-        ) from err
+            f"{name}: expected an integer environment variable{at_least}, received {raw!r}"
+        )
+    return value
 
 
 def _serves_cuda(backend: str) -> bool:
@@ -185,7 +191,7 @@ def _serves_cuda(backend: str) -> bool:
 
 def _context_from_group(device: torch.device | None) -> DistContext:
     rank, ws = dist.get_rank(), dist.get_world_size()
-    local = _env_int("LOCAL_RANK", rank)
+    local = _env_int("LOCAL_RANK", rank, minimum=0)
     backend = dist.get_backend()
     if device is None:
         # a group of "cpu:gloo,cuda:nccl" is a CUDA group too (it trained on the CPU, silently)
@@ -304,7 +310,7 @@ def init_distributed(
     if not dist.is_available():  # pragma: no cover - torch built without distributed
         raise RuntimeError("torch.distributed is not available in this torch build")
     rank, ws = _env_rank_world()
-    local = _env_int("LOCAL_RANK", rank)
+    local = _env_int("LOCAL_RANK", rank, minimum=0)
     if dev is None:
         dev = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
     if dev.type == "cuda":

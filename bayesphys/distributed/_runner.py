@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from .._checks import check_int
+from .._checks import MissingPackage, check_int, missing_module
 from ._task_errors import _task_error
 from ._worker_threads import task_state
 
@@ -67,13 +67,45 @@ class SequentialRunner(Runner):
                 yield i, True, value
 
 
+#: the modules each named engine needs, and the pip requirement that installs them
+_ENGINE_MODULES = {
+    "ray": (("ray",), "ray[default]"),
+    # dask.distributed is a shim of dask's over the separate ``distributed`` package
+    "dask": (("dask", "distributed", "dask.distributed"), "dask[distributed]"),
+}
+
+
+def _missing_engine_message(executor: str, module: str, extra: str) -> str:
+    return (
+        f"executor={executor!r} needs {module!r}, which is not installed; install it with "
+        f'`pip install "bayesphys[distributed]"` (or `pip install "{extra}"`), or pass '
+        f"another executor ('local', 'sequential')"
+    )
+
+
+def check_engine_installed(executor: str) -> None:
+    """Raise :class:`~bayesphys._checks.MissingPackage` naming ``executor`` (``"ray"`` or
+    ``"dask"``) and the extra to install when its engine is not installed, without importing
+    it (checked before anything is written or started); other names pass."""
+    if executor not in _ENGINE_MODULES:
+        return
+    modules, extra = _ENGINE_MODULES[executor]
+    module = missing_module(*modules)
+    if module is not None:
+        raise MissingPackage(_missing_engine_message(executor, module, extra))
+
+
 def _import(module: str, extra: str):
     import importlib
 
     try:
         return importlib.import_module(module)
     except ImportError as err:
-        raise ImportError(
-            f"executor: {module!r} requires the optional dependency {extra!r}; install it with "
-            f'`pip install "bayesphys[distributed]"` (or `pip install "{extra}"`)'
-        ) from err
+        if isinstance(err, ModuleNotFoundError) and (err.name or "").split(".")[0] not in (
+            "ray",
+            "dask",
+            "distributed",
+        ):
+            raise  # the engine is there but something it imports is not: its own error
+        executor = "ray" if module.startswith("ray") else "dask"
+        raise MissingPackage(_missing_engine_message(executor, module, extra)) from err

@@ -34,7 +34,7 @@ from typing import Any
 from .._checks import check_int, did_you_mean
 from ._pool_runners import FuturesRunner, MapRunner, _dask_runner, _is_dask_client
 from ._ray_runner import RayRunner
-from ._runner import Runner, SequentialRunner
+from ._runner import Runner, SequentialRunner, check_engine_installed
 from ._task_errors import TaskError
 from ._worker_threads import (
     ThreadLimit,
@@ -68,6 +68,7 @@ def _check_executor(executor: Any) -> None:
                 f"'sequential'), an executor object or None, received {executor!r}"
                 f"{did_you_mean(executor, (*EXECUTOR_NAMES, 'serial'))}"
             )
+        check_engine_installed(executor)  # "ray" / "dask" not installed: named before any work
         return
     if isinstance(executor, type):  # its submit / map are unbound functions
         raise TypeError(

@@ -33,11 +33,14 @@ class ExampleFailed(RuntimeError):
 
 
 def run_script(main: Callable[[], dict]) -> dict:
-    """Run an example's ``main()`` as a script: an :class:`ExampleFailed` ends the process
-    with its message on stderr and exit status 1 (no traceback)."""
+    """Run an example's ``main()`` as a script: an :class:`ExampleFailed`, or an optional
+    package not installed, ends the process with its message on stderr and exit status 1 (no
+    traceback)."""
+    from .._checks import MissingPackage
+
     try:
         return main()
-    except ExampleFailed as err:
+    except (ExampleFailed, MissingPackage) as err:  # an optional package: named, no traceback
         raise SystemExit(f"error: {err}") from None
 
 

@@ -38,7 +38,9 @@ from ..problems.linear_gaussian import log_marginal_likelihood, posterior_for
 from ._args import add_out, device, positive_int, seed
 
 if TYPE_CHECKING:
-    import arviz as az
+    from .._arviz_version import import_arviz
+
+    az = import_arviz()
     import xarray as xr
 
     from ..odil import GliomaModel
@@ -207,7 +209,9 @@ def summarise_glioma(idata, problems: dict, patient_dim: str = "patient") -> dic
     """Per-patient relative error of the posterior medians of the infiltration length
     :math:`\\ell = \\sqrt{D_w/\\rho}` and front speed :math:`v = 2\\sqrt{D_w \\rho}`, and whether
     the truth lies in the central 90 % interval, plus the ArviZ summary across patients."""
-    import arviz as az
+    from .._arviz_version import import_arviz
+
+    az = import_arviz()
 
     from ..inference_data import group_dataset
 

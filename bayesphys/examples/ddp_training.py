@@ -275,7 +275,7 @@ def _spawn_entry(rank: int, world: int, port: int, cfg: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     """Train with ``--nproc`` processes (spawned here unless launched by torchrun)."""
-    from ..distributed.ddp import free_port, launched_by_torchrun
+    from ..distributed.ddp import free_port, launched_by_torchrun, planned_world
 
     ap = argparse.ArgumentParser(prog="bayesphys run ddp-training", description=DESCRIPTION)
     ap.add_argument("--smoke", action="store_true", help="tiny run (< 30 s)")
@@ -321,6 +321,11 @@ def main(argv: list[str] | None = None) -> dict:
             f"argument --nproc: {args.nproc} ranks need {args.nproc} GPUs, "
             f"found {torch.cuda.device_count()}"
         )
+    try:
+        # torchrun's WORLD_SIZE, checked and named ("abc" was int()'s bare "invalid literal")
+        world_size = planned_world()[1] if launched_by_torchrun() else args.nproc
+    except ValueError as err:
+        ap.error(str(err))
     cfg = {
         "out": str(args.out),
         "seed": args.seed,
@@ -339,9 +344,7 @@ def main(argv: list[str] | None = None) -> dict:
         "steps": args.steps or (6 if args.smoke else 1000),
         # the rank count a checkpoint was written with: resuming with another one is refused
         # here as a usage error (it failed inside the spawned ranks, as a traceback)
-        "world_size": int(os.environ.get("WORLD_SIZE", "1"))
-        if launched_by_torchrun()
-        else args.nproc,
+        "world_size": world_size,
     }
     try:
         _check_resumable(cfg)

@@ -38,7 +38,9 @@ def _truth_line(truth: dict[str, float], foci: list[list[float]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    import arviz as az
+    from .._arviz_version import import_arviz
+
+    az = import_arviz()
 
     from .._device import resolve_device
     from ..odil._demo import glioma_case
@@ -112,4 +114,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    _args.run_script(main)  # nilearn missing for --atlas: named, without a traceback

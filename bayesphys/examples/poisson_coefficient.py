@@ -108,7 +108,9 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def _run(args: argparse.Namespace) -> dict:
-    import arviz as az
+    from .._arviz_version import import_arviz
+
+    az = import_arviz()
     import matplotlib.pyplot as plt
 
     from bayesphys.inference_data import ARVIZ_V1, build_inference_data, save_netcdf

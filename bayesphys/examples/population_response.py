@@ -30,7 +30,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--steps", type=_args.positive_int, default=None)
     args = ap.parse_args(argv)
 
-    import arviz as az
+    from .._arviz_version import import_arviz
+
+    az = import_arviz()
     import matplotlib.pyplot as plt
 
     from bayesphys import plot_populations

@@ -30,7 +30,9 @@ DESCRIPTION = "tutorial: fit, posterior, ArviZ summary/plots and a calibration c
 
 
 def main(argv: list[str] | None = None) -> dict:
-    import arviz as az
+    from .._arviz_version import import_arviz
+
+    az = import_arviz()
     import matplotlib.pyplot as plt
 
     from bayesphys import build_inference_data, plot_bands, resolve_device, save_netcdf

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_keys, check_real, check_seed
+from .._checks import MissingPackage, check_int, check_keys, check_real, check_seed, missing_module
 from .._device import as_tensor, check_finite, model_device, resolve_dtype
 from .fisher_kolmogorov import fk_forward, initial_condition, stable_steps, tissue_faces
 
@@ -142,6 +142,19 @@ def _expand(packed: tuple[np.ndarray, np.ndarray | None]) -> np.ndarray:
     return codes.astype(np.float64, copy=False) if table is None else table[codes]
 
 
+def _atlas_unavailable() -> str:
+    """Why :func:`mni_atlas` cannot read the MNI templates here (``nilearn``, which ships them,
+    is not installed: the message names the extra to install), or ``""`` when it can; found
+    without importing nilearn, so that a command can refuse an atlas run before its work."""
+    if missing_module("nilearn") is None:
+        return ""
+    return (
+        "mni_atlas needs nilearn, which is not installed (it ships the MNI ICBM152 2009a "
+        'templates inside the package; nothing is downloaded): pip install "bayesphys[atlas]" '
+        "(or pip install nilearn)"
+    )
+
+
 @functools.lru_cache(maxsize=1)
 def _mni_arrays() -> tuple[tuple[np.ndarray, np.ndarray | None], ...]:
     """Raw 1 mm MNI152 2009a maps ``(wm, gm, mask)`` from the nilearn package files, each as
@@ -149,13 +162,11 @@ def _mni_arrays() -> tuple[tuple[np.ndarray, np.ndarray | None], ...]:
     map, 26 MB for the three 197 x 233 x 189 maps of nilearn 0.14 where float64 took 208 MB
     in every process that read them (``tests/odil/test_atlas.py`` measures it);
     :func:`_mni_maps` returns the float64 maps, bit for bit those of ``get_fdata()``."""
-    try:
-        from nilearn import datasets
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "mni_atlas needs nilearn (it ships the MNI ICBM152 2009a templates inside the "
-            "package; nothing is downloaded): pip install 'bayesphys[atlas]' or pip install nilearn"
-        ) from err
+    missing = _atlas_unavailable()
+    if missing:
+        raise MissingPackage(missing)
+    from nilearn import datasets
+
     wm = datasets.load_mni152_wm_template(resolution=1)
     gm = datasets.load_mni152_gm_template(resolution=1)
     mask = datasets.load_mni152_brain_mask(resolution=1)
