@@ -259,9 +259,11 @@ def ranks_inference_data(
     ``sbc_simulation`` (``[N]``), plus ``sbc_n_draws`` (``L``, 0-d).
 
     ``build_inference_data`` gives only ``SAMPLE_GROUPS`` ``(chain, draw)`` dims, so the ranks
-    carry the explicit dim ``sbc_simulation``. With ``idata`` given, the group is added to it;
-    ``attrs`` (e.g. problem and method; names to strings, ints or floats, the values a netCDF
-    file stores, as for :func:`~bayesphys.inference_data.save_netcdf`) are stored on the group.
+    carry the explicit dim ``sbc_simulation``. With ``idata`` given, the group is added to it
+    in place and ``idata`` itself is returned (a second call with the same ``group`` is
+    refused: pick another name, or start from a copy); ``attrs`` (e.g. problem and method;
+    names to strings, ints or floats, the values a netCDF file stores, as for
+    :func:`~bayesphys.inference_data.save_netcdf`) are stored on the group.
     """
     from .._netcdf import _file_attrs
     from ..inference_data import (
