@@ -101,3 +101,14 @@ def test_metric_hints_take_arrays_and_numbers():
     for fn in (metrics.wasserstein, metrics.mmd):
         assert np.ndarray in _hint(fn, "x") and np.ndarray in _hint(fn, "y")
     assert float(metrics.crps_gaussian(0.0, 1.0, np.zeros(2))) == pytest.approx(0.2337, abs=1e-4)
+
+
+def test_dtype_names_documented_as_accepted_are_hinted():
+    from bayesphys.gp_pde.kernels import SpectralMixture1d
+    from bayesphys.problems import glioma
+
+    for fn in (bayesphys.as_tensor, glioma.brain_phantom, glioma.mni_atlas):
+        assert str in _hint(fn, "dtype"), fn.__name__
+    assert {str, type(None)} <= _hint(SpectralMixture1d.__init__, "dtype")
+    assert bayesphys.as_tensor("x", [1, 2], dtype="float64").dtype == torch.float64
+    assert glioma.brain_phantom(16, dtype="float32")["wm"].dtype == torch.float32

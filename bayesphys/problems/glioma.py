@@ -74,7 +74,7 @@ def brain_phantom(
     n: int = 64,
     spacing: float = 2.0,
     *,
-    dtype: torch.dtype = torch.float64,
+    dtype: torch.dtype | str = torch.float64,
     device: str | torch.device = "cpu",
 ) -> dict[str, Tensor | float]:
     """Analytic 2-D brain phantom on an ``n x n`` grid of ``spacing`` mm.
@@ -177,7 +177,7 @@ def mni_atlas(
     *,
     axial_mm: float | None = None,
     margin_mm: float = 4.0,
-    dtype: torch.dtype = torch.float64,
+    dtype: torch.dtype | str = torch.float64,
     device: str | torch.device = "cpu",
 ) -> dict:
     r"""MNI ICBM152 2009a tissue maps (from ``nilearn``'s package data), cropped to the brain.
