@@ -112,3 +112,25 @@ def test_dtype_names_documented_as_accepted_are_hinted():
     assert {str, type(None)} <= _hint(SpectralMixture1d.__init__, "dtype")
     assert bayesphys.as_tensor("x", [1, 2], dtype="float64").dtype == torch.float64
     assert glioma.brain_phantom(16, dtype="float32")["wm"].dtype == torch.float32
+
+
+def test_inputs_documented_as_arrays_or_lists_are_hinted_so():
+    from bayesphys.odil.glioma import GliomaModel
+    from bayesphys.odil.problem import DiscreteProblem
+    from bayesphys.probconserv.calibration import HybridCalibration
+    from bayesphys.problems import fisher_kolmogorov, glioma, gpme
+
+    cases = [
+        (glioma.segment, ("c", "brain")),
+        (GliomaModel.full, ("c",)),
+        (DiscreteProblem.unpack, ("x",)),
+        (HybridCalibration.matches, ("t", "x")),
+        (fisher_kolmogorov.fk_forward, ("tissue",)),
+        (fisher_kolmogorov.fk_forward_tangent, ("tissue",)),
+    ]
+    cases += [(cls.diffusivity, ("u", "param")) for cls in (gpme.Diffusion, gpme.Stefan)]
+    for fn, names in cases:
+        for name in names:
+            assert {np.ndarray, float} <= _hint(fn, name), (fn.__qualname__, name)
+    labels = glioma.segment([[0.1, 0.7]], 0.6, 0.25, np.ones((1, 2)))
+    assert labels.tolist() == [[0, 2]]

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_keys, check_real, check_seed
-from .._device import as_tensor, check_finite, model_device, resolve_dtype
+from .._device import ArrayLike, as_tensor, check_finite, model_device, resolve_dtype
 from .fisher_kolmogorov import fk_forward, initial_condition, stable_steps, tissue_faces
 
 __all__ = [
@@ -272,7 +272,7 @@ def check_thresholds(th_up: Any, th_down: Any) -> tuple[float, float]:
     return th_up, th_down
 
 
-def segment(c: Tensor, th_up: float, th_down: float, brain: Tensor) -> Tensor:
+def segment(c: ArrayLike, th_up: float, th_down: float, brain: ArrayLike) -> Tensor:
     """Labels ``[*grid]`` (int64): 2 if ``c >= th_up``, 1 if ``th_down <= c < th_up``, else 0.
 
     ``c`` finite and real and ``brain`` of its shape (tensors, arrays or lists; NaN cells were
