@@ -42,7 +42,7 @@ def _real_state(name: str, c: Tensor) -> Tensor:
 
 
 def _check_grid(
-    c0: Tensor, faces: Sequence[Tensor], tissue: Tensor | None, spacing
+    c0: Tensor, faces: Sequence[Tensor], tissue: ArrayLike | None, spacing
 ) -> tuple[float, Tensor | None]:
     """One face map per axis of ``c0``'s grid and a tissue mask of that grid; ``spacing > 0``
     (too few faces failed with an IndexError, a mask of another shape broadcast silently),
@@ -260,7 +260,7 @@ def _fk_forward(
     t_end: float,
     steps: int,
     spacing: float,
-    tissue: Tensor | None = None,
+    tissue: ArrayLike | None = None,
     save_every: int | None = None,
     scheme: str = "euler",
     check_stability: bool = True,

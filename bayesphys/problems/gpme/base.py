@@ -147,7 +147,7 @@ class GPMEProblem:
         numbers, converted)."""
         raise NotImplementedError
 
-    def _diffusivity_args(self, u: Tensor, param: Tensor | float) -> tuple[Tensor, Tensor]:
+    def _diffusivity_args(self, u: ArrayLike, param: ArrayLike) -> tuple[Tensor, Tensor]:
         """:meth:`diffusivity`'s arguments checked: ``u`` a real tensor ``[*]`` (a tensor passes
         unchanged, its dtype, device and graph kept; a list, array or number is converted, an
         integral one to the default floating dtype), ``param`` real, every value inside the
