@@ -410,7 +410,7 @@ def as_tensor(
     name: str,
     value: Any,
     *,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
     device: torch.device | str | None = None,
     ndim: int | None = None,
     finite: bool = True,
@@ -427,6 +427,7 @@ def as_tensor(
     Parameters
     ----------
     name: argument name used in error messages.
+    dtype: a ``torch.dtype`` or its name (``"float64"``); ``None`` keeps the value's own.
     ndim: required number of dimensions (``None``: any); ``ndim=1`` wants ``[n]``.
     finite: refuse NaN/Inf.
     real: refuse complex values (``TypeError``). Complex values are refused whatever ``real``

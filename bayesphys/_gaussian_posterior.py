@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from linear_operator import to_dense, to_linear_operator
 from linear_operator.operators import (
@@ -330,7 +331,7 @@ class GaussianPosterior(_PosteriorBase):
 
     def rsample(
         self,
-        sample_shape: torch.Size | tuple[int, ...] = torch.Size(),
+        sample_shape: int | Sequence[int] = torch.Size(),
         base_samples: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
@@ -416,7 +417,7 @@ class GaussianPosterior(_PosteriorBase):
 
     def sample(
         self,
-        sample_shape: torch.Size | tuple[int, ...] = torch.Size(),
+        sample_shape: int | Sequence[int] = torch.Size(),
         generator: torch.Generator | None = None,
         *,
         seed: int | None = None,
@@ -429,7 +430,7 @@ class GaussianPosterior(_PosteriorBase):
         with torch.no_grad():
             return self.rsample(sample_shape, generator=generator)
 
-    def quantile(self, q: float | Sequence[float] | Tensor) -> Tensor:
+    def quantile(self, q: float | Sequence[float] | np.ndarray | Tensor) -> Tensor:
         """Marginal quantiles ``[*q.shape, *batch, *event]``: :math:`\\mu + \\sigma\\Phi^{-1}(q)`,
         in the posterior's dtype. :math:`\\Phi^{-1}(q)` is evaluated in float64 and then cast,
         so a float32 posterior's quantiles at ``q`` and ``1 - q`` stay symmetric about the mean

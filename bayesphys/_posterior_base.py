@@ -7,6 +7,7 @@ import inspect
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -63,22 +64,22 @@ class Posterior(Protocol):
 
     def sample(
         self,
-        sample_shape: torch.Size | tuple[int, ...] = torch.Size(),
+        sample_shape: int | Sequence[int] = torch.Size(),
         generator: torch.Generator | None = None,
         *,
         seed: int | None = None,
     ) -> Tensor:
-        """Draws ``[*sample_shape, *batch, *event]`` without gradient (``generator``: a
-        :class:`torch.Generator` on the posterior's device for reproducible draws, or ``seed``
-        for one made here; not both)."""
+        """Draws ``[*sample_shape, *batch, *event]`` (``sample_shape`` an int or a sequence of
+        ints) without gradient (``generator``: a :class:`torch.Generator` on the posterior's
+        device for reproducible draws, or ``seed`` for one made here; not both)."""
         ...
 
-    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size()) -> Tensor:
+    def rsample(self, sample_shape: int | Sequence[int] = torch.Size()) -> Tensor:
         """Reparameterised draws ``[*sample_shape, *batch, *event]`` (gradients flow to the
         parameters of the mean and covariance; not every posterior has them)."""
         ...
 
-    def quantile(self, q: float | Sequence[float] | Tensor) -> Tensor:
+    def quantile(self, q: float | Sequence[float] | np.ndarray | Tensor) -> Tensor:
         """Marginal quantiles ``[*q.shape, *batch, *event]`` at levels ``q`` in (0, 1)."""
         ...
 
@@ -91,8 +92,8 @@ class Posterior(Protocol):
         posterior has one)."""
         ...
 
-    def to(self, device: str | torch.device) -> Posterior:
-        """The same posterior on ``device``."""
+    def to(self, device: str | torch.device | None) -> Posterior:
+        """The same posterior on ``device`` (``None``: the CPU, as for a model)."""
         ...
 
     def to_inference_data(

@@ -6,6 +6,7 @@ import math
 import warnings
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -125,7 +126,7 @@ class SamplePosterior(_PosteriorBase):
 
     def sample(
         self,
-        sample_shape: torch.Size | tuple[int, ...] = torch.Size(),
+        sample_shape: int | Sequence[int] = torch.Size(),
         generator: torch.Generator | None = None,
         *,
         seed: int | None = None,
@@ -142,14 +143,14 @@ class SamplePosterior(_PosteriorBase):
         )
         return flat[idx].reshape(*shape, *flat.shape[1:])
 
-    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size()) -> Tensor:
+    def rsample(self, sample_shape: int | Sequence[int] = torch.Size()) -> Tensor:
         """Not available: stored draws are not a function of parameters (``NotImplementedError``;
         :meth:`sample` resamples them, ``[*sample_shape, *batch, *event]``)."""
         raise NotImplementedError(
             "SamplePosterior.rsample: empirical draws are not reparameterisable"
         )
 
-    def quantile(self, q: float | Sequence[float] | Tensor) -> Tensor:
+    def quantile(self, q: float | Sequence[float] | np.ndarray | Tensor) -> Tensor:
         """Empirical marginal quantiles ``[*q.shape, *batch, *event]`` (linear interpolation)."""
         qt = _q_tensor(q, self.draws)
         if self.dtype not in (torch.float32, torch.float64):

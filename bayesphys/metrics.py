@@ -1,6 +1,8 @@
 r"""Accuracy and calibration metrics shared by every component.
 
-All functions take torch tensors (any device) and return tensors on that device, reducing over
+All functions take torch tensors (any device; :func:`crps_gaussian`, :func:`wasserstein`,
+:func:`mmd`, ``var`` of :func:`gaussian_nll` and ``target`` of :func:`conservation_error` also
+numpy arrays, lists or numbers, as their hints say) and return tensors on that device, reducing over
 all dimensions unless ``dim`` is given; a second tensor on another device than the first
 (``truth`` beside ``pred``, ``y`` beside ``mean`` or the draws) is moved to the first's. A reducing
 metric refuses (``ValueError``) inputs with no element, whose mean would be NaN, and a ``dim``
@@ -31,7 +33,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -39,7 +41,7 @@ from scipy.spatial.distance import cdist
 from torch import Tensor
 
 from ._checks import check_bool, check_broadcasts, check_dense_memory, check_real, require
-from ._device import check_finite, torch_readable, values_as_tensor
+from ._device import ArrayLike, check_finite, torch_readable, values_as_tensor
 from ._posterior_args import _central_quantiles
 from ._quantile import draw_quantiles
 
@@ -214,11 +216,12 @@ def mse(pred: Tensor, truth: Tensor, dim: int | tuple[int, ...] | None = None) -
 
 
 def gaussian_nll(
-    mean: Tensor, var: Tensor, y: Tensor, dim: int | tuple[int, ...] | None = None
+    mean: Tensor, var: ArrayLike, y: Tensor, dim: int | tuple[int, ...] | None = None
 ) -> Tensor:
     """Mean Gaussian negative log likelihood of ``y`` under ``N(mean, var)`` (per point).
 
-    ``var`` has the mean's shape or one that broadcasts to it (e.g. a scalar); ``mean`` and
+    ``var`` has the mean's shape or one that broadcasts to it (e.g. a scalar: a tensor, an array
+    or a Python number, taken in the mean's dtype); ``mean`` and
     ``y`` finite (a NaN gave a NaN score, as :func:`crps_gaussian` refuses); all three real
     (a complex tensor is a ``TypeError``, as in :func:`crps_gaussian` and
     :func:`interval_coverage`).
@@ -246,12 +249,13 @@ def gaussian_nll(
 
 
 def crps_gaussian(
-    mean: Tensor, std: Tensor, y: Tensor, dim: int | tuple[int, ...] | None = None
+    mean: ArrayLike, std: ArrayLike, y: ArrayLike, dim: int | tuple[int, ...] | None = None
 ) -> Tensor:
     r"""Continuous ranked probability score of ``N(mean, std^2)`` at ``y`` (closed form, mean).
 
-    ``mean``, ``std`` and ``y`` real numbers (booleans are a ``TypeError``) broadcasting to
-    one shape; the score is averaged over all points, or over ``dim``."""
+    ``mean``, ``std`` and ``y`` real numbers (tensors, numpy arrays, lists or Python numbers;
+    booleans are a ``TypeError``) broadcasting to one shape; the score is averaged over all
+    points, or over ``dim``."""
     _no_bool(("mean", mean), ("std", std), ("y", y))
     if not isinstance(mean, Tensor):  # a Python number in the tensors' dtype, not float32
         ref = next((t for t in (y, std) if isinstance(t, Tensor)), None)
@@ -445,11 +449,12 @@ def calibration_curve(
     return nominal, torch.tensor(obs, dtype=torch.float64)
 
 
-def conservation_error(field: Tensor, weights: Tensor, target: Tensor) -> Tensor:
+def conservation_error(field: Tensor, weights: Tensor, target: ArrayLike) -> Tensor:
     r"""Conservation error :math:`|G u - b|` per constraint.
 
     ``field`` ``[*batch, n]``, ``weights`` (quadrature row(s) :math:`G`) ``[n]`` or ``[m, n]``,
-    ``target`` :math:`b` broadcastable to ``[*batch]`` or ``[*batch, m]``.
+    ``target`` :math:`b` (a tensor, an array, a list or a number) broadcastable to ``[*batch]``
+    or ``[*batch, m]``.
     """
     _tensor("field", field)
     _tensor("weights", weights)
@@ -569,13 +574,14 @@ def _check_ot_memory(
 
 
 def wasserstein(
-    x: Tensor,
-    y: Tensor,
+    x: Tensor | np.ndarray | Sequence[Any],
+    y: Tensor | np.ndarray | Sequence[Any],
     p: int = 2,
     weights_x: Tensor | np.ndarray | Sequence[float] | None = None,
     weights_y: Tensor | np.ndarray | Sequence[float] | None = None,
 ) -> Tensor:
-    r"""Exact :math:`W_p` between point clouds ``x [n, d]`` and ``y [m, d]``.
+    r"""Exact :math:`W_p` between point clouds ``x [n, d]`` and ``y [m, d]`` (tensors, arrays or
+    sequences of points).
 
     Solves the discrete optimal-transport linear programme with POT's ``ot.emd2`` on the
     ground cost :math:`\lVert x_i - y_j\rVert^p`, then returns the ``p``-th root. Weights are
@@ -643,15 +649,16 @@ def _extent_exponent(x: np.ndarray, y: np.ndarray) -> int:
 
 
 def mmd(
-    x: Tensor,
-    y: Tensor,
+    x: Tensor | np.ndarray | Sequence[Any],
+    y: Tensor | np.ndarray | Sequence[Any],
     bandwidths: Sequence[float] = (0.01, 0.1, 1.0, 10.0, 100.0),
 ) -> Tensor:
     r"""Squared MMD with a sum of RBF kernels :math:`\sum_h \exp(-\lVert a-b\rVert^2 / h)`.
 
     Biased (V-statistic) estimate :math:`\overline{K_{xx}} + \overline{K_{yy}} - 2\overline{K_{xy}}`
-    between ``x [n, d]`` and ``y [m, d]``; ``bandwidths`` are the kernel scales :math:`h`, in
-    squared units of the data (the defaults suit data of order 1: scale them with the data).
+    between ``x [n, d]`` and ``y [m, d]`` (tensors, arrays or sequences of points);
+    ``bandwidths`` are the kernel scales :math:`h`, in squared units of the data (the defaults
+    suit data of order 1: scale them with the data).
     """
     if (
         isinstance(bandwidths, (str, bytes))

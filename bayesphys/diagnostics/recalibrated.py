@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -172,7 +173,7 @@ class RecalibratedPosterior:
 
     def sample(
         self,
-        sample_shape: torch.Size | tuple[int, ...] = torch.Size(),
+        sample_shape: int | Sequence[int] = torch.Size(),
         generator: torch.Generator | None = None,
         *,
         seed: int | None = None,
@@ -186,7 +187,7 @@ class RecalibratedPosterior:
             draws = self.base.sample(_size(sample_shape), generator=generator)
             return self.map_draws(draws)
 
-    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size()) -> Tensor:
+    def rsample(self, sample_shape: int | Sequence[int] = torch.Size()) -> Tensor:
         r"""Reparameterised draws ``[*sample_shape, *batch, *event]`` of a variance scaling (the
         base's, mapped: :math:`\mu + s\,(x - \mu)`); ``NotImplementedError`` for a quantile
         map."""
@@ -194,7 +195,7 @@ class RecalibratedPosterior:
             raise NotImplementedError("RecalibratedPosterior.rsample: not with a quantile map")
         return self.map_draws(self.base.rsample(_size(sample_shape)))
 
-    def quantile(self, q: float | Sequence[float] | Tensor) -> Tensor:
+    def quantile(self, q: float | Sequence[float] | np.ndarray | Tensor) -> Tensor:
         """Recalibrated marginal quantiles ``[*q.shape, *batch, *event]``."""
         qt = _q_tensor(q, self.base.mean)
         if self._scaled:

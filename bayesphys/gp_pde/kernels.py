@@ -131,7 +131,7 @@ class SpectralMixture1d(nn.Module):
         log_w: Tensor | float | None = None,
         log_a: Tensor | float | None = None,
         freq_scale: float = 20.0,
-        dtype: torch.dtype = torch.float64,
+        dtype: torch.dtype | str | None = torch.float64,
     ) -> None:
         super().__init__()
         if kind not in KINDS:

@@ -294,7 +294,7 @@ def invariance_study(
 
 
 def burgers_inverse_inputs(
-    test: dict[str, Any], n_inverse: int = 225, *, seed: int = 0
+    test: dict[str, Any], n_inverse: int = 225, *, seed: int | None = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Inverse-problem inputs of :func:`evaluate_burgers`: ``n_inverse`` random interior
     reference nodes per case (``t > 0``, off the walls) -> points ``[n, n_inverse, 2]`` (x, t)

@@ -148,8 +148,8 @@ class GridMeasure:
         n: int,
         *,
         generator: torch.Generator | None = None,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str = "cpu",
+        dtype: torch.dtype | str | None = torch.float32,
+        device: torch.device | str | None = "cpu",
     ) -> tuple[Tensor, Tensor]:
         """Draw ``batch`` grids of ``n`` points: ``(points [batch, n, dim], weights [batch, n])``
         (``dtype`` floating; ``None`` the default float32, as the signature says; ``device``

@@ -48,7 +48,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_real
-from .._device import as_tensor, check_finite_input
+from .._device import ArrayLike, as_tensor, check_finite_input
 from .._model import FitResult, autograd_on
 from ..problems.fisher_kolmogorov import _fk_forward, stable_steps
 from ..problems.glioma import check_thresholds
@@ -216,9 +216,10 @@ class GliomaModel(GliomaPosteriorMixin):
             )
         return theta
 
-    def full(self, c: Tensor) -> Tensor:
+    def full(self, c: ArrayLike) -> Tensor:
         """Embed a cropped field ``[..., *crop]`` into the whole grid ``[..., *full]`` (zeros);
-        ``c`` a tensor (a list failed with ``AttributeError``; arrays are converted)."""
+        ``c`` a tensor, or an array or list converted to the model's dtype and device (a list
+        failed with ``AttributeError``)."""
         if not isinstance(c, Tensor):
             c = as_tensor("c", c, dtype=self.dtype, device=self.device, finite=False)
         if tuple(c.shape[c.ndim - self.ndim :]) != self.shape:

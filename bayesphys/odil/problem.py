@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_callback, check_int, check_int_sequence
-from .._device import as_tensor, model_device, single_or_double
+from .._device import ArrayLike, as_tensor, model_device, single_or_double
 from .multigrid import Multigrid
 
 __all__ = ["DiscreteProblem"]
@@ -182,7 +182,7 @@ class DiscreteProblem:
             x[self.slices[k]] = val.reshape(-1)
         return x
 
-    def unpack(self, x: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    def unpack(self, x: ArrayLike) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """``x [n]`` -> (fine fields ``{name: [*shape]}``, params ``{name: [*shape]}``); ``x`` a
         tensor (passed unchanged) or an array / list (in the problem's dtype and device)."""
         if not isinstance(x, Tensor):  # a list failed with AttributeError ('shape')

@@ -63,7 +63,7 @@ from linear_operator.operators import (
 from torch import Tensor
 
 from .._checks import check_int, check_real, did_you_mean
-from .._device import as_tensor
+from .._device import ArrayLike, as_tensor
 from .._quantile import quantile_of_all
 from ..posterior import GaussianPosterior
 from ._calibration_state import check_state
@@ -155,7 +155,7 @@ class HybridCalibration:
         err = self.err_root.to(mean).permute(2, 0, 1) * math.sqrt(v)  # [V, nt, N]
         return local_root(err, self.val_mean.to(mean), mean, self.neighbours)
 
-    def matches(self, t: Tensor, x: Tensor) -> bool:
+    def matches(self, t: ArrayLike, x: ArrayLike) -> bool:
         """Whether the grid ``t [nt] x x [N]`` is the calibration grid (same shapes, values
         equal to within ``1e-12``). ``t`` and ``x`` may be tensors, arrays or lists (as in
         :func:`fit_hybrid`; lists failed with an ``AttributeError``), real."""

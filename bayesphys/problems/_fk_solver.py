@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_bool, check_int, check_real, did_you_mean
-from .._device import as_tensor, check_finite_input, check_on_device
+from .._device import ArrayLike, as_tensor, check_finite_input, check_on_device
 from ._fk_stability import _check_scheme, _check_stable, _check_time
 from .stencil import (
     _check_div_flux,
@@ -42,7 +42,7 @@ def _real_state(name: str, c: Tensor) -> Tensor:
 
 
 def _check_grid(
-    c0: Tensor, faces: Sequence[Tensor], tissue: Tensor | None, spacing
+    c0: Tensor, faces: Sequence[Tensor], tissue: ArrayLike | None, spacing
 ) -> tuple[float, Tensor | None]:
     """One face map per axis of ``c0``'s grid and a tissue mask of that grid; ``spacing > 0``
     (too few faces failed with an IndexError, a mask of another shape broadcast silently),
@@ -189,7 +189,7 @@ def fk_forward(
     t_end: float,
     steps: int,
     spacing: float,
-    tissue: Tensor | None = None,
+    tissue: ArrayLike | None = None,
     save_every: int | None = None,
     scheme: str = "euler",
     check_stability: bool = True,
@@ -260,7 +260,7 @@ def _fk_forward(
     t_end: float,
     steps: int,
     spacing: float,
-    tissue: Tensor | None = None,
+    tissue: ArrayLike | None = None,
     save_every: int | None = None,
     scheme: str = "euler",
     check_stability: bool = True,
@@ -391,7 +391,7 @@ def fk_forward_tangent(
     t_end: float,
     steps: int,
     spacing: float,
-    tissue: Tensor | None = None,
+    tissue: ArrayLike | None = None,
     scheme: str = "euler",
     check_stability: bool = True,
 ) -> tuple[Tensor, Tensor]:

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from .._checks import MissingPackage, check_int, check_keys, check_real, check_seed, missing_module
-from .._device import as_tensor, check_finite, model_device, resolve_dtype
+from .._device import ArrayLike, as_tensor, check_finite, model_device, resolve_dtype
 from .fisher_kolmogorov import fk_forward, initial_condition, stable_steps, tissue_faces
 
 __all__ = [
@@ -74,7 +74,7 @@ def brain_phantom(
     n: int = 64,
     spacing: float = 2.0,
     *,
-    dtype: torch.dtype = torch.float64,
+    dtype: torch.dtype | str = torch.float64,
     device: str | torch.device = "cpu",
 ) -> dict[str, Tensor | float]:
     """Analytic 2-D brain phantom on an ``n x n`` grid of ``spacing`` mm.
@@ -188,7 +188,7 @@ def mni_atlas(
     *,
     axial_mm: float | None = None,
     margin_mm: float = 4.0,
-    dtype: torch.dtype = torch.float64,
+    dtype: torch.dtype | str = torch.float64,
     device: str | torch.device = "cpu",
 ) -> dict:
     r"""MNI ICBM152 2009a tissue maps (from ``nilearn``'s package data), cropped to the brain.
@@ -283,7 +283,7 @@ def check_thresholds(th_up: Any, th_down: Any) -> tuple[float, float]:
     return th_up, th_down
 
 
-def segment(c: Tensor, th_up: float, th_down: float, brain: Tensor) -> Tensor:
+def segment(c: ArrayLike, th_up: float, th_down: float, brain: ArrayLike) -> Tensor:
     """Labels ``[*grid]`` (int64): 2 if ``c >= th_up``, 1 if ``th_down <= c < th_up``, else 0.
 
     ``c`` finite and real and ``brain`` of its shape (tensors, arrays or lists; NaN cells were

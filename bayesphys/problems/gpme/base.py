@@ -14,7 +14,7 @@ from torch import Tensor
 
 from ..._checks import check_broadcasts, check_int, check_range, check_real
 from ..._context_flag import ContextFlag
-from ..._device import as_tensor, values_readable
+from ..._device import ArrayLike, as_tensor, values_readable
 from ._common import _F64, _f64, _real
 
 __all__ = ["GPMEProblem"]
@@ -141,12 +141,13 @@ class GPMEProblem:
         (a NaN ``t`` gives NaN)."""
         raise NotImplementedError
 
-    def diffusivity(self, u: Tensor, param: Tensor) -> Tensor:
+    def diffusivity(self, u: ArrayLike, param: ArrayLike) -> Tensor:
         """:math:`k(u)` (differentiable surrogate where :math:`k` jumps, used by SoftC):
-        ``u [*]`` -> ``[*]``, ``param`` broadcasting to ``u``."""
+        ``u [*]`` -> ``[*]``, ``param`` broadcasting to ``u`` (tensors, or lists, arrays and
+        numbers, converted)."""
         raise NotImplementedError
 
-    def _diffusivity_args(self, u: Tensor, param: Tensor | float) -> tuple[Tensor, Tensor]:
+    def _diffusivity_args(self, u: ArrayLike, param: ArrayLike) -> tuple[Tensor, Tensor]:
         """:meth:`diffusivity`'s arguments checked: ``u`` a real tensor ``[*]`` (a tensor passes
         unchanged, its dtype, device and graph kept; a list, array or number is converted, an
         integral one to the default floating dtype), ``param`` real, every value inside the

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..._device import ArrayLike
 from ._common import _check_broadcast, _f64, _nan_at
 from .base import GPMEProblem
 
@@ -67,7 +68,7 @@ class Diffusion(GPMEProblem):
         x0, x1 = self.x_range  # -k (cos x0 - cos x1) e^{-kt}, written to give +0.0 on a period
         return _nan_at(t, (math.cos(x1) - math.cos(x0)) * param * torch.exp(-param * t))
 
-    def diffusivity(self, u: Tensor, param: Tensor) -> Tensor:
+    def diffusivity(self, u: ArrayLike, param: ArrayLike) -> Tensor:
         r"""The constant :math:`k(u) = k`, shaped like ``u``: ``u [*]`` -> ``[*]``; ``param``
         (:math:`k > 0`) a number or a tensor whose shape broadcasts to ``u``'s, every value
         inside ``param_domain`` (else a ``ValueError`` naming ``k``); a number, list or

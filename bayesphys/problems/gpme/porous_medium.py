@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..._device import ArrayLike
 from ._common import _check_broadcast, _f64, _nan_at, _pos_pow
 from .base import GPMEProblem
 
@@ -78,7 +79,7 @@ class PorousMedium(GPMEProblem):
         self._check_param(param)  # m = -1 has no front, yet its breaks were listed
         return [float(v) for v in self.x_range]
 
-    def diffusivity(self, u: Tensor, param: Tensor) -> Tensor:
+    def diffusivity(self, u: ArrayLike, param: ArrayLike) -> Tensor:
         r""":math:`k(u) = \max(u, 0)^m`: ``u [*]`` -> ``[*]``; ``param`` (:math:`m > 0`) a
         number or a tensor whose shape broadcasts to ``u``'s, every value inside
         ``param_domain`` (else a ``ValueError`` naming ``m``); a number, list or array takes

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from ..._checks import check_int, check_real
+from ..._device import ArrayLike
 from ._common import _check_broadcast, _f64, _nan_at
 from .base import GPMEProblem
 
@@ -171,7 +172,7 @@ class Stefan(GPMEProblem):
 
         return _nan_at(t_in, flux(x0) - flux(x1))
 
-    def diffusivity(self, u: Tensor, param: Tensor) -> Tensor:
+    def diffusivity(self, u: ArrayLike, param: ArrayLike) -> Tensor:
         r"""A smooth surrogate of :math:`k(u) = 1\{u \ge u^*\}` (used by SoftC),
         :math:`\sigma((u - u^*)/\epsilon)` with :math:`\epsilon` = ``smooth``: ``u [*]`` ->
         ``[*]``; ``param`` (:math:`u^* \in (0, 1)`) a number or a tensor whose shape

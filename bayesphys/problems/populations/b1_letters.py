@@ -133,7 +133,7 @@ def letters(
     target_noise: float = 0.05,
     source_noise: float = 0.5,
     seed: int = 0,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | str | None = torch.float32,
 ) -> PopulationPairs:
     """B1: letter denoising. Splits ``train`` (24 x rotations), ``val``/``cal`` ("X"), ``test``
     ("Y").
@@ -145,7 +145,8 @@ def letters(
     ``test_letter`` must not appear in ``train_letters``, nor ``test_letter`` in
     ``val_letter`` (case-insensitive, as glyphs are upper-cased): each split reseeds with
     ``seed``, so a shared letter's pairs would be bit-identical in both splits (a
-    ``ValueError``).
+    ``ValueError``). ``dtype`` a floating dtype or its name; ``None`` keeps the glyphs'
+    float64 values.
     """
     rotations = check_int("rotations", rotations, minimum=1)
     train_letters = _check_letters("train_letters", train_letters)

@@ -39,7 +39,7 @@ def linear_map(
     n_test: int = 50,
     n_points: int = 512,
     seed: int = 0,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | str | None = torch.float32,
 ) -> PopulationPairs:
     r"""B2: population-dependent affine map with exact answers.
 
@@ -53,7 +53,8 @@ def linear_map(
     The ``P = n_train + n_cal + n_test`` populations are drawn from one seeded stream in a
     batch, so another split size changes every population, the test ones included: to vary
     ``n_train`` against one test set, draw once with the largest sizes and shorten
-    ``splits["train"]``.
+    ``splits["train"]``. ``dtype`` a floating dtype or its name; ``None`` keeps the
+    generator's float64 values.
     """
     dim = check_int("dim", dim, minimum=2)
     n_points = check_int("n_points", n_points, minimum=2)

@@ -103,7 +103,7 @@ def interacting_particles(
     b: float = 2.0,
     ell: float = 0.5,
     seed: int = 0,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | str | None = torch.float32,
 ) -> PopulationPairs:
     """B3: 2-d Gaussian-mixture populations ``[n_points, 2]`` evolved to T=1 (RK4), index-paired.
 

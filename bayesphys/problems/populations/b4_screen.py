@@ -55,7 +55,7 @@ def patient_screen(
     dim: int = 10,
     fold: int = 0,
     seed: int = 0,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | str | None = torch.float32,
     split: str = "patient",
 ) -> PopulationPairs:
     r"""B4: synthetic patient x treatment screen with a microenvironment effect.
@@ -86,6 +86,7 @@ def patient_screen(
     ``extra["replicate"]`` give each pair's patient and replicate ``[num_pairs]``,
     ``extra["cell_type"]`` the type of every source/target cell, and ``source_features`` the one-hot
     type ``[n, 2]`` of each source cell (the reference feeds the cell-type one-hot to the GNN).
+    ``dtype`` a floating dtype or its name; ``None`` keeps the generator's float64 values.
     """
     # fewer than 4 patients left no training patient (3) or put the calibration patient into
     # the test split ((2k + 2) % 2 = 0 for 2 patients)

@@ -210,7 +210,7 @@ class BurgersProblem:
 
 
 def burgers_test_set(
-    n: int = 200, *, seed: int = 0, n_nodes: int = 501, n_steps: int = 100
+    n: int = 200, *, seed: int | None = 0, n_nodes: int = 501, n_steps: int = 100
 ) -> dict[str, np.ndarray]:
     """Seeded Burgers cases: ``{"x" [nx], "t" [nt], "z" [n, 2], "w" [n, 1], "u" [n, nt, nx]}``.
 

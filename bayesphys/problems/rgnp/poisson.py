@@ -206,7 +206,9 @@ class PoissonProblem:
         return b, d
 
 
-def poisson_test_set(n: int = 1000, *, seed: int = 0, n_nodes: int = 201) -> dict[str, np.ndarray]:
+def poisson_test_set(
+    n: int = 1000, *, seed: int | None = 0, n_nodes: int = 201
+) -> dict[str, np.ndarray]:
     """Seeded Poisson test cases: ``{"x" [n_nodes], "z" [n, 5], "w" [n, 1], "u" [n, n_nodes]}``.
 
     ``n >= 1``, ``n_nodes >= 3`` (ints); ``seed`` an int ``>= 0`` (``None``: drawn from torch's
@@ -229,7 +231,7 @@ def poisson_test_set(n: int = 1000, *, seed: int = 0, n_nodes: int = 201) -> dic
 
 
 def poisson_sensor_data(
-    n: int = 1000, *, seed: int = 1, sigma_y: float = 0.05
+    n: int = 1000, *, seed: int | None = 1, sigma_y: float = 0.05
 ) -> dict[str, np.ndarray]:
     r"""Noisy labelled sensor sets (P2); ``y`` ``[n, 54]`` at ``x_obs`` ``[54]``.
 
@@ -263,7 +265,7 @@ def poisson_sensor_data(
     }
 
 
-def invariance_points(n: int, layout: str, *, seed: int = 0) -> np.ndarray:
+def invariance_points(n: int, layout: str, *, seed: int | None = 0) -> np.ndarray:
     """``n`` sorted interior points of ``(-1, 1)`` for the P3 grid-invariance study, an
     array ``(n,)``.
 
