@@ -205,8 +205,9 @@ def fk_forward(
       exact logistic flow :math:`R_\tau` (:func:`logistic_step`) and an explicit Euler diffusion
       step :math:`E_{\Delta t}` (same stability limit, same cost; the reaction carries no
       time-step error and the splitting error is second order, but the Euler diffusion step
-      keeps the scheme first order overall: measured order about 1.1, with an error constant
-      about 25 times smaller than ``"euler"``'s).
+      keeps the scheme first order overall: measured order about 1.1, with an error 4 to 19
+      times smaller than ``"euler"``'s at the same steps, on the 64 x 64 phantom at t = 100
+      and the corners of the glioma prior box).
 
     ``tissue`` (0/1 mask ``[*grid]``: a tensor, array or list) zeroes the initial state
     outside the brain (once: the state stays 0 there where the faces are 0, as
