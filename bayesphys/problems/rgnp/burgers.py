@@ -47,7 +47,12 @@ def solve_burgers(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     r"""Reference Burgers solutions: ``z`` ``[B, 2]`` (viscosity, advection), ``w`` ``[B]``.
 
-    Central differences in space, Crank-Nicolson in time, Newton per step. ``u0``
+    Central differences in space, Crank-Nicolson in time, Newton per step (second order in
+    both; the first steps are less accurate next to the walls, where the initial condition's
+    :math:`\nu u_{xx} \ne 0` meets :math:`u = 0` and Crank-Nicolson does not damp the fast
+    modes: at the prior corner viscosity 0.1, advection 1, w = 2, the largest error against
+    3200 steps is 5.2e-3 at the default 100 steps, at t = 0.01 next to a wall, 6e-4 from
+    t = 0.1 on and 3.6e-5 at t = 1; the test sets' noise sd is 0.05). ``u0``
     (``[B, n_nodes]``, zero at both ends) replaces the initial condition (used for checks).
     Returns ``(x [n_nodes], t [n_steps + 1], u [B, n_steps + 1, n_nodes])``.
 
