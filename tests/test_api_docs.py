@@ -1,7 +1,8 @@
 """The API reference (docs/api.md, rendered by mkdocstrings) shows every public name: each entry of
 the ``__all__`` of ``bayesphys`` and of its public subpackages has an anchor on the built page
 (names that are also a submodule's name, module constants without a docstring and the
-subpackages' own extras were missing before)."""
+subpackages' own extras were missing before), and renders the docstrings' reST roles as math and
+code (``docs/_griffe_roles.py``; ``:math:`` and ``:func:`` were printed raw before)."""
 
 from __future__ import annotations
 
@@ -45,12 +46,14 @@ def test_the_check_sees_a_missing_name():
     assert "bayesphys.FitResult" not in _undocumented({"bayesphys.FitResult"})
 
 
-def test_every_public_name_is_in_the_api_reference(tmp_path):
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    """The docs site, built once for the checks of its API page."""
     pytest.importorskip("mkdocs")
     pytest.importorskip("mkdocstrings")
     if not (ROOT / "mkdocs.yml").is_file():
         pytest.skip("not a source checkout")
-    site = tmp_path / "site"
+    site = tmp_path_factory.mktemp("docs") / "site"
     env = os.environ | {"NO_MKDOCS_2_WARNING": "1"}
     subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "-q", "--site-dir", str(site)],
@@ -59,8 +62,31 @@ def test_every_public_name_is_in_the_api_reference(tmp_path):
         env=env,
         capture_output=True,
     )
+    return site
+
+
+def test_every_public_name_is_in_the_api_reference(site):
     html = (site / "api" / "index.html").read_text(encoding="utf-8")
     anchors = set(re.findall(r'id="([^"]+)"', html))
     assert len(anchors) > 500
     gaps = _undocumented(anchors)
     assert not gaps, "public names missing from docs/api.md:\n" + "\n".join(gaps)
+
+
+def test_the_api_reference_renders_the_docstrings_rest_roles(site):
+    """``:math:`` and ``.. math::`` are math (arithmatex, typeset by MathJax) and ``:func:``,
+    ``:class:``... are code or links (docs/_griffe_roles.py); they were printed raw."""
+    html = (site / "api" / "index.html").read_text(encoding="utf-8")
+    for raw in (":math:", ".. math::", ":func:", ":class:", ":meth:", ":attr:", ":data:", ":mod:"):
+        count = html.count(raw)
+        assert count == 0, f"{raw} {count} times on the API page"
+    assert "$$" not in html and "&lt;autoref" not in html
+    spans = re.findall(r'<span class="arithmatex">(.*?)</span>', html, flags=re.DOTALL)
+    assert len(spans) > 500
+    assert not [s for s in spans if "<" in s], "markup inside inline math"
+    # a docstring's math, backslashes and all: GaussianPosterior's covariance
+    assert '<span class="arithmatex">\\(\\mathcal N(\\mu, \\Sigma)\\)</span>' in html
+    assert html.count('<div class="arithmatex">') >= 10
+    assert html.count('class="autorefs autorefs-internal"') > 300
+    # the helper scripts under docs/ are not copied into the site
+    assert not list(site.glob("*.py"))
