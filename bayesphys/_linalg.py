@@ -330,19 +330,38 @@ def _kron_root(factors: list[Tensor], name: str) -> StructuredRoot:
     return root
 
 
+def _round_off_zero(eigenvalues: list[Tensor]) -> Tensor:
+    r"""Eigenvalues of :math:`\otimes_i A_i` (``[prod n_i]``, C order) from those of the factors
+    (``[n_i]`` each), each factor's values of magnitude at most :math:`n_i\,\epsilon\,
+    \max|e_i|` (round-off of a singular factor's zero eigenvalues) set to 0 first."""
+    lam = None
+    for e in eigenvalues:
+        tol = max(e.shape[-1], 1) * torch.finfo(e.dtype).eps * e.abs().amax(-1, keepdim=True)
+        e = torch.where(e.abs() <= tol, torch.zeros_like(e), e)
+        lam = e if lam is None else torch.kron(lam, e)
+    return lam
+
+
 def _kron_added_diag_root(cov: KroneckerProductAddedDiagLinearOperator, name: str):
     factors = [to_dense(f) for f in cov._linear_op.linear_ops]
     eigs = [torch.linalg.eigh(0.5 * (f + f.mT)) for f in factors]
-    lam = None
-    for e in eigs:  # the product's eigenvalues are the products of the factors' (signs too)
-        lam = e.eigenvalues if lam is None else torch.kron(lam, e.eigenvalues)
+    # the product's eigenvalues are the products of the factors' (signs too); each factor's
+    # eigenvalues within its round-off of 0 (n_i eps max|e_i|) are 0 to working precision: a
+    # smooth kernel factor's (long length scale, fine grid) came back as about -1e-6 of its
+    # largest in float32, and their products with the other factors' largest made a positive
+    # definite K + d I (d > 0 the nugget) read as indefinite and refused
+    lam = _round_off_zero([e.eigenvalues for e in eigs])
     # K + d I = Q (lam + d) Q^T exactly for any symmetric K (its sign included): only the sum
     # must be positive definite, as for a dense covariance
-    total = lam + cov._diag_tensor.diagonal()[..., 0]
+    d = cov._diag_tensor.diagonal()[..., 0]
+    total = lam + d
     if bool((total <= 0).any()):
         raise ValueError(
             f"{name}: Kronecker-plus-diagonal covariance is not positive definite (smallest "
-            f"eigenvalue {float(total.min()):.3e})"
+            f"eigenvalue {float(total.min()):.3e} with the constant diagonal "
+            f"{float(d.min()):.3e}); its Kronecker part has eigenvalues below -{float(d.min()):.1e}"
+            " beyond round-off: check that the factors are positive semi-definite (or that "
+            "their product is) and raise the constant diagonal"
         )
     qs = [e.eigenvectors for e in eigs]
     qts = [q.mT for q in qs]
