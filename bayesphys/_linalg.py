@@ -185,6 +185,9 @@ class StructuredRoot:
         # whether the "jittered covariance" warning was given: once per root, not once per
         # solve and once per log determinant of every log density
         self.jitter_warned = False
+        # whether a root factorised without jitter was checked for singularity to working
+        # precision (a few triangular solves, once)
+        self.singular_checked = False
 
 
 def _cols(a: Tensor, z: Tensor):
@@ -220,6 +223,62 @@ def _warn_jittered(root: StructuredRoot, name: str, jitter: float) -> None:
     root.jitter_warned = True
 
 
+def _smallest_eigenvalue_bound(chol: Tensor, iters: int = 8) -> Tensor:
+    r"""An upper bound ``[*batch]`` on the smallest eigenvalue of :math:`LL^\top` (``chol``
+    ``[*batch, n, n]``), by inverse iteration from a fixed start: :math:`\lVert v\rVert /
+    \lVert (LL^\top)^{-1} v\rVert` for any :math:`v \ne 0` is at least :math:`\lambda_{\min}`
+    and approaches it; ``iters`` triangular solve pairs, :math:`O(n^2)` each."""
+    with torch.no_grad():
+        c = chol.detach()
+        n = c.shape[-1]
+        # a fixed, non-symmetric start (cosines of incommensurate frequencies): deterministic,
+        # and not orthogonal to a near-null direction such as a mass row or a constant mode
+        k = torch.arange(1, n + 1, dtype=c.dtype, device=c.device)
+        v = torch.cos(k * 1.7320508 + 0.5) + 1.0 / k
+        v = (v / v.norm()).expand(*c.shape[:-1]).unsqueeze(-1)
+        bound = None
+        for _ in range(iters):
+            w = torch.cholesky_solve(v, c)
+            norm = w.norm(dim=(-2, -1))
+            ratio = 1.0 / norm  # ||v|| = 1
+            # fmin: an overflowing solve (a pivot of ~0) gives a bound of 0 and NaN after it
+            bound = ratio if bound is None else torch.fmin(bound, ratio)
+            v = w / norm[..., None, None]
+        return bound
+
+
+def _warn_singular(root: StructuredRoot, name: str, chol: Tensor) -> None:
+    """Warn, once per ``root``, that a covariance factorised without jitter is singular to
+    working precision (smallest eigenvalue below ``n eps`` of its largest variance): its log
+    densities and solves are set by round-off along its near-null directions, as a jittered
+    one's are by the jitter (which warns; whether a covariance needs the jitter is itself
+    decided by round-off)."""
+    if root.jitter_warned or root.singular_checked:
+        return
+    n = chol.shape[-1]
+    with torch.no_grad():
+        top = chol.detach().pow(2).sum(-1).amax(-1)  # the largest variance (a diagonal entry)
+        # the largest variance is at most the largest eigenvalue: a conservative round-off
+        tol = n * torch.finfo(chol.dtype).eps * top
+        low = _smallest_eigenvalue_bound(chol)
+        bad = low <= tol
+    if bool(bad.any()):
+        worst = float((low / top.clamp_min(torch.finfo(chol.dtype).tiny)).min())
+        floor = n * torch.finfo(chol.dtype).eps
+        warnings.warn(
+            f"{name}: singular to working precision (smallest eigenvalue about {worst:.1e} of "
+            f"its largest variance, below the round-off n eps = {floor:.1e}, e.g. a covariance "
+            "conditioned exactly on a constraint); log densities and solves along its "
+            "near-null directions are set by round-off. Add a nugget (a small "
+            "multiple of the identity, or scaled per coordinate) to it for a density of your "
+            "own choosing",
+            RuntimeWarning,
+            stacklevel=user_stacklevel(),
+        )
+        root.jitter_warned = True
+    root.singular_checked = True
+
+
 def _dense_root(cov: LinearOperator | Tensor, name: str) -> StructuredRoot:
     a = to_dense(cov)
     chol, jitter = _psd_cholesky_jitter(a, name)
@@ -230,10 +289,14 @@ def _dense_root(cov: LinearOperator | Tensor, name: str) -> StructuredRoot:
 
     def logdet():
         _warn_jittered(root, name, jitter)
+        if not jitter:
+            _warn_singular(root, name, chol)
         return 2 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
 
     def solve(v):
         _warn_jittered(root, name, jitter)
+        if not jitter:
+            _warn_singular(root, name, chol)
         vv, undo = _cols(chol, v)
         return undo(torch.cholesky_solve(vv, chol))
 
