@@ -247,24 +247,26 @@ def _smallest_eigenvalue_bound(chol: Tensor, iters: int = 8) -> Tensor:
         return bound
 
 
-def _warn_singular(root: StructuredRoot, name: str, chol: Tensor) -> None:
+def _warn_singular(root: StructuredRoot, name: str, chols: list[Tensor]) -> None:
     """Warn, once per ``root``, that a covariance factorised without jitter is singular to
     working precision (smallest eigenvalue below ``n eps`` of its largest variance): its log
     densities and solves are set by round-off along its near-null directions, as a jittered
     one's are by the jitter (which warns; whether a covariance needs the jitter is itself
-    decided by round-off)."""
+    decided by round-off). ``chols``: the factor, or a Kronecker product's factors' factors
+    (the product is singular to working precision when one of them is)."""
     if root.jitter_warned or root.singular_checked:
         return
-    n = chol.shape[-1]
-    with torch.no_grad():
-        top = chol.detach().pow(2).sum(-1).amax(-1)  # the largest variance (a diagonal entry)
-        # the largest variance is at most the largest eigenvalue: a conservative round-off
-        tol = n * torch.finfo(chol.dtype).eps * top
-        low = _smallest_eigenvalue_bound(chol)
-        bad = low <= tol
-    if bool(bad.any()):
-        worst = float((low / top.clamp_min(torch.finfo(chol.dtype).tiny)).min())
-        floor = n * torch.finfo(chol.dtype).eps
+    found = []  # (relative smallest eigenvalue, n eps) of the singular ones
+    for chol in chols:
+        n, eps = chol.shape[-1], torch.finfo(chol.dtype).eps
+        with torch.no_grad():
+            top = chol.detach().pow(2).sum(-1).amax(-1)  # the largest variance (diagonal)
+            # the largest variance is at most the largest eigenvalue: a conservative round-off
+            rel = _smallest_eigenvalue_bound(chol) / top.clamp_min(torch.finfo(chol.dtype).tiny)
+        if bool((rel <= n * eps).any()):
+            found.append((float(rel.min()), n * eps))
+    if found:
+        worst, floor = min(found)
         warnings.warn(
             f"{name}: singular to working precision (smallest eigenvalue about {worst:.1e} of "
             f"its largest variance, below the round-off n eps = {floor:.1e}, e.g. a covariance "
@@ -290,13 +292,13 @@ def _dense_root(cov: LinearOperator | Tensor, name: str) -> StructuredRoot:
     def logdet():
         _warn_jittered(root, name, jitter)
         if not jitter:
-            _warn_singular(root, name, chol)
+            _warn_singular(root, name, [chol])
         return 2 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
 
     def solve(v):
         _warn_jittered(root, name, jitter)
         if not jitter:
-            _warn_singular(root, name, chol)
+            _warn_singular(root, name, [chol])
         vv, undo = _cols(chol, v)
         return undo(torch.cholesky_solve(vv, chol))
 
@@ -372,12 +374,16 @@ def _kron_root(factors: list[Tensor], name: str) -> StructuredRoot:
 
     def logdet():
         _warn_jittered(root, name, jitter)
+        if not jitter:
+            _warn_singular(root, name, chols)
         return sum((n // s) * 2 * c.diagonal().log().sum() for s, c in zip(sizes, chols))
 
     inv: list[Tensor] = []  # the factors' inverses, formed at the first solve only
 
     def solve(v):
         _warn_jittered(root, name, jitter)
+        if not jitter:
+            _warn_singular(root, name, chols)
         # inverses formed without autograd (a solve under no_grad) are formed again when
         # gradients are wanted: reused, they dropped the solve's share of the gradient
         # (log_prob's gradient was that of its log-determinant alone)

@@ -92,3 +92,15 @@ def test_log_prob_of_a_well_conditioned_covariance_does_not_warn():
         lp = post.log_prob(torch.zeros(50, dtype=torch.float64))
     ref = torch.distributions.MultivariateNormal(torch.zeros(50, dtype=torch.float64), k)
     torch.testing.assert_close(lp, ref.log_prob(torch.zeros(50, dtype=torch.float64)))
+
+
+def test_log_prob_of_a_kronecker_covariance_with_such_a_factor_warns():
+    lucky = [c for c in _conditioned_covariances() if not torch.linalg.cholesky_ex(c)[1]]
+    assert lucky
+    cov = KroneckerProductLinearOperator(
+        DenseLinearOperator(lucky[0]), DenseLinearOperator(torch.eye(2, dtype=torch.float64))
+    )
+    post = GaussianPosterior(torch.zeros(100, dtype=torch.float64), cov)
+    with pytest.warns(RuntimeWarning, match="singular to working precision"):
+        lp = post.log_prob(torch.zeros(100, dtype=torch.float64))
+    assert torch.isfinite(lp)
